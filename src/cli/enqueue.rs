@@ -1,0 +1,92 @@
+//! `berth enqueue`: the producer side. Writes a record only after the gates the daemon
+//! applies, so a producer learns at once that a path or branch would be refused.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use super::{Context, Outcome};
+use crate::gates::WorktreeChoice;
+use crate::record::{Record, Status};
+
+#[derive(clap::Args, Debug)]
+pub struct EnqueueArgs {
+    /// The repo checkout the PR belongs to (must sit under an allowed root).
+    #[arg(long, value_name = "DIR")]
+    pub repo_path: PathBuf,
+    /// The PR number.
+    #[arg(long)]
+    pub pr: u64,
+    /// The PR's head branch.
+    #[arg(long, value_name = "BRANCH")]
+    pub feature_branch: String,
+    /// The branch the PR lands on.
+    #[arg(long, value_name = "BRANCH", default_value = "main")]
+    pub base: String,
+    /// The version being released.
+    #[arg(long)]
+    pub version: String,
+    /// The orchestrator run that produced the PR (default: `manual-<time>`).
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// The run's living plan.
+    #[arg(long, value_name = "FILE", default_value = "")]
+    pub living_plan_path: String,
+    /// Where the landing runs (default: the repo path).
+    #[arg(long, value_name = "DIR")]
+    pub worktree_path: Option<PathBuf>,
+    #[arg(long, value_name = "URL")]
+    pub pr_url: Option<String>,
+    #[arg(long, value_name = "FILE")]
+    pub source_plan_path: Option<String>,
+}
+
+pub fn run(ctx: &Context, args: &EnqueueArgs) -> anyhow::Result<Outcome> {
+    let now = crate::clock::now_iso();
+    let repo_path = args.repo_path.to_string_lossy().into_owned();
+    let mut record = Record {
+        run_id: args
+            .run_id
+            .clone()
+            .unwrap_or_else(|| format!("manual-{}", now.replace([':', '.'], "-"))),
+        repo_path: repo_path.clone(),
+        base_branch: args.base.clone(),
+        feature_branch: args.feature_branch.clone(),
+        pr_number: args.pr,
+        version: args.version.clone(),
+        living_plan_path: args.living_plan_path.clone(),
+        worktree_path: args
+            .worktree_path
+            .as_ref()
+            .map_or(repo_path, |p| p.to_string_lossy().into_owned()),
+        queued_at: now,
+        status: Status::Queued,
+        repo_identity: None,
+        pr_url: args.pr_url.clone(),
+        source_plan_path: args.source_plan_path.clone(),
+        last_error: None,
+        last_updated_at: None,
+        last_github_checked_at: None,
+        last_github_state: None,
+        reconciled_at: None,
+        retries: None,
+        claimed_by: None,
+        extra: Default::default(),
+    };
+    if args.pr == 0 {
+        anyhow::bail!("--pr must be a positive PR number");
+    }
+    let gated = ctx
+        .allowlist()
+        .gate_record(&record)
+        .context("the record would be blocked by the daemon, so it was not queued")?;
+    record.repo_path = gated.repo.path.to_string_lossy().into_owned();
+    record.repo_identity = Some(gated.identity);
+    if let WorktreeChoice::Scratch { reason } = &gated.worktree {
+        eprintln!("warning: the worktree will not be used ({reason}); landings will run in a scratch worktree");
+    }
+    ctx.store.ensure_dir()?;
+    let id = ctx.store.insert(&record)?;
+    println!("queued {id} ({})", ctx.store.path_of(&id).display());
+    Ok(Outcome::Clean)
+}

@@ -1,0 +1,158 @@
+//! The command line: argument parsing and one small handler per command. Handlers call
+//! library code and turn its results into text and exit codes; no policy lives here.
+//!
+//! Exit codes (documented in the README):
+//! - 0: done, nothing needs attention;
+//! - 1: done, but something needs an operator (a blocked or unreadable record, a blocked
+//!   landing);
+//! - 2: berth could not do what was asked (bad arguments, bad input, I/O failure);
+//! - 128+N: stopped by signal N (143 for SIGTERM).
+
+mod enqueue;
+mod records;
+mod run;
+mod status;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::gates::Allowlist;
+use crate::store::QueueStore;
+
+/// The outcome a handler reports; `main` maps it to the process exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Clean,
+    NeedsAttention,
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(outcome: Outcome) -> ExitCode {
+        match outcome {
+            Outcome::Clean => ExitCode::SUCCESS,
+            Outcome::NeedsAttention => ExitCode::from(1),
+        }
+    }
+}
+
+impl From<run::RunEnd> for ExitCode {
+    fn from(end: run::RunEnd) -> ExitCode {
+        match end {
+            run::RunEnd::Outcome(outcome) => outcome.into(),
+            run::RunEnd::Signalled(code) => ExitCode::from(code),
+        }
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "berth",
+    version,
+    about = "Release-queue daemon: lands queued PRs one lane at a time and proves they merged."
+)]
+pub struct Cli {
+    /// The queue directory (one JSON record per PR).
+    #[arg(long, global = true, env = "BERTH_QUEUE_DIR", value_name = "DIR")]
+    pub queue_dir: Option<PathBuf>,
+
+    /// An extra allowed repo root; defaults to the git toplevel of the current directory.
+    #[arg(long, global = true, env = "BERTH_PROJECT_ROOT", value_name = "DIR")]
+    pub project_root: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// One row per record: PR, repo, lane, status, age, last error.
+    Status(status::StatusArgs),
+    /// Put a blocked (or stranded in-flight) record back in the queue.
+    Retry(records::PickArgs),
+    /// Give up on a record for good.
+    Abandon(records::AbandonArgs),
+    /// Queue a PR (the producer side), after the same gates the daemon applies.
+    Enqueue(enqueue::EnqueueArgs),
+    /// Run the daemon: `--once` for one tick, `--watch` to keep going.
+    Run(run::RunArgs),
+}
+
+/// What every handler may need, resolved once from the global flags.
+pub struct Context {
+    pub store: QueueStore,
+    pub project_root: Option<PathBuf>,
+}
+
+impl Context {
+    fn from_cli(cli: &Cli) -> Context {
+        let queue_dir = cli
+            .queue_dir
+            .clone()
+            .unwrap_or_else(crate::paths::default_queue_dir);
+        let project_root = cli.project_root.clone().or_else(git_toplevel_of_cwd);
+        Context {
+            store: QueueStore::new(queue_dir),
+            project_root,
+        }
+    }
+
+    /// The allowlist for this invocation; refused entries are warned about on stderr.
+    pub fn allowlist(&self) -> Allowlist {
+        let (allowlist, refused) = Allowlist::from_env(self.project_root.as_deref());
+        for warning in refused {
+            tracing::warn!("{warning}");
+        }
+        allowlist
+    }
+}
+
+fn git_toplevel_of_cwd() -> Option<PathBuf> {
+    let cwd = std::env::current_dir().ok()?;
+    let repo = git2::Repository::discover(&cwd).ok()?;
+    repo.workdir().map(Path::to_path_buf)
+}
+
+/// Parses the process arguments, runs the command, and returns the exit code.
+pub fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(end) => end,
+        Err(error) => {
+            report_error(&error);
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs a parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ctx = Context::from_cli(&cli);
+    Ok(match cli.command {
+        Command::Status(args) => status::run(&ctx, &args)?.into(),
+        Command::Retry(args) => records::retry(&ctx, &args)?.into(),
+        Command::Abandon(args) => records::abandon(&ctx, &args)?.into(),
+        Command::Enqueue(args) => enqueue::run(&ctx, &args)?.into(),
+        Command::Run(args) => run::run(&ctx, &args)?.into(),
+    })
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// `error: <what>` then each cause on its own line, so the operator sees the whole chain.
+fn report_error(error: &anyhow::Error) {
+    eprintln!("error: {error}");
+    for cause in error.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+}

@@ -1,0 +1,119 @@
+//! `berth retry` and `berth abandon`: an operator's moves on one record.
+
+use anyhow::{Context as _, bail};
+
+use super::{Context, Outcome};
+use crate::record::Status;
+use crate::store::{Expect, StoredRecord};
+
+#[derive(clap::Args, Debug)]
+pub struct PickArgs {
+    /// The PR number, or a record id (the file name without `.json`).
+    pub pr: String,
+    /// The repo identity (e.g. github.com/acme/widget), when the PR number is ambiguous.
+    #[arg(long, value_name = "IDENTITY")]
+    pub repo: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AbandonArgs {
+    #[command(flatten)]
+    pub pick: PickArgs,
+    /// Why; kept in the record's `lastError`.
+    #[arg(long, default_value = "abandoned by operator")]
+    pub reason: String,
+}
+
+/// Finds exactly one record for a PR number (or id), or explains why not.
+fn pick(ctx: &Context, args: &PickArgs) -> anyhow::Result<StoredRecord> {
+    let scan = ctx.store.scan()?;
+    let wanted_pr: Option<u64> = args.pr.trim_start_matches('#').parse().ok();
+    let mut candidates: Vec<StoredRecord> = scan
+        .records
+        .into_iter()
+        .filter(|s| match wanted_pr {
+            Some(n) => s.record.pr_number == n,
+            None => s.id == args.pr,
+        })
+        .filter(|s| {
+            args.repo
+                .as_deref()
+                .is_none_or(|repo| s.record.identity_or_path() == repo)
+        })
+        .collect();
+    match candidates.len() {
+        1 => Ok(candidates.remove(0)),
+        0 => bail!(
+            "no record for {} in {}{}; `berth status` lists the queue",
+            args.pr,
+            ctx.store.dir().display(),
+            args.repo
+                .as_deref()
+                .map(|r| format!(" with repo {r}"))
+                .unwrap_or_default()
+        ),
+        _ => {
+            let list: Vec<String> = candidates
+                .iter()
+                .map(|c| {
+                    format!(
+                        "  {} (repo {}, base {}, {})",
+                        c.id,
+                        c.record.identity_or_path(),
+                        c.record.base_branch,
+                        c.record.status
+                    )
+                })
+                .collect();
+            bail!(
+                "PR {} matches {} records; name one by id or add --repo:\n{}",
+                args.pr,
+                candidates.len(),
+                list.join("\n")
+            )
+        }
+    }
+}
+
+pub fn retry(ctx: &Context, args: &PickArgs) -> anyhow::Result<Outcome> {
+    let stored = pick(ctx, args)?;
+    let record = &stored.record;
+    let from = match record.status {
+        Status::Blocked => Status::Blocked,
+        s if s.is_in_flight() => {
+            let ttl = crate::config::Config::default().lock_ttl();
+            if crate::ownership::stranded_reason(record, ttl, crate::clock::now()).is_none() {
+                bail!(
+                    "record {} is {} and its owner {} is still working on it; wait, or stop that daemon first",
+                    stored.id,
+                    s,
+                    record.claimed_by.as_deref().unwrap_or("(unknown)")
+                );
+            }
+            s
+        }
+        s => bail!("record {} is {s}; only blocked or stranded records can be retried", stored.id),
+    };
+    ctx.store
+        .transition(&stored.id, Expect::OneOf(&[from]), Status::Queued, |r| {
+            r.retries = Some(0);
+            r.claimed_by = None;
+            r.last_error = Some(format!("retried by operator (was {from})"));
+        })
+        .with_context(|| format!("retrying {}", stored.id))?;
+    println!("{}: {from} -> queued", stored.id);
+    Ok(Outcome::Clean)
+}
+
+pub fn abandon(ctx: &Context, args: &AbandonArgs) -> anyhow::Result<Outcome> {
+    let stored = pick(ctx, &args.pick)?;
+    let from = stored.record.status;
+    ctx.store
+        .transition(&stored.id, Expect::OneOf(&[from]), Status::Abandoned, |r| {
+            r.claimed_by = None;
+            r.last_error = Some(args.reason.clone());
+        })
+        .with_context(|| format!("abandoning {}", stored.id))?;
+    println!("{}: {from} -> abandoned", stored.id);
+    Ok(Outcome::Clean)
+}

@@ -1,0 +1,81 @@
+//! `berth run --once | --watch`: the daemon.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::{Context, Outcome};
+use crate::config::{Config, ForgeKind};
+use crate::daemon::{self, Exit, Mode, Shared};
+
+#[derive(clap::Args, Debug)]
+#[group(id = "mode", required = true, multiple = false)]
+pub struct RunArgs {
+    /// Run one tick, finish its landings, and exit.
+    #[arg(long, group = "mode")]
+    pub once: bool,
+    /// Keep running: tick on the poll interval and whenever the queue dir changes.
+    #[arg(long, group = "mode")]
+    pub watch: bool,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+/// The daemon's settings that `run` and `demo` share.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DaemonArgs {
+    /// The configuration file (TOML; see the README for every key).
+    #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Override the config's forge: `gh` (GitHub) or `git` (plain branches on origin).
+    #[arg(long, value_enum)]
+    pub forge: Option<ForgeKind>,
+    /// Override the config's number of lanes that may land at once.
+    #[arg(long, value_name = "N")]
+    pub max_lanes: Option<usize>,
+    /// berth's private state dir (lock scratch repo, logs, scratch worktrees).
+    #[arg(long, env = "BERTH_DIR", value_name = "DIR")]
+    pub berth_dir: Option<PathBuf>,
+}
+
+impl DaemonArgs {
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let mut config = Config::load(self.config.as_deref())?;
+        if let Some(forge) = self.forge {
+            config.forge = forge;
+        }
+        if let Some(lanes) = self.max_lanes {
+            anyhow::ensure!(lanes > 0, "--max-lanes must be at least 1");
+            config.max_lanes = lanes;
+        }
+        Ok(config)
+    }
+}
+
+/// What a daemon run means for the process: an outcome, or a signal exit code.
+pub enum RunEnd {
+    Outcome(Outcome),
+    Signalled(u8),
+}
+
+pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<RunEnd> {
+    let mode = if args.watch { Mode::Watch } else { Mode::Once };
+    let config = args.daemon.config()?;
+    let berth_dir = args
+        .daemon
+        .berth_dir
+        .clone()
+        .unwrap_or_else(crate::paths::default_berth_dir);
+    ctx.store.ensure_dir()?;
+    let shared = Arc::new(Shared::new(ctx.store.clone(), ctx.allowlist(), config, berth_dir)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let exit = runtime.block_on(daemon::run(shared, mode))?;
+    // Blocking forge or lock calls still running must not hold the exit hostage.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    Ok(match exit {
+        Exit::Clean => RunEnd::Outcome(Outcome::Clean),
+        Exit::Blocked => RunEnd::Outcome(Outcome::NeedsAttention),
+        Exit::Signalled(signal) => RunEnd::Signalled(signal.exit_code()),
+    })
+}

@@ -1,0 +1,140 @@
+//! Daemon configuration: a TOML file an operator writes by hand, every key optional.
+//!
+//! Unknown keys are refused (a typo must not silently fall back to a default), and every
+//! error names the file, the key and the reason.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::runner::CommandTemplate;
+
+/// Which service proves that a PR merged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ForgeKind {
+    /// GitHub through the `gh` CLI.
+    Gh,
+    /// Plain git: a PR is its feature branch; merged when reachable from the base.
+    Git,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// argv template of the landing command (`{pr}`, `{branch}`, `{base}`, `{repo}`,
+    /// `{worktree}`, `{log}`).
+    pub land_command: CommandTemplate,
+    /// argv template of the ship command run once on a drift signature.
+    pub ship_command: CommandTemplate,
+    pub forge: ForgeKind,
+    /// The `gh` program (a path, or a name looked up on `PATH`).
+    pub gh_program: String,
+    pub lock_ttl_secs: u64,
+    pub heartbeat_secs: u64,
+    pub poll_secs: u64,
+    pub land_timeout_secs: u64,
+    pub forge_timeout_secs: u64,
+    pub remote_timeout_secs: u64,
+    /// How often one blocked record is re-checked against the forge.
+    pub reconcile_every_secs: u64,
+    /// How many lanes may land at once.
+    pub max_lanes: usize,
+}
+
+fn template(argv: &[&str]) -> CommandTemplate {
+    CommandTemplate::parse(argv.iter().map(|a| a.to_string()).collect())
+        .expect("the built-in templates use only known placeholders")
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            land_command: template(&["gstack", "land", "--pr", "{pr}", "--base", "{base}"]),
+            ship_command: template(&["gstack", "ship", "--pr", "{pr}"]),
+            forge: ForgeKind::Gh,
+            gh_program: "gh".into(),
+            lock_ttl_secs: 2 * 3600,
+            heartbeat_secs: 15 * 60,
+            poll_secs: 60,
+            land_timeout_secs: 3600,
+            forge_timeout_secs: 30,
+            remote_timeout_secs: 30,
+            reconcile_every_secs: 600,
+            max_lanes: 1,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Reads `path`; `None` gives the defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.lock_ttl_secs == 0 || self.heartbeat_secs == 0 || self.heartbeat_secs >= self.lock_ttl_secs {
+            return Err(format!(
+                "heartbeat_secs ({}) must be positive and shorter than lock_ttl_secs ({})",
+                self.heartbeat_secs, self.lock_ttl_secs
+            ));
+        }
+        if self.max_lanes == 0 {
+            return Err("max_lanes must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    pub fn lock_ttl(&self) -> Duration {
+        Duration::from_secs(self.lock_ttl_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_file_and_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(&path, "max_lanes = 2\nland_comand = [\"x\"]\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("berth.toml"), "{err}");
+        assert!(err.contains("land_comand"), "{err}");
+        std::fs::write(&path, "heartbeat_secs = 10\nlock_ttl_secs = 5\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("shorter than lock_ttl_secs"), "{err}");
+        std::fs::write(&path, "forge = \"git\"\nmax_lanes = 3\n").unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!((config.forge, config.max_lanes, config.poll_secs), (ForgeKind::Git, 3, 60));
+    }
+}

@@ -1,0 +1,252 @@
+//! The daemon: the tick of DESIGN §3 and the main loop around it.
+//!
+//! The main loop takes a closed set of [`Event`]s (a poll tick, a queue-dir change, a
+//! signal, a lane finishing) and nothing else calls back into it. Each landing is one task
+//! that owns its record, its lane lock and its child processes from claim to settle, and
+//! always releases the lock before it returns.
+//!
+//! Architecture Invariant: the tick never writes a record except through
+//! [`crate::store::QueueStore::transition`], and never runs anything for a record that has
+//! not passed [`crate::gates::Allowlist::gate_record`] in this same tick.
+
+mod landing;
+mod shutdown;
+mod tick;
+mod watch;
+mod worktree;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ForgeKind};
+use crate::forge::Forge;
+use crate::gates::Allowlist;
+use crate::lane_lock::{Lane, LockClient, LockSettings};
+use crate::runner::Runner;
+use crate::store::QueueStore;
+
+pub use landing::LaneOutcome;
+pub use shutdown::StopSignal;
+pub use tick::Candidate;
+
+/// How long a stopping daemon waits for its landings to put their records back and
+/// release their locks before it does it for them (DESIGN §6: 2 s kill grace + 4 s locks).
+const SHUTDOWN_BUDGET: Duration = Duration::from_millis(4500);
+
+/// Everything a tick and a landing need, shared read-only between tasks.
+pub struct Shared {
+    pub store: QueueStore,
+    pub allowlist: Allowlist,
+    pub forge: Arc<dyn Forge>,
+    pub locks: Arc<LockClient>,
+    pub runner: Runner,
+    pub config: Config,
+    /// This process's owner stamp, written as `claimedBy` and as the lock's `ownerId`.
+    pub owner: String,
+    /// berth's private state: lock scratch repo, forge scratch repo, logs, worktrees.
+    pub berth_dir: PathBuf,
+    /// The signal that stopped the daemon, once one has.
+    pub stop: shutdown::StopFlag,
+}
+
+/// Run one tick and exit, or keep running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Once,
+    Watch,
+}
+
+/// How a daemon run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Nothing it processed ended blocked.
+    Clean,
+    /// `--once`: the record it processed ended blocked, or it only blocked records at the
+    /// gates.
+    Blocked,
+    /// Stopped by a signal; the process should exit `128 + signal`.
+    Signalled(StopSignal),
+}
+
+/// Lanes the loop must not start a landing on: one is running there, or its lock was
+/// found held elsewhere during the current tick.
+#[derive(Default)]
+struct LaneBook {
+    running: HashSet<Lane>,
+    skipped: HashSet<Lane>,
+}
+
+/// The closed set of things the main loop reacts to.
+enum Event {
+    Tick,
+    QueueChanged,
+    Signal(StopSignal),
+    LaneDone(LaneOutcome),
+}
+
+impl Shared {
+    /// Wires the daemon's parts from the configuration.
+    pub fn new(
+        store: QueueStore,
+        allowlist: Allowlist,
+        config: Config,
+        berth_dir: PathBuf,
+    ) -> anyhow::Result<Shared> {
+        crate::atomic_file::ensure_private_dir(&berth_dir)?;
+        let settings = LockSettings {
+            ttl: config.lock_ttl(),
+            heartbeat_every: Duration::from_secs(config.heartbeat_secs),
+            remote_timeout: Duration::from_secs(config.remote_timeout_secs),
+        };
+        let locks = Arc::new(LockClient::new(&berth_dir.join("lock-scratch.git"), settings)?);
+        let forge_timeout = Duration::from_secs(config.forge_timeout_secs);
+        let forge: Arc<dyn Forge> = match config.forge {
+            ForgeKind::Gh => Arc::new(
+                crate::forge::gh::GhForge::new()
+                    .with_program(&config.gh_program)
+                    .with_timeout(forge_timeout),
+            ),
+            ForgeKind::Git => Arc::new(
+                crate::forge::git::GitForge::new(berth_dir.join("forge-scratch.git"))
+                    .with_timeout(forge_timeout),
+            ),
+        };
+        let runner = Runner::new(
+            config.land_command.clone(),
+            config.ship_command.clone(),
+            berth_dir.join("logs"),
+        )
+        .with_timeout(Duration::from_secs(config.land_timeout_secs));
+        Ok(Shared {
+            store,
+            allowlist,
+            forge,
+            locks,
+            runner,
+            config,
+            owner: crate::ownership::this_process(),
+            berth_dir,
+            stop: shutdown::StopFlag::default(),
+        })
+    }
+
+    fn lane_of(candidate: &Candidate) -> Lane {
+        Lane {
+            repo_identity: candidate.gated.identity.clone(),
+            base_branch: candidate.record.base_branch.clone(),
+        }
+    }
+}
+
+/// Runs the daemon until `--once` is done or a signal stops it.
+pub async fn run(shared: Arc<Shared>, mode: Mode) -> anyhow::Result<Exit> {
+    let cancel = CancellationToken::new();
+    let mut signals = shutdown::Signals::install()?;
+    let mut queue_changes = match mode {
+        Mode::Watch => Some(watch::QueueWatcher::start(shared.store.dir())?),
+        Mode::Once => None,
+    };
+    let mut poll = tokio::time::interval(Duration::from_secs(shared.config.poll_secs.max(1)));
+    let mut landings: JoinSet<LaneOutcome> = JoinSet::new();
+    let mut lanes = LaneBook::default();
+    let mut any_blocked = false;
+    let mut ticked_once = false;
+
+    loop {
+        let event = tokio::select! {
+            signal = signals.recv() => Event::Signal(signal),
+            Some(done) = landings.join_next(), if !landings.is_empty() => match done {
+                Ok(outcome) => Event::LaneDone(outcome),
+                Err(join_error) => {
+                    tracing::error!("a landing task failed: {join_error}");
+                    continue;
+                }
+            },
+            _ = poll.tick(), if mode == Mode::Watch || !ticked_once => Event::Tick,
+            Some(()) = async { match queue_changes.as_mut() { Some(w) => w.changed().await, None => None } } => Event::QueueChanged,
+        };
+        match event {
+            Event::Signal(signal) => {
+                shared.stop.set(signal);
+                cancel.cancel();
+                shutdown::drain(&shared, &mut landings, SHUTDOWN_BUDGET).await;
+                return Ok(Exit::Signalled(signal));
+            }
+            Event::LaneDone(outcome) => {
+                lanes.running.remove(&outcome.lane);
+                any_blocked |= outcome.ended_blocked();
+                if outcome.lane_was_busy() {
+                    // Not head-of-line: skip that lane for this tick and try the next one.
+                    lanes.skipped.insert(outcome.lane.clone());
+                }
+                if !shared.stop.is_set() {
+                    start_landings(&shared, &cancel, &mut landings, &mut lanes).await;
+                }
+                if mode == Mode::Once && landings.is_empty() {
+                    return Ok(if any_blocked { Exit::Blocked } else { Exit::Clean });
+                }
+            }
+            Event::Tick | Event::QueueChanged => {
+                ticked_once = true;
+                lanes.skipped.clear();
+                let gate_blocked = start_tick(&shared, &cancel, &mut landings, &mut lanes).await;
+                if mode == Mode::Once && landings.is_empty() {
+                    return Ok(if gate_blocked { Exit::Blocked } else { Exit::Clean });
+                }
+            }
+        }
+    }
+}
+
+/// One tick's bookkeeping (reconcile, reclaim, discover, gate) then as many landings as
+/// free lanes allow. Returns whether any record was blocked at the gates.
+async fn start_tick(
+    shared: &Arc<Shared>,
+    cancel: &CancellationToken,
+    landings: &mut JoinSet<LaneOutcome>,
+    lanes: &mut LaneBook,
+) -> bool {
+    let prep = Arc::clone(shared);
+    let gate_blocked = match tokio::task::spawn_blocking(move || tick::prepare(&prep)).await {
+        Ok(report) => report.gate_blocked > 0,
+        Err(e) => {
+            tracing::error!("tick preparation failed: {e}");
+            false
+        }
+    };
+    start_landings(shared, cancel, landings, lanes).await;
+    gate_blocked
+}
+
+/// Starts landings on free lanes, up to `max_lanes` at once.
+async fn start_landings(
+    shared: &Arc<Shared>,
+    cancel: &CancellationToken,
+    landings: &mut JoinSet<LaneOutcome>,
+    lanes: &mut LaneBook,
+) {
+    let free = shared.config.max_lanes.saturating_sub(landings.len());
+    if free == 0 {
+        return;
+    }
+    let pick = Arc::clone(shared);
+    let skip: HashSet<Lane> = lanes.running.union(&lanes.skipped).cloned().collect();
+    let candidates = match tokio::task::spawn_blocking(move || tick::select(&pick, &skip)).await {
+        Ok(candidates) => candidates,
+        Err(e) => {
+            tracing::error!("candidate selection failed: {e}");
+            return;
+        }
+    };
+    for candidate in candidates.into_iter().take(free) {
+        lanes.running.insert(Shared::lane_of(&candidate));
+        let shared = Arc::clone(shared);
+        let cancel = cancel.child_token();
+        landings.spawn(async move { landing::land(shared, candidate, cancel).await });
+    }
+}

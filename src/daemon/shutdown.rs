@@ -1,0 +1,134 @@
+//! Stopping on SIGTERM, SIGINT or SIGHUP (DESIGN §6): stop taking work, put every
+//! in-flight record back in the queue, stop heartbeats, release locks, kill child groups.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::task::JoinSet;
+
+use crate::record::Status;
+use crate::store::Expect;
+
+use super::{LaneOutcome, Shared};
+
+/// The signals that stop the daemon gracefully. SIGKILL cannot be caught: the reclaim
+/// step and the lock TTL cover it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopSignal {
+    Term,
+    Int,
+    Hup,
+}
+
+impl StopSignal {
+    pub fn number(self) -> i32 {
+        match self {
+            StopSignal::Term => 15,
+            StopSignal::Int => 2,
+            StopSignal::Hup => 1,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StopSignal::Term => "SIGTERM",
+            StopSignal::Int => "SIGINT",
+            StopSignal::Hup => "SIGHUP",
+        }
+    }
+
+    /// The conventional exit status of a process stopped by this signal.
+    pub fn exit_code(self) -> u8 {
+        128 + self.number() as u8
+    }
+}
+
+/// Set once, when the first stop signal arrives; landings read it to tell a shutdown
+/// from a failure.
+#[derive(Debug, Default)]
+pub struct StopFlag(OnceLock<StopSignal>);
+
+impl StopFlag {
+    pub fn set(&self, signal: StopSignal) {
+        let _ = self.0.set(signal);
+    }
+
+    pub fn get(&self) -> Option<StopSignal> {
+        self.0.get().copied()
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.get().is_some()
+    }
+}
+
+/// The three signal streams, installed before the first tick so none is missed.
+pub struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    pub fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    pub async fn recv(&mut self) -> StopSignal {
+        tokio::select! {
+            _ = self.term.recv() => StopSignal::Term,
+            _ = self.int.recv() => StopSignal::Int,
+            _ = self.hup.recv() => StopSignal::Hup,
+        }
+    }
+}
+
+/// Puts one in-flight record back in the queue after a signal. It re-reads the record
+/// under its lock: one that already settled (`landed`, `blocked`) is left alone, and once
+/// it is `queued` no late write that expects an in-flight status can land on it.
+pub fn revive(shared: &Shared, id: &str) {
+    let signal = shared.stop.get().map_or("(unknown)", StopSignal::name);
+    let written = shared
+        .store
+        .transition(id, Expect::OneOf(&Status::IN_FLIGHT), Status::Queued, |r| {
+            if r.status == Status::DriftRepairing {
+                r.retries = Some(0);
+            }
+            r.claimed_by = None;
+            r.last_error = Some(format!("interrupted by signal {signal} mid-landing"));
+        });
+    match written {
+        Ok(_) => tracing::warn!(record = %id, "revived to queued after {signal}"),
+        Err(e) => tracing::info!(record = %id, "not revived: {e}"),
+    }
+}
+
+/// Waits up to `budget` for the landings to wind down on their own (each kills its child
+/// group, revives its record and releases its lock); then revives whatever this process
+/// still holds in flight, so nothing is left claimed by a process about to exit.
+pub async fn drain(shared: &Shared, landings: &mut JoinSet<LaneOutcome>, budget: Duration) {
+    let deadline = tokio::time::Instant::now() + budget;
+    while !landings.is_empty() {
+        match tokio::time::timeout_at(deadline, landings.join_next()).await {
+            Ok(_) => {}
+            Err(_) => {
+                tracing::error!("{} landing(s) did not stop in time; reviving their records", landings.len());
+                landings.abort_all();
+                break;
+            }
+        }
+    }
+    let Ok(scan) = shared.store.scan() else {
+        return;
+    };
+    for stored in scan.records {
+        if stored.record.status.is_in_flight() && stored.record.claimed_by.as_deref() == Some(shared.owner.as_str()) {
+            revive(shared, &stored.id);
+        }
+    }
+}

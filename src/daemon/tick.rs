@@ -1,0 +1,307 @@
+//! The bookkeeping half of a tick (DESIGN §3 steps 1–5): reconcile and audit, reclaim,
+//! discover, gate, select. Plain blocking code over the store, the gates and the forge.
+
+use std::collections::{BTreeMap, HashSet};
+
+use crate::forge::{ForgeRepo, PrRef, QueuedPr};
+use crate::gates::GatedRecord;
+use crate::lane_lock::Lane;
+use crate::record::{Record, Status};
+use crate::store::{Expect, StoredRecord};
+
+use super::Shared;
+
+/// A queued record that passed every gate this tick, with the values the gates resolved.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub id: String,
+    pub record: Record,
+    pub gated: GatedRecord,
+}
+
+/// What the bookkeeping did, for logs and for `--once`'s exit code.
+#[derive(Debug, Default)]
+pub struct PrepareReport {
+    pub reconciled: usize,
+    pub reclaimed: usize,
+    pub discovered: usize,
+    pub gate_blocked: usize,
+}
+
+/// Steps 1–4: reconcile blocked records, audit landed ones, reclaim stranded ones,
+/// discover remote PRs, and block every queued record that fails a gate.
+pub fn prepare(shared: &Shared) -> PrepareReport {
+    let mut report = PrepareReport::default();
+    let records = match shared.store.scan() {
+        Ok(scan) => {
+            for bad in &scan.unreadable {
+                tracing::warn!(file = %bad.file, "unreadable queue record: {}", bad.reason);
+            }
+            scan.records
+        }
+        Err(e) => {
+            tracing::error!("cannot scan the queue: {e}");
+            return report;
+        }
+    };
+    let now = crate::clock::now();
+    for stored in &records {
+        match stored.record.status {
+            Status::Blocked | Status::Landed => report.reconciled += usize::from(reconcile(shared, stored, now)),
+            s if s.is_in_flight() => report.reclaimed += usize::from(reclaim(shared, stored, now)),
+            _ => {}
+        }
+    }
+    report.discovered = discover(shared, &records);
+    report.gate_blocked = gate_queued(shared);
+    if report.reconciled + report.reclaimed + report.discovered + report.gate_blocked > 0 {
+        tracing::info!(?report, "tick bookkeeping");
+    }
+    report
+}
+
+/// Step 1: a blocked record the forge now reports merged becomes `landed`; a `landed` one
+/// not yet proven is audited. Each record is asked at most once per `reconcile_every_secs`.
+fn reconcile(shared: &Shared, stored: &StoredRecord, now: chrono::DateTime<chrono::Utc>) -> bool {
+    let record = &stored.record;
+    if record.status == Status::Landed && record.last_github_state.as_deref() == Some("MERGED") {
+        return false;
+    }
+    let due = record
+        .last_github_checked_at
+        .as_deref()
+        .and_then(crate::clock::parse_iso)
+        .is_none_or(|at| (now - at).num_seconds() >= shared.config.reconcile_every_secs as i64);
+    if !due {
+        return false;
+    }
+    // Only records that pass the gates are ever asked about: a planted record's identity
+    // must not become a `gh --repo` argument.
+    let Ok(gated) = shared.allowlist.gate_record(record) else {
+        return false;
+    };
+    let repo = ForgeRepo::new(gated.identity.clone(), gated.origin_url.clone().unwrap_or_default());
+    let pr = PrRef {
+        number: record.pr_number,
+        feature_branch: &record.feature_branch,
+        base_branch: &record.base_branch,
+    };
+    let proof = match shared.forge.merge_proof(&repo, &pr) {
+        Ok(proof) => proof,
+        Err(e) => {
+            tracing::warn!(record = %stored.id, "reconcile: {e}");
+            return false;
+        }
+    };
+    let checked_at = crate::clock::now_iso();
+    let state = proof.state.to_string().to_uppercase();
+    let from = record.status;
+    let result = match (from, proof.merged) {
+        (Status::Blocked, true) => shared.store.transition(&stored.id, Expect::OneOf(&[from]), Status::Landed, |r| {
+            r.reconciled_at = Some(checked_at.clone());
+            r.last_github_checked_at = Some(checked_at.clone());
+            r.last_github_state = Some(state.clone());
+        }),
+        (Status::Landed, false) => shared.store.transition(&stored.id, Expect::OneOf(&[from]), Status::Blocked, |r| {
+            r.last_github_checked_at = Some(checked_at.clone());
+            r.last_github_state = Some(state.clone());
+            r.last_error = Some(format!(
+                "audit: recorded as landed but {} reports PR #{} as {} (not merged)",
+                shared.forge.name(),
+                r.pr_number,
+                proof.state
+            ));
+        }),
+        _ => shared.store.transition(&stored.id, Expect::OneOf(&[from]), from, |r| {
+            r.last_github_checked_at = Some(checked_at.clone());
+            r.last_github_state = Some(state.clone());
+        }),
+    };
+    match result {
+        Ok(updated) => {
+            if updated.status != from {
+                tracing::info!(record = %stored.id, "reconciled: {from} -> {}", updated.status);
+            }
+            updated.status != from
+        }
+        Err(e) => {
+            tracing::warn!(record = %stored.id, "reconcile write skipped: {e}");
+            false
+        }
+    }
+}
+
+/// Step 2: an in-flight record that no live process owns goes back to `queued`.
+fn reclaim(shared: &Shared, stored: &StoredRecord, now: chrono::DateTime<chrono::Utc>) -> bool {
+    let Some(reason) = crate::ownership::stranded_reason(&stored.record, shared.config.lock_ttl(), now) else {
+        return false;
+    };
+    let from = stored.record.status;
+    let result = shared.store.transition(&stored.id, Expect::OneOf(&[from]), Status::Queued, |r| {
+        if from == Status::DriftRepairing {
+            r.retries = Some(0);
+        }
+        r.claimed_by = None;
+        r.last_error = Some(format!("reclaimed: {reason}"));
+    });
+    match result {
+        Ok(_) => {
+            tracing::warn!(record = %stored.id, "reclaimed stranded record: {reason}");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(record = %stored.id, "reclaim skipped: {e}");
+            false
+        }
+    }
+}
+
+/// Step 3: one forge listing per distinct repo identity in the queue; a labelled PR with a
+/// valid marker and no local record becomes a local `queued` record. Local wins.
+fn discover(shared: &Shared, records: &[StoredRecord]) -> usize {
+    let mut repos: BTreeMap<String, &StoredRecord> = BTreeMap::new();
+    for stored in records {
+        if let Some(identity) = &stored.record.repo_identity
+            && crate::gates::gate_identity(identity).is_ok()
+        {
+            repos.entry(identity.clone()).or_insert(stored);
+        }
+    }
+    let known: HashSet<&str> = records.iter().map(|s| s.id.as_str()).collect();
+    let mut added = 0;
+    for (identity, example) in repos {
+        let repo = ForgeRepo::new(identity.clone(), String::new());
+        let prs = match shared.forge.list_queued(&repo) {
+            Ok(prs) => prs,
+            Err(e) => {
+                // One repo's failure never hides the others.
+                tracing::warn!(repo = %identity, "discovery failed: {e}");
+                continue;
+            }
+        };
+        for pr in prs {
+            let id = crate::safe_key::record_id(&identity, &pr.base_branch, pr.number);
+            if known.contains(id.as_str()) {
+                continue;
+            }
+            let record = record_from_remote(&identity, &pr, &example.record);
+            match shared.store.insert(&record) {
+                Ok(id) => {
+                    tracing::info!(record = %id, "discovered PR #{} on {identity}", pr.number);
+                    added += 1;
+                }
+                Err(e) => tracing::warn!(repo = %identity, "PR #{}: not recorded: {e}", pr.number),
+            }
+        }
+    }
+    added
+}
+
+/// A local record for a PR found only on the forge. Paths come from the marker when it
+/// has them, else from a local record of the same repo; the gates judge them like any other.
+fn record_from_remote(identity: &str, pr: &QueuedPr, example: &Record) -> Record {
+    let field = |name: &str, fallback: &str| {
+        pr.marker
+            .fields()
+            .get(name)
+            .and_then(|v| v.as_str())
+            .unwrap_or(fallback)
+            .to_owned()
+    };
+    let mut record = example.clone();
+    record.extra.clear();
+    record.run_id = pr.marker.run_id().to_owned();
+    record.feature_branch = pr.head_branch.clone();
+    record.base_branch = pr.base_branch.clone();
+    record.pr_number = pr.number;
+    record.version = pr.marker.version().to_owned();
+    record.queued_at = pr.marker.queued_at().to_owned();
+    record.repo_path = field("repoPath", &example.repo_path);
+    record.worktree_path = field("worktreePath", &example.repo_path);
+    record.living_plan_path = field("livingPlanPath", "");
+    record.status = Status::Queued;
+    record.repo_identity = Some(identity.to_owned());
+    record.pr_url = pr.url.clone();
+    record.source_plan_path = None;
+    record.last_error = None;
+    record.last_updated_at = None;
+    record.last_github_checked_at = None;
+    record.last_github_state = None;
+    record.reconciled_at = None;
+    record.retries = None;
+    record.claimed_by = None;
+    record
+}
+
+/// Step 4: every queued record that fails a gate is blocked by its full id.
+fn gate_queued(shared: &Shared) -> usize {
+    let Ok(scan) = shared.store.scan() else {
+        return 0;
+    };
+    let mut blocked = 0;
+    for stored in scan.records.iter().filter(|s| s.record.status == Status::Queued) {
+        if let Err(refusal) = shared.allowlist.gate_record(&stored.record) {
+            let reason = format!("gate: {refusal}");
+            match shared
+                .store
+                .transition(&stored.id, Expect::OneOf(&[Status::Queued]), Status::Blocked, |r| {
+                    r.last_error = Some(reason.clone());
+                }) {
+                Ok(_) => {
+                    tracing::warn!(record = %stored.id, "blocked at the gate: {refusal}");
+                    blocked += 1;
+                }
+                Err(e) => tracing::warn!(record = %stored.id, "gate block not written: {e}"),
+            }
+        }
+    }
+    blocked
+}
+
+/// Step 5: the head of every free lane, oldest first. A lane with a record in flight (here
+/// or in another live daemon) or listed in `skip` is passed over, never waited on.
+pub fn select(shared: &Shared, skip: &HashSet<Lane>) -> Vec<Candidate> {
+    let Ok(scan) = shared.store.scan() else {
+        return Vec::new();
+    };
+    let lane_key = |r: &Record| (r.identity_or_path(), r.base_branch.clone());
+    let in_flight: HashSet<(String, String)> = scan
+        .records
+        .iter()
+        .filter(|s| s.record.status.is_in_flight())
+        .map(|s| lane_key(&s.record))
+        .collect();
+    let mut queued: Vec<&StoredRecord> = scan
+        .records
+        .iter()
+        .filter(|s| s.record.status == Status::Queued)
+        .collect();
+    queued.sort_by(|a, b| {
+        let at = |s: &StoredRecord| crate::clock::parse_iso(&s.record.queued_at);
+        at(a).cmp(&at(b)).then(a.record.pr_number.cmp(&b.record.pr_number))
+    });
+    let mut seen_lanes: HashSet<Lane> = HashSet::new();
+    let mut candidates = Vec::new();
+    for stored in queued {
+        if in_flight.contains(&lane_key(&stored.record)) {
+            continue;
+        }
+        // Gated again right before use: the bookkeeping pass may be seconds old.
+        let Ok(gated) = shared.allowlist.gate_record(&stored.record) else {
+            continue;
+        };
+        let lane = Lane {
+            repo_identity: gated.identity.clone(),
+            base_branch: stored.record.base_branch.clone(),
+        };
+        if skip.contains(&lane) || !seen_lanes.insert(lane) {
+            continue;
+        }
+        candidates.push(Candidate {
+            id: stored.id.clone(),
+            record: stored.record.clone(),
+            gated,
+        });
+    }
+    candidates
+}

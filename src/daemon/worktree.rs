@@ -1,0 +1,93 @@
+//! Where a landing runs: the record's own worktree when it passed the gate, otherwise a
+//! private scratch worktree made with libgit2 (no `git` process, so no hooks run) and
+//! removed when the record settles.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::gates::WorktreeChoice;
+
+use super::{Candidate, Shared};
+
+/// A place to run the landing; a scratch one is removed by [`Place::remove`].
+pub struct Place {
+    path: PathBuf,
+    scratch: Option<Scratch>,
+}
+
+struct Scratch {
+    repo: PathBuf,
+    name: String,
+}
+
+impl Place {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Removes a scratch worktree (its directory, its libgit2 admin entry and its branch).
+    /// Failures are logged: the next landing of the record replaces it anyway.
+    pub fn remove(self) {
+        let Some(scratch) = self.scratch else {
+            return;
+        };
+        if let Err(e) = remove_scratch(&scratch.repo, &scratch.name, &self.path) {
+            tracing::warn!(worktree = %self.path.display(), "scratch worktree not fully removed: {e:#}");
+        }
+    }
+}
+
+pub fn prepare(shared: &Shared, c: &Candidate) -> anyhow::Result<Place> {
+    match &c.gated.worktree {
+        WorktreeChoice::Use(path) => Ok(Place {
+            path: path.clone(),
+            scratch: None,
+        }),
+        WorktreeChoice::Scratch { reason } => {
+            tracing::info!(record = %c.id, "using a scratch worktree: {reason}");
+            let root = shared.berth_dir.join("worktrees");
+            crate::atomic_file::ensure_private_dir(&root)?;
+            let path = root.join(&c.id);
+            let name = format!("berth-{}", c.id);
+            // A leftover from a killed daemon: clear it before reuse.
+            let _ = remove_scratch(&c.gated.repo.path, &name, &path);
+            add_scratch(&c.gated.repo.path, &name, &path)?;
+            Ok(Place {
+                path,
+                scratch: Some(Scratch {
+                    repo: c.gated.repo.path.clone(),
+                    name,
+                }),
+            })
+        }
+    }
+}
+
+fn add_scratch(repo_path: &Path, name: &str, path: &Path) -> anyhow::Result<()> {
+    let repo = git2::Repository::open(repo_path)
+        .with_context(|| format!("opening {}", repo_path.display()))?;
+    let head = repo.head()?.peel_to_commit()?;
+    let branch = repo.branch(name, &head, true)?;
+    let mut options = git2::WorktreeAddOptions::new();
+    options.reference(Some(branch.get()));
+    repo.worktree(name, path, Some(&options))
+        .with_context(|| format!("adding scratch worktree {}", path.display()))?;
+    Ok(())
+}
+
+fn remove_scratch(repo_path: &Path, name: &str, path: &Path) -> anyhow::Result<()> {
+    if path.exists() {
+        std::fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    let repo = git2::Repository::open(repo_path)?;
+    if let Ok(worktree) = repo.find_worktree(name) {
+        let mut prune = git2::WorktreePruneOptions::new();
+        prune.valid(true).working_tree(true);
+        worktree.prune(Some(&mut prune))?;
+    }
+    if let Ok(mut branch) = repo.find_branch(name, git2::BranchType::Local) {
+        branch.delete()?;
+    }
+    Ok(())
+}

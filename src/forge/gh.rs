@@ -1,0 +1,609 @@
+//! [`GhForge`]: the GitHub CLI as a forge.
+//!
+//! Every call is one `gh` child process started from an argument vector (never a shell),
+//! from `/` (never the queued repo, whose git config gh might otherwise consult), in its own
+//! process group so a timeout kills gh and anything it spawned, with stdout and stderr
+//! capped. The repository comes only from the validated identity via `--repo`; a GitHub
+//! Enterprise host goes through `GH_HOST` (DESIGN §5).
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+use super::marker::{QUEUE_LABEL, parse_marker};
+use super::{
+    Forge, ForgeError, ForgeRepo, MarkerCheck, MergeProof, PrCheck, PrRef, PrState, QueuedPr,
+    Subject,
+};
+
+/// How many queued PRs one discovery call asks for. Explicit, because gh's default (30)
+/// would silently hide the rest of a busy queue.
+pub const LIST_LIMIT: usize = 200;
+/// Default per-call timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// gh's stdout is JSON we parse in memory; more than this is not a PR list.
+pub const STDOUT_LIMIT: usize = 16 * 1024 * 1024;
+/// stderr kept in memory; the rest is drained and dropped.
+const STDERR_KEEP: usize = 64 * 1024;
+/// stderr shown in an error message.
+const STDERR_SHOWN: usize = 2000;
+/// Time between SIGTERM and SIGKILL for a timed-out gh.
+const KILL_GRACE: Duration = Duration::from_millis(500);
+/// How often the wait loop looks at the child.
+const POLL: Duration = Duration::from_millis(10);
+
+const LIST_FIELDS: &str = "number,url,baseRefName,headRefName,body,isCrossRepository";
+const CHECK_FIELDS: &str = "number,state,labels,body,headRefName,baseRefName";
+const PROOF_FIELDS: &str = "state,mergedAt,mergeCommit";
+
+/// The GitHub CLI forge. Cheap to clone and share.
+#[derive(Debug, Clone)]
+pub struct GhForge {
+    program: PathBuf,
+    timeout: Duration,
+    env: Vec<(OsString, OsString)>,
+}
+
+impl Default for GhForge {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GhForge {
+    /// `gh` from `PATH`, [`DEFAULT_TIMEOUT`] per call.
+    pub fn new() -> Self {
+        Self {
+            program: PathBuf::from("gh"),
+            timeout: DEFAULT_TIMEOUT,
+            env: Vec::new(),
+        }
+    }
+
+    /// Use this `gh` executable (a bare name is looked up in `PATH`).
+    pub fn with_program(mut self, program: impl Into<PathBuf>) -> Self {
+        self.program = program.into();
+        self
+    }
+
+    /// Kill any call that runs longer than this.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Extra environment for every call (e.g. `GH_CONFIG_DIR` for a service account).
+    /// `GH_HOST` is always decided by the repo identity and overrides anything set here; a
+    /// `PATH` set here is also where a bare program name is looked up.
+    pub fn with_env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Runs gh and returns its stdout parsed as JSON.
+    fn run_json(
+        &self,
+        target: &GhRepo<'_>,
+        subject: &Subject,
+        args: &[&str],
+    ) -> Result<Value, ForgeError> {
+        let command = self.render(args);
+        let stdout = self.run(target, subject, args, &command)?;
+        serde_json::from_slice(&stdout).map_err(|e| ForgeError::BadOutput {
+            subject: subject.clone(),
+            command,
+            detail: format!("not JSON: {e}"),
+        })
+    }
+
+    fn render(&self, args: &[&str]) -> String {
+        let mut out = self.program.display().to_string();
+        for arg in args {
+            out.push(' ');
+            out.push_str(arg);
+        }
+        out
+    }
+
+    fn run(
+        &self,
+        target: &GhRepo<'_>,
+        subject: &Subject,
+        args: &[&str],
+        command: &str,
+    ) -> Result<Vec<u8>, ForgeError> {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(args)
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            // A daemon has no one to answer a prompt or read an upgrade notice.
+            .env("GH_PROMPT_DISABLED", "1")
+            .env("GH_NO_UPDATE_NOTIFIER", "1")
+            .env_remove("GH_REPO");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        match target.enterprise_host() {
+            Some(host) => cmd.env("GH_HOST", host),
+            // An inherited GH_HOST would send a github.com question to another host.
+            None => cmd.env_remove("GH_HOST"),
+        };
+        let mut child = cmd.spawn().map_err(|source| ForgeError::Spawn {
+            subject: subject.clone(),
+            program: self.program.display().to_string(),
+            source,
+        })?;
+        let outcome = supervise(&mut child, self.timeout);
+        match outcome {
+            Outcome::Exited { status, stdout, .. } if status.success() => Ok(stdout),
+            Outcome::Exited { status, stderr, .. } => Err(ForgeError::CommandFailed {
+                subject: subject.clone(),
+                command: command.to_owned(),
+                status: describe_status(status),
+                stderr: shown_stderr(&stderr),
+            }),
+            Outcome::TimedOut => Err(ForgeError::Timeout {
+                subject: subject.clone(),
+                command: command.to_owned(),
+                after: self.timeout,
+            }),
+            Outcome::TooLarge => Err(ForgeError::OutputTooLarge {
+                subject: subject.clone(),
+                command: command.to_owned(),
+                limit: STDOUT_LIMIT,
+            }),
+            Outcome::Lost(e) => Err(ForgeError::CommandFailed {
+                subject: subject.clone(),
+                command: command.to_owned(),
+                status: format!("lost track of it: {e}"),
+                stderr: "(not collected)".into(),
+            }),
+        }
+    }
+}
+
+impl Forge for GhForge {
+    fn name(&self) -> &'static str {
+        "gh"
+    }
+
+    fn list_queued(&self, repo: &ForgeRepo) -> Result<Vec<QueuedPr>, ForgeError> {
+        let target = GhRepo::parse(&repo.identity)?;
+        let subject = Subject::repo(repo);
+        let full_name = target.full_name();
+        let limit = LIST_LIMIT.to_string();
+        let args = [
+            "pr",
+            "list",
+            "--repo",
+            &full_name,
+            "--state",
+            "open",
+            "--label",
+            QUEUE_LABEL,
+            "--limit",
+            &limit,
+            "--json",
+            LIST_FIELDS,
+        ];
+        let value = self.run_json(&target, &subject, &args)?;
+        let Value::Array(items) = value else {
+            return Err(ForgeError::BadOutput {
+                subject,
+                command: self.render(&args),
+                detail: "expected a JSON array of PRs".into(),
+            });
+        };
+        if items.len() >= LIST_LIMIT {
+            tracing::warn!(
+                repo = %repo.identity,
+                limit = LIST_LIMIT,
+                "gh pr list hit its limit; queued PRs beyond it are not discovered this tick"
+            );
+        }
+        Ok(items
+            .iter()
+            .filter_map(|item| queued_pr(&repo.identity, item))
+            .collect())
+    }
+
+    fn check_pr(&self, repo: &ForgeRepo, pr: &PrRef<'_>) -> Result<PrCheck, ForgeError> {
+        let target = GhRepo::parse(&repo.identity)?;
+        let subject = Subject::pr(repo, pr.number);
+        let (value, command) = self.view(&target, &subject, pr.number, CHECK_FIELDS)?;
+        let bad = |detail: String| ForgeError::BadOutput {
+            subject: subject.clone(),
+            command: command.clone(),
+            detail,
+        };
+        let number = value
+            .get("number")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| bad("no integer `number`".into()))?;
+        let state = parse_state(&value).map_err(&bad)?;
+        let labelled = match value.get("labels") {
+            Some(Value::Array(labels)) => labels.iter().any(is_queue_label),
+            Some(Value::Null) | None => false,
+            Some(_) => return Err(bad("`labels` is not an array".into())),
+        };
+        let marker = match value.get("body").and_then(Value::as_str).map(parse_marker) {
+            Some(Ok(m)) => MarkerCheck::Valid(m),
+            Some(Err(e)) => MarkerCheck::Invalid(e),
+            None => MarkerCheck::Invalid(super::MarkerError::Missing),
+        };
+        let branch = |key: &str| {
+            value
+                .get(key)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| bad(format!("no string `{key}`")))
+        };
+        Ok(PrCheck {
+            number,
+            state,
+            labelled,
+            marker,
+            head_branch: branch("headRefName")?,
+            base_branch: branch("baseRefName")?,
+            seen_on: "GitHub",
+        })
+    }
+
+    fn merge_proof(&self, repo: &ForgeRepo, pr: &PrRef<'_>) -> Result<MergeProof, ForgeError> {
+        let target = GhRepo::parse(&repo.identity)?;
+        let subject = Subject::pr(repo, pr.number);
+        let (value, command) = self.view(&target, &subject, pr.number, PROOF_FIELDS)?;
+        let state = parse_state(&value).map_err(|detail| ForgeError::BadOutput {
+            subject: subject.clone(),
+            command,
+            detail,
+        })?;
+        let merged_at = value
+            .get("mergedAt")
+            .and_then(Value::as_str)
+            // gh has been seen to print Go's zero time for "never"; that is not a merge.
+            .filter(|t| !t.is_empty() && !t.starts_with("0001-01-01"))
+            .map(str::to_owned);
+        let merge_commit = value
+            .get("mergeCommit")
+            .and_then(|c| c.get("oid"))
+            .and_then(Value::as_str)
+            .filter(|oid| !oid.is_empty())
+            .map(str::to_owned);
+        Ok(MergeProof {
+            merged: state == PrState::Merged && merged_at.is_some(),
+            state,
+            merged_at,
+            merge_commit,
+        })
+    }
+}
+
+impl GhForge {
+    /// `gh pr view <N> --repo <owner/name> --json <fields>`: the JSON and the command line.
+    fn view(
+        &self,
+        target: &GhRepo<'_>,
+        subject: &Subject,
+        number: u64,
+        fields: &str,
+    ) -> Result<(Value, String), ForgeError> {
+        let number = number.to_string();
+        let full_name = target.full_name();
+        let args = [
+            "pr", "view", &number, "--repo", &full_name, "--json", fields,
+        ];
+        let value = self.run_json(target, subject, &args)?;
+        let command = self.render(&args);
+        if !value.is_object() {
+            return Err(ForgeError::BadOutput {
+                subject: subject.clone(),
+                command,
+                detail: "expected a JSON object".into(),
+            });
+        }
+        Ok((value, command))
+    }
+}
+
+/// A validated `host/owner/name` identity, ready for `--repo` and `GH_HOST`.
+#[derive(Debug, PartialEq, Eq)]
+struct GhRepo<'a> {
+    host: &'a str,
+    owner: &'a str,
+    name: &'a str,
+}
+
+impl<'a> GhRepo<'a> {
+    /// Only `[A-Za-z0-9._-]` segments, exactly three, none empty, `.`/`..` or starting with
+    /// `-` (which gh would read as a flag). Anything else never reaches a command line.
+    fn parse(identity: &'a str) -> Result<Self, ForgeError> {
+        let refuse = |reason| ForgeError::NotGitHub {
+            identity: identity.to_owned(),
+            reason,
+        };
+        if identity.starts_with("path:") {
+            return Err(refuse("a repo without an origin remote has no GitHub PRs"));
+        }
+        let mut parts = identity.split('/');
+        let (Some(host), Some(owner), Some(name), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(refuse("expected exactly host/owner/name"));
+        };
+        for seg in [host, owner, name] {
+            if seg.is_empty() || seg == "." || seg == ".." || seg.starts_with('-') {
+                return Err(refuse("empty, dot or dash-led segment"));
+            }
+            if !seg
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            {
+                return Err(refuse("segments may only use A-Z a-z 0-9 . _ -"));
+            }
+        }
+        Ok(Self { host, owner, name })
+    }
+
+    fn full_name(&self) -> String {
+        format!("{}/{}", self.owner, self.name)
+    }
+
+    fn enterprise_host(&self) -> Option<&'a str> {
+        (!self.host.eq_ignore_ascii_case("github.com")).then_some(self.host)
+    }
+}
+
+/// One discovered PR, or `None` (with a warning) when it must not be queued.
+fn queued_pr(identity: &str, item: &Value) -> Option<QueuedPr> {
+    let Some(number) = item.get("number").and_then(Value::as_u64) else {
+        tracing::warn!(repo = %identity, "dropping a listed PR without an integer number");
+        return None;
+    };
+    // Missing counts as a fork: only a PR gh positively says is same-repo is landed.
+    if item.get("isCrossRepository").and_then(Value::as_bool) != Some(false) {
+        tracing::warn!(repo = %identity, pr = number, "dropping queued PR from a fork");
+        return None;
+    }
+    let marker = match parse_marker(item.get("body").and_then(Value::as_str).unwrap_or("")) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(repo = %identity, pr = number, reason = %e, "dropping labelled PR without a valid queue marker");
+            return None;
+        }
+    };
+    let branch = |key: &str| {
+        item.get(key)
+            .and_then(Value::as_str)
+            .filter(|b| !b.is_empty())
+            .map(str::to_owned)
+    };
+    let (Some(head_branch), Some(base_branch)) = (branch("headRefName"), branch("baseRefName"))
+    else {
+        tracing::warn!(repo = %identity, pr = number, "dropping queued PR without head/base branch names");
+        return None;
+    };
+    Some(QueuedPr {
+        number,
+        url: item.get("url").and_then(Value::as_str).map(str::to_owned),
+        head_branch,
+        base_branch,
+        marker,
+    })
+}
+
+fn parse_state(value: &Value) -> Result<PrState, String> {
+    match value.get("state").and_then(Value::as_str) {
+        Some("OPEN") => Ok(PrState::Open),
+        Some("CLOSED") => Ok(PrState::Closed),
+        Some("MERGED") => Ok(PrState::Merged),
+        Some(other) => Err(format!("unknown PR state {other:?}")),
+        None => Err("no string `state`".into()),
+    }
+}
+
+/// gh prints labels as objects with a `name`; plain strings are accepted too, as gstack does.
+fn is_queue_label(label: &Value) -> bool {
+    match label {
+        Value::String(name) => name == QUEUE_LABEL,
+        other => other.get("name").and_then(Value::as_str) == Some(QUEUE_LABEL),
+    }
+}
+
+fn describe_status(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        (None, None) => status.to_string(),
+    }
+}
+
+fn shown_stderr(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let text = text.trim();
+    if text.is_empty() {
+        return "(no stderr)".into();
+    }
+    match text.char_indices().nth(STDERR_SHOWN) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// How a supervised child ended.
+enum Outcome {
+    Exited {
+        status: ExitStatus,
+        stdout: Vec<u8>,
+        stderr: Vec<u8>,
+    },
+    TimedOut,
+    TooLarge,
+    /// Waiting for the child or reading its stdout failed (not expected for a child we own).
+    Lost(std::io::Error),
+}
+
+enum Stream {
+    Stdout(std::io::Result<Vec<u8>>),
+    StdoutOverflow,
+    Stderr(Vec<u8>),
+}
+
+/// Waits for the child and both of its pipes, against one deadline. Readers run on threads
+/// so a chatty stderr cannot block stdout. On timeout or oversized stdout the whole process
+/// group is killed. The call is "done" only when the child has exited *and* its pipes are
+/// closed: a grandchild holding stdout open is still part of the call.
+fn supervise(child: &mut Child, timeout: Duration) -> Outcome {
+    let deadline = Instant::now() + timeout;
+    let (tx, rx) = mpsc::channel();
+    let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
+        return kill_group(
+            child,
+            Outcome::Lost(std::io::Error::other("child started without pipes")),
+        );
+    };
+    {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            // One byte past the limit tells "exactly at" from "over"; on overflow we stop
+            // reading, and gh gets EPIPE instead of filling our memory.
+            let msg = match (&mut out)
+                .take(STDOUT_LIMIT as u64 + 1)
+                .read_to_end(&mut buf)
+            {
+                Ok(_) if buf.len() > STDOUT_LIMIT => Stream::StdoutOverflow,
+                Ok(_) => Stream::Stdout(Ok(buf)),
+                Err(e) => Stream::Stdout(Err(e)),
+            };
+            let _ = tx.send(msg);
+        });
+    }
+    {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = (&mut err).take(STDERR_KEEP as u64).read_to_end(&mut buf);
+            let _ = std::io::copy(&mut err, &mut std::io::sink());
+            let _ = tx.send(Stream::Stderr(buf));
+        });
+    }
+    drop(tx);
+
+    let mut status = None;
+    let mut stdout = None;
+    let mut stderr = None;
+    loop {
+        if status.is_none() {
+            match child.try_wait() {
+                Ok(s) => status = s,
+                Err(e) => return kill_group(child, Outcome::Lost(e)),
+            }
+        }
+        let wait = deadline.saturating_duration_since(Instant::now()).min(POLL);
+        match rx.recv_timeout(wait) {
+            Ok(Stream::StdoutOverflow) => return kill_group(child, Outcome::TooLarge),
+            Ok(Stream::Stdout(Ok(buf))) => stdout = Some(buf),
+            Ok(Stream::Stdout(Err(e))) => return kill_group(child, Outcome::Lost(e)),
+            Ok(Stream::Stderr(buf)) => stderr = Some(buf),
+            Err(mpsc::RecvTimeoutError::Timeout | mpsc::RecvTimeoutError::Disconnected) => {}
+        }
+        if let (Some(status), Some(out), Some(err)) = (status, stdout.as_mut(), stderr.as_mut()) {
+            return Outcome::Exited {
+                status,
+                stdout: std::mem::take(out),
+                stderr: std::mem::take(err),
+            };
+        }
+        if Instant::now() >= deadline {
+            return kill_group(child, Outcome::TimedOut);
+        }
+    }
+}
+
+/// SIGTERM to the group, a short grace, then SIGKILL to the group (which also takes down
+/// grandchildren that ignored SIGTERM), and reap the leader. Errors are ignored: ESRCH just
+/// means everyone is already gone.
+fn kill_group(child: &mut Child, outcome: Outcome) -> Outcome {
+    let Ok(raw) = i32::try_from(child.id()) else {
+        return outcome;
+    };
+    let pgid = Pid::from_raw(raw);
+    let _ = killpg(pgid, Signal::SIGTERM);
+    let grace_end = Instant::now() + KILL_GRACE;
+    while Instant::now() < grace_end {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
+    // The group id cannot be recycled while any member lives, so this reaches only our
+    // stragglers; with no members left it fails harmlessly.
+    let _ = killpg(pgid, Signal::SIGKILL);
+    let _ = child.wait();
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_must_be_exactly_host_owner_name() {
+        let ok = GhRepo::parse("github.com/acme/widget").expect("valid");
+        assert_eq!(ok.full_name(), "acme/widget");
+        assert_eq!(ok.enterprise_host(), None);
+        let ghe = GhRepo::parse("ghe.example.com/acme/widget.js").expect("valid");
+        assert_eq!(ghe.enterprise_host(), Some("ghe.example.com"));
+        for bad in [
+            "path:/home/u/code/widget",
+            "acme/widget",
+            "gitlab.example.com/group/sub/repo",
+            "github.com/acme/",
+            "github.com/-acme/widget",
+            "github.com/acme/--upload-pack=x",
+            "github.com/../widget",
+            "github.com/./widget",
+            "github.com/ac me/widget",
+            "github.com/acme/wid;get",
+            "github.com/acme/widget\n",
+            "",
+        ] {
+            let err = GhRepo::parse(bad).expect_err(bad);
+            assert!(
+                err.to_string().contains("not a GitHub repository identity"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn stderr_is_trimmed_and_capped() {
+        assert_eq!(shown_stderr(b"  boom \n"), "boom");
+        assert_eq!(shown_stderr(b""), "(no stderr)");
+        let long = "é".repeat(STDERR_SHOWN + 10);
+        let shown = shown_stderr(long.as_bytes());
+        assert_eq!(shown.chars().count(), STDERR_SHOWN + 1);
+        assert!(shown.ends_with('…'));
+    }
+
+    #[test]
+    fn labels_match_by_name() {
+        assert!(is_queue_label(&serde_json::json!({"name": QUEUE_LABEL})));
+        assert!(is_queue_label(&serde_json::json!(QUEUE_LABEL)));
+        assert!(!is_queue_label(&serde_json::json!({"name": "other"})));
+        assert!(!is_queue_label(&serde_json::json!(3)));
+    }
+}

@@ -1,0 +1,305 @@
+//! [`GitForge`]: a forge for remotes with no GitHub, answered from plain branches.
+//!
+//! A "PR" is its feature branch on `origin`; it is merged once the feature head is reachable
+//! from (or equal to) the base branch head. Everything runs in-process with libgit2 against
+//! a private scratch bare repo: the queued repo is never opened, so its config (hooks,
+//! `core.fsmonitor`, `credential.helper`, `url.*.insteadOf`) plays no part, and credentials
+//! come only from ssh-agent or the user's own git config (crate-notes.md).
+//!
+//! Limits worth knowing: there are no labels or markers (the local record is the only queue
+//! signal, so [`PrCheck::labelled`] is always true and the marker is
+//! [`MarkerCheck::NotApplicable`]); squash and rebase merges rewrite the commits and are not
+//! recognised as merged; a feature branch with no commits of its own counts as merged.
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::PathBuf;
+use std::sync::{Mutex, Once};
+use std::time::{Duration, Instant};
+
+use git2::{AutotagOption, Cred, CredentialType, Direction, FetchOptions, Oid, RemoteCallbacks};
+use sha2::{Digest, Sha256};
+
+use super::{
+    Forge, ForgeError, ForgeRepo, MarkerCheck, MergeProof, PrCheck, PrRef, PrState, QueuedPr,
+    Subject, is_safe_branch,
+};
+
+/// Default wall-clock budget for one question (connect, list, fetch).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+/// libgit2's process-wide socket timeouts: connect, and each read/write. They bound a stalled
+/// server; [`DEFAULT_TIMEOUT`] (checked from progress callbacks) bounds a slow one.
+const CONNECT_TIMEOUT_MS: i32 = 30_000;
+const IO_TIMEOUT_MS: i32 = 60_000;
+/// Give up on authentication after this many offers, instead of libgit2's endless retry.
+const MAX_AUTH_ATTEMPTS: u32 = 3;
+
+static GIT_TIMEOUTS: Once = Once::new();
+
+/// The git-branches forge.
+#[derive(Debug)]
+pub struct GitForge {
+    scratch_dir: PathBuf,
+    timeout: Duration,
+    /// Serialises creating the scratch repo; fetches themselves run in parallel.
+    init: Mutex<()>,
+}
+
+/// What origin says about one feature/base pair.
+struct Observation {
+    state: PrState,
+    base_head: Oid,
+}
+
+impl GitForge {
+    /// `scratch_dir` is berth's private bare repo for fetched objects (created on demand, mode
+    /// 0700). Also sets libgit2's socket timeouts, once per process: construct forges at
+    /// startup, before worker threads exist, as libgit2 asks.
+    pub fn new(scratch_dir: impl Into<PathBuf>) -> Self {
+        GIT_TIMEOUTS.call_once(|| {
+            // SAFETY: these write two plain ints in libgit2's global options; `Once` makes
+            // this the only write from berth, and it happens while forges are constructed at
+            // startup, before any thread runs a remote operation that reads them.
+            unsafe {
+                let _ = git2::opts::set_server_connect_timeout_in_milliseconds(CONNECT_TIMEOUT_MS);
+                let _ = git2::opts::set_server_timeout_in_milliseconds(IO_TIMEOUT_MS);
+            }
+        });
+        Self {
+            scratch_dir: scratch_dir.into(),
+            timeout: DEFAULT_TIMEOUT,
+            init: Mutex::new(()),
+        }
+    }
+
+    /// Wall-clock budget for one question.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    fn scratch(&self, subject: &Subject) -> Result<git2::Repository, ForgeError> {
+        let scratch_err = |source| ForgeError::Scratch {
+            subject: subject.clone(),
+            path: self.scratch_dir.clone(),
+            source,
+        };
+        // A poisoned lock only means another thread panicked mid-init; init is idempotent.
+        let _guard = self
+            .init
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.scratch_dir)
+            .map_err(scratch_err)?;
+        let meta = std::fs::metadata(&self.scratch_dir).map_err(scratch_err)?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(&self.scratch_dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(scratch_err)?;
+        }
+        git2::Repository::open_bare(&self.scratch_dir)
+            .or_else(|_| git2::Repository::init_bare(&self.scratch_dir))
+            .map_err(|source| ForgeError::Git {
+                subject: subject.clone(),
+                op: "open the scratch repository",
+                source,
+            })
+    }
+
+    /// Lists origin's heads once, fetches the two branches' objects into the scratch repo and
+    /// decides the state from that single snapshot.
+    fn observe(&self, repo: &ForgeRepo, pr: &PrRef<'_>) -> Result<Observation, ForgeError> {
+        let subject = Subject::pr(repo, pr.number);
+        for (what, branch) in [("feature", pr.feature_branch), ("base", pr.base_branch)] {
+            if !is_safe_branch(branch) {
+                return Err(ForgeError::BadBranch {
+                    subject,
+                    what,
+                    branch: branch.to_owned(),
+                });
+            }
+        }
+        let feature_ref = format!("refs/heads/{}", pr.feature_branch);
+        let base_ref = format!("refs/heads/{}", pr.base_branch);
+        let deadline = Instant::now() + self.timeout;
+        let git_err = |op: &'static str, source: git2::Error| {
+            if Instant::now() >= deadline {
+                ForgeError::Timeout {
+                    subject: subject.clone(),
+                    command: format!("git fetch {feature_ref} {base_ref} from origin"),
+                    after: self.timeout,
+                }
+            } else {
+                ForgeError::Git {
+                    subject: subject.clone(),
+                    op,
+                    source,
+                }
+            }
+        };
+
+        let scratch = self.scratch(&subject)?;
+        let mut remote = scratch
+            .remote_anonymous(&repo.origin_url)
+            .map_err(|e| git_err("use origin's URL", e))?;
+        let mut conn = remote
+            .connect_auth(Direction::Fetch, Some(callbacks(deadline)), None)
+            .map_err(|e| git_err("connect to origin", e))?;
+        let (mut feature, mut base) = (None, None);
+        for head in conn.list().map_err(|e| git_err("list origin's refs", e))? {
+            if head.name() == feature_ref {
+                feature = Some(head.oid());
+            } else if head.name() == base_ref {
+                base = Some(head.oid());
+            }
+        }
+        let Some(base) = base else {
+            return Err(ForgeError::MissingBase {
+                subject,
+                branch: pr.base_branch.to_owned(),
+            });
+        };
+        let mut specs = vec![base_ref.clone()];
+        if feature.is_some() {
+            specs.push(feature_ref.clone());
+        }
+        let mut opts = FetchOptions::new();
+        opts.remote_callbacks(callbacks(deadline))
+            .download_tags(AutotagOption::None)
+            .update_fetchhead(false);
+        conn.remote()
+            .download(&specs, Some(&mut opts))
+            .map_err(|e| git_err("fetch from origin", e))?;
+        drop(conn);
+
+        // The feature head last seen on origin, kept so that "merged, then the branch was
+        // deleted" (the usual end of a PR) still proves merged instead of reading as closed.
+        let seen = seen_ref(&repo.identity, pr.feature_branch);
+        let candidate = match feature {
+            Some(oid) => {
+                if let Err(e) = scratch.reference(&seen, oid, true, "berth: feature head seen") {
+                    tracing::warn!(repo = %repo.identity, pr = pr.number, error = %e,
+                        "could not remember the feature head; a later branch deletion may read as closed");
+                }
+                Some(oid)
+            }
+            None => scratch.refname_to_id(&seen).ok(),
+        };
+        let merged = match candidate {
+            Some(head) => {
+                head == base
+                    || scratch
+                        .graph_descendant_of(base, head)
+                        .map_err(|e| git_err("check ancestry", e))?
+            }
+            None => false,
+        };
+        let state = match (merged, feature.is_some()) {
+            (true, _) => PrState::Merged,
+            (false, true) => PrState::Open,
+            (false, false) => PrState::Closed,
+        };
+        Ok(Observation {
+            state,
+            base_head: base,
+        })
+    }
+}
+
+impl Forge for GitForge {
+    fn name(&self) -> &'static str {
+        "git"
+    }
+
+    /// Always empty: plain git has no PR listing, so discovery is local records only.
+    fn list_queued(&self, _repo: &ForgeRepo) -> Result<Vec<QueuedPr>, ForgeError> {
+        Ok(Vec::new())
+    }
+
+    /// Open while the feature branch exists on origin and is not merged; merged once it is
+    /// reachable from the base; closed when it is gone unmerged. Head and base are the
+    /// record's own (a branch *is* the PR here).
+    fn check_pr(&self, repo: &ForgeRepo, pr: &PrRef<'_>) -> Result<PrCheck, ForgeError> {
+        let seen = self.observe(repo, pr)?;
+        Ok(PrCheck {
+            number: pr.number,
+            state: seen.state,
+            labelled: true,
+            marker: MarkerCheck::NotApplicable,
+            head_branch: pr.feature_branch.to_owned(),
+            base_branch: pr.base_branch.to_owned(),
+            seen_on: "origin",
+        })
+    }
+
+    /// Merged ⇔ the feature head is reachable from origin's base head, which is reported as
+    /// the merge commit. There is no merge time in plain git.
+    fn merge_proof(&self, repo: &ForgeRepo, pr: &PrRef<'_>) -> Result<MergeProof, ForgeError> {
+        let seen = self.observe(repo, pr)?;
+        let merged = seen.state == PrState::Merged;
+        Ok(MergeProof {
+            merged,
+            state: seen.state,
+            merged_at: None,
+            merge_commit: merged.then(|| seen.base_head.to_string()),
+        })
+    }
+}
+
+/// `refs/berth/seen/<sha256(identity NUL branch)>`: one fixed-length component, so branch
+/// names like `a` and `a/b` cannot collide as files and directories.
+fn seen_ref(identity: &str, feature_branch: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(identity.as_bytes());
+    h.update([0]);
+    h.update(feature_branch.as_bytes());
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    format!("refs/berth/seen/{hex}")
+}
+
+/// Credentials from ssh-agent or the user's own git config only, a bounded number of tries,
+/// and a wall-clock deadline enforced from the progress callbacks.
+fn callbacks(deadline: Instant) -> RemoteCallbacks<'static> {
+    let mut cb = RemoteCallbacks::new();
+    let mut attempts = 0;
+    cb.credentials(move |url, username, allowed| {
+        attempts += 1;
+        if attempts > MAX_AUTH_ATTEMPTS {
+            return Err(git2::Error::from_str(
+                "authentication failed: no accepted credential from ssh-agent or the user's git config",
+            ));
+        }
+        let user = username.unwrap_or("git");
+        if allowed.contains(CredentialType::SSH_KEY) {
+            Cred::ssh_key_from_agent(user)
+        } else if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+            // The user's/system config, never the queued repo's: its credential.helper is a
+            // program of the repo author's choosing.
+            Cred::credential_helper(&git2::Config::open_default()?, url, username)
+        } else if allowed.contains(CredentialType::USERNAME) {
+            Cred::username(user)
+        } else {
+            Cred::default()
+        }
+    });
+    cb.transfer_progress(move |_| Instant::now() < deadline);
+    cb.sideband_progress(move |_| Instant::now() < deadline);
+    cb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seen_refs_are_fixed_length_and_distinct() {
+        let a = seen_ref("github.com/acme/widget", "a");
+        let ab = seen_ref("github.com/acme/widget", "a/b");
+        let other = seen_ref("github.com/acme/other", "a");
+        assert_ne!(a, ab);
+        assert_ne!(a, other);
+        assert_eq!(a.len(), "refs/berth/seen/".len() + 64);
+        assert!(git2::Reference::is_valid_name(&a));
+    }
+}

@@ -1,0 +1,558 @@
+//! The forge layer: what berth asks the place where pull requests live.
+//!
+//! Three questions, asked synchronously (callers run them on a blocking thread):
+//! which PRs are queued ([`Forge::list_queued`], discovery), is this PR still what the record
+//! says ([`Forge::check_pr`] + [`verify_claim`], DESIGN §3 step 6), and did it really merge
+//! ([`Forge::merge_proof`], landing, reconcile and audit).
+//!
+//! Two implementations: [`gh::GhForge`] drives the GitHub CLI, [`git::GitForge`] answers from
+//! plain branches on `origin` for remotes with no GitHub. Both run nothing in the queued
+//! repo's directory and read nothing from its config (DESIGN §4, §5).
+
+pub mod gh;
+pub mod git;
+pub mod marker;
+
+use std::fmt;
+use std::time::Duration;
+
+pub use marker::{MARKER_END, MARKER_START, Marker, MarkerError, MarkerPrNumber, QUEUE_LABEL};
+
+/// A PR forge. Implementations are blocking and safe to share between threads.
+pub trait Forge: Send + Sync {
+    /// `"gh"` or `"git"`, for logs and status.
+    fn name(&self) -> &'static str;
+
+    /// Discovery: open, non-fork PRs that carry [`QUEUE_LABEL`] and a valid marker.
+    /// PRs that fail a filter are dropped with a warning naming repo and PR, never an error.
+    fn list_queued(&self, repo: &ForgeRepo) -> Result<Vec<QueuedPr>, ForgeError>;
+
+    /// Claim-time facts about one PR; judge them with [`verify_claim`].
+    fn check_pr(&self, repo: &ForgeRepo, pr: &PrRef<'_>) -> Result<PrCheck, ForgeError>;
+
+    /// Whether the PR merged into its base: after landing, and for reconcile and audit.
+    fn merge_proof(&self, repo: &ForgeRepo, pr: &PrRef<'_>) -> Result<MergeProof, ForgeError>;
+}
+
+/// The repository a question is about.
+///
+/// Deliberately no local path: forges never touch the queued checkout (gh runs with `--repo`
+/// from `/`, the git forge fetches into berth's own scratch repo), so there is nothing a
+/// planted repo config or hook could hijack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForgeRepo {
+    /// Canonical identity, e.g. `github.com/acme/widget`, or `path:/abs` with no origin.
+    pub identity: String,
+    /// `origin`'s URL as read (as data) from the gated repo; used by the git forge.
+    pub origin_url: String,
+}
+
+impl ForgeRepo {
+    pub fn new(identity: impl Into<String>, origin_url: impl Into<String>) -> Self {
+        Self {
+            identity: identity.into(),
+            origin_url: origin_url.into(),
+        }
+    }
+}
+
+/// The record's view of a PR: what berth expects the forge to confirm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrRef<'a> {
+    pub number: u64,
+    pub feature_branch: &'a str,
+    pub base_branch: &'a str,
+}
+
+/// A PR's lifecycle state, as GitHub reports it (`OPEN`, `CLOSED`, `MERGED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrState {
+    Open,
+    Closed,
+    Merged,
+}
+
+impl fmt::Display for PrState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+            Self::Merged => "merged",
+        })
+    }
+}
+
+/// One PR found by discovery. Head and base come from the forge, not the marker: they are
+/// what would actually be merged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedPr {
+    pub number: u64,
+    pub url: Option<String>,
+    pub head_branch: String,
+    pub base_branch: String,
+    pub marker: Marker,
+}
+
+/// The marker as a forge found it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MarkerCheck {
+    Valid(Marker),
+    Invalid(MarkerError),
+    /// The forge has no PR bodies (the git forge): nothing to check, nothing to refuse.
+    NotApplicable,
+}
+
+/// Facts about one PR at claim time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrCheck {
+    /// The number the forge answered for (normally the one asked for).
+    pub number: u64,
+    pub state: PrState,
+    /// Whether the PR carries [`QUEUE_LABEL`]. Always `true` on the git forge, which has no
+    /// labels: the local record is the only queue signal there.
+    pub labelled: bool,
+    pub marker: MarkerCheck,
+    pub head_branch: String,
+    pub base_branch: String,
+    /// Where the facts came from, for messages: `"GitHub"` or `"origin"`.
+    pub seen_on: &'static str,
+}
+
+/// The answer to "did it merge?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeProof {
+    /// The only field to act on: on GitHub `state == MERGED` with a merge time; on the git
+    /// forge the feature head is reachable from the base branch.
+    pub merged: bool,
+    pub state: PrState,
+    /// ISO-8601 merge time (GitHub only).
+    pub merged_at: Option<String>,
+    /// GitHub's merge commit, or the base branch head on the git forge.
+    pub merge_commit: Option<String>,
+}
+
+/// Names what an error is about: the repo identity and, when there is one, the PR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub repo: String,
+    pub pr: Option<u64>,
+}
+
+impl Subject {
+    pub fn repo(repo: &ForgeRepo) -> Self {
+        Self {
+            repo: repo.identity.clone(),
+            pr: None,
+        }
+    }
+
+    pub fn pr(repo: &ForgeRepo, pr: u64) -> Self {
+        Self {
+            repo: repo.identity.clone(),
+            pr: Some(pr),
+        }
+    }
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.pr {
+            Some(pr) => write!(f, "{} PR #{pr}", self.repo),
+            None => f.write_str(&self.repo),
+        }
+    }
+}
+
+/// A forge could not answer. Every variant names the repo (and PR when there is one).
+#[derive(Debug, thiserror::Error)]
+pub enum ForgeError {
+    #[error("{identity}: not a GitHub repository identity ({reason})")]
+    NotGitHub {
+        identity: String,
+        reason: &'static str,
+    },
+    #[error("{subject}: {what} branch {branch:?} is not a safe git branch name")]
+    BadBranch {
+        subject: Subject,
+        what: &'static str,
+        branch: String,
+    },
+    #[error("{subject}: could not start `{program}`: {source}")]
+    Spawn {
+        subject: Subject,
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{subject}: `{command}` timed out after {after:?} and was killed")]
+    Timeout {
+        subject: Subject,
+        command: String,
+        after: Duration,
+    },
+    #[error("{subject}: `{command}` failed ({status}): {stderr}")]
+    CommandFailed {
+        subject: Subject,
+        command: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("{subject}: `{command}` wrote more than {limit} bytes; output discarded")]
+    OutputTooLarge {
+        subject: Subject,
+        command: String,
+        limit: usize,
+    },
+    #[error("{subject}: `{command}` returned unexpected output: {detail}")]
+    BadOutput {
+        subject: Subject,
+        command: String,
+        detail: String,
+    },
+    #[error("{subject}: base branch {branch} does not exist on origin")]
+    MissingBase { subject: Subject, branch: String },
+    #[error("{subject}: git {op} failed: {source}")]
+    Git {
+        subject: Subject,
+        op: &'static str,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("{subject}: scratch repository {path}: {source}")]
+    Scratch {
+        subject: Subject,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Why a claim is refused (DESIGN §3 step 6). The message is written for an operator and ends
+/// up in the record's `lastError`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ClaimRefusal {
+    #[error("asked {seen_on} about PR #{expected} but it answered for PR #{got}")]
+    WrongPr {
+        expected: u64,
+        got: u64,
+        seen_on: &'static str,
+    },
+    #[error("PR #{pr} is {} on {seen_on}", state_phrase(*.state))]
+    NotOpen {
+        pr: u64,
+        state: PrState,
+        seen_on: &'static str,
+    },
+    #[error("PR #{pr} no longer carries the {QUEUE_LABEL} label")]
+    Unlabelled { pr: u64 },
+    #[error("PR #{pr} has no valid queue marker: {reason}")]
+    NoMarker { pr: u64, reason: MarkerError },
+    #[error("PR #{pr}'s queue marker names PR #{marker_pr}")]
+    MarkerPr { pr: u64, marker_pr: String },
+    #[error("PR #{pr}'s queue marker says feature branch {marker} but the record says {record}")]
+    MarkerFeature {
+        pr: u64,
+        marker: String,
+        record: String,
+    },
+    #[error("PR #{pr}'s queue marker says base branch {marker} but the record says {record}")]
+    MarkerBase {
+        pr: u64,
+        marker: String,
+        record: String,
+    },
+    #[error("PR #{pr} head branch is {actual} but the record says {record}")]
+    Head {
+        pr: u64,
+        actual: String,
+        record: String,
+    },
+    #[error("PR #{pr} base branch is {actual} but the record says {record}")]
+    Base {
+        pr: u64,
+        actual: String,
+        record: String,
+    },
+}
+
+fn state_phrase(state: PrState) -> &'static str {
+    match state {
+        PrState::Open => "open",
+        PrState::Closed => "closed",
+        PrState::Merged => "already merged",
+    }
+}
+
+/// DESIGN §3 step 6: may berth land this PR for this record? Checks, in order: the forge
+/// answered for the right PR, it is still open, it carries the label, its marker is valid and
+/// names this PR (when it names one), this feature branch and this base (when it names one),
+/// and the PR's real head and base branches are the record's. The first failure wins.
+pub fn verify_claim(check: &PrCheck, expected: &PrRef<'_>) -> Result<(), ClaimRefusal> {
+    let pr = expected.number;
+    if check.number != pr {
+        return Err(ClaimRefusal::WrongPr {
+            expected: pr,
+            got: check.number,
+            seen_on: check.seen_on,
+        });
+    }
+    if check.state != PrState::Open {
+        return Err(ClaimRefusal::NotOpen {
+            pr,
+            state: check.state,
+            seen_on: check.seen_on,
+        });
+    }
+    if !check.labelled {
+        return Err(ClaimRefusal::Unlabelled { pr });
+    }
+    match &check.marker {
+        MarkerCheck::NotApplicable => {}
+        MarkerCheck::Invalid(reason) => {
+            return Err(ClaimRefusal::NoMarker {
+                pr,
+                reason: reason.clone(),
+            });
+        }
+        MarkerCheck::Valid(marker) => {
+            match marker.pr_number() {
+                MarkerPrNumber::Absent => {}
+                MarkerPrNumber::Number(n) if n == pr => {}
+                MarkerPrNumber::Number(n) => {
+                    return Err(ClaimRefusal::MarkerPr {
+                        pr,
+                        marker_pr: n.to_string(),
+                    });
+                }
+                MarkerPrNumber::Invalid(raw) => {
+                    return Err(ClaimRefusal::MarkerPr { pr, marker_pr: raw });
+                }
+            }
+            if marker.feature_branch() != expected.feature_branch {
+                return Err(ClaimRefusal::MarkerFeature {
+                    pr,
+                    marker: marker.feature_branch().to_owned(),
+                    record: expected.feature_branch.to_owned(),
+                });
+            }
+            if let Some(base) = marker.base_branch()
+                && base != expected.base_branch
+            {
+                return Err(ClaimRefusal::MarkerBase {
+                    pr,
+                    marker: base.to_owned(),
+                    record: expected.base_branch.to_owned(),
+                });
+            }
+        }
+    }
+    if check.head_branch != expected.feature_branch {
+        return Err(ClaimRefusal::Head {
+            pr,
+            actual: check.head_branch.clone(),
+            record: expected.feature_branch.to_owned(),
+        });
+    }
+    if check.base_branch != expected.base_branch {
+        return Err(ClaimRefusal::Base {
+            pr,
+            actual: check.base_branch.clone(),
+            record: expected.base_branch.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// DESIGN §5's branch rule, checked again here because the git forge builds refspecs from
+/// branch names: `[A-Za-z0-9._/-]+`, no leading `-`, and a valid `refs/heads/` name for git
+/// (which rejects `..`, `//`, `.lock`, a trailing `/`, `@{` and control characters).
+fn is_safe_branch(branch: &str) -> bool {
+    !branch.is_empty()
+        && !branch.starts_with('-')
+        && branch
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'/' | b'-'))
+        && git2::Reference::is_valid_name(&format!("refs/heads/{branch}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn marker(feature: &str, base: Option<&str>, pr: serde_json::Value) -> Marker {
+        let mut v = json!({
+            "runId": "run-1",
+            "featureBranch": feature,
+            "prNumber": pr,
+            "version": "1.0.0.0",
+            "queuedAt": "2025-01-01T00:00:00.000Z",
+        });
+        if let (Some(base), Some(obj)) = (base, v.as_object_mut()) {
+            obj.insert("baseBranch".into(), json!(base));
+        }
+        let serde_json::Value::Object(map) = v else {
+            unreachable!("literal is an object")
+        };
+        Marker::from_object(map).expect("valid marker")
+    }
+
+    fn good() -> PrCheck {
+        PrCheck {
+            number: 42,
+            state: PrState::Open,
+            labelled: true,
+            marker: MarkerCheck::Valid(marker("feat/y", Some("main"), json!(42))),
+            head_branch: "feat/y".into(),
+            base_branch: "main".into(),
+            seen_on: "GitHub",
+        }
+    }
+
+    const EXPECTED: PrRef<'static> = PrRef {
+        number: 42,
+        feature_branch: "feat/y",
+        base_branch: "main",
+    };
+
+    fn refusal(check: PrCheck) -> String {
+        verify_claim(&check, &EXPECTED)
+            .expect_err("must refuse")
+            .to_string()
+    }
+
+    #[test]
+    fn accepts_a_matching_pr() {
+        assert_eq!(verify_claim(&good(), &EXPECTED), Ok(()));
+        // Legacy markers without prNumber/baseBranch still pass.
+        let legacy = PrCheck {
+            marker: MarkerCheck::Valid(marker("feat/y", None, json!(null))),
+            ..good()
+        };
+        assert_eq!(verify_claim(&legacy, &EXPECTED), Ok(()));
+        // The git forge has no label or marker to check.
+        let git = PrCheck {
+            marker: MarkerCheck::NotApplicable,
+            seen_on: "origin",
+            ..good()
+        };
+        assert_eq!(verify_claim(&git, &EXPECTED), Ok(()));
+    }
+
+    #[test]
+    fn refuses_each_mismatch_with_an_operator_message() {
+        assert_eq!(
+            refusal(PrCheck {
+                state: PrState::Closed,
+                ..good()
+            }),
+            "PR #42 is closed on GitHub"
+        );
+        assert_eq!(
+            refusal(PrCheck {
+                state: PrState::Merged,
+                seen_on: "origin",
+                ..good()
+            }),
+            "PR #42 is already merged on origin"
+        );
+        assert_eq!(
+            refusal(PrCheck {
+                number: 41,
+                ..good()
+            }),
+            "asked GitHub about PR #42 but it answered for PR #41"
+        );
+        assert_eq!(
+            refusal(PrCheck {
+                labelled: false,
+                ..good()
+            }),
+            "PR #42 no longer carries the gstack-release-queued label"
+        );
+        assert_eq!(
+            refusal(PrCheck {
+                marker: MarkerCheck::Invalid(MarkerError::Missing),
+                ..good()
+            }),
+            "PR #42 has no valid queue marker: the PR body has no `<!-- gstack-release-queued` marker"
+        );
+        assert_eq!(
+            refusal(PrCheck {
+                marker: MarkerCheck::Valid(marker("feat/y", Some("main"), json!(7))),
+                ..good()
+            }),
+            "PR #42's queue marker names PR #7"
+        );
+        assert_eq!(
+            refusal(PrCheck {
+                marker: MarkerCheck::Valid(marker("feat/y", Some("main"), json!("42"))),
+                ..good()
+            }),
+            "PR #42's queue marker names PR #\"42\""
+        );
+        assert_eq!(
+            refusal(PrCheck {
+                marker: MarkerCheck::Valid(marker("feat/x", Some("main"), json!(42))),
+                ..good()
+            }),
+            "PR #42's queue marker says feature branch feat/x but the record says feat/y"
+        );
+        assert_eq!(
+            refusal(PrCheck {
+                marker: MarkerCheck::Valid(marker("feat/y", Some("develop"), json!(42))),
+                ..good()
+            }),
+            "PR #42's queue marker says base branch develop but the record says main"
+        );
+        assert_eq!(
+            refusal(PrCheck {
+                head_branch: "feat/x".into(),
+                ..good()
+            }),
+            "PR #42 head branch is feat/x but the record says feat/y"
+        );
+        assert_eq!(
+            refusal(PrCheck {
+                base_branch: "release".into(),
+                ..good()
+            }),
+            "PR #42 base branch is release but the record says main"
+        );
+    }
+
+    #[test]
+    fn subject_names_repo_and_pr() {
+        let repo = ForgeRepo::new("github.com/acme/widget", "");
+        assert_eq!(
+            Subject::pr(&repo, 9).to_string(),
+            "github.com/acme/widget PR #9"
+        );
+        assert_eq!(Subject::repo(&repo).to_string(), "github.com/acme/widget");
+    }
+
+    #[test]
+    fn branch_rule_matches_design_section_5() {
+        for ok in ["main", "feat/x", "release/2.x", "a_b-c.d"] {
+            assert!(is_safe_branch(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "evil:refs/heads/main",
+            "evil+force",
+            "evil^",
+            "evil~1",
+            "--upload-pack=bad",
+            "foo/../main",
+            "a//b",
+            "x.lock",
+            "x/",
+            "a@{b",
+            "a b",
+            "a\u{7}b",
+            "-x",
+        ] {
+            assert!(!is_safe_branch(bad), "{bad:?}");
+        }
+    }
+}

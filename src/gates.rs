@@ -1,0 +1,468 @@
+//! Gates: the checks every record passes before berth runs anything in its directory.
+//!
+//! Architecture Invariant: gates live in the Rust core and no rule can switch them off.
+//! A gate answers with the *resolved* value (the realpath), and every later operation uses
+//! that value, so there is no window between checking a path and using it.
+
+use std::fmt;
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+
+use crate::record::Record;
+
+/// The environment variable gstack uses for extra allowed repo roots (colon-separated).
+pub const ALLOWLIST_ENV: &str = "GSTACK_DAEMON_REPO_ALLOWLIST";
+
+/// Repo roots allowed under `$HOME` by default, as in gstack.
+pub const DEFAULT_HOME_PREFIXES: [&str; 5] = [
+    "Documents",
+    ".gstack/build-worktrees",
+    "code",
+    "Development",
+    "src",
+];
+
+/// Which gate refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gate {
+    RepoPath,
+    GitDir,
+    FeatureBranch,
+    BaseBranch,
+    WorktreePath,
+    RepoIdentity,
+}
+
+impl fmt::Display for Gate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Gate::RepoPath => "repo path",
+            Gate::GitDir => "git dir",
+            Gate::FeatureBranch => "feature branch",
+            Gate::BaseBranch => "base branch",
+            Gate::WorktreePath => "worktree path",
+            Gate::RepoIdentity => "repo identity",
+        })
+    }
+}
+
+/// A refusal: the gate, the value it refused and why. Its text becomes `lastError`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{gate} gate refused {value:?}: {reason}")]
+pub struct GateError {
+    pub gate: Gate,
+    pub value: String,
+    pub reason: String,
+}
+
+fn refuse(gate: Gate, value: &str, reason: impl Into<String>) -> GateError {
+    GateError {
+        gate,
+        value: value.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// The roots under which a repo may live, each already a realpath.
+#[derive(Clone, Debug, Default)]
+pub struct Allowlist {
+    prefixes: Vec<PathBuf>,
+}
+
+/// A repo that passed the gate: both paths are realpaths inside the allowlist.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatedRepo {
+    pub path: PathBuf,
+    pub git_dir: PathBuf,
+}
+
+/// Where a landing runs: the record's worktree if it passed the gate, else a scratch one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WorktreeChoice {
+    Use(PathBuf),
+    Scratch { reason: String },
+}
+
+/// A record that passed every gate, with the resolved values later steps must use.
+#[derive(Clone, Debug)]
+pub struct GatedRecord {
+    pub repo: GatedRepo,
+    pub identity: String,
+    pub origin_url: Option<String>,
+    pub worktree: WorktreeChoice,
+}
+
+impl Allowlist {
+    /// Builds the allowlist from the defaults under `home`, the colon-separated `extra`
+    /// entries (gstack's env var) and the configured project root. Returns the entries it
+    /// refused, with why, so the caller can log them.
+    pub fn build(
+        home: Option<&Path>,
+        extra: Option<&str>,
+        project_root: Option<&Path>,
+    ) -> (Allowlist, Vec<String>) {
+        let mut list = Allowlist::default();
+        let mut refused = Vec::new();
+        if let Some(home) = home {
+            for rel in DEFAULT_HOME_PREFIXES {
+                // A default that does not exist can hold no repo; skip it quietly.
+                if let Ok(real) = home.join(rel).canonicalize() {
+                    list.push(real);
+                }
+            }
+        }
+        for entry in extra.unwrap_or("").split(':') {
+            let entry_trimmed = entry.trim();
+            if entry_trimmed.is_empty() {
+                if extra.is_some_and(|e| !e.is_empty()) {
+                    refused.push(format!("{ALLOWLIST_ENV}: empty entry ignored"));
+                }
+                continue;
+            }
+            match resolve_root(Path::new(entry_trimmed)) {
+                Ok(real) => list.push(real),
+                Err(reason) => refused.push(format!("{ALLOWLIST_ENV}: entry {entry_trimmed:?} ignored: {reason}")),
+            }
+        }
+        if let Some(root) = project_root {
+            match resolve_root(root) {
+                Ok(real) => list.push(real),
+                Err(reason) => refused.push(format!(
+                    "project root {} ignored: {reason}",
+                    root.display()
+                )),
+            }
+        }
+        (list, refused)
+    }
+
+    /// The process's allowlist: `$HOME` defaults, `GSTACK_DAEMON_REPO_ALLOWLIST`, and the
+    /// project root.
+    pub fn from_env(project_root: Option<&Path>) -> (Allowlist, Vec<String>) {
+        let extra = std::env::var(ALLOWLIST_ENV).ok();
+        Allowlist::build(
+            crate::paths::home_dir().as_deref(),
+            extra.as_deref(),
+            project_root,
+        )
+    }
+
+    fn push(&mut self, real: PathBuf) {
+        if !self.prefixes.contains(&real) {
+            self.prefixes.push(real);
+        }
+    }
+
+    pub fn prefixes(&self) -> &[PathBuf] {
+        &self.prefixes
+    }
+
+    /// Whether a realpath sits under (or is) an allowed root; compares whole components.
+    pub fn contains(&self, real: &Path) -> bool {
+        self.prefixes.iter().any(|p| real.starts_with(p))
+    }
+
+    fn describe(&self) -> String {
+        if self.prefixes.is_empty() {
+            return format!("the allowlist is empty: set {ALLOWLIST_ENV} or --project-root");
+        }
+        let list: Vec<String> = self.prefixes.iter().map(|p| p.display().to_string()).collect();
+        format!("allowed roots: {}", list.join(", "))
+    }
+
+    /// DESIGN §5 repo-path gate: non-empty, absolute, no `..`, exists, a directory, its
+    /// realpath under an allowed root, a `.git` dir or file whose git dir passes too.
+    pub fn gate_repo_path(&self, raw: &str) -> Result<GatedRepo, GateError> {
+        self.gate_dir_with_git(Gate::RepoPath, raw)
+    }
+
+    fn gate_dir_with_git(&self, gate: Gate, raw: &str) -> Result<GatedRepo, GateError> {
+        if raw.trim().is_empty() {
+            return Err(refuse(gate, raw, "path is empty"));
+        }
+        let lexical = Path::new(raw);
+        if !lexical.is_absolute() {
+            return Err(refuse(gate, raw, "path is not absolute"));
+        }
+        if lexical.components().any(|c| c == Component::ParentDir) {
+            return Err(refuse(gate, raw, "path contains `..`"));
+        }
+        let real = lexical
+            .canonicalize()
+            .map_err(|e| refuse(gate, raw, format!("cannot resolve path: {e}")))?;
+        if !real.is_dir() {
+            return Err(refuse(gate, raw, "not a directory"));
+        }
+        if real == Path::new("/") || !self.contains(&real) {
+            let shown = if real.as_path() == lexical {
+                String::new()
+            } else {
+                format!(" (resolves to {})", real.display())
+            };
+            return Err(refuse(
+                gate,
+                raw,
+                format!("not under an allowed root{shown}; {}", self.describe()),
+            ));
+        }
+        let git_dir = self.gate_git_dir(&real).map_err(|reason| refuse(gate, raw, reason))?;
+        Ok(GatedRepo {
+            path: real,
+            git_dir,
+        })
+    }
+
+    /// The `.git` entry of `repo`: a directory, or a file `gitdir: <path>` (a linked
+    /// worktree); the dir it leads to, and a `commondir` inside it, must be allowed too.
+    fn gate_git_dir(&self, repo: &Path) -> Result<PathBuf, String> {
+        let dot_git = repo.join(".git");
+        let meta = fs::symlink_metadata(&dot_git)
+            .map_err(|_| "no `.git` directory or file: not a git repository".to_owned())?;
+        let git_dir = if meta.is_file() || meta.file_type().is_symlink() && dot_git.is_file() {
+            let text = fs::read_to_string(&dot_git)
+                .map_err(|e| format!("cannot read `.git` file: {e}"))?;
+            let target = text
+                .lines()
+                .next()
+                .and_then(|line| line.strip_prefix("gitdir:"))
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .ok_or("`.git` file has no `gitdir:` line")?;
+            repo.join(target)
+        } else {
+            dot_git
+        };
+        let real = git_dir
+            .canonicalize()
+            .map_err(|e| format!("git dir {} cannot be resolved: {e}", git_dir.display()))?;
+        if !real.is_dir() {
+            return Err(format!("git dir {} is not a directory", real.display()));
+        }
+        if !self.contains(&real) {
+            return Err(format!(
+                "git dir resolves to {}, outside the allowed roots; {}",
+                real.display(),
+                self.describe()
+            ));
+        }
+        if let Ok(common) = fs::read_to_string(real.join("commondir")) {
+            let common_dir = real.join(common.trim());
+            let common_real = common_dir
+                .canonicalize()
+                .map_err(|e| format!("commondir {} cannot be resolved: {e}", common_dir.display()))?;
+            if !self.contains(&common_real) {
+                return Err(format!(
+                    "commondir resolves to {}, outside the allowed roots",
+                    common_real.display()
+                ));
+            }
+        }
+        Ok(real)
+    }
+
+    /// DESIGN §5 worktree gate: the record's worktree is used only if it passes the same
+    /// gate as a repo path; otherwise the landing gets a private scratch worktree.
+    pub fn choose_worktree(&self, raw: &str) -> WorktreeChoice {
+        match self.gate_dir_with_git(Gate::WorktreePath, raw) {
+            Ok(gated) => WorktreeChoice::Use(gated.path),
+            Err(e) => WorktreeChoice::Scratch {
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    /// Every gate of DESIGN §5 for one record, in order; the first refusal wins.
+    pub fn gate_record(&self, record: &Record) -> Result<GatedRecord, GateError> {
+        let repo = self.gate_repo_path(&record.repo_path)?;
+        gate_branch(Gate::FeatureBranch, &record.feature_branch)?;
+        gate_branch(Gate::BaseBranch, &record.base_branch)?;
+        let origin_url = crate::identity::origin_url(&repo.path)
+            .map_err(|e| refuse(Gate::RepoIdentity, &record.repo_path, e.to_string()))?;
+        let actual = crate::identity::repo_identity(&repo.path)
+            .map_err(|e| refuse(Gate::RepoIdentity, &record.repo_path, e.to_string()))?;
+        gate_identity(&actual)?;
+        if let Some(claimed) = &record.repo_identity {
+            gate_identity(claimed)?;
+            if !claimed.eq_ignore_ascii_case(&actual) {
+                return Err(refuse(
+                    Gate::RepoIdentity,
+                    claimed,
+                    format!(
+                        "the repo at {} has origin identity {actual}; a record may not claim another repo's lane",
+                        repo.path.display()
+                    ),
+                ));
+            }
+        }
+        let worktree = self.choose_worktree(&record.worktree_path);
+        Ok(GatedRecord {
+            repo,
+            identity: actual,
+            origin_url,
+            worktree,
+        })
+    }
+}
+
+/// A root must be absolute and must not resolve to `/` (which would allow everything).
+fn resolve_root(root: &Path) -> Result<PathBuf, String> {
+    if !root.is_absolute() {
+        return Err("not an absolute path".into());
+    }
+    // A root that does not exist yet is kept as written: only a realpath equal to it (no
+    // symlinks on the way) can match it later.
+    let real = root.canonicalize().unwrap_or_else(|_| root.to_owned());
+    if real == Path::new("/") {
+        return Err("resolves to `/`, which would allow every path".into());
+    }
+    Ok(real)
+}
+
+/// DESIGN §5 branch gate: `[A-Za-z0-9._/-]+`, not starting with `-`, and a valid git
+/// branch name (no `..`, `//`, `.lock` component, trailing `/` or `.`, leading `.`).
+pub fn gate_branch(gate: Gate, name: &str) -> Result<(), GateError> {
+    if name.is_empty() {
+        return Err(refuse(gate, name, "branch name is empty"));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '/' | '-')))
+    {
+        return Err(refuse(
+            gate,
+            name,
+            format!("character {bad:?} is not allowed (only A-Z a-z 0-9 . _ / -)"),
+        ));
+    }
+    if name.starts_with('-') {
+        return Err(refuse(gate, name, "branch name starts with `-`"));
+    }
+    if name.contains("..") || name.contains("//") {
+        return Err(refuse(gate, name, "branch name contains `..` or `//`"));
+    }
+    if name.ends_with('/') || name.ends_with('.') {
+        return Err(refuse(gate, name, "branch name ends with `/` or `.`"));
+    }
+    if name
+        .split('/')
+        .any(|part| part.starts_with('.') || part.ends_with(".lock"))
+    {
+        return Err(refuse(
+            gate,
+            name,
+            "a path component starts with `.` or ends with `.lock`",
+        ));
+    }
+    if !git2::Reference::is_valid_name(&format!("refs/heads/{name}")) {
+        return Err(refuse(gate, name, "not a valid git branch name"));
+    }
+    Ok(())
+}
+
+/// DESIGN §5 identity gate: `host/owner/name[/more]` of safe characters, or
+/// `path:<absolute path>` for a repo with no remote host.
+pub fn gate_identity(identity: &str) -> Result<(), GateError> {
+    if let Some(path) = identity.strip_prefix("path:") {
+        let p = Path::new(path);
+        if !p.is_absolute() || p.components().any(|c| c == Component::ParentDir) {
+            return Err(refuse(
+                Gate::RepoIdentity,
+                identity,
+                "a path identity must be an absolute path without `..`",
+            ));
+        }
+        return Ok(());
+    }
+    let segments: Vec<&str> = identity.split('/').collect();
+    if segments.len() < 3 {
+        return Err(refuse(
+            Gate::RepoIdentity,
+            identity,
+            "expected host/owner/name",
+        ));
+    }
+    for segment in &segments {
+        let safe = !segment.is_empty()
+            && !segment.starts_with('-')
+            && *segment != "."
+            && *segment != ".."
+            && segment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !safe {
+            return Err(refuse(
+                Gate::RepoIdentity,
+                identity,
+                format!("segment {segment:?} is not of safe characters [A-Za-z0-9._-]"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branches_from_the_design_are_refused() {
+        for bad in [
+            "evil:refs/heads/main",
+            "evil+force",
+            "evil^",
+            "evil~1",
+            "--upload-pack=bad",
+            "foo/../main",
+            "a//b",
+            "a.lock",
+            "a/b.lock/c",
+            "trailing/",
+            "x@{1}",
+            "tab\there",
+            "nul\0",
+            "",
+            ".hidden",
+            "a/.b",
+            "-x",
+            "dot.",
+            "space here",
+        ] {
+            assert!(gate_branch(Gate::FeatureBranch, bad).is_err(), "{bad:?} passed");
+        }
+        for good in ["main", "feat/x", "release/2.x", "user_a/fix-1.2", "v1.0.0"] {
+            assert_eq!(gate_branch(Gate::BaseBranch, good), Ok(()), "{good}");
+        }
+    }
+
+    #[test]
+    fn identities() {
+        for good in [
+            "github.com/acme/widget",
+            "gitlab.example.com/group/sub/repo",
+            "path:/home/u/code/w",
+        ] {
+            assert_eq!(gate_identity(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "github.com/acme",
+            "github.com/acme/../x",
+            "github.com/-acme/x",
+            "github.com/ac me/x",
+            "github.com//x",
+            "path:relative",
+            "path:/a/../b",
+            "github.com/acme/w;rm",
+        ] {
+            assert!(gate_identity(bad).is_err(), "{bad:?} passed");
+        }
+    }
+
+    #[test]
+    fn allowlist_refuses_root_empty_and_relative_entries() {
+        let (list, refused) = Allowlist::build(None, Some("/:relative::/tmp/.."), Some(Path::new("/")));
+        assert!(list.prefixes().is_empty(), "{:?}", list.prefixes());
+        assert_eq!(refused.len(), 5, "{refused:?}");
+        assert!(refused.iter().any(|r| r.contains("empty entry")));
+        assert!(refused.iter().any(|r| r.contains("project root / ignored")));
+    }
+}

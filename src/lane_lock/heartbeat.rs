@@ -1,0 +1,141 @@
+//! Keeps a held lane lock fresh from a tokio task while the landing runs.
+//!
+//! The landing watches [`Heartbeat::lost`] and aborts when it turns true (the lock was taken
+//! over, or no refresh succeeded for longer than the TTL). When the landing ends — on every
+//! path — the caller stops the heartbeat, which hands back the [`HeldLock`] with the sha of
+//! the last successful refresh, and releases that:
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use berth::lane_lock::*;
+//! # async fn after_landing(client: Arc<LockClient>, heartbeat: Heartbeat) {
+//! let held = heartbeat.stop().await;
+//! let released = tokio::time::timeout(
+//!     std::time::Duration::from_secs(4),
+//!     tokio::task::spawn_blocking(move || client.release(&held)),
+//! )
+//! .await;
+//! # }
+//! ```
+//!
+//! Release only after `stop`: a refresh in flight changes the sha, and a release with the
+//! old sha would find the ref "not ours" and leave the lock to expire.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{HeldLock, LockClient};
+
+/// A running refresh loop for one held lock.
+#[derive(Debug)]
+pub struct Heartbeat {
+    held: Arc<Mutex<HeldLock>>,
+    lost: watch::Receiver<bool>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Heartbeat {
+    /// Refreshes `held` every `heartbeat_every` (sooner when the TTL deadline is nearer)
+    /// until [`Heartbeat::stop`] is called, `shutdown` is cancelled, or the lock is lost.
+    /// Must be called from within a tokio runtime.
+    pub fn spawn(
+        client: Arc<LockClient>,
+        held: HeldLock,
+        shutdown: &CancellationToken,
+    ) -> Heartbeat {
+        let held = Arc::new(Mutex::new(held));
+        let (lost_tx, lost) = watch::channel(false);
+        let stop = shutdown.child_token();
+        let task = tokio::spawn(refresh_loop(
+            client,
+            Arc::clone(&held),
+            lost_tx,
+            stop.clone(),
+        ));
+        Heartbeat {
+            held,
+            lost,
+            stop,
+            task,
+        }
+    }
+
+    /// Turns true (once, for good) when ownership is lost; `wait_for(|lost| *lost)` on it
+    /// in a `select!` next to the landing to abort the landing promptly.
+    pub fn lost(&self) -> watch::Receiver<bool> {
+        self.lost.clone()
+    }
+
+    pub fn is_lost(&self) -> bool {
+        *self.lost.borrow()
+    }
+
+    /// A copy of the lock as last refreshed (for status output).
+    pub fn snapshot(&self) -> HeldLock {
+        lock(&self.held).clone()
+    }
+
+    /// Stops refreshing and returns the lock to release. Waits for a refresh in flight to
+    /// finish (at most a few remote timeouts), so the returned sha is the current one.
+    pub async fn stop(self) -> HeldLock {
+        let Heartbeat {
+            held, stop, task, ..
+        } = self;
+        stop.cancel();
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "lane lock heartbeat task failed");
+        }
+        lock(&held).clone()
+    }
+}
+
+async fn refresh_loop(
+    client: Arc<LockClient>,
+    held: Arc<Mutex<HeldLock>>,
+    lost_tx: watch::Sender<bool>,
+    stop: CancellationToken,
+) {
+    let every = client.settings().heartbeat_every;
+    loop {
+        // Wake at the TTL deadline at the latest, so a run of failed refreshes is reported
+        // as a loss when it becomes one, not up to a heartbeat later.
+        let wait = lock(&held).time_until_lost(Instant::now()).min(every);
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        let (task_client, task_held) = (Arc::clone(&client), Arc::clone(&held));
+        let refreshed =
+            tokio::task::spawn_blocking(move || task_client.heartbeat(&mut lock(&task_held))).await;
+        let snapshot = lock(&held).clone();
+        match refreshed {
+            Ok(Ok(())) => {
+                tracing::debug!(
+                    ref_name = snapshot.ref_name(),
+                    sha = snapshot.sha(),
+                    "lane lock refreshed"
+                );
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "lane lock refresh failed"),
+            Err(e) => tracing::error!(error = %e, "lane lock refresh task failed"),
+        }
+        if snapshot.is_lost(Instant::now()) {
+            tracing::error!(
+                ref_name = snapshot.ref_name(),
+                "lane lock lost: the landing must stop"
+            );
+            lost_tx.send_replace(true);
+            return;
+        }
+    }
+}
+
+/// The lock survives a panic in a refresh (the data is only ever replaced whole).
+fn lock(held: &Mutex<HeldLock>) -> MutexGuard<'_, HeldLock> {
+    held.lock().unwrap_or_else(PoisonError::into_inner)
+}

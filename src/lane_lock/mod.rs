@@ -1,0 +1,972 @@
+//! The lane lock: one ref per `(repoIdentity, baseBranch)` on `origin`, so berth daemons
+//! on many machines (and gstack's TypeScript daemon) land one PR per lane at a time with
+//! no coordinator but the git host's atomic ref updates (DESIGN.md §1, §4).
+//!
+//! - ref `refs/gstack/release-locks/<safe_key(identity)>/<safe_key(base)>`;
+//! - object: a parentless commit of the empty tree whose message is `gstack release lock`,
+//!   a blank line and the pretty JSON [`LockPayload`].
+//!
+//! Every update is a compare-and-swap the server enforces: a create is a push of a
+//! parentless commit with the ref advertised absent (the server refuses it if the ref
+//! appeared meanwhile); a takeover, refresh or release pushes with the old value we read
+//! and refuses in negotiation when the remote advertises anything else (the server
+//! re-checks the old value under its ref lock). A transport error is always an error,
+//! never "the ref is absent"; every connect and socket read/write has a timeout.
+//!
+//! The API is blocking (libgit2); the async daemon calls it through `spawn_blocking`, and
+//! [`Heartbeat`] keeps a held lock fresh from a tokio task.
+//!
+//! ```no_run
+//! # use std::{path::Path, sync::Arc};
+//! # use berth::lane_lock::*;
+//! # async fn land(origin: &str) -> Result<(), LockError> {
+//! let client = Arc::new(LockClient::new(Path::new("/var/lib/berth/lane-lock"), LockSettings::default())?);
+//! let lane = Lane { repo_identity: "github.com/acme/widget".into(), base_branch: "main".into() };
+//! if let Acquire::Acquired(held) = client.acquire(origin, &lane, "host-a:4242", Path::new("/src/widget"))? {
+//!     let heartbeat = Heartbeat::spawn(Arc::clone(&client), held, &tokio_util::sync::CancellationToken::new());
+//!     // ... land, aborting if `heartbeat.lost()` turns true ...
+//!     let held = heartbeat.stop().await;
+//!     client.release(&held)?;
+//! }
+//! # Ok(()) }
+//! ```
+
+mod heartbeat;
+mod payload;
+mod transport;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use git2::{Oid, Reference};
+
+use crate::atomic_file::ensure_private_dir;
+use crate::clock;
+use crate::safe_key::safe_key;
+
+pub use heartbeat::Heartbeat;
+pub use payload::{LOCK_SUBJECT, LockPayload};
+
+use payload::{ReadLock, lock_message, parse_lock_message};
+use transport::{PushOutcome, Scratch, fetch, push_guarded, redact_url};
+
+/// Namespace of every lane lock ref on the remote.
+pub const LOCK_REF_PREFIX: &str = "refs/gstack/release-locks/";
+
+/// How long a lock stays valid without a refresh (gstack's value).
+pub const DEFAULT_TTL: Duration = Duration::from_secs(2 * 60 * 60);
+
+/// Refreshes per TTL: the one relationship between heartbeat and TTL (2 h / 8 = 15 min),
+/// so a lock survives several failed refreshes in a row before it expires.
+pub const HEARTBEATS_PER_TTL: u32 = 8;
+
+/// Default bound on each connect and each socket read/write with the remote.
+pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reads and updates retried when the ref keeps changing under us before giving up (the
+/// lane is then simply skipped this tick).
+const MAX_ATTEMPTS: u32 = 6;
+
+/// Where a fetched lock lands in the per-operation scratch repository.
+const READ_REF: &str = "refs/berth/read";
+
+/// Timing of the lane lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockSettings {
+    /// Validity of a lock after each write (`expiresAt = write time + ttl`).
+    pub ttl: Duration,
+    /// Interval between refreshes; must be shorter than `ttl`.
+    pub heartbeat_every: Duration,
+    /// Bound on each connect and socket read/write. libgit2 keeps it process-wide: the
+    /// first `LockClient` created in a process sets it for all.
+    pub remote_timeout: Duration,
+}
+
+impl LockSettings {
+    /// `ttl` with the heartbeat derived from it (`ttl / HEARTBEATS_PER_TTL`) and the
+    /// default remote timeout.
+    pub fn with_ttl(ttl: Duration) -> LockSettings {
+        LockSettings {
+            ttl,
+            heartbeat_every: ttl / HEARTBEATS_PER_TTL,
+            remote_timeout: DEFAULT_REMOTE_TIMEOUT,
+        }
+    }
+
+    fn validate(&self) -> Result<(), LockError> {
+        let problem = if self.ttl < Duration::from_millis(1) {
+            "ttl must be at least 1 ms (expiresAt has millisecond precision)"
+        } else if self.heartbeat_every.is_zero() || self.heartbeat_every >= self.ttl {
+            "heartbeat_every must be non-zero and shorter than ttl"
+        } else if self.remote_timeout < Duration::from_millis(1)
+            || self.remote_timeout.as_millis() > i32::MAX as u128
+        {
+            "remote_timeout must be between 1 ms and i32::MAX ms"
+        } else {
+            return Ok(());
+        };
+        Err(LockError::InvalidSettings {
+            settings: *self,
+            problem,
+        })
+    }
+}
+
+impl Default for LockSettings {
+    /// TTL 2 h, heartbeat 15 min, remote timeout 30 s.
+    fn default() -> LockSettings {
+        LockSettings::with_ttl(DEFAULT_TTL)
+    }
+}
+
+/// A release lane: PRs against one base branch of one repository land one at a time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Lane {
+    pub repo_identity: String,
+    pub base_branch: String,
+}
+
+/// `refs/gstack/release-locks/<safe_key(identity)>/<safe_key(base)>`, as gstack names it.
+pub fn lock_ref_name(lane: &Lane) -> String {
+    format!(
+        "{LOCK_REF_PREFIX}{}/{}",
+        safe_key(&lane.repo_identity),
+        safe_key(&lane.base_branch)
+    )
+}
+
+/// Outcome of [`LockClient::acquire`].
+#[derive(Debug)]
+pub enum Acquire {
+    /// The lane is ours; keep it fresh with [`LockClient::heartbeat`] or [`Heartbeat`].
+    Acquired(HeldLock),
+    /// Someone holds a live lock: skip the lane until `holder.expires_at`.
+    HeldElsewhere { holder: LockPayload, sha: String },
+    /// A lock exists whose payload cannot be read: berth refuses the lane (fail closed)
+    /// until an operator inspects it (`list`) and removes it (`force_release`).
+    Unreadable { sha: String, reason: String },
+}
+
+/// Outcome of a release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Released {
+    /// The ref pointed at the expected commit and is gone.
+    Deleted,
+    /// There was no ref: nothing to release.
+    AlreadyGone,
+    /// The ref points at another commit (someone took the lane over); it was left alone.
+    NotOurs { now_sha: String },
+}
+
+/// A lock this process holds.
+///
+/// Cloning gives a snapshot: refresh one copy only, or the other will release with a stale
+/// sha (which is safe — it is then reported [`Released::NotOurs`] and nothing is deleted).
+#[derive(Debug, Clone)]
+pub struct HeldLock {
+    origin_url: String,
+    ref_name: String,
+    lane: Lane,
+    sha: Oid,
+    payload: LockPayload,
+    ttl: Duration,
+    /// Start of the last successful write: the remote's `expiresAt` is at least `ttl` after
+    /// it, so treating the lock as lost at `last_refresh + ttl` never outlives the remote.
+    last_refresh: Instant,
+    /// Set when a refresh saw the ref pointing elsewhere: ownership is gone for good.
+    stolen: Option<StolenTo>,
+}
+
+/// What the ref held when a refresh found it no longer ours (`None`: it was deleted).
+#[derive(Debug, Clone)]
+struct StolenTo(Option<String>);
+
+impl HeldLock {
+    pub fn origin_url(&self) -> &str {
+        &self.origin_url
+    }
+
+    pub fn ref_name(&self) -> &str {
+        &self.ref_name
+    }
+
+    pub fn lane(&self) -> &Lane {
+        &self.lane
+    }
+
+    /// The lock commit the ref pointed at after our last successful write.
+    pub fn sha(&self) -> String {
+        self.sha.to_string()
+    }
+
+    /// The payload of our last successful write.
+    pub fn payload(&self) -> &LockPayload {
+        &self.payload
+    }
+
+    pub fn last_refresh(&self) -> Instant {
+        self.last_refresh
+    }
+
+    /// True once a refresh found the ref taken over, or no refresh has succeeded for longer
+    /// than the TTL. The caller must then stop landing: another daemon may own the lane.
+    pub fn is_lost(&self, now: Instant) -> bool {
+        self.stolen.is_some() || now.saturating_duration_since(self.last_refresh) > self.ttl
+    }
+
+    /// Time left before [`HeldLock::is_lost`] turns true if no refresh succeeds.
+    pub fn time_until_lost(&self, now: Instant) -> Duration {
+        if self.stolen.is_some() {
+            return Duration::ZERO;
+        }
+        (self.last_refresh + self.ttl).saturating_duration_since(now)
+    }
+}
+
+/// One lock found on the remote by [`LockClient::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockListing {
+    pub ref_name: String,
+    pub sha: String,
+    pub state: ListedLock,
+}
+
+/// What a listed lock means right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListedLock {
+    Live(LockPayload),
+    Expired(LockPayload),
+    Unreadable { reason: String },
+}
+
+/// Everything that can go wrong; each message names the ref (and lane) and what to do.
+/// URLs in messages have any password or token replaced by `***`.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("lane lock settings {settings:?} are invalid: {problem}")]
+    InvalidSettings {
+        settings: LockSettings,
+        problem: &'static str,
+    },
+    #[error(
+        "{ref_name:?} is not a usable lane lock ref: {problem}; check the repo identity and base branch (or the ref given to force-release)"
+    )]
+    InvalidRef {
+        ref_name: String,
+        problem: &'static str,
+    },
+    #[error(
+        "{sha:?} is not a full 40-hex commit id; pass the sha exactly as the lock listing shows it"
+    )]
+    InvalidSha { sha: String },
+    #[error(
+        "lane lock scratch dir {}: {source}; berth needs a private directory it can write in its state dir",
+        path.display()
+    )]
+    Scratch {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "building the lock commit for {ref_name} failed: {source}; this is a local libgit2 problem, check berth's state dir"
+    )]
+    LocalGit {
+        ref_name: String,
+        #[source]
+        source: git2::Error,
+    },
+    #[error(
+        "{op} of lane lock {ref_name} on {url} failed: {source}; the lock state is unknown and nothing was assumed: skip the lane and retry later, and check the network and credentials if it persists"
+    )]
+    Remote {
+        op: &'static str,
+        ref_name: String,
+        url: String,
+        #[source]
+        source: git2::Error,
+    },
+    #[error(
+        "{url} rejected the {op} of lane lock {ref_name}: {status}; the lock was not updated (it stays valid until its expiresAt), retry on the next heartbeat"
+    )]
+    Rejected {
+        op: &'static str,
+        ref_name: String,
+        url: String,
+        status: String,
+    },
+    #[error(
+        "lane lock {ref_name} on {url} is no longer ours: it now {}; stop the landing, another daemon or an operator took the lane",
+        now_sha.as_deref().map_or_else(|| "does not exist".to_owned(), |sha| format!("points at {sha}"))
+    )]
+    Stolen {
+        ref_name: String,
+        url: String,
+        now_sha: Option<String>,
+    },
+    #[error(
+        "lane lock {ref_name} on {url} was not refreshed for longer than its TTL ({ttl:?}): ownership is lost; stop the landing and release the lock"
+    )]
+    Lost {
+        ref_name: String,
+        url: String,
+        ttl: Duration,
+    },
+    #[error(
+        "lane lock {ref_name} on {url} kept changing during {attempts} attempts to {op} it (last: {last}); skip the lane this tick and retry later"
+    )]
+    Contended {
+        op: &'static str,
+        ref_name: String,
+        url: String,
+        attempts: u32,
+        last: String,
+    },
+}
+
+/// Makes and updates lane locks. Cheap to share (`Arc`) across threads: every operation
+/// works in its own scratch repository.
+#[derive(Debug)]
+pub struct LockClient {
+    scratch_dir: PathBuf,
+    settings: LockSettings,
+}
+
+/// Per-operation context for error messages.
+struct Target<'a> {
+    url: &'a str,
+    ref_name: &'a str,
+}
+
+impl Target<'_> {
+    fn remote_error(&self, op: &'static str, source: git2::Error) -> LockError {
+        LockError::Remote {
+            op,
+            ref_name: self.ref_name.to_owned(),
+            url: redact_url(self.url),
+            source,
+        }
+    }
+
+    fn local_error(&self, source: git2::Error) -> LockError {
+        LockError::LocalGit {
+            ref_name: self.ref_name.to_owned(),
+            source,
+        }
+    }
+
+    fn contended(&self, op: &'static str, last: String) -> LockError {
+        LockError::Contended {
+            op,
+            ref_name: self.ref_name.to_owned(),
+            url: redact_url(self.url),
+            attempts: MAX_ATTEMPTS,
+            last,
+        }
+    }
+}
+
+/// What the remote holds at a lock ref, read through a fetch.
+enum RemoteLock {
+    Absent,
+    Present {
+        sha: Oid,
+        read: Result<ReadLock, String>,
+    },
+}
+
+impl LockClient {
+    /// A client working under `scratch_dir` (created 0700; per-operation scratch
+    /// repositories live there). Also applies `settings.remote_timeout` to libgit2 if no
+    /// client did so earlier in this process.
+    pub fn new(scratch_dir: &Path, settings: LockSettings) -> Result<LockClient, LockError> {
+        settings.validate()?;
+        ensure_private_dir(scratch_dir).map_err(|source| LockError::Scratch {
+            path: scratch_dir.to_owned(),
+            source,
+        })?;
+        let in_force = transport::apply_remote_timeout(settings.remote_timeout);
+        if in_force != settings.remote_timeout {
+            tracing::warn!(
+                requested = ?settings.remote_timeout,
+                ?in_force,
+                "libgit2 network timeouts are process-wide and were already set"
+            );
+        }
+        let client = LockClient {
+            scratch_dir: scratch_dir.to_owned(),
+            settings,
+        };
+        client.sweep_leftovers();
+        Ok(client)
+    }
+
+    pub fn settings(&self) -> &LockSettings {
+        &self.settings
+    }
+
+    /// Takes the lane's lock, or says who holds it.
+    ///
+    /// Absent ref: create it (fails if someone created it first, then re-reads). Present:
+    /// fetch and read it; unreadable → [`Acquire::Unreadable`]; live → [`Acquire::HeldElsewhere`];
+    /// expired → take it over with a compare-and-swap against the sha read.
+    pub fn acquire(
+        &self,
+        origin_url: &str,
+        lane: &Lane,
+        owner_id: &str,
+        repo_path: &Path,
+    ) -> Result<Acquire, LockError> {
+        let ref_name = checked_lock_ref(lane)?;
+        let target = Target {
+            url: origin_url,
+            ref_name: &ref_name,
+        };
+        let scratch = self.scratch()?;
+        let mut last = String::new();
+        for attempt in 0..MAX_ATTEMPTS {
+            backoff(attempt);
+            // Create: the guard lets the push through only if the ref is advertised absent.
+            let (sha, payload, started) =
+                self.write_new_lock(&scratch, &target, lane, owner_id, repo_path)?;
+            let create = format!("{sha}:{ref_name}");
+            let outcome = push_guarded(&scratch.repo, origin_url, &create, &ref_name, &|old| {
+                old.is_zero()
+            })
+            .map_err(|e| target.remote_error("create", e))?;
+            match outcome {
+                PushOutcome::Applied => {
+                    return Ok(Acquire::Acquired(
+                        self.held(&target, lane, sha, payload, started),
+                    ));
+                }
+                PushOutcome::Rejected { status } => {
+                    last = format!("create rejected: {status}");
+                    continue;
+                }
+                PushOutcome::Refused { .. } => {}
+            }
+            let (current, read) = match read_remote_lock(&scratch, &target)? {
+                RemoteLock::Absent => {
+                    last = "the lock vanished while being read".to_owned();
+                    continue;
+                }
+                RemoteLock::Present { sha, read } => (sha, read),
+            };
+            let expired = match read {
+                Err(reason) => {
+                    return Ok(Acquire::Unreadable {
+                        sha: current.to_string(),
+                        reason,
+                    });
+                }
+                Ok(lock) if lock.is_live_at(clock::now()) => {
+                    return Ok(Acquire::HeldElsewhere {
+                        holder: lock.payload,
+                        sha: current.to_string(),
+                    });
+                }
+                Ok(lock) => lock,
+            };
+            tracing::info!(
+                ref_name,
+                holder = expired.payload.owner_id,
+                expired_at = expired.payload.expires_at,
+                "taking over an expired lane lock"
+            );
+            let (sha, payload, started) =
+                self.write_new_lock(&scratch, &target, lane, owner_id, repo_path)?;
+            let takeover = format!("+{sha}:{ref_name}");
+            let outcome = push_guarded(&scratch.repo, origin_url, &takeover, &ref_name, &|old| {
+                old == current
+            })
+            .map_err(|e| target.remote_error("takeover", e))?;
+            match outcome {
+                PushOutcome::Applied => {
+                    return Ok(Acquire::Acquired(
+                        self.held(&target, lane, sha, payload, started),
+                    ));
+                }
+                PushOutcome::Refused { advertised } => {
+                    last = format!("takeover lost: the lock moved from {current} to {advertised}");
+                }
+                PushOutcome::Rejected { status } => {
+                    last = format!("takeover rejected: {status}");
+                }
+            }
+        }
+        Err(target.contended("acquire", last))
+    }
+
+    /// Rewrites our lock with `expiresAt = now + ttl`, compare-and-swap against our sha.
+    ///
+    /// On success `held` records the new sha and refresh time. If the ref points elsewhere
+    /// the lock is marked stolen ([`LockError::Stolen`], and [`HeldLock::is_lost`] is true
+    /// from then on). A lock already lost is never refreshed ([`LockError::Lost`]): the
+    /// landing must stop even if nobody took the lane yet. Transport errors and rejections
+    /// leave `held` untouched; the TTL decides when they amount to a loss.
+    pub fn heartbeat(&self, held: &mut HeldLock) -> Result<(), LockError> {
+        let target = Target {
+            url: &held.origin_url,
+            ref_name: &held.ref_name,
+        };
+        if let Some(StolenTo(now_sha)) = &held.stolen {
+            return Err(LockError::Stolen {
+                ref_name: held.ref_name.clone(),
+                url: redact_url(&held.origin_url),
+                now_sha: now_sha.clone(),
+            });
+        }
+        if held.is_lost(Instant::now()) {
+            return Err(LockError::Lost {
+                ref_name: held.ref_name.clone(),
+                url: redact_url(&held.origin_url),
+                ttl: held.ttl,
+            });
+        }
+        let scratch = self.scratch()?;
+        let started = Instant::now();
+        let payload = LockPayload {
+            expires_at: clock::iso(clock::now() + self.chrono_ttl()),
+            ..held.payload.clone()
+        };
+        let sha = write_commit(&scratch, &target, &payload)?;
+        let ours = held.sha;
+        let refresh = format!("+{sha}:{}", held.ref_name);
+        let outcome = push_guarded(
+            &scratch.repo,
+            &held.origin_url,
+            &refresh,
+            &held.ref_name,
+            &|old| old == ours,
+        )
+        .map_err(|e| target.remote_error("refresh", e))?;
+        match outcome {
+            PushOutcome::Applied => {
+                held.sha = sha;
+                held.payload = payload;
+                held.last_refresh = started;
+                Ok(())
+            }
+            PushOutcome::Refused { advertised } => {
+                let now_sha = (!advertised.is_zero()).then(|| advertised.to_string());
+                held.stolen = Some(StolenTo(now_sha.clone()));
+                Err(LockError::Stolen {
+                    ref_name: held.ref_name.clone(),
+                    url: redact_url(&held.origin_url),
+                    now_sha,
+                })
+            }
+            PushOutcome::Rejected { status } => Err(LockError::Rejected {
+                op: "refresh",
+                ref_name: held.ref_name.clone(),
+                url: redact_url(&held.origin_url),
+                status,
+            }),
+        }
+    }
+
+    /// Deletes our lock if the ref still points at our commit; anything else is left alone.
+    /// Call it on every path out of a landing (after stopping the [`Heartbeat`]).
+    pub fn release(&self, held: &HeldLock) -> Result<Released, LockError> {
+        self.delete_if_at(&held.origin_url, &held.ref_name, held.sha)
+    }
+
+    /// Every lock under `refs/gstack/release-locks/` on `origin_url`, sorted by ref, with its
+    /// payload (or why it cannot be read) and whether it is live now.
+    pub fn list(&self, origin_url: &str) -> Result<Vec<LockListing>, LockError> {
+        let target = Target {
+            url: origin_url,
+            ref_name: LOCK_REF_PREFIX,
+        };
+        let scratch = self.scratch()?;
+        let refspec = format!("+{LOCK_REF_PREFIX}*:{READ_REF}/*");
+        fetch(&scratch.repo, origin_url, &refspec).map_err(|e| target.remote_error("list", e))?;
+        let now = clock::now();
+        let mut listings = Vec::new();
+        let references = scratch
+            .repo
+            .references_glob(&format!("{READ_REF}/*"))
+            .map_err(|e| target.local_error(e))?;
+        for reference in references {
+            let reference = reference.map_err(|e| target.local_error(e))?;
+            let (Ok(local_name), Some(sha)) = (reference.name(), reference.target()) else {
+                continue;
+            };
+            let suffix = local_name
+                .trim_start_matches(READ_REF)
+                .trim_start_matches('/');
+            let state = match scratch
+                .commit_message(sha)
+                .and_then(|m| parse_lock_message(&m))
+            {
+                Err(reason) => ListedLock::Unreadable { reason },
+                Ok(lock) if lock.is_live_at(now) => ListedLock::Live(lock.payload),
+                Ok(lock) => ListedLock::Expired(lock.payload),
+            };
+            listings.push(LockListing {
+                ref_name: format!("{LOCK_REF_PREFIX}{suffix}"),
+                sha: sha.to_string(),
+                state,
+            });
+        }
+        listings.sort_by(|a, b| a.ref_name.cmp(&b.ref_name));
+        Ok(listings)
+    }
+
+    /// Operator tool: deletes `ref_name` only if it still points at `expected_sha` (the sha
+    /// the operator was shown), so a lock retaken since is never removed by mistake.
+    pub fn force_release(
+        &self,
+        origin_url: &str,
+        ref_name: &str,
+        expected_sha: &str,
+    ) -> Result<Released, LockError> {
+        let problem = if !ref_name.starts_with(LOCK_REF_PREFIX) {
+            Some("only refs under refs/gstack/release-locks/ are lane locks")
+        } else if !Reference::is_valid_name(ref_name) || ref_name.contains(['*', '?', '[']) {
+            Some("it is not a valid git ref name")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(LockError::InvalidRef {
+                ref_name: ref_name.to_owned(),
+                problem,
+            });
+        }
+        let expected = parse_full_sha(expected_sha)?;
+        self.delete_if_at(origin_url, ref_name, expected)
+    }
+
+    fn delete_if_at(
+        &self,
+        origin_url: &str,
+        ref_name: &str,
+        expected: Oid,
+    ) -> Result<Released, LockError> {
+        let target = Target {
+            url: origin_url,
+            ref_name,
+        };
+        let scratch = self.scratch()?;
+        let delete = format!(":{ref_name}");
+        let mut last = String::new();
+        for attempt in 0..MAX_ATTEMPTS {
+            backoff(attempt);
+            let outcome = push_guarded(&scratch.repo, origin_url, &delete, ref_name, &|old| {
+                old == expected
+            })
+            .map_err(|e| target.remote_error("release", e))?;
+            match outcome {
+                PushOutcome::Applied => return Ok(Released::Deleted),
+                PushOutcome::Refused { advertised } if advertised.is_zero() => {
+                    return Ok(Released::AlreadyGone);
+                }
+                PushOutcome::Refused { advertised } => {
+                    return Ok(Released::NotOurs {
+                        now_sha: advertised.to_string(),
+                    });
+                }
+                // The ref moved between advertisement and update: look again.
+                PushOutcome::Rejected { status } => last = format!("delete rejected: {status}"),
+            }
+        }
+        Err(target.contended("release", last))
+    }
+
+    fn scratch(&self) -> Result<Scratch, LockError> {
+        Scratch::create(&self.scratch_dir).map_err(|source| LockError::Scratch {
+            path: self.scratch_dir.clone(),
+            source,
+        })
+    }
+
+    fn chrono_ttl(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.settings.ttl).unwrap_or(chrono::Duration::MAX)
+    }
+
+    /// Writes a fresh lock commit for `lane`; returns it with the instant its validity
+    /// counts from (taken before `expiresAt` is computed).
+    fn write_new_lock(
+        &self,
+        scratch: &Scratch,
+        target: &Target<'_>,
+        lane: &Lane,
+        owner_id: &str,
+        repo_path: &Path,
+    ) -> Result<(Oid, LockPayload, Instant), LockError> {
+        let started = Instant::now();
+        let created = clock::now();
+        let payload = LockPayload {
+            owner_id: owner_id.to_owned(),
+            repo_path: repo_path.to_string_lossy().into_owned(),
+            repo_identity: lane.repo_identity.clone(),
+            base_branch: lane.base_branch.clone(),
+            created_at: clock::iso(created),
+            expires_at: clock::iso(created + self.chrono_ttl()),
+        };
+        let sha = write_commit(scratch, target, &payload)?;
+        Ok((sha, payload, started))
+    }
+
+    fn held(
+        &self,
+        target: &Target<'_>,
+        lane: &Lane,
+        sha: Oid,
+        payload: LockPayload,
+        started: Instant,
+    ) -> HeldLock {
+        tracing::info!(ref_name = target.ref_name, %sha, "acquired lane lock");
+        HeldLock {
+            origin_url: target.url.to_owned(),
+            ref_name: target.ref_name.to_owned(),
+            lane: lane.clone(),
+            sha,
+            payload,
+            ttl: self.settings.ttl,
+            last_refresh: started,
+            stolen: None,
+        }
+    }
+
+    /// Removes per-operation scratch repositories a killed process left behind. Only old
+    /// ones: a live operation (here or in another berth process) is far younger.
+    fn sweep_leftovers(&self) {
+        let max_age = (self.settings.remote_timeout * 20).max(Duration::from_secs(3600));
+        let Ok(entries) = std::fs::read_dir(&self.scratch_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| SystemTime::now().duration_since(modified).ok())
+                .is_some_and(|age| age > max_age);
+            if old
+                && entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(transport::SCRATCH_PREFIX)
+            {
+                if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                    tracing::warn!(path = %entry.path().display(), error = %e, "could not remove a stale lane-lock scratch repo");
+                }
+            }
+        }
+    }
+}
+
+fn write_commit(
+    scratch: &Scratch,
+    target: &Target<'_>,
+    payload: &LockPayload,
+) -> Result<Oid, LockError> {
+    let message = lock_message(payload)
+        .map_err(|e| target.local_error(git2::Error::from_str(&e.to_string())))?;
+    scratch
+        .write_lock_commit(&message)
+        .map_err(|e| target.local_error(e))
+}
+
+/// Fetches the lock ref into the scratch repository and reads it. The sha returned is the
+/// one fetched, so a later compare-and-swap is against exactly what was read.
+fn read_remote_lock(scratch: &Scratch, target: &Target<'_>) -> Result<RemoteLock, LockError> {
+    let refspec = format!("+{}:{READ_REF}", target.ref_name);
+    fetch(&scratch.repo, target.url, &refspec).map_err(|e| target.remote_error("read", e))?;
+    let sha = match scratch.repo.refname_to_id(READ_REF) {
+        Ok(sha) => sha,
+        Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(RemoteLock::Absent),
+        Err(e) => return Err(target.local_error(e)),
+    };
+    // Leave the read ref empty for the next round of this operation.
+    if let Ok(mut reference) = scratch.repo.find_reference(READ_REF) {
+        reference.delete().map_err(|e| target.local_error(e))?;
+    }
+    let read = scratch
+        .commit_message(sha)
+        .and_then(|message| parse_lock_message(&message));
+    Ok(RemoteLock::Present { sha, read })
+}
+
+/// The lane's lock ref, refused if git would reject it (e.g. a base branch ending in
+/// `.lock` or a component starting with `.`), so the error names the lane, not a push.
+fn checked_lock_ref(lane: &Lane) -> Result<String, LockError> {
+    let ref_name = lock_ref_name(lane);
+    if Reference::is_valid_name(&ref_name) {
+        Ok(ref_name)
+    } else {
+        Err(LockError::InvalidRef {
+            ref_name,
+            problem: "git rejects this ref name (a component starts with '.' or ends with '.lock')",
+        })
+    }
+}
+
+fn parse_full_sha(sha: &str) -> Result<Oid, LockError> {
+    let invalid = || LockError::InvalidSha {
+        sha: sha.to_owned(),
+    };
+    // `Oid::from_str` pads short hex with zeros; only a full id names one commit.
+    if sha.len() != 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(invalid());
+    }
+    Oid::from_str(sha).map_err(|_| invalid())
+}
+
+/// Jittered pause before a retry, so contenders that collided do not collide again.
+fn backoff(attempt: u32) {
+    if attempt == 0 {
+        return;
+    }
+    let jitter = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() % 20);
+    std::thread::sleep(Duration::from_millis(u64::from(attempt * 10 + jitter)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lane(identity: &str, base: &str) -> Lane {
+        Lane {
+            repo_identity: identity.into(),
+            base_branch: base.into(),
+        }
+    }
+
+    #[test]
+    fn lane_lock_ref_names_match_gstack() {
+        assert_eq!(
+            lock_ref_name(&lane("github.com/acme/widget", "main")),
+            "refs/gstack/release-locks/github.com-acme-widget/main"
+        );
+        assert_eq!(
+            lock_ref_name(&lane("gitlab.example.com/group/sub/repo", "release/2.x")),
+            "refs/gstack/release-locks/gitlab.example.com-group-sub-repo/release-2.x"
+        );
+        assert_eq!(
+            lock_ref_name(&lane("path:/home/u/code/w", " ")),
+            "refs/gstack/release-locks/path-home-u-code-w/record"
+        );
+    }
+
+    #[test]
+    fn lane_lock_refuses_refs_git_would_reject() {
+        for bad in [
+            lane("acme", "x.lock"),
+            lane(".hidden", "main"),
+            lane("a..b", "main"),
+        ] {
+            let err = checked_lock_ref(&bad).unwrap_err();
+            assert!(matches!(err, LockError::InvalidRef { .. }), "{bad:?}");
+            assert!(err.to_string().contains(&lock_ref_name(&bad)), "{err}");
+        }
+        assert!(checked_lock_ref(&lane("github.com/acme/w", "main")).is_ok());
+    }
+
+    #[test]
+    fn lane_lock_settings_keep_one_heartbeat_ttl_relationship() {
+        let defaults = LockSettings::default();
+        assert_eq!(defaults.ttl, Duration::from_secs(7200));
+        assert_eq!(defaults.heartbeat_every, Duration::from_secs(900));
+        assert_eq!(defaults.remote_timeout, Duration::from_secs(30));
+        assert_eq!(
+            LockSettings::with_ttl(Duration::from_secs(8)).heartbeat_every,
+            Duration::from_secs(1)
+        );
+        let mut slow = defaults;
+        slow.heartbeat_every = slow.ttl;
+        assert!(matches!(
+            slow.validate(),
+            Err(LockError::InvalidSettings { .. })
+        ));
+        let mut no_timeout = defaults;
+        no_timeout.remote_timeout = Duration::ZERO;
+        assert!(no_timeout.validate().is_err());
+        assert!(defaults.validate().is_ok());
+    }
+
+    #[test]
+    fn lane_lock_force_release_takes_only_full_shas_of_lock_refs() {
+        let dir = tempfile::tempdir().unwrap();
+        let client = LockClient::new(&dir.path().join("scratch"), LockSettings::default()).unwrap();
+        let url = "git://127.0.0.1:1/none";
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        for bad_ref in [
+            "refs/heads/main",
+            "refs/gstack/release-locks/a/*",
+            "refs/gstack/release-locks/a/b.lock",
+        ] {
+            assert!(matches!(
+                client.force_release(url, bad_ref, sha),
+                Err(LockError::InvalidRef { .. })
+            ));
+        }
+        for bad_sha in ["abc123", "", &"g".repeat(40), &format!("{sha}0")] {
+            assert!(matches!(
+                client.force_release(url, "refs/gstack/release-locks/a/b", bad_sha),
+                Err(LockError::InvalidSha { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn lane_lock_scratch_dir_is_private_and_stale_leftovers_are_swept() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = dir.path().join("state/lane-lock");
+        let stale = scratch.join(format!("{}old", transport::SCRATCH_PREFIX));
+        let fresh = scratch.join(format!("{}new", transport::SCRATCH_PREFIX));
+        let other = scratch.join("keep-me");
+        for d in [&stale, &fresh, &other] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
+        for d in [&stale, &other] {
+            std::fs::File::open(d)
+                .unwrap()
+                .set_modified(two_hours_ago)
+                .unwrap();
+        }
+        LockClient::new(&scratch, LockSettings::default()).unwrap();
+        let mode = std::fs::metadata(&scratch).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert!(!stale.exists());
+        assert!(fresh.exists() && other.exists());
+    }
+
+    #[test]
+    fn lane_lock_held_lock_is_lost_after_ttl_or_when_stolen() {
+        let start = Instant::now();
+        let mut held = HeldLock {
+            origin_url: "git://127.0.0.1/x".into(),
+            ref_name: "refs/gstack/release-locks/a/b".into(),
+            lane: lane("a", "b"),
+            sha: Oid::ZERO_SHA1,
+            payload: LockPayload {
+                owner_id: String::new(),
+                repo_path: String::new(),
+                repo_identity: String::new(),
+                base_branch: String::new(),
+                created_at: String::new(),
+                expires_at: String::new(),
+            },
+            ttl: Duration::from_secs(10),
+            last_refresh: start,
+            stolen: None,
+        };
+        assert!(!held.is_lost(start + Duration::from_secs(10)));
+        assert!(held.is_lost(start + Duration::from_millis(10_001)));
+        assert_eq!(
+            held.time_until_lost(start + Duration::from_secs(4)),
+            Duration::from_secs(6)
+        );
+        held.stolen = Some(StolenTo(None));
+        assert!(held.is_lost(start));
+        assert_eq!(held.time_until_lost(start), Duration::ZERO);
+    }
+}

@@ -1,0 +1,281 @@
+//! libgit2 plumbing for the lane lock: a per-operation scratch repository, guarded pushes
+//! and fetches, credentials and the process-wide network timeouts.
+//!
+//! Nothing here spawns a process or reads a queued repository's config: the remote is
+//! created in berth's own scratch repository from a URL given as data, and credentials come
+//! from ssh-agent or the user's own git config.
+
+use std::cell::{Cell, RefCell};
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use git2::{
+    AutotagOption, Config, Cred, CredentialType, FetchOptions, Oid, PushOptions, RemoteCallbacks,
+    Repository, RepositoryInitOptions, Signature,
+};
+use tempfile::TempDir;
+
+/// How often libgit2 may ask for credentials in one operation before berth gives up (it
+/// asks again after every rejected attempt, forever, if the callback keeps answering).
+const MAX_CREDENTIAL_ATTEMPTS: u32 = 3;
+
+/// The timeout libgit2 was configured with, set by the first `LockClient` in the process.
+static REMOTE_TIMEOUT: OnceLock<Duration> = OnceLock::new();
+
+/// Applies `timeout` to libgit2's connect and per-read/write socket timeouts, once per
+/// process; returns the timeout actually in force (the first caller's).
+///
+/// libgit2 keeps these in C globals that every transport (git://, ssh, https) reads. They
+/// bound each connect and each socket read or write, so a dead or silent remote costs at
+/// most a few timeouts per lock operation instead of hanging a landing forever.
+pub(crate) fn apply_remote_timeout(timeout: Duration) -> Duration {
+    *REMOTE_TIMEOUT.get_or_init(|| {
+        let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: libgit2 documents these as unsynchronised writes to C globals. The
+        // `OnceLock` runs this exactly once, before any lane-lock network operation (every
+        // one goes through a `LockClient`, whose constructor calls this first), and berth
+        // performs no other libgit2 network I/O that could read them concurrently.
+        unsafe {
+            // Both calls only store an int; their `Result` is `Ok` by construction.
+            let _ = git2::opts::set_server_connect_timeout_in_milliseconds(millis);
+            let _ = git2::opts::set_server_timeout_in_milliseconds(millis);
+        }
+        timeout
+    })
+}
+
+/// A bare repository that lives for one lock operation, in a 0700 temp dir under berth's
+/// scratch dir.
+///
+/// Per operation rather than shared: every fetch of a foreign lock stores a pack and every
+/// lock commit a loose object, so a long-lived repository would grow without bound while
+/// the daemon polls held lanes; and concurrent operations (heartbeat thread, another lane,
+/// a second berth process on the same state dir) never see each other's refs.
+pub(crate) struct Scratch {
+    // Field order matters: the repository is closed before its directory is removed.
+    pub repo: Repository,
+    _dir: TempDir,
+}
+
+/// Name prefix of the per-operation directories (leftovers of a killed process are swept).
+pub(crate) const SCRATCH_PREFIX: &str = "lock-op-";
+
+impl Scratch {
+    pub fn create(scratch_dir: &Path) -> std::io::Result<Scratch> {
+        let dir = tempfile::Builder::new()
+            .prefix(SCRATCH_PREFIX)
+            .tempdir_in(scratch_dir)?;
+        let mut opts = RepositoryInitOptions::new();
+        // No template: nothing (hooks included) is copied from the system's git install.
+        opts.bare(true).external_template(false).mkpath(false);
+        let repo = Repository::init_opts(dir.path(), &opts).map_err(std::io::Error::other)?;
+        Ok(Scratch { repo, _dir: dir })
+    }
+
+    /// Writes a parentless commit of the empty tree with `message`; returns its id.
+    pub fn write_lock_commit(&self, message: &str) -> Result<Oid, git2::Error> {
+        let tree_id = self.repo.treebuilder(None)?.write()?;
+        let tree = self.repo.find_tree(tree_id)?;
+        let signature = Signature::now("berth", "berth@localhost")?;
+        self.repo
+            .commit(None, &signature, &signature, message, &tree, &[])
+    }
+
+    /// The message of commit `id`, if it is a UTF-8 commit in this repository.
+    pub fn commit_message(&self, id: Oid) -> Result<String, String> {
+        let commit = self
+            .repo
+            .find_commit(id)
+            .map_err(|e| format!("the lock object is not a readable commit: {}", e.message()))?;
+        commit
+            .message()
+            .map(str::to_owned)
+            .map_err(|_| "the commit message is not UTF-8".to_owned())
+    }
+}
+
+/// What a guarded push did.
+#[derive(Debug)]
+pub(crate) enum PushOutcome {
+    /// The remote applied the update and reported no error for the ref.
+    Applied,
+    /// The guard refused the value the remote advertised for the ref (the zero id when the
+    /// ref is absent): nothing was sent.
+    Refused { advertised: Oid },
+    /// The remote refused the update (it moved since it was advertised, a hook said no,
+    /// or it reported nothing for the ref).
+    Rejected { status: String },
+}
+
+/// Pushes `refspec` (which updates `ref_name`) only if `guard` accepts the value the remote
+/// advertises for `ref_name` at negotiation time.
+///
+/// That is `--force-with-lease` done right: the guard compares the advertised old value
+/// and the remote then checks that same old value again under its ref lock, so an update
+/// never lands on a ref that changed since it was read. `Err` is a transport or local
+/// failure and says nothing about the ref.
+pub(crate) fn push_guarded(
+    repo: &Repository,
+    url: &str,
+    refspec: &str,
+    ref_name: &str,
+    guard: &dyn Fn(Oid) -> bool,
+) -> Result<PushOutcome, git2::Error> {
+    let advertised: Cell<Option<Oid>> = Cell::new(None);
+    let refused = Cell::new(false);
+    let report: RefCell<Option<Option<String>>> = RefCell::new(None);
+    let credential_attempts = Cell::new(0);
+
+    let mut callbacks = RemoteCallbacks::new();
+    callbacks
+        .credentials(|url, user, allowed| credentials(&credential_attempts, url, user, allowed));
+    callbacks.push_negotiation(|updates| {
+        for update in updates {
+            if update.dst_refname_bytes() == ref_name.as_bytes() {
+                advertised.set(Some(update.src()));
+                if !guard(update.src()) {
+                    refused.set(true);
+                    return Err(git2::Error::from_str("lane lock guard refused the push"));
+                }
+            }
+        }
+        Ok(())
+    });
+    callbacks.push_update_reference(|name, status| {
+        if name == ref_name {
+            *report.borrow_mut() = Some(status.map(str::to_owned));
+        }
+        Ok(())
+    });
+    let mut options = PushOptions::new();
+    options.remote_callbacks(callbacks);
+
+    let mut remote = repo.remote_anonymous(url)?;
+    let pushed = remote.push(&[refspec], Some(&mut options));
+    if refused.get() {
+        return Ok(PushOutcome::Refused {
+            advertised: advertised.get().unwrap_or(Oid::ZERO_SHA1),
+        });
+    }
+    pushed?;
+    if advertised.get().is_none() {
+        // libgit2 negotiates every refspec; a push that skipped ours proved nothing.
+        return Err(git2::Error::from_str(
+            "the push never negotiated the lock ref",
+        ));
+    }
+    Ok(match report.take() {
+        Some(None) => PushOutcome::Applied,
+        Some(Some(status)) => PushOutcome::Rejected { status },
+        None => PushOutcome::Rejected {
+            status: "the remote reported no status for the ref".to_owned(),
+        },
+    })
+}
+
+/// Fetches `refspec` from `url` into the scratch repository (no tags, no FETCH_HEAD).
+pub(crate) fn fetch(repo: &Repository, url: &str, refspec: &str) -> Result<(), git2::Error> {
+    let credential_attempts = Cell::new(0);
+    let mut callbacks = RemoteCallbacks::new();
+    callbacks
+        .credentials(|url, user, allowed| credentials(&credential_attempts, url, user, allowed));
+    let mut options = FetchOptions::new();
+    options
+        .remote_callbacks(callbacks)
+        .download_tags(AutotagOption::None)
+        .update_fetchhead(false);
+    let mut remote = repo.remote_anonymous(url)?;
+    remote.fetch(&[refspec], Some(&mut options), None)
+}
+
+/// Credentials from ssh-agent, or from the user's own git config (`Config::open_default`:
+/// global, XDG and system files). A queued repository's config is never consulted: its
+/// `credential.helper` is a program its author chose.
+fn credentials(
+    attempts: &Cell<u32>,
+    url: &str,
+    username: Option<&str>,
+    allowed: CredentialType,
+) -> Result<Cred, git2::Error> {
+    attempts.set(attempts.get() + 1);
+    if attempts.get() > MAX_CREDENTIAL_ATTEMPTS {
+        return Err(git2::Error::from_str(
+            "the remote rejected every credential offered (ssh-agent / git credential helper)",
+        ));
+    }
+    let user = username.unwrap_or("git");
+    if allowed.contains(CredentialType::USERNAME) {
+        Cred::username(user)
+    } else if allowed.contains(CredentialType::SSH_KEY) {
+        Cred::ssh_key_from_agent(user)
+    } else if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+        Cred::credential_helper(&Config::open_default()?, url, username)
+    } else {
+        Err(git2::Error::from_str(
+            "the remote asks for a credential type berth does not provide",
+        ))
+    }
+}
+
+/// `url` with any password or token in its userinfo replaced by `***`, for messages.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            let secret = if userinfo.contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{secret}@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_secrets_but_keeps_users_and_hosts() {
+        assert_eq!(
+            redact_url("https://x-access-token:ghs_secret@github.com/acme/w.git"),
+            "https://x-access-token:***@github.com/acme/w.git"
+        );
+        assert_eq!(
+            redact_url("ssh://git@github.com/acme/w.git"),
+            "ssh://git@github.com/acme/w.git"
+        );
+        assert_eq!(
+            redact_url("git@github.com:acme/w.git"),
+            "git@github.com:acme/w.git"
+        );
+        assert_eq!(
+            redact_url("git://127.0.0.1:9418/locks.git"),
+            "git://127.0.0.1:9418/locks.git"
+        );
+    }
+
+    #[test]
+    fn scratch_commit_is_a_parentless_commit_of_the_empty_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = Scratch::create(dir.path()).unwrap();
+        let id = scratch
+            .write_lock_commit("gstack release lock\n\n{}\n")
+            .unwrap();
+        let commit = scratch.repo.find_commit(id).unwrap();
+        assert_eq!(commit.parent_count(), 0);
+        assert_eq!(
+            commit.tree_id().to_string(),
+            "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+        );
+        assert_eq!(
+            scratch.commit_message(id).unwrap(),
+            "gstack release lock\n\n{}\n"
+        );
+        assert!(scratch.commit_message(Oid::ZERO_SHA1).is_err());
+    }
+}

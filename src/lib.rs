@@ -1,0 +1,20 @@
+//! berth: a release-queue daemon with an embedded Rhai rules engine.
+//!
+//! The binary is a thin shell over this library; see `ARCHITECTURE.md` for the map.
+
+pub mod atomic_file;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod forge;
+pub mod gates;
+pub mod git_daemon;
+pub mod identity;
+pub mod lane_lock;
+pub mod ownership;
+pub mod paths;
+pub mod record;
+pub mod runner;
+pub mod safe_key;
+pub mod store;

@@ -1,0 +1,125 @@
+//! Who holds an in-flight record, and whether that holder is still alive.
+//!
+//! A daemon stamps `claimedBy = <host>:<pid>:<start>` when it claims a record. `<start>` is
+//! the process start time from `/proc`, so a recycled pid is not mistaken for the owner.
+//! A record whose owner cannot be checked (another host, a gstack daemon) is judged by age
+//! alone: untouched for longer than the lock TTL means nobody is working on it.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::record::Record;
+
+/// This process's owner stamp.
+pub fn this_process() -> String {
+    owner_stamp(std::process::id())
+}
+
+fn owner_stamp(pid: u32) -> String {
+    let start = process_start_ticks(pid).unwrap_or(0);
+    format!("{}:{pid}:{start}", host_name())
+}
+
+pub fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown-host".to_owned())
+}
+
+/// Field 22 of `/proc/<pid>/stat`: the process start time in clock ticks since boot.
+fn process_start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: skip past its end.
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    after_name.split(' ').nth(19)?.parse().ok()
+}
+
+/// Why an in-flight record is stranded (no live process owns it), or `None` if it is
+/// owned or not in flight.
+pub fn stranded_reason(record: &Record, ttl: Duration, now: DateTime<Utc>) -> Option<String> {
+    if !record.status.is_in_flight() {
+        return None;
+    }
+    if let Some(owner) = &record.claimed_by
+        && let Some(reason) = dead_owner_reason(owner)
+    {
+        return Some(reason);
+    }
+    let touched = record
+        .last_updated_at
+        .as_deref()
+        .and_then(crate::clock::parse_iso);
+    match touched {
+        Some(at) if (now - at).to_std().unwrap_or_default() <= ttl => None,
+        Some(at) => Some(format!(
+            "{} untouched since {} (longer than the lock TTL of {}s)",
+            record.status,
+            crate::clock::iso(at),
+            ttl.as_secs()
+        )),
+        None => Some(format!(
+            "{} with no readable lastUpdatedAt",
+            record.status
+        )),
+    }
+}
+
+/// `Some(reason)` if the stamp names a process on this host that is gone.
+fn dead_owner_reason(stamp: &str) -> Option<String> {
+    let mut parts = stamp.rsplitn(3, ':');
+    let start: u64 = parts.next()?.parse().ok()?;
+    let pid: u32 = parts.next()?.parse().ok()?;
+    let host = parts.next()?;
+    if host != host_name() {
+        return None;
+    }
+    match process_start_ticks(pid) {
+        Some(now_start) if now_start == start || start == 0 => None,
+        Some(_) => Some(format!("owner {stamp} is gone (its pid now belongs to another process)")),
+        None => Some(format!("owner {stamp} is no longer running")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_flight(claimed_by: Option<String>, updated: Option<&str>) -> Record {
+        let mut record = Record::from_json(serde_json::json!({
+            "runId": "r", "repoPath": "/r", "baseBranch": "main", "featureBranch": "f",
+            "prNumber": 1, "version": "1", "livingPlanPath": "/p", "worktreePath": "/r",
+            "queuedAt": "2026-05-17T00:00:00Z", "status": "landing"
+        }))
+        .unwrap();
+        record.claimed_by = claimed_by;
+        record.last_updated_at = updated.map(str::to_owned);
+        record
+    }
+
+    #[test]
+    fn live_owner_holds_and_dead_owner_strands() {
+        let now = crate::clock::now();
+        let fresh = crate::clock::now_iso();
+        let ttl = Duration::from_secs(3600);
+        assert_eq!(stranded_reason(&in_flight(Some(this_process()), Some(&fresh)), ttl, now), None);
+
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = owner_stamp(child.id());
+        child.wait().unwrap();
+        let reason = stranded_reason(&in_flight(Some(dead), Some(&fresh)), ttl, now).unwrap();
+        assert!(reason.contains("no longer running"), "{reason}");
+    }
+
+    #[test]
+    fn unknown_owner_is_judged_by_age() {
+        let now = crate::clock::parse_iso("2026-05-17T05:00:00Z").unwrap();
+        let ttl = Duration::from_secs(2 * 3600);
+        let foreign = Some("other-host:1:1".to_owned());
+        assert_eq!(stranded_reason(&in_flight(foreign.clone(), Some("2026-05-17T04:00:00Z")), ttl, now), None);
+        let reason = stranded_reason(&in_flight(foreign, Some("2026-05-17T01:00:00Z")), ttl, now).unwrap();
+        assert!(reason.contains("longer than the lock TTL"), "{reason}");
+        assert!(stranded_reason(&in_flight(None, None), ttl, now).is_some());
+    }
+}

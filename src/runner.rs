@@ -1,0 +1,357 @@
+//! The landing runner: runs the operator's land and ship commands for one record and
+//! reports what happened (DESIGN §3.6, §6).
+//!
+//! The runner records nothing. It returns a [`StepResult`] per step and the daemon, which
+//! owns the state machine, writes `landing` → `drift_repairing` → `landing` between steps;
+//! [`LandingSequence`] says which step comes next. Keeping the two apart means a revival
+//! by a signal (§6) can be honoured between steps, and the runner can be tested with real
+//! processes without a queue.
+//!
+//! - [`CommandTemplate`]: argv templates with `{pr}`, `{branch}`, … placeholders, validated
+//!   at config load and rendered without a shell or re-splitting.
+//! - [`run_step`]: one command in its own process group with a timeout, cancellation and
+//!   a per-attempt log; nothing it started survives it.
+//! - [`output_shows_drift`]: the drift signatures that call for a `/ship` repair.
+
+mod log;
+mod process;
+mod template;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+pub use log::{
+    DRIFT_SCAN_CAP, DRIFT_SIGNATURES, InvalidRecordId, attempt_log_path, output_shows_drift,
+};
+pub use process::{Outcome, StepCommand, StepRun, run_step};
+pub use template::{CommandTemplate, StepVars, TemplateError};
+
+/// A landing that runs longer than this is stuck, not slow: an agent landing a PR
+/// normally needs minutes, and the lane stays locked while it runs.
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+/// Time between SIGTERM and SIGKILL to a step's process group (DESIGN §6: 2 s).
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// Drift repairs (ship, then land again) allowed per record: the record's `retries`
+/// counts the ones already made. One repair that does not help means a human should look.
+pub const MAX_DRIFT_REPAIRS: u32 = 1;
+
+/// Which of the two configured commands a step runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// Land (merge) the PR.
+    Land,
+    /// Re-run `/ship` to repair release drift before landing again.
+    Ship,
+}
+
+impl Step {
+    /// The name used in log file names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Land => "land",
+            Self::Ship => "ship",
+        }
+    }
+
+    /// The name an operator knows the command by, used in messages.
+    fn command_name(self) -> &'static str {
+        match self {
+            Self::Land => "landing",
+            Self::Ship => "ship",
+        }
+    }
+}
+
+/// What one step did, for the daemon to record (e.g. as `lastError`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepResult {
+    pub step: Step,
+    pub attempt: u32,
+    pub outcome: Outcome,
+    /// The log holding this step's output (shared with earlier runs of the same step in
+    /// the same attempt; each run starts with a header line).
+    pub log_path: PathBuf,
+    pub elapsed: Duration,
+    drift: bool,
+}
+
+impl StepResult {
+    /// Whether the command exited 0.
+    pub fn succeeded(&self) -> bool {
+        self.outcome.success()
+    }
+
+    /// A land step that ran to a failing exit *and* printed a drift signature in this
+    /// run's output. A timeout or cancellation is never drift: the command did not reach
+    /// its verdict, and repairing on a half-finished run would hide the real fault.
+    pub fn drift_detected(&self) -> bool {
+        self.drift
+    }
+}
+
+impl fmt::Display for StepResult {
+    /// "landing command exited with status 3 (log: /path)": fit for `lastError`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} command {}", self.step.command_name(), self.outcome)?;
+        if self.drift {
+            f.write_str(" and reported release drift")?;
+        }
+        write!(f, " (log: {})", self.log_path.display())
+    }
+}
+
+/// Runs a record's land and ship steps with the operator's templates.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    land: CommandTemplate,
+    ship: CommandTemplate,
+    logs_dir: PathBuf,
+    timeout: Duration,
+    grace: Duration,
+}
+
+impl Runner {
+    /// A runner with [`DEFAULT_STEP_TIMEOUT`] and [`DEFAULT_KILL_GRACE`]; logs go under
+    /// `logs_dir/<record id>/`.
+    pub fn new(land: CommandTemplate, ship: CommandTemplate, logs_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            land,
+            ship,
+            logs_dir: logs_dir.into(),
+            timeout: DEFAULT_STEP_TIMEOUT,
+            grace: DEFAULT_KILL_GRACE,
+        }
+    }
+
+    /// The limit for each step, from spawn until SIGTERM.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The time between SIGTERM and SIGKILL.
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Runs the landing command.
+    pub async fn run_land(
+        &self,
+        record_id: &str,
+        vars: &StepVars,
+        attempt: u32,
+        cancel: &CancellationToken,
+    ) -> Result<StepResult, InvalidRecordId> {
+        self.run(Step::Land, record_id, vars, attempt, cancel).await
+    }
+
+    /// Runs the ship command (the drift repair).
+    pub async fn run_ship(
+        &self,
+        record_id: &str,
+        vars: &StepVars,
+        attempt: u32,
+        cancel: &CancellationToken,
+    ) -> Result<StepResult, InvalidRecordId> {
+        self.run(Step::Ship, record_id, vars, attempt, cancel).await
+    }
+
+    /// Runs `step` in `vars.worktree`, its output appended to
+    /// [`attempt_log_path`]`(logs_dir, record_id, attempt, step)`. The only error is a
+    /// record id that cannot name a log directory; everything that happens to the
+    /// command is in the returned [`StepResult`].
+    pub async fn run(
+        &self,
+        step: Step,
+        record_id: &str,
+        vars: &StepVars,
+        attempt: u32,
+        cancel: &CancellationToken,
+    ) -> Result<StepResult, InvalidRecordId> {
+        let log_path = attempt_log_path(&self.logs_dir, record_id, attempt, step)?;
+        let template = match step {
+            Step::Land => &self.land,
+            Step::Ship => &self.ship,
+        };
+        let argv = template.render(vars, &log_path);
+        tracing::info!(
+            record = record_id,
+            step = step.as_str(),
+            attempt,
+            log = %log_path.display(),
+            "starting {} command",
+            step.command_name()
+        );
+        let run = run_step(
+            &StepCommand {
+                argv: &argv,
+                cwd: &vars.worktree,
+                log_path: &log_path,
+                timeout: self.timeout,
+                grace: self.grace,
+            },
+            cancel,
+        )
+        .await;
+        let ran_to_failure =
+            matches!(run.outcome, Outcome::Exited { .. }) && !run.outcome.success();
+        let drift = step == Step::Land
+            && ran_to_failure
+            && scan_for_drift(&log_path, run.output_start).await;
+        let result = StepResult {
+            step,
+            attempt,
+            outcome: run.outcome,
+            log_path,
+            elapsed: run.elapsed,
+            drift,
+        };
+        tracing::info!(
+            record = record_id,
+            step = step.as_str(),
+            attempt,
+            "{result}"
+        );
+        Ok(result)
+    }
+}
+
+/// Reads this run's output (capped) and looks for drift. An unreadable log counts as no
+/// drift: the step failed anyway and is reported as such, never silently repaired.
+async fn scan_for_drift(log_path: &Path, output_start: u64) -> bool {
+    let path = log_path.to_owned();
+    let read = tokio::task::spawn_blocking(move || {
+        log::read_run_output(&path, output_start, DRIFT_SCAN_CAP)
+    })
+    .await;
+    match read {
+        Ok(Ok(output)) => output_shows_drift(&output),
+        Ok(Err(err)) => {
+            tracing::warn!(log = %log_path.display(), "could not read the log to look for drift: {err}");
+            false
+        }
+        Err(err) => {
+            tracing::warn!(log = %log_path.display(), "drift scan did not finish: {err}");
+            false
+        }
+    }
+}
+
+/// Which step comes next in one landing attempt: land; on drift (and a repair left),
+/// ship; after a successful ship, land again. The last [`StepResult`] is the verdict.
+///
+/// ```no_run
+/// # use berth::runner::*;
+/// # async fn daemon(runner: Runner, id: &str, vars: StepVars, retries: u32) -> Result<(), InvalidRecordId> {
+/// let cancel = tokio_util::sync::CancellationToken::new();
+/// let mut sequence = LandingSequence::new(retries);
+/// let mut step = Step::Land;
+/// let verdict = loop {
+///     // the daemon writes `landing` or `drift_repairing` (and bumps `retries`) here
+///     let result = runner.run(step, id, &vars, 1, &cancel).await?;
+///     match sequence.after(&result) {
+///         Some(next) => step = next,
+///         None => break result,
+///     }
+/// };
+/// # let _ = verdict; Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LandingSequence {
+    repairs_left: u32,
+}
+
+impl LandingSequence {
+    /// `retries`: the drift repairs the record has already had.
+    pub fn new(retries: u32) -> Self {
+        Self {
+            repairs_left: MAX_DRIFT_REPAIRS.saturating_sub(retries),
+        }
+    }
+
+    /// The step to run after `last`, or `None` when `last` is the attempt's verdict.
+    pub fn after(&mut self, last: &StepResult) -> Option<Step> {
+        match last.step {
+            Step::Land if last.drift_detected() && self.repairs_left > 0 => {
+                self.repairs_left -= 1;
+                Some(Step::Ship)
+            }
+            Step::Ship if last.succeeded() => Some(Step::Land),
+            Step::Land | Step::Ship => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(step: Step, code: i32, drift: bool) -> StepResult {
+        StepResult {
+            step,
+            attempt: 1,
+            outcome: Outcome::Exited {
+                code: Some(code),
+                signal: None,
+            },
+            log_path: PathBuf::from("/logs/r/attempt-1-land.log"),
+            elapsed: Duration::from_secs(1),
+            drift,
+        }
+    }
+
+    #[test]
+    fn drift_leads_to_ship_then_land_once() {
+        let mut seq = LandingSequence::new(0);
+        assert_eq!(seq.after(&result(Step::Land, 1, true)), Some(Step::Ship));
+        assert_eq!(seq.after(&result(Step::Ship, 0, false)), Some(Step::Land));
+        // Drift again after the one repair: that land is the verdict.
+        assert_eq!(seq.after(&result(Step::Land, 1, true)), None);
+    }
+
+    #[test]
+    fn no_repair_without_drift_after_success_or_when_used_up() {
+        assert_eq!(
+            LandingSequence::new(0).after(&result(Step::Land, 0, false)),
+            None
+        );
+        assert_eq!(
+            LandingSequence::new(0).after(&result(Step::Land, 1, false)),
+            None
+        );
+        assert_eq!(
+            LandingSequence::new(1).after(&result(Step::Land, 1, true)),
+            None
+        );
+        assert_eq!(
+            LandingSequence::new(7).after(&result(Step::Land, 1, true)),
+            None
+        );
+        // A failed ship is the verdict; land is not tried on top of it.
+        assert_eq!(
+            LandingSequence::new(0).after(&result(Step::Ship, 2, false)),
+            None
+        );
+    }
+
+    #[test]
+    fn step_results_read_as_last_errors() {
+        assert_eq!(
+            result(Step::Land, 3, false).to_string(),
+            "landing command exited with status 3 (log: /logs/r/attempt-1-land.log)"
+        );
+        assert_eq!(
+            result(Step::Land, 1, true).to_string(),
+            "landing command exited with status 1 and reported release drift (log: /logs/r/attempt-1-land.log)"
+        );
+        let mut ship = result(Step::Ship, 0, false);
+        ship.outcome = Outcome::Cancelled;
+        assert!(ship.to_string().starts_with("ship command was cancelled"));
+    }
+}

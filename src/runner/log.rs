@@ -1,0 +1,186 @@
+//! Per-record, per-attempt log files, and the drift signatures read back from them.
+//!
+//! The child writes straight into the log file (it gets the fd as stdout and stderr), so
+//! its output survives even if berth dies mid-step, and berth never holds a pipe that a
+//! chatty command could fill. Several runs may append to one file (the second `land` of
+//! a drift repair, or a revived record); each starts with a header line, and berth
+//! remembers the byte offset where a run's output begins so it judges only that run.
+
+use std::fs::{File, OpenOptions, Permissions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use thiserror::Error;
+
+use super::Step;
+use crate::atomic_file::ensure_private_dir;
+
+/// The texts gstack's landing tools print when the release they were asked to land no
+/// longer matches the queue; a `/ship` re-run repairs that.
+pub const DRIFT_SIGNATURES: [&str; 2] = ["VERSION drift detected", "queue moved since last /ship"];
+
+/// How much of a run's output is scanned for drift signatures: the tail, where a failing
+/// command prints its verdict, without reading a runaway log whole.
+pub const DRIFT_SCAN_CAP: u64 = 4 * 1024 * 1024;
+
+/// A record id that cannot safely name a directory.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error(
+    "record id {0:?} cannot name a log directory: it must be a single path component (no `/`, not `.` or `..`, no NUL)"
+)]
+pub struct InvalidRecordId(pub String);
+
+/// `<logs_dir>/<record_id>/attempt-<n>-<step>.log`.
+///
+/// Record ids come from `safe_key` and are safe already; this re-checks because a path
+/// built from producer data must never escape `logs_dir`, whoever called it. An id such
+/// as `a..b` is one harmless component (and `safe_key` can produce it), so only ids that
+/// are not exactly one normal component are refused.
+pub fn attempt_log_path(
+    logs_dir: &Path,
+    record_id: &str,
+    attempt: u32,
+    step: Step,
+) -> Result<PathBuf, InvalidRecordId> {
+    let mut components = Path::new(record_id).components();
+    let single_normal = matches!(
+        (components.next(), components.next()),
+        (Some(Component::Normal(_)), None)
+    );
+    if !single_normal || record_id.contains(['/', '\0']) {
+        return Err(InvalidRecordId(record_id.to_owned()));
+    }
+    Ok(logs_dir
+        .join(record_id)
+        .join(format!("attempt-{attempt}-{}.log", step.as_str())))
+}
+
+/// True when a run's output carries one of the [`DRIFT_SIGNATURES`].
+pub fn output_shows_drift(log_excerpt: &str) -> bool {
+    DRIFT_SIGNATURES.iter().any(|sig| log_excerpt.contains(sig))
+}
+
+/// Opens `path` for appending (creating its directory private and the file 0600, and
+/// refusing a symlink planted in its place), writes `header` as one line, and returns the
+/// file with the offset at which this run's own output begins.
+pub(crate) fn open_for_run(path: &Path, header: &str) -> io::Result<(File, u64)> {
+    if let Some(dir) = path.parent() {
+        ensure_private_dir(dir)?;
+    }
+    let mut file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(OFlag::O_NOFOLLOW.bits())
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::other(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    // A file left by an older run (or a looser umask) is tightened: logs can hold tokens.
+    if meta.permissions().mode() & 0o077 != 0 {
+        file.set_permissions(Permissions::from_mode(0o600))?;
+    }
+    // Keep the header on a line of its own even if the previous run died mid-line.
+    let separator = if meta.len() > 0 { "\n" } else { "" };
+    file.write_all(format!("{separator}{header}\n").as_bytes())?;
+    let output_start = file.metadata()?.len();
+    Ok((file, output_start))
+}
+
+/// Appends one closing line for a run.
+pub(crate) fn append_line(file: &mut File, line: &str) -> io::Result<()> {
+    file.write_all(format!("\n{line}\n").as_bytes())
+}
+
+/// This run's output from `output_start` on, at most the last `cap` bytes of it, decoded
+/// lossily (commands print whatever bytes they like).
+pub(crate) fn read_run_output(path: &Path, output_start: u64, cap: u64) -> io::Result<String> {
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let start = output_start.max(len.saturating_sub(cap));
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::new();
+    // A straggler may still be appending: read no more than the cap either way.
+    file.take(cap).read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn log_path_is_per_record_attempt_and_step() {
+        let p = attempt_log_path(Path::new("/logs"), "gh-acme-main-pr-7", 2, Step::Ship).unwrap();
+        assert_eq!(p, Path::new("/logs/gh-acme-main-pr-7/attempt-2-ship.log"));
+        assert!(attempt_log_path(Path::new("/l"), "x..y", 1, Step::Land).is_ok());
+    }
+
+    #[test]
+    fn record_ids_that_could_escape_are_refused() {
+        for bad in ["", ".", "..", "../x", "a/b", "/abs", "a/", "nul\0byte"] {
+            let err = attempt_log_path(Path::new("/logs"), bad, 1, Step::Land).unwrap_err();
+            assert_eq!(err, InvalidRecordId(bad.to_owned()));
+        }
+    }
+
+    #[test]
+    fn drift_signatures_are_recognised() {
+        assert!(output_shows_drift(
+            "x\nerror: VERSION drift detected (1.2.3 != 1.2.4)\n"
+        ));
+        assert!(output_shows_drift(
+            "queue moved since last /ship; re-run /ship"
+        ));
+        assert!(!output_shows_drift("version drift detected"));
+        assert!(!output_shows_drift("queue moved"));
+        assert!(!output_shows_drift(""));
+    }
+
+    #[test]
+    fn runs_append_with_headers_and_offsets_and_private_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rec").join("attempt-1-land.log");
+        let (mut f, start1) = open_for_run(&path, "== one").unwrap();
+        f.write_all(b"VERSION drift detected, no newline").unwrap();
+        drop(f);
+        let (mut f, start2) = open_for_run(&path, "== two").unwrap();
+        f.write_all(b"clean\n").unwrap();
+        append_line(&mut f, "== two ended").unwrap();
+        drop(f);
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("== one\nVERSION drift detected, no newline\n== two\nclean\n"));
+        assert!(output_shows_drift(
+            &read_run_output(&path, start1, DRIFT_SCAN_CAP).unwrap()
+        ));
+        let second = read_run_output(&path, start2, DRIFT_SCAN_CAP).unwrap();
+        assert_eq!(second, "clean\n\n== two ended\n");
+        assert!(!output_shows_drift(&second));
+        // Only the tail is read when the run's output is larger than the cap.
+        assert_eq!(read_run_output(&path, start2, 6).unwrap(), "ended\n");
+
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+    }
+
+    #[test]
+    fn a_planted_symlink_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let path = dir.path().join("rec").join("attempt-1-land.log");
+        std::fs::create_dir(path.parent().unwrap()).unwrap();
+        symlink(&victim, &path).unwrap();
+        assert!(open_for_run(&path, "== header").is_err());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    }
+}

@@ -1,0 +1,428 @@
+//! Running one step's command: its own process group, output to the attempt log, a
+//! timeout, cancellation, and no process left behind.
+//!
+//! `kill_on_drop` only kills the direct child; an agent CLI's `git`, `gh` or test
+//! processes would live on (crate-notes). So the child leads a new process group and berth
+//! signals the whole group: SIGTERM, SIGKILL after a grace period, then reaps.
+//!
+//! The leader is reaped only after the final signal to the group. Until it is reaped its
+//! pid cannot be reused, so `killpg` can never hit an unrelated group that happens to get
+//! the same number. That is why exit is detected with `waitid(WNOWAIT)` (which leaves the
+//! zombie in place) rather than with `Child::wait` (which reaps it).
+
+use std::ffi::OsString;
+use std::fmt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::time::{Instant, sleep, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use super::log;
+
+/// How often the leader is checked when no SIGCHLD arrives (a missed or coalesced signal
+/// costs at most this much latency).
+const EXIT_POLL: Duration = Duration::from_millis(100);
+
+/// How a step's command ended. `Display` completes the sentence "the landing command …".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The command ran to its end: an exit code, or the signal that killed it.
+    Exited {
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
+    /// It ran past its timeout; its process group was terminated.
+    TimedOut { after: Duration },
+    /// Berth cancelled it (shutdown, or the lane was given up); its group was terminated.
+    Cancelled,
+    /// The program could not be started (not found, not executable, bad cwd, …).
+    SpawnFailed(String),
+    /// The attempt log could not be opened, so the command was not started at all: berth
+    /// never runs a landing whose output it cannot keep.
+    LogFailed(String),
+}
+
+impl Outcome {
+    /// Exit status 0: the only outcome that counts as the command succeeding.
+    pub fn success(&self) -> bool {
+        matches!(self, Self::Exited { code: Some(0), .. })
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Exited { code: Some(0), .. } => f.write_str("exited successfully"),
+            Self::Exited {
+                code: Some(code), ..
+            } => write!(f, "exited with status {code}"),
+            Self::Exited {
+                code: None,
+                signal: Some(sig),
+            } => match Signal::try_from(*sig) {
+                Ok(name) => write!(f, "was killed by signal {sig} ({name})"),
+                Err(_) => write!(f, "was killed by signal {sig}"),
+            },
+            Self::Exited {
+                code: None,
+                signal: None,
+            } => f.write_str("ended with an unknown status"),
+            Self::TimedOut { after } => write!(
+                f,
+                "timed out after {} and was stopped (its whole process group was terminated)",
+                human_duration(*after)
+            ),
+            Self::Cancelled => f.write_str("was cancelled before it finished"),
+            Self::SpawnFailed(err) => write!(f, "could not be started: {err}"),
+            Self::LogFailed(err) => write!(
+                f,
+                "was not started because its log file could not be opened: {err}"
+            ),
+        }
+    }
+}
+
+/// "0.3s", "42.0s", "12m05s", "1h30m": short enough for a `lastError`.
+pub(crate) fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 3600 {
+        format!("{}h{:02}m", secs / 3600, secs % 3600 / 60)
+    } else if secs >= 60 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+/// Everything [`run_step`] needs: what to run, where, where its output goes, how long.
+#[derive(Debug, Clone, Copy)]
+pub struct StepCommand<'a> {
+    /// The rendered argv; `argv[0]` is the program (looked up in `PATH` if bare).
+    pub argv: &'a [OsString],
+    /// The working directory.
+    pub cwd: &'a Path,
+    /// The attempt log; stdout and stderr are appended to it.
+    pub log_path: &'a Path,
+    /// Wall-clock limit from spawn until the group is told to stop.
+    pub timeout: Duration,
+    /// Time between SIGTERM and SIGKILL to the group.
+    pub grace: Duration,
+}
+
+/// What [`run_step`] saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRun {
+    pub outcome: Outcome,
+    /// Byte offset in the log where this run's output begins (after its header line).
+    pub output_start: u64,
+    pub elapsed: Duration,
+}
+
+/// Runs one command to its end, timeout or cancellation, and leaves nothing of it running.
+///
+/// The child gets a new process group, `/dev/null` as stdin, and the attempt log as
+/// stdout and stderr. Once the leader exits, anything it left running in its group is
+/// killed: a step's processes never outlive the step (they would race the next step or
+/// the worktree's removal). On timeout or cancellation the group gets SIGTERM, then
+/// SIGKILL once the leader has exited or `grace` has passed, whichever is first. If this
+/// future is dropped midway, the group is killed with SIGKILL on drop.
+///
+/// A process that moves itself to another group or session (`setsid`) escapes this; only
+/// a cgroup could follow it.
+pub async fn run_step(cmd: &StepCommand<'_>, cancel: &CancellationToken) -> StepRun {
+    let started = Instant::now();
+    let header = format!(
+        "==== berth {}: running {:?} in {:?}",
+        crate::clock::now_iso(),
+        cmd.argv,
+        cmd.cwd
+    );
+    let log_path = cmd.log_path.to_owned();
+    let opened =
+        match tokio::task::spawn_blocking(move || log::open_for_run(&log_path, &header)).await {
+            Ok(result) => result,
+            Err(join) => Err(std::io::Error::other(join)),
+        };
+    let (file, output_start) = match opened {
+        Ok(opened) => opened,
+        Err(err) => {
+            let outcome = Outcome::LogFailed(format!("{}: {err}", cmd.log_path.display()));
+            tracing::warn!(log = %cmd.log_path.display(), "step not started: {outcome}");
+            return StepRun {
+                outcome,
+                output_start: 0,
+                elapsed: started.elapsed(),
+            };
+        }
+    };
+
+    let outcome = spawn_and_supervise(cmd, &file, cancel).await;
+    let elapsed = started.elapsed();
+    let footer = format!(
+        "==== berth {}: command {outcome} after {}",
+        crate::clock::now_iso(),
+        human_duration(elapsed)
+    );
+    let mut file = file;
+    let written = tokio::task::spawn_blocking(move || log::append_line(&mut file, &footer)).await;
+    if let Err(err) = written
+        .map_err(std::io::Error::other)
+        .and_then(|result| result)
+    {
+        tracing::warn!(log = %cmd.log_path.display(), "could not append the closing line: {err}");
+    }
+    StepRun {
+        outcome,
+        output_start,
+        elapsed,
+    }
+}
+
+async fn spawn_and_supervise(
+    cmd: &StepCommand<'_>,
+    log: &std::fs::File,
+    cancel: &CancellationToken,
+) -> Outcome {
+    if cancel.is_cancelled() {
+        return Outcome::Cancelled;
+    }
+    let Some((program, args)) = cmd.argv.split_first() else {
+        return Outcome::SpawnFailed("the command is empty".to_owned());
+    };
+    let (stdout, stderr) = match (log.try_clone(), log.try_clone()) {
+        (Ok(out), Ok(err)) => (out, err),
+        (Err(e), _) | (_, Err(e)) => {
+            return Outcome::LogFailed(format!("{}: {e}", cmd.log_path.display()));
+        }
+    };
+    // Listen before the child exists so its exit cannot fall between spawn and the first
+    // check; without a listener the poll below still notices, only later.
+    let sigchld = match signal(SignalKind::child()) {
+        Ok(listener) => Some(listener),
+        Err(err) => {
+            tracing::debug!("no SIGCHLD listener, polling only: {err}");
+            None
+        }
+    };
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .current_dir(cmd.cwd)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr);
+    let child = match command.spawn() {
+        Ok(child) => child,
+        Err(err) => return Outcome::SpawnFailed(format!("{program:?}: {err}")),
+    };
+    let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) else {
+        // Unreachable for a child just spawned and not yet waited on.
+        return Outcome::SpawnFailed(format!("{program:?}: spawned without a pid"));
+    };
+    let mut group = ProcessGroup {
+        child,
+        pgid: Pid::from_raw(pid),
+        reaped: false,
+        sigchld,
+    };
+    group.supervise(cmd.timeout, cmd.grace, cancel).await
+}
+
+/// Why [`ProcessGroup::wait_for_leader`] returned.
+#[derive(Debug, PartialEq, Eq)]
+enum Wake {
+    LeaderExited,
+    Deadline,
+    Cancelled,
+}
+
+/// A spawned child leading its own process group, killed on drop until it is reaped.
+struct ProcessGroup {
+    child: Child,
+    pgid: Pid,
+    /// Set once the leader is reaped: from then on the pgid may be reused, so the group
+    /// must not be signalled again.
+    reaped: bool,
+    sigchld: Option<tokio::signal::unix::Signal>,
+}
+
+impl ProcessGroup {
+    async fn supervise(
+        &mut self,
+        timeout: Duration,
+        grace: Duration,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        let deadline = Instant::now() + timeout;
+        match self.wait_for_leader(deadline, Some(cancel)).await {
+            Wake::LeaderExited => {
+                self.signal(Signal::SIGKILL);
+                match self.reap().await {
+                    Some(status) => Outcome::Exited {
+                        code: status.code(),
+                        signal: status.signal(),
+                    },
+                    None => Outcome::Exited {
+                        code: None,
+                        signal: None,
+                    },
+                }
+            }
+            Wake::Deadline => {
+                tracing::warn!(pgid = %self.pgid, "step timed out after {}; terminating its process group", human_duration(timeout));
+                self.terminate(grace).await;
+                Outcome::TimedOut { after: timeout }
+            }
+            Wake::Cancelled => {
+                tracing::info!(pgid = %self.pgid, "step cancelled; terminating its process group");
+                self.terminate(grace).await;
+                Outcome::Cancelled
+            }
+        }
+    }
+
+    /// SIGTERM to the group, SIGKILL when the leader has gone or `grace` is up, reap.
+    async fn terminate(&mut self, grace: Duration) {
+        self.signal(Signal::SIGTERM);
+        let wake = self.wait_for_leader(Instant::now() + grace, None).await;
+        if wake != Wake::LeaderExited {
+            tracing::warn!(pgid = %self.pgid, "process group ignored SIGTERM for {}; sending SIGKILL", human_duration(grace));
+        }
+        self.signal(Signal::SIGKILL);
+        self.reap().await;
+    }
+
+    /// Waits until the leader has exited (leaving it unreaped), `deadline`, or `cancel`.
+    async fn wait_for_leader(
+        &mut self,
+        deadline: Instant,
+        cancel: Option<&CancellationToken>,
+    ) -> Wake {
+        let until = sleep_until(deadline);
+        tokio::pin!(until);
+        loop {
+            if self.leader_exited() {
+                return Wake::LeaderExited;
+            }
+            tokio::select! {
+                () = &mut until => return Wake::Deadline,
+                () = cancelled(cancel) => return Wake::Cancelled,
+                () = next_sigchld(&mut self.sigchld) => {}
+                () = sleep(EXIT_POLL) => {}
+            }
+        }
+    }
+
+    /// Whether the leader has exited, without reaping it.
+    fn leader_exited(&self) -> bool {
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT | WaitPidFlag::WNOHANG;
+        loop {
+            match waitid(Id::Pid(self.pgid), flags) {
+                Ok(WaitStatus::StillAlive) => return false,
+                Ok(_) => return true,
+                Err(Errno::EINTR) => continue,
+                Err(err) => {
+                    // ECHILD: something else reaped it. Nothing is left to wait for.
+                    tracing::warn!(pgid = %self.pgid, "cannot watch step process: {err}");
+                    return true;
+                }
+            }
+        }
+    }
+
+    fn signal(&self, signal: Signal) {
+        match killpg(self.pgid, signal) {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(err) => {
+                tracing::warn!(pgid = %self.pgid, "could not send {signal} to the step's process group: {err}");
+            }
+        }
+    }
+
+    async fn reap(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.wait().await;
+        // Reaped or lost: either way the pgid is no longer ours to signal.
+        self.reaped = true;
+        match status {
+            Ok(status) => Some(status),
+            Err(err) => {
+                tracing::warn!(pgid = %self.pgid, "could not reap step process: {err}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    /// A dropped `run_step` future (its task aborted, an outer timeout) must not leave a
+    /// landing running unsupervised. The unreaped leader still pins the pgid, and tokio
+    /// reaps the dropped child in the background.
+    fn drop(&mut self) {
+        if !self.reaped {
+            self.signal(Signal::SIGKILL);
+        }
+    }
+}
+
+async fn cancelled(cancel: Option<&CancellationToken>) {
+    match cancel {
+        Some(token) => token.cancelled().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_sigchld(listener: &mut Option<tokio::signal::unix::Signal>) {
+    match listener {
+        Some(listener) => {
+            if listener.recv().await.is_none() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_read_as_sentences() {
+        let exited = |code, signal| Outcome::Exited { code, signal };
+        assert_eq!(exited(Some(0), None).to_string(), "exited successfully");
+        assert_eq!(exited(Some(3), None).to_string(), "exited with status 3");
+        assert_eq!(
+            exited(None, Some(9)).to_string(),
+            "was killed by signal 9 (SIGKILL)"
+        );
+        assert!(
+            Outcome::TimedOut {
+                after: Duration::from_secs(1800)
+            }
+            .to_string()
+            .starts_with("timed out after 30m00s")
+        );
+        assert!(exited(Some(0), None).success());
+        assert!(!exited(Some(1), None).success());
+        assert!(!exited(None, Some(15)).success());
+        assert!(!Outcome::Cancelled.success());
+    }
+
+    #[test]
+    fn durations_are_short() {
+        assert_eq!(human_duration(Duration::from_millis(300)), "0.3s");
+        assert_eq!(human_duration(Duration::from_secs(42)), "42.0s");
+        assert_eq!(human_duration(Duration::from_secs(725)), "12m05s");
+        assert_eq!(human_duration(Duration::from_secs(5400)), "1h30m");
+    }
+}

@@ -1,0 +1,384 @@
+//! The queue store: the directory of record files, and the one function that changes them.
+//!
+//! Architecture Invariant: every write of a record goes through [`QueueStore::transition`]
+//! (or [`QueueStore::insert`] for a new one). It re-reads the file under the record's
+//! advisory lock, checks the move against the status *on disk*, and replaces the file
+//! atomically. A file berth cannot read is reported, never rewritten.
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use crate::atomic_file;
+use crate::record::{FieldError, Record, Status};
+
+/// Records larger than this are refused unread: a queue record is a few hundred bytes.
+pub const MAX_RECORD_BYTES: u64 = 1024 * 1024;
+
+/// A record as found on disk. `id` is the file name without `.json`.
+#[derive(Clone, Debug)]
+pub struct StoredRecord {
+    pub id: String,
+    pub path: PathBuf,
+    pub record: Record,
+}
+
+/// A file in the queue dir that is not a usable record, and why.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Unreadable {
+    pub file: String,
+    pub reason: String,
+}
+
+/// Everything one pass over the queue dir found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub records: Vec<StoredRecord>,
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// Which on-disk statuses a write may start from. The daemon always names them, so a
+/// record that moved under it (an operator's retry, a signal revival) is left alone.
+#[derive(Clone, Copy, Debug)]
+pub enum Expect<'a> {
+    Any,
+    OneOf(&'a [Status]),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no record `{id}` in {dir}")]
+    NotFound { id: String, dir: PathBuf },
+    #[error("{file}: {reason}; the file was left untouched, fix or remove it by hand")]
+    Unreadable { file: PathBuf, reason: String },
+    #[error("record `{id}`: illegal move {from} -> {to}")]
+    IllegalMove { id: String, from: Status, to: Status },
+    #[error("record `{id}` is {found} on disk, not {}; it was left as it is", expected_list(.expected))]
+    Moved {
+        id: String,
+        found: Status,
+        expected: Vec<Status>,
+    },
+    #[error("record `{id}` already exists ({status}); use `berth retry` to queue it again")]
+    AlreadyExists { id: String, status: String },
+    #[error("`{0}` is not a record id (ids are safe file names)")]
+    BadId(String),
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn expected_list(statuses: &[Status]) -> String {
+    statuses
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+impl StoreError {
+    fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+        move |source| StoreError::Io {
+            action,
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// The queue directory.
+#[derive(Clone, Debug)]
+pub struct QueueStore {
+    dir: PathBuf,
+}
+
+impl QueueStore {
+    pub fn new(dir: impl Into<PathBuf>) -> QueueStore {
+        QueueStore { dir: dir.into() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Creates the queue dir (owner-only) if it is missing.
+    pub fn ensure_dir(&self) -> Result<(), StoreError> {
+        atomic_file::ensure_private_dir(&self.dir).map_err(StoreError::io("create", &self.dir))
+    }
+
+    pub fn path_of(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    fn lock_path_of(&self, id: &str) -> PathBuf {
+        // Hidden, so no scan ever mistakes it for a record.
+        self.dir.join(format!(".{id}.lock"))
+    }
+
+    /// Lists every record and reports every `*.json` file that is not one. A missing
+    /// queue dir is an empty queue.
+    pub fn scan(&self) -> Result<Scan, StoreError> {
+        let mut scan = Scan::default();
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(scan),
+            Err(e) => return Err(StoreError::io("read dir", &self.dir)(e)),
+        };
+        let mut names: Vec<String> = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(StoreError::io("read dir", &self.dir))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else {
+                scan.unreadable.push(Unreadable {
+                    file: name.to_string_lossy().into_owned(),
+                    reason: "file name is not UTF-8".into(),
+                });
+                continue;
+            };
+            if name.starts_with('.') || !name.ends_with(".json") {
+                continue;
+            }
+            names.push(name.to_owned());
+        }
+        names.sort();
+        for name in names {
+            let id = name.trim_end_matches(".json").to_owned();
+            let path = self.dir.join(&name);
+            match read_record(&path) {
+                Ok(record) => scan.records.push(StoredRecord { id, path, record }),
+                Err(reason) => scan.unreadable.push(Unreadable { file: name, reason }),
+            }
+        }
+        Ok(scan)
+    }
+
+    /// Reads one record by id.
+    pub fn load(&self, id: &str) -> Result<StoredRecord, StoreError> {
+        check_id(id)?;
+        let path = self.path_of(id);
+        if !path.exists() {
+            return Err(StoreError::NotFound {
+                id: id.to_owned(),
+                dir: self.dir.clone(),
+            });
+        }
+        let record =
+            read_record(&path).map_err(|reason| StoreError::Unreadable { file: path.clone(), reason })?;
+        Ok(StoredRecord {
+            id: id.to_owned(),
+            path,
+            record,
+        })
+    }
+
+    /// Writes a new record under its expected id; never replaces an existing file.
+    pub fn insert(&self, record: &Record) -> Result<String, StoreError> {
+        self.ensure_dir()?;
+        let id = record.expected_id();
+        let path = self.path_of(&id);
+        let _guard = atomic_file::lock_exclusive(&self.lock_path_of(&id))
+            .map_err(StoreError::io("lock", &path))?;
+        match atomic_file::create_new(&path, record.to_pretty_json().as_bytes(), 0o600) {
+            Ok(()) => Ok(id),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let status = read_record(&path)
+                    .map(|r| r.status.to_string())
+                    .unwrap_or_else(|reason| format!("unreadable: {reason}"));
+                Err(StoreError::AlreadyExists { id, status })
+            }
+            Err(e) => Err(StoreError::io("write", &path)(e)),
+        }
+    }
+
+    /// The one write path for an existing record: under the record's lock, re-read it,
+    /// check the on-disk status against `from` and the state machine, apply `edit`, set
+    /// `status = to` and `lastUpdatedAt`, and replace the file atomically.
+    pub fn transition(
+        &self,
+        id: &str,
+        expect: Expect<'_>,
+        to: Status,
+        edit: impl FnOnce(&mut Record),
+    ) -> Result<Record, StoreError> {
+        check_id(id)?;
+        let path = self.path_of(id);
+        let _guard = atomic_file::lock_exclusive(&self.lock_path_of(id))
+            .map_err(StoreError::io("lock", &path))?;
+        let mut record = self.load(id)?.record;
+        let on_disk = record.status;
+        if let Expect::OneOf(expected) = expect
+            && !expected.contains(&on_disk)
+        {
+            return Err(StoreError::Moved {
+                id: id.to_owned(),
+                found: on_disk,
+                expected: expected.to_vec(),
+            });
+        }
+        if !on_disk.can_move_to(to) {
+            return Err(StoreError::IllegalMove {
+                id: id.to_owned(),
+                from: on_disk,
+                to,
+            });
+        }
+        edit(&mut record);
+        record.status = to;
+        record.last_updated_at = Some(crate::clock::now_iso());
+        atomic_file::write_atomic(&path, record.to_pretty_json().as_bytes(), 0o600)
+            .map_err(StoreError::io("write", &path))?;
+        Ok(record)
+    }
+}
+
+fn check_id(id: &str) -> Result<(), StoreError> {
+    if id.is_empty() || crate::safe_key::safe_key(id) != id {
+        return Err(StoreError::BadId(id.to_owned()));
+    }
+    Ok(())
+}
+
+/// Reads and validates one file; the error is a reason fit for an operator.
+fn read_record(path: &Path) -> Result<Record, String> {
+    let meta = fs::symlink_metadata(path).map_err(|e| format!("cannot stat: {e}"))?;
+    if !meta.file_type().is_file() {
+        return Err("not a regular file (symlinks and directories are not records)".into());
+    }
+    if meta.len() > MAX_RECORD_BYTES {
+        return Err(format!(
+            "file is {} bytes, over the {MAX_RECORD_BYTES}-byte limit for a record",
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    fs::File::open(path)
+        .and_then(|f| f.take(MAX_RECORD_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| format!("not UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to()))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        if e.to_string().starts_with("recursion limit exceeded") {
+            "JSON nested deeper than 128 levels".to_owned()
+        } else {
+            format!("not valid JSON: {e}")
+        }
+    })?;
+    Record::from_json(value).map_err(|FieldError { field, reason }| format!("field `{field}`: {reason}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record_json(pr: u64) -> serde_json::Value {
+        json!({
+            "runId": "run-1", "repoPath": "/r", "baseBranch": "main", "featureBranch": "feat/a",
+            "prNumber": pr, "version": "1.0.0", "livingPlanPath": "/r/PLAN.md",
+            "worktreePath": "/r", "queuedAt": "2026-05-17T08:37:01.000Z", "status": "queued",
+            "repoIdentity": "github.com/acme/widget", "extraField": "kept"
+        })
+    }
+
+    fn store_with(files: &[(&str, &[u8])]) -> (tempfile::TempDir, QueueStore) {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in files {
+            fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        let store = QueueStore::new(dir.path());
+        (dir, store)
+    }
+
+    #[test]
+    fn insert_then_transition_keeps_unknown_fields_and_mode() {
+        let (_dir, store) = store_with(&[]);
+        let record = Record::from_json(record_json(7)).unwrap();
+        let id = store.insert(&record).unwrap();
+        assert_eq!(id, "github.com-acme-widget-main-pr-7");
+        let updated = store
+            .transition(&id, Expect::OneOf(&[Status::Queued]), Status::Claiming, |r| {
+                r.claimed_by = Some("host:1".into())
+            })
+            .unwrap();
+        assert_eq!(updated.status, Status::Claiming);
+        let on_disk: serde_json::Value =
+            serde_json::from_slice(&fs::read(store.path_of(&id)).unwrap()).unwrap();
+        assert_eq!(on_disk["extraField"], "kept");
+        assert_eq!(on_disk["status"], "claiming");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(store.path_of(&id)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(matches!(store.insert(&record), Err(StoreError::AlreadyExists { .. })));
+    }
+
+    #[test]
+    fn illegal_and_unexpected_moves_never_write() {
+        let (_dir, store) = store_with(&[]);
+        let id = store.insert(&Record::from_json(record_json(8)).unwrap()).unwrap();
+        let before = fs::read(store.path_of(&id)).unwrap();
+        let err = store.transition(&id, Expect::Any, Status::Landed, |_| {}).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("record `{id}`: illegal move queued -> landed")
+        );
+        let err = store
+            .transition(&id, Expect::OneOf(&[Status::Landing]), Status::Landed, |_| {})
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Moved { found: Status::Queued, .. }));
+        assert_eq!(fs::read(store.path_of(&id)).unwrap(), before);
+    }
+
+    #[test]
+    fn every_kind_of_bad_file_is_reported_and_left_alone() {
+        let mut deep = String::new();
+        for _ in 0..200 {
+            deep.push('[');
+        }
+        let huge = vec![b' '; (MAX_RECORD_BYTES + 1) as usize];
+        let mut missing = record_json(1);
+        missing.as_object_mut().unwrap().remove("runId");
+        let missing = serde_json::to_vec(&missing).unwrap();
+        let good = serde_json::to_vec(&record_json(2)).unwrap();
+        let files: Vec<(&str, &[u8])> = vec![
+            ("a-not-json.json", b"{ nope"),
+            ("b-latin1.json", b"{\"runId\": \"\xe9\"}"),
+            ("c-deep.json", deep.as_bytes()),
+            ("d-huge.json", &huge),
+            ("e-missing.json", &missing),
+            ("f-good.json", &good),
+            ("notes.txt", b"ignored: not a .json file"),
+        ];
+        let (dir, store) = store_with(&files);
+        let snapshot: Vec<Vec<u8>> = files.iter().map(|(n, _)| fs::read(dir.path().join(n)).unwrap()).collect();
+        let scan = store.scan().unwrap();
+        assert_eq!(scan.records.len(), 1);
+        assert_eq!(scan.records[0].id, "f-good");
+        let reasons: Vec<(String, String)> =
+            scan.unreadable.iter().map(|u| (u.file.clone(), u.reason.clone())).collect();
+        assert_eq!(reasons.len(), 5, "{reasons:?}");
+        assert!(reasons[0].1.starts_with("not valid JSON"));
+        assert!(reasons[1].1.starts_with("not UTF-8"));
+        assert_eq!(reasons[2].1, "JSON nested deeper than 128 levels");
+        assert!(reasons[3].1.contains("over the 1048576-byte limit"));
+        assert_eq!(reasons[4].1, "field `runId`: required field is missing");
+        let err = store.transition("e-missing", Expect::Any, Status::Blocked, |_| {}).unwrap_err();
+        assert!(matches!(err, StoreError::Unreadable { .. }));
+        for ((name, _), before) in files.iter().zip(snapshot) {
+            assert_eq!(fs::read(dir.path().join(name)).unwrap(), before, "{name} changed");
+        }
+    }
+
+    #[test]
+    fn ids_cannot_escape_the_queue_dir() {
+        let (_dir, store) = store_with(&[]);
+        assert!(matches!(store.load("../etc/passwd"), Err(StoreError::BadId(_))));
+        assert!(matches!(
+            store.transition("a/b", Expect::Any, Status::Queued, |_| {}),
+            Err(StoreError::BadId(_))
+        ));
+    }
+}

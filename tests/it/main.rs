@@ -1,0 +1,10 @@
+//! berth's integration tests: one test binary, real git repositories, real bare remotes,
+//! real child processes and signals, in temp dirs.
+
+mod support;
+
+mod forge;
+mod gates;
+mod lane_lock;
+mod queue_cli;
+mod runner;

@@ -1,0 +1,175 @@
+//! The operator's and producer's commands: enqueue, status, retry, abandon.
+
+use predicates::prelude::*;
+use serde_json::Value;
+
+use crate::support::World;
+
+fn status_json(world: &World) -> (Value, i32) {
+    let out = world.berth().args(["status", "--json"]).output().unwrap();
+    let code = out.status.code().unwrap();
+    (serde_json::from_slice(&out.stdout).expect("status --json prints JSON"), code)
+}
+
+#[test]
+fn enqueue_status_retry_abandon_round_trip() {
+    let world = World::new();
+    let repo = world.repo("widget", "git@github.com:acme/widget.git");
+    world
+        .berth()
+        .args(["enqueue", "--repo-path", repo.to_str().unwrap(), "--pr", "42"])
+        .args(["--feature-branch", "feat/x", "--version", "1.2.3"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("queued github.com-acme-widget-main-pr-42"));
+
+    let id = "github.com-acme-widget-main-pr-42";
+    let record = world.read_record(id);
+    assert_eq!(record["repoIdentity"], "github.com/acme/widget");
+    assert_eq!(record["status"], "queued");
+    assert_eq!(record["prNumber"], 42);
+
+    world
+        .berth()
+        .arg("status")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("#42"))
+        .stdout(predicate::str::contains("github.com/acme/widget"))
+        .stdout(predicate::str::contains("queued"));
+
+    // A queued record is not retryable; the error says why.
+    world
+        .berth()
+        .args(["retry", "42"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("only blocked or stranded records can be retried"));
+
+    // Block it the way the daemon would (through the store), then retry.
+    berth::store::QueueStore::new(&world.queue)
+        .transition(id, berth::store::Expect::Any, berth::record::Status::Blocked, |r| {
+            r.last_error = Some("landing failed".into());
+            r.retries = Some(1);
+        })
+        .unwrap();
+    let (status, code) = status_json(&world);
+    assert_eq!(code, 1, "a blocked record needs attention");
+    assert_eq!(status["records"][0]["id"], id);
+    assert_eq!(status["records"][0]["lastError"], "landing failed");
+
+    world.berth().args(["retry", "42"]).assert().success();
+    let record = world.read_record(id);
+    assert_eq!(record["status"], "queued");
+    assert_eq!(record["retries"], 0);
+
+    world
+        .berth()
+        .args(["abandon", "42", "--reason", "superseded by #43"])
+        .assert()
+        .success();
+    let record = world.read_record(id);
+    assert_eq!(record["status"], "abandoned");
+    assert_eq!(record["lastError"], "superseded by #43");
+
+    // Abandoned is final: neither retry nor a second enqueue brings it back silently.
+    world.berth().args(["retry", "42"]).assert().code(2);
+    world
+        .berth()
+        .args(["enqueue", "--repo-path", repo.to_str().unwrap(), "--pr", "42"])
+        .args(["--feature-branch", "feat/x", "--version", "1.2.3"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("already exists (abandoned)"));
+}
+
+#[test]
+fn ambiguous_pr_numbers_list_the_candidates() {
+    let world = World::new();
+    let a = world.repo("a", "https://github.com/acme/a.git");
+    let b = world.repo("b", "https://github.com/acme/b.git");
+    for repo in [&a, &b] {
+        world
+            .berth()
+            .args(["enqueue", "--repo-path", repo.to_str().unwrap(), "--pr", "7"])
+            .args(["--feature-branch", "feat/y", "--version", "2.0.0"])
+            .assert()
+            .success();
+    }
+    world
+        .berth()
+        .args(["abandon", "7"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("matches 2 records"))
+        .stderr(predicate::str::contains("github.com-acme-a-main-pr-7"))
+        .stderr(predicate::str::contains("github.com-acme-b-main-pr-7"));
+    world
+        .berth()
+        .args(["abandon", "7", "--repo", "github.com/acme/b"])
+        .assert()
+        .success();
+    assert_eq!(world.read_record("github.com-acme-b-main-pr-7")["status"], "abandoned");
+    assert_eq!(world.read_record("github.com-acme-a-main-pr-7")["status"], "queued");
+}
+
+#[test]
+fn enqueue_refuses_what_the_gates_refuse_and_writes_nothing() {
+    let world = World::new();
+    let outside = world.root.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    world.run_git(&outside, &["init", "-q"]);
+    world
+        .berth()
+        .args(["enqueue", "--repo-path", outside.to_str().unwrap(), "--pr", "1"])
+        .args(["--feature-branch", "feat/x", "--version", "1"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("repo path gate refused"))
+        .stderr(predicate::str::contains("not under an allowed root"));
+    let repo = world.repo("w", "git@github.com:acme/w.git");
+    world
+        .berth()
+        .args(["enqueue", "--repo-path", repo.to_str().unwrap(), "--pr", "1"])
+        .args(["--feature-branch=--upload-pack=bad", "--version", "1"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("feature branch gate refused"));
+    assert!(world.queue_snapshot().is_empty());
+}
+
+#[test]
+fn corrupt_files_are_reported_untouched_and_others_still_listed() {
+    let world = World::new();
+    let repo = world.repo("w", "git@github.com:acme/w.git");
+    world.record(&repo, 5).set("repoIdentity", "github.com/acme/w").write();
+    std::fs::write(world.queue.join("broken.json"), "{ not json").unwrap();
+    world.record(&repo, 6).remove("featureBranch").file("no-branch").write();
+    world.record(&repo, 7).set("prNumber", "seven").file("string-pr").write();
+    let before = world.queue_snapshot();
+
+    world
+        .berth()
+        .arg("status")
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("#5"))
+        .stdout(predicate::str::contains("unreadable: broken.json: not valid JSON"))
+        .stdout(predicate::str::contains(
+            "unreadable: no-branch.json: field `featureBranch`: required field is missing",
+        ))
+        .stdout(predicate::str::contains(
+            "unreadable: string-pr.json: field `prNumber`: expected a positive integer",
+        ));
+    let (status, code) = status_json(&world);
+    assert_eq!(code, 1);
+    assert_eq!(status["records"].as_array().unwrap().len(), 1);
+    let files: Vec<&str> = status["unreadable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(files, ["broken.json", "no-branch.json", "string-pr.json"]);
+    assert_eq!(world.queue_snapshot(), before, "status must never rewrite a file");
+}

@@ -1,0 +1,579 @@
+//! The landing runner against real child processes, real process groups and real signals.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use berth::runner::{
+    CommandTemplate, LandingSequence, Outcome, Runner, Step, StepResult, StepVars, TemplateError,
+};
+use tokio_util::sync::CancellationToken;
+
+const RECORD: &str = "github.com-acme-widget-main-pr-42";
+/// Scheduling slack for timing assertions on a busy two-core machine.
+const SLACK: Duration = Duration::from_millis(1500);
+
+fn template(argv: &[&str]) -> CommandTemplate {
+    CommandTemplate::parse(argv.iter().map(|s| (*s).to_owned()).collect()).unwrap()
+}
+
+/// A temp dir with a repo dir, a worktree (whose name a shell would choke on) and a logs dir.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    vars: StepVars,
+    logs: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        let worktree = dir.path().join("work tree; $(touch pwned)");
+        std::fs::create_dir(&repo).unwrap();
+        std::fs::create_dir(&worktree).unwrap();
+        let logs = dir.path().join("logs");
+        Self {
+            vars: StepVars {
+                pr: 42,
+                branch: "feat/x".to_owned(),
+                base: "main".to_owned(),
+                repo,
+                worktree,
+            },
+            logs,
+            _dir: dir,
+        }
+    }
+
+    fn runner(&self, land: &[&str], ship: &[&str]) -> Runner {
+        Runner::new(template(land), template(ship), &self.logs)
+    }
+
+    fn worktree_file(&self, name: &str) -> PathBuf {
+        self.vars.worktree.join(name)
+    }
+
+    fn log(&self, attempt: u32, step: &str) -> PathBuf {
+        self.logs
+            .join(RECORD)
+            .join(format!("attempt-{attempt}-{step}.log"))
+    }
+}
+
+/// A script run as `sh -c SCRIPT`: the test's own template, not something berth builds.
+fn sh(script: &str) -> Vec<&str> {
+    vec!["sh", "-c", script]
+}
+
+/// Alive and not a zombie: a killed grandchild is reparented, and who reaps it (and when)
+/// is not ours to control.
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim().chars().next());
+            state != Some('Z') && state != Some('X')
+        }
+        Err(_) => false,
+    }
+}
+
+/// Waits (bounded) until `pid` is gone; true if it went.
+async fn gone_within(pid: i32, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if !alive(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    !alive(pid)
+}
+
+/// Waits for a pid file the test's script writes, then parses it.
+async fn read_pid(path: &Path) -> i32 {
+    let start = Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && let Ok(pid) = text.trim().parse()
+        {
+            return pid;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{} never appeared",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn land(runner: &Runner, fx: &Fixture, attempt: u32) -> StepResult {
+    runner
+        .run_land(RECORD, &fx.vars, attempt, &CancellationToken::new())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn hostile_values_stay_one_argument_each() {
+    let mut fx = Fixture::new();
+    fx.vars.branch = "a b; touch pwned; $(touch pwned) `touch pwned` 'q\" * \n\tend".to_owned();
+    fx.vars.base = "--upload-pack=touch pwned".to_owned();
+    let runner = fx.runner(
+        &[
+            "sh",
+            "-c",
+            r#"printf '%s\0' "$@" > argv.bin"#,
+            "sh",
+            "{pr}",
+            "{branch}",
+            "{base}",
+            "{repo}",
+            "{worktree}",
+            "{log}",
+            "pre-{branch}-post",
+        ],
+        &["true"],
+    );
+    let result = land(&runner, &fx, 1).await;
+    assert!(result.succeeded(), "{result}");
+
+    let bytes = std::fs::read(fx.worktree_file("argv.bin")).unwrap();
+    let args: Vec<&[u8]> = bytes
+        .strip_suffix(b"\0")
+        .unwrap()
+        .split(|b| *b == 0)
+        .collect();
+    let log = fx.log(1, "land");
+    let expected: Vec<Vec<u8>> = vec![
+        b"42".to_vec(),
+        fx.vars.branch.as_bytes().to_vec(),
+        fx.vars.base.as_bytes().to_vec(),
+        fx.vars.repo.as_os_str().as_encoded_bytes().to_vec(),
+        fx.vars.worktree.as_os_str().as_encoded_bytes().to_vec(),
+        log.as_os_str().as_encoded_bytes().to_vec(),
+        format!("pre-{}-post", fx.vars.branch).into_bytes(),
+    ];
+    assert_eq!(args, expected);
+    let parent = fx.vars.worktree.parent().unwrap().to_owned();
+    for dir in [&fx.vars.worktree, &parent, &fx.vars.repo] {
+        assert!(
+            !dir.join("pwned").exists(),
+            "a value was run as code in {dir:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_nul_byte_in_a_value_fails_the_spawn_instead_of_truncating() {
+    let mut fx = Fixture::new();
+    fx.vars.branch = "feat\0--force".to_owned();
+    let runner = fx.runner(&["sh", "-c", "touch ran", "sh", "{branch}"], &["true"]);
+    let result = land(&runner, &fx, 1).await;
+    assert!(
+        matches!(result.outcome, Outcome::SpawnFailed(_)),
+        "{result}"
+    );
+    assert!(!fx.worktree_file("ran").exists());
+}
+
+#[test]
+fn unknown_placeholders_are_refused_when_the_config_is_loaded() {
+    let err = CommandTemplate::parse(vec![
+        "gh".into(),
+        "pr".into(),
+        "merge".into(),
+        "{prr}".into(),
+    ])
+    .unwrap_err();
+    assert!(
+        matches!(&err, TemplateError::UnknownPlaceholder { name, index: 3, .. } if name == "prr")
+    );
+    assert!(err.to_string().contains("{prr}"), "{err}");
+
+    #[derive(serde::Deserialize, Debug)]
+    struct Config {
+        land: CommandTemplate,
+    }
+    let good: Config =
+        serde_json::from_str(r#"{"land": ["claude", "-p", "land PR {pr}"]}"#).unwrap();
+    assert_eq!(good.land.as_raw(), ["claude", "-p", "land PR {pr}"]);
+    let bad = r#"{"land": ["claude", "-p", "land PR {pr} from {brnch}"]}"#;
+    let err = serde_json::from_str::<Config>(bad).unwrap_err();
+    assert!(err.to_string().contains("{brnch}"), "{err}");
+    assert!(CommandTemplate::parse(Vec::new()).is_err());
+}
+
+#[tokio::test]
+async fn output_goes_to_a_private_log_and_the_exit_code_is_reported() {
+    let fx = Fixture::new();
+    let runner = fx.runner(
+        &sh("echo to-stdout; echo to-stderr >&2; if read -r line; then echo got-stdin; else echo stdin-eof; fi; exit 3"),
+        &["true"],
+    );
+    let result = land(&runner, &fx, 1).await;
+    assert_eq!(
+        result.outcome,
+        Outcome::Exited {
+            code: Some(3),
+            signal: None
+        }
+    );
+    assert!(!result.succeeded() && !result.drift_detected());
+    let log = fx.log(1, "land");
+    assert_eq!(result.log_path, log);
+    assert_eq!(
+        result.to_string(),
+        format!(
+            "landing command exited with status 3 (log: {})",
+            log.display()
+        )
+    );
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.starts_with("==== berth "), "{text}");
+    assert!(
+        text.lines().next().unwrap().contains(r#""echo to-stdout;"#),
+        "header shows argv: {text}"
+    );
+    for line in ["to-stdout", "to-stderr", "stdin-eof"] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} missing from {text}"
+        );
+    }
+    let footer = text.lines().last().unwrap();
+    assert!(
+        footer.starts_with("==== berth ") && footer.contains("command exited with status 3 after"),
+        "{text}"
+    );
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&log), 0o600);
+    assert_eq!(mode(log.parent().unwrap()), 0o700);
+}
+
+#[tokio::test]
+async fn death_by_signal_and_spawn_failures_are_reported() {
+    let fx = Fixture::new();
+    let killed = land(&fx.runner(&sh("kill -KILL $$"), &["true"]), &fx, 1).await;
+    assert_eq!(
+        killed.outcome,
+        Outcome::Exited {
+            code: None,
+            signal: Some(9)
+        }
+    );
+    assert!(
+        killed.to_string().contains("killed by signal 9 (SIGKILL)"),
+        "{killed}"
+    );
+
+    let missing = land(&fx.runner(&["/nonexistent/berth-land"], &["true"]), &fx, 2).await;
+    assert!(
+        matches!(missing.outcome, Outcome::SpawnFailed(_)),
+        "{missing}"
+    );
+    assert!(
+        missing
+            .to_string()
+            .starts_with("landing command could not be started: \"/nonexistent/berth-land\""),
+        "{missing}"
+    );
+    let text = std::fs::read_to_string(fx.log(2, "land")).unwrap();
+    assert!(
+        text.contains("could not be started"),
+        "the log tells too: {text}"
+    );
+}
+
+#[tokio::test]
+async fn a_leader_that_exits_leaves_no_process_behind() {
+    let fx = Fixture::new();
+    let runner = fx.runner(
+        &sh("sleep 300 & echo $! > grandchild.pid; exit 0"),
+        &["true"],
+    );
+    let result = land(&runner, &fx, 1).await;
+    assert!(result.succeeded(), "{result}");
+    let grandchild = read_pid(&fx.worktree_file("grandchild.pid")).await;
+    assert!(
+        gone_within(grandchild, Duration::from_secs(2)).await,
+        "straggler {grandchild} survived the step"
+    );
+}
+
+#[tokio::test]
+async fn timeout_terminates_the_whole_group() {
+    let fx = Fixture::new();
+    let runner = fx
+        .runner(&sh("sleep 300 & echo $! > grandchild.pid; wait"), &["true"])
+        .with_timeout(Duration::from_millis(800))
+        .with_grace(Duration::from_secs(2));
+    let start = Instant::now();
+    let result = land(&runner, &fx, 1).await;
+    let took = start.elapsed();
+    assert_eq!(
+        result.outcome,
+        Outcome::TimedOut {
+            after: Duration::from_millis(800)
+        }
+    );
+    // sh and sleep both die on SIGTERM: no need to wait out the grace.
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_millis(800) + SLACK,
+        "{took:?}"
+    );
+    let grandchild = read_pid(&fx.worktree_file("grandchild.pid")).await;
+    assert!(
+        gone_within(grandchild, Duration::from_secs(1)).await,
+        "grandchild {grandchild} survived"
+    );
+    assert!(
+        result.to_string().contains("timed out after 0.8s"),
+        "{result}"
+    );
+}
+
+#[tokio::test]
+async fn a_group_that_ignores_sigterm_is_killed_after_the_grace() {
+    let fx = Fixture::new();
+    let runner = fx
+        .runner(
+            &sh("trap '' TERM; sleep 300 & echo $! > grandchild.pid; wait; wait"),
+            &["true"],
+        )
+        .with_timeout(Duration::from_millis(500))
+        .with_grace(Duration::from_millis(1000));
+    let start = Instant::now();
+    let result = land(&runner, &fx, 1).await;
+    let took = start.elapsed();
+    assert!(
+        matches!(result.outcome, Outcome::TimedOut { .. }),
+        "{result}"
+    );
+    let bound = Duration::from_millis(1500);
+    assert!(
+        took >= bound && took < bound + SLACK,
+        "SIGKILL came at {took:?}"
+    );
+    let grandchild = read_pid(&fx.worktree_file("grandchild.pid")).await;
+    assert!(
+        gone_within(grandchild, Duration::from_secs(1)).await,
+        "grandchild {grandchild} survived"
+    );
+}
+
+#[tokio::test]
+async fn cancellation_terminates_the_group_and_reports_cancelled() {
+    let fx = Fixture::new();
+    let runner = fx
+        .runner(
+            &sh("echo $$ > leader.pid; sleep 300 & echo $! > grandchild.pid; wait"),
+            &["true"],
+        )
+        .with_grace(Duration::from_secs(2));
+    let cancel = CancellationToken::new();
+    let task = {
+        let (runner, vars, cancel) = (runner.clone(), fx.vars.clone(), cancel.clone());
+        tokio::spawn(async move { runner.run_land(RECORD, &vars, 1, &cancel).await })
+    };
+    let grandchild = read_pid(&fx.worktree_file("grandchild.pid")).await;
+    let leader = read_pid(&fx.worktree_file("leader.pid")).await;
+    let cancelled_at = Instant::now();
+    cancel.cancel();
+    let result = task.await.unwrap().unwrap();
+    assert_eq!(result.outcome, Outcome::Cancelled);
+    assert!(cancelled_at.elapsed() < Duration::from_secs(2) + SLACK);
+    assert!(!alive(leader), "leader {leader} was not reaped");
+    assert!(
+        gone_within(grandchild, Duration::from_secs(1)).await,
+        "grandchild {grandchild} survived"
+    );
+    assert!(
+        result
+            .to_string()
+            .starts_with("landing command was cancelled"),
+        "{result}"
+    );
+}
+
+#[tokio::test]
+async fn nothing_starts_once_cancelled() {
+    let fx = Fixture::new();
+    let runner = fx.runner(&sh("touch ran"), &["true"]);
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let result = runner.run_land(RECORD, &fx.vars, 1, &cancel).await.unwrap();
+    assert_eq!(result.outcome, Outcome::Cancelled);
+    assert!(!fx.worktree_file("ran").exists());
+}
+
+#[tokio::test]
+async fn a_dropped_step_future_does_not_leak_its_process_group() {
+    let fx = Fixture::new();
+    let runner = fx.runner(
+        &sh("trap '' TERM; sleep 300 & echo $! > grandchild.pid; wait"),
+        &["true"],
+    );
+    let task = {
+        let (runner, vars) = (runner.clone(), fx.vars.clone());
+        tokio::spawn(async move {
+            runner
+                .run_land(RECORD, &vars, 1, &CancellationToken::new())
+                .await
+        })
+    };
+    let grandchild = read_pid(&fx.worktree_file("grandchild.pid")).await;
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    assert!(
+        gone_within(grandchild, Duration::from_secs(2)).await,
+        "grandchild {grandchild} outlived its dropped step"
+    );
+}
+
+#[tokio::test]
+async fn drift_counts_only_in_this_runs_own_output() {
+    let fx = Fixture::new();
+    // The signature is also an *argument*: it shows in the log's header but is not output.
+    let runner = fx.runner(
+        &[
+            "sh",
+            "-c",
+            r#"[ -e drift ] && echo "error: $0"; exit 1"#,
+            "VERSION drift detected",
+        ],
+        &["true"],
+    );
+    std::fs::write(fx.worktree_file("drift"), "").unwrap();
+    let first = land(&runner, &fx, 1).await;
+    assert!(first.drift_detected(), "{first}");
+    assert!(
+        first.to_string().contains("reported release drift"),
+        "{first}"
+    );
+
+    std::fs::remove_file(fx.worktree_file("drift")).unwrap();
+    let second = land(&runner, &fx, 1).await;
+    assert_eq!(second.log_path, first.log_path, "same attempt, same log");
+    let text = std::fs::read_to_string(&second.log_path).unwrap();
+    assert!(
+        text.contains("error: VERSION drift detected"),
+        "the earlier run is still in the log"
+    );
+    assert!(
+        !second.drift_detected(),
+        "an earlier run's drift was read as this run's"
+    );
+
+    let succeeded = land(
+        &fx.runner(
+            &sh("echo 'queue moved since last /ship'; exit 0"),
+            &["true"],
+        ),
+        &fx,
+        2,
+    )
+    .await;
+    assert!(succeeded.succeeded() && !succeeded.drift_detected());
+
+    let timed_out = land(
+        &fx.runner(
+            &sh("echo 'queue moved since last /ship'; sleep 300"),
+            &["true"],
+        )
+        .with_timeout(Duration::from_millis(300)),
+        &fx,
+        3,
+    )
+    .await;
+    assert!(matches!(timed_out.outcome, Outcome::TimedOut { .. }) && !timed_out.drift_detected());
+}
+
+/// Runs one attempt the way the daemon does, returning the steps taken and the verdict.
+async fn drive(runner: &Runner, fx: &Fixture, retries: u32) -> (Vec<Step>, StepResult) {
+    let cancel = CancellationToken::new();
+    let mut sequence = LandingSequence::new(retries);
+    let mut steps = Vec::new();
+    let mut step = Step::Land;
+    loop {
+        steps.push(step);
+        let result = runner
+            .run(step, RECORD, &fx.vars, 1, &cancel)
+            .await
+            .unwrap();
+        match sequence.after(&result) {
+            Some(next) => step = next,
+            None => return (steps, result),
+        }
+    }
+}
+
+const LAND_UNLESS_SHIPPED: &str =
+    "if [ -e shipped ]; then echo landed; exit 0; fi; echo 'queue moved since last /ship'; exit 1";
+
+#[tokio::test]
+async fn drift_is_repaired_by_ship_then_land_once() {
+    let fx = Fixture::new();
+    let runner = fx.runner(
+        &sh(LAND_UNLESS_SHIPPED),
+        &sh("echo shipping {pr}; touch shipped"),
+    );
+    let (steps, verdict) = drive(&runner, &fx, 0).await;
+    assert_eq!(steps, [Step::Land, Step::Ship, Step::Land]);
+    assert!(verdict.succeeded(), "{verdict}");
+    let land_log = std::fs::read_to_string(fx.log(1, "land")).unwrap();
+    assert_eq!(
+        land_log.matches("==== berth").count(),
+        4,
+        "two runs, header and footer each: {land_log}"
+    );
+    let ship_log = std::fs::read_to_string(fx.log(1, "ship")).unwrap();
+    assert!(ship_log.contains("shipping 42"), "{ship_log}");
+}
+
+#[tokio::test]
+async fn no_second_repair_and_a_failed_ship_is_the_verdict() {
+    let fx = Fixture::new();
+    // The record already had its repair: the drifting land is the verdict.
+    let runner = fx.runner(&sh(LAND_UNLESS_SHIPPED), &sh("touch shipped"));
+    let (steps, verdict) = drive(&runner, &fx, 1).await;
+    assert_eq!(steps, [Step::Land]);
+    assert!(verdict.drift_detected() && !verdict.succeeded());
+    assert!(!fx.worktree_file("shipped").exists());
+
+    // Drift that ship does not cure: land, ship, land, stop.
+    let runner = fx.runner(&sh("echo 'VERSION drift detected'; exit 1"), &["true"]);
+    let (steps, verdict) = drive(&runner, &fx, 0).await;
+    assert_eq!(steps, [Step::Land, Step::Ship, Step::Land]);
+    assert!(verdict.drift_detected());
+
+    // A failing ship ends the attempt; land is not tried on top of it.
+    let runner = fx.runner(&sh(LAND_UNLESS_SHIPPED), &sh("exit 4"));
+    let (steps, verdict) = drive(&runner, &fx, 0).await;
+    assert_eq!(steps, [Step::Land, Step::Ship]);
+    assert_eq!(verdict.step, Step::Ship);
+    assert!(
+        verdict
+            .to_string()
+            .starts_with("ship command exited with status 4"),
+        "{verdict}"
+    );
+}
+
+#[tokio::test]
+async fn a_record_id_that_could_escape_the_logs_dir_runs_nothing() {
+    let fx = Fixture::new();
+    let runner = fx.runner(&sh("touch ran"), &["true"]);
+    for bad in ["../escape", "a/b", ".."] {
+        let err = runner
+            .run_land(bad, &fx.vars, 1, &CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(bad), "{err}");
+    }
+    assert!(!fx.worktree_file("ran").exists());
+    assert!(!fx.logs.exists());
+}

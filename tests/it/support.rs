@@ -1,0 +1,192 @@
+//! The test world: a temp dir with a fake `$HOME`, a queue dir, real git repos and bare
+//! remotes, and a fluent way to plant records and run the `berth` binary against them.
+
+#![allow(dead_code)] // each test module uses a different part of the builder
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+pub struct World {
+    _root: tempfile::TempDir,
+    pub root: PathBuf,
+    pub home: PathBuf,
+    pub queue: PathBuf,
+    /// `$HOME/code`: an allowed root by default.
+    pub code: PathBuf,
+}
+
+impl World {
+    pub fn new() -> World {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let root = temp.path().canonicalize().expect("realpath of temp dir");
+        let home = root.join("home");
+        let code = home.join("code");
+        let queue = home.join(".gstack/build-state/release-queue");
+        fs::create_dir_all(&code).unwrap();
+        fs::create_dir_all(&queue).unwrap();
+        World {
+            _root: temp,
+            root,
+            home,
+            queue,
+            code,
+        }
+    }
+
+    /// A `git` command with a fixed identity and no user or system config.
+    pub fn git(&self, cwd: &Path) -> Command {
+        let mut cmd = Command::new("git");
+        cmd.current_dir(cwd)
+            .env("HOME", &self.home)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "berth test")
+            .env("GIT_AUTHOR_EMAIL", "test@berth.invalid")
+            .env("GIT_COMMITTER_NAME", "berth test")
+            .env("GIT_COMMITTER_EMAIL", "test@berth.invalid");
+        cmd
+    }
+
+    pub fn run_git(&self, cwd: &Path, args: &[&str]) -> String {
+        let out = self.git(cwd).args(args).output().expect("git runs");
+        assert!(
+            out.status.success(),
+            "git {args:?} in {}: {}",
+            cwd.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// A bare remote at `<root>/remotes/<name>.git` with `main` holding one commit.
+    pub fn bare_remote(&self, name: &str) -> PathBuf {
+        let remotes = self.root.join("remotes");
+        fs::create_dir_all(&remotes).unwrap();
+        let bare = remotes.join(format!("{name}.git"));
+        self.run_git(&remotes, &["init", "-q", "--bare", "-b", "main", &format!("{name}.git")]);
+        let seed = self.root.join(format!("seed-{name}"));
+        self.run_git(&self.root, &["init", "-q", "-b", "main", seed.to_str().unwrap()]);
+        fs::write(seed.join("README"), format!("{name}\n")).unwrap();
+        self.run_git(&seed, &["add", "README"]);
+        self.run_git(&seed, &["commit", "-q", "-m", "seed"]);
+        self.run_git(&seed, &["push", "-q", bare.to_str().unwrap(), "main"]);
+        bare
+    }
+
+    /// A clone of `remote_url` at `<dir>/<name>` (defaults: `$HOME/code`).
+    pub fn clone_into(&self, dir: &Path, name: &str, remote_url: &str) -> PathBuf {
+        fs::create_dir_all(dir).unwrap();
+        self.run_git(dir, &["clone", "-q", remote_url, name]);
+        dir.join(name)
+    }
+
+    /// A repo under `$HOME/code/<name>` with one commit and `origin` set to `origin`.
+    pub fn repo(&self, name: &str, origin: &str) -> PathBuf {
+        let path = self.code.join(name);
+        self.run_git(&self.code, &["init", "-q", "-b", "main", name]);
+        fs::write(path.join("README"), "x\n").unwrap();
+        self.run_git(&path, &["add", "README"]);
+        self.run_git(&path, &["commit", "-q", "-m", "init"]);
+        self.run_git(&path, &["remote", "add", "origin", origin]);
+        path
+    }
+
+    /// Starts a record for `repo`; finish it with `.write()`.
+    pub fn record(&self, repo: &Path, pr: u64) -> RecordBuilder<'_> {
+        RecordBuilder {
+            world: self,
+            fields: json!({
+                "runId": format!("run-{pr}"),
+                "repoPath": repo.to_str().unwrap(),
+                "baseBranch": "main",
+                "featureBranch": format!("feat/pr-{pr}"),
+                "prNumber": pr,
+                "version": "1.0.0",
+                "livingPlanPath": repo.join("PLAN.md").to_str().unwrap(),
+                "worktreePath": repo.to_str().unwrap(),
+                "queuedAt": "2026-11-24T00:00:00.000Z",
+                "status": "queued",
+            }),
+            file: None,
+        }
+    }
+
+    /// The `berth` binary, isolated: this world's `$HOME` and queue, no inherited allowlist,
+    /// run from a directory that is not inside any git repo.
+    pub fn berth(&self) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::cargo_bin("berth").expect("berth binary");
+        cmd.current_dir(&self.root)
+            .env("HOME", &self.home)
+            .env("BERTH_QUEUE_DIR", &self.queue)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env_remove("GSTACK_DAEMON_REPO_ALLOWLIST")
+            .env_remove("BERTH_PROJECT_ROOT")
+            .env_remove("BERTH_LOG");
+        cmd
+    }
+
+    pub fn read_record(&self, id: &str) -> Value {
+        let text = fs::read_to_string(self.queue.join(format!("{id}.json")))
+            .unwrap_or_else(|e| panic!("record {id}: {e}"));
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Every `*.json` in the queue with its bytes, to prove files were left untouched.
+    pub fn queue_snapshot(&self) -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<(String, Vec<u8>)> = fs::read_dir(&self.queue)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), fs::read(&p).unwrap()))
+            .collect();
+        files.sort();
+        files
+    }
+}
+
+pub struct RecordBuilder<'w> {
+    world: &'w World,
+    fields: Value,
+    file: Option<String>,
+}
+
+impl RecordBuilder<'_> {
+    pub fn set(mut self, field: &str, value: impl Into<Value>) -> Self {
+        self.fields[field] = value.into();
+        self
+    }
+
+    pub fn remove(mut self, field: &str) -> Self {
+        self.fields.as_object_mut().unwrap().remove(field);
+        self
+    }
+
+    /// Overrides the file name (default: the id berth would compute).
+    pub fn file(mut self, name: &str) -> Self {
+        self.file = Some(name.to_owned());
+        self
+    }
+
+    /// Writes the record as a producer would and returns its id.
+    pub fn write(self) -> String {
+        let id = match self.file {
+            Some(name) => name,
+            None => {
+                let identity = self.fields["repoIdentity"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("path:{}", self.fields["repoPath"].as_str().unwrap_or("")));
+                berth::safe_key::record_id(
+                    &identity,
+                    self.fields["baseBranch"].as_str().unwrap_or(""),
+                    self.fields["prNumber"].as_u64().unwrap_or(0),
+                )
+            }
+        };
+        let text = serde_json::to_string_pretty(&self.fields).unwrap() + "\n";
+        fs::write(self.world.queue.join(format!("{id}.json")), text).unwrap();
+        id
+    }
+}
