@@ -17,7 +17,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         .prefix(".berth-tmp-")
         .tempfile_in(dir)?;
     temp.write_all(bytes)?;
-    temp.as_file().set_permissions(Permissions::from_mode(mode))?;
+    temp.as_file()
+        .set_permissions(Permissions::from_mode(mode))?;
     temp.as_file().sync_all()?;
     temp.persist(path).map_err(|e| e.error)?;
     sync_dir(dir)
@@ -30,7 +31,8 @@ pub fn create_new(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         .prefix(".berth-tmp-")
         .tempfile_in(dir)?;
     temp.write_all(bytes)?;
-    temp.as_file().set_permissions(Permissions::from_mode(mode))?;
+    temp.as_file()
+        .set_permissions(Permissions::from_mode(mode))?;
     temp.as_file().sync_all()?;
     temp.persist_noclobber(path).map_err(|e| e.error)?;
     sync_dir(dir)
@@ -75,8 +77,14 @@ mod tests {
         write_atomic(&target, b"one", 0o600).unwrap();
         write_atomic(&target, b"two", 0o600).unwrap();
         assert_eq!(fs::read(&target).unwrap(), b"two");
-        assert_eq!(fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600);
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(
+            fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("r.json")]);
     }
 

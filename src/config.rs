@@ -101,7 +101,10 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.lock_ttl_secs == 0 || self.heartbeat_secs == 0 || self.heartbeat_secs >= self.lock_ttl_secs {
+        if self.lock_ttl_secs == 0
+            || self.heartbeat_secs == 0
+            || self.heartbeat_secs >= self.lock_ttl_secs
+        {
             return Err(format!(
                 "heartbeat_secs ({}) must be positive and shorter than lock_ttl_secs ({})",
                 self.heartbeat_secs, self.lock_ttl_secs
@@ -135,6 +138,9 @@ mod tests {
         assert!(err.contains("shorter than lock_ttl_secs"), "{err}");
         std::fs::write(&path, "forge = \"git\"\nmax_lanes = 3\n").unwrap();
         let config = Config::load(Some(&path)).unwrap();
-        assert_eq!((config.forge, config.max_lanes, config.poll_secs), (ForgeKind::Git, 3, 60));
+        assert_eq!(
+            (config.forge, config.max_lanes, config.poll_secs),
+            (ForgeKind::Git, 3, 60)
+        );
     }
 }

@@ -121,16 +121,17 @@ impl Allowlist {
             }
             match resolve_root(Path::new(entry_trimmed)) {
                 Ok(real) => list.push(real),
-                Err(reason) => refused.push(format!("{ALLOWLIST_ENV}: entry {entry_trimmed:?} ignored: {reason}")),
+                Err(reason) => refused.push(format!(
+                    "{ALLOWLIST_ENV}: entry {entry_trimmed:?} ignored: {reason}"
+                )),
             }
         }
         if let Some(root) = project_root {
             match resolve_root(root) {
                 Ok(real) => list.push(real),
-                Err(reason) => refused.push(format!(
-                    "project root {} ignored: {reason}",
-                    root.display()
-                )),
+                Err(reason) => {
+                    refused.push(format!("project root {} ignored: {reason}", root.display()))
+                }
             }
         }
         (list, refused)
@@ -166,7 +167,11 @@ impl Allowlist {
         if self.prefixes.is_empty() {
             return format!("the allowlist is empty: set {ALLOWLIST_ENV} or --project-root");
         }
-        let list: Vec<String> = self.prefixes.iter().map(|p| p.display().to_string()).collect();
+        let list: Vec<String> = self
+            .prefixes
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
         format!("allowed roots: {}", list.join(", "))
     }
 
@@ -205,7 +210,9 @@ impl Allowlist {
                 format!("not under an allowed root{shown}; {}", self.describe()),
             ));
         }
-        let git_dir = self.gate_git_dir(&real).map_err(|reason| refuse(gate, raw, reason))?;
+        let git_dir = self
+            .gate_git_dir(&real)
+            .map_err(|reason| refuse(gate, raw, reason))?;
         Ok(GatedRepo {
             path: real,
             git_dir,
@@ -247,9 +254,9 @@ impl Allowlist {
         }
         if let Ok(common) = fs::read_to_string(real.join("commondir")) {
             let common_dir = real.join(common.trim());
-            let common_real = common_dir
-                .canonicalize()
-                .map_err(|e| format!("commondir {} cannot be resolved: {e}", common_dir.display()))?;
+            let common_real = common_dir.canonicalize().map_err(|e| {
+                format!("commondir {} cannot be resolved: {e}", common_dir.display())
+            })?;
             if !self.contains(&common_real) {
                 return Err(format!(
                     "commondir resolves to {}, outside the allowed roots",
@@ -359,8 +366,9 @@ pub fn gate_branch(gate: Gate, name: &str) -> Result<(), GateError> {
     Ok(())
 }
 
-/// DESIGN §5 identity gate: `host/owner/name[/more]` of safe characters, or
-/// `path:<absolute path>` for a repo with no remote host.
+/// DESIGN §5 identity gate: `host/path[/more]` of safe characters (GitHub's
+/// `host/owner/name`, nested groups, a self-hosted `host/repo`), or `path:<absolute path>`
+/// for a local remote. `gh --repo` needs exactly `host/owner/name`; the gh forge checks that.
 pub fn gate_identity(identity: &str) -> Result<(), GateError> {
     if let Some(path) = identity.strip_prefix("path:") {
         let p = Path::new(path);
@@ -374,11 +382,11 @@ pub fn gate_identity(identity: &str) -> Result<(), GateError> {
         return Ok(());
     }
     let segments: Vec<&str> = identity.split('/').collect();
-    if segments.len() < 3 {
+    if segments.len() < 2 {
         return Err(refuse(
             Gate::RepoIdentity,
             identity,
-            "expected host/owner/name",
+            "expected host/owner/name (or host/path)",
         ));
     }
     for segment in &segments {
@@ -427,7 +435,10 @@ mod tests {
             "dot.",
             "space here",
         ] {
-            assert!(gate_branch(Gate::FeatureBranch, bad).is_err(), "{bad:?} passed");
+            assert!(
+                gate_branch(Gate::FeatureBranch, bad).is_err(),
+                "{bad:?} passed"
+            );
         }
         for good in ["main", "feat/x", "release/2.x", "user_a/fix-1.2", "v1.0.0"] {
             assert_eq!(gate_branch(Gate::BaseBranch, good), Ok(()), "{good}");
@@ -444,7 +455,7 @@ mod tests {
             assert_eq!(gate_identity(good), Ok(()), "{good}");
         }
         for bad in [
-            "github.com/acme",
+            "github.com",
             "github.com/acme/../x",
             "github.com/-acme/x",
             "github.com/ac me/x",
@@ -459,7 +470,8 @@ mod tests {
 
     #[test]
     fn allowlist_refuses_root_empty_and_relative_entries() {
-        let (list, refused) = Allowlist::build(None, Some("/:relative::/tmp/.."), Some(Path::new("/")));
+        let (list, refused) =
+            Allowlist::build(None, Some("/:relative::/tmp/.."), Some(Path::new("/")));
         assert!(list.prefixes().is_empty(), "{:?}", list.prefixes());
         assert_eq!(refused.len(), 5, "{refused:?}");
         assert!(refused.iter().any(|r| r.contains("empty entry")));

@@ -51,7 +51,9 @@ fn local_identity(path: &str) -> Option<String> {
 }
 
 fn strip_userinfo(authority: &str) -> &str {
-    authority.rsplit_once('@').map_or(authority, |(_, host)| host)
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
 }
 
 fn host_of_authority(authority: &str) -> &str {
@@ -82,7 +84,9 @@ pub enum IdentityError {
         #[source]
         source: git2::Error,
     },
-    #[error("remote `origin` of {path} has URL `{url}`, which is not a repository URL berth understands")]
+    #[error(
+        "remote `origin` of {path} has URL `{url}`, which is not a repository URL berth understands"
+    )]
     UnusableUrl { path: String, url: String },
 }
 
@@ -132,11 +136,26 @@ mod tests {
             ("https://github.com/acme/repo/", "github.com/acme/repo"),
             ("https://github.com/acme/repo.git/", "github.com/acme/repo"),
             ("HTTPS://GitHub.COM/Acme/Repo.git", "github.com/Acme/Repo"),
-            ("https://user:token@github.com/acme/repo.git", "github.com/acme/repo"),
-            ("ssh://git@github.example.com:2222/acme/repo.git", "github.example.com/acme/repo"),
-            ("git@GHE.Corp.example:acme/repo.git", "ghe.corp.example/acme/repo"),
-            ("https://gitlab.example.com/group/sub/repo.git", "gitlab.example.com/group/sub/repo"),
-            ("git@gitlab.example.com:group/sub/repo.git", "gitlab.example.com/group/sub/repo"),
+            (
+                "https://user:token@github.com/acme/repo.git",
+                "github.com/acme/repo",
+            ),
+            (
+                "ssh://git@github.example.com:2222/acme/repo.git",
+                "github.example.com/acme/repo",
+            ),
+            (
+                "git@GHE.Corp.example:acme/repo.git",
+                "ghe.corp.example/acme/repo",
+            ),
+            (
+                "https://gitlab.example.com/group/sub/repo.git",
+                "gitlab.example.com/group/sub/repo",
+            ),
+            (
+                "git@gitlab.example.com:group/sub/repo.git",
+                "gitlab.example.com/group/sub/repo",
+            ),
             ("git://127.0.0.1:9418/widget.git", "127.0.0.1/widget"),
             ("ssh://git@[::1]:22/acme/repo.git", "::1/acme/repo"),
             ("file:///srv/git/widget.git", "path:/srv/git/widget"),
@@ -155,8 +174,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let repo = git2::Repository::init(dir.path()).unwrap();
         let path = dir.path().canonicalize().unwrap();
-        assert_eq!(repo_identity(&path).unwrap(), format!("path:{}", path.display()));
-        repo.remote("origin", "git@github.com:acme/widget.git").unwrap();
+        assert_eq!(
+            repo_identity(&path).unwrap(),
+            format!("path:{}", path.display())
+        );
+        repo.remote("origin", "git@github.com:acme/widget.git")
+            .unwrap();
         assert_eq!(repo_identity(&path).unwrap(), "github.com/acme/widget");
     }
 }

@@ -59,10 +59,7 @@ pub fn stranded_reason(record: &Record, ttl: Duration, now: DateTime<Utc>) -> Op
             crate::clock::iso(at),
             ttl.as_secs()
         )),
-        None => Some(format!(
-            "{} with no readable lastUpdatedAt",
-            record.status
-        )),
+        None => Some(format!("{} with no readable lastUpdatedAt", record.status)),
     }
 }
 
@@ -77,7 +74,9 @@ fn dead_owner_reason(stamp: &str) -> Option<String> {
     }
     match process_start_ticks(pid) {
         Some(now_start) if now_start == start || start == 0 => None,
-        Some(_) => Some(format!("owner {stamp} is gone (its pid now belongs to another process)")),
+        Some(_) => Some(format!(
+            "owner {stamp} is gone (its pid now belongs to another process)"
+        )),
         None => Some(format!("owner {stamp} is no longer running")),
     }
 }
@@ -103,7 +102,10 @@ mod tests {
         let now = crate::clock::now();
         let fresh = crate::clock::now_iso();
         let ttl = Duration::from_secs(3600);
-        assert_eq!(stranded_reason(&in_flight(Some(this_process()), Some(&fresh)), ttl, now), None);
+        assert_eq!(
+            stranded_reason(&in_flight(Some(this_process()), Some(&fresh)), ttl, now),
+            None
+        );
 
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let dead = owner_stamp(child.id());
@@ -117,8 +119,16 @@ mod tests {
         let now = crate::clock::parse_iso("2026-05-17T05:00:00Z").unwrap();
         let ttl = Duration::from_secs(2 * 3600);
         let foreign = Some("other-host:1:1".to_owned());
-        assert_eq!(stranded_reason(&in_flight(foreign.clone(), Some("2026-05-17T04:00:00Z")), ttl, now), None);
-        let reason = stranded_reason(&in_flight(foreign, Some("2026-05-17T01:00:00Z")), ttl, now).unwrap();
+        assert_eq!(
+            stranded_reason(
+                &in_flight(foreign.clone(), Some("2026-05-17T04:00:00Z")),
+                ttl,
+                now
+            ),
+            None
+        );
+        let reason =
+            stranded_reason(&in_flight(foreign, Some("2026-05-17T01:00:00Z")), ttl, now).unwrap();
         assert!(reason.contains("longer than the lock TTL"), "{reason}");
         assert!(stranded_reason(&in_flight(None, None), ttl, now).is_some());
     }

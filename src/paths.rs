@@ -13,7 +13,9 @@ pub fn home_dir() -> Option<PathBuf> {
 fn under_home(rel: &str) -> PathBuf {
     // Without a home, relative paths would land in whatever the cwd is; an explicit
     // `--queue-dir` (or friends) is required then, and the error says so.
-    home_dir().unwrap_or_else(|| PathBuf::from("/nonexistent-home")).join(rel)
+    home_dir()
+        .unwrap_or_else(|| PathBuf::from("/nonexistent-home"))
+        .join(rel)
 }
 
 /// `~/.gstack/build-state/release-queue/`: one JSON record per queued PR.

@@ -339,7 +339,11 @@ mod tests {
             ("prNumber", json!("42"), "expected a positive integer"),
             ("prNumber", json!(4.5), "expected a positive integer"),
             ("status", json!("merged"), "unknown status `merged`"),
-            ("queuedAt", json!("last tuesday"), "not an ISO-8601 timestamp"),
+            (
+                "queuedAt",
+                json!("last tuesday"),
+                "not an ISO-8601 timestamp",
+            ),
             ("runId", json!(7), "expected a string, found a number"),
             ("retries", json!(-1), "non-negative integer"),
         ];
@@ -353,8 +357,14 @@ mod tests {
         let mut v = sample();
         v.as_object_mut().unwrap().remove("worktreePath");
         let err = Record::from_json(v).unwrap_err();
-        assert_eq!(err.to_string(), "field `worktreePath`: required field is missing");
-        assert_eq!(Record::from_json(json!([1])).unwrap_err().field, "(top level)");
+        assert_eq!(
+            err.to_string(),
+            "field `worktreePath`: required field is missing"
+        );
+        assert_eq!(
+            Record::from_json(json!([1])).unwrap_err().field,
+            "(top level)"
+        );
     }
 
     #[test]

@@ -42,7 +42,10 @@ mod tests {
 
     #[test]
     fn folds_runs_and_trims() {
-        assert_eq!(safe_key("  github.com/acme/widget  "), "github.com-acme-widget");
+        assert_eq!(
+            safe_key("  github.com/acme/widget  "),
+            "github.com-acme-widget"
+        );
         assert_eq!(safe_key("a//b::c"), "a-b-c");
         assert_eq!(safe_key("--x--"), "x");
         assert_eq!(safe_key("///"), "record");

@@ -52,7 +52,11 @@ pub enum StoreError {
     #[error("{file}: {reason}; the file was left untouched, fix or remove it by hand")]
     Unreadable { file: PathBuf, reason: String },
     #[error("record `{id}`: illegal move {from} -> {to}")]
-    IllegalMove { id: String, from: Status, to: Status },
+    IllegalMove {
+        id: String,
+        from: Status,
+        to: Status,
+    },
     #[error("record `{id}` is {found} on disk, not {}; it was left as it is", expected_list(.expected))]
     Moved {
         id: String,
@@ -166,8 +170,10 @@ impl QueueStore {
                 dir: self.dir.clone(),
             });
         }
-        let record =
-            read_record(&path).map_err(|reason| StoreError::Unreadable { file: path.clone(), reason })?;
+        let record = read_record(&path).map_err(|reason| StoreError::Unreadable {
+            file: path.clone(),
+            reason,
+        })?;
         Ok(StoredRecord {
             id: id.to_owned(),
             path,
@@ -258,8 +264,12 @@ fn read_record(path: &Path) -> Result<Record, String> {
     fs::File::open(path)
         .and_then(|f| f.take(MAX_RECORD_BYTES + 1).read_to_end(&mut bytes))
         .map_err(|e| format!("cannot read: {e}"))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|e| format!("not UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "not UTF-8 (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
+    })?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
         if e.to_string().starts_with("recursion limit exceeded") {
             "JSON nested deeper than 128 levels".to_owned()
@@ -267,7 +277,8 @@ fn read_record(path: &Path) -> Result<Record, String> {
             format!("not valid JSON: {e}")
         }
     })?;
-    Record::from_json(value).map_err(|FieldError { field, reason }| format!("field `{field}`: {reason}"))
+    Record::from_json(value)
+        .map_err(|FieldError { field, reason }| format!("field `{field}`: {reason}"))
 }
 
 #[cfg(test)]
@@ -300,9 +311,12 @@ mod tests {
         let id = store.insert(&record).unwrap();
         assert_eq!(id, "github.com-acme-widget-main-pr-7");
         let updated = store
-            .transition(&id, Expect::OneOf(&[Status::Queued]), Status::Claiming, |r| {
-                r.claimed_by = Some("host:1".into())
-            })
+            .transition(
+                &id,
+                Expect::OneOf(&[Status::Queued]),
+                Status::Claiming,
+                |r| r.claimed_by = Some("host:1".into()),
+            )
             .unwrap();
         assert_eq!(updated.status, Status::Claiming);
         let on_disk: serde_json::Value =
@@ -310,25 +324,46 @@ mod tests {
         assert_eq!(on_disk["extraField"], "kept");
         assert_eq!(on_disk["status"], "claiming");
         use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(store.path_of(&id)).unwrap().permissions().mode();
+        let mode = fs::metadata(store.path_of(&id))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert!(matches!(store.insert(&record), Err(StoreError::AlreadyExists { .. })));
+        assert!(matches!(
+            store.insert(&record),
+            Err(StoreError::AlreadyExists { .. })
+        ));
     }
 
     #[test]
     fn illegal_and_unexpected_moves_never_write() {
         let (_dir, store) = store_with(&[]);
-        let id = store.insert(&Record::from_json(record_json(8)).unwrap()).unwrap();
+        let id = store
+            .insert(&Record::from_json(record_json(8)).unwrap())
+            .unwrap();
         let before = fs::read(store.path_of(&id)).unwrap();
-        let err = store.transition(&id, Expect::Any, Status::Landed, |_| {}).unwrap_err();
+        let err = store
+            .transition(&id, Expect::Any, Status::Landed, |_| {})
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             format!("record `{id}`: illegal move queued -> landed")
         );
         let err = store
-            .transition(&id, Expect::OneOf(&[Status::Landing]), Status::Landed, |_| {})
+            .transition(
+                &id,
+                Expect::OneOf(&[Status::Landing]),
+                Status::Landed,
+                |_| {},
+            )
             .unwrap_err();
-        assert!(matches!(err, StoreError::Moved { found: Status::Queued, .. }));
+        assert!(matches!(
+            err,
+            StoreError::Moved {
+                found: Status::Queued,
+                ..
+            }
+        ));
         assert_eq!(fs::read(store.path_of(&id)).unwrap(), before);
     }
 
@@ -353,29 +388,44 @@ mod tests {
             ("notes.txt", b"ignored: not a .json file"),
         ];
         let (dir, store) = store_with(&files);
-        let snapshot: Vec<Vec<u8>> = files.iter().map(|(n, _)| fs::read(dir.path().join(n)).unwrap()).collect();
+        let snapshot: Vec<Vec<u8>> = files
+            .iter()
+            .map(|(n, _)| fs::read(dir.path().join(n)).unwrap())
+            .collect();
         let scan = store.scan().unwrap();
         assert_eq!(scan.records.len(), 1);
         assert_eq!(scan.records[0].id, "f-good");
-        let reasons: Vec<(String, String)> =
-            scan.unreadable.iter().map(|u| (u.file.clone(), u.reason.clone())).collect();
+        let reasons: Vec<(String, String)> = scan
+            .unreadable
+            .iter()
+            .map(|u| (u.file.clone(), u.reason.clone()))
+            .collect();
         assert_eq!(reasons.len(), 5, "{reasons:?}");
         assert!(reasons[0].1.starts_with("not valid JSON"));
         assert!(reasons[1].1.starts_with("not UTF-8"));
         assert_eq!(reasons[2].1, "JSON nested deeper than 128 levels");
         assert!(reasons[3].1.contains("over the 1048576-byte limit"));
         assert_eq!(reasons[4].1, "field `runId`: required field is missing");
-        let err = store.transition("e-missing", Expect::Any, Status::Blocked, |_| {}).unwrap_err();
+        let err = store
+            .transition("e-missing", Expect::Any, Status::Blocked, |_| {})
+            .unwrap_err();
         assert!(matches!(err, StoreError::Unreadable { .. }));
         for ((name, _), before) in files.iter().zip(snapshot) {
-            assert_eq!(fs::read(dir.path().join(name)).unwrap(), before, "{name} changed");
+            assert_eq!(
+                fs::read(dir.path().join(name)).unwrap(),
+                before,
+                "{name} changed"
+            );
         }
     }
 
     #[test]
     fn ids_cannot_escape_the_queue_dir() {
         let (_dir, store) = store_with(&[]);
-        assert!(matches!(store.load("../etc/passwd"), Err(StoreError::BadId(_))));
+        assert!(matches!(
+            store.load("../etc/passwd"),
+            Err(StoreError::BadId(_))
+        ));
         assert!(matches!(
             store.transition("a/b", Expect::Any, Status::Queued, |_| {}),
             Err(StoreError::BadId(_))

@@ -83,7 +83,9 @@ pub fn run(ctx: &Context, args: &EnqueueArgs) -> anyhow::Result<Outcome> {
     record.repo_path = gated.repo.path.to_string_lossy().into_owned();
     record.repo_identity = Some(gated.identity);
     if let WorktreeChoice::Scratch { reason } = &gated.worktree {
-        eprintln!("warning: the worktree will not be used ({reason}); landings will run in a scratch worktree");
+        eprintln!(
+            "warning: the worktree will not be used ({reason}); landings will run in a scratch worktree"
+        );
     }
     ctx.store.ensure_dir()?;
     let id = ctx.store.insert(&record)?;

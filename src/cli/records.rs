@@ -92,7 +92,10 @@ pub fn retry(ctx: &Context, args: &PickArgs) -> anyhow::Result<Outcome> {
             }
             s
         }
-        s => bail!("record {} is {s}; only blocked or stranded records can be retried", stored.id),
+        s => bail!(
+            "record {} is {s}; only blocked or stranded records can be retried",
+            stored.id
+        ),
     };
     ctx.store
         .transition(&stored.id, Expect::OneOf(&[from]), Status::Queued, |r| {

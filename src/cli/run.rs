@@ -66,7 +66,12 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<RunEnd> {
         .clone()
         .unwrap_or_else(crate::paths::default_berth_dir);
     ctx.store.ensure_dir()?;
-    let shared = Arc::new(Shared::new(ctx.store.clone(), ctx.allowlist(), config, berth_dir)?);
+    let shared = Arc::new(Shared::new(
+        ctx.store.clone(),
+        ctx.allowlist(),
+        config,
+        berth_dir,
+    )?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

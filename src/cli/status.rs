@@ -20,7 +20,10 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<Outcome> {
     } else {
         print!("{}", as_table(&scan, ctx));
     }
-    let blocked = scan.records.iter().any(|r| r.record.status == Status::Blocked);
+    let blocked = scan
+        .records
+        .iter()
+        .any(|r| r.record.status == Status::Blocked);
     Ok(if blocked || !scan.unreadable.is_empty() {
         Outcome::NeedsAttention
     } else {
@@ -73,7 +76,12 @@ fn as_table(scan: &Scan, ctx: &Context) -> String {
         out.push_str(&format!("queue {} is empty\n", ctx.store.dir().display()));
     } else {
         let widths: Vec<usize> = (0..5)
-            .map(|c| rows.iter().map(|row| row[c].chars().count()).max().unwrap_or(0))
+            .map(|c| {
+                rows.iter()
+                    .map(|row| row[c].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
             .collect();
         for row in &rows {
             let mut line = String::new();

@@ -57,7 +57,11 @@ enum Stop {
 }
 
 /// Runs the whole landing of one candidate.
-pub async fn land(shared: Arc<Shared>, candidate: Candidate, cancel: CancellationToken) -> LaneOutcome {
+pub async fn land(
+    shared: Arc<Shared>,
+    candidate: Candidate,
+    cancel: CancellationToken,
+) -> LaneOutcome {
     let lane = Shared::lane_of(&candidate);
     let id = candidate.id.clone();
     let kind = land_inner(&shared, &candidate, &lane, &cancel).await;
@@ -72,15 +76,36 @@ pub async fn land(shared: Arc<Shared>, candidate: Candidate, cancel: Cancellatio
     LaneOutcome { lane, id, kind }
 }
 
-async fn land_inner(shared: &Arc<Shared>, c: &Candidate, lane: &Lane, cancel: &CancellationToken) -> OutcomeKind {
+async fn land_inner(
+    shared: &Arc<Shared>,
+    c: &Candidate,
+    lane: &Lane,
+    cancel: &CancellationToken,
+) -> OutcomeKind {
+    let _worktree = match worktree::try_lock(shared, c) {
+        Ok(guard) => guard,
+        Err(busy) => return OutcomeKind::LaneBusy(busy),
+    };
     let owner = shared.owner.clone();
-    if let Err(e) = shared.store.transition(&c.id, Expect::OneOf(&[Status::Queued]), Status::Claiming, |r| {
-        r.claimed_by = Some(owner);
-    }) {
+    if let Err(e) = shared.store.transition(
+        &c.id,
+        Expect::OneOf(&[Status::Queued]),
+        Status::Claiming,
+        |r| {
+            r.claimed_by = Some(owner);
+        },
+    ) {
         return OutcomeKind::Skipped(e.to_string());
     }
     let Some(origin_url) = c.gated.origin_url.clone() else {
-        return settle_stop(shared, c, Stop::Block(format!("repo {} has no `origin` remote to land to", c.gated.repo.path.display())));
+        return settle_stop(
+            shared,
+            c,
+            Stop::Block(format!(
+                "repo {} has no `origin` remote to land to",
+                c.gated.repo.path.display()
+            )),
+        );
     };
 
     if let Err(stop) = verify_on_forge(shared, c, &origin_url).await {
@@ -123,13 +148,27 @@ enum Verdict {
 
 /// DESIGN §3.6: the PR must still be open, labelled, carry a valid marker, and have the
 /// record's branches.
-async fn verify_on_forge(shared: &Arc<Shared>, c: &Candidate, origin_url: &str) -> Result<(), Stop> {
+async fn verify_on_forge(
+    shared: &Arc<Shared>,
+    c: &Candidate,
+    origin_url: &str,
+) -> Result<(), Stop> {
     let forge = Arc::clone(&shared.forge);
     let repo = ForgeRepo::new(c.gated.identity.clone(), origin_url.to_owned());
-    let (number, feature, base) = (c.record.pr_number, c.record.feature_branch.clone(), c.record.base_branch.clone());
+    let (number, feature, base) = (
+        c.record.pr_number,
+        c.record.feature_branch.clone(),
+        c.record.base_branch.clone(),
+    );
     let checked = tokio::task::spawn_blocking(move || {
-        let pr = PrRef { number, feature_branch: &feature, base_branch: &base };
-        forge.check_pr(&repo, &pr).map(|check| verify_claim(&check, &pr))
+        let pr = PrRef {
+            number,
+            feature_branch: &feature,
+            base_branch: &base,
+        };
+        forge
+            .check_pr(&repo, &pr)
+            .map(|check| verify_claim(&check, &pr))
     })
     .await;
     match checked {
@@ -140,10 +179,21 @@ async fn verify_on_forge(shared: &Arc<Shared>, c: &Candidate, origin_url: &str) 
     }
 }
 
-async fn acquire_lock(shared: &Arc<Shared>, c: &Candidate, lane: &Lane, origin_url: &str) -> Result<HeldLock, Stop> {
+async fn acquire_lock(
+    shared: &Arc<Shared>,
+    c: &Candidate,
+    lane: &Lane,
+    origin_url: &str,
+) -> Result<HeldLock, Stop> {
     let locks = Arc::clone(&shared.locks);
-    let (url, lane, owner, repo) = (origin_url.to_owned(), lane.clone(), shared.owner.clone(), c.gated.repo.path.clone());
-    let acquired = tokio::task::spawn_blocking(move || locks.acquire(&url, &lane, &owner, &repo)).await;
+    let (url, lane, owner, repo) = (
+        origin_url.to_owned(),
+        lane.clone(),
+        shared.owner.clone(),
+        c.gated.repo.path.clone(),
+    );
+    let acquired =
+        tokio::task::spawn_blocking(move || locks.acquire(&url, &lane, &owner, &repo)).await;
     match acquired {
         Ok(Ok(Acquire::Acquired(held))) => Ok(held),
         Ok(Ok(Acquire::HeldElsewhere { holder, .. })) => Err(Stop::LaneBusy(format!(
@@ -166,7 +216,12 @@ async fn run_steps(
     heartbeat: &Heartbeat,
     cancel: &CancellationToken,
 ) -> Verdict {
-    if let Err(e) = shared.store.transition(&c.id, Expect::OneOf(&[Status::Claiming]), Status::Landing, |_| {}) {
+    if let Err(e) = shared.store.transition(
+        &c.id,
+        Expect::OneOf(&[Status::Claiming]),
+        Status::Landing,
+        |_| {},
+    ) {
         return Verdict::Stop(Stop::Requeue(e.to_string()));
     }
     let vars = StepVars {
@@ -194,7 +249,11 @@ async fn run_steps(
     let mut sequence = LandingSequence::new(c.record.retries.unwrap_or(0));
     let mut step = Step::Land;
     let verdict = loop {
-        let result = match shared.runner.run(step, &c.id, &vars, attempt, &steps_cancel).await {
+        let result = match shared
+            .runner
+            .run(step, &c.id, &vars, attempt, &steps_cancel)
+            .await
+        {
             Ok(result) => result,
             Err(e) => break Verdict::Stop(Stop::Block(e.to_string())),
         };
@@ -214,12 +273,14 @@ async fn run_steps(
             Step::Ship => (Status::Landing, Status::DriftRepairing),
             Step::Land => (Status::DriftRepairing, Status::Landing),
         };
-        let written = shared.store.transition(&c.id, Expect::OneOf(&[from]), to, |r| {
-            if to == Status::DriftRepairing {
-                r.retries = Some(r.retries.unwrap_or(0) + 1);
-                r.last_error = Some(format!("drift repair: {result}"));
-            }
-        });
+        let written = shared
+            .store
+            .transition(&c.id, Expect::OneOf(&[from]), to, |r| {
+                if to == Status::DriftRepairing {
+                    r.retries = Some(r.retries.unwrap_or(0) + 1);
+                    r.last_error = Some(format!("drift repair: {result}"));
+                }
+            });
         if let Err(e) = written {
             break Verdict::Stop(Stop::Requeue(e.to_string()));
         }
@@ -235,25 +296,50 @@ async fn verdict_of(shared: &Arc<Shared>, c: &Candidate, result: &StepResult) ->
         return Verdict::Stop(Stop::Block(result.to_string()));
     }
     let forge = Arc::clone(&shared.forge);
-    let repo = ForgeRepo::new(c.gated.identity.clone(), c.gated.origin_url.clone().unwrap_or_default());
-    let (number, feature, base) = (c.record.pr_number, c.record.feature_branch.clone(), c.record.base_branch.clone());
+    let repo = ForgeRepo::new(
+        c.gated.identity.clone(),
+        c.gated.origin_url.clone().unwrap_or_default(),
+    );
+    let (number, feature, base) = (
+        c.record.pr_number,
+        c.record.feature_branch.clone(),
+        c.record.base_branch.clone(),
+    );
     let proof = tokio::task::spawn_blocking(move || {
-        forge.merge_proof(&repo, &PrRef { number, feature_branch: &feature, base_branch: &base })
+        forge.merge_proof(
+            &repo,
+            &PrRef {
+                number,
+                feature_branch: &feature,
+                base_branch: &base,
+            },
+        )
     })
     .await;
     let checked_at = crate::clock::now_iso();
-    let forge_name = if shared.forge.name() == "gh" { "GitHub" } else { "origin" };
+    let forge_name = if shared.forge.name() == "gh" {
+        "GitHub"
+    } else {
+        "origin"
+    };
     match proof {
         Ok(Ok(proof)) if proof.merged => {
-            let written = shared.store.transition(&c.id, Expect::OneOf(&[Status::Landing]), Status::Landed, |r| {
-                r.last_error = None;
-                r.claimed_by = None;
-                r.last_github_checked_at = Some(checked_at);
-                r.last_github_state = Some("MERGED".into());
-            });
+            let written = shared.store.transition(
+                &c.id,
+                Expect::OneOf(&[Status::Landing]),
+                Status::Landed,
+                |r| {
+                    r.last_error = None;
+                    r.claimed_by = None;
+                    r.last_github_checked_at = Some(checked_at);
+                    r.last_github_state = Some("MERGED".into());
+                },
+            );
             match written {
                 Ok(_) => Verdict::Landed(OutcomeKind::Landed),
-                Err(e) => Verdict::Landed(OutcomeKind::Skipped(format!("landed, but the record moved: {e}"))),
+                Err(e) => Verdict::Landed(OutcomeKind::Skipped(format!(
+                    "landed, but the record moved: {e}"
+                ))),
             }
         }
         Ok(Ok(proof)) => Verdict::Stop(Stop::Block(format!(
@@ -273,14 +359,28 @@ async fn verdict_of(shared: &Arc<Shared>, c: &Candidate, result: &StepResult) ->
 /// Writes a stop short of `landed`: blocked, or back to queued.
 fn settle_stop(shared: &Shared, c: &Candidate, stop: Stop) -> OutcomeKind {
     let (to, reason, kind) = match stop {
-        Stop::Block(reason) => (Status::Blocked, reason.clone(), OutcomeKind::Blocked(reason)),
-        Stop::Requeue(reason) => (Status::Queued, reason.clone(), OutcomeKind::Requeued(reason)),
-        Stop::LaneBusy(reason) => (Status::Queued, reason.clone(), OutcomeKind::LaneBusy(reason)),
+        Stop::Block(reason) => (
+            Status::Blocked,
+            reason.clone(),
+            OutcomeKind::Blocked(reason),
+        ),
+        Stop::Requeue(reason) => (
+            Status::Queued,
+            reason.clone(),
+            OutcomeKind::Requeued(reason),
+        ),
+        Stop::LaneBusy(reason) => (
+            Status::Queued,
+            reason.clone(),
+            OutcomeKind::LaneBusy(reason),
+        ),
     };
-    let written = shared.store.transition(&c.id, Expect::OneOf(&Status::IN_FLIGHT), to, |r| {
-        r.claimed_by = None;
-        r.last_error = Some(reason);
-    });
+    let written = shared
+        .store
+        .transition(&c.id, Expect::OneOf(&Status::IN_FLIGHT), to, |r| {
+            r.claimed_by = None;
+            r.last_error = Some(reason);
+        });
     match written {
         Ok(_) => kind,
         Err(e) => OutcomeKind::Skipped(format!("record moved before it could be settled: {e}")),
@@ -297,7 +397,9 @@ async fn release_lock(shared: &Arc<Shared>, held: HeldLock) {
         Ok(Ok(Ok(Released::NotOurs { now_sha }))) => {
             tracing::warn!(lock = %ref_name, "lock was taken over (now {now_sha}); left alone")
         }
-        Ok(Ok(Err(e))) => tracing::error!(lock = %ref_name, "release failed: {e}; it expires on its TTL"),
+        Ok(Ok(Err(e))) => {
+            tracing::error!(lock = %ref_name, "release failed: {e}; it expires on its TTL")
+        }
         Ok(Err(e)) => tracing::error!(lock = %ref_name, "release task failed: {e}"),
         Err(_) => tracing::error!(lock = %ref_name, "release timed out; it expires on its TTL"),
     }

@@ -103,7 +103,10 @@ impl Shared {
             heartbeat_every: Duration::from_secs(config.heartbeat_secs),
             remote_timeout: Duration::from_secs(config.remote_timeout_secs),
         };
-        let locks = Arc::new(LockClient::new(&berth_dir.join("lock-scratch.git"), settings)?);
+        let locks = Arc::new(LockClient::new(
+            &berth_dir.join("lock-scratch.git"),
+            settings,
+        )?);
         let forge_timeout = Duration::from_secs(config.forge_timeout_secs);
         let forge: Arc<dyn Forge> = match config.forge {
             ForgeKind::Gh => Arc::new(
@@ -188,7 +191,11 @@ pub async fn run(shared: Arc<Shared>, mode: Mode) -> anyhow::Result<Exit> {
                     start_landings(&shared, &cancel, &mut landings, &mut lanes).await;
                 }
                 if mode == Mode::Once && landings.is_empty() {
-                    return Ok(if any_blocked { Exit::Blocked } else { Exit::Clean });
+                    return Ok(if any_blocked {
+                        Exit::Blocked
+                    } else {
+                        Exit::Clean
+                    });
                 }
             }
             Event::Tick | Event::QueueChanged => {
@@ -196,7 +203,11 @@ pub async fn run(shared: Arc<Shared>, mode: Mode) -> anyhow::Result<Exit> {
                 lanes.skipped.clear();
                 let gate_blocked = start_tick(&shared, &cancel, &mut landings, &mut lanes).await;
                 if mode == Mode::Once && landings.is_empty() {
-                    return Ok(if gate_blocked { Exit::Blocked } else { Exit::Clean });
+                    return Ok(if gate_blocked {
+                        Exit::Blocked
+                    } else {
+                        Exit::Clean
+                    });
                 }
             }
         }

@@ -93,15 +93,16 @@ impl Signals {
 /// it is `queued` no late write that expects an in-flight status can land on it.
 pub fn revive(shared: &Shared, id: &str) {
     let signal = shared.stop.get().map_or("(unknown)", StopSignal::name);
-    let written = shared
-        .store
-        .transition(id, Expect::OneOf(&Status::IN_FLIGHT), Status::Queued, |r| {
-            if r.status == Status::DriftRepairing {
-                r.retries = Some(0);
-            }
-            r.claimed_by = None;
-            r.last_error = Some(format!("interrupted by signal {signal} mid-landing"));
-        });
+    let written =
+        shared
+            .store
+            .transition(id, Expect::OneOf(&Status::IN_FLIGHT), Status::Queued, |r| {
+                if r.status == Status::DriftRepairing {
+                    r.retries = Some(0);
+                }
+                r.claimed_by = None;
+                r.last_error = Some(format!("interrupted by signal {signal} mid-landing"));
+            });
     match written {
         Ok(_) => tracing::warn!(record = %id, "revived to queued after {signal}"),
         Err(e) => tracing::info!(record = %id, "not revived: {e}"),
@@ -117,7 +118,10 @@ pub async fn drain(shared: &Shared, landings: &mut JoinSet<LaneOutcome>, budget:
         match tokio::time::timeout_at(deadline, landings.join_next()).await {
             Ok(_) => {}
             Err(_) => {
-                tracing::error!("{} landing(s) did not stop in time; reviving their records", landings.len());
+                tracing::error!(
+                    "{} landing(s) did not stop in time; reviving their records",
+                    landings.len()
+                );
                 landings.abort_all();
                 break;
             }
@@ -127,7 +131,9 @@ pub async fn drain(shared: &Shared, landings: &mut JoinSet<LaneOutcome>, budget:
         return;
     };
     for stored in scan.records {
-        if stored.record.status.is_in_flight() && stored.record.claimed_by.as_deref() == Some(shared.owner.as_str()) {
+        if stored.record.status.is_in_flight()
+            && stored.record.claimed_by.as_deref() == Some(shared.owner.as_str())
+        {
             revive(shared, &stored.id);
         }
     }

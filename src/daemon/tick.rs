@@ -47,7 +47,9 @@ pub fn prepare(shared: &Shared) -> PrepareReport {
     let now = crate::clock::now();
     for stored in &records {
         match stored.record.status {
-            Status::Blocked | Status::Landed => report.reconciled += usize::from(reconcile(shared, stored, now)),
+            Status::Blocked | Status::Landed => {
+                report.reconciled += usize::from(reconcile(shared, stored, now))
+            }
             s if s.is_in_flight() => report.reclaimed += usize::from(reclaim(shared, stored, now)),
             _ => {}
         }
@@ -80,7 +82,10 @@ fn reconcile(shared: &Shared, stored: &StoredRecord, now: chrono::DateTime<chron
     let Ok(gated) = shared.allowlist.gate_record(record) else {
         return false;
     };
-    let repo = ForgeRepo::new(gated.identity.clone(), gated.origin_url.clone().unwrap_or_default());
+    let repo = ForgeRepo::new(
+        gated.identity.clone(),
+        gated.origin_url.clone().unwrap_or_default(),
+    );
     let pr = PrRef {
         number: record.pr_number,
         feature_branch: &record.feature_branch,
@@ -97,25 +102,35 @@ fn reconcile(shared: &Shared, stored: &StoredRecord, now: chrono::DateTime<chron
     let state = proof.state.to_string().to_uppercase();
     let from = record.status;
     let result = match (from, proof.merged) {
-        (Status::Blocked, true) => shared.store.transition(&stored.id, Expect::OneOf(&[from]), Status::Landed, |r| {
-            r.reconciled_at = Some(checked_at.clone());
-            r.last_github_checked_at = Some(checked_at.clone());
-            r.last_github_state = Some(state.clone());
-        }),
-        (Status::Landed, false) => shared.store.transition(&stored.id, Expect::OneOf(&[from]), Status::Blocked, |r| {
-            r.last_github_checked_at = Some(checked_at.clone());
-            r.last_github_state = Some(state.clone());
-            r.last_error = Some(format!(
-                "audit: recorded as landed but {} reports PR #{} as {} (not merged)",
-                shared.forge.name(),
-                r.pr_number,
-                proof.state
-            ));
-        }),
-        _ => shared.store.transition(&stored.id, Expect::OneOf(&[from]), from, |r| {
-            r.last_github_checked_at = Some(checked_at.clone());
-            r.last_github_state = Some(state.clone());
-        }),
+        (Status::Blocked, true) => {
+            shared
+                .store
+                .transition(&stored.id, Expect::OneOf(&[from]), Status::Landed, |r| {
+                    r.reconciled_at = Some(checked_at.clone());
+                    r.last_github_checked_at = Some(checked_at.clone());
+                    r.last_github_state = Some(state.clone());
+                })
+        }
+        (Status::Landed, false) => {
+            shared
+                .store
+                .transition(&stored.id, Expect::OneOf(&[from]), Status::Blocked, |r| {
+                    r.last_github_checked_at = Some(checked_at.clone());
+                    r.last_github_state = Some(state.clone());
+                    r.last_error = Some(format!(
+                        "audit: recorded as landed but {} reports PR #{} as {} (not merged)",
+                        shared.forge.name(),
+                        r.pr_number,
+                        proof.state
+                    ));
+                })
+        }
+        _ => shared
+            .store
+            .transition(&stored.id, Expect::OneOf(&[from]), from, |r| {
+                r.last_github_checked_at = Some(checked_at.clone());
+                r.last_github_state = Some(state.clone());
+            }),
     };
     match result {
         Ok(updated) => {
@@ -133,17 +148,21 @@ fn reconcile(shared: &Shared, stored: &StoredRecord, now: chrono::DateTime<chron
 
 /// Step 2: an in-flight record that no live process owns goes back to `queued`.
 fn reclaim(shared: &Shared, stored: &StoredRecord, now: chrono::DateTime<chrono::Utc>) -> bool {
-    let Some(reason) = crate::ownership::stranded_reason(&stored.record, shared.config.lock_ttl(), now) else {
+    let Some(reason) =
+        crate::ownership::stranded_reason(&stored.record, shared.config.lock_ttl(), now)
+    else {
         return false;
     };
     let from = stored.record.status;
-    let result = shared.store.transition(&stored.id, Expect::OneOf(&[from]), Status::Queued, |r| {
-        if from == Status::DriftRepairing {
-            r.retries = Some(0);
-        }
-        r.claimed_by = None;
-        r.last_error = Some(format!("reclaimed: {reason}"));
-    });
+    let result = shared
+        .store
+        .transition(&stored.id, Expect::OneOf(&[from]), Status::Queued, |r| {
+            if from == Status::DriftRepairing {
+                r.retries = Some(0);
+            }
+            r.claimed_by = None;
+            r.last_error = Some(format!("reclaimed: {reason}"));
+        });
     match result {
         Ok(_) => {
             tracing::warn!(record = %stored.id, "reclaimed stranded record: {reason}");
@@ -239,14 +258,21 @@ fn gate_queued(shared: &Shared) -> usize {
         return 0;
     };
     let mut blocked = 0;
-    for stored in scan.records.iter().filter(|s| s.record.status == Status::Queued) {
+    for stored in scan
+        .records
+        .iter()
+        .filter(|s| s.record.status == Status::Queued)
+    {
         if let Err(refusal) = shared.allowlist.gate_record(&stored.record) {
             let reason = format!("gate: {refusal}");
-            match shared
-                .store
-                .transition(&stored.id, Expect::OneOf(&[Status::Queued]), Status::Blocked, |r| {
+            match shared.store.transition(
+                &stored.id,
+                Expect::OneOf(&[Status::Queued]),
+                Status::Blocked,
+                |r| {
                     r.last_error = Some(reason.clone());
-                }) {
+                },
+            ) {
                 Ok(_) => {
                     tracing::warn!(record = %stored.id, "blocked at the gate: {refusal}");
                     blocked += 1;
@@ -278,7 +304,9 @@ pub fn select(shared: &Shared, skip: &HashSet<Lane>) -> Vec<Candidate> {
         .collect();
     queued.sort_by(|a, b| {
         let at = |s: &StoredRecord| crate::clock::parse_iso(&s.record.queued_at);
-        at(a).cmp(&at(b)).then(a.record.pr_number.cmp(&b.record.pr_number))
+        at(a)
+            .cmp(&at(b))
+            .then(a.record.pr_number.cmp(&b.record.pr_number))
     });
     let mut seen_lanes: HashSet<Lane> = HashSet::new();
     let mut candidates = Vec::new();

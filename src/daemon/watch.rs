@@ -12,7 +12,10 @@ const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// A debounced watch on the queue dir; [`QueueWatcher::changed`] resolves once per burst.
 pub struct QueueWatcher {
-    _debouncer: notify_debouncer_full::Debouncer<notify::RecommendedWatcher, notify_debouncer_full::RecommendedCache>,
+    _debouncer: notify_debouncer_full::Debouncer<
+        notify::RecommendedWatcher,
+        notify_debouncer_full::RecommendedCache,
+    >,
     changes: mpsc::Receiver<()>,
 }
 

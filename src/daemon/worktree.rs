@@ -38,6 +38,39 @@ impl Place {
     }
 }
 
+/// Held while a landing runs in a record's own worktree: two lanes of one repo often
+/// share a checkout, and two landings in one working tree would corrupt each other. The
+/// lock file lives in the queue dir, so every daemon sharing the queue respects it.
+pub struct WorktreeGuard {
+    _file: Option<std::fs::File>,
+}
+
+/// Takes the worktree's lock, or says it is busy. Scratch worktrees are per record and
+/// need none.
+pub fn try_lock(shared: &Shared, c: &Candidate) -> Result<WorktreeGuard, String> {
+    let WorktreeChoice::Use(path) = &c.gated.worktree else {
+        return Ok(WorktreeGuard { _file: None });
+    };
+    let key = crate::safe_key::safe_key(&path.to_string_lossy());
+    let lock_path = shared.store.dir().join(format!(".worktree-{key}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("cannot open worktree lock {}: {e}", lock_path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(WorktreeGuard { _file: Some(file) }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "worktree {} is in use by another landing",
+            path.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(format!("cannot lock worktree {}: {e}", path.display()))
+        }
+    }
+}
+
 pub fn prepare(shared: &Shared, c: &Candidate) -> anyhow::Result<Place> {
     match &c.gated.worktree {
         WorktreeChoice::Use(path) => Ok(Place {

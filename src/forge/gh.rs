@@ -88,20 +88,23 @@ impl GhForge {
         self
     }
 
-    /// Runs gh and returns its stdout parsed as JSON.
+    /// Runs gh; returns its stdout parsed as JSON, and the command line for later messages.
     fn run_json(
         &self,
         target: &GhRepo<'_>,
         subject: &Subject,
         args: &[&str],
-    ) -> Result<Value, ForgeError> {
+    ) -> Result<(Value, String), ForgeError> {
         let command = self.render(args);
         let stdout = self.run(target, subject, args, &command)?;
-        serde_json::from_slice(&stdout).map_err(|e| ForgeError::BadOutput {
-            subject: subject.clone(),
-            command,
-            detail: format!("not JSON: {e}"),
-        })
+        match serde_json::from_slice(&stdout) {
+            Ok(value) => Ok((value, command)),
+            Err(e) => Err(ForgeError::BadOutput {
+                subject: subject.clone(),
+                command,
+                detail: format!("not JSON: {e}"),
+            }),
+        }
     }
 
     fn render(&self, args: &[&str]) -> String {
@@ -197,11 +200,11 @@ impl Forge for GhForge {
             "--json",
             LIST_FIELDS,
         ];
-        let value = self.run_json(&target, &subject, &args)?;
+        let (value, command) = self.run_json(&target, &subject, &args)?;
         let Value::Array(items) = value else {
             return Err(ForgeError::BadOutput {
                 subject,
-                command: self.render(&args),
+                command,
                 detail: "expected a JSON array of PRs".into(),
             });
         };
@@ -304,8 +307,7 @@ impl GhForge {
         let args = [
             "pr", "view", &number, "--repo", &full_name, "--json", fields,
         ];
-        let value = self.run_json(target, subject, &args)?;
-        let command = self.render(&args);
+        let (value, command) = self.run_json(target, subject, &args)?;
         if !value.is_object() {
             return Err(ForgeError::BadOutput {
                 subject: subject.clone(),

@@ -152,10 +152,10 @@ pub async fn run_step(cmd: &StepCommand<'_>, cancel: &CancellationToken) -> Step
             Ok(result) => result,
             Err(join) => Err(std::io::Error::other(join)),
         };
-    let (file, output_start) = match opened {
+    let (mut file, output_start) = match opened {
         Ok(opened) => opened,
         Err(err) => {
-            let outcome = Outcome::LogFailed(format!("{}: {err}", cmd.log_path.display()));
+            let outcome = Outcome::LogFailed(err.to_string());
             tracing::warn!(log = %cmd.log_path.display(), "step not started: {outcome}");
             return StepRun {
                 outcome,
@@ -172,7 +172,6 @@ pub async fn run_step(cmd: &StepCommand<'_>, cancel: &CancellationToken) -> Step
         crate::clock::now_iso(),
         human_duration(elapsed)
     );
-    let mut file = file;
     let written = tokio::task::spawn_blocking(move || log::append_line(&mut file, &footer)).await;
     if let Err(err) = written
         .map_err(std::io::Error::other)
@@ -201,7 +200,7 @@ async fn spawn_and_supervise(
     let (stdout, stderr) = match (log.try_clone(), log.try_clone()) {
         (Ok(out), Ok(err)) => (out, err),
         (Err(e), _) | (_, Err(e)) => {
-            return Outcome::LogFailed(format!("{}: {e}", cmd.log_path.display()));
+            return Outcome::LogFailed(e.to_string());
         }
     };
     // Listen before the child exists so its exit cannot fall between spawn and the first
@@ -221,12 +220,24 @@ async fn spawn_and_supervise(
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr);
-    let child = match command.spawn() {
+    let mut child = match command.spawn() {
         Ok(child) => child,
+        // The OS reports a missing working directory as "No such file or directory" just
+        // like a missing program; say which one it is.
+        Err(err) if !cmd.cwd.is_dir() => {
+            return Outcome::SpawnFailed(format!(
+                "working directory {:?} is not usable: {err}",
+                cmd.cwd
+            ));
+        }
         Err(err) => return Outcome::SpawnFailed(format!("{program:?}: {err}")),
     };
     let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) else {
-        // Unreachable for a child just spawned and not yet waited on.
+        // Cannot happen for a child just spawned and not yet waited on; if it did, the
+        // group could not be supervised, so the child is not left running.
+        if let Err(err) = child.start_kill() {
+            tracing::warn!("could not kill a step process without a pid: {err}");
+        }
         return Outcome::SpawnFailed(format!("{program:?}: spawned without a pid"));
     };
     let mut group = ProcessGroup {

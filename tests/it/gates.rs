@@ -44,7 +44,10 @@ fn planted_repo_paths_are_refused_with_the_reason() {
 
     let traversal = format!("{}/../../outside", world.code.display());
     let cases: Vec<(String, &str)> = vec![
-        (link.display().to_string(), "not under an allowed root (resolves to"),
+        (
+            link.display().to_string(),
+            "not under an allowed root (resolves to",
+        ),
         (traversal, "contains `..`"),
         ("code/good".into(), "not absolute"),
         (String::new(), "empty"),
@@ -52,14 +55,19 @@ fn planted_repo_paths_are_refused_with_the_reason() {
         (no_git.display().to_string(), "no `.git`"),
         (outside.display().to_string(), "not under an allowed root"),
         ("/".into(), "not under an allowed root"),
-        (world.code.join("missing").display().to_string(), "cannot resolve path"),
+        (
+            world.code.join("missing").display().to_string(),
+            "cannot resolve path",
+        ),
     ];
     for (path, reason) in cases {
         let (gate, why) = refused(&list, &record(&path, "feat/x", "main"));
         assert_eq!(gate, Gate::RepoPath, "{path}");
         assert!(why.contains(reason), "{path}: {why}");
     }
-    let gated = list.gate_record(&record(good.to_str().unwrap(), "feat/x", "main")).unwrap();
+    let gated = list
+        .gate_record(&record(good.to_str().unwrap(), "feat/x", "main"))
+        .unwrap();
     assert_eq!(gated.identity, "github.com/acme/good");
     assert_eq!(gated.repo.path, good);
 }
@@ -71,12 +79,20 @@ fn slash_as_project_root_allows_nothing() {
     fs::create_dir_all(&outside).unwrap();
     world.run_git(&outside, &["init", "-q"]);
     let (list, refused_entries) = Allowlist::build(Some(&world.home), None, Some(Path::new("/")));
-    assert!(refused_entries.iter().any(|r| r.contains("resolves to `/`")));
+    assert!(
+        refused_entries
+            .iter()
+            .any(|r| r.contains("resolves to `/`"))
+    );
     let (gate, _) = refused(&list, &record(outside.to_str().unwrap(), "f", "main"));
     assert_eq!(gate, Gate::RepoPath);
     // The project root itself, when it is a real directory, is allowed.
     let root_list = allowlist(&world, Some(&world.root));
-    assert!(root_list.gate_record(&record(outside.to_str().unwrap(), "f", "main")).is_ok());
+    assert!(
+        root_list
+            .gate_record(&record(outside.to_str().unwrap(), "f", "main"))
+            .is_ok()
+    );
 }
 
 #[test]
@@ -85,7 +101,14 @@ fn every_branch_from_the_design_blocks_the_record() {
     let repo = world.repo("w", "git@github.com:acme/w.git");
     let list = allowlist(&world, None);
     let repo = repo.to_str().unwrap();
-    for bad in ["evil:refs/heads/main", "evil+force", "evil^", "evil~1", "--upload-pack=bad", "foo/../main"] {
+    for bad in [
+        "evil:refs/heads/main",
+        "evil+force",
+        "evil^",
+        "evil~1",
+        "--upload-pack=bad",
+        "foo/../main",
+    ] {
         let (gate, _) = refused(&list, &record(repo, bad, "main"));
         assert_eq!(gate, Gate::FeatureBranch, "{bad}");
         let (gate, _) = refused(&list, &record(repo, "feat/ok", bad));
@@ -104,14 +127,21 @@ fn linked_worktree_git_dir_must_be_allowed_too() {
     world.run_git(&outside, &["init", "-q", "--bare", "real.git"]);
     let fake = world.code.join("fake-worktree");
     fs::create_dir_all(&fake).unwrap();
-    fs::write(fake.join(".git"), format!("gitdir: {}\n", outside.join("real.git").display())).unwrap();
+    fs::write(
+        fake.join(".git"),
+        format!("gitdir: {}\n", outside.join("real.git").display()),
+    )
+    .unwrap();
     let (gate, why) = refused(&list, &record(fake.to_str().unwrap(), "f", "main"));
     assert_eq!(gate, Gate::RepoPath);
     assert!(why.contains("git dir resolves to"), "{why}");
     // A real linked worktree of an allowed repo passes.
     let linked = world.code.join("linked");
     world.run_git(&repo, &["worktree", "add", "-q", linked.to_str().unwrap()]);
-    assert!(list.gate_record(&record(linked.to_str().unwrap(), "f", "main")).is_ok());
+    assert!(
+        list.gate_record(&record(linked.to_str().unwrap(), "f", "main"))
+            .is_ok()
+    );
 }
 
 #[test]
@@ -126,7 +156,9 @@ fn worktree_outside_the_allowlist_falls_back_to_scratch() {
     rec.worktree_path = outside.display().to_string();
     let gated = list.gate_record(&rec).unwrap();
     match gated.worktree {
-        WorktreeChoice::Scratch { reason } => assert!(reason.contains("worktree path gate"), "{reason}"),
+        WorktreeChoice::Scratch { reason } => {
+            assert!(reason.contains("worktree path gate"), "{reason}")
+        }
         WorktreeChoice::Use(p) => panic!("an outside worktree was accepted: {}", p.display()),
     }
 }
@@ -138,11 +170,17 @@ fn a_record_cannot_claim_another_repos_identity_and_legacy_records_get_one() {
     let list = allowlist(&world, None);
     let mut rec = record(repo.to_str().unwrap(), "feat/x", "main");
     assert_eq!(rec.repo_identity, None, "legacy record");
-    assert_eq!(list.gate_record(&rec).unwrap().identity, "github.com/acme/w");
+    assert_eq!(
+        list.gate_record(&rec).unwrap().identity,
+        "github.com/acme/w"
+    );
     rec.repo_identity = Some("github.com/acme/other".into());
     let (gate, why) = refused(&list, &rec);
     assert_eq!(gate, Gate::RepoIdentity);
-    assert!(why.contains("has origin identity github.com/acme/w"), "{why}");
+    assert!(
+        why.contains("has origin identity github.com/acme/w"),
+        "{why}"
+    );
 }
 
 /// A repo whose config would run programs if anything ran `git` in it: berth must never
@@ -154,12 +192,26 @@ fn hostile_repo_config_never_runs() {
     let canary = world.root.join("CANARY");
     let script = world.root.join("plant.sh");
     fs::write(&script, format!("#!/bin/sh\ntouch {}\n", canary.display())).unwrap();
-    std::process::Command::new("chmod").arg("+x").arg(&script).status().unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
     let s = script.to_str().unwrap();
-    for (key, value) in [("core.fsmonitor", s), ("core.sshCommand", s), ("credential.helper", s)] {
+    for (key, value) in [
+        ("core.fsmonitor", s),
+        ("core.sshCommand", s),
+        ("credential.helper", s),
+    ] {
         world.run_git(&repo, &["config", key, value]);
     }
-    for hook in ["pre-commit", "post-checkout", "pre-push", "reference-transaction", "post-index-change"] {
+    for hook in [
+        "pre-commit",
+        "post-checkout",
+        "pre-push",
+        "reference-transaction",
+        "post-index-change",
+    ] {
         let path = repo.join(".git/hooks").join(hook);
         fs::copy(&script, &path).unwrap();
     }
@@ -167,7 +219,13 @@ fn hostile_repo_config_never_runs() {
 
     world
         .berth()
-        .args(["enqueue", "--repo-path", repo.to_str().unwrap(), "--pr", "3"])
+        .args([
+            "enqueue",
+            "--repo-path",
+            repo.to_str().unwrap(),
+            "--pr",
+            "3",
+        ])
         .args(["--feature-branch", "feat/h", "--version", "1"])
         .assert()
         .success();
@@ -175,5 +233,8 @@ fn hostile_repo_config_never_runs() {
     let list = allowlist(&world, None);
     let rec = Record::from_json(world.read_record("github.com-acme-hostile-main-pr-3")).unwrap();
     list.gate_record(&rec).unwrap();
-    assert!(!canary.exists(), "a program from the repo's config or hooks ran");
+    assert!(
+        !canary.exists(),
+        "a program from the repo's config or hooks ran"
+    );
 }

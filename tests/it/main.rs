@@ -3,6 +3,7 @@
 
 mod support;
 
+mod daemon;
 mod forge;
 mod gates;
 mod lane_lock;

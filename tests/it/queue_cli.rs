@@ -8,7 +8,10 @@ use crate::support::World;
 fn status_json(world: &World) -> (Value, i32) {
     let out = world.berth().args(["status", "--json"]).output().unwrap();
     let code = out.status.code().unwrap();
-    (serde_json::from_slice(&out.stdout).expect("status --json prints JSON"), code)
+    (
+        serde_json::from_slice(&out.stdout).expect("status --json prints JSON"),
+        code,
+    )
 }
 
 #[test]
@@ -17,11 +20,19 @@ fn enqueue_status_retry_abandon_round_trip() {
     let repo = world.repo("widget", "git@github.com:acme/widget.git");
     world
         .berth()
-        .args(["enqueue", "--repo-path", repo.to_str().unwrap(), "--pr", "42"])
+        .args([
+            "enqueue",
+            "--repo-path",
+            repo.to_str().unwrap(),
+            "--pr",
+            "42",
+        ])
         .args(["--feature-branch", "feat/x", "--version", "1.2.3"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("queued github.com-acme-widget-main-pr-42"));
+        .stdout(predicate::str::contains(
+            "queued github.com-acme-widget-main-pr-42",
+        ));
 
     let id = "github.com-acme-widget-main-pr-42";
     let record = world.read_record(id);
@@ -44,14 +55,21 @@ fn enqueue_status_retry_abandon_round_trip() {
         .args(["retry", "42"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("only blocked or stranded records can be retried"));
+        .stderr(predicate::str::contains(
+            "only blocked or stranded records can be retried",
+        ));
 
     // Block it the way the daemon would (through the store), then retry.
     berth::store::QueueStore::new(&world.queue)
-        .transition(id, berth::store::Expect::Any, berth::record::Status::Blocked, |r| {
-            r.last_error = Some("landing failed".into());
-            r.retries = Some(1);
-        })
+        .transition(
+            id,
+            berth::store::Expect::Any,
+            berth::record::Status::Blocked,
+            |r| {
+                r.last_error = Some("landing failed".into());
+                r.retries = Some(1);
+            },
+        )
         .unwrap();
     let (status, code) = status_json(&world);
     assert_eq!(code, 1, "a blocked record needs attention");
@@ -76,7 +94,13 @@ fn enqueue_status_retry_abandon_round_trip() {
     world.berth().args(["retry", "42"]).assert().code(2);
     world
         .berth()
-        .args(["enqueue", "--repo-path", repo.to_str().unwrap(), "--pr", "42"])
+        .args([
+            "enqueue",
+            "--repo-path",
+            repo.to_str().unwrap(),
+            "--pr",
+            "42",
+        ])
         .args(["--feature-branch", "feat/x", "--version", "1.2.3"])
         .assert()
         .code(2)
@@ -91,7 +115,13 @@ fn ambiguous_pr_numbers_list_the_candidates() {
     for repo in [&a, &b] {
         world
             .berth()
-            .args(["enqueue", "--repo-path", repo.to_str().unwrap(), "--pr", "7"])
+            .args([
+                "enqueue",
+                "--repo-path",
+                repo.to_str().unwrap(),
+                "--pr",
+                "7",
+            ])
             .args(["--feature-branch", "feat/y", "--version", "2.0.0"])
             .assert()
             .success();
@@ -109,8 +139,14 @@ fn ambiguous_pr_numbers_list_the_candidates() {
         .args(["abandon", "7", "--repo", "github.com/acme/b"])
         .assert()
         .success();
-    assert_eq!(world.read_record("github.com-acme-b-main-pr-7")["status"], "abandoned");
-    assert_eq!(world.read_record("github.com-acme-a-main-pr-7")["status"], "queued");
+    assert_eq!(
+        world.read_record("github.com-acme-b-main-pr-7")["status"],
+        "abandoned"
+    );
+    assert_eq!(
+        world.read_record("github.com-acme-a-main-pr-7")["status"],
+        "queued"
+    );
 }
 
 #[test]
@@ -121,7 +157,13 @@ fn enqueue_refuses_what_the_gates_refuse_and_writes_nothing() {
     world.run_git(&outside, &["init", "-q"]);
     world
         .berth()
-        .args(["enqueue", "--repo-path", outside.to_str().unwrap(), "--pr", "1"])
+        .args([
+            "enqueue",
+            "--repo-path",
+            outside.to_str().unwrap(),
+            "--pr",
+            "1",
+        ])
         .args(["--feature-branch", "feat/x", "--version", "1"])
         .assert()
         .code(2)
@@ -130,7 +172,13 @@ fn enqueue_refuses_what_the_gates_refuse_and_writes_nothing() {
     let repo = world.repo("w", "git@github.com:acme/w.git");
     world
         .berth()
-        .args(["enqueue", "--repo-path", repo.to_str().unwrap(), "--pr", "1"])
+        .args([
+            "enqueue",
+            "--repo-path",
+            repo.to_str().unwrap(),
+            "--pr",
+            "1",
+        ])
         .args(["--feature-branch=--upload-pack=bad", "--version", "1"])
         .assert()
         .code(2)
@@ -142,10 +190,21 @@ fn enqueue_refuses_what_the_gates_refuse_and_writes_nothing() {
 fn corrupt_files_are_reported_untouched_and_others_still_listed() {
     let world = World::new();
     let repo = world.repo("w", "git@github.com:acme/w.git");
-    world.record(&repo, 5).set("repoIdentity", "github.com/acme/w").write();
+    world
+        .record(&repo, 5)
+        .set("repoIdentity", "github.com/acme/w")
+        .write();
     std::fs::write(world.queue.join("broken.json"), "{ not json").unwrap();
-    world.record(&repo, 6).remove("featureBranch").file("no-branch").write();
-    world.record(&repo, 7).set("prNumber", "seven").file("string-pr").write();
+    world
+        .record(&repo, 6)
+        .remove("featureBranch")
+        .file("no-branch")
+        .write();
+    world
+        .record(&repo, 7)
+        .set("prNumber", "seven")
+        .file("string-pr")
+        .write();
     let before = world.queue_snapshot();
 
     world
@@ -154,7 +213,9 @@ fn corrupt_files_are_reported_untouched_and_others_still_listed() {
         .assert()
         .code(1)
         .stdout(predicate::str::contains("#5"))
-        .stdout(predicate::str::contains("unreadable: broken.json: not valid JSON"))
+        .stdout(predicate::str::contains(
+            "unreadable: broken.json: not valid JSON",
+        ))
         .stdout(predicate::str::contains(
             "unreadable: no-branch.json: field `featureBranch`: required field is missing",
         ))
@@ -171,5 +232,9 @@ fn corrupt_files_are_reported_untouched_and_others_still_listed() {
         .map(|u| u["file"].as_str().unwrap())
         .collect();
     assert_eq!(files, ["broken.json", "no-branch.json", "string-pr.json"]);
-    assert_eq!(world.queue_snapshot(), before, "status must never rewrite a file");
+    assert_eq!(
+        world.queue_snapshot(),
+        before,
+        "status must never rewrite a file"
+    );
 }

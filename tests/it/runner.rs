@@ -286,6 +286,19 @@ async fn death_by_signal_and_spawn_failures_are_reported() {
         text.contains("could not be started"),
         "the log tells too: {text}"
     );
+
+    let mut gone = fx.vars.clone();
+    gone.worktree = fx.vars.repo.join("removed-worktree");
+    let no_cwd = fx
+        .runner(&["true"], &["true"])
+        .run_land(RECORD, &gone, 3, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(
+        matches!(no_cwd.outcome, Outcome::SpawnFailed(_)),
+        "{no_cwd}"
+    );
+    assert!(no_cwd.to_string().contains("working directory"), "{no_cwd}");
 }
 
 #[tokio::test]

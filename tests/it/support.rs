@@ -65,9 +65,15 @@ impl World {
         let remotes = self.root.join("remotes");
         fs::create_dir_all(&remotes).unwrap();
         let bare = remotes.join(format!("{name}.git"));
-        self.run_git(&remotes, &["init", "-q", "--bare", "-b", "main", &format!("{name}.git")]);
+        self.run_git(
+            &remotes,
+            &["init", "-q", "--bare", "-b", "main", &format!("{name}.git")],
+        );
         let seed = self.root.join(format!("seed-{name}"));
-        self.run_git(&self.root, &["init", "-q", "-b", "main", seed.to_str().unwrap()]);
+        self.run_git(
+            &self.root,
+            &["init", "-q", "-b", "main", seed.to_str().unwrap()],
+        );
         fs::write(seed.join("README"), format!("{name}\n")).unwrap();
         self.run_git(&seed, &["add", "README"]);
         self.run_git(&seed, &["commit", "-q", "-m", "seed"]);
@@ -139,7 +145,12 @@ impl World {
             .unwrap()
             .map(|e| e.unwrap().path())
             .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), fs::read(&p).unwrap()))
+            .map(|p| {
+                (
+                    p.file_name().unwrap().to_string_lossy().into_owned(),
+                    fs::read(&p).unwrap(),
+                )
+            })
             .collect();
         files.sort();
         files
@@ -177,7 +188,9 @@ impl RecordBuilder<'_> {
                 let identity = self.fields["repoIdentity"]
                     .as_str()
                     .map(str::to_owned)
-                    .unwrap_or_else(|| format!("path:{}", self.fields["repoPath"].as_str().unwrap_or("")));
+                    .unwrap_or_else(|| {
+                        format!("path:{}", self.fields["repoPath"].as_str().unwrap_or(""))
+                    });
                 berth::safe_key::record_id(
                     &identity,
                     self.fields["baseBranch"].as_str().unwrap_or(""),
@@ -188,5 +201,130 @@ impl RecordBuilder<'_> {
         let text = serde_json::to_string_pretty(&self.fields).unwrap() + "\n";
         fs::write(self.world.queue.join(format!("{id}.json")), text).unwrap();
         id
+    }
+}
+
+/// A repo landed through the `git` forge: a bare remote, a clone under `$HOME/code`, and a
+/// landing script that really merges the feature branch into the base and pushes.
+pub struct GitLane<'w> {
+    pub world: &'w World,
+    pub remote_url: String,
+    pub clone: PathBuf,
+}
+
+impl World {
+    /// A clone of a fresh bare remote `name`, origin set to `remote_url` (a path or a
+    /// `git://` URL served by a `git daemon` over `<root>/remotes`).
+    pub fn git_lane(&self, name: &str, remote_url: Option<String>) -> GitLane<'_> {
+        let bare = self.bare_remote(name);
+        let url = remote_url.unwrap_or_else(|| bare.to_str().unwrap().to_owned());
+        let clone = self.clone_into(&self.code, name, &url);
+        GitLane {
+            world: self,
+            remote_url: url,
+            clone,
+        }
+    }
+
+    /// `<root>/land.sh BRANCH BASE LEDGER PR`: merge `origin/BRANCH` into `BASE`, push, and
+    /// append the PR number to the ledger.
+    pub fn land_script(&self) -> PathBuf {
+        let path = self.root.join("land.sh");
+        fs::write(
+            &path,
+            "#!/bin/sh\nset -e\nbranch=$1 base=$2 ledger=$3 pr=$4\n\
+             git fetch -q origin\n\
+             git checkout -q -B \"$base\" \"origin/$base\"\n\
+             git merge -q --no-ff -m \"land $branch\" \"origin/$branch\"\n\
+             git push -q origin \"$base\"\n\
+             echo \"$pr\" >> \"$ledger\"\n",
+        )
+        .unwrap();
+        Command::new("chmod").arg("+x").arg(&path).status().unwrap();
+        path
+    }
+
+    /// Writes `<root>/berth.toml` and returns its path.
+    pub fn config(&self, toml: &str) -> PathBuf {
+        let path = self.root.join("berth.toml");
+        fs::write(&path, toml).unwrap();
+        path
+    }
+
+    /// A `git://` server over `<root>/remotes` (where `bare_remote` puts remotes).
+    pub fn git_daemon(&self) -> berth::git_daemon::GitDaemon {
+        let remotes = self.root.join("remotes");
+        fs::create_dir_all(&remotes).unwrap();
+        berth::git_daemon::GitDaemon::start(&remotes).expect("git daemon starts")
+    }
+
+    /// `berth` set up for daemon runs: the test's git identity, a private berth dir.
+    pub fn berth_daemon(&self) -> assert_cmd::Command {
+        let mut cmd = self.berth();
+        cmd.env("BERTH_DIR", self.root.join("berth-state"))
+            .env("GIT_AUTHOR_NAME", "berth test")
+            .env("GIT_AUTHOR_EMAIL", "test@berth.invalid")
+            .env("GIT_COMMITTER_NAME", "berth test")
+            .env("GIT_COMMITTER_EMAIL", "test@berth.invalid");
+        cmd
+    }
+
+    /// The refs under `refs/gstack/release-locks/` on a remote, as `git ls-remote` sees them.
+    pub fn lock_refs(&self, remote_url: &str) -> Vec<String> {
+        self.run_git(
+            &self.root,
+            &["ls-remote", remote_url, "refs/gstack/release-locks/*"],
+        )
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_owned))
+        .collect()
+    }
+}
+
+impl GitLane<'_> {
+    /// Pushes a feature branch with one new file, and returns the branch name.
+    pub fn push_feature(&self, branch: &str, base: &str) -> String {
+        let w = self.world;
+        w.run_git(&self.clone, &["fetch", "-q", "origin"]);
+        w.run_git(
+            &self.clone,
+            &["checkout", "-q", "-B", branch, &format!("origin/{base}")],
+        );
+        let file = format!("{}.txt", branch.replace('/', "-"));
+        fs::write(self.clone.join(&file), branch).unwrap();
+        w.run_git(&self.clone, &["add", &file]);
+        w.run_git(&self.clone, &["commit", "-q", "-m", branch]);
+        w.run_git(&self.clone, &["push", "-q", "origin", branch]);
+        w.run_git(&self.clone, &["checkout", "-q", "--detach"]);
+        branch.to_owned()
+    }
+
+    /// Creates `base` on the remote from `main`.
+    pub fn push_base(&self, base: &str) {
+        self.world.run_git(
+            &self.clone,
+            &[
+                "push",
+                "-q",
+                "origin",
+                &format!("origin/main:refs/heads/{base}"),
+            ],
+        );
+    }
+
+    /// Whether `branch` on the remote contains `feature`'s head.
+    pub fn merged(&self, feature: &str, base: &str) -> bool {
+        let w = self.world;
+        w.run_git(&self.clone, &["fetch", "-q", "origin"]);
+        w.git(&self.clone)
+            .args([
+                "merge-base",
+                "--is-ancestor",
+                &format!("origin/{feature}"),
+                &format!("origin/{base}"),
+            ])
+            .status()
+            .unwrap()
+            .success()
     }
 }

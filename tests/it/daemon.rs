@@ -1,0 +1,360 @@
+//! The daemon end to end: real repos, a real bare remote, real landing processes, real
+//! signals.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::support::{GitLane, World};
+
+fn git_forge_config(world: &World, extra: &str) -> std::path::PathBuf {
+    let land = world.land_script();
+    let ledger = world.root.join("ledger");
+    world.config(&format!(
+        "forge = \"git\"\nland_command = [\"{}\", \"{{branch}}\", \"{{base}}\", \"{}\", \"{{pr}}\"]\n{extra}",
+        land.display(),
+        ledger.display()
+    ))
+}
+
+fn ledger(world: &World) -> Vec<u64> {
+    fs::read_to_string(world.root.join("ledger"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect()
+}
+
+fn queue_record(lane: &GitLane<'_>, pr: u64, base: &str) -> String {
+    let feature = lane.push_feature(&format!("feat/pr-{pr}"), base);
+    lane.world
+        .record(&lane.clone, pr)
+        .set("featureBranch", feature)
+        .set("baseBranch", base)
+        .write()
+}
+
+#[test]
+fn a_queued_record_lands_through_the_git_forge_and_the_lock_is_gone_after() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = queue_record(&lane, 1, "main");
+    let config = git_forge_config(&world, "");
+
+    world
+        .berth_daemon()
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .assert()
+        .success();
+
+    let record = world.read_record(&id);
+    assert_eq!(record["status"], "landed", "{record:#}");
+    assert_eq!(record["lastGithubState"], "MERGED");
+    assert!(lane.merged("feat/pr-1", "main"));
+    assert_eq!(ledger(&world), [1]);
+    assert!(
+        world.lock_refs(&lane.remote_url).is_empty(),
+        "lock ref left behind"
+    );
+}
+
+#[test]
+fn exit_zero_without_a_merge_is_blocked_with_the_forges_state() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = queue_record(&lane, 2, "main");
+    let config = world.config("forge = \"git\"\nland_command = [\"true\"]\n");
+
+    world
+        .berth_daemon()
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .assert()
+        .code(1);
+
+    let record = world.read_record(&id);
+    assert_eq!(record["status"], "blocked");
+    let why = record["lastError"].as_str().unwrap();
+    assert!(
+        why.contains("exited 0 but origin reports PR #2 as open"),
+        "{why}"
+    );
+    assert!(world.lock_refs(&lane.remote_url).is_empty());
+}
+
+#[test]
+fn a_planted_record_is_blocked_at_the_gate_and_nothing_runs() {
+    let world = World::new();
+    let outside = world.root.join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    world.run_git(&outside, &["init", "-q"]);
+    let canary = world.root.join("CANARY");
+    let id = world.record(&outside, 3).write();
+    let config = world.config(&format!(
+        "forge = \"git\"\nland_command = [\"touch\", \"{}\"]\n",
+        canary.display()
+    ));
+
+    world
+        .berth_daemon()
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .assert()
+        .code(1);
+    let record = world.read_record(&id);
+    assert_eq!(record["status"], "blocked");
+    let why = record["lastError"].as_str().unwrap();
+    assert!(why.starts_with("gate: repo path gate refused"), "{why}");
+    assert!(why.contains("not under an allowed root"), "{why}");
+    assert!(!canary.exists());
+}
+
+#[test]
+fn a_lane_locked_elsewhere_is_skipped_and_another_lane_lands() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    lane.push_base("release");
+    let busy = queue_record(&lane, 4, "main");
+    let free = queue_record(&lane, 5, "release");
+    // Make the `main` lane's record the oldest, so head-of-line blocking would show.
+    let mut record = world.read_record(&busy);
+    record["queuedAt"] = "2026-01-01T00:00:00.000Z".into();
+    fs::write(world.queue.join(format!("{busy}.json")), record.to_string()).unwrap();
+
+    let locks = berth::lane_lock::LockClient::new(
+        &world.root.join("other-daemon"),
+        berth::lane_lock::LockSettings::default(),
+    )
+    .unwrap();
+    let identity = berth::identity::repo_identity(&lane.clone).unwrap();
+    let main_lane = berth::lane_lock::Lane {
+        repo_identity: identity,
+        base_branch: "main".into(),
+    };
+    let acquired = locks
+        .acquire(&lane.remote_url, &main_lane, "other-host:1:1", &lane.clone)
+        .unwrap();
+    assert!(matches!(acquired, berth::lane_lock::Acquire::Acquired(_)));
+
+    let config = git_forge_config(&world, "");
+    world
+        .berth_daemon()
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .assert()
+        .success();
+
+    assert_eq!(world.read_record(&free)["status"], "landed");
+    let skipped = world.read_record(&busy);
+    assert_eq!(skipped["status"], "queued");
+    let why = skipped["lastError"].as_str().unwrap();
+    assert!(why.contains("lane locked by other-host:1:1"), "{why}");
+    assert_eq!(ledger(&world), [5]);
+}
+
+/// Starts `berth run --once` in the background with a landing that sleeps, and waits
+/// until the landing process is running.
+fn start_sleeping_landing(world: &World, config: &Path) -> (std::process::Child, i32) {
+    let pid_file = world.root.join("landing.pid");
+    let bin = assert_cmd::cargo::cargo_bin("berth");
+    let child = Command::new(bin)
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .current_dir(&world.root)
+        .env("HOME", &world.home)
+        .env("BERTH_QUEUE_DIR", &world.queue)
+        .env("BERTH_DIR", world.root.join("berth-state"))
+        .env_remove("GSTACK_DAEMON_REPO_ALLOWLIST")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(text) = fs::read_to_string(&pid_file)
+            && let Ok(pid) = text.trim().parse::<i32>()
+        {
+            return (child, pid);
+        }
+        assert!(Instant::now() < deadline, "the landing never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sleeping_config(world: &World, extra: &str) -> std::path::PathBuf {
+    let pid_file = world.root.join("landing.pid");
+    // The landing leaves a grandchild behind to prove the whole group dies.
+    world.config(&format!(
+        "forge = \"git\"\nland_command = [\"sh\", \"-c\", \"sleep 300 & echo $$ > {}; wait\"]\n{extra}",
+        pid_file.display()
+    ))
+}
+
+/// Processes of process group `pgid` that are still running (zombies waiting for a
+/// reaper do not count: they run nothing).
+fn running_in_group(pgid: i32) -> Vec<i32> {
+    let mut running = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        // Fields after the name: state, ppid, pgrp, ...
+        if fields.len() > 2 && fields[2] == pgid.to_string() && fields[0] != "Z" {
+            running.push(pid);
+        }
+    }
+    running
+}
+
+#[test]
+fn sigterm_mid_landing_requeues_releases_the_lock_and_kills_the_group() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = queue_record(&lane, 6, "main");
+    let config = sleeping_config(&world, "");
+    let (mut daemon, landing_pid) = start_sleeping_landing(&world, &config);
+    assert_eq!(
+        world.lock_refs(&lane.remote_url).len(),
+        1,
+        "lock taken while landing"
+    );
+    assert_eq!(world.read_record(&id)["status"], "landing");
+
+    let sent = Instant::now();
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    let status = loop {
+        if let Some(status) = daemon.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(5),
+            "berth did not exit within 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(143));
+
+    let record = world.read_record(&id);
+    assert_eq!(record["status"], "queued");
+    assert_eq!(
+        record["lastError"],
+        "interrupted by signal SIGTERM mid-landing"
+    );
+    assert!(
+        world.lock_refs(&lane.remote_url).is_empty(),
+        "lock ref left behind"
+    );
+    // The shell and its grandchild `sleep 300` share the group: nothing of it may run on.
+    assert_eq!(
+        running_in_group(landing_pid),
+        Vec::<i32>::new(),
+        "landing processes survived"
+    );
+}
+
+#[test]
+fn sigkill_mid_landing_is_reclaimed_and_lands_on_the_next_run() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = queue_record(&lane, 7, "main");
+    let ttl = "lock_ttl_secs = 2\nheartbeat_secs = 1\n";
+    let config = sleeping_config(&world, ttl);
+    let (mut daemon, landing_pid) = start_sleeping_landing(&world, &config);
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let _ = nix::sys::signal::killpg(Pid::from_raw(landing_pid), Signal::SIGKILL);
+    assert_eq!(world.read_record(&id)["status"], "landing");
+    assert_eq!(
+        world.lock_refs(&lane.remote_url).len(),
+        1,
+        "a killed daemon leaves its lock"
+    );
+
+    // Past the TTL the orphaned lock may be taken over.
+    std::thread::sleep(Duration::from_millis(2500));
+    let config = git_forge_config(&world, ttl);
+    world
+        .berth_daemon()
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .assert()
+        .success();
+    let record = world.read_record(&id);
+    assert_eq!(record["status"], "landed", "{record:#}");
+    assert_eq!(ledger(&world), [7]);
+    assert!(world.lock_refs(&lane.remote_url).is_empty());
+}
+
+#[test]
+fn two_daemons_land_twenty_records_in_four_lanes_exactly_once() {
+    let world = World::new();
+    let server = world.git_daemon();
+    let lane = world.git_lane("widget", Some(server.url_for("widget.git")));
+    let bases = ["main", "rel-a", "rel-b", "rel-c"];
+    for base in &bases[1..] {
+        lane.push_base(base);
+    }
+    let mut ids = Vec::new();
+    for pr in 1..=20u64 {
+        ids.push(queue_record(&lane, pr, bases[(pr % 4) as usize]));
+    }
+    let config = git_forge_config(&world, "poll_secs = 1\nmax_lanes = 2\n");
+    // Each daemon has its own state dir, as on two machines.
+    let spawn = |name: &str| {
+        Command::new(assert_cmd::cargo::cargo_bin("berth"))
+            .args(["run", "--watch", "--config", config.to_str().unwrap()])
+            .current_dir(&world.root)
+            .env("BERTH_DIR", world.root.join(format!("state-{name}")))
+            .env("HOME", &world.home)
+            .env("BERTH_QUEUE_DIR", &world.queue)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@t.invalid")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@t.invalid")
+            .env_remove("GSTACK_DAEMON_REPO_ALLOWLIST")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut daemons: Vec<std::process::Child> = ["a", "b"].into_iter().map(spawn).collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let landed = ids
+            .iter()
+            .filter(|id| world.read_record(id)["status"] == "landed")
+            .count();
+        if landed == ids.len() {
+            break;
+        }
+        let blocked: Vec<_> = ids
+            .iter()
+            .map(|id| world.read_record(id))
+            .filter(|r| r["status"] == "blocked")
+            .collect();
+        assert!(blocked.is_empty(), "blocked: {blocked:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "only {landed} of 20 landed in time"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for daemon in &mut daemons {
+        kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+        assert_eq!(daemon.wait().unwrap().code(), Some(143));
+    }
+    let mut landed = ledger(&world);
+    landed.sort();
+    assert_eq!(
+        landed,
+        (1..=20).collect::<Vec<u64>>(),
+        "every PR lands exactly once"
+    );
+    assert!(world.lock_refs(&lane.remote_url).is_empty());
+}
