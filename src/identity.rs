@@ -90,23 +90,22 @@ pub enum IdentityError {
     UnusableUrl { path: String, url: String },
 }
 
-/// The `origin` URL of a (gated) repo, if it has one.
+/// The `origin` URL of a (gated) repo as configured, if it has one.
 pub fn origin_url(repo: &Path) -> Result<Option<String>, IdentityError> {
     let repository = git2::Repository::open(repo).map_err(|source| IdentityError::Open {
         path: repo.display().to_string(),
         source,
     })?;
-    let url = match repository.find_remote("origin") {
-        Ok(remote) => remote.url().ok().map(|u| u.to_string()),
-        Err(e) if e.code() == git2::ErrorCode::NotFound => None,
-        Err(e) if e.class() == git2::ErrorClass::Config => None,
-        Err(source) => {
-            return Err(IdentityError::Open {
-                path: repo.display().to_string(),
-                source,
-            });
-        }
-    };
+    // The literal configured URL, read as data: `Remote::url` would apply the repo's own
+    // `url.<x>.insteadOf` rewrites, letting a planted config redirect berth's pushes.
+    let config = repository
+        .config()
+        .and_then(|mut c| c.snapshot())
+        .map_err(|source| IdentityError::Open {
+            path: repo.display().to_string(),
+            source,
+        })?;
+    let url = config.get_string("remote.origin.url").ok();
     Ok(url)
 }
 

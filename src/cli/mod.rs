@@ -8,7 +8,9 @@
 //! - 2: berth could not do what was asked (bad arguments, bad input, I/O failure);
 //! - 128+N: stopped by signal N (143 for SIGTERM).
 
+mod demo;
 mod enqueue;
+mod lock;
 mod records;
 mod run;
 mod status;
@@ -77,6 +79,11 @@ pub enum Command {
     Enqueue(enqueue::EnqueueArgs),
     /// Run the daemon: `--once` for one tick, `--watch` to keep going.
     Run(run::RunArgs),
+    /// Run berth's main job on a throwaway world and narrate it (needs only git).
+    Demo(demo::DemoArgs),
+    /// Inspect or remove lane locks on a repo's origin.
+    #[command(subcommand)]
+    Lock(lock::LockCommand),
 }
 
 /// What every handler may need, resolved once from the global flags.
@@ -116,8 +123,13 @@ fn git_toplevel_of_cwd() -> Option<PathBuf> {
 
 /// Parses the process arguments, runs the command, and returns the exit code.
 pub fn main() -> ExitCode {
-    init_logging();
     let cli = Cli::parse();
+    // The demo narrates on stdout; only problems belong on stderr there.
+    init_logging(if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    });
     match run(cli) {
         Ok(end) => end,
         Err(error) => {
@@ -136,12 +148,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Abandon(args) => records::abandon(&ctx, &args)?.into(),
         Command::Enqueue(args) => enqueue::run(&ctx, &args)?.into(),
         Command::Run(args) => run::run(&ctx, &args)?.into(),
+        Command::Lock(command) => lock::run(&ctx, &command)?.into(),
+        Command::Demo(args) => demo::run(&args)?.into(),
     })
 }
 
-fn init_logging() {
+fn init_logging(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

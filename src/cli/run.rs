@@ -75,7 +75,11 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<RunEnd> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let exit = runtime.block_on(daemon::run(shared, mode))?;
+    let exit = runtime.block_on(daemon::run(
+        shared,
+        mode,
+        tokio_util::sync::CancellationToken::new(),
+    ))?;
     // Blocking forge or lock calls still running must not hold the exit hostage.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     Ok(match exit {

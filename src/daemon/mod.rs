@@ -84,6 +84,8 @@ struct LaneBook {
 /// The closed set of things the main loop reacts to.
 enum Event {
     Tick,
+    /// The embedding program asked the daemon to stop.
+    Stop,
     QueueChanged,
     Signal(StopSignal),
     LaneDone(LaneOutcome),
@@ -146,8 +148,9 @@ impl Shared {
     }
 }
 
-/// Runs the daemon until `--once` is done or a signal stops it.
-pub async fn run(shared: Arc<Shared>, mode: Mode) -> anyhow::Result<Exit> {
+/// Runs the daemon until `--once` is done, a signal arrives, or `stop` is cancelled (the
+/// embedding program's own way to stop it, e.g. `berth demo`).
+pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> anyhow::Result<Exit> {
     let cancel = CancellationToken::new();
     let mut signals = shutdown::Signals::install()?;
     let mut queue_changes = match mode {
@@ -163,6 +166,7 @@ pub async fn run(shared: Arc<Shared>, mode: Mode) -> anyhow::Result<Exit> {
     loop {
         let event = tokio::select! {
             signal = signals.recv() => Event::Signal(signal),
+            () = stop.cancelled() => Event::Stop,
             Some(done) = landings.join_next(), if !landings.is_empty() => match done {
                 Ok(outcome) => Event::LaneDone(outcome),
                 Err(join_error) => {
@@ -174,6 +178,15 @@ pub async fn run(shared: Arc<Shared>, mode: Mode) -> anyhow::Result<Exit> {
             Some(()) = async { match queue_changes.as_mut() { Some(w) => w.changed().await, None => None } } => Event::QueueChanged,
         };
         match event {
+            Event::Stop => {
+                cancel.cancel();
+                shutdown::drain(&shared, &mut landings, SHUTDOWN_BUDGET).await;
+                return Ok(if any_blocked {
+                    Exit::Blocked
+                } else {
+                    Exit::Clean
+                });
+            }
             Event::Signal(signal) => {
                 shared.stop.set(signal);
                 cancel.cancel();
@@ -187,7 +200,9 @@ pub async fn run(shared: Arc<Shared>, mode: Mode) -> anyhow::Result<Exit> {
                     // Not head-of-line: skip that lane for this tick and try the next one.
                     lanes.skipped.insert(outcome.lane.clone());
                 }
-                if !shared.stop.is_set() {
+                // `--once` is one tick: each free lane's head once. A busy lane hands its
+                // turn to the next lane; only `--watch` moves on to a lane's next record.
+                if !shared.stop.is_set() && (mode == Mode::Watch || outcome.lane_was_busy()) {
                     start_landings(&shared, &cancel, &mut landings, &mut lanes).await;
                 }
                 if mode == Mode::Once && landings.is_empty() {

@@ -477,8 +477,8 @@ impl LockClient {
             let (sha, payload, started) =
                 self.write_new_lock(&scratch, &target, lane, owner_id, repo_path)?;
             let takeover = format!("+{sha}:{ref_name}");
-            let outcome = push_guarded(&scratch.repo, origin_url, &takeover, &ref_name, &|old| {
-                old == current
+            let outcome = push_guarded(&scratch.repo, origin_url, &takeover, &ref_name, &|_old| {
+                true
             })
             .map_err(|e| target.remote_error("takeover", e))?;
             match outcome {

@@ -358,3 +358,72 @@ fn two_daemons_land_twenty_records_in_four_lanes_exactly_once() {
     );
     assert!(world.lock_refs(&lane.remote_url).is_empty());
 }
+
+/// The gh forge: the landing command exits 0 but GitHub still reports the PR open.
+#[test]
+fn exit_zero_but_github_says_open_is_blocked_naming_githubs_state() {
+    let world = World::new();
+    let bare = world.bare_remote("widget");
+    // The repo's origin is GitHub; the user's own git config points that URL at the local
+    // bare remote, so the lane lock really lands somewhere (libgit2 honours insteadOf).
+    let github_url = "git@github.com:acme/widget.git";
+    fs::write(
+        world.home.join(".gitconfig"),
+        format!("[url \"{}\"]\n\tinsteadOf = {github_url}\n", bare.display()),
+    )
+    .unwrap();
+    let repo = world.clone_into(&world.code, "widget", bare.to_str().unwrap());
+    world.run_git(&repo, &["remote", "set-url", "origin", github_url]);
+    let id = world
+        .record(&repo, 42)
+        .set("featureBranch", "feat/search")
+        .set("repoIdentity", "github.com/acme/widget")
+        .write();
+
+    let replies = world.root.join("gh-replies");
+    fs::create_dir_all(&replies).unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/gh");
+    fs::copy(
+        fixtures.join("pr-view.acme.widget.42.json"),
+        replies.join("pr-view.acme.widget.42.json"),
+    )
+    .unwrap();
+    fs::write(replies.join("pr-list.acme.widget.json"), "[]").unwrap();
+    let gh = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gh-stand-in/gh");
+    let gh_log = world.root.join("gh.log");
+    let config = world.config(&format!(
+        "forge = \"gh\"\ngh_program = \"{}\"\nland_command = [\"true\"]\n",
+        gh.display()
+    ));
+
+    world
+        .berth_daemon()
+        .env("GH_STANDIN_DIR", &replies)
+        .env("GH_STANDIN_LOG", &gh_log)
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .assert()
+        .code(1);
+
+    let record = world.read_record(&id);
+    assert_eq!(record["status"], "blocked");
+    let why = record["lastError"].as_str().unwrap();
+    assert!(
+        why.contains("exited 0 but GitHub reports PR #42 as open"),
+        "{why}"
+    );
+    let calls = fs::read_to_string(&gh_log).unwrap();
+    assert!(
+        calls.contains(r#""pr","list","--repo","acme/widget""#),
+        "{calls}"
+    );
+    assert!(
+        calls.contains(
+            r#""pr","view","42","--repo","acme/widget","--json","state,mergedAt,mergeCommit""#
+        ),
+        "{calls}"
+    );
+    assert!(
+        world.lock_refs(bare.to_str().unwrap()).is_empty(),
+        "lock ref left behind"
+    );
+}

@@ -4,8 +4,10 @@
 mod support;
 
 mod daemon;
+mod demo;
 mod forge;
 mod gates;
 mod lane_lock;
+mod lock_cli;
 mod queue_cli;
 mod runner;

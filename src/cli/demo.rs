@@ -1,0 +1,18 @@
+//! `berth demo`: the README's "run it" command.
+
+use super::Outcome;
+
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Keep the throwaway world afterwards (its path is printed).
+    #[arg(long)]
+    pub keep: bool,
+}
+
+pub fn run(args: &DemoArgs) -> anyhow::Result<Outcome> {
+    Ok(if crate::demo::run(args.keep)? {
+        Outcome::Clean
+    } else {
+        Outcome::NeedsAttention
+    })
+}

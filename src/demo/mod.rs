@@ -1,0 +1,172 @@
+//! `berth demo`: berth's main job on a throwaway world, narrated, on any machine with git.
+//!
+//! It builds a world (a bare remote behind `git daemon` on 127.0.0.1, a clone, three
+//! queued PRs in two lanes, one planted record), runs the real daemon with the `git` forge
+//! and a landing script that really merges and pushes, narrates what it sees happen (status
+//! changes, lock refs appearing and disappearing), and then checks every claim it made. It
+//! succeeds only if every check holds.
+
+mod observer;
+mod world;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ForgeKind};
+use crate::daemon::{self, Mode, Shared};
+use crate::gates::Allowlist;
+use crate::record::Status;
+use crate::runner::CommandTemplate;
+
+use observer::Observer;
+use world::World;
+
+/// How long the demo lets the daemon work before it calls the run a failure.
+const DEMO_DEADLINE: Duration = Duration::from_secs(90);
+
+/// One claim the demo made, and whether it held.
+struct Check {
+    claim: String,
+    held: bool,
+}
+
+/// Runs the demo; `Ok(true)` when every narrated step happened.
+pub fn run(keep: bool) -> anyhow::Result<bool> {
+    let temp = tempfile::Builder::new().prefix("berth-demo-").tempdir()?;
+    let root = temp.path().canonicalize()?;
+    say(&format!(
+        "berth demo: building a throwaway world in {}",
+        root.display()
+    ));
+    let world = World::build(&root)?;
+    say(&format!(
+        "  a bare remote served by `git daemon` at {}, cloned to {}",
+        world.origin_url,
+        world.clone.display()
+    ));
+    for pr in &world.prs {
+        say(&format!(
+            "  queued PR #{} ({} -> {})",
+            pr.pr, pr.feature, pr.base
+        ));
+    }
+    say(&format!(
+        "  planted record {}: its repo path is a symlink that leads out of the allowed root",
+        world.planted_id
+    ));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let checks = runtime.block_on(run_daemon(&world))?;
+    runtime.shutdown_timeout(Duration::from_millis(500));
+
+    say("");
+    say("checks:");
+    let mut all_held = true;
+    for check in &checks {
+        all_held &= check.held;
+        say(&format!(
+            "  [{}] {}",
+            if check.held { "ok" } else { "FAILED" },
+            check.claim
+        ));
+    }
+    if keep {
+        let kept = temp.keep();
+        say(&format!("the world is kept in {}", kept.display()));
+    }
+    say(if all_held {
+        "demo finished: every step happened as narrated"
+    } else {
+        "demo FAILED: see the checks above"
+    });
+    Ok(all_held)
+}
+
+fn say(line: &str) {
+    println!("{line}");
+}
+
+async fn run_daemon(world: &World) -> anyhow::Result<Vec<Check>> {
+    let land = CommandTemplate::parse(vec![
+        "sh".into(),
+        world.land_script.to_string_lossy().into_owned(),
+        "{branch}".into(),
+        "{base}".into(),
+    ])?;
+    let config = Config {
+        land_command: land.clone(),
+        ship_command: land,
+        forge: ForgeKind::Git,
+        poll_secs: 1,
+        max_lanes: 1,
+        ..Config::default()
+    };
+    let (allowlist, _) = Allowlist::build(None, None, Some(&world.code));
+    let shared = Arc::new(Shared::new(
+        world.queue.clone(),
+        allowlist,
+        config,
+        world.berth_dir.clone(),
+    )?);
+    let stop = CancellationToken::new();
+    let daemon = tokio::spawn(daemon::run(Arc::clone(&shared), Mode::Watch, stop.clone()));
+    say("");
+    say("running the daemon (git forge, one lane at a time):");
+
+    let mut observer = Observer::new(world, Arc::clone(&shared.locks));
+    let settled = tokio::time::timeout(DEMO_DEADLINE, observer.watch_until_settled()).await;
+    stop.cancel();
+    daemon.await.context("daemon task")??;
+    if settled.is_err() {
+        say(&format!(
+            "  (gave up waiting after {}s)",
+            DEMO_DEADLINE.as_secs()
+        ));
+    }
+    check(world, &observer)
+}
+
+fn check(world: &World, observer: &Observer) -> anyhow::Result<Vec<Check>> {
+    let mut checks = Vec::new();
+    for pr in &world.prs {
+        let record = world.queue.load(&pr.id)?.record;
+        checks.push(Check {
+            claim: format!(
+                "PR #{} is landed and {} is merged into {} on the remote",
+                pr.pr, pr.feature, pr.base
+            ),
+            held: record.status == Status::Landed
+                && world.merged_on_remote(&pr.feature, &pr.base)?,
+        });
+    }
+    let planted = world.queue.load(&world.planted_id)?.record;
+    checks.push(Check {
+        claim: "the planted record is blocked at the repo path gate".into(),
+        held: planted.status == Status::Blocked
+            && planted
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("gate: repo path gate refused")),
+    });
+    let lanes: Vec<&str> = vec!["main", "release/1.x"];
+    for base in lanes {
+        checks.push(Check {
+            claim: format!("a lock ref for the {base} lane appeared while it landed"),
+            held: observer.lock_seen_for(base),
+        });
+    }
+    checks.push(Check {
+        claim: "no lock ref is left on the remote".into(),
+        held: observer.remaining_locks()?.is_empty(),
+    });
+    checks.push(Check {
+        claim: "lanes landed one at a time, each in queue order".into(),
+        held: observer.landed_in_order(&world.prs),
+    });
+    Ok(checks)
+}

@@ -1,0 +1,216 @@
+//! The demo's throwaway world: bare remotes served by `git daemon` on 127.0.0.1, clones
+//! under an allowed root, queued records, and one planted record.
+//!
+//! The world is built with the `git` CLI (the demo needs git on the machine anyway, for
+//! `git daemon` and for the landing script); berth itself still runs no `git` process.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+use crate::git_daemon::GitDaemon;
+use crate::record::{Record, Status};
+use crate::store::QueueStore;
+
+/// One queued PR in the demo.
+pub struct DemoPr {
+    pub id: String,
+    pub pr: u64,
+    pub feature: String,
+    pub base: String,
+}
+
+pub struct World {
+    pub code: PathBuf,
+    pub queue: QueueStore,
+    pub berth_dir: PathBuf,
+    pub clone: PathBuf,
+    pub origin_url: String,
+    pub prs: Vec<DemoPr>,
+    pub planted_id: String,
+    pub land_script: PathBuf,
+    /// Serves the remote for as long as the world exists; stopped on drop.
+    _server: GitDaemon,
+}
+
+/// Runs `git` with a fixed identity and none of the user's or system's config, so the
+/// demo behaves the same on every machine.
+pub fn git(cwd: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("git")
+        .current_dir(cwd)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "berth demo")
+        .env("GIT_AUTHOR_EMAIL", "demo@berth.invalid")
+        .env("GIT_COMMITTER_NAME", "berth demo")
+        .env("GIT_COMMITTER_EMAIL", "demo@berth.invalid")
+        .args(args)
+        .output()
+        .with_context(|| format!("running git {args:?} (is git installed?)"))?;
+    if !out.status.success() {
+        bail!(
+            "git {args:?} in {} failed: {}",
+            cwd.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The landing command: merge the feature branch into the base, push, like a release
+/// agent would. It pauses a moment so the lane lock can be seen on the remote.
+const LAND_SCRIPT: &str = "#!/bin/sh
+set -e
+export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null
+export GIT_AUTHOR_NAME='berth demo' GIT_AUTHOR_EMAIL=demo@berth.invalid
+export GIT_COMMITTER_NAME='berth demo' GIT_COMMITTER_EMAIL=demo@berth.invalid
+branch=$1 base=$2
+git fetch -q origin
+git checkout -q -B \"$base\" \"origin/$base\"
+git merge -q --no-ff -m \"land $branch into $base\" \"origin/$branch\"
+sleep 1
+git push -q origin \"$base\"
+echo \"landed $branch into $base\"
+";
+
+impl World {
+    pub fn build(root: &Path) -> anyhow::Result<World> {
+        let code = root.join("code");
+        let remotes = root.join("remotes");
+        let seed = root.join("seed");
+        for dir in [&code, &remotes, &seed] {
+            fs::create_dir_all(dir)?;
+        }
+        git(
+            &remotes,
+            &["init", "-q", "--bare", "-b", "main", "acme/widget.git"],
+        )?;
+        git(root, &["init", "-q", "-b", "main", "seed"])?;
+        fs::write(seed.join("README.md"), "# widget\n")?;
+        git(&seed, &["add", "README.md"])?;
+        git(&seed, &["commit", "-q", "-m", "widget: first commit"])?;
+        let bare = remotes.join("acme/widget.git");
+        let bare_str = bare.to_string_lossy().into_owned();
+        git(
+            &seed,
+            &["push", "-q", &bare_str, "main", "main:release/1.x"],
+        )?;
+
+        let server = GitDaemon::start(&remotes).context("starting git daemon on 127.0.0.1")?;
+        let origin_url = server.url_for("acme/widget.git");
+        git(&code, &["clone", "-q", &origin_url, "widget"])?;
+        let clone = code.join("widget");
+
+        let mut prs = Vec::new();
+        let queue = QueueStore::new(root.join("queue"));
+        queue.ensure_dir()?;
+        let identity = crate::identity::repo_identity(&clone)?;
+        let queued = [
+            (101, "main", "search"),
+            (102, "main", "billing"),
+            (201, "release/1.x", "hotfix"),
+        ];
+        for (minute, (pr, base, name)) in (1..).zip(queued) {
+            let feature = format!("feat/{name}");
+            git(
+                &clone,
+                &["checkout", "-q", "-B", &feature, &format!("origin/{base}")],
+            )?;
+            fs::write(clone.join(format!("{name}.txt")), format!("{name}\n"))?;
+            git(&clone, &["add", "."])?;
+            git(
+                &clone,
+                &["commit", "-q", "-m", &format!("{name}: implement")],
+            )?;
+            git(&clone, &["push", "-q", "origin", &feature])?;
+            let record = demo_record(&clone, &identity, pr, &feature, base, minute);
+            let id = queue.insert(&record)?;
+            prs.push(DemoPr {
+                id,
+                pr,
+                feature,
+                base: base.to_owned(),
+            });
+        }
+        git(&clone, &["checkout", "-q", "--detach"])?;
+
+        // The planted record: a symlink inside the allowed root that leads outside it.
+        let outside = root.join("outside");
+        fs::create_dir_all(&outside)?;
+        git(&outside, &["init", "-q"])?;
+        let sneaky = code.join("sneaky");
+        std::os::unix::fs::symlink(&outside, &sneaky)?;
+        let mut planted = demo_record(&sneaky, &identity, 666, "feat/innocent", "main", 0);
+        planted.repo_identity = None;
+        let planted_id = queue.insert(&planted)?;
+
+        let land_script = root.join("land.sh");
+        fs::write(&land_script, LAND_SCRIPT)?;
+        fs::set_permissions(&land_script, fs::Permissions::from_mode(0o755))?;
+        Ok(World {
+            code,
+            queue,
+            berth_dir: root.join("berth"),
+            clone,
+            origin_url,
+            prs,
+            planted_id,
+            land_script,
+            _server: server,
+        })
+    }
+
+    /// Whether `feature` is merged into `base` on the remote, asked of the remote itself.
+    pub fn merged_on_remote(&self, feature: &str, base: &str) -> anyhow::Result<bool> {
+        git(&self.clone, &["fetch", "-q", "origin"])?;
+        let status = Command::new("git")
+            .current_dir(&self.clone)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .args([
+                "merge-base",
+                "--is-ancestor",
+                &format!("origin/{feature}"),
+                &format!("origin/{base}"),
+            ])
+            .status()?;
+        Ok(status.success())
+    }
+}
+
+fn demo_record(
+    repo: &Path,
+    identity: &str,
+    pr: u64,
+    feature: &str,
+    base: &str,
+    minute: u64,
+) -> Record {
+    let repo_path = repo.to_string_lossy().into_owned();
+    Record {
+        run_id: format!("demo-run-{pr}"),
+        repo_path: repo_path.clone(),
+        base_branch: base.to_owned(),
+        feature_branch: feature.to_owned(),
+        pr_number: pr,
+        version: "1.0.0".into(),
+        living_plan_path: format!("{repo_path}/PLAN.md"),
+        worktree_path: repo_path,
+        queued_at: format!("2026-01-01T00:{minute:02}:00.000Z"),
+        status: Status::Queued,
+        repo_identity: Some(identity.to_owned()),
+        pr_url: None,
+        source_plan_path: None,
+        last_error: None,
+        last_updated_at: None,
+        last_github_checked_at: None,
+        last_github_state: None,
+        reconciled_at: None,
+        retries: None,
+        claimed_by: None,
+        extra: Default::default(),
+    }
+}

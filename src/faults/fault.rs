@@ -1,0 +1,209 @@
+//! A fault: what a detector (built-in or learned) says is wrong with a run or the queue.
+//!
+//! Faults come out of rules, so [`Fault::from_json`] is the gate every rule's return value
+//! passes: a malformed map is that rule's error, never a fault with made-up fields.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Categories are upper-case identifiers (`HAND_MERGED_FEATURE`); they end up in halt
+/// event messages and file listings, so they are kept short and plain.
+pub const MAX_CATEGORY_LEN: usize = 64;
+/// A description is a sentence for an investigator, not a log dump.
+pub const MAX_DESCRIPTION_LEN: usize = 2048;
+
+/// How urgent a fault is, as gstack spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Severity {
+    Critical,
+    High,
+    Medium,
+}
+
+impl Severity {
+    pub fn parse(text: &str) -> Option<Severity> {
+        match text {
+            "CRITICAL" => Some(Severity::Critical),
+            "HIGH" => Some(Severity::High),
+            "MEDIUM" => Some(Severity::Medium),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "CRITICAL",
+            Severity::High => "HIGH",
+            Severity::Medium => "MEDIUM",
+        }
+    }
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One fault, in the shape `berth detect --json` prints and gstack's detectors return.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fault {
+    pub category: String,
+    pub severity: Severity,
+    pub description: String,
+    #[serde(default)]
+    pub source_files: Vec<String>,
+    #[serde(default)]
+    pub evidence: Map<String, Value>,
+}
+
+/// Whether `category` is a usable fault category: `[A-Z0-9_]+`, at most 64 characters.
+pub fn valid_category(category: &str) -> bool {
+    !category.is_empty()
+        && category.len() <= MAX_CATEGORY_LEN
+        && category
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
+impl Fault {
+    /// Validates a fault as a rule returned it. The error names the field and the reason.
+    pub fn from_json(value: &Value) -> Result<Fault, String> {
+        let Value::Object(map) = value else {
+            return Err(format!("a fault must be a map, not {}", kind_of(value)));
+        };
+        let text = |field: &str| -> Result<&str, String> {
+            match map.get(field) {
+                Some(Value::String(s)) => Ok(s),
+                Some(other) => Err(format!(
+                    "field `{field}`: must be a string, not {}",
+                    kind_of(other)
+                )),
+                None => Err(format!("field `{field}`: required")),
+            }
+        };
+        let category = text("category")?;
+        if !valid_category(category) {
+            return Err(format!(
+                "field `category`: `{category}` is not an upper-case identifier of at most {MAX_CATEGORY_LEN} characters"
+            ));
+        }
+        let severity = text("severity")?;
+        let severity = Severity::parse(severity).ok_or_else(|| {
+            format!("field `severity`: `{severity}` is not CRITICAL, HIGH or MEDIUM")
+        })?;
+        let description = text("description")?;
+        if description.trim().is_empty() || description.len() > MAX_DESCRIPTION_LEN {
+            return Err(format!(
+                "field `description`: must be non-empty and at most {MAX_DESCRIPTION_LEN} bytes"
+            ));
+        }
+        let source_files = match map.get("sourceFiles") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| {
+                    item.as_str().map(str::to_owned).ok_or_else(|| {
+                        format!(
+                            "field `sourceFiles`: every entry must be a string, not {}",
+                            kind_of(item)
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            Some(other) => {
+                return Err(format!(
+                    "field `sourceFiles`: must be a list of strings, not {}",
+                    kind_of(other)
+                ));
+            }
+        };
+        let evidence = match map.get("evidence") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(evidence)) => evidence.clone(),
+            Some(other) => {
+                return Err(format!(
+                    "field `evidence`: must be a map, not {}",
+                    kind_of(other)
+                ));
+            }
+        };
+        Ok(Fault {
+            category: category.to_owned(),
+            severity,
+            description: description.to_owned(),
+            source_files,
+            evidence,
+        })
+    }
+
+    /// detectors.md's detector fault id, `<category>:<phaseIndex or all>:<first sourceFile
+    /// or *>`: how gstack's investigators group a detector's findings.
+    pub fn detector_id(&self) -> String {
+        let phase = match self.evidence.get("phaseIndex") {
+            Some(Value::Number(n)) => n.to_string(),
+            _ => "all".to_owned(),
+        };
+        let file = self.source_files.first().map_or("*", String::as_str);
+        format!("{}:{phase}:{file}", self.category)
+    }
+}
+
+/// "a string", "a number", ...: for messages about a value of the wrong kind.
+pub(crate) fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a map",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn validates_rule_output_naming_the_field() {
+        let ok = json!({"category": "HAND_MERGED_FEATURE", "severity": "HIGH",
+            "description": "d", "sourceFiles": ["/s.json"], "evidence": {"phaseIndex": 2}});
+        let fault = Fault::from_json(&ok).unwrap();
+        assert_eq!(fault.severity, Severity::High);
+        assert_eq!(fault.detector_id(), "HAND_MERGED_FEATURE:2:/s.json");
+        let bare = json!({"category": "X", "severity": "MEDIUM", "description": "d"});
+        assert_eq!(Fault::from_json(&bare).unwrap().detector_id(), "X:all:*");
+
+        for (bad, needle) in [
+            (json!([1]), "must be a map"),
+            (json!({"severity": "HIGH", "description": "d"}), "`category`: required"),
+            (json!({"category": "lower", "severity": "HIGH", "description": "d"}), "upper-case"),
+            (json!({"category": "X", "severity": "LOW", "description": "d"}), "`severity`"),
+            (json!({"category": "X", "severity": "HIGH", "description": " "}), "`description`"),
+            (json!({"category": "X", "severity": "HIGH", "description": "d", "sourceFiles": [1]}), "`sourceFiles`"),
+            (json!({"category": "X", "severity": "HIGH", "description": "d", "evidence": "e"}), "`evidence`"),
+        ] {
+            let err = Fault::from_json(&bad).unwrap_err();
+            assert!(err.contains(needle), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn serializes_in_gstack_shape() {
+        let fault = Fault {
+            category: "X".into(),
+            severity: Severity::Critical,
+            description: "d".into(),
+            source_files: vec![],
+            evidence: Map::new(),
+        };
+        assert_eq!(
+            serde_json::to_value(&fault).unwrap(),
+            json!({"category": "X", "severity": "CRITICAL", "description": "d", "sourceFiles": [], "evidence": {}})
+        );
+    }
+}

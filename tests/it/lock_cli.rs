@@ -1,0 +1,76 @@
+//! `berth lock status` and `berth lock release`.
+
+use predicates::prelude::*;
+
+use crate::support::World;
+
+#[test]
+fn status_lists_a_live_lock_and_release_needs_force_then_removes_it() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let identity = berth::identity::repo_identity(&lane.clone).unwrap();
+    let locks = berth::lane_lock::LockClient::new(
+        &world.root.join("holder"),
+        berth::lane_lock::LockSettings::default(),
+    )
+    .unwrap();
+    let lane_key = berth::lane_lock::Lane {
+        repo_identity: identity,
+        base_branch: "main".into(),
+    };
+    locks
+        .acquire(&lane.remote_url, &lane_key, "holder-host:42:7", &lane.clone)
+        .unwrap();
+    let ref_name = berth::lane_lock::lock_ref_name(&lane_key);
+    let repo = lane.clone.to_str().unwrap();
+
+    world
+        .berth_daemon()
+        .args(["lock", "status", "--repo-path", repo])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(&ref_name))
+        .stdout(predicate::str::contains("[live] holder holder-host:42:7"));
+
+    world
+        .berth_daemon()
+        .args(["lock", "release", &ref_name, "--repo-path", repo])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("re-run with --force"));
+    assert_eq!(world.lock_refs(&lane.remote_url), [ref_name.clone()]);
+
+    world
+        .berth_daemon()
+        .args(["lock", "release", &ref_name, "--repo-path", repo, "--force"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("removed"));
+    assert!(world.lock_refs(&lane.remote_url).is_empty());
+    let log = std::fs::read_to_string(world.root.join("berth-state/lock-releases.jsonl")).unwrap();
+    assert!(
+        log.contains(&ref_name) && log.contains("holder-host:42:7"),
+        "{log}"
+    );
+
+    world
+        .berth_daemon()
+        .args(["lock", "status", "--repo-path", repo])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("no lane locks"));
+}
+
+#[test]
+fn lock_commands_refuse_a_repo_outside_the_allowlist() {
+    let world = World::new();
+    let outside = world.root.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    world.run_git(&outside, &["init", "-q"]);
+    world
+        .berth_daemon()
+        .args(["lock", "status", "--repo-path", outside.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("repo path gate refused"));
+}
