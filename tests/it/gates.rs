@@ -188,7 +188,9 @@ fn a_record_cannot_claim_another_repos_identity_and_legacy_records_get_one() {
 #[test]
 fn hostile_repo_config_never_runs() {
     let world = World::new();
-    let repo = world.repo("hostile", "ssh://git@github.com/acme/hostile.git");
+    let lane = world.git_lane("hostile", None);
+    let repo = lane.clone.clone();
+    let feature = lane.push_feature("feat/h", "main");
     let canary = world.root.join("CANARY");
     let script = world.root.join("plant.sh");
     fs::write(&script, format!("#!/bin/sh\ntouch {}\n", canary.display())).unwrap();
@@ -219,22 +221,28 @@ fn hostile_repo_config_never_runs() {
 
     world
         .berth()
-        .args([
-            "enqueue",
-            "--repo-path",
-            repo.to_str().unwrap(),
-            "--pr",
-            "3",
-        ])
-        .args(["--feature-branch", "feat/h", "--version", "1"])
+        .args(["enqueue", "--repo-path", repo.to_str().unwrap(), "--pr", "3"])
+        .args(["--feature-branch", &feature, "--version", "1"])
         .assert()
         .success();
     world.berth().arg("status").assert().success();
+    // The whole landing path: identity, forge fetch, lane lock push, release. The landing
+    // command itself only prints: any git process berth started would fire a hook.
+    let config = world.config("forge = \"git\"\nland_command = [\"echo\", \"{branch}\"]\n");
+    world
+        .berth_daemon()
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .assert()
+        .code(1);
+    let id = fs::read_dir(&world.queue)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.ends_with("-main-pr-3.json"))
+        .unwrap();
+    let record = world.read_record(id.trim_end_matches(".json"));
+    assert_eq!(record["status"], "blocked", "{record:#}");
+    assert!(record["lastError"].as_str().unwrap().contains("not merged"), "{record:#}");
     let list = allowlist(&world, None);
-    let rec = Record::from_json(world.read_record("github.com-acme-hostile-main-pr-3")).unwrap();
-    list.gate_record(&rec).unwrap();
-    assert!(
-        !canary.exists(),
-        "a program from the repo's config or hooks ran"
-    );
+    list.gate_record(&Record::from_json(record).unwrap()).unwrap();
+    assert!(!canary.exists(), "a program from the repo's config or hooks ran");
 }
