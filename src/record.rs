@@ -165,6 +165,39 @@ const OPTIONAL: [(&str, Kind); 10] = [
 ];
 
 impl Record {
+    /// A fresh `queued` record for one PR, queued now, its worktree the repo itself;
+    /// callers fill in what else they know.
+    pub fn queued(
+        repo_path: &str,
+        base_branch: &str,
+        feature_branch: &str,
+        pr_number: u64,
+    ) -> Record {
+        Record {
+            run_id: String::new(),
+            repo_path: repo_path.to_owned(),
+            base_branch: base_branch.to_owned(),
+            feature_branch: feature_branch.to_owned(),
+            pr_number,
+            version: String::new(),
+            living_plan_path: String::new(),
+            worktree_path: repo_path.to_owned(),
+            queued_at: crate::clock::now_iso(),
+            status: Status::Queued,
+            repo_identity: None,
+            pr_url: None,
+            source_plan_path: None,
+            last_error: None,
+            last_updated_at: None,
+            last_github_checked_at: None,
+            last_github_state: None,
+            reconciled_at: None,
+            retries: None,
+            claimed_by: None,
+            extra: Map::new(),
+        }
+    }
+
     /// Validates a parsed JSON document field by field, then builds the record.
     pub fn from_json(value: Value) -> Result<Record, FieldError> {
         let Value::Object(mut map) = value else {

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 
 use super::{Context, Outcome};
 use crate::gates::WorktreeChoice;
-use crate::record::{Record, Status};
+use crate::record::Record;
 
 #[derive(clap::Args, Debug)]
 pub struct EnqueueArgs {
@@ -42,37 +42,19 @@ pub struct EnqueueArgs {
 }
 
 pub fn run(ctx: &Context, args: &EnqueueArgs) -> anyhow::Result<Outcome> {
-    let now = crate::clock::now_iso();
     let repo_path = args.repo_path.to_string_lossy().into_owned();
-    let mut record = Record {
-        run_id: args
-            .run_id
-            .clone()
-            .unwrap_or_else(|| format!("manual-{}", now.replace([':', '.'], "-"))),
-        repo_path: repo_path.clone(),
-        base_branch: args.base.clone(),
-        feature_branch: args.feature_branch.clone(),
-        pr_number: args.pr,
-        version: args.version.clone(),
-        living_plan_path: args.living_plan_path.clone(),
-        worktree_path: args
-            .worktree_path
-            .as_ref()
-            .map_or(repo_path, |p| p.to_string_lossy().into_owned()),
-        queued_at: now,
-        status: Status::Queued,
-        repo_identity: None,
-        pr_url: args.pr_url.clone(),
-        source_plan_path: args.source_plan_path.clone(),
-        last_error: None,
-        last_updated_at: None,
-        last_github_checked_at: None,
-        last_github_state: None,
-        reconciled_at: None,
-        retries: None,
-        claimed_by: None,
-        extra: Default::default(),
-    };
+    let mut record = Record::queued(&repo_path, &args.base, &args.feature_branch, args.pr);
+    record.run_id = args
+        .run_id
+        .clone()
+        .unwrap_or_else(|| format!("manual-{}", record.queued_at.replace([':', '.'], "-")));
+    record.version = args.version.clone();
+    record.living_plan_path = args.living_plan_path.clone();
+    if let Some(worktree) = &args.worktree_path {
+        record.worktree_path = worktree.to_string_lossy().into_owned();
+    }
+    record.pr_url = args.pr_url.clone();
+    record.source_plan_path = args.source_plan_path.clone();
     if args.pr == 0 {
         anyhow::bail!("--pr must be a positive PR number");
     }

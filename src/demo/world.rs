@@ -12,7 +12,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 use crate::git_daemon::GitDaemon;
-use crate::record::{Record, Status};
+use crate::record::Record;
 use crate::store::QueueStore;
 
 /// One queued PR in the demo.
@@ -189,28 +189,12 @@ fn demo_record(
     base: &str,
     minute: u64,
 ) -> Record {
-    let repo_path = repo.to_string_lossy().into_owned();
-    Record {
-        run_id: format!("demo-run-{pr}"),
-        repo_path: repo_path.clone(),
-        base_branch: base.to_owned(),
-        feature_branch: feature.to_owned(),
-        pr_number: pr,
-        version: "1.0.0".into(),
-        living_plan_path: format!("{repo_path}/PLAN.md"),
-        worktree_path: repo_path,
-        queued_at: format!("2026-01-01T00:{minute:02}:00.000Z"),
-        status: Status::Queued,
-        repo_identity: Some(identity.to_owned()),
-        pr_url: None,
-        source_plan_path: None,
-        last_error: None,
-        last_updated_at: None,
-        last_github_checked_at: None,
-        last_github_state: None,
-        reconciled_at: None,
-        retries: None,
-        claimed_by: None,
-        extra: Default::default(),
-    }
+    let repo_path = repo.to_string_lossy();
+    let mut record = Record::queued(&repo_path, base, feature, pr);
+    record.run_id = format!("demo-run-{pr}");
+    record.version = "1.0.0".into();
+    record.living_plan_path = format!("{repo_path}/PLAN.md");
+    record.queued_at = format!("2026-01-01T00:{minute:02}:00.000Z");
+    record.repo_identity = Some(identity.to_owned());
+    record
 }
