@@ -16,6 +16,12 @@ use berth::lane_lock::{Acquire, Lane, LockClient, LockSettings, Released, lock_r
 
 const WARMUP: usize = 3;
 const ROUNDS: usize = 40;
+/// Acquire on a free lane is one push (create); release is one push (delete).
+const BERTH_CONNECTIONS: u32 = 2;
+/// `ls-remote`, `push`, `ls-remote`, `push :ref`.
+const CLI_CONNECTIONS: u32 = 4;
+/// `mktree`, `commit-tree`.
+const CLI_LOCAL_PROCESSES: u32 = 2;
 
 fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -63,6 +69,14 @@ fn main() {
         "  ratio (gstack / berth):      median {:.1}x  mean {:.1}x",
         cli_median.as_secs_f64() / berth_median.as_secs_f64(),
         cli_mean.as_secs_f64() / berth_mean.as_secs_f64()
+    );
+    // Each connection to `git daemon` costs a fork + exec of upload-pack/receive-pack on
+    // the server (and, on loopback, a delayed-ACK stall): a floor both sides pay per
+    // connection, which caps the wall-clock ratio whatever the client does.
+    println!(
+        "  remote connections:          berth {BERTH_CONNECTIONS} ({:.2?} each), gstack way {CLI_CONNECTIONS} ({:.2?} each) + {CLI_LOCAL_PROCESSES} local git processes",
+        berth_median / BERTH_CONNECTIONS,
+        cli_median / CLI_CONNECTIONS,
     );
 }
 

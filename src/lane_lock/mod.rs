@@ -313,7 +313,7 @@ pub enum LockError {
         ttl: Duration,
     },
     #[error(
-        "lane lock {ref_name} on {url} kept changing during {attempts} attempts to {op} it (last: {last}); skip the lane this tick and retry later"
+        "lane lock {ref_name} on {url}: {op} did not settle in {attempts} attempts (last: {last}); the ref kept changing or the remote kept refusing the update: skip the lane this tick, and if it persists check push rights to refs/gstack/release-locks/"
     )]
     Contended {
         op: &'static str,
@@ -477,8 +477,8 @@ impl LockClient {
             let (sha, payload, started) =
                 self.write_new_lock(&scratch, &target, lane, owner_id, repo_path)?;
             let takeover = format!("+{sha}:{ref_name}");
-            let outcome = push_guarded(&scratch.repo, origin_url, &takeover, &ref_name, &|_old| {
-                true
+            let outcome = push_guarded(&scratch.repo, origin_url, &takeover, &ref_name, &|old| {
+                old == current
             })
             .map_err(|e| target.remote_error("takeover", e))?;
             match outcome {
@@ -624,7 +624,7 @@ impl LockClient {
     ) -> Result<Released, LockError> {
         let problem = if !ref_name.starts_with(LOCK_REF_PREFIX) {
             Some("only refs under refs/gstack/release-locks/ are lane locks")
-        } else if !Reference::is_valid_name(ref_name) || ref_name.contains(['*', '?', '[']) {
+        } else if !Reference::is_valid_name(ref_name) {
             Some("it is not a valid git ref name")
         } else {
             None
@@ -750,10 +750,9 @@ impl LockClient {
                     .file_name()
                     .to_string_lossy()
                     .starts_with(transport::SCRATCH_PREFIX)
+                && let Err(e) = std::fs::remove_dir_all(entry.path())
             {
-                if let Err(e) = std::fs::remove_dir_all(entry.path()) {
-                    tracing::warn!(path = %entry.path().display(), error = %e, "could not remove a stale lane-lock scratch repo");
-                }
+                tracing::warn!(path = %entry.path().display(), error = %e, "could not remove a stale lane-lock scratch repo");
             }
         }
     }
@@ -839,7 +838,7 @@ mod tests {
     }
 
     #[test]
-    fn lane_lock_ref_names_match_gstack() {
+    fn ref_names_match_gstack() {
         assert_eq!(
             lock_ref_name(&lane("github.com/acme/widget", "main")),
             "refs/gstack/release-locks/github.com-acme-widget/main"
@@ -855,7 +854,7 @@ mod tests {
     }
 
     #[test]
-    fn lane_lock_refuses_refs_git_would_reject() {
+    fn refuses_refs_git_would_reject() {
         for bad in [
             lane("acme", "x.lock"),
             lane(".hidden", "main"),
@@ -869,7 +868,7 @@ mod tests {
     }
 
     #[test]
-    fn lane_lock_settings_keep_one_heartbeat_ttl_relationship() {
+    fn settings_keep_one_heartbeat_ttl_relationship() {
         let defaults = LockSettings::default();
         assert_eq!(defaults.ttl, Duration::from_secs(7200));
         assert_eq!(defaults.heartbeat_every, Duration::from_secs(900));
@@ -891,7 +890,7 @@ mod tests {
     }
 
     #[test]
-    fn lane_lock_force_release_takes_only_full_shas_of_lock_refs() {
+    fn force_release_takes_only_full_shas_of_lock_refs() {
         let dir = tempfile::tempdir().unwrap();
         let client = LockClient::new(&dir.path().join("scratch"), LockSettings::default()).unwrap();
         let url = "git://127.0.0.1:1/none";
@@ -915,7 +914,7 @@ mod tests {
     }
 
     #[test]
-    fn lane_lock_scratch_dir_is_private_and_stale_leftovers_are_swept() {
+    fn scratch_dir_is_private_and_stale_leftovers_are_swept() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let scratch = dir.path().join("state/lane-lock");
@@ -940,7 +939,7 @@ mod tests {
     }
 
     #[test]
-    fn lane_lock_held_lock_is_lost_after_ttl_or_when_stolen() {
+    fn held_lock_is_lost_after_ttl_or_when_stolen() {
         let start = Instant::now();
         let mut held = HeldLock {
             origin_url: "git://127.0.0.1/x".into(),

@@ -155,10 +155,11 @@ fn a_lane_locked_elsewhere_is_skipped_and_another_lane_lands() {
 
 /// Starts `berth run --once` in the background with a landing that sleeps, and waits
 /// until the landing process is running.
+#[allow(clippy::zombie_processes)] // the child is handed to the caller, which waits on it
 fn start_sleeping_landing(world: &World, config: &Path) -> (std::process::Child, i32) {
     let pid_file = world.root.join("landing.pid");
     let bin = assert_cmd::cargo::cargo_bin("berth");
-    let child = Command::new(bin)
+    let mut child = Command::new(bin)
         .args(["run", "--once", "--config", config.to_str().unwrap()])
         .current_dir(&world.root)
         .env("HOME", &world.home)
@@ -176,7 +177,11 @@ fn start_sleeping_landing(world: &World, config: &Path) -> (std::process::Child,
         {
             return (child, pid);
         }
-        assert!(Instant::now() < deadline, "the landing never started");
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the landing never started");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }

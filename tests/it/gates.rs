@@ -221,7 +221,13 @@ fn hostile_repo_config_never_runs() {
 
     world
         .berth()
-        .args(["enqueue", "--repo-path", repo.to_str().unwrap(), "--pr", "3"])
+        .args([
+            "enqueue",
+            "--repo-path",
+            repo.to_str().unwrap(),
+            "--pr",
+            "3",
+        ])
         .args(["--feature-branch", &feature, "--version", "1"])
         .assert()
         .success();
@@ -241,8 +247,15 @@ fn hostile_repo_config_never_runs() {
         .unwrap();
     let record = world.read_record(id.trim_end_matches(".json"));
     assert_eq!(record["status"], "blocked", "{record:#}");
-    assert!(record["lastError"].as_str().unwrap().contains("not merged"), "{record:#}");
+    assert!(
+        record["lastError"].as_str().unwrap().contains("not merged"),
+        "{record:#}"
+    );
     let list = allowlist(&world, None);
-    list.gate_record(&Record::from_json(record).unwrap()).unwrap();
-    assert!(!canary.exists(), "a program from the repo's config or hooks ran");
+    list.gate_record(&Record::from_json(record).unwrap())
+        .unwrap();
+    assert!(
+        !canary.exists(),
+        "a program from the repo's config or hooks ran"
+    );
 }

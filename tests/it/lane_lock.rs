@@ -489,8 +489,33 @@ fn heartbeat_failures_lose_the_lock_once_the_ttl_has_passed() {
     ));
 }
 
+/// Set in the child process that runs the timeout checks (see below).
+const TIMEOUT_CHILD_ENV: &str = "BERTH_LANE_LOCK_TIMEOUT_CHILD";
+
+/// libgit2's timeouts are process-wide and the first `LockClient` sets them, while other
+/// modules of this test binary create clients with the 30 s default. So the test re-runs
+/// itself alone in a child process, where this module's short timeout is the one in force.
 #[test]
 fn a_dead_remote_is_an_error_never_an_absent_ref() {
+    if std::env::var_os(TIMEOUT_CHILD_ENV).is_some() {
+        dead_remote_checks();
+        return;
+    }
+    let name = "lane_lock::a_dead_remote_is_an_error_never_an_absent_ref";
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--test-threads=1", "--nocapture"])
+        .env(TIMEOUT_CHILD_ENV, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn dead_remote_checks() {
     let (_dir, client) = client(LONG_TTL);
     let lane = lane("main");
     let ref_name = lock_ref_name(&lane);
@@ -789,4 +814,42 @@ async fn heartbeat_task_signals_loss_when_the_lock_is_taken() {
         }
     );
     assert_eq!(remote.sha(&ref_name), Some(intruder));
+}
+
+#[test]
+fn a_remote_that_refuses_updates_is_never_read_as_success() {
+    use std::os::unix::fs::PermissionsExt;
+    let remote = remote();
+    let (_dir, client) = client(LONG_TTL);
+    let main_lane = lane("main");
+    let ref_name = lock_ref_name(&main_lane);
+    let mut held =
+        acquired(client.acquire(&remote.url, &main_lane, "owner-a", Path::new("/src/a")));
+    // From now on the host declines every ref update (push() is Ok, the ref reports why).
+    let hook = remote.bare.join("hooks/pre-receive");
+    std::fs::write(&hook, "#!/bin/sh\nexit 1\n").unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    match client.heartbeat(&mut held) {
+        Err(LockError::Rejected { status, .. }) => assert!(status.contains("hook"), "{status}"),
+        other => panic!("expected Rejected, got {other:?}"),
+    }
+    assert!(
+        !held.is_lost(Instant::now()),
+        "a refusal alone is not a takeover"
+    );
+    assert!(matches!(
+        client.release(&held),
+        Err(LockError::Contended { op: "release", .. })
+    ));
+    assert_eq!(remote.sha(&ref_name), Some(held.sha()));
+
+    let other = lane("other");
+    match client.acquire(&remote.url, &other, "owner-a", Path::new("/src/a")) {
+        Err(e @ LockError::Contended { .. }) => {
+            assert!(e.to_string().contains("create rejected"), "{e}")
+        }
+        other => panic!("expected Contended, got {other:?}"),
+    }
+    assert_eq!(remote.sha(&lock_ref_name(&other)), None);
 }

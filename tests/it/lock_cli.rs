@@ -38,7 +38,10 @@ fn status_lists_a_live_lock_and_release_needs_force_then_removes_it() {
         .assert()
         .code(1)
         .stdout(predicate::str::contains("re-run with --force"));
-    assert_eq!(world.lock_refs(&lane.remote_url), [ref_name.clone()]);
+    assert_eq!(
+        world.lock_refs(&lane.remote_url),
+        std::slice::from_ref(&ref_name)
+    );
 
     world
         .berth_daemon()
