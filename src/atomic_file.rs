@@ -3,7 +3,7 @@
 
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// Atomically replaces (or creates) `path` with `bytes`, leaving it with `mode`.
@@ -52,16 +52,24 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Opens (creating if needed) a lock file and takes an exclusive advisory lock on it; the
-/// lock is released when the returned file is dropped, including when the process dies.
-pub fn lock_exclusive(lock_path: &Path) -> io::Result<File> {
+/// Opens (creating if needed, mode 0600) a file to hold an advisory lock on. O_NOFOLLOW:
+/// a planted symlink must not make berth create or chmod a file elsewhere.
+pub fn open_lock_file(lock_path: &Path) -> io::Result<File> {
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(lock_path)?;
     file.set_permissions(Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
+/// Takes an exclusive advisory lock on a lock file, waiting for it; the lock is released
+/// when the returned file is dropped, including when the process dies.
+pub fn lock_exclusive(lock_path: &Path) -> io::Result<File> {
+    let file = open_lock_file(lock_path)?;
     file.lock()?;
     Ok(file)
 }
@@ -86,6 +94,15 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("r.json")]);
+    }
+
+    #[test]
+    fn lock_files_never_follow_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::os::unix::fs::symlink(&elsewhere, dir.path().join(".r.lock")).unwrap();
+        assert!(lock_exclusive(&dir.path().join(".r.lock")).is_err());
+        assert!(!elsewhere.exists());
     }
 
     #[test]

@@ -69,12 +69,18 @@ pub struct Allowlist {
     prefixes: Vec<PathBuf>,
 }
 
-/// A repo that passed the gate: both paths are realpaths inside the allowlist.
+/// A repo that passed the gate: every path is a realpath inside the allowlist.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GatedRepo {
     pub path: PathBuf,
     pub git_dir: PathBuf,
+    /// The repository's shared git dir: `git_dir` itself, or where a linked worktree's
+    /// `commondir` leads. Two checkouts of one repository share it.
+    pub common_dir: PathBuf,
 }
+
+/// A git config file larger than this is not a repo's config; berth will not parse it.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 /// Where a landing runs: the record's worktree if it passed the gate, else a scratch one.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -210,18 +216,19 @@ impl Allowlist {
                 format!("not under an allowed root{shown}; {}", self.describe()),
             ));
         }
-        let git_dir = self
+        let (git_dir, common_dir) = self
             .gate_git_dir(&real)
             .map_err(|reason| refuse(gate, raw, reason))?;
         Ok(GatedRepo {
             path: real,
             git_dir,
+            common_dir,
         })
     }
 
     /// The `.git` entry of `repo`: a directory, or a file `gitdir: <path>` (a linked
     /// worktree); the dir it leads to, and a `commondir` inside it, must be allowed too.
-    fn gate_git_dir(&self, repo: &Path) -> Result<PathBuf, String> {
+    fn gate_git_dir(&self, repo: &Path) -> Result<(PathBuf, PathBuf), String> {
         let dot_git = repo.join(".git");
         let meta = fs::symlink_metadata(&dot_git)
             .map_err(|_| "no `.git` directory or file: not a git repository".to_owned())?;
@@ -252,26 +259,45 @@ impl Allowlist {
                 self.describe()
             ));
         }
-        if let Ok(common) = fs::read_to_string(real.join("commondir")) {
-            let common_dir = real.join(common.trim());
-            let common_real = common_dir.canonicalize().map_err(|e| {
-                format!("commondir {} cannot be resolved: {e}", common_dir.display())
-            })?;
-            if !self.contains(&common_real) {
-                return Err(format!(
-                    "commondir resolves to {}, outside the allowed roots",
-                    common_real.display()
-                ));
+        let common_real = match read_small_file(&real.join("commondir")) {
+            Ok(Some(common)) => {
+                let common_dir = real.join(common.trim());
+                let common_real = common_dir.canonicalize().map_err(|e| {
+                    format!("commondir {} cannot be resolved: {e}", common_dir.display())
+                })?;
+                if !self.contains(&common_real) {
+                    return Err(format!(
+                        "commondir resolves to {}, outside the allowed roots",
+                        common_real.display()
+                    ));
+                }
+                common_real
             }
-        }
-        Ok(real)
+            Ok(None) => real.clone(),
+            Err(reason) => return Err(format!("commondir: {reason}")),
+        };
+        check_git_files(&real, &common_real)?;
+        Ok((real, common_real))
     }
 
     /// DESIGN §5 worktree gate: the record's worktree is used only if it passes the same
-    /// gate as a repo path; otherwise the landing gets a private scratch worktree.
-    pub fn choose_worktree(&self, raw: &str) -> WorktreeChoice {
+    /// gate as a repo path **and** is a checkout of the same repository (same common git
+    /// dir); otherwise the landing gets a private scratch worktree.
+    pub fn choose_worktree(&self, raw: &str, repo: &GatedRepo) -> WorktreeChoice {
         match self.gate_dir_with_git(Gate::WorktreePath, raw) {
-            Ok(gated) => WorktreeChoice::Use(gated.path),
+            Ok(gated) if gated.common_dir == repo.common_dir => WorktreeChoice::Use(gated.path),
+            Ok(gated) => WorktreeChoice::Scratch {
+                reason: refuse(
+                    Gate::WorktreePath,
+                    raw,
+                    format!(
+                        "it is a checkout of another repository ({}), not of {}",
+                        gated.common_dir.display(),
+                        repo.path.display()
+                    ),
+                )
+                .to_string(),
+            },
             Err(e) => WorktreeChoice::Scratch {
                 reason: e.to_string(),
             },
@@ -301,7 +327,7 @@ impl Allowlist {
                 ));
             }
         }
-        let worktree = self.choose_worktree(&record.worktree_path);
+        let worktree = self.choose_worktree(&record.worktree_path, &repo);
         Ok(GatedRecord {
             repo,
             identity: actual,
@@ -309,6 +335,51 @@ impl Allowlist {
             worktree,
         })
     }
+}
+
+/// The files libgit2 reads when berth opens the repo must be plain, small, and free of
+/// `include`s: a FIFO or an include of one would hang the daemon inside libgit2, and an
+/// include could pull config from outside the allowlist.
+fn check_git_files(git_dir: &Path, common_dir: &Path) -> Result<(), String> {
+    read_small_file(&git_dir.join("HEAD"))?.ok_or("the git dir has no HEAD")?;
+    for config in [common_dir.join("config"), git_dir.join("config.worktree")] {
+        let Some(text) = read_small_file(&config)? else {
+            continue;
+        };
+        let includes = text.lines().any(|line| {
+            let line = line.trim_start().to_ascii_lowercase();
+            line.starts_with("[include") || line.starts_with("include.")
+        });
+        if includes {
+            return Err(format!(
+                "{} uses `include`/`includeIf`, which berth does not follow; inline those settings",
+                config.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A regular file's text (`None` if absent), refusing anything else: FIFOs, devices,
+/// directories, symlinks, oversized files.
+fn read_small_file(path: &Path) -> Result<Option<String>, String> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    if !meta.file_type().is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(format!(
+            "{} is larger than {MAX_CONFIG_BYTES} bytes",
+            path.display()
+        ));
+    }
+    fs::read_to_string(path)
+        .map(Some)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// A root must be absolute and must not resolve to `/` (which would allow everything).

@@ -42,10 +42,11 @@ pub fn stranded_reason(record: &Record, ttl: Duration, now: DateTime<Utc>) -> Op
     if !record.status.is_in_flight() {
         return None;
     }
-    if let Some(owner) = &record.claimed_by
-        && let Some(reason) = dead_owner_reason(owner)
-    {
-        return Some(reason);
+    match record.claimed_by.as_deref().map(owner_state) {
+        // A live owner on this host is working on it, however long its landing takes.
+        Some(Owner::Alive) => return None,
+        Some(Owner::Gone(reason)) => return Some(reason),
+        Some(Owner::Unknown) | None => {}
     }
     let touched = record
         .last_updated_at
@@ -63,21 +64,30 @@ pub fn stranded_reason(record: &Record, ttl: Duration, now: DateTime<Utc>) -> Op
     }
 }
 
-/// `Some(reason)` if the stamp names a process on this host that is gone.
-fn dead_owner_reason(stamp: &str) -> Option<String> {
+enum Owner {
+    Alive,
+    Gone(String),
+    /// Another host's process, or a stamp berth did not write: only age can tell.
+    Unknown,
+}
+
+fn owner_state(stamp: &str) -> Owner {
     let mut parts = stamp.rsplitn(3, ':');
-    let start: u64 = parts.next()?.parse().ok()?;
-    let pid: u32 = parts.next()?.parse().ok()?;
-    let host = parts.next()?;
+    let (Some(start), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+        return Owner::Unknown;
+    };
+    let (Ok(start), Ok(pid)) = (start.parse::<u64>(), pid.parse::<u32>()) else {
+        return Owner::Unknown;
+    };
     if host != host_name() {
-        return None;
+        return Owner::Unknown;
     }
     match process_start_ticks(pid) {
-        Some(now_start) if now_start == start || start == 0 => None,
-        Some(_) => Some(format!(
+        Some(now_start) if now_start == start || start == 0 => Owner::Alive,
+        Some(_) => Owner::Gone(format!(
             "owner {stamp} is gone (its pid now belongs to another process)"
         )),
-        None => Some(format!("owner {stamp} is no longer running")),
+        None => Owner::Gone(format!("owner {stamp} is no longer running")),
     }
 }
 
@@ -112,6 +122,13 @@ mod tests {
         child.wait().unwrap();
         let reason = stranded_reason(&in_flight(Some(dead), Some(&fresh)), ttl, now).unwrap();
         assert!(reason.contains("no longer running"), "{reason}");
+    }
+
+    #[test]
+    fn a_live_owner_is_never_stranded_by_age() {
+        let now = crate::clock::parse_iso("2026-05-17T05:00:00Z").unwrap();
+        let record = in_flight(Some(this_process()), Some("2026-05-17T00:00:00Z"));
+        assert_eq!(stranded_reason(&record, Duration::from_secs(60), now), None);
     }
 
     #[test]

@@ -151,6 +151,16 @@ impl QueueStore {
         names.sort();
         for name in names {
             let id = name.trim_end_matches(".json").to_owned();
+            if check_id(&id).is_err() {
+                // Every write is by id: a record berth could never update must not be
+                // offered to the tick, where it would be claimed and skipped forever.
+                scan.unreadable.push(Unreadable {
+                    file: name,
+                    reason: "file name is not a record id (only A-Z a-z 0-9 . _ - are allowed)"
+                        .into(),
+                });
+                continue;
+            }
             let path = self.dir.join(&name);
             match read_record(&path) {
                 Ok(record) => scan.records.push(StoredRecord { id, path, record }),
@@ -385,6 +395,7 @@ mod tests {
             ("d-huge.json", &huge),
             ("e-missing.json", &missing),
             ("f-good.json", &good),
+            ("g bad name.json", &good),
             ("notes.txt", b"ignored: not a .json file"),
         ];
         let (dir, store) = store_with(&files);
@@ -400,12 +411,16 @@ mod tests {
             .iter()
             .map(|u| (u.file.clone(), u.reason.clone()))
             .collect();
-        assert_eq!(reasons.len(), 5, "{reasons:?}");
+        assert_eq!(reasons.len(), 6, "{reasons:?}");
         assert!(reasons[0].1.starts_with("not valid JSON"));
         assert!(reasons[1].1.starts_with("not UTF-8"));
         assert_eq!(reasons[2].1, "JSON nested deeper than 128 levels");
         assert!(reasons[3].1.contains("over the 1048576-byte limit"));
         assert_eq!(reasons[4].1, "field `runId`: required field is missing");
+        assert!(
+            reasons[5].1.starts_with("file name is not a record id"),
+            "{reasons:?}"
+        );
         let err = store
             .transition("e-missing", Expect::Any, Status::Blocked, |_| {})
             .unwrap_err();

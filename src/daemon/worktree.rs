@@ -53,11 +53,7 @@ pub fn try_lock(shared: &Shared, c: &Candidate) -> Result<WorktreeGuard, String>
     };
     let key = crate::safe_key::safe_key(&path.to_string_lossy());
     let lock_path = shared.store.dir().join(format!(".worktree-{key}.lock"));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
+    let file = crate::atomic_file::open_lock_file(&lock_path)
         .map_err(|e| format!("cannot open worktree lock {}: {e}", lock_path.display()))?;
     match file.try_lock() {
         Ok(()) => Ok(WorktreeGuard { _file: Some(file) }),
@@ -81,10 +77,13 @@ pub fn prepare(shared: &Shared, c: &Candidate) -> anyhow::Result<Place> {
             tracing::info!(record = %c.id, "using a scratch worktree: {reason}");
             let root = shared.berth_dir.join("worktrees");
             crate::atomic_file::ensure_private_dir(&root)?;
-            let path = root.join(&c.id);
-            let name = format!("berth-{}", c.id);
-            // A leftover from a killed daemon: clear it before reuse.
-            let _ = remove_scratch(&c.gated.repo.path, &name, &path);
+            // A fresh name every time: nothing planted in the repo's `.git/worktrees/` can
+            // be mistaken for ours, and a killed daemon's leftover is never reused.
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let name = format!("berth-{}-{:x}{nanos:x}", c.id, std::process::id());
+            let path = root.join(&name);
             add_scratch(&c.gated.repo.path, &name, &path)?;
             Ok(Place {
                 path,
@@ -109,15 +108,19 @@ fn add_scratch(repo_path: &Path, name: &str, path: &Path) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Removes only what berth made: its own directory under the berth dir, then the repo's
+/// admin entry and branch of that name, and only if the entry points at that directory.
+/// libgit2 is never asked to delete a working tree: it would follow the admin entry's
+/// `gitdir`, which a planted repo controls.
 fn remove_scratch(repo_path: &Path, name: &str, path: &Path) -> anyhow::Result<()> {
     if path.exists() {
         std::fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))?;
     }
     let repo = git2::Repository::open(repo_path)?;
-    if let Ok(worktree) = repo.find_worktree(name) {
-        let mut prune = git2::WorktreePruneOptions::new();
-        prune.valid(true).working_tree(true);
-        worktree.prune(Some(&mut prune))?;
+    if let Ok(worktree) = repo.find_worktree(name)
+        && worktree.path() == path
+    {
+        worktree.prune(None)?;
     }
     if let Ok(mut branch) = repo.find_branch(name, git2::BranchType::Local) {
         branch.delete()?;

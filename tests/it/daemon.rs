@@ -432,3 +432,46 @@ fn exit_zero_but_github_says_open_is_blocked_naming_githubs_state() {
         "lock ref left behind"
     );
 }
+
+/// A worktree path outside the allowlist lands in a private scratch worktree, removed
+/// afterwards; a planted `.git/worktrees/` entry can never make berth delete anything.
+#[test]
+fn scratch_worktree_lands_and_is_removed_and_planted_admin_dirs_are_ignored() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let feature = lane.push_feature("feat/pr-8", "main");
+    let id = world
+        .record(&lane.clone, 8)
+        .set("featureBranch", feature)
+        .set("worktreePath", "/nonexistent/wt")
+        .write();
+    // A planted admin entry named the way a predictable scratch name would be.
+    let precious = world.root.join("outside/precious");
+    fs::create_dir_all(&precious).unwrap();
+    fs::write(precious.join("thesis.tex"), "years of work").unwrap();
+    let admin = lane.clone.join(format!(".git/worktrees/berth-{id}"));
+    fs::create_dir_all(&admin).unwrap();
+    fs::write(
+        admin.join("gitdir"),
+        format!("{}/.git\n", precious.display()),
+    )
+    .unwrap();
+    fs::write(admin.join("commondir"), "../..\n").unwrap();
+    fs::write(admin.join("HEAD"), "ref: refs/heads/planted\n").unwrap();
+
+    let config = git_forge_config(&world, "");
+    world
+        .berth_daemon()
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .assert()
+        .success();
+    assert_eq!(world.read_record(&id)["status"], "landed");
+    assert!(lane.merged("feat/pr-8", "main"));
+    assert!(
+        precious.join("thesis.tex").exists(),
+        "berth deleted a planted worktree target"
+    );
+    let scratch = world.root.join("berth-state/worktrees");
+    let left: Vec<_> = fs::read_dir(&scratch).unwrap().collect();
+    assert!(left.is_empty(), "scratch worktree left behind: {left:?}");
+}

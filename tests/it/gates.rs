@@ -259,3 +259,53 @@ fn hostile_repo_config_never_runs() {
         "a program from the repo's config or hooks ran"
     );
 }
+
+#[test]
+fn a_checkout_of_another_repository_is_not_used_as_the_worktree() {
+    let world = World::new();
+    let a = world.repo("a", "git@github.com:acme/a.git");
+    let b = world.repo("b", "git@github.com:acme/b.git");
+    let list = allowlist(&world, None);
+    let mut rec = record(a.to_str().unwrap(), "feat/x", "main");
+    rec.worktree_path = b.display().to_string();
+    match list.gate_record(&rec).unwrap().worktree {
+        WorktreeChoice::Scratch { reason } => {
+            assert!(
+                reason.contains("checkout of another repository"),
+                "{reason}"
+            )
+        }
+        WorktreeChoice::Use(p) => panic!("another repo's checkout was accepted: {}", p.display()),
+    }
+    // A linked worktree of the same repository is fine.
+    let linked = world.code.join("a-linked");
+    world.run_git(&a, &["worktree", "add", "-q", linked.to_str().unwrap()]);
+    rec.worktree_path = linked.display().to_string();
+    assert_eq!(
+        list.gate_record(&rec).unwrap().worktree,
+        WorktreeChoice::Use(linked)
+    );
+}
+
+/// libgit2 follows `include.path`; an include of a FIFO would hang the daemon inside the
+/// gate. The gate refuses includes (and non-regular git files) before libgit2 opens them.
+#[test]
+fn a_config_include_or_fifo_is_refused_without_hanging() {
+    let world = World::new();
+    let repo = world.repo("w", "git@github.com:acme/w.git");
+    let fifo = world.root.join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    world.run_git(&repo, &["config", "include.path", fifo.to_str().unwrap()]);
+    let list = allowlist(&world, None);
+    let started = std::time::Instant::now();
+    let (gate, why) = refused(&list, &record(repo.to_str().unwrap(), "f", "main"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    assert_eq!(gate, Gate::RepoPath);
+    assert!(why.contains("does not follow"), "{why}");
+
+    let other = world.repo("v", "git@github.com:acme/v.git");
+    fs::remove_file(other.join(".git/HEAD")).unwrap();
+    nix::unistd::mkfifo(&other.join(".git/HEAD"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let (_, why) = refused(&list, &record(other.to_str().unwrap(), "f", "main"));
+    assert!(why.contains("not a regular file"), "{why}");
+}
