@@ -41,6 +41,11 @@ pub struct Config {
     pub reconcile_every_secs: u64,
     /// How many lanes may land at once.
     pub max_lanes: usize,
+    /// Where the orchestrators' run state files are (detectors read `*.json` directly in
+    /// it); default `~/.gstack/build-state/`.
+    pub build_state_dir: Option<PathBuf>,
+    /// The halt-events dir (and `learned-patterns.json`); default `~/.gstack/skill-faults/`.
+    pub faults_dir: Option<PathBuf>,
 }
 
 fn template(argv: &[&str]) -> CommandTemplate {
@@ -63,6 +68,8 @@ impl Default for Config {
             remote_timeout_secs: 30,
             reconcile_every_secs: 600,
             max_lanes: 1,
+            build_state_dir: None,
+            faults_dir: None,
         }
     }
 }

@@ -10,8 +10,12 @@
 
 mod demo;
 mod enqueue;
+mod explain;
+mod faults;
 mod lock;
+mod patterns;
 mod records;
+mod rules;
 mod run;
 mod status;
 
@@ -84,6 +88,16 @@ pub enum Command {
     /// Inspect or remove lane locks on a repo's origin.
     #[command(subcommand)]
     Lock(lock::LockCommand),
+    /// The faults of one orchestrator state file.
+    Detect(faults::DetectArgs),
+    /// Halt events for investigators: `berth faults list`.
+    Faults(faults::FaultsArgs),
+    /// Learned patterns: list, propose, promote, reject.
+    Patterns(patterns::PatternsArgs),
+    /// The rules engine: `check`, `test` or `list` a rule set (embedded or a rules root).
+    Rules(rules::RulesArgs),
+    /// A PR's history: every policy decision about it and every status change.
+    Explain(explain::ExplainArgs),
 }
 
 /// What every handler may need, resolved once from the global flags.
@@ -150,6 +164,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(&ctx, &args)?.into(),
         Command::Lock(command) => lock::run(&ctx, &command)?.into(),
         Command::Demo(args) => demo::run(&args)?.into(),
+        Command::Detect(args) => faults::detect(&args)?.into(),
+        Command::Faults(args) => faults::run(&args)?.into(),
+        Command::Patterns(args) => patterns::run(&args)?.into(),
+        Command::Rules(args) => rules::run(&args)?.into(),
+        Command::Explain(args) => explain::run(&ctx, &args)?.into(),
     })
 }
 

@@ -35,6 +35,10 @@ pub struct DaemonArgs {
     /// berth's private state dir (lock scratch repo, logs, scratch worktrees).
     #[arg(long, env = "BERTH_DIR", value_name = "DIR")]
     pub berth_dir: Option<PathBuf>,
+    /// A directory holding `rules/` and `policies/`: its files override the embedded rules
+    /// file by file, and `--watch` reloads them when they change.
+    #[arg(long, env = "BERTH_RULES_ROOT", value_name = "DIR")]
+    pub rules_root: Option<PathBuf>,
 }
 
 impl DaemonArgs {
@@ -48,6 +52,17 @@ impl DaemonArgs {
             config.max_lanes = lanes;
         }
         Ok(config)
+    }
+
+    /// The rule set to start with; a set that does not pass `berth rules check` stops the
+    /// start (there is no last good set to fall back on yet).
+    pub fn rules(&self) -> anyhow::Result<crate::rules::Rules> {
+        crate::rules::Rules::load(self.rules_root.as_deref()).map_err(|failure| {
+            anyhow::anyhow!(
+                "the rules ({}) are not usable:\n{failure}",
+                crate::rules::set::describe_root(self.rules_root.as_deref())
+            )
+        })
     }
 }
 
@@ -66,12 +81,10 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<RunEnd> {
         .clone()
         .unwrap_or_else(crate::paths::default_berth_dir);
     ctx.store.ensure_dir()?;
-    let shared = Arc::new(Shared::new(
-        ctx.store.clone(),
-        ctx.allowlist(),
-        config,
-        berth_dir,
-    )?);
+    let rules = args.daemon.rules()?;
+    let shared = Arc::new(
+        Shared::new(ctx.store.clone(), ctx.allowlist(), config, berth_dir)?.with_rules(rules),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 
 use super::{Context, Outcome};
 use crate::record::Status;
+use crate::rules::RulesStatus;
 use crate::store::Scan;
 
 #[derive(clap::Args, Debug)]
@@ -11,20 +12,43 @@ pub struct StatusArgs {
     /// Print `{"records": [...], "unreadable": [{"file", "reason"}]}` instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// berth's state dir, where a daemon reports its active rules and their last reload.
+    #[arg(long, env = "BERTH_DIR", value_name = "DIR")]
+    pub berth_dir: Option<std::path::PathBuf>,
 }
 
 pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<Outcome> {
     let scan = ctx.store.scan()?;
+    let berth_dir = args
+        .berth_dir
+        .clone()
+        .unwrap_or_else(crate::paths::default_berth_dir);
+    let rules = RulesStatus::read(&berth_dir);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&as_json(&scan))?);
+        let mut value = as_json(&scan);
+        value["rules"] = match &rules {
+            Ok(Some(status)) => serde_json::to_value(status)?,
+            _ => Value::Null,
+        };
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", as_table(&scan, ctx));
+        match &rules {
+            Ok(Some(status)) => println!("{}", status.line()),
+            Ok(None) => println!(
+                "rules: no daemon has reported its rules in {}",
+                berth_dir.display()
+            ),
+            Err(e) => println!("rules: status in {} unreadable: {e}", berth_dir.display()),
+        }
     }
     let blocked = scan
         .records
         .iter()
         .any(|r| r.record.status == Status::Blocked);
-    Ok(if blocked || !scan.unreadable.is_empty() {
+    // A refused reload needs an operator as much as a blocked record does.
+    let rules_failed = matches!(&rules, Ok(Some(status)) if !status.last_reload.ok);
+    Ok(if blocked || rules_failed || !scan.unreadable.is_empty() {
         Outcome::NeedsAttention
     } else {
         Outcome::Clean

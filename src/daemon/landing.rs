@@ -9,10 +9,11 @@ use tokio_util::sync::CancellationToken;
 use crate::forge::{ForgeRepo, PrRef, verify_claim};
 use crate::lane_lock::{Acquire, Heartbeat, HeldLock, Lane, Released};
 use crate::record::Status;
-use crate::runner::{LandingSequence, Step, StepResult, StepVars};
+use crate::rules::contracts::landing::{LandDecision, LandFacts};
+use crate::runner::{Outcome, Step, StepResult, StepVars};
 use crate::store::Expect;
 
-use super::{Candidate, Shared, worktree};
+use super::{Candidate, Shared, policy, worktree};
 
 /// DESIGN §6: the budget for releasing held locks once a signal arrived.
 const RELEASE_BUDGET: Duration = Duration::from_secs(4);
@@ -54,6 +55,11 @@ enum Stop {
     Block(String),
     Requeue(String),
     LaneBusy(String),
+    /// The landing policy asked for another try later (`berthNotBefore`, ISO time).
+    Defer {
+        reason: String,
+        not_before: String,
+    },
 }
 
 /// Runs the whole landing of one candidate.
@@ -87,12 +93,13 @@ async fn land_inner(
         Err(busy) => return OutcomeKind::LaneBusy(busy),
     };
     let owner = shared.owner.clone();
-    if let Err(e) = shared.store.transition(
+    if let Err(e) = shared.transition(
         &c.id,
         Expect::OneOf(&[Status::Queued]),
         Status::Claiming,
         |r| {
             r.claimed_by = Some(owner);
+            r.extra.remove(policy::NOT_BEFORE_FIELD);
         },
     ) {
         return OutcomeKind::Skipped(e.to_string());
@@ -208,7 +215,8 @@ async fn acquire_lock(
     }
 }
 
-/// `landing` → (drift: `drift_repairing` → ship → `landing`) → land → merge proof.
+/// `landing` → land → merge proof → the landing policy's verdict; on `drift_repair`:
+/// `drift_repairing` → ship → `landing` → land again.
 async fn run_steps(
     shared: &Arc<Shared>,
     c: &Candidate,
@@ -216,7 +224,7 @@ async fn run_steps(
     heartbeat: &Heartbeat,
     cancel: &CancellationToken,
 ) -> Verdict {
-    if let Err(e) = shared.store.transition(
+    if let Err(e) = shared.transition(
         &c.id,
         Expect::OneOf(&[Status::Claiming]),
         Status::Landing,
@@ -245,8 +253,8 @@ async fn run_steps(
             }
         })
     };
-    let attempt = c.record.retries.unwrap_or(0) + 1;
-    let mut sequence = LandingSequence::new(c.record.retries.unwrap_or(0));
+    let mut retries = c.record.retries.unwrap_or(0);
+    let attempt = retries + 1;
     let mut step = Step::Land;
     let verdict = loop {
         let result = match shared
@@ -266,23 +274,31 @@ async fn run_steps(
                 step.as_str()
             )));
         }
-        let Some(next) = sequence.after(&result) else {
-            break verdict_of(shared, c, &result).await;
+        let next = match step {
+            // A ship that failed is the verdict; one that worked is followed by a land.
+            Step::Ship if result.succeeded() => Step::Land,
+            Step::Ship => break Verdict::Stop(Stop::Block(result.to_string())),
+            Step::Land => match judge_land(shared, c, &result, retries).await {
+                Judged::Landed { checked_at } => break write_landed(shared, c, checked_at),
+                Judged::Repair => Step::Ship,
+                Judged::Stop(stop) => break Verdict::Stop(stop),
+            },
         };
         let (from, to) = match next {
             Step::Ship => (Status::Landing, Status::DriftRepairing),
             Step::Land => (Status::DriftRepairing, Status::Landing),
         };
-        let written = shared
-            .store
-            .transition(&c.id, Expect::OneOf(&[from]), to, |r| {
-                if to == Status::DriftRepairing {
-                    r.retries = Some(r.retries.unwrap_or(0) + 1);
-                    r.last_error = Some(format!("drift repair: {result}"));
-                }
-            });
+        let written = shared.transition(&c.id, Expect::OneOf(&[from]), to, |r| {
+            if to == Status::DriftRepairing {
+                r.retries = Some(r.retries.unwrap_or(0) + 1);
+                r.last_error = Some(format!("drift repair: {result}"));
+            }
+        });
         if let Err(e) = written {
             break Verdict::Stop(Stop::Requeue(e.to_string()));
+        }
+        if to == Status::DriftRepairing {
+            retries += 1;
         }
         step = next;
     };
@@ -290,11 +306,86 @@ async fn run_steps(
     verdict
 }
 
-/// The last step's result decides: exit 0 **and** the forge reports merged → landed.
-async fn verdict_of(shared: &Arc<Shared>, c: &Candidate, result: &StepResult) -> Verdict {
-    if !result.succeeded() {
-        return Verdict::Stop(Stop::Block(result.to_string()));
+/// What the landing policy made of a land step.
+enum Judged {
+    Landed { checked_at: String },
+    Repair,
+    Stop(Stop),
+}
+
+/// The facts of a land step (with the forge's merge proof after an exit 0), judged by the
+/// landing policy's `on_land_result`. Only "exit 0 **and** the forge proved the merge"
+/// can come back as landed: the contract refuses anything else.
+async fn judge_land(
+    shared: &Arc<Shared>,
+    c: &Candidate,
+    result: &StepResult,
+    retries: u32,
+) -> Judged {
+    let (merged, forge_state, summary) = if result.succeeded() {
+        merge_facts(shared, c, result).await
+    } else {
+        (false, None, result.to_string())
+    };
+    let checked_at = crate::clock::now_iso();
+    let facts = LandFacts {
+        succeeded: result.succeeded(),
+        exit_code: match result.outcome {
+            Outcome::Exited { code, .. } => code,
+            _ => None,
+        },
+        timed_out: matches!(result.outcome, Outcome::TimedOut { .. }),
+        drift: result.drift_detected(),
+        merged,
+        forge_state,
+        summary,
+        log_path: result.log_path.display().to_string(),
+        retries,
+        attempt: result.attempt,
+    };
+    let (ask, id, record, lane) = (
+        Arc::clone(shared),
+        c.id.clone(),
+        c.record.clone(),
+        Shared::lane_of(c),
+    );
+    let asked = facts.clone();
+    let verdict = tokio::task::spawn_blocking(move || {
+        policy::on_land_result(&ask, &id, &record, &lane, &asked)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        tracing::error!(record = %c.id, "landing policy task failed: {e}; using the default");
+        crate::rules::contracts::landing::default_verdict(&facts)
+    });
+    let with_log = |reason: String| {
+        if reason.contains(&facts.log_path) {
+            reason
+        } else {
+            format!("{reason} (log: {})", facts.log_path)
+        }
+    };
+    match verdict.decision {
+        // The contract already refuses `landed` without the proof; this holds even if a
+        // future contract forgot to.
+        LandDecision::Landed if facts.succeeded && facts.merged => Judged::Landed { checked_at },
+        LandDecision::Landed => Judged::Stop(Stop::Block(with_log(facts.summary.clone()))),
+        LandDecision::DriftRepair => Judged::Repair,
+        LandDecision::Blocked => Judged::Stop(Stop::Block(with_log(verdict.reason))),
+        LandDecision::Requeue(delay) => Judged::Stop(Stop::Defer {
+            reason: with_log(verdict.reason),
+            not_before: policy::not_before(shared, delay),
+        }),
     }
+}
+
+/// After an exit 0: whether the forge proves the merge, its state, and the core's one-line
+/// account of it (the `lastError` a block writes).
+async fn merge_facts(
+    shared: &Arc<Shared>,
+    c: &Candidate,
+    result: &StepResult,
+) -> (bool, Option<String>, String) {
     let forge = Arc::clone(&shared.forge);
     let repo = ForgeRepo::new(
         c.gated.identity.clone(),
@@ -316,48 +407,66 @@ async fn verdict_of(shared: &Arc<Shared>, c: &Candidate, result: &StepResult) ->
         )
     })
     .await;
-    let checked_at = crate::clock::now_iso();
     let forge_name = if shared.forge.name() == "gh" {
         "GitHub"
     } else {
         "origin"
     };
+    let log = result.log_path.display();
     match proof {
-        Ok(Ok(proof)) if proof.merged => {
-            let written = shared.store.transition(
-                &c.id,
-                Expect::OneOf(&[Status::Landing]),
-                Status::Landed,
-                |r| {
-                    r.last_error = None;
-                    r.claimed_by = None;
-                    r.last_github_checked_at = Some(checked_at);
-                    r.last_github_state = Some("MERGED".into());
-                },
-            );
-            match written {
-                Ok(_) => Verdict::Landed(OutcomeKind::Landed),
-                Err(e) => Verdict::Landed(OutcomeKind::Skipped(format!(
-                    "landed, but the record moved: {e}"
-                ))),
-            }
-        }
-        Ok(Ok(proof)) => Verdict::Stop(Stop::Block(format!(
-            "landing command exited 0 but {forge_name} reports PR #{} as {} (not merged); log: {}",
-            c.record.pr_number,
-            proof.state,
-            result.log_path.display()
+        Ok(Ok(proof)) if proof.merged => (
+            true,
+            Some(proof.state.to_string()),
+            format!(
+                "landing command exited 0 and {forge_name} reports PR #{} merged; log: {log}",
+                c.record.pr_number
+            ),
+        ),
+        Ok(Ok(proof)) => (
+            false,
+            Some(proof.state.to_string()),
+            format!(
+                "landing command exited 0 but {forge_name} reports PR #{} as {} (not merged); log: {log}",
+                c.record.pr_number, proof.state
+            ),
+        ),
+        Ok(Err(e)) => (
+            false,
+            None,
+            format!("landing command exited 0 but the merge could not be proven: {e}; log: {log}"),
+        ),
+        Err(e) => (
+            false,
+            None,
+            format!("merge proof task failed: {e}; log: {log}"),
+        ),
+    }
+}
+
+/// The proven merge, written.
+fn write_landed(shared: &Shared, c: &Candidate, checked_at: String) -> Verdict {
+    let written = shared.transition(
+        &c.id,
+        Expect::OneOf(&[Status::Landing]),
+        Status::Landed,
+        |r| {
+            r.last_error = None;
+            r.claimed_by = None;
+            r.last_github_checked_at = Some(checked_at);
+            r.last_github_state = Some("MERGED".into());
+        },
+    );
+    match written {
+        Ok(_) => Verdict::Landed(OutcomeKind::Landed),
+        Err(e) => Verdict::Landed(OutcomeKind::Skipped(format!(
+            "landed, but the record moved: {e}"
         ))),
-        Ok(Err(e)) => Verdict::Stop(Stop::Block(format!(
-            "landing command exited 0 but the merge could not be proven: {e}; log: {}",
-            result.log_path.display()
-        ))),
-        Err(e) => Verdict::Stop(Stop::Block(format!("merge proof task failed: {e}"))),
     }
 }
 
 /// Writes a stop short of `landed`: blocked, or back to queued.
 fn settle_stop(shared: &Shared, c: &Candidate, stop: Stop) -> OutcomeKind {
+    let mut deferred_until = None;
     let (to, reason, kind) = match stop {
         Stop::Block(reason) => (
             Status::Blocked,
@@ -374,13 +483,20 @@ fn settle_stop(shared: &Shared, c: &Candidate, stop: Stop) -> OutcomeKind {
             reason.clone(),
             OutcomeKind::LaneBusy(reason),
         ),
+        Stop::Defer { reason, not_before } => {
+            let kind = OutcomeKind::Requeued(format!("{reason}; not before {not_before}"));
+            deferred_until = Some(not_before);
+            (Status::Queued, reason, kind)
+        }
     };
-    let written = shared
-        .store
-        .transition(&c.id, Expect::OneOf(&Status::IN_FLIGHT), to, |r| {
-            r.claimed_by = None;
-            r.last_error = Some(reason);
-        });
+    let written = shared.transition(&c.id, Expect::OneOf(&Status::IN_FLIGHT), to, |r| {
+        r.claimed_by = None;
+        r.last_error = Some(reason);
+        if let Some(at) = deferred_until {
+            r.extra
+                .insert(policy::NOT_BEFORE_FIELD.to_owned(), serde_json::json!(at));
+        }
+    });
     match written {
         Ok(_) => kind,
         Err(e) => OutcomeKind::Skipped(format!("record moved before it could be settled: {e}")),

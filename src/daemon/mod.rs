@@ -5,11 +5,17 @@
 //! that owns its record, its lane lock and its child processes from claim to settle, and
 //! always releases the lock before it returns.
 //!
+//! Policy questions (which PRs count, in which order, admit, what a landing's result
+//! means, how many lanes) go to the rules through `policy.rs`; the answers are plain values
+//! the tick acts on, and every one is written to the decision log.
+//!
 //! Architecture Invariant: the tick never writes a record except through
-//! [`crate::store::QueueStore::transition`], and never runs anything for a record that has
-//! not passed [`crate::gates::Allowlist::gate_record`] in this same tick.
+//! [`Shared::transition`] (which is [`crate::store::QueueStore::transition`] plus a line in
+//! the decision log), and never runs anything for a record that has not passed
+//! [`crate::gates::Allowlist::gate_record`] in this same tick.
 
 mod landing;
+mod policy;
 mod shutdown;
 mod tick;
 mod watch;
@@ -27,10 +33,13 @@ use crate::config::{Config, ForgeKind};
 use crate::forge::Forge;
 use crate::gates::Allowlist;
 use crate::lane_lock::{Lane, LockClient, LockSettings};
+use crate::record::{Record, Status};
+use crate::rules::{DecisionLog, ReloadWatcher, Rules, RulesStatus};
 use crate::runner::Runner;
-use crate::store::QueueStore;
+use crate::store::{Expect, QueueStore, StoreError};
 
 pub use landing::LaneOutcome;
+pub use policy::NOT_BEFORE_FIELD;
 pub use shutdown::StopSignal;
 pub use tick::Candidate;
 
@@ -52,6 +61,10 @@ pub struct Shared {
     pub berth_dir: PathBuf,
     /// The signal that stopped the daemon, once one has.
     pub stop: shutdown::StopFlag,
+    /// The active rule set, swapped whole by hot reload.
+    pub rules: Rules,
+    /// `<berth_dir>/decisions.jsonl`: every policy answer and status change.
+    pub decisions: DecisionLog,
 }
 
 /// Run one tick and exit, or keep running.
@@ -135,9 +148,39 @@ impl Shared {
             runner,
             config,
             owner: crate::ownership::this_process(),
+            decisions: DecisionLog::new(&berth_dir),
             berth_dir,
             stop: shutdown::StopFlag::default(),
+            rules: Rules::embedded()?,
         })
+    }
+
+    /// Uses `rules` (e.g. loaded from `--rules-root`) instead of the embedded defaults.
+    pub fn with_rules(mut self, rules: Rules) -> Shared {
+        self.rules = rules;
+        self
+    }
+
+    /// The daemon's one way to write a record: [`QueueStore::transition`], and when the
+    /// status changed, a `status` line in the decision log (reason: the new `lastError`).
+    pub fn transition(
+        &self,
+        id: &str,
+        expect: Expect<'_>,
+        to: Status,
+        edit: impl FnOnce(&mut Record),
+    ) -> Result<Record, StoreError> {
+        let mut from = None;
+        let updated = self.store.transition(id, expect, to, |r| {
+            from = Some(r.status);
+            edit(r);
+        })?;
+        if let Some(from) = from
+            && from != updated.status
+        {
+            self.decisions.status_change(id, from, &updated);
+        }
+        Ok(updated)
     }
 
     fn lane_of(candidate: &Candidate) -> Lane {
@@ -156,6 +199,19 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
     let mut queue_changes = match mode {
         Mode::Watch => Some(watch::QueueWatcher::start(shared.store.dir())?),
         Mode::Once => None,
+    };
+    let status = RulesStatus::started(&shared.rules.current());
+    if let Err(e) = status.write(&shared.berth_dir) {
+        tracing::warn!("cannot write the rules status: {e}");
+    }
+    // Hot reload runs on the watcher's own thread for as long as the loop runs.
+    let _rules_watcher = match (mode, shared.rules.root()) {
+        (Mode::Watch, Some(_)) => Some(ReloadWatcher::start(
+            shared.rules.clone(),
+            shared.berth_dir.clone(),
+            status,
+        )?),
+        _ => None,
     };
     let mut poll = tokio::time::interval(Duration::from_secs(shared.config.poll_secs.max(1)));
     let mut landings: JoinSet<LaneOutcome> = JoinSet::new();
@@ -249,27 +305,25 @@ async fn start_tick(
     gate_blocked
 }
 
-/// Starts landings on free lanes, up to `max_lanes` at once.
+/// Starts landings on free lanes, up to the rules' `max_lanes` at once.
 async fn start_landings(
     shared: &Arc<Shared>,
     cancel: &CancellationToken,
     landings: &mut JoinSet<LaneOutcome>,
     lanes: &mut LaneBook,
 ) {
-    let free = shared.config.max_lanes.saturating_sub(landings.len());
-    if free == 0 {
-        return;
-    }
     let pick = Arc::clone(shared);
     let skip: HashSet<Lane> = lanes.running.union(&lanes.skipped).cloned().collect();
-    let candidates = match tokio::task::spawn_blocking(move || tick::select(&pick, &skip)).await {
-        Ok(candidates) => candidates,
-        Err(e) => {
-            tracing::error!("candidate selection failed: {e}");
-            return;
-        }
-    };
-    for candidate in candidates.into_iter().take(free) {
+    let running = landings.len();
+    let candidates =
+        match tokio::task::spawn_blocking(move || tick::select(&pick, &skip, running)).await {
+            Ok(candidates) => candidates,
+            Err(e) => {
+                tracing::error!("candidate selection failed: {e}");
+                return;
+            }
+        };
+    for candidate in candidates {
         lanes.running.insert(Shared::lane_of(&candidate));
         let shared = Arc::clone(shared);
         let cancel = cancel.child_token();

@@ -93,16 +93,13 @@ impl Signals {
 /// it is `queued` no late write that expects an in-flight status can land on it.
 pub fn revive(shared: &Shared, id: &str) {
     let signal = shared.stop.get().map_or("(unknown)", StopSignal::name);
-    let written =
-        shared
-            .store
-            .transition(id, Expect::OneOf(&Status::IN_FLIGHT), Status::Queued, |r| {
-                if r.status == Status::DriftRepairing {
-                    r.retries = Some(0);
-                }
-                r.claimed_by = None;
-                r.last_error = Some(format!("interrupted by signal {signal} mid-landing"));
-            });
+    let written = shared.transition(id, Expect::OneOf(&Status::IN_FLIGHT), Status::Queued, |r| {
+        if r.status == Status::DriftRepairing {
+            r.retries = Some(0);
+        }
+        r.claimed_by = None;
+        r.last_error = Some(format!("interrupted by signal {signal} mid-landing"));
+    });
     match written {
         Ok(_) => tracing::warn!(record = %id, "revived to queued after {signal}"),
         Err(e) => tracing::info!(record = %id, "not revived: {e}"),

@@ -7,9 +7,10 @@ use crate::forge::{ForgeRepo, PrRef, QueuedPr};
 use crate::gates::GatedRecord;
 use crate::lane_lock::Lane;
 use crate::record::{Record, Status};
+use crate::rules::contracts::landing::Admit;
 use crate::store::{Expect, StoredRecord};
 
-use super::Shared;
+use super::{Shared, policy};
 
 /// A queued record that passed every gate this tick, with the values the gates resolved.
 #[derive(Clone, Debug)]
@@ -56,6 +57,8 @@ pub fn prepare(shared: &Shared) -> PrepareReport {
     }
     report.discovered = discover(shared, &records);
     report.gate_blocked = gate_queued(shared);
+    // Faults (DESIGN §7): detectors over the build-state runs and the queue, halt events.
+    crate::faults::watch::tick(shared);
     if report.reconciled + report.reclaimed + report.discovered + report.gate_blocked > 0 {
         tracing::info!(?report, "tick bookkeeping");
     }
@@ -103,34 +106,28 @@ fn reconcile(shared: &Shared, stored: &StoredRecord, now: chrono::DateTime<chron
     let from = record.status;
     let result = match (from, proof.merged) {
         (Status::Blocked, true) => {
-            shared
-                .store
-                .transition(&stored.id, Expect::OneOf(&[from]), Status::Landed, |r| {
-                    r.reconciled_at = Some(checked_at.clone());
-                    r.last_github_checked_at = Some(checked_at.clone());
-                    r.last_github_state = Some(state.clone());
-                })
-        }
-        (Status::Landed, false) => {
-            shared
-                .store
-                .transition(&stored.id, Expect::OneOf(&[from]), Status::Blocked, |r| {
-                    r.last_github_checked_at = Some(checked_at.clone());
-                    r.last_github_state = Some(state.clone());
-                    r.last_error = Some(format!(
-                        "audit: recorded as landed but {} reports PR #{} as {} (not merged)",
-                        shared.forge.name(),
-                        r.pr_number,
-                        proof.state
-                    ));
-                })
-        }
-        _ => shared
-            .store
-            .transition(&stored.id, Expect::OneOf(&[from]), from, |r| {
+            shared.transition(&stored.id, Expect::OneOf(&[from]), Status::Landed, |r| {
+                r.reconciled_at = Some(checked_at.clone());
                 r.last_github_checked_at = Some(checked_at.clone());
                 r.last_github_state = Some(state.clone());
-            }),
+            })
+        }
+        (Status::Landed, false) => {
+            shared.transition(&stored.id, Expect::OneOf(&[from]), Status::Blocked, |r| {
+                r.last_github_checked_at = Some(checked_at.clone());
+                r.last_github_state = Some(state.clone());
+                r.last_error = Some(format!(
+                    "audit: recorded as landed but {} reports PR #{} as {} (not merged)",
+                    shared.forge.name(),
+                    r.pr_number,
+                    proof.state
+                ));
+            })
+        }
+        _ => shared.transition(&stored.id, Expect::OneOf(&[from]), from, |r| {
+            r.last_github_checked_at = Some(checked_at.clone());
+            r.last_github_state = Some(state.clone());
+        }),
     };
     match result {
         Ok(updated) => {
@@ -154,15 +151,13 @@ fn reclaim(shared: &Shared, stored: &StoredRecord, now: chrono::DateTime<chrono:
         return false;
     };
     let from = stored.record.status;
-    let result = shared
-        .store
-        .transition(&stored.id, Expect::OneOf(&[from]), Status::Queued, |r| {
-            if from == Status::DriftRepairing {
-                r.retries = Some(0);
-            }
-            r.claimed_by = None;
-            r.last_error = Some(format!("reclaimed: {reason}"));
-        });
+    let result = shared.transition(&stored.id, Expect::OneOf(&[from]), Status::Queued, |r| {
+        if from == Status::DriftRepairing {
+            r.retries = Some(0);
+        }
+        r.claimed_by = None;
+        r.last_error = Some(format!("reclaimed: {reason}"));
+    });
     match result {
         Ok(_) => {
             tracing::warn!(record = %stored.id, "reclaimed stranded record: {reason}");
@@ -201,6 +196,10 @@ fn discover(shared: &Shared, records: &[StoredRecord]) -> usize {
         for pr in prs {
             let id = crate::safe_key::record_id(&identity, &pr.base_branch, pr.number);
             if known.contains(id.as_str()) {
+                continue;
+            }
+            // The forge found it labelled, marked and not a fork; the rule may narrow that.
+            if !super::policy::accept_pr(shared, &identity, &id, &pr) {
                 continue;
             }
             let record = record_from_remote(&identity, &pr, &example.record);
@@ -265,7 +264,7 @@ fn gate_queued(shared: &Shared) -> usize {
     {
         if let Err(refusal) = shared.allowlist.gate_record(&stored.record) {
             let reason = format!("gate: {refusal}");
-            match shared.store.transition(
+            match shared.transition(
                 &stored.id,
                 Expect::OneOf(&[Status::Queued]),
                 Status::Blocked,
@@ -284,12 +283,19 @@ fn gate_queued(shared: &Shared) -> usize {
     blocked
 }
 
-/// Step 5: the head of every free lane, oldest first. A lane with a record in flight (here
-/// or in another live daemon) or listed in `skip` is passed over, never waited on.
-pub fn select(shared: &Shared, skip: &HashSet<Lane>) -> Vec<Candidate> {
+/// Step 5: at most the rules' `max_lanes` minus `running` candidates: the head of every
+/// free lane, in the rules' `order`, each admitted by the rules' `admit`. A lane with a
+/// record in flight (here or in another live daemon) or listed in `skip` is passed over,
+/// never waited on; so is a record the rules asked to wait, or deferred by a `requeue`.
+pub fn select(shared: &Shared, skip: &HashSet<Lane>, running: usize) -> Vec<Candidate> {
     let Ok(scan) = shared.store.scan() else {
         return Vec::new();
     };
+    let view = policy::QueueView::of(&scan.records);
+    let free = policy::max_lanes(shared, view).saturating_sub(running);
+    if free == 0 {
+        return Vec::new();
+    }
     let lane_key = |r: &Record| (r.identity_or_path(), r.base_branch.clone());
     let in_flight: HashSet<(String, String)> = scan
         .records
@@ -297,20 +303,19 @@ pub fn select(shared: &Shared, skip: &HashSet<Lane>) -> Vec<Candidate> {
         .filter(|s| s.record.status.is_in_flight())
         .map(|s| lane_key(&s.record))
         .collect();
-    let mut queued: Vec<&StoredRecord> = scan
+    let now = crate::clock::now();
+    let queued: Vec<&StoredRecord> = scan
         .records
         .iter()
-        .filter(|s| s.record.status == Status::Queued)
+        .filter(|s| s.record.status == Status::Queued && !policy::deferred(&s.record, now))
         .collect();
-    queued.sort_by(|a, b| {
-        let at = |s: &StoredRecord| crate::clock::parse_iso(&s.record.queued_at);
-        at(a)
-            .cmp(&at(b))
-            .then(a.record.pr_number.cmp(&b.record.pr_number))
-    });
+    let ordered = policy::order(shared, &queued);
     let mut seen_lanes: HashSet<Lane> = HashSet::new();
     let mut candidates = Vec::new();
-    for stored in queued {
+    for (position, stored) in ordered.iter().map(|&i| queued[i]).enumerate() {
+        if candidates.len() == free {
+            break;
+        }
         if in_flight.contains(&lane_key(&stored.record)) {
             continue;
         }
@@ -322,9 +327,22 @@ pub fn select(shared: &Shared, skip: &HashSet<Lane>) -> Vec<Candidate> {
             repo_identity: gated.identity.clone(),
             base_branch: stored.record.base_branch.clone(),
         };
-        if skip.contains(&lane) || !seen_lanes.insert(lane) {
+        if skip.contains(&lane) || seen_lanes.contains(&lane) {
             continue;
         }
+        let admission = policy::admit(shared, stored, &lane, view);
+        match admission.decision {
+            Admit::Go => {}
+            // Left queued and untouched (a write would wake `--watch` again at once); the
+            // lane stays open to the next record.
+            Admit::Wait => continue,
+            Admit::Block => {
+                block_by_policy(shared, &stored.id, &admission.reason);
+                continue;
+            }
+        }
+        policy::selected(shared, stored, position, queued.len());
+        seen_lanes.insert(lane);
         candidates.push(Candidate {
             id: stored.id.clone(),
             record: stored.record.clone(),
@@ -332,4 +350,15 @@ pub fn select(shared: &Shared, skip: &HashSet<Lane>) -> Vec<Candidate> {
         });
     }
     candidates
+}
+
+/// `admit` said block: blocked by its full id, with the rule's reason.
+fn block_by_policy(shared: &Shared, id: &str, reason: &str) {
+    let written = shared.transition(id, Expect::OneOf(&[Status::Queued]), Status::Blocked, |r| {
+        r.last_error = Some(format!("policy: {reason}"));
+    });
+    match written {
+        Ok(_) => tracing::warn!(record = %id, "blocked by the landing policy: {reason}"),
+        Err(e) => tracing::warn!(record = %id, "policy block not written: {e}"),
+    }
 }

@@ -24,6 +24,9 @@ use crate::runner::CommandTemplate;
 use observer::Observer;
 use world::World;
 
+/// The halt event id of the hand-merged fault in the demo's run state (DESIGN §7).
+const HAND_MERGED_HALT_ID: &str = "PHASE_FAILED:all:1fe2d874";
+
 /// How long the demo lets the daemon work before it calls the run a failure.
 const DEMO_DEADLINE: Duration = Duration::from_secs(90);
 
@@ -56,6 +59,10 @@ pub fn run(keep: bool) -> anyhow::Result<bool> {
     say(&format!(
         "  planted record {}: its repo path is a symlink that leads out of the allowed root",
         world.planted_id
+    ));
+    say(&format!(
+        "  an orchestrator run state in {} whose feature 1 was merged by hand",
+        world.build_state.display()
     ));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -104,6 +111,8 @@ async fn run_daemon(world: &World) -> anyhow::Result<Vec<Check>> {
         forge: ForgeKind::Git,
         poll_secs: 1,
         max_lanes: 1,
+        build_state_dir: Some(world.build_state.clone()),
+        faults_dir: Some(world.faults_dir.clone()),
         ..Config::default()
     };
     let (allowlist, _) = Allowlist::build(None, None, Some(&world.code));
@@ -167,6 +176,10 @@ fn check(world: &World, observer: &Observer) -> anyhow::Result<Vec<Check>> {
     checks.push(Check {
         claim: "lanes landed one at a time, each in queue order".into(),
         held: observer.landed_in_order(&world.prs),
+    });
+    checks.push(Check {
+        claim: format!("the hand-merged feature raised halt event {HAND_MERGED_HALT_ID}"),
+        held: observer.halt_seen(HAND_MERGED_HALT_ID, "[HAND_MERGED_FEATURE]"),
     });
     Ok(checks)
 }

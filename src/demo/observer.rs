@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::faults::halt_store::HaltStore;
 use crate::lane_lock::LockClient;
 use crate::record::Status;
 
@@ -22,6 +23,9 @@ pub struct Observer<'w> {
     seen_locks: BTreeSet<String>,
     landed: Vec<String>,
     most_in_flight: usize,
+    halts: HaltStore,
+    /// `(fault id, message)` of every halt event seen.
+    seen_halts: BTreeSet<(String, String)>,
 }
 
 impl<'w> Observer<'w> {
@@ -34,6 +38,8 @@ impl<'w> Observer<'w> {
             seen_locks: BTreeSet::new(),
             landed: Vec::new(),
             most_in_flight: 0,
+            halts: HaltStore::new(&world.faults_dir),
+            seen_halts: BTreeSet::new(),
         }
     }
 
@@ -42,7 +48,8 @@ impl<'w> Observer<'w> {
         loop {
             let busy = self.look_at_queue();
             let locks = self.look_at_locks().await;
-            if !busy && locks == 0 {
+            let halts = self.look_at_halts();
+            if !busy && locks == 0 && halts > 0 {
                 return;
             }
             tokio::time::sleep(POLL).await;
@@ -97,6 +104,26 @@ impl<'w> Observer<'w> {
         self.seen_locks.extend(now.iter().cloned());
         self.live_locks = now;
         self.live_locks.len()
+    }
+
+    /// Narrates new halt events; returns how many have been seen.
+    fn look_at_halts(&mut self) -> usize {
+        for halt in self.halts.list().halts {
+            let key = (halt.fault_id.clone(), halt.message.clone());
+            if self.seen_halts.insert(key) {
+                say(&format!(
+                    "  halt event {} for run {} ({}): {}",
+                    halt.fault_id, halt.run_id, halt.severity, halt.message
+                ));
+            }
+        }
+        self.seen_halts.len()
+    }
+
+    pub fn halt_seen(&self, fault_id: &str, message_prefix: &str) -> bool {
+        self.seen_halts
+            .iter()
+            .any(|(id, message)| id == fault_id && message.starts_with(message_prefix))
     }
 
     async fn list_locks(&self) -> anyhow::Result<BTreeSet<String>> {

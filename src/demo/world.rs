@@ -32,6 +32,10 @@ pub struct World {
     pub prs: Vec<DemoPr>,
     pub planted_id: String,
     pub land_script: PathBuf,
+    /// An orchestrator's state dir holding one run whose feature was merged by hand.
+    pub build_state: PathBuf,
+    /// Where halt events go.
+    pub faults_dir: PathBuf,
     /// Serves the remote for as long as the world exists; stopped on drop.
     _server: GitDaemon,
 }
@@ -75,6 +79,10 @@ sleep 1
 git push -q origin \"$base\"
 echo \"landed $branch into $base\"
 ";
+
+/// A run state in which feature 1 carries a merge sha and PR number but was never marked
+/// complete: someone merged it by hand, outside the pipeline.
+const HAND_MERGED_STATE: &str = include_str!("../../fixtures/hand-merged-feature-state.json");
 
 impl World {
     pub fn build(root: &Path) -> anyhow::Result<World> {
@@ -147,6 +155,13 @@ impl World {
         planted.repo_identity = None;
         let planted_id = queue.insert(&planted)?;
 
+        let build_state = root.join("build-state");
+        fs::create_dir_all(&build_state)?;
+        fs::write(
+            build_state.join("polis-mesh-lane-b.json"),
+            HAND_MERGED_STATE,
+        )?;
+
         let land_script = root.join("land.sh");
         fs::write(&land_script, LAND_SCRIPT)?;
         fs::set_permissions(&land_script, fs::Permissions::from_mode(0o755))?;
@@ -159,6 +174,8 @@ impl World {
             prs,
             planted_id,
             land_script,
+            build_state,
+            faults_dir: root.join("skill-faults"),
             _server: server,
         })
     }

@@ -180,12 +180,30 @@ mod tests {
 
         for (bad, needle) in [
             (json!([1]), "must be a map"),
-            (json!({"severity": "HIGH", "description": "d"}), "`category`: required"),
-            (json!({"category": "lower", "severity": "HIGH", "description": "d"}), "upper-case"),
-            (json!({"category": "X", "severity": "LOW", "description": "d"}), "`severity`"),
-            (json!({"category": "X", "severity": "HIGH", "description": " "}), "`description`"),
-            (json!({"category": "X", "severity": "HIGH", "description": "d", "sourceFiles": [1]}), "`sourceFiles`"),
-            (json!({"category": "X", "severity": "HIGH", "description": "d", "evidence": "e"}), "`evidence`"),
+            (
+                json!({"severity": "HIGH", "description": "d"}),
+                "`category`: required",
+            ),
+            (
+                json!({"category": "lower", "severity": "HIGH", "description": "d"}),
+                "upper-case",
+            ),
+            (
+                json!({"category": "X", "severity": "LOW", "description": "d"}),
+                "`severity`",
+            ),
+            (
+                json!({"category": "X", "severity": "HIGH", "description": " "}),
+                "`description`",
+            ),
+            (
+                json!({"category": "X", "severity": "HIGH", "description": "d", "sourceFiles": [1]}),
+                "`sourceFiles`",
+            ),
+            (
+                json!({"category": "X", "severity": "HIGH", "description": "d", "evidence": "e"}),
+                "`evidence`",
+            ),
         ] {
             let err = Fault::from_json(&bad).unwrap_err();
             assert!(err.contains(needle), "{bad}: {err}");

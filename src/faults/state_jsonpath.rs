@@ -66,7 +66,10 @@ impl<'p> StatePath<'p> {
         if pattern.len() > MAX_PATTERN_BYTES {
             return Err(PathError::TooLong { len: pattern.len() });
         }
-        let mut cursor = Cursor { text: pattern, at: 0 };
+        let mut cursor = Cursor {
+            text: pattern,
+            at: 0,
+        };
         if !cursor.eat("$") {
             return Err(cursor.error("a pattern must start with `$`"));
         }
@@ -307,7 +310,12 @@ mod tests {
                 Value::Array(items) => items.iter().collect(),
                 other => panic!("bad expect {other}"),
             };
-            assert_eq!(state_jsonpath(doc, path), expect, "{path}: {}", case["note"]);
+            assert_eq!(
+                state_jsonpath(doc, path),
+                expect,
+                "{path}: {}",
+                case["note"]
+            );
         }
     }
 

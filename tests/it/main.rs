@@ -5,9 +5,11 @@ mod support;
 
 mod daemon;
 mod demo;
+mod faults;
 mod forge;
 mod gates;
 mod lane_lock;
 mod lock_cli;
 mod queue_cli;
+mod rules;
 mod runner;

@@ -328,3 +328,37 @@ impl GitLane<'_> {
             .success()
     }
 }
+
+/// The rules engine's side of the world: a rules root beside the queue, and the daemon's
+/// decision log.
+impl World {
+    /// `<root>/rules-root` with empty `rules/` and `policies/`: pass it as `--rules-root`.
+    pub fn rules_root(&self) -> PathBuf {
+        let root = self.root.join("rules-root");
+        fs::create_dir_all(root.join("rules")).unwrap();
+        fs::create_dir_all(root.join("policies")).unwrap();
+        root
+    }
+
+    /// Writes `text` to `rel` (e.g. `policies/landing.rhai`) under [`World::rules_root`].
+    pub fn write_rule(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.rules_root().join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// The state dir [`World::berth_daemon`] gives the daemon.
+    pub fn berth_state(&self) -> PathBuf {
+        self.root.join("berth-state")
+    }
+
+    /// Every line of the daemon's `decisions.jsonl`.
+    pub fn decisions(&self) -> Vec<Value> {
+        fs::read_to_string(self.berth_state().join("decisions.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("decision lines are JSON"))
+            .collect()
+    }
+}

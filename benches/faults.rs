@@ -1,0 +1,191 @@
+//! Faults over a generated 10,000-feature orchestrator state (~2 MB):
+//!
+//! - `hand_merged/rhai`: the shipped `rules/detectors/05_hand_merged_feature.rhai`, from the
+//!   file's bytes to validated faults (parse, hand the parsed state to the rule, validate);
+//! - `hand_merged/native`: the same check written in Rust, from the same bytes;
+//! - `state_jsonpath/hand_merged`: the hand-merged pattern on the parsed state.
+//!
+//! After criterion's figures, an interleaved run of both paths prints medians and the
+//! Rhai/native ratio (target: within 2x), and the jsonpath median (target: < 0.3 ms).
+//! `cargo bench --bench faults`.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use serde_json::{Map, Value, json};
+
+use berth::faults::detect::{RunInput, run_detector};
+use berth::faults::state_jsonpath::StatePath;
+use berth::faults::{Fault, Severity};
+use berth::rules::{RuleSet, Rules};
+
+const FEATURES: usize = 10_000;
+const RULE: &str = "rules/detectors/05_hand_merged_feature.rhai";
+const PATTERN: &str =
+    "$.features[?(@.status == 'committed' && !@.completedAt && @.mergeSha && @.prNumber)]";
+
+/// A realistic state: most features committed and completed, some running, one in a
+/// hundred hand-merged.
+fn state_bytes() -> Vec<u8> {
+    let features: Vec<Value> = (0..FEATURES)
+        .map(|i| {
+            let mut f = json!({
+                "index": i,
+                "number": (i + 1).to_string(),
+                "name": format!("Feature {} of the generated bench plan", i + 1),
+                "phaseIndexes": [i % 7, i % 7 + 1],
+                "status": if i % 10 == 9 { "running" } else { "committed" },
+                "branch": format!("feat/bench-{i}"),
+            });
+            if i % 10 != 9 {
+                f["mergeSha"] = json!(format!("{:040x}", i * 7919 + 1));
+                f["prNumber"] = json!(1000 + i);
+                if i % 100 != 0 {
+                    f["completedAt"] = json!("2026-05-17T08:37:01.000Z");
+                }
+            }
+            f
+        })
+        .collect();
+    let state = json!({
+        "slug": "bench", "planFile": "/nonexistent/plan.md", "branch": "feat/bench",
+        "phases": [{"index": 0, "status": "committed"}], "features": features,
+        "completed": false,
+    });
+    serde_json::to_vec(&state).expect("state serializes")
+}
+
+fn rhai_path(set: &RuleSet, bytes: &[u8]) -> Vec<Fault> {
+    let state: Value = serde_json::from_slice(bytes).expect("state parses");
+    let run = RunInput::from_state(state, None, None, None);
+    run_detector(set, RULE, run.to_rule_input()).expect("rule runs")
+}
+
+fn native_path(bytes: &[u8]) -> Vec<Fault> {
+    let state: Value = serde_json::from_slice(bytes).expect("state parses");
+    native_check(&state)
+}
+
+/// The hand-merged check on a parsed state, in plain Rust.
+fn native_check(state: &Value) -> Vec<Fault> {
+    let truthy = |v: Option<&Value>| match v {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(_) => true,
+    };
+    let Some(features) = state.get("features").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    features
+        .iter()
+        .filter(|f| {
+            f.get("status").and_then(Value::as_str) == Some("committed")
+                && !truthy(f.get("completedAt"))
+                && truthy(f.get("mergeSha"))
+                && truthy(f.get("prNumber"))
+        })
+        .map(|f| {
+            let number = match f.get("number") {
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+                None => "undefined".into(),
+            };
+            let mut evidence = Map::new();
+            for (key, field) in [("featureNumber", "number"), ("mergeSha", "mergeSha"), ("prNumber", "prNumber")] {
+                evidence.insert(key.into(), f.get(field).cloned().unwrap_or(Value::Null));
+            }
+            Fault {
+                category: "HAND_MERGED_FEATURE".into(),
+                severity: Severity::High,
+                description: format!(
+                    "Feature {number} carries mergeSha+prNumber but completedAt is missing. Likely a hand-merged PR."
+                ),
+                source_files: Vec::new(),
+                evidence,
+            }
+        })
+        .collect()
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn main() {
+    let bytes = state_bytes();
+    let rules = Rules::embedded().expect("shipped rules load");
+    let set = rules.current();
+    let rhai = rhai_path(&set, &bytes);
+    let native = native_path(&bytes);
+    assert_eq!(rhai, native, "both paths find the same faults");
+    assert_eq!(rhai.len(), FEATURES / 100);
+    let parsed: Value = serde_json::from_slice(&bytes).expect("state parses");
+    let path = StatePath::parse(PATTERN).expect("pattern parses");
+    assert_eq!(path.evaluate(&parsed).len(), FEATURES / 100);
+
+    let mut criterion = Criterion::default()
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(6))
+        .configure_from_args();
+    let mut group = criterion.benchmark_group("hand_merged");
+    group.bench_function("rhai", |b| b.iter(|| rhai_path(&set, black_box(&bytes))));
+    group.bench_function("native", |b| b.iter(|| native_path(black_box(&bytes))));
+    group.finish();
+    criterion.bench_function("state_jsonpath/hand_merged", |b| {
+        b.iter(|| {
+            StatePath::parse(black_box(PATTERN)).map(|p| p.evaluate(black_box(&parsed)).len())
+        })
+    });
+    criterion.final_summary();
+
+    // Interleaved, so machine load hits both paths alike.
+    let (mut rhai_t, mut native_t, mut path_t, mut check_t) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..40 {
+        let t = Instant::now();
+        black_box(rhai_path(&set, &bytes));
+        rhai_t.push(t.elapsed());
+        let t = Instant::now();
+        black_box(native_path(&bytes));
+        native_t.push(t.elapsed());
+        let t = Instant::now();
+        for _ in 0..20 {
+            black_box(path.evaluate(&parsed));
+        }
+        path_t.push(t.elapsed() / 20);
+        let t = Instant::now();
+        for _ in 0..20 {
+            black_box(native_check(&parsed));
+        }
+        check_t.push(t.elapsed() / 20);
+    }
+    let (r, n, p, c) = (
+        median(rhai_t),
+        median(native_t),
+        median(path_t),
+        median(check_t),
+    );
+    println!(
+        "state: {FEATURES} features, {:.2} MB; faults: {}",
+        bytes.len() as f64 / 1e6,
+        rhai.len()
+    );
+    println!(
+        "HAND_MERGED_FEATURE bytes->faults: rhai {:.3} ms, native {:.3} ms, ratio {:.2}x (target <= 2x)",
+        r.as_secs_f64() * 1e3,
+        n.as_secs_f64() * 1e3,
+        r.as_secs_f64() / n.as_secs_f64()
+    );
+    println!(
+        "state_jsonpath hand-merged pattern: {:.3} ms per evaluation (target < 0.3 ms)",
+        p.as_secs_f64() * 1e3
+    );
+    println!(
+        "for scale, the native check alone on the parsed state: {:.3} ms",
+        c.as_secs_f64() * 1e3
+    );
+}

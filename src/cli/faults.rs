@@ -1,0 +1,151 @@
+//! `berth detect`: the faults of one orchestrator state file; `berth faults list`: the
+//! halt events under the halt-events dir, pending, collapsed (with their occurrence counts)
+//! and resolved.
+
+use std::path::PathBuf;
+
+use super::Outcome;
+use crate::faults::HaltStore;
+use crate::faults::detect::{self, RunInput};
+use crate::faults::halt_store::{HaltStatus, Listing};
+use crate::faults::learned::{self, LearnedSet};
+use crate::rules::Rules;
+
+#[derive(clap::Args, Debug)]
+pub struct DetectArgs {
+    /// The orchestrator state file (`~/.gstack/build-state/<slug>.json`).
+    pub state: PathBuf,
+    /// The living plan; defaults to the state's `planFile`.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// The run's stdout log; defaults to the state's `stdoutLog`.
+    #[arg(long, value_name = "FILE")]
+    pub stdout: Option<PathBuf>,
+    /// The learned-patterns file; hits are counted into it.
+    #[arg(long, env = "BERTH_LEARNED_PATTERNS", value_name = "FILE")]
+    pub learned: Option<PathBuf>,
+    /// A rules root overriding the shipped detectors file by file.
+    #[arg(long, env = "BERTH_RULES_ROOT", value_name = "DIR")]
+    pub rules_root: Option<PathBuf>,
+    /// Print a JSON array of `{category, severity, description, sourceFiles, evidence}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Exit 0 without faults, 1 with faults or a failed detector, 2 if the state or the rules
+/// cannot be read.
+pub fn detect(args: &DetectArgs) -> anyhow::Result<Outcome> {
+    let rules = Rules::load(args.rules_root.as_deref())
+        .map_err(|failure| anyhow::anyhow!("the rules do not load: {failure}"))?;
+    let learned_path = args
+        .learned
+        .clone()
+        .unwrap_or_else(|| crate::paths::default_faults_dir().join("learned-patterns.json"));
+    let learned = LearnedSet::load(&learned_path).map_err(anyhow::Error::msg)?;
+    for warning in &learned.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let run = RunInput::from_files(&args.state, args.plan.as_deref(), args.stdout.as_deref())
+        .map_err(anyhow::Error::msg)?;
+    let detection = detect::detect_run(&rules.current(), &run, &learned);
+    let hits: Vec<_> = detection.learned_hits.iter().collect();
+    if let Err(e) = learned::record_hits(&learned_path, &hits) {
+        eprintln!("warning: learned-pattern hits not counted: {e}");
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&detection.faults)?);
+    } else if detection.faults.is_empty() {
+        println!("no faults in {}", args.state.display());
+    } else {
+        for fault in &detection.faults {
+            println!(
+                "{:<8}  {:<24}  {}",
+                fault.severity.as_str(),
+                fault.category,
+                fault.description
+            );
+        }
+    }
+    for error in &detection.errors {
+        eprintln!("detector error: {error}");
+    }
+    Ok(
+        if detection.faults.is_empty() && detection.errors.is_empty() {
+            Outcome::Clean
+        } else {
+            Outcome::NeedsAttention
+        },
+    )
+}
+
+#[derive(clap::Args, Debug)]
+pub struct FaultsArgs {
+    /// The halt-events dir (gstack's `~/.gstack/skill-faults/`).
+    #[arg(long, global = true, env = "BERTH_FAULTS_DIR", value_name = "DIR")]
+    pub faults_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub action: FaultsAction,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum FaultsAction {
+    /// One row per halt event: status, severity, occurrences, run, fault id, message.
+    List {
+        /// Print `{"halts": [...], "unreadable": [{"file", "reason"}]}`.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(args: &FaultsArgs) -> anyhow::Result<Outcome> {
+    let dir = args
+        .faults_dir
+        .clone()
+        .unwrap_or_else(crate::paths::default_faults_dir);
+    let store = HaltStore::new(dir);
+    match &args.action {
+        FaultsAction::List { json } => {
+            let listing = store.list();
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&listing)?);
+            } else {
+                print!("{}", table(&store, &listing));
+            }
+            let pending = listing
+                .halts
+                .iter()
+                .any(|h| h.status == HaltStatus::Pending);
+            Ok(if pending || !listing.unreadable.is_empty() {
+                Outcome::NeedsAttention
+            } else {
+                Outcome::Clean
+            })
+        }
+    }
+}
+
+fn table(store: &HaltStore, listing: &Listing) -> String {
+    let mut out = String::new();
+    if listing.halts.is_empty() {
+        out.push_str(&format!("no halt events under {}\n", store.dir().display()));
+    }
+    for halt in &listing.halts {
+        let status = match halt.status {
+            HaltStatus::Pending => "pending",
+            HaltStatus::Resolved => "resolved",
+        };
+        out.push_str(&format!(
+            "{status:<8}  {:<8}  x{:<3}  {}  {}  {}\n",
+            halt.severity,
+            halt.occurrences,
+            halt.run_id,
+            halt.fault_id,
+            halt.message.replace('\n', " ")
+        ));
+    }
+    for bad in &listing.unreadable {
+        out.push_str(&format!("unreadable: {}: {}\n", bad.file, bad.reason));
+    }
+    out
+}

@@ -1,0 +1,194 @@
+//! `berth patterns list|propose|promote|reject`: the investigator's side of learned
+//! patterns. Every change goes through [`crate::faults::proposals`], under the same lock as
+//! the daemon's hit counting.
+
+use std::path::PathBuf;
+
+use serde_json::{Map, Value, json};
+
+use super::Outcome;
+use crate::faults::learned::LearnedPattern;
+use crate::faults::proposals::PatternFiles;
+
+#[derive(clap::Args, Debug)]
+pub struct PatternsArgs {
+    /// The learned-patterns file; the pending and rejected files live beside it.
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_LEARNED_PATTERNS",
+        value_name = "FILE"
+    )]
+    pub learned: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub action: PatternsAction,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum PatternsAction {
+    /// Learned patterns (with hit counts) and pending proposals.
+    List {
+        /// Print `{"learned": [...], "pending": [...], "warnings": [...]}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue a new pattern in `pending-patterns.jsonl` for review.
+    Propose {
+        #[arg(long)]
+        category: String,
+        /// CRITICAL, HIGH or MEDIUM.
+        #[arg(long)]
+        severity: String,
+        /// One of stdout_contains, stdout_regex, failureReason_contains,
+        /// failureReason_regex, plan_contains, plan_regex, state_jsonpath.
+        #[arg(long = "kind", value_name = "MATCHER_KIND")]
+        matcher_kind: String,
+        #[arg(long)]
+        pattern: String,
+        #[arg(long)]
+        description: String,
+        /// Who or what proposed it (an investigation id, a name).
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Move the pending proposal of CATEGORY into the learned patterns.
+    Promote { category: String },
+    /// Drop the pending proposal of CATEGORY, logging it with a reason.
+    Reject {
+        category: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+pub fn run(args: &PatternsArgs) -> anyhow::Result<Outcome> {
+    let learned = args
+        .learned
+        .clone()
+        .unwrap_or_else(|| crate::paths::default_faults_dir().join("learned-patterns.json"));
+    let files = PatternFiles::beside(&learned);
+    match &args.action {
+        PatternsAction::List { json } => list(&files, *json),
+        PatternsAction::Propose {
+            category,
+            severity,
+            matcher_kind,
+            pattern,
+            description,
+            source,
+        } => {
+            let mut entry = Map::new();
+            entry.insert("category".into(), json!(category));
+            entry.insert("severity".into(), json!(severity));
+            entry.insert("description".into(), json!(description));
+            entry.insert("matcherKind".into(), json!(matcher_kind));
+            entry.insert("pattern".into(), json!(pattern));
+            if let Some(source) = source {
+                entry.insert("source".into(), json!(source));
+            }
+            let line = files.propose(entry).map_err(anyhow::Error::msg)?;
+            println!(
+                "proposed {category}: {} line {line}",
+                files.pending.display()
+            );
+            Ok(Outcome::Clean)
+        }
+        PatternsAction::Promote { category } => {
+            let pattern = files.promote(category).map_err(anyhow::Error::msg)?;
+            println!(
+                "promoted {} ({} {}) into {}",
+                pattern.category,
+                pattern.matcher_kind.as_str(),
+                pattern.severity,
+                files.learned.display()
+            );
+            Ok(Outcome::Clean)
+        }
+        PatternsAction::Reject { category, reason } => {
+            files.reject(category, reason).map_err(anyhow::Error::msg)?;
+            println!(
+                "rejected {category}; logged in {}",
+                files.rejected.display()
+            );
+            Ok(Outcome::Clean)
+        }
+    }
+}
+
+fn list(files: &PatternFiles, as_json: bool) -> anyhow::Result<Outcome> {
+    let (learned, pending) = files.read().map_err(anyhow::Error::msg)?;
+    let mut warnings = learned.warnings.clone();
+    for proposal in &pending.proposals {
+        if let Err(reason) = &proposal.pattern {
+            warnings.push(format!(
+                "{} line {}: {reason}",
+                files.pending.display(),
+                proposal.line
+            ));
+        }
+    }
+    let proposals: Vec<&LearnedPattern> = pending
+        .proposals
+        .iter()
+        .filter_map(|p| p.pattern.as_ref().ok())
+        .collect();
+    if as_json {
+        let pending_json: Vec<Value> = pending
+            .proposals
+            .iter()
+            .map(|p| match &p.pattern {
+                Ok(pattern) => json!({"line": p.line, "pattern": pattern}),
+                Err(reason) => json!({"line": p.line, "error": reason}),
+            })
+            .collect();
+        let out = json!({
+            "learned": learned.patterns,
+            "pending": pending_json,
+            "warnings": warnings,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print!("{}", table("learned", &learned.patterns, true));
+        print!("{}", table("pending", &proposals, false));
+        for warning in &warnings {
+            eprintln!("warning: {warning}");
+        }
+    }
+    Ok(if warnings.is_empty() {
+        Outcome::Clean
+    } else {
+        Outcome::NeedsAttention
+    })
+}
+
+fn table<P: std::borrow::Borrow<LearnedPattern>>(
+    title: &str,
+    patterns: &[P],
+    hits: bool,
+) -> String {
+    let mut out = format!("{title}: {}\n", patterns.len());
+    for p in patterns {
+        let p = p.borrow();
+        let hit = if hits {
+            format!(
+                "  hits {}{}",
+                p.hit_count,
+                p.last_hit
+                    .as_deref()
+                    .map(|at| format!(" (last {at})"))
+                    .unwrap_or_default()
+            )
+        } else {
+            String::new()
+        };
+        out.push_str(&format!(
+            "  {:<8} {:<28} {:<22} {}{hit}\n",
+            p.severity.as_str(),
+            p.category,
+            p.matcher_kind.as_str(),
+            p.pattern.replace('\n', "\\n"),
+        ));
+    }
+    out
+}

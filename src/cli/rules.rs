@@ -1,0 +1,154 @@
+//! `berth rules check|test|list [ROOT]`: the acceptance pipeline a hot reload runs, on
+//! demand. All three call [`Rules::check`], so "check passes" means "a reload would swap
+//! this set in".
+//!
+//! Exit codes: 0 the set is accepted; 1 it is not (syntax, missing function, failed test);
+//! 2 the root cannot be read.
+
+use std::path::PathBuf;
+
+use super::Outcome;
+use crate::rules::set::{describe_root, short};
+use crate::rules::{Built, LoadError, LoadFailure, RuleSpec, Rules, SourceSet};
+
+#[derive(clap::Args, Debug)]
+pub struct RulesArgs {
+    #[command(subcommand)]
+    pub command: RulesCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum RulesCommand {
+    /// Compile, validate and test a rule set exactly as a hot reload would.
+    Check(RootArg),
+    /// Run the rule tests (`*.tests.json` beside the rules) and print every case.
+    Test(RootArg),
+    /// List the set's files, where each comes from, and the functions they define.
+    List(RootArg),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RootArg {
+    /// A directory holding `rules/` and `policies/` (default: the embedded rules alone).
+    #[arg(env = "BERTH_RULES_ROOT", value_name = "ROOT")]
+    pub root: Option<PathBuf>,
+}
+
+pub fn run(args: &RulesArgs) -> anyhow::Result<Outcome> {
+    let (root, built) = match &args.command {
+        RulesCommand::Check(a) | RulesCommand::Test(a) | RulesCommand::List(a) => (
+            a.root.as_deref(),
+            Rules::check(a.root.as_deref(), &RuleSpec::standard()),
+        ),
+    };
+    let source = describe_root(root);
+    let built = match built {
+        Ok(built) => built,
+        Err(failure) => return refused(&args.command, &source, &failure),
+    };
+    let hash = short(built.set.hash());
+    match &args.command {
+        RulesCommand::Check(_) => {
+            let rule_files = built.set.files().count();
+            println!(
+                "ok: rules {hash} ({source}): {rule_files} rule file(s), {} test(s) passed",
+                built.cases.len()
+            );
+        }
+        RulesCommand::Test(_) => {
+            print_cases(&built.cases);
+            println!(
+                "rules {hash} ({source}): {} passed, 0 failed",
+                built.cases.len()
+            );
+        }
+        RulesCommand::List(_) => print!("{}", listing(&built, root, &source)?),
+    }
+    Ok(Outcome::Clean)
+}
+
+/// A refused set: every error (and, for `test`, every case), exit 1; an unreadable root
+/// is a usage error, exit 2.
+fn refused(command: &RulesCommand, source: &str, failure: &LoadFailure) -> anyhow::Result<Outcome> {
+    let unreadable = failure
+        .errors
+        .iter()
+        .all(|e| matches!(e, LoadError::Io { .. } | LoadError::Refused { .. }));
+    if unreadable {
+        anyhow::bail!("cannot read the rules ({source}):\n{failure}");
+    }
+    if matches!(command, RulesCommand::Test(_)) {
+        print_cases(&failure.cases);
+    }
+    for error in &failure.errors {
+        if !matches!(command, RulesCommand::Test(_))
+            || !matches!(error, LoadError::TestFailed { .. })
+        {
+            println!("error: {error}");
+        }
+    }
+    let failed = failure.cases.iter().filter(|c| !c.passed()).count();
+    println!(
+        "rules {} ({source}) refused: {} error(s), {} of {} test(s) failed",
+        failure.hash.as_deref().map_or("?", short),
+        failure.errors.len(),
+        failed,
+        failure.cases.len()
+    );
+    Ok(Outcome::NeedsAttention)
+}
+
+fn print_cases(cases: &[crate::rules::selftest::CaseResult]) {
+    for case in cases {
+        match &case.failure {
+            None => println!(
+                "ok    {} {} `{}`",
+                case.tests_file,
+                case.label(),
+                case.function
+            ),
+            Some(why) => println!(
+                "FAIL  {} {} `{}`: {why}",
+                case.tests_file,
+                case.label(),
+                case.function
+            ),
+        }
+    }
+}
+
+/// One line per file: name, origin, and functions (rule files) or case count (tests).
+fn listing(built: &Built, root: Option<&std::path::Path>, source: &str) -> anyhow::Result<String> {
+    let files = SourceSet::load(root).map_err(|f| anyhow::anyhow!("{f}"))?;
+    let origin = |overridden: bool| if overridden { "override" } else { "embedded" };
+    let mut rows: Vec<[String; 3]> = Vec::new();
+    for file in files.files() {
+        let detail = match built.set.file(&file.name) {
+            Some(compiled) => compiled
+                .functions
+                .iter()
+                .map(|(name, arity)| format!("{name}/{arity}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            None => {
+                let cases = built
+                    .cases
+                    .iter()
+                    .filter(|c| c.tests_file == file.name)
+                    .count();
+                format!("{cases} test(s)")
+            }
+        };
+        rows.push([
+            file.name.clone(),
+            origin(file.overridden).to_owned(),
+            detail,
+        ]);
+    }
+    let width = rows.iter().map(|r| r[0].len()).max().unwrap_or(0);
+    let mut out = format!("rules {} ({source})\n", short(built.set.hash()));
+    for [name, origin, detail] in rows {
+        out.push_str(&format!("{name:<width$}  {origin:<8}  {detail}\n"));
+    }
+    Ok(out)
+}

@@ -1,0 +1,239 @@
+//! The tick's questions to the rules (DESIGN §8): what the rules see of a record, a PR and
+//! the daemon, the contract calls, and one decision-log line per answer. The answers are
+//! plain values the tick acts on through the store; the rules never touch the store.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::forge::{QUEUE_LABEL, QueuedPr};
+use crate::lane_lock::Lane;
+use crate::record::{Record, Status};
+use crate::rules::contracts::discovery::{self, PrFacts};
+use crate::rules::contracts::landing::{self, Admission, LandFacts, LandVerdict};
+use crate::rules::decisions::Subject;
+use crate::store::StoredRecord;
+
+use super::Shared;
+
+/// A record's extra field set by a `requeue` with a delay: `select` passes the record over
+/// until this time. gstack keeps it as an unknown field; claiming the record removes it.
+pub const NOT_BEFORE_FIELD: &str = "berthNotBefore";
+
+/// How busy the queue is, for a rule's `ctx`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct QueueView {
+    pub queued: usize,
+    pub in_flight: usize,
+}
+
+impl QueueView {
+    pub fn of(records: &[StoredRecord]) -> QueueView {
+        QueueView {
+            queued: records
+                .iter()
+                .filter(|s| s.record.status == Status::Queued)
+                .count(),
+            in_flight: records
+                .iter()
+                .filter(|s| s.record.status.is_in_flight())
+                .count(),
+        }
+    }
+}
+
+/// The record as a rule sees it: the on-disk JSON (camelCase, unknown fields included)
+/// plus its `id`.
+pub fn record_value(id: &str, record: &Record) -> Value {
+    let mut value = serde_json::to_value(record).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        map.insert("id".into(), json!(id));
+    }
+    value
+}
+
+/// `ctx`: the time, the lane (if the question is about one), the queue, the config.
+pub fn ctx(shared: &Shared, lane: Option<&Lane>, view: QueueView) -> Value {
+    let now = crate::clock::now();
+    let config = &shared.config;
+    json!({
+        "now": crate::clock::iso(now),
+        "nowEpoch": now.timestamp(),
+        "lane": lane.map(|l| json!({"repoIdentity": l.repo_identity, "baseBranch": l.base_branch})),
+        "queueDepth": view.queued,
+        "inFlight": view.in_flight,
+        "config": {
+            "maxLanes": config.max_lanes,
+            "pollSecs": config.poll_secs,
+            "landTimeoutSecs": config.land_timeout_secs,
+            "lockTtlSecs": config.lock_ttl_secs,
+            "forge": shared.forge.name(),
+        },
+    })
+}
+
+fn subject<'a>(id: &'a str, record: &Record, repo: &'a mut String) -> Subject<'a> {
+    *repo = record.identity_or_path();
+    Subject {
+        id,
+        pr: record.pr_number,
+        repo: repo.as_str(),
+    }
+}
+
+/// `accept_pr` for a PR the forge listed (and so already found labelled, same-repository
+/// and with a valid marker).
+pub fn accept_pr(shared: &Shared, identity: &str, id: &str, pr: &QueuedPr) -> bool {
+    let facts = PrFacts {
+        number: pr.number,
+        labels: vec![QUEUE_LABEL.to_owned()],
+        has_valid_marker: true,
+        is_cross_repository: false,
+        head_branch: pr.head_branch.clone(),
+        base_branch: pr.base_branch.clone(),
+        marker: pr.marker.fields().clone(),
+        repo_identity: identity.to_owned(),
+        url: pr.url.clone(),
+    };
+    let decided = discovery::accept_pr(&shared.rules.current(), &facts);
+    let subject = Subject {
+        id,
+        pr: pr.number,
+        repo: identity,
+    };
+    let answer = if decided.value.accept {
+        "accept"
+    } else {
+        "reject"
+    };
+    shared
+        .decisions
+        .decision(&decided, Some(subject), answer, &decided.value.reason);
+    decided.value.accept
+}
+
+/// `order` over the queued records: their indexes in the order the rule gives.
+pub fn order(shared: &Shared, queued: &[&StoredRecord]) -> Vec<usize> {
+    let candidates = queued
+        .iter()
+        .map(|s| record_value(&s.id, &s.record))
+        .collect();
+    let decided = discovery::order(&shared.rules.current(), candidates);
+    if let Some(error) = &decided.error {
+        // Not per record: the order is one decision about the whole queue.
+        shared
+            .decisions
+            .decision(&decided, None, "default order", &error.to_string());
+    }
+    decided
+        .value
+        .iter()
+        .filter_map(|id| queued.iter().position(|s| &s.id == id))
+        .collect()
+}
+
+/// Whether `select` must pass a record over because a `requeue` deferred it.
+pub fn deferred(record: &Record, now: DateTime<Utc>) -> bool {
+    record
+        .extra
+        .get(NOT_BEFORE_FIELD)
+        .and_then(Value::as_str)
+        .and_then(crate::clock::parse_iso)
+        .is_some_and(|at| at > now)
+}
+
+/// `admit` for the head of a free lane.
+pub fn admit(shared: &Shared, stored: &StoredRecord, lane: &Lane, view: QueueView) -> Admission {
+    let decided = landing::admit(
+        &shared.rules.current(),
+        &record_value(&stored.id, &stored.record),
+        &ctx(shared, Some(lane), view),
+    );
+    let mut repo = String::new();
+    let subject = subject(&stored.id, &stored.record, &mut repo);
+    shared.decisions.decision(
+        &decided,
+        Some(subject),
+        decided.value.decision.as_str(),
+        &decided.value.reason,
+    );
+    decided.value
+}
+
+/// Logs that `stored` was picked to land now, `position` in the rule's order.
+pub fn selected(shared: &Shared, stored: &StoredRecord, position: usize, of: usize) {
+    let decided = crate::rules::Decided {
+        value: (),
+        file: discovery::FILE,
+        function: "order",
+        ruleset: shared.rules.current().hash().to_owned(),
+        error: None,
+    };
+    let mut repo = String::new();
+    let subject = subject(&stored.id, &stored.record, &mut repo);
+    shared.decisions.decision(
+        &decided,
+        Some(subject),
+        "selected",
+        &format!(
+            "head of its lane, {} of {of} queued in rule order",
+            position + 1
+        ),
+    );
+}
+
+/// `on_land_result` for a finished land step.
+pub fn on_land_result(
+    shared: &Shared,
+    id: &str,
+    record: &Record,
+    lane: &Lane,
+    facts: &LandFacts,
+) -> LandVerdict {
+    let view = shared
+        .store
+        .scan()
+        .map(|scan| QueueView::of(&scan.records))
+        .unwrap_or_default();
+    let decided = landing::on_land_result(
+        &shared.rules.current(),
+        &record_value(id, record),
+        facts,
+        &ctx(shared, Some(lane), view),
+    );
+    let mut repo = String::new();
+    let subject = subject(id, record, &mut repo);
+    shared.decisions.decision(
+        &decided,
+        Some(subject),
+        decided.value.decision.as_str(),
+        &decided.value.reason,
+    );
+    decided.value
+}
+
+/// `max_lanes`: how many landings may run at once.
+pub fn max_lanes(shared: &Shared, view: QueueView) -> usize {
+    let decided = landing::max_lanes(
+        &shared.rules.current(),
+        &ctx(shared, None, view),
+        shared.config.max_lanes,
+    );
+    shared.decisions.decision(
+        &decided,
+        None,
+        &decided.value.to_string(),
+        "lanes that may land at once",
+    );
+    decided.value
+}
+
+/// When a record requeued by a rule may be picked again: after its delay, or after one
+/// poll interval when it gave none (never at once: the same lane would be retried in a loop).
+pub fn not_before(shared: &Shared, delay: Option<Duration>) -> String {
+    let delay = delay.unwrap_or(Duration::from_secs(shared.config.poll_secs.max(1)));
+    let at = crate::clock::now()
+        + chrono::Duration::from_std(delay).unwrap_or_else(|_| chrono::Duration::days(7));
+    crate::clock::iso(at)
+}

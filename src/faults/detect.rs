@@ -1,0 +1,347 @@
+//! Running the detectors: one orchestrator state (with its plan, stdout log, review report
+//! and worktree) through every `rules/detectors/*.rhai`, then the learned patterns through
+//! `rules/learned.rhai`; or the queue's facts through `rules/detectors/queue/*.rhai`.
+//!
+//! Each detector is called on its own and its answer validated on its own: one detector's
+//! error or timeout is reported and never hides another's faults.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rhai::{Dynamic, Map as RhaiMap};
+use serde_json::Value;
+
+use super::fault::Fault;
+use super::json_file;
+use super::learned::{LEARNED_PREFIX, LearnedPattern, LearnedSet};
+use super::rules::{
+    DETECT_FN, DETECTORS, LEARNED_FN, LEARNED_RULE, QUEUE_DETECTORS, StateDoc, parse_faults,
+};
+use crate::rules::RuleSet;
+
+/// A state file is megabytes at most; past this it is refused rather than parsed.
+pub const MAX_STATE_BYTES: u64 = 64 * 1024 * 1024;
+/// Plan and stdout text handed to rules: the head of a plan, the tail of a log. Below the
+/// engine's string limit, so a rule can still build strings from them.
+pub const MAX_TEXT_BYTES: usize = 2 * 1024 * 1024;
+/// The review report gstack writes beside the state files.
+pub const REVIEW_REPORT: &str = "plan-review-report.json";
+/// Default iteration limits (detectors.md), overridable by gstack's environment variables.
+pub const DEFAULT_MAX_ITER: i64 = 5;
+
+/// A text file attached to a run, with where it came from.
+#[derive(Clone, Debug)]
+pub struct Attached<T> {
+    pub path: PathBuf,
+    pub content: T,
+}
+
+/// Everything the orchestrator detectors read about one run.
+#[derive(Clone, Debug)]
+pub struct RunInput {
+    pub state: Arc<Value>,
+    pub state_file: Option<PathBuf>,
+    pub plan: Option<Attached<String>>,
+    pub stdout: Option<Attached<String>>,
+    pub review: Option<Attached<Value>>,
+    pub worktree: Option<PathBuf>,
+}
+
+/// What running the detectors found.
+#[derive(Debug, Default)]
+pub struct Detection {
+    /// In detectors.md order, learned faults last.
+    pub faults: Vec<Fault>,
+    /// The learned patterns that produced a fault (their hits are to be counted).
+    pub learned_hits: Vec<LearnedPattern>,
+    /// One line per detector that failed, naming the rule file and the reason.
+    pub errors: Vec<String>,
+}
+
+impl RunInput {
+    /// A run from its state file: the plan (`--plan`, else the state's `planFile`), the
+    /// stdout log (`--stdout`, else the state's `stdoutLog`), the review report beside the
+    /// state file and the state's `worktreePath`. Attachments that are absent or
+    /// unreadable are left out (each detector then has nothing to say); the state file
+    /// itself must be readable JSON.
+    pub fn from_files(
+        state_file: &Path,
+        plan: Option<&Path>,
+        stdout: Option<&Path>,
+    ) -> Result<RunInput, String> {
+        let bytes = read_state(state_file)
+            .map_err(|reason| format!("{}: {reason}", state_file.display()))?;
+        let state: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("{}: not valid JSON: {e}", state_file.display()))?;
+        Ok(RunInput::from_state(state, Some(state_file), plan, stdout))
+    }
+
+    /// A run from an already parsed state.
+    pub fn from_state(
+        state: Value,
+        state_file: Option<&Path>,
+        plan: Option<&Path>,
+        stdout: Option<&Path>,
+    ) -> RunInput {
+        let named = |field: &str| state.get(field).and_then(Value::as_str).map(PathBuf::from);
+        let plan_path = plan.map(Path::to_owned).or_else(|| named("planFile"));
+        let stdout_path = stdout.map(Path::to_owned).or_else(|| named("stdoutLog"));
+        let worktree = named("worktreePath");
+        let review = state_file
+            .and_then(Path::parent)
+            .map(|dir| dir.join(REVIEW_REPORT))
+            .and_then(|path| match json_file::read_json(&path) {
+                Ok(Some(content)) => Some(Attached { path, content }),
+                // Absent or malformed: detectors.md says a malformed report is ignored.
+                _ => None,
+            });
+        RunInput {
+            plan: plan_path.and_then(|path| attach_text(path, Keep::Head)),
+            stdout: stdout_path.and_then(|path| attach_text(path, Keep::Tail)),
+            state: Arc::new(state),
+            state_file: state_file.map(Path::to_owned),
+            review,
+            worktree,
+        }
+    }
+
+    /// The map every orchestrator detector receives as `input`.
+    pub fn to_rule_input(&self) -> Dynamic {
+        let mut map = RhaiMap::new();
+        let path = |p: Option<&PathBuf>| {
+            p.map_or(Dynamic::UNIT, |p| Dynamic::from(p.display().to_string()))
+        };
+        map.insert(
+            "state".into(),
+            Dynamic::from(StateDoc(Arc::clone(&self.state))),
+        );
+        map.insert("stateFile".into(), path(self.state_file.as_ref()));
+        map.insert(
+            "plan".into(),
+            self.plan
+                .as_ref()
+                .map_or(Dynamic::UNIT, |a| Dynamic::from(a.content.clone())),
+        );
+        map.insert("planFile".into(), path(self.plan.as_ref().map(|a| &a.path)));
+        map.insert(
+            "stdout".into(),
+            self.stdout
+                .as_ref()
+                .map_or(Dynamic::UNIT, |a| Dynamic::from(a.content.clone())),
+        );
+        map.insert(
+            "stdoutFile".into(),
+            path(self.stdout.as_ref().map(|a| &a.path)),
+        );
+        map.insert(
+            "review".into(),
+            self.review
+                .as_ref()
+                .and_then(|a| rhai::serde::to_dynamic(&a.content).ok())
+                .unwrap_or(Dynamic::UNIT),
+        );
+        map.insert(
+            "reviewFile".into(),
+            path(self.review.as_ref().map(|a| &a.path)),
+        );
+        map.insert("worktree".into(), path(self.worktree.as_ref()));
+        // Rules cannot look at the file system: the core answers the one question they need.
+        map.insert(
+            "worktreeExists".into(),
+            Dynamic::from(self.worktree.as_ref().is_some_and(|w| w.is_dir())),
+        );
+        let mut limits = RhaiMap::new();
+        limits.insert(
+            "codexMaxIter".into(),
+            Dynamic::from_int(env_limit("GSTACK_BUILD_CODEX_MAX_ITER")),
+        );
+        limits.insert(
+            "testMaxIter".into(),
+            Dynamic::from_int(env_limit("GSTACK_BUILD_TEST_MAX_ITER")),
+        );
+        map.insert("limits".into(), Dynamic::from_map(limits));
+        Dynamic::from_map(map)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Keep {
+    Head,
+    Tail,
+}
+
+fn attach_text(path: PathBuf, keep: Keep) -> Option<Attached<String>> {
+    let meta = std::fs::metadata(&path).ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let bytes = match keep {
+        Keep::Head => read_head(&path, MAX_TEXT_BYTES as u64).ok()?,
+        Keep::Tail => read_tail(&path, MAX_TEXT_BYTES as u64).ok()?,
+    };
+    Some(Attached {
+        path,
+        content: String::from_utf8_lossy(&bytes).into_owned(),
+    })
+}
+
+/// A state file's bytes; one over [`MAX_STATE_BYTES`] is refused unread.
+fn read_state(path: &Path) -> Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot stat: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > MAX_STATE_BYTES {
+        return Err(format!(
+            "file is {} bytes, over the {MAX_STATE_BYTES}-byte limit for a state file",
+            meta.len()
+        ));
+    }
+    std::fs::read(path).map_err(|e| format!("cannot read: {e}"))
+}
+
+/// A file's first `max` bytes (a plan longer than that is cut, not refused).
+fn read_head(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(max)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+fn read_tail(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(max)))?;
+    let mut bytes = Vec::new();
+    file.take(max).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// A positive integer from the environment, else [`DEFAULT_MAX_ITER`].
+fn env_limit(name: &str) -> i64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_MAX_ITER)
+}
+
+/// Calls one detector file and validates its answer.
+pub fn run_detector(set: &RuleSet, file: &str, input: Dynamic) -> Result<Vec<Fault>, String> {
+    let answer = set
+        .call(file, DETECT_FN, vec![input])
+        .map_err(|e| e.to_string())?;
+    let json: Value = rhai::serde::from_dynamic(&answer)
+        .map_err(|e| format!("{file}: `{DETECT_FN}` returned a value that is not JSON ({e})"))?;
+    parse_faults(&json)
+        .map_err(|e| format!("{file}: `{DETECT_FN}` returned an invalid answer: {e}"))
+}
+
+/// Every orchestrator detector over `run`, then the learned patterns of `learned`.
+pub fn detect_run(set: &RuleSet, run: &RunInput, learned: &LearnedSet) -> Detection {
+    let mut detection = Detection::default();
+    let input = run.to_rule_input();
+    for file in set.files_matching(DETECTORS) {
+        match run_detector(set, file, input.clone()) {
+            Ok(faults) => detection.faults.extend(faults),
+            Err(error) => detection.errors.push(error),
+        }
+    }
+    if !learned.patterns.is_empty() {
+        apply_learned(set, input, learned, &mut detection);
+    }
+    detection
+}
+
+fn apply_learned(set: &RuleSet, input: Dynamic, learned: &LearnedSet, detection: &mut Detection) {
+    let produced: HashSet<String> = detection
+        .faults
+        .iter()
+        .map(|f| f.category.clone())
+        .collect();
+    let Some(mut map) = input.try_cast::<RhaiMap>() else {
+        return;
+    };
+    let patterns: Vec<Value> = learned
+        .patterns
+        .iter()
+        .map(LearnedPattern::to_rule_json)
+        .collect();
+    let produced_list: Vec<&String> = produced.iter().collect();
+    let (Ok(patterns), Ok(produced_dyn)) = (
+        rhai::serde::to_dynamic(&patterns),
+        rhai::serde::to_dynamic(&produced_list),
+    ) else {
+        detection.errors.push(format!(
+            "{LEARNED_RULE}: learned patterns are not representable for rules"
+        ));
+        return;
+    };
+    map.insert("patterns".into(), patterns);
+    map.insert("produced".into(), produced_dyn);
+    let answer = set
+        .call(LEARNED_RULE, LEARNED_FN, vec![Dynamic::from_map(map)])
+        .map_err(|e| e.to_string())
+        .and_then(|answer| {
+            rhai::serde::from_dynamic::<Value>(&answer).map_err(|e| {
+                format!("{LEARNED_RULE}: `{LEARNED_FN}` returned a value that is not JSON ({e})")
+            })
+        })
+        .and_then(|json| {
+            parse_faults(&json).map_err(|e| {
+                format!("{LEARNED_RULE}: `{LEARNED_FN}` returned an invalid answer: {e}")
+            })
+        });
+    let faults = match answer {
+        Ok(faults) => faults,
+        Err(error) => {
+            detection.errors.push(error);
+            return;
+        }
+    };
+    let mut seen: HashSet<String> = HashSet::new();
+    for mut fault in faults {
+        // The core enforces the contract whatever the rule does: a learned fault belongs
+        // to a loaded pattern, never repeats a built-in category, and says it is learned.
+        let Some(pattern) = learned.by_category(&fault.category) else {
+            detection.errors.push(format!(
+                "{LEARNED_RULE}: fault category `{}` is not a loaded learned pattern; dropped",
+                fault.category
+            ));
+            continue;
+        };
+        if produced.contains(&fault.category) || !seen.insert(fault.category.clone()) {
+            continue;
+        }
+        if !fault.description.starts_with(LEARNED_PREFIX) {
+            fault.description = format!("{LEARNED_PREFIX}{}", fault.description);
+        }
+        detection.learned_hits.push(pattern.clone());
+        detection.faults.push(fault);
+    }
+}
+
+/// The queue detectors over the queue's facts (records, unreadable files, locks, forge).
+pub fn detect_queue(set: &RuleSet, facts: &Value) -> Detection {
+    let mut detection = Detection::default();
+    let input = match rhai::serde::to_dynamic(facts) {
+        Ok(input) => input,
+        Err(e) => {
+            detection
+                .errors
+                .push(format!("queue facts are not representable for rules: {e}"));
+            return detection;
+        }
+    };
+    for file in set.files_matching(QUEUE_DETECTORS) {
+        match run_detector(set, file, input.clone()) {
+            Ok(faults) => detection.faults.extend(faults),
+            Err(error) => detection.errors.push(error),
+        }
+    }
+    detection
+}

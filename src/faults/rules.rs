@@ -1,0 +1,124 @@
+//! What the faults bring to the rules engine: the detector contracts (which files must
+//! define which function, and the validator of their answers) and the `state_jsonpath`
+//! primitive with the [`StateDoc`] type it works on.
+//!
+//! Why a custom type: an orchestrator state can be megabytes (10,000 features is ~2 MB).
+//! Converting it into rhai maps for every detector call would cost more than the detection
+//! itself, so the parsed JSON is handed to rules behind an `Arc` and rules query it with
+//! `state_jsonpath(state, path)` (which converts only what matched) or `state["field"]` /
+//! `state.field` (which converts only that field). Rule tests pass plain maps instead;
+//! `state_jsonpath` accepts those too, with the same results.
+
+use std::sync::Arc;
+
+use rhai::{Array, Dynamic, Engine, EvalAltResult, Position};
+use serde_json::Value;
+
+use super::fault::Fault;
+use super::state_jsonpath::StatePath;
+use crate::rules::Requirement;
+
+/// The orchestrator detectors, run in file-name order (the numeric prefixes keep
+/// detectors.md's order).
+pub const DETECTORS: &str = "rules/detectors/*.rhai";
+/// The release-queue detectors, in file-name order.
+pub const QUEUE_DETECTORS: &str = "rules/detectors/queue/*.rhai";
+/// The rule that applies learned patterns.
+pub const LEARNED_RULE: &str = "rules/learned.rhai";
+/// `fn detect(input)` in every detector file.
+pub const DETECT_FN: &str = "detect";
+/// `fn learned(input)` in the learned rule.
+pub const LEARNED_FN: &str = "learned";
+
+/// The detector contracts, added to [`crate::rules::RuleSpec::standard`].
+pub const REQUIREMENTS: &[Requirement] = &[
+    Requirement {
+        file: DETECTORS,
+        function: DETECT_FN,
+        arity: 1,
+        validate: Some(validate_faults),
+    },
+    Requirement {
+        file: QUEUE_DETECTORS,
+        function: DETECT_FN,
+        arity: 1,
+        validate: Some(validate_faults),
+    },
+    Requirement {
+        file: LEARNED_RULE,
+        function: LEARNED_FN,
+        arity: 1,
+        validate: Some(validate_faults),
+    },
+];
+
+/// A detector's answer: a list of valid faults. The error names the entry and the field.
+pub fn validate_faults(_args: &[Value], result: &Value) -> Result<(), String> {
+    parse_faults(result).map(drop)
+}
+
+/// The faults of a detector's answer, or why it is not a list of valid faults.
+pub fn parse_faults(result: &Value) -> Result<Vec<Fault>, String> {
+    let Value::Array(items) = result else {
+        return Err(format!(
+            "a detector returns a list of faults, not {}",
+            super::fault::kind_of(result)
+        ));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| Fault::from_json(item).map_err(|e| format!("fault #{}: {e}", i + 1)))
+        .collect()
+}
+
+/// An orchestrator state, parsed once, shared read-only with every rule call.
+#[derive(Clone, Debug)]
+pub struct StateDoc(pub Arc<Value>);
+
+/// Registers [`StateDoc`] and `state_jsonpath` on the hardened engine (an
+/// [`crate::rules::spec::Extension`]).
+pub fn register_primitives(engine: &mut Engine) {
+    engine.register_type_with_name::<StateDoc>("StateDoc");
+    engine.register_fn(
+        "state_jsonpath",
+        |doc: &mut StateDoc, path: &str| -> Result<Array, Box<EvalAltResult>> {
+            matches(&doc.0, path)
+        },
+    );
+    engine.register_fn(
+        "state_jsonpath",
+        |value: Dynamic, path: &str| -> Result<Array, Box<EvalAltResult>> {
+            let json: Value = rhai::serde::from_dynamic(&value)?;
+            matches(&json, path)
+        },
+    );
+    engine.register_indexer_get(
+        |doc: &mut StateDoc, field: &str| -> Result<Dynamic, Box<EvalAltResult>> {
+            match doc.0.get(field) {
+                Some(value) => rhai::serde::to_dynamic(value),
+                None => Ok(Dynamic::UNIT),
+            }
+        },
+    );
+}
+
+/// The matches of `path` as rhai values; outside the grammar is no match, never an error.
+fn matches(doc: &Value, path: &str) -> Result<Array, Box<EvalAltResult>> {
+    let Ok(parsed) = StatePath::parse(path) else {
+        return Ok(Array::new());
+    };
+    parsed
+        .evaluate(doc)
+        .into_iter()
+        .map(|found| {
+            rhai::serde::to_dynamic(found).map_err(|e| {
+                EvalAltResult::ErrorRuntime(
+                    format!("state_jsonpath `{path}`: {e}").into(),
+                    Position::NONE,
+                )
+                .into()
+            })
+        })
+        .collect()
+}

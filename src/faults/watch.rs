@@ -1,0 +1,207 @@
+//! The daemon's fault watch (DESIGN §7): every tick, the detectors over each run's state
+//! file in the build-state dir and over the queue itself; a halt event for every fault that
+//! is new since the last tick, a resolved marker for every fault that cleared.
+//!
+//! Learned-pattern hits are counted when a learned fault is newly raised, not on every
+//! tick it stays raised: a pattern's `hitCount` tells how many incidents it caught.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use super::detect::{self, REVIEW_REPORT, RunInput};
+use super::halt::{HaltEvent, stdout_tail};
+use super::halt_store::{HaltStore, SyncReport};
+use super::learned::{self, LearnedSet, LearnedSource};
+use crate::daemon::Shared;
+use crate::rules::RuleSet;
+
+/// The run id the queue detectors' halt events are filed under.
+pub const QUEUE_RUN_ID: &str = "berth-release-queue";
+/// The learned-patterns file inside the faults dir.
+pub const LEARNED_FILE: &str = "learned-patterns.json";
+
+/// What one watch pass did, for the tick's log line and for tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct WatchReport {
+    pub runs: usize,
+    pub emitted: Vec<String>,
+    pub resolved: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+impl WatchReport {
+    fn absorb(&mut self, run_id: &str, sync: SyncReport) {
+        self.emitted.extend(
+            sync.emitted
+                .into_iter()
+                .map(|(id, _)| format!("{run_id}/{id}")),
+        );
+        self.resolved
+            .extend(sync.resolved.into_iter().map(|id| format!("{run_id}/{id}")));
+        self.problems.extend(sync.problems);
+    }
+}
+
+/// One learned-patterns source per file for the daemon's lifetime, so the file is
+/// re-read only when it changes and its warnings are logged once per version.
+static LEARNED_SOURCES: LazyLock<Mutex<HashMap<PathBuf, Arc<LearnedSource>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn learned_source(path: &Path) -> Arc<LearnedSource> {
+    let mut sources = LEARNED_SOURCES.lock().unwrap_or_else(|e| e.into_inner());
+    Arc::clone(
+        sources
+            .entry(path.to_owned())
+            .or_insert_with(|| Arc::new(LearnedSource::new(path.to_owned()))),
+    )
+}
+
+/// The daemon's call, once per tick from `prepare`: the runs of the configured
+/// build-state dir, then the queue. Never fails: problems are logged and reported.
+pub fn tick(shared: &Shared) -> WatchReport {
+    let faults_dir = shared
+        .config
+        .faults_dir
+        .clone()
+        .unwrap_or_else(crate::paths::default_faults_dir);
+    let state_dir = shared
+        .config
+        .build_state_dir
+        .clone()
+        .unwrap_or_else(crate::paths::default_build_state_dir);
+    let halts = HaltStore::new(&faults_dir);
+    let set = shared.rules.current();
+    let learned = learned_source(&faults_dir.join(LEARNED_FILE)).current();
+    let mut report = watch_runs(&set, &state_dir, &halts, &learned);
+    let facts = super::queue_facts::gather(shared);
+    let detection = detect::detect_queue(&set, &facts);
+    report.problems.extend(detection.errors);
+    let events: Vec<HaltEvent> = detection
+        .faults
+        .iter()
+        .map(|fault| HaltEvent::from_fault(QUEUE_RUN_ID, fault, None))
+        .collect();
+    report.absorb(QUEUE_RUN_ID, halts.sync_run(QUEUE_RUN_ID, &events));
+    log(&report);
+    report
+}
+
+fn log(report: &WatchReport) {
+    for id in &report.emitted {
+        tracing::warn!(halt = %id, "fault raised: halt event written");
+    }
+    for id in &report.resolved {
+        tracing::info!(halt = %id, "fault cleared: resolved marker written");
+    }
+    for problem in &report.problems {
+        tracing::error!("fault watch: {problem}");
+    }
+}
+
+/// Every run state file in `state_dir` through the detectors, synced with its registry.
+pub fn watch_runs(
+    set: &RuleSet,
+    state_dir: &Path,
+    halts: &HaltStore,
+    learned: &LearnedSet,
+) -> WatchReport {
+    let mut report = WatchReport::default();
+    let files = match state_files(state_dir) {
+        Ok(files) => files,
+        Err(problem) => {
+            report.problems.push(problem);
+            return report;
+        }
+    };
+    for file in files {
+        let run = match RunInput::from_files(&file, None, None) {
+            Ok(run) => run,
+            Err(problem) => {
+                // Its registry is left as it is: an unreadable state clears nothing.
+                report.problems.push(problem);
+                continue;
+            }
+        };
+        report.runs += 1;
+        let run_id = run_id_of(&run, &file);
+        let detection = detect::detect_run(set, &run, learned);
+        report.problems.extend(detection.errors);
+        let tail = run.stdout.as_ref().map(|s| stdout_tail(&s.content));
+        let events: Vec<HaltEvent> = detection
+            .faults
+            .iter()
+            .map(|fault| HaltEvent::from_fault(&run_id, fault, tail.clone()))
+            .collect();
+        let sync = halts.sync_run(&run_id, &events);
+        count_new_learned_hits(learned, &detection.learned_hits, &events, &sync);
+        report.absorb(&run_id, sync);
+    }
+    report
+}
+
+fn count_new_learned_hits(
+    learned: &LearnedSet,
+    hits: &[learned::LearnedPattern],
+    events: &[HaltEvent],
+    sync: &SyncReport,
+) {
+    let new_ids: HashSet<&str> = sync.emitted.iter().map(|(id, _)| id.as_str()).collect();
+    let new_categories: HashSet<&str> = events
+        .iter()
+        .filter(|e| new_ids.contains(e.fault_id.as_str()))
+        .map(|e| e.category.as_str())
+        .collect();
+    let counted: Vec<&learned::LearnedPattern> = hits
+        .iter()
+        .filter(|p| new_categories.contains(p.category.as_str()))
+        .collect();
+    if let Err(e) = learned::record_hits(&learned.path, &counted) {
+        tracing::warn!("learned-pattern hits not counted: {e}");
+    }
+}
+
+/// A run's id: the state's `runId`, else its `slug`, else the file's stem.
+fn run_id_of(run: &RunInput, file: &Path) -> String {
+    ["runId", "slug"]
+        .iter()
+        .find_map(|field| {
+            run.state
+                .get(*field)
+                .and_then(serde_json::Value::as_str)
+                .filter(|s| !s.trim().is_empty())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| {
+            file.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "run".to_owned())
+        })
+}
+
+/// The `*.json` state files directly in `dir` (not the queue subdir, not the review
+/// report, not hidden temp files), sorted. A missing dir has no runs.
+fn state_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(format!(
+                "cannot read build-state dir {}: {e}",
+                dir.display()
+            ));
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(".json") && !n.starts_with('.') && n != REVIEW_REPORT)
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}

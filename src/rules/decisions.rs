@@ -1,0 +1,253 @@
+//! `<berth_dir>/decisions.jsonl`: one JSON line per policy decision and per status change
+//! of a record, so `berth explain <PR>` can say why a record is where it is.
+//!
+//! A decision line: `{"time", "kind": "decision", "ruleset", "file", "function", "record",
+//! "pr", "repo", "decision", "reason", "fallback", "error"?}`; a status line:
+//! `{"time", "kind": "status", "record", "pr", "repo", "from", "to", "reason"}`.
+//!
+//! The same decision repeated for the same record (a freeze window answering `wait` on
+//! every tick) is written once, until the answer, the rule set or the record's status
+//! changes: the log records decisions, not polls. Writing is best effort: a full disk must not stop a landing, so
+//! a failed append is a warning.
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::io::{self, BufRead, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::contracts::Decided;
+use crate::record::{Record, Status};
+
+pub const DECISIONS_FILE: &str = "decisions.jsonl";
+
+/// Which record a line is about: id, PR number and repo identity (or `path:<repo>`).
+#[derive(Clone, Copy, Debug)]
+pub struct Subject<'a> {
+    pub id: &'a str,
+    pub pr: u64,
+    pub repo: &'a str,
+}
+
+#[derive(Serialize)]
+struct DecisionLine<'a> {
+    time: String,
+    kind: &'static str,
+    ruleset: &'a str,
+    file: &'a str,
+    function: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pr: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    repo: Option<&'a str>,
+    decision: &'a str,
+    reason: &'a str,
+    fallback: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct StatusLine<'a> {
+    time: String,
+    kind: &'static str,
+    record: &'a str,
+    pr: u64,
+    repo: &'a str,
+    from: Status,
+    to: Status,
+    reason: &'a str,
+}
+
+/// What was last written for one (record, function): the rule set, decision and reason.
+type LastAnswer = (String, String, String);
+
+/// The append-only decision log of one daemon.
+#[derive(Debug)]
+pub struct DecisionLog {
+    path: PathBuf,
+    /// (record, function) → (ruleset, decision, reason) last written.
+    last: Mutex<HashMap<(String, &'static str), LastAnswer>>,
+}
+
+impl DecisionLog {
+    pub fn new(berth_dir: &Path) -> DecisionLog {
+        DecisionLog {
+            path: berth_dir.join(DECISIONS_FILE),
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Logs one decision about `subject` (or about no record, e.g. `max_lanes`).
+    pub fn decision<T>(
+        &self,
+        decided: &Decided<T>,
+        subject: Option<Subject<'_>>,
+        decision: &str,
+        reason: &str,
+    ) {
+        let key = (subject.map_or("", |s| s.id).to_owned(), decided.function);
+        let value = (
+            decided.ruleset.clone(),
+            decision.to_owned(),
+            reason.to_owned(),
+        );
+        {
+            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            if last.get(&key) == Some(&value) {
+                return;
+            }
+            last.insert(key, value);
+        }
+        self.append(&DecisionLine {
+            time: crate::clock::now_iso(),
+            kind: "decision",
+            ruleset: &decided.ruleset,
+            file: decided.file,
+            function: decided.function,
+            record: subject.map(|s| s.id),
+            pr: subject.map(|s| s.pr),
+            repo: subject.map(|s| s.repo),
+            decision,
+            reason,
+            fallback: decided.is_fallback(),
+            error: decided.error.as_ref().map(ToString::to_string),
+        });
+    }
+
+    /// Logs a record's move from `from` to `updated.status`. The record's next decisions
+    /// are new events, so they are written even if they repeat earlier ones.
+    pub fn status_change(&self, id: &str, from: Status, updated: &Record) {
+        self.last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(record, _), _| record != id);
+        let repo = updated.identity_or_path();
+        self.append(&StatusLine {
+            time: crate::clock::now_iso(),
+            kind: "status",
+            record: id,
+            pr: updated.pr_number,
+            repo: &repo,
+            from,
+            to: updated.status,
+            reason: updated.last_error.as_deref().unwrap_or(""),
+        });
+    }
+
+    fn append(&self, line: &impl Serialize) {
+        let result = serde_json::to_string(line)
+            .map_err(io::Error::other)
+            .and_then(|mut text| {
+                text.push('\n');
+                let mut file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .mode(0o600)
+                    .open(&self.path)?;
+                // One write of one line: O_APPEND keeps concurrent lines whole.
+                file.write_all(text.as_bytes())
+            });
+        if let Err(e) = result {
+            tracing::warn!(log = %self.path.display(), "decision not logged: {e}");
+        }
+    }
+}
+
+/// Every line of the log about PR `pr` (of `repo`, when given), oldest first.
+pub fn history(berth_dir: &Path, pr: u64, repo: Option<&str>) -> io::Result<Vec<Value>> {
+    let path = berth_dir.join(DECISIONS_FILE);
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut lines = Vec::new();
+    for line in io::BufReader::new(file).lines() {
+        // A torn last line (a crash mid-append) is skipped, not fatal.
+        let Ok(value) = serde_json::from_str::<Value>(&line?) else {
+            continue;
+        };
+        let same_pr = value.get("pr").and_then(Value::as_u64) == Some(pr);
+        let same_repo = repo.is_none_or(|r| value.get("repo").and_then(Value::as_str) == Some(r));
+        if same_pr && same_repo {
+            lines.push(value);
+        }
+    }
+    Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::contracts::Decided;
+
+    fn decided(ruleset: &str) -> Decided<()> {
+        Decided {
+            value: (),
+            file: "policies/landing.rhai",
+            function: "admit",
+            ruleset: ruleset.into(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn repeated_decisions_are_written_once_and_history_filters_by_pr_and_repo() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = DecisionLog::new(dir.path());
+        let a = Subject {
+            id: "a-main-pr-1",
+            pr: 1,
+            repo: "github.com/acme/a",
+        };
+        let b = Subject {
+            id: "b-main-pr-1",
+            pr: 1,
+            repo: "github.com/acme/b",
+        };
+        for _ in 0..3 {
+            log.decision(&decided("h1"), Some(a), "wait", "freeze");
+        }
+        log.decision(&decided("h1"), Some(b), "wait", "freeze");
+        log.decision(&decided("h1"), Some(a), "go", "thawed");
+        log.decision(&decided("h2"), Some(a), "go", "thawed");
+        log.decision(&decided("h2"), Some(a), "go", "thawed");
+        let mut record = crate::record::Record::from_json(serde_json::json!({
+            "runId": "r", "repoPath": "/r", "baseBranch": "main", "featureBranch": "f",
+            "prNumber": 1, "version": "1", "livingPlanPath": "/p", "worktreePath": "/r",
+            "queuedAt": "2026-01-01T00:00:00Z", "status": "queued",
+            "repoIdentity": "github.com/acme/a"
+        }))
+        .unwrap();
+        record.status = Status::Claiming;
+        log.status_change(a.id, Status::Queued, &record);
+        // After a status change the same answer is a new event.
+        log.decision(&decided("h2"), Some(a), "go", "thawed");
+        let all = history(dir.path(), 1, None).unwrap();
+        assert_eq!(all.len(), 6);
+        let only_a = history(dir.path(), 1, Some("github.com/acme/a")).unwrap();
+        let decisions: Vec<&str> = only_a
+            .iter()
+            .map(|l| l["decision"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(decisions, ["wait", "go", "go", "", "go"]);
+        assert_eq!(only_a[3]["kind"], "status");
+        assert_eq!(only_a[3]["to"], "claiming");
+        assert_eq!(only_a[0]["file"], "policies/landing.rhai");
+        assert!(history(dir.path(), 2, None).unwrap().is_empty());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(log.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

@@ -1,0 +1,200 @@
+//! Hot reload: a debounced watch on the rules root's directories (directories, not files:
+//! editors that save by writing a temp file and renaming it over the original replace the
+//! inode a file watch would hold). Each burst of changes rebuilds the whole set through
+//! [`super::pipeline`] (compile, validate, run its tests); only an accepted set is swapped
+//! in, and the outcome goes to the log and to the status file `berth status` reads.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use notify::RecursiveMode;
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+
+use super::source::{RULE_DIRS, SourceSet};
+use super::status::RulesStatus;
+use super::{Reloaded, Rules};
+
+/// How long a burst of writes is gathered before the set is rebuilt. Editors finish a
+/// rename-on-save within a few milliseconds; 150 ms keeps the edit-to-active time under
+/// 250 ms (the target), rebuild included.
+pub const DEBOUNCE: Duration = Duration::from_millis(150);
+/// How often the debouncer looks for quiet bursts.
+const TICK: Duration = Duration::from_millis(20);
+
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("hot reload needs a rules root (the embedded defaults cannot change)")]
+    NoRoot,
+    #[error("cannot watch {path}: {source}")]
+    Watch {
+        path: PathBuf,
+        #[source]
+        source: notify::Error,
+    },
+}
+
+/// A running watch; dropping it stops the watching and the reloading.
+pub struct ReloadWatcher {
+    _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
+}
+
+impl ReloadWatcher {
+    /// Watches `rules.root()` (its `rules/` and `policies/` recursively, the root itself
+    /// for those two being created or replaced) and reloads on every change, recording
+    /// each outcome in `<berth_dir>/rules-status.json`. `status` is what that file says
+    /// now (the daemon writes it at start).
+    pub fn start(
+        rules: Rules,
+        berth_dir: PathBuf,
+        status: RulesStatus,
+    ) -> Result<ReloadWatcher, WatchError> {
+        let root = rules.root().ok_or(WatchError::NoRoot)?.to_owned();
+        let mut status = status;
+        let mut debouncer =
+            new_debouncer(DEBOUNCE, Some(TICK), move |events: DebounceEventResult| {
+                let relevant = match &events {
+                    Ok(events) => events.iter().any(|e| e.paths.iter().any(|p| !is_hidden(p))),
+                    Err(_) => true,
+                };
+                if relevant {
+                    reload_once(&rules, &berth_dir, &mut status);
+                }
+            })
+            .map_err(|source| WatchError::Watch {
+                path: root.clone(),
+                source,
+            })?;
+        let watch = |debouncer: &mut Debouncer<_, _>, path: &Path, mode| {
+            debouncer
+                .watch(path, mode)
+                .map_err(|source| WatchError::Watch {
+                    path: path.to_owned(),
+                    source,
+                })
+        };
+        watch(&mut debouncer, &root, RecursiveMode::NonRecursive)?;
+        for dir in RULE_DIRS {
+            let path = root.join(dir);
+            if path.is_dir() {
+                watch(&mut debouncer, &path, RecursiveMode::Recursive)?;
+            }
+        }
+        tracing::info!(root = %root.display(), "watching the rules root for changes");
+        Ok(ReloadWatcher {
+            _debouncer: debouncer,
+        })
+    }
+}
+
+fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.'))
+}
+
+/// One reload: rebuild, swap or keep, log, record.
+fn reload_once(rules: &Rules, berth_dir: &Path, status: &mut RulesStatus) {
+    let changed = match rules.reload() {
+        Ok(Reloaded::Swapped(set)) => {
+            tracing::info!(
+                rules = set.short_hash(),
+                "rule set reloaded and active: {}",
+                set.describe_source()
+            );
+            status.swapped(&set);
+            true
+        }
+        Ok(Reloaded::Unchanged(set)) => {
+            // A revert to the active files clears an earlier failure.
+            let was_failing = !status.last_reload.ok;
+            if was_failing {
+                status.swapped(&set);
+            }
+            was_failing
+        }
+        Err(failure) => {
+            tracing::error!(
+                rules = %super::set::short(&status.active_hash),
+                "rule reload REFUSED, the previous rules stay active:\n{failure}"
+            );
+            status.refused(&failure);
+            true
+        }
+    };
+    if changed && let Err(e) = status.write(berth_dir) {
+        tracing::warn!("cannot write the rules status: {e}");
+    }
+}
+
+/// What a watching daemon made of a rule edit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReloadSeen {
+    /// The set with the edit is active; its hash.
+    Active(String),
+    /// The reload was refused and the previous set stays; the errors, each starting
+    /// `file:line:col`.
+    Refused(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AwaitError {
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the rules root no longer loads: {0}")]
+    Load(#[from] super::LoadFailure),
+    #[error("cannot read the rules status in {dir}: {source}")]
+    Status {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "no reload of the edit was reported within {0:?} (is a daemon running with --watch on this rules root?)"
+    )]
+    Timeout(Duration),
+}
+
+/// Writes `text` to `file` (e.g. `policies/landing.rhai`) under `root` the way an editor
+/// does (temp file + rename), then waits until the daemon watching `root` with state dir
+/// `berth_dir` has either swapped in the set with this edit or refused it. For `berth demo`
+/// and tests; works whether the daemon runs in this process or another.
+pub fn write_and_await(
+    root: &Path,
+    berth_dir: &Path,
+    file: &str,
+    text: &str,
+    timeout: Duration,
+) -> Result<ReloadSeen, AwaitError> {
+    let path = root.join(file);
+    let started = crate::clock::now()
+        .checked_sub_signed(chrono::Duration::milliseconds(1))
+        .unwrap_or_else(crate::clock::now);
+    crate::atomic_file::write_atomic(&path, text.as_bytes(), 0o644)
+        .map_err(|source| AwaitError::Write { path, source })?;
+    let expected = SourceSet::load(Some(root))?.hash().to_owned();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let status = RulesStatus::read(berth_dir).map_err(|source| AwaitError::Status {
+            dir: berth_dir.to_owned(),
+            source,
+        })?;
+        if let Some(status) = status {
+            let last = &status.last_reload;
+            let fresh = crate::clock::parse_iso(&last.at).is_some_and(|at| at >= started);
+            if last.ok && status.active_hash == expected {
+                return Ok(ReloadSeen::Active(expected));
+            }
+            if fresh && !last.ok && last.hash.as_deref() == Some(expected.as_str()) {
+                return Ok(ReloadSeen::Refused(last.error.clone().unwrap_or_default()));
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(AwaitError::Timeout(timeout));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,134 @@
+//! What a rule set must provide, and what the engine gives it, in one value.
+//!
+//! The same [`RuleSpec`] drives daemon start, hot reload, `berth rules check` and
+//! `berth rules test`, so "check passes" means "reload would accept it". Another berth
+//! module that brings its own rule files (the faults' detectors) adds a [`Requirement`]
+//! and, if it needs one, an [`Extension`] registering its primitives, in
+//! [`RuleSpec::standard`]; it calls its files through
+//! [`super::RuleSet::call_json`] and never needs the engine's internals.
+
+use globset::{Glob, GlobMatcher};
+use serde_json::Value;
+
+use super::contracts;
+use super::engine::{LIMITS, Limits};
+
+/// Checks one return value against its contract, given the arguments of the call: an
+/// `Err` names what is wrong. Used on every live call and on every rule test.
+pub type Validator = fn(args: &[Value], result: &Value) -> Result<(), String>;
+
+/// Registers extra primitives on the hardened engine (after berth's own).
+pub type Extension = fn(&mut rhai::Engine);
+
+/// A function some rule file must define.
+#[derive(Clone, Copy, Debug)]
+pub struct Requirement {
+    /// A rule file name (`policies/landing.rhai`), which must then exist, or a glob
+    /// (`rules/detectors/*.rhai`), every match of which must define the function.
+    pub file: &'static str,
+    pub function: &'static str,
+    pub arity: usize,
+    pub validate: Option<Validator>,
+}
+
+/// The requirements, extensions and limits of one rule engine.
+#[derive(Clone, Debug)]
+pub struct RuleSpec {
+    pub requirements: Vec<Requirement>,
+    pub extensions: Vec<Extension>,
+    pub limits: Limits,
+}
+
+impl RuleSpec {
+    /// berth's contracts: discovery and landing policy.
+    pub fn standard() -> RuleSpec {
+        let mut requirements = Vec::new();
+        requirements.extend_from_slice(contracts::discovery::REQUIREMENTS);
+        requirements.extend_from_slice(contracts::landing::REQUIREMENTS);
+        // Faults (issue 5): the detector contracts and their `state_jsonpath` primitive.
+        requirements.extend_from_slice(crate::faults::rules::REQUIREMENTS);
+        RuleSpec {
+            requirements,
+            extensions: vec![crate::faults::rules::register_primitives],
+            limits: LIMITS,
+        }
+    }
+
+    /// The validator for calls of `function` in `file`, if a requirement names one.
+    pub fn validator(&self, file: &str, function: &str) -> Option<Validator> {
+        self.requirements
+            .iter()
+            .filter(|r| r.function == function && r.matches(file))
+            .find_map(|r| r.validate)
+    }
+}
+
+impl Requirement {
+    /// Whether the `file` field is a pattern rather than one file name.
+    pub fn is_pattern(&self) -> bool {
+        self.file.contains(['*', '?', '[', '{'])
+    }
+
+    /// Whether this requirement applies to the rule file `name`.
+    pub fn matches(&self, name: &str) -> bool {
+        if !self.is_pattern() {
+            return self.file == name;
+        }
+        matcher(self.file).is_some_and(|m| m.is_match(name))
+    }
+}
+
+/// A glob where `*` stays within one path segment, as in a shell.
+pub(crate) fn matcher(pattern: &str) -> Option<GlobMatcher> {
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()
+        .ok()
+        .map(|g: Glob| g.compile_matcher())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requirements_match_names_and_patterns() {
+        let exact = Requirement {
+            file: "policies/landing.rhai",
+            function: "admit",
+            arity: 2,
+            validate: None,
+        };
+        assert!(exact.matches("policies/landing.rhai"));
+        assert!(!exact.matches("policies/landing.rhai.bak"));
+        let pattern = Requirement {
+            file: "rules/detectors/*.rhai",
+            ..exact
+        };
+        assert!(pattern.matches("rules/detectors/hand_merged.rhai"));
+        assert!(!pattern.matches("rules/detectors/deeper/x.rhai"));
+        assert!(!pattern.matches("rules/discovery.rhai"));
+    }
+
+    #[test]
+    fn the_standard_spec_validates_the_landing_contract() {
+        let spec = RuleSpec::standard();
+        let admit = spec.validator("policies/landing.rhai", "admit").unwrap();
+        let args = [Value::Null, Value::Null];
+        assert!(
+            admit(
+                &args,
+                &serde_json::json!({"decision": "go", "reason": "ok"})
+            )
+            .is_ok()
+        );
+        assert!(
+            admit(
+                &args,
+                &serde_json::json!({"decision": "maybe", "reason": ""})
+            )
+            .is_err()
+        );
+        assert!(spec.validator("rules/discovery.rhai", "admit").is_none());
+    }
+}

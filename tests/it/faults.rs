@@ -1,0 +1,441 @@
+//! Faults: detectors as rules, learned patterns with hit counting across processes, halt
+//! events as the daemon writes them.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use berth::faults::halt::{Scope, fault_id};
+use berth::faults::halt_store::HaltStore;
+use berth::faults::learned::LearnedSet;
+use berth::faults::state_jsonpath;
+use berth::faults::watch::watch_runs;
+use berth::rules::Rules;
+use serde_json::{Value, json};
+
+use crate::support::World;
+
+const FIXTURE: &str = "fixtures/hand-merged-feature-state.json";
+const HAND_MERGED: &str =
+    "Feature 1 carries mergeSha+prNumber but completedAt is missing. Likely a hand-merged PR.";
+
+fn fixture_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE)
+}
+
+fn learned_file(dir: &Path, category: &str, pattern: &str) -> PathBuf {
+    let path = dir.join("learned-patterns.json");
+    let entries = json!([{
+        "category": category, "severity": "MEDIUM", "description": "feature still committed",
+        "matcherKind": "state_jsonpath", "pattern": pattern, "source": "test",
+        "learnedAt": "2026-05-17T00:00:00.000Z", "hitCount": 0, "investigator": "kept"
+    }]);
+    fs::write(&path, serde_json::to_string_pretty(&entries).unwrap()).unwrap();
+    path
+}
+
+fn hit_count(path: &Path) -> u64 {
+    let entries: Value = serde_json::from_slice(&fs::read(path).unwrap()).unwrap();
+    entries[0]["hitCount"].as_u64().unwrap()
+}
+
+#[test]
+fn the_fixture_gives_exactly_the_hand_merged_fault() {
+    let world = World::new();
+    let out = world
+        .berth()
+        .args(["detect", "--json"])
+        .arg(fixture_path())
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let faults: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(faults.as_array().unwrap().len(), 1, "{faults:#}");
+    let fault = &faults[0];
+    assert_eq!(fault["category"], "HAND_MERGED_FEATURE");
+    assert_eq!(fault["severity"], "HIGH");
+    assert_eq!(fault["description"], HAND_MERGED);
+    assert_eq!(
+        fault["sourceFiles"],
+        json!([fixture_path().display().to_string()])
+    );
+    let keys: Vec<&str> = fault
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "category",
+            "severity",
+            "description",
+            "sourceFiles",
+            "evidence"
+        ]
+    );
+}
+
+#[test]
+fn a_clean_state_exits_zero_and_a_broken_one_two() {
+    let world = World::new();
+    let clean = world.root.join("clean.json");
+    fs::write(
+        &clean,
+        r#"{"features": [{"status": "committed", "completedAt": "x"}]}"#,
+    )
+    .unwrap();
+    world.berth().arg("detect").arg(&clean).assert().code(0);
+    let broken = world.root.join("broken.json");
+    fs::write(&broken, "{ nope").unwrap();
+    let out = world.berth().arg("detect").arg(&broken).assert().code(2);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("broken.json") && stderr.contains("not valid JSON"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn halt_ids_match_gstack() {
+    assert_eq!(
+        fault_id("PHASE_FAILED", &Scope::All, "phase 2 spec-flip failed"),
+        "PHASE_FAILED:all:1bb478f0"
+    );
+}
+
+#[test]
+fn every_jsonpath_case_of_the_fixture() {
+    let text = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/jsonpath-cases.json"),
+    )
+    .unwrap();
+    let fixture: Value = serde_json::from_str(&text).unwrap();
+    let doc = &fixture["document"];
+    for case in fixture["cases"].as_array().unwrap() {
+        let path = case["path"].as_str().unwrap();
+        let got: Vec<Value> = state_jsonpath(doc, path).into_iter().cloned().collect();
+        let expect = match &case["expect"] {
+            Value::String(s) if s == "document" => vec![doc.clone()],
+            other => other.as_array().unwrap().clone(),
+        };
+        assert_eq!(got, expect, "{path} ({})", case["note"]);
+    }
+}
+
+fn state_dir_with_fixture(world: &World) -> PathBuf {
+    let dir = world.root.join("build-state");
+    fs::create_dir_all(dir.join("release-queue")).unwrap();
+    fs::copy(fixture_path(), dir.join("polis.json")).unwrap();
+    fs::write(dir.join("plan-review-report.json"), r#"{"round": 1}"#).unwrap();
+    dir
+}
+
+#[test]
+fn ticks_emit_new_faults_once_and_resolve_cleared_ones_once() {
+    let world = World::new();
+    let state_dir = state_dir_with_fixture(&world);
+    let halts = HaltStore::new(world.root.join("skill-faults"));
+    let rules = Rules::embedded().unwrap();
+    let set = rules.current();
+    let learned = LearnedSet::default();
+
+    let first = watch_runs(&set, &state_dir, &halts, &learned);
+    assert_eq!(first.runs, 1);
+    assert_eq!(
+        first.emitted,
+        ["polis-mesh-lane-b/PHASE_FAILED:all:1fe2d874"]
+    );
+    assert!(first.problems.is_empty(), "{:?}", first.problems);
+    let pending = halts.pending_path("polis-mesh-lane-b", "PHASE_FAILED:all:1fe2d874");
+    assert!(
+        pending
+            .ends_with("pending-investigations/polis-mesh-lane-b-PHASE_FAILED:all:1fe2d874.json")
+    );
+    let event: Value = serde_json::from_slice(&fs::read(&pending).unwrap()).unwrap();
+    assert_eq!(event["kind"], "PHASE_FAILED");
+    assert_eq!(event["severity"], "HIGH");
+    assert_eq!(
+        event["message"],
+        format!("[HAND_MERGED_FEATURE] {HAND_MERGED}")
+    );
+    let written = fs::read(&pending).unwrap();
+
+    let second = watch_runs(&set, &state_dir, &halts, &learned);
+    assert!(
+        second.emitted.is_empty() && second.resolved.is_empty(),
+        "{second:?}"
+    );
+    assert_eq!(fs::read(&pending).unwrap(), written);
+
+    let mut state: Value =
+        serde_json::from_slice(&fs::read(state_dir.join("polis.json")).unwrap()).unwrap();
+    state["features"][0]["completedAt"] = json!("2026-05-17T09:00:00.000Z");
+    fs::write(state_dir.join("polis.json"), state.to_string()).unwrap();
+    let cleared = watch_runs(&set, &state_dir, &halts, &learned);
+    assert_eq!(
+        cleared.resolved,
+        ["polis-mesh-lane-b/PHASE_FAILED:all:1fe2d874"]
+    );
+    let again = watch_runs(&set, &state_dir, &halts, &learned);
+    assert!(
+        again.resolved.is_empty() && again.emitted.is_empty(),
+        "{again:?}"
+    );
+    let marker: Value = serde_json::from_slice(
+        &fs::read(halts.resolved_path("polis-mesh-lane-b", "PHASE_FAILED:all:1fe2d874")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(marker["resolutions"], 1);
+
+    let listing = world
+        .berth()
+        .args(["faults", "list", "--json", "--faults-dir"])
+        .arg(halts.dir())
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let listing: Value = serde_json::from_slice(&listing).unwrap();
+    assert_eq!(listing["halts"][0]["status"], "resolved", "{listing:#}");
+}
+
+#[test]
+fn the_daemon_tick_writes_halt_events_for_runs_and_the_queue() {
+    let world = World::new();
+    let build_state = world.home.join(".gstack/build-state");
+    fs::copy(fixture_path(), build_state.join("polis.json")).unwrap();
+    fs::write(world.queue.join("torn.json"), "{ not a record").unwrap();
+    let code = world
+        .berth_daemon()
+        .args(["run", "--once"])
+        .output()
+        .unwrap()
+        .status
+        .code();
+    assert!(matches!(code, Some(0 | 1)), "{code:?}");
+    let pending = world
+        .home
+        .join(".gstack/skill-faults/pending-investigations");
+    let mut names: Vec<String> = fs::read_dir(&pending)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("berth-release-queue-PHASE_FAILED:all:"))
+    );
+    assert!(names.contains(&"polis-mesh-lane-b-PHASE_FAILED:all:1fe2d874.json".to_owned()));
+    let queue_event = names
+        .iter()
+        .find(|n| n.starts_with("berth-release-queue"))
+        .unwrap();
+    let event: Value =
+        serde_json::from_slice(&fs::read(pending.join(queue_event)).unwrap()).unwrap();
+    assert_eq!(event["category"], "UNREADABLE_RECORD");
+    assert_eq!(
+        fs::read(world.queue.join("torn.json")).unwrap(),
+        b"{ not a record"
+    );
+}
+
+/// Real processes: 4 concurrent workers, each running `berth detect --learned` 50 times.
+#[test]
+fn concurrent_processes_count_every_hit() {
+    let world = World::new();
+    let learned = learned_file(
+        &world.root,
+        "STILL_COMMITTED",
+        "$.features[?(@.status == 'committed')]",
+    );
+    let bin = assert_cmd::cargo::cargo_bin("berth");
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (bin, learned, home) = (bin.clone(), learned.clone(), world.home.clone());
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    let out = Command::new(&bin)
+                        .args(["detect", "--json", "--learned"])
+                        .arg(&learned)
+                        .arg(fixture_path())
+                        .env("HOME", &home)
+                        .env_remove("BERTH_RULES_ROOT")
+                        .output()
+                        .unwrap();
+                    assert_eq!(
+                        out.status.code(),
+                        Some(1),
+                        "{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    let faults: Value = serde_json::from_slice(&out.stdout).unwrap();
+                    assert_eq!(
+                        faults[1]["description"],
+                        "[learned] feature still committed"
+                    );
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    assert_eq!(hit_count(&learned), 200);
+    let entries: Value = serde_json::from_slice(&fs::read(&learned).unwrap()).unwrap();
+    assert_eq!(entries[0]["investigator"], "kept");
+    assert!(entries[0]["lastHit"].is_string());
+}
+
+#[test]
+fn a_stale_lock_from_a_dead_process_does_not_stop_counting() {
+    let world = World::new();
+    let learned = learned_file(&world.root, "STILL_COMMITTED", "$.features[*]");
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let lock = world.root.join("learned-patterns.json.lock");
+    let host = berth::ownership::host_name();
+    fs::write(
+        &lock,
+        json!({"pid": dead, "host": host, "createdAt": berth::clock::now_iso(), "token": "gone"})
+            .to_string(),
+    )
+    .unwrap();
+    world
+        .berth()
+        .args(["detect", "--learned"])
+        .arg(&learned)
+        .arg(fixture_path())
+        .timeout(std::time::Duration::from_secs(20))
+        .assert()
+        .code(1);
+    assert_eq!(hit_count(&learned), 1);
+    assert!(
+        !lock.exists(),
+        "the stale lock was broken and ours released"
+    );
+}
+
+#[test]
+fn a_learned_category_a_built_in_detector_raised_is_skipped() {
+    let world = World::new();
+    let learned = learned_file(&world.root, "HAND_MERGED_FEATURE", "$.features[*]");
+    let out = world
+        .berth()
+        .args(["detect", "--json", "--learned"])
+        .arg(&learned)
+        .arg(fixture_path())
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let faults: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(faults.as_array().unwrap().len(), 1);
+    assert_eq!(faults[0]["description"], HAND_MERGED);
+    assert_eq!(hit_count(&learned), 0);
+}
+
+#[test]
+fn investigators_propose_promote_and_reject() {
+    let world = World::new();
+    let learned = world.root.join("sf/learned-patterns.json");
+    let patterns = |args: &[&str]| {
+        let mut cmd = world.berth();
+        cmd.arg("patterns")
+            .arg("--learned")
+            .arg(&learned)
+            .args(args);
+        cmd
+    };
+    patterns(&[
+        "propose",
+        "--category",
+        "NET_FLAKE",
+        "--severity",
+        "MEDIUM",
+        "--kind",
+        "stdout_contains",
+        "--pattern",
+        "ECONNRESET",
+        "--description",
+        "network flake",
+    ])
+    .assert()
+    .code(0);
+    let dup = patterns(&[
+        "propose",
+        "--category",
+        "OTHER",
+        "--severity",
+        "HIGH",
+        "--kind",
+        "stdout_contains",
+        "--pattern",
+        "ECONNRESET",
+        "--description",
+        "same pattern",
+    ])
+    .assert()
+    .code(2);
+    assert!(String::from_utf8_lossy(&dup.get_output().stderr).contains("duplicates"));
+    patterns(&[
+        "propose",
+        "--category",
+        "NOISE",
+        "--severity",
+        "HIGH",
+        "--kind",
+        "plan_regex",
+        "--pattern",
+        "TODO",
+        "--description",
+        "noise",
+    ])
+    .assert()
+    .code(0);
+    patterns(&["promote", "NET_FLAKE"]).assert().code(0);
+    patterns(&["reject", "NOISE", "--reason", "matches every plan"])
+        .assert()
+        .code(0);
+    let listed = patterns(&["list", "--json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let listed: Value = serde_json::from_slice(&listed).unwrap();
+    assert_eq!(listed["learned"][0]["category"], "NET_FLAKE");
+    assert_eq!(listed["pending"], json!([]));
+    let rejected = fs::read_to_string(world.root.join("sf/rejected-patterns.jsonl")).unwrap();
+    assert!(
+        rejected.contains("\"reason\":\"matches every plan\""),
+        "{rejected}"
+    );
+
+    // The promoted pattern works: a stdout log with the text raises it.
+    let stdout = world.root.join("out.log");
+    fs::write(&stdout, "npm ERR! ECONNRESET\n").unwrap();
+    let out = world
+        .berth()
+        .args(["detect", "--json", "--learned"])
+        .arg(&learned)
+        .arg("--stdout")
+        .arg(&stdout)
+        .arg(fixture_path())
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let faults: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(faults[1]["category"], "NET_FLAKE");
+    assert_eq!(faults[1]["description"], "[learned] network flake");
+}

@@ -1,0 +1,588 @@
+//! The rules engine through the real binary: misbehaving rules fall back without stopping
+//! the tick, hot reload under `run --watch`, policy decisions the tick acts on, the rules
+//! CLI and `explain`.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use predicates::prelude::*;
+use serde_json::Value;
+
+use crate::support::{GitLane, World};
+
+const DEFAULT_LANDING: &str = include_str!("../../policies/landing.rhai");
+const RELOAD_WAIT: Duration = Duration::from_secs(20);
+
+fn git_forge_config(world: &World, extra: &str) -> PathBuf {
+    let land = world.land_script();
+    let ledger = world.root.join("ledger");
+    world.config(&format!(
+        "forge = \"git\"\nland_command = [\"{}\", \"{{branch}}\", \"{{base}}\", \"{}\", \"{{pr}}\"]\n{extra}",
+        land.display(),
+        ledger.display()
+    ))
+}
+
+fn queue_record(lane: &GitLane<'_>, pr: u64) -> String {
+    let feature = lane.push_feature(&format!("feat/pr-{pr}"), "main");
+    lane.world
+        .record(&lane.clone, pr)
+        .set("featureBranch", feature)
+        .write()
+}
+
+fn ledger(world: &World) -> String {
+    fs::read_to_string(world.root.join("ledger")).unwrap_or_default()
+}
+
+/// The decision lines about `record` made by `function`.
+fn decisions_of(world: &World, record: &str, function: &str) -> Vec<Value> {
+    world
+        .decisions()
+        .into_iter()
+        .filter(|d| d["record"] == record && d["function"] == function)
+        .collect()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn misbehaving_rules_fall_back_one_by_one_and_the_record_still_lands() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = queue_record(&lane, 1);
+    let config = git_forge_config(&world, "");
+    world.write_rule(
+        "policies/landing.rhai",
+        r#"
+fn admit(record, ctx) { let n = 0; loop { n += 1; } }
+fn on_land_result(record, result, ctx) { "garbage" }
+fn max_lanes(ctx) { let s = "0123456789"; loop { s += s; } }
+"#,
+    );
+    world.write_rule(
+        "rules/discovery.rhai",
+        r#"
+fn accept_pr(pr) { #{ accept: true, reason: "fine" } }
+fn dive(n) { dive(n + 1) }
+fn order(candidates) { dive(0) }
+"#,
+    );
+
+    let started = Instant::now();
+    world
+        .berth_daemon()
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .arg("--rules-root")
+        .arg(world.rules_root())
+        .assert()
+        .success();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let record = world.read_record(&id);
+    assert_eq!(record["status"], "landed", "{record:#}");
+    assert_eq!(ledger(&world).trim(), "1");
+
+    let decisions = world.decisions();
+    let failed = |function: &str, why: &str| {
+        let line = decisions
+            .iter()
+            .find(|d| d["function"] == function)
+            .unwrap_or_else(|| panic!("no `{function}` decision in {decisions:#?}"));
+        assert_eq!(line["fallback"], true, "{line}");
+        let error = line["error"].as_str().unwrap();
+        assert!(error.contains(why), "{function}: {error}");
+        line.clone()
+    };
+    let admit = failed("admit", "stopped after the 250 ms deadline");
+    assert_eq!(admit["decision"], "go");
+    assert_eq!(admit["record"], id.as_str());
+    failed("on_land_result", "expected a map, got \"garbage\"");
+    failed("max_lanes", "too large");
+    failed("order", "Stack overflow");
+    let landed = decisions_of(&world, &id, "on_land_result");
+    assert_eq!(landed[0]["decision"], "landed");
+
+    world
+        .berth_daemon()
+        .args(["explain", "1"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!("(record {id})")))
+        .stdout(predicate::str::contains("admit"))
+        .stdout(predicate::str::contains(
+            "the rule failed (policies/landing.rhai: in `admit`: stopped after the 250 ms deadline)",
+        ))
+        .stdout(predicate::str::contains("status          queued -> claiming"))
+        .stdout(predicate::str::contains("status          landing -> landed"))
+        .stdout(predicate::str::contains("now: landed"));
+}
+
+#[test]
+fn admit_can_block_and_on_land_result_can_defer() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let denied = queue_record(&lane, 1);
+    let flaky = queue_record(&lane, 2);
+    let config = world.config("forge = \"git\"\nland_command = [\"false\"]\n");
+    world.write_rule(
+        "policies/landing.rhai",
+        r#"
+fn admit(record, ctx) {
+    if record.prNumber == 1 {
+        return #{ decision: "block", reason: "PR 1 is on the deny list" };
+    }
+    #{ decision: "go", reason: "not on the deny list" }
+}
+fn on_land_result(record, result, ctx) {
+    if result.merged { return #{ decision: "landed", reason: result.summary }; }
+    #{ decision: "requeue", reason: "flaky landing, try again later", delay_secs: 3600 }
+}
+fn max_lanes(ctx) { 1 }
+"#,
+    );
+    let run_once = || {
+        world
+            .berth_daemon()
+            .args(["run", "--once", "--config", config.to_str().unwrap()])
+            .arg("--rules-root")
+            .arg(world.rules_root())
+            .assert()
+            .success();
+    };
+    run_once();
+
+    let blocked = world.read_record(&denied);
+    assert_eq!(blocked["status"], "blocked");
+    assert_eq!(blocked["lastError"], "policy: PR 1 is on the deny list");
+    let deferred = world.read_record(&flaky);
+    assert_eq!(deferred["status"], "queued", "{deferred:#}");
+    let why = deferred["lastError"].as_str().unwrap();
+    assert!(
+        why.starts_with("flaky landing, try again later (log: "),
+        "{why}"
+    );
+    let not_before = berth::clock::parse_iso(deferred["berthNotBefore"].as_str().unwrap()).unwrap();
+    let ahead = (not_before - berth::clock::now()).num_seconds();
+    assert!((3500..=3600).contains(&ahead), "{ahead}");
+
+    // Deferred: the next tick leaves it alone.
+    run_once();
+    assert_eq!(world.read_record(&flaky), deferred);
+    assert_eq!(decisions_of(&world, &flaky, "on_land_result").len(), 1);
+
+    let repo = format!("path:{}", lane.clone.display());
+    world
+        .berth_daemon()
+        .args(["explain", "2", "--repo", &repo])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!("PR #2 of {repo}")));
+    world
+        .berth_daemon()
+        .args(["explain", "2", "--repo", "github.com/acme/other"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "nothing recorded for PR #2 of github.com/acme/other",
+        ));
+    world
+        .berth_daemon()
+        .args(["explain", "2"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "requeue: flaky landing, try again later",
+        ))
+        .stdout(predicate::str::contains("landing -> queued"));
+    world
+        .berth_daemon()
+        .args(["explain", "1"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("block: PR 1 is on the deny list"))
+        .stdout(predicate::str::contains(
+            "queued -> blocked: policy: PR 1 is on the deny list",
+        ));
+}
+
+/// `berth run --watch --rules-root <root>`, its log in `<root>/daemon.log`.
+fn spawn_watching(world: &World, config: &std::path::Path) -> Child {
+    let log = fs::File::create(world.root.join("daemon.log")).unwrap();
+    Command::new(assert_cmd::cargo::cargo_bin("berth"))
+        .args(["run", "--watch", "--config", config.to_str().unwrap()])
+        .arg("--rules-root")
+        .arg(world.rules_root())
+        .current_dir(&world.root)
+        .env("HOME", &world.home)
+        .env("BERTH_QUEUE_DIR", &world.queue)
+        .env("BERTH_DIR", world.berth_state())
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@t.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@t.invalid")
+        .env_remove("GSTACK_DAEMON_REPO_ALLOWLIST")
+        .env_remove("BERTH_RULES_ROOT")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn rule_edits_take_effect_while_running_and_a_broken_edit_keeps_the_last_good_rules() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let config = git_forge_config(&world, "poll_secs = 1\n");
+    world.write_rule("policies/landing.rhai", DEFAULT_LANDING);
+    let mut daemon = spawn_watching(&world, &config);
+    let status_file = world.berth_state().join("rules-status.json");
+    wait_for("the daemon's rules status", RELOAD_WAIT, || {
+        status_file.exists()
+    });
+    let log = || fs::read_to_string(world.root.join("daemon.log")).unwrap_or_default();
+
+    // A freeze window over every hour of the day: nothing may land.
+    let freeze = DEFAULT_LANDING.replace(
+        "    #{ decision: \"go\", reason: \"no landing policy holds it back\" }",
+        "    let hour = hour_utc(ctx.nowEpoch);\n    \
+         if hour >= 0 && hour < 24 {\n        \
+         return #{ decision: \"wait\", reason: \"release freeze, 00:00-24:00 UTC\" };\n    }\n    \
+         #{ decision: \"go\", reason: \"outside the freeze\" }",
+    );
+    assert_ne!(freeze, DEFAULT_LANDING);
+    let seen = berth::rules::write_and_await(
+        &world.rules_root(),
+        &world.berth_state(),
+        "policies/landing.rhai",
+        &freeze,
+        RELOAD_WAIT,
+    )
+    .unwrap();
+    let berth::rules::ReloadSeen::Active(frozen) = seen else {
+        panic!("the freeze was refused: {seen:?}\n{}", log());
+    };
+
+    let id = queue_record(&lane, 1);
+    wait_for("the freeze to hold the record", RELOAD_WAIT, || {
+        decisions_of(&world, &id, "admit")
+            .iter()
+            .any(|d| d["decision"] == "wait")
+    });
+    let waited = decisions_of(&world, &id, "admit");
+    assert_eq!(waited[0]["reason"], "release freeze, 00:00-24:00 UTC");
+    assert_eq!(waited[0]["ruleset"], frozen.as_str());
+    assert_eq!(world.read_record(&id)["status"], "queued");
+
+    // A broken edit: refused, reported with file:line:col, the freeze stays.
+    let seen = berth::rules::write_and_await(
+        &world.rules_root(),
+        &world.berth_state(),
+        "policies/landing.rhai",
+        "fn admit(record, ctx) {\n    #{ decision: \"go\" \n",
+        RELOAD_WAIT,
+    )
+    .unwrap();
+    let berth::rules::ReloadSeen::Refused(error) = seen else {
+        panic!("a broken edit was swapped in: {seen:?}");
+    };
+    assert!(error.starts_with("policies/landing.rhai:3:"), "{error}");
+    world
+        .berth_daemon()
+        .arg("status")
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(format!(
+            "rules: {} ({}), last reload: failed at ",
+            &frozen[..12],
+            world.rules_root().display()
+        )))
+        .stdout(predicate::str::contains(": policies/landing.rhai:3:"));
+    assert!(log().contains("rule reload REFUSED"), "{}", log());
+    // Ticks go on under the last good rules: still waiting, never admitted.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(world.read_record(&id)["status"], "queued");
+    assert!(
+        decisions_of(&world, &id, "admit")
+            .iter()
+            .all(|d| d["decision"] == "wait")
+    );
+
+    // Lifting the freeze lands the record on the next tick, no restart.
+    let seen = berth::rules::write_and_await(
+        &world.rules_root(),
+        &world.berth_state(),
+        "policies/landing.rhai",
+        DEFAULT_LANDING,
+        RELOAD_WAIT,
+    )
+    .unwrap();
+    assert!(
+        matches!(seen, berth::rules::ReloadSeen::Active(_)),
+        "{seen:?}"
+    );
+    wait_for("the record to land", Duration::from_secs(30), || {
+        world.read_record(&id)["status"] == "landed"
+    });
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(daemon.wait().unwrap().code(), Some(143));
+    world
+        .berth_daemon()
+        .arg("status")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("last reload: ok at "));
+    world
+        .berth_daemon()
+        .args(["explain", "1"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "wait: release freeze, 00:00-24:00 UTC",
+        ))
+        .stdout(predicate::str::contains(
+            "go: no landing policy holds it back",
+        ))
+        .stdout(predicate::str::contains("landing -> landed"));
+}
+
+#[test]
+fn rules_check_test_and_list_share_the_reload_pipeline() {
+    let world = World::new();
+    world
+        .berth()
+        .args(["rules", "check"])
+        .env_remove("BERTH_RULES_ROOT")
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("ok: rules "))
+        .stdout(predicate::str::contains("(embedded defaults)"));
+    world
+        .berth()
+        .args(["rules", "test"])
+        .env_remove("BERTH_RULES_ROOT")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "ok    policies/landing.tests.json #1 (everything is admitted) `admit`",
+        ))
+        .stdout(predicate::str::contains(
+            "ok    rules/discovery.tests.json #4 (oldest first, then the lower PR number) `order`",
+        ))
+        .stdout(predicate::str::contains(" 0 failed"));
+
+    let root = world.rules_root();
+    world.write_rule("policies/landing.rhai", DEFAULT_LANDING);
+    world.write_rule(
+        "policies/landing.tests.json",
+        r#"[{"name": "wrong on purpose", "function": "max_lanes",
+             "args": [{"config": {"maxLanes": 2}}], "expect": 5}]"#,
+    );
+    world
+        .berth()
+        .args(["rules", "test"])
+        .arg(&root)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "FAIL  policies/landing.tests.json #1 (wrong on purpose) `max_lanes`: expected 5, got 2",
+        ))
+        .stdout(predicate::str::contains("1 of "));
+    world
+        .berth()
+        .args(["rules", "list"])
+        .arg(&root)
+        .assert()
+        .code(1);
+    fs::remove_file(root.join("policies/landing.tests.json")).unwrap();
+    world
+        .berth()
+        .args(["rules", "list"])
+        .arg(&root)
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::is_match(
+                r"policies/landing\.rhai +override +admit/2 max_lanes/1 on_land_result/3",
+            )
+            .unwrap(),
+        )
+        .stdout(
+            predicate::str::is_match(r"rules/discovery\.rhai +embedded +accept_pr/1 order/1")
+                .unwrap(),
+        );
+
+    world.write_rule(
+        "policies/landing.rhai",
+        "fn admit(record, ctx) {\n    let x = ;\n}\n",
+    );
+    world
+        .berth()
+        .args(["rules", "check"])
+        .arg(&root)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "error: policies/landing.rhai:2:13: syntax error:",
+        ))
+        .stdout(predicate::str::contains("refused: 1 error(s)"));
+    world
+        .berth()
+        .args(["rules", "check"])
+        .arg(world.root.join("no-such-dir"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no-such-dir"));
+    // A daemon refuses to start on rules that do not check.
+    world
+        .berth_daemon()
+        .args(["run", "--once", "--rules-root"])
+        .arg(&root)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("policies/landing.rhai:2:13"));
+}
+
+#[test]
+fn eval_imports_files_and_processes_are_out_of_a_rules_reach() {
+    let world = World::new();
+    let root = world.rules_root();
+    for (body, why) in [
+        (r#"eval("40 + 2")"#, "reserved keyword 'eval' is disabled"),
+        (
+            r#"import "/etc/passwd" as secrets; 1"#,
+            "'import' is a reserved keyword",
+        ),
+    ] {
+        world.write_rule("rules/probe.rhai", &format!("fn probe() {{ {body} }}\n"));
+        world
+            .berth()
+            .args(["rules", "check"])
+            .arg(&root)
+            .assert()
+            .code(1)
+            .stdout(predicate::str::contains("error: rules/probe.rhai:1:"))
+            .stdout(predicate::str::contains(why));
+    }
+    let canary = world.root.join("CANARY");
+    world.write_rule(
+        "rules/probe.rhai",
+        &format!(
+            r#"
+fn read() {{ open("/etc/passwd") }}
+fn write() {{ write_file("{canary}", "x") }}
+fn run() {{ system("touch {canary}") }}
+fn spawn_it() {{ exec("/bin/sh", ["-c", "touch {canary}"]) }}
+"#,
+            canary = canary.display()
+        ),
+    );
+    world.write_rule(
+        "rules/probe.tests.json",
+        r#"[
+  {"function": "read", "args": [], "expectError": "Function not found: open"},
+  {"function": "write", "args": [], "expectError": "Function not found: write_file"},
+  {"function": "run", "args": [], "expectError": "Function not found: system"},
+  {"function": "spawn_it", "args": [], "expectError": "Function not found: exec"}
+]"#,
+    );
+    world
+        .berth()
+        .args(["rules", "test"])
+        .arg(&root)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("ok    rules/probe.tests.json #4"));
+    assert!(!canary.exists());
+}
+
+#[test]
+fn the_discovery_rule_narrows_what_the_forge_lists() {
+    let world = World::new();
+    world
+        .record(&world.code.join("widget"), 42)
+        .set("repoIdentity", "github.com/acme/widget")
+        .set("status", "landed")
+        .set("lastGithubState", "MERGED")
+        .write();
+    // The forge lists two valid PRs: #41 (feat/login) and a copy of it as #48 (feat/docs).
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/gh");
+    let listed: Vec<Value> = serde_json::from_str(
+        &fs::read_to_string(fixtures.join("pr-list.acme.widget.json")).unwrap(),
+    )
+    .unwrap();
+    let login = listed.iter().find(|p| p["number"] == 41).unwrap().clone();
+    let mut docs = login.clone();
+    docs["number"] = 48.into();
+    docs["headRefName"] = "feat/docs".into();
+    docs["body"] = login["body"]
+        .as_str()
+        .unwrap()
+        .replace("\"prNumber\": 41", "\"prNumber\": 48")
+        .replace("feat/login", "feat/docs")
+        .into();
+    let replies = world.root.join("gh-replies");
+    fs::create_dir_all(&replies).unwrap();
+    fs::write(
+        replies.join("pr-list.acme.widget.json"),
+        serde_json::to_string(&vec![login, docs]).unwrap(),
+    )
+    .unwrap();
+    let gh = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gh-stand-in/gh");
+    let config = world.config(&format!(
+        "forge = \"gh\"\ngh_program = \"{}\"\nland_command = [\"true\"]\n",
+        gh.display()
+    ));
+    world.write_rule(
+        "rules/discovery.rhai",
+        &include_str!("../../rules/discovery.rhai").replace(
+            "    #{ accept: true, reason: \"labelled, valid marker, same repository\" }",
+            "    if pr.headBranch.starts_with(\"feat/login\") {\n        \
+             return #{ accept: false, reason: \"login changes go through the security queue\" };\n    }\n    \
+             #{ accept: true, reason: \"labelled, valid marker, same repository\" }",
+        ),
+    );
+    world
+        .berth_daemon()
+        .env("GH_STANDIN_DIR", &replies)
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .arg("--rules-root")
+        .arg(world.rules_root())
+        .assert()
+        // #48's marker names a repo path on another machine: the gate blocks it.
+        .code(1);
+
+    assert!(
+        !world
+            .queue
+            .join("github.com-acme-widget-main-pr-41.json")
+            .exists()
+    );
+    let docs = world.read_record("github.com-acme-widget-main-pr-48");
+    assert_eq!(docs["featureBranch"], "feat/docs");
+    let rejected = decisions_of(&world, "github.com-acme-widget-main-pr-41", "accept_pr");
+    assert_eq!(rejected.len(), 1, "{rejected:#?}");
+    assert_eq!(rejected[0]["decision"], "reject");
+    assert_eq!(
+        rejected[0]["reason"],
+        "login changes go through the security queue"
+    );
+    assert_eq!(
+        decisions_of(&world, "github.com-acme-widget-main-pr-48", "accept_pr")[0]["decision"],
+        "accept"
+    );
+}
