@@ -45,8 +45,14 @@ impl LaneOutcome {
         matches!(self.kind, OutcomeKind::Blocked(_))
     }
 
-    pub fn lane_was_busy(&self) -> bool {
-        matches!(self.kind, OutcomeKind::LaneBusy(_))
+    /// Whether the lane may take its next record in this same tick: yes after a verdict,
+    /// no when the lane is locked elsewhere or the record went back for a transient reason
+    /// (retrying at once would hammer the forge in a loop).
+    pub fn lane_may_retry_this_tick(&self) -> bool {
+        matches!(
+            self.kind,
+            OutcomeKind::Landed | OutcomeKind::Blocked(_) | OutcomeKind::Interrupted
+        )
     }
 }
 
@@ -60,6 +66,23 @@ enum Stop {
         reason: String,
         not_before: String,
     },
+}
+
+/// How long a stopping landing still waits for a forge or lock answer already asked for:
+/// long enough for a healthy forge, short enough to stay inside the shutdown budget.
+const ANSWER_GRACE: Duration = Duration::from_secs(1);
+
+/// Runs blocking forge or lock work on its own thread. If `cancel` fires first, waits at
+/// most [`ANSWER_GRACE`] more; `None` when the answer did not come (or the task failed).
+async fn ask<T: Send + 'static>(
+    cancel: &CancellationToken,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let mut task = tokio::task::spawn_blocking(work);
+    tokio::select! {
+        done = &mut task => done.ok(),
+        () = cancel.cancelled() => tokio::time::timeout(ANSWER_GRACE, task).await.ok().and_then(Result::ok),
+    }
 }
 
 /// Runs the whole landing of one candidate.
@@ -115,17 +138,23 @@ async fn land_inner(
         );
     };
 
-    if let Err(stop) = verify_on_forge(shared, c, &origin_url).await {
-        return settle_stop(shared, c, stop);
-    }
+    let verified = verify_on_forge(shared, c, &origin_url, cancel).await;
     if cancel.is_cancelled() {
         super::shutdown::revive(shared, &c.id);
         return OutcomeKind::Interrupted;
     }
-    let held = match acquire_lock(shared, c, lane, &origin_url).await {
+    if let Err(stop) = verified {
+        return settle_stop(shared, c, stop);
+    }
+    let held = match acquire_lock(shared, c, lane, &origin_url, cancel).await {
         Ok(held) => held,
         Err(stop) => return settle_stop(shared, c, stop),
     };
+    if cancel.is_cancelled() {
+        super::shutdown::revive(shared, &c.id);
+        release_lock(shared, held).await;
+        return OutcomeKind::Interrupted;
+    }
     let heartbeat = Heartbeat::spawn(Arc::clone(&shared.locks), held, cancel);
     let verdict = match worktree::prepare(shared, c) {
         Ok(place) => {
@@ -135,16 +164,19 @@ async fn land_inner(
         }
         Err(e) => Verdict::Stop(Stop::Block(format!("cannot prepare a worktree: {e:#}"))),
     };
-    let held = heartbeat.stop().await;
-    release_lock(shared, held).await;
-    match verdict {
+    // The record is settled first (a local write), then the lock released (a network
+    // call): a shutdown that runs out of budget must not leave the record in flight.
+    let outcome = match verdict {
         Verdict::Interrupted => {
             super::shutdown::revive(shared, &c.id);
             OutcomeKind::Interrupted
         }
         Verdict::Stop(stop) => settle_stop(shared, c, stop),
         Verdict::Landed(kind) => kind,
-    }
+    };
+    let held = heartbeat.stop().await;
+    release_lock(shared, held).await;
+    outcome
 }
 
 enum Verdict {
@@ -159,6 +191,7 @@ async fn verify_on_forge(
     shared: &Arc<Shared>,
     c: &Candidate,
     origin_url: &str,
+    cancel: &CancellationToken,
 ) -> Result<(), Stop> {
     let forge = Arc::clone(&shared.forge);
     let repo = ForgeRepo::new(c.gated.identity.clone(), origin_url.to_owned());
@@ -167,7 +200,7 @@ async fn verify_on_forge(
         c.record.feature_branch.clone(),
         c.record.base_branch.clone(),
     );
-    let checked = tokio::task::spawn_blocking(move || {
+    let checked = ask(cancel, move || {
         let pr = PrRef {
             number,
             feature_branch: &feature,
@@ -179,10 +212,10 @@ async fn verify_on_forge(
     })
     .await;
     match checked {
-        Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(refusal))) => Err(Stop::Block(format!("claim check: {refusal}"))),
-        Ok(Err(e)) => Err(Stop::Requeue(format!("could not check the PR: {e}"))),
-        Err(e) => Err(Stop::Requeue(format!("claim check task failed: {e}"))),
+        Some(Ok(Ok(()))) => Ok(()),
+        Some(Ok(Err(refusal))) => Err(Stop::Block(format!("claim check: {refusal}"))),
+        Some(Err(e)) => Err(Stop::Requeue(format!("could not check the PR: {e}"))),
+        None => Err(Stop::Requeue("the claim check did not finish".into())),
     }
 }
 
@@ -191,6 +224,7 @@ async fn acquire_lock(
     c: &Candidate,
     lane: &Lane,
     origin_url: &str,
+    cancel: &CancellationToken,
 ) -> Result<HeldLock, Stop> {
     let locks = Arc::clone(&shared.locks);
     let (url, lane, owner, repo) = (
@@ -199,19 +233,20 @@ async fn acquire_lock(
         shared.owner.clone(),
         c.gated.repo.path.clone(),
     );
-    let acquired =
-        tokio::task::spawn_blocking(move || locks.acquire(&url, &lane, &owner, &repo)).await;
+    let acquired = ask(cancel, move || locks.acquire(&url, &lane, &owner, &repo)).await;
     match acquired {
-        Ok(Ok(Acquire::Acquired(held))) => Ok(held),
-        Ok(Ok(Acquire::HeldElsewhere { holder, .. })) => Err(Stop::LaneBusy(format!(
+        Some(Ok(Acquire::Acquired(held))) => Ok(held),
+        Some(Ok(Acquire::HeldElsewhere { holder, .. })) => Err(Stop::LaneBusy(format!(
             "lane locked by {} until {}",
             holder.owner_id, holder.expires_at
         ))),
-        Ok(Ok(Acquire::Unreadable { sha, reason })) => Err(Stop::LaneBusy(format!(
+        Some(Ok(Acquire::Unreadable { sha, reason })) => Err(Stop::LaneBusy(format!(
             "lane lock {sha} is unreadable ({reason}); inspect it with `berth lock status`"
         ))),
-        Ok(Err(e)) => Err(Stop::Requeue(format!("could not take the lane lock: {e}"))),
-        Err(e) => Err(Stop::Requeue(format!("lock task failed: {e}"))),
+        Some(Err(e)) => Err(Stop::Requeue(format!("could not take the lane lock: {e}"))),
+        None => Err(Stop::Requeue(
+            "taking the lane lock did not finish; if it was taken, it expires on its TTL".into(),
+        )),
     }
 }
 
@@ -278,10 +313,11 @@ async fn run_steps(
             // A ship that failed is the verdict; one that worked is followed by a land.
             Step::Ship if result.succeeded() => Step::Land,
             Step::Ship => break Verdict::Stop(Stop::Block(result.to_string())),
-            Step::Land => match judge_land(shared, c, &result, retries).await {
+            Step::Land => match judge_land(shared, c, &result, retries, cancel).await {
                 Judged::Landed { checked_at } => break write_landed(shared, c, checked_at),
                 Judged::Repair => Step::Ship,
                 Judged::Stop(stop) => break Verdict::Stop(stop),
+                Judged::Interrupted => break Verdict::Interrupted,
             },
         };
         let (from, to) = match next {
@@ -308,9 +344,13 @@ async fn run_steps(
 
 /// What the landing policy made of a land step.
 enum Judged {
-    Landed { checked_at: String },
+    Landed {
+        checked_at: String,
+    },
     Repair,
     Stop(Stop),
+    /// Stopping before the forge answered.
+    Interrupted,
 }
 
 /// The facts of a land step (with the forge's merge proof after an exit 0), judged by the
@@ -321,9 +361,13 @@ async fn judge_land(
     c: &Candidate,
     result: &StepResult,
     retries: u32,
+    cancel: &CancellationToken,
 ) -> Judged {
     let (merged, forge_state, summary) = if result.succeeded() {
-        merge_facts(shared, c, result).await
+        match merge_facts(shared, c, result, cancel).await {
+            Some(facts) => facts,
+            None => return Judged::Interrupted,
+        }
     } else {
         (false, None, result.to_string())
     };
@@ -385,7 +429,8 @@ async fn merge_facts(
     shared: &Arc<Shared>,
     c: &Candidate,
     result: &StepResult,
-) -> (bool, Option<String>, String) {
+    cancel: &CancellationToken,
+) -> Option<(bool, Option<String>, String)> {
     let forge = Arc::clone(&shared.forge);
     let repo = ForgeRepo::new(
         c.gated.identity.clone(),
@@ -396,7 +441,7 @@ async fn merge_facts(
         c.record.feature_branch.clone(),
         c.record.base_branch.clone(),
     );
-    let proof = tokio::task::spawn_blocking(move || {
+    let proof = ask(cancel, move || {
         forge.merge_proof(
             &repo,
             &PrRef {
@@ -413,8 +458,13 @@ async fn merge_facts(
         "origin"
     };
     let log = result.log_path.display();
-    match proof {
-        Ok(Ok(proof)) if proof.merged => (
+    let Some(proof) = proof else {
+        // Stopping, and the forge did not answer in time: the record goes back to the
+        // queue; the next claim check or reconcile learns whether it merged.
+        return None;
+    };
+    Some(match proof {
+        Ok(proof) if proof.merged => (
             true,
             Some(proof.state.to_string()),
             format!(
@@ -422,7 +472,7 @@ async fn merge_facts(
                 c.record.pr_number
             ),
         ),
-        Ok(Ok(proof)) => (
+        Ok(proof) => (
             false,
             Some(proof.state.to_string()),
             format!(
@@ -430,17 +480,12 @@ async fn merge_facts(
                 c.record.pr_number, proof.state
             ),
         ),
-        Ok(Err(e)) => (
+        Err(e) => (
             false,
             None,
             format!("landing command exited 0 but the merge could not be proven: {e}; log: {log}"),
         ),
-        Err(e) => (
-            false,
-            None,
-            format!("merge proof task failed: {e}; log: {log}"),
-        ),
-    }
+    })
 }
 
 /// The proven merge, written.

@@ -21,7 +21,7 @@ mod tick;
 mod watch;
 mod worktree;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,8 +44,9 @@ pub use shutdown::StopSignal;
 pub use tick::Candidate;
 
 /// How long a stopping daemon waits for its landings to put their records back and
-/// release their locks before it does it for them (DESIGN §6: 2 s kill grace + 4 s locks).
-const SHUTDOWN_BUDGET: Duration = Duration::from_millis(4500);
+/// release their locks before it revives what is left (DESIGN §6: 2 s kill grace + 4 s
+/// lock release, plus slack).
+const SHUTDOWN_BUDGET: Duration = Duration::from_millis(6500);
 
 /// Everything a tick and a landing need, shared read-only between tasks.
 pub struct Shared {
@@ -84,14 +85,6 @@ pub enum Exit {
     Blocked,
     /// Stopped by a signal; the process should exit `128 + signal`.
     Signalled(StopSignal),
-}
-
-/// Lanes the loop must not start a landing on: one is running there, or its lock was
-/// found held elsewhere during the current tick.
-#[derive(Default)]
-struct LaneBook {
-    running: HashSet<Lane>,
-    skipped: HashSet<Lane>,
 }
 
 /// The closed set of things the main loop reacts to.
@@ -214,71 +207,163 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
         _ => None,
     };
     let mut poll = tokio::time::interval(Duration::from_secs(shared.config.poll_secs.max(1)));
-    let mut landings: JoinSet<LaneOutcome> = JoinSet::new();
-    let mut lanes = LaneBook::default();
+    let mut landings = Landings::default();
     let mut any_blocked = false;
     let mut ticked_once = false;
+    // An event that arrived while the loop was busy with bookkeeping, handled next.
+    let mut pending: Option<Event> = None;
 
     loop {
-        let event = tokio::select! {
-            signal = signals.recv() => Event::Signal(signal),
-            () = stop.cancelled() => Event::Stop,
-            Some(done) = landings.join_next(), if !landings.is_empty() => match done {
-                Ok(outcome) => Event::LaneDone(outcome),
-                Err(join_error) => {
-                    tracing::error!("a landing task failed: {join_error}");
-                    continue;
-                }
+        let event = match pending.take() {
+            Some(event) => event,
+            None => tokio::select! {
+                signal = signals.recv() => Event::Signal(signal),
+                () = stop.cancelled() => Event::Stop,
+                Some(outcome) = landings.next_done(), if !landings.is_empty() => Event::LaneDone(outcome),
+                _ = poll.tick(), if mode == Mode::Watch || !ticked_once => Event::Tick,
+                Some(()) = async { match queue_changes.as_mut() { Some(w) => w.changed().await, None => None } } => Event::QueueChanged,
             },
-            _ = poll.tick(), if mode == Mode::Watch || !ticked_once => Event::Tick,
-            Some(()) = async { match queue_changes.as_mut() { Some(w) => w.changed().await, None => None } } => Event::QueueChanged,
         };
-        match event {
-            Event::Stop => {
+        let next = match event {
+            Event::Stop | Event::Signal(_) => {
+                let (reason, exit) = match event {
+                    Event::Signal(signal) => (
+                        shutdown::StopReason::Signal(signal),
+                        Exit::Signalled(signal),
+                    ),
+                    _ => (
+                        shutdown::StopReason::Requested,
+                        if any_blocked {
+                            Exit::Blocked
+                        } else {
+                            Exit::Clean
+                        },
+                    ),
+                };
+                shared.stop.set(reason);
                 cancel.cancel();
-                shutdown::drain(&shared, &mut landings, SHUTDOWN_BUDGET).await;
-                return Ok(if any_blocked {
-                    Exit::Blocked
-                } else {
-                    Exit::Clean
-                });
-            }
-            Event::Signal(signal) => {
-                shared.stop.set(signal);
-                cancel.cancel();
-                shutdown::drain(&shared, &mut landings, SHUTDOWN_BUDGET).await;
-                return Ok(Exit::Signalled(signal));
+                shutdown::drain(&shared, &mut landings.tasks, SHUTDOWN_BUDGET).await;
+                return Ok(exit);
             }
             Event::LaneDone(outcome) => {
-                lanes.running.remove(&outcome.lane);
                 any_blocked |= outcome.ended_blocked();
-                if outcome.lane_was_busy() {
-                    // Not head-of-line: skip that lane for this tick and try the next one.
-                    lanes.skipped.insert(outcome.lane.clone());
+                if !outcome.lane_may_retry_this_tick() {
+                    // Not head-of-line, and no hot loop: a lane locked elsewhere, or a
+                    // record put back for a transient reason, waits for the next tick.
+                    landings.skipped.insert(outcome.lane.clone());
                 }
-                // `--once` is one tick: each free lane's head once. A busy lane hands its
-                // turn to the next lane; only `--watch` moves on to a lane's next record.
-                if !shared.stop.is_set() && (mode == Mode::Watch || outcome.lane_was_busy()) {
-                    start_landings(&shared, &cancel, &mut landings, &mut lanes).await;
-                }
-                if mode == Mode::Once && landings.is_empty() {
-                    return Ok(if any_blocked {
-                        Exit::Blocked
-                    } else {
-                        Exit::Clean
-                    });
+                // `--once` is one tick: each free lane's head once. A skipped lane hands
+                // its turn to the next lane; only `--watch` moves on to a lane's next record.
+                if mode == Mode::Watch || !outcome.lane_may_retry_this_tick() {
+                    interruptible(
+                        &mut signals,
+                        &stop,
+                        start_landings(&shared, &cancel, &mut landings),
+                    )
+                    .await
+                } else {
+                    Ok(())
                 }
             }
             Event::Tick | Event::QueueChanged => {
                 ticked_once = true;
-                lanes.skipped.clear();
-                let gate_blocked = start_tick(&shared, &cancel, &mut landings, &mut lanes).await;
-                if mode == Mode::Once && landings.is_empty() {
-                    return Ok(if gate_blocked {
-                        Exit::Blocked
-                    } else {
-                        Exit::Clean
-                    });
+                // A skipped lane waits for the poll interval, not for the next write to the
+                // queue dir (berth's own requeue is such a write).
+                if matches!(event, Event::Tick) {
+                    landings.skipped.clear();
+                }
+                match interruptible(
+                    &mut signals,
+                    &stop,
+                    start_tick(&shared, &cancel, &mut landings),
+                )
+                .await
+                {
+                    // `--once` that blocked records at the gates and started nothing else
+                    // still needs an operator.
+                    Ok(gate_blocked) => {
+                        any_blocked |= gate_blocked && landings.is_empty();
+                        Ok(())
+                    }
+                    Err(interrupt) => Err(interrupt),
+                }
+            }
+        };
+        if let Err(interrupt) = next {
+            pending = Some(interrupt);
+            continue;
+        }
+        if mode == Mode::Once && ticked_once && landings.is_empty() {
+            return Ok(if any_blocked {
+                Exit::Blocked
+            } else {
+                Exit::Clean
+            });
+        }
+    }
+}
+
+/// Runs the loop's own bookkeeping (which may wait on the forge or the disk) while still
+/// hearing a signal or a stop: a signal must never wait for a slow `gh pr list`.
+async fn interruptible<T>(
+    signals: &mut shutdown::Signals,
+    stop: &CancellationToken,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, Event> {
+    tokio::select! {
+        biased;
+        signal = signals.recv() => Err(Event::Signal(signal)),
+        () = stop.cancelled() => Err(Event::Stop),
+        done = work => Ok(done),
+    }
+}
+
+/// The running landings, the lanes they hold, and the lanes to leave alone this tick.
+#[derive(Default)]
+struct Landings {
+    tasks: JoinSet<LaneOutcome>,
+    lane_of_task: HashMap<tokio::task::Id, Lane>,
+    skipped: HashSet<Lane>,
+}
+
+impl Landings {
+    fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    fn busy_lanes(&self) -> HashSet<Lane> {
+        self.lane_of_task
+            .values()
+            .chain(&self.skipped)
+            .cloned()
+            .collect()
+    }
+
+    fn start(
+        &mut self,
+        lane: Lane,
+        landing: impl std::future::Future<Output = LaneOutcome> + Send + 'static,
+    ) {
+        let handle = self.tasks.spawn(landing);
+        self.lane_of_task.insert(handle.id(), lane);
+    }
+
+    /// The next finished landing; a task that panicked frees its lane (and is skipped
+    /// until the next tick) instead of holding it forever.
+    async fn next_done(&mut self) -> Option<LaneOutcome> {
+        loop {
+            match self.tasks.join_next_with_id().await? {
+                Ok((id, outcome)) => {
+                    self.lane_of_task.remove(&id);
+                    return Some(outcome);
+                }
+                Err(error) => {
+                    tracing::error!(
+                        "a landing task failed: {error}; its record is reclaimed once its owner is gone"
+                    );
+                    if let Some(lane) = self.lane_of_task.remove(&error.id()) {
+                        self.skipped.insert(lane);
+                    }
                 }
             }
         }
@@ -290,8 +375,7 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
 async fn start_tick(
     shared: &Arc<Shared>,
     cancel: &CancellationToken,
-    landings: &mut JoinSet<LaneOutcome>,
-    lanes: &mut LaneBook,
+    landings: &mut Landings,
 ) -> bool {
     let prep = Arc::clone(shared);
     let gate_blocked = match tokio::task::spawn_blocking(move || tick::prepare(&prep)).await {
@@ -301,20 +385,18 @@ async fn start_tick(
             false
         }
     };
-    start_landings(shared, cancel, landings, lanes).await;
+    start_landings(shared, cancel, landings).await;
     gate_blocked
 }
 
 /// Starts landings on free lanes, up to the rules' `max_lanes` at once.
-async fn start_landings(
-    shared: &Arc<Shared>,
-    cancel: &CancellationToken,
-    landings: &mut JoinSet<LaneOutcome>,
-    lanes: &mut LaneBook,
-) {
+async fn start_landings(shared: &Arc<Shared>, cancel: &CancellationToken, landings: &mut Landings) {
+    if cancel.is_cancelled() {
+        return;
+    }
     let pick = Arc::clone(shared);
-    let skip: HashSet<Lane> = lanes.running.union(&lanes.skipped).cloned().collect();
-    let running = landings.len();
+    let skip = landings.busy_lanes();
+    let running = landings.tasks.len();
     let candidates =
         match tokio::task::spawn_blocking(move || tick::select(&pick, &skip, running)).await {
             Ok(candidates) => candidates,
@@ -324,9 +406,10 @@ async fn start_landings(
             }
         };
     for candidate in candidates {
-        lanes.running.insert(Shared::lane_of(&candidate));
         let shared = Arc::clone(shared);
         let cancel = cancel.child_token();
-        landings.spawn(async move { landing::land(shared, candidate, cancel).await });
+        landings.start(Shared::lane_of(&candidate), async move {
+            landing::land(shared, candidate, cancel).await
+        });
     }
 }

@@ -47,14 +47,32 @@ impl StopSignal {
 /// Set once, when the first stop signal arrives; landings read it to tell a shutdown
 /// from a failure.
 #[derive(Debug, Default)]
-pub struct StopFlag(OnceLock<StopSignal>);
+pub struct StopFlag(OnceLock<StopReason>);
+
+/// Why the daemon is stopping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    Signal(StopSignal),
+    /// The embedding program asked (`berth demo` at its end).
+    Requested,
+}
+
+impl StopReason {
+    /// Completes "interrupted by … mid-landing".
+    fn describe(self) -> String {
+        match self {
+            StopReason::Signal(signal) => format!("signal {}", signal.name()),
+            StopReason::Requested => "a stop request".to_owned(),
+        }
+    }
+}
 
 impl StopFlag {
-    pub fn set(&self, signal: StopSignal) {
-        let _ = self.0.set(signal);
+    pub fn set(&self, reason: StopReason) {
+        let _ = self.0.set(reason);
     }
 
-    pub fn get(&self) -> Option<StopSignal> {
+    pub fn get(&self) -> Option<StopReason> {
         self.0.get().copied()
     }
 
@@ -92,16 +110,19 @@ impl Signals {
 /// under its lock: one that already settled (`landed`, `blocked`) is left alone, and once
 /// it is `queued` no late write that expects an in-flight status can land on it.
 pub fn revive(shared: &Shared, id: &str) {
-    let signal = shared.stop.get().map_or("(unknown)", StopSignal::name);
+    let why = shared
+        .stop
+        .get()
+        .map_or_else(|| "a stop".to_owned(), StopReason::describe);
     let written = shared.transition(id, Expect::OneOf(&Status::IN_FLIGHT), Status::Queued, |r| {
         if r.status == Status::DriftRepairing {
             r.retries = Some(0);
         }
         r.claimed_by = None;
-        r.last_error = Some(format!("interrupted by signal {signal} mid-landing"));
+        r.last_error = Some(format!("interrupted by {why} mid-landing"));
     });
     match written {
-        Ok(_) => tracing::warn!(record = %id, "revived to queued after {signal}"),
+        Ok(_) => tracing::warn!(record = %id, "revived to queued after {why}"),
         Err(e) => tracing::info!(record = %id, "not revived: {e}"),
     }
 }

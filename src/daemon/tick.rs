@@ -173,12 +173,13 @@ fn reclaim(shared: &Shared, stored: &StoredRecord, now: chrono::DateTime<chrono:
 /// Step 3: one forge listing per distinct repo identity in the queue; a labelled PR with a
 /// valid marker and no local record becomes a local `queued` record. Local wins.
 fn discover(shared: &Shared, records: &[StoredRecord]) -> usize {
+    // Only repos of records that pass every gate are asked about, by the identity read
+    // from their origin: a planted record's claimed identity never becomes a `gh --repo`
+    // (or a `GH_HOST`).
     let mut repos: BTreeMap<String, &StoredRecord> = BTreeMap::new();
     for stored in records {
-        if let Some(identity) = &stored.record.repo_identity
-            && crate::gates::gate_identity(identity).is_ok()
-        {
-            repos.entry(identity.clone()).or_insert(stored);
+        if let Ok(gated) = shared.allowlist.gate_record(&stored.record) {
+            repos.entry(gated.identity).or_insert(stored);
         }
     }
     let known: HashSet<&str> = records.iter().map(|s| s.id.as_str()).collect();
@@ -215,39 +216,24 @@ fn discover(shared: &Shared, records: &[StoredRecord]) -> usize {
     added
 }
 
-/// A local record for a PR found only on the forge. Paths come from the marker when it
-/// has them, else from a local record of the same repo; the gates judge them like any other.
+/// A local record for a PR found only on the forge, for the repo of a local record.
 fn record_from_remote(identity: &str, pr: &QueuedPr, example: &Record) -> Record {
-    let field = |name: &str, fallback: &str| {
-        pr.marker
-            .fields()
-            .get(name)
-            .and_then(|v| v.as_str())
-            .unwrap_or(fallback)
-            .to_owned()
-    };
-    let mut record = example.clone();
-    record.extra.clear();
+    // Paths come from the local record of the same repo, never from the PR body: whoever
+    // can edit a PR could otherwise point the landing at any checkout.
+    let mut record = Record::queued(
+        &example.repo_path,
+        &pr.base_branch,
+        &pr.head_branch,
+        pr.number,
+    );
     record.run_id = pr.marker.run_id().to_owned();
-    record.feature_branch = pr.head_branch.clone();
-    record.base_branch = pr.base_branch.clone();
-    record.pr_number = pr.number;
     record.version = pr.marker.version().to_owned();
-    record.queued_at = pr.marker.queued_at().to_owned();
-    record.repo_path = field("repoPath", &example.repo_path);
-    record.worktree_path = field("worktreePath", &example.repo_path);
-    record.living_plan_path = field("livingPlanPath", "");
-    record.status = Status::Queued;
+    if crate::clock::parse_iso(pr.marker.queued_at()).is_some() {
+        record.queued_at = pr.marker.queued_at().to_owned();
+    }
+    record.worktree_path = example.repo_path.clone();
     record.repo_identity = Some(identity.to_owned());
     record.pr_url = pr.url.clone();
-    record.source_plan_path = None;
-    record.last_error = None;
-    record.last_updated_at = None;
-    record.last_github_checked_at = None;
-    record.last_github_state = None;
-    record.reconciled_at = None;
-    record.retries = None;
-    record.claimed_by = None;
     record
 }
 

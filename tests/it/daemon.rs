@@ -368,43 +368,11 @@ fn two_daemons_land_twenty_records_in_four_lanes_exactly_once() {
 #[test]
 fn exit_zero_but_github_says_open_is_blocked_naming_githubs_state() {
     let world = World::new();
-    let bare = world.bare_remote("widget");
-    // The repo's origin is GitHub; the user's own git config points that URL at the local
-    // bare remote, so the lane lock really lands somewhere (libgit2 honours insteadOf).
-    let github_url = "git@github.com:acme/widget.git";
-    fs::write(
-        world.home.join(".gitconfig"),
-        format!("[url \"{}\"]\n\tinsteadOf = {github_url}\n", bare.display()),
-    )
-    .unwrap();
-    let repo = world.clone_into(&world.code, "widget", bare.to_str().unwrap());
-    world.run_git(&repo, &["remote", "set-url", "origin", github_url]);
-    let id = world
-        .record(&repo, 42)
-        .set("featureBranch", "feat/search")
-        .set("repoIdentity", "github.com/acme/widget")
-        .write();
+    let gh = world.gh_lane();
+    let id = gh.queue_pr_42();
+    let config = gh.config(r#"["true"]"#, "");
 
-    let replies = world.root.join("gh-replies");
-    fs::create_dir_all(&replies).unwrap();
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/gh");
-    fs::copy(
-        fixtures.join("pr-view.acme.widget.42.json"),
-        replies.join("pr-view.acme.widget.42.json"),
-    )
-    .unwrap();
-    fs::write(replies.join("pr-list.acme.widget.json"), "[]").unwrap();
-    let gh = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gh-stand-in/gh");
-    let gh_log = world.root.join("gh.log");
-    let config = world.config(&format!(
-        "forge = \"gh\"\ngh_program = \"{}\"\nland_command = [\"true\"]\n",
-        gh.display()
-    ));
-
-    world
-        .berth_daemon()
-        .env("GH_STANDIN_DIR", &replies)
-        .env("GH_STANDIN_LOG", &gh_log)
+    gh.berth()
         .args(["run", "--once", "--config", config.to_str().unwrap()])
         .assert()
         .code(1);
@@ -416,20 +384,182 @@ fn exit_zero_but_github_says_open_is_blocked_naming_githubs_state() {
         why.contains("exited 0 but GitHub reports PR #42 as open"),
         "{why}"
     );
-    let calls = fs::read_to_string(&gh_log).unwrap();
+    let calls = gh.calls();
     assert!(
-        calls.contains(r#""pr","list","--repo","acme/widget""#),
-        "{calls}"
+        calls
+            .iter()
+            .any(|c| c[..4] == ["pr", "list", "--repo", "acme/widget"]),
+        "{calls:?}"
     );
     assert!(
-        calls.contains(
-            r#""pr","view","42","--repo","acme/widget","--json","state,mergedAt,mergeCommit""#
-        ),
-        "{calls}"
+        calls.iter().any(|c| c[..]
+            == [
+                "pr",
+                "view",
+                "42",
+                "--repo",
+                "acme/widget",
+                "--json",
+                "state,mergedAt,mergeCommit"
+            ]),
+        "{calls:?}"
+    );
+    assert!(gh.lock_refs().is_empty(), "lock ref left behind");
+}
+
+/// Waits for the stand-in to be sleeping in the call keyed `key`, then sends SIGTERM and
+/// returns how long berth took to exit, and its exit code.
+fn sigterm_while_gh_sleeps(
+    gh: &crate::support::GhLane<'_>,
+    config: &Path,
+    key: &str,
+) -> (Duration, Option<i32>) {
+    let mut daemon = Command::new(assert_cmd::cargo::cargo_bin("berth"))
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .current_dir(&gh.world.root)
+        .env("HOME", &gh.world.home)
+        .env("BERTH_QUEUE_DIR", &gh.world.queue)
+        .env("BERTH_DIR", gh.world.root.join("berth-state"))
+        .env("GH_STANDIN_DIR", &gh.replies)
+        .env("GH_STANDIN_LOG", &gh.log)
+        .env_remove("GSTACK_DAEMON_REPO_ALLOWLIST")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let sleeping = gh.replies.join(format!("{key}.sleep.pid"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sleeping.exists() {
+        if Instant::now() > deadline {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+            panic!("gh never reached the call {key}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = Instant::now();
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    let status = daemon.wait().unwrap();
+    (sent.elapsed(), status.code())
+}
+
+/// A signal while the forge is slow to prove the merge: berth still exits promptly, puts
+/// the record back and releases the lane lock (it must not wait out the forge timeout).
+#[test]
+fn sigterm_during_the_merge_proof_requeues_and_releases_the_lock() {
+    let world = World::new();
+    let gh = world.gh_lane();
+    let id = gh.queue_pr_42();
+    // The landing itself makes GitHub slow: the merge proof that follows hangs for 20 s.
+    let slow = gh.replies.join("pr-view.acme.widget.42.sleep");
+    let config = gh.config(
+        &format!(r#"["sh", "-c", "echo 20 > {}"]"#, slow.display()),
+        "",
+    );
+    let (took, code) = sigterm_while_gh_sleeps(&gh, &config, "pr-view.acme.widget.42");
+    assert_eq!(code, Some(143));
+    assert!(took < Duration::from_secs(5), "exit took {took:?}");
+    let record = world.read_record(&id);
+    assert_eq!(record["status"], "queued", "{record:#}");
+    assert_eq!(
+        record["lastError"],
+        "interrupted by signal SIGTERM mid-landing"
     );
     assert!(
-        world.lock_refs(bare.to_str().unwrap()).is_empty(),
-        "lock ref left behind"
+        gh.lock_refs().is_empty(),
+        "the lane lock outlived the daemon"
+    );
+}
+
+/// A signal while the tick's bookkeeping waits on a slow `gh pr list`.
+#[test]
+fn sigterm_during_discovery_exits_promptly_and_claims_nothing() {
+    let world = World::new();
+    let gh = world.gh_lane();
+    let id = gh.queue_pr_42();
+    fs::write(gh.replies.join("pr-list.acme.widget.sleep"), "25").unwrap();
+    let config = gh.config(r#"["true"]"#, "");
+    let (took, code) = sigterm_while_gh_sleeps(&gh, &config, "pr-list.acme.widget");
+    assert_eq!(code, Some(143));
+    assert!(took < Duration::from_secs(5), "exit took {took:?}");
+    assert_eq!(world.read_record(&id)["status"], "queued");
+    assert!(
+        !gh.calls().iter().any(|c| c[..2] == ["pr", "view"]),
+        "a PR was claimed after the signal"
+    );
+}
+
+/// Discovery asks GitHub only about repos of records that pass the gates, by the identity
+/// of their origin: a planted record's claimed identity never reaches `gh` (or `GH_HOST`).
+#[test]
+fn a_planted_identity_never_reaches_gh() {
+    let world = World::new();
+    let gh = world.gh_lane();
+    gh.queue_pr_42();
+    world
+        .record(Path::new("/etc"), 7)
+        .set("repoIdentity", "evil.example.com/victim/secret")
+        .set("status", "blocked")
+        .write();
+    let config = gh.config(r#"["true"]"#, "");
+    gh.berth()
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .assert()
+        .code(1);
+    let calls = gh.calls();
+    assert!(!calls.is_empty());
+    assert!(
+        !calls.iter().flatten().any(|arg| arg.contains("victim")),
+        "{calls:?}"
+    );
+    assert!(
+        !fs::read_to_string(&gh.log)
+            .unwrap()
+            .contains("evil.example.com")
+    );
+}
+
+/// A record put back for a transient reason (GitHub down) waits for the next tick instead
+/// of being re-claimed in a tight loop.
+#[test]
+fn a_transient_failure_is_not_retried_in_a_hot_loop() {
+    let world = World::new();
+    let gh = world.gh_lane();
+    let id = gh.queue_pr_42();
+    fs::write(gh.replies.join("pr-view.acme.widget.42.exit"), "1").unwrap();
+    fs::write(
+        gh.replies.join("pr-view.acme.widget.42.stderr"),
+        "HTTP 502: Bad Gateway",
+    )
+    .unwrap();
+    let config = gh.config(r#"["true"]"#, "poll_secs = 1\n");
+    let mut daemon = Command::new(assert_cmd::cargo::cargo_bin("berth"))
+        .args(["run", "--watch", "--config", config.to_str().unwrap()])
+        .current_dir(&world.root)
+        .env("HOME", &world.home)
+        .env("BERTH_QUEUE_DIR", &world.queue)
+        .env("BERTH_DIR", world.root.join("berth-state"))
+        .env("GH_STANDIN_DIR", &gh.replies)
+        .env("GH_STANDIN_LOG", &gh.log)
+        .env_remove("GSTACK_DAEMON_REPO_ALLOWLIST")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    daemon.wait().unwrap();
+    let views = gh
+        .calls()
+        .iter()
+        .filter(|c| c[..2] == ["pr", "view"])
+        .count();
+    assert!((1..=6).contains(&views), "{views} claim checks in 3 s");
+    let record = world.read_record(&id);
+    assert_eq!(record["status"], "queued");
+    assert!(
+        record["lastError"].as_str().unwrap().contains("502"),
+        "{record:#}"
     );
 }
 

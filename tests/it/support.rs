@@ -362,3 +362,87 @@ impl World {
             .collect()
     }
 }
+
+/// A GitHub-hosted repo as berth sees it: `origin` is `git@github.com:acme/widget.git`,
+/// the user's own git config points that URL at a local bare remote (so lane locks really
+/// land somewhere), and `gh` is the stand-in replaying JSON from a replies dir.
+pub struct GhLane<'w> {
+    pub world: &'w World,
+    pub bare: PathBuf,
+    pub repo: PathBuf,
+    pub replies: PathBuf,
+    pub log: PathBuf,
+}
+
+impl World {
+    pub fn gh_lane(&self) -> GhLane<'_> {
+        let bare = self.bare_remote("widget");
+        let github_url = "git@github.com:acme/widget.git";
+        fs::write(
+            self.home.join(".gitconfig"),
+            format!("[url \"{}\"]\n\tinsteadOf = {github_url}\n", bare.display()),
+        )
+        .unwrap();
+        let repo = self.clone_into(&self.code, "widget", bare.to_str().unwrap());
+        self.run_git(&repo, &["remote", "set-url", "origin", github_url]);
+        let replies = self.root.join("gh-replies");
+        fs::create_dir_all(&replies).unwrap();
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/gh");
+        for entry in fs::read_dir(fixtures).unwrap().flatten() {
+            fs::copy(entry.path(), replies.join(entry.file_name())).unwrap();
+        }
+        // Discovery finds nothing new unless a test says otherwise.
+        fs::write(replies.join("pr-list.acme.widget.json"), "[]").unwrap();
+        GhLane {
+            world: self,
+            bare,
+            repo,
+            replies,
+            log: self.root.join("gh.log"),
+        }
+    }
+}
+
+impl GhLane<'_> {
+    /// Queues PR #42 of the fixtures (`feat/search` into `main`), as its producer would.
+    pub fn queue_pr_42(&self) -> String {
+        self.world
+            .record(&self.repo, 42)
+            .set("featureBranch", "feat/search")
+            .set("repoIdentity", "github.com/acme/widget")
+            .write()
+    }
+
+    /// A config using the `gh` forge and the given landing argv (a TOML array).
+    pub fn config(&self, land_command: &str, extra: &str) -> PathBuf {
+        let gh = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gh-stand-in/gh");
+        self.world.config(&format!(
+            "forge = \"gh\"\ngh_program = \"{}\"\nland_command = {land_command}\n{extra}",
+            gh.display()
+        ))
+    }
+
+    /// `berth` with the stand-in's environment.
+    pub fn berth(&self) -> assert_cmd::Command {
+        let mut cmd = self.world.berth_daemon();
+        cmd.env("GH_STANDIN_DIR", &self.replies)
+            .env("GH_STANDIN_LOG", &self.log);
+        cmd
+    }
+
+    /// Every call the stand-in saw, as its argv.
+    pub fn calls(&self) -> Vec<Vec<String>> {
+        fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let call: Value = serde_json::from_str(l).unwrap();
+                serde_json::from_value(call["argv"].clone()).unwrap()
+            })
+            .collect()
+    }
+
+    pub fn lock_refs(&self) -> Vec<String> {
+        self.world.lock_refs(self.bare.to_str().unwrap())
+    }
+}
