@@ -7,6 +7,7 @@
 //! succeeds only if every check holds.
 
 mod observer;
+mod rules_step;
 mod world;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use crate::config::{Config, ForgeKind};
 use crate::daemon::{self, Mode, Shared};
 use crate::gates::Allowlist;
 use crate::record::Status;
+use crate::rules::Rules;
 use crate::runner::CommandTemplate;
 
 use observer::Observer;
@@ -28,12 +30,12 @@ use world::World;
 const HAND_MERGED_HALT_ID: &str = "PHASE_FAILED:all:1fe2d874";
 
 /// How long the demo lets the daemon work before it calls the run a failure.
-const DEMO_DEADLINE: Duration = Duration::from_secs(90);
+pub(crate) const DEMO_DEADLINE: Duration = Duration::from_secs(90);
 
 /// One claim the demo made, and whether it held.
-struct Check {
-    claim: String,
-    held: bool,
+pub(crate) struct Check {
+    pub(crate) claim: String,
+    pub(crate) held: bool,
 }
 
 /// Runs the demo; `Ok(true)` when every narrated step happened.
@@ -94,7 +96,7 @@ pub fn run(keep: bool) -> anyhow::Result<bool> {
     Ok(all_held)
 }
 
-fn say(line: &str) {
+pub(crate) fn say(line: &str) {
     println!("{line}");
 }
 
@@ -116,12 +118,15 @@ async fn run_daemon(world: &World) -> anyhow::Result<Vec<Check>> {
         ..Config::default()
     };
     let (allowlist, _) = Allowlist::build(None, None, Some(&world.code));
-    let shared = Arc::new(Shared::new(
-        world.queue.clone(),
-        allowlist,
-        config,
-        world.berth_dir.clone(),
-    )?);
+    let shared = Arc::new(
+        Shared::new(
+            world.queue.clone(),
+            allowlist,
+            config,
+            world.berth_dir.clone(),
+        )?
+        .with_rules(Rules::load(Some(&world.rules_root))?),
+    );
     let stop = CancellationToken::new();
     let daemon = tokio::spawn(daemon::run(Arc::clone(&shared), Mode::Watch, stop.clone()));
     say("");
@@ -129,15 +134,20 @@ async fn run_daemon(world: &World) -> anyhow::Result<Vec<Check>> {
 
     let mut observer = Observer::new(world, Arc::clone(&shared.locks));
     let settled = tokio::time::timeout(DEMO_DEADLINE, observer.watch_until_settled()).await;
-    stop.cancel();
-    daemon.await.context("daemon task")??;
-    if settled.is_err() {
+    let mut rules_checks = Vec::new();
+    if settled.is_ok() {
+        rules_checks = rules_step::run(world, &mut observer).await?;
+    } else {
         say(&format!(
             "  (gave up waiting after {}s)",
             DEMO_DEADLINE.as_secs()
         ));
     }
-    check(world, &observer)
+    stop.cancel();
+    daemon.await.context("daemon task")??;
+    let mut checks = check(world, &observer)?;
+    checks.append(&mut rules_checks);
+    Ok(checks)
 }
 
 fn check(world: &World, observer: &Observer) -> anyhow::Result<Vec<Check>> {

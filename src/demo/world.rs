@@ -36,6 +36,8 @@ pub struct World {
     pub build_state: PathBuf,
     /// Where halt events go.
     pub faults_dir: PathBuf,
+    /// The `--rules-root` the daemon watches (empty at first: the embedded defaults apply).
+    pub rules_root: PathBuf,
     /// Serves the remote for as long as the world exists; stopped on drop.
     _server: GitDaemon,
 }
@@ -112,36 +114,16 @@ impl World {
         git(&code, &["clone", "-q", &origin_url, "widget"])?;
         let clone = code.join("widget");
 
-        let mut prs = Vec::new();
         let queue = QueueStore::new(root.join("queue"));
         queue.ensure_dir()?;
         let identity = crate::identity::repo_identity(&clone)?;
-        let queued = [
+        let mut prs = Vec::new();
+        for (pr, base, name) in [
             (101, "main", "search"),
             (102, "main", "billing"),
             (201, "release/1.x", "hotfix"),
-        ];
-        for (minute, (pr, base, name)) in (1..).zip(queued) {
-            let feature = format!("feat/{name}");
-            git(
-                &clone,
-                &["checkout", "-q", "-B", &feature, &format!("origin/{base}")],
-            )?;
-            fs::write(clone.join(format!("{name}.txt")), format!("{name}\n"))?;
-            git(&clone, &["add", "."])?;
-            git(
-                &clone,
-                &["commit", "-q", "-m", &format!("{name}: implement")],
-            )?;
-            git(&clone, &["push", "-q", "origin", &feature])?;
-            let record = demo_record(&clone, &identity, pr, &feature, base, minute);
-            let id = queue.insert(&record)?;
-            prs.push(DemoPr {
-                id,
-                pr,
-                feature,
-                base: base.to_owned(),
-            });
+        ] {
+            prs.push(open_pr(&clone, &queue, &identity, pr, base, name)?);
         }
         git(&clone, &["checkout", "-q", "--detach"])?;
 
@@ -162,6 +144,10 @@ impl World {
             HAND_MERGED_STATE,
         )?;
 
+        let rules_root = root.join("rules-root");
+        fs::create_dir_all(rules_root.join("rules"))?;
+        fs::create_dir_all(rules_root.join("policies"))?;
+
         let land_script = root.join("land.sh");
         fs::write(&land_script, LAND_SCRIPT)?;
         fs::set_permissions(&land_script, fs::Permissions::from_mode(0o755))?;
@@ -176,8 +162,17 @@ impl World {
             land_script,
             build_state,
             faults_dir: root.join("skill-faults"),
+            rules_root,
             _server: server,
         })
+    }
+
+    /// Opens and queues one more PR while the daemon runs, as a producer would.
+    pub fn open_pr(&self, pr: u64, base: &str, name: &str) -> anyhow::Result<DemoPr> {
+        let identity = crate::identity::repo_identity(&self.clone)?;
+        let opened = open_pr(&self.clone, &self.queue, &identity, pr, base, name)?;
+        git(&self.clone, &["checkout", "-q", "--detach"])?;
+        Ok(opened)
     }
 
     /// Whether `feature` is merged into `base` on the remote, asked of the remote itself.
@@ -196,6 +191,39 @@ impl World {
             .status()?;
         Ok(status.success())
     }
+}
+
+/// Pushes `feat/<name>` (one new file on top of `base`) and queues it as PR `pr`; PRs are
+/// queued a minute apart, in the order they are opened.
+fn open_pr(
+    clone: &Path,
+    queue: &QueueStore,
+    identity: &str,
+    pr: u64,
+    base: &str,
+    name: &str,
+) -> anyhow::Result<DemoPr> {
+    let feature = format!("feat/{name}");
+    git(clone, &["fetch", "-q", "origin"])?;
+    git(
+        clone,
+        &["checkout", "-q", "-B", &feature, &format!("origin/{base}")],
+    )?;
+    fs::write(clone.join(format!("{name}.txt")), format!("{name}\n"))?;
+    git(clone, &["add", "."])?;
+    git(
+        clone,
+        &["commit", "-q", "-m", &format!("{name}: implement")],
+    )?;
+    git(clone, &["push", "-q", "origin", &feature])?;
+    let minute = queue.scan()?.records.len() as u64 + 1;
+    let id = queue.insert(&demo_record(clone, identity, pr, &feature, base, minute))?;
+    Ok(DemoPr {
+        id,
+        pr,
+        feature,
+        base: base.to_owned(),
+    })
 }
 
 fn demo_record(

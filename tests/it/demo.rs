@@ -19,6 +19,13 @@ fn the_demo_runs_green_and_narrates_what_it_checks() {
         .stdout(predicate::str::contains(
             "PR #201 [release/1.x] landing -> landed",
         ))
+        .stdout(predicate::str::contains(
+            "PR #103 [main] waits: release freeze",
+        ))
+        .stdout(predicate::str::contains(
+            "a broken edit is refused: policies/landing.rhai:",
+        ))
+        .stdout(predicate::str::contains("PR #103 [main] landing -> landed"))
         .stdout(predicate::str::contains("[FAILED]").not())
         .stdout(predicate::str::contains(
             "demo finished: every step happened as narrated",

@@ -1,0 +1,143 @@
+//! The demo's rules step: edit the landing policy while the daemon runs. A freeze window
+//! is obeyed on the next tick, a broken edit is refused while the freeze stays in force,
+//! and lifting the freeze lets the held PR land.
+
+use std::time::Duration;
+
+use super::observer::Observer;
+use super::world::World;
+use super::{Check, DEMO_DEADLINE, say};
+use crate::record::Status;
+use crate::rules::{ReloadSeen, RulesStatus, write_and_await};
+
+/// The shipped landing policy; the demo edits a copy of it.
+const DEFAULT_LANDING: &str = include_str!("../../policies/landing.rhai");
+const DEFAULT_ADMIT: &str =
+    "    #{ decision: \"go\", reason: \"no landing policy holds it back\" }";
+const FREEZE_REASON: &str = "release freeze: the demo lifts it in a moment";
+const LANDING_FILE: &str = "policies/landing.rhai";
+
+pub async fn run(world: &World, observer: &mut Observer<'_>) -> anyhow::Result<Vec<Check>> {
+    let mut checks = Vec::new();
+    say("");
+    say(&format!("editing {LANDING_FILE} while the daemon runs:"));
+    anyhow::ensure!(
+        DEFAULT_LANDING.contains(DEFAULT_ADMIT),
+        "the shipped {LANDING_FILE} no longer has the admit line the demo edits"
+    );
+    let freeze = DEFAULT_LANDING.replace(
+        DEFAULT_ADMIT,
+        &format!("    #{{ decision: \"wait\", reason: \"{FREEZE_REASON}\" }}"),
+    );
+    let frozen = edit(world, &freeze).await?;
+    say(&format!(
+        "  a freeze window is saved; rules {} are active",
+        short(&frozen)
+    ));
+
+    let held = world.open_pr(103, "main", "docs")?;
+    say(&format!("  queued PR #103 ({} -> main)", held.feature));
+    let waited = admit_said_wait(world, 103).await;
+    if waited {
+        say(&format!("  PR #103 [main] waits: {FREEZE_REASON}"));
+    }
+    checks.push(Check {
+        claim: "the freeze, saved while the daemon ran, held PR #103 back on the next tick".into(),
+        held: waited && status_of(world, &held.id)? == Status::Queued,
+    });
+
+    let broken = format!("{freeze}\nfn admit(record, ctx {{\n");
+    let refused = match edit_seen(world, &broken).await? {
+        ReloadSeen::Refused(error) => {
+            say(&format!(
+                "  a broken edit is refused: {}",
+                error.lines().next().unwrap_or("")
+            ));
+            true
+        }
+        ReloadSeen::Active(_) => false,
+    };
+    let active = RulesStatus::read(&world.berth_dir)?.map(|s| s.active_hash);
+    let freeze_kept = active.as_deref() == Some(frozen.as_str());
+    if freeze_kept {
+        say(&format!(
+            "  rules {} (the freeze) stay active",
+            short(&frozen)
+        ));
+    }
+    // Another poll tick passes under the freeze.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    checks.push(Check {
+        claim: "the broken edit was refused with its position, and the freeze stayed in force"
+            .into(),
+        held: refused && freeze_kept && status_of(world, &held.id)? == Status::Queued,
+    });
+
+    let lifted = edit(world, DEFAULT_LANDING).await?;
+    say(&format!(
+        "  the freeze is lifted; rules {} are active",
+        short(&lifted)
+    ));
+    let _ = tokio::time::timeout(DEMO_DEADLINE, observer.watch_until_settled()).await;
+    checks.push(Check {
+        claim: "once the freeze was lifted, PR #103 landed".into(),
+        held: status_of(world, &held.id)? == Status::Landed
+            && world.merged_on_remote(&held.feature, "main")?,
+    });
+    Ok(checks)
+}
+
+fn status_of(world: &World, id: &str) -> anyhow::Result<Status> {
+    Ok(world.queue.load(id)?.record.status)
+}
+
+/// Saves the landing policy under the demo's rules root the way an editor does, and waits
+/// for the daemon's verdict on it.
+async fn edit_seen(world: &World, text: &str) -> anyhow::Result<ReloadSeen> {
+    let (root, berth_dir, text) = (
+        world.rules_root.clone(),
+        world.berth_dir.clone(),
+        text.to_owned(),
+    );
+    let seen = tokio::task::spawn_blocking(move || {
+        write_and_await(
+            &root,
+            &berth_dir,
+            LANDING_FILE,
+            &text,
+            Duration::from_secs(10),
+        )
+    })
+    .await??;
+    Ok(seen)
+}
+
+/// An edit that must be accepted; returns the new rule-set hash.
+async fn edit(world: &World, text: &str) -> anyhow::Result<String> {
+    match edit_seen(world, text).await? {
+        ReloadSeen::Active(hash) => Ok(hash),
+        ReloadSeen::Refused(error) => {
+            anyhow::bail!("the daemon refused a valid rule edit: {error}")
+        }
+    }
+}
+
+/// Whether the decision log shows `admit` answering `wait` for the PR within a few ticks.
+async fn admit_said_wait(world: &World, pr: u64) -> bool {
+    for _ in 0..100 {
+        let history =
+            crate::rules::decisions::history(&world.berth_dir, pr, None).unwrap_or_default();
+        if history
+            .iter()
+            .any(|line| line["function"] == "admit" && line["decision"] == "wait")
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
+}
