@@ -2,8 +2,8 @@
 //! reports what happened (DESIGN §3.6, §6).
 //!
 //! The runner records nothing. It returns a [`StepResult`] per step and the daemon, which
-//! owns the state machine, writes `landing` → `drift_repairing` → `landing` between steps;
-//! [`LandingSequence`] says which step comes next. Keeping the two apart means a revival
+//! owns the state machine and asks the landing policy what a result means, writes
+//! `landing` → `drift_repairing` → `landing` between steps. Keeping the two apart means a revival
 //! by a signal (§6) can be honoured between steps, and the runner can be tested with real
 //! processes without a queue.
 //!
@@ -140,28 +140,6 @@ impl Runner {
         self
     }
 
-    /// Runs the landing command.
-    pub async fn run_land(
-        &self,
-        record_id: &str,
-        vars: &StepVars,
-        attempt: u32,
-        cancel: &CancellationToken,
-    ) -> Result<StepResult, InvalidRecordId> {
-        self.run(Step::Land, record_id, vars, attempt, cancel).await
-    }
-
-    /// Runs the ship command (the drift repair).
-    pub async fn run_ship(
-        &self,
-        record_id: &str,
-        vars: &StepVars,
-        attempt: u32,
-        cancel: &CancellationToken,
-    ) -> Result<StepResult, InvalidRecordId> {
-        self.run(Step::Ship, record_id, vars, attempt, cancel).await
-    }
-
     /// Runs `step` in `vars.worktree`, its output appended to
     /// [`attempt_log_path`]`(logs_dir, record_id, attempt, step)`. The only error is a
     /// record id that cannot name a log directory; everything that happens to the
@@ -243,51 +221,6 @@ async fn scan_for_drift(log_path: &Path, output_start: u64) -> bool {
     }
 }
 
-/// Which step comes next in one landing attempt: land; on drift (and a repair left),
-/// ship; after a successful ship, land again. The last [`StepResult`] is the verdict.
-///
-/// ```no_run
-/// # use berth::runner::*;
-/// # async fn daemon(runner: Runner, id: &str, vars: StepVars, retries: u32) -> Result<(), InvalidRecordId> {
-/// let cancel = tokio_util::sync::CancellationToken::new();
-/// let mut sequence = LandingSequence::new(retries);
-/// let mut step = Step::Land;
-/// let verdict = loop {
-///     // the daemon writes `landing` or `drift_repairing` (and bumps `retries`) here
-///     let result = runner.run(step, id, &vars, 1, &cancel).await?;
-///     match sequence.after(&result) {
-///         Some(next) => step = next,
-///         None => break result,
-///     }
-/// };
-/// # let _ = verdict; Ok(()) }
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LandingSequence {
-    repairs_left: u32,
-}
-
-impl LandingSequence {
-    /// `retries`: the drift repairs the record has already had.
-    pub fn new(retries: u32) -> Self {
-        Self {
-            repairs_left: MAX_DRIFT_REPAIRS.saturating_sub(retries),
-        }
-    }
-
-    /// The step to run after `last`, or `None` when `last` is the attempt's verdict.
-    pub fn after(&mut self, last: &StepResult) -> Option<Step> {
-        match last.step {
-            Step::Land if last.drift_detected() && self.repairs_left > 0 => {
-                self.repairs_left -= 1;
-                Some(Step::Ship)
-            }
-            Step::Ship if last.succeeded() => Some(Step::Land),
-            Step::Land | Step::Ship => None,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,40 +237,6 @@ mod tests {
             elapsed: Duration::from_secs(1),
             drift,
         }
-    }
-
-    #[test]
-    fn drift_leads_to_ship_then_land_once() {
-        let mut seq = LandingSequence::new(0);
-        assert_eq!(seq.after(&result(Step::Land, 1, true)), Some(Step::Ship));
-        assert_eq!(seq.after(&result(Step::Ship, 0, false)), Some(Step::Land));
-        // Drift again after the one repair: that land is the verdict.
-        assert_eq!(seq.after(&result(Step::Land, 1, true)), None);
-    }
-
-    #[test]
-    fn no_repair_without_drift_after_success_or_when_used_up() {
-        assert_eq!(
-            LandingSequence::new(0).after(&result(Step::Land, 0, false)),
-            None
-        );
-        assert_eq!(
-            LandingSequence::new(0).after(&result(Step::Land, 1, false)),
-            None
-        );
-        assert_eq!(
-            LandingSequence::new(1).after(&result(Step::Land, 1, true)),
-            None
-        );
-        assert_eq!(
-            LandingSequence::new(7).after(&result(Step::Land, 1, true)),
-            None
-        );
-        // A failed ship is the verdict; land is not tried on top of it.
-        assert_eq!(
-            LandingSequence::new(0).after(&result(Step::Ship, 2, false)),
-            None
-        );
     }
 
     #[test]

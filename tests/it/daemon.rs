@@ -605,3 +605,77 @@ fn scratch_worktree_lands_and_is_removed_and_planted_admin_dirs_are_ignored() {
     let left: Vec<_> = fs::read_dir(&scratch).unwrap().collect();
     assert!(left.is_empty(), "scratch worktree left behind: {left:?}");
 }
+
+/// A drift signature gets one repair: `drift_repairing`, the ship command, land again.
+#[test]
+fn drift_is_repaired_once_by_ship_then_land() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = queue_record(&lane, 9, "main");
+    let land = world.land_script();
+    let shipped = world.root.join("shipped");
+    let ledger_file = world.root.join("ledger");
+    let land_unless_drifted = format!(
+        "if [ -e {shipped} ]; then exec {land} \"$1\" \"$2\" {ledger} \"$3\"; fi; echo 'VERSION drift detected'; exit 1",
+        shipped = shipped.display(),
+        land = land.display(),
+        ledger = ledger_file.display()
+    );
+    let config = world.config(&format!(
+        "forge = \"git\"\nland_command = [\"sh\", \"-c\", {cmd:?}, \"sh\", \"{{branch}}\", \"{{base}}\", \"{{pr}}\"]\nship_command = [\"touch\", \"{shipped}\"]\n",
+        cmd = land_unless_drifted,
+        shipped = shipped.display()
+    ));
+    world
+        .berth_daemon()
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .assert()
+        .success();
+    let record = world.read_record(&id);
+    assert_eq!(record["status"], "landed", "{record:#}");
+    assert_eq!(record["retries"], 1);
+    let moves: Vec<String> = world
+        .decisions()
+        .iter()
+        .filter(|d| d["kind"] == "status" && d["record"] == id.as_str())
+        .map(|d| {
+            format!(
+                "{}->{}",
+                d["from"].as_str().unwrap(),
+                d["to"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            "queued->claiming",
+            "claiming->landing",
+            "landing->drift_repairing",
+            "drift_repairing->landing",
+            "landing->landed"
+        ]
+    );
+    assert_eq!(ledger(&world), [9]);
+}
+
+/// Drift that the one repair does not cure ends blocked, naming the drift.
+#[test]
+fn drift_after_the_repair_is_blocked() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = queue_record(&lane, 10, "main");
+    let config = world.config(
+        "forge = \"git\"\nland_command = [\"sh\", \"-c\", \"echo 'queue moved since last /ship'; exit 1\"]\nship_command = [\"true\"]\n",
+    );
+    world
+        .berth_daemon()
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .assert()
+        .code(1);
+    let record = world.read_record(&id);
+    assert_eq!(record["status"], "blocked");
+    assert_eq!(record["retries"], 1);
+    let why = record["lastError"].as_str().unwrap();
+    assert!(why.contains("reported release drift"), "{why}");
+}

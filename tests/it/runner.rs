@@ -4,9 +4,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use berth::runner::{
-    CommandTemplate, LandingSequence, Outcome, Runner, Step, StepResult, StepVars, TemplateError,
-};
+use berth::runner::{CommandTemplate, Outcome, Runner, Step, StepResult, StepVars, TemplateError};
 use tokio_util::sync::CancellationToken;
 
 const RECORD: &str = "github.com-acme-widget-main-pr-42";
@@ -111,7 +109,13 @@ async fn read_pid(path: &Path) -> i32 {
 
 async fn land(runner: &Runner, fx: &Fixture, attempt: u32) -> StepResult {
     runner
-        .run_land(RECORD, &fx.vars, attempt, &CancellationToken::new())
+        .run(
+            Step::Land,
+            RECORD,
+            &fx.vars,
+            attempt,
+            &CancellationToken::new(),
+        )
         .await
         .unwrap()
 }
@@ -291,7 +295,7 @@ async fn death_by_signal_and_spawn_failures_are_reported() {
     gone.worktree = fx.vars.repo.join("removed-worktree");
     let no_cwd = fx
         .runner(&["true"], &["true"])
-        .run_land(RECORD, &gone, 3, &CancellationToken::new())
+        .run(Step::Land, RECORD, &gone, 3, &CancellationToken::new())
         .await
         .unwrap();
     assert!(
@@ -390,7 +394,7 @@ async fn cancellation_terminates_the_group_and_reports_cancelled() {
     let cancel = CancellationToken::new();
     let task = {
         let (runner, vars, cancel) = (runner.clone(), fx.vars.clone(), cancel.clone());
-        tokio::spawn(async move { runner.run_land(RECORD, &vars, 1, &cancel).await })
+        tokio::spawn(async move { runner.run(Step::Land, RECORD, &vars, 1, &cancel).await })
     };
     let grandchild = read_pid(&fx.worktree_file("grandchild.pid")).await;
     let leader = read_pid(&fx.worktree_file("leader.pid")).await;
@@ -418,7 +422,10 @@ async fn nothing_starts_once_cancelled() {
     let runner = fx.runner(&sh("touch ran"), &["true"]);
     let cancel = CancellationToken::new();
     cancel.cancel();
-    let result = runner.run_land(RECORD, &fx.vars, 1, &cancel).await.unwrap();
+    let result = runner
+        .run(Step::Land, RECORD, &fx.vars, 1, &cancel)
+        .await
+        .unwrap();
     assert_eq!(result.outcome, Outcome::Cancelled);
     assert!(!fx.worktree_file("ran").exists());
 }
@@ -434,7 +441,7 @@ async fn a_dropped_step_future_does_not_leak_its_process_group() {
         let (runner, vars) = (runner.clone(), fx.vars.clone());
         tokio::spawn(async move {
             runner
-                .run_land(RECORD, &vars, 1, &CancellationToken::new())
+                .run(Step::Land, RECORD, &vars, 1, &CancellationToken::new())
                 .await
         })
     };
@@ -505,84 +512,13 @@ async fn drift_counts_only_in_this_runs_own_output() {
     assert!(matches!(timed_out.outcome, Outcome::TimedOut { .. }) && !timed_out.drift_detected());
 }
 
-/// Runs one attempt the way the daemon does, returning the steps taken and the verdict.
-async fn drive(runner: &Runner, fx: &Fixture, retries: u32) -> (Vec<Step>, StepResult) {
-    let cancel = CancellationToken::new();
-    let mut sequence = LandingSequence::new(retries);
-    let mut steps = Vec::new();
-    let mut step = Step::Land;
-    loop {
-        steps.push(step);
-        let result = runner
-            .run(step, RECORD, &fx.vars, 1, &cancel)
-            .await
-            .unwrap();
-        match sequence.after(&result) {
-            Some(next) => step = next,
-            None => return (steps, result),
-        }
-    }
-}
-
-const LAND_UNLESS_SHIPPED: &str =
-    "if [ -e shipped ]; then echo landed; exit 0; fi; echo 'queue moved since last /ship'; exit 1";
-
-#[tokio::test]
-async fn drift_is_repaired_by_ship_then_land_once() {
-    let fx = Fixture::new();
-    let runner = fx.runner(
-        &sh(LAND_UNLESS_SHIPPED),
-        &sh("echo shipping {pr}; touch shipped"),
-    );
-    let (steps, verdict) = drive(&runner, &fx, 0).await;
-    assert_eq!(steps, [Step::Land, Step::Ship, Step::Land]);
-    assert!(verdict.succeeded(), "{verdict}");
-    let land_log = std::fs::read_to_string(fx.log(1, "land")).unwrap();
-    assert_eq!(
-        land_log.matches("==== berth").count(),
-        4,
-        "two runs, header and footer each: {land_log}"
-    );
-    let ship_log = std::fs::read_to_string(fx.log(1, "ship")).unwrap();
-    assert!(ship_log.contains("shipping 42"), "{ship_log}");
-}
-
-#[tokio::test]
-async fn no_second_repair_and_a_failed_ship_is_the_verdict() {
-    let fx = Fixture::new();
-    // The record already had its repair: the drifting land is the verdict.
-    let runner = fx.runner(&sh(LAND_UNLESS_SHIPPED), &sh("touch shipped"));
-    let (steps, verdict) = drive(&runner, &fx, 1).await;
-    assert_eq!(steps, [Step::Land]);
-    assert!(verdict.drift_detected() && !verdict.succeeded());
-    assert!(!fx.worktree_file("shipped").exists());
-
-    // Drift that ship does not cure: land, ship, land, stop.
-    let runner = fx.runner(&sh("echo 'VERSION drift detected'; exit 1"), &["true"]);
-    let (steps, verdict) = drive(&runner, &fx, 0).await;
-    assert_eq!(steps, [Step::Land, Step::Ship, Step::Land]);
-    assert!(verdict.drift_detected());
-
-    // A failing ship ends the attempt; land is not tried on top of it.
-    let runner = fx.runner(&sh(LAND_UNLESS_SHIPPED), &sh("exit 4"));
-    let (steps, verdict) = drive(&runner, &fx, 0).await;
-    assert_eq!(steps, [Step::Land, Step::Ship]);
-    assert_eq!(verdict.step, Step::Ship);
-    assert!(
-        verdict
-            .to_string()
-            .starts_with("ship command exited with status 4"),
-        "{verdict}"
-    );
-}
-
 #[tokio::test]
 async fn a_record_id_that_could_escape_the_logs_dir_runs_nothing() {
     let fx = Fixture::new();
     let runner = fx.runner(&sh("touch ran"), &["true"]);
     for bad in ["../escape", "a/b", ".."] {
         let err = runner
-            .run_land(bad, &fx.vars, 1, &CancellationToken::new())
+            .run(Step::Land, bad, &fx.vars, 1, &CancellationToken::new())
             .await
             .unwrap_err();
         assert!(err.to_string().contains(bad), "{err}");
