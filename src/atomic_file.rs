@@ -8,6 +8,25 @@ use std::path::Path;
 
 /// Atomically replaces (or creates) `path` with `bytes`, leaving it with `mode`.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let (temp, dir) = durable_temp_beside(path, bytes, mode)?;
+    temp.persist(path).map_err(|e| e.error)?;
+    sync_dir(dir)
+}
+
+/// Creates `path` with `bytes` only if nothing is there yet (exclusive create), durably.
+pub fn create_new(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let (temp, dir) = durable_temp_beside(path, bytes, mode)?;
+    temp.persist_noclobber(path).map_err(|e| e.error)?;
+    sync_dir(dir)
+}
+
+/// A temp file in `path`'s directory holding `bytes` with `mode`, already fsynced, ready
+/// to be renamed over (or next to) `path`.
+fn durable_temp_beside<'p>(
+    path: &'p Path,
+    bytes: &[u8],
+    mode: u32,
+) -> io::Result<(tempfile::NamedTempFile, &'p Path)> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -20,22 +39,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     temp.as_file()
         .set_permissions(Permissions::from_mode(mode))?;
     temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|e| e.error)?;
-    sync_dir(dir)
-}
-
-/// Creates `path` with `bytes` only if nothing is there yet (exclusive create), durably.
-pub fn create_new(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut temp = tempfile::Builder::new()
-        .prefix(".berth-tmp-")
-        .tempfile_in(dir)?;
-    temp.write_all(bytes)?;
-    temp.as_file()
-        .set_permissions(Permissions::from_mode(mode))?;
-    temp.as_file().sync_all()?;
-    temp.persist_noclobber(path).map_err(|e| e.error)?;
-    sync_dir(dir)
+    Ok((temp, dir))
 }
 
 /// Makes a directory (and parents) that only its owner can enter.

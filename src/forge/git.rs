@@ -40,7 +40,7 @@ static GIT_TIMEOUTS: Once = Once::new();
 pub struct GitForge {
     scratch_dir: PathBuf,
     timeout: Duration,
-    /// Serialises creating the scratch repo; fetches themselves run in parallel.
+    /// Serialises creating the scratch repo within this process.
     init: Mutex<()>,
 }
 
@@ -140,6 +140,17 @@ impl GitForge {
         };
 
         let scratch = self.scratch(&subject)?;
+        // libgit2 fetches into one repo contend on its lock files (`shallow.lock`, ref
+        // locks) and fail rather than wait: one question at a time per scratch repo, across
+        // threads and processes.
+        let lock_path = self.scratch_dir.join("berth-fetch.lock");
+        let _one_at_a_time = crate::atomic_file::lock_exclusive(&lock_path).map_err(|source| {
+            ForgeError::Scratch {
+                subject: subject.clone(),
+                path: lock_path.clone(),
+                source,
+            }
+        })?;
         let mut remote = scratch
             .remote_anonymous(&repo.origin_url)
             .map_err(|e| git_err("use origin's URL", e))?;

@@ -3,47 +3,19 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::support::{GitLane, World};
-
-fn git_forge_config(world: &World, extra: &str) -> std::path::PathBuf {
-    let land = world.land_script();
-    let ledger = world.root.join("ledger");
-    world.config(&format!(
-        "forge = \"git\"\nland_command = [\"{}\", \"{{branch}}\", \"{{base}}\", \"{}\", \"{{pr}}\"]\n{extra}",
-        land.display(),
-        ledger.display()
-    ))
-}
-
-fn ledger(world: &World) -> Vec<u64> {
-    fs::read_to_string(world.root.join("ledger"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| l.trim().parse().unwrap())
-        .collect()
-}
-
-fn queue_record(lane: &GitLane<'_>, pr: u64, base: &str) -> String {
-    let feature = lane.push_feature(&format!("feat/pr-{pr}"), base);
-    lane.world
-        .record(&lane.clone, pr)
-        .set("featureBranch", feature)
-        .set("baseBranch", base)
-        .write()
-}
+use crate::support::World;
 
 #[test]
 fn a_queued_record_lands_through_the_git_forge_and_the_lock_is_gone_after() {
     let world = World::new();
     let lane = world.git_lane("widget", None);
-    let id = queue_record(&lane, 1, "main");
-    let config = git_forge_config(&world, "");
+    let id = lane.queue(1, "main");
+    let config = world.git_forge_config("");
 
     world
         .berth_daemon()
@@ -55,7 +27,7 @@ fn a_queued_record_lands_through_the_git_forge_and_the_lock_is_gone_after() {
     assert_eq!(record["status"], "landed", "{record:#}");
     assert_eq!(record["lastGithubState"], "MERGED");
     assert!(lane.merged("feat/pr-1", "main"));
-    assert_eq!(ledger(&world), [1]);
+    assert_eq!(world.ledger(), [1]);
     assert!(
         world.lock_refs(&lane.remote_url).is_empty(),
         "lock ref left behind"
@@ -66,7 +38,7 @@ fn a_queued_record_lands_through_the_git_forge_and_the_lock_is_gone_after() {
 fn exit_zero_without_a_merge_is_blocked_with_the_forges_state() {
     let world = World::new();
     let lane = world.git_lane("widget", None);
-    let id = queue_record(&lane, 2, "main");
+    let id = lane.queue(2, "main");
     let config = world.config("forge = \"git\"\nland_command = [\"true\"]\n");
 
     world
@@ -116,8 +88,8 @@ fn a_lane_locked_elsewhere_is_skipped_and_another_lane_lands() {
     let world = World::new();
     let lane = world.git_lane("widget", None);
     lane.push_base("release");
-    let busy = queue_record(&lane, 4, "main");
-    let free = queue_record(&lane, 5, "release");
+    let busy = lane.queue(4, "main");
+    let free = lane.queue(5, "release");
     // Make the `main` lane's record the oldest, so head-of-line blocking would show.
     let mut record = world.read_record(&busy);
     record["queuedAt"] = "2026-01-01T00:00:00.000Z".into();
@@ -138,7 +110,7 @@ fn a_lane_locked_elsewhere_is_skipped_and_another_lane_lands() {
         .unwrap();
     assert!(matches!(acquired, berth::lane_lock::Acquire::Acquired(_)));
 
-    let config = git_forge_config(&world, "");
+    let config = world.git_forge_config("");
     world
         .berth_daemon()
         .args(["run", "--once", "--config", config.to_str().unwrap()])
@@ -150,7 +122,7 @@ fn a_lane_locked_elsewhere_is_skipped_and_another_lane_lands() {
     assert_eq!(skipped["status"], "queued");
     let why = skipped["lastError"].as_str().unwrap();
     assert!(why.contains("lane locked by other-host:1:1"), "{why}");
-    assert_eq!(ledger(&world), [5]);
+    assert_eq!(world.ledger(), [5]);
 }
 
 /// Starts `berth run --once` in the background with a landing that sleeps, and waits
@@ -158,18 +130,11 @@ fn a_lane_locked_elsewhere_is_skipped_and_another_lane_lands() {
 #[allow(clippy::zombie_processes)] // the child is handed to the caller, which waits on it
 fn start_sleeping_landing(world: &World, config: &Path) -> (std::process::Child, i32) {
     let pid_file = world.root.join("landing.pid");
-    let bin = assert_cmd::cargo::cargo_bin("berth");
-    let mut child = Command::new(bin)
-        .args(["run", "--once", "--config", config.to_str().unwrap()])
-        .current_dir(&world.root)
-        .env("HOME", &world.home)
-        .env("BERTH_QUEUE_DIR", &world.queue)
-        .env("BERTH_DIR", world.root.join("berth-state"))
-        .env_remove("GSTACK_DAEMON_REPO_ALLOWLIST")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = world.spawn_berth(
+        &["run", "--once", "--config", config.to_str().unwrap()],
+        &world.berth_state(),
+        &[],
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(text) = fs::read_to_string(&pid_file)
@@ -222,7 +187,7 @@ fn running_in_group(pgid: i32) -> Vec<i32> {
 fn sigterm_mid_landing_requeues_releases_the_lock_and_kills_the_group() {
     let world = World::new();
     let lane = world.git_lane("widget", None);
-    let id = queue_record(&lane, 6, "main");
+    let id = lane.queue(6, "main");
     let config = sleeping_config(&world, "");
     let (mut daemon, landing_pid) = start_sleeping_landing(&world, &config);
     assert_eq!(
@@ -268,7 +233,7 @@ fn sigterm_mid_landing_requeues_releases_the_lock_and_kills_the_group() {
 fn sigkill_mid_landing_is_reclaimed_and_lands_on_the_next_run() {
     let world = World::new();
     let lane = world.git_lane("widget", None);
-    let id = queue_record(&lane, 7, "main");
+    let id = lane.queue(7, "main");
     let ttl = "lock_ttl_secs = 2\nheartbeat_secs = 1\n";
     let config = sleeping_config(&world, ttl);
     let (mut daemon, landing_pid) = start_sleeping_landing(&world, &config);
@@ -284,7 +249,7 @@ fn sigkill_mid_landing_is_reclaimed_and_lands_on_the_next_run() {
 
     // Past the TTL the orphaned lock may be taken over.
     std::thread::sleep(Duration::from_millis(2500));
-    let config = git_forge_config(&world, ttl);
+    let config = world.git_forge_config(ttl);
     world
         .berth_daemon()
         .args(["run", "--once", "--config", config.to_str().unwrap()])
@@ -292,7 +257,7 @@ fn sigkill_mid_landing_is_reclaimed_and_lands_on_the_next_run() {
         .success();
     let record = world.read_record(&id);
     assert_eq!(record["status"], "landed", "{record:#}");
-    assert_eq!(ledger(&world), [7]);
+    assert_eq!(world.ledger(), [7]);
     assert!(world.lock_refs(&lane.remote_url).is_empty());
 }
 
@@ -307,26 +272,13 @@ fn two_daemons_land_twenty_records_in_four_lanes_exactly_once() {
     }
     let mut ids = Vec::new();
     for pr in 1..=20u64 {
-        ids.push(queue_record(&lane, pr, bases[(pr % 4) as usize]));
+        ids.push(lane.queue(pr, bases[(pr % 4) as usize]));
     }
-    let config = git_forge_config(&world, "poll_secs = 1\nmax_lanes = 2\n");
+    let config = world.git_forge_config("poll_secs = 1\nmax_lanes = 2\n");
     // Each daemon has its own state dir, as on two machines.
     let spawn = |name: &str| {
-        Command::new(assert_cmd::cargo::cargo_bin("berth"))
-            .args(["run", "--watch", "--config", config.to_str().unwrap()])
-            .current_dir(&world.root)
-            .env("BERTH_DIR", world.root.join(format!("state-{name}")))
-            .env("HOME", &world.home)
-            .env("BERTH_QUEUE_DIR", &world.queue)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@t.invalid")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@t.invalid")
-            .env_remove("GSTACK_DAEMON_REPO_ALLOWLIST")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+        let args = ["run", "--watch", "--config", config.to_str().unwrap()];
+        world.spawn_berth(&args, &world.root.join(format!("state-{name}")), &[])
     };
     let mut daemons: Vec<std::process::Child> = ["a", "b"].into_iter().map(spawn).collect();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -354,7 +306,7 @@ fn two_daemons_land_twenty_records_in_four_lanes_exactly_once() {
         kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
         assert_eq!(daemon.wait().unwrap().code(), Some(143));
     }
-    let mut landed = ledger(&world);
+    let mut landed = world.ledger();
     landed.sort();
     assert_eq!(
         landed,
@@ -414,19 +366,11 @@ fn sigterm_while_gh_sleeps(
     config: &Path,
     key: &str,
 ) -> (Duration, Option<i32>) {
-    let mut daemon = Command::new(assert_cmd::cargo::cargo_bin("berth"))
-        .args(["run", "--once", "--config", config.to_str().unwrap()])
-        .current_dir(&gh.world.root)
-        .env("HOME", &gh.world.home)
-        .env("BERTH_QUEUE_DIR", &gh.world.queue)
-        .env("BERTH_DIR", gh.world.root.join("berth-state"))
-        .env("GH_STANDIN_DIR", &gh.replies)
-        .env("GH_STANDIN_LOG", &gh.log)
-        .env_remove("GSTACK_DAEMON_REPO_ALLOWLIST")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut daemon = gh.world.spawn_berth(
+        &["run", "--once", "--config", config.to_str().unwrap()],
+        &gh.world.berth_state(),
+        &[("GH_STANDIN_DIR", &gh.replies), ("GH_STANDIN_LOG", &gh.log)],
+    );
     let sleeping = gh.replies.join(format!("{key}.sleep.pid"));
     let deadline = Instant::now() + Duration::from_secs(20);
     while !sleeping.exists() {
@@ -533,19 +477,11 @@ fn a_transient_failure_is_not_retried_in_a_hot_loop() {
     )
     .unwrap();
     let config = gh.config(r#"["true"]"#, "poll_secs = 1\n");
-    let mut daemon = Command::new(assert_cmd::cargo::cargo_bin("berth"))
-        .args(["run", "--watch", "--config", config.to_str().unwrap()])
-        .current_dir(&world.root)
-        .env("HOME", &world.home)
-        .env("BERTH_QUEUE_DIR", &world.queue)
-        .env("BERTH_DIR", world.root.join("berth-state"))
-        .env("GH_STANDIN_DIR", &gh.replies)
-        .env("GH_STANDIN_LOG", &gh.log)
-        .env_remove("GSTACK_DAEMON_REPO_ALLOWLIST")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut daemon = world.spawn_berth(
+        &["run", "--watch", "--config", config.to_str().unwrap()],
+        &world.berth_state(),
+        &[("GH_STANDIN_DIR", &gh.replies), ("GH_STANDIN_LOG", &gh.log)],
+    );
     std::thread::sleep(Duration::from_secs(3));
     kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
     daemon.wait().unwrap();
@@ -589,7 +525,7 @@ fn scratch_worktree_lands_and_is_removed_and_planted_admin_dirs_are_ignored() {
     fs::write(admin.join("commondir"), "../..\n").unwrap();
     fs::write(admin.join("HEAD"), "ref: refs/heads/planted\n").unwrap();
 
-    let config = git_forge_config(&world, "");
+    let config = world.git_forge_config("");
     world
         .berth_daemon()
         .args(["run", "--once", "--config", config.to_str().unwrap()])
@@ -611,7 +547,7 @@ fn scratch_worktree_lands_and_is_removed_and_planted_admin_dirs_are_ignored() {
 fn drift_is_repaired_once_by_ship_then_land() {
     let world = World::new();
     let lane = world.git_lane("widget", None);
-    let id = queue_record(&lane, 9, "main");
+    let id = lane.queue(9, "main");
     let land = world.land_script();
     let shipped = world.root.join("shipped");
     let ledger_file = world.root.join("ledger");
@@ -656,7 +592,7 @@ fn drift_is_repaired_once_by_ship_then_land() {
             "landing->landed"
         ]
     );
-    assert_eq!(ledger(&world), [9]);
+    assert_eq!(world.ledger(), [9]);
 }
 
 /// Drift that the one repair does not cure ends blocked, naming the drift.
@@ -664,7 +600,7 @@ fn drift_is_repaired_once_by_ship_then_land() {
 fn drift_after_the_repair_is_blocked() {
     let world = World::new();
     let lane = world.git_lane("widget", None);
-    let id = queue_record(&lane, 10, "main");
+    let id = lane.queue(10, "main");
     let config = world.config(
         "forge = \"git\"\nland_command = [\"sh\", \"-c\", \"echo 'queue moved since last /ship'; exit 1\"]\nship_command = [\"true\"]\n",
     );

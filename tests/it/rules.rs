@@ -3,8 +3,7 @@
 //! CLI and `explain`.
 
 use std::fs;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -12,32 +11,10 @@ use nix::unistd::Pid;
 use predicates::prelude::*;
 use serde_json::Value;
 
-use crate::support::{GitLane, World};
+use crate::support::World;
 
 const DEFAULT_LANDING: &str = include_str!("../../policies/landing.rhai");
 const RELOAD_WAIT: Duration = Duration::from_secs(20);
-
-fn git_forge_config(world: &World, extra: &str) -> PathBuf {
-    let land = world.land_script();
-    let ledger = world.root.join("ledger");
-    world.config(&format!(
-        "forge = \"git\"\nland_command = [\"{}\", \"{{branch}}\", \"{{base}}\", \"{}\", \"{{pr}}\"]\n{extra}",
-        land.display(),
-        ledger.display()
-    ))
-}
-
-fn queue_record(lane: &GitLane<'_>, pr: u64) -> String {
-    let feature = lane.push_feature(&format!("feat/pr-{pr}"), "main");
-    lane.world
-        .record(&lane.clone, pr)
-        .set("featureBranch", feature)
-        .write()
-}
-
-fn ledger(world: &World) -> String {
-    fs::read_to_string(world.root.join("ledger")).unwrap_or_default()
-}
 
 /// The decision lines about `record` made by `function`.
 fn decisions_of(world: &World, record: &str, function: &str) -> Vec<Value> {
@@ -60,8 +37,8 @@ fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 fn misbehaving_rules_fall_back_one_by_one_and_the_record_still_lands() {
     let world = World::new();
     let lane = world.git_lane("widget", None);
-    let id = queue_record(&lane, 1);
-    let config = git_forge_config(&world, "");
+    let id = lane.queue(1, "main");
+    let config = world.git_forge_config("");
     world.write_rule(
         "policies/landing.rhai",
         r#"
@@ -95,7 +72,7 @@ fn order(candidates) { dive(0) }
 
     let record = world.read_record(&id);
     assert_eq!(record["status"], "landed", "{record:#}");
-    assert_eq!(ledger(&world).trim(), "1");
+    assert_eq!(world.ledger(), [1]);
 
     let decisions = world.decisions();
     let failed = |function: &str, why: &str| {
@@ -136,8 +113,8 @@ fn order(candidates) { dive(0) }
 fn admit_can_block_and_on_land_result_can_defer() {
     let world = World::new();
     let lane = world.git_lane("widget", None);
-    let denied = queue_record(&lane, 1);
-    let flaky = queue_record(&lane, 2);
+    let denied = lane.queue(1, "main");
+    let flaky = lane.queue(2, "main");
     let config = world.config("forge = \"git\"\nland_command = [\"false\"]\n");
     world.write_rule(
         "policies/landing.rhai",
@@ -220,41 +197,32 @@ fn max_lanes(ctx) { 1 }
         ));
 }
 
-/// `berth run --watch --rules-root <root>`, its log in `<root>/daemon.log`.
+/// `berth run --watch --rules-root <root>`, its log in `<root>/berth-state.log`.
 fn spawn_watching(world: &World, config: &std::path::Path) -> Child {
-    let log = fs::File::create(world.root.join("daemon.log")).unwrap();
-    Command::new(assert_cmd::cargo::cargo_bin("berth"))
-        .args(["run", "--watch", "--config", config.to_str().unwrap()])
-        .arg("--rules-root")
-        .arg(world.rules_root())
-        .current_dir(&world.root)
-        .env("HOME", &world.home)
-        .env("BERTH_QUEUE_DIR", &world.queue)
-        .env("BERTH_DIR", world.berth_state())
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@t.invalid")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@t.invalid")
-        .env_remove("GSTACK_DAEMON_REPO_ALLOWLIST")
-        .env_remove("BERTH_RULES_ROOT")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+    let (config, root) = (config.to_str().unwrap(), world.rules_root());
+    let args = [
+        "run",
+        "--watch",
+        "--config",
+        config,
+        "--rules-root",
+        root.to_str().unwrap(),
+    ];
+    world.spawn_berth(&args, &world.berth_state(), &[])
 }
 
 #[test]
 fn rule_edits_take_effect_while_running_and_a_broken_edit_keeps_the_last_good_rules() {
     let world = World::new();
     let lane = world.git_lane("widget", None);
-    let config = git_forge_config(&world, "poll_secs = 1\n");
+    let config = world.git_forge_config("poll_secs = 1\n");
     world.write_rule("policies/landing.rhai", DEFAULT_LANDING);
     let mut daemon = spawn_watching(&world, &config);
     let status_file = world.berth_state().join("rules-status.json");
     wait_for("the daemon's rules status", RELOAD_WAIT, || {
         status_file.exists()
     });
-    let log = || fs::read_to_string(world.root.join("daemon.log")).unwrap_or_default();
+    let log = || fs::read_to_string(world.berth_state().with_extension("log")).unwrap_or_default();
 
     // A freeze window over every hour of the day: nothing may land.
     let freeze = DEFAULT_LANDING.replace(
@@ -277,7 +245,7 @@ fn rule_edits_take_effect_while_running_and_a_broken_edit_keeps_the_last_good_ru
         panic!("the freeze was refused: {seen:?}\n{}", log());
     };
 
-    let id = queue_record(&lane, 1);
+    let id = lane.queue(1, "main");
     wait_for("the freeze to hold the record", RELOAD_WAIT, || {
         decisions_of(&world, &id, "admit")
             .iter()

@@ -120,17 +120,22 @@ impl World {
     }
 
     /// The `berth` binary, isolated: this world's `$HOME` and queue, no inherited allowlist,
-    /// run from a directory that is not inside any git repo.
-    pub fn berth(&self) -> assert_cmd::Command {
-        let mut cmd = assert_cmd::Command::cargo_bin("berth").expect("berth binary");
+    /// rules root or log filter, run from a directory that is not inside any git repo.
+    pub fn berth_std(&self) -> Command {
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("berth"));
         cmd.current_dir(&self.root)
             .env("HOME", &self.home)
             .env("BERTH_QUEUE_DIR", &self.queue)
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env_remove("GSTACK_DAEMON_REPO_ALLOWLIST")
             .env_remove("BERTH_PROJECT_ROOT")
+            .env_remove("BERTH_RULES_ROOT")
             .env_remove("BERTH_LOG");
         cmd
+    }
+
+    pub fn berth(&self) -> assert_cmd::Command {
+        assert_cmd::Command::from_std(self.berth_std())
     }
 
     pub fn read_record(&self, id: &str) -> Value {
@@ -258,15 +263,62 @@ impl World {
         berth::git_daemon::GitDaemon::start(&remotes).expect("git daemon starts")
     }
 
-    /// `berth` set up for daemon runs: the test's git identity, a private berth dir.
-    pub fn berth_daemon(&self) -> assert_cmd::Command {
-        let mut cmd = self.berth();
-        cmd.env("BERTH_DIR", self.root.join("berth-state"))
+    /// `berth` set up for daemon runs: the test's git identity (landing scripts commit),
+    /// berth's private state in `berth_dir`.
+    fn daemon_std(&self, berth_dir: &Path) -> Command {
+        let mut cmd = self.berth_std();
+        cmd.env("BERTH_DIR", berth_dir)
             .env("GIT_AUTHOR_NAME", "berth test")
             .env("GIT_AUTHOR_EMAIL", "test@berth.invalid")
             .env("GIT_COMMITTER_NAME", "berth test")
             .env("GIT_COMMITTER_EMAIL", "test@berth.invalid");
         cmd
+    }
+
+    /// `berth` for a daemon run that the test waits for; state in [`World::berth_state`].
+    pub fn berth_daemon(&self) -> assert_cmd::Command {
+        assert_cmd::Command::from_std(self.daemon_std(&self.berth_state()))
+    }
+
+    /// `berth <args>` started in the background (a daemon the test signals), with extra
+    /// environment; `berth_dir` tells apart daemons that play separate machines. Its
+    /// output goes to `<berth_dir>.log`.
+    pub fn spawn_berth(
+        &self,
+        args: &[&str],
+        berth_dir: &Path,
+        env: &[(&str, &Path)],
+    ) -> std::process::Child {
+        let log = fs::File::create(berth_dir.with_extension("log")).unwrap();
+        let mut cmd = self.daemon_std(berth_dir);
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
+        cmd.args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("berth starts")
+    }
+
+    /// `<root>/berth.toml` for the `git` forge, landing with [`World::land_script`] (which
+    /// appends each PR it lands to the ledger), plus `extra` TOML lines.
+    pub fn git_forge_config(&self, extra: &str) -> PathBuf {
+        let land = self.land_script();
+        self.config(&format!(
+            "forge = \"git\"\nland_command = [\"{}\", \"{{branch}}\", \"{{base}}\", \"{}\", \"{{pr}}\"]\n{extra}",
+            land.display(),
+            self.root.join("ledger").display()
+        ))
+    }
+
+    /// The PRs the landing script landed, in order.
+    pub fn ledger(&self) -> Vec<u64> {
+        fs::read_to_string(self.root.join("ledger"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.trim().parse().unwrap())
+            .collect()
     }
 
     /// The refs under `refs/gstack/release-locks/` on a remote, as `git ls-remote` sees them.
@@ -282,6 +334,16 @@ impl World {
 }
 
 impl GitLane<'_> {
+    /// Pushes `feat/pr-<pr>` onto `base` and queues it as PR `pr`; returns the record id.
+    pub fn queue(&self, pr: u64, base: &str) -> String {
+        let feature = self.push_feature(&format!("feat/pr-{pr}"), base);
+        self.world
+            .record(&self.clone, pr)
+            .set("featureBranch", feature)
+            .set("baseBranch", base)
+            .write()
+    }
+
     /// Pushes a feature branch with one new file, and returns the branch name.
     pub fn push_feature(&self, branch: &str, base: &str) -> String {
         let w = self.world;
