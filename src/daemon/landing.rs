@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::forge::{ForgeRepo, PrRef, verify_claim};
-use crate::lane_lock::{Acquire, Heartbeat, HeldLock, Lane, Released};
+use crate::lane_lock::{Acquire, Heartbeat, HeldLock, Lane, Released, lock_ref_name};
 use crate::record::Status;
 use crate::rules::contracts::landing::{LandDecision, LandFacts};
 use crate::runner::{Outcome, Step, StepResult, StepVars};
@@ -233,7 +233,18 @@ async fn acquire_lock(
         shared.owner.clone(),
         c.gated.repo.path.clone(),
     );
-    let acquired = ask(cancel, move || locks.acquire(&url, &lane, &owner, &repo)).await;
+    let acquired = ask(cancel, move || match locks.acquire(&url, &lane, &owner, &repo)? {
+        // This process runs one landing per lane, and this one has not taken the lock yet:
+        // a live lock in our own name is an orphan (a release that failed, or a create
+        // whose answer was lost). Remove exactly it, then take the lane properly.
+        Acquire::HeldElsewhere { holder, sha } if holder.owner_id == owner => {
+            tracing::warn!(lock = %lock_ref_name(&lane), %sha, "removing this process's own orphaned lane lock");
+            locks.force_release(&url, &lock_ref_name(&lane), &sha)?;
+            locks.acquire(&url, &lane, &owner, &repo)
+        }
+        other => Ok(other),
+    })
+    .await;
     match acquired {
         Some(Ok(Acquire::Acquired(held))) => Ok(held),
         Some(Ok(Acquire::HeldElsewhere { holder, .. })) => Err(Stop::LaneBusy(format!(

@@ -615,3 +615,56 @@ fn drift_after_the_repair_is_blocked() {
     let why = record["lastError"].as_str().unwrap();
     assert!(why.contains("reported release drift"), "{why}");
 }
+
+/// A live lock in the daemon's own name (a release that failed earlier, or a create whose
+/// answer was lost) must not stall the lane for the TTL: the daemon adopts and replaces it.
+#[test]
+fn the_daemons_own_orphaned_lock_does_not_stall_the_lane() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(11, "main");
+    let land = world.land_script();
+    let config = berth::config::Config {
+        forge: berth::config::ForgeKind::Git,
+        land_command: berth::runner::CommandTemplate::parse(
+            [
+                land.to_str().unwrap(),
+                "{branch}",
+                "{base}",
+                world.root.join("ledger").to_str().unwrap(),
+                "{pr}",
+            ]
+            .map(String::from)
+            .to_vec(),
+        )
+        .unwrap(),
+        ..Default::default()
+    };
+    let (allowlist, _) = berth::gates::Allowlist::build(Some(&world.home), None, None);
+    let store = berth::store::QueueStore::new(&world.queue);
+    let shared = std::sync::Arc::new(
+        berth::daemon::Shared::new(store, allowlist, config, world.berth_state()).unwrap(),
+    );
+    let identity = berth::identity::repo_identity(&lane.clone).unwrap();
+    let main_lane = berth::lane_lock::Lane {
+        repo_identity: identity,
+        base_branch: "main".into(),
+    };
+    let orphan = shared
+        .locks
+        .acquire(&lane.remote_url, &main_lane, &shared.owner, &lane.clone)
+        .unwrap();
+    assert!(matches!(orphan, berth::lane_lock::Acquire::Acquired(_)));
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let exit = runtime
+        .block_on(berth::daemon::run(
+            std::sync::Arc::clone(&shared),
+            berth::daemon::Mode::Once,
+            tokio_util::sync::CancellationToken::new(),
+        ))
+        .unwrap();
+    assert_eq!(exit, berth::daemon::Exit::Clean);
+    assert_eq!(world.read_record(&id)["status"], "landed");
+    assert!(world.lock_refs(&lane.remote_url).is_empty());
+}
