@@ -109,9 +109,23 @@ async fn refresh_loop(
             () = stop.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
         }
+        // A refresh that hangs (a remote trickling bytes past every socket timeout) must
+        // not keep the lock "ours" past the TTL: the deadline is watched while it runs.
+        let deadline = lock(&held).time_until_lost(Instant::now());
         let (task_client, task_held) = (Arc::clone(&client), Arc::clone(&held));
-        let refreshed =
-            tokio::task::spawn_blocking(move || task_client.heartbeat(&mut lock(&task_held))).await;
+        let mut refresh =
+            tokio::task::spawn_blocking(move || task_client.heartbeat(&mut lock(&task_held)));
+        let refreshed = tokio::select! {
+            done = &mut refresh => done,
+            () = tokio::time::sleep(deadline) => {
+                tracing::error!("lane lock lost: no refresh succeeded within the TTL (one is still hanging); the landing must stop");
+                lost_tx.send_replace(true);
+                // Wait (without blocking a runtime thread) for the hung refresh to give the
+                // lock back, so `stop` hands out its final state.
+                let _ = refresh.await;
+                return;
+            }
+        };
         let snapshot = lock(&held).clone();
         match refreshed {
             Ok(Ok(())) => {

@@ -853,3 +853,39 @@ fn a_remote_that_refuses_updates_is_never_read_as_success() {
     }
     assert_eq!(remote.sha(&lock_ref_name(&other)), None);
 }
+
+/// DESIGN §4 fail-closed: a refresh that hangs (the remote accepts and then says nothing)
+/// must not keep the lock "ours" past the TTL.
+#[test]
+fn a_hanging_refresh_loses_the_lock_at_the_ttl_not_at_the_socket_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let bare = dir.path().join("locks.git");
+    git(
+        dir.path(),
+        &["init", "--bare", "-q", bare.to_str().unwrap()],
+    );
+    let daemon = GitDaemon::start(dir.path()).unwrap();
+    let (url, port) = (daemon.url_for("locks.git"), daemon.port());
+    let ttl = Duration::from_millis(1500);
+    let (_scratch, client) = client(ttl);
+    let held = acquired(client.acquire(&url, &lane("main"), "hb-owner", dir.path()));
+    // The remote goes silent: the same port now accepts connections and never answers.
+    drop(daemon);
+    let _silent = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).expect("rebind the port");
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let started = Instant::now();
+    let lost_after = runtime.block_on(async move {
+        let heartbeat = Heartbeat::spawn(Arc::new(client), held, &CancellationToken::new());
+        let mut lost = heartbeat.lost();
+        tokio::time::timeout(Duration::from_secs(10), lost.wait_for(|l| *l))
+            .await
+            .expect("the lock is reported lost")
+            .unwrap();
+        started.elapsed()
+    });
+    assert!(
+        lost_after < ttl + Duration::from_millis(800),
+        "lost only after {lost_after:?} (TTL {ttl:?})"
+    );
+}
