@@ -179,17 +179,26 @@ mod tests {
         let group = Pid::from_raw(i32::try_from(daemon.child.id()).unwrap());
         drop(daemon);
         // Nothing of the group runs on (checked by process, not by port: a parallel test
-        // may bind the freed port at once; zombies awaiting a reaper run nothing).
-        let running: Vec<String> = std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-            .filter(|stat| {
-                let after = stat.rfind(')').map_or("", |i| &stat[i + 2..]);
-                let fields: Vec<&str> = after.split(' ').collect();
-                fields.len() > 2 && fields[2] == group.to_string() && fields[0] != "Z"
-            })
-            .collect();
+        // may bind the freed port at once; zombies awaiting a reaper run nothing). A child
+        // forked for our connection may take a moment to die of its SIGKILL.
+        let running_in_group = || -> Vec<String> {
+            std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+                .filter(|stat| {
+                    let after = stat.rfind(')').map_or("", |i| &stat[i + 2..]);
+                    let fields: Vec<&str> = after.split(' ').collect();
+                    fields.len() > 2 && fields[2] == group.to_string() && fields[0] != "Z"
+                })
+                .collect()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut running = running_in_group();
+        while !running.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            running = running_in_group();
+        }
         assert!(running.is_empty(), "{running:?}");
     }
 

@@ -221,7 +221,12 @@ fn sigterm_mid_landing_requeues_releases_the_lock_and_kills_the_group() {
         world.lock_refs(&lane.remote_url).is_empty(),
         "lock ref left behind"
     );
-    // The shell and its grandchild `sleep 300` share the group: nothing of it may run on.
+    // The shell and its grandchild `sleep 300` share the group: nothing of it may run on
+    // (a process killed a moment ago may still be on its way out).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !running_in_group(landing_pid).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(
         running_in_group(landing_pid),
         Vec::<i32>::new(),
