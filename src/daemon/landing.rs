@@ -45,6 +45,15 @@ impl LaneOutcome {
         matches!(self.kind, OutcomeKind::Blocked(_))
     }
 
+    /// Whether the landing took its record in hand (claimed it and got to an outcome), as
+    /// opposed to finding the lane busy or the record moved.
+    pub fn took_the_record(&self) -> bool {
+        !matches!(
+            self.kind,
+            OutcomeKind::LaneBusy(_) | OutcomeKind::Skipped(_)
+        )
+    }
+
     /// Whether the lane may take its next record in this same tick: yes after a verdict,
     /// no when the lane is locked elsewhere or the record went back for a transient reason
     /// (retrying at once would hammer the forge in a loop).
@@ -78,10 +87,30 @@ async fn ask<T: Send + 'static>(
     cancel: &CancellationToken,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Option<T> {
+    ask_or_clean_up(cancel, work, |_| {}).await
+}
+
+/// [`ask`], and when the caller has stopped waiting, hands the late answer to `late` (on a
+/// blocking thread): e.g. a lane lock taken after a signal is released, not orphaned.
+async fn ask_or_clean_up<T: Send + 'static>(
+    cancel: &CancellationToken,
+    work: impl FnOnce() -> T + Send + 'static,
+    late: impl FnOnce(T) + Send + 'static,
+) -> Option<T> {
     let mut task = tokio::task::spawn_blocking(work);
     tokio::select! {
         done = &mut task => done.ok(),
-        () = cancel.cancelled() => tokio::time::timeout(ANSWER_GRACE, task).await.ok().and_then(Result::ok),
+        () = cancel.cancelled() => match tokio::time::timeout(ANSWER_GRACE, &mut task).await {
+            Ok(done) => done.ok(),
+            Err(_) => {
+                tokio::spawn(async move {
+                    if let Ok(answer) = task.await {
+                        let _ = tokio::task::spawn_blocking(move || late(answer)).await;
+                    }
+                });
+                None
+            }
+        },
     }
 }
 
@@ -148,6 +177,10 @@ async fn land_inner(
     }
     let held = match acquire_lock(shared, c, lane, &origin_url, cancel).await {
         Ok(held) => held,
+        Err(_) if cancel.is_cancelled() => {
+            super::shutdown::revive(shared, &c.id);
+            return OutcomeKind::Interrupted;
+        }
         Err(stop) => return settle_stop(shared, c, stop),
     };
     if cancel.is_cancelled() {
@@ -233,7 +266,13 @@ async fn acquire_lock(
         shared.owner.clone(),
         c.gated.repo.path.clone(),
     );
-    let acquired = ask(cancel, move || match locks.acquire(&url, &lane, &owner, &repo)? {
+    let releaser = Arc::clone(&shared.locks);
+    let release_late = move |late: Result<Acquire, crate::lane_lock::LockError>| {
+        if let Ok(Acquire::Acquired(held)) = late {
+            let _ = releaser.release(&held);
+        }
+    };
+    let acquired = ask_or_clean_up(cancel, move || match locks.acquire(&url, &lane, &owner, &repo)? {
         // This process runs one landing per lane, and this one has not taken the lock yet:
         // a live lock in our own name is an orphan (a release that failed, or a create
         // whose answer was lost). Remove exactly it, then take the lane properly.
@@ -243,7 +282,7 @@ async fn acquire_lock(
             locks.acquire(&url, &lane, &owner, &repo)
         }
         other => Ok(other),
-    })
+    }, release_late)
     .await;
     match acquired {
         Some(Ok(Acquire::Acquired(held))) => Ok(held),

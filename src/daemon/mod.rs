@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, ForgeKind};
 use crate::forge::Forge;
 use crate::gates::Allowlist;
-use crate::lane_lock::{Lane, LockClient, LockSettings};
+use crate::lane_lock::{Lane, LockClient, LockSettings, lock_ref_name};
 use crate::record::{Record, Status};
 use crate::rules::{DecisionLog, ReloadWatcher, Rules, RulesStatus};
 use crate::runner::Runner;
@@ -208,7 +208,11 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
     };
     let mut poll = tokio::time::interval(Duration::from_secs(shared.config.poll_secs.max(1)));
     let mut landings = Landings::default();
+    // `--once` exits 1 when a record it processed ended blocked, or when it did nothing
+    // but block records (at the gates or by the landing policy).
     let mut any_blocked = false;
+    let mut blocked_before_landing = false;
+    let mut processed = false;
     let mut ticked_once = false;
     // An event that arrived while the loop was busy with bookkeeping, handled next.
     let mut pending: Option<Event> = None;
@@ -247,10 +251,11 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
             }
             Event::LaneDone(outcome) => {
                 any_blocked |= outcome.ended_blocked();
+                processed |= outcome.took_the_record();
                 if !outcome.lane_may_retry_this_tick() {
                     // Not head-of-line, and no hot loop: a lane locked elsewhere, or a
                     // record put back for a transient reason, waits for the next tick.
-                    landings.skipped.insert(outcome.lane.clone());
+                    landings.skipped.insert(lock_ref_name(&outcome.lane));
                 }
                 // `--once` is one tick: each free lane's head once. A skipped lane hands
                 // its turn to the next lane; only `--watch` moves on to a lane's next record.
@@ -261,6 +266,7 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
                         start_landings(&shared, &cancel, &mut landings),
                     )
                     .await
+                    .map(|policy_blocked| blocked_before_landing |= policy_blocked)
                 } else {
                     Ok(())
                 }
@@ -272,21 +278,13 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
                 if matches!(event, Event::Tick) {
                     landings.skipped.clear();
                 }
-                match interruptible(
+                interruptible(
                     &mut signals,
                     &stop,
                     start_tick(&shared, &cancel, &mut landings),
                 )
                 .await
-                {
-                    // `--once` that blocked records at the gates and started nothing else
-                    // still needs an operator.
-                    Ok(gate_blocked) => {
-                        any_blocked |= gate_blocked && landings.is_empty();
-                        Ok(())
-                    }
-                    Err(interrupt) => Err(interrupt),
-                }
+                .map(|blocked| blocked_before_landing |= blocked)
             }
         };
         if let Err(interrupt) = next {
@@ -294,7 +292,8 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
             continue;
         }
         if mode == Mode::Once && ticked_once && landings.is_empty() {
-            return Ok(if any_blocked {
+            let needs_attention = any_blocked || (blocked_before_landing && !processed);
+            return Ok(if needs_attention {
                 Exit::Blocked
             } else {
                 Exit::Clean
@@ -319,11 +318,13 @@ async fn interruptible<T>(
 }
 
 /// The running landings, the lanes they hold, and the lanes to leave alone this tick.
+/// Lanes are keyed by their lock ref: branches that `safe_key` folds together (`rel/1`,
+/// `rel-1`) share one lock, so they must never land at once.
 #[derive(Default)]
 struct Landings {
     tasks: JoinSet<LaneOutcome>,
-    lane_of_task: HashMap<tokio::task::Id, Lane>,
-    skipped: HashSet<Lane>,
+    lane_of_task: HashMap<tokio::task::Id, String>,
+    skipped: HashSet<String>,
 }
 
 impl Landings {
@@ -331,7 +332,7 @@ impl Landings {
         self.tasks.is_empty()
     }
 
-    fn busy_lanes(&self) -> HashSet<Lane> {
+    fn busy_lanes(&self) -> HashSet<String> {
         self.lane_of_task
             .values()
             .chain(&self.skipped)
@@ -341,11 +342,11 @@ impl Landings {
 
     fn start(
         &mut self,
-        lane: Lane,
+        lane: &Lane,
         landing: impl std::future::Future<Output = LaneOutcome> + Send + 'static,
     ) {
         let handle = self.tasks.spawn(landing);
-        self.lane_of_task.insert(handle.id(), lane);
+        self.lane_of_task.insert(handle.id(), lock_ref_name(lane));
     }
 
     /// The next finished landing; a task that panicked frees its lane (and is skipped
@@ -385,31 +386,37 @@ async fn start_tick(
             false
         }
     };
-    start_landings(shared, cancel, landings).await;
-    gate_blocked
+    let policy_blocked = start_landings(shared, cancel, landings).await;
+    gate_blocked || policy_blocked
 }
 
-/// Starts landings on free lanes, up to the rules' `max_lanes` at once.
-async fn start_landings(shared: &Arc<Shared>, cancel: &CancellationToken, landings: &mut Landings) {
+/// Starts landings on free lanes, up to the rules' `max_lanes` at once. Returns whether
+/// the landing policy blocked a record on the way.
+async fn start_landings(
+    shared: &Arc<Shared>,
+    cancel: &CancellationToken,
+    landings: &mut Landings,
+) -> bool {
     if cancel.is_cancelled() {
-        return;
+        return false;
     }
     let pick = Arc::clone(shared);
     let skip = landings.busy_lanes();
     let running = landings.tasks.len();
-    let candidates =
+    let selection =
         match tokio::task::spawn_blocking(move || tick::select(&pick, &skip, running)).await {
-            Ok(candidates) => candidates,
+            Ok(selection) => selection,
             Err(e) => {
                 tracing::error!("candidate selection failed: {e}");
-                return;
+                return false;
             }
         };
-    for candidate in candidates {
+    for candidate in selection.candidates {
         let shared = Arc::clone(shared);
         let cancel = cancel.child_token();
-        landings.start(Shared::lane_of(&candidate), async move {
+        landings.start(&Shared::lane_of(&candidate), async move {
             landing::land(shared, candidate, cancel).await
         });
     }
+    selection.policy_blocked > 0
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use crate::forge::{ForgeRepo, PrRef, QueuedPr};
 use crate::gates::GatedRecord;
-use crate::lane_lock::Lane;
+use crate::lane_lock::{Lane, lock_ref_name};
 use crate::record::{Record, Status};
 use crate::rules::contracts::landing::Admit;
 use crate::store::{Expect, StoredRecord};
@@ -273,17 +273,25 @@ fn gate_queued(shared: &Shared) -> usize {
 /// free lane, in the rules' `order`, each admitted by the rules' `admit`. A lane with a
 /// record in flight (here or in another live daemon) or listed in `skip` is passed over,
 /// never waited on; so is a record the rules asked to wait, or deferred by a `requeue`.
-pub fn select(shared: &Shared, skip: &HashSet<Lane>, running: usize) -> Vec<Candidate> {
+pub fn select(shared: &Shared, skip: &HashSet<String>, running: usize) -> Selection {
+    let mut selection = Selection::default();
     let Ok(scan) = shared.store.scan() else {
-        return Vec::new();
+        return selection;
     };
     let view = policy::QueueView::of(&scan.records);
     let free = policy::max_lanes(shared, view).saturating_sub(running);
     if free == 0 {
-        return Vec::new();
+        return selection;
     }
-    let lane_key = |r: &Record| (r.identity_or_path(), r.base_branch.clone());
-    let in_flight: HashSet<(String, String)> = scan
+    // Lanes are told apart by their lock ref: two branches that `safe_key` folds together
+    // (`rel/1`, `rel-1`) share one lock, so they are one lane here too.
+    let lane_key = |r: &Record| {
+        lock_ref_name(&Lane {
+            repo_identity: r.identity_or_path(),
+            base_branch: r.base_branch.clone(),
+        })
+    };
+    let in_flight: HashSet<String> = scan
         .records
         .iter()
         .filter(|s| s.record.status.is_in_flight())
@@ -296,10 +304,9 @@ pub fn select(shared: &Shared, skip: &HashSet<Lane>, running: usize) -> Vec<Cand
         .filter(|s| s.record.status == Status::Queued && !policy::deferred(&s.record, now))
         .collect();
     let ordered = policy::order(shared, &queued);
-    let mut seen_lanes: HashSet<Lane> = HashSet::new();
-    let mut candidates = Vec::new();
+    let mut seen_lanes: HashSet<String> = HashSet::new();
     for (position, stored) in ordered.iter().map(|&i| queued[i]).enumerate() {
-        if candidates.len() == free {
+        if selection.candidates.len() == free {
             break;
         }
         if in_flight.contains(&lane_key(&stored.record)) {
@@ -313,7 +320,8 @@ pub fn select(shared: &Shared, skip: &HashSet<Lane>, running: usize) -> Vec<Cand
             repo_identity: gated.identity.clone(),
             base_branch: stored.record.base_branch.clone(),
         };
-        if skip.contains(&lane) || seen_lanes.contains(&lane) {
+        let lane_ref = lock_ref_name(&lane);
+        if skip.contains(&lane_ref) || seen_lanes.contains(&lane_ref) {
             continue;
         }
         let admission = policy::admit(shared, stored, &lane, view);
@@ -323,28 +331,44 @@ pub fn select(shared: &Shared, skip: &HashSet<Lane>, running: usize) -> Vec<Cand
             // lane stays open to the next record.
             Admit::Wait => continue,
             Admit::Block => {
-                block_by_policy(shared, &stored.id, &admission.reason);
+                if block_by_policy(shared, &stored.id, &admission.reason) {
+                    selection.policy_blocked += 1;
+                }
                 continue;
             }
         }
         policy::selected(shared, stored, position, queued.len());
-        seen_lanes.insert(lane);
-        candidates.push(Candidate {
+        seen_lanes.insert(lane_ref);
+        selection.candidates.push(Candidate {
             id: stored.id.clone(),
             record: stored.record.clone(),
             gated,
         });
     }
-    candidates
+    selection
 }
 
-/// `admit` said block: blocked by its full id, with the rule's reason.
-fn block_by_policy(shared: &Shared, id: &str, reason: &str) {
+/// What one selection pass chose, and how many records the landing policy blocked.
+#[derive(Debug, Default)]
+pub struct Selection {
+    pub candidates: Vec<Candidate>,
+    pub policy_blocked: usize,
+}
+
+/// `admit` said block: blocked by its full id, with the rule's reason. Whether it was
+/// written.
+fn block_by_policy(shared: &Shared, id: &str, reason: &str) -> bool {
     let written = shared.transition(id, Expect::OneOf(&[Status::Queued]), Status::Blocked, |r| {
         r.last_error = Some(format!("policy: {reason}"));
     });
     match written {
-        Ok(_) => tracing::warn!(record = %id, "blocked by the landing policy: {reason}"),
-        Err(e) => tracing::warn!(record = %id, "policy block not written: {e}"),
+        Ok(_) => {
+            tracing::warn!(record = %id, "blocked by the landing policy: {reason}");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(record = %id, "policy block not written: {e}");
+            false
+        }
     }
 }

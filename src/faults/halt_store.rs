@@ -98,7 +98,12 @@ impl HaltStore {
         &self.dir
     }
 
+    /// `<safeRunId>-<faultId>.json`, as gstack names them. A fault id comes from data (a
+    /// state file's feature number, a registry on disk): a path separator in it must never
+    /// reach the file system, so it is replaced; the run-id prefix keeps `..` from ever
+    /// being a whole component.
     fn file_name(run_id: &str, fault_id: &str) -> String {
+        let fault_id = fault_id.replace(['/', '\\', '\0'], "_");
         format!("{}-{fault_id}.json", safe_key(run_id))
     }
 

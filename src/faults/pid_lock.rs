@@ -140,12 +140,14 @@ fn break_if_stale(path: &Path, stale_after: Duration) -> io::Result<Judged> {
             .and_then(Value::as_u64)
             .and_then(|p| i32::try_from(p).ok());
         let host = holder.get("host").and_then(Value::as_str);
+        // The older of the stated creation time and the file's mtime: a `createdAt` in the
+        // future (a fast clock, or a planted file) must not make the lock look fresh forever.
         let created = holder
             .get("createdAt")
             .and_then(Value::as_str)
             .and_then(crate::clock::parse_iso)
             .map(SystemTime::from)
-            .unwrap_or(modified);
+            .map_or(modified, |stated| stated.min(modified));
         let age = SystemTime::now()
             .duration_since(created)
             .unwrap_or_default();
@@ -235,6 +237,24 @@ mod tests {
             PidLock::acquire(&path, Duration::from_secs(5), Duration::from_millis(200)).unwrap();
         drop(lock);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_future_dated_foreign_lock_ages_by_its_file_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.json.lock");
+        let text = json!({"pid": 1, "host": "other-host", "createdAt": "2099-01-01T00:00:00.000Z"});
+        fs::write(&path, text.to_string()).unwrap();
+        let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(an_hour_ago)
+            .unwrap();
+        let lock = PidLock::acquire(&path, Duration::from_secs(30), Duration::from_millis(200))
+            .expect("a lock claiming to come from 2099 is still broken once its file is old");
+        drop(lock);
     }
 
     #[test]

@@ -48,6 +48,21 @@ pub struct Registry {
     pub active: BTreeMap<String, ActiveFault>,
 }
 
+/// `KIND:scope:<8 hex>` with no path separator anywhere: the only keys a registry written
+/// by berth (or gstack) holds. Anything else was planted, and would become a file name.
+fn is_fault_id(id: &str) -> bool {
+    let mut parts = id.splitn(3, ':');
+    let (Some(kind), Some(scope), Some(hash)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    !kind.is_empty()
+        && kind.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+        && !scope.is_empty()
+        && !scope.contains(['/', '\\', '\0'])
+        && hash.len() == 8
+        && hash.chars().all(|c| c.is_ascii_hexdigit())
+}
+
 /// Loads the registry at `path`. `Ok((registry, None))` normally; an unreadable file is
 /// renamed to `<name>.unreadable-<time>` and an empty registry returned with the warning.
 pub fn load(path: &Path, run_id: &str) -> Result<(Registry, Option<String>), String> {
@@ -58,7 +73,10 @@ pub fn load(path: &Path, run_id: &str) -> Result<(Registry, Option<String>), Str
     let reason = match json_file::read_json(path) {
         Ok(None) => return Ok((empty(), None)),
         Ok(Some(value)) => match serde_json::from_value::<Registry>(value) {
-            Ok(registry) => return Ok((registry, None)),
+            Ok(registry) => match registry.active.keys().find(|id| !is_fault_id(id)) {
+                None => return Ok((registry, None)),
+                Some(bad) => format!("{bad:?} is not a fault id (KIND:scope:8 hex digits)"),
+            },
             Err(e) => format!("not an active-fault registry: {e}"),
         },
         Err(reason) => reason,

@@ -673,3 +673,70 @@ fn the_daemons_own_orphaned_lock_does_not_stall_the_lane() {
     assert_eq!(world.read_record(&id)["status"], "landed");
     assert!(world.lock_refs(&lane.remote_url).is_empty());
 }
+
+/// `rel/1` and `rel-1` are different branches with one lock ref (`safe_key` folds both to
+/// `rel-1`): berth must treat them as one lane, never landing both at once or taking the
+/// sibling's live lock for an orphan.
+#[test]
+fn branches_that_share_a_lock_ref_never_land_at_once() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    lane.push_base("rel/1");
+    lane.push_base("rel-1");
+    let mut ids = Vec::new();
+    for (pr, base) in [(21, "rel/1"), (22, "rel-1")] {
+        let feature = lane.push_feature(&format!("feat/pr-{pr}"), base);
+        ids.push(
+            world
+                .record(&lane.clone, pr)
+                .set("featureBranch", feature)
+                .set("baseBranch", base)
+                .set("worktreePath", "/nonexistent/wt")
+                .write(),
+        );
+    }
+    let trace = world.root.join("trace");
+    let land = world.land_script();
+    let script = format!(
+        "echo start $3 >> {trace}; sleep 1; {land} \"$1\" \"$2\" {ledger} \"$3\"; s=$?; echo end $3 >> {trace}; exit $s",
+        trace = trace.display(),
+        land = land.display(),
+        ledger = world.root.join("ledger").display()
+    );
+    let config = world.config(&format!(
+        "forge = \"git\"\nmax_lanes = 2\npoll_secs = 1\nland_command = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{branch}}\", \"{{base}}\", \"{{pr}}\"]\n"
+    ));
+    let mut daemon = world.spawn_berth(
+        &["run", "--watch", "--config", config.to_str().unwrap()],
+        &world.berth_state(),
+        &[],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ids
+        .iter()
+        .any(|id| world.read_record(id)["status"] != "landed")
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    daemon.wait().unwrap();
+    for id in &ids {
+        assert_eq!(world.read_record(id)["status"], "landed", "{id}");
+    }
+    let steps: Vec<String> = fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(steps.len(), 4, "{steps:?}");
+    assert!(
+        steps[0].starts_with("start") && steps[1].starts_with("end"),
+        "overlapping landings: {steps:?}"
+    );
+    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
+    assert!(
+        !log.contains("orphaned lane lock"),
+        "a sibling's live lock was taken for an orphan"
+    );
+}

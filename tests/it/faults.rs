@@ -439,3 +439,46 @@ fn investigators_propose_promote_and_reject() {
     assert_eq!(faults[1]["category"], "NET_FLAKE");
     assert_eq!(faults[1]["description"], "[learned] network flake");
 }
+
+/// A planted registry key must never become a path: berth used to resolve every key that
+/// did not fire, writing `resolved/<run>-<key>.json` wherever the key pointed.
+#[test]
+fn a_planted_registry_key_never_writes_outside_the_halt_dir() {
+    let world = World::new();
+    let repo = world.repo("w", "git@github.com:acme/w.git");
+    let id = world
+        .record(&repo, 5)
+        .set("status", "landed")
+        .set("lastGithubState", "MERGED")
+        .write();
+    let before = fs::read(world.queue.join(format!("{id}.json"))).unwrap();
+    let halts = world.home.join(".gstack/skill-faults");
+    fs::create_dir_all(halts.join("active-faults")).unwrap();
+    fs::create_dir_all(halts.join("resolved/berth-release-queue-x")).unwrap();
+    let key = format!("x/../../../build-state/release-queue/{id}");
+    let registry = json!({
+        "runId": "berth-release-queue",
+        "updatedAt": "2026-11-24T00:00:00.000Z",
+        "active": { key: {"kind": "PHASE_FAILED", "scope": "all", "message": "m", "severity": "HIGH",
+                          "category": "X", "firstDetectedAt": "2026-11-24T00:00:00.000Z",
+                          "lastDetectedAt": "2026-11-24T00:00:00.000Z", "occurrences": 1} }
+    });
+    let registry_path = halts.join("active-faults/berth-release-queue.json");
+    fs::write(&registry_path, registry.to_string()).unwrap();
+    let config = world.config("forge = \"git\"\nland_command = [\"true\"]\n");
+    world
+        .berth_daemon()
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .assert()
+        .success();
+    assert_eq!(
+        fs::read(world.queue.join(format!("{id}.json"))).unwrap(),
+        before,
+        "a queue record was overwritten"
+    );
+    let aside = fs::read_dir(halts.join("active-faults"))
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().contains(".unreadable-"));
+    assert!(aside, "the planted registry was not moved aside");
+}

@@ -871,7 +871,15 @@ fn a_hanging_refresh_loses_the_lock_at_the_ttl_not_at_the_socket_timeout() {
     let held = acquired(client.acquire(&url, &lane("main"), "hb-owner", dir.path()));
     // The remote goes silent: the same port now accepts connections and never answers.
     drop(daemon);
-    let _silent = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).expect("rebind the port");
+    // (git daemon's forked children hold the listening socket until they have died.)
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let _silent = loop {
+        match TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+            Ok(listener) => break listener,
+            Err(e) if Instant::now() > deadline => panic!("rebind port {port}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let started = Instant::now();

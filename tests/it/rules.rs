@@ -197,6 +197,33 @@ fn max_lanes(ctx) { 1 }
         ));
 }
 
+/// `--once` that did nothing but block records by policy needs an operator: exit 1.
+#[test]
+fn once_exits_one_when_it_only_blocked_by_policy() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(1, "main");
+    let config = world.git_forge_config("");
+    world.write_rule(
+        "policies/landing.rhai",
+        &DEFAULT_LANDING.replace(
+            "    #{ decision: \"go\", reason: \"no landing policy holds it back\" }",
+            "    #{ decision: \"block\", reason: \"nothing lands today\" }",
+        ),
+    );
+    world
+        .berth_daemon()
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .arg("--rules-root")
+        .arg(world.rules_root())
+        .assert()
+        .code(1);
+    assert_eq!(
+        world.read_record(&id)["lastError"],
+        "policy: nothing lands today"
+    );
+}
+
 /// `berth run --watch --rules-root <root>`, its log in `<root>/berth-state.log`.
 fn spawn_watching(world: &World, config: &std::path::Path) -> Child {
     let (config, root) = (config.to_str().unwrap(), world.rules_root());
