@@ -172,10 +172,6 @@ enum Keep {
 }
 
 fn attach_text(path: PathBuf, keep: Keep) -> Option<Attached<String>> {
-    let meta = std::fs::metadata(&path).ok()?;
-    if !meta.is_file() {
-        return None;
-    }
     let bytes = match keep {
         Keep::Head => read_head(&path, MAX_TEXT_BYTES as u64).ok()?,
         Keep::Tail => read_tail(&path, MAX_TEXT_BYTES as u64).ok()?,
@@ -188,32 +184,50 @@ fn attach_text(path: PathBuf, keep: Keep) -> Option<Attached<String>> {
 
 /// A state file's bytes; one over [`MAX_STATE_BYTES`] is refused unread.
 fn read_state(path: &Path) -> Result<Vec<u8>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot stat: {e}"))?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    if meta.len() > MAX_STATE_BYTES {
+    use std::io::Read;
+    let file = open_regular(path).map_err(|e| format!("cannot open: {e}"))?;
+    let len = file
+        .metadata()
+        .map_err(|e| format!("cannot stat: {e}"))?
+        .len();
+    if len > MAX_STATE_BYTES {
         return Err(format!(
-            "file is {} bytes, over the {MAX_STATE_BYTES}-byte limit for a state file",
-            meta.len()
+            "file is {len} bytes, over the {MAX_STATE_BYTES}-byte limit for a state file"
         ));
     }
-    std::fs::read(path).map_err(|e| format!("cannot read: {e}"))
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(MAX_STATE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    Ok(bytes)
 }
 
 /// A file's first `max` bytes (a plan longer than that is cut, not refused).
+/// Opens a file named by a state file (data, not config) without ever blocking: with
+/// O_NONBLOCK a FIFO opens at once, and the type is checked on the open handle, so a
+/// path swapped for a FIFO between a check and the open cannot hang the tick.
+fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(file)
+}
+
 fn read_head(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(max)
-        .read_to_end(&mut bytes)?;
+    open_regular(path)?.take(max).read_to_end(&mut bytes)?;
     Ok(bytes)
 }
 
 fn read_tail(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
-    let mut file = std::fs::File::open(path)?;
+    let mut file = open_regular(path)?;
     let len = file.metadata()?.len();
     file.seek(SeekFrom::Start(len.saturating_sub(max)))?;
     let mut bytes = Vec::new();

@@ -482,3 +482,25 @@ fn a_planted_registry_key_never_writes_outside_the_halt_dir() {
         .any(|e| e.file_name().to_string_lossy().contains(".unreadable-"));
     assert!(aside, "the planted registry was not moved aside");
 }
+
+/// A state file names its plan and stdout log; a FIFO there must not hang detection.
+#[test]
+fn a_fifo_named_by_a_state_file_does_not_hang_detection() {
+    let world = World::new();
+    let fifo = world.root.join("stdout.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let mut state: Value =
+        serde_json::from_str(&fs::read_to_string(fixture_path()).unwrap()).unwrap();
+    state["stdoutLog"] = json!(fifo.to_str().unwrap());
+    state["planFile"] = json!(fifo.to_str().unwrap());
+    let path = world.root.join("state.json");
+    fs::write(&path, state.to_string()).unwrap();
+    world
+        .berth()
+        .args(["detect", "--json"])
+        .arg(&path)
+        .timeout(std::time::Duration::from_secs(20))
+        .assert()
+        .code(1)
+        .stdout(predicates::str::contains("HAND_MERGED_FEATURE"));
+}
