@@ -86,6 +86,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<RunEnd> {
         Shared::new(ctx.store.clone(), ctx.allowlist(), config, berth_dir)?.with_rules(rules),
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(crate::rules::RULE_THREAD_STACK)
         .enable_all()
         .build()?;
     let exit = runtime.block_on(daemon::run(

@@ -68,6 +68,7 @@ pub fn run(keep: bool) -> anyhow::Result<bool> {
     ));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(crate::rules::RULE_THREAD_STACK)
         .enable_all()
         .build()?;
     let checks = runtime.block_on(run_daemon(&world))?;

@@ -37,6 +37,12 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use rhai::Engine;
 
+/// The stack of every thread that runs rule code. rhai walks nested values recursively
+/// (size checks, conversions, drops); a rule can build a deeply nested value faster than
+/// its deadline stops it, so rule threads get room that no value within the limits can
+/// exhaust, instead of the 2 MiB default.
+pub const RULE_THREAD_STACK: usize = 64 * 1024 * 1024;
+
 pub use contracts::Decided;
 pub use decisions::DecisionLog;
 pub use error::{LoadError, LoadFailure, Location, RuleError};

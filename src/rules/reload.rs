@@ -23,6 +23,11 @@ const TICK: Duration = Duration::from_millis(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
+    #[error("cannot start the rules reload thread: {source}")]
+    Thread {
+        #[source]
+        source: std::io::Error,
+    },
     #[error("hot reload needs a rules root (the embedded defaults cannot change)")]
     NoRoot,
     #[error("cannot watch {path}: {source}")]
@@ -50,6 +55,19 @@ impl ReloadWatcher {
     ) -> Result<ReloadWatcher, WatchError> {
         let root = rules.root().ok_or(WatchError::NoRoot)?.to_owned();
         let mut status = status;
+        // Reloads run the rule tests, i.e. rule code: on a thread with the rules' stack
+        // (the watcher's own thread has a small default one). A burst while a reload runs
+        // leaves one pending wake-up, which is all a reload of the whole set needs.
+        let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .name("berth-rules-reload".into())
+            .stack_size(super::RULE_THREAD_STACK)
+            .spawn(move || {
+                while woken.recv().is_ok() {
+                    reload_once(&rules, &berth_dir, &mut status);
+                }
+            })
+            .map_err(|source| WatchError::Thread { source })?;
         let mut debouncer =
             new_debouncer(DEBOUNCE, Some(TICK), move |events: DebounceEventResult| {
                 let relevant = match &events {
@@ -57,7 +75,7 @@ impl ReloadWatcher {
                     Err(_) => true,
                 };
                 if relevant {
-                    reload_once(&rules, &berth_dir, &mut status);
+                    let _ = wake.try_send(());
                 }
             })
             .map_err(|source| WatchError::Watch {
