@@ -17,11 +17,7 @@ fn a_queued_record_lands_through_the_git_forge_and_the_lock_is_gone_after() {
     let id = lane.queue(1, "main");
     let config = world.git_forge_config("");
 
-    world
-        .berth_daemon()
-        .args(["run", "--once", "--config", config.to_str().unwrap()])
-        .assert()
-        .success();
+    world.run_once(&config).success();
 
     let record = world.read_record(&id);
     assert_eq!(record["status"], "landed", "{record:#}");
@@ -41,11 +37,7 @@ fn exit_zero_without_a_merge_is_blocked_with_the_forges_state() {
     let id = lane.queue(2, "main");
     let config = world.config("forge = \"git\"\nland_command = [\"true\"]\n");
 
-    world
-        .berth_daemon()
-        .args(["run", "--once", "--config", config.to_str().unwrap()])
-        .assert()
-        .code(1);
+    world.run_once(&config).code(1);
 
     let record = world.read_record(&id);
     assert_eq!(record["status"], "blocked");
@@ -70,11 +62,7 @@ fn a_planted_record_is_blocked_at_the_gate_and_nothing_runs() {
         canary.display()
     ));
 
-    world
-        .berth_daemon()
-        .args(["run", "--once", "--config", config.to_str().unwrap()])
-        .assert()
-        .code(1);
+    world.run_once(&config).code(1);
     let record = world.read_record(&id);
     assert_eq!(record["status"], "blocked");
     let why = record["lastError"].as_str().unwrap();
@@ -111,11 +99,7 @@ fn a_lane_locked_elsewhere_is_skipped_and_another_lane_lands() {
     assert!(matches!(acquired, berth::lane_lock::Acquire::Acquired(_)));
 
     let config = world.git_forge_config("");
-    world
-        .berth_daemon()
-        .args(["run", "--once", "--config", config.to_str().unwrap()])
-        .assert()
-        .success();
+    world.run_once(&config).success();
 
     assert_eq!(world.read_record(&free)["status"], "landed");
     let skipped = world.read_record(&busy);
@@ -255,11 +239,7 @@ fn sigkill_mid_landing_is_reclaimed_and_lands_on_the_next_run() {
     // Past the TTL the orphaned lock may be taken over.
     std::thread::sleep(Duration::from_millis(2500));
     let config = world.git_forge_config(ttl);
-    world
-        .berth_daemon()
-        .args(["run", "--once", "--config", config.to_str().unwrap()])
-        .assert()
-        .success();
+    world.run_once(&config).success();
     let record = world.read_record(&id);
     assert_eq!(record["status"], "landed", "{record:#}");
     assert_eq!(world.ledger(), [7]);
@@ -531,11 +511,7 @@ fn scratch_worktree_lands_and_is_removed_and_planted_admin_dirs_are_ignored() {
     fs::write(admin.join("HEAD"), "ref: refs/heads/planted\n").unwrap();
 
     let config = world.git_forge_config("");
-    world
-        .berth_daemon()
-        .args(["run", "--once", "--config", config.to_str().unwrap()])
-        .assert()
-        .success();
+    world.run_once(&config).success();
     assert_eq!(world.read_record(&id)["status"], "landed");
     assert!(lane.merged("feat/pr-8", "main"));
     assert!(
@@ -567,11 +543,7 @@ fn drift_is_repaired_once_by_ship_then_land() {
         cmd = land_unless_drifted,
         shipped = shipped.display()
     ));
-    world
-        .berth_daemon()
-        .args(["run", "--once", "--config", config.to_str().unwrap()])
-        .assert()
-        .success();
+    world.run_once(&config).success();
     let record = world.read_record(&id);
     assert_eq!(record["status"], "landed", "{record:#}");
     assert_eq!(record["retries"], 1);
@@ -609,11 +581,7 @@ fn drift_after_the_repair_is_blocked() {
     let config = world.config(
         "forge = \"git\"\nland_command = [\"sh\", \"-c\", \"echo 'queue moved since last /ship'; exit 1\"]\nship_command = [\"true\"]\n",
     );
-    world
-        .berth_daemon()
-        .args(["run", "--once", "--config", config.to_str().unwrap()])
-        .assert()
-        .code(1);
+    world.run_once(&config).code(1);
     let record = world.read_record(&id);
     assert_eq!(record["status"], "blocked");
     assert_eq!(record["retries"], 1);

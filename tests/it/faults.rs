@@ -466,11 +466,7 @@ fn a_planted_registry_key_never_writes_outside_the_halt_dir() {
     let registry_path = halts.join("active-faults/berth-release-queue.json");
     fs::write(&registry_path, registry.to_string()).unwrap();
     let config = world.config("forge = \"git\"\nland_command = [\"true\"]\n");
-    world
-        .berth_daemon()
-        .args(["run", "--once", "--config", config.to_str().unwrap()])
-        .assert()
-        .success();
+    world.run_once(&config).success();
     assert_eq!(
         fs::read(world.queue.join(format!("{id}.json"))).unwrap(),
         before,

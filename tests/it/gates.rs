@@ -235,11 +235,7 @@ fn hostile_repo_config_never_runs() {
     // The whole landing path: identity, forge fetch, lane lock push, release. The landing
     // command itself only prints: any git process berth started would fire a hook.
     let config = world.config("forge = \"git\"\nland_command = [\"echo\", \"{branch}\"]\n");
-    world
-        .berth_daemon()
-        .args(["run", "--once", "--config", config.to_str().unwrap()])
-        .assert()
-        .code(1);
+    world.run_once(&config).code(1);
     let id = fs::read_dir(&world.queue)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

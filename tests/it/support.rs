@@ -280,6 +280,13 @@ impl World {
         assert_cmd::Command::from_std(self.daemon_std(&self.berth_state()))
     }
 
+    /// `berth run --once --config <config>`, asserted by the caller.
+    pub fn run_once(&self, config: &Path) -> assert_cmd::assert::Assert {
+        self.berth_daemon()
+            .args(["run", "--once", "--config", config.to_str().unwrap()])
+            .assert()
+    }
+
     /// `berth <args>` started in the background (a daemon the test signals), with extra
     /// environment; `berth_dir` tells apart daemons that play separate machines. Its
     /// output goes to `<berth_dir>.log`.
