@@ -34,6 +34,20 @@ fn learned_file(dir: &Path, category: &str, pattern: &str) -> PathBuf {
     path
 }
 
+/// `berth detect --json <args>` on a state with faults (exit 1), its faults parsed.
+fn detect_json(world: &World, args: &[&std::ffi::OsStr]) -> Value {
+    let out = world
+        .berth()
+        .args(["detect", "--json"])
+        .args(args)
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    serde_json::from_slice(&out).unwrap()
+}
+
 fn hit_count(path: &Path) -> u64 {
     let entries: Value = serde_json::from_slice(&fs::read(path).unwrap()).unwrap();
     entries[0]["hitCount"].as_u64().unwrap()
@@ -42,16 +56,7 @@ fn hit_count(path: &Path) -> u64 {
 #[test]
 fn the_fixture_gives_exactly_the_hand_merged_fault() {
     let world = World::new();
-    let out = world
-        .berth()
-        .args(["detect", "--json"])
-        .arg(fixture_path())
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
-    let faults: Value = serde_json::from_slice(&out).unwrap();
+    let faults = detect_json(&world, &[fixture_path().as_os_str()]);
     assert_eq!(faults.as_array().unwrap().len(), 1, "{faults:#}");
     let fault = &faults[0];
     assert_eq!(fault["category"], "HAND_MERGED_FEATURE");
@@ -327,17 +332,15 @@ fn a_stale_lock_from_a_dead_process_does_not_stop_counting() {
 fn a_learned_category_a_built_in_detector_raised_is_skipped() {
     let world = World::new();
     let learned = learned_file(&world.root, "HAND_MERGED_FEATURE", "$.features[*]");
-    let out = world
-        .berth()
-        .args(["detect", "--json", "--learned"])
-        .arg(&learned)
-        .arg(fixture_path())
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
-    let faults: Value = serde_json::from_slice(&out).unwrap();
+    let fixture = fixture_path();
+    let faults = detect_json(
+        &world,
+        &[
+            "--learned".as_ref(),
+            learned.as_os_str(),
+            fixture.as_os_str(),
+        ],
+    );
     assert_eq!(faults.as_array().unwrap().len(), 1);
     assert_eq!(faults[0]["description"], HAND_MERGED);
     assert_eq!(hit_count(&learned), 0);
@@ -423,19 +426,17 @@ fn investigators_propose_promote_and_reject() {
     // The promoted pattern works: a stdout log with the text raises it.
     let stdout = world.root.join("out.log");
     fs::write(&stdout, "npm ERR! ECONNRESET\n").unwrap();
-    let out = world
-        .berth()
-        .args(["detect", "--json", "--learned"])
-        .arg(&learned)
-        .arg("--stdout")
-        .arg(&stdout)
-        .arg(fixture_path())
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
-    let faults: Value = serde_json::from_slice(&out).unwrap();
+    let fixture = fixture_path();
+    let faults = detect_json(
+        &world,
+        &[
+            "--learned".as_ref(),
+            learned.as_os_str(),
+            "--stdout".as_ref(),
+            stdout.as_os_str(),
+            fixture.as_os_str(),
+        ],
+    );
     assert_eq!(faults[1]["category"], "NET_FLAKE");
     assert_eq!(faults[1]["description"], "[learned] network flake");
 }

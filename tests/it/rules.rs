@@ -16,6 +16,19 @@ use crate::support::World;
 const DEFAULT_LANDING: &str = include_str!("../../policies/landing.rhai");
 const RELOAD_WAIT: Duration = Duration::from_secs(20);
 
+/// `berth rules <verb> <root>`, asserted by the caller.
+fn rules_cmd(
+    world: &World,
+    verb: &str,
+    root: impl AsRef<std::path::Path>,
+) -> assert_cmd::assert::Assert {
+    world
+        .berth()
+        .args(["rules", verb])
+        .arg(root.as_ref())
+        .assert()
+}
+
 /// The decision lines about `record` made by `function`.
 fn decisions_of(world: &World, record: &str, function: &str) -> Vec<Value> {
     world
@@ -387,28 +400,15 @@ fn rules_check_test_and_list_share_the_reload_pipeline() {
         r#"[{"name": "wrong on purpose", "function": "max_lanes",
              "args": [{"config": {"maxLanes": 2}}], "expect": 5}]"#,
     );
-    world
-        .berth()
-        .args(["rules", "test"])
-        .arg(&root)
-        .assert()
+    rules_cmd(&world, "test", &root)
         .code(1)
         .stdout(predicate::str::contains(
             "FAIL  policies/landing.tests.json #1 (wrong on purpose) `max_lanes`: expected 5, got 2",
         ))
         .stdout(predicate::str::contains("1 of "));
-    world
-        .berth()
-        .args(["rules", "list"])
-        .arg(&root)
-        .assert()
-        .code(1);
+    rules_cmd(&world, "list", &root).code(1);
     fs::remove_file(root.join("policies/landing.tests.json")).unwrap();
-    world
-        .berth()
-        .args(["rules", "list"])
-        .arg(&root)
-        .assert()
+    rules_cmd(&world, "list", &root)
         .success()
         .stdout(
             predicate::str::is_match(
@@ -425,21 +425,13 @@ fn rules_check_test_and_list_share_the_reload_pipeline() {
         "policies/landing.rhai",
         "fn admit(record, ctx) {\n    let x = ;\n}\n",
     );
-    world
-        .berth()
-        .args(["rules", "check"])
-        .arg(&root)
-        .assert()
+    rules_cmd(&world, "check", &root)
         .code(1)
         .stdout(predicate::str::contains(
             "error: policies/landing.rhai:2:13: syntax error:",
         ))
         .stdout(predicate::str::contains("refused: 1 error(s)"));
-    world
-        .berth()
-        .args(["rules", "check"])
-        .arg(world.root.join("no-such-dir"))
-        .assert()
+    rules_cmd(&world, "check", world.root.join("no-such-dir"))
         .code(2)
         .stderr(predicate::str::contains("no-such-dir"));
     // A daemon refuses to start on rules that do not check.
@@ -464,11 +456,7 @@ fn eval_imports_files_and_processes_are_out_of_a_rules_reach() {
         ),
     ] {
         world.write_rule("rules/probe.rhai", &format!("fn probe() {{ {body} }}\n"));
-        world
-            .berth()
-            .args(["rules", "check"])
-            .arg(&root)
-            .assert()
+        rules_cmd(&world, "check", &root)
             .code(1)
             .stdout(predicate::str::contains("error: rules/probe.rhai:1:"))
             .stdout(predicate::str::contains(why));
@@ -495,11 +483,7 @@ fn spawn_it() {{ exec("/bin/sh", ["-c", "touch {canary}"]) }}
   {"function": "spawn_it", "args": [], "expectError": "Function not found: exec"}
 ]"#,
     );
-    world
-        .berth()
-        .args(["rules", "test"])
-        .arg(&root)
-        .assert()
+    rules_cmd(&world, "test", &root)
         .success()
         .stdout(predicate::str::contains("ok    rules/probe.tests.json #4"));
     assert!(!canary.exists());
