@@ -18,6 +18,7 @@ use super::learned::{LEARNED_PREFIX, LearnedPattern, LearnedSet};
 use super::rules::{
     DETECT_FN, DETECTORS, LEARNED_FN, LEARNED_RULE, QUEUE_DETECTORS, StateDoc, parse_faults,
 };
+use super::state_jsonpath::Document;
 use crate::rules::RuleSet;
 
 /// A state file is megabytes at most; past this it is refused rather than parsed.
@@ -40,7 +41,7 @@ pub struct Attached<T> {
 /// Everything the orchestrator detectors read about one run.
 #[derive(Clone, Debug)]
 pub struct RunInput {
-    pub state: Arc<Value>,
+    pub state: Arc<Document>,
     pub state_file: Option<PathBuf>,
     pub plan: Option<Attached<String>>,
     pub stdout: Option<Attached<String>>,
@@ -99,7 +100,7 @@ impl RunInput {
         RunInput {
             plan: plan_path.and_then(|path| attach_text(path, Keep::Head)),
             stdout: stdout_path.and_then(|path| attach_text(path, Keep::Tail)),
-            state: Arc::new(state),
+            state: Arc::new(Document::new(state)),
             state_file: state_file.map(Path::to_owned),
             review,
             worktree,

@@ -4,10 +4,11 @@
 //!
 //! Why a custom type: an orchestrator state can be megabytes (10,000 features is ~2 MB).
 //! Converting it into rhai maps for every detector call would cost more than the detection
-//! itself, so the parsed JSON is handed to rules behind an `Arc` and rules query it with
-//! `state_jsonpath(state, path)` (which converts only what matched) or `state["field"]` /
-//! `state.field` (which converts only that field). Rule tests pass plain maps instead;
-//! `state_jsonpath` accepts those too, with the same results.
+//! itself, so the parsed state (a [`Document`], with the compact form queries run on) is
+//! handed to rules behind an `Arc` and rules query it with `state_jsonpath(state, path)`
+//! (which converts only what matched) or `state["field"]` / `state.field` (which converts
+//! only that field). Rule tests pass plain maps instead; `state_jsonpath` accepts those too,
+//! with the same results.
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Position};
 use serde_json::Value;
 
 use super::fault::Fault;
-use super::state_jsonpath::StatePath;
+use super::state_jsonpath::{Document, state_jsonpath};
 use crate::rules::Requirement;
 
 /// The orchestrator detectors, run in file-name order (the numeric prefixes keep
@@ -72,9 +73,9 @@ pub fn parse_faults(result: &Value) -> Result<Vec<Fault>, String> {
         .collect()
 }
 
-/// An orchestrator state, parsed once, shared read-only with every rule call.
+/// An orchestrator state, parsed and compacted once, shared read-only with every rule call.
 #[derive(Clone, Debug)]
-pub struct StateDoc(pub Arc<Value>);
+pub struct StateDoc(pub Arc<Document>);
 
 /// Registers [`StateDoc`] and `state_jsonpath` on the hardened engine (an
 /// [`crate::rules::spec::Extension`]).
@@ -83,19 +84,19 @@ pub fn register_primitives(engine: &mut Engine) {
     engine.register_fn(
         "state_jsonpath",
         |doc: &mut StateDoc, path: &str| -> Result<Array, Box<EvalAltResult>> {
-            matches(&doc.0, path)
+            to_rhai(path, doc.0.query(path))
         },
     );
     engine.register_fn(
         "state_jsonpath",
         |value: Dynamic, path: &str| -> Result<Array, Box<EvalAltResult>> {
             let json: Value = rhai::serde::from_dynamic(&value)?;
-            matches(&json, path)
+            to_rhai(path, state_jsonpath(&json, path))
         },
     );
     engine.register_indexer_get(
         |doc: &mut StateDoc, field: &str| -> Result<Dynamic, Box<EvalAltResult>> {
-            match doc.0.get(field) {
+            match doc.0.value().get(field) {
                 Some(value) => rhai::serde::to_dynamic(value),
                 None => Ok(Dynamic::UNIT),
             }
@@ -103,13 +104,9 @@ pub fn register_primitives(engine: &mut Engine) {
     );
 }
 
-/// The matches of `path` as rhai values; outside the grammar is no match, never an error.
-fn matches(doc: &Value, path: &str) -> Result<Array, Box<EvalAltResult>> {
-    let Ok(parsed) = StatePath::parse(path) else {
-        return Ok(Array::new());
-    };
-    parsed
-        .evaluate(doc)
+/// The matches of `path` as rhai values (a pattern outside the grammar has none).
+fn to_rhai(path: &str, found: Vec<&Value>) -> Result<Array, Box<EvalAltResult>> {
+    found
         .into_iter()
         .map(|found| {
             rhai::serde::to_dynamic(found).map_err(|e| {

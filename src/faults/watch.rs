@@ -167,6 +167,7 @@ fn run_id_of(run: &RunInput, file: &Path) -> String {
         .iter()
         .find_map(|field| {
             run.state
+                .value()
                 .get(*field)
                 .and_then(serde_json::Value::as_str)
                 .filter(|s| !s.trim().is_empty())

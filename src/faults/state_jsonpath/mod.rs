@@ -5,20 +5,21 @@
 //! against the TypeScript evaluator, whose quirks (JavaScript truthiness, `[*]` on an object
 //! yielding the object itself, `==` comparing with strings only) decide whether they match.
 //! The grammar is tiny, so it is parsed by hand into borrowed steps and evaluated without
-//! recursion: a hostile pattern costs at most `pattern length × document size`, never stack.
+//! recursion over a compact form of the document ([`tree`]): a hostile pattern costs at most
+//! `pattern length × document size`, never stack.
 //!
 //! Grammar: `$` then any of `.field`, `['field']`, `[*]`, `[?(ATOM && ATOM ...)]`, where an
 //! ATOM is `@.f`, `!@.f`, `@.f == 'lit'`, `@.f != 'lit'` (either quote). Anything else is
 //! outside the grammar and matches nothing.
 
-use serde_json::{Map, Value};
+mod tree;
+
+use serde_json::Value;
+
+use tree::Tree;
 
 /// Patterns longer than this are refused: a learned pattern is a line, not a program.
 pub const MAX_PATTERN_BYTES: usize = 4096;
-
-/// Maps up to this size are searched linearly: faster than hashing for the handful of keys
-/// a feature or phase object has, and it is the hot loop of every filter.
-const LINEAR_LOOKUP_MAX: usize = 16;
 
 /// Why a pattern cannot be used. Evaluation turns any of these into "no match"; learned
 /// pattern validation reports them so an investigator learns why a pattern never fires.
@@ -53,10 +54,45 @@ enum Atom<'p> {
 
 /// Evaluates `pattern` against `doc`; a pattern outside the grammar (or too long) yields
 /// an empty list, never an error. A learned pattern matches when the list is non-empty.
+///
+/// This builds the compact form of `doc` for one query; a document queried many times
+/// belongs in a [`Document`].
 pub fn state_jsonpath<'v>(doc: &'v Value, pattern: &str) -> Vec<&'v Value> {
     match StatePath::parse(pattern) {
-        Ok(path) => path.evaluate(doc),
+        Ok(path) => Tree::build(doc).select(doc, &path),
         Err(_) => Vec::new(),
+    }
+}
+
+/// A parsed state together with the compact form queries run on: built once per state
+/// file, queried by every detector and learned pattern.
+#[derive(Debug)]
+pub struct Document {
+    value: Value,
+    tree: Tree,
+}
+
+impl Document {
+    pub fn new(value: Value) -> Document {
+        let tree = Tree::build(&value);
+        Document { value, tree }
+    }
+
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// Every value `path` selects, in document order.
+    pub fn select(&self, path: &StatePath<'_>) -> Vec<&Value> {
+        self.tree.select(&self.value, path)
+    }
+
+    /// [`state_jsonpath`] on this document, without rebuilding its compact form.
+    pub fn query(&self, pattern: &str) -> Vec<&Value> {
+        match StatePath::parse(pattern) {
+            Ok(path) => self.select(&path),
+            Err(_) => Vec::new(),
+        }
     }
 }
 
@@ -95,87 +131,6 @@ impl<'p> StatePath<'p> {
         }
         Ok(StatePath { steps })
     }
-
-    /// Every value the path selects, in document order.
-    pub fn evaluate<'v>(&self, doc: &'v Value) -> Vec<&'v Value> {
-        let mut current: Vec<&'v Value> = vec![doc];
-        let mut next: Vec<&'v Value> = Vec::new();
-        for step in &self.steps {
-            next.clear();
-            match step {
-                Step::Field(name) => {
-                    next.extend(current.iter().filter_map(|v| own_field(v, name)));
-                }
-                Step::Wildcard => {
-                    for value in &current {
-                        match value {
-                            Value::Array(items) => next.extend(items.iter()),
-                            // gstack's evaluator spread arrays and kept anything else as is.
-                            other => next.push(other),
-                        }
-                    }
-                }
-                Step::Filter(atoms) => {
-                    for value in &current {
-                        match value {
-                            Value::Array(items) => {
-                                next.extend(items.iter().filter(|item| holds(atoms, item)));
-                            }
-                            // A single value is filtered as a one-element list.
-                            other if holds(atoms, other) => next.push(other),
-                            _ => {}
-                        }
-                    }
-                }
-            }
-            std::mem::swap(&mut current, &mut next);
-            if current.is_empty() {
-                break;
-            }
-        }
-        current
-    }
-}
-
-/// An object's own field; arrays and scalars have none (no `length`, no prototype).
-fn own_field<'v>(value: &'v Value, name: &str) -> Option<&'v Value> {
-    let Value::Object(map) = value else {
-        return None;
-    };
-    lookup(map, name)
-}
-
-fn lookup<'v>(map: &'v Map<String, Value>, name: &str) -> Option<&'v Value> {
-    if map.len() <= LINEAR_LOOKUP_MAX {
-        map.iter().find(|(k, _)| k.as_str() == name).map(|(_, v)| v)
-    } else {
-        map.get(name)
-    }
-}
-
-fn holds(atoms: &[Atom<'_>], item: &Value) -> bool {
-    atoms.iter().all(|atom| match atom {
-        Atom::Truthy(f) => truthy(own_field(item, f)),
-        Atom::Falsy(f) => !truthy(own_field(item, f)),
-        Atom::Equals(f, lit) => string_equals(own_field(item, f), lit),
-        Atom::NotEquals(f, lit) => !string_equals(own_field(item, f), lit),
-    })
-}
-
-/// JavaScript truthiness: missing, null, false, 0, NaN and "" are falsy; `[]` and `{}` are not.
-fn truthy(value: Option<&Value>) -> bool {
-    match value {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0 && !f.is_nan()),
-        Some(Value::String(s)) => !s.is_empty(),
-        Some(Value::Array(_) | Value::Object(_)) => true,
-    }
-}
-
-/// `===` against a string literal: a number never equals `'26'`.
-fn string_equals(value: Option<&Value>, literal: &str) -> bool {
-    matches!(value, Some(Value::String(s)) if s == literal)
 }
 
 struct Cursor<'p> {
@@ -294,11 +249,12 @@ impl<'p> Cursor<'p> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
 
     #[test]
     fn every_fixture_case_matches() {
-        let text = include_str!("../../fixtures/jsonpath-cases.json");
+        let text = include_str!("../../../fixtures/jsonpath-cases.json");
         let fixture: Value = serde_json::from_str(text).unwrap();
         let doc = &fixture["document"];
         let cases = fixture["cases"].as_array().unwrap();
@@ -375,13 +331,149 @@ mod tests {
     }
 
     #[test]
-    fn large_objects_use_hashed_lookup_with_the_same_answer() {
-        let mut map = Map::new();
-        for i in 0..100 {
-            map.insert(format!("k{i}"), json!(i));
-        }
-        let doc = Value::Object(map);
+    fn every_member_of_a_large_object_is_found() {
+        let doc = Value::Object((0..100).map(|i| (format!("k{i}"), json!(i))).collect());
         assert_eq!(state_jsonpath(&doc, "$.k99"), vec![&json!(99)]);
+        assert_eq!(state_jsonpath(&doc, "$.k0"), vec![&json!(0)]);
         assert!(state_jsonpath(&doc, "$.k100").is_empty());
+    }
+
+    #[test]
+    fn keys_and_strings_with_the_same_text_stay_apart() {
+        let doc = json!({"a": [{"status": "x", "x": "status"}, {"x": 1}]});
+        assert_eq!(state_jsonpath(&doc, "$.a[?(@.x == 'status')]").len(), 1);
+        assert!(state_jsonpath(&doc, "$.a[?(@.status == 'status')]").is_empty());
+        assert!(state_jsonpath(&doc, "$.a[?(@.x == 'nowhere')]").is_empty());
+        assert_eq!(state_jsonpath(&doc, "$.a[?(@.x != 'nowhere')]").len(), 2);
+        assert_eq!(state_jsonpath(&doc, "$.a[?(!@.nowhere)].x").len(), 2);
+        assert!(state_jsonpath(&doc, "$.a[?(@.nowhere != 'x')].x").len() == 2);
+    }
+
+    #[test]
+    fn a_document_answers_many_queries_like_single_ones() {
+        let text = include_str!("../../../fixtures/hand-merged-feature-state.json");
+        let value: Value = serde_json::from_str(text).unwrap();
+        let document = Document::new(value.clone());
+        assert_eq!(document.value(), &value);
+        for pattern in [
+            "$.features[?(@.status == 'committed' && !@.completedAt && @.mergeSha && @.prNumber)]",
+            "$.features[*].number",
+            "$.phases[*][?(@.status)]",
+            "$",
+            "$..x",
+        ] {
+            assert_eq!(
+                document.query(pattern),
+                state_jsonpath(&value, pattern),
+                "{pattern}"
+            );
+        }
+        assert_eq!(
+            document.query("$.features[?(@.status == 'committed' && !@.completedAt && @.mergeSha && @.prNumber)]").len(),
+            1
+        );
+    }
+
+    /// The grammar read directly off the `Value`, as the TypeScript evaluator did: the
+    /// oracle the compact evaluation must agree with.
+    fn direct_reading<'v>(doc: &'v Value, path: &StatePath<'_>) -> Vec<&'v Value> {
+        let spread = |v: &'v Value| match v {
+            Value::Array(items) => items.iter().collect(),
+            other => vec![other],
+        };
+        let mut current = vec![doc];
+        for step in &path.steps {
+            current = current
+                .into_iter()
+                .flat_map(|v| match step {
+                    Step::Field(name) => v
+                        .as_object()
+                        .and_then(|m| m.get(*name))
+                        .into_iter()
+                        .collect(),
+                    Step::Wildcard => spread(v),
+                    Step::Filter(atoms) => spread(v)
+                        .into_iter()
+                        .filter(|item| atoms.iter().all(|atom| direct_atom(item, atom)))
+                        .collect(),
+                })
+                .collect();
+        }
+        current
+    }
+
+    fn direct_atom(item: &Value, atom: &Atom<'_>) -> bool {
+        let field = |name: &str| item.as_object().and_then(|m| m.get(name));
+        let truthy = |name: &str| match field(name) {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(Value::Number(n)) => n.as_f64() != Some(0.0),
+            Some(Value::String(s)) => !s.is_empty(),
+            Some(_) => true,
+        };
+        match *atom {
+            Atom::Truthy(f) => truthy(f),
+            Atom::Falsy(f) => !truthy(f),
+            Atom::Equals(f, lit) => field(f).and_then(Value::as_str) == Some(lit),
+            Atom::NotEquals(f, lit) => field(f).and_then(Value::as_str) != Some(lit),
+        }
+    }
+
+    const WORDS: [&str; 5] = ["", "x", "status", "a", "committed"];
+
+    fn documents() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            (-1i64..3).prop_map(Value::from),
+            Just(json!(0.5)),
+            proptest::sample::select(&WORDS[..]).prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                proptest::collection::vec(
+                    (
+                        proptest::sample::select(&["a", "b", "status", "x"][..]),
+                        inner
+                    ),
+                    0..5
+                )
+                .prop_map(|members| Value::Object(
+                    members
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v))
+                        .collect()
+                )),
+            ]
+        })
+    }
+
+    fn patterns() -> impl Strategy<Value = String> {
+        let step = proptest::sample::select(
+            &[
+                ".a",
+                ".status",
+                "['x']",
+                "[*]",
+                "[?(@.status == 'x')]",
+                "[?(@.x != 'status' && !@.a)]",
+                "[?(@.b)]",
+                "[?(@.a == '')]",
+                "[?(!@.status && @.x)]",
+            ][..],
+        );
+        proptest::collection::vec(step, 0..5).prop_map(|steps| format!("${}", steps.concat()))
+    }
+
+    proptest! {
+        #[test]
+        fn compact_evaluation_agrees_with_reading_the_value(doc in documents(), pattern in patterns()) {
+            let path = StatePath::parse(&pattern).unwrap();
+            let expected = direct_reading(&doc, &path);
+            prop_assert_eq!(state_jsonpath(&doc, &pattern), expected.clone());
+            let document = Document::new(doc.clone());
+            prop_assert_eq!(document.query(&pattern), expected);
+        }
     }
 }

@@ -1,0 +1,295 @@
+//! The compact form of a document that `state_jsonpath` evaluates over: built once per state
+//! file, then shared by every detector and learned pattern that queries it.
+//!
+//! Why not walk the `serde_json::Value`: an orchestrator state is thousands of separately
+//! allocated maps with heap-allocated keys, and a filter over 10,000 features spends its time
+//! chasing pointers between them (~2.5 ms a query). Here every value is a 12-byte node in one
+//! array, the direct children of a container are adjacent, keys are interned to numbers,
+//! string values sit in one text buffer, and each node carries its JavaScript truthiness, so
+//! testing a feature reads a few adjacent cache lines and compares integers.
+//!
+//! The tree is always evaluated in step with the `Value` it was built from (same shape, same
+//! child order), which is where the selected values are taken from: results are the caller's
+//! own `&Value`s, never copies.
+
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
+
+use serde_json::Value;
+
+use super::{Atom, StatePath, Step};
+
+type NodeId = u32;
+/// An interned key.
+type Symbol = u32;
+/// The "key" of the root and of array items.
+const NO_KEY: Symbol = Symbol::MAX;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// null, a boolean or a number: only its truthiness matters to the grammar.
+    Scalar,
+    /// `first..first + len` is the string in `text`.
+    String,
+    /// `first..first + len` are the item nodes.
+    Array,
+    /// `first..first + len` are the member nodes; `keys` holds their keys.
+    Object,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Node {
+    kind: Kind,
+    /// JavaScript truthiness: null, false, 0, NaN and "" are falsy; `[]` and `{}` are not.
+    truthy: bool,
+    first: u32,
+    len: u32,
+}
+
+impl Node {
+    fn scalar(truthy: bool) -> Node {
+        Node {
+            kind: Kind::Scalar,
+            truthy,
+            first: 0,
+            len: 0,
+        }
+    }
+
+    /// The child nodes of a container, the bytes of a string in `text`.
+    fn span(self) -> std::ops::Range<usize> {
+        self.first as usize..(self.first + self.len) as usize
+    }
+}
+
+/// A document in compact form. Private to the module: it only ever meets the `Value` it was
+/// built from.
+#[derive(Debug)]
+pub(super) struct Tree {
+    nodes: Vec<Node>,
+    /// Parallel to `nodes`: the key under which a node sits in its object, else [`NO_KEY`].
+    keys: Vec<Symbol>,
+    symbols: HashMap<Box<str>, Symbol>,
+    /// Every string value, back to back.
+    text: String,
+}
+
+/// A filter atom with its field resolved to a symbol (`None`: a key the document never uses,
+/// so the field is missing everywhere).
+struct Test<'p> {
+    field: Option<Symbol>,
+    check: Check<'p>,
+    /// Where in the last object the field was found: the items of an array mostly share
+    /// one shape, so the next item usually has it at the same place.
+    offset: Cell<usize>,
+}
+
+#[derive(Clone, Copy)]
+enum Check<'p> {
+    Truthy,
+    Falsy,
+    Equals(&'p str),
+    NotEquals(&'p str),
+}
+
+impl Tree {
+    /// Builds the tree breadth-first (no recursion, whatever the nesting), reserving each
+    /// container's children as one adjacent block.
+    pub(super) fn build(root: &Value) -> Tree {
+        let mut tree = Tree {
+            nodes: vec![Node::scalar(false)],
+            keys: vec![NO_KEY],
+            symbols: HashMap::new(),
+            text: String::new(),
+        };
+        let mut pending: VecDeque<(usize, &Value)> = VecDeque::from([(0, root)]);
+        while let Some((id, value)) = pending.pop_front() {
+            tree.nodes[id] = match value {
+                Value::Null => Node::scalar(false),
+                Value::Bool(b) => Node::scalar(*b),
+                Value::Number(n) => {
+                    Node::scalar(n.as_f64().is_some_and(|f| f != 0.0 && !f.is_nan()))
+                }
+                Value::String(s) => {
+                    let first = narrow(tree.text.len());
+                    tree.text.push_str(s);
+                    Node {
+                        kind: Kind::String,
+                        truthy: !s.is_empty(),
+                        first,
+                        len: narrow(s.len()),
+                    }
+                }
+                Value::Array(items) => {
+                    let first = tree.reserve(items.len());
+                    for (offset, item) in items.iter().enumerate() {
+                        pending.push_back((first + offset, item));
+                    }
+                    tree.container(Kind::Array, first, items.len())
+                }
+                Value::Object(members) => {
+                    let first = tree.reserve(members.len());
+                    for (offset, (key, member)) in members.iter().enumerate() {
+                        tree.keys[first + offset] = tree.intern(key);
+                        pending.push_back((first + offset, member));
+                    }
+                    tree.container(Kind::Object, first, members.len())
+                }
+            };
+        }
+        tree
+    }
+
+    fn reserve(&mut self, count: usize) -> usize {
+        let first = self.nodes.len();
+        self.nodes.resize(first + count, Node::scalar(false));
+        self.keys.resize(first + count, NO_KEY);
+        first
+    }
+
+    fn container(&self, kind: Kind, first: usize, len: usize) -> Node {
+        Node {
+            kind,
+            truthy: true,
+            first: narrow(first),
+            len: narrow(len),
+        }
+    }
+
+    fn intern(&mut self, text: &str) -> Symbol {
+        if let Some(&symbol) = self.symbols.get(text) {
+            return symbol;
+        }
+        let symbol = narrow(self.symbols.len());
+        self.symbols.insert(text.into(), symbol);
+        symbol
+    }
+
+    fn symbol(&self, text: &str) -> Option<Symbol> {
+        self.symbols.get(text).copied()
+    }
+
+    /// Every value `path` selects in `root`, which must be the value this tree was built from.
+    pub(super) fn select<'v>(&self, root: &'v Value, path: &StatePath<'_>) -> Vec<&'v Value> {
+        let mut current: Vec<(NodeId, &'v Value)> = vec![(0, root)];
+        let mut next: Vec<(NodeId, &'v Value)> = Vec::new();
+        for step in &path.steps {
+            next.clear();
+            match step {
+                Step::Field(name) => {
+                    let Some(key) = self.symbol(name) else {
+                        return Vec::new();
+                    };
+                    next.extend(current.iter().filter_map(|&(id, value)| {
+                        let member = self.member(id, key)?;
+                        Some((member, value.get(*name)?))
+                    }));
+                }
+                Step::Wildcard => {
+                    for &(id, value) in &current {
+                        match value {
+                            Value::Array(items) => next.extend(self.items(id).zip(items)),
+                            // gstack's evaluator spread arrays and kept anything else as is.
+                            other => next.push((id, other)),
+                        }
+                    }
+                }
+                Step::Filter(atoms) => {
+                    let tests: Vec<Test> = atoms.iter().map(|atom| self.test(atom)).collect();
+                    for &(id, value) in &current {
+                        match value {
+                            Value::Array(items) => next.extend(
+                                self.items(id)
+                                    .zip(items)
+                                    .filter(|&(item, _)| self.holds(&tests, item)),
+                            ),
+                            // A single value is filtered as a one-element list.
+                            other if self.holds(&tests, id) => next.push((id, other)),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            std::mem::swap(&mut current, &mut next);
+            if current.is_empty() {
+                break;
+            }
+        }
+        current.into_iter().map(|(_, value)| value).collect()
+    }
+
+    fn items(&self, id: NodeId) -> impl Iterator<Item = NodeId> {
+        self.nodes[id as usize].span().map(narrow)
+    }
+
+    fn test<'p>(&self, atom: &Atom<'p>) -> Test<'p> {
+        let (field, check) = match *atom {
+            Atom::Truthy(field) => (field, Check::Truthy),
+            Atom::Falsy(field) => (field, Check::Falsy),
+            Atom::Equals(field, literal) => (field, Check::Equals(literal)),
+            Atom::NotEquals(field, literal) => (field, Check::NotEquals(literal)),
+        };
+        Test {
+            field: self.symbol(field),
+            check,
+            offset: Cell::new(0),
+        }
+    }
+
+    fn holds(&self, tests: &[Test<'_>], item: NodeId) -> bool {
+        tests.iter().all(|test| {
+            let member = self.member_near(item, test);
+            match test.check {
+                Check::Truthy => member.is_some_and(|m| m.truthy),
+                Check::Falsy => !member.is_some_and(|m| m.truthy),
+                Check::Equals(literal) => self.string_equals(member, literal),
+                Check::NotEquals(literal) => !self.string_equals(member, literal),
+            }
+        })
+    }
+
+    /// An object's own member by key; arrays and scalars have none (no `length`, no
+    /// prototype).
+    fn member(&self, id: NodeId, key: Symbol) -> Option<NodeId> {
+        let range = self.members(id)?;
+        let offset = self.keys[range.clone()].iter().position(|&k| k == key)?;
+        Some(narrow(range.start + offset))
+    }
+
+    /// [`Tree::member`] for a filter test, trying first where the previous item had it.
+    fn member_near(&self, id: NodeId, test: &Test<'_>) -> Option<Node> {
+        let key = test.field?;
+        let range = self.members(id)?;
+        let keys = &self.keys[range.clone()];
+        let guess = test.offset.get();
+        let offset = if keys.get(guess) == Some(&key) {
+            guess
+        } else {
+            let found = keys.iter().position(|&k| k == key)?;
+            test.offset.set(found);
+            found
+        };
+        Some(self.nodes[range.start + offset])
+    }
+
+    /// The member nodes of `id`, if it is an object.
+    fn members(&self, id: NodeId) -> Option<std::ops::Range<usize>> {
+        let node = self.nodes[id as usize];
+        (node.kind == Kind::Object).then(|| node.span())
+    }
+
+    /// `===` against a string literal: a number never equals `'26'`.
+    fn string_equals(&self, member: Option<Node>, literal: &str) -> bool {
+        member.is_some_and(|node| {
+            node.kind == Kind::String
+                && node.len as usize == literal.len()
+                && &self.text[node.span()] == literal
+        })
+    }
+}
+
+/// Node ids, symbols and text offsets are `u32`: state files are capped at 64 MiB and the
+/// values rules build are capped by the engine's limits, far below 2^32 values or bytes.
+fn narrow(index: usize) -> u32 {
+    u32::try_from(index).expect("a document is smaller than 4 GiB")
+}
