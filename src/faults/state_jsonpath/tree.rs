@@ -3,7 +3,7 @@
 //!
 //! Why not walk the `serde_json::Value`: an orchestrator state is thousands of separately
 //! allocated maps with heap-allocated keys, and a filter over 10,000 features spends its time
-//! chasing pointers between them (~2.5 ms a query). Here every value is a 12-byte node in one
+//! chasing pointers between them (~2.5 ms a query). Here every value is a 16-byte node in one
 //! array, the direct children of a container are adjacent, keys are interned to numbers,
 //! string values sit in one text buffer, and each node carries its JavaScript truthiness, so
 //! testing a feature reads a few adjacent cache lines and compares integers.
@@ -33,12 +33,15 @@ enum Kind {
     String,
     /// `first..first + len` are the item nodes.
     Array,
-    /// `first..first + len` are the member nodes; `keys` holds their keys.
+    /// `first..first + len` are the member nodes.
     Object,
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Node {
+    /// The key under which the node sits in its object, else [`NO_KEY`]: kept in the node
+    /// so that finding a member and testing it read the same cache line.
+    key: Symbol,
     kind: Kind,
     /// JavaScript truthiness: null, false, 0, NaN and "" are falsy; `[]` and `{}` are not.
     truthy: bool,
@@ -49,6 +52,7 @@ struct Node {
 impl Node {
     fn scalar(truthy: bool) -> Node {
         Node {
+            key: NO_KEY,
             kind: Kind::Scalar,
             truthy,
             first: 0,
@@ -67,8 +71,6 @@ impl Node {
 #[derive(Debug)]
 pub(super) struct Tree {
     nodes: Vec<Node>,
-    /// Parallel to `nodes`: the key under which a node sits in its object, else [`NO_KEY`].
-    keys: Vec<Symbol>,
     symbols: HashMap<Box<str>, Symbol>,
     /// Every string value, back to back.
     text: String,
@@ -98,57 +100,60 @@ impl Tree {
     pub(super) fn build(root: &Value) -> Tree {
         let mut tree = Tree {
             nodes: vec![Node::scalar(false)],
-            keys: vec![NO_KEY],
             symbols: HashMap::new(),
             text: String::new(),
         };
-        let mut pending: VecDeque<(usize, &Value)> = VecDeque::from([(0, root)]);
-        while let Some((id, value)) = pending.pop_front() {
-            tree.nodes[id] = match value {
+        let mut pending: VecDeque<(usize, Symbol, &Value)> = VecDeque::from([(0, NO_KEY, root)]);
+        while let Some((id, key, value)) = pending.pop_front() {
+            let node = match value {
                 Value::Null => Node::scalar(false),
                 Value::Bool(b) => Node::scalar(*b),
                 Value::Number(n) => {
                     Node::scalar(n.as_f64().is_some_and(|f| f != 0.0 && !f.is_nan()))
                 }
-                Value::String(s) => {
-                    let first = narrow(tree.text.len());
-                    tree.text.push_str(s);
-                    Node {
-                        kind: Kind::String,
-                        truthy: !s.is_empty(),
-                        first,
-                        len: narrow(s.len()),
-                    }
-                }
+                Value::String(s) => tree.store_text(s),
                 Value::Array(items) => {
                     let first = tree.reserve(items.len());
                     for (offset, item) in items.iter().enumerate() {
-                        pending.push_back((first + offset, item));
+                        pending.push_back((first + offset, NO_KEY, item));
                     }
                     tree.container(Kind::Array, first, items.len())
                 }
                 Value::Object(members) => {
                     let first = tree.reserve(members.len());
                     for (offset, (key, member)) in members.iter().enumerate() {
-                        tree.keys[first + offset] = tree.intern(key);
-                        pending.push_back((first + offset, member));
+                        let key = tree.intern(key);
+                        pending.push_back((first + offset, key, member));
                     }
                     tree.container(Kind::Object, first, members.len())
                 }
             };
+            tree.nodes[id] = Node { key, ..node };
         }
         tree
+    }
+
+    fn store_text(&mut self, text: &str) -> Node {
+        let first = narrow(self.text.len());
+        self.text.push_str(text);
+        Node {
+            key: NO_KEY,
+            kind: Kind::String,
+            truthy: !text.is_empty(),
+            first,
+            len: narrow(text.len()),
+        }
     }
 
     fn reserve(&mut self, count: usize) -> usize {
         let first = self.nodes.len();
         self.nodes.resize(first + count, Node::scalar(false));
-        self.keys.resize(first + count, NO_KEY);
         first
     }
 
     fn container(&self, kind: Kind, first: usize, len: usize) -> Node {
         Node {
+            key: NO_KEY,
             kind,
             truthy: true,
             first: narrow(first),
@@ -198,10 +203,13 @@ impl Tree {
                     let tests: Vec<Test> = atoms.iter().map(|atom| self.test(atom)).collect();
                     for &(id, value) in &current {
                         match value {
+                            // Only the items that pass are paired with their values: the
+                            // others' `Value`s are never touched.
                             Value::Array(items) => next.extend(
                                 self.items(id)
-                                    .zip(items)
-                                    .filter(|&(item, _)| self.holds(&tests, item)),
+                                    .enumerate()
+                                    .filter(|&(_, item)| self.holds(&tests, item))
+                                    .filter_map(|(index, item)| Some((item, items.get(index)?))),
                             ),
                             // A single value is filtered as a one-element list.
                             other if self.holds(&tests, id) => next.push((id, other)),
@@ -237,55 +245,56 @@ impl Tree {
     }
 
     fn holds(&self, tests: &[Test<'_>], item: NodeId) -> bool {
-        tests.iter().all(|test| {
-            let member = self.member_near(item, test);
-            match test.check {
-                Check::Truthy => member.is_some_and(|m| m.truthy),
-                Check::Falsy => !member.is_some_and(|m| m.truthy),
-                Check::Equals(literal) => self.string_equals(member, literal),
-                Check::NotEquals(literal) => !self.string_equals(member, literal),
-            }
-        })
+        let members = self.members(item);
+        tests.iter().all(|test| test.passes(members, &self.text))
     }
 
     /// An object's own member by key; arrays and scalars have none (no `length`, no
     /// prototype).
     fn member(&self, id: NodeId, key: Symbol) -> Option<NodeId> {
-        let range = self.members(id)?;
-        let offset = self.keys[range.clone()].iter().position(|&k| k == key)?;
-        Some(narrow(range.start + offset))
+        let offset = self.members(id).iter().position(|n| n.key == key)?;
+        Some(self.nodes[id as usize].first + narrow(offset))
     }
 
-    /// [`Tree::member`] for a filter test, trying first where the previous item had it.
-    fn member_near(&self, id: NodeId, test: &Test<'_>) -> Option<Node> {
-        let key = test.field?;
-        let range = self.members(id)?;
-        let keys = &self.keys[range.clone()];
-        let guess = test.offset.get();
-        let offset = if keys.get(guess) == Some(&key) {
-            guess
-        } else {
-            let found = keys.iter().position(|&k| k == key)?;
-            test.offset.set(found);
-            found
-        };
-        Some(self.nodes[range.start + offset])
-    }
-
-    /// The member nodes of `id`, if it is an object.
-    fn members(&self, id: NodeId) -> Option<std::ops::Range<usize>> {
+    /// The member nodes of `id`: none unless it is an object.
+    fn members(&self, id: NodeId) -> &[Node] {
         let node = self.nodes[id as usize];
-        (node.kind == Kind::Object).then(|| node.span())
+        match node.kind {
+            Kind::Object => &self.nodes[node.span()],
+            _ => &[],
+        }
+    }
+}
+
+impl Test<'_> {
+    /// Whether the item with these members passes; `text` is the tree's string buffer.
+    fn passes(&self, members: &[Node], text: &str) -> bool {
+        let member = self.find(members);
+        match self.check {
+            Check::Truthy => member.is_some_and(|m| m.truthy),
+            Check::Falsy => !member.is_some_and(|m| m.truthy),
+            Check::Equals(literal) => string_equals(member, literal, text),
+            Check::NotEquals(literal) => !string_equals(member, literal, text),
+        }
     }
 
-    /// `===` against a string literal: a number never equals `'26'`.
-    fn string_equals(&self, member: Option<Node>, literal: &str) -> bool {
-        member.is_some_and(|node| {
-            node.kind == Kind::String
-                && node.len as usize == literal.len()
-                && &self.text[node.span()] == literal
-        })
+    /// The member under the tested key, looked for first where the previous item had it.
+    fn find(&self, members: &[Node]) -> Option<Node> {
+        let key = self.field?;
+        if let Some(&member) = members.get(self.offset.get())
+            && member.key == key
+        {
+            return Some(member);
+        }
+        let found = members.iter().position(|n| n.key == key)?;
+        self.offset.set(found);
+        Some(members[found])
     }
+}
+
+/// `===` against a string literal: a number never equals `'26'`.
+fn string_equals(member: Option<Node>, literal: &str, text: &str) -> bool {
+    member.is_some_and(|node| node.kind == Kind::String && &text[node.span()] == literal)
 }
 
 /// Node ids, symbols and text offsets are `u32`: state files are capped at 64 MiB and the
