@@ -5,7 +5,9 @@
 //! - `hand_merged/native`: the same check written in Rust, from the same bytes;
 //! - `state_jsonpath/hand_merged`: the hand-merged pattern on the parsed state (a
 //!   `Document`: the `Value` plus the compact form every query of that file shares);
-//! - `state_jsonpath/build`: making that compact form, once per state file.
+//! - `state_jsonpath/build`: making that compact form, once per state file;
+//! - `state_jsonpath/wide_object`: a longest-allowed pattern of 499 filters over one object of
+//!   200,000 keys, the case where a member scan would cost pattern × width (it hashes).
 //!
 //! After criterion's figures, an interleaved run prints medians: the Rhai/native ratio
 //! (target: within 2x), the jsonpath evaluation (target: < 0.3 ms), the one-off build, and
@@ -57,6 +59,14 @@ fn state_bytes() -> Vec<u8> {
         "completed": false,
     });
     serde_json::to_vec(&state).expect("state serializes")
+}
+
+/// One object of 200,000 keys, `z` last.
+fn wide_object() -> Value {
+    let mut members: Map<String, Value> =
+        (0..200_000).map(|i| (format!("a{i}"), json!(i))).collect();
+    members.insert("z".into(), json!(1));
+    Value::Object(members)
 }
 
 fn rhai_path(set: &RuleSet, bytes: &[u8]) -> Vec<Fault> {
@@ -141,6 +151,12 @@ fn main() {
     group.finish();
     criterion.bench_function("state_jsonpath/hand_merged", |b| {
         b.iter(|| black_box(&document).query(black_box(PATTERN)).len())
+    });
+    let wide = Document::new(json!({"w": wide_object()}));
+    let many_filters = format!("$.w{}.z", "[?(@.z)]".repeat(499));
+    assert_eq!(wide.query(&many_filters), vec![&json!(1)]);
+    criterion.bench_function("state_jsonpath/wide_object", |b| {
+        b.iter(|| black_box(&wide).query(black_box(&many_filters)).len())
     });
     criterion.bench_function("state_jsonpath/build", |b| {
         b.iter_batched(

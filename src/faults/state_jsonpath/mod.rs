@@ -336,6 +336,11 @@ mod tests {
         assert_eq!(state_jsonpath(&doc, "$.k99"), vec![&json!(99)]);
         assert_eq!(state_jsonpath(&doc, "$.k0"), vec![&json!(0)]);
         assert!(state_jsonpath(&doc, "$.k100").is_empty());
+        assert_eq!(
+            state_jsonpath(&doc, "$[?(@.k42 && !@.k0)].k7"),
+            vec![&json!(7)]
+        );
+        assert!(state_jsonpath(&doc, "$[?(@.k42 && @.k100)]").is_empty());
     }
 
     #[test]
@@ -420,6 +425,10 @@ mod tests {
     }
 
     const WORDS: [&str; 5] = ["", "x", "status", "a", "committed"];
+    const KEYS: [&str; 24] = [
+        "a", "b", "status", "x", "k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9", "k10",
+        "k11", "k12", "k13", "k14", "k15", "k16", "k17", "k18", "k19",
+    ];
 
     fn documents() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
@@ -429,22 +438,24 @@ mod tests {
             Just(json!(0.5)),
             proptest::sample::select(&WORDS[..]).prop_map(Value::from),
         ];
-        leaf.prop_recursive(4, 64, 5, |inner| {
+        let object = |keys: &'static [&'static str], member, sizes| {
+            proptest::collection::vec((proptest::sample::select(keys), member), sizes).prop_map(
+                |members: Vec<(&str, Value)>| {
+                    Value::Object(
+                        members
+                            .into_iter()
+                            .map(|(k, v)| (k.to_owned(), v))
+                            .collect(),
+                    )
+                },
+            )
+        };
+        leaf.clone().prop_recursive(4, 64, 5, move |inner| {
             prop_oneof![
                 proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
-                proptest::collection::vec(
-                    (
-                        proptest::sample::select(&["a", "b", "status", "x"][..]),
-                        inner
-                    ),
-                    0..5
-                )
-                .prop_map(|members| Value::Object(
-                    members
-                        .into_iter()
-                        .map(|(k, v)| (k.to_owned(), v))
-                        .collect()
-                )),
+                object(&KEYS[..4], inner.boxed(), 0..5),
+                // Past the width where members are also indexed by key.
+                object(&KEYS[..], leaf.clone().boxed(), 17..40),
             ]
         })
     }

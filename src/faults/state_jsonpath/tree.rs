@@ -24,6 +24,9 @@ type NodeId = u32;
 type Symbol = u32;
 /// The "key" of the root and of array items.
 const NO_KEY: Symbol = Symbol::MAX;
+/// Objects with more members than this are also indexed by key: scanning is fastest for the
+/// handful of keys a feature has, a hash for an object keyed by, say, feature number.
+const SCAN_MAX: usize = 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -71,6 +74,8 @@ impl Node {
 #[derive(Debug)]
 pub(super) struct Tree {
     nodes: Vec<Node>,
+    /// The member offsets of objects wider than [`SCAN_MAX`], by object and key.
+    wide_members: HashMap<(NodeId, Symbol), u32>,
     symbols: HashMap<Box<str>, Symbol>,
     /// Every string value, back to back.
     text: String,
@@ -100,6 +105,7 @@ impl Tree {
     pub(super) fn build(root: &Value) -> Tree {
         let mut tree = Tree {
             nodes: vec![Node::scalar(false)],
+            wide_members: HashMap::new(),
             symbols: HashMap::new(),
             text: String::new(),
         };
@@ -121,8 +127,12 @@ impl Tree {
                 }
                 Value::Object(members) => {
                     let first = tree.reserve(members.len());
+                    let wide = members.len() > SCAN_MAX;
                     for (offset, (key, member)) in members.iter().enumerate() {
                         let key = tree.intern(key);
+                        if wide {
+                            tree.wide_members.insert((narrow(id), key), narrow(offset));
+                        }
                         pending.push_back((first + offset, key, member));
                     }
                     tree.container(Kind::Object, first, members.len())
@@ -246,14 +256,46 @@ impl Tree {
 
     fn holds(&self, tests: &[Test<'_>], item: NodeId) -> bool {
         let members = self.members(item);
-        tests.iter().all(|test| test.passes(members, &self.text))
+        tests.iter().all(|test| {
+            let member = self.find(test, item, members);
+            match test.check {
+                Check::Truthy => member.is_some_and(|m| m.truthy),
+                Check::Falsy => !member.is_some_and(|m| m.truthy),
+                Check::Equals(literal) => self.string_equals(member, literal),
+                Check::NotEquals(literal) => !self.string_equals(member, literal),
+            }
+        })
+    }
+
+    /// The tested member of `item` (whose members are `members`), looked for first where
+    /// the previous item had it.
+    fn find(&self, test: &Test<'_>, item: NodeId, members: &[Node]) -> Option<Node> {
+        let key = test.field?;
+        if let Some(&member) = members.get(test.offset.get())
+            && member.key == key
+        {
+            return Some(member);
+        }
+        let found = self.offset_of(item, members, key)?;
+        test.offset.set(found);
+        Some(members[found])
     }
 
     /// An object's own member by key; arrays and scalars have none (no `length`, no
     /// prototype).
     fn member(&self, id: NodeId, key: Symbol) -> Option<NodeId> {
-        let offset = self.members(id).iter().position(|n| n.key == key)?;
+        let offset = self.offset_of(id, self.members(id), key)?;
         Some(self.nodes[id as usize].first + narrow(offset))
+    }
+
+    /// Where in `id`'s members (`members`) the one under `key` is.
+    fn offset_of(&self, id: NodeId, members: &[Node], key: Symbol) -> Option<usize> {
+        if members.len() > SCAN_MAX {
+            let offset = self.wide_members.get(&(id, key))?;
+            Some(*offset as usize)
+        } else {
+            members.iter().position(|n| n.key == key)
+        }
     }
 
     /// The member nodes of `id`: none unless it is an object.
@@ -264,37 +306,11 @@ impl Tree {
             _ => &[],
         }
     }
-}
 
-impl Test<'_> {
-    /// Whether the item with these members passes; `text` is the tree's string buffer.
-    fn passes(&self, members: &[Node], text: &str) -> bool {
-        let member = self.find(members);
-        match self.check {
-            Check::Truthy => member.is_some_and(|m| m.truthy),
-            Check::Falsy => !member.is_some_and(|m| m.truthy),
-            Check::Equals(literal) => string_equals(member, literal, text),
-            Check::NotEquals(literal) => !string_equals(member, literal, text),
-        }
+    /// `===` against a string literal: a number never equals `'26'`.
+    fn string_equals(&self, member: Option<Node>, literal: &str) -> bool {
+        member.is_some_and(|node| node.kind == Kind::String && &self.text[node.span()] == literal)
     }
-
-    /// The member under the tested key, looked for first where the previous item had it.
-    fn find(&self, members: &[Node]) -> Option<Node> {
-        let key = self.field?;
-        if let Some(&member) = members.get(self.offset.get())
-            && member.key == key
-        {
-            return Some(member);
-        }
-        let found = members.iter().position(|n| n.key == key)?;
-        self.offset.set(found);
-        Some(members[found])
-    }
-}
-
-/// `===` against a string literal: a number never equals `'26'`.
-fn string_equals(member: Option<Node>, literal: &str, text: &str) -> bool {
-    member.is_some_and(|node| node.kind == Kind::String && &text[node.span()] == literal)
 }
 
 /// Node ids, symbols and text offsets are `u32`: state files are capped at 64 MiB and the
