@@ -73,13 +73,24 @@ pub fn ctx(shared: &Shared, lane: Option<&Lane>, view: QueueView) -> Value {
     })
 }
 
-fn subject<'a>(id: &'a str, record: &Record, repo: &'a mut String) -> Subject<'a> {
-    *repo = record.identity_or_path();
-    Subject {
+/// One decision-log line about record `id`.
+fn log_about<T>(
+    shared: &Shared,
+    decided: &crate::rules::Decided<T>,
+    id: &str,
+    record: &Record,
+    decision: &str,
+    reason: &str,
+) {
+    let repo = record.identity_or_path();
+    let subject = Subject {
         id,
         pr: record.pr_number,
-        repo: repo.as_str(),
-    }
+        repo: &repo,
+    };
+    shared
+        .decisions
+        .decision(decided, Some(subject), decision, reason);
 }
 
 /// `accept_pr` for a PR the forge listed (and so already found labelled, same-repository
@@ -150,11 +161,11 @@ pub fn admit(shared: &Shared, stored: &StoredRecord, lane: &Lane, view: QueueVie
         &record_value(&stored.id, &stored.record),
         &ctx(shared, Some(lane), view),
     );
-    let mut repo = String::new();
-    let subject = subject(&stored.id, &stored.record, &mut repo);
-    shared.decisions.decision(
+    log_about(
+        shared,
         &decided,
-        Some(subject),
+        &stored.id,
+        &stored.record,
         decided.value.decision.as_str(),
         &decided.value.reason,
     );
@@ -170,11 +181,11 @@ pub fn selected(shared: &Shared, stored: &StoredRecord, position: usize, of: usi
         ruleset: shared.rules.current().hash().to_owned(),
         error: None,
     };
-    let mut repo = String::new();
-    let subject = subject(&stored.id, &stored.record, &mut repo);
-    shared.decisions.decision(
+    log_about(
+        shared,
         &decided,
-        Some(subject),
+        &stored.id,
+        &stored.record,
         "selected",
         &format!(
             "head of its lane, {} of {of} queued in rule order",
@@ -202,11 +213,11 @@ pub fn on_land_result(
         facts,
         &ctx(shared, Some(lane), view),
     );
-    let mut repo = String::new();
-    let subject = subject(id, record, &mut repo);
-    shared.decisions.decision(
+    log_about(
+        shared,
         &decided,
-        Some(subject),
+        id,
+        record,
         decided.value.decision.as_str(),
         &decided.value.reason,
     );

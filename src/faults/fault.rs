@@ -74,16 +74,7 @@ impl Fault {
         let Value::Object(map) = value else {
             return Err(format!("a fault must be a map, not {}", kind_of(value)));
         };
-        let text = |field: &str| -> Result<&str, String> {
-            match map.get(field) {
-                Some(Value::String(s)) => Ok(s),
-                Some(other) => Err(format!(
-                    "field `{field}`: must be a string, not {}",
-                    kind_of(other)
-                )),
-                None => Err(format!("field `{field}`: required")),
-            }
-        };
+        let text = |field: &str| required_text(map, field);
         let category = text("category")?;
         if !valid_category(category) {
             return Err(format!(
@@ -148,6 +139,21 @@ impl Fault {
         };
         let file = self.source_files.first().map_or("*", String::as_str);
         format!("{}:{phase}:{file}", self.category)
+    }
+}
+
+/// The string `field` of a JSON map, or an error naming the field and what it holds.
+pub(crate) fn required_text<'a>(
+    map: &'a Map<String, Value>,
+    field: &str,
+) -> Result<&'a str, String> {
+    match map.get(field) {
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(format!(
+            "field `{field}`: must be a string, not {}",
+            kind_of(other)
+        )),
+        None => Err(format!("field `{field}`: required")),
     }
 }
 

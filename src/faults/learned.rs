@@ -15,7 +15,7 @@ use regex::RegexBuilder;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::fault::{MAX_DESCRIPTION_LEN, Severity, kind_of, valid_category};
+use super::fault::{MAX_DESCRIPTION_LEN, Severity, kind_of, required_text, valid_category};
 use super::json_file;
 use super::pid_lock::PidLock;
 use super::state_jsonpath::{MAX_PATTERN_BYTES, StatePath};
@@ -213,17 +213,6 @@ fn validate_regex(pattern: &str) -> Result<(), String> {
                 .collect::<Vec<_>>()
                 .join(" ")
         })
-}
-
-fn required_text<'a>(map: &'a Map<String, Value>, field: &str) -> Result<&'a str, String> {
-    match map.get(field) {
-        Some(Value::String(s)) => Ok(s),
-        Some(other) => Err(format!(
-            "field `{field}`: must be a string, not {}",
-            kind_of(other)
-        )),
-        None => Err(format!("field `{field}`: required")),
-    }
 }
 
 fn optional_text(map: &Map<String, Value>, field: &str) -> Result<Option<String>, String> {
@@ -485,19 +474,18 @@ mod tests {
         assert!(LearnedSet::load(&path).unwrap_err().contains("array"));
     }
 
+    fn patterns_a_and_b() -> Value {
+        json!([
+            entry("A", "stdout_contains", "x"),
+            entry("B", "plan_contains", "y")
+        ])
+    }
+
     #[test]
     fn hits_are_counted_keeping_unknown_fields_and_mode() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("learned-patterns.json");
-        std::fs::write(
-            &path,
-            json!([
-                entry("A", "stdout_contains", "x"),
-                entry("B", "plan_contains", "y")
-            ])
-            .to_string(),
-        )
-        .unwrap();
+        std::fs::write(&path, patterns_a_and_b().to_string()).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let set = LearnedSet::load(&path).unwrap();
         let b = set.by_category("B").unwrap();
@@ -527,15 +515,7 @@ mod tests {
         assert_eq!(source.current().patterns.len(), 1);
         std::fs::write(&path, "[ torn").unwrap();
         assert_eq!(source.current().patterns.len(), 1, "last good set stays");
-        std::fs::write(
-            &path,
-            json!([
-                entry("A", "stdout_contains", "x"),
-                entry("B", "plan_contains", "y")
-            ])
-            .to_string(),
-        )
-        .unwrap();
+        std::fs::write(&path, patterns_a_and_b().to_string()).unwrap();
         assert_eq!(source.current().patterns.len(), 2);
     }
 }

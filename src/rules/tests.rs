@@ -358,15 +358,17 @@ fn the_watcher_reloads_rename_on_save_edits_and_reports_refusals() {
         "#{ decision: \"go\", reason: \"no landing policy holds it back\" }",
         "#{ decision: \"wait\", reason: \"freeze\" }",
     );
-    let wait = Duration::from_secs(10);
-    let seen = write_and_await(
-        root.path(),
-        state.path(),
-        "policies/landing.rhai",
-        &freeze,
-        wait,
-    )
-    .unwrap();
+    let save_landing = |text: &str| {
+        write_and_await(
+            root.path(),
+            state.path(),
+            "policies/landing.rhai",
+            text,
+            Duration::from_secs(10),
+        )
+        .unwrap()
+    };
+    let seen = save_landing(&freeze);
     assert_eq!(seen, ReloadSeen::Active(rules.current().hash().to_owned()));
     assert_eq!(
         landing::admit(&rules.current(), &json!({}), &ctx())
@@ -376,14 +378,7 @@ fn the_watcher_reloads_rename_on_save_edits_and_reports_refusals() {
     );
     let active = rules.current().hash().to_owned();
 
-    let seen = write_and_await(
-        root.path(),
-        state.path(),
-        "policies/landing.rhai",
-        "fn admit(record, ctx) { #{ decision: ",
-        wait,
-    )
-    .unwrap();
+    let seen = save_landing("fn admit(record, ctx) { #{ decision: ");
     let ReloadSeen::Refused(error) = seen else {
         panic!("a broken edit is refused: {seen:?}");
     };
@@ -394,14 +389,7 @@ fn the_watcher_reloads_rename_on_save_edits_and_reports_refusals() {
     assert_eq!(status.active_hash, active);
 
     // Putting the good file back clears the failure without a new set.
-    let seen = write_and_await(
-        root.path(),
-        state.path(),
-        "policies/landing.rhai",
-        &freeze,
-        wait,
-    )
-    .unwrap();
+    let seen = save_landing(&freeze);
     assert_eq!(seen, ReloadSeen::Active(active));
     assert!(
         RulesStatus::read(state.path())
