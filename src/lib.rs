@@ -21,3 +21,4 @@ pub mod rules;
 pub mod runner;
 pub mod safe_key;
 pub mod store;
+pub mod write_events;

@@ -92,7 +92,7 @@ enum Event {
     Tick,
     /// The embedding program asked the daemon to stop.
     Stop,
-    QueueChanged,
+    QueueChanged(watch::QueueChanges),
     Signal(StopSignal),
     LaneDone(LaneOutcome),
 }
@@ -225,7 +225,7 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
                 () = stop.cancelled() => Event::Stop,
                 Some(outcome) = landings.next_done(), if !landings.is_empty() => Event::LaneDone(outcome),
                 _ = poll.tick(), if mode == Mode::Watch || !ticked_once => Event::Tick,
-                Some(()) = async { match queue_changes.as_mut() { Some(w) => w.changed().await, None => None } } => Event::QueueChanged,
+                Some(changes) = async { match queue_changes.as_mut() { Some(w) => Some(w.changed().await), None => None } } => Event::QueueChanged(changes),
             },
         };
         let next = match event {
@@ -271,7 +271,10 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
                     Ok(())
                 }
             }
-            Event::Tick | Event::QueueChanged => {
+            Event::Tick | Event::QueueChanged(_) => {
+                if let Event::QueueChanged(changes) = &event {
+                    tracing::debug!(?changes, "queue dir changed");
+                }
                 ticked_once = true;
                 // A skipped lane waits for the poll interval, not for the next write to the
                 // queue dir (berth's own requeue is such a write).

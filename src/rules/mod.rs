@@ -74,6 +74,8 @@ pub enum Reloaded {
     Swapped(Arc<RuleSet>),
     /// The files are those of the active set; nothing to do.
     Unchanged(Arc<RuleSet>),
+    /// The files are those of the set refused last time: not rebuilt, not reported again.
+    StillRefused,
 }
 
 impl std::fmt::Debug for Rules {
@@ -134,10 +136,19 @@ impl Rules {
     /// Rebuilds the set from the rules root and swaps it in if every check passes; on
     /// failure the active set is untouched.
     pub fn reload(&self) -> Result<Reloaded, LoadFailure> {
+        self.reload_after(None)
+    }
+
+    /// [`Rules::reload`], except that files hashing to `refused` (the set refused last
+    /// time) are not built again: the same edit is refused, and reported, once.
+    pub fn reload_after(&self, refused: Option<&str>) -> Result<Reloaded, LoadFailure> {
         let source = SourceSet::load(self.root())?;
         let active = self.current();
         if source.hash() == active.hash() {
             return Ok(Reloaded::Unchanged(active));
+        }
+        if refused == Some(source.hash()) {
+            return Ok(Reloaded::StillRefused);
         }
         let built = pipeline::build_from(&source, &self.inner.spec, &self.inner.engine)?;
         let set = Arc::new(built.set);

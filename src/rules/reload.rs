@@ -8,18 +8,16 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use notify::RecursiveMode;
-use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 
 use super::source::{RULE_DIRS, SourceSet};
 use super::status::RulesStatus;
 use super::{Reloaded, Rules};
+use crate::write_events::{Change, WriteWatch};
 
-/// How long a burst of writes is gathered before the set is rebuilt. Editors finish a
+/// How long a burst of writes must stay quiet before the set is rebuilt. Editors finish a
 /// rename-on-save within a few milliseconds; 150 ms keeps the edit-to-active time under
 /// 250 ms (the target), rebuild included.
 pub const DEBOUNCE: Duration = Duration::from_millis(150);
-/// How often the debouncer looks for quiet bursts.
-const TICK: Duration = Duration::from_millis(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
@@ -40,14 +38,15 @@ pub enum WatchError {
 
 /// A running watch; dropping it stops the watching and the reloading.
 pub struct ReloadWatcher {
-    _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
+    _watch: WriteWatch,
 }
 
 impl ReloadWatcher {
     /// Watches `rules.root()` (its `rules/` and `policies/` recursively, the root itself
-    /// for those two being created or replaced) and reloads on every change, recording
-    /// each outcome in `<berth_dir>/rules-status.json`. `status` is what that file says
-    /// now (the daemon writes it at start).
+    /// for those two being created or replaced) and reloads on every write to a rule file,
+    /// recording each outcome in `<berth_dir>/rules-status.json`. `status` is what that
+    /// file says now (the daemon writes it at start). Reading the rules (which a reload
+    /// does) is not a write and wakes nothing.
     pub fn start(
         rules: Rules,
         berth_dir: PathBuf,
@@ -64,55 +63,43 @@ impl ReloadWatcher {
             .stack_size(super::RULE_THREAD_STACK)
             .spawn(move || {
                 while woken.recv().is_ok() {
+                    // Debounce: wait until the burst has been quiet for DEBOUNCE.
+                    while woken.recv_timeout(DEBOUNCE).is_ok() {}
                     reload_once(&rules, &berth_dir, &mut status);
                 }
             })
             .map_err(|source| WatchError::Thread { source })?;
-        let mut debouncer =
-            new_debouncer(DEBOUNCE, Some(TICK), move |events: DebounceEventResult| {
-                let relevant = match &events {
-                    Ok(events) => events.iter().any(|e| e.paths.iter().any(|p| !is_hidden(p))),
-                    Err(_) => true,
-                };
-                if relevant {
-                    let _ = wake.try_send(());
-                }
-            })
-            .map_err(|source| WatchError::Watch {
-                path: root.clone(),
-                source,
-            })?;
-        let watch = |debouncer: &mut Debouncer<_, _>, path: &Path, mode| {
-            debouncer
-                .watch(path, mode)
-                .map_err(|source| WatchError::Watch {
-                    path: path.to_owned(),
-                    source,
-                })
-        };
-        watch(&mut debouncer, &root, RecursiveMode::NonRecursive)?;
+        let mut dirs = vec![(root.clone(), RecursiveMode::NonRecursive)];
         for dir in RULE_DIRS {
             let path = root.join(dir);
             if path.is_dir() {
-                watch(&mut debouncer, &path, RecursiveMode::Recursive)?;
+                dirs.push((path, RecursiveMode::Recursive));
             }
         }
-        tracing::info!(root = %root.display(), "watching the rules root for changes");
-        Ok(ReloadWatcher {
-            _debouncer: debouncer,
+        let watch = WriteWatch::start(&dirs, is_rule_file, move |_: Change| {
+            let _ = wake.try_send(());
         })
+        .map_err(|(path, source)| WatchError::Watch { path, source })?;
+        tracing::info!(root = %root.display(), "watching the rules root for changes");
+        Ok(ReloadWatcher { _watch: watch })
     }
 }
 
-fn is_hidden(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with('.'))
+/// A file that can be part of a set (`*.rhai`, `*.tests.json`), or a directory that can
+/// hold them (a name without an extension, e.g. `rules` replaced whole). Editors' hidden
+/// swap files and `~` backups are not.
+fn is_rule_file(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+        !n.starts_with('.')
+            && (n.ends_with(".rhai") || n.ends_with(".json") || !n.contains(['.', '~']))
+    })
 }
 
 /// One reload: rebuild, swap or keep, log, record.
 fn reload_once(rules: &Rules, berth_dir: &Path, status: &mut RulesStatus) {
-    let changed = match rules.reload() {
+    let last = &status.last_reload;
+    let refused = (!last.ok).then(|| last.hash.clone()).flatten();
+    let changed = match rules.reload_after(refused.as_deref()) {
         Ok(Reloaded::Swapped(set)) => {
             tracing::info!(
                 rules = set.short_hash(),
@@ -130,6 +117,7 @@ fn reload_once(rules: &Rules, berth_dir: &Path, status: &mut RulesStatus) {
             }
             was_failing
         }
+        Ok(Reloaded::StillRefused) => false,
         Err(failure) => {
             tracing::error!(
                 rules = %super::set::short(&status.active_hash),

@@ -8,6 +8,7 @@ mod demo;
 mod faults;
 mod forge;
 mod gates;
+mod idle;
 mod lane_lock;
 mod lock_cli;
 mod queue_cli;
