@@ -86,21 +86,6 @@ fn idle_watch_over_a_settled_queue_is_not_woken_by_reads() {
     assert!(calls.iter().all(|c| c[..2] == ["pr", "list"]), "{calls:?}");
 }
 
-/// `run --watch --rules-root <root>`, logging to `<berth_state>.log`.
-fn spawn_watching_rules(world: &World) -> Child {
-    let config = world.git_forge_config("poll_secs = 60\n");
-    let root = world.rules_root();
-    let args = [
-        "run",
-        "--watch",
-        "--config",
-        config.to_str().unwrap(),
-        "--rules-root",
-        root.to_str().unwrap(),
-    ];
-    world.spawn_berth(&args, &world.berth_state(), &[])
-}
-
 #[test]
 fn a_refused_rule_edit_is_reported_once_and_a_valid_one_reloads_once() {
     let world = World::new();
@@ -108,7 +93,7 @@ fn a_refused_rule_edit_is_reported_once_and_a_valid_one_reloads_once() {
         "policies/landing.rhai",
         include_str!("../../policies/landing.rhai"),
     );
-    let daemon = spawn_watching_rules(&world);
+    let daemon = crate::rules::spawn_watching(&world, &world.git_forge_config("poll_secs = 60\n"));
     let log = || fs::read_to_string(world.berth_state().with_extension("log")).unwrap_or_default();
     let status = world.berth_state().join("rules-status.json");
     wait_for("the daemon's rules status", || status.exists());

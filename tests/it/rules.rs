@@ -238,7 +238,7 @@ fn once_exits_one_when_it_only_blocked_by_policy() {
 }
 
 /// `berth run --watch --rules-root <root>`, its log in `<root>/berth-state.log`.
-fn spawn_watching(world: &World, config: &std::path::Path) -> Child {
+pub(crate) fn spawn_watching(world: &World, config: &std::path::Path) -> Child {
     let (config, root) = (config.to_str().unwrap(), world.rules_root());
     let args = [
         "run",
