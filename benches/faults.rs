@@ -154,7 +154,8 @@ fn main() {
     });
     let wide = Document::new(json!({"w": wide_object()}));
     let many_filters = format!("$.w{}.z", "[?(@.z)]".repeat(499));
-    assert_eq!(wide.query(&many_filters), vec![&json!(1)]);
+    let found = wide.query(&many_filters);
+    assert!(found.len() == 1 && *found[0] == json!(1));
     criterion.bench_function("state_jsonpath/wide_object", |b| {
         b.iter(|| black_box(&wide).query(black_box(&many_filters)).len())
     });

@@ -10,6 +10,7 @@
 //! only that field). Rule tests pass plain maps instead; `state_jsonpath` accepts those too,
 //! with the same results.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Position};
@@ -94,6 +95,7 @@ pub fn register_primitives(engine: &mut Engine) {
             to_rhai(path, state_jsonpath(&json, path))
         },
     );
+    engine.register_fn("js_string", js_string);
     engine.register_indexer_get(
         |doc: &mut StateDoc, field: &str| -> Result<Dynamic, Box<EvalAltResult>> {
             match doc.0.value().get(field) {
@@ -104,12 +106,58 @@ pub fn register_primitives(engine: &mut Engine) {
     );
 }
 
+/// `js_string(value)`: the text JavaScript's `String(value)` (and a template literal's
+/// `${value}`) gives, so descriptions read exactly as gstack writes them: `5` for an
+/// iteration count parsed as `5.0`, `undefined` for a missing field (rhai has no null, so a
+/// null field reads as missing too), `1,2` for a list, `[object Object]` for a map.
+pub fn js_string(value: Dynamic) -> String {
+    if value.is_unit() {
+        return "undefined".to_owned();
+    }
+    if let Some(f) = value.clone().try_cast::<rhai::FLOAT>() {
+        return js_float(f);
+    }
+    if let Some(items) = value.clone().try_cast::<Array>() {
+        return items
+            .into_iter()
+            .map(|item| {
+                if item.is_unit() {
+                    String::new()
+                } else {
+                    js_string(item)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+    if value.is_map() {
+        return "[object Object]".to_owned();
+    }
+    value.to_string()
+}
+
+/// A number as JavaScript prints it (for the values a state file holds: integers without
+/// a fraction, decimals in their shortest form).
+pub fn js_float(f: f64) -> String {
+    if f.is_nan() {
+        "NaN".to_owned()
+    } else if f.is_infinite() {
+        if f > 0.0 { "Infinity" } else { "-Infinity" }.to_owned()
+    } else if f == 0.0 {
+        "0".to_owned()
+    } else if f.fract() == 0.0 && f.abs() < 1e21 {
+        format!("{f:.0}")
+    } else {
+        f.to_string()
+    }
+}
+
 /// The matches of `path` as rhai values (a pattern outside the grammar has none).
-fn to_rhai(path: &str, found: Vec<&Value>) -> Result<Array, Box<EvalAltResult>> {
+fn to_rhai(path: &str, found: Vec<Cow<'_, Value>>) -> Result<Array, Box<EvalAltResult>> {
     found
         .into_iter()
         .map(|found| {
-            rhai::serde::to_dynamic(found).map_err(|e| {
+            rhai::serde::to_dynamic(found.as_ref()).map_err(|e| {
                 EvalAltResult::ErrorRuntime(
                     format!("state_jsonpath `{path}`: {e}").into(),
                     Position::NONE,

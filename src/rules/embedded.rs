@@ -25,8 +25,8 @@ pub const FILES: &[(&str, &str)] = &[
     ),
     // Faults (issue 5): detectors and the learned-patterns rule.
     (
-        "rules/detectors/01_codex_convergence.tests.json",
-        include_str!("../../rules/detectors/01_codex_convergence.tests.json"),
+        "rules/detectors/01_iteration_caps.tests.json",
+        include_str!("../../rules/detectors/01_iteration_caps.tests.json"),
     ),
     (
         "rules/detectors/03_premature_completion.tests.json",
@@ -41,6 +41,26 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../rules/detectors/05_hand_merged_feature.tests.json"),
     ),
     (
+        "rules/detectors/06_worktree_leak.tests.json",
+        include_str!("../../rules/detectors/06_worktree_leak.tests.json"),
+    ),
+    (
+        "rules/detectors/07_red_spec_trivial.tests.json",
+        include_str!("../../rules/detectors/07_red_spec_trivial.tests.json"),
+    ),
+    (
+        "rules/detectors/08_plan_mutator_mismatch.tests.json",
+        include_str!("../../rules/detectors/08_plan_mutator_mismatch.tests.json"),
+    ),
+    (
+        "rules/detectors/09_plan_review_stalemate.tests.json",
+        include_str!("../../rules/detectors/09_plan_review_stalemate.tests.json"),
+    ),
+    (
+        "rules/detectors/10_feature_verifier_scope.tests.json",
+        include_str!("../../rules/detectors/10_feature_verifier_scope.tests.json"),
+    ),
+    (
         "rules/detectors/queue/02_landed_not_merged.tests.json",
         include_str!("../../rules/detectors/queue/02_landed_not_merged.tests.json"),
     ),
@@ -53,12 +73,8 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../rules/learned.rhai"),
     ),
     (
-        "rules/detectors/01_codex_convergence.rhai",
-        include_str!("../../rules/detectors/01_codex_convergence.rhai"),
-    ),
-    (
-        "rules/detectors/02_test_fixer_loop.rhai",
-        include_str!("../../rules/detectors/02_test_fixer_loop.rhai"),
+        "rules/detectors/01_iteration_caps.rhai",
+        include_str!("../../rules/detectors/01_iteration_caps.rhai"),
     ),
     (
         "rules/detectors/03_premature_completion.rhai",

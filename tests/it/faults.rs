@@ -62,10 +62,8 @@ fn the_fixture_gives_exactly_the_hand_merged_fault() {
     assert_eq!(fault["category"], "HAND_MERGED_FEATURE");
     assert_eq!(fault["severity"], "HIGH");
     assert_eq!(fault["description"], HAND_MERGED);
-    assert_eq!(
-        fault["sourceFiles"],
-        json!([fixture_path().display().to_string()])
-    );
+    assert_eq!(fault["sourceFiles"], json!([]));
+    assert_eq!(fault["evidence"], json!({}));
     let keys: Vec<&str> = fault
         .as_object()
         .unwrap()
@@ -122,7 +120,10 @@ fn every_jsonpath_case_of_the_fixture() {
     let doc = &fixture["document"];
     for case in fixture["cases"].as_array().unwrap() {
         let path = case["path"].as_str().unwrap();
-        let got: Vec<Value> = state_jsonpath(doc, path).into_iter().cloned().collect();
+        let got: Vec<Value> = state_jsonpath(doc, path)
+            .into_iter()
+            .map(std::borrow::Cow::into_owned)
+            .collect();
         let expect = match &case["expect"] {
             Value::String(s) if s == "document" => vec![doc.clone()],
             other => other.as_array().unwrap().clone(),

@@ -12,6 +12,7 @@
 //! child order), which is where the selected values are taken from: results are the caller's
 //! own `&Value`s, never copies.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 
@@ -22,6 +23,8 @@ use super::{Atom, StatePath, Step};
 type NodeId = u32;
 /// An interned key.
 type Symbol = u32;
+/// The one inherited property gstack's patterns read: a list's or a string's length.
+const LENGTH: &str = "length";
 /// The "key" of the root and of array items.
 const NO_KEY: Symbol = Symbol::MAX;
 /// Objects with more members than this are also indexed by key: scanning is fastest for the
@@ -38,6 +41,14 @@ enum Kind {
     Array,
     /// `first..first + len` are the member nodes.
     Object,
+}
+
+/// One value of the current selection: a node of the document with its `Value`, or a
+/// list's `length`, which the document does not hold.
+#[derive(Clone, Copy)]
+enum Item<'v> {
+    Node(NodeId, &'v Value),
+    Length(usize),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -85,6 +96,8 @@ pub(super) struct Tree {
 /// so the field is missing everywhere).
 struct Test<'p> {
     field: Option<Symbol>,
+    /// The field is `length`, which lists and strings answer without having it as a key.
+    length: bool,
     check: Check<'p>,
     /// Where in the last object the field was found: the items of an array mostly share
     /// one shape, so the next item usually has it at the same place.
@@ -185,44 +198,48 @@ impl Tree {
     }
 
     /// Every value `path` selects in `root`, which must be the value this tree was built from.
-    pub(super) fn select<'v>(&self, root: &'v Value, path: &StatePath<'_>) -> Vec<&'v Value> {
-        let mut current: Vec<(NodeId, &'v Value)> = vec![(0, root)];
-        let mut next: Vec<(NodeId, &'v Value)> = Vec::new();
+    pub(super) fn select<'v>(&self, root: &'v Value, path: &StatePath<'_>) -> Vec<Cow<'v, Value>> {
+        let mut current: Vec<Item<'v>> = vec![Item::Node(0, root)];
+        let mut next: Vec<Item<'v>> = Vec::new();
         for step in &path.steps {
             next.clear();
             match step {
                 Step::Field(name) => {
-                    let Some(key) = self.symbol(name) else {
-                        return Vec::new();
-                    };
-                    next.extend(current.iter().filter_map(|&(id, value)| {
-                        let member = self.member(id, key)?;
-                        Some((member, value.get(*name)?))
-                    }));
+                    let key = self.symbol(name);
+                    for item in &current {
+                        if let Item::Node(id, value) = *item {
+                            next.extend(self.field(id, value, name, key));
+                        }
+                    }
                 }
                 Step::Wildcard => {
-                    for &(id, value) in &current {
-                        match value {
-                            Value::Array(items) => next.extend(self.items(id).zip(items)),
+                    for item in &current {
+                        match *item {
+                            Item::Node(id, Value::Array(items)) => next
+                                .extend(self.items(id).zip(items).map(|(i, v)| Item::Node(i, v))),
                             // gstack's evaluator spread arrays and kept anything else as is.
-                            other => next.push((id, other)),
+                            other => next.push(other),
                         }
                     }
                 }
                 Step::Filter(atoms) => {
                     let tests: Vec<Test> = atoms.iter().map(|atom| self.test(atom)).collect();
-                    for &(id, value) in &current {
-                        match value {
+                    for item in &current {
+                        match *item {
                             // Only the items that pass are paired with their values: the
                             // others' `Value`s are never touched.
-                            Value::Array(items) => next.extend(
+                            Item::Node(id, Value::Array(items)) => next.extend(
                                 self.items(id)
                                     .enumerate()
-                                    .filter(|&(_, item)| self.holds(&tests, item))
-                                    .filter_map(|(index, item)| Some((item, items.get(index)?))),
+                                    .filter(|&(_, item)| self.holds(&tests, Some(item)))
+                                    .filter_map(|(index, item)| {
+                                        Some(Item::Node(item, items.get(index)?))
+                                    }),
                             ),
                             // A single value is filtered as a one-element list.
-                            other if self.holds(&tests, id) => next.push((id, other)),
+                            Item::Node(id, _) if self.holds(&tests, Some(id)) => next.push(*item),
+                            // A length is a number: it has no fields.
+                            Item::Length(_) if self.holds(&tests, None) => next.push(*item),
                             _ => {}
                         }
                     }
@@ -233,7 +250,40 @@ impl Tree {
                 break;
             }
         }
-        current.into_iter().map(|(_, value)| value).collect()
+        current
+            .into_iter()
+            .map(|item| match item {
+                Item::Node(_, value) => Cow::Borrowed(value),
+                Item::Length(len) => Cow::Owned(Value::from(len)),
+            })
+            .collect()
+    }
+
+    /// `value[name]` as gstack reads it: an object's own member, a list's `length` or
+    /// canonical index; scalars have no fields.
+    fn field<'v>(
+        &self,
+        id: NodeId,
+        value: &'v Value,
+        name: &str,
+        key: Option<Symbol>,
+    ) -> Option<Item<'v>> {
+        match value {
+            Value::Object(_) => {
+                let member = self.member(id, key?)?;
+                Some(Item::Node(member, value.get(name)?))
+            }
+            Value::Array(items) if name == LENGTH => Some(Item::Length(items.len())),
+            Value::Array(items) => {
+                let index = array_index(name)?;
+                let item = items.get(index)?;
+                Some(Item::Node(
+                    self.nodes[id as usize].first + narrow(index),
+                    item,
+                ))
+            }
+            _ => None,
+        }
     }
 
     fn items(&self, id: NodeId) -> impl Iterator<Item = NodeId> {
@@ -249,15 +299,27 @@ impl Tree {
         };
         Test {
             field: self.symbol(field),
+            length: field == LENGTH,
             check,
             offset: Cell::new(0),
         }
     }
 
-    fn holds(&self, tests: &[Test<'_>], item: NodeId) -> bool {
-        let members = self.members(item);
+    /// Whether a filter candidate (`None`: a computed length) passes every test.
+    fn holds(&self, tests: &[Test<'_>], item: Option<NodeId>) -> bool {
+        let node = item.map(|id| self.nodes[id as usize]);
+        let members = item.map_or(&[][..], |id| self.members(id));
         tests.iter().all(|test| {
-            let member = self.find(test, item, members);
+            let member = match (item, node) {
+                (Some(id), Some(node)) if node.kind == Kind::Object => self.find(test, id, members),
+                // A list's or a string's length: a number, truthy unless 0.
+                (_, Some(node))
+                    if test.length && matches!(node.kind, Kind::Array | Kind::String) =>
+                {
+                    Some(Node::scalar(node.len > 0))
+                }
+                _ => None,
+            };
             match test.check {
                 Check::Truthy => member.is_some_and(|m| m.truthy),
                 Check::Falsy => !member.is_some_and(|m| m.truthy),
@@ -281,8 +343,8 @@ impl Tree {
         Some(members[found])
     }
 
-    /// An object's own member by key; arrays and scalars have none (no `length`, no
-    /// prototype).
+    /// An object's own member by key (a list's `length` and indexes are read in
+    /// [`Tree::field`]; no prototype property is ever a member).
     fn member(&self, id: NodeId, key: Symbol) -> Option<NodeId> {
         let offset = self.offset_of(id, self.members(id), key)?;
         Some(self.nodes[id as usize].first + narrow(offset))
@@ -311,6 +373,15 @@ impl Tree {
     fn string_equals(&self, member: Option<Node>, literal: &str) -> bool {
         member.is_some_and(|node| node.kind == Kind::String && &self.text[node.span()] == literal)
     }
+}
+
+/// The index a name stands for on a list, as JavaScript reads `list['0']`: a canonical
+/// decimal (`0`, `17`; never `01`, `+1` or `1.0`).
+fn array_index(name: &str) -> Option<usize> {
+    let canonical = !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_digit())
+        && (name == "0" || !name.starts_with('0'));
+    canonical.then(|| name.parse().ok()).flatten()
 }
 
 /// Node ids, symbols and text offsets are `u32`: state files are capped at 64 MiB and the
