@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 use super::{Context, Outcome};
 use crate::record::Status;
 use crate::rules::RulesStatus;
+use crate::rules::fallbacks::Fallback;
 use crate::store::Scan;
 
 #[derive(clap::Args, Debug)]
@@ -24,15 +25,27 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<Outcome> {
         .clone()
         .unwrap_or_else(crate::paths::default_berth_dir);
     let rules = RulesStatus::read(&berth_dir);
+    // Rule questions failing closed (DESIGN §8): why a record waits, while it lasts.
+    let fallbacks = crate::rules::fallbacks::read(&berth_dir).unwrap_or_else(|e| {
+        eprintln!("rule fallbacks in {} unreadable: {e}", berth_dir.display());
+        Vec::new()
+    });
     if args.json {
         let mut value = as_json(&scan);
+        value["ruleFallbacks"] = serde_json::to_value(&fallbacks)?;
         value["rules"] = match &rules {
             Ok(Some(status)) => serde_json::to_value(status)?,
             _ => Value::Null,
         };
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        print!("{}", as_table(&scan, ctx));
+        print!("{}", as_table(&scan, ctx, &fallbacks));
+        for f in fallbacks.iter().filter(|f| f.record.is_none()) {
+            println!(
+                "rule failing: {} `{}`: {} ({})",
+                f.file, f.function, f.fallback, f.since
+            );
+        }
         match &rules {
             Ok(Some(status)) => println!("{}", status.line()),
             Ok(None) => println!(
@@ -48,11 +61,13 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<Outcome> {
         .any(|r| r.record.status == Status::Blocked);
     // A refused reload needs an operator as much as a blocked record does.
     let rules_failed = matches!(&rules, Ok(Some(status)) if !status.last_reload.ok);
-    Ok(if blocked || rules_failed || !scan.unreadable.is_empty() {
-        Outcome::NeedsAttention
-    } else {
-        Outcome::Clean
-    })
+    Ok(
+        if blocked || rules_failed || !fallbacks.is_empty() || !scan.unreadable.is_empty() {
+            Outcome::NeedsAttention
+        } else {
+            Outcome::Clean
+        },
+    )
 }
 
 fn as_json(scan: &Scan) -> Value {
@@ -71,7 +86,7 @@ fn as_json(scan: &Scan) -> Value {
     json!({ "records": records, "unreadable": scan.unreadable })
 }
 
-fn as_table(scan: &Scan, ctx: &Context) -> String {
+fn as_table(scan: &Scan, ctx: &Context, fallbacks: &[Fallback]) -> String {
     let now = crate::clock::now();
     let mut rows: Vec<[String; 6]> = vec![[
         "PR".into(),
@@ -92,7 +107,13 @@ fn as_table(scan: &Scan, ctx: &Context) -> String {
             r.base_branch.clone(),
             r.status.to_string(),
             age,
-            r.last_error.clone().unwrap_or_default().replace('\n', " "),
+            fallbacks
+                .iter()
+                .find(|f| f.record.as_deref() == Some(stored.id.as_str()))
+                .map(|f| f.fallback.clone())
+                .or_else(|| r.last_error.clone())
+                .unwrap_or_default()
+                .replace('\n', " "),
         ]);
     }
     let mut out = String::new();

@@ -131,11 +131,15 @@ pub fn order(shared: &Shared, queued: &[&StoredRecord]) -> Vec<usize> {
         .map(|s| record_value(&s.id, &s.record))
         .collect();
     let decided = discovery::order(&shared.rules.current(), candidates);
-    if let Some(error) = &decided.error {
+    match &decided.error {
         // Not per record: the order is one decision about the whole queue.
-        shared
-            .decisions
-            .decision(&decided, None, "default order", &error.to_string());
+        Some(error) => {
+            shared
+                .decisions
+                .decision(&decided, None, "built-in order", &error.to_string())
+        }
+        // Only a failure is logged (the order is asked every tick); a good answer ends it.
+        None => shared.decisions.fallbacks().note(&decided, None, ""),
     }
     decided
         .value
@@ -226,17 +230,14 @@ pub fn on_land_result(
 
 /// `max_lanes`: how many landings may run at once.
 pub fn max_lanes(shared: &Shared, view: QueueView) -> usize {
-    let decided = landing::max_lanes(
-        &shared.rules.current(),
-        &ctx(shared, None, view),
-        shared.config.max_lanes,
-    );
-    shared.decisions.decision(
-        &decided,
-        None,
-        &decided.value.to_string(),
-        "lanes that may land at once",
-    );
+    let decided = landing::max_lanes(&shared.rules.current(), &ctx(shared, None, view));
+    let reason = match &decided.error {
+        Some(error) => format!("one lane: the max_lanes rule failed ({error})"),
+        None => "lanes that may land at once".to_owned(),
+    };
+    shared
+        .decisions
+        .decision(&decided, None, &decided.value.to_string(), &reason);
     decided.value
 }
 

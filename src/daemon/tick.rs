@@ -33,6 +33,11 @@ pub struct PrepareReport {
 /// discover remote PRs, and block every queued record that fails a gate.
 pub fn prepare(shared: &Shared) -> PrepareReport {
     let mut report = PrepareReport::default();
+    // A rule fallback not seen again during this tick and the next stops being listed.
+    shared
+        .decisions
+        .fallbacks()
+        .next_tick(shared.rules.current().hash());
     let records = match shared.store.scan() {
         Ok(scan) => {
             for bad in &scan.unreadable {

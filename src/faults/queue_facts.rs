@@ -42,7 +42,8 @@ pub fn gather(shared: &Shared) -> Value {
         Err(e) => {
             tracing::warn!("fault watch: cannot scan the queue: {e}");
             return json!({"queueDir": queue_dir, "records": [], "unreadable": [], "locks": [],
-                          "remote": {"labelledWithoutRecord": [], "closedQueued": []}});
+                          "remote": {"labelledWithoutRecord": [], "closedQueued": []},
+                          "ruleFallbacks": shared.decisions.fallbacks().active()});
         }
     };
     let now = crate::clock::now();
@@ -121,6 +122,8 @@ pub fn gather(shared: &Shared) -> Value {
         "unreadable": scan.unreadable,
         "locks": locks,
         "remote": {"labelledWithoutRecord": labelled_without_record, "closedQueued": closed_queued},
+        // RULE_FAILING: the landing and discovery questions failing closed right now.
+        "ruleFallbacks": shared.decisions.fallbacks().active(),
     })
 }
 

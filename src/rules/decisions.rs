@@ -21,6 +21,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::contracts::Decided;
+use super::fallbacks::Fallbacks;
 use crate::record::{Record, Status};
 
 pub const DECISIONS_FILE: &str = "decisions.jsonl";
@@ -68,10 +69,12 @@ struct StatusLine<'a> {
 /// What was last written for one (record, function): the rule set, decision and reason.
 type LastAnswer = (String, String, String);
 
-/// The append-only decision log of one daemon.
+/// The append-only decision log of one daemon, and the list of its decisions that are
+/// failing closed right now.
 #[derive(Debug)]
 pub struct DecisionLog {
     path: PathBuf,
+    fallbacks: Fallbacks,
     /// (record, function) → (ruleset, decision, reason) last written.
     last: Mutex<HashMap<(String, &'static str), LastAnswer>>,
 }
@@ -80,6 +83,7 @@ impl DecisionLog {
     pub fn new(berth_dir: &Path) -> DecisionLog {
         DecisionLog {
             path: berth_dir.join(DECISIONS_FILE),
+            fallbacks: Fallbacks::new(berth_dir),
             last: Mutex::new(HashMap::new()),
         }
     }
@@ -88,7 +92,13 @@ impl DecisionLog {
         &self.path
     }
 
-    /// Logs one decision about `subject` (or about no record, e.g. `max_lanes`).
+    /// The decisions failing closed right now.
+    pub fn fallbacks(&self) -> &Fallbacks {
+        &self.fallbacks
+    }
+
+    /// Logs one decision about `subject` (or about no record, e.g. `max_lanes`), and notes
+    /// whether it is a fail-closed fallback.
     pub fn decision<T>(
         &self,
         decided: &Decided<T>,
@@ -96,6 +106,11 @@ impl DecisionLog {
         decision: &str,
         reason: &str,
     ) {
+        self.fallbacks.note(
+            decided,
+            subject.map(|s| s.id),
+            &format!("{decision}: {reason}"),
+        );
         let key = (subject.map_or("", |s| s.id).to_owned(), decided.function);
         let value = (
             decided.ruleset.clone(),

@@ -128,6 +128,14 @@ pub const FILES: &[(&str, &str)] = &[
         "rules/detectors/queue/05_unreadable_record.rhai",
         include_str!("../../rules/detectors/queue/05_unreadable_record.rhai"),
     ),
+    (
+        "rules/detectors/queue/06_rule_failing.rhai",
+        include_str!("../../rules/detectors/queue/06_rule_failing.rhai"),
+    ),
+    (
+        "rules/detectors/queue/06_rule_failing.tests.json",
+        include_str!("../../rules/detectors/queue/06_rule_failing.tests.json"),
+    ),
 ];
 
 #[cfg(test)]

@@ -167,6 +167,14 @@ pub enum LoadError {
     /// A test file that is not a JSON list of cases.
     #[error("{at}: not a list of rule tests: {message}")]
     BadTests { at: Location, message: String },
+    /// A contract function failed, or answered outside its contract, on a built-in sample.
+    #[error("{file}: `{function}` on the built-in sample \"{sample}\": {message}")]
+    SampleRefused {
+        file: String,
+        function: &'static str,
+        sample: &'static str,
+        message: String,
+    },
     #[error("{file}: test {case}: {message}")]
     TestFailed {
         file: String,

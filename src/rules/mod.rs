@@ -12,6 +12,7 @@
 //!   and built-in defaults.
 //! - [`reload`], [`status`]: hot reload and the status file `berth status` shows.
 //! - [`decisions`]: the decision log `berth explain` reads.
+//! - [`fallbacks`]: the rule calls failing closed right now (`berth status`, RULE_FAILING).
 //!
 //! Architecture Invariant: a rule receives copies of data and returns plain values; it
 //! holds no handle to the store, the gates, the lock or the runner, so no rule can write a
@@ -22,6 +23,7 @@ pub mod decisions;
 pub mod embedded;
 pub mod engine;
 pub mod error;
+pub mod fallbacks;
 pub mod pipeline;
 pub mod primitives;
 pub mod reload;

@@ -76,6 +76,7 @@ pub(crate) fn build_from(
             Err(e) => errors.push(e),
         }
     }
+    errors.extend(run_samples(&set, spec));
     errors.extend(cases.iter().filter_map(|case| {
         case.failure.as_ref().map(|message| LoadError::TestFailed {
             file: case.tests_file.clone(),
@@ -88,6 +89,40 @@ pub(crate) fn build_from(
     } else {
         Err(fail(errors, cases))
     }
+}
+
+/// Calls every contract function the set defines with the spec's built-in samples; a
+/// failed call or an answer its validator refuses is an error (the set's answer for a
+/// real record would have been thrown away at runtime, failing closed).
+fn run_samples(set: &RuleSet, spec: &RuleSpec) -> Vec<LoadError> {
+    let mut errors = Vec::new();
+    for samples in spec.samples {
+        let Some(file) = set.file(samples.file) else {
+            continue; // Reported as a missing file by the requirements.
+        };
+        for (sample, args) in (samples.calls)() {
+            if !file.has_function(samples.function, args.len()) {
+                continue; // Reported as a missing function by the requirements.
+            }
+            let answer = set
+                .call_json(samples.file, samples.function, &args)
+                .map_err(|e| e.to_string())
+                .and_then(|got| match spec.validator(samples.file, samples.function) {
+                    Some(validate) => validate(&args, &got)
+                        .map_err(|reason| format!("invalid return value {got}: {reason}")),
+                    None => Ok(()),
+                });
+            if let Err(message) = answer {
+                errors.push(LoadError::SampleRefused {
+                    file: samples.file.to_owned(),
+                    function: samples.function,
+                    sample,
+                    message,
+                });
+            }
+        }
+    }
+    errors
 }
 
 fn check_requirements(spec: &RuleSpec, files: &BTreeMap<String, CompiledFile>) -> Vec<LoadError> {

@@ -11,6 +11,7 @@ use globset::{Glob, GlobMatcher};
 use serde_json::Value;
 
 use super::contracts;
+use super::contracts::samples::Samples;
 use super::engine::{LIMITS, Limits};
 
 /// Checks one return value against its contract, given the arguments of the call: an
@@ -32,9 +33,11 @@ pub struct Requirement {
 }
 
 /// The requirements, extensions and limits of one rule engine.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RuleSpec {
     pub requirements: Vec<Requirement>,
+    /// Inputs every set is called with before it is accepted (besides its own tests).
+    pub samples: &'static [Samples],
     pub extensions: Vec<Extension>,
     pub limits: Limits,
 }
@@ -49,6 +52,7 @@ impl RuleSpec {
         requirements.extend_from_slice(crate::faults::rules::REQUIREMENTS);
         RuleSpec {
             requirements,
+            samples: contracts::samples::ALL,
             extensions: vec![crate::faults::rules::register_primitives],
             limits: LIMITS,
         }
@@ -60,6 +64,16 @@ impl RuleSpec {
             .iter()
             .filter(|r| r.function == function && r.matches(file))
             .find_map(|r| r.validate)
+    }
+}
+
+impl std::fmt::Debug for RuleSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleSpec")
+            .field("requirements", &self.requirements)
+            .field("samples", &self.samples.len())
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
     }
 }
 

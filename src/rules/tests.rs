@@ -49,7 +49,7 @@ fn the_shipped_set_loads_passes_its_tests_and_answers_like_the_defaults() {
     let admitted = landing::admit(&set, &json!({"id": "x"}), &ctx());
     assert_eq!(admitted.value.decision, landing::Admit::Go);
     assert!(!admitted.is_fallback());
-    assert_eq!(landing::max_lanes(&set, &ctx(), 5).value, 2);
+    assert_eq!(landing::max_lanes(&set, &ctx()).value, 2);
     for f in [facts(true, true), facts(true, false), facts(false, false)] {
         let decided = landing::on_land_result(&set, &json!({}), &f, &ctx());
         assert!(!decided.is_fallback(), "{:?}", decided.error);
@@ -111,7 +111,18 @@ fn accept_pr(pr) { #{ accept: false, reason: "only rule that works" } }
 fn order(candidates) { "garbage" }
 "#,
     );
-    let rules = Rules::load(Some(root.path())).expect("misbehaviour is only found by running");
+    // The built-in samples would refuse this set; a set that passes them can still fail on
+    // a live input, which is what this test is about.
+    let spec = RuleSpec {
+        samples: &[],
+        ..RuleSpec::standard()
+    };
+    let refused = Rules::check(Some(root.path()), &RuleSpec::standard()).unwrap_err();
+    assert!(
+        refused.to_string().contains("on the built-in sample"),
+        "{refused}"
+    );
+    let rules = Rules::load_with(Some(root.path()), spec).expect("loaded without samples");
     let set = rules.current();
     let deadline = set_deadline();
 
@@ -123,7 +134,16 @@ fn order(candidates) { "garbage" }
         "{:?}",
         admitted.error
     );
-    assert_eq!(admitted.value.decision, landing::Admit::Go);
+    // Fails closed: a broken admit holds the record back.
+    assert_eq!(admitted.value.decision, landing::Admit::Wait);
+    assert!(
+        admitted
+            .value
+            .reason
+            .starts_with("waiting: the admit rule failed"),
+        "{}",
+        admitted.value.reason
+    );
     assert!(took < deadline * 3, "{took:?}");
     let at = admitted.error.unwrap().to_string();
     assert!(
@@ -148,11 +168,11 @@ fn order(candidates) { "garbage" }
     assert_eq!(verdict.value.decision, landing::LandDecision::Landed);
 
     let started = Instant::now();
-    let lanes = landing::max_lanes(&set, &ctx(), 4);
+    let lanes = landing::max_lanes(&set, &ctx());
     assert!(started.elapsed() < deadline);
     let why = lanes.error.expect("the string cap trips").to_string();
     assert!(why.contains("too large"), "{why}");
-    assert_eq!(lanes.value, 4);
+    assert_eq!(lanes.value, 1, "a broken max_lanes opens one lane");
 
     let candidates = vec![json!({"id": "a", "queuedAt": "2026-01-01T00:00:00Z", "prNumber": 1})];
     let ordered = discovery::order(&set, candidates);
@@ -303,7 +323,10 @@ fn reload_swaps_a_good_set_and_keeps_the_last_good_one_on_failure() {
 
     let freeze = r#"
 fn admit(record, ctx) { #{ decision: "wait", reason: "release freeze" } }
-fn on_land_result(record, result, ctx) { #{ decision: "blocked", reason: result.summary } }
+fn on_land_result(record, result, ctx) {
+    if result.succeeded && result.merged { return #{ decision: "landed", reason: "" }; }
+    #{ decision: "blocked", reason: result.summary }
+}
 fn max_lanes(ctx) { 1 }
 "#;
     write(root.path(), "policies/landing.rhai", freeze);

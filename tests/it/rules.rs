@@ -46,46 +46,72 @@ fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Rules that pass every built-in sample but fail on the live record (the forge is `git`
+/// here, `github` in the samples): each question fails closed, alone, and visibly. The
+/// record waits (status says why, the decision log has it, RULE_FAILING becomes a halt
+/// event); once `admit` answers again it lands, `on_land_result`'s garbage taking the
+/// facts-only verdict.
 #[test]
-fn misbehaving_rules_fall_back_one_by_one_and_the_record_still_lands() {
+fn misbehaving_rules_fail_closed_one_by_one_and_visibly() {
     let world = World::new();
     let lane = world.git_lane("widget", None);
     let id = lane.queue(1, "main");
     let config = world.git_forge_config("");
+    let landing = |admit: &str| {
+        format!(
+            r#"
+fn admit(record, ctx) {{ {admit} }}
+fn on_land_result(record, result, ctx) {{
+    if ctx.config.forge == "git" {{ return "garbage"; }}
+    if result.succeeded && result.merged {{ return #{{ decision: "landed", reason: "" }}; }}
+    #{{ decision: "blocked", reason: result.summary }}
+}}
+fn max_lanes(ctx) {{
+    if ctx.config.forge == "git" {{ let s = "0123456789"; loop {{ s += s; }} }}
+    1
+}}
+"#
+        )
+    };
     world.write_rule(
         "policies/landing.rhai",
-        r#"
-fn admit(record, ctx) { let n = 0; loop { n += 1; } }
-fn on_land_result(record, result, ctx) { "garbage" }
-fn max_lanes(ctx) { let s = "0123456789"; loop { s += s; } }
-"#,
+        &landing(
+            r#"if ctx.config.forge == "git" { let n = 0; loop { n += 1; } }
+               #{ decision: "go", reason: "fine" }"#,
+        ),
     );
     world.write_rule(
         "rules/discovery.rhai",
         r#"
 fn accept_pr(pr) { #{ accept: true, reason: "fine" } }
 fn dive(n) { dive(n + 1) }
-fn order(candidates) { dive(0) }
+fn order(candidates) {
+    if candidates.len() > 0 && candidates[0].repoPath != "/home/dev/widget" { dive(0) }
+    candidates.map(|c| c.id)
+}
 "#,
     );
-
+    let run_once = || {
+        world
+            .berth_daemon()
+            .args(["run", "--once", "--config", config.to_str().unwrap()])
+            .arg("--rules-root")
+            .arg(world.rules_root())
+            .assert()
+    };
+    rules_cmd(&world, "check", world.rules_root()).success();
     let started = Instant::now();
-    world
-        .berth_daemon()
-        .args(["run", "--once", "--config", config.to_str().unwrap()])
-        .arg("--rules-root")
-        .arg(world.rules_root())
-        .assert()
-        .success();
+    run_once();
+    // The second tick sees the first tick's fallbacks in the queue facts.
+    run_once();
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "{:?}",
         started.elapsed()
     );
-
     let record = world.read_record(&id);
-    assert_eq!(record["status"], "landed", "{record:#}");
-    assert_eq!(world.ledger(), [1]);
+    assert_eq!(record["status"], "queued", "{record:#}");
+    assert_eq!(world.ledger(), Vec::<u64>::new());
 
     let decisions = world.decisions();
     let failed = |function: &str, why: &str| {
@@ -99,27 +125,109 @@ fn order(candidates) { dive(0) }
         line.clone()
     };
     let admit = failed("admit", "stopped after the 250 ms deadline");
-    assert_eq!(admit["decision"], "go");
+    assert_eq!(admit["decision"], "wait");
     assert_eq!(admit["record"], id.as_str());
-    failed("on_land_result", "expected a map, got \"garbage\"");
-    failed("max_lanes", "too large");
+    assert_eq!(failed("max_lanes", "too large")["decision"], "1");
     failed("order", "Stack overflow");
-    let landed = decisions_of(&world, &id, "on_land_result");
-    assert_eq!(landed[0]["decision"], "landed");
 
+    // `berth status`: the row says why the record waits; exit 1 (needs an operator).
+    world
+        .berth_daemon()
+        .args(["status"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "wait: waiting: the admit rule failed (policies/landing.rhai: in `admit`: stopped after the 250 ms deadline)",
+        ))
+        .stdout(predicate::str::contains(
+            "rule failing: policies/landing.rhai `max_lanes`: 1: one lane: the max_lanes rule failed",
+        ));
+    // RULE_FAILING: a halt event for the queue.
+    let pending = world
+        .home
+        .join(".gstack/skill-faults/pending-investigations");
+    let events: Vec<Value> = fs::read_dir(&pending)
+        .unwrap()
+        .map(|e| serde_json::from_slice(&fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .filter(|e: &Value| e["category"] == "RULE_FAILING")
+        .collect();
+    assert_eq!(events.len(), 2, "{events:#?}");
+    let landing_event = events
+        .iter()
+        .find(|e| {
+            e["description"]
+                .as_str()
+                .unwrap()
+                .contains("policies/landing.rhai")
+        })
+        .unwrap();
+    assert!(
+        landing_event["description"]
+            .as_str()
+            .unwrap()
+            .contains("admit, max_lanes"),
+        "{landing_event:#}"
+    );
+
+    // `admit` answers again: the record lands on the facts-only verdict.
+    world.write_rule(
+        "policies/landing.rhai",
+        &landing(r#"#{ decision: "go", reason: "fine" }"#),
+    );
+    run_once().success();
+    let record = world.read_record(&id);
+    assert_eq!(record["status"], "landed", "{record:#}");
+    assert_eq!(world.ledger(), [1]);
+    let verdict = decisions_of(&world, &id, "on_land_result");
+    assert_eq!(verdict[0]["decision"], "landed");
+    assert_eq!(verdict[0]["fallback"], true);
     world
         .berth_daemon()
         .args(["explain", "1"])
         .assert()
         .success()
         .stdout(predicate::str::contains(format!("(record {id})")))
-        .stdout(predicate::str::contains("admit"))
         .stdout(predicate::str::contains(
             "the rule failed (policies/landing.rhai: in `admit`: stopped after the 250 ms deadline)",
         ))
         .stdout(predicate::str::contains("status          queued -> claiming"))
-        .stdout(predicate::str::contains("status          landing -> landed"))
         .stdout(predicate::str::contains("now: landed"));
+}
+
+/// issue 10 §1: `decision: "hold"` (a typo for "wait") used to fall back to `go` and land
+/// the frozen PR, and `rules check` passed it. Now check refuses it on the built-in
+/// samples, and a daemon given it refuses to start: nothing lands.
+#[test]
+fn an_answer_outside_the_contract_is_refused_before_it_goes_live() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(1, "main");
+    let config = world.git_forge_config("");
+    world.write_rule(
+        "policies/landing.rhai",
+        &DEFAULT_LANDING.replace(
+            "    #{ decision: \"go\", reason: \"no landing policy holds it back\" }",
+            "    #{ decision: \"hold\", reason: \"release freeze\" }",
+        ),
+    );
+    rules_cmd(&world, "check", world.rules_root())
+        .failure()
+        .stdout(predicate::str::contains(
+            "policies/landing.rhai: `admit` on the built-in sample \"head of a free lane\": invalid return value",
+        ))
+        .stdout(predicate::str::contains("not \"hold\""));
+    world
+        .berth_daemon()
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .arg("--rules-root")
+        .arg(world.rules_root())
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "`decision` must be \"go\", \"wait\" or \"block\", not \"hold\"",
+        ));
+    assert_eq!(world.read_record(&id)["status"], "queued");
+    assert_eq!(world.ledger(), Vec::<u64>::new());
 }
 
 #[test]

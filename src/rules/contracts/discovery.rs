@@ -59,11 +59,15 @@ pub struct Acceptance {
     pub reason: String,
 }
 
-/// Asks `accept_pr`; the default accepts a labelled, same-repository PR with a valid marker.
+/// Asks `accept_pr` (the shipped rule is [`default_accept`]). A failed or invalid answer
+/// does not accept the PR this tick (fails closed); it is asked again on the next.
 pub fn accept_pr(set: &RuleSet, pr: &PrFacts) -> Decided<Acceptance> {
     let arg = serde_json::to_value(pr).unwrap_or(Value::Null);
-    decide(set, FILE, "accept_pr", &[arg], parse_acceptance, || {
-        default_accept(pr)
+    decide(set, FILE, "accept_pr", &[arg], parse_acceptance, |error| {
+        Acceptance {
+            accept: false,
+            reason: format!("not accepted this tick: the accept_pr rule failed ({error})"),
+        }
     })
 }
 
@@ -102,7 +106,7 @@ fn validate_acceptance(args: &[Value], result: &Value) -> Result<(), String> {
 /// default is oldest `queuedAt` first, then PR number.
 pub fn order(set: &RuleSet, candidates: Vec<Value>) -> Decided<Vec<String>> {
     let args = [Value::Array(candidates)];
-    decide(set, FILE, "order", &args, parse_order, || {
+    decide(set, FILE, "order", &args, parse_order, |_| {
         default_order(args[0].as_array().map_or(&[], Vec::as_slice))
     })
 }

@@ -73,7 +73,9 @@ pub struct Admission {
     pub reason: String,
 }
 
-/// Asks `admit`; the default admits.
+/// Asks `admit`. A failed or invalid answer waits (fails closed): the record stays queued
+/// and is asked again next tick, so a broken freeze rule holds the queue instead of
+/// opening it.
 pub fn admit(set: &RuleSet, record: &Value, ctx: &Value) -> Decided<Admission> {
     decide(
         set,
@@ -81,9 +83,9 @@ pub fn admit(set: &RuleSet, record: &Value, ctx: &Value) -> Decided<Admission> {
         "admit",
         &[record.clone(), ctx.clone()],
         parse_admission,
-        || Admission {
-            decision: Admit::Go,
-            reason: "built-in default: go".into(),
+        |error| Admission {
+            decision: Admit::Wait,
+            reason: format!("waiting: the admit rule failed ({error})"),
         },
     )
 }
@@ -158,7 +160,8 @@ pub struct LandVerdict {
     pub reason: String,
 }
 
-/// Asks `on_land_result`; the default is DESIGN §3.6 (see [`default_verdict`]).
+/// Asks `on_land_result`; a failed or invalid answer takes the facts-only verdict of
+/// DESIGN §3.6 ([`default_verdict`]), which lands only what the forge proved merged.
 pub fn on_land_result(
     set: &RuleSet,
     record: &Value,
@@ -172,7 +175,7 @@ pub fn on_land_result(
         "on_land_result",
         &[record.clone(), result, ctx.clone()],
         parse_verdict,
-        || default_verdict(facts),
+        |_| default_verdict(facts),
     )
 }
 
@@ -250,15 +253,16 @@ fn validate_verdict(args: &[Value], result: &Value) -> Result<(), String> {
     parse_verdict(args, result).map(drop)
 }
 
-/// Asks `max_lanes`; the default is the configured `max_lanes`.
-pub fn max_lanes(set: &RuleSet, ctx: &Value, configured: usize) -> Decided<usize> {
+/// Asks `max_lanes` (the shipped rule answers the configured `max_lanes`). A failed or
+/// invalid answer is 1 lane (fails closed).
+pub fn max_lanes(set: &RuleSet, ctx: &Value) -> Decided<usize> {
     decide(
         set,
         FILE,
         "max_lanes",
         std::slice::from_ref(ctx),
         parse_lanes,
-        || configured,
+        |_| 1,
     )
 }
 

@@ -1,11 +1,15 @@
 //! The typed contracts between the core and its rule files. Each contract function calls
 //! the rule, validates the answer in Rust, and on any error (script error, timeout,
-//! invalid value) logs it loudly and returns the built-in default for that one decision.
-//! Every default equals what the shipped rule does, so a broken rule degrades to DESIGN §3,
-//! never to "do nothing" or "do anything".
+//! invalid value) logs it loudly and returns that decision's conservative answer (DESIGN
+//! §8, "rules fail closed"): `admit` waits, `accept_pr` does not accept, `max_lanes` is 1,
+//! `order` and `on_land_result` take the built-in order and the facts-only verdict. A
+//! broken rule can hold work back; it can never let through what a working rule would stop.
+//! [`samples`] gives `berth rules check` inputs for every contract function, so an answer
+//! outside a contract is refused before a set goes live.
 
 pub mod discovery;
 pub mod landing;
+pub mod samples;
 
 use serde_json::Value;
 
@@ -20,7 +24,7 @@ pub struct Decided<T> {
     pub function: &'static str,
     /// The hash of the rule set asked.
     pub ruleset: String,
-    /// Set when the rule failed and `value` is the built-in default.
+    /// Set when the rule failed and `value` is the conservative fallback.
     pub error: Option<RuleError>,
 }
 
@@ -30,14 +34,14 @@ impl<T> Decided<T> {
     }
 }
 
-/// Calls `function`, parses (= validates) the answer, or falls back.
+/// Calls `function`, parses (= validates) the answer, or takes the fail-closed `fallback`.
 fn decide<T>(
     set: &RuleSet,
     file: &'static str,
     function: &'static str,
     args: &[Value],
     parse: fn(&[Value], &Value) -> Result<T, String>,
-    fallback: impl FnOnce() -> T,
+    fallback: impl FnOnce(&RuleError) -> T,
 ) -> Decided<T> {
     let answer = set.call_json(file, function, args).and_then(|value| {
         parse(args, &value).map_err(|reason| RuleError::Invalid {
@@ -51,9 +55,9 @@ fn decide<T>(
         Err(error) => {
             tracing::error!(
                 rules = set.short_hash(),
-                "rule failed: {error}; this decision uses the built-in default"
+                "rule failed: {error}; this decision fails closed"
             );
-            (fallback(), Some(error))
+            (fallback(&error), Some(error))
         }
     };
     Decided {
