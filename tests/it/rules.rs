@@ -38,6 +38,13 @@ fn decisions_of(world: &World, record: &str, function: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The shipped landing policy with `admit`'s answer replaced by `answer`.
+fn default_landing_answering(answer: &str) -> String {
+    let shipped = "#{ decision: \"go\", reason: \"no landing policy holds it back\" }";
+    assert!(DEFAULT_LANDING.contains(shipped));
+    DEFAULT_LANDING.replace(shipped, answer)
+}
+
 fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() {
@@ -205,10 +212,7 @@ fn an_answer_outside_the_contract_is_refused_before_it_goes_live() {
     let config = world.git_forge_config("");
     world.write_rule(
         "policies/landing.rhai",
-        &DEFAULT_LANDING.replace(
-            "    #{ decision: \"go\", reason: \"no landing policy holds it back\" }",
-            "    #{ decision: \"hold\", reason: \"release freeze\" }",
-        ),
+        &default_landing_answering(r#"#{ decision: "hold", reason: "release freeze" }"#),
     );
     rules_cmd(&world, "check", world.rules_root())
         .failure()
@@ -327,10 +331,7 @@ fn once_exits_one_when_it_only_blocked_by_policy() {
     let config = world.git_forge_config("");
     world.write_rule(
         "policies/landing.rhai",
-        &DEFAULT_LANDING.replace(
-            "    #{ decision: \"go\", reason: \"no landing policy holds it back\" }",
-            "    #{ decision: \"block\", reason: \"nothing lands today\" }",
-        ),
+        &default_landing_answering(r#"#{ decision: "block", reason: "nothing lands today" }"#),
     );
     world
         .berth_daemon()
