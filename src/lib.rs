@@ -17,6 +17,7 @@ pub mod identity;
 pub mod lane_lock;
 pub mod ownership;
 pub mod paths;
+pub mod pinned_dir;
 pub mod record;
 pub mod rules;
 pub mod runner;

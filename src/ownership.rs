@@ -36,6 +36,10 @@ fn process_start_ticks(pid: u32) -> Option<u64> {
     after_name.split(' ').nth(19)?.parse().ok()
 }
 
+/// How far ahead of this host's clock a timestamp may be before it counts as invalid:
+/// clocks of machines sharing a queue or a remote drift a little, never by minutes.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+
 /// Why an in-flight record is stranded (no live process owns it), or `None` if it is
 /// owned or not in flight.
 pub fn stranded_reason(record: &Record, ttl: Duration, now: DateTime<Utc>) -> Option<String> {
@@ -52,7 +56,15 @@ pub fn stranded_reason(record: &Record, ttl: Duration, now: DateTime<Utc>) -> Op
         .last_updated_at
         .as_deref()
         .and_then(crate::clock::parse_iso);
+    let skew = chrono::Duration::from_std(MAX_CLOCK_SKEW).unwrap_or_default();
     match touched {
+        // A time in the future would hold the lane for as long as it is ahead: invalid.
+        Some(at) if at > now + skew => Some(format!(
+            "{} with lastUpdatedAt {} in the future (more than {} min ahead of this host's clock), so its owner cannot be judged",
+            record.status,
+            crate::clock::iso(at),
+            MAX_CLOCK_SKEW.as_secs() / 60
+        )),
         Some(at) if (now - at).to_std().unwrap_or_default() <= ttl => None,
         Some(at) => Some(format!(
             "{} untouched since {} (longer than the lock TTL of {}s)",
@@ -61,6 +73,16 @@ pub fn stranded_reason(record: &Record, ttl: Duration, now: DateTime<Utc>) -> Op
             ttl.as_secs()
         )),
         None => Some(format!("{} with no readable lastUpdatedAt", record.status)),
+    }
+}
+
+/// Why the holder named by `stamp` is known to be gone: a berth owner stamp of this host
+/// whose process (pid and start time) no longer runs. `None` when it runs, or when it
+/// cannot be told (another host, gstack's own owner ids).
+pub fn gone_owner(stamp: &str) -> Option<String> {
+    match owner_state(stamp) {
+        Owner::Gone(reason) => Some(reason),
+        Owner::Alive | Owner::Unknown => None,
     }
 }
 
@@ -148,5 +170,19 @@ mod tests {
             stranded_reason(&in_flight(foreign, Some("2026-05-17T01:00:00Z")), ttl, now).unwrap();
         assert!(reason.contains("longer than the lock TTL"), "{reason}");
         assert!(stranded_reason(&in_flight(None, None), ttl, now).is_some());
+    }
+
+    #[test]
+    fn a_timestamp_beyond_the_clock_skew_is_invalid() {
+        let now = crate::clock::parse_iso("2026-05-17T05:00:00Z").unwrap();
+        let ttl = Duration::from_secs(2 * 3600);
+        let foreign = Some("other-host:1:1".to_owned());
+        let within = in_flight(foreign.clone(), Some("2026-05-17T05:04:00Z"));
+        assert_eq!(stranded_reason(&within, ttl, now), None);
+        let planted = in_flight(foreign, Some("2999-01-01T00:00:00Z"));
+        let reason = stranded_reason(&planted, ttl, now).unwrap();
+        assert!(reason.contains("in the future"), "{reason}");
+        assert_eq!(gone_owner("other-host:1:1"), None);
+        assert_eq!(gone_owner(&this_process()), None);
     }
 }

@@ -13,8 +13,10 @@
 //!   a per-attempt log; nothing it started survives it.
 //! - [`output_shows_drift`]: the drift signatures that call for a `/ship` repair.
 
+mod guard;
 mod log;
 mod process;
+mod strays;
 mod template;
 
 use std::fmt;
@@ -23,10 +25,15 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::pinned_dir::PinnedDir;
+
 pub use log::{
     DRIFT_SCAN_CAP, DRIFT_SIGNATURES, InvalidRecordId, attempt_log_path, output_shows_drift,
 };
 pub use process::{Outcome, StepCommand, StepRun, run_step};
+pub use strays::{
+    LandingProcess, OWNER_ENV, RECORD_ENV, STRAY_KILL_WAIT, end_strays, landing_processes,
+};
 pub use template::{CommandTemplate, StepVars, TemplateError};
 
 /// A landing that runs longer than this is stuck, not slow: an agent landing a PR
@@ -113,6 +120,8 @@ pub struct Runner {
     logs_dir: PathBuf,
     timeout: Duration,
     grace: Duration,
+    /// This process's owner stamp, marked on every step (see [`strays`]).
+    owner: String,
 }
 
 impl Runner {
@@ -125,6 +134,7 @@ impl Runner {
             logs_dir: logs_dir.into(),
             timeout: DEFAULT_STEP_TIMEOUT,
             grace: DEFAULT_KILL_GRACE,
+            owner: crate::ownership::this_process(),
         }
     }
 
@@ -152,6 +162,21 @@ impl Runner {
         attempt: u32,
         cancel: &CancellationToken,
     ) -> Result<StepResult, InvalidRecordId> {
+        self.run_in(step, record_id, vars, None, attempt, cancel)
+            .await
+    }
+
+    /// [`Runner::run`], started in `start_in` (the directory the gate checked, held open)
+    /// rather than in `vars.worktree` looked up by name.
+    pub async fn run_in(
+        &self,
+        step: Step,
+        record_id: &str,
+        vars: &StepVars,
+        start_in: Option<&PinnedDir>,
+        attempt: u32,
+        cancel: &CancellationToken,
+    ) -> Result<StepResult, InvalidRecordId> {
         let log_path = attempt_log_path(&self.logs_dir, record_id, attempt, step)?;
         let template = match step {
             Step::Land => &self.land,
@@ -166,10 +191,13 @@ impl Runner {
             "starting {} command",
             step.command_name()
         );
+        let mark = [(RECORD_ENV, record_id), (OWNER_ENV, self.owner.as_str())];
         let run = run_step(
             &StepCommand {
                 argv: &argv,
                 cwd: &vars.worktree,
+                start_in,
+                env: &mark,
                 log_path: &log_path,
                 timeout: self.timeout,
                 grace: self.grace,

@@ -123,18 +123,18 @@ fn status(
 
 fn describe(lock: &LockListing) -> String {
     let short = &lock.sha[..lock.sha.len().min(12)];
+    let line = |p: &crate::lane_lock::LockPayload, state: &str| {
+        format!(
+            "{} [{state}] holder {} created {} expires {} ({short})",
+            lock.ref_name, p.owner_id, p.created_at, p.expires_at
+        )
+    };
     match &lock.state {
-        ListedLock::Live(p) | ListedLock::Expired(p) => format!(
-            "{} [{}] holder {} created {} expires {} ({short})",
-            lock.ref_name,
-            if matches!(lock.state, ListedLock::Live(_)) {
-                "live"
-            } else {
-                "EXPIRED"
-            },
-            p.owner_id,
-            p.created_at,
-            p.expires_at
+        ListedLock::Live(p) => line(p, "live"),
+        ListedLock::Expired(p) => line(p, "EXPIRED"),
+        ListedLock::HolderGone { payload, reason } => format!(
+            "{}; the next landing takes it over at once",
+            line(payload, &format!("holder gone: {reason}"))
         ),
         ListedLock::Unreadable { reason } => {
             format!("{} [UNREADABLE: {reason}] ({short})", lock.ref_name)

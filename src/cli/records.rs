@@ -75,28 +75,45 @@ fn pick(ctx: &Context, args: &PickArgs) -> anyhow::Result<StoredRecord> {
     }
 }
 
+/// Refuses while anything still lands the record: a live owner, or a landing process of
+/// it on this host (a killed daemon's step that outlived it).
+fn refuse_if_landing(stored: &StoredRecord, verb: &str) -> anyhow::Result<()> {
+    let record = &stored.record;
+    if record.status.is_in_flight() {
+        let ttl = crate::config::Config::default().lock_ttl();
+        if crate::ownership::stranded_reason(record, ttl, crate::clock::now()).is_none() {
+            bail!(
+                "cannot {verb} {}: it is {} and its owner {} is still working on it; wait, or stop that daemon first",
+                stored.id,
+                record.status,
+                record.claimed_by.as_deref().unwrap_or("(unknown)")
+            );
+        }
+    }
+    let running = crate::runner::landing_processes(&stored.id, None);
+    if !running.is_empty() {
+        let groups: std::collections::BTreeSet<String> =
+            running.iter().map(|p| p.pgid.to_string()).collect();
+        bail!(
+            "cannot {verb} {}: a landing of it is still running on this host (process group {}); a second landing would race it. Wait for it to end, or stop it (`kill -TERM -- -<group>`) and try again",
+            stored.id,
+            groups.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(())
+}
+
 pub fn retry(ctx: &Context, args: &PickArgs) -> anyhow::Result<Outcome> {
     let stored = pick(ctx, args)?;
-    let record = &stored.record;
-    let from = match record.status {
-        Status::Blocked => Status::Blocked,
-        s if s.is_in_flight() => {
-            let ttl = crate::config::Config::default().lock_ttl();
-            if crate::ownership::stranded_reason(record, ttl, crate::clock::now()).is_none() {
-                bail!(
-                    "record {} is {} and its owner {} is still working on it; wait, or stop that daemon first",
-                    stored.id,
-                    s,
-                    record.claimed_by.as_deref().unwrap_or("(unknown)")
-                );
-            }
-            s
-        }
+    let from = match stored.record.status {
+        s @ Status::Blocked => s,
+        s if s.is_in_flight() => s,
         s => bail!(
             "record {} is {s}; only blocked or stranded records can be retried",
             stored.id
         ),
     };
+    refuse_if_landing(&stored, "retry")?;
     ctx.store
         .transition(&stored.id, Expect::OneOf(&[from]), Status::Queued, |r| {
             r.retries = Some(0);
@@ -111,11 +128,32 @@ pub fn retry(ctx: &Context, args: &PickArgs) -> anyhow::Result<Outcome> {
 pub fn abandon(ctx: &Context, args: &AbandonArgs) -> anyhow::Result<Outcome> {
     let stored = pick(ctx, &args.pick)?;
     let from = stored.record.status;
+    refuse_if_landing(&stored, "abandon")?;
+    if from.is_in_flight() {
+        // No move leads from in flight to abandoned: settle it as blocked first (a blocked
+        // record is never claimed, so no daemon can take it in between).
+        ctx.store
+            .transition(&stored.id, Expect::OneOf(&[from]), Status::Blocked, |r| {
+                r.claimed_by = None;
+                r.last_error = Some(format!("abandoning (was {from}, no live owner)"));
+            })
+            .with_context(|| format!("abandoning {}", stored.id))?;
+    }
+    let on_disk = if from.is_in_flight() {
+        Status::Blocked
+    } else {
+        from
+    };
     ctx.store
-        .transition(&stored.id, Expect::OneOf(&[from]), Status::Abandoned, |r| {
-            r.claimed_by = None;
-            r.last_error = Some(args.reason.clone());
-        })
+        .transition(
+            &stored.id,
+            Expect::OneOf(&[on_disk]),
+            Status::Abandoned,
+            |r| {
+                r.claimed_by = None;
+                r.last_error = Some(args.reason.clone());
+            },
+        )
         .with_context(|| format!("abandoning {}", stored.id))?;
     println!("{}: {from} -> abandoned", stored.id);
     Ok(Outcome::Clean)

@@ -1,14 +1,15 @@
 //! One landing, claim to settle (DESIGN §3 step 6). The task owns the record, the lane
 //! lock, the heartbeat and the child processes, and releases the lock on every path.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::forge::{ForgeRepo, PrRef, verify_claim};
 use crate::lane_lock::{Acquire, Heartbeat, HeldLock, Lane, Released, lock_ref_name};
-use crate::record::Status;
+use crate::record::{Record, Status};
 use crate::rules::contracts::landing::{LandDecision, LandFacts};
 use crate::runner::{Outcome, Step, StepResult, StepVars};
 use crate::store::Expect;
@@ -114,6 +115,77 @@ async fn ask_or_clean_up<T: Send + 'static>(
     }
 }
 
+/// The records this process is landing, each with the copy it claimed. The tick tells
+/// this daemon's real landings from a record planted in its name by it, and a signal
+/// revives a record whose file vanished mid-landing from this copy (gstack test 44).
+#[derive(Debug, Default)]
+pub struct Active(Mutex<HashMap<String, Record>>);
+
+impl Active {
+    /// Whether this process is landing `id` right now.
+    pub fn holds(&self, id: &str) -> bool {
+        self.map().contains_key(id)
+    }
+
+    /// The copy of `id` this process claimed, if it is landing it.
+    pub fn copy_of(&self, id: &str) -> Option<Record> {
+        self.map().get(id).cloned()
+    }
+
+    /// Registers a landing until the returned guard drops (on every path out of it).
+    fn register(&self, id: &str, record: Record) -> Registered<'_> {
+        self.map().insert(id.to_owned(), record);
+        Registered {
+            active: self,
+            id: id.to_owned(),
+        }
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Record>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+struct Registered<'a> {
+    active: &'a Active,
+    id: String,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.active.map().remove(&self.id);
+    }
+}
+
+/// Why an in-flight record no live process owns is stranded ([`crate::ownership`]), or
+/// claimed in this daemon's own name while no landing of it runs here (a planted claim).
+pub(super) fn stranded_reason(
+    shared: &Shared,
+    stored: &crate::store::StoredRecord,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<String> {
+    let record = &stored.record;
+    if record.status.is_in_flight()
+        && record.claimed_by.as_deref() == Some(shared.owner.as_str())
+        && !shared.active.holds(&stored.id)
+    {
+        return Some(format!(
+            "claimed in this daemon's name ({}) but no landing of it runs here",
+            shared.owner
+        ));
+    }
+    crate::ownership::stranded_reason(record, shared.config.lock_ttl(), now)
+}
+
+/// Before a stranded record goes back to the queue: whatever its gone owner still runs
+/// for it on this host is killed (the step's guard normally did so already).
+pub(super) fn end_strays(stored: &crate::store::StoredRecord) -> Result<(), String> {
+    match stored.record.claimed_by.as_deref() {
+        Some(owner) => crate::runner::end_strays(&stored.id, owner).map(|_| ()),
+        None => Ok(()),
+    }
+}
+
 /// Runs the whole landing of one candidate.
 pub async fn land(
     shared: Arc<Shared>,
@@ -145,6 +217,8 @@ async fn land_inner(
         Err(busy) => return OutcomeKind::LaneBusy(busy),
     };
     let owner = shared.owner.clone();
+    // Registered before the claim is written, so a tick never sees our claim unregistered.
+    let _registered = shared.active.register(&c.id, c.record.clone());
     if let Err(e) = shared.transition(
         &c.id,
         Expect::OneOf(&[Status::Queued]),

@@ -38,7 +38,7 @@ use crate::rules::{DecisionLog, ReloadWatcher, Rules, RulesStatus};
 use crate::runner::Runner;
 use crate::store::{Expect, QueueStore, StoreError};
 
-pub use landing::LaneOutcome;
+pub use landing::{Active, LaneOutcome};
 pub use policy::NOT_BEFORE_FIELD;
 pub use shutdown::StopSignal;
 pub use tick::Candidate;
@@ -62,6 +62,8 @@ pub struct Shared {
     pub berth_dir: PathBuf,
     /// The signal that stopped the daemon, once one has.
     pub stop: shutdown::StopFlag,
+    /// The records this process is landing right now.
+    pub active: Active,
     /// The active rule set, swapped whole by hot reload.
     pub rules: Rules,
     /// `<berth_dir>/decisions.jsonl`: every policy answer and status change.
@@ -144,6 +146,7 @@ impl Shared {
             decisions: DecisionLog::new(&berth_dir),
             berth_dir,
             stop: shutdown::StopFlag::default(),
+            active: Active::default(),
             rules: Rules::embedded()?,
         })
     }

@@ -8,7 +8,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::task::JoinSet;
 
 use crate::record::Status;
-use crate::store::Expect;
+use crate::store::{Expect, StoreError};
 
 use super::{LaneOutcome, Shared};
 
@@ -123,7 +123,34 @@ pub fn revive(shared: &Shared, id: &str) {
     });
     match written {
         Ok(_) => tracing::warn!(record = %id, "revived to queued after {why}"),
+        Err(StoreError::NotFound { .. }) => recreate(shared, id, &why),
         Err(e) => tracing::info!(record = %id, "not revived: {e}"),
+    }
+}
+
+/// The record's file vanished mid-landing: write it again as `queued` from the copy this
+/// process claimed (as gstack does), so the PR is not silently dropped from the queue.
+fn recreate(shared: &Shared, id: &str, why: &str) {
+    let Some(mut record) = shared.active.copy_of(id) else {
+        tracing::warn!(record = %id, "its file vanished and no copy of it is held; not revived");
+        return;
+    };
+    if record.expected_id() != id {
+        tracing::warn!(record = %id, "its file vanished and its copy names another id ({}); not revived", record.expected_id());
+        return;
+    }
+    record.status = Status::Queued;
+    record.retries = Some(0);
+    record.claimed_by = None;
+    record.last_error = Some(format!("interrupted by {why} mid-landing"));
+    record.last_updated_at = Some(crate::clock::now_iso());
+    match shared.store.insert(&record) {
+        Ok(_) => {
+            tracing::warn!(record = %id, "its file vanished mid-landing; recreated as queued after {why}")
+        }
+        Err(e) => {
+            tracing::error!(record = %id, "its file vanished mid-landing and could not be recreated: {e}")
+        }
     }
 }
 

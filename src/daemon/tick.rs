@@ -150,11 +150,13 @@ fn reconcile(shared: &Shared, stored: &StoredRecord, now: chrono::DateTime<chron
 
 /// Step 2: an in-flight record that no live process owns goes back to `queued`.
 fn reclaim(shared: &Shared, stored: &StoredRecord, now: chrono::DateTime<chrono::Utc>) -> bool {
-    let Some(reason) =
-        crate::ownership::stranded_reason(&stored.record, shared.config.lock_ttl(), now)
-    else {
+    let Some(reason) = super::landing::stranded_reason(shared, stored, now) else {
         return false;
     };
+    if let Err(e) = super::landing::end_strays(stored) {
+        tracing::error!(record = %stored.id, "not reclaimed: {e}");
+        return false;
+    }
     let from = stored.record.status;
     let result = shared.transition(&stored.id, Expect::OneOf(&[from]), Status::Queued, |r| {
         if from == Status::DriftRepairing {

@@ -181,7 +181,10 @@ fn remote_facts(
                 .into_iter()
                 .map(|lock| {
                     let (state, payload) = match &lock.state {
-                        ListedLock::Live(p) => ("live", Some(p)),
+                        // Not expired yet; the next acquire takes it over.
+                        ListedLock::Live(p) | ListedLock::HolderGone { payload: p, .. } => {
+                            ("live", Some(p))
+                        }
                         ListedLock::Expired(p) => ("expired", Some(p)),
                         ListedLock::Unreadable { .. } => ("unreadable", None),
                     };

@@ -235,8 +235,16 @@ pub struct LockListing {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListedLock {
     Live(LockPayload),
+    /// Not expired, but held by a berth on this host whose process is gone: the next
+    /// acquire takes it over at once.
+    HolderGone {
+        payload: LockPayload,
+        reason: String,
+    },
     Expired(LockPayload),
-    Unreadable { reason: String },
+    Unreadable {
+        reason: String,
+    },
 }
 
 /// Everything that can go wrong; each message names the ref (and lane) and what to do.
@@ -366,6 +374,11 @@ impl Target<'_> {
     }
 }
 
+/// Why a lock's holder is known to be gone (a dead berth process of this host).
+fn holder_gone(lock: &ReadLock) -> Option<String> {
+    crate::ownership::gone_owner(&lock.payload.owner_id)
+}
+
 /// What the remote holds at a lock ref, read through a fetch.
 enum RemoteLock {
     Absent,
@@ -409,7 +422,9 @@ impl LockClient {
     ///
     /// Absent ref: create it (fails if someone created it first, then re-reads). Present:
     /// fetch and read it; unreadable → [`Acquire::Unreadable`]; live → [`Acquire::HeldElsewhere`];
-    /// expired → take it over with a compare-and-swap against the sha read.
+    /// expired, or held by a berth of this host whose process is gone (pid and start
+    /// time, [`crate::ownership::gone_owner`]) → take it over with a compare-and-swap
+    /// against the sha read.
     pub fn acquire(
         &self,
         origin_url: &str,
@@ -460,20 +475,28 @@ impl LockClient {
                         reason,
                     });
                 }
-                Ok(lock) if lock.is_live_at(clock::now()) => {
+                Ok(lock) => lock,
+            };
+            match holder_gone(&expired) {
+                _ if !expired.is_live_at(clock::now()) => tracing::info!(
+                    ref_name,
+                    holder = expired.payload.owner_id,
+                    expired_at = expired.payload.expires_at,
+                    "taking over an expired lane lock"
+                ),
+                // A crashed berth on this host: recovered by this start, not by the TTL.
+                Some(why) => tracing::warn!(
+                    ref_name,
+                    holder = expired.payload.owner_id,
+                    "taking over a live lane lock whose holder is gone: {why}"
+                ),
+                None => {
                     return Ok(Acquire::HeldElsewhere {
-                        holder: lock.payload,
+                        holder: expired.payload,
                         sha: current.to_string(),
                     });
                 }
-                Ok(lock) => lock,
-            };
-            tracing::info!(
-                ref_name,
-                holder = expired.payload.owner_id,
-                expired_at = expired.payload.expires_at,
-                "taking over an expired lane lock"
-            );
+            }
             let (sha, payload, started) =
                 self.write_new_lock(&scratch, &target, lane, owner_id, repo_path)?;
             let takeover = format!("+{sha}:{ref_name}");
@@ -601,7 +624,13 @@ impl LockClient {
                 .and_then(|m| parse_lock_message(&m))
             {
                 Err(reason) => ListedLock::Unreadable { reason },
-                Ok(lock) if lock.is_live_at(now) => ListedLock::Live(lock.payload),
+                Ok(lock) if lock.is_live_at(now) => match holder_gone(&lock) {
+                    Some(reason) => ListedLock::HolderGone {
+                        payload: lock.payload,
+                        reason,
+                    },
+                    None => ListedLock::Live(lock.payload),
+                },
                 Ok(lock) => ListedLock::Expired(lock.payload),
             };
             listings.push(LockListing {

@@ -12,6 +12,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Stdio;
@@ -26,7 +27,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use super::guard::Guard;
 use super::log;
+use crate::pinned_dir::PinnedDir;
 
 /// How often the leader is checked when no SIGCHLD arrives (a missed or coalesced signal
 /// costs at most this much latency).
@@ -108,8 +111,14 @@ pub(crate) fn human_duration(d: Duration) -> String {
 pub struct StepCommand<'a> {
     /// The rendered argv; `argv[0]` is the program (looked up in `PATH` if bare).
     pub argv: &'a [OsString],
-    /// The working directory.
+    /// The working directory, by name (for messages, and to start in when `start_in` is
+    /// `None`).
     pub cwd: &'a Path,
+    /// The directory the gate checked, held open: the child starts there by `fchdir`, so
+    /// a path swapped since the check cannot send it elsewhere.
+    pub start_in: Option<&'a PinnedDir>,
+    /// Extra environment variables (the landing mark of [`super::strays`]).
+    pub env: &'a [(&'a str, &'a str)],
     /// The attempt log; stdout and stderr are appended to it.
     pub log_path: &'a Path,
     /// Wall-clock limit from spawn until the group is told to stop.
@@ -215,11 +224,26 @@ async fn spawn_and_supervise(
     let mut command = Command::new(program);
     command
         .args(args)
-        .current_dir(cmd.cwd)
+        .envs(cmd.env.iter().copied())
         .process_group(0)
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr);
+    match cmd.start_in {
+        Some(dir) => {
+            let fd = dir.fd().as_raw_fd();
+            // SAFETY: fchdir is async-signal-safe; the descriptor is open in the child
+            // until exec (it is close-on-exec, so the program does not inherit it).
+            unsafe {
+                command.pre_exec(move || {
+                    nix::unistd::fchdir(BorrowedFd::borrow_raw(fd)).map_err(std::io::Error::from)
+                });
+            }
+        }
+        None => {
+            command.current_dir(cmd.cwd);
+        }
+    }
     let mut child = match command.spawn() {
         Ok(child) => child,
         // The OS reports a missing working directory as "No such file or directory" just
@@ -240,11 +264,24 @@ async fn spawn_and_supervise(
         }
         return Outcome::SpawnFailed(format!("{program:?}: spawned without a pid"));
     };
+    let pgid = Pid::from_raw(pid);
+    let guard = match Guard::spawn(pgid, cmd.grace) {
+        Ok(guard) => guard,
+        Err(err) => {
+            // Fail closed: a step that could outlive berth is not allowed to run.
+            let _ = killpg(pgid, Signal::SIGKILL);
+            let _ = child.wait().await;
+            return Outcome::SpawnFailed(format!(
+                "could not start the guard that ends the step if berth dies: {err}"
+            ));
+        }
+    };
     let mut group = ProcessGroup {
         child,
-        pgid: Pid::from_raw(pid),
+        pgid,
         reaped: false,
         sigchld,
+        guard,
     };
     group.supervise(cmd.timeout, cmd.grace, cancel).await
 }
@@ -265,6 +302,8 @@ struct ProcessGroup {
     /// must not be signalled again.
     reaped: bool,
     sigchld: Option<tokio::signal::unix::Signal>,
+    /// Ends the group if berth dies; dismissed before the leader is reaped.
+    guard: Guard,
 }
 
 impl ProcessGroup {
@@ -361,6 +400,7 @@ impl ProcessGroup {
     }
 
     async fn reap(&mut self) -> Option<std::process::ExitStatus> {
+        self.guard.dismiss();
         let status = self.child.wait().await;
         // Reaped or lost: either way the pgid is no longer ours to signal.
         self.reaped = true;
@@ -381,6 +421,7 @@ impl Drop for ProcessGroup {
     fn drop(&mut self) {
         if !self.reaped {
             self.signal(Signal::SIGKILL);
+            self.guard.dismiss();
         }
     }
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use crate::crash::{running_in_group, wait_for_pid};
 use crate::support::World;
 
 #[test]
@@ -113,58 +114,22 @@ fn a_lane_locked_elsewhere_is_skipped_and_another_lane_lands() {
 /// until the landing process is running.
 #[allow(clippy::zombie_processes)] // the child is handed to the caller, which waits on it
 fn start_sleeping_landing(world: &World, config: &Path) -> (std::process::Child, i32) {
-    let pid_file = world.root.join("landing.pid");
     let mut child = world.spawn_berth(
         &["run", "--once", "--config", config.to_str().unwrap()],
         &world.berth_state(),
         &[],
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(text) = fs::read_to_string(&pid_file)
-            && let Ok(pid) = text.trim().parse::<i32>()
-        {
-            return (child, pid);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the landing never started");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let pid = wait_for_pid(&world.root.join("landing.pid"), &mut child);
+    (child, pid)
 }
 
-fn sleeping_config(world: &World, extra: &str) -> std::path::PathBuf {
+pub fn sleeping_config(world: &World, extra: &str) -> std::path::PathBuf {
     let pid_file = world.root.join("landing.pid");
     // The landing leaves a grandchild behind to prove the whole group dies.
     world.config(&format!(
         "forge = \"git\"\nland_command = [\"sh\", \"-c\", \"sleep 300 & echo $$ > {}; wait\"]\n{extra}",
         pid_file.display()
     ))
-}
-
-/// Processes of process group `pgid` that are still running (zombies waiting for a
-/// reaper do not count: they run nothing).
-fn running_in_group(pgid: i32) -> Vec<i32> {
-    let mut running = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-        // Fields after the name: state, ppid, pgrp, ...
-        if fields.len() > 2 && fields[2] == pgid.to_string() && fields[0] != "Z" {
-            running.push(pid);
-        }
-    }
-    running
 }
 
 #[test]
@@ -216,34 +181,6 @@ fn sigterm_mid_landing_requeues_releases_the_lock_and_kills_the_group() {
         Vec::<i32>::new(),
         "landing processes survived"
     );
-}
-
-#[test]
-fn sigkill_mid_landing_is_reclaimed_and_lands_on_the_next_run() {
-    let world = World::new();
-    let lane = world.git_lane("widget", None);
-    let id = lane.queue(7, "main");
-    let ttl = "lock_ttl_secs = 2\nheartbeat_secs = 1\n";
-    let config = sleeping_config(&world, ttl);
-    let (mut daemon, landing_pid) = start_sleeping_landing(&world, &config);
-    daemon.kill().unwrap();
-    daemon.wait().unwrap();
-    let _ = nix::sys::signal::killpg(Pid::from_raw(landing_pid), Signal::SIGKILL);
-    assert_eq!(world.read_record(&id)["status"], "landing");
-    assert_eq!(
-        world.lock_refs(&lane.remote_url).len(),
-        1,
-        "a killed daemon leaves its lock"
-    );
-
-    // Past the TTL the orphaned lock may be taken over.
-    std::thread::sleep(Duration::from_millis(2500));
-    let config = world.git_forge_config(ttl);
-    world.run_once(&config).success();
-    let record = world.read_record(&id);
-    assert_eq!(record["status"], "landed", "{record:#}");
-    assert_eq!(world.ledger(), [7]);
-    assert!(world.lock_refs(&lane.remote_url).is_empty());
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod crash;
 mod daemon;
 mod demo;
 mod faults;

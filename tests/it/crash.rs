@@ -1,0 +1,241 @@
+//! A daemon killed mid-landing: its landing dies with it, and the next start recovers the
+//! record and the lane at once (not after the lock TTL). Real daemons, real SIGKILL.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::support::World;
+
+/// Processes of process group `pgid` that still run (zombies run nothing).
+pub fn running_in_group(pgid: i32) -> Vec<i32> {
+    let mut running = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        if fields.len() > 2 && fields[2] == pgid.to_string() && fields[0] != "Z" {
+            running.push(pid);
+        }
+    }
+    running
+}
+
+/// Waits until `path` holds a pid; panics (killing `daemon`) after 20 s.
+pub fn wait_for_pid(path: &Path, daemon: &mut Child) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(text) = fs::read_to_string(path)
+            && let Ok(pid) = text.trim().parse::<i32>()
+        {
+            return pid;
+        }
+        if Instant::now() > deadline {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+            panic!("the landing never started");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An owner stamp of this host whose process is gone.
+fn dead_owner() -> String {
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    format!("{}:{pid}:1", berth::ownership::host_name())
+}
+
+#[test]
+fn sigkill_mid_landing_kills_the_landing_and_the_restart_lands_without_waiting_out_the_ttl() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(7, "main");
+    let pid_file = world.root.join("landing.pid");
+    // First run: a landing that sleeps, with a grandchild in its group, under the default
+    // two-hour TTL.
+    let sleeping = crate::daemon::sleeping_config(&world, "poll_secs = 3600\n");
+    let mut daemon = world.spawn_berth(
+        &["run", "--watch", "--config", sleeping.to_str().unwrap()],
+        &world.berth_state(),
+        &[],
+    );
+    let landing = wait_for_pid(&pid_file, &mut daemon);
+    assert_eq!(world.read_record(&id)["status"], "landing");
+
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGKILL).unwrap();
+    let killed = Instant::now();
+    daemon.wait().unwrap();
+    while !running_in_group(landing).is_empty() && killed.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        running_in_group(landing),
+        Vec::<i32>::new(),
+        "the landing's group outlived its daemon by 2 s"
+    );
+    assert_eq!(world.read_record(&id)["status"], "landing");
+    assert_eq!(world.lock_refs(&lane.remote_url).len(), 1);
+    let status = world
+        .berth()
+        .args([
+            "lock",
+            "status",
+            "--repo-path",
+            lane.clone.to_str().unwrap(),
+        ])
+        .env("BERTH_DIR", world.root.join("cli-state"))
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&status.stdout);
+    assert!(shown.contains("holder gone"), "{shown}");
+
+    // The restart: reclaim puts the record back, the dead holder's live lock is taken over.
+    let started = Instant::now();
+    world.run_once(&world.git_forge_config("")).success();
+    let record = world.read_record(&id);
+    assert_eq!(record["status"], "landed", "{record:#}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert_eq!(world.ledger(), [7], "the PR is merged exactly once");
+    assert!(lane.merged("feat/pr-7", "main"));
+    assert!(world.lock_refs(&lane.remote_url).is_empty());
+    let decisions = world.decisions();
+    let reclaimed = decisions.iter().any(|d| {
+        d["kind"] == "status"
+            && d["from"] == "landing"
+            && d["to"] == "queued"
+            && d["reason"].as_str().unwrap_or("").contains("reclaimed")
+    });
+    assert!(reclaimed, "{decisions:#?}");
+}
+
+/// A landing of a dead daemon that is still running (its guard was killed too): `retry`
+/// and `abandon` refuse and say why; the daemon's reclaim kills it before requeueing.
+#[test]
+fn a_surviving_landing_blocks_retry_and_abandon_and_is_killed_by_the_reclaim() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(12, "main");
+    let owner = dead_owner();
+    let mut record = world.read_record(&id);
+    record["status"] = "landing".into();
+    record["claimedBy"] = owner.clone().into();
+    record["lastUpdatedAt"] = "2026-11-24T00:00:00.000Z".into();
+    fs::write(world.queue.join(format!("{id}.json")), record.to_string()).unwrap();
+    // What a landing started by that daemon looks like: marked, in its own group.
+    let mut stray = {
+        use std::os::unix::process::CommandExt as _;
+        Command::new("sleep")
+            .arg("300")
+            .env(berth::runner::RECORD_ENV, &id)
+            .env(berth::runner::OWNER_ENV, &owner)
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    };
+    let stray_pid = stray.id() as i32;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while berth::runner::landing_processes(&id, None).is_empty() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    for verb in ["retry", "abandon"] {
+        let refused = world.berth().args([verb, "12"]).output().unwrap();
+        assert_eq!(refused.status.code(), Some(2), "{verb}");
+        let why = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            why.contains("a landing of it is still running on this host")
+                && why.contains(&stray_pid.to_string()),
+            "{verb}: {why}"
+        );
+    }
+    assert_eq!(world.read_record(&id)["status"], "landing");
+
+    world.run_once(&world.git_forge_config("")).success();
+    assert!(
+        stray.try_wait().unwrap().is_some() || {
+            std::thread::sleep(Duration::from_millis(200));
+            stray.try_wait().unwrap().is_some()
+        }
+    );
+    assert_eq!(world.read_record(&id)["status"], "landed");
+    assert_eq!(world.ledger(), [12]);
+}
+
+/// `abandon` of an in-flight record that no live process owns (a planted one, dated far in
+/// the future by a foreign owner) works; one whose owner lives is refused.
+#[test]
+fn abandon_settles_an_unowned_in_flight_record_and_refuses_a_live_one() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let planted = world
+        .record(&lane.clone, 13)
+        .set("status", "landing")
+        .set("claimedBy", "other-host:1:1")
+        .set("lastUpdatedAt", "2999-01-01T00:00:00.000Z")
+        .write();
+    world
+        .berth()
+        .args(["abandon", "13", "--reason", "planted"])
+        .assert()
+        .success();
+    let record = world.read_record(&planted);
+    assert_eq!(record["status"], "abandoned");
+    assert_eq!(record["lastError"], "planted");
+
+    let live = world
+        .record(&lane.clone, 14)
+        .set("status", "landing")
+        .set("claimedBy", berth::ownership::this_process())
+        .write();
+    let refused = world.berth().args(["abandon", "14"]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("still working on it"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert_eq!(world.read_record(&live)["status"], "landing");
+}
+
+/// A planted in-flight record dated in 2999 by a foreign owner does not hold its lane for
+/// ever: it is reclaimed (and says why), gated, and lands.
+#[test]
+fn an_in_flight_record_dated_in_the_future_is_reclaimed() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(15, "main");
+    let mut record = world.read_record(&id);
+    record["status"] = "landing".into();
+    record["claimedBy"] = "other-host:1:1".into();
+    record["lastUpdatedAt"] = "2999-01-01T00:00:00.000Z".into();
+    fs::write(world.queue.join(format!("{id}.json")), record.to_string()).unwrap();
+
+    world.run_once(&world.git_forge_config("")).success();
+    assert_eq!(world.read_record(&id)["status"], "landed");
+    let reclaim = world
+        .decisions()
+        .into_iter()
+        .find(|d| d["kind"] == "status" && d["to"] == "queued")
+        .expect("a reclaim");
+    assert!(
+        reclaim["reason"]
+            .as_str()
+            .unwrap()
+            .contains("in the future"),
+        "{reclaim:#}"
+    );
+}
