@@ -46,12 +46,28 @@ impl fmt::Display for Gate {
     }
 }
 
-/// A refusal: the gate, the value it refused and why. Its text becomes `lastError`.
+impl Gate {
+    /// The record field the gate checks, as gstack names it in its texts.
+    pub fn field(self) -> &'static str {
+        match self {
+            Gate::RepoPath | Gate::GitDir => "repoPath",
+            Gate::FeatureBranch => "featureBranch",
+            Gate::BaseBranch => "baseBranch",
+            Gate::WorktreePath => "worktreePath",
+            Gate::RepoIdentity => "repoIdentity",
+        }
+    }
+}
+
+/// A refusal: the gate, the value it refused and why. Its text becomes `lastError`, and
+/// starts with gstack's wording where gstack has the gate (`repoPath outside daemon
+/// allowlist: …`, `featureBranch rejected: …`; see [`crate::gstack_text`]).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{gate} gate refused {value:?}: {reason}")]
+#[error("{}", crate::gstack_text::gate_refusal(self.gate, &self.reason))]
 pub struct GateError {
     pub gate: Gate,
     pub value: String,
+    /// gstack's reason text (which names the value), then berth's detail.
     pub reason: String,
 }
 
@@ -188,37 +204,50 @@ impl Allowlist {
     }
 
     fn gate_dir_with_git(&self, gate: Gate, raw: &str) -> Result<GatedRepo, GateError> {
+        let field = gate.field();
         if raw.trim().is_empty() {
-            return Err(refuse(gate, raw, "path is empty"));
-        }
-        let lexical = Path::new(raw);
-        if !lexical.is_absolute() {
-            return Err(refuse(gate, raw, "path is not absolute"));
-        }
-        if lexical.components().any(|c| c == Component::ParentDir) {
-            return Err(refuse(gate, raw, "path contains `..`"));
-        }
-        let real = lexical
-            .canonicalize()
-            .map_err(|e| refuse(gate, raw, format!("cannot resolve path: {e}")))?;
-        if !real.is_dir() {
-            return Err(refuse(gate, raw, "not a directory"));
-        }
-        if real == Path::new("/") || !self.contains(&real) {
-            let shown = if real.as_path() == lexical {
-                String::new()
-            } else {
-                format!(" (resolves to {})", real.display())
-            };
             return Err(refuse(
                 gate,
                 raw,
-                format!("not under an allowed root{shown}; {}", self.describe()),
+                format!("{field} is empty or not a string"),
+            ));
+        }
+        let lexical = Path::new(raw);
+        if !lexical.is_absolute() {
+            return Err(refuse(gate, raw, format!("{field} is not absolute: {raw}")));
+        }
+        if lexical.components().any(|c| c == Component::ParentDir) {
+            return Err(refuse(gate, raw, format!("{field} {raw} contains `..`")));
+        }
+        let real = lexical.canonicalize().map_err(|e| {
+            let why = if e.kind() == std::io::ErrorKind::NotFound {
+                "does not exist"
+            } else {
+                "realpath failed"
+            };
+            refuse(gate, raw, format!("{field} {raw} {why}: {e}"))
+        })?;
+        if !real.is_dir() {
+            return Err(refuse(
+                gate,
+                raw,
+                format!("{field} {raw} is not a directory"),
+            ));
+        }
+        let shown = format!("{field} {raw} (realpath {})", real.display());
+        if real == Path::new("/") || !self.contains(&real) {
+            return Err(refuse(
+                gate,
+                raw,
+                format!(
+                    "{shown} is outside the daemon allowlist (set {ALLOWLIST_ENV} to extend); {}",
+                    self.describe()
+                ),
             ));
         }
         let (git_dir, common_dir) = self
             .gate_git_dir(&real)
-            .map_err(|reason| refuse(gate, raw, reason))?;
+            .map_err(|reason| refuse(gate, raw, format!("{shown} {reason}")))?;
         Ok(GatedRepo {
             path: real,
             git_dir,
@@ -231,30 +260,36 @@ impl Allowlist {
     fn gate_git_dir(&self, repo: &Path) -> Result<(PathBuf, PathBuf), String> {
         let dot_git = repo.join(".git");
         let meta = fs::symlink_metadata(&dot_git)
-            .map_err(|_| "no `.git` directory or file: not a git repository".to_owned())?;
+            .map_err(|_| "has no .git entry (not a git repo)".to_owned())?;
         let git_dir = if meta.is_file() || meta.file_type().is_symlink() && dot_git.is_file() {
             let text = fs::read_to_string(&dot_git)
-                .map_err(|e| format!("cannot read `.git` file: {e}"))?;
+                .map_err(|e| format!("has a `.git` file berth cannot read: {e}"))?;
             let target = text
                 .lines()
                 .next()
                 .and_then(|line| line.strip_prefix("gitdir:"))
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
-                .ok_or("`.git` file has no `gitdir:` line")?;
+                .ok_or("has a `.git` file with no `gitdir:` line")?;
             repo.join(target)
         } else {
             dot_git
         };
-        let real = git_dir
-            .canonicalize()
-            .map_err(|e| format!("git dir {} cannot be resolved: {e}", git_dir.display()))?;
+        let real = git_dir.canonicalize().map_err(|e| {
+            format!(
+                "has a git dir {} that cannot be resolved: {e}",
+                git_dir.display()
+            )
+        })?;
         if !real.is_dir() {
-            return Err(format!("git dir {} is not a directory", real.display()));
+            return Err(format!(
+                "has a git dir {} that is not a directory",
+                real.display()
+            ));
         }
         if !self.contains(&real) {
             return Err(format!(
-                "git dir resolves to {}, outside the allowed roots; {}",
+                "has a git dir that resolves to {}, outside the daemon allowlist; {}",
                 real.display(),
                 self.describe()
             ));
@@ -263,20 +298,24 @@ impl Allowlist {
             Ok(Some(common)) => {
                 let common_dir = real.join(common.trim());
                 let common_real = common_dir.canonicalize().map_err(|e| {
-                    format!("commondir {} cannot be resolved: {e}", common_dir.display())
+                    format!(
+                        "has a commondir {} that cannot be resolved: {e}",
+                        common_dir.display()
+                    )
                 })?;
                 if !self.contains(&common_real) {
                     return Err(format!(
-                        "commondir resolves to {}, outside the allowed roots",
+                        "has a commondir that resolves to {}, outside the daemon allowlist",
                         common_real.display()
                     ));
                 }
                 common_real
             }
             Ok(None) => real.clone(),
-            Err(reason) => return Err(format!("commondir: {reason}")),
+            Err(reason) => return Err(format!("has an unreadable commondir: {reason}")),
         };
-        check_git_files(&real, &common_real)?;
+        check_git_files(&real, &common_real)
+            .map_err(|e| format!("has git files berth will not read: {e}"))?;
         Ok((real, common_real))
     }
 
@@ -291,7 +330,7 @@ impl Allowlist {
                     Gate::WorktreePath,
                     raw,
                     format!(
-                        "it is a checkout of another repository ({}), not of {}",
+                        "worktreePath {raw} is a checkout of another repository ({}), not of {}",
                         gated.common_dir.display(),
                         repo.path.display()
                     ),
@@ -397,67 +436,122 @@ fn resolve_root(root: &Path) -> Result<PathBuf, String> {
 }
 
 /// DESIGN §5 branch gate: `[A-Za-z0-9._/-]+`, not starting with `-`, and a valid git
-/// branch name (no `..`, `//`, `.lock` component, trailing `/` or `.`, leading `.`).
+/// branch name (no `..`, `//`, `.lock` component, trailing `/` or `.`, leading `.`). The
+/// reasons are gstack's (`featureBranch "<b>" contains characters outside the safe subset
+/// …`, `… is not a valid git branch name`), then berth's detail.
 pub fn gate_branch(gate: Gate, name: &str) -> Result<(), GateError> {
+    let field = gate.field();
     if name.is_empty() {
-        return Err(refuse(gate, name, "branch name is empty"));
-    }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '/' | '-')))
-    {
         return Err(refuse(
             gate,
             name,
-            format!("character {bad:?} is not allowed (only A-Z a-z 0-9 . _ / -)"),
+            format!("{field} is empty or not a string"),
         ));
     }
-    if name.starts_with('-') {
-        return Err(refuse(gate, name, "branch name starts with `-`"));
+    let quoted = serde_json::Value::from(name).to_string();
+    let unsafe_char = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '/' | '-')));
+    if unsafe_char.is_some() || name.starts_with('-') {
+        let detail = match unsafe_char {
+            Some(bad) => format!("character {bad:?} is not allowed"),
+            None => "it starts with `-`".to_owned(),
+        };
+        return Err(refuse(
+            gate,
+            name,
+            format!(
+                "{field} {quoted} contains characters outside the safe subset [A-Za-z0-9._/-] (or starts with -): {detail}"
+            ),
+        ));
     }
+    let invalid = |detail: &str| {
+        Err(refuse(
+            gate,
+            name,
+            format!("{field} {quoted} is not a valid git branch name: {detail}"),
+        ))
+    };
     if name.contains("..") || name.contains("//") {
-        return Err(refuse(gate, name, "branch name contains `..` or `//`"));
+        return invalid("it contains `..` or `//`");
     }
     if name.ends_with('/') || name.ends_with('.') {
-        return Err(refuse(gate, name, "branch name ends with `/` or `.`"));
+        return invalid("it ends with `/` or `.`");
     }
     if name
         .split('/')
         .any(|part| part.starts_with('.') || part.ends_with(".lock"))
     {
-        return Err(refuse(
-            gate,
-            name,
-            "a path component starts with `.` or ends with `.lock`",
-        ));
+        return invalid("a path component starts with `.` or ends with `.lock`");
     }
     if !git2::Reference::is_valid_name(&format!("refs/heads/{name}")) {
-        return Err(refuse(gate, name, "not a valid git branch name"));
+        return invalid("git refuses it as a ref name");
     }
     Ok(())
 }
 
-/// DESIGN §5 identity gate: `host/path[/more]` of safe characters (GitHub's
-/// `host/owner/name`, nested groups, a self-hosted `host/repo`), or `path:<absolute path>`
-/// for a local remote. `gh --repo` needs exactly `host/owner/name`; the gh forge checks that.
+/// DESIGN §5 identity gate. berth computes identities as gstack does (see
+/// [`crate::identity`]) and uses one only if it names one repository whatever the
+/// directory it is read from:
+/// - `host/path[/more]` of safe characters (GitHub's `host/owner/name`, nested groups, a
+///   self-hosted `host/repo`); `gh --repo` needs exactly `host/owner/name`, which the gh
+///   forge checks;
+/// - a local remote: `/abs/path`, `file:/abs/path` (gstack's forms) or `path:/abs/path`
+///   (no origin), absolute and without `.`/`..` components; a `file:` identity must not
+///   hold a `%`: it is the URL's percent-encoding (`my%20repo`), not the directory's name.
+///
+/// A relative origin (`../widget.git`, `widget`) is refused: it would name a different
+/// repository from every checkout.
 pub fn gate_identity(identity: &str) -> Result<(), GateError> {
-    if let Some(path) = identity.strip_prefix("path:") {
+    let local = identity
+        .strip_prefix("path:")
+        .or_else(|| identity.strip_prefix("file:"))
+        .or_else(|| identity.starts_with('/').then_some(identity));
+    if let Some(path) = local {
         let p = Path::new(path);
-        if !p.is_absolute() || p.components().any(|c| c == Component::ParentDir) {
+        if !p.is_absolute() {
             return Err(refuse(
                 Gate::RepoIdentity,
                 identity,
-                "a path identity must be an absolute path without `..`",
+                format!("repoIdentity {identity} is a local path that is not absolute"),
+            ));
+        }
+        if p.components()
+            .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+            || path.split('/').any(|s| s == "." || s == "..")
+        {
+            return Err(refuse(
+                Gate::RepoIdentity,
+                identity,
+                format!("repoIdentity {identity} is a local path with `.` or `..` components"),
+            ));
+        }
+        if identity.starts_with("file:") && path.contains('%') {
+            return Err(refuse(
+                Gate::RepoIdentity,
+                identity,
+                format!(
+                    "repoIdentity {identity} holds percent-encoding from a file:// origin URL, so it does not name the directory; set origin to the plain path instead"
+                ),
+            ));
+        }
+        if path.chars().any(char::is_control) {
+            return Err(refuse(
+                Gate::RepoIdentity,
+                identity,
+                format!("repoIdentity {identity:?} holds control characters"),
             ));
         }
         return Ok(());
     }
     let segments: Vec<&str> = identity.split('/').collect();
-    if segments.len() < 2 {
+    if segments.len() < 2 || matches!(segments[0], "." | "..") {
         return Err(refuse(
             Gate::RepoIdentity,
             identity,
-            "expected host/owner/name (or host/path)",
+            format!(
+                "repoIdentity {identity} comes from a relative origin (expected host/owner/name, an absolute path or a file:// URL); a relative origin names a different repository from every checkout"
+            ),
         ));
     }
     for segment in &segments {
@@ -472,7 +566,9 @@ pub fn gate_identity(identity: &str) -> Result<(), GateError> {
             return Err(refuse(
                 Gate::RepoIdentity,
                 identity,
-                format!("segment {segment:?} is not of safe characters [A-Za-z0-9._-]"),
+                format!(
+                    "repoIdentity {identity} has segment {segment:?}, which is not of safe characters [A-Za-z0-9._-]"
+                ),
             ));
         }
     }
@@ -522,6 +618,9 @@ mod tests {
             "github.com/acme/widget",
             "gitlab.example.com/group/sub/repo",
             "path:/home/u/code/w",
+            "/srv/git/widget",
+            "file:/srv/git/widget",
+            "/srv/git/my repo",
         ] {
             assert_eq!(gate_identity(good), Ok(()), "{good}");
         }
@@ -534,9 +633,20 @@ mod tests {
             "path:relative",
             "path:/a/../b",
             "github.com/acme/w;rm",
+            "/srv/git/../x",
+            "file:/srv/git/my%20repo",
+            "../widget",
+            "./relative/path/x",
+            "widget",
+            "https:",
+            "github.com/acme/my%20repo",
         ] {
             assert!(gate_identity(bad).is_err(), "{bad:?} passed");
         }
+        let why = |id: &str| gate_identity(id).unwrap_err().to_string();
+        assert!(why("../widget").contains("relative origin"));
+        assert!(why("file:/srv/git/my%20repo").contains("percent-encoding"));
+        assert!(why("../widget").starts_with("repoIdentity rejected: "));
     }
 
     #[test]

@@ -1,79 +1,145 @@
-//! Repo identity: the `origin` URL reduced to `host/owner/name`, so every clone of one
-//! repository (over ssh, https or scp-like syntax) lands in the same lane.
+//! Repo identity: the `origin` URL reduced the way gstack's release daemon reduces it, so a
+//! berth and a gstack daemon on one remote compute the same record ids and lock refs.
+//!
+//! The rules (`../shared/gstack/release-daemon.md` §6.3), applied to the trimmed URL:
+//! - scp-like (`[user@]host:path`, no `://`): lower-cased host, `/`, the path without its
+//!   leading slashes (`git@github.com:acme/repo.git` → `github.com/acme/repo`);
+//! - a WHATWG URL: `file:` URLs give `file:` + the normalised absolute path, still
+//!   percent-encoded as the URL holds it (`file:///srv/git/widget.git` →
+//!   `file:/srv/git/widget`); others give the lower-cased host (port and credentials
+//!   dropped) + the path with repeated slashes collapsed; a URL without a host is kept raw;
+//! - anything else (a plain path, a relative path) is kept as written
+//!   (`/srv/git/widget.git` → `/srv/git/widget`);
+//! - then, in every case, trailing `/`s and one trailing `.git` (any case) are removed.
+//!
+//! An empty result, or no `origin`, gives `path:<abs path>`. Whether berth will *use* an
+//! identity (a relative origin, a percent-encoded path) is the identity gate's business
+//! (`gates::gate_identity`), which says why it refuses.
 //!
 //! The URL is read in-process with libgit2: opening a repo's config this way runs nothing
 //! (no hooks, no `core.fsmonitor`, no credential helper), unlike a `git` child process.
 
 use std::path::Path;
 
-/// Reduces a remote URL to its identity, or `None` when nothing usable is left.
+/// JavaScript's `\s` (and what `String.prototype.trim` removes): gstack splits and trims
+/// with it, so berth must agree on where a URL starts and ends.
+fn is_js_space(c: char) -> bool {
+    matches!(
+        c,
+        '\t' | '\n' | '\u{0B}' | '\u{0C}' | '\r' | ' ' | '\u{A0}' | '\u{1680}' | '\u{2000}'
+            ..='\u{200A}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202F}'
+                | '\u{205F}'
+                | '\u{3000}'
+                | '\u{FEFF}'
+    )
+}
+
+/// JavaScript's `.` in a regex: any character but a line terminator.
+fn is_js_line_terminator(c: char) -> bool {
+    matches!(c, '\n' | '\r' | '\u{2028}' | '\u{2029}')
+}
+
+/// Reduces a remote URL to its identity as gstack does, or `None` when nothing is left
+/// (the caller then falls back to `path:<abs path>`, as gstack does).
 ///
 /// `git@github.com:acme/repo.git`, `https://github.com/acme/repo.git` and
-/// `ssh://git@github.com/acme/repo.git` all give `github.com/acme/repo`: the host is
-/// lower-cased, port and credentials dropped, trailing `/` and `.git` stripped, nested
-/// paths kept. A local remote (`file://` URL or a plain path) gives `path:<abs path>`.
+/// `ssh://git@github.com/acme/repo.git` all give `github.com/acme/repo`; `/srv/git/w.git`
+/// gives `/srv/git/w`; `file:///srv/git/w.git` gives `file:/srv/git/w`.
 pub fn normalize_remote_url(url: &str) -> Option<String> {
-    let url = url.trim();
-    if url.is_empty() {
+    let raw = url.trim_matches(is_js_space);
+    if raw.is_empty() {
         return None;
     }
-    if let Some(rest) = url.strip_prefix("file://") {
-        return local_identity(rest);
-    }
-    if url.starts_with('/') {
-        return local_identity(url);
-    }
-    let (host, path) = match url.split_once("://") {
-        Some((_scheme, rest)) => {
-            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-            (host_of_authority(authority), path)
-        }
-        None => {
-            // scp-like `[user@]host:path`; a colon after a slash is a local path instead.
-            let (authority, path) = url.split_once(':')?;
-            if authority.contains('/') {
-                return None;
+    let identity =
+        if let Some((host, path)) = scp_like(raw) {
+            strip_git_suffix(&format!(
+                "{}/{}",
+                host.to_lowercase(),
+                path.trim_start_matches('/')
+            ))
+        } else {
+            match url::Url::parse(raw) {
+                Ok(parsed) if parsed.scheme() == "file" => {
+                    strip_git_suffix(&format!("file:{}", resolve_posix(parsed.path())))
+                }
+                Ok(parsed) => match parsed.host_str() {
+                    Some(host) if !host.is_empty() => strip_git_suffix(&collapse_slashes(
+                        &format!("{}{}", host.to_lowercase(), parsed.path()),
+                    )),
+                    _ => strip_git_suffix(raw),
+                },
+                Err(_) => strip_git_suffix(raw),
             }
-            (strip_userinfo(authority), path)
-        }
-    };
-    let host = host.to_ascii_lowercase();
-    let path = trim_repo_path(path);
-    if host.is_empty() || path.is_empty() {
+        };
+    (!identity.is_empty()).then_some(identity)
+}
+
+/// `[user@]host:path` where the user has no `@`, `/` or space, the host no `:` or space,
+/// the path at least one character and no line break, and the URL no `://`.
+fn scp_like(raw: &str) -> Option<(&str, &str)> {
+    if raw.contains("://") {
         return None;
     }
-    Some(format!("{host}/{path}"))
-}
-
-fn local_identity(path: &str) -> Option<String> {
-    let path = trim_repo_path(path);
-    (!path.is_empty()).then(|| format!("path:/{path}"))
-}
-
-fn strip_userinfo(authority: &str) -> &str {
-    authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host)
-}
-
-fn host_of_authority(authority: &str) -> &str {
-    let host = strip_userinfo(authority);
-    if let Some(bracketed) = host.strip_prefix('[') {
-        // IPv6 literal: `[::1]:22` keeps `::1`.
-        return bracketed.split(']').next().unwrap_or("");
+    let host_and_path = |rest: &'_ str| -> Option<(usize, usize)> {
+        let colon = rest.find(|c: char| c == ':' || is_js_space(c))?;
+        let path = &rest[colon..];
+        let valid = colon > 0
+            && path.starts_with(':')
+            && path.len() > 1
+            && !path.chars().any(is_js_line_terminator);
+        valid.then_some((colon, rest.len()))
+    };
+    // With a user part first (the regex tries it first), then the whole text as the host.
+    if let Some(at) = raw.find('@') {
+        let user = &raw[..at];
+        if !user.is_empty() && !user.chars().any(|c| c == '/' || is_js_space(c)) {
+            let rest = &raw[at + 1..];
+            if let Some((colon, _)) = host_and_path(rest) {
+                return Some((&rest[..colon], &rest[colon + 1..]));
+            }
+        }
     }
-    host.split(':').next().unwrap_or("")
+    let (colon, _) = host_and_path(raw)?;
+    Some((&raw[..colon], &raw[colon + 1..]))
 }
 
-fn trim_repo_path(path: &str) -> String {
-    let mut path = path.trim_matches('/');
-    while let Some(stripped) = path.strip_suffix(".git") {
-        path = stripped.trim_end_matches('/');
+/// Trailing `/`s, then one trailing `.git` in any case.
+fn strip_git_suffix(text: &str) -> String {
+    let text = text.trim_end_matches('/');
+    let cut = text.len().saturating_sub(4);
+    match text.get(cut..) {
+        Some(tail) if tail.eq_ignore_ascii_case(".git") => text[..cut].to_owned(),
+        _ => text.to_owned(),
     }
-    path.split('/')
-        .filter(|segment| !segment.is_empty())
-        .collect::<Vec<_>>()
-        .join("/")
+}
+
+fn collapse_slashes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if !(c == '/' && out.ends_with('/')) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Node's `path.resolve` of an absolute POSIX path: `.` and empty segments dropped, `..`
+/// applied, no trailing slash (a URL's path always starts with `/`).
+fn resolve_posix(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    format!("/{}", parts.join("/"))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,10 +150,6 @@ pub enum IdentityError {
         #[source]
         source: git2::Error,
     },
-    #[error(
-        "remote `origin` of {path} has URL `{url}`, which is not a repository URL berth understands"
-    )]
-    UnusableUrl { path: String, url: String },
 }
 
 /// The `origin` URL of a (gated) repo as configured, if it has one.
@@ -110,23 +172,21 @@ pub fn origin_url(repo: &Path) -> Result<Option<String>, IdentityError> {
 }
 
 /// The identity of a (gated) repo: its normalised `origin`, or `path:<abs path>` when it
-/// has no origin.
+/// has no origin or the origin reduces to nothing (as gstack falls back).
 pub fn repo_identity(repo: &Path) -> Result<String, IdentityError> {
-    match origin_url(repo)? {
-        Some(url) => normalize_remote_url(&url).ok_or_else(|| IdentityError::UnusableUrl {
-            path: repo.display().to_string(),
-            url,
-        }),
-        None => Ok(format!("path:{}", repo.display())),
-    }
+    Ok(origin_url(repo)?
+        .as_deref()
+        .and_then(normalize_remote_url)
+        .unwrap_or_else(|| format!("path:{}", repo.display())))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Every origin form, with the identity gstack's `normalizeRemoteIdentity` gives it.
     #[test]
-    fn every_url_form_normalises() {
+    fn every_url_form_normalises_as_gstack_does() {
         let cases = [
             ("git@github.com:acme/repo.git", "github.com/acme/repo"),
             ("https://github.com/acme/repo.git", "github.com/acme/repo"),
@@ -134,9 +194,20 @@ mod tests {
             ("https://github.com/acme/repo", "github.com/acme/repo"),
             ("https://github.com/acme/repo/", "github.com/acme/repo"),
             ("https://github.com/acme/repo.git/", "github.com/acme/repo"),
+            ("https://github.com/acme/repo.GIT", "github.com/acme/repo"),
+            ("git@github.com:acme/repo.Git", "github.com/acme/repo"),
             ("HTTPS://GitHub.COM/Acme/Repo.git", "github.com/Acme/Repo"),
+            ("ssh://git@GitHub.COM/acme/repo.git", "github.com/acme/repo"),
             (
                 "https://user:token@github.com/acme/repo.git",
+                "github.com/acme/repo",
+            ),
+            (
+                "https://github.com//acme///repo.git",
+                "github.com/acme/repo",
+            ),
+            (
+                "https://github.com/acme/repo.git?ref=x#frag",
                 "github.com/acme/repo",
             ),
             (
@@ -155,16 +226,52 @@ mod tests {
                 "git@gitlab.example.com:group/sub/repo.git",
                 "gitlab.example.com/group/sub/repo",
             ),
+            (
+                "https://github.enterprise.test/org/repo",
+                "github.enterprise.test/org/repo",
+            ),
             ("git://127.0.0.1:9418/widget.git", "127.0.0.1/widget"),
-            ("ssh://git@[::1]:22/acme/repo.git", "::1/acme/repo"),
-            ("file:///srv/git/widget.git", "path:/srv/git/widget"),
-            ("/srv/git/widget.git/", "path:/srv/git/widget"),
+            ("ssh://git@[::1]:22/acme/repo.git", "[::1]/acme/repo"),
+            // Only one `.git` goes, after the trailing slashes.
+            ("https://h.example/a/repo.git.git", "h.example/a/repo.git"),
+            // Local remotes: the path as written, or `file:` + the URL's path.
+            ("/srv/git/widget", "/srv/git/widget"),
+            ("/srv/git/widget.git/", "/srv/git/widget"),
+            ("/srv/git/Widget.GIT", "/srv/git/Widget"),
+            ("file:///srv/git/widget.git", "file:/srv/git/widget"),
+            ("file:///srv/git/widget.git/", "file:/srv/git/widget"),
+            ("file:///srv//git/./x/../widget", "file:/srv/git/widget"),
+            ("file://host/srv/git/widget", "file:/srv/git/widget"),
+            ("file:///srv/git/my repo.git", "file:/srv/git/my%20repo"),
+            // Forms gstack keeps that berth's identity gate then refuses.
+            ("../widget.git", "../widget"),
+            ("widget", "widget"),
+            ("./relative/path:x", "./relative/path/x"),
+            ("file:/srv/git/widget", "file/srv/git/widget"),
+            ("https://", "https:"),
+            (
+                "  \u{FEFF}git@github.com:acme/repo.git\n",
+                "github.com/acme/repo",
+            ),
         ];
         for (url, want) in cases {
             assert_eq!(normalize_remote_url(url).as_deref(), Some(want), "{url}");
         }
-        for junk in ["", "   ", "https://", "github.com", "./relative/path:x"] {
-            assert_eq!(normalize_remote_url(junk), None, "{junk:?}");
+        for nothing in ["", "   ", ".git", "/", "///"] {
+            assert_eq!(normalize_remote_url(nothing), None, "{nothing:?}");
+        }
+    }
+
+    #[test]
+    fn scp_like_needs_a_host_a_colon_and_a_path() {
+        assert_eq!(
+            scp_like("git@github.com:acme/r"),
+            Some(("github.com", "acme/r"))
+        );
+        // A user part with `/` is no user part: the whole text up to `:` is the host.
+        assert_eq!(scp_like("a/b@h:p"), Some(("a/b@h", "p")));
+        for not_scp in ["h:", ":p", "a b:c", "h:p\nq", "ssh://h:22/p", "/no/colon"] {
+            assert_eq!(scp_like(not_scp), None, "{not_scp:?}");
         }
     }
 
@@ -177,8 +284,16 @@ mod tests {
             repo_identity(&path).unwrap(),
             format!("path:{}", path.display())
         );
-        repo.remote("origin", "git@github.com:acme/widget.git")
+        repo.remote("origin", "/srv/git/widget.git").unwrap();
+        assert_eq!(repo_identity(&path).unwrap(), "/srv/git/widget");
+        repo.remote_set_url("origin", "git@github.com:acme/widget.git")
             .unwrap();
         assert_eq!(repo_identity(&path).unwrap(), "github.com/acme/widget");
+        // An origin that reduces to nothing falls back to the path, as in gstack.
+        repo.remote_set_url("origin", ".git").unwrap();
+        assert_eq!(
+            repo_identity(&path).unwrap(),
+            format!("path:{}", path.display())
+        );
     }
 }

@@ -12,6 +12,7 @@ pub mod faults;
 pub mod forge;
 pub mod gates;
 pub mod git_daemon;
+pub mod gstack_text;
 pub mod hostile_file;
 pub mod identity;
 pub mod lane_lock;

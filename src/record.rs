@@ -295,7 +295,8 @@ fn check_kind(field: &'static str, kind: Kind, value: &Value) -> Result<(), Fiel
     }
 }
 
-fn type_name(value: &Value) -> &'static str {
+/// "null", "a number", …: how a JSON value's kind reads in a message.
+pub(crate) fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -101,6 +101,20 @@ impl StepResult {
     }
 }
 
+impl StepResult {
+    /// The exit code, if the command exited (not killed, timed out or never started).
+    pub fn exit_code(&self) -> Option<i32> {
+        match self.outcome {
+            Outcome::Exited { code, .. } => code,
+            _ => None,
+        }
+    }
+
+    pub fn timed_out(&self) -> bool {
+        matches!(self.outcome, Outcome::TimedOut { .. })
+    }
+}
+
 impl fmt::Display for StepResult {
     /// "landing command exited with status 3 (log: /path)": fit for `lastError`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

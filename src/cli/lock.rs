@@ -126,7 +126,10 @@ fn describe(lock: &LockListing) -> String {
     let line = |p: &crate::lane_lock::LockPayload, state: &str| {
         format!(
             "{} [{state}] holder {} created {} expires {} ({short})",
-            lock.ref_name, p.owner_id, p.created_at, p.expires_at
+            lock.ref_name,
+            p.owner_id,
+            p.created_at.as_deref().unwrap_or("(not recorded)"),
+            p.expires_at
         )
     };
     match &lock.state {

@@ -8,10 +8,11 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::forge::{ForgeRepo, PrRef, verify_claim};
+use crate::gstack_text;
 use crate::lane_lock::{Acquire, Heartbeat, HeldLock, Lane, Released, lock_ref_name};
 use crate::record::{Record, Status};
 use crate::rules::contracts::landing::{LandDecision, LandFacts};
-use crate::runner::{Outcome, Step, StepResult, StepVars};
+use crate::runner::{Step, StepResult, StepVars};
 use crate::store::Expect;
 
 use super::{Candidate, Shared, policy, worktree};
@@ -195,12 +196,24 @@ pub async fn land(
     let lane = Shared::lane_of(&candidate);
     let id = candidate.id.clone();
     let kind = land_inner(&shared, &candidate, &lane, &cancel).await;
+    // gstack's `PR #<N>: <status>`, then why.
+    let pr = |status: Status| gstack_text::pr_status(candidate.record.pr_number, status);
     match &kind {
-        OutcomeKind::Landed => tracing::info!(record = %id, "landed"),
-        OutcomeKind::Blocked(why) => tracing::warn!(record = %id, "blocked: {why}"),
-        OutcomeKind::Requeued(why) => tracing::warn!(record = %id, "back in the queue: {why}"),
-        OutcomeKind::LaneBusy(why) => tracing::info!(record = %id, "lane skipped: {why}"),
-        OutcomeKind::Interrupted => tracing::warn!(record = %id, "interrupted; back in the queue"),
+        OutcomeKind::Landed => tracing::info!(record = %id, "{}", pr(Status::Landed)),
+        OutcomeKind::Blocked(why) => {
+            tracing::warn!(record = %id, "{}: {why}", pr(Status::Blocked))
+        }
+        OutcomeKind::Requeued(why) => {
+            tracing::warn!(record = %id, "{}: back in the queue: {why}", pr(Status::Queued))
+        }
+        OutcomeKind::LaneBusy(why) => {
+            // gstack logs the lock's answer on its own line, then the status.
+            tracing::info!(record = %id, "{why}");
+            tracing::info!(record = %id, "{}: lane skipped", pr(Status::Queued))
+        }
+        OutcomeKind::Interrupted => {
+            tracing::warn!(record = %id, "{}: interrupted; back in the queue", pr(Status::Queued))
+        }
         OutcomeKind::Skipped(why) => tracing::info!(record = %id, "skipped: {why}"),
     }
     LaneOutcome { lane, id, kind }
@@ -320,7 +333,9 @@ async fn verify_on_forge(
     .await;
     match checked {
         Some(Ok(Ok(()))) => Ok(()),
-        Some(Ok(Err(refusal))) => Err(Stop::Block(format!("claim check: {refusal}"))),
+        Some(Ok(Err(refusal))) => Err(Stop::Block(gstack_text::marker_verification_failed(
+            refusal,
+        ))),
         Some(Err(e)) => Err(Stop::Requeue(format!("could not check the PR: {e}"))),
         None => Err(Stop::Requeue("the claim check did not finish".into())),
     }
@@ -360,13 +375,18 @@ async fn acquire_lock(
     .await;
     match acquired {
         Some(Ok(Acquire::Acquired(held))) => Ok(held),
-        Some(Ok(Acquire::HeldElsewhere { holder, .. })) => Err(Stop::LaneBusy(format!(
-            "lane locked by {} until {}",
-            holder.owner_id, holder.expires_at
-        ))),
-        Some(Ok(Acquire::Unreadable { sha, reason })) => Err(Stop::LaneBusy(format!(
-            "lane lock {sha} is unreadable ({reason}); inspect it with `berth lock status`"
-        ))),
+        Some(Ok(Acquire::HeldElsewhere { holder, .. })) => {
+            Err(Stop::LaneBusy(gstack_text::lock_unavailable(
+                &c.record.base_branch,
+                gstack_text::lock_held_by(&holder.owner_id, &holder.expires_at),
+            )))
+        }
+        Some(Ok(Acquire::Unreadable { reason, .. })) => {
+            Err(Stop::LaneBusy(gstack_text::lock_unavailable(
+                &c.record.base_branch,
+                format!("{reason}; inspect it with `berth lock status`"),
+            )))
+        }
         Some(Err(e)) => Err(Stop::Requeue(format!("could not take the lane lock: {e}"))),
         None => Err(Stop::Requeue(
             "taking the lane lock did not finish; if it was taken, it expires on its TTL".into(),
@@ -428,15 +448,24 @@ async fn run_steps(
             break Verdict::Interrupted;
         }
         if heartbeat.is_lost() {
-            break Verdict::Stop(Stop::Block(format!(
-                "lost the lane lock while the {} step ran (another daemon may own the lane); {result}",
+            let why = heartbeat
+                .snapshot()
+                .loss()
+                .unwrap_or(gstack_text::LOCK_HEARTBEAT_FAILED);
+            break Verdict::Stop(Stop::Block(gstack_text::lock_ownership_lost(format!(
+                "{why}; the {} step was stopped (another daemon may own the lane): {result}",
                 step.as_str()
-            )));
+            ))));
         }
         let next = match step {
             // A ship that failed is the verdict; one that worked is followed by a land.
             Step::Ship if result.succeeded() => Step::Land,
-            Step::Ship => break Verdict::Stop(Stop::Block(result.to_string())),
+            Step::Ship => {
+                break Verdict::Stop(Stop::Block(format!(
+                    "{}: {result}",
+                    gstack_text::drift_ship_failed(result.exit_code(), result.timed_out())
+                )));
+            }
             Step::Land => match judge_land(shared, c, &result, retries, cancel).await {
                 Judged::Landed { checked_at } => break write_landed(shared, c, checked_at),
                 Judged::Repair => Step::Ship,
@@ -493,16 +522,18 @@ async fn judge_land(
             None => return Judged::Interrupted,
         }
     } else {
-        (false, None, result.to_string())
+        let failed = gstack_text::land_failed(
+            result.exit_code(),
+            result.timed_out(),
+            result.log_path.display(),
+        );
+        (false, None, format!("{failed}: {result}"))
     };
     let checked_at = crate::clock::now_iso();
     let facts = LandFacts {
         succeeded: result.succeeded(),
-        exit_code: match result.outcome {
-            Outcome::Exited { code, .. } => code,
-            _ => None,
-        },
-        timed_out: matches!(result.outcome, Outcome::TimedOut { .. }),
+        exit_code: result.exit_code(),
+        timed_out: result.timed_out(),
         drift: result.drift_detected(),
         merged,
         forge_state,
@@ -599,15 +630,24 @@ async fn merge_facts(
         Ok(proof) => (
             false,
             Some(proof.state.to_string()),
-            format!(
-                "landing command exited 0 but {forge_name} reports PR #{} as {} (not merged); log: {log}",
-                c.record.pr_number, proof.state
+            gstack_text::forge_disagrees(
+                forge_name,
+                gstack_text::pr_not_merged(
+                    c.record.pr_number,
+                    proof.state.to_string().to_uppercase(),
+                    forge_name,
+                ),
+                log,
             ),
         ),
         Err(e) => (
             false,
             None,
-            format!("landing command exited 0 but the merge could not be proven: {e}; log: {log}"),
+            gstack_text::forge_disagrees(
+                forge_name,
+                format!("the merge could not be proven: {e}"),
+                log,
+            ),
         ),
     })
 }
@@ -682,10 +722,17 @@ async fn release_lock(shared: &Arc<Shared>, held: HeldLock) {
         Ok(Ok(Ok(Released::NotOurs { now_sha }))) => {
             tracing::warn!(lock = %ref_name, "lock was taken over (now {now_sha}); left alone")
         }
-        Ok(Ok(Err(e))) => {
-            tracing::error!(lock = %ref_name, "release failed: {e}; it expires on its TTL")
-        }
-        Ok(Err(e)) => tracing::error!(lock = %ref_name, "release task failed: {e}"),
-        Err(_) => tracing::error!(lock = %ref_name, "release timed out; it expires on its TTL"),
+        Ok(Ok(Err(e))) => tracing::error!(
+            "{}",
+            gstack_text::could_not_release(&ref_name, format!("{e}; it expires on its TTL"))
+        ),
+        Ok(Err(e)) => tracing::error!(
+            "{}",
+            gstack_text::could_not_release(&ref_name, format!("the release task failed: {e}"))
+        ),
+        Err(_) => tracing::error!(
+            "{}",
+            gstack_text::could_not_release(&ref_name, "timed out; it expires on its TTL")
+        ),
     }
 }

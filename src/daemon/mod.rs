@@ -214,7 +214,7 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
     // `--once` exits 1 when a record it processed ended blocked, or when it did nothing
     // but block records (at the gates or by the landing policy).
     let mut any_blocked = false;
-    let mut blocked_before_landing = false;
+    let mut blocked_before_landing = Blocked::default();
     let mut processed = false;
     let mut ticked_once = false;
     // An event that arrived while the loop was busy with bookkeeping, handled next.
@@ -269,7 +269,7 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
                         start_landings(&shared, &cancel, &mut landings),
                     )
                     .await
-                    .map(|policy_blocked| blocked_before_landing |= policy_blocked)
+                    .map(|policy_blocked| blocked_before_landing.by_policy += policy_blocked)
                 } else {
                     Ok(())
                 }
@@ -290,7 +290,7 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
                     start_tick(&shared, &cancel, &mut landings),
                 )
                 .await
-                .map(|blocked| blocked_before_landing |= blocked)
+                .map(|blocked| blocked_before_landing.add(blocked))
             }
         };
         if let Err(interrupt) = next {
@@ -298,7 +298,10 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
             continue;
         }
         if mode == Mode::Once && ticked_once && landings.is_empty() {
-            let needs_attention = any_blocked || (blocked_before_landing && !processed);
+            if !processed {
+                tracing::info!("{}", blocked_before_landing.summary());
+            }
+            let needs_attention = any_blocked || (blocked_before_landing.any() && !processed);
             return Ok(if needs_attention {
                 Exit::Blocked
             } else {
@@ -377,34 +380,69 @@ impl Landings {
     }
 }
 
+/// Records blocked before any landing took them: at the gates, or by the landing policy.
+#[derive(Clone, Copy, Debug, Default)]
+struct Blocked {
+    at_gates: usize,
+    by_policy: usize,
+}
+
+impl Blocked {
+    fn add(&mut self, other: Blocked) {
+        self.at_gates += other.at_gates;
+        self.by_policy += other.by_policy;
+    }
+
+    fn any(&self) -> bool {
+        self.at_gates + self.by_policy > 0
+    }
+
+    /// `--once`'s closing line when it processed nothing, in gstack's words.
+    fn summary(&self) -> String {
+        if self.at_gates > 0 {
+            crate::gstack_text::only_gate_blocked(self.at_gates)
+        } else if self.by_policy > 0 {
+            format!(
+                "release queue: blocked {} record(s) by the landing policy; no eligible records to process",
+                self.by_policy
+            )
+        } else {
+            crate::gstack_text::QUEUE_EMPTY.to_owned()
+        }
+    }
+}
+
 /// One tick's bookkeeping (reconcile, reclaim, discover, gate) then as many landings as
-/// free lanes allow. Returns whether any record was blocked at the gates.
+/// free lanes allow. Returns how many records it blocked before landing them.
 async fn start_tick(
     shared: &Arc<Shared>,
     cancel: &CancellationToken,
     landings: &mut Landings,
-) -> bool {
+) -> Blocked {
     let prep = Arc::clone(shared);
-    let gate_blocked = match tokio::task::spawn_blocking(move || tick::prepare(&prep)).await {
-        Ok(report) => report.gate_blocked > 0,
+    let at_gates = match tokio::task::spawn_blocking(move || tick::prepare(&prep)).await {
+        Ok(report) => report.gate_blocked,
         Err(e) => {
             tracing::error!("tick preparation failed: {e}");
-            false
+            0
         }
     };
-    let policy_blocked = start_landings(shared, cancel, landings).await;
-    gate_blocked || policy_blocked
+    let by_policy = start_landings(shared, cancel, landings).await;
+    Blocked {
+        at_gates,
+        by_policy,
+    }
 }
 
-/// Starts landings on free lanes, up to the rules' `max_lanes` at once. Returns whether
-/// the landing policy blocked a record on the way.
+/// Starts landings on free lanes, up to the rules' `max_lanes` at once. Returns how many
+/// records the landing policy blocked on the way.
 async fn start_landings(
     shared: &Arc<Shared>,
     cancel: &CancellationToken,
     landings: &mut Landings,
-) -> bool {
+) -> usize {
     if cancel.is_cancelled() {
-        return false;
+        return 0;
     }
     let pick = Arc::clone(shared);
     let skip = landings.busy_lanes();
@@ -414,7 +452,7 @@ async fn start_landings(
             Ok(selection) => selection,
             Err(e) => {
                 tracing::error!("candidate selection failed: {e}");
-                return false;
+                return 0;
             }
         };
     for candidate in selection.candidates {
@@ -424,5 +462,5 @@ async fn start_landings(
             landing::land(shared, candidate, cancel).await
         });
     }
-    selection.policy_blocked > 0
+    selection.policy_blocked
 }

@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, HashSet};
 
 use crate::forge::{ForgeRepo, PrRef, QueuedPr};
-use crate::gates::GatedRecord;
+use crate::gates::{Gate, GateError, GatedRecord};
+use crate::gstack_text;
 use crate::lane_lock::{Lane, lock_ref_name};
 use crate::record::{Record, Status};
 use crate::rules::contracts::landing::Admit;
@@ -112,6 +113,8 @@ fn reconcile(shared: &Shared, stored: &StoredRecord, now: chrono::DateTime<chron
     let result = match (from, proof.merged) {
         (Status::Blocked, true) => {
             shared.transition(&stored.id, Expect::OneOf(&[from]), Status::Landed, |r| {
+                // The block's reason no longer holds (gstack test 70).
+                r.last_error = None;
                 r.reconciled_at = Some(checked_at.clone());
                 r.last_github_checked_at = Some(checked_at.clone());
                 r.last_github_state = Some(state.clone());
@@ -197,7 +200,7 @@ fn discover(shared: &Shared, records: &[StoredRecord]) -> usize {
             Ok(prs) => prs,
             Err(e) => {
                 // One repo's failure never hides the others.
-                tracing::warn!(repo = %identity, "discovery failed: {e}");
+                tracing::warn!(repo = %identity, "{}", gstack_text::could_not_discover(&example.record.repo_path, &e));
                 continue;
             }
         };
@@ -256,7 +259,7 @@ fn gate_queued(shared: &Shared) -> usize {
         .filter(|s| s.record.status == Status::Queued)
     {
         if let Err(refusal) = shared.allowlist.gate_record(&stored.record) {
-            let reason = format!("gate: {refusal}");
+            let reason = gate_block_text(&stored.record, &refusal);
             match shared.transition(
                 &stored.id,
                 Expect::OneOf(&[Status::Queued]),
@@ -266,7 +269,7 @@ fn gate_queued(shared: &Shared) -> usize {
                 },
             ) {
                 Ok(_) => {
-                    tracing::warn!(record = %stored.id, "blocked at the gate: {refusal}");
+                    tracing::warn!(record = %stored.id, "{}", gate_block_log(&stored.record, &refusal));
                     blocked += 1;
                 }
                 Err(e) => tracing::warn!(record = %stored.id, "gate block not written: {e}"),
@@ -274,6 +277,33 @@ fn gate_queued(shared: &Shared) -> usize {
         }
     }
     blocked
+}
+
+/// A refused repo path on a legacy record (no `repoIdentity`): gstack blocks it before
+/// deriving an id from its repo, with its own text.
+fn legacy_path_refusal(record: &Record, refusal: &GateError) -> bool {
+    record.repo_identity.is_none() && matches!(refusal.gate, Gate::RepoPath | Gate::GitDir)
+}
+
+/// The `lastError` of a record blocked at the gate, in gstack's words.
+fn gate_block_text(record: &Record, refusal: &GateError) -> String {
+    if legacy_path_refusal(record, refusal) {
+        gstack_text::repo_rejected_pre_id(&refusal.reason)
+    } else {
+        refusal.to_string()
+    }
+}
+
+/// The log line for a record blocked at the gate: gstack's for a repo-path refusal.
+fn gate_block_log(record: &Record, refusal: &GateError) -> String {
+    match refusal.gate {
+        Gate::RepoPath | Gate::GitDir => gstack_text::blocking_pr(
+            record.pr_number,
+            &refusal.reason,
+            legacy_path_refusal(record, refusal),
+        ),
+        _ => format!("blocking PR #{}: {refusal}", record.pr_number),
+    }
 }
 
 /// Step 5: at most the rules' `max_lanes` minus `running` candidates: the head of every

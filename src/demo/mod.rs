@@ -171,7 +171,7 @@ fn check(world: &World, observer: &Observer) -> anyhow::Result<Vec<Check>> {
             && planted
                 .last_error
                 .as_deref()
-                .is_some_and(|e| e.starts_with("gate: repo path gate refused")),
+                .is_some_and(|e| e.starts_with("repoPath rejected by daemon allowlist")),
     });
     let lanes: Vec<&str> = vec!["main", "release/1.x"];
     for base in lanes {

@@ -237,11 +237,13 @@ pub enum ClaimRefusal {
         got: u64,
         seen_on: &'static str,
     },
-    #[error("PR #{pr} is {} on {seen_on}", state_phrase(*.state))]
+    #[error("PR #{pr} is {} on {seen_on}{}", state_phrase(*.state), gone_branch(*.state, seen_on, branch))]
     NotOpen {
         pr: u64,
         state: PrState,
         seen_on: &'static str,
+        /// The record's feature branch.
+        branch: String,
     },
     #[error("PR #{pr} no longer carries the {QUEUE_LABEL} label")]
     Unlabelled { pr: u64 },
@@ -275,6 +277,16 @@ pub enum ClaimRefusal {
     },
 }
 
+/// On the git forge a closed PR *is* a feature branch gone from origin unmerged: say which
+/// branch, as git's fetch would (`couldn't find remote ref <branch>`).
+fn gone_branch(state: PrState, seen_on: &str, branch: &str) -> String {
+    if state == PrState::Closed && seen_on == "origin" {
+        format!(": couldn't find remote ref {branch} (the feature branch was deleted unmerged)")
+    } else {
+        String::new()
+    }
+}
+
 fn state_phrase(state: PrState) -> &'static str {
     match state {
         PrState::Open => "open",
@@ -301,6 +313,7 @@ pub fn verify_claim(check: &PrCheck, expected: &PrRef<'_>) -> Result<(), ClaimRe
             pr,
             state: check.state,
             seen_on: check.seen_on,
+            branch: expected.feature_branch.to_owned(),
         });
     }
     if !check.labelled {

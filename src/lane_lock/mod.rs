@@ -47,7 +47,7 @@ use crate::safe_key::safe_key;
 pub use heartbeat::Heartbeat;
 pub use payload::{LOCK_SUBJECT, LockPayload};
 
-use payload::{ReadLock, lock_message, parse_lock_message};
+use payload::{ReadLock, lock_message, read_lock};
 use transport::{PushOutcome, Scratch, fetch, push_guarded, redact_url};
 
 /// Namespace of every lane lock ref on the remote.
@@ -212,6 +212,18 @@ impl HeldLock {
     /// than the TTL. The caller must then stop landing: another daemon may own the lane.
     pub fn is_lost(&self, now: Instant) -> bool {
         self.stolen.is_some() || now.saturating_duration_since(self.last_refresh) > self.ttl
+    }
+
+    /// Why ownership is lost, in gstack's words (`release lock ref disappeared`, `release
+    /// lock is no longer owned by this daemon`, or `release lock heartbeat failed` when no
+    /// refresh succeeded within the TTL); `None` while the lock is ours.
+    pub fn loss(&self) -> Option<&'static str> {
+        match &self.stolen {
+            Some(StolenTo(None)) => Some(crate::gstack_text::LOCK_REF_DISAPPEARED),
+            Some(StolenTo(Some(_))) => Some(crate::gstack_text::LOCK_NOT_OWNED),
+            None if self.is_lost(Instant::now()) => Some(crate::gstack_text::LOCK_HEARTBEAT_FAILED),
+            None => None,
+        }
     }
 
     /// Time left before [`HeldLock::is_lost`] turns true if no refresh succeeds.
@@ -549,8 +561,11 @@ impl LockClient {
         }
         let scratch = self.scratch()?;
         let started = Instant::now();
+        // Like gstack's refresh, re-stamp `createdAt` too: it reads as "last refreshed at".
+        let now = clock::now();
         let payload = LockPayload {
-            expires_at: clock::iso(clock::now() + self.chrono_ttl()),
+            created_at: Some(clock::iso(now)),
+            expires_at: clock::iso(now + self.chrono_ttl()),
             ..held.payload.clone()
         };
         let sha = write_commit(&scratch, &target, &payload)?;
@@ -619,10 +634,7 @@ impl LockClient {
             let suffix = local_name
                 .trim_start_matches(READ_REF)
                 .trim_start_matches('/');
-            let state = match scratch
-                .commit_message(sha)
-                .and_then(|m| parse_lock_message(&m))
-            {
+            let state = match read_lock(&sha.to_string(), scratch.commit_message(sha)) {
                 Err(reason) => ListedLock::Unreadable { reason },
                 Ok(lock) if lock.is_live_at(now) => match holder_gone(&lock) {
                     Some(reason) => ListedLock::HolderGone {
@@ -730,9 +742,9 @@ impl LockClient {
         let payload = LockPayload {
             owner_id: owner_id.to_owned(),
             repo_path: repo_path.to_string_lossy().into_owned(),
-            repo_identity: lane.repo_identity.clone(),
+            repo_identity: Some(lane.repo_identity.clone()),
             base_branch: lane.base_branch.clone(),
-            created_at: clock::iso(created),
+            created_at: Some(clock::iso(created)),
             expires_at: clock::iso(created + self.chrono_ttl()),
         };
         let sha = write_commit(scratch, target, &payload)?;
@@ -813,9 +825,7 @@ fn read_remote_lock(scratch: &Scratch, target: &Target<'_>) -> Result<RemoteLock
     if let Ok(mut reference) = scratch.repo.find_reference(READ_REF) {
         reference.delete().map_err(|e| target.local_error(e))?;
     }
-    let read = scratch
-        .commit_message(sha)
-        .and_then(|message| parse_lock_message(&message));
+    let read = read_lock(&sha.to_string(), scratch.commit_message(sha));
     Ok(RemoteLock::Present { sha, read })
 }
 
@@ -978,9 +988,9 @@ mod tests {
             payload: LockPayload {
                 owner_id: String::new(),
                 repo_path: String::new(),
-                repo_identity: String::new(),
+                repo_identity: None,
                 base_branch: String::new(),
-                created_at: String::new(),
+                created_at: None,
                 expires_at: String::new(),
             },
             ttl: Duration::from_secs(10),

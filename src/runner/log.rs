@@ -57,9 +57,13 @@ pub fn attempt_log_path(
         .join(format!("attempt-{attempt}-{}.log", step.as_str())))
 }
 
-/// True when a run's output carries one of the [`DRIFT_SIGNATURES`].
+/// True when a run's output carries one of the [`DRIFT_SIGNATURES`], in any case: gstack
+/// matches them with a case-insensitive regex, whose folding touches ASCII letters only.
 pub fn output_shows_drift(log_excerpt: &str) -> bool {
-    DRIFT_SIGNATURES.iter().any(|sig| log_excerpt.contains(sig))
+    let folded = log_excerpt.to_ascii_lowercase();
+    DRIFT_SIGNATURES
+        .iter()
+        .any(|sig| folded.contains(&sig.to_ascii_lowercase()))
 }
 
 /// Opens `path` for appending (creating its directory private and the file 0600, and
@@ -117,6 +121,20 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     #[test]
+    fn drift_signatures_match_in_any_case_as_in_gstack() {
+        for shows in [
+            "error: VERSION drift detected (1.2.3 != 1.2.4)",
+            "version DRIFT Detected",
+            "Queue Moved Since Last /SHIP",
+        ] {
+            assert!(output_shows_drift(shows), "{shows:?}");
+        }
+        for clean in ["VERSION drift", "queue moved since /ship", ""] {
+            assert!(!output_shows_drift(clean), "{clean:?}");
+        }
+    }
+
+    #[test]
     fn log_path_is_per_record_attempt_and_step() {
         let p = attempt_log_path(Path::new("/logs"), "gh-acme-main-pr-7", 2, Step::Ship).unwrap();
         assert_eq!(p, Path::new("/logs/gh-acme-main-pr-7/attempt-2-ship.log"));
@@ -139,7 +157,10 @@ mod tests {
         assert!(output_shows_drift(
             "queue moved since last /ship; re-run /ship"
         ));
-        assert!(!output_shows_drift("version drift detected"));
+        assert!(
+            output_shows_drift("version drift detected"),
+            "any case, as gstack"
+        );
         assert!(!output_shows_drift("queue moved"));
         assert!(!output_shows_drift(""));
     }

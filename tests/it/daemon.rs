@@ -44,7 +44,9 @@ fn exit_zero_without_a_merge_is_blocked_with_the_forges_state() {
     assert_eq!(record["status"], "blocked");
     let why = record["lastError"].as_str().unwrap();
     assert!(
-        why.contains("exited 0 but origin reports PR #2 as open"),
+        why.starts_with(
+            "land-and-deploy reported success but origin disagrees: PR #2 state is OPEN on origin"
+        ),
         "{why}"
     );
     assert!(world.lock_refs(&lane.remote_url).is_empty());
@@ -67,8 +69,12 @@ fn a_planted_record_is_blocked_at_the_gate_and_nothing_runs() {
     let record = world.read_record(&id);
     assert_eq!(record["status"], "blocked");
     let why = record["lastError"].as_str().unwrap();
-    assert!(why.starts_with("gate: repo path gate refused"), "{why}");
-    assert!(why.contains("not under an allowed root"), "{why}");
+    // A legacy record (no repoIdentity): gstack's discovery pre-gate text.
+    assert!(
+        why.starts_with("repoPath rejected by daemon allowlist (pre-id derivation): repoPath "),
+        "{why}"
+    );
+    assert!(why.contains("is outside the daemon allowlist"), "{why}");
     assert!(!canary.exists());
 }
 
@@ -106,7 +112,12 @@ fn a_lane_locked_elsewhere_is_skipped_and_another_lane_lands() {
     let skipped = world.read_record(&busy);
     assert_eq!(skipped["status"], "queued");
     let why = skipped["lastError"].as_str().unwrap();
-    assert!(why.contains("lane locked by other-host:1:1"), "{why}");
+    assert!(
+        why.starts_with(
+            "release lock unavailable for main: release lock held by other-host:1:1 until "
+        ),
+        "{why}"
+    );
     assert_eq!(world.ledger(), [5]);
 }
 
@@ -255,7 +266,9 @@ fn exit_zero_but_github_says_open_is_blocked_naming_githubs_state() {
     assert_eq!(record["status"], "blocked");
     let why = record["lastError"].as_str().unwrap();
     assert!(
-        why.contains("exited 0 but GitHub reports PR #42 as open"),
+        why.starts_with(
+            "land-and-deploy reported success but GitHub disagrees: PR #42 state is OPEN on GitHub (sub-agent reported success but PR was not merged); see "
+        ),
         "{why}"
     );
     let calls = gh.calls();

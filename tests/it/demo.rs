@@ -14,7 +14,7 @@ fn the_demo_runs_green_and_narrates_what_it_checks() {
             "lock ref refs/gstack/release-locks/127.0.0.1-acme-widget/main appeared",
         ))
         .stdout(predicate::str::contains(
-            "queued -> blocked: gate: repo path gate refused",
+            "queued -> blocked: repoPath rejected by daemon allowlist (pre-id derivation): repoPath ",
         ))
         .stdout(predicate::str::contains(
             "PR #201 [release/1.x] landing -> landed",

@@ -46,18 +46,24 @@ fn planted_repo_paths_are_refused_with_the_reason() {
     let cases: Vec<(String, &str)> = vec![
         (
             link.display().to_string(),
-            "not under an allowed root (resolves to",
+            "is outside the daemon allowlist",
         ),
         (traversal, "contains `..`"),
-        ("code/good".into(), "not absolute"),
-        (String::new(), "empty"),
-        (file.display().to_string(), "not a directory"),
-        (no_git.display().to_string(), "no `.git`"),
-        (outside.display().to_string(), "not under an allowed root"),
-        ("/".into(), "not under an allowed root"),
+        ("code/good".into(), "repoPath is not absolute: code/good"),
+        (String::new(), "repoPath is empty or not a string"),
+        (file.display().to_string(), "is not a directory"),
+        (
+            no_git.display().to_string(),
+            "has no .git entry (not a git repo)",
+        ),
+        (
+            outside.display().to_string(),
+            "is outside the daemon allowlist (set GSTACK_DAEMON_REPO_ALLOWLIST to extend)",
+        ),
+        ("/".into(), "is outside the daemon allowlist"),
         (
             world.code.join("missing").display().to_string(),
-            "cannot resolve path",
+            "does not exist",
         ),
     ];
     for (path, reason) in cases {
@@ -134,7 +140,7 @@ fn linked_worktree_git_dir_must_be_allowed_too() {
     .unwrap();
     let (gate, why) = refused(&list, &record(fake.to_str().unwrap(), "f", "main"));
     assert_eq!(gate, Gate::RepoPath);
-    assert!(why.contains("git dir resolves to"), "{why}");
+    assert!(why.contains("git dir that resolves to"), "{why}");
     // A real linked worktree of an allowed repo passes.
     let linked = world.code.join("linked");
     world.run_git(&repo, &["worktree", "add", "-q", linked.to_str().unwrap()]);
@@ -157,7 +163,7 @@ fn worktree_outside_the_allowlist_falls_back_to_scratch() {
     let gated = list.gate_record(&rec).unwrap();
     match gated.worktree {
         WorktreeChoice::Scratch { reason } => {
-            assert!(reason.contains("worktree path gate"), "{reason}")
+            assert!(reason.starts_with("worktreePath rejected: "), "{reason}")
         }
         WorktreeChoice::Use(p) => panic!("an outside worktree was accepted: {}", p.display()),
     }

@@ -75,5 +75,7 @@ fn lock_commands_refuse_a_repo_outside_the_allowlist() {
         .args(["lock", "status", "--repo-path", outside.to_str().unwrap()])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("repo path gate refused"));
+        .stderr(predicate::str::contains(
+            "repoPath outside daemon allowlist: repoPath ",
+        ));
 }

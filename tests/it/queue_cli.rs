@@ -167,8 +167,10 @@ fn enqueue_refuses_what_the_gates_refuse_and_writes_nothing() {
         .args(["--feature-branch", "feat/x", "--version", "1"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("repo path gate refused"))
-        .stderr(predicate::str::contains("not under an allowed root"));
+        .stderr(predicate::str::contains(
+            "repoPath outside daemon allowlist: repoPath ",
+        ))
+        .stderr(predicate::str::contains("is outside the daemon allowlist"));
     let repo = world.repo("w", "git@github.com:acme/w.git");
     world
         .berth()
@@ -182,7 +184,7 @@ fn enqueue_refuses_what_the_gates_refuse_and_writes_nothing() {
         .args(["--feature-branch=--upload-pack=bad", "--version", "1"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("feature branch gate refused"));
+        .stderr(predicate::str::contains("featureBranch rejected: featureBranch \"--upload-pack=bad\" contains characters outside the safe subset"));
     assert!(world.queue_snapshot().is_empty());
 }
 
