@@ -5,6 +5,7 @@ use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// Atomically replaces (or creates) `path` with `bytes`, leaving it with `mode`.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
@@ -56,26 +57,68 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// How long berth waits for an advisory lock another process holds on a file in a
+/// directory others can write (a queue record, the halt dir), before it gives up and
+/// reports the lock as held. Berth's own writes hold such a lock for milliseconds.
+pub const LOCK_WAIT: Duration = Duration::from_millis(250);
+
+/// How often a held lock is tried again within its wait.
+const LOCK_RETRY: Duration = Duration::from_millis(10);
+
 /// Opens (creating if needed, mode 0600) a file to hold an advisory lock on. O_NOFOLLOW:
-/// a planted symlink must not make berth create or chmod a file elsewhere.
+/// a planted symlink must not make berth create or chmod a file elsewhere; O_NONBLOCK
+/// and a type check on the handle: a FIFO planted at the lock path must not hang the open.
 pub fn open_lock_file(lock_path: &Path) -> io::Result<File> {
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(lock_path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", lock_path.display()),
+        ));
+    }
     file.set_permissions(Permissions::from_mode(0o600))?;
     Ok(file)
 }
 
 /// Takes an exclusive advisory lock on a lock file, waiting for it; the lock is released
-/// when the returned file is dropped, including when the process dies.
+/// when the returned file is dropped, including when the process dies. Only for locks
+/// that berth's own processes hold; see [`lock_exclusive_within`] for the others.
 pub fn lock_exclusive(lock_path: &Path) -> io::Result<File> {
     let file = open_lock_file(lock_path)?;
     file.lock()?;
     Ok(file)
+}
+
+/// Takes an exclusive advisory lock, trying for at most `wait`: a lock someone else
+/// holds longer is an error of kind `WouldBlock`, never a hang.
+pub fn lock_exclusive_within(lock_path: &Path, wait: Duration) -> io::Result<File> {
+    let file = open_lock_file(lock_path)?;
+    let deadline = Instant::now() + wait;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(LOCK_RETRY)
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!(
+                        "{} is locked by another process (still held after {} ms)",
+                        lock_path.display(),
+                        wait.as_millis()
+                    ),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -107,6 +150,24 @@ mod tests {
         std::os::unix::fs::symlink(&elsewhere, dir.path().join(".r.lock")).unwrap();
         assert!(lock_exclusive(&dir.path().join(".r.lock")).is_err());
         assert!(!elsewhere.exists());
+    }
+
+    #[test]
+    fn a_held_lock_is_reported_after_the_wait_and_a_fifo_is_no_lock_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".r.lock");
+        let held = lock_exclusive(&path).unwrap();
+        let started = Instant::now();
+        let err = lock_exclusive_within(&path, LOCK_WAIT).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        assert!(err.to_string().contains("still held after 250 ms"), "{err}");
+        assert!(started.elapsed() >= LOCK_WAIT);
+        drop(held);
+        lock_exclusive_within(&path, LOCK_WAIT).unwrap();
+        let fifo = dir.path().join(".fifo.lock");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let err = lock_exclusive_within(&fifo, LOCK_WAIT).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 
     #[test]

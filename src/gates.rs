@@ -262,8 +262,15 @@ impl Allowlist {
         let meta = fs::symlink_metadata(&dot_git)
             .map_err(|_| "has no .git entry (not a git repo)".to_owned())?;
         let git_dir = if meta.is_file() || meta.file_type().is_symlink() && dot_git.is_file() {
-            let text = fs::read_to_string(&dot_git)
-                .map_err(|e| format!("has a `.git` file berth cannot read: {e}"))?;
+            // The producer's repo: a FIFO swapped in must not hang the gate.
+            let text = crate::hostile_file::read_regular_following(&dot_git, MAX_CONFIG_BYTES)
+                .and_then(crate::hostile_file::utf8)
+                .map_err(|e| {
+                    format!(
+                        "has a `.git` file berth cannot read: {}",
+                        crate::hostile_file::reason(&e)
+                    )
+                })?;
             let target = text
                 .lines()
                 .next()
@@ -402,23 +409,15 @@ fn check_git_files(git_dir: &Path, common_dir: &Path) -> Result<(), String> {
 /// A regular file's text (`None` if absent), refusing anything else: FIFOs, devices,
 /// directories, symlinks, oversized files.
 fn read_small_file(path: &Path) -> Result<Option<String>, String> {
-    let meta = match fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
-    };
-    if !meta.file_type().is_file() {
-        return Err(format!("{} is not a regular file", path.display()));
+    match crate::hostile_file::read_regular_string(path, MAX_CONFIG_BYTES) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!(
+            "{} {}",
+            path.display(),
+            crate::hostile_file::reason(&e)
+        )),
     }
-    if meta.len() > MAX_CONFIG_BYTES {
-        return Err(format!(
-            "{} is larger than {MAX_CONFIG_BYTES} bytes",
-            path.display()
-        ));
-    }
-    fs::read_to_string(path)
-        .map(Some)
-        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// A root must be absolute and must not resolve to `/` (which would allow everything).

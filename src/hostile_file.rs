@@ -18,9 +18,19 @@ use nix::libc;
 /// the handle that it is a regular file of at most `cap` bytes. The error says which rule
 /// the file broke (its kind is `NotFound` only when nothing is there).
 pub fn open_regular(path: &Path, cap: u64) -> io::Result<(File, Metadata)> {
+    open_checked(path, cap, libc::O_NOFOLLOW)
+}
+
+/// [`read_regular`] for a path that may legitimately be a symlink (a linked worktree's
+/// `.git` file): the link is followed, every other check holds on what it leads to.
+pub fn read_regular_following(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
+    read_from(open_checked(path, cap, 0)?, cap)
+}
+
+fn open_checked(path: &Path, cap: u64, extra_flags: i32) -> io::Result<(File, Metadata)> {
     let file = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | extra_flags)
         .open(path)
         .map_err(|e| match e.raw_os_error() {
             Some(libc::ELOOP) => refused("is a symbolic link (berth does not follow links here)"),
@@ -50,7 +60,10 @@ pub fn open_regular(path: &Path, cap: u64) -> io::Result<(File, Metadata)> {
 
 /// The whole content of a regular file of at most `cap` bytes (see [`open_regular`]).
 pub fn read_regular(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
-    let (file, meta) = open_regular(path, cap)?;
+    read_from(open_regular(path, cap)?, cap)
+}
+
+fn read_from((file, meta): (File, Metadata), cap: u64) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.take(cap + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > cap {
@@ -61,26 +74,117 @@ pub fn read_regular(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
 
 /// [`read_regular`] as UTF-8 text.
 pub fn read_regular_string(path: &Path, cap: u64) -> io::Result<String> {
-    String::from_utf8(read_regular(path, cap)?).map_err(|e| {
+    utf8(read_regular(path, cap)?)
+}
+
+/// Bytes as text, or an error saying where the first invalid byte is.
+pub fn utf8(bytes: Vec<u8>) -> io::Result<String> {
+    String::from_utf8(bytes).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!(
+            Refused(format!(
                 "not UTF-8 (invalid byte at offset {})",
                 e.utf8_error().valid_up_to()
-            ),
+            )),
         )
     })
 }
 
+/// Why a file was refused: the file broke one of this module's rules (as opposed to an
+/// I/O error from the system).
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// A reason fit for an operator: the rule a file broke as it is (`is a FIFO, not a
+/// regular file`), any other error as `cannot read: <error>`.
+pub fn reason(error: &io::Error) -> String {
+    match error.get_ref().and_then(|e| e.downcast_ref::<Refused>()) {
+        Some(refused) => refused.0.clone(),
+        None => format!("cannot read: {error}"),
+    }
+}
+
 fn refused(reason: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, reason.to_owned())
+    io::Error::new(io::ErrorKind::InvalidInput, Refused(reason.to_owned()))
 }
 
 fn too_large(len: u64, cap: u64) -> io::Error {
     io::Error::new(
         io::ErrorKind::FileTooLarge,
-        format!("file is {len} bytes, over the {cap}-byte limit"),
+        Refused(format!("file is {len} bytes, over the {cap}-byte limit")),
     )
+}
+
+/// Test support: a producer that keeps swapping a FIFO and a regular file at one path.
+#[cfg(test)]
+pub(crate) mod fifo_race {
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    /// Runs `read` `rounds` times while another thread swaps `path` between `regular`'s
+    /// bytes and a FIFO by rename, as fast as it can: a reader that checks the type and
+    /// then opens the path blocks on the FIFO sooner or later. Panics (instead of
+    /// hanging) if the reads do not all finish within `within`; a blocked reader is then
+    /// released by opening the FIFO for writing.
+    pub fn reads_finish(
+        path: &Path,
+        regular: &[u8],
+        rounds: usize,
+        within: Duration,
+        read: impl Fn() + Send + 'static,
+    ) {
+        let dir = path.parent().unwrap();
+        let fifo: PathBuf = dir.join(".race-fifo");
+        let file: PathBuf = dir.join(".race-file");
+        let stop = Arc::new(AtomicBool::new(false));
+        let swapper = {
+            let (stop, path, fifo, file) = (
+                Arc::clone(&stop),
+                path.to_owned(),
+                fifo.clone(),
+                file.clone(),
+            );
+            let regular = regular.to_vec();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU);
+                    let _ = std::fs::rename(&fifo, &path);
+                    let _ = std::fs::write(&file, &regular);
+                    let _ = std::fs::rename(&file, &path);
+                }
+            })
+        };
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for _ in 0..rounds {
+                read();
+            }
+            let _ = done_tx.send(());
+        });
+        let finished = done_rx.recv_timeout(within).is_ok();
+        stop.store(true, Ordering::Relaxed);
+        swapper.join().unwrap();
+        if !finished {
+            // Unblock the stuck reader (a writer opening the FIFO), then fail.
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(nix::libc::O_NONBLOCK)
+                .open(path);
+            panic!("a read of {} blocked on a swapped-in FIFO", path.display());
+        }
+    }
+
+    use std::os::unix::fs::OpenOptionsExt;
 }
 
 #[cfg(test)]
@@ -120,5 +224,24 @@ mod tests {
         }
         // No writer ever opens the FIFO: a blocking open would still be waiting.
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// The halt dir is written by investigators: its reader must not block either.
+    #[test]
+    fn the_halt_dir_reader_never_blocks_on_a_swapped_in_fifo() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::faults::halt_store::HaltStore::new(dir.path());
+        let pending = dir.path().join("pending-investigations");
+        std::fs::create_dir_all(&pending).unwrap();
+        let listing = move || {
+            store.list();
+        };
+        fifo_race::reads_finish(
+            &pending.join("run-X:all:f.json"),
+            b"{}",
+            3000,
+            Duration::from_secs(20),
+            listing,
+        );
     }
 }

@@ -6,7 +6,7 @@
 //! atomically. A file berth cannot read is reported, never rewritten.
 
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::atomic_file;
@@ -67,6 +67,14 @@ pub enum StoreError {
     AlreadyExists { id: String, status: String },
     #[error("`{0}` is not a record id (ids are safe file names)")]
     BadId(String),
+    #[error("record `{id}`: {reason}")]
+    IdTooLong { id: String, reason: String },
+    #[error(
+        "record `{id}` is locked by another process (still held after {} ms); nothing was written. Try again, or find the holder with `fuser {}`",
+        atomic_file::LOCK_WAIT.as_millis(),
+        .lock.display()
+    )]
+    Locked { id: String, lock: PathBuf },
     #[error("{action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -123,6 +131,23 @@ impl QueueStore {
         self.dir.join(format!(".{id}.lock"))
     }
 
+    /// The record's advisory lock, waited for at most [`atomic_file::LOCK_WAIT`]: a
+    /// producer holding it longer makes this write fail (the tick skips the record and
+    /// logs it), never hang.
+    fn lock(&self, id: &str) -> Result<fs::File, StoreError> {
+        let lock = self.lock_path_of(id);
+        atomic_file::lock_exclusive_within(&lock, atomic_file::LOCK_WAIT).map_err(|e| {
+            if e.kind() == io::ErrorKind::WouldBlock {
+                StoreError::Locked {
+                    id: id.to_owned(),
+                    lock,
+                }
+            } else {
+                StoreError::io("lock", &self.path_of(id))(e)
+            }
+        })
+    }
+
     /// Lists every record and reports every `*.json` file that is not one. A missing
     /// queue dir is an empty queue.
     pub fn scan(&self) -> Result<Scan, StoreError> {
@@ -151,14 +176,14 @@ impl QueueStore {
         names.sort();
         for name in names {
             let id = name.trim_end_matches(".json").to_owned();
-            if check_id(&id).is_err() {
+            if let Err(e) = check_id(&id) {
                 // Every write is by id: a record berth could never update must not be
                 // offered to the tick, where it would be claimed and skipped forever.
-                scan.unreadable.push(Unreadable {
-                    file: name,
-                    reason: "file name is not a record id (only A-Z a-z 0-9 . _ - are allowed)"
-                        .into(),
-                });
+                let reason = match e {
+                    StoreError::IdTooLong { reason, .. } => reason,
+                    _ => "file name is not a record id (only A-Z a-z 0-9 . _ - are allowed)".into(),
+                };
+                scan.unreadable.push(Unreadable { file: name, reason });
                 continue;
             }
             let path = self.dir.join(&name);
@@ -196,8 +221,7 @@ impl QueueStore {
         self.ensure_dir()?;
         let id = record.expected_id();
         let path = self.path_of(&id);
-        let _guard = atomic_file::lock_exclusive(&self.lock_path_of(&id))
-            .map_err(StoreError::io("lock", &path))?;
+        let _guard = self.lock(&id)?;
         match atomic_file::create_new(&path, record.to_pretty_json().as_bytes(), 0o600) {
             Ok(()) => Ok(id),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -222,8 +246,7 @@ impl QueueStore {
     ) -> Result<Record, StoreError> {
         check_id(id)?;
         let path = self.path_of(id);
-        let _guard = atomic_file::lock_exclusive(&self.lock_path_of(id))
-            .map_err(StoreError::io("lock", &path))?;
+        let _guard = self.lock(id)?;
         let mut record = self.load(id)?.record;
         let on_disk = record.status;
         if let Expect::OneOf(expected) = expect
@@ -251,35 +274,33 @@ impl QueueStore {
     }
 }
 
+/// The longest file name the file systems berth runs on allow (`NAME_MAX`).
+const MAX_FILE_NAME: usize = 255;
+
+/// The longest id the store can lock: `.<id>.lock` must be a valid file name.
+pub const MAX_ID_LEN: usize = MAX_FILE_NAME - ".".len() - ".lock".len();
+
 fn check_id(id: &str) -> Result<(), StoreError> {
     if id.is_empty() || crate::safe_key::safe_key(id) != id {
         return Err(StoreError::BadId(id.to_owned()));
     }
+    if id.len() > MAX_ID_LEN {
+        return Err(StoreError::IdTooLong {
+            id: id.to_owned(),
+            reason: format!(
+                "the id is {} characters; berth locks a record with `.<id>.lock`, which allows at most {MAX_ID_LEN}, so it can neither claim nor change it: rename the file to a shorter id or remove it",
+                id.len()
+            ),
+        });
+    }
     Ok(())
 }
 
-/// Reads and validates one file; the error is a reason fit for an operator.
+/// Reads and validates one file; the error is a reason fit for an operator. A producer
+/// writes this dir: the open never blocks or follows a link, and the read is bounded.
 fn read_record(path: &Path) -> Result<Record, String> {
-    let meta = fs::symlink_metadata(path).map_err(|e| format!("cannot stat: {e}"))?;
-    if !meta.file_type().is_file() {
-        return Err("not a regular file (symlinks and directories are not records)".into());
-    }
-    if meta.len() > MAX_RECORD_BYTES {
-        return Err(format!(
-            "file is {} bytes, over the {MAX_RECORD_BYTES}-byte limit for a record",
-            meta.len()
-        ));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    fs::File::open(path)
-        .and_then(|f| f.take(MAX_RECORD_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(|e| format!("cannot read: {e}"))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        format!(
-            "not UTF-8 (invalid byte at offset {})",
-            e.utf8_error().valid_up_to()
-        )
-    })?;
+    let text = crate::hostile_file::read_regular_string(path, MAX_RECORD_BYTES)
+        .map_err(|e| crate::hostile_file::reason(&e))?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
         if e.to_string().starts_with("recursion limit exceeded") {
             "JSON nested deeper than 128 levels".to_owned()
@@ -432,6 +453,23 @@ mod tests {
                 "{name} changed"
             );
         }
+    }
+
+    /// issue 10 §4: a record swapped for a FIFO between a type check and the open used to
+    /// block the tick for ever.
+    #[test]
+    fn a_record_swapped_for_a_fifo_never_blocks_a_scan() {
+        let (dir, store) = store_with(&[]);
+        let good = serde_json::to_vec(&record_json(3)).unwrap();
+        crate::hostile_file::fifo_race::reads_finish(
+            &dir.path().join("r.json"),
+            &good,
+            3000,
+            std::time::Duration::from_secs(20),
+            move || {
+                store.scan().unwrap();
+            },
+        );
     }
 
     #[test]

@@ -41,6 +41,15 @@ fn pick(ctx: &Context, args: &PickArgs) -> anyhow::Result<StoredRecord> {
                 .is_none_or(|repo| s.record.identity_or_path() == repo)
         })
         .collect();
+    // Named by id but not a usable record (e.g. an id too long to lock): say why.
+    let file = format!("{}.json", args.pr);
+    if let Some(bad) = scan.unreadable.iter().find(|u| u.file == file) {
+        bail!(
+            "{} cannot be changed: {}",
+            ctx.store.dir().join(&bad.file).display(),
+            bad.reason
+        );
+    }
     match candidates.len() {
         1 => Ok(candidates.remove(0)),
         0 => bail!(

@@ -167,10 +167,18 @@ impl Shared {
         edit: impl FnOnce(&mut Record),
     ) -> Result<Record, StoreError> {
         let mut from = None;
-        let updated = self.store.transition(id, expect, to, |r| {
-            from = Some(r.status);
-            edit(r);
-        })?;
+        let updated = self
+            .store
+            .transition(id, expect, to, |r| {
+                from = Some(r.status);
+                edit(r);
+            })
+            .inspect_err(|e| {
+                // A producer holding the record's lock: skipped this tick, said out loud.
+                if matches!(e, StoreError::Locked { .. }) {
+                    tracing::warn!("skipped this tick: {e}");
+                }
+            })?;
         if let Some(from) = from
             && from != updated.status
         {

@@ -221,7 +221,7 @@ impl HaltStore {
         }
         let path = self.registry_path(run_id);
         let lock_path = path.with_file_name(format!(".{}.lock", safe_key(run_id)));
-        let _guard = match atomic_file::lock_exclusive(&lock_path) {
+        let _guard = match atomic_file::lock_exclusive_within(&lock_path, atomic_file::LOCK_WAIT) {
             Ok(guard) => guard,
             Err(e) => {
                 report.problems.push(io_problem("lock", &lock_path, e));

@@ -2,8 +2,7 @@
 //! patterns) with a size cap, and telling "absent" from "there but unreadable": an
 //! unreadable file is reported and left alone, never treated as empty and overwritten.
 
-use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::path::Path;
 
 use serde_json::Value;
@@ -24,30 +23,12 @@ pub fn read_json(path: &Path) -> Result<Option<Value>, String> {
 
 /// The text of a regular file within [`MAX_JSON_BYTES`], `Ok(None)` if it is absent.
 pub fn read_text(path: &Path) -> Result<Option<String>, String> {
-    let meta = match fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot stat: {e}")),
-    };
-    if !meta.file_type().is_file() {
-        return Err("not a regular file".into());
+    // Another process writes this dir: no blocking open, no symlink, a bounded read.
+    match crate::hostile_file::read_regular_string(path, MAX_JSON_BYTES) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(crate::hostile_file::reason(&e)),
     }
-    if meta.len() > MAX_JSON_BYTES {
-        return Err(format!(
-            "file is {} bytes, over the {MAX_JSON_BYTES}-byte limit",
-            meta.len()
-        ));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    fs::File::open(path)
-        .and_then(|f| f.take(MAX_JSON_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(|e| format!("cannot read: {e}"))?;
-    String::from_utf8(bytes).map(Some).map_err(|e| {
-        format!(
-            "not UTF-8 (invalid byte at offset {})",
-            e.utf8_error().valid_up_to()
-        )
-    })
 }
 
 /// Pretty JSON (2 spaces) and a trailing newline, as every gstack file is written.
@@ -60,6 +41,7 @@ pub fn pretty(value: &impl serde::Serialize) -> io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn absent_unreadable_and_good_are_told_apart() {

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use globset::{GlobSet, GlobSetBuilder};
@@ -221,28 +220,23 @@ fn walk(
     Ok(())
 }
 
+/// A rule file's text. Symlinked rule files are fine (dotfile managers make them); a
+/// FIFO or device swapped in is refused at once, and the read is bounded.
 fn read_capped(path: &Path) -> Result<String, LoadError> {
-    let io = |source| LoadError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let mut bytes = Vec::new();
-    fs::File::open(path)
-        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(io)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(LoadError::Refused {
-            path: path.to_owned(),
-            reason: format!("larger than the {MAX_FILE_BYTES}-byte limit for a rule file"),
-        });
-    }
-    String::from_utf8(bytes).map_err(|e| LoadError::Refused {
-        path: path.to_owned(),
-        reason: format!(
-            "not UTF-8 (invalid byte at offset {})",
-            e.utf8_error().valid_up_to()
-        ),
-    })
+    crate::hostile_file::read_regular_following(path, MAX_FILE_BYTES)
+        .and_then(crate::hostile_file::utf8)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidInput
+            | std::io::ErrorKind::InvalidData
+            | std::io::ErrorKind::FileTooLarge => LoadError::Refused {
+                path: path.to_owned(),
+                reason: crate::hostile_file::reason(&e),
+            },
+            _ => LoadError::Io {
+                path: path.to_owned(),
+                source: e,
+            },
+        })
 }
 
 #[cfg(test)]

@@ -86,7 +86,7 @@ impl RulesStatus {
 
     /// `None` when no daemon has written one in this state dir.
     pub fn read(berth_dir: &Path) -> io::Result<Option<RulesStatus>> {
-        let text = match std::fs::read_to_string(Self::path(berth_dir)) {
+        let text = match crate::hostile_file::read_regular_string(&Self::path(berth_dir), 1 << 20) {
             Ok(text) => text,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),

@@ -9,6 +9,7 @@ mod demo;
 mod faults;
 mod forge;
 mod gates;
+mod hostile;
 mod idle;
 mod lane_lock;
 mod lock_cli;

@@ -1,0 +1,81 @@
+//! Files a producer can write are hostile (issue 10 §4–5): a record whose advisory lock a
+//! producer holds is skipped and reported, never waited on, and an id too long to lock is
+//! reported with the reason. Every command runs under a timeout, so a regression fails
+//! instead of hanging the suite.
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use predicates::prelude::*;
+
+use crate::support::World;
+
+/// Long enough for a tick on 2 busy cores; a hang would be for ever.
+const NO_HANG: Duration = Duration::from_secs(60);
+
+#[test]
+fn a_held_record_lock_is_skipped_and_reported_never_waited_on() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(1, "main");
+    let config = world.git_forge_config("");
+    // A producer holds the record's advisory lock (its own open file description).
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(world.queue.join(format!(".{id}.lock")))
+        .unwrap();
+    lock.lock().unwrap();
+
+    let started = Instant::now();
+    world
+        .berth()
+        .args(["abandon", &id])
+        .timeout(NO_HANG)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(format!(
+            "record `{id}` is locked by another process (still held after 250 ms); nothing was written"
+        )));
+    world
+        .berth_daemon()
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .env("BERTH_LOG", "warn")
+        .timeout(NO_HANG)
+        .assert()
+        .stderr(predicate::str::contains("is locked by another process"));
+    assert!(started.elapsed() < NO_HANG);
+    assert_eq!(world.read_record(&id)["status"], "queued");
+    assert_eq!(world.ledger(), Vec::<u64>::new());
+
+    // Released: the next tick lands it.
+    drop(lock);
+    world.run_once(&config).success();
+    assert_eq!(world.read_record(&id)["status"], "landed");
+}
+
+#[test]
+fn an_id_too_long_to_lock_is_reported_with_the_reason() {
+    let world = World::new();
+    let repo = world.repo("w", "git@github.com:acme/w.git");
+    let long = "a".repeat(250);
+    world.record(&repo, 3).file(&long).write();
+    let why = "the id is 250 characters; berth locks a record with `.<id>.lock`, which allows at most 249";
+    world
+        .berth()
+        .args(["status"])
+        .timeout(NO_HANG)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(format!(
+            "unreadable: {long}.json: {why}"
+        )));
+    world
+        .berth()
+        .args(["abandon", &long])
+        .timeout(NO_HANG)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(why));
+}
