@@ -7,7 +7,9 @@
 use std::fmt;
 use std::fs;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
+use crate::pinned_dir::PinnedDir;
 use crate::record::Record;
 
 /// The environment variable gstack uses for extra allowed repo roots (colon-separated).
@@ -93,6 +95,9 @@ pub struct GatedRepo {
     /// The repository's shared git dir: `git_dir` itself, or where a linked worktree's
     /// `commondir` leads. Two checkouts of one repository share it.
     pub common_dir: PathBuf,
+    /// The directory the gate checked, held open: later steps start in it and re-check
+    /// the path against it (a producer may swap the path for a symlink meanwhile).
+    pub pin: Arc<PinnedDir>,
 }
 
 /// A git config file larger than this is not a repo's config; berth will not parse it.
@@ -112,6 +117,8 @@ pub struct GatedRecord {
     pub identity: String,
     pub origin_url: Option<String>,
     pub worktree: WorktreeChoice,
+    /// The record's worktree held open, when [`WorktreeChoice::Use`].
+    pub worktree_pin: Option<Arc<PinnedDir>>,
 }
 
 impl Allowlist {
@@ -234,6 +241,7 @@ impl Allowlist {
                 format!("{field} {raw} is not a directory"),
             ));
         }
+        let pin = PinnedDir::open(&real).map_err(|why| refuse(gate, raw, why))?;
         let shown = format!("{field} {raw} (realpath {})", real.display());
         if real == Path::new("/") || !self.contains(&real) {
             return Err(refuse(
@@ -252,6 +260,7 @@ impl Allowlist {
             path: real,
             git_dir,
             common_dir,
+            pin: Arc::new(pin),
         })
     }
 
@@ -328,25 +337,38 @@ impl Allowlist {
 
     /// DESIGN §5 worktree gate: the record's worktree is used only if it passes the same
     /// gate as a repo path **and** is a checkout of the same repository (same common git
-    /// dir); otherwise the landing gets a private scratch worktree.
-    pub fn choose_worktree(&self, raw: &str, repo: &GatedRepo) -> WorktreeChoice {
+    /// dir); otherwise the landing gets a private scratch worktree. With `Use`, the
+    /// worktree held open.
+    pub fn choose_worktree(
+        &self,
+        raw: &str,
+        repo: &GatedRepo,
+    ) -> (WorktreeChoice, Option<Arc<PinnedDir>>) {
         match self.gate_dir_with_git(Gate::WorktreePath, raw) {
-            Ok(gated) if gated.common_dir == repo.common_dir => WorktreeChoice::Use(gated.path),
-            Ok(gated) => WorktreeChoice::Scratch {
-                reason: refuse(
-                    Gate::WorktreePath,
-                    raw,
-                    format!(
-                        "worktreePath {raw} is a checkout of another repository ({}), not of {}",
-                        gated.common_dir.display(),
-                        repo.path.display()
-                    ),
-                )
-                .to_string(),
-            },
-            Err(e) => WorktreeChoice::Scratch {
-                reason: e.to_string(),
-            },
+            Ok(gated) if gated.common_dir == repo.common_dir => {
+                (WorktreeChoice::Use(gated.path), Some(gated.pin))
+            }
+            Ok(gated) => (
+                WorktreeChoice::Scratch {
+                    reason: refuse(
+                        Gate::WorktreePath,
+                        raw,
+                        format!(
+                            "worktreePath {raw} is a checkout of another repository ({}), not of {}",
+                            gated.common_dir.display(),
+                            repo.path.display()
+                        ),
+                    )
+                    .to_string(),
+                },
+                None,
+            ),
+            Err(e) => (
+                WorktreeChoice::Scratch {
+                    reason: e.to_string(),
+                },
+                None,
+            ),
         }
     }
 
@@ -373,12 +395,13 @@ impl Allowlist {
                 ));
             }
         }
-        let worktree = self.choose_worktree(&record.worktree_path, &repo);
+        let (worktree, worktree_pin) = self.choose_worktree(&record.worktree_path, &repo);
         Ok(GatedRecord {
             repo,
             identity: actual,
             origin_url,
             worktree,
+            worktree_pin,
         })
     }
 }

@@ -67,7 +67,7 @@ impl PinnedDir {
     pub fn verify(&self) -> Result<(), String> {
         let changed = |now: &str| {
             format!(
-                "{} is no longer the directory the gate checked ({now}); nothing was run there",
+                "{} is no longer the directory the gate checked ({now})",
                 self.path.display()
             )
         };

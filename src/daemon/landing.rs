@@ -276,13 +276,28 @@ async fn land_inner(
         return OutcomeKind::Interrupted;
     }
     let heartbeat = Heartbeat::spawn(Arc::clone(&shared.locks), held, cancel);
-    let verdict = match worktree::prepare(shared, c) {
-        Ok(place) => {
+    let (prep_shared, prep_c) = (Arc::clone(shared), c.clone());
+    let prepared = ask_or_clean_up(
+        cancel,
+        move || worktree::prepare(&prep_shared, &prep_c),
+        |late| {
+            if let Ok(place) = late {
+                place.remove();
+            }
+        },
+    )
+    .await;
+    let verdict = match prepared {
+        Some(Ok(place)) => {
             let verdict = run_steps(shared, c, &place, &heartbeat, cancel).await;
             place.remove();
             verdict
         }
-        Err(e) => Verdict::Stop(Stop::Block(format!("cannot prepare a worktree: {e:#}"))),
+        Some(Err(e)) => Verdict::Stop(Stop::Block(format!("cannot prepare a worktree: {e:#}"))),
+        None if cancel.is_cancelled() => Verdict::Interrupted,
+        None => Verdict::Stop(Stop::Requeue(
+            "preparing the worktree did not finish".into(),
+        )),
     };
     // The record is settled first (a local write), then the lock released (a network
     // call): a shutdown that runs out of budget must not leave the record in flight.
@@ -436,9 +451,22 @@ async fn run_steps(
     let attempt = retries + 1;
     let mut step = Step::Land;
     let verdict = loop {
+        if let Err(why) = worktree::verify_dirs(c, Some(place)) {
+            break Verdict::Stop(Stop::Block(format!(
+                "{} step not started: {why}",
+                step.as_str()
+            )));
+        }
         let result = match shared
             .runner
-            .run(step, &c.id, &vars, attempt, &steps_cancel)
+            .run_in(
+                step,
+                &c.id,
+                &vars,
+                Some(place.dir()),
+                attempt,
+                &steps_cancel,
+            )
             .await
         {
             Ok(result) => result,
@@ -516,6 +544,11 @@ async fn judge_land(
     retries: u32,
     cancel: &CancellationToken,
 ) -> Judged {
+    if let Err(why) = worktree::verify_dirs(c, None) {
+        return Judged::Stop(Stop::Block(format!(
+            "merge proof not asked: {why}; {result}"
+        )));
+    }
     let (merged, forge_state, summary) = if result.succeeded() {
         match merge_facts(shared, c, result, cancel).await {
             Some(facts) => facts,

@@ -247,22 +247,23 @@ fn record_from_remote(identity: &str, pr: &QueuedPr, example: &Record) -> Record
     record
 }
 
-/// Step 4: every queued record that fails a gate is blocked by its full id.
+/// Step 4: every queued record that fails a gate is blocked by its full id; so is every
+/// in-flight one this process is not landing (a planted `landing` record must not hold a
+/// lane it could never land in).
 fn gate_queued(shared: &Shared) -> usize {
     let Ok(scan) = shared.store.scan() else {
         return 0;
     };
     let mut blocked = 0;
-    for stored in scan
-        .records
-        .iter()
-        .filter(|s| s.record.status == Status::Queued)
-    {
+    for stored in scan.records.iter().filter(|s| {
+        s.record.status == Status::Queued
+            || (s.record.status.is_in_flight() && !shared.active.holds(&s.id))
+    }) {
         if let Err(refusal) = shared.allowlist.gate_record(&stored.record) {
             let reason = gate_block_text(&stored.record, &refusal);
             match shared.transition(
                 &stored.id,
-                Expect::OneOf(&[Status::Queued]),
+                Expect::OneOf(&[stored.record.status]),
                 Status::Blocked,
                 |r| {
                     r.last_error = Some(reason.clone());

@@ -1,18 +1,29 @@
-//! Where a landing runs: the record's own worktree when it passed the gate, otherwise a
-//! private scratch worktree made with libgit2 (no `git` process, so no hooks run) and
-//! removed when the record settles.
+//! Where a landing runs: a checkout of the feature branch's fetched head (DESIGN §3).
+//!
+//! berth fetches `+refs/heads/<feature>:refs/remotes/origin/<feature>` into the gated repo
+//! (libgit2, no `git` process, so no hooks run), then lands in the record's `worktreePath`
+//! only if that passed the gates and already is a clean checkout of that branch at that
+//! head; otherwise in a private scratch worktree detached at `origin/<feature>`, made with
+//! libgit2 and removed when the record settles. berth never resets anyone's checkout.
+//!
+//! Every directory is used through the descriptor the gate opened ([`PinnedDir`]): the
+//! step starts there by `fchdir`, and each use by name (opening the repo, adding the
+//! worktree, the merge proof) first checks that the name still leads to it.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{Context, anyhow, bail};
+use git2::{Oid, Repository, StatusOptions};
 
 use crate::gates::WorktreeChoice;
+use crate::pinned_dir::PinnedDir;
 
 use super::{Candidate, Shared};
 
 /// A place to run the landing; a scratch one is removed by [`Place::remove`].
 pub struct Place {
-    path: PathBuf,
+    dir: Arc<PinnedDir>,
     scratch: Option<Scratch>,
 }
 
@@ -23,7 +34,12 @@ struct Scratch {
 
 impl Place {
     pub fn path(&self) -> &Path {
-        &self.path
+        self.dir.path()
+    }
+
+    /// The directory, held open: the step starts in it by descriptor.
+    pub fn dir(&self) -> &PinnedDir {
+        &self.dir
     }
 
     /// Removes a scratch worktree (its directory, its libgit2 admin entry and its branch).
@@ -32,8 +48,8 @@ impl Place {
         let Some(scratch) = self.scratch else {
             return;
         };
-        if let Err(e) = remove_scratch(&scratch.repo, &scratch.name, &self.path) {
-            tracing::warn!(worktree = %self.path.display(), "scratch worktree not fully removed: {e:#}");
+        if let Err(e) = remove_scratch(&scratch.repo, &scratch.name, self.dir.path()) {
+            tracing::warn!(worktree = %self.dir.path().display(), "scratch worktree not fully removed: {e:#}");
         }
     }
 }
@@ -67,44 +83,155 @@ pub fn try_lock(shared: &Shared, c: &Candidate) -> Result<WorktreeGuard, String>
     }
 }
 
+/// Checks that every directory the landing uses by name is still the one the gate
+/// checked. The error is a `lastError` sentence.
+pub fn verify_dirs(c: &Candidate, place: Option<&Place>) -> Result<(), String> {
+    c.gated.repo.pin.verify()?;
+    if let Some(place) = place {
+        place.dir.verify()?;
+    }
+    Ok(())
+}
+
+/// Fetches the feature branch and picks (or makes) the checkout to land in. Blocking.
 pub fn prepare(shared: &Shared, c: &Candidate) -> anyhow::Result<Place> {
-    match &c.gated.worktree {
-        WorktreeChoice::Use(path) => Ok(Place {
-            path: path.clone(),
-            scratch: None,
+    let repo_path = &c.gated.repo.path;
+    let feature = &c.record.feature_branch;
+    c.gated.repo.pin.verify().map_err(anyhow::Error::msg)?;
+    let head = fetch_feature(c, repo_path, feature)?;
+    let reason = match (&c.gated.worktree, &c.gated.worktree_pin) {
+        (WorktreeChoice::Use(path), Some(pin)) => match checkout_state(pin, feature, head) {
+            Ok(()) => {
+                tracing::info!(record = %c.id, worktree = %path.display(), "landing in the record's own worktree");
+                return Ok(Place {
+                    dir: Arc::clone(pin),
+                    scratch: None,
+                });
+            }
+            Err(why) => why,
+        },
+        (WorktreeChoice::Scratch { reason }, _) => reason.clone(),
+        (WorktreeChoice::Use(path), None) => format!("{} was not held open", path.display()),
+    };
+    tracing::info!(record = %c.id, "using a scratch worktree: {reason}");
+    let root = shared.berth_dir.join("worktrees");
+    crate::atomic_file::ensure_private_dir(&root)?;
+    // A fresh name every time: nothing planted in the repo's `.git/worktrees/` can be
+    // mistaken for ours, and a killed daemon's leftover is never reused.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let name = format!("berth-{}-{:x}{nanos:x}", c.id, std::process::id());
+    let path = root.join(&name);
+    add_scratch(repo_path, &name, &path, head)?;
+    let scratch = Scratch {
+        repo: repo_path.clone(),
+        name,
+    };
+    let opened = c
+        .gated
+        .repo
+        .pin
+        .verify()
+        .and_then(|()| PinnedDir::open(&path));
+    match opened {
+        Ok(dir) => Ok(Place {
+            dir: Arc::new(dir),
+            scratch: Some(scratch),
         }),
-        WorktreeChoice::Scratch { reason } => {
-            tracing::info!(record = %c.id, "using a scratch worktree: {reason}");
-            let root = shared.berth_dir.join("worktrees");
-            crate::atomic_file::ensure_private_dir(&root)?;
-            // A fresh name every time: nothing planted in the repo's `.git/worktrees/` can
-            // be mistaken for ours, and a killed daemon's leftover is never reused.
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
-            let name = format!("berth-{}-{:x}{nanos:x}", c.id, std::process::id());
-            let path = root.join(&name);
-            add_scratch(&c.gated.repo.path, &name, &path)?;
-            Ok(Place {
-                path,
-                scratch: Some(Scratch {
-                    repo: c.gated.repo.path.clone(),
-                    name,
-                }),
-            })
+        Err(why) => {
+            if let Err(e) = remove_scratch(&scratch.repo, &scratch.name, &path) {
+                tracing::warn!(worktree = %path.display(), "scratch worktree not fully removed: {e:#}");
+            }
+            Err(anyhow!(why))
         }
     }
 }
 
-fn add_scratch(repo_path: &Path, name: &str, path: &Path) -> anyhow::Result<()> {
-    let repo = git2::Repository::open(repo_path)
-        .with_context(|| format!("opening {}", repo_path.display()))?;
-    let head = repo.head()?.peel_to_commit()?;
-    let branch = repo.branch(name, &head, true)?;
+/// `git fetch origin +refs/heads/<feature>:refs/remotes/origin/<feature>` into the repo,
+/// from the origin URL the gate read; the fetched head.
+fn fetch_feature(c: &Candidate, repo_path: &Path, feature: &str) -> anyhow::Result<Oid> {
+    let url = c
+        .gated
+        .origin_url
+        .as_deref()
+        .ok_or_else(|| anyhow!("repo {} has no `origin` remote", repo_path.display()))?;
+    let repo =
+        Repository::open(repo_path).with_context(|| format!("opening {}", repo_path.display()))?;
+    let tracking = format!("refs/remotes/origin/{feature}");
+    let refspec = format!("+refs/heads/{feature}:{tracking}");
+    crate::lane_lock::fetch_into(&repo, url, &refspec).map_err(|e| {
+        anyhow!(
+            "cannot fetch feature branch {feature} from origin ({}): {}",
+            crate::lane_lock::redact(url),
+            e.message()
+        )
+    })?;
+    let head = repo
+        .refname_to_id(&tracking)
+        .map_err(|_| anyhow!("feature branch {feature} is not on origin (nothing fetched)"))?;
+    Ok(head)
+}
+
+/// `Ok` if `dir` is a checkout of `refs/heads/<feature>` at `head` with no change to a
+/// tracked file; otherwise why not.
+fn checkout_state(dir: &PinnedDir, feature: &str, head: Oid) -> Result<(), String> {
+    let shown = dir.path().display();
+    dir.verify()?;
+    let repo = Repository::open(dir.path()).map_err(|e| format!("{shown}: {}", e.message()))?;
+    let on = repo
+        .head()
+        .ok()
+        .and_then(|h| h.name().ok().map(str::to_owned))
+        .filter(|name| name != "HEAD")
+        .unwrap_or_else(|| "a detached HEAD".into());
+    if on != format!("refs/heads/{feature}") {
+        return Err(format!(
+            "worktree {shown} is on {on}, not on the feature branch {feature}"
+        ));
+    }
+    let at = repo
+        .head()
+        .ok()
+        .and_then(|h| h.target())
+        .ok_or_else(|| format!("worktree {shown} has no commit checked out"))?;
+    if at != head {
+        return Err(format!(
+            "worktree {shown} is at {at}, not at origin/{feature} ({head})"
+        ));
+    }
+    let mut options = StatusOptions::new();
+    options.include_untracked(false).include_ignored(false);
+    let changed = repo
+        .statuses(Some(&mut options))
+        .map_err(|e| format!("{shown}: {}", e.message()))?
+        .len();
+    if changed > 0 {
+        return Err(format!(
+            "worktree {shown} has {changed} changed file(s); berth never resets anyone's checkout"
+        ));
+    }
+    dir.verify()
+}
+
+/// A worktree at `path` with a detached HEAD at `head`. libgit2 can only add a worktree
+/// on a branch, so it is added on a branch named like it, which is then let go.
+fn add_scratch(repo_path: &Path, name: &str, path: &Path, head: Oid) -> anyhow::Result<()> {
+    let repo =
+        Repository::open(repo_path).with_context(|| format!("opening {}", repo_path.display()))?;
+    let commit = repo.find_commit(head)?;
+    let branch = repo.branch(name, &commit, true)?;
     let mut options = git2::WorktreeAddOptions::new();
     options.reference(Some(branch.get()));
     repo.worktree(name, path, Some(&options))
         .with_context(|| format!("adding scratch worktree {}", path.display()))?;
+    let worktree = Repository::open(path)?;
+    worktree.set_head_detached(head)?;
+    let mut branch = repo.find_branch(name, git2::BranchType::Local)?;
+    branch.delete()?;
+    if worktree.head()?.target() != Some(head) {
+        bail!("scratch worktree {} is not at {head}", path.display());
+    }
     Ok(())
 }
 
@@ -116,7 +243,7 @@ fn remove_scratch(repo_path: &Path, name: &str, path: &Path) -> anyhow::Result<(
     if path.exists() {
         std::fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))?;
     }
-    let repo = git2::Repository::open(repo_path)?;
+    let repo = Repository::open(repo_path)?;
     if let Ok(worktree) = repo.find_worktree(name)
         && worktree.path() == path
     {

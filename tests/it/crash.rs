@@ -239,3 +239,63 @@ fn an_in_flight_record_dated_in_the_future_is_reclaimed() {
         "{reclaim:#}"
     );
 }
+
+/// gstack test 44: the record's file vanishes mid-landing and a signal arrives; berth
+/// writes it again as `queued` from the copy it claimed, so the PR stays in the queue.
+#[test]
+fn a_record_whose_file_vanished_mid_landing_is_recreated_queued_on_a_signal() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(16, "main");
+    let config = crate::daemon::sleeping_config(&world, "");
+    let mut daemon = world.spawn_berth(
+        &["run", "--once", "--config", config.to_str().unwrap()],
+        &world.berth_state(),
+        &[],
+    );
+    wait_for_pid(&world.root.join("landing.pid"), &mut daemon);
+    fs::remove_file(world.queue.join(format!("{id}.json"))).unwrap();
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(daemon.wait().unwrap().code(), Some(143));
+
+    let record = world.read_record(&id);
+    assert_eq!(record["status"], "queued", "{record:#}");
+    assert_eq!(
+        record["lastError"],
+        "interrupted by signal SIGTERM mid-landing"
+    );
+    assert_eq!(record["featureBranch"], "feat/pr-16");
+    assert!(record.get("claimedBy").is_none(), "{record:#}");
+    assert!(world.lock_refs(&lane.remote_url).is_empty());
+}
+
+/// In-flight records pass the gates like queued ones: a planted `landing` record outside
+/// every allowed root that claims a real lane is blocked, and the lane's own record lands.
+#[test]
+fn a_planted_in_flight_record_is_gated_and_does_not_hold_the_lane() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(17, "main");
+    let outside = world.root.join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    world.run_git(&outside, &["init", "-q"]);
+    let identity = berth::identity::repo_identity(&lane.clone).unwrap();
+    let planted = world
+        .record(&outside, 18)
+        .set("repoIdentity", identity.as_str())
+        .set("status", "landing")
+        .set("claimedBy", "other-host:1:1")
+        .set("lastUpdatedAt", berth::clock::now_iso())
+        .write();
+
+    world.run_once(&world.git_forge_config("")).success();
+    let record = world.read_record(&planted);
+    assert_eq!(record["status"], "blocked", "{record:#}");
+    let why = record["lastError"].as_str().unwrap();
+    assert!(
+        why.starts_with("repoPath outside daemon allowlist"),
+        "{why}"
+    );
+    assert_eq!(world.read_record(&id)["status"], "landed");
+    assert_eq!(world.ledger(), [17]);
+}

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod checkout;
 mod crash;
 mod daemon;
 mod demo;

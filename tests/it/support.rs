@@ -473,8 +473,18 @@ impl World {
 }
 
 impl GhLane<'_> {
-    /// Queues PR #42 of the fixtures (`feat/search` into `main`), as its producer would.
+    /// Queues PR #42 of the fixtures (`feat/search` into `main`), as its producer would,
+    /// with `feat/search` on the remote for the landing to check out.
     pub fn queue_pr_42(&self) -> String {
+        self.world.run_git(
+            &self.repo,
+            &[
+                "push",
+                "-q",
+                self.bare.to_str().unwrap(),
+                "main:refs/heads/feat/search",
+            ],
+        );
         self.world
             .record(&self.repo, 42)
             .set("featureBranch", "feat/search")

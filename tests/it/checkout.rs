@@ -1,0 +1,135 @@
+//! Where the landing runs: a checkout of the feature branch's fetched head, in the
+//! directory the gate checked (real repos, bare remotes, real daemons).
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use crate::support::World;
+
+/// A landing command that refuses unless it runs on `origin/<branch>`'s head, records
+/// where it ran, then lands with the world's landing script.
+fn checking_config(world: &World) -> std::path::PathBuf {
+    let land = world.land_script();
+    let script = format!(
+        "if ! test \"$(git rev-parse HEAD)\" = \"$(git rev-parse origin/$1)\"; then echo not on the feature head; exit 3; fi; pwd -P > {cwd}; exec {land} \"$1\" \"$2\" {ledger} \"$3\"",
+        cwd = world.root.join("cwd").display(),
+        land = land.display(),
+        ledger = world.root.join("ledger").display()
+    );
+    world.config(&format!(
+        "forge = \"git\"\nland_command = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{branch}}\", \"{{base}}\", \"{{pr}}\"]\n"
+    ))
+}
+
+fn ran_in(world: &World) -> String {
+    fs::read_to_string(world.root.join("cwd"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn a_clean_checkout_of_the_feature_head_is_used_as_it_is() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let feature = lane.push_feature("feat/pr-20", "main");
+    let checkout = world.code.join("widget-feat");
+    world.run_git(
+        &lane.clone,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            checkout.to_str().unwrap(),
+            &feature,
+        ],
+    );
+    let id = world
+        .record(&lane.clone, 20)
+        .set("featureBranch", feature)
+        .set("worktreePath", checkout.to_str().unwrap())
+        .write();
+
+    world.run_once(&checking_config(&world)).success();
+    assert_eq!(world.read_record(&id)["status"], "landed");
+    assert_eq!(ran_in(&world), checkout.to_str().unwrap());
+    assert_eq!(world.ledger(), [20]);
+}
+
+/// The record's worktree is on another branch with a local edit: berth does not touch it
+/// and lands in a scratch worktree detached at `origin/<feature>`.
+#[test]
+fn a_checkout_elsewhere_is_left_alone_and_the_landing_gets_the_feature_head() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let feature = lane.push_feature("feat/pr-21", "main");
+    world.run_git(&lane.clone, &["checkout", "-q", "-b", "wip", "origin/main"]);
+    fs::write(lane.clone.join("README"), "my unsaved work\n").unwrap();
+    let id = world
+        .record(&lane.clone, 21)
+        .set("featureBranch", feature)
+        .write();
+
+    world.run_once(&checking_config(&world)).success();
+    assert_eq!(world.read_record(&id)["status"], "landed");
+    let scratch_root = world.berth_state().join("worktrees");
+    assert!(
+        ran_in(&world).starts_with(scratch_root.to_str().unwrap()),
+        "{}",
+        ran_in(&world)
+    );
+    assert!(lane.merged("feat/pr-21", "main"));
+    assert_eq!(
+        world.run_git(&lane.clone, &["symbolic-ref", "HEAD"]),
+        "refs/heads/wip"
+    );
+    assert_eq!(
+        fs::read_to_string(lane.clone.join("README")).unwrap(),
+        "my unsaved work\n"
+    );
+    assert_eq!(fs::read_dir(&scratch_root).unwrap().count(), 0);
+}
+
+/// A producer swaps its checkout for a symlink to another repository after the record
+/// turned `claiming`: the landing must not run there (or anywhere); the record is blocked
+/// and says why.
+#[test]
+fn a_checkout_swapped_for_a_symlink_after_the_gate_blocks_the_record() {
+    let world = World::new();
+    let gh = world.gh_lane();
+    let id = gh.queue_pr_42();
+    let other = world.root.join("other-repo");
+    fs::create_dir_all(&other).unwrap();
+    world.run_git(&other, &["init", "-q"]);
+    // The claim check hangs for a moment, while the record is `claiming`.
+    fs::write(gh.replies.join("pr-view.acme.widget.42.sleep"), "2").unwrap();
+    let config = gh.config(r#"["sh", "-c", "touch ran-here"]"#, "");
+    let mut daemon = world.spawn_berth(
+        &["run", "--once", "--config", config.to_str().unwrap()],
+        &world.berth_state(),
+        &[("GH_STANDIN_DIR", &gh.replies), ("GH_STANDIN_LOG", &gh.log)],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while world.read_record(&id)["status"] != "claiming" {
+        assert!(Instant::now() < deadline, "the record was never claimed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let moved = world.root.join("widget-moved");
+    fs::rename(&gh.repo, &moved).unwrap();
+    std::os::unix::fs::symlink(&other, &gh.repo).unwrap();
+    assert_eq!(daemon.wait().unwrap().code(), Some(1));
+
+    let record = world.read_record(&id);
+    assert_eq!(record["status"], "blocked", "{record:#}");
+    let why = record["lastError"].as_str().unwrap();
+    assert!(
+        why.contains("no longer the directory the gate checked") && why.contains("symlink"),
+        "{why}"
+    );
+    assert!(
+        !other.join("ran-here").exists(),
+        "the landing ran in the other repo"
+    );
+    assert!(!moved.join("ran-here").exists());
+    assert!(gh.lock_refs().is_empty());
+}
