@@ -3,7 +3,7 @@
 
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -43,14 +43,64 @@ fn durable_temp_beside<'p>(
     Ok((temp, dir))
 }
 
-/// Makes a directory (and parents) that only its owner can enter.
+/// Makes a directory (and parents) that only its owner can enter: created 0700, an
+/// existing one tightened to 0700. A symlink planted in its place is refused, so nothing
+/// berth writes there lands in a directory someone else chose.
 pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
-    fs::create_dir_all(dir)?;
-    let meta = fs::metadata(dir)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let meta = fs::symlink_metadata(dir)?;
+    if meta.file_type().is_symlink() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is a symlink; berth keeps its files only in a real directory (remove the link)",
+                dir.display()
+            ),
+        ));
+    }
     if meta.permissions().mode() & 0o077 != 0 {
         fs::set_permissions(dir, Permissions::from_mode(0o700))?;
     }
     Ok(())
+}
+
+/// Opens a file of berth's own for appending (a log, the decision log): its directory
+/// private, the file created 0600 (an existing one tightened), never through a symlink
+/// (`O_NOFOLLOW`) and never anything but a regular file (a FIFO does not block the open).
+pub fn open_append_private(path: &Path) -> io::Result<File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        ensure_private_dir(dir)?;
+    }
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(nix::libc::ELOOP) => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is a symlink; berth does not write through links",
+                    path.display()
+                ),
+            ),
+            _ => e,
+        })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        file.set_permissions(Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -168,6 +218,37 @@ mod tests {
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
         let err = lock_exclusive_within(&fifo, LOCK_WAIT).unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn private_dirs_and_appends_refuse_planted_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        let own = dir.path().join("own");
+        std::os::unix::fs::symlink(&elsewhere, &own).unwrap();
+        let err = ensure_private_dir(&own).unwrap_err().to_string();
+        assert!(err.contains("is a symlink"), "{err}");
+        let err = open_append_private(&own.join("decisions.jsonl")).unwrap_err();
+        assert!(err.to_string().contains("is a symlink"), "{err}");
+        assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+
+        let fresh = dir.path().join("a/b");
+        ensure_private_dir(&fresh).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&fresh), 0o700);
+        let target = elsewhere.join("victim");
+        fs::write(&target, "keep").unwrap();
+        std::os::unix::fs::symlink(&target, fresh.join("log")).unwrap();
+        let err = open_append_private(&fresh.join("log")).unwrap_err();
+        assert!(
+            err.to_string().contains("does not write through links"),
+            "{err}"
+        );
+        assert_eq!(fs::read_to_string(&target).unwrap(), "keep");
+        let mut file = open_append_private(&fresh.join("ok.log")).unwrap();
+        file.write_all(b"line\n").unwrap();
+        assert_eq!(mode(&fresh.join("ok.log")), 0o600);
     }
 
     #[test]

@@ -11,9 +11,7 @@
 //! a failed append is a warning.
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
 use std::io::{self, BufRead, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -165,11 +163,8 @@ impl DecisionLog {
             .map_err(io::Error::other)
             .and_then(|mut text| {
                 text.push('\n');
-                let mut file = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .mode(0o600)
-                    .open(&self.path)?;
+                // Never through a symlink planted in berth's dir.
+                let mut file = crate::atomic_file::open_append_private(&self.path)?;
                 // One write of one line: O_APPEND keeps concurrent lines whole.
                 file.write_all(text.as_bytes())
             });

@@ -6,16 +6,13 @@
 //! a drift repair, or a revived record); each starts with a header line, and berth
 //! remembers the byte offset where a run's output begins so it judges only that run.
 
-use std::fs::{File, OpenOptions, Permissions};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-use nix::fcntl::OFlag;
 use thiserror::Error;
 
 use super::Step;
-use crate::atomic_file::ensure_private_dir;
 
 /// The texts gstack's landing tools print when the release they were asked to land no
 /// longer matches the queue; a `/ship` re-run repairs that.
@@ -70,26 +67,8 @@ pub fn output_shows_drift(log_excerpt: &str) -> bool {
 /// refusing a symlink planted in its place), writes `header` as one line, and returns the
 /// file with the offset at which this run's own output begins.
 pub(crate) fn open_for_run(path: &Path, header: &str) -> io::Result<(File, u64)> {
-    if let Some(dir) = path.parent() {
-        ensure_private_dir(dir)?;
-    }
-    let mut file = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(OFlag::O_NOFOLLOW.bits())
-        .open(path)?;
+    let mut file = crate::atomic_file::open_append_private(path)?;
     let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::other(format!(
-            "{} is not a regular file",
-            path.display()
-        )));
-    }
-    // A file left by an older run (or a looser umask) is tightened: logs can hold tokens.
-    if meta.permissions().mode() & 0o077 != 0 {
-        file.set_permissions(Permissions::from_mode(0o600))?;
-    }
     // Keep the header on a line of its own even if the previous run died mid-line.
     let separator = if meta.len() > 0 { "\n" } else { "" };
     file.write_all(format!("{separator}{header}\n").as_bytes())?;
@@ -118,7 +97,7 @@ pub(crate) fn read_run_output(path: &Path, output_start: u64, cap: u64) -> io::R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{PermissionsExt, symlink};
 
     #[test]
     fn drift_signatures_match_in_any_case_as_in_gstack() {

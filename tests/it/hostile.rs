@@ -79,3 +79,44 @@ fn an_id_too_long_to_lock_is_reported_with_the_reason() {
         .failure()
         .stderr(predicate::str::contains(why));
 }
+
+/// issue 10 §6: berth appended and wrote through symlinks planted in its own dirs. Now
+/// nothing lands in the link targets, and the daemon still runs its tick.
+#[test]
+fn symlinks_planted_in_berths_own_dirs_are_never_written_through() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(1, "main");
+    fs::write(world.queue.join("torn.json"), "{ not a record").unwrap();
+    let config = world.git_forge_config("");
+    let victims = world.root.join("victims");
+    fs::create_dir_all(victims.join("logs")).unwrap();
+    fs::create_dir_all(victims.join("halts")).unwrap();
+    fs::write(victims.join("decisions"), "keep").unwrap();
+    let state = world.berth_state();
+    fs::create_dir_all(state.join("logs")).unwrap();
+    std::os::unix::fs::symlink(victims.join("decisions"), state.join("decisions.jsonl")).unwrap();
+    std::os::unix::fs::symlink(victims.join("logs"), state.join("logs").join(&id)).unwrap();
+    let faults = world.home.join(".gstack/skill-faults");
+    fs::create_dir_all(&faults).unwrap();
+    std::os::unix::fs::symlink(victims.join("halts"), faults.join("pending-investigations"))
+        .unwrap();
+
+    let out = world
+        .berth_daemon()
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .timeout(NO_HANG)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{log}");
+    assert_eq!(
+        fs::read_to_string(victims.join("decisions")).unwrap(),
+        "keep"
+    );
+    assert_eq!(fs::read_dir(victims.join("logs")).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(victims.join("halts")).unwrap().count(), 0);
+    assert!(log.contains("is a symlink"), "{log}");
+    // Nothing landed through the planted log dir either.
+    assert_ne!(world.read_record(&id)["status"], "landed");
+}
