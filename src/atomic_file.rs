@@ -136,6 +136,22 @@ pub fn open_lock_file(lock_path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// Opens a file in one of berth's own dirs for reading: never through a symlink, never
+/// blocking on a FIFO planted in its place.
+pub fn open_read_nofollow(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    Ok(file)
+}
+
 /// Takes an exclusive advisory lock on a lock file, waiting for it; the lock is released
 /// when the returned file is dropped, including when the process dies. Only for locks
 /// that berth's own processes hold; see [`lock_exclusive_within`] for the others.

@@ -6,12 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::runner::CommandTemplate;
 
 /// Which service proves that a PR merged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ForgeKind {
     /// GitHub through the `gh` CLI.
@@ -20,7 +20,7 @@ pub enum ForgeKind {
     Git,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// argv template of the landing command (`{pr}`, `{branch}`, `{base}`, `{repo}`,
@@ -126,6 +126,69 @@ impl Config {
     pub fn lock_ttl(&self) -> Duration {
         Duration::from_secs(self.lock_ttl_secs)
     }
+}
+
+/// Which configuration file a command reads, and why that one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// `--config FILE`.
+    Flag(PathBuf),
+    /// `BERTH_CONFIG=FILE`.
+    Env(PathBuf),
+    /// `$XDG_CONFIG_HOME/berth/config.toml` (or `~/.config/berth/config.toml`), present.
+    Discovered(PathBuf),
+    /// No file: every value is its default.
+    Defaults,
+}
+
+impl ConfigSource {
+    /// `--config` wins, then `BERTH_CONFIG`, then the user's config file when it exists.
+    pub fn locate(flag: Option<&Path>) -> ConfigSource {
+        if let Some(path) = flag {
+            return ConfigSource::Flag(path.to_owned());
+        }
+        if let Some(path) = std::env::var_os("BERTH_CONFIG").filter(|v| !v.is_empty()) {
+            return ConfigSource::Env(PathBuf::from(path));
+        }
+        match user_config_path() {
+            // `symlink_metadata`: a dangling link is still "present" and fails loudly on read.
+            Some(path) if path.symlink_metadata().is_ok() => ConfigSource::Discovered(path),
+            _ => ConfigSource::Defaults,
+        }
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            ConfigSource::Flag(p) | ConfigSource::Env(p) | ConfigSource::Discovered(p) => Some(p),
+            ConfigSource::Defaults => None,
+        }
+    }
+
+    /// `/x/berth.toml (--config)`, `… (BERTH_CONFIG)`, `… (found at the user config path)`,
+    /// or `none (defaults; <path> not present)`.
+    pub fn describe(&self) -> String {
+        match self {
+            ConfigSource::Flag(p) => format!("{} (--config)", p.display()),
+            ConfigSource::Env(p) => format!("{} (BERTH_CONFIG)", p.display()),
+            ConfigSource::Discovered(p) => {
+                format!("{} (found at the user config path)", p.display())
+            }
+            ConfigSource::Defaults => match user_config_path() {
+                Some(p) => format!("none (built-in defaults; {} not present)", p.display()),
+                None => "none (built-in defaults; no $XDG_CONFIG_HOME or $HOME)".into(),
+            },
+        }
+    }
+}
+
+/// `$XDG_CONFIG_HOME/berth/config.toml`, else `~/.config/berth/config.toml`.
+pub fn user_config_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        // The XDG spec: a relative value is invalid and must be ignored.
+        .filter(|p| p.is_absolute())
+        .or_else(|| crate::paths::home_dir().map(|home| home.join(".config")))?;
+    Some(base.join("berth").join("config.toml"))
 }
 
 #[cfg(test)]

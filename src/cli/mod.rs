@@ -25,6 +25,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::gates::Allowlist;
+use crate::logging::{FilterSource, LogFormat};
 use crate::store::QueueStore;
 
 /// The outcome a handler reports; `main` maps it to the process exit code.
@@ -66,6 +67,18 @@ pub struct Cli {
     /// An extra allowed repo root; defaults to the git toplevel of the current directory.
     #[arg(long, global = true, env = "BERTH_PROJECT_ROOT", value_name = "DIR")]
     pub project_root: Option<PathBuf>,
+
+    /// Log lines on stderr as `text` or `json` (one object per line). The filter comes
+    /// from `BERTH_LOG`, or `RUST_LOG` when `BERTH_LOG` is unset.
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        value_name = "FORMAT"
+    )]
+    pub log_format: LogFormat,
 
     #[command(subcommand)]
     pub command: Command,
@@ -119,6 +132,20 @@ impl Context {
         }
     }
 
+    /// The queue dir must exist for commands that read it: a mistyped `--queue-dir` is an
+    /// error naming it, not an empty queue.
+    pub fn require_queue_dir(&self) -> anyhow::Result<()> {
+        let dir = self.store.dir();
+        match std::fs::metadata(dir) {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => anyhow::bail!("queue dir {} is not a directory", dir.display()),
+            Err(e) => anyhow::bail!(
+                "queue dir {} cannot be read: {e} (check --queue-dir / BERTH_QUEUE_DIR; `berth run` creates it)",
+                dir.display()
+            ),
+        }
+    }
+
     /// The allowlist for this invocation; refused entries are warned about on stderr.
     pub fn allowlist(&self) -> Allowlist {
         let (allowlist, refused) = Allowlist::from_env(self.project_root.as_deref());
@@ -138,12 +165,24 @@ fn git_toplevel_of_cwd() -> Option<PathBuf> {
 /// Parses the process arguments, runs the command, and returns the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let daemon = matches!(cli.command, Command::Run(_) | Command::Demo(_));
+    if !daemon {
+        // A reader that goes away (`berth status --json | head -1`) ends the command the
+        // way it ends `cat`: by SIGPIPE (exit 141), not a panic. The daemon keeps Rust's
+        // default (EPIPE as an error) so a closed pipe to a child never kills it.
+        restore_sigpipe();
+    }
     // The demo narrates on stdout; only problems belong on stderr there.
-    init_logging(if matches!(cli.command, Command::Demo(_)) {
+    let default_level = if matches!(cli.command, Command::Demo(_)) {
         "warn"
     } else {
         "info"
-    });
+    };
+    if let Err(error) = crate::logging::init(&FilterSource::from_env(default_level), cli.log_format)
+    {
+        eprintln!("error: {error}");
+        return ExitCode::from(2);
+    }
     match run(cli) {
         Ok(end) => end,
         Err(error) => {
@@ -172,14 +211,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn init_logging(default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+fn restore_sigpipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: setting the default disposition installs no handler code; nothing else in
+    // the process has changed SIGPIPE's disposition or relies on it yet.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
 /// `error: <what>` then each cause on its own line, so the operator sees the whole chain.

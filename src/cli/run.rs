@@ -4,8 +4,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{Context, Outcome};
-use crate::config::{Config, ForgeKind};
+use crate::config::{Config, ConfigSource, ForgeKind};
 use crate::daemon::{self, Exit, Mode, Shared};
+use crate::instance::InstanceLock;
+use crate::telemetry::server::MetricsServer;
 
 #[derive(clap::Args, Debug)]
 #[group(id = "mode", required = true, multiple = false)]
@@ -16,6 +18,9 @@ pub struct RunArgs {
     /// Keep running: tick on the poll interval and whenever the queue dir changes.
     #[arg(long, group = "mode")]
     pub watch: bool,
+    /// Serve Prometheus metrics on `HOST:PORT` (`GET /metrics`), e.g. `127.0.0.1:9464`.
+    #[arg(long, env = "BERTH_METRICS_ADDR", value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
     #[command(flatten)]
     pub daemon: DaemonArgs,
 }
@@ -23,8 +28,9 @@ pub struct RunArgs {
 /// The daemon's settings that `run` and `demo` share.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DaemonArgs {
-    /// The configuration file (TOML; see the README for every key).
-    #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
+    /// The configuration file (TOML; see the README for every key). Default: `BERTH_CONFIG`,
+    /// else `$XDG_CONFIG_HOME/berth/config.toml` (`~/.config/berth/config.toml`) if present.
+    #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Override the config's forge: `gh` (GitHub) or `git` (plain branches on origin).
     #[arg(long, value_enum)]
@@ -42,8 +48,13 @@ pub struct DaemonArgs {
 }
 
 impl DaemonArgs {
+    /// Which file the configuration comes from (see [`ConfigSource::locate`]).
+    pub fn config_source(&self) -> ConfigSource {
+        ConfigSource::locate(self.config.as_deref())
+    }
+
     pub fn config(&self) -> anyhow::Result<Config> {
-        let mut config = Config::load(self.config.as_deref())?;
+        let mut config = Config::load(self.config_source().path())?;
         if let Some(forge) = self.forge {
             config.forge = forge;
         }
@@ -66,6 +77,23 @@ impl DaemonArgs {
     }
 }
 
+/// One line that says what this daemon is and what it works on.
+fn log_startup(shared: &Shared, daemon: &DaemonArgs) {
+    let rules = shared.rules.current();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        pid = std::process::id(),
+        queue_dir = %shared.store.dir().display(),
+        forge = shared.forge.name(),
+        rules_root = %crate::rules::set::describe_root(daemon.rules_root.as_deref()),
+        rules_hash = rules.hash(),
+        config = %daemon.config_source().describe(),
+        poll_secs = shared.config.poll_secs,
+        berth_dir = %shared.berth_dir.display(),
+        "berth starting"
+    );
+}
+
 /// What a daemon run means for the process: an outcome, or a signal exit code.
 pub enum RunEnd {
     Outcome(Outcome),
@@ -80,11 +108,23 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<RunEnd> {
         .berth_dir
         .clone()
         .unwrap_or_else(crate::paths::default_berth_dir);
+    // Before anything writes into the berth dir: a second daemon there would overwrite the
+    // first one's rules status and health.
+    let _instance = InstanceLock::acquire(&berth_dir, if args.watch { "watch" } else { "once" })?;
     ctx.store.ensure_dir()?;
     let rules = args.daemon.rules()?;
     let shared = Arc::new(
         Shared::new(ctx.store.clone(), ctx.allowlist(), config, berth_dir)?.with_rules(rules),
     );
+    let _metrics = match &args.metrics_addr {
+        Some(addr) => {
+            let server = MetricsServer::start(addr, Arc::clone(&shared.telemetry))?;
+            tracing::info!(addr = %server.addr(), "serving metrics on http://{}/metrics", server.addr());
+            Some(server)
+        }
+        None => None,
+    };
+    log_startup(&shared, &args.daemon);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_stack_size(crate::rules::RULE_THREAD_STACK)
         .enable_all()

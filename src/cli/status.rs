@@ -1,12 +1,16 @@
 //! `berth status`: what is in the queue, and what needs an operator.
 
+use std::path::Path;
+
 use serde_json::{Value, json};
 
 use super::{Context, Outcome};
+use crate::instance::Holder;
 use crate::record::Status;
 use crate::rules::RulesStatus;
 use crate::rules::fallbacks::Fallback;
 use crate::store::Scan;
+use crate::telemetry::Health;
 
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
@@ -19,6 +23,7 @@ pub struct StatusArgs {
 }
 
 pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<Outcome> {
+    ctx.require_queue_dir()?;
     let scan = ctx.store.scan()?;
     let berth_dir = args
         .berth_dir
@@ -30,6 +35,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<Outcome> {
         eprintln!("rule fallbacks in {} unreadable: {e}", berth_dir.display());
         Vec::new()
     });
+    let daemon = DaemonView::read(&berth_dir);
     if args.json {
         let mut value = as_json(&scan);
         value["ruleFallbacks"] = serde_json::to_value(&fallbacks)?;
@@ -37,6 +43,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<Outcome> {
             Ok(Some(status)) => serde_json::to_value(status)?,
             _ => Value::Null,
         };
+        value["daemon"] = daemon.as_json();
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", as_table(&scan, ctx, &fallbacks));
@@ -46,6 +53,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<Outcome> {
                 f.file, f.function, f.fallback, f.since
             );
         }
+        print!("{}", daemon.lines(&berth_dir));
         match &rules {
             Ok(Some(status)) => println!("{}", status.line()),
             Ok(None) => println!(
@@ -68,6 +76,67 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<Outcome> {
             Outcome::Clean
         },
     )
+}
+
+/// The daemon on a berth dir as another process sees it: the instance lock says whether it
+/// runs, the health file what it last did.
+pub struct DaemonView {
+    pub running: std::io::Result<Option<Holder>>,
+    pub health: std::io::Result<Option<Health>>,
+}
+
+impl DaemonView {
+    pub fn read(berth_dir: &Path) -> DaemonView {
+        DaemonView {
+            running: crate::instance::running(berth_dir),
+            health: Health::read(berth_dir),
+        }
+    }
+
+    fn as_json(&self) -> Value {
+        let running = match &self.running {
+            Ok(Some(holder)) => {
+                json!({"running": true, "pid": holder.pid, "mode": holder.mode, "since": holder.since})
+            }
+            Ok(None) => json!({"running": false}),
+            Err(e) => json!({"running": Value::Null, "error": e.to_string()}),
+        };
+        let mut value = running;
+        value["health"] = match &self.health {
+            Ok(Some(health)) => serde_json::to_value(health).unwrap_or(Value::Null),
+            Ok(None) => Value::Null,
+            Err(e) => json!({"error": e.to_string()}),
+        };
+        value
+    }
+
+    /// `daemon: running …` (or not), then its last tick and the forge's last answer.
+    pub fn lines(&self, berth_dir: &Path) -> String {
+        let mut out = match &self.running {
+            Ok(Some(holder)) => format!("daemon: running, {holder}\n"),
+            Ok(None) => format!("daemon: not running on {}\n", berth_dir.display()),
+            Err(e) => format!(
+                "daemon: unknown, cannot read {}: {e}\n",
+                crate::instance::lock_path(berth_dir).display()
+            ),
+        };
+        match &self.health {
+            Ok(Some(health)) => {
+                let suffix = match &self.running {
+                    Ok(Some(h)) if h.pid == health.pid => String::new(),
+                    _ => format!(" (the last daemon here, pid {})", health.pid),
+                };
+                out.push_str(&format!("{}{suffix}\n", health.tick_line()));
+                out.push_str(&format!("{}\n", health.forge_line()));
+            }
+            Ok(None) => {}
+            Err(e) => out.push_str(&format!(
+                "health: {} unreadable: {e}\n",
+                Health::path(berth_dir).display()
+            )),
+        }
+        out
+    }
 }
 
 fn as_json(scan: &Scan) -> Value {

@@ -42,6 +42,21 @@ pub enum OutcomeKind {
     Skipped(String),
 }
 
+impl OutcomeKind {
+    /// The metrics label: `landed`, `blocked`, `requeued`, `lane_busy`, `interrupted`,
+    /// `skipped`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            OutcomeKind::Landed => "landed",
+            OutcomeKind::Blocked(_) => "blocked",
+            OutcomeKind::Requeued(_) => "requeued",
+            OutcomeKind::LaneBusy(_) => "lane_busy",
+            OutcomeKind::Interrupted => "interrupted",
+            OutcomeKind::Skipped(_) => "skipped",
+        }
+    }
+}
+
 impl LaneOutcome {
     pub fn ended_blocked(&self) -> bool {
         matches!(self.kind, OutcomeKind::Blocked(_))
@@ -196,6 +211,7 @@ pub async fn land(
     let lane = Shared::lane_of(&candidate);
     let id = candidate.id.clone();
     let kind = land_inner(&shared, &candidate, &lane, &cancel).await;
+    shared.telemetry.landing_done(kind.label());
     // gstack's `PR #<N>: <status>`, then why.
     let pr = |status: Status| gstack_text::pr_status(candidate.record.pr_number, status);
     match &kind {
@@ -276,6 +292,7 @@ async fn land_inner(
         return OutcomeKind::Interrupted;
     }
     let heartbeat = Heartbeat::spawn(Arc::clone(&shared.locks), held, cancel);
+    shared.telemetry.lock_held(heartbeat.watch());
     let (prep_shared, prep_c) = (Arc::clone(shared), c.clone());
     let prepared = ask_or_clean_up(
         cancel,
@@ -370,6 +387,7 @@ async fn acquire_lock(
         shared.owner.clone(),
         c.gated.repo.path.clone(),
     );
+    tracing::debug!(lock = %lock_ref_name(&lane), origin = %url, "taking the lane lock");
     let releaser = Arc::clone(&shared.locks);
     let release_late = move |late: Result<Acquire, crate::lane_lock::LockError>| {
         if let Ok(Acquire::Acquired(held)) = late {
@@ -751,7 +769,9 @@ async fn release_lock(shared: &Arc<Shared>, held: HeldLock) {
     let ref_name = held.ref_name().to_owned();
     let release = tokio::task::spawn_blocking(move || locks.release(&held));
     match tokio::time::timeout(RELEASE_BUDGET, release).await {
-        Ok(Ok(Ok(Released::Deleted | Released::AlreadyGone))) => {}
+        Ok(Ok(Ok(released @ (Released::Deleted | Released::AlreadyGone)))) => {
+            tracing::debug!(lock = %ref_name, ?released, "lane lock released")
+        }
         Ok(Ok(Ok(Released::NotOurs { now_sha }))) => {
             tracing::warn!(lock = %ref_name, "lock was taken over (now {now_sha}); left alone")
         }

@@ -68,6 +68,8 @@ pub struct Shared {
     pub rules: Rules,
     /// `<berth_dir>/decisions.jsonl`: every policy answer and status change.
     pub decisions: DecisionLog,
+    /// Metrics and the health file (`berth status`, `--metrics-addr`).
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 /// Run one tick and exit, or keep running.
@@ -129,6 +131,25 @@ impl Shared {
                     .with_timeout(forge_timeout),
             ),
         };
+        let decisions = DecisionLog::new(&berth_dir);
+        let telemetry = Arc::new(crate::telemetry::Telemetry::new(
+            crate::telemetry::Sources {
+                store: store.clone(),
+                berth_dir: berth_dir.clone(),
+                halts: crate::faults::HaltStore::new(
+                    config
+                        .faults_dir
+                        .clone()
+                        .unwrap_or_else(crate::paths::default_faults_dir),
+                ),
+                fallbacks: decisions.fallback_counts(),
+            },
+            forge.name(),
+        ));
+        let forge: Arc<dyn Forge> = Arc::new(crate::telemetry::forge::MeteredForge::new(
+            forge,
+            Arc::clone(&telemetry),
+        ));
         let runner = Runner::new(
             config.land_command.clone(),
             config.ship_command.clone(),
@@ -143,7 +164,8 @@ impl Shared {
             runner,
             config,
             owner: crate::ownership::this_process(),
-            decisions: DecisionLog::new(&berth_dir),
+            decisions,
+            telemetry,
             berth_dir,
             stop: shutdown::StopFlag::default(),
             active: Active::default(),
@@ -204,6 +226,10 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
         Mode::Watch => Some(watch::QueueWatcher::start(shared.store.dir())?),
         Mode::Once => None,
     };
+    shared.telemetry.started(match mode {
+        Mode::Once => "once",
+        Mode::Watch => "watch",
+    });
     let status = RulesStatus::started(&shared.rules.current());
     if let Err(e) = status.write(&shared.berth_dir) {
         tracing::warn!("cannot write the rules status: {e}");
@@ -427,15 +453,33 @@ async fn start_tick(
     cancel: &CancellationToken,
     landings: &mut Landings,
 ) -> Blocked {
+    let started = std::time::Instant::now();
+    tracing::debug!("tick");
     let prep = Arc::clone(shared);
-    let at_gates = match tokio::task::spawn_blocking(move || tick::prepare(&prep)).await {
-        Ok(report) => report.gate_blocked,
-        Err(e) => {
-            tracing::error!("tick preparation failed: {e}");
-            0
-        }
-    };
+    let (at_gates, mut result) =
+        match tokio::task::spawn_blocking(move || tick::prepare(&prep)).await {
+            Ok(report) => (report.gate_blocked, Ok(report.summary())),
+            Err(e) => {
+                tracing::error!("tick preparation failed: {e}");
+                (0, Err(format!("tick preparation failed: {e}")))
+            }
+        };
+    let before = landings.tasks.len();
     let by_policy = start_landings(shared, cancel, landings).await;
+    if let Ok(summary) = &mut result {
+        summary.push_str(&format!(
+            ", {} landing(s) started",
+            landings.tasks.len().saturating_sub(before)
+        ));
+    }
+    let took = started.elapsed();
+    tracing::debug!(took_ms = took.as_millis() as u64, ?result, "tick done");
+    match result {
+        Ok(summary) => shared
+            .telemetry
+            .tick_done(took, true, format!("ok: {summary}")),
+        Err(error) => shared.telemetry.tick_done(took, false, error),
+    }
     Blocked {
         at_gates,
         by_policy,

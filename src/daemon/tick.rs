@@ -30,6 +30,16 @@ pub struct PrepareReport {
     pub gate_blocked: usize,
 }
 
+impl PrepareReport {
+    /// `1 reconciled, 0 reclaimed, 0 discovered, 0 blocked at the gates`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} reconciled, {} reclaimed, {} discovered, {} blocked at the gates",
+            self.reconciled, self.reclaimed, self.discovered, self.gate_blocked
+        )
+    }
+}
+
 /// Steps 1–4: reconcile blocked records, audit landed ones, reclaim stranded ones,
 /// discover remote PRs, and block every queued record that fails a gate.
 pub fn prepare(shared: &Shared) -> PrepareReport {

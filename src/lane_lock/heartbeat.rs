@@ -21,14 +21,14 @@
 //! Release only after `stop`: a refresh in flight changes the sha, and a release with the
 //! old sha would find the ref "not ours" and leave the lock to expire.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Instant;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{HeldLock, LockClient};
+use super::{HeldLock, Lane, LockClient};
 
 /// A running refresh loop for one held lock.
 #[derive(Debug)]
@@ -80,6 +80,12 @@ impl Heartbeat {
         lock(&self.held).clone()
     }
 
+    /// A handle that reports the lock's refresh age for as long as this heartbeat runs
+    /// (for the metrics); it goes quiet once the heartbeat is stopped.
+    pub fn watch(&self) -> LockWatch {
+        LockWatch(Arc::downgrade(&self.held))
+    }
+
     /// Stops refreshing and returns the lock to release. Waits for a refresh in flight to
     /// finish (at most a few remote timeouts), so the returned sha is the current one.
     pub async fn stop(self) -> HeldLock {
@@ -91,6 +97,22 @@ impl Heartbeat {
             tracing::error!(error = %e, "lane lock heartbeat task failed");
         }
         lock(&held).clone()
+    }
+}
+
+/// See [`Heartbeat::watch`].
+#[derive(Clone, Debug)]
+pub struct LockWatch(Weak<Mutex<HeldLock>>);
+
+impl LockWatch {
+    /// The lane and the time since the last successful refresh; `None` once released.
+    pub fn age(&self, now: Instant) -> Option<(Lane, std::time::Duration)> {
+        let held = self.0.upgrade()?;
+        let held = lock(&held);
+        Some((
+            held.lane().clone(),
+            now.saturating_duration_since(held.last_refresh()),
+        ))
     }
 }
 

@@ -44,7 +44,7 @@ use crate::atomic_file::ensure_private_dir;
 use crate::clock;
 use crate::safe_key::safe_key;
 
-pub use heartbeat::Heartbeat;
+pub use heartbeat::{Heartbeat, LockWatch};
 pub use payload::{LOCK_SUBJECT, LockPayload};
 
 use payload::{ReadLock, lock_message, read_lock};

@@ -10,10 +10,10 @@
 //! changes: the log records decisions, not polls. Writing is best effort: a full disk must not stop a landing, so
 //! a failed append is a warning.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -67,6 +67,28 @@ struct StatusLine<'a> {
 /// What was last written for one (record, function): the rule set, decision and reason.
 type LastAnswer = (String, String, String);
 
+/// How many answers of each rule file and function were the built-in default since the
+/// daemon started (every fallback, including repeats the log does not write again).
+#[derive(Debug, Default)]
+pub struct FallbackCounts(Mutex<BTreeMap<(&'static str, &'static str), u64>>);
+
+impl FallbackCounts {
+    fn add(&self, file: &'static str, function: &'static str) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((file, function))
+            .or_default() += 1;
+    }
+
+    /// `((file, function), count)` in file order.
+    pub fn snapshot(&self) -> Vec<((&'static str, &'static str), u64)> {
+        let counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        counts.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+}
+
 /// The append-only decision log of one daemon, and the list of its decisions that are
 /// failing closed right now.
 #[derive(Debug)]
@@ -75,6 +97,7 @@ pub struct DecisionLog {
     fallbacks: Fallbacks,
     /// (record, function) → (ruleset, decision, reason) last written.
     last: Mutex<HashMap<(String, &'static str), LastAnswer>>,
+    fallback_counts: Arc<FallbackCounts>,
 }
 
 impl DecisionLog {
@@ -83,7 +106,13 @@ impl DecisionLog {
             path: berth_dir.join(DECISIONS_FILE),
             fallbacks: Fallbacks::new(berth_dir),
             last: Mutex::new(HashMap::new()),
+            fallback_counts: Arc::default(),
         }
+    }
+
+    /// The fallback counters, shared with whoever reports them (the metrics).
+    pub fn fallback_counts(&self) -> Arc<FallbackCounts> {
+        Arc::clone(&self.fallback_counts)
     }
 
     pub fn path(&self) -> &Path {
@@ -109,6 +138,9 @@ impl DecisionLog {
             subject.map(|s| s.id),
             &format!("{decision}: {reason}"),
         );
+        if decided.is_fallback() {
+            self.fallback_counts.add(decided.file, decided.function);
+        }
         let key = (subject.map_or("", |s| s.id).to_owned(), decided.function);
         let value = (
             decided.ruleset.clone(),

@@ -17,3 +17,4 @@ mod lock_cli;
 mod queue_cli;
 mod rules;
 mod runner;
+mod service;

@@ -130,7 +130,12 @@ impl World {
             .env_remove("GSTACK_DAEMON_REPO_ALLOWLIST")
             .env_remove("BERTH_PROJECT_ROOT")
             .env_remove("BERTH_RULES_ROOT")
-            .env_remove("BERTH_LOG");
+            .env_remove("BERTH_LOG")
+            .env_remove("RUST_LOG")
+            .env_remove("BERTH_LOG_FORMAT")
+            .env_remove("BERTH_CONFIG")
+            .env_remove("BERTH_METRICS_ADDR")
+            .env_remove("XDG_CONFIG_HOME");
         cmd
     }
 
@@ -306,6 +311,18 @@ impl World {
             .stderr(log)
             .spawn()
             .expect("berth starts")
+    }
+
+    /// Waits (up to `limit`) until `done` holds, polling; false on time-out.
+    pub fn wait_for(&self, limit: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if done() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        done()
     }
 
     /// `<root>/berth.toml` for the `git` forge, landing with [`World::land_script`] (which

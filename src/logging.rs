@@ -1,0 +1,83 @@
+//! Logs on stderr, made for a service manager: the filter from `BERTH_LOG` (or `RUST_LOG`
+//! when `BERTH_LOG` is unset), plain text or one JSON object per line, and colour only
+//! when stderr is a terminal (a journal or a log file gets no escape codes).
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `2026-… INFO message key=value`.
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `fields.message`, other fields.
+    Json,
+}
+
+/// Where the filter came from, for the error that names it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FilterSource {
+    BerthLog(String),
+    RustLog(String),
+    Default(&'static str),
+}
+
+impl FilterSource {
+    /// `BERTH_LOG` when set (even if `RUST_LOG` is too), else `RUST_LOG`, else `default`.
+    pub fn from_env(default: &'static str) -> FilterSource {
+        let var = |name| {
+            std::env::var(name)
+                .ok()
+                .filter(|v: &String| !v.trim().is_empty())
+        };
+        match (var("BERTH_LOG"), var("RUST_LOG")) {
+            (Some(spec), _) => FilterSource::BerthLog(spec),
+            (None, Some(spec)) => FilterSource::RustLog(spec),
+            (None, None) => FilterSource::Default(default),
+        }
+    }
+
+    /// The filter, or an error naming the variable and what is wrong with it.
+    pub fn filter(&self) -> Result<EnvFilter, String> {
+        let (name, spec) = match self {
+            FilterSource::BerthLog(spec) => ("BERTH_LOG", spec.as_str()),
+            FilterSource::RustLog(spec) => ("RUST_LOG", spec.as_str()),
+            FilterSource::Default(spec) => return Ok(EnvFilter::new(spec)),
+        };
+        EnvFilter::builder()
+            .parse(spec)
+            .map_err(|e| format!("{name}={spec:?} is not a valid log filter: {e} (e.g. `info`, `debug`, `berth=debug,warn`)"))
+    }
+}
+
+/// Installs the global subscriber; an invalid filter is an error for the caller to report.
+pub fn init(source: &FilterSource, format: LogFormat) -> Result<(), String> {
+    let filter = source.filter()?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal());
+    // A second init (tests calling `cli::run` twice in one process) keeps the first.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_filter_names_its_variable() {
+        let err = FilterSource::RustLog("berth=loud".into())
+            .filter()
+            .unwrap_err();
+        assert!(err.starts_with("RUST_LOG=\"berth=loud\""), "{err}");
+        assert!(FilterSource::BerthLog("debug".into()).filter().is_ok());
+        assert!(FilterSource::Default("info").filter().is_ok());
+    }
+}

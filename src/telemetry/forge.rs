@@ -1,0 +1,64 @@
+//! A [`Forge`] that counts and remembers every call of the forge it wraps: calls by kind and
+//! result for the metrics, the last answer for the health file, a debug line per call.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::Telemetry;
+use crate::forge::{Forge, ForgeError, ForgeRepo, MergeProof, PrCheck, PrRef, QueuedPr};
+
+pub struct MeteredForge {
+    inner: Arc<dyn Forge>,
+    telemetry: Arc<Telemetry>,
+}
+
+impl MeteredForge {
+    pub fn new(inner: Arc<dyn Forge>, telemetry: Arc<Telemetry>) -> MeteredForge {
+        MeteredForge { inner, telemetry }
+    }
+
+    fn call<T>(
+        &self,
+        kind: &'static str,
+        repo: &ForgeRepo,
+        pr: Option<u64>,
+        call: impl FnOnce() -> Result<T, ForgeError>,
+    ) -> Result<T, ForgeError> {
+        let started = Instant::now();
+        let answer = call();
+        let error = answer.as_ref().err().map(ToString::to_string);
+        tracing::debug!(
+            forge = self.inner.name(),
+            call = kind,
+            repo = %repo.identity,
+            pr,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            error = error.as_deref(),
+            "forge call"
+        );
+        self.telemetry.forge_answered(kind, &repo.identity, error);
+        answer
+    }
+}
+
+impl Forge for MeteredForge {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn list_queued(&self, repo: &ForgeRepo) -> Result<Vec<QueuedPr>, ForgeError> {
+        self.call("list_queued", repo, None, || self.inner.list_queued(repo))
+    }
+
+    fn check_pr(&self, repo: &ForgeRepo, pr: &PrRef<'_>) -> Result<PrCheck, ForgeError> {
+        self.call("check_pr", repo, Some(pr.number), || {
+            self.inner.check_pr(repo, pr)
+        })
+    }
+
+    fn merge_proof(&self, repo: &ForgeRepo, pr: &PrRef<'_>) -> Result<MergeProof, ForgeError> {
+        self.call("merge_proof", repo, Some(pr.number), || {
+            self.inner.merge_proof(repo, pr)
+        })
+    }
+}

@@ -1,0 +1,140 @@
+//! The Prometheus families berth exports. Counters move as things happen; gauges that
+//! describe state on disk (records by status, halt events, the rule set) are refreshed when
+//! a scrape asks, so an idle daemon does no work for them.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ForgeCallLabels {
+    pub kind: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LaneLabel {
+    pub lane: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    pub rule: String,
+    pub function: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleSetLabels {
+    pub hash: String,
+    pub source: String,
+}
+
+/// Every family, registered once in [`Metrics::new`].
+#[derive(Debug)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub records: Family<StatusLabel, Gauge>,
+    pub ticks: Counter,
+    pub tick_seconds: Histogram,
+    pub forge_calls: Family<ForgeCallLabels, Counter>,
+    pub landings: Family<OutcomeLabel, Counter>,
+    pub heartbeat_age: Family<LaneLabel, Gauge>,
+    pub rule_fallbacks: Family<RuleLabels, Counter>,
+    pub rules_reload_ok: Gauge,
+    pub rule_set: Family<RuleSetLabels, Gauge>,
+    pub halts_pending: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut metrics = Metrics {
+            registry: Registry::with_prefix("berth"),
+            records: Family::default(),
+            ticks: Counter::default(),
+            // 5 ms .. ~80 s: a tick is a directory scan plus forge calls with a timeout.
+            tick_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 15)),
+            forge_calls: Family::default(),
+            landings: Family::default(),
+            heartbeat_age: Family::default(),
+            rule_fallbacks: Family::default(),
+            rules_reload_ok: Gauge::default(),
+            rule_set: Family::default(),
+            halts_pending: Gauge::default(),
+        };
+        let registry = &mut metrics.registry;
+        registry.register(
+            "records",
+            "Queue records by status",
+            metrics.records.clone(),
+        );
+        registry.register("ticks", "Ticks run", metrics.ticks.clone());
+        registry.register(
+            "tick_duration_seconds",
+            "Wall time of a tick's bookkeeping and selection",
+            metrics.tick_seconds.clone(),
+        );
+        registry.register(
+            "forge_calls",
+            "Forge calls by kind (list_queued, check_pr, merge_proof) and result (ok, error)",
+            metrics.forge_calls.clone(),
+        );
+        registry.register(
+            "landings",
+            "Finished landings by outcome",
+            metrics.landings.clone(),
+        );
+        registry.register(
+            "lane_lock_heartbeat_age_seconds",
+            "Seconds since the last successful refresh of each lane lock this daemon holds",
+            metrics.heartbeat_age.clone(),
+        );
+        registry.register(
+            "rule_fallbacks",
+            "Rule answers replaced by the built-in default (failed, slow or invalid), per rule file and function",
+            metrics.rule_fallbacks.clone(),
+        );
+        registry.register(
+            "rules_last_reload_ok",
+            "1 when the last rule load or reload was accepted, 0 when it was refused",
+            metrics.rules_reload_ok.clone(),
+        );
+        registry.register(
+            "rule_set",
+            "The active rule set (value 1), labelled with its sha256 and source",
+            metrics.rule_set.clone(),
+        );
+        registry.register(
+            "halt_events_pending",
+            "Halt events not yet resolved",
+            metrics.halts_pending.clone(),
+        );
+        metrics
+    }
+
+    /// The OpenMetrics text of every family.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("encoding into a String cannot fail");
+        text
+    }
+}

@@ -1,0 +1,198 @@
+//! What a running daemon tells the outside: Prometheus metrics (`--metrics-addr`) and the
+//! health file `berth status` and `berth doctor` read. The daemon calls a handful of hooks
+//! (a tick ended, a landing ended, a lock is held, the forge answered); everything that is
+//! state on disk is read when a scrape asks for it, never on a timer.
+
+pub mod forge;
+pub mod health;
+pub mod metrics;
+pub mod server;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::faults::halt_store::{HaltStatus, HaltStore};
+use crate::lane_lock::LockWatch;
+use crate::rules::RulesStatus;
+use crate::rules::decisions::FallbackCounts;
+use crate::store::QueueStore;
+
+pub use health::{ForgeAnswer, Health, TickReport};
+pub use metrics::Metrics;
+
+/// Where the scrape-time gauges read from.
+#[derive(Debug)]
+pub struct Sources {
+    pub store: QueueStore,
+    pub berth_dir: PathBuf,
+    pub halts: HaltStore,
+    pub fallbacks: Arc<FallbackCounts>,
+}
+
+#[derive(Debug)]
+pub struct Telemetry {
+    metrics: Metrics,
+    sources: Sources,
+    health: Mutex<Health>,
+    locks: Mutex<Vec<LockWatch>>,
+}
+
+impl Telemetry {
+    pub fn new(sources: Sources, forge: &str) -> Telemetry {
+        Telemetry {
+            metrics: Metrics::new(),
+            health: Mutex::new(Health {
+                pid: std::process::id(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                started_at: crate::clock::now_iso(),
+                forge: forge.into(),
+                ..Health::default()
+            }),
+            sources,
+            locks: Mutex::default(),
+        }
+    }
+
+    /// The daemon started in `mode` (`once` or `watch`): the first health file.
+    pub fn started(&self, mode: &str) {
+        let mut health = lock(&self.health);
+        health.mode = mode.into();
+        self.write_health(&health);
+    }
+
+    /// A tick's bookkeeping and selection ended after `took`.
+    pub fn tick_done(&self, took: Duration, ok: bool, result: String) {
+        self.metrics.ticks.inc();
+        self.metrics.tick_seconds.observe(took.as_secs_f64());
+        let mut health = lock(&self.health);
+        health.last_tick = Some(TickReport {
+            at: crate::clock::now_iso(),
+            duration_ms: took.as_millis() as u64,
+            ok,
+            result,
+        });
+        self.write_health(&health);
+    }
+
+    /// The forge answered `call` about `repo` (`error` when it failed).
+    pub fn forge_answered(&self, call: &str, repo: &str, error: Option<String>) {
+        let result = if error.is_none() { "ok" } else { "error" };
+        self.metrics
+            .forge_calls
+            .get_or_create(&metrics::ForgeCallLabels {
+                kind: call.into(),
+                result: result.into(),
+            })
+            .inc();
+        // In memory only: the next tick's health write carries it (a tick that never
+        // ends is what `status` must show as a stale tick, not hide behind fresh forge data).
+        lock(&self.health).last_forge_answer = Some(ForgeAnswer {
+            at: crate::clock::now_iso(),
+            call: call.into(),
+            repo: repo.into(),
+            ok: error.is_none(),
+            error,
+        });
+    }
+
+    /// A landing ended with `outcome` (`landed`, `blocked`, `requeued`, …).
+    pub fn landing_done(&self, outcome: &str) {
+        self.metrics
+            .landings
+            .get_or_create(&metrics::OutcomeLabel {
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// A lane lock this daemon now holds and refreshes.
+    pub fn lock_held(&self, watch: LockWatch) {
+        let mut locks = lock(&self.locks);
+        let now = Instant::now();
+        locks.retain(|w| w.age(now).is_some());
+        locks.push(watch);
+    }
+
+    /// The health as last written.
+    pub fn health(&self) -> Health {
+        lock(&self.health).clone()
+    }
+
+    /// Refreshes the gauges that describe state on disk and encodes every family.
+    pub fn render(&self) -> String {
+        self.refresh();
+        self.metrics.encode()
+    }
+
+    fn refresh(&self) {
+        let m = &self.metrics;
+        m.records.clear();
+        if let Ok(scan) = self.sources.store.scan() {
+            for stored in &scan.records {
+                m.records
+                    .get_or_create(&metrics::StatusLabel {
+                        status: stored.record.status.to_string(),
+                    })
+                    .inc();
+            }
+            if !scan.unreadable.is_empty() {
+                m.records
+                    .get_or_create(&metrics::StatusLabel {
+                        status: "unreadable".into(),
+                    })
+                    .set(scan.unreadable.len() as i64);
+            }
+        }
+        m.heartbeat_age.clear();
+        let now = Instant::now();
+        for watch in lock(&self.locks).iter() {
+            if let Some((lane, age)) = watch.age(now) {
+                m.heartbeat_age
+                    .get_or_create(&metrics::LaneLabel {
+                        lane: format!("{}:{}", lane.repo_identity, lane.base_branch),
+                    })
+                    .set(age.as_secs() as i64);
+            }
+        }
+        for ((file, function), count) in self.sources.fallbacks.snapshot() {
+            let counter = m.rule_fallbacks.get_or_create(&metrics::RuleLabels {
+                rule: file.into(),
+                function: function.into(),
+            });
+            counter.inc_by(count.saturating_sub(counter.get()));
+        }
+        if let Ok(Some(rules)) = RulesStatus::read(&self.sources.berth_dir) {
+            m.rules_reload_ok.set(i64::from(rules.last_reload.ok));
+            m.rule_set.clear();
+            m.rule_set
+                .get_or_create(&metrics::RuleSetLabels {
+                    hash: rules.active_hash,
+                    source: rules.active_source,
+                })
+                .set(1);
+        }
+        let pending = self
+            .sources
+            .halts
+            .list()
+            .halts
+            .iter()
+            .filter(|h| h.status == HaltStatus::Pending)
+            .count();
+        m.halts_pending.set(pending as i64);
+    }
+
+    fn write_health(&self, health: &Health) {
+        if let Err(e) = health.write(&self.sources.berth_dir) {
+            tracing::warn!(
+                "cannot write the health file in {}: {e}",
+                self.sources.berth_dir.display()
+            );
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

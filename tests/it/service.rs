@@ -1,0 +1,409 @@
+//! Running berth as a service: one daemon per berth dir, its health in `status`, metrics
+//! scraped over HTTP, logs a service manager can keep.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::support::World;
+
+fn stop(mut daemon: Child) {
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    daemon.wait().unwrap();
+}
+
+/// `GET /metrics` over a plain TCP connection; the body.
+fn scrape(addr: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).expect("metrics endpoint answers");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
+    response.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+/// The value of the sample line starting with `prefix` (name and labels).
+fn sample(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn one_daemon_per_berth_dir_health_in_status_and_metrics_over_http() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(1, "main");
+    // The landing waits for a go file, so the test can scrape while it holds the lane.
+    let go = world.root.join("GO");
+    let config = world.config(&format!(
+        "forge = \"git\"\npoll_secs = 1\nland_command = [\"sh\", \"-c\", \"while [ ! -e {} ]; do sleep 0.05; done; exec {} \\\"$@\\\"\", \"land\", \"{{branch}}\", \"{{base}}\", \"{}\", \"{{pr}}\"]\n",
+        go.display(),
+        world.land_script().display(),
+        world.root.join("ledger").display()
+    ));
+    let state = world.berth_state();
+    let daemon = world.spawn_berth(
+        &[
+            "run",
+            "--watch",
+            "--config",
+            config.to_str().unwrap(),
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ],
+        &state,
+        &[],
+    );
+    let log_path = state.with_extension("log");
+    let mut addr = String::new();
+    assert!(
+        world.wait_for(Duration::from_secs(30), || {
+            let log = fs::read_to_string(&log_path).unwrap_or_default();
+            let Some(line) = log.lines().find(|l| l.contains("serving metrics on")) else {
+                return false;
+            };
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            addr = value["addr"].as_str().unwrap().to_owned();
+            world.read_record(&id)["status"] == "landing"
+        }),
+        "no landing started; log:\n{}",
+        fs::read_to_string(&log_path).unwrap_or_default()
+    );
+    let holding = scrape(&addr);
+    assert!(
+        holding.lines().any(
+            |l| l.starts_with("berth_lane_lock_heartbeat_age_seconds{lane=\"")
+                && l.contains(":main\"} ")
+        ),
+        "{holding}"
+    );
+    assert_eq!(
+        sample(&holding, "berth_records{status=\"landing\"}"),
+        Some(1.0),
+        "{holding}"
+    );
+    fs::write(&go, "").unwrap();
+    assert!(
+        world.wait_for(Duration::from_secs(30), || world.read_record(&id)["status"]
+            == "landed"),
+        "no landing; log:\n{}",
+        fs::read_to_string(&log_path).unwrap_or_default()
+    );
+
+    // The startup line, as JSON, without escape codes (stderr is a file).
+    let log = fs::read_to_string(&log_path).unwrap();
+    assert!(!log.contains('\u{1b}'), "ANSI codes in a log file:\n{log}");
+    let startup: serde_json::Value = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("every line is JSON"))
+        .find(|v| v["message"] == "berth starting")
+        .expect("a startup line");
+    assert_eq!(startup["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(startup["forge"], "git");
+    assert_eq!(startup["queue_dir"], world.queue.to_str().unwrap());
+    assert_eq!(startup["poll_secs"], 1);
+    assert_eq!(startup["rules_root"], "embedded defaults");
+    assert_eq!(startup["rules_hash"].as_str().unwrap().len(), 64);
+    assert!(startup["config"].as_str().unwrap().contains("(--config)"));
+
+    // A second daemon on the same berth dir refuses, naming the first; so does --once.
+    for mode in ["--watch", "--once"] {
+        let out = world
+            .berth_daemon()
+            .args(["run", mode, "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("another berth daemon is running")
+                && stderr.contains(&format!("pid {} (run --watch) since 20", daemon.id())),
+            "{stderr}"
+        );
+    }
+
+    // `status` shows the daemon, its last tick and the forge's last answer.
+    let out = world
+        .berth()
+        .env("BERTH_DIR", &state)
+        .arg("status")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "daemon: running, pid {} (run --watch) since 20",
+            daemon.id()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("last tick: 20") && text.contains(": ok: "),
+        "{text}"
+    );
+    assert!(
+        text.contains("forge (git): last answer merge_proof")
+            || text.contains("forge (git): last answer list_queued"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_slice(
+        &world
+            .berth()
+            .env("BERTH_DIR", &state)
+            .args(["status", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(json["daemon"]["running"], true);
+    assert_eq!(json["daemon"]["pid"], daemon.id());
+    assert_eq!(json["daemon"]["health"]["lastTick"]["ok"], true);
+
+    // Metrics, scraped over HTTP from the running daemon.
+    let metrics = scrape(&addr);
+    assert_eq!(
+        sample(&metrics, "berth_landings_total{outcome=\"landed\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "berth_records{status=\"landed\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(
+        sample(&metrics, "berth_ticks_total").unwrap() >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        sample(&metrics, "berth_tick_duration_seconds_count").unwrap() >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        sample(
+            &metrics,
+            "berth_forge_calls_total{kind=\"merge_proof\",result=\"ok\"}"
+        )
+        .unwrap()
+            >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "berth_rules_last_reload_ok"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "berth_rule_set{{hash=\"{}\",source=\"embedded defaults\"}} 1",
+            startup["rules_hash"].as_str().unwrap()
+        )),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "berth_halt_events_pending"),
+        Some(0.0),
+        "{metrics}"
+    );
+    // The lock is released: its lane is no longer reported.
+    assert!(
+        !metrics.contains("berth_lane_lock_heartbeat_age_seconds{"),
+        "{metrics}"
+    );
+
+    stop(daemon);
+    // Once it is gone, the berth dir is free again and `status` says so.
+    let text = String::from_utf8(
+        world
+            .berth()
+            .env("BERTH_DIR", &state)
+            .arg("status")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(text.contains("daemon: not running on"), "{text}");
+    assert!(text.contains("(the last daemon here, pid"), "{text}");
+}
+
+#[test]
+fn a_queue_dir_that_does_not_exist_is_an_error_naming_it() {
+    let world = World::new();
+    let missing = world.root.join("no-such-queue");
+    let out = world
+        .berth()
+        .args(["status", "--queue-dir", missing.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("queue dir {}", missing.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_closed_pipe_ends_status_quietly() {
+    let world = World::new();
+    let repo = world.repo("widget", "https://github.com/acme/widget.git");
+    for pr in 1..=200 {
+        world.record(&repo, pr).write();
+    }
+    let mut child = world
+        .berth_std()
+        .args(["status", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line, then close the pipe, as `head -1` does.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 2];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let code = std::os::unix::process::ExitStatusExt::signal(&out.status)
+        .map(|s| 128 + s)
+        .or(out.status.code());
+    assert!(matches!(code, Some(0) | Some(141)), "{code:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn rust_log_is_honoured_and_a_bad_filter_is_reported() {
+    let world = World::new();
+    let out = world
+        .berth()
+        .env("RUST_LOG", "berth=loud")
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("RUST_LOG=\"berth=loud\" is not a valid log filter"),
+        "{stderr}"
+    );
+    // BERTH_LOG wins over RUST_LOG.
+    let out = world
+        .berth()
+        .env("RUST_LOG", "berth=loud")
+        .env("BERTH_LOG", "warn")
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // RUST_LOG=debug shows the tick, forge and lock debug lines of a run.
+    let lane = world.git_lane("widget", None);
+    lane.queue(1, "main");
+    let config = world.git_forge_config("");
+    let out = world
+        .berth_daemon()
+        .env("RUST_LOG", "debug")
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for needle in [
+        "tick done",
+        "forge call",
+        "taking the lane lock",
+        "acquired lane lock",
+        "lane lock released",
+    ] {
+        assert!(stderr.contains(needle), "no {needle:?} line:\n{stderr}");
+    }
+}
+
+#[test]
+fn the_user_config_file_is_found_without_a_flag() {
+    let world = World::new();
+    let startup = |cmd: &mut assert_cmd::Command| -> serde_json::Value {
+        let out = cmd
+            .args(["run", "--once", "--log-format", "json"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["message"] == "berth starting")
+            .unwrap_or_else(|| panic!("no startup line: {stderr}"))
+    };
+    // Nothing there: the defaults, and the path that was looked at.
+    let line = startup(&mut world.berth_daemon());
+    assert_eq!(line["forge"], "gh");
+    let default_path = world.home.join(".config/berth/config.toml");
+    assert!(
+        line["config"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{} not present", default_path.display())),
+        "{line}"
+    );
+    // ~/.config/berth/config.toml is read when present…
+    fs::create_dir_all(default_path.parent().unwrap()).unwrap();
+    fs::write(&default_path, "forge = \"git\"\npoll_secs = 7\n").unwrap();
+    let line = startup(&mut world.berth_daemon());
+    assert_eq!(
+        (line["forge"].as_str(), line["poll_secs"].as_u64()),
+        (Some("git"), Some(7))
+    );
+    assert!(
+        line["config"]
+            .as_str()
+            .unwrap()
+            .contains("found at the user config path"),
+        "{line}"
+    );
+    // …$XDG_CONFIG_HOME moves it, and BERTH_CONFIG wins over both.
+    let xdg = world.root.join("xdg");
+    fs::create_dir_all(xdg.join("berth")).unwrap();
+    fs::write(
+        xdg.join("berth/config.toml"),
+        "forge = \"git\"\npoll_secs = 9\n",
+    )
+    .unwrap();
+    let line = startup(world.berth_daemon().env("XDG_CONFIG_HOME", &xdg));
+    assert_eq!(line["poll_secs"], 9);
+    let explicit = world.config("poll_secs = 11\n");
+    let line = startup(
+        world
+            .berth_daemon()
+            .env("XDG_CONFIG_HOME", &xdg)
+            .env("BERTH_CONFIG", &explicit),
+    );
+    assert_eq!(
+        (line["forge"].as_str(), line["poll_secs"].as_u64()),
+        (Some("gh"), Some(11))
+    );
+    assert!(
+        line["config"].as_str().unwrap().ends_with("(BERTH_CONFIG)"),
+        "{line}"
+    );
+}
