@@ -26,5 +26,5 @@ pub mod rules;
 pub mod runner;
 pub mod safe_key;
 pub mod store;
-pub mod write_events;
 pub mod telemetry;
+pub mod write_events;
