@@ -12,6 +12,10 @@
 //! After criterion's figures, an interleaved run prints medians: the Rhai/native ratio
 //! (target: within 2x), the jsonpath evaluation (target: < 0.3 ms), the one-off build, and
 //! the plain native check on the parsed `Value` for scale.
+//!
+//! Then the learned patterns (issue 9 §4): 10,000 patterns spread over the seven kinds,
+//! compiled once, over that state, a 2 MiB stdout log and a plan (target: the learned pass
+//! ≤ 50 ms), and the worst regexes the bounds accept over a full window (target ≤ 100 ms).
 //! `cargo bench --bench faults`.
 
 use std::hint::black_box;
@@ -20,7 +24,9 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use serde_json::{Map, Value, json};
 
-use berth::faults::detect::{RunInput, run_detector};
+use berth::faults::detect::{RunInput, detect_run, run_detector};
+use berth::faults::learned::LearnedSet;
+use berth::faults::learned_match::{self, Regex, Texts, window};
 use berth::faults::state_jsonpath::{Document, StatePath};
 use berth::faults::{Fault, Severity};
 use berth::rules::{RuleSet, Rules};
@@ -224,4 +230,183 @@ fn main() {
         "for scale, the native check alone on the parsed Value: {:.3} ms",
         c.as_secs_f64() * 1e3
     );
+    learned_patterns(&set, parsed);
+    worst_regexes();
+}
+
+const LEARNED: usize = 10_000;
+
+/// 10,000 patterns as investigators write them, spread evenly over the seven kinds: error
+/// codes and messages for the texts, phase and top-level facts for the state, and one path
+/// in a hundred a filter over every feature (each of those costs a scan of 10,000
+/// features, ~0.15 ms). Three of them match the run.
+fn learned_entries() -> Vec<Value> {
+    (0..LEARNED)
+        .map(|i| {
+            let (kind, pattern) = match i % 7 {
+                0 => ("stdout_contains", format!("E_WORKER_{i} crashed")),
+                1 => ("stdout_regex", format!(r"ERR_[A-Z]+_{i}: \w+ failed after \d+ retries")),
+                2 => ("failureReason_contains", format!("quota {i} exhausted")),
+                3 => ("failureReason_regex", format!(r"^spec {i} (failed|timed out)")),
+                4 => ("plan_contains", format!("<!-- blocker {i} -->")),
+                5 => ("plan_regex", format!(r"## Feature {i}: .*\(blocked\)")),
+                _ if i % 100 == 6 => (
+                    "state_jsonpath",
+                    format!("$.features[?(@.status == 'stuck-{i}' && @.prNumber)]"),
+                ),
+                _ => (
+                    "state_jsonpath",
+                    format!("$.phases[?(@.status == 'failed' && @.error == 'E{i}')]"),
+                ),
+            };
+            json!({"category": format!("LEARNED_{i}"), "severity": "MEDIUM",
+                   "description": format!("learned {i}"), "matcherKind": kind,
+                   "pattern": pattern, "source": "bench", "hitCount": 0})
+        })
+        .chain([
+            json!({"category": "NET_FLAKE", "severity": "MEDIUM", "description": "flake",
+                   "matcherKind": "stdout_contains", "pattern": "ECONNRESET"}),
+            json!({"category": "NET_RESET", "severity": "MEDIUM", "description": "reset",
+                   "matcherKind": "stdout_regex", "pattern": "ECONN(?=RESET)"}),
+            json!({"category": "STILL_RUNNING", "severity": "MEDIUM", "description": "running",
+                   "matcherKind": "state_jsonpath", "pattern": "$.features[?(@.status == 'running')]"}),
+        ])
+        .collect()
+}
+
+/// A 2 MiB build log ending in a network error, and a plan of 2,000 feature sections.
+fn run_texts(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let mut log = String::new();
+    let mut i = 0;
+    while log.len() < 2 * 1024 * 1024 {
+        log.push_str(&format!(
+            "[{i:>7}] compiling crate-{} v0.{}.0 (warnings: {})\n",
+            i % 300,
+            i % 17,
+            i % 5
+        ));
+        i += 1;
+    }
+    log.push_str("npm ERR! code ECONNRESET\n");
+    let plan: String = (1..=2000)
+        .map(|n| format!("## Feature {n}: generated\nOrigin trace: x\nAcceptance: y\n- [x] done\n"))
+        .collect();
+    let (stdout, plan_path) = (dir.join("stdout.log"), dir.join("plan.md"));
+    std::fs::write(&stdout, log).expect("log written");
+    std::fs::write(&plan_path, plan).expect("plan written");
+    (stdout, plan_path)
+}
+
+fn learned_patterns(set: &RuleSet, parsed: Value) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("learned-patterns.json");
+    std::fs::write(&file, Value::Array(learned_entries()).to_string()).expect("patterns written");
+    let rss_before = peak_rss_kib();
+    let t = Instant::now();
+    let learned = LearnedSet::load(&file).expect("patterns load");
+    let compile = t.elapsed();
+    assert_eq!(
+        learned.patterns.len(),
+        LEARNED + 3,
+        "{:?}",
+        learned.warnings
+    );
+    let rss_compiled = peak_rss_kib();
+    let (stdout, plan) = run_texts(dir.path());
+    let run = RunInput::from_state(parsed, None, Some(&plan), Some(&stdout));
+    let empty = LearnedSet::default();
+    let with = detect_run(set, &run, &learned);
+    let without = detect_run(set, &run, &empty);
+    let learned_faults: Vec<&str> = with.faults[without.faults.len()..]
+        .iter()
+        .map(|f| f.category.as_str())
+        .collect();
+    assert_eq!(learned_faults, ["NET_FLAKE", "NET_RESET", "STILL_RUNNING"]);
+    let texts = || Texts {
+        stdout: run.stdout.as_ref().map(|a| window(&a.content)),
+        plan: run.plan.as_ref().map(|a| window(&a.content)),
+        failure_reason: None,
+    };
+    let (mut pass_t, mut match_t) = (Vec::new(), Vec::new());
+    for _ in 0..15 {
+        let t = Instant::now();
+        black_box(detect_run(set, &run, &empty));
+        let base = t.elapsed();
+        let t = Instant::now();
+        black_box(detect_run(set, &run, &learned));
+        pass_t.push(t.elapsed().saturating_sub(base));
+        let t = Instant::now();
+        black_box(learned.matching(&texts(), &run.state));
+        match_t.push(t.elapsed());
+    }
+    let (pass, matching) = (median(pass_t), median(match_t));
+    println!(
+        "learned patterns: {LEARNED} over a 2 MB state (2 MiB stdout, {} KiB plan): learned pass {:.2} ms (target <= 50 ms); native matching alone {:.2} ms",
+        run.plan.as_ref().map_or(0, |a| a.content.len() / 1024),
+        pass.as_secs_f64() * 1e3,
+        matching.as_secs_f64() * 1e3
+    );
+    println!(
+        "  compiled once per version of the file: {:.0} ms; peak RSS {} MiB before, {} MiB after compiling",
+        compile.as_secs_f64() * 1e3,
+        rss_before / 1024,
+        rss_compiled / 1024
+    );
+}
+
+/// The worst patterns the bounds accept, over a full window of text chosen to hurt them.
+fn worst_regexes() {
+    let mut bits = String::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while bits.len() < learned_match::WINDOW_BYTES {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bits.push(if x & 1 == 1 { '1' } else { '0' });
+    }
+    let a_run = "a".repeat(learned_match::WINDOW_BYTES);
+    // The largest n of `[01]*1[01]{n}x` (an automaton exponential in n) under the limit.
+    let accepted = |n: usize| Regex::compile(&format!("[01]*1[01]{{{n}}}x")).is_ok();
+    let (mut lo, mut hi) = (1usize, 5000usize);
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if accepted(mid) {
+            lo = mid
+        } else {
+            hi = mid - 1
+        }
+    }
+    assert!(
+        Regex::compile("[01]*1[01]{5000}x").is_err(),
+        "issue 9's example is refused"
+    );
+    for (pattern, text) in [
+        (format!("[01]*1[01]{{{lo}}}x"), &bits),
+        (r"(?!x)(a|aa)*b".to_owned(), &a_run),
+        (r"(a+)+\1b".to_owned(), &a_run),
+    ] {
+        let regex = Regex::compile(&pattern).expect("accepted");
+        let window = window(text);
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            black_box(regex.is_match(black_box(window)));
+            times.push(t.elapsed());
+        }
+        println!(
+            "worst accepted regex over the window: `{pattern}` over {} KiB: {:.1} ms (target <= 100 ms)",
+            window.len() / 1024,
+            median(times).as_secs_f64() * 1e3
+        );
+    }
+}
+
+/// The process's peak resident set so far, in KiB.
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }

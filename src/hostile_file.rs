@@ -63,7 +63,8 @@ pub fn read_regular(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
     read_from(open_regular(path, cap)?, cap)
 }
 
-fn read_from((file, meta): (File, Metadata), cap: u64) -> io::Result<Vec<u8>> {
+/// The content of a file [`open_regular`] opened (after its caller looked at the `fstat`).
+pub fn read_from((file, meta): (File, Metadata), cap: u64) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.take(cap + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > cap {

@@ -48,8 +48,7 @@ pub fn detect(args: &DetectArgs) -> anyhow::Result<Outcome> {
     let run = RunInput::from_files(&args.state, args.plan.as_deref(), args.stdout.as_deref())
         .map_err(anyhow::Error::msg)?;
     let detection = detect::detect_run(&rules.current(), &run, &learned);
-    let hits: Vec<_> = detection.learned_hits.iter().collect();
-    if let Err(e) = learned::record_hits(&learned_path, &hits) {
+    if let Err(e) = learned::record_hits(&learned_path, &detection.fired_categories()) {
         eprintln!("warning: learned-pattern hits not counted: {e}");
     }
     if args.json {

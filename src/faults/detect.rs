@@ -5,7 +5,6 @@
 //! Each detector is called on its own and its answer validated on its own: one detector's
 //! error or timeout is reported and never hides another's faults.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,15 +13,18 @@ use serde_json::Value;
 
 use super::fault::Fault;
 use super::json_file;
-use super::learned::{LEARNED_PREFIX, LearnedPattern, LearnedSet};
+use super::learned::{LEARNED_PREFIX, LearnedSet, distinct, parse_learned_faults};
+use super::learned_match::{Texts, window};
 use super::rules::{
     DETECT_FN, DETECTORS, LEARNED_FN, LEARNED_RULE, QUEUE_DETECTORS, StateDoc, parse_faults,
 };
 use super::state_jsonpath::Document;
 use crate::rules::RuleSet;
 
-/// A state file is megabytes at most; past this it is refused rather than parsed.
-pub const MAX_STATE_BYTES: u64 = 64 * 1024 * 1024;
+/// A state file past this is refused rather than parsed. Parsed, a state costs up to ~110×
+/// its size (measured: 4 MiB of `[0],[0],…` peaks at 458 MiB RSS, a 64 MiB one at 3.7 GiB),
+/// so this cap keeps the worst case under 512 MiB; a real 10,000-feature state is 2 MB.
+pub const MAX_STATE_BYTES: u64 = 4 * 1024 * 1024;
 /// Plan and stdout text handed to rules: the head of a plan, the tail of a log. Below the
 /// engine's string limit, so a rule can still build strings from them.
 pub const MAX_TEXT_BYTES: usize = 2 * 1024 * 1024;
@@ -54,10 +56,15 @@ pub struct RunInput {
 pub struct Detection {
     /// In detectors.md order, learned faults last.
     pub faults: Vec<Fault>,
-    /// The learned patterns that produced a fault (their hits are to be counted).
-    pub learned_hits: Vec<LearnedPattern>,
     /// One line per detector that failed, naming the rule file and the reason.
     pub errors: Vec<String>,
+}
+
+impl Detection {
+    /// The categories of the faults, each once: what gstack's `persistHitCounts` counts.
+    pub fn fired_categories(&self) -> Vec<&str> {
+        distinct(self.faults.iter().map(|f| f.category.as_str()))
+    }
 }
 
 impl RunInput {
@@ -267,37 +274,63 @@ pub fn detect_run(set: &RuleSet, run: &RunInput, learned: &LearnedSet) -> Detect
         }
     }
     if !learned.patterns.is_empty() {
-        apply_learned(set, input, learned, &mut detection);
+        apply_learned(set, run, &input, learned, &mut detection);
     }
     detection
 }
 
-fn apply_learned(set: &RuleSet, input: Dynamic, learned: &LearnedSet, detection: &mut Detection) {
-    let produced: HashSet<String> = detection
-        .faults
-        .iter()
-        .map(|f| f.category.clone())
-        .collect();
-    let Some(mut map) = input.try_cast::<RhaiMap>() else {
-        return;
+/// The learned pass (fault-detectors.md §3.2 step 5): the core matches the native kinds
+/// over the windowed texts, then `rules/learned.rhai` decides which of those matches (and
+/// which patterns of kinds the core does not know) become faults, given the categories
+/// the built-in detectors already raised. Not called when nothing matched and every kind
+/// is native: there is nothing to decide.
+fn apply_learned(
+    set: &RuleSet,
+    run: &RunInput,
+    input: &Dynamic,
+    learned: &LearnedSet,
+    detection: &mut Detection,
+) {
+    let stdout = run.stdout.as_ref().map(|a| window(&a.content));
+    let plan = run.plan.as_ref().map(|a| window(&a.content));
+    let state = run.state.value();
+    let texts = Texts {
+        stdout,
+        plan,
+        // gstack tests `state.failureReason ?? ""`; a non-string is not text to match.
+        failure_reason: state.get("failureReason").and_then(Value::as_str),
     };
-    let patterns: Vec<Value> = learned
-        .patterns
-        .iter()
-        .map(LearnedPattern::to_rule_json)
-        .collect();
-    let produced_list: Vec<&String> = produced.iter().collect();
-    let (Ok(patterns), Ok(produced_dyn)) = (
-        rhai::serde::to_dynamic(&patterns),
-        rhai::serde::to_dynamic(&produced_list),
+    let matched = learned.matching(&texts, &run.state);
+    let mut candidates: Vec<Value> = Vec::new();
+    let mut matched = matched.into_iter().peekable();
+    for pattern in &learned.patterns {
+        if matched.peek().is_some_and(|m| std::ptr::eq(*m, pattern)) {
+            matched.next();
+            candidates.push(pattern.to_rule_json(true));
+        } else if !pattern.is_native() {
+            candidates.push(pattern.to_rule_json(false));
+        }
+    }
+    if candidates.is_empty() {
+        return;
+    }
+    let produced: Vec<&str> = detection.fired_categories();
+    let (Some(mut map), Ok(candidates), Ok(produced)) = (
+        input.clone().try_cast::<RhaiMap>(),
+        rhai::serde::to_dynamic(&candidates),
+        rhai::serde::to_dynamic(&produced),
     ) else {
         detection.errors.push(format!(
             "{LEARNED_RULE}: learned patterns are not representable for rules"
         ));
         return;
     };
-    map.insert("patterns".into(), patterns);
-    map.insert("produced".into(), produced_dyn);
+    let text = |t: Option<&str>| t.map_or(Dynamic::UNIT, |t| Dynamic::from(t.to_owned()));
+    // The rule sees the windows the core matched over, not the whole texts.
+    map.insert("stdout".into(), text(stdout));
+    map.insert("plan".into(), text(plan));
+    map.insert("patterns".into(), candidates);
+    map.insert("produced".into(), produced);
     let answer = set
         .call(LEARNED_RULE, LEARNED_FN, vec![Dynamic::from_map(map)])
         .map_err(|e| e.to_string())
@@ -307,37 +340,33 @@ fn apply_learned(set: &RuleSet, input: Dynamic, learned: &LearnedSet, detection:
             })
         })
         .and_then(|json| {
-            parse_faults(&json).map_err(|e| {
+            learned_faults(&json, learned).map_err(|e| {
                 format!("{LEARNED_RULE}: `{LEARNED_FN}` returned an invalid answer: {e}")
             })
         });
-    let faults = match answer {
-        Ok(faults) => faults,
-        Err(error) => {
-            detection.errors.push(error);
-            return;
-        }
-    };
-    let mut seen: HashSet<String> = HashSet::new();
-    for mut fault in faults {
-        // The core enforces the contract whatever the rule does: a learned fault belongs
-        // to a loaded pattern, never repeats a built-in category, and says it is learned.
-        let Some(pattern) = learned.by_category(&fault.category) else {
-            detection.errors.push(format!(
-                "{LEARNED_RULE}: fault category `{}` is not a loaded learned pattern; dropped",
+    match answer {
+        Ok(faults) => detection.faults.extend(faults),
+        Err(error) => detection.errors.push(error),
+    }
+}
+
+/// The learned rule's answer as faults: each must belong to a loaded pattern, and every
+/// description says it is learned, whatever the rule does.
+fn learned_faults(answer: &Value, learned: &LearnedSet) -> Result<Vec<Fault>, String> {
+    let mut faults = parse_learned_faults(answer)?;
+    for (i, fault) in faults.iter_mut().enumerate() {
+        if learned.by_category(&fault.category).is_none() {
+            return Err(format!(
+                "fault #{}: category `{}` is not a loaded learned pattern",
+                i + 1,
                 fault.category
             ));
-            continue;
-        };
-        if produced.contains(&fault.category) || !seen.insert(fault.category.clone()) {
-            continue;
         }
         if !fault.description.starts_with(LEARNED_PREFIX) {
             fault.description = format!("{LEARNED_PREFIX}{}", fault.description);
         }
-        detection.learned_hits.push(pattern.clone());
-        detection.faults.push(fault);
     }
+    Ok(faults)
 }
 
 /// The queue detectors over the queue's facts (records, unreadable files, locks, forge).

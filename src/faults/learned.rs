@@ -1,87 +1,56 @@
 //! Learned patterns (`learned-patterns.json`, DESIGN §7): faults an investigator taught
-//! berth as data. Loading validates every entry (an invalid one is skipped with a warning
-//! naming its index and why); hits are counted back into the file under a [`PidLock`],
-//! with an atomic rewrite that keeps every field berth does not know.
+//! berth as data. Loading keeps what gstack's loader keeps (fault-detectors.md §4.2: any
+//! non-empty category, duplicates included) and refuses, with a warning naming the entry's
+//! index, only an entry gstack refuses or one past berth's bounds (a regex over the size
+//! limit, a path outside the `state_jsonpath` grammar). The valid set is compiled once per
+//! version of the file ([`LearnedSource`]) and matched natively ([`super::learned_match`]);
+//! `rules/learned.rhai` then decides which matches become faults and matches the kinds the
+//! core does not know.
 //!
-//! Applying the patterns is a rule (`rules/learned.rhai`), so a new matcher kind is a rule
-//! edit; this module only guarantees that what reaches the rule is well-formed data.
+//! Hits are counted back into the file as gstack's `persistHitCounts` does, under a
+//! [`PidLock`], by an atomic rewrite that keeps every field berth does not know.
 
+use std::fs::{File, Metadata};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use regex::RegexBuilder;
-
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::fault::{MAX_DESCRIPTION_LEN, Severity, kind_of, required_text, valid_category};
+use super::fault::{Fault, Severity, kind_of};
 use super::json_file;
+use super::learned_match::{Compiled, Field, Matcher, Regex, Texts};
 use super::pid_lock::PidLock;
-use super::state_jsonpath::{MAX_PATTERN_BYTES, StatePath};
+use super::state_jsonpath::{Document, StatePath};
 use crate::atomic_file;
 
 /// The prefix of every learned fault's description.
 pub const LEARNED_PREFIX: &str = "[learned] ";
 
-/// Regex patterns are held to the limits of the rules' `regex_is_match` primitive, which
-/// is what matches them: a pattern valid here never fails inside `rules/learned.rhai`.
-pub const MAX_REGEX_LEN: usize = 1024;
-/// Compiled-size limit of one regex (program and lazy DFA), as the primitive sets it.
-pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// The seven matcher kinds the core matches natively (fault-detectors.md §4.3).
+pub const NATIVE_KINDS: [&str; 7] = [
+    "stdout_contains",
+    "stdout_regex",
+    "failureReason_contains",
+    "failureReason_regex",
+    "plan_contains",
+    "plan_regex",
+    "state_jsonpath",
+];
 
-/// What a learned pattern looks at, and how.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-pub enum MatcherKind {
-    #[serde(rename = "stdout_contains")]
-    StdoutContains,
-    #[serde(rename = "stdout_regex")]
-    StdoutRegex,
-    #[serde(rename = "failureReason_contains")]
-    FailureReasonContains,
-    #[serde(rename = "failureReason_regex")]
-    FailureReasonRegex,
-    #[serde(rename = "plan_contains")]
-    PlanContains,
-    #[serde(rename = "plan_regex")]
-    PlanRegex,
-    #[serde(rename = "state_jsonpath")]
-    StateJsonpath,
-}
-
-impl MatcherKind {
-    pub const ALL: [MatcherKind; 7] = [
-        MatcherKind::StdoutContains,
-        MatcherKind::StdoutRegex,
-        MatcherKind::FailureReasonContains,
-        MatcherKind::FailureReasonRegex,
-        MatcherKind::PlanContains,
-        MatcherKind::PlanRegex,
-        MatcherKind::StateJsonpath,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MatcherKind::StdoutContains => "stdout_contains",
-            MatcherKind::StdoutRegex => "stdout_regex",
-            MatcherKind::FailureReasonContains => "failureReason_contains",
-            MatcherKind::FailureReasonRegex => "failureReason_regex",
-            MatcherKind::PlanContains => "plan_contains",
-            MatcherKind::PlanRegex => "plan_regex",
-            MatcherKind::StateJsonpath => "state_jsonpath",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<MatcherKind> {
-        MatcherKind::ALL.into_iter().find(|k| k.as_str() == text)
-    }
-
-    fn is_regex(self) -> bool {
-        matches!(
-            self,
-            MatcherKind::StdoutRegex | MatcherKind::FailureReasonRegex | MatcherKind::PlanRegex
-        )
-    }
+/// How the core matches `kind` (`None`: not natively, the rule decides).
+fn native(kind: &str) -> Option<(Option<Field>, bool)> {
+    Some(match kind {
+        "stdout_contains" => (Some(Field::Stdout), false),
+        "stdout_regex" => (Some(Field::Stdout), true),
+        "failureReason_contains" => (Some(Field::FailureReason), false),
+        "failureReason_regex" => (Some(Field::FailureReason), true),
+        "plan_contains" => (Some(Field::Plan), false),
+        "plan_regex" => (Some(Field::Plan), true),
+        "state_jsonpath" => (None, false),
+        _ => return None,
+    })
 }
 
 /// One valid learned pattern.
@@ -94,7 +63,7 @@ pub struct LearnedPattern {
     pub category: String,
     pub severity: Severity,
     pub description: String,
-    pub matcher_kind: MatcherKind,
+    pub matcher_kind: String,
     pub pattern: String,
     pub source: Option<String>,
     pub learned_at: Option<String>,
@@ -103,169 +72,146 @@ pub struct LearnedPattern {
 }
 
 impl LearnedPattern {
-    /// Validates one entry of the array (or one proposal). `regexes` compiles regex
-    /// patterns with the size limit and keeps them for matching.
+    /// Validates one entry of the array (or one proposal) as gstack's loader does, plus
+    /// berth's bounds on regexes and paths.
     pub fn from_json(index: usize, value: &Value) -> Result<LearnedPattern, String> {
+        LearnedPattern::compile(index, value).map(|(pattern, _)| pattern)
+    }
+
+    /// [`LearnedPattern::from_json`], keeping the compiled matcher.
+    fn compile(index: usize, value: &Value) -> Result<(LearnedPattern, Matcher), String> {
         let Value::Object(map) = value else {
             return Err(format!("must be a map, not {}", kind_of(value)));
         };
-        let category = required_text(map, "category")?;
-        if !valid_category(category) {
-            return Err(format!(
-                "field `category`: `{category}` is not an upper-case identifier (A-Z, 0-9, _)"
-            ));
-        }
-        let severity = required_text(map, "severity")?;
+        let category = trimmed_text(map, "category")?;
+        let severity = trimmed_text(map, "severity")?;
         let severity = Severity::parse(severity).ok_or_else(|| {
             format!("field `severity`: `{severity}` is not CRITICAL, HIGH or MEDIUM")
         })?;
-        let description = required_text(map, "description")?;
-        if description.trim().is_empty() || description.len() > MAX_DESCRIPTION_LEN {
-            return Err(format!(
-                "field `description`: must be non-empty and at most {MAX_DESCRIPTION_LEN} bytes"
-            ));
-        }
-        let kind = required_text(map, "matcherKind")?;
-        let matcher_kind = MatcherKind::parse(kind).ok_or_else(|| {
-            let known: Vec<&str> = MatcherKind::ALL.iter().map(|k| k.as_str()).collect();
-            format!(
-                "field `matcherKind`: `{kind}` is not one of {}",
-                known.join(", ")
-            )
-        })?;
-        let pattern = required_text(map, "pattern")?;
-        if pattern.is_empty() {
-            return Err("field `pattern`: must not be empty".into());
-        }
-        if pattern.len() > MAX_PATTERN_BYTES {
-            return Err(format!(
-                "field `pattern`: {} bytes, over the {MAX_PATTERN_BYTES}-byte limit",
-                pattern.len()
-            ));
-        }
-        if matcher_kind.is_regex() {
-            validate_regex(pattern)
-                .map_err(|e| format!("field `pattern`: not a usable regex: {e}"))?;
-        }
-        if matcher_kind == MatcherKind::StateJsonpath {
-            StatePath::parse(pattern).map_err(|e| format!("field `pattern`: {e}"))?;
-        }
-        let hit_count = match map.get("hitCount") {
-            None | Some(Value::Null) => 0,
-            Some(v) => v.as_u64().ok_or_else(|| {
-                format!("field `hitCount`: must be a non-negative integer, not {v}")
-            })?,
+        let description = trimmed_text(map, "description")?;
+        let kind = trimmed_text(map, "matcherKind")?;
+        let pattern = trimmed_text(map, "pattern")?;
+        let matcher = match native(kind) {
+            None => Matcher::Rule,
+            Some((Some(field), false)) => Matcher::Contains(field),
+            Some((Some(field), true)) => Matcher::Regex(
+                field,
+                Regex::compile(pattern)
+                    .map_err(|e| format!("field `pattern`: not a usable regex: {e}"))?,
+            ),
+            Some((None, _)) => {
+                StatePath::parse(pattern).map_err(|e| format!("field `pattern`: {e}"))?;
+                Matcher::Path
+            }
         };
-        Ok(LearnedPattern {
+        let text = |field: &str| map.get(field).and_then(Value::as_str).map(str::to_owned);
+        let pattern = LearnedPattern {
             index,
             category: category.to_owned(),
             severity,
             description: description.to_owned(),
-            matcher_kind,
+            matcher_kind: kind.to_owned(),
             pattern: pattern.to_owned(),
-            source: optional_text(map, "source")?,
-            learned_at: optional_text(map, "learnedAt")?,
-            hit_count,
-            last_hit: optional_text(map, "lastHit")?,
-        })
+            source: text("source"),
+            learned_at: text("learnedAt"),
+            // Not validated by gstack either: shown as 0 unless a count.
+            hit_count: map.get("hitCount").and_then(Value::as_u64).unwrap_or(0),
+            last_hit: text("lastHit"),
+        };
+        Ok((pattern, matcher))
     }
 
-    /// Whether `entry` (a raw array element) is this pattern: same category, kind and
-    /// pattern. Hit counting finds its entry this way, so an edit of the file between load
-    /// and hit never bumps the wrong entry.
-    fn is_entry(&self, entry: &Value) -> bool {
-        entry.get("category").and_then(Value::as_str) == Some(self.category.as_str())
-            && entry.get("matcherKind").and_then(Value::as_str) == Some(self.matcher_kind.as_str())
-            && entry.get("pattern").and_then(Value::as_str) == Some(self.pattern.as_str())
+    /// Whether the core matches this pattern's kind (else `rules/learned.rhai` does).
+    pub fn is_native(&self) -> bool {
+        native(&self.matcher_kind).is_some()
     }
 
-    /// The map a rule sees: the fields it needs to match and to build the fault.
-    pub fn to_rule_json(&self) -> Value {
+    /// The map a rule sees: the fields it needs to decide and to build the fault, and
+    /// whether the core already matched it (`native`).
+    pub fn to_rule_json(&self, native: bool) -> Value {
         json!({
+            "index": self.index,
             "category": self.category,
             "severity": self.severity,
             "description": self.description,
-            "matcherKind": self.matcher_kind.as_str(),
+            "matcherKind": self.matcher_kind,
             "pattern": self.pattern,
+            "native": native,
         })
     }
 }
 
-/// Compiles `pattern` with the matcher's limits, only to say whether it can be used.
-fn validate_regex(pattern: &str) -> Result<(), String> {
-    if pattern.len() > MAX_REGEX_LEN {
-        return Err(format!(
-            "{} bytes, over the {MAX_REGEX_LEN}-byte limit for regexes",
-            pattern.len()
-        ));
-    }
-    RegexBuilder::new(pattern)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(REGEX_SIZE_LIMIT)
-        .build()
-        .map(drop)
-        .map_err(|e| {
-            // regex draws a caret diagram over several lines; a warning wants one.
-            e.to_string()
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-}
-
-fn optional_text(map: &Map<String, Value>, field: &str) -> Result<Option<String>, String> {
+/// A string field that is non-empty once trimmed, as gstack's loader requires.
+fn trimmed_text<'a>(map: &'a Map<String, Value>, field: &str) -> Result<&'a str, String> {
     match map.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
+        Some(Value::String(_)) => Err(format!("field `{field}`: must not be empty")),
         Some(other) => Err(format!(
             "field `{field}`: must be a string, not {}",
             kind_of(other)
         )),
+        None => Err(format!("field `{field}`: required")),
     }
 }
 
-/// The valid patterns of one file, and a warning for every entry that was skipped.
-#[derive(Clone, Debug, Default)]
+/// The valid patterns of one file, compiled, and a warning for every entry skipped.
+#[derive(Debug, Default)]
 pub struct LearnedSet {
     pub path: PathBuf,
     pub patterns: Vec<LearnedPattern>,
     pub warnings: Vec<String>,
+    compiled: Compiled,
 }
 
 impl LearnedSet {
     /// Loads `path`; a missing file is an empty set. Fails (naming the file) only when the
     /// file as a whole is unusable: unreadable, not JSON, or not an array.
     pub fn load(path: &Path) -> Result<LearnedSet, String> {
-        let mut set = LearnedSet {
+        match json_file::open_regular(path, json_file::MAX_JSON_BYTES) {
+            Ok(None) => Ok(LearnedSet::empty(path)),
+            Ok(Some(opened)) => LearnedSet::read(path, opened),
+            Err(reason) => Err(reason),
+        }
+        .map_err(|reason| format!("{}: {reason}", path.display()))
+    }
+
+    /// The set in an opened file.
+    fn read(path: &Path, opened: (File, Metadata)) -> Result<LearnedSet, String> {
+        let text = json_file::read_opened(opened, json_file::MAX_JSON_BYTES)?;
+        LearnedSet::from_value(path, &json_file::parse(&text)?)
+    }
+
+    fn empty(path: &Path) -> LearnedSet {
+        LearnedSet {
             path: path.to_owned(),
             ..LearnedSet::default()
-        };
-        let value = match json_file::read_json(path) {
-            Ok(None) => return Ok(set),
-            Ok(Some(value)) => value,
-            Err(reason) => return Err(format!("{}: {reason}", path.display())),
-        };
+        }
+    }
+
+    /// The set of a parsed file: every entry validated and compiled.
+    fn from_value(path: &Path, value: &Value) -> Result<LearnedSet, String> {
         let Value::Array(entries) = value else {
             return Err(format!(
-                "{}: must be a JSON array of patterns, not {}",
-                path.display(),
-                kind_of(&value)
+                "must be a JSON array of patterns, not {}",
+                kind_of(value)
             ));
         };
+        let mut set = LearnedSet::empty(path);
+        let mut matchers = Vec::new();
         for (index, entry) in entries.iter().enumerate() {
-            match LearnedPattern::from_json(index, entry) {
-                Ok(pattern) => {
-                    if let Some(first) = set.duplicate_of(&pattern) {
+            match LearnedPattern::compile(index, entry) {
+                Ok((pattern, matcher)) => {
+                    if matches!(matcher, Matcher::Rule) {
                         set.warnings.push(format!(
-                            "{}: entry {index} ({}) skipped: duplicates entry {first} (same category, or same matcherKind and pattern)",
+                            "{}: entry {index} ({}): matcherKind `{}` is not one of {}; left to rules/learned.rhai",
                             path.display(),
-                            pattern.category
+                            pattern.category,
+                            pattern.matcher_kind,
+                            NATIVE_KINDS.join(", ")
                         ));
-                    } else {
-                        set.patterns.push(pattern);
                     }
+                    set.patterns.push(pattern);
+                    matchers.push(matcher);
                 }
                 Err(reason) => {
                     let name = entry
@@ -280,11 +226,16 @@ impl LearnedSet {
                 }
             }
         }
+        set.compiled = Compiled::build(
+            matchers
+                .into_iter()
+                .zip(set.patterns.iter().map(|p| p.pattern.as_str())),
+        )?;
         Ok(set)
     }
 
     /// The index of a pattern already in the set with the same category, or the same kind
-    /// and pattern.
+    /// and pattern (the curator's dedupe, fault-detectors.md §4.5).
     pub fn duplicate_of(&self, pattern: &LearnedPattern) -> Option<usize> {
         self.patterns
             .iter()
@@ -298,6 +249,48 @@ impl LearnedSet {
     pub fn by_category(&self, category: &str) -> Option<&LearnedPattern> {
         self.patterns.iter().find(|p| p.category == category)
     }
+
+    /// The patterns the core matched on this run, in file order.
+    pub fn matching(&self, texts: &Texts<'_>, state: &Document) -> Vec<&LearnedPattern> {
+        let patterns: Vec<&str> = self.patterns.iter().map(|p| p.pattern.as_str()).collect();
+        self.compiled
+            .matching(&patterns, texts, state)
+            .into_iter()
+            .map(|i| &self.patterns[i])
+            .collect()
+    }
+}
+
+/// The learned rule's answer: a list of faults whose categories are whatever the learned
+/// file holds (gstack keeps lower-case ones), so only their shape is checked here, not the
+/// built-in detectors' identifier rule. Also the rule's contract for its tests.
+pub fn parse_learned_faults(answer: &Value) -> Result<Vec<Fault>, String> {
+    let Value::Array(items) = answer else {
+        return Err(format!(
+            "a list of faults is expected, not {}",
+            kind_of(answer)
+        ));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let fault: Fault = serde_json::from_value(item.clone())
+                .map_err(|e| format!("fault #{}: {e}", i + 1))?;
+            if fault.category.trim().is_empty() || fault.description.trim().is_empty() {
+                return Err(format!(
+                    "fault #{}: `category` and `description` must not be empty",
+                    i + 1
+                ));
+            }
+            Ok(fault)
+        })
+        .collect()
+}
+
+/// [`parse_learned_faults`] as a rule contract validator.
+pub fn validate_learned_faults(_args: &[Value], result: &Value) -> Result<(), String> {
+    parse_learned_faults(result).map(drop)
 }
 
 /// The lock file that guards `path` (and the investigator files beside it).
@@ -309,28 +302,62 @@ pub fn lock_path(path: &Path) -> PathBuf {
     path.with_file_name(format!("{name}.lock"))
 }
 
-/// Bumps `hitCount` and sets `lastHit` of every pattern in `hits`, under the lock, by an
-/// atomic rewrite that keeps unknown fields, order and the file's mode. A pattern no longer
-/// in the file (edited meanwhile) is skipped with a warning.
-pub fn record_hits(path: &Path, hits: &[&LearnedPattern]) -> Result<(), String> {
-    if hits.is_empty() {
+/// `categories` each once, in first-seen order: a call's fired list for [`record_hits`].
+pub fn distinct<'a>(categories: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut seen: Vec<&str> = Vec::new();
+    for category in categories {
+        if !seen.contains(&category) {
+            seen.push(category);
+        }
+    }
+    seen
+}
+
+/// gstack's `persistHitCounts` (fault-detectors.md §4.4), once per detector call that
+/// produced faults: every entry whose `category` is one of `fired` (built-in or learned,
+/// each counted once per call) gets `hitCount + 1` and `lastHit = now`, including entries
+/// the loader skips and entries a built-in detector of the same category suppressed. An
+/// entry without a string category is skipped with a warning. Nothing happens when nothing
+/// fired or the file does not exist. The rewrite is atomic, keeps unknown fields, order
+/// and the file's mode, and is the only thing done under the lock.
+pub fn record_hits(path: &Path, fired: &[&str]) -> Result<(), String> {
+    if fired.is_empty()
+        || json_file::open_regular(path, json_file::MAX_JSON_BYTES)
+            .map_err(|reason| format!("{}: {reason}", path.display()))?
+            .is_none()
+    {
         return Ok(());
     }
     let _lock = PidLock::acquire_default(&lock_path(path))?;
     let mut entries = read_array(path)?;
     let now = crate::clock::now_iso();
-    for hit in hits {
-        let Some(entry) = entries.iter_mut().find(|e| hit.is_entry(e)) else {
-            tracing::warn!(file = %path.display(), category = %hit.category, "learned pattern changed since it was loaded; hit not counted");
+    let mut bumped = false;
+    for (index, entry) in entries.iter_mut().enumerate() {
+        let Value::Object(map) = entry else {
             continue;
         };
-        if let Value::Object(map) = entry {
-            let count = map.get("hitCount").and_then(Value::as_u64).unwrap_or(0);
-            map.insert("hitCount".into(), json!(count + 1));
-            map.insert("lastHit".into(), json!(now));
+        let Some(category) = map.get("category").and_then(Value::as_str) else {
+            tracing::warn!(file = %path.display(), "learned-patterns.json entry {index} missing category; its hits are not counted");
+            continue;
+        };
+        if !fired.contains(&category) {
+            continue;
         }
+        let count = match map.get("hitCount") {
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .map(|n| json!(n + 1))
+                .or_else(|| n.as_f64().map(|n| json!(n + 1.0))),
+            _ => None,
+        };
+        map.insert("hitCount".into(), count.unwrap_or(json!(1)));
+        map.insert("lastHit".into(), json!(now));
+        bumped = true;
     }
-    write_array(path, &entries)
+    if bumped {
+        write_array(path, &entries)?;
+    }
+    Ok(())
 }
 
 /// The raw array of a pattern file, for rewriting; a missing file is an empty array.
@@ -349,75 +376,93 @@ pub(crate) fn read_array(path: &Path) -> Result<Vec<Value>, String> {
 
 /// Replaces a pattern file atomically, keeping its mode (0600 for a new one).
 pub(crate) fn write_array(path: &Path, entries: &[Value]) -> Result<(), String> {
-    let mode = std::fs::metadata(path).map_or(0o600, |m| m.permissions().mode() & 0o777);
+    let mode = std::fs::symlink_metadata(path).map_or(0o600, |m| m.permissions().mode() & 0o777);
     let bytes = json_file::pretty(&entries).map_err(|e| format!("{}: {e}", path.display()))?;
     atomic_file::write_atomic(path, &bytes, mode)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// Identity of a file's content version: reload when any of these changes.
+/// Identity of a file's content version: recompile when any of these changes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Signature {
+    device: u64,
     inode: u64,
     len: u64,
     modified_ns: i128,
+    changed_ns: i128,
 }
 
-fn signature(path: &Path) -> Option<Signature> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some(Signature {
-        inode: meta.ino(),
-        len: meta.len(),
-        modified_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-    })
+impl Signature {
+    fn of(meta: &std::fs::Metadata) -> Signature {
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        Signature {
+            device: meta.dev(),
+            inode: meta.ino(),
+            len: meta.len(),
+            modified_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            changed_ns: ns(meta.ctime(), meta.ctime_nsec()),
+        }
+    }
 }
 
-/// The learned-patterns file, hot-reloaded: every [`LearnedSource::current`] checks the
-/// file's identity and reloads it when it changed. A file that stops being loadable keeps
-/// the last good set active and says why, once per version of the file.
+/// What was at the path last time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Version {
+    Missing,
+    File(Signature),
+    /// Refused (a FIFO, a link, an unreadable file): the reason, logged once.
+    Refused(String),
+}
+
+/// The learned-patterns file, compiled once per version: every [`LearnedSource::current`]
+/// opens the file (never blocking, never through a link), compares the open file's identity
+/// with the last one (device, inode, size, mtime, ctime) and reads and compiles it only
+/// when it changed. A file that stops being loadable keeps the last good set active and
+/// says why, once per version of the file.
 #[derive(Debug)]
 pub struct LearnedSource {
     path: PathBuf,
-    state: Mutex<(Option<Signature>, Arc<LearnedSet>)>,
+    state: Mutex<(Option<Version>, Arc<LearnedSet>)>,
 }
 
 impl LearnedSource {
     pub fn new(path: PathBuf) -> LearnedSource {
-        let empty = Arc::new(LearnedSet {
-            path: path.clone(),
-            ..LearnedSet::default()
-        });
+        let empty = Arc::new(LearnedSet::empty(&path));
+        // No version yet, so the first call loads.
         LearnedSource {
             path,
-            // A signature no file has, so the first call loads.
-            state: Mutex::new((
-                Some(Signature {
-                    inode: u64::MAX,
-                    len: u64::MAX,
-                    modified_ns: i128::MIN,
-                }),
-                empty,
-            )),
+            state: Mutex::new((None, empty)),
         }
     }
 
-    /// The current set, reloaded if the file changed since the last call.
+    /// The current set, recompiled if the file changed since the last call.
     pub fn current(&self) -> Arc<LearnedSet> {
-        let now = signature(&self.path);
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if state.0 == now {
+        let (version, opened) = match json_file::open_regular(&self.path, json_file::MAX_JSON_BYTES)
+        {
+            Ok(None) => (Version::Missing, None),
+            Ok(Some(opened)) => (Version::File(Signature::of(&opened.1)), Some(opened)),
+            Err(reason) => (Version::Refused(reason), None),
+        };
+        if state.0.as_ref() == Some(&version) {
             return Arc::clone(&state.1);
         }
-        state.0 = now;
-        match LearnedSet::load(&self.path) {
+        let loaded = match (&version, opened) {
+            (Version::Refused(reason), _) => Err(reason.clone()),
+            (_, None) => Ok(LearnedSet::empty(&self.path)),
+            (_, Some(opened)) => LearnedSet::read(&self.path, opened),
+        };
+        state.0 = Some(version);
+        match loaded {
             Ok(set) => {
                 for warning in &set.warnings {
                     tracing::warn!("learned patterns: {warning}");
                 }
                 state.1 = Arc::new(set);
             }
-            Err(e) => tracing::error!(
-                "learned patterns not reloaded, the last good set stays active: {e}"
+            Err(reason) => tracing::error!(
+                "learned patterns not reloaded, the last good set stays active: {}: {reason}",
+                self.path.display()
             ),
         }
         Arc::clone(&state.1)
@@ -435,34 +480,41 @@ mod tests {
     }
 
     #[test]
-    fn invalid_entries_are_skipped_with_index_and_reason() {
+    fn loading_keeps_what_gstack_keeps_and_refuses_past_the_bounds_by_index() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("learned-patterns.json");
         let entries = json!([
             entry("GOOD_ONE", "stdout_contains", "boom"),
-            entry("BAD_KIND", "stdout_glob", "x"),
+            entry("lower_case", "stdout_regex", "ECONN(?=RESET)"),
+            entry("GOOD_ONE", "plan_contains", "other"),
+            entry("FUTURE_KIND", "stdout_glob", "x"),
             entry("BAD_REGEX", "stdout_regex", "(x"),
             entry("BAD_PATH", "state_jsonpath", "$..x"),
-            entry("GOOD_ONE", "plan_contains", "other"),
-            entry("SAME_PATTERN", "stdout_contains", "boom"),
             {"category": "NO_SEVERITY", "description": "d", "matcherKind": "plan_regex", "pattern": "x"},
-            entry("LONG", "plan_contains", &"x".repeat(MAX_PATTERN_BYTES + 1)),
-            entry("HUGE_REGEX", "plan_regex", r"\w{1000}\w{1000}"),
+            entry("  ", "plan_contains", "x"),
+            entry("HUGE_REGEX", "plan_regex", "[01]*1[01]{5000}x"),
             "not a map",
             entry("GOOD_TWO", "state_jsonpath", "$.features[?(@.prNumber)]"),
         ]);
         std::fs::write(&path, entries.to_string()).unwrap();
         let set = LearnedSet::load(&path).unwrap();
         let names: Vec<&str> = set.patterns.iter().map(|p| p.category.as_str()).collect();
-        assert_eq!(names, ["GOOD_ONE", "GOOD_TWO"]);
+        assert_eq!(
+            names,
+            [
+                "GOOD_ONE",
+                "lower_case",
+                "GOOD_ONE",
+                "FUTURE_KIND",
+                "GOOD_TWO"
+            ]
+        );
         let expect = [
-            ("entry 1 (BAD_KIND)", "`matcherKind`"),
-            ("entry 2 (BAD_REGEX)", "not a usable regex"),
-            ("entry 3 (BAD_PATH)", "state_jsonpath grammar"),
-            ("entry 4 (GOOD_ONE)", "duplicates entry 0"),
-            ("entry 5 (SAME_PATTERN)", "duplicates entry 0"),
+            ("entry 3 (FUTURE_KIND)", "left to rules/learned.rhai"),
+            ("entry 4 (BAD_REGEX)", "not a usable regex"),
+            ("entry 5 (BAD_PATH)", "state_jsonpath grammar"),
             ("entry 6 (NO_SEVERITY)", "`severity`: required"),
-            ("entry 7 (LONG)", "4096-byte limit"),
+            ("entry 7 (  )", "`category`: must not be empty"),
             ("entry 8 (HUGE_REGEX)", "size limit"),
             ("entry 9 skipped", "must be a map"),
         ];
@@ -474,35 +526,63 @@ mod tests {
         assert!(LearnedSet::load(&path).unwrap_err().contains("array"));
     }
 
+    #[test]
+    fn a_missing_field_is_tested_as_empty_text_by_regexes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("learned-patterns.json");
+        let entries = json!([
+            entry("STDOUT_EMPTY", "stdout_regex", "^$"),
+            entry("REASON_EMPTY", "failureReason_regex", "^$"),
+            entry("PLAN_EMPTY", "plan_regex", "^$"),
+            entry("PLAN_HAS", "plan_contains", "x"),
+        ]);
+        std::fs::write(&path, entries.to_string()).unwrap();
+        let set = LearnedSet::load(&path).unwrap();
+        let state = Document::new(json!({}));
+        let fired: Vec<&str> = set
+            .matching(&Texts::default(), &state)
+            .iter()
+            .map(|p| p.category.as_str())
+            .collect();
+        assert_eq!(fired, ["STDOUT_EMPTY", "REASON_EMPTY", "PLAN_EMPTY"]);
+    }
+
     fn patterns_a_and_b() -> Value {
         json!([
             entry("A", "stdout_contains", "x"),
-            entry("B", "plan_contains", "y")
+            entry("B", "plan_contains", "y"),
+            entry("B", "plan_regex", "invalid("),
+            {"description": "no category"}
         ])
     }
 
     #[test]
-    fn hits_are_counted_keeping_unknown_fields_and_mode() {
+    fn hits_count_every_entry_of_a_fired_category_once_per_call() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("learned-patterns.json");
+        record_hits(&path, &["B"]).unwrap();
+        assert!(!path.exists(), "a missing file is not created");
         std::fs::write(&path, patterns_a_and_b().to_string()).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let set = LearnedSet::load(&path).unwrap();
-        let b = set.by_category("B").unwrap();
-        record_hits(&path, &[b]).unwrap();
-        record_hits(&path, &[b]).unwrap();
+        record_hits(&path, &["B", "B", "OTHER"]).unwrap();
+        record_hits(&path, &["B"]).unwrap();
         let after: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(after[0]["hitCount"], 0);
         assert_eq!(after[1]["hitCount"], 2);
+        assert_eq!(
+            after[2]["hitCount"], 2,
+            "an entry the loader skips is bumped too"
+        );
         assert!(after[1]["lastHit"].is_string());
         assert_eq!(after[1]["note"], "unknown field");
+        assert_eq!(after[3], json!({"description": "no category"}));
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o644);
         assert!(!lock_path(&path).exists());
     }
 
     #[test]
-    fn source_reloads_on_change_and_keeps_the_last_good_set() {
+    fn source_recompiles_on_change_and_keeps_the_last_good_set() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("learned-patterns.json");
         let source = LearnedSource::new(path.clone());
@@ -512,9 +592,18 @@ mod tests {
             json!([entry("A", "stdout_contains", "x")]).to_string(),
         )
         .unwrap();
-        assert_eq!(source.current().patterns.len(), 1);
+        let first = source.current();
+        assert_eq!(first.patterns.len(), 1);
+        assert!(
+            Arc::ptr_eq(&first, &source.current()),
+            "an unchanged file is not recompiled"
+        );
         std::fs::write(&path, "[ torn").unwrap();
         assert_eq!(source.current().patterns.len(), 1, "last good set stays");
+        std::fs::remove_file(&path).unwrap();
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert_eq!(source.current().patterns.len(), 1, "a FIFO is refused");
+        std::fs::remove_file(&path).unwrap();
         std::fs::write(&path, patterns_a_and_b().to_string()).unwrap();
         assert_eq!(source.current().patterns.len(), 2);
     }

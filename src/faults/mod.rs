@@ -3,7 +3,7 @@
 //!
 //! - [`fault`]: the fault model every detector returns, and its validation;
 //! - [`state_jsonpath`]: the path language of learned patterns;
-//! - [`learned`], [`pid_lock`], [`proposals`]: learned patterns, their
+//! - [`learned`], [`learned_match`], [`pid_lock`], [`proposals`]: learned patterns, their
 //!   validation, hit counting and the investigator's propose/promote/reject flow;
 //! - [`halt`], [`halt_store`], [`registry`]: halt events, their files and the per-run
 //!   active-fault registry that makes every tick emit only what is new.
@@ -20,6 +20,7 @@ pub mod halt;
 pub mod halt_store;
 pub mod json_file;
 pub mod learned;
+pub mod learned_match;
 pub mod pid_lock;
 pub mod proposals;
 pub mod queue_facts;

@@ -1,61 +1,79 @@
-//! A lock file that a crashed process cannot wedge: the one that guards
-//! `learned-patterns.json` and the investigator's pattern files.
+//! The lock file that guards `learned-patterns.json` and the investigator's pattern files,
+//! in gstack's format: a file created exclusively whose whole content is the holder's pid
+//! (`12345`, no newline), so gstack's tooling and berth exclude each other.
 //!
-//! The lock is a file created exclusively, holding `{pid, host, createdAt, token}`, so any
-//! process (berth, or gstack's tooling reading the same convention) can see who holds it.
-//! A lock whose pid is gone (same host) or that is older than the stale limit is broken.
-//! Breaking and releasing both happen under a kernel `flock` on a guard file, which dies
-//! with its holder: two processes can never both judge the same lock stale and remove a
-//! fresh one taken in between, and an owner never removes a lock that was not its own.
+//! gstack never breaks this lock (its writers wait ~5 s and then skip their update), so
+//! berth holds it only for one read-modify-write, and a crashed holder cannot wedge it:
+//! a lock whose pid is no longer running is broken at once, and one older than
+//! [`STALE_AFTER`] (a reused pid, a holder that hangs) is broken too. Breaking and
+//! releasing happen under a kernel `flock` on a guard file beside it, which dies with its
+//! holder: two berth processes can never both judge the same lock stale and remove a fresh
+//! one taken in between, and an owner removes only its own lock (its pid, and within the
+//! process the holder that took it last).
+//!
+//! The lock path is hostile ground: it is opened without blocking and without following a
+//! link, and at most [`MAX_LOCK_BYTES`] are read, so a FIFO or a link to `/dev/zero`
+//! planted there is refused with an error naming the file instead of hanging the tick.
 
-use std::fs;
+use std::collections::HashMap;
+use std::fs::{self, File};
 use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::{Value, json};
-
+use super::json_file;
 use crate::atomic_file;
 
-/// A holder that has kept the lock this long is presumed hung: updates take milliseconds.
-pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(30);
-/// How long a caller waits for a live holder before giving up with an error.
-pub const DEFAULT_WAIT: Duration = Duration::from_secs(60);
-
-static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+/// A holder that has kept the lock this long is presumed gone (a reused pid) or hung:
+/// one write takes milliseconds.
+pub const STALE_AFTER: Duration = Duration::from_secs(30);
+/// How long a caller waits for a live holder, as gstack's writers do; then it gives up
+/// with an error naming the holder.
+pub const WAIT: Duration = Duration::from_secs(5);
+/// A pid is at most 10 digits; a longer lock (an older berth's JSON one, say) is read up
+/// to this and judged by its age.
+pub const MAX_LOCK_BYTES: u64 = 4096;
 
 /// A held lock; dropping it releases the lock.
 #[derive(Debug)]
 pub struct PidLock {
     path: PathBuf,
-    token: String,
+    /// This holder among the process's holders of `path` over time: the file holds only
+    /// the pid, so [`HOLDERS`] tells an owner whose lock was broken from its successor in
+    /// the same process.
+    token: u64,
+}
+
+static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
+/// The token of this process's current holder of each lock path.
+static HOLDERS: LazyLock<Mutex<HashMap<PathBuf, u64>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn holders() -> std::sync::MutexGuard<'static, HashMap<PathBuf, u64>> {
+    HOLDERS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+enum Judged {
+    /// The lock is gone (released, or broken just now): try again at once.
+    Gone,
+    /// Someone live holds it; the text says who.
+    Held(String),
 }
 
 impl PidLock {
     /// Takes the lock at `path`, breaking a stale one, waiting up to `wait` for a live one.
     pub fn acquire(path: &Path, stale_after: Duration, wait: Duration) -> Result<PidLock, String> {
-        let pid = std::process::id();
-        let token = format!(
-            "{pid}-{}-{}",
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-            SEQUENCE.fetch_add(1, Ordering::Relaxed)
-        );
-        let content = json!({
-            "pid": pid,
-            "host": crate::ownership::host_name(),
-            "createdAt": crate::clock::now_iso(),
-            "token": token,
-        });
-        let mut bytes = content.to_string().into_bytes();
-        bytes.push(b'\n');
+        let pid = std::process::id().to_string();
         let deadline = Instant::now() + wait;
         let mut pause = Duration::from_millis(1);
         loop {
-            match atomic_file::create_new(path, &bytes, 0o600) {
+            match atomic_file::create_new(path, pid.as_bytes(), 0o600) {
                 Ok(()) => {
+                    let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+                    holders().insert(path.to_owned(), token);
                     return Ok(PidLock {
                         path: path.to_owned(),
                         token,
@@ -64,42 +82,48 @@ impl PidLock {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(format!("cannot create lock {}: {e}", path.display())),
             }
-            let holder = match break_if_stale(path, stale_after) {
+            let holder = match judge(path, stale_after, deadline) {
                 Ok(Judged::Gone) => continue,
                 Ok(Judged::Held(holder)) => holder,
-                Err(e) => return Err(format!("lock {}: {e}", path.display())),
+                Err(reason) => return Err(format!("lock {}: {reason}", path.display())),
             };
             if Instant::now() >= deadline {
                 return Err(format!(
-                    "lock {} is held by {holder}; gave up after {}s (it is broken automatically once its process dies or it is {}s old)",
+                    "lock {} is held by {holder}; gave up after {} ms (it is broken at once when its process is gone, or once it is {} s old)",
                     path.display(),
-                    wait.as_secs(),
+                    wait.as_millis(),
                     stale_after.as_secs()
                 ));
             }
             std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(25));
+            pause = (pause * 2).min(Duration::from_millis(10));
         }
     }
 
     /// Takes the lock with the default limits.
     pub fn acquire_default(path: &Path) -> Result<PidLock, String> {
-        PidLock::acquire(path, DEFAULT_STALE_AFTER, DEFAULT_WAIT)
+        PidLock::acquire(path, STALE_AFTER, WAIT)
     }
 }
 
 impl Drop for PidLock {
     fn drop(&mut self) {
-        let result = with_guard(&self.path, || match fs::read_to_string(&self.path) {
-            Ok(text) if holder_token(&text).as_deref() == Some(self.token.as_str()) => {
-                fs::remove_file(&self.path)
+        let deadline = Instant::now() + WAIT;
+        let result = with_guard(&self.path, deadline, || {
+            let mut holders = holders();
+            let ours = holders.get(&self.path) == Some(&self.token);
+            if ours {
+                holders.remove(&self.path);
             }
-            Ok(_) => {
+            let Some((holder, _, _)) = read_holder(&self.path)? else {
+                return Ok(());
+            };
+            if ours && holder.trim() == std::process::id().to_string() {
+                fs::remove_file(&self.path).map_err(|e| format!("cannot remove: {e}"))
+            } else {
                 tracing::warn!(lock = %self.path.display(), "our lock was broken as stale while we held it");
                 Ok(())
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
         });
         if let Err(e) = result {
             tracing::warn!(lock = %self.path.display(), "cannot release lock: {e}");
@@ -107,11 +131,52 @@ impl Drop for PidLock {
     }
 }
 
-enum Judged {
-    /// The lock is gone (released, or broken as stale just now): try again at once.
-    Gone,
-    /// Someone live holds it; the text says who.
-    Held(String),
+/// The lock's content, inode and modification time; `None` if it is gone.
+fn read_holder(path: &Path) -> Result<Option<(String, u64, SystemTime)>, String> {
+    let Some(opened) = json_file::open_regular(path, MAX_LOCK_BYTES)? else {
+        return Ok(None);
+    };
+    let (inode, modified) = (opened.1.ino(), opened.1.modified());
+    let modified = modified.map_err(|e| format!("cannot stat: {e}"))?;
+    // A half-written or foreign content is not an error: the lock is then judged by age.
+    let text = json_file::read_opened(opened, MAX_LOCK_BYTES).unwrap_or_default();
+    Ok(Some((text, inode, modified)))
+}
+
+/// Breaks the lock if its holder is gone or it is older than `stale_after`.
+fn judge(path: &Path, stale_after: Duration, deadline: Instant) -> Result<Judged, String> {
+    with_guard(path, deadline, || {
+        let Some((text, inode, modified)) = read_holder(path)? else {
+            return Ok(Judged::Gone);
+        };
+        let pid = text.trim().parse::<i32>().ok().filter(|pid| *pid > 0);
+        let age = SystemTime::now()
+            .duration_since(modified)
+            .unwrap_or_default();
+        let who = match pid {
+            Some(pid) => format!("pid {pid}"),
+            None => format!("an unreadable holder ({:?})", text.trim()),
+        };
+        let reason = match pid {
+            Some(pid) if !process_alive(pid) => Some(format!("{who} is no longer running")),
+            _ if age > stale_after => Some(format!(
+                "{who} has held it for {} s, longer than the {} s limit",
+                age.as_secs(),
+                stale_after.as_secs()
+            )),
+            _ => None,
+        };
+        let Some(reason) = reason else {
+            return Ok(Judged::Held(format!("{who} for {} ms", age.as_millis())));
+        };
+        // The file we judged, not one that replaced it meanwhile (gstack does not take
+        // the guard, so it may have released and re-taken the lock).
+        if fs::symlink_metadata(path).is_ok_and(|m| m.ino() == inode) {
+            fs::remove_file(path).map_err(|e| format!("cannot remove: {e}"))?;
+            tracing::warn!(lock = %path.display(), "broke a stale lock: {reason}");
+        }
+        Ok(Judged::Gone)
+    })
 }
 
 fn guard_path(path: &Path) -> PathBuf {
@@ -122,78 +187,59 @@ fn guard_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.guard"))
 }
 
-fn with_guard<T>(path: &Path, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
-    let _guard = atomic_file::lock_exclusive(&guard_path(path))?;
+/// Runs `f` holding the guard's `flock`, waiting for it no later than `deadline`.
+fn with_guard<T>(
+    path: &Path,
+    deadline: Instant,
+    f: impl FnOnce() -> Result<T, String>,
+) -> Result<T, String> {
+    let guard_path = guard_path(path);
+    let guard =
+        open_guard(&guard_path).map_err(|e| format!("guard {}: {e}", guard_path.display()))?;
+    loop {
+        match guard.try_lock() {
+            Ok(()) => break,
+            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(format!(
+                    "guard {} stayed locked by another process; gave up",
+                    guard_path.display()
+                ));
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(format!("guard {}: cannot lock: {e}", guard_path.display()));
+            }
+        }
+    }
     f()
 }
 
-fn break_if_stale(path: &Path, stale_after: Duration) -> io::Result<Judged> {
-    with_guard(path, || {
-        let (text, modified) = match fs::read_to_string(path) {
-            Ok(text) => (text, fs::metadata(path)?.modified()?),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Judged::Gone),
-            Err(e) => return Err(e),
-        };
-        let holder: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let pid = holder
-            .get("pid")
-            .and_then(Value::as_u64)
-            .and_then(|p| i32::try_from(p).ok());
-        let host = holder.get("host").and_then(Value::as_str);
-        // The older of the stated creation time and the file's mtime: a `createdAt` in the
-        // future (a fast clock, or a planted file) must not make the lock look fresh forever.
-        let created = holder
-            .get("createdAt")
-            .and_then(Value::as_str)
-            .and_then(crate::clock::parse_iso)
-            .map(SystemTime::from)
-            .map_or(modified, |stated| stated.min(modified));
-        let age = SystemTime::now()
-            .duration_since(created)
-            .unwrap_or_default();
-        let who = match pid {
-            Some(pid) => format!("pid {pid} on {}", host.unwrap_or("an unknown host")),
-            None => "an unreadable holder".to_owned(),
-        };
-        let same_host = host == Some(crate::ownership::host_name().as_str());
-        let reason = if let (Some(pid), true) = (pid, same_host)
-            && !process_alive(pid)
-        {
-            Some(format!("{who} is no longer running"))
-        } else if age > stale_after {
-            Some(format!(
-                "{who} has held it for {}s, longer than the {}s limit",
-                age.as_secs(),
-                stale_after.as_secs()
-            ))
-        } else {
-            None
-        };
-        match reason {
-            Some(reason) => {
-                fs::remove_file(path)?;
-                tracing::warn!(lock = %path.display(), "broke a stale lock: {reason}");
-                Ok(Judged::Gone)
-            }
-            None => Ok(Judged::Held(format!(
-                "{who} since {}",
-                crate::clock::iso(created.into())
-            ))),
-        }
-    })
-}
-
-fn holder_token(text: &str) -> Option<String> {
-    let value: Value = serde_json::from_str(text).ok()?;
-    value.get("token")?.as_str().map(str::to_owned)
+/// The guard file, created if needed (0600), never through a link, never blocking.
+fn open_guard(path: &Path) -> Result<File, String> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(nix::libc::ELOOP) => "is a symbolic link; refused".to_owned(),
+            _ => format!("cannot open: {e}"),
+        })?;
+    let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file; refused".into());
+    }
+    Ok(file)
 }
 
 /// `kill(pid, 0)`: no such process means dead; a permission error means someone else's
 /// live process.
 fn process_alive(pid: i32) -> bool {
-    if pid <= 0 {
-        return false;
-    }
     !matches!(
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
         Err(nix::errno::Errno::ESRCH)
@@ -211,60 +257,67 @@ mod tests {
         pid
     }
 
-    fn plant(path: &Path, pid: u32, created: &str) {
-        let text = json!({"pid": pid, "host": crate::ownership::host_name(), "createdAt": created, "token": "x"});
-        fs::write(path, text.to_string()).unwrap();
+    fn age(path: &Path, by: Duration) {
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(SystemTime::now() - by)
+            .unwrap();
     }
 
     #[test]
-    fn dead_holder_and_old_holder_are_broken_live_one_waits() {
+    fn the_lock_is_a_bare_pid_and_is_removed_on_release() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.json.lock");
-        plant(&path, dead_pid(), &crate::clock::now_iso());
-        let lock =
-            PidLock::acquire(&path, DEFAULT_STALE_AFTER, Duration::from_millis(200)).unwrap();
-        let err =
-            PidLock::acquire(&path, DEFAULT_STALE_AFTER, Duration::from_millis(50)).unwrap_err();
+        let lock = PidLock::acquire_default(&path).unwrap();
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            std::process::id().to_string()
+        );
+        drop(lock);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_dead_holder_is_broken_at_once_a_live_one_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.json.lock");
+        fs::write(&path, dead_pid().to_string()).unwrap();
+        let started = Instant::now();
+        let lock = PidLock::acquire(&path, STALE_AFTER, Duration::from_millis(200)).unwrap();
+        assert!(started.elapsed() < Duration::from_millis(150));
+        let err = PidLock::acquire(&path, STALE_AFTER, Duration::from_millis(50)).unwrap_err();
         assert!(
             err.contains(&format!("pid {}", std::process::id())),
             "{err}"
         );
         drop(lock);
         assert!(!path.exists());
-
-        plant(&path, std::process::id(), "2020-01-01T00:00:00.000Z");
-        let lock =
-            PidLock::acquire(&path, Duration::from_secs(5), Duration::from_millis(200)).unwrap();
-        drop(lock);
-        assert!(!path.exists());
     }
 
     #[test]
-    fn a_future_dated_foreign_lock_ages_by_its_file_time() {
+    fn an_old_lock_of_a_live_pid_or_of_no_pid_is_broken_by_age() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.json.lock");
-        let text = json!({"pid": 1, "host": "other-host", "createdAt": "2099-01-01T00:00:00.000Z"});
-        fs::write(&path, text.to_string()).unwrap();
-        let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
-        fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(an_hour_ago)
-            .unwrap();
-        let lock = PidLock::acquire(&path, Duration::from_secs(30), Duration::from_millis(200))
-            .expect("a lock claiming to come from 2099 is still broken once its file is old");
-        drop(lock);
+        for content in ["1", "", "garbage"] {
+            fs::write(&path, content).unwrap();
+            let err = PidLock::acquire(&path, STALE_AFTER, Duration::ZERO).unwrap_err();
+            assert!(err.contains("is held by"), "{content:?}: {err}");
+            age(&path, Duration::from_secs(60));
+            drop(PidLock::acquire(&path, STALE_AFTER, Duration::ZERO).unwrap());
+            assert!(!path.exists());
+        }
     }
 
     #[test]
     fn a_broken_owner_does_not_remove_the_new_holders_lock() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.json.lock");
-        let first = PidLock::acquire(&path, Duration::ZERO, Duration::from_millis(100)).unwrap();
-        std::thread::sleep(Duration::from_millis(5));
-        // Stale limit zero: the second caller breaks the first's lock and takes it.
-        let second = PidLock::acquire(&path, Duration::ZERO, Duration::from_millis(100)).unwrap();
+        let first = PidLock::acquire(&path, STALE_AFTER, Duration::from_millis(100)).unwrap();
+        age(&path, Duration::from_secs(60));
+        // The first holder looks hung: the second caller breaks its lock and takes it.
+        let second = PidLock::acquire(&path, STALE_AFTER, Duration::from_millis(100)).unwrap();
         drop(first);
         assert!(
             path.exists(),
@@ -272,5 +325,25 @@ mod tests {
         );
         drop(second);
         assert!(!path.exists());
+    }
+
+    /// Each would hang (FIFO) or exhaust memory (/dev/zero) if opened and read plainly.
+    #[test]
+    fn a_fifo_or_a_link_at_the_lock_path_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.json.lock");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let err = PidLock::acquire(&path, STALE_AFTER, Duration::from_millis(100)).unwrap_err();
+        assert!(
+            err.contains("p.json.lock") && err.contains("a FIFO"),
+            "{err}"
+        );
+        fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        let err = PidLock::acquire(&path, STALE_AFTER, Duration::from_millis(100)).unwrap_err();
+        assert!(
+            err.contains("p.json.lock") && err.contains("symbolic link"),
+            "{err}"
+        );
     }
 }

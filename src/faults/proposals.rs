@@ -120,6 +120,15 @@ impl PatternFiles {
             .or_insert_with(|| json!(crate::clock::now_iso()));
         let value = Value::Object(entry);
         let pattern = LearnedPattern::from_json(0, &value)?;
+        if !pattern.is_native() {
+            // gstack's investigator parser refuses a kind outside the seven.
+            return Err(format!(
+                "{}: field `matcherKind`: `{}` is not one of {}",
+                pattern.category,
+                pattern.matcher_kind,
+                learned::NATIVE_KINDS.join(", ")
+            ));
+        }
         let (learned, pending) = self.read()?;
         refuse_duplicates(&pattern, &learned, &pending)?;
         let line = pending.proposals.last().map_or(0, |p| p.line) + 1;
@@ -277,6 +286,10 @@ mod tests {
             .propose(proposal("BROKEN", "stdout_regex", "(x"))
             .unwrap_err();
         assert!(invalid.contains("regex"), "{invalid}");
+        let unknown = files
+            .propose(proposal("GLOB", "stdout_glob", "*"))
+            .unwrap_err();
+        assert!(unknown.contains("`stdout_glob` is not one of"), "{unknown}");
 
         let promoted = files.promote("FLAKY_NET").unwrap();
         assert_eq!(

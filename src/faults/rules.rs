@@ -50,7 +50,7 @@ pub const REQUIREMENTS: &[Requirement] = &[
         file: LEARNED_RULE,
         function: LEARNED_FN,
         arity: 1,
-        validate: Some(validate_faults),
+        validate: Some(super::learned::validate_learned_faults),
     },
 ];
 

@@ -2,8 +2,10 @@
 //! file in the build-state dir and over the queue itself; a halt event for every fault that
 //! is new since the last tick, a resolved marker for every fault that cleared.
 //!
-//! Learned-pattern hits are counted when a learned fault is newly raised, not on every
-//! tick it stays raised: a pattern's `hitCount` tells how many incidents it caught.
+//! Learned-pattern hits are counted (as gstack's `persistHitCounts`: every entry of a fired
+//! category, built-in or learned) when a fault is newly raised, not on every tick it stays
+//! raised: a pattern's `hitCount` tells how many incidents it caught, and an idle daemon
+//! does not rewrite the file every tick.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -134,29 +136,26 @@ pub fn watch_runs(
             .map(|fault| HaltEvent::from_fault(&run_id, fault, tail.clone()))
             .collect();
         let sync = halts.sync_run(&run_id, &events);
-        count_new_learned_hits(learned, &detection.learned_hits, &events, &sync);
+        count_new_hits(learned, &events, &sync);
         report.absorb(&run_id, sync);
     }
     report
 }
 
-fn count_new_learned_hits(
-    learned: &LearnedSet,
-    hits: &[learned::LearnedPattern],
-    events: &[HaltEvent],
-    sync: &SyncReport,
-) {
+/// gstack's `persistHitCounts` for the categories (built-in and learned) newly raised
+/// this tick: a fault that stays raised is one incident, counted once.
+fn count_new_hits(learned: &LearnedSet, events: &[HaltEvent], sync: &SyncReport) {
     let new_ids: HashSet<&str> = sync.emitted.iter().map(|(id, _)| id.as_str()).collect();
-    let new_categories: HashSet<&str> = events
+    let mut fired: Vec<&str> = Vec::new();
+    for event in events
         .iter()
         .filter(|e| new_ids.contains(e.fault_id.as_str()))
-        .map(|e| e.category.as_str())
-        .collect();
-    let counted: Vec<&learned::LearnedPattern> = hits
-        .iter()
-        .filter(|p| new_categories.contains(p.category.as_str()))
-        .collect();
-    if let Err(e) = learned::record_hits(&learned.path, &counted) {
+    {
+        if !fired.contains(&event.category.as_str()) {
+            fired.push(&event.category);
+        }
+    }
+    if let Err(e) = learned::record_hits(&learned.path, &fired) {
         tracing::warn!("learned-pattern hits not counted: {e}");
     }
 }

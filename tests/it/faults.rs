@@ -11,6 +11,7 @@ use berth::faults::learned::LearnedSet;
 use berth::faults::state_jsonpath;
 use berth::faults::watch::watch_runs;
 use berth::rules::Rules;
+use predicates::prelude::PredicateBooleanExt as _;
 use serde_json::{Value, json};
 
 use crate::support::World;
@@ -46,6 +47,20 @@ fn detect_json(world: &World, args: &[&std::ffi::OsStr]) -> Value {
         .stdout
         .clone();
     serde_json::from_slice(&out).unwrap()
+}
+
+/// `berth detect --json` on the fixture with a learned file and a stdout log.
+fn detect_with_stdout(world: &World, learned: &Path, stdout: &Path) -> Value {
+    let fixture = fixture_path();
+    let args = [
+        "--learned".as_ref(),
+        learned.as_os_str(),
+        "--stdout".as_ref(),
+    ];
+    detect_json(
+        world,
+        &[&args[..], &[stdout.as_os_str(), fixture.as_os_str()]].concat(),
+    )
 }
 
 fn hit_count(path: &Path) -> u64 {
@@ -307,13 +322,8 @@ fn a_stale_lock_from_a_dead_process_does_not_stop_counting() {
     let dead = child.id();
     child.wait().unwrap();
     let lock = world.root.join("learned-patterns.json.lock");
-    let host = berth::ownership::host_name();
-    fs::write(
-        &lock,
-        json!({"pid": dead, "host": host, "createdAt": berth::clock::now_iso(), "token": "gone"})
-            .to_string(),
-    )
-    .unwrap();
+    // gstack's format: the bare pid.
+    fs::write(&lock, dead.to_string()).unwrap();
     world
         .berth()
         .args(["detect", "--learned"])
@@ -329,8 +339,10 @@ fn a_stale_lock_from_a_dead_process_does_not_stop_counting() {
     );
 }
 
+/// gstack's T14: the built-in fault suppresses the learned one of its category, and the
+/// learned entry's hit is still counted.
 #[test]
-fn a_learned_category_a_built_in_detector_raised_is_skipped() {
+fn a_learned_category_a_built_in_detector_raised_is_skipped_and_counted() {
     let world = World::new();
     let learned = learned_file(&world.root, "HAND_MERGED_FEATURE", "$.features[*]");
     let fixture = fixture_path();
@@ -344,7 +356,7 @@ fn a_learned_category_a_built_in_detector_raised_is_skipped() {
     );
     assert_eq!(faults.as_array().unwrap().len(), 1);
     assert_eq!(faults[0]["description"], HAND_MERGED);
-    assert_eq!(hit_count(&learned), 0);
+    assert_eq!(hit_count(&learned), 1);
 }
 
 #[test]
@@ -427,17 +439,7 @@ fn investigators_propose_promote_and_reject() {
     // The promoted pattern works: a stdout log with the text raises it.
     let stdout = world.root.join("out.log");
     fs::write(&stdout, "npm ERR! ECONNRESET\n").unwrap();
-    let fixture = fixture_path();
-    let faults = detect_json(
-        &world,
-        &[
-            "--learned".as_ref(),
-            learned.as_os_str(),
-            "--stdout".as_ref(),
-            stdout.as_os_str(),
-            fixture.as_os_str(),
-        ],
-    );
+    let faults = detect_with_stdout(&world, &learned, &stdout);
     assert_eq!(faults[1]["category"], "NET_FLAKE");
     assert_eq!(faults[1]["description"], "[learned] network flake");
 }
@@ -501,4 +503,169 @@ fn a_fifo_named_by_a_state_file_does_not_hang_detection() {
         .assert()
         .code(1)
         .stdout(predicates::str::contains("HAND_MERGED_FEATURE"));
+}
+
+/// Loading as gstack's loader does: a lookahead regex, a lower-case category and a
+/// duplicate category are kept and fire; a regex against a missing stdout log tests "".
+#[test]
+fn learned_patterns_load_and_fire_as_in_gstack() {
+    let world = World::new();
+    let stdout = world.root.join("out.log");
+    fs::write(&stdout, "npm ERR! code ECONNRESET\n").unwrap();
+    let learned = world.root.join("learned-patterns.json");
+    let entry = |category: &str, kind: &str, pattern: &str| {
+        json!({"category": category, "severity": "MEDIUM", "description": category,
+               "matcherKind": kind, "pattern": pattern, "hitCount": 0})
+    };
+    let entries = json!([
+        entry("NET_RESET", "stdout_regex", "ECONN(?=RESET)"),
+        entry("net_lower", "stdout_contains", "ECONNRESET"),
+        entry("NET_RESET", "stdout_contains", "npm ERR!"),
+        entry("NO_REASON", "failureReason_regex", "^$"),
+        entry("NOT_HERE", "stdout_contains", "EPIPE"),
+    ]);
+    fs::write(&learned, entries.to_string()).unwrap();
+    let faults = detect_with_stdout(&world, &learned, &stdout);
+    let fired: Vec<(&str, &str)> = faults
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["category"].as_str().unwrap(),
+                f["description"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        fired,
+        [
+            ("HAND_MERGED_FEATURE", HAND_MERGED),
+            ("NET_RESET", "[learned] NET_RESET"),
+            ("net_lower", "[learned] net_lower"),
+            ("NET_RESET", "[learned] NET_RESET"),
+            ("NO_REASON", "[learned] NO_REASON"),
+        ]
+    );
+    assert_eq!(faults[1]["sourceFiles"], json!([]));
+    assert_eq!(faults[1]["evidence"], json!({}));
+    let after: Value = serde_json::from_slice(&fs::read(&learned).unwrap()).unwrap();
+    let counts: Vec<u64> = (0..5)
+        .map(|i| after[i]["hitCount"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts, [1, 1, 1, 1, 0], "once per entry per call");
+}
+
+/// Runs `berth detect --learned <learned>` on the fixture, failing if it takes 20 s (on a
+/// berth that opens the lock or pattern file plainly, it would hang for ever).
+fn detect_within_timeout(world: &World, learned: &Path) -> std::process::Output {
+    world
+        .berth()
+        .args(["detect", "--learned"])
+        .arg(learned)
+        .arg(fixture_path())
+        .timeout(std::time::Duration::from_secs(20))
+        .output()
+        .unwrap()
+}
+
+/// issue 10 item 4: a FIFO planted at the hit-count lock hung `berth detect`; a link to
+/// /dev/zero there was read until memory ran out. Both are refused, naming the file, and
+/// detection still reports its faults.
+#[test]
+fn a_fifo_or_a_dev_zero_link_at_the_lock_is_refused_without_hanging() {
+    let world = World::new();
+    let learned = learned_file(&world.root, "STILL_COMMITTED", "$.features[*]");
+    let lock = world.root.join("learned-patterns.json.lock");
+    nix::unistd::mkfifo(&lock, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let out = detect_within_timeout(&world, &learned);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("learned-patterns.json.lock") && stderr.contains("a FIFO"),
+        "{stderr}"
+    );
+    assert_eq!(hit_count(&learned), 0);
+
+    fs::remove_file(&lock).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &lock).unwrap();
+    let out = detect_within_timeout(&world, &learned);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("learned-patterns.json.lock") && stderr.contains("symbolic link"),
+        "{stderr}"
+    );
+}
+
+/// The same at the patterns file itself: refused with an error naming it.
+#[test]
+fn a_fifo_or_a_dev_zero_link_as_the_patterns_file_is_refused_without_hanging() {
+    let world = World::new();
+    let learned = world.root.join("learned-patterns.json");
+    nix::unistd::mkfifo(&learned, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let out = detect_within_timeout(&world, &learned);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("learned-patterns.json") && stderr.contains("a FIFO"),
+        "{stderr}"
+    );
+    fs::remove_file(&learned).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &learned).unwrap();
+    let out = detect_within_timeout(&world, &learned);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+}
+
+/// The daemon's pass over the build-state dir with a FIFO at the lock: the tick finishes
+/// (in a thread given 20 s) and the fault is still emitted.
+#[test]
+fn a_fifo_at_the_lock_does_not_hang_the_tick() {
+    let world = World::new();
+    let state_dir = state_dir_with_fixture(&world);
+    let faults_dir = world.root.join("skill-faults");
+    fs::create_dir_all(&faults_dir).unwrap();
+    let learned = learned_file(&faults_dir, "STILL_COMMITTED", "$.features[*]");
+    nix::unistd::mkfifo(
+        &faults_dir.join("learned-patterns.json.lock"),
+        nix::sys::stat::Mode::S_IRWXU,
+    )
+    .unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rules = Rules::embedded().unwrap();
+        let set = LearnedSet::load(&learned).unwrap();
+        let report = watch_runs(
+            &rules.current(),
+            &state_dir,
+            &HaltStore::new(&faults_dir),
+            &set,
+        );
+        done.send(report).unwrap();
+    });
+    let report = finished
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the tick finished");
+    assert_eq!(report.emitted.len(), 2, "{report:?}");
+}
+
+/// Parsed, a state costs up to ~110x its size: past 4 MiB it is refused unread.
+#[test]
+fn a_state_over_the_cap_is_refused_naming_the_limit() {
+    let world = World::new();
+    let path = world.root.join("huge.json");
+    let items = vec!["[0]"; (4 * 1024 * 1024) / 4 + 1].join(",");
+    fs::write(&path, format!("{{\"features\":[{items}]}}")).unwrap();
+    world
+        .berth()
+        .arg("detect")
+        .arg(&path)
+        .assert()
+        .code(2)
+        .stderr(
+            predicates::str::contains("huge.json")
+                .and(predicates::str::contains("over the 4194304-byte limit")),
+        );
 }

@@ -1,0 +1,297 @@
+//! Learned patterns applied natively (issue 9 §4): compiled once per version of
+//! `learned-patterns.json`, then matched over bounded inputs, so that 10,000 patterns over a
+//! 2 MB state cost milliseconds and no single pattern can stall a tick.
+//!
+//! - substring kinds: one Aho-Corasick automaton per text (stdout, plan, failure reason)
+//!   finds every pattern that occurs in one pass;
+//! - regex kinds: the linear `regex` engine (bytes, ASCII classes as in JavaScript: `\d`,
+//!   `\w`, `\b`), compiled under [`REGEX_SIZE_LIMIT`]; a pattern it cannot take (lookaround,
+//!   backreferences) goes to `fancy-regex`, a backtracking engine held to
+//!   [`BACKTRACK_LIMIT`] and to the shorter [`BACKTRACKING_WINDOW_BYTES`];
+//! - `state_jsonpath`: the faults' path evaluator over the state's shared compact form.
+//!
+//! Why these numbers: the linear engine's worst case is the size of its automaton times the
+//! text (`[01]*1[01]{108}x`, the largest of that family the limit accepts, takes ~50 ms over
+//! a full window on this 2-core machine; `benches/faults.rs` measures it). Backtracking
+//! adds a factor of the text length (every start position re-runs the sub-match), so its
+//! text is shorter: `(?!x)(a|aa)*b` over 4 KiB of `a` takes ~40 ms.
+
+use aho_corasick::AhoCorasick;
+
+use super::state_jsonpath::{Document, StatePath};
+
+/// Lines of stdout or plan a learned pattern sees: the last 200, as gstack's halt snapshot
+/// (`stdoutTail`) keeps them.
+pub const WINDOW_LINES: usize = 200;
+/// At most this many bytes of those lines (the end of them): a 200-line window of
+/// megabyte-long lines is still 32 KiB.
+pub const WINDOW_BYTES: usize = 32 * 1024;
+/// Compiled-size limit of one linear regex; a pattern over it is refused at load time.
+pub const REGEX_SIZE_LIMIT: usize = 8 * 1024;
+/// Lazy-DFA cache of one linear regex; past it the engine falls back to its NFA, whose
+/// cost the size limit bounds.
+pub const REGEX_CACHE_BYTES: usize = 256 * 1024;
+/// Backtracking steps one lookaround/backreference regex may take per match; past it the
+/// pattern does not match on that call.
+pub const BACKTRACK_LIMIT: usize = 100_000;
+/// The end of the window a backtracking regex sees.
+pub const BACKTRACKING_WINDOW_BYTES: usize = 4 * 1024;
+
+/// The text a matcher looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    Stdout,
+    Plan,
+    FailureReason,
+}
+
+/// The texts of one run, already windowed; `None` when the run has no such text.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Texts<'a> {
+    pub stdout: Option<&'a str>,
+    pub plan: Option<&'a str>,
+    pub failure_reason: Option<&'a str>,
+}
+
+impl<'a> Texts<'a> {
+    fn get(&self, field: Field) -> Option<&'a str> {
+        match field {
+            Field::Stdout => self.stdout,
+            Field::Plan => self.plan,
+            Field::FailureReason => self.failure_reason,
+        }
+    }
+}
+
+/// The last [`WINDOW_LINES`] lines of `text` (split on `\n` as gstack does), then at most
+/// their last [`WINDOW_BYTES`] bytes, cut at a character boundary.
+pub fn window(text: &str) -> &str {
+    let start = text
+        .rmatch_indices('\n')
+        .nth(WINDOW_LINES - 1)
+        .map_or(0, |(at, _)| at + 1);
+    tail(&text[start..], WINDOW_BYTES)
+}
+
+fn tail(text: &str, max: usize) -> &str {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+/// A compiled regex pattern.
+#[derive(Clone, Debug)]
+pub enum Regex {
+    Linear(regex::bytes::Regex),
+    Backtracking(Box<fancy_regex::Regex>),
+}
+
+impl Regex {
+    /// Compiles `pattern` under the limits, or says why it cannot be used.
+    pub fn compile(pattern: &str) -> Result<Regex, String> {
+        let linear = regex::bytes::RegexBuilder::new(pattern)
+            .unicode(false)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(REGEX_CACHE_BYTES)
+            .build();
+        match linear {
+            Ok(regex) => Ok(Regex::Linear(regex)),
+            Err(regex::Error::CompiledTooBig(_)) => Err(format!(
+                "compiles to more than the {REGEX_SIZE_LIMIT}-byte size limit (a bounded repetition like {{1000}} multiplies the size)"
+            )),
+            Err(linear_error) => fancy_regex::RegexBuilder::new(pattern)
+                .backtrack_limit(BACKTRACK_LIMIT)
+                .delegate_size_limit(REGEX_SIZE_LIMIT)
+                .delegate_dfa_size_limit(REGEX_CACHE_BYTES)
+                .build()
+                .map(|regex| Regex::Backtracking(Box::new(regex)))
+                .map_err(|fancy_error| {
+                    let linear_error = linear_error.to_string();
+                    // Only lookaround and backreferences need the backtracking engine; for
+                    // any other syntax error the linear engine's message is the useful one.
+                    if linear_error.contains("look-around")
+                        || linear_error.contains("backreference")
+                    {
+                        one_line(&fancy_error.to_string())
+                    } else {
+                        one_line(&linear_error)
+                    }
+                }),
+        }
+    }
+
+    /// Whether the regex matches `text` (a backtracking one: its end). A backtracking
+    /// regex that hits its step limit does not match.
+    pub fn is_match(&self, text: &str) -> bool {
+        match self {
+            Regex::Linear(regex) => regex.is_match(text.as_bytes()),
+            Regex::Backtracking(regex) => regex
+                .is_match(tail(text, BACKTRACKING_WINDOW_BYTES))
+                .unwrap_or(false),
+        }
+    }
+}
+
+/// regex draws a caret diagram over several lines; a warning wants one.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// How one pattern is matched.
+#[derive(Clone, Debug)]
+pub enum Matcher {
+    /// The text contains the pattern (a missing text never does).
+    Contains(Field),
+    /// The regex matches the text (a missing text is tested as `""`).
+    Regex(Field, Regex),
+    /// The path selects something in the state.
+    Path,
+    /// A kind the core does not know: `rules/learned.rhai` decides.
+    Rule,
+}
+
+/// Every pattern of a file, compiled: which of them match a run is one call.
+#[derive(Debug, Default)]
+pub struct Compiled {
+    contains: Vec<(Field, AhoCorasick, Vec<usize>)>,
+    regexes: Vec<(usize, Field, Regex)>,
+    paths: Vec<usize>,
+}
+
+impl Compiled {
+    /// From the matchers of the patterns, in file order (`matchers[i]` is pattern `i`).
+    pub fn build<'p>(
+        matchers: impl IntoIterator<Item = (Matcher, &'p str)>,
+    ) -> Result<Compiled, String> {
+        let mut compiled = Compiled::default();
+        let mut needles: Vec<(Field, Vec<&str>, Vec<usize>)> = Vec::new();
+        for (i, (matcher, pattern)) in matchers.into_iter().enumerate() {
+            match matcher {
+                Matcher::Contains(field) => {
+                    match needles.iter_mut().find(|(f, _, _)| *f == field) {
+                        Some((_, texts, ids)) => {
+                            texts.push(pattern);
+                            ids.push(i);
+                        }
+                        None => needles.push((field, vec![pattern], vec![i])),
+                    }
+                }
+                Matcher::Regex(field, regex) => compiled.regexes.push((i, field, regex)),
+                Matcher::Path => compiled.paths.push(i),
+                Matcher::Rule => {}
+            }
+        }
+        for (field, texts, ids) in needles {
+            let automaton = AhoCorasick::new(&texts)
+                .map_err(|e| format!("substring patterns do not compile together: {e}"))?;
+            compiled.contains.push((field, automaton, ids));
+        }
+        Ok(compiled)
+    }
+
+    /// The positions (in file order) of the patterns that match. `patterns[i]` is the
+    /// text of pattern `i` (paths are parsed from it).
+    pub fn matching(&self, patterns: &[&str], texts: &Texts<'_>, state: &Document) -> Vec<usize> {
+        let mut hit = vec![false; patterns.len()];
+        for (field, automaton, ids) in &self.contains {
+            let Some(text) = texts.get(*field) else {
+                continue;
+            };
+            let mut left = ids.len();
+            for found in automaton.find_overlapping_iter(text) {
+                let seen = &mut hit[ids[found.pattern().as_usize()]];
+                if !*seen {
+                    *seen = true;
+                    left -= 1;
+                    if left == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        for (i, field, regex) in &self.regexes {
+            hit[*i] = regex.is_match(texts.get(*field).unwrap_or(""));
+        }
+        for i in &self.paths {
+            hit[*i] =
+                StatePath::parse(patterns[*i]).is_ok_and(|path| !state.select(&path).is_empty());
+        }
+        hit.iter()
+            .enumerate()
+            .filter_map(|(i, hit)| hit.then_some(i))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_window_is_the_last_200_lines_within_32_kib() {
+        let text: String = (0..1000).map(|i| format!("line {i}\n")).collect();
+        let w = window(&text);
+        // 200 pieces of a text ending in `\n`: the last is empty, as in gstack's stdoutTail.
+        assert!(
+            w.starts_with("line 801\n") && w.ends_with("line 999\n"),
+            "{w}"
+        );
+        let long = "é".repeat(40_000);
+        let w = window(&long);
+        assert!(w.len() <= WINDOW_BYTES && w.len() > WINDOW_BYTES - 2);
+        assert_eq!(window("short"), "short");
+    }
+
+    #[test]
+    fn regexes_follow_javascript_classes_and_refuse_huge_ones() {
+        let ascii_word = Regex::compile(r"^\w+$").unwrap();
+        assert!(ascii_word.is_match("abc_1"));
+        assert!(!ascii_word.is_match("é"), "\\w is ASCII, as in JavaScript");
+        assert!(matches!(
+            Regex::compile("ECONN(?=RESET)"),
+            Ok(Regex::Backtracking(_))
+        ));
+        assert!(
+            Regex::compile("ECONN(?=RESET)")
+                .unwrap()
+                .is_match("x ECONNRESET")
+        );
+        let err = Regex::compile("[01]*1[01]{5000}x").unwrap_err();
+        assert!(err.contains("size limit"), "{err}");
+        assert!(Regex::compile("(x").is_err());
+    }
+
+    #[test]
+    fn a_runaway_backtracking_regex_does_not_match() {
+        let regex = Regex::compile(r"(a+)+\1b").unwrap();
+        assert!(!regex.is_match(&"a".repeat(10_000)));
+    }
+
+    #[test]
+    fn every_kind_matches_over_its_text() {
+        let patterns = ["ECONN", "RESET", "^$", "ok", "$.features[*]", "$.nope"];
+        let matchers = vec![
+            Matcher::Contains(Field::Stdout),
+            Matcher::Contains(Field::Stdout),
+            Matcher::Regex(Field::Plan, Regex::compile("^$").unwrap()),
+            Matcher::Contains(Field::FailureReason),
+            Matcher::Path,
+            Matcher::Path,
+        ];
+        let compiled = Compiled::build(matchers.into_iter().zip(patterns)).unwrap();
+        let state = Document::new(json!({"features": [1]}));
+        let texts = Texts {
+            stdout: Some("npm ERR! ECONNRESET"),
+            plan: None,
+            failure_reason: Some("not"),
+        };
+        assert_eq!(compiled.matching(&patterns, &texts, &state), [0, 1, 2, 4]);
+    }
+}
