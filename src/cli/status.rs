@@ -36,9 +36,18 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<Outcome> {
         Vec::new()
     });
     let daemon = DaemonView::read(&berth_dir);
+    // Verdicts a daemon could not write (ENOSPC, EIO) and retries every tick.
+    let unsaved = crate::daemon::read_unsaved(&berth_dir).unwrap_or_else(|e| {
+        eprintln!(
+            "unsaved verdicts in {} unreadable: {e}",
+            berth_dir.display()
+        );
+        Vec::new()
+    });
     if args.json {
         let mut value = as_json(&scan);
         value["ruleFallbacks"] = serde_json::to_value(&fallbacks)?;
+        value["unsavedVerdicts"] = serde_json::to_value(&unsaved)?;
         value["rules"] = match &rules {
             Ok(Some(status)) => serde_json::to_value(status)?,
             _ => Value::Null,
@@ -47,6 +56,12 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<Outcome> {
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", as_table(&scan, ctx, &fallbacks));
+        for line in &unsaved {
+            println!(
+                "verdict not saved: {} is {} but its record could not be written (since {}): {}; the daemon writes it again every tick",
+                line.record, line.verdict, line.since, line.error
+            );
+        }
         for f in fallbacks.iter().filter(|f| f.record.is_none()) {
             println!(
                 "rule failing: {} `{}`: {} ({})",
@@ -70,7 +85,12 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<Outcome> {
     // A refused reload needs an operator as much as a blocked record does.
     let rules_failed = matches!(&rules, Ok(Some(status)) if !status.last_reload.ok);
     Ok(
-        if blocked || rules_failed || !fallbacks.is_empty() || !scan.unreadable.is_empty() {
+        if blocked
+            || rules_failed
+            || !fallbacks.is_empty()
+            || !unsaved.is_empty()
+            || !scan.unreadable.is_empty()
+        {
             Outcome::NeedsAttention
         } else {
             Outcome::Clean

@@ -13,7 +13,7 @@ use crate::lane_lock::{Acquire, Heartbeat, HeldLock, Lane, Released, lock_ref_na
 use crate::record::{Record, Status};
 use crate::rules::contracts::landing::{LandDecision, LandFacts};
 use crate::runner::{Step, StepResult, StepVars};
-use crate::store::Expect;
+use crate::store::{Expect, StoreError};
 
 use super::{Candidate, Shared, policy, worktree};
 
@@ -135,12 +135,16 @@ async fn ask_or_clean_up<T: Send + 'static>(
 /// this daemon's real landings from a record planted in its name by it, and a signal
 /// revives a record whose file vanished mid-landing from this copy (gstack test 44).
 #[derive(Debug, Default)]
-pub struct Active(Mutex<HashMap<String, Record>>);
+pub struct Active {
+    landing: Mutex<HashMap<String, Record>>,
+    /// Verdicts the store could not write yet.
+    pub(super) unsaved: Mutex<HashMap<String, super::unsaved::Unsaved>>,
+}
 
 impl Active {
-    /// Whether this process is landing `id` right now.
+    /// Whether this process is landing `id` right now, or holds its unwritten verdict.
     pub fn holds(&self, id: &str) -> bool {
-        self.map().contains_key(id)
+        self.map().contains_key(id) || super::unsaved::holds(self, id)
     }
 
     /// The copy of `id` this process claimed, if it is landing it.
@@ -158,7 +162,7 @@ impl Active {
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Record>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.landing.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -703,21 +707,17 @@ async fn merge_facts(
     })
 }
 
-/// The proven merge, written.
+/// The proven merge, written (or kept to be written on later ticks, see [`super::unsaved`]).
 fn write_landed(shared: &Shared, c: &Candidate, checked_at: String) -> Verdict {
-    let written = shared.transition(
-        &c.id,
-        Expect::OneOf(&[Status::Landing]),
-        Status::Landed,
-        |r| {
-            r.last_error = None;
-            r.claimed_by = None;
-            r.last_github_checked_at = Some(checked_at);
-            r.last_github_state = Some("MERGED".into());
-        },
-    );
-    match written {
+    let verdict = Kept::Landed { checked_at };
+    match verdict.write(shared, &c.id) {
         Ok(_) => Verdict::Landed(OutcomeKind::Landed),
+        Err(e @ StoreError::Io { .. }) => {
+            super::unsaved::keep(shared, &c.id, verdict, &e);
+            Verdict::Landed(OutcomeKind::Skipped(format!(
+                "landed, but the verdict could not be written yet: {e}"
+            )))
+        }
         Err(e) => Verdict::Landed(OutcomeKind::Skipped(format!(
             "landed, but the record moved: {e}"
         ))),
@@ -726,7 +726,7 @@ fn write_landed(shared: &Shared, c: &Candidate, checked_at: String) -> Verdict {
 
 /// Writes a stop short of `landed`: blocked, or back to queued.
 fn settle_stop(shared: &Shared, c: &Candidate, stop: Stop) -> OutcomeKind {
-    let mut deferred_until = None;
+    let mut not_before = None;
     let (to, reason, kind) = match stop {
         Stop::Block(reason) => (
             Status::Blocked,
@@ -743,23 +743,76 @@ fn settle_stop(shared: &Shared, c: &Candidate, stop: Stop) -> OutcomeKind {
             reason.clone(),
             OutcomeKind::LaneBusy(reason),
         ),
-        Stop::Defer { reason, not_before } => {
-            let kind = OutcomeKind::Requeued(format!("{reason}; not before {not_before}"));
-            deferred_until = Some(not_before);
+        Stop::Defer {
+            reason,
+            not_before: at,
+        } => {
+            let kind = OutcomeKind::Requeued(format!("{reason}; not before {at}"));
+            not_before = Some(at);
             (Status::Queued, reason, kind)
         }
     };
-    let written = shared.transition(&c.id, Expect::OneOf(&Status::IN_FLIGHT), to, |r| {
-        r.claimed_by = None;
-        r.last_error = Some(reason);
-        if let Some(at) = deferred_until {
-            r.extra
-                .insert(policy::NOT_BEFORE_FIELD.to_owned(), serde_json::json!(at));
-        }
-    });
-    match written {
+    let verdict = Kept::Settled {
+        to,
+        reason,
+        not_before,
+    };
+    match verdict.write(shared, &c.id) {
         Ok(_) => kind,
+        Err(e @ StoreError::Io { .. }) => {
+            super::unsaved::keep(shared, &c.id, verdict, &e);
+            OutcomeKind::Skipped(format!("the verdict could not be written yet: {e}"))
+        }
         Err(e) => OutcomeKind::Skipped(format!("record moved before it could be settled: {e}")),
+    }
+}
+
+/// A verdict to write on an in-flight record: the proven merge, or a stop short of it.
+#[derive(Clone, Debug)]
+pub enum Kept {
+    Landed {
+        checked_at: String,
+    },
+    Settled {
+        to: Status,
+        reason: String,
+        not_before: Option<String>,
+    },
+}
+
+impl Kept {
+    /// Writes it; an `Io` error (ENOSPC, EIO) means it may be written again later.
+    pub fn write(&self, shared: &Shared, id: &str) -> Result<Record, StoreError> {
+        match self {
+            Kept::Landed { checked_at } => {
+                shared.transition(id, Expect::OneOf(&[Status::Landing]), Status::Landed, |r| {
+                    r.last_error = None;
+                    r.claimed_by = None;
+                    r.last_github_checked_at = Some(checked_at.clone());
+                    r.last_github_state = Some("MERGED".into());
+                })
+            }
+            Kept::Settled {
+                to,
+                reason,
+                not_before,
+            } => shared.transition(id, Expect::OneOf(&Status::IN_FLIGHT), *to, |r| {
+                r.claimed_by = None;
+                r.last_error = Some(reason.clone());
+                if let Some(at) = not_before {
+                    r.extra
+                        .insert(policy::NOT_BEFORE_FIELD.to_owned(), serde_json::json!(at));
+                }
+            }),
+        }
+    }
+
+    /// "landed", "blocked", "queued": what the verdict makes of the record.
+    pub fn status(&self) -> Status {
+        match self {
+            Kept::Landed { .. } => Status::Landed,
+            Kept::Settled { to, .. } => *to,
+        }
     }
 }
 

@@ -18,6 +18,7 @@ mod landing;
 mod policy;
 mod shutdown;
 mod tick;
+mod unsaved;
 mod watch;
 mod worktree;
 
@@ -42,6 +43,7 @@ pub use landing::{Active, LaneOutcome};
 pub use policy::NOT_BEFORE_FIELD;
 pub use shutdown::StopSignal;
 pub use tick::Candidate;
+pub use unsaved::{UnsavedLine, read as read_unsaved};
 
 /// How long a stopping daemon waits for its landings to put their records back and
 /// release their locks before it revives what is left (DESIGN §6: 2 s kill grace + 4 s

@@ -43,6 +43,8 @@ impl PrepareReport {
 /// Steps 1–4: reconcile blocked records, audit landed ones, reclaim stranded ones,
 /// discover remote PRs, and block every queued record that fails a gate.
 pub fn prepare(shared: &Shared) -> PrepareReport {
+    // Verdicts the store refused earlier (ENOSPC, EIO) are written first.
+    super::unsaved::retry(shared);
     let mut report = PrepareReport::default();
     // A rule fallback not seen again during this tick and the next stops being listed.
     shared

@@ -299,3 +299,96 @@ fn a_planted_in_flight_record_is_gated_and_does_not_hold_the_lane() {
     assert_eq!(world.read_record(&id)["status"], "landed");
     assert_eq!(world.ledger(), [17]);
 }
+
+/// A verdict the disk refuses (ENOSPC on a full tmpfs queue dir, mounted in a private
+/// user+mount namespace) is kept, shown by `status`, and written once space returns; the
+/// record never goes back to the queue meanwhile.
+#[test]
+fn a_verdict_the_full_disk_refuses_is_kept_shown_and_written_when_space_returns() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(19, "main");
+    let staged = world.root.join("staged");
+    fs::create_dir_all(&staged).unwrap();
+    let file = format!("{id}.json");
+    fs::rename(world.queue.join(&file), staged.join(&file)).unwrap();
+    // The landing really merges, then fills the queue's disk.
+    let land = world.land_script();
+    let script = format!(
+        "set -e; {land} \"$1\" \"$2\" {ledger} \"$3\"; dd if=/dev/zero of={fill} bs=4096 2>/dev/null || true",
+        land = land.display(),
+        ledger = world.root.join("ledger").display(),
+        fill = world.queue.join("fill").display()
+    );
+    let config = world.config(&format!(
+        "forge = \"git\"\npoll_secs = 1\nland_command = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{branch}}\", \"{{base}}\", \"{{pr}}\"]\n"
+    ));
+    let mount = "mount -t tmpfs -o size=64k tmpfs \"$0\" && cp \"$1\"/*.json \"$0\"/ && shift && exec \"$@\"";
+    let mut daemon = world.spawn_berth_wrapped(
+        &[
+            "unshare",
+            "-Urm",
+            "sh",
+            "-c",
+            mount,
+            world.queue.to_str().unwrap(),
+            staged.to_str().unwrap(),
+        ],
+        &["run", "--watch", "--config", config.to_str().unwrap()],
+        &world.berth_state(),
+    );
+    // The daemon's view of the queue: the tmpfs inside its mount namespace.
+    let queue = Path::new(&format!("/proc/{}/root", daemon.id()))
+        .join(world.queue.strip_prefix("/").unwrap());
+    let status = |world: &World| {
+        let out = world
+            .berth()
+            .args(["status"])
+            .env("BERTH_QUEUE_DIR", &queue)
+            .env("BERTH_DIR", world.berth_state())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let record = |queue: &Path| -> serde_json::Value {
+        serde_json::from_str(&fs::read_to_string(queue.join(&file)).unwrap()).unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let shown = loop {
+        let shown = status(&world);
+        if shown.contains("verdict not saved") {
+            break shown;
+        }
+        if Instant::now() > deadline {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+            let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
+            panic!("no unsaved verdict shown: {shown}\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        shown.contains(&id) && shown.contains("is landed") && shown.contains("No space left"),
+        "{shown}"
+    );
+    assert_eq!(world.ledger(), [19]);
+    assert!(lane.merged("feat/pr-19", "main"));
+    // Ticks go by; the record stays in flight, owned by the live daemon, not requeued.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(record(&queue)["status"], "landing");
+
+    fs::remove_file(queue.join("fill")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while record(&queue)["status"] != "landed" {
+        assert!(
+            Instant::now() < deadline,
+            "the kept verdict was never written"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(record(&queue)["lastGithubState"], "MERGED");
+    assert!(!status(&world).contains("verdict not saved"));
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(daemon.wait().unwrap().code(), Some(143));
+    assert_eq!(world.ledger(), [19], "landed once");
+}

@@ -325,6 +325,31 @@ impl World {
         done()
     }
 
+    /// [`World::spawn_berth`], run as the last arguments of `wrapper` (e.g. `unshare …`),
+    /// with the same environment. Its output goes to `<berth_dir>.log`.
+    pub fn spawn_berth_wrapped(
+        &self,
+        wrapper: &[&str],
+        args: &[&str],
+        berth_dir: &Path,
+    ) -> std::process::Child {
+        let log = fs::File::create(berth_dir.with_extension("log")).unwrap();
+        let inner = self.daemon_std(berth_dir);
+        let mut cmd = Command::new(wrapper[0]);
+        cmd.args(&wrapper[1..]).arg(inner.get_program()).args(args);
+        for (key, value) in inner.get_envs() {
+            match value {
+                Some(value) => cmd.env(key, value),
+                None => cmd.env_remove(key),
+            };
+        }
+        cmd.current_dir(&self.root)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("wrapped berth starts")
+    }
+
     /// `<root>/berth.toml` for the `git` forge, landing with [`World::land_script`] (which
     /// appends each PR it lands to the ledger), plus `extra` TOML lines.
     pub fn git_forge_config(&self, extra: &str) -> PathBuf {

@@ -1,0 +1,133 @@
+//! Verdicts the store could not write (ENOSPC, EIO): kept in memory and written again on
+//! every later tick, and shown by `berth status` while they wait.
+//!
+//! The record stays in flight on disk, claimed by this live daemon, so its lane stays
+//! taken and no reclaim puts it back in the queue (a merged PR must not be landed again).
+//! The waiting verdicts are listed in `<berth dir>/unsaved-verdicts.json`, which berth's
+//! own dir holds (the queue's disk may be the full one).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::Shared;
+use super::landing::{Active, Kept};
+use crate::store::StoreError;
+
+/// The file `berth status` reads.
+pub const UNSAVED_FILE: &str = "unsaved-verdicts.json";
+
+/// A larger status file is not berth's own: `status` refuses to read it.
+const MAX_UNSAVED_FILE_BYTES: u64 = 1024 * 1024;
+
+/// One verdict waiting to be written.
+#[derive(Clone, Debug)]
+pub struct Unsaved {
+    verdict: Kept,
+    error: String,
+    since: String,
+}
+
+/// What `berth status` shows for one waiting verdict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnsavedLine {
+    pub record: String,
+    pub verdict: String,
+    pub error: String,
+    pub since: String,
+}
+
+pub(super) fn holds(active: &Active, id: &str) -> bool {
+    map(active).contains_key(id)
+}
+
+fn map(active: &Active) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Unsaved>> {
+    active.unsaved.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Keeps `verdict` for `id` after the store refused to write it.
+pub(super) fn keep(shared: &Shared, id: &str, verdict: Kept, error: &StoreError) {
+    tracing::error!(record = %id, "the {} verdict could not be written: {error}; kept, and written again on every tick", verdict.status());
+    map(&shared.active).insert(
+        id.to_owned(),
+        Unsaved {
+            verdict,
+            error: error.to_string(),
+            since: crate::clock::now_iso(),
+        },
+    );
+    publish(shared);
+}
+
+/// Writes every kept verdict again; the ones that still fail stay, with their new error.
+pub(super) fn retry(shared: &Shared) {
+    let waiting: Vec<(String, Unsaved)> = map(&shared.active)
+        .iter()
+        .map(|(id, u)| (id.clone(), u.clone()))
+        .collect();
+    if waiting.is_empty() {
+        return;
+    }
+    for (id, unsaved) in waiting {
+        match unsaved.verdict.write(shared, &id) {
+            Ok(_) => {
+                tracing::info!(record = %id, "the kept {} verdict is written", unsaved.verdict.status());
+                map(&shared.active).remove(&id);
+            }
+            Err(e @ StoreError::Io { .. }) => {
+                if let Some(kept) = map(&shared.active).get_mut(&id) {
+                    kept.error = e.to_string();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(record = %id, "the kept verdict is dropped: {e}");
+                map(&shared.active).remove(&id);
+            }
+        }
+    }
+    publish(shared);
+}
+
+/// Rewrites the status file (removed when nothing waits).
+fn publish(shared: &Shared) {
+    let mut lines: Vec<UnsavedLine> = map(&shared.active)
+        .iter()
+        .map(|(id, u)| UnsavedLine {
+            record: id.clone(),
+            verdict: u.verdict.status().to_string(),
+            error: u.error.clone(),
+            since: u.since.clone(),
+        })
+        .collect();
+    lines.sort_by(|a, b| a.record.cmp(&b.record));
+    let path = shared.berth_dir.join(UNSAVED_FILE);
+    let written = if lines.is_empty() {
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    } else {
+        serde_json::to_vec_pretty(&lines)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| crate::atomic_file::write_atomic(&path, &bytes, 0o600))
+    };
+    if let Err(e) = written {
+        tracing::warn!(file = %path.display(), "cannot publish the unsaved verdicts: {e}");
+    }
+}
+
+/// The waiting verdicts a daemon published in `berth_dir` (none if no file).
+pub fn read(berth_dir: &Path) -> Result<Vec<UnsavedLine>, String> {
+    use std::io::Read as _;
+    let path = berth_dir.join(UNSAVED_FILE);
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let mut text = String::new();
+    file.take(MAX_UNSAVED_FILE_BYTES)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
