@@ -10,6 +10,7 @@ mod demo;
 mod faults;
 mod forge;
 mod gates;
+mod gstack_compat;
 mod hostile;
 mod idle;
 mod lane_lock;

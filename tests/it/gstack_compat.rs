@@ -1,0 +1,436 @@
+//! berth beside gstack's TypeScript daemon: the values of `../shared/gstack/release-daemon.md`
+//! (identities, record ids, lock refs, lock payloads, Appendix A texts) checked through real
+//! daemon runs against real bare remotes. Locks are written the way gstack writes them,
+//! with the `git` CLI (`mktree`, `commit-tree -m -m`, `push`).
+
+use std::fs;
+use std::path::Path;
+
+use berth::clock;
+use serde_json::{Value, json};
+
+use crate::support::{GitLane, World};
+
+/// The lock ref gstack computes for `identity` and `main` (`safe_key` of each part).
+fn gstack_lock_ref(identity: &str) -> String {
+    format!(
+        "refs/gstack/release-locks/{}/main",
+        berth::safe_key::safe_key(identity)
+    )
+}
+
+/// gstack's payload (`JSON.stringify(p, null, 2)`), expiring `expires_in` from now.
+fn gstack_payload(identity: Option<&str>, expires_in: chrono::Duration) -> Value {
+    let now = clock::now();
+    let mut payload = json!({
+        "ownerId": "gstack-mac-4242-pr-4",
+        "repoPath": "/Users/alice/code/widget",
+        "repoIdentity": identity,
+        "baseBranch": "main",
+        "createdAt": clock::iso(now - chrono::Duration::hours(3)),
+        "expiresAt": clock::iso(now + expires_in),
+    });
+    if identity.is_none() {
+        // What gstack's own tests write: no repoIdentity, no createdAt.
+        let fields = payload.as_object_mut().unwrap();
+        fields.remove("repoIdentity");
+        fields.remove("createdAt");
+    }
+    payload
+}
+
+/// Writes a lock as gstack does, onto `remote_url`; returns the lock commit.
+fn gstack_write_lock(world: &World, remote_url: &str, ref_name: &str, payload: &Value) -> String {
+    let work = world.root.join("gstack-lock-writer");
+    if !work.exists() {
+        world.run_git(&world.root, &["init", "-q", "--bare", "gstack-lock-writer"]);
+    }
+    let tree = world.run_git(&work, &["mktree"]);
+    let body = serde_json::to_string_pretty(payload).unwrap();
+    let sha = world.run_git(
+        &work,
+        &[
+            "commit-tree",
+            &tree,
+            "-m",
+            "gstack release lock",
+            "-m",
+            &body,
+        ],
+    );
+    world.run_git(
+        &work,
+        &[
+            "push",
+            "-q",
+            "--force",
+            remote_url,
+            &format!("{sha}:{ref_name}"),
+        ],
+    );
+    sha
+}
+
+/// The sha a remote's ref points at, as `git ls-remote` sees it.
+fn remote_sha(world: &World, remote_url: &str, ref_name: &str) -> Option<String> {
+    world
+        .run_git(&world.root, &["ls-remote", remote_url, ref_name])
+        .split_whitespace()
+        .next()
+        .map(str::to_owned)
+}
+
+/// Queues PR 4 on `main` the way gstack's producer writes it: `repoIdentity` set, the file
+/// named by gstack's record id.
+fn queue_as_gstack(lane: &GitLane<'_>, identity: &str) -> String {
+    let feature = lane.push_feature("feat/pr-4", "main");
+    let id = lane
+        .world
+        .record(&lane.clone, 4)
+        .set("featureBranch", feature)
+        .set("repoIdentity", identity)
+        .write();
+    assert_eq!(
+        id,
+        format!("{}-main-pr-4", berth::safe_key::safe_key(identity)),
+        "gstack's record id"
+    );
+    id
+}
+
+/// Local-path and `file://` origins: gstack's identity is the path itself, or `file:` + the
+/// path (`.git` stripped). A gstack daemon holding that lane keeps berth off it.
+#[test]
+fn a_gstack_lock_on_a_local_or_file_remote_keeps_berth_off_the_lane() {
+    for form in ["path", "file"] {
+        let world = World::new();
+        let bare = world.root.join("remotes/widget.git");
+        let bare_text = bare.to_str().unwrap();
+        let (origin, identity) = match form {
+            "path" => (
+                bare_text.to_owned(),
+                bare_text.trim_end_matches(".git").to_owned(),
+            ),
+            _ => (
+                format!("file://{bare_text}"),
+                format!("file:{}", bare_text.trim_end_matches(".git")),
+            ),
+        };
+        let lane = world.git_lane("widget", Some(origin.clone()));
+        assert_eq!(
+            berth::identity::repo_identity(&lane.clone).unwrap(),
+            identity
+        );
+        let id = queue_as_gstack(&lane, &identity);
+        let ref_name = gstack_lock_ref(&identity);
+        let held = gstack_write_lock(
+            &world,
+            &origin,
+            &ref_name,
+            &gstack_payload(Some(&identity), chrono::Duration::hours(1)),
+        );
+
+        let run = world
+            .run_once(&world.git_forge_config(""))
+            .success()
+            .get_output()
+            .clone();
+        let log = String::from_utf8_lossy(&run.stderr);
+
+        assert!(
+            world.ledger().is_empty(),
+            "{form}: landed under gstack's lock"
+        );
+        let record = world.read_record(&id);
+        assert_eq!(record["status"], "queued", "{form}");
+        let why = record["lastError"].as_str().unwrap();
+        assert!(
+            why.starts_with(
+                "release lock unavailable for main: release lock held by gstack-mac-4242-pr-4 until "
+            ),
+            "{form}: {why}"
+        );
+        assert!(
+            log.contains(
+                "release lock unavailable for main: release lock held by gstack-mac-4242-pr-4"
+            ),
+            "{form}: {log}"
+        );
+        assert!(log.contains("PR #4: queued"), "{form}: {log}");
+        assert_eq!(
+            remote_sha(&world, &origin, &ref_name),
+            Some(held),
+            "{form}: gstack's lock left alone"
+        );
+        assert_eq!(
+            world.lock_refs(&origin),
+            [ref_name],
+            "{form}: no lock of berth's own"
+        );
+    }
+}
+
+/// A payload without `repoIdentity` and `createdAt` (as gstack's own tests write them) is
+/// read as gstack reads it and taken over once expired; over `git daemon`, where the
+/// takeover is a compare-and-swap the server enforces, and over a local path.
+#[test]
+fn an_expired_gstack_lock_without_identity_or_created_at_is_taken_over() {
+    for served in [true, false] {
+        let world = World::new();
+        let server = served.then(|| world.git_daemon());
+        let origin = server.as_ref().map(|s| s.url_for("widget.git"));
+        let lane = world.git_lane("widget", origin);
+        let identity = berth::identity::repo_identity(&lane.clone).unwrap();
+        let id = queue_as_gstack(&lane, &identity);
+        let ref_name = gstack_lock_ref(&identity);
+        let stale = gstack_write_lock(
+            &world,
+            &lane.remote_url,
+            &ref_name,
+            &gstack_payload(None, -chrono::Duration::minutes(5)),
+        );
+        assert!(remote_sha(&world, &lane.remote_url, &ref_name).is_some());
+
+        let run = world
+            .run_once(&world.git_forge_config(""))
+            .success()
+            .get_output()
+            .clone();
+
+        assert_eq!(world.ledger(), [4], "served={served}");
+        let record = world.read_record(&id);
+        assert_eq!(record["status"], "landed", "served={served}");
+        assert!(record.get("lastError").is_none(), "{record:#}");
+        assert!(
+            String::from_utf8_lossy(&run.stderr).contains("PR #4: landed"),
+            "served={served}"
+        );
+        // Taken over, landed, released: the stale lock is gone and none is left.
+        assert_ne!(remote_sha(&world, &lane.remote_url, &ref_name), Some(stale));
+        assert!(world.lock_refs(&lane.remote_url).is_empty());
+    }
+}
+
+/// Origins whose gstack identity berth's gate refuses: the record is blocked and says why.
+#[test]
+fn identities_berth_refuses_are_blocked_saying_why() {
+    let cases = [
+        (
+            "../remotes/widget.git",
+            "repoIdentity rejected: repoIdentity ../remotes/widget comes from a relative origin",
+        ),
+        (
+            "file:///srv/git/my%20widget.git",
+            "repoIdentity rejected: repoIdentity file:/srv/git/my%20widget holds percent-encoding",
+        ),
+        (
+            "file:///srv/git/my widget.git",
+            "repoIdentity rejected: repoIdentity file:/srv/git/my%20widget holds percent-encoding",
+        ),
+    ];
+    for (origin, why) in cases {
+        let world = World::new();
+        let lane = world.git_lane("widget", None);
+        let id = lane.queue(4, "main");
+        world.run_git(&lane.clone, &["remote", "set-url", "origin", origin]);
+        world.run_once(&world.git_forge_config("")).code(1);
+        let record = world.read_record(&id);
+        assert_eq!(record["status"], "blocked", "{origin}");
+        let last = record["lastError"].as_str().unwrap();
+        assert!(last.starts_with(why), "{origin}: {last}");
+        assert!(world.ledger().is_empty());
+    }
+}
+
+/// PR `pr` queued on a fresh lane, with the git forge and `commands` (TOML lines for
+/// `land_command`/`ship_command`; `None`: the landing script that merges and pushes).
+fn queued_lane(w: &World, pr: u64, commands: Option<&str>) -> (Option<String>, std::path::PathBuf) {
+    let id = w.git_lane("widget", None).queue(pr, "main");
+    let config = match commands {
+        Some(toml) => w.config(&format!("forge = \"git\"\n{toml}\n")),
+        None => w.git_forge_config(""),
+    };
+    (Some(id), config)
+}
+
+/// One daemon run per Appendix A situation berth can be put in with real repos: each
+/// record's `lastError`, and the run's log, begin with gstack's words.
+#[test]
+fn appendix_a_texts_through_real_daemon_runs() {
+    struct Case {
+        name: &'static str,
+        /// Sets up the world; returns the record id (if any) and the config.
+        setup: fn(&World) -> (Option<String>, std::path::PathBuf),
+        exit: i32,
+        last_error: Option<&'static str>,
+        log: &'static str,
+    }
+    let cases = [
+        Case {
+            name: "empty queue",
+            setup: |w| (None, w.git_forge_config("")),
+            exit: 0,
+            last_error: None,
+            log: "release queue empty",
+        },
+        Case {
+            name: "repo path outside the allowlist",
+            setup: |w| {
+                let outside = w.root.join("outside");
+                fs::create_dir_all(&outside).unwrap();
+                w.run_git(&outside, &["init", "-q"]);
+                let id = w
+                    .record(&outside, 100)
+                    .set("repoIdentity", "github.com/acme/widget")
+                    .write();
+                (Some(id), w.git_forge_config(""))
+            },
+            exit: 1,
+            last_error: Some("repoPath outside daemon allowlist: repoPath "),
+            log: "release queue: blocked 1 record(s) for disallowed repoPath; no eligible records to process",
+        },
+        Case {
+            name: "legacy record outside the allowlist",
+            setup: |w| {
+                let id = w.record(Path::new("/etc"), 101).write();
+                (Some(id), w.git_forge_config(""))
+            },
+            exit: 1,
+            last_error: Some(
+                "repoPath rejected by daemon allowlist (pre-id derivation): repoPath /etc (realpath /etc) is outside the daemon allowlist",
+            ),
+            log: "warning: blocking PR #101: disallowed repoPath: repoPath /etc",
+        },
+        Case {
+            name: "unsafe feature branch",
+            setup: |w| {
+                let lane = w.git_lane("widget", None);
+                let id = w
+                    .record(&lane.clone, 27)
+                    .set("featureBranch", "evil:refs/heads/main")
+                    .write();
+                (Some(id), w.git_forge_config(""))
+            },
+            exit: 1,
+            last_error: Some(
+                "featureBranch rejected: featureBranch \"evil:refs/heads/main\" contains characters outside the safe subset [A-Za-z0-9._/-] (or starts with -)",
+            ),
+            log: "blocking PR #27: featureBranch rejected",
+        },
+        Case {
+            name: "feature branch deleted on origin (gstack test 65)",
+            setup: |w| {
+                let lane = w.git_lane("widget", None);
+                let id = lane.queue(6, "main");
+                w.run_git(&lane.clone, &["push", "-q", "origin", ":feat/pr-6"]);
+                (Some(id), w.git_forge_config(""))
+            },
+            exit: 1,
+            last_error: Some(
+                "queued PR marker verification failed: PR #6 is closed on origin: couldn't find remote ref feat/pr-6",
+            ),
+            log: "PR #6: blocked",
+        },
+        Case {
+            name: "land command fails",
+            setup: |w| queued_lane(w, 8, Some("land_command = [\"sh\", \"-c\", \"exit 3\"]")),
+            exit: 1,
+            last_error: Some("land-and-deploy failed (exit 3, timed_out=false); see "),
+            log: "PR #8: blocked",
+        },
+        Case {
+            name: "drift repair ship fails",
+            // The drift signature in another case: gstack matches it case-insensitively.
+            setup: |w| {
+                queued_lane(
+                    w,
+                    9,
+                    Some(
+                        "land_command = [\"sh\", \"-c\", \"echo 'version drift DETECTED'; exit 1\"]\nship_command = [\"sh\", \"-c\", \"exit 2\"]",
+                    ),
+                )
+            },
+            exit: 1,
+            last_error: Some("drift repair /ship failed (exit 2, timed_out=false)"),
+            log: "PR #9: blocked",
+        },
+        Case {
+            name: "exit 0 but not merged",
+            setup: |w| queued_lane(w, 2, Some("land_command = [\"true\"]")),
+            exit: 1,
+            last_error: Some(
+                "land-and-deploy reported success but origin disagrees: PR #2 state is OPEN on origin (sub-agent reported success but PR was not merged); see ",
+            ),
+            log: "PR #2: blocked",
+        },
+        Case {
+            name: "landed",
+            setup: |w| queued_lane(w, 3, None),
+            exit: 0,
+            last_error: None,
+            log: "PR #3: landed",
+        },
+    ];
+    for case in cases {
+        let world = World::new();
+        let (id, config) = (case.setup)(&world);
+        let output = world.run_once(&config).code(case.exit).get_output().clone();
+        let log = String::from_utf8_lossy(&output.stderr);
+        assert!(log.contains(case.log), "{}: {log}", case.name);
+        let Some(id) = id else { continue };
+        let record = world.read_record(&id);
+        match case.last_error {
+            Some(text) => {
+                let last = record["lastError"].as_str().unwrap_or_default();
+                assert!(last.starts_with(text), "{}: {last}", case.name);
+            }
+            None => assert!(
+                record.get("lastError").is_none(),
+                "{}: {record:#}",
+                case.name
+            ),
+        }
+    }
+}
+
+/// gstack tests 70–71: a blocked record GitHub now reports merged becomes `landed` without
+/// its old `lastError`; one still open stays blocked with it, and both record the check.
+#[test]
+fn reconciling_a_blocked_record_clears_its_last_error_only_when_merged() {
+    let world = World::new();
+    let gh = world.gh_lane();
+    let old_error = "land-and-deploy reported success but GitHub disagrees: PR #41 state is OPEN on GitHub (sub-agent reported success but PR was not merged); see /logs/land.log";
+    let merged = world
+        .record(&gh.repo, 41)
+        .set("featureBranch", "feat/login")
+        .set("repoIdentity", "github.com/acme/widget")
+        .set("status", "blocked")
+        .set("lastError", old_error)
+        .write();
+    let open = gh.queue_pr_42();
+    let mut record = world.read_record(&open);
+    record["status"] = "blocked".into();
+    record["lastError"] = "land-and-deploy failed (exit 1, timed_out=false); see /l".into();
+    fs::write(world.queue.join(format!("{open}.json")), record.to_string()).unwrap();
+    let config = gh.config(r#"["true"]"#, "");
+
+    gh.berth()
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .assert()
+        .success();
+
+    let landed = world.read_record(&merged);
+    assert_eq!(landed["status"], "landed");
+    assert!(landed.get("lastError").is_none(), "{landed:#}");
+    assert_eq!(landed["lastGithubState"], "MERGED");
+    assert_eq!(landed["reconciledAt"], landed["lastGithubCheckedAt"]);
+    let still = world.read_record(&open);
+    assert_eq!(still["status"], "blocked");
+    assert_eq!(
+        still["lastError"],
+        "land-and-deploy failed (exit 1, timed_out=false); see /l"
+    );
+    assert_eq!(still["lastGithubState"], "OPEN");
+    assert!(still.get("reconciledAt").is_none());
+    assert!(clock::parse_iso(still["lastGithubCheckedAt"].as_str().unwrap()).is_some());
+}
