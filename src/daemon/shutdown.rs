@@ -172,6 +172,8 @@ pub async fn drain(shared: &Shared, landings: &mut JoinSet<LaneOutcome>, budget:
             }
         }
     }
+    // A kept verdict gets one more try: written, its record needs no revival.
+    super::unsaved::retry(shared);
     let Ok(scan) = shared.store.scan() else {
         return;
     };
