@@ -8,10 +8,13 @@
 //! - 2: berth could not do what was asked (bad arguments, bad input, I/O failure);
 //! - 128+N: stopped by signal N (143 for SIGTERM).
 
+mod config;
 mod demo;
+mod doctor;
 mod enqueue;
 mod explain;
 mod faults;
+mod install;
 mod lock;
 mod patterns;
 mod records;
@@ -111,12 +114,32 @@ pub enum Command {
     Rules(rules::RulesArgs),
     /// A PR's history: every policy decision about it and every status change.
     Explain(explain::ExplainArgs),
+    /// Install a per-user service (systemd user unit or launchd agent) running
+    /// `berth run --watch` for one berth dir.
+    Install(install::InstallArgs),
+    /// Remove the service `berth install` wrote for one berth dir.
+    Uninstall(install::UninstallArgs),
+    /// Check tools, queue dir, repos, lane locks, rules, service and daemon; one line each.
+    Doctor(doctor::DoctorArgs),
+    /// The effective configuration: `berth config show`.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
+    /// Print a shell completion script: `berth completions bash > ~/.local/share/bash-completion/completions/berth`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// What every handler may need, resolved once from the global flags.
 pub struct Context {
     pub store: QueueStore,
     pub project_root: Option<PathBuf>,
+    /// Whether `--queue-dir`/`BERTH_QUEUE_DIR` gave the queue dir (else the default).
+    pub queue_dir_given: bool,
+    /// Whether `--project-root`/`BERTH_PROJECT_ROOT` gave the project root.
+    pub project_root_given: bool,
 }
 
 impl Context {
@@ -129,6 +152,8 @@ impl Context {
         Context {
             store: QueueStore::new(queue_dir),
             project_root,
+            queue_dir_given: cli.queue_dir.is_some(),
+            project_root_given: cli.project_root.is_some(),
         }
     }
 
@@ -208,6 +233,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Patterns(args) => patterns::run(&args)?.into(),
         Command::Rules(args) => rules::run(&args)?.into(),
         Command::Explain(args) => explain::run(&ctx, &args)?.into(),
+        Command::Install(args) => install::install(&ctx, &args)?.into(),
+        Command::Uninstall(args) => install::uninstall(&args)?.into(),
+        Command::Doctor(args) => doctor::run(&ctx, &args)?.into(),
+        Command::Config(command) => config::run(&ctx, &command)?.into(),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "berth", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
     })
 }
 

@@ -13,6 +13,7 @@ mod gates;
 mod gstack_compat;
 mod hostile;
 mod idle;
+mod install;
 mod lane_lock;
 mod lock_cli;
 mod queue_cli;

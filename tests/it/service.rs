@@ -407,3 +407,111 @@ fn the_user_config_file_is_found_without_a_flag() {
         "{line}"
     );
 }
+
+#[test]
+fn doctor_prints_one_line_per_check_and_fails_while_unhealthy() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let config = world.git_forge_config("poll_secs = 1\n");
+    // A record whose landing never finishes while the test looks, so it stays queued.
+    let id = lane.queue(1, "main");
+    let planted = world
+        .record(&world.root.join("elsewhere"), 2)
+        .set("repoIdentity", "github.com/evil/repo")
+        .write();
+    let state = world.berth_state();
+    let doctor = || {
+        let out = world
+            .berth()
+            .env("BERTH_DIR", &state)
+            .env("BERTH_CONFIG", &config)
+            .arg("doctor")
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    let (code, text) = doctor();
+    assert_eq!(code, Some(1), "{text}");
+    for line in [
+        "ok    config: ",
+        "ok    git: git version",
+        "ok    gh: not needed (forge = \"git\")",
+        &format!("ok    queue dir: {}", world.queue.display()),
+        &format!("ok    record {id}: "),
+        &format!("FAIL  record {planted}: "),
+        "ok    rules: embedded defaults: ",
+        "warn  service: not installed",
+        &format!("FAIL  daemon: no daemon running on {}", state.display()),
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(line)),
+            "no {line:?} in:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("lane locks of") && text.contains("none held"),
+        "{text}"
+    );
+    assert!(text.ends_with("UNHEALTHY\n"), "{text}");
+
+    // With the planted record gone and a daemon running, it is healthy.
+    fs::remove_file(world.queue.join(format!("{planted}.json"))).unwrap();
+    let daemon = world.spawn_berth(
+        &["run", "--watch", "--config", config.to_str().unwrap()],
+        &state,
+        &[],
+    );
+    assert!(world.wait_for(Duration::from_secs(30), || {
+        fs::read_to_string(state.join("daemon-health.json")).is_ok_and(|t| t.contains("lastTick"))
+    }));
+    let (code, text) = doctor();
+    stop(daemon);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("ok    daemon: running, pid ") && l.contains("last tick")),
+        "{text}"
+    );
+    assert!(text.ends_with("HEALTHY\n"), "{text}");
+}
+
+#[test]
+fn completions_and_config_show() {
+    let world = World::new();
+    let out = world
+        .berth()
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let script = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        script.contains("complete -F _berth") && script.contains("doctor"),
+        "{script}"
+    );
+
+    let config = world.config("forge = \"git\"\npoll_secs = 5\n");
+    let out = world
+        .berth()
+        .env("BERTH_CONFIG", &config)
+        .args(["config", "show", "--max-lanes", "3"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{text}");
+    let file = config.display().to_string();
+    for line in [
+        format!("# config file: {file} (BERTH_CONFIG)"),
+        format!("forge = \"git\"  # {file}"),
+        format!("poll_secs = 5  # {file}"),
+        "max_lanes = 3  # --max-lanes".to_owned(),
+        "lock_ttl_secs = 7200  # default".to_owned(),
+        format!(
+            "queue_dir = \"{}\"  # BERTH_QUEUE_DIR",
+            world.queue.display()
+        ),
+        "rules_root = (none)  # default: the embedded rules".to_owned(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
+}

@@ -1,0 +1,453 @@
+//! `berth doctor`: is this machine ready to run berth, and is the daemon healthy? One
+//! [`Check`] per question, each with a verdict and a line an operator can act on.
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::{Config, ConfigSource, ForgeKind};
+use crate::gates::Allowlist;
+use crate::lane_lock::{ListedLock, LockClient, LockSettings};
+use crate::record::Status;
+use crate::service::Platform;
+use crate::store::QueueStore;
+
+/// How long one probe (`git --version`, `gh auth status`, `systemctl is-active`) may take.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// What a probe's output is read up to; the rest is dropped.
+const PROBE_OUTPUT_BYTES: u64 = 16 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Ok,
+    /// Works, but worth a look; does not make the doctor fail.
+    Warn,
+    Fail,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub verdict: Verdict,
+    pub detail: String,
+}
+
+impl Check {
+    fn new(name: impl Into<String>, verdict: Verdict, detail: impl Into<String>) -> Check {
+        Check {
+            name: name.into(),
+            verdict,
+            detail: detail.into(),
+        }
+    }
+
+    /// `ok    git: git version 2.47.3`.
+    pub fn line(&self) -> String {
+        let tag = match self.verdict {
+            Verdict::Ok => "ok  ",
+            Verdict::Warn => "warn",
+            Verdict::Fail => "FAIL",
+        };
+        format!("{tag}  {}: {}", self.name, self.detail.replace('\n', "; "))
+    }
+}
+
+/// What the doctor looks at.
+pub struct Inputs<'a> {
+    pub store: &'a QueueStore,
+    pub allowlist: &'a Allowlist,
+    /// The configured repo root (`--project-root`, or the git toplevel of the cwd).
+    pub project_root: Option<PathBuf>,
+    pub config_source: ConfigSource,
+    pub berth_dir: PathBuf,
+    pub rules_root: Option<PathBuf>,
+    pub platform: Platform,
+    pub home: Option<PathBuf>,
+}
+
+/// Every check, in the order they are printed.
+pub fn run(inputs: &Inputs<'_>) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let config = match Config::load(inputs.config_source.path()) {
+        Ok(config) => {
+            checks.push(Check::new(
+                "config",
+                Verdict::Ok,
+                inputs.config_source.describe(),
+            ));
+            config
+        }
+        Err(e) => {
+            checks.push(Check::new("config", Verdict::Fail, e.to_string()));
+            Config::default()
+        }
+    };
+    checks.push(tool("git", "git", &["--version"]));
+    match config.forge {
+        ForgeKind::Gh => {
+            let gh = tool("gh", &config.gh_program, &["--version"]);
+            let found = gh.verdict == Verdict::Ok;
+            checks.push(gh);
+            if found {
+                checks.push(gh_auth(&config.gh_program));
+            }
+        }
+        ForgeKind::Git => checks.push(Check::new(
+            "gh",
+            Verdict::Ok,
+            "not needed (forge = \"git\")",
+        )),
+    }
+    checks.push(queue_dir(inputs.store.dir()));
+    checks.extend(repos(inputs));
+    checks.push(rules(inputs.rules_root.as_deref()));
+    checks.push(service(inputs));
+    checks.push(daemon(&inputs.berth_dir, config.poll_secs));
+    checks
+}
+
+/// Healthy when nothing failed.
+pub fn healthy(checks: &[Check]) -> bool {
+    checks.iter().all(|c| c.verdict != Verdict::Fail)
+}
+
+/// Runs `program args` with a time limit; `(exited 0, stdout + stderr)`.
+pub fn probe(program: &str, args: &[&str]) -> Result<(bool, String), String> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run `{program}`: {e}"))?;
+    let deadline = Instant::now() + PROBE_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "`{program} {}` did not answer within {PROBE_TIMEOUT:?}",
+                    args.join(" ")
+                ));
+            }
+            Err(e) => return Err(format!("waiting for `{program}`: {e}")),
+        }
+    };
+    let mut text = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = out.take(PROBE_OUTPUT_BYTES).read_to_string(&mut text);
+    }
+    if let Some(err) = child.stderr.take() {
+        let _ = err.take(PROBE_OUTPUT_BYTES).read_to_string(&mut text);
+    }
+    Ok((status.success(), text.trim().to_owned()))
+}
+
+fn tool(name: &str, program: &str, args: &[&str]) -> Check {
+    match probe(program, args) {
+        Ok((true, out)) => Check::new(name, Verdict::Ok, out.lines().next().unwrap_or("")),
+        Ok((false, out)) => Check::new(name, Verdict::Fail, format!("`{program}` failed: {out}")),
+        Err(e) => Check::new(name, Verdict::Fail, format!("{e} (is it on PATH?)")),
+    }
+}
+
+fn gh_auth(program: &str) -> Check {
+    match probe(program, &["auth", "status"]) {
+        Ok((true, out)) => Check::new(
+            "gh auth",
+            Verdict::Ok,
+            out.lines()
+                .map(str::trim)
+                .find(|l| l.contains("Logged in"))
+                .unwrap_or("logged in"),
+        ),
+        Ok((false, out)) => Check::new(
+            "gh auth",
+            Verdict::Fail,
+            format!("not logged in; run `gh auth login` ({out})"),
+        ),
+        Err(e) => Check::new("gh auth", Verdict::Fail, e),
+    }
+}
+
+fn queue_dir(dir: &Path) -> Check {
+    let name = "queue dir";
+    let meta = match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => meta,
+        Ok(_) => {
+            return Check::new(
+                name,
+                Verdict::Fail,
+                format!("{} is not a directory", dir.display()),
+            );
+        }
+        Err(e) => {
+            return Check::new(
+                name,
+                Verdict::Fail,
+                format!("{}: {e} (`berth run` creates it)", dir.display()),
+            );
+        }
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    let probe = dir.join(format!(".berth-doctor-{}", std::process::id()));
+    if let Err(e) = crate::atomic_file::create_new(&probe, b"", 0o600) {
+        return Check::new(
+            name,
+            Verdict::Fail,
+            format!("{} is not writable: {e}", dir.display()),
+        );
+    }
+    let _ = std::fs::remove_file(&probe);
+    if mode & 0o022 != 0 {
+        return Check::new(
+            name,
+            Verdict::Warn,
+            format!(
+                "{} (mode {mode:o}) is writable by others, who can plant records; `chmod 700` it",
+                dir.display()
+            ),
+        );
+    }
+    Check::new(
+        name,
+        Verdict::Ok,
+        format!("{} (mode {mode:o})", dir.display()),
+    )
+}
+
+/// The configured project root and every queued record's repo against the gates, then the
+/// lane locks on each gated origin (holder, expiry, holder alive).
+fn repos(inputs: &Inputs<'_>) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let mut origins = std::collections::BTreeMap::new();
+    if let Some(root) = &inputs.project_root {
+        let raw = root.display().to_string();
+        checks.push(match inputs.allowlist.gate_repo_path(&raw) {
+            Ok(repo) => Check::new("project root", Verdict::Ok, repo.path.display().to_string()),
+            Err(e) => Check::new("project root", Verdict::Fail, e.to_string()),
+        });
+    }
+    let scan = match inputs.store.scan() {
+        Ok(scan) => scan,
+        Err(e) => return vec![Check::new("queue", Verdict::Fail, e.to_string())],
+    };
+    for bad in &scan.unreadable {
+        checks.push(Check::new(
+            format!("record {}", bad.file),
+            Verdict::Fail,
+            format!("unreadable: {}", bad.reason),
+        ));
+    }
+    for stored in &scan.records {
+        if matches!(stored.record.status, Status::Landed | Status::Abandoned) {
+            continue;
+        }
+        let name = format!("record {}", stored.id);
+        match inputs.allowlist.gate_record(&stored.record) {
+            Ok(gated) => {
+                if let Some(url) = &gated.origin_url {
+                    origins.insert(url.clone(), gated.identity.clone());
+                }
+                checks.push(Check::new(
+                    name,
+                    Verdict::Ok,
+                    format!(
+                        "{} passes the gates ({})",
+                        gated.repo.path.display(),
+                        stored.record.status
+                    ),
+                ));
+            }
+            Err(e) => checks.push(Check::new(name, Verdict::Fail, e.to_string())),
+        }
+    }
+    if origins.is_empty() {
+        return checks;
+    }
+    let client = crate::atomic_file::ensure_private_dir(&inputs.berth_dir)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            LockClient::new(
+                &inputs.berth_dir.join("lock-scratch.git"),
+                LockSettings::default(),
+            )
+            .map_err(|e| e.to_string())
+        });
+    let client = match client {
+        Ok(client) => client,
+        Err(e) => {
+            checks.push(Check::new("lane locks", Verdict::Fail, e));
+            return checks;
+        }
+    };
+    for (url, identity) in origins {
+        let name = format!("lane locks of {identity}");
+        match client.list(&url) {
+            Ok(locks) if locks.is_empty() => {
+                checks.push(Check::new(name, Verdict::Ok, "none held"))
+            }
+            Ok(locks) => {
+                for lock in locks {
+                    let (verdict, detail) = match &lock.state {
+                        ListedLock::Live(p) => (
+                            Verdict::Ok,
+                            format!("held by {} until {}", p.owner_id, p.expires_at),
+                        ),
+                        ListedLock::HolderGone { payload, reason } => (
+                            Verdict::Warn,
+                            format!(
+                                "held by {} until {} but the holder is gone ({reason}); the next landing takes it over",
+                                payload.owner_id, payload.expires_at
+                            ),
+                        ),
+                        ListedLock::Expired(p) => (
+                            Verdict::Warn,
+                            format!(
+                                "EXPIRED since {} (holder {}); the next landing takes it over",
+                                p.expires_at, p.owner_id
+                            ),
+                        ),
+                        ListedLock::Unreadable { reason } => (
+                            Verdict::Fail,
+                            format!(
+                                "UNREADABLE ({reason}); see `berth lock release {} --repo-path …`",
+                                lock.ref_name
+                            ),
+                        ),
+                    };
+                    checks.push(Check::new(
+                        format!("{name}: {}", lock.ref_name),
+                        verdict,
+                        detail,
+                    ));
+                }
+            }
+            Err(e) => checks.push(Check::new(name, Verdict::Fail, e.to_string())),
+        }
+    }
+    checks
+}
+
+fn rules(root: Option<&Path>) -> Check {
+    let shown = crate::rules::set::describe_root(root);
+    match crate::rules::Rules::load(root) {
+        Ok(rules) => Check::new(
+            "rules",
+            Verdict::Ok,
+            format!(
+                "{shown}: {} passes `rules check`",
+                crate::rules::set::short(rules.current().hash())
+            ),
+        ),
+        Err(failure) => Check::new("rules", Verdict::Fail, format!("{shown}: {failure}")),
+    }
+}
+
+fn service(inputs: &Inputs<'_>) -> Check {
+    let Some(home) = &inputs.home else {
+        return Check::new(
+            "service",
+            Verdict::Warn,
+            "HOME is not set; cannot look for it",
+        );
+    };
+    let name = crate::service::service_name(&inputs.berth_dir, home);
+    let path = crate::service::unit_path(inputs.platform, &name, home);
+    if path.symlink_metadata().is_err() {
+        return Check::new(
+            "service",
+            Verdict::Warn,
+            format!(
+                "not installed ({} absent); `berth install` writes it",
+                path.display()
+            ),
+        );
+    }
+    if inputs.platform != Platform::Systemd || which("systemctl").is_none() {
+        return Check::new(
+            "service",
+            Verdict::Ok,
+            format!("installed at {}", path.display()),
+        );
+    }
+    match probe("systemctl", &["--user", "is-active", &name]) {
+        Ok((true, state)) => Check::new(
+            "service",
+            Verdict::Ok,
+            format!("{name} is {state} ({})", path.display()),
+        ),
+        Ok((false, state)) => Check::new(
+            "service",
+            Verdict::Warn,
+            format!(
+                "{name} is installed but {} (systemctl --user enable --now {name})",
+                if state.is_empty() {
+                    "not active"
+                } else {
+                    &state
+                }
+            ),
+        ),
+        Err(e) => Check::new("service", Verdict::Warn, format!("installed; {e}")),
+    }
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| Path::new(dir).join(program))
+        .find(|p| p.is_file())
+}
+
+fn daemon(berth_dir: &Path, poll_secs: u64) -> Check {
+    let name = "daemon";
+    match crate::instance::running(berth_dir) {
+        Ok(Some(holder)) => {
+            let health = crate::telemetry::Health::read(berth_dir).ok().flatten();
+            let last = health.as_ref().and_then(|h| h.last_tick.clone());
+            let Some(tick) = last else {
+                return Check::new(name, Verdict::Ok, format!("running, {holder}; no tick yet"));
+            };
+            let age = crate::clock::parse_iso(&tick.at)
+                .map(|at| (crate::clock::now() - at).num_seconds().max(0) as u64);
+            // A tick waits for the forge and the disk; three intervals plus a minute late
+            // means the loop is stuck, not slow.
+            let stale = age.is_some_and(|a| a > 3 * poll_secs.max(1) + 60);
+            let verdict = if !tick.ok || stale {
+                Verdict::Fail
+            } else {
+                Verdict::Ok
+            };
+            Check::new(
+                name,
+                verdict,
+                format!(
+                    "running, {holder}; last tick {} ({}s ago): {}",
+                    tick.at,
+                    age.map_or("?".into(), |a| a.to_string()),
+                    tick.result
+                ),
+            )
+        }
+        Ok(None) => Check::new(
+            name,
+            Verdict::Fail,
+            format!("no daemon running on {}", berth_dir.display()),
+        ),
+        Err(e) => Check::new(
+            name,
+            Verdict::Fail,
+            format!("cannot read the instance lock: {e}"),
+        ),
+    }
+}

@@ -1,0 +1,147 @@
+//! The systemd user unit: `~/.config/systemd/user/<name>.service`.
+//!
+//! Values are written the way systemd reads them back: `Environment=` and `ExecStart=`
+//! words in double quotes with C escapes (`\\`, `\"`, `\n`, `\xNN`), `%` doubled everywhere
+//! (systemd expands `%h`, `%u`… specifiers), and `$` doubled in `ExecStart=` (systemd
+//! expands `$VAR` there), so a path with spaces, quotes, `%` or `$` arrives verbatim.
+
+use std::path::{Path, PathBuf};
+
+use super::{ServiceSpec, UnitFile};
+
+pub fn unit_path(name: &str, home: &Path) -> PathBuf {
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| home.join(".config"));
+    config.join("systemd/user").join(format!("{name}.service"))
+}
+
+pub fn unit(spec: &ServiceSpec) -> UnitFile {
+    let name = spec.name();
+    let exec = spec
+        .argv()
+        .iter()
+        .map(|word| quote(word, true))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let env: String = spec
+        .env()
+        .iter()
+        .map(|(key, value)| format!("Environment={}\n", quote(&format!("{key}={value}"), false)))
+        .collect();
+    let text = format!(
+        "# Written by `berth install`; remove with `berth uninstall --berth-dir <dir>`.\n\
+         [Unit]\n\
+         Description={}\n\
+         Wants=network-online.target\n\
+         After=network-online.target\n\
+         \n\
+         [Service]\n\
+         Type=exec\n\
+         WorkingDirectory=~\n\
+         {env}\
+         ExecStart={exec}\n\
+         Restart=on-failure\n\
+         RestartSec=10\n\
+         # SIGTERM to berth only: it stops its own landings (kills their process groups,\n\
+         # requeues their records, releases their lane locks) within 6.5 s.\n\
+         KillMode=mixed\n\
+         TimeoutStopSec=30\n\
+         \n\
+         [Install]\n\
+         WantedBy=default.target\n",
+        plain(&format!(
+            "berth release-queue daemon ({})",
+            spec.berth_dir.display()
+        )),
+    );
+    UnitFile {
+        path: unit_path(&name, &spec.home),
+        text,
+        start_hint: format!(
+            "systemctl --user daemon-reload && systemctl --user enable --now {name}"
+        ),
+        stop_hint: format!("systemctl --user disable --now {name}"),
+    }
+}
+
+/// The `BERTH_DIR` of an installed unit.
+pub fn recorded_berth_dir(text: &str) -> Option<PathBuf> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("Environment="))
+        .filter_map(unquote)
+        .find_map(|assignment| assignment.strip_prefix("BERTH_DIR=").map(PathBuf::from))
+}
+
+/// One word in double quotes, escaped for systemd; `exec` also doubles `$`.
+pub fn quote(word: &str, exec: bool) -> String {
+    let mut out = String::from("\"");
+    for ch in word.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '%' => out.push_str("%%"),
+            '$' if exec => out.push_str("$$"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Free text (a description) on one line: specifiers doubled, control characters dropped.
+fn plain(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control())
+        .collect::<String>()
+        .replace('%', "%%")
+}
+
+/// The inverse of [`quote`] for one quoted word (no `$$`: `Environment=` has none);
+/// `None` for anything else.
+pub fn unquote(text: &str) -> Option<String> {
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    let mut out = String::new();
+    let mut chars = inner.chars();
+    while let Some(ch) = chars.next() {
+        match ch {
+            '\\' => match chars.next()? {
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                'x' => {
+                    let hex: String = chars.by_ref().take(2).collect();
+                    out.push(char::from(u8::from_str_radix(&hex, 16).ok()?));
+                }
+                other => out.push(other),
+            },
+            '%' => {
+                if chars.next()? != '%' {
+                    return None;
+                }
+                out.push('%');
+            }
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_round_trips_the_characters_systemd_treats_specially() {
+        for word in ["plain", "a b", "q\"uo\\te", "50%", "new\nline", "bell\u{7}"] {
+            assert_eq!(unquote(&quote(word, false)).as_deref(), Some(word));
+        }
+        assert_eq!(quote("$HOME/%h", true), "\"$$HOME/%%h\"");
+        assert_eq!(quote("$HOME/%h", false), "\"$HOME/%%h\"");
+    }
+}
