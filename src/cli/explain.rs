@@ -11,8 +11,9 @@ use crate::rules::set::short;
 
 #[derive(clap::Args, Debug)]
 pub struct ExplainArgs {
-    /// The PR number.
-    pub pr: u64,
+    /// The PR number, or a record id (as `status --json`, `retry` and `abandon` show it).
+    #[arg(value_name = "PR or id")]
+    pub target: String,
     /// Only the record of this repo identity (e.g. `github.com/acme/widget`, or
     /// `path:/abs/repo` for a legacy record).
     #[arg(long, value_name = "IDENTITY")]
@@ -31,11 +32,23 @@ pub fn run(ctx: &Context, args: &ExplainArgs) -> anyhow::Result<Outcome> {
         .berth_dir
         .clone()
         .unwrap_or_else(crate::paths::default_berth_dir);
-    let lines = crate::rules::decisions::history(&berth_dir, args.pr, args.repo.as_deref())?;
+    // A record id names one record: its PR number, then only its lines.
+    let (pr, only) = match args.target.parse::<u64>() {
+        Ok(pr) => (pr, None),
+        Err(_) => {
+            let stored = ctx.store.load(&args.target)?;
+            (stored.record.pr_number, Some(stored.id))
+        }
+    };
+    let mut lines = crate::rules::decisions::history(&berth_dir, pr, args.repo.as_deref())?;
+    if let Some(id) = &only {
+        lines.retain(|line| text(line, "record") == id);
+    }
     if lines.is_empty() {
         println!(
-            "nothing recorded for PR #{}{} in {}",
-            args.pr,
+            "nothing recorded for {}{} in {}",
+            only.as_deref()
+                .map_or(format!("PR #{pr}"), |id| format!("record {id}")),
             args.repo
                 .as_deref()
                 .map(|r| format!(" of {r}"))
@@ -61,7 +74,7 @@ pub fn run(ctx: &Context, args: &ExplainArgs) -> anyhow::Result<Outcome> {
     let now = now_status(ctx);
     for (record, lines) in by_record {
         let repo = lines.first().map_or("", |l| text(l, "repo"));
-        println!("PR #{} of {repo} (record {record})", args.pr);
+        println!("PR #{pr} of {repo} (record {record})");
         for line in lines {
             println!("  {}", describe(line));
         }

@@ -515,3 +515,35 @@ fn completions_and_config_show() {
         assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
     }
 }
+
+#[test]
+fn explain_accepts_the_record_ids_retry_and_abandon_accept() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(1, "main");
+    world.run_once(&world.git_forge_config("")).success();
+    let by_id = world
+        .berth_daemon()
+        .args(["explain", &id])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&by_id.stdout);
+    assert!(by_id.status.success(), "{text}");
+    assert!(
+        text.contains("PR #1 of ") && text.contains(&format!("(record {id})")),
+        "{text}"
+    );
+    assert!(text.contains("-> landed"), "{text}");
+    let by_pr = world
+        .berth_daemon()
+        .args(["explain", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(by_pr.stdout, by_id.stdout);
+    let unknown = world
+        .berth_daemon()
+        .args(["explain", "no-such-record"])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+}
