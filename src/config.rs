@@ -46,6 +46,9 @@ pub struct Config {
     pub build_state_dir: Option<PathBuf>,
     /// The halt-events dir (and `learned-patterns.json`); default `~/.gstack/skill-faults/`.
     pub faults_dir: Option<PathBuf>,
+    /// Repos whose queued PRs are discovered every tick, even with no local record (gated
+    /// like a record's `repoPath`); the project root is always one of them.
+    pub repos: Vec<String>,
 }
 
 fn template(argv: &[&str]) -> CommandTemplate {
@@ -70,6 +73,7 @@ impl Default for Config {
             max_lanes: 1,
             build_state_dir: None,
             faults_dir: None,
+            repos: Vec::new(),
         }
     }
 }

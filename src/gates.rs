@@ -374,14 +374,37 @@ impl Allowlist {
 
     /// Every gate of DESIGN §5 for one record, in order; the first refusal wins.
     pub fn gate_record(&self, record: &Record) -> Result<GatedRecord, GateError> {
-        let repo = self.gate_repo_path(&record.repo_path)?;
+        self.gate_record_in(record, &self.gate_repo(&record.repo_path)?)
+    }
+
+    /// The part of [`Allowlist::gate_record`] that depends only on the repo path (the
+    /// repo-path gate, `origin`'s URL and identity): the same for every record of one repo,
+    /// so a tick computes it once per distinct path and finishes each record with
+    /// [`Allowlist::gate_record_in`].
+    pub fn gate_repo(&self, raw: &str) -> Result<RepoGate, GateError> {
+        let repo = self.gate_repo_path(raw)?;
+        let origin = crate::identity::origin_url(&repo.path)
+            .map_err(|e| refuse(Gate::RepoIdentity, raw, e.to_string()))
+            .and_then(|origin_url| {
+                let actual = crate::identity::repo_identity(&repo.path)
+                    .map_err(|e| refuse(Gate::RepoIdentity, raw, e.to_string()))?;
+                gate_identity(&actual)?;
+                Ok((actual, origin_url))
+            });
+        Ok(RepoGate { repo, origin })
+    }
+
+    /// The rest of the gates for `record` in a repo that passed [`Allowlist::gate_repo`]
+    /// (the record's `repoPath` must be the path `repo` was gated from).
+    pub fn gate_record_in(
+        &self,
+        record: &Record,
+        repo: &RepoGate,
+    ) -> Result<GatedRecord, GateError> {
         gate_branch(Gate::FeatureBranch, &record.feature_branch)?;
         gate_branch(Gate::BaseBranch, &record.base_branch)?;
-        let origin_url = crate::identity::origin_url(&repo.path)
-            .map_err(|e| refuse(Gate::RepoIdentity, &record.repo_path, e.to_string()))?;
-        let actual = crate::identity::repo_identity(&repo.path)
-            .map_err(|e| refuse(Gate::RepoIdentity, &record.repo_path, e.to_string()))?;
-        gate_identity(&actual)?;
+        let (actual, origin_url) = repo.origin.clone()?;
+        let repo = &repo.repo;
         if let Some(claimed) = &record.repo_identity {
             gate_identity(claimed)?;
             if !claimed.eq_ignore_ascii_case(&actual) {
@@ -395,15 +418,23 @@ impl Allowlist {
                 ));
             }
         }
-        let (worktree, worktree_pin) = self.choose_worktree(&record.worktree_path, &repo);
+        let (worktree, worktree_pin) = self.choose_worktree(&record.worktree_path, repo);
         Ok(GatedRecord {
-            repo,
+            repo: repo.clone(),
             identity: actual,
             origin_url,
             worktree,
             worktree_pin,
         })
     }
+}
+
+/// A repo path that passed the repo-path gate, with its origin's identity (or why that
+/// identity is refused).
+#[derive(Clone, Debug)]
+pub struct RepoGate {
+    pub repo: GatedRepo,
+    pub origin: Result<(String, Option<String>), GateError>,
 }
 
 /// The files libgit2 reads when berth opens the repo must be plain, small, and free of

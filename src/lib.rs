@@ -22,6 +22,7 @@ pub mod logging;
 pub mod ownership;
 pub mod paths;
 pub mod pinned_dir;
+pub mod queue_view;
 pub mod record;
 pub mod rules;
 pub mod runner;

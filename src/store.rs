@@ -151,10 +151,28 @@ impl QueueStore {
     /// Lists every record and reports every `*.json` file that is not one. A missing
     /// queue dir is an empty queue.
     pub fn scan(&self) -> Result<Scan, StoreError> {
-        let mut scan = Scan::default();
+        let (names, unreadable) = self.names()?;
+        let mut scan = Scan {
+            records: Vec::with_capacity(names.len()),
+            unreadable,
+        };
+        for name in names {
+            match self.read_named(&name) {
+                Ok(stored) => scan.records.push(stored),
+                Err(bad) => scan.unreadable.push(bad),
+            }
+        }
+        Ok(scan)
+    }
+
+    /// The sorted names of the queue dir's `*.json` files (hidden ones are berth's lock and
+    /// temp files, not records), and the names that are not even UTF-8. A missing queue
+    /// dir has none.
+    pub fn names(&self) -> Result<(Vec<String>, Vec<Unreadable>), StoreError> {
+        let mut unreadable = Vec::new();
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(scan),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), unreadable)),
             Err(e) => return Err(StoreError::io("read dir", &self.dir)(e)),
         };
         let mut names: Vec<String> = Vec::new();
@@ -162,37 +180,45 @@ impl QueueStore {
             let entry = entry.map_err(StoreError::io("read dir", &self.dir))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else {
-                scan.unreadable.push(Unreadable {
+                unreadable.push(Unreadable {
                     file: name.to_string_lossy().into_owned(),
                     reason: "file name is not UTF-8".into(),
                 });
                 continue;
             };
-            if name.starts_with('.') || !name.ends_with(".json") {
-                continue;
+            if is_record_name(name) {
+                names.push(name.to_owned());
             }
-            names.push(name.to_owned());
         }
         names.sort();
-        for name in names {
-            let id = name.trim_end_matches(".json").to_owned();
-            if let Err(e) = check_id(&id) {
-                // Every write is by id: a record berth could never update must not be
-                // offered to the tick, where it would be claimed and skipped forever.
-                let reason = match e {
-                    StoreError::IdTooLong { reason, .. } => reason,
-                    _ => "file name is not a record id (only A-Z a-z 0-9 . _ - are allowed)".into(),
-                };
-                scan.unreadable.push(Unreadable { file: name, reason });
-                continue;
-            }
-            let path = self.dir.join(&name);
-            match read_record(&path) {
-                Ok(record) => scan.records.push(StoredRecord { id, path, record }),
-                Err(reason) => scan.unreadable.push(Unreadable { file: name, reason }),
-            }
+        Ok((names, unreadable))
+    }
+
+    /// Reads the queue-dir file `name` (`<id>.json`): the record, or why it is not one.
+    /// The one way a queue file is parsed, for a whole scan and for the daemon's
+    /// incremental view alike.
+    pub fn read_named(&self, name: &str) -> Result<StoredRecord, Unreadable> {
+        let id = name.trim_end_matches(".json").to_owned();
+        if let Err(e) = check_id(&id) {
+            // Every write is by id: a record berth could never update must not be
+            // offered to the tick, where it would be claimed and skipped forever.
+            let reason = match e {
+                StoreError::IdTooLong { reason, .. } => reason,
+                _ => "file name is not a record id (only A-Z a-z 0-9 . _ - are allowed)".into(),
+            };
+            return Err(Unreadable {
+                file: name.to_owned(),
+                reason,
+            });
         }
-        Ok(scan)
+        let path = self.dir.join(name);
+        match read_record(&path) {
+            Ok(record) => Ok(StoredRecord { id, path, record }),
+            Err(reason) => Err(Unreadable {
+                file: name.to_owned(),
+                reason,
+            }),
+        }
     }
 
     /// Reads one record by id.
@@ -279,6 +305,12 @@ const MAX_FILE_NAME: usize = 255;
 
 /// The longest id the store can lock: `.<id>.lock` must be a valid file name.
 pub const MAX_ID_LEN: usize = MAX_FILE_NAME - ".".len() - ".lock".len();
+
+/// Whether a queue-dir file name is a record's: `*.json`, not hidden (berth's own lock and
+/// temp files start with a dot).
+pub fn is_record_name(name: &str) -> bool {
+    name.ends_with(".json") && !name.starts_with('.')
+}
 
 fn check_id(id: &str) -> Result<(), StoreError> {
     if id.is_empty() || crate::safe_key::safe_key(id) != id {

@@ -114,7 +114,9 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<RunEnd> {
     ctx.store.ensure_dir()?;
     let rules = args.daemon.rules()?;
     let shared = Arc::new(
-        Shared::new(ctx.store.clone(), ctx.allowlist(), config, berth_dir)?.with_rules(rules),
+        Shared::new(ctx.store.clone(), ctx.allowlist(), config, berth_dir)?
+            .with_rules(rules)
+            .with_project_root(ctx.project_root.as_deref()),
     );
     let _metrics = match &args.metrics_addr {
         Some(addr) => {

@@ -15,16 +15,18 @@
 //! [`crate::gates::Allowlist::gate_record`] in this same tick.
 
 mod landing;
+mod memory;
 mod policy;
 mod shutdown;
 mod tick;
+mod tick_gates;
 mod unsaved;
 mod watch;
 mod worktree;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::task::JoinSet;
@@ -34,6 +36,7 @@ use crate::config::{Config, ForgeKind};
 use crate::forge::Forge;
 use crate::gates::Allowlist;
 use crate::lane_lock::{Lane, LockClient, LockSettings, lock_ref_name};
+use crate::queue_view::{QueueView, Refresh};
 use crate::record::{Record, Status};
 use crate::rules::{DecisionLog, ReloadWatcher, Rules, RulesStatus};
 use crate::runner::Runner;
@@ -42,7 +45,8 @@ use crate::store::{Expect, QueueStore, StoreError};
 pub use landing::{Active, LaneOutcome};
 pub use policy::NOT_BEFORE_FIELD;
 pub use shutdown::StopSignal;
-pub use tick::Candidate;
+pub use tick::{Candidate, PrepareReport, Selection, Wake};
+use tick_gates::TickGates;
 pub use unsaved::{UnsavedLine, read as read_unsaved};
 
 /// How long a stopping daemon waits for its landings to put their records back and
@@ -72,6 +76,14 @@ pub struct Shared {
     pub decisions: DecisionLog,
     /// Metrics and the health file (`berth status`, `--metrics-addr`).
     pub telemetry: Arc<crate::telemetry::Telemetry>,
+    /// The records as last read; every write through [`Shared::transition`] and
+    /// [`Shared::insert`] keeps it current.
+    view: Mutex<QueueView>,
+    /// What the forge and origin last said per repo, and when (bounds forge calls).
+    memory: Mutex<memory::TickMemory>,
+    /// Repos discovered every tick whatever the queue holds: config `repos`, then the
+    /// project root.
+    pub discover_roots: Vec<String>,
 }
 
 /// Run one tick and exit, or keep running.
@@ -112,6 +124,7 @@ impl Shared {
         berth_dir: PathBuf,
     ) -> anyhow::Result<Shared> {
         crate::atomic_file::ensure_private_dir(&berth_dir)?;
+        let discover_roots = config.repos.clone();
         let settings = LockSettings {
             ttl: config.lock_ttl(),
             heartbeat_every: Duration::from_secs(config.heartbeat_secs),
@@ -172,7 +185,40 @@ impl Shared {
             stop: shutdown::StopFlag::default(),
             active: Active::default(),
             rules: Rules::embedded()?,
+            view: Mutex::new(QueueView::new()),
+            memory: Mutex::new(memory::TickMemory::default()),
+            discover_roots,
         })
+    }
+
+    /// Adds the project root to the repos discovered every tick (unless it is one already).
+    pub fn with_project_root(mut self, root: Option<&std::path::Path>) -> Shared {
+        if let Some(root) = root.and_then(|r| r.to_str()) {
+            let root = root.trim_end_matches('/').to_owned();
+            if !root.is_empty() && !self.discover_roots.contains(&root) {
+                self.discover_roots.push(root);
+            }
+        }
+        self
+    }
+
+    /// The queue view, locked. Hold it briefly: record writes wait for it.
+    pub fn view(&self) -> MutexGuard<'_, QueueView> {
+        self.view.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes a new record ([`QueueStore::insert`]) and reads it into the view.
+    pub fn insert(&self, record: &Record) -> Result<String, StoreError> {
+        let id = self.store.insert(record)?;
+        self.view().written(&self.store, &id);
+        Ok(id)
+    }
+
+    /// Uses `forge` instead of the configured one (an embedding program's own forge, e.g.
+    /// the tick benchmark's call-counting stand-in).
+    pub fn with_forge(mut self, forge: Arc<dyn Forge>) -> Shared {
+        self.forge = forge;
+        self
     }
 
     /// Uses `rules` (e.g. loaded from `--rules-root`) instead of the embedded defaults.
@@ -202,7 +248,12 @@ impl Shared {
                 if matches!(e, StoreError::Locked { .. }) {
                     tracing::warn!("skipped this tick: {e}");
                 }
-            })?;
+            });
+        // Written or not, the file is re-read: a refused write means the view was stale.
+        if !matches!(updated, Err(StoreError::BadId(_))) {
+            self.view().written(&self.store, id);
+        }
+        let updated = updated?;
         if let Some(from) = from
             && from != updated.status
         {
@@ -217,6 +268,14 @@ impl Shared {
             base_branch: candidate.record.base_branch.clone(),
         }
     }
+}
+
+/// One tick's bookkeeping (steps 1–4) and selection (step 5), starting no landing: for
+/// benchmarks and programs that measure what a tick costs.
+pub fn bookkeeping(shared: &Shared, wake: Wake, refresh: &Refresh) -> (PrepareReport, Selection) {
+    let (report, gates) = tick::prepare(shared, wake, refresh);
+    let selection = tick::select(shared, &HashSet::new(), 0, gates);
+    (report, selection)
 }
 
 /// Runs the daemon until `--once` is done, a signal arrives, or `stop` is cancelled (the
@@ -253,6 +312,7 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
     let mut blocked_before_landing = Blocked::default();
     let mut processed = false;
     let mut ticked_once = false;
+    let mut last_sweep: Option<std::time::Instant> = None;
     // An event that arrived while the loop was busy with bookkeeping, handled next.
     let mut pending: Option<Event> = None;
 
@@ -302,7 +362,7 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
                     interruptible(
                         &mut signals,
                         &stop,
-                        start_landings(&shared, &cancel, &mut landings),
+                        start_landings(&shared, &cancel, &mut landings, TickGates::default()),
                     )
                     .await
                     .map(|policy_blocked| blocked_before_landing.by_policy += policy_blocked)
@@ -311,19 +371,35 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
                 }
             }
             Event::Tick | Event::QueueChanged(_) => {
-                if let Event::QueueChanged(changes) = &event {
-                    tracing::debug!(?changes, "queue dir changed");
-                }
                 ticked_once = true;
+                // A watcher's wake looks at the files it named (all of them if it lost
+                // events). A poll tick trusts the watcher and reads nothing, except for a
+                // stat sweep of every file on the first tick, without a watcher, and once
+                // per `reconcile_every_secs` in case a change went unseen.
+                let (wake, refresh) = match event {
+                    Event::QueueChanged(changes) if changes.rescan => {
+                        (tick::Wake::Watcher, Refresh::Sweep)
+                    }
+                    Event::QueueChanged(changes) => {
+                        (tick::Wake::Watcher, Refresh::Files(changes.files))
+                    }
+                    _ if mode == Mode::Once || sweep_due(last_sweep, &shared.config) => {
+                        (tick::Wake::Poll, Refresh::Sweep)
+                    }
+                    _ => (tick::Wake::Poll, Refresh::Files(Default::default())),
+                };
+                if refresh == Refresh::Sweep {
+                    last_sweep = Some(std::time::Instant::now());
+                }
                 // A skipped lane waits for the poll interval, not for the next write to the
                 // queue dir (berth's own requeue is such a write).
-                if matches!(event, Event::Tick) {
+                if wake == tick::Wake::Poll {
                     landings.skipped.clear();
                 }
                 interruptible(
                     &mut signals,
                     &stop,
-                    start_tick(&shared, &cancel, &mut landings),
+                    start_tick(&shared, &cancel, &mut landings, wake, refresh),
                 )
                 .await
                 .map(|blocked| blocked_before_landing.add(blocked))
@@ -345,6 +421,12 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
             });
         }
     }
+}
+
+/// Whether a poll tick should stat every queue file: none yet, or none within
+/// `reconcile_every_secs` (a safety net under the watcher, which reports every write).
+fn sweep_due(last: Option<std::time::Instant>, config: &Config) -> bool {
+    last.is_none_or(|at| at.elapsed() >= Duration::from_secs(config.reconcile_every_secs.max(1)))
 }
 
 /// Runs the loop's own bookkeeping (which may wait on the forge or the disk) while still
@@ -454,20 +536,28 @@ async fn start_tick(
     shared: &Arc<Shared>,
     cancel: &CancellationToken,
     landings: &mut Landings,
+    wake: tick::Wake,
+    refresh: Refresh,
 ) -> Blocked {
     let started = std::time::Instant::now();
     tracing::debug!("tick");
     let prep = Arc::clone(shared);
-    let (at_gates, mut result) =
-        match tokio::task::spawn_blocking(move || tick::prepare(&prep)).await {
-            Ok(report) => (report.gate_blocked, Ok(report.summary())),
-            Err(e) => {
-                tracing::error!("tick preparation failed: {e}");
-                (0, Err(format!("tick preparation failed: {e}")))
-            }
-        };
+    let prepared = tokio::task::spawn_blocking(move || tick::prepare(&prep, wake, &refresh)).await;
+    let (at_gates, gates, mut result) = match prepared {
+        // A watcher's wake about nothing new: no tick happened.
+        Ok((report, _)) if report.nothing_changed => return Blocked::default(),
+        Ok((report, gates)) => (report.gate_blocked, gates, Ok(report.summary())),
+        Err(e) => {
+            tracing::error!("tick preparation failed: {e}");
+            (
+                0,
+                TickGates::default(),
+                Err(format!("tick preparation failed: {e}")),
+            )
+        }
+    };
     let before = landings.tasks.len();
-    let by_policy = start_landings(shared, cancel, landings).await;
+    let by_policy = start_landings(shared, cancel, landings, gates).await;
     if let Ok(summary) = &mut result {
         summary.push_str(&format!(
             ", {} landing(s) started",
@@ -494,6 +584,7 @@ async fn start_landings(
     shared: &Arc<Shared>,
     cancel: &CancellationToken,
     landings: &mut Landings,
+    gates: TickGates,
 ) -> usize {
     if cancel.is_cancelled() {
         return 0;
@@ -502,7 +593,8 @@ async fn start_landings(
     let skip = landings.busy_lanes();
     let running = landings.tasks.len();
     let selection =
-        match tokio::task::spawn_blocking(move || tick::select(&pick, &skip, running)).await {
+        match tokio::task::spawn_blocking(move || tick::select(&pick, &skip, running, gates)).await
+        {
             Ok(selection) => selection,
             Err(e) => {
                 tracing::error!("candidate selection failed: {e}");

@@ -29,17 +29,13 @@ pub struct QueueView {
 }
 
 impl QueueView {
-    pub fn of(records: &[StoredRecord]) -> QueueView {
-        QueueView {
-            queued: records
-                .iter()
-                .filter(|s| s.record.status == Status::Queued)
-                .count(),
-            in_flight: records
-                .iter()
-                .filter(|s| s.record.status.is_in_flight())
-                .count(),
+    pub fn of<'a>(records: impl IntoIterator<Item = &'a StoredRecord>) -> QueueView {
+        let mut view = QueueView::default();
+        for stored in records {
+            view.queued += usize::from(stored.record.status == Status::Queued);
+            view.in_flight += usize::from(stored.record.status.is_in_flight());
         }
+        view
     }
 }
 
@@ -206,11 +202,7 @@ pub fn on_land_result(
     lane: &Lane,
     facts: &LandFacts,
 ) -> LandVerdict {
-    let view = shared
-        .store
-        .scan()
-        .map(|scan| QueueView::of(&scan.records))
-        .unwrap_or_default();
+    let view = QueueView::of(shared.view().records());
     let decided = landing::on_land_result(
         &shared.rules.current(),
         &record_value(id, record),

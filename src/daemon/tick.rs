@@ -1,16 +1,27 @@
 //! The bookkeeping half of a tick (DESIGN §3 steps 1–5): reconcile and audit, reclaim,
-//! discover, gate, select. Plain blocking code over the store, the gates and the forge.
+//! discover, gate, select. Plain blocking code over the queue view, the gates and the forge.
+//!
+//! A tick costs what changed (DESIGN §3 item 8): the queue view re-reads only changed
+//! files; only records something will be done with are gated, each repo path once per
+//! tick ([`TickGates`]); the forge is asked through [`TickMemory`], which keeps it to one
+//! discovery per repo per poll interval and one shared listing per repo per reconcile
+//! interval.
 
 use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
 
+use crate::faults::queue_facts::{QueueFacts, RepoFacts};
 use crate::forge::{ForgeRepo, PrRef, QueuedPr};
 use crate::gates::{Gate, GateError, GatedRecord};
 use crate::gstack_text;
 use crate::lane_lock::{Lane, lock_ref_name};
+use crate::queue_view::Refresh;
 use crate::record::{Record, Status};
 use crate::rules::contracts::landing::Admit;
 use crate::store::{Expect, StoredRecord};
 
+use super::memory::TickMemory;
+use super::tick_gates::TickGates;
 use super::{Shared, policy};
 
 /// A queued record that passed every gate this tick, with the values the gates resolved.
@@ -28,6 +39,8 @@ pub struct PrepareReport {
     pub reclaimed: usize,
     pub discovered: usize,
     pub gate_blocked: usize,
+    /// A watcher's wake found nothing changed: the tick did nothing at all.
+    pub nothing_changed: bool,
 }
 
 impl PrepareReport {
@@ -40,88 +53,232 @@ impl PrepareReport {
     }
 }
 
-/// Steps 1–4: reconcile blocked records, audit landed ones, reclaim stranded ones,
-/// discover remote PRs, and block every queued record that fails a gate.
-pub fn prepare(shared: &Shared) -> PrepareReport {
+/// What started a tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// The poll interval (or `--once`): time-driven work (reconcile, discovery) is due.
+    Poll,
+    /// The queue watcher saw writes: if the view did not change, there is nothing to do.
+    Watcher,
+}
+
+/// The records a tick has something to do with, copied out of the view.
+#[derive(Default)]
+struct Work {
+    /// Blocked records due for a re-check, landed ones not yet proven and due.
+    due: Vec<StoredRecord>,
+    in_flight: Vec<StoredRecord>,
+    queued: Vec<StoredRecord>,
+}
+
+impl Work {
+    fn of(shared: &Shared, now: chrono::DateTime<chrono::Utc>) -> Work {
+        let every = shared.config.reconcile_every_secs as i64;
+        let mut work = Work::default();
+        for stored in shared.view().records() {
+            let record = &stored.record;
+            match record.status {
+                Status::Queued => work.queued.push(stored.clone()),
+                s if s.is_in_flight() => work.in_flight.push(stored.clone()),
+                Status::Blocked | Status::Landed if reconcile_due(record, now, every) => {
+                    work.due.push(stored.clone())
+                }
+                _ => {}
+            }
+        }
+        work
+    }
+}
+
+/// Landed and proven merged, or abandoned: nothing will ever be done with it.
+fn settled(record: &Record) -> bool {
+    record.status == Status::Abandoned
+        || record.status == Status::Landed && record.last_github_state.as_deref() == Some("MERGED")
+}
+
+/// A blocked record, or a landed one not proven merged, not asked of the forge within
+/// `every` seconds.
+fn reconcile_due(record: &Record, now: chrono::DateTime<chrono::Utc>, every: i64) -> bool {
+    if settled(record) {
+        return false;
+    }
+    record
+        .last_github_checked_at
+        .as_deref()
+        .and_then(crate::clock::parse_iso)
+        .is_none_or(|at| (now - at).num_seconds() >= every)
+}
+
+/// Steps 1–4: bring the queue view up to date (`refresh`; a watcher's wake that changed
+/// nothing ends here), reconcile blocked records,
+/// audit landed ones, reclaim stranded ones, discover remote PRs, block every queued
+/// record that fails a gate, and run the fault watch. The gates it computed are handed on
+/// to [`select`] in the same tick.
+pub fn prepare(shared: &Shared, wake: Wake, refresh: &Refresh) -> (PrepareReport, TickGates) {
+    let mut report = PrepareReport::default();
+    let mut gates = TickGates::default();
+    let (refreshed, files_read) = {
+        let mut view = shared.view();
+        (view.refresh(&shared.store, refresh), view.files_read())
+    };
+    // For operators (and tests) counting what an idle daemon does: one line per wake.
+    tracing::debug!(changed = refreshed.changed, files_read, "tick");
+    for bad in &refreshed.newly_unreadable {
+        tracing::warn!(file = %bad.file, "unreadable queue record: {}", bad.reason);
+    }
+    if wake == Wake::Watcher && refreshed.changed == 0 {
+        // A watcher's wake about files berth itself wrote (or that did not change).
+        report.nothing_changed = true;
+        return (report, gates);
+    }
     // Verdicts the store refused earlier (ENOSPC, EIO) are written first.
     super::unsaved::retry(shared);
-    let mut report = PrepareReport::default();
     // A rule fallback not seen again during this tick and the next stops being listed.
     shared
         .decisions
         .fallbacks()
         .next_tick(shared.rules.current().hash());
-    let records = match shared.store.scan() {
-        Ok(scan) => {
-            for bad in &scan.unreadable {
-                tracing::warn!(file = %bad.file, "unreadable queue record: {}", bad.reason);
-            }
-            scan.records
-        }
-        Err(e) => {
-            tracing::error!("cannot scan the queue: {e}");
-            return report;
-        }
-    };
+    let mut memory = shared.memory.lock().unwrap_or_else(|e| e.into_inner());
     let now = crate::clock::now();
-    for stored in &records {
-        match stored.record.status {
-            Status::Blocked | Status::Landed => {
-                report.reconciled += usize::from(reconcile(shared, stored, now))
-            }
-            s if s.is_in_flight() => report.reclaimed += usize::from(reclaim(shared, stored, now)),
-            _ => {}
-        }
+    let work = Work::of(shared, now);
+    report.reconciled = reconcile(shared, &mut gates, &mut memory, &work.due);
+    for stored in &work.in_flight {
+        report.reclaimed += usize::from(reclaim(shared, stored, now));
     }
-    report.discovered = discover(shared, &records);
-    report.gate_blocked = gate_queued(shared);
-    // Faults (DESIGN §7): detectors over the build-state runs and the queue, halt events.
-    crate::faults::watch::tick(shared);
+    let live = live_repos(shared, &mut gates, &mut memory);
+    report.discovered = discover(shared, &mut memory, &live);
+    report.gate_blocked = gate_queued(shared, &mut gates);
+    watch_faults(shared, &mut memory, &live, !work.in_flight.is_empty());
     if report.reconciled + report.reclaimed + report.discovered + report.gate_blocked > 0 {
         tracing::info!(?report, "tick bookkeeping");
     }
-    report
+    (report, gates)
+}
+
+/// A repo the tick asks the forge about: gated, by the identity read from its origin.
+struct LiveRepo {
+    repo: ForgeRepo,
+    /// The path its records (or the configuration) name; discovered records get it.
+    repo_path: String,
+    /// Its live (queued or in-flight) records.
+    records: Vec<StoredRecord>,
+}
+
+/// The repos to discover (DESIGN §3 step 3): every configured repo (config `repos` and the
+/// project root), even with an empty queue, and every repo with a live record. Never a
+/// repo whose records are all settled. Only gated repos are ever asked about: a planted
+/// record's claimed identity never becomes a `gh --repo` (or a `GH_HOST`).
+fn live_repos(
+    shared: &Shared,
+    gates: &mut TickGates,
+    memory: &mut TickMemory,
+) -> BTreeMap<String, LiveRepo> {
+    let mut repos: BTreeMap<String, LiveRepo> = BTreeMap::new();
+    fn add<'r>(
+        repos: &'r mut BTreeMap<String, LiveRepo>,
+        identity: &str,
+        origin: &Option<String>,
+        path: &str,
+    ) -> &'r mut LiveRepo {
+        repos
+            .entry(identity.to_owned())
+            .or_insert_with(|| LiveRepo {
+                repo: ForgeRepo::new(identity, origin.clone().unwrap_or_default()),
+                repo_path: path.to_owned(),
+                records: Vec::new(),
+            })
+    }
+    for path in &shared.discover_roots {
+        match gates.repo(&shared.allowlist, path) {
+            Ok(gate) => match &gate.origin {
+                Ok((identity, origin)) => {
+                    add(&mut repos, identity, origin, path);
+                }
+                Err(refusal) => refused_root(memory, path, &refusal.to_string()),
+            },
+            Err(refusal) => refused_root(memory, path, &refusal.to_string()),
+        }
+    }
+    let live: Vec<StoredRecord> = shared
+        .view()
+        .records()
+        .filter(|s| s.record.status == Status::Queued || s.record.status.is_in_flight())
+        .cloned()
+        .collect();
+    for stored in live {
+        if let Ok(gated) = gates.record(&shared.allowlist, &stored.record) {
+            add(
+                &mut repos,
+                &gated.identity,
+                &gated.origin_url,
+                &stored.record.repo_path,
+            )
+            .records
+            .push(stored);
+        }
+    }
+    repos
+}
+
+fn refused_root(memory: &mut TickMemory, path: &str, reason: &str) {
+    // Once per path and reason: a configured repo is asked about every tick.
+    if memory.first_refusal(&format!("{path}\0{reason}")) {
+        tracing::warn!("skipping discovery for disallowed repoPath: {reason}");
+    }
 }
 
 /// Step 1: a blocked record the forge now reports merged becomes `landed`; a `landed` one
-/// not yet proven is audited. Each record is asked at most once per `reconcile_every_secs`.
-fn reconcile(shared: &Shared, stored: &StoredRecord, now: chrono::DateTime<chrono::Utc>) -> bool {
-    let record = &stored.record;
-    if record.status == Status::Landed && record.last_github_state.as_deref() == Some("MERGED") {
-        return false;
-    }
-    let due = record
-        .last_github_checked_at
-        .as_deref()
-        .and_then(crate::clock::parse_iso)
-        .is_none_or(|at| (now - at).num_seconds() >= shared.config.reconcile_every_secs as i64);
-    if !due {
-        return false;
-    }
+/// not yet proven is audited. Each record is due at most once per `reconcile_every_secs`,
+/// and every due record of one repo is answered by that repo's one shared listing.
+fn reconcile(
+    shared: &Shared,
+    gates: &mut TickGates,
+    memory: &mut TickMemory,
+    due: &[StoredRecord],
+) -> usize {
     // Only records that pass the gates are ever asked about: a planted record's identity
     // must not become a `gh --repo` argument.
-    let Ok(gated) = shared.allowlist.gate_record(record) else {
-        return false;
-    };
-    let repo = ForgeRepo::new(
-        gated.identity.clone(),
-        gated.origin_url.clone().unwrap_or_default(),
-    );
-    let pr = PrRef {
+    let mut by_repo: BTreeMap<String, (ForgeRepo, Vec<&StoredRecord>)> = BTreeMap::new();
+    for stored in due {
+        let Ok(gated) = gates.record(&shared.allowlist, &stored.record) else {
+            continue;
+        };
+        by_repo
+            .entry(gated.identity.clone())
+            .or_insert_with(|| {
+                let origin = gated.origin_url.clone().unwrap_or_default();
+                (ForgeRepo::new(gated.identity.clone(), origin), Vec::new())
+            })
+            .1
+            .push(stored);
+    }
+    let every = Duration::from_secs(shared.config.reconcile_every_secs.max(1));
+    let mut changed = 0;
+    for (repo, records) in by_repo.values() {
+        let wanted: Vec<PrRef<'_>> = records.iter().map(|s| pr_ref(&s.record)).collect();
+        let proofs = memory.proofs(shared.forge.as_ref(), repo, &wanted, every);
+        for stored in records {
+            if let Some(proof) = proofs.get(&stored.record.pr_number) {
+                changed += usize::from(apply_proof(shared, stored, proof));
+            }
+        }
+    }
+    changed
+}
+
+fn pr_ref(record: &Record) -> PrRef<'_> {
+    PrRef {
         number: record.pr_number,
         feature_branch: &record.feature_branch,
         base_branch: &record.base_branch,
-    };
-    let proof = match shared.forge.merge_proof(&repo, &pr) {
-        Ok(proof) => proof,
-        Err(e) => {
-            tracing::warn!(record = %stored.id, "reconcile: {e}");
-            return false;
-        }
-    };
+    }
+}
+
+/// Writes what the forge said about one due record; whether its status changed.
+fn apply_proof(shared: &Shared, stored: &StoredRecord, proof: &crate::forge::MergeProof) -> bool {
     let checked_at = crate::clock::now_iso();
     let state = proof.state.to_string().to_uppercase();
-    let from = record.status;
+    let from = stored.record.status;
     let result = match (from, proof.merged) {
         (Status::Blocked, true) => {
             shared.transition(&stored.id, Expect::OneOf(&[from]), Status::Landed, |r| {
@@ -192,41 +349,43 @@ fn reclaim(shared: &Shared, stored: &StoredRecord, now: chrono::DateTime<chrono:
     }
 }
 
-/// Step 3: one forge listing per distinct repo identity in the queue; a labelled PR with a
-/// valid marker and no local record becomes a local `queued` record. Local wins.
-fn discover(shared: &Shared, records: &[StoredRecord]) -> usize {
-    // Only repos of records that pass every gate are asked about, by the identity read
-    // from their origin: a planted record's claimed identity never becomes a `gh --repo`
-    // (or a `GH_HOST`).
-    let mut repos: BTreeMap<String, &StoredRecord> = BTreeMap::new();
-    for stored in records {
-        if let Ok(gated) = shared.allowlist.gate_record(&stored.record) {
-            repos.entry(gated.identity).or_insert(stored);
-        }
-    }
-    let known: HashSet<&str> = records.iter().map(|s| s.id.as_str()).collect();
+/// Step 3: one forge listing per live repo, at most once per poll interval; a labelled PR
+/// with a valid marker and no local record becomes a local `queued` record. Local wins.
+fn discover(shared: &Shared, memory: &mut TickMemory, repos: &BTreeMap<String, LiveRepo>) -> usize {
+    let every = Duration::from_secs(shared.config.poll_secs.max(1));
     let mut added = 0;
-    for (identity, example) in repos {
-        let repo = ForgeRepo::new(identity.clone(), String::new());
-        let prs = match shared.forge.list_queued(&repo) {
+    for (identity, live) in repos {
+        if !memory.discovery_due(identity, every) {
+            continue;
+        }
+        let prs = match shared.forge.list_queued(&live.repo) {
             Ok(prs) => prs,
             Err(e) => {
                 // One repo's failure never hides the others.
-                tracing::warn!(repo = %identity, "{}", gstack_text::could_not_discover(&example.record.repo_path, &e));
+                tracing::warn!(repo = %identity, "{}", gstack_text::could_not_discover(&live.repo_path, &e));
+                memory.discovered(identity, None);
                 continue;
             }
         };
+        memory.discovered(
+            identity,
+            Some(
+                prs.iter()
+                    .map(|p| (p.number, p.base_branch.clone()))
+                    .collect(),
+            ),
+        );
         for pr in prs {
-            let id = crate::safe_key::record_id(&identity, &pr.base_branch, pr.number);
-            if known.contains(id.as_str()) {
+            let id = crate::safe_key::record_id(identity, &pr.base_branch, pr.number);
+            if shared.store.path_of(&id).exists() || shared.view().get(&id).is_some() {
                 continue;
             }
             // The forge found it labelled, marked and not a fork; the rule may narrow that.
-            if !super::policy::accept_pr(shared, &identity, &id, &pr) {
+            if !super::policy::accept_pr(shared, identity, &id, &pr) {
                 continue;
             }
-            let record = record_from_remote(&identity, &pr, &example.record);
-            match shared.store.insert(&record) {
+            let record = record_from_remote(identity, &pr, &live.repo_path);
+            match shared.insert(&record) {
                 Ok(id) => {
                     tracing::info!(record = %id, "discovered PR #{} on {identity}", pr.number);
                     added += 1;
@@ -238,22 +397,18 @@ fn discover(shared: &Shared, records: &[StoredRecord]) -> usize {
     added
 }
 
-/// A local record for a PR found only on the forge, for the repo of a local record.
-fn record_from_remote(identity: &str, pr: &QueuedPr, example: &Record) -> Record {
-    // Paths come from the local record of the same repo, never from the PR body: whoever
-    // can edit a PR could otherwise point the landing at any checkout.
-    let mut record = Record::queued(
-        &example.repo_path,
-        &pr.base_branch,
-        &pr.head_branch,
-        pr.number,
-    );
+/// A local record for a PR found only on the forge, in the repo at `repo_path` (a local
+/// record's or a configured one).
+fn record_from_remote(identity: &str, pr: &QueuedPr, repo_path: &str) -> Record {
+    // Paths come from the local record of the same repo or the configuration, never from
+    // the PR body: whoever can edit a PR could otherwise point the landing at any checkout.
+    let mut record = Record::queued(repo_path, &pr.base_branch, &pr.head_branch, pr.number);
     record.run_id = pr.marker.run_id().to_owned();
     record.version = pr.marker.version().to_owned();
     if crate::clock::parse_iso(pr.marker.queued_at()).is_some() {
         record.queued_at = pr.marker.queued_at().to_owned();
     }
-    record.worktree_path = example.repo_path.clone();
+    record.worktree_path = repo_path.to_owned();
     record.repo_identity = Some(identity.to_owned());
     record.pr_url = pr.url.clone();
     record
@@ -262,16 +417,19 @@ fn record_from_remote(identity: &str, pr: &QueuedPr, example: &Record) -> Record
 /// Step 4: every queued record that fails a gate is blocked by its full id; so is every
 /// in-flight one this process is not landing (a planted `landing` record must not hold a
 /// lane it could never land in).
-fn gate_queued(shared: &Shared) -> usize {
-    let Ok(scan) = shared.store.scan() else {
-        return 0;
-    };
+fn gate_queued(shared: &Shared, gates: &mut TickGates) -> usize {
+    let candidates: Vec<StoredRecord> = shared
+        .view()
+        .records()
+        .filter(|s| {
+            s.record.status == Status::Queued
+                || (s.record.status.is_in_flight() && !shared.active.holds(&s.id))
+        })
+        .cloned()
+        .collect();
     let mut blocked = 0;
-    for stored in scan.records.iter().filter(|s| {
-        s.record.status == Status::Queued
-            || (s.record.status.is_in_flight() && !shared.active.holds(&s.id))
-    }) {
-        if let Err(refusal) = shared.allowlist.gate_record(&stored.record) {
+    for stored in &candidates {
+        if let Err(refusal) = gates.record(&shared.allowlist, &stored.record) {
             let reason = gate_block_text(&stored.record, &refusal);
             match shared.transition(
                 &stored.id,
@@ -319,20 +477,96 @@ fn gate_block_log(record: &Record, refusal: &GateError) -> String {
     }
 }
 
+/// Faults (DESIGN §7): the detectors over the build-state runs, and over the queue when
+/// its facts changed (the view, a remote answer) or a record is in flight (whether it is
+/// stranded changes with the clock alone).
+fn watch_faults(
+    shared: &Shared,
+    memory: &mut TickMemory,
+    repos: &BTreeMap<String, LiveRepo>,
+    in_flight: bool,
+) {
+    let every = Duration::from_secs(shared.config.reconcile_every_secs.max(1));
+    let mut repo_facts: Vec<RepoFacts> = Vec::new();
+    for (identity, live) in repos.iter().filter(|(_, l)| !l.records.is_empty()) {
+        let labelled: HashSet<u64> = memory
+            .facts(identity, Vec::new())
+            .labelled
+            .unwrap_or_default()
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
+        // Queued PRs discovery did not list: is the PR closed? One shared listing says.
+        let unlisted: Vec<PrRef<'_>> = live
+            .records
+            .iter()
+            .filter(|s| {
+                s.record.status == Status::Queued && !labelled.contains(&s.record.pr_number)
+            })
+            .map(|s| pr_ref(&s.record))
+            .collect();
+        memory.proofs(shared.forge.as_ref(), &live.repo, &unlisted, every);
+        memory.locks(&shared.locks, &live.repo, every);
+        repo_facts.push(memory.facts(
+            identity,
+            live.records.iter().map(|s| s.id.clone()).collect(),
+        ));
+    }
+    let dirs = crate::faults::watch::WatchDirs {
+        faults_dir: shared
+            .config
+            .faults_dir
+            .clone()
+            .unwrap_or_else(crate::paths::default_faults_dir),
+        state_dir: shared
+            .config
+            .build_state_dir
+            .clone()
+            .unwrap_or_else(crate::paths::default_build_state_dir),
+    };
+    let set = shared.rules.current();
+    crate::faults::watch::tick_runs(&dirs, &set);
+    // The view stays locked while the queue detectors read it: a landing's record write
+    // waits for them (milliseconds), never for the runs above.
+    let view = shared.view();
+    let fallbacks = shared.decisions.fallbacks().active();
+    let seen = (
+        view.generation(),
+        memory.generation(),
+        serde_json::to_string(&fallbacks).unwrap_or_default(),
+    );
+    if memory.detected.as_ref() == Some(&seen) && !in_flight {
+        return;
+    }
+    memory.detected = Some(seen);
+    // Settled records (landed and proven, abandoned) can raise no queue fault: the
+    // detectors see every other record.
+    let records: Vec<&StoredRecord> = view.records().filter(|s| !settled(&s.record)).collect();
+    let unreadable = view.unreadable();
+    let facts = QueueFacts {
+        queue_dir: shared.store.dir(),
+        records: &records,
+        unreadable: &unreadable,
+        lock_ttl: shared.config.lock_ttl(),
+        now: crate::clock::now(),
+        repos: &repo_facts,
+        rule_fallbacks: &fallbacks,
+    };
+    crate::faults::watch::tick_queue(&dirs, &set, &facts);
+}
+
 /// Step 5: at most the rules' `max_lanes` minus `running` candidates: the head of every
 /// free lane, in the rules' `order`, each admitted by the rules' `admit`. A lane with a
 /// record in flight (here or in another live daemon) or listed in `skip` is passed over,
 /// never waited on; so is a record the rules asked to wait, or deferred by a `requeue`.
-pub fn select(shared: &Shared, skip: &HashSet<String>, running: usize) -> Selection {
+/// `gates` are the tick's (fresh ones after a landing finished).
+pub fn select(
+    shared: &Shared,
+    skip: &HashSet<String>,
+    running: usize,
+    mut gates: TickGates,
+) -> Selection {
     let mut selection = Selection::default();
-    let Ok(scan) = shared.store.scan() else {
-        return selection;
-    };
-    let view = policy::QueueView::of(&scan.records);
-    let free = policy::max_lanes(shared, view).saturating_sub(running);
-    if free == 0 {
-        return selection;
-    }
     // Lanes are told apart by their lock ref: two branches that `safe_key` folds together
     // (`rel/1`, `rel-1`) share one lock, so they are one lane here too.
     let lane_key = |r: &Record| {
@@ -341,18 +575,30 @@ pub fn select(shared: &Shared, skip: &HashSet<String>, running: usize) -> Select
             base_branch: r.base_branch.clone(),
         })
     };
-    let in_flight: HashSet<String> = scan
-        .records
-        .iter()
-        .filter(|s| s.record.status.is_in_flight())
-        .map(|s| lane_key(&s.record))
-        .collect();
     let now = crate::clock::now();
-    let queued: Vec<&StoredRecord> = scan
-        .records
-        .iter()
-        .filter(|s| s.record.status == Status::Queued && !policy::deferred(&s.record, now))
-        .collect();
+    let (view, in_flight, queued) = {
+        let records = shared.view();
+        let view = policy::QueueView::of(records.records());
+        let in_flight: HashSet<String> = records
+            .records()
+            .filter(|s| s.record.status.is_in_flight())
+            .map(|s| lane_key(&s.record))
+            .collect();
+        let queued: Vec<StoredRecord> = records
+            .records()
+            .filter(|s| s.record.status == Status::Queued && !policy::deferred(&s.record, now))
+            .cloned()
+            .collect();
+        (view, in_flight, queued)
+    };
+    if queued.is_empty() {
+        return selection;
+    }
+    let free = policy::max_lanes(shared, view).saturating_sub(running);
+    if free == 0 {
+        return selection;
+    }
+    let queued: Vec<&StoredRecord> = queued.iter().collect();
     let ordered = policy::order(shared, &queued);
     let mut seen_lanes: HashSet<String> = HashSet::new();
     for (position, stored) in ordered.iter().map(|&i| queued[i]).enumerate() {
@@ -362,8 +608,7 @@ pub fn select(shared: &Shared, skip: &HashSet<String>, running: usize) -> Select
         if in_flight.contains(&lane_key(&stored.record)) {
             continue;
         }
-        // Gated again right before use: the bookkeeping pass may be seconds old.
-        let Ok(gated) = shared.allowlist.gate_record(&stored.record) else {
+        let Ok(gated) = gates.record(&shared.allowlist, &stored.record) else {
             continue;
         };
         let lane = Lane {

@@ -2,53 +2,52 @@
 //! who owns each in-flight one), the files that are not records, the lane locks on each
 //! repo's origin, and where the forge disagrees with the queue.
 //!
-//! Rules see no file system, process table or network, so the core gathers these. The
-//! remote facts cost a forge listing and a lock listing per repository; they are refreshed
-//! at most every `reconcile_every_secs` per repository (the tick's own reconcile pace),
-//! and a failed listing is logged and leaves that repository's remote facts empty.
+//! Rules see no file system, process table or network, and this module sees none either:
+//! the daemon hands it what it already knows (its queue view, the forge listings it shares
+//! with reconcile and discovery, the lock listings it fetched) and it only turns them into
+//! the detectors' input. How often the remote facts are refreshed is the daemon's business.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::daemon::Shared;
-use crate::forge::{ForgeRepo, PrRef, PrState};
-use crate::lane_lock::ListedLock;
+use crate::forge::PrState;
+use crate::lane_lock::{ListedLock, LockListing};
 use crate::record::Status;
+use crate::store::{StoredRecord, Unreadable};
 
-/// A repository's remote facts and when they were fetched.
-#[derive(Clone)]
-struct Remote {
-    fetched: Instant,
-    /// `(number, base branch)` of every labelled PR the forge listed; `None` if the
-    /// listing failed.
-    labelled: Option<Vec<(u64, String)>>,
+/// What the daemon knows of one gated repository with a live record.
+#[derive(Debug, Clone, Default)]
+pub struct RepoFacts {
+    pub identity: String,
+    /// `(number, base branch)` of every labelled PR discovery listed; `None` if that
+    /// listing failed or has not been made.
+    pub labelled: Option<Vec<(u64, String)>>,
+    /// PR number → state, from the shared listing.
+    pub states: HashMap<u64, PrState>,
     /// Lane locks on the repository's origin.
-    locks: Vec<Value>,
-    /// PR number → state, for queued records missing from the labelled listing.
-    states: HashMap<u64, PrState>,
+    pub locks: Vec<LockListing>,
+    /// The ids of this repository's live records.
+    pub records: Vec<String>,
 }
 
-static REMOTES: LazyLock<Mutex<HashMap<String, Remote>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+/// Everything the queue detectors are given.
+pub struct QueueFacts<'a> {
+    pub queue_dir: &'a Path,
+    pub records: &'a [&'a StoredRecord],
+    pub unreadable: &'a [Unreadable],
+    pub lock_ttl: Duration,
+    pub now: chrono::DateTime<chrono::Utc>,
+    pub repos: &'a [RepoFacts],
+    /// RULE_FAILING: the landing and discovery questions failing closed right now.
+    pub rule_fallbacks: &'a [crate::rules::fallbacks::Fallback],
+}
 
 /// The input map of `rules/detectors/queue/*.rhai`.
-pub fn gather(shared: &Shared) -> Value {
-    let queue_dir = shared.store.dir().display().to_string();
-    let scan = match shared.store.scan() {
-        Ok(scan) => scan,
-        Err(e) => {
-            tracing::warn!("fault watch: cannot scan the queue: {e}");
-            return json!({"queueDir": queue_dir, "records": [], "unreadable": [], "locks": [],
-                          "remote": {"labelledWithoutRecord": [], "closedQueued": []},
-                          "ruleFallbacks": shared.decisions.fallbacks().active()});
-        }
-    };
-    let now = crate::clock::now();
-    let ttl = shared.config.lock_ttl();
-    let records: Vec<Value> = scan
+pub fn gather(facts: &QueueFacts<'_>) -> Value {
+    let records: Vec<Value> = facts
         .records
         .iter()
         .map(|stored| {
@@ -62,42 +61,20 @@ pub fn gather(shared: &Shared) -> Value {
                 "baseBranch": r.base_branch,
                 "lastGithubState": r.last_github_state,
                 "lastError": r.last_error,
-                "stranded": crate::ownership::stranded_reason(r, ttl, now),
+                "stranded": crate::ownership::stranded_reason(r, facts.lock_ttl, facts.now),
             })
         })
         .collect();
-
-    // One entry per gated repository with a live record: only gated repos are ever asked
-    // about (a planted record's identity must not become a forge argument).
-    let mut repos: BTreeMap<String, (ForgeRepo, Vec<&crate::store::StoredRecord>)> =
-        BTreeMap::new();
-    for stored in scan
-        .records
-        .iter()
-        .filter(|s| !matches!(s.record.status, Status::Landed | Status::Abandoned))
-    {
-        let Ok(gated) = shared.allowlist.gate_record(&stored.record) else {
-            continue;
-        };
-        let repo = ForgeRepo::new(
-            gated.identity.clone(),
-            gated.origin_url.clone().unwrap_or_default(),
-        );
-        repos
-            .entry(gated.identity.clone())
-            .or_insert_with(|| (repo, Vec::new()))
-            .1
-            .push(stored);
-    }
-    let every = Duration::from_secs(shared.config.reconcile_every_secs.max(1));
-    let known: HashSet<&str> = scan.records.iter().map(|s| s.id.as_str()).collect();
+    let by_id: HashMap<&str, &StoredRecord> =
+        facts.records.iter().map(|s| (s.id.as_str(), *s)).collect();
+    let known: HashSet<&str> = by_id.keys().copied().collect();
     let mut locks = Vec::new();
     let mut labelled_without_record = Vec::new();
     let mut closed_queued = Vec::new();
-    for (identity, (repo, stored)) in &repos {
-        let remote = remote_facts(shared, repo, stored, every);
-        locks.extend(remote.locks.iter().cloned());
-        let Some(labelled) = &remote.labelled else {
+    for repo in facts.repos {
+        let identity = &repo.identity;
+        locks.extend(repo.locks.iter().map(|lock| lock_fact(identity, lock)));
+        let Some(labelled) = &repo.labelled else {
             continue;
         };
         for (number, base) in labelled {
@@ -107,8 +84,14 @@ pub fn gather(shared: &Shared) -> Value {
                     .push(json!({"repo": identity, "prNumber": number, "id": id}));
             }
         }
-        for s in stored.iter().filter(|s| s.record.status == Status::Queued) {
-            if let Some(PrState::Closed) = remote.states.get(&s.record.pr_number) {
+        let listed: HashSet<u64> = labelled.iter().map(|(n, _)| *n).collect();
+        for s in repo
+            .records
+            .iter()
+            .filter_map(|id| by_id.get(id.as_str()))
+            .filter(|s| s.record.status == Status::Queued && !listed.contains(&s.record.pr_number))
+        {
+            if let Some(PrState::Closed) = repo.states.get(&s.record.pr_number) {
                 closed_queued.push(json!({
                     "id": s.id, "file": s.path.display().to_string(), "repo": identity,
                     "prNumber": s.record.pr_number, "state": "closed",
@@ -117,101 +100,76 @@ pub fn gather(shared: &Shared) -> Value {
         }
     }
     json!({
-        "queueDir": queue_dir,
+        "queueDir": facts.queue_dir.display().to_string(),
         "records": records,
-        "unreadable": scan.unreadable,
+        "unreadable": facts.unreadable,
         "locks": locks,
         "remote": {"labelledWithoutRecord": labelled_without_record, "closedQueued": closed_queued},
-        // RULE_FAILING: the landing and discovery questions failing closed right now.
-        "ruleFallbacks": shared.decisions.fallbacks().active(),
+        "ruleFallbacks": facts.rule_fallbacks,
     })
 }
 
-/// The cached remote facts of `repo`, refreshed when older than `every`.
-fn remote_facts(
-    shared: &Shared,
-    repo: &ForgeRepo,
-    stored: &[&crate::store::StoredRecord],
-    every: Duration,
-) -> Remote {
-    if let Some(cached) = REMOTES
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&repo.identity)
-        .filter(|r| r.fetched.elapsed() < every)
-    {
-        return cached.clone();
-    }
-    let labelled = match shared.forge.list_queued(repo) {
-        Ok(prs) => Some(
-            prs.into_iter()
-                .map(|pr| (pr.number, pr.base_branch))
-                .collect::<Vec<_>>(),
-        ),
-        Err(e) => {
-            tracing::warn!(repo = %repo.identity, "fault watch: forge listing failed: {e}");
-            None
-        }
+fn lock_fact(identity: &str, lock: &LockListing) -> Value {
+    let (state, payload) = match &lock.state {
+        // Not expired yet; the next acquire takes it over.
+        ListedLock::Live(p) | ListedLock::HolderGone { payload: p, .. } => ("live", Some(p)),
+        ListedLock::Expired(p) => ("expired", Some(p)),
+        ListedLock::Unreadable { .. } => ("unreadable", None),
     };
-    let mut states = HashMap::new();
-    if let Some(labelled) = &labelled {
-        let listed: HashSet<u64> = labelled.iter().map(|(n, _)| *n).collect();
-        for s in stored
-            .iter()
-            .filter(|s| s.record.status == Status::Queued && !listed.contains(&s.record.pr_number))
-        {
-            let pr = PrRef {
-                number: s.record.pr_number,
-                feature_branch: &s.record.feature_branch,
-                base_branch: &s.record.base_branch,
-            };
-            match shared.forge.merge_proof(repo, &pr) {
-                Ok(proof) => {
-                    states.insert(s.record.pr_number, proof.state);
-                }
-                Err(e) => tracing::warn!(record = %s.id, "fault watch: PR state unknown: {e}"),
-            }
+    json!({
+        "ref": lock.ref_name,
+        "repo": identity,
+        "state": state,
+        "expiresAt": payload.map(|p| p.expires_at.clone()),
+        "ownerId": payload.map(|p| p.owner_id.clone()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(pr: u64, status: &str) -> StoredRecord {
+        let record = crate::record::Record::from_json(json!({
+            "runId": "run-1", "repoPath": "/r", "baseBranch": "main", "featureBranch": "feat/a",
+            "prNumber": pr, "version": "1.0.0", "livingPlanPath": "/r/PLAN.md",
+            "worktreePath": "/r", "queuedAt": "2026-05-17T08:37:01.000Z", "status": status,
+            "repoIdentity": "github.com/acme/widget"
+        }))
+        .unwrap();
+        let id = record.expected_id();
+        StoredRecord {
+            path: format!("/q/{id}.json").into(),
+            id,
+            record,
         }
     }
-    let locks = if repo.origin_url.is_empty() {
-        Vec::new()
-    } else {
-        match shared.locks.list(&repo.origin_url) {
-            Ok(listing) => listing
-                .into_iter()
-                .map(|lock| {
-                    let (state, payload) = match &lock.state {
-                        // Not expired yet; the next acquire takes it over.
-                        ListedLock::Live(p) | ListedLock::HolderGone { payload: p, .. } => {
-                            ("live", Some(p))
-                        }
-                        ListedLock::Expired(p) => ("expired", Some(p)),
-                        ListedLock::Unreadable { .. } => ("unreadable", None),
-                    };
-                    json!({
-                        "ref": lock.ref_name,
-                        "repo": repo.identity,
-                        "state": state,
-                        "expiresAt": payload.map(|p| p.expires_at.clone()),
-                        "ownerId": payload.map(|p| p.owner_id.clone()),
-                    })
-                })
-                .collect(),
-            Err(e) => {
-                tracing::warn!(repo = %repo.identity, "fault watch: lock listing failed: {e}");
-                Vec::new()
-            }
-        }
-    };
-    let remote = Remote {
-        fetched: Instant::now(),
-        labelled,
-        locks,
-        states,
-    };
-    REMOTES
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(repo.identity.clone(), remote.clone());
-    remote
+
+    #[test]
+    fn remote_facts_come_from_what_the_daemon_hands_over() {
+        let (open, closed) = (stored(1, "queued"), stored(2, "queued"));
+        let records = [&open, &closed];
+        let repo = RepoFacts {
+            identity: "github.com/acme/widget".into(),
+            labelled: Some(vec![(1, "main".into()), (9, "main".into())]),
+            states: [(2, PrState::Closed)].into(),
+            locks: Vec::new(),
+            records: vec![open.id.clone(), closed.id.clone()],
+        };
+        let facts = QueueFacts {
+            queue_dir: Path::new("/q"),
+            records: &records,
+            unreadable: &[],
+            lock_ttl: Duration::from_secs(7200),
+            now: crate::clock::now(),
+            repos: &[repo],
+            rule_fallbacks: &[],
+        };
+        let input = gather(&facts);
+        let remote = &input["remote"];
+        assert_eq!(remote["labelledWithoutRecord"][0]["prNumber"], 9);
+        assert_eq!(remote["labelledWithoutRecord"].as_array().unwrap().len(), 1);
+        assert_eq!(remote["closedQueued"][0]["id"], closed.id.as_str());
+        assert_eq!(input["records"].as_array().unwrap().len(), 2);
+    }
 }

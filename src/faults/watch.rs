@@ -1,5 +1,6 @@
 //! The daemon's fault watch (DESIGN §7): every tick, the detectors over each run's state
-//! file in the build-state dir and over the queue itself; a halt event for every fault that
+//! file in the build-state dir, and over the queue itself whenever the facts the daemon
+//! hands over changed (this module reads no queue, forge or origin of its own); a halt event for every fault that
 //! is new since the last tick, a resolved marker for every fault that cleared.
 //!
 //! Learned-pattern hits are counted (as gstack's `persistHitCounts`: every entry of a fired
@@ -15,7 +16,6 @@ use super::detect::{self, REVIEW_REPORT, RunInput};
 use super::halt::{HaltEvent, stdout_tail};
 use super::halt_store::{HaltStore, SyncReport};
 use super::learned::{self, LearnedSet, LearnedSource};
-use crate::daemon::Shared;
 use crate::rules::RuleSet;
 
 /// The run id the queue detectors' halt events are filed under.
@@ -59,25 +59,35 @@ fn learned_source(path: &Path) -> Arc<LearnedSource> {
     )
 }
 
-/// The daemon's call, once per tick from `prepare`: the runs of the configured
-/// build-state dir, then the queue. Never fails: problems are logged and reported.
-pub fn tick(shared: &Shared) -> WatchReport {
-    let faults_dir = shared
-        .config
-        .faults_dir
-        .clone()
-        .unwrap_or_else(crate::paths::default_faults_dir);
-    let state_dir = shared
-        .config
-        .build_state_dir
-        .clone()
-        .unwrap_or_else(crate::paths::default_build_state_dir);
-    let halts = HaltStore::new(&faults_dir);
-    let set = shared.rules.current();
-    let learned = learned_source(&faults_dir.join(LEARNED_FILE)).current();
-    let mut report = watch_runs(&set, &state_dir, &halts, &learned);
-    let facts = super::queue_facts::gather(shared);
-    let detection = detect::detect_queue(&set, &facts);
+/// Where the fault watch reads and writes, from the daemon's configuration.
+pub struct WatchDirs {
+    /// The halt-events dir (and `learned-patterns.json`).
+    pub faults_dir: PathBuf,
+    /// The orchestrators' run state files.
+    pub state_dir: PathBuf,
+}
+
+/// The daemon's first call each tick: the detectors over the runs of the build-state dir.
+/// Never fails: problems are logged and reported.
+pub fn tick_runs(dirs: &WatchDirs, set: &RuleSet) -> WatchReport {
+    let halts = HaltStore::new(&dirs.faults_dir);
+    let learned = learned_source(&dirs.faults_dir.join(LEARNED_FILE)).current();
+    let report = watch_runs(set, &dirs.state_dir, &halts, &learned);
+    log(&report);
+    report
+}
+
+/// The daemon's second call, on ticks where the queue's facts changed: the queue
+/// detectors over `queue`. Never fails: problems are logged and reported.
+pub fn tick_queue(
+    dirs: &WatchDirs,
+    set: &RuleSet,
+    queue: &super::queue_facts::QueueFacts<'_>,
+) -> WatchReport {
+    let halts = HaltStore::new(&dirs.faults_dir);
+    let mut report = WatchReport::default();
+    let facts = super::queue_facts::gather(queue);
+    let detection = detect::detect_queue(set, &facts);
     report.problems.extend(detection.errors);
     let events: Vec<HaltEvent> = detection
         .faults

@@ -6,6 +6,7 @@
 //! capped. The repository comes only from the validated identity via `--repo`; a GitHub
 //! Enterprise host goes through `GH_HOST` (DESIGN §5).
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -43,6 +44,11 @@ const POLL: Duration = Duration::from_millis(10);
 const LIST_FIELDS: &str = "number,url,baseRefName,headRefName,body,isCrossRepository";
 const CHECK_FIELDS: &str = "number,state,labels,body,headRefName,baseRefName";
 const PROOF_FIELDS: &str = "state,mergedAt,mergeCommit";
+/// The shared listing of reconcile, audit and the queue detectors: every PR's proof fields.
+const STATES_FIELDS: &str = "number,state,mergedAt,mergeCommit";
+/// How many of a repo's newest PRs (any state) the shared listing asks for. An older PR
+/// that is asked about is asked for alone (`gh pr view`).
+pub const STATES_LIMIT: usize = 200;
 
 /// The GitHub CLI forge. Cheap to clone and share.
 #[derive(Debug, Clone)]
@@ -267,30 +273,91 @@ impl Forge for GhForge {
         let target = GhRepo::parse(&repo.identity)?;
         let subject = Subject::pr(repo, pr.number);
         let (value, command) = self.view(&target, &subject, pr.number, PROOF_FIELDS)?;
-        let state = parse_state(&value).map_err(|detail| ForgeError::BadOutput {
+        proof_of(&value).map_err(|detail| ForgeError::BadOutput {
             subject: subject.clone(),
             command,
             detail,
-        })?;
-        let merged_at = value
-            .get("mergedAt")
-            .and_then(Value::as_str)
-            // gh has been seen to print Go's zero time for "never"; that is not a merge.
-            .filter(|t| !t.is_empty() && !t.starts_with("0001-01-01"))
-            .map(str::to_owned);
-        let merge_commit = value
-            .get("mergeCommit")
-            .and_then(|c| c.get("oid"))
-            .and_then(Value::as_str)
-            .filter(|oid| !oid.is_empty())
-            .map(str::to_owned);
-        Ok(MergeProof {
-            merged: state == PrState::Merged && merged_at.is_some(),
-            state,
-            merged_at,
-            merge_commit,
         })
     }
+
+    /// One `gh pr list --state all` for the repo's newest [`STATES_LIMIT`] PRs; a PR asked
+    /// about that is older than those (the listing came back full without it) is asked
+    /// for alone.
+    fn merge_proofs(
+        &self,
+        repo: &ForgeRepo,
+        prs: &[PrRef<'_>],
+    ) -> Result<HashMap<u64, MergeProof>, ForgeError> {
+        let target = GhRepo::parse(&repo.identity)?;
+        let subject = Subject::repo(repo);
+        let full_name = target.full_name();
+        let limit = STATES_LIMIT.to_string();
+        let args = [
+            "pr",
+            "list",
+            "--repo",
+            &full_name,
+            "--state",
+            "all",
+            "--limit",
+            &limit,
+            "--json",
+            STATES_FIELDS,
+        ];
+        let (value, command) = self.run_json(&target, &subject, &args)?;
+        let bad = |detail: String| ForgeError::BadOutput {
+            subject: subject.clone(),
+            command: command.clone(),
+            detail,
+        };
+        let Value::Array(items) = &value else {
+            return Err(bad("expected a JSON array of PRs".into()));
+        };
+        let mut proofs = HashMap::new();
+        for item in items {
+            let number = item
+                .get("number")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| bad("a PR without an integer `number`".into()))?;
+            proofs.insert(number, proof_of(item).map_err(&bad)?);
+        }
+        let missing: Vec<PrRef<'_>> = prs
+            .iter()
+            .filter(|pr| !proofs.contains_key(&pr.number))
+            .copied()
+            .collect();
+        if items.len() >= STATES_LIMIT {
+            proofs.extend(super::proofs_one_by_one(self, repo, &missing));
+        } else {
+            for pr in &missing {
+                tracing::warn!(repo = %repo.identity, "PR #{} is not in `{command}`", pr.number);
+            }
+        }
+        Ok(proofs)
+    }
+}
+
+/// A PR's merge proof from its `state`, `mergedAt` and `mergeCommit`.
+fn proof_of(value: &Value) -> Result<MergeProof, String> {
+    let state = parse_state(value)?;
+    let merged_at = value
+        .get("mergedAt")
+        .and_then(Value::as_str)
+        // gh has been seen to print Go's zero time for "never"; that is not a merge.
+        .filter(|t| !t.is_empty() && !t.starts_with("0001-01-01"))
+        .map(str::to_owned);
+    let merge_commit = value
+        .get("mergeCommit")
+        .and_then(|c| c.get("oid"))
+        .and_then(Value::as_str)
+        .filter(|oid| !oid.is_empty())
+        .map(str::to_owned);
+    Ok(MergeProof {
+        merged: state == PrState::Merged && merged_at.is_some(),
+        state,
+        merged_at,
+        merge_commit,
+    })
 }
 
 impl GhForge {

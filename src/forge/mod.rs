@@ -13,6 +13,7 @@ pub mod gh;
 pub mod git;
 pub mod marker;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -30,8 +31,39 @@ pub trait Forge: Send + Sync {
     /// Claim-time facts about one PR; judge them with [`verify_claim`].
     fn check_pr(&self, repo: &ForgeRepo, pr: &PrRef<'_>) -> Result<PrCheck, ForgeError>;
 
-    /// Whether the PR merged into its base: after landing, and for reconcile and audit.
+    /// Whether the PR merged into its base: after landing.
     fn merge_proof(&self, repo: &ForgeRepo, pr: &PrRef<'_>) -> Result<MergeProof, ForgeError>;
+
+    /// Whether each of `prs` (all of `repo`) merged, in as few questions as the forge
+    /// allows: reconcile, the landed audit and the queue detectors share this one answer.
+    /// A PR the forge gave no answer for is missing from the map (and logged); an error
+    /// means no answer at all. This default asks [`Forge::merge_proof`] once per PR.
+    fn merge_proofs(
+        &self,
+        repo: &ForgeRepo,
+        prs: &[PrRef<'_>],
+    ) -> Result<HashMap<u64, MergeProof>, ForgeError> {
+        Ok(proofs_one_by_one(self, repo, prs))
+    }
+}
+
+/// [`Forge::merge_proofs`] by one [`Forge::merge_proof`] per PR; failures are logged and
+/// leave that PR out.
+pub fn proofs_one_by_one<F: Forge + ?Sized>(
+    forge: &F,
+    repo: &ForgeRepo,
+    prs: &[PrRef<'_>],
+) -> HashMap<u64, MergeProof> {
+    let mut proofs = HashMap::new();
+    for pr in prs {
+        match forge.merge_proof(repo, pr) {
+            Ok(proof) => {
+                proofs.insert(pr.number, proof);
+            }
+            Err(e) => tracing::warn!("PR state unknown: {e}"),
+        }
+    }
+    proofs
 }
 
 /// The repository a question is about.

@@ -61,4 +61,15 @@ impl Forge for MeteredForge {
             self.inner.merge_proof(repo, pr)
         })
     }
+
+    /// One call however many PRs: the shared listing of reconcile, audit and detectors.
+    fn merge_proofs(
+        &self,
+        repo: &ForgeRepo,
+        prs: &[PrRef<'_>],
+    ) -> Result<std::collections::HashMap<u64, MergeProof>, ForgeError> {
+        self.call("merge_proofs", repo, None, || {
+            self.inner.merge_proofs(repo, prs)
+        })
+    }
 }

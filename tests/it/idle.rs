@@ -15,6 +15,33 @@ fn stop(mut daemon: Child) {
     daemon.wait().unwrap();
 }
 
+/// The daemon's `tick` debug lines (one per wake), as `changed=N files_read=M`.
+fn ticks(world: &World) -> Vec<String> {
+    fs::read_to_string(world.berth_state().with_extension("log"))
+        .unwrap_or_default()
+        .lines()
+        .map(strip_ansi)
+        .filter_map(|l| {
+            l.split_once(" tick changed=")
+                .map(|(_, n)| format!("changed={}", n.trim()))
+        })
+        .collect()
+}
+
+/// The log without its colour codes (`ESC [ … m`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|&c| c == 'm');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !done() {
@@ -67,23 +94,25 @@ fn idle_watch_over_a_settled_queue_is_not_woken_by_reads() {
     let daemon = world.spawn_berth(
         &["run", "--watch", "--config", config.to_str().unwrap()],
         &world.berth_state(),
-        &[("GH_STANDIN_DIR", &gh.replies), ("GH_STANDIN_LOG", &gh.log)],
+        &[
+            ("GH_STANDIN_DIR", &gh.replies),
+            ("GH_STANDIN_LOG", &gh.log),
+            ("BERTH_LOG", std::path::Path::new("berth=debug")),
+        ],
     );
     let status = world.berth_state().join("rules-status.json");
     wait_for("the daemon to start", || status.exists());
-    // The first tick's calls (discovery, the fault watch's listing) come and stop.
-    let mut seen = usize::MAX;
-    wait_for("the first tick's forge calls", || {
-        std::thread::sleep(Duration::from_millis(500));
-        std::mem::replace(&mut seen, gh.calls().len()) == seen
-    });
+    let ticks = || ticks(&world);
+    wait_for("the first tick", || ticks().len() == 1);
     // The daemon's own reads, and everyone else's, for a few seconds: no tick, no call.
     read_all(&world.queue);
     std::thread::sleep(Duration::from_secs(2));
     let calls = gh.calls();
+    let ticks = ticks();
     stop(daemon);
-    assert_eq!(calls.len(), seen, "gh calls while idle: {calls:?}");
-    assert!(calls.iter().all(|c| c[..2] == ["pr", "list"]), "{calls:?}");
+    // Every record is settled: nothing to ask the forge, and each file read once.
+    assert!(calls.is_empty(), "gh calls while idle: {calls:?}");
+    assert_eq!(ticks, ["changed=4 files_read=4"]);
 }
 
 #[test]
@@ -133,5 +162,190 @@ fn a_refused_rule_edit_is_reported_once_and_a_valid_one_reloads_once() {
         log.matches("rule set reloaded and active").count(),
         1,
         "{log}"
+    );
+}
+
+/// Repos `acme/<name>` whose origin is GitHub (`git@github.com:acme/<name>.git`, pointed
+/// at a local bare remote by the user's git config, as [`World::gh_lane`] does for
+/// `widget`), with an empty discovery listing each.
+fn github_repos(gh: &GhLane, names: &[&str]) -> Vec<std::path::PathBuf> {
+    let w = gh.world;
+    let mut gitconfig = fs::read_to_string(w.home.join(".gitconfig")).unwrap();
+    let mut repos = Vec::new();
+    for name in names {
+        let bare = w.bare_remote(name);
+        let url = format!("git@github.com:acme/{name}.git");
+        gitconfig.push_str(&format!(
+            "[url \"{}\"]\n\tinsteadOf = {url}\n",
+            bare.display()
+        ));
+        let repo = w.clone_into(&w.code, name, bare.to_str().unwrap());
+        w.run_git(&repo, &["remote", "set-url", "origin", &url]);
+        fs::write(gh.replies.join(format!("pr-list.acme.{name}.json")), "[]").unwrap();
+        repos.push(repo);
+    }
+    fs::write(w.home.join(".gitconfig"), gitconfig).unwrap();
+    repos
+}
+
+/// The `gh` calls as `(what, repo)`: `discover` (open labelled PRs) or `states` (the
+/// shared listing of every PR's state), sorted.
+fn call_kinds(gh: &GhLane) -> Vec<(String, String)> {
+    let mut kinds: Vec<(String, String)> = gh
+        .calls()
+        .iter()
+        .map(|c| {
+            let repo = c[c.iter().position(|a| a == "--repo").unwrap() + 1].clone();
+            let kind = match (&c[1][..], c.contains(&"all".to_owned())) {
+                ("list", false) => "discover",
+                ("list", true) => "states",
+                _ => "view",
+            };
+            (kind.to_owned(), repo)
+        })
+        .collect();
+    kinds.sort();
+    kinds
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+/// Five repos, one tick: a repo with a live record (`a`) and a configured repo with no
+/// record at all (`e`) are discovered; a repo with a blocked record due for a re-check
+/// (`b`) gets one shared listing of PR states; repos whose records are settled (`c`) or
+/// not due (`d`) cost nothing.
+fn five_repo_world(gh: &GhLane) -> (Vec<std::path::PathBuf>, std::path::PathBuf) {
+    let repos = github_repos(gh, &["a", "b", "c", "d", "e"]);
+    let w = gh.world;
+    let now = berth::clock::now_iso();
+    let record = |i: usize, pr: u64| {
+        w.record(&repos[i], pr).set(
+            "repoIdentity",
+            format!("github.com/acme/{}", ["a", "b", "c", "d", "e"][i]),
+        )
+    };
+    record(0, 1)
+        .set("status", "landing")
+        .set("claimedBy", berth::ownership::this_process())
+        .set("lastUpdatedAt", now.as_str())
+        .write();
+    record(1, 2)
+        .set("status", "blocked")
+        .set("lastError", "land: exited 1")
+        .write();
+    fs::write(
+        gh.replies.join("pr-list.acme.b.json"),
+        r#"[{"number": 2, "state": "MERGED", "mergedAt": "2026-11-24T10:00:00Z",
+             "mergeCommit": {"oid": "0123456789abcdef0123456789abcdef01234567"},
+             "labels": [], "baseRefName": "main", "headRefName": "feat/pr-2"}]"#,
+    )
+    .unwrap();
+    record(2, 3)
+        .set("status", "landed")
+        .set("lastGithubState", "MERGED")
+        .write();
+    record(2, 4).set("status", "abandoned").write();
+    record(3, 5)
+        .set("status", "blocked")
+        .set("lastError", "land: exited 1")
+        .set("lastGithubState", "OPEN")
+        .set("lastGithubCheckedAt", now.as_str())
+        .write();
+    let config = gh.config(
+        r#"["true"]"#,
+        &format!(
+            "poll_secs = 60\nrepos = [{:?}]\n",
+            repos[4].to_str().unwrap()
+        ),
+    );
+    (repos, config)
+}
+
+#[test]
+fn forge_calls_per_tick_are_one_per_repo_with_due_work() {
+    let world = World::new();
+    let gh = world.gh_lane();
+    let (_repos, config) = five_repo_world(&gh);
+    let once = || {
+        gh.berth()
+            .args(["run", "--once", "--config", config.to_str().unwrap()])
+            .assert()
+            .success();
+    };
+    once();
+    assert_eq!(
+        call_kinds(&gh),
+        pairs(&[
+            ("discover", "acme/a"),
+            ("discover", "acme/e"),
+            ("states", "acme/b"),
+        ])
+    );
+    let id = berth::safe_key::record_id("github.com/acme/b", "main", 2);
+    assert_eq!(world.read_record(&id)["status"], "landed");
+
+    // `b` is settled now: the next tick discovers `a` and `e` again, and asks nothing else.
+    fs::remove_file(&gh.log).unwrap();
+    once();
+    assert_eq!(
+        call_kinds(&gh),
+        pairs(&[("discover", "acme/a"), ("discover", "acme/e")])
+    );
+}
+
+#[test]
+fn writes_wake_watch_but_the_forge_is_asked_once_per_repo_per_poll_interval() {
+    let world = World::new();
+    let gh = world.gh_lane();
+    let (repos, config) = five_repo_world(&gh);
+    let daemon = world.spawn_berth(
+        &["run", "--watch", "--config", config.to_str().unwrap()],
+        &world.berth_state(),
+        &[
+            ("GH_STANDIN_DIR", &gh.replies),
+            ("GH_STANDIN_LOG", &gh.log),
+            ("BERTH_LOG", std::path::Path::new("berth=debug")),
+        ],
+    );
+    let first = pairs(&[
+        ("discover", "acme/a"),
+        ("discover", "acme/e"),
+        ("states", "acme/b"),
+    ]);
+    wait_for("the first tick's forge calls", || call_kinds(&gh) == first);
+    // Writes to the queue wake ticks (the blocked record of `d` edited three times, a new
+    // file for `c` that is settled); none of them is due forge work.
+    for n in 0..3 {
+        world
+            .record(&repos[3], 5)
+            .set("repoIdentity", "github.com/acme/d")
+            .set("status", "blocked")
+            .set("lastError", format!("land: exited {n}"))
+            .set("lastGithubState", "OPEN")
+            .set("lastGithubCheckedAt", berth::clock::now_iso())
+            .write();
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    world
+        .record(&repos[2], 6)
+        .set("repoIdentity", "github.com/acme/c")
+        .set("status", "abandoned")
+        .write();
+    std::thread::sleep(Duration::from_millis(800));
+    let calls = call_kinds(&gh);
+    let ticks = ticks(&world);
+    stop(daemon);
+    assert_eq!(calls, first);
+    // The first tick read the 6 files (and `b`'s write-back); every wake after it read
+    // what was written, and nothing else.
+    let woken: Vec<&String> = ticks.iter().skip(1).collect();
+    assert!(woken.len() >= 3, "{ticks:?}");
+    assert!(
+        woken.iter().all(|t| t.starts_with("changed=1 ")),
+        "{ticks:?}"
     );
 }

@@ -631,7 +631,11 @@ fn the_discovery_rule_narrows_what_the_forge_lists() {
     .unwrap();
     // GitHub has no answer for #48's claim check here: it stays queued.
     fs::remove_file(gh.replies.join("pr-view.acme.widget.48.json")).unwrap();
-    let config = gh.config(r#"["true"]"#, "");
+    // The repo's only record is settled: it is discovered because it is configured.
+    let config = gh.config(
+        r#"["true"]"#,
+        &format!("repos = [{:?}]\n", gh.repo.to_str().unwrap()),
+    );
     world.write_rule(
         "rules/discovery.rhai",
         &include_str!("../../rules/discovery.rhai").replace(

@@ -1,0 +1,123 @@
+//! What the daemon remembers between ticks about the world outside the queue dir: what the
+//! forge and `origin` last said about each repo, and when. This is what bounds forge calls
+//! (DESIGN §3): discovery at most once per repo per poll interval; one shared listing of
+//! PR states (reconcile, the landed audit and the queue detectors all read it) and one
+//! lock listing per repo per `reconcile_every_secs`, each only when something asks.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use crate::faults::queue_facts::RepoFacts;
+use crate::forge::{Forge, ForgeRepo, MergeProof, PrRef};
+use crate::lane_lock::{LockClient, LockListing};
+
+#[derive(Default)]
+pub struct TickMemory {
+    repos: HashMap<String, RepoMemory>,
+    /// Bumped whenever a remote answer arrived: the queue detectors re-run only then (or
+    /// when the queue view changed).
+    generation: u64,
+    /// Configured repos whose gate refused them, with the reason: reported once.
+    refused: HashSet<String>,
+    /// The queue view and remote generations, and the active rule fallbacks, the queue
+    /// detectors last ran on.
+    pub detected: Option<(u64, u64, String)>,
+}
+
+#[derive(Default)]
+struct RepoMemory {
+    discovered_at: Option<Instant>,
+    /// `(number, base)` of the labelled PRs discovery last listed; `None` if it failed.
+    labelled: Option<Vec<(u64, String)>>,
+    listed_at: Option<Instant>,
+    proofs: HashMap<u64, MergeProof>,
+    locks_at: Option<Instant>,
+    locks: Vec<LockListing>,
+}
+
+/// Whether an answer fetched at `at` is older than `every`. A tenth of slack, so a poll
+/// tick that comes a little early (the interval runs from the tick's start, the answer's
+/// time from its end) still finds the last answer due.
+fn stale(at: Option<Instant>, every: Duration) -> bool {
+    at.is_none_or(|at| at.elapsed() >= every - every / 10)
+}
+
+impl TickMemory {
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether `identity` is due for discovery (never asked, or not within `every`).
+    pub fn discovery_due(&self, identity: &str, every: Duration) -> bool {
+        stale(
+            self.repos.get(identity).and_then(|r| r.discovered_at),
+            every,
+        )
+    }
+
+    /// Records a discovery listing of `identity` (`None`: it failed).
+    pub fn discovered(&mut self, identity: &str, labelled: Option<Vec<(u64, String)>>) {
+        let memory = self.repos.entry(identity.to_owned()).or_default();
+        memory.discovered_at = Some(Instant::now());
+        memory.labelled = labelled;
+        self.generation += 1;
+    }
+
+    /// The shared listing of `repo`'s PR states, asked of the forge when any of `wanted`
+    /// is asked for and the last listing is older than `every`; otherwise the last one.
+    pub fn proofs(
+        &mut self,
+        forge: &dyn Forge,
+        repo: &ForgeRepo,
+        wanted: &[PrRef<'_>],
+        every: Duration,
+    ) -> &HashMap<u64, MergeProof> {
+        let memory = self.repos.entry(repo.identity.clone()).or_default();
+        if !wanted.is_empty() && stale(memory.listed_at, every) {
+            memory.listed_at = Some(Instant::now());
+            match forge.merge_proofs(repo, wanted) {
+                Ok(proofs) => memory.proofs = proofs,
+                // Kept: an old answer is still an answer; the next one is due in `every`.
+                Err(e) => tracing::warn!(repo = %repo.identity, "PR states not listed: {e}"),
+            }
+            self.generation += 1;
+        }
+        &memory.proofs
+    }
+
+    /// The lane locks on `repo`'s origin, listed at most once per `every`.
+    pub fn locks(&mut self, client: &LockClient, repo: &ForgeRepo, every: Duration) {
+        let memory = self.repos.entry(repo.identity.clone()).or_default();
+        if repo.origin_url.is_empty() || !stale(memory.locks_at, every) {
+            return;
+        }
+        memory.locks_at = Some(Instant::now());
+        match client.list(&repo.origin_url) {
+            Ok(locks) => memory.locks = locks,
+            Err(e) => {
+                tracing::warn!(repo = %repo.identity, "fault watch: lock listing failed: {e}");
+                memory.locks.clear();
+            }
+        }
+        self.generation += 1;
+    }
+
+    /// What the queue detectors get to know about `identity`, whose live records are `ids`.
+    pub fn facts(&self, identity: &str, records: Vec<String>) -> RepoFacts {
+        let memory = self.repos.get(identity);
+        RepoFacts {
+            identity: identity.to_owned(),
+            labelled: memory.and_then(|m| m.labelled.clone()),
+            states: memory
+                .map(|m| m.proofs.iter().map(|(n, p)| (*n, p.state)).collect())
+                .unwrap_or_default(),
+            locks: memory.map(|m| m.locks.clone()).unwrap_or_default(),
+            records,
+        }
+    }
+
+    /// Whether `report` (a configured repo's refusal) is new; each is logged once.
+    pub fn first_refusal(&mut self, report: &str) -> bool {
+        self.refused.insert(report.to_owned())
+    }
+}
