@@ -188,25 +188,8 @@ impl Forge for GhForge {
     }
 
     fn list_queued(&self, repo: &ForgeRepo) -> Result<Vec<QueuedPr>, ForgeError> {
-        let target = GhRepo::parse(&repo.identity)?;
-        let subject = Subject::repo(repo);
-        let full_name = target.full_name();
-        let limit = LIST_LIMIT.to_string();
-        let args = [
-            "pr",
-            "list",
-            "--repo",
-            &full_name,
-            "--state",
-            "open",
-            "--label",
-            QUEUE_LABEL,
-            "--limit",
-            &limit,
-            "--json",
-            LIST_FIELDS,
-        ];
-        let (value, command) = self.run_json(&target, &subject, &args)?;
+        let filter = ["--state", "open", "--label", QUEUE_LABEL];
+        let (value, command, subject) = self.list(repo, &filter, LIST_LIMIT, LIST_FIELDS)?;
         let Value::Array(items) = value else {
             return Err(ForgeError::BadOutput {
                 subject,
@@ -288,23 +271,8 @@ impl Forge for GhForge {
         repo: &ForgeRepo,
         prs: &[PrRef<'_>],
     ) -> Result<HashMap<u64, MergeProof>, ForgeError> {
-        let target = GhRepo::parse(&repo.identity)?;
-        let subject = Subject::repo(repo);
-        let full_name = target.full_name();
-        let limit = STATES_LIMIT.to_string();
-        let args = [
-            "pr",
-            "list",
-            "--repo",
-            &full_name,
-            "--state",
-            "all",
-            "--limit",
-            &limit,
-            "--json",
-            STATES_FIELDS,
-        ];
-        let (value, command) = self.run_json(&target, &subject, &args)?;
+        let (value, command, subject) =
+            self.list(repo, &["--state", "all"], STATES_LIMIT, STATES_FIELDS)?;
         let bad = |detail: String| ForgeError::BadOutput {
             subject: subject.clone(),
             command: command.clone(),
@@ -361,6 +329,26 @@ fn proof_of(value: &Value) -> Result<MergeProof, String> {
 }
 
 impl GhForge {
+    /// `gh pr list --repo <owner/name> <filter> --limit <limit> --json <fields>`: the JSON,
+    /// the command line, and the subject (the repo) errors name.
+    fn list(
+        &self,
+        repo: &ForgeRepo,
+        filter: &[&str],
+        limit: usize,
+        fields: &str,
+    ) -> Result<(Value, String, Subject), ForgeError> {
+        let target = GhRepo::parse(&repo.identity)?;
+        let subject = Subject::repo(repo);
+        let full_name = target.full_name();
+        let limit = limit.to_string();
+        let mut args = vec!["pr", "list", "--repo", &full_name];
+        args.extend_from_slice(filter);
+        args.extend(["--limit", &limit, "--json", fields]);
+        let (value, command) = self.run_json(&target, &subject, &args)?;
+        Ok((value, command, subject))
+    }
+
     /// `gh pr view <N> --repo <owner/name> --json <fields>`: the JSON and the command line.
     fn view(
         &self,

@@ -76,10 +76,14 @@ impl ReloadWatcher {
                 dirs.push((path, RecursiveMode::Recursive));
             }
         }
+        let first = wake.clone();
         let watch = WriteWatch::start(&dirs, is_rule_file, move |_: Change| {
             let _ = wake.try_send(());
         })
         .map_err(|(path, source)| WatchError::Watch { path, source })?;
+        // An edit saved after the set was loaded but before the watch began is seen by no
+        // event: one check now (unchanged files cost a read and a hash, no rebuild).
+        let _ = first.try_send(());
         tracing::info!(root = %root.display(), "watching the rules root for changes");
         Ok(ReloadWatcher { _watch: watch })
     }

@@ -10,6 +10,19 @@ use nix::unistd::Pid;
 
 use crate::support::{GhLane, World};
 
+/// `run --watch` with the `gh` stand-in, logging each wake (`tick changed=…`).
+fn watch_with_gh(gh: &GhLane, config: &std::path::Path) -> Child {
+    gh.world.spawn_berth(
+        &["run", "--watch", "--config", config.to_str().unwrap()],
+        &gh.world.berth_state(),
+        &[
+            ("GH_STANDIN_DIR", &gh.replies),
+            ("GH_STANDIN_LOG", &gh.log),
+            ("BERTH_LOG", std::path::Path::new("berth=debug")),
+        ],
+    )
+}
+
 fn stop(mut daemon: Child) {
     kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
     daemon.wait().unwrap();
@@ -91,15 +104,7 @@ fn idle_watch_over_a_settled_queue_is_not_woken_by_reads() {
     let gh = world.gh_lane();
     settled_queue(&gh);
     let config = gh.config(r#"["true"]"#, "poll_secs = 60\n");
-    let daemon = world.spawn_berth(
-        &["run", "--watch", "--config", config.to_str().unwrap()],
-        &world.berth_state(),
-        &[
-            ("GH_STANDIN_DIR", &gh.replies),
-            ("GH_STANDIN_LOG", &gh.log),
-            ("BERTH_LOG", std::path::Path::new("berth=debug")),
-        ],
-    );
+    let daemon = watch_with_gh(&gh, &config);
     let status = world.berth_state().join("rules-status.json");
     wait_for("the daemon to start", || status.exists());
     let ticks = || ticks(&world);
@@ -302,15 +307,7 @@ fn writes_wake_watch_but_the_forge_is_asked_once_per_repo_per_poll_interval() {
     let world = World::new();
     let gh = world.gh_lane();
     let (repos, config) = five_repo_world(&gh);
-    let daemon = world.spawn_berth(
-        &["run", "--watch", "--config", config.to_str().unwrap()],
-        &world.berth_state(),
-        &[
-            ("GH_STANDIN_DIR", &gh.replies),
-            ("GH_STANDIN_LOG", &gh.log),
-            ("BERTH_LOG", std::path::Path::new("berth=debug")),
-        ],
-    );
+    let daemon = watch_with_gh(&gh, &config);
     let first = pairs(&[
         ("discover", "acme/a"),
         ("discover", "acme/e"),
