@@ -2,6 +2,10 @@
 //!
 //! The binary is a thin shell over this library; see `ARCHITECTURE.md` for the map.
 
+/// Counts the heap each rule call holds, to stop one past its bound (`rules::memory`).
+#[global_allocator]
+static ALLOCATOR: rules::memory::CountingAlloc = rules::memory::CountingAlloc;
+
 pub mod atomic_file;
 pub mod cli;
 pub mod clock;

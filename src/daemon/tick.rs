@@ -133,6 +133,7 @@ pub fn prepare(shared: &Shared, wake: Wake, refresh: &Refresh) -> (PrepareReport
     }
     // Verdicts the store refused earlier (ENOSPC, EIO) are written first.
     super::unsaved::retry(shared);
+    crate::rules::output::next_tick();
     // A rule fallback not seen again during this tick and the next stops being listed.
     shared
         .decisions

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use rhai::packages::{Package, StandardPackage};
 use rhai::{Dynamic, Engine, EvalAltResult, Position};
 
-use super::primitives;
 use super::spec::Extension;
+use super::{memory, output, primitives};
 
 /// The bounds every rule call runs within.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,12 +90,15 @@ impl CallGuard {
                 file: file.to_owned(),
             })
         });
+        output::start_call();
+        memory::start();
         CallGuard(())
     }
 }
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
+        memory::stop();
         CURRENT.with(|slot| *slot.borrow_mut() = None);
     }
 }
@@ -117,9 +120,11 @@ fn past_deadline() -> bool {
     })
 }
 
-/// The token `on_progress` returns when it stops a call; [`super::RuleError::from_eval`]
-/// reads any termination as a timeout.
+/// The token `on_progress` returns when it stops a call at its deadline.
 const DEADLINE_TOKEN: &str = "deadline";
+/// The token `on_progress` returns when it stops a call holding too much memory;
+/// [`super::RuleError::from_eval`] tells it from the deadline.
+pub(crate) const MEMORY_TOKEN: &str = "memory";
 
 /// Builds the locked-down engine: standard package only, berth's primitives, the given
 /// extensions (other berth modules' primitives, e.g. the faults' `state_jsonpath`), and
@@ -141,14 +146,16 @@ pub fn hardened_engine(limits: &Limits, extensions: &[Extension]) -> Engine {
     engine.set_max_variables(limits.max_variables);
     engine.set_max_functions(limits.max_functions);
     engine.on_progress(|ops| {
-        if ops % CLOCK_EVERY_OPS == 0 && past_deadline() {
+        if memory::live() > memory::MAX_CALL_BYTES {
+            Some(Dynamic::from(MEMORY_TOKEN))
+        } else if ops % CLOCK_EVERY_OPS == 0 && past_deadline() {
             Some(Dynamic::from(DEADLINE_TOKEN))
         } else {
             None
         }
     });
-    engine.on_print(|text| tracing::info!(rule = %current_file(), "{text}"));
-    engine.on_debug(|text, _, _| tracing::debug!(rule = %current_file(), "{text}"));
+    engine.on_print(|text| output::emit(output::Level::Info, &current_file(), text));
+    engine.on_debug(|text, _, _| output::emit(output::Level::Debug, &current_file(), text));
     primitives::register(&mut engine);
     engine.register_fn("sleep", refuse_sleep::<rhai::INT>);
     engine.register_fn("sleep", refuse_sleep::<rhai::FLOAT>);
@@ -246,6 +253,39 @@ mod tests {
                 "{script}: {err}"
             );
         }
+    }
+
+    /// issue 10 §6: one call inside every size limit held about 1 GiB (map keys are not
+    /// counted by rhai, and nothing bounds how many big values stay alive). The heap a
+    /// call holds is counted and capped; the count, not the time, is what is checked.
+    #[test]
+    fn one_call_cannot_hold_more_than_its_memory_bound() {
+        // Deadline and operations out of the way: only the memory bound may stop it.
+        let limits = Limits {
+            deadline: Duration::from_secs(120),
+            ..LIMITS
+        };
+        let engine = hardened_engine(&limits, &[]);
+        let hostile = r#"
+            let key = ""; key.pad(1_000_000, 'k');
+            let held = #{};
+            for i in 0..10_000 { held[key + i] = i; }
+            held.len()
+        "#;
+        let ast = engine.compile(hostile).unwrap();
+        let _guard = CallGuard::enter("hostile.rhai", &limits);
+        let err = engine.eval_ast::<Dynamic>(&ast).unwrap_err();
+        drop(_guard);
+        let held = memory::peak();
+        let error = super::super::RuleError::from_eval("hostile.rhai", "f", &err, 0);
+        assert!(
+            error.to_string().contains("held more than 256 MiB"),
+            "{error}"
+        );
+        // 10,000 keys of 1 MB would be 10 GB; the call stopped within a few keys of the
+        // bound (one operation allocates at most a couple of MB here).
+        assert!(held > memory::MAX_CALL_BYTES, "{held}");
+        assert!(held < memory::MAX_CALL_BYTES + (8 << 20), "{held}");
     }
 
     #[test]

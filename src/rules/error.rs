@@ -104,6 +104,18 @@ impl RuleError {
         let inner = error.unwrap_inner();
         let position = innermost_position(error);
         let at = Location::at(file, position);
+        if let EvalAltResult::ErrorTerminated(token, _) = inner
+            && token.to_string() == super::engine::MEMORY_TOKEN
+        {
+            return RuleError::Script {
+                at,
+                function: function.to_owned(),
+                message: format!(
+                    "stopped: the call held more than {} MiB of memory",
+                    super::memory::MAX_CALL_BYTES >> 20
+                ),
+            };
+        }
         if let EvalAltResult::ErrorTerminated(..) = inner {
             return RuleError::Timeout {
                 at,

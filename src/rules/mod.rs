@@ -24,6 +24,8 @@ pub mod embedded;
 pub mod engine;
 pub mod error;
 pub mod fallbacks;
+pub mod memory;
+pub mod output;
 pub mod pipeline;
 pub mod primitives;
 pub mod reload;

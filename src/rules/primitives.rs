@@ -59,7 +59,11 @@ pub(crate) fn register(engine: &mut Engine) {
     engine.register_fn("weekday_utc", |secs: rhai::INT| at_epoch(secs).map(weekday));
     engine.register_fn("weekday_utc", |text: &str| at_iso(text).map(weekday));
     engine.register_fn("log", |value: Dynamic| {
-        tracing::info!(rule = %current_file(), "{value}");
+        super::output::emit(
+            super::output::Level::Info,
+            &current_file(),
+            &value.to_string(),
+        );
     });
 }
 

@@ -120,3 +120,35 @@ fn symlinks_planted_in_berths_own_dirs_are_never_written_through() {
     // Nothing landed through the planted log dir either.
     assert_ne!(world.read_record(&id)["status"], "landed");
 }
+
+/// issue 10 §6: a detector that printed a 4 MiB string in a loop wrote 1.3 GB of log in
+/// one tick. Its output is now cut per line and per call, with a note.
+#[test]
+fn a_detector_printing_4_mib_in_a_loop_writes_a_bounded_log() {
+    let world = World::new();
+    world.write_rule(
+        "rules/detectors/flood.rhai",
+        "fn detect(input) { let s = \"\"; s.pad(4194304, 'x'); loop { print(s); } }\n",
+    );
+    let state = world.root.join("state.json");
+    fs::write(&state, r#"{"runId": "r1", "phases": []}"#).unwrap();
+    let out = world
+        .berth()
+        .arg("detect")
+        .arg(&state)
+        .arg("--rules-root")
+        .arg(world.rules_root())
+        .env("BERTH_LOG", "info")
+        .timeout(NO_HANG)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("rule output over 16384 bytes in one call"),
+        "{}",
+        &log[..log.len().min(2000)]
+    );
+    assert!(log.contains("more bytes cut)"));
+    // 16 KiB of rule output plus berth's own lines, not gigabytes.
+    assert!(out.stderr.len() < 64 * 1024, "{} bytes", out.stderr.len());
+}
