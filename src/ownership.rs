@@ -172,6 +172,27 @@ mod tests {
         assert!(stranded_reason(&in_flight(None, None), ttl, now).is_some());
     }
 
+    /// review2: the lane lock lives on a shared remote, and two machines can share a
+    /// hostname (`ubuntu`, `localhost`, cloned VMs, containers given one `--hostname`).
+    /// A live berth on such a machine stamps `<host>:<pid>:<start>`; on this machine that
+    /// pid is not running (or is another process), so this berth judges the holder
+    /// "gone" and takes over the live lock (`lane_lock::holder_gone`) and reclaims its
+    /// records. The hostname alone does not prove the stamp was written on this machine
+    /// (this boot): such a stamp must stay "unknown" (judged by age only).
+    #[test]
+    fn a_holder_on_another_machine_with_this_hostname_is_not_judged_gone() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        // What a live berth with pid `pid` on a same-named machine writes.
+        let stamp = format!("{}:{pid}:4242", host_name());
+        assert_eq!(
+            gone_owner(&stamp),
+            None,
+            "a stamp of another machine sharing this hostname was judged gone"
+        );
+    }
+
     #[test]
     fn a_timestamp_beyond_the_clock_skew_is_invalid() {
         let now = crate::clock::parse_iso("2026-05-17T05:00:00Z").unwrap();

@@ -131,3 +131,29 @@ pub fn read(berth_dir: &Path) -> Result<Vec<UnsavedLine>, String> {
         .map_err(|e| format!("{}: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// review2: `berth status` opens `unsaved-verdicts.json` with a blocking open that
+    /// follows links: a FIFO there hangs `status` forever instead of a clear error.
+    #[test]
+    fn a_fifo_unsaved_verdicts_file_does_not_hang_status() {
+        let dir = tempfile::tempdir().unwrap();
+        nix::unistd::mkfifo(
+            &dir.path().join(UNSAVED_FILE),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        let berth_dir = dir.path().to_owned();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(read(&berth_dir).is_err());
+        });
+        let refused = rx
+            .recv_timeout(std::time::Duration::from_secs(3))
+            .expect("unsaved::read still blocked on the FIFO after 3s");
+        assert!(refused, "a FIFO is not berth's status file: expected an error");
+    }
+}

@@ -244,6 +244,27 @@ mod tests {
         }
     }
 
+    /// review2: `berth explain` reads decisions.jsonl with a blocking open: a FIFO planted
+    /// there (or swapped in) hangs it forever instead of failing with a clear error.
+    #[test]
+    fn a_fifo_decisions_log_does_not_hang_history() {
+        let dir = tempfile::tempdir().unwrap();
+        nix::unistd::mkfifo(
+            &dir.path().join(DECISIONS_FILE),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        let berth_dir = dir.path().to_owned();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(history(&berth_dir, 1, None).is_err());
+        });
+        let refused = rx
+            .recv_timeout(std::time::Duration::from_secs(3))
+            .expect("history() still blocked on the FIFO after 3s");
+        assert!(refused, "a FIFO is not a decisions log: expected an error");
+    }
+
     #[test]
     fn repeated_decisions_are_written_once_and_history_filters_by_pr_and_repo() {
         let dir = tempfile::tempdir().unwrap();
