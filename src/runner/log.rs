@@ -99,6 +99,25 @@ mod tests {
     use super::*;
     use std::os::unix::fs::{PermissionsExt, symlink};
 
+    /// review2: after a failed step the daemon reads the attempt log by name (drift scan)
+    /// with a blocking open. The step's own processes run in the logs' reach (same user):
+    /// one that replaces its log with a FIFO hangs the blocking thread, the landing, and
+    /// the daemon's shutdown, forever.
+    #[test]
+    fn a_log_swapped_for_a_fifo_does_not_hang_the_drift_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("attempt.log");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_run_output(&path, 0, 1024).is_err());
+        });
+        let refused = rx
+            .recv_timeout(std::time::Duration::from_secs(3))
+            .expect("read_run_output still blocked on the FIFO after 3s");
+        assert!(refused, "a FIFO is not an attempt log: expected an error");
+    }
+
     #[test]
     fn drift_signatures_match_in_any_case_as_in_gstack() {
         for shows in [
