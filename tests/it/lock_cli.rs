@@ -79,3 +79,43 @@ fn lock_commands_refuse_a_repo_outside_the_allowlist() {
             "repoPath outside daemon allowlist: repoPath ",
         ));
 }
+
+/// review2: `berth lock release --force` appends to `<berth dir>/lock-releases.jsonl`
+/// with a plain open: it writes through a symlink planted there (into any file the user
+/// can write), would block forever on a FIFO, and creates the file with the umask's mode.
+/// Every other file in berth's dir goes through `atomic_file::open_append_private`.
+#[test]
+fn lock_release_does_not_write_through_a_symlinked_release_log() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let identity = berth::identity::repo_identity(&lane.clone).unwrap();
+    let locks = berth::lane_lock::LockClient::new(
+        &world.root.join("holder"),
+        berth::lane_lock::LockSettings::default(),
+    )
+    .unwrap();
+    let lane_key = berth::lane_lock::Lane {
+        repo_identity: identity,
+        base_branch: "main".into(),
+    };
+    locks
+        .acquire(&lane.remote_url, &lane_key, "holder-host:42:7", &lane.clone)
+        .unwrap();
+    let ref_name = berth::lane_lock::lock_ref_name(&lane_key);
+    let repo = lane.clone.to_str().unwrap();
+    let victim = world.root.join("victim.txt");
+    std::fs::write(&victim, "keep\n").unwrap();
+    let berth_dir = world.root.join("berth-state");
+    std::fs::create_dir_all(&berth_dir).unwrap();
+    std::os::unix::fs::symlink(&victim, berth_dir.join("lock-releases.jsonl")).unwrap();
+
+    world
+        .berth_daemon()
+        .args(["lock", "release", &ref_name, "--repo-path", repo, "--force"])
+        .assert();
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "keep\n",
+        "berth wrote through the symlink planted at lock-releases.jsonl"
+    );
+}
