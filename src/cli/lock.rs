@@ -192,10 +192,7 @@ fn release(
         "result": what,
         "by": crate::ownership::this_process(),
     });
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("lock-releases.jsonl"))
+    crate::atomic_file::open_append_private(&dir.join("lock-releases.jsonl"))
         .and_then(|mut f| writeln!(f, "{entry}"))
         .context("recording the release in lock-releases.jsonl")?;
     Ok(match released {

@@ -120,7 +120,7 @@ fn publish(shared: &Shared) {
 pub fn read(berth_dir: &Path) -> Result<Vec<UnsavedLine>, String> {
     use std::io::Read as _;
     let path = berth_dir.join(UNSAVED_FILE);
-    let file = match std::fs::File::open(&path) {
+    let file = match crate::atomic_file::open_read_nofollow(&path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(format!("{}: {e}", path.display())),

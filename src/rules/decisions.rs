@@ -209,7 +209,8 @@ impl DecisionLog {
 /// Every line of the log about PR `pr` (of `repo`, when given), oldest first.
 pub fn history(berth_dir: &Path, pr: u64, repo: Option<&str>) -> io::Result<Vec<Value>> {
     let path = berth_dir.join(DECISIONS_FILE);
-    let file = match std::fs::File::open(&path) {
+    // Not through a symlink (to /dev/zero: one endless line), not blocking on a FIFO.
+    let file = match crate::atomic_file::open_read_nofollow(&path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),

@@ -84,7 +84,8 @@ pub(crate) fn append_line(file: &mut File, line: &str) -> io::Result<()> {
 /// This run's output from `output_start` on, at most the last `cap` bytes of it, decoded
 /// lossily (commands print whatever bytes they like).
 pub(crate) fn read_run_output(path: &Path, output_start: u64, cap: u64) -> io::Result<String> {
-    let mut file = File::open(path)?;
+    // The step's processes can reach the log: never block on a FIFO or follow a link.
+    let mut file = crate::atomic_file::open_read_nofollow(path)?;
     let len = file.metadata()?.len();
     let start = output_start.max(len.saturating_sub(cap));
     file.seek(SeekFrom::Start(start))?;
