@@ -154,6 +154,9 @@ mod tests {
         let refused = rx
             .recv_timeout(std::time::Duration::from_secs(3))
             .expect("unsaved::read still blocked on the FIFO after 3s");
-        assert!(refused, "a FIFO is not berth's status file: expected an error");
+        assert!(
+            refused,
+            "a FIFO is not berth's status file: expected an error"
+        );
     }
 }
