@@ -1,7 +1,10 @@
 //! Who holds an in-flight record, and whether that holder is still alive.
 //!
-//! A daemon stamps `claimedBy = <host>:<pid>:<start>` when it claims a record. `<start>` is
+//! A daemon stamps `claimedBy = <machine>:<pid>:<start>` when it claims a record. `<start>` is
 //! the process start time from `/proc`, so a recycled pid is not mistaken for the owner.
+//! `<machine>` is the hostname plus this boot's id and the pid namespace ([`machine`]):
+//! machines that share a hostname (cloned VMs, containers given one `--hostname`, pods on
+//! the host network) never judge each other's live processes gone.
 //! A record whose owner cannot be checked (another host, a gstack daemon) is judged by age
 //! alone: untouched for longer than the lock TTL means nobody is working on it.
 
@@ -18,10 +21,34 @@ pub fn this_process() -> String {
 
 fn owner_stamp(pid: u32) -> String {
     let start = process_start_ticks(pid).unwrap_or(0);
-    format!("{}:{pid}:{start}", host_name())
+    format!("{}:{pid}:{start}", machine())
 }
 
-pub fn host_name() -> String {
+/// This machine as an owner stamp names it: `<hostname>~<boot id, 8 hex>~<pid namespace>`.
+/// Only a stamp with exactly this prefix is checked against `/proc`; any other (another
+/// machine, an older boot, another pid namespace, gstack's owner ids) is judged by age.
+pub fn machine() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|id| {
+            id.trim()
+                .replace('-', "")
+                .chars()
+                .take(8)
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    let pid_ns = std::fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .and_then(|link| {
+            let link = link.to_string_lossy().into_owned();
+            let inode = link.strip_prefix("pid:[")?.strip_suffix(']')?.to_owned();
+            Some(inode)
+        })
+        .unwrap_or_default();
+    format!("{}~{boot}~{pid_ns}", host_name())
+}
+
+fn host_name() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
@@ -101,7 +128,7 @@ fn owner_state(stamp: &str) -> Owner {
     let (Ok(start), Ok(pid)) = (start.parse::<u64>(), pid.parse::<u32>()) else {
         return Owner::Unknown;
     };
-    if host != host_name() {
+    if host != machine() {
         return Owner::Unknown;
     }
     match process_start_ticks(pid) {
@@ -172,7 +199,7 @@ mod tests {
         assert!(stranded_reason(&in_flight(None, None), ttl, now).is_some());
     }
 
-    /// review2: the lane lock lives on a shared remote, and two machines can share a
+    /// The lane lock lives on a shared remote, and two machines can share a
     /// hostname (`ubuntu`, `localhost`, cloned VMs, containers given one `--hostname`).
     /// A live berth on such a machine stamps `<host>:<pid>:<start>`; on this machine that
     /// pid is not running (or is another process), so this berth judges the holder

@@ -55,7 +55,7 @@ fn dead_owner() -> String {
     let mut child = Command::new("true").spawn().unwrap();
     let pid = child.id();
     child.wait().unwrap();
-    format!("{}:{pid}:1", berth::ownership::host_name())
+    format!("{}:{pid}:1", berth::ownership::machine())
 }
 
 #[test]
