@@ -109,10 +109,16 @@ fn lock_release_does_not_write_through_a_symlinked_release_log() {
     std::fs::create_dir_all(&berth_dir).unwrap();
     std::os::unix::fs::symlink(&victim, berth_dir.join("lock-releases.jsonl")).unwrap();
 
-    world
+    let out = world
         .berth_daemon()
         .args(["lock", "release", &ref_name, "--repo-path", repo, "--force"])
-        .assert();
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("is a symlink"),
+        "the refusal is reported: {stderr}"
+    );
     assert_eq!(
         std::fs::read_to_string(&victim).unwrap(),
         "keep\n",
