@@ -112,18 +112,15 @@ fn native_check(state: &Value) -> Vec<Fault> {
                 Some(other) => other.to_string(),
                 None => "undefined".into(),
             };
-            let mut evidence = Map::new();
-            for (key, field) in [("featureNumber", "number"), ("mergeSha", "mergeSha"), ("prNumber", "prNumber")] {
-                evidence.insert(key.into(), f.get(field).cloned().unwrap_or(Value::Null));
-            }
             Fault {
                 category: "HAND_MERGED_FEATURE".into(),
                 severity: Severity::High,
                 description: format!(
                     "Feature {number} carries mergeSha+prNumber but completedAt is missing. Likely a hand-merged PR."
                 ),
+                // gstack's detector carries no evidence (fault-detectors.md §3.3).
                 source_files: Vec::new(),
-                evidence,
+                evidence: Map::new(),
             }
         })
         .collect()
