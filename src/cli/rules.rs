@@ -1,11 +1,13 @@
 //! `berth rules check|test|list [ROOT]`: the acceptance pipeline a hot reload runs, on
 //! demand. All three call [`Rules::check`], so "check passes" means "a reload would swap
-//! this set in".
+//! this set in". `berth rules init DIR` starts a rules root from the embedded set.
 //!
 //! Exit codes: 0 the set is accepted; 1 it is not (syntax, missing function, failed test);
 //! 2 the root cannot be read.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 
 use super::Outcome;
 use crate::rules::set::{describe_root, short};
@@ -25,6 +27,15 @@ pub enum RulesCommand {
     Test(RootArg),
     /// List the set's files, where each comes from, and the functions they define.
     List(RootArg),
+    /// Write the embedded rules, policies and their tests into a new rules root.
+    Init(InitArg),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct InitArg {
+    /// The new rules root: must not exist or be an empty directory.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -36,6 +47,15 @@ pub struct RootArg {
 
 pub fn run(args: &RulesArgs) -> anyhow::Result<Outcome> {
     let (root, built) = match &args.command {
+        RulesCommand::Init(a) => {
+            let written = init(&a.dir)?;
+            println!(
+                "wrote {written} file(s) of the embedded rules to {}; edit them and run `berth rules check {}`",
+                a.dir.display(),
+                a.dir.display()
+            );
+            return Ok(Outcome::Clean);
+        }
         RulesCommand::Check(a) | RulesCommand::Test(a) | RulesCommand::List(a) => (
             a.root.as_deref(),
             Rules::check(a.root.as_deref(), &RuleSpec::standard()),
@@ -63,6 +83,7 @@ pub fn run(args: &RulesArgs) -> anyhow::Result<Outcome> {
             );
         }
         RulesCommand::List(_) => print!("{}", listing(&built, root, &source)?),
+        RulesCommand::Init(_) => unreachable!("handled above"),
     }
     Ok(Outcome::Clean)
 }
@@ -151,4 +172,47 @@ fn listing(built: &Built, root: Option<&std::path::Path>, source: &str) -> anyho
         out.push_str(&format!("{name:<width$}  {origin:<8}  {detail}\n"));
     }
     Ok(out)
+}
+
+/// Writes every embedded file under `dir`; refuses a non-empty directory so nothing of an
+/// existing rules root is overwritten. The root is created 0700: its rules run in the
+/// daemon, so only the owner may change them. Returns how many files were written.
+fn init(dir: &Path) -> anyhow::Result<usize> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                anyhow::bail!(
+                    "{} is not empty; `rules init` writes only into a new or empty directory (to start over, pick another DIR)",
+                    dir.display()
+                );
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create the rules root {}", dir.display()))?,
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read {}", dir.display()));
+        }
+    }
+    for (name, contents) in crate::rules::embedded::FILES {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        std::io::Write::write_all(&mut file, contents.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(crate::rules::embedded::FILES.len())
 }

@@ -547,3 +547,47 @@ fn explain_accepts_the_record_ids_retry_and_abandon_accept() {
         .unwrap();
     assert_eq!(unknown.status.code(), Some(2));
 }
+
+#[test]
+fn rules_init_writes_the_embedded_set_which_then_passes_check_and_refuses_a_non_empty_dir() {
+    use std::os::unix::fs::PermissionsExt;
+    let world = World::new();
+    let dir = world.root.join("my-rules");
+    world
+        .berth()
+        .args(["rules", "init", dir.to_str().unwrap()])
+        .assert()
+        .success();
+    let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    for (name, contents) in berth::rules::embedded::FILES {
+        assert_eq!(
+            fs::read_to_string(dir.join(name)).unwrap(),
+            *contents,
+            "{name}"
+        );
+    }
+    assert!(
+        berth::rules::embedded::FILES
+            .iter()
+            .any(|(name, _)| name.ends_with(".tests.json"))
+    );
+    world
+        .berth()
+        .args(["rules", "check", dir.to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("ok: rules"));
+
+    // A second init into the now non-empty root refuses, naming it, and changes nothing.
+    let landing = dir.join("policies/landing.rhai");
+    fs::write(&landing, "// mine\n").unwrap();
+    world
+        .berth()
+        .args(["rules", "init", dir.to_str().unwrap()])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains(dir.to_str().unwrap()))
+        .stderr(predicates::str::contains("not empty"));
+    assert_eq!(fs::read_to_string(&landing).unwrap(), "// mine\n");
+}
