@@ -1,13 +1,14 @@
 //! `berth detect`: the faults of one orchestrator state file; `berth faults list`: the
-//! halt events under the halt-events dir, pending, collapsed (with their occurrence counts)
-//! and resolved.
+//! halt events under the halt-events dir (pending, resolved, investigated, with their
+//! occurrence counts); `berth faults ack`: mark one investigated, as gstack's
+//! `markInvestigated` does.
 
 use std::path::PathBuf;
 
 use super::Outcome;
 use crate::faults::HaltStore;
 use crate::faults::detect::{self, RunInput};
-use crate::faults::halt_store::{HaltStatus, Listing};
+use crate::faults::halt_store::{HaltStatus, Listing, Marked};
 use crate::faults::learned::{self, LearnedSet};
 use crate::rules::Rules;
 
@@ -95,6 +96,19 @@ pub enum FaultsAction {
         #[arg(long)]
         json: bool,
     },
+    /// Mark a halt event investigated: move
+    /// `pending-investigations/<safeRunId>-<faultId>.json` to `processed/`, as gstack's
+    /// `markInvestigated` does (its resolved marker, if any, stays for gstack's drain).
+    ///
+    /// Example: `berth faults ack 'PHASE_FAILED:all:1fe2d874'`
+    Ack {
+        /// The halt event's `faultId`, as `berth faults list` shows it.
+        fault_id: String,
+        /// The run the event belongs to; needed only when several runs have an event with
+        /// this fault id.
+        #[arg(long, value_name = "RUN_ID")]
+        run: Option<String>,
+    },
 }
 
 pub fn run(args: &FaultsArgs) -> anyhow::Result<Outcome> {
@@ -121,7 +135,44 @@ pub fn run(args: &FaultsArgs) -> anyhow::Result<Outcome> {
                 Outcome::Clean
             })
         }
+        FaultsAction::Ack { fault_id, run } => ack(&store, fault_id, run.as_deref()),
     }
+}
+
+/// Exit 0 when the event is (or already was) moved to `processed/`; an error (exit 2) when
+/// the run has no such event, or several runs do and `--run` does not say which.
+fn ack(store: &HaltStore, fault_id: &str, run: Option<&str>) -> anyhow::Result<Outcome> {
+    let run_id = match run {
+        Some(run) => run.to_owned(),
+        None => {
+            let runs = store.pending_runs(fault_id);
+            match runs.as_slice() {
+                [one] => one.clone(),
+                [] => anyhow::bail!(
+                    "no pending halt event has fault id {fault_id} under {}; `berth faults list` shows them",
+                    store.dir().display()
+                ),
+                several => anyhow::bail!(
+                    "halt events of several runs have fault id {fault_id} ({}); say which with --run",
+                    several.join(", ")
+                ),
+            }
+        }
+    };
+    match store
+        .mark_investigated(&run_id, fault_id)
+        .map_err(anyhow::Error::msg)?
+    {
+        Marked::Moved(to) => println!("{fault_id} of run {run_id}: moved to {}", to.display()),
+        Marked::AlreadyMoved if store.processed_path(&run_id, fault_id).exists() => {
+            println!("{fault_id} of run {run_id}: already investigated")
+        }
+        Marked::AlreadyMoved => anyhow::bail!(
+            "run {run_id} has no halt event with fault id {fault_id} under {}",
+            store.dir().display()
+        ),
+    }
+    Ok(Outcome::Clean)
 }
 
 fn table(store: &HaltStore, listing: &Listing) -> String {
@@ -133,9 +184,10 @@ fn table(store: &HaltStore, listing: &Listing) -> String {
         let status = match halt.status {
             HaltStatus::Pending => "pending",
             HaltStatus::Resolved => "resolved",
+            HaltStatus::Investigated => "investigated",
         };
         out.push_str(&format!(
-            "{status:<8}  {:<8}  x{:<3}  {}  {}  {}\n",
+            "{status:<12}  {:<8}  x{:<3}  {}  {}  {}\n",
             halt.severity,
             halt.occurrences,
             halt.run_id,

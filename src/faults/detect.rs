@@ -369,10 +369,29 @@ fn learned_faults(answer: &Value, learned: &LearnedSet) -> Result<Vec<Fault>, St
     Ok(faults)
 }
 
+/// How many unreadable queue files the queue detectors see by name (the first by file
+/// name); `unreadableCount` counts them all. A directory of junk must not turn into a rule
+/// input over the engine's size limits (10,000 files made UNREADABLE_RECORD fail and file
+/// nothing) or into a halt event per file.
+pub const MAX_UNREADABLE_LISTED: usize = 20;
+
 /// The queue detectors over the queue's facts (records, unreadable files, locks, forge).
+/// The unreadable files are cut to the first [`MAX_UNREADABLE_LISTED`] by name, with their
+/// number in `unreadableCount`.
 pub fn detect_queue(set: &RuleSet, facts: &Value) -> Detection {
     let mut detection = Detection::default();
-    let input = match rhai::serde::to_dynamic(facts) {
+    let mut facts = facts.clone();
+    if let Some(map) = facts.as_object_mut() {
+        let mut unreadable = match map.remove("unreadable") {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        };
+        map.insert("unreadableCount".into(), Value::from(unreadable.len()));
+        unreadable.sort_by(|a, b| a["file"].as_str().cmp(&b["file"].as_str()));
+        unreadable.truncate(MAX_UNREADABLE_LISTED);
+        map.insert("unreadable".into(), Value::Array(unreadable));
+    }
+    let input = match rhai::serde::to_dynamic(&facts) {
         Ok(input) => input,
         Err(e) => {
             detection

@@ -1,17 +1,24 @@
-//! The halt-events directory (default `~/.gstack/skill-faults/`, shared with gstack):
+//! The halt-events dir (default `~/.gstack/skill-faults/`), shared with gstack and laid out
+//! as gstack's `halt-events.ts` lays it out (`fault-detectors.md` §5):
 //!
-//! - `pending-investigations/<safeRunId>-<faultId>.json`: the first occurrence, written once
-//!   with an exclusive create and never rewritten;
-//! - `collapsed/<same name>`: the latest recurrence and an `occurrences` count;
-//! - `resolved/<same name>`: the fault cleared (`resolvedAt`, `resolutions` count);
-//! - `active-faults/<safeRunId>.json`: the per-run registry ([`super::registry`]).
+//! - `pending-investigations/<safeRunId>-<faultId>.json`: the latest capture of a fault
+//!   (a [`HaltEvent`]); on a recurrence with another stdout tail it carries
+//!   `snapshot.occurrences`;
+//! - `collapsed/<safeRunId>-<faultId>-<n>.json`: earlier capture number `n`, archived when a
+//!   recurrence replaced it;
+//! - `pending-investigations/<safeRunId>-RESOLVED-<faultId>.json`: the fault cleared,
+//!   `{event: "SKILL_FAULT_RESOLVED", timestamp, runId, faultId}`; gstack's drain moves it to
+//!   `processed/` with its detected row;
+//! - `processed/<same names>`: investigated (gstack's drain, or `berth faults ack`);
+//! - `active-faults/`: berth's own per-state-file registries ([`super::registry`]).
 //!
-//! Architecture Invariant: a file here that cannot be read is reported and left as it is;
-//! nothing is ever written over it.
+//! Architecture Invariant: a pending file that cannot be read is reported and left as it is;
+//! berth never writes over it. Every file here is read without blocking, without following
+//! a symlink, after checking the open handle is a regular file, and within a size cap.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -21,40 +28,103 @@ use super::halt::HaltEvent;
 use super::json_file;
 use super::registry::{self, ActiveFault};
 use crate::atomic_file;
-use crate::safe_key::safe_key;
 
 pub const PENDING_DIR: &str = "pending-investigations";
+pub const PROCESSED_DIR: &str = "processed";
 pub const COLLAPSED_DIR: &str = "collapsed";
-pub const RESOLVED_DIR: &str = "resolved";
 pub const ACTIVE_DIR: &str = "active-faults";
+/// The `event` of a resolved marker; detected rows have no `event` key.
+pub const RESOLVED_EVENT: &str = "SKILL_FAULT_RESOLVED";
+/// A halt event is a snapshot and 200 log lines; a file over this is not one, and is
+/// reported unread.
+pub const MAX_HALT_FILE_BYTES: u64 = json_file::MAX_JSON_BYTES;
+
+/// gstack's `safeRunId`: every UTF-16 unit outside `[A-Za-z0-9._-]` becomes `_` (a
+/// character outside the BMP becomes `__`, as JavaScript's `replace` makes it).
+pub fn safe_run_id(run_id: &str) -> String {
+    run_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c.to_string()
+            } else {
+                "_".repeat(c.len_utf16())
+            }
+        })
+        .collect()
+}
+
+/// A JSON file of the halt dir: `Ok(None)` if absent, `Err(reason)` if it is there but is
+/// not a regular file of valid JSON within [`MAX_HALT_FILE_BYTES`]. Opened with
+/// `O_NONBLOCK | O_NOFOLLOW` and checked on the open handle, so a FIFO or a symlink swapped
+/// in never blocks or redirects the read.
+pub fn read_json(path: &Path) -> Result<Option<Value>, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err("a symlink, not a regular file".into());
+        }
+        Err(e) => return Err(format!("cannot open: {e}")),
+    };
+    let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > MAX_HALT_FILE_BYTES {
+        return Err(format!(
+            "file is {} bytes, over the {MAX_HALT_FILE_BYTES}-byte limit",
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_HALT_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| format!("not valid JSON: {e}"))
+}
 
 /// What [`HaltStore::emit`] did with one event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Emitted {
-    /// First occurrence: the pending file was created.
+    /// No pending file was there: a new one was written.
     New,
-    /// The pending file already records this occurrence (same stdout tail, never resolved).
-    Duplicate,
-    /// A recurrence (another stdout tail, or raised again after it was resolved), archived
-    /// under `collapsed/` as occurrence number `occurrences`.
+    /// The pending file holds the same capture (same stdout tail): rewritten in place with
+    /// a fresh timestamp, as gstack does.
+    Refreshed,
+    /// The pending file held another capture: it was archived under `collapsed/` and the
+    /// new one, capture number `occurrences`, replaced it.
     Recurred { occurrences: u64 },
 }
 
 /// What one [`HaltStore::sync_run`] did.
 #[derive(Debug, Default)]
 pub struct SyncReport {
+    /// `(halt id, what was written)` for every event filed.
     pub emitted: Vec<(String, Emitted)>,
+    /// Halt ids whose resolved marker was written.
     pub resolved: Vec<String>,
     /// Files that could not be read or written, each naming the file and the reason.
     pub problems: Vec<String>,
 }
 
 /// Where a listed halt event stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HaltStatus {
+    /// In `pending-investigations/`, waiting for an investigator.
     Pending,
+    /// Pending, with a resolved marker beside it: the fault cleared.
     Resolved,
+    /// Moved to `processed/`.
+    Investigated,
 }
 
 /// One halt event as `berth faults list` shows it.
@@ -65,12 +135,11 @@ pub struct ListedHalt {
     pub status: HaltStatus,
     pub run_id: String,
     pub fault_id: String,
+    pub kind: String,
     pub severity: String,
     pub message: String,
-    pub first_detected_at: String,
-    pub last_detected_at: String,
+    pub timestamp: String,
     pub occurrences: u64,
-    pub resolved_at: Option<String>,
 }
 
 /// Everything under the halt dir, and every file that could not be read.
@@ -78,6 +147,15 @@ pub struct ListedHalt {
 pub struct Listing {
     pub halts: Vec<ListedHalt>,
     pub unreadable: Vec<crate::store::Unreadable>,
+}
+
+/// What [`HaltStore::mark_investigated`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Marked {
+    /// Moved from `pending-investigations/` to this path.
+    Moved(PathBuf),
+    /// Not pending: someone (an investigator, gstack's drain) already moved it.
+    AlreadyMoved,
 }
 
 #[derive(Clone, Debug)]
@@ -89,6 +167,10 @@ fn io_problem(action: &str, path: &Path, e: io::Error) -> String {
     format!("{action} {}: {e}", path.display())
 }
 
+fn left_untouched(path: &Path, reason: String) -> String {
+    format!("{}: {reason}; left untouched", path.display())
+}
+
 impl HaltStore {
     pub fn new(dir: impl Into<PathBuf>) -> HaltStore {
         HaltStore { dir: dir.into() }
@@ -98,37 +180,39 @@ impl HaltStore {
         &self.dir
     }
 
-    /// `<safeRunId>-<faultId>.json`, as gstack names them. A fault id comes from data (a
-    /// state file's feature number, a registry on disk): a path separator in it must never
-    /// reach the file system, so it is replaced; the run-id prefix keeps `..` from ever
-    /// being a whole component.
-    fn file_name(run_id: &str, fault_id: &str) -> String {
+    /// `<safeRunId>-<infix><faultId><suffix>.json`. gstack writes the fault id as it is; a
+    /// fault id comes from data (a phase index in a state file, a registry on disk), so a
+    /// path separator in it is replaced before it can reach the file system.
+    fn file_name(run_id: &str, infix: &str, fault_id: &str, suffix: &str) -> String {
         let fault_id = fault_id.replace(['/', '\\', '\0'], "_");
-        format!("{}-{fault_id}.json", safe_key(run_id))
+        format!("{}-{infix}{fault_id}{suffix}.json", safe_run_id(run_id))
     }
 
     pub fn pending_path(&self, run_id: &str, fault_id: &str) -> PathBuf {
         self.dir
             .join(PENDING_DIR)
-            .join(Self::file_name(run_id, fault_id))
-    }
-
-    pub fn collapsed_path(&self, run_id: &str, fault_id: &str) -> PathBuf {
-        self.dir
-            .join(COLLAPSED_DIR)
-            .join(Self::file_name(run_id, fault_id))
+            .join(Self::file_name(run_id, "", fault_id, ""))
     }
 
     pub fn resolved_path(&self, run_id: &str, fault_id: &str) -> PathBuf {
         self.dir
-            .join(RESOLVED_DIR)
-            .join(Self::file_name(run_id, fault_id))
+            .join(PENDING_DIR)
+            .join(Self::file_name(run_id, "RESOLVED-", fault_id, ""))
     }
 
-    pub fn registry_path(&self, run_id: &str) -> PathBuf {
+    pub fn processed_path(&self, run_id: &str, fault_id: &str) -> PathBuf {
         self.dir
-            .join(ACTIVE_DIR)
-            .join(format!("{}.json", safe_key(run_id)))
+            .join(PROCESSED_DIR)
+            .join(Self::file_name(run_id, "", fault_id, ""))
+    }
+
+    pub fn collapsed_path(&self, run_id: &str, fault_id: &str, capture: u64) -> PathBuf {
+        self.dir.join(COLLAPSED_DIR).join(Self::file_name(
+            run_id,
+            "",
+            fault_id,
+            &format!("-{capture}"),
+        ))
     }
 
     fn ensure(&self, sub: &str) -> Result<PathBuf, String> {
@@ -137,90 +221,87 @@ impl HaltStore {
         Ok(dir)
     }
 
-    /// Writes one halt event: the pending file on first occurrence, a collapsed archive
-    /// on recurrence. The error names the file and the reason.
+    /// Files one halt event as gstack's `emitHaltEvent` does: a pending file holding
+    /// another stdout tail is archived to `collapsed/<…>-<n>.json` (n = its
+    /// `snapshot.occurrences`, else 1) and replaced by this capture with
+    /// `occurrences = n + 1`; one holding the same tail is rewritten in place. A resolved
+    /// marker of the same fault is stale once it is raised again, and is removed.
     pub fn emit(&self, event: &HaltEvent) -> Result<Emitted, String> {
         self.ensure(PENDING_DIR)?;
         let pending = self.pending_path(&event.run_id, &event.fault_id);
-        let bytes = json_file::pretty(event).map_err(|e| io_problem("encode", &pending, e))?;
-        match atomic_file::create_new(&pending, &bytes, 0o600) {
-            Ok(()) => return Ok(Emitted::New),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io_problem("write", &pending, e)),
+        let prior = read_json(&pending).map_err(|reason| left_untouched(&pending, reason))?;
+        let mut event = event.clone();
+        let emitted = match prior {
+            None => Emitted::New,
+            Some(prior)
+                if prior
+                    .pointer("/snapshot/stdoutTail")
+                    .and_then(Value::as_str)
+                    == Some(event.snapshot.stdout_tail.as_str()) =>
+            {
+                Emitted::Refreshed
+            }
+            Some(prior) => {
+                let capture = prior
+                    .pointer("/snapshot/occurrences")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(1);
+                self.ensure(COLLAPSED_DIR)?;
+                let archive = self.collapsed_path(&event.run_id, &event.fault_id, capture);
+                let bytes =
+                    json_file::pretty(&prior).map_err(|e| io_problem("encode", &archive, e))?;
+                atomic_file::write_atomic(&archive, &bytes, 0o600)
+                    .map_err(|e| io_problem("write", &archive, e))?;
+                event.snapshot.occurrences = Some(capture + 1);
+                Emitted::Recurred {
+                    occurrences: capture + 1,
+                }
+            }
+        };
+        let bytes = json_file::pretty(&event).map_err(|e| io_problem("encode", &pending, e))?;
+        atomic_file::write_atomic(&pending, &bytes, 0o600)
+            .map_err(|e| io_problem("write", &pending, e))?;
+        let marker = self.resolved_path(&event.run_id, &event.fault_id);
+        match fs::remove_file(&marker) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(io_problem("remove the stale resolved marker", &marker, e));
+            }
+            _ => {}
         }
-        let first = json_file::read_json(&pending)
-            .map_err(|reason| format!("{}: {reason}; left untouched", pending.display()))?
-            .unwrap_or(Value::Null);
-        let resolved_before = self.resolved_path(&event.run_id, &event.fault_id).exists();
-        let same_tail =
-            first.get("stdoutTail").and_then(Value::as_str) == event.stdout_tail.as_deref();
-        if same_tail && !resolved_before {
-            return Ok(Emitted::Duplicate);
-        }
-        self.ensure(COLLAPSED_DIR)?;
-        let collapsed = self.collapsed_path(&event.run_id, &event.fault_id);
-        let before = json_file::read_json(&collapsed)
-            .map_err(|reason| format!("{}: {reason}; left untouched", collapsed.display()))?;
-        let occurrences = before
-            .as_ref()
-            .and_then(|v| v.get("occurrences"))
-            .and_then(Value::as_u64)
-            .unwrap_or(1)
-            + 1;
-        let mut archived = serde_json::to_value(event).map_err(|e| e.to_string())?;
-        if let Value::Object(map) = &mut archived {
-            map.insert("occurrences".into(), json!(occurrences));
-            map.insert(
-                "firstDetectedAt".into(),
-                first.get("detectedAt").cloned().unwrap_or(Value::Null),
-            );
-        }
-        let bytes =
-            json_file::pretty(&archived).map_err(|e| io_problem("encode", &collapsed, e))?;
-        atomic_file::write_atomic(&collapsed, &bytes, 0o600)
-            .map_err(|e| io_problem("write", &collapsed, e))?;
-        Ok(Emitted::Recurred { occurrences })
+        Ok(emitted)
     }
 
-    /// Writes the resolved marker of a fault that cleared.
-    pub fn resolve(&self, run_id: &str, fault_id: &str, fault: &ActiveFault) -> Result<(), String> {
-        self.ensure(RESOLVED_DIR)?;
+    /// Writes the resolved marker of a fault that cleared, as gstack's
+    /// `emitHaltEventResolved` does: `{event, timestamp, runId, faultId}` and nothing else.
+    pub fn resolve(&self, run_id: &str, fault_id: &str) -> Result<(), String> {
+        self.ensure(PENDING_DIR)?;
         let path = self.resolved_path(run_id, fault_id);
-        let before = json_file::read_json(&path)
-            .map_err(|reason| format!("{}: {reason}; left untouched", path.display()))?;
-        let resolutions = before
-            .as_ref()
-            .and_then(|v| v.get("resolutions"))
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-            + 1;
         let marker = json!({
+            "event": RESOLVED_EVENT,
+            "timestamp": crate::clock::now_iso(),
             "runId": run_id,
             "faultId": fault_id,
-            "kind": fault.kind,
-            "scope": fault.scope,
-            "message": fault.message,
-            "severity": fault.severity,
-            "category": fault.category,
-            "firstDetectedAt": fault.first_detected_at,
-            "resolvedAt": crate::clock::now_iso(),
-            "resolutions": resolutions,
         });
         let bytes = json_file::pretty(&marker).map_err(|e| io_problem("encode", &path, e))?;
         atomic_file::write_atomic(&path, &bytes, 0o600).map_err(|e| io_problem("write", &path, e))
     }
 
-    /// One tick for one run: emits every event not already active, resolves every active
-    /// fault not among `events`, and records the new active set. Only faults whose files
-    /// were written are recorded, so a failed write is retried on the next tick.
-    pub fn sync_run(&self, run_id: &str, events: &[HaltEvent]) -> SyncReport {
+    /// One tick for one run's state file (`source`; the queue dir for queue faults): files
+    /// the first event of every detector id not already raised, resolves every raised
+    /// detector id not among `events`, and records the new raised set. A halt id that
+    /// another entry (of this registry, or of another state file's registry with the same
+    /// run id) still holds is neither filed again nor resolved. Only what was written is
+    /// recorded, so a failed write is retried on the next tick.
+    pub fn sync_run(&self, run_id: &str, source: &str, events: &[HaltEvent]) -> SyncReport {
         let mut report = SyncReport::default();
-        if let Err(problem) = self.ensure(ACTIVE_DIR) {
-            report.problems.push(problem);
-            return report;
-        }
-        let path = self.registry_path(run_id);
-        let lock_path = path.with_file_name(format!(".{}.lock", safe_key(run_id)));
+        let active_dir = match self.ensure(ACTIVE_DIR) {
+            Ok(dir) => dir,
+            Err(problem) => {
+                report.problems.push(problem);
+                return report;
+            }
+        };
+        let lock_path = active_dir.join(format!(".{}.lock", safe_run_id(run_id)));
         let _guard = match atomic_file::lock_exclusive_within(&lock_path, atomic_file::LOCK_WAIT) {
             Ok(guard) => guard,
             Err(e) => {
@@ -228,7 +309,8 @@ impl HaltStore {
                 return report;
             }
         };
-        let mut registry = match registry::load(&path, run_id) {
+        let path = registry::path(&active_dir, run_id, source);
+        let mut registry = match registry::load(&path, run_id, source) {
             Ok((registry, warning)) => {
                 report.problems.extend(warning);
                 registry
@@ -238,22 +320,37 @@ impl HaltStore {
                 return report;
             }
         };
+        let elsewhere = registry::raised_elsewhere(&active_dir, run_id, &path);
         let mut changed = false;
         let mut current: HashSet<&str> = HashSet::new();
         for event in events {
-            if !current.insert(&event.fault_id) || registry.active.contains_key(&event.fault_id) {
+            if !current.insert(&event.detector_id)
+                || registry.active.contains_key(&event.detector_id)
+            {
                 continue;
             }
-            match self.emit(event) {
-                Ok(emitted) => {
-                    registry
-                        .active
-                        .insert(event.fault_id.clone(), ActiveFault::of(event));
-                    report.emitted.push((event.fault_id.clone(), emitted));
-                    changed = true;
+            let held = elsewhere.contains(&event.fault_id)
+                || registry
+                    .active
+                    .values()
+                    .any(|a| a.fault_id == event.fault_id);
+            if !held {
+                match self.emit(event) {
+                    Ok(emitted) => report.emitted.push((event.fault_id.clone(), emitted)),
+                    Err(problem) => {
+                        report.problems.push(problem);
+                        continue;
+                    }
                 }
-                Err(problem) => report.problems.push(problem),
             }
+            registry.active.insert(
+                event.detector_id.clone(),
+                ActiveFault {
+                    fault_id: event.fault_id.clone(),
+                    first_detected_at: event.timestamp.clone(),
+                },
+            );
+            changed = true;
         }
         let cleared: Vec<String> = registry
             .active
@@ -261,128 +358,172 @@ impl HaltStore {
             .filter(|id| !current.contains(id.as_str()))
             .cloned()
             .collect();
-        for id in cleared {
-            let Some(fault) = registry.active.get(&id) else {
+        for detector_id in cleared {
+            let Some(fault_id) = registry
+                .active
+                .get(&detector_id)
+                .map(|a| a.fault_id.clone())
+            else {
                 continue;
             };
-            match self.resolve(run_id, &id, fault) {
-                Ok(()) => {
-                    registry.active.remove(&id);
-                    report.resolved.push(id);
-                    changed = true;
+            let held = elsewhere.contains(&fault_id)
+                || registry
+                    .active
+                    .iter()
+                    .any(|(id, a)| current.contains(id.as_str()) && a.fault_id == fault_id);
+            if !held && !report.resolved.contains(&fault_id) {
+                if let Err(problem) = self.resolve(run_id, &fault_id) {
+                    report.problems.push(problem);
+                    continue;
                 }
-                Err(problem) => report.problems.push(problem),
+                report.resolved.push(fault_id);
             }
+            registry.active.remove(&detector_id);
+            changed = true;
         }
         if changed {
-            registry.run_id = run_id.to_owned();
             registry.updated_at = crate::clock::now_iso();
-            let written = json_file::pretty(&registry)
-                .and_then(|bytes| atomic_file::write_atomic(&path, &bytes, 0o600));
-            if let Err(e) = written {
+            if let Err(e) = registry::save(&path, &registry) {
                 report.problems.push(io_problem("write", &path, e));
             }
         }
         report
     }
 
-    /// Every halt event under the dir with its status; unreadable files are listed apart.
+    /// gstack's `markInvestigated`: moves the pending event of (`run_id`, `fault_id`) to
+    /// `processed/` under the same name. Its resolved marker, if any, stays for gstack's
+    /// drain to pair.
+    pub fn mark_investigated(&self, run_id: &str, fault_id: &str) -> Result<Marked, String> {
+        let pending = self.pending_path(run_id, fault_id);
+        self.ensure(PROCESSED_DIR)?;
+        let processed = self.processed_path(run_id, fault_id);
+        match fs::rename(&pending, &processed) {
+            Ok(()) => Ok(Marked::Moved(processed)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Marked::AlreadyMoved),
+            Err(e) => Err(format!(
+                "cannot move {} to {}: {e}",
+                pending.display(),
+                processed.display()
+            )),
+        }
+    }
+
+    /// Every halt event (detected rows in `pending-investigations/` and `processed/`), with
+    /// its status; files that cannot be read are listed apart.
     pub fn list(&self) -> Listing {
         let mut listing = Listing::default();
-        let mut names = BTreeSet::new();
-        for sub in [PENDING_DIR, COLLAPSED_DIR, RESOLVED_DIR] {
+        let mut resolved: HashSet<(String, String)> = HashSet::new();
+        let mut detected: BTreeMap<(HaltStatus, String), Value> = BTreeMap::new();
+        for (sub, status) in [
+            (PENDING_DIR, HaltStatus::Pending),
+            (PROCESSED_DIR, HaltStatus::Investigated),
+        ] {
             let dir = self.dir.join(sub);
-            let entries = match fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    listing.unreadable.push(crate::store::Unreadable {
-                        file: dir.display().to_string(),
-                        reason: format!("cannot read dir: {e}"),
-                    });
+            let names = match json_names(&dir) {
+                Ok(names) => names,
+                Err(bad) => {
+                    listing.unreadable.push(bad);
                     continue;
                 }
             };
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if !name.starts_with('.') && name.ends_with(".json") {
-                    names.insert(name);
+            for name in names {
+                let path = dir.join(&name);
+                let value = match read_json(&path) {
+                    Ok(Some(value)) => value,
+                    Ok(None) => continue,
+                    Err(reason) => {
+                        listing.unreadable.push(crate::store::Unreadable {
+                            file: path.display().to_string(),
+                            reason,
+                        });
+                        continue;
+                    }
+                };
+                let text = |field: &str| value.get(field).and_then(Value::as_str);
+                if text("event") == Some(RESOLVED_EVENT) {
+                    if let (Some(run), Some(id), HaltStatus::Pending) =
+                        (text("runId"), text("faultId"), status)
+                    {
+                        resolved.insert((run.to_owned(), id.to_owned()));
+                    }
+                    continue;
                 }
+                detected.insert((status, name), value);
             }
         }
-        for name in names {
-            match self.list_one(&name) {
-                Ok(halt) => listing.halts.push(halt),
-                Err(bad) => listing.unreadable.push(bad),
-            }
+        for ((status, name), value) in detected {
+            let text = |field: &str| {
+                value
+                    .get(field)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let (run_id, fault_id) = (text("runId"), text("faultId"));
+            let status = match status {
+                HaltStatus::Pending if resolved.contains(&(run_id.clone(), fault_id.clone())) => {
+                    HaltStatus::Resolved
+                }
+                other => other,
+            };
+            listing.halts.push(ListedHalt {
+                file: name,
+                status,
+                kind: text("kind"),
+                severity: text("severity"),
+                message: text("message"),
+                timestamp: text("timestamp"),
+                occurrences: value
+                    .pointer("/snapshot/occurrences")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(1),
+                run_id,
+                fault_id,
+            });
         }
         listing
     }
 
-    fn list_one(&self, name: &str) -> Result<ListedHalt, crate::store::Unreadable> {
-        let read = |sub: &str| {
-            let path = self.dir.join(sub).join(name);
-            json_file::read_json(&path).map_err(|reason| crate::store::Unreadable {
-                file: path.display().to_string(),
-                reason,
-            })
-        };
-        let pending = read(PENDING_DIR)?;
-        let collapsed = read(COLLAPSED_DIR)?;
-        let resolved = read(RESOLVED_DIR)?;
-        let text = |v: &Option<Value>, field: &str| {
-            v.as_ref()
-                .and_then(|v| v.get(field))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
-        let any = [&pending, &collapsed, &resolved];
-        let first_text = |field: &str| any.iter().find_map(|v| text(v, field)).unwrap_or_default();
-        let first_detected_at = text(&pending, "detectedAt")
-            .or_else(|| text(&collapsed, "firstDetectedAt"))
-            .or_else(|| text(&resolved, "firstDetectedAt"))
-            .unwrap_or_default();
-        let last_detected_at = text(&collapsed, "detectedAt").unwrap_or(first_detected_at.clone());
-        let resolved_at = text(&resolved, "resolvedAt");
-        // Raised again after its last resolution: pending again.
-        let still_resolved = resolved_at.as_deref().is_some_and(|at| {
-            match (
-                crate::clock::parse_iso(at),
-                crate::clock::parse_iso(&last_detected_at),
-            ) {
-                (Some(resolved), Some(detected)) => resolved > detected,
-                _ => true,
-            }
-        });
-        Ok(ListedHalt {
-            file: name.to_owned(),
-            status: if still_resolved {
-                HaltStatus::Resolved
-            } else {
-                HaltStatus::Pending
-            },
-            run_id: first_text("runId"),
-            fault_id: first_text("faultId"),
-            severity: first_text("severity"),
-            message: first_text("message"),
-            first_detected_at,
-            last_detected_at,
-            occurrences: collapsed
-                .as_ref()
-                .and_then(|v| v.get("occurrences"))
-                .and_then(Value::as_u64)
-                .unwrap_or(1),
-            resolved_at,
-        })
+    /// The run ids of the pending detected events with `fault_id`.
+    pub fn pending_runs(&self, fault_id: &str) -> Vec<String> {
+        self.list()
+            .halts
+            .into_iter()
+            .filter(|h| h.fault_id == fault_id && h.status != HaltStatus::Investigated)
+            .map(|h| h.run_id)
+            .collect()
     }
+}
+
+/// The `*.json` names directly in `dir` (not hidden, not `*.json.tmp.<pid>`), sorted; a
+/// missing dir has none.
+fn json_names(dir: &Path) -> Result<Vec<String>, crate::store::Unreadable> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(crate::store::Unreadable {
+                file: dir.display().to_string(),
+                reason: format!("cannot read dir: {e}"),
+            });
+        }
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with('.') && name.ends_with(".json"))
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::faults::fault::{Fault, Severity};
+    use crate::faults::halt::RunRef;
 
-    fn event(run: &str, category: &str, tail: Option<&str>) -> HaltEvent {
+    fn event(run: &str, category: &str, tail: &str) -> HaltEvent {
         let fault = Fault {
             category: category.into(),
             severity: Severity::High,
@@ -390,44 +531,63 @@ mod tests {
             source_files: vec![],
             evidence: Default::default(),
         };
-        HaltEvent::from_fault(run, &fault, tail.map(str::to_owned))
+        let run_ref = RunRef {
+            run_id: run,
+            state_slug: run,
+            stdout_tail: tail.to_owned(),
+            ..RunRef::default()
+        };
+        HaltEvent::from_fault(&run_ref, &fault)
+    }
+
+    fn read(path: &Path) -> Value {
+        serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
     }
 
     #[test]
-    fn first_duplicate_and_recurrences() {
+    fn safe_run_ids_are_gstacks() {
+        assert_eq!(safe_run_id("build-a.b_c"), "build-a.b_c");
+        assert_eq!(safe_run_id("run/1 x"), "run_1_x");
+        assert_eq!(safe_run_id("é😀"), "___");
+    }
+
+    #[test]
+    fn the_latest_capture_stays_pending_and_earlier_ones_are_collapsed() {
         let dir = tempfile::tempdir().unwrap();
         let store = HaltStore::new(dir.path());
-        let first = event("run/1", "X", Some("tail a"));
+        let first = event("run/1", "X", "tail a");
         assert_eq!(store.emit(&first), Ok(Emitted::New));
         let pending = store.pending_path("run/1", &first.fault_id);
-        assert!(pending.ends_with(format!("run-1-{}.json", first.fault_id)));
-        let original = fs::read(&pending).unwrap();
-        assert_eq!(store.emit(&first), Ok(Emitted::Duplicate));
-        let again = event("run/1", "X", Some("tail b"));
-        assert_eq!(store.emit(&again), Ok(Emitted::Recurred { occurrences: 2 }));
-        assert_eq!(store.emit(&again), Ok(Emitted::Recurred { occurrences: 3 }));
+        assert!(pending.ends_with(format!("run_1-{}.json", first.fault_id)));
+        assert_eq!(store.emit(&first), Ok(Emitted::Refreshed));
+        assert!(!dir.path().join(COLLAPSED_DIR).exists());
+        let second = event("run/1", "X", "tail b");
         assert_eq!(
-            fs::read(&pending).unwrap(),
-            original,
-            "first occurrence kept"
+            store.emit(&second),
+            Ok(Emitted::Recurred { occurrences: 2 })
         );
-        let collapsed: Value = serde_json::from_slice(
-            &fs::read(store.collapsed_path("run/1", &first.fault_id)).unwrap(),
-        )
-        .unwrap();
-        assert_eq!(collapsed["occurrences"], 3);
-        assert_eq!(collapsed["stdoutTail"], "tail b");
+        let third = event("run/1", "X", "tail c");
+        assert_eq!(store.emit(&third), Ok(Emitted::Recurred { occurrences: 3 }));
+        let latest = read(&pending);
+        assert_eq!(latest["snapshot"]["stdoutTail"], "tail c");
+        assert_eq!(latest["snapshot"]["occurrences"], 3);
+        let one = read(&store.collapsed_path("run/1", &first.fault_id, 1));
+        assert_eq!(one["snapshot"]["stdoutTail"], "tail a");
+        assert!(one["snapshot"].get("occurrences").is_none());
+        let two = read(&store.collapsed_path("run/1", &first.fault_id, 2));
+        assert_eq!(two["snapshot"]["stdoutTail"], "tail b");
+        assert_eq!(two["snapshot"]["occurrences"], 2);
         let listing = store.list();
-        assert_eq!(listing.halts.len(), 1);
+        assert_eq!(listing.halts.len(), 1, "collapsed captures are not events");
         assert_eq!(listing.halts[0].occurrences, 3);
         assert_eq!(listing.halts[0].status, HaltStatus::Pending);
     }
 
     #[test]
-    fn unreadable_files_are_reported_and_never_overwritten() {
+    fn unreadable_pending_files_are_reported_and_never_overwritten() {
         let dir = tempfile::tempdir().unwrap();
         let store = HaltStore::new(dir.path());
-        let ev = event("r", "X", Some("a"));
+        let ev = event("r", "X", "a");
         fs::create_dir_all(dir.path().join(PENDING_DIR)).unwrap();
         let pending = store.pending_path("r", &ev.fault_id);
         fs::write(&pending, b"{ torn").unwrap();
@@ -437,42 +597,87 @@ mod tests {
             "{err}"
         );
         assert_eq!(fs::read(&pending).unwrap(), b"{ torn");
-        let report = store.sync_run("r", std::slice::from_ref(&ev));
+        let report = store.sync_run("r", "/s/r.json", std::slice::from_ref(&ev));
         assert!(report.emitted.is_empty() && report.problems.len() == 1);
         let listing = store.list();
         assert_eq!(listing.unreadable.len(), 1);
         assert!(listing.unreadable[0].file.ends_with(".json"));
+
+        // A FIFO or a symlink planted there is reported, never opened for a blocking read
+        // or followed.
+        fs::remove_file(&pending).unwrap();
+        nix::unistd::mkfifo(&pending, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(store.emit(&ev).unwrap_err().contains("not a regular file"));
+        fs::remove_file(&pending).unwrap();
+        let elsewhere = dir.path().join("elsewhere.json");
+        fs::write(&elsewhere, b"{}").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &pending).unwrap();
+        assert!(store.emit(&ev).unwrap_err().contains("symlink"));
+        assert_eq!(fs::read(&elsewhere).unwrap(), b"{}");
     }
 
     #[test]
-    fn sync_emits_new_only_and_resolves_once() {
+    fn sync_files_new_faults_once_and_resolves_them_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = HaltStore::new(dir.path());
-        let x = event("r", "X", None);
-        let y = event("r", "Y", None);
-        let report = store.sync_run("r", &[x.clone(), y.clone()]);
+        let x = event("r", "X", "");
+        let y = event("r", "Y", "");
+        let report = store.sync_run("r", "/s/r.json", &[x.clone(), y.clone()]);
         assert_eq!(report.emitted.len(), 2);
         assert!(report.problems.is_empty(), "{:?}", report.problems);
-        let report = store.sync_run("r", &[x.clone(), y.clone()]);
+        let report = store.sync_run("r", "/s/r.json", &[x.clone(), y.clone()]);
         assert!(report.emitted.is_empty() && report.resolved.is_empty());
-        let report = store.sync_run("r", std::slice::from_ref(&x));
+        let report = store.sync_run("r", "/s/r.json", std::slice::from_ref(&x));
         assert_eq!(report.resolved, vec![y.fault_id.clone()]);
-        let report = store.sync_run("r", std::slice::from_ref(&x));
+        let report = store.sync_run("r", "/s/r.json", std::slice::from_ref(&x));
         assert!(report.resolved.is_empty(), "resolved only once");
-        let marker: Value =
-            serde_json::from_slice(&fs::read(store.resolved_path("r", &y.fault_id)).unwrap())
-                .unwrap();
-        assert_eq!(marker["resolutions"], 1);
-        assert_eq!(marker["message"], y.message);
-        // Raised again after resolution: a recurrence, pending again in the listing.
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        let y = event("r", "Y", None);
-        let report = store.sync_run("r", &[x.clone(), y.clone()]);
+        let marker = read(&store.resolved_path("r", &y.fault_id));
+        assert_eq!(
+            marker,
+            json!({"event": "SKILL_FAULT_RESOLVED", "timestamp": marker["timestamp"],
+                   "runId": "r", "faultId": y.fault_id})
+        );
+        let status_of = |id: &str| {
+            let listing = store.list();
+            listing
+                .halts
+                .iter()
+                .find(|h| h.fault_id == id)
+                .unwrap()
+                .status
+        };
+        assert_eq!(status_of(&x.fault_id), HaltStatus::Pending);
+        assert_eq!(status_of(&y.fault_id), HaltStatus::Resolved);
+        // Raised again: the stale marker goes, the same capture is refreshed in place.
+        let report = store.sync_run("r", "/s/r.json", &[x.clone(), y.clone()]);
         assert_eq!(
             report.emitted,
-            vec![(y.fault_id.clone(), Emitted::Recurred { occurrences: 2 })]
+            vec![(y.fault_id.clone(), Emitted::Refreshed)]
         );
-        let statuses: Vec<_> = store.list().halts.iter().map(|h| h.status).collect();
-        assert_eq!(statuses, vec![HaltStatus::Pending, HaltStatus::Pending]);
+        assert!(!store.resolved_path("r", &y.fault_id).exists());
+        assert_eq!(status_of(&y.fault_id), HaltStatus::Pending);
+    }
+
+    #[test]
+    fn marking_investigated_moves_the_event_as_gstack_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = HaltStore::new(dir.path());
+        let x = event("r 1", "X", "");
+        store.emit(&x).unwrap();
+        assert_eq!(store.pending_runs(&x.fault_id), ["r 1"]);
+        let moved = store.mark_investigated("r 1", &x.fault_id).unwrap();
+        let processed = dir
+            .path()
+            .join(PROCESSED_DIR)
+            .join(format!("r_1-{}.json", x.fault_id));
+        assert_eq!(moved, Marked::Moved(processed.clone()));
+        assert_eq!(read(&processed)["faultId"], x.fault_id.as_str());
+        assert!(!store.pending_path("r 1", &x.fault_id).exists());
+        assert_eq!(
+            store.mark_investigated("r 1", &x.fault_id),
+            Ok(Marked::AlreadyMoved)
+        );
+        assert!(store.pending_runs(&x.fault_id).is_empty());
+        assert_eq!(store.list().halts[0].status, HaltStatus::Investigated);
     }
 }

@@ -1,55 +1,46 @@
-//! The active-fault registry of one run: which halt events are currently raised, so a tick
-//! emits only faults that are new and resolves (once) those that cleared.
+//! The active-fault registry of one run's state file: which detector faults are currently
+//! raised and which halt event each was filed as, so a tick files only what is new and
+//! resolves (once) what cleared.
 //!
-//! One file per run, `active-faults/<safeRunId>.json`, replaced atomically under the run's
-//! lock. An unreadable registry is moved aside (never overwritten): the halt event files
-//! themselves make re-emitting its faults harmless.
+//! Keyed as gstack's monitor keys its registry, by detector id (`<category>:<phase>:<src>`):
+//! two faults with one detector id (two hand-merged features) are one raised fault and one
+//! halt event, the first one's. One file per (run id, state file),
+//! `active-faults/<safeRunId>-<8 hex of sha256(state file)>.json`, replaced atomically under
+//! the run's lock: two state files that carry the same run id keep separate registries, so
+//! neither clears the other's faults. An unreadable registry is moved aside (never
+//! overwritten): the halt event files themselves make re-filing its faults harmless.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-use super::fault::Severity;
-use super::halt::HaltEvent;
+use super::halt_store::safe_run_id;
 use super::json_file;
 
-/// What the registry remembers of a raised fault: enough to write its resolved marker after
-/// the fault (and its detector's output) is gone.
+/// A raised detector fault: the halt event it was filed as.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ActiveFault {
-    pub kind: String,
-    pub scope: String,
-    pub message: String,
-    pub severity: Severity,
-    pub category: String,
+    pub fault_id: String,
     pub first_detected_at: String,
-}
-
-impl ActiveFault {
-    pub fn of(event: &HaltEvent) -> ActiveFault {
-        ActiveFault {
-            kind: event.kind.clone(),
-            scope: event.scope.clone(),
-            message: event.message.clone(),
-            severity: event.severity,
-            category: event.category.clone(),
-            first_detected_at: event.detected_at.clone(),
-        }
-    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Registry {
     pub run_id: String,
+    /// The state file (or, for the queue, the queue dir) the faults were detected in.
+    pub source: String,
     pub updated_at: String,
+    /// Detector id → the halt event it was filed as.
     pub active: BTreeMap<String, ActiveFault>,
 }
 
-/// `KIND:scope:<8 hex>` with no path separator anywhere: the only keys a registry written
-/// by berth (or gstack) holds. Anything else was planted, and would become a file name.
+/// `KIND:scope:<8 hex>` with no path separator anywhere: the only halt ids a registry
+/// written by berth holds. Anything else was planted, and would become a file name.
 fn is_fault_id(id: &str) -> bool {
     let mut parts = id.splitn(3, ':');
     let (Some(kind), Some(scope), Some(hash)) = (parts.next(), parts.next(), parts.next()) else {
@@ -63,26 +54,28 @@ fn is_fault_id(id: &str) -> bool {
         && hash.chars().all(|c| c.is_ascii_hexdigit())
 }
 
+/// The registry file of `run_id` detected in `source`, under `dir`.
+pub fn path(dir: &Path, run_id: &str, source: &str) -> PathBuf {
+    let digest = Sha256::digest(source.as_bytes());
+    let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    dir.join(format!("{}-{hex}.json", safe_run_id(run_id)))
+}
+
 /// Loads the registry at `path`. `Ok((registry, None))` normally; an unreadable file is
 /// renamed to `<name>.unreadable-<time>` and an empty registry returned with the warning.
-pub fn load(path: &Path, run_id: &str) -> Result<(Registry, Option<String>), String> {
+pub fn load(path: &Path, run_id: &str, source: &str) -> Result<(Registry, Option<String>), String> {
     let empty = || Registry {
         run_id: run_id.to_owned(),
+        source: source.to_owned(),
         ..Registry::default()
     };
-    let reason = match json_file::read_json(path) {
+    let reason = match read(path) {
         Ok(None) => return Ok((empty(), None)),
-        Ok(Some(value)) => match serde_json::from_value::<Registry>(value) {
-            Ok(registry) => match registry.active.keys().find(|id| !is_fault_id(id)) {
-                None => return Ok((registry, None)),
-                Some(bad) => format!("{bad:?} is not a fault id (KIND:scope:8 hex digits)"),
-            },
-            Err(e) => format!("not an active-fault registry: {e}"),
-        },
+        Ok(Some(registry)) => return Ok((registry, None)),
         Err(reason) => reason,
     };
     let aside = aside_path(path);
-    std::fs::rename(path, &aside).map_err(|e| {
+    fs::rename(path, &aside).map_err(|e| {
         format!(
             "{}: {reason}; could not move it aside to {}: {e}",
             path.display(),
@@ -99,6 +92,45 @@ pub fn load(path: &Path, run_id: &str) -> Result<(Registry, Option<String>), Str
     ))
 }
 
+fn read(path: &Path) -> Result<Option<Registry>, String> {
+    let Some(value) = super::halt_store::read_json(path)? else {
+        return Ok(None);
+    };
+    let registry: Registry =
+        serde_json::from_value(value).map_err(|e| format!("not an active-fault registry: {e}"))?;
+    match registry.active.values().find(|a| !is_fault_id(&a.fault_id)) {
+        None => Ok(Some(registry)),
+        Some(bad) => Err(format!(
+            "{:?} is not a fault id (KIND:scope:8 hex digits)",
+            bad.fault_id
+        )),
+    }
+}
+
+/// The halt ids raised by `run_id`'s other registries in `dir` (not `own`): a fault one
+/// state file still has is not resolved because another state file of the run cleared it.
+/// A registry that cannot be read counts for nothing here; its own sync reports it.
+pub fn raised_elsewhere(dir: &Path, run_id: &str, own: &Path) -> HashSet<String> {
+    let prefix = format!("{}-", safe_run_id(run_id));
+    let Ok(entries) = fs::read_dir(dir) else {
+        return HashSet::new();
+    };
+    entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.as_path() != own
+                && path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n.starts_with(&prefix) && n.ends_with(".json") && !n.starts_with('.')
+                })
+        })
+        .filter_map(|path| read(&path).ok().flatten())
+        // A safe run id is shared by run ids that differ only in unsafe characters.
+        .filter(|registry| registry.run_id == run_id)
+        .flat_map(|registry| registry.active.into_values().map(|a| a.fault_id))
+        .collect()
+}
+
 fn aside_path(path: &Path) -> PathBuf {
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
     let name = path
@@ -106,6 +138,12 @@ fn aside_path(path: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     path.with_file_name(format!("{name}.unreadable-{stamp}"))
+}
+
+/// Writes `registry` to `path` (pretty JSON, atomic).
+pub fn save(path: &Path, registry: &Registry) -> std::io::Result<()> {
+    let bytes = json_file::pretty(registry)?;
+    crate::atomic_file::write_atomic(path, &bytes, 0o600)
 }
 
 #[cfg(test)]
@@ -116,10 +154,10 @@ mod tests {
     fn unreadable_registry_is_moved_aside_not_lost() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.json");
-        let (registry, warning) = load(&path, "run").unwrap();
+        let (registry, warning) = load(&path, "run", "/s.json").unwrap();
         assert!(registry.active.is_empty() && warning.is_none());
         std::fs::write(&path, b"{ torn").unwrap();
-        let (registry, warning) = load(&path, "run").unwrap();
+        let (registry, warning) = load(&path, "run", "/s.json").unwrap();
         assert!(registry.active.is_empty());
         assert!(warning.unwrap().contains("moved aside"));
         assert!(!path.exists());
@@ -127,5 +165,48 @@ mod tests {
         assert_eq!(kept.len(), 1);
         let kept = kept[0].as_ref().unwrap().path();
         assert_eq!(std::fs::read(kept).unwrap(), b"{ torn");
+    }
+
+    #[test]
+    fn each_state_file_of_a_run_has_its_own_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = path(dir.path(), "run/1", "/s/a.json");
+        let b = path(dir.path(), "run/1", "/s/b.json");
+        assert_ne!(a, b);
+        assert!(
+            a.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("run_1-")
+        );
+        let mut registry = Registry {
+            run_id: "run/1".into(),
+            source: "/s/a.json".into(),
+            ..Registry::default()
+        };
+        registry.active.insert(
+            "X:all:*".into(),
+            ActiveFault {
+                fault_id: "PHASE_FAILED:all:0123abcd".into(),
+                first_detected_at: "t".into(),
+            },
+        );
+        save(&a, &registry).unwrap();
+        // Another run whose id has the same safe form does not count.
+        let other = path(dir.path(), "run:1", "/s/c.json");
+        save(
+            &other,
+            &Registry {
+                run_id: "run:1".into(),
+                ..registry.clone()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            raised_elsewhere(dir.path(), "run/1", &b),
+            HashSet::from(["PHASE_FAILED:all:0123abcd".to_owned()])
+        );
+        assert!(raised_elsewhere(dir.path(), "run/1", &a).is_empty());
     }
 }

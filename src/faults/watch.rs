@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use super::detect::{self, REVIEW_REPORT, RunInput};
-use super::halt::{HaltEvent, stdout_tail};
+use super::halt::{HaltEvent, Pointers, RunRef, stdout_tail};
 use super::halt_store::{HaltStore, SyncReport};
 use super::learned::{self, LearnedSet, LearnedSource};
 use crate::rules::RuleSet;
@@ -89,12 +89,25 @@ pub fn tick_queue(
     let facts = super::queue_facts::gather(queue);
     let detection = detect::detect_queue(set, &facts);
     report.problems.extend(detection.errors);
+    let queue_dir = facts["queueDir"].as_str().unwrap_or_default().to_owned();
+    let queue = RunRef {
+        run_id: QUEUE_RUN_ID,
+        state_slug: QUEUE_RUN_ID,
+        pointers: Pointers {
+            state_file: queue_dir.clone(),
+            ..Pointers::default()
+        },
+        ..RunRef::default()
+    };
     let events: Vec<HaltEvent> = detection
         .faults
         .iter()
-        .map(|fault| HaltEvent::from_fault(QUEUE_RUN_ID, fault, None))
+        .map(|fault| HaltEvent::from_fault(&queue, fault))
         .collect();
-    report.absorb(QUEUE_RUN_ID, halts.sync_run(QUEUE_RUN_ID, &events));
+    report.absorb(
+        QUEUE_RUN_ID,
+        halts.sync_run(QUEUE_RUN_ID, &queue_dir, &events),
+    );
     log(&report);
     report
 }
@@ -139,13 +152,34 @@ pub fn watch_runs(
         let run_id = run_id_of(&run, &file);
         let detection = detect::detect_run(set, &run, learned);
         report.problems.extend(detection.errors);
-        let tail = run.stdout.as_ref().map(|s| stdout_tail(&s.content));
+        let path_text = |path: Option<&PathBuf>| path.map(|p| p.display().to_string());
+        let state_file = file.display().to_string();
+        let state_slug = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let run_ref = RunRef {
+            run_id: &run_id,
+            state_slug: &state_slug,
+            pointers: Pointers {
+                state_file: state_file.clone(),
+                stdout_log: path_text(run.stdout.as_ref().map(|a| &a.path)).unwrap_or_default(),
+                living_plan: path_text(run.plan.as_ref().map(|a| &a.path)).unwrap_or_default(),
+                worktree_path: path_text(run.worktree.as_ref()).unwrap_or_default(),
+            },
+            state: Some(run.state.value()),
+            stdout_tail: run
+                .stdout
+                .as_ref()
+                .map(|s| stdout_tail(&s.content))
+                .unwrap_or_default(),
+        };
         let events: Vec<HaltEvent> = detection
             .faults
             .iter()
-            .map(|fault| HaltEvent::from_fault(&run_id, fault, tail.clone()))
+            .map(|fault| HaltEvent::from_fault(&run_ref, fault))
             .collect();
-        let sync = halts.sync_run(&run_id, &events);
+        let sync = halts.sync_run(&run_id, &state_file, &events);
         count_new_hits(learned, &events, &sync);
         report.absorb(&run_id, sync);
     }
@@ -170,14 +204,15 @@ fn count_new_hits(learned: &LearnedSet, events: &[HaltEvent], sync: &SyncReport)
     }
 }
 
-/// A run's id: the state's `runId`, else its `slug`, else the file's stem.
+/// A run's id as gstack names it (its `--run-id`, else the state slug): the state's
+/// `launch.runId`, else its `slug`, else the file's stem.
 fn run_id_of(run: &RunInput, file: &Path) -> String {
-    ["runId", "slug"]
+    ["/launch/runId", "/slug"]
         .iter()
-        .find_map(|field| {
+        .find_map(|pointer| {
             run.state
                 .value()
-                .get(*field)
+                .pointer(pointer)
                 .and_then(serde_json::Value::as_str)
                 .filter(|s| !s.trim().is_empty())
                 .map(str::to_owned)

@@ -5,6 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use berth::faults::detect::{RunInput, detect_run};
 use berth::faults::halt::{Scope, fault_id};
 use berth::faults::halt_store::HaltStore;
 use berth::faults::learned::LearnedSet;
@@ -177,12 +178,22 @@ fn ticks_emit_new_faults_once_and_resolve_cleared_ones_once() {
             .ends_with("pending-investigations/polis-mesh-lane-b-PHASE_FAILED:all:1fe2d874.json")
     );
     let event: Value = serde_json::from_slice(&fs::read(&pending).unwrap()).unwrap();
-    assert_eq!(event["kind"], "PHASE_FAILED");
-    assert_eq!(event["severity"], "HIGH");
+    let state_file = state_dir.join("polis.json").display().to_string();
     assert_eq!(
-        event["message"],
-        format!("[HAND_MERGED_FEATURE] {HAND_MERGED}")
+        event,
+        json!({
+            "faultId": "PHASE_FAILED:all:1fe2d874",
+            "runId": "polis-mesh-lane-b",
+            "stateSlug": "polis",
+            "kind": "PHASE_FAILED",
+            "severity": "HIGH",
+            "timestamp": event["timestamp"],
+            "message": format!("[HAND_MERGED_FEATURE] {HAND_MERGED}"),
+            "pointers": {"stateFile": state_file, "stdoutLog": "", "livingPlan": "", "worktreePath": ""},
+            "snapshot": {"stdoutTail": ""}
+        })
     );
+    assert!(berth::clock::parse_iso(event["timestamp"].as_str().unwrap()).is_some());
     let written = fs::read(&pending).unwrap();
 
     let second = watch_runs(&set, &state_dir, &halts, &learned);
@@ -206,11 +217,16 @@ fn ticks_emit_new_faults_once_and_resolve_cleared_ones_once() {
         again.resolved.is_empty() && again.emitted.is_empty(),
         "{again:?}"
     );
-    let marker: Value = serde_json::from_slice(
-        &fs::read(halts.resolved_path("polis-mesh-lane-b", "PHASE_FAILED:all:1fe2d874")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(marker["resolutions"], 1);
+    let marker_path = halts.resolved_path("polis-mesh-lane-b", "PHASE_FAILED:all:1fe2d874");
+    assert!(marker_path.ends_with(
+        "pending-investigations/polis-mesh-lane-b-RESOLVED-PHASE_FAILED:all:1fe2d874.json"
+    ));
+    let marker: Value = serde_json::from_slice(&fs::read(&marker_path).unwrap()).unwrap();
+    assert_eq!(
+        marker,
+        json!({"event": "SKILL_FAULT_RESOLVED", "timestamp": marker["timestamp"],
+               "runId": "polis-mesh-lane-b", "faultId": "PHASE_FAILED:all:1fe2d874"})
+    );
 
     let listing = world
         .berth()
@@ -260,7 +276,17 @@ fn the_daemon_tick_writes_halt_events_for_runs_and_the_queue() {
         .unwrap();
     let event: Value =
         serde_json::from_slice(&fs::read(pending.join(queue_event)).unwrap()).unwrap();
-    assert_eq!(event["category"], "UNREADABLE_RECORD");
+    assert!(
+        event["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("[UNREADABLE_RECORD] "),
+        "{event:#}"
+    );
+    assert_eq!(
+        event["pointers"]["stateFile"],
+        world.queue.display().to_string()
+    );
     assert_eq!(
         fs::read(world.queue.join("torn.json")).unwrap(),
         b"{ not a record"
@@ -458,16 +484,21 @@ fn a_planted_registry_key_never_writes_outside_the_halt_dir() {
     let before = fs::read(world.queue.join(format!("{id}.json"))).unwrap();
     let halts = world.home.join(".gstack/skill-faults");
     fs::create_dir_all(halts.join("active-faults")).unwrap();
-    fs::create_dir_all(halts.join("resolved/berth-release-queue-x")).unwrap();
+    fs::create_dir_all(halts.join("pending-investigations/berth-release-queue-RESOLVED-x"))
+        .unwrap();
     let key = format!("x/../../../build-state/release-queue/{id}");
+    let queue_dir = world.queue.display().to_string();
     let registry = json!({
         "runId": "berth-release-queue",
+        "source": queue_dir,
         "updatedAt": "2026-11-24T00:00:00.000Z",
-        "active": { key: {"kind": "PHASE_FAILED", "scope": "all", "message": "m", "severity": "HIGH",
-                          "category": "X", "firstDetectedAt": "2026-11-24T00:00:00.000Z",
-                          "lastDetectedAt": "2026-11-24T00:00:00.000Z", "occurrences": 1} }
+        "active": { "X:all:*": {"faultId": key, "firstDetectedAt": "2026-11-24T00:00:00.000Z"} }
     });
-    let registry_path = halts.join("active-faults/berth-release-queue.json");
+    let registry_path = berth::faults::registry::path(
+        &halts.join("active-faults"),
+        "berth-release-queue",
+        &queue_dir,
+    );
     fs::write(&registry_path, registry.to_string()).unwrap();
     let config = world.config("forge = \"git\"\nland_command = [\"true\"]\n");
     world.run_once(&config).success();
@@ -668,4 +699,411 @@ fn a_state_over_the_cap_is_refused_naming_the_limit() {
             predicates::str::contains("huge.json")
                 .and(predicates::str::contains("over the 4194304-byte limit")),
         );
+}
+
+/// A state dir holding `state` as `run.json`, plus `files` (name → text) beside it; the
+/// state's `planFile`/`stdoutLog` name those files when `plan.md`/`out.log` are given.
+fn run_dir(world: &World, name: &str, mut state: Value, files: &[(&str, &str)]) -> PathBuf {
+    let dir = world.root.join(name);
+    fs::create_dir_all(&dir).unwrap();
+    for (file, text) in files {
+        fs::write(dir.join(file), text).unwrap();
+        let field = match *file {
+            "plan.md" => "planFile",
+            "out.log" => "stdoutLog",
+            _ => continue,
+        };
+        state[field] = json!(dir.join(file).display().to_string());
+    }
+    fs::write(dir.join("run.json"), state.to_string()).unwrap();
+    dir
+}
+
+/// The detected rows (not resolved markers) under `halts`' pending dir.
+fn pending_events(halts: &HaltStore) -> Vec<Value> {
+    let dir = halts.dir().join("pending-investigations");
+    let mut names: Vec<PathBuf> = fs::read_dir(&dir)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+        .iter()
+        .map(|path| serde_json::from_slice::<Value>(&fs::read(path).unwrap()).unwrap())
+        .filter(|event| event.get("event").is_none())
+        .collect()
+}
+
+/// Each built-in detector on the spec's values: the state in, gstack's exact description,
+/// evidence, sourceFiles, detector id and halt id out (the halt ids computed independently:
+/// sha256 of `PHASE_FAILED:<scope>:[CATEGORY] description`).
+#[test]
+fn every_detector_gives_gstacks_fault_and_halt_id() {
+    let world = World::new();
+    let rules = Rules::embedded().unwrap();
+    let set = rules.current();
+    let phases = |phases: Value| json!({"slug": "s", "phases": phases});
+    // (category, state, files beside it, description, evidence, sourceFiles[0] file, halt id)
+    type Case<'a> = (
+        &'a str,
+        Value,
+        Vec<(&'a str, &'a str)>,
+        &'a str,
+        Value,
+        &'a str,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "CODEX_CONVERGENCE",
+            phases(json!([{"index": 0, "codexReview": {"iterations": 5}}])),
+            vec![],
+            "Codex review did not converge after 5 iterations (limit 5).",
+            json!({"phaseIndex": 0, "iterationCount": 5}),
+            "",
+            "PHASE_FAILED:p0:2cf8d9e2",
+        ),
+        (
+            "TEST_FIXER_LOOP",
+            phases(json!([{"index": 0}, {"index": 1, "testFix": {"iterations": 6}}])),
+            vec![],
+            "Test-fix loop did not converge after 6 iterations (limit 5).",
+            json!({"phaseIndex": 1, "iterationCount": 6}),
+            "",
+            "PHASE_FAILED:p1:e2dfe327",
+        ),
+        (
+            "PREMATURE_COMPLETION",
+            phases(json!([{"index": 0, "number": "1", "status": "failed"}])),
+            vec![("plan.md", "# Plan\n### Phase 1\n- [x] **Implementation**\n")],
+            "Phase 1 has checked task(s) but status is 'failed', not 'committed'.",
+            json!({"phaseIndex": 0}),
+            "plan.md",
+            "PHASE_FAILED:p0:15033eff",
+        ),
+        (
+            "PLAN_SYNTHESIS_INVALID",
+            json!({"slug": "s"}),
+            vec![(
+                "plan.md",
+                "<!-- gstack-synthesis-complete -->\n## Feature 1: A\nOrigin trace: x\n",
+            )],
+            "Feature block 1 is missing Acceptance:.",
+            json!({}),
+            "plan.md",
+            "PHASE_FAILED:all:dae254e5",
+        ),
+        (
+            "HAND_MERGED_FEATURE",
+            serde_json::from_slice(&fs::read(fixture_path()).unwrap()).unwrap(),
+            vec![],
+            HAND_MERGED,
+            json!({}),
+            "",
+            "PHASE_FAILED:all:1fe2d874",
+        ),
+        (
+            "WORKTREE_LEAK",
+            json!({"slug": "s", "completed": true, "worktreePath": "/"}),
+            vec![],
+            "Build is completed but worktree directory still exists at /.",
+            json!({}),
+            "",
+            "PHASE_FAILED:all:ed660401",
+        ),
+        (
+            "RED_SPEC_TRIVIAL",
+            json!({"slug": "s", "failureReason": "spec passed trivially"}),
+            vec![],
+            "Tests passed trivially without implementation: spec passed trivially",
+            json!({"stateValue": "spec passed trivially"}),
+            "",
+            "PHASE_FAILED:all:a14bd15d",
+        ),
+        (
+            "PLAN_MUTATOR_MISMATCH",
+            json!({"slug": "s", "failureReason": "line not found: - [ ] Phase 2"}),
+            vec![],
+            "Plan mutator could not locate expected content: line not found: - [ ] Phase 2",
+            json!({}),
+            "",
+            "PHASE_FAILED:all:94d0ecc0",
+        ),
+        (
+            "PLAN_REVIEW_STALEMATE",
+            json!({"slug": "s"}),
+            vec![(
+                "plan-review-report.json",
+                r#"{"round": 3, "objections": [{"severity": "HIGH"}, {"severity": "CRITICAL"}]}"#,
+            )],
+            "Plan review is stalled at round 3 with unresolved CRITICAL objections.",
+            json!({"planReviewRound": 3}),
+            "plan-review-report.json",
+            "PHASE_FAILED:all:58d513bd",
+        ),
+        (
+            "FEATURE_VERIFIER_SCOPE",
+            json!({"slug": "s"}),
+            vec![("out.log", "verifying\nVERIFICATION: GAPS\n")],
+            "Feature verifier reported gaps in feature coverage.",
+            json!({}),
+            "out.log",
+            "PHASE_FAILED:all:90e84de2",
+        ),
+    ];
+    for (category, state, files, description, evidence, source, halt_id) in cases {
+        let dir = run_dir(&world, category, state, &files);
+        let run = RunInput::from_files(&dir.join("run.json"), None, None).unwrap();
+        let detection = detect_run(&set, &run, &LearnedSet::default());
+        assert!(detection.errors.is_empty(), "{:?}", detection.errors);
+        let [fault] = detection.faults.as_slice() else {
+            panic!("{category}: {:?}", detection.faults);
+        };
+        let source_files: Vec<String> = if source.is_empty() {
+            vec![]
+        } else {
+            vec![dir.join(source).display().to_string()]
+        };
+        assert_eq!(
+            serde_json::to_value(fault).unwrap(),
+            json!({"category": category, "severity": fault.severity, "description": description,
+                   "sourceFiles": source_files, "evidence": evidence}),
+            "{category}"
+        );
+        let phase = evidence
+            .get("phaseIndex")
+            .map_or("all".to_owned(), Value::to_string);
+        let src = source_files.first().map_or("*", String::as_str);
+        assert_eq!(fault.detector_id(), format!("{category}:{phase}:{src}"));
+
+        let halts = HaltStore::new(dir.join("skill-faults"));
+        let report = watch_runs(&set, &dir, &halts, &LearnedSet::default());
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        let events = pending_events(&halts);
+        assert_eq!(events.len(), 1, "{category}");
+        assert_eq!(events[0]["faultId"], halt_id, "{category}");
+        assert_eq!(events[0]["message"], format!("[{category}] {description}"));
+        assert!(
+            halts
+                .pending_path(events[0]["runId"].as_str().unwrap(), halt_id)
+                .exists()
+        );
+    }
+}
+
+/// gstack's monitor files one halt event per detector id: two hand-merged features share
+/// `HAND_MERGED_FEATURE:all:*`, so 6 faults become 5 events, and the second feature's
+/// fault never becomes an event of its own while the first is raised.
+#[test]
+fn one_halt_event_per_detector_id() {
+    let world = World::new();
+    let mut state: Value = serde_json::from_slice(&fs::read(fixture_path()).unwrap()).unwrap();
+    let mut second = state["features"][0].clone();
+    second["number"] = json!("2");
+    state["features"].as_array_mut().unwrap().push(second);
+    state["phases"][0]["codexReview"] = json!({"iterations": 5});
+    state["phases"][0]["testFix"] = json!({"iterations": 6});
+    state["failureReason"] = json!("red spec passed trivially; no checkbox for phase 1");
+    let dir = run_dir(&world, "run", state, &[]);
+    let rules = Rules::embedded().unwrap();
+    let set = rules.current();
+    let run = RunInput::from_files(&dir.join("run.json"), None, None).unwrap();
+    assert_eq!(
+        detect_run(&set, &run, &LearnedSet::default()).faults.len(),
+        6
+    );
+    let halts = HaltStore::new(dir.join("skill-faults"));
+    let report = watch_runs(&set, &dir, &halts, &LearnedSet::default());
+    let mut ids: Vec<String> = pending_events(&halts)
+        .iter()
+        .map(|e| e["faultId"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    assert_eq!(report.emitted.len(), 5, "{report:?}");
+    assert_eq!(
+        ids,
+        [
+            "PHASE_FAILED:all:14f1e3a8",
+            "PHASE_FAILED:all:1fe2d874",
+            "PHASE_FAILED:all:635f7e54",
+            "PHASE_FAILED:p0:10d5c5c8",
+            "PHASE_FAILED:p0:2cf8d9e2"
+        ]
+    );
+}
+
+/// 10,000 junk files in the queue dir: the queue detectors still run and UNREADABLE_RECORD
+/// is filed (it used to fail with "Size of object map too large", filing nothing), one
+/// event per listed file and one saying how many there are in all.
+#[test]
+fn the_queue_detectors_work_with_10000_unreadable_files() {
+    let world = World::new();
+    for i in 0..10_000 {
+        fs::write(world.queue.join(format!("junk-{i:05}.json")), "{ junk").unwrap();
+    }
+    let out = world
+        .berth_daemon()
+        .args(["run", "--once"])
+        .env("BERTH_LOG", "error")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("too large"), "{stderr}");
+    let halts = HaltStore::new(world.home.join(".gstack/skill-faults"));
+    let events = pending_events(&halts);
+    let listed = berth::faults::detect::MAX_UNREADABLE_LISTED;
+    assert_eq!(events.len(), listed + 1, "{stderr}");
+    let messages: Vec<&str> = events
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages.iter().any(|m| m.contains("junk-00000.json")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains("10000 files")),
+        "{messages:?}"
+    );
+}
+
+/// Two state files with one run id (issue 10): the clean one never resolves the other's
+/// live fault, and the fault is resolved only when no file of the run has it any more.
+#[test]
+fn a_second_state_file_with_the_same_run_id_never_resolves_a_live_fault() {
+    let world = World::new();
+    let dir = state_dir_with_fixture(&world);
+    let mut clean: Value = serde_json::from_slice(&fs::read(fixture_path()).unwrap()).unwrap();
+    clean["features"][0]["completedAt"] = json!("2026-05-17T09:00:00.000Z");
+    fs::write(dir.join("polis-copy.json"), clean.to_string()).unwrap();
+    let rules = Rules::embedded().unwrap();
+    let set = rules.current();
+    let halts = HaltStore::new(world.root.join("skill-faults"));
+    let tick = || watch_runs(&set, &dir, &halts, &LearnedSet::default());
+    const ID: &str = "PHASE_FAILED:all:1fe2d874";
+    let marker = halts.resolved_path("polis-mesh-lane-b", ID);
+
+    let first = tick();
+    assert_eq!(first.emitted, [format!("polis-mesh-lane-b/{ID}")]);
+    for _ in 0..3 {
+        let again = tick();
+        assert!(
+            again.emitted.is_empty() && again.resolved.is_empty(),
+            "{again:?}"
+        );
+        assert!(!marker.exists(), "a clean copy resolved a live fault");
+    }
+    // Both files have it, then the first clears: still raised by the copy.
+    let mut hand_merged: Value =
+        serde_json::from_slice(&fs::read(fixture_path()).unwrap()).unwrap();
+    fs::write(dir.join("polis-copy.json"), hand_merged.to_string()).unwrap();
+    assert!(tick().emitted.is_empty(), "filed once for the run");
+    hand_merged["features"][0]["completedAt"] = json!("2026-05-17T09:00:00.000Z");
+    fs::write(dir.join("polis.json"), hand_merged.to_string()).unwrap();
+    let cleared_in_one = tick();
+    assert!(cleared_in_one.resolved.is_empty(), "{cleared_in_one:?}");
+    assert!(!marker.exists());
+    // The copy clears too: now it is resolved, once.
+    fs::write(dir.join("polis-copy.json"), hand_merged.to_string()).unwrap();
+    assert_eq!(tick().resolved, [format!("polis-mesh-lane-b/{ID}")]);
+    assert!(marker.exists());
+    assert!(tick().resolved.is_empty());
+}
+
+/// gstack filed the fault first with the same capture: berth refreshes it in place, no
+/// recurrence. gstack's capture had another stdout tail: it is archived to
+/// `collapsed/<id>-1.json` and the latest capture stays pending with `occurrences: 2`.
+#[test]
+fn a_capture_gstack_wrote_first_is_a_recurrence_only_when_the_tail_differs() {
+    let world = World::new();
+    let dir = state_dir_with_fixture(&world);
+    let log = dir.join("out.log");
+    let lines: String = (0..250).map(|i| format!("step {i}\n")).collect();
+    fs::write(&log, &lines).unwrap();
+    let mut state: Value = serde_json::from_slice(&fs::read(fixture_path()).unwrap()).unwrap();
+    state["stdoutLog"] = json!(log.display().to_string());
+    fs::write(dir.join("polis.json"), state.to_string()).unwrap();
+    let rules = Rules::embedded().unwrap();
+    let set = rules.current();
+    const ID: &str = "PHASE_FAILED:all:1fe2d874";
+    // The last 200 pieces of the log split on "\n", as gstack's buildHaltSnapshot cuts it.
+    let pieces: Vec<&str> = lines.split('\n').collect();
+    let tail = pieces[pieces.len() - 200..].join("\n");
+    let gstack_event = |tail: &str| {
+        json!({
+            "faultId": ID, "runId": "polis-mesh-lane-b", "stateSlug": "polis",
+            "kind": "PHASE_FAILED", "severity": "HIGH", "timestamp": "2026-05-17T08:40:00.000Z",
+            "message": format!("[HAND_MERGED_FEATURE] {HAND_MERGED}"),
+            "pointers": {"stateFile": "", "stdoutLog": "", "livingPlan": "", "worktreePath": ""},
+            "snapshot": {"stdoutTail": tail, "worktreeHead": "d9845c1"}
+        })
+    };
+    for (name, gstack_tail, recurred) in [
+        ("same", tail.as_str(), false),
+        ("other", "older log\n", true),
+    ] {
+        let halts = HaltStore::new(world.root.join(name));
+        let pending = halts.pending_path("polis-mesh-lane-b", ID);
+        fs::create_dir_all(pending.parent().unwrap()).unwrap();
+        fs::write(&pending, gstack_event(gstack_tail).to_string()).unwrap();
+        let report = watch_runs(&set, &dir, &halts, &LearnedSet::default());
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        let event: Value = serde_json::from_slice(&fs::read(&pending).unwrap()).unwrap();
+        assert_eq!(event["snapshot"]["stdoutTail"], tail.as_str(), "{name}");
+        let archived = halts.collapsed_path("polis-mesh-lane-b", ID, 1);
+        assert!(archived.ends_with(format!("collapsed/polis-mesh-lane-b-{ID}-1.json")));
+        if recurred {
+            assert_eq!(event["snapshot"]["occurrences"], 2);
+            let earlier: Value = serde_json::from_slice(&fs::read(&archived).unwrap()).unwrap();
+            assert_eq!(earlier, gstack_event(gstack_tail));
+        } else {
+            assert!(event["snapshot"].get("occurrences").is_none(), "{event:#}");
+            assert!(
+                !halts.dir().join("collapsed").exists(),
+                "a phantom recurrence"
+            );
+        }
+    }
+}
+
+#[test]
+fn faults_ack_marks_an_event_investigated_as_gstack_does() {
+    let world = World::new();
+    let dir = state_dir_with_fixture(&world);
+    let halts = HaltStore::new(world.root.join("skill-faults"));
+    let rules = Rules::embedded().unwrap();
+    watch_runs(&rules.current(), &dir, &halts, &LearnedSet::default());
+    let faults = |args: &[&str]| {
+        let mut cmd = world.berth();
+        cmd.arg("faults")
+            .args(args)
+            .arg("--faults-dir")
+            .arg(halts.dir());
+        cmd
+    };
+    const ID: &str = "PHASE_FAILED:all:1fe2d874";
+    faults(&["ack", "PHASE_FAILED:all:00000000"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("no pending halt event"));
+    faults(&["ack", ID])
+        .assert()
+        .code(0)
+        .stdout(predicates::str::contains("processed"));
+    let processed = halts
+        .dir()
+        .join(format!("processed/polis-mesh-lane-b-{ID}.json"));
+    assert!(processed.exists());
+    assert!(!halts.pending_path("polis-mesh-lane-b", ID).exists());
+    faults(&["ack", ID, "--run", "polis-mesh-lane-b"])
+        .assert()
+        .code(0)
+        .stdout(predicates::str::contains("already investigated"));
+    let listing = faults(&["list", "--json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let listing: Value = serde_json::from_slice(&listing).unwrap();
+    assert_eq!(listing["halts"][0]["status"], "investigated", "{listing:#}");
 }
