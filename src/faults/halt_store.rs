@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -55,37 +55,14 @@ pub fn safe_run_id(run_id: &str) -> String {
 }
 
 /// A JSON file of the halt dir: `Ok(None)` if absent, `Err(reason)` if it is there but is
-/// not a regular file of valid JSON within [`MAX_HALT_FILE_BYTES`]. Opened with
-/// `O_NONBLOCK | O_NOFOLLOW` and checked on the open handle, so a FIFO or a symlink swapped
-/// in never blocks or redirects the read.
+/// not a regular file of valid JSON within [`MAX_HALT_FILE_BYTES`]. Read with
+/// [`crate::hostile_file`], so a FIFO or a symlink swapped in never blocks or redirects it.
 pub fn read_json(path: &Path) -> Result<Option<Value>, String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = match fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOFOLLOW)
-        .open(path)
-    {
-        Ok(file) => file,
+    let bytes = match crate::hostile_file::read_regular(path, MAX_HALT_FILE_BYTES) {
+        Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
-            return Err("a symlink, not a regular file".into());
-        }
-        Err(e) => return Err(format!("cannot open: {e}")),
+        Err(e) => return Err(e.to_string()),
     };
-    let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    if meta.len() > MAX_HALT_FILE_BYTES {
-        return Err(format!(
-            "file is {} bytes, over the {MAX_HALT_FILE_BYTES}-byte limit",
-            meta.len()
-        ));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_HALT_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read: {e}"))?;
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| format!("not valid JSON: {e}"))
@@ -612,7 +589,7 @@ mod tests {
         let elsewhere = dir.path().join("elsewhere.json");
         fs::write(&elsewhere, b"{}").unwrap();
         std::os::unix::fs::symlink(&elsewhere, &pending).unwrap();
-        assert!(store.emit(&ev).unwrap_err().contains("symlink"));
+        assert!(store.emit(&ev).unwrap_err().contains("symbolic link"));
         assert_eq!(fs::read(&elsewhere).unwrap(), b"{}");
     }
 

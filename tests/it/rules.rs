@@ -156,20 +156,24 @@ fn order(candidates) {
     let events: Vec<Value> = fs::read_dir(&pending)
         .unwrap()
         .map(|e| serde_json::from_slice(&fs::read(e.unwrap().path()).unwrap()).unwrap())
-        .filter(|e: &Value| e["category"] == "RULE_FAILING")
+        .filter(|e: &Value| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("[RULE_FAILING] "))
+        })
         .collect();
     assert_eq!(events.len(), 2, "{events:#?}");
     let landing_event = events
         .iter()
         .find(|e| {
-            e["description"]
+            e["message"]
                 .as_str()
                 .unwrap()
                 .contains("policies/landing.rhai")
         })
         .unwrap();
     assert!(
-        landing_event["description"]
+        landing_event["message"]
             .as_str()
             .unwrap()
             .contains("admit, max_lanes"),
