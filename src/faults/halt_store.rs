@@ -35,9 +35,6 @@ pub const COLLAPSED_DIR: &str = "collapsed";
 pub const ACTIVE_DIR: &str = "active-faults";
 /// The `event` of a resolved marker; detected rows have no `event` key.
 pub const RESOLVED_EVENT: &str = "SKILL_FAULT_RESOLVED";
-/// A halt event is a snapshot and 200 log lines; a file over this is not one, and is
-/// reported unread.
-pub const MAX_HALT_FILE_BYTES: u64 = json_file::MAX_JSON_BYTES;
 
 /// gstack's `safeRunId`: every UTF-16 unit outside `[A-Za-z0-9._-]` becomes `_` (a
 /// character outside the BMP becomes `__`, as JavaScript's `replace` makes it).
@@ -52,20 +49,6 @@ pub fn safe_run_id(run_id: &str) -> String {
             }
         })
         .collect()
-}
-
-/// A JSON file of the halt dir: `Ok(None)` if absent, `Err(reason)` if it is there but is
-/// not a regular file of valid JSON within [`MAX_HALT_FILE_BYTES`]. Read with
-/// [`crate::hostile_file`], so a FIFO or a symlink swapped in never blocks or redirects it.
-pub fn read_json(path: &Path) -> Result<Option<Value>, String> {
-    let bytes = match crate::hostile_file::read_regular(path, MAX_HALT_FILE_BYTES) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.to_string()),
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| format!("not valid JSON: {e}"))
 }
 
 /// What [`HaltStore::emit`] did with one event.
@@ -206,7 +189,8 @@ impl HaltStore {
     pub fn emit(&self, event: &HaltEvent) -> Result<Emitted, String> {
         self.ensure(PENDING_DIR)?;
         let pending = self.pending_path(&event.run_id, &event.fault_id);
-        let prior = read_json(&pending).map_err(|reason| left_untouched(&pending, reason))?;
+        let prior =
+            json_file::read_json(&pending).map_err(|reason| left_untouched(&pending, reason))?;
         let mut event = event.clone();
         let emitted = match prior {
             None => Emitted::New,
@@ -405,7 +389,7 @@ impl HaltStore {
             };
             for name in names {
                 let path = dir.join(&name);
-                let value = match read_json(&path) {
+                let value = match json_file::read_json(&path) {
                     Ok(Some(value)) => value,
                     Ok(None) => continue,
                     Err(reason) => {

@@ -93,7 +93,7 @@ pub fn load(path: &Path, run_id: &str, source: &str) -> Result<(Registry, Option
 }
 
 fn read(path: &Path) -> Result<Option<Registry>, String> {
-    let Some(value) = super::halt_store::read_json(path)? else {
+    let Some(value) = json_file::read_json(path)? else {
         return Ok(None);
     };
     let registry: Registry =
