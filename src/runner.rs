@@ -28,7 +28,8 @@ use tokio_util::sync::CancellationToken;
 use crate::pinned_dir::PinnedDir;
 
 pub use log::{
-    DRIFT_SCAN_CAP, DRIFT_SIGNATURES, InvalidRecordId, attempt_log_path, output_shows_drift,
+    ATTEMPT_SEARCH_LIMIT, ClaimError, DRIFT_SCAN_CAP, DRIFT_SIGNATURES, InvalidRecordId,
+    attempt_log_path, claim_attempt, output_shows_drift,
 };
 pub use process::{Outcome, StepCommand, StepRun, run_step};
 pub use strays::{
@@ -162,6 +163,12 @@ impl Runner {
     pub fn with_grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
         self
+    }
+
+    /// The attempt number a new landing of `record_id` uses, its land log claimed: see
+    /// [`claim_attempt`].
+    pub fn claim_attempt(&self, record_id: &str, from: u32) -> Result<u32, ClaimError> {
+        claim_attempt(&self.logs_dir, record_id, from)
     }
 
     /// Runs `step` in `vars.worktree`, its output appended to

@@ -470,7 +470,13 @@ async fn run_steps(
         })
     };
     let mut retries = c.record.retries.unwrap_or(0);
-    let attempt = retries + 1;
+    let attempt = match shared.runner.claim_attempt(&c.id, retries + 1) {
+        Ok(attempt) => attempt,
+        Err(e) => {
+            lost_watch.abort();
+            return Verdict::Stop(Stop::Block(e.to_string()));
+        }
+    };
     let mut step = Step::Land;
     let verdict = loop {
         if let Err(why) = worktree::verify_dirs(c, Some(place)) {

@@ -54,6 +54,68 @@ pub fn attempt_log_path(
         .join(format!("attempt-{attempt}-{}.log", step.as_str())))
 }
 
+/// How many numbers past the first candidate [`claim_attempt`] tries before it gives up:
+/// a record with that many attempt logs needs its logs dir cleaned, not another one.
+pub const ATTEMPT_SEARCH_LIMIT: u32 = 1000;
+
+/// Why no attempt number could be claimed.
+#[derive(Debug, Error)]
+pub enum ClaimError {
+    #[error(transparent)]
+    Id(#[from] InvalidRecordId),
+    #[error("cannot create an attempt log {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error(
+        "attempt logs {from} to {last} of record {record} all exist under {dir}; remove old ones to land it again"
+    )]
+    Exhausted {
+        record: String,
+        dir: PathBuf,
+        from: u32,
+        last: u32,
+    },
+}
+
+/// The first attempt number from `from` on whose land log does not exist yet, claimed by
+/// creating that log empty (create-new, never following a link), so every landing attempt
+/// of a record has its own log even when an operator's `retry` reset the record's
+/// `retries`. The same attempt's later steps append to the claimed files.
+pub fn claim_attempt(logs_dir: &Path, record_id: &str, from: u32) -> Result<u32, ClaimError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let last = from.saturating_add(ATTEMPT_SEARCH_LIMIT);
+    for attempt in from..=last {
+        let path = attempt_log_path(logs_dir, record_id, attempt, Step::Land)?;
+        let io_error = |source| ClaimError::Io {
+            path: path.clone(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            crate::atomic_file::ensure_private_dir(dir).map_err(io_error)?;
+        }
+        let ship = attempt_log_path(logs_dir, record_id, attempt, Step::Ship)?;
+        if ship.symlink_metadata().is_ok() {
+            continue;
+        }
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&path)
+        {
+            Ok(_) => return Ok(attempt),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io_error(e)),
+        }
+    }
+    Err(ClaimError::Exhausted {
+        record: record_id.to_owned(),
+        dir: logs_dir.join(record_id),
+        from,
+        last,
+    })
+}
+
 /// True when a run's output carries one of the [`DRIFT_SIGNATURES`], in any case: gstack
 /// matches them with a case-insensitive regex, whose folding touches ASCII letters only.
 pub fn output_shows_drift(log_excerpt: &str) -> bool {

@@ -591,3 +591,41 @@ fn rules_init_writes_the_embedded_set_which_then_passes_check_and_refuses_a_non_
         .stderr(predicates::str::contains("not empty"));
     assert_eq!(fs::read_to_string(&landing).unwrap(), "// mine\n");
 }
+
+/// `retry` resets the record's retries, yet the second landing must not append to (or
+/// overwrite) the first one's log: each attempt has its own file, named in `lastError`.
+#[test]
+fn each_landing_attempt_writes_its_own_log_even_after_retry() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(1, "main");
+    let config = world
+        .config("forge = \"git\"\nland_command = [\"sh\", \"-c\", \"echo failing; exit 3\"]\n");
+    let logs = world.berth_state().join("logs").join(&id);
+    let mut seen = Vec::new();
+    for round in 0..2 {
+        if round > 0 {
+            world.berth().args(["retry", &id]).assert().success();
+        }
+        world.run_once(&config).code(1);
+        let record = world.read_record(&id);
+        assert_eq!(record["status"], "blocked");
+        let why = record["lastError"].as_str().unwrap().to_owned();
+        let mut files: Vec<String> = fs::read_dir(&logs)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        files.sort();
+        assert_eq!(files.len(), round + 1, "{files:?}");
+        let new = files.iter().find(|f| !seen.contains(*f)).unwrap().clone();
+        assert!(why.contains(&new), "lastError {why:?} names {new}");
+        let text = fs::read_to_string(logs.join(&new)).unwrap();
+        assert_eq!(
+            text.lines().filter(|l| *l == "failing").count(),
+            1,
+            "{text}"
+        );
+        seen.push(new);
+    }
+    assert_eq!(seen, ["attempt-1-land.log", "attempt-2-land.log"]);
+}
