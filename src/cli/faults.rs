@@ -31,6 +31,9 @@ pub struct DetectArgs {
     /// Print a JSON array of `{category, severity, description, sourceFiles, evidence}`.
     #[arg(long)]
     pub json: bool,
+    /// Leave the learned patterns' `hitCount` and `lastHit` alone (a dry look at a state).
+    #[arg(long)]
+    pub no_count: bool,
 }
 
 /// Exit 0 without faults, 1 with faults or a failed detector, 2 if the state or the rules
@@ -49,7 +52,9 @@ pub fn detect(args: &DetectArgs) -> anyhow::Result<Outcome> {
     let run = RunInput::from_files(&args.state, args.plan.as_deref(), args.stdout.as_deref())
         .map_err(anyhow::Error::msg)?;
     let detection = detect::detect_run(&rules.current(), &run, &learned);
-    if let Err(e) = learned::record_hits(&learned_path, &detection.fired_categories()) {
+    if !args.no_count
+        && let Err(e) = learned::record_hits(&learned_path, &detection.fired_categories())
+    {
         eprintln!("warning: learned-pattern hits not counted: {e}");
     }
     if args.json {

@@ -21,11 +21,11 @@ const FIXTURE: &str = "fixtures/hand-merged-feature-state.json";
 const HAND_MERGED: &str =
     "Feature 1 carries mergeSha+prNumber but completedAt is missing. Likely a hand-merged PR.";
 
-fn fixture_path() -> PathBuf {
+pub(crate) fn fixture_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE)
 }
 
-fn learned_file(dir: &Path, category: &str, pattern: &str) -> PathBuf {
+pub(crate) fn learned_file(dir: &Path, category: &str, pattern: &str) -> PathBuf {
     let path = dir.join("learned-patterns.json");
     let entries = json!([{
         "category": category, "severity": "MEDIUM", "description": "feature still committed",
@@ -64,7 +64,7 @@ fn detect_with_stdout(world: &World, learned: &Path, stdout: &Path) -> Value {
     )
 }
 
-fn hit_count(path: &Path) -> u64 {
+pub(crate) fn hit_count(path: &Path) -> u64 {
     let entries: Value = serde_json::from_slice(&fs::read(path).unwrap()).unwrap();
     entries[0]["hitCount"].as_u64().unwrap()
 }

@@ -629,3 +629,33 @@ fn each_landing_attempt_writes_its_own_log_even_after_retry() {
     }
     assert_eq!(seen, ["attempt-1-land.log", "attempt-2-land.log"]);
 }
+
+#[test]
+fn detect_no_count_leaves_learned_hit_counts_alone() {
+    use crate::faults::{fixture_path, hit_count, learned_file};
+    let world = World::new();
+    let learned = learned_file(&world.root, "STILL_COMMITTED", "$.features[*]");
+    let before = fs::read(&learned).unwrap();
+    let detect = |extra: &[&str]| {
+        world
+            .berth()
+            .args(["detect", "--json", "--learned"])
+            .arg(&learned)
+            .args(extra)
+            .arg(fixture_path())
+            .assert()
+            .code(1)
+            .stdout(predicates::str::contains(
+                "[learned] feature still committed",
+            ));
+    };
+    detect(&["--no-count"]);
+    assert_eq!(hit_count(&learned), 0);
+    assert_eq!(
+        fs::read(&learned).unwrap(),
+        before,
+        "the file is not rewritten"
+    );
+    detect(&[]);
+    assert_eq!(hit_count(&learned), 1);
+}
