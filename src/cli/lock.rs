@@ -20,6 +20,9 @@ pub enum LockCommand {
         /// berth's private state dir.
         #[arg(long, env = "BERTH_DIR", value_name = "DIR")]
         berth_dir: Option<PathBuf>,
+        /// Print one JSON document: `{"repos": [{"repo", "origin", "locks": [...], "error"}]}`.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove one lock after showing what it removes (only with --force).
     Release {
@@ -41,7 +44,8 @@ pub fn run(ctx: &Context, command: &LockCommand) -> anyhow::Result<Outcome> {
         LockCommand::Status {
             repo_path,
             berth_dir,
-        } => status(ctx, repo_path.as_ref(), client(berth_dir)?),
+            json,
+        } => status(ctx, repo_path.as_ref(), client(berth_dir)?, *json),
         LockCommand::Release {
             ref_name,
             repo_path,
@@ -76,6 +80,7 @@ fn status(
     ctx: &Context,
     repo_path: Option<&PathBuf>,
     client: LockClient,
+    json: bool,
 ) -> anyhow::Result<Outcome> {
     let mut origins: BTreeMap<String, PathBuf> = BTreeMap::new();
     match repo_path {
@@ -93,24 +98,49 @@ fn status(
             }
         }
     }
-    if origins.is_empty() {
+    let listed: Vec<(PathBuf, String, anyhow::Result<Vec<LockListing>>)> = origins
+        .into_iter()
+        .map(|(url, path)| {
+            let locks = client.list(&url).map_err(anyhow::Error::from);
+            (path, url, locks)
+        })
+        .collect();
+    let attention = listed.iter().any(|(_, _, locks)| match locks {
+        Ok(locks) => locks
+            .iter()
+            .any(|l| !matches!(l.state, ListedLock::Live(_))),
+        Err(_) => true,
+    });
+    if json {
+        let repos: Vec<serde_json::Value> = listed
+            .iter()
+            .map(|(path, url, locks)| {
+                let (locks, error) = match locks {
+                    Ok(locks) => (locks.iter().map(lock_json).collect(), None),
+                    Err(e) => (Vec::new(), Some(format!("{e:#}"))),
+                };
+                serde_json::json!({
+                    "repo": path, "origin": url, "locks": locks, "error": error,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "repos": repos }))?
+        );
+    } else if listed.is_empty() {
         println!("no repos to look at: the queue is empty (use --repo-path)");
-        return Ok(Outcome::Clean);
-    }
-    let mut attention = false;
-    for (url, path) in origins {
-        println!("{} (origin {url})", path.display());
-        match client.list(&url) {
-            Ok(locks) if locks.is_empty() => println!("  no lane locks"),
-            Ok(locks) => {
-                for lock in &locks {
-                    attention |= !matches!(lock.state, ListedLock::Live(_));
-                    println!("  {}", describe(lock));
+    } else {
+        for (path, url, locks) in &listed {
+            println!("{} (origin {url})", path.display());
+            match locks {
+                Ok(locks) if locks.is_empty() => println!("  no lane locks"),
+                Ok(locks) => {
+                    for lock in locks {
+                        println!("  {}", describe(lock));
+                    }
                 }
-            }
-            Err(e) => {
-                attention = true;
-                println!("  cannot list locks: {e}");
+                Err(e) => println!("  cannot list locks: {e}"),
             }
         }
     }
@@ -118,6 +148,28 @@ fn status(
         Outcome::NeedsAttention
     } else {
         Outcome::Clean
+    })
+}
+
+/// The facts [`describe`] shows, as JSON: `state` is `live`, `expired`, `holderGone`
+/// (with `reason`) or `unreadable` (with `reason`, and no payload fields).
+fn lock_json(lock: &LockListing) -> serde_json::Value {
+    let (state, payload, reason) = match &lock.state {
+        ListedLock::Live(p) => ("live", Some(p), None),
+        ListedLock::Expired(p) => ("expired", Some(p), None),
+        ListedLock::HolderGone { payload, reason } => {
+            ("holderGone", Some(payload), Some(reason.to_string()))
+        }
+        ListedLock::Unreadable { reason } => ("unreadable", None, Some(reason.to_string())),
+    };
+    serde_json::json!({
+        "ref": lock.ref_name,
+        "sha": lock.sha,
+        "state": state,
+        "reason": reason,
+        "holder": payload.map(|p| &p.owner_id),
+        "createdAt": payload.and_then(|p| p.created_at.as_ref()),
+        "expiresAt": payload.map(|p| &p.expires_at),
     })
 }
 

@@ -659,3 +659,45 @@ fn detect_no_count_leaves_learned_hit_counts_alone() {
     detect(&[]);
     assert_eq!(hit_count(&learned), 1);
 }
+
+#[test]
+fn lock_status_json_is_one_document_with_the_facts_the_text_shows() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let lane_key = berth::lane_lock::Lane {
+        repo_identity: berth::identity::repo_identity(&lane.clone).unwrap(),
+        base_branch: "main".into(),
+    };
+    berth::lane_lock::LockClient::new(
+        &world.root.join("holder"),
+        berth::lane_lock::LockSettings::default(),
+    )
+    .unwrap()
+    .acquire(&lane.remote_url, &lane_key, "holder-host:42:7", &lane.clone)
+    .unwrap();
+    let ref_name = berth::lane_lock::lock_ref_name(&lane_key);
+    let repo = lane.clone.to_str().unwrap();
+    let out = world
+        .berth_daemon()
+        .args(["lock", "status", "--json", "--repo-path", repo])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let doc: serde_json::Value = serde_json::from_slice(&out).expect("one JSON document");
+    let repos = doc["repos"].as_array().unwrap();
+    assert_eq!(repos.len(), 1, "{doc:#}");
+    assert_eq!(repos[0]["repo"], repo);
+    assert_eq!(repos[0]["origin"], lane.remote_url.as_str());
+    assert!(repos[0]["error"].is_null());
+    let locks = repos[0]["locks"].as_array().unwrap();
+    assert_eq!(locks.len(), 1, "{doc:#}");
+    let lock = &locks[0];
+    assert_eq!(lock["ref"], ref_name.as_str());
+    assert_eq!(lock["state"], "live");
+    assert_eq!(lock["holder"], "holder-host:42:7");
+    assert!(lock["createdAt"].is_string() && lock["expiresAt"].is_string());
+    assert_eq!(lock["sha"].as_str().unwrap().len(), 40);
+    assert_eq!(world.lock_refs(&lane.remote_url), [ref_name]);
+}
