@@ -17,6 +17,7 @@ mod install;
 mod lane_lock;
 mod lock_cli;
 mod queue_cli;
+mod review1;
 mod rules;
 mod runner;
 mod service;

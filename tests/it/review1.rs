@@ -1,0 +1,204 @@
+//! Adversarial review (review1): writes the watchers must not miss (issue 9 §1: "a real
+//! write must never be missed"). Each test names the way of writing it tries.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::support::World;
+
+const WAIT: Duration = Duration::from_secs(15);
+const LANDING: &str = include_str!("../../policies/landing.rhai");
+
+fn stop(mut daemon: Child) {
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    daemon.wait().unwrap();
+}
+
+fn log(world: &World) -> String {
+    fs::read_to_string(world.berth_state().with_extension("log")).unwrap_or_default()
+}
+
+/// `run --watch --rules-root <root>` with poll_secs = 60, without `World::rules_root`
+/// (which recreates `rules/` and `policies/`), once the rules watch is up.
+fn spawn_watching(world: &World, root: &Path) -> Child {
+    let config = world.git_forge_config("poll_secs = 60\n");
+    let args = [
+        "run",
+        "--watch",
+        "--config",
+        config.to_str().unwrap(),
+        "--rules-root",
+        root.to_str().unwrap(),
+    ];
+    let daemon = world.spawn_berth(&args, &world.berth_state(), &[]);
+    let deadline = Instant::now() + WAIT;
+    while !log(world).contains("watching the rules root") {
+        assert!(Instant::now() < deadline, "no rules watch:\n{}", log(world));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    daemon
+}
+
+/// Whether the daemon reported a reload (swapped in or refused) of the files now under
+/// `root` within [`WAIT`].
+fn reload_seen(world: &World, root: &Path) -> bool {
+    let expected = berth::rules::SourceSet::load(Some(root))
+        .unwrap()
+        .hash()
+        .to_owned();
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = berth::rules::RulesStatus::read(&world.berth_state())
+            && (status.active_hash == expected
+                || status.last_reload.hash.as_deref() == Some(expected.as_str()))
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn variant(reason: &str) -> String {
+    let text = LANDING.replace("no landing policy holds it back", reason);
+    assert_ne!(text, LANDING);
+    text
+}
+
+/// `rm -rf policies && mkdir policies && $EDITOR policies/landing.rhai` (or a `git checkout`
+/// that replaces the directory): the new directory is never watched, so the first write
+/// is seen only through its parent's create event and every later edit is missed.
+#[test]
+fn review1_edits_under_a_deleted_and_recreated_rules_dir_still_reload() {
+    let world = World::new();
+    let root = world.rules_root();
+    world.write_rule("policies/landing.rhai", LANDING);
+    let daemon = spawn_watching(&world, &root);
+
+    fs::remove_dir_all(root.join("policies")).unwrap();
+    fs::create_dir(root.join("policies")).unwrap();
+    fs::write(root.join("policies/landing.rhai"), variant("first")).unwrap();
+    let first = reload_seen(&world, &root);
+    std::thread::sleep(Duration::from_millis(300));
+    fs::write(root.join("policies/landing.rhai"), variant("second")).unwrap();
+    let second = reload_seen(&world, &root);
+    stop(daemon);
+    assert!(first, "the recreated dir's first file was not reloaded");
+    assert!(
+        second,
+        "an edit inside the recreated policies/ was never reloaded:\n{}",
+        log(&world)
+    );
+}
+
+/// A rules root without `policies/` at start (only rule overrides), then the operator adds
+/// a landing policy and later edits it: the later edit is never reloaded.
+#[test]
+fn review1_edits_under_a_policies_dir_created_after_start_reload() {
+    let world = World::new();
+    let root = world.rules_root();
+    fs::remove_dir(root.join("policies")).unwrap();
+    let daemon = spawn_watching(&world, &root);
+
+    fs::create_dir(root.join("policies")).unwrap();
+    fs::write(root.join("policies/landing.rhai"), variant("first")).unwrap();
+    let first = reload_seen(&world, &root);
+    std::thread::sleep(Duration::from_millis(300));
+    fs::write(root.join("policies/landing.rhai"), variant("second")).unwrap();
+    let second = reload_seen(&world, &root);
+    stop(daemon);
+    assert!(first, "the new policies/ dir was not reloaded");
+    assert!(
+        second,
+        "an edit inside policies/ created after start was never reloaded:\n{}",
+        log(&world)
+    );
+}
+
+/// A directory of rules moved in whole (`mv ~/team-rules.d rules/`): its name has a dot,
+/// so the watch drops the rename as "not a rule file", and nothing reloads.
+#[test]
+fn review1_a_dotted_rules_subdirectory_moved_in_is_reloaded() {
+    let world = World::new();
+    let root = world.rules_root();
+    let daemon = spawn_watching(&world, &root);
+
+    let outside = world.root.join("team-rules.d");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("extra.rhai"), "fn helper( {\n").unwrap();
+    fs::rename(&outside, root.join("rules/team-rules.d")).unwrap();
+    let seen = reload_seen(&world, &root);
+    stop(daemon);
+    assert!(
+        seen,
+        "a rules subdirectory moved in was never loaded:\n{}",
+        log(&world)
+    );
+}
+
+/// A rule file edited through a hard link outside the rules root (inotify reports the
+/// write only on the path it was made through). The rules watcher has no poll, so the
+/// running set and the files on disk disagree for ever.
+#[test]
+fn review1_a_rule_written_through_a_hard_link_is_reloaded() {
+    let world = World::new();
+    let root = world.rules_root();
+    let rule = world.write_rule("policies/landing.rhai", LANDING);
+    let link = world.root.join("landing-link.rhai");
+    fs::hard_link(&rule, &link).unwrap();
+    let daemon = spawn_watching(&world, &root);
+
+    fs::write(&link, variant("through a link")).unwrap();
+    let seen = reload_seen(&world, &root);
+    stop(daemon);
+    assert!(
+        seen,
+        "an edit through a hard link was never reloaded:\n{}",
+        log(&world)
+    );
+}
+
+/// The queue dir removed and made again (an operator's cleanup, a producer's `mkdir -p`):
+/// the watch on the old directory is gone, so a record queued afterwards waits for the
+/// poll interval (here 60 s) instead of waking the daemon.
+#[test]
+fn review1_a_record_in_a_recreated_queue_dir_wakes_the_watch() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let config = world.git_forge_config("poll_secs = 60\n");
+    let daemon = world.spawn_berth(
+        &["run", "--watch", "--config", config.to_str().unwrap()],
+        &world.berth_state(),
+        &[],
+    );
+    let status = world.berth_state().join("rules-status.json");
+    let deadline = Instant::now() + WAIT;
+    while !status.exists() {
+        assert!(Instant::now() < deadline, "no start:\n{}", log(&world));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    fs::remove_dir_all(&world.queue).unwrap();
+    fs::create_dir(&world.queue).unwrap();
+    fs::set_permissions(&world.queue, fs::Permissions::from_mode(0o700)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    lane.queue(1, "main");
+    let deadline = Instant::now() + WAIT;
+    while world.ledger().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ledger = world.ledger();
+    stop(daemon);
+    assert_eq!(
+        ledger,
+        [1],
+        "a record queued in the recreated queue dir was not seen within {WAIT:?}:\n{}",
+        log(&world)
+    );
+}
