@@ -422,3 +422,33 @@ fn the_watcher_reloads_rename_on_save_edits_and_reports_refusals() {
             .ok
     );
 }
+
+/// Review (review1): the 250 ms rule deadline is checked between operations only, so one
+/// native `regex_is_match` (pattern 19 bytes, under the regex size limit) over a 64 KiB
+/// string takes seconds, and the call then returns `Ok` as if on time: an `admit` or
+/// `order` that does this holds the whole tick (and `rules check`) and its late answer is
+/// used. The call must end near its deadline (here: within 10x) and fail closed.
+#[test]
+fn review1_a_native_regex_call_cannot_outlive_the_rule_deadline() {
+    let root = tempfile::tempdir().unwrap();
+    write(
+        root.path(),
+        "rules/probe.rhai",
+        r#"
+fn slow() {
+    let s = "01";
+    while s.len() < 60000 { s += s; }
+    regex_is_match(s, "[01]*1[01]{6000}x")
+}
+"#,
+    );
+    let rules = Rules::load(Some(root.path())).unwrap();
+    let set = rules.current();
+    let started = Instant::now();
+    let outcome = set.call_json("rules/probe.rhai", "slow", &[]);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(2500) && outcome.is_err(),
+        "one rule call took {took:?} (deadline 250 ms) and answered {outcome:?}"
+    );
+}
