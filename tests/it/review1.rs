@@ -202,3 +202,28 @@ fn review1_a_record_in_a_recreated_queue_dir_wakes_the_watch() {
         log(&world)
     );
 }
+
+/// `max_lanes = 65` in the config (or `--max-lanes 65`) is accepted, and the shipped
+/// `max_lanes` rule answers it; the contract caps lanes at 64, so with no rule edited at
+/// all the daemon reports the shipped rule as failing (RULE_FAILING, one lane), while
+/// `berth rules check` on the same set says ok. The config should be refused at load (or
+/// capped) with a clear error instead.
+#[test]
+fn review1_a_config_max_lanes_over_the_cap_does_not_make_the_shipped_rule_fail() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    lane.queue(1, "main");
+    let config = world.git_forge_config("max_lanes = 65\n");
+    let out = world
+        .berth_daemon()
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let refused = !out.status.success() && stderr.contains("max_lanes");
+    let fallbacks = berth::rules::fallbacks::read(&world.berth_state()).unwrap();
+    assert!(
+        refused || fallbacks.iter().all(|f| f.function != "max_lanes"),
+        "the shipped max_lanes rule fails closed on a config value: {fallbacks:#?}\n{stderr}"
+    );
+}
