@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::rules::contracts::landing::MAX_LANES_CAP;
 use crate::runner::CommandTemplate;
 
 /// Which service proves that a PR merged.
@@ -123,6 +124,13 @@ impl Config {
         }
         if self.max_lanes == 0 {
             return Err("max_lanes must be at least 1".into());
+        }
+        // The max_lanes contract caps a rule's answer there; the shipped rule answers this.
+        if self.max_lanes > MAX_LANES_CAP {
+            return Err(format!(
+                "max_lanes ({}) must be at most {MAX_LANES_CAP}",
+                self.max_lanes
+            ));
         }
         Ok(())
     }

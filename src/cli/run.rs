@@ -60,6 +60,8 @@ impl DaemonArgs {
         }
         if let Some(lanes) = self.max_lanes {
             anyhow::ensure!(lanes > 0, "--max-lanes must be at least 1");
+            let cap = crate::rules::contracts::landing::MAX_LANES_CAP;
+            anyhow::ensure!(lanes <= cap, "--max-lanes must be at most {cap}");
             config.max_lanes = lanes;
         }
         Ok(config)
