@@ -227,3 +227,52 @@ fn review1_a_config_max_lanes_over_the_cap_does_not_make_the_shipped_rule_fail()
         "the shipped max_lanes rule fails closed on a config value: {fallbacks:#?}\n{stderr}"
     );
 }
+
+/// An `accept_pr` that fails for a listed PR fails closed (not accepted), and the fallback
+/// is listed with the id the record would have had. `berth status` shows a fallback only
+/// on a record's row (none exists: the PR was not accepted) or as a `rule failing:` line
+/// for questions about no record, so it prints nothing about it (DESIGN §8 / issue 10:
+/// the fallback must be visible in `berth status` while it lasts).
+#[test]
+fn review1_a_failing_accept_pr_is_visible_in_status() {
+    let world = World::new();
+    let gh = world.gh_lane();
+    // Discovery asks the forge about repos that have records.
+    world
+        .record(&gh.repo, 40)
+        .set("repoIdentity", "github.com/acme/widget")
+        .set("status", "landed")
+        .set("lastGithubState", "MERGED")
+        .write();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/gh");
+    fs::copy(
+        fixtures.join("pr-list.acme.widget.json"),
+        gh.replies.join("pr-list.acme.widget.json"),
+    )
+    .unwrap();
+    let config = gh.config(r#"["true"]"#, "");
+    world.write_rule(
+        "rules/discovery.rhai",
+        &include_str!("../../rules/discovery.rhai").replace(
+            "    #{ accept: true, reason: \"labelled, valid marker, same repository\" }",
+            "    if pr.headBranch == \"feat/login\" { throw \"cannot decide\"; }\n    \
+             #{ accept: true, reason: \"labelled, valid marker, same repository\" }",
+        ),
+    );
+    gh.berth()
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .arg("--rules-root")
+        .arg(world.rules_root())
+        .assert();
+    let fallbacks = berth::rules::fallbacks::read(&world.berth_state()).unwrap();
+    assert!(
+        fallbacks.iter().any(|f| f.function == "accept_pr"),
+        "precondition: accept_pr failed closed: {fallbacks:#?}"
+    );
+    let out = world.berth_daemon().arg("status").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("accept_pr"),
+        "status never says the accept_pr rule is failing:\n{stdout}"
+    );
+}
