@@ -276,3 +276,34 @@ fn review1_a_failing_accept_pr_is_visible_in_status() {
         "status never says the accept_pr rule is failing:\n{stdout}"
     );
 }
+
+/// `rules check` calls `accept_pr` with a built-in PR that "has a valid marker" but whose
+/// `marker` is empty, unlike every PR the daemon asks about (the forge listing only passes
+/// PRs with a valid marker, and `marker` holds its fields). A rule that reads the marker
+/// (`pr.marker.version`) is refused by `rules check`, and so by daemon start and hot
+/// reload, though it answers every real PR.
+#[test]
+fn review1_rules_check_accepts_an_accept_pr_that_reads_the_marker() {
+    let world = World::new();
+    world.write_rule(
+        "rules/discovery.rhai",
+        &include_str!("../../rules/discovery.rhai").replace(
+            "    #{ accept: true, reason: \"labelled, valid marker, same repository\" }",
+            "    if pr.marker.version.starts_with(\"0.\") {\n        \
+             return #{ accept: false, reason: \"pre-release versions wait\" };\n    }\n    \
+             #{ accept: true, reason: \"labelled, valid marker, same repository\" }",
+        ),
+    );
+    let out = world
+        .berth()
+        .args(["rules", "check"])
+        .arg(world.rules_root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "refused:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
