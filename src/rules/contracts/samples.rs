@@ -90,11 +90,27 @@ fn pr(labels: &[&str], marker: bool, fork: bool) -> Value {
         is_cross_repository: fork,
         head_branch: "feat/change-42".into(),
         base_branch: "main".into(),
-        marker: serde_json::Map::new(),
+        // The daemon only asks about PRs with a valid marker, and passes its fields.
+        marker: if marker {
+            marker_fields()
+        } else {
+            serde_json::Map::new()
+        },
         repo_identity: REPO.into(),
         url: Some("https://github.com/acme/widget/pull/42".into()),
     };
     serde_json::to_value(facts).unwrap_or(Value::Null)
+}
+
+/// A valid marker's fields, as a producer writes them in the PR body: the record's.
+fn marker_fields() -> serde_json::Map<String, Value> {
+    let mut fields = match record(42, "queued", "2026-05-17T07:00:00.000Z") {
+        Value::Object(fields) => fields,
+        _ => serde_json::Map::new(),
+    };
+    fields.remove("id");
+    fields.remove("status");
+    fields
 }
 
 fn accept_pr() -> Vec<(&'static str, Vec<Value>)> {
