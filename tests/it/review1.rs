@@ -307,3 +307,36 @@ fn review1_rules_check_accepts_an_accept_pr_that_reads_the_marker() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The built-in samples' `ctx.config.forge` is `"github"`, a value the daemon never
+/// passes (it passes its forge's name, `"gh"` or `"git"`). A `max_lanes` that answers per
+/// forge, for the two forges there are, is refused by `rules check` (and so by daemon start
+/// and hot reload), though it answers every question the daemon can ask.
+#[test]
+fn review1_rules_check_accepts_a_rule_that_answers_per_forge() {
+    let world = World::new();
+    world.write_rule(
+        "policies/landing.rhai",
+        &LANDING.replace(
+            "fn max_lanes(ctx) {\n    ctx.config.maxLanes\n}",
+            "fn max_lanes(ctx) {\n    switch ctx.config.forge { \"gh\" => 2, \"git\" => 1 }\n}",
+        ),
+    );
+    assert!(
+        fs::read_to_string(world.rules_root().join("policies/landing.rhai"))
+            .unwrap()
+            .contains("switch")
+    );
+    let out = world
+        .berth()
+        .args(["rules", "check"])
+        .arg(world.rules_root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "refused:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
