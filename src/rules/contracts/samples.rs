@@ -78,7 +78,7 @@ fn ctx(lane: bool, queued: usize, in_flight: usize) -> Value {
         "queueDepth": queued,
         "inFlight": in_flight,
         "config": {"maxLanes": 2, "pollSecs": 30, "landTimeoutSecs": 1800,
-                   "lockTtlSecs": 7200, "forge": "github"},
+                   "lockTtlSecs": 7200, "forge": "gh"},
     })
 }
 
