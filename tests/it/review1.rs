@@ -340,3 +340,50 @@ fn review1_rules_check_accepts_a_rule_that_answers_per_forge() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A producer that writes a record in place and keeps its descriptor open (a long-lived
+/// writer, or one that truncates and rewrites without closing): the kernel reports only
+/// `MODIFY`, which the watch drops on purpose, so the record waits for the poll interval
+/// (60 s here) instead of waking the daemon.
+#[test]
+fn review1_a_record_written_without_close_wakes_the_watch() {
+    use std::io::Write;
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    // The record is made first (a create wakes the watch), then rewritten in place.
+    let id = lane.queue(1, "main");
+    let path = world.queue.join(format!("{id}.json"));
+    let text = fs::read_to_string(&path).unwrap();
+    fs::write(&path, text.replace("\"queued\"", "\"abandoned\"")).unwrap();
+    let config = world.git_forge_config("poll_secs = 60\n");
+    let daemon = world.spawn_berth(
+        &["run", "--watch", "--config", config.to_str().unwrap()],
+        &world.berth_state(),
+        &[],
+    );
+    let status = world.berth_state().join("rules-status.json");
+    let deadline = Instant::now() + WAIT;
+    while !status.exists() {
+        assert!(Instant::now() < deadline, "no start:\n{}", log(&world));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    // Back to queued: truncate and rewrite through one descriptor, left open.
+    let mut file = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(0).unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+    file.flush().unwrap();
+    let deadline = Instant::now() + WAIT;
+    while world.ledger().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ledger = world.ledger();
+    drop(file);
+    stop(daemon);
+    assert_eq!(
+        ledger,
+        [1],
+        "a record rewritten without close was not seen within {WAIT:?}:\n{}",
+        log(&world)
+    );
+}
