@@ -387,3 +387,47 @@ fn review1_a_record_written_without_close_wakes_the_watch() {
         log(&world)
     );
 }
+
+/// A rule's error message is kept whole: an `admit` that throws a 3 MiB string (under the
+/// 4 MiB string limit) fails closed as it should, but the message is copied into the log
+/// on every call, into the decision log, and twice into `rule-fallbacks.json`, which then
+/// passes the 4 MiB cap `berth status` reads it under: the record's row no longer says why
+/// it waits (the fallback becomes invisible) and one tick writes megabytes of log.
+#[test]
+fn review1_a_huge_rule_error_stays_visible_and_bounded() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    lane.queue(1, "main");
+    world.write_rule(
+        "policies/landing.rhai",
+        &LANDING.replace(
+            "    #{ decision: \"go\", reason: \"no landing policy holds it back\" }",
+            "    if ctx.config.forge == \"git\" {\n        \
+             let s = \"xxx\";\n        while s.len() < 3000000 { s += s; }\n        \
+             throw s;\n    }\n    \
+             #{ decision: \"go\", reason: \"no landing policy holds it back\" }",
+        ),
+    );
+    let config = world.git_forge_config("");
+    let out = world
+        .berth_daemon()
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .arg("--rules-root")
+        .arg(world.rules_root())
+        .output()
+        .unwrap();
+    let logged = out.stderr.len();
+    let status = world.berth_daemon().arg("status").output().unwrap();
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    let stderr = String::from_utf8_lossy(&status.stderr);
+    assert!(
+        stdout.contains("the admit rule failed"),
+        "status does not say why the record waits (the run logged {logged} bytes):\n{}\n{}",
+        &stdout[..stdout.len().min(2000)],
+        &stderr[..stderr.len().min(2000)]
+    );
+    assert!(
+        logged < 256 * 1024,
+        "one `run --once` logged {logged} bytes"
+    );
+}
