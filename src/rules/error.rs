@@ -133,9 +133,27 @@ impl RuleError {
         RuleError::Script {
             at,
             function: function.to_owned(),
-            message,
+            message: clip(message),
         }
     }
+}
+
+/// The most of a rule's error message (or of an answer quoted in one) berth keeps: a rule
+/// can throw a string of megabytes, which would otherwise be copied into every log line,
+/// the decision log and `rule-fallbacks.json` (read by `berth status` under a size cap).
+pub const MAX_MESSAGE_BYTES: usize = 2000;
+
+/// `text` cut to [`MAX_MESSAGE_BYTES`] at a character boundary, marked with `…`.
+pub(crate) fn clip(mut text: String) -> String {
+    if text.len() > MAX_MESSAGE_BYTES {
+        let cut = (0..=MAX_MESSAGE_BYTES)
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
 }
 
 /// The deepest known position in a chain of wrapped errors: the line that actually failed,

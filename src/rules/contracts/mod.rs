@@ -47,7 +47,7 @@ fn decide<T>(
         parse(args, &value).map_err(|reason| RuleError::Invalid {
             file: file.to_owned(),
             function: function.to_owned(),
-            reason,
+            reason: crate::rules::error::clip(reason),
         })
     });
     let (value, error) = match answer {
