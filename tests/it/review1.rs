@@ -263,7 +263,8 @@ fn review1_a_failing_accept_pr_is_visible_in_status() {
         .args(["run", "--once", "--config", config.to_str().unwrap()])
         .arg("--rules-root")
         .arg(world.rules_root())
-        .assert();
+        .output()
+        .unwrap();
     let fallbacks = berth::rules::fallbacks::read(&world.berth_state()).unwrap();
     assert!(
         fallbacks.iter().any(|f| f.function == "accept_pr"),
@@ -429,5 +430,54 @@ fn review1_a_huge_rule_error_stays_visible_and_bounded() {
     assert!(
         logged < 256 * 1024,
         "one `run --once` logged {logged} bytes"
+    );
+}
+
+/// A refusal is remembered by the files' hash, and a save that leaves the hash alone is
+/// "still refused" without a rebuild. But a refusal need not come from the text: a rule
+/// test or sample that ran out of its 250 ms on a loaded machine, or one that depends on
+/// the clock. Saving the same files again (the operator's way to say "try again") never
+/// retries: the set stays refused until its text changes.
+#[test]
+fn review1_resaving_a_set_refused_for_a_passing_reason_retries_it() {
+    let world = World::new();
+    world.write_rule("policies/landing.rhai", LANDING);
+    let root = world.rules_root();
+    let daemon = spawn_watching(&world, &root);
+    let until = berth::clock::now().timestamp() + 3;
+    let flaky = LANDING.replace(
+        "fn max_lanes(ctx) {\n    ctx.config.maxLanes",
+        &format!(
+            "fn max_lanes(ctx) {{\n    if now_epoch() < {until} {{ let n = 0; loop {{ n += 1; }} }}\n    ctx.config.maxLanes"
+        ),
+    );
+    assert_ne!(flaky, LANDING);
+    let first = berth::rules::write_and_await(
+        &root,
+        &world.berth_state(),
+        "policies/landing.rhai",
+        &flaky,
+        WAIT,
+    );
+    while berth::clock::now().timestamp() <= until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The same text saved again, now that it would pass.
+    let again = berth::rules::write_and_await(
+        &root,
+        &world.berth_state(),
+        "policies/landing.rhai",
+        &flaky,
+        Duration::from_secs(5),
+    );
+    stop(daemon);
+    assert!(
+        matches!(first, Ok(berth::rules::ReloadSeen::Refused(_))),
+        "precondition: refused while the sample times out: {first:?}"
+    );
+    assert!(
+        matches!(again, Ok(berth::rules::ReloadSeen::Active(_))),
+        "re-saving the same files never retried the refused set: {again:?}\n{}",
+        log(&world)
     );
 }
