@@ -94,6 +94,11 @@ impl CallGuard {
         memory::start();
         CallGuard(())
     }
+
+    /// Whether the call has run past its deadline.
+    pub(crate) fn past_deadline(&self) -> bool {
+        past_deadline()
+    }
 }
 
 impl Drop for CallGuard {

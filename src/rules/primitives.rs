@@ -4,8 +4,10 @@
 //! - `jsonpath(value, path)`: RFC 9535 JSONPath (jsonpath-rust) over a map or array; returns
 //!   the array of matches. Untrusted paths are capped in length, bracket nesting and `..`
 //!   descents, since the library bounds neither (crate-notes).
-//! - `regex_is_match(text, pattern)`: Rust `regex` (linear time, no backtracking), size-limited,
-//!   compiled patterns cached.
+//! - `regex_is_match(text, pattern)`: Rust `regex` (linear time, no backtracking), compiled
+//!   under the learned patterns' size limits (one place for both), over a text of at most
+//!   [`MAX_REGEX_TEXT`] bytes; compiled patterns cached. A match costs the automaton's size
+//!   times the text, so both are bounded to keep one call well inside the rule deadline.
 //! - `now_iso()`, `now_epoch()`, `parse_iso(s)`, `parse_iso_ms(s)`, `hour_utc(t)`,
 //!   `weekday_utc(t)`, `iso_of(epoch)`: time in UTC. Policies should prefer `ctx.now` /
 //!   `ctx.nowEpoch` so their tests are reproducible.
@@ -20,6 +22,7 @@ use regex::{Regex, RegexBuilder};
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Position};
 
 use super::engine::current_file;
+use crate::faults::learned_match::{REGEX_CACHE_BYTES, REGEX_SIZE_LIMIT};
 
 /// Longest JSONPath a rule may use.
 pub const MAX_JSONPATH_LEN: usize = 256;
@@ -29,8 +32,10 @@ pub const MAX_JSONPATH_NESTING: usize = 8;
 pub const MAX_JSONPATH_DESCENTS: usize = 2;
 /// Longest regex pattern a rule may use.
 pub const MAX_REGEX_LEN: usize = 1024;
-/// Compiled size limit of one regex (the `regex` crate's own guard against huge automata).
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// Longest text `regex_is_match` looks at; a longer one is an error (the rule fails closed).
+/// With the compiled-size limit shared with learned patterns, the worst pattern over this
+/// much text takes ~100 ms (twice the ~50 ms `benches/faults.rs` measures over 32 KiB).
+pub const MAX_REGEX_TEXT: usize = 64 * 1024;
 /// Distinct patterns kept compiled; the cache is emptied when full (rules use a handful).
 const REGEX_CACHE_CAP: usize = 256;
 
@@ -116,6 +121,12 @@ static REGEXES: LazyLock<Mutex<HashMap<String, Arc<Regex>>>> =
 
 /// `regex_is_match(text, pattern)`.
 fn regex_is_match(text: &str, pattern: &str) -> RhaiResult<bool> {
+    if text.len() > MAX_REGEX_TEXT {
+        return fail(format!(
+            "regex_is_match: the text is {} bytes; the limit is {MAX_REGEX_TEXT}",
+            text.len()
+        ));
+    }
     let regex = compiled(pattern).or_else(fail)?;
     Ok(regex.is_match(text))
 }
@@ -135,7 +146,7 @@ fn compiled(pattern: &str) -> Result<Arc<Regex>, String> {
     }
     let regex = RegexBuilder::new(pattern)
         .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_CACHE_BYTES)
         .build()
         .map_err(|e| format!("regex `{pattern}`: {e}"))?;
     if cache.len() >= REGEX_CACHE_CAP {

@@ -9,7 +9,7 @@ use rhai::{AST, CallFnOptions, Dynamic, Engine, Scope};
 use serde_json::Value;
 
 use super::engine::{CallGuard, Limits};
-use super::error::RuleError;
+use super::error::{Location, RuleError};
 use super::source::SourceFile;
 
 /// One compiled `.rhai` file.
@@ -140,9 +140,10 @@ impl RuleSet {
                 arity: args.len(),
             });
         }
-        let _guard = CallGuard::enter(file, &self.limits);
+        let guard = CallGuard::enter(file, &self.limits);
         let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
-        self.engine
+        let answer = self
+            .engine
             .call_fn_with_options::<Dynamic>(
                 options,
                 &mut Scope::new(),
@@ -150,7 +151,19 @@ impl RuleSet {
                 function,
                 args,
             )
-            .map_err(|e| RuleError::from_eval(file, function, &e, self.limits.deadline.as_millis()))
+            .map_err(|e| {
+                RuleError::from_eval(file, function, &e, self.limits.deadline.as_millis())
+            })?;
+        // The clock is read between operations only: one long native call (a regex) can
+        // return after the deadline. Its answer is late, and a late answer is a timeout.
+        if guard.past_deadline() {
+            return Err(RuleError::Timeout {
+                at: Location::at(file, rhai::Position::NONE),
+                function: function.to_owned(),
+                limit_ms: self.limits.deadline.as_millis(),
+            });
+        }
+        Ok(answer)
     }
 
     /// [`RuleSet::call`] with JSON in and out: the form every contract uses. Arguments
