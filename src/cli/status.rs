@@ -62,9 +62,21 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<Outcome> {
                 line.record, line.verdict, line.since, line.error
             );
         }
-        for f in fallbacks.iter().filter(|f| f.record.is_none()) {
+        // A fallback shows on its record's row; one about no record (`max_lanes`), or about
+        // a record that has no row (an `accept_pr` that failed for a listed PR, which is
+        // then not accepted), gets a line of its own.
+        let has_row = |id: &str| scan.records.iter().any(|r| r.id == id);
+        for f in fallbacks
+            .iter()
+            .filter(|f| f.record.as_deref().is_none_or(|id| !has_row(id)))
+        {
+            let about = f
+                .record
+                .as_deref()
+                .map(|id| format!(" for {id}"))
+                .unwrap_or_default();
             println!(
-                "rule failing: {} `{}`: {} ({})",
+                "rule failing: {} `{}`{about}: {} ({})",
                 f.file, f.function, f.fallback, f.since
             );
         }
