@@ -6,8 +6,12 @@
 //! watcher that counted those would wake itself on its own reads, forever. This one passes
 //! on only a create, a close after writing, a rename, a removal, and an attribute change
 //! that moved the file's ctime (chmod, chown, a hard link: an access-time update never
-//! moves the ctime). Plain `MODIFY` is left out on purpose: the close after the write
-//! follows it, and reading a half-written file would report a good record as unreadable.
+//! moves the ctime). Plain `MODIFY` (data written, file still open) is passed on only when
+//! the watch asks for it: the queue watch does, since a producer that rewrites a record in
+//! place and keeps it open never closes it (its consumer debounces the burst, and berth
+//! itself writes only hidden temp files it renames); the rules watch does not, since every
+//! editor closes the file and a rebuild of a half-written rule would be refused for nothing.
+//! Reads never cause `MODIFY`.
 //!
 //! The watch has no timer of its own: an idle watch is a thread blocked in the kernel.
 //! Debouncing is the consumer's (see `daemon::watch` and `rules::reload`).
@@ -36,16 +40,18 @@ pub struct WriteFilter {
     /// When watching began: a file whose ctime is older has not changed since.
     since_ns: i128,
     ctimes: HashMap<PathBuf, i128>,
+    /// Whether data written to a file still open (`MODIFY`) is a change.
+    modify_is_write: bool,
 }
 
 impl Default for WriteFilter {
     fn default() -> Self {
-        WriteFilter::new()
+        WriteFilter::new(false)
     }
 }
 
 impl WriteFilter {
-    pub fn new() -> WriteFilter {
+    pub fn new(modify_is_write: bool) -> WriteFilter {
         let since_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as i128)
@@ -54,6 +60,7 @@ impl WriteFilter {
             // ctimes come from the kernel's coarse clock (a few ms behind): leave slack.
             since_ns: since_ns - 50_000_000,
             ctimes: HashMap::new(),
+            modify_is_write,
         }
     }
 
@@ -67,6 +74,7 @@ impl WriteFilter {
             | EventKind::Remove(_)
             | EventKind::Modify(ModifyKind::Name(_))
             | EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+            EventKind::Modify(ModifyKind::Data(_)) if self.modify_is_write => true,
             EventKind::Modify(ModifyKind::Metadata(_)) => false,
             _ => return Change::Paths(Vec::new()),
         };
@@ -99,18 +107,20 @@ fn ctime_ns(path: &Path) -> Option<i128> {
 
 /// A running watch; dropping it stops it.
 pub struct WriteWatch {
-    _watcher: RecommendedWatcher,
+    watcher: RecommendedWatcher,
 }
 
 impl WriteWatch {
     /// Watches each `(dir, mode)` and calls `on_change` (on the watch's own thread) with
-    /// every non-empty [`Change`] among the paths `cares` accepts.
+    /// every non-empty [`Change`] among the paths `cares` accepts; `modify_is_write` as in
+    /// [`WriteFilter::new`].
     pub fn start(
         dirs: &[(PathBuf, RecursiveMode)],
+        modify_is_write: bool,
         cares: impl Fn(&Path) -> bool + Send + 'static,
         mut on_change: impl FnMut(Change) + Send + 'static,
     ) -> Result<WriteWatch, (PathBuf, notify::Error)> {
-        let mut filter = WriteFilter::new();
+        let mut filter = WriteFilter::new(modify_is_write);
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
                 let change = match event {
@@ -125,7 +135,16 @@ impl WriteWatch {
         for (dir, mode) in dirs {
             watcher.watch(dir, *mode).map_err(|e| (dir.clone(), e))?;
         }
-        Ok(WriteWatch { _watcher: watcher })
+        Ok(WriteWatch { watcher })
+    }
+
+    /// Watches `dir` again after it was replaced (removed and made again, or renamed over):
+    /// the kernel's watch followed the old directory and ended with it. Not to be called
+    /// from `on_change` (it runs on the watch's own thread, which this waits for).
+    pub fn rewatch(&mut self, dir: &Path, mode: RecursiveMode) -> notify::Result<()> {
+        // The old watch may already be gone with its directory: nothing to undo then.
+        let _ = self.watcher.unwatch(dir);
+        self.watcher.watch(dir, mode)
     }
 }
 
@@ -149,7 +168,7 @@ mod tests {
         std::fs::write(&file, "{}").unwrap();
         // Written before the watch began: its ctime is older than the watch.
         std::thread::sleep(std::time::Duration::from_millis(60));
-        let mut filter = WriteFilter::new();
+        let mut filter = WriteFilter::new(false);
         let none = Change::Paths(Vec::new());
         for kind in [
             EventKind::Access(AccessKind::Open(AccessMode::Any)),
@@ -188,5 +207,14 @@ mod tests {
         assert_eq!(filter.changed(&created, json), none);
         let rescan = notify::Event::new(EventKind::Other).set_flag(notify::event::Flag::Rescan);
         assert_eq!(filter.changed(&rescan, json), Change::Rescan);
+        // A watch that asks for it hears data written to a file still open.
+        let modified = event(
+            EventKind::Modify(ModifyKind::Data(notify::event::DataChange::Any)),
+            &file,
+        );
+        assert_eq!(
+            WriteFilter::new(true).changed(&modified, json),
+            Change::Paths(vec![file.clone()])
+        );
     }
 }

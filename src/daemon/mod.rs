@@ -296,7 +296,7 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
         tracing::warn!("cannot write the rules status: {e}");
     }
     // Hot reload runs on the watcher's own thread for as long as the loop runs.
-    let _rules_watcher = match (mode, shared.rules.root()) {
+    let rules_watcher = match (mode, shared.rules.root()) {
         (Mode::Watch, Some(_)) => Some(ReloadWatcher::start(
             shared.rules.clone(),
             shared.berth_dir.clone(),
@@ -395,6 +395,10 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
                 // queue dir (berth's own requeue is such a write).
                 if wake == tick::Wake::Poll {
                     landings.skipped.clear();
+                    // The backstop for rule edits no watch reports (a hard link's).
+                    if let Some(watcher) = &rules_watcher {
+                        watcher.check();
+                    }
                 }
                 interruptible(
                     &mut signals,

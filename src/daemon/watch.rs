@@ -1,8 +1,13 @@
 //! `--watch` wakes on a write in the queue dir as well as on the poll interval; reads
-//! (berth's own included) never wake it (see [`crate::write_events`]).
+//! (berth's own included) never wake it (see [`crate::write_events`]). Data written to a
+//! record still held open counts as a write (a producer that rewrites in place never
+//! closes it); berth's own writes are hidden temp files renamed into place. The queue dir's
+//! parent is watched too: a queue dir removed and made again (or renamed over) ends the
+//! kernel's watch on the old one, so its reappearance re-adds the watch and rescans.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,8 +37,11 @@ impl QueueChanges {
 /// A watch on the queue dir's record files; [`QueueWatcher::changed`] resolves once per
 /// burst of writes with the files they touched.
 pub struct QueueWatcher {
-    _watch: WriteWatch,
+    watch: WriteWatch,
+    dir: PathBuf,
     pending: Arc<Mutex<QueueChanges>>,
+    /// The queue dir itself was created, renamed or removed: its watch must be re-added.
+    replaced: Arc<AtomicBool>,
     wake: Arc<Notify>,
 }
 
@@ -48,20 +56,38 @@ impl QueueWatcher {
     pub fn start(dir: &Path) -> anyhow::Result<QueueWatcher> {
         crate::atomic_file::ensure_private_dir(dir)?;
         let pending = Arc::new(Mutex::new(QueueChanges::default()));
+        let replaced = Arc::new(AtomicBool::new(false));
         let wake = Arc::new(Notify::new());
-        let (sink, bell) = (Arc::clone(&pending), Arc::clone(&wake));
+        let (sink, bell, moved) = (
+            Arc::clone(&pending),
+            Arc::clone(&wake),
+            Arc::clone(&replaced),
+        );
+        let mut dirs = vec![(dir.to_owned(), RecursiveMode::NonRecursive)];
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            dirs.push((parent.to_owned(), RecursiveMode::NonRecursive));
+        }
+        let (queue_dir, own) = (dir.to_owned(), dir.to_owned());
         let watch = WriteWatch::start(
-            &[(dir.to_owned(), RecursiveMode::NonRecursive)],
-            is_record_file,
+            &dirs,
+            true,
+            move |path| {
+                path == queue_dir || path.parent() == Some(&queue_dir) && is_record_file(path)
+            },
             move |change| {
                 let mut pending = sink.lock().unwrap_or_else(|e| e.into_inner());
                 match change {
                     Change::Rescan => pending.rescan = true,
-                    Change::Paths(paths) => pending.files.extend(
-                        paths
-                            .iter()
-                            .filter_map(|p| p.file_name()?.to_str().map(str::to_owned)),
-                    ),
+                    Change::Paths(paths) => {
+                        for path in paths {
+                            if path == own {
+                                moved.store(true, Ordering::SeqCst);
+                                pending.rescan = true;
+                            } else if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+                                pending.files.insert(name.to_owned());
+                            }
+                        }
+                    }
                 }
                 drop(pending);
                 bell.notify_one();
@@ -69,8 +95,10 @@ impl QueueWatcher {
         )
         .map_err(|(path, e)| anyhow::anyhow!("cannot watch {}: {e}", path.display()))?;
         Ok(QueueWatcher {
-            _watch: watch,
+            watch,
+            dir: dir.to_owned(),
             pending,
+            replaced,
             wake,
         })
     }
@@ -78,6 +106,16 @@ impl QueueWatcher {
     /// The next burst of changes. Cancel-safe: changes not yet handed out stay pending.
     pub async fn changed(&mut self) -> QueueChanges {
         loop {
+            if self.replaced.swap(false, Ordering::SeqCst) && self.dir.is_dir() {
+                // Watched again before the debounce: a record written meanwhile is either
+                // heard by the new watch or found by the rescan this wake leads to.
+                if let Err(e) = self.watch.rewatch(&self.dir, RecursiveMode::NonRecursive) {
+                    tracing::warn!(
+                        "cannot watch the queue dir {} again: {e}",
+                        self.dir.display()
+                    );
+                }
+            }
             if !self.lock().is_empty() {
                 // Something is pending: let the rest of the burst arrive, then hand it all.
                 tokio::time::sleep(DEBOUNCE).await;

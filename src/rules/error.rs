@@ -59,7 +59,10 @@ pub enum RuleError {
         message: String,
     },
     /// The call ran past the wall-clock deadline and was stopped.
-    #[error("{at}: in `{function}`: stopped after the {limit_ms} ms deadline")]
+    #[error(
+        "{at}: in `{function}`: stopped after the {limit_ms} {}",
+        STOPPED_AT_DEADLINE
+    )]
     Timeout {
         at: Location,
         function: String,
@@ -222,6 +225,9 @@ impl LoadError {
     }
 }
 
+/// How a [`RuleError::Timeout`] ends its message (after the limit in ms).
+const STOPPED_AT_DEADLINE: &str = "ms deadline";
+
 /// Everything wrong with one attempt to build a rule set, plus what was learnt on the way.
 #[derive(Debug)]
 pub struct LoadFailure {
@@ -239,6 +245,20 @@ impl LoadFailure {
             errors: vec![error],
             cases: Vec::new(),
         }
+    }
+
+    /// Whether the same files may be accepted on another try: an error came from a file
+    /// that could not be read, or from a rule call (a sample or a rule test) stopped at its
+    /// deadline, which a loaded machine causes as much as the text does. Sample and test
+    /// failures keep only their message, so a timeout is told by its wording.
+    pub fn may_pass_on_retry(&self) -> bool {
+        self.errors.iter().any(|error| match error {
+            LoadError::Io { .. } => true,
+            LoadError::SampleRefused { message, .. } | LoadError::TestFailed { message, .. } => {
+                message.contains(STOPPED_AT_DEADLINE)
+            }
+            _ => false,
+        })
     }
 
     /// The first error, which the status line shows.

@@ -5,6 +5,9 @@
 //! in, and the outcome goes to the log and to the status file `berth status` reads.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
 
 use notify::RecursiveMode;
@@ -39,25 +42,34 @@ pub enum WatchError {
 /// A running watch; dropping it stops the watching and the reloading.
 pub struct ReloadWatcher {
     _watch: WriteWatch,
+    wake: SyncSender<()>,
 }
 
 impl ReloadWatcher {
-    /// Watches `rules.root()` (its `rules/` and `policies/` recursively, the root itself
-    /// for those two being created or replaced) and reloads on every write to a rule file,
-    /// recording each outcome in `<berth_dir>/rules-status.json`. `status` is what that
-    /// file says now (the daemon writes it at start). Reading the rules (which a reload
-    /// does) is not a write and wakes nothing.
+    /// Watches `rules.root()` recursively (so a `rules/` or `policies/` created, replaced or
+    /// moved in after start is watched as soon as it appears) and reloads on every write
+    /// under `rules/` and `policies/`, recording each outcome in
+    /// `<berth_dir>/rules-status.json`. `status` is what that file says now (the daemon
+    /// writes it at start). Reading the rules (which a reload does) is not a write and
+    /// wakes nothing.
     pub fn start(
         rules: Rules,
         berth_dir: PathBuf,
         status: RulesStatus,
     ) -> Result<ReloadWatcher, WatchError> {
         let root = rules.root().ok_or(WatchError::NoRoot)?.to_owned();
-        let mut status = status;
+        let mut reloader = Reloader {
+            rules,
+            berth_dir,
+            status,
+            refusal_may_pass: false,
+        };
         // Reloads run the rule tests, i.e. rule code: on a thread with the rules' stack
         // (the watcher's own thread has a small default one). A burst while a reload runs
         // leaves one pending wake-up, which is all a reload of the whole set needs.
         let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+        let written = Arc::new(AtomicBool::new(false));
+        let seen_write = Arc::clone(&written);
         std::thread::Builder::new()
             .name("berth-rules-reload".into())
             .stack_size(super::RULE_THREAD_STACK)
@@ -65,74 +77,111 @@ impl ReloadWatcher {
                 while woken.recv().is_ok() {
                     // Debounce: wait until the burst has been quiet for DEBOUNCE.
                     while woken.recv_timeout(DEBOUNCE).is_ok() {}
-                    reload_once(&rules, &berth_dir, &mut status);
+                    reloader.reload_once(seen_write.swap(false, Ordering::SeqCst));
                 }
             })
             .map_err(|source| WatchError::Thread { source })?;
-        let mut dirs = vec![(root.clone(), RecursiveMode::NonRecursive)];
-        for dir in RULE_DIRS {
-            let path = root.join(dir);
-            if path.is_dir() {
-                dirs.push((path, RecursiveMode::Recursive));
-            }
-        }
-        let first = wake.clone();
-        let watch = WriteWatch::start(&dirs, is_rule_file, move |_: Change| {
-            let _ = wake.try_send(());
-        })
+        let dirs = [(root.clone(), RecursiveMode::Recursive)];
+        let under = root.clone();
+        let bell = wake.clone();
+        let watch = WriteWatch::start(
+            &dirs,
+            false,
+            move |path: &Path| is_rule_path(&under, path),
+            move |_: Change| {
+                written.store(true, Ordering::SeqCst);
+                let _ = bell.try_send(());
+            },
+        )
         .map_err(|(path, source)| WatchError::Watch { path, source })?;
         // An edit saved after the set was loaded but before the watch began is seen by no
         // event: one check now (unchanged files cost a read and a hash, no rebuild).
-        let _ = first.try_send(());
+        let _ = wake.try_send(());
         tracing::info!(root = %root.display(), "watching the rules root for changes");
-        Ok(ReloadWatcher { _watch: watch })
+        Ok(ReloadWatcher {
+            _watch: watch,
+            wake,
+        })
+    }
+
+    /// The backstop for writes no directory watch reports (an edit through a hard link
+    /// from outside the root): compares the files' hash with the active set's (a source
+    /// load and a sha256, no rebuild) and reloads if they differ. The daemon calls it on
+    /// each poll tick. A set refused before is not rebuilt from here.
+    pub fn check(&self) {
+        let _ = self.wake.try_send(());
     }
 }
 
-/// A file that can be part of a set (`*.rhai`, `*.tests.json`), or a directory that can
-/// hold them (a name without an extension, e.g. `rules` replaced whole). Editors' hidden
-/// swap files and `~` backups are not.
-fn is_rule_file(path: &Path) -> bool {
-    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-        !n.starts_with('.')
-            && (n.ends_with(".rhai") || n.ends_with(".json") || !n.contains(['.', '~']))
-    })
+/// Whether a write to `path` can change the set under `root`: anything under `rules/` or
+/// `policies/` (those directories themselves included) but editors' hidden swap files and
+/// `~` backups. A directory moved in may be named `team-rules.d`, so names are not judged
+/// by their extension; a write that changes no rule file costs a hash, not a rebuild.
+fn is_rule_path(root: &Path, path: &Path) -> bool {
+    let Ok(inside) = path.strip_prefix(root) else {
+        return false;
+    };
+    let under_rule_dir = inside
+        .components()
+        .next()
+        .is_some_and(|first| RULE_DIRS.iter().any(|dir| first.as_os_str() == *dir));
+    under_rule_dir
+        && path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| !n.starts_with('.') && !n.ends_with('~'))
 }
 
-/// One reload: rebuild, swap or keep, log, record.
-fn reload_once(rules: &Rules, berth_dir: &Path, status: &mut RulesStatus) {
-    let last = &status.last_reload;
-    let refused = (!last.ok).then(|| last.hash.clone()).flatten();
-    let changed = match rules.reload_after(refused.as_deref()) {
-        Ok(Reloaded::Swapped(set)) => {
-            tracing::info!(
-                rules = set.short_hash(),
-                "rule set reloaded and active: {}",
-                set.describe_source()
-            );
-            status.swapped(&set);
-            true
-        }
-        Ok(Reloaded::Unchanged(set)) => {
-            // A revert to the active files clears an earlier failure.
-            let was_failing = !status.last_reload.ok;
-            if was_failing {
+/// The reload thread's state.
+struct Reloader {
+    rules: Rules,
+    berth_dir: PathBuf,
+    status: RulesStatus,
+    /// The last refusal came from a rule call stopped at its deadline or an unreadable
+    /// file (a loaded machine, not the text): a write to the same files tries them again.
+    refusal_may_pass: bool,
+}
+
+impl Reloader {
+    /// One reload: rebuild, swap or keep, log, record. `written`: a write woke it (not the
+    /// poll tick's backstop check).
+    fn reload_once(&mut self, written: bool) {
+        let status = &mut self.status;
+        let last = &status.last_reload;
+        let retry = written && self.refusal_may_pass;
+        let refused = (!last.ok && !retry).then(|| last.hash.clone()).flatten();
+        let changed = match self.rules.reload_after(refused.as_deref()) {
+            Ok(Reloaded::Swapped(set)) => {
+                tracing::info!(
+                    rules = set.short_hash(),
+                    "rule set reloaded and active: {}",
+                    set.describe_source()
+                );
                 status.swapped(&set);
+                true
             }
-            was_failing
+            Ok(Reloaded::Unchanged(set)) => {
+                // A revert to the active files clears an earlier failure.
+                let was_failing = !status.last_reload.ok;
+                if was_failing {
+                    status.swapped(&set);
+                }
+                was_failing
+            }
+            Ok(Reloaded::StillRefused) => false,
+            Err(failure) => {
+                tracing::error!(
+                    rules = %super::set::short(&status.active_hash),
+                    "rule reload REFUSED, the previous rules stay active:\n{failure}"
+                );
+                self.refusal_may_pass = failure.may_pass_on_retry();
+                status.refused(&failure);
+                true
+            }
+        };
+        if changed && let Err(e) = status.write(&self.berth_dir) {
+            tracing::warn!("cannot write the rules status: {e}");
         }
-        Ok(Reloaded::StillRefused) => false,
-        Err(failure) => {
-            tracing::error!(
-                rules = %super::set::short(&status.active_hash),
-                "rule reload REFUSED, the previous rules stay active:\n{failure}"
-            );
-            status.refused(&failure);
-            true
-        }
-    };
-    if changed && let Err(e) = status.write(berth_dir) {
-        tracing::warn!("cannot write the rules status: {e}");
     }
 }
 
