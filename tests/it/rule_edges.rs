@@ -39,7 +39,7 @@ fn a_config_max_lanes_over_the_cap_does_not_make_the_shipped_rule_fail() {
 fn a_failing_accept_pr_is_visible_in_status() {
     let world = World::new();
     let gh = world.gh_lane();
-    // Discovery asks the forge about repos that have records.
+    // The repo's only record is settled: it is discovered because it is configured.
     world
         .record(&gh.repo, 40)
         .set("repoIdentity", "github.com/acme/widget")
@@ -52,7 +52,10 @@ fn a_failing_accept_pr_is_visible_in_status() {
         gh.replies.join("pr-list.acme.widget.json"),
     )
     .unwrap();
-    let config = gh.config(r#"["true"]"#, "");
+    let config = gh.config(
+        r#"["true"]"#,
+        &format!("repos = [{:?}]\n", gh.repo.to_str().unwrap()),
+    );
     world.write_rule(
         "rules/discovery.rhai",
         &include_str!("../../rules/discovery.rhai").replace(
