@@ -34,6 +34,7 @@ pub use log::{
 pub use process::{Outcome, StepCommand, StepRun, run_step};
 pub use strays::{
     LandingProcess, OWNER_ENV, RECORD_ENV, STRAY_KILL_WAIT, end_strays, landing_processes,
+    record_mark,
 };
 pub use template::{CommandTemplate, StepVars, TemplateError};
 
@@ -137,6 +138,8 @@ pub struct Runner {
     grace: Duration,
     /// This process's owner stamp, marked on every step (see [`strays`]).
     owner: String,
+    /// The queue dir whose records the steps land, for their mark ([`strays::record_mark`]).
+    queue_dir: PathBuf,
 }
 
 impl Runner {
@@ -150,7 +153,15 @@ impl Runner {
             timeout: DEFAULT_STEP_TIMEOUT,
             grace: DEFAULT_KILL_GRACE,
             owner: crate::ownership::this_process(),
+            queue_dir: PathBuf::new(),
         }
+    }
+
+    /// The queue dir whose records this runner lands: steps are marked with the record's
+    /// file there, so `retry`, `abandon` and the reclaim find them ([`strays`]).
+    pub fn for_queue(mut self, queue_dir: &Path) -> Self {
+        self.queue_dir = queue_dir.to_path_buf();
+        self
     }
 
     /// The limit for each step, from spawn until SIGTERM.
@@ -212,7 +223,9 @@ impl Runner {
             "starting {} command",
             step.command_name()
         );
-        let mark = [(RECORD_ENV, record_id), (OWNER_ENV, self.owner.as_str())];
+        let record = strays::record_mark(&self.queue_dir, record_id);
+        let record = record.to_string_lossy();
+        let mark = [(RECORD_ENV, &*record), (OWNER_ENV, self.owner.as_str())];
         let run = run_step(
             &StepCommand {
                 argv: &argv,

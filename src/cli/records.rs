@@ -99,7 +99,9 @@ fn refuse_if_landing(stored: &StoredRecord, verb: &str) -> anyhow::Result<()> {
             );
         }
     }
-    let running = crate::runner::landing_processes(&stored.id, None);
+    let queue_dir = stored.path.parent().unwrap_or(std::path::Path::new("."));
+    let mark = crate::runner::record_mark(queue_dir, &stored.id);
+    let running = crate::runner::landing_processes(&mark, None);
     if !running.is_empty() {
         let groups: std::collections::BTreeSet<String> =
             running.iter().map(|p| p.pgid.to_string()).collect();

@@ -201,9 +201,15 @@ pub(super) fn stranded_reason(
 /// for it on this host is killed (the step's guard normally did so already).
 pub(super) fn end_strays(stored: &crate::store::StoredRecord) -> Result<(), String> {
     match stored.record.claimed_by.as_deref() {
-        Some(owner) => crate::runner::end_strays(&stored.id, owner).map(|_| ()),
+        Some(owner) => crate::runner::end_strays(&record_mark_of(stored), owner).map(|_| ()),
         None => Ok(()),
     }
+}
+
+/// The landing mark of a stored record ([`crate::runner::record_mark`]).
+fn record_mark_of(stored: &crate::store::StoredRecord) -> std::path::PathBuf {
+    let queue_dir = stored.path.parent().unwrap_or(std::path::Path::new("."));
+    crate::runner::record_mark(queue_dir, &stored.id)
 }
 
 /// Runs the whole landing of one candidate.

@@ -170,6 +170,7 @@ impl Shared {
             config.ship_command.clone(),
             berth_dir.join("logs"),
         )
+        .for_queue(store.dir())
         .with_timeout(Duration::from_secs(config.land_timeout_secs));
         Ok(Shared {
             store,

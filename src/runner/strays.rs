@@ -1,8 +1,10 @@
 //! Finding a record's landing processes on this host, and ending the ones a dead daemon
 //! left behind.
 //!
-//! Every step runs with `BERTH_LANDING_RECORD=<record id>` and `BERTH_LANDING_OWNER=<the
-//! daemon's owner stamp>` in its environment, which its children inherit. That mark is what
+//! Every step runs with `BERTH_LANDING_RECORD=<the record's file>` (its queue dir's realpath
+//! and `<id>.json`, see [`record_mark`]: two queue dirs on one host may hold the same id) and
+//! `BERTH_LANDING_OWNER=<the daemon's owner stamp>` in its environment, which its children
+//! inherit. That mark is what
 //! a later process goes by: the daemon's reclaim step (kill what a dead owner left running,
 //! then requeue), and `retry`/`abandon` (refuse while a landing of the record still runs).
 //! A step's guard normally kills the group within the grace after its daemon dies; the mark
@@ -12,12 +14,14 @@
 //! process can only be marked by whoever started it, so nothing unrelated is touched.
 
 use std::collections::BTreeSet;
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
-/// The environment variable naming the record a step lands.
+/// The environment variable naming the record (its file, [`record_mark`]) a step lands.
 pub const RECORD_ENV: &str = "BERTH_LANDING_RECORD";
 /// The environment variable naming the daemon (owner stamp) that started the step.
 pub const OWNER_ENV: &str = "BERTH_LANDING_OWNER";
@@ -29,6 +33,15 @@ const MAX_ENVIRON_BYTES: u64 = 1024 * 1024;
 /// How long [`end_strays`] waits for killed processes to go.
 pub const STRAY_KILL_WAIT: Duration = Duration::from_secs(2);
 
+/// The mark of record `id` in `queue_dir`: the queue dir's realpath (as given when it cannot
+/// be resolved) joined with `<id>.json`, so the daemon and the CLI agree however each was
+/// told where the queue is.
+pub fn record_mark(queue_dir: &Path, id: &str) -> PathBuf {
+    std::fs::canonicalize(queue_dir)
+        .unwrap_or_else(|_| queue_dir.to_path_buf())
+        .join(format!("{id}.json"))
+}
+
 /// A running process marked as a landing of some record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LandingProcess {
@@ -36,9 +49,10 @@ pub struct LandingProcess {
     pub pgid: i32,
 }
 
-/// Running (not zombie) processes on this host marked as landing `record_id`, by `owner`
-/// when given. Processes berth cannot read (another user's, as non-root) are not seen.
-pub fn landing_processes(record_id: &str, owner: Option<&str>) -> Vec<LandingProcess> {
+/// Running (not zombie) processes on this host marked as landing `record` (a
+/// [`record_mark`]), by `owner` when given. Processes berth cannot read (another user's, as
+/// non-root) are not seen.
+pub fn landing_processes(record: &Path, owner: Option<&str>) -> Vec<LandingProcess> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -48,7 +62,7 @@ pub fn landing_processes(record_id: &str, owner: Option<&str>) -> Vec<LandingPro
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
-        if pid == me || !marked(pid, record_id, owner) {
+        if pid == me || !marked(pid, record, owner) {
             continue;
         }
         if let Some(pgid) = running_pgid(pid) {
@@ -58,11 +72,11 @@ pub fn landing_processes(record_id: &str, owner: Option<&str>) -> Vec<LandingPro
     found
 }
 
-/// Kills every process marked as landing `record_id` by `owner` (a daemon known to be
-/// gone), with its process group, and waits up to [`STRAY_KILL_WAIT`] for them to go.
-/// Returns how many there were; `Err` lists the survivors.
-pub fn end_strays(record_id: &str, owner: &str) -> Result<usize, String> {
-    let strays = landing_processes(record_id, Some(owner));
+/// Kills every process marked as landing `record` (a [`record_mark`]) by `owner` (a daemon
+/// known to be gone), with its process group, and waits up to [`STRAY_KILL_WAIT`] for them
+/// to go. Returns how many there were; `Err` lists the survivors.
+pub fn end_strays(record: &Path, owner: &str) -> Result<usize, String> {
+    let strays = landing_processes(record, Some(owner));
     if strays.is_empty() {
         return Ok(0);
     }
@@ -79,7 +93,7 @@ pub fn end_strays(record_id: &str, owner: &str) -> Result<usize, String> {
         let _ = kill(Pid::from_raw(stray.pid), Signal::SIGKILL);
     }
     tracing::warn!(
-        record = record_id,
+        record = %record.display(),
         owner,
         ?groups,
         "killed {} landing process(es) left by a gone daemon",
@@ -87,7 +101,7 @@ pub fn end_strays(record_id: &str, owner: &str) -> Result<usize, String> {
     );
     let deadline = Instant::now() + STRAY_KILL_WAIT;
     loop {
-        let left = landing_processes(record_id, Some(owner));
+        let left = landing_processes(record, Some(owner));
         if left.is_empty() {
             return Ok(strays.len());
         }
@@ -102,8 +116,8 @@ pub fn end_strays(record_id: &str, owner: &str) -> Result<usize, String> {
     }
 }
 
-/// Whether `pid`'s environment carries the landing mark for `record_id` (and `owner`).
-fn marked(pid: i32, record_id: &str, owner: Option<&str>) -> bool {
+/// Whether `pid`'s environment carries the landing mark for `record` (and `owner`).
+fn marked(pid: i32, record: &Path, owner: Option<&str>) -> bool {
     use std::io::Read as _;
     let Ok(file) = std::fs::File::open(format!("/proc/{pid}/environ")) else {
         return false;
@@ -124,7 +138,7 @@ fn marked(pid: i32, record_id: &str, owner: Option<&str>) -> bool {
         };
         let (name, value) = (&var[..eq], &var[eq + 1..]);
         if name == RECORD_ENV.as_bytes() {
-            record_matches = value == record_id.as_bytes();
+            record_matches = value == record.as_os_str().as_bytes();
         } else if let Some(owner) = owner
             && name == OWNER_ENV.as_bytes()
         {
@@ -153,7 +167,9 @@ mod tests {
 
     #[test]
     fn marked_processes_are_found_by_record_and_owner_and_killed_with_their_group() {
-        let record = format!("strays-test-{}", std::process::id());
+        let queue = tempfile::tempdir().unwrap();
+        let record = record_mark(queue.path(), "strays-test");
+        let other_queue = tempfile::tempdir().unwrap();
         let mut child = std::process::Command::new("sh")
             .args(["-c", "sleep 300 & wait"])
             .env(RECORD_ENV, &record)
@@ -170,7 +186,11 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert!(landing_processes(&record, Some("host:9:9")).is_empty());
-        assert!(landing_processes("another-record", None).is_empty());
+        assert!(landing_processes(&record_mark(queue.path(), "another-record"), None).is_empty());
+        assert!(
+            landing_processes(&record_mark(other_queue.path(), "strays-test"), None).is_empty(),
+            "the same id in another queue dir is another record"
+        );
         assert_eq!(end_strays(&record, "host:1:2"), Ok(2));
         child.wait().unwrap();
         assert!(landing_processes(&record, None).is_empty());

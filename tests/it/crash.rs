@@ -135,11 +135,12 @@ fn a_surviving_landing_blocks_retry_and_abandon_and_is_killed_by_the_reclaim() {
     record["lastUpdatedAt"] = "2026-11-24T00:00:00.000Z".into();
     fs::write(world.queue.join(format!("{id}.json")), record.to_string()).unwrap();
     // What a landing started by that daemon looks like: marked, in its own group.
+    let mark = berth::runner::record_mark(&world.queue, &id);
     let mut stray = {
         use std::os::unix::process::CommandExt as _;
         Command::new("sleep")
             .arg("300")
-            .env(berth::runner::RECORD_ENV, &id)
+            .env(berth::runner::RECORD_ENV, &mark)
             .env(berth::runner::OWNER_ENV, &owner)
             .process_group(0)
             .spawn()
@@ -147,7 +148,7 @@ fn a_surviving_landing_blocks_retry_and_abandon_and_is_killed_by_the_reclaim() {
     };
     let stray_pid = stray.id() as i32;
     let deadline = Instant::now() + Duration::from_secs(5);
-    while berth::runner::landing_processes(&id, None).is_empty() {
+    while berth::runner::landing_processes(&mark, None).is_empty() {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(10));
     }
