@@ -2,11 +2,10 @@
 
 use predicates::prelude::*;
 
-use crate::support::World;
+use crate::support::{GitLane, World};
 
-#[test]
-fn status_lists_a_live_lock_and_release_needs_force_then_removes_it() {
-    let world = World::new();
+/// A lane `widget`/`main` whose lock another holder (`holder-host:42:7`) holds, and its ref.
+fn held_lane(world: &World) -> (GitLane<'_>, String) {
     let lane = world.git_lane("widget", None);
     let identity = berth::identity::repo_identity(&lane.clone).unwrap();
     let locks = berth::lane_lock::LockClient::new(
@@ -21,7 +20,13 @@ fn status_lists_a_live_lock_and_release_needs_force_then_removes_it() {
     locks
         .acquire(&lane.remote_url, &lane_key, "holder-host:42:7", &lane.clone)
         .unwrap();
-    let ref_name = berth::lane_lock::lock_ref_name(&lane_key);
+    (lane, berth::lane_lock::lock_ref_name(&lane_key))
+}
+
+#[test]
+fn status_lists_a_live_lock_and_release_needs_force_then_removes_it() {
+    let world = World::new();
+    let (lane, ref_name) = held_lane(&world);
     let repo = lane.clone.to_str().unwrap();
 
     world
@@ -87,21 +92,7 @@ fn lock_commands_refuse_a_repo_outside_the_allowlist() {
 #[test]
 fn lock_release_does_not_write_through_a_symlinked_release_log() {
     let world = World::new();
-    let lane = world.git_lane("widget", None);
-    let identity = berth::identity::repo_identity(&lane.clone).unwrap();
-    let locks = berth::lane_lock::LockClient::new(
-        &world.root.join("holder"),
-        berth::lane_lock::LockSettings::default(),
-    )
-    .unwrap();
-    let lane_key = berth::lane_lock::Lane {
-        repo_identity: identity,
-        base_branch: "main".into(),
-    };
-    locks
-        .acquire(&lane.remote_url, &lane_key, "holder-host:42:7", &lane.clone)
-        .unwrap();
-    let ref_name = berth::lane_lock::lock_ref_name(&lane_key);
+    let (lane, ref_name) = held_lane(&world);
     let repo = lane.clone.to_str().unwrap();
     let victim = world.root.join("victim.txt");
     std::fs::write(&victim, "keep\n").unwrap();
