@@ -46,7 +46,7 @@ pub struct RootArg {
 }
 
 pub fn run(args: &RulesArgs) -> anyhow::Result<Outcome> {
-    let (root, built) = match &args.command {
+    match &args.command {
         RulesCommand::Init(a) => {
             let written = init(&a.dir)?;
             println!(
@@ -54,43 +54,53 @@ pub fn run(args: &RulesArgs) -> anyhow::Result<Outcome> {
                 a.dir.display(),
                 a.dir.display()
             );
-            return Ok(Outcome::Clean);
+            Ok(Outcome::Clean)
         }
-        RulesCommand::Check(a) | RulesCommand::Test(a) | RulesCommand::List(a) => (
-            a.root.as_deref(),
-            Rules::check(a.root.as_deref(), &RuleSpec::standard()),
-        ),
-    };
+        RulesCommand::Check(a) => judge(Verb::Check, a.root.as_deref()),
+        RulesCommand::Test(a) => judge(Verb::Test, a.root.as_deref()),
+        RulesCommand::List(a) => judge(Verb::List, a.root.as_deref()),
+    }
+}
+
+/// What to report about a rule set once it is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verb {
+    Check,
+    Test,
+    List,
+}
+
+/// `check`, `test` and `list`: build the set as a reload would, then report on it.
+fn judge(verb: Verb, root: Option<&Path>) -> anyhow::Result<Outcome> {
     let source = describe_root(root);
-    let built = match built {
+    let built = match Rules::check(root, &RuleSpec::standard()) {
         Ok(built) => built,
-        Err(failure) => return refused(&args.command, &source, &failure),
+        Err(failure) => return refused(verb, &source, &failure),
     };
     let hash = short(built.set.hash());
-    match &args.command {
-        RulesCommand::Check(_) => {
-            let rule_files = built.set.files().count();
-            println!(
-                "ok: rules {hash} ({source}): {rule_files} rule file(s), {} test(s) passed",
-                built.cases.len()
-            );
-        }
-        RulesCommand::Test(_) => {
+    match verb {
+        Verb::Test => {
             print_cases(&built.cases);
             println!(
                 "rules {hash} ({source}): {} passed, 0 failed",
                 built.cases.len()
             );
         }
-        RulesCommand::List(_) => print!("{}", listing(&built, root, &source)?),
-        RulesCommand::Init(_) => unreachable!("handled above"),
+        Verb::List => print!("{}", listing(&built, root, &source)?),
+        Verb::Check => {
+            let rule_files = built.set.files().count();
+            println!(
+                "ok: rules {hash} ({source}): {rule_files} rule file(s), {} test(s) passed",
+                built.cases.len()
+            );
+        }
     }
     Ok(Outcome::Clean)
 }
 
 /// A refused set: every error (and, for `test`, every case), exit 1; an unreadable root
 /// is a usage error, exit 2.
-fn refused(command: &RulesCommand, source: &str, failure: &LoadFailure) -> anyhow::Result<Outcome> {
+fn refused(verb: Verb, source: &str, failure: &LoadFailure) -> anyhow::Result<Outcome> {
     let unreadable = failure
         .errors
         .iter()
@@ -98,13 +108,11 @@ fn refused(command: &RulesCommand, source: &str, failure: &LoadFailure) -> anyho
     if unreadable {
         anyhow::bail!("cannot read the rules ({source}):\n{failure}");
     }
-    if matches!(command, RulesCommand::Test(_)) {
+    if verb == Verb::Test {
         print_cases(&failure.cases);
     }
     for error in &failure.errors {
-        if !matches!(command, RulesCommand::Test(_))
-            || !matches!(error, LoadError::TestFailed { .. })
-        {
+        if verb != Verb::Test || !matches!(error, LoadError::TestFailed { .. }) {
             println!("error: {error}");
         }
     }
