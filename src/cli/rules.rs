@@ -5,11 +5,13 @@
 //! Exit codes: 0 the set is accepted; 1 it is not (syntax, missing function, failed test);
 //! 2 the root cannot be read.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
 use super::Outcome;
+use crate::rules::selftest::CaseResult;
 use crate::rules::set::{describe_root, short};
 use crate::rules::{Built, LoadError, LoadFailure, RuleSpec, Rules, SourceSet};
 
@@ -22,9 +24,9 @@ pub struct RulesArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum RulesCommand {
     /// Compile, validate and test a rule set exactly as a hot reload would.
-    Check(RootArg),
+    Check(JudgeArgs),
     /// Run the rule tests (`*.tests.json` beside the rules) and print every case.
-    Test(RootArg),
+    Test(JudgeArgs),
     /// List the set's files, where each comes from, and the functions they define.
     List(RootArg),
     /// Write the embedded rules, policies and their tests into a new rules root.
@@ -36,6 +38,17 @@ pub struct InitArg {
     /// The new rules root: must not exist or be an empty directory.
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct JudgeArgs {
+    #[command(flatten)]
+    pub root: RootArg,
+    /// Print one JSON document: `{"command", "accepted", "hash", "source", "files": [{"file",
+    /// "result", "errors"}], "tests": [{"file", "index", "name", "function", "result",
+    /// "error"}]}`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -56,8 +69,10 @@ pub fn run(args: &RulesArgs) -> anyhow::Result<Outcome> {
             );
             Ok(Outcome::Clean)
         }
-        RulesCommand::Check(a) => judge(Verb::Check, a.root.as_deref()),
-        RulesCommand::Test(a) => judge(Verb::Test, a.root.as_deref()),
+        RulesCommand::Check(a) if a.json => report(Verb::Check, a.root.root.as_deref()),
+        RulesCommand::Test(a) if a.json => report(Verb::Test, a.root.root.as_deref()),
+        RulesCommand::Check(a) => judge(Verb::Check, a.root.root.as_deref()),
+        RulesCommand::Test(a) => judge(Verb::Test, a.root.root.as_deref()),
         RulesCommand::List(a) => judge(Verb::List, a.root.as_deref()),
     }
 }
@@ -98,14 +113,84 @@ fn judge(verb: Verb, root: Option<&Path>) -> anyhow::Result<Outcome> {
     Ok(Outcome::Clean)
 }
 
+/// `check --json` / `test --json`: the verdict as one document, with the same exit codes
+/// as the text (an unreadable root is still an error on stderr, exit 2).
+fn report(verb: Verb, root: Option<&Path>) -> anyhow::Result<Outcome> {
+    let source = describe_root(root);
+    let checked = Rules::check(root, &RuleSpec::standard());
+    let (hash, errors, cases): (Option<&str>, &[LoadError], &[CaseResult]) = match &checked {
+        Ok(built) => (Some(built.set.hash()), &[], &built.cases),
+        Err(failure) => {
+            if unreadable(failure) {
+                anyhow::bail!("cannot read the rules ({source}):\n{failure}");
+            }
+            (failure.hash.as_deref(), &failure.errors, &failure.cases)
+        }
+    };
+    // Every file of the set, each with the errors about it; an error about a file the set
+    // lacks (a required file missing) gets a row of its own.
+    let mut files: BTreeMap<String, Vec<String>> = SourceSet::load(root)
+        .map_err(|f| anyhow::anyhow!("{f}"))?
+        .files()
+        .map(|f| (f.name.clone(), Vec::new()))
+        .collect();
+    for error in errors {
+        files
+            .entry(error.file())
+            .or_default()
+            .push(error.to_string());
+    }
+    let files: Vec<serde_json::Value> = files
+        .into_iter()
+        .map(|(file, errors)| {
+            let result = if errors.is_empty() { "ok" } else { "error" };
+            serde_json::json!({ "file": file, "result": result, "errors": errors })
+        })
+        .collect();
+    let tests: Vec<serde_json::Value> = cases
+        .iter()
+        .map(|case| {
+            serde_json::json!({
+                "file": case.tests_file,
+                "ruleFile": case.rule_file,
+                "index": case.index,
+                "name": case.name,
+                "function": case.function,
+                "result": if case.passed() { "pass" } else { "fail" },
+                "error": case.failure,
+            })
+        })
+        .collect();
+    let accepted = checked.is_ok();
+    let document = serde_json::json!({
+        "command": match verb { Verb::Test => "test", _ => "check" },
+        "accepted": accepted,
+        "hash": hash,
+        "source": source,
+        "files": files,
+        "tests": tests,
+    });
+    println!("{}", serde_json::to_string_pretty(&document)?);
+    Ok(if accepted {
+        Outcome::Clean
+    } else {
+        Outcome::NeedsAttention
+    })
+}
+
+/// Whether a refusal is only about files that could not be read: a usage error, not a
+/// verdict on the rules.
+fn unreadable(failure: &LoadFailure) -> bool {
+    failure
+        .errors
+        .iter()
+        .all(|e| matches!(e, LoadError::Io { .. } | LoadError::Refused { .. }))
+}
+
 /// A refused set: every error (and, for `test`, every case), exit 1; an unreadable root
 /// is a usage error, exit 2.
 fn refused(verb: Verb, source: &str, failure: &LoadFailure) -> anyhow::Result<Outcome> {
-    let unreadable = failure
-        .errors
-        .iter()
-        .all(|e| matches!(e, LoadError::Io { .. } | LoadError::Refused { .. }));
-    if unreadable {
+    if unreadable(failure) {
         anyhow::bail!("cannot read the rules ({source}):\n{failure}");
     }
     if verb == Verb::Test {
@@ -127,7 +212,7 @@ fn refused(verb: Verb, source: &str, failure: &LoadFailure) -> anyhow::Result<Ou
     Ok(Outcome::NeedsAttention)
 }
 
-fn print_cases(cases: &[crate::rules::selftest::CaseResult]) {
+fn print_cases(cases: &[CaseResult]) {
     for case in cases {
         match &case.failure {
             None => println!(

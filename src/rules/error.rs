@@ -217,6 +217,21 @@ pub enum LoadError {
 }
 
 impl LoadError {
+    /// The file the error is about, as the set names it (`policies/landing.rhai`), or the
+    /// path that could not be read.
+    pub fn file(&self) -> String {
+        match self {
+            LoadError::Io { path, .. } | LoadError::Refused { path, .. } => {
+                path.display().to_string()
+            }
+            LoadError::Syntax { at, .. } | LoadError::BadTests { at, .. } => at.file.clone(),
+            LoadError::MissingFile { file }
+            | LoadError::MissingFunction { file, .. }
+            | LoadError::SampleRefused { file, .. }
+            | LoadError::TestFailed { file, .. } => file.clone(),
+        }
+    }
+
     pub(crate) fn syntax(file: &str, error: &ParseError) -> LoadError {
         LoadError::Syntax {
             at: Location::at(file, error.position()),

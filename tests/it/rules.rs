@@ -679,3 +679,79 @@ fn the_discovery_rule_narrows_what_the_forge_lists() {
         "accept"
     );
 }
+
+/// `rules check --json` and `rules test --json`: one document a script can read, per file
+/// and per test case, with the text's exit codes (0 accepted, 1 refused).
+#[test]
+fn rules_check_and_test_json_name_each_file_and_case() {
+    let world = World::new();
+    let root = world.rules_root();
+    world.write_rule("policies/landing.rhai", DEFAULT_LANDING);
+    let row = |doc: &Value, list: &str, key: &str, value: &str| -> Option<Value> {
+        doc[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r[key] == value)
+            .cloned()
+    };
+    // `berth rules <verb> --json ROOT`, its exit code checked, its document parsed.
+    let judged = |verb: &str, code: i32| -> Value {
+        let out = world
+            .berth()
+            .args(["rules", verb, "--json"])
+            .arg(&root)
+            .assert()
+            .code(code);
+        serde_json::from_slice(&out.get_output().stdout).expect("one JSON document")
+    };
+    let doc = judged("check", 0);
+    assert_eq!(doc["command"], "check");
+    assert_eq!(doc["accepted"], true);
+    let landing =
+        row(&doc, "files", "file", "policies/landing.rhai").expect("the overridden file has a row");
+    assert_eq!(landing["result"], "ok");
+    let tests = doc["tests"].as_array().unwrap();
+    assert!(!tests.is_empty());
+    assert!(
+        tests
+            .iter()
+            .all(|t| t["result"] == "pass" && t["error"].is_null())
+    );
+
+    world.write_rule(
+        "policies/landing.tests.json",
+        r#"[{"name": "wrong on purpose", "function": "max_lanes",
+             "args": [{"config": {"maxLanes": 2}}], "expect": 5}]"#,
+    );
+    let doc = judged("test", 1);
+    assert_eq!(doc["command"], "test");
+    assert_eq!(doc["accepted"], false);
+    let case =
+        row(&doc, "tests", "name", "wrong on purpose").expect("the failing case is listed by name");
+    assert_eq!(case["result"], "fail");
+    assert_eq!(case["file"], "policies/landing.tests.json");
+    assert_eq!(case["function"], "max_lanes");
+    assert!(
+        case["error"]
+            .as_str()
+            .unwrap()
+            .contains("expected 5, got 2")
+    );
+    let tests_file = row(&doc, "files", "file", "policies/landing.tests.json").unwrap();
+    assert_eq!(tests_file["result"], "error");
+
+    world.write_rule(
+        "policies/landing.rhai",
+        "fn admit(record, ctx) {\n    let x = ;\n}\n",
+    );
+    let doc = judged("check", 1);
+    let landing = row(&doc, "files", "file", "policies/landing.rhai").unwrap();
+    assert_eq!(landing["result"], "error");
+    assert!(
+        landing["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("policies/landing.rhai:2:13: syntax error")
+    );
+}
