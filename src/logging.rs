@@ -15,6 +15,22 @@ pub enum LogFormat {
     Json,
 }
 
+impl LogFormat {
+    /// `BERTH_LOG_FORMAT`, for the commands that have no `--log-format` flag: `text` when
+    /// unset; a value that is neither `text` nor `json` is an error naming the variable.
+    pub fn from_env() -> Result<LogFormat, String> {
+        match std::env::var("BERTH_LOG_FORMAT") {
+            Err(std::env::VarError::NotPresent) => Ok(LogFormat::Text),
+            Ok(value) => <LogFormat as clap::ValueEnum>::from_str(&value, false).map_err(|_| {
+                format!("BERTH_LOG_FORMAT={value:?} is not a log format: use `text` or `json`")
+            }),
+            Err(std::env::VarError::NotUnicode(value)) => Err(format!(
+                "BERTH_LOG_FORMAT={value:?} is not a log format: use `text` or `json`"
+            )),
+        }
+    }
+}
+
 /// Where the filter came from, for the error that names it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum FilterSource {

@@ -15,12 +15,21 @@ pub enum ConfigCommand {
   berth config show --config ./berth.toml --forge git")]
     Show {
         #[command(flatten)]
+        repos: super::RepoArgs,
+        #[command(flatten)]
         daemon: DaemonArgs,
     },
 }
 
+impl ConfigCommand {
+    pub fn repos(&self) -> &super::RepoArgs {
+        let ConfigCommand::Show { repos, .. } = self;
+        repos
+    }
+}
+
 pub fn run(ctx: &Context, command: &ConfigCommand) -> anyhow::Result<Outcome> {
-    let ConfigCommand::Show { daemon } = command;
+    let ConfigCommand::Show { daemon, .. } = command;
     let source = daemon.config_source();
     let config = daemon.config()?;
     println!("# config file: {}", source.describe());

@@ -12,6 +12,8 @@ use crate::service::Platform;
   berth doctor
   berth doctor --json | jq '.[] | select(.verdict != \"ok\")'")]
 pub struct DoctorArgs {
+    #[command(flatten)]
+    pub repos: super::RepoArgs,
     /// The configuration file to check. Default: `BERTH_CONFIG`, else
     /// `$XDG_CONFIG_HOME/berth/config.toml` if present.
     #[arg(long, value_name = "FILE")]

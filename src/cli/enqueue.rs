@@ -11,6 +11,8 @@ use crate::record::Record;
 
 #[derive(clap::Args, Debug)]
 pub struct EnqueueArgs {
+    #[command(flatten)]
+    pub repos: super::RepoArgs,
     /// The repo checkout the PR belongs to (must sit under an allowed root).
     #[arg(long, value_name = "DIR")]
     pub repo_path: PathBuf,

@@ -11,6 +11,8 @@ use crate::rules::set::short;
 
 #[derive(clap::Args, Debug)]
 pub struct ExplainArgs {
+    #[command(flatten)]
+    pub queue: super::QueueArgs,
     /// The PR number, or a record id (as `status --json`, `retry` and `abandon` show it).
     #[arg(value_name = "PR or id")]
     pub target: String,

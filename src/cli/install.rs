@@ -17,6 +17,8 @@ const MAX_UNIT_BYTES: u64 = 256 * 1024;
   berth install --config ~/berth.toml --metrics-addr 127.0.0.1:9464
   systemctl --user daemon-reload && systemctl --user enable --now berth")]
 pub struct InstallArgs {
+    #[command(flatten)]
+    pub repos: super::RepoArgs,
     /// Print the service file and where it would go; write nothing.
     #[arg(long)]
     pub print: bool,

@@ -14,6 +14,8 @@ use crate::lane_lock::{ListedLock, LockClient, LockListing, LockSettings, Releas
 pub enum LockCommand {
     /// List each lane's lock: ref, holder, created, expires, live or expired.
     Status {
+        #[command(flatten)]
+        repos: super::RepoArgs,
         /// One repo; default: every repo that has a record in the queue.
         #[arg(long, value_name = "DIR")]
         repo_path: Option<PathBuf>,
@@ -26,6 +28,8 @@ pub enum LockCommand {
     },
     /// Remove one lock after showing what it removes (only with --force).
     Release {
+        #[command(flatten)]
+        repos: super::RepoArgs,
         /// The lock ref, as `lock status` prints it.
         #[arg(value_name = "REF")]
         ref_name: String,
@@ -39,14 +43,24 @@ pub enum LockCommand {
     },
 }
 
+impl LockCommand {
+    pub fn repos(&self) -> &super::RepoArgs {
+        match self {
+            LockCommand::Status { repos, .. } | LockCommand::Release { repos, .. } => repos,
+        }
+    }
+}
+
 pub fn run(ctx: &Context, command: &LockCommand) -> anyhow::Result<Outcome> {
     match command {
         LockCommand::Status {
+            repos: _,
             repo_path,
             berth_dir,
             json,
         } => status(ctx, repo_path.as_ref(), client(berth_dir)?, *json),
         LockCommand::Release {
+            repos: _,
             ref_name,
             repo_path,
             force,

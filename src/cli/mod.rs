@@ -63,28 +63,27 @@ impl From<run::RunEnd> for ExitCode {
     about = "Release-queue daemon: lands queued PRs one lane at a time and proves they merged."
 )]
 pub struct Cli {
-    /// The queue directory (one JSON record per PR).
-    #[arg(long, global = true, env = "BERTH_QUEUE_DIR", value_name = "DIR")]
-    pub queue_dir: Option<PathBuf>,
-
-    /// An extra allowed repo root; defaults to the git toplevel of the current directory.
-    #[arg(long, global = true, env = "BERTH_PROJECT_ROOT", value_name = "DIR")]
-    pub project_root: Option<PathBuf>,
-
-    /// Log lines on stderr as `text` or `json` (one object per line). The filter comes
-    /// from `BERTH_LOG`, or `RUST_LOG` when `BERTH_LOG` is unset.
-    #[arg(
-        long,
-        global = true,
-        env = "BERTH_LOG_FORMAT",
-        value_enum,
-        default_value_t = LogFormat::Text,
-        value_name = "FORMAT"
-    )]
-    pub log_format: LogFormat,
-
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The queue dir, for the commands that read or write it (flattened into their arguments,
+/// so `--queue-dir` shows only where it applies).
+#[derive(clap::Args, Debug, Clone)]
+pub struct QueueArgs {
+    /// The queue directory (one JSON record per PR).
+    #[arg(long, env = "BERTH_QUEUE_DIR", value_name = "DIR")]
+    pub queue_dir: Option<PathBuf>,
+}
+
+/// The queue dir and the repos a command may touch, for the commands that gate repo paths.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RepoArgs {
+    #[command(flatten)]
+    pub queue: QueueArgs,
+    /// An extra allowed repo root; defaults to the git toplevel of the current directory.
+    #[arg(long, env = "BERTH_PROJECT_ROOT", value_name = "DIR")]
+    pub project_root: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -132,7 +131,7 @@ pub enum Command {
     },
 }
 
-/// What every handler may need, resolved once from the global flags.
+/// What a handler may need, resolved once from its [`QueueArgs`] or [`RepoArgs`].
 pub struct Context {
     pub store: QueueStore,
     pub project_root: Option<PathBuf>,
@@ -143,17 +142,26 @@ pub struct Context {
 }
 
 impl Context {
-    fn from_cli(cli: &Cli) -> Context {
-        let queue_dir = cli
+    /// For a command that only reads or writes the queue: no repo is gated.
+    fn queue(args: &QueueArgs) -> Context {
+        let queue_dir = args
             .queue_dir
             .clone()
             .unwrap_or_else(crate::paths::default_queue_dir);
-        let project_root = cli.project_root.clone().or_else(git_toplevel_of_cwd);
         Context {
             store: QueueStore::new(queue_dir),
-            project_root,
-            queue_dir_given: cli.queue_dir.is_some(),
-            project_root_given: cli.project_root.is_some(),
+            project_root: None,
+            queue_dir_given: args.queue_dir.is_some(),
+            project_root_given: false,
+        }
+    }
+
+    /// For a command that gates repo paths: the queue, and the project root.
+    fn repos(args: &RepoArgs) -> Context {
+        Context {
+            project_root: args.project_root.clone().or_else(git_toplevel_of_cwd),
+            project_root_given: args.project_root.is_some(),
+            ..Context::queue(&args.queue)
         }
     }
 
@@ -203,7 +211,13 @@ pub fn main() -> ExitCode {
     } else {
         "info"
     };
-    if let Err(error) = crate::logging::init(&FilterSource::from_env(default_level), cli.log_format)
+    // `run` has `--log-format`; every other command takes `BERTH_LOG_FORMAT` alone.
+    let format = match &cli.command {
+        Command::Run(args) => Ok(args.log_format),
+        _ => LogFormat::from_env(),
+    };
+    if let Err(error) = format
+        .and_then(|format| crate::logging::init(&FilterSource::from_env(default_level), format))
     {
         eprintln!("error: {error}");
         return ExitCode::from(2);
@@ -219,24 +233,25 @@ pub fn main() -> ExitCode {
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let ctx = Context::from_cli(&cli);
     Ok(match cli.command {
-        Command::Status(args) => status::run(&ctx, &args)?.into(),
-        Command::Retry(args) => records::retry(&ctx, &args)?.into(),
-        Command::Abandon(args) => records::abandon(&ctx, &args)?.into(),
-        Command::Enqueue(args) => enqueue::run(&ctx, &args)?.into(),
-        Command::Run(args) => run::run(&ctx, &args)?.into(),
-        Command::Lock(command) => lock::run(&ctx, &command)?.into(),
+        Command::Status(args) => status::run(&Context::queue(&args.queue), &args)?.into(),
+        Command::Retry(args) => records::retry(&Context::queue(&args.queue), &args)?.into(),
+        Command::Abandon(args) => {
+            records::abandon(&Context::queue(&args.pick.queue), &args)?.into()
+        }
+        Command::Enqueue(args) => enqueue::run(&Context::repos(&args.repos), &args)?.into(),
+        Command::Run(args) => run::run(&Context::repos(&args.repos), &args)?.into(),
+        Command::Lock(command) => lock::run(&Context::repos(command.repos()), &command)?.into(),
         Command::Demo(args) => demo::run(&args)?.into(),
         Command::Detect(args) => faults::detect(&args)?.into(),
         Command::Faults(args) => faults::run(&args)?.into(),
         Command::Patterns(args) => patterns::run(&args)?.into(),
         Command::Rules(args) => rules::run(&args)?.into(),
-        Command::Explain(args) => explain::run(&ctx, &args)?.into(),
-        Command::Install(args) => install::install(&ctx, &args)?.into(),
+        Command::Explain(args) => explain::run(&Context::queue(&args.queue), &args)?.into(),
+        Command::Install(args) => install::install(&Context::repos(&args.repos), &args)?.into(),
         Command::Uninstall(args) => install::uninstall(&args)?.into(),
-        Command::Doctor(args) => doctor::run(&ctx, &args)?.into(),
-        Command::Config(command) => config::run(&ctx, &command)?.into(),
+        Command::Doctor(args) => doctor::run(&Context::repos(&args.repos), &args)?.into(),
+        Command::Config(command) => config::run(&Context::repos(command.repos()), &command)?.into(),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "berth", &mut std::io::stdout());

@@ -8,6 +8,8 @@ use crate::store::{Expect, StoredRecord};
 
 #[derive(clap::Args, Debug)]
 pub struct PickArgs {
+    #[command(flatten)]
+    pub queue: super::QueueArgs,
     /// The PR number, or a record id (the file name without `.json`).
     pub pr: String,
     /// The repo identity (e.g. github.com/acme/widget), when the PR number is ambiguous.

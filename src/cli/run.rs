@@ -12,6 +12,18 @@ use crate::telemetry::server::MetricsServer;
 #[derive(clap::Args, Debug)]
 #[group(id = "mode", required = true, multiple = false)]
 pub struct RunArgs {
+    #[command(flatten)]
+    pub repos: super::RepoArgs,
+    /// Log lines on stderr as `text` or `json` (one object per line). The filter comes
+    /// from `BERTH_LOG`, or `RUST_LOG` when `BERTH_LOG` is unset.
+    #[arg(
+        long,
+        env = "BERTH_LOG_FORMAT",
+        value_enum,
+        default_value_t = crate::logging::LogFormat::Text,
+        value_name = "FORMAT"
+    )]
+    pub log_format: crate::logging::LogFormat,
     /// Run one tick, finish its landings, and exit.
     #[arg(long, group = "mode")]
     pub once: bool,

@@ -14,6 +14,8 @@ use crate::telemetry::Health;
 
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
+    #[command(flatten)]
+    pub queue: super::QueueArgs,
     /// Print `{"records": [...], "unreadable": [{"file", "reason"}]}` instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -4,6 +4,7 @@
 mod support;
 
 mod checkout;
+mod cli_help;
 mod crash;
 mod daemon;
 mod demo;
