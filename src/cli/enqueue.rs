@@ -37,8 +37,10 @@ pub struct EnqueueArgs {
     /// Where the landing runs (default: the repo path).
     #[arg(long, value_name = "DIR")]
     pub worktree_path: Option<PathBuf>,
+    /// The PR's web URL, kept in the record for people and tools reading the queue.
     #[arg(long, value_name = "URL")]
     pub pr_url: Option<String>,
+    /// The plan the run's living plan was made from, kept in the record as gstack keeps it.
     #[arg(long, value_name = "FILE")]
     pub source_plan_path: Option<String>,
 }

@@ -33,11 +33,13 @@ pub enum LockCommand {
         /// The lock ref, as `lock status` prints it.
         #[arg(value_name = "REF")]
         ref_name: String,
+        /// The repo whose `origin` holds the lock.
         #[arg(long, value_name = "DIR")]
         repo_path: PathBuf,
         /// Really remove it; without this, only show what would be removed.
         #[arg(long)]
         force: bool,
+        /// berth's private state dir (lock scratch repo, `lock-releases.jsonl`).
         #[arg(long, env = "BERTH_DIR", value_name = "DIR")]
         berth_dir: Option<PathBuf>,
     },

@@ -89,41 +89,99 @@ pub struct RepoArgs {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// One row per record: PR, repo, lane, status, age, last error.
+    #[command(after_help = "Examples:
+  berth status
+  berth status --json | jq '.records[] | select(.status == \"blocked\")'
+  berth status --queue-dir /srv/berth/queue --berth-dir /srv/berth/state")]
     Status(status::StatusArgs),
     /// Put a blocked (or stranded in-flight) record back in the queue.
+    #[command(after_help = "Examples:
+  berth retry 42
+  berth retry 42 --repo github.com/acme/widget
+  berth retry github.com-acme-widget-main-pr-42")]
     Retry(records::PickArgs),
     /// Give up on a record for good.
+    #[command(after_help = "Examples:
+  berth abandon 42 --reason \"superseded by #57\"
+  berth abandon github.com-acme-widget-main-pr-42")]
     Abandon(records::AbandonArgs),
     /// Queue a PR (the producer side), after the same gates the daemon applies.
+    #[command(after_help = "Examples:
+  berth enqueue --repo-path ~/code/widget --pr 42 --feature-branch feat/login --version 1.4.0
+  berth enqueue --repo-path ~/code/widget --pr 42 --feature-branch feat/login --base release --version 1.4.1")]
     Enqueue(enqueue::EnqueueArgs),
     /// Run the daemon: `--once` for one tick, `--watch` to keep going.
+    #[command(after_help = "Examples:
+  berth run --once
+  berth run --watch --config ~/.config/berth/config.toml --metrics-addr 127.0.0.1:9464
+  berth run --watch --forge git --log-format json 2>>berth.log")]
     Run(run::RunArgs),
     /// Run berth's main job on a throwaway world and narrate it (needs only git).
+    #[command(after_help = "Examples:
+  berth demo
+  berth demo --keep")]
     Demo(demo::DemoArgs),
     /// Inspect or remove lane locks on a repo's origin.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  berth lock status
+  berth lock status --repo-path ~/code/widget --json
+  berth lock release refs/gstack/release-locks/github.com-acme-widget/main --repo-path ~/code/widget --force"
+    )]
     Lock(lock::LockCommand),
     /// The faults of one orchestrator state file.
+    #[command(after_help = "Examples:
+  berth detect run-state.json
+  berth detect run-state.json --plan PLAN.md --stdout run.log --json --no-count")]
     Detect(faults::DetectArgs),
     /// Halt events for investigators: `berth faults list`.
+    #[command(after_help = "Examples:
+  berth faults list
+  berth faults list --json --faults-dir ~/.gstack/skill-faults
+  berth faults ack FAULT_ID --run RUN_ID")]
     Faults(faults::FaultsArgs),
     /// Learned patterns: list, propose, promote, reject.
+    #[command(after_help = "Examples:
+  berth patterns list
+  berth patterns propose --category STUCK_ON_LOCKFILE --severity HIGH --kind stdout_contains --pattern index.lock --description \"git left its index lock behind\"
+  berth patterns promote STUCK_ON_LOCKFILE")]
     Patterns(patterns::PatternsArgs),
     /// The rules engine: `check`, `test` or `list` a rule set (embedded or a rules root).
+    #[command(after_help = "Examples:
+  berth rules check
+  berth rules init ~/berth-rules && berth rules test ~/berth-rules
+  berth rules check ~/berth-rules --json")]
     Rules(rules::RulesArgs),
     /// A PR's history: every policy decision about it and every status change.
+    #[command(after_help = "Examples:
+  berth explain 42
+  berth explain 42 --repo github.com/acme/widget
+  berth explain github.com-acme-widget-main-pr-42 --json")]
     Explain(explain::ExplainArgs),
     /// Install a per-user service (systemd user unit or launchd agent) running
     /// `berth run --watch` for one berth dir.
     Install(install::InstallArgs),
     /// Remove the service `berth install` wrote for one berth dir.
+    #[command(after_help = "Examples:
+  berth uninstall
+  berth uninstall --berth-dir ~/.gstack/berth-staging")]
     Uninstall(install::UninstallArgs),
     /// Check tools, queue dir, repos, lane locks, rules, service and daemon; one line each.
     Doctor(doctor::DoctorArgs),
     /// The effective configuration: `berth config show`.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  berth config show
+  berth config show --config ./berth.toml"
+    )]
     Config(config::ConfigCommand),
-    /// Print a shell completion script: `berth completions bash > ~/.local/share/bash-completion/completions/berth`.
+    /// Print a shell completion script for bash, zsh, fish, elvish or PowerShell.
+    #[command(after_help = "Examples:
+  berth completions bash > ~/.local/share/bash-completion/completions/berth
+  berth completions zsh > ~/.zfunc/_berth
+  berth completions fish > ~/.config/fish/completions/berth.fish")]
     Completions {
         /// The shell to complete for.
         #[arg(value_enum)]

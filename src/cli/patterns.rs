@@ -35,6 +35,7 @@ pub enum PatternsAction {
     },
     /// Queue a new pattern in `pending-patterns.jsonl` for review.
     Propose {
+        /// The fault category the pattern raises, e.g. `STUCK_ON_LOCKFILE`.
         #[arg(long)]
         category: String,
         /// CRITICAL, HIGH or MEDIUM.
@@ -44,8 +45,10 @@ pub enum PatternsAction {
         /// failureReason_regex, plan_contains, plan_regex, state_jsonpath.
         #[arg(long = "kind", value_name = "MATCHER_KIND")]
         matcher_kind: String,
+        /// What the matcher looks for (a substring, a regex or a JSONPath, per `--kind`).
         #[arg(long)]
         pattern: String,
+        /// What the fault means, shown to whoever investigates it.
         #[arg(long)]
         description: String,
         /// Who or what proposed it (an investigation id, a name).
@@ -53,10 +56,15 @@ pub enum PatternsAction {
         source: Option<String>,
     },
     /// Move the pending proposal of CATEGORY into the learned patterns.
-    Promote { category: String },
+    Promote {
+        /// The category of the pending proposal.
+        category: String,
+    },
     /// Drop the pending proposal of CATEGORY, logging it with a reason.
     Reject {
+        /// The category of the pending proposal.
         category: String,
+        /// Why it is rejected; kept in the rejected-patterns log.
         #[arg(long)]
         reason: String,
     },

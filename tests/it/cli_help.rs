@@ -53,3 +53,51 @@ fn queue_project_and_log_flags_show_only_where_they_apply() {
         .code(2)
         .stderr(predicates::str::contains("BERTH_LOG_FORMAT"));
 }
+
+/// Every command and subcommand, with its path (`berth lock status`).
+fn walk(command: &clap::Command, path: String, out: &mut Vec<(String, clap::Command)>) {
+    for sub in command.get_subcommands() {
+        let sub_path = format!("{path} {}", sub.get_name());
+        out.push((sub_path.clone(), sub.clone()));
+        walk(sub, sub_path, out);
+    }
+}
+
+#[test]
+fn every_flag_has_help_and_every_main_command_has_examples() {
+    use clap::CommandFactory;
+    let root = berth::cli::Cli::command();
+    let mut commands = Vec::new();
+    walk(&root, "berth".into(), &mut commands);
+    let mut missing: Vec<String> = Vec::new();
+    for (path, command) in &commands {
+        for arg in command.get_arguments() {
+            let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+            if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                missing.push(format!("{path}: {}", arg.get_id()));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "arguments without help text:\n{}",
+        missing.join("\n")
+    );
+    let no_examples: Vec<&str> = root
+        .get_subcommands()
+        .filter(|c| c.get_name() != "help")
+        .filter(|c| {
+            let text = c
+                .get_after_long_help()
+                .or(c.get_after_help())
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            !text.contains("Examples:\n  berth ")
+        })
+        .map(clap::Command::get_name)
+        .collect();
+    assert!(
+        no_examples.is_empty(),
+        "commands without an Examples section: {no_examples:?}"
+    );
+}
