@@ -73,6 +73,13 @@ pub fn pr_not_merged(pr: u64, state: impl Display, forge: &str) -> String {
     )
 }
 
+/// The feature branch is gone from origin. gstack's `lastError` is then its failed
+/// fetch's message (test 65: `couldn't find remote ref feat/deleted`); berth says the same
+/// whether it learns it at the claim check or at the fetch.
+pub fn remote_ref_missing(branch: &str) -> String {
+    format!("couldn't find remote ref {branch}")
+}
+
 /// A signal revived an in-flight record.
 pub fn interrupted_by_signal(signal: impl Display) -> String {
     format!("interrupted by signal {signal} mid-landing")
@@ -204,6 +211,10 @@ mod tests {
             (
                 forge_disagrees("GitHub", pr_not_merged(999, "OPEN", "GitHub"), log),
                 "land-and-deploy reported success but GitHub disagrees: PR #999 state is OPEN on GitHub (sub-agent reported success but PR was not merged); see /logs/land.log",
+            ),
+            (
+                remote_ref_missing("feat/deleted"),
+                "couldn't find remote ref feat/deleted",
             ),
             (
                 interrupted_by_signal("SIGTERM"),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::forge::{ForgeRepo, PrRef, verify_claim};
+use crate::forge::{ClaimRefusal, ForgeRepo, PrRef, PrState, verify_claim};
 use crate::gstack_text;
 use crate::lane_lock::{Acquire, Heartbeat, HeldLock, Lane, Released, lock_ref_name};
 use crate::record::{Record, Status};
@@ -320,7 +320,12 @@ async fn land_inner(
             place.remove();
             verdict
         }
-        Some(Err(e)) => Verdict::Stop(Stop::Block(format!("cannot prepare a worktree: {e:#}"))),
+        Some(Err(e)) => Verdict::Stop(Stop::Block(
+            match e.downcast_ref::<worktree::BranchGone>() {
+                Some(gone) => gone.to_string(),
+                None => format!("cannot prepare a worktree: {e:#}"),
+            },
+        )),
         None if cancel.is_cancelled() => Verdict::Interrupted,
         None => Verdict::Stop(Stop::Requeue(
             "preparing the worktree did not finish".into(),
@@ -357,24 +362,31 @@ async fn verify_on_forge(
 ) -> Result<(), Stop> {
     let forge = Arc::clone(&shared.forge);
     let repo = ForgeRepo::new(c.gated.identity.clone(), origin_url.to_owned());
-    let (number, feature, base) = (
-        c.record.pr_number,
-        c.record.feature_branch.clone(),
-        c.record.base_branch.clone(),
-    );
+    let candidate = c.clone();
     let checked = ask(cancel, move || {
+        let record = &candidate.record;
         let pr = PrRef {
-            number,
-            feature_branch: &feature,
-            base_branch: &base,
+            number: record.pr_number,
+            feature_branch: &record.feature_branch,
+            base_branch: &record.base_branch,
         };
-        forge
-            .check_pr(&repo, &pr)
-            .map(|check| verify_claim(&check, &pr))
+        forge.check_pr(&repo, &pr).map(|mut check| {
+            // GitHub closes a PR whose head branch is deleted, and keeps the branch's
+            // name: ask origin, so the refusal can say the branch is gone.
+            if check.state == PrState::Closed && check.head_on_origin.is_none() {
+                match worktree::feature_on_origin(&candidate) {
+                    Ok(present) => check.head_on_origin = Some(present),
+                    Err(e) => tracing::debug!(record = %candidate.id, "feature branch not looked up: {e:#}"),
+                }
+            }
+            verify_claim(&check, &pr)
+        })
     })
     .await;
     match checked {
         Some(Ok(Ok(()))) => Ok(()),
+        // gstack has no claim check for this; it fails at the fetch, with git's words.
+        Some(Ok(Err(gone @ ClaimRefusal::BranchGone { .. }))) => Err(Stop::Block(gone.to_string())),
         Some(Ok(Err(refusal))) => Err(Stop::Block(gstack_text::marker_verification_failed(
             refusal,
         ))),

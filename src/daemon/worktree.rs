@@ -148,29 +148,78 @@ pub fn prepare(shared: &Shared, c: &Candidate) -> anyhow::Result<Place> {
     }
 }
 
+/// The feature branch is not on origin: the landing blocks, its `lastError` in gstack's
+/// words (test 65), naming the branch.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: the feature branch is not on origin ({origin}); nothing to land", crate::gstack_text::remote_ref_missing(.branch))]
+pub struct BranchGone {
+    branch: String,
+    /// origin's URL, redacted.
+    origin: String,
+}
+
 /// `git fetch origin +refs/heads/<feature>:refs/remotes/origin/<feature>` into the repo,
-/// from the origin URL the gate read; the fetched head.
+/// from the origin URL the gate read; the fetched head. [`BranchGone`] when origin has no
+/// such branch: a tracking ref left by an earlier fetch is never landed.
 fn fetch_feature(c: &Candidate, repo_path: &Path, feature: &str) -> anyhow::Result<Oid> {
-    let url = c
-        .gated
-        .origin_url
-        .as_deref()
-        .ok_or_else(|| anyhow!("repo {} has no `origin` remote", repo_path.display()))?;
-    let repo =
-        Repository::open(repo_path).with_context(|| format!("opening {}", repo_path.display()))?;
+    let (repo, url) = open_with_origin(c, repo_path)?;
     let tracking = format!("refs/remotes/origin/{feature}");
-    let refspec = format!("+refs/heads/{feature}:{tracking}");
-    crate::lane_lock::fetch_into(&repo, url, &refspec).map_err(|e| {
+    let fetched = crate::lane_lock::fetch_branch(&repo, url, feature, &tracking).map_err(|e| {
         anyhow!(
             "cannot fetch feature branch {feature} from origin ({}): {}",
             crate::lane_lock::redact(url),
             e.message()
         )
     })?;
+    let Some(advertised) = fetched else {
+        return Err(BranchGone {
+            branch: feature.to_owned(),
+            origin: crate::lane_lock::redact(url),
+        }
+        .into());
+    };
     let head = repo
         .refname_to_id(&tracking)
-        .map_err(|_| anyhow!("feature branch {feature} is not on origin (nothing fetched)"))?;
+        .map_err(|_| anyhow!("feature branch {feature} was not fetched into {tracking}"))?;
+    if head != advertised {
+        bail!(
+            "feature branch {feature} moved on origin during the fetch ({advertised} advertised, {head} fetched)"
+        );
+    }
     Ok(head)
+}
+
+/// Whether origin has the feature branch (`git ls-remote`): what the claim check asks
+/// when GitHub reports the PR closed, which is also what GitHub does to a PR whose head
+/// branch was deleted. Blocking.
+pub fn feature_on_origin(c: &Candidate) -> anyhow::Result<bool> {
+    let (repo, url) = open_with_origin(c, &c.gated.repo.path)?;
+    let head_ref = format!("refs/heads/{}", c.record.feature_branch);
+    let found = crate::lane_lock::advertised(&repo, url, &head_ref).map_err(|e| {
+        anyhow!(
+            "cannot list origin ({}): {}",
+            crate::lane_lock::redact(url),
+            e.message()
+        )
+    })?;
+    Ok(found.is_some())
+}
+
+/// The gated repo, opened after checking it still is the one the gate saw, and the origin
+/// URL the gate read.
+fn open_with_origin<'c>(
+    c: &'c Candidate,
+    repo_path: &Path,
+) -> anyhow::Result<(Repository, &'c str)> {
+    let url = c
+        .gated
+        .origin_url
+        .as_deref()
+        .ok_or_else(|| anyhow!("repo {} has no `origin` remote", repo_path.display()))?;
+    c.gated.repo.pin.verify().map_err(anyhow::Error::msg)?;
+    let repo =
+        Repository::open(repo_path).with_context(|| format!("opening {}", repo_path.display()))?;
+    Ok((repo, url))
 }
 
 /// `Ok` if `dir` is a checkout of `refs/heads/<feature>` at `head` with no change to a

@@ -248,6 +248,9 @@ impl Forge for GhForge {
             marker,
             head_branch: branch("headRefName")?,
             base_branch: branch("baseRefName")?,
+            // GitHub keeps a deleted head's name; the landing looks at origin when it
+            // needs to know.
+            head_on_origin: None,
             seen_on: "GitHub",
         })
     }

@@ -48,6 +48,8 @@ pub struct GitForge {
 struct Observation {
     state: PrState,
     base_head: Oid,
+    /// Whether origin has the feature branch now.
+    feature_present: bool,
 }
 
 impl GitForge {
@@ -214,6 +216,7 @@ impl GitForge {
         Ok(Observation {
             state,
             base_head: base,
+            feature_present: feature.is_some(),
         })
     }
 }
@@ -240,6 +243,7 @@ impl Forge for GitForge {
             marker: MarkerCheck::NotApplicable,
             head_branch: pr.feature_branch.to_owned(),
             base_branch: pr.base_branch.to_owned(),
+            head_on_origin: Some(seen.feature_present),
             seen_on: "origin",
         })
     }

@@ -146,6 +146,9 @@ pub struct PrCheck {
     pub marker: MarkerCheck,
     pub head_branch: String,
     pub base_branch: String,
+    /// Whether the feature branch is on origin: known on the git forge (a branch *is* the
+    /// PR there); `None` from GitHub, which keeps a deleted head's name.
+    pub head_on_origin: Option<bool>,
     /// Where the facts came from, for messages: `"GitHub"` or `"origin"`.
     pub seen_on: &'static str,
 }
@@ -269,13 +272,21 @@ pub enum ClaimRefusal {
         got: u64,
         seen_on: &'static str,
     },
-    #[error("PR #{pr} is {} on {seen_on}{}", state_phrase(*.state), gone_branch(*.state, seen_on, branch))]
+    #[error("PR #{pr} is {} on {seen_on}", state_phrase(*.state))]
     NotOpen {
         pr: u64,
         state: PrState,
         seen_on: &'static str,
+    },
+    /// The feature branch was deleted from origin unmerged: gstack's words first (its
+    /// failed fetch, test 65), so the `lastError` names the missing branch.
+    #[error("{}: PR #{pr} is {} on {seen_on}; its feature branch was deleted from origin unmerged", crate::gstack_text::remote_ref_missing(.branch), state_phrase(*.state))]
+    BranchGone {
+        pr: u64,
         /// The record's feature branch.
         branch: String,
+        state: PrState,
+        seen_on: &'static str,
     },
     #[error("PR #{pr} no longer carries the {QUEUE_LABEL} label")]
     Unlabelled { pr: u64 },
@@ -309,16 +320,6 @@ pub enum ClaimRefusal {
     },
 }
 
-/// On the git forge a closed PR *is* a feature branch gone from origin unmerged: say which
-/// branch, as git's fetch would (`couldn't find remote ref <branch>`).
-fn gone_branch(state: PrState, seen_on: &str, branch: &str) -> String {
-    if state == PrState::Closed && seen_on == "origin" {
-        format!(": couldn't find remote ref {branch} (the feature branch was deleted unmerged)")
-    } else {
-        String::new()
-    }
-}
-
 fn state_phrase(state: PrState) -> &'static str {
     match state {
         PrState::Open => "open",
@@ -328,7 +329,8 @@ fn state_phrase(state: PrState) -> &'static str {
 }
 
 /// DESIGN §3 step 6: may berth land this PR for this record? Checks, in order: the forge
-/// answered for the right PR, it is still open, it carries the label, its marker is valid and
+/// answered for the right PR, its feature branch is not gone from origin unmerged, it is
+/// still open, it carries the label, its marker is valid and
 /// names this PR (when it names one), this feature branch and this base (when it names one),
 /// and the PR's real head and base branches are the record's. The first failure wins.
 pub fn verify_claim(check: &PrCheck, expected: &PrRef<'_>) -> Result<(), ClaimRefusal> {
@@ -340,12 +342,19 @@ pub fn verify_claim(check: &PrCheck, expected: &PrRef<'_>) -> Result<(), ClaimRe
             seen_on: check.seen_on,
         });
     }
+    if check.state != PrState::Merged && check.head_on_origin == Some(false) {
+        return Err(ClaimRefusal::BranchGone {
+            pr,
+            branch: expected.feature_branch.to_owned(),
+            state: check.state,
+            seen_on: check.seen_on,
+        });
+    }
     if check.state != PrState::Open {
         return Err(ClaimRefusal::NotOpen {
             pr,
             state: check.state,
             seen_on: check.seen_on,
-            branch: expected.feature_branch.to_owned(),
         });
     }
     if !check.labelled {
@@ -444,6 +453,7 @@ mod tests {
             marker: MarkerCheck::Valid(marker("feat/y", Some("main"), json!(42))),
             head_branch: "feat/y".into(),
             base_branch: "main".into(),
+            head_on_origin: None,
             seen_on: "GitHub",
         }
     }
@@ -495,6 +505,28 @@ mod tests {
             }),
             "PR #42 is already merged on origin"
         );
+        // Merged, then its branch deleted (the usual end of a PR): merged is what counts.
+        assert_eq!(
+            refusal(PrCheck {
+                state: PrState::Merged,
+                head_on_origin: Some(false),
+                ..good()
+            }),
+            "PR #42 is already merged on GitHub"
+        );
+        for state in [PrState::Closed, PrState::Open] {
+            assert_eq!(
+                refusal(PrCheck {
+                    state,
+                    head_on_origin: Some(false),
+                    seen_on: "origin",
+                    ..good()
+                }),
+                format!(
+                    "couldn't find remote ref feat/y: PR #42 is {state} on origin; its feature branch was deleted from origin unmerged"
+                )
+            );
+        }
         assert_eq!(
             refusal(PrCheck {
                 number: 41,

@@ -50,12 +50,12 @@ pub use payload::{LOCK_SUBJECT, LockPayload};
 use payload::{ReadLock, lock_message, read_lock};
 use transport::{PushOutcome, Scratch, fetch, push_guarded, redact_url};
 
-/// A fetch from `url` into `repo` with berth's transport rules (credentials never from the
-/// repo's config, the process-wide remote timeout); the landing fetches the feature
-/// branch with it.
-pub(crate) use transport::fetch as fetch_into;
 /// `url` with any password or token replaced by `***`, for messages.
 pub(crate) use transport::redact_url as redact;
+/// A look at and a fetch from `url` with berth's transport rules (credentials never from
+/// the repo's config, the process-wide remote timeout); the landing fetches the feature
+/// branch with them.
+pub(crate) use transport::{advertised, fetch_branch};
 
 /// Namespace of every lane lock ref on the remote.
 pub const LOCK_REF_PREFIX: &str = "refs/gstack/release-locks/";

@@ -11,8 +11,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use git2::{
-    AutotagOption, Config, Cred, CredentialType, FetchOptions, Oid, PushOptions, RemoteCallbacks,
-    Repository, RepositoryInitOptions, Signature,
+    AutotagOption, Config, Cred, CredentialType, Direction, FetchOptions, Oid, PushOptions,
+    RemoteCallbacks, Repository, RepositoryInitOptions, Signature,
 };
 use tempfile::TempDir;
 
@@ -187,6 +187,44 @@ pub(crate) fn fetch(repo: &Repository, url: &str, refspec: &str) -> Result<(), g
         .update_fetchhead(false);
     let mut remote = repo.remote_anonymous(url)?;
     remote.fetch(&[refspec], Some(&mut options), None)
+}
+
+/// The id `url` advertises for `ref_name` (`git ls-remote`), `None` when it has no such ref.
+pub(crate) fn advertised(
+    repo: &Repository,
+    url: &str,
+    ref_name: &str,
+) -> Result<Option<Oid>, git2::Error> {
+    let credential_attempts = Cell::new(0);
+    let mut callbacks = RemoteCallbacks::new();
+    callbacks
+        .credentials(|url, user, allowed| credentials(&credential_attempts, url, user, allowed));
+    let mut remote = repo.remote_anonymous(url)?;
+    let connection = remote.connect_auth(Direction::Fetch, Some(callbacks), None)?;
+    let found = connection
+        .list()?
+        .iter()
+        .find(|head| head.name() == ref_name)
+        .map(|head| head.oid());
+    Ok(found)
+}
+
+/// Fetches `refs/heads/<branch>` from `url` into `tracking`, only if `url` advertises the
+/// branch; its advertised head, or `None` when it has no such branch. libgit2 fetches a
+/// missing ref as nothing at all, so without this look a tracking ref left by an earlier
+/// fetch would pass for the branch.
+pub(crate) fn fetch_branch(
+    repo: &Repository,
+    url: &str,
+    branch: &str,
+    tracking: &str,
+) -> Result<Option<Oid>, git2::Error> {
+    let head_ref = format!("refs/heads/{branch}");
+    let Some(head) = advertised(repo, url, &head_ref)? else {
+        return Ok(None);
+    };
+    fetch(repo, url, &format!("+{head_ref}:{tracking}"))?;
+    Ok(Some(head))
 }
 
 /// Credentials from ssh-agent, or from the user's own git config (`Config::open_default`:

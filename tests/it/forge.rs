@@ -641,7 +641,7 @@ fn git_deleted_branch_is_closed_unless_it_was_merged_first() {
         verify_claim(&ghost, &pr_ref(9, "feat/ghost"))
             .expect_err("closed")
             .to_string(),
-        "PR #9 is closed on origin: couldn't find remote ref feat/ghost (the feature branch was deleted unmerged)"
+        "couldn't find remote ref feat/ghost: PR #9 is closed on origin; its feature branch was deleted from origin unmerged"
     );
 
     // Seen open, then deleted without merging.

@@ -327,7 +327,7 @@ fn appendix_a_texts_through_real_daemon_runs() {
             },
             exit: 1,
             last_error: Some(
-                "queued PR marker verification failed: PR #6 is closed on origin: couldn't find remote ref feat/pr-6",
+                "couldn't find remote ref feat/pr-6: PR #6 is closed on origin; its feature branch was deleted from origin unmerged",
             ),
             log: "PR #6: blocked",
         },
@@ -390,6 +390,58 @@ fn appendix_a_texts_through_real_daemon_runs() {
                 case.name
             ),
         }
+    }
+}
+
+/// gstack test 65 on the gh forge: the feature branch is deleted on the (real, bare)
+/// remote. GitHub then reports the PR closed (and keeps the branch's name), or, in the
+/// moment before it does, still open; either way the record is blocked naming the branch
+/// in gstack's words, and nothing lands — not even from a tracking ref an earlier fetch
+/// left in the repo.
+#[test]
+fn a_feature_branch_deleted_on_origin_blocks_naming_it_on_github() {
+    for github_state in ["CLOSED", "OPEN"] {
+        let world = World::new();
+        let gh = world.gh_lane();
+        let id = gh.queue_pr_42();
+        // What a clone that fetched the branch earlier still has.
+        world.run_git(
+            &gh.repo,
+            &["update-ref", "refs/remotes/origin/feat/search", "HEAD"],
+        );
+        world.run_git(&gh.bare, &["branch", "-q", "-D", "feat/search"]);
+        let view = gh.replies.join("pr-view.acme.widget.42.json");
+        let mut pr: Value = serde_json::from_str(&fs::read_to_string(&view).unwrap()).unwrap();
+        pr["state"] = github_state.into();
+        fs::write(&view, pr.to_string()).unwrap();
+        let ran = world.root.join("land-ran");
+        let config = gh.config(&format!(r#"["sh", "-c", "touch {}"]"#, ran.display()), "");
+
+        let output = gh
+            .berth()
+            .args(["run", "--once", "--config", config.to_str().unwrap()])
+            .assert()
+            .code(1)
+            .get_output()
+            .clone();
+
+        let record = world.read_record(&id);
+        assert_eq!(record["status"], "blocked", "{github_state}");
+        let last = record["lastError"].as_str().unwrap();
+        let expected = match github_state {
+            "CLOSED" => {
+                "couldn't find remote ref feat/search: PR #42 is closed on GitHub; its feature branch was deleted from origin unmerged"
+            }
+            _ => "couldn't find remote ref feat/search: the feature branch is not on origin (",
+        };
+        assert!(last.starts_with(expected), "{github_state}: {last}");
+        assert!(!ran.exists(), "{github_state}: the land command ran");
+        assert!(
+            gh.lock_refs().is_empty(),
+            "{github_state}: lock left behind"
+        );
+        let log = String::from_utf8_lossy(&output.stderr);
+        assert!(log.contains("PR #42: blocked"), "{github_state}: {log}");
     }
 }
 
