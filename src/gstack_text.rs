@@ -114,6 +114,16 @@ pub fn could_not_discover(repo: impl Display, error: impl Display) -> String {
     format!("warning: could not discover queued PRs for {repo}: {error}")
 }
 
+/// A configured repo (or a queued record's repo) fails the repo-path gate: not asked about.
+pub fn skipping_discovery(reason: &str) -> String {
+    format!("warning: skipping discovery for disallowed repoPath: {reason}")
+}
+
+/// A blocked record due for a re-check fails the gate: the forge is not asked about it.
+pub fn skipping_reconciliation(pr: u64, reason: &str) -> String {
+    format!("warning: skipping blocked PR #{pr} reconciliation: {reason}")
+}
+
 /// The lane lock could not be taken.
 pub fn lock_unavailable(base_branch: &str, reason: impl Display) -> String {
     format!("release lock unavailable for {base_branch}: {reason}")
@@ -127,6 +137,48 @@ pub fn heartbeat_failed(error: impl Display) -> String {
 /// Releasing the lane lock after a landing failed.
 pub fn could_not_release(lock_ref: &str, error: impl Display) -> String {
     format!("warning: could not release {lock_ref}: {error}")
+}
+
+/// A signal arrived after the lane lock was taken but before its heartbeat started, and
+/// releasing it failed.
+pub fn pre_heartbeat_release_failed(error: impl Display) -> String {
+    format!("warning: failed to release lock during pre-heartbeat interrupt: {error}")
+}
+
+// ---- signal lines (A.2); `signal` is the signal's name, e.g. `SIGTERM` ----
+
+/// A record in flight when the signal came had already settled on disk: left alone.
+pub fn skipping_revive(signal: &str, run_id: &str, status: impl Display) -> String {
+    format!("signal {signal}: skipping revive of {run_id}: already terminal ({status})")
+}
+
+/// A record in flight when the signal came could not be put back in the queue.
+pub fn failed_to_revive(signal: &str, run_id: &str, error: impl Display) -> String {
+    format!("signal {signal}: failed to revive record {run_id}: {error}")
+}
+
+/// The revival's count, logged when it counted anything.
+pub fn revived_summary(signal: &str, revived: usize, skipped: usize, failed: usize) -> String {
+    format!(
+        "signal {signal}: revived {revived} record(s) to queued, {skipped} skipped (terminal on disk), {failed} failed"
+    )
+}
+
+/// Releasing a held lane lock after the signal failed.
+pub fn signal_release_failed(signal: &str, error: impl Display) -> String {
+    format!("signal {signal}: lock release failed: {error}")
+}
+
+/// Releasing a held lane lock after the signal crashed (berth: its task panicked).
+pub fn signal_release_threw(signal: &str, error: impl Display) -> String {
+    format!("signal {signal}: lock release threw: {error}")
+}
+
+/// The lock release's count, always logged after a signal.
+pub fn released_summary(signal: &str, released: usize, failed: usize, deferred: usize) -> String {
+    format!(
+        "signal {signal}: released {released} lock(s), {failed} failed, {deferred} deferred (budget exhausted)"
+    )
 }
 
 // ---- lock reasons (A.3) ----
@@ -249,6 +301,42 @@ mod tests {
             (
                 could_not_release("refs/gstack/release-locks/a/main", "boom"),
                 "warning: could not release refs/gstack/release-locks/a/main: boom",
+            ),
+            (
+                skipping_discovery("why"),
+                "warning: skipping discovery for disallowed repoPath: why",
+            ),
+            (
+                skipping_reconciliation(41, "why"),
+                "warning: skipping blocked PR #41 reconciliation: why",
+            ),
+            (
+                pre_heartbeat_release_failed("boom"),
+                "warning: failed to release lock during pre-heartbeat interrupt: boom",
+            ),
+            (
+                skipping_revive("SIGTERM", "run-1", "landed"),
+                "signal SIGTERM: skipping revive of run-1: already terminal (landed)",
+            ),
+            (
+                failed_to_revive("SIGINT", "run-1", "boom"),
+                "signal SIGINT: failed to revive record run-1: boom",
+            ),
+            (
+                revived_summary("SIGHUP", 1, 2, 3),
+                "signal SIGHUP: revived 1 record(s) to queued, 2 skipped (terminal on disk), 3 failed",
+            ),
+            (
+                signal_release_failed("SIGTERM", LOCK_NOT_OWNED),
+                "signal SIGTERM: lock release failed: release lock is no longer owned by this daemon",
+            ),
+            (
+                signal_release_threw("SIGTERM", "boom"),
+                "signal SIGTERM: lock release threw: boom",
+            ),
+            (
+                released_summary("SIGTERM", 1, 0, 2),
+                "signal SIGTERM: released 1 lock(s), 0 failed, 2 deferred (budget exhausted)",
             ),
             (
                 lock_payload_unreadable("abc"),

@@ -15,6 +15,7 @@ use crate::rules::contracts::landing::{LandDecision, LandFacts};
 use crate::runner::{Step, StepResult, StepVars};
 use crate::store::{Expect, StoreError};
 
+use super::shutdown::ReleaseEnd;
 use super::{Candidate, Shared, policy, worktree};
 
 /// DESIGN §6: the budget for releasing held locks once a signal arrived.
@@ -289,7 +290,10 @@ async fn land_inner(
         return settle_stop(shared, c, stop);
     }
     let held = match acquire_lock(shared, c, lane, &origin_url, cancel).await {
-        Ok(held) => held,
+        Ok(held) => {
+            shared.tally.lock_taken();
+            held
+        }
         Err(_) if cancel.is_cancelled() => {
             super::shutdown::revive(shared, &c.id);
             return OutcomeKind::Interrupted;
@@ -298,7 +302,7 @@ async fn land_inner(
     };
     if cancel.is_cancelled() {
         super::shutdown::revive(shared, &c.id);
-        release_lock(shared, held).await;
+        release_lock(shared, held, ReleaseAt::PreHeartbeat).await;
         return OutcomeKind::Interrupted;
     }
     let heartbeat = Heartbeat::spawn(Arc::clone(&shared.locks), held, cancel);
@@ -342,7 +346,7 @@ async fn land_inner(
         Verdict::Landed(kind) => kind,
     };
     let held = heartbeat.stop().await;
-    release_lock(shared, held).await;
+    release_lock(shared, held, ReleaseAt::Settled).await;
     outcome
 }
 
@@ -840,29 +844,66 @@ impl Kept {
     }
 }
 
-/// Releases the lane lock, bounded so a dead remote cannot hold up a shutdown.
-async fn release_lock(shared: &Arc<Shared>, held: HeldLock) {
+/// When a landing lets go of its lane lock: its failure is said in gstack's words for
+/// that moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReleaseAt {
+    /// A signal came after the lock was taken, before its heartbeat started.
+    PreHeartbeat,
+    /// The record is settled (or put back after a signal).
+    Settled,
+}
+
+/// Releases the lane lock, bounded so a dead remote cannot hold up a shutdown. After a
+/// signal, the release counts toward gstack's `signal <SIG>: released …` line.
+async fn release_lock(shared: &Arc<Shared>, held: HeldLock, at: ReleaseAt) {
     let locks = Arc::clone(&shared.locks);
     let ref_name = held.ref_name().to_owned();
     let release = tokio::task::spawn_blocking(move || locks.release(&held));
-    match tokio::time::timeout(RELEASE_BUDGET, release).await {
+    // (how it ended, why it failed, whether it crashed)
+    let (end, failure, threw) = match tokio::time::timeout(RELEASE_BUDGET, release).await {
         Ok(Ok(Ok(released @ (Released::Deleted | Released::AlreadyGone)))) => {
-            tracing::debug!(lock = %ref_name, ?released, "lane lock released")
+            tracing::debug!(lock = %ref_name, ?released, "lane lock released");
+            (ReleaseEnd::Released, String::new(), false)
         }
-        Ok(Ok(Ok(Released::NotOurs { now_sha }))) => {
-            tracing::warn!(lock = %ref_name, "lock was taken over (now {now_sha}); left alone")
-        }
-        Ok(Ok(Err(e))) => tracing::error!(
-            "{}",
-            gstack_text::could_not_release(&ref_name, format!("{e}; it expires on its TTL"))
+        Ok(Ok(Ok(Released::NotOurs { now_sha }))) => (
+            ReleaseEnd::Failed,
+            format!(
+                "{}: it was taken over (now {now_sha}) and is left alone",
+                gstack_text::LOCK_NOT_OWNED
+            ),
+            false,
         ),
-        Ok(Err(e)) => tracing::error!(
-            "{}",
-            gstack_text::could_not_release(&ref_name, format!("the release task failed: {e}"))
+        Ok(Ok(Err(e))) => (
+            ReleaseEnd::Failed,
+            format!("{e}; it expires on its TTL"),
+            false,
         ),
-        Err(_) => tracing::error!(
-            "{}",
-            gstack_text::could_not_release(&ref_name, "timed out; it expires on its TTL")
+        Ok(Err(e)) => (
+            ReleaseEnd::Failed,
+            format!("the release task failed: {e}"),
+            true,
         ),
+        Err(_) => (
+            ReleaseEnd::TimedOut,
+            "timed out; it expires on its TTL".to_owned(),
+            false,
+        ),
+    };
+    let signal = shared.stop.signal_name();
+    shared.tally.release_ended(end, shared.stop.is_set());
+    if end == ReleaseEnd::Released {
+        return;
     }
+    let line = match (at, signal) {
+        (ReleaseAt::PreHeartbeat, _) => gstack_text::pre_heartbeat_release_failed(&failure),
+        (ReleaseAt::Settled, Some(signal)) if end == ReleaseEnd::Failed && threw => {
+            gstack_text::signal_release_threw(signal, format!("{ref_name}: {failure}"))
+        }
+        (ReleaseAt::Settled, Some(signal)) if end == ReleaseEnd::Failed => {
+            gstack_text::signal_release_failed(signal, format!("{failure} ({ref_name})"))
+        }
+        _ => gstack_text::could_not_release(&ref_name, &failure),
+    };
+    tracing::warn!("{line}");
 }

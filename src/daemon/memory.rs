@@ -17,7 +17,8 @@ pub struct TickMemory {
     /// Bumped whenever a remote answer arrived: the queue detectors re-run only then (or
     /// when the queue view changed).
     generation: u64,
-    /// Configured repos whose gate refused them, with the reason: reported once.
+    /// Repos to discover and records due for a re-check whose gate refused them, with
+    /// the reason: each reported once.
     refused: HashSet<String>,
     /// The queue view and remote generations, and the active rule fallbacks, the queue
     /// detectors last ran on.
@@ -116,7 +117,7 @@ impl TickMemory {
         }
     }
 
-    /// Whether `report` (a configured repo's refusal) is new; each is logged once.
+    /// Whether `report` (a gate refusal of a repo or record) is new; each is logged once.
     pub fn first_refusal(&mut self, report: &str) -> bool {
         self.refused.insert(report.to_owned())
     }

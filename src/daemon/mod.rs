@@ -68,6 +68,8 @@ pub struct Shared {
     pub berth_dir: PathBuf,
     /// The signal that stopped the daemon, once one has.
     pub stop: shutdown::StopFlag,
+    /// What the shutdown revived and released, for its summary lines.
+    pub tally: shutdown::Tally,
     /// The records this process is landing right now.
     pub active: Active,
     /// The active rule set, swapped whole by hot reload.
@@ -184,6 +186,7 @@ impl Shared {
             telemetry,
             berth_dir,
             stop: shutdown::StopFlag::default(),
+            tally: shutdown::Tally::default(),
             active: Active::default(),
             rules: Rules::embedded()?,
             view: Mutex::new(QueueView::new()),

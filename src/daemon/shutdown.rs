@@ -2,11 +2,13 @@
 //! in-flight record back in the queue, stop heartbeats, release locks, kill child groups.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::task::JoinSet;
 
+use crate::gstack_text;
 use crate::record::Status;
 use crate::store::{Expect, StoreError};
 
@@ -79,6 +81,86 @@ impl StopFlag {
     pub fn is_set(&self) -> bool {
         self.0.get().is_some()
     }
+
+    /// The signal's name (`SIGTERM`) once a signal stopped the daemon: its lines are then
+    /// said in gstack's words.
+    pub fn signal_name(&self) -> Option<&'static str> {
+        match self.get() {
+            Some(StopReason::Signal(signal)) => Some(signal.name()),
+            _ => None,
+        }
+    }
+}
+
+/// What a shutdown did with records and lane locks, for gstack's two summary lines.
+#[derive(Debug, Default)]
+pub struct Tally {
+    revived: AtomicUsize,
+    skipped: AtomicUsize,
+    failed: AtomicUsize,
+    released: AtomicUsize,
+    release_failed: AtomicUsize,
+    /// Lane locks taken and not yet let go: those left at the end of a shutdown are the
+    /// ones its budget ran out on.
+    held: AtomicUsize,
+}
+
+/// How one release of a lane lock ended, for [`Tally::release_ended`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReleaseEnd {
+    Released,
+    Failed,
+    /// Its time ran out: the lock may still be on origin until its TTL.
+    TimedOut,
+}
+
+impl Tally {
+    pub fn lock_taken(&self) {
+        self.held.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a release; only those after a stop count toward the summary.
+    pub fn release_ended(&self, end: ReleaseEnd, stopping: bool) {
+        if end != ReleaseEnd::TimedOut {
+            // Saturating: never below zero, whatever the order of events.
+            let _ = self
+                .held
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
+        if stopping {
+            match end {
+                ReleaseEnd::Released => self.released.fetch_add(1, Ordering::Relaxed),
+                ReleaseEnd::Failed => self.release_failed.fetch_add(1, Ordering::Relaxed),
+                ReleaseEnd::TimedOut => 0,
+            };
+        }
+    }
+
+    fn count(counter: &AtomicUsize) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// gstack's revival line (when anything was counted) and lock line (always).
+    fn log_summary(&self, signal: &str) {
+        let get = |c: &AtomicUsize| c.load(Ordering::Relaxed);
+        let (revived, skipped, failed) =
+            (get(&self.revived), get(&self.skipped), get(&self.failed));
+        if revived + skipped + failed > 0 {
+            tracing::warn!(
+                "{}",
+                gstack_text::revived_summary(signal, revived, skipped, failed)
+            );
+        }
+        tracing::warn!(
+            "{}",
+            gstack_text::released_summary(
+                signal,
+                get(&self.released),
+                get(&self.release_failed),
+                get(&self.held)
+            )
+        );
+    }
 }
 
 /// The three signal streams, installed before the first tick so none is missed.
@@ -114,6 +196,7 @@ pub fn revive(shared: &Shared, id: &str) {
         .stop
         .get()
         .map_or_else(|| "a stop".to_owned(), StopReason::describe);
+    let run_id = run_id_of(shared, id);
     let written = shared.transition(id, Expect::OneOf(&Status::IN_FLIGHT), Status::Queued, |r| {
         if r.status == Status::DriftRepairing {
             r.retries = Some(0);
@@ -121,23 +204,64 @@ pub fn revive(shared: &Shared, id: &str) {
         r.claimed_by = None;
         r.last_error = Some(format!("interrupted by {why} mid-landing"));
     });
+    let tally = &shared.tally;
+    let signal = shared.stop.signal_name();
+    let failed = |error: String| {
+        Tally::count(&tally.failed);
+        match signal {
+            Some(signal) => tracing::error!(
+                "{}; record {id}",
+                gstack_text::failed_to_revive(signal, &run_id, error)
+            ),
+            None => tracing::error!(record = %id, "not revived: {error}"),
+        }
+    };
     match written {
-        Ok(_) => tracing::warn!(record = %id, "revived to queued after {why}"),
-        Err(StoreError::NotFound { .. }) => recreate(shared, id, &why),
-        Err(e) => tracing::info!(record = %id, "not revived: {e}"),
+        Ok(_) => {
+            Tally::count(&tally.revived);
+            tracing::warn!(record = %id, "revived to queued after {why}")
+        }
+        Err(StoreError::NotFound { .. }) => match recreate(shared, id, &why) {
+            Ok(()) => Tally::count(&tally.revived),
+            Err(e) => failed(e),
+        },
+        // Settled meanwhile (or queued again): whatever it is now stays.
+        Err(StoreError::Moved { found, .. }) => {
+            Tally::count(&tally.skipped);
+            match signal {
+                Some(signal) => tracing::warn!(
+                    "{}; record {id}",
+                    gstack_text::skipping_revive(signal, &run_id, found)
+                ),
+                None => tracing::info!(record = %id, "not revived: already {found}"),
+            }
+        }
+        Err(e) => failed(e.to_string()),
     }
+}
+
+/// The record's `runId` (gstack's name for it in its lines): from the copy being landed,
+/// else as last read, else its id.
+fn run_id_of(shared: &Shared, id: &str) -> String {
+    if let Some(record) = shared.active.copy_of(id) {
+        return record.run_id;
+    }
+    let read = shared.view().get(id).map(|s| s.record.run_id.clone());
+    read.unwrap_or_else(|| id.to_owned())
 }
 
 /// The record's file vanished mid-landing: write it again as `queued` from the copy this
 /// process claimed (as gstack does), so the PR is not silently dropped from the queue.
-fn recreate(shared: &Shared, id: &str, why: &str) {
+/// `Err` says why it could not be.
+fn recreate(shared: &Shared, id: &str, why: &str) -> Result<(), String> {
     let Some(mut record) = shared.active.copy_of(id) else {
-        tracing::warn!(record = %id, "its file vanished and no copy of it is held; not revived");
-        return;
+        return Err("its file vanished and no copy of it is held".to_owned());
     };
     if record.expected_id() != id {
-        tracing::warn!(record = %id, "its file vanished and its copy names another id ({}); not revived", record.expected_id());
-        return;
+        return Err(format!(
+            "its file vanished and its copy names another id ({})",
+            record.expected_id()
+        ));
     }
     record.status = Status::Queued;
     record.retries = Some(0);
@@ -146,11 +270,12 @@ fn recreate(shared: &Shared, id: &str, why: &str) {
     record.last_updated_at = Some(crate::clock::now_iso());
     match shared.store.insert(&record) {
         Ok(_) => {
-            tracing::warn!(record = %id, "its file vanished mid-landing; recreated as queued after {why}")
+            tracing::warn!(record = %id, "its file vanished mid-landing; recreated as queued after {why}");
+            Ok(())
         }
-        Err(e) => {
-            tracing::error!(record = %id, "its file vanished mid-landing and could not be recreated: {e}")
-        }
+        Err(e) => Err(format!(
+            "its file vanished mid-landing and could not be recreated: {e}"
+        )),
     }
 }
 
@@ -174,14 +299,16 @@ pub async fn drain(shared: &Shared, landings: &mut JoinSet<LaneOutcome>, budget:
     }
     // A kept verdict gets one more try: written, its record needs no revival.
     super::unsaved::retry(shared);
-    let Ok(scan) = shared.store.scan() else {
-        return;
-    };
-    for stored in scan.records {
-        if stored.record.status.is_in_flight()
-            && stored.record.claimed_by.as_deref() == Some(shared.owner.as_str())
-        {
-            revive(shared, &stored.id);
+    if let Ok(scan) = shared.store.scan() {
+        for stored in scan.records {
+            if stored.record.status.is_in_flight()
+                && stored.record.claimed_by.as_deref() == Some(shared.owner.as_str())
+            {
+                revive(shared, &stored.id);
+            }
         }
+    }
+    if let Some(signal) = shared.stop.signal_name() {
+        shared.tally.log_summary(signal);
     }
 }

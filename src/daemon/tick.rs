@@ -195,9 +195,9 @@ fn live_repos(
                 Ok((identity, origin)) => {
                     add(&mut repos, identity, origin, path);
                 }
-                Err(refusal) => refused_root(memory, path, &refusal.to_string()),
+                Err(refusal) => refused_root(memory, path, &refusal.reason),
             },
-            Err(refusal) => refused_root(memory, path, &refusal.to_string()),
+            Err(refusal) => refused_root(memory, path, &refusal.reason),
         }
     }
     let live: Vec<StoredRecord> = shared
@@ -207,24 +207,31 @@ fn live_repos(
         .cloned()
         .collect();
     for stored in live {
-        if let Ok(gated) = gates.record(&shared.allowlist, &stored.record) {
-            add(
+        match gates.record(&shared.allowlist, &stored.record) {
+            Ok(gated) => add(
                 &mut repos,
                 &gated.identity,
                 &gated.origin_url,
                 &stored.record.repo_path,
             )
             .records
-            .push(stored);
+            .push(stored),
+            // As gstack: its repo is not discovered (the record is blocked at the gate).
+            Err(refusal) if matches!(refusal.gate, Gate::RepoPath | Gate::GitDir) => {
+                refused_root(memory, &stored.record.repo_path, &refusal.reason)
+            }
+            Err(_) => {}
         }
     }
     repos
 }
 
+/// A repo to discover that fails the repo-path gate, in gstack's words.
 fn refused_root(memory: &mut TickMemory, path: &str, reason: &str) {
-    // Once per path and reason: a configured repo is asked about every tick.
+    // Once per path and reason: a configured repo is asked about every tick (gstack
+    // repeats the line every tick).
     if memory.first_refusal(&format!("{path}\0{reason}")) {
-        tracing::warn!("skipping discovery for disallowed repoPath: {reason}");
+        tracing::warn!("{}", gstack_text::skipping_discovery(reason));
     }
 }
 
@@ -241,8 +248,12 @@ fn reconcile(
     // must not become a `gh --repo` argument.
     let mut by_repo: BTreeMap<String, (ForgeRepo, Vec<&StoredRecord>)> = BTreeMap::new();
     for stored in due {
-        let Ok(gated) = gates.record(&shared.allowlist, &stored.record) else {
-            continue;
+        let gated = match gates.record(&shared.allowlist, &stored.record) {
+            Ok(gated) => gated,
+            Err(refusal) => {
+                refused_reconcile(memory, stored, &refusal.reason);
+                continue;
+            }
         };
         by_repo
             .entry(gated.identity.clone())
@@ -265,6 +276,23 @@ fn reconcile(
         }
     }
     changed
+}
+
+/// A record due for a re-check that fails the gate, once per record and reason (gstack
+/// repeats it every tick, G19): a blocked one in gstack's words.
+fn refused_reconcile(memory: &mut TickMemory, stored: &StoredRecord, reason: &str) {
+    if !memory.first_refusal(&format!("{}\0{reason}", stored.id)) {
+        return;
+    }
+    let pr = stored.record.pr_number;
+    match stored.record.status {
+        Status::Blocked => {
+            tracing::warn!(record = %stored.id, "{}", gstack_text::skipping_reconciliation(pr, reason))
+        }
+        _ => {
+            tracing::warn!(record = %stored.id, "warning: skipping landed PR #{pr} audit: {reason}")
+        }
+    }
 }
 
 fn pr_ref(record: &Record) -> PrRef<'_> {

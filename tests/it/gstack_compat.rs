@@ -7,6 +7,8 @@ use std::fs;
 use std::path::Path;
 
 use berth::clock;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use serde_json::{Value, json};
 
 use crate::support::{GitLane, World};
@@ -391,6 +393,171 @@ fn appendix_a_texts_through_real_daemon_runs() {
             ),
         }
     }
+}
+
+/// Writes `record` as the queue file of `id`, whole (temp file, then rename), as another
+/// process would.
+fn write_record_file(world: &World, id: &str, text: &str) {
+    let tmp = world.queue.join(format!("{id}.json.tmp.test"));
+    fs::write(&tmp, text).unwrap();
+    fs::rename(&tmp, world.queue.join(format!("{id}.json"))).unwrap();
+}
+
+/// Appendix A.2's signal lines, from a real daemon stopped by a real SIGTERM while its
+/// landing process runs: what the revival did with the record (revived, found settled on
+/// disk, could not be read) and what became of the lane lock (released, or taken over so
+/// the release fails).
+#[test]
+fn signal_lines_in_gstacks_words() {
+    type Meddle = fn(&World, &GitLane<'_>, &str);
+    let cases: [(&str, Meddle, &[&str]); 4] = [
+        (
+            "revived",
+            |_, _, _| {},
+            &[
+                "signal SIGTERM: revived 1 record(s) to queued, 0 skipped (terminal on disk), 0 failed",
+                "signal SIGTERM: released 1 lock(s), 0 failed, 0 deferred (budget exhausted)",
+            ],
+        ),
+        (
+            "landed on disk meanwhile",
+            |world, _, id| {
+                let mut record = world.read_record(id);
+                record["status"] = "landed".into();
+                write_record_file(world, id, &record.to_string());
+            },
+            &[
+                "signal SIGTERM: skipping revive of run-6: already terminal (landed)",
+                "signal SIGTERM: revived 0 record(s) to queued, 1 skipped (terminal on disk), 0 failed",
+                "signal SIGTERM: released 1 lock(s), 0 failed, 0 deferred (budget exhausted)",
+            ],
+        ),
+        (
+            "record unreadable",
+            |world, _, id| write_record_file(world, id, "{ not json"),
+            &[
+                "signal SIGTERM: failed to revive record run-6: ",
+                "signal SIGTERM: revived 0 record(s) to queued, 0 skipped (terminal on disk), 1 failed",
+            ],
+        ),
+        (
+            "lock taken over",
+            |world, lane, _| {
+                let [ref_name] = &world.lock_refs(&lane.remote_url)[..] else {
+                    panic!("one lock while landing");
+                };
+                let identity = berth::identity::repo_identity(&lane.clone).unwrap();
+                gstack_write_lock(
+                    world,
+                    &lane.remote_url,
+                    ref_name,
+                    &gstack_payload(Some(&identity), chrono::Duration::hours(1)),
+                );
+            },
+            &[
+                "signal SIGTERM: lock release failed: release lock is no longer owned by this daemon",
+                "signal SIGTERM: released 0 lock(s), 1 failed, 0 deferred (budget exhausted)",
+            ],
+        ),
+    ];
+    for (name, meddle, lines) in cases {
+        let world = World::new();
+        let lane = world.git_lane("widget", None);
+        let id = lane.queue(6, "main");
+        let config = crate::daemon::sleeping_config(&world, "");
+        let state = world.berth_state();
+        let mut daemon = world.spawn_berth(
+            &["run", "--once", "--config", config.to_str().unwrap()],
+            &state,
+            &[],
+        );
+        crate::crash::wait_for_pid(&world.root.join("landing.pid"), &mut daemon);
+        meddle(&world, &lane, &id);
+        kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+        assert_eq!(daemon.wait().unwrap().code(), Some(143), "{name}");
+
+        let log = fs::read_to_string(state.with_extension("log")).unwrap();
+        for line in lines {
+            assert!(log.contains(line), "{name}: no `{line}` in\n{log}");
+        }
+        match name {
+            "revived" | "lock taken over" => {
+                assert_eq!(world.read_record(&id)["status"], "queued", "{name}")
+            }
+            "landed on disk meanwhile" => {
+                assert_eq!(world.read_record(&id)["status"], "landed", "{name}")
+            }
+            // Nothing lost, nothing overwritten: the file is as the other process left it.
+            _ => assert_eq!(
+                fs::read_to_string(world.queue.join(format!("{id}.json"))).unwrap(),
+                "{ not json"
+            ),
+        }
+    }
+}
+
+/// Appendix A.2's `warning: skipping …` lines, from a real `--once` run: a configured repo
+/// and a queued record's repo outside the allowlist are not discovered, a blocked record
+/// there is not reconciled; each said once, and nothing is asked about them.
+#[test]
+fn skipping_discovery_and_reconciliation_in_gstacks_words() {
+    let world = World::new();
+    let outside = |name: &str| {
+        let dir = world.root.join(name);
+        fs::create_dir_all(&dir).unwrap();
+        world.run_git(&dir, &["init", "-q"]);
+        dir.canonicalize().unwrap()
+    };
+    let (configured, queued, blocked) =
+        (outside("configured"), outside("queued"), outside("blocked"));
+    world
+        .record(&queued, 100)
+        .set("repoIdentity", "github.com/acme/widget")
+        .write();
+    let stuck = world
+        .record(&blocked, 41)
+        .set("repoIdentity", "github.com/acme/other")
+        .set("status", "blocked")
+        .set(
+            "lastError",
+            "land-and-deploy failed (exit 1, timed_out=false); see /l",
+        )
+        .write();
+    let config = world.git_forge_config(&format!("repos = [{:?}]\n", configured.to_str().unwrap()));
+
+    let output = world.run_once(&config).code(1).get_output().clone();
+    let log = String::from_utf8_lossy(&output.stderr);
+
+    let outside_allowlist = |dir: &Path| {
+        format!(
+            "repoPath {0} (realpath {0}) is outside the daemon allowlist (set GSTACK_DAEMON_REPO_ALLOWLIST to extend)",
+            dir.display()
+        )
+    };
+    for line in [
+        format!(
+            "warning: skipping discovery for disallowed repoPath: {}",
+            outside_allowlist(&configured)
+        ),
+        format!(
+            "warning: skipping discovery for disallowed repoPath: {}",
+            outside_allowlist(&queued)
+        ),
+        format!(
+            "warning: skipping blocked PR #41 reconciliation: {}",
+            outside_allowlist(&blocked)
+        ),
+        "blocking PR #100: disallowed repoPath: ".to_owned(),
+    ] {
+        assert_eq!(
+            log.matches(&line).count(),
+            1,
+            "no single `{line}` in\n{log}"
+        );
+    }
+    let record = world.read_record(&stuck);
+    assert_eq!(record["status"], "blocked");
+    assert!(record.get("lastGithubCheckedAt").is_none(), "{record:#}");
 }
 
 /// gstack test 65 on the gh forge: the feature branch is deleted on the (real, bare)
