@@ -60,11 +60,19 @@ pub enum StopReason {
 }
 
 impl StopReason {
-    /// Completes "interrupted by … mid-landing".
+    /// Completes "revived to queued after …".
     fn describe(self) -> String {
         match self {
             StopReason::Signal(signal) => format!("signal {}", signal.name()),
             StopReason::Requested => "a stop request".to_owned(),
+        }
+    }
+
+    /// The revived record's `lastError`: gstack's after a signal.
+    fn interrupted(self) -> String {
+        match self {
+            StopReason::Signal(signal) => gstack_text::interrupted_by_signal(signal.name()),
+            StopReason::Requested => "interrupted by a stop request mid-landing".to_owned(),
         }
     }
 }
@@ -192,17 +200,15 @@ impl Signals {
 /// under its lock: one that already settled (`landed`, `blocked`) is left alone, and once
 /// it is `queued` no late write that expects an in-flight status can land on it.
 pub fn revive(shared: &Shared, id: &str) {
-    let why = shared
-        .stop
-        .get()
-        .map_or_else(|| "a stop".to_owned(), StopReason::describe);
+    let stop = shared.stop.get().unwrap_or(StopReason::Requested);
+    let (why, interrupted) = (stop.describe(), stop.interrupted());
     let run_id = run_id_of(shared, id);
     let written = shared.transition(id, Expect::OneOf(&Status::IN_FLIGHT), Status::Queued, |r| {
         if r.status == Status::DriftRepairing {
             r.retries = Some(0);
         }
         r.claimed_by = None;
-        r.last_error = Some(format!("interrupted by {why} mid-landing"));
+        r.last_error = Some(interrupted.clone());
     });
     let tally = &shared.tally;
     let signal = shared.stop.signal_name();
@@ -221,7 +227,7 @@ pub fn revive(shared: &Shared, id: &str) {
             Tally::count(&tally.revived);
             tracing::warn!(record = %id, "revived to queued after {why}")
         }
-        Err(StoreError::NotFound { .. }) => match recreate(shared, id, &why) {
+        Err(StoreError::NotFound { .. }) => match recreate(shared, id, &why, &interrupted) {
             Ok(()) => Tally::count(&tally.revived),
             Err(e) => failed(e),
         },
@@ -253,7 +259,7 @@ fn run_id_of(shared: &Shared, id: &str) -> String {
 /// The record's file vanished mid-landing: write it again as `queued` from the copy this
 /// process claimed (as gstack does), so the PR is not silently dropped from the queue.
 /// `Err` says why it could not be.
-fn recreate(shared: &Shared, id: &str, why: &str) -> Result<(), String> {
+fn recreate(shared: &Shared, id: &str, why: &str, interrupted: &str) -> Result<(), String> {
     let Some(mut record) = shared.active.copy_of(id) else {
         return Err("its file vanished and no copy of it is held".to_owned());
     };
@@ -266,7 +272,7 @@ fn recreate(shared: &Shared, id: &str, why: &str) -> Result<(), String> {
     record.status = Status::Queued;
     record.retries = Some(0);
     record.claimed_by = None;
-    record.last_error = Some(format!("interrupted by {why} mid-landing"));
+    record.last_error = Some(interrupted.to_owned());
     record.last_updated_at = Some(crate::clock::now_iso());
     match shared.store.insert(&record) {
         Ok(_) => {

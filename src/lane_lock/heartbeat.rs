@@ -28,7 +28,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{HeldLock, Lane, LockClient};
+use super::{HeldLock, Lane, LockClient, LockError};
+use crate::gstack_text;
 
 /// A running refresh loop for one held lock.
 #[derive(Debug)]
@@ -157,8 +158,11 @@ async fn refresh_loop(
                     "lane lock refreshed"
                 );
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "lane lock refresh failed"),
-            Err(e) => tracing::error!(error = %e, "lane lock refresh task failed"),
+            Ok(Err(e)) => tracing::warn!("{}", heartbeat_failed(&e)),
+            Err(e) => tracing::error!(
+                "{}",
+                gstack_text::heartbeat_failed(format!("the refresh task failed: {e}"))
+            ),
         }
         if snapshot.is_lost(Instant::now()) {
             tracing::error!(
@@ -168,6 +172,20 @@ async fn refresh_loop(
             lost_tx.send_replace(true);
             return;
         }
+    }
+}
+
+/// gstack's `release lock heartbeat failed: <error>`, its reason for a lock someone took
+/// (or deleted) first, then berth's error.
+fn heartbeat_failed(e: &LockError) -> String {
+    match e {
+        LockError::Stolen { now_sha: None, .. } => {
+            gstack_text::heartbeat_failed(format!("{}: {e}", gstack_text::LOCK_REF_DISAPPEARED))
+        }
+        LockError::Stolen { .. } => {
+            gstack_text::heartbeat_failed(format!("{}: {e}", gstack_text::LOCK_NOT_OWNED))
+        }
+        _ => gstack_text::heartbeat_failed(e),
     }
 }
 

@@ -11,7 +11,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-use crate::support::{GitLane, World};
+use crate::support::{GhLane, GitLane, World};
 
 /// The lock ref gstack computes for `identity` and `main` (`safe_key` of each part).
 fn gstack_lock_ref(identity: &str) -> String {
@@ -211,6 +211,198 @@ fn an_expired_gstack_lock_without_identity_or_created_at_is_taken_over() {
         assert_ne!(remote_sha(&world, &lane.remote_url, &ref_name), Some(stale));
         assert!(world.lock_refs(&lane.remote_url).is_empty());
     }
+}
+
+/// Locks gstack (or a broken writer) left unreadable keep berth off the lane, and the
+/// record says why in gstack's words (A.3): nothing is ever taken over that cannot be read.
+#[test]
+fn unreadable_gstack_locks_keep_berth_off_the_lane() {
+    let expiry_unreadable = {
+        let mut payload = gstack_payload(Some("x"), chrono::Duration::hours(1));
+        payload["expiresAt"] = "soon".into();
+        payload
+    };
+    let cases = [
+        (
+            json!("not a payload"),
+            "release lock payload unreadable at ",
+        ),
+        (
+            expiry_unreadable,
+            "release lock expiry unreadable for gstack-mac-4242-pr-4",
+        ),
+    ];
+    for (payload, reason) in cases {
+        let world = World::new();
+        let lane = world.git_lane("widget", None);
+        let identity = berth::identity::repo_identity(&lane.clone).unwrap();
+        let id = queue_as_gstack(&lane, &identity);
+        let ref_name = gstack_lock_ref(&identity);
+        let held = gstack_write_lock(&world, &lane.remote_url, &ref_name, &payload);
+
+        let run = world
+            .run_once(&world.git_forge_config(""))
+            .success()
+            .get_output()
+            .clone();
+
+        assert!(world.ledger().is_empty(), "{reason}: landed");
+        let record = world.read_record(&id);
+        assert_eq!(record["status"], "queued", "{reason}");
+        let why = record["lastError"].as_str().unwrap();
+        let expected = format!("release lock unavailable for main: {reason}");
+        assert!(why.starts_with(&expected), "{why}");
+        assert!(
+            String::from_utf8_lossy(&run.stderr).contains(&expected),
+            "{reason}: not logged"
+        );
+        assert_eq!(
+            remote_sha(&world, &lane.remote_url, &ref_name),
+            Some(held),
+            "{reason}: the lock was touched"
+        );
+    }
+}
+
+/// PR 6 queued on a fresh lane and `berth run --once` started on it, with a landing
+/// process that sleeps (`extra`: more config); returns once that process runs.
+fn mid_landing<'w>(world: &'w World, extra: &str) -> (GitLane<'w>, String, std::process::Child) {
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(6, "main");
+    let config = crate::daemon::sleeping_config(world, extra);
+    let mut daemon = world.spawn_berth(
+        &["run", "--once", "--config", config.to_str().unwrap()],
+        &world.berth_state(),
+        &[],
+    );
+    crate::crash::wait_for_pid(&world.root.join("landing.pid"), &mut daemon);
+    (lane, id, daemon)
+}
+
+/// What the daemon started by [`mid_landing`] logged.
+fn daemon_log(world: &World) -> String {
+    fs::read_to_string(world.berth_state().with_extension("log")).unwrap()
+}
+
+/// gstack takes the lane `lane`'s landing holds: its live lock pushed over berth's.
+/// Returns the lock ref.
+fn gstack_takes_over(world: &World, lane: &GitLane<'_>) -> String {
+    let [ref_name] = &world.lock_refs(&lane.remote_url)[..] else {
+        panic!("one lock while landing");
+    };
+    let identity = berth::identity::repo_identity(&lane.clone).unwrap();
+    let payload = gstack_payload(Some(&identity), chrono::Duration::hours(1));
+    gstack_write_lock(world, &lane.remote_url, ref_name, &payload);
+    ref_name.clone()
+}
+
+/// The heartbeat finds the lane lock taken over, or deleted, while the landing process
+/// runs: gstack's `release lock heartbeat failed: …` line, the step stopped, the record
+/// blocked with `release lock ownership lost during landing: …`, and a lock that is no
+/// longer ours left alone with `warning: could not release <ref>: …`.
+#[test]
+fn a_lock_lost_mid_landing_is_said_in_gstacks_words() {
+    for taken_over in [true, false] {
+        let world = World::new();
+        let (lane, id, mut daemon) = mid_landing(&world, "heartbeat_secs = 1\n");
+        let (ref_name, reason) = if taken_over {
+            (
+                gstack_takes_over(&world, &lane),
+                "release lock is no longer owned by this daemon",
+            )
+        } else {
+            let ref_name = world.lock_refs(&lane.remote_url).remove(0);
+            world.run_git(
+                Path::new(&lane.remote_url),
+                &["update-ref", "-d", &ref_name],
+            );
+            (ref_name, "release lock ref disappeared")
+        };
+        let stopped = world.wait_for(std::time::Duration::from_secs(20), || {
+            daemon.try_wait().unwrap().is_some()
+        });
+        if !stopped {
+            let _ = daemon.kill();
+        }
+        assert!(stopped, "the landing went on without its lock");
+        assert_eq!(daemon.wait().unwrap().code(), Some(1), "{reason}");
+
+        let record = world.read_record(&id);
+        assert_eq!(record["status"], "blocked", "{reason}");
+        let last = record["lastError"].as_str().unwrap();
+        let lost = format!("release lock ownership lost during landing: {reason}");
+        assert!(last.starts_with(&lost), "{last}");
+        let log = daemon_log(&world);
+        let mut lines = vec![
+            format!("release lock heartbeat failed: {reason}"),
+            "PR #6: blocked".to_owned(),
+        ];
+        if taken_over {
+            lines.push(format!(
+                "warning: could not release {ref_name}: release lock is no longer owned by this daemon"
+            ));
+        }
+        for line in lines {
+            assert!(log.contains(&line), "{reason}: no `{line}` in\n{log}");
+        }
+        assert!(world.ledger().is_empty(), "{reason}: landed");
+    }
+}
+
+/// Edits the stand-in's recorded answer for PR #42.
+fn edit_pr_42(gh: &GhLane<'_>, edit: impl FnOnce(&mut Value)) {
+    let view = gh.replies.join("pr-view.acme.widget.42.json");
+    let mut pr: Value = serde_json::from_str(&fs::read_to_string(&view).unwrap()).unwrap();
+    edit(&mut pr);
+    fs::write(&view, pr.to_string()).unwrap();
+}
+
+/// `berth run --once` against the stand-in, expecting exit `code`; its log.
+fn gh_run_once(gh: &GhLane<'_>, config: &Path, code: i32) -> String {
+    let run = gh
+        .berth()
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .assert()
+        .code(code)
+        .get_output()
+        .clone();
+    String::from_utf8_lossy(&run.stderr).into_owned()
+}
+
+/// The gh forge's A.1/A.2 texts from real `--once` runs against the stand-in: a claim
+/// check that finds the label gone, and one repo's failed discovery.
+#[test]
+fn gh_claim_and_discovery_texts_in_gstacks_words() {
+    // The label was taken off the PR after it was queued.
+    let world = World::new();
+    let gh = world.gh_lane();
+    let id = gh.queue_pr_42();
+    edit_pr_42(&gh, |pr| pr["labels"] = json!([]));
+    let log = gh_run_once(&gh, &gh.config(r#"["true"]"#, ""), 1);
+    let record = world.read_record(&id);
+    assert_eq!(record["status"], "blocked");
+    assert_eq!(
+        record["lastError"],
+        "queued PR marker verification failed: PR #42 no longer carries the gstack-release-queued label"
+    );
+    assert!(log.contains("PR #42: blocked"), "{log}");
+
+    // Listing the configured repo's queued PRs fails.
+    let world = World::new();
+    let gh = world.gh_lane();
+    fs::write(gh.replies.join("pr-list.acme.widget.exit"), "1").unwrap();
+    fs::write(
+        gh.replies.join("pr-list.acme.widget.stderr"),
+        "HTTP 502: Bad Gateway",
+    )
+    .unwrap();
+    let repo = gh.repo.to_str().unwrap();
+    let config = gh.config(r#"["true"]"#, &format!("repos = [{repo:?}]\n"));
+    let log = gh_run_once(&gh, &config, 0);
+    let line = format!("warning: could not discover queued PRs for {repo}: ");
+    assert!(log.contains(&line), "no `{line}` in\n{log}");
+    assert!(log.contains("HTTP 502: Bad Gateway"), "{log}");
+    assert!(log.contains("release queue empty"), "{log}");
 }
 
 /// Origins whose gstack identity berth's gate refuses: the record is blocked and says why.
@@ -443,16 +635,7 @@ fn signal_lines_in_gstacks_words() {
         (
             "lock taken over",
             |world, lane, _| {
-                let [ref_name] = &world.lock_refs(&lane.remote_url)[..] else {
-                    panic!("one lock while landing");
-                };
-                let identity = berth::identity::repo_identity(&lane.clone).unwrap();
-                gstack_write_lock(
-                    world,
-                    &lane.remote_url,
-                    ref_name,
-                    &gstack_payload(Some(&identity), chrono::Duration::hours(1)),
-                );
+                gstack_takes_over(world, lane);
             },
             &[
                 "signal SIGTERM: lock release failed: release lock is no longer owned by this daemon",
@@ -462,21 +645,12 @@ fn signal_lines_in_gstacks_words() {
     ];
     for (name, meddle, lines) in cases {
         let world = World::new();
-        let lane = world.git_lane("widget", None);
-        let id = lane.queue(6, "main");
-        let config = crate::daemon::sleeping_config(&world, "");
-        let state = world.berth_state();
-        let mut daemon = world.spawn_berth(
-            &["run", "--once", "--config", config.to_str().unwrap()],
-            &state,
-            &[],
-        );
-        crate::crash::wait_for_pid(&world.root.join("landing.pid"), &mut daemon);
+        let (lane, id, mut daemon) = mid_landing(&world, "");
         meddle(&world, &lane, &id);
         kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
         assert_eq!(daemon.wait().unwrap().code(), Some(143), "{name}");
 
-        let log = fs::read_to_string(state.with_extension("log")).unwrap();
+        let log = daemon_log(&world);
         for line in lines {
             assert!(log.contains(line), "{name}: no `{line}` in\n{log}");
         }
@@ -577,20 +751,11 @@ fn a_feature_branch_deleted_on_origin_blocks_naming_it_on_github() {
             &["update-ref", "refs/remotes/origin/feat/search", "HEAD"],
         );
         world.run_git(&gh.bare, &["branch", "-q", "-D", "feat/search"]);
-        let view = gh.replies.join("pr-view.acme.widget.42.json");
-        let mut pr: Value = serde_json::from_str(&fs::read_to_string(&view).unwrap()).unwrap();
-        pr["state"] = github_state.into();
-        fs::write(&view, pr.to_string()).unwrap();
+        edit_pr_42(&gh, |pr| pr["state"] = github_state.into());
         let ran = world.root.join("land-ran");
         let config = gh.config(&format!(r#"["sh", "-c", "touch {}"]"#, ran.display()), "");
 
-        let output = gh
-            .berth()
-            .args(["run", "--once", "--config", config.to_str().unwrap()])
-            .assert()
-            .code(1)
-            .get_output()
-            .clone();
+        let log = gh_run_once(&gh, &config, 1);
 
         let record = world.read_record(&id);
         assert_eq!(record["status"], "blocked", "{github_state}");
@@ -607,7 +772,6 @@ fn a_feature_branch_deleted_on_origin_blocks_naming_it_on_github() {
             gh.lock_refs().is_empty(),
             "{github_state}: lock left behind"
         );
-        let log = String::from_utf8_lossy(&output.stderr);
         assert!(log.contains("PR #42: blocked"), "{github_state}: {log}");
     }
 }
