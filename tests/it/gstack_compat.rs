@@ -296,27 +296,38 @@ fn gstack_takes_over(world: &World, lane: &GitLane<'_>) -> String {
     ref_name.clone()
 }
 
-/// The heartbeat finds the lane lock taken over, or deleted, while the landing process
-/// runs: gstack's `release lock heartbeat failed: …` line, the step stopped, the record
-/// blocked with `release lock ownership lost during landing: …`, and a lock that is no
-/// longer ours left alone with `warning: could not release <ref>: …`.
+/// The heartbeat finds the lane lock taken over, or deleted, or origin gone for longer
+/// than the TTL, while the landing process runs: gstack's `release lock heartbeat failed:
+/// …` line, the step stopped, the record blocked with `release lock ownership lost during
+/// landing: <gstack's reason>`, and a lock berth cannot release said with `warning: could
+/// not release <ref>: …`.
 #[test]
 fn a_lock_lost_mid_landing_is_said_in_gstacks_words() {
-    for taken_over in [true, false] {
+    for case in ["taken over", "deleted", "origin gone"] {
         let world = World::new();
-        let (lane, id, mut daemon) = mid_landing(&world, "heartbeat_secs = 1\n");
-        let (ref_name, reason) = if taken_over {
-            (
-                gstack_takes_over(&world, &lane),
-                "release lock is no longer owned by this daemon",
-            )
-        } else {
-            let ref_name = world.lock_refs(&lane.remote_url).remove(0);
-            world.run_git(
-                Path::new(&lane.remote_url),
-                &["update-ref", "-d", &ref_name],
-            );
-            (ref_name, "release lock ref disappeared")
+        let (lane, id, mut daemon) = mid_landing(&world, "heartbeat_secs = 1\nlock_ttl_secs = 2\n");
+        let ref_name = world.lock_refs(&lane.remote_url).remove(0);
+        let remote = Path::new(&lane.remote_url);
+        // (gstack's reason in `lastError`, what the heartbeat line says after its words)
+        let (reason, heartbeat) = match case {
+            "taken over" => {
+                gstack_takes_over(&world, &lane);
+                let not_ours = "release lock is no longer owned by this daemon";
+                (not_ours, not_ours.to_owned())
+            }
+            "deleted" => {
+                world.run_git(remote, &["update-ref", "-d", &ref_name]);
+                let gone = "release lock ref disappeared";
+                (gone, gone.to_owned())
+            }
+            _ => {
+                fs::rename(remote, remote.with_extension("moved")).unwrap();
+                // berth's error for a refresh that never reached origin.
+                (
+                    "release lock heartbeat failed",
+                    format!("refresh of lane lock {ref_name}"),
+                )
+            }
         };
         let stopped = world.wait_for(std::time::Duration::from_secs(20), || {
             daemon.try_wait().unwrap().is_some()
@@ -324,28 +335,30 @@ fn a_lock_lost_mid_landing_is_said_in_gstacks_words() {
         if !stopped {
             let _ = daemon.kill();
         }
-        assert!(stopped, "the landing went on without its lock");
-        assert_eq!(daemon.wait().unwrap().code(), Some(1), "{reason}");
+        assert!(stopped, "{case}: the landing went on without its lock");
+        assert_eq!(daemon.wait().unwrap().code(), Some(1), "{case}");
 
         let record = world.read_record(&id);
-        assert_eq!(record["status"], "blocked", "{reason}");
+        assert_eq!(record["status"], "blocked", "{case}");
         let last = record["lastError"].as_str().unwrap();
         let lost = format!("release lock ownership lost during landing: {reason}");
-        assert!(last.starts_with(&lost), "{last}");
+        assert!(last.starts_with(&lost), "{case}: {last}");
         let log = daemon_log(&world);
         let mut lines = vec![
-            format!("release lock heartbeat failed: {reason}"),
+            format!("release lock heartbeat failed: {heartbeat}"),
             "PR #6: blocked".to_owned(),
         ];
-        if taken_over {
-            lines.push(format!(
+        match case {
+            "taken over" => lines.push(format!(
                 "warning: could not release {ref_name}: release lock is no longer owned by this daemon"
-            ));
+            )),
+            "origin gone" => lines.push(format!("warning: could not release {ref_name}: ")),
+            _ => {}
         }
         for line in lines {
-            assert!(log.contains(&line), "{reason}: no `{line}` in\n{log}");
+            assert!(log.contains(&line), "{case}: no `{line}` in\n{log}");
         }
-        assert!(world.ledger().is_empty(), "{reason}: landed");
+        assert!(world.ledger().is_empty(), "{case}: landed");
     }
 }
 
