@@ -39,7 +39,7 @@ fn decisions_of(world: &World, record: &str, function: &str) -> Vec<Value> {
 }
 
 /// The shipped landing policy with `admit`'s answer replaced by `answer`.
-fn default_landing_answering(answer: &str) -> String {
+pub fn default_landing_answering(answer: &str) -> String {
     let shipped = "#{ decision: \"go\", reason: \"no landing policy holds it back\" }";
     assert!(DEFAULT_LANDING.contains(shipped));
     DEFAULT_LANDING.replace(shipped, answer)

@@ -40,6 +40,31 @@ fn sample(text: &str, prefix: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// `berth run --watch --config CONFIG --metrics-addr 127.0.0.1:0 --log-format json` plus
+/// `extra`, its state in [`World::berth_state`], its log beside it.
+fn spawn_serving_metrics(world: &World, config: &std::path::Path, extra: &[&str]) -> Child {
+    let mut args = vec![
+        "run",
+        "--watch",
+        "--config",
+        config.to_str().unwrap(),
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    world.spawn_berth(&args, &world.berth_state(), &[])
+}
+
+/// The address a daemon from [`spawn_serving_metrics`] logged it serves on, once it has.
+fn served_addr(world: &World) -> Option<String> {
+    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap_or_default();
+    let line = log.lines().find(|l| l.contains("serving metrics on"))?;
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    value["addr"].as_str().map(str::to_owned)
+}
+
 #[test]
 fn one_daemon_per_berth_dir_health_in_status_and_metrics_over_http() {
     let world = World::new();
@@ -54,30 +79,15 @@ fn one_daemon_per_berth_dir_health_in_status_and_metrics_over_http() {
         world.root.join("ledger").display()
     ));
     let state = world.berth_state();
-    let daemon = world.spawn_berth(
-        &[
-            "run",
-            "--watch",
-            "--config",
-            config.to_str().unwrap(),
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ],
-        &state,
-        &[],
-    );
+    let daemon = spawn_serving_metrics(&world, &config, &[]);
     let log_path = state.with_extension("log");
     let mut addr = String::new();
     assert!(
         world.wait_for(Duration::from_secs(30), || {
-            let log = fs::read_to_string(&log_path).unwrap_or_default();
-            let Some(line) = log.lines().find(|l| l.contains("serving metrics on")) else {
+            let Some(served) = served_addr(&world) else {
                 return false;
             };
-            let value: serde_json::Value = serde_json::from_str(line).unwrap();
-            addr = value["addr"].as_str().unwrap().to_owned();
+            addr = served;
             world.read_record(&id)["status"] == "landing"
         }),
         "no landing started; log:\n{}",
@@ -700,4 +710,42 @@ fn lock_status_json_is_one_document_with_the_facts_the_text_shows() {
     assert!(lock["createdAt"].is_string() && lock["expiresAt"].is_string());
     assert_eq!(lock["sha"].as_str().unwrap().len(), 40);
     assert_eq!(world.lock_refs(&lane.remote_url), [ref_name]);
+}
+
+/// A rule that errs on the live record fails closed, and `/metrics` counts it per rule file
+/// and function: scraped over HTTP from a running daemon.
+#[test]
+fn a_failing_rule_counts_as_a_fallback_in_metrics() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(1, "main");
+    // Passes every built-in sample (forge `github`), errs on this daemon's (`git`).
+    world.write_rule(
+        "policies/landing.rhai",
+        &crate::rules::default_landing_answering(
+            r#"if ctx.config.forge == "git" { throw "admit is broken on purpose"; }
+               #{ decision: "go", reason: "fine" }"#,
+        ),
+    );
+    let config = world.git_forge_config("poll_secs = 1\n");
+    let root = world.rules_root();
+    let daemon = spawn_serving_metrics(&world, &config, &["--rules-root", root.to_str().unwrap()]);
+    let log_path = world.berth_state().with_extension("log");
+    let fallbacks = "berth_rule_fallbacks_total{rule=\"policies/landing.rhai\",function=\"admit\"}";
+    let mut metrics = String::new();
+    let counted = world.wait_for(Duration::from_secs(30), || {
+        let Some(addr) = served_addr(&world) else {
+            return false;
+        };
+        metrics = scrape(&addr);
+        sample(&metrics, fallbacks).is_some_and(|n| n >= 1.0)
+    });
+    stop(daemon);
+    assert!(
+        counted,
+        "no {fallbacks} >= 1 in:\n{metrics}\nlog:\n{}",
+        fs::read_to_string(&log_path).unwrap_or_default()
+    );
+    // Failing closed: the record waits, untouched.
+    assert_eq!(world.read_record(&id)["status"], "queued");
 }
