@@ -12,6 +12,9 @@
 //! - `BERTH_BENCH_IDLE_SECS` (default 60): how long the idle `run --watch` rows watch.
 //! - `BERTH_BENCH_SKIP_100K=1`: leaves out the 100,000-record row (its fixture takes a
 //!   minute to build the first time).
+//! - `BERTH_BENCH_ROWS=one_record_changed,cold_tick`: runs only the rows of those names
+//!   (the functions below), and `BERTH_BENCH_REPEAT=N` runs each N times, printing the
+//!   last: what `perf record` needs to see one row.
 //!
 //! Each row of the table is one function in [`ROWS`]; add a row by adding a function.
 
@@ -45,22 +48,36 @@ struct Row {
 type RowFn = fn(&mut Bench) -> Row;
 
 /// The table, in order. A new row is a new function here.
-const ROWS: &[RowFn] = &[
-    baseline,
-    cold_tick,
-    cold_tick_in_process,
-    unchanged_tick,
-    poll_tick_with_sweep,
-    one_record_changed,
-    cold_100k,
-    forge_calls_settled,
-    idle_watch_10k,
-    idle_watch_empty,
+const ROWS: &[(&str, RowFn)] = &[
+    ("baseline", baseline),
+    ("cold_tick", cold_tick),
+    ("cold_tick_in_process", cold_tick_in_process),
+    ("unchanged_tick", unchanged_tick),
+    ("poll_tick_with_sweep", poll_tick_with_sweep),
+    ("one_record_changed", one_record_changed),
+    ("cold_100k", cold_100k),
+    ("forge_calls_settled", forge_calls_settled),
+    ("idle_watch_10k", idle_watch_10k),
+    ("idle_watch_empty", idle_watch_empty),
 ];
 
 fn main() {
+    let only = std::env::var("BERTH_BENCH_ROWS").ok();
+    let selected = |name: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|n| n == name))
+    };
+    let repeat: usize = std::env::var("BERTH_BENCH_REPEAT")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let mut bench = Bench::new();
-    let rows: Vec<Row> = ROWS.iter().map(|row| row(&mut bench)).collect();
+    let rows: Vec<Row> = ROWS
+        .iter()
+        .filter(|(name, _)| selected(name))
+        .filter_map(|(_, row)| (0..repeat).map(|_| row(&mut bench)).last())
+        .collect();
     print_table(&rows);
 }
 
