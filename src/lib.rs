@@ -17,6 +17,7 @@ pub mod faults;
 pub mod forge;
 pub mod gates;
 pub mod git_daemon;
+pub mod git_timeouts;
 pub mod gstack_text;
 pub mod hostile_file;
 pub mod identity;

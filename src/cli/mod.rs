@@ -249,6 +249,16 @@ impl Context {
 
 fn git_toplevel_of_cwd() -> Option<PathBuf> {
     let cwd = std::env::current_dir().ok()?;
+    // A checkout has a `.git` entry in an ancestor, or libgit2 finds none either. Asking
+    // libgit2 only then keeps its start-up (it loads the system's CA bundle, ~30 ms and a
+    // few MiB) out of every command run outside a checkout; a daemon that never touches a
+    // repository never pays it.
+    if !cwd
+        .ancestors()
+        .any(|dir| std::fs::symlink_metadata(dir.join(".git")).is_ok())
+    {
+        return None;
+    }
     let repo = git2::Repository::discover(&cwd).ok()?;
     repo.workdir().map(Path::to_path_buf)
 }

@@ -13,7 +13,7 @@
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::PathBuf;
-use std::sync::{Mutex, Once};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use git2::{AutotagOption, Cred, CredentialType, Direction, FetchOptions, Oid, RemoteCallbacks};
@@ -26,14 +26,15 @@ use super::{
 
 /// Default wall-clock budget for one question (connect, list, fetch).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
-/// libgit2's process-wide socket timeouts: connect, and each read/write. They bound a stalled
-/// server; [`DEFAULT_TIMEOUT`] (checked from progress callbacks) bounds a slow one.
-const CONNECT_TIMEOUT_MS: i32 = 30_000;
-const IO_TIMEOUT_MS: i32 = 60_000;
+/// libgit2's process-wide socket timeouts when nothing chose others first (the daemon's
+/// lane lock chooses its `remote_timeout`): connect, and each read/write. They bound a
+/// stalled server; [`DEFAULT_TIMEOUT`] (checked from progress callbacks) bounds a slow one.
+const SOCKET_TIMEOUTS: crate::git_timeouts::Timeouts = crate::git_timeouts::Timeouts {
+    connect: Duration::from_secs(30),
+    io: Duration::from_secs(60),
+};
 /// Give up on authentication after this many offers, instead of libgit2's endless retry.
 const MAX_AUTH_ATTEMPTS: u32 = 3;
-
-static GIT_TIMEOUTS: Once = Once::new();
 
 /// The git-branches forge.
 #[derive(Debug)]
@@ -54,18 +55,8 @@ struct Observation {
 
 impl GitForge {
     /// `scratch_dir` is berth's private bare repo for fetched objects (created on demand, mode
-    /// 0700). Also sets libgit2's socket timeouts, once per process: construct forges at
-    /// startup, before worker threads exist, as libgit2 asks.
+    /// 0700).
     pub fn new(scratch_dir: impl Into<PathBuf>) -> Self {
-        GIT_TIMEOUTS.call_once(|| {
-            // SAFETY: these write two plain ints in libgit2's global options; `Once` makes
-            // this the only write from berth, and it happens while forges are constructed at
-            // startup, before any thread runs a remote operation that reads them.
-            unsafe {
-                let _ = git2::opts::set_server_connect_timeout_in_milliseconds(CONNECT_TIMEOUT_MS);
-                let _ = git2::opts::set_server_timeout_in_milliseconds(IO_TIMEOUT_MS);
-            }
-        });
         Self {
             scratch_dir: scratch_dir.into(),
             timeout: DEFAULT_TIMEOUT,
@@ -153,6 +144,7 @@ impl GitForge {
                 source,
             }
         })?;
+        crate::git_timeouts::before_network_io(SOCKET_TIMEOUTS);
         let mut remote = scratch
             .remote_anonymous(&repo.origin_url)
             .map_err(|e| git_err("use origin's URL", e))?;

@@ -409,16 +409,20 @@ enum RemoteLock {
 
 impl LockClient {
     /// A client working under `scratch_dir` (created 0700; per-operation scratch
-    /// repositories live there). Also applies `settings.remote_timeout` to libgit2 if no
-    /// client did so earlier in this process.
+    /// repositories live there). Also chooses `settings.remote_timeout` as libgit2's socket
+    /// timeouts unless something chose earlier in this process ([`crate::git_timeouts`]).
     pub fn new(scratch_dir: &Path, settings: LockSettings) -> Result<LockClient, LockError> {
         settings.validate()?;
         ensure_private_dir(scratch_dir).map_err(|source| LockError::Scratch {
             path: scratch_dir.to_owned(),
             source,
         })?;
-        let in_force = transport::apply_remote_timeout(settings.remote_timeout);
-        if in_force != settings.remote_timeout {
+        let wanted = crate::git_timeouts::Timeouts {
+            connect: settings.remote_timeout,
+            io: settings.remote_timeout,
+        };
+        let in_force = crate::git_timeouts::choose(wanted);
+        if in_force != wanted {
             tracing::warn!(
                 requested = ?settings.remote_timeout,
                 ?in_force,
@@ -724,9 +728,11 @@ impl LockClient {
     }
 
     fn scratch(&self) -> Result<Scratch, LockError> {
-        Scratch::create(&self.scratch_dir).map_err(|source| LockError::Scratch {
-            path: self.scratch_dir.clone(),
-            source,
+        Scratch::create(&self.scratch_dir, self.settings.remote_timeout).map_err(|source| {
+            LockError::Scratch {
+                path: self.scratch_dir.clone(),
+                source,
+            }
         })
     }
 

@@ -1,5 +1,5 @@
 //! libgit2 plumbing for the lane lock: a per-operation scratch repository, guarded pushes
-//! and fetches, credentials and the process-wide network timeouts.
+//! and fetches, and credentials.
 //!
 //! Nothing here spawns a process or reads a queued repository's config: the remote is
 //! created in berth's own scratch repository from a URL given as data, and credentials come
@@ -7,7 +7,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::path::Path;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use git2::{
@@ -19,31 +18,6 @@ use tempfile::TempDir;
 /// How often libgit2 may ask for credentials in one operation before berth gives up (it
 /// asks again after every rejected attempt, forever, if the callback keeps answering).
 const MAX_CREDENTIAL_ATTEMPTS: u32 = 3;
-
-/// The timeout libgit2 was configured with, set by the first `LockClient` in the process.
-static REMOTE_TIMEOUT: OnceLock<Duration> = OnceLock::new();
-
-/// Applies `timeout` to libgit2's connect and per-read/write socket timeouts, once per
-/// process; returns the timeout actually in force (the first caller's).
-///
-/// libgit2 keeps these in C globals that every transport (git://, ssh, https) reads. They
-/// bound each connect and each socket read or write, so a dead or silent remote costs at
-/// most a few timeouts per lock operation instead of hanging a landing forever.
-pub(crate) fn apply_remote_timeout(timeout: Duration) -> Duration {
-    *REMOTE_TIMEOUT.get_or_init(|| {
-        let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: libgit2 documents these as unsynchronised writes to C globals. The
-        // `OnceLock` runs this exactly once, before any lane-lock network operation (every
-        // one goes through a `LockClient`, whose constructor calls this first), and berth
-        // performs no other libgit2 network I/O that could read them concurrently.
-        unsafe {
-            // Both calls only store an int; their `Result` is `Ok` by construction.
-            let _ = git2::opts::set_server_connect_timeout_in_milliseconds(millis);
-            let _ = git2::opts::set_server_timeout_in_milliseconds(millis);
-        }
-        timeout
-    })
-}
 
 /// A bare repository that lives for one lock operation, in a 0700 temp dir under berth's
 /// scratch dir.
@@ -62,7 +36,13 @@ pub(crate) struct Scratch {
 pub(crate) const SCRATCH_PREFIX: &str = "lock-op-";
 
 impl Scratch {
-    pub fn create(scratch_dir: &Path) -> std::io::Result<Scratch> {
+    /// Every lock operation starts here, so libgit2's timeouts are in force before any of
+    /// them touches the network.
+    pub fn create(scratch_dir: &Path, timeout: Duration) -> std::io::Result<Scratch> {
+        crate::git_timeouts::before_network_io(crate::git_timeouts::Timeouts {
+            connect: timeout,
+            io: timeout,
+        });
         let dir = tempfile::Builder::new()
             .prefix(SCRATCH_PREFIX)
             .tempdir_in(scratch_dir)?;
@@ -300,7 +280,7 @@ mod tests {
     #[test]
     fn scratch_commit_is_a_parentless_commit_of_the_empty_tree() {
         let dir = tempfile::tempdir().unwrap();
-        let scratch = Scratch::create(dir.path()).unwrap();
+        let scratch = Scratch::create(dir.path(), Duration::from_secs(5)).unwrap();
         let id = scratch
             .write_lock_commit("gstack release lock\n\n{}\n")
             .unwrap();
