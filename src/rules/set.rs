@@ -105,7 +105,7 @@ impl RuleSet {
     /// The rule files whose names match `pattern` (a glob where `*` stays within one
     /// directory, e.g. `rules/detectors/*.rhai`), in name order. A bad pattern matches
     /// nothing.
-    pub fn files_matching(&self, pattern: &str) -> Vec<&str> {
+    pub fn files_matching(&self, pattern: &'static str) -> Vec<&str> {
         let Some(matcher) = super::spec::matcher(pattern) else {
             return Vec::new();
         };

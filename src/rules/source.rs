@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use globset::{GlobSet, GlobSetBuilder};
 use sha2::{Digest, Sha256};
@@ -131,7 +132,13 @@ fn hash_of<'a>(files: impl Iterator<Item = &'a SourceFile>) -> String {
         .collect()
 }
 
-fn patterns() -> GlobSet {
+/// Built once per process (see [`super::spec::matcher`]).
+fn patterns() -> &'static GlobSet {
+    static PATTERNS_SET: LazyLock<GlobSet> = LazyLock::new(build_patterns);
+    &PATTERNS_SET
+}
+
+fn build_patterns() -> GlobSet {
     let mut builder = GlobSetBuilder::new();
     for pattern in PATTERNS {
         if let Some(matcher) = super::spec::matcher(pattern) {
@@ -160,7 +167,7 @@ fn read_root(root: &Path) -> Result<BTreeMap<String, SourceFile>, LoadError> {
     for dir in RULE_DIRS {
         let path = root.join(dir);
         if path.is_dir() {
-            walk(&path, dir, 0, &globs, &mut found)?;
+            walk(&path, dir, 0, globs, &mut found)?;
         }
     }
     Ok(found)

@@ -7,6 +7,9 @@
 //! [`RuleSpec::standard`]; it calls its files through
 //! [`super::RuleSet::call_json`] and never needs the engine's internals.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
 use globset::{Glob, GlobMatcher};
 use serde_json::Value;
 
@@ -93,12 +96,24 @@ impl Requirement {
 }
 
 /// A glob where `*` stays within one path segment, as in a shell.
-pub(crate) fn matcher(pattern: &str) -> Option<GlobMatcher> {
-    globset::GlobBuilder::new(pattern)
-        .literal_separator(true)
-        .build()
-        .ok()
-        .map(|g: Glob| g.compile_matcher())
+///
+/// Compiled once per pattern and process: a glob becomes a regex whose DFA takes a
+/// millisecond to build, and the patterns are berth's own constants, asked on every load
+/// and every detection.
+pub(crate) fn matcher(pattern: &'static str) -> Option<GlobMatcher> {
+    static COMPILED: LazyLock<Mutex<HashMap<&'static str, Option<GlobMatcher>>>> =
+        LazyLock::new(Mutex::default);
+    let mut compiled = COMPILED.lock().unwrap_or_else(|e| e.into_inner());
+    compiled
+        .entry(pattern)
+        .or_insert_with(|| {
+            globset::GlobBuilder::new(pattern)
+                .literal_separator(true)
+                .build()
+                .ok()
+                .map(|g: Glob| g.compile_matcher())
+        })
+        .clone()
 }
 
 #[cfg(test)]
