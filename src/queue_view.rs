@@ -2,7 +2,7 @@
 //! file name, with the stamp that identifies the content it read (device, inode, size,
 //! mtime and ctime to the nanosecond). A refresh re-reads only the files whose stamp
 //! changed, parses nothing else, and reports an unreadable file once per change of that
-//! file, not once per tick. Files are parsed by [`QueueStore::read_named`] only.
+//! file, not once per tick. Files are parsed by [`QueueStore::read_named_into`] only.
 //!
 //! A stamp taken within [`RACY_NS`] of the read is not trusted (the kernel's timestamps are
 //! coarse, so a second write in the same few milliseconds could leave every field equal):
@@ -38,12 +38,25 @@ impl FileStamp {
     }
 }
 
+/// At most this many threads examine the files of one sweep.
+const SWEEP_THREADS: usize = 4;
+/// A sweep over fewer files than this stays on the calling thread.
+const PARALLEL_SWEEP_MIN: usize = 512;
+
+/// What [`QueueView::examine`] found at one name.
+enum Found {
+    /// Nothing there any more.
+    Gone,
+    /// The stamp the view holds: not read.
+    Same,
+    /// Read anew, and whether its stamp was racy.
+    Read(Box<Entry>, bool),
+}
+
 /// One file as last read.
 #[derive(Debug)]
 struct Entry {
     stamp: FileStamp,
-    /// The stamp was taken too close to a write to be trusted (see [`RACY_NS`]).
-    racy: bool,
     content: Result<StoredRecord, Unreadable>,
 }
 
@@ -68,7 +81,16 @@ pub struct Refreshed {
 /// The records of one queue dir as of the last refresh.
 #[derive(Debug, Default)]
 pub struct QueueView {
-    entries: BTreeMap<String, Entry>,
+    /// Boxed: a record is ~600 bytes, and a map's nodes hold their values inline, half
+    /// of them empty slots after sorted inserts.
+    entries: BTreeMap<String, Box<Entry>>,
+    /// The names of the entries holding a record that is not settled
+    /// ([`crate::record::Record::is_settled`]): all a tick ever looks at, so a settled
+    /// record costs a tick nothing.
+    active: BTreeSet<String>,
+    /// The names of the entries whose stamp was taken too close to a write to be trusted
+    /// (see [`RACY_NS`]): re-read by every refresh until it ages.
+    racy: BTreeSet<String>,
     /// Names the dir listing itself refused (not UTF-8): reported by the last sweep.
     bad_names: Vec<Unreadable>,
     /// Bumped whenever anything in the view changed: consumers compare it to skip work.
@@ -85,6 +107,7 @@ impl QueueView {
     /// Brings the view up to date with `store`'s dir.
     pub fn refresh(&mut self, store: &QueueStore, what: &Refresh) -> Refreshed {
         let mut seen = Refreshed::default();
+        let mut buffer = Vec::new();
         match what {
             Refresh::Sweep => {
                 let (names, bad_names) = match store.names() {
@@ -113,23 +136,16 @@ impl QueueView {
                     .cloned()
                     .collect();
                 for name in gone {
-                    self.entries.remove(&name);
+                    self.forget(&name);
                     seen.changed += 1;
                 }
-                for name in &names {
-                    self.refresh_one(store, name, false, &mut seen);
-                }
+                self.sweep(store, &names, &mut seen);
             }
             Refresh::Files(names) => {
-                let racy: Vec<String> = self
-                    .entries
-                    .iter()
-                    .filter(|(name, e)| e.racy && !names.contains(*name))
-                    .map(|(name, _)| name.clone())
-                    .collect();
+                let racy: Vec<String> = self.racy.difference(names).cloned().collect();
                 for name in names.iter().chain(&racy) {
                     if crate::store::is_record_name(name) {
-                        self.refresh_one(store, name, false, &mut seen);
+                        self.refresh_one(store, name, false, &mut seen, &mut buffer);
                     }
                 }
             }
@@ -144,50 +160,121 @@ impl QueueView {
     /// holds what is on disk (and a watcher's report of that write finds nothing new).
     pub fn written(&mut self, store: &QueueStore, id: &str) {
         let mut seen = Refreshed::default();
-        self.refresh_one(store, &format!("{id}.json"), true, &mut seen);
+        self.refresh_one(
+            store,
+            &format!("{id}.json"),
+            true,
+            &mut seen,
+            &mut Vec::new(),
+        );
         if seen.changed > 0 {
             self.generation += 1;
         }
     }
 
-    fn refresh_one(&mut self, store: &QueueStore, name: &str, force: bool, seen: &mut Refreshed) {
-        let meta = match std::fs::symlink_metadata(store.dir().join(name)) {
-            Ok(meta) => meta,
-            Err(_) => {
-                // Gone (or unreachable, which reads the same to every later step).
-                if self.entries.remove(name).is_some() {
-                    seen.changed += 1;
-                }
-                return;
-            }
+    fn refresh_one(
+        &mut self,
+        store: &QueueStore,
+        name: &str,
+        force: bool,
+        seen: &mut Refreshed,
+        buffer: &mut Vec<u8>,
+    ) {
+        let found = self.examine(store, name, force, buffer);
+        self.apply(name, found, seen);
+    }
+
+    /// Every name of a sweep, examined on up to [`SWEEP_THREADS`] threads when there are
+    /// enough of them (a cold start reads every file; the kernel's copies dominate, and
+    /// they run in parallel), then applied in name order.
+    fn sweep(&mut self, store: &QueueStore, names: &[String], seen: &mut Refreshed) {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(SWEEP_THREADS);
+        let found: Vec<Found> = if threads > 1 && names.len() >= PARALLEL_SWEEP_MIN {
+            let this = &*self;
+            let chunk = names.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = names
+                    .chunks(chunk)
+                    .map(|part| {
+                        scope.spawn(move || {
+                            let mut buffer = Vec::new();
+                            part.iter()
+                                .map(|name| this.examine(store, name, false, &mut buffer))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .flat_map(|worker| match worker.join() {
+                        Ok(found) => found,
+                        // A worker only reads files and parses JSON; if it panicked anyway,
+                        // the panic belongs to this thread.
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    })
+                    .collect()
+            })
+        } else {
+            let mut buffer = Vec::new();
+            names
+                .iter()
+                .map(|name| self.examine(store, name, false, &mut buffer))
+                .collect()
+        };
+        for (name, found) in names.iter().zip(found) {
+            self.apply(name, found, seen);
+        }
+    }
+
+    /// What is on disk at `name` compared with the view; reads the file only if its stamp
+    /// changed (or `force`, or the stamp was racy). Changes nothing.
+    fn examine(&self, store: &QueueStore, name: &str, force: bool, buffer: &mut Vec<u8>) -> Found {
+        let Ok(meta) = std::fs::symlink_metadata(store.dir().join(name)) else {
+            // Gone (or unreachable, which reads the same to every later step).
+            return Found::Gone;
         };
         let stamp = FileStamp::of(&meta);
         if !force
             && let Some(entry) = self.entries.get(name)
             && entry.stamp == stamp
-            && !entry.racy
+            && !self.racy.contains(name)
         {
-            return;
+            return Found::Same;
         }
-        let content = store.read_named(name);
-        self.files_read += 1;
+        let content = store.read_named_into(name, buffer);
         let now_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as i128)
             .unwrap_or(0);
         let racy = now_ns - stamp.ctime_ns.max(stamp.mtime_ns) < RACY_NS;
-        if let Err(bad) = &content {
-            let same_report = self
-                .entries
-                .get(name)
-                .is_some_and(|e| e.stamp == stamp && e.content.as_ref().err() == Some(bad));
+        Found::Read(Box::new(Entry { stamp, content }), racy)
+    }
+
+    fn apply(&mut self, name: &str, found: Found, seen: &mut Refreshed) {
+        let (read, racy) = match found {
+            Found::Same => return,
+            Found::Gone => {
+                if self.forget(name) {
+                    seen.changed += 1;
+                }
+                return;
+            }
+            Found::Read(read, racy) => (read, racy),
+        };
+        self.files_read += 1;
+        let before = self.entries.get(name);
+        if let Err(bad) = &read.content {
+            let same_report = before
+                .is_some_and(|e| e.stamp == read.stamp && e.content.as_ref().err() == Some(bad));
             if !same_report {
                 seen.newly_unreadable.push(bad.clone());
             }
         }
-        let unchanged = self.entries.get(name).is_some_and(|e| {
-            e.stamp == stamp
-                && match (&e.content, &content) {
+        let unchanged = before.is_some_and(|e| {
+            e.stamp == read.stamp
+                && match (&e.content, &read.content) {
                     (Ok(a), Ok(b)) => a.record == b.record,
                     (Err(a), Err(b)) => a == b,
                     _ => false,
@@ -196,14 +283,24 @@ impl QueueView {
         if !unchanged {
             seen.changed += 1;
         }
-        self.entries.insert(
-            name.to_owned(),
-            Entry {
-                stamp,
-                racy,
-                content,
-            },
-        );
+        if racy {
+            self.racy.insert(name.to_owned());
+        } else {
+            self.racy.remove(name);
+        }
+        if read.content.as_ref().is_ok_and(|s| !s.record.is_settled()) {
+            self.active.insert(name.to_owned());
+        } else {
+            self.active.remove(name);
+        }
+        self.entries.insert(name.to_owned(), read);
+    }
+
+    /// Drops `name` from the view; whether it was there.
+    fn forget(&mut self, name: &str) -> bool {
+        self.active.remove(name);
+        self.racy.remove(name);
+        self.entries.remove(name).is_some()
     }
 
     /// Every readable record, by file name.
@@ -211,6 +308,13 @@ impl QueueView {
         self.entries
             .values()
             .filter_map(|e| e.content.as_ref().ok())
+    }
+
+    /// Every readable record that is not settled, by file name: what a tick works on.
+    pub fn active(&self) -> impl Iterator<Item = &StoredRecord> {
+        self.active
+            .iter()
+            .filter_map(|name| self.entries.get(name)?.content.as_ref().ok())
     }
 
     /// Every file that is not a usable record, and why.
@@ -321,5 +425,47 @@ mod tests {
         view.refresh(&store, &Refresh::Sweep);
         assert_eq!(view.records().count(), 4);
         assert!(view.unreadable().is_empty());
+    }
+
+    #[test]
+    fn a_sweep_over_many_files_reads_each_once_and_keeps_only_live_records_active() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = QueueStore::new(dir.path());
+        let count = PARALLEL_SWEEP_MIN + 100;
+        let ids: Vec<String> = (1..=count as u64)
+            .map(|pr| store.insert(&record(pr)).unwrap())
+            .collect();
+        // Every third record settled (abandoned), so not active.
+        for id in ids.iter().step_by(3) {
+            store
+                .transition(id, Expect::Any, Status::Abandoned, |_| {})
+                .unwrap();
+        }
+        for n in 0..3 {
+            std::fs::write(dir.path().join(format!("broken-{n}.json")), "{ nope").unwrap();
+        }
+        age(dir.path());
+        let mut view = QueueView::new();
+        let first = view.refresh(&store, &Refresh::Sweep);
+        assert_eq!(view.files_read(), count as u64 + 3);
+        assert_eq!(first.newly_unreadable.len(), 3);
+        assert_eq!(view.records().count(), count);
+        let settled = count.div_ceil(3);
+        assert_eq!(view.active().count(), count - settled);
+        assert!(view.active().all(|s| !s.record.is_settled()));
+
+        // Nothing changed: the next sweep reads nothing and reports nothing.
+        assert_eq!(view.refresh(&store, &Refresh::Sweep), Refreshed::default());
+        assert_eq!(view.files_read(), count as u64 + 3);
+
+        // A live record that settles leaves the active set; a removed one leaves both.
+        store
+            .transition(&ids[1], Expect::Any, Status::Abandoned, |_| {})
+            .unwrap();
+        view.written(&store, &ids[1]);
+        std::fs::remove_file(dir.path().join(format!("{}.json", ids[2]))).unwrap();
+        view.refresh(&store, &Refresh::Sweep);
+        assert_eq!(view.active().count(), count - settled - 2);
+        assert_eq!(view.records().count(), count - 1);
     }
 }

@@ -241,6 +241,13 @@ impl Record {
         text
     }
 
+    /// Landed and proven merged, or abandoned: nothing will ever be done with it, so a
+    /// tick never looks at it.
+    pub fn is_settled(&self) -> bool {
+        self.status == Status::Abandoned
+            || self.status == Status::Landed && self.last_github_state.as_deref() == Some("MERGED")
+    }
+
     /// The lane key used before the repo identity is known: the identity if present,
     /// else `path:<repoPath>` as gstack does for legacy records.
     pub fn identity_or_path(&self) -> String {

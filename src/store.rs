@@ -156,8 +156,9 @@ impl QueueStore {
             records: Vec::with_capacity(names.len()),
             unreadable,
         };
+        let mut buffer = Vec::new();
         for name in names {
-            match self.read_named(&name) {
+            match self.read_named_into(&name, &mut buffer) {
                 Ok(stored) => scan.records.push(stored),
                 Err(bad) => scan.unreadable.push(bad),
             }
@@ -198,6 +199,15 @@ impl QueueStore {
     /// The one way a queue file is parsed, for a whole scan and for the daemon's
     /// incremental view alike.
     pub fn read_named(&self, name: &str) -> Result<StoredRecord, Unreadable> {
+        self.read_named_into(name, &mut Vec::new())
+    }
+
+    /// [`Self::read_named`] reading through `buffer`, which a sweep reuses for every file.
+    pub fn read_named_into(
+        &self,
+        name: &str,
+        buffer: &mut Vec<u8>,
+    ) -> Result<StoredRecord, Unreadable> {
         let id = name.trim_end_matches(".json").to_owned();
         if let Err(e) = check_id(&id) {
             // Every write is by id: a record berth could never update must not be
@@ -212,7 +222,7 @@ impl QueueStore {
             });
         }
         let path = self.dir.join(name);
-        match read_record(&path) {
+        match read_record(&path, buffer) {
             Ok(record) => Ok(StoredRecord { id, path, record }),
             Err(reason) => Err(Unreadable {
                 file: name.to_owned(),
@@ -231,10 +241,11 @@ impl QueueStore {
                 dir: self.dir.clone(),
             });
         }
-        let record = read_record(&path).map_err(|reason| StoreError::Unreadable {
-            file: path.clone(),
-            reason,
-        })?;
+        let record =
+            read_record(&path, &mut Vec::new()).map_err(|reason| StoreError::Unreadable {
+                file: path.clone(),
+                reason,
+            })?;
         Ok(StoredRecord {
             id: id.to_owned(),
             path,
@@ -251,7 +262,7 @@ impl QueueStore {
         match atomic_file::create_new(&path, record.to_pretty_json().as_bytes(), 0o600) {
             Ok(()) => Ok(id),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let status = read_record(&path)
+                let status = read_record(&path, &mut Vec::new())
                     .map(|r| r.status.to_string())
                     .unwrap_or_else(|reason| format!("unreadable: {reason}"));
                 Err(StoreError::AlreadyExists { id, status })
@@ -330,10 +341,13 @@ fn check_id(id: &str) -> Result<(), StoreError> {
 
 /// Reads and validates one file; the error is a reason fit for an operator. A producer
 /// writes this dir: the open never blocks or follows a link, and the read is bounded.
-fn read_record(path: &Path) -> Result<Record, String> {
-    let text = crate::hostile_file::read_regular_string(path, MAX_RECORD_BYTES)
-        .map_err(|e| crate::hostile_file::reason(&e))?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+fn read_record(path: &Path, buffer: &mut Vec<u8>) -> Result<Record, String> {
+    use crate::hostile_file::{open_regular, read_into, reason, utf8_str};
+    open_regular(path, MAX_RECORD_BYTES)
+        .and_then(|opened| read_into(opened, MAX_RECORD_BYTES, buffer))
+        .map_err(|e| reason(&e))?;
+    let text = utf8_str(buffer).map_err(|e| reason(&e))?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
         if e.to_string().starts_with("recursion limit exceeded") {
             "JSON nested deeper than 128 levels".to_owned()
         } else {

@@ -75,7 +75,7 @@ impl Work {
     fn of(shared: &Shared, now: chrono::DateTime<chrono::Utc>) -> Work {
         let every = shared.config.reconcile_every_secs as i64;
         let mut work = Work::default();
-        for stored in shared.view().records() {
+        for stored in shared.view().active() {
             let record = &stored.record;
             match record.status {
                 Status::Queued => work.queued.push(stored.clone()),
@@ -90,16 +90,10 @@ impl Work {
     }
 }
 
-/// Landed and proven merged, or abandoned: nothing will ever be done with it.
-fn settled(record: &Record) -> bool {
-    record.status == Status::Abandoned
-        || record.status == Status::Landed && record.last_github_state.as_deref() == Some("MERGED")
-}
-
 /// A blocked record, or a landed one not proven merged, not asked of the forge within
 /// `every` seconds.
 fn reconcile_due(record: &Record, now: chrono::DateTime<chrono::Utc>, every: i64) -> bool {
-    if settled(record) {
+    if record.is_settled() {
         return false;
     }
     record
@@ -126,6 +120,9 @@ pub fn prepare(shared: &Shared, wake: Wake, refresh: &Refresh) -> (PrepareReport
     for bad in &refreshed.newly_unreadable {
         tracing::warn!(file = %bad.file, "unreadable queue record: {}", bad.reason);
     }
+    if refreshed.changed >= RELEASE_AFTER_READS {
+        release_freed_memory();
+    }
     if wake == Wake::Watcher && refreshed.changed == 0 {
         // A watcher's wake about files berth itself wrote (or that did not change).
         report.nothing_changed = true;
@@ -149,11 +146,26 @@ pub fn prepare(shared: &Shared, wake: Wake, refresh: &Refresh) -> (PrepareReport
     let live = live_repos(shared, &mut gates, &mut memory);
     report.discovered = discover(shared, &mut memory, &live);
     report.gate_blocked = gate_queued(shared, &mut gates);
-    watch_faults(shared, &mut memory, &live, !work.in_flight.is_empty());
+    watch_faults(shared, &mut memory, &live, wake, !work.in_flight.is_empty());
     if report.reconciled + report.reclaimed + report.discovered + report.gate_blocked > 0 {
         tracing::info!(?report, "tick bookkeeping");
     }
     (report, gates)
+}
+
+/// A refresh that read at least this many files (a cold start, a big change) freed as
+/// much again in parse buffers; the allocator is asked to give that back.
+const RELEASE_AFTER_READS: usize = 512;
+
+/// Returns the allocator's free pages to the system. glibc keeps what a burst of parsing
+/// freed (across the sweep threads' arenas) for reuse, and a daemon that then idles for
+/// months would hold it for nothing.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only walks glibc's own arenas under their locks.
+    unsafe {
+        nix::libc::malloc_trim(0);
+    }
 }
 
 /// A repo the tick asks the forge about: gated, by the identity read from its origin.
@@ -202,7 +214,7 @@ fn live_repos(
     }
     let live: Vec<StoredRecord> = shared
         .view()
-        .records()
+        .active()
         .filter(|s| s.record.status == Status::Queued || s.record.status.is_in_flight())
         .cloned()
         .collect();
@@ -449,7 +461,7 @@ fn record_from_remote(identity: &str, pr: &QueuedPr, repo_path: &str) -> Record 
 fn gate_queued(shared: &Shared, gates: &mut TickGates) -> usize {
     let candidates: Vec<StoredRecord> = shared
         .view()
-        .records()
+        .active()
         .filter(|s| {
             s.record.status == Status::Queued
                 || (s.record.status.is_in_flight() && !shared.active.holds(&s.id))
@@ -506,15 +518,37 @@ fn gate_block_log(record: &Record, refusal: &GateError) -> String {
     }
 }
 
-/// Faults (DESIGN §7): the detectors over the build-state runs, and over the queue when
-/// its facts changed (the view, a remote answer) or a record is in flight (whether it is
-/// stranded changes with the clock alone).
+/// Faults (DESIGN §7): the detectors over the build-state runs, and, on a poll tick, over
+/// the queue when its facts changed (the view, a remote answer) or a record is in flight
+/// (whether it is stranded changes with the clock alone).
+///
+/// The queue detectors judge every live record, so they never run on a watcher's wake: a
+/// burst of writes costs one run per poll interval, and the tick that a new record woke
+/// costs what that record changed. A queue fault is raised within `poll_secs`.
 fn watch_faults(
     shared: &Shared,
     memory: &mut TickMemory,
     repos: &BTreeMap<String, LiveRepo>,
+    wake: Wake,
     in_flight: bool,
 ) {
+    let dirs = crate::faults::watch::WatchDirs {
+        faults_dir: shared
+            .config
+            .faults_dir
+            .clone()
+            .unwrap_or_else(crate::paths::default_faults_dir),
+        state_dir: shared
+            .config
+            .build_state_dir
+            .clone()
+            .unwrap_or_else(crate::paths::default_build_state_dir),
+    };
+    let set = shared.rules.current();
+    crate::faults::watch::tick_runs(&dirs, &set);
+    if wake == Wake::Watcher {
+        return;
+    }
     let every = Duration::from_secs(shared.config.reconcile_every_secs.max(1));
     let mut repo_facts: Vec<RepoFacts> = Vec::new();
     for (identity, live) in repos.iter().filter(|(_, l)| !l.records.is_empty()) {
@@ -541,20 +575,6 @@ fn watch_faults(
             live.records.iter().map(|s| s.id.clone()).collect(),
         ));
     }
-    let dirs = crate::faults::watch::WatchDirs {
-        faults_dir: shared
-            .config
-            .faults_dir
-            .clone()
-            .unwrap_or_else(crate::paths::default_faults_dir),
-        state_dir: shared
-            .config
-            .build_state_dir
-            .clone()
-            .unwrap_or_else(crate::paths::default_build_state_dir),
-    };
-    let set = shared.rules.current();
-    crate::faults::watch::tick_runs(&dirs, &set);
     // The view stays locked while the queue detectors read it: a landing's record write
     // waits for them (milliseconds), never for the runs above.
     let view = shared.view();
@@ -570,7 +590,7 @@ fn watch_faults(
     memory.detected = Some(seen);
     // Settled records (landed and proven, abandoned) can raise no queue fault: the
     // detectors see every other record.
-    let records: Vec<&StoredRecord> = view.records().filter(|s| !settled(&s.record)).collect();
+    let records: Vec<&StoredRecord> = view.active().collect();
     let unreadable = view.unreadable();
     let facts = QueueFacts {
         queue_dir: shared.store.dir(),
@@ -581,6 +601,8 @@ fn watch_faults(
         repos: &repo_facts,
         rule_fallbacks: &fallbacks,
     };
+    // Counted by tests: how often the queue detectors run, and over how many records.
+    tracing::debug!(live = records.len(), "queue detectors run");
     crate::faults::watch::tick_queue(&dirs, &set, &facts);
 }
 
@@ -607,14 +629,14 @@ pub fn select(
     let now = crate::clock::now();
     let (view, in_flight, queued) = {
         let records = shared.view();
-        let view = policy::QueueView::of(records.records());
+        let view = policy::QueueView::of(records.active());
         let in_flight: HashSet<String> = records
-            .records()
+            .active()
             .filter(|s| s.record.status.is_in_flight())
             .map(|s| lane_key(&s.record))
             .collect();
         let queued: Vec<StoredRecord> = records
-            .records()
+            .active()
             .filter(|s| s.record.status == Status::Queued && !policy::deferred(&s.record, now))
             .cloned()
             .collect();

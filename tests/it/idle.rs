@@ -41,6 +41,16 @@ fn ticks(world: &World) -> Vec<String> {
         .collect()
 }
 
+/// The daemon's log lines that contain `text`.
+fn log_lines(world: &World, text: &str) -> Vec<String> {
+    fs::read_to_string(world.berth_state().with_extension("log"))
+        .unwrap_or_default()
+        .lines()
+        .map(strip_ansi)
+        .filter(|l| l.contains(text))
+        .collect()
+}
+
 /// The log without its colour codes (`ESC [ … m`).
 fn strip_ansi(line: &str) -> String {
     let mut out = String::new();
@@ -335,8 +345,13 @@ fn writes_wake_watch_but_the_forge_is_asked_once_per_repo_per_poll_interval() {
     std::thread::sleep(Duration::from_millis(800));
     let calls = call_kinds(&gh);
     let ticks = ticks(&world);
+    let detector_runs = log_lines(&world, "queue detectors run");
     stop(daemon);
     assert_eq!(calls, first);
+    // The queue detectors judge every live record: they ran on the first (poll) tick, over
+    // the live records only (`a`'s queued one, `b`'s due one; settled ones never), and
+    // never on a watcher's wake.
+    assert_eq!(detector_runs.len(), 1, "{detector_runs:?}");
     // The first tick read the 6 files (and `b`'s write-back); every wake after it read
     // what was written, and nothing else.
     let woken: Vec<&String> = ticks.iter().skip(1).collect();
