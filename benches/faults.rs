@@ -31,41 +31,13 @@ use berth::faults::state_jsonpath::{Document, StatePath};
 use berth::faults::{Fault, Severity};
 use berth::rules::{RuleSet, Rules};
 
-const FEATURES: usize = 10_000;
+#[path = "support/learned_world.rs"]
+mod learned_world;
+use learned_world::{FEATURES, LEARNED, learned_pass, load_learned, run_texts, state_bytes};
+
 const RULE: &str = "rules/detectors/05_hand_merged_feature.rhai";
 const PATTERN: &str =
     "$.features[?(@.status == 'committed' && !@.completedAt && @.mergeSha && @.prNumber)]";
-
-/// A realistic state: most features committed and completed, some running, one in a
-/// hundred hand-merged.
-fn state_bytes() -> Vec<u8> {
-    let features: Vec<Value> = (0..FEATURES)
-        .map(|i| {
-            let mut f = json!({
-                "index": i,
-                "number": (i + 1).to_string(),
-                "name": format!("Feature {} of the generated bench plan", i + 1),
-                "phaseIndexes": [i % 7, i % 7 + 1],
-                "status": if i % 10 == 9 { "running" } else { "committed" },
-                "branch": format!("feat/bench-{i}"),
-            });
-            if i % 10 != 9 {
-                f["mergeSha"] = json!(format!("{:040x}", i * 7919 + 1));
-                f["prNumber"] = json!(1000 + i);
-                if i % 100 != 0 {
-                    f["completedAt"] = json!("2026-05-17T08:37:01.000Z");
-                }
-            }
-            f
-        })
-        .collect();
-    let state = json!({
-        "slug": "bench", "planFile": "/nonexistent/plan.md", "branch": "feat/bench",
-        "phases": [{"index": 0, "status": "committed"}], "features": features,
-        "completed": false,
-    });
-    serde_json::to_vec(&state).expect("state serializes")
-}
 
 /// One object of 200,000 keys, `z` last.
 fn wide_object() -> Value {
@@ -231,76 +203,11 @@ fn main() {
     worst_regexes();
 }
 
-const LEARNED: usize = 10_000;
-
-/// 10,000 patterns as investigators write them, spread evenly over the seven kinds: error
-/// codes and messages for the texts, phase and top-level facts for the state, and one path
-/// in a hundred a filter over every feature (each of those costs a scan of 10,000
-/// features, ~0.15 ms). Three of them match the run.
-fn learned_entries() -> Vec<Value> {
-    (0..LEARNED)
-        .map(|i| {
-            let (kind, pattern) = match i % 7 {
-                0 => ("stdout_contains", format!("E_WORKER_{i} crashed")),
-                1 => ("stdout_regex", format!(r"ERR_[A-Z]+_{i}: \w+ failed after \d+ retries")),
-                2 => ("failureReason_contains", format!("quota {i} exhausted")),
-                3 => ("failureReason_regex", format!(r"^spec {i} (failed|timed out)")),
-                4 => ("plan_contains", format!("<!-- blocker {i} -->")),
-                5 => ("plan_regex", format!(r"## Feature {i}: .*\(blocked\)")),
-                _ if i % 100 == 6 => (
-                    "state_jsonpath",
-                    format!("$.features[?(@.status == 'stuck-{i}' && @.prNumber)]"),
-                ),
-                _ => (
-                    "state_jsonpath",
-                    format!("$.phases[?(@.status == 'failed' && @.error == 'E{i}')]"),
-                ),
-            };
-            json!({"category": format!("LEARNED_{i}"), "severity": "MEDIUM",
-                   "description": format!("learned {i}"), "matcherKind": kind,
-                   "pattern": pattern, "source": "bench", "hitCount": 0})
-        })
-        .chain([
-            json!({"category": "NET_FLAKE", "severity": "MEDIUM", "description": "flake",
-                   "matcherKind": "stdout_contains", "pattern": "ECONNRESET"}),
-            json!({"category": "NET_RESET", "severity": "MEDIUM", "description": "reset",
-                   "matcherKind": "stdout_regex", "pattern": "ECONN(?=RESET)"}),
-            json!({"category": "STILL_RUNNING", "severity": "MEDIUM", "description": "running",
-                   "matcherKind": "state_jsonpath", "pattern": "$.features[?(@.status == 'running')]"}),
-        ])
-        .collect()
-}
-
-/// A 2 MiB build log ending in a network error, and a plan of 2,000 feature sections.
-fn run_texts(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let mut log = String::new();
-    let mut i = 0;
-    while log.len() < 2 * 1024 * 1024 {
-        log.push_str(&format!(
-            "[{i:>7}] compiling crate-{} v0.{}.0 (warnings: {})\n",
-            i % 300,
-            i % 17,
-            i % 5
-        ));
-        i += 1;
-    }
-    log.push_str("npm ERR! code ECONNRESET\n");
-    let plan: String = (1..=2000)
-        .map(|n| format!("## Feature {n}: generated\nOrigin trace: x\nAcceptance: y\n- [x] done\n"))
-        .collect();
-    let (stdout, plan_path) = (dir.join("stdout.log"), dir.join("plan.md"));
-    std::fs::write(&stdout, log).expect("log written");
-    std::fs::write(&plan_path, plan).expect("plan written");
-    (stdout, plan_path)
-}
-
 fn learned_patterns(set: &RuleSet, parsed: Value) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("learned-patterns.json");
-    std::fs::write(&file, Value::Array(learned_entries()).to_string()).expect("patterns written");
     let rss_before = peak_rss_kib();
     let t = Instant::now();
-    let learned = LearnedSet::load(&file).expect("patterns load");
+    let learned = load_learned(dir.path());
     let compile = t.elapsed();
     assert_eq!(
         learned.patterns.len(),
@@ -311,9 +218,8 @@ fn learned_patterns(set: &RuleSet, parsed: Value) {
     let rss_compiled = peak_rss_kib();
     let (stdout, plan) = run_texts(dir.path());
     let run = RunInput::from_state(parsed, None, Some(&plan), Some(&stdout));
-    let empty = LearnedSet::default();
     let with = detect_run(set, &run, &learned);
-    let without = detect_run(set, &run, &empty);
+    let without = detect_run(set, &run, &LearnedSet::default());
     let learned_faults: Vec<&str> = with.faults[without.faults.len()..]
         .iter()
         .map(|f| f.category.as_str())
@@ -324,19 +230,16 @@ fn learned_patterns(set: &RuleSet, parsed: Value) {
         plan: run.plan.as_ref().map(|a| window(&a.content)),
         failure_reason: None,
     };
-    let (mut pass_t, mut match_t) = (Vec::new(), Vec::new());
-    for _ in 0..15 {
-        let t = Instant::now();
-        black_box(detect_run(set, &run, &empty));
-        let base = t.elapsed();
-        let t = Instant::now();
-        black_box(detect_run(set, &run, &learned));
-        pass_t.push(t.elapsed().saturating_sub(base));
-        let t = Instant::now();
-        black_box(learned.matching(&texts(), &run.state));
-        match_t.push(t.elapsed());
-    }
-    let (pass, matching) = (median(pass_t), median(match_t));
+    let pass = learned_pass(set, &run, &learned, 15);
+    let matching = median(
+        (0..15)
+            .map(|_| {
+                let t = Instant::now();
+                black_box(learned.matching(&texts(), &run.state));
+                t.elapsed()
+            })
+            .collect(),
+    );
     println!(
         "learned patterns: {LEARNED} over a 2 MB state (2 MiB stdout, {} KiB plan): learned pass {:.2} ms (target <= 50 ms); native matching alone {:.2} ms",
         run.plan.as_ref().map_or(0, |a| a.content.len() / 1024),

@@ -32,6 +32,9 @@ use berth::gates::Allowlist;
 use berth::queue_view::Refresh;
 use berth::store::QueueStore;
 
+#[path = "support/learned_world.rs"]
+mod learned_world;
+
 const REPOS: usize = 100;
 const RECORDS: usize = 10_000;
 const BIG: usize = 100_000;
@@ -59,6 +62,7 @@ const ROWS: &[(&str, RowFn)] = &[
     ("forge_calls_settled", forge_calls_settled),
     ("idle_watch_10k", idle_watch_10k),
     ("idle_watch_empty", idle_watch_empty),
+    ("learned_patterns", learned_patterns),
 ];
 
 fn main() {
@@ -339,6 +343,28 @@ fn idle_watch_empty(b: &mut Bench) -> Row {
         target: "RSS ≤ 20 MB".into(),
         measured: format!("RSS {rss_mb:.1} MB"),
         ok: Some(rss_mb <= 20.0),
+    }
+}
+
+fn learned_patterns(_: &mut Bench) -> Row {
+    let rules = berth::rules::Rules::embedded().expect("shipped rules load");
+    let set = rules.current();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let learned = learned_world::load_learned(dir.path());
+    let state: serde_json::Value =
+        serde_json::from_slice(&learned_world::state_bytes()).expect("state JSON");
+    let (stdout, plan) = learned_world::run_texts(dir.path());
+    let run = berth::faults::detect::RunInput::from_state(state, None, Some(&plan), Some(&stdout));
+    let pass = learned_world::learned_pass(&set, &run, &learned, 15);
+    Row {
+        measure: "learned patterns: 10,000 over a 2 MB state (2 MiB stdout)",
+        target: "≤ 50 ms".into(),
+        measured: format!(
+            "{} ({} patterns compiled)",
+            ms(pass),
+            learned.patterns.len()
+        ),
+        ok: Some(pass <= Duration::from_millis(50)),
     }
 }
 
