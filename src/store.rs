@@ -43,6 +43,10 @@ pub struct Scan {
 pub enum Expect<'a> {
     Any,
     OneOf(&'a [Status]),
+    /// Exactly the claim that was read: the same status and the same `claimedBy`. An
+    /// operator's move of a record it judged unowned must not land on a record a daemon
+    /// claimed since (same status, new owner).
+    Claim(&'a Record),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +66,14 @@ pub enum StoreError {
         id: String,
         found: Status,
         expected: Vec<Status>,
+    },
+    #[error(
+        "record `{id}` changed since it was read (was {read}, now {found}); it was left as it is: look again with `berth status`"
+    )]
+    Reclaimed {
+        id: String,
+        read: String,
+        found: String,
     },
     #[error("record `{id}` already exists ({status}); use `berth retry` to queue it again")]
     AlreadyExists { id: String, status: String },
@@ -286,14 +298,26 @@ impl QueueStore {
         let _guard = self.lock(id)?;
         let mut record = self.load(id)?.record;
         let on_disk = record.status;
-        if let Expect::OneOf(expected) = expect
-            && !expected.contains(&on_disk)
-        {
-            return Err(StoreError::Moved {
-                id: id.to_owned(),
-                found: on_disk,
-                expected: expected.to_vec(),
-            });
+        match expect {
+            Expect::Any => {}
+            Expect::OneOf(expected) => {
+                if !expected.contains(&on_disk) {
+                    return Err(StoreError::Moved {
+                        id: id.to_owned(),
+                        found: on_disk,
+                        expected: expected.to_vec(),
+                    });
+                }
+            }
+            Expect::Claim(read) => {
+                if (read.status, &read.claimed_by) != (on_disk, &record.claimed_by) {
+                    return Err(StoreError::Reclaimed {
+                        id: id.to_owned(),
+                        read: claim_text(read),
+                        found: claim_text(&record),
+                    });
+                }
+            }
         }
         if !on_disk.can_move_to(to) {
             return Err(StoreError::IllegalMove {
@@ -308,6 +332,14 @@ impl QueueStore {
         atomic_file::write_atomic(&path, record.to_pretty_json().as_bytes(), 0o600)
             .map_err(StoreError::io("write", &path))?;
         Ok(record)
+    }
+}
+
+/// `landing, claimed by host:42:7` or `blocked, unclaimed`.
+fn claim_text(record: &Record) -> String {
+    match &record.claimed_by {
+        Some(owner) => format!("{}, claimed by {owner}", record.status),
+        None => format!("{}, unclaimed", record.status),
     }
 }
 

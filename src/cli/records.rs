@@ -15,6 +15,10 @@ pub struct PickArgs {
     /// The repo identity (e.g. github.com/acme/widget), when the PR number is ambiguous.
     #[arg(long, value_name = "IDENTITY")]
     pub repo: Option<String>,
+    /// The configuration file whose `lock_ttl_secs` judges a stranded record. Default:
+    /// `BERTH_CONFIG`, else `$XDG_CONFIG_HOME/berth/config.toml` if present.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -88,10 +92,14 @@ fn pick(ctx: &Context, args: &PickArgs) -> anyhow::Result<StoredRecord> {
 
 /// Refuses while anything still lands the record: a live owner, or a landing process of
 /// it on this host (a killed daemon's step that outlived it).
-fn refuse_if_landing(stored: &StoredRecord, verb: &str) -> anyhow::Result<()> {
+fn refuse_if_landing(args: &PickArgs, stored: &StoredRecord, verb: &str) -> anyhow::Result<()> {
     let record = &stored.record;
     if record.status.is_in_flight() {
-        let ttl = crate::config::Config::default().lock_ttl();
+        // The daemons' TTL: a record is stranded by the same measure they apply.
+        let source = crate::config::ConfigSource::locate(args.config.as_deref());
+        let ttl = crate::config::Config::load(source.path())
+            .with_context(|| format!("cannot judge whether {} is stranded", stored.id))?
+            .lock_ttl();
         if crate::ownership::stranded_reason(record, ttl, crate::clock::now()).is_none() {
             bail!(
                 "cannot {verb} {}: it is {} and its owner {} is still working on it; wait, or stop that daemon first",
@@ -117,7 +125,11 @@ fn refuse_if_landing(stored: &StoredRecord, verb: &str) -> anyhow::Result<()> {
 }
 
 pub fn retry(ctx: &Context, args: &PickArgs) -> anyhow::Result<Outcome> {
-    let stored = pick(ctx, args)?;
+    retry_as_read(ctx, args, pick(ctx, args)?)
+}
+
+/// Retries the record as `stored` shows it; the write lands only on that same claim.
+fn retry_as_read(ctx: &Context, args: &PickArgs, stored: StoredRecord) -> anyhow::Result<Outcome> {
     let from = match stored.record.status {
         s @ Status::Blocked => s,
         s if s.is_in_flight() => s,
@@ -126,13 +138,18 @@ pub fn retry(ctx: &Context, args: &PickArgs) -> anyhow::Result<Outcome> {
             stored.id
         ),
     };
-    refuse_if_landing(&stored, "retry")?;
+    refuse_if_landing(args, &stored, "retry")?;
     ctx.store
-        .transition(&stored.id, Expect::OneOf(&[from]), Status::Queued, |r| {
-            r.retries = Some(0);
-            r.claimed_by = None;
-            r.last_error = Some(format!("retried by operator (was {from})"));
-        })
+        .transition(
+            &stored.id,
+            Expect::Claim(&stored.record),
+            Status::Queued,
+            |r| {
+                r.retries = Some(0);
+                r.claimed_by = None;
+                r.last_error = Some(format!("retried by operator (was {from})"));
+            },
+        )
         .with_context(|| format!("retrying {}", stored.id))?;
     println!("{}: {from} -> queued", stored.id);
     Ok(Outcome::Clean)
@@ -141,33 +158,99 @@ pub fn retry(ctx: &Context, args: &PickArgs) -> anyhow::Result<Outcome> {
 pub fn abandon(ctx: &Context, args: &AbandonArgs) -> anyhow::Result<Outcome> {
     let stored = pick(ctx, &args.pick)?;
     let from = stored.record.status;
-    refuse_if_landing(&stored, "abandon")?;
+    refuse_if_landing(&args.pick, &stored, "abandon")?;
     if from.is_in_flight() {
         // No move leads from in flight to abandoned: settle it as blocked first (a blocked
         // record is never claimed, so no daemon can take it in between).
         ctx.store
-            .transition(&stored.id, Expect::OneOf(&[from]), Status::Blocked, |r| {
-                r.claimed_by = None;
-                r.last_error = Some(format!("abandoning (was {from}, no live owner)"));
-            })
+            .transition(
+                &stored.id,
+                Expect::Claim(&stored.record),
+                Status::Blocked,
+                |r| {
+                    r.claimed_by = None;
+                    r.last_error = Some(format!("abandoning (was {from}, no live owner)"));
+                },
+            )
             .with_context(|| format!("abandoning {}", stored.id))?;
     }
-    let on_disk = if from.is_in_flight() {
-        Status::Blocked
+    // Settled as blocked just now (a blocked record is never claimed), or exactly as read.
+    let expect = if from.is_in_flight() {
+        Expect::OneOf(&[Status::Blocked])
     } else {
-        from
+        Expect::Claim(&stored.record)
     };
     ctx.store
-        .transition(
-            &stored.id,
-            Expect::OneOf(&[on_disk]),
-            Status::Abandoned,
-            |r| {
-                r.claimed_by = None;
-                r.last_error = Some(args.reason.clone());
-            },
-        )
+        .transition(&stored.id, expect, Status::Abandoned, |r| {
+            r.claimed_by = None;
+            r.last_error = Some(args.reason.clone());
+        })
         .with_context(|| format!("abandoning {}", stored.id))?;
     println!("{}: {from} -> abandoned", stored.id);
     Ok(Outcome::Clean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::QueueStore;
+
+    /// A landing record whose owner is on another machine and silent for years: stranded.
+    fn stranded() -> crate::record::Record {
+        crate::record::Record::from_json(serde_json::json!({
+            "runId": "r", "repoPath": "/r", "baseBranch": "main", "featureBranch": "f",
+            "prNumber": 7, "version": "1", "livingPlanPath": "/p", "worktreePath": "/r",
+            "queuedAt": "2020-01-01T00:00:00.000Z", "status": "landing",
+            "claimedBy": "elsewhere~00000000~0:1:1",
+            "lastUpdatedAt": "2020-01-01T00:00:00.000Z"
+        }))
+        .unwrap()
+    }
+
+    /// The ABA: the operator reads a stranded record, a daemon reclaims it (same status,
+    /// new owner) before the write. The retry is refused, naming both claims, and the
+    /// daemon's record is left exactly as it is.
+    #[test]
+    fn a_record_claimed_between_read_and_write_is_not_retried_under_its_new_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context {
+            store: QueueStore::new(dir.path().join("queue")),
+            project_root: None,
+            queue_dir_given: true,
+            project_root_given: false,
+        };
+        let id = ctx.store.insert(&stranded()).unwrap();
+        let config = dir.path().join("berth.toml");
+        std::fs::write(&config, "").unwrap();
+        let args = PickArgs {
+            queue: crate::cli::QueueArgs { queue_dir: None },
+            pr: id.clone(),
+            repo: None,
+            config: Some(config),
+        };
+        let read = pick(&ctx, &args).unwrap();
+        // A daemon takes it over in between: still `landing`, now its own.
+        let mut reclaimed = stranded();
+        reclaimed.claimed_by = Some("daemon-b~00000000~0:2:2".into());
+        let path = ctx.store.path_of(&id);
+        std::fs::write(&path, reclaimed.to_pretty_json()).unwrap();
+        let before = std::fs::read(&path).unwrap();
+
+        let error = format!("{:#}", retry_as_read(&ctx, &args, read).unwrap_err());
+        assert!(error.contains("changed since it was read"), "{error}");
+        assert!(
+            error.contains("claimed by elsewhere~00000000~0:1:1"),
+            "{error}"
+        );
+        assert!(
+            error.contains("claimed by daemon-b~00000000~0:2:2"),
+            "{error}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+
+        // Read again as it is now and judged: still stranded by the TTL, so it retries.
+        let read = pick(&ctx, &args).unwrap();
+        retry_as_read(&ctx, &args, read).unwrap();
+        assert_eq!(ctx.store.load(&id).unwrap().record.status, Status::Queued);
+    }
 }

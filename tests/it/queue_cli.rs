@@ -240,3 +240,47 @@ fn corrupt_files_are_reported_untouched_and_others_still_listed() {
         "status must never rewrite a file"
     );
 }
+
+/// `retry` and `abandon` judge a stranded record by the configured lock TTL, as the daemons
+/// do: a record of a silent foreign owner untouched for 10 minutes is still owned under the
+/// default 2 h TTL (refused), and stranded under a configured 5 min one (retried).
+#[test]
+fn retry_and_abandon_judge_stranded_records_by_the_configured_ttl() {
+    let world = World::new();
+    let repo = world.repo("widget", "git@github.com:acme/widget.git");
+    let ten_minutes_ago = berth::clock::iso(berth::clock::now() - chrono::Duration::minutes(10));
+    let in_flight = |pr: u64| {
+        world
+            .record(&repo, pr)
+            .set("status", "landing")
+            .set("claimedBy", "other-host:1:1")
+            .set("lastUpdatedAt", ten_minutes_ago.as_str())
+            .write()
+    };
+    let (first, second) = (in_flight(1), in_flight(2));
+    let short_ttl = world.config("lock_ttl_secs = 300\nheartbeat_secs = 60\n");
+    for verb in ["retry", "abandon"] {
+        world
+            .berth()
+            .args([verb, "1"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("still working on it"));
+    }
+    assert_eq!(world.read_record(&first)["status"], "landing");
+    world
+        .berth()
+        .args(["retry", "1", "--config"])
+        .arg(&short_ttl)
+        .assert()
+        .success();
+    assert_eq!(world.read_record(&first)["status"], "queued");
+    // The config is found as the daemons find it: BERTH_CONFIG too.
+    world
+        .berth()
+        .args(["abandon", "2"])
+        .env("BERTH_CONFIG", &short_ttl)
+        .assert()
+        .success();
+    assert_eq!(world.read_record(&second)["status"], "abandoned");
+}
