@@ -60,7 +60,16 @@ pub fn run(ctx: &Context, command: &LockCommand) -> anyhow::Result<Outcome> {
             repo_path,
             berth_dir,
             json,
-        } => status(ctx, repo_path.as_ref(), client(berth_dir)?, *json),
+        } => status(
+            ctx,
+            repo_path.as_ref(),
+            client(
+                &berth_dir
+                    .clone()
+                    .unwrap_or_else(crate::paths::default_berth_dir),
+            )?,
+            *json,
+        ),
         LockCommand::Release {
             repos: _,
             ref_name,
@@ -71,11 +80,9 @@ pub fn run(ctx: &Context, command: &LockCommand) -> anyhow::Result<Outcome> {
     }
 }
 
-fn client(berth_dir: &Option<PathBuf>) -> anyhow::Result<LockClient> {
-    let dir = berth_dir
-        .clone()
-        .unwrap_or_else(crate::paths::default_berth_dir);
-    crate::atomic_file::ensure_private_dir(&dir)?;
+/// A lock client whose scratch repo lives in `dir`.
+pub(super) fn client(dir: &std::path::Path) -> anyhow::Result<LockClient> {
+    crate::atomic_file::ensure_private_dir(dir)?;
     Ok(LockClient::new(
         &dir.join("lock-scratch.git"),
         LockSettings::default(),
@@ -221,7 +228,11 @@ fn release(
     berth_dir: &Option<PathBuf>,
 ) -> anyhow::Result<Outcome> {
     let (path, url) = gated_origin(ctx, repo_path)?;
-    let client = client(berth_dir)?;
+    let client = client(
+        &berth_dir
+            .clone()
+            .unwrap_or_else(crate::paths::default_berth_dir),
+    )?;
     let Some(lock) = client
         .list(&url)?
         .into_iter()

@@ -21,6 +21,7 @@ mod records;
 mod rules;
 mod run;
 mod status;
+mod waiting;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -302,7 +303,7 @@ pub fn main() -> ExitCode {
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(match cli.command {
-        Command::Status(args) => status::run(&Context::queue(&args.queue), &args)?.into(),
+        Command::Status(args) => status::run(&Context::repos(&args.repos), &args)?.into(),
         Command::Retry(args) => records::retry(&Context::queue(&args.queue), &args)?.into(),
         Command::Abandon(args) => {
             records::abandon(&Context::queue(&args.pick.queue), &args)?.into()

@@ -15,8 +15,9 @@ use crate::telemetry::Health;
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
     #[command(flatten)]
-    pub queue: super::QueueArgs,
-    /// Print `{"records": [...], "unreadable": [{"file", "reason"}]}` instead of a table.
+    pub repos: super::RepoArgs,
+    /// Print `{"records": [{..., "waiting"}], "unreadable": [{"file", "reason"}], ...}`
+    /// instead of a table.
     #[arg(long)]
     pub json: bool,
     /// berth's state dir, where a daemon reports its active rules and their last reload.
@@ -38,6 +39,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<Outcome> {
         Vec::new()
     });
     let daemon = DaemonView::read(&berth_dir);
+    let waits = super::waiting::read(ctx, &berth_dir, &scan);
     // Verdicts a daemon could not write (ENOSPC, EIO) and retries every tick.
     let unsaved = crate::daemon::read_unsaved(&berth_dir).unwrap_or_else(|e| {
         eprintln!(
@@ -48,6 +50,11 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<Outcome> {
     });
     if args.json {
         let mut value = as_json(&scan);
+        for record in value["records"].as_array_mut().into_iter().flatten() {
+            let waiting = record["id"].as_str().and_then(|id| waits.by_record.get(id));
+            record["waiting"] = serde_json::to_value(waiting)?;
+        }
+        value["waitingUnknown"] = json!(waits.problems);
         value["ruleFallbacks"] = serde_json::to_value(&fallbacks)?;
         value["unsavedVerdicts"] = serde_json::to_value(&unsaved)?;
         value["rules"] = match &rules {
@@ -58,6 +65,21 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<Outcome> {
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", as_table(&scan, ctx, &fallbacks));
+        for (id, waiting) in &waits.by_record {
+            if let Some(stored) = scan.records.iter().find(|s| &s.id == id) {
+                let r = &stored.record;
+                println!(
+                    "waiting: #{} {} {}: {}",
+                    r.pr_number,
+                    r.identity_or_path(),
+                    r.base_branch,
+                    waiting.line()
+                );
+            }
+        }
+        for problem in &waits.problems {
+            println!("waiting: {problem}");
+        }
         for line in &unsaved {
             println!(
                 "verdict not saved: {} is {} but its record could not be written (since {}): {}; the daemon writes it again every tick",

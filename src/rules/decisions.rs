@@ -208,26 +208,75 @@ impl DecisionLog {
 
 /// Every line of the log about PR `pr` (of `repo`, when given), oldest first.
 pub fn history(berth_dir: &Path, pr: u64, repo: Option<&str>) -> io::Result<Vec<Value>> {
-    let path = berth_dir.join(DECISIONS_FILE);
-    // Not through a symlink (to /dev/zero: one endless line), not blocking on a FIFO.
-    let file = match crate::atomic_file::open_read_nofollow(&path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
     let mut lines = Vec::new();
-    for line in io::BufReader::new(file).lines() {
-        // A torn last line (a crash mid-append) is skipped, not fatal.
-        let Ok(value) = serde_json::from_str::<Value>(&line?) else {
-            continue;
-        };
+    each_line(berth_dir, |value| {
         let same_pr = value.get("pr").and_then(Value::as_u64) == Some(pr);
         let same_repo = repo.is_none_or(|r| value.get("repo").and_then(Value::as_str) == Some(r));
         if same_pr && same_repo {
             lines.push(value);
         }
-    }
+    })?;
     Ok(lines)
+}
+
+/// A policy's `wait` that still holds a record: the latest `admit` answer about it was
+/// `wait` and its status has not changed since.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PolicyWait {
+    pub reason: String,
+    /// When the daemon wrote that answer (it writes a repeated answer once).
+    pub since: String,
+}
+
+/// Record id → the policy `wait` holding it, from the log.
+pub fn policy_waits(berth_dir: &Path) -> io::Result<HashMap<String, PolicyWait>> {
+    let text = |value: &Value, key: &str| {
+        value
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let mut waits: HashMap<String, PolicyWait> = HashMap::new();
+    each_line(berth_dir, |value| {
+        let record = text(&value, "record");
+        match text(&value, "kind").as_str() {
+            "status" => {
+                waits.remove(&record);
+            }
+            "decision" if text(&value, "function") == "admit" => {
+                if text(&value, "decision") == "wait" {
+                    let wait = PolicyWait {
+                        reason: text(&value, "reason"),
+                        since: text(&value, "time"),
+                    };
+                    waits.insert(record, wait);
+                } else {
+                    waits.remove(&record);
+                }
+            }
+            _ => {}
+        }
+    })?;
+    Ok(waits)
+}
+
+/// Calls `f` with every whole line of the log, oldest first (none when there is no log).
+fn each_line(berth_dir: &Path, mut f: impl FnMut(Value)) -> io::Result<()> {
+    let path = berth_dir.join(DECISIONS_FILE);
+    // Not through a symlink (to /dev/zero: one endless line), not blocking on a FIFO.
+    let file = match crate::atomic_file::open_read_nofollow(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for line in io::BufReader::new(file).lines() {
+        // A torn last line (a crash mid-append) is skipped, not fatal.
+        if let Ok(value) = serde_json::from_str::<Value>(&line?) {
+            f(value);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

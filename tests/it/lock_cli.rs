@@ -1,4 +1,4 @@
-//! `berth lock status` and `berth lock release`.
+//! `berth lock status` and `berth lock release`, and what a held lock means to `berth status`.
 
 use predicates::prelude::*;
 
@@ -115,4 +115,84 @@ fn lock_release_does_not_write_through_a_symlinked_release_log() {
         "keep\n",
         "berth wrote through the symlink planted at lock-releases.jsonl"
     );
+}
+
+/// `berth status` says why a queued record waits: the policy's `wait` (from the decision
+/// log a real `run --once` wrote), its `berthNotBefore`, and its lane's lock held on the
+/// origin by another holder (named, with the expiry); in text and in `--json`.
+#[test]
+fn status_says_why_a_queued_record_waits() {
+    let world = World::new();
+    let (lane, ref_name) = held_lane(&world);
+    let id = lane.queue(1, "main");
+    let root = world.rules_root();
+    world.write_rule(
+        "policies/landing.rhai",
+        &crate::rules::default_landing_answering(
+            r#"#{ decision: "wait", reason: "release freeze until Monday" }"#,
+        ),
+    );
+    let config = world.git_forge_config("");
+    world
+        .berth_daemon()
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .arg("--rules-root")
+        .arg(&root)
+        .assert()
+        .success();
+    assert_eq!(world.read_record(&id)["status"], "queued");
+    // What a requeue with a delay leaves in the record.
+    let path = world.queue.join(format!("{id}.json"));
+    let mut record = world.read_record(&id);
+    record["berthNotBefore"] = "2030-01-01T00:00:00.000Z".into();
+    std::fs::write(&path, record.to_string()).unwrap();
+
+    world
+        .berth_daemon()
+        .arg("status")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("waiting: #1 "))
+        .stdout(predicate::str::contains(
+            "policy wait: release freeze until Monday (since 20",
+        ))
+        .stdout(predicate::str::contains(
+            "retry after 2030-01-01T00:00:00.000Z",
+        ))
+        .stdout(predicate::str::contains(format!(
+            "lane busy: {ref_name} held by holder-host:42:7 until 20"
+        )));
+    let out = world
+        .berth_daemon()
+        .args(["status", "--json"])
+        .assert()
+        .success();
+    let doc: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let waiting = &doc["records"][0]["waiting"];
+    assert_eq!(waiting["policy"]["reason"], "release freeze until Monday");
+    assert_eq!(waiting["notBefore"], "2030-01-01T00:00:00.000Z");
+    assert_eq!(waiting["laneBusy"]["ref"], ref_name.as_str());
+    assert_eq!(waiting["laneBusy"]["holder"], "holder-host:42:7");
+    assert!(
+        waiting["laneBusy"]["expiresAt"]
+            .as_str()
+            .unwrap()
+            .starts_with("20")
+    );
+
+    // Released, the lane is free again: only the policy and the delay hold the record.
+    world
+        .berth_daemon()
+        .args(["lock", "release", &ref_name, "--repo-path"])
+        .arg(&lane.clone)
+        .arg("--force")
+        .assert()
+        .success();
+    world
+        .berth_daemon()
+        .arg("status")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("lane busy").not())
+        .stdout(predicate::str::contains("policy wait: release freeze"));
 }

@@ -1,0 +1,162 @@
+//! Why a queued record waits, as `berth status` tells it: the landing policy's `wait` (the
+//! daemon's decision log), a `berthNotBefore` a requeue set, and its lane's lock held on the
+//! repo's origin. Another process's view: each part is read, never asked of a daemon.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::Context;
+use crate::lane_lock::{Lane, ListedLock, LockListing, lock_ref_name};
+use crate::record::Status;
+use crate::rules::decisions::PolicyWait;
+use crate::store::Scan;
+
+/// The reasons one queued record is not landing now (each `None` when it does not apply).
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Waiting {
+    pub policy: Option<PolicyWait>,
+    /// `berthNotBefore`: the record is passed over until then.
+    pub not_before: Option<String>,
+    pub lane_busy: Option<LaneBusy>,
+}
+
+/// A live lane lock on the record's lane: someone else is landing there.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LaneBusy {
+    #[serde(rename = "ref")]
+    pub lock_ref: String,
+    pub holder: String,
+    pub expires_at: String,
+}
+
+impl Waiting {
+    fn is_empty(&self) -> bool {
+        self.policy.is_none() && self.not_before.is_none() && self.lane_busy.is_none()
+    }
+
+    /// `policy wait: freeze (since T); retry after T; lane busy: lock held by X until T`.
+    pub fn line(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(wait) = &self.policy {
+            parts.push(format!(
+                "policy wait: {} (since {})",
+                wait.reason, wait.since
+            ));
+        }
+        if let Some(at) = &self.not_before {
+            parts.push(format!("retry after {at}"));
+        }
+        if let Some(busy) = &self.lane_busy {
+            parts.push(format!(
+                "lane busy: {} held by {} until {}",
+                busy.lock_ref, busy.holder, busy.expires_at
+            ));
+        }
+        parts.join("; ")
+    }
+}
+
+/// Every queued record that waits, by id, and what could not be read on the way.
+#[derive(Default)]
+pub struct Waits {
+    pub by_record: BTreeMap<String, Waiting>,
+    pub problems: Vec<String>,
+}
+
+pub fn read(ctx: &Context, berth_dir: &Path, scan: &Scan) -> Waits {
+    let mut waits = Waits::default();
+    let queued: Vec<_> = scan
+        .records
+        .iter()
+        .filter(|s| s.record.status == Status::Queued)
+        .collect();
+    if queued.is_empty() {
+        return waits;
+    }
+    let mut policy = crate::rules::decisions::policy_waits(berth_dir).unwrap_or_else(|e| {
+        waits.problems.push(format!(
+            "policy waits: {} unreadable: {e}",
+            berth_dir
+                .join(crate::rules::decisions::DECISIONS_FILE)
+                .display()
+        ));
+        Default::default()
+    });
+    // The lock ref of each record's lane and the origin it lives on, for the records that
+    // pass the gates (the daemon blocks the others; that is not waiting).
+    let allowlist = ctx.allowlist();
+    let lanes: BTreeMap<&str, (String, String)> = queued
+        .iter()
+        .filter_map(|s| {
+            let gated = allowlist.gate_record(&s.record).ok()?;
+            let lane = Lane {
+                repo_identity: gated.identity,
+                base_branch: s.record.base_branch.clone(),
+            };
+            Some((s.id.as_str(), (gated.origin_url?, lock_ref_name(&lane))))
+        })
+        .collect();
+    let locks = list_locks(berth_dir, lanes.values().map(|(url, _)| url.as_str()));
+    for stored in queued {
+        let mut waiting = Waiting {
+            policy: policy.remove(&stored.id),
+            not_before: stored
+                .record
+                .extra
+                .get(crate::daemon::NOT_BEFORE_FIELD)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
+            lane_busy: None,
+        };
+        if let Some((url, lock_ref)) = lanes.get(stored.id.as_str()) {
+            waiting.lane_busy = match locks.get(url.as_str()) {
+                Some(Ok(listed)) => busy(listed, lock_ref),
+                _ => None,
+            };
+        }
+        if !waiting.is_empty() {
+            waits.by_record.insert(stored.id.clone(), waiting);
+        }
+    }
+    for (url, listed) in &locks {
+        if let Err(e) = listed {
+            waits
+                .problems
+                .push(format!("lane locks on {url} not listed: {e}"));
+        }
+    }
+    waits
+}
+
+/// The lane locks on each origin, listed once per origin.
+fn list_locks<'a>(
+    berth_dir: &Path,
+    urls: impl Iterator<Item = &'a str>,
+) -> BTreeMap<&'a str, Result<Vec<LockListing>, String>> {
+    let mut out = BTreeMap::new();
+    let client = super::lock::client(berth_dir);
+    for url in urls {
+        out.entry(url).or_insert_with(|| match &client {
+            Ok(client) => client.list(url).map_err(|e| format!("{e:#}")),
+            Err(e) => Err(format!("{e:#}")),
+        });
+    }
+    out
+}
+
+/// The live lock on `lock_ref`, if any: an expired one, or one whose holder is gone, is
+/// taken over by the next landing, so it holds nothing up.
+fn busy(listed: &[LockListing], lock_ref: &str) -> Option<LaneBusy> {
+    listed.iter().find_map(|lock| match &lock.state {
+        ListedLock::Live(payload) if lock.ref_name == lock_ref => Some(LaneBusy {
+            lock_ref: lock.ref_name.clone(),
+            holder: payload.owner_id.clone(),
+            expires_at: payload.expires_at.clone(),
+        }),
+        _ => None,
+    })
+}
