@@ -1,18 +1,20 @@
 //! `berth explain <PR> [--repo IDENTITY]`: why a record is where it is — every policy
 //! decision about it and every status change, oldest first, from the daemon's decision log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde_json::Value;
 
 use super::{Context, Outcome};
+use crate::lane_lock::{Lane, lock_ref_name};
 use crate::rules::set::short;
+use crate::store::StoredRecord;
 
 #[derive(clap::Args, Debug)]
 pub struct ExplainArgs {
     #[command(flatten)]
-    pub queue: super::QueueArgs,
+    pub repos: super::RepoArgs,
     /// The PR number, or a record id (as `status --json`, `retry` and `abandon` show it).
     #[arg(value_name = "PR or id")]
     pub target: String,
@@ -46,6 +48,11 @@ pub fn run(ctx: &Context, args: &ExplainArgs) -> anyhow::Result<Outcome> {
     if let Some(id) = &only {
         lines.retain(|line| text(line, "record") == id);
     }
+    let queue = now_records(ctx);
+    lines.extend(lock_releases(ctx, &berth_dir, &lines, &queue)?);
+    // ISO times of one format: text order is time order (stable: a line written first
+    // stays first within the same millisecond).
+    lines.sort_by(|a, b| text(a, "time").cmp(text(b, "time")));
     if lines.is_empty() {
         println!(
             "nothing recorded for {}{} in {}",
@@ -73,14 +80,22 @@ pub fn run(ctx: &Context, args: &ExplainArgs) -> anyhow::Result<Outcome> {
         let record = text(line, "record");
         by_record.entry(record.to_owned()).or_default().push(line);
     }
-    let now = now_status(ctx);
     for (record, lines) in by_record {
-        let repo = lines.first().map_or("", |l| text(l, "repo"));
+        // A lock release names no repo: the first line that does.
+        let repo = lines
+            .iter()
+            .map(|l| text(l, "repo"))
+            .find(|r| !r.is_empty())
+            .unwrap_or("");
         println!("PR #{pr} of {repo} (record {record})");
         for line in lines {
             println!("  {}", describe(line));
         }
-        if let Some(status) = now.get(&record) {
+        if let Some(stored) = queue.get(&record) {
+            let status = match &stored.record.last_error {
+                Some(why) => format!("{} ({why})", stored.record.status),
+                None => stored.record.status.to_string(),
+            };
             println!("  now: {status}");
         }
     }
@@ -95,6 +110,24 @@ fn text<'a>(line: &'a Value, key: &str) -> &'a str {
 /// `<time>  admit     wait: freeze window  [policies/landing.rhai, rules 1a2b3c4d5e6f]`.
 fn describe(line: &Value) -> String {
     let time = text(line, "time");
+    if text(line, "kind") == "operator" {
+        let mut out = format!(
+            "{time}  operator        {} by {}",
+            text(line, "act"),
+            text(line, "user")
+        );
+        if line.get("to").is_some() {
+            out.push_str(&format!(": {} -> {}", text(line, "from"), text(line, "to")));
+        }
+        if let Some(lock) = line.get("ref").and_then(Value::as_str) {
+            out.push_str(&format!(" of {lock}"));
+        }
+        let reason = text(line, "reason");
+        if !reason.is_empty() {
+            out.push_str(&format!(": {reason}"));
+        }
+        return out;
+    }
     if text(line, "kind") == "status" {
         let reason = text(line, "reason");
         let mut out = format!(
@@ -124,21 +157,50 @@ fn describe(line: &Value) -> String {
     out
 }
 
-/// Each record's status in the queue now, when the queue is readable.
-fn now_status(ctx: &Context) -> BTreeMap<String, String> {
+/// The records in the queue now, by id, when the queue is readable.
+fn now_records(ctx: &Context) -> BTreeMap<String, StoredRecord> {
     ctx.store
         .scan()
         .map(|scan| {
             scan.records
                 .into_iter()
-                .map(|s| {
-                    let status = match &s.record.last_error {
-                        Some(why) => format!("{} ({why})", s.record.status),
-                        None => s.record.status.to_string(),
-                    };
-                    (s.id, status)
-                })
+                .map(|s| (s.id.clone(), s))
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Forced releases of the lane locks of the records in `lines` (known from the queue),
+/// each repeated under every such record so it shows in that record's story. A record's
+/// lane is the daemon's: its identity as the gates resolve it from `origin`.
+fn lock_releases(
+    ctx: &Context,
+    berth_dir: &std::path::Path,
+    lines: &[Value],
+    queue: &BTreeMap<String, StoredRecord>,
+) -> anyhow::Result<Vec<Value>> {
+    let allowlist = ctx.allowlist();
+    let lanes: BTreeMap<String, String> = lines
+        .iter()
+        .filter_map(|line| queue.get(text(line, "record")))
+        .filter_map(|stored| {
+            let gated = allowlist.gate_record(&stored.record).ok()?;
+            let lane = Lane {
+                repo_identity: gated.identity,
+                base_branch: stored.record.base_branch.clone(),
+            };
+            Some((stored.id.clone(), lock_ref_name(&lane)))
+        })
+        .collect();
+    let refs: BTreeSet<String> = lanes.values().cloned().collect();
+    let releases = crate::rules::decisions::lock_releases(berth_dir, &refs)?;
+    let mut out = Vec::new();
+    for (id, lane_ref) in &lanes {
+        for release in releases.iter().filter(|r| text(r, "ref") == lane_ref) {
+            let mut line = release.clone();
+            line["record"] = Value::from(id.as_str());
+            out.push(line);
+        }
+    }
+    Ok(out)
 }

@@ -274,6 +274,18 @@ fn release(
     crate::atomic_file::open_append_private(&dir.join("lock-releases.jsonl"))
         .and_then(|mut f| writeln!(f, "{entry}"))
         .context("recording the release in lock-releases.jsonl")?;
+    // And beside the daemon's decisions, so `explain` shows it with the lane's records.
+    let reason = format!("{}: {what}", describe(&lock));
+    let act = crate::rules::decisions::OperatorAct {
+        act: crate::rules::decisions::LOCK_RELEASE,
+        subject: None,
+        from: None,
+        to: None,
+        lock_ref: Some(ref_name),
+        reason: &reason,
+    };
+    crate::rules::decisions::operator_act(&dir, &act)
+        .context("recording the release in decisions.jsonl")?;
     Ok(match released {
         Released::NotOurs { .. } => Outcome::NeedsAttention,
         _ => Outcome::Clean,

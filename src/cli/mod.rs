@@ -316,7 +316,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Faults(args) => faults::run(&args)?.into(),
         Command::Patterns(args) => patterns::run(&args)?.into(),
         Command::Rules(args) => rules::run(&args)?.into(),
-        Command::Explain(args) => explain::run(&Context::queue(&args.queue), &args)?.into(),
+        Command::Explain(args) => explain::run(&Context::repos(&args.repos), &args)?.into(),
         Command::Install(args) => install::install(&Context::repos(&args.repos), &args)?.into(),
         Command::Uninstall(args) => install::uninstall(&args)?.into(),
         Command::Doctor(args) => doctor::run(&Context::repos(&args.repos), &args)?.into(),

@@ -4,6 +4,7 @@ use anyhow::{Context as _, bail};
 
 use super::{Context, Outcome};
 use crate::record::Status;
+use crate::rules::decisions::{OperatorAct, Subject};
 use crate::store::{Expect, StoredRecord};
 
 #[derive(clap::Args, Debug)]
@@ -19,6 +20,9 @@ pub struct PickArgs {
     /// `BERTH_CONFIG`, else `$XDG_CONFIG_HOME/berth/config.toml` if present.
     #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
+    /// berth's state dir, whose `decisions.jsonl` records the act for `berth explain`.
+    #[arg(long, env = "BERTH_DIR", value_name = "DIR")]
+    pub berth_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -152,7 +156,47 @@ fn retry_as_read(ctx: &Context, args: &PickArgs, stored: StoredRecord) -> anyhow
         )
         .with_context(|| format!("retrying {}", stored.id))?;
     println!("{}: {from} -> queued", stored.id);
+    record_act(args, &stored, "retry", from, Status::Queued, "")?;
     Ok(Outcome::Clean)
+}
+
+/// Logs the operator's act in the decision log, where `explain` shows it in order with
+/// the daemon's decisions. The act is done by then; a log that cannot be written is an
+/// error, so the operator knows the history is missing it.
+fn record_act(
+    args: &PickArgs,
+    stored: &StoredRecord,
+    act: &str,
+    from: Status,
+    to: Status,
+    reason: &str,
+) -> anyhow::Result<()> {
+    let berth_dir = args
+        .berth_dir
+        .clone()
+        .unwrap_or_else(crate::paths::default_berth_dir);
+    let repo = stored.record.identity_or_path();
+    let line = OperatorAct {
+        act,
+        subject: Some(Subject {
+            id: &stored.id,
+            pr: stored.record.pr_number,
+            repo: &repo,
+        }),
+        from: Some(from),
+        to: Some(to),
+        lock_ref: None,
+        reason,
+    };
+    crate::rules::decisions::operator_act(&berth_dir, &line).with_context(|| {
+        format!(
+            "{} is {to}, but the act was not recorded in {}",
+            stored.id,
+            berth_dir
+                .join(crate::rules::decisions::DECISIONS_FILE)
+                .display()
+        )
+    })
 }
 
 pub fn abandon(ctx: &Context, args: &AbandonArgs) -> anyhow::Result<Outcome> {
@@ -187,6 +231,14 @@ pub fn abandon(ctx: &Context, args: &AbandonArgs) -> anyhow::Result<Outcome> {
         })
         .with_context(|| format!("abandoning {}", stored.id))?;
     println!("{}: {from} -> abandoned", stored.id);
+    record_act(
+        &args.pick,
+        &stored,
+        "abandon",
+        from,
+        Status::Abandoned,
+        &args.reason,
+    )?;
     Ok(Outcome::Clean)
 }
 
@@ -227,6 +279,7 @@ mod tests {
             pr: id.clone(),
             repo: None,
             config: Some(config),
+            berth_dir: Some(dir.path().join("berth")),
         };
         let read = pick(&ctx, &args).unwrap();
         // A daemon takes it over in between: still `landing`, now its own.
@@ -247,6 +300,7 @@ mod tests {
             "{error}"
         );
         assert_eq!(std::fs::read(&path).unwrap(), before);
+        assert!(!dir.path().join("berth/decisions.jsonl").exists());
 
         // Read again as it is now and judged: still stranded by the TTL, so it retries.
         let read = pick(&ctx, &args).unwrap();

@@ -32,6 +32,27 @@ pub struct Subject<'a> {
     pub repo: &'a str,
 }
 
+/// A line's `record`, `pr` and `repo`, left out when the line is about no record.
+#[derive(Serialize)]
+struct About<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pr: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    repo: Option<&'a str>,
+}
+
+impl<'a> About<'a> {
+    fn of(subject: Option<Subject<'a>>) -> About<'a> {
+        About {
+            record: subject.map(|s| s.id),
+            pr: subject.map(|s| s.pr),
+            repo: subject.map(|s| s.repo),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct DecisionLine<'a> {
     time: String,
@@ -39,12 +60,8 @@ struct DecisionLine<'a> {
     ruleset: &'a str,
     file: &'a str,
     function: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    record: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pr: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    repo: Option<&'a str>,
+    #[serde(flatten)]
+    about: About<'a>,
     decision: &'a str,
     reason: &'a str,
     fallback: bool,
@@ -160,9 +177,7 @@ impl DecisionLog {
             ruleset: &decided.ruleset,
             file: decided.file,
             function: decided.function,
-            record: subject.map(|s| s.id),
-            pr: subject.map(|s| s.pr),
-            repo: subject.map(|s| s.repo),
+            about: About::of(subject),
             decision,
             reason,
             fallback: decided.is_fallback(),
@@ -191,19 +206,76 @@ impl DecisionLog {
     }
 
     fn append(&self, line: &impl Serialize) {
-        let result = serde_json::to_string(line)
-            .map_err(io::Error::other)
-            .and_then(|mut text| {
-                text.push('\n');
-                // Never through a symlink planted in berth's dir.
-                let mut file = crate::atomic_file::open_append_private(&self.path)?;
-                // One write of one line: O_APPEND keeps concurrent lines whole.
-                file.write_all(text.as_bytes())
-            });
-        if let Err(e) = result {
+        if let Err(e) = append_line(&self.path, line) {
             tracing::warn!(log = %self.path.display(), "decision not logged: {e}");
         }
     }
+}
+
+fn append_line(path: &Path, line: &impl Serialize) -> io::Result<()> {
+    let mut text = serde_json::to_string(line).map_err(io::Error::other)?;
+    text.push('\n');
+    // Never through a symlink planted in berth's dir.
+    let mut file = crate::atomic_file::open_append_private(path)?;
+    // One write of one line: O_APPEND keeps concurrent lines whole.
+    file.write_all(text.as_bytes())
+}
+
+/// What an operator did by hand (`retry`, `abandon`, `lock release`), logged beside the
+/// daemon's decisions so `berth explain` tells the whole story in order.
+pub struct OperatorAct<'a> {
+    pub act: &'a str,
+    /// The record it was about (`retry`, `abandon`).
+    pub subject: Option<Subject<'a>>,
+    pub from: Option<Status>,
+    pub to: Option<Status>,
+    /// The lane lock it was about (`lock release`).
+    pub lock_ref: Option<&'a str>,
+    pub reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct OperatorLine<'a> {
+    time: String,
+    kind: &'static str,
+    act: &'a str,
+    #[serde(flatten)]
+    about: About<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<Status>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<Status>,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    lock_ref: Option<&'a str>,
+    reason: &'a str,
+    /// The login that did it (`$USER`, else the uid).
+    user: String,
+    /// The owner stamp of the process that did it (host, pid, start).
+    process: String,
+}
+
+/// Appends `act` to `<berth_dir>/decisions.jsonl`.
+pub fn operator_act(berth_dir: &Path, act: &OperatorAct<'_>) -> io::Result<()> {
+    crate::atomic_file::ensure_private_dir(berth_dir)?;
+    let user = std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| format!("uid {}", nix::unistd::getuid()));
+    append_line(
+        &berth_dir.join(DECISIONS_FILE),
+        &OperatorLine {
+            time: crate::clock::now_iso(),
+            kind: "operator",
+            act: act.act,
+            about: About::of(act.subject),
+            from: act.from,
+            to: act.to,
+            lock_ref: act.lock_ref,
+            reason: act.reason,
+            user,
+            process: crate::ownership::this_process(),
+        },
+    )
 }
 
 /// Every line of the log about PR `pr` (of `repo`, when given), oldest first.
@@ -218,6 +290,26 @@ pub fn history(berth_dir: &Path, pr: u64, repo: Option<&str>) -> io::Result<Vec<
     })?;
     Ok(lines)
 }
+
+/// The operator's `lock release` lines about any of `refs` (lane locks), oldest first.
+pub fn lock_releases(
+    berth_dir: &Path,
+    refs: &std::collections::BTreeSet<String>,
+) -> io::Result<Vec<Value>> {
+    let mut lines = Vec::new();
+    each_line(berth_dir, |value| {
+        let is_release = value.get("kind").and_then(Value::as_str) == Some("operator")
+            && value.get("act").and_then(Value::as_str) == Some(LOCK_RELEASE);
+        let lane = value.get("ref").and_then(Value::as_str);
+        if is_release && lane.is_some_and(|r| refs.contains(r)) {
+            lines.push(value);
+        }
+    })?;
+    Ok(lines)
+}
+
+/// The `act` of a forced lane-lock release.
+pub const LOCK_RELEASE: &str = "lock release";
 
 /// A policy's `wait` that still holds a record: the latest `admit` answer about it was
 /// `wait` and its status has not changed since.
@@ -241,7 +333,8 @@ pub fn policy_waits(berth_dir: &Path) -> io::Result<HashMap<String, PolicyWait>>
     each_line(berth_dir, |value| {
         let record = text(&value, "record");
         match text(&value, "kind").as_str() {
-            "status" => {
+            // The record moved (by the daemon or an operator): an older wait is over.
+            "status" | "operator" => {
                 waits.remove(&record);
             }
             "decision" if text(&value, "function") == "admit" => {

@@ -23,6 +23,31 @@ fn held_lane(world: &World) -> (GitLane<'_>, String) {
     (lane, berth::lane_lock::lock_ref_name(&lane_key))
 }
 
+/// [`held_lane`] with record #1 queued in it, after one `run --once` whose landing policy
+/// answered `admit` with `answer` (exit code `code`): the lane, its lock ref, the record id.
+fn held_lane_after_admit<'w>(
+    world: &'w World,
+    answer: &str,
+    code: i32,
+) -> (GitLane<'w>, String, String) {
+    let (lane, ref_name) = held_lane(world);
+    let id = lane.queue(1, "main");
+    let root = world.rules_root();
+    world.write_rule(
+        "policies/landing.rhai",
+        &crate::rules::default_landing_answering(answer),
+    );
+    let config = world.git_forge_config("");
+    world
+        .berth_daemon()
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .arg("--rules-root")
+        .arg(&root)
+        .assert()
+        .code(code);
+    (lane, ref_name, id)
+}
+
 #[test]
 fn status_lists_a_live_lock_and_release_needs_force_then_removes_it() {
     let world = World::new();
@@ -123,23 +148,11 @@ fn lock_release_does_not_write_through_a_symlinked_release_log() {
 #[test]
 fn status_says_why_a_queued_record_waits() {
     let world = World::new();
-    let (lane, ref_name) = held_lane(&world);
-    let id = lane.queue(1, "main");
-    let root = world.rules_root();
-    world.write_rule(
-        "policies/landing.rhai",
-        &crate::rules::default_landing_answering(
-            r#"#{ decision: "wait", reason: "release freeze until Monday" }"#,
-        ),
+    let (lane, ref_name, id) = held_lane_after_admit(
+        &world,
+        r#"#{ decision: "wait", reason: "release freeze until Monday" }"#,
+        0,
     );
-    let config = world.git_forge_config("");
-    world
-        .berth_daemon()
-        .args(["run", "--once", "--config", config.to_str().unwrap()])
-        .arg("--rules-root")
-        .arg(&root)
-        .assert()
-        .success();
     assert_eq!(world.read_record(&id)["status"], "queued");
     // What a requeue with a delay leaves in the record.
     let path = world.queue.join(format!("{id}.json"));
@@ -195,4 +208,63 @@ fn status_says_why_a_queued_record_waits() {
         .success()
         .stdout(predicate::str::contains("lane busy").not())
         .stdout(predicate::str::contains("policy wait: release freeze"));
+}
+
+/// Operator acts are part of a record's story: `retry`, `abandon` and a forced release of
+/// its lane's lock are logged with who and when, and `explain` shows them in order with
+/// the daemon's own decisions.
+#[test]
+fn explain_shows_operator_acts_in_order_with_the_daemons_decisions() {
+    let world = World::new();
+    let (lane, ref_name, id) = held_lane_after_admit(
+        &world,
+        r#"#{ decision: "block", reason: "needs sign-off" }"#,
+        1,
+    );
+    assert_eq!(world.read_record(&id)["status"], "blocked");
+    let operator = |args: &[&str]| {
+        world
+            .berth_daemon()
+            .env("USER", "alice")
+            .args(args)
+            .assert()
+            .success();
+    };
+    operator(&["retry", &id]);
+    let repo = lane.clone.to_str().unwrap();
+    operator(&["lock", "release", &ref_name, "--repo-path", repo, "--force"]);
+    operator(&["abandon", &id, "--reason", "superseded by #2"]);
+
+    let out = world
+        .berth_daemon()
+        .args(["explain", &id])
+        .assert()
+        .success();
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let at = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("explain lacks {needle:?}:\n{text}"))
+    };
+    let story = [
+        at("block: needs sign-off"),
+        at("queued -> blocked"),
+        at("operator        retry by alice: blocked -> queued"),
+        at(&format!(
+            "operator        lock release by alice of {ref_name}"
+        )),
+        at("operator        abandon by alice: queued -> abandoned: superseded by #2"),
+        at("now: abandoned"),
+    ];
+    assert!(story.is_sorted(), "out of order {story:?}:\n{text}");
+    assert!(text[story[3]..].contains("removed"), "{text}");
+    // Each act line says who and from where: the user and this host's process stamp.
+    let acts: Vec<serde_json::Value> = world
+        .decisions()
+        .into_iter()
+        .filter(|d| d["kind"] == "operator")
+        .collect();
+    assert_eq!(acts.len(), 3);
+    assert!(acts.iter().all(|a| a["user"] == "alice"
+        && a["process"].as_str().is_some_and(|p| !p.is_empty())
+        && a["time"].as_str().is_some_and(|t| t.starts_with("20"))));
 }
