@@ -198,6 +198,18 @@ pub fn lock_expiry_unreadable(owner_id: &str) -> String {
     format!("release lock expiry unreadable for {owner_id}")
 }
 
+/// Creating the lane lock lost to another creator (gstack: the push-create failed).
+pub const LOCK_ALREADY_HELD: &str = "lock already held";
+
+/// Taking over an expired lane lock lost to another taker.
+pub const STALE_STEAL_FAILED: &str = "stale lock steal failed";
+
+/// The lock commit for an acquire could not be written.
+pub const LOCK_COMMIT_FAILED: &str = "could not create lock commit";
+
+/// The lock commit for a refresh could not be written.
+pub const HEARTBEAT_COMMIT_FAILED: &str = "could not create heartbeat lock commit";
+
 /// A refresh found the lock ref gone.
 pub const LOCK_REF_DISAPPEARED: &str = "release lock ref disappeared";
 
@@ -349,6 +361,24 @@ mod tests {
             (
                 LOCK_REF_DISAPPEARED.to_owned(),
                 "release lock ref disappeared",
+            ),
+            (LOCK_ALREADY_HELD.to_owned(), "lock already held"),
+            (STALE_STEAL_FAILED.to_owned(), "stale lock steal failed"),
+            (
+                LOCK_COMMIT_FAILED.to_owned(),
+                "could not create lock commit",
+            ),
+            (
+                HEARTBEAT_COMMIT_FAILED.to_owned(),
+                "could not create heartbeat lock commit",
+            ),
+            (
+                LOCK_NOT_OWNED.to_owned(),
+                "release lock is no longer owned by this daemon",
+            ),
+            (
+                LOCK_HEARTBEAT_FAILED.to_owned(),
+                "release lock heartbeat failed",
             ),
         ];
         for (ours, gstack) in cases {

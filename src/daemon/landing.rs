@@ -230,11 +230,12 @@ pub async fn land(
         OutcomeKind::Blocked(why) => {
             tracing::warn!(record = %id, "{}: {why}", pr(Status::Blocked))
         }
+        // gstack logs why (e.g. the lock's answer) on its own line, then the status.
         OutcomeKind::Requeued(why) => {
-            tracing::warn!(record = %id, "{}: back in the queue: {why}", pr(Status::Queued))
+            tracing::warn!(record = %id, "{why}");
+            tracing::warn!(record = %id, "{}: back in the queue", pr(Status::Queued))
         }
         OutcomeKind::LaneBusy(why) => {
-            // gstack logs the lock's answer on its own line, then the status.
             tracing::info!(record = %id, "{why}");
             tracing::info!(record = %id, "{}: lane skipped", pr(Status::Queued))
         }
@@ -446,7 +447,11 @@ async fn acquire_lock(
                 format!("{reason}; inspect it with `berth lock status`"),
             )))
         }
-        Some(Err(e)) => Err(Stop::Requeue(format!("could not take the lane lock: {e}"))),
+        // gstack logs every lock it did not get this way, errors included.
+        Some(Err(e)) => Err(Stop::Requeue(gstack_text::lock_unavailable(
+            &c.record.base_branch,
+            e,
+        ))),
         None => Err(Stop::Requeue(
             "taking the lane lock did not finish; if it was taken, it expires on its TTL".into(),
         )),

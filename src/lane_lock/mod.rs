@@ -42,6 +42,7 @@ use git2::{Oid, Reference};
 
 use crate::atomic_file::ensure_private_dir;
 use crate::clock;
+use crate::gstack_text;
 use crate::safe_key::safe_key;
 
 pub use heartbeat::{Heartbeat, LockWatch};
@@ -73,6 +74,10 @@ pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Reads and updates retried when the ref keeps changing under us before giving up (the
 /// lane is then simply skipped this tick).
 const MAX_ATTEMPTS: u32 = 6;
+
+/// A fetched lock could not be read back from the scratch repository (gstack has no
+/// words for it: it reads straight from `git log`).
+const READ_FAILED: &str = "could not read the fetched lane lock";
 
 /// Where a fetched lock lands in the per-operation scratch repository.
 const READ_REF: &str = "refs/berth/read";
@@ -226,9 +231,9 @@ impl HeldLock {
     /// refresh succeeded within the TTL); `None` while the lock is ours.
     pub fn loss(&self) -> Option<&'static str> {
         match &self.stolen {
-            Some(StolenTo(None)) => Some(crate::gstack_text::LOCK_REF_DISAPPEARED),
-            Some(StolenTo(Some(_))) => Some(crate::gstack_text::LOCK_NOT_OWNED),
-            None if self.is_lost(Instant::now()) => Some(crate::gstack_text::LOCK_HEARTBEAT_FAILED),
+            Some(StolenTo(None)) => Some(gstack_text::LOCK_REF_DISAPPEARED),
+            Some(StolenTo(Some(_))) => Some(gstack_text::LOCK_NOT_OWNED),
+            None if self.is_lost(Instant::now()) => Some(gstack_text::LOCK_HEARTBEAT_FAILED),
             None => None,
         }
     }
@@ -295,10 +300,12 @@ pub enum LockError {
         #[source]
         source: std::io::Error,
     },
+    /// `what` is gstack's words for it where gstack has them.
     #[error(
-        "building the lock commit for {ref_name} failed: {source}; this is a local libgit2 problem, check berth's state dir"
+        "{what} for {ref_name}: {source}; this is a local libgit2 problem, check berth's state dir"
     )]
     LocalGit {
+        what: &'static str,
         ref_name: String,
         #[source]
         source: git2::Error,
@@ -339,10 +346,13 @@ pub enum LockError {
         url: String,
         ttl: Duration,
     },
+    /// `why` is gstack's words for the last failed step (`lock already held`, `stale lock
+    /// steal failed`), or says which operation it was.
     #[error(
-        "lane lock {ref_name} on {url}: {op} did not settle in {attempts} attempts (last: {last}); the ref kept changing or the remote kept refusing the update: skip the lane this tick, and if it persists check push rights to refs/gstack/release-locks/"
+        "{why}: lane lock {ref_name} on {url}: {op} did not settle in {attempts} attempts (last: {last}); the ref kept changing or the remote kept refusing the update: skip the lane this tick, and if it persists check push rights to refs/gstack/release-locks/"
     )]
     Contended {
+        why: &'static str,
         op: &'static str,
         ref_name: String,
         url: String,
@@ -375,15 +385,17 @@ impl Target<'_> {
         }
     }
 
-    fn local_error(&self, source: git2::Error) -> LockError {
+    fn local_error(&self, what: &'static str, source: git2::Error) -> LockError {
         LockError::LocalGit {
+            what,
             ref_name: self.ref_name.to_owned(),
             source,
         }
     }
 
-    fn contended(&self, op: &'static str, last: String) -> LockError {
+    fn contended(&self, why: &'static str, op: &'static str, last: String) -> LockError {
         LockError::Contended {
+            why,
             op,
             ref_name: self.ref_name.to_owned(),
             url: redact_url(self.url),
@@ -462,6 +474,8 @@ impl LockClient {
         };
         let scratch = self.scratch()?;
         let mut last = String::new();
+        // gstack's words for the step that failed last.
+        let mut why = gstack_text::LOCK_ALREADY_HELD;
         for attempt in 0..MAX_ATTEMPTS {
             backoff(attempt);
             // Create: the guard lets the push through only if the ref is advertised absent.
@@ -479,14 +493,20 @@ impl LockClient {
                     ));
                 }
                 PushOutcome::Rejected { status } => {
-                    last = format!("create rejected: {status}");
+                    (why, last) = (
+                        gstack_text::LOCK_ALREADY_HELD,
+                        format!("create rejected: {status}"),
+                    );
                     continue;
                 }
                 PushOutcome::Refused { .. } => {}
             }
             let (current, read) = match read_remote_lock(&scratch, &target)? {
                 RemoteLock::Absent => {
-                    last = "the lock vanished while being read".to_owned();
+                    (why, last) = (
+                        gstack_text::LOCK_ALREADY_HELD,
+                        "the lock vanished while being read".to_owned(),
+                    );
                     continue;
                 }
                 RemoteLock::Present { sha, read } => (sha, read),
@@ -534,14 +554,20 @@ impl LockClient {
                     ));
                 }
                 PushOutcome::Refused { advertised } => {
-                    last = format!("takeover lost: the lock moved from {current} to {advertised}");
+                    (why, last) = (
+                        gstack_text::STALE_STEAL_FAILED,
+                        format!("takeover lost: the lock moved from {current} to {advertised}"),
+                    );
                 }
                 PushOutcome::Rejected { status } => {
-                    last = format!("takeover rejected: {status}");
+                    (why, last) = (
+                        gstack_text::STALE_STEAL_FAILED,
+                        format!("takeover rejected: {status}"),
+                    );
                 }
             }
         }
-        Err(target.contended("acquire", last))
+        Err(target.contended(why, "acquire", last))
     }
 
     /// Rewrites our lock with `expiresAt = now + ttl`, compare-and-swap against our sha.
@@ -579,7 +605,12 @@ impl LockClient {
             expires_at: clock::iso(now + self.chrono_ttl()),
             ..held.payload.clone()
         };
-        let sha = write_commit(&scratch, &target, &payload)?;
+        let sha = write_commit(
+            &scratch,
+            &target,
+            &payload,
+            gstack_text::HEARTBEAT_COMMIT_FAILED,
+        )?;
         let ours = held.sha;
         let refresh = format!("+{sha}:{}", held.ref_name);
         let outcome = push_guarded(
@@ -636,9 +667,9 @@ impl LockClient {
         let references = scratch
             .repo
             .references_glob(&format!("{READ_REF}/*"))
-            .map_err(|e| target.local_error(e))?;
+            .map_err(|e| target.local_error(READ_FAILED, e))?;
         for reference in references {
-            let reference = reference.map_err(|e| target.local_error(e))?;
+            let reference = reference.map_err(|e| target.local_error(READ_FAILED, e))?;
             let (Ok(local_name), Some(sha)) = (reference.name(), reference.target()) else {
                 continue;
             };
@@ -724,7 +755,7 @@ impl LockClient {
                 PushOutcome::Rejected { status } => last = format!("delete rejected: {status}"),
             }
         }
-        Err(target.contended("release", last))
+        Err(target.contended("the release failed", "release", last))
     }
 
     fn scratch(&self) -> Result<Scratch, LockError> {
@@ -760,7 +791,7 @@ impl LockClient {
             created_at: Some(clock::iso(created)),
             expires_at: clock::iso(created + self.chrono_ttl()),
         };
-        let sha = write_commit(scratch, target, &payload)?;
+        let sha = write_commit(scratch, target, &payload, gstack_text::LOCK_COMMIT_FAILED)?;
         Ok((sha, payload, started))
     }
 
@@ -812,16 +843,18 @@ impl LockClient {
     }
 }
 
+/// Writes the lock commit for `payload`; `what` is gstack's words for its failure.
 fn write_commit(
     scratch: &Scratch,
     target: &Target<'_>,
     payload: &LockPayload,
+    what: &'static str,
 ) -> Result<Oid, LockError> {
     let message = lock_message(payload)
-        .map_err(|e| target.local_error(git2::Error::from_str(&e.to_string())))?;
+        .map_err(|e| target.local_error(what, git2::Error::from_str(&e.to_string())))?;
     scratch
         .write_lock_commit(&message)
-        .map_err(|e| target.local_error(e))
+        .map_err(|e| target.local_error(what, e))
 }
 
 /// Fetches the lock ref into the scratch repository and reads it. The sha returned is the
@@ -832,11 +865,13 @@ fn read_remote_lock(scratch: &Scratch, target: &Target<'_>) -> Result<RemoteLock
     let sha = match scratch.repo.refname_to_id(READ_REF) {
         Ok(sha) => sha,
         Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(RemoteLock::Absent),
-        Err(e) => return Err(target.local_error(e)),
+        Err(e) => return Err(target.local_error(READ_FAILED, e)),
     };
     // Leave the read ref empty for the next round of this operation.
     if let Ok(mut reference) = scratch.repo.find_reference(READ_REF) {
-        reference.delete().map_err(|e| target.local_error(e))?;
+        reference
+            .delete()
+            .map_err(|e| target.local_error(READ_FAILED, e))?;
     }
     let read = read_lock(&sha.to_string(), scratch.commit_message(sha));
     Ok(RemoteLock::Present { sha, read })

@@ -418,6 +418,44 @@ fn gh_claim_and_discovery_texts_in_gstacks_words() {
     assert!(log.contains("release queue empty"), "{log}");
 }
 
+/// An origin (over `git daemon`, where hooks run) that refuses every push of the lane
+/// lock: the record goes back to the queue with gstack's `release lock unavailable for
+/// <base>: lock already held: …`, logged on its own line as gstack logs it, and nothing
+/// lands.
+#[test]
+fn a_lock_origin_refuses_is_unavailable_in_gstacks_words() {
+    use std::os::unix::fs::PermissionsExt;
+    let world = World::new();
+    let server = world.git_daemon();
+    let lane = world.git_lane("widget", Some(server.url_for("widget.git")));
+    let id = lane.queue(6, "main");
+    let hook = world.root.join("remotes/widget.git/hooks/pre-receive");
+    fs::write(
+        &hook,
+        "#!/bin/sh\necho 'lock refs are read-only here' >&2\nexit 1\n",
+    )
+    .unwrap();
+    fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).unwrap();
+
+    let run = world
+        .run_once(&world.git_forge_config(""))
+        .success()
+        .get_output()
+        .clone();
+
+    let record = world.read_record(&id);
+    assert_eq!(record["status"], "queued");
+    let last = record["lastError"].as_str().unwrap();
+    let unavailable = "release lock unavailable for main: lock already held: lane lock refs/gstack/release-locks/";
+    assert!(last.starts_with(unavailable), "{last}");
+    let log = String::from_utf8_lossy(&run.stderr);
+    for line in [unavailable, "PR #6: queued: back in the queue"] {
+        assert!(log.contains(line), "no `{line}` in\n{log}");
+    }
+    assert!(world.ledger().is_empty());
+    assert!(world.lock_refs(&lane.remote_url).is_empty());
+}
+
 /// Origins whose gstack identity berth's gate refuses: the record is blocked and says why.
 #[test]
 fn identities_berth_refuses_are_blocked_saying_why() {
