@@ -868,3 +868,69 @@ fn reconciling_a_blocked_record_clears_its_last_error_only_when_merged() {
     assert!(still.get("reconciledAt").is_none());
     assert!(clock::parse_iso(still["lastGithubCheckedAt"].as_str().unwrap()).is_some());
 }
+
+/// A daemon started on an empty queue has listed no lane lock when the first record
+/// arrives, and that record's watcher wake runs no fault watch: the claim check's look at
+/// origin (is the closed PR's branch still there?) is then berth's first libgit2 network
+/// call. A silent origin must still cost at most `remote_timeout_secs`, not hang the
+/// landing forever.
+#[test]
+fn a_silent_origin_bounds_the_first_remote_call_by_remote_timeout() {
+    let world = World::new();
+    let gh = world.gh_lane();
+    edit_pr_42(&gh, |pr| pr["state"] = "CLOSED".into());
+    // Accepted by the kernel, never answered.
+    let silent = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).unwrap();
+    fs::write(
+        world.home.join(".gitconfig"),
+        format!(
+            "[url \"git://127.0.0.1:{}/widget.git\"]\n\tinsteadOf = git@github.com:acme/widget.git\n",
+            silent.local_addr().unwrap().port()
+        ),
+    )
+    .unwrap();
+    let config = gh.config(r#"["true"]"#, "remote_timeout_secs = 1");
+    let state = world.berth_state();
+    let mut daemon = world.spawn_berth(
+        &["run", "--watch", "--config", config.to_str().unwrap()],
+        &state,
+        &[
+            ("GH_STANDIN_DIR", &gh.replies),
+            ("GH_STANDIN_LOG", &gh.log),
+            ("BERTH_LOG", Path::new("debug")),
+        ],
+    );
+    let log = state.with_extension("log");
+    let read_log = || fs::read_to_string(&log).unwrap_or_default();
+    let idle = world.wait_for(std::time::Duration::from_secs(20), || {
+        read_log().contains("tick done")
+    });
+
+    let id = if idle { Some(gh.queue_pr_42()) } else { None };
+    let blocked = id.as_ref().is_some_and(|id| {
+        world.wait_for(std::time::Duration::from_secs(20), || {
+            world.read_record(id)["status"] == "blocked"
+        })
+    });
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    let _ = daemon.wait();
+    assert!(
+        idle,
+        "the daemon never finished its first tick:\n{}",
+        read_log()
+    );
+    assert!(
+        blocked,
+        "the claim check hung on a silent origin:\n{}",
+        read_log()
+    );
+    let record = world.read_record(&id.unwrap());
+    assert!(
+        record["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("PR #42 is closed on GitHub"),
+        "{record:#}"
+    );
+    drop(silent);
+}
