@@ -7,9 +7,11 @@
 //! written just before the first network operation. A daemon that never talks to a remote
 //! never starts libgit2.
 //!
-//! Architecture Invariant: every libgit2 network operation in berth (lane-lock scratch
-//! repos, the git forge's fetches) calls [`before_network_io`] first, so the one write
-//! happens before any read of those globals, on every thread.
+//! Architecture Invariant: every libgit2 network operation in berth (the lane lock's
+//! transport, which also serves the landing's feature fetch and the claim check's
+//! `ls-remote`, and the git forge's fetches) calls [`before_network_io`] first, where it
+//! makes its remote, so the one write happens before any read of those globals, on every
+//! thread.
 
 use std::sync::{Once, OnceLock};
 use std::time::Duration;

@@ -759,11 +759,9 @@ impl LockClient {
     }
 
     fn scratch(&self) -> Result<Scratch, LockError> {
-        Scratch::create(&self.scratch_dir, self.settings.remote_timeout).map_err(|source| {
-            LockError::Scratch {
-                path: self.scratch_dir.clone(),
-                source,
-            }
+        Scratch::create(&self.scratch_dir).map_err(|source| LockError::Scratch {
+            path: self.scratch_dir.clone(),
+            source,
         })
     }
 

@@ -7,10 +7,9 @@
 
 use std::cell::{Cell, RefCell};
 use std::path::Path;
-use std::time::Duration;
 
 use git2::{
-    AutotagOption, Config, Cred, CredentialType, Direction, FetchOptions, Oid, PushOptions,
+    AutotagOption, Config, Cred, CredentialType, Direction, FetchOptions, Oid, PushOptions, Remote,
     RemoteCallbacks, Repository, RepositoryInitOptions, Signature,
 };
 use tempfile::TempDir;
@@ -36,13 +35,7 @@ pub(crate) struct Scratch {
 pub(crate) const SCRATCH_PREFIX: &str = "lock-op-";
 
 impl Scratch {
-    /// Every lock operation starts here, so libgit2's timeouts are in force before any of
-    /// them touches the network.
-    pub fn create(scratch_dir: &Path, timeout: Duration) -> std::io::Result<Scratch> {
-        crate::git_timeouts::before_network_io(crate::git_timeouts::Timeouts {
-            connect: timeout,
-            io: timeout,
-        });
+    pub fn create(scratch_dir: &Path) -> std::io::Result<Scratch> {
         let dir = tempfile::Builder::new()
             .prefix(SCRATCH_PREFIX)
             .tempdir_in(scratch_dir)?;
@@ -131,7 +124,7 @@ pub(crate) fn push_guarded(
     let mut options = PushOptions::new();
     options.remote_callbacks(callbacks);
 
-    let mut remote = repo.remote_anonymous(url)?;
+    let mut remote = remote(repo, url)?;
     let pushed = remote.push(&[refspec], Some(&mut options));
     if refused.get() {
         return Ok(PushOutcome::Refused {
@@ -165,7 +158,7 @@ pub(crate) fn fetch(repo: &Repository, url: &str, refspec: &str) -> Result<(), g
         .remote_callbacks(callbacks)
         .download_tags(AutotagOption::None)
         .update_fetchhead(false);
-    let mut remote = repo.remote_anonymous(url)?;
+    let mut remote = remote(repo, url)?;
     remote.fetch(&[refspec], Some(&mut options), None)
 }
 
@@ -179,7 +172,7 @@ pub(crate) fn advertised(
     let mut callbacks = RemoteCallbacks::new();
     callbacks
         .credentials(|url, user, allowed| credentials(&credential_attempts, url, user, allowed));
-    let mut remote = repo.remote_anonymous(url)?;
+    let mut remote = remote(repo, url)?;
     let connection = remote.connect_auth(Direction::Fetch, Some(callbacks), None)?;
     let found = connection
         .list()?
@@ -187,6 +180,19 @@ pub(crate) fn advertised(
         .find(|head| head.name() == ref_name)
         .map(|head| head.oid());
     Ok(found)
+}
+
+/// The remote every network operation here uses, after libgit2's socket timeouts are in
+/// force. Not every caller holds a lock operation's scratch repo (the landing's feature
+/// fetch and the claim check's `ls-remote` use the gated repo), and the first remote call
+/// of a process may be any of them. The daemon's `LockClient` chose `remote_timeout`
+/// already; the default is for a process that made no client.
+fn remote<'r>(repo: &'r Repository, url: &str) -> Result<Remote<'r>, git2::Error> {
+    crate::git_timeouts::before_network_io(crate::git_timeouts::Timeouts {
+        connect: super::DEFAULT_REMOTE_TIMEOUT,
+        io: super::DEFAULT_REMOTE_TIMEOUT,
+    });
+    repo.remote_anonymous(url)
 }
 
 /// Fetches `refs/heads/<branch>` from `url` into `tracking`, only if `url` advertises the
@@ -280,7 +286,7 @@ mod tests {
     #[test]
     fn scratch_commit_is_a_parentless_commit_of_the_empty_tree() {
         let dir = tempfile::tempdir().unwrap();
-        let scratch = Scratch::create(dir.path(), Duration::from_secs(5)).unwrap();
+        let scratch = Scratch::create(dir.path()).unwrap();
         let id = scratch
             .write_lock_commit("gstack release lock\n\n{}\n")
             .unwrap();
