@@ -10,7 +10,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
 
+use crate::record::Status;
 use crate::store::{QueueStore, StoredRecord, Unreadable};
 
 /// How close to its read a file's ctime may be before its stamp stops proving anything.
@@ -50,7 +52,7 @@ enum Found {
     /// The stamp the view holds: not read.
     Same,
     /// Read anew, and whether its stamp was racy.
-    Read(Box<Entry>, bool),
+    Read(Arc<Entry>, bool),
 }
 
 /// One file as last read.
@@ -81,13 +83,17 @@ pub struct Refreshed {
 /// The records of one queue dir as of the last refresh.
 #[derive(Debug, Default)]
 pub struct QueueView {
-    /// Boxed: a record is ~600 bytes, and a map's nodes hold their values inline, half
-    /// of them empty slots after sorted inserts.
-    entries: BTreeMap<String, Box<Entry>>,
-    /// The names of the entries holding a record that is not settled
-    /// ([`crate::record::Record::is_settled`]): all a tick ever looks at, so a settled
-    /// record costs a tick nothing.
-    active: BTreeSet<String>,
+    /// Behind a pointer: a record is ~600 bytes, and a map's nodes hold their values
+    /// inline, half of them empty slots after sorted inserts.
+    entries: BTreeMap<String, Arc<Entry>>,
+    /// The entries holding a record that is not settled
+    /// ([`crate::record::Record::is_settled`]), shared with `entries`: all a tick ever
+    /// looks at, walked without a lookup per record, so a settled record costs a tick
+    /// nothing.
+    active: BTreeMap<String, Arc<Entry>>,
+    /// The entries holding a queued or in-flight record, shared with `entries`: what
+    /// selection, discovery and the gates walk.
+    live: BTreeMap<String, Arc<Entry>>,
     /// The names of the entries whose stamp was taken too close to a write to be trusted
     /// (see [`RACY_NS`]): re-read by every refresh until it ages.
     racy: BTreeSet<String>,
@@ -249,7 +255,7 @@ impl QueueView {
             .map(|d| d.as_nanos() as i128)
             .unwrap_or(0);
         let racy = now_ns - stamp.ctime_ns.max(stamp.mtime_ns) < RACY_NS;
-        Found::Read(Box::new(Entry { stamp, content }), racy)
+        Found::Read(Arc::new(Entry { stamp, content }), racy)
     }
 
     fn apply(&mut self, name: &str, found: Found, seen: &mut Refreshed) {
@@ -288,10 +294,16 @@ impl QueueView {
         } else {
             self.racy.remove(name);
         }
-        if read.content.as_ref().is_ok_and(|s| !s.record.is_settled()) {
-            self.active.insert(name.to_owned());
+        let record = read.content.as_ref().ok().map(|s| &s.record);
+        if record.is_some_and(|r| !r.is_settled()) {
+            self.active.insert(name.to_owned(), Arc::clone(&read));
         } else {
             self.active.remove(name);
+        }
+        if record.is_some_and(|r| r.status == Status::Queued || r.status.is_in_flight()) {
+            self.live.insert(name.to_owned(), Arc::clone(&read));
+        } else {
+            self.live.remove(name);
         }
         self.entries.insert(name.to_owned(), read);
     }
@@ -299,6 +311,7 @@ impl QueueView {
     /// Drops `name` from the view; whether it was there.
     fn forget(&mut self, name: &str) -> bool {
         self.active.remove(name);
+        self.live.remove(name);
         self.racy.remove(name);
         self.entries.remove(name).is_some()
     }
@@ -312,9 +325,12 @@ impl QueueView {
 
     /// Every readable record that is not settled, by file name: what a tick works on.
     pub fn active(&self) -> impl Iterator<Item = &StoredRecord> {
-        self.active
-            .iter()
-            .filter_map(|name| self.entries.get(name)?.content.as_ref().ok())
+        self.active.values().filter_map(|e| e.content.as_ref().ok())
+    }
+
+    /// Every queued or in-flight record, by file name.
+    pub fn live(&self) -> impl Iterator<Item = &StoredRecord> {
+        self.live.values().filter_map(|e| e.content.as_ref().ok())
     }
 
     /// Every file that is not a usable record, and why.
@@ -357,7 +373,7 @@ impl QueueView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Record, Status};
+    use crate::record::Record;
     use crate::store::Expect;
 
     fn record(pr: u64) -> Record {
@@ -467,5 +483,14 @@ mod tests {
         view.refresh(&store, &Refresh::Sweep);
         assert_eq!(view.active().count(), count - settled - 2);
         assert_eq!(view.records().count(), count - 1);
+        // Every live record is queued here; one blocked stays active but is not live.
+        assert_eq!(view.live().count(), count - settled - 2);
+        store
+            .transition(&ids[4], Expect::Any, Status::Blocked, |_| {})
+            .unwrap();
+        view.written(&store, &ids[4]);
+        assert_eq!(view.active().count(), count - settled - 2);
+        assert_eq!(view.live().count(), count - settled - 3);
+        assert!(view.live().all(|s| s.record.status == Status::Queued));
     }
 }

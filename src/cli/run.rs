@@ -141,8 +141,13 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<RunEnd> {
         None => None,
     };
     log_startup(&shared, &args.daemon);
+    // A tick runs on a blocking thread; one kept across poll intervals (tokio's default
+    // lets it go after 10 s) spares an idle daemon a thread start and exit per tick, and
+    // the exit's sweep of that thread's allocator cache.
+    let keep_alive = std::time::Duration::from_secs(shared.config.poll_secs.max(10) * 2);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_stack_size(crate::rules::RULE_THREAD_STACK)
+        .thread_keep_alive(keep_alive)
         .enable_all()
         .build()?;
     let exit = runtime.block_on(daemon::run(

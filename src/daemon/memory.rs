@@ -23,6 +23,9 @@ pub struct TickMemory {
     /// The queue view and remote generations, and the active rule fallbacks, the queue
     /// detectors last ran on.
     pub detected: Option<(u64, u64, String)>,
+    /// The queue view's generation when the last walk for due records found none, and
+    /// the earliest time one comes due (`None`: none ever will without a change).
+    nothing_due: Option<(u64, Option<chrono::DateTime<chrono::Utc>>)>,
 }
 
 #[derive(Default)]
@@ -44,6 +47,23 @@ fn stale(at: Option<Instant>, every: Duration) -> bool {
 }
 
 impl TickMemory {
+    /// Whether no record can be due for a re-check: the view is the one the last walk
+    /// saw (`generation`), that walk found none due, and none has come due since.
+    pub fn nothing_due(&self, generation: u64, now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.nothing_due
+            .is_some_and(|(seen, next)| seen == generation && next.is_none_or(|at| now < at))
+    }
+
+    /// What a walk for due records found in the view of `generation`.
+    pub fn remember_next_due(
+        &mut self,
+        generation: u64,
+        none_due: bool,
+        next: Option<chrono::DateTime<chrono::Utc>>,
+    ) {
+        self.nothing_due = none_due.then_some((generation, next));
+    }
+
     pub fn generation(&self) -> u64 {
         self.generation
     }

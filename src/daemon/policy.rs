@@ -202,7 +202,7 @@ pub fn on_land_result(
     lane: &Lane,
     facts: &LandFacts,
 ) -> LandVerdict {
-    let view = QueueView::of(shared.view().active());
+    let view = QueueView::of(shared.view().live());
     let decided = landing::on_land_result(
         &shared.rules.current(),
         &record_value(id, record),

@@ -72,35 +72,50 @@ struct Work {
 }
 
 impl Work {
-    fn of(shared: &Shared, now: chrono::DateTime<chrono::Utc>) -> Work {
+    /// Queued and in-flight records come from the view's live set. The records due for a
+    /// re-check take a walk over every non-settled record, which `memory` spares while
+    /// the view is unchanged and none can have come due yet.
+    fn of(shared: &Shared, memory: &mut TickMemory, now: chrono::DateTime<chrono::Utc>) -> Work {
         let every = shared.config.reconcile_every_secs as i64;
+        let view = shared.view();
         let mut work = Work::default();
-        for stored in shared.view().active() {
-            let record = &stored.record;
-            match record.status {
-                Status::Queued => work.queued.push(stored.clone()),
-                s if s.is_in_flight() => work.in_flight.push(stored.clone()),
-                Status::Blocked | Status::Landed if reconcile_due(record, now, every) => {
-                    work.due.push(stored.clone())
-                }
-                _ => {}
+        for stored in view.live() {
+            if stored.record.status == Status::Queued {
+                work.queued.push(stored.clone());
+            } else {
+                work.in_flight.push(stored.clone());
             }
         }
+        if memory.nothing_due(view.generation(), now) {
+            return work;
+        }
+        let mut next_due: Option<chrono::DateTime<chrono::Utc>> = None;
+        for stored in view.active() {
+            let record = &stored.record;
+            if !matches!(record.status, Status::Blocked | Status::Landed) {
+                continue;
+            }
+            match due_at(record, every) {
+                Some(at) if at > now => next_due = Some(next_due.map_or(at, |n| n.min(at))),
+                _ => work.due.push(stored.clone()),
+            }
+        }
+        // Records due now are re-checked this tick, and a re-check writes the record
+        // (a new generation); so the earliest future due time is the next one to wait for.
+        memory.remember_next_due(view.generation(), work.due.is_empty(), next_due);
         work
     }
 }
 
-/// A blocked record, or a landed one not proven merged, not asked of the forge within
-/// `every` seconds.
-fn reconcile_due(record: &Record, now: chrono::DateTime<chrono::Utc>, every: i64) -> bool {
-    if record.is_settled() {
-        return false;
-    }
+/// When a blocked record, or a landed one not proven merged, is next due for a re-check
+/// (`every` seconds after the forge was last asked); `None` when it is due at once (never
+/// asked, or an unreadable time).
+fn due_at(record: &Record, every: i64) -> Option<chrono::DateTime<chrono::Utc>> {
     record
         .last_github_checked_at
         .as_deref()
         .and_then(crate::clock::parse_iso)
-        .is_none_or(|at| (now - at).num_seconds() >= every)
+        .map(|at| at + chrono::Duration::seconds(every))
 }
 
 /// Steps 1–4: bring the queue view up to date (`refresh`; a watcher's wake that changed
@@ -138,7 +153,7 @@ pub fn prepare(shared: &Shared, wake: Wake, refresh: &Refresh) -> (PrepareReport
         .next_tick(shared.rules.current().hash());
     let mut memory = shared.memory.lock().unwrap_or_else(|e| e.into_inner());
     let now = crate::clock::now();
-    let work = Work::of(shared, now);
+    let work = Work::of(shared, &mut memory, now);
     report.reconciled = reconcile(shared, &mut gates, &mut memory, &work.due);
     for stored in &work.in_flight {
         report.reclaimed += usize::from(reclaim(shared, stored, now));
@@ -212,12 +227,7 @@ fn live_repos(
             Err(refusal) => refused_root(memory, path, &refusal.reason),
         }
     }
-    let live: Vec<StoredRecord> = shared
-        .view()
-        .active()
-        .filter(|s| s.record.status == Status::Queued || s.record.status.is_in_flight())
-        .cloned()
-        .collect();
+    let live: Vec<StoredRecord> = shared.view().live().cloned().collect();
     for stored in live {
         match gates.record(&shared.allowlist, &stored.record) {
             Ok(gated) => add(
@@ -461,7 +471,7 @@ fn record_from_remote(identity: &str, pr: &QueuedPr, repo_path: &str) -> Record 
 fn gate_queued(shared: &Shared, gates: &mut TickGates) -> usize {
     let candidates: Vec<StoredRecord> = shared
         .view()
-        .active()
+        .live()
         .filter(|s| {
             s.record.status == Status::Queued
                 || (s.record.status.is_in_flight() && !shared.active.holds(&s.id))
@@ -629,14 +639,14 @@ pub fn select(
     let now = crate::clock::now();
     let (view, in_flight, queued) = {
         let records = shared.view();
-        let view = policy::QueueView::of(records.active());
+        let view = policy::QueueView::of(records.live());
         let in_flight: HashSet<String> = records
-            .active()
+            .live()
             .filter(|s| s.record.status.is_in_flight())
             .map(|s| lane_key(&s.record))
             .collect();
         let queued: Vec<StoredRecord> = records
-            .active()
+            .live()
             .filter(|s| s.record.status == Status::Queued && !policy::deferred(&s.record, now))
             .cloned()
             .collect();

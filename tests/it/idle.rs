@@ -361,3 +361,45 @@ fn writes_wake_watch_but_the_forge_is_asked_once_per_repo_per_poll_interval() {
         "{ticks:?}"
     );
 }
+
+/// A blocked record checked just now is not due; with nothing written meanwhile, it is
+/// re-checked once `reconcile_every_secs` has passed, on a poll tick (the tick remembers
+/// when the next record comes due instead of walking the queue every time).
+#[test]
+fn a_blocked_record_is_rechecked_when_it_comes_due_without_any_write() {
+    let world = World::new();
+    let gh = world.gh_lane();
+    let repos = github_repos(&gh, &["b"]);
+    let id = world
+        .record(&repos[0], 2)
+        .set("repoIdentity", "github.com/acme/b")
+        .set("status", "blocked")
+        .set("lastError", "land: exited 1")
+        .set("lastGithubState", "OPEN")
+        .set("lastGithubCheckedAt", berth::clock::now_iso())
+        .write();
+    fs::write(
+        gh.replies.join("pr-list.acme.b.json"),
+        r#"[{"number": 2, "state": "MERGED", "mergedAt": "2026-11-24T10:00:00Z",
+             "mergeCommit": {"oid": "0123456789abcdef0123456789abcdef01234567"},
+             "labels": [], "baseRefName": "main", "headRefName": "feat/pr-2"}]"#,
+    )
+    .unwrap();
+    let config = gh.config(r#"["true"]"#, "poll_secs = 1\nreconcile_every_secs = 6\n");
+    let daemon = watch_with_gh(&gh, &config);
+    let states = || {
+        call_kinds(&gh)
+            .iter()
+            .filter(|(kind, _)| kind == "states")
+            .count()
+    };
+    wait_for("the first ticks", || ticks(&world).len() >= 2);
+    assert_eq!(states(), 0, "not due yet: {:?}", call_kinds(&gh));
+    wait_for("the re-check once due", || states() == 1);
+    wait_for("the record landed", || {
+        world.read_record(&id)["status"] == "landed"
+    });
+    let record = world.read_record(&id);
+    stop(daemon);
+    assert_eq!(record["status"], "landed", "{record}");
+}
