@@ -237,19 +237,29 @@ impl QueueView {
     /// What is on disk at `name` compared with the view; reads the file only if its stamp
     /// changed (or `force`, or the stamp was racy). Changes nothing.
     fn examine(&self, store: &QueueStore, name: &str, force: bool, buffer: &mut Vec<u8>) -> Found {
-        let Ok(meta) = std::fs::symlink_metadata(store.dir().join(name)) else {
-            // Gone (or unreachable, which reads the same to every later step).
+        let path = store.dir().join(name);
+        // A file the view holds is read again only if its stamp moved; a new one is read
+        // at once, its stamp taken from the handle it was read through.
+        if !force && self.entries.contains_key(name) {
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                // Gone (or unreachable, which reads the same to every later step).
+                return Found::Gone;
+            };
+            if self
+                .entries
+                .get(name)
+                .is_some_and(|e| e.stamp == FileStamp::of(&meta))
+                && !self.racy.contains(name)
+            {
+                return Found::Same;
+            }
+        }
+        let (content, opened) = store.read_named_opened(name, buffer);
+        // Not opened (refused, or gone): the stamp of what is at the path, if anything.
+        let Some(meta) = opened.or_else(|| std::fs::symlink_metadata(&path).ok()) else {
             return Found::Gone;
         };
         let stamp = FileStamp::of(&meta);
-        if !force
-            && let Some(entry) = self.entries.get(name)
-            && entry.stamp == stamp
-            && !self.racy.contains(name)
-        {
-            return Found::Same;
-        }
-        let content = store.read_named_into(name, buffer);
         let now_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as i128)

@@ -220,6 +220,27 @@ impl QueueStore {
         name: &str,
         buffer: &mut Vec<u8>,
     ) -> Result<StoredRecord, Unreadable> {
+        self.read_named_opened(name, buffer).0
+    }
+
+    /// [`Self::read_named_into`], and the `fstat` of the file it read when it could be
+    /// opened: what identifies the content read, with no second look at the path.
+    pub fn read_named_opened(
+        &self,
+        name: &str,
+        buffer: &mut Vec<u8>,
+    ) -> (Result<StoredRecord, Unreadable>, Option<fs::Metadata>) {
+        let mut opened = None;
+        let content = self.read_named_with(name, buffer, &mut opened);
+        (content, opened)
+    }
+
+    fn read_named_with(
+        &self,
+        name: &str,
+        buffer: &mut Vec<u8>,
+        opened: &mut Option<fs::Metadata>,
+    ) -> Result<StoredRecord, Unreadable> {
         let id = name.trim_end_matches(".json").to_owned();
         if let Err(e) = check_id(&id) {
             // Every write is by id: a record berth could never update must not be
@@ -234,7 +255,7 @@ impl QueueStore {
             });
         }
         let path = self.dir.join(name);
-        match read_record(&path, buffer) {
+        match read_record(&path, buffer, opened) {
             Ok(record) => Ok(StoredRecord { id, path, record }),
             Err(reason) => Err(Unreadable {
                 file: name.to_owned(),
@@ -253,11 +274,12 @@ impl QueueStore {
                 dir: self.dir.clone(),
             });
         }
-        let record =
-            read_record(&path, &mut Vec::new()).map_err(|reason| StoreError::Unreadable {
+        let record = read_record(&path, &mut Vec::new(), &mut None).map_err(|reason| {
+            StoreError::Unreadable {
                 file: path.clone(),
                 reason,
-            })?;
+            }
+        })?;
         Ok(StoredRecord {
             id: id.to_owned(),
             path,
@@ -274,7 +296,7 @@ impl QueueStore {
         match atomic_file::create_new(&path, record.to_pretty_json().as_bytes(), 0o600) {
             Ok(()) => Ok(id),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let status = read_record(&path, &mut Vec::new())
+                let status = read_record(&path, &mut Vec::new(), &mut None)
                     .map(|r| r.status.to_string())
                     .unwrap_or_else(|reason| format!("unreadable: {reason}"));
                 Err(StoreError::AlreadyExists { id, status })
@@ -373,10 +395,19 @@ fn check_id(id: &str) -> Result<(), StoreError> {
 
 /// Reads and validates one file; the error is a reason fit for an operator. A producer
 /// writes this dir: the open never blocks or follows a link, and the read is bounded.
-fn read_record(path: &Path, buffer: &mut Vec<u8>) -> Result<Record, String> {
+/// The record at `path`, read through `buffer`; `opened` gets the `fstat` of the file
+/// when it could be opened.
+fn read_record(
+    path: &Path,
+    buffer: &mut Vec<u8>,
+    opened: &mut Option<fs::Metadata>,
+) -> Result<Record, String> {
     use crate::hostile_file::{open_regular, read_into, reason, utf8_str};
     open_regular(path, MAX_RECORD_BYTES)
-        .and_then(|opened| read_into(opened, MAX_RECORD_BYTES, buffer))
+        .and_then(|(file, meta)| {
+            *opened = Some(meta.clone());
+            read_into((file, meta), MAX_RECORD_BYTES, buffer)
+        })
         .map_err(|e| reason(&e))?;
     let text = utf8_str(buffer).map_err(|e| reason(&e))?;
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
