@@ -354,10 +354,17 @@ fn writes_wake_watch_but_the_forge_is_asked_once_per_repo_per_poll_interval() {
     assert_eq!(detector_runs.len(), 1, "{detector_runs:?}");
     // The first tick read the 6 files (and `b`'s write-back); every wake after it read
     // what was written, and nothing else.
+    // (A write the watcher reports in two batches wakes twice; the second finds the file
+    // as the first read it: `changed=0`.)
     let woken: Vec<&String> = ticks.iter().skip(1).collect();
-    assert!(woken.len() >= 3, "{ticks:?}");
     assert!(
-        woken.iter().all(|t| t.starts_with("changed=1 ")),
+        woken.iter().filter(|t| t.starts_with("changed=1 ")).count() >= 3,
+        "{ticks:?}"
+    );
+    assert!(
+        woken
+            .iter()
+            .all(|t| t.starts_with("changed=1 ") || t.starts_with("changed=0 ")),
         "{ticks:?}"
     );
 }
