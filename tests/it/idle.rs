@@ -369,6 +369,19 @@ fn writes_wake_watch_but_the_forge_is_asked_once_per_repo_per_poll_interval() {
     );
 }
 
+/// Repo `acme/b` with PR #2's record blocked, the forge asked about it just now; its id.
+fn blocked_just_checked(gh: &GhLane) -> String {
+    let repos = github_repos(gh, &["b"]);
+    gh.world
+        .record(&repos[0], 2)
+        .set("repoIdentity", "github.com/acme/b")
+        .set("status", "blocked")
+        .set("lastError", "land: exited 1")
+        .set("lastGithubState", "OPEN")
+        .set("lastGithubCheckedAt", berth::clock::now_iso())
+        .write()
+}
+
 /// A blocked record checked just now is not due; with nothing written meanwhile, it is
 /// re-checked once `reconcile_every_secs` has passed, on a poll tick (the tick remembers
 /// when the next record comes due instead of walking the queue every time).
@@ -376,15 +389,7 @@ fn writes_wake_watch_but_the_forge_is_asked_once_per_repo_per_poll_interval() {
 fn a_blocked_record_is_rechecked_when_it_comes_due_without_any_write() {
     let world = World::new();
     let gh = world.gh_lane();
-    let repos = github_repos(&gh, &["b"]);
-    let id = world
-        .record(&repos[0], 2)
-        .set("repoIdentity", "github.com/acme/b")
-        .set("status", "blocked")
-        .set("lastError", "land: exited 1")
-        .set("lastGithubState", "OPEN")
-        .set("lastGithubCheckedAt", berth::clock::now_iso())
-        .write();
+    let id = blocked_just_checked(&gh);
     fs::write(
         gh.replies.join("pr-list.acme.b.json"),
         r#"[{"number": 2, "state": "MERGED", "mergedAt": "2026-11-24T10:00:00Z",
@@ -409,4 +414,24 @@ fn a_blocked_record_is_rechecked_when_it_comes_due_without_any_write() {
     let record = world.read_record(&id);
     stop(daemon);
     assert_eq!(record["status"], "landed", "{record}");
+}
+
+/// `reconcile_every_secs` may be set past any date ("never re-ask"): a blocked record
+/// asked of the forge just now is then never due, and every tick still runs whole.
+#[test]
+fn a_reconcile_interval_past_any_date_never_rechecks_and_ticks_still_run() {
+    let world = World::new();
+    let gh = world.gh_lane();
+    blocked_just_checked(&gh);
+    let config = gh.config(
+        r#"["true"]"#,
+        "poll_secs = 1\nreconcile_every_secs = 9000000000000\n",
+    );
+    let daemon = watch_with_gh(&gh, &config);
+    wait_for("the first ticks", || ticks(&world).len() >= 2);
+    let failed = log_lines(&world, "tick preparation failed");
+    let calls = call_kinds(&gh);
+    stop(daemon);
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(calls.iter().all(|(kind, _)| kind != "states"), "{calls:?}");
 }
