@@ -109,13 +109,18 @@ impl Work {
 
 /// When a blocked record, or a landed one not proven merged, is next due for a re-check
 /// (`every` seconds after the forge was last asked); `None` when it is due at once (never
-/// asked, or an unreadable time).
+/// asked, or an unreadable time). An interval that reaches past the last representable
+/// date (a config meaning "never again") is never due, not a panic.
 fn due_at(record: &Record, every: i64) -> Option<chrono::DateTime<chrono::Utc>> {
     record
         .last_github_checked_at
         .as_deref()
         .and_then(crate::clock::parse_iso)
-        .map(|at| at + chrono::Duration::seconds(every))
+        .map(|at| {
+            chrono::TimeDelta::try_seconds(every)
+                .and_then(|every| at.checked_add_signed(every))
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+        })
 }
 
 /// Steps 1–4: bring the queue view up to date (`refresh`; a watcher's wake that changed
