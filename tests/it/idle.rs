@@ -229,6 +229,17 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The `gh` stand-in's listing for repo `b`: PR 2 merged.
+fn pr_2_of_b_merged(gh: &GhLane) {
+    fs::write(
+        gh.replies.join("pr-list.acme.b.json"),
+        r#"[{"number": 2, "state": "MERGED", "mergedAt": "2026-11-24T10:00:00Z",
+             "mergeCommit": {"oid": "0123456789abcdef0123456789abcdef01234567"},
+             "labels": [], "baseRefName": "main", "headRefName": "feat/pr-2"}]"#,
+    )
+    .unwrap();
+}
+
 /// Five repos, one tick: a repo with a live record (`a`) and a configured repo with no
 /// record at all (`e`) are discovered; a repo with a blocked record due for a re-check
 /// (`b`) gets one shared listing of PR states; repos whose records are settled (`c`) or
@@ -252,13 +263,7 @@ fn five_repo_world(gh: &GhLane) -> (Vec<std::path::PathBuf>, std::path::PathBuf)
         .set("status", "blocked")
         .set("lastError", "land: exited 1")
         .write();
-    fs::write(
-        gh.replies.join("pr-list.acme.b.json"),
-        r#"[{"number": 2, "state": "MERGED", "mergedAt": "2026-11-24T10:00:00Z",
-             "mergeCommit": {"oid": "0123456789abcdef0123456789abcdef01234567"},
-             "labels": [], "baseRefName": "main", "headRefName": "feat/pr-2"}]"#,
-    )
-    .unwrap();
+    pr_2_of_b_merged(gh);
     record(2, 3)
         .set("status", "landed")
         .set("lastGithubState", "MERGED")
@@ -390,13 +395,7 @@ fn a_blocked_record_is_rechecked_when_it_comes_due_without_any_write() {
     let world = World::new();
     let gh = world.gh_lane();
     let id = blocked_just_checked(&gh);
-    fs::write(
-        gh.replies.join("pr-list.acme.b.json"),
-        r#"[{"number": 2, "state": "MERGED", "mergedAt": "2026-11-24T10:00:00Z",
-             "mergeCommit": {"oid": "0123456789abcdef0123456789abcdef01234567"},
-             "labels": [], "baseRefName": "main", "headRefName": "feat/pr-2"}]"#,
-    )
-    .unwrap();
+    pr_2_of_b_merged(&gh);
     let config = gh.config(r#"["true"]"#, "poll_secs = 1\nreconcile_every_secs = 6\n");
     let daemon = watch_with_gh(&gh, &config);
     let states = || {
