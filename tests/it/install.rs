@@ -89,6 +89,16 @@ fn berth_bin() -> PathBuf {
         .unwrap()
 }
 
+/// `berth ARGS` for the berth dir `dir` (as `BERTH_DIR`), its output.
+fn berth_for(world: &World, dir: &Path, args: &[&str]) -> std::process::Output {
+    world
+        .berth()
+        .env("BERTH_DIR", dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn systemd_unit_is_named_per_berth_dir_escaped_and_verified() {
     let world = World::new();
@@ -179,12 +189,7 @@ fn systemd_unit_is_named_per_berth_dir_escaped_and_verified() {
 
     // Another berth dir whose name folds to the same service is refused, naming the first.
     let other = world.home.join("state-50-HOME-q");
-    let out = world
-        .berth()
-        .env("BERTH_DIR", &other)
-        .args(["install", "--platform", "systemd"])
-        .output()
-        .unwrap();
+    let out = berth_for(&world, &other, &["install", "--platform", "systemd"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
@@ -194,35 +199,24 @@ fn systemd_unit_is_named_per_berth_dir_escaped_and_verified() {
     );
     assert_eq!(fs::read_to_string(&path).unwrap(), text, "overwritten");
     // …and so is uninstalling it from there.
-    let out = world
-        .berth()
-        .env("BERTH_DIR", &other)
-        .args(["uninstall", "--platform", "systemd"])
-        .output()
-        .unwrap();
+    let out = berth_for(&world, &other, &["uninstall", "--platform", "systemd"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(path.exists());
     // A second install for the same dir updates it in place.
     assert!(install(&[]).status.success());
     // --force takes it over.
-    let out = world
-        .berth()
-        .env("BERTH_DIR", &other)
-        .args(["install", "--platform", "systemd", "--force"])
-        .output()
-        .unwrap();
+    let out = berth_for(
+        &world,
+        &other,
+        &["install", "--platform", "systemd", "--force"],
+    );
     assert!(out.status.success());
     assert_eq!(
         env_of(&parse_unit(&fs::read_to_string(&path).unwrap()))["BERTH_DIR"],
         other.to_str().unwrap()
     );
 
-    let out = world
-        .berth()
-        .env("BERTH_DIR", &other)
-        .args(["uninstall", "--platform", "systemd"])
-        .output()
-        .unwrap();
+    let out = berth_for(&world, &other, &["uninstall", "--platform", "systemd"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("Removed {}", path.display())));
     assert!(!path.exists());
@@ -251,12 +245,7 @@ fn verify_with_systemd_analyze(path: &Path) {
 fn launchd_agent_is_a_valid_plist_with_the_argv_and_environment() {
     let world = World::new();
     let state = world.home.join("state <&> 'x'");
-    let out = world
-        .berth()
-        .env("BERTH_DIR", &state)
-        .args(["install", "--platform", "launchd"])
-        .output()
-        .unwrap();
+    let out = berth_for(&world, &state, &["install", "--platform", "launchd"]);
     assert!(
         out.status.success(),
         "{}",
@@ -295,12 +284,7 @@ fn launchd_agent_is_a_valid_plist_with_the_argv_and_environment() {
         dict["StandardErrorPath"].as_string(),
         state.join("berth.err.log").to_str()
     );
-    let out = world
-        .berth()
-        .env("BERTH_DIR", &state)
-        .args(["uninstall", "--platform", "launchd"])
-        .output()
-        .unwrap();
+    let out = berth_for(&world, &state, &["uninstall", "--platform", "launchd"]);
     assert!(out.status.success());
     assert!(!path.exists());
 }
