@@ -600,6 +600,15 @@ fn detect_within_timeout(world: &World, learned: &Path) -> std::process::Output 
         .unwrap()
 }
 
+/// `berth detect` over `learned` ends in time with exit `code`, its stderr naming each
+/// of `said`.
+fn detect_refuses(world: &World, learned: &Path, code: i32, said: &[&str]) {
+    let out = detect_within_timeout(world, learned);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    assert!(said.iter().all(|s| stderr.contains(s)), "{stderr}");
+}
+
 /// issue 10 item 4: a FIFO planted at the hit-count lock hung `berth detect`; a link to
 /// /dev/zero there was read until memory ran out. Both are refused, naming the file, and
 /// detection still reports its faults.
@@ -609,23 +618,21 @@ fn a_fifo_or_a_dev_zero_link_at_the_lock_is_refused_without_hanging() {
     let learned = learned_file(&world.root, "STILL_COMMITTED", "$.features[*]");
     let lock = world.root.join("learned-patterns.json.lock");
     nix::unistd::mkfifo(&lock, nix::sys::stat::Mode::S_IRWXU).unwrap();
-    let out = detect_within_timeout(&world, &learned);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("learned-patterns.json.lock") && stderr.contains("a FIFO"),
-        "{stderr}"
+    detect_refuses(
+        &world,
+        &learned,
+        1,
+        &["learned-patterns.json.lock", "a FIFO"],
     );
     assert_eq!(hit_count(&learned), 0);
 
     fs::remove_file(&lock).unwrap();
     std::os::unix::fs::symlink("/dev/zero", &lock).unwrap();
-    let out = detect_within_timeout(&world, &learned);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("learned-patterns.json.lock") && stderr.contains("symbolic link"),
-        "{stderr}"
+    detect_refuses(
+        &world,
+        &learned,
+        1,
+        &["learned-patterns.json.lock", "symbolic link"],
     );
 }
 
@@ -635,19 +642,10 @@ fn a_fifo_or_a_dev_zero_link_as_the_patterns_file_is_refused_without_hanging() {
     let world = World::new();
     let learned = world.root.join("learned-patterns.json");
     nix::unistd::mkfifo(&learned, nix::sys::stat::Mode::S_IRWXU).unwrap();
-    let out = detect_within_timeout(&world, &learned);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("learned-patterns.json") && stderr.contains("a FIFO"),
-        "{stderr}"
-    );
+    detect_refuses(&world, &learned, 2, &["learned-patterns.json", "a FIFO"]);
     fs::remove_file(&learned).unwrap();
     std::os::unix::fs::symlink("/dev/zero", &learned).unwrap();
-    let out = detect_within_timeout(&world, &learned);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("symbolic link"), "{stderr}");
+    detect_refuses(&world, &learned, 2, &["symbolic link"]);
 }
 
 /// The daemon's pass over the build-state dir with a FIFO at the lock: the tick finishes
