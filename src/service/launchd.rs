@@ -1,5 +1,5 @@
 //! The launchd agent: `~/Library/LaunchAgents/dev.berth.<name>.plist`, an XML property
-//! list with every string XML-escaped.
+//! list written and read back with the `plist` crate (escaping as launchd reads it).
 
 use std::path::{Path, PathBuf};
 
@@ -17,46 +17,40 @@ pub fn agent_path(name: &str, home: &Path) -> PathBuf {
 pub fn agent(spec: &ServiceSpec) -> UnitFile {
     let name = spec.name();
     let label = label(&name);
-    let args: String = spec
-        .argv()
-        .iter()
-        .map(|a| format!("    <string>{}</string>\n", escape(a)))
-        .collect();
-    let env: String = spec
-        .env()
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "    <key>{}</key>\n    <string>{}</string>\n",
-                escape(k),
-                escape(v)
-            )
-        })
-        .collect();
-    let log = |file: &str| escape(&spec.berth_dir.join(file).display().to_string());
-    let path = agent_path(&name, &spec.home);
-    let text = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
-         <!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n\
-         <!-- Written by `berth install`; remove with `berth uninstall`. -->\n\
-         <plist version=\"1.0\">\n\
-         <dict>\n\
-         \x20 <key>Label</key>\n  <string>{}</string>\n\
-         \x20 <key>ProgramArguments</key>\n  <array>\n{args}  </array>\n\
-         \x20 <key>EnvironmentVariables</key>\n  <dict>\n{env}  </dict>\n\
-         \x20 <key>WorkingDirectory</key>\n  <string>{}</string>\n\
-         \x20 <key>RunAtLoad</key>\n  <true/>\n\
-         \x20 <key>KeepAlive</key>\n  <dict>\n    <key>SuccessfulExit</key>\n    <false/>\n  </dict>\n\
-         \x20 <key>ExitTimeOut</key>\n  <integer>30</integer>\n\
-         \x20 <key>StandardOutPath</key>\n  <string>{}</string>\n\
-         \x20 <key>StandardErrorPath</key>\n  <string>{}</string>\n\
-         </dict>\n\
-         </plist>\n",
-        escape(&label),
-        escape(&spec.home.display().to_string()),
-        log("berth.out.log"),
-        log("berth.err.log"),
+    let string = |text: &str| plist::Value::String(text.to_owned());
+    let log = |file: &str| string(&spec.berth_dir.join(file).display().to_string());
+    let mut keep_alive = plist::Dictionary::new();
+    keep_alive.insert("SuccessfulExit".into(), false.into());
+    let mut agent = plist::Dictionary::new();
+    agent.insert("Label".into(), string(&label));
+    agent.insert(
+        "ProgramArguments".into(),
+        plist::Value::Array(spec.argv().iter().map(|a| string(a)).collect()),
     );
+    agent.insert(
+        "EnvironmentVariables".into(),
+        plist::Value::Dictionary(
+            spec.env()
+                .iter()
+                .map(|(k, v)| (k.to_string(), string(v)))
+                .collect(),
+        ),
+    );
+    agent.insert(
+        "WorkingDirectory".into(),
+        string(&spec.home.display().to_string()),
+    );
+    agent.insert("RunAtLoad".into(), true.into());
+    agent.insert("KeepAlive".into(), keep_alive.into());
+    agent.insert("ExitTimeOut".into(), 30.into());
+    agent.insert("StandardOutPath".into(), log("berth.out.log"));
+    agent.insert("StandardErrorPath".into(), log("berth.err.log"));
+    let mut xml = Vec::new();
+    plist::Value::Dictionary(agent)
+        .to_writer_xml(&mut xml)
+        .expect("a plist of strings, booleans and integers always serializes");
+    let text = String::from_utf8(xml).expect("plist writes UTF-8") + "\n";
+    let path = agent_path(&name, &spec.home);
     let shown = path.display().to_string();
     UnitFile {
         start_hint: format!(
@@ -69,26 +63,15 @@ pub fn agent(spec: &ServiceSpec) -> UnitFile {
     }
 }
 
-/// The `BERTH_DIR` of an installed agent: the string after `<key>BERTH_DIR</key>`.
+/// The `BERTH_DIR` in an installed agent's `EnvironmentVariables`; `None` when the file
+/// is not a property list holding one.
 pub fn recorded_berth_dir(text: &str) -> Option<PathBuf> {
-    let after = text.split_once("<key>BERTH_DIR</key>")?.1;
-    let value = after.trim_start().strip_prefix("<string>")?;
-    let value = value.split_once("</string>")?.0;
-    Some(PathBuf::from(unescape(value)))
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
-}
-
-fn unescape(text: &str) -> String {
-    text.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
+    let agent = plist::Value::from_reader_xml(text.as_bytes()).ok()?;
+    let dir = agent
+        .as_dictionary()?
+        .get("EnvironmentVariables")?
+        .as_dictionary()?
+        .get("BERTH_DIR")?
+        .as_string()?;
+    Some(PathBuf::from(dir))
 }
