@@ -253,10 +253,6 @@ async fn land_inner(
     lane: &Lane,
     cancel: &CancellationToken,
 ) -> OutcomeKind {
-    let _worktree = match worktree::try_lock(shared, c) {
-        Ok(guard) => guard,
-        Err(busy) => return OutcomeKind::LaneBusy(busy),
-    };
     let owner = shared.owner.clone();
     // Registered before the claim is written, so a tick never sees our claim unregistered.
     let _registered = shared.active.register(&c.id, c.record.clone());

@@ -21,10 +21,12 @@ use crate::pinned_dir::PinnedDir;
 
 use super::{Candidate, Shared};
 
-/// A place to run the landing; a scratch one is removed by [`Place::remove`].
+/// A place to run the landing; a scratch one is removed by [`Place::remove`]. The
+/// record's own checkout is held locked for as long as the place lives.
 pub struct Place {
     dir: Arc<PinnedDir>,
     scratch: Option<Scratch>,
+    _lock: Option<WorktreeGuard>,
 }
 
 struct Scratch {
@@ -56,23 +58,21 @@ impl Place {
 
 /// Held while a landing runs in a record's own worktree: two lanes of one repo often
 /// share a checkout, and two landings in one working tree would corrupt each other. The
-/// lock file lives in the queue dir, so every daemon sharing the queue respects it.
-pub struct WorktreeGuard {
-    _file: Option<std::fs::File>,
+/// lock file lives in the queue dir, so every daemon sharing the queue respects it. Only
+/// a landing that will run in the checkout takes it: a scratch worktree is per landing
+/// and shares nothing, so lanes landing in scratch worktrees never wait for each other.
+struct WorktreeGuard {
+    _file: std::fs::File,
 }
 
-/// Takes the worktree's lock, or says it is busy. Scratch worktrees are per record and
-/// need none.
-pub fn try_lock(shared: &Shared, c: &Candidate) -> Result<WorktreeGuard, String> {
-    let WorktreeChoice::Use(path) = &c.gated.worktree else {
-        return Ok(WorktreeGuard { _file: None });
-    };
+/// Takes the lock on the checkout at `path`, or says why not (busy, or no lock file).
+fn try_lock(shared: &Shared, path: &Path) -> Result<WorktreeGuard, String> {
     let key = crate::safe_key::safe_key(&path.to_string_lossy());
     let lock_path = shared.store.dir().join(format!(".worktree-{key}.lock"));
     let file = crate::atomic_file::open_lock_file(&lock_path)
         .map_err(|e| format!("cannot open worktree lock {}: {e}", lock_path.display()))?;
     match file.try_lock() {
-        Ok(()) => Ok(WorktreeGuard { _file: Some(file) }),
+        Ok(()) => Ok(WorktreeGuard { _file: file }),
         Err(std::fs::TryLockError::WouldBlock) => Err(format!(
             "worktree {} is in use by another landing",
             path.display()
@@ -100,16 +100,23 @@ pub fn prepare(shared: &Shared, c: &Candidate) -> anyhow::Result<Place> {
     c.gated.repo.pin.verify().map_err(anyhow::Error::msg)?;
     let head = fetch_feature(c, repo_path, feature)?;
     let reason = match (&c.gated.worktree, &c.gated.worktree_pin) {
-        (WorktreeChoice::Use(path), Some(pin)) => match checkout_state(pin, feature, head) {
-            Ok(()) => {
-                tracing::info!(record = %c.id, worktree = %path.display(), "landing in the record's own worktree");
-                return Ok(Place {
-                    dir: Arc::clone(pin),
-                    scratch: None,
-                });
+        (WorktreeChoice::Use(path), Some(pin)) => {
+            // Locked before it is looked at, so no other landing changes it in between;
+            // a checkout another landing holds is not waited for: the scratch one is.
+            match try_lock(shared, path)
+                .and_then(|lock| checkout_state(pin, feature, head).map(|()| lock))
+            {
+                Ok(lock) => {
+                    tracing::info!(record = %c.id, worktree = %path.display(), "landing in the record's own worktree");
+                    return Ok(Place {
+                        dir: Arc::clone(pin),
+                        scratch: None,
+                        _lock: Some(lock),
+                    });
+                }
+                Err(why) => why,
             }
-            Err(why) => why,
-        },
+        }
         (WorktreeChoice::Scratch { reason }, _) => reason.clone(),
         (WorktreeChoice::Use(path), None) => format!("{} was not held open", path.display()),
     };
@@ -138,6 +145,7 @@ pub fn prepare(shared: &Shared, c: &Candidate) -> anyhow::Result<Place> {
         Ok(dir) => Ok(Place {
             dir: Arc::new(dir),
             scratch: Some(scratch),
+            _lock: None,
         }),
         Err(why) => {
             if let Err(e) = remove_scratch(&scratch.repo, &scratch.name, &path) {
