@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use git2::{Oid, Repository, StatusOptions};
@@ -32,7 +33,17 @@ pub struct Place {
 struct Scratch {
     repo: PathBuf,
     name: String,
+    /// The repo's worktree-admin lock ([`ADMIN_LOCK_WAIT`]).
+    admin_lock: PathBuf,
 }
+
+/// How long adding or removing a scratch worktree waits for another landing's add or
+/// remove in the same repo (then the landing is blocked, saying so). libgit2 reads every
+/// worktree's `HEAD` when it adds one, and takes one it cannot read, e.g. another being
+/// added or removed at that moment, for a checkout of the new branch; so berth's own
+/// worktree changes in one repo take turns, under a lock file in the queue dir that every
+/// daemon sharing the queue respects.
+const ADMIN_LOCK_WAIT: Duration = Duration::from_secs(10);
 
 impl Place {
     pub fn path(&self) -> &Path {
@@ -50,7 +61,7 @@ impl Place {
         let Some(scratch) = self.scratch else {
             return;
         };
-        if let Err(e) = remove_scratch(&scratch.repo, &scratch.name, self.dir.path()) {
+        if let Err(e) = remove_scratch(&scratch, self.dir.path()) {
             tracing::warn!(worktree = %self.dir.path().display(), "scratch worktree not fully removed: {e:#}");
         }
     }
@@ -130,11 +141,16 @@ pub fn prepare(shared: &Shared, c: &Candidate) -> anyhow::Result<Place> {
         .map_or(0, |d| d.as_nanos());
     let name = format!("berth-{}-{:x}{nanos:x}", c.id, std::process::id());
     let path = root.join(&name);
-    add_scratch(repo_path, &name, &path, head)?;
+    let admin_key = crate::safe_key::safe_key(&repo_path.to_string_lossy());
     let scratch = Scratch {
         repo: repo_path.clone(),
         name,
+        admin_lock: shared
+            .store
+            .dir()
+            .join(format!(".worktree-admin-{admin_key}.lock")),
     };
+    add_scratch(&scratch, &path, head)?;
     let opened = c
         .gated
         .repo
@@ -148,7 +164,7 @@ pub fn prepare(shared: &Shared, c: &Candidate) -> anyhow::Result<Place> {
             _lock: None,
         }),
         Err(why) => {
-            if let Err(e) = remove_scratch(&scratch.repo, &scratch.name, &path) {
+            if let Err(e) = remove_scratch(&scratch, &path) {
                 tracing::warn!(worktree = %path.display(), "scratch worktree not fully removed: {e:#}");
             }
             Err(anyhow!(why))
@@ -272,20 +288,24 @@ fn checkout_state(dir: &PinnedDir, feature: &str, head: Oid) -> Result<(), Strin
 }
 
 /// A worktree at `path` with a detached HEAD at `head`. libgit2 can only add a worktree
-/// on a branch, so it is added on a branch named like it, which is then let go.
-fn add_scratch(repo_path: &Path, name: &str, path: &Path, head: Oid) -> anyhow::Result<()> {
+/// on a branch, so it is added on a branch named like it, which is then let go. The
+/// branch is a plain ref, made and deleted without `git_branch_*`, which would also lock
+/// and rewrite the repo's shared `.git/config` (its `branch.<name>` section): a landing
+/// command of another lane may be writing that file at the same moment.
+fn add_scratch(scratch: &Scratch, path: &Path, head: Oid) -> anyhow::Result<()> {
+    let (repo_path, name) = (&scratch.repo, &scratch.name);
+    let _turn = admin_turn(scratch)?;
     let repo =
         Repository::open(repo_path).with_context(|| format!("opening {}", repo_path.display()))?;
-    let commit = repo.find_commit(head)?;
-    let branch = repo.branch(name, &commit, true)?;
+    let branch_ref = format!("refs/heads/{name}");
+    let branch = repo.reference(&branch_ref, head, false, "berth: scratch worktree")?;
     let mut options = git2::WorktreeAddOptions::new();
-    options.reference(Some(branch.get()));
+    options.reference(Some(&branch));
     repo.worktree(name, path, Some(&options))
         .with_context(|| format!("adding scratch worktree {}", path.display()))?;
     let worktree = Repository::open(path)?;
     worktree.set_head_detached(head)?;
-    let mut branch = repo.find_branch(name, git2::BranchType::Local)?;
-    branch.delete()?;
+    repo.find_reference(&branch_ref)?.delete()?;
     if worktree.head()?.target() != Some(head) {
         bail!("scratch worktree {} is not at {head}", path.display());
     }
@@ -296,18 +316,34 @@ fn add_scratch(repo_path: &Path, name: &str, path: &Path, head: Oid) -> anyhow::
 /// admin entry and branch of that name, and only if the entry points at that directory.
 /// libgit2 is never asked to delete a working tree: it would follow the admin entry's
 /// `gitdir`, which a planted repo controls.
-fn remove_scratch(repo_path: &Path, name: &str, path: &Path) -> anyhow::Result<()> {
+fn remove_scratch(scratch: &Scratch, path: &Path) -> anyhow::Result<()> {
+    let name = &scratch.name;
+    let _turn = admin_turn(scratch)?;
     if path.exists() {
         std::fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))?;
     }
-    let repo = Repository::open(repo_path)?;
+    let repo = Repository::open(&scratch.repo)?;
     if let Ok(worktree) = repo.find_worktree(name)
         && worktree.path() == path
     {
         worktree.prune(None)?;
     }
-    if let Ok(mut branch) = repo.find_branch(name, git2::BranchType::Local) {
+    if let Ok(mut branch) = repo.find_reference(&format!("refs/heads/{name}")) {
         branch.delete()?;
     }
     Ok(())
+}
+
+/// This landing's turn to add or remove a worktree of its repo, waited for at most
+/// [`ADMIN_LOCK_WAIT`].
+fn admin_turn(scratch: &Scratch) -> anyhow::Result<std::fs::File> {
+    crate::atomic_file::lock_exclusive_within(&scratch.admin_lock, ADMIN_LOCK_WAIT).with_context(
+        || {
+            format!(
+                "another landing kept changing the worktrees of {} for {}s",
+                scratch.repo.display(),
+                ADMIN_LOCK_WAIT.as_secs()
+            )
+        },
+    )
 }
