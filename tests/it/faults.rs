@@ -1105,3 +1105,49 @@ fn faults_ack_marks_an_event_investigated_as_gstack_does() {
     let listing: Value = serde_json::from_slice(&listing).unwrap();
     assert_eq!(listing["halts"][0]["status"], "investigated", "{listing:#}");
 }
+
+/// A registry the system cannot read (here `EACCES`: the daemon runs without the
+/// capability that lets root read a mode-000 file) is a read error, not a corrupt file: it
+/// stays in place, nothing is filed again, and the tick says why.
+#[test]
+fn a_registry_the_system_cannot_read_is_left_in_place_and_reported() {
+    let world = World::new();
+    let build_state = world.home.join(".gstack/build-state");
+    fs::copy(fixture_path(), build_state.join("polis.json")).unwrap();
+    world.berth_daemon().args(["run", "--once"]).output().unwrap();
+    let active = world.home.join(".gstack/skill-faults/active-faults");
+    let names = || -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(&active)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        names.sort();
+        names
+    };
+    let before = names();
+    assert_eq!(before.len(), 1, "{before:?}");
+    let registry = active.join(&before[0]);
+    let content = fs::read(&registry).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(&registry, fs::Permissions::from_mode(0o000)).unwrap();
+
+    let berth_dir = world.berth_state();
+    let status = world
+        .spawn_berth_wrapped(
+            &["setpriv", "--bounding-set=-dac_override,-dac_read_search"],
+            &["run", "--once"],
+            &berth_dir,
+        )
+        .wait()
+        .unwrap();
+    assert!(matches!(status.code(), Some(0 | 1)), "{status:?}");
+    assert_eq!(names(), before, "the registry was moved aside");
+    fs::set_permissions(&registry, fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(fs::read(&registry).unwrap(), content);
+    let log = fs::read_to_string(berth_dir.with_extension("log")).unwrap();
+    assert!(
+        log.contains("Permission denied") && log.contains("read again next tick"),
+        "{log}"
+    );
+}
