@@ -5,7 +5,7 @@
 //! Keyed as gstack's monitor keys its registry, by detector id (`<category>:<phase>:<src>`):
 //! two faults with one detector id (two hand-merged features) are one raised fault and one
 //! halt event, the first one's. One file per (run id, state file),
-//! `active-faults/<safeRunId>-<8 hex of sha256(state file)>.json`, replaced atomically under
+//! `active-faults/<fileRunId>-<8 hex of sha256(state file)>.json`, replaced atomically under
 //! the run's lock: two state files that carry the same run id keep separate registries, so
 //! neither clears the other's faults. A registry whose content is invalid is moved aside
 //! (never overwritten): the halt event files themselves make re-filing its faults harmless.
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::halt_store::safe_run_id;
+use super::halt_store::file_run_id;
 use super::json_file;
 
 /// A raised detector fault: the halt event it was filed as.
@@ -59,7 +59,7 @@ fn is_fault_id(id: &str) -> bool {
 pub fn path(dir: &Path, run_id: &str, source: &str) -> PathBuf {
     let digest = Sha256::digest(source.as_bytes());
     let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-    dir.join(format!("{}-{hex}.json", safe_run_id(run_id)))
+    dir.join(format!("{}-{hex}.json", file_run_id(run_id)))
 }
 
 /// Why a registry could not be had.
@@ -137,7 +137,7 @@ fn read(path: &Path) -> Result<Option<Registry>, Unread> {
 /// state file still has is not resolved because another state file of the run cleared it.
 /// A registry that cannot be read counts for nothing here; its own sync reports it.
 pub fn raised_elsewhere(dir: &Path, run_id: &str, own: &Path) -> HashSet<String> {
-    let prefix = format!("{}-", safe_run_id(run_id));
+    let prefix = format!("{}-", file_run_id(run_id));
     let Ok(entries) = fs::read_dir(dir) else {
         return HashSet::new();
     };
