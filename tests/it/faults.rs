@@ -1114,7 +1114,11 @@ fn a_registry_the_system_cannot_read_is_left_in_place_and_reported() {
     let world = World::new();
     let build_state = world.home.join(".gstack/build-state");
     fs::copy(fixture_path(), build_state.join("polis.json")).unwrap();
-    world.berth_daemon().args(["run", "--once"]).output().unwrap();
+    world
+        .berth_daemon()
+        .args(["run", "--once"])
+        .output()
+        .unwrap();
     let active = world.home.join(".gstack/skill-faults/active-faults");
     let names = || -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(&active)

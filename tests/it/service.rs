@@ -42,7 +42,11 @@ pub(crate) fn sample(text: &str, prefix: &str) -> Option<f64> {
 
 /// `berth run --watch --config CONFIG --metrics-addr 127.0.0.1:0 --log-format json` plus
 /// `extra`, its state in [`World::berth_state`], its log beside it.
-pub(crate) fn spawn_serving_metrics(world: &World, config: &std::path::Path, extra: &[&str]) -> Child {
+pub(crate) fn spawn_serving_metrics(
+    world: &World,
+    config: &std::path::Path,
+    extra: &[&str],
+) -> Child {
     let mut args = vec![
         "run",
         "--watch",
