@@ -16,6 +16,7 @@ mod hostile;
 mod http;
 mod idle;
 mod install;
+mod installed;
 mod lane_lock;
 mod lock_cli;
 mod queue_cli;
