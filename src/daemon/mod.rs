@@ -17,6 +17,7 @@
 mod landing;
 mod memory;
 mod policy;
+mod record_touch;
 mod shutdown;
 mod tick;
 mod tick_gates;
