@@ -287,6 +287,16 @@ fn a_landing_longer_than_the_ttl_is_not_reclaimed_by_another_daemon() {
     let first_dir = world.root.join("first");
     let mut first = world.spawn_berth(&run, &first_dir, &[]);
     let began = world.wait_for(Duration::from_secs(30), || started.exists());
+    // The claim names the instance lock its daemon holds: the proof it is alive.
+    let claim = world.read_record(&id)["claimedBy"].clone();
+    let lock = fs::canonicalize(first_dir.join("daemon.lock")).unwrap();
+    assert!(
+        claim
+            .as_str()
+            .unwrap_or("")
+            .ends_with(&format!(":{}", lock.display())),
+        "{claim}"
+    );
     let second_dir = world.root.join("second");
     let mut second = world.spawn_berth(&run, &second_dir, &[]);
     let landed = began
