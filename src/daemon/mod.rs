@@ -19,6 +19,7 @@ mod landing;
 mod lane_retry;
 mod memory;
 mod policy;
+mod record_touch;
 mod revive;
 mod shutdown;
 mod stop;
