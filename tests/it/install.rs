@@ -197,6 +197,7 @@ fn systemd_unit_is_named_per_berth_dir_escaped_and_verified() {
     );
     // The world lives under /tmp: a private /tmp would hide the queue from the service.
     assert!(!unit.contains_key(&("Service".into(), "PrivateTmp".into())));
+    assert_eq!(unit[&("Service".into(), "LimitNOFILE".into())], ["65536"]);
 
     verify_with_systemd_analyze(&path);
     security_score_at_most(&path, 4.0);
