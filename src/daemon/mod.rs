@@ -18,6 +18,7 @@ mod active;
 mod landing;
 mod memory;
 mod policy;
+mod record_touch;
 mod revive;
 mod shutdown;
 mod stop;

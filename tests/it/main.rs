@@ -18,6 +18,7 @@ mod idle;
 mod install;
 mod installed;
 mod lane_lock;
+mod liveness;
 mod lock_cas;
 mod lock_cli;
 mod queue_cli;

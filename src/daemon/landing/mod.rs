@@ -85,6 +85,8 @@ async fn drive(l: &Landing) -> OutcomeKind {
     };
     // Registered before the claim is written, so a tick never sees our claim unregistered.
     let _registered = l.shared.active.register(&l.c.id, l.c.record.clone());
+    // From the claim on, the record is written every heartbeat, so no daemon strands it.
+    let _touching = crate::daemon::record_touch::start(&l.shared, &l.c.id);
     let held = match up_to_the_lock(l).await {
         Ok(held) => held,
         Err(end) => return settle::settle(l, end),
