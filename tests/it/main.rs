@@ -26,4 +26,5 @@ mod rule_edges;
 mod rules;
 mod runner;
 mod service;
+mod throughput;
 mod writes_heard;
