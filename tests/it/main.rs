@@ -13,6 +13,7 @@ mod forge;
 mod gates;
 mod gstack_compat;
 mod hostile;
+mod hung_push;
 mod idle;
 mod install;
 mod lane_lock;
