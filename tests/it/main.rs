@@ -18,6 +18,7 @@ mod idle;
 mod install;
 mod lane_lock;
 mod lock_cli;
+mod module_cycles;
 mod queue_cli;
 mod rule_edges;
 mod rules;
