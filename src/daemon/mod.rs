@@ -329,6 +329,8 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
         _ => None,
     };
     let mut poll = tokio::time::interval(Duration::from_secs(shared.config.poll_secs.max(1)));
+    // A tick that overran its interval is followed by one poll tick, not a burst of them.
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut landings = Landings::new(poll.period());
     // `--once` exits 1 when a record it processed ended blocked, or when it did nothing
     // but block records (at the gates or by the landing policy).
@@ -411,17 +413,28 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
                 // events). A poll tick trusts the watcher and reads nothing, except for a
                 // stat sweep of every file on the first tick, without a watcher, and once
                 // per `reconcile_every_secs` in case a change went unseen.
+                // Whatever the watcher heard and has not handed out yet is read on this
+                // turn, whichever event won the race (a slow tick makes the poll win every
+                // time).
+                let heard = queue_changes
+                    .as_mut()
+                    .map(watch::QueueWatcher::take)
+                    .unwrap_or_default();
                 let (wake, refresh) = match event {
-                    Event::QueueChanged(changes) if changes.rescan => {
+                    Event::QueueChanged(changes) if changes.rescan || heard.rescan => {
                         (tick::Wake::Watcher, Refresh::Sweep)
                     }
-                    Event::QueueChanged(changes) => {
+                    Event::QueueChanged(mut changes) => {
+                        changes.files.extend(heard.files);
                         (tick::Wake::Watcher, Refresh::Files(changes.files))
                     }
-                    _ if mode == Mode::Once || sweep_due(last_sweep, &shared.config) => {
+                    _ if heard.rescan
+                        || mode == Mode::Once
+                        || sweep_due(last_sweep, &shared.config) =>
+                    {
                         (tick::Wake::Poll, Refresh::Sweep)
                     }
-                    _ => (tick::Wake::Poll, Refresh::Files(Default::default())),
+                    _ => (tick::Wake::Poll, Refresh::Files(heard.files)),
                 };
                 if refresh == Refresh::Sweep {
                     last_sweep = Some(std::time::Instant::now());
