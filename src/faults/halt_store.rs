@@ -274,7 +274,7 @@ impl HaltStore {
                 Some((number, size, name))
             })
             .collect();
-        archives.sort_by(|a, b| b.0.cmp(&a.0));
+        archives.sort_by_key(|a| std::cmp::Reverse(a.0));
         let mut total = 0u64;
         for (kept, (_, size, name)) in archives.iter().enumerate() {
             total = total.saturating_add(*size);
