@@ -596,12 +596,12 @@ fn watch_faults(
             live.records.iter().map(|s| s.id.clone()).collect(),
         ));
     }
-    // The view stays locked while the queue detectors read it: a landing's record write
-    // waits for them (milliseconds), never for the runs above.
-    let view = shared.view();
+    // The detectors (rules, up to their deadline) read a copy: a landing's record write
+    // never waits for them on the view's lock.
+    let generation = shared.view().generation();
     let fallbacks = shared.decisions.fallbacks().active();
     let seen = (
-        view.generation(),
+        generation,
         memory.generation(),
         serde_json::to_string(&fallbacks).unwrap_or_default(),
     );
@@ -611,8 +611,12 @@ fn watch_faults(
     memory.detected = Some(seen);
     // Settled records (landed and proven, abandoned) can raise no queue fault: the
     // detectors see every other record.
-    let records: Vec<&StoredRecord> = view.active().collect();
-    let unreadable = view.unreadable();
+    let (owned, unreadable) = {
+        let view = shared.view();
+        let owned: Vec<StoredRecord> = view.active().cloned().collect();
+        (owned, view.unreadable())
+    };
+    let records: Vec<&StoredRecord> = owned.iter().collect();
     let now = crate::clock::now();
     let facts = QueueFacts {
         queue_dir: shared.store.dir(),

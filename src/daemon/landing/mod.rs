@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::lane_lock::{Heartbeat, Lane};
 
-use super::{Candidate, Shared, worktree};
+use super::{Candidate, Shared};
 use outcome::End;
 pub use outcome::{LaneOutcome, OutcomeKind};
 use release::ReleaseAt;
@@ -49,6 +49,21 @@ impl Landing {
     /// A signal arrived: whatever a step concluded, the record goes back to the queue.
     fn interrupted(&self) -> bool {
         self.cancel.is_cancelled()
+    }
+
+    /// Runs blocking work (a record write: up to 250 ms waiting for the record's lock, then
+    /// an fsync; a log file claimed) on a blocking thread, so a slow disk never stalls the
+    /// runtime's threads: the other lanes, the heartbeats, the main loop. A panic there is
+    /// this landing's panic.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Shared) -> T + Send + 'static,
+    ) -> T {
+        let shared = Arc::clone(&self.shared);
+        match tokio::task::spawn_blocking(move || work(&shared)).await {
+            Ok(done) => done,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
     }
 }
 
@@ -78,22 +93,17 @@ pub async fn land(
 /// The steps in order. Everything before the lock ends in [`settle`]; from the lock on,
 /// the lock is released after the record is settled.
 async fn drive(l: &Landing) -> OutcomeKind {
-    // Two lanes often share a checkout: a busy one leaves the record queued, untouched.
-    let _worktree = match worktree::try_lock(&l.shared, &l.c) {
-        Ok(guard) => guard,
-        Err(busy) => return OutcomeKind::LaneBusy(busy),
-    };
     // Registered before the claim is written, so a tick never sees our claim unregistered.
     let _registered = l.shared.active.register(&l.c.id, l.c.record.clone());
     // From the claim on, the record is written every heartbeat, so no daemon strands it.
     let _touching = crate::daemon::record_touch::start(&l.shared, &l.c.id);
     let held = match up_to_the_lock(l).await {
         Ok(held) => held,
-        Err(end) => return settle::settle(l, end),
+        Err(end) => return settle::settle(l, end).await,
     };
     l.shared.tally.lock_taken();
     if l.interrupted() {
-        let outcome = settle::settle(l, End::Interrupted);
+        let outcome = settle::settle(l, End::Interrupted).await;
         release::release(l, held, ReleaseAt::PreHeartbeat).await;
         return outcome;
     }
@@ -109,7 +119,7 @@ async fn drive(l: &Landing) -> OutcomeKind {
     };
     // The record is settled first (a local write), then the lock released (a network
     // call): a shutdown that runs out of budget must not leave the record in flight.
-    let outcome = settle::settle(l, end);
+    let outcome = settle::settle(l, end).await;
     let held = heartbeat.stop().await;
     release::release(l, held, ReleaseAt::Settled).await;
     outcome
@@ -117,7 +127,7 @@ async fn drive(l: &Landing) -> OutcomeKind {
 
 /// claim → verify → lock: the lane lock, or where the landing stopped before it.
 async fn up_to_the_lock(l: &Landing) -> Result<crate::lane_lock::HeldLock, End> {
-    let origin_url = claim::claim(l)?;
+    let origin_url = claim::claim(l).await?;
     let verified = verify::verify(l, &origin_url).await;
     if l.interrupted() {
         return Err(End::Interrupted);
