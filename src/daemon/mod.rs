@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, ForgeKind};
 use crate::forge::Forge;
 use crate::gates::Allowlist;
-use crate::lane_lock::{Lane, LockClient, LockSettings, lock_ref_name};
+use crate::lane_lock::{Lane, LockClient, LockSettings, lane_key};
 use crate::queue_view::{QueueView, Refresh};
 use crate::record::{Record, Status};
 use crate::rules::{DecisionLog, ReloadWatcher, Rules, RulesStatus};
@@ -372,7 +372,7 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
                 if !outcome.lane_may_retry_this_tick() {
                     // Not head-of-line, and no hot loop: a lane locked elsewhere, or a
                     // record put back for a transient reason, waits for the next tick.
-                    landings.skipped.insert(lock_ref_name(&outcome.lane));
+                    landings.skipped.insert(lane_key(&outcome.lane));
                 }
                 // `--once` is one tick: each free lane's head once. A skipped lane hands
                 // its turn to the next lane; only `--watch` moves on to a lane's next record.
@@ -495,7 +495,7 @@ impl Landings {
         landing: impl std::future::Future<Output = LaneOutcome> + Send + 'static,
     ) {
         let handle = self.tasks.spawn(landing);
-        self.lane_of_task.insert(handle.id(), lock_ref_name(lane));
+        self.lane_of_task.insert(handle.id(), lane_key(lane));
     }
 
     /// The next finished landing; a task that panicked frees its lane (and is skipped

@@ -17,6 +17,7 @@ mod idle;
 mod install;
 mod installed;
 mod lane_lock;
+mod lock_alias;
 mod lock_cas;
 mod lock_cli;
 mod queue_cli;
