@@ -13,6 +13,7 @@ mod forge;
 mod gates;
 mod gstack_compat;
 mod hostile;
+mod http;
 mod idle;
 mod install;
 mod installed;
