@@ -160,7 +160,13 @@ pub enum Acquire {
     /// The lane is ours; keep it fresh with [`LockClient::heartbeat`] or [`Heartbeat`].
     Acquired(HeldLock),
     /// Someone holds a live lock: skip the lane until `holder.expires_at`.
-    HeldElsewhere { holder: LockPayload, sha: String },
+    /// `ref_name` is the ref found held: gstack's, or the one every spelling of the
+    /// repository shares ([`alias_lock_ref`]).
+    HeldElsewhere {
+        holder: LockPayload,
+        sha: String,
+        ref_name: String,
+    },
     /// A lock exists whose payload cannot be read: berth refuses the lane (fail closed)
     /// until an operator inspects it (`list`) and removes it (`force_release`).
     Unreadable { sha: String, reason: String },
@@ -616,6 +622,7 @@ impl LockClient {
                     return Ok(Acquire::HeldElsewhere {
                         holder: expired.payload,
                         sha: current.to_string(),
+                        ref_name,
                     });
                 }
             }
@@ -661,14 +668,15 @@ impl LockClient {
     /// landing must stop even if nobody took the lane yet. Transport errors and rejections
     /// leave `held` untouched; the TTL decides when they amount to a loss.
     ///
-    /// The alias ref, if any, is refreshed too; the first error is returned.
+    /// The alias ref, if any, is refreshed too; an error of gstack's ref is returned
+    /// before one of the alias ref's.
     pub fn heartbeat(&self, held: &mut HeldLock) -> Result<(), LockError> {
         let alias = match held.alias.as_deref_mut() {
             Some(alias) => self.refresh(alias),
             None => Ok(()),
         };
         let own = self.refresh(held);
-        alias.and(own)
+        own.and(alias)
     }
 
     fn refresh(&self, held: &mut HeldLock) -> Result<(), LockError> {
