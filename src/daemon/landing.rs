@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::boot_clock::BootTime;
 use crate::forge::{ClaimRefusal, ForgeRepo, PrRef, PrState, verify_claim};
 use crate::gstack_text;
 use crate::lane_lock::{Acquire, Heartbeat, HeldLock, Lane, Released, lock_ref_name};
 use crate::record::{Record, Status};
 use crate::rules::contracts::landing::{LandDecision, LandFacts};
-use crate::runner::{Step, StepResult, StepVars};
+use crate::runner::{Fence, Lease, Outcome, Step, StepResult, StepVars, follow_heartbeat};
 use crate::store::{Expect, StoreError};
 
 use super::shutdown::ReleaseEnd;
@@ -290,6 +291,8 @@ async fn land_inner(
     if let Err(stop) = verified {
         return settle_stop(shared, c, stop);
     }
+    // Before the lock write starts, so the step's lease never outlasts the lock.
+    let leased_at = BootTime::now();
     let held = match acquire_lock(shared, c, lane, &origin_url, cancel).await {
         Ok(held) => {
             shared.tally.lock_taken();
@@ -321,7 +324,7 @@ async fn land_inner(
     .await;
     let verdict = match prepared {
         Some(Ok(place)) => {
-            let verdict = run_steps(shared, c, &place, &heartbeat, cancel).await;
+            let verdict = run_steps(shared, c, &place, (&heartbeat, leased_at), cancel).await;
             place.remove();
             verdict
         }
@@ -464,7 +467,7 @@ async fn run_steps(
     shared: &Arc<Shared>,
     c: &Candidate,
     place: &worktree::Place,
-    heartbeat: &Heartbeat,
+    (heartbeat, leased_at): (&Heartbeat, BootTime),
     cancel: &CancellationToken,
 ) -> Verdict {
     if let Err(e) = shared.transition(
@@ -475,12 +478,22 @@ async fn run_steps(
     ) {
         return Verdict::Stop(Stop::Requeue(e.to_string()));
     }
-    let vars = StepVars {
+    let mut vars = StepVars {
         pr: c.record.pr_number,
         branch: c.record.feature_branch.clone(),
         base: c.record.base_branch.clone(),
         repo: c.gated.repo.path.clone(),
         worktree: place.path().to_owned(),
+        lock_ref: heartbeat.snapshot().ref_name().to_owned(),
+        lock_sha: String::new(),
+    };
+    // Each successful heartbeat extends the lease the steps' guards hold.
+    let lease = Lease::new(leased_at, shared.locks.settings().ttl);
+    let follow = tokio::spawn(follow_heartbeat(heartbeat.refreshed(), lease.clone()));
+    let fence = Fence {
+        repo: &c.gated.repo.pin,
+        worktree: place.dir(),
+        lease: &lease,
     };
     // A lost lane lock stops the step just as a signal does.
     let steps_cancel = cancel.child_token();
@@ -501,6 +514,7 @@ async fn run_steps(
         Ok(attempt) => attempt,
         Err(e) => {
             lost_watch.abort();
+            follow.abort();
             return Verdict::Stop(Stop::Block(e.to_string()));
         }
     };
@@ -512,16 +526,10 @@ async fn run_steps(
                 step.as_str()
             )));
         }
+        vars.lock_sha = heartbeat.snapshot().sha();
         let result = match shared
             .runner
-            .run_in(
-                step,
-                &c.id,
-                &vars,
-                Some(place.dir()),
-                attempt,
-                &steps_cancel,
-            )
+            .run_in(step, &c.id, &vars, Some(&fence), attempt, &steps_cancel)
             .await
         {
             Ok(result) => result,
@@ -538,6 +546,13 @@ async fn run_steps(
             break Verdict::Stop(Stop::Block(gstack_text::lock_ownership_lost(format!(
                 "{why}; the {} step was stopped (another daemon may own the lane): {result}",
                 step.as_str()
+            ))));
+        }
+        if result.outcome == Outcome::LeaseExpired {
+            break Verdict::Stop(Stop::Block(gstack_text::lock_ownership_lost(format!(
+                "the {} step was stopped by its lease: {}; it may have done part of its work: check the PR before `berth retry`",
+                step.as_str(),
+                result
             ))));
         }
         let next = match step {
@@ -575,6 +590,7 @@ async fn run_steps(
         step = next;
     };
     lost_watch.abort();
+    follow.abort();
     verdict
 }
 

@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{HeldLock, Lane, LockClient, LockError};
+use crate::boot_clock::BootTime;
 use crate::gstack_text;
 
 /// A running refresh loop for one held lock.
@@ -36,6 +37,7 @@ use crate::gstack_text;
 pub struct Heartbeat {
     held: Arc<Mutex<HeldLock>>,
     lost: watch::Receiver<bool>,
+    refreshed: watch::Receiver<Option<BootTime>>,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -51,16 +53,21 @@ impl Heartbeat {
     ) -> Heartbeat {
         let held = Arc::new(Mutex::new(held));
         let (lost_tx, lost) = watch::channel(false);
+        let (refreshed_tx, refreshed) = watch::channel(None);
         let stop = shutdown.child_token();
         let task = tokio::spawn(refresh_loop(
             client,
             Arc::clone(&held),
-            lost_tx,
+            Signals {
+                lost_tx,
+                refreshed_tx,
+            },
             stop.clone(),
         ));
         Heartbeat {
             held,
             lost,
+            refreshed,
             stop,
             task,
         }
@@ -70,6 +77,13 @@ impl Heartbeat {
     /// in a `select!` next to the landing to abort the landing promptly.
     pub fn lost(&self) -> watch::Receiver<bool> {
         self.lost.clone()
+    }
+
+    /// The `CLOCK_BOOTTIME` at which the last successful refresh started its write (taken
+    /// before the write, so the remote's `expiresAt` is at least TTL after it): what a
+    /// step's lease is extended by.
+    pub fn refreshed(&self) -> watch::Receiver<Option<BootTime>> {
+        self.refreshed.clone()
     }
 
     pub fn is_lost(&self) -> bool {
@@ -117,12 +131,22 @@ impl LockWatch {
     }
 }
 
+/// What the refresh loop tells the landing.
+struct Signals {
+    lost_tx: watch::Sender<bool>,
+    refreshed_tx: watch::Sender<Option<BootTime>>,
+}
+
 async fn refresh_loop(
     client: Arc<LockClient>,
     held: Arc<Mutex<HeldLock>>,
-    lost_tx: watch::Sender<bool>,
+    signals: Signals,
     stop: CancellationToken,
 ) {
+    let Signals {
+        lost_tx,
+        refreshed_tx,
+    } = signals;
     let every = client.settings().heartbeat_every;
     loop {
         // Wake at the TTL deadline at the latest, so a run of failed refreshes is reported
@@ -136,6 +160,7 @@ async fn refresh_loop(
         // not keep the lock "ours" past the TTL: the deadline is watched while it runs.
         let deadline = lock(&held).time_until_lost(Instant::now());
         let (task_client, task_held) = (Arc::clone(&client), Arc::clone(&held));
+        let started = BootTime::now();
         let mut refresh =
             tokio::task::spawn_blocking(move || task_client.heartbeat(&mut lock(&task_held)));
         let refreshed = tokio::select! {
@@ -152,6 +177,7 @@ async fn refresh_loop(
         let snapshot = lock(&held).clone();
         match refreshed {
             Ok(Ok(())) => {
+                refreshed_tx.send_replace(Some(started));
                 tracing::debug!(
                     ref_name = snapshot.ref_name(),
                     sha = snapshot.sha(),

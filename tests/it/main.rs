@@ -16,6 +16,7 @@ mod hostile;
 mod idle;
 mod install;
 mod lane_lock;
+mod lease;
 mod lock_cli;
 mod queue_cli;
 mod rule_edges;
