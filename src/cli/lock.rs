@@ -127,7 +127,7 @@ pub(super) fn gated_origin(
     repo_path: &std::path::Path,
 ) -> anyhow::Result<(PathBuf, String)> {
     let gated = ctx
-        .allowlist()
+        .allowlist(&ctx.config()?)
         .gate_repo_path(&repo_path.to_string_lossy())?;
     let url = crate::identity::origin_url(&gated.path)?
         .with_context(|| format!("{} has no `origin` remote", gated.path.display()))?;

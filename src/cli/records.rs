@@ -270,6 +270,8 @@ mod tests {
             project_root: None,
             queue_dir_given: true,
             project_root_given: false,
+            config_source: crate::config::ConfigSource::Defaults,
+            allowed_roots: Vec::new(),
         };
         let id = ctx.store.insert(&stranded()).unwrap();
         let config = dir.path().join("berth.toml");

@@ -40,10 +40,6 @@ pub struct RunArgs {
 /// The daemon's settings that `run` and `demo` share.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DaemonArgs {
-    /// The configuration file (TOML; see the README for every key). Default: `BERTH_CONFIG`,
-    /// else `$XDG_CONFIG_HOME/berth/config.toml` (`~/.config/berth/config.toml`) if present.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
     /// Override the config's forge: `gh` (GitHub) or `git` (plain branches on origin).
     #[arg(long, value_enum)]
     pub forge: Option<ForgeKind>,
@@ -60,13 +56,9 @@ pub struct DaemonArgs {
 }
 
 impl DaemonArgs {
-    /// Which file the configuration comes from (see [`ConfigSource::locate`]).
-    pub fn config_source(&self) -> ConfigSource {
-        ConfigSource::locate(self.config.as_deref())
-    }
-
-    pub fn config(&self) -> anyhow::Result<Config> {
-        let mut config = Config::load(self.config_source().path())?;
+    /// The configuration `source` names, with this command's overrides.
+    pub fn config(&self, source: &ConfigSource) -> anyhow::Result<Config> {
+        let mut config = Config::load(source.path())?;
         if let Some(forge) = self.forge {
             config.forge = forge;
         }
@@ -92,7 +84,7 @@ impl DaemonArgs {
 }
 
 /// One line that says what this daemon is and what it works on.
-fn log_startup(shared: &Shared, daemon: &DaemonArgs) {
+fn log_startup(shared: &Shared, daemon: &DaemonArgs, source: &ConfigSource) {
     let rules = shared.rules.current();
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -101,7 +93,7 @@ fn log_startup(shared: &Shared, daemon: &DaemonArgs) {
         forge = shared.forge.name(),
         rules_root = %crate::rules::set::describe_root(daemon.rules_root.as_deref()),
         rules_hash = rules.hash(),
-        config = %daemon.config_source().describe(),
+        config = %source.describe(),
         poll_secs = shared.config.poll_secs,
         berth_dir = %shared.berth_dir.display(),
         "berth starting"
@@ -116,7 +108,7 @@ pub enum RunEnd {
 
 pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<RunEnd> {
     let mode = if args.watch { Mode::Watch } else { Mode::Once };
-    let config = args.daemon.config()?;
+    let config = args.daemon.config(&ctx.config_source)?;
     let berth_dir = args
         .daemon
         .berth_dir
@@ -128,7 +120,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<RunEnd> {
     ctx.store.ensure_dir()?;
     let rules = args.daemon.rules()?;
     let shared = Arc::new(
-        Shared::new(ctx.store.clone(), ctx.allowlist(), config, berth_dir)?
+        Shared::new(ctx.store.clone(), ctx.allowlist(&config), config, berth_dir)?
             .with_rules(rules)
             .with_project_root(ctx.project_root.as_deref()),
     );
@@ -140,7 +132,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<RunEnd> {
         }
         None => None,
     };
-    log_startup(&shared, &args.daemon);
+    log_startup(&shared, &args.daemon, &ctx.config_source);
     // A tick runs on a blocking thread; one kept across poll intervals (tokio's default
     // lets it go after 10 s) spares an idle daemon a thread start and exit per tick, and
     // the exit's sweep of that thread's allocator cache.

@@ -14,13 +14,18 @@
 //! the decision log), and never runs anything for a record that has not passed
 //! [`crate::gates::Allowlist::gate_record`] in this same tick.
 
+mod active;
 mod landing;
 mod memory;
 mod policy;
+mod revive;
 mod shutdown;
+mod stop;
+mod stranded;
 mod tick;
 mod tick_gates;
 mod unsaved;
+mod verdict;
 mod watch;
 mod worktree;
 
@@ -42,9 +47,10 @@ use crate::rules::{DecisionLog, ReloadWatcher, Rules, RulesStatus};
 use crate::runner::Runner;
 use crate::store::{Expect, QueueStore, StoreError};
 
-pub use landing::{Active, LaneOutcome};
+pub use active::Active;
+pub use landing::LaneOutcome;
 pub use policy::NOT_BEFORE_FIELD;
-pub use shutdown::StopSignal;
+pub use stop::StopSignal;
 pub use tick::{Candidate, PrepareReport, Selection, Wake};
 use tick_gates::TickGates;
 pub use unsaved::{UnsavedLine, read as read_unsaved};
@@ -67,11 +73,13 @@ pub struct Shared {
     /// berth's private state: lock scratch repo, forge scratch repo, logs, worktrees.
     pub berth_dir: PathBuf,
     /// The signal that stopped the daemon, once one has.
-    pub stop: shutdown::StopFlag,
+    pub stop: stop::StopFlag,
     /// What the shutdown revived and released, for its summary lines.
-    pub tally: shutdown::Tally,
+    pub tally: stop::Tally,
     /// The records this process is landing right now.
     pub active: Active,
+    /// Verdicts the store could not write yet.
+    unsaved: unsaved::Waiting,
     /// The active rule set, swapped whole by hot reload.
     pub rules: Rules,
     /// `<berth_dir>/decisions.jsonl`: every policy answer and status change.
@@ -185,9 +193,10 @@ impl Shared {
             decisions,
             telemetry,
             berth_dir,
-            stop: shutdown::StopFlag::default(),
-            tally: shutdown::Tally::default(),
+            stop: stop::StopFlag::default(),
+            tally: stop::Tally::default(),
             active: Active::default(),
+            unsaved: unsaved::Waiting::default(),
             rules: Rules::embedded()?,
             view: Mutex::new(QueueView::new()),
             memory: Mutex::new(memory::TickMemory::default()),
@@ -204,6 +213,12 @@ impl Shared {
             }
         }
         self
+    }
+
+    /// Whether this process is landing `id` right now, or holds its unwritten verdict:
+    /// either way the record is this daemon's, whatever its file says.
+    pub fn holds(&self, id: &str) -> bool {
+        self.active.holds(id) || self.unsaved.holds(id)
     }
 
     /// The queue view, locked. Hold it briefly: record writes wait for it.
@@ -334,12 +349,11 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
         let next = match event {
             Event::Stop | Event::Signal(_) => {
                 let (reason, exit) = match event {
-                    Event::Signal(signal) => (
-                        shutdown::StopReason::Signal(signal),
-                        Exit::Signalled(signal),
-                    ),
+                    Event::Signal(signal) => {
+                        (stop::StopReason::Signal(signal), Exit::Signalled(signal))
+                    }
                     _ => (
-                        shutdown::StopReason::Requested,
+                        stop::StopReason::Requested,
                         if any_blocked {
                             Exit::Blocked
                         } else {

@@ -378,10 +378,10 @@ fn apply_proof(shared: &Shared, stored: &StoredRecord, proof: &crate::forge::Mer
 
 /// Step 2: an in-flight record that no live process owns goes back to `queued`.
 fn reclaim(shared: &Shared, stored: &StoredRecord, now: chrono::DateTime<chrono::Utc>) -> bool {
-    let Some(reason) = super::landing::stranded_reason(shared, stored, now) else {
+    let Some(reason) = super::stranded::stranded_reason(shared, stored, now) else {
         return false;
     };
-    if let Err(e) = super::landing::end_strays(stored) {
+    if let Err(e) = super::stranded::end_strays(stored) {
         tracing::error!(record = %stored.id, "not reclaimed: {e}");
         return false;
     }
@@ -479,7 +479,7 @@ fn gate_queued(shared: &Shared, gates: &mut TickGates) -> usize {
         .live()
         .filter(|s| {
             s.record.status == Status::Queued
-                || (s.record.status.is_in_flight() && !shared.active.holds(&s.id))
+                || (s.record.status.is_in_flight() && !shared.holds(&s.id))
         })
         .cloned()
         .collect();

@@ -15,6 +15,7 @@ mod gstack_compat;
 mod hostile;
 mod idle;
 mod install;
+mod installed;
 mod lane_lock;
 mod lease;
 mod lock_cli;
