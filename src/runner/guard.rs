@@ -263,7 +263,8 @@ unsafe fn lease_over(deadline: i64) -> bool {
             return true;
         }
     }
-    let now = i64::from(now.tv_sec)
+    let now = now
+        .tv_sec
         .saturating_mul(1_000_000_000)
         .saturating_add(now.tv_nsec);
     now >= deadline
