@@ -167,9 +167,12 @@ async fn run_one(
             step.as_str()
         ))));
     }
+    // The lease runs out only when no heartbeat succeeded in time: gstack's words for that,
+    // then what the guard did.
     if result.outcome == Outcome::LeaseExpired {
         return Err(End::Block(gstack_text::lock_ownership_lost(format!(
-            "the {} step was stopped by its lease: {result}; it may have done part of its work: check the PR before `berth retry`",
+            "{}; the {} step was stopped by its lease: {result}; it may have done part of its work: check the PR before `berth retry`",
+            gstack_text::LOCK_HEARTBEAT_FAILED,
             step.as_str()
         ))));
     }
