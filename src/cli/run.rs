@@ -3,11 +3,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use anyhow::Context as _;
+
 use super::{Context, Outcome};
 use crate::config::{Config, ConfigSource, ForgeKind};
 use crate::daemon::{self, Exit, Mode, Shared};
 use crate::instance::InstanceLock;
-use crate::telemetry::server::MetricsServer;
 
 #[derive(clap::Args, Debug)]
 #[group(id = "mode", required = true, multiple = false)]
@@ -117,6 +118,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<RunEnd> {
     // Before anything writes into the berth dir: a second daemon there would overwrite the
     // first one's rules status and health.
     let _instance = InstanceLock::acquire(&berth_dir, if args.watch { "watch" } else { "once" })?;
+    let open_files = crate::open_files::raise_to_hard();
     ctx.store.ensure_dir()?;
     let rules = args.daemon.rules()?;
     let shared = Arc::new(
@@ -124,10 +126,14 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<RunEnd> {
             .with_rules(rules)
             .with_project_root(ctx.project_root.as_deref()),
     );
-    let _metrics = match &args.metrics_addr {
+    let _http = match &args.metrics_addr {
         Some(addr) => {
-            let server = MetricsServer::start(addr, Arc::clone(&shared.telemetry))?;
-            tracing::info!(addr = %server.addr(), "serving metrics on http://{}/metrics", server.addr());
+            let routes = crate::telemetry::server::routes(Arc::clone(&shared.telemetry));
+            let limits = crate::http::Limits::within(open_files);
+            let server = crate::http::Server::start(addr, routes, limits).with_context(|| {
+                format!("cannot serve metrics on --metrics-addr {addr} (expected HOST:PORT, free)")
+            })?;
+            tracing::info!(addr = %server.addr(), max_connections = limits.max_connections, "serving metrics on http://{}/metrics", server.addr());
             Some(server)
         }
         None => None,

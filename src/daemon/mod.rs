@@ -170,6 +170,7 @@ impl Shared {
                 fallbacks: decisions.fallback_counts(),
             },
             forge.name(),
+            Duration::from_secs(config.poll_secs.max(1)),
         ));
         let forge: Arc<dyn Forge> = Arc::new(crate::telemetry::forge::MeteredForge::new(
             forge,

@@ -187,6 +187,7 @@ fn systemd_unit_is_named_per_berth_dir_escaped_and_verified() {
         ["default.target"]
     );
     assert_eq!(unit[&("Service".into(), "KillMode".into())], ["mixed"]);
+    assert_eq!(unit[&("Service".into(), "LimitNOFILE".into())], ["65536"]);
 
     verify_with_systemd_analyze(&path);
 
