@@ -2,6 +2,8 @@
 //! `drift_repair`: `landing → drift_repairing`, the ship step, `→ landing`, land again.
 //! A step runs only while the lane lock is held: a lost heartbeat cancels it.
 
+use std::time::{Duration, Instant};
+
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -157,6 +159,9 @@ async fn run_one(
     if l.interrupted() && !result.succeeded() {
         return Err(End::Interrupted);
     }
+    if result.outcome == Outcome::LeaseExpired {
+        await_verdict(heartbeat).await;
+    }
     if heartbeat.is_lost() {
         let why = heartbeat
             .snapshot()
@@ -177,6 +182,19 @@ async fn run_one(
         ))));
     }
     Ok(result)
+}
+
+/// How long past the lock's TTL a heartbeat may take to say the lock is lost (its last
+/// refresh attempt, bounded by the TTL deadline it watches).
+const VERDICT_SLACK: Duration = Duration::from_secs(1);
+
+/// A lease runs out a margin before the lock's TTL: within that margin (plus
+/// [`VERDICT_SLACK`]) the heartbeat says whether the lock is lost, and why (taken over,
+/// deleted, no refresh within the TTL), or a late refresh kept it.
+async fn await_verdict(heartbeat: &Heartbeat) {
+    let left = heartbeat.snapshot().time_until_lost(Instant::now());
+    let mut lost = heartbeat.lost();
+    let _ = tokio::time::timeout(left + VERDICT_SLACK, lost.wait_for(|lost| *lost)).await;
 }
 
 /// Moves the record to the status of the `next` step (`drift_repairing` counts a retry).
