@@ -30,6 +30,7 @@ pub mod open_files;
 pub mod ownership;
 pub mod paths;
 pub mod pinned_dir;
+pub mod process_probe;
 pub mod queue_view;
 pub mod record;
 pub mod rules;

@@ -6,22 +6,24 @@ use super::Shared;
 
 /// Why an in-flight record no live process owns is stranded ([`crate::ownership`]), or
 /// claimed in this daemon's own name while no landing of it runs here (a planted claim).
+/// A landing this daemon runs (or whose verdict it keeps) is never stranded here, however
+/// long it takes: this process is its owner and knows it is alive.
 pub(super) fn stranded_reason(
     shared: &Shared,
     stored: &StoredRecord,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Option<String> {
     let record = &stored.record;
-    if record.status.is_in_flight()
-        && record.claimed_by.as_deref() == Some(shared.owner.as_str())
-        && !shared.holds(&stored.id)
-    {
+    if record.status.is_in_flight() && record.claimed_by.as_deref() == Some(shared.owner.as_str()) {
+        if shared.holds(&stored.id) {
+            return None;
+        }
         return Some(format!(
             "claimed in this daemon's name ({}) but no landing of it runs here",
             shared.owner
         ));
     }
-    crate::ownership::stranded_reason(record, shared.config.lock_ttl(), now)
+    crate::ownership::stranded_reason(stored, shared.config.lock_ttl(), now)
 }
 
 /// Before a stranded record goes back to the queue: whatever its gone owner still runs

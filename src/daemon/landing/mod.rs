@@ -33,7 +33,7 @@ use crate::boot_clock::BootTime;
 use crate::lane_lock::{Heartbeat, HeldLock, Lane};
 use crate::runner::{Lease, follow_heartbeat};
 
-use super::{Candidate, Shared, worktree};
+use super::{Candidate, Shared};
 use outcome::End;
 pub use outcome::{LaneOutcome, OutcomeKind};
 use release::ReleaseAt;
@@ -80,13 +80,10 @@ pub async fn land(
 /// The steps in order. Everything before the lock ends in [`settle`]; from the lock on,
 /// the lock is released after the record is settled.
 async fn drive(l: &Landing) -> OutcomeKind {
-    // Two lanes often share a checkout: a busy one leaves the record queued, untouched.
-    let _worktree = match worktree::try_lock(&l.shared, &l.c) {
-        Ok(guard) => guard,
-        Err(busy) => return OutcomeKind::LaneBusy(busy),
-    };
     // Registered before the claim is written, so a tick never sees our claim unregistered.
     let _registered = l.shared.active.register(&l.c.id, l.c.record.clone());
+    // From the claim on, the record is written every heartbeat, so no daemon strands it.
+    let _touching = crate::daemon::record_touch::start(&l.shared, &l.c.id);
     let (held, leased_at) = match up_to_the_lock(l).await {
         Ok(held) => held,
         Err(end) => return settle::settle(l, end),
