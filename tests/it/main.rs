@@ -21,6 +21,7 @@ mod installed;
 mod lane_lock;
 mod lease;
 mod liveness;
+mod lock_alias;
 mod lock_cas;
 mod lock_cli;
 mod module_cycles;
