@@ -55,8 +55,14 @@ fn a_paused_daemons_landing_is_stopped_by_its_lease_before_the_lock_expires() {
         &[],
     );
     let landing = wait_for_pid(&pid_file, &mut daemon);
-    let [ref_name] = &world.lock_refs(&lane.remote_url)[..] else {
-        panic!("one lock while landing");
+    // gstack's ref for the lane (berth also holds the repository's shared `+repo` lock).
+    let refs = world.lock_refs(&lane.remote_url);
+    let [ref_name] = &refs
+        .iter()
+        .filter(|r| !r.contains("/+repo/"))
+        .collect::<Vec<_>>()[..]
+    else {
+        panic!("one gstack lock while landing: {refs:?}");
     };
     let berth = Pid::from_raw(daemon.id() as i32);
 

@@ -320,7 +320,8 @@ fn lock_check_exits_0_only_for_the_exact_live_lock() {
         .code(1)
         .stdout(predicate::str::contains("NOT live: no such lock"));
 
-    // A lock of this sha that expired is not live either.
+    // A lock that expired is not live either (another lane: the released one's shared
+    // repository lock is still held).
     let identity = berth::identity::repo_identity(&lane.clone).unwrap();
     let short = berth::lane_lock::LockClient::new(
         &world.root.join("short"),
@@ -329,20 +330,31 @@ fn lock_check_exits_0_only_for_the_exact_live_lock() {
     .unwrap();
     let lane_key = berth::lane_lock::Lane {
         repo_identity: identity,
-        base_branch: "main".into(),
+        base_branch: "expiring".into(),
     };
     let berth::lane_lock::Acquire::Acquired(held) = short
         .acquire(&lane.remote_url, &lane_key, "holder-host:42:7", &lane.clone)
         .unwrap()
     else {
-        panic!("the released lane is free");
+        panic!("a fresh lane is free");
     };
     let expires = berth::clock::parse_iso(&held.payload().expires_at).unwrap();
     assert!(
         world.wait_for(std::time::Duration::from_secs(5), || berth::clock::now()
             > expires)
     );
-    check(&held.sha())
+    world
+        .berth_daemon()
+        .args([
+            "lock",
+            "check",
+            held.ref_name(),
+            "--sha",
+            &held.sha(),
+            "--repo-path",
+            repo,
+        ])
+        .assert()
         .code(1)
         .stdout(predicate::str::contains("NOT live: expired at"));
 }
