@@ -18,6 +18,7 @@ mod install;
 mod lock;
 mod patterns;
 mod records;
+mod replay;
 mod rules;
 mod run;
 mod status;

@@ -18,6 +18,7 @@ mod install;
 mod lane_lock;
 mod lock_cli;
 mod queue_cli;
+mod replay;
 mod rule_edges;
 mod rules;
 mod runner;
