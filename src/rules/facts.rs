@@ -236,7 +236,7 @@ mod tests {
             "a, b and the ctx, each once:\n{text}"
         );
         // A restarted daemon does not store again what is there.
-        let again = FactsStore::new(dir.path()).put_args(&[a.clone()]).unwrap();
+        let again = FactsStore::new(dir.path()).put_args(std::slice::from_ref(&a)).unwrap();
         let text = std::fs::read_to_string(dir.path().join(FACTS_FILE)).unwrap();
         assert_eq!(text.lines().count(), 3);
         let index = FactsIndex::load(
@@ -279,7 +279,7 @@ mod tests {
         let again = store
             .put_args(&[json!({"n": 0, "pad": "x".repeat(40)})])
             .unwrap();
-        let index = FactsIndex::load(dir.path(), &wanted(&[again.clone()])).unwrap();
+        let index = FactsIndex::load(dir.path(), &wanted(std::slice::from_ref(&again))).unwrap();
         assert!(index.resolve(&again).is_some());
     }
 }
