@@ -14,7 +14,7 @@ use crate::faults::queue_facts::{QueueFacts, RepoFacts};
 use crate::forge::{ForgeRepo, PrRef, QueuedPr};
 use crate::gates::{Gate, GateError, GatedRecord};
 use crate::gstack_text;
-use crate::lane_lock::{Lane, lock_ref_name};
+use crate::lane_lock::{Lane, lane_key};
 use crate::queue_view::Refresh;
 use crate::record::{Record, Status};
 use crate::rules::contracts::landing::Admit;
@@ -221,8 +221,8 @@ fn live_repos(
                 records: Vec::new(),
             })
     }
-    for path in &shared.discover_roots {
-        match gates.repo(&shared.allowlist, path) {
+    for path in shared.discover_roots().iter() {
+        match gates.repo(&shared.allowlist(), path) {
             Ok(gate) => match &gate.origin {
                 Ok((identity, origin)) => {
                     add(&mut repos, identity, origin, path);
@@ -234,7 +234,7 @@ fn live_repos(
     }
     let live: Vec<StoredRecord> = shared.view().live().cloned().collect();
     for stored in live {
-        match gates.record(&shared.allowlist, &stored.record) {
+        match gates.record(&shared.allowlist(), &stored.record) {
             Ok(gated) => add(
                 &mut repos,
                 &gated.identity,
@@ -275,7 +275,7 @@ fn reconcile(
     // must not become a `gh --repo` argument.
     let mut by_repo: BTreeMap<String, (ForgeRepo, Vec<&StoredRecord>)> = BTreeMap::new();
     for stored in due {
-        let gated = match gates.record(&shared.allowlist, &stored.record) {
+        let gated = match gates.record(&shared.allowlist(), &stored.record) {
             Ok(gated) => gated,
             Err(refusal) => {
                 refused_reconcile(memory, stored, &refusal.reason);
@@ -491,7 +491,7 @@ fn gate_queued(shared: &Shared, gates: &mut TickGates) -> usize {
         .collect();
     let mut blocked = 0;
     for stored in &candidates {
-        if let Err(refusal) = gates.record(&shared.allowlist, &stored.record) {
+        if let Err(refusal) = gates.record(&shared.allowlist(), &stored.record) {
             let reason = gate_block_text(&stored.record, &refusal);
             match shared.transition(
                 &stored.id,
@@ -596,12 +596,12 @@ fn watch_faults(
             live.records.iter().map(|s| s.id.clone()).collect(),
         ));
     }
-    // The view stays locked while the queue detectors read it: a landing's record write
-    // waits for them (milliseconds), never for the runs above.
-    let view = shared.view();
+    // The detectors (rules, up to their deadline) read a copy: a landing's record write
+    // never waits for them on the view's lock.
+    let generation = shared.view().generation();
     let fallbacks = shared.decisions.fallbacks().active();
     let seen = (
-        view.generation(),
+        generation,
         memory.generation(),
         serde_json::to_string(&fallbacks).unwrap_or_default(),
     );
@@ -611,8 +611,12 @@ fn watch_faults(
     memory.detected = Some(seen);
     // Settled records (landed and proven, abandoned) can raise no queue fault: the
     // detectors see every other record.
-    let records: Vec<&StoredRecord> = view.active().collect();
-    let unreadable = view.unreadable();
+    let (owned, unreadable) = {
+        let view = shared.view();
+        let owned: Vec<StoredRecord> = view.active().cloned().collect();
+        (owned, view.unreadable())
+    };
+    let records: Vec<&StoredRecord> = owned.iter().collect();
     let now = crate::clock::now();
     let facts = QueueFacts {
         queue_dir: shared.store.dir(),
@@ -639,10 +643,12 @@ pub fn select(
     mut gates: TickGates,
 ) -> Selection {
     let mut selection = Selection::default();
-    // Lanes are told apart by their lock ref: two branches that `safe_key` folds together
-    // (`rel/1`, `rel-1`) share one lock, so they are one lane here too.
-    let lane_key = |r: &Record| {
-        lock_ref_name(&Lane {
+    // Lanes are told apart by `lane_key`: two branches that `safe_key` folds together
+    // (`rel/1`, `rel-1`) share one lock, and two spellings of one repository's origin
+    // (a symlinked path, GitHub owner/name in another case) are one repository, so each
+    // pair is one lane here too.
+    let record_lane = |r: &Record| {
+        lane_key(&Lane {
             repo_identity: r.identity_or_path(),
             base_branch: r.base_branch.clone(),
         })
@@ -654,7 +660,7 @@ pub fn select(
         let in_flight: HashSet<String> = records
             .live()
             .filter(|s| s.record.status.is_in_flight())
-            .map(|s| lane_key(&s.record))
+            .map(|s| record_lane(&s.record))
             .collect();
         let queued: Vec<StoredRecord> = records
             .live()
@@ -677,17 +683,17 @@ pub fn select(
         if selection.candidates.len() == free {
             break;
         }
-        if in_flight.contains(&lane_key(&stored.record)) {
+        if in_flight.contains(&record_lane(&stored.record)) {
             continue;
         }
-        let Ok(gated) = gates.record(&shared.allowlist, &stored.record) else {
+        let Ok(gated) = gates.record(&shared.allowlist(), &stored.record) else {
             continue;
         };
         let lane = Lane {
             repo_identity: gated.identity.clone(),
             base_branch: stored.record.base_branch.clone(),
         };
-        let lane_ref = lock_ref_name(&lane);
+        let lane_ref = lane_key(&lane);
         if skip.contains(&lane_ref) || seen_lanes.contains(&lane_ref) {
             continue;
         }

@@ -27,42 +27,21 @@ use serde_json::{Value, json};
 use super::halt::HaltEvent;
 use super::json_file;
 use super::registry::{self, ActiveFault};
+use super::run_id::file_run_id;
 use crate::atomic_file;
 
 pub const PENDING_DIR: &str = "pending-investigations";
 pub const PROCESSED_DIR: &str = "processed";
 pub const COLLAPSED_DIR: &str = "collapsed";
 pub const ACTIVE_DIR: &str = "active-faults";
+/// Archived captures kept per fault under `collapsed/`, and their total size: a fault that
+/// clears and re-raises with a changing log would otherwise add one archive (~2 MiB) per
+/// cycle forever. Past either, the oldest captures are removed; the numbers keep counting,
+/// so the lowest number kept, minus one, is how many were dropped.
+pub const MAX_ARCHIVES_PER_FAULT: usize = 20;
+pub const MAX_ARCHIVE_BYTES_PER_FAULT: u64 = 16 * 1024 * 1024;
 /// The `event` of a resolved marker; detected rows have no `event` key.
 pub const RESOLVED_EVENT: &str = "SKILL_FAULT_RESOLVED";
-
-/// gstack's `safeRunId`: every UTF-16 unit outside `[A-Za-z0-9._-]` becomes `_` (a
-/// character outside the BMP becomes `__`, as JavaScript's `replace` makes it).
-pub fn safe_run_id(run_id: &str) -> String {
-    run_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c.to_string()
-            } else {
-                "_".repeat(c.len_utf16())
-            }
-        })
-        .collect()
-}
-
-/// The run id as it starts a file name here: gstack's [`safe_run_id`], except that a
-/// leading `.` becomes `_`. A dot-file is hidden from every listing (gstack's loaders,
-/// `berth faults list`, `ls`), so an event filed under it would be raised and never seen.
-/// gstack's own run ids (slugs, `--run-id`s) never start with a dot, so every name gstack
-/// writes is unchanged.
-pub fn file_run_id(run_id: &str) -> String {
-    let safe = safe_run_id(run_id);
-    match safe.strip_prefix('.') {
-        Some(rest) => format!("_{rest}"),
-        None => safe,
-    }
-}
 
 /// What [`HaltStore::emit`] did with one event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -226,6 +205,7 @@ impl HaltStore {
                     json_file::pretty(&prior).map_err(|e| io_problem("encode", &archive, e))?;
                 atomic_file::write_atomic(&archive, &bytes, 0o600)
                     .map_err(|e| io_problem("write", &archive, e))?;
+                self.prune_archives(&event.run_id, &event.fault_id)?;
                 event.snapshot.occurrences = Some(capture + 1);
                 Emitted::Recurred {
                     occurrences: capture + 1,
@@ -243,6 +223,47 @@ impl HaltStore {
             _ => {}
         }
         Ok(emitted)
+    }
+
+    /// Removes the oldest archived captures of one fault past [`MAX_ARCHIVES_PER_FAULT`]
+    /// or [`MAX_ARCHIVE_BYTES_PER_FAULT`] (the newest one always stays).
+    fn prune_archives(&self, run_id: &str, fault_id: &str) -> Result<(), String> {
+        let dir = self.dir.join(COLLAPSED_DIR);
+        let prefix = Self::file_name(run_id, "", fault_id, "-");
+        let prefix = prefix.trim_end_matches(".json");
+        let entries = fs::read_dir(&dir).map_err(|e| io_problem("list", &dir, e))?;
+        // (capture number, size, name), newest first.
+        let mut archives: Vec<(u64, u64, std::ffi::OsString)> = entries
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name();
+                let number = name
+                    .to_str()?
+                    .strip_prefix(prefix)?
+                    .strip_suffix(".json")?
+                    .parse()
+                    .ok()?;
+                let size = entry.metadata().ok().filter(|m| m.is_file())?.len();
+                Some((number, size, name))
+            })
+            .collect();
+        archives.sort_by_key(|a| std::cmp::Reverse(a.0));
+        let mut total = 0u64;
+        for (kept, (_, size, name)) in archives.iter().enumerate() {
+            total = total.saturating_add(*size);
+            if kept == 0 || (kept < MAX_ARCHIVES_PER_FAULT && total <= MAX_ARCHIVE_BYTES_PER_FAULT)
+            {
+                continue;
+            }
+            let path = dir.join(name);
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(io_problem("remove the old capture", &path, e));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Writes the resolved marker of a fault that cleared, as gstack's
@@ -519,13 +540,55 @@ mod tests {
     }
 
     #[test]
-    fn safe_run_ids_are_gstacks() {
-        assert_eq!(safe_run_id("build-a.b_c"), "build-a.b_c");
-        assert_eq!(file_run_id("build-a.b_c"), "build-a.b_c");
-        assert_eq!(file_run_id(".hidden.x"), "_hidden.x");
-        assert_eq!(file_run_id("/x"), "_x");
-        assert_eq!(safe_run_id("run/1 x"), "run_1_x");
-        assert_eq!(safe_run_id("é😀"), "___");
+    fn archives_per_fault_are_capped_oldest_first_by_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = HaltStore::new(dir.path());
+        let cycles = MAX_ARCHIVES_PER_FAULT as u64 + 10;
+        for n in 0..=cycles {
+            store
+                .emit(&event("run", "X", &format!("tail {n}")))
+                .unwrap();
+        }
+        // Another fault's archive is not this fault's to prune.
+        store.emit(&event("run", "Y", "a")).unwrap();
+        store.emit(&event("run", "Y", "b")).unwrap();
+        let fault = event("run", "X", "").fault_id;
+        let mut kept: Vec<u64> = fs::read_dir(dir.path().join(COLLAPSED_DIR))
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                name.strip_prefix(&format!("run-{fault}-"))?
+                    .strip_suffix(".json")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        kept.sort();
+        let expected: Vec<u64> = (cycles - MAX_ARCHIVES_PER_FAULT as u64 + 1..=cycles).collect();
+        assert_eq!(kept, expected);
+        assert_eq!(
+            fs::read_dir(dir.path().join(COLLAPSED_DIR))
+                .unwrap()
+                .count(),
+            MAX_ARCHIVES_PER_FAULT + 1
+        );
+    }
+
+    #[test]
+    fn archives_per_fault_are_capped_by_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = HaltStore::new(dir.path());
+        // Each capture carries a 3 MiB tail: the byte cap, not the count, prunes.
+        let big = |n: u64| format!("{n}{}", "x".repeat(3 * 1024 * 1024));
+        for n in 0..8 {
+            store.emit(&event("run", "X", &big(n))).unwrap();
+        }
+        let sizes: Vec<u64> = fs::read_dir(dir.path().join(COLLAPSED_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .collect();
+        assert!(sizes.len() < 7, "{} archives kept", sizes.len());
+        assert!(sizes.iter().sum::<u64>() <= MAX_ARCHIVE_BYTES_PER_FAULT);
     }
 
     #[test]
