@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::lane_lock::{Lane, lock_ref_name};
+use crate::lane_lock::{Lane, lane_key};
 use crate::queue_view::Refresh;
 use crate::rules::{ReloadWatcher, RulesStatus};
 
@@ -190,7 +190,7 @@ impl Loop {
     async fn on_lane_done(&mut self, outcome: LaneOutcome) -> Result<(), Event> {
         self.any_blocked |= outcome.ended_blocked();
         self.processed |= outcome.took_the_record();
-        let lane = lock_ref_name(&outcome.lane);
+        let lane = lane_key(&outcome.lane);
         if outcome.lane_may_retry_this_tick() {
             self.landings.retry.forget(&lane);
         } else {
@@ -369,7 +369,7 @@ impl Landings {
         landing: impl std::future::Future<Output = LaneOutcome> + Send + 'static,
     ) {
         let handle = self.tasks.spawn(landing);
-        self.lane_of_task.insert(handle.id(), lock_ref_name(lane));
+        self.lane_of_task.insert(handle.id(), lane_key(lane));
     }
 
     /// The next finished landing; a task that panicked frees its lane (left alone for its
