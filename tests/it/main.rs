@@ -3,6 +3,10 @@
 
 mod support;
 
+mod chaos;
+mod chaos_check;
+mod chaos_faults;
+mod chaos_world;
 mod checkout;
 mod cli_help;
 mod crash;
