@@ -16,7 +16,7 @@ fn ci_knobs() -> Knobs {
         rounds: 4,
         prs_per_lane: 2,
         time_limit: Duration::from_secs(60),
-        fault_rate: 0.1,
+        fault_rate: 0.08,
         faults: Fault::ALL.to_vec(),
         alias: false,
     })
