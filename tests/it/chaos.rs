@@ -30,9 +30,8 @@ fn chaos_no_lane_lands_twice_at_once_no_pr_twice_no_record_lost() {
     eprintln!("{}", report.render());
     assert!(
         report.clean(),
-        "seed {}: the lane promise broke\n{}",
-        knobs.seed,
-        report.render()
+        "seed {}: the lane promise broke (the table above lists how)",
+        knobs.seed
     );
     for fault in &knobs.faults {
         assert!(

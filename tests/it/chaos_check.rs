@@ -39,6 +39,9 @@ pub struct Report {
     pub landings: usize,
     pub steps: usize,
     pub blocked: Vec<String>,
+    /// Blocked records whose merge reached the base anyway (the step pushed, then the
+    /// landing lost its lock or its step was cut short).
+    pub blocked_merged: usize,
     pub faults: BTreeMap<&'static str, u64>,
     pub overlaps: Vec<String>,
     pub overlapping_steps: Vec<String>,
@@ -56,6 +59,7 @@ pub fn check(driven: &Driven) -> Report {
         landings: 0,
         steps: steps.len(),
         blocked: Vec::new(),
+        blocked_merged: 0,
         faults: driven.faults.iter().map(|(f, n)| (f.name(), *n)).collect(),
         overlaps: overlaps(&steps),
         overlapping_steps: collides,
@@ -87,7 +91,9 @@ pub fn check(driven: &Driven) -> Report {
             (Some("landed"), 0) => Some("landed but not on its base".to_owned()),
             (Some("landed"), _) => None,
             (Some("blocked"), _) if reason.as_deref().is_some_and(|r| !r.is_empty()) => {
-                report.blocked.push(format!("PR {}: {}", pr.number, reason.unwrap()));
+                let merged = if times > 0 { " (its merge is on the base)" } else { "" };
+                report.blocked_merged += usize::from(times > 0);
+                report.blocked.push(format!("PR {}{merged}: {}", pr.number, reason.unwrap()));
                 None
             }
             (Some(other), _) => Some(format!("ends {other}")),
@@ -224,7 +230,10 @@ impl Report {
             ("rounds", self.rounds.to_string()),
             ("landings (merged on origin)", self.landings.to_string()),
             ("landing steps run", self.steps.to_string()),
-            ("blocked with a reason", self.blocked.len().to_string()),
+            (
+                "blocked with a reason (of which merged)",
+                format!("{} ({})", self.blocked.len(), self.blocked_merged),
+            ),
             ("faults injected", format!("{faults} ({})", by_kind.join(", "))),
             ("overlaps (both pushed)", self.overlaps.len().to_string()),
             ("overlapping steps", self.overlapping_steps.len().to_string()),

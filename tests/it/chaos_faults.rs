@@ -1,8 +1,10 @@
 //! The chaos run's driver: rounds of PRs queued on every lane while a seeded schedule
 //! pauses (SIGSTOP/SIGCONT), kills (SIGKILL, restarted later) and restarts (SIGTERM) the
-//! daemons and plants claims nobody works on. The seed fixes every choice the driver makes
-//! (which fault, which daemon, how long, which lane and queue, each landing's naps); the
-//! daemons' own timing still varies from run to run.
+//! daemons and plants claims nobody works on. The seed fixes the driver's draws (which
+//! fault, when, how long, which lane and queue, each landing's naps); which daemon a
+//! fault hits can also depend on which daemons are landing at that moment, and the
+//! daemons' own timing varies from run to run, so a seed replays the schedule, not every
+//! interleaving.
 
 #![allow(dead_code)] // the CI test and the bench use different parts
 
@@ -247,7 +249,7 @@ impl Driver {
     fn inject(&mut self, world: &mut ChaosWorld, fault: Fault) -> bool {
         match fault {
             Fault::Pause | Fault::Kill | Fault::Restart => {
-                let Some(i) = self.victim(world) else {
+                let Some(i) = self.victim(world, fault) else {
                     return false;
                 };
                 let d = &mut world.daemons[i];
@@ -305,8 +307,10 @@ impl Driver {
         unreachable!("the pick is below the total weight")
     }
 
-    /// A running, unpaused daemon, chosen only while another one also runs unpaused.
-    fn victim(&mut self, world: &ChaosWorld) -> Option<usize> {
+    /// A running, unpaused daemon, chosen only while another one also runs unpaused. A
+    /// pause picks, three times in four, a daemon whose landing step runs: the pause that
+    /// outlives its lock while its step goes on is the one that tests the lease.
+    fn victim(&mut self, world: &ChaosWorld, fault: Fault) -> Option<usize> {
         let healthy: Vec<usize> = (0..world.daemons.len())
             .filter(|&i| {
                 world.daemons[i].child.is_some() && world.daemons[i].paused_until.is_none()
@@ -315,7 +319,19 @@ impl Driver {
         if healthy.len() < 2 {
             return None;
         }
-        Some(healthy[self.rng.usize(..healthy.len())])
+        let prefer_busy = self.rng.u8(..4) != 0;
+        let landing = world.landing_now(Duration::from_secs(10));
+        let busy: Vec<usize> = healthy
+            .iter()
+            .copied()
+            .filter(|&i| landing.contains(&world.daemons[i].name))
+            .collect();
+        let pool = if fault == Fault::Pause && !busy.is_empty() && prefer_busy {
+            busy
+        } else {
+            healthy
+        };
+        Some(pool[self.rng.usize(..pool.len())])
     }
 }
 

@@ -210,6 +210,26 @@ impl ChaosWorld {
         self.dir.join("landings.log")
     }
 
+    /// The daemons with a landing step that began in the last `within` and has not
+    /// ended (a killed step never ends; `within` forgets it).
+    pub fn landing_now(&self, within: Duration) -> Vec<String> {
+        let text = fs::read_to_string(self.log_path()).unwrap_or_default();
+        let since = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64
+            - within.as_nanos() as u64;
+        let mut running: Vec<(&str, &str)> = Vec::new();
+        for line in text.lines() {
+            let f: Vec<&str> = line.split(' ').collect();
+            match f[0] {
+                "begin" if f[4].parse::<u64>().is_ok_and(|t| t >= since) => {
+                    running.push((f[4], f[3]))
+                }
+                "end" => running.retain(|(start, _)| *start != f[4]),
+                _ => {}
+            }
+        }
+        running.into_iter().map(|(_, d)| d.to_owned()).collect()
+    }
+
     pub fn berth_dir(&self, daemon: usize) -> PathBuf {
         self.world.root.join(format!("berth-{}", self.daemons[daemon].name))
     }

@@ -21,6 +21,7 @@ mod idle;
 mod install;
 mod lane_lock;
 mod lock_cli;
+mod lock_model;
 mod queue_cli;
 mod rule_edges;
 mod rules;
