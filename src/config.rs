@@ -50,6 +50,10 @@ pub struct Config {
     /// Repos whose queued PRs are discovered every tick, even with no local record (gated
     /// like a record's `repoPath`); the project root is always one of them.
     pub repos: Vec<String>,
+    /// Roots under which a record's repo may live, besides gstack's `$HOME` defaults,
+    /// `GSTACK_DAEMON_REPO_ALLOWLIST` and the project root (each repo in `repos` is
+    /// allowed too). Absolute paths.
+    pub allowed_roots: Vec<PathBuf>,
 }
 
 fn template(argv: &[&str]) -> CommandTemplate {
@@ -75,6 +79,7 @@ impl Default for Config {
             build_state_dir: None,
             faults_dir: None,
             repos: Vec::new(),
+            allowed_roots: Vec::new(),
         }
     }
 }
@@ -120,6 +125,12 @@ impl Config {
             return Err(format!(
                 "heartbeat_secs ({}) must be positive and shorter than lock_ttl_secs ({})",
                 self.heartbeat_secs, self.lock_ttl_secs
+            ));
+        }
+        if let Some(relative) = self.allowed_roots.iter().find(|p| !p.is_absolute()) {
+            return Err(format!(
+                "allowed_roots entry {} is not an absolute path",
+                relative.display()
             ));
         }
         if self.max_lanes == 0 {

@@ -108,6 +108,7 @@ pub fn run(inputs: &Inputs<'_>) -> Vec<Check> {
     checks.push(rules(inputs.rules_root.as_deref()));
     checks.push(service(inputs));
     checks.push(daemon(&inputs.berth_dir, config.poll_secs));
+    checks.push(halt_events(&config));
     checks
 }
 
@@ -407,6 +408,41 @@ fn which(program: &str) -> Option<PathBuf> {
         .split(':')
         .map(|dir| Path::new(dir).join(program))
         .find(|p| p.is_file())
+}
+
+/// Pending halt events wait for an investigator: worth a look, not a failure.
+fn halt_events(config: &Config) -> Check {
+    use crate::faults::halt_store::{HaltStatus, HaltStore};
+    let dir = config
+        .faults_dir
+        .clone()
+        .unwrap_or_else(crate::paths::default_faults_dir);
+    let listing = HaltStore::new(&dir).list();
+    let pending: Vec<&str> = listing
+        .halts
+        .iter()
+        .filter(|h| h.status == HaltStatus::Pending)
+        .map(|h| h.file.as_str())
+        .collect();
+    let mut detail = match pending.as_slice() {
+        [] => format!("none pending in {}", dir.display()),
+        files => format!(
+            "{} pending in {} (berth faults list): {}{}",
+            files.len(),
+            dir.display(),
+            files[..files.len().min(5)].join(", "),
+            if files.len() > 5 { ", …" } else { "" }
+        ),
+    };
+    if !listing.unreadable.is_empty() {
+        detail.push_str(&format!("; {} unreadable", listing.unreadable.len()));
+    }
+    let verdict = if pending.is_empty() && listing.unreadable.is_empty() {
+        Verdict::Ok
+    } else {
+        Verdict::Warn
+    };
+    Check::new("halt events", verdict, detail)
 }
 
 fn daemon(berth_dir: &Path, poll_secs: u64) -> Check {

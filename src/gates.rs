@@ -177,6 +177,27 @@ impl Allowlist {
         )
     }
 
+    /// Adds configured roots (`allowed_roots`, `--allowed-root`, the config's `repos`),
+    /// each resolved to its realpath; returns the refused ones with why, each named by
+    /// `source`.
+    pub fn extend<'p>(
+        &mut self,
+        source: &str,
+        roots: impl IntoIterator<Item = &'p Path>,
+    ) -> Vec<String> {
+        let mut refused = Vec::new();
+        for root in roots {
+            match resolve_root(root) {
+                Ok(real) => self.push(real),
+                Err(reason) => refused.push(format!(
+                    "{source}: entry {} ignored: {reason}",
+                    root.display()
+                )),
+            }
+        }
+        refused
+    }
+
     fn push(&mut self, real: PathBuf) {
         if !self.prefixes.contains(&real) {
             self.prefixes.push(real);
@@ -194,7 +215,9 @@ impl Allowlist {
 
     fn describe(&self) -> String {
         if self.prefixes.is_empty() {
-            return format!("the allowlist is empty: set {ALLOWLIST_ENV} or --project-root");
+            return format!(
+                "the allowlist is empty: set allowed_roots in the config, --allowed-root, {ALLOWLIST_ENV} or --project-root"
+            );
         }
         let list: Vec<String> = self
             .prefixes

@@ -130,6 +130,13 @@ pub fn reason(error: &io::Error) -> String {
     }
 }
 
+/// Whether `error` says the file broke one of this module's rules (its type, size or
+/// encoding: something about what is there), not that the system could not read it
+/// (`EMFILE`, `EIO`, `EACCES`: worth trying again).
+pub fn is_refused(error: &io::Error) -> bool {
+    error.get_ref().is_some_and(|e| e.is::<Refused>())
+}
+
 fn refused(reason: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, Refused(reason.to_owned()))
 }

@@ -5,10 +5,16 @@
 //!
 //! Two daemons on one berth dir would share the rules status, the health file, the decision
 //! log and the scratch repos; the second would overwrite what the first reports.
+//!
+//! The lock is also the daemon's proof of life: its owner stamp names the lock file
+//! ([`crate::ownership`]), and whoever can take the lock ([`probe`]) knows the daemon that
+//! stamped a claim is gone.
 
 use std::fs::{File, TryLockError};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +32,11 @@ pub struct Holder {
     pub since: String,
     /// `once` or `watch`.
     pub mode: String,
+    /// The holder's start in clock ticks since boot ([`crate::process_probe::start_ticks`]):
+    /// a later daemon given the same pid is not the one that stamped a claim. Absent in
+    /// files written before berth recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ticks: Option<u64>,
 }
 
 impl std::fmt::Display for Holder {
@@ -58,6 +69,21 @@ pub struct InstanceLock {
     _file: File,
 }
 
+/// The absolute path of the instance lock this process holds, if it holds one: what its
+/// owner stamps name ([`crate::ownership::this_process`]).
+static HELD_HERE: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// The instance lock this process holds right now, by absolute path.
+pub fn held_here() -> Option<PathBuf> {
+    HELD_HERE.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+impl Drop for InstanceLock {
+    fn drop(&mut self) {
+        *HELD_HERE.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
 pub fn lock_path(berth_dir: &Path) -> PathBuf {
     berth_dir.join(LOCK_FILE)
 }
@@ -73,23 +99,32 @@ impl InstanceLock {
         };
         crate::atomic_file::ensure_private_dir(berth_dir).map_err(io_err)?;
         let mut file = crate::atomic_file::open_lock_file(&path).map_err(io_err)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let holder = read_stamp(&mut file)
-                    .map(|h| h.to_string())
-                    .unwrap_or_else(|| "a process that has not written its stamp yet".into());
-                return Err(InstanceError::Running {
-                    dir: berth_dir.to_owned(),
-                    holder,
-                });
+        // Another daemon's liveness probe holds the lock for microseconds: retried within
+        // the bound, so a probe never refuses a start.
+        let deadline = Instant::now() + crate::atomic_file::LOCK_WAIT;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    let holder = read_stamp(&mut file)
+                        .map(|h| h.to_string())
+                        .unwrap_or_else(|| "a process that has not written its stamp yet".into());
+                    return Err(InstanceError::Running {
+                        dir: berth_dir.to_owned(),
+                        holder,
+                    });
+                }
+                Err(TryLockError::Error(e)) => return Err(io_err(e)),
             }
-            Err(TryLockError::Error(e)) => return Err(io_err(e)),
         }
         let stamp = Holder {
             pid: std::process::id(),
             since: crate::clock::now_iso(),
             mode: mode.to_owned(),
+            start_ticks: crate::process_probe::start_ticks(std::process::id()).ok(),
         };
         let mut text = serde_json::to_string(&stamp).map_err(|e| io_err(io::Error::other(e)))?;
         text.push('\n');
@@ -97,28 +132,46 @@ impl InstanceLock {
         file.rewind().map_err(io_err)?;
         file.write_all(text.as_bytes()).map_err(io_err)?;
         file.sync_all().map_err(io_err)?;
+        // Named by its realpath, so a checker anywhere on this machine finds it.
+        *HELD_HERE.lock().unwrap_or_else(|e| e.into_inner()) = std::fs::canonicalize(&path).ok();
         Ok(InstanceLock { _file: file })
     }
 }
 
-/// The running daemon on `berth_dir`, if any: the lock is held by someone (probed with a
-/// shared lock that is dropped at once, so a probe never blocks a starting daemon for
-/// longer than the probe itself).
-pub fn running(berth_dir: &Path) -> io::Result<Option<Holder>> {
-    let path = lock_path(berth_dir);
-    let mut file = match crate::atomic_file::open_read_nofollow(&path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
+/// What an instance lock file says about its daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// Nobody holds it: no daemon runs on that berth dir.
+    Free,
+    /// A daemon holds it; who, when its stamp could be read.
+    Held(Option<Holder>),
+}
+
+/// Probes the instance lock at `path` (a path another process may have named, so opened
+/// as a hostile file: no symlink, no blocking open, a regular file of at most 4 KiB) with
+/// a shared lock that is dropped at once, so a probe never blocks a starting daemon for
+/// longer than the probe itself.
+pub fn probe(path: &Path) -> io::Result<Probe> {
+    let (mut file, _) = crate::hostile_file::open_regular(path, MAX_STAMP_BYTES)?;
     match file.try_lock_shared() {
-        Ok(()) => Ok(None),
-        Err(TryLockError::WouldBlock) => Ok(Some(read_stamp(&mut file).unwrap_or(Holder {
+        Ok(()) => Ok(Probe::Free),
+        Err(TryLockError::WouldBlock) => Ok(Probe::Held(read_stamp(&mut file))),
+        Err(TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// The running daemon on `berth_dir`, if any: the lock is held by someone ([`probe`]).
+pub fn running(berth_dir: &Path) -> io::Result<Option<Holder>> {
+    match probe(&lock_path(berth_dir)) {
+        Ok(Probe::Free) => Ok(None),
+        Ok(Probe::Held(holder)) => Ok(Some(holder.unwrap_or(Holder {
             pid: 0,
             since: "?".into(),
             mode: "?".into(),
+            start_ticks: None,
         }))),
-        Err(TryLockError::Error(e)) => Err(e),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -21,6 +21,9 @@ pub struct StoredRecord {
     pub id: String,
     pub path: PathBuf,
     pub record: Record,
+    /// The file's ctime when it was read: when anyone last wrote it. Unlike `lastUpdatedAt`
+    /// and the mtime, no writer can set it (`ownership` ages a record by it).
+    pub changed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A file in the queue dir that is not a usable record, and why.
@@ -43,9 +46,9 @@ pub struct Scan {
 pub enum Expect<'a> {
     Any,
     OneOf(&'a [Status]),
-    /// Exactly the claim that was read: the same status and the same `claimedBy`. An
-    /// operator's move of a record it judged unowned must not land on a record a daemon
-    /// claimed since (same status, new owner).
+    /// Exactly the claim that was read: the same status, `claimedBy` and `lastUpdatedAt`.
+    /// A move of a record judged unowned must not land on a record a daemon claimed since
+    /// (same status, new owner), nor on one its owner touched since (it is not stranded).
     Claim(&'a Record),
 }
 
@@ -256,7 +259,12 @@ impl QueueStore {
         }
         let path = self.dir.join(name);
         match read_record(&path, buffer, opened) {
-            Ok(record) => Ok(StoredRecord { id, path, record }),
+            Ok(record) => Ok(StoredRecord {
+                id,
+                path,
+                record,
+                changed_at: opened.as_ref().and_then(changed_at),
+            }),
             Err(reason) => Err(Unreadable {
                 file: name.to_owned(),
                 reason,
@@ -274,7 +282,8 @@ impl QueueStore {
                 dir: self.dir.clone(),
             });
         }
-        let record = read_record(&path, &mut Vec::new(), &mut None).map_err(|reason| {
+        let mut opened = None;
+        let record = read_record(&path, &mut Vec::new(), &mut opened).map_err(|reason| {
             StoreError::Unreadable {
                 file: path.clone(),
                 reason,
@@ -284,6 +293,7 @@ impl QueueStore {
             id: id.to_owned(),
             path,
             record,
+            changed_at: opened.as_ref().and_then(changed_at),
         })
     }
 
@@ -332,7 +342,10 @@ impl QueueStore {
                 }
             }
             Expect::Claim(read) => {
-                if (read.status, &read.claimed_by) != (on_disk, &record.claimed_by) {
+                let same = read.status == on_disk
+                    && read.claimed_by == record.claimed_by
+                    && read.last_updated_at == record.last_updated_at;
+                if !same {
                     return Err(StoreError::Reclaimed {
                         id: id.to_owned(),
                         read: claim_text(read),
@@ -357,11 +370,12 @@ impl QueueStore {
     }
 }
 
-/// `landing, claimed by host:42:7` or `blocked, unclaimed`.
+/// `landing, claimed by host:42:7, updated 2026-…` or `blocked, unclaimed, updated …`.
 fn claim_text(record: &Record) -> String {
+    let updated = record.last_updated_at.as_deref().unwrap_or("never");
     match &record.claimed_by {
-        Some(owner) => format!("{}, claimed by {owner}", record.status),
-        None => format!("{}, unclaimed", record.status),
+        Some(owner) => format!("{}, claimed by {owner}, updated {updated}", record.status),
+        None => format!("{}, unclaimed, updated {updated}", record.status),
     }
 }
 
@@ -397,6 +411,13 @@ fn check_id(id: &str) -> Result<(), StoreError> {
 /// writes this dir: the open never blocks or follows a link, and the read is bounded.
 /// The record at `path`, read through `buffer`; `opened` gets the `fstat` of the file
 /// when it could be opened.
+/// A file's ctime as a time.
+fn changed_at(meta: &fs::Metadata) -> Option<chrono::DateTime<chrono::Utc>> {
+    use std::os::unix::fs::MetadataExt as _;
+    let nanos = u32::try_from(meta.ctime_nsec()).ok()?;
+    chrono::DateTime::from_timestamp(meta.ctime(), nanos)
+}
+
 fn read_record(
     path: &Path,
     buffer: &mut Vec<u8>,

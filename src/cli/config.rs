@@ -30,8 +30,8 @@ impl ConfigCommand {
 
 pub fn run(ctx: &Context, command: &ConfigCommand) -> anyhow::Result<Outcome> {
     let ConfigCommand::Show { daemon, .. } = command;
-    let source = daemon.config_source();
-    let config = daemon.config()?;
+    let source = &ctx.config_source;
+    let config = daemon.config(source)?;
     println!("# config file: {}", source.describe());
     let file_keys: toml::Table = match source.path() {
         Some(path) => std::fs::read_to_string(path)?.parse()?,

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use super::{Context, Outcome};
-use crate::config::ConfigSource;
 use crate::doctor::{self, Inputs};
 use crate::service::Platform;
 
@@ -14,10 +13,6 @@ use crate::service::Platform;
 pub struct DoctorArgs {
     #[command(flatten)]
     pub repos: super::RepoArgs,
-    /// The configuration file to check. Default: `BERTH_CONFIG`, else
-    /// `$XDG_CONFIG_HOME/berth/config.toml` if present.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
     /// The berth dir whose daemon, service and lock scratch repo to check.
     #[arg(long, env = "BERTH_DIR", value_name = "DIR")]
     pub berth_dir: Option<PathBuf>,
@@ -33,12 +28,13 @@ pub struct DoctorArgs {
 }
 
 pub fn run(ctx: &Context, args: &DoctorArgs) -> anyhow::Result<Outcome> {
-    let allowlist = ctx.allowlist();
+    // A config that does not load is the config check's failure, not doctor's.
+    let allowlist = ctx.allowlist(&ctx.config().unwrap_or_default());
     let checks = doctor::run(&Inputs {
         store: &ctx.store,
         allowlist: &allowlist,
         project_root: ctx.project_root.clone(),
-        config_source: ConfigSource::locate(args.config.as_deref()),
+        config_source: ctx.config_source.clone(),
         berth_dir: args
             .berth_dir
             .clone()

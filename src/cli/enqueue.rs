@@ -63,7 +63,7 @@ pub fn run(ctx: &Context, args: &EnqueueArgs) -> anyhow::Result<Outcome> {
         anyhow::bail!("--pr must be a positive PR number");
     }
     let gated = ctx
-        .allowlist()
+        .allowlist(&ctx.config()?)
         .gate_record(&record)
         .context("the record would be blocked by the daemon, so it was not queued")?;
     record.repo_path = gated.repo.path.to_string_lossy().into_owned();

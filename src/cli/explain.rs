@@ -179,7 +179,7 @@ fn lock_releases(
     lines: &[Value],
     queue: &BTreeMap<String, StoredRecord>,
 ) -> anyhow::Result<Vec<Value>> {
-    let allowlist = ctx.allowlist();
+    let allowlist = ctx.allowlist(&ctx.config()?);
     let lanes: BTreeMap<String, String> = lines
         .iter()
         .filter_map(|line| queue.get(text(line, "record")))

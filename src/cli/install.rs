@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use super::{Context, Outcome};
-use crate::config::{Config, ConfigSource};
+use crate::config::Config;
 use crate::service::{self, Platform, ServiceSpec};
 
 /// The service files berth writes are a few KB; a larger file at that path is not ours.
@@ -27,10 +27,6 @@ pub struct InstallArgs {
     pub force: bool,
     #[command(flatten)]
     pub target: TargetArgs,
-    /// The configuration file the service reads (recorded as `--config`). Default:
-    /// `BERTH_CONFIG`, else `$XDG_CONFIG_HOME/berth/config.toml` if present.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
     /// A rules root for the service (recorded as `--rules-root`).
     #[arg(long, env = "BERTH_RULES_ROOT", value_name = "DIR")]
     pub rules_root: Option<PathBuf>,
@@ -83,7 +79,7 @@ fn home() -> anyhow::Result<PathBuf> {
 }
 
 pub fn install(ctx: &Context, args: &InstallArgs) -> anyhow::Result<Outcome> {
-    let config = match ConfigSource::locate(args.config.as_deref()).path() {
+    let config = match ctx.config_source.path() {
         Some(path) => {
             // A config the daemon would refuse is refused now, not at the service's start.
             Config::load(Some(path))?;
@@ -101,6 +97,7 @@ pub fn install(ctx: &Context, args: &InstallArgs) -> anyhow::Result<Outcome> {
         config,
         project_root: ctx.project_root.as_deref().map(absolute).transpose()?,
         rules_root: args.rules_root.as_deref().map(absolute).transpose()?,
+        allowed_roots: shell_allowed_roots(ctx),
         metrics_addr: args.metrics_addr.clone(),
         path: service::service_path(&std::env::var("PATH").unwrap_or_default(), &home),
         home,
@@ -125,6 +122,18 @@ pub fn install(ctx: &Context, args: &InstallArgs) -> anyhow::Result<Outcome> {
     println!("Start it:  {}", unit.start_hint);
     println!("Stop it:   {}", unit.stop_hint);
     Ok(Outcome::Clean)
+}
+
+/// The roots this shell allows beyond the config and the project root (gstack's `$HOME`
+/// defaults, `GSTACK_DAEMON_REPO_ALLOWLIST`, `--allowed-root`), recorded in the unit as
+/// `--allowed-root` so the service, started with none of this environment, allows them too.
+fn shell_allowed_roots(ctx: &Context) -> Vec<PathBuf> {
+    let (mut shell, _) = crate::gates::Allowlist::from_env(None);
+    shell.extend(
+        "--allowed-root",
+        ctx.allowed_roots.iter().map(PathBuf::as_path),
+    );
+    shell.prefixes().to_vec()
 }
 
 pub fn uninstall(args: &UninstallArgs) -> anyhow::Result<Outcome> {

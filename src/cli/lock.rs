@@ -92,7 +92,7 @@ pub(super) fn client(dir: &std::path::Path) -> anyhow::Result<LockClient> {
 /// The origin URL of a repo, read only after the repo passed the gate.
 fn gated_origin(ctx: &Context, repo_path: &std::path::Path) -> anyhow::Result<(PathBuf, String)> {
     let gated = ctx
-        .allowlist()
+        .allowlist(&ctx.config()?)
         .gate_repo_path(&repo_path.to_string_lossy())?;
     let url = crate::identity::origin_url(&gated.path)?
         .with_context(|| format!("{} has no `origin` remote", gated.path.display()))?;

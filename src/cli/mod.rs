@@ -28,6 +28,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::config::{Config, ConfigSource};
 use crate::gates::Allowlist;
 use crate::logging::{FilterSource, LogFormat};
 use crate::store::QueueStore;
@@ -85,6 +86,14 @@ pub struct RepoArgs {
     /// An extra allowed repo root; defaults to the git toplevel of the current directory.
     #[arg(long, env = "BERTH_PROJECT_ROOT", value_name = "DIR")]
     pub project_root: Option<PathBuf>,
+    /// Another root repos may live under (repeatable); added to the config's
+    /// `allowed_roots`. `berth install` records the shell's allowlist this way.
+    #[arg(long = "allowed-root", value_name = "DIR")]
+    pub allowed_roots: Vec<PathBuf>,
+    /// The configuration file (TOML; see docs/configuration.md). Default: `BERTH_CONFIG`,
+    /// else `$XDG_CONFIG_HOME/berth/config.toml` (`~/.config/berth/config.toml`) if present.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -198,6 +207,10 @@ pub struct Context {
     pub queue_dir_given: bool,
     /// Whether `--project-root`/`BERTH_PROJECT_ROOT` gave the project root.
     pub project_root_given: bool,
+    /// Which configuration file this invocation reads.
+    pub config_source: ConfigSource,
+    /// `--allowed-root` entries.
+    pub allowed_roots: Vec<PathBuf>,
 }
 
 impl Context {
@@ -212,6 +225,8 @@ impl Context {
             project_root: None,
             queue_dir_given: args.queue_dir.is_some(),
             project_root_given: false,
+            config_source: ConfigSource::Defaults,
+            allowed_roots: Vec::new(),
         }
     }
 
@@ -220,8 +235,15 @@ impl Context {
         Context {
             project_root: args.project_root.clone().or_else(git_toplevel_of_cwd),
             project_root_given: args.project_root.is_some(),
+            config_source: ConfigSource::locate(args.config.as_deref()),
+            allowed_roots: args.allowed_roots.clone(),
             ..Context::queue(&args.queue)
         }
+    }
+
+    /// The configuration file's settings (defaults when there is none).
+    pub fn config(&self) -> anyhow::Result<Config> {
+        Ok(Config::load(self.config_source.path())?)
     }
 
     /// The queue dir must exist for commands that read it: a mistyped `--queue-dir` is an
@@ -238,9 +260,20 @@ impl Context {
         }
     }
 
-    /// The allowlist for this invocation; refused entries are warned about on stderr.
-    pub fn allowlist(&self) -> Allowlist {
-        let (allowlist, refused) = Allowlist::from_env(self.project_root.as_deref());
+    /// The allowlist for this invocation: gstack's (`$HOME` defaults,
+    /// `GSTACK_DAEMON_REPO_ALLOWLIST`, the project root), then the config's `allowed_roots`
+    /// and `repos`, then `--allowed-root`. Refused entries are warned about on stderr.
+    pub fn allowlist(&self, config: &Config) -> Allowlist {
+        let (mut allowlist, mut refused) = Allowlist::from_env(self.project_root.as_deref());
+        refused.extend(allowlist.extend(
+            "allowed_roots",
+            config.allowed_roots.iter().map(PathBuf::as_path),
+        ));
+        refused.extend(allowlist.extend("repos", config.repos.iter().map(Path::new)));
+        refused.extend(allowlist.extend(
+            "--allowed-root",
+            self.allowed_roots.iter().map(PathBuf::as_path),
+        ));
         for warning in refused {
             tracing::warn!("{warning}");
         }

@@ -104,7 +104,7 @@ fn refuse_if_landing(args: &PickArgs, stored: &StoredRecord, verb: &str) -> anyh
         let ttl = crate::config::Config::load(source.path())
             .with_context(|| format!("cannot judge whether {} is stranded", stored.id))?
             .lock_ttl();
-        if crate::ownership::stranded_reason(record, ttl, crate::clock::now()).is_none() {
+        if crate::ownership::stranded_reason(stored, ttl, crate::clock::now()).is_none() {
             bail!(
                 "cannot {verb} {}: it is {} and its owner {} is still working on it; wait, or stop that daemon first",
                 stored.id,
@@ -270,6 +270,8 @@ mod tests {
             project_root: None,
             queue_dir_given: true,
             project_root_given: false,
+            config_source: crate::config::ConfigSource::Defaults,
+            allowed_roots: Vec::new(),
         };
         let id = ctx.store.insert(&stranded()).unwrap();
         let config = dir.path().join("berth.toml");

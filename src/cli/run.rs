@@ -3,11 +3,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use anyhow::Context as _;
+
 use super::{Context, Outcome};
 use crate::config::{Config, ConfigSource, ForgeKind};
 use crate::daemon::{self, Exit, Mode, Shared};
 use crate::instance::InstanceLock;
-use crate::telemetry::server::MetricsServer;
 
 #[derive(clap::Args, Debug)]
 #[group(id = "mode", required = true, multiple = false)]
@@ -40,10 +41,6 @@ pub struct RunArgs {
 /// The daemon's settings that `run` and `demo` share.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DaemonArgs {
-    /// The configuration file (TOML; see the README for every key). Default: `BERTH_CONFIG`,
-    /// else `$XDG_CONFIG_HOME/berth/config.toml` (`~/.config/berth/config.toml`) if present.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
     /// Override the config's forge: `gh` (GitHub) or `git` (plain branches on origin).
     #[arg(long, value_enum)]
     pub forge: Option<ForgeKind>,
@@ -60,13 +57,9 @@ pub struct DaemonArgs {
 }
 
 impl DaemonArgs {
-    /// Which file the configuration comes from (see [`ConfigSource::locate`]).
-    pub fn config_source(&self) -> ConfigSource {
-        ConfigSource::locate(self.config.as_deref())
-    }
-
-    pub fn config(&self) -> anyhow::Result<Config> {
-        let mut config = Config::load(self.config_source().path())?;
+    /// The configuration `source` names, with this command's overrides.
+    pub fn config(&self, source: &ConfigSource) -> anyhow::Result<Config> {
+        let mut config = Config::load(source.path())?;
         if let Some(forge) = self.forge {
             config.forge = forge;
         }
@@ -92,7 +85,7 @@ impl DaemonArgs {
 }
 
 /// One line that says what this daemon is and what it works on.
-fn log_startup(shared: &Shared, daemon: &DaemonArgs) {
+fn log_startup(shared: &Shared, daemon: &DaemonArgs, source: &ConfigSource) {
     let rules = shared.rules.current();
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -101,7 +94,7 @@ fn log_startup(shared: &Shared, daemon: &DaemonArgs) {
         forge = shared.forge.name(),
         rules_root = %crate::rules::set::describe_root(daemon.rules_root.as_deref()),
         rules_hash = rules.hash(),
-        config = %daemon.config_source().describe(),
+        config = %source.describe(),
         poll_secs = shared.config.poll_secs,
         berth_dir = %shared.berth_dir.display(),
         "berth starting"
@@ -116,7 +109,7 @@ pub enum RunEnd {
 
 pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<RunEnd> {
     let mode = if args.watch { Mode::Watch } else { Mode::Once };
-    let config = args.daemon.config()?;
+    let config = args.daemon.config(&ctx.config_source)?;
     let berth_dir = args
         .daemon
         .berth_dir
@@ -125,22 +118,27 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<RunEnd> {
     // Before anything writes into the berth dir: a second daemon there would overwrite the
     // first one's rules status and health.
     let _instance = InstanceLock::acquire(&berth_dir, if args.watch { "watch" } else { "once" })?;
+    let open_files = crate::open_files::raise_to_hard();
     ctx.store.ensure_dir()?;
     let rules = args.daemon.rules()?;
     let shared = Arc::new(
-        Shared::new(ctx.store.clone(), ctx.allowlist(), config, berth_dir)?
+        Shared::new(ctx.store.clone(), ctx.allowlist(&config), config, berth_dir)?
             .with_rules(rules)
             .with_project_root(ctx.project_root.as_deref()),
     );
-    let _metrics = match &args.metrics_addr {
+    let _http = match &args.metrics_addr {
         Some(addr) => {
-            let server = MetricsServer::start(addr, Arc::clone(&shared.telemetry))?;
-            tracing::info!(addr = %server.addr(), "serving metrics on http://{}/metrics", server.addr());
+            let routes = crate::telemetry::server::routes(Arc::clone(&shared.telemetry));
+            let limits = crate::http::Limits::within(open_files);
+            let server = crate::http::Server::start(addr, routes, limits).with_context(|| {
+                format!("cannot serve metrics on --metrics-addr {addr} (expected HOST:PORT, free)")
+            })?;
+            tracing::info!(addr = %server.addr(), max_connections = limits.max_connections, "serving metrics on http://{}/metrics", server.addr());
             Some(server)
         }
         None => None,
     };
-    log_startup(&shared, &args.daemon);
+    log_startup(&shared, &args.daemon, &ctx.config_source);
     // A tick runs on a blocking thread; one kept across poll intervals (tokio's default
     // lets it go after 10 s) spares an idle daemon a thread start and exit per tick, and
     // the exit's sweep of that thread's allocator cache.

@@ -39,7 +39,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<Outcome> {
         Vec::new()
     });
     let daemon = DaemonView::read(&berth_dir);
-    let waits = super::waiting::read(ctx, &berth_dir, &scan);
+    let waits = super::waiting::read(&ctx.allowlist(&ctx.config()?), &berth_dir, &scan);
     // Verdicts a daemon could not write (ENOSPC, EIO) and retries every tick.
     let unsaved = crate::daemon::read_unsaved(&berth_dir).unwrap_or_else(|e| {
         eprintln!(

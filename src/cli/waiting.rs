@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::Context;
+use crate::gates::Allowlist;
 use crate::lane_lock::{Lane, ListedLock, LockListing, lock_ref_name};
 use crate::record::Status;
 use crate::rules::decisions::PolicyWait;
@@ -67,7 +67,7 @@ pub struct Waits {
     pub problems: Vec<String>,
 }
 
-pub fn read(ctx: &Context, berth_dir: &Path, scan: &Scan) -> Waits {
+pub fn read(allowlist: &Allowlist, berth_dir: &Path, scan: &Scan) -> Waits {
     let mut waits = Waits::default();
     let queued: Vec<_> = scan
         .records
@@ -88,7 +88,6 @@ pub fn read(ctx: &Context, berth_dir: &Path, scan: &Scan) -> Waits {
     });
     // The lock ref of each record's lane and the origin it lives on, for the records that
     // pass the gates (the daemon blocks the others; that is not waiting).
-    let allowlist = ctx.allowlist();
     let lanes: BTreeMap<&str, (String, String)> = queued
         .iter()
         .filter_map(|s| {

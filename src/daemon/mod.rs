@@ -14,13 +14,20 @@
 //! the decision log), and never runs anything for a record that has not passed
 //! [`crate::gates::Allowlist::gate_record`] in this same tick.
 
+mod active;
 mod landing;
+mod lane_retry;
 mod memory;
 mod policy;
+mod record_touch;
+mod revive;
 mod shutdown;
+mod stop;
+mod stranded;
 mod tick;
 mod tick_gates;
 mod unsaved;
+mod verdict;
 mod watch;
 mod worktree;
 
@@ -42,9 +49,10 @@ use crate::rules::{DecisionLog, ReloadWatcher, Rules, RulesStatus};
 use crate::runner::Runner;
 use crate::store::{Expect, QueueStore, StoreError};
 
-pub use landing::{Active, LaneOutcome};
+pub use active::Active;
+pub use landing::LaneOutcome;
 pub use policy::NOT_BEFORE_FIELD;
-pub use shutdown::StopSignal;
+pub use stop::StopSignal;
 pub use tick::{Candidate, PrepareReport, Selection, Wake};
 use tick_gates::TickGates;
 pub use unsaved::{UnsavedLine, read as read_unsaved};
@@ -67,11 +75,13 @@ pub struct Shared {
     /// berth's private state: lock scratch repo, forge scratch repo, logs, worktrees.
     pub berth_dir: PathBuf,
     /// The signal that stopped the daemon, once one has.
-    pub stop: shutdown::StopFlag,
+    pub stop: stop::StopFlag,
     /// What the shutdown revived and released, for its summary lines.
-    pub tally: shutdown::Tally,
+    pub tally: stop::Tally,
     /// The records this process is landing right now.
     pub active: Active,
+    /// Verdicts the store could not write yet.
+    unsaved: unsaved::Waiting,
     /// The active rule set, swapped whole by hot reload.
     pub rules: Rules,
     /// `<berth_dir>/decisions.jsonl`: every policy answer and status change.
@@ -115,6 +125,8 @@ enum Event {
     QueueChanged(watch::QueueChanges),
     Signal(StopSignal),
     LaneDone(LaneOutcome),
+    /// A lane left alone for a while may be tried again.
+    RetryDue,
 }
 
 impl Shared {
@@ -162,6 +174,7 @@ impl Shared {
                 fallbacks: decisions.fallback_counts(),
             },
             forge.name(),
+            Duration::from_secs(config.poll_secs.max(1)),
         ));
         let forge: Arc<dyn Forge> = Arc::new(crate::telemetry::forge::MeteredForge::new(
             forge,
@@ -185,9 +198,10 @@ impl Shared {
             decisions,
             telemetry,
             berth_dir,
-            stop: shutdown::StopFlag::default(),
-            tally: shutdown::Tally::default(),
+            stop: stop::StopFlag::default(),
+            tally: stop::Tally::default(),
             active: Active::default(),
+            unsaved: unsaved::Waiting::default(),
             rules: Rules::embedded()?,
             view: Mutex::new(QueueView::new()),
             memory: Mutex::new(memory::TickMemory::default()),
@@ -204,6 +218,12 @@ impl Shared {
             }
         }
         self
+    }
+
+    /// Whether this process is landing `id` right now, or holds its unwritten verdict:
+    /// either way the record is this daemon's, whatever its file says.
+    pub fn holds(&self, id: &str) -> bool {
+        self.active.holds(id) || self.unsaved.holds(id)
     }
 
     /// The queue view, locked. Hold it briefly: record writes wait for it.
@@ -309,7 +329,7 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
         _ => None,
     };
     let mut poll = tokio::time::interval(Duration::from_secs(shared.config.poll_secs.max(1)));
-    let mut landings = Landings::default();
+    let mut landings = Landings::new(poll.period());
     // `--once` exits 1 when a record it processed ended blocked, or when it did nothing
     // but block records (at the gates or by the landing policy).
     let mut any_blocked = false;
@@ -321,12 +341,14 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
     let mut pending: Option<Event> = None;
 
     loop {
+        let retry_at = landings.retry.next_due(tokio::time::Instant::now());
         let event = match pending.take() {
             Some(event) => event,
             None => tokio::select! {
                 signal = signals.recv() => Event::Signal(signal),
                 () = stop.cancelled() => Event::Stop,
                 Some(outcome) = landings.next_done(), if !landings.is_empty() => Event::LaneDone(outcome),
+                () = sleep_until_some(retry_at), if mode == Mode::Watch && retry_at.is_some() => Event::RetryDue,
                 _ = poll.tick(), if mode == Mode::Watch || !ticked_once => Event::Tick,
                 Some(changes) = async { match queue_changes.as_mut() { Some(w) => Some(w.changed().await), None => None } } => Event::QueueChanged(changes),
             },
@@ -334,12 +356,11 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
         let next = match event {
             Event::Stop | Event::Signal(_) => {
                 let (reason, exit) = match event {
-                    Event::Signal(signal) => (
-                        shutdown::StopReason::Signal(signal),
-                        Exit::Signalled(signal),
-                    ),
+                    Event::Signal(signal) => {
+                        (stop::StopReason::Signal(signal), Exit::Signalled(signal))
+                    }
                     _ => (
-                        shutdown::StopReason::Requested,
+                        stop::StopReason::Requested,
                         if any_blocked {
                             Exit::Blocked
                         } else {
@@ -355,10 +376,13 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
             Event::LaneDone(outcome) => {
                 any_blocked |= outcome.ended_blocked();
                 processed |= outcome.took_the_record();
-                if !outcome.lane_may_retry_this_tick() {
+                let lane = lock_ref_name(&outcome.lane);
+                if outcome.lane_may_retry_this_tick() {
+                    landings.retry.forget(&lane);
+                } else {
                     // Not head-of-line, and no hot loop: a lane locked elsewhere, or a
-                    // record put back for a transient reason, waits for the next tick.
-                    landings.skipped.insert(lock_ref_name(&outcome.lane));
+                    // record put back for a transient reason, waits for its backoff.
+                    landings.retry.defer(lane, tokio::time::Instant::now());
                 }
                 // `--once` is one tick: each free lane's head once. A skipped lane hands
                 // its turn to the next lane; only `--watch` moves on to a lane's next record.
@@ -374,6 +398,13 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
                     Ok(())
                 }
             }
+            Event::RetryDue => interruptible(
+                &mut signals,
+                &stop,
+                start_landings(&shared, &cancel, &mut landings, TickGates::default()),
+            )
+            .await
+            .map(|policy_blocked| blocked_before_landing.by_policy += policy_blocked),
             Event::Tick | Event::QueueChanged(_) => {
                 ticked_once = true;
                 // A watcher's wake looks at the files it named (all of them if it lost
@@ -395,10 +426,7 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
                 if refresh == Refresh::Sweep {
                     last_sweep = Some(std::time::Instant::now());
                 }
-                // A skipped lane waits for the poll interval, not for the next write to the
-                // queue dir (berth's own requeue is such a write).
                 if wake == tick::Wake::Poll {
-                    landings.skipped.clear();
                     // The backstop for rule edits no watch reports (a hard link's).
                     if let Some(watcher) = &rules_watcher {
                         watcher.check();
@@ -452,17 +480,34 @@ async fn interruptible<T>(
     }
 }
 
-/// The running landings, the lanes they hold, and the lanes to leave alone this tick.
+/// Resolves at `at`; never without one.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The running landings, the lanes they hold, and the lanes left alone for a while (a
+/// write to the queue dir, berth's own requeue included, does not end their wait).
 /// Lanes are keyed by their lock ref: branches that `safe_key` folds together (`rel/1`,
 /// `rel-1`) share one lock, so they must never land at once.
-#[derive(Default)]
 struct Landings {
     tasks: JoinSet<LaneOutcome>,
     lane_of_task: HashMap<tokio::task::Id, String>,
-    skipped: HashSet<String>,
+    retry: lane_retry::LaneRetry,
 }
 
 impl Landings {
+    /// A lane left alone waits at most `longest` (the poll interval).
+    fn new(longest: Duration) -> Landings {
+        Landings {
+            tasks: JoinSet::new(),
+            lane_of_task: HashMap::new(),
+            retry: lane_retry::LaneRetry::new(longest),
+        }
+    }
+
     fn is_empty(&self) -> bool {
         self.tasks.is_empty()
     }
@@ -470,7 +515,7 @@ impl Landings {
     fn busy_lanes(&self) -> HashSet<String> {
         self.lane_of_task
             .values()
-            .chain(&self.skipped)
+            .chain(self.retry.not_yet(tokio::time::Instant::now()))
             .cloned()
             .collect()
     }
@@ -484,8 +529,8 @@ impl Landings {
         self.lane_of_task.insert(handle.id(), lock_ref_name(lane));
     }
 
-    /// The next finished landing; a task that panicked frees its lane (and is skipped
-    /// until the next tick) instead of holding it forever.
+    /// The next finished landing; a task that panicked frees its lane (left alone for its
+    /// backoff) instead of holding it forever.
     async fn next_done(&mut self) -> Option<LaneOutcome> {
         loop {
             match self.tasks.join_next_with_id().await? {
@@ -498,7 +543,7 @@ impl Landings {
                         "a landing task failed: {error}; its record is reclaimed once its owner is gone"
                     );
                     if let Some(lane) = self.lane_of_task.remove(&error.id()) {
-                        self.skipped.insert(lane);
+                        self.retry.defer(lane, tokio::time::Instant::now());
                     }
                 }
             }

@@ -376,23 +376,29 @@ fn apply_proof(shared: &Shared, stored: &StoredRecord, proof: &crate::forge::Mer
     }
 }
 
-/// Step 2: an in-flight record that no live process owns goes back to `queued`.
+/// Step 2: an in-flight record that no live process owns goes back to `queued`, unless it
+/// changed since it was judged (its owner touched it: not stranded after all).
 fn reclaim(shared: &Shared, stored: &StoredRecord, now: chrono::DateTime<chrono::Utc>) -> bool {
-    let Some(reason) = super::landing::stranded_reason(shared, stored, now) else {
+    let Some(reason) = super::stranded::stranded_reason(shared, stored, now) else {
         return false;
     };
-    if let Err(e) = super::landing::end_strays(stored) {
+    if let Err(e) = super::stranded::end_strays(stored) {
         tracing::error!(record = %stored.id, "not reclaimed: {e}");
         return false;
     }
     let from = stored.record.status;
-    let result = shared.transition(&stored.id, Expect::OneOf(&[from]), Status::Queued, |r| {
-        if from == Status::DriftRepairing {
-            r.retries = Some(0);
-        }
-        r.claimed_by = None;
-        r.last_error = Some(format!("reclaimed: {reason}"));
-    });
+    let result = shared.transition(
+        &stored.id,
+        Expect::Claim(&stored.record),
+        Status::Queued,
+        |r| {
+            if from == Status::DriftRepairing {
+                r.retries = Some(0);
+            }
+            r.claimed_by = None;
+            r.last_error = Some(format!("reclaimed: {reason}"));
+        },
+    );
     match result {
         Ok(_) => {
             tracing::warn!(record = %stored.id, "reclaimed stranded record: {reason}");
@@ -479,7 +485,7 @@ fn gate_queued(shared: &Shared, gates: &mut TickGates) -> usize {
         .live()
         .filter(|s| {
             s.record.status == Status::Queued
-                || (s.record.status.is_in_flight() && !shared.active.holds(&s.id))
+                || (s.record.status.is_in_flight() && !shared.holds(&s.id))
         })
         .cloned()
         .collect();
@@ -607,12 +613,12 @@ fn watch_faults(
     // detectors see every other record.
     let records: Vec<&StoredRecord> = view.active().collect();
     let unreadable = view.unreadable();
+    let now = crate::clock::now();
     let facts = QueueFacts {
         queue_dir: shared.store.dir(),
         records: &records,
         unreadable: &unreadable,
-        lock_ttl: shared.config.lock_ttl(),
-        now: crate::clock::now(),
+        stranded: &|stored| super::stranded::stranded_reason(shared, stored, now),
         repos: &repo_facts,
         rule_fallbacks: &fallbacks,
     };

@@ -6,12 +6,14 @@
 //! The waiting verdicts are listed in `<berth dir>/unsaved-verdicts.json`, which berth's
 //! own dir holds (the queue's disk may be the full one).
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
 use super::Shared;
-use super::landing::{Active, Kept};
+use super::verdict::Verdict;
 use crate::store::StoreError;
 
 /// The file `berth status` reads.
@@ -20,10 +22,25 @@ pub const UNSAVED_FILE: &str = "unsaved-verdicts.json";
 /// A larger status file is not berth's own: `status` refuses to read it.
 const MAX_UNSAVED_FILE_BYTES: u64 = 1024 * 1024;
 
+/// The verdicts waiting to be written, by record id.
+#[derive(Debug, Default)]
+pub struct Waiting(Mutex<HashMap<String, Unsaved>>);
+
+impl Waiting {
+    /// Whether a verdict for `id` waits here (its record stays this daemon's).
+    pub fn holds(&self, id: &str) -> bool {
+        self.map().contains_key(id)
+    }
+
+    fn map(&self) -> MutexGuard<'_, HashMap<String, Unsaved>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// One verdict waiting to be written.
 #[derive(Clone, Debug)]
-pub struct Unsaved {
-    verdict: Kept,
+struct Unsaved {
+    verdict: Verdict,
     error: String,
     since: String,
 }
@@ -37,18 +54,10 @@ pub struct UnsavedLine {
     pub since: String,
 }
 
-pub(super) fn holds(active: &Active, id: &str) -> bool {
-    map(active).contains_key(id)
-}
-
-fn map(active: &Active) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Unsaved>> {
-    active.unsaved.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Keeps `verdict` for `id` after the store refused to write it.
-pub(super) fn keep(shared: &Shared, id: &str, verdict: Kept, error: &StoreError) {
+pub(super) fn keep(shared: &Shared, id: &str, verdict: Verdict, error: &StoreError) {
     tracing::error!(record = %id, "the {} verdict could not be written: {error}; kept, and written again on every tick", verdict.status());
-    map(&shared.active).insert(
+    shared.unsaved.map().insert(
         id.to_owned(),
         Unsaved {
             verdict,
@@ -61,7 +70,9 @@ pub(super) fn keep(shared: &Shared, id: &str, verdict: Kept, error: &StoreError)
 
 /// Writes every kept verdict again; the ones that still fail stay, with their new error.
 pub(super) fn retry(shared: &Shared) {
-    let waiting: Vec<(String, Unsaved)> = map(&shared.active)
+    let waiting: Vec<(String, Unsaved)> = shared
+        .unsaved
+        .map()
         .iter()
         .map(|(id, u)| (id.clone(), u.clone()))
         .collect();
@@ -72,16 +83,16 @@ pub(super) fn retry(shared: &Shared) {
         match unsaved.verdict.write(shared, &id) {
             Ok(_) => {
                 tracing::info!(record = %id, "the kept {} verdict is written", unsaved.verdict.status());
-                map(&shared.active).remove(&id);
+                shared.unsaved.map().remove(&id);
             }
             Err(e @ StoreError::Io { .. }) => {
-                if let Some(kept) = map(&shared.active).get_mut(&id) {
+                if let Some(kept) = shared.unsaved.map().get_mut(&id) {
                     kept.error = e.to_string();
                 }
             }
             Err(e) => {
                 tracing::warn!(record = %id, "the kept verdict is dropped: {e}");
-                map(&shared.active).remove(&id);
+                shared.unsaved.map().remove(&id);
             }
         }
     }
@@ -90,7 +101,9 @@ pub(super) fn retry(shared: &Shared) {
 
 /// Rewrites the status file (removed when nothing waits).
 fn publish(shared: &Shared) {
-    let mut lines: Vec<UnsavedLine> = map(&shared.active)
+    let mut lines: Vec<UnsavedLine> = shared
+        .unsaved
+        .map()
         .iter()
         .map(|(id, u)| UnsavedLine {
             record: id.clone(),

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use crate::write_events::{Change, WriteWatch};
 
 /// How long a burst of writes (a producer's temp file + rename) is gathered into one wake.
-const DEBOUNCE: Duration = Duration::from_millis(300);
+const DEBOUNCE: Duration = Duration::from_millis(20);
 
 /// What changed in the queue dir since the last [`QueueWatcher::changed`].
 #[derive(Debug, Default, PartialEq, Eq)]

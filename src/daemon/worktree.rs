@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use git2::{Oid, Repository, StatusOptions};
@@ -21,16 +22,28 @@ use crate::pinned_dir::PinnedDir;
 
 use super::{Candidate, Shared};
 
-/// A place to run the landing; a scratch one is removed by [`Place::remove`].
+/// A place to run the landing; a scratch one is removed by [`Place::remove`]. The
+/// record's own checkout is held locked for as long as the place lives.
 pub struct Place {
     dir: Arc<PinnedDir>,
     scratch: Option<Scratch>,
+    _lock: Option<WorktreeGuard>,
 }
 
 struct Scratch {
     repo: PathBuf,
     name: String,
+    /// The repo's worktree-admin lock ([`ADMIN_LOCK_WAIT`]).
+    admin_lock: PathBuf,
 }
+
+/// How long adding or removing a scratch worktree waits for another landing's add or
+/// remove in the same repo (then the landing is blocked, saying so). libgit2 reads every
+/// worktree's `HEAD` when it adds one, and takes one it cannot read, e.g. another being
+/// added or removed at that moment, for a checkout of the new branch; so berth's own
+/// worktree changes in one repo take turns, under a lock file in the queue dir that every
+/// daemon sharing the queue respects.
+const ADMIN_LOCK_WAIT: Duration = Duration::from_secs(10);
 
 impl Place {
     pub fn path(&self) -> &Path {
@@ -48,7 +61,7 @@ impl Place {
         let Some(scratch) = self.scratch else {
             return;
         };
-        if let Err(e) = remove_scratch(&scratch.repo, &scratch.name, self.dir.path()) {
+        if let Err(e) = remove_scratch(&scratch, self.dir.path()) {
             tracing::warn!(worktree = %self.dir.path().display(), "scratch worktree not fully removed: {e:#}");
         }
     }
@@ -56,23 +69,21 @@ impl Place {
 
 /// Held while a landing runs in a record's own worktree: two lanes of one repo often
 /// share a checkout, and two landings in one working tree would corrupt each other. The
-/// lock file lives in the queue dir, so every daemon sharing the queue respects it.
-pub struct WorktreeGuard {
-    _file: Option<std::fs::File>,
+/// lock file lives in the queue dir, so every daemon sharing the queue respects it. Only
+/// a landing that will run in the checkout takes it: a scratch worktree is per landing
+/// and shares nothing, so lanes landing in scratch worktrees never wait for each other.
+struct WorktreeGuard {
+    _file: std::fs::File,
 }
 
-/// Takes the worktree's lock, or says it is busy. Scratch worktrees are per record and
-/// need none.
-pub fn try_lock(shared: &Shared, c: &Candidate) -> Result<WorktreeGuard, String> {
-    let WorktreeChoice::Use(path) = &c.gated.worktree else {
-        return Ok(WorktreeGuard { _file: None });
-    };
+/// Takes the lock on the checkout at `path`, or says why not (busy, or no lock file).
+fn try_lock(shared: &Shared, path: &Path) -> Result<WorktreeGuard, String> {
     let key = crate::safe_key::safe_key(&path.to_string_lossy());
     let lock_path = shared.store.dir().join(format!(".worktree-{key}.lock"));
     let file = crate::atomic_file::open_lock_file(&lock_path)
         .map_err(|e| format!("cannot open worktree lock {}: {e}", lock_path.display()))?;
     match file.try_lock() {
-        Ok(()) => Ok(WorktreeGuard { _file: Some(file) }),
+        Ok(()) => Ok(WorktreeGuard { _file: file }),
         Err(std::fs::TryLockError::WouldBlock) => Err(format!(
             "worktree {} is in use by another landing",
             path.display()
@@ -100,16 +111,23 @@ pub fn prepare(shared: &Shared, c: &Candidate) -> anyhow::Result<Place> {
     c.gated.repo.pin.verify().map_err(anyhow::Error::msg)?;
     let head = fetch_feature(c, repo_path, feature)?;
     let reason = match (&c.gated.worktree, &c.gated.worktree_pin) {
-        (WorktreeChoice::Use(path), Some(pin)) => match checkout_state(pin, feature, head) {
-            Ok(()) => {
-                tracing::info!(record = %c.id, worktree = %path.display(), "landing in the record's own worktree");
-                return Ok(Place {
-                    dir: Arc::clone(pin),
-                    scratch: None,
-                });
+        (WorktreeChoice::Use(path), Some(pin)) => {
+            // Locked before it is looked at, so no other landing changes it in between;
+            // a checkout another landing holds is not waited for: the scratch one is.
+            match try_lock(shared, path)
+                .and_then(|lock| checkout_state(pin, feature, head).map(|()| lock))
+            {
+                Ok(lock) => {
+                    tracing::info!(record = %c.id, worktree = %path.display(), "landing in the record's own worktree");
+                    return Ok(Place {
+                        dir: Arc::clone(pin),
+                        scratch: None,
+                        _lock: Some(lock),
+                    });
+                }
+                Err(why) => why,
             }
-            Err(why) => why,
-        },
+        }
         (WorktreeChoice::Scratch { reason }, _) => reason.clone(),
         (WorktreeChoice::Use(path), None) => format!("{} was not held open", path.display()),
     };
@@ -123,11 +141,16 @@ pub fn prepare(shared: &Shared, c: &Candidate) -> anyhow::Result<Place> {
         .map_or(0, |d| d.as_nanos());
     let name = format!("berth-{}-{:x}{nanos:x}", c.id, std::process::id());
     let path = root.join(&name);
-    add_scratch(repo_path, &name, &path, head)?;
+    let admin_key = crate::safe_key::safe_key(&repo_path.to_string_lossy());
     let scratch = Scratch {
         repo: repo_path.clone(),
         name,
+        admin_lock: shared
+            .store
+            .dir()
+            .join(format!(".worktree-admin-{admin_key}.lock")),
     };
+    add_scratch(&scratch, &path, head)?;
     let opened = c
         .gated
         .repo
@@ -138,9 +161,10 @@ pub fn prepare(shared: &Shared, c: &Candidate) -> anyhow::Result<Place> {
         Ok(dir) => Ok(Place {
             dir: Arc::new(dir),
             scratch: Some(scratch),
+            _lock: None,
         }),
         Err(why) => {
-            if let Err(e) = remove_scratch(&scratch.repo, &scratch.name, &path) {
+            if let Err(e) = remove_scratch(&scratch, &path) {
                 tracing::warn!(worktree = %path.display(), "scratch worktree not fully removed: {e:#}");
             }
             Err(anyhow!(why))
@@ -264,20 +288,24 @@ fn checkout_state(dir: &PinnedDir, feature: &str, head: Oid) -> Result<(), Strin
 }
 
 /// A worktree at `path` with a detached HEAD at `head`. libgit2 can only add a worktree
-/// on a branch, so it is added on a branch named like it, which is then let go.
-fn add_scratch(repo_path: &Path, name: &str, path: &Path, head: Oid) -> anyhow::Result<()> {
+/// on a branch, so it is added on a branch named like it, which is then let go. The
+/// branch is a plain ref, made and deleted without `git_branch_*`, which would also lock
+/// and rewrite the repo's shared `.git/config` (its `branch.<name>` section): a landing
+/// command of another lane may be writing that file at the same moment.
+fn add_scratch(scratch: &Scratch, path: &Path, head: Oid) -> anyhow::Result<()> {
+    let (repo_path, name) = (&scratch.repo, &scratch.name);
+    let _turn = admin_turn(scratch)?;
     let repo =
         Repository::open(repo_path).with_context(|| format!("opening {}", repo_path.display()))?;
-    let commit = repo.find_commit(head)?;
-    let branch = repo.branch(name, &commit, true)?;
+    let branch_ref = format!("refs/heads/{name}");
+    let branch = repo.reference(&branch_ref, head, false, "berth: scratch worktree")?;
     let mut options = git2::WorktreeAddOptions::new();
-    options.reference(Some(branch.get()));
+    options.reference(Some(&branch));
     repo.worktree(name, path, Some(&options))
         .with_context(|| format!("adding scratch worktree {}", path.display()))?;
     let worktree = Repository::open(path)?;
     worktree.set_head_detached(head)?;
-    let mut branch = repo.find_branch(name, git2::BranchType::Local)?;
-    branch.delete()?;
+    repo.find_reference(&branch_ref)?.delete()?;
     if worktree.head()?.target() != Some(head) {
         bail!("scratch worktree {} is not at {head}", path.display());
     }
@@ -288,18 +316,34 @@ fn add_scratch(repo_path: &Path, name: &str, path: &Path, head: Oid) -> anyhow::
 /// admin entry and branch of that name, and only if the entry points at that directory.
 /// libgit2 is never asked to delete a working tree: it would follow the admin entry's
 /// `gitdir`, which a planted repo controls.
-fn remove_scratch(repo_path: &Path, name: &str, path: &Path) -> anyhow::Result<()> {
+fn remove_scratch(scratch: &Scratch, path: &Path) -> anyhow::Result<()> {
+    let name = &scratch.name;
+    let _turn = admin_turn(scratch)?;
     if path.exists() {
         std::fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))?;
     }
-    let repo = Repository::open(repo_path)?;
+    let repo = Repository::open(&scratch.repo)?;
     if let Ok(worktree) = repo.find_worktree(name)
         && worktree.path() == path
     {
         worktree.prune(None)?;
     }
-    if let Ok(mut branch) = repo.find_branch(name, git2::BranchType::Local) {
+    if let Ok(mut branch) = repo.find_reference(&format!("refs/heads/{name}")) {
         branch.delete()?;
     }
     Ok(())
+}
+
+/// This landing's turn to add or remove a worktree of its repo, waited for at most
+/// [`ADMIN_LOCK_WAIT`].
+fn admin_turn(scratch: &Scratch) -> anyhow::Result<std::fs::File> {
+    crate::atomic_file::lock_exclusive_within(&scratch.admin_lock, ADMIN_LOCK_WAIT).with_context(
+        || {
+            format!(
+                "another landing kept changing the worktrees of {} for {}s",
+                scratch.repo.display(),
+                ADMIN_LOCK_WAIT.as_secs()
+            )
+        },
+    )
 }

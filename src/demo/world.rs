@@ -74,8 +74,8 @@ export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null
 export GIT_AUTHOR_NAME='berth demo' GIT_AUTHOR_EMAIL=demo@berth.invalid
 export GIT_COMMITTER_NAME='berth demo' GIT_COMMITTER_EMAIL=demo@berth.invalid
 branch=$1 base=$2
-git fetch -q origin
-git checkout -q -B \"$base\" \"origin/$base\"
+git fetch -q origin \"$base\"
+git checkout -q --no-track -B \"$base\" \"origin/$base\"
 git merge -q --no-ff -m \"land $branch into $base\" \"origin/$branch\"
 sleep 1
 git push -q origin \"$base\"

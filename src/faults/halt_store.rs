@@ -51,6 +51,19 @@ pub fn safe_run_id(run_id: &str) -> String {
         .collect()
 }
 
+/// The run id as it starts a file name here: gstack's [`safe_run_id`], except that a
+/// leading `.` becomes `_`. A dot-file is hidden from every listing (gstack's loaders,
+/// `berth faults list`, `ls`), so an event filed under it would be raised and never seen.
+/// gstack's own run ids (slugs, `--run-id`s) never start with a dot, so every name gstack
+/// writes is unchanged.
+pub fn file_run_id(run_id: &str) -> String {
+    let safe = safe_run_id(run_id);
+    match safe.strip_prefix('.') {
+        Some(rest) => format!("_{rest}"),
+        None => safe,
+    }
+}
+
 /// What [`HaltStore::emit`] did with one event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Emitted {
@@ -145,7 +158,7 @@ impl HaltStore {
     /// path separator in it is replaced before it can reach the file system.
     fn file_name(run_id: &str, infix: &str, fault_id: &str, suffix: &str) -> String {
         let fault_id = fault_id.replace(['/', '\\', '\0'], "_");
-        format!("{}-{infix}{fault_id}{suffix}.json", safe_run_id(run_id))
+        format!("{}-{infix}{fault_id}{suffix}.json", file_run_id(run_id))
     }
 
     pub fn pending_path(&self, run_id: &str, fault_id: &str) -> PathBuf {
@@ -262,7 +275,7 @@ impl HaltStore {
                 return report;
             }
         };
-        let lock_path = active_dir.join(format!(".{}.lock", safe_run_id(run_id)));
+        let lock_path = active_dir.join(format!(".{}.lock", file_run_id(run_id)));
         let _guard = match atomic_file::lock_exclusive_within(&lock_path, atomic_file::LOCK_WAIT) {
             Ok(guard) => guard,
             Err(e) => {
@@ -508,6 +521,9 @@ mod tests {
     #[test]
     fn safe_run_ids_are_gstacks() {
         assert_eq!(safe_run_id("build-a.b_c"), "build-a.b_c");
+        assert_eq!(file_run_id("build-a.b_c"), "build-a.b_c");
+        assert_eq!(file_run_id(".hidden.x"), "_hidden.x");
+        assert_eq!(file_run_id("/x"), "_x");
         assert_eq!(safe_run_id("run/1 x"), "run_1_x");
         assert_eq!(safe_run_id("é😀"), "___");
     }

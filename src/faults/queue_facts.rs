@@ -9,7 +9,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -38,8 +37,9 @@ pub struct QueueFacts<'a> {
     pub queue_dir: &'a Path,
     pub records: &'a [&'a StoredRecord],
     pub unreadable: &'a [Unreadable],
-    pub lock_ttl: Duration,
-    pub now: chrono::DateTime<chrono::Utc>,
+    /// Why an in-flight record is stranded, as the daemon judges it before a reclaim
+    /// ([`crate::ownership::stranded_reason`], and its own landings are never stranded).
+    pub stranded: &'a dyn Fn(&StoredRecord) -> Option<String>,
     pub repos: &'a [RepoFacts],
     /// RULE_FAILING: the landing and discovery questions failing closed right now.
     pub rule_fallbacks: &'a [crate::rules::fallbacks::Fallback],
@@ -61,7 +61,7 @@ pub fn gather(facts: &QueueFacts<'_>) -> Value {
                 "baseBranch": r.base_branch,
                 "lastGithubState": r.last_github_state,
                 "lastError": r.last_error,
-                "stranded": crate::ownership::stranded_reason(r, facts.lock_ttl, facts.now),
+                "stranded": (facts.stranded)(stored),
             })
         })
         .collect();
@@ -142,6 +142,7 @@ mod tests {
             path: format!("/q/{id}.json").into(),
             id,
             record,
+            changed_at: None,
         }
     }
 
@@ -160,8 +161,7 @@ mod tests {
             queue_dir: Path::new("/q"),
             records: &records,
             unreadable: &[],
-            lock_ttl: Duration::from_secs(7200),
-            now: crate::clock::now(),
+            stranded: &|_| None,
             repos: &[repo],
             rule_fallbacks: &[],
         };

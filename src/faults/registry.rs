@@ -5,10 +5,11 @@
 //! Keyed as gstack's monitor keys its registry, by detector id (`<category>:<phase>:<src>`):
 //! two faults with one detector id (two hand-merged features) are one raised fault and one
 //! halt event, the first one's. One file per (run id, state file),
-//! `active-faults/<safeRunId>-<8 hex of sha256(state file)>.json`, replaced atomically under
+//! `active-faults/<fileRunId>-<8 hex of sha256(state file)>.json`, replaced atomically under
 //! the run's lock: two state files that carry the same run id keep separate registries, so
-//! neither clears the other's faults. An unreadable registry is moved aside (never
-//! overwritten): the halt event files themselves make re-filing its faults harmless.
+//! neither clears the other's faults. A registry whose content is invalid is moved aside
+//! (never overwritten): the halt event files themselves make re-filing its faults harmless.
+//! One the system could not read (`EMFILE`, `EIO`) is left alone and read again next tick.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::halt_store::safe_run_id;
+use super::halt_store::file_run_id;
 use super::json_file;
 
 /// A raised detector fault: the halt event it was filed as.
@@ -58,11 +59,24 @@ fn is_fault_id(id: &str) -> bool {
 pub fn path(dir: &Path, run_id: &str, source: &str) -> PathBuf {
     let digest = Sha256::digest(source.as_bytes());
     let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-    dir.join(format!("{}-{hex}.json", safe_run_id(run_id)))
+    dir.join(format!("{}-{hex}.json", file_run_id(run_id)))
 }
 
-/// Loads the registry at `path`. `Ok((registry, None))` normally; an unreadable file is
-/// renamed to `<name>.unreadable-<time>` and an empty registry returned with the warning.
+/// Why a registry could not be had.
+#[derive(Debug)]
+enum Unread {
+    /// The file is there and is not a registry (torn, planted, a FIFO, too large): it is
+    /// moved aside.
+    Invalid(String),
+    /// The system could not read it (`EMFILE`, `EIO`, `EACCES`): nothing is known about its
+    /// content, so it stays where it is and the next tick tries again.
+    Failed(String),
+}
+
+/// Loads the registry at `path`. `Ok((registry, None))` normally; a file whose content is
+/// not a registry is renamed to `<name>.unreadable-<time>` and an empty registry returned
+/// with the warning. A file the system could not read is an `Err` and stays in place: its
+/// faults are neither forgotten nor filed again.
 pub fn load(path: &Path, run_id: &str, source: &str) -> Result<(Registry, Option<String>), String> {
     let empty = || Registry {
         run_id: run_id.to_owned(),
@@ -72,7 +86,13 @@ pub fn load(path: &Path, run_id: &str, source: &str) -> Result<(Registry, Option
     let reason = match read(path) {
         Ok(None) => return Ok((empty(), None)),
         Ok(Some(registry)) => return Ok((registry, None)),
-        Err(reason) => reason,
+        Err(Unread::Failed(reason)) => {
+            return Err(format!(
+                "{}: {reason}; left in place, read again next tick",
+                path.display()
+            ));
+        }
+        Err(Unread::Invalid(reason)) => reason,
     };
     let aside = aside_path(path);
     fs::rename(path, &aside).map_err(|e| {
@@ -92,18 +112,24 @@ pub fn load(path: &Path, run_id: &str, source: &str) -> Result<(Registry, Option
     ))
 }
 
-fn read(path: &Path) -> Result<Option<Registry>, String> {
-    let Some(value) = json_file::read_json(path)? else {
-        return Ok(None);
+fn read(path: &Path) -> Result<Option<Registry>, Unread> {
+    let text = match crate::hostile_file::read_regular_string(path, json_file::MAX_JSON_BYTES) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if crate::hostile_file::is_refused(&e) => {
+            return Err(Unread::Invalid(crate::hostile_file::reason(&e)));
+        }
+        Err(e) => return Err(Unread::Failed(crate::hostile_file::reason(&e))),
     };
-    let registry: Registry =
-        serde_json::from_value(value).map_err(|e| format!("not an active-fault registry: {e}"))?;
+    let value = json_file::parse(&text).map_err(Unread::Invalid)?;
+    let registry: Registry = serde_json::from_value(value)
+        .map_err(|e| Unread::Invalid(format!("not an active-fault registry: {e}")))?;
     match registry.active.values().find(|a| !is_fault_id(&a.fault_id)) {
         None => Ok(Some(registry)),
-        Some(bad) => Err(format!(
+        Some(bad) => Err(Unread::Invalid(format!(
             "{:?} is not a fault id (KIND:scope:8 hex digits)",
             bad.fault_id
-        )),
+        ))),
     }
 }
 
@@ -111,7 +137,7 @@ fn read(path: &Path) -> Result<Option<Registry>, String> {
 /// state file still has is not resolved because another state file of the run cleared it.
 /// A registry that cannot be read counts for nothing here; its own sync reports it.
 pub fn raised_elsewhere(dir: &Path, run_id: &str, own: &Path) -> HashSet<String> {
-    let prefix = format!("{}-", safe_run_id(run_id));
+    let prefix = format!("{}-", file_run_id(run_id));
     let Ok(entries) = fs::read_dir(dir) else {
         return HashSet::new();
     };

@@ -6,12 +6,14 @@
 //! - object: a parentless commit of the empty tree whose message is `gstack release lock`,
 //!   a blank line and the pretty JSON [`LockPayload`].
 //!
-//! Every update is a compare-and-swap the server enforces: a create is a push of a
-//! parentless commit with the ref advertised absent (the server refuses it if the ref
-//! appeared meanwhile); a takeover, refresh or release pushes with the old value we read
-//! and refuses in negotiation when the remote advertises anything else (the server
-//! re-checks the old value under its ref lock). A transport error is always an error,
-//! never "the ref is absent"; every connect and socket read/write has a timeout.
+//! Every move (create, takeover, refresh, release) is a compare-and-swap enforced where
+//! the ref is written ([`cas`]): over the network the push carries the old value berth
+//! read and the server re-checks it under its ref lock; for a local-path or `file://`
+//! origin berth updates the bare repository's ref itself with libgit2's expected-old-value
+//! calls, under the same ref lock file. A create expects the ref absent; a takeover,
+//! refresh or release expects the sha berth read or holds, so a release never deletes a
+//! lock it does not hold. A transport error is always an error, never "the ref is
+//! absent"; every connect and socket read/write has a timeout.
 //!
 //! The API is blocking (libgit2); the async daemon calls it through `spawn_blocking`, and
 //! [`Heartbeat`] keeps a held lock fresh from a tokio task.
@@ -31,6 +33,7 @@
 //! # Ok(()) }
 //! ```
 
+mod cas;
 mod heartbeat;
 mod payload;
 mod transport;
@@ -45,11 +48,13 @@ use crate::clock;
 use crate::gstack_text;
 use crate::safe_key::safe_key;
 
+pub use cas::LockWrite;
 pub use heartbeat::{Heartbeat, LockWatch};
 pub use payload::{LOCK_SUBJECT, LockPayload};
 
+use cas::{Expect, WriteHook, compare_and_swap};
 use payload::{ReadLock, lock_message, read_lock};
-use transport::{PushOutcome, Scratch, fetch, push_guarded, redact_url};
+use transport::{PushOutcome, Scratch, fetch, redact_url};
 
 /// `url` with any password or token replaced by `***`, for messages.
 pub(crate) use transport::redact_url as redact;
@@ -367,6 +372,7 @@ pub enum LockError {
 pub struct LockClient {
     scratch_dir: PathBuf,
     settings: LockSettings,
+    hook: WriteHook,
 }
 
 /// Per-operation context for error messages.
@@ -444,6 +450,7 @@ impl LockClient {
         let client = LockClient {
             scratch_dir: scratch_dir.to_owned(),
             settings,
+            hook: WriteHook::default(),
         };
         client.sweep_leftovers();
         Ok(client)
@@ -451,6 +458,14 @@ impl LockClient {
 
     pub fn settings(&self) -> &LockSettings {
         &self.settings
+    }
+
+    /// Runs `hook` in every lock write of this client after berth's last look at the ref
+    /// and before the write is sent, the window the compare-and-swap closes. For tests that
+    /// move the ref from another client there, deterministically; the daemon sets none.
+    #[doc(hidden)]
+    pub fn set_write_hook(&mut self, hook: cas::WriteHookFn) {
+        self.hook = WriteHook::new(hook);
     }
 
     /// Takes the lane's lock, or says who holds it.
@@ -478,14 +493,18 @@ impl LockClient {
         let mut why = gstack_text::LOCK_ALREADY_HELD;
         for attempt in 0..MAX_ATTEMPTS {
             backoff(attempt);
-            // Create: the guard lets the push through only if the ref is advertised absent.
+            // Create: only where the ref is absent.
             let (sha, payload, started) =
                 self.write_new_lock(&scratch, &target, lane, owner_id, repo_path)?;
-            let create = format!("{sha}:{ref_name}");
-            let outcome = push_guarded(&scratch.repo, origin_url, &create, &ref_name, &|old| {
-                old.is_zero()
-            })
-            .map_err(|e| target.remote_error("create", e))?;
+            let outcome = self
+                .swap(
+                    &scratch,
+                    &target,
+                    LockWrite::Create,
+                    Expect::Absent,
+                    Some(sha),
+                )
+                .map_err(|e| target.remote_error("create", e))?;
             match outcome {
                 PushOutcome::Applied => {
                     return Ok(Acquire::Acquired(
@@ -542,11 +561,15 @@ impl LockClient {
             }
             let (sha, payload, started) =
                 self.write_new_lock(&scratch, &target, lane, owner_id, repo_path)?;
-            let takeover = format!("+{sha}:{ref_name}");
-            let outcome = push_guarded(&scratch.repo, origin_url, &takeover, &ref_name, &|old| {
-                old == current
-            })
-            .map_err(|e| target.remote_error("takeover", e))?;
+            let outcome = self
+                .swap(
+                    &scratch,
+                    &target,
+                    LockWrite::Takeover,
+                    Expect::At(current),
+                    Some(sha),
+                )
+                .map_err(|e| target.remote_error("takeover", e))?;
             match outcome {
                 PushOutcome::Applied => {
                     return Ok(Acquire::Acquired(
@@ -611,16 +634,15 @@ impl LockClient {
             &payload,
             gstack_text::HEARTBEAT_COMMIT_FAILED,
         )?;
-        let ours = held.sha;
-        let refresh = format!("+{sha}:{}", held.ref_name);
-        let outcome = push_guarded(
-            &scratch.repo,
-            &held.origin_url,
-            &refresh,
-            &held.ref_name,
-            &|old| old == ours,
-        )
-        .map_err(|e| target.remote_error("refresh", e))?;
+        let outcome = self
+            .swap(
+                &scratch,
+                &target,
+                LockWrite::Refresh,
+                Expect::At(held.sha),
+                Some(sha),
+            )
+            .map_err(|e| target.remote_error("refresh", e))?;
         match outcome {
             PushOutcome::Applied => {
                 held.sha = sha;
@@ -733,14 +755,18 @@ impl LockClient {
             ref_name,
         };
         let scratch = self.scratch()?;
-        let delete = format!(":{ref_name}");
         let mut last = String::new();
         for attempt in 0..MAX_ATTEMPTS {
             backoff(attempt);
-            let outcome = push_guarded(&scratch.repo, origin_url, &delete, ref_name, &|old| {
-                old == expected
-            })
-            .map_err(|e| target.remote_error("release", e))?;
+            let outcome = self
+                .swap(
+                    &scratch,
+                    &target,
+                    LockWrite::Release,
+                    Expect::At(expected),
+                    None,
+                )
+                .map_err(|e| target.remote_error("release", e))?;
             match outcome {
                 PushOutcome::Applied => return Ok(Released::Deleted),
                 PushOutcome::Refused { advertised } if advertised.is_zero() => {
@@ -756,6 +782,26 @@ impl LockClient {
             }
         }
         Err(target.contended("the release failed", "release", last))
+    }
+
+    /// The one way a lock ref is written: see [`cas`].
+    fn swap(
+        &self,
+        scratch: &Scratch,
+        target: &Target<'_>,
+        write: LockWrite,
+        expect: Expect,
+        new: Option<Oid>,
+    ) -> Result<PushOutcome, git2::Error> {
+        compare_and_swap(
+            &scratch.repo,
+            target.url,
+            target.ref_name,
+            write,
+            expect,
+            new,
+            &self.hook,
+        )
     }
 
     fn scratch(&self) -> Result<Scratch, LockError> {

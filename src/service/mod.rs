@@ -42,6 +42,8 @@ pub struct ServiceSpec {
     pub config: Option<PathBuf>,
     pub project_root: Option<PathBuf>,
     pub rules_root: Option<PathBuf>,
+    /// Roots the installing shell allowed (its environment's), as `--allowed-root`.
+    pub allowed_roots: Vec<PathBuf>,
     pub metrics_addr: Option<String>,
     pub home: PathBuf,
     /// `PATH` for the daemon and its landing commands (see [`service_path`]).
@@ -79,6 +81,9 @@ impl ServiceSpec {
             self.rules_root.as_ref().map(|p| p.display().to_string()),
         );
         flag("--metrics-addr", self.metrics_addr.clone());
+        for root in &self.allowed_roots {
+            flag("--allowed-root", Some(root.display().to_string()));
+        }
         argv
     }
 
@@ -123,7 +128,7 @@ pub fn service_path(inherited: &str, home: &Path) -> String {
     .to_vec();
     entries.push(home_dir(".local/bin"));
     entries.push(home_dir(".cargo/bin"));
-    entries.extend(inherited.split(':').map(String::from));
+    entries.extend(std::env::split_paths(inherited).map(|p| p.display().to_string()));
     entries.extend(["/usr/bin", "/bin", "/usr/sbin", "/sbin"].map(String::from));
     let mut seen = std::collections::HashSet::new();
     entries

@@ -48,6 +48,9 @@ pub fn unit(spec: &ServiceSpec) -> UnitFile {
          # requeues their records, releases their lane locks) within 6.5 s.\n\
          KillMode=mixed\n\
          TimeoutStopSec=30\n\
+         # berth raises its soft open-files limit to this at start and serves HTTP\n\
+         # clients with at most a quarter of it (64 at most).\n\
+         LimitNOFILE=65536\n\
          \n\
          [Install]\n\
          WantedBy=default.target\n",

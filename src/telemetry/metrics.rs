@@ -42,6 +42,13 @@ pub struct RuleSetLabels {
     pub source: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+}
+
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 /// Every family, registered once in [`Metrics::new`].
 #[derive(Debug)]
 pub struct Metrics {
@@ -56,6 +63,12 @@ pub struct Metrics {
     pub rules_reload_ok: Gauge,
     pub rule_set: Family<RuleSetLabels, Gauge>,
     pub halts_pending: Gauge,
+    pub build_info: Family<BuildLabels, Gauge>,
+    pub last_tick: FloatGauge,
+    pub cpu_seconds: FloatGauge,
+    pub resident_bytes: Gauge,
+    pub open_fds: Gauge,
+    pub max_fds: Gauge,
 }
 
 impl Default for Metrics {
@@ -79,7 +92,19 @@ impl Metrics {
             rules_reload_ok: Gauge::default(),
             rule_set: Family::default(),
             halts_pending: Gauge::default(),
+            build_info: Family::default(),
+            last_tick: FloatGauge::default(),
+            cpu_seconds: FloatGauge::default(),
+            resident_bytes: Gauge::default(),
+            open_fds: Gauge::default(),
+            max_fds: Gauge::default(),
         };
+        metrics
+            .build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").into(),
+            })
+            .set(1);
         let registry = &mut metrics.registry;
         registry.register(
             "records",
@@ -126,6 +151,36 @@ impl Metrics {
             "halt_events_pending",
             "Halt events not yet resolved",
             metrics.halts_pending.clone(),
+        );
+        registry.register(
+            "build_info",
+            "The running build (value 1), labelled with its version",
+            metrics.build_info.clone(),
+        );
+        registry.register(
+            "last_tick_timestamp_seconds",
+            "Unix time the last tick ended (0 before the first)",
+            metrics.last_tick.clone(),
+        );
+        registry.register(
+            "process_cpu_seconds",
+            "User and system CPU time the daemon used since it started",
+            metrics.cpu_seconds.clone(),
+        );
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the daemon",
+            metrics.resident_bytes.clone(),
+        );
+        registry.register(
+            "process_open_fds",
+            "Descriptors the daemon has open",
+            metrics.open_fds.clone(),
+        );
+        registry.register(
+            "process_max_fds",
+            "The daemon's open-files limit (soft)",
+            metrics.max_fds.clone(),
         );
         metrics
     }

@@ -6,6 +6,7 @@
 pub mod forge;
 pub mod health;
 pub mod metrics;
+pub mod process;
 pub mod server;
 
 use std::path::PathBuf;
@@ -36,11 +37,40 @@ pub struct Telemetry {
     sources: Sources,
     health: Mutex<Health>,
     locks: Mutex<Vec<LockWatch>>,
+    /// The poll interval: ready means a tick ended within twice it.
+    poll: Duration,
+    last_tick: Mutex<Option<Instant>>,
+}
+
+/// Why the daemon is not ready (`/readyz` answers 503 with it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotReady {
+    NoTickYet,
+    TickOverdue { seconds_ago: u64, limit_secs: u64 },
+    RulesNotLoaded,
+}
+
+impl std::fmt::Display for NotReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotReady::NoTickYet => write!(f, "no tick has ended yet"),
+            NotReady::TickOverdue {
+                seconds_ago,
+                limit_secs,
+            } => write!(
+                f,
+                "the last tick ended {seconds_ago} s ago, over {limit_secs} s (2 x poll_secs)"
+            ),
+            NotReady::RulesNotLoaded => write!(f, "no rule set is loaded"),
+        }
+    }
 }
 
 impl Telemetry {
-    pub fn new(sources: Sources, forge: &str) -> Telemetry {
+    pub fn new(sources: Sources, forge: &str, poll: Duration) -> Telemetry {
         Telemetry {
+            poll,
+            last_tick: Mutex::default(),
             metrics: Metrics::new(),
             health: Mutex::new(Health {
                 pid: std::process::id(),
@@ -65,6 +95,11 @@ impl Telemetry {
     pub fn tick_done(&self, took: Duration, ok: bool, result: String) {
         self.metrics.ticks.inc();
         self.metrics.tick_seconds.observe(took.as_secs_f64());
+        *lock(&self.last_tick) = Some(Instant::now());
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.metrics.last_tick.set(unix.as_secs_f64());
         let mut health = lock(&self.health);
         health.last_tick = Some(TickReport {
             at: crate::clock::now_iso(),
@@ -119,6 +154,24 @@ impl Telemetry {
         lock(&self.health).clone()
     }
 
+    /// Ready: a tick ended within twice the poll interval, and a rule set is loaded.
+    pub fn readiness(&self) -> Result<(), NotReady> {
+        let limit = self.poll * 2;
+        let Some(at) = *lock(&self.last_tick) else {
+            return Err(NotReady::NoTickYet);
+        };
+        if at.elapsed() > limit {
+            return Err(NotReady::TickOverdue {
+                seconds_ago: at.elapsed().as_secs(),
+                limit_secs: limit.as_secs(),
+            });
+        }
+        match RulesStatus::read(&self.sources.berth_dir) {
+            Ok(Some(_)) => Ok(()),
+            _ => Err(NotReady::RulesNotLoaded),
+        }
+    }
+
     /// Refreshes the gauges that describe state on disk and encodes every family.
     pub fn render(&self) -> String {
         self.refresh();
@@ -127,6 +180,14 @@ impl Telemetry {
 
     fn refresh(&self) {
         let m = &self.metrics;
+        let stats = process::sample();
+        let set = |gauge: &prometheus_client::metrics::gauge::Gauge, value: Option<u64>| {
+            gauge.set(value.map_or(0, |v| i64::try_from(v).unwrap_or(i64::MAX)));
+        };
+        m.cpu_seconds.set(stats.cpu_seconds.unwrap_or(0.0));
+        set(&m.resident_bytes, stats.resident_bytes);
+        set(&m.open_fds, stats.open_fds);
+        set(&m.max_fds, stats.max_fds);
         m.records.clear();
         if let Ok(scan) = self.sources.store.scan() {
             for stored in &scan.records {

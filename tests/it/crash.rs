@@ -201,6 +201,7 @@ fn abandon_settles_an_unowned_in_flight_record_and_refuses_a_live_one() {
         .record(&lane.clone, 14)
         .set("status", "landing")
         .set("claimedBy", berth::ownership::this_process())
+        .set("lastUpdatedAt", berth::clock::now_iso())
         .write();
     let refused = world.berth().args(["abandon", "14"]).output().unwrap();
     assert_eq!(refused.status.code(), Some(2));

@@ -1105,3 +1105,125 @@ fn faults_ack_marks_an_event_investigated_as_gstack_does() {
     let listing: Value = serde_json::from_slice(&listing).unwrap();
     assert_eq!(listing["halts"][0]["status"], "investigated", "{listing:#}");
 }
+
+/// A registry the system cannot read (here `EACCES`: the daemon runs without the
+/// capability that lets root read a mode-000 file) is a read error, not a corrupt file: it
+/// stays in place, nothing is filed again, and the tick says why.
+#[test]
+fn a_registry_the_system_cannot_read_is_left_in_place_and_reported() {
+    let world = World::new();
+    let build_state = world.home.join(".gstack/build-state");
+    fs::copy(fixture_path(), build_state.join("polis.json")).unwrap();
+    world
+        .berth_daemon()
+        .args(["run", "--once"])
+        .output()
+        .unwrap();
+    let active = world.home.join(".gstack/skill-faults/active-faults");
+    let names = || -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(&active)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        names.sort();
+        names
+    };
+    let before = names();
+    assert_eq!(before.len(), 1, "{before:?}");
+    let registry = active.join(&before[0]);
+    let content = fs::read(&registry).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(&registry, fs::Permissions::from_mode(0o000)).unwrap();
+
+    let berth_dir = world.berth_state();
+    let status = world
+        .spawn_berth_wrapped(
+            &["setpriv", "--bounding-set=-dac_override,-dac_read_search"],
+            &["run", "--once"],
+            &berth_dir,
+        )
+        .wait()
+        .unwrap();
+    assert!(matches!(status.code(), Some(0 | 1)), "{status:?}");
+    assert_eq!(names(), before, "the registry was moved aside");
+    fs::set_permissions(&registry, fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(fs::read(&registry).unwrap(), content);
+    let log = fs::read_to_string(berth_dir.with_extension("log")).unwrap();
+    assert!(
+        log.contains("Permission denied") && log.contains("read again next tick"),
+        "{log}"
+    );
+}
+
+/// A run id starting with `.` would make a dot-file every listing skips: the event is
+/// filed under `_…`, and the list, the pending gauge, `doctor` and `ack` all see it.
+#[test]
+fn a_run_id_starting_with_a_dot_files_an_event_everyone_sees() {
+    use crate::service::{sample, scrape, served_addr, spawn_serving_metrics, stop};
+    let world = World::new();
+    let build_state = world.home.join(".gstack/build-state");
+    let mut state: Value = serde_json::from_slice(&fs::read(fixture_path()).unwrap()).unwrap();
+    state["launch"] = json!({"runId": ".sneaky"});
+    fs::write(build_state.join("polis.json"), state.to_string()).unwrap();
+    let config = world.git_forge_config("poll_secs = 1\n");
+    let daemon = spawn_serving_metrics(&world, &config, &[]);
+    let halts = HaltStore::new(world.home.join(".gstack/skill-faults"));
+    let pending = halts.dir().join("pending-investigations");
+    let mut metrics = String::new();
+    let seen = world.wait_for(std::time::Duration::from_secs(30), || {
+        let Some(addr) = served_addr(&world) else {
+            return false;
+        };
+        metrics = scrape(&addr);
+        sample(&metrics, "berth_halt_events_pending") == Some(1.0)
+    });
+    stop(daemon);
+    assert!(seen, "{metrics}");
+    let names: Vec<String> = fs::read_dir(&pending)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["_sneaky-PHASE_FAILED:all:1fe2d874.json"]);
+
+    let faults = |args: &[&str]| {
+        let out = world
+            .berth()
+            .arg("faults")
+            .args(args)
+            .arg("--faults-dir")
+            .arg(halts.dir())
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    let (code, listing) = faults(&["list", "--json"]);
+    assert_eq!(code, Some(1), "a pending event needs attention");
+    let listing: Value = serde_json::from_str(&listing).unwrap();
+    assert_eq!(listing["halts"][0]["runId"], ".sneaky", "{listing:#}");
+    assert_eq!(listing["halts"][0]["status"], "pending", "{listing:#}");
+
+    let doctor = world
+        .berth()
+        .env("BERTH_DIR", world.berth_state())
+        .env("BERTH_CONFIG", &config)
+        .arg("doctor")
+        .output()
+        .unwrap();
+    let doctor = String::from_utf8(doctor.stdout).unwrap();
+    assert!(
+        doctor
+            .lines()
+            .any(|l| l.starts_with("warn  halt events: 1 pending") && l.contains("_sneaky-")),
+        "{doctor}"
+    );
+
+    let (code, acked) = faults(&["ack", "PHASE_FAILED:all:1fe2d874"]);
+    assert_eq!(code, Some(0), "{acked}");
+    assert!(
+        halts
+            .dir()
+            .join("processed/_sneaky-PHASE_FAILED:all:1fe2d874.json")
+            .exists()
+    );
+}

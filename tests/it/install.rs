@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use crate::support::World;
 
 /// One `[Section]` `Key=value` file; repeated keys keep every value in order.
-type Unit = BTreeMap<(String, String), Vec<String>>;
+pub type Unit = BTreeMap<(String, String), Vec<String>>;
 
-fn parse_unit(text: &str) -> Unit {
+pub fn parse_unit(text: &str) -> Unit {
     let mut unit = Unit::new();
     let mut section = String::new();
     for line in text.lines() {
@@ -32,7 +32,7 @@ fn parse_unit(text: &str) -> Unit {
 
 /// systemd's word splitting for `ExecStart=` and `Environment=`: whitespace-separated
 /// words, double quotes, C escapes, `%%` → `%`, and (`exec`) `$$` → `$`.
-fn systemd_words(value: &str, exec: bool) -> Vec<String> {
+pub fn systemd_words(value: &str, exec: bool) -> Vec<String> {
     let mut words = Vec::new();
     let mut chars = value.chars().peekable();
     loop {
@@ -72,7 +72,7 @@ fn systemd_words(value: &str, exec: bool) -> Vec<String> {
     }
 }
 
-fn env_of(unit: &Unit) -> BTreeMap<String, String> {
+pub fn env_of(unit: &Unit) -> BTreeMap<String, String> {
     unit[&("Service".into(), "Environment".into())]
         .iter()
         .flat_map(|v| systemd_words(v, false))
@@ -168,6 +168,9 @@ fn systemd_unit_is_named_per_berth_dir_escaped_and_verified() {
             config.to_str().unwrap(),
             "--metrics-addr",
             "127.0.0.1:9464",
+            // gstack's `$HOME` default that exists here: the service allows what the shell does.
+            "--allowed-root",
+            world.code.to_str().unwrap(),
         ]
         .map(String::from),
     );
@@ -184,6 +187,7 @@ fn systemd_unit_is_named_per_berth_dir_escaped_and_verified() {
         ["default.target"]
     );
     assert_eq!(unit[&("Service".into(), "KillMode".into())], ["mixed"]);
+    assert_eq!(unit[&("Service".into(), "LimitNOFILE".into())], ["65536"]);
 
     verify_with_systemd_analyze(&path);
 
@@ -272,7 +276,9 @@ fn launchd_agent_is_a_valid_plist_with_the_argv_and_environment() {
             "--queue-dir",
             world.queue.to_str().unwrap(),
             "--berth-dir",
-            state.to_str().unwrap()
+            state.to_str().unwrap(),
+            "--allowed-root",
+            world.code.to_str().unwrap(),
         ]
     );
     let env = dict["EnvironmentVariables"].as_dictionary().unwrap();

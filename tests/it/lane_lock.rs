@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 /// libgit2's timeouts are process-wide: every client in this binary uses this one.
 const REMOTE_TIMEOUT: Duration = Duration::from_secs(3);
-const LONG_TTL: Duration = Duration::from_secs(2 * 60 * 60);
+pub(super) const LONG_TTL: Duration = Duration::from_secs(2 * 60 * 60);
 const CONTENDERS: usize = 8;
 const RACE_ROUNDS: usize = 5;
 
@@ -32,25 +32,47 @@ fn settings(ttl: Duration) -> LockSettings {
     }
 }
 
-/// A bare `locks.git` served by its own `git daemon`.
-struct Remote {
-    bare: PathBuf,
-    url: String,
-    _daemon: GitDaemon,
+/// A bare `locks.git`, reached through `url`.
+pub(super) struct Remote {
+    pub bare: PathBuf,
+    pub url: String,
+    _daemon: Option<GitDaemon>,
     _dir: TempDir,
 }
 
-fn remote() -> Remote {
+/// How a test reaches the bare remote.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Reach {
+    /// `git://127.0.0.1:<port>/locks.git` through its own `git daemon`.
+    GitDaemon,
+    /// The bare repository's path.
+    Path,
+    /// `file://` + the bare repository's path.
+    FileUrl,
+}
+
+pub(super) fn remote() -> Remote {
+    remote_by(Reach::GitDaemon)
+}
+
+pub(super) fn remote_by(reach: Reach) -> Remote {
     let dir = tempfile::tempdir().unwrap();
     let bare = dir.path().join("locks.git");
     git(
         dir.path(),
         &["init", "--bare", "-q", bare.to_str().unwrap()],
     );
-    let daemon = GitDaemon::start(dir.path()).unwrap();
+    let (url, daemon) = match reach {
+        Reach::GitDaemon => {
+            let daemon = GitDaemon::start(dir.path()).unwrap();
+            (daemon.url_for("locks.git"), Some(daemon))
+        }
+        Reach::Path => (bare.to_str().unwrap().to_owned(), None),
+        Reach::FileUrl => (format!("file://{}", bare.display()), None),
+    };
     Remote {
         bare,
-        url: daemon.url_for("locks.git"),
+        url,
         _daemon: daemon,
         _dir: dir,
     }
@@ -58,7 +80,7 @@ fn remote() -> Remote {
 
 impl Remote {
     /// The ref as the remote's own files say (not through the lock code under test).
-    fn sha(&self, ref_name: &str) -> Option<String> {
+    pub fn sha(&self, ref_name: &str) -> Option<String> {
         let out = Command::new("git")
             .arg("--git-dir")
             .arg(&self.bare)
@@ -76,13 +98,13 @@ impl Remote {
 }
 
 /// A client with its own scratch dir (kept alive with it).
-fn client(ttl: Duration) -> (TempDir, LockClient) {
+pub(super) fn client(ttl: Duration) -> (TempDir, LockClient) {
     let dir = tempfile::tempdir().unwrap();
     let client = LockClient::new(&dir.path().join("lane-lock"), settings(ttl)).unwrap();
     (dir, client)
 }
 
-fn lane(base: &str) -> Lane {
+pub(super) fn lane(base: &str) -> Lane {
     Lane {
         repo_identity: "github.com/acme/widget".into(),
         base_branch: base.into(),
@@ -109,7 +131,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn acquired(outcome: Result<Acquire, LockError>) -> HeldLock {
+pub(super) fn acquired(outcome: Result<Acquire, LockError>) -> HeldLock {
     match outcome {
         Ok(Acquire::Acquired(held)) => held,
         other => panic!("expected Acquired, got {other:?}"),
@@ -117,7 +139,7 @@ fn acquired(outcome: Result<Acquire, LockError>) -> HeldLock {
 }
 
 /// gstack's payload, as its TypeScript daemon serialises it (`JSON.stringify(p, null, 2)`).
-fn gstack_payload(owner: &str, base: &str, expires_in: chrono::Duration) -> Value {
+pub(super) fn gstack_payload(owner: &str, base: &str, expires_in: chrono::Duration) -> Value {
     let now = clock::now();
     json!({
         "ownerId": owner,
@@ -130,7 +152,7 @@ fn gstack_payload(owner: &str, base: &str, expires_in: chrono::Duration) -> Valu
 }
 
 /// Writes a lock the way gstack does with the git CLI: `mktree`, `commit-tree -m -m`, push.
-fn gstack_write(remote: &Remote, ref_name: &str, body: &str) -> String {
+pub(super) fn gstack_write(remote: &Remote, ref_name: &str, body: &str) -> String {
     let work = tempfile::tempdir().unwrap();
     git(work.path(), &["init", "--bare", "-q", "."]);
     let tree = git_stdin(work.path(), &["mktree"], "");

@@ -11,13 +11,13 @@ use nix::unistd::Pid;
 
 use crate::support::World;
 
-fn stop(mut daemon: Child) {
+pub(crate) fn stop(mut daemon: Child) {
     kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
     daemon.wait().unwrap();
 }
 
 /// `GET /metrics` over a plain TCP connection; the body.
-fn scrape(addr: &str) -> String {
+pub(crate) fn scrape(addr: &str) -> String {
     let mut stream = std::net::TcpStream::connect(addr).expect("metrics endpoint answers");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -33,7 +33,7 @@ fn scrape(addr: &str) -> String {
 }
 
 /// The value of the sample line starting with `prefix` (name and labels).
-fn sample(text: &str, prefix: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, prefix: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(prefix))
         .and_then(|l| l.rsplit(' ').next())
@@ -42,7 +42,11 @@ fn sample(text: &str, prefix: &str) -> Option<f64> {
 
 /// `berth run --watch --config CONFIG --metrics-addr 127.0.0.1:0 --log-format json` plus
 /// `extra`, its state in [`World::berth_state`], its log beside it.
-fn spawn_serving_metrics(world: &World, config: &std::path::Path, extra: &[&str]) -> Child {
+pub(crate) fn spawn_serving_metrics(
+    world: &World,
+    config: &std::path::Path,
+    extra: &[&str],
+) -> Child {
     let mut args = vec![
         "run",
         "--watch",
@@ -58,7 +62,7 @@ fn spawn_serving_metrics(world: &World, config: &std::path::Path, extra: &[&str]
 }
 
 /// The address a daemon from [`spawn_serving_metrics`] logged it serves on, once it has.
-fn served_addr(world: &World) -> Option<String> {
+pub(crate) fn served_addr(world: &World) -> Option<String> {
     let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap_or_default();
     let line = log.lines().find(|l| l.contains("serving metrics on"))?;
     let value: serde_json::Value = serde_json::from_str(line).ok()?;

@@ -252,8 +252,8 @@ impl World {
         fs::write(
             &path,
             "#!/bin/sh\nset -e\nbranch=$1 base=$2 ledger=$3 pr=$4\n\
-             git fetch -q origin\n\
-             git checkout -q -B \"$base\" \"origin/$base\"\n\
+             git fetch -q origin \"$base\"\n\
+             git checkout -q --no-track -B \"$base\" \"origin/$base\"\n\
              git merge -q --no-ff -m \"land $branch\" \"origin/$branch\"\n\
              git push -q origin \"$base\"\n\
              echo \"$pr\" >> \"$ledger\"\n",

@@ -1,0 +1,30 @@
+//! Claim: `queued → claiming` in this process's name. The write expects `queued` on disk,
+//! so of two daemons that picked the same record only one claims it.
+
+use crate::record::Status;
+use crate::store::Expect;
+
+use super::{End, Landing};
+use crate::daemon::policy;
+
+/// Claims the record; the origin URL to land to, or where the landing stopped.
+pub(super) fn claim(l: &Landing) -> Result<String, End> {
+    let owner = l.shared.owner.clone();
+    l.shared
+        .transition(
+            &l.c.id,
+            Expect::OneOf(&[Status::Queued]),
+            Status::Claiming,
+            |r| {
+                r.claimed_by = Some(owner);
+                r.extra.remove(policy::NOT_BEFORE_FIELD);
+            },
+        )
+        .map_err(|e| End::Skipped(e.to_string()))?;
+    l.c.gated.origin_url.clone().ok_or_else(|| {
+        End::Block(format!(
+            "repo {} has no `origin` remote to land to",
+            l.c.gated.repo.path.display()
+        ))
+    })
+}

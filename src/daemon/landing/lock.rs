@@ -1,0 +1,64 @@
+//! Lock: the lane lock on `origin` (DESIGN §4), the guarantee that one lane has one
+//! landing at a time across every daemon sharing the origin.
+
+use std::sync::Arc;
+
+use crate::gstack_text;
+use crate::lane_lock::{Acquire, HeldLock, lock_ref_name};
+
+use super::ask::ask_or_clean_up;
+use super::{End, Landing};
+
+/// Takes the lane lock on `origin`, or says why not (held elsewhere: the lane is busy).
+pub(super) async fn acquire(l: &Landing, origin_url: &str) -> Result<HeldLock, End> {
+    let (shared, c, lane, cancel) = (&l.shared, &l.c, &l.lane, &l.cancel);
+    let locks = Arc::clone(&shared.locks);
+    let (url, lane, owner, repo) = (
+        origin_url.to_owned(),
+        lane.clone(),
+        shared.owner.clone(),
+        c.gated.repo.path.clone(),
+    );
+    tracing::debug!(lock = %lock_ref_name(&lane), origin = %url, "taking the lane lock");
+    let releaser = Arc::clone(&shared.locks);
+    let release_late = move |late: Result<Acquire, crate::lane_lock::LockError>| {
+        if let Ok(Acquire::Acquired(held)) = late {
+            let _ = releaser.release(&held);
+        }
+    };
+    let acquired = ask_or_clean_up(cancel, move || match locks.acquire(&url, &lane, &owner, &repo)? {
+        // This process runs one landing per lane, and this one has not taken the lock yet:
+        // a live lock in our own name is an orphan (a release that failed, or a create
+        // whose answer was lost). Remove exactly it, then take the lane properly.
+        Acquire::HeldElsewhere { holder, sha } if holder.owner_id == owner => {
+            tracing::warn!(lock = %lock_ref_name(&lane), %sha, "removing this process's own orphaned lane lock");
+            locks.force_release(&url, &lock_ref_name(&lane), &sha)?;
+            locks.acquire(&url, &lane, &owner, &repo)
+        }
+        other => Ok(other),
+    }, release_late)
+    .await;
+    match acquired {
+        Some(Ok(Acquire::Acquired(held))) => Ok(held),
+        Some(Ok(Acquire::HeldElsewhere { holder, .. })) => {
+            Err(End::LaneBusy(gstack_text::lock_unavailable(
+                &c.record.base_branch,
+                gstack_text::lock_held_by(&holder.owner_id, &holder.expires_at),
+            )))
+        }
+        Some(Ok(Acquire::Unreadable { reason, .. })) => {
+            Err(End::LaneBusy(gstack_text::lock_unavailable(
+                &c.record.base_branch,
+                format!("{reason}; inspect it with `berth lock status`"),
+            )))
+        }
+        // gstack logs every lock it did not get this way, errors included.
+        Some(Err(e)) => Err(End::Requeue(gstack_text::lock_unavailable(
+            &c.record.base_branch,
+            e,
+        ))),
+        None => Err(End::Requeue(
+            "taking the lane lock did not finish; if it was taken, it expires on its TTL".into(),
+        )),
+    }
+}

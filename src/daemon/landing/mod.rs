@@ -1,0 +1,128 @@
+//! One landing, claim to release (DESIGN §3 step 6), as a state machine:
+//!
+//! ```text
+//!  claim --> verify --> lock --> place --> run <--> judge --> settle --> release
+//!    |          |         |        |        (drift repair)      ^
+//!    +----------+---------+--------+----------------------------+  (an End: settle at once)
+//! ```
+//!
+//! Each step is one file with an `async fn` that returns what the next step needs, or an
+//! [`End`]: where the landing stopped. This driver alone decides what happens between the
+//! steps: it checks for cancellation (a signal) between them, settles the record from the
+//! `End` (a local write, first), then stops the heartbeat and releases the lane lock (a
+//! network call, last) on every path that took it. The lane guarantee reads here: the run
+//! step starts only with the lock held and its heartbeat running, and a lost heartbeat
+//! stops it (`run.rs`).
+
+mod ask;
+mod claim;
+mod judge;
+mod lock;
+mod outcome;
+mod place;
+mod release;
+mod run;
+mod settle;
+mod verify;
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::lane_lock::{Heartbeat, Lane};
+
+use super::{Candidate, Shared};
+use outcome::End;
+pub use outcome::{LaneOutcome, OutcomeKind};
+use release::ReleaseAt;
+
+/// One landing's inputs, shared by its steps.
+struct Landing {
+    shared: Arc<Shared>,
+    c: Candidate,
+    lane: Lane,
+    /// Cancelled when the daemon stops: the steps wind down and the record is revived.
+    cancel: CancellationToken,
+}
+
+impl Landing {
+    /// A signal arrived: whatever a step concluded, the record goes back to the queue.
+    fn interrupted(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+}
+
+/// Runs the whole landing of one candidate.
+pub async fn land(
+    shared: Arc<Shared>,
+    candidate: Candidate,
+    cancel: CancellationToken,
+) -> LaneOutcome {
+    let lane = Shared::lane_of(&candidate);
+    let l = Landing {
+        shared,
+        c: candidate,
+        lane,
+        cancel,
+    };
+    let kind = drive(&l).await;
+    l.shared.telemetry.landing_done(kind.label());
+    kind.log(&l.c.id, l.c.record.pr_number);
+    LaneOutcome {
+        lane: l.lane,
+        id: l.c.id,
+        kind,
+    }
+}
+
+/// The steps in order. Everything before the lock ends in [`settle`]; from the lock on,
+/// the lock is released after the record is settled.
+async fn drive(l: &Landing) -> OutcomeKind {
+    // Registered before the claim is written, so a tick never sees our claim unregistered.
+    let _registered = l.shared.active.register(&l.c.id, l.c.record.clone());
+    // From the claim on, the record is written every heartbeat, so no daemon strands it.
+    let _touching = crate::daemon::record_touch::start(&l.shared, &l.c.id);
+    let held = match up_to_the_lock(l).await {
+        Ok(held) => held,
+        Err(end) => return settle::settle(l, end),
+    };
+    l.shared.tally.lock_taken();
+    if l.interrupted() {
+        let outcome = settle::settle(l, End::Interrupted);
+        release::release(l, held, ReleaseAt::PreHeartbeat).await;
+        return outcome;
+    }
+    let heartbeat = Heartbeat::spawn(Arc::clone(&l.shared.locks), held, &l.cancel);
+    l.shared.telemetry.lock_held(heartbeat.watch());
+    let end = match place::prepare(l).await {
+        Ok(place) => {
+            let end = run::run(l, &place, &heartbeat).await;
+            place.remove();
+            end
+        }
+        Err(end) => end,
+    };
+    // The record is settled first (a local write), then the lock released (a network
+    // call): a shutdown that runs out of budget must not leave the record in flight.
+    let outcome = settle::settle(l, end);
+    let held = heartbeat.stop().await;
+    release::release(l, held, ReleaseAt::Settled).await;
+    outcome
+}
+
+/// claim → verify → lock: the lane lock, or where the landing stopped before it.
+async fn up_to_the_lock(l: &Landing) -> Result<crate::lane_lock::HeldLock, End> {
+    let origin_url = claim::claim(l)?;
+    let verified = verify::verify(l, &origin_url).await;
+    if l.interrupted() {
+        return Err(End::Interrupted);
+    }
+    verified?;
+    lock::acquire(l, &origin_url).await.map_err(|end| {
+        if l.interrupted() {
+            End::Interrupted
+        } else {
+            end
+        }
+    })
+}

@@ -1,0 +1,33 @@
+//! Place: fetch the feature branch and pick the checkout to land in
+//! ([`super::super::worktree`]).
+
+use std::sync::Arc;
+
+use super::ask::ask_or_clean_up;
+use super::{End, Landing};
+use crate::daemon::worktree::{self, Place};
+
+/// The checkout to run the steps in (a scratch one made after the landing stopped waiting
+/// for it is removed, not left behind).
+pub(super) async fn prepare(l: &Landing) -> Result<Place, End> {
+    let (shared, c) = (Arc::clone(&l.shared), l.c.clone());
+    let prepared = ask_or_clean_up(
+        &l.cancel,
+        move || worktree::prepare(&shared, &c),
+        |late| {
+            if let Ok(place) = late {
+                place.remove();
+            }
+        },
+    )
+    .await;
+    match prepared {
+        Some(Ok(place)) => Ok(place),
+        Some(Err(e)) => Err(End::Block(match e.downcast_ref::<worktree::BranchGone>() {
+            Some(gone) => gone.to_string(),
+            None => format!("cannot prepare a worktree: {e:#}"),
+        })),
+        None if l.interrupted() => Err(End::Interrupted),
+        None => Err(End::Requeue("preparing the worktree did not finish".into())),
+    }
+}

@@ -1,0 +1,168 @@
+//! Run: `claiming → landing`, the land step, and the landing policy's verdict on it; on
+//! `drift_repair`: `landing → drift_repairing`, the ship step, `→ landing`, land again.
+//! A step runs only while the lane lock is held: a lost heartbeat cancels it.
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::gstack_text;
+use crate::lane_lock::Heartbeat;
+use crate::record::{Record, Status};
+use crate::runner::{Step, StepResult, StepVars};
+use crate::store::{Expect, StoreError};
+
+use super::judge::{self, DriftRepair};
+use super::{End, Landing};
+use crate::daemon::worktree::{self, Place};
+
+/// Runs the steps in `place` until the landing ends.
+pub(super) async fn run(l: &Landing, place: &Place, heartbeat: &Heartbeat) -> End {
+    if let Err(e) = l.shared.transition(
+        &l.c.id,
+        Expect::OneOf(&[Status::Claiming]),
+        Status::Landing,
+        |_| {},
+    ) {
+        return End::Requeue(e.to_string());
+    }
+    // A lost lane lock stops the step just as a signal does.
+    let steps_cancel = l.cancel.child_token();
+    let lost_watch = cancel_on_loss(heartbeat, steps_cancel.clone());
+    let end = steps(l, place, heartbeat, &steps_cancel).await;
+    lost_watch.abort();
+    end
+}
+
+/// Cancels `steps_cancel` once the heartbeat reports the lock lost.
+fn cancel_on_loss(heartbeat: &Heartbeat, steps_cancel: CancellationToken) -> JoinHandle<()> {
+    let mut lost = heartbeat.lost();
+    tokio::spawn(async move {
+        while lost.changed().await.is_ok() {
+            if *lost.borrow() {
+                steps_cancel.cancel();
+                return;
+            }
+        }
+    })
+}
+
+async fn steps(
+    l: &Landing,
+    place: &Place,
+    heartbeat: &Heartbeat,
+    steps_cancel: &CancellationToken,
+) -> End {
+    let c = &l.c;
+    let vars = StepVars {
+        pr: c.record.pr_number,
+        branch: c.record.feature_branch.clone(),
+        base: c.record.base_branch.clone(),
+        repo: c.gated.repo.path.clone(),
+        worktree: place.path().to_owned(),
+    };
+    let mut retries = c.record.retries.unwrap_or(0);
+    let attempt = match l.shared.runner.claim_attempt(&c.id, retries + 1) {
+        Ok(attempt) => attempt,
+        Err(e) => return End::Block(e.to_string()),
+    };
+    let mut step = Step::Land;
+    loop {
+        let run = Run {
+            step,
+            vars: &vars,
+            attempt,
+        };
+        let result = match run_one(l, place, heartbeat, run, steps_cancel).await {
+            Ok(result) => result,
+            Err(end) => return end,
+        };
+        let next = match step {
+            // A ship that failed is the verdict; one that worked is followed by a land.
+            Step::Ship if result.succeeded() => Step::Land,
+            Step::Ship => {
+                return End::Block(format!(
+                    "{}: {result}",
+                    gstack_text::drift_ship_failed(result.exit_code(), result.timed_out())
+                ));
+            }
+            Step::Land => match judge::judge(l, &result, retries).await {
+                Ok(DriftRepair) => Step::Ship,
+                Err(end) => return end,
+            },
+        };
+        if let Err(e) = move_to(l, next, &result) {
+            return End::Requeue(e.to_string());
+        }
+        if next == Step::Ship {
+            retries += 1;
+        }
+        step = next;
+    }
+}
+
+/// Which step of which attempt, with what.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    step: Step,
+    vars: &'a StepVars,
+    attempt: u32,
+}
+
+/// One step: its directories checked before, a stop or a lost lock checked after.
+async fn run_one(
+    l: &Landing,
+    place: &Place,
+    heartbeat: &Heartbeat,
+    run: Run<'_>,
+    steps_cancel: &CancellationToken,
+) -> Result<StepResult, End> {
+    let step = run.step;
+    if let Err(why) = worktree::verify_dirs(&l.c, Some(place)) {
+        return Err(End::Block(format!(
+            "{} step not started: {why}",
+            step.as_str()
+        )));
+    }
+    let result = l
+        .shared
+        .runner
+        .run_in(
+            step,
+            &l.c.id,
+            run.vars,
+            Some(place.dir()),
+            run.attempt,
+            steps_cancel,
+        )
+        .await
+        .map_err(|e| End::Block(e.to_string()))?;
+    if l.interrupted() && !result.succeeded() {
+        return Err(End::Interrupted);
+    }
+    if heartbeat.is_lost() {
+        let why = heartbeat
+            .snapshot()
+            .loss()
+            .unwrap_or(gstack_text::LOCK_HEARTBEAT_FAILED);
+        return Err(End::Block(gstack_text::lock_ownership_lost(format!(
+            "{why}; the {} step was stopped (another daemon may own the lane): {result}",
+            step.as_str()
+        ))));
+    }
+    Ok(result)
+}
+
+/// Moves the record to the status of the `next` step (`drift_repairing` counts a retry).
+fn move_to(l: &Landing, next: Step, result: &StepResult) -> Result<Record, StoreError> {
+    let (from, to) = match next {
+        Step::Ship => (Status::Landing, Status::DriftRepairing),
+        Step::Land => (Status::DriftRepairing, Status::Landing),
+    };
+    l.shared
+        .transition(&l.c.id, Expect::OneOf(&[from]), to, |r| {
+            if to == Status::DriftRepairing {
+                r.retries = Some(r.retries.unwrap_or(0) + 1);
+                r.last_error = Some(format!("drift repair: {result}"));
+            }
+        })
+}

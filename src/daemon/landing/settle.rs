@@ -1,0 +1,60 @@
+//! Settle: write where the landing ended onto its record (or put it back after a signal).
+//! A verdict the store refuses with an I/O error is kept and written again on later ticks
+//! ([`super::super::unsaved`]).
+
+use crate::record::Status;
+use crate::store::StoreError;
+
+use super::{End, Landing, OutcomeKind};
+use crate::daemon::verdict::Verdict;
+use crate::daemon::{revive, unsaved};
+
+/// Settles the record by `end`; what the main loop is told.
+pub(super) fn settle(l: &Landing, end: End) -> OutcomeKind {
+    let (verdict, kind) = match end {
+        End::Skipped(why) => return OutcomeKind::Skipped(why),
+        End::Interrupted => {
+            revive::revive(&l.shared, &l.c.id);
+            return OutcomeKind::Interrupted;
+        }
+        End::Landed { checked_at } => (Verdict::Landed { checked_at }, OutcomeKind::Landed),
+        End::Block(reason) => (
+            settled(Status::Blocked, reason.clone(), None),
+            OutcomeKind::Blocked(reason),
+        ),
+        End::Requeue(reason) => (
+            settled(Status::Queued, reason.clone(), None),
+            OutcomeKind::Requeued(reason),
+        ),
+        End::LaneBusy(reason) => (
+            settled(Status::Queued, reason.clone(), None),
+            OutcomeKind::LaneBusy(reason),
+        ),
+        End::Defer { reason, not_before } => {
+            let kind = OutcomeKind::Requeued(format!("{reason}; not before {not_before}"));
+            (settled(Status::Queued, reason, Some(not_before)), kind)
+        }
+    };
+    let landed = matches!(verdict, Verdict::Landed { .. });
+    match verdict.write(&l.shared, &l.c.id) {
+        Ok(_) => kind,
+        Err(e @ StoreError::Io { .. }) => {
+            unsaved::keep(&l.shared, &l.c.id, verdict, &e);
+            OutcomeKind::Skipped(if landed {
+                format!("landed, but the verdict could not be written yet: {e}")
+            } else {
+                format!("the verdict could not be written yet: {e}")
+            })
+        }
+        Err(e) if landed => OutcomeKind::Skipped(format!("landed, but the record moved: {e}")),
+        Err(e) => OutcomeKind::Skipped(format!("record moved before it could be settled: {e}")),
+    }
+}
+
+fn settled(to: Status, reason: String, not_before: Option<String>) -> Verdict {
+    Verdict::Settled {
+        to,
+        reason,
+        not_before,
+    }
+}

@@ -1,0 +1,98 @@
+//! Putting an in-flight record this process holds back in the queue when the daemon stops
+//! (DESIGN §6): from a landing that was interrupted, and from the shutdown's last sweep.
+
+use crate::gstack_text;
+use crate::record::Status;
+use crate::store::{Expect, StoreError};
+
+use super::Shared;
+use super::stop::StopReason;
+
+/// Puts one in-flight record back in the queue after a signal. It re-reads the record
+/// under its lock: one that already settled (`landed`, `blocked`) is left alone, and once
+/// it is `queued` no late write that expects an in-flight status can land on it.
+pub fn revive(shared: &Shared, id: &str) {
+    let stop = shared.stop.get().unwrap_or(StopReason::Requested);
+    let (why, interrupted) = (stop.describe(), stop.interrupted());
+    let run_id = run_id_of(shared, id);
+    let written = shared.transition(id, Expect::OneOf(&Status::IN_FLIGHT), Status::Queued, |r| {
+        if r.status == Status::DriftRepairing {
+            r.retries = Some(0);
+        }
+        r.claimed_by = None;
+        r.last_error = Some(interrupted.clone());
+    });
+    let tally = &shared.tally;
+    let signal = shared.stop.signal_name();
+    let failed = |error: String| {
+        tally.failed();
+        match signal {
+            Some(signal) => tracing::error!(
+                "{}; record {id}",
+                gstack_text::failed_to_revive(signal, &run_id, error)
+            ),
+            None => tracing::error!(record = %id, "not revived: {error}"),
+        }
+    };
+    match written {
+        Ok(_) => {
+            tally.revived();
+            tracing::warn!(record = %id, "revived to queued after {why}")
+        }
+        Err(StoreError::NotFound { .. }) => match recreate(shared, id, &why, &interrupted) {
+            Ok(()) => tally.revived(),
+            Err(e) => failed(e),
+        },
+        // Settled meanwhile (or queued again): whatever it is now stays.
+        Err(StoreError::Moved { found, .. }) => {
+            tally.skipped();
+            match signal {
+                Some(signal) => tracing::warn!(
+                    "{}; record {id}",
+                    gstack_text::skipping_revive(signal, &run_id, found)
+                ),
+                None => tracing::info!(record = %id, "not revived: already {found}"),
+            }
+        }
+        Err(e) => failed(e.to_string()),
+    }
+}
+
+/// The record's `runId` (gstack's name for it in its lines): from the copy being landed,
+/// else as last read, else its id.
+fn run_id_of(shared: &Shared, id: &str) -> String {
+    if let Some(record) = shared.active.copy_of(id) {
+        return record.run_id;
+    }
+    let read = shared.view().get(id).map(|s| s.record.run_id.clone());
+    read.unwrap_or_else(|| id.to_owned())
+}
+
+/// The record's file vanished mid-landing: write it again as `queued` from the copy this
+/// process claimed (as gstack does), so the PR is not silently dropped from the queue.
+/// `Err` says why it could not be.
+fn recreate(shared: &Shared, id: &str, why: &str, interrupted: &str) -> Result<(), String> {
+    let Some(mut record) = shared.active.copy_of(id) else {
+        return Err("its file vanished and no copy of it is held".to_owned());
+    };
+    if record.expected_id() != id {
+        return Err(format!(
+            "its file vanished and its copy names another id ({})",
+            record.expected_id()
+        ));
+    }
+    record.status = Status::Queued;
+    record.retries = Some(0);
+    record.claimed_by = None;
+    record.last_error = Some(interrupted.to_owned());
+    record.last_updated_at = Some(crate::clock::now_iso());
+    match shared.store.insert(&record) {
+        Ok(_) => {
+            tracing::warn!(record = %id, "its file vanished mid-landing; recreated as queued after {why}");
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "its file vanished mid-landing and could not be recreated: {e}"
+        )),
+    }
+}

@@ -1,0 +1,42 @@
+//! Whether an in-flight record is stranded, and ending what its gone owner left running.
+
+use crate::store::StoredRecord;
+
+use super::Shared;
+
+/// Why an in-flight record no live process owns is stranded ([`crate::ownership`]), or
+/// claimed in this daemon's own name while no landing of it runs here (a planted claim).
+/// A landing this daemon runs (or whose verdict it keeps) is never stranded here, however
+/// long it takes: this process is its owner and knows it is alive.
+pub(super) fn stranded_reason(
+    shared: &Shared,
+    stored: &StoredRecord,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<String> {
+    let record = &stored.record;
+    if record.status.is_in_flight() && record.claimed_by.as_deref() == Some(shared.owner.as_str()) {
+        if shared.holds(&stored.id) {
+            return None;
+        }
+        return Some(format!(
+            "claimed in this daemon's name ({}) but no landing of it runs here",
+            shared.owner
+        ));
+    }
+    crate::ownership::stranded_reason(stored, shared.config.lock_ttl(), now)
+}
+
+/// Before a stranded record goes back to the queue: whatever its gone owner still runs
+/// for it on this host is killed (the step's guard normally did so already).
+pub(super) fn end_strays(stored: &StoredRecord) -> Result<(), String> {
+    match stored.record.claimed_by.as_deref() {
+        Some(owner) => crate::runner::end_strays(&record_mark_of(stored), owner).map(|_| ()),
+        None => Ok(()),
+    }
+}
+
+/// The landing mark of a stored record ([`crate::runner::record_mark`]).
+fn record_mark_of(stored: &StoredRecord) -> std::path::PathBuf {
+    let queue_dir = stored.path.parent().unwrap_or(std::path::Path::new("."));
+    crate::runner::record_mark(queue_dir, &stored.id)
+}

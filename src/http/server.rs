@@ -1,0 +1,350 @@
+//! The listener, its accept loop and one task per connection, all on a current-thread
+//! runtime of the server's own thread.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use super::{Request, Response, Router};
+
+/// Every bound a client meets. The defaults are the documented numbers
+/// (`docs/limits.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Open connections at once; a new one past it closes the oldest.
+    pub max_connections: usize,
+    /// From the connection (or the previous response) to a whole request head.
+    pub head_timeout: Duration,
+    /// To write one response.
+    pub write_timeout: Duration,
+    /// The request line and headers together.
+    pub max_head_bytes: usize,
+    /// Requests served on one connection before it is closed.
+    pub max_requests_per_connection: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 64,
+            head_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(10),
+            max_head_bytes: 8 * 1024,
+            max_requests_per_connection: 100,
+        }
+    }
+}
+
+impl Limits {
+    /// The defaults, with connections capped at a quarter of `open_files` (the process's
+    /// descriptor limit): the daemon's own work keeps the other three quarters.
+    pub fn within(open_files: u64) -> Limits {
+        let default = Limits::default();
+        let quarter = usize::try_from(open_files / 4).unwrap_or(usize::MAX);
+        Limits {
+            max_connections: default.max_connections.min(quarter).max(1),
+            ..default
+        }
+    }
+}
+
+/// How long the accept loop waits after a failed accept (`EMFILE`, `ENFILE`,
+/// `ENOBUFS`): doubling from the first to the last, reset by the next accepted connection.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+/// How many handlers run at once (each on a blocking thread of the server's runtime).
+const HANDLER_THREADS: usize = 2;
+
+/// The running server; dropping it stops the thread and closes every connection.
+pub struct Server {
+    addr: SocketAddr,
+    stop: CancellationToken,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds `addr` (errors are the bind's) and serves `router` on a thread of its own.
+    pub fn start(addr: &str, router: Router, limits: Limits) -> io::Result<Server> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let bound = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .max_blocking_threads(HANDLER_THREADS)
+            .build()?;
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("berth-http".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(listener) => {
+                            accept_loop(listener, Arc::new(router), limits, stopped).await
+                        }
+                        Err(e) => tracing::error!("the HTTP listener cannot be served: {e}"),
+                    }
+                });
+                runtime.shutdown_background();
+            })?;
+        Ok(Server {
+            addr: bound,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The bound address (the real port when `:0` was asked for).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The open connections, oldest first, each with the token that closes it.
+#[derive(Default)]
+struct Slots {
+    next: u64,
+    open: VecDeque<(u64, CancellationToken)>,
+}
+
+impl Slots {
+    /// A slot for a new connection, closing the oldest one if all `max` are taken: a
+    /// flood of idle connections can never lock out a scrape, only delay the oldest.
+    fn admit(
+        slots: &Mutex<Slots>,
+        max: usize,
+        parent: &CancellationToken,
+    ) -> (u64, CancellationToken) {
+        let mut slots = slots.lock().unwrap_or_else(|e| e.into_inner());
+        while slots.open.len() >= max {
+            let Some((_, oldest)) = slots.open.pop_front() else {
+                break;
+            };
+            oldest.cancel();
+        }
+        let id = slots.next;
+        slots.next += 1;
+        let token = parent.child_token();
+        slots.open.push_back((id, token.clone()));
+        (id, token)
+    }
+
+    fn release(slots: &Mutex<Slots>, id: u64) {
+        let mut slots = slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.open.retain(|(open, _)| *open != id);
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    router: Arc<Router>,
+    limits: Limits,
+    stop: CancellationToken,
+) {
+    let slots = Arc::new(Mutex::new(Slots::default()));
+    let mut backoff = ACCEPT_BACKOFF.0;
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors (or buffers): the clients already in are served and
+                // closed meanwhile; the loop waits and accepts again, it never ends here.
+                tracing::warn!("HTTP accept failed: {e}; accepting again in {backoff:?}");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
+                continue;
+            }
+        };
+        backoff = ACCEPT_BACKOFF.0;
+        let (id, token) = Slots::admit(&slots, limits.max_connections, &stop);
+        let (slots, router) = (Arc::clone(&slots), Arc::clone(&router));
+        tokio::spawn(async move {
+            tokio::select! {
+                () = token.cancelled() => {}
+                () = serve(stream, &router, limits) => {}
+            }
+            Slots::release(&slots, id);
+        });
+    }
+}
+
+/// Why no request head was read.
+enum HeadError {
+    /// The client closed, or the read failed: nothing to answer.
+    Gone,
+    TooLarge,
+}
+
+/// Serves requests on one connection until the client closes, stays idle past the head
+/// timeout, asks to close, or has had its share of requests.
+async fn serve(mut stream: TcpStream, router: &Arc<Router>, limits: Limits) {
+    let mut buffer = Vec::with_capacity(1024);
+    for served in 1..=limits.max_requests_per_connection {
+        let head = tokio::time::timeout(
+            limits.head_timeout,
+            read_head(&mut stream, &mut buffer, limits.max_head_bytes),
+        )
+        .await;
+        let (response, head_only, keep_alive) = match head {
+            Err(_) | Ok(Err(HeadError::Gone)) => return,
+            Ok(Err(HeadError::TooLarge)) => (
+                Response::text(431, "request head too large\n"),
+                false,
+                false,
+            ),
+            Ok(Ok(head)) => match Request::parse(&head) {
+                Err(_) => (Response::text(400, "bad request\n"), false, false),
+                Ok(request) if request.has_body => (
+                    Response::text(400, "berth reads no request body\n"),
+                    false,
+                    false,
+                ),
+                Ok(request) => {
+                    let keep_alive =
+                        request.keep_alive && served < limits.max_requests_per_connection;
+                    let head_only = request.method == super::Method::Head;
+                    (handle(router, request).await, head_only, keep_alive)
+                }
+            },
+        };
+        let bytes = response.to_bytes(head_only, keep_alive);
+        let written = tokio::time::timeout(limits.write_timeout, stream.write_all(&bytes)).await;
+        if !matches!(written, Ok(Ok(()))) || !keep_alive {
+            return;
+        }
+    }
+}
+
+/// Runs the handler on a blocking thread: a handler reads the disk.
+async fn handle(router: &Arc<Router>, request: Request) -> Response {
+    let router = Arc::clone(router);
+    tokio::task::spawn_blocking(move || router.handle(&request))
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!("an HTTP handler failed: {e}");
+            Response::text(500, "internal error\n")
+        })
+}
+
+/// Reads until a blank line ends a head of at most `max` bytes; bytes after it stay in
+/// `buffer` for the next request.
+async fn read_head(
+    stream: &mut TcpStream,
+    buffer: &mut Vec<u8>,
+    max: usize,
+) -> Result<Vec<u8>, HeadError> {
+    loop {
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = buffer[..end].to_vec();
+            buffer.drain(..end + 4);
+            return Ok(head);
+        }
+        if buffer.len() >= max {
+            return Err(HeadError::TooLarge);
+        }
+        let mut chunk = [0u8; 1024];
+        let want = chunk.len().min(max + 4 - buffer.len());
+        match stream.read(&mut chunk[..want]).await {
+            Ok(0) | Err(_) => return Err(HeadError::Gone),
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    fn get(addr: SocketAddr, request: &str) -> String {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        // What arrived before the end, or before a reset (a head refused unread).
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while let Ok(n @ 1..) = stream.read(&mut chunk) {
+            out.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn past_the_cap_the_oldest_connection_is_closed_and_a_new_one_served() {
+        let limits = Limits {
+            max_connections: 3,
+            ..Limits::default()
+        };
+        let router = Router::new().get("/x", |r| Response::text(200, format!("q={}", r.query)));
+        let server = Server::start("127.0.0.1:0", router, limits).unwrap();
+        let mut idle: Vec<std::net::TcpStream> = (0..10)
+            .map(|_| std::net::TcpStream::connect(server.addr()).unwrap())
+            .collect();
+        let answer = get(
+            server.addr(),
+            "GET /x?a=1 HTTP/1.1\r\nConnection: close\r\n\r\n",
+        );
+        assert!(
+            answer.starts_with("HTTP/1.1 200 OK") && answer.ends_with("q=a=1"),
+            "{answer}"
+        );
+        // The first connections were closed: a read sees the end, not a hang.
+        idle[0]
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        assert_eq!(idle[0].read(&mut [0u8; 8]).unwrap(), 0);
+        let head = get(server.addr(), "HEAD /x HTTP/1.0\r\n\r\n");
+        assert!(head.ends_with("Connection: close\r\n\r\n"), "{head}");
+        let big = format!("GET /x HTTP/1.1\r\nA: {}\r\n\r\n", "a".repeat(9000));
+        assert!(get(server.addr(), &big).starts_with("HTTP/1.1 431"));
+        assert!(get(server.addr(), "GARBAGE\r\n\r\n").starts_with("HTTP/1.1 400"));
+    }
+
+    #[test]
+    fn keep_alive_serves_pipelined_requests_up_to_the_limit() {
+        let limits = Limits {
+            max_requests_per_connection: 2,
+            ..Limits::default()
+        };
+        let server = Server::start(
+            "127.0.0.1:0",
+            Router::new().get("/x", |_| Response::text(200, "x")),
+            limits,
+        )
+        .unwrap();
+        let answer = get(server.addr(), &"GET /x HTTP/1.1\r\n\r\n".repeat(3));
+        assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 2, "{answer}");
+        assert!(answer.contains("Connection: keep-alive") && answer.contains("Connection: close"));
+    }
+
+    #[test]
+    fn connections_are_capped_below_the_descriptor_limit() {
+        assert_eq!(Limits::within(1024).max_connections, 64);
+        assert_eq!(Limits::within(100).max_connections, 25);
+        assert_eq!(Limits::within(0).max_connections, 1);
+    }
+}

@@ -1,0 +1,249 @@
+//! Every move of a lock ref is a compare-and-swap enforced where the ref is written.
+//!
+//! - A network origin (`git://`, `ssh://`, `https://`, scp-like): a push that berth's guard
+//!   lets through only when the remote advertises the expected old value; the push carries
+//!   that old value and the server re-checks it under its ref lock, so a ref that moved in
+//!   between is refused by the server, not only by berth.
+//! - A local origin (a path, `file://`): libgit2's local push transport writes refs with
+//!   force and deletes whatever the ref holds, so berth does not push there. It opens the
+//!   bare repository and updates the ref itself with libgit2's expected-old-value calls,
+//!   which compare under the ref's `.lock` file (the same lock file `git` takes): a create
+//!   expects the zero id (absent), an update expects the sha berth holds, and a delete goes
+//!   through only while the ref still holds that sha.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use git2::{ErrorCode, ObjectType, Oid, Repository, RepositoryOpenFlags};
+
+use super::transport::{PushOutcome, push_guarded};
+
+/// What the ref must hold for the write to go through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expect {
+    Absent,
+    At(Oid),
+}
+
+impl Expect {
+    fn matches(self, found: Oid) -> bool {
+        match self {
+            Expect::Absent => found.is_zero(),
+            Expect::At(sha) => found == sha,
+        }
+    }
+
+    fn id(self) -> Oid {
+        match self {
+            Expect::Absent => Oid::ZERO_SHA1,
+            Expect::At(sha) => sha,
+        }
+    }
+}
+
+/// Which lock move a write is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockWrite {
+    Create,
+    Takeover,
+    Refresh,
+    Release,
+}
+
+/// Called with the move and the ref after berth's own last look at the ref and before the
+/// write is sent: the window a compare-and-swap must close. Tests interleave another
+/// client's write there ([`super::LockClient::set_write_hook`]); the daemon sets none.
+#[derive(Clone, Default)]
+pub(crate) struct WriteHook(Option<WriteHookFn>);
+
+/// See [`WriteHook`].
+pub type WriteHookFn = Arc<dyn Fn(LockWrite, &str) + Send + Sync>;
+
+impl WriteHook {
+    pub fn new(hook: WriteHookFn) -> WriteHook {
+        WriteHook(Some(hook))
+    }
+
+    fn call(&self, write: LockWrite, ref_name: &str) {
+        if let Some(hook) = &self.0 {
+            hook(write, ref_name);
+        }
+    }
+}
+
+impl fmt::Debug for WriteHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "WriteHook(set)"
+        } else {
+            "WriteHook(none)"
+        })
+    }
+}
+
+/// One compare-and-swap of `ref_name` on `url`: to `new` (a lock commit already written in
+/// `scratch`), or deleted when `new` is `None`, only if the ref holds what `expect` says.
+///
+/// `Refused` carries what berth's look found (nothing was written); `Rejected` means the
+/// enforced check refused it (the ref moved between the look and the write, or someone
+/// held its lock). `Err` is a transport or local failure and says nothing about the ref.
+pub(crate) fn compare_and_swap(
+    scratch: &Repository,
+    url: &str,
+    ref_name: &str,
+    write: LockWrite,
+    expect: Expect,
+    new: Option<Oid>,
+    hook: &WriteHook,
+) -> Result<PushOutcome, git2::Error> {
+    match local_path(url) {
+        Some(path) => local_swap(scratch, &path?, ref_name, write, expect, new, hook),
+        None => {
+            // A create needs no force: the server then also refuses it over an existing ref.
+            let refspec = match (new, expect) {
+                (None, _) => format!(":{ref_name}"),
+                (Some(sha), Expect::Absent) => format!("{sha}:{ref_name}"),
+                (Some(sha), Expect::At(_)) => format!("+{sha}:{ref_name}"),
+            };
+            push_guarded(scratch, url, &refspec, ref_name, &|advertised| {
+                let accepted = expect.matches(advertised);
+                if accepted {
+                    hook.call(write, ref_name);
+                }
+                accepted
+            })
+        }
+    }
+}
+
+/// The directory of a local origin, as libgit2 chooses its local transport: a `file://`
+/// URL, an absolute path (whether or not it exists yet: it must never reach the push
+/// transport), or other text without `://` that names an existing directory. `Some(Err)`
+/// for a `file://` URL with no usable path (another host's, say).
+pub(crate) fn local_path(url: &str) -> Option<Result<PathBuf, git2::Error>> {
+    let is_file_url = url
+        .get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("file://"));
+    if is_file_url {
+        return Some(
+            url::Url::parse(url)
+                .ok()
+                .and_then(|parsed| parsed.to_file_path().ok())
+                .ok_or_else(|| {
+                    git2::Error::from_str("the file:// origin names no local path berth can open")
+                }),
+        );
+    }
+    let path = std::path::Path::new(url);
+    (!url.contains("://") && (path.is_absolute() || path.is_dir())).then(|| Ok(PathBuf::from(url)))
+}
+
+fn local_swap(
+    scratch: &Repository,
+    path: &std::path::Path,
+    ref_name: &str,
+    write: LockWrite,
+    expect: Expect,
+    new: Option<Oid>,
+    hook: &WriteHook,
+) -> Result<PushOutcome, git2::Error> {
+    let origin = Repository::open_ext(path, RepositoryOpenFlags::NO_SEARCH, [] as [&str; 0])?;
+    let found = match origin.find_reference(ref_name) {
+        Ok(reference) => Some(reference),
+        Err(e) if e.code() == ErrorCode::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    let seen = found
+        .as_ref()
+        .and_then(|r| r.target())
+        .unwrap_or(Oid::ZERO_SHA1);
+    if !expect.matches(seen) {
+        return Ok(PushOutcome::Refused { advertised: seen });
+    }
+    let written = match new {
+        Some(sha) => {
+            copy_lock_commit(scratch, &origin, sha)?;
+            hook.call(write, ref_name);
+            // Under the ref's lock libgit2 compares the ref with `expect` (the zero id: must
+            // be absent) and writes only on a match. `force` only skips libgit2's unlocked
+            // pre-check, which the locked comparison makes redundant.
+            origin
+                .reference_matching(ref_name, sha, true, expect.id(), "berth lane lock")
+                .map(drop)
+        }
+        None => match found {
+            // The delete compares with the value `find_reference` read (== `expect`, checked
+            // above) under the ref's lock, so a lock moved since is never deleted.
+            Some(mut reference) => {
+                hook.call(write, ref_name);
+                reference.delete()
+            }
+            None => return Ok(PushOutcome::Refused { advertised: seen }),
+        },
+    };
+    match written {
+        Ok(()) => Ok(PushOutcome::Applied),
+        Err(e) if matches!(e.code(), ErrorCode::Modified | ErrorCode::Locked) => {
+            Ok(PushOutcome::Rejected {
+                status: format!(
+                    "the ref moved or was locked while berth wrote it: {}",
+                    e.message()
+                ),
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The lock commit (and the empty tree it points at) copied from the scratch repository
+/// into the origin's object database, as a push would have sent them.
+fn copy_lock_commit(
+    scratch: &Repository,
+    origin: &Repository,
+    sha: Oid,
+) -> Result<(), git2::Error> {
+    let source = scratch.odb()?;
+    let target = origin.odb()?;
+    let commit = source.read(sha)?;
+    let tree = scratch.find_commit(sha)?.tree_id();
+    let tree_object = source.read(tree)?;
+    target.write(ObjectType::Tree, tree_object.data())?;
+    let copied = target.write(ObjectType::Commit, commit.data())?;
+    if copied == sha {
+        Ok(())
+    } else {
+        Err(git2::Error::from_str(
+            "the lock commit changed identity when copied to origin",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_origins_are_paths_and_file_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_str().unwrap();
+        assert_eq!(local_path(path).unwrap().unwrap(), dir.path());
+        let url = format!("file://{path}");
+        assert_eq!(local_path(&url).unwrap().unwrap(), dir.path());
+        let upper = format!("FILE://{path}");
+        assert_eq!(local_path(&upper).unwrap().unwrap(), dir.path());
+        assert!(local_path("/no/such/dir").unwrap().is_ok());
+        assert!(
+            local_path("file://elsewhere.example/srv/git/w.git")
+                .unwrap()
+                .is_err()
+        );
+        for network in [
+            "git://127.0.0.1:9418/w.git",
+            "https://github.com/acme/w.git",
+            "git@github.com:acme/w.git",
+        ] {
+            assert!(local_path(network).is_none(), "{network}");
+        }
+    }
+}

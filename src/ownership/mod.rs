@@ -1,0 +1,152 @@
+//! Who holds an in-flight record, and whether that holder is still alive.
+//!
+//! A daemon stamps `claimedBy` with its owner stamp ([`stamp`]) when it claims a record:
+//! its machine, pid, start time and the instance lock it holds for its whole life. A stamp
+//! of this machine is judged by what can be proven:
+//!
+//! - **gone**: the pid runs no process here ([`crate::process_probe`]: `/proc` shows this
+//!   process, not that pid, and `kill` answers `ESRCH`), or runs a later process (another
+//!   start time), or the named instance lock is free (the probe could take it), or held by
+//!   another daemon (its file names another pid or start);
+//! - **alive**: the named instance lock is held, and its file names the stamp's pid and
+//!   start: a berth that still runs;
+//! - **unknown**: everything else, a process `/proc` hides (`hidepid=2`, another pid
+//!   namespace) included, and a stamp that names no instance lock (an older berth's).
+//!
+//! Stamps of other machines (another host, boot or pid namespace; gstack's owner ids) are
+//! unknown too. Only "gone" puts a record back at once. Whatever the stamp says, a record
+//! nobody has written for the lock TTL is stranded: a live berth touches its landings
+//! every `heartbeat_secs`, so an untouched one is wedged or planted.
+
+mod stamp;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::instance::Probe;
+use crate::process_probe::Seen;
+use crate::store::StoredRecord;
+
+pub use stamp::{Stamp, machine, this_process};
+
+/// How far ahead of this host's clock a timestamp may be before it counts as invalid:
+/// clocks of machines sharing a queue or a remote drift a little, never by minutes.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+
+/// What can be proven about the holder named by an owner stamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// A berth of this machine that still holds the instance lock its stamp names.
+    Alive,
+    /// Proven gone, and how.
+    Gone(String),
+    /// Cannot be told (another machine, a hidden process, an older stamp), and why.
+    Unknown(String),
+}
+
+/// Judges the holder named by `stamp` ([`Owner`]).
+pub fn owner_state(text: &str) -> Owner {
+    let Some(stamp) = Stamp::parse(text) else {
+        return Owner::Unknown("not a berth owner stamp".into());
+    };
+    if stamp.machine != machine() {
+        return Owner::Unknown("stamped on another machine, boot or pid namespace".into());
+    }
+    match crate::process_probe::probe(stamp.pid) {
+        Seen::Gone => return Owner::Gone(format!("owner {text} is no longer running")),
+        Seen::Running { start_ticks } if stamp.start != 0 && start_ticks != stamp.start => {
+            return Owner::Gone(format!(
+                "owner {text} is gone (its pid now belongs to another process)"
+            ));
+        }
+        Seen::Running { .. } | Seen::Unknown(_) => {}
+    }
+    let Some(lock) = stamp.daemon_lock else {
+        return Owner::Unknown("the stamp names no instance lock (an older berth's)".into());
+    };
+    // Only a file of that name is opened: a stamp is data, and must not make berth open
+    // whatever path it likes.
+    if lock.file_name() != Some(crate::instance::LOCK_FILE.as_ref()) {
+        return Owner::Unknown(format!("{} is not a berth instance lock", lock.display()));
+    }
+    match crate::instance::probe(lock) {
+        Ok(Probe::Free) => Owner::Gone(format!("owner {text} is gone (its instance lock is free)")),
+        Ok(Probe::Held(Some(holder)))
+            if holder.pid == stamp.pid
+                && holder
+                    .start_ticks
+                    .is_none_or(|start| stamp.start == 0 || start == stamp.start) =>
+        {
+            Owner::Alive
+        }
+        Ok(Probe::Held(Some(holder))) => Owner::Gone(format!(
+            "owner {text} is gone (its instance lock is held by another daemon, {holder})"
+        )),
+        Ok(Probe::Held(None)) => Owner::Unknown("its instance lock names no holder yet".into()),
+        Err(e) => Owner::Unknown(format!(
+            "its instance lock cannot be probed: {}",
+            crate::hostile_file::reason(&e)
+        )),
+    }
+}
+
+/// Why the holder named by `stamp` is known to be gone ([`Owner::Gone`]); `None` when it is
+/// alive or cannot be told.
+pub fn gone_owner(stamp: &str) -> Option<String> {
+    match owner_state(stamp) {
+        Owner::Gone(reason) => Some(reason),
+        Owner::Alive | Owner::Unknown(_) => None,
+    }
+}
+
+/// Why an in-flight record is stranded (its owner is gone, or nobody has written it for
+/// the lock TTL), or `None` if it is not in flight or someone may still work on it.
+///
+/// The record's age is the earlier of its `lastUpdatedAt` and its file's ctime: the first is
+/// data anyone can write (within the clock skew), the second the kernel sets on every
+/// write and nobody can set back or ahead, so a planted file ages from when it was planted.
+pub fn stranded_reason(stored: &StoredRecord, ttl: Duration, now: DateTime<Utc>) -> Option<String> {
+    let record = &stored.record;
+    if !record.status.is_in_flight() {
+        return None;
+    }
+    let owner = record.claimed_by.as_deref().map(owner_state);
+    if let Some(Owner::Gone(reason)) = owner {
+        return Some(reason);
+    }
+    let claimed = record
+        .last_updated_at
+        .as_deref()
+        .and_then(crate::clock::parse_iso);
+    let skew = chrono::Duration::from_std(MAX_CLOCK_SKEW).unwrap_or_default();
+    let touched = match claimed {
+        // A time in the future would hold the lane for as long as it is ahead: invalid.
+        Some(at) if at > now + skew => {
+            return Some(format!(
+                "{} with lastUpdatedAt {} in the future (more than {} min ahead of this host's clock), so its owner cannot be judged",
+                record.status,
+                crate::clock::iso(at),
+                MAX_CLOCK_SKEW.as_secs() / 60
+            ));
+        }
+        Some(at) => stored.changed_at.map_or(at, |changed| changed.min(at)),
+        None => return Some(format!("{} with no readable lastUpdatedAt", record.status)),
+    };
+    if (now - touched).to_std().unwrap_or_default() <= ttl {
+        return None;
+    }
+    let owner_note = match owner {
+        Some(Owner::Alive) => "; its owner still runs but stopped touching it",
+        _ => "",
+    };
+    Some(format!(
+        "{} untouched since {} (longer than the lock TTL of {}s){owner_note}",
+        record.status,
+        crate::clock::iso(touched),
+        ttl.as_secs()
+    ))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,113 @@
+//! The owner stamp a daemon writes into `claimedBy` and into its lane locks' `ownerId`:
+//! `<machine>:<pid>:<start>:<instance lock>`, where `<machine>` is [`machine`], `<start>`
+//! the process start in clock ticks, and `<instance lock>` the absolute path of the
+//! `daemon.lock` the daemon holds for its whole life ([`crate::instance`]). Stamps written
+//! before the lock was named (`<machine>:<pid>:<start>`) still parse, without one.
+
+use std::path::Path;
+
+/// A parsed owner stamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp<'a> {
+    pub machine: &'a str,
+    pub pid: u32,
+    /// Clock ticks since boot; 0 when the writer could not read its own.
+    pub start: u64,
+    /// The instance lock its daemon holds; `None` in an older berth's stamp.
+    pub daemon_lock: Option<&'a Path>,
+}
+
+impl<'a> Stamp<'a> {
+    /// `None` for anything berth did not write (gstack's `<host>-<pid>-pr-<n>`, junk).
+    pub fn parse(text: &'a str) -> Option<Stamp<'a>> {
+        // The machine is a hostname and two ids, pid and start are digits: the first
+        // ":/" starts the lock's absolute path, whatever that path contains.
+        let (head, daemon_lock) = match text.find(":/") {
+            Some(at) => (&text[..at], Some(Path::new(&text[at + 1..]))),
+            None => (text, None),
+        };
+        let mut parts = head.rsplitn(3, ':');
+        let (Some(start), Some(pid), Some(machine)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        Some(Stamp {
+            machine,
+            pid: pid.parse().ok()?,
+            start: start.parse().ok()?,
+            daemon_lock,
+        })
+    }
+}
+
+/// This process's owner stamp; it names the instance lock when this process holds one.
+pub fn this_process() -> String {
+    let pid = std::process::id();
+    let start = crate::process_probe::start_ticks(pid).unwrap_or(0);
+    let stamp = format!("{}:{pid}:{start}", machine());
+    match crate::instance::held_here()
+        .as_deref()
+        .and_then(Path::to_str)
+        .filter(|lock| lock.starts_with('/'))
+    {
+        Some(lock) => format!("{stamp}:{lock}"),
+        None => stamp,
+    }
+}
+
+/// This machine as an owner stamp names it: `<hostname>~<boot id, 8 hex>~<pid namespace>`.
+/// Only a stamp with exactly this prefix is checked against `/proc`; any other (another
+/// machine, an older boot, another pid namespace, gstack's owner ids) is judged by age.
+pub fn machine() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|id| {
+            id.trim()
+                .replace('-', "")
+                .chars()
+                .take(8)
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    let pid_ns = std::fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .and_then(|link| {
+            let link = link.to_string_lossy().into_owned();
+            let inode = link.strip_prefix("pid:[")?.strip_suffix(']')?.to_owned();
+            Some(inode)
+        })
+        .unwrap_or_default();
+    format!("{}~{boot}~{pid_ns}", host_name())
+}
+
+pub(super) fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown-host".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_forms_parse_and_foreign_ids_do_not() {
+        let old = Stamp::parse("host~0a1b2c3d~4026531836:42:7").unwrap();
+        assert_eq!(
+            (old.machine, old.pid, old.start, old.daemon_lock),
+            ("host~0a1b2c3d~4026531836", 42, 7, None)
+        );
+        let new =
+            Stamp::parse("host~0a1b2c3d~4026531836:42:7:/home/u:x/.berth/daemon.lock").unwrap();
+        assert_eq!(
+            (new.machine, new.pid, new.start),
+            ("host~0a1b2c3d~4026531836", 42, 7)
+        );
+        assert_eq!(
+            new.daemon_lock,
+            Some(Path::new("/home/u:x/.berth/daemon.lock"))
+        );
+        assert_eq!(Stamp::parse("gstack-host-12-pr-3"), None);
+        assert_eq!(Stamp::parse("host:x:7"), None);
+    }
+}

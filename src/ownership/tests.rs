@@ -1,0 +1,159 @@
+use super::*;
+use crate::record::Record;
+
+fn in_flight(claimed_by: Option<String>, updated: Option<&str>) -> StoredRecord {
+    let mut record = Record::from_json(serde_json::json!({
+        "runId": "r", "repoPath": "/r", "baseBranch": "main", "featureBranch": "f",
+        "prNumber": 1, "version": "1", "livingPlanPath": "/p", "worktreePath": "/r",
+        "queuedAt": "2026-05-17T00:00:00Z", "status": "landing"
+    }))
+    .unwrap();
+    record.claimed_by = claimed_by;
+    record.last_updated_at = updated.map(str::to_owned);
+    StoredRecord {
+        id: "r".into(),
+        path: "/q/r.json".into(),
+        record,
+        changed_at: None,
+    }
+}
+
+/// A stamp of this machine for `pid` with its real start, naming `lock` if given.
+fn stamp_of(pid: u32, lock: Option<&std::path::Path>) -> String {
+    let start = crate::process_probe::start_ticks(pid).unwrap();
+    let stamp = format!("{}:{pid}:{start}", machine());
+    match lock {
+        Some(lock) => format!("{stamp}:{}", lock.display()),
+        None => stamp,
+    }
+}
+
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+#[test]
+fn a_running_owner_holds_a_fresh_record_and_a_dead_one_strands_it() {
+    let now = crate::clock::now();
+    let fresh = crate::clock::now_iso();
+    let ttl = Duration::from_secs(3600);
+    let me = stamp_of(std::process::id(), None);
+    assert_eq!(
+        stranded_reason(&in_flight(Some(me), Some(&fresh)), ttl, now),
+        None
+    );
+    let dead = format!("{}:{}:1", machine(), dead_pid());
+    let reason = stranded_reason(&in_flight(Some(dead), Some(&fresh)), ttl, now).unwrap();
+    assert!(reason.contains("no longer running"), "{reason}");
+}
+
+/// The instance lock named in the stamp decides: held by the stamp's pid is alive; free is
+/// gone; held by another daemon (its file names another pid) is gone, so a stamp naming a
+/// process that merely runs (pid 1) with a live daemon's lock owns nothing.
+#[test]
+fn the_named_instance_lock_proves_an_owner_alive_or_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let lock = crate::instance::InstanceLock::acquire(dir.path(), "watch").unwrap();
+    let path = std::fs::canonicalize(crate::instance::lock_path(dir.path())).unwrap();
+    let mine = stamp_of(std::process::id(), Some(&path));
+    assert_eq!(owner_state(&mine), Owner::Alive);
+    let planted = stamp_of(1, Some(&path));
+    let why = gone_owner(&planted).expect("pid 1 does not hold this lock");
+    assert!(why.contains("held by another daemon"), "{why}");
+    drop(lock);
+    let why = gone_owner(&mine).expect("a free lock has no owner");
+    assert!(why.contains("instance lock is free"), "{why}");
+    // Only a file named as berth names its lock is ever opened.
+    let other = dir.path().join("other.lock");
+    std::fs::write(&other, "").unwrap();
+    assert!(matches!(
+        owner_state(&stamp_of(1, Some(&other))),
+        Owner::Unknown(_)
+    ));
+}
+
+/// A record its owner has not written for the TTL is stranded, however alive the owner.
+#[test]
+fn a_running_owner_does_not_hold_an_untouched_record() {
+    let now = crate::clock::parse_iso("2026-05-17T05:00:00Z").unwrap();
+    let record = in_flight(
+        Some(stamp_of(std::process::id(), None)),
+        Some("2026-05-17T00:00:00Z"),
+    );
+    let reason = stranded_reason(&record, Duration::from_secs(60), now).unwrap();
+    assert!(
+        reason.contains("untouched since 2026-05-17T00:00:00"),
+        "{reason}"
+    );
+}
+
+/// `lastUpdatedAt` is data a planter writes; the file's ctime is not: a record dated a few
+/// minutes ahead (within the skew) ages from when its file was written.
+#[test]
+fn the_file_change_time_caps_a_claimed_update_time() {
+    let now = crate::clock::parse_iso("2026-05-17T05:00:00Z").unwrap();
+    let mut record = in_flight(Some(stamp_of(1, None)), Some("2026-05-17T05:04:00Z"));
+    let ttl = Duration::from_secs(60);
+    assert_eq!(stranded_reason(&record, ttl, now), None);
+    record.changed_at = crate::clock::parse_iso("2026-05-17T04:00:00Z");
+    let reason = stranded_reason(&record, ttl, now).unwrap();
+    assert!(
+        reason.contains("untouched since 2026-05-17T04:00:00"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn unknown_owner_is_judged_by_age() {
+    let now = crate::clock::parse_iso("2026-05-17T05:00:00Z").unwrap();
+    let ttl = Duration::from_secs(2 * 3600);
+    let foreign = Some("other-host:1:1".to_owned());
+    assert_eq!(
+        stranded_reason(
+            &in_flight(foreign.clone(), Some("2026-05-17T04:00:00Z")),
+            ttl,
+            now
+        ),
+        None
+    );
+    let reason =
+        stranded_reason(&in_flight(foreign, Some("2026-05-17T01:00:00Z")), ttl, now).unwrap();
+    assert!(reason.contains("longer than the lock TTL"), "{reason}");
+    assert!(stranded_reason(&in_flight(None, None), ttl, now).is_some());
+}
+
+/// The lane lock lives on a shared remote, and two machines can share a
+/// hostname (`ubuntu`, `localhost`, cloned VMs, containers given one `--hostname`).
+/// A live berth on such a machine stamps `<host>:<pid>:<start>`; on this machine that
+/// pid is not running (or is another process), so this berth judges the holder
+/// "gone" and takes over the live lock (`lane_lock::holder_gone`) and reclaims its
+/// records. The hostname alone does not prove the stamp was written on this machine
+/// (this boot): such a stamp must stay "unknown" (judged by age only).
+#[test]
+fn a_holder_on_another_machine_with_this_hostname_is_not_judged_gone() {
+    let pid = dead_pid();
+    // What a live berth with pid `pid` on a same-named machine writes.
+    let stamp = format!("{}:{pid}:4242", stamp::host_name());
+    assert_eq!(
+        gone_owner(&stamp),
+        None,
+        "a stamp of another machine sharing this hostname was judged gone"
+    );
+}
+
+#[test]
+fn a_timestamp_beyond_the_clock_skew_is_invalid() {
+    let now = crate::clock::parse_iso("2026-05-17T05:00:00Z").unwrap();
+    let ttl = Duration::from_secs(2 * 3600);
+    let foreign = Some("other-host:1:1".to_owned());
+    let within = in_flight(foreign.clone(), Some("2026-05-17T05:04:00Z"));
+    assert_eq!(stranded_reason(&within, ttl, now), None);
+    let planted = in_flight(foreign, Some("2999-01-01T00:00:00Z"));
+    let reason = stranded_reason(&planted, ttl, now).unwrap();
+    assert!(reason.contains("in the future"), "{reason}");
+    assert_eq!(gone_owner("other-host:1:1"), None);
+    assert_eq!(gone_owner(&stamp_of(std::process::id(), None)), None);
+}

@@ -1,0 +1,317 @@
+//! Who owns an in-flight record: a process berth cannot see is never taken for gone, a
+//! process that merely runs under the stamped pid is never taken for an owner, and a record
+//! nobody touches for the lock TTL is stranded whatever its stamp says. Real namespaces, a
+//! real `hidepid=2` /proc, real daemons.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::support::World;
+
+/// Field 22 of `/proc/<pid>/stat`: what berth stamps as the process's start.
+fn start_ticks(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split(' ').nth(19).unwrap().parse().unwrap()
+}
+
+/// An old-form owner stamp of this machine naming `pid` with its real start time: what a
+/// berth of this host wrote, or what a planter copies from a running process.
+fn stamp_of(pid: u32) -> String {
+    format!("{}:{pid}:{}", berth::ownership::machine(), start_ticks(pid))
+}
+
+/// `lastUpdatedAt` a few minutes ahead: within the clock skew berth tolerates, so only the
+/// file itself can say when it was written.
+fn minutes_ahead(minutes: i64) -> String {
+    berth::clock::iso(berth::clock::now() + chrono::Duration::minutes(minutes))
+}
+
+/// Why the namespace tests cannot run here, if they cannot.
+fn namespaces_missing() -> Option<String> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Some("needs root to mount a /proc and to switch to user nobody".into());
+    }
+    for tool in ["unshare", "setpriv"] {
+        let found = Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            return Some(format!("`{tool}` is not installed"));
+        }
+    }
+    None
+}
+
+/// A long-lived process of root (the test): the live holder another user cannot see.
+struct Sleeper(Child);
+
+impl Sleeper {
+    fn start() -> Sleeper {
+        Sleeper(Command::new("sleep").arg("300").spawn().unwrap())
+    }
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Lets user nobody reach and write the world's queue (and read its config).
+fn open_queue_to_nobody(world: &World) {
+    let mut dir = world.queue.as_path();
+    while let Some(parent) = dir.parent() {
+        if parent == Path::new("/tmp") || parent == Path::new("/") {
+            break;
+        }
+        let mode = fs::metadata(parent).unwrap().permissions().mode();
+        fs::set_permissions(parent, fs::Permissions::from_mode(mode | 0o711)).unwrap();
+        dir = parent;
+    }
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    for entry in fs::read_dir(&world.queue).unwrap() {
+        nix::unistd::chown(&entry.unwrap().path(), Some(nobody.uid), Some(nobody.gid)).unwrap();
+    }
+    nix::unistd::chown(&world.queue, Some(nobody.uid), Some(nobody.gid)).unwrap();
+}
+
+/// `berth <args>` as user nobody, behind `namespace` (a shell snippet run in a fresh mount
+/// namespace before berth starts).
+fn berth_as_nobody(
+    world: &World,
+    unshare: &[&str],
+    namespace: &str,
+    args: &[&str],
+) -> std::process::Output {
+    let berth = world.berth_std();
+    let mut cmd = Command::new("unshare");
+    let script =
+        format!("{namespace} && exec setpriv --reuid nobody --regid nogroup --clear-groups \"$@\"");
+    cmd.args(unshare)
+        .args(["sh", "-c", &script, "sh"])
+        .arg(berth.get_program())
+        .args(args);
+    for (key, value) in berth.get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    let state = world.root.join("nobody-state");
+    fs::create_dir_all(&state).unwrap();
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    nix::unistd::chown(&state, Some(nobody.uid), Some(nobody.gid)).unwrap();
+    cmd.env("BERTH_DIR", &state);
+    cmd.current_dir("/").output().unwrap()
+}
+
+/// Finding: with /proc mounted `hidepid=2` (systemd's `ProtectProc=invisible`), or from
+/// another pid namespace, another user's live owner cannot be seen. It is "unknown" (judged
+/// by its record's age), never "gone": `retry` refuses while the record is fresh.
+#[test]
+fn an_owner_hidden_from_proc_is_unknown_not_gone() {
+    if let Some(why) = namespaces_missing() {
+        eprintln!("SKIPPED an_owner_hidden_from_proc_is_unknown_not_gone: {why}");
+        return;
+    }
+    let world = World::new();
+    let repo = world.repo("widget", "git@github.com:acme/widget.git");
+    let owner = Sleeper::start();
+    let id = world
+        .record(&repo, 21)
+        .set("status", "landing")
+        .set("claimedBy", stamp_of(owner.pid()))
+        .set("lastUpdatedAt", berth::clock::now_iso())
+        .write();
+    let config = world.config("");
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).unwrap();
+    open_queue_to_nobody(&world);
+    let retry = ["retry", "21", "--config", config.to_str().unwrap()];
+
+    let hidden = "mount -t proc -o hidepid=2 proc /proc";
+    let cases: [(&str, &[&str], &str); 2] = [
+        ("/proc mounted hidepid=2", &["-m"], hidden),
+        (
+            "another pid namespace",
+            &["-m", "-p", "-f", "--mount-proc"],
+            "true",
+        ),
+    ];
+    for (case, unshare, namespace) in cases {
+        let out = berth_as_nobody(&world, unshare, namespace, &retry);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{case}: {stderr}");
+        assert!(stderr.contains("still working on it"), "{case}: {stderr}");
+        assert_eq!(world.read_record(&id)["status"], "landing", "{case}");
+    }
+}
+
+/// Finding: a planted `landing` record stamped with this host and pid 1 (with its real
+/// start time) is not owned by a berth: once nobody has touched it for the lock TTL, the
+/// daemon reclaims it (and raises STRANDED_RECORD while the reclaim cannot be written), and
+/// the PR lands. Its `lastUpdatedAt`, a few minutes ahead, does not keep it fresh: the file
+/// says when it was written.
+#[test]
+fn a_planted_owner_that_runs_is_stranded_after_the_ttl() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(22, "main");
+    let mut record = world.read_record(&id);
+    record["status"] = "landing".into();
+    record["claimedBy"] = stamp_of(1).into();
+    record["lastUpdatedAt"] = minutes_ahead(4).into();
+    fs::write(world.queue.join(format!("{id}.json")), record.to_string()).unwrap();
+    // A producer holds the record's lock: the reclaim cannot be written, so the fault shows.
+    let held = fs::File::create(world.queue.join(format!(".{id}.lock"))).unwrap();
+    held.lock().unwrap();
+
+    let config = world.git_forge_config("poll_secs = 1\nlock_ttl_secs = 2\nheartbeat_secs = 1\n");
+    let mut daemon = world.spawn_berth(
+        &["run", "--watch", "--config", config.to_str().unwrap()],
+        &world.berth_state(),
+        &[],
+    );
+    let pending = world
+        .home
+        .join(".gstack/skill-faults/pending-investigations");
+    let stranded_fault = || {
+        fs::read_dir(&pending)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| fs::read_to_string(e.path()).is_ok_and(|t| t.contains("[STRANDED_RECORD] ")))
+    };
+    let raised = world.wait_for(Duration::from_secs(30), stranded_fault);
+    assert_eq!(world.read_record(&id)["status"], "landing");
+    drop(held);
+    let landed = raised
+        && world.wait_for(Duration::from_secs(30), || {
+            world.read_record(&id)["status"] == "landed"
+        });
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    daemon.wait().unwrap();
+    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap_or_default();
+    assert!(raised, "STRANDED_RECORD never raised\n{log}");
+    assert!(landed, "the planted claim was never reclaimed\n{log}");
+    assert_eq!(world.ledger(), [22]);
+    let reclaim = world
+        .decisions()
+        .into_iter()
+        .find(|d| d["kind"] == "status" && d["to"] == "queued")
+        .expect("a reclaim");
+    assert!(
+        reclaim["reason"]
+            .as_str()
+            .unwrap()
+            .contains("untouched since"),
+        "{reclaim:#}"
+    );
+}
+
+/// Finding: `retry` and `abandon` work on a planted claim of a running process once the
+/// record is older than the TTL, whether the stamp names pid 1 or a long-lived `sleep`.
+#[test]
+fn retry_and_abandon_take_a_planted_live_claim_after_the_ttl() {
+    let world = World::new();
+    let repo = world.repo("widget", "git@github.com:acme/widget.git");
+    let sleeper = Sleeper::start();
+    let an_hour_ago = berth::clock::iso(berth::clock::now() - chrono::Duration::hours(1));
+    let plant = |pr: u64, owner: String, updated: &str| {
+        world
+            .record(&repo, pr)
+            .set("status", "landing")
+            .set("claimedBy", owner)
+            .set("lastUpdatedAt", updated)
+            .write()
+    };
+    let first = plant(23, stamp_of(1), &an_hour_ago);
+    let second = plant(24, stamp_of(sleeper.pid()), &minutes_ahead(4));
+    let ttl = world.config("lock_ttl_secs = 2\nheartbeat_secs = 1\n");
+
+    world
+        .berth()
+        .args(["retry", "23", "--config"])
+        .arg(&ttl)
+        .assert()
+        .success();
+    assert_eq!(world.read_record(&first)["status"], "queued");
+
+    let abandoned = world.wait_for(Duration::from_secs(30), || {
+        world
+            .berth()
+            .args(["abandon", "24", "--config"])
+            .arg(&ttl)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    });
+    assert!(
+        abandoned,
+        "a fresh-looking planted claim was never released"
+    );
+    assert_eq!(world.read_record(&second)["status"], "abandoned");
+}
+
+/// A real landing that runs longer than the lock TTL keeps its record fresh: a second
+/// daemon on the same queue never reclaims it, and the PR lands once.
+#[test]
+fn a_landing_longer_than_the_ttl_is_not_reclaimed_by_another_daemon() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(25, "main");
+    let land = world.land_script();
+    let started = world.root.join("started");
+    let script = format!(
+        "touch {started}; sleep 5; {land} \"$1\" \"$2\" {ledger} \"$3\"",
+        started = started.display(),
+        land = land.display(),
+        ledger = world.root.join("ledger").display()
+    );
+    let config = world.config(&format!(
+        "forge = \"git\"\npoll_secs = 1\nlock_ttl_secs = 2\nheartbeat_secs = 1\nland_command = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{branch}}\", \"{{base}}\", \"{{pr}}\"]\n"
+    ));
+    let run = ["run", "--watch", "--config", config.to_str().unwrap()];
+    let first_dir = world.root.join("first");
+    let mut first = world.spawn_berth(&run, &first_dir, &[]);
+    let began = world.wait_for(Duration::from_secs(30), || started.exists());
+    // The claim names the instance lock its daemon holds: the proof it is alive.
+    let claim = world.read_record(&id)["claimedBy"].clone();
+    let lock = fs::canonicalize(first_dir.join("daemon.lock")).unwrap();
+    assert!(
+        claim
+            .as_str()
+            .unwrap_or("")
+            .ends_with(&format!(":{}", lock.display())),
+        "{claim}"
+    );
+    let second_dir = world.root.join("second");
+    let mut second = world.spawn_berth(&run, &second_dir, &[]);
+    let landed = began
+        && world.wait_for(Duration::from_secs(60), || {
+            world.read_record(&id)["status"] == "landed"
+        });
+    for daemon in [&mut first, &mut second] {
+        kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+        daemon.wait().unwrap();
+    }
+    let logs: String = [&first_dir, &second_dir]
+        .iter()
+        .map(|d| fs::read_to_string(d.with_extension("log")).unwrap_or_default())
+        .collect();
+    assert!(landed, "{:#}\n{logs}", world.read_record(&id));
+    assert_eq!(world.ledger(), [25]);
+    assert!(!logs.contains("reclaimed stranded record"), "{logs}");
+}

@@ -1,0 +1,185 @@
+//! Every lock move is a compare-and-swap enforced where the ref is written, over every
+//! transport: client A looks at the ref, client B moves it in the window between A's look
+//! and A's write (the client's write hook, run by the real write path), and A's write with
+//! the old expectation must not land. Over `git://` the refusal is the server's (A's own
+//! look already passed); over a local path or `file://` it is the ref lock's in the bare
+//! repository (libgit2's local push transport would have forced it).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use berth::lane_lock::{
+    Acquire, HeldLock, Lane, LockClient, LockError, LockWrite, Released, lock_ref_name,
+};
+use tempfile::TempDir;
+
+use crate::lane_lock::{
+    LONG_TTL, Reach, Remote, acquired, client, gstack_payload, gstack_write, lane, remote_by,
+};
+
+const REACHES: [Reach; 3] = [Reach::Path, Reach::FileUrl, Reach::GitDaemon];
+
+/// Client A, whose first `write` runs `move_ref` (client B's write) before it is sent.
+fn racing_client(
+    write: LockWrite,
+    move_ref: impl Fn() + Send + Sync + 'static,
+) -> (TempDir, LockClient) {
+    let (dir, mut a) = client(LONG_TTL);
+    let armed = AtomicBool::new(true);
+    a.set_write_hook(Arc::new(move |seen, _ref_name| {
+        if seen == write && armed.swap(false, Ordering::SeqCst) {
+            move_ref();
+        }
+    }));
+    (dir, a)
+}
+
+/// Client B: takes `lane` on `url` under its own name (over a live lock: force-released
+/// first, as an operator or a takeover would), and remembers the sha it wrote.
+struct Mover {
+    url: String,
+    lane: Lane,
+    client: LockClient,
+    wrote: Mutex<Option<HeldLock>>,
+    _dir: TempDir,
+}
+
+impl Mover {
+    fn new(remote: &Remote, lane: &Lane) -> Arc<Mover> {
+        let (dir, client) = client(LONG_TTL);
+        Arc::new(Mover {
+            url: remote.url.clone(),
+            lane: lane.clone(),
+            client,
+            wrote: Mutex::new(None),
+            _dir: dir,
+        })
+    }
+
+    fn take(&self) {
+        let ref_name = lock_ref_name(&self.lane);
+        let held = match self
+            .client
+            .acquire(&self.url, &self.lane, "owner-b", Path::new("/b"))
+        {
+            Ok(Acquire::HeldElsewhere { sha, .. }) => {
+                let released = self.client.force_release(&self.url, &ref_name, &sha);
+                assert_eq!(released.unwrap(), Released::Deleted);
+                acquired(
+                    self.client
+                        .acquire(&self.url, &self.lane, "owner-b", Path::new("/b")),
+                )
+            }
+            other => acquired(other),
+        };
+        *self.wrote.lock().unwrap() = Some(held);
+    }
+
+    fn sha(&self) -> String {
+        self.wrote
+            .lock()
+            .unwrap()
+            .as_ref()
+            .expect("B moved the ref")
+            .sha()
+    }
+}
+
+fn held_by_b(outcome: Result<Acquire, LockError>) -> String {
+    match outcome {
+        Ok(Acquire::HeldElsewhere { holder, sha }) => {
+            assert_eq!(holder.owner_id, "owner-b");
+            sha
+        }
+        other => panic!("A must find B's lock, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_create_over_a_lock_made_after_the_look_never_lands() {
+    for reach in REACHES {
+        let remote = remote_by(reach);
+        let lane = lane("main");
+        let b = Mover::new(&remote, &lane);
+        let (_dir, a) = racing_client(LockWrite::Create, {
+            let b = Arc::clone(&b);
+            move || b.take()
+        });
+        let outcome = a.acquire(&remote.url, &lane, "owner-a", Path::new("/a"));
+        assert_eq!(held_by_b(outcome), b.sha(), "{reach:?}");
+        assert_eq!(
+            remote.sha(&lock_ref_name(&lane)),
+            Some(b.sha()),
+            "{reach:?}"
+        );
+    }
+}
+
+#[test]
+fn a_takeover_of_a_lock_retaken_after_the_look_never_lands() {
+    for reach in REACHES {
+        let remote = remote_by(reach);
+        let lane = lane("main");
+        let ref_name = lock_ref_name(&lane);
+        let expired = gstack_payload("gone", "main", -chrono::Duration::minutes(1));
+        gstack_write(
+            &remote,
+            &ref_name,
+            &serde_json::to_string_pretty(&expired).unwrap(),
+        );
+        let b = Mover::new(&remote, &lane);
+        let (_dir, a) = racing_client(LockWrite::Takeover, {
+            let b = Arc::clone(&b);
+            move || b.take()
+        });
+        let outcome = a.acquire(&remote.url, &lane, "owner-a", Path::new("/a"));
+        assert_eq!(held_by_b(outcome), b.sha(), "{reach:?}");
+        assert_eq!(remote.sha(&ref_name), Some(b.sha()), "{reach:?}");
+    }
+}
+
+#[test]
+fn a_refresh_of_a_lock_moved_after_the_look_never_lands() {
+    for reach in REACHES {
+        let remote = remote_by(reach);
+        let lane = lane("main");
+        let b = Mover::new(&remote, &lane);
+        let (_dir, a) = racing_client(LockWrite::Refresh, {
+            let b = Arc::clone(&b);
+            move || b.take()
+        });
+        let mut held = acquired(a.acquire(&remote.url, &lane, "owner-a", Path::new("/a")));
+        let refreshed = a.heartbeat(&mut held);
+        assert!(refreshed.is_err(), "{reach:?}: {refreshed:?}");
+        assert_eq!(remote.sha(held.ref_name()), Some(b.sha()), "{reach:?}");
+        // The next refresh finds the lane taken for good.
+        assert!(matches!(
+            a.heartbeat(&mut held),
+            Err(LockError::Stolen { .. })
+        ));
+        assert!(held.is_lost(std::time::Instant::now()));
+        assert_eq!(remote.sha(held.ref_name()), Some(b.sha()), "{reach:?}");
+    }
+}
+
+#[test]
+fn release_never_deletes_a_lock_moved_after_the_look() {
+    for reach in REACHES {
+        let remote = remote_by(reach);
+        let lane = lane("main");
+        let b = Mover::new(&remote, &lane);
+        let (_dir, a) = racing_client(LockWrite::Release, {
+            let b = Arc::clone(&b);
+            move || b.take()
+        });
+        let held = acquired(a.acquire(&remote.url, &lane, "owner-a", Path::new("/a")));
+        let released = a.release(&held).unwrap();
+        assert_eq!(
+            released,
+            Released::NotOurs { now_sha: b.sha() },
+            "{reach:?}"
+        );
+        assert_eq!(remote.sha(held.ref_name()), Some(b.sha()), "{reach:?}");
+    }
+}

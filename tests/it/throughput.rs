@@ -1,0 +1,178 @@
+//! Lanes that share nothing land at once, and a lane that frees up is used at once, not
+//! at the next poll (issue 18).
+
+use std::fs;
+use std::path::PathBuf;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::support::{GitLane, World};
+
+/// A landing command whose step for a PR in `meet` first leaves a mark, then waits
+/// (bounded, 15 s) for the marks of every PR in `meet`, and notes in `<root>/trace`
+/// whether it `met` them or ran `alone`; then it lands with [`World::land_script`].
+fn meeting_config(world: &World, meet: &[u64], extra: &str) -> (PathBuf, PathBuf) {
+    let marks = world.root.join("marks");
+    fs::create_dir_all(&marks).unwrap();
+    let trace = world.root.join("trace");
+    let wanted: Vec<String> = meet.iter().map(u64::to_string).collect();
+    let script = format!(
+        "case \" {wanted} \" in *\" $3 \"*) \
+           touch {marks}/$3; i=0; \
+           while [ \"$(ls {marks} | wc -l)\" -lt {n} ] && [ $i -lt 300 ]; do sleep 0.05; i=$((i+1)); done; \
+           if [ \"$(ls {marks} | wc -l)\" -ge {n} ]; then echo met $3 >> {trace}; else echo alone $3 >> {trace}; fi;; \
+         esac; \
+         exec {land} \"$1\" \"$2\" {ledger} \"$3\"",
+        wanted = wanted.join(" "),
+        marks = marks.display(),
+        n = meet.len(),
+        trace = trace.display(),
+        land = world.land_script().display(),
+        ledger = world.root.join("ledger").display(),
+    );
+    let config = world.config(&format!(
+        "forge = \"git\"\nland_command = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{branch}}\", \"{{base}}\", \"{{pr}}\"]\n{extra}"
+    ));
+    (config, trace)
+}
+
+fn trace_lines(trace: &std::path::Path) -> Vec<String> {
+    let mut lines: Vec<String> = fs::read_to_string(trace)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// Two base branches of one repo whose records name the repo's own checkout (on `main`,
+/// so both land in scratch worktrees).
+fn two_bases(world: &World) -> GitLane<'_> {
+    let lane = world.git_lane("widget", None);
+    lane.push_base("rel-a");
+    lane.push_base("rel-b");
+    lane
+}
+
+/// The record's checkout is the repo itself, not on the feature branch: each landing runs
+/// in a scratch worktree and needs no lock on that checkout, so the second lane starts
+/// while the first lane's step still runs, and each step sees the other's mark.
+#[test]
+fn two_lanes_of_one_repo_land_while_each_others_step_is_still_running() {
+    let world = World::new();
+    let lane = two_bases(&world);
+    let ids = [lane.queue(1, "rel-a"), lane.queue(2, "rel-b")];
+    let (config, trace) = meeting_config(&world, &[1, 2], "max_lanes = 2\n");
+
+    world.run_once(&config).success();
+
+    for id in &ids {
+        assert_eq!(world.read_record(id)["status"], "landed", "{id}");
+    }
+    assert_eq!(
+        trace_lines(&trace),
+        ["met 1", "met 2"],
+        "each lane's step ran while the other's did"
+    );
+    let mut landed = world.ledger();
+    landed.sort();
+    assert_eq!(landed, [1, 2]);
+}
+
+/// `--watch` with a poll interval no test waits for: two lanes start together, and each
+/// lane's next record starts as soon as its first one is done (the landing's end
+/// dispatches it), so all four land with a single poll tick.
+#[test]
+fn a_finished_landing_dispatches_the_next_record_without_a_poll_tick() {
+    let world = World::new();
+    let lane = two_bases(&world);
+    let ids = [
+        lane.queue(1, "rel-a"),
+        lane.queue(2, "rel-b"),
+        lane.queue(3, "rel-a"),
+        lane.queue(4, "rel-b"),
+    ];
+    let (config, trace) = meeting_config(&world, &[1, 2], "max_lanes = 2\npoll_secs = 3600\n");
+    let mut daemon = world.spawn_berth(
+        &["run", "--watch", "--config", config.to_str().unwrap()],
+        &world.berth_state(),
+        &[("BERTH_LOG", std::path::Path::new("berth=debug"))],
+    );
+    let all_landed = world.wait_for(std::time::Duration::from_secs(60), || {
+        ids.iter()
+            .all(|id| world.read_record(id)["status"] == "landed")
+    });
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    daemon.wait().unwrap();
+    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
+    assert!(all_landed, "not all landed: {log}");
+    assert_eq!(trace_lines(&trace), ["met 1", "met 2"]);
+    let mut landed = world.ledger();
+    landed.sort();
+    assert_eq!(landed, [1, 2, 3, 4]);
+    assert!(
+        !log.contains("lane skipped"),
+        "a lane waited for another: {log}"
+    );
+}
+
+/// A lane whose lock another host holds is tried again on a backoff, not at the next poll
+/// (an hour away here): once the other host lets go, the record lands within a handful of
+/// tries, and the waiting took a bounded number of them, not one per wake.
+#[test]
+fn a_lane_locked_by_another_host_lands_soon_after_it_lets_go() {
+    use berth::lane_lock::{Acquire, Lane, LockClient, LockSettings};
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(1, "main");
+    let scratch = tempfile::tempdir().unwrap();
+    let other_host = LockClient::new(
+        &scratch.path().join("lane-lock"),
+        LockSettings {
+            ttl: std::time::Duration::from_secs(600),
+            heartbeat_every: std::time::Duration::from_secs(60),
+            remote_timeout: std::time::Duration::from_secs(5),
+        },
+    )
+    .unwrap();
+    let held = match other_host
+        .acquire(
+            &lane.remote_url,
+            &Lane {
+                repo_identity: berth::identity::repo_identity(&lane.clone).unwrap(),
+                base_branch: "main".into(),
+            },
+            "elsewhere:4242:1",
+            &lane.clone,
+        )
+        .unwrap()
+    {
+        Acquire::Acquired(held) => held,
+        other => panic!("the other host did not get the lock: {other:?}"),
+    };
+    let config = world.git_forge_config("poll_secs = 3600\n");
+    let mut daemon = world.spawn_berth(
+        &["run", "--watch", "--config", config.to_str().unwrap()],
+        &world.berth_state(),
+        &[],
+    );
+    let log = || fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
+    let skips = || log().matches("lane skipped").count();
+    assert!(
+        world.wait_for(std::time::Duration::from_secs(30), || skips() >= 3),
+        "the locked lane was not tried again: {}",
+        log()
+    );
+    other_host.release(&held).unwrap();
+    let landed = world.wait_for(std::time::Duration::from_secs(60), || {
+        world.read_record(&id)["status"] == "landed"
+    });
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    daemon.wait().unwrap();
+    assert!(landed, "not landed after the other host let go: {}", log());
+    assert_eq!(world.ledger(), [1]);
+    // The waits double: tries over the test's bounded wait stay few.
+    assert!(skips() <= 12, "{} tries: {}", skips(), log());
+}
