@@ -19,7 +19,10 @@ use chaos_faults::{Fault, Knobs};
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter naming another bench skips this one.
-    if std::env::args().skip(1).any(|a| !a.starts_with('-') && !"chaos".contains(&a)) {
+    if std::env::args()
+        .skip(1)
+        .any(|a| !a.starts_with('-') && !"chaos".contains(&a))
+    {
         return;
     }
     let knobs = Knobs::from_env(Knobs {

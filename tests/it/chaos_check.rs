@@ -78,22 +78,34 @@ pub fn check(driven: &Driven) -> Report {
             report.landings += 1;
         }
         if times > 1 {
-            report
-                .double_lands
-                .push(format!("PR {} merged {times} times on {}", pr.number, lane_name(pr.lane)));
+            report.double_lands.push(format!(
+                "PR {} merged {times} times on {}",
+                pr.number,
+                lane_name(pr.lane)
+            ));
         }
         settles[pr.lane].push((pr.queued_at, 1));
         let record = world.status(pr);
-        let status = record.as_ref().and_then(|r| r["status"].as_str().map(str::to_owned));
-        let reason = record.as_ref().and_then(|r| r["lastError"].as_str().map(str::to_owned));
+        let status = record
+            .as_ref()
+            .and_then(|r| r["status"].as_str().map(str::to_owned));
+        let reason = record
+            .as_ref()
+            .and_then(|r| r["lastError"].as_str().map(str::to_owned));
         let lost = match (status.as_deref(), times) {
             (None, _) => Some("missing or unreadable".to_owned()),
             (Some("landed"), 0) => Some("landed but not on its base".to_owned()),
             (Some("landed"), _) => None,
             (Some("blocked"), _) if reason.as_deref().is_some_and(|r| !r.is_empty()) => {
-                let merged = if times > 0 { " (its merge is on the base)" } else { "" };
+                let merged = if times > 0 {
+                    " (its merge is on the base)"
+                } else {
+                    ""
+                };
                 report.blocked_merged += usize::from(times > 0);
-                report.blocked.push(format!("PR {}{merged}: {}", pr.number, reason.unwrap()));
+                report
+                    .blocked
+                    .push(format!("PR {}{merged}: {}", pr.number, reason.unwrap()));
                 None
             }
             (Some(other), _) => Some(format!("ends {other}")),
@@ -136,7 +148,8 @@ fn read_log(world: &ChaosWorld) -> (Vec<Step>, Vec<String>) {
     let mut collides = Vec::new();
     for line in text.lines() {
         let f: Vec<&str> = line.split(' ').collect();
-        let num = |i: usize| -> u64 { f[i].parse().unwrap_or_else(|_| panic!("log line {line:?}")) };
+        let num =
+            |i: usize| -> u64 { f[i].parse().unwrap_or_else(|_| panic!("log line {line:?}")) };
         match f[0] {
             "begin" => steps.push(Step {
                 lane: f[1].to_owned(),
@@ -221,7 +234,11 @@ impl Report {
     /// The table (Markdown) and, below it, every violation found.
     pub fn render(&self) -> String {
         let faults: u64 = self.faults.values().sum();
-        let by_kind: Vec<String> = self.faults.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let by_kind: Vec<String> = self
+            .faults
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
         let mut table = comfy_table::Table::new();
         table
             .load_preset(comfy_table::presets::ASCII_MARKDOWN)
@@ -234,9 +251,15 @@ impl Report {
                 "blocked with a reason (of which merged)",
                 format!("{} ({})", self.blocked.len(), self.blocked_merged),
             ),
-            ("faults injected", format!("{faults} ({})", by_kind.join(", "))),
+            (
+                "faults injected",
+                format!("{faults} ({})", by_kind.join(", ")),
+            ),
             ("overlaps (both pushed)", self.overlaps.len().to_string()),
-            ("overlapping steps", self.overlapping_steps.len().to_string()),
+            (
+                "overlapping steps",
+                self.overlapping_steps.len().to_string(),
+            ),
             ("double lands", self.double_lands.len().to_string()),
             ("lost records", self.lost.len().to_string()),
             (

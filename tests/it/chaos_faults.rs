@@ -101,10 +101,12 @@ impl Knobs {
                     .unwrap_or_else(|_| panic!("{name}={text:?} does not parse")),
             )
         }
-        let faults = std::env::var("CHAOS_FAULTS").ok().map(|list| match list.as_str() {
-            "none" => Vec::new(),
-            list => list.split(',').map(|f| Fault::parse(f.trim())).collect(),
-        });
+        let faults = std::env::var("CHAOS_FAULTS")
+            .ok()
+            .map(|list| match list.as_str() {
+                "none" => Vec::new(),
+                list => list.split(',').map(|f| Fault::parse(f.trim())).collect(),
+            });
         let knobs = Knobs {
             seed: var("CHAOS_SEED").unwrap_or(defaults.seed),
             daemons: var("CHAOS_DAEMONS").unwrap_or(defaults.daemons),
@@ -266,9 +268,8 @@ impl Driver {
                         signal(child, Signal::SIGKILL);
                         let _ = child.wait();
                         d.child = None;
-                        d.down_until = Some(
-                            Instant::now() + Duration::from_secs_f64(1.5 * self.rng.f64()),
-                        );
+                        d.down_until =
+                            Some(Instant::now() + Duration::from_secs_f64(1.5 * self.rng.f64()));
                     }
                     _ => {
                         signal(child, Signal::SIGTERM);

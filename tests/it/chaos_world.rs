@@ -148,9 +148,11 @@ impl ChaosWorld {
                     fs::write(dir.join("lanes").join(key), format!("{name}\n")).unwrap();
                     urls.push(url);
                 }
-                let producer =
-                    world.clone_into(&world.root.join("producers"), name, &urls[0]);
-                world.run_git(&producer, &["push", "-q", "origin", "main:refs/heads/release"]);
+                let producer = world.clone_into(&world.root.join("producers"), name, &urls[0]);
+                world.run_git(
+                    &producer,
+                    &["push", "-q", "origin", "main:refs/heads/release"],
+                );
                 Origin {
                     name,
                     bare,
@@ -214,8 +216,8 @@ impl ChaosWorld {
     /// ended (a killed step never ends; `within` forgets it).
     pub fn landing_now(&self, within: Duration) -> Vec<String> {
         let text = fs::read_to_string(self.log_path()).unwrap_or_default();
-        let since = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64
-            - within.as_nanos() as u64;
+        let since =
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64 - within.as_nanos() as u64;
         let mut running: Vec<(&str, &str)> = Vec::new();
         for line in text.lines() {
             let f: Vec<&str> = line.split(' ').collect();
@@ -231,7 +233,9 @@ impl ChaosWorld {
     }
 
     pub fn berth_dir(&self, daemon: usize) -> PathBuf {
-        self.world.root.join(format!("berth-{}", self.daemons[daemon].name))
+        self.world
+            .root
+            .join(format!("berth-{}", self.daemons[daemon].name))
     }
 
     pub fn start(&mut self, i: usize) {
@@ -322,7 +326,8 @@ impl ChaosWorld {
 
     /// The status of PR `pr`'s record, if its file reads as a record.
     pub fn status(&self, pr: &Pr) -> Option<serde_json::Value> {
-        let text = fs::read_to_string(self.queues[pr.queue].join(format!("{}.json", pr.id))).ok()?;
+        let text =
+            fs::read_to_string(self.queues[pr.queue].join(format!("{}.json", pr.id))).ok()?;
         serde_json::from_str(&text).ok()
     }
 
@@ -330,7 +335,10 @@ impl ChaosWorld {
     pub fn all_settled(&self) -> bool {
         self.prs.iter().all(|pr| {
             self.status(pr).is_some_and(|r| {
-                matches!(r["status"].as_str(), Some("landed" | "blocked" | "abandoned"))
+                matches!(
+                    r["status"].as_str(),
+                    Some("landed" | "blocked" | "abandoned")
+                )
             })
         })
     }

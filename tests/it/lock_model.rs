@@ -18,7 +18,7 @@ const DAEMONS: usize = 2;
 /// The lock's TTL in ticks; a lock written at `t` expires at `t + TTL`.
 const TTL: u8 = 2;
 /// The clock stops here: every behaviour within this many ticks is explored.
-const HORIZON: u8 = 6;
+const HORIZON: u8 = 5;
 /// Each write makes a new lock value (a new commit); at most this many per behaviour.
 const MAX_WRITES: u8 = 7;
 
@@ -203,9 +203,10 @@ impl Model for LockModel {
     }
 
     fn properties(&self) -> Vec<Property<Self>> {
-        vec![Property::always("at most one landing per lane", |_, s: &State| {
-            s.daemons.iter().filter(|d| d.step).count() <= 1
-        })]
+        vec![Property::always(
+            "at most one landing per lane",
+            |_, s: &State| s.daemons.iter().filter(|d| d.step).count() <= 1,
+        )]
     }
 }
 
@@ -258,7 +259,10 @@ fn model_one_landing_per_lane_holds_with_cas_at_the_writer_and_the_lease_guard()
     .spawn_bfs()
     .join();
     checker.assert_properties();
-    assert!(checker.unique_state_count() > 1000, "the model explored too little");
+    assert!(
+        checker.unique_state_count() > 1000,
+        "the model explored too little"
+    );
 }
 
 #[test]
