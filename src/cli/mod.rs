@@ -264,21 +264,27 @@ impl Context {
     /// `GSTACK_DAEMON_REPO_ALLOWLIST`, the project root), then the config's `allowed_roots`
     /// and `repos`, then `--allowed-root`. Refused entries are warned about on stderr.
     pub fn allowlist(&self, config: &Config) -> Allowlist {
-        let (mut allowlist, mut refused) = Allowlist::from_env(self.project_root.as_deref());
-        refused.extend(allowlist.extend(
-            "allowed_roots",
-            config.allowed_roots.iter().map(PathBuf::as_path),
-        ));
-        refused.extend(allowlist.extend("repos", config.repos.iter().map(Path::new)));
-        refused.extend(allowlist.extend(
-            "--allowed-root",
-            self.allowed_roots.iter().map(PathBuf::as_path),
-        ));
-        for warning in refused {
-            tracing::warn!("{warning}");
-        }
-        allowlist
+        allowlist_for(self.project_root.as_deref(), &self.allowed_roots, config)
     }
+}
+
+/// [`Context::allowlist`] from its parts (a reloading daemon rebuilds it from them).
+pub fn allowlist_for(
+    project_root: Option<&Path>,
+    allowed_roots: &[PathBuf],
+    config: &Config,
+) -> Allowlist {
+    let (mut allowlist, mut refused) = Allowlist::from_env(project_root);
+    refused.extend(allowlist.extend(
+        "allowed_roots",
+        config.allowed_roots.iter().map(PathBuf::as_path),
+    ));
+    refused.extend(allowlist.extend("repos", config.repos.iter().map(Path::new)));
+    refused.extend(allowlist.extend("--allowed-root", allowed_roots.iter().map(PathBuf::as_path)));
+    for warning in refused {
+        tracing::warn!("{warning}");
+    }
+    allowlist
 }
 
 fn git_toplevel_of_cwd() -> Option<PathBuf> {

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 
 use super::{Context, Outcome};
 use crate::config::{Config, ConfigSource, ForgeKind};
-use crate::daemon::{self, Exit, Mode, Shared};
+use crate::daemon::{self, ConfigReload, Exit, Mode, Shared};
 use crate::instance::InstanceLock;
 
 #[derive(clap::Args, Debug)]
@@ -60,16 +60,26 @@ impl DaemonArgs {
     /// The configuration `source` names, with this command's overrides.
     pub fn config(&self, source: &ConfigSource) -> anyhow::Result<Config> {
         let mut config = Config::load(source.path())?;
-        if let Some(forge) = self.forge {
-            config.forge = forge;
-        }
         if let Some(lanes) = self.max_lanes {
             anyhow::ensure!(lanes > 0, "--max-lanes must be at least 1");
             let cap = crate::rules::contracts::landing::MAX_LANES_CAP;
             anyhow::ensure!(lanes <= cap, "--max-lanes must be at most {cap}");
-            config.max_lanes = lanes;
         }
+        self.overrides()(&mut config);
         Ok(config)
+    }
+
+    /// `--forge` and `--max-lanes` over a loaded file (checked by [`DaemonArgs::config`]).
+    fn overrides(&self) -> impl Fn(&mut Config) + Send + Sync + 'static {
+        let (forge, max_lanes) = (self.forge, self.max_lanes);
+        move |config: &mut Config| {
+            if let Some(forge) = forge {
+                config.forge = forge;
+            }
+            if let Some(lanes) = max_lanes {
+                config.max_lanes = lanes;
+            }
+        }
     }
 
     /// The rule set to start with; a set that does not pass `berth rules check` stops the
@@ -101,6 +111,19 @@ fn log_startup(shared: &Shared, daemon: &DaemonArgs, source: &ConfigSource) {
     );
 }
 
+/// How a SIGHUP re-reads this daemon's configuration: the same file, the same overrides,
+/// the same process roots.
+fn config_reload(ctx: &Context, daemon: &DaemonArgs) -> ConfigReload {
+    let (project_root, allowed_roots) = (ctx.project_root.clone(), ctx.allowed_roots.clone());
+    ConfigReload {
+        path: ctx.config_source.path().map(PathBuf::from),
+        overrides: Box::new(daemon.overrides()),
+        allowlist: Box::new(move |config| {
+            super::allowlist_for(project_root.as_deref(), &allowed_roots, config)
+        }),
+    }
+}
+
 /// What a daemon run means for the process: an outcome, or a signal exit code.
 pub enum RunEnd {
     Outcome(Outcome),
@@ -124,7 +147,8 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<RunEnd> {
     let shared = Arc::new(
         Shared::new(ctx.store.clone(), ctx.allowlist(&config), config, berth_dir)?
             .with_rules(rules)
-            .with_project_root(ctx.project_root.as_deref()),
+            .with_project_root(ctx.project_root.as_deref())
+            .with_config_reload(config_reload(ctx, &args.daemon)),
     );
     let _http = match &args.metrics_addr {
         Some(addr) => {

@@ -20,6 +20,7 @@ mod lane_retry;
 mod memory;
 mod policy;
 mod record_touch;
+mod reload;
 mod revive;
 mod shutdown;
 mod stop;
@@ -36,6 +37,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +54,7 @@ use crate::store::{Expect, QueueStore, StoreError};
 pub use active::Active;
 pub use landing::LaneOutcome;
 pub use policy::NOT_BEFORE_FIELD;
+pub use reload::{ConfigReload, ConfigReloaded};
 pub use stop::StopSignal;
 pub use tick::{Candidate, PrepareReport, Selection, Wake};
 use tick_gates::TickGates;
@@ -65,7 +68,8 @@ const SHUTDOWN_BUDGET: Duration = Duration::from_millis(6500);
 /// Everything a tick and a landing need, shared read-only between tasks.
 pub struct Shared {
     pub store: QueueStore,
-    pub allowlist: Allowlist,
+    /// The gates' allowed roots; a SIGHUP may swap them (`reload.rs`).
+    allowlist: ArcSwap<Allowlist>,
     pub forge: Arc<dyn Forge>,
     pub locks: Arc<LockClient>,
     pub runner: Runner,
@@ -94,8 +98,14 @@ pub struct Shared {
     /// What the forge and origin last said per repo, and when (bounds forge calls).
     memory: Mutex<memory::TickMemory>,
     /// Repos discovered every tick whatever the queue holds: config `repos`, then the
-    /// project root.
-    pub discover_roots: Vec<String>,
+    /// project root. A SIGHUP may swap them.
+    discover_roots: ArcSwap<Vec<String>>,
+    /// The project root, kept to rebuild `discover_roots` after a reload.
+    project_root: Option<String>,
+    /// How a SIGHUP re-reads the configuration, when the embedding program gave one.
+    config_reload: Option<reload::ConfigReload>,
+    /// The configuration as last loaded (`config` plus what SIGHUPs applied).
+    running_config: Mutex<Config>,
 }
 
 /// Run one tick and exit, or keep running.
@@ -124,6 +134,8 @@ enum Event {
     Stop,
     QueueChanged(watch::QueueChanges),
     Signal(StopSignal),
+    /// SIGHUP in `--watch`: re-read the configuration and the rules.
+    Reload,
     LaneDone(LaneOutcome),
     /// A lane left alone for a while may be tried again.
     RetryDue,
@@ -138,7 +150,7 @@ impl Shared {
         berth_dir: PathBuf,
     ) -> anyhow::Result<Shared> {
         crate::atomic_file::ensure_private_dir(&berth_dir)?;
-        let discover_roots = config.repos.clone();
+        let discover_roots = ArcSwap::from_pointee(config.repos.clone());
         let settings = LockSettings {
             ttl: config.lock_ttl(),
             heartbeat_every: Duration::from_secs(config.heartbeat_secs),
@@ -189,7 +201,8 @@ impl Shared {
         .with_timeout(Duration::from_secs(config.land_timeout_secs));
         Ok(Shared {
             store,
-            allowlist,
+            allowlist: ArcSwap::from_pointee(allowlist),
+            running_config: Mutex::new(config.clone()),
             forge,
             locks,
             runner,
@@ -206,18 +219,68 @@ impl Shared {
             view: Mutex::new(QueueView::new()),
             memory: Mutex::new(memory::TickMemory::default()),
             discover_roots,
+            project_root: None,
+            config_reload: None,
         })
     }
 
     /// Adds the project root to the repos discovered every tick (unless it is one already).
     pub fn with_project_root(mut self, root: Option<&std::path::Path>) -> Shared {
-        if let Some(root) = root.and_then(|r| r.to_str()) {
-            let root = root.trim_end_matches('/').to_owned();
-            if !root.is_empty() && !self.discover_roots.contains(&root) {
-                self.discover_roots.push(root);
-            }
-        }
+        self.project_root = root
+            .and_then(|r| r.to_str())
+            .map(|r| r.trim_end_matches('/').to_owned())
+            .filter(|r| !r.is_empty());
+        let repos = self.discover_roots.load_full();
+        self.discover_roots
+            .store(Arc::new(self.roots_to_discover(&repos)));
         self
+    }
+
+    /// Lets a SIGHUP re-read the configuration (`berth run --watch`).
+    pub fn with_config_reload(mut self, reload: reload::ConfigReload) -> Shared {
+        self.config_reload = Some(reload);
+        self
+    }
+
+    /// The allowed roots as of now.
+    pub fn allowlist(&self) -> Arc<Allowlist> {
+        self.allowlist.load_full()
+    }
+
+    /// The repos discovered every tick, as of now.
+    pub fn discover_roots(&self) -> Arc<Vec<String>> {
+        self.discover_roots.load_full()
+    }
+
+    fn roots_to_discover(&self, repos: &[String]) -> Vec<String> {
+        let mut roots = repos.to_vec();
+        if let Some(root) = &self.project_root
+            && !roots.contains(root)
+        {
+            roots.push(root.clone());
+        }
+        roots
+    }
+
+    /// Swaps in what a reload may change live: the allowed roots and the discovered repos.
+    fn apply_live(&self, allowlist: Allowlist, repos: &[String]) {
+        self.allowlist.store(Arc::new(allowlist));
+        self.discover_roots
+            .store(Arc::new(self.roots_to_discover(repos)));
+    }
+
+    fn running_config(&self) -> Config {
+        self.running_config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_running_config(&self, config: Config) {
+        *self
+            .running_config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = config;
     }
 
     /// Whether this process is landing `id` right now, or holds its unwritten verdict:
@@ -306,7 +369,7 @@ pub fn bookkeeping(shared: &Shared, wake: Wake, refresh: &Refresh) -> (PrepareRe
 /// embedding program's own way to stop it, e.g. `berth demo`).
 pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> anyhow::Result<Exit> {
     let cancel = CancellationToken::new();
-    let mut signals = shutdown::Signals::install()?;
+    let mut signals = shutdown::Signals::install(mode == Mode::Watch)?;
     let mut queue_changes = match mode {
         Mode::Watch => Some(watch::QueueWatcher::start(shared.store.dir())?),
         Mode::Once => None,
@@ -329,6 +392,8 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
         _ => None,
     };
     let mut poll = tokio::time::interval(Duration::from_secs(shared.config.poll_secs.max(1)));
+    // A tick that overran its interval is followed by one poll tick, not a burst of them.
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut landings = Landings::new(poll.period());
     // `--once` exits 1 when a record it processed ended blocked, or when it did nothing
     // but block records (at the gates or by the landing policy).
@@ -345,7 +410,7 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
         let event = match pending.take() {
             Some(event) => event,
             None => tokio::select! {
-                signal = signals.recv() => Event::Signal(signal),
+                heard = signals.recv() => heard.event(),
                 () = stop.cancelled() => Event::Stop,
                 Some(outcome) = landings.next_done(), if !landings.is_empty() => Event::LaneDone(outcome),
                 () = sleep_until_some(retry_at), if mode == Mode::Watch && retry_at.is_some() => Event::RetryDue,
@@ -372,6 +437,10 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
                 cancel.cancel();
                 shutdown::drain(&shared, &mut landings.tasks, SHUTDOWN_BUDGET).await;
                 return Ok(exit);
+            }
+            Event::Reload => {
+                reload::on_hup(&shared, rules_watcher.as_ref());
+                Ok(())
             }
             Event::LaneDone(outcome) => {
                 any_blocked |= outcome.ended_blocked();
@@ -411,17 +480,28 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
                 // events). A poll tick trusts the watcher and reads nothing, except for a
                 // stat sweep of every file on the first tick, without a watcher, and once
                 // per `reconcile_every_secs` in case a change went unseen.
+                // Whatever the watcher heard and has not handed out yet is read on this
+                // turn, whichever event won the race (a slow tick makes the poll win every
+                // time).
+                let heard = queue_changes
+                    .as_mut()
+                    .map(watch::QueueWatcher::take)
+                    .unwrap_or_default();
                 let (wake, refresh) = match event {
-                    Event::QueueChanged(changes) if changes.rescan => {
+                    Event::QueueChanged(changes) if changes.rescan || heard.rescan => {
                         (tick::Wake::Watcher, Refresh::Sweep)
                     }
-                    Event::QueueChanged(changes) => {
+                    Event::QueueChanged(mut changes) => {
+                        changes.files.extend(heard.files);
                         (tick::Wake::Watcher, Refresh::Files(changes.files))
                     }
-                    _ if mode == Mode::Once || sweep_due(last_sweep, &shared.config) => {
+                    _ if heard.rescan
+                        || mode == Mode::Once
+                        || sweep_due(last_sweep, &shared.config) =>
+                    {
                         (tick::Wake::Poll, Refresh::Sweep)
                     }
-                    _ => (tick::Wake::Poll, Refresh::Files(Default::default())),
+                    _ => (tick::Wake::Poll, Refresh::Files(heard.files)),
                 };
                 if refresh == Refresh::Sweep {
                     last_sweep = Some(std::time::Instant::now());
@@ -474,7 +554,7 @@ async fn interruptible<T>(
 ) -> Result<T, Event> {
     tokio::select! {
         biased;
-        signal = signals.recv() => Err(Event::Signal(signal)),
+        heard = signals.recv() => Err(heard.event()),
         () = stop.cancelled() => Err(Event::Stop),
         done = work => Ok(done),
     }

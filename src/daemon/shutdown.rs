@@ -1,4 +1,5 @@
-//! Stopping on SIGTERM, SIGINT or SIGHUP (DESIGN §6): stop taking work, put every
+//! Stopping on SIGTERM, SIGINT (and SIGHUP in `--once`; in `--watch` it reloads, see
+//! `reload.rs`) (DESIGN §6): stop taking work, put every
 //! in-flight record back in the queue, stop heartbeats, release locks, kill child groups.
 
 use std::time::Duration;
@@ -14,22 +15,45 @@ pub struct Signals {
     term: Signal,
     int: Signal,
     hup: Signal,
+    /// `--watch`: SIGHUP reloads (what a service manager's `reload` sends); `--once`:
+    /// it stops, as gstack's daemon does.
+    hup_reloads: bool,
+}
+
+/// What a signal asks of the main loop.
+pub enum Heard {
+    Stop(StopSignal),
+    Reload,
+}
+
+impl Heard {
+    pub(super) fn event(self) -> super::Event {
+        match self {
+            Heard::Stop(signal) => super::Event::Signal(signal),
+            Heard::Reload => super::Event::Reload,
+        }
+    }
 }
 
 impl Signals {
-    pub fn install() -> std::io::Result<Signals> {
+    pub fn install(hup_reloads: bool) -> std::io::Result<Signals> {
         Ok(Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             hup: signal(SignalKind::hangup())?,
+            hup_reloads,
         })
     }
 
-    pub async fn recv(&mut self) -> StopSignal {
+    pub async fn recv(&mut self) -> Heard {
         tokio::select! {
-            _ = self.term.recv() => StopSignal::Term,
-            _ = self.int.recv() => StopSignal::Int,
-            _ = self.hup.recv() => StopSignal::Hup,
+            _ = self.term.recv() => Heard::Stop(StopSignal::Term),
+            _ = self.int.recv() => Heard::Stop(StopSignal::Int),
+            _ = self.hup.recv() => if self.hup_reloads {
+                Heard::Reload
+            } else {
+                Heard::Stop(StopSignal::Hup)
+            },
         }
     }
 }

@@ -221,8 +221,8 @@ fn live_repos(
                 records: Vec::new(),
             })
     }
-    for path in &shared.discover_roots {
-        match gates.repo(&shared.allowlist, path) {
+    for path in shared.discover_roots().iter() {
+        match gates.repo(&shared.allowlist(), path) {
             Ok(gate) => match &gate.origin {
                 Ok((identity, origin)) => {
                     add(&mut repos, identity, origin, path);
@@ -234,7 +234,7 @@ fn live_repos(
     }
     let live: Vec<StoredRecord> = shared.view().live().cloned().collect();
     for stored in live {
-        match gates.record(&shared.allowlist, &stored.record) {
+        match gates.record(&shared.allowlist(), &stored.record) {
             Ok(gated) => add(
                 &mut repos,
                 &gated.identity,
@@ -275,7 +275,7 @@ fn reconcile(
     // must not become a `gh --repo` argument.
     let mut by_repo: BTreeMap<String, (ForgeRepo, Vec<&StoredRecord>)> = BTreeMap::new();
     for stored in due {
-        let gated = match gates.record(&shared.allowlist, &stored.record) {
+        let gated = match gates.record(&shared.allowlist(), &stored.record) {
             Ok(gated) => gated,
             Err(refusal) => {
                 refused_reconcile(memory, stored, &refusal.reason);
@@ -491,7 +491,7 @@ fn gate_queued(shared: &Shared, gates: &mut TickGates) -> usize {
         .collect();
     let mut blocked = 0;
     for stored in &candidates {
-        if let Err(refusal) = gates.record(&shared.allowlist, &stored.record) {
+        if let Err(refusal) = gates.record(&shared.allowlist(), &stored.record) {
             let reason = gate_block_text(&stored.record, &refusal);
             match shared.transition(
                 &stored.id,
@@ -596,12 +596,12 @@ fn watch_faults(
             live.records.iter().map(|s| s.id.clone()).collect(),
         ));
     }
-    // The view stays locked while the queue detectors read it: a landing's record write
-    // waits for them (milliseconds), never for the runs above.
-    let view = shared.view();
+    // The detectors (rules, up to their deadline) read a copy: a landing's record write
+    // never waits for them on the view's lock.
+    let generation = shared.view().generation();
     let fallbacks = shared.decisions.fallbacks().active();
     let seen = (
-        view.generation(),
+        generation,
         memory.generation(),
         serde_json::to_string(&fallbacks).unwrap_or_default(),
     );
@@ -611,8 +611,12 @@ fn watch_faults(
     memory.detected = Some(seen);
     // Settled records (landed and proven, abandoned) can raise no queue fault: the
     // detectors see every other record.
-    let records: Vec<&StoredRecord> = view.active().collect();
-    let unreadable = view.unreadable();
+    let (owned, unreadable) = {
+        let view = shared.view();
+        let owned: Vec<StoredRecord> = view.active().cloned().collect();
+        (owned, view.unreadable())
+    };
+    let records: Vec<&StoredRecord> = owned.iter().collect();
     let now = crate::clock::now();
     let facts = QueueFacts {
         queue_dir: shared.store.dir(),
@@ -680,7 +684,7 @@ pub fn select(
         if in_flight.contains(&lane_key(&stored.record)) {
             continue;
         }
-        let Ok(gated) = gates.record(&shared.allowlist, &stored.record) else {
+        let Ok(gated) = gates.record(&shared.allowlist(), &stored.record) else {
             continue;
         };
         let lane = Lane {

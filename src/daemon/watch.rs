@@ -28,18 +28,20 @@ pub struct QueueChanges {
     pub rescan: bool,
 }
 
-impl QueueChanges {
-    fn is_empty(&self) -> bool {
-        self.files.is_empty() && !self.rescan
-    }
+/// The changes not yet handed out, and when the first of them was heard.
+#[derive(Default)]
+struct Pending {
+    changes: QueueChanges,
+    since: Option<std::time::Instant>,
 }
 
 /// A watch on the queue dir's record files; [`QueueWatcher::changed`] resolves once per
-/// burst of writes with the files they touched.
+/// burst of writes with the files they touched, [`QueueWatcher::take`] hands out what is
+/// pending at once.
 pub struct QueueWatcher {
     watch: WriteWatch,
     dir: PathBuf,
-    pending: Arc<Mutex<QueueChanges>>,
+    pending: Arc<Mutex<Pending>>,
     /// The queue dir itself was created, renamed or removed: its watch must be re-added.
     replaced: Arc<AtomicBool>,
     wake: Arc<Notify>,
@@ -55,7 +57,7 @@ fn is_record_file(path: &Path) -> bool {
 impl QueueWatcher {
     pub fn start(dir: &Path) -> anyhow::Result<QueueWatcher> {
         crate::atomic_file::ensure_private_dir(dir)?;
-        let pending = Arc::new(Mutex::new(QueueChanges::default()));
+        let pending = Arc::new(Mutex::new(Pending::default()));
         let replaced = Arc::new(AtomicBool::new(false));
         let wake = Arc::new(Notify::new());
         let (sink, bell, moved) = (
@@ -75,7 +77,9 @@ impl QueueWatcher {
                 path == queue_dir || path.parent() == Some(&queue_dir) && is_record_file(path)
             },
             move |change| {
-                let mut pending = sink.lock().unwrap_or_else(|e| e.into_inner());
+                let mut guard = sink.lock().unwrap_or_else(|e| e.into_inner());
+                guard.since.get_or_insert_with(std::time::Instant::now);
+                let pending = &mut guard.changes;
                 match change {
                     Change::Rescan => pending.rescan = true,
                     Change::Paths(paths) => {
@@ -89,7 +93,7 @@ impl QueueWatcher {
                         }
                     }
                 }
-                drop(pending);
+                drop(guard);
                 bell.notify_one();
             },
         )
@@ -103,7 +107,9 @@ impl QueueWatcher {
         })
     }
 
-    /// The next burst of changes. Cancel-safe: changes not yet handed out stay pending.
+    /// The next burst of changes. Cancel-safe: changes not yet handed out stay pending,
+    /// and the debounce runs from the first of them, so a future dropped and made again
+    /// (another event won the race) does not start it over.
     pub async fn changed(&mut self) -> QueueChanges {
         loop {
             if self.replaced.swap(false, Ordering::SeqCst) && self.dir.is_dir() {
@@ -116,16 +122,26 @@ impl QueueWatcher {
                     );
                 }
             }
-            if !self.lock().is_empty() {
+            let since = self.lock().since;
+            if let Some(since) = since {
                 // Something is pending: let the rest of the burst arrive, then hand it all.
-                tokio::time::sleep(DEBOUNCE).await;
-                return std::mem::take(&mut *self.lock());
+                tokio::time::sleep_until((since + DEBOUNCE).into()).await;
+                return self.take();
             }
             self.wake.notified().await;
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, QueueChanges> {
+    /// Every change heard and not yet handed out, now: the loop reads them on whatever
+    /// turn comes first, so a slow tick that keeps winning the race never leaves a write
+    /// unread.
+    pub fn take(&mut self) -> QueueChanges {
+        let mut pending = self.lock();
+        pending.since = None;
+        std::mem::take(&mut pending.changes)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -26,6 +26,7 @@ pub mod proposals;
 pub mod queue_facts;
 pub mod registry;
 pub mod rules;
+pub mod run_id;
 pub mod state_jsonpath;
 pub mod watch;
 

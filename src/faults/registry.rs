@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::halt_store::file_run_id;
 use super::json_file;
+use super::run_id::file_run_id;
 
 /// A raised detector fault: the halt event it was filed as.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

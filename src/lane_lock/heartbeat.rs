@@ -21,7 +21,7 @@
 //! Release only after `stop`: a refresh in flight changes the sha, and a release with the
 //! old sha would find the ref "not ours" and leave the lock to expire.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use tokio::sync::watch;
@@ -31,10 +31,15 @@ use tokio_util::sync::CancellationToken;
 use super::{HeldLock, Lane, LockClient, LockError};
 use crate::gstack_text;
 
+/// The lock as last refreshed. A refresh works on a copy and publishes the result, so a
+/// reader (the landing, the metrics) never waits for a push in flight, however long it
+/// hangs.
+type Published = watch::Sender<HeldLock>;
+
 /// A running refresh loop for one held lock.
 #[derive(Debug)]
 pub struct Heartbeat {
-    held: Arc<Mutex<HeldLock>>,
+    held: Arc<Published>,
     lost: watch::Receiver<bool>,
     stop: CancellationToken,
     task: JoinHandle<()>,
@@ -49,7 +54,7 @@ impl Heartbeat {
         held: HeldLock,
         shutdown: &CancellationToken,
     ) -> Heartbeat {
-        let held = Arc::new(Mutex::new(held));
+        let held = Arc::new(watch::Sender::new(held));
         let (lost_tx, lost) = watch::channel(false);
         let stop = shutdown.child_token();
         let task = tokio::spawn(refresh_loop(
@@ -76,9 +81,10 @@ impl Heartbeat {
         *self.lost.borrow()
     }
 
-    /// A copy of the lock as last refreshed (for status output).
+    /// A copy of the lock as last refreshed (for status output); never waits for a
+    /// refresh in flight.
     pub fn snapshot(&self) -> HeldLock {
-        lock(&self.held).clone()
+        self.held.borrow().clone()
     }
 
     /// A handle that reports the lock's refresh age for as long as this heartbeat runs
@@ -97,19 +103,20 @@ impl Heartbeat {
         if let Err(e) = task.await {
             tracing::error!(error = %e, "lane lock heartbeat task failed");
         }
-        lock(&held).clone()
+        held.borrow().clone()
     }
 }
 
 /// See [`Heartbeat::watch`].
 #[derive(Clone, Debug)]
-pub struct LockWatch(Weak<Mutex<HeldLock>>);
+pub struct LockWatch(Weak<Published>);
 
 impl LockWatch {
     /// The lane and the time since the last successful refresh; `None` once released.
+    /// Never waits for a refresh in flight.
     pub fn age(&self, now: Instant) -> Option<(Lane, std::time::Duration)> {
-        let held = self.0.upgrade()?;
-        let held = lock(&held);
+        let published = self.0.upgrade()?;
+        let held = published.borrow();
         Some((
             held.lane().clone(),
             now.saturating_duration_since(held.last_refresh()),
@@ -119,7 +126,7 @@ impl LockWatch {
 
 async fn refresh_loop(
     client: Arc<LockClient>,
-    held: Arc<Mutex<HeldLock>>,
+    held: Arc<Published>,
     lost_tx: watch::Sender<bool>,
     stop: CancellationToken,
 ) {
@@ -127,43 +134,54 @@ async fn refresh_loop(
     loop {
         // Wake at the TTL deadline at the latest, so a run of failed refreshes is reported
         // as a loss when it becomes one, not up to a heartbeat later.
-        let wait = lock(&held).time_until_lost(Instant::now()).min(every);
+        let wait = held.borrow().time_until_lost(Instant::now()).min(every);
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
         }
+        let mut copy = held.borrow().clone();
         // A refresh that hangs (a remote trickling bytes past every socket timeout) must
         // not keep the lock "ours" past the TTL: the deadline is watched while it runs.
-        let deadline = lock(&held).time_until_lost(Instant::now());
-        let (task_client, task_held) = (Arc::clone(&client), Arc::clone(&held));
-        let mut refresh =
-            tokio::task::spawn_blocking(move || task_client.heartbeat(&mut lock(&task_held)));
+        let deadline = copy.time_until_lost(Instant::now());
+        let task_client = Arc::clone(&client);
+        let mut refresh = tokio::task::spawn_blocking(move || {
+            let refreshed = task_client.heartbeat(&mut copy);
+            (copy, refreshed)
+        });
         let refreshed = tokio::select! {
             done = &mut refresh => done,
             () = tokio::time::sleep(deadline) => {
                 tracing::error!("lane lock lost: no refresh succeeded within the TTL (one is still hanging); the landing must stop");
                 lost_tx.send_replace(true);
-                // Wait (without blocking a runtime thread) for the hung refresh to give the
-                // lock back, so `stop` hands out its final state.
-                let _ = refresh.await;
+                // Wait (without blocking a runtime thread) for the hung refresh, so `stop`
+                // hands out the lock's final state.
+                if let Ok((copy, _)) = refresh.await {
+                    held.send_replace(copy);
+                }
                 return;
             }
         };
-        let snapshot = lock(&held).clone();
         match refreshed {
-            Ok(Ok(())) => {
-                tracing::debug!(
-                    ref_name = snapshot.ref_name(),
-                    sha = snapshot.sha(),
-                    "lane lock refreshed"
-                );
+            Ok((copy, refreshed)) => {
+                held.send_replace(copy);
+                match refreshed {
+                    Ok(()) => {
+                        let now = held.borrow();
+                        tracing::debug!(
+                            ref_name = now.ref_name(),
+                            sha = now.sha(),
+                            "lane lock refreshed"
+                        );
+                    }
+                    Err(e) => tracing::warn!("{}", heartbeat_failed(&e)),
+                }
             }
-            Ok(Err(e)) => tracing::warn!("{}", heartbeat_failed(&e)),
             Err(e) => tracing::error!(
                 "{}",
                 gstack_text::heartbeat_failed(format!("the refresh task failed: {e}"))
             ),
         }
+        let snapshot = held.borrow().clone();
         if snapshot.is_lost(Instant::now()) {
             tracing::error!(
                 ref_name = snapshot.ref_name(),
@@ -187,9 +205,4 @@ fn heartbeat_failed(e: &LockError) -> String {
         }
         _ => gstack_text::heartbeat_failed(e),
     }
-}
-
-/// The lock survives a panic in a refresh (the data is only ever replaced whole).
-fn lock(held: &Mutex<HeldLock>) -> MutexGuard<'_, HeldLock> {
-    held.lock().unwrap_or_else(PoisonError::into_inner)
 }

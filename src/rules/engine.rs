@@ -161,6 +161,9 @@ pub fn hardened_engine(limits: &Limits, extensions: &[Extension]) -> Engine {
     });
     engine.on_print(|text| output::emit(output::Level::Info, &current_file(), text));
     engine.on_debug(|text, _, _| output::emit(output::Level::Debug, &current_file(), text));
+    engine.register_fn("log", |value: rhai::Dynamic| {
+        output::emit(output::Level::Info, &current_file(), &value.to_string())
+    });
     primitives::register(&mut engine);
     engine.register_fn("sleep", refuse_sleep::<rhai::INT>);
     engine.register_fn("sleep", refuse_sleep::<rhai::FLOAT>);

@@ -21,7 +21,6 @@ use jsonpath_rust::JsonPath;
 use regex::{Regex, RegexBuilder};
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Position};
 
-use super::engine::current_file;
 use crate::faults::learned_match::{REGEX_CACHE_BYTES, REGEX_SIZE_LIMIT};
 
 /// Longest JSONPath a rule may use.
@@ -63,13 +62,6 @@ pub(crate) fn register(engine: &mut Engine) {
     });
     engine.register_fn("weekday_utc", |secs: rhai::INT| at_epoch(secs).map(weekday));
     engine.register_fn("weekday_utc", |text: &str| at_iso(text).map(weekday));
-    engine.register_fn("log", |value: Dynamic| {
-        super::output::emit(
-            super::output::Level::Info,
-            &current_file(),
-            &value.to_string(),
-        );
-    });
 }
 
 /// `jsonpath(value, path)`: the matches of `path` in `value`, as an array.

@@ -172,7 +172,9 @@ impl Reloader {
             Err(failure) => {
                 tracing::error!(
                     rules = %super::set::short(&status.active_hash),
-                    "rule reload REFUSED, the previous rules stay active:\n{failure}"
+                    "rule reload REFUSED, the previous rules stay active: {}",
+                    // One line, so each `file:line:col` keeps the line's timestamp.
+                    failure.to_string().lines().collect::<Vec<_>>().join("; ")
                 );
                 self.refusal_may_pass = failure.may_pass_on_retry();
                 status.refused(&failure);

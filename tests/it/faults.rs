@@ -1160,7 +1160,7 @@ fn a_registry_the_system_cannot_read_is_left_in_place_and_reported() {
 /// filed under `_…`, and the list, the pending gauge, `doctor` and `ack` all see it.
 #[test]
 fn a_run_id_starting_with_a_dot_files_an_event_everyone_sees() {
-    use crate::service::{sample, scrape, served_addr, spawn_serving_metrics, stop};
+    use crate::support::{sample, scrape, served_addr, spawn_serving_metrics, stop};
     let world = World::new();
     let build_state = world.home.join(".gstack/build-state");
     let mut state: Value = serde_json::from_slice(&fs::read(fixture_path()).unwrap()).unwrap();

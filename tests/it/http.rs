@@ -6,8 +6,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::service::{sample, served_addr, stop};
 use crate::support::World;
+use crate::support::{sample, served_addr, stop};
 
 /// `METHOD PATH` over one connection; the status line and the body.
 fn request(addr: &str, method: &str, path: &str) -> (String, String) {

@@ -187,9 +187,20 @@ fn systemd_unit_is_named_per_berth_dir_escaped_and_verified() {
         ["default.target"]
     );
     assert_eq!(unit[&("Service".into(), "KillMode".into())], ["mixed"]);
+    assert_eq!(
+        unit[&("Service".into(), "ExecReload".into())],
+        ["kill -HUP $MAINPID"]
+    );
+    assert_eq!(
+        unit[&("Service".into(), "SuccessExitStatus".into())],
+        ["143"]
+    );
+    // The world lives under /tmp: a private /tmp would hide the queue from the service.
+    assert!(!unit.contains_key(&("Service".into(), "PrivateTmp".into())));
     assert_eq!(unit[&("Service".into(), "LimitNOFILE".into())], ["65536"]);
 
     verify_with_systemd_analyze(&path);
+    security_score_at_most(&path, 4.0);
 
     // Another berth dir whose name folds to the same service is refused, naming the first.
     let other = world.home.join("state-50-HOME-q");
@@ -243,6 +254,35 @@ fn verify_with_systemd_analyze(path: &Path) {
         "systemd-analyze verify {}:\n{stderr}",
         path.display()
     );
+}
+
+/// `systemd-analyze security` on the unit file scores it at most `limit` (lower is
+/// safer), where the machine has it; otherwise the skip is said out loud.
+fn security_score_at_most(path: &Path, limit: f64) {
+    let Ok(out) = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(path)
+        .output()
+    else {
+        eprintln!("SKIPPED systemd-analyze security: systemd-analyze is not installed here");
+        return;
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let score: f64 = stdout
+        .lines()
+        .find_map(|l| {
+            l.split_once("Overall exposure level for ")?
+                .1
+                .split_once(": ")
+        })
+        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no score:\n{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert!(score <= limit, "exposure {score} > {limit}:\n{stdout}");
 }
 
 #[test]

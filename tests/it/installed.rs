@@ -183,3 +183,94 @@ fn configured_repos_and_allowed_roots_are_allowed_without_the_environment() {
         "{stderr}"
     );
 }
+
+/// The daemon's log so far.
+fn log_of(world: &World) -> String {
+    fs::read_to_string(world.berth_state().with_extension("log")).unwrap_or_default()
+}
+
+#[test]
+fn sighup_reloads_the_config_and_keeps_running() {
+    let world = World::new();
+    let lane = lane_elsewhere(&world);
+    let config = self_contained_config(&world);
+    let base = fs::read_to_string(&config).unwrap();
+    let first = lane.queue(1, "main");
+    let mut daemon = world.spawn_berth(
+        &["run", "--watch", "--config", config.to_str().unwrap()],
+        &world.berth_state(),
+        &[],
+    );
+    let hup = |daemon: &std::process::Child| {
+        kill(Pid::from_raw(daemon.id() as i32), Signal::SIGHUP).unwrap()
+    };
+    // Outside every allowed root: blocked at the gate.
+    assert!(
+        world.wait_for(
+            Duration::from_secs(30),
+            || world.read_record(&first)["status"] == "blocked"
+        ),
+        "log:\n{}",
+        log_of(&world)
+    );
+
+    // The root is allowed in the file, and another key changes that needs a restart.
+    fs::write(
+        &config,
+        format!(
+            "{}allowed_roots = [\"{}\"]\n",
+            base.replace("poll_secs = 1\n", "poll_secs = 2\n"),
+            world.root.join("elsewhere").display()
+        ),
+    )
+    .unwrap();
+    hup(&daemon);
+    assert!(
+        world.wait_for(Duration::from_secs(30), || log_of(&world)
+            .contains("SIGHUP: configuration reloaded; applied allowed_roots")),
+        "log:\n{}",
+        log_of(&world)
+    );
+    assert!(
+        log_of(&world).contains(
+            "SIGHUP: poll_secs changed in the config file but cannot change in a running daemon"
+        ),
+        "{}",
+        log_of(&world)
+    );
+    world.berth().args(["retry", &first]).assert().success();
+    assert!(
+        world.wait_for(
+            Duration::from_secs(60),
+            || world.read_record(&first)["status"] == "landed"
+        ),
+        "record {}; log:\n{}",
+        world.read_record(&first),
+        log_of(&world)
+    );
+
+    // A file that does not parse is refused on one line naming where; the daemon goes on.
+    fs::write(&config, "poll_secs = \n").unwrap();
+    hup(&daemon);
+    assert!(
+        world.wait_for(Duration::from_secs(30), || log_of(&world).lines().any(
+            |l| l.contains("configuration reload REFUSED") && l.contains("line 1, column")
+        )),
+        "log:\n{}",
+        log_of(&world)
+    );
+    assert!(daemon.try_wait().unwrap().is_none(), "the daemon stopped");
+    let second = lane.queue(2, "main");
+    assert!(
+        world.wait_for(
+            Duration::from_secs(60),
+            || world.read_record(&second)["status"] == "landed"
+        ),
+        "record {}; log:\n{}",
+        world.read_record(&second),
+        log_of(&world)
+    );
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(daemon.wait().unwrap().code(), Some(143));
+    assert_eq!(world.ledger(), [1, 2]);
+}

@@ -433,7 +433,14 @@ fn rule_edits_take_effect_while_running_and_a_broken_edit_keeps_the_last_good_ru
             world.rules_root().display()
         )))
         .stdout(predicate::str::contains(": policies/landing.rhai:3:"));
-    assert!(log().contains("rule reload REFUSED"), "{}", log());
+    // The refusal and where it is, on one timestamped line.
+    assert!(
+        log()
+            .lines()
+            .any(|l| l.contains("rule reload REFUSED") && l.contains("policies/landing.rhai:3:")),
+        "{}",
+        log()
+    );
     // Ticks go on under the last good rules: still waiting, never admitted.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(world.read_record(&id)["status"], "queued");

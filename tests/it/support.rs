@@ -4,8 +4,13 @@
 #![allow(dead_code)] // each test module uses a different part of the builder
 
 use std::fs;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 use serde_json::{Value, json};
 
@@ -579,4 +584,60 @@ impl GhLane<'_> {
     pub fn lock_refs(&self) -> Vec<String> {
         self.world.lock_refs(self.bare.to_str().unwrap())
     }
+}
+
+// A daemon serving metrics, and reading them.
+
+pub fn stop(mut daemon: Child) {
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    daemon.wait().unwrap();
+}
+
+/// `GET /metrics` over a plain TCP connection; the body.
+pub fn scrape(addr: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).expect("metrics endpoint answers");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
+    response.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+/// The value of the sample line starting with `prefix` (name and labels).
+pub fn sample(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// `berth run --watch --config CONFIG --metrics-addr 127.0.0.1:0 --log-format json` plus
+/// `extra`, its state in [`World::berth_state`], its log beside it.
+pub fn spawn_serving_metrics(world: &World, config: &std::path::Path, extra: &[&str]) -> Child {
+    let mut args = vec![
+        "run",
+        "--watch",
+        "--config",
+        config.to_str().unwrap(),
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    world.spawn_berth(&args, &world.berth_state(), &[])
+}
+
+/// The address a daemon from [`spawn_serving_metrics`] logged it serves on, once it has.
+pub fn served_addr(world: &World) -> Option<String> {
+    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap_or_default();
+    let line = log.lines().find(|l| l.contains("serving metrics on"))?;
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    value["addr"].as_str().map(str::to_owned)
 }

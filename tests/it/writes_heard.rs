@@ -290,3 +290,71 @@ fn resaving_a_set_refused_for_a_passing_reason_retries_it() {
         log(&world)
     );
 }
+
+/// A tick slower than twice `poll_secs` (every discovery call to `gh` hangs 2.5 s with
+/// `poll_secs = 1`) makes the poll win every race with the watcher's debounce; the write is
+/// still read by the next tick or the one after, not by the next full sweep (an hour
+/// away here). Counted in ticks (`berth_ticks_total`), not timed.
+#[test]
+fn a_write_during_slow_ticks_is_read_by_the_next_tick() {
+    use crate::service::{sample, scrape, served_addr};
+    let world = World::new();
+    let lane = world.gh_lane();
+    fs::write(lane.replies.join("pr-list.acme.widget.sleep"), "2.5").unwrap();
+    let config = lane.config(
+        "[\"true\"]",
+        &format!(
+            "poll_secs = 1\nreconcile_every_secs = 3600\nrepos = [\"{}\"]\n",
+            lane.repo.display()
+        ),
+    );
+    let daemon = world.spawn_berth(
+        &[
+            "run",
+            "--watch",
+            "--config",
+            config.to_str().unwrap(),
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ],
+        &world.berth_state(),
+        &[
+            ("GH_STANDIN_DIR", &lane.replies),
+            ("GH_STANDIN_LOG", &lane.log),
+        ],
+    );
+    let ticks = || {
+        let addr = served_addr(&world)?;
+        sample(&scrape(&addr), "berth_ticks_total")
+    };
+    assert!(
+        world.wait_for(WAIT, || ticks().is_some_and(|n| n >= 2.0)),
+        "{}",
+        log(&world)
+    );
+    // A record for a repo outside the allowlist: the first tick that reads it blocks it at
+    // the gates, without asking the forge about it.
+    let before = ticks().unwrap();
+    let id = world
+        .record(&world.root.join("elsewhere"), 7)
+        .set("repoIdentity", "github.com/evil/repo")
+        .write();
+    let mut read_by = None;
+    let read = world.wait_for(Duration::from_secs(60), || {
+        let blocked = world.read_record(&id)["status"] == "blocked";
+        if blocked {
+            read_by = ticks();
+        }
+        blocked
+    });
+    stop(daemon);
+    assert!(read, "the write was never read: {}", log(&world));
+    let read_by = read_by.unwrap();
+    assert!(
+        read_by - before <= 3.0,
+        "read after {} ticks (ticks {before} -> {read_by})",
+        read_by - before
+    );
+}

@@ -8,11 +8,12 @@ use super::{End, Landing};
 use crate::daemon::policy;
 
 /// Claims the record; the origin URL to land to, or where the landing stopped.
-pub(super) fn claim(l: &Landing) -> Result<String, End> {
-    let owner = l.shared.owner.clone();
-    l.shared
-        .transition(
-            &l.c.id,
+pub(super) async fn claim(l: &Landing) -> Result<String, End> {
+    let id = l.c.id.clone();
+    l.blocking(move |shared| {
+        let owner = shared.owner.clone();
+        shared.transition(
+            &id,
             Expect::OneOf(&[Status::Queued]),
             Status::Claiming,
             |r| {
@@ -20,7 +21,9 @@ pub(super) fn claim(l: &Landing) -> Result<String, End> {
                 r.extra.remove(policy::NOT_BEFORE_FIELD);
             },
         )
-        .map_err(|e| End::Skipped(e.to_string()))?;
+    })
+    .await
+    .map_err(|e| End::Skipped(e.to_string()))?;
     l.c.gated.origin_url.clone().ok_or_else(|| {
         End::Block(format!(
             "repo {} has no `origin` remote to land to",

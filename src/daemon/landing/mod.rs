@@ -50,6 +50,21 @@ impl Landing {
     fn interrupted(&self) -> bool {
         self.cancel.is_cancelled()
     }
+
+    /// Runs blocking work (a record write: up to 250 ms waiting for the record's lock, then
+    /// an fsync; a log file claimed) on a blocking thread, so a slow disk never stalls the
+    /// runtime's threads: the other lanes, the heartbeats, the main loop. A panic there is
+    /// this landing's panic.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Shared) -> T + Send + 'static,
+    ) -> T {
+        let shared = Arc::clone(&self.shared);
+        match tokio::task::spawn_blocking(move || work(&shared)).await {
+            Ok(done) => done,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
 }
 
 /// Runs the whole landing of one candidate.
@@ -84,11 +99,11 @@ async fn drive(l: &Landing) -> OutcomeKind {
     let _touching = crate::daemon::record_touch::start(&l.shared, &l.c.id);
     let held = match up_to_the_lock(l).await {
         Ok(held) => held,
-        Err(end) => return settle::settle(l, end),
+        Err(end) => return settle::settle(l, end).await,
     };
     l.shared.tally.lock_taken();
     if l.interrupted() {
-        let outcome = settle::settle(l, End::Interrupted);
+        let outcome = settle::settle(l, End::Interrupted).await;
         release::release(l, held, ReleaseAt::PreHeartbeat).await;
         return outcome;
     }
@@ -104,7 +119,7 @@ async fn drive(l: &Landing) -> OutcomeKind {
     };
     // The record is settled first (a local write), then the lock released (a network
     // call): a shutdown that runs out of budget must not leave the record in flight.
-    let outcome = settle::settle(l, end);
+    let outcome = settle::settle(l, end).await;
     let held = heartbeat.stop().await;
     release::release(l, held, ReleaseAt::Settled).await;
     outcome
@@ -112,7 +127,7 @@ async fn drive(l: &Landing) -> OutcomeKind {
 
 /// claim → verify → lock: the lane lock, or where the landing stopped before it.
 async fn up_to_the_lock(l: &Landing) -> Result<crate::lane_lock::HeldLock, End> {
-    let origin_url = claim::claim(l)?;
+    let origin_url = claim::claim(l).await?;
     let verified = verify::verify(l, &origin_url).await;
     if l.interrupted() {
         return Err(End::Interrupted);

@@ -17,12 +17,18 @@ use crate::daemon::worktree::{self, Place};
 
 /// Runs the steps in `place` until the landing ends.
 pub(super) async fn run(l: &Landing, place: &Place, heartbeat: &Heartbeat) -> End {
-    if let Err(e) = l.shared.transition(
-        &l.c.id,
-        Expect::OneOf(&[Status::Claiming]),
-        Status::Landing,
-        |_| {},
-    ) {
+    let id = l.c.id.clone();
+    let landing = l
+        .blocking(move |shared| {
+            shared.transition(
+                &id,
+                Expect::OneOf(&[Status::Claiming]),
+                Status::Landing,
+                |_| {},
+            )
+        })
+        .await;
+    if let Err(e) = landing {
         return End::Requeue(e.to_string());
     }
     // A lost lane lock stops the step just as a signal does.
@@ -61,7 +67,9 @@ async fn steps(
         worktree: place.path().to_owned(),
     };
     let mut retries = c.record.retries.unwrap_or(0);
-    let attempt = match l.shared.runner.claim_attempt(&c.id, retries + 1) {
+    let id = c.id.clone();
+    let attempt = l.blocking(move |shared| shared.runner.claim_attempt(&id, retries + 1));
+    let attempt = match attempt.await {
         Ok(attempt) => attempt,
         Err(e) => return End::Block(e.to_string()),
     };
@@ -90,7 +98,7 @@ async fn steps(
                 Err(end) => return end,
             },
         };
-        if let Err(e) = move_to(l, next, &result) {
+        if let Err(e) = move_to(l, next, &result).await {
             return End::Requeue(e.to_string());
         }
         if next == Step::Ship {
@@ -153,16 +161,19 @@ async fn run_one(
 }
 
 /// Moves the record to the status of the `next` step (`drift_repairing` counts a retry).
-fn move_to(l: &Landing, next: Step, result: &StepResult) -> Result<Record, StoreError> {
+async fn move_to(l: &Landing, next: Step, result: &StepResult) -> Result<Record, StoreError> {
     let (from, to) = match next {
         Step::Ship => (Status::Landing, Status::DriftRepairing),
         Step::Land => (Status::DriftRepairing, Status::Landing),
     };
-    l.shared
-        .transition(&l.c.id, Expect::OneOf(&[from]), to, |r| {
+    let (id, repaired) = (l.c.id.clone(), format!("drift repair: {result}"));
+    l.blocking(move |shared| {
+        shared.transition(&id, Expect::OneOf(&[from]), to, |r| {
             if to == Status::DriftRepairing {
                 r.retries = Some(r.retries.unwrap_or(0) + 1);
-                r.last_error = Some(format!("drift repair: {result}"));
+                r.last_error = Some(repaired);
             }
         })
+    })
+    .await
 }

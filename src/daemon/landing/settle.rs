@@ -10,11 +10,12 @@ use crate::daemon::verdict::Verdict;
 use crate::daemon::{revive, unsaved};
 
 /// Settles the record by `end`; what the main loop is told.
-pub(super) fn settle(l: &Landing, end: End) -> OutcomeKind {
+pub(super) async fn settle(l: &Landing, end: End) -> OutcomeKind {
     let (verdict, kind) = match end {
         End::Skipped(why) => return OutcomeKind::Skipped(why),
         End::Interrupted => {
-            revive::revive(&l.shared, &l.c.id);
+            let id = l.c.id.clone();
+            l.blocking(move |shared| revive::revive(shared, &id)).await;
             return OutcomeKind::Interrupted;
         }
         End::Landed { checked_at } => (Verdict::Landed { checked_at }, OutcomeKind::Landed),
@@ -36,16 +37,23 @@ pub(super) fn settle(l: &Landing, end: End) -> OutcomeKind {
         }
     };
     let landed = matches!(verdict, Verdict::Landed { .. });
-    match verdict.write(&l.shared, &l.c.id) {
+    let id = l.c.id.clone();
+    let written = l
+        .blocking(move |shared| {
+            let written = verdict.write(shared, &id);
+            if let Err(e @ StoreError::Io { .. }) = &written {
+                unsaved::keep(shared, &id, verdict, e);
+            }
+            written
+        })
+        .await;
+    match written {
         Ok(_) => kind,
-        Err(e @ StoreError::Io { .. }) => {
-            unsaved::keep(&l.shared, &l.c.id, verdict, &e);
-            OutcomeKind::Skipped(if landed {
-                format!("landed, but the verdict could not be written yet: {e}")
-            } else {
-                format!("the verdict could not be written yet: {e}")
-            })
-        }
+        Err(e @ StoreError::Io { .. }) => OutcomeKind::Skipped(if landed {
+            format!("landed, but the verdict could not be written yet: {e}")
+        } else {
+            format!("the verdict could not be written yet: {e}")
+        }),
         Err(e) if landed => OutcomeKind::Skipped(format!("landed, but the record moved: {e}")),
         Err(e) => OutcomeKind::Skipped(format!("record moved before it could be settled: {e}")),
     }
