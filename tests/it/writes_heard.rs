@@ -297,7 +297,7 @@ fn resaving_a_set_refused_for_a_passing_reason_retries_it() {
 /// away here). Counted in ticks (`berth_ticks_total`), not timed.
 #[test]
 fn a_write_during_slow_ticks_is_read_by_the_next_tick() {
-    use crate::service::{sample, scrape, served_addr};
+    use crate::support::{sample, scrape, served_addr};
     let world = World::new();
     let lane = world.gh_lane();
     fs::write(lane.replies.join("pr-list.acme.widget.sleep"), "2.5").unwrap();
