@@ -180,6 +180,47 @@ pub fn repo_identity(repo: &Path) -> Result<String, IdentityError> {
         .unwrap_or_else(|| format!("path:{}", repo.display())))
 }
 
+/// The key under which berth serializes lanes of one repository however its `origin` is
+/// spelled (gstack's lock ref is per spelling): a `github.com` identity lower-cased
+/// (GitHub owner and repository names ignore case); a local identity (`/path`, `file:/path`)
+/// as `local:<device>:<inode>` of the repository directory it names, so a symlink, a bind
+/// mount or a `file://` spelling of one bare repo meet; anything else as it is. A local
+/// identity whose directory cannot be found stays as it is.
+pub fn alias_key(identity: &str) -> String {
+    if identity
+        .get(..11)
+        .is_some_and(|host| host.eq_ignore_ascii_case("github.com/"))
+    {
+        return identity.to_lowercase();
+    }
+    local_repo_dir(identity)
+        .and_then(|dir| std::fs::metadata(dir).ok())
+        .map_or_else(
+            || identity.to_owned(),
+            |meta| {
+                use std::os::unix::fs::MetadataExt;
+                format!("local:{}:{}", meta.dev(), meta.ino())
+            },
+        )
+}
+
+/// The directory a local identity names: the path as written, or with the `.git` the
+/// identity dropped.
+fn local_repo_dir(identity: &str) -> Option<std::path::PathBuf> {
+    let path = if let Some(rest) = identity.strip_prefix("file:") {
+        url::Url::parse(&format!("file://{rest}"))
+            .ok()?
+            .to_file_path()
+            .ok()?
+    } else if identity.starts_with('/') {
+        std::path::PathBuf::from(identity)
+    } else {
+        return None;
+    };
+    let with_suffix = std::path::PathBuf::from(format!("{}.git", path.display()));
+    [path, with_suffix].into_iter().find(|p| p.is_dir())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +335,41 @@ mod tests {
         assert_eq!(
             repo_identity(&path).unwrap(),
             format!("path:{}", path.display())
+        );
+    }
+
+    #[test]
+    fn aliases_of_one_repository_share_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let bare = dir.path().join("w.git");
+        std::fs::create_dir(&bare).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path(), &link).unwrap();
+        let real = alias_key(&format!("{}/w", dir.path().display()));
+        assert!(real.starts_with("local:"), "{real}");
+        for alias in [
+            format!("{}/w", link.display()),
+            format!("{}/w.git", link.display()),
+            format!("file:{}/w", link.display()),
+        ] {
+            assert_eq!(alias_key(&alias), real, "{alias}");
+        }
+        let other = dir.path().join("other.git");
+        std::fs::create_dir(&other).unwrap();
+        assert_ne!(alias_key(&format!("{}/other", dir.path().display())), real);
+        assert_eq!(alias_key("/no/such/repo"), "/no/such/repo");
+        assert_eq!(
+            alias_key("github.com/Acme/Widget"),
+            alias_key("github.com/acme/widget")
+        );
+        assert_eq!(
+            alias_key("github.com/acme/widget"),
+            "github.com/acme/widget"
+        );
+        // Other hosts may tell case apart: left alone.
+        assert_eq!(
+            alias_key("gitlab.example.com/G/R"),
+            "gitlab.example.com/G/R"
         );
     }
 }

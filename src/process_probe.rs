@@ -2,11 +2,13 @@
 //!
 //! `/proc` is not a faithful witness: it may hide other users' processes (`hidepid=2`,
 //! systemd's `ProtectProc=invisible`), belong to another pid namespace, or refuse a read.
-//! A pid is proven gone only when three things hold at once: `/proc` shows this process at
-//! its own pid (so it is this namespace's `/proc` and entries are visible at all), the
-//! pid's entry is absent, and `kill(pid, 0)` answers `ESRCH` (the kernel's own word,
-//! which no mount option hides). Anything else that fails to show the process is
-//! [`Seen::Unknown`], never gone.
+//! Nothing `/proc` says is believed unless it shows this process under its own pid and in
+//! no other pid namespace (`NStgid` of `/proc/self/status`): a `/proc` of an ancestor
+//! namespace (`unshare -p` without `--mount-proc`) numbers processes differently, and its
+//! entry for a pid is another process. A pid is proven gone only when, besides, its entry
+//! is absent and `kill(pid, 0)` answers `ESRCH` (the kernel's own word, which no mount
+//! option hides). Anything else that fails to show the process is [`Seen::Unknown`],
+//! never gone.
 
 use std::io;
 
@@ -34,6 +36,9 @@ pub fn probe(pid: u32) -> Seen {
     if raw == 0 {
         return Seen::Unknown("0 is not a pid".into());
     }
+    if !proc_is_this_namespace() {
+        return Seen::Unknown("/proc is not this pid namespace's, or hides this process".into());
+    }
     let absent = match start_ticks(pid) {
         Ok(start_ticks) => return Seen::Running { start_ticks },
         Err(e) => {
@@ -43,9 +48,6 @@ pub fn probe(pid: u32) -> Seen {
     };
     if !absent {
         return Seen::Unknown(format!("/proc/{pid}/stat cannot be read"));
-    }
-    if !own_entry_visible() {
-        return Seen::Unknown("/proc does not show this process itself".into());
     }
     match nix::sys::signal::kill(Pid::from_raw(raw), None) {
         Err(Errno::ESRCH) => Seen::Gone,
@@ -73,12 +75,20 @@ pub fn start_ticks(pid: u32) -> io::Result<u64> {
         .ok_or_else(malformed)
 }
 
-/// Whether `/proc/<our pid>/stat` is this very process: `/proc` is mounted for this pid
-/// namespace and readable, so an absent entry there means something.
-fn own_entry_visible() -> bool {
-    let me = std::process::id();
-    std::fs::read_to_string(format!("/proc/{me}/stat"))
-        .is_ok_and(|stat| stat.split(' ').next() == Some(me.to_string().as_str()))
+/// Whether `/proc` is mounted for this process's pid namespace and shows it: its
+/// `NStgid` (the pid in the `/proc`'s namespace, then in each nested one) is exactly this
+/// process's pid.
+fn proc_is_this_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|status| only_pid_is(&status, std::process::id()))
+}
+
+/// Whether the `NStgid:` line of a `/proc/<pid>/status` lists `pid` and nothing else.
+fn only_pid_is(status: &str, pid: u32) -> bool {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("NStgid:"))
+        .is_some_and(|ids| ids.split_whitespace().eq([pid.to_string().as_str()]))
 }
 
 #[cfg(test)]
@@ -98,6 +108,16 @@ mod tests {
         let pid = child.id();
         child.wait().unwrap();
         assert_eq!(probe(pid), Seen::Gone);
+    }
+
+    #[test]
+    fn a_proc_of_another_namespace_is_not_believed() {
+        assert!(only_pid_is("Name:\tberth\nNStgid:\t42\n", 42));
+        // This process seen from an ancestor namespace's /proc: pid 9042 there, 42 here.
+        assert!(!only_pid_is("Name:\tberth\nNStgid:\t9042\t42\n", 42));
+        assert!(!only_pid_is("Name:\tberth\nNStgid:\t7\n", 42));
+        assert!(!only_pid_is("Name:\tberth\n", 42));
+        assert!(proc_is_this_namespace());
     }
 
     #[test]

@@ -44,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, ForgeKind};
 use crate::forge::Forge;
 use crate::gates::Allowlist;
-use crate::lane_lock::{Lane, LockClient, LockSettings, lock_ref_name};
+use crate::lane_lock::{Lane, LockClient, LockSettings, lane_key};
 use crate::queue_view::{QueueView, Refresh};
 use crate::record::{Record, Status};
 use crate::rules::{DecisionLog, ReloadWatcher, Rules, RulesStatus};
@@ -445,7 +445,7 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
             Event::LaneDone(outcome) => {
                 any_blocked |= outcome.ended_blocked();
                 processed |= outcome.took_the_record();
-                let lane = lock_ref_name(&outcome.lane);
+                let lane = lane_key(&outcome.lane);
                 if outcome.lane_may_retry_this_tick() {
                     landings.retry.forget(&lane);
                 } else {
@@ -606,7 +606,7 @@ impl Landings {
         landing: impl std::future::Future<Output = LaneOutcome> + Send + 'static,
     ) {
         let handle = self.tasks.spawn(landing);
-        self.lane_of_task.insert(handle.id(), lock_ref_name(lane));
+        self.lane_of_task.insert(handle.id(), lane_key(lane));
     }
 
     /// The next finished landing; a task that panicked frees its lane (left alone for its

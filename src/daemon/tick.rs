@@ -14,7 +14,7 @@ use crate::faults::queue_facts::{QueueFacts, RepoFacts};
 use crate::forge::{ForgeRepo, PrRef, QueuedPr};
 use crate::gates::{Gate, GateError, GatedRecord};
 use crate::gstack_text;
-use crate::lane_lock::{Lane, lock_ref_name};
+use crate::lane_lock::{Lane, lane_key};
 use crate::queue_view::Refresh;
 use crate::record::{Record, Status};
 use crate::rules::contracts::landing::Admit;
@@ -643,10 +643,12 @@ pub fn select(
     mut gates: TickGates,
 ) -> Selection {
     let mut selection = Selection::default();
-    // Lanes are told apart by their lock ref: two branches that `safe_key` folds together
-    // (`rel/1`, `rel-1`) share one lock, so they are one lane here too.
-    let lane_key = |r: &Record| {
-        lock_ref_name(&Lane {
+    // Lanes are told apart by `lane_key`: two branches that `safe_key` folds together
+    // (`rel/1`, `rel-1`) share one lock, and two spellings of one repository's origin
+    // (a symlinked path, GitHub owner/name in another case) are one repository, so each
+    // pair is one lane here too.
+    let record_lane = |r: &Record| {
+        lane_key(&Lane {
             repo_identity: r.identity_or_path(),
             base_branch: r.base_branch.clone(),
         })
@@ -658,7 +660,7 @@ pub fn select(
         let in_flight: HashSet<String> = records
             .live()
             .filter(|s| s.record.status.is_in_flight())
-            .map(|s| lane_key(&s.record))
+            .map(|s| record_lane(&s.record))
             .collect();
         let queued: Vec<StoredRecord> = records
             .live()
@@ -681,7 +683,7 @@ pub fn select(
         if selection.candidates.len() == free {
             break;
         }
-        if in_flight.contains(&lane_key(&stored.record)) {
+        if in_flight.contains(&record_lane(&stored.record)) {
             continue;
         }
         let Ok(gated) = gates.record(&shared.allowlist(), &stored.record) else {
@@ -691,7 +693,7 @@ pub fn select(
             repo_identity: gated.identity.clone(),
             base_branch: stored.record.base_branch.clone(),
         };
-        let lane_ref = lock_ref_name(&lane);
+        let lane_ref = lane_key(&lane);
         if skip.contains(&lane_ref) || seen_lanes.contains(&lane_ref) {
             continue;
         }

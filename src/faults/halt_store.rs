@@ -34,6 +34,12 @@ pub const PENDING_DIR: &str = "pending-investigations";
 pub const PROCESSED_DIR: &str = "processed";
 pub const COLLAPSED_DIR: &str = "collapsed";
 pub const ACTIVE_DIR: &str = "active-faults";
+/// Archived captures kept per fault under `collapsed/`, and their total size: a fault that
+/// clears and re-raises with a changing log would otherwise add one archive (~2 MiB) per
+/// cycle forever. Past either, the oldest captures are removed; the numbers keep counting,
+/// so the lowest number kept, minus one, is how many were dropped.
+pub const MAX_ARCHIVES_PER_FAULT: usize = 20;
+pub const MAX_ARCHIVE_BYTES_PER_FAULT: u64 = 16 * 1024 * 1024;
 /// The `event` of a resolved marker; detected rows have no `event` key.
 pub const RESOLVED_EVENT: &str = "SKILL_FAULT_RESOLVED";
 
@@ -199,6 +205,7 @@ impl HaltStore {
                     json_file::pretty(&prior).map_err(|e| io_problem("encode", &archive, e))?;
                 atomic_file::write_atomic(&archive, &bytes, 0o600)
                     .map_err(|e| io_problem("write", &archive, e))?;
+                self.prune_archives(&event.run_id, &event.fault_id)?;
                 event.snapshot.occurrences = Some(capture + 1);
                 Emitted::Recurred {
                     occurrences: capture + 1,
@@ -216,6 +223,47 @@ impl HaltStore {
             _ => {}
         }
         Ok(emitted)
+    }
+
+    /// Removes the oldest archived captures of one fault past [`MAX_ARCHIVES_PER_FAULT`]
+    /// or [`MAX_ARCHIVE_BYTES_PER_FAULT`] (the newest one always stays).
+    fn prune_archives(&self, run_id: &str, fault_id: &str) -> Result<(), String> {
+        let dir = self.dir.join(COLLAPSED_DIR);
+        let prefix = Self::file_name(run_id, "", fault_id, "-");
+        let prefix = prefix.trim_end_matches(".json");
+        let entries = fs::read_dir(&dir).map_err(|e| io_problem("list", &dir, e))?;
+        // (capture number, size, name), newest first.
+        let mut archives: Vec<(u64, u64, std::ffi::OsString)> = entries
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name();
+                let number = name
+                    .to_str()?
+                    .strip_prefix(prefix)?
+                    .strip_suffix(".json")?
+                    .parse()
+                    .ok()?;
+                let size = entry.metadata().ok().filter(|m| m.is_file())?.len();
+                Some((number, size, name))
+            })
+            .collect();
+        archives.sort_by_key(|a| std::cmp::Reverse(a.0));
+        let mut total = 0u64;
+        for (kept, (_, size, name)) in archives.iter().enumerate() {
+            total = total.saturating_add(*size);
+            if kept == 0 || (kept < MAX_ARCHIVES_PER_FAULT && total <= MAX_ARCHIVE_BYTES_PER_FAULT)
+            {
+                continue;
+            }
+            let path = dir.join(name);
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(io_problem("remove the old capture", &path, e));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Writes the resolved marker of a fault that cleared, as gstack's
@@ -489,6 +537,58 @@ mod tests {
 
     fn read(path: &Path) -> Value {
         serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn archives_per_fault_are_capped_oldest_first_by_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = HaltStore::new(dir.path());
+        let cycles = MAX_ARCHIVES_PER_FAULT as u64 + 10;
+        for n in 0..=cycles {
+            store
+                .emit(&event("run", "X", &format!("tail {n}")))
+                .unwrap();
+        }
+        // Another fault's archive is not this fault's to prune.
+        store.emit(&event("run", "Y", "a")).unwrap();
+        store.emit(&event("run", "Y", "b")).unwrap();
+        let fault = event("run", "X", "").fault_id;
+        let mut kept: Vec<u64> = fs::read_dir(dir.path().join(COLLAPSED_DIR))
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                name.strip_prefix(&format!("run-{fault}-"))?
+                    .strip_suffix(".json")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        kept.sort();
+        let expected: Vec<u64> = (cycles - MAX_ARCHIVES_PER_FAULT as u64 + 1..=cycles).collect();
+        assert_eq!(kept, expected);
+        assert_eq!(
+            fs::read_dir(dir.path().join(COLLAPSED_DIR))
+                .unwrap()
+                .count(),
+            MAX_ARCHIVES_PER_FAULT + 1
+        );
+    }
+
+    #[test]
+    fn archives_per_fault_are_capped_by_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = HaltStore::new(dir.path());
+        // Each capture carries a 3 MiB tail: the byte cap, not the count, prunes.
+        let big = |n: u64| format!("{n}{}", "x".repeat(3 * 1024 * 1024));
+        for n in 0..8 {
+            store.emit(&event("run", "X", &big(n))).unwrap();
+        }
+        let sizes: Vec<u64> = fs::read_dir(dir.path().join(COLLAPSED_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .collect();
+        assert!(sizes.len() < 7, "{} archives kept", sizes.len());
+        assert!(sizes.iter().sum::<u64>() <= MAX_ARCHIVE_BYTES_PER_FAULT);
     }
 
     #[test]

@@ -33,6 +33,7 @@
 //! # Ok(()) }
 //! ```
 
+mod alias;
 mod cas;
 mod heartbeat;
 mod payload;
@@ -48,6 +49,7 @@ use crate::clock;
 use crate::gstack_text;
 use crate::safe_key::safe_key;
 
+pub use alias::{alias_lock_ref, lane_key};
 pub use cas::LockWrite;
 pub use heartbeat::{Heartbeat, LockWatch};
 pub use payload::{LOCK_SUBJECT, LockPayload};
@@ -158,7 +160,13 @@ pub enum Acquire {
     /// The lane is ours; keep it fresh with [`LockClient::heartbeat`] or [`Heartbeat`].
     Acquired(HeldLock),
     /// Someone holds a live lock: skip the lane until `holder.expires_at`.
-    HeldElsewhere { holder: LockPayload, sha: String },
+    /// `ref_name` is the ref found held: gstack's, or the one every spelling of the
+    /// repository shares ([`alias_lock_ref`]).
+    HeldElsewhere {
+        holder: LockPayload,
+        sha: String,
+        ref_name: String,
+    },
     /// A lock exists whose payload cannot be read: berth refuses the lane (fail closed)
     /// until an operator inspects it (`list`) and removes it (`force_release`).
     Unreadable { sha: String, reason: String },
@@ -192,6 +200,10 @@ pub struct HeldLock {
     last_refresh: Instant,
     /// Set when a refresh saw the ref pointing elsewhere: ownership is gone for good.
     stolen: Option<StolenTo>,
+    /// The lock on the ref every spelling of the repository shares ([`alias_lock_ref`]),
+    /// taken first, refreshed and released with this one; the lane is held only while
+    /// both are.
+    alias: Option<Box<HeldLock>>,
 }
 
 /// What the ref held when a refresh found it no longer ours (`None`: it was deleted).
@@ -221,13 +233,26 @@ impl HeldLock {
         &self.payload
     }
 
+    /// The older of the last successful writes of this ref and its alias ref.
     pub fn last_refresh(&self) -> Instant {
-        self.last_refresh
+        self.alias.as_ref().map_or(self.last_refresh, |alias| {
+            alias.last_refresh().min(self.last_refresh)
+        })
     }
 
-    /// True once a refresh found the ref taken over, or no refresh has succeeded for longer
-    /// than the TTL. The caller must then stop landing: another daemon may own the lane.
+    /// The ref every spelling of the repository shares, when it is not this one.
+    pub fn alias_ref_name(&self) -> Option<&str> {
+        self.alias.as_deref().map(HeldLock::ref_name)
+    }
+
+    /// True once a refresh found the ref (or its alias ref) taken over, or no refresh has
+    /// succeeded for longer than the TTL. The caller must then stop landing: another
+    /// daemon may own the lane.
     pub fn is_lost(&self, now: Instant) -> bool {
+        self.own_lost(now) || self.alias.as_ref().is_some_and(|alias| alias.is_lost(now))
+    }
+
+    fn own_lost(&self, now: Instant) -> bool {
         self.stolen.is_some() || now.saturating_duration_since(self.last_refresh) > self.ttl
     }
 
@@ -238,8 +263,11 @@ impl HeldLock {
         match &self.stolen {
             Some(StolenTo(None)) => Some(gstack_text::LOCK_REF_DISAPPEARED),
             Some(StolenTo(Some(_))) => Some(gstack_text::LOCK_NOT_OWNED),
-            None if self.is_lost(Instant::now()) => Some(gstack_text::LOCK_HEARTBEAT_FAILED),
-            None => None,
+            None => match self.alias.as_deref().and_then(HeldLock::loss) {
+                Some(loss) => Some(loss),
+                None if self.is_lost(Instant::now()) => Some(gstack_text::LOCK_HEARTBEAT_FAILED),
+                None => None,
+            },
         }
     }
 
@@ -248,7 +276,10 @@ impl HeldLock {
         if self.stolen.is_some() {
             return Duration::ZERO;
         }
-        (self.last_refresh + self.ttl).saturating_duration_since(now)
+        let own = (self.last_refresh + self.ttl).saturating_duration_since(now);
+        self.alias
+            .as_ref()
+            .map_or(own, |alias| alias.time_until_lost(now).min(own))
     }
 }
 
@@ -475,6 +506,10 @@ impl LockClient {
     /// expired, or held by a berth of this host whose process is gone (pid and start
     /// time, [`crate::ownership::gone_owner`]) → take it over with a compare-and-swap
     /// against the sha read.
+    ///
+    /// When the repository has an alias ref ([`alias_lock_ref`]) that is taken first, then
+    /// gstack's ref; the answer is the first that is not [`Acquire::Acquired`] (the alias
+    /// lock is then given back), or both held as one [`HeldLock`].
     pub fn acquire(
         &self,
         origin_url: &str,
@@ -483,6 +518,37 @@ impl LockClient {
         repo_path: &Path,
     ) -> Result<Acquire, LockError> {
         let ref_name = checked_lock_ref(lane)?;
+        let alias = match alias_lock_ref(origin_url, lane) {
+            None => None,
+            Some(alias_ref) => {
+                match self.acquire_ref(origin_url, alias_ref, lane, owner_id, repo_path)? {
+                    Acquire::Acquired(held) => Some(held),
+                    other => return Ok(other),
+                }
+            }
+        };
+        let outcome = self.acquire_ref(origin_url, ref_name, lane, owner_id, repo_path);
+        match (outcome, alias) {
+            (Ok(Acquire::Acquired(mut held)), alias) => {
+                held.alias = alias.map(Box::new);
+                Ok(Acquire::Acquired(held))
+            }
+            (other, Some(alias)) => {
+                self.release_alias(&alias);
+                other
+            }
+            (other, None) => other,
+        }
+    }
+
+    fn acquire_ref(
+        &self,
+        origin_url: &str,
+        ref_name: String,
+        lane: &Lane,
+        owner_id: &str,
+        repo_path: &Path,
+    ) -> Result<Acquire, LockError> {
         let target = Target {
             url: origin_url,
             ref_name: &ref_name,
@@ -556,6 +622,7 @@ impl LockClient {
                     return Ok(Acquire::HeldElsewhere {
                         holder: expired.payload,
                         sha: current.to_string(),
+                        ref_name,
                     });
                 }
             }
@@ -600,7 +667,19 @@ impl LockClient {
     /// from then on). A lock already lost is never refreshed ([`LockError::Lost`]): the
     /// landing must stop even if nobody took the lane yet. Transport errors and rejections
     /// leave `held` untouched; the TTL decides when they amount to a loss.
+    ///
+    /// The alias ref, if any, is refreshed too; an error of gstack's ref is returned
+    /// before one of the alias ref's.
     pub fn heartbeat(&self, held: &mut HeldLock) -> Result<(), LockError> {
+        let alias = match held.alias.as_deref_mut() {
+            Some(alias) => self.refresh(alias),
+            None => Ok(()),
+        };
+        let own = self.refresh(held);
+        own.and(alias)
+    }
+
+    fn refresh(&self, held: &mut HeldLock) -> Result<(), LockError> {
         let target = Target {
             url: &held.origin_url,
             ref_name: &held.ref_name,
@@ -612,7 +691,7 @@ impl LockClient {
                 now_sha: now_sha.clone(),
             });
         }
-        if held.is_lost(Instant::now()) {
+        if held.own_lost(Instant::now()) {
             return Err(LockError::Lost {
                 ref_name: held.ref_name.clone(),
                 url: redact_url(&held.origin_url),
@@ -670,8 +749,26 @@ impl LockClient {
 
     /// Deletes our lock if the ref still points at our commit; anything else is left alone.
     /// Call it on every path out of a landing (after stopping the [`Heartbeat`]).
+    /// The alias ref, if any, is released after gstack's ref, the same way.
     pub fn release(&self, held: &HeldLock) -> Result<Released, LockError> {
-        self.delete_if_at(&held.origin_url, &held.ref_name, held.sha)
+        let released = self.delete_if_at(&held.origin_url, &held.ref_name, held.sha);
+        if let Some(alias) = &held.alias {
+            self.release_alias(alias);
+        }
+        released
+    }
+
+    /// Gives an alias lock back; a failure is logged (the lock then expires on its TTL).
+    fn release_alias(&self, alias: &HeldLock) {
+        match self.delete_if_at(&alias.origin_url, &alias.ref_name, alias.sha) {
+            Ok(Released::Deleted | Released::AlreadyGone) => {}
+            Ok(Released::NotOurs { now_sha }) => tracing::warn!(
+                ref_name = alias.ref_name,
+                now_sha,
+                "the repository's alias lane lock was taken over; left alone"
+            ),
+            Err(e) => tracing::warn!("could not release the repository's alias lane lock: {e}"),
+        }
     }
 
     /// Every lock under `refs/gstack/release-locks/` on `origin_url`, sorted by ref, with its
@@ -857,6 +954,7 @@ impl LockClient {
             ttl: self.settings.ttl,
             last_refresh: started,
             stolen: None,
+            alias: None,
         }
     }
 
@@ -1088,6 +1186,7 @@ mod tests {
             ttl: Duration::from_secs(10),
             last_refresh: start,
             stolen: None,
+            alias: None,
         };
         assert!(!held.is_lost(start + Duration::from_secs(10)));
         assert!(held.is_lost(start + Duration::from_millis(10_001)));

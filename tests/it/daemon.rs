@@ -152,8 +152,8 @@ fn sigterm_mid_landing_requeues_releases_the_lock_and_kills_the_group() {
     let (mut daemon, landing_pid) = start_sleeping_landing(&world, &config);
     assert_eq!(
         world.lock_refs(&lane.remote_url).len(),
-        1,
-        "lock taken while landing"
+        2,
+        "gstack's lock and the repository's shared one taken while landing"
     );
     assert_eq!(world.read_record(&id)["status"], "landing");
 

@@ -287,13 +287,19 @@ fn daemon_log(world: &World) -> String {
 /// gstack takes the lane `lane`'s landing holds: its live lock pushed over berth's.
 /// Returns the lock ref.
 fn gstack_takes_over(world: &World, lane: &GitLane<'_>) -> String {
-    let [ref_name] = &world.lock_refs(&lane.remote_url)[..] else {
-        panic!("one lock while landing");
+    // gstack's ref, not the one every spelling of the local repository shares.
+    let refs = world.lock_refs(&lane.remote_url);
+    let [ref_name] = &refs
+        .iter()
+        .filter(|r| !r.contains("/+repo/"))
+        .collect::<Vec<_>>()[..]
+    else {
+        panic!("one gstack lock while landing: {refs:?}");
     };
     let identity = berth::identity::repo_identity(&lane.clone).unwrap();
     let payload = gstack_payload(Some(&identity), chrono::Duration::hours(1));
     gstack_write_lock(world, &lane.remote_url, ref_name, &payload);
-    ref_name.clone()
+    (*ref_name).clone()
 }
 
 /// The heartbeat finds the lane lock taken over, or deleted, or origin gone for longer
@@ -306,7 +312,12 @@ fn a_lock_lost_mid_landing_is_said_in_gstacks_words() {
     for case in ["taken over", "deleted", "origin gone"] {
         let world = World::new();
         let (lane, id, mut daemon) = mid_landing(&world, "heartbeat_secs = 1\nlock_ttl_secs = 2\n");
-        let ref_name = world.lock_refs(&lane.remote_url).remove(0);
+        // gstack's ref, not the one every spelling of the local repository shares.
+        let ref_name = world
+            .lock_refs(&lane.remote_url)
+            .into_iter()
+            .find(|r| !r.contains("/+repo/"))
+            .unwrap();
         let remote = Path::new(&lane.remote_url);
         // (gstack's reason in `lastError`, what the heartbeat line says after its words)
         let (reason, heartbeat) = match case {

@@ -308,7 +308,7 @@ fn a_second_owner_sees_the_holder_and_the_lock_is_untouched() {
     let lane = lane("main");
     let held = acquired(a.acquire(&remote.url, &lane, "owner-a", Path::new("/src/a")));
     match b.acquire(&remote.url, &lane, "owner-b", Path::new("/src/b")) {
-        Ok(Acquire::HeldElsewhere { holder, sha }) => {
+        Ok(Acquire::HeldElsewhere { holder, sha, .. }) => {
             assert_eq!(&holder, held.payload());
             assert_eq!(holder.owner_id, "owner-a");
             assert_eq!(sha, held.sha());
@@ -636,7 +636,7 @@ fn race(remote: &Remote, lane: &Lane, round: usize) {
     for outcome in &outcomes {
         match outcome {
             Acquire::Acquired(_) => {}
-            Acquire::HeldElsewhere { holder, sha } => {
+            Acquire::HeldElsewhere { holder, sha, .. } => {
                 assert_eq!(holder, winner.payload(), "round {round}");
                 assert_eq!(sha, &winner.sha(), "round {round}");
             }
@@ -687,7 +687,7 @@ fn a_gstack_cli_lock_is_honoured_while_live_and_taken_over_when_expired() {
         &serde_json::to_string_pretty(&live).unwrap(),
     );
     match client.acquire(&remote.url, &lane, "berth", Path::new("/src/w")) {
-        Ok(Acquire::HeldElsewhere { holder, sha }) => {
+        Ok(Acquire::HeldElsewhere { holder, sha, .. }) => {
             assert_eq!(serde_json::to_value(&holder).unwrap(), live);
             assert_eq!(sha, live_sha);
         }

@@ -68,10 +68,7 @@ fn status_lists_a_live_lock_and_release_needs_force_then_removes_it() {
         .assert()
         .code(1)
         .stdout(predicate::str::contains("re-run with --force"));
-    assert_eq!(
-        world.lock_refs(&lane.remote_url),
-        std::slice::from_ref(&ref_name)
-    );
+    assert!(world.lock_refs(&lane.remote_url).contains(&ref_name));
 
     world
         .berth_daemon()
@@ -79,7 +76,10 @@ fn status_lists_a_live_lock_and_release_needs_force_then_removes_it() {
         .assert()
         .success()
         .stdout(predicate::str::contains("removed"));
-    assert!(world.lock_refs(&lane.remote_url).is_empty());
+    // Left: the lock every spelling of this local repository shares, which the holder
+    // took first.
+    let left = world.lock_refs(&lane.remote_url);
+    assert_eq!(left, ["refs/gstack/release-locks/+repo/main"]);
     let log = std::fs::read_to_string(world.root.join("berth-state/lock-releases.jsonl")).unwrap();
     assert!(
         log.contains(&ref_name) && log.contains("holder-host:42:7"),
@@ -91,7 +91,7 @@ fn status_lists_a_live_lock_and_release_needs_force_then_removes_it() {
         .args(["lock", "status", "--repo-path", repo])
         .assert()
         .success()
-        .stdout(predicate::str::contains("no lane locks"));
+        .stdout(predicate::str::contains(&ref_name).not());
 }
 
 #[test]

@@ -24,6 +24,7 @@ mod install;
 mod installed;
 mod lane_lock;
 mod liveness;
+mod lock_alias;
 mod lock_cas;
 mod lock_cli;
 mod lock_model;

@@ -9,6 +9,10 @@ use crate::lane_lock::{Acquire, HeldLock, lock_ref_name};
 use super::ask::ask_or_clean_up;
 use super::{End, Landing};
 
+/// A lane is held through at most two refs: gstack's and the one every spelling of the
+/// repository shares.
+const LOCK_REFS_PER_LANE: usize = 2;
+
 /// Takes the lane lock on `origin`, or says why not (held elsewhere: the lane is busy).
 pub(super) async fn acquire(l: &Landing, origin_url: &str) -> Result<HeldLock, End> {
     let (shared, c, lane, cancel) = (&l.shared, &l.c, &l.lane, &l.cancel);
@@ -26,17 +30,29 @@ pub(super) async fn acquire(l: &Landing, origin_url: &str) -> Result<HeldLock, E
             let _ = releaser.release(&held);
         }
     };
-    let acquired = ask_or_clean_up(cancel, move || match locks.acquire(&url, &lane, &owner, &repo)? {
-        // This process runs one landing per lane, and this one has not taken the lock yet:
-        // a live lock in our own name is an orphan (a release that failed, or a create
-        // whose answer was lost). Remove exactly it, then take the lane properly.
-        Acquire::HeldElsewhere { holder, sha } if holder.owner_id == owner => {
-            tracing::warn!(lock = %lock_ref_name(&lane), %sha, "removing this process's own orphaned lane lock");
-            locks.force_release(&url, &lock_ref_name(&lane), &sha)?;
-            locks.acquire(&url, &lane, &owner, &repo)
-        }
-        other => Ok(other),
-    }, release_late)
+    let acquired = ask_or_clean_up(
+        cancel,
+        move || {
+            // This process runs one landing per lane (aliases of one repository included),
+            // and this one has not taken the lock yet: a live lock in our own name is an
+            // orphan (a release that failed, or a create whose answer was lost). Remove
+            // exactly it, then take the lane properly; at most once per ref of the lane.
+            let mut outcome = locks.acquire(&url, &lane, &owner, &repo)?;
+            for _ in 0..LOCK_REFS_PER_LANE {
+                let Acquire::HeldElsewhere { holder, sha, ref_name } = &outcome else {
+                    break;
+                };
+                if holder.owner_id != owner {
+                    break;
+                }
+                tracing::warn!(lock = %ref_name, %sha, "removing this process's own orphaned lane lock");
+                locks.force_release(&url, ref_name, sha)?;
+                outcome = locks.acquire(&url, &lane, &owner, &repo)?;
+            }
+            Ok(outcome)
+        },
+        release_late,
+    )
     .await;
     match acquired {
         Some(Ok(Acquire::Acquired(held))) => Ok(held),

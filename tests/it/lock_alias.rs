@@ -1,0 +1,135 @@
+//! One repository, one lane: two spellings of one origin (a symlinked path, `file://`
+//! next to a path, GitHub owner/name in another case) give gstack two lock refs, yet berth
+//! never lands them at once, in one daemon or in two.
+
+use std::path::Path;
+
+use berth::identity::normalize_remote_url;
+use berth::lane_lock::{Acquire, Lane, Released, lock_ref_name};
+
+use crate::lane_lock::{LONG_TTL, Reach, acquired, client, remote_by};
+use crate::support::{GitLane, World};
+
+/// `remote`'s bare repository reached through a symlink to its parent directory.
+fn symlinked(bare: &Path, link: &Path) -> String {
+    std::os::unix::fs::symlink(bare.parent().unwrap(), link).unwrap();
+    link.join(bare.file_name().unwrap())
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn lane_of(url: &str) -> Lane {
+    Lane {
+        repo_identity: normalize_remote_url(url).unwrap(),
+        base_branch: "main".into(),
+    }
+}
+
+/// Client A holds the lane through `first`; client B, through `second`, finds it held
+/// until A lets go. Each holds gstack's ref of its own spelling.
+fn second_spelling_waits(
+    remote: &crate::lane_lock::Remote,
+    first: (&str, Lane),
+    second: (&str, Lane),
+) {
+    let (_a_dir, a) = client(LONG_TTL);
+    let (_b_dir, b) = client(LONG_TTL);
+    assert_ne!(lock_ref_name(&first.1), lock_ref_name(&second.1));
+    let held = acquired(a.acquire(first.0, &first.1, "owner-a", Path::new("/a")));
+    assert!(remote.sha(&lock_ref_name(&first.1)).is_some());
+    match b.acquire(second.0, &second.1, "owner-b", Path::new("/b")) {
+        Ok(Acquire::HeldElsewhere { holder, .. }) => assert_eq!(holder.owner_id, "owner-a"),
+        other => panic!("the alias must find the lane held, got {other:?}"),
+    }
+    // B wrote nothing: its spelling's ref is absent, or is the shared ref A holds.
+    let second_ref = lock_ref_name(&second.1);
+    assert!(
+        remote.sha(&second_ref).is_none() || held.alias_ref_name() == Some(second_ref.as_str())
+    );
+    assert_eq!(a.release(&held).unwrap(), Released::Deleted);
+    let alias = held.alias_ref_name().map(str::to_owned);
+    if let Some(alias) = alias {
+        assert_eq!(remote.sha(&alias), None, "the alias lock is released too");
+    }
+    let taken = acquired(b.acquire(second.0, &second.1, "owner-b", Path::new("/b")));
+    assert_eq!(remote.sha(&lock_ref_name(&second.1)), Some(taken.sha()));
+    assert_eq!(b.release(&taken).unwrap(), Released::Deleted);
+}
+
+#[test]
+fn a_symlinked_path_to_the_same_bare_repo_waits_for_the_lane() {
+    let remote = remote_by(Reach::Path);
+    let dir = tempfile::tempdir().unwrap();
+    let alias = symlinked(&remote.bare, &dir.path().join("link"));
+    second_spelling_waits(
+        &remote,
+        (&remote.url, lane_of(&remote.url)),
+        (&alias, lane_of(&alias)),
+    );
+}
+
+#[test]
+fn a_file_url_and_a_path_to_the_same_bare_repo_are_one_lane() {
+    let remote = remote_by(Reach::Path);
+    let file_url = format!("file://{}", remote.bare.display());
+    second_spelling_waits(
+        &remote,
+        (&file_url, lane_of(&file_url)),
+        (&remote.url, lane_of(&remote.url)),
+    );
+}
+
+#[test]
+fn github_owner_and_name_in_another_case_are_one_lane() {
+    let remote = remote_by(Reach::GitDaemon);
+    let lane = |identity: &str| Lane {
+        repo_identity: identity.into(),
+        base_branch: "main".into(),
+    };
+    second_spelling_waits(
+        &remote,
+        (&remote.url, lane("github.com/Acme/Widget")),
+        (&remote.url, lane("github.com/acme/widget")),
+    );
+    second_spelling_waits(
+        &remote,
+        (&remote.url, lane("github.com/acme/widget")),
+        (&remote.url, lane("github.com/ACME/widget")),
+    );
+}
+
+/// One daemon, two records of one bare repo cloned through two paths, room for two
+/// lanes: one tick lands only one of them; the other waits for the lane.
+#[test]
+fn one_bare_repo_under_two_paths_never_lands_twice_at_once() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let alias_url = symlinked(Path::new(&lane.remote_url), &world.root.join("mirror"));
+    let alias = GitLane {
+        world: &world,
+        clone: world.clone_into(&world.code, "widget-mirror", &alias_url),
+        remote_url: alias_url,
+    };
+    let first = lane.queue(1, "main");
+    let second = alias.queue(2, "main");
+
+    let config = world.git_forge_config("max_lanes = 2\n");
+    world.run_once(&config).success();
+
+    let statuses: Vec<String> = [&first, &second]
+        .iter()
+        .map(|id| world.read_record(id)["status"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        world.ledger().len(),
+        1,
+        "one landing per lane: {statuses:?}"
+    );
+    assert!(statuses.contains(&"landed".to_owned()), "{statuses:?}");
+    assert!(statuses.contains(&"queued".to_owned()), "{statuses:?}");
+    assert!(
+        world.lock_refs(&lane.remote_url).is_empty(),
+        "both locks released"
+    );
+}
