@@ -31,6 +31,7 @@ mod lock_cli;
 mod lock_model;
 mod module_cycles;
 mod queue_cli;
+mod replay;
 mod rule_edges;
 mod rules;
 mod runner;
