@@ -20,6 +20,7 @@ mod lock_check;
 mod lock_origin;
 mod patterns;
 mod records;
+mod replay;
 mod rules;
 mod run;
 mod status;
