@@ -147,6 +147,7 @@ fn status(
             origins.insert(url, path);
         }
         None => {
+            ctx.require_queue_dir()?;
             for stored in ctx.store.scan()?.records {
                 if let Ok((path, url)) =
                     gated_origin(ctx, std::path::Path::new(&stored.record.repo_path))

@@ -4,10 +4,12 @@
 mod support;
 
 mod checkout;
+mod clear_errors;
 mod cli_help;
 mod crash;
 mod daemon;
 mod demo;
+mod doc_links;
 mod faults;
 mod forge;
 mod gates;
