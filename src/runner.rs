@@ -16,6 +16,7 @@
 mod guard;
 mod log;
 mod process;
+pub mod retention;
 mod strays;
 mod template;
 

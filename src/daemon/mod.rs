@@ -505,6 +505,7 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
                 };
                 if refresh == Refresh::Sweep {
                     last_sweep = Some(std::time::Instant::now());
+                    prune_logs(&shared);
                 }
                 if wake == tick::Wake::Poll {
                     // The backstop for rule edits no watch reports (a hard link's).
@@ -537,6 +538,29 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
             });
         }
     }
+}
+
+/// Prunes `<berth_dir>/logs/` by age and total size on a thread of its own (with the
+/// sweep: at start, then every `reconcile_every_secs`); the loop does not wait for it.
+fn prune_logs(shared: &Shared) {
+    use crate::runner::retention;
+    let logs = shared.berth_dir.join("logs");
+    tokio::task::spawn_blocking(move || {
+        let pruned = retention::prune(
+            &logs,
+            std::time::SystemTime::now(),
+            retention::MAX_LOG_AGE,
+            retention::MAX_LOGS_BYTES,
+        );
+        if pruned.files > 0 {
+            tracing::info!(
+                files = pruned.files,
+                bytes = pruned.bytes,
+                "old attempt logs removed from {}",
+                logs.display()
+            );
+        }
+    });
 }
 
 /// Whether a poll tick should stat every queue file: none yet, or none within
