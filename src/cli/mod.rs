@@ -16,6 +16,7 @@ mod explain;
 mod faults;
 mod install;
 mod lock;
+mod lock_check;
 mod patterns;
 mod records;
 mod rules;

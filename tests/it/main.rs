@@ -19,6 +19,7 @@ mod idle;
 mod install;
 mod installed;
 mod lane_lock;
+mod lease;
 mod liveness;
 mod lock_alias;
 mod lock_cas;

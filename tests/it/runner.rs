@@ -37,6 +37,8 @@ impl Fixture {
                 base: "main".to_owned(),
                 repo,
                 worktree,
+                lock_ref: String::new(),
+                lock_sha: String::new(),
             },
             logs,
             _dir: dir,
@@ -553,4 +555,106 @@ fn the_daemon_prunes_attempt_logs_older_than_thirty_days() {
         "the 60-day-old log is still there"
     );
     assert!(fresh.exists());
+}
+
+/// [`Runner::run_in`] under a lease of `ttl` written now, extended every `every` (if any)
+/// while the step runs.
+async fn land_leased(
+    fx: &Fixture,
+    argv: &[&str],
+    ttl: Duration,
+    every: Option<Duration>,
+) -> StepResult {
+    use berth::boot_clock::BootTime;
+    use berth::pinned_dir::PinnedDir;
+    let repo = PinnedDir::open(&fx.vars.repo.canonicalize().unwrap()).unwrap();
+    let worktree = PinnedDir::open(&fx.vars.worktree.canonicalize().unwrap()).unwrap();
+    let lease = berth::runner::Lease::new(BootTime::now(), ttl);
+    let extender = every.map(|every| {
+        let lease = lease.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                lease.extend(BootTime::now());
+            }
+        })
+    });
+    let fence = berth::runner::Fence {
+        repo: &repo,
+        worktree: &worktree,
+        lease: &lease,
+    };
+    let result = fx
+        .runner(argv, &["true"])
+        .run_in(
+            Step::Land,
+            RECORD,
+            &fx.vars,
+            Some(&fence),
+            1,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    if let Some(task) = extender {
+        task.abort();
+    }
+    result
+}
+
+#[tokio::test]
+async fn a_lease_that_runs_out_stops_the_whole_group_and_an_extended_one_does_not() {
+    let fx = Fixture::new();
+    let ttl = Duration::from_secs(2);
+    let stopped = land_leased(
+        &fx,
+        &["sh", "-c", "sleep 300 & echo $! > child.pid; wait"],
+        ttl,
+        None,
+    )
+    .await;
+    assert_eq!(stopped.outcome, Outcome::LeaseExpired, "{stopped}");
+    let child: i32 = std::fs::read_to_string(fx.worktree_file("child.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{child}/stat"))
+            .is_ok_and(|stat| !stat.contains(") Z "))
+    };
+    let started = Instant::now();
+    while alive() && started.elapsed() < SLACK {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!alive(), "the step's background process outlived the lease");
+
+    // Three TTLs of work, the lease extended all along: it runs to its end.
+    let extended = land_leased(&fx, &["sleep", "6"], ttl, Some(Duration::from_millis(200))).await;
+    assert!(extended.succeeded(), "{extended}");
+}
+
+#[tokio::test]
+async fn pinned_placeholders_name_the_inherited_directories() {
+    let fx = Fixture::new();
+    let result = land_leased(
+        &fx,
+        &[
+            "sh",
+            "-c",
+            "cd \"$1\" && pwd -P > \"$2/where\"",
+            "sh",
+            "{repo}",
+            "{worktree}",
+        ],
+        Duration::from_secs(3600),
+        None,
+    )
+    .await;
+    assert!(result.succeeded(), "{result}");
+    let argv_repo = std::fs::read_to_string(fx.worktree_file("where")).unwrap();
+    assert_eq!(
+        Path::new(argv_repo.trim()),
+        fx.vars.repo.canonicalize().unwrap()
+    );
 }
