@@ -19,6 +19,7 @@ mod lock;
 mod lock_check;
 mod patterns;
 mod records;
+mod replay;
 mod rules;
 mod run;
 mod status;

@@ -26,6 +26,7 @@ mod lock_cas;
 mod lock_cli;
 mod module_cycles;
 mod queue_cli;
+mod replay;
 mod rule_edges;
 mod rules;
 mod runner;

@@ -464,6 +464,20 @@ impl World {
         path
     }
 
+    /// `berth run --watch --rules-root <rules root>`, its log in `<root>/berth-state.log`.
+    pub fn spawn_watching(&self, config: &Path) -> std::process::Child {
+        let (config, root) = (config.to_str().unwrap(), self.rules_root());
+        let args = [
+            "run",
+            "--watch",
+            "--config",
+            config,
+            "--rules-root",
+            root.to_str().unwrap(),
+        ];
+        self.spawn_berth(&args, &self.berth_state(), &[])
+    }
+
     /// The state dir [`World::berth_daemon`] gives the daemon.
     pub fn berth_state(&self) -> PathBuf {
         self.root.join("berth-state")
