@@ -19,6 +19,7 @@ mod guard;
 mod lease;
 mod log;
 mod process;
+pub mod retention;
 mod strays;
 mod template;
 

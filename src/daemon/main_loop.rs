@@ -227,6 +227,7 @@ impl Loop {
         let (wake, refresh) = self.what_to_read(changes);
         if refresh == Refresh::Sweep {
             self.last_sweep = Some(std::time::Instant::now());
+            prune_logs(&self.shared);
         }
         if wake == tick::Wake::Poll {
             // The backstop for rule edits no watch reports (a hard link's).
@@ -300,6 +301,29 @@ impl From<shutdown::Heard> for Event {
             shutdown::Heard::Reload => Event::Reload,
         }
     }
+}
+
+/// Prunes `<berth_dir>/logs/` by age and total size on a thread of its own (with the
+/// sweep: at start, then every `reconcile_every_secs`); the loop does not wait for it.
+fn prune_logs(shared: &Shared) {
+    use crate::runner::retention;
+    let logs = shared.berth_dir.join("logs");
+    tokio::task::spawn_blocking(move || {
+        let pruned = retention::prune(
+            &logs,
+            std::time::SystemTime::now(),
+            retention::MAX_LOG_AGE,
+            retention::MAX_LOGS_BYTES,
+        );
+        if pruned.files > 0 {
+            tracing::info!(
+                files = pruned.files,
+                bytes = pruned.bytes,
+                "old attempt logs removed from {}",
+                logs.display()
+            );
+        }
+    });
 }
 
 /// Whether a poll tick should stat every queue file: none yet, or none within

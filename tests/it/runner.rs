@@ -529,6 +529,34 @@ async fn a_record_id_that_could_escape_the_logs_dir_runs_nothing() {
     assert!(!fx.logs.exists());
 }
 
+/// The daemon prunes `logs/` when it sweeps the queue (at start): a log older than 30 days
+/// goes, a fresh one stays.
+#[test]
+fn the_daemon_prunes_attempt_logs_older_than_thirty_days() {
+    let world = crate::support::World::new();
+    let config = world.git_forge_config("");
+    let logs = world.berth_state().join("logs/some-record");
+    std::fs::create_dir_all(&logs).unwrap();
+    let old = logs.join("attempt-1-land.log");
+    let fresh = logs.join("attempt-2-land.log");
+    for path in [&old, &fresh] {
+        std::fs::write(path, "output\n").unwrap();
+    }
+    let sixty_days = std::time::Duration::from_secs(60 * 24 * 3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - sixty_days)
+        .unwrap();
+    world.run_once(&config).code(0);
+    assert!(
+        world.wait_for(std::time::Duration::from_secs(10), || !old.exists()),
+        "the 60-day-old log is still there"
+    );
+    assert!(fresh.exists());
+}
+
 /// [`Runner::run_in`] under a lease of `ttl` written now, extended every `every` (if any)
 /// while the step runs.
 async fn land_leased(
