@@ -236,7 +236,9 @@ mod tests {
             "a, b and the ctx, each once:\n{text}"
         );
         // A restarted daemon does not store again what is there.
-        let again = FactsStore::new(dir.path()).put_args(std::slice::from_ref(&a)).unwrap();
+        let again = FactsStore::new(dir.path())
+            .put_args(std::slice::from_ref(&a))
+            .unwrap();
         let text = std::fs::read_to_string(dir.path().join(FACTS_FILE)).unwrap();
         assert_eq!(text.lines().count(), 3);
         let index = FactsIndex::load(
