@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 
 use super::{Context, Outcome};
-use crate::lane_lock::{ListedLock, LockClient, LockListing, LockSettings, Released};
+use crate::lane_lock::{ListedLock, LockClient, LockListing, Released};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum LockCommand {
@@ -112,27 +112,7 @@ pub fn run(ctx: &Context, command: &LockCommand) -> anyhow::Result<Outcome> {
     }
 }
 
-/// A lock client whose scratch repo lives in `dir`.
-pub(super) fn client(dir: &std::path::Path) -> anyhow::Result<LockClient> {
-    crate::atomic_file::ensure_private_dir(dir)?;
-    Ok(LockClient::new(
-        &dir.join("lock-scratch.git"),
-        LockSettings::default(),
-    )?)
-}
-
-/// The origin URL of a repo, read only after the repo passed the gate.
-pub(super) fn gated_origin(
-    ctx: &Context,
-    repo_path: &std::path::Path,
-) -> anyhow::Result<(PathBuf, String)> {
-    let gated = ctx
-        .allowlist(&ctx.config()?)
-        .gate_repo_path(&repo_path.to_string_lossy())?;
-    let url = crate::identity::origin_url(&gated.path)?
-        .with_context(|| format!("{} has no `origin` remote", gated.path.display()))?;
-    Ok((gated.path, url))
-}
+pub(super) use super::lock_origin::{client, gated_origin};
 
 fn status(
     ctx: &Context,
@@ -147,6 +127,7 @@ fn status(
             origins.insert(url, path);
         }
         None => {
+            ctx.require_queue_dir()?;
             for stored in ctx.store.scan()?.records {
                 if let Ok((path, url)) =
                     gated_origin(ctx, std::path::Path::new(&stored.record.repo_path))

@@ -28,16 +28,18 @@ pub(super) fn check(
         Some(path) => path.to_path_buf(),
         None => std::env::current_dir().context("the current directory cannot be read")?,
     };
-    let (path, url) = super::lock::gated_origin(ctx, &repo)?;
+    let (path, url) = super::lock_origin::gated_origin(ctx, &repo)?;
     let dir = berth_dir
         .cloned()
         .unwrap_or_else(crate::paths::default_berth_dir);
-    let listed = super::lock::client(&dir)?.list(&url).with_context(|| {
-        format!(
-            "cannot read the lane locks on the origin of {}",
-            path.display()
-        )
-    })?;
+    let listed = super::lock_origin::client(&dir)?
+        .list(&url)
+        .with_context(|| {
+            format!(
+                "cannot read the lane locks on the origin of {}",
+                path.display()
+            )
+        })?;
     let lock = listed.iter().find(|l| l.ref_name == ref_name);
     let (live, why) = verdict(lock, &sha);
     println!("{ref_name}: {why}");

@@ -17,6 +17,7 @@ mod faults;
 mod install;
 mod lock;
 mod lock_check;
+mod lock_origin;
 mod patterns;
 mod records;
 mod replay;
