@@ -164,6 +164,16 @@ pub struct StepRun {
 /// a cgroup could follow it.
 pub async fn run_step(cmd: &StepCommand<'_>, cancel: &CancellationToken) -> StepRun {
     let started = Instant::now();
+    // Berth was paused or starved past the lease before this step: the lock may be
+    // another daemon's by now, and a started group would run until its guard's SIGKILL.
+    if cmd.lease.is_some_and(Lease::expired) {
+        tracing::warn!(log = %cmd.log_path.display(), "step not started: its lane lock lease has run out");
+        return StepRun {
+            outcome: Outcome::LeaseExpired,
+            output_start: 0,
+            elapsed: started.elapsed(),
+        };
+    }
     let header = format!(
         "==== berth {}: running {:?} in {:?}",
         crate::clock::now_iso(),

@@ -557,19 +557,19 @@ fn the_daemon_prunes_attempt_logs_older_than_thirty_days() {
     assert!(fresh.exists());
 }
 
-/// [`Runner::run_in`] under a lease of `ttl` written now, extended every `every` (if any)
+/// [`Runner::run_in`] under a lease of `ttl` written `ago`, extended every `every` (if any)
 /// while the step runs.
 async fn land_leased(
     fx: &Fixture,
     argv: &[&str],
-    ttl: Duration,
+    (ttl, ago): (Duration, Duration),
     every: Option<Duration>,
 ) -> StepResult {
     use berth::boot_clock::BootTime;
     use berth::pinned_dir::PinnedDir;
     let repo = PinnedDir::open(&fx.vars.repo.canonicalize().unwrap()).unwrap();
     let worktree = PinnedDir::open(&fx.vars.worktree.canonicalize().unwrap()).unwrap();
-    let lease = berth::runner::Lease::new(BootTime::now(), ttl);
+    let lease = berth::runner::Lease::new(BootTime::now().before(ago), ttl);
     let extender = every.map(|every| {
         let lease = lease.clone();
         tokio::spawn(async move {
@@ -609,7 +609,7 @@ async fn a_lease_that_runs_out_stops_the_whole_group_and_an_extended_one_does_no
     let stopped = land_leased(
         &fx,
         &["sh", "-c", "sleep 300 & echo $! > child.pid; wait"],
-        ttl,
+        (ttl, Duration::ZERO),
         None,
     )
     .await;
@@ -630,8 +630,35 @@ async fn a_lease_that_runs_out_stops_the_whole_group_and_an_extended_one_does_no
     assert!(!alive(), "the step's background process outlived the lease");
 
     // Three TTLs of work, the lease extended all along: it runs to its end.
-    let extended = land_leased(&fx, &["sleep", "6"], ttl, Some(Duration::from_millis(200))).await;
+    let extended = land_leased(
+        &fx,
+        &["sleep", "6"],
+        (ttl, Duration::ZERO),
+        Some(Duration::from_millis(200)),
+    )
+    .await;
     assert!(extended.succeeded(), "{extended}");
+}
+
+/// Berth was stopped (SIGSTOP, a suspend) between two steps for longer than the lock's
+/// TTL: another daemon may own the lane by now. The next step is not started at all; a
+/// started one would run until its guard's SIGKILL (a land command that ignores SIGTERM
+/// can push meanwhile), alongside the new owner's landing.
+#[tokio::test]
+async fn a_step_whose_lease_already_ran_out_is_never_started() {
+    let fx = Fixture::new();
+    let ttl = Duration::from_secs(8);
+    let result = land_leased(
+        &fx,
+        &sh("trap '' TERM; touch ran; sleep 1"),
+        (ttl, 2 * ttl),
+        None,
+    )
+    .await;
+    assert_eq!(result.outcome, Outcome::LeaseExpired, "{result}");
+    let log = std::fs::read_to_string(fx.log(1, "land")).unwrap_or_default();
+    assert!(!log.contains(": running "), "the step was started: {log}");
+    assert!(!fx.worktree_file("ran").exists(), "the step ran");
 }
 
 #[tokio::test]
@@ -647,7 +674,7 @@ async fn pinned_placeholders_name_the_inherited_directories() {
             "{repo}",
             "{worktree}",
         ],
-        Duration::from_secs(3600),
+        (Duration::from_secs(3600), Duration::ZERO),
         None,
     )
     .await;
