@@ -402,12 +402,9 @@ fn service(inputs: &Inputs<'_>) -> Check {
     }
 }
 
+/// `program` on `PATH` (or the path itself), only if it is an executable file.
 fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| Path::new(dir).join(program))
-        .find(|p| p.is_file())
+    which::which(program).ok()
 }
 
 /// Pending halt events wait for an investigator: worth a look, not a failure.

@@ -156,7 +156,14 @@ impl Allowlist {
             }
         }
         if let Some(root) = project_root {
-            match resolve_root(root) {
+            // gstack drops a project root whose realpath fails (the env entries it keeps
+            // as written): a root that does not exist adds nothing.
+            let exists = root.try_exists().unwrap_or(false);
+            match resolve_root(root).and_then(|real| {
+                exists
+                    .then_some(real)
+                    .ok_or_else(|| "it does not exist".to_owned())
+            }) {
                 Ok(real) => list.push(real),
                 Err(reason) => {
                     refused.push(format!("project root {} ignored: {reason}", root.display()))
@@ -733,5 +740,16 @@ mod tests {
         assert_eq!(refused.len(), 5, "{refused:?}");
         assert!(refused.iter().any(|r| r.contains("empty entry")));
         assert!(refused.iter().any(|r| r.contains("project root / ignored")));
+    }
+
+    #[test]
+    fn a_project_root_that_does_not_exist_adds_no_allowed_root() {
+        let (list, refused) =
+            Allowlist::build(None, None, Some(Path::new("/nonexistent/berth/project")));
+        assert!(list.prefixes().is_empty(), "{:?}", list.prefixes());
+        assert_eq!(
+            refused,
+            ["project root /nonexistent/berth/project ignored: it does not exist"]
+        );
     }
 }

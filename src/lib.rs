@@ -7,6 +7,7 @@
 static ALLOCATOR: rules::memory::CountingAlloc = rules::memory::CountingAlloc;
 
 pub mod atomic_file;
+pub mod boot_clock;
 pub mod cli;
 pub mod clock;
 pub mod config;

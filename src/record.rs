@@ -258,7 +258,12 @@ impl Record {
 
     /// The id this record's file should carry (`<repoKey>-<base>-pr-<n>`).
     pub fn expected_id(&self) -> String {
-        crate::safe_key::record_id(&self.identity_or_path(), &self.base_branch, self.pr_number)
+        self.id_under(&self.identity_or_path())
+    }
+
+    /// The id of this record filed under the repo identity `identity`.
+    pub fn id_under(&self, identity: &str) -> String {
+        crate::safe_key::record_id(identity, &self.base_branch, self.pr_number)
     }
 }
 

@@ -12,14 +12,19 @@
 //! - [`run_step`]: one command in its own process group with a timeout, cancellation and
 //!   a per-attempt log; nothing it started survives it.
 //! - [`output_shows_drift`]: the drift signatures that call for a `/ship` repair.
+//! - [`Lease`]: the lane lock's deadline, held by each step's guard so a stopped or
+//!   suspended berth cannot leave a landing running past its lock.
 
 mod guard;
+mod lease;
 mod log;
 mod process;
+pub mod retention;
 mod strays;
 mod template;
 
 use std::fmt;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -27,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::pinned_dir::PinnedDir;
 
+pub use lease::{LEASE_MARGIN, Lease, follow as follow_heartbeat, margin as lease_margin};
 pub use log::{
     ATTEMPT_SEARCH_LIMIT, ClaimError, DRIFT_SCAN_CAP, DRIFT_SIGNATURES, InvalidRecordId,
     attempt_log_path, claim_attempt, output_shows_drift,
@@ -198,14 +204,15 @@ impl Runner {
             .await
     }
 
-    /// [`Runner::run`], started in `start_in` (the directory the gate checked, held open)
-    /// rather than in `vars.worktree` looked up by name.
+    /// [`Runner::run`] for a landing: started in the pinned worktree, with `{repo}` and
+    /// `{worktree}` naming the pinned directories, and stopped when `fence`'s lease runs
+    /// out.
     pub async fn run_in(
         &self,
         step: Step,
         record_id: &str,
         vars: &StepVars,
-        start_in: Option<&PinnedDir>,
+        fence: Option<&Fence<'_>>,
         attempt: u32,
         cancel: &CancellationToken,
     ) -> Result<StepResult, InvalidRecordId> {
@@ -214,7 +221,11 @@ impl Runner {
             Step::Land => &self.land,
             Step::Ship => &self.ship,
         };
-        let argv = template.render(vars, &log_path);
+        let argv = match fence {
+            Some(fence) => template.render(&fence.pinned_vars(vars), &log_path),
+            None => template.render(vars, &log_path),
+        };
+        let pass_fds: Vec<RawFd> = fence.map_or_else(Vec::new, Fence::fds);
         tracing::info!(
             record = record_id,
             step = step.as_str(),
@@ -230,8 +241,10 @@ impl Runner {
             &StepCommand {
                 argv: &argv,
                 cwd: &vars.worktree,
-                start_in,
+                start_in: fence.map(|fence| fence.worktree),
                 env: &mark,
+                pass_fds: &pass_fds,
+                lease: fence.map(|fence| fence.lease),
                 log_path: &log_path,
                 timeout: self.timeout,
                 grace: self.grace,
@@ -260,6 +273,38 @@ impl Runner {
         );
         Ok(result)
     }
+}
+
+/// What a landing's step is held to: the directories the gate pinned, and the lease.
+#[derive(Debug, Clone, Copy)]
+pub struct Fence<'a> {
+    /// The gated repository, held open: `{repo}` names it.
+    pub repo: &'a PinnedDir,
+    /// The checkout the step starts in (by `fchdir`) and `{worktree}` names.
+    pub worktree: &'a PinnedDir,
+    /// The lane lock's lease: the step's guard stops it when the lease runs out.
+    pub lease: &'a Lease,
+}
+
+impl Fence<'_> {
+    /// `vars` with `{repo}` and `{worktree}` as `/proc/self/fd/N` of the pinned
+    /// directories, which the step inherits: a name swapped for a symlink during the step
+    /// cannot redirect it, since the path leads through the open descriptor.
+    fn pinned_vars(&self, vars: &StepVars) -> StepVars {
+        StepVars {
+            repo: fd_path(self.repo),
+            worktree: fd_path(self.worktree),
+            ..vars.clone()
+        }
+    }
+
+    fn fds(&self) -> Vec<RawFd> {
+        vec![self.repo.fd().as_raw_fd(), self.worktree.fd().as_raw_fd()]
+    }
+}
+
+fn fd_path(dir: &PinnedDir) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", dir.fd().as_raw_fd()))
 }
 
 /// Reads this run's output (capped) and looks for drift. An unreadable log counts as no

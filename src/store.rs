@@ -299,8 +299,14 @@ impl QueueStore {
 
     /// Writes a new record under its expected id; never replaces an existing file.
     pub fn insert(&self, record: &Record) -> Result<String, StoreError> {
+        self.insert_under(&record.identity_or_path(), record)
+    }
+
+    /// [`QueueStore::insert`] filed under the repo identity `identity` (a legacy record's
+    /// origin identity, which the record itself does not carry).
+    pub fn insert_under(&self, identity: &str, record: &Record) -> Result<String, StoreError> {
         self.ensure_dir()?;
-        let id = record.expected_id();
+        let id = record.id_under(identity);
         let path = self.path_of(&id);
         let _guard = self.lock(&id)?;
         match atomic_file::create_new(&path, record.to_pretty_json().as_bytes(), 0o600) {

@@ -62,6 +62,8 @@ pub fn run(ctx: &Context, args: &EnqueueArgs) -> anyhow::Result<Outcome> {
     if args.pr == 0 {
         anyhow::bail!("--pr must be a positive PR number");
     }
+    // A mistyped queue dir must not become a new queue no daemon reads.
+    ctx.require_queue_dir()?;
     let gated = ctx
         .allowlist(&ctx.config()?)
         .gate_record(&record)
@@ -73,7 +75,6 @@ pub fn run(ctx: &Context, args: &EnqueueArgs) -> anyhow::Result<Outcome> {
             "warning: the worktree will not be used ({reason}); landings will run in a scratch worktree"
         );
     }
-    ctx.store.ensure_dir()?;
     let id = ctx.store.insert(&record)?;
     println!("queued {id} ({})", ctx.store.path_of(&id).display());
     Ok(Outcome::Clean)

@@ -1,5 +1,6 @@
 //! `berth lock status` and `berth lock release`: an operator's view of the lane locks on
-//! each repo's `origin`, and the one way to remove a lock by hand.
+//! each repo's `origin`, and the one way to remove a lock by hand; `berth lock check`
+//! ([`super::lock_check`]) for a land command fencing its push.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -8,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 
 use super::{Context, Outcome};
-use crate::lane_lock::{ListedLock, LockClient, LockListing, LockSettings, Released};
+use crate::lane_lock::{ListedLock, LockClient, LockListing, Released};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum LockCommand {
@@ -43,12 +44,36 @@ pub enum LockCommand {
         #[arg(long, env = "BERTH_DIR", value_name = "DIR")]
         berth_dir: Option<PathBuf>,
     },
+    /// Exit 0 only while lock REF on origin is exactly commit SHA and live (1: it is not;
+    /// 2: cannot tell). A land command runs it just before its push.
+    #[command(after_help = "Examples:
+  land_command = [\"sh\", \"-c\", \"berth lock check \\\"$1\\\" --sha \\\"$2\\\" && git push origin HEAD:main\", \"sh\", \"{lock_ref}\", \"{lock_sha}\"]
+  berth lock check refs/gstack/release-locks/github.com-acme-widget-main --sha 3f2c… --repo-path ~/code/widget")]
+    Check {
+        #[command(flatten)]
+        repos: super::RepoArgs,
+        /// The lock ref (`{lock_ref}` in a land command).
+        #[arg(value_name = "REF")]
+        ref_name: String,
+        /// The lock commit the step started under (`{lock_sha}`).
+        #[arg(long, value_name = "SHA")]
+        sha: String,
+        /// The repo whose `origin` holds the lock; default: the current directory (a land
+        /// command runs in the landing's checkout).
+        #[arg(long, value_name = "DIR")]
+        repo_path: Option<PathBuf>,
+        /// berth's private state dir (its lock scratch repo).
+        #[arg(long, env = "BERTH_DIR", value_name = "DIR")]
+        berth_dir: Option<PathBuf>,
+    },
 }
 
 impl LockCommand {
     pub fn repos(&self) -> &super::RepoArgs {
         match self {
-            LockCommand::Status { repos, .. } | LockCommand::Release { repos, .. } => repos,
+            LockCommand::Status { repos, .. }
+            | LockCommand::Release { repos, .. }
+            | LockCommand::Check { repos, .. } => repos,
         }
     }
 }
@@ -77,27 +102,17 @@ pub fn run(ctx: &Context, command: &LockCommand) -> anyhow::Result<Outcome> {
             force,
             berth_dir,
         } => release(ctx, ref_name, repo_path, *force, berth_dir),
+        LockCommand::Check {
+            repos: _,
+            ref_name,
+            sha,
+            repo_path,
+            berth_dir,
+        } => super::lock_check::check(ctx, ref_name, sha, repo_path.as_deref(), berth_dir.as_ref()),
     }
 }
 
-/// A lock client whose scratch repo lives in `dir`.
-pub(super) fn client(dir: &std::path::Path) -> anyhow::Result<LockClient> {
-    crate::atomic_file::ensure_private_dir(dir)?;
-    Ok(LockClient::new(
-        &dir.join("lock-scratch.git"),
-        LockSettings::default(),
-    )?)
-}
-
-/// The origin URL of a repo, read only after the repo passed the gate.
-fn gated_origin(ctx: &Context, repo_path: &std::path::Path) -> anyhow::Result<(PathBuf, String)> {
-    let gated = ctx
-        .allowlist(&ctx.config()?)
-        .gate_repo_path(&repo_path.to_string_lossy())?;
-    let url = crate::identity::origin_url(&gated.path)?
-        .with_context(|| format!("{} has no `origin` remote", gated.path.display()))?;
-    Ok((gated.path, url))
-}
+pub(super) use super::lock_origin::{client, gated_origin};
 
 fn status(
     ctx: &Context,
@@ -112,6 +127,7 @@ fn status(
             origins.insert(url, path);
         }
         None => {
+            ctx.require_queue_dir()?;
             for stored in ctx.store.scan()?.records {
                 if let Ok((path, url)) =
                     gated_origin(ctx, std::path::Path::new(&stored.record.repo_path))

@@ -36,6 +36,7 @@ pub struct AbandonArgs {
 
 /// Finds exactly one record for a PR number (or id), or explains why not.
 fn pick(ctx: &Context, args: &PickArgs) -> anyhow::Result<StoredRecord> {
+    ctx.require_queue_dir()?;
     let scan = ctx.store.scan()?;
     let wanted_pr: Option<u64> = args.pr.trim_start_matches('#').parse().ok();
     let mut candidates: Vec<StoredRecord> = scan

@@ -31,6 +31,11 @@ pub enum RulesCommand {
     List(RootArg),
     /// Write the embedded rules, policies and their tests into a new rules root.
     Init(InitArg),
+    /// Ask a candidate rule set the questions the daemon recorded, with the facts it
+    /// recorded, and print what would change (exit 1 when anything would).
+    Replay(super::replay::ReplayArgs),
+    /// Turn recorded decisions into rule-test cases (`*.tests.json`).
+    Capture(super::replay::CaptureArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -74,6 +79,8 @@ pub fn run(args: &RulesArgs) -> anyhow::Result<Outcome> {
         RulesCommand::Check(a) => judge(Verb::Check, a.root.root.as_deref()),
         RulesCommand::Test(a) => judge(Verb::Test, a.root.root.as_deref()),
         RulesCommand::List(a) => judge(Verb::List, a.root.as_deref()),
+        RulesCommand::Replay(a) => super::replay::replay(a),
+        RulesCommand::Capture(a) => super::replay::capture(a),
     }
 }
 

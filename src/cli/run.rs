@@ -111,6 +111,20 @@ fn log_startup(shared: &Shared, daemon: &DaemonArgs, source: &ConfigSource) {
     );
 }
 
+/// With the `gh` forge and no runnable `gh`, every discovery and merge proof fails: said
+/// once at start with the fix, not only as each call's spawn error.
+fn warn_without_gh(config: &Config) {
+    if config.forge != ForgeKind::Gh {
+        return;
+    }
+    if let Err(e) = which::which(&config.gh_program) {
+        tracing::error!(
+            "{}",
+            crate::forge::missing_gh_hint(&config.gh_program, &e.to_string())
+        );
+    }
+}
+
 /// How a SIGHUP re-reads this daemon's configuration: the same file, the same overrides,
 /// the same process roots.
 fn config_reload(ctx: &Context, daemon: &DaemonArgs) -> ConfigReload {
@@ -133,6 +147,7 @@ pub enum RunEnd {
 pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<RunEnd> {
     let mode = if args.watch { Mode::Watch } else { Mode::Once };
     let config = args.daemon.config(&ctx.config_source)?;
+    warn_without_gh(&config);
     let berth_dir = args
         .daemon
         .berth_dir

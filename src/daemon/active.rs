@@ -9,7 +9,16 @@ use crate::record::Record;
 
 #[derive(Debug, Default)]
 pub struct Active {
-    landing: Mutex<HashMap<String, Record>>,
+    landing: Mutex<HashMap<String, Claimed>>,
+}
+
+/// A record as claimed, with the repo identity its lane was gated with: a legacy record
+/// (no `repoIdentity`) is filed under its origin's identity, which the copy alone cannot
+/// tell.
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    pub record: Record,
+    pub identity: String,
 }
 
 impl Active {
@@ -19,20 +28,22 @@ impl Active {
     }
 
     /// The copy of `id` this process claimed, if it is landing it.
-    pub fn copy_of(&self, id: &str) -> Option<Record> {
+    pub fn copy_of(&self, id: &str) -> Option<Claimed> {
         self.map().get(id).cloned()
     }
 
     /// Registers a landing until the returned guard drops (on every path out of it).
-    pub fn register(&self, id: &str, record: Record) -> Registered<'_> {
-        self.map().insert(id.to_owned(), record);
+    pub fn register(&self, id: &str, record: Record, identity: &str) -> Registered<'_> {
+        let identity = identity.to_owned();
+        self.map()
+            .insert(id.to_owned(), Claimed { record, identity });
         Registered {
             active: self,
             id: id.to_owned(),
         }
     }
 
-    fn map(&self) -> MutexGuard<'_, HashMap<String, Record>> {
+    fn map(&self) -> MutexGuard<'_, HashMap<String, Claimed>> {
         self.landing.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

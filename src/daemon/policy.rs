@@ -126,7 +126,7 @@ pub fn order(shared: &Shared, queued: &[&StoredRecord]) -> Vec<usize> {
         .iter()
         .map(|s| record_value(&s.id, &s.record))
         .collect();
-    let decided = discovery::order(&shared.rules.current(), candidates);
+    let mut decided = discovery::order(&shared.rules.current(), candidates);
     match &decided.error {
         // Not per record: the order is one decision about the whole queue.
         Some(error) => {
@@ -137,6 +137,9 @@ pub fn order(shared: &Shared, queued: &[&StoredRecord]) -> Vec<usize> {
         // Only a failure is logged (the order is asked every tick); a good answer ends it.
         None => shared.decisions.fallbacks().note(&decided, None, ""),
     }
+    shared
+        .decisions
+        .remember_order(std::mem::take(&mut decided.args));
     decided
         .value
         .iter()
@@ -180,18 +183,19 @@ pub fn selected(shared: &Shared, stored: &StoredRecord, position: usize, of: usi
         function: "order",
         ruleset: shared.rules.current().hash().to_owned(),
         error: None,
+        args: Vec::new(),
     };
-    log_about(
-        shared,
-        &decided,
-        &stored.id,
-        &stored.record,
-        "selected",
-        &format!(
-            "head of its lane, {} of {of} queued in rule order",
-            position + 1
-        ),
+    let repo = stored.record.identity_or_path();
+    let subject = Subject {
+        id: &stored.id,
+        pr: stored.record.pr_number,
+        repo: &repo,
+    };
+    let reason = format!(
+        "head of its lane, {} of {of} queued in rule order",
+        position + 1
     );
+    shared.decisions.selection(&decided, subject, &reason);
 }
 
 /// `on_land_result` for a finished land step.

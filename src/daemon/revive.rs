@@ -61,8 +61,8 @@ pub fn revive(shared: &Shared, id: &str) {
 /// The record's `runId` (gstack's name for it in its lines): from the copy being landed,
 /// else as last read, else its id.
 fn run_id_of(shared: &Shared, id: &str) -> String {
-    if let Some(record) = shared.active.copy_of(id) {
-        return record.run_id;
+    if let Some(claimed) = shared.active.copy_of(id) {
+        return claimed.record.run_id;
     }
     let read = shared.view().get(id).map(|s| s.record.run_id.clone());
     read.unwrap_or_else(|| id.to_owned())
@@ -72,21 +72,27 @@ fn run_id_of(shared: &Shared, id: &str) -> String {
 /// process claimed (as gstack does), so the PR is not silently dropped from the queue.
 /// `Err` says why it could not be.
 fn recreate(shared: &Shared, id: &str, why: &str, interrupted: &str) -> Result<(), String> {
-    let Some(mut record) = shared.active.copy_of(id) else {
+    let Some(claimed) = shared.active.copy_of(id) else {
         return Err("its file vanished and no copy of it is held".to_owned());
     };
-    if record.expected_id() != id {
-        return Err(format!(
-            "its file vanished and its copy names another id ({})",
-            record.expected_id()
-        ));
-    }
+    let mut record = claimed.record;
+    // A legacy record (no `repoIdentity`) is filed under its origin's identity by gstack,
+    // or under `path:<repoPath>`: the copy is written back only under the id it came from.
+    let filed_under = [record.identity_or_path(), claimed.identity]
+        .into_iter()
+        .find(|identity| record.id_under(identity) == id)
+        .ok_or_else(|| {
+            format!(
+                "its file vanished and its copy names another id ({})",
+                record.expected_id()
+            )
+        })?;
     record.status = Status::Queued;
     record.retries = Some(0);
     record.claimed_by = None;
     record.last_error = Some(interrupted.to_owned());
     record.last_updated_at = Some(crate::clock::now_iso());
-    match shared.store.insert(&record) {
+    match shared.store.insert_under(&filed_under, &record) {
         Ok(_) => {
             tracing::warn!(record = %id, "its file vanished mid-landing; recreated as queued after {why}");
             Ok(())

@@ -26,15 +26,6 @@ pub enum Heard {
     Reload,
 }
 
-impl Heard {
-    pub(super) fn event(self) -> super::Event {
-        match self {
-            Heard::Stop(signal) => super::Event::Signal(signal),
-            Heard::Reload => super::Event::Reload,
-        }
-    }
-}
-
 impl Signals {
     pub fn install(hup_reloads: bool) -> std::io::Result<Signals> {
         Ok(Signals {

@@ -84,7 +84,51 @@ pub async fn run(world: &World, observer: &mut Observer<'_>) -> anyhow::Result<V
         held: status_of(world, &held.id)? == Status::Landed
             && world.merged_on_remote(&held.feature, "main")?,
     });
+    checks.push(replay_freeze(world, &freeze)?);
     Ok(checks)
+}
+
+/// `berth rules replay` of the freeze against this run's own history: it names every PR
+/// the recorded policy let go, each of which the freeze would have held.
+fn replay_freeze(world: &World, freeze: &str) -> anyhow::Result<Check> {
+    say("");
+    say("replaying the freeze against this run's recorded decisions (berth rules replay):");
+    let root = world.berth_dir.with_file_name("freeze-candidate");
+    std::fs::create_dir_all(root.join("policies"))?;
+    std::fs::write(root.join(LANDING_FILE), freeze)?;
+    let built = crate::rules::Rules::check(Some(&root), &crate::rules::RuleSpec::standard())
+        .map_err(|f| anyhow::anyhow!("the freeze does not load: {f}"))?;
+    let replayed = crate::rules::replay::replay(&world.berth_dir, &built.set, &Default::default())?;
+    let mut would_hold = std::collections::BTreeSet::new();
+    for d in replayed
+        .differences
+        .iter()
+        .filter(|d| d.function == "admit")
+    {
+        let pr = d.pr.unwrap_or_default();
+        say(&format!(
+            "  PR #{pr} went at {}; under the freeze it would have waited: {}",
+            d.time, d.candidate.reason
+        ));
+        would_hold.insert(pr);
+    }
+    let mut went = std::collections::BTreeSet::new();
+    crate::rules::decisions::each_line(&world.berth_dir, |line| {
+        if line["function"] == "admit" && line["decision"] == "go" {
+            went.extend(line["pr"].as_u64());
+        }
+    })?;
+    say(&format!(
+        "  {} decision(s) replayed, {} would change",
+        replayed.replayed,
+        replayed.differences.len()
+    ));
+    Ok(Check {
+        claim:
+            "replaying the freeze against the recorded history names every PR it would have held"
+                .into(),
+        held: !went.is_empty() && would_hold == went,
+    })
 }
 
 fn status_of(world: &World, id: &str) -> anyhow::Result<Status> {

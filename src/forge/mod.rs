@@ -212,7 +212,10 @@ pub enum ForgeError {
         what: &'static str,
         branch: String,
     },
-    #[error("{subject}: could not start `{program}`: {source}")]
+    #[error(
+        "{subject}: could not start `{program}`: {source}{}",
+        spawn_hint(program, source)
+    )]
     Spawn {
         subject: Subject,
         program: String,
@@ -421,6 +424,22 @@ pub fn verify_claim(check: &PrCheck, expected: &PrRef<'_>) -> Result<(), ClaimRe
 /// builds refspecs from branch names.
 fn is_safe_branch(branch: &str) -> bool {
     crate::gates::gate_branch(crate::gates::Gate::FeatureBranch, branch).is_ok()
+}
+
+/// What to do about a forge program that is not there.
+pub fn missing_gh_hint(program: &str, why: &str) -> String {
+    format!(
+        "the forge is gh, but `{program}` cannot be run ({why}): install the GitHub CLI (https://cli.github.com) and `gh auth login`, or set forge = \"git\" in the config (or pass --forge git)"
+    )
+}
+
+/// The fix, appended to a spawn error, when the program is missing.
+fn spawn_hint(program: &str, source: &std::io::Error) -> String {
+    if source.kind() == std::io::ErrorKind::NotFound {
+        format!("; {}", missing_gh_hint(program, "not found"))
+    } else {
+        String::new()
+    }
 }
 
 #[cfg(test)]

@@ -184,12 +184,24 @@ fn local_swap(
     };
     match written {
         Ok(()) => Ok(PushOutcome::Applied),
-        Err(e) if matches!(e.code(), ErrorCode::Modified | ErrorCode::Locked) => {
-            Ok(PushOutcome::Rejected {
-                status: format!(
-                    "the ref moved or was locked while berth wrote it: {}",
-                    e.message()
-                ),
+        Err(e)
+            if matches!(
+                e.code(),
+                ErrorCode::Modified | ErrorCode::NotFound | ErrorCode::Locked
+            ) =>
+        {
+            // The ref moved (or was deleted) since the look, or another writer holds its
+            // lock: say which, so a refresh learns at once that the lane was taken.
+            let now = match origin.refname_to_id(ref_name) {
+                Ok(id) => Some(id),
+                Err(read) if read.code() == ErrorCode::NotFound => Some(Oid::ZERO_SHA1),
+                Err(_) => None,
+            };
+            Ok(match now {
+                Some(now) if !expect.matches(now) => PushOutcome::Refused { advertised: now },
+                _ => PushOutcome::Rejected {
+                    status: format!("the ref was locked while berth wrote it: {}", e.message()),
+                },
             })
         }
         Err(e) => Err(e),

@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{HeldLock, Lane, LockClient, LockError};
+use crate::boot_clock::BootTime;
 use crate::gstack_text;
 
 /// The lock as last refreshed. A refresh works on a copy and publishes the result, so a
@@ -41,6 +42,7 @@ type Published = watch::Sender<HeldLock>;
 pub struct Heartbeat {
     held: Arc<Published>,
     lost: watch::Receiver<bool>,
+    refreshed: watch::Receiver<Option<BootTime>>,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -56,16 +58,21 @@ impl Heartbeat {
     ) -> Heartbeat {
         let held = Arc::new(watch::Sender::new(held));
         let (lost_tx, lost) = watch::channel(false);
+        let (refreshed_tx, refreshed) = watch::channel(None);
         let stop = shutdown.child_token();
         let task = tokio::spawn(refresh_loop(
             client,
             Arc::clone(&held),
-            lost_tx,
+            Signals {
+                lost_tx,
+                refreshed_tx,
+            },
             stop.clone(),
         ));
         Heartbeat {
             held,
             lost,
+            refreshed,
             stop,
             task,
         }
@@ -75,6 +82,13 @@ impl Heartbeat {
     /// in a `select!` next to the landing to abort the landing promptly.
     pub fn lost(&self) -> watch::Receiver<bool> {
         self.lost.clone()
+    }
+
+    /// The `CLOCK_BOOTTIME` at which the last successful refresh started its write (taken
+    /// before the write, so the remote's `expiresAt` is at least TTL after it): what a
+    /// step's lease is extended by.
+    pub fn refreshed(&self) -> watch::Receiver<Option<BootTime>> {
+        self.refreshed.clone()
     }
 
     pub fn is_lost(&self) -> bool {
@@ -124,12 +138,22 @@ impl LockWatch {
     }
 }
 
+/// What the refresh loop tells the landing.
+struct Signals {
+    lost_tx: watch::Sender<bool>,
+    refreshed_tx: watch::Sender<Option<BootTime>>,
+}
+
 async fn refresh_loop(
     client: Arc<LockClient>,
     held: Arc<Published>,
-    lost_tx: watch::Sender<bool>,
+    signals: Signals,
     stop: CancellationToken,
 ) {
+    let Signals {
+        lost_tx,
+        refreshed_tx,
+    } = signals;
     let every = client.settings().heartbeat_every;
     loop {
         // Wake at the TTL deadline at the latest, so a run of failed refreshes is reported
@@ -144,6 +168,7 @@ async fn refresh_loop(
         // not keep the lock "ours" past the TTL: the deadline is watched while it runs.
         let deadline = copy.time_until_lost(Instant::now());
         let task_client = Arc::clone(&client);
+        let started = BootTime::now();
         let mut refresh = tokio::task::spawn_blocking(move || {
             let refreshed = task_client.heartbeat(&mut copy);
             (copy, refreshed)
@@ -166,6 +191,7 @@ async fn refresh_loop(
                 held.send_replace(copy);
                 match refreshed {
                     Ok(()) => {
+                        refreshed_tx.send_replace(Some(started));
                         let now = held.borrow();
                         tracing::debug!(
                             ref_name = now.ref_name(),

@@ -19,10 +19,14 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::contracts::Decided;
+use super::facts::FactsStore;
 use super::fallbacks::Fallbacks;
 use crate::record::{Record, Status};
 
 pub const DECISIONS_FILE: &str = "decisions.jsonl";
+
+/// The decision of an `order` line that picked a record to land.
+pub const SELECTED: &str = "selected";
 
 /// Which record a line is about: id, PR number and repo identity (or `path:<repo>`).
 #[derive(Clone, Copy, Debug)]
@@ -67,6 +71,9 @@ struct DecisionLine<'a> {
     fallback: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// The rule call's arguments in the facts store (`rules::facts`), for replay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    facts: Option<Value>,
 }
 
 #[derive(Serialize)]
@@ -115,6 +122,9 @@ pub struct DecisionLog {
     /// (record, function) → (ruleset, decision, reason) last written.
     last: Mutex<HashMap<(String, &'static str), LastAnswer>>,
     fallback_counts: Arc<FallbackCounts>,
+    facts: FactsStore,
+    /// The candidates of the latest `order` call: a selection line refers to them.
+    order_args: Mutex<Vec<Value>>,
 }
 
 impl DecisionLog {
@@ -124,6 +134,8 @@ impl DecisionLog {
             fallbacks: Fallbacks::new(berth_dir),
             last: Mutex::new(HashMap::new()),
             fallback_counts: Arc::default(),
+            facts: FactsStore::new(berth_dir),
+            order_args: Mutex::new(Vec::new()),
         }
     }
 
@@ -150,6 +162,29 @@ impl DecisionLog {
         decision: &str,
         reason: &str,
     ) {
+        self.write_decision(decided, subject, decision, reason, &decided.args);
+    }
+
+    /// Keeps the candidates `order` was just asked to rank, for the selections it leads to.
+    pub fn remember_order(&self, args: Vec<Value>) {
+        *self.order_args.lock().unwrap_or_else(|p| p.into_inner()) = args;
+    }
+
+    /// Logs that `subject` was selected by the latest `order` call, with its candidates as
+    /// the facts, so replay can rank them again.
+    pub fn selection<T>(&self, decided: &Decided<T>, subject: Subject<'_>, reason: &str) {
+        let args = self.order_args.lock().unwrap_or_else(|p| p.into_inner());
+        self.write_decision(decided, Some(subject), SELECTED, reason, &args);
+    }
+
+    fn write_decision<T>(
+        &self,
+        decided: &Decided<T>,
+        subject: Option<Subject<'_>>,
+        decision: &str,
+        reason: &str,
+        args: &[Value],
+    ) {
         self.fallbacks.note(
             decided,
             subject.map(|s| s.id),
@@ -171,6 +206,13 @@ impl DecisionLog {
             }
             last.insert(key, value);
         }
+        let facts = (!args.is_empty())
+            .then(|| self.facts.put_args(args))
+            .and_then(|stored| {
+                stored
+                    .map_err(|e| tracing::warn!(log = %self.path.display(), "decision facts not stored: {e}"))
+                    .ok()
+            });
         self.append(&DecisionLine {
             time: crate::clock::now_iso(),
             kind: "decision",
@@ -182,6 +224,7 @@ impl DecisionLog {
             reason,
             fallback: decided.is_fallback(),
             error: decided.error.as_ref().map(ToString::to_string),
+            facts,
         });
     }
 
@@ -355,7 +398,7 @@ pub fn policy_waits(berth_dir: &Path) -> io::Result<HashMap<String, PolicyWait>>
 }
 
 /// Calls `f` with every whole line of the log, oldest first (none when there is no log).
-fn each_line(berth_dir: &Path, mut f: impl FnMut(Value)) -> io::Result<()> {
+pub(crate) fn each_line(berth_dir: &Path, mut f: impl FnMut(Value)) -> io::Result<()> {
     let path = berth_dir.join(DECISIONS_FILE);
     // Not through a symlink (to /dev/zero: one endless line), not blocking on a FIFO.
     let file = match crate::atomic_file::open_read_nofollow(&path) {
@@ -384,6 +427,7 @@ mod tests {
             function: "admit",
             ruleset: ruleset.into(),
             error: None,
+            args: Vec::new(),
         }
     }
 

@@ -188,6 +188,7 @@ mod tests {
                 function: "admit".into(),
                 reason: "`decision` must be …".into(),
             }),
+            args: Vec::new(),
         }
     }
 

@@ -18,17 +18,20 @@
 //! holds no handle to the store, the gates, the lock or the runner, so no rule can write a
 //! record, skip a gate or run a process, whatever it returns.
 
+pub mod capture;
 pub mod contracts;
 pub mod decisions;
 pub mod embedded;
 pub mod engine;
 pub mod error;
+pub mod facts;
 pub mod fallbacks;
 pub mod memory;
 pub mod output;
 pub mod pipeline;
 pub mod primitives;
 pub mod reload;
+pub mod replay;
 pub mod selftest;
 pub mod set;
 pub mod source;

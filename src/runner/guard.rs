@@ -1,4 +1,5 @@
-//! A step's process group dies with berth, even when berth is SIGKILLed.
+//! A step's process group dies with berth, even when berth is SIGKILLed, and stops when
+//! its lease runs out, even when berth is stopped or suspended.
 //!
 //! `PR_SET_PDEATHSIG` is no answer: it fires when the *thread* that forked exits (tokio's
 //! blocking threads come and go), and it reaches only the direct child, not the agent's
@@ -7,7 +8,13 @@
 //! holds the read end of a pipe whose only write end berth keeps (close-on-exec, so no
 //! step inherits it). When berth dies for any reason the kernel closes that end, the guard
 //! reads EOF, sends SIGTERM to the step's group, SIGKILL after the grace, and exits. When
-//! the step ends normally berth writes one byte first: the guard exits without a signal.
+//! the step ends normally berth writes a dismissal first: the guard exits without a signal.
+//!
+//! The guard also holds the landing's lease deadline ([`super::lease`]) in a `timerfd` on
+//! `CLOCK_BOOTTIME`, which fires on time across a suspend. When it fires the guard stops
+//! the group (SIGTERM, SIGKILL after the lease's grace) and exits with [`LEASE_EXIT`]; a
+//! running berth extends the deadline down the pipe after each heartbeat. Messages are
+//! [`MESSAGE_LEN`] bytes, written whole (a pipe write under `PIPE_BUF` is atomic).
 //!
 //! The guard sits in its own process group and ignores SIGINT, SIGTERM and SIGHUP, so a
 //! Ctrl-C in berth's terminal reaches berth (which then stops the step itself), not the
@@ -15,7 +22,7 @@
 //! reaped its pid cannot be reused, so the guard can never signal a stranger's group.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -23,6 +30,25 @@ use nix::fcntl::OFlag;
 use nix::libc;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
+
+use crate::boot_clock::BootTime;
+
+/// One message on the guard's pipe: a tag byte and a big-endian `i64`.
+const MESSAGE_LEN: usize = 9;
+/// "The step is over": exit without signalling.
+const DISMISS: u8 = b'x';
+/// "The lease now ends at `CLOCK_BOOTTIME` nanoseconds N".
+const EXTEND: u8 = b'd';
+/// The guard's exit status when it stopped the group because the lease ran out.
+pub(super) const LEASE_EXIT: i32 = 3;
+
+/// When the guard stops the group on its own: never (only when berth dies), or at a
+/// lease deadline with its own SIGTERM-to-SIGKILL grace.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LeaseEnd {
+    pub deadline: BootTime,
+    pub grace: Duration,
+}
 
 /// A live guard over one step's process group.
 #[derive(Debug)]
@@ -34,23 +60,32 @@ pub(super) struct Guard {
 
 impl Guard {
     /// Forks the guard for process group `pgid`: on berth's death it sends SIGTERM, waits
-    /// `grace`, then SIGKILL.
-    pub(super) fn spawn(pgid: Pid, grace: Duration) -> io::Result<Guard> {
+    /// `grace`, then SIGKILL; at `lease`'s deadline, the same with the lease's grace.
+    pub(super) fn spawn(pgid: Pid, grace: Duration, lease: Option<LeaseEnd>) -> io::Result<Guard> {
         let (listen, tell) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-        let listen_fd = listen.as_raw_fd();
-        let group = pgid.as_raw();
-        let pause = libc::timespec {
-            tv_sec: grace.as_secs().try_into().unwrap_or(libc::time_t::MAX),
-            tv_nsec: grace.subsec_nanos().into(),
+        let timer = boot_timer()?;
+        let (deadline, lease_grace) = match lease {
+            Some(lease) => (lease.deadline.as_nanos(), timespec(lease.grace)),
+            None => (i64::MAX, timespec(grace)),
+        };
+        let fds = GuardFds {
+            listen: listen.as_raw_fd(),
+            timer: timer.as_raw_fd(),
+        };
+        let kills = Kills {
+            group: pgid.as_raw(),
+            grace: timespec(grace),
+            lease_grace,
         };
         // SAFETY: the child runs only `guard_main`, which makes async-signal-safe system
         // calls and never returns, so nothing of the (multi-threaded) parent's state that
         // fork leaves inconsistent (locks, allocator) is touched.
         match unsafe { libc::fork() } {
             -1 => Err(io::Error::last_os_error()),
-            0 => unsafe { guard_main(listen_fd, group, pause) },
+            0 => unsafe { guard_main(fds, kills, deadline) },
             pid => {
                 drop(listen);
+                drop(timer);
                 Ok(Guard {
                     pid: Pid::from_raw(pid),
                     tell: Some(tell),
@@ -59,16 +94,26 @@ impl Guard {
         }
     }
 
+    /// Moves the lease deadline. An error means the guard is gone: nothing fences the
+    /// step any more, and the caller must stop it.
+    pub(super) fn extend(&self, deadline: BootTime) -> io::Result<()> {
+        let tell = self
+            .tell
+            .as_ref()
+            .ok_or_else(|| io::Error::other("the guard was already dismissed"))?;
+        send(tell, EXTEND, deadline.as_nanos())
+    }
+
     /// Tells the guard the step is over (it exits without signalling anything) and reaps
     /// it. Called before the step's leader is reaped.
     pub(super) fn dismiss(&mut self) {
         let Some(tell) = self.tell.take() else {
             return;
         };
-        if let Err(err) = nix::unistd::write(&tell, b"x") {
-            // The guard is gone already (it could only have been killed from outside);
-            // closing the pipe below cannot make a dead guard signal anything.
-            tracing::warn!(guard = %self.pid, "could not dismiss the step's guard: {err}");
+        if let Err(err) = send(&tell, DISMISS, 0) {
+            // The guard is gone already (killed from outside, or it stopped the group at
+            // the lease's end); closing the pipe below cannot make it signal anything.
+            tracing::debug!(guard = %self.pid, "could not dismiss the step's guard: {err}");
         }
         drop(tell);
         let pid = self.pid;
@@ -85,47 +130,204 @@ impl Drop for Guard {
     }
 }
 
+fn send(tell: &OwnedFd, tag: u8, value: i64) -> io::Result<()> {
+    let mut message = [0u8; MESSAGE_LEN];
+    message[0] = tag;
+    message[1..].copy_from_slice(&value.to_be_bytes());
+    let written = nix::unistd::write(tell, &message)?;
+    if written == MESSAGE_LEN {
+        Ok(())
+    } else {
+        Err(io::Error::other("short write to the guard's pipe"))
+    }
+}
+
+/// A `timerfd` on `CLOCK_BOOTTIME`, made before the fork so a failure is berth's to report.
+fn boot_timer() -> io::Result<OwnedFd> {
+    // SAFETY: plain system call; the descriptor is owned from here on.
+    let fd = unsafe {
+        libc::timerfd_create(libc::CLOCK_BOOTTIME, libc::TFD_CLOEXEC | libc::TFD_NONBLOCK)
+    };
+    if fd == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn timespec(d: Duration) -> libc::timespec {
+    libc::timespec {
+        tv_sec: d.as_secs().try_into().unwrap_or(libc::time_t::MAX),
+        tv_nsec: d.subsec_nanos().into(),
+    }
+}
+
+#[derive(Clone, Copy)]
+struct GuardFds {
+    listen: libc::c_int,
+    timer: libc::c_int,
+}
+
+#[derive(Clone, Copy)]
+struct Kills {
+    group: libc::pid_t,
+    /// After berth's death.
+    grace: libc::timespec,
+    /// At the lease's end.
+    lease_grace: libc::timespec,
+}
+
 /// The guard's whole life. Only raw system calls: no allocation, no locks, no Rust I/O.
-unsafe fn guard_main(listen: libc::c_int, pgid: libc::pid_t, grace: libc::timespec) -> ! {
+unsafe fn guard_main(fds: GuardFds, kills: Kills, mut deadline: i64) -> ! {
     unsafe {
         libc::setpgid(0, 0);
         for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE] {
             libc::signal(signal, libc::SIG_IGN);
         }
-        close_all_but(listen);
-        let mut byte = 0u8;
+        close_all_but(fds.listen, fds.timer);
+        arm(fds.timer, deadline);
+        let mut message = [0u8; MESSAGE_LEN];
+        let mut have = 0usize;
         loop {
-            let read = libc::read(listen, (&raw mut byte).cast(), 1);
-            if read == 1 {
-                // Dismissed: the step ended and berth is alive to reap it.
-                libc::_exit(0);
+            if lease_over(deadline) {
+                stop_group(kills.group, kills.lease_grace, LEASE_EXIT);
             }
+            let mut polled = [
+                libc::pollfd {
+                    fd: fds.listen,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: fds.timer,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            if libc::poll(polled.as_mut_ptr(), 2, -1) == -1 {
+                if *libc::__errno_location() == libc::EINTR {
+                    continue;
+                }
+                break;
+            }
+            if polled[1].revents != 0 {
+                let mut expirations = 0u64;
+                libc::read(fds.timer, (&raw mut expirations).cast(), 8);
+            }
+            if polled[0].revents == 0 {
+                continue;
+            }
+            let read = libc::read(
+                fds.listen,
+                message.as_mut_ptr().add(have).cast(),
+                MESSAGE_LEN - have,
+            );
             if read == -1 && *libc::__errno_location() == libc::EINTR {
                 continue;
             }
-            // EOF (berth is gone) or an unreadable pipe: either way nobody supervises the
-            // step any more.
-            break;
+            if read <= 0 {
+                // EOF (berth is gone) or an unreadable pipe: either way nobody supervises
+                // the step any more.
+                break;
+            }
+            have += read as usize;
+            if have < MESSAGE_LEN {
+                continue;
+            }
+            have = 0;
+            match message[0] {
+                // Dismissed: the step ended and berth is alive to reap it.
+                DISMISS => libc::_exit(0),
+                EXTEND => {
+                    let mut value = [0u8; 8];
+                    value.copy_from_slice(&message[1..]);
+                    deadline = i64::from_be_bytes(value);
+                    arm(fds.timer, deadline);
+                }
+                _ => break,
+            }
         }
-        libc::kill(-pgid, libc::SIGTERM);
-        let mut left = grace;
-        while libc::nanosleep(&left, &mut left) == -1 && *libc::__errno_location() == libc::EINTR {}
-        libc::kill(-pgid, libc::SIGKILL);
-        libc::_exit(0)
+        stop_group(kills.group, kills.grace, 0)
     }
 }
 
-/// Closes every descriptor but `keep`. Other guards' pipe ends must not stay open here: a
-/// guard holding another guard's write end would keep that one from ever seeing EOF.
-unsafe fn close_all_but(keep: libc::c_int) {
-    let keep = keep as libc::c_uint;
+/// Whether `CLOCK_BOOTTIME` has reached `deadline` (nanoseconds).
+unsafe fn lease_over(deadline: i64) -> bool {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     unsafe {
-        let below = keep == 0 || libc::syscall(libc::SYS_close_range, 0u32, keep - 1, 0u32) == 0;
-        let above = libc::syscall(libc::SYS_close_range, keep + 1, libc::c_uint::MAX, 0u32) == 0;
-        if !(below && above) {
+        if libc::clock_gettime(libc::CLOCK_BOOTTIME, &raw mut now) != 0 {
+            // Cannot tell the time: the lease cannot be trusted.
+            return true;
+        }
+    }
+    let now = now
+        .tv_sec
+        .saturating_mul(1_000_000_000)
+        .saturating_add(now.tv_nsec);
+    now >= deadline
+}
+
+/// Sets the timer to fire at `deadline` (absolute `CLOCK_BOOTTIME` nanoseconds); never,
+/// for `i64::MAX`.
+unsafe fn arm(timer: libc::c_int, deadline: i64) {
+    if deadline == i64::MAX {
+        return;
+    }
+    let value = libc::itimerspec {
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        it_value: libc::timespec {
+            tv_sec: (deadline / 1_000_000_000).max(0),
+            // A zero `it_value` would disarm the timer; a deadline at boot is long past.
+            tv_nsec: (deadline % 1_000_000_000).max(1),
+        },
+    };
+    unsafe {
+        libc::timerfd_settime(
+            timer,
+            libc::TFD_TIMER_ABSTIME,
+            &raw const value,
+            std::ptr::null_mut(),
+        );
+    }
+}
+
+/// SIGTERM to the group, SIGKILL after `grace`, exit with `status`.
+unsafe fn stop_group(group: libc::pid_t, grace: libc::timespec, status: i32) -> ! {
+    unsafe {
+        libc::kill(-group, libc::SIGTERM);
+        let mut left = grace;
+        while libc::nanosleep(&left, &mut left) == -1 && *libc::__errno_location() == libc::EINTR {}
+        libc::kill(-group, libc::SIGKILL);
+        libc::_exit(status)
+    }
+}
+
+/// Closes every descriptor but `a` and `b`. Other guards' pipe ends must not stay open
+/// here: a guard holding another guard's write end would keep that one from ever seeing EOF.
+unsafe fn close_all_but(a: libc::c_int, b: libc::c_int) {
+    let (low, high) = (a.min(b) as libc::c_uint, a.max(b) as libc::c_uint);
+    unsafe {
+        let ranges = [
+            (0, low.checked_sub(1)),
+            (low + 1, high.checked_sub(1)),
+            (high + 1, Some(libc::c_uint::MAX)),
+        ];
+        let mut closed = true;
+        for (first, last) in ranges {
+            if let Some(last) = last.filter(|last| *last >= first) {
+                closed &= libc::syscall(libc::SYS_close_range, first, last, 0u32) == 0;
+            }
+        }
+        if !closed {
             // Kernels before 5.9 lack close_range.
             for fd in 0..65_536 {
-                if fd != keep as libc::c_int {
+                if fd != a && fd != b {
                     libc::close(fd);
                 }
             }

@@ -12,7 +12,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Stdio;
@@ -24,11 +24,14 @@ use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use super::guard::Guard;
+use super::guard::{Guard, LeaseEnd};
+use super::lease::Lease;
 use super::log;
+use crate::boot_clock::BootTime;
 use crate::pinned_dir::PinnedDir;
 
 /// How often the leader is checked when no SIGCHLD arrives (a missed or coalesced signal
@@ -47,6 +50,10 @@ pub enum Outcome {
     TimedOut { after: Duration },
     /// Berth cancelled it (shutdown, or the lane was given up); its group was terminated.
     Cancelled,
+    /// The lane lock's lease ran out before the command ended (berth did not refresh the
+    /// lock in time: stopped, suspended or cut off from origin); its guard terminated the
+    /// group before the lock could expire.
+    LeaseExpired,
     /// The program could not be started (not found, not executable, bad cwd, …).
     SpawnFailed(String),
     /// The attempt log could not be opened, so the command was not started at all: berth
@@ -85,6 +92,9 @@ impl fmt::Display for Outcome {
                 human_duration(*after)
             ),
             Self::Cancelled => f.write_str("was cancelled before it finished"),
+            Self::LeaseExpired => f.write_str(
+                "was stopped when its lane lock lease ran out (berth did not refresh the lock in time: it was paused, suspended or cut off from origin), before the lock could expire; its whole process group was terminated",
+            ),
             Self::SpawnFailed(err) => write!(f, "could not be started: {err}"),
             Self::LogFailed(err) => write!(
                 f,
@@ -119,6 +129,11 @@ pub struct StepCommand<'a> {
     pub start_in: Option<&'a PinnedDir>,
     /// Extra environment variables (the landing mark of [`super::strays`]).
     pub env: &'a [(&'a str, &'a str)],
+    /// Open descriptors the command inherits under the same numbers (the pinned
+    /// directories its `{repo}` and `{worktree}` name as `/proc/self/fd/N`).
+    pub pass_fds: &'a [RawFd],
+    /// The lane lock's lease: the step's guard stops the group when it runs out.
+    pub lease: Option<&'a Lease>,
     /// The attempt log; stdout and stderr are appended to it.
     pub log_path: &'a Path,
     /// Wall-clock limit from spawn until the group is told to stop.
@@ -149,6 +164,16 @@ pub struct StepRun {
 /// a cgroup could follow it.
 pub async fn run_step(cmd: &StepCommand<'_>, cancel: &CancellationToken) -> StepRun {
     let started = Instant::now();
+    // Berth was paused or starved past the lease before this step: the lock may be
+    // another daemon's by now, and a started group would run until its guard's SIGKILL.
+    if cmd.lease.is_some_and(Lease::expired) {
+        tracing::warn!(log = %cmd.log_path.display(), "step not started: its lane lock lease has run out");
+        return StepRun {
+            outcome: Outcome::LeaseExpired,
+            output_start: 0,
+            elapsed: started.elapsed(),
+        };
+    }
     let header = format!(
         "==== berth {}: running {:?} in {:?}",
         crate::clock::now_iso(),
@@ -244,6 +269,20 @@ async fn spawn_and_supervise(
             command.current_dir(cmd.cwd);
         }
     }
+    let pass_fds = cmd.pass_fds.to_vec();
+    // SAFETY: fcntl is async-signal-safe. Clearing close-on-exec here changes only the
+    // child's descriptor table: in berth the descriptors stay close-on-exec, so no other
+    // step inherits them.
+    unsafe {
+        command.pre_exec(move || {
+            for fd in &pass_fds {
+                if nix::libc::fcntl(*fd, nix::libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
     let mut child = match command.spawn() {
         Ok(child) => child,
         // The OS reports a missing working directory as "No such file or directory" just
@@ -265,7 +304,16 @@ async fn spawn_and_supervise(
         return Outcome::SpawnFailed(format!("{program:?}: spawned without a pid"));
     };
     let pgid = Pid::from_raw(pid);
-    let guard = match Guard::spawn(pgid, cmd.grace) {
+    // Subscribed before the deadline is read, so an extension in between is not missed.
+    let lease_watch = cmd.lease.map(Lease::watch);
+    let lease_end = cmd
+        .lease
+        .zip(lease_watch.as_ref())
+        .map(|(lease, watch)| LeaseEnd {
+            deadline: *watch.borrow(),
+            grace: lease.kill_grace(cmd.grace),
+        });
+    let guard = match Guard::spawn(pgid, cmd.grace, lease_end) {
         Ok(guard) => guard,
         Err(err) => {
             // Fail closed: a step that could outlive berth is not allowed to run.
@@ -282,6 +330,7 @@ async fn spawn_and_supervise(
         reaped: false,
         sigchld,
         guard,
+        lease: lease_watch,
     };
     group.supervise(cmd.timeout, cmd.grace, cancel).await
 }
@@ -292,6 +341,8 @@ enum Wake {
     LeaderExited,
     Deadline,
     Cancelled,
+    /// The guard could not be told of an extended lease: nothing fences the step.
+    GuardLost,
 }
 
 /// A spawned child leading its own process group, killed on drop until it is reaped.
@@ -304,6 +355,8 @@ struct ProcessGroup {
     sigchld: Option<tokio::signal::unix::Signal>,
     /// Ends the group if berth dies; dismissed before the leader is reaped.
     guard: Guard,
+    /// Each lease extension, passed on to the guard.
+    lease: Option<watch::Receiver<BootTime>>,
 }
 
 impl ProcessGroup {
@@ -317,7 +370,7 @@ impl ProcessGroup {
         match self.wait_for_leader(deadline, Some(cancel)).await {
             Wake::LeaderExited => {
                 self.signal(Signal::SIGKILL);
-                match self.reap().await {
+                let outcome = match self.reap().await {
                     Some(status) => Outcome::Exited {
                         code: status.code(),
                         signal: status.signal(),
@@ -326,7 +379,23 @@ impl ProcessGroup {
                         code: None,
                         signal: None,
                     },
+                };
+                // A command that did not succeed once the lease was over was (or may
+                // have been) stopped by its guard: say so, not just "killed by SIGTERM".
+                let lease_over = self
+                    .lease
+                    .as_ref()
+                    .is_some_and(|lease| BootTime::now() >= *lease.borrow());
+                if lease_over && !outcome.success() {
+                    Outcome::LeaseExpired
+                } else {
+                    outcome
                 }
+            }
+            Wake::GuardLost => {
+                tracing::error!(pgid = %self.pgid, "the step's guard is gone and its lease cannot be extended; terminating its process group");
+                self.terminate(grace).await;
+                Outcome::LeaseExpired
             }
             Wake::Deadline => {
                 tracing::warn!(pgid = %self.pgid, "step timed out after {}; terminating its process group", human_duration(timeout));
@@ -368,6 +437,12 @@ impl ProcessGroup {
                 () = &mut until => return Wake::Deadline,
                 () = cancelled(cancel) => return Wake::Cancelled,
                 () = next_sigchld(&mut self.sigchld) => {}
+                deadline = next_extension(&mut self.lease) => {
+                    if let Err(err) = self.guard.extend(deadline) {
+                        tracing::warn!(pgid = %self.pgid, "could not extend the step's lease: {err}");
+                        return Wake::GuardLost;
+                    }
+                }
                 () = sleep(EXIT_POLL) => {}
             }
         }
@@ -431,6 +506,17 @@ async fn cancelled(cancel: Option<&CancellationToken>) {
         Some(token) => token.cancelled().await,
         None => std::future::pending().await,
     }
+}
+
+/// The next lease deadline; never, without a lease or once its sender is gone.
+async fn next_extension(lease: &mut Option<watch::Receiver<BootTime>>) -> BootTime {
+    if let Some(watch) = lease {
+        if watch.changed().await.is_ok() {
+            return *watch.borrow_and_update();
+        }
+        *lease = None;
+    }
+    std::future::pending().await
 }
 
 async fn next_sigchld(listener: &mut Option<tokio::signal::unix::Signal>) {

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Listed in every "unknown placeholder" error so the operator sees the fix at once.
-const KNOWN_PLACEHOLDERS: &str = "{pr}, {branch}, {base}, {repo}, {worktree}, {log}";
+const KNOWN_PLACEHOLDERS: &str =
+    "{pr}, {branch}, {base}, {repo}, {worktree}, {log}, {lock_ref}, {lock_sha}";
 
 /// Why a command template was refused at config load.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -50,6 +51,8 @@ enum Placeholder {
     Repo,
     Worktree,
     Log,
+    LockRef,
+    LockSha,
 }
 
 impl Placeholder {
@@ -61,6 +64,8 @@ impl Placeholder {
             "repo" => Self::Repo,
             "worktree" => Self::Worktree,
             "log" => Self::Log,
+            "lock_ref" => Self::LockRef,
+            "lock_sha" => Self::LockSha,
             _ => return None,
         })
     }
@@ -94,6 +99,11 @@ pub struct StepVars {
     pub repo: PathBuf,
     /// `{worktree}`: the worktree the step runs in (also its working directory).
     pub worktree: PathBuf,
+    /// `{lock_ref}`: the lane lock's ref on `origin` (`refs/gstack/release-locks/…`).
+    pub lock_ref: String,
+    /// `{lock_sha}`: the lock commit that ref held when the step started; `berth lock
+    /// check {lock_ref} --sha {lock_sha}` answers whether that lock is still live.
+    pub lock_sha: String,
 }
 
 /// A validated argv template: the first element is the program, the rest its arguments.
@@ -152,6 +162,8 @@ impl CommandTemplate {
                         Segment::Var(Placeholder::Repo) => out.push(vars.repo.as_os_str()),
                         Segment::Var(Placeholder::Worktree) => out.push(vars.worktree.as_os_str()),
                         Segment::Var(Placeholder::Log) => out.push(OsStr::new(log)),
+                        Segment::Var(Placeholder::LockRef) => out.push(&vars.lock_ref),
+                        Segment::Var(Placeholder::LockSha) => out.push(&vars.lock_sha),
                     }
                 }
                 out
@@ -182,6 +194,8 @@ fn placeholder_name(p: Placeholder) -> &'static str {
         Placeholder::Repo => "repo",
         Placeholder::Worktree => "worktree",
         Placeholder::Log => "log",
+        Placeholder::LockRef => "lock_ref",
+        Placeholder::LockSha => "lock_sha",
     }
 }
 
@@ -248,6 +262,8 @@ mod tests {
             base: "main".to_owned(),
             repo: PathBuf::from("/code/my repo"),
             worktree: PathBuf::from("/wt/x"),
+            lock_ref: "refs/gstack/release-locks/r".to_owned(),
+            lock_sha: "0123abcd".to_owned(),
         }
     }
 
@@ -278,6 +294,14 @@ mod tests {
         .map(OsString::from)
         .collect();
         assert_eq!(argv, expected);
+    }
+
+    #[test]
+    fn the_lock_placeholders_name_the_lock_the_step_started_under() {
+        let t = template(&["berth", "lock", "check", "{lock_ref}", "--sha={lock_sha}"]).unwrap();
+        let argv = t.render(&vars("b"), Path::new("/l"));
+        assert_eq!(argv[3], OsString::from("refs/gstack/release-locks/r"));
+        assert_eq!(argv[4], OsString::from("--sha=0123abcd"));
     }
 
     #[test]
@@ -328,7 +352,14 @@ mod tests {
 
     #[test]
     fn program_cannot_come_from_record_values() {
-        for bad in ["{branch}", "/bin/{base}", "{pr}", "{log}"] {
+        for bad in [
+            "{branch}",
+            "/bin/{base}",
+            "{pr}",
+            "{log}",
+            "{lock_ref}",
+            "{lock_sha}",
+        ] {
             assert!(
                 matches!(
                     template(&[bad]),

@@ -273,6 +273,38 @@ fn a_record_whose_file_vanished_mid_landing_is_recreated_queued_on_a_signal() {
     assert!(world.lock_refs(&lane.remote_url).is_empty());
 }
 
+/// gstack test 44 for a legacy record (no `repoIdentity`), filed as gstack files it:
+/// under its origin's identity. Its copy is written back under that same id.
+#[test]
+fn a_legacy_record_whose_file_vanished_mid_landing_is_recreated_under_its_own_id() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let feature = lane.push_feature("feat/pr-19", "main");
+    let identity = berth::identity::repo_identity(&lane.clone).unwrap();
+    let id = berth::safe_key::record_id(&identity, "main", 19);
+    world
+        .record(&lane.clone, 19)
+        .set("featureBranch", feature)
+        .file(&id)
+        .write();
+    let config = crate::daemon::sleeping_config(&world, "");
+    let mut daemon = world.spawn_berth(
+        &["run", "--once", "--config", config.to_str().unwrap()],
+        &world.berth_state(),
+        &[],
+    );
+    wait_for_pid(&world.root.join("landing.pid"), &mut daemon);
+    fs::remove_file(world.queue.join(format!("{id}.json"))).unwrap();
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(daemon.wait().unwrap().code(), Some(143));
+
+    let record = world.read_record(&id);
+    assert_eq!(record["status"], "queued", "{record:#}");
+    assert!(record.get("repoIdentity").is_none(), "{record:#}");
+    assert!(record.get("claimedBy").is_none(), "{record:#}");
+    assert!(world.lock_refs(&lane.remote_url).is_empty());
+}
+
 /// In-flight records pass the gates like queued ones: a planted `landing` record outside
 /// every allowed root that claims a real lane is blocked, and the lane's own record lands.
 #[test]

@@ -137,7 +137,7 @@ fn a_refused_rule_edit_is_reported_once_and_a_valid_one_reloads_once() {
         "policies/landing.rhai",
         include_str!("../../policies/landing.rhai"),
     );
-    let daemon = crate::rules::spawn_watching(&world, &world.git_forge_config("poll_secs = 60\n"));
+    let daemon = world.spawn_watching(&world.git_forge_config("poll_secs = 60\n"));
     let log = || fs::read_to_string(world.berth_state().with_extension("log")).unwrap_or_default();
     let status = world.berth_state().join("rules-status.json");
     wait_for("the daemon's rules status", || status.exists());

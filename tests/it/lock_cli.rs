@@ -268,3 +268,93 @@ fn explain_shows_operator_acts_in_order_with_the_daemons_decisions() {
         && a["process"].as_str().is_some_and(|p| !p.is_empty())
         && a["time"].as_str().is_some_and(|t| t.starts_with("20"))));
 }
+
+/// `berth lock check REF --sha SHA`: 0 for exactly the live lock, 1 for another sha or a
+/// released or expired lock, 2 when it cannot tell.
+#[test]
+fn lock_check_exits_0_only_for_the_exact_live_lock() {
+    let world = World::new();
+    let (lane, ref_name) = held_lane(&world);
+    let repo = lane.clone.to_str().unwrap();
+    let sha = world
+        .run_git(&world.root, &["ls-remote", &lane.remote_url, &ref_name])
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let check = |sha: &str| {
+        world
+            .berth_daemon()
+            .args([
+                "lock",
+                "check",
+                &ref_name,
+                "--sha",
+                sha,
+                "--repo-path",
+                repo,
+            ])
+            .assert()
+    };
+
+    check(&sha)
+        .success()
+        .stdout(predicate::str::contains("live: held by holder-host:42:7"));
+    check(&"0".repeat(40))
+        .code(1)
+        .stdout(predicate::str::contains("NOT live: the lock moved to"));
+    check("not-a-sha").code(2);
+    world
+        .berth_daemon()
+        .args(["lock", "check", &ref_name, "--sha", &sha, "--repo-path"])
+        .arg(world.root.join("nowhere"))
+        .assert()
+        .code(2);
+
+    world
+        .berth_daemon()
+        .args(["lock", "release", &ref_name, "--repo-path", repo, "--force"])
+        .assert()
+        .success();
+    check(&sha)
+        .code(1)
+        .stdout(predicate::str::contains("NOT live: no such lock"));
+
+    // A lock that expired is not live either (another lane: the released one's shared
+    // repository lock is still held).
+    let identity = berth::identity::repo_identity(&lane.clone).unwrap();
+    let short = berth::lane_lock::LockClient::new(
+        &world.root.join("short"),
+        berth::lane_lock::LockSettings::with_ttl(std::time::Duration::from_millis(200)),
+    )
+    .unwrap();
+    let lane_key = berth::lane_lock::Lane {
+        repo_identity: identity,
+        base_branch: "expiring".into(),
+    };
+    let berth::lane_lock::Acquire::Acquired(held) = short
+        .acquire(&lane.remote_url, &lane_key, "holder-host:42:7", &lane.clone)
+        .unwrap()
+    else {
+        panic!("a fresh lane is free");
+    };
+    let expires = berth::clock::parse_iso(&held.payload().expires_at).unwrap();
+    assert!(
+        world.wait_for(std::time::Duration::from_secs(5), || berth::clock::now()
+            > expires)
+    );
+    world
+        .berth_daemon()
+        .args([
+            "lock",
+            "check",
+            held.ref_name(),
+            "--sha",
+            &held.sha(),
+            "--repo-path",
+            repo,
+        ])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("NOT live: expired at"));
+}

@@ -3,11 +3,17 @@
 
 mod support;
 
+mod chaos;
+mod chaos_check;
+mod chaos_faults;
+mod chaos_world;
 mod checkout;
+mod clear_errors;
 mod cli_help;
 mod crash;
 mod daemon;
 mod demo;
+mod doc_links;
 mod faults;
 mod forge;
 mod gates;
@@ -19,12 +25,15 @@ mod idle;
 mod install;
 mod installed;
 mod lane_lock;
+mod lease;
 mod liveness;
 mod lock_alias;
 mod lock_cas;
 mod lock_cli;
+mod lock_model;
 mod module_cycles;
 mod queue_cli;
+mod replay;
 mod rule_edges;
 mod rules;
 mod runner;

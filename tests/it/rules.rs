@@ -3,7 +3,6 @@
 //! CLI and `explain`.
 
 use std::fs;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -350,27 +349,13 @@ fn once_exits_one_when_it_only_blocked_by_policy() {
     );
 }
 
-/// `berth run --watch --rules-root <root>`, its log in `<root>/berth-state.log`.
-pub(crate) fn spawn_watching(world: &World, config: &std::path::Path) -> Child {
-    let (config, root) = (config.to_str().unwrap(), world.rules_root());
-    let args = [
-        "run",
-        "--watch",
-        "--config",
-        config,
-        "--rules-root",
-        root.to_str().unwrap(),
-    ];
-    world.spawn_berth(&args, &world.berth_state(), &[])
-}
-
 #[test]
 fn rule_edits_take_effect_while_running_and_a_broken_edit_keeps_the_last_good_rules() {
     let world = World::new();
     let lane = world.git_lane("widget", None);
     let config = world.git_forge_config("poll_secs = 1\n");
     world.write_rule("policies/landing.rhai", DEFAULT_LANDING);
-    let mut daemon = spawn_watching(&world, &config);
+    let mut daemon = world.spawn_watching(&config);
     let status_file = world.berth_state().join("rules-status.json");
     wait_for("the daemon's rules status", RELOAD_WAIT, || {
         status_file.exists()

@@ -37,6 +37,8 @@ impl Fixture {
                 base: "main".to_owned(),
                 repo,
                 worktree,
+                lock_ref: String::new(),
+                lock_sha: String::new(),
             },
             logs,
             _dir: dir,
@@ -525,4 +527,161 @@ async fn a_record_id_that_could_escape_the_logs_dir_runs_nothing() {
     }
     assert!(!fx.worktree_file("ran").exists());
     assert!(!fx.logs.exists());
+}
+
+/// The daemon prunes `logs/` when it sweeps the queue (at start): a log older than 30 days
+/// goes, a fresh one stays.
+#[test]
+fn the_daemon_prunes_attempt_logs_older_than_thirty_days() {
+    let world = crate::support::World::new();
+    let config = world.git_forge_config("");
+    let logs = world.berth_state().join("logs/some-record");
+    std::fs::create_dir_all(&logs).unwrap();
+    let old = logs.join("attempt-1-land.log");
+    let fresh = logs.join("attempt-2-land.log");
+    for path in [&old, &fresh] {
+        std::fs::write(path, "output\n").unwrap();
+    }
+    let sixty_days = std::time::Duration::from_secs(60 * 24 * 3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - sixty_days)
+        .unwrap();
+    world.run_once(&config).code(0);
+    assert!(
+        world.wait_for(std::time::Duration::from_secs(10), || !old.exists()),
+        "the 60-day-old log is still there"
+    );
+    assert!(fresh.exists());
+}
+
+/// [`Runner::run_in`] under a lease of `ttl` written `ago`, extended every `every` (if any)
+/// while the step runs.
+async fn land_leased(
+    fx: &Fixture,
+    argv: &[&str],
+    (ttl, ago): (Duration, Duration),
+    every: Option<Duration>,
+) -> StepResult {
+    use berth::boot_clock::BootTime;
+    use berth::pinned_dir::PinnedDir;
+    let repo = PinnedDir::open(&fx.vars.repo.canonicalize().unwrap()).unwrap();
+    let worktree = PinnedDir::open(&fx.vars.worktree.canonicalize().unwrap()).unwrap();
+    let lease = berth::runner::Lease::new(BootTime::now().before(ago), ttl);
+    let extender = every.map(|every| {
+        let lease = lease.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                lease.extend(BootTime::now());
+            }
+        })
+    });
+    let fence = berth::runner::Fence {
+        repo: &repo,
+        worktree: &worktree,
+        lease: &lease,
+    };
+    let result = fx
+        .runner(argv, &["true"])
+        .run_in(
+            Step::Land,
+            RECORD,
+            &fx.vars,
+            Some(&fence),
+            1,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    if let Some(task) = extender {
+        task.abort();
+    }
+    result
+}
+
+#[tokio::test]
+async fn a_lease_that_runs_out_stops_the_whole_group_and_an_extended_one_does_not() {
+    let fx = Fixture::new();
+    let ttl = Duration::from_secs(2);
+    let stopped = land_leased(
+        &fx,
+        &["sh", "-c", "sleep 300 & echo $! > child.pid; wait"],
+        (ttl, Duration::ZERO),
+        None,
+    )
+    .await;
+    assert_eq!(stopped.outcome, Outcome::LeaseExpired, "{stopped}");
+    let child: i32 = std::fs::read_to_string(fx.worktree_file("child.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{child}/stat"))
+            .is_ok_and(|stat| !stat.contains(") Z "))
+    };
+    let started = Instant::now();
+    while alive() && started.elapsed() < SLACK {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!alive(), "the step's background process outlived the lease");
+
+    // Three TTLs of work, the lease extended all along: it runs to its end.
+    let extended = land_leased(
+        &fx,
+        &["sleep", "6"],
+        (ttl, Duration::ZERO),
+        Some(Duration::from_millis(200)),
+    )
+    .await;
+    assert!(extended.succeeded(), "{extended}");
+}
+
+/// Berth was stopped (SIGSTOP, a suspend) between two steps for longer than the lock's
+/// TTL: another daemon may own the lane by now. The next step is not started at all; a
+/// started one would run until its guard's SIGKILL (a land command that ignores SIGTERM
+/// can push meanwhile), alongside the new owner's landing.
+#[tokio::test]
+async fn a_step_whose_lease_already_ran_out_is_never_started() {
+    let fx = Fixture::new();
+    let ttl = Duration::from_secs(8);
+    let result = land_leased(
+        &fx,
+        &sh("trap '' TERM; touch ran; sleep 1"),
+        (ttl, 2 * ttl),
+        None,
+    )
+    .await;
+    assert_eq!(result.outcome, Outcome::LeaseExpired, "{result}");
+    let log = std::fs::read_to_string(fx.log(1, "land")).unwrap_or_default();
+    assert!(!log.contains(": running "), "the step was started: {log}");
+    assert!(!fx.worktree_file("ran").exists(), "the step ran");
+}
+
+#[tokio::test]
+async fn pinned_placeholders_name_the_inherited_directories() {
+    let fx = Fixture::new();
+    let result = land_leased(
+        &fx,
+        &[
+            "sh",
+            "-c",
+            "cd \"$1\" && pwd -P > \"$2/where\"",
+            "sh",
+            "{repo}",
+            "{worktree}",
+        ],
+        (Duration::from_secs(3600), Duration::ZERO),
+        None,
+    )
+    .await;
+    assert!(result.succeeded(), "{result}");
+    let argv_repo = std::fs::read_to_string(fx.worktree_file("where")).unwrap();
+    assert_eq!(
+        Path::new(argv_repo.trim()),
+        fx.vars.repo.canonicalize().unwrap()
+    );
 }

@@ -197,6 +197,13 @@ impl RecordBuilder<'_> {
 
     /// Writes the record as a producer would and returns its id.
     pub fn write(self) -> String {
+        let queue = self.world.queue.clone();
+        self.write_to(&queue)
+    }
+
+    /// Writes the record into `queue` (one of several queue dirs) and returns its id: a
+    /// temp file renamed into place, so a daemon watching the dir never reads half of it.
+    pub fn write_to(self, queue: &Path) -> String {
         let id = match self.file {
             Some(name) => name,
             None => {
@@ -214,7 +221,9 @@ impl RecordBuilder<'_> {
             }
         };
         let text = serde_json::to_string_pretty(&self.fields).unwrap() + "\n";
-        fs::write(self.world.queue.join(format!("{id}.json")), text).unwrap();
+        let temp = queue.join(format!(".{id}.json.tmp"));
+        fs::write(&temp, text).unwrap();
+        fs::rename(&temp, queue.join(format!("{id}.json"))).unwrap();
         id
     }
 }
@@ -299,14 +308,18 @@ impl World {
 
     /// `berth <args>` started in the background (a daemon the test signals), with extra
     /// environment; `berth_dir` tells apart daemons that play separate machines. Its
-    /// output goes to `<berth_dir>.log`.
+    /// output is appended to `<berth_dir>.log` (a restarted daemon keeps its history).
     pub fn spawn_berth(
         &self,
         args: &[&str],
         berth_dir: &Path,
         env: &[(&str, &Path)],
     ) -> std::process::Child {
-        let log = fs::File::create(berth_dir.with_extension("log")).unwrap();
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(berth_dir.with_extension("log"))
+            .unwrap();
         let mut cmd = self.daemon_std(berth_dir);
         for (key, value) in env {
             cmd.env(key, value);
@@ -462,6 +475,20 @@ impl World {
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(&path, text).unwrap();
         path
+    }
+
+    /// `berth run --watch --rules-root <rules root>`, its log in `<root>/berth-state.log`.
+    pub fn spawn_watching(&self, config: &Path) -> std::process::Child {
+        let (config, root) = (config.to_str().unwrap(), self.rules_root());
+        let args = [
+            "run",
+            "--watch",
+            "--config",
+            config,
+            "--rules-root",
+            root.to_str().unwrap(),
+        ];
+        self.spawn_berth(&args, &self.berth_state(), &[])
     }
 
     /// The state dir [`World::berth_daemon`] gives the daemon.

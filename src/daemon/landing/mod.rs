@@ -29,7 +29,9 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::lane_lock::{Heartbeat, Lane};
+use crate::boot_clock::BootTime;
+use crate::lane_lock::{Heartbeat, HeldLock, Lane};
+use crate::runner::{Lease, follow_heartbeat};
 
 use super::{Candidate, Shared};
 use outcome::End;
@@ -94,10 +96,13 @@ pub async fn land(
 /// the lock is released after the record is settled.
 async fn drive(l: &Landing) -> OutcomeKind {
     // Registered before the claim is written, so a tick never sees our claim unregistered.
-    let _registered = l.shared.active.register(&l.c.id, l.c.record.clone());
+    let _registered = l
+        .shared
+        .active
+        .register(&l.c.id, l.c.record.clone(), &l.c.gated.identity);
     // From the claim on, the record is written every heartbeat, so no daemon strands it.
     let _touching = crate::daemon::record_touch::start(&l.shared, &l.c.id);
-    let held = match up_to_the_lock(l).await {
+    let (held, leased_at) = match up_to_the_lock(l).await {
         Ok(held) => held,
         Err(end) => return settle::settle(l, end).await,
     };
@@ -109,14 +114,18 @@ async fn drive(l: &Landing) -> OutcomeKind {
     }
     let heartbeat = Heartbeat::spawn(Arc::clone(&l.shared.locks), held, &l.cancel);
     l.shared.telemetry.lock_held(heartbeat.watch());
+    // The steps' guards hold the lease; each successful heartbeat extends it.
+    let lease = Lease::new(leased_at, l.shared.locks.settings().ttl);
+    let follow = tokio::spawn(follow_heartbeat(heartbeat.refreshed(), lease.clone()));
     let end = match place::prepare(l).await {
         Ok(place) => {
-            let end = run::run(l, &place, &heartbeat).await;
+            let end = run::run(l, &place, &heartbeat, &lease).await;
             place.remove();
             end
         }
         Err(end) => end,
     };
+    follow.abort();
     // The record is settled first (a local write), then the lock released (a network
     // call): a shutdown that runs out of budget must not leave the record in flight.
     let outcome = settle::settle(l, end).await;
@@ -125,19 +134,22 @@ async fn drive(l: &Landing) -> OutcomeKind {
     outcome
 }
 
-/// claim → verify → lock: the lane lock, or where the landing stopped before it.
-async fn up_to_the_lock(l: &Landing) -> Result<crate::lane_lock::HeldLock, End> {
+/// claim → verify → lock: the lane lock and the boot time its write started before (where
+/// its lease counts from), or where the landing stopped before it.
+async fn up_to_the_lock(l: &Landing) -> Result<(HeldLock, BootTime), End> {
     let origin_url = claim::claim(l).await?;
     let verified = verify::verify(l, &origin_url).await;
     if l.interrupted() {
         return Err(End::Interrupted);
     }
     verified?;
-    lock::acquire(l, &origin_url).await.map_err(|end| {
+    let leased_at = BootTime::now();
+    let held = lock::acquire(l, &origin_url).await.map_err(|end| {
         if l.interrupted() {
             End::Interrupted
         } else {
             end
         }
-    })
+    })?;
+    Ok((held, leased_at))
 }

@@ -2,13 +2,15 @@
 //! `drift_repair`: `landing → drift_repairing`, the ship step, `→ landing`, land again.
 //! A step runs only while the lane lock is held: a lost heartbeat cancels it.
 
+use std::time::{Duration, Instant};
+
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::gstack_text;
 use crate::lane_lock::Heartbeat;
 use crate::record::{Record, Status};
-use crate::runner::{Step, StepResult, StepVars};
+use crate::runner::{Fence, Lease, Outcome, Step, StepResult, StepVars};
 use crate::store::{Expect, StoreError};
 
 use super::judge::{self, DriftRepair};
@@ -16,7 +18,7 @@ use super::{End, Landing};
 use crate::daemon::worktree::{self, Place};
 
 /// Runs the steps in `place` until the landing ends.
-pub(super) async fn run(l: &Landing, place: &Place, heartbeat: &Heartbeat) -> End {
+pub(super) async fn run(l: &Landing, place: &Place, heartbeat: &Heartbeat, lease: &Lease) -> End {
     let id = l.c.id.clone();
     let landing = l
         .blocking(move |shared| {
@@ -34,7 +36,8 @@ pub(super) async fn run(l: &Landing, place: &Place, heartbeat: &Heartbeat) -> En
     // A lost lane lock stops the step just as a signal does.
     let steps_cancel = l.cancel.child_token();
     let lost_watch = cancel_on_loss(heartbeat, steps_cancel.clone());
-    let end = steps(l, place, heartbeat, &steps_cancel).await;
+    let held = Held { heartbeat, lease };
+    let end = steps(l, place, held, &steps_cancel).await;
     lost_watch.abort();
     end
 }
@@ -52,19 +55,28 @@ fn cancel_on_loss(heartbeat: &Heartbeat, steps_cancel: CancellationToken) -> Joi
     })
 }
 
+/// The lane lock as the steps hold it: its heartbeat, and the lease their guards enforce.
+#[derive(Clone, Copy)]
+struct Held<'a> {
+    heartbeat: &'a Heartbeat,
+    lease: &'a Lease,
+}
+
 async fn steps(
     l: &Landing,
     place: &Place,
-    heartbeat: &Heartbeat,
+    held: Held<'_>,
     steps_cancel: &CancellationToken,
 ) -> End {
     let c = &l.c;
-    let vars = StepVars {
+    let mut vars = StepVars {
         pr: c.record.pr_number,
         branch: c.record.feature_branch.clone(),
         base: c.record.base_branch.clone(),
         repo: c.gated.repo.path.clone(),
         worktree: place.path().to_owned(),
+        lock_ref: held.heartbeat.snapshot().ref_name().to_owned(),
+        lock_sha: String::new(),
     };
     let mut retries = c.record.retries.unwrap_or(0);
     let id = c.id.clone();
@@ -75,12 +87,14 @@ async fn steps(
     };
     let mut step = Step::Land;
     loop {
+        // The lock commit this step starts under (a heartbeat since the last step moved it).
+        vars.lock_sha = held.heartbeat.snapshot().sha();
         let run = Run {
             step,
             vars: &vars,
             attempt,
         };
-        let result = match run_one(l, place, heartbeat, run, steps_cancel).await {
+        let result = match run_one(l, place, held, run, steps_cancel).await {
             Ok(result) => result,
             Err(end) => return end,
         };
@@ -120,10 +134,11 @@ struct Run<'a> {
 async fn run_one(
     l: &Landing,
     place: &Place,
-    heartbeat: &Heartbeat,
+    held: Held<'_>,
     run: Run<'_>,
     steps_cancel: &CancellationToken,
 ) -> Result<StepResult, End> {
+    let heartbeat = held.heartbeat;
     let step = run.step;
     if let Err(why) = worktree::verify_dirs(&l.c, Some(place)) {
         return Err(End::Block(format!(
@@ -131,6 +146,11 @@ async fn run_one(
             step.as_str()
         )));
     }
+    let fence = Fence {
+        repo: &l.c.gated.repo.pin,
+        worktree: place.dir(),
+        lease: held.lease,
+    };
     let result = l
         .shared
         .runner
@@ -138,7 +158,7 @@ async fn run_one(
             step,
             &l.c.id,
             run.vars,
-            Some(place.dir()),
+            Some(&fence),
             run.attempt,
             steps_cancel,
         )
@@ -146,6 +166,9 @@ async fn run_one(
         .map_err(|e| End::Block(e.to_string()))?;
     if l.interrupted() && !result.succeeded() {
         return Err(End::Interrupted);
+    }
+    if result.outcome == Outcome::LeaseExpired {
+        await_verdict(heartbeat).await;
     }
     if heartbeat.is_lost() {
         let why = heartbeat
@@ -157,7 +180,29 @@ async fn run_one(
             step.as_str()
         ))));
     }
+    // The lease runs out only when no heartbeat succeeded in time: gstack's words for that,
+    // then what the guard did.
+    if result.outcome == Outcome::LeaseExpired {
+        return Err(End::Block(gstack_text::lock_ownership_lost(format!(
+            "{}; the {} step was stopped by its lease: {result}; it may have done part of its work: check the PR before `berth retry`",
+            gstack_text::LOCK_HEARTBEAT_FAILED,
+            step.as_str()
+        ))));
+    }
     Ok(result)
+}
+
+/// How long past the lock's TTL a heartbeat may take to say the lock is lost (its last
+/// refresh attempt, bounded by the TTL deadline it watches).
+const VERDICT_SLACK: Duration = Duration::from_secs(1);
+
+/// A lease runs out a margin before the lock's TTL: within that margin (plus
+/// [`VERDICT_SLACK`]) the heartbeat says whether the lock is lost, and why (taken over,
+/// deleted, no refresh within the TTL), or a late refresh kept it.
+async fn await_verdict(heartbeat: &Heartbeat) {
+    let left = heartbeat.snapshot().time_until_lost(Instant::now());
+    let mut lost = heartbeat.lost();
+    let _ = tokio::time::timeout(left + VERDICT_SLACK, lost.wait_for(|lost| *lost)).await;
 }
 
 /// Moves the record to the status of the `next` step (`drift_repairing` counts a retry).

@@ -12,7 +12,7 @@
 
 use std::collections::HashSet;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::{Decided, decide, object, reason};
@@ -38,7 +38,7 @@ pub const REQUIREMENTS: &[Requirement] = &[
 ];
 
 /// What a rule sees of a PR found on the forge.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PrFacts {
     pub number: u64,
@@ -63,12 +63,17 @@ pub struct Acceptance {
 /// does not accept the PR this tick (fails closed); it is asked again on the next.
 pub fn accept_pr(set: &RuleSet, pr: &PrFacts) -> Decided<Acceptance> {
     let arg = serde_json::to_value(pr).unwrap_or(Value::Null);
-    decide(set, FILE, "accept_pr", &[arg], parse_acceptance, |error| {
-        Acceptance {
+    decide(
+        set,
+        FILE,
+        "accept_pr",
+        vec![arg],
+        parse_acceptance,
+        |error, _| Acceptance {
             accept: false,
             reason: format!("not accepted this tick: the accept_pr rule failed ({error})"),
-        }
-    })
+        },
+    )
 }
 
 /// DESIGN §3.3: label present, valid marker, not from a fork.
@@ -105,8 +110,8 @@ fn validate_acceptance(args: &[Value], result: &Value) -> Result<(), String> {
 /// Asks `order` for the order of `candidates` (queued records with their `id`); the
 /// default is oldest `queuedAt` first, then PR number.
 pub fn order(set: &RuleSet, candidates: Vec<Value>) -> Decided<Vec<String>> {
-    let args = [Value::Array(candidates)];
-    decide(set, FILE, "order", &args, parse_order, |_| {
+    let args = vec![Value::Array(candidates)];
+    decide(set, FILE, "order", args, parse_order, |_, args| {
         default_order(args[0].as_array().map_or(&[], Vec::as_slice))
     })
 }

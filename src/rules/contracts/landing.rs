@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Decided, decide, object, reason, string_field};
@@ -81,9 +81,9 @@ pub fn admit(set: &RuleSet, record: &Value, ctx: &Value) -> Decided<Admission> {
         set,
         FILE,
         "admit",
-        &[record.clone(), ctx.clone()],
+        vec![record.clone(), ctx.clone()],
         parse_admission,
-        |error| Admission {
+        |error, _| Admission {
             decision: Admit::Wait,
             reason: format!("waiting: the admit rule failed ({error})"),
         },
@@ -113,7 +113,7 @@ fn validate_admission(args: &[Value], result: &Value) -> Result<(), String> {
 }
 
 /// What a rule sees of a finished land step.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LandFacts {
     /// The command exited 0.
@@ -173,9 +173,9 @@ pub fn on_land_result(
         set,
         FILE,
         "on_land_result",
-        &[record.clone(), result, ctx.clone()],
+        vec![record.clone(), result, ctx.clone()],
         parse_verdict,
-        |_| default_verdict(facts),
+        |_, _| default_verdict(facts),
     )
 }
 
@@ -260,9 +260,9 @@ pub fn max_lanes(set: &RuleSet, ctx: &Value) -> Decided<usize> {
         set,
         FILE,
         "max_lanes",
-        std::slice::from_ref(ctx),
+        vec![ctx.clone()],
         parse_lanes,
-        |_| 1,
+        |_, _| 1,
     )
 }
 

@@ -26,6 +26,9 @@ pub struct Decided<T> {
     pub ruleset: String,
     /// Set when the rule failed and `value` is the conservative fallback.
     pub error: Option<RuleError>,
+    /// The arguments the rule was called with, exactly as it saw them: the decision log
+    /// stores them so `berth rules replay` can ask another rule set the same question.
+    pub args: Vec<Value>,
 }
 
 impl<T> Decided<T> {
@@ -39,12 +42,12 @@ fn decide<T>(
     set: &RuleSet,
     file: &'static str,
     function: &'static str,
-    args: &[Value],
+    args: Vec<Value>,
     parse: fn(&[Value], &Value) -> Result<T, String>,
-    fallback: impl FnOnce(&RuleError) -> T,
+    fallback: impl FnOnce(&RuleError, &[Value]) -> T,
 ) -> Decided<T> {
-    let answer = set.call_json(file, function, args).and_then(|value| {
-        parse(args, &value).map_err(|reason| RuleError::Invalid {
+    let answer = set.call_json(file, function, &args).and_then(|value| {
+        parse(&args, &value).map_err(|reason| RuleError::Invalid {
             file: file.to_owned(),
             function: function.to_owned(),
             reason: crate::rules::error::clip(reason),
@@ -57,7 +60,7 @@ fn decide<T>(
                 rules = set.short_hash(),
                 "rule failed: {error}; this decision fails closed"
             );
-            (fallback(&error), Some(error))
+            (fallback(&error, &args), Some(error))
         }
     };
     Decided {
@@ -66,6 +69,7 @@ fn decide<T>(
         function,
         ruleset: set.hash().to_owned(),
         error,
+        args,
     }
 }
 

@@ -1,0 +1,318 @@
+//! What landings cost and how lanes overlap (issue 18): `cargo bench --bench landing`
+//! prints one table.
+//!
+//! Each scenario builds real bare origins and clones (the integration tests' `World`), and
+//! queues PRs whose landing command is the tests' landing script: fetch the base, merge the
+//! feature head into it, push the base. Its baseline, measured in the same run over the
+//! same PRs (a second, identical world), is that script run alone, one PR after another,
+//! in the clone. berth's time is from `berth run --watch` (git forge) starting until every
+//! record is `landed`; its overhead per landing is (berth on one lane − the baseline) / PRs.
+//! Latency: with the daemon idle on a free lane, a record is written and the clock stops
+//! when its landing command starts (the script's first act writes the time).
+//!
+//! `BERTH_BENCH_ROWS=one_lane,four_lanes,sixteen_lanes,latency` runs only those rows.
+
+#[path = "../tests/it/support.rs"]
+mod support;
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use support::{GitLane, World};
+
+/// How long any one scenario may take before the bench gives up on it.
+const LIMIT: Duration = Duration::from_secs(600);
+const LATENCY_SAMPLES: usize = 20;
+
+/// One scenario: PRs spread round-robin over `repos` × `bases` lanes.
+struct Scenario {
+    name: &'static str,
+    repos: usize,
+    bases: usize,
+    prs: usize,
+    max_lanes: usize,
+}
+
+const ONE_LANE: Scenario = Scenario {
+    name: "20 PRs, 1 lane",
+    repos: 1,
+    bases: 1,
+    prs: 20,
+    max_lanes: 1,
+};
+const FOUR_LANES: Scenario = Scenario {
+    name: "20 PRs, 4 lanes of one repo, max_lanes = 4",
+    repos: 1,
+    bases: 4,
+    prs: 20,
+    max_lanes: 4,
+};
+const SIXTEEN_LANES: Scenario = Scenario {
+    name: "64 PRs, 16 lanes in 4 repos, max_lanes = 8",
+    repos: 4,
+    bases: 4,
+    prs: 64,
+    max_lanes: 8,
+};
+
+/// A scenario's world: its lanes and each PR's (lane index, PR number, base).
+struct Built<'w> {
+    lanes: Vec<GitLane<'w>>,
+    prs: Vec<(usize, u64, String)>,
+}
+
+fn base_name(b: usize) -> String {
+    if b == 0 {
+        "main".into()
+    } else {
+        format!("rel-{b}")
+    }
+}
+
+fn build<'w>(world: &'w World, s: &Scenario) -> Built<'w> {
+    let lanes: Vec<GitLane> = (0..s.repos)
+        .map(|r| world.git_lane(&format!("repo-{r}"), None))
+        .collect();
+    for lane in &lanes {
+        for b in 1..s.bases {
+            lane.push_base(&base_name(b));
+        }
+    }
+    let prs = (0..s.prs)
+        .map(|i| {
+            let lane = i % s.repos;
+            let base = base_name((i / s.repos) % s.bases);
+            let pr = i as u64 + 1;
+            lanes[lane].push_feature(&format!("feat/pr-{pr}"), &base);
+            (lane, pr, base)
+        })
+        .collect();
+    Built { lanes, prs }
+}
+
+/// The landing script run alone over every PR, one after another, in the clone.
+fn baseline(s: &Scenario) -> Duration {
+    let world = World::new();
+    let built = build(&world, s);
+    let land = world.land_script();
+    let ledger = world.root.join("ledger");
+    let started = Instant::now();
+    for (lane, pr, base) in &built.prs {
+        // `World::git`'s environment (identity, no user config), running the script.
+        let cmd = world.git(&built.lanes[*lane].clone);
+        let ok = std::process::Command::new(&land)
+            .current_dir(&built.lanes[*lane].clone)
+            .envs(
+                cmd.get_envs()
+                    .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+            )
+            .args([
+                &format!("feat/pr-{pr}"),
+                base.as_str(),
+                ledger.to_str().unwrap(),
+                &pr.to_string(),
+            ])
+            .status()
+            .expect("land script runs")
+            .success();
+        assert!(ok, "the landing script failed on PR {pr}");
+    }
+    started.elapsed()
+}
+
+/// berth over the same PRs: from the daemon's start until every record is landed.
+fn with_berth(s: &Scenario) -> Duration {
+    let world = World::new();
+    let built = build(&world, s);
+    let ids: Vec<String> = built
+        .prs
+        .iter()
+        .map(|(lane, pr, base)| {
+            world
+                .record(&built.lanes[*lane].clone, *pr)
+                .set("featureBranch", format!("feat/pr-{pr}"))
+                .set("baseBranch", base.as_str())
+                .write()
+        })
+        .collect();
+    let config = world.git_forge_config(&format!("max_lanes = {}\npoll_secs = 30\n", s.max_lanes));
+    let started = Instant::now();
+    let mut daemon = spawn_watch(&world, &config);
+    let done = world.wait_for(LIMIT, || {
+        ids.iter()
+            .all(|id| world.read_record(id)["status"] == "landed")
+    });
+    let took = started.elapsed();
+    stop(&mut daemon);
+    assert!(done, "{}: not every record landed", s.name);
+    took
+}
+
+fn spawn_watch(world: &World, config: &Path) -> std::process::Child {
+    world.spawn_berth(
+        &["run", "--watch", "--config", config.to_str().unwrap()],
+        &world.berth_state(),
+        &[],
+    )
+}
+
+fn stop(daemon: &mut std::process::Child) {
+    let pid = nix::unistd::Pid::from_raw(daemon.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let _ = daemon.wait();
+}
+
+/// Enqueue-to-start latency of a record on a free lane, over [`LATENCY_SAMPLES`] records
+/// written one at a time to an idle `run --watch`.
+fn latency() -> Vec<Duration> {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    for pr in 1..=LATENCY_SAMPLES as u64 {
+        lane.push_feature(&format!("feat/pr-{pr}"), "main");
+    }
+    let starts = world.root.join("starts");
+    fs::create_dir_all(&starts).unwrap();
+    let land = world.land_script();
+    let script = format!(
+        "date +%s%N > {starts}/$3; exec {land} \"$1\" \"$2\" {ledger} \"$3\"",
+        starts = starts.display(),
+        land = land.display(),
+        ledger = world.root.join("ledger").display()
+    );
+    let config = world.config(&format!(
+        "forge = \"git\"\npoll_secs = 3600\nland_command = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{branch}}\", \"{{base}}\", \"{{pr}}\"]\n"
+    ));
+    let mut daemon = spawn_watch(&world, &config);
+    // The daemon is up once its first (empty) tick has written the status file.
+    world.wait_for(LIMIT, || world.berth_state().join("status.json").exists());
+    std::thread::sleep(Duration::from_millis(500));
+    let mut samples = Vec::new();
+    for pr in 1..=LATENCY_SAMPLES as u64 {
+        let written_ns = now_ns();
+        let id = world
+            .record(&lane.clone, pr)
+            .set("featureBranch", format!("feat/pr-{pr}"))
+            .write();
+        let mark = starts.join(pr.to_string());
+        assert!(
+            world.wait_for(LIMIT, || fs::read_to_string(&mark)
+                .is_ok_and(|t| t.trim().parse::<u128>().is_ok())),
+            "PR {pr} never started"
+        );
+        let started_ns: u128 = fs::read_to_string(&mark).unwrap().trim().parse().unwrap();
+        samples.push(Duration::from_nanos(
+            started_ns.saturating_sub(written_ns) as u64
+        ));
+        assert!(
+            world.wait_for(LIMIT, || world.read_record(&id)["status"] == "landed"),
+            "PR {pr} did not land"
+        );
+    }
+    stop(&mut daemon);
+    samples.sort();
+    samples
+}
+
+fn now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn main() {
+    let only = std::env::var("BERTH_BENCH_ROWS").ok();
+    let selected = |name: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|n| n == name))
+    };
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::ASCII_MARKDOWN)
+        .set_header([
+            "measure",
+            "target",
+            "berth",
+            "baseline (script alone)",
+            "ok?",
+        ]);
+    let yes = |ok: bool| if ok { "yes" } else { "NO" };
+    let mut one_lane = None;
+    for (row, s) in [
+        ("one_lane", &ONE_LANE),
+        ("four_lanes", &FOUR_LANES),
+        ("sixteen_lanes", &SIXTEEN_LANES),
+    ] {
+        if !selected(row) {
+            continue;
+        }
+        let base = baseline(s);
+        let took = with_berth(s);
+        let (target, ok) = match row {
+            "one_lane" => {
+                one_lane = Some((took, base));
+                ("—".to_owned(), None)
+            }
+            "four_lanes" => match one_lane {
+                Some((one, _)) => (
+                    format!("≤ 1 lane ({}), ideally ≤ 0.5×", secs(one)),
+                    Some(took <= one),
+                ),
+                None => ("≤ 1 lane".to_owned(), None),
+            },
+            _ => ("—".to_owned(), None),
+        };
+        table.add_row([
+            s.name.to_owned(),
+            target,
+            format!(
+                "{} ({:.2}× the script)",
+                secs(took),
+                took.as_secs_f64() / base.as_secs_f64()
+            ),
+            secs(base),
+            ok.map_or("—", yes).to_owned(),
+        ]);
+    }
+    if let Some((took, base)) = one_lane {
+        let per = took.saturating_sub(base) / ONE_LANE.prs as u32;
+        table.add_row([
+            "berth's overhead per landing (1 lane)".to_owned(),
+            "≤ 50 ms".to_owned(),
+            ms(per),
+            ms(base / ONE_LANE.prs as u32) + " per PR",
+            yes(per <= Duration::from_millis(50)).to_owned(),
+        ]);
+    }
+    if selected("latency") {
+        let samples = latency();
+        let at = |q: f64| {
+            samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1]
+        };
+        table.add_row([
+            "enqueue → landing command starts, p50".to_owned(),
+            "—".to_owned(),
+            ms(at(0.5)),
+            "—".to_owned(),
+            "—".to_owned(),
+        ]);
+        table.add_row([
+            format!("enqueue → landing command starts, p99 ({LATENCY_SAMPLES} records)"),
+            "≤ 100 ms".to_owned(),
+            ms(at(0.99)),
+            "—".to_owned(),
+            yes(at(0.99) <= Duration::from_millis(100)).to_owned(),
+        ]);
+    }
+    println!();
+    println!("{table}");
+}

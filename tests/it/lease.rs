@@ -1,0 +1,167 @@
+//! The landing's lease and fences: a paused daemon's step is stopped by its guard before
+//! the lane lock expires; `{repo}`/`{worktree}` cannot be redirected by swapping a checkout
+//! during the step; a land command fences its push with `berth lock check`.
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::crash::{running_in_group, wait_for_pid};
+use crate::support::World;
+
+/// The JSON payload of the lock commit `ref_name` points at in the bare repo `remote`.
+fn lock_payload(world: &World, remote: &str, ref_name: &str) -> serde_json::Value {
+    let message = world.run_git(
+        &world.root,
+        &["--git-dir", remote, "log", "-1", "--format=%B", ref_name],
+    );
+    let (_, body) = message.split_once("\n\n").expect("a lock commit message");
+    serde_json::from_str(body).expect("a lock payload")
+}
+
+fn millis(iso: &str) -> i64 {
+    berth::clock::parse_iso(iso).unwrap().timestamp_millis()
+}
+
+/// Berth is stopped (SIGSTOP) mid-landing, with an 8 s TTL: no heartbeat runs, yet the
+/// step's guard terminates its process group before the lock it landed under expires. On
+/// SIGCONT the daemon finds the step stopped by its lease and blocks the record with that
+/// reason; nothing was landed.
+#[test]
+fn a_paused_daemons_landing_is_stopped_by_its_lease_before_the_lock_expires() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(6, "main");
+    let (pid_file, killed_at) = (world.root.join("landing.pid"), world.root.join("killed-at"));
+    let land = world.land_script();
+    // The step records when SIGTERM reached it (ms since the epoch); left alone it would
+    // sleep, then land.
+    let script = format!(
+        "trap 'date +%s%3N > {killed}; exit 143' TERM; sleep 300 & echo $$ > {pid}; wait; exec {land} \"$1\" \"$2\" {ledger} \"$3\"",
+        killed = killed_at.display(),
+        pid = pid_file.display(),
+        land = land.display(),
+        ledger = world.root.join("ledger").display(),
+    );
+    let config = world.config(&format!(
+        "forge = \"git\"\npoll_secs = 3600\nheartbeat_secs = 1\nlock_ttl_secs = 8\nland_command = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{branch}}\", \"{{base}}\", \"{{pr}}\"]\n"
+    ));
+    let mut daemon = world.spawn_berth(
+        &["run", "--watch", "--config", config.to_str().unwrap()],
+        &world.berth_state(),
+        &[],
+    );
+    let landing = wait_for_pid(&pid_file, &mut daemon);
+    // gstack's ref for the lane (berth also holds the repository's shared `+repo` lock).
+    let refs = world.lock_refs(&lane.remote_url);
+    let [ref_name] = &refs
+        .iter()
+        .filter(|r| !r.contains("/+repo/"))
+        .collect::<Vec<_>>()[..]
+    else {
+        panic!("one gstack lock while landing: {refs:?}");
+    };
+    let berth = Pid::from_raw(daemon.id() as i32);
+
+    kill(berth, Signal::SIGSTOP).unwrap();
+    let stopped = world.wait_for(Duration::from_secs(30), || {
+        running_in_group(landing).is_empty()
+    });
+    // What the lock said while berth could not refresh it (it is still stopped).
+    let payload = lock_payload(&world, &lane.remote_url, ref_name);
+    kill(berth, Signal::SIGCONT).unwrap();
+    if !stopped {
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+    }
+    assert!(stopped, "the landing ran on while its daemon was stopped");
+    let killed = fs::read_to_string(&killed_at).expect("the step was sent SIGTERM");
+    let killed: i64 = killed.trim().parse().unwrap();
+    let expires = millis(payload["expiresAt"].as_str().unwrap());
+    assert!(
+        killed < expires,
+        "the step was stopped at {killed}, after its lock expired at {expires}"
+    );
+
+    let settled = world.wait_for(Duration::from_secs(30), || {
+        world.read_record(&id)["status"] != "landing"
+    });
+    kill(berth, Signal::SIGTERM).unwrap();
+    daemon.wait().unwrap();
+    assert!(settled, "the record stayed in flight after SIGCONT");
+    let record = world.read_record(&id);
+    assert_eq!(record["status"], "blocked", "{record:#}");
+    let why = record["lastError"].as_str().unwrap();
+    assert!(why.contains("lease ran out"), "{why}");
+    assert!(world.ledger().is_empty(), "landed after its lease ran out");
+    assert!(!lane.merged("feat/pr-6", "main"));
+}
+
+/// The step swaps its checkout (and the repo) for symlinks to a directory outside the
+/// allowed roots, then writes through `{worktree}` and `{repo}`: the writes land in the
+/// directories the gate pinned, never in the symlinks' target, and the record is blocked.
+#[test]
+fn a_checkout_swapped_for_a_symlink_during_the_step_does_not_redirect_the_placeholders() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(6, "main");
+    let outside = world.root.join("outside");
+    fs::create_dir(&outside).unwrap();
+    let named = world.root.join("worktree-name");
+    let script = format!(
+        "w=$(cd \"$1\" && pwd -P); r=$(cd \"$2\" && pwd -P); echo \"$w\" > {named}; \
+         mv \"$w\" \"$w.moved\" && ln -s {outside} \"$w\"; \
+         if [ \"$r\" != \"$w\" ]; then mv \"$r\" \"$r.moved\" && ln -s {outside} \"$r\"; fi; \
+         touch \"$1/via-worktree\" \"$2/via-repo\"",
+        named = named.display(),
+        outside = outside.display(),
+    );
+    let config = world.config(&format!(
+        "forge = \"git\"\nland_command = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{worktree}}\", \"{{repo}}\"]\n"
+    ));
+    world.run_once(&config);
+
+    let entries: Vec<_> = fs::read_dir(&outside).unwrap().flatten().collect();
+    assert!(
+        entries.is_empty(),
+        "the step was redirected outside its checkout: {entries:?}"
+    );
+    let worktree = fs::read_to_string(&named).unwrap();
+    let moved = PathBuf::from(format!("{}.moved", worktree.trim()));
+    assert!(
+        moved.join("via-worktree").exists(),
+        "{{worktree}} did not lead to the pinned checkout"
+    );
+    let record = world.read_record(&id);
+    assert_eq!(record["status"], "blocked", "{record:#}");
+}
+
+/// A land command that checks `berth lock check {lock_ref} --sha {lock_sha}` before it
+/// lands: the check says the lock is live, and the PR lands.
+#[test]
+fn a_land_command_fences_its_push_with_lock_check() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(6, "main");
+    let checked = world.root.join("checked");
+    let script = format!(
+        "{berth} lock check \"$1\" --sha \"$2\" --repo-path \"$3\" > {checked} && exec {land} \"$4\" \"$5\" {ledger} \"$6\"",
+        berth = assert_cmd::cargo::cargo_bin("berth").display(),
+        checked = checked.display(),
+        land = world.land_script().display(),
+        ledger = world.root.join("ledger").display(),
+    );
+    let config = world.config(&format!(
+        "forge = \"git\"\nland_command = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{lock_ref}}\", \"{{lock_sha}}\", \"{{repo}}\", \"{{branch}}\", \"{{base}}\", \"{{pr}}\"]\n"
+    ));
+    world.run_once(&config).success();
+
+    let said = fs::read_to_string(&checked).unwrap();
+    assert!(said.contains(": live: held by "), "{said}");
+    assert!(said.starts_with("refs/gstack/release-locks/"), "{said}");
+    assert_eq!(world.read_record(&id)["status"], "landed");
+    assert_eq!(world.ledger(), [6]);
+}
