@@ -39,7 +39,9 @@ mod heartbeat;
 mod payload;
 mod transport;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use git2::{Oid, Reference};
@@ -404,6 +406,9 @@ pub struct LockClient {
     scratch_dir: PathBuf,
     settings: LockSettings,
     hook: WriteHook,
+    /// The lock commits this client wrote and has not released: a lock in this process's
+    /// name at one of them is a landing of this process, never an orphan.
+    mine: Mutex<HashSet<Oid>>,
 }
 
 /// Per-operation context for error messages.
@@ -482,6 +487,7 @@ impl LockClient {
             scratch_dir: scratch_dir.to_owned(),
             settings,
             hook: WriteHook::default(),
+            mine: Mutex::default(),
         };
         client.sweep_leftovers();
         Ok(client)
@@ -881,7 +887,19 @@ impl LockClient {
         Err(target.contended("the release failed", "release", last))
     }
 
-    /// The one way a lock ref is written: see [`cas`].
+    /// Whether `sha` is a lock this client wrote and has not released. Aliases of one
+    /// repository that berth keys apart are two lanes of one process sharing a ref: finding
+    /// that ref held in this process's name then means a running landing here, not an orphan.
+    pub fn holds(&self, sha: &str) -> bool {
+        Oid::from_str(sha).is_ok_and(|sha| self.mine().contains(&sha))
+    }
+
+    fn mine(&self) -> MutexGuard<'_, HashSet<Oid>> {
+        self.mine.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The one way a lock ref is written: see [`cas`]. Keeps [`LockClient::holds`] true of
+    /// a new lock from before its write can be seen until its release was tried.
     fn swap(
         &self,
         scratch: &Scratch,
@@ -890,7 +908,10 @@ impl LockClient {
         expect: Expect,
         new: Option<Oid>,
     ) -> Result<PushOutcome, git2::Error> {
-        compare_and_swap(
+        if let Some(sha) = new {
+            self.mine().insert(sha);
+        }
+        let outcome = compare_and_swap(
             &scratch.repo,
             target.url,
             target.ref_name,
@@ -898,7 +919,20 @@ impl LockClient {
             expect,
             new,
             &self.hook,
-        )
+        );
+        let applied = matches!(outcome, Ok(PushOutcome::Applied));
+        let mut mine = self.mine();
+        // A write whose answer was lost may have landed: it is then an orphan to remove.
+        if let (Some(sha), false) = (new, applied) {
+            mine.remove(&sha);
+        }
+        if let Expect::At(old) = expect
+            && (applied || write == LockWrite::Release)
+        {
+            mine.remove(&old);
+        }
+        drop(mine);
+        outcome
     }
 
     fn scratch(&self) -> Result<Scratch, LockError> {

@@ -581,8 +581,15 @@ fn the_daemons_own_orphaned_lock_does_not_stall_the_lane() {
         repo_identity: identity,
         base_branch: "main".into(),
     };
-    let orphan = shared
-        .locks
+    // Written in the daemon's name by a client of its own, as a write whose answer was
+    // lost leaves it: no landing of the daemon holds it.
+    let scratch = tempfile::tempdir().unwrap();
+    let writer = berth::lane_lock::LockClient::new(
+        scratch.path(),
+        berth::lane_lock::LockSettings::default(),
+    )
+    .unwrap();
+    let orphan = writer
         .acquire(&lane.remote_url, &main_lane, &shared.owner, &lane.clone)
         .unwrap();
     assert!(matches!(orphan, berth::lane_lock::Acquire::Acquired(_)));

@@ -133,3 +133,65 @@ fn one_bare_repo_under_two_paths_never_lands_twice_at_once() {
         "both locks released"
     );
 }
+
+/// Two spellings of one bare repo whose identities berth keys apart (one names a sibling
+/// checkout next to `widget.git`, the other a symlink straight to it) run as two lanes in
+/// one daemon; only the ref every spelling shares serializes them. Finding that ref held
+/// in this daemon's own name is then a live landing of this process, not an orphan.
+#[test]
+fn a_shared_ref_held_by_a_sibling_landing_of_this_daemon_is_not_an_orphan() {
+    use std::time::Duration;
+
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let bare = Path::new(&lane.remote_url);
+    // A working checkout beside the bare repo: the identity `<remotes>/widget` names it.
+    std::fs::create_dir(bare.with_extension("")).unwrap();
+    let link = world.root.join("link.git");
+    std::os::unix::fs::symlink(bare, &link).unwrap();
+    let alias_url = link.to_str().unwrap().to_owned();
+    let alias = GitLane {
+        world: &world,
+        clone: world.clone_into(&world.code, "widget-link", &alias_url),
+        remote_url: alias_url,
+    };
+    let ids = [lane.queue(1, "main"), alias.queue(2, "main")];
+
+    let trace = world.root.join("trace");
+    let script = format!(
+        "echo start $3 >> {trace}; sleep 1; {land} \"$1\" \"$2\" {ledger} \"$3\"; s=$?; echo end $3 >> {trace}; exit $s",
+        trace = trace.display(),
+        land = world.land_script().display(),
+        ledger = world.root.join("ledger").display()
+    );
+    let config = world.config(&format!(
+        "forge = \"git\"\nmax_lanes = 2\npoll_secs = 1\nland_command = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{branch}}\", \"{{base}}\", \"{{pr}}\"]\n"
+    ));
+    let mut daemon = world.spawn_berth(
+        &["run", "--watch", "--config", config.to_str().unwrap()],
+        &world.berth_state(),
+        &[],
+    );
+    let landed = |id: &String| world.read_record(id)["status"] == "landed";
+    let _ = world.wait_for(Duration::from_secs(60), || ids.iter().all(landed));
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    daemon.wait().unwrap();
+    let steps: Vec<String> = std::fs::read_to_string(&trace)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let log = std::fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
+    assert!(
+        !log.contains("orphaned lane lock"),
+        "a sibling landing's live lock was taken for an orphan:\n{log}"
+    );
+    assert!(
+        steps.len() == 4 && steps[0].starts_with("start") && steps[1].starts_with("end"),
+        "overlapping landings: {steps:?}"
+    );
+    assert!(ids.iter().all(landed), "{steps:?}");
+}

@@ -33,16 +33,16 @@ pub(super) async fn acquire(l: &Landing, origin_url: &str) -> Result<HeldLock, E
     let acquired = ask_or_clean_up(
         cancel,
         move || {
-            // This process runs one landing per lane (aliases of one repository included),
-            // and this one has not taken the lock yet: a live lock in our own name is an
-            // orphan (a release that failed, or a create whose answer was lost). Remove
-            // exactly it, then take the lane properly; at most once per ref of the lane.
+            // A live lock in our own name that no landing of this process holds
+            // (`holds`: aliases berth keys apart share a ref) is an orphan (a release that
+            // failed, or a create whose answer was lost). Remove exactly it, then take the
+            // lane properly; at most once per ref of the lane.
             let mut outcome = locks.acquire(&url, &lane, &owner, &repo)?;
             for _ in 0..LOCK_REFS_PER_LANE {
                 let Acquire::HeldElsewhere { holder, sha, ref_name } = &outcome else {
                     break;
                 };
-                if holder.owner_id != owner {
+                if holder.owner_id != owner || locks.holds(sha) {
                     break;
                 }
                 tracing::warn!(lock = %ref_name, %sha, "removing this process's own orphaned lane lock");
