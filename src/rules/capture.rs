@@ -70,16 +70,7 @@ pub fn capture(berth_dir: &Path, selector: &Selector) -> io::Result<Captured> {
             picked.push(line);
         }
     })?;
-    let wanted: HashSet<String> = picked
-        .iter()
-        .filter_map(|l| l.get("facts"))
-        .flat_map(|refs| {
-            FactsIndex::ids_in(refs)
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let facts = FactsIndex::load(berth_dir, &wanted)?;
+    let facts = FactsIndex::load_for(berth_dir, picked.iter())?;
     let mut captured = Captured::default();
     for line in &picked {
         let case = line

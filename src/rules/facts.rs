@@ -184,6 +184,22 @@ impl FactsIndex {
         Ok(FactsIndex(values))
     }
 
+    /// Reads the values the `facts` of `lines` (decision-log lines) refer to.
+    pub fn load_for<'a>(
+        berth_dir: &Path,
+        lines: impl Iterator<Item = &'a Value>,
+    ) -> io::Result<FactsIndex> {
+        let wanted: HashSet<String> = lines
+            .filter_map(|l| l.get("facts"))
+            .flat_map(|refs| {
+                FactsIndex::ids_in(refs)
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        FactsIndex::load(berth_dir, &wanted)
+    }
+
     /// The ids a decision line's `facts` refers to.
     pub fn ids_in(refs: &Value) -> impl Iterator<Item = &str> {
         let items = refs.as_array().map_or(&[][..], Vec::as_slice);

@@ -121,17 +121,12 @@ impl<'a> Line<'a> {
 pub fn replay(berth_dir: &Path, set: &RuleSet, scope: &Scope) -> io::Result<Replay> {
     let mut lines = Vec::new();
     each_line(berth_dir, |value| lines.push(value))?;
-    let wanted: HashSet<String> = lines
-        .iter()
-        .filter(|l| Line(l).text("kind") == "decision" && Line(l).in_scope(scope))
-        .filter_map(|l| l.get("facts"))
-        .flat_map(|refs| {
-            FactsIndex::ids_in(refs)
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let facts = FactsIndex::load(berth_dir, &wanted)?;
+    let facts = FactsIndex::load_for(
+        berth_dir,
+        lines
+            .iter()
+            .filter(|l| Line(l).text("kind") == "decision" && Line(l).in_scope(scope)),
+    )?;
     let mut replay = Replay::default();
     let mut waiting = Waiting::default();
     for (index, value) in lines.iter().enumerate() {
