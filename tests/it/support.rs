@@ -221,7 +221,10 @@ impl RecordBuilder<'_> {
             }
         };
         let text = serde_json::to_string_pretty(&self.fields).unwrap() + "\n";
-        let temp = queue.join(format!(".{id}.json.tmp"));
+        // A short hidden temp name: the id itself may already be at the file-name limit.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temp = queue.join(format!(".record-{}-{n}.tmp", std::process::id()));
         fs::write(&temp, text).unwrap();
         fs::rename(&temp, queue.join(format!("{id}.json"))).unwrap();
         id
