@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use git2::{ErrorCode, ObjectType, Oid, Repository, RepositoryOpenFlags};
 
+use super::leftover;
 use super::transport::{PushOutcome, push_guarded};
 
 /// What the ref must hold for the write to go through.
@@ -135,9 +136,22 @@ pub(crate) fn local_path(url: &str) -> Option<Result<PathBuf, git2::Error>> {
                 }),
         );
     }
+    // An absolute path is never a URL, whatever it contains (`/srv/a://b/w.git`); other
+    // text is local, as libgit2 takes it, when it names a directory and no network scheme.
     let path = std::path::Path::new(url);
-    (!url.contains("://") && (path.is_absolute() || path.is_dir())).then(|| Ok(PathBuf::from(url)))
+    let network = NETWORK_SCHEMES.iter().any(|scheme| url.starts_with(scheme));
+    (path.is_absolute() || (!network && path.is_dir())).then(|| Ok(PathBuf::from(url)))
 }
+
+/// The URL prefixes libgit2 gives a network transport before it looks for a directory.
+const NETWORK_SCHEMES: [&str; 6] = [
+    "git://",
+    "http://",
+    "https://",
+    "ssh://",
+    "ssh+git://",
+    "git+ssh://",
+];
 
 fn local_swap(
     scratch: &Repository,
@@ -149,6 +163,8 @@ fn local_swap(
     hook: &WriteHook,
 ) -> Result<PushOutcome, git2::Error> {
     let origin = Repository::open_ext(path, RepositoryOpenFlags::NO_SEARCH, [] as [&str; 0])?;
+    let _writers = leftover::writers_lock(&origin)?;
+    leftover::clear(&origin, ref_name);
     let found = match origin.find_reference(ref_name) {
         Ok(reference) => Some(reference),
         Err(e) if e.code() == ErrorCode::NotFound => None,
@@ -200,7 +216,12 @@ fn local_swap(
             Ok(match now {
                 Some(now) if !expect.matches(now) => PushOutcome::Refused { advertised: now },
                 _ => PushOutcome::Rejected {
-                    status: format!("the ref was locked while berth wrote it: {}", e.message()),
+                    status: format!(
+                        "the ref was locked while berth wrote it: {}; if no git process writes it, {} was left by a writer that died mid-write, and berth removes it once it is {} s old",
+                        e.message(),
+                        leftover::ref_lock_path(&origin, ref_name).display(),
+                        leftover::LEFTOVER_AGE.as_secs()
+                    ),
                 },
             })
         }
@@ -245,6 +266,14 @@ mod tests {
         let upper = format!("FILE://{path}");
         assert_eq!(local_path(&upper).unwrap().unwrap(), dir.path());
         assert!(local_path("/no/such/dir").unwrap().is_ok());
+        // A path is a path even with `://` in it: libgit2 would push there with force.
+        let odd = dir.path().join("a:").join("").join("b");
+        std::fs::create_dir_all(&odd).unwrap();
+        let odd = format!("{path}/a://b");
+        assert_eq!(
+            local_path(&odd).unwrap().unwrap(),
+            std::path::Path::new(&odd)
+        );
         assert!(
             local_path("file://elsewhere.example/srv/git/w.git")
                 .unwrap()

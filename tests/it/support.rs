@@ -149,7 +149,12 @@ impl World {
     }
 
     pub fn read_record(&self, id: &str) -> Value {
-        let text = fs::read_to_string(self.queue.join(format!("{id}.json")))
+        self.read_record_in(&self.queue, id)
+    }
+
+    /// Record `id` of the queue dir `queue`.
+    pub fn read_record_in(&self, queue: &Path, id: &str) -> Value {
+        let text = fs::read_to_string(queue.join(format!("{id}.json")))
             .unwrap_or_else(|e| panic!("record {id}: {e}"));
         serde_json::from_str(&text).unwrap()
     }
