@@ -41,6 +41,13 @@ impl World {
         }
     }
 
+    /// Leaves the world's files (logs included) in place when it is dropped, and returns
+    /// where they are: for a long run worth diagnosing after the fact.
+    pub fn keep(&mut self) -> &Path {
+        self._root.disable_cleanup(true);
+        &self.root
+    }
+
     /// A `git` command with a fixed identity and no user or system config.
     pub fn git(&self, cwd: &Path) -> Command {
         let mut cmd = Command::new("git");
