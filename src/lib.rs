@@ -31,6 +31,7 @@ pub mod ownership;
 pub mod paths;
 pub mod pinned_dir;
 pub mod process_probe;
+pub mod queue_report;
 pub mod queue_view;
 pub mod record;
 pub mod rules;
