@@ -63,7 +63,7 @@ pub fn run(ctx: &Context, args: &ExplainArgs) -> anyhow::Result<Outcome> {
     }
     if args.json {
         for line in &story.lines {
-            println!("{line}");
+            println!("{}", line.to_json());
         }
         return Ok(Outcome::Clean);
     }

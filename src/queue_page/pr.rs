@@ -1,11 +1,11 @@
 //! `/pr/<repo>/<n>`, `/pr/<n>` or `/pr/<record id>`: the story `berth explain` tells,
 //! newest first, each decision with its rule file and reason.
 
-use serde_json::Value;
-
 use super::escape::escape;
 use super::layout::page;
-use crate::queue_report::story::{Chapter, Story, text};
+use crate::queue_report::story::{Chapter, Story};
+use crate::record::Status;
+use crate::rules::journal::{Entry, JournalLine};
 use crate::rules::set::short;
 
 /// Lines shown per record; past it the page says how many older ones were left out.
@@ -60,43 +60,41 @@ fn chapter_html(pr: u64, chapter: &Chapter<'_>) -> String {
 }
 
 /// One log line: when, what happened, which rule file (and set) decided, and why.
-fn row(line: &Value) -> String {
-    let (what, rule) = match text(line, "kind") {
-        "status" => (
-            format!("status {} → {}", text(line, "from"), text(line, "to")),
+fn row(line: &JournalLine) -> String {
+    let (what, rule, reason) = match &line.entry {
+        Entry::Status(change) => (
+            format!("status {} → {}", change.from, change.to),
             String::new(),
+            change.reason.as_str(),
         ),
-        "operator" => {
-            let mut what = format!("operator {} by {}", text(line, "act"), text(line, "user"));
-            if line.get("to").is_some() {
-                what.push_str(&format!(": {} → {}", text(line, "from"), text(line, "to")));
+        Entry::Operator(op) => {
+            let mut what = format!("operator {} by {}", op.act.as_str(), op.user);
+            if let Some(to) = op.to {
+                let from = op.from.map_or("", Status::as_str);
+                what.push_str(&format!(": {from} → {to}"));
             }
-            if let Some(lock) = line.get("ref").and_then(Value::as_str) {
+            if let Some(lock) = &op.lock_ref {
                 what.push_str(&format!(" of {lock}"));
             }
-            (what, String::new())
+            (what, String::new(), op.reason.as_str())
         }
-        _ => {
-            let mut what = format!("{}: {}", text(line, "function"), text(line, "decision"));
-            if line.get("fallback").and_then(Value::as_bool) == Some(true) {
+        Entry::Decision(d) => {
+            let mut what = format!("{}: {}", d.function, d.decision);
+            if d.fallback {
                 what.push_str(&format!(
                     " (the rule failed: {}; the built-in default decided)",
-                    text(line, "error")
+                    d.error.as_deref().unwrap_or("")
                 ));
             }
-            let rule = format!(
-                "{} (rules {})",
-                text(line, "file"),
-                short(text(line, "ruleset"))
-            );
-            (what, rule)
+            let rule = format!("{} (rules {})", d.file, short(&d.ruleset));
+            (what, rule, d.reason.as_str())
         }
     };
     format!(
         "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-        escape(text(line, "time")),
+        escape(&line.time),
         escape(&what),
         escape(&rule),
-        escape(text(line, "reason"))
+        escape(reason)
     )
 }

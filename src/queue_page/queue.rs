@@ -195,7 +195,7 @@ fn recent_section(facts: &PageFacts) -> String {
         format!(
             "{} <span class=\"word\">{}</span> <a href=\"/pr/{}/{}\">#{}</a> of {}{reason}",
             escape(&e.time),
-            escape(&e.to),
+            escape(e.to.as_str()),
             path_segment(&e.repo),
             e.pr,
             e.pr,

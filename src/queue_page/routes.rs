@@ -91,7 +91,7 @@ pub fn routes(sources: PageSources) -> Router {
                 Ok(story) => {
                     let mut body = String::new();
                     for line in &story.lines {
-                        body.push_str(&line.to_string());
+                        body.push_str(&line.to_json());
                         body.push('\n');
                     }
                     Response::new(200, "application/x-ndjson; charset=utf-8", body)

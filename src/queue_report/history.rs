@@ -7,9 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::Value;
 
-use super::story::text;
+use crate::record::Status;
+use crate::rules::journal::{Entry, JournalLine};
 
 /// Landing durations kept (the newest): enough for a median per lane.
 pub const MAX_LANDINGS: usize = 500;
@@ -30,7 +30,7 @@ pub struct Ending {
     pub record: String,
     pub pr: u64,
     pub repo: String,
-    pub to: String,
+    pub to: Status,
     pub reason: String,
 }
 
@@ -56,27 +56,26 @@ impl History {
         Ok(history)
     }
 
-    fn take(&mut self, line: &Value, recent: &mut VecDeque<Ending>) {
-        if text(line, "kind") != "status" {
+    fn take(&mut self, line: &JournalLine, recent: &mut VecDeque<Ending>) {
+        let Entry::Status(change) = &line.entry else {
             return;
-        }
-        let record = text(line, "record");
-        let time = text(line, "time");
-        match text(line, "to") {
-            "claiming" => {
-                self.claimed.insert(record.to_owned(), time.to_owned());
+        };
+        let record = &change.record;
+        match change.to {
+            Status::Claiming => {
+                self.claimed.insert(record.clone(), line.time.clone());
             }
-            to @ ("landed" | "blocked") => {
+            Status::Landed | Status::Blocked => {
                 let start = self.claimed.remove(record);
                 let start = start.as_deref().and_then(crate::clock::parse_iso);
-                if to == "landed"
-                    && let (Some(start), Some(end)) = (start, crate::clock::parse_iso(time))
+                if change.to == Status::Landed
+                    && let (Some(start), Some(end)) = (start, line.at())
                     && let Ok(took) = (end - start).to_std()
                 {
                     push_bounded(
                         &mut self.landings,
                         TimedLanding {
-                            record: record.to_owned(),
+                            record: record.clone(),
                             took,
                         },
                         MAX_LANDINGS,
@@ -85,18 +84,18 @@ impl History {
                 push_bounded(
                     recent,
                     Ending {
-                        time: time.to_owned(),
-                        record: record.to_owned(),
-                        pr: line.get("pr").and_then(Value::as_u64).unwrap_or(0),
-                        repo: text(line, "repo").to_owned(),
-                        to: to.to_owned(),
-                        reason: text(line, "reason").to_owned(),
+                        time: line.time.clone(),
+                        record: record.clone(),
+                        pr: change.pr,
+                        repo: change.repo.clone(),
+                        to: change.to,
+                        reason: change.reason.clone(),
                     },
                     MAX_RECENT,
                 );
             }
             // Put back (a requeue, a signal): the next claim starts the clock again.
-            "queued" => {
+            Status::Queued => {
                 self.claimed.remove(record);
             }
             _ => {}
@@ -116,8 +115,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn status(time: &str, record: &str, to: &str) -> Value {
-        json!({"time": time, "kind": "status", "record": record, "pr": 7, "repo": "r", "from": "x", "to": to, "reason": ""})
+    fn line(value: serde_json::Value) -> JournalLine {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn status(time: &str, record: &str, to: &str) -> JournalLine {
+        line(
+            json!({"time": time, "kind": "status", "record": record, "pr": 7, "repo": "r", "from": "queued", "to": to, "reason": ""}),
+        )
     }
 
     #[test]
@@ -132,7 +137,11 @@ mod tests {
             status("2026-01-01T00:02:00.000Z", "b", "claiming"),
             status("2026-01-01T00:02:10.000Z", "b", "blocked"),
             status("2026-01-01T00:02:20.000Z", "c", "claiming"),
-            json!({"kind": "decision", "record": "a", "time": "2026-01-01T00:03:00.000Z"}),
+            line(
+                json!({"time": "2026-01-01T00:03:00.000Z", "kind": "decision", "ruleset": "h",
+                "file": "policies/landing.rhai", "function": "admit", "record": "a",
+                "decision": "admit", "reason": "", "fallback": false}),
+            ),
         ] {
             history.take(&line, &mut recent);
         }
@@ -145,8 +154,8 @@ mod tests {
         );
         assert_eq!(history.claimed["c"], "2026-01-01T00:02:20.000Z");
         assert_eq!(history.claimed.len(), 1);
-        let order: Vec<_> = recent.iter().rev().map(|e| e.to.as_str()).collect();
-        assert_eq!(order, ["blocked", "landed"]);
+        let order: Vec<_> = recent.iter().rev().map(|e| e.to).collect();
+        assert_eq!(order, [Status::Blocked, Status::Landed]);
     }
 
     #[test]

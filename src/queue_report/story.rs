@@ -6,10 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use serde_json::Value;
-
 use crate::gates::Allowlist;
 use crate::lane_lock::{Lane, lock_ref_name};
+use crate::record::Status;
+use crate::rules::journal::{Entry, JournalLine};
 use crate::rules::set::short;
 use crate::store::{QueueStore, StoreError, StoredRecord};
 
@@ -46,7 +46,7 @@ pub struct Chapter<'a> {
     /// The repo the first line that names one names (a lock release names none).
     pub repo: &'a str,
     /// Oldest first.
-    pub lines: Vec<&'a Value>,
+    pub lines: Vec<&'a JournalLine>,
     /// The record in the queue now, when it is there.
     pub now: Option<&'a StoredRecord>,
 }
@@ -56,7 +56,7 @@ pub struct Story {
     /// Set when the story is of one record (asked for by id).
     pub only: Option<String>,
     /// Every line, oldest first (ISO times of one format: text order is time order).
-    pub lines: Vec<Value>,
+    pub lines: Vec<JournalLine>,
     /// The records in the queue now, by id.
     pub queue: BTreeMap<String, StoredRecord>,
 }
@@ -83,12 +83,12 @@ impl Story {
         };
         let mut lines = crate::rules::decisions::history(berth_dir, pr, repo).map_err(log_error)?;
         if let Some(id) = &only {
-            lines.retain(|line| text(line, "record") == id);
+            lines.retain(|line| line.record().unwrap_or("") == id);
         }
         let queue = now_records(store);
         lines.extend(lock_releases(allowlist, berth_dir, &lines, &queue).map_err(log_error)?);
         // Stable: a line written first stays first within the same millisecond.
-        lines.sort_by(|a, b| text(a, "time").cmp(text(b, "time")));
+        lines.sort_by(|a, b| a.time.cmp(&b.time));
         Ok(Story {
             pr,
             only,
@@ -100,10 +100,10 @@ impl Story {
     /// One chapter per record (the same PR number can exist in several repos or bases),
     /// by record id.
     pub fn chapters(&self) -> Vec<Chapter<'_>> {
-        let mut by_record: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
+        let mut by_record: BTreeMap<&str, Vec<&JournalLine>> = BTreeMap::new();
         for line in &self.lines {
             by_record
-                .entry(text(line, "record"))
+                .entry(line.record().unwrap_or(""))
                 .or_default()
                 .push(line);
         }
@@ -113,7 +113,7 @@ impl Story {
                 record: record.to_owned(),
                 repo: lines
                     .iter()
-                    .map(|l| text(l, "repo"))
+                    .filter_map(|l| l.repo())
                     .find(|r| !r.is_empty())
                     .unwrap_or(""),
                 now: self.queue.get(record),
@@ -123,59 +123,50 @@ impl Story {
     }
 }
 
-pub fn text<'a>(line: &'a Value, key: &str) -> &'a str {
-    line.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
 /// `<time>  status    queued -> claiming: reason` or
 /// `<time>  admit     wait: freeze window  [policies/landing.rhai, rules 1a2b3c4d5e6f]`.
-pub fn describe(line: &Value) -> String {
-    let time = text(line, "time");
-    if text(line, "kind") == "operator" {
-        let mut out = format!(
-            "{time}  operator        {} by {}",
-            text(line, "act"),
-            text(line, "user")
-        );
-        if line.get("to").is_some() {
-            out.push_str(&format!(": {} -> {}", text(line, "from"), text(line, "to")));
-        }
-        if let Some(lock) = line.get("ref").and_then(Value::as_str) {
-            out.push_str(&format!(" of {lock}"));
-        }
-        let reason = text(line, "reason");
+pub fn describe(line: &JournalLine) -> String {
+    let time = &line.time;
+    let with_reason = |mut out: String, reason: &str| {
         if !reason.is_empty() {
             out.push_str(&format!(": {reason}"));
         }
-        return out;
-    }
-    if text(line, "kind") == "status" {
-        let reason = text(line, "reason");
-        let mut out = format!(
-            "{time}  status          {} -> {}",
-            text(line, "from"),
-            text(line, "to")
-        );
-        if !reason.is_empty() {
-            out.push_str(&format!(": {reason}"));
+        out
+    };
+    match &line.entry {
+        Entry::Operator(op) => {
+            let mut out = format!("{time}  operator        {} by {}", op.act.as_str(), op.user);
+            if let Some(to) = op.to {
+                let from = op.from.map_or("", Status::as_str);
+                out.push_str(&format!(": {from} -> {to}"));
+            }
+            if let Some(lock) = &op.lock_ref {
+                out.push_str(&format!(" of {lock}"));
+            }
+            with_reason(out, &op.reason)
         }
-        return out;
+        Entry::Status(change) => with_reason(
+            format!("{time}  status          {} -> {}", change.from, change.to),
+            &change.reason,
+        ),
+        Entry::Decision(d) => {
+            let mut out = format!(
+                "{time}  {:<14}  {}: {}  [{}, rules {}]",
+                d.function,
+                d.decision,
+                d.reason,
+                d.file,
+                short(&d.ruleset)
+            );
+            if d.fallback {
+                out.push_str(&format!(
+                    "\n      the rule failed ({}); the built-in default decided",
+                    d.error.as_deref().unwrap_or("")
+                ));
+            }
+            out
+        }
     }
-    let mut out = format!(
-        "{time}  {:<14}  {}: {}  [{}, rules {}]",
-        text(line, "function"),
-        text(line, "decision"),
-        text(line, "reason"),
-        text(line, "file"),
-        short(text(line, "ruleset"))
-    );
-    if line.get("fallback").and_then(Value::as_bool) == Some(true) {
-        out.push_str(&format!(
-            "\n      the rule failed ({}); the built-in default decided",
-            text(line, "error")
-        ));
-    }
-    out
 }
 
 /// The records in the queue now, by id, when the queue is readable.
@@ -197,12 +188,12 @@ fn now_records(store: &QueueStore) -> BTreeMap<String, StoredRecord> {
 fn lock_releases(
     allowlist: &Allowlist,
     berth_dir: &Path,
-    lines: &[Value],
+    lines: &[JournalLine],
     queue: &BTreeMap<String, StoredRecord>,
-) -> std::io::Result<Vec<Value>> {
+) -> std::io::Result<Vec<JournalLine>> {
     let lanes: BTreeMap<String, String> = lines
         .iter()
-        .filter_map(|line| queue.get(text(line, "record")))
+        .filter_map(|line| queue.get(line.record()?))
         .filter_map(|stored| {
             let gated = allowlist.gate_record(&stored.record).ok()?;
             let lane = Lane {
@@ -216,10 +207,14 @@ fn lock_releases(
     let releases = crate::rules::decisions::lock_releases(berth_dir, &refs)?;
     let mut out = Vec::new();
     for (id, lane_ref) in &lanes {
-        for release in releases.iter().filter(|r| text(r, "ref") == lane_ref) {
+        for release in &releases {
             let mut line = release.clone();
-            line["record"] = Value::from(id.as_str());
-            out.push(line);
+            if let Entry::Operator(op) = &mut line.entry
+                && op.lock_ref.as_ref() == Some(lane_ref)
+            {
+                op.about.record = Some(id.clone());
+                out.push(line);
+            }
         }
     }
     Ok(out)
