@@ -22,10 +22,7 @@ use super::state_file;
 use super::state_jsonpath::Document;
 use crate::rules::RuleSet;
 
-/// A state file past this is refused rather than parsed. Parsed, a state costs up to ~110×
-/// its size (measured: 4 MiB of `[0],[0],…` peaks at 458 MiB RSS, a 64 MiB one at 3.7 GiB),
-/// so this cap keeps the worst case under 512 MiB; a real 10,000-feature state is 2 MB.
-pub const MAX_STATE_BYTES: u64 = 4 * 1024 * 1024;
+pub use super::state_file::MAX_STATE_BYTES;
 /// Plan and stdout text handed to rules: the head of a plan, the tail of a log. Below the
 /// engine's string limit, so a rule can still build strings from them.
 pub const MAX_TEXT_BYTES: usize = 2 * 1024 * 1024;
