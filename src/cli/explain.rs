@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use serde_json::Value;
-
 use super::{Context, Outcome};
 use crate::lane_lock::{Lane, lock_ref_name};
+use crate::record::Status;
+use crate::rules::journal::{Entry, JournalLine};
 use crate::rules::set::short;
 use crate::store::StoredRecord;
 
@@ -46,13 +46,13 @@ pub fn run(ctx: &Context, args: &ExplainArgs) -> anyhow::Result<Outcome> {
     };
     let mut lines = crate::rules::decisions::history(&berth_dir, pr, args.repo.as_deref())?;
     if let Some(id) = &only {
-        lines.retain(|line| text(line, "record") == id);
+        lines.retain(|line| line.record().unwrap_or("") == id);
     }
     let queue = now_records(ctx);
     lines.extend(lock_releases(ctx, &berth_dir, &lines, &queue)?);
     // ISO times of one format: text order is time order (stable: a line written first
     // stays first within the same millisecond).
-    lines.sort_by(|a, b| text(a, "time").cmp(text(b, "time")));
+    lines.sort_by(|a, b| a.time.cmp(&b.time));
     if lines.is_empty() {
         println!(
             "nothing recorded for {}{} in {}",
@@ -70,21 +70,21 @@ pub fn run(ctx: &Context, args: &ExplainArgs) -> anyhow::Result<Outcome> {
     }
     if args.json {
         for line in &lines {
-            println!("{line}");
+            println!("{}", line.to_json());
         }
         return Ok(Outcome::Clean);
     }
     // One section per record: the same PR number can exist in several repos or bases.
-    let mut by_record: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    let mut by_record: BTreeMap<String, Vec<&JournalLine>> = BTreeMap::new();
     for line in &lines {
-        let record = text(line, "record");
+        let record = line.record().unwrap_or("");
         by_record.entry(record.to_owned()).or_default().push(line);
     }
     for (record, lines) in by_record {
         // A lock release names no repo: the first line that does.
         let repo = lines
             .iter()
-            .map(|l| text(l, "repo"))
+            .filter_map(|l| l.repo())
             .find(|r| !r.is_empty())
             .unwrap_or("");
         println!("PR #{pr} of {repo} (record {record})");
@@ -102,59 +102,50 @@ pub fn run(ctx: &Context, args: &ExplainArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Clean)
 }
 
-fn text<'a>(line: &'a Value, key: &str) -> &'a str {
-    line.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
 /// `<time>  status    queued -> claiming: reason` or
 /// `<time>  admit     wait: freeze window  [policies/landing.rhai, rules 1a2b3c4d5e6f]`.
-fn describe(line: &Value) -> String {
-    let time = text(line, "time");
-    if text(line, "kind") == "operator" {
-        let mut out = format!(
-            "{time}  operator        {} by {}",
-            text(line, "act"),
-            text(line, "user")
-        );
-        if line.get("to").is_some() {
-            out.push_str(&format!(": {} -> {}", text(line, "from"), text(line, "to")));
-        }
-        if let Some(lock) = line.get("ref").and_then(Value::as_str) {
-            out.push_str(&format!(" of {lock}"));
-        }
-        let reason = text(line, "reason");
+fn describe(line: &JournalLine) -> String {
+    let time = &line.time;
+    let with_reason = |mut out: String, reason: &str| {
         if !reason.is_empty() {
             out.push_str(&format!(": {reason}"));
         }
-        return out;
-    }
-    if text(line, "kind") == "status" {
-        let reason = text(line, "reason");
-        let mut out = format!(
-            "{time}  status          {} -> {}",
-            text(line, "from"),
-            text(line, "to")
-        );
-        if !reason.is_empty() {
-            out.push_str(&format!(": {reason}"));
+        out
+    };
+    match &line.entry {
+        Entry::Operator(op) => {
+            let mut out = format!("{time}  operator        {} by {}", op.act.as_str(), op.user);
+            if let Some(to) = op.to {
+                let from = op.from.map_or("", Status::as_str);
+                out.push_str(&format!(": {from} -> {to}"));
+            }
+            if let Some(lock) = &op.lock_ref {
+                out.push_str(&format!(" of {lock}"));
+            }
+            with_reason(out, &op.reason)
         }
-        return out;
+        Entry::Status(change) => with_reason(
+            format!("{time}  status          {} -> {}", change.from, change.to),
+            &change.reason,
+        ),
+        Entry::Decision(d) => {
+            let mut out = format!(
+                "{time}  {:<14}  {}: {}  [{}, rules {}]",
+                d.function,
+                d.decision,
+                d.reason,
+                d.file,
+                short(&d.ruleset)
+            );
+            if d.fallback {
+                out.push_str(&format!(
+                    "\n      the rule failed ({}); the built-in default decided",
+                    d.error.as_deref().unwrap_or("")
+                ));
+            }
+            out
+        }
     }
-    let mut out = format!(
-        "{time}  {:<14}  {}: {}  [{}, rules {}]",
-        text(line, "function"),
-        text(line, "decision"),
-        text(line, "reason"),
-        text(line, "file"),
-        short(text(line, "ruleset"))
-    );
-    if line.get("fallback").and_then(Value::as_bool) == Some(true) {
-        out.push_str(&format!(
-            "\n      the rule failed ({}); the built-in default decided",
-            text(line, "error")
-        ));
-    }
-    out
 }
 
 /// The records in the queue now, by id, when the queue is readable.
@@ -176,13 +167,13 @@ fn now_records(ctx: &Context) -> BTreeMap<String, StoredRecord> {
 fn lock_releases(
     ctx: &Context,
     berth_dir: &std::path::Path,
-    lines: &[Value],
+    lines: &[JournalLine],
     queue: &BTreeMap<String, StoredRecord>,
-) -> anyhow::Result<Vec<Value>> {
+) -> anyhow::Result<Vec<JournalLine>> {
     let allowlist = ctx.allowlist(&ctx.config()?);
     let lanes: BTreeMap<String, String> = lines
         .iter()
-        .filter_map(|line| queue.get(text(line, "record")))
+        .filter_map(|line| queue.get(line.record()?))
         .filter_map(|stored| {
             let gated = allowlist.gate_record(&stored.record).ok()?;
             let lane = Lane {
@@ -196,10 +187,14 @@ fn lock_releases(
     let releases = crate::rules::decisions::lock_releases(berth_dir, &refs)?;
     let mut out = Vec::new();
     for (id, lane_ref) in &lanes {
-        for release in releases.iter().filter(|r| text(r, "ref") == lane_ref) {
+        for release in &releases {
             let mut line = release.clone();
-            line["record"] = Value::from(id.as_str());
-            out.push(line);
+            if let Entry::Operator(op) = &mut line.entry
+                && op.lock_ref.as_ref() == Some(lane_ref)
+            {
+                op.about.record = Some(id.clone());
+                out.push(line);
+            }
         }
     }
     Ok(out)
