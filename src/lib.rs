@@ -16,6 +16,7 @@ pub mod demo;
 pub mod doctor;
 pub mod endpoint;
 pub mod faults;
+pub mod file_stamp;
 pub mod forge;
 pub mod gates;
 pub mod git_daemon;
