@@ -293,7 +293,7 @@ fn release(
     // And beside the daemon's decisions, so `explain` shows it with the lane's records.
     let reason = format!("{}: {what}", describe(&lock));
     let act = crate::rules::decisions::OperatorAct {
-        act: crate::rules::decisions::LOCK_RELEASE,
+        act: crate::rules::journal::Act::LockRelease,
         subject: None,
         from: None,
         to: None,

@@ -5,6 +5,7 @@ use anyhow::{Context as _, bail};
 use super::{Context, Outcome};
 use crate::record::Status;
 use crate::rules::decisions::{OperatorAct, Subject};
+use crate::rules::journal::Act;
 use crate::store::{Expect, StoredRecord};
 
 #[derive(clap::Args, Debug)]
@@ -157,7 +158,7 @@ fn retry_as_read(ctx: &Context, args: &PickArgs, stored: StoredRecord) -> anyhow
         )
         .with_context(|| format!("retrying {}", stored.id))?;
     println!("{}: {from} -> queued", stored.id);
-    record_act(args, &stored, "retry", from, Status::Queued, "")?;
+    record_act(args, &stored, Act::Retry, from, Status::Queued, "")?;
     Ok(Outcome::Clean)
 }
 
@@ -167,7 +168,7 @@ fn retry_as_read(ctx: &Context, args: &PickArgs, stored: StoredRecord) -> anyhow
 fn record_act(
     args: &PickArgs,
     stored: &StoredRecord,
-    act: &str,
+    act: Act,
     from: Status,
     to: Status,
     reason: &str,
@@ -235,7 +236,7 @@ pub fn abandon(ctx: &Context, args: &AbandonArgs) -> anyhow::Result<Outcome> {
     record_act(
         &args.pick,
         &stored,
-        "abandon",
+        Act::Abandon,
         from,
         Status::Abandoned,
         &args.reason,

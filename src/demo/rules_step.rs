@@ -114,8 +114,11 @@ fn replay_freeze(world: &World, freeze: &str) -> anyhow::Result<Check> {
     }
     let mut went = std::collections::BTreeSet::new();
     crate::rules::decisions::each_line(&world.berth_dir, |line| {
-        if line["function"] == "admit" && line["decision"] == "go" {
-            went.extend(line["pr"].as_u64());
+        if line
+            .decision()
+            .is_some_and(|d| d.function == "admit" && d.decision == "go")
+        {
+            went.extend(line.pr());
         }
     })?;
     say(&format!(
@@ -173,7 +176,8 @@ async fn admit_said_wait(world: &World, pr: u64) -> bool {
             crate::rules::decisions::history(&world.berth_dir, pr, None).unwrap_or_default();
         if history
             .iter()
-            .any(|line| line["function"] == "admit" && line["decision"] == "wait")
+            .filter_map(|line| line.decision())
+            .any(|d| d.function == "admit" && d.decision == "wait")
         {
             return true;
         }

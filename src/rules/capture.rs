@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use super::decisions::each_line;
 use super::facts::FactsIndex;
+use super::journal::{Decision, JournalLine};
 
 /// Which decisions to capture.
 #[derive(Clone, Debug, Default)]
@@ -29,21 +30,14 @@ pub struct Selector {
 }
 
 impl Selector {
-    fn picks(&self, line: &Value) -> bool {
-        let text = |key: &str| line.get(key).and_then(Value::as_str).unwrap_or("");
-        let time = crate::clock::parse_iso(text("time"));
+    fn picks(&self, line: &JournalLine) -> bool {
+        let time = line.at();
         let about = self.record.as_deref().is_none_or(|want| {
-            text("record") == want
-                || line
-                    .get("pr")
-                    .and_then(Value::as_u64)
-                    .map(|n| n.to_string())
-                    .as_deref()
-                    == Some(want)
+            line.record() == Some(want) || line.pr().map(|n| n.to_string()).as_deref() == Some(want)
         });
         let after = self.since.is_none_or(|s| time.is_some_and(|t| t >= s));
         let before = self.until.is_none_or(|u| time.is_some_and(|t| t <= u));
-        text("kind") == "decision" && about && after && before
+        line.decision().is_some() && about && after && before
     }
 }
 
@@ -70,13 +64,18 @@ pub fn capture(berth_dir: &Path, selector: &Selector) -> io::Result<Captured> {
             picked.push(line);
         }
     })?;
-    let facts = FactsIndex::load_for(berth_dir, picked.iter())?;
+    let refs = picked.iter().filter_map(|l| l.decision()?.facts.as_ref());
+    let facts = FactsIndex::load_for(berth_dir, refs)?;
     let mut captured = Captured::default();
     for line in &picked {
-        let case = line
-            .get("facts")
+        let Some(decision) = line.decision() else {
+            continue;
+        };
+        let case = decision
+            .facts
+            .as_ref()
             .and_then(|refs| facts.resolve(refs))
-            .and_then(|args| case_of(line, args));
+            .and_then(|args| case_of(&line.time, decision, args));
         match case {
             Some((file, case)) => captured.files.entry(file).or_default().push(case),
             None => captured.skipped += 1,
@@ -86,27 +85,22 @@ pub fn capture(berth_dir: &Path, selector: &Selector) -> io::Result<Captured> {
 }
 
 /// The tests file and the case for one recorded decision, if it makes one.
-fn case_of(line: &Value, args: Vec<Value>) -> Option<(String, Value)> {
-    let text = |key: &str| line.get(key).and_then(Value::as_str).unwrap_or("");
-    if line.get("fallback").and_then(Value::as_bool) == Some(true) {
+fn case_of(time: &str, line: &Decision, args: Vec<Value>) -> Option<(String, Value)> {
+    if line.fallback {
         return None;
     }
-    let decision = text("decision");
-    let expect = match text("function") {
+    let decision = line.decision.as_str();
+    let function = line.function.as_str();
+    let expect = match function {
         "admit" | "on_land_result" => json!({"decision": decision}),
         "accept_pr" => json!({"accept": decision == "accept"}),
         "max_lanes" => json!(decision.parse::<u64>().ok()?),
         _ => return None,
     };
-    let file = text("file").strip_suffix(".rhai")?.to_owned() + ".tests.json";
-    let pr = line.get("pr").and_then(Value::as_u64);
-    let about = pr.map_or(String::new(), |pr| format!(" #{pr}"));
-    let name = format!(
-        "captured: {}{about} → {decision} at {}",
-        text("function"),
-        text("time")
-    );
-    let case = json!({"name": name, "function": text("function"), "args": args, "expect": expect});
+    let file = line.file.strip_suffix(".rhai")?.to_owned() + ".tests.json";
+    let about = line.about.pr.map_or(String::new(), |pr| format!(" #{pr}"));
+    let name = format!("captured: {function}{about} → {decision} at {time}");
+    let case = json!({"name": name, "function": function, "args": args, "expect": expect});
     Some((file, case))
 }
 

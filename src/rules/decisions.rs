@@ -1,9 +1,8 @@
 //! `<berth_dir>/decisions.jsonl`: one JSON line per policy decision and per status change
 //! of a record, so `berth explain <PR>` can say why a record is where it is.
 //!
-//! A decision line: `{"time", "kind": "decision", "ruleset", "file", "function", "record",
-//! "pr", "repo", "decision", "reason", "fallback", "error"?}`; a status line:
-//! `{"time", "kind": "status", "record", "pr", "repo", "from", "to", "reason"}`.
+//! Its lines are [`JournalLine`]s (`rules::journal`): written here, read by the functions
+//! below and by `rules replay` and `capture`.
 //!
 //! The same decision repeated for the same record (a freeze window answering `wait` on
 //! every tick) is written once, until the answer, the rule set or the record's status
@@ -21,6 +20,7 @@ use serde_json::Value;
 use super::contracts::Decided;
 use super::facts::FactsStore;
 use super::fallbacks::Fallbacks;
+use super::journal::{About, Act, Decision, Entry, JournalLine, OperatorLine, StatusChange};
 use crate::record::{Record, Status};
 
 pub const DECISIONS_FILE: &str = "decisions.jsonl";
@@ -36,56 +36,14 @@ pub struct Subject<'a> {
     pub repo: &'a str,
 }
 
-/// A line's `record`, `pr` and `repo`, left out when the line is about no record.
-#[derive(Serialize)]
-struct About<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    record: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pr: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    repo: Option<&'a str>,
-}
-
-impl<'a> About<'a> {
-    fn of(subject: Option<Subject<'a>>) -> About<'a> {
+impl Subject<'_> {
+    fn about(subject: Option<Subject<'_>>) -> About {
         About {
-            record: subject.map(|s| s.id),
+            record: subject.map(|s| s.id.to_owned()),
             pr: subject.map(|s| s.pr),
-            repo: subject.map(|s| s.repo),
+            repo: subject.map(|s| s.repo.to_owned()),
         }
     }
-}
-
-#[derive(Serialize)]
-struct DecisionLine<'a> {
-    time: String,
-    kind: &'static str,
-    ruleset: &'a str,
-    file: &'a str,
-    function: &'a str,
-    #[serde(flatten)]
-    about: About<'a>,
-    decision: &'a str,
-    reason: &'a str,
-    fallback: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    /// The rule call's arguments in the facts store (`rules::facts`), for replay.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    facts: Option<Value>,
-}
-
-#[derive(Serialize)]
-struct StatusLine<'a> {
-    time: String,
-    kind: &'static str,
-    record: &'a str,
-    pr: u64,
-    repo: &'a str,
-    from: Status,
-    to: Status,
-    reason: &'a str,
 }
 
 /// What was last written for one (record, function): the rule set, decision and reason.
@@ -213,19 +171,17 @@ impl DecisionLog {
                     .map_err(|e| tracing::warn!(log = %self.path.display(), "decision facts not stored: {e}"))
                     .ok()
             });
-        self.append(&DecisionLine {
-            time: crate::clock::now_iso(),
-            kind: "decision",
-            ruleset: &decided.ruleset,
-            file: decided.file,
-            function: decided.function,
-            about: About::of(subject),
-            decision,
-            reason,
+        self.append(&JournalLine::now(Entry::Decision(Decision {
+            ruleset: decided.ruleset.clone(),
+            file: decided.file.to_owned(),
+            function: decided.function.to_owned(),
+            about: Subject::about(subject),
+            decision: decision.to_owned(),
+            reason: reason.to_owned(),
             fallback: decided.is_fallback(),
             error: decided.error.as_ref().map(ToString::to_string),
             facts,
-        });
+        })));
     }
 
     /// Logs a record's move from `from` to `updated.status`. The record's next decisions
@@ -235,28 +191,25 @@ impl DecisionLog {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|(record, _), _| record != id);
-        let repo = updated.identity_or_path();
-        self.append(&StatusLine {
-            time: crate::clock::now_iso(),
-            kind: "status",
-            record: id,
+        self.append(&JournalLine::now(Entry::Status(StatusChange {
+            record: id.to_owned(),
             pr: updated.pr_number,
-            repo: &repo,
+            repo: updated.identity_or_path(),
             from,
             to: updated.status,
-            reason: updated.last_error.as_deref().unwrap_or(""),
-        });
+            reason: updated.last_error.clone().unwrap_or_default(),
+        })));
     }
 
-    fn append(&self, line: &impl Serialize) {
+    fn append(&self, line: &JournalLine) {
         if let Err(e) = append_line(&self.path, line) {
             tracing::warn!(log = %self.path.display(), "decision not logged: {e}");
         }
     }
 }
 
-fn append_line(path: &Path, line: &impl Serialize) -> io::Result<()> {
-    let mut text = serde_json::to_string(line).map_err(io::Error::other)?;
+fn append_line(path: &Path, line: &JournalLine) -> io::Result<()> {
+    let mut text = line.to_json();
     text.push('\n');
     // Never through a symlink planted in berth's dir.
     let mut file = crate::atomic_file::open_append_private(path)?;
@@ -267,7 +220,7 @@ fn append_line(path: &Path, line: &impl Serialize) -> io::Result<()> {
 /// What an operator did by hand (`retry`, `abandon`, `lock release`), logged beside the
 /// daemon's decisions so `berth explain` tells the whole story in order.
 pub struct OperatorAct<'a> {
-    pub act: &'a str,
+    pub act: Act,
     /// The record it was about (`retry`, `abandon`).
     pub subject: Option<Subject<'a>>,
     pub from: Option<Status>,
@@ -275,26 +228,6 @@ pub struct OperatorAct<'a> {
     /// The lane lock it was about (`lock release`).
     pub lock_ref: Option<&'a str>,
     pub reason: &'a str,
-}
-
-#[derive(Serialize)]
-struct OperatorLine<'a> {
-    time: String,
-    kind: &'static str,
-    act: &'a str,
-    #[serde(flatten)]
-    about: About<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    from: Option<Status>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    to: Option<Status>,
-    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
-    lock_ref: Option<&'a str>,
-    reason: &'a str,
-    /// The login that did it (`$USER`, else the uid).
-    user: String,
-    /// The owner stamp of the process that did it (host, pid, start).
-    process: String,
 }
 
 /// Appends `act` to `<berth_dir>/decisions.jsonl`.
@@ -306,29 +239,26 @@ pub fn operator_act(berth_dir: &Path, act: &OperatorAct<'_>) -> io::Result<()> {
         .unwrap_or_else(|| format!("uid {}", nix::unistd::getuid()));
     append_line(
         &berth_dir.join(DECISIONS_FILE),
-        &OperatorLine {
-            time: crate::clock::now_iso(),
-            kind: "operator",
+        &JournalLine::now(Entry::Operator(OperatorLine {
             act: act.act,
-            about: About::of(act.subject),
+            about: Subject::about(act.subject),
             from: act.from,
             to: act.to,
-            lock_ref: act.lock_ref,
-            reason: act.reason,
+            lock_ref: act.lock_ref.map(str::to_owned),
+            reason: act.reason.to_owned(),
             user,
             process: crate::ownership::this_process(),
-        },
+        })),
     )
 }
 
 /// Every line of the log about PR `pr` (of `repo`, when given), oldest first.
-pub fn history(berth_dir: &Path, pr: u64, repo: Option<&str>) -> io::Result<Vec<Value>> {
+pub fn history(berth_dir: &Path, pr: u64, repo: Option<&str>) -> io::Result<Vec<JournalLine>> {
     let mut lines = Vec::new();
-    each_line(berth_dir, |value| {
-        let same_pr = value.get("pr").and_then(Value::as_u64) == Some(pr);
-        let same_repo = repo.is_none_or(|r| value.get("repo").and_then(Value::as_str) == Some(r));
-        if same_pr && same_repo {
-            lines.push(value);
+    each_line(berth_dir, |line| {
+        let same_repo = repo.is_none_or(|r| line.repo() == Some(r));
+        if line.pr() == Some(pr) && same_repo {
+            lines.push(line);
         }
     })?;
     Ok(lines)
@@ -338,21 +268,21 @@ pub fn history(berth_dir: &Path, pr: u64, repo: Option<&str>) -> io::Result<Vec<
 pub fn lock_releases(
     berth_dir: &Path,
     refs: &std::collections::BTreeSet<String>,
-) -> io::Result<Vec<Value>> {
+) -> io::Result<Vec<JournalLine>> {
     let mut lines = Vec::new();
-    each_line(berth_dir, |value| {
-        let is_release = value.get("kind").and_then(Value::as_str) == Some("operator")
-            && value.get("act").and_then(Value::as_str) == Some(LOCK_RELEASE);
-        let lane = value.get("ref").and_then(Value::as_str);
-        if is_release && lane.is_some_and(|r| refs.contains(r)) {
-            lines.push(value);
+    each_line(berth_dir, |line| {
+        if let Entry::Operator(OperatorLine {
+            act: Act::LockRelease,
+            lock_ref: Some(lane),
+            ..
+        }) = &line.entry
+            && refs.contains(lane)
+        {
+            lines.push(line);
         }
     })?;
     Ok(lines)
 }
-
-/// The `act` of a forced lane-lock release.
-pub const LOCK_RELEASE: &str = "lock release";
 
 /// A policy's `wait` that still holds a record: the latest `admit` answer about it was
 /// `wait` and its status has not changed since.
@@ -365,40 +295,34 @@ pub struct PolicyWait {
 
 /// Record id → the policy `wait` holding it, from the log.
 pub fn policy_waits(berth_dir: &Path) -> io::Result<HashMap<String, PolicyWait>> {
-    let text = |value: &Value, key: &str| {
-        value
-            .get(key)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned()
-    };
     let mut waits: HashMap<String, PolicyWait> = HashMap::new();
-    each_line(berth_dir, |value| {
-        let record = text(&value, "record");
-        match text(&value, "kind").as_str() {
+    each_line(berth_dir, |line| {
+        let record = line.record().unwrap_or("").to_owned();
+        match &line.entry {
             // The record moved (by the daemon or an operator): an older wait is over.
-            "status" | "operator" => {
+            Entry::Status(_) | Entry::Operator(_) => {
                 waits.remove(&record);
             }
-            "decision" if text(&value, "function") == "admit" => {
-                if text(&value, "decision") == "wait" {
+            Entry::Decision(d) if d.function == "admit" => {
+                if d.decision == "wait" {
                     let wait = PolicyWait {
-                        reason: text(&value, "reason"),
-                        since: text(&value, "time"),
+                        reason: d.reason.clone(),
+                        since: line.time.clone(),
                     };
                     waits.insert(record, wait);
                 } else {
                     waits.remove(&record);
                 }
             }
-            _ => {}
+            Entry::Decision(_) => {}
         }
     })?;
     Ok(waits)
 }
 
 /// Calls `f` with every whole line of the log, oldest first (none when there is no log).
-pub(crate) fn each_line(berth_dir: &Path, mut f: impl FnMut(Value)) -> io::Result<()> {
+/// A line that is not a [`JournalLine`] (torn by a crash mid-append) is skipped.
+pub(crate) fn each_line(berth_dir: &Path, mut f: impl FnMut(JournalLine)) -> io::Result<()> {
     let path = berth_dir.join(DECISIONS_FILE);
     // Not through a symlink (to /dev/zero: one endless line), not blocking on a FIFO.
     let file = match crate::atomic_file::open_read_nofollow(&path) {
@@ -407,9 +331,8 @@ pub(crate) fn each_line(berth_dir: &Path, mut f: impl FnMut(Value)) -> io::Resul
         Err(e) => return Err(e),
     };
     for line in io::BufReader::new(file).lines() {
-        // A torn last line (a crash mid-append) is skipped, not fatal.
-        if let Ok(value) = serde_json::from_str::<Value>(&line?) {
-            f(value);
+        if let Ok(line) = serde_json::from_str::<JournalLine>(&line?) {
+            f(line);
         }
     }
     Ok(())
@@ -486,7 +409,11 @@ mod tests {
         log.decision(&decided("h2"), Some(a), "go", "thawed");
         let all = history(dir.path(), 1, None).unwrap();
         assert_eq!(all.len(), 6);
-        let only_a = history(dir.path(), 1, Some("github.com/acme/a")).unwrap();
+        let only_a: Vec<Value> = history(dir.path(), 1, Some("github.com/acme/a"))
+            .unwrap()
+            .iter()
+            .map(|line| serde_json::to_value(line).unwrap())
+            .collect();
         let decisions: Vec<&str> = only_a
             .iter()
             .map(|l| l["decision"].as_str().unwrap_or(""))

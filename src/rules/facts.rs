@@ -184,13 +184,12 @@ impl FactsIndex {
         Ok(FactsIndex(values))
     }
 
-    /// Reads the values the `facts` of `lines` (decision-log lines) refer to.
+    /// Reads the values `refs` (the `facts` of decision-log lines) refer to.
     pub fn load_for<'a>(
         berth_dir: &Path,
-        lines: impl Iterator<Item = &'a Value>,
+        refs: impl Iterator<Item = &'a Value>,
     ) -> io::Result<FactsIndex> {
-        let wanted: HashSet<String> = lines
-            .filter_map(|l| l.get("facts"))
+        let wanted: HashSet<String> = refs
             .flat_map(|refs| {
                 FactsIndex::ids_in(refs)
                     .map(str::to_owned)

@@ -26,6 +26,7 @@ pub mod engine;
 pub mod error;
 pub mod facts;
 pub mod fallbacks;
+pub mod journal;
 pub mod memory;
 pub mod output;
 pub mod pipeline;

@@ -21,6 +21,7 @@ use super::contracts::discovery::{self, PrFacts};
 use super::contracts::landing::{self, Admit, LandFacts};
 use super::decisions::{SELECTED, each_line};
 use super::facts::FactsIndex;
+use super::journal::{Decision, Entry, JournalLine};
 use super::set::RuleSet;
 
 /// Which recorded decisions to replay.
@@ -98,21 +99,15 @@ impl Replay {
     }
 }
 
-/// One line of the decision log, as replay reads it.
-struct Line<'a>(&'a Value);
-
-impl<'a> Line<'a> {
-    fn text(&self, key: &str) -> &'a str {
-        self.0.get(key).and_then(Value::as_str).unwrap_or("")
-    }
-    fn time(&self) -> Option<DateTime<Utc>> {
-        crate::clock::parse_iso(self.text("time"))
-    }
-    fn in_scope(&self, scope: &Scope) -> bool {
-        let recent = scope
+impl Scope {
+    fn covers(&self, line: &JournalLine) -> bool {
+        let recent = self
             .since
-            .is_none_or(|since| self.time().is_some_and(|t| t >= since));
-        let repo = scope.repo.as_deref().is_none_or(|r| self.text("repo") == r);
+            .is_none_or(|since| line.at().is_some_and(|t| t >= since));
+        let repo = self
+            .repo
+            .as_deref()
+            .is_none_or(|r| line.repo().unwrap_or("") == r);
         recent && repo
     }
 }
@@ -120,37 +115,37 @@ impl<'a> Line<'a> {
 /// Replays the decisions of `berth_dir`'s log in `scope` against `set`.
 pub fn replay(berth_dir: &Path, set: &RuleSet, scope: &Scope) -> io::Result<Replay> {
     let mut lines = Vec::new();
-    each_line(berth_dir, |value| lines.push(value))?;
+    each_line(berth_dir, |line| lines.push(line))?;
     let facts = FactsIndex::load_for(
         berth_dir,
         lines
             .iter()
-            .filter(|l| Line(l).text("kind") == "decision" && Line(l).in_scope(scope)),
+            .filter(|l| scope.covers(l))
+            .filter_map(|l| l.decision()?.facts.as_ref()),
     )?;
     let mut replay = Replay::default();
     let mut waiting = Waiting::default();
-    for (index, value) in lines.iter().enumerate() {
-        let line = Line(value);
-        waiting.follow(&line);
-        if line.text("kind") != "decision" || !line.in_scope(scope) {
+    for (index, line) in lines.iter().enumerate() {
+        waiting.follow(line);
+        let Some(decision) = line.decision().filter(|_| scope.covers(line)) else {
             continue;
-        }
-        let Some(args) = value.get("facts").and_then(|refs| facts.resolve(refs)) else {
+        };
+        let Some(args) = decision.facts.as_ref().and_then(|refs| facts.resolve(refs)) else {
             replay.not_replayable += 1;
             continue;
         };
-        let Some(asked) = ask(set, &line, &args, &waiting) else {
+        let Some(asked) = ask(set, decision, &args, &waiting) else {
             replay.not_replayable += 1;
             continue;
         };
         replay.replayed += 1;
         let recorded = Answer {
-            decision: line.text("decision").to_owned(),
-            reason: line.text("reason").to_owned(),
+            decision: decision.decision.clone(),
+            reason: decision.reason.clone(),
         };
         let tally = replay
             .functions
-            .entry(line.text("function").to_owned())
+            .entry(decision.function.clone())
             .or_default();
         if asked.failed {
             tally.fail += 1;
@@ -160,28 +155,35 @@ pub fn replay(berth_dir: &Path, set: &RuleSet, scope: &Scope) -> io::Result<Repl
         } else {
             tally.differ += 1;
         }
-        if line.text("function") == "admit" {
+        if decision.function == "admit" {
             replay.waits.extend(wait_change(
                 set,
-                &line,
+                line,
                 &args,
                 &asked.answer,
                 &lines[index + 1..],
             ));
         }
-        replay.differences.push(difference(&line, recorded, asked));
+        replay
+            .differences
+            .push(difference(line, decision, recorded, asked));
     }
     Ok(replay)
 }
 
-fn difference(line: &Line<'_>, recorded: Answer, asked: Asked) -> Difference {
-    let text = |key: &str| Some(line.text(key).to_owned()).filter(|t| !t.is_empty());
+fn difference(
+    line: &JournalLine,
+    decision: &Decision,
+    recorded: Answer,
+    asked: Asked,
+) -> Difference {
+    let text = |t: &Option<String>| t.clone().filter(|t| !t.is_empty());
     Difference {
-        function: line.text("function").to_owned(),
-        record: text("record"),
-        pr: line.0.get("pr").and_then(Value::as_u64),
-        repo: text("repo"),
-        time: line.text("time").to_owned(),
+        function: decision.function.clone(),
+        record: text(&decision.about.record),
+        pr: decision.about.pr,
+        repo: text(&decision.about.repo),
+        time: line.time.clone(),
         recorded,
         candidate: asked.answer,
         failed: asked.failed,
@@ -193,20 +195,20 @@ fn difference(line: &Line<'_>, recorded: Answer, asked: Asked) -> Difference {
 struct Waiting(HashSet<String>);
 
 impl Waiting {
-    fn follow(&mut self, line: &Line<'_>) {
-        let record = line.text("record");
-        match line.text("kind") {
-            "status" | "operator" => {
+    fn follow(&mut self, line: &JournalLine) {
+        let record = line.record().unwrap_or("");
+        match &line.entry {
+            Entry::Status(_) | Entry::Operator(_) => {
                 self.0.remove(record);
             }
-            "decision" if line.text("function") == "admit" => {
-                if line.text("decision") == Admit::Wait.as_str() {
+            Entry::Decision(d) if d.function == "admit" => {
+                if d.decision == Admit::Wait.as_str() {
                     self.0.insert(record.to_owned());
                 } else {
                     self.0.remove(record);
                 }
             }
-            _ => {}
+            Entry::Decision(_) => {}
         }
     }
 }
@@ -219,12 +221,13 @@ struct Asked {
 
 /// Asks `set` the recorded question; `None` when the recorded facts do not fit the
 /// function (a log line berth does not know how to replay).
-fn ask(set: &RuleSet, line: &Line<'_>, args: &[Value], waiting: &Waiting) -> Option<Asked> {
+fn ask(set: &RuleSet, line: &Decision, args: &[Value], waiting: &Waiting) -> Option<Asked> {
     let asked = |decision: String, reason: String, failed: bool| Asked {
         answer: Answer { decision, reason },
         failed,
     };
-    match (line.text("function"), args) {
+    let recorded_record = line.about.record.as_deref().unwrap_or("");
+    match (line.function.as_str(), args) {
         ("admit", [record, ctx]) => {
             let d = landing::admit(set, record, ctx);
             let failed = d.is_fallback();
@@ -262,18 +265,18 @@ fn ask(set: &RuleSet, line: &Line<'_>, args: &[Value], waiting: &Waiting) -> Opt
         ("order", [Value::Array(candidates)]) => {
             let d = discovery::order(set, candidates.clone());
             let failed = d.is_fallback();
-            if line.text("decision") != SELECTED {
+            if line.decision != SELECTED {
                 // A recorded failure of `order` ("built-in order"): the same when the
                 // candidate fails too.
                 let decision = if failed {
-                    line.text("decision")
+                    line.decision.as_str()
                 } else {
                     "rule order"
                 };
                 return Some(asked(decision.into(), String::new(), failed));
             }
-            let pick = pick_in_lane(candidates, &d.value, line.text("record"), waiting)?;
-            let decision = if pick == line.text("record") {
+            let pick = pick_in_lane(candidates, &d.value, recorded_record, waiting)?;
+            let decision = if pick == recorded_record {
                 SELECTED.to_owned()
             } else {
                 format!("{SELECTED} {pick} instead")
@@ -329,26 +332,27 @@ const MAX_PROBES: usize = 256;
 /// How much longer or shorter the record of an `admit` decision would have waited.
 fn wait_change(
     set: &RuleSet,
-    line: &Line<'_>,
+    line: &JournalLine,
     args: &[Value],
     candidate: &Answer,
-    later: &[Value],
+    later: &[JournalLine],
 ) -> Option<WaitChange> {
     let [record, ctx] = args else { return None };
-    let at = line.time()?;
-    let id = line.text("record");
+    let at = line.at()?;
+    let id = line.record().unwrap_or("");
+    let recorded = line.decision()?.decision.as_str();
     let go = Admit::Go.as_str();
-    let (recorded_go, candidate_go) = if line.text("decision") == go && candidate.decision != go {
+    let (recorded_go, candidate_go) = if recorded == go && candidate.decision != go {
         let probe = |t: DateTime<Utc>| {
             landing::admit(set, record, &ctx_at(ctx, t)).value.decision == Admit::Go
         };
         (Some(at), probe_times(later).into_iter().find(|t| probe(*t)))
-    } else if candidate.decision == go && line.text("decision") != go {
+    } else if candidate.decision == go && recorded != go {
         (first_go_of(id, later), Some(at))
     } else {
         return None;
     };
-    let end = later.last().and_then(|l| Line(l).time()).unwrap_or(at);
+    let end = later.last().and_then(JournalLine::at).unwrap_or(at);
     let change = match (recorded_go, candidate_go) {
         (Some(r), Some(c)) => c - r,
         (Some(r), None) => end - r,
@@ -357,7 +361,7 @@ fn wait_change(
     };
     Some(WaitChange {
         record: id.to_owned(),
-        pr: line.0.get("pr").and_then(Value::as_u64),
+        pr: line.pr(),
         recorded_go: recorded_go.map(crate::clock::iso),
         candidate_go: candidate_go.map(crate::clock::iso),
         change_secs: change.num_seconds(),
@@ -365,18 +369,17 @@ fn wait_change(
 }
 
 /// When the history next let `id` go: its next `admit` go or selection.
-fn first_go_of(id: &str, later: &[Value]) -> Option<DateTime<Utc>> {
-    later.iter().map(Line).find_map(|l| {
-        let go = l.text("decision") == Admit::Go.as_str() || l.text("decision") == SELECTED;
-        (l.text("record") == id && l.text("kind") == "decision" && go)
-            .then(|| l.time())
-            .flatten()
+fn first_go_of(id: &str, later: &[JournalLine]) -> Option<DateTime<Utc>> {
+    later.iter().find_map(|l| {
+        let d = l.decision()?;
+        let go = d.decision == Admit::Go.as_str() || d.decision == SELECTED;
+        (l.record() == Some(id) && go).then(|| l.at()).flatten()
     })
 }
 
 /// The distinct times of the later history, at most [`MAX_PROBES`] of them.
-fn probe_times(later: &[Value]) -> Vec<DateTime<Utc>> {
-    let mut times: Vec<DateTime<Utc>> = later.iter().filter_map(|l| Line(l).time()).collect();
+fn probe_times(later: &[JournalLine]) -> Vec<DateTime<Utc>> {
+    let mut times: Vec<DateTime<Utc>> = later.iter().filter_map(JournalLine::at).collect();
     times.dedup();
     let step = times.len().div_ceil(MAX_PROBES).max(1);
     times.into_iter().step_by(step).collect()
