@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod demo;
 pub mod doctor;
 pub mod faults;
+pub mod file_stamp;
 pub mod forge;
 pub mod gates;
 pub mod git_daemon;
