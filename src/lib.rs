@@ -16,6 +16,7 @@ pub mod demo;
 pub mod doctor;
 pub mod faults;
 pub mod forge;
+pub mod forge_state;
 pub mod gates;
 pub mod git_daemon;
 pub mod git_timeouts;
