@@ -94,6 +94,33 @@ pub enum ConfigError {
     },
     #[error("config {path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// A TOML error, where it is: `config <path>:<line>:<col>: <message>`, one line.
+    #[error("config {}:{line}:{col}: {message}", path.display())]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        col: usize,
+        message: String,
+    },
+}
+
+impl ConfigError {
+    fn syntax(path: &Path, text: &str, error: &toml::de::Error) -> ConfigError {
+        let at = error.span().map_or(0, |span| span.start).min(text.len());
+        let before = &text[..at];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        ConfigError::Syntax {
+            path: path.to_owned(),
+            line,
+            col,
+            message: error
+                .message()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
 }
 
 impl Config {
@@ -106,10 +133,8 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
-            path: path.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })?;
+        let config: Config =
+            toml::from_str(&text).map_err(|e| ConfigError::syntax(path, &text, &e))?;
         config.validate().map_err(|message| ConfigError::Invalid {
             path: path.to_owned(),
             message,
@@ -226,6 +251,13 @@ mod tests {
         let err = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(err.contains("berth.toml"), "{err}");
         assert!(err.contains("land_comand"), "{err}");
+        assert!(err.contains("berth.toml:2:1: "), "{err}");
+        std::fs::write(&path, "poll_secs = \n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(
+            !err.contains('\n') && err.contains("berth.toml:1:"),
+            "{err}"
+        );
         std::fs::write(&path, "heartbeat_secs = 10\nlock_ttl_secs = 5\n").unwrap();
         let err = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(err.contains("shorter than lock_ttl_secs"), "{err}");

@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod demo;
 pub mod doctor;
 pub mod faults;
+pub mod file_stamp;
 pub mod forge;
 pub mod forge_state;
 pub mod gates;

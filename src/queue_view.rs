@@ -3,42 +3,15 @@
 //! mtime and ctime to the nanosecond). A refresh re-reads only the files whose stamp
 //! changed, parses nothing else, and reports an unreadable file once per change of that
 //! file, not once per tick. Files are parsed by [`QueueStore::read_named_into`] only.
-//!
-//! A stamp taken within [`RACY_NS`] of the read is not trusted (the kernel's timestamps are
-//! coarse, so a second write in the same few milliseconds could leave every field equal):
-//! such a file is read again on its next refresh, once its stamp has aged.
+//! A racy stamp ([`RACY_NS`]) is not trusted: such a file is read again on its next refresh.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
 use crate::record::Status;
 use crate::store::{QueueStore, StoredRecord, Unreadable};
 
-/// How close to its read a file's ctime may be before its stamp stops proving anything.
-pub const RACY_NS: i128 = 100_000_000;
-
-/// What identifies a file's content on disk without reading it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FileStamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
-}
-
-impl FileStamp {
-    fn of(meta: &std::fs::Metadata) -> FileStamp {
-        FileStamp {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
-            ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
-        }
-    }
-}
+pub use crate::file_stamp::{FileStamp, RACY_NS};
 
 /// At most this many threads examine the files of one sweep.
 const SWEEP_THREADS: usize = 4;
@@ -260,11 +233,7 @@ impl QueueView {
             return Found::Gone;
         };
         let stamp = FileStamp::of(&meta);
-        let now_ns = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i128)
-            .unwrap_or(0);
-        let racy = now_ns - stamp.ctime_ns.max(stamp.mtime_ns) < RACY_NS;
+        let racy = stamp.is_racy();
         Found::Read(Arc::new(Entry { stamp, content }), racy)
     }
 

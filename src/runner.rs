@@ -15,6 +15,7 @@
 //! - [`Lease`]: the lane lock's deadline, held by each step's guard so a stopped or
 //!   suspended berth cannot leave a landing running past its lock.
 
+mod capped_log;
 mod guard;
 mod lease;
 mod log;
@@ -32,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::pinned_dir::PinnedDir;
 
+pub use capped_log::{HEAD_BYTES as LOG_HEAD_BYTES, TAIL_BYTES as LOG_TAIL_BYTES};
 pub use lease::{LEASE_MARGIN, Lease, follow as follow_heartbeat, margin as lease_margin};
 pub use log::{
     ATTEMPT_SEARCH_LIMIT, ClaimError, DRIFT_SCAN_CAP, DRIFT_SIGNATURES, InvalidRecordId,

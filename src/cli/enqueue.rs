@@ -1,7 +1,7 @@
 //! `berth enqueue`: the producer side. Writes a record only after the gates the daemon
 //! applies, so a producer learns at once that a path or branch would be refused.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
@@ -46,7 +46,7 @@ pub struct EnqueueArgs {
 }
 
 pub fn run(ctx: &Context, args: &EnqueueArgs) -> anyhow::Result<Outcome> {
-    let repo_path = args.repo_path.to_string_lossy().into_owned();
+    let repo_path = resolved(&args.repo_path, "--repo-path")?;
     let mut record = Record::queued(&repo_path, &args.base, &args.feature_branch, args.pr);
     record.run_id = args
         .run_id
@@ -55,7 +55,7 @@ pub fn run(ctx: &Context, args: &EnqueueArgs) -> anyhow::Result<Outcome> {
     record.version = args.version.clone();
     record.living_plan_path = args.living_plan_path.clone();
     if let Some(worktree) = &args.worktree_path {
-        record.worktree_path = worktree.to_string_lossy().into_owned();
+        record.worktree_path = resolved(worktree, "--worktree-path")?;
     }
     record.pr_url = args.pr_url.clone();
     record.source_plan_path = args.source_plan_path.clone();
@@ -78,4 +78,17 @@ pub fn run(ctx: &Context, args: &EnqueueArgs) -> anyhow::Result<Outcome> {
     let id = ctx.store.insert(&record)?;
     println!("queued {id} ({})", ctx.store.path_of(&id).display());
     Ok(Outcome::Clean)
+}
+
+/// A path as the record stores it: a relative one (`--repo-path .`) is the real path it
+/// names from here, since the daemon reads the record from another directory; an absolute
+/// one is kept as given for the gates to judge.
+fn resolved(path: &Path, flag: &str) -> anyhow::Result<String> {
+    let path = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::fs::canonicalize(path)
+            .with_context(|| format!("{flag} {} cannot be resolved", path.display()))?
+    };
+    Ok(path.to_string_lossy().into_owned())
 }

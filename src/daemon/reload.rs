@@ -69,7 +69,29 @@ pub fn on_hup(shared: &Shared, rules: Option<&ReloadWatcher>) -> ConfigReloaded 
             "SIGHUP: configuration reload REFUSED, the running configuration stays: {why}"
         ),
     }
+    let (ok, detail) = outcome.summary();
+    shared.telemetry.config_reloaded(ok, detail);
     outcome
+}
+
+impl ConfigReloaded {
+    /// Whether the file loaded, and one line saying what came of it (for the health file).
+    pub fn summary(&self) -> (bool, String) {
+        match self {
+            ConfigReloaded::Unchanged => (true, "unchanged".into()),
+            ConfigReloaded::Applied { live, restart } => {
+                let mut parts = Vec::new();
+                if !live.is_empty() {
+                    parts.push(format!("applied {}", live.join(", ")));
+                }
+                if !restart.is_empty() {
+                    parts.push(format!("{} wait for a restart", restart.join(", ")));
+                }
+                (true, parts.join("; "))
+            }
+            ConfigReloaded::Refused(why) => (false, format!("refused: {why}")),
+        }
+    }
 }
 
 fn reload_config(shared: &Shared) -> ConfigReloaded {
@@ -81,8 +103,8 @@ fn reload_config(shared: &Shared) -> ConfigReloaded {
     };
     let mut next = match Config::load(Some(path)) {
         Ok(config) => config,
-        // toml's message spans lines (the offending line quoted): one log line instead.
-        Err(e) => return ConfigReloaded::Refused(one_line(&e.to_string())),
+        // One line naming `file:line:col` (`ConfigError` never spans lines).
+        Err(e) => return ConfigReloaded::Refused(e.to_string()),
     };
     (reload.overrides)(&mut next);
     let mut current = shared.running_config();
@@ -116,22 +138,12 @@ fn changed_keys(a: &Config, b: &Config) -> Vec<String> {
         .collect()
 }
 
-/// Joins a multi-line message into one line.
-fn one_line(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        // toml's gutter lines (`|`, `|   ^`) point at a column the text already names.
-        .filter(|l| !l.is_empty() && !l.starts_with('|'))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn changed_keys_and_one_line_messages() {
+    fn changed_keys_are_the_top_level_keys_that_differ() {
         let a = Config::default();
         let b = Config {
             poll_secs: 5,
@@ -139,11 +151,5 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(changed_keys(&a, &b), ["allowed_roots", "poll_secs"]);
-        assert_eq!(
-            one_line(
-                "config /x: TOML parse error at line 2, column 5\n  |\n2 | x =\n  |     ^\nstring values must be quoted\n"
-            ),
-            "config /x: TOML parse error at line 2, column 5 2 | x = string values must be quoted"
-        );
     }
 }

@@ -151,25 +151,35 @@ impl Tally {
         self.failed.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// gstack's revival line (when anything was counted) and lock line (always).
+    /// gstack's revival line (when anything was counted) and lock line (when a lock was
+    /// held; a daemon that held none says so instead of naming a budget it never used). A
+    /// plain shutdown is INFO; a record or lock that could not be let go is WARN.
     pub(super) fn log_summary(&self, signal: &str) {
         let get = |c: &AtomicUsize| c.load(Ordering::Relaxed);
         let (revived, skipped, failed) =
             (get(&self.revived), get(&self.skipped), get(&self.failed));
         if revived + skipped + failed > 0 {
-            tracing::warn!(
-                "{}",
-                gstack_text::revived_summary(signal, revived, skipped, failed)
-            );
+            let line = gstack_text::revived_summary(signal, revived, skipped, failed);
+            log_at(failed > 0, &line);
         }
-        tracing::warn!(
-            "{}",
-            gstack_text::released_summary(
-                signal,
-                get(&self.released),
-                get(&self.release_failed),
-                get(&self.held)
-            )
+        let (released, release_failed, deferred) = (
+            get(&self.released),
+            get(&self.release_failed),
+            get(&self.held),
         );
+        if released + release_failed + deferred == 0 {
+            tracing::info!("signal {signal}: no lane lock to release");
+            return;
+        }
+        let line = gstack_text::released_summary(signal, released, release_failed, deferred);
+        log_at(release_failed + deferred > 0, &line);
+    }
+}
+
+fn log_at(warn: bool, line: &str) {
+    if warn {
+        tracing::warn!("{line}");
+    } else {
+        tracing::info!("{line}");
     }
 }

@@ -18,13 +18,11 @@ use super::learned_match::{Texts, window};
 use super::rules::{
     DETECT_FN, DETECTORS, LEARNED_FN, LEARNED_RULE, QUEUE_DETECTORS, StateDoc, parse_faults,
 };
+use super::state_file;
 use super::state_jsonpath::Document;
 use crate::rules::RuleSet;
 
-/// A state file past this is refused rather than parsed. Parsed, a state costs up to ~110×
-/// its size (measured: 4 MiB of `[0],[0],…` peaks at 458 MiB RSS, a 64 MiB one at 3.7 GiB),
-/// so this cap keeps the worst case under 512 MiB; a real 10,000-feature state is 2 MB.
-pub const MAX_STATE_BYTES: u64 = 4 * 1024 * 1024;
+pub use super::state_file::MAX_STATE_BYTES;
 /// Plan and stdout text handed to rules: the head of a plan, the tail of a log. Below the
 /// engine's string limit, so a rule can still build strings from them.
 pub const MAX_TEXT_BYTES: usize = 2 * 1024 * 1024;
@@ -78,10 +76,8 @@ impl RunInput {
         plan: Option<&Path>,
         stdout: Option<&Path>,
     ) -> Result<RunInput, String> {
-        let bytes = read_state(state_file)
+        let state = state_file::parse(state_file)
             .map_err(|reason| format!("{}: {reason}", state_file.display()))?;
-        let state: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("{}: not valid JSON: {e}", state_file.display()))?;
         Ok(RunInput::from_state(state, Some(state_file), plan, stdout))
     }
 
@@ -92,6 +88,17 @@ impl RunInput {
         plan: Option<&Path>,
         stdout: Option<&Path>,
     ) -> RunInput {
+        RunInput::from_document(Arc::new(Document::new(state)), state_file, plan, stdout)
+    }
+
+    /// A run from a state already parsed into its document (the fault watch's cache).
+    pub fn from_document(
+        document: Arc<Document>,
+        state_file: Option<&Path>,
+        plan: Option<&Path>,
+        stdout: Option<&Path>,
+    ) -> RunInput {
+        let state = document.value();
         let named = |field: &str| state.get(field).and_then(Value::as_str).map(PathBuf::from);
         let plan_path = plan.map(Path::to_owned).or_else(|| named("planFile"));
         let stdout_path = stdout.map(Path::to_owned).or_else(|| named("stdoutLog"));
@@ -107,7 +114,7 @@ impl RunInput {
         RunInput {
             plan: plan_path.and_then(|path| attach_text(path, Keep::Head)),
             stdout: stdout_path.and_then(|path| attach_text(path, Keep::Tail)),
-            state: Arc::new(Document::new(state)),
+            state: document,
             state_file: state_file.map(Path::to_owned),
             review,
             worktree,
@@ -190,52 +197,20 @@ fn attach_text(path: PathBuf, keep: Keep) -> Option<Attached<String>> {
     })
 }
 
-/// A state file's bytes; one over [`MAX_STATE_BYTES`] is refused unread.
-fn read_state(path: &Path) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    let file = open_regular(path).map_err(|e| format!("cannot open: {e}"))?;
-    let len = file
-        .metadata()
-        .map_err(|e| format!("cannot stat: {e}"))?
-        .len();
-    if len > MAX_STATE_BYTES {
-        return Err(format!(
-            "file is {len} bytes, over the {MAX_STATE_BYTES}-byte limit for a state file"
-        ));
-    }
-    let mut bytes = Vec::with_capacity(len as usize);
-    file.take(MAX_STATE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    Ok(bytes)
-}
-
 /// A file's first `max` bytes (a plan longer than that is cut, not refused).
-/// Opens a file named by a state file (data, not config) without ever blocking: with
-/// O_NONBLOCK a FIFO opens at once, and the type is checked on the open handle, so a
-/// path swapped for a FIFO between a check and the open cannot hang the tick.
-fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    Ok(file)
-}
-
 fn read_head(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut bytes = Vec::new();
-    open_regular(path)?.take(max).read_to_end(&mut bytes)?;
+    state_file::open_regular(path)?
+        .0
+        .take(max)
+        .read_to_end(&mut bytes)?;
     Ok(bytes)
 }
 
 fn read_tail(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
-    let mut file = open_regular(path)?;
+    let (mut file, _) = state_file::open_regular(path)?;
     let len = file.metadata()?.len();
     file.seek(SeekFrom::Start(len.saturating_sub(max)))?;
     let mut bytes = Vec::new();

@@ -11,7 +11,7 @@
 //! [`PidLock`], by an atomic rewrite that keeps every field berth does not know.
 
 use std::fs::{File, Metadata};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -24,6 +24,7 @@ use super::learned_match::{Compiled, Field, Matcher, Regex, Texts};
 use super::pid_lock::PidLock;
 use super::state_jsonpath::{Document, StatePath};
 use crate::atomic_file;
+use crate::file_stamp::FileStamp;
 
 /// The prefix of every learned fault's description.
 pub const LEARNED_PREFIX: &str = "[learned] ";
@@ -382,34 +383,11 @@ pub(crate) fn write_array(path: &Path, entries: &[Value]) -> Result<(), String> 
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// Identity of a file's content version: recompile when any of these changes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Signature {
-    device: u64,
-    inode: u64,
-    len: u64,
-    modified_ns: i128,
-    changed_ns: i128,
-}
-
-impl Signature {
-    fn of(meta: &std::fs::Metadata) -> Signature {
-        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
-        Signature {
-            device: meta.dev(),
-            inode: meta.ino(),
-            len: meta.len(),
-            modified_ns: ns(meta.mtime(), meta.mtime_nsec()),
-            changed_ns: ns(meta.ctime(), meta.ctime_nsec()),
-        }
-    }
-}
-
 /// What was at the path last time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Version {
     Missing,
-    File(Signature),
+    File(FileStamp),
     /// Refused (a FIFO, a link, an unreadable file): the reason, logged once.
     Refused(String),
 }
@@ -441,7 +419,7 @@ impl LearnedSource {
         let (version, opened) = match json_file::open_regular(&self.path, json_file::MAX_JSON_BYTES)
         {
             Ok(None) => (Version::Missing, None),
-            Ok(Some(opened)) => (Version::File(Signature::of(&opened.1)), Some(opened)),
+            Ok(Some(opened)) => (Version::File(FileStamp::of(&opened.1)), Some(opened)),
             Err(reason) => (Version::Refused(reason), None),
         };
         if state.0.as_ref() == Some(&version) {

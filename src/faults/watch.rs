@@ -16,6 +16,7 @@ use super::detect::{self, REVIEW_REPORT, RunInput};
 use super::halt::{HaltEvent, Pointers, RunRef, stdout_tail};
 use super::halt_store::{HaltStore, SyncReport};
 use super::learned::{self, LearnedSet, LearnedSource};
+use super::state_file::StateCache;
 use crate::rules::RuleSet;
 
 /// The run id the queue detectors' halt events are filed under.
@@ -27,6 +28,8 @@ pub const LEARNED_FILE: &str = "learned-patterns.json";
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct WatchReport {
     pub runs: usize,
+    /// State files parsed on this pass (the others had not changed since the last one).
+    pub parsed: usize,
     pub emitted: Vec<String>,
     pub resolved: Vec<String>,
     pub problems: Vec<String>,
@@ -49,6 +52,10 @@ impl WatchReport {
 /// re-read only when it changes and its warnings are logged once per version.
 static LEARNED_SOURCES: LazyLock<Mutex<HashMap<PathBuf, Arc<LearnedSource>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// The state files as last parsed, for the daemon's lifetime: a pass parses only the files
+/// that changed.
+static STATE_CACHE: LazyLock<StateCache> = LazyLock::new(StateCache::default);
 
 fn learned_source(path: &Path) -> Arc<LearnedSource> {
     let mut sources = LEARNED_SOURCES.lock().unwrap_or_else(|e| e.into_inner());
@@ -139,12 +146,18 @@ pub fn watch_runs(
             return report;
         }
     };
+    STATE_CACHE.keep_only(&files);
     for file in files {
-        let run = match RunInput::from_files(&file, None, None) {
-            Ok(run) => run,
-            Err(problem) => {
+        let run = match STATE_CACHE.load(&file) {
+            Ok((document, parsed)) => {
+                report.parsed += usize::from(parsed);
+                RunInput::from_document(document, Some(&file), None, None)
+            }
+            Err(reason) => {
                 // Its registry is left as it is: an unreadable state clears nothing.
-                report.problems.push(problem);
+                report
+                    .problems
+                    .push(format!("{}: {reason}", file.display()));
                 continue;
             }
         };

@@ -1,8 +1,7 @@
 //! Per-record, per-attempt log files, and the drift signatures read back from them.
 //!
-//! The child writes straight into the log file (it gets the fd as stdout and stderr), so
-//! its output survives even if berth dies mid-step, and berth never holds a pipe that a
-//! chatty command could fill. Several runs may append to one file (the second `land` of
+//! The child's stdout and stderr are one pipe that berth drains into the log, keeping the
+//! head and the tail of each run ([`super::capped_log`]). Several runs may append to one file (the second `land` of
 //! a drift repair, or a revived record); each starts with a header line, and berth
 //! remembers the byte offset where a run's output begins so it judges only that run.
 

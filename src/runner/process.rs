@@ -12,7 +12,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Stdio;
@@ -28,6 +28,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use super::capped_log::CappedLog;
 use super::guard::{Guard, LeaseEnd};
 use super::lease::Lease;
 use super::log;
@@ -153,8 +154,8 @@ pub struct StepRun {
 
 /// Runs one command to its end, timeout or cancellation, and leaves nothing of it running.
 ///
-/// The child gets a new process group, `/dev/null` as stdin, and the attempt log as
-/// stdout and stderr. Once the leader exits, anything it left running in its group is
+/// The child gets a new process group, `/dev/null` as stdin, and a pipe berth drains into
+/// the attempt log (capped to its head and tail, [`super::capped_log`]) as stdout and stderr. Once the leader exits, anything it left running in its group is
 /// killed: a step's processes never outlive the step (they would race the next step or
 /// the worktree's removal). On timeout or cancellation the group gets SIGTERM, then
 /// SIGKILL once the leader has exited or `grace` has passed, whichever is first. If this
@@ -199,7 +200,17 @@ pub async fn run_step(cmd: &StepCommand<'_>, cancel: &CancellationToken) -> Step
         }
     };
 
-    let outcome = spawn_and_supervise(cmd, &file, cancel).await;
+    let outcome = match file.try_clone().and_then(CappedLog::start) {
+        Ok((capped, output)) => {
+            let outcome = spawn_and_supervise(cmd, output, cancel).await;
+            let drained = capped.finish().await;
+            if drained.cut > 0 {
+                tracing::info!(log = %cmd.log_path.display(), printed = drained.total, cut = drained.cut, "a step's output was cut to its head and tail");
+            }
+            outcome
+        }
+        Err(err) => Outcome::LogFailed(err.to_string()),
+    };
     let elapsed = started.elapsed();
     let footer = format!(
         "==== berth {}: command {outcome} after {}",
@@ -220,9 +231,12 @@ pub async fn run_step(cmd: &StepCommand<'_>, cancel: &CancellationToken) -> Step
     }
 }
 
+/// Spawns the step with `output` (the write end of its capped log's pipe) as its stdout and
+/// stderr, and supervises it; berth's own copies of `output` are closed once it started, so
+/// the pipe ends when the step's processes do.
 async fn spawn_and_supervise(
     cmd: &StepCommand<'_>,
-    log: &std::fs::File,
+    output: OwnedFd,
     cancel: &CancellationToken,
 ) -> Outcome {
     if cancel.is_cancelled() {
@@ -231,11 +245,9 @@ async fn spawn_and_supervise(
     let Some((program, args)) = cmd.argv.split_first() else {
         return Outcome::SpawnFailed("the command is empty".to_owned());
     };
-    let (stdout, stderr) = match (log.try_clone(), log.try_clone()) {
-        (Ok(out), Ok(err)) => (out, err),
-        (Err(e), _) | (_, Err(e)) => {
-            return Outcome::LogFailed(e.to_string());
-        }
+    let stderr = match output.try_clone() {
+        Ok(stderr) => stderr,
+        Err(e) => return Outcome::LogFailed(e.to_string()),
     };
     // Listen before the child exists so its exit cannot fall between spawn and the first
     // check; without a listener the poll below still notices, only later.
@@ -252,7 +264,7 @@ async fn spawn_and_supervise(
         .envs(cmd.env.iter().copied())
         .process_group(0)
         .stdin(Stdio::null())
-        .stdout(stdout)
+        .stdout(output)
         .stderr(stderr);
     match cmd.start_in {
         Some(dir) => {
@@ -283,7 +295,9 @@ async fn spawn_and_supervise(
             Ok(())
         });
     }
-    let mut child = match command.spawn() {
+    let spawned = command.spawn();
+    drop(command);
+    let mut child = match spawned {
         Ok(child) => child,
         // The OS reports a missing working directory as "No such file or directory" just
         // like a missing program; say which one it is.

@@ -75,3 +75,15 @@ pub fn recorded_berth_dir(text: &str) -> Option<PathBuf> {
         .as_string()?;
     Some(PathBuf::from(dir))
 }
+
+/// The program an installed agent runs (the first of its `ProgramArguments`).
+pub fn recorded_binary(text: &str) -> Option<PathBuf> {
+    let agent = plist::Value::from_reader_xml(text.as_bytes()).ok()?;
+    let program = agent
+        .as_dictionary()?
+        .get("ProgramArguments")?
+        .as_array()?
+        .first()?
+        .as_string()?;
+    Some(PathBuf::from(program))
+}

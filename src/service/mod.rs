@@ -171,6 +171,14 @@ pub fn recorded_berth_dir(platform: Platform, text: &str) -> Option<PathBuf> {
     }
 }
 
+/// The program an installed file runs, if it is one of berth's.
+pub fn recorded_binary(platform: Platform, text: &str) -> Option<PathBuf> {
+    match platform {
+        Platform::Systemd => systemd::recorded_binary(text),
+        Platform::Launchd => launchd::recorded_binary(text),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -129,6 +129,29 @@ pub fn recorded_berth_dir(text: &str) -> Option<PathBuf> {
         .find_map(|assignment| assignment.strip_prefix("BERTH_DIR=").map(PathBuf::from))
 }
 
+/// The program an installed unit's `ExecStart=` runs (its first word, as [`quote`] wrote
+/// it).
+pub fn recorded_binary(text: &str) -> Option<PathBuf> {
+    let exec = text
+        .lines()
+        .find_map(|line| line.strip_prefix("ExecStart="))?;
+    let mut end = None;
+    let mut escaped = false;
+    for (i, ch) in exec.char_indices().skip(1) {
+        match ch {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => {
+                end = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let word = unquote(&exec[..=end?])?;
+    Some(PathBuf::from(word.replace("$$", "$")))
+}
+
 /// One word in double quotes, escaped for systemd; `exec` also doubles `$`.
 pub fn quote(word: &str, exec: bool) -> String {
     let mut out = String::from("\"");
@@ -198,6 +221,14 @@ mod tests {
         }
         assert_eq!(quote("$HOME/%h", true), "\"$$HOME/%%h\"");
         assert_eq!(quote("$HOME/%h", false), "\"$HOME/%%h\"");
+        let unit = format!(
+            "[Service]\nExecStart={} \"run\"\n",
+            quote("/opt/a \"b\"/$x%/berth", true)
+        );
+        assert_eq!(
+            recorded_binary(&unit),
+            Some(PathBuf::from("/opt/a \"b\"/$x%/berth"))
+        );
     }
 
     #[test]

@@ -25,6 +25,20 @@ pub struct Health {
     pub last_tick: Option<TickReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_forge_answer: Option<ForgeAnswer>,
+    /// The last SIGHUP's re-read of the configuration file; none before the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_config_reload: Option<ConfigReload>,
+}
+
+/// One SIGHUP's re-read of the configuration file: when, and whether it loaded.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigReload {
+    pub at: String,
+    /// False when the file did not load and the running configuration stayed.
+    pub ok: bool,
+    /// What was applied and what waits for a restart, or why the file was refused.
+    pub detail: String,
 }
 
 /// One tick: when it ended, how long it took, and what it came to.
@@ -130,6 +144,11 @@ mod tests {
                 repo: "github.com/a/b".into(),
                 ok: false,
                 error: Some("gh: timed out".into()),
+            }),
+            last_config_reload: Some(ConfigReload {
+                at: "2026-01-01T00:00:02.000Z".into(),
+                ok: false,
+                detail: "config /x: TOML parse error at line 2, column 5".into(),
             }),
         };
         health.write(dir.path()).unwrap();

@@ -19,7 +19,7 @@ use crate::rules::RulesStatus;
 use crate::rules::decisions::FallbackCounts;
 use crate::store::QueueStore;
 
-pub use health::{ForgeAnswer, Health, TickReport};
+pub use health::{ConfigReload, ForgeAnswer, Health, TickReport};
 pub use metrics::Metrics;
 
 /// Where the scrape-time gauges read from.
@@ -129,6 +129,18 @@ impl Telemetry {
             ok: error.is_none(),
             error,
         });
+    }
+
+    /// A SIGHUP re-read the configuration file: written at once, so `doctor` and `status`
+    /// see a refused file without waiting for a tick.
+    pub fn config_reloaded(&self, ok: bool, detail: String) {
+        let mut health = lock(&self.health);
+        health.last_config_reload = Some(ConfigReload {
+            at: crate::clock::now_iso(),
+            ok,
+            detail,
+        });
+        self.write_health(&health);
     }
 
     /// A landing ended with `outcome` (`landed`, `blocked`, `requeued`, …).

@@ -1227,3 +1227,35 @@ fn a_run_id_starting_with_a_dot_files_an_event_everyone_sees() {
             .exists()
     );
 }
+
+/// The fault watch parses a state file again only when it changed (device, inode, size,
+/// mtime, ctime): ticks over an unchanged build-state dir parse nothing, and a tick after one
+/// file changed parses that one.
+#[test]
+fn state_files_are_parsed_again_only_when_they_changed() {
+    let world = World::new();
+    let dir = state_dir_with_fixture(&world);
+    fs::write(dir.join("other.json"), r#"{"slug": "other"}"#).unwrap();
+    // A stamp younger than the racy window is never trusted: let both age past it.
+    let age = || {
+        std::thread::sleep(std::time::Duration::from_nanos(
+            berth::file_stamp::RACY_NS as u64 + 20_000_000,
+        ))
+    };
+    age();
+    let rules = Rules::embedded().unwrap();
+    let set = rules.current();
+    let halts = HaltStore::new(world.root.join("skill-faults"));
+    let tick = || watch_runs(&set, &dir, &halts, &LearnedSet::default());
+    let first = tick();
+    assert_eq!((first.runs, first.parsed), (2, 2), "{first:?}");
+    for _ in 0..3 {
+        let idle = tick();
+        assert_eq!((idle.runs, idle.parsed), (2, 0), "{idle:?}");
+    }
+    fs::write(dir.join("other.json"), r#"{"slug": "changed"}"#).unwrap();
+    age();
+    let changed = tick();
+    assert_eq!((changed.runs, changed.parsed), (2, 1), "{changed:?}");
+    assert_eq!(tick().parsed, 0);
+}

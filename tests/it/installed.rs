@@ -253,9 +253,10 @@ fn sighup_reloads_the_config_and_keeps_running() {
     fs::write(&config, "poll_secs = \n").unwrap();
     hup(&daemon);
     assert!(
-        world.wait_for(Duration::from_secs(30), || log_of(&world).lines().any(
-            |l| l.contains("configuration reload REFUSED") && l.contains("line 1, column")
-        )),
+        world.wait_for(Duration::from_secs(30), || log_of(&world)
+            .lines()
+            .any(|l| l.contains("configuration reload REFUSED")
+                && l.contains(&format!("config {}:1:", config.display())))),
         "log:\n{}",
         log_of(&world)
     );

@@ -14,6 +14,7 @@ mod crash;
 mod daemon;
 mod demo;
 mod doc_links;
+mod doctor;
 mod faults;
 mod forge;
 mod gates;

@@ -284,3 +284,28 @@ fn retry_and_abandon_judge_stranded_records_by_the_configured_ttl() {
         .success();
     assert_eq!(world.read_record(&second)["status"], "abandoned");
 }
+
+#[test]
+fn enqueue_resolves_a_relative_repo_path_to_its_real_path() {
+    let world = World::new();
+    let repo = world.repo("widget", "git@github.com:acme/widget.git");
+    let enqueue = |cwd: &std::path::Path, path: &str, pr: &str| {
+        world
+            .berth()
+            .current_dir(cwd)
+            .args(["enqueue", "--repo-path", path, "--pr", pr])
+            .args(["--feature-branch", "feat/x", "--version", "1"])
+            .assert()
+    };
+    enqueue(&repo, ".", "7").success();
+    let record = world.read_record("github.com-acme-widget-main-pr-7");
+    assert_eq!(record["repoPath"], repo.to_str().unwrap());
+    enqueue(&world.home, "code/./widget", "8").success();
+    let record = world.read_record("github.com-acme-widget-main-pr-8");
+    assert_eq!(record["repoPath"], repo.to_str().unwrap());
+    enqueue(&world.home, "code/missing", "9")
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--repo-path code/missing cannot be resolved",
+        ));
+}

@@ -307,6 +307,64 @@ async fn death_by_signal_and_spawn_failures_are_reported() {
     assert!(no_cwd.to_string().contains("working directory"), "{no_cwd}");
 }
 
+/// A step printing 512 MiB (as fast as a pipe takes it) leaves a log of its first and last
+/// MiB with one line counting the cut, and still succeeds: berth drains the pipe while the
+/// step runs, so the step never blocks on it.
+#[tokio::test]
+async fn a_step_printing_512_mib_leaves_a_bounded_log_and_still_succeeds() {
+    const PRINTED: u64 = 512 * 1024 * 1024;
+    let fx = Fixture::new();
+    let script = format!("echo first-line; head -c {PRINTED} /dev/zero; echo; echo last-line");
+    let result = land(&fx.runner(&sh(&script), &["true"]), &fx, 1).await;
+    assert!(result.succeeded(), "{result}");
+    let log = std::fs::read(fx.log(1, "land")).unwrap();
+    let kept = (berth::runner::LOG_HEAD_BYTES + berth::runner::LOG_TAIL_BYTES) as u64;
+    assert!(
+        (log.len() as u64) < kept + 4096,
+        "{} bytes in the log",
+        log.len()
+    );
+    let text = String::from_utf8_lossy(&log);
+    let printed = PRINTED + "first-line\n\nlast-line\n".len() as u64;
+    let cut = printed - kept;
+    assert!(
+        text.contains(&format!("==== berth: {cut} bytes of output cut here")),
+        "no cut line counting {cut} bytes"
+    );
+    assert!(text.contains("\nfirst-line\n") && text.contains("\nlast-line\n"));
+    assert!(
+        text.trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .contains("command exited successfully"),
+        "the footer follows the tail"
+    );
+}
+
+/// A process that left the step's group (`setsid`) and keeps its output open does not keep
+/// the step running: the log is closed at most a bounded time after the group ended.
+#[tokio::test]
+async fn an_escaped_process_holding_the_output_does_not_hold_the_step() {
+    let fx = Fixture::new();
+    let runner = fx.runner(
+        &sh("setsid sh -c 'echo $$ > escaped.pid; exec sleep 60' & until [ -s escaped.pid ]; do sleep 0.01; done; echo started; exit 0"),
+        &["true"],
+    );
+    let result = tokio::time::timeout(Duration::from_secs(30), land(&runner, &fx, 1))
+        .await
+        .expect("the step never ended while an escaped process held its output");
+    let escaped = read_pid(&fx.worktree_file("escaped.pid")).await;
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(escaped),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    assert!(result.succeeded(), "{result}");
+    let text = std::fs::read_to_string(fx.log(1, "land")).unwrap();
+    assert!(text.contains("started\n"), "{text}");
+    assert!(text.contains("command exited successfully"), "{text}");
+}
+
 #[tokio::test]
 async fn a_leader_that_exits_leaves_no_process_behind() {
     let fx = Fixture::new();

@@ -696,3 +696,31 @@ fn a_failing_rule_counts_as_a_fallback_in_metrics() {
     // Failing closed: the record waits, untouched.
     assert_eq!(world.read_record(&id)["status"], "queued");
 }
+
+#[test]
+fn a_plain_shutdown_logs_at_info_and_names_no_budget() {
+    let world = World::new();
+    let config = world.git_forge_config("poll_secs = 1\n");
+    let state = world.berth_state();
+    let daemon = world.spawn_berth(
+        &["run", "--watch", "--config", config.to_str().unwrap()],
+        &state,
+        &[],
+    );
+    assert!(world.wait_for(Duration::from_secs(30), || {
+        fs::read_to_string(state.join("daemon-health.json")).is_ok_and(|t| t.contains("lastTick"))
+    }));
+    stop(daemon);
+    let log = fs::read_to_string(state.with_extension("log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" INFO ") && l.contains("signal SIGTERM: no lane lock to release")),
+        "{log}"
+    );
+    assert!(!log.contains("budget exhausted"), "{log}");
+    assert!(
+        !log.lines()
+            .any(|l| l.contains(" WARN ") || l.contains(" ERROR ")),
+        "{log}"
+    );
+}

@@ -16,6 +16,9 @@ use crate::record::Status;
 use crate::service::Platform;
 use crate::store::QueueStore;
 
+mod daemon;
+mod unit;
+
 /// How long one probe (`git --version`, `gh auth status`, `systemctl is-active`) may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// What a probe's output is read up to; the rest is dropped.
@@ -106,8 +109,8 @@ pub fn run(inputs: &Inputs<'_>) -> Vec<Check> {
     checks.push(queue_dir(inputs.store.dir()));
     checks.extend(repos(inputs));
     checks.push(rules(inputs.rules_root.as_deref()));
-    checks.push(service(inputs));
-    checks.push(daemon(&inputs.berth_dir, config.poll_secs));
+    checks.push(unit::service(inputs));
+    checks.extend(daemon::checks(&inputs.berth_dir, config.poll_secs));
     checks.push(halt_events(&config));
     checks
 }
@@ -353,60 +356,6 @@ fn rules(root: Option<&Path>) -> Check {
     }
 }
 
-fn service(inputs: &Inputs<'_>) -> Check {
-    let Some(home) = &inputs.home else {
-        return Check::new(
-            "service",
-            Verdict::Warn,
-            "HOME is not set; cannot look for it",
-        );
-    };
-    let name = crate::service::service_name(&inputs.berth_dir, home);
-    let path = crate::service::unit_path(inputs.platform, &name, home);
-    if path.symlink_metadata().is_err() {
-        return Check::new(
-            "service",
-            Verdict::Warn,
-            format!(
-                "not installed ({} absent); `berth install` writes it",
-                path.display()
-            ),
-        );
-    }
-    if inputs.platform != Platform::Systemd || which("systemctl").is_none() {
-        return Check::new(
-            "service",
-            Verdict::Ok,
-            format!("installed at {}", path.display()),
-        );
-    }
-    match probe("systemctl", &["--user", "is-active", &name]) {
-        Ok((true, state)) => Check::new(
-            "service",
-            Verdict::Ok,
-            format!("{name} is {state} ({})", path.display()),
-        ),
-        Ok((false, state)) => Check::new(
-            "service",
-            Verdict::Warn,
-            format!(
-                "{name} is installed but {} (systemctl --user enable --now {name})",
-                if state.is_empty() {
-                    "not active"
-                } else {
-                    &state
-                }
-            ),
-        ),
-        Err(e) => Check::new("service", Verdict::Warn, format!("installed; {e}")),
-    }
-}
-
-/// `program` on `PATH` (or the path itself), only if it is an executable file.
-fn which(program: &str) -> Option<PathBuf> {
-    which::which(program).ok()
-}
-
 /// Pending halt events wait for an investigator: worth a look, not a failure.
 fn halt_events(config: &Config) -> Check {
     use crate::faults::halt_store::{HaltStatus, HaltStore};
@@ -440,47 +389,4 @@ fn halt_events(config: &Config) -> Check {
         Verdict::Warn
     };
     Check::new("halt events", verdict, detail)
-}
-
-fn daemon(berth_dir: &Path, poll_secs: u64) -> Check {
-    let name = "daemon";
-    match crate::instance::running(berth_dir) {
-        Ok(Some(holder)) => {
-            let health = crate::telemetry::Health::read(berth_dir).ok().flatten();
-            let last = health.as_ref().and_then(|h| h.last_tick.clone());
-            let Some(tick) = last else {
-                return Check::new(name, Verdict::Ok, format!("running, {holder}; no tick yet"));
-            };
-            let age = crate::clock::parse_iso(&tick.at)
-                .map(|at| (crate::clock::now() - at).num_seconds().max(0) as u64);
-            // A tick waits for the forge and the disk; three intervals plus a minute late
-            // means the loop is stuck, not slow.
-            let stale = age.is_some_and(|a| a > 3 * poll_secs.max(1) + 60);
-            let verdict = if !tick.ok || stale {
-                Verdict::Fail
-            } else {
-                Verdict::Ok
-            };
-            Check::new(
-                name,
-                verdict,
-                format!(
-                    "running, {holder}; last tick {} ({}s ago): {}",
-                    tick.at,
-                    age.map_or("?".into(), |a| a.to_string()),
-                    tick.result
-                ),
-            )
-        }
-        Ok(None) => Check::new(
-            name,
-            Verdict::Fail,
-            format!("no daemon running on {}", berth_dir.display()),
-        ),
-        Err(e) => Check::new(
-            name,
-            Verdict::Fail,
-            format!("cannot read the instance lock: {e}"),
-        ),
-    }
 }
