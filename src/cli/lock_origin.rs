@@ -5,15 +5,11 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use super::Context;
-use crate::lane_lock::{LockClient, LockSettings};
+use crate::lane_lock::LockClient;
 
 /// A lock client whose scratch repo lives in `dir`.
 pub(super) fn client(dir: &std::path::Path) -> anyhow::Result<LockClient> {
-    crate::atomic_file::ensure_private_dir(dir)?;
-    Ok(LockClient::new(
-        &dir.join("lock-scratch.git"),
-        LockSettings::default(),
-    )?)
+    Ok(crate::queue_report::lock_client(dir)?)
 }
 
 /// The origin URL of a repo, read only after the repo passed the gate.

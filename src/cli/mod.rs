@@ -24,7 +24,6 @@ mod replay;
 mod rules;
 mod run;
 mod status;
-mod waiting;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

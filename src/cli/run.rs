@@ -31,7 +31,8 @@ pub struct RunArgs {
     /// Keep running: tick on the poll interval and whenever the queue dir changes.
     #[arg(long, group = "mode")]
     pub watch: bool,
-    /// Serve Prometheus metrics on `HOST:PORT` (`GET /metrics`), e.g. `127.0.0.1:9464`.
+    /// Serve Prometheus metrics (`GET /metrics`) and the queue page (`GET /`) on `HOST:PORT`,
+    /// e.g. `127.0.0.1:9464`; a bare `PORT` binds loopback.
     #[arg(long, env = "BERTH_METRICS_ADDR", value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
     #[command(flatten)]
@@ -167,12 +168,11 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<RunEnd> {
     );
     let _http = match &args.metrics_addr {
         Some(addr) => {
-            let routes = crate::telemetry::server::routes(Arc::clone(&shared.telemetry));
             let limits = crate::http::Limits::within(open_files);
-            let server = crate::http::Server::start(addr, routes, limits).with_context(|| {
-                format!("cannot serve metrics on --metrics-addr {addr} (expected HOST:PORT, free)")
+            let server = crate::endpoint::start(addr, &shared, limits).with_context(|| {
+                format!("cannot serve metrics on --metrics-addr {addr} (expected HOST:PORT or PORT, free)")
             })?;
-            tracing::info!(addr = %server.addr(), max_connections = limits.max_connections, "serving metrics on http://{}/metrics", server.addr());
+            tracing::info!(addr = %server.addr(), max_connections = limits.max_connections, "serving metrics on http://{0}/metrics and the queue page on http://{0}/", server.addr());
             Some(server)
         }
         None => None,

@@ -86,6 +86,8 @@ pub struct Shared {
     pub decisions: DecisionLog,
     /// Metrics and the health file (`berth status`, `--metrics-addr`).
     pub telemetry: Arc<crate::telemetry::Telemetry>,
+    /// The landing policy's last `order` of the queue, for the queue page.
+    pub order: Arc<crate::queue_order::QueueOrder>,
     /// The records as last read; every write through [`Shared::transition`] and
     /// [`Shared::insert`] keeps it current.
     view: Mutex<QueueView>,
@@ -171,6 +173,7 @@ impl Shared {
             owner: crate::ownership::this_process(),
             decisions,
             telemetry,
+            order: Arc::default(),
             berth_dir,
             stop: stop::StopFlag::default(),
             tally: stop::Tally::default(),

@@ -140,6 +140,7 @@ pub fn order(shared: &Shared, queued: &[&StoredRecord]) -> Vec<usize> {
     shared
         .decisions
         .remember_order(std::mem::take(&mut decided.args));
+    shared.order.publish(decided.value.clone());
     decided
         .value
         .iter()

@@ -1,6 +1,7 @@
-//! Why a queued record waits, as `berth status` tells it: the landing policy's `wait` (the
-//! daemon's decision log), a `berthNotBefore` a requeue set, and its lane's lock held on the
-//! repo's origin. Another process's view: each part is read, never asked of a daemon.
+//! Why a queued record waits, as `berth status` and the queue page tell it: the landing
+//! policy's `wait` (the daemon's decision log), a `berthNotBefore` a requeue set, and its
+//! lane's lock held on the repo's origin. Another process's view: each part is read, never
+//! asked of a daemon.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,7 +9,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::gates::Allowlist;
-use crate::lane_lock::{Lane, ListedLock, LockListing, lock_ref_name};
+use crate::lane_lock::{
+    Lane, ListedLock, LockClient, LockError, LockListing, LockSettings, lock_ref_name,
+};
 use crate::record::Status;
 use crate::rules::decisions::PolicyWait;
 use crate::store::Scan;
@@ -34,7 +37,7 @@ pub struct LaneBusy {
 }
 
 impl Waiting {
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.policy.is_none() && self.not_before.is_none() && self.lane_busy.is_none()
     }
 
@@ -137,14 +140,35 @@ fn list_locks<'a>(
     urls: impl Iterator<Item = &'a str>,
 ) -> BTreeMap<&'a str, Result<Vec<LockListing>, String>> {
     let mut out = BTreeMap::new();
-    let client = super::lock::client(berth_dir);
+    let client = lock_client(berth_dir);
     for url in urls {
         out.entry(url).or_insert_with(|| match &client {
-            Ok(client) => client.list(url).map_err(|e| format!("{e:#}")),
-            Err(e) => Err(format!("{e:#}")),
+            Ok(client) => client.list(url).map_err(|e| chain(&e)),
+            Err(e) => Err(chain(e)),
         });
     }
     out
+}
+
+/// The lock client another process uses to read (or force) a berth dir's lane locks: its
+/// scratch repo lives in `berth_dir`.
+pub fn lock_client(berth_dir: &Path) -> Result<LockClient, LockError> {
+    crate::atomic_file::ensure_private_dir(berth_dir).map_err(|source| LockError::Scratch {
+        path: berth_dir.to_owned(),
+        source,
+    })?;
+    LockClient::new(&berth_dir.join("lock-scratch.git"), LockSettings::default())
+}
+
+/// `error: cause: cause`, every source in order.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 /// The live lock on `lock_ref`, if any: an expired one, or one whose holder is gone, is

@@ -1,0 +1,197 @@
+//! The page's routes on the daemon's endpoint: `/` and `/pr/...` (HTML), `/api/queue`
+//! (`status --json`'s document) and `/api/pr/...` (`explain --json`'s lines). Handlers run
+//! on the HTTP server's blocking threads, never on the daemon's runtime; the queue's facts
+//! are read at most once per [`FACTS_TTL`] however many clients ask.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::facts::{PageFacts, PageSources};
+use crate::http::{Request, Response, Router};
+use crate::queue_report::story::{Story, StoryError, Target};
+
+/// How long one read of the queue's facts answers every request.
+pub const FACTS_TTL: Duration = Duration::from_secs(1);
+
+const HTML: &str = "text/html; charset=utf-8";
+
+struct Page {
+    sources: PageSources,
+    facts: Mutex<Option<(Instant, Arc<PageFacts>)>>,
+}
+
+impl Page {
+    /// The facts of the last second, or read now (one reader at a time: others wait for
+    /// its answer rather than read too).
+    fn facts(&self) -> Result<Arc<PageFacts>, Response> {
+        let mut cached = self.facts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, facts)) = cached.as_ref()
+            && at.elapsed() < FACTS_TTL
+        {
+            return Ok(Arc::clone(facts));
+        }
+        let facts = Arc::new(
+            PageFacts::read(&self.sources)
+                .map_err(|e| Response::text(503, format!("the queue cannot be read: {e}\n")))?,
+        );
+        *cached = Some((Instant::now(), Arc::clone(&facts)));
+        Ok(facts)
+    }
+
+    fn story(&self, rest: &str) -> Result<Story, Response> {
+        let (target, repo) = parse_target(rest).ok_or_else(|| {
+            Response::text(
+                404,
+                "expected /pr/<repo>/<number>, /pr/<number> or /pr/<record id>\n",
+            )
+        })?;
+        Story::read(
+            &self.sources.store,
+            &(self.sources.allowlist)(),
+            &self.sources.berth_dir,
+            &target,
+            repo.as_deref(),
+        )
+        .map_err(|e| match e {
+            StoryError::Record(e) => Response::text(404, format!("{e}\n")),
+            e => Response::text(503, format!("{e}\n")),
+        })
+    }
+}
+
+/// The page's routes, reading from `sources`.
+pub fn routes(sources: PageSources) -> Router {
+    let page = Arc::new(Page {
+        sources,
+        facts: Mutex::default(),
+    });
+    let (queue, api, pr, api_pr) = (
+        Arc::clone(&page),
+        Arc::clone(&page),
+        Arc::clone(&page),
+        page,
+    );
+    Router::new()
+        .get("/", move |_| match queue.facts() {
+            Ok(facts) => Response::new(200, HTML, super::queue::render(&facts)),
+            Err(refused) => refused,
+        })
+        .get("/api/queue", move |_| match api.facts() {
+            Ok(facts) => json_response(&facts.report.to_json()),
+            Err(refused) => refused,
+        })
+        .get_prefix("/pr/", move |request: &Request| {
+            match pr.story(&request.path["/pr/".len()..]) {
+                Ok(story) => Response::new(200, HTML, super::pr::render(&story)),
+                Err(refused) => refused,
+            }
+        })
+        .get_prefix("/api/pr/", move |request: &Request| {
+            match api_pr.story(&request.path["/api/pr/".len()..]) {
+                Ok(story) => {
+                    let mut body = String::new();
+                    for line in &story.lines {
+                        body.push_str(&line.to_json());
+                        body.push('\n');
+                    }
+                    Response::new(200, "application/x-ndjson; charset=utf-8", body)
+                }
+                Err(refused) => refused,
+            }
+        })
+}
+
+/// `status --json`'s bytes: pretty JSON and a line end.
+fn json_response(value: &serde_json::Value) -> Response {
+    match serde_json::to_string_pretty(value) {
+        Ok(mut text) => {
+            text.push('\n');
+            Response::new(200, "application/json", text)
+        }
+        Err(e) => Response::text(500, format!("{e}\n")),
+    }
+}
+
+/// `<repo>/<n>` (the repo percent-encoded or not), `<n>`, or `<record id>`.
+fn parse_target(rest: &str) -> Option<(Target, Option<String>)> {
+    let rest = rest.trim_end_matches('/');
+    match rest.rsplit_once('/') {
+        Some((repo, number)) => {
+            let pr = number.parse::<u64>().ok()?;
+            Some((Target::Pr(pr), Some(percent_decode(repo)?)))
+        }
+        None if rest.is_empty() => None,
+        None => {
+            let decoded = percent_decode(rest)?;
+            match decoded.rsplit_once('/') {
+                // `/pr/github.com%2Facme%2Fw%2F7` names the repo in one segment too.
+                Some((repo, number)) if number.parse::<u64>().is_ok() => {
+                    Some((Target::Pr(number.parse().ok()?), Some(repo.to_owned())))
+                }
+                _ => Some((Target::parse(&decoded), None)),
+            }
+        }
+    }
+}
+
+/// `%XX` sequences as bytes; `None` when one is malformed or the result is not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(rest: &str) -> Option<(String, Option<String>)> {
+        parse_target(rest).map(|(target, repo)| {
+            let target = match target {
+                Target::Pr(n) => format!("pr {n}"),
+                Target::Record(id) => format!("record {id}"),
+            };
+            (target, repo)
+        })
+    }
+
+    #[test]
+    fn a_pr_path_names_a_repo_and_number_a_number_or_a_record() {
+        let repo = Some("github.com/acme/w".to_owned());
+        assert_eq!(
+            parsed("github.com/acme/w/7"),
+            Some(("pr 7".into(), repo.clone()))
+        );
+        assert_eq!(
+            parsed("github.com%2Facme%2Fw/7"),
+            Some(("pr 7".into(), repo.clone()))
+        );
+        assert_eq!(
+            parsed("github.com%2Facme%2Fw%2F7"),
+            Some(("pr 7".into(), repo))
+        );
+        assert_eq!(
+            parsed("path%3A%2Fsrv%2Frepo/12/"),
+            Some(("pr 12".into(), Some("path:/srv/repo".into())))
+        );
+        assert_eq!(parsed("7"), Some(("pr 7".into(), None)));
+        assert_eq!(
+            parsed("gh-acme-main-pr-7"),
+            Some(("record gh-acme-main-pr-7".into(), None))
+        );
+        assert_eq!(parsed("a/b/not-a-number"), None);
+        assert_eq!(parsed(""), None);
+        assert_eq!(parsed("bad%zz"), None);
+    }
+}

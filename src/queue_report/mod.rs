@@ -1,0 +1,117 @@
+//! The facts `berth status --json` prints and the queue page renders, read the same way for
+//! both: the queue dir, why each queued record waits, the rule set, the daemon's health and
+//! what it could not do. Another process's view: every part is read from files and origin,
+//! never asked of a daemon. `story` is `berth explain`'s: one PR's decisions and moves.
+
+mod daemon_view;
+pub mod history;
+pub mod story;
+mod waiting;
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::daemon::UnsavedLine;
+use crate::gates::Allowlist;
+use crate::record::Status;
+use crate::rules::RulesStatus;
+use crate::rules::fallbacks::Fallback;
+use crate::store::{QueueStore, Scan, StoreError};
+
+pub use daemon_view::DaemonView;
+pub use story::{Story, StoryError};
+pub use waiting::{LaneBusy, Waiting, Waits, lock_client};
+
+/// What `berth status` shows about a queue and a berth dir.
+pub struct QueueReport {
+    pub scan: Scan,
+    pub waits: Waits,
+    /// Rule questions failing closed (DESIGN §8): why a record waits, while it lasts.
+    pub fallbacks: Result<Vec<Fallback>, String>,
+    /// Verdicts a daemon could not write (ENOSPC, EIO) and retries every tick.
+    pub unsaved: Result<Vec<UnsavedLine>, String>,
+    pub rules: std::io::Result<Option<RulesStatus>>,
+    pub daemon: DaemonView,
+}
+
+impl QueueReport {
+    /// Reads every part; only an unreadable queue dir fails (the rest is reported).
+    pub fn read(
+        store: &QueueStore,
+        allowlist: &Allowlist,
+        berth_dir: &Path,
+    ) -> Result<QueueReport, StoreError> {
+        let scan = store.scan()?;
+        let rules = RulesStatus::read(berth_dir);
+        let fallbacks = crate::rules::fallbacks::read(berth_dir).map_err(|e| e.to_string());
+        let daemon = DaemonView::read(berth_dir);
+        let waits = waiting::read(allowlist, berth_dir, &scan);
+        let unsaved = crate::daemon::read_unsaved(berth_dir);
+        Ok(QueueReport {
+            scan,
+            waits,
+            fallbacks,
+            unsaved,
+            rules,
+            daemon,
+        })
+    }
+
+    pub fn fallbacks(&self) -> &[Fallback] {
+        self.fallbacks.as_deref().unwrap_or_default()
+    }
+
+    pub fn unsaved(&self) -> &[UnsavedLine] {
+        self.unsaved.as_deref().unwrap_or_default()
+    }
+
+    /// `status --json`: `{"records": [{..., "waiting"}], "unreadable", "waitingUnknown",
+    /// "ruleFallbacks", "unsavedVerdicts", "rules", "daemon"}`.
+    pub fn to_json(&self) -> Value {
+        let records: Vec<Value> = self
+            .scan
+            .records
+            .iter()
+            .map(|stored| {
+                let mut object = serde_json::Map::new();
+                object.insert("id".into(), json!(stored.id));
+                if let Ok(Value::Object(fields)) = serde_json::to_value(&stored.record) {
+                    object.extend(fields);
+                }
+                let waiting = self.waits.by_record.get(&stored.id);
+                object.insert("waiting".into(), json!(waiting));
+                Value::Object(object)
+            })
+            .collect();
+        json!({
+            "records": records,
+            "unreadable": self.scan.unreadable,
+            "waitingUnknown": self.waits.problems,
+            "ruleFallbacks": self.fallbacks(),
+            "unsavedVerdicts": self.unsaved(),
+            "rules": match &self.rules {
+                Ok(Some(status)) => json!(status),
+                _ => Value::Null,
+            },
+            "daemon": self.daemon.as_json(),
+        })
+    }
+
+    /// Something needs an operator: a blocked record, a refused reload, a rule failing
+    /// closed, a verdict not saved, an unreadable queue file.
+    pub fn needs_attention(&self) -> bool {
+        let blocked = self
+            .scan
+            .records
+            .iter()
+            .any(|r| r.record.status == Status::Blocked);
+        // A refused reload needs an operator as much as a blocked record does.
+        let rules_failed = matches!(&self.rules, Ok(Some(status)) if !status.last_reload.ok);
+        blocked
+            || rules_failed
+            || !self.fallbacks().is_empty()
+            || !self.unsaved().is_empty()
+            || !self.scan.unreadable.is_empty()
+    }
+}

@@ -1,0 +1,221 @@
+//! `berth explain`'s story of one PR (or one record): every policy decision about it and
+//! every status change, from the daemon's decision log, with the operator's acts and the
+//! forced releases of its lane's lock; and the record as it is now. The page per PR tells
+//! the same story.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use crate::gates::Allowlist;
+use crate::lane_lock::{Lane, lock_ref_name};
+use crate::record::Status;
+use crate::rules::journal::{Entry, JournalLine};
+use crate::rules::set::short;
+use crate::store::{QueueStore, StoreError, StoredRecord};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoryError {
+    #[error(transparent)]
+    Record(#[from] StoreError),
+    #[error("{path}: {source}")]
+    Log {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What `explain` asks about: a PR number, or one record by id.
+pub enum Target {
+    Pr(u64),
+    Record(String),
+}
+
+impl Target {
+    /// A number is a PR; anything else a record id.
+    pub fn parse(text: &str) -> Target {
+        match text.parse::<u64>() {
+            Ok(pr) => Target::Pr(pr),
+            Err(_) => Target::Record(text.to_owned()),
+        }
+    }
+}
+
+/// One record's part of a story.
+pub struct Chapter<'a> {
+    pub record: String,
+    /// The repo the first line that names one names (a lock release names none).
+    pub repo: &'a str,
+    /// Oldest first.
+    pub lines: Vec<&'a JournalLine>,
+    /// The record in the queue now, when it is there.
+    pub now: Option<&'a StoredRecord>,
+}
+
+pub struct Story {
+    pub pr: u64,
+    /// Set when the story is of one record (asked for by id).
+    pub only: Option<String>,
+    /// Every line, oldest first (ISO times of one format: text order is time order).
+    pub lines: Vec<JournalLine>,
+    /// The records in the queue now, by id.
+    pub queue: BTreeMap<String, StoredRecord>,
+}
+
+impl Story {
+    pub fn read(
+        store: &QueueStore,
+        allowlist: &Allowlist,
+        berth_dir: &Path,
+        target: &Target,
+        repo: Option<&str>,
+    ) -> Result<Story, StoryError> {
+        // A record id names one record: its PR number, then only its lines.
+        let (pr, only) = match target {
+            Target::Pr(pr) => (*pr, None),
+            Target::Record(id) => {
+                let stored = store.load(id)?;
+                (stored.record.pr_number, Some(stored.id))
+            }
+        };
+        let log_error = |source| StoryError::Log {
+            path: berth_dir.join(crate::rules::decisions::DECISIONS_FILE),
+            source,
+        };
+        let mut lines = crate::rules::decisions::history(berth_dir, pr, repo).map_err(log_error)?;
+        if let Some(id) = &only {
+            lines.retain(|line| line.record().unwrap_or("") == id);
+        }
+        let queue = now_records(store);
+        lines.extend(lock_releases(allowlist, berth_dir, &lines, &queue).map_err(log_error)?);
+        // Stable: a line written first stays first within the same millisecond.
+        lines.sort_by(|a, b| a.time.cmp(&b.time));
+        Ok(Story {
+            pr,
+            only,
+            lines,
+            queue,
+        })
+    }
+
+    /// One chapter per record (the same PR number can exist in several repos or bases),
+    /// by record id.
+    pub fn chapters(&self) -> Vec<Chapter<'_>> {
+        let mut by_record: BTreeMap<&str, Vec<&JournalLine>> = BTreeMap::new();
+        for line in &self.lines {
+            by_record
+                .entry(line.record().unwrap_or(""))
+                .or_default()
+                .push(line);
+        }
+        by_record
+            .into_iter()
+            .map(|(record, lines)| Chapter {
+                record: record.to_owned(),
+                repo: lines
+                    .iter()
+                    .filter_map(|l| l.repo())
+                    .find(|r| !r.is_empty())
+                    .unwrap_or(""),
+                now: self.queue.get(record),
+                lines,
+            })
+            .collect()
+    }
+}
+
+/// `<time>  status    queued -> claiming: reason` or
+/// `<time>  admit     wait: freeze window  [policies/landing.rhai, rules 1a2b3c4d5e6f]`.
+pub fn describe(line: &JournalLine) -> String {
+    let time = &line.time;
+    let with_reason = |mut out: String, reason: &str| {
+        if !reason.is_empty() {
+            out.push_str(&format!(": {reason}"));
+        }
+        out
+    };
+    match &line.entry {
+        Entry::Operator(op) => {
+            let mut out = format!("{time}  operator        {} by {}", op.act.as_str(), op.user);
+            if let Some(to) = op.to {
+                let from = op.from.map_or("", Status::as_str);
+                out.push_str(&format!(": {from} -> {to}"));
+            }
+            if let Some(lock) = &op.lock_ref {
+                out.push_str(&format!(" of {lock}"));
+            }
+            with_reason(out, &op.reason)
+        }
+        Entry::Status(change) => with_reason(
+            format!("{time}  status          {} -> {}", change.from, change.to),
+            &change.reason,
+        ),
+        Entry::Decision(d) => {
+            let mut out = format!(
+                "{time}  {:<14}  {}: {}  [{}, rules {}]",
+                d.function,
+                d.decision,
+                d.reason,
+                d.file,
+                short(&d.ruleset)
+            );
+            if d.fallback {
+                out.push_str(&format!(
+                    "\n      the rule failed ({}); the built-in default decided",
+                    d.error.as_deref().unwrap_or("")
+                ));
+            }
+            out
+        }
+    }
+}
+
+/// The records in the queue now, by id, when the queue is readable.
+fn now_records(store: &QueueStore) -> BTreeMap<String, StoredRecord> {
+    store
+        .scan()
+        .map(|scan| {
+            scan.records
+                .into_iter()
+                .map(|s| (s.id.clone(), s))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Forced releases of the lane locks of the records in `lines` (known from the queue),
+/// each repeated under every such record so it shows in that record's story. A record's
+/// lane is the daemon's: its identity as the gates resolve it from `origin`.
+fn lock_releases(
+    allowlist: &Allowlist,
+    berth_dir: &Path,
+    lines: &[JournalLine],
+    queue: &BTreeMap<String, StoredRecord>,
+) -> std::io::Result<Vec<JournalLine>> {
+    let lanes: BTreeMap<String, String> = lines
+        .iter()
+        .filter_map(|line| queue.get(line.record()?))
+        .filter_map(|stored| {
+            let gated = allowlist.gate_record(&stored.record).ok()?;
+            let lane = Lane {
+                repo_identity: gated.identity,
+                base_branch: stored.record.base_branch.clone(),
+            };
+            Some((stored.id.clone(), lock_ref_name(&lane)))
+        })
+        .collect();
+    let refs: BTreeSet<String> = lanes.values().cloned().collect();
+    let releases = crate::rules::decisions::lock_releases(berth_dir, &refs)?;
+    let mut out = Vec::new();
+    for (id, lane_ref) in &lanes {
+        for release in &releases {
+            let mut line = release.clone();
+            if let Entry::Operator(op) = &mut line.entry
+                && op.lock_ref.as_ref() == Some(lane_ref)
+            {
+                op.about.record = Some(id.clone());
+                out.push(line);
+            }
+        }
+    }
+    Ok(out)
+}
