@@ -21,8 +21,8 @@ use serde_json::Value;
 
 use super::marker::{QUEUE_LABEL, parse_marker};
 use super::{
-    Forge, ForgeError, ForgeRepo, MarkerCheck, MergeProof, PrCheck, PrRef, PrState, QueuedPr,
-    Subject,
+    Forge, ForgeError, ForgeKind, ForgeRepo, MarkerCheck, MergeProof, PrCheck, PrRef, PrState,
+    QueuedPr, Subject,
 };
 
 /// How many queued PRs one discovery call asks for. Explicit, because gh's default (30)
@@ -183,8 +183,8 @@ impl GhForge {
 }
 
 impl Forge for GhForge {
-    fn name(&self) -> &'static str {
-        "gh"
+    fn kind(&self) -> ForgeKind {
+        ForgeKind::GitHub
     }
 
     fn list_queued(&self, repo: &ForgeRepo) -> Result<Vec<QueuedPr>, ForgeError> {
@@ -465,10 +465,7 @@ fn queued_pr(identity: &str, item: &Value) -> Option<QueuedPr> {
 
 fn parse_state(value: &Value) -> Result<PrState, String> {
     match value.get("state").and_then(Value::as_str) {
-        Some("OPEN") => Ok(PrState::Open),
-        Some("CLOSED") => Ok(PrState::Closed),
-        Some("MERGED") => Ok(PrState::Merged),
-        Some(other) => Err(format!("unknown PR state {other:?}")),
+        Some(text) => PrState::from_gstack(text).ok_or(format!("unknown PR state {text:?}")),
         None => Err("no string `state`".into()),
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::Telemetry;
-use crate::forge::{Forge, ForgeError, ForgeRepo, MergeProof, PrCheck, PrRef, QueuedPr};
+use crate::forge::{Forge, ForgeError, ForgeKind, ForgeRepo, MergeProof, PrCheck, PrRef, QueuedPr};
 
 pub struct MeteredForge {
     inner: Arc<dyn Forge>,
@@ -42,8 +42,8 @@ impl MeteredForge {
 }
 
 impl Forge for MeteredForge {
-    fn name(&self) -> &'static str {
-        self.inner.name()
+    fn kind(&self) -> ForgeKind {
+        self.inner.kind()
     }
 
     fn list_queued(&self, repo: &ForgeRepo) -> Result<Vec<QueuedPr>, ForgeError> {
