@@ -18,6 +18,7 @@ pub mod endpoint;
 pub mod faults;
 pub mod file_stamp;
 pub mod forge;
+pub mod forge_state;
 pub mod gates;
 pub mod git_daemon;
 pub mod git_timeouts;

@@ -8,6 +8,10 @@
 //! every tick) is written once, until the answer, the rule set or the record's status
 //! changes: the log records decisions, not polls. Writing is best effort: a full disk must not stop a landing, so
 //! a failed append is a warning.
+//!
+//! Bounded: past [`MAX_FILE_BYTES`] the daemon rotates the log to `decisions.1.jsonl` (the
+//! older ones to `decisions.2.jsonl` … up to [`KEPT_GENERATIONS`], the oldest dropped), and
+//! every reader takes all generations, oldest first.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufRead, Write};
@@ -21,9 +25,19 @@ use super::contracts::Decided;
 use super::facts::FactsStore;
 use super::fallbacks::Fallbacks;
 use super::journal::{About, Act, Decision, Entry, JournalLine, OperatorLine, StatusChange};
+use super::rotation::Rotated;
 use crate::record::{Record, Status};
 
 pub const DECISIONS_FILE: &str = "decisions.jsonl";
+/// The size at which the daemon rotates the decision log.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+/// Rotated generations kept besides `decisions.jsonl`.
+pub const KEPT_GENERATIONS: u32 = 4;
+
+/// The decision log's files in `berth_dir`.
+pub fn files(berth_dir: &Path) -> Rotated {
+    Rotated::new(berth_dir, "decisions", KEPT_GENERATIONS)
+}
 
 /// The decision of an `order` line that picked a record to land.
 pub const SELECTED: &str = "selected";
@@ -76,6 +90,10 @@ impl FallbackCounts {
 #[derive(Debug)]
 pub struct DecisionLog {
     path: PathBuf,
+    files: Rotated,
+    max_bytes: u64,
+    /// Held while one writer checks the size and rotates, so two never rotate at once.
+    rotating: Mutex<()>,
     fallbacks: Fallbacks,
     /// (record, function) → (ruleset, decision, reason) last written.
     last: Mutex<HashMap<(String, &'static str), LastAnswer>>,
@@ -87,8 +105,16 @@ pub struct DecisionLog {
 
 impl DecisionLog {
     pub fn new(berth_dir: &Path) -> DecisionLog {
+        DecisionLog::with_limit(berth_dir, MAX_FILE_BYTES)
+    }
+
+    /// A log rotated past `max_bytes`.
+    pub fn with_limit(berth_dir: &Path, max_bytes: u64) -> DecisionLog {
         DecisionLog {
             path: berth_dir.join(DECISIONS_FILE),
+            files: files(berth_dir),
+            max_bytes,
+            rotating: Mutex::new(()),
             fallbacks: Fallbacks::new(berth_dir),
             last: Mutex::new(HashMap::new()),
             fallback_counts: Arc::default(),
@@ -205,6 +231,10 @@ impl DecisionLog {
         if let Err(e) = append_line(&self.path, line) {
             tracing::warn!(log = %self.path.display(), "decision not logged: {e}");
         }
+        let _rotating = self.rotating.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = self.files.rotate_past(self.max_bytes) {
+            tracing::warn!(log = %self.path.display(), "decision log not rotated: {e}");
+        }
     }
 }
 
@@ -320,19 +350,21 @@ pub fn policy_waits(berth_dir: &Path) -> io::Result<HashMap<String, PolicyWait>>
     Ok(waits)
 }
 
-/// Calls `f` with every whole line of the log, oldest first (none when there is no log).
-/// A line that is not a [`JournalLine`] (torn by a crash mid-append) is skipped.
+/// Calls `f` with every whole line of the log, its rotated generations included, oldest
+/// first (none when there is no log). A line that is not a [`JournalLine`] (torn by a crash
+/// mid-append) is skipped.
 pub(crate) fn each_line(berth_dir: &Path, mut f: impl FnMut(JournalLine)) -> io::Result<()> {
-    let path = berth_dir.join(DECISIONS_FILE);
-    // Not through a symlink (to /dev/zero: one endless line), not blocking on a FIFO.
-    let file = match crate::atomic_file::open_read_nofollow(&path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for line in io::BufReader::new(file).lines() {
-        if let Ok(line) = serde_json::from_str::<JournalLine>(&line?) {
-            f(line);
+    for path in files(berth_dir).oldest_first() {
+        // Not through a symlink (to /dev/zero: one endless line), not blocking on a FIFO.
+        let file = match crate::atomic_file::open_read_nofollow(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for line in io::BufReader::new(file).lines() {
+            if let Ok(line) = serde_json::from_str::<JournalLine>(&line?) {
+                f(line);
+            }
         }
     }
     Ok(())
@@ -352,6 +384,53 @@ mod tests {
             error: None,
             args: Vec::new(),
         }
+    }
+
+    /// Past its size bound the log rotates (`decisions.1.jsonl` … `decisions.4.jsonl`, the
+    /// oldest dropped), and history (what `explain`, `status`, `replay` and `capture` read)
+    /// still finds every line of the kept generations, oldest first.
+    #[test]
+    fn the_log_rotates_by_size_and_history_reads_every_kept_generation() {
+        const LIMIT: u64 = 1000;
+        let dir = tempfile::tempdir().unwrap();
+        let log = DecisionLog::with_limit(dir.path(), LIMIT);
+        let a = Subject {
+            id: "a-main-pr-1",
+            pr: 1,
+            repo: "github.com/acme/a",
+        };
+        for n in 0..60 {
+            log.decision(
+                &decided(&format!("h{n}")),
+                Some(a),
+                "wait",
+                &format!("n{n}"),
+            );
+        }
+        let files = files(dir.path());
+        let mut kept = 0;
+        let lines = |path: &std::path::Path| {
+            std::fs::read_to_string(path).map_or(0, |text| text.lines().count())
+        };
+        for path in files.oldest_first() {
+            let len = std::fs::metadata(&path).map_or(0, |m| m.len());
+            assert!(len < LIMIT + 400, "{} is {len} bytes", path.display());
+            kept += lines(&path);
+        }
+        assert!(!files.generation(KEPT_GENERATIONS + 1).exists());
+        let reasons: Vec<String> = history(dir.path(), 1, None)
+            .unwrap()
+            .iter()
+            .map(|line| {
+                let value = serde_json::to_value(line).unwrap();
+                value["reason"].as_str().expect("a reason").to_owned()
+            })
+            .collect();
+        assert_eq!(reasons.len(), kept);
+        let current = lines(&files.current());
+        assert!(kept > current, "rotated lines are read too");
+        let expected: Vec<String> = (60 - kept..60).map(|n| format!("n{n}")).collect();
+        assert_eq!(reasons, expected, "the newest lines, oldest first");
     }
 
     /// review2: `berth explain` reads decisions.jsonl with a blocking open: a FIFO planted

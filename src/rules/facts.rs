@@ -14,17 +14,24 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+use super::rotation::Rotated;
 
 pub const FACTS_FILE: &str = "facts.jsonl";
 pub const ROTATED_FACTS_FILE: &str = "facts.1.jsonl";
 
 /// The size at which the facts file is rotated.
 pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The store's files in `berth_dir`: `facts.jsonl` and one rotated generation.
+fn files(berth_dir: &Path) -> Rotated {
+    Rotated::new(berth_dir, "facts", 1)
+}
 
 /// The id of a stored value.
 pub fn id_of(value: &Value) -> String {
@@ -36,7 +43,7 @@ pub fn id_of(value: &Value) -> String {
 /// The writer the daemon's decision log holds.
 #[derive(Debug)]
 pub struct FactsStore {
-    dir: PathBuf,
+    files: Rotated,
     max_bytes: u64,
     written: Mutex<Option<Written>>,
 }
@@ -56,7 +63,7 @@ impl FactsStore {
 
     pub fn with_limit(berth_dir: &Path, max_bytes: u64) -> FactsStore {
         FactsStore {
-            dir: berth_dir.to_owned(),
+            files: files(berth_dir),
             max_bytes,
             written: Mutex::new(None),
         }
@@ -67,7 +74,7 @@ impl FactsStore {
     pub fn put_args(&self, args: &[Value]) -> io::Result<Value> {
         let mut guard = self.written.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
-            *guard = Some(read_written(&self.dir.join(FACTS_FILE))?);
+            *guard = Some(read_written(&self.files.current())?);
         }
         let written = guard.as_mut().expect("loaded above");
         let mut lines = String::new();
@@ -90,9 +97,9 @@ impl FactsStore {
     }
 
     fn append(&self, written: &mut Written, lines: &str) -> io::Result<()> {
-        let path = self.dir.join(FACTS_FILE);
+        let path = self.files.current();
         if written.bytes > 0 && written.bytes + lines.len() as u64 > self.max_bytes {
-            std::fs::rename(&path, self.dir.join(ROTATED_FACTS_FILE))?;
+            self.files.rotate()?;
             // The values staged for this line were counted as stored in the old file: the
             // new file must hold them again, so they are written with it.
             written.ids.clear();
@@ -161,8 +168,8 @@ impl FactsIndex {
     /// Reads the values whose ids are in `wanted` (only those: the store may be large).
     pub fn load(berth_dir: &Path, wanted: &HashSet<String>) -> io::Result<FactsIndex> {
         let mut values = HashMap::new();
-        for name in [ROTATED_FACTS_FILE, FACTS_FILE] {
-            let file = match crate::atomic_file::open_read_nofollow(&berth_dir.join(name)) {
+        for path in files(berth_dir).oldest_first() {
+            let file = match crate::atomic_file::open_read_nofollow(&path) {
                 Ok(file) => file,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),

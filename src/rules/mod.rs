@@ -33,6 +33,7 @@ pub mod pipeline;
 pub mod primitives;
 pub mod reload;
 pub mod replay;
+pub mod rotation;
 pub mod selftest;
 pub mod set;
 pub mod source;

@@ -39,8 +39,8 @@ const MESSAGE_LEN: usize = 9;
 const DISMISS: u8 = b'x';
 /// "The lease now ends at `CLOCK_BOOTTIME` nanoseconds N".
 const EXTEND: u8 = b'd';
-/// After its SIGKILL, how long the guard waits for the group to be gone, and how often it
-/// looks.
+/// After its SIGKILL, how long the guard waits for the group to be gone; and how often it
+/// looks (during the SIGTERM grace too).
 const GROUP_GONE_WAIT: Duration = Duration::from_secs(1);
 const GROUP_GONE_POLL: Duration = Duration::from_millis(10);
 /// The guard's exit status when it stopped the group because the lease ran out.
@@ -264,23 +264,10 @@ unsafe fn guard_main(fds: GuardFds, kills: Kills, mut deadline: i64) -> ! {
     }
 }
 
-/// Whether `CLOCK_BOOTTIME` has reached `deadline` (nanoseconds).
+/// Whether `CLOCK_BOOTTIME` has reached `deadline` (nanoseconds); an unreadable clock
+/// cannot be trusted with a lease, so it has.
 unsafe fn lease_over(deadline: i64) -> bool {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    unsafe {
-        if libc::clock_gettime(libc::CLOCK_BOOTTIME, &raw mut now) != 0 {
-            // Cannot tell the time: the lease cannot be trusted.
-            return true;
-        }
-    }
-    let now = now
-        .tv_sec
-        .saturating_mul(1_000_000_000)
-        .saturating_add(now.tv_nsec);
-    now >= deadline
+    unsafe { boot_nanos() >= deadline }
 }
 
 /// Sets the timer to fire at `deadline` (absolute `CLOCK_BOOTTIME` nanoseconds); never,
@@ -310,26 +297,60 @@ unsafe fn arm(timer: libc::c_int, deadline: i64) {
     }
 }
 
-/// SIGTERM to the group, SIGKILL after `grace`, then exit with `status` once the group is
-/// gone (or after [`GROUP_GONE_WAIT`]): the exit releases the daemon's instance lock, and
-/// with it the proof that the daemon's landings are over.
+/// SIGTERM to the group, SIGKILL once `grace` is up, then exit with `status` once the
+/// group is gone (or after [`GROUP_GONE_WAIT`]): the exit releases the daemon's instance
+/// lock, and with it the proof that the daemon's landings are over. A group gone before
+/// its grace is up is not signalled again (its id may already be another group's).
 unsafe fn stop_group(group: libc::pid_t, grace: libc::timespec, status: i32) -> ! {
     unsafe {
         libc::kill(-group, libc::SIGTERM);
-        nap(grace);
-        libc::kill(-group, libc::SIGKILL);
-        // Killed processes cannot run another instruction, but they exit (and drop their
-        // files and locks) only once scheduled. Zombies count as members until reaped, and
-        // nobody may reap them (a dead berth's orphans under an init that does not), hence
-        // the bound.
-        let step = timespec(GROUP_GONE_POLL);
-        let mut waited = Duration::ZERO;
-        while libc::kill(-group, 0) == 0 && waited < GROUP_GONE_WAIT {
-            nap(step);
-            waited += GROUP_GONE_POLL;
+        if !wait_gone(group, grace) {
+            libc::kill(-group, libc::SIGKILL);
+            // Killed processes cannot run another instruction, but they exit (and drop
+            // their files and locks) only once scheduled. Zombies count as members until
+            // reaped, and nobody may reap them (a dead berth's orphans under an init that
+            // does not), hence the bound.
+            wait_gone(group, timespec(GROUP_GONE_WAIT));
         }
         libc::_exit(status)
     }
+}
+
+/// Waits up to `limit` for process group `group` to have no member; whether it has none.
+unsafe fn wait_gone(group: libc::pid_t, limit: libc::timespec) -> bool {
+    unsafe {
+        let deadline = boot_nanos().saturating_add(
+            limit
+                .tv_sec
+                .saturating_mul(1_000_000_000)
+                .saturating_add(limit.tv_nsec),
+        );
+        loop {
+            if libc::kill(-group, 0) == -1 && *libc::__errno_location() == libc::ESRCH {
+                return true;
+            }
+            if boot_nanos() >= deadline {
+                return false;
+            }
+            nap(timespec(GROUP_GONE_POLL));
+        }
+    }
+}
+
+/// `CLOCK_BOOTTIME` in nanoseconds; `i64::MAX` (every deadline passed) if unreadable.
+unsafe fn boot_nanos() -> i64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    unsafe {
+        if libc::clock_gettime(libc::CLOCK_BOOTTIME, &raw mut now) != 0 {
+            return i64::MAX;
+        }
+    }
+    now.tv_sec
+        .saturating_mul(1_000_000_000)
+        .saturating_add(now.tv_nsec)
 }
 
 /// Sleeps `time`, through interruptions.

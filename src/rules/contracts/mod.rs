@@ -43,7 +43,7 @@ fn decide<T>(
     file: &'static str,
     function: &'static str,
     args: Vec<Value>,
-    parse: fn(&[Value], &Value) -> Result<T, String>,
+    parse: impl FnOnce(&[Value], &Value) -> Result<T, String>,
     fallback: impl FnOnce(&RuleError, &[Value]) -> T,
 ) -> Decided<T> {
     let answer = set.call_json(file, function, &args).and_then(|value| {

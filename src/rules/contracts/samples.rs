@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::discovery::{self, PrFacts};
 use super::landing::{self, LandFacts};
 use crate::forge::QUEUE_LABEL;
+use crate::forge_state::PrState;
 
 /// The calls one contract function gets: each a name (for the error) and its arguments.
 pub struct Samples {
@@ -167,7 +168,11 @@ fn facts(succeeded: bool, merged: bool, drift: bool, timed_out: bool) -> Value {
         timed_out,
         drift,
         merged,
-        forge_state: Some(if merged { "merged" } else { "open" }.into()),
+        forge_state: Some(if merged {
+            PrState::Merged
+        } else {
+            PrState::Open
+        }),
         summary: "landing command exited with status 1 (log: /l)".into(),
         log_path: "/l".into(),
         retries: 0,

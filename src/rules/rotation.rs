@@ -1,0 +1,108 @@
+//! Size-rotated JSON-lines files in berth's dir: `<stem>.jsonl` is the file being written;
+//! past its size bound it becomes `<stem>.1.jsonl`, the one before becomes `<stem>.2.jsonl`,
+//! and so on up to the number of generations kept, the oldest dropped. Readers take every
+//! generation, oldest first, so history that rotated is still found. The facts store and
+//! the decision log share this one helper.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// One rotated file family.
+#[derive(Clone, Debug)]
+pub struct Rotated {
+    dir: PathBuf,
+    stem: &'static str,
+    /// Rotated generations kept besides the current file.
+    keep: u32,
+}
+
+impl Rotated {
+    pub fn new(dir: &Path, stem: &'static str, keep: u32) -> Rotated {
+        Rotated {
+            dir: dir.to_owned(),
+            stem,
+            keep,
+        }
+    }
+
+    /// The file being written.
+    pub fn current(&self) -> PathBuf {
+        self.dir.join(format!("{}.jsonl", self.stem))
+    }
+
+    /// Rotated generation `n` (1 is the newest).
+    pub fn generation(&self, n: u32) -> PathBuf {
+        self.dir.join(format!("{}.{n}.jsonl", self.stem))
+    }
+
+    /// Every generation that may exist, oldest first, the current file last.
+    pub fn oldest_first(&self) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = (1..=self.keep).rev().map(|n| self.generation(n)).collect();
+        paths.push(self.current());
+        paths
+    }
+
+    /// The current file becomes generation 1, each older one moves up one, and the one past
+    /// `keep` is removed. Renames within one dir: a reader sees each line in some file.
+    pub fn rotate(&self) -> io::Result<()> {
+        if self.keep == 0 {
+            return remove_if_there(&self.current());
+        }
+        remove_if_there(&self.generation(self.keep))?;
+        for n in (1..self.keep).rev() {
+            rename_if_there(&self.generation(n), &self.generation(n + 1))?;
+        }
+        rename_if_there(&self.current(), &self.generation(1))
+    }
+
+    /// [`Rotated::rotate`] when the current file holds `max_bytes` or more (looked up by
+    /// name, so a writer holding an older handle never rotates twice).
+    pub fn rotate_past(&self, max_bytes: u64) -> io::Result<bool> {
+        match std::fs::symlink_metadata(self.current()) {
+            Ok(meta) if meta.len() >= max_bytes => self.rotate().map(|()| true),
+            Ok(_) => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn remove_if_there(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn rename_if_there(from: &Path, to: &Path) -> io::Result<()> {
+    match std::fs::rename(from, to) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generations_shift_up_and_the_oldest_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = Rotated::new(dir.path(), "log", 2);
+        for text in ["a", "b", "c", "d"] {
+            std::fs::write(files.current(), text).unwrap();
+            files.rotate().unwrap();
+        }
+        std::fs::write(files.current(), "e").unwrap();
+        let texts: Vec<String> = files
+            .oldest_first()
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect();
+        assert_eq!(texts, ["c", "d", "e"]);
+        assert!(!dir.path().join("log.3.jsonl").exists());
+        assert!(!files.rotate_past(2).unwrap(), "under the bound");
+        assert!(files.rotate_past(1).unwrap());
+        assert!(!files.current().exists());
+    }
+}
