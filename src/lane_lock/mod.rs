@@ -37,6 +37,7 @@ mod alias;
 mod cas;
 mod heartbeat;
 mod payload;
+pub mod survey;
 mod transport;
 
 use std::collections::HashSet;
