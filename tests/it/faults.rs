@@ -731,6 +731,39 @@ fn pending_events(halts: &HaltStore) -> Vec<Value> {
         .collect()
 }
 
+/// `detect --json` prints a fault as gstack's `JSON.stringify(faults, null, 2)` does: the
+/// detector's own key order, `{phaseIndex, iterationCount}`, not a Rhai map's sorted one.
+#[test]
+fn detect_json_keeps_the_detectors_evidence_order() {
+    let world = World::new();
+    let state = world.root.join("state.json");
+    let phases = json!({"slug": "s", "phases": [{"index": 0, "codexReview": {"iterations": 5}}]});
+    fs::write(&state, phases.to_string()).unwrap();
+    let out = world
+        .berth()
+        .args(["detect", "--json", "--no-count"])
+        .arg(&state)
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let gstack = r#"[
+  {
+    "category": "CODEX_CONVERGENCE",
+    "severity": "HIGH",
+    "description": "Codex review did not converge after 5 iterations (limit 5).",
+    "sourceFiles": [],
+    "evidence": {
+      "phaseIndex": 0,
+      "iterationCount": 5
+    }
+  }
+]
+"#;
+    assert_eq!(String::from_utf8(out).unwrap(), gstack);
+}
+
 /// Each built-in detector on the spec's values: the state in, gstack's exact description,
 /// evidence, sourceFiles, detector id and halt id out (the halt ids computed independently:
 /// sha256 of `PHASE_FAILED:<scope>:[CATEGORY] description`).
