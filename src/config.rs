@@ -142,6 +142,13 @@ impl Config {
         Ok(config)
     }
 
+    /// The halt-events dir: `faults_dir`, else gstack's `~/.gstack/skill-faults/`.
+    pub fn faults_dir_or_default(&self) -> PathBuf {
+        self.faults_dir
+            .clone()
+            .unwrap_or_else(crate::paths::default_faults_dir)
+    }
+
     fn validate(&self) -> Result<(), String> {
         if self.lock_ttl_secs == 0
             || self.heartbeat_secs == 0

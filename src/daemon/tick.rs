@@ -555,11 +555,7 @@ fn watch_faults(
     in_flight: bool,
 ) {
     let dirs = crate::faults::watch::WatchDirs {
-        faults_dir: shared
-            .config
-            .faults_dir
-            .clone()
-            .unwrap_or_else(crate::paths::default_faults_dir),
+        faults_dir: shared.config.faults_dir_or_default(),
         state_dir: shared
             .config
             .build_state_dir

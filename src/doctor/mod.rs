@@ -359,10 +359,7 @@ fn rules(root: Option<&Path>) -> Check {
 /// Pending halt events wait for an investigator: worth a look, not a failure.
 fn halt_events(config: &Config) -> Check {
     use crate::faults::halt_store::{HaltStatus, HaltStore};
-    let dir = config
-        .faults_dir
-        .clone()
-        .unwrap_or_else(crate::paths::default_faults_dir);
+    let dir = config.faults_dir_or_default();
     let listing = HaltStore::new(&dir).list();
     let pending: Vec<&str> = listing
         .halts

@@ -255,6 +255,11 @@ impl Forge for GhForge {
         })
     }
 
+    /// GitHub publishes every PR's head on the base repository, forks included.
+    fn pr_head_ref(&self, number: u64) -> Option<String> {
+        Some(format!("refs/pull/{number}/head"))
+    }
+
     fn merge_proof(&self, repo: &ForgeRepo, pr: &PrRef<'_>) -> Result<MergeProof, ForgeError> {
         let target = GhRepo::parse(&repo.identity)?;
         let subject = Subject::pr(repo, pr.number);

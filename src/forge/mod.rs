@@ -40,6 +40,13 @@ pub trait Forge: Send + Sync {
     /// Whether the PR merged into its base: after landing.
     fn merge_proof(&self, repo: &ForgeRepo, pr: &PrRef<'_>) -> Result<MergeProof, ForgeError>;
 
+    /// The ref on `origin` that carries PR `number`'s head when its branch is not on
+    /// origin (a PR from a fork): GitHub's `refs/pull/<N>/head`. `None` where a PR *is* its
+    /// branch on origin (the git forge), so a missing branch means nothing to land.
+    fn pr_head_ref(&self, _number: u64) -> Option<String> {
+        None
+    }
+
     /// Whether each of `prs` (all of `repo`) merged, in as few questions as the forge
     /// allows: reconcile, the landed audit and the queue detectors share this one answer.
     /// A PR the forge gave no answer for is missing from the map (and logged); an error

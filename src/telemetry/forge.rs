@@ -62,6 +62,11 @@ impl Forge for MeteredForge {
         })
     }
 
+    /// A name, not a question: nothing is asked, so nothing is metered.
+    fn pr_head_ref(&self, number: u64) -> Option<String> {
+        self.inner.pr_head_ref(number)
+    }
+
     /// One call however many PRs: the shared listing of reconcile, audit and detectors.
     fn merge_proofs(
         &self,

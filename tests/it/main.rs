@@ -34,6 +34,7 @@ mod lock_cli;
 mod lock_model;
 mod module_cycles;
 mod queue_cli;
+mod queue_page;
 mod replay;
 mod rule_edges;
 mod rules;

@@ -5,6 +5,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
@@ -657,4 +658,24 @@ pub fn served_addr(world: &World) -> Option<String> {
     let line = log.lines().find(|l| l.contains("serving metrics on"))?;
     let value: serde_json::Value = serde_json::from_str(line).ok()?;
     value["addr"].as_str().map(str::to_owned)
+}
+
+/// `METHOD PATH` over one connection; the status line and the body.
+pub fn request(addr: &str, method: &str, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).expect("the endpoint accepts");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
 }
