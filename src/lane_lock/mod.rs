@@ -36,6 +36,7 @@
 mod alias;
 mod cas;
 mod heartbeat;
+mod leftover;
 mod payload;
 mod transport;
 
@@ -54,6 +55,7 @@ use crate::safe_key::safe_key;
 pub use alias::{alias_lock_ref, lane_key};
 pub use cas::LockWrite;
 pub use heartbeat::{Heartbeat, LockWatch};
+pub use leftover::LEFTOVER_AGE;
 pub use payload::{LOCK_SUBJECT, LockPayload};
 
 use cas::{Expect, WriteHook, compare_and_swap};
