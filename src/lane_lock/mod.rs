@@ -38,6 +38,7 @@ mod cas;
 mod heartbeat;
 mod leftover;
 mod payload;
+pub mod survey;
 mod transport;
 
 use std::collections::HashSet;
