@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 
 use berth::config::Config;
 use berth::daemon::{Shared, Wake, bookkeeping};
-use berth::forge::{Forge, ForgeError, ForgeRepo, MergeProof, PrCheck, PrRef, PrState, QueuedPr};
+use berth::forge::{
+    Forge, ForgeError, ForgeKind, ForgeRepo, MergeProof, PrCheck, PrRef, PrState, QueuedPr,
+};
 use berth::gates::Allowlist;
 use berth::queue_view::Refresh;
 use berth::store::QueueStore;
@@ -535,8 +537,8 @@ impl CountingForge {
 }
 
 impl Forge for CountingForge {
-    fn name(&self) -> &'static str {
-        "bench"
+    fn kind(&self) -> ForgeKind {
+        ForgeKind::Git
     }
 
     fn list_queued(&self, _repo: &ForgeRepo) -> Result<Vec<QueuedPr>, ForgeError> {

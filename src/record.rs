@@ -7,6 +7,8 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+use crate::forge_state::{GithubState, PrState};
 use serde_json::{Map, Value};
 
 /// Where a record is in its life. The serialized names are the gstack ones.
@@ -107,7 +109,7 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_github_checked_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_github_state: Option<String>,
+    pub last_github_state: Option<GithubState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconciled_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -245,7 +247,8 @@ impl Record {
     /// tick never looks at it.
     pub fn is_settled(&self) -> bool {
         self.status == Status::Abandoned
-            || self.status == Status::Landed && self.last_github_state.as_deref() == Some("MERGED")
+            || self.status == Status::Landed
+                && self.last_github_state == Some(GithubState::Pr(PrState::Merged))
     }
 
     /// The lane key used before the repo identity is known: the identity if present,

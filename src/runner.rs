@@ -53,10 +53,6 @@ pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 /// Time between SIGTERM and SIGKILL to a step's process group (DESIGN §6: 2 s).
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(2);
 
-/// Drift repairs (ship, then land again) allowed per record: the record's `retries`
-/// counts the ones already made. One repair that does not help means a human should look.
-pub const MAX_DRIFT_REPAIRS: u32 = 1;
-
 /// Which of the two configured commands a step runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Step {

@@ -22,7 +22,8 @@ pub struct DetectArgs {
     /// The run's stdout log; defaults to the state's `stdoutLog`.
     #[arg(long, value_name = "FILE")]
     pub stdout: Option<PathBuf>,
-    /// The learned-patterns file; hits are counted into it.
+    /// The learned-patterns file; hits are counted into it. Default: `learned-patterns.json`
+    /// in the config's `faults_dir`, else in `~/.gstack/skill-faults/`.
     #[arg(long, env = "BERTH_LEARNED_PATTERNS", value_name = "FILE")]
     pub learned: Option<PathBuf>,
     /// A rules root overriding the shipped detectors file by file.
@@ -34,6 +35,9 @@ pub struct DetectArgs {
     /// Leave the learned patterns' `hitCount` and `lastHit` alone (a dry look at a state).
     #[arg(long)]
     pub no_count: bool,
+    /// Its `faults_dir` holds the learned patterns unless `--learned` names them.
+    #[command(flatten)]
+    pub config: super::ConfigArgs,
 }
 
 /// Exit 0 without faults, 1 with faults or a failed detector, 2 if the state or the rules
@@ -41,10 +45,10 @@ pub struct DetectArgs {
 pub fn detect(args: &DetectArgs) -> anyhow::Result<Outcome> {
     let rules = Rules::load(args.rules_root.as_deref())
         .map_err(|failure| anyhow::anyhow!("the rules do not load: {failure}"))?;
-    let learned_path = args
-        .learned
-        .clone()
-        .unwrap_or_else(|| crate::paths::default_faults_dir().join("learned-patterns.json"));
+    let learned_path = match &args.learned {
+        Some(path) => path.clone(),
+        None => learned_file(&args.config)?,
+    };
     let learned = LearnedSet::load(&learned_path).map_err(anyhow::Error::msg)?;
     for warning in &learned.warnings {
         eprintln!("warning: {warning}");
@@ -85,9 +89,14 @@ pub fn detect(args: &DetectArgs) -> anyhow::Result<Outcome> {
 
 #[derive(clap::Args, Debug)]
 pub struct FaultsArgs {
-    /// The halt-events dir (gstack's `~/.gstack/skill-faults/`).
+    /// The halt-events dir. Default: the config's `faults_dir`, else gstack's
+    /// `~/.gstack/skill-faults/`.
     #[arg(long, global = true, env = "BERTH_FAULTS_DIR", value_name = "DIR")]
     pub faults_dir: Option<PathBuf>,
+    /// The configuration file whose `faults_dir` the daemon files halt events under
+    /// (default: found as `berth run` finds it).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     #[command(subcommand)]
     pub action: FaultsAction,
@@ -117,10 +126,10 @@ pub enum FaultsAction {
 }
 
 pub fn run(args: &FaultsArgs) -> anyhow::Result<Outcome> {
-    let dir = args
-        .faults_dir
-        .clone()
-        .unwrap_or_else(crate::paths::default_faults_dir);
+    let dir = match &args.faults_dir {
+        Some(dir) => dir.clone(),
+        None => config_of(&args.config)?.faults_dir_or_default(),
+    };
     let store = HaltStore::new(dir);
     match &args.action {
         FaultsAction::List { json } => {
@@ -142,6 +151,22 @@ pub fn run(args: &FaultsArgs) -> anyhow::Result<Outcome> {
         }
         FaultsAction::Ack { fault_id, run } => ack(&store, fault_id, run.as_deref()),
     }
+}
+
+/// The configuration file `--config` (or the default search) names.
+fn config_of(path: &Option<PathBuf>) -> anyhow::Result<crate::config::Config> {
+    super::ConfigArgs {
+        config: path.clone(),
+    }
+    .load()
+}
+
+/// `learned-patterns.json` in the configured halt-events dir.
+pub(super) fn learned_file(config: &super::ConfigArgs) -> anyhow::Result<PathBuf> {
+    Ok(config
+        .load()?
+        .faults_dir_or_default()
+        .join("learned-patterns.json"))
 }
 
 /// Exit 0 when the event is (or already was) moved to `processed/`; an error (exit 2) when

@@ -19,6 +19,7 @@ mod lock;
 mod lock_check;
 mod lock_origin;
 mod patterns;
+mod reach;
 mod records;
 mod replay;
 mod rules;
@@ -63,7 +64,7 @@ impl From<run::RunEnd> for ExitCode {
 #[derive(Parser, Debug)]
 #[command(
     name = "berth",
-    version,
+    version = crate::VERSION,
     about = "Release-queue daemon: lands queued PRs one lane at a time and proves they merged."
 )]
 pub struct Cli {
@@ -92,10 +93,29 @@ pub struct RepoArgs {
     /// `allowed_roots`. `berth install` records the shell's allowlist this way.
     #[arg(long = "allowed-root", value_name = "DIR")]
     pub allowed_roots: Vec<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+/// The configuration file, for every command that reads a setting from it (flattened, so
+/// every command finds the same file the same way).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ConfigArgs {
     /// The configuration file (TOML; see docs/configuration.md). Default: `BERTH_CONFIG`,
     /// else `$XDG_CONFIG_HOME/berth/config.toml` (`~/.config/berth/config.toml`) if present.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    pub fn source(&self) -> ConfigSource {
+        ConfigSource::locate(self.config.as_deref())
+    }
+
+    /// The file's settings (defaults when there is none).
+    pub fn load(&self) -> anyhow::Result<Config> {
+        Ok(Config::load(self.source().path())?)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -237,7 +257,7 @@ impl Context {
         Context {
             project_root: args.project_root.clone().or_else(git_toplevel_of_cwd),
             project_root_given: args.project_root.is_some(),
-            config_source: ConfigSource::locate(args.config.as_deref()),
+            config_source: args.config.source(),
             allowed_roots: args.allowed_roots.clone(),
             ..Context::queue(&args.queue)
         }

@@ -12,7 +12,8 @@ use crate::faults::proposals::PatternFiles;
 
 #[derive(clap::Args, Debug)]
 pub struct PatternsArgs {
-    /// The learned-patterns file; the pending and rejected files live beside it.
+    /// The learned-patterns file; the pending and rejected files live beside it. Default:
+    /// `learned-patterns.json` in the config's `faults_dir`, else in `~/.gstack/skill-faults/`.
     #[arg(
         long,
         global = true,
@@ -20,6 +21,10 @@ pub struct PatternsArgs {
         value_name = "FILE"
     )]
     pub learned: Option<PathBuf>,
+    /// The configuration file: `learned-patterns.json` in its `faults_dir` unless
+    /// `--learned` names the file (default: found as `berth run` finds it).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     #[command(subcommand)]
     pub action: PatternsAction,
@@ -71,10 +76,12 @@ pub enum PatternsAction {
 }
 
 pub fn run(args: &PatternsArgs) -> anyhow::Result<Outcome> {
-    let learned = args
-        .learned
-        .clone()
-        .unwrap_or_else(|| crate::paths::default_faults_dir().join("learned-patterns.json"));
+    let learned = match &args.learned {
+        Some(path) => path.clone(),
+        None => super::faults::learned_file(&super::ConfigArgs {
+            config: args.config.clone(),
+        })?,
+    };
     let files = PatternFiles::beside(&learned);
     match &args.action {
         PatternsAction::List { json } => list(&files, *json),

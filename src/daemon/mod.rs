@@ -140,12 +140,7 @@ impl Shared {
             crate::telemetry::Sources {
                 store: store.clone(),
                 berth_dir: berth_dir.clone(),
-                halts: crate::faults::HaltStore::new(
-                    config
-                        .faults_dir
-                        .clone()
-                        .unwrap_or_else(crate::paths::default_faults_dir),
-                ),
+                halts: crate::faults::HaltStore::new(config.faults_dir_or_default()),
                 fallbacks: decisions.fallback_counts(),
             },
             forge.name(),

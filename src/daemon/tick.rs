@@ -23,6 +23,7 @@ use crate::store::{Expect, StoredRecord};
 use super::memory::TickMemory;
 use super::tick_gates::TickGates;
 use super::{Shared, policy};
+use crate::forge_state::GithubState;
 
 /// A queued record that passed every gate this tick, with the values the gates resolved.
 #[derive(Clone, Debug)]
@@ -333,7 +334,7 @@ fn pr_ref(record: &Record) -> PrRef<'_> {
 /// Writes what the forge said about one due record; whether its status changed.
 fn apply_proof(shared: &Shared, stored: &StoredRecord, proof: &crate::forge::MergeProof) -> bool {
     let checked_at = crate::clock::now_iso();
-    let state = proof.state.to_string().to_uppercase();
+    let state = GithubState::Pr(proof.state);
     let from = stored.record.status;
     let result = match (from, proof.merged) {
         (Status::Blocked, true) => {
@@ -554,11 +555,7 @@ fn watch_faults(
     in_flight: bool,
 ) {
     let dirs = crate::faults::watch::WatchDirs {
-        faults_dir: shared
-            .config
-            .faults_dir
-            .clone()
-            .unwrap_or_else(crate::paths::default_faults_dir),
+        faults_dir: shared.config.faults_dir_or_default(),
         state_dir: shared
             .config
             .build_state_dir

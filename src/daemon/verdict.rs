@@ -6,6 +6,7 @@ use crate::record::{Record, Status};
 use crate::store::{Expect, StoreError};
 
 use super::{Shared, policy};
+use crate::forge_state::{GithubState, PrState};
 
 #[derive(Clone, Debug)]
 pub enum Verdict {
@@ -28,7 +29,7 @@ impl Verdict {
                     r.last_error = None;
                     r.claimed_by = None;
                     r.last_github_checked_at = Some(checked_at.clone());
-                    r.last_github_state = Some("MERGED".into());
+                    r.last_github_state = Some(GithubState::Pr(PrState::Merged));
                 })
             }
             Verdict::Settled {

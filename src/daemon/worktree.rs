@@ -109,7 +109,8 @@ pub fn prepare(shared: &Shared, c: &Candidate) -> anyhow::Result<Place> {
     let repo_path = &c.gated.repo.path;
     let feature = &c.record.feature_branch;
     c.gated.repo.pin.verify().map_err(anyhow::Error::msg)?;
-    let head = fetch_feature(c, repo_path, feature)?;
+    let pr_head = shared.forge.pr_head_ref(c.record.pr_number);
+    let head = fetch_feature(c, repo_path, feature, pr_head)?;
     let reason = match (&c.gated.worktree, &c.gated.worktree_pin) {
         (WorktreeChoice::Use(path), Some(pin)) => {
             // Locked before it is looked at, so no other landing changes it in between;
@@ -183,18 +184,37 @@ pub struct BranchGone {
 }
 
 /// `git fetch origin +refs/heads/<feature>:refs/remotes/origin/<feature>` into the repo,
-/// from the origin URL the gate read; the fetched head. [`BranchGone`] when origin has no
-/// such branch: a tracking ref left by an earlier fetch is never landed.
-fn fetch_feature(c: &Candidate, repo_path: &Path, feature: &str) -> anyhow::Result<Oid> {
+/// from the origin URL the gate read; the fetched head. When origin has no such branch and
+/// the forge publishes PR heads on origin (`pr_head`: GitHub's `refs/pull/<N>/head`, a
+/// fork's PR), that ref is fetched into the same tracking ref instead, where landing
+/// commands look for the feature head. [`BranchGone`] when neither is on origin: a
+/// tracking ref left by an earlier fetch is never landed.
+fn fetch_feature(
+    c: &Candidate,
+    repo_path: &Path,
+    feature: &str,
+    pr_head: Option<String>,
+) -> anyhow::Result<Oid> {
     let (repo, url) = open_with_origin(c, repo_path)?;
     let tracking = format!("refs/remotes/origin/{feature}");
-    let fetched = crate::lane_lock::fetch_branch(&repo, url, feature, &tracking).map_err(|e| {
-        anyhow!(
-            "cannot fetch feature branch {feature} from origin ({}): {}",
-            crate::lane_lock::redact(url),
-            e.message()
-        )
-    })?;
+    let fetch = |remote_ref: &str| {
+        crate::lane_lock::fetch_advertised(&repo, url, remote_ref, &tracking).map_err(|e| {
+            anyhow!(
+                "cannot fetch {remote_ref} from origin ({}): {}",
+                crate::lane_lock::redact(url),
+                e.message()
+            )
+        })
+    };
+    let mut fetched = fetch(&format!("refs/heads/{feature}"))?;
+    if fetched.is_none()
+        && let Some(pr_head) = pr_head
+    {
+        fetched = fetch(&pr_head)?;
+        if fetched.is_some() {
+            tracing::info!(record = %c.id, "feature branch {feature} is not on origin (a fork's PR): landing its head from {pr_head}");
+        }
+    }
     let Some(advertised) = fetched else {
         return Err(BranchGone {
             branch: feature.to_owned(),

@@ -114,9 +114,10 @@ impl Fault {
         let evidence = match map.get("evidence") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(evidence)) => evidence.clone(),
+            Some(Value::Array(pairs)) => evidence_in_order(pairs)?,
             Some(other) => {
                 return Err(format!(
-                    "field `evidence`: must be a map, not {}",
+                    "field `evidence`: must be a map or a list of [key, value] pairs, not {}",
                     kind_of(other)
                 ));
             }
@@ -140,6 +141,29 @@ impl Fault {
         let file = self.source_files.first().map_or("*", String::as_str);
         format!("{}:{phase}:{file}", self.category)
     }
+}
+
+/// Evidence given as `[[key, value], ...]`, its keys kept in that order. A Rhai map sorts
+/// its keys, and gstack prints a detector's evidence in the order the detector wrote it
+/// (`{phaseIndex, iterationCount}`), so a detector that cares about the order says it this
+/// way. A key given twice is refused: a map could not hold both.
+fn evidence_in_order(pairs: &[Value]) -> Result<Map<String, Value>, String> {
+    let mut evidence = Map::new();
+    for pair in pairs {
+        let (key, value) = match pair.as_array().map(Vec::as_slice) {
+            Some([Value::String(key), value]) => (key, value),
+            _ => {
+                return Err(format!(
+                    "field `evidence`: every entry of the list must be a [key, value] pair with a string key, not {}",
+                    pair
+                ));
+            }
+        };
+        if evidence.insert(key.clone(), value.clone()).is_some() {
+            return Err(format!("field `evidence`: key `{key}` is given twice"));
+        }
+    }
+    Ok(evidence)
 }
 
 /// The string `field` of a JSON map, or an error naming the field and what it holds.
@@ -210,10 +234,31 @@ mod tests {
                 json!({"category": "X", "severity": "HIGH", "description": "d", "evidence": "e"}),
                 "`evidence`",
             ),
+            (
+                json!({"category": "X", "severity": "HIGH", "description": "d", "evidence": [[1, 2]]}),
+                "[key, value] pair",
+            ),
+            (
+                json!({"category": "X", "severity": "HIGH", "description": "d", "evidence": [["a", 1], ["a", 2]]}),
+                "`a` is given twice",
+            ),
         ] {
             let err = Fault::from_json(&bad).unwrap_err();
             assert!(err.contains(needle), "{bad}: {err}");
         }
+    }
+
+    /// Pairs keep the detector's order, which a Rhai map (sorted) cannot.
+    #[test]
+    fn evidence_pairs_keep_their_order() {
+        let fault = Fault::from_json(&json!({"category": "X", "severity": "HIGH",
+            "description": "d", "evidence": [["phaseIndex", 1], ["iterationCount", 5]]}))
+        .unwrap();
+        assert_eq!(fault.detector_id(), "X:1:*");
+        assert_eq!(
+            serde_json::to_string(&fault.evidence).unwrap(),
+            r#"{"phaseIndex":1,"iterationCount":5}"#
+        );
     }
 
     #[test]

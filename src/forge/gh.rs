@@ -21,8 +21,8 @@ use serde_json::Value;
 
 use super::marker::{QUEUE_LABEL, parse_marker};
 use super::{
-    Forge, ForgeError, ForgeRepo, MarkerCheck, MergeProof, PrCheck, PrRef, PrState, QueuedPr,
-    Subject,
+    Forge, ForgeError, ForgeKind, ForgeRepo, MarkerCheck, MergeProof, PrCheck, PrRef, PrState,
+    QueuedPr, Subject,
 };
 
 /// How many queued PRs one discovery call asks for. Explicit, because gh's default (30)
@@ -183,8 +183,8 @@ impl GhForge {
 }
 
 impl Forge for GhForge {
-    fn name(&self) -> &'static str {
-        "gh"
+    fn kind(&self) -> ForgeKind {
+        ForgeKind::GitHub
     }
 
     fn list_queued(&self, repo: &ForgeRepo) -> Result<Vec<QueuedPr>, ForgeError> {
@@ -253,6 +253,11 @@ impl Forge for GhForge {
             head_on_origin: None,
             seen_on: "GitHub",
         })
+    }
+
+    /// GitHub publishes every PR's head on the base repository, forks included.
+    fn pr_head_ref(&self, number: u64) -> Option<String> {
+        Some(format!("refs/pull/{number}/head"))
     }
 
     fn merge_proof(&self, repo: &ForgeRepo, pr: &PrRef<'_>) -> Result<MergeProof, ForgeError> {
@@ -465,10 +470,7 @@ fn queued_pr(identity: &str, item: &Value) -> Option<QueuedPr> {
 
 fn parse_state(value: &Value) -> Result<PrState, String> {
     match value.get("state").and_then(Value::as_str) {
-        Some("OPEN") => Ok(PrState::Open),
-        Some("CLOSED") => Ok(PrState::Closed),
-        Some("MERGED") => Ok(PrState::Merged),
-        Some(other) => Err(format!("unknown PR state {other:?}")),
+        Some(text) => PrState::from_gstack(text).ok_or(format!("unknown PR state {text:?}")),
         None => Err("no string `state`".into()),
     }
 }

@@ -20,8 +20,8 @@ use git2::{AutotagOption, Cred, CredentialType, Direction, FetchOptions, Oid, Re
 use sha2::{Digest, Sha256};
 
 use super::{
-    Forge, ForgeError, ForgeRepo, MarkerCheck, MergeProof, PrCheck, PrRef, PrState, QueuedPr,
-    Subject, is_safe_branch,
+    Forge, ForgeError, ForgeKind, ForgeRepo, MarkerCheck, MergeProof, PrCheck, PrRef, PrState,
+    QueuedPr, Subject, is_safe_branch,
 };
 
 /// Default wall-clock budget for one question (connect, list, fetch).
@@ -214,8 +214,8 @@ impl GitForge {
 }
 
 impl Forge for GitForge {
-    fn name(&self) -> &'static str {
-        "git"
+    fn kind(&self) -> ForgeKind {
+        ForgeKind::Git
     }
 
     /// Always empty: plain git has no PR listing, so discovery is local records only.

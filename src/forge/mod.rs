@@ -17,12 +17,18 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
+pub use crate::forge_state::{ForgeKind, PrState};
 pub use marker::{MARKER_END, MARKER_START, Marker, MarkerError, MarkerPrNumber, QUEUE_LABEL};
 
 /// A PR forge. Implementations are blocking and safe to share between threads.
 pub trait Forge: Send + Sync {
-    /// `"gh"` or `"git"`, for logs and status.
-    fn name(&self) -> &'static str;
+    /// Which forge this is.
+    fn kind(&self) -> ForgeKind;
+
+    /// `"gh"` or `"git"`, for logs, status and rules.
+    fn name(&self) -> &'static str {
+        self.kind().name()
+    }
 
     /// Discovery: open, non-fork PRs that carry [`QUEUE_LABEL`] and a valid marker.
     /// PRs that fail a filter are dropped with a warning naming repo and PR, never an error.
@@ -33,6 +39,13 @@ pub trait Forge: Send + Sync {
 
     /// Whether the PR merged into its base: after landing.
     fn merge_proof(&self, repo: &ForgeRepo, pr: &PrRef<'_>) -> Result<MergeProof, ForgeError>;
+
+    /// The ref on `origin` that carries PR `number`'s head when its branch is not on
+    /// origin (a PR from a fork): GitHub's `refs/pull/<N>/head`. `None` where a PR *is* its
+    /// branch on origin (the git forge), so a missing branch means nothing to land.
+    fn pr_head_ref(&self, _number: u64) -> Option<String> {
+        None
+    }
 
     /// Whether each of `prs` (all of `repo`) merged, in as few questions as the forge
     /// allows: reconcile, the landed audit and the queue detectors share this one answer.
@@ -94,24 +107,6 @@ pub struct PrRef<'a> {
     pub number: u64,
     pub feature_branch: &'a str,
     pub base_branch: &'a str,
-}
-
-/// A PR's lifecycle state, as GitHub reports it (`OPEN`, `CLOSED`, `MERGED`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PrState {
-    Open,
-    Closed,
-    Merged,
-}
-
-impl fmt::Display for PrState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Open => "open",
-            Self::Closed => "closed",
-            Self::Merged => "merged",
-        })
-    }
 }
 
 /// One PR found by discovery. Head and base come from the forge, not the marker: they are

@@ -36,7 +36,9 @@
 mod alias;
 mod cas;
 mod heartbeat;
+mod leftover;
 mod payload;
+pub mod survey;
 mod transport;
 
 use std::collections::HashSet;
@@ -54,6 +56,7 @@ use crate::safe_key::safe_key;
 pub use alias::{alias_lock_ref, lane_key};
 pub use cas::LockWrite;
 pub use heartbeat::{Heartbeat, LockWatch};
+pub use leftover::LEFTOVER_AGE;
 pub use payload::{LOCK_SUBJECT, LockPayload};
 
 use cas::{Expect, WriteHook, compare_and_swap};
@@ -65,7 +68,7 @@ pub(crate) use transport::redact_url as redact;
 /// A look at and a fetch from `url` with berth's transport rules (credentials never from
 /// the repo's config, the process-wide remote timeout); the landing fetches the feature
 /// branch with them.
-pub(crate) use transport::{advertised, fetch_branch};
+pub(crate) use transport::{advertised, fetch_advertised};
 
 /// Namespace of every lane lock ref on the remote.
 pub const LOCK_REF_PREFIX: &str = "refs/gstack/release-locks/";

@@ -195,21 +195,20 @@ fn remote<'r>(repo: &'r Repository, url: &str) -> Result<Remote<'r>, git2::Error
     repo.remote_anonymous(url)
 }
 
-/// Fetches `refs/heads/<branch>` from `url` into `tracking`, only if `url` advertises the
-/// branch; its advertised head, or `None` when it has no such branch. libgit2 fetches a
-/// missing ref as nothing at all, so without this look a tracking ref left by an earlier
-/// fetch would pass for the branch.
-pub(crate) fn fetch_branch(
+/// Fetches `remote_ref` (a full ref name, e.g. `refs/heads/<branch>`) from `url` into
+/// `tracking`, only if `url` advertises it; its advertised id, or `None` when it has no
+/// such ref. libgit2 fetches a missing ref as nothing at all, so without this look a
+/// tracking ref left by an earlier fetch would pass for the branch.
+pub(crate) fn fetch_advertised(
     repo: &Repository,
     url: &str,
-    branch: &str,
+    remote_ref: &str,
     tracking: &str,
 ) -> Result<Option<Oid>, git2::Error> {
-    let head_ref = format!("refs/heads/{branch}");
-    let Some(head) = advertised(repo, url, &head_ref)? else {
+    let Some(head) = advertised(repo, url, remote_ref)? else {
         return Ok(None);
     };
-    fetch(repo, url, &format!("+{head_ref}:{tracking}"))?;
+    fetch(repo, url, &format!("+{remote_ref}:{tracking}"))?;
     Ok(Some(head))
 }
 

@@ -23,7 +23,7 @@ fn facts(succeeded: bool, merged: bool) -> landing::LandFacts {
         timed_out: false,
         drift: false,
         merged,
-        forge_state: Some("open".into()),
+        forge_state: Some(crate::forge_state::PrState::Open),
         summary: "landing command exited with status 2 (log: /l)".into(),
         log_path: "/l".into(),
         retries: 0,

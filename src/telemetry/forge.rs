@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::Telemetry;
-use crate::forge::{Forge, ForgeError, ForgeRepo, MergeProof, PrCheck, PrRef, QueuedPr};
+use crate::forge::{Forge, ForgeError, ForgeKind, ForgeRepo, MergeProof, PrCheck, PrRef, QueuedPr};
 
 pub struct MeteredForge {
     inner: Arc<dyn Forge>,
@@ -42,8 +42,8 @@ impl MeteredForge {
 }
 
 impl Forge for MeteredForge {
-    fn name(&self) -> &'static str {
-        self.inner.name()
+    fn kind(&self) -> ForgeKind {
+        self.inner.kind()
     }
 
     fn list_queued(&self, repo: &ForgeRepo) -> Result<Vec<QueuedPr>, ForgeError> {
@@ -60,6 +60,11 @@ impl Forge for MeteredForge {
         self.call("merge_proof", repo, Some(pr.number), || {
             self.inner.merge_proof(repo, pr)
         })
+    }
+
+    /// A name, not a question: nothing is asked, so nothing is metered.
+    fn pr_head_ref(&self, number: u64) -> Option<String> {
+        self.inner.pr_head_ref(number)
     }
 
     /// One call however many PRs: the shared listing of reconcile, audit and detectors.

@@ -133,3 +133,85 @@ fn a_checkout_swapped_for_a_symlink_after_the_gate_blocks_the_record() {
     assert!(!moved.join("ran-here").exists());
     assert!(gh.lock_refs().is_empty());
 }
+
+/// A commit on top of `base` in `clone`, pushed to `bare` only as `refs/pull/<pr>/head`
+/// (what GitHub publishes for a fork's PR): its id.
+fn push_fork_head(world: &World, clone: &std::path::Path, bare: &str, pr: u64) -> String {
+    world.run_git(clone, &["checkout", "-q", "--detach", "origin/main"]);
+    fs::write(clone.join("fork.txt"), "from a fork\n").unwrap();
+    world.run_git(clone, &["add", "fork.txt"]);
+    world.run_git(clone, &["commit", "-q", "-m", "a fork's change"]);
+    world.run_git(
+        clone,
+        &["push", "-q", bare, &format!("HEAD:refs/pull/{pr}/head")],
+    );
+    world.run_git(clone, &["rev-parse", "HEAD"])
+}
+
+/// A fork's PR on the gh forge: its head branch is not on origin, but GitHub publishes its
+/// head as `refs/pull/<N>/head`; the landing fetches that into `origin/<feature>` (where
+/// landing commands look) and runs there, instead of blocking "nothing to land".
+#[test]
+fn a_fork_pr_on_github_lands_from_its_pull_ref() {
+    let world = World::new();
+    let gh = world.gh_lane();
+    let fork_head = push_fork_head(&world, &gh.repo, gh.bare.to_str().unwrap(), 42);
+    let id = world
+        .record(&gh.repo, 42)
+        .set("featureBranch", "feat/search")
+        .set("repoIdentity", "github.com/acme/widget")
+        .write();
+    let view = gh.replies.join("pr-view.acme.widget.42.json");
+    let mut pr: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&view).unwrap()).unwrap();
+    pr["isCrossRepository"] = true.into();
+    fs::write(&view, pr.to_string()).unwrap();
+    // GitHub reports the PR merged once the landing command has run.
+    pr["state"] = "MERGED".into();
+    pr["mergedAt"] = "2026-01-01T00:00:00Z".into();
+    pr["mergeCommit"] = serde_json::json!({"oid": fork_head});
+    let merged = world.root.join("merged.json");
+    fs::write(&merged, pr.to_string()).unwrap();
+    let seen = world.root.join("seen");
+    let script = format!(
+        "echo \"$(git rev-parse HEAD) $(git rev-parse origin/feat/search)\" > {seen} && cp {merged} {view}",
+        seen = seen.display(),
+        merged = merged.display(),
+        view = view.display()
+    );
+    let config = gh.config(&format!("[\"sh\", \"-c\", {script:?}]"), "");
+
+    gh.berth()
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .assert()
+        .success();
+
+    let record = world.read_record(&id);
+    assert_eq!(record["status"], "landed", "{record:#}");
+    assert_eq!(
+        fs::read_to_string(&seen).unwrap().trim(),
+        format!("{fork_head} {fork_head}"),
+        "the landing ran on the fork's head, fetched into origin/feat/search"
+    );
+    assert!(gh.lock_refs().is_empty());
+}
+
+/// The git forge keeps its rule: a PR *is* its branch on origin, so a `refs/pull/<N>/head`
+/// there is not landed and the record blocks naming the missing branch.
+#[test]
+fn the_git_forge_never_lands_a_pull_ref() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    push_fork_head(&world, &lane.clone, &lane.remote_url, 7);
+    let id = world
+        .record(&lane.clone, 7)
+        .set("featureBranch", "feat/fork")
+        .write();
+
+    world.run_once(&checking_config(&world)).code(1);
+    let record = world.read_record(&id);
+    assert_eq!(record["status"], "blocked", "{record:#}");
+    let why = record["lastError"].as_str().unwrap();
+    assert!(why.contains("couldn't find remote ref feat/fork"), "{why}");
+    assert!(world.ledger().is_empty());
+}

@@ -731,6 +731,39 @@ fn pending_events(halts: &HaltStore) -> Vec<Value> {
         .collect()
 }
 
+/// `detect --json` prints a fault as gstack's `JSON.stringify(faults, null, 2)` does: the
+/// detector's own key order, `{phaseIndex, iterationCount}`, not a Rhai map's sorted one.
+#[test]
+fn detect_json_keeps_the_detectors_evidence_order() {
+    let world = World::new();
+    let state = world.root.join("state.json");
+    let phases = json!({"slug": "s", "phases": [{"index": 0, "codexReview": {"iterations": 5}}]});
+    fs::write(&state, phases.to_string()).unwrap();
+    let out = world
+        .berth()
+        .args(["detect", "--json", "--no-count"])
+        .arg(&state)
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let gstack = r#"[
+  {
+    "category": "CODEX_CONVERGENCE",
+    "severity": "HIGH",
+    "description": "Codex review did not converge after 5 iterations (limit 5).",
+    "sourceFiles": [],
+    "evidence": {
+      "phaseIndex": 0,
+      "iterationCount": 5
+    }
+  }
+]
+"#;
+    assert_eq!(String::from_utf8(out).unwrap(), gstack);
+}
+
 /// Each built-in detector on the spec's values: the state in, gstack's exact description,
 /// evidence, sourceFiles, detector id and halt id out (the halt ids computed independently:
 /// sha256 of `PHASE_FAILED:<scope>:[CATEGORY] description`).
@@ -1224,6 +1257,107 @@ fn a_run_id_starting_with_a_dot_files_an_event_everyone_sees() {
         halts
             .dir()
             .join("processed/_sneaky-PHASE_FAILED:all:1fe2d874.json")
+            .exists()
+    );
+}
+
+/// `faults list`, `patterns list` and `detect` read the config's `faults_dir`, where the
+/// daemon files its halt events and counts learned hits.
+#[test]
+fn fault_commands_read_the_configured_faults_dir() {
+    let world = World::new();
+    let faults_dir = world.root.join("configured-faults");
+    fs::write(world.queue.join("torn.json"), "{ not a record").unwrap();
+    let config = world.config(&format!(
+        "forge = \"git\"\nfaults_dir = \"{}\"\n",
+        faults_dir.display()
+    ));
+    let config = config.to_str().unwrap();
+    let code = world
+        .berth_daemon()
+        .args(["run", "--once", "--config", config])
+        .output()
+        .unwrap()
+        .status
+        .code();
+    assert!(matches!(code, Some(0 | 1)), "{code:?}");
+    let list = world
+        .berth()
+        .args(["faults", "list", "--json", "--config", config])
+        .output()
+        .unwrap();
+    assert_eq!(
+        list.status.code(),
+        Some(1),
+        "a pending halt event needs attention"
+    );
+    let listing: Value = serde_json::from_slice(&list.stdout).unwrap();
+    let halts = listing["halts"].as_array().unwrap();
+    assert_eq!(halts.len(), 1, "{listing:#}");
+    assert!(
+        halts[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("[UNREADABLE_RECORD] "),
+        "{listing:#}"
+    );
+    // Without the config, the default dir has none.
+    world
+        .berth()
+        .args(["faults", "list"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("no halt events under"));
+
+    world
+        .berth()
+        .args([
+            "patterns",
+            "--config",
+            config,
+            "propose",
+            "--category",
+            "STUCK",
+        ])
+        .args([
+            "--severity",
+            "HIGH",
+            "--kind",
+            "stdout_contains",
+            "--pattern",
+            "index.lock",
+        ])
+        .args(["--description", "git left its index lock behind"])
+        .assert()
+        .success();
+    assert!(faults_dir.join("pending-patterns.jsonl").exists());
+    world
+        .berth()
+        .args(["patterns", "promote", "STUCK", "--config", config])
+        .assert()
+        .success();
+    assert!(
+        fs::read_to_string(faults_dir.join("learned-patterns.json"))
+            .unwrap()
+            .contains("STUCK")
+    );
+    let state = world.root.join("state.json");
+    fs::copy(fixture_path(), &state).unwrap();
+    world
+        .berth()
+        .args([
+            "detect",
+            state.to_str().unwrap(),
+            "--config",
+            config,
+            "--no-count",
+        ])
+        .assert()
+        .code(1);
+    assert!(
+        !world
+            .home
+            .join(".gstack/skill-faults/learned-patterns.json")
             .exists()
     );
 }

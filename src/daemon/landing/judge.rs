@@ -12,6 +12,7 @@ use crate::runner::StepResult;
 use super::ask::ask;
 use super::{End, Landing};
 use crate::daemon::{policy, worktree};
+use crate::forge_state::PrState;
 
 /// The landing policy asked for a drift repair: ship, then land again.
 pub(super) struct DriftRepair;
@@ -95,7 +96,7 @@ pub(super) async fn judge(
 struct MergeFacts {
     merged: bool,
     /// The PR's state as the forge reported it, if it answered.
-    forge_state: Option<String>,
+    forge_state: Option<PrState>,
     /// The core's one-line account of it (the `lastError` a block writes).
     summary: String,
 }
@@ -126,30 +127,22 @@ async fn merge_facts(l: &Landing, result: &StepResult) -> Option<MergeFacts> {
         )
     })
     .await?;
-    let forge_name = if l.shared.forge.name() == "gh" {
-        "GitHub"
-    } else {
-        "origin"
-    };
+    let forge_name = l.shared.forge.kind().reporter();
     let log = result.log_path.display();
     Some(match proof {
         Ok(proof) if proof.merged => MergeFacts {
             merged: true,
-            forge_state: Some(proof.state.to_string()),
+            forge_state: Some(proof.state),
             summary: format!(
                 "landing command exited 0 and {forge_name} reports PR #{number} merged; log: {log}"
             ),
         },
         Ok(proof) => MergeFacts {
             merged: false,
-            forge_state: Some(proof.state.to_string()),
+            forge_state: Some(proof.state),
             summary: gstack_text::forge_disagrees(
                 forge_name,
-                gstack_text::pr_not_merged(
-                    number,
-                    proof.state.to_string().to_uppercase(),
-                    forge_name,
-                ),
+                gstack_text::pr_not_merged(number, proof.state.gstack(), forge_name),
                 log,
             ),
         },

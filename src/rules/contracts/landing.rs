@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Decided, decide, object, reason, string_field};
+use crate::forge_state::PrState;
 use crate::rules::set::RuleSet;
 use crate::rules::spec::Requirement;
 
@@ -24,7 +25,10 @@ pub const FILE: &str = "policies/landing.rhai";
 
 /// The most lanes a rule may open at once, whatever it returns.
 pub const MAX_LANES_CAP: usize = 64;
-/// The most drift repairs a rule may grant one record (the default grants 1).
+/// Drift repairs (ship, then land again) the built-in verdict grants one record: one
+/// repair that does not help means a human should look.
+pub const DEFAULT_DRIFT_REPAIRS: u32 = 1;
+/// The most drift repairs a rule may grant one record.
 pub const MAX_RULE_DRIFT_REPAIRS: u32 = 3;
 /// The longest a rule may defer a record.
 pub const MAX_REQUEUE_DELAY_SECS: u64 = 7 * 24 * 3600;
@@ -125,13 +129,28 @@ pub struct LandFacts {
     /// The forge proved the merge (only ever asked after an exit 0).
     pub merged: bool,
     /// The forge's state of the PR (`open`, `closed`, `merged`), when it was asked.
-    pub forge_state: Option<String>,
+    pub forge_state: Option<PrState>,
     /// The core's one-line account, fit for `lastError`; it names the log.
     pub summary: String,
     pub log_path: String,
     /// Drift repairs this record has had.
     pub retries: u32,
     pub attempt: u32,
+}
+
+impl LandFacts {
+    /// Whether one more drift repair keeps this record within `cap` repairs.
+    fn repair_within(&self, cap: u32) -> bool {
+        self.retries < cap
+    }
+
+    /// The facts a rule test hands `on_land_result` (its second argument): every field
+    /// the core sends, so a misspelt one fails the test instead of reading as `false`.
+    fn from_args(args: &[Value]) -> Result<LandFacts, String> {
+        let facts = args.get(1).unwrap_or(&Value::Null);
+        LandFacts::deserialize(facts)
+            .map_err(|e| format!("the land result is not one the core sends: {e}"))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,7 +193,7 @@ pub fn on_land_result(
         FILE,
         "on_land_result",
         vec![record.clone(), result, ctx.clone()],
-        parse_verdict,
+        |_, answer| parse_verdict(facts, answer),
         |_, _| default_verdict(facts),
     )
 }
@@ -184,7 +203,7 @@ pub fn on_land_result(
 pub fn default_verdict(facts: &LandFacts) -> LandVerdict {
     let decision = if facts.succeeded && facts.merged {
         LandDecision::Landed
-    } else if facts.drift && facts.retries < crate::runner::MAX_DRIFT_REPAIRS {
+    } else if facts.drift && facts.repair_within(DEFAULT_DRIFT_REPAIRS) {
         LandDecision::DriftRepair
     } else {
         LandDecision::Blocked
@@ -195,12 +214,9 @@ pub fn default_verdict(facts: &LandFacts) -> LandVerdict {
     }
 }
 
-fn parse_verdict(args: &[Value], result: &Value) -> Result<LandVerdict, String> {
+fn parse_verdict(facts: &LandFacts, result: &Value) -> Result<LandVerdict, String> {
     let map = object(result)?;
-    let facts = args.get(1).unwrap_or(&Value::Null);
-    let flag = |key: &str| facts.get(key).and_then(Value::as_bool).unwrap_or(false);
-    let proven = flag("succeeded") && flag("merged");
-    let retries = facts.get("retries").and_then(Value::as_u64).unwrap_or(0);
+    let proven = facts.succeeded && facts.merged;
     let decision = match string_field(result, "decision")? {
         "landed" if proven => LandDecision::Landed,
         "landed" => {
@@ -215,12 +231,13 @@ fn parse_verdict(args: &[Value], result: &Value) -> Result<LandVerdict, String> 
             ));
         }
         "blocked" => LandDecision::Blocked,
-        "drift_repair" if flag("succeeded") => {
+        "drift_repair" if facts.succeeded => {
             return Err("`drift_repair` after a successful land makes no sense".into());
         }
-        "drift_repair" if retries >= u64::from(MAX_RULE_DRIFT_REPAIRS) => {
+        "drift_repair" if !facts.repair_within(MAX_RULE_DRIFT_REPAIRS) => {
             return Err(format!(
-                "`drift_repair` refused: the record already had {retries} repair(s); the cap is {MAX_RULE_DRIFT_REPAIRS}"
+                "`drift_repair` refused: the record already had {} repair(s); the cap is {MAX_RULE_DRIFT_REPAIRS}",
+                facts.retries
             ));
         }
         "drift_repair" => LandDecision::DriftRepair,
@@ -250,7 +267,7 @@ fn parse_verdict(args: &[Value], result: &Value) -> Result<LandVerdict, String> 
 }
 
 fn validate_verdict(args: &[Value], result: &Value) -> Result<(), String> {
-    parse_verdict(args, result).map(drop)
+    parse_verdict(&LandFacts::from_args(args)?, result).map(drop)
 }
 
 /// Asks `max_lanes` (the shipped rule answers the configured `max_lanes`). A failed or
@@ -299,8 +316,25 @@ mod tests {
         }
     }
 
-    fn args(f: &LandFacts) -> [Value; 3] {
-        [json!({}), serde_json::to_value(f).unwrap(), json!({})]
+    /// The facts as a rule test passes them, read back the way the validator reads them.
+    fn args(f: &LandFacts) -> LandFacts {
+        LandFacts::from_args(&[json!({}), serde_json::to_value(f).unwrap(), json!({})]).unwrap()
+    }
+
+    /// A land result whose `retries` is misspelt must not read as zero repairs: that would
+    /// switch the cap off.
+    #[test]
+    fn a_land_result_missing_a_field_fails_validation_instead_of_lifting_the_cap() {
+        let mut facts =
+            serde_json::to_value(facts(false, false, true, MAX_RULE_DRIFT_REPAIRS)).unwrap();
+        let retries = facts.as_object_mut().unwrap().remove("retries").unwrap();
+        facts["retrys"] = retries;
+        let err = validate_verdict(
+            &[json!({}), facts, json!({})],
+            &json!({"decision": "drift_repair", "reason": "again"}),
+        )
+        .unwrap_err();
+        assert!(err.contains("retries"), "{err}");
     }
 
     #[test]

@@ -12,13 +12,8 @@ use serde_json::{Value, json};
 use super::discovery::{self, PrFacts};
 use super::landing::{self, LandFacts};
 use crate::forge::QUEUE_LABEL;
-
-/// The calls one contract function gets: each a name (for the error) and its arguments.
-pub struct Samples {
-    pub file: &'static str,
-    pub function: &'static str,
-    pub calls: fn() -> Vec<(&'static str, Vec<Value>)>,
-}
+use crate::forge_state::PrState;
+use crate::rules::spec::Samples;
 
 /// Every contract function berth itself asks.
 pub const ALL: &[Samples] = &[
@@ -167,7 +162,11 @@ fn facts(succeeded: bool, merged: bool, drift: bool, timed_out: bool) -> Value {
         timed_out,
         drift,
         merged,
-        forge_state: Some(if merged { "merged" } else { "open" }.into()),
+        forge_state: Some(if merged {
+            PrState::Merged
+        } else {
+            PrState::Open
+        }),
         summary: "landing command exited with status 1 (log: /l)".into(),
         log_path: "/l".into(),
         retries: 0,
