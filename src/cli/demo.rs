@@ -4,7 +4,8 @@ use super::Outcome;
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
-    /// Keep the throwaway world afterwards (its path is printed).
+    /// Keep the throwaway world afterwards (its path is printed), and serve its queue page
+    /// on a loopback port (the URL is printed) until Ctrl-C.
     #[arg(long)]
     pub keep: bool,
 }

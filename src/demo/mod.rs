@@ -71,8 +71,7 @@ pub fn run(keep: bool) -> anyhow::Result<bool> {
         .thread_stack_size(crate::rules::RULE_THREAD_STACK)
         .enable_all()
         .build()?;
-    let checks = runtime.block_on(run_daemon(&world))?;
-    runtime.shutdown_timeout(Duration::from_millis(500));
+    let (checks, page) = runtime.block_on(run_daemon(&world, keep))?;
 
     say("");
     say("checks:");
@@ -94,14 +93,38 @@ pub fn run(keep: bool) -> anyhow::Result<bool> {
     } else {
         "demo FAILED: see the checks above"
     });
+    if let Some(page) = &page {
+        say(&format!(
+            "the queue page stays up at http://{}/ until Ctrl-C",
+            page.addr()
+        ));
+        runtime.block_on(until_stopped())?;
+    }
+    drop(page);
+    runtime.shutdown_timeout(Duration::from_millis(500));
     Ok(all_held)
+}
+
+/// Until SIGINT (Ctrl-C) or SIGTERM.
+async fn until_stopped() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        interrupted = tokio::signal::ctrl_c() => interrupted,
+        _ = term.recv() => Ok(()),
+    }
 }
 
 pub(crate) fn say(line: &str) {
     println!("{line}");
 }
 
-async fn run_daemon(world: &World) -> anyhow::Result<Vec<Check>> {
+/// Runs the daemon over the world and checks what it did; with `keep`, it also serves the
+/// queue page on a loopback port, which outlives the daemon until the caller drops it.
+async fn run_daemon(
+    world: &World,
+    keep: bool,
+) -> anyhow::Result<(Vec<Check>, Option<crate::http::Server>)> {
     let land = CommandTemplate::parse(vec![
         "sh".into(),
         world.land_script.to_string_lossy().into_owned(),
@@ -128,6 +151,14 @@ async fn run_daemon(world: &World) -> anyhow::Result<Vec<Check>> {
         )?
         .with_rules(Rules::load(Some(&world.rules_root))?),
     );
+    let page = if keep {
+        let server =
+            crate::endpoint::start("127.0.0.1:0", &shared, crate::http::Limits::default())?;
+        say(&format!("  the queue page: http://{}/", server.addr()));
+        Some(server)
+    } else {
+        None
+    };
     let stop = CancellationToken::new();
     let daemon = tokio::spawn(daemon::run(Arc::clone(&shared), Mode::Watch, stop.clone()));
     say("");
@@ -148,7 +179,7 @@ async fn run_daemon(world: &World) -> anyhow::Result<Vec<Check>> {
     daemon.await.context("daemon task")??;
     let mut checks = check(world, &observer)?;
     checks.append(&mut rules_checks);
-    Ok(checks)
+    Ok((checks, page))
 }
 
 fn check(world: &World, observer: &Observer) -> anyhow::Result<Vec<Check>> {

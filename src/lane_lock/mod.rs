@@ -36,8 +36,10 @@
 mod alias;
 mod cas;
 mod heartbeat;
+mod leftover;
 mod payload;
 mod scratch_pool;
+pub mod survey;
 mod transport;
 
 use std::collections::HashSet;
@@ -55,6 +57,7 @@ use crate::safe_key::safe_key;
 pub use alias::{alias_lock_ref, lane_key};
 pub use cas::LockWrite;
 pub use heartbeat::{Heartbeat, LockWatch};
+pub use leftover::LEFTOVER_AGE;
 pub use payload::{LOCK_SUBJECT, LockPayload};
 
 use cas::{Expect, WriteHook, compare_and_swap};

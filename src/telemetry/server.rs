@@ -6,7 +6,7 @@
 //! - `GET /readyz`: 200 when a tick ended within 2 x `poll_secs` and a rule set is loaded,
 //!   else 503 with the reason.
 //!
-//! Other endpoints (a queue page) add their routes to the same [`Router`].
+//! The queue page adds its routes to the same [`Router`] (`crate::endpoint`).
 
 use std::sync::Arc;
 

@@ -31,3 +31,50 @@ fn the_demo_runs_green_and_narrates_what_it_checks() {
             "demo finished: every step happened as narrated",
         ));
 }
+
+/// `demo --keep` serves the queue page of its world after the run, until a signal; the page
+/// shows the landings the demo made, with their ETAs' history.
+#[test]
+fn the_kept_demo_serves_its_queue_page_until_a_signal() {
+    use std::io::BufRead;
+    let mut demo = std::process::Command::new(assert_cmd::cargo::cargo_bin("berth"))
+        .args(["demo", "--keep"])
+        .env_remove("BERTH_LOG")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut url, mut kept) = (None, None);
+    for line in std::io::BufReader::new(demo.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(dir) = line.strip_prefix("the world is kept in ") {
+            kept = Some(std::path::PathBuf::from(dir));
+        }
+        if let Some(rest) = line.strip_prefix("the queue page stays up at http://") {
+            url = rest.split('/').next().map(str::to_owned);
+            break;
+        }
+    }
+    let addr = url.expect("the demo printed its page's URL");
+    let (status, page) = crate::support::request(&addr, "GET", "/");
+    let (_, story) = crate::support::request(&addr, "GET", "/pr/103");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(demo.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let exit = demo.wait().unwrap();
+    if let Some(dir) = kept {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(
+        page.contains("<h2>Recent landings and blocks</h2>")
+            && page.contains("<span class=\"word\">landed</span>"),
+        "{page}"
+    );
+    assert!(
+        story.contains("admit: wait") && story.contains("release freeze"),
+        "{story}"
+    );
+    assert!(exit.success(), "{exit:?}");
+}

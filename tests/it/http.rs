@@ -2,32 +2,11 @@
 //! connections past the process's descriptor limit leaves landings, queue reads and the
 //! endpoint itself working.
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 use crate::support::World;
-use crate::support::{sample, served_addr, stop};
-
-/// `METHOD PATH` over one connection; the status line and the body.
-fn request(addr: &str, method: &str, path: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(addr).expect("the endpoint accepts");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    (
-        head.lines().next().unwrap_or("").to_owned(),
-        body.to_owned(),
-    )
-}
+use crate::support::{request, sample, served_addr, stop};
 
 #[test]
 fn a_flood_of_idle_connections_leaves_landings_reads_and_metrics_working() {

@@ -5,6 +5,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
@@ -39,6 +40,13 @@ impl World {
             queue,
             code,
         }
+    }
+
+    /// Leaves the world's files (logs included) in place when it is dropped, and returns
+    /// where they are: for a long run worth diagnosing after the fact.
+    pub fn keep(&mut self) -> &Path {
+        self._root.disable_cleanup(true);
+        &self.root
     }
 
     /// A `git` command with a fixed identity and no user or system config.
@@ -149,7 +157,12 @@ impl World {
     }
 
     pub fn read_record(&self, id: &str) -> Value {
-        let text = fs::read_to_string(self.queue.join(format!("{id}.json")))
+        self.read_record_in(&self.queue, id)
+    }
+
+    /// Record `id` of the queue dir `queue`.
+    pub fn read_record_in(&self, queue: &Path, id: &str) -> Value {
+        let text = fs::read_to_string(queue.join(format!("{id}.json")))
             .unwrap_or_else(|e| panic!("record {id}: {e}"));
         serde_json::from_str(&text).unwrap()
     }
@@ -657,4 +670,24 @@ pub fn served_addr(world: &World) -> Option<String> {
     let line = log.lines().find(|l| l.contains("serving metrics on"))?;
     let value: serde_json::Value = serde_json::from_str(line).ok()?;
     value["addr"].as_str().map(str::to_owned)
+}
+
+/// `METHOD PATH` over one connection; the status line and the body.
+pub fn request(addr: &str, method: &str, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).expect("the endpoint accepts");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
 }
