@@ -1,6 +1,6 @@
 //! The long chaos run: `cargo bench --bench chaos`, with the knobs of `Knobs::from_env`
 //! (`CHAOS_SEED`, `CHAOS_DAEMONS`, `CHAOS_ROUNDS`, `CHAOS_PRS`, `CHAOS_SECS`,
-//! `CHAOS_FAULT_RATE`, `CHAOS_FAULTS`, `CHAOS_ALIAS`). The same harness as the CI test in
+//! `CHAOS_FAULT_RATE`, `CHAOS_FAULTS`, `CHAOS_ALIAS`, `CHAOS_KEEP`). The same harness as the CI test in
 //! `tests/it/chaos.rs`, run longer; prints the table and every violation, and exits 1 if
 //! the lane promise broke.
 
@@ -33,7 +33,8 @@ fn main() {
         time_limit: Duration::from_secs(1800),
         fault_rate: 0.08,
         faults: Fault::ALL.to_vec(),
-        alias: false,
+        alias: true,
+        keep: false,
     });
     let started = Instant::now();
     let driven = chaos_faults::drive(&knobs);

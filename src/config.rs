@@ -159,6 +159,19 @@ impl Config {
                 self.heartbeat_secs, self.lock_ttl_secs
             ));
         }
+        // The step's lease ends `margin` before the lock would expire: two refreshes must
+        // fit in it, so one failed refresh does not stop a landing.
+        let ttl = Duration::from_secs(self.lock_ttl_secs);
+        let lease = ttl.saturating_sub(crate::runner::lease_margin(ttl));
+        if Duration::from_secs(self.heartbeat_secs * 2) > lease {
+            return Err(format!(
+                "heartbeat_secs ({}) must be at most half of lock_ttl_secs ({}) minus the lease margin ({:.2}s), {:.2}s, so one failed refresh does not stop a landing",
+                self.heartbeat_secs,
+                self.lock_ttl_secs,
+                crate::runner::lease_margin(ttl).as_secs_f64(),
+                lease.as_secs_f64() / 2.0
+            ));
+        }
         if let Some(relative) = self.allowed_roots.iter().find(|p| !p.is_absolute()) {
             return Err(format!(
                 "allowed_roots entry {} is not an absolute path",
@@ -268,6 +281,15 @@ mod tests {
         std::fs::write(&path, "heartbeat_secs = 10\nlock_ttl_secs = 5\n").unwrap();
         let err = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(err.contains("shorter than lock_ttl_secs"), "{err}");
+        std::fs::write(&path, "heartbeat_secs = 7199\nlock_ttl_secs = 7200\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(
+            err.contains("berth.toml") && err.contains("heartbeat_secs (7199)"),
+            "{err}"
+        );
+        assert!(err.contains("lease margin"), "{err}");
+        std::fs::write(&path, "heartbeat_secs = 3597\nlock_ttl_secs = 7200\n").unwrap();
+        Config::load(Some(&path)).unwrap();
         std::fs::write(&path, "forge = \"git\"\nmax_lanes = 3\n").unwrap();
         let config = Config::load(Some(&path)).unwrap();
         assert_eq!(

@@ -12,16 +12,24 @@
 
 use std::fs::{File, TryLockError};
 use std::io::{self, Read, Seek, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+
+use crate::process_probe::Seen;
 
 pub const LOCK_FILE: &str = "daemon.lock";
 
 /// The holder's stamp is a few dozen bytes; anything longer is not berth's.
 const MAX_STAMP_BYTES: u64 = 4096;
+
+/// How long a starting daemon waits for the lock when its holder is gone but still holds
+/// it through the guards of its steps: the guard's SIGTERM-to-SIGKILL grace (2 s) and its
+/// wait for the group to go ([`crate::runner`]), with room for a loaded machine.
+pub const STEPS_STOP_WAIT: Duration = Duration::from_secs(10);
 
 /// Who holds (or last held) the instance lock.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +45,20 @@ pub struct Holder {
     /// files written before berth recorded it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_ticks: Option<u64>,
+}
+
+impl Holder {
+    /// Whether the daemon this stamp names is proven gone (its pid absent, or now another
+    /// process's).
+    pub fn is_gone(&self) -> bool {
+        match crate::process_probe::probe(self.pid) {
+            Seen::Gone => true,
+            Seen::Running { start_ticks } => {
+                self.start_ticks.is_some_and(|start| start != start_ticks)
+            }
+            Seen::Unknown(_) => false,
+        }
+    }
 }
 
 impl std::fmt::Display for Holder {
@@ -69,18 +91,35 @@ pub struct InstanceLock {
     _file: File,
 }
 
-/// The absolute path of the instance lock this process holds, if it holds one: what its
-/// owner stamps name ([`crate::ownership::this_process`]).
-static HELD_HERE: Mutex<Option<PathBuf>> = Mutex::new(None);
+/// The instance lock this process holds, if it holds one: its absolute path (what its
+/// owner stamps name, [`crate::ownership::this_process`]) and its descriptor.
+static HELD_HERE: Mutex<Option<(PathBuf, RawFd)>> = Mutex::new(None);
 
 /// The instance lock this process holds right now, by absolute path.
 pub fn held_here() -> Option<PathBuf> {
-    HELD_HERE.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    held().as_ref().map(|(path, _)| path.clone())
+}
+
+/// Runs `f` with the descriptor of the instance lock this process holds (`None` if it holds
+/// none), which stays open until `f` returns. A process forked inside `f` that keeps the
+/// descriptor keeps the lock held until it exits too: `flock` belongs to the open file,
+/// not to the process, and is released only when its last descriptor closes. A step's
+/// guard does that, so the lock is free only once the daemon and every step it started are
+/// gone ([`crate::ownership`]).
+pub fn with_held_fd<T>(f: impl FnOnce(Option<RawFd>) -> T) -> T {
+    let held = held();
+    f(held.as_ref().map(|(_, fd)| *fd))
+}
+
+fn held() -> std::sync::MutexGuard<'static, Option<(PathBuf, RawFd)>> {
+    HELD_HERE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Drop for InstanceLock {
+    /// Forgets the lock before its file closes (the field drops after this body), so
+    /// [`with_held_fd`] never hands out a closed or reused descriptor.
     fn drop(&mut self) {
-        *HELD_HERE.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *held() = None;
     }
 }
 
@@ -101,7 +140,8 @@ impl InstanceLock {
         let mut file = crate::atomic_file::open_lock_file(&path).map_err(io_err)?;
         // Another daemon's liveness probe holds the lock for microseconds: retried within
         // the bound, so a probe never refuses a start.
-        let deadline = Instant::now() + crate::atomic_file::LOCK_WAIT;
+        let mut deadline = Instant::now() + crate::atomic_file::LOCK_WAIT;
+        let mut draining = false;
         loop {
             match file.try_lock() {
                 Ok(()) => break,
@@ -109,9 +149,22 @@ impl InstanceLock {
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }
                 Err(TryLockError::WouldBlock) => {
-                    let holder = read_stamp(&mut file)
-                        .map(|h| h.to_string())
-                        .unwrap_or_else(|| "a process that has not written its stamp yet".into());
+                    let holder = read_stamp(&mut file);
+                    // A daemon that died mid-step leaves the lock to its steps' guards
+                    // until they have stopped the steps: wait for that, boundedly.
+                    if !draining && holder.as_ref().is_some_and(Holder::is_gone) {
+                        draining = true;
+                        deadline = Instant::now() + STEPS_STOP_WAIT;
+                        continue;
+                    }
+                    let holder = match holder {
+                        Some(h) if draining => format!(
+                            "{h}, which is gone, but a landing step it started still runs after {}s",
+                            STEPS_STOP_WAIT.as_secs()
+                        ),
+                        Some(h) => h.to_string(),
+                        None => "a process that has not written its stamp yet".into(),
+                    };
                     return Err(InstanceError::Running {
                         dir: berth_dir.to_owned(),
                         holder,
@@ -133,7 +186,9 @@ impl InstanceLock {
         file.write_all(text.as_bytes()).map_err(io_err)?;
         file.sync_all().map_err(io_err)?;
         // Named by its realpath, so a checker anywhere on this machine finds it.
-        *HELD_HERE.lock().unwrap_or_else(|e| e.into_inner()) = std::fs::canonicalize(&path).ok();
+        *held() = std::fs::canonicalize(&path)
+            .ok()
+            .map(|path| (path, file.as_raw_fd()));
         Ok(InstanceLock { _file: file })
     }
 }

@@ -19,6 +19,7 @@ mod lock;
 mod lock_check;
 mod lock_origin;
 mod patterns;
+mod reach;
 mod records;
 mod replay;
 mod rules;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::Outcome;
-use crate::rules::selftest::CaseResult;
+use crate::rules::case_result::CaseResult;
 use crate::rules::set::{describe_root, short};
 use crate::rules::{Built, LoadError, LoadFailure, RuleSpec, Rules, SourceSet};
 

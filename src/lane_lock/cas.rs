@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use git2::{ErrorCode, ObjectType, Oid, Repository, RepositoryOpenFlags};
 
+use super::leftover;
 use super::transport::{PushOutcome, push_guarded};
 
 /// What the ref must hold for the write to go through.
@@ -135,9 +136,22 @@ pub(crate) fn local_path(url: &str) -> Option<Result<PathBuf, git2::Error>> {
                 }),
         );
     }
+    // An absolute path is never a URL, whatever it contains (`/srv/a://b/w.git`); other
+    // text is local, as libgit2 takes it, when it names a directory and no network scheme.
     let path = std::path::Path::new(url);
-    (!url.contains("://") && (path.is_absolute() || path.is_dir())).then(|| Ok(PathBuf::from(url)))
+    let network = NETWORK_SCHEMES.iter().any(|scheme| url.starts_with(scheme));
+    (path.is_absolute() || (!network && path.is_dir())).then(|| Ok(PathBuf::from(url)))
 }
+
+/// The URL prefixes libgit2 gives a network transport before it looks for a directory.
+const NETWORK_SCHEMES: [&str; 6] = [
+    "git://",
+    "http://",
+    "https://",
+    "ssh://",
+    "ssh+git://",
+    "git+ssh://",
+];
 
 fn local_swap(
     scratch: &Repository,
@@ -165,6 +179,8 @@ fn local_swap(
         Some(sha) => {
             copy_lock_commit(scratch, &origin, sha)?;
             hook.call(write, ref_name);
+            let _writers = leftover::writers_lock(&origin)?;
+            leftover::clear(&origin, ref_name);
             // Under the ref's lock libgit2 compares the ref with `expect` (the zero id: must
             // be absent) and writes only on a match. `force` only skips libgit2's unlocked
             // pre-check, which the locked comparison makes redundant.
@@ -177,6 +193,8 @@ fn local_swap(
             // above) under the ref's lock, so a lock moved since is never deleted.
             Some(mut reference) => {
                 hook.call(write, ref_name);
+                let _writers = leftover::writers_lock(&origin)?;
+                leftover::clear(&origin, ref_name);
                 reference.delete()
             }
             None => return Ok(PushOutcome::Refused { advertised: seen }),
@@ -200,7 +218,12 @@ fn local_swap(
             Ok(match now {
                 Some(now) if !expect.matches(now) => PushOutcome::Refused { advertised: now },
                 _ => PushOutcome::Rejected {
-                    status: format!("the ref was locked while berth wrote it: {}", e.message()),
+                    status: format!(
+                        "the ref was locked while berth wrote it: {}; if no git process writes it, {} was left by a writer that died mid-write, and berth removes it once it is {} s old",
+                        e.message(),
+                        leftover::ref_lock_path(&origin, ref_name).display(),
+                        leftover::LEFTOVER_AGE.as_secs()
+                    ),
                 },
             })
         }
@@ -245,6 +268,14 @@ mod tests {
         let upper = format!("FILE://{path}");
         assert_eq!(local_path(&upper).unwrap().unwrap(), dir.path());
         assert!(local_path("/no/such/dir").unwrap().is_ok());
+        // A path is a path even with `://` in it: libgit2 would push there with force.
+        let odd = dir.path().join("a:").join("").join("b");
+        std::fs::create_dir_all(&odd).unwrap();
+        let odd = format!("{path}/a://b");
+        assert_eq!(
+            local_path(&odd).unwrap().unwrap(),
+            std::path::Path::new(&odd)
+        );
         assert!(
             local_path("file://elsewhere.example/srv/git/w.git")
                 .unwrap()

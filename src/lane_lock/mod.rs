@@ -36,7 +36,9 @@
 mod alias;
 mod cas;
 mod heartbeat;
+mod leftover;
 mod payload;
+pub mod survey;
 mod transport;
 
 use std::collections::HashSet;
@@ -54,6 +56,7 @@ use crate::safe_key::safe_key;
 pub use alias::{alias_lock_ref, lane_key};
 pub use cas::LockWrite;
 pub use heartbeat::{Heartbeat, LockWatch};
+pub use leftover::LEFTOVER_AGE;
 pub use payload::{LOCK_SUBJECT, LockPayload};
 
 use cas::{Expect, WriteHook, compare_and_swap};

@@ -4,14 +4,16 @@
 //! its machine, pid, start time and the instance lock it holds for its whole life. A stamp
 //! of this machine is judged by what can be proven:
 //!
-//! - **gone**: the pid runs no process here ([`crate::process_probe`]: `/proc` shows this
-//!   process, not that pid, and `kill` answers `ESRCH`), or runs a later process (another
-//!   start time), or the named instance lock is free (the probe could take it), or held by
-//!   another daemon (its file names another pid or start);
-//! - **alive**: the named instance lock is held, and its file names the stamp's pid and
-//!   start: a berth that still runs;
-//! - **unknown**: everything else, a process `/proc` hides (`hidepid=2`, another pid
-//!   namespace) included, and a stamp that names no instance lock (an older berth's).
+//! - **gone**: the named instance lock is free (the probe could take it), or held by
+//!   another daemon (its file names another pid or start); for a stamp without a lock, the
+//!   pid runs no process here ([`crate::process_probe`]: `/proc` shows this process, not
+//!   that pid, and `kill` answers `ESRCH`), or runs a later process (another start time);
+//! - **alive**: the named instance lock is held, its file names the stamp's pid and start,
+//!   and that process runs: a berth that still runs;
+//! - **unknown**: everything else: a process `/proc` hides (`hidepid=2`, another pid
+//!   namespace), a stamp that names no instance lock (an older berth's) and whose pid may
+//!   run, and a dead daemon whose lock is still held by the guards of its steps (they
+//!   release it once those steps' process groups are dead).
 //!
 //! Stamps of other machines (another host, boot or pid namespace; gstack's owner ids) are
 //! unknown too. Only "gone" puts a record back at once. Whatever the stamp says, a record
@@ -46,6 +48,12 @@ pub enum Owner {
 }
 
 /// Judges the holder named by `stamp` ([`Owner`]).
+///
+/// A daemon's steps outlive it by their guard's grace, and each guard keeps the daemon's
+/// instance lock held until its step's process group is dead ([`crate::instance`]). So
+/// when the stamp names an instance lock, the daemon is gone only once that lock is free
+/// (or held by a later daemon): a held lock whose holder died is "unknown", however dead
+/// the pid.
 pub fn owner_state(text: &str) -> Owner {
     let Some(stamp) = Stamp::parse(text) else {
         return Owner::Unknown("not a berth owner stamp".into());
@@ -53,22 +61,24 @@ pub fn owner_state(text: &str) -> Owner {
     if stamp.machine != machine() {
         return Owner::Unknown("stamped on another machine, boot or pid namespace".into());
     }
-    match crate::process_probe::probe(stamp.pid) {
-        Seen::Gone => return Owner::Gone(format!("owner {text} is no longer running")),
-        Seen::Running { start_ticks } if stamp.start != 0 && start_ticks != stamp.start => {
-            return Owner::Gone(format!(
-                "owner {text} is gone (its pid now belongs to another process)"
-            ));
-        }
-        Seen::Running { .. } | Seen::Unknown(_) => {}
-    }
+    let pid_gone = match crate::process_probe::probe(stamp.pid) {
+        Seen::Gone => Some(format!("owner {text} is no longer running")),
+        Seen::Running { start_ticks } if stamp.start != 0 && start_ticks != stamp.start => Some(
+            format!("owner {text} is gone (its pid now belongs to another process)"),
+        ),
+        Seen::Running { .. } | Seen::Unknown(_) => None,
+    };
+    let unknown_or_gone = |why: String| match &pid_gone {
+        Some(gone) => Owner::Gone(gone.clone()),
+        None => Owner::Unknown(why),
+    };
     let Some(lock) = stamp.daemon_lock else {
-        return Owner::Unknown("the stamp names no instance lock (an older berth's)".into());
+        return unknown_or_gone("the stamp names no instance lock (an older berth's)".into());
     };
     // Only a file of that name is opened: a stamp is data, and must not make berth open
-    // whatever path it likes.
+    // whatever path it likes. No berth wrote such a stamp, so no guard of it can run.
     if lock.file_name() != Some(crate::instance::LOCK_FILE.as_ref()) {
-        return Owner::Unknown(format!("{} is not a berth instance lock", lock.display()));
+        return unknown_or_gone(format!("{} is not a berth instance lock", lock.display()));
     }
     match crate::instance::probe(lock) {
         Ok(Probe::Free) => Owner::Gone(format!("owner {text} is gone (its instance lock is free)")),
@@ -78,12 +88,20 @@ pub fn owner_state(text: &str) -> Owner {
                     .start_ticks
                     .is_none_or(|start| stamp.start == 0 || start == stamp.start) =>
         {
-            Owner::Alive
+            match pid_gone {
+                None => Owner::Alive,
+                Some(_) => Owner::Unknown(format!(
+                    "owner {text} is no longer running, but a landing step it started is still being stopped (its guard holds the instance lock)"
+                )),
+            }
         }
         Ok(Probe::Held(Some(holder))) => Owner::Gone(format!(
             "owner {text} is gone (its instance lock is held by another daemon, {holder})"
         )),
         Ok(Probe::Held(None)) => Owner::Unknown("its instance lock names no holder yet".into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            unknown_or_gone("its instance lock does not exist".into())
+        }
         Err(e) => Owner::Unknown(format!(
             "its instance lock cannot be probed: {}",
             crate::hostile_file::reason(&e)

@@ -75,6 +75,29 @@ fn the_named_instance_lock_proves_an_owner_alive_or_gone() {
     ));
 }
 
+/// A daemon that died mid-step is not gone while the guards of its steps still hold its
+/// instance lock (they let go once the steps' process groups are dead): unknown, however
+/// dead its pid; gone once the lock is free.
+#[test]
+fn a_dead_daemon_whose_lock_is_still_held_is_unknown_until_it_is_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = crate::instance::lock_path(dir.path());
+    let pid = dead_pid();
+    let holder = serde_json::json!({"pid": pid, "since": "2026-12-04T00:00:00Z", "mode": "watch", "startTicks": 7});
+    std::fs::write(&path, holder.to_string()).unwrap();
+    let guard_holds = std::fs::File::open(&path).unwrap();
+    guard_holds.lock().unwrap();
+    let path = std::fs::canonicalize(&path).unwrap();
+    let stamp = format!("{}:{pid}:7:{}", machine(), path.display());
+    match owner_state(&stamp) {
+        Owner::Unknown(why) => assert!(why.contains("still being stopped"), "{why}"),
+        other => panic!("a held lock's dead daemon was judged {other:?}"),
+    }
+    drop(guard_holds);
+    let why = gone_owner(&stamp).expect("a free lock has no owner");
+    assert!(why.contains("instance lock is free"), "{why}");
+}
+
 /// A record its owner has not written for the TTL is stranded, however alive the owner.
 #[test]
 fn a_running_owner_does_not_hold_an_untouched_record() {

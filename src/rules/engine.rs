@@ -20,8 +20,10 @@ use std::time::{Duration, Instant};
 use rhai::packages::{Package, StandardPackage};
 use rhai::{Dynamic, Engine, EvalAltResult, Position};
 
-use super::spec::Extension;
 use super::{memory, output, primitives};
+
+/// Registers extra primitives on the hardened engine (after berth's own).
+pub type Extension = fn(&mut rhai::Engine);
 
 /// The bounds every rule call runs within.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -39,6 +39,10 @@ const MESSAGE_LEN: usize = 9;
 const DISMISS: u8 = b'x';
 /// "The lease now ends at `CLOCK_BOOTTIME` nanoseconds N".
 const EXTEND: u8 = b'd';
+/// After its SIGKILL, how long the guard waits for the group to be gone; and how often it
+/// looks (during the SIGTERM grace too).
+const GROUP_GONE_WAIT: Duration = Duration::from_secs(1);
+const GROUP_GONE_POLL: Duration = Duration::from_millis(10);
 /// The guard's exit status when it stopped the group because the lease ran out.
 pub(super) const LEASE_EXIT: i32 = 3;
 
@@ -68,21 +72,28 @@ impl Guard {
             Some(lease) => (lease.deadline.as_nanos(), timespec(lease.grace)),
             None => (i64::MAX, timespec(grace)),
         };
-        let fds = GuardFds {
-            listen: listen.as_raw_fd(),
-            timer: timer.as_raw_fd(),
-        };
         let kills = Kills {
             group: pgid.as_raw(),
             grace: timespec(grace),
             lease_grace,
         };
-        // SAFETY: the child runs only `guard_main`, which makes async-signal-safe system
-        // calls and never returns, so nothing of the (multi-threaded) parent's state that
-        // fork leaves inconsistent (locks, allocator) is touched.
-        match unsafe { libc::fork() } {
+        // The instance lock stays open (and so held) while the fork runs.
+        let forked = crate::instance::with_held_fd(|instance_lock| {
+            let fds = GuardFds {
+                listen: listen.as_raw_fd(),
+                timer: timer.as_raw_fd(),
+                instance_lock: instance_lock.unwrap_or(-1),
+            };
+            // SAFETY: the child runs only `guard_main`, which makes async-signal-safe
+            // system calls and never returns, so nothing of the (multi-threaded) parent's
+            // state that fork leaves inconsistent (locks, allocator) is touched.
+            match unsafe { libc::fork() } {
+                0 => unsafe { guard_main(fds, kills, deadline) },
+                pid => pid,
+            }
+        });
+        match forked {
             -1 => Err(io::Error::last_os_error()),
-            0 => unsafe { guard_main(fds, kills, deadline) },
             pid => {
                 drop(listen);
                 drop(timer);
@@ -166,6 +177,8 @@ fn timespec(d: Duration) -> libc::timespec {
 struct GuardFds {
     listen: libc::c_int,
     timer: libc::c_int,
+    /// The daemon's instance lock (-1: none), kept open until the group is dead.
+    instance_lock: libc::c_int,
 }
 
 #[derive(Clone, Copy)]
@@ -184,7 +197,7 @@ unsafe fn guard_main(fds: GuardFds, kills: Kills, mut deadline: i64) -> ! {
         for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE] {
             libc::signal(signal, libc::SIG_IGN);
         }
-        close_all_but(fds.listen, fds.timer);
+        close_all_but(&mut [fds.listen, fds.timer, fds.instance_lock]);
         arm(fds.timer, deadline);
         let mut message = [0u8; MESSAGE_LEN];
         let mut have = 0usize;
@@ -251,23 +264,10 @@ unsafe fn guard_main(fds: GuardFds, kills: Kills, mut deadline: i64) -> ! {
     }
 }
 
-/// Whether `CLOCK_BOOTTIME` has reached `deadline` (nanoseconds).
+/// Whether `CLOCK_BOOTTIME` has reached `deadline` (nanoseconds); an unreadable clock
+/// cannot be trusted with a lease, so it has.
 unsafe fn lease_over(deadline: i64) -> bool {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    unsafe {
-        if libc::clock_gettime(libc::CLOCK_BOOTTIME, &raw mut now) != 0 {
-            // Cannot tell the time: the lease cannot be trusted.
-            return true;
-        }
-    }
-    let now = now
-        .tv_sec
-        .saturating_mul(1_000_000_000)
-        .saturating_add(now.tv_nsec);
-    now >= deadline
+    unsafe { boot_nanos() >= deadline }
 }
 
 /// Sets the timer to fire at `deadline` (absolute `CLOCK_BOOTTIME` nanoseconds); never,
@@ -297,37 +297,90 @@ unsafe fn arm(timer: libc::c_int, deadline: i64) {
     }
 }
 
-/// SIGTERM to the group, SIGKILL after `grace`, exit with `status`.
+/// SIGTERM to the group, SIGKILL once `grace` is up, then exit with `status` once the
+/// group is gone (or after [`GROUP_GONE_WAIT`]): the exit releases the daemon's instance
+/// lock, and with it the proof that the daemon's landings are over. A group gone before
+/// its grace is up is not signalled again (its id may already be another group's).
 unsafe fn stop_group(group: libc::pid_t, grace: libc::timespec, status: i32) -> ! {
     unsafe {
         libc::kill(-group, libc::SIGTERM);
-        let mut left = grace;
-        while libc::nanosleep(&left, &mut left) == -1 && *libc::__errno_location() == libc::EINTR {}
-        libc::kill(-group, libc::SIGKILL);
+        if !wait_gone(group, grace) {
+            libc::kill(-group, libc::SIGKILL);
+            // Killed processes cannot run another instruction, but they exit (and drop
+            // their files and locks) only once scheduled. Zombies count as members until
+            // reaped, and nobody may reap them (a dead berth's orphans under an init that
+            // does not), hence the bound.
+            wait_gone(group, timespec(GROUP_GONE_WAIT));
+        }
         libc::_exit(status)
     }
 }
 
-/// Closes every descriptor but `a` and `b`. Other guards' pipe ends must not stay open
-/// here: a guard holding another guard's write end would keep that one from ever seeing EOF.
-unsafe fn close_all_but(a: libc::c_int, b: libc::c_int) {
-    let (low, high) = (a.min(b) as libc::c_uint, a.max(b) as libc::c_uint);
+/// Waits up to `limit` for process group `group` to have no member; whether it has none.
+unsafe fn wait_gone(group: libc::pid_t, limit: libc::timespec) -> bool {
     unsafe {
-        let ranges = [
-            (0, low.checked_sub(1)),
-            (low + 1, high.checked_sub(1)),
-            (high + 1, Some(libc::c_uint::MAX)),
-        ];
-        let mut closed = true;
-        for (first, last) in ranges {
-            if let Some(last) = last.filter(|last| *last >= first) {
-                closed &= libc::syscall(libc::SYS_close_range, first, last, 0u32) == 0;
+        let deadline = boot_nanos().saturating_add(
+            limit
+                .tv_sec
+                .saturating_mul(1_000_000_000)
+                .saturating_add(limit.tv_nsec),
+        );
+        loop {
+            if libc::kill(-group, 0) == -1 && *libc::__errno_location() == libc::ESRCH {
+                return true;
             }
+            if boot_nanos() >= deadline {
+                return false;
+            }
+            nap(timespec(GROUP_GONE_POLL));
         }
+    }
+}
+
+/// `CLOCK_BOOTTIME` in nanoseconds; `i64::MAX` (every deadline passed) if unreadable.
+unsafe fn boot_nanos() -> i64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    unsafe {
+        if libc::clock_gettime(libc::CLOCK_BOOTTIME, &raw mut now) != 0 {
+            return i64::MAX;
+        }
+    }
+    now.tv_sec
+        .saturating_mul(1_000_000_000)
+        .saturating_add(now.tv_nsec)
+}
+
+/// Sleeps `time`, through interruptions.
+unsafe fn nap(time: libc::timespec) {
+    let mut left = time;
+    unsafe {
+        while libc::nanosleep(&left, &mut left) == -1 && *libc::__errno_location() == libc::EINTR {}
+    }
+}
+
+/// Closes every descriptor but those in `keep` (negative entries are ignored). Other
+/// guards' pipe ends must not stay open here: a guard holding another guard's write end
+/// would keep that one from ever seeing EOF.
+unsafe fn close_all_but(keep: &mut [libc::c_int]) {
+    keep.sort_unstable();
+    let mut first: libc::c_uint = 0;
+    let mut closed = true;
+    unsafe {
+        for &fd in keep.iter().filter(|fd| **fd >= 0) {
+            let fd = fd as libc::c_uint;
+            if fd > first {
+                closed &= libc::syscall(libc::SYS_close_range, first, fd - 1, 0u32) == 0;
+            }
+            first = fd + 1;
+        }
+        closed &= libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0u32) == 0;
         if !closed {
             // Kernels before 5.9 lack close_range.
             for fd in 0..65_536 {
-                if fd != a && fd != b {
+                if !keep.contains(&fd) {
                     libc::close(fd);
                 }
             }

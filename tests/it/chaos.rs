@@ -18,7 +18,8 @@ fn ci_knobs() -> Knobs {
         time_limit: Duration::from_secs(60),
         fault_rate: 0.08,
         faults: Fault::ALL.to_vec(),
-        alias: false,
+        alias: true,
+        keep: false,
     })
 }
 

@@ -85,14 +85,17 @@ pub struct Knobs {
     /// The chance per driver step (every 100 ms) of injecting a fault (`CHAOS_FAULT_RATE`).
     pub fault_rate: f64,
     pub faults: Vec<Fault>,
-    /// Queue 1 reaches the local origin through a symlink (`CHAOS_ALIAS=1`).
+    /// Queue 1 reaches the local origin through a symlink (on unless `CHAOS_ALIAS=0`).
     pub alias: bool,
+    /// Keep the world's files (daemon logs, queues, origins) after the run and print where
+    /// they are (`CHAOS_KEEP=1`).
+    pub keep: bool,
 }
 
 impl Knobs {
     /// `defaults`, overridden by `CHAOS_SEED`, `CHAOS_DAEMONS`, `CHAOS_ROUNDS`,
     /// `CHAOS_PRS`, `CHAOS_SECS`, `CHAOS_FAULT_RATE`, `CHAOS_FAULTS` (comma-separated
-    /// names, or `none`) and `CHAOS_ALIAS`.
+    /// names, or `none`), `CHAOS_ALIAS` and `CHAOS_KEEP`.
     pub fn from_env(defaults: Knobs) -> Knobs {
         fn var<T: std::str::FromStr>(name: &str) -> Option<T> {
             let text = std::env::var(name).ok()?;
@@ -118,6 +121,7 @@ impl Knobs {
             fault_rate: var("CHAOS_FAULT_RATE").unwrap_or(defaults.fault_rate),
             faults: faults.unwrap_or(defaults.faults),
             alias: var::<u8>("CHAOS_ALIAS").map_or(defaults.alias, |a| a == 1),
+            keep: var::<u8>("CHAOS_KEEP").map_or(defaults.keep, |k| k == 1),
         };
         assert!(
             (2..=4).contains(&knobs.daemons),
@@ -163,6 +167,12 @@ pub fn drive(knobs: &Knobs) -> Driven {
     );
     let mut rng = fastrand::Rng::with_seed(knobs.seed);
     let mut world = ChaosWorld::new(knobs.daemons, knobs.alias);
+    if knobs.keep {
+        eprintln!(
+            "chaos: the world (daemon logs: berth-d*.log) is kept at {}",
+            world.world.keep().display()
+        );
+    }
     for i in 0..knobs.daemons {
         world.start(i);
     }

@@ -90,19 +90,26 @@ fn sigkill_mid_landing_kills_the_landing_and_the_restart_lands_without_waiting_o
     // gstack's lock for the origin's spelling, and the one every spelling of this local
     // repository shares.
     assert_eq!(world.lock_refs(&lane.remote_url).len(), 2);
-    let status = world
-        .berth()
-        .args([
-            "lock",
-            "status",
-            "--repo-path",
-            lane.clone.to_str().unwrap(),
-        ])
-        .env("BERTH_DIR", world.root.join("cli-state"))
-        .output()
-        .unwrap();
-    let shown = String::from_utf8_lossy(&status.stdout);
-    assert!(shown.contains("holder gone"), "{shown}");
+    // The holder is gone once its step's guard, which keeps the daemon's instance lock
+    // held until the step's group is dead, has exited too.
+    let lock_status = || {
+        let status = world
+            .berth()
+            .args([
+                "lock",
+                "status",
+                "--repo-path",
+                lane.clone.to_str().unwrap(),
+            ])
+            .env("BERTH_DIR", world.root.join("cli-state"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&status.stdout).into_owned()
+    };
+    let gone = world.wait_for(Duration::from_secs(20), || {
+        lock_status().contains("holder gone")
+    });
+    assert!(gone, "{}", lock_status());
 
     // The restart: reclaim puts the record back, the dead holder's live lock is taken over.
     let started = Instant::now();

@@ -311,7 +311,7 @@ fn gstack_takes_over(world: &World, lane: &GitLane<'_>) -> String {
 fn a_lock_lost_mid_landing_is_said_in_gstacks_words() {
     for case in ["taken over", "deleted", "origin gone"] {
         let world = World::new();
-        let (lane, id, mut daemon) = mid_landing(&world, "heartbeat_secs = 1\nlock_ttl_secs = 2\n");
+        let (lane, id, mut daemon) = mid_landing(&world, "heartbeat_secs = 1\nlock_ttl_secs = 3\n");
         // gstack's ref, not the one every spelling of the local repository shares.
         let ref_name = world
             .lock_refs(&lane.remote_url)

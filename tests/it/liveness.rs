@@ -177,7 +177,7 @@ fn a_planted_owner_that_runs_is_stranded_after_the_ttl() {
     let held = fs::File::create(world.queue.join(format!(".{id}.lock"))).unwrap();
     held.lock().unwrap();
 
-    let config = world.git_forge_config("poll_secs = 1\nlock_ttl_secs = 2\nheartbeat_secs = 1\n");
+    let config = world.git_forge_config("poll_secs = 1\nlock_ttl_secs = 3\nheartbeat_secs = 1\n");
     let mut daemon = world.spawn_berth(
         &["run", "--watch", "--config", config.to_str().unwrap()],
         &world.berth_state(),
@@ -238,7 +238,7 @@ fn retry_and_abandon_take_a_planted_live_claim_after_the_ttl() {
     };
     let first = plant(23, stamp_of(1), &an_hour_ago);
     let second = plant(24, stamp_of(sleeper.pid()), &minutes_ahead(4));
-    let ttl = world.config("lock_ttl_secs = 2\nheartbeat_secs = 1\n");
+    let ttl = world.config("lock_ttl_secs = 3\nheartbeat_secs = 1\n");
 
     world
         .berth()
@@ -281,7 +281,7 @@ fn a_landing_longer_than_the_ttl_is_not_reclaimed_by_another_daemon() {
         ledger = world.root.join("ledger").display()
     );
     let config = world.config(&format!(
-        "forge = \"git\"\npoll_secs = 1\nlock_ttl_secs = 2\nheartbeat_secs = 1\nland_command = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{branch}}\", \"{{base}}\", \"{{pr}}\"]\n"
+        "forge = \"git\"\npoll_secs = 1\nlock_ttl_secs = 3\nheartbeat_secs = 1\nland_command = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{branch}}\", \"{{base}}\", \"{{pr}}\"]\n"
     ));
     let run = ["run", "--watch", "--config", config.to_str().unwrap()];
     let first_dir = world.root.join("first");

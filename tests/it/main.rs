@@ -40,5 +40,6 @@ mod rule_edges;
 mod rules;
 mod runner;
 mod service;
+mod takeover;
 mod throughput;
 mod writes_heard;

@@ -42,6 +42,13 @@ impl World {
         }
     }
 
+    /// Leaves the world's files (logs included) in place when it is dropped, and returns
+    /// where they are: for a long run worth diagnosing after the fact.
+    pub fn keep(&mut self) -> &Path {
+        self._root.disable_cleanup(true);
+        &self.root
+    }
+
     /// A `git` command with a fixed identity and no user or system config.
     pub fn git(&self, cwd: &Path) -> Command {
         let mut cmd = Command::new("git");
@@ -150,7 +157,12 @@ impl World {
     }
 
     pub fn read_record(&self, id: &str) -> Value {
-        let text = fs::read_to_string(self.queue.join(format!("{id}.json")))
+        self.read_record_in(&self.queue, id)
+    }
+
+    /// Record `id` of the queue dir `queue`.
+    pub fn read_record_in(&self, queue: &Path, id: &str) -> Value {
+        let text = fs::read_to_string(queue.join(format!("{id}.json")))
             .unwrap_or_else(|e| panic!("record {id}: {e}"));
         serde_json::from_str(&text).unwrap()
     }

@@ -1,0 +1,209 @@
+//! A lane whose holder died is taken over only once nothing of the holder's landing runs:
+//! a SIGKILLed daemon's step lives on for its guard's grace (longer, if it ignores
+//! SIGTERM), and a daemon on another queue sharing the origin, whose reclaim never kills
+//! that step, must not start a step of the lane before the dead daemon's step is dead.
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::crash::running_in_group;
+use crate::support::World;
+
+/// The children of `parent` other than `except`: a daemon's step guards.
+fn children_but(parent: i32, except: i32) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let ppid = stat[close + 2..].split(' ').nth(1);
+        if ppid == Some(parent.to_string().as_str()) && pid != except {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// How many times the daemon logging to `log` has found the lane busy.
+fn lane_skips(log: &Path) -> usize {
+    fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches("lane skipped")
+        .count()
+}
+
+/// Daemon A (its own queue) runs a step that ignores SIGTERM and holds a per-lane witness
+/// `flock`; A is SIGKILLed and its step's guard held stopped (SIGSTOP) inside its grace, so
+/// the step outlives A for as long as the test needs. Daemon B (another queue, the same origin, a long TTL)
+/// keeps finding the lane busy rather than taking over A's lock, whose holder's process is
+/// gone; once the guard runs again it stops the step, and only then does B land its PR,
+/// its step never meeting A's in the witness.
+#[test]
+fn a_dead_daemons_lane_is_not_taken_over_while_its_step_still_runs() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id_a = lane.queue(31, "main");
+    let queue_b = world.queue.with_file_name("release-queue-b");
+    fs::create_dir_all(&queue_b).unwrap();
+    let clone_b = world.clone_into(&world.code.join("b"), "widget", &lane.remote_url);
+    let feature = lane.push_feature("feat/pr-32", "main");
+    // Off `main`, as a producer's checkout is: the landing checks out `main` itself.
+    world.run_git(&clone_b, &["fetch", "-q", "origin"]);
+    world.run_git(&clone_b, &["checkout", "-q", "-B", &feature, "FETCH_HEAD"]);
+    let id_b = world
+        .record(&clone_b, 32)
+        .set("featureBranch", feature)
+        .write_to(&queue_b);
+
+    let (witness, collided) = (world.root.join("witness"), world.root.join("collided"));
+    let step_pid = world.root.join("step-a.pid");
+    let take_witness = format!(
+        "exec 9>>{witness}; if ! flock -n 9; then echo \"$3\" >> {collided}; exit 1; fi",
+        witness = witness.display(),
+        collided = collided.display(),
+    );
+    let stubborn = format!(
+        "{take_witness}; trap '' TERM; echo $$ > {pid}; sleep 300",
+        pid = step_pid.display()
+    );
+    let lands = format!(
+        "{take_witness}; exec {land} \"$1\" \"$2\" {ledger} \"$3\"",
+        land = world.land_script().display(),
+        ledger = world.root.join("ledger").display(),
+    );
+    let config = |name: &str, script: &str| {
+        let path = world.root.join(name);
+        fs::write(
+            &path,
+            format!(
+                "forge = \"git\"\npoll_secs = 1\nlock_ttl_secs = 120\nheartbeat_secs = 5\nland_command = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{branch}}\", \"{{base}}\", \"{{pr}}\"]\n"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let (config_a, config_b) = (config("a.toml", &stubborn), config("b.toml", &lands));
+    let (dir_a, dir_b) = (world.root.join("a"), world.root.join("b"));
+    let run = |config: &Path| -> Vec<String> {
+        ["run", "--watch", "--config", config.to_str().unwrap()]
+            .map(str::to_owned)
+            .to_vec()
+    };
+    let args_a = run(&config_a);
+    let args_a: Vec<&str> = args_a.iter().map(String::as_str).collect();
+    let mut daemon_a = world.spawn_berth(&args_a, &dir_a, &[]);
+    let began = world.wait_for(Duration::from_secs(90), || {
+        fs::read_to_string(&step_pid).is_ok_and(|pid| pid.trim().parse::<i32>().is_ok())
+    });
+    if !began {
+        let _ = daemon_a.kill();
+        let _ = daemon_a.wait();
+        let log = fs::read_to_string(dir_a.with_extension("log")).unwrap_or_default();
+        panic!("A's step never started:\n{log}");
+    }
+    let leader: i32 = fs::read_to_string(&step_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let guards = children_but(daemon_a.id() as i32, leader);
+    assert_eq!(guards.len(), 1, "one guard beside the step: {guards:?}");
+    let guard = Pid::from_raw(guards[0]);
+
+    let args_b = run(&config_b);
+    let args_b: Vec<&str> = args_b.iter().map(String::as_str).collect();
+    let queue_env = [("BERTH_QUEUE_DIR", queue_b.as_path())];
+    let mut daemon_b = world.spawn_berth(&args_b, &dir_b, &queue_env);
+    let log_b = dir_b.with_extension("log");
+    assert!(
+        world.wait_for(Duration::from_secs(60), || lane_skips(&log_b) >= 1),
+        "B never found the lane busy"
+    );
+
+    // The guard is stopped only once A is dead: stopped before, it would be resumed by
+    // the kernel the moment A's death orphans its process group (SIGHUP, then SIGCONT).
+    // A's death makes it send SIGTERM (ignored) and sleep its 2 s grace; it stays stopped
+    // within that grace for as long as the test needs.
+    daemon_a.kill().unwrap();
+    daemon_a.wait().unwrap();
+    kill(guard, Signal::SIGSTOP).unwrap();
+    let skips = lane_skips(&log_b);
+    // B looks at the lane at least every second (poll_secs): ten more looks with A's
+    // step alive.
+    let waited = world.wait_for(Duration::from_secs(60), || {
+        collided.exists() || lane_skips(&log_b) >= skips + 10
+    });
+    let step_alive = !running_in_group(leader).is_empty();
+    kill(guard, Signal::SIGCONT).unwrap();
+    let landed = world.wait_for(Duration::from_secs(60), || {
+        world.read_record_in(&queue_b, &id_b)["status"] == "landed"
+    });
+    kill(Pid::from_raw(daemon_b.id() as i32), Signal::SIGTERM).unwrap();
+    daemon_b.wait().unwrap();
+    let logs = fs::read_to_string(&log_b).unwrap_or_default();
+    assert!(
+        !collided.exists(),
+        "B started a step of the lane while A's step still ran:\n{logs}"
+    );
+    assert!(waited && step_alive, "A's step ended early:\n{logs}");
+    assert!(
+        running_in_group(leader).is_empty(),
+        "A's step outlived its guard"
+    );
+    assert!(
+        landed,
+        "{:#}\n{logs}",
+        world.read_record_in(&queue_b, &id_b)
+    );
+    assert_eq!(world.ledger(), [32]);
+    assert_eq!(world.read_record(&id_a)["status"], "landing");
+}
+
+/// A writer SIGKILLed mid-write leaves the lock ref's `.lock` file in a local origin, and
+/// every later write of the ref fails while it exists. A fresh one (a live `git` may hold
+/// it) fails the lock write with an error naming it; one older than berth's bound is a
+/// dead writer's: it is removed (and logged), and the lane lands.
+#[test]
+fn a_ref_lock_file_left_by_a_dead_writer_does_not_wedge_the_lane() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(41, "main");
+    let refs = Path::new(&lane.remote_url).join("refs/gstack/release-locks/+repo");
+    fs::create_dir_all(&refs).unwrap();
+    let leftover = refs.join("main.lock");
+    fs::write(&leftover, "").unwrap();
+    let config = world.git_forge_config("");
+
+    let fresh = world.run_once(&config).get_output().clone();
+    let said = String::from_utf8_lossy(&fresh.stderr);
+    assert_eq!(world.read_record(&id)["status"], "queued", "{said}");
+    assert!(said.contains(&leftover.display().to_string()), "{said}");
+    assert!(leftover.exists(), "a fresh ref lock was removed");
+
+    let age = berth::lane_lock::LEFTOVER_AGE.as_secs() + 60;
+    let touched = std::process::Command::new("touch")
+        .args(["-d", &format!("{age} seconds ago")])
+        .arg(&leftover)
+        .status()
+        .unwrap();
+    assert!(touched.success());
+    let old = world.run_once(&config).get_output().clone();
+    let said = String::from_utf8_lossy(&old.stderr);
+    assert_eq!(world.read_record(&id)["status"], "landed", "{said}");
+    assert!(
+        said.contains("left by a writer that died mid-write"),
+        "{said}"
+    );
+    assert!(!leftover.exists());
+    assert_eq!(world.ledger(), [41]);
+}
