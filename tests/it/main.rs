@@ -15,6 +15,7 @@ mod daemon;
 mod demo;
 mod doc_links;
 mod doctor;
+mod error_style;
 mod faults;
 mod forge;
 mod gates;
