@@ -563,7 +563,7 @@ fn watch_faults(
             .unwrap_or_else(crate::paths::default_build_state_dir),
     };
     let set = shared.rules.current();
-    crate::faults::watch::tick_runs(&dirs, &set);
+    let runs = crate::faults::watch::tick_runs(&dirs, &set);
     if wake == Wake::Watcher {
         return;
     }
@@ -600,7 +600,8 @@ fn watch_faults(
     let seen = (
         generation,
         memory.generation(),
-        serde_json::to_string(&fallbacks).unwrap_or_default(),
+        // Whether the budget ran out, not which pattern ran it out: one fault, not one a tick.
+        serde_json::to_string(&(&fallbacks, runs.learned_budget.is_some())).unwrap_or_default(),
     );
     if memory.detected.as_ref() == Some(&seen) && !in_flight {
         return;
@@ -622,6 +623,7 @@ fn watch_faults(
         stranded: &|stored| super::stranded::stranded_reason(shared, stored, now),
         repos: &repo_facts,
         rule_fallbacks: &fallbacks,
+        learned_budget: runs.learned_budget.as_ref(),
     };
     // Counted by tests: how often the queue detectors run, and over how many records.
     tracing::debug!(live = records.len(), "queue detectors run");

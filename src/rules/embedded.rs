@@ -136,6 +136,14 @@ pub const FILES: &[(&str, &str)] = &[
         "rules/detectors/queue/06_rule_failing.tests.json",
         include_str!("../../rules/detectors/queue/06_rule_failing.tests.json"),
     ),
+    (
+        "rules/detectors/queue/07_learned_budget.rhai",
+        include_str!("../../rules/detectors/queue/07_learned_budget.rhai"),
+    ),
+    (
+        "rules/detectors/queue/07_learned_budget.tests.json",
+        include_str!("../../rules/detectors/queue/07_learned_budget.tests.json"),
+    ),
 ];
 
 #[cfg(test)]

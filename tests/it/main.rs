@@ -27,6 +27,7 @@ mod idle;
 mod install;
 mod installed;
 mod lane_lock;
+mod learned_budget;
 mod lease;
 mod liveness;
 mod lock_alias;
