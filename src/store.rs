@@ -50,6 +50,10 @@ pub enum Expect<'a> {
     /// A move of a record judged unowned must not land on a record a daemon claimed since
     /// (same status, new owner), nor on one its owner touched since (it is not stranded).
     Claim(&'a Record),
+    /// One of these statuses, claimed by this owner stamp: a landing's own moves. A daemon
+    /// paused past the TTL finds its record stranded and claimed by another daemon since
+    /// (same status, another owner); its late verdict must not land on that claim.
+    Mine(&'a [Status], &'a str),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -344,6 +348,22 @@ impl QueueStore {
                         id: id.to_owned(),
                         found: on_disk,
                         expected: expected.to_vec(),
+                    });
+                }
+            }
+            Expect::Mine(expected, owner) => {
+                if !expected.contains(&on_disk) {
+                    return Err(StoreError::Moved {
+                        id: id.to_owned(),
+                        found: on_disk,
+                        expected: expected.to_vec(),
+                    });
+                }
+                if record.claimed_by.as_deref() != Some(owner) {
+                    return Err(StoreError::Reclaimed {
+                        id: id.to_owned(),
+                        read: format!("{on_disk}, claimed by {owner}"),
+                        found: claim_text(&record),
                     });
                 }
             }
