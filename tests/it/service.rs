@@ -108,9 +108,11 @@ fn one_daemon_per_berth_dir_health_in_status_and_metrics_over_http() {
         text.contains("last tick: 20") && text.contains(": ok: "),
         "{text}"
     );
+    // Which call answered last depends on where the tick is when `status` reads; that one
+    // did and that it said ok is what the operator needs.
     assert!(
-        text.contains("forge (git): last answer merge_proof")
-            || text.contains("forge (git): last answer list_queued"),
+        text.lines()
+            .any(|l| l.contains("forge (git): last answer ") && l.ends_with(": ok")),
         "{text}"
     );
     let json: serde_json::Value = serde_json::from_slice(
