@@ -611,8 +611,8 @@ mod tests {
         }
     }
 
-    /// issue 10 §4: a record swapped for a FIFO between a type check and the open used to
-    /// block the tick for ever.
+    /// A record swapped for a FIFO between a type check and the open must not block the
+    /// tick: the type is checked on the opened handle.
     #[test]
     fn a_record_swapped_for_a_fifo_never_blocks_a_scan() {
         let (dir, store) = store_with(&[]);

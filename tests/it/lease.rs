@@ -236,3 +236,19 @@ fn a_resumed_daemon_does_not_settle_a_record_another_daemon_claimed_since() {
     assert_eq!(world.read_record(&id)["status"], "landed", "{logs}");
     assert_eq!(world.ledger(), [7]);
 }
+
+/// A lock TTL so long that `expiresAt` would fall past the last date berth's clock can
+/// write is a configuration error naming the field, not a daemon that panics at its first
+/// lock (and a heartbeat check that overflows).
+#[test]
+fn a_lock_ttl_past_the_calendar_is_refused_not_a_panic() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(8, "main");
+    let config = world.git_forge_config("lock_ttl_secs = 10000000000000\n");
+    let out = world.run_once(&config).get_output().clone();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!said.contains("panicked"), "{said}");
+    assert!(said.contains("lock_ttl_secs"), "{said}");
+    assert_eq!(world.read_record(&id)["status"], "queued", "{said}");
+}
