@@ -163,7 +163,7 @@ fn a_refused_reload_names_file_line_and_column_and_an_unreadable_log_says_eta_un
             error: Some("policies/landing.rhai:3:7 syntax error: <eof>".into()),
         },
     }));
-    page.history = Err("decisions.jsonl: permission denied".into());
+    page.history = Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
     let html = render(&page);
     assert!(
         html.contains("<span class=\"word\">refused</span>"),
@@ -174,7 +174,9 @@ fn a_refused_reload_names_file_line_and_column_and_an_unreadable_log_says_eta_un
         "{html}"
     );
     assert!(
-        html.contains("ETA unknown: the decision log is unreadable"),
+        html.contains(
+            "ETA unknown: the decision log /nonexistent-berth-dir/decisions.jsonl is unreadable"
+        ),
         "{html}"
     );
 }
