@@ -271,7 +271,7 @@ impl Allowlist {
                 format!("{field} {raw} is not a directory"),
             ));
         }
-        let pin = PinnedDir::open(&real).map_err(|why| refuse(gate, raw, why))?;
+        let pin = PinnedDir::open(&real).map_err(|why| refuse(gate, raw, why.to_string()))?;
         let shown = format!("{field} {raw} (realpath {})", real.display());
         if real == Path::new("/") || !self.contains(&real) {
             return Err(refuse(

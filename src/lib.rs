@@ -6,6 +6,10 @@
 #[global_allocator]
 static ALLOCATOR: rules::memory::CountingAlloc = rules::memory::CountingAlloc;
 
+/// berth's version and the commit it was built from (`build.rs`): `0.1.0 (1a2b3c4d5e6f)`,
+/// or `0.1.0 (unknown commit)` when built outside a git checkout.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("BERTH_COMMIT"), ")");
+
 pub mod atomic_file;
 pub mod boot_clock;
 pub mod cli;

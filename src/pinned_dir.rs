@@ -14,6 +14,36 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::{Mode, fstat};
 
+/// Why a directory could not be pinned, or no longer is the one pinned; each says so in
+/// a sentence fit for a `lastError`.
+#[derive(Debug, thiserror::Error)]
+pub enum PinnedDirError {
+    #[error("cannot open {} as a directory: {source}", .path.display())]
+    Open { path: PathBuf, source: nix::Error },
+    #[error("cannot stat {}: {source}", .path.display())]
+    Stat { path: PathBuf, source: nix::Error },
+    #[error("cannot tell where {} leads: {source}", .path.display())]
+    Unresolved {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} changed while it was being checked (it now leads to {})", .path.display(), .now.display())]
+    Moved { path: PathBuf, now: PathBuf },
+    #[error("{} is no longer the directory the gate checked ({change})", .path.display())]
+    Changed { path: PathBuf, change: Change },
+}
+
+/// How a pinned directory's name stopped leading to it.
+#[derive(Debug, thiserror::Error)]
+pub enum Change {
+    #[error("it is now a symlink")]
+    Symlink,
+    #[error("it was replaced")]
+    Replaced,
+    #[error("it cannot be read: {0}")]
+    Unreadable(std::io::Error),
+}
+
 /// An open directory and the realpath it was opened by.
 pub struct PinnedDir {
     path: PathBuf,
@@ -26,14 +56,21 @@ impl PinnedDir {
     /// Opens `real` (a realpath) without following a symlink in its last component, and
     /// checks that the directory opened is the one that path names now (an earlier
     /// component swapped between resolving and opening would lead elsewhere).
-    pub fn open(real: &Path) -> Result<PinnedDir, String> {
+    pub fn open(real: &Path) -> Result<PinnedDir, PinnedDirError> {
+        let path = || real.to_owned();
         let fd = open(
             real,
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| format!("cannot open {} as a directory: {e}", real.display()))?;
-        let stat = fstat(&fd).map_err(|e| format!("cannot stat {}: {e}", real.display()))?;
+        .map_err(|source| PinnedDirError::Open {
+            path: path(),
+            source,
+        })?;
+        let stat = fstat(&fd).map_err(|source| PinnedDirError::Stat {
+            path: path(),
+            source,
+        })?;
         let pinned = PinnedDir {
             path: real.to_owned(),
             fd,
@@ -41,13 +78,15 @@ impl PinnedDir {
             ino: stat.st_ino,
         };
         let opened = std::fs::read_link(format!("/proc/self/fd/{}", pinned.fd.as_raw_fd()))
-            .map_err(|e| format!("cannot tell where {} leads: {e}", real.display()))?;
+            .map_err(|source| PinnedDirError::Unresolved {
+                path: path(),
+                source,
+            })?;
         if opened != real {
-            return Err(format!(
-                "{} changed while it was being checked (it now leads to {})",
-                real.display(),
-                opened.display()
-            ));
+            return Err(PinnedDirError::Moved {
+                path: path(),
+                now: opened,
+            });
         }
         Ok(pinned)
     }
@@ -64,19 +103,17 @@ impl PinnedDir {
 
     /// `Ok` if the path still names the directory the gate checked; otherwise a sentence
     /// saying what changed, fit for a `lastError`.
-    pub fn verify(&self) -> Result<(), String> {
-        let changed = |now: &str| {
-            format!(
-                "{} is no longer the directory the gate checked ({now})",
-                self.path.display()
-            )
+    pub fn verify(&self) -> Result<(), PinnedDirError> {
+        let change = match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) if meta.file_type().is_symlink() => Change::Symlink,
+            Ok(meta) if (meta.dev(), meta.ino()) == (self.dev, self.ino) => return Ok(()),
+            Ok(_) => Change::Replaced,
+            Err(e) => Change::Unreadable(e),
         };
-        match std::fs::symlink_metadata(&self.path) {
-            Ok(meta) if meta.file_type().is_symlink() => Err(changed("it is now a symlink")),
-            Ok(meta) if (meta.dev(), meta.ino()) == (self.dev, self.ino) => Ok(()),
-            Ok(_) => Err(changed("it was replaced")),
-            Err(e) => Err(changed(&format!("it cannot be read: {e}"))),
-        }
+        Err(PinnedDirError::Changed {
+            path: self.path.clone(),
+            change,
+        })
     }
 }
 
@@ -114,11 +151,11 @@ mod tests {
         std::fs::create_dir(&other).unwrap();
         std::fs::write(checked.join("mine"), "").unwrap();
         let pinned = PinnedDir::open(&checked).unwrap();
-        assert_eq!(pinned.verify(), Ok(()));
+        assert!(pinned.verify().is_ok());
 
         std::fs::rename(&checked, root.join("moved")).unwrap();
         std::os::unix::fs::symlink(&other, &checked).unwrap();
-        let why = pinned.verify().unwrap_err();
+        let why = pinned.verify().unwrap_err().to_string();
         assert!(why.contains("now a symlink"), "{why}");
         // The descriptor still leads to the directory that was checked.
         let through_fd = PathBuf::from(format!("/proc/self/fd/{}", pinned.fd.as_raw_fd()));

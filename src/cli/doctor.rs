@@ -25,6 +25,8 @@ pub struct DoctorArgs {
     /// Print `[{"name", "verdict", "detail"}]` instead of lines.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub reach: super::reach::ReachArgs,
 }
 
 pub fn run(ctx: &Context, args: &DoctorArgs) -> anyhow::Result<Outcome> {
@@ -42,6 +44,7 @@ pub fn run(ctx: &Context, args: &DoctorArgs) -> anyhow::Result<Outcome> {
         rules_root: args.rules_root.clone(),
         platform: args.platform.unwrap_or_else(Platform::native),
         home: crate::paths::home_dir(),
+        reach: args.reach.reach(&super::reach::progress_line),
     });
     let healthy = doctor::healthy(&checks);
     if args.json {

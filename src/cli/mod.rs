@@ -19,6 +19,7 @@ mod lock;
 mod lock_check;
 mod lock_origin;
 mod patterns;
+mod reach;
 mod records;
 mod replay;
 mod rules;
@@ -63,7 +64,7 @@ impl From<run::RunEnd> for ExitCode {
 #[derive(Parser, Debug)]
 #[command(
     name = "berth",
-    version,
+    version = crate::VERSION,
     about = "Release-queue daemon: lands queued PRs one lane at a time and proves they merged."
 )]
 pub struct Cli {

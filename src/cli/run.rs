@@ -99,7 +99,7 @@ impl DaemonArgs {
 fn log_startup(shared: &Shared, daemon: &DaemonArgs, source: &ConfigSource) {
     let rules = shared.rules.current();
     tracing::info!(
-        version = env!("CARGO_PKG_VERSION"),
+        version = crate::VERSION,
         pid = std::process::id(),
         queue_dir = %shared.store.dir().display(),
         forge = shared.forge.name(),

@@ -18,6 +18,8 @@ pub struct StatusArgs {
     /// berth's state dir, where a daemon reports its active rules and their last reload.
     #[arg(long, env = "BERTH_DIR", value_name = "DIR")]
     pub berth_dir: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub reach: super::reach::ReachArgs,
 }
 
 pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<Outcome> {
@@ -26,7 +28,12 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<Outcome> {
         .berth_dir
         .clone()
         .unwrap_or_else(crate::paths::default_berth_dir);
-    let report = QueueReport::read(&ctx.store, &ctx.allowlist(&ctx.config()?), &berth_dir)?;
+    let report = QueueReport::read_reaching(
+        &ctx.store,
+        &ctx.allowlist(&ctx.config()?),
+        &berth_dir,
+        &args.reach.reach(&super::reach::progress_line),
+    )?;
     if let Err(e) = &report.fallbacks {
         eprintln!("rule fallbacks in {} unreadable: {e}", berth_dir.display());
     }

@@ -4,7 +4,7 @@
 //! PR states (reconcile, the landed audit and the queue detectors all read it) and one
 //! lock listing per repo per `reconcile_every_secs`, each only when something asks.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::faults::queue_facts::RepoFacts;
@@ -18,14 +18,24 @@ pub struct TickMemory {
     /// when the queue view changed).
     generation: u64,
     /// Repos to discover and records due for a re-check whose gate refused them, with
-    /// the reason: each reported once.
-    refused: HashSet<String>,
+    /// the reason last reported: each reported once, forgotten when it passes the gate or
+    /// goes away ([`TickMemory::prune_refusals`]).
+    refused: HashMap<Refused, String>,
     /// The queue view and remote generations, and the active rule fallbacks, the queue
     /// detectors last ran on.
     pub detected: Option<(u64, u64, String)>,
     /// The queue view's generation when the last walk for due records found none, and
     /// the earliest time one comes due (`None`: none ever will without a change).
     nothing_due: Option<(u64, Option<chrono::DateTime<chrono::Utc>>)>,
+}
+
+/// What a gate refused.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Refused {
+    /// A repo path to discover (configured, or a live record's).
+    Root(String),
+    /// A record due for a re-check, by id.
+    Record(String),
 }
 
 #[derive(Default)]
@@ -137,8 +147,85 @@ impl TickMemory {
         }
     }
 
-    /// Whether `report` (a gate refusal of a repo or record) is new; each is logged once.
-    pub fn first_refusal(&mut self, report: &str) -> bool {
-        self.refused.insert(report.to_owned())
+    /// Whether `reason` is news about `subject`: first refused, or for another reason
+    /// than last reported. Each is logged once.
+    pub fn first_refusal(&mut self, subject: Refused, reason: &str) -> bool {
+        if self
+            .refused
+            .get(&subject)
+            .is_some_and(|last| last == reason)
+        {
+            return false;
+        }
+        self.refused.insert(subject, reason.to_owned());
+        true
+    }
+
+    /// `subject` passed its gate: a later refusal is news again.
+    pub fn passed(&mut self, subject: &Refused) {
+        self.refused.remove(subject);
+    }
+
+    /// Forgets the refusals of what went away (`still` says what is still there), so the
+    /// memory holds at most one entry per live repo path and record.
+    pub fn prune_refusals(&mut self, still: impl Fn(&Refused) -> bool) {
+        self.refused.retain(|subject, _| still(subject));
+    }
+
+    /// How many refusals are remembered.
+    #[cfg(test)]
+    fn refusals(&self) -> usize {
+        self.refused.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    /// A month of one-minute ticks over records that come, are refused, and go: the
+    /// refusal memory holds one entry per record still there, never the month's history.
+    #[test]
+    fn a_month_of_ticks_over_changing_records_keeps_the_refusals_bounded() {
+        const TICKS: usize = 30 * 24 * 60;
+        const PRESENT: usize = 50;
+        let mut memory = TickMemory::default();
+        let mut present: VecDeque<String> = VecDeque::new();
+        let mut most = 0;
+        for tick in 0..TICKS {
+            let id = format!("r{tick}");
+            present.push_back(id.clone());
+            if present.len() > PRESENT {
+                present.pop_front();
+            }
+            assert!(memory.first_refusal(Refused::Record(id.clone()), "not allowed"));
+            assert!(!memory.first_refusal(Refused::Record(id), "not allowed"));
+            memory.first_refusal(Refused::Root(format!("/repo{}", tick % 7)), "no origin");
+            let roots: Vec<String> = (0..3).map(|n| format!("/repo{n}")).collect();
+            memory.prune_refusals(|subject| match subject {
+                Refused::Record(id) => present.contains(id),
+                Refused::Root(path) => roots.contains(path),
+            });
+            most = most.max(memory.refusals());
+        }
+        assert!(most <= PRESENT + 3, "{most} refusals remembered");
+    }
+
+    /// A refusal that went away (the record passed its gate, or left) is news when it comes
+    /// back, even for the same reason; a changed reason is news too.
+    #[test]
+    fn a_refusal_that_returns_after_going_away_is_news_again() {
+        let mut memory = TickMemory::default();
+        let record = || Refused::Record("a".into());
+        assert!(memory.first_refusal(record(), "outside the allowed roots"));
+        assert!(!memory.first_refusal(record(), "outside the allowed roots"));
+        memory.passed(&record());
+        assert!(memory.first_refusal(record(), "outside the allowed roots"));
+        memory.prune_refusals(|_| false);
+        assert!(memory.first_refusal(record(), "outside the allowed roots"));
+        assert!(memory.first_refusal(record(), "no origin"));
+        assert!(memory.first_refusal(record(), "outside the allowed roots"));
     }
 }

@@ -20,7 +20,7 @@ use crate::record::{Record, Status};
 use crate::rules::contracts::landing::Admit;
 use crate::store::{Expect, StoredRecord};
 
-use super::memory::TickMemory;
+use super::memory::{Refused, TickMemory};
 use super::tick_gates::TickGates;
 use super::{Shared, policy};
 use crate::forge_state::GithubState;
@@ -165,6 +165,7 @@ pub fn prepare(shared: &Shared, wake: Wake, refresh: &Refresh) -> (PrepareReport
         report.reclaimed += usize::from(reclaim(shared, stored, now));
     }
     let live = live_repos(shared, &mut gates, &mut memory);
+    forget_gone_refusals(shared, &mut memory);
     report.discovered = discover(shared, &mut memory, &live);
     report.gate_blocked = gate_queued(shared, &mut gates);
     watch_faults(shared, &mut memory, &live, wake, !work.in_flight.is_empty());
@@ -226,6 +227,7 @@ fn live_repos(
         match gates.repo(&shared.allowlist(), path) {
             Ok(gate) => match &gate.origin {
                 Ok((identity, origin)) => {
+                    memory.passed(&Refused::Root(path.clone()));
                     add(&mut repos, identity, origin, path);
                 }
                 Err(refusal) => refused_root(memory, path, &refusal.reason),
@@ -258,9 +260,23 @@ fn live_repos(
 fn refused_root(memory: &mut TickMemory, path: &str, reason: &str) {
     // Once per path and reason: a configured repo is asked about every tick (gstack
     // repeats the line every tick).
-    if memory.first_refusal(&format!("{path}\0{reason}")) {
+    if memory.first_refusal(Refused::Root(path.to_owned()), reason) {
         tracing::warn!("{}", gstack_text::skipping_discovery(reason));
     }
+}
+
+/// Forgets the refusals of records settled or gone and of repo paths no longer asked
+/// about (not configured, and no live record's).
+fn forget_gone_refusals(shared: &Shared, memory: &mut TickMemory) {
+    let view = shared.view();
+    let roots = shared.discover_roots();
+    memory.prune_refusals(|subject| match subject {
+        Refused::Record(id) => view.get(id).is_some_and(|s| !s.record.is_settled()),
+        Refused::Root(path) => {
+            roots.iter().any(|root| root == path)
+                || view.live().any(|s| &s.record.repo_path == path)
+        }
+    });
 }
 
 /// Step 1: a blocked record the forge now reports merged becomes `landed`; a `landed` one
@@ -277,7 +293,10 @@ fn reconcile(
     let mut by_repo: BTreeMap<String, (ForgeRepo, Vec<&StoredRecord>)> = BTreeMap::new();
     for stored in due {
         let gated = match gates.record(&shared.allowlist(), &stored.record) {
-            Ok(gated) => gated,
+            Ok(gated) => {
+                memory.passed(&Refused::Record(stored.id.clone()));
+                gated
+            }
             Err(refusal) => {
                 refused_reconcile(memory, stored, &refusal.reason);
                 continue;
@@ -309,7 +328,7 @@ fn reconcile(
 /// A record due for a re-check that fails the gate, once per record and reason (gstack
 /// repeats it every tick, G19): a blocked one in gstack's words.
 fn refused_reconcile(memory: &mut TickMemory, stored: &StoredRecord, reason: &str) {
-    if !memory.first_refusal(&format!("{}\0{reason}", stored.id)) {
+    if !memory.first_refusal(Refused::Record(stored.id.clone()), reason) {
         return;
     }
     let pr = stored.record.pr_number;
@@ -563,7 +582,7 @@ fn watch_faults(
             .unwrap_or_else(crate::paths::default_build_state_dir),
     };
     let set = shared.rules.current();
-    crate::faults::watch::tick_runs(&dirs, &set);
+    let runs = crate::faults::watch::tick_runs(&dirs, &set);
     if wake == Wake::Watcher {
         return;
     }
@@ -600,7 +619,8 @@ fn watch_faults(
     let seen = (
         generation,
         memory.generation(),
-        serde_json::to_string(&fallbacks).unwrap_or_default(),
+        // Whether the budget ran out, not which pattern ran it out: one fault, not one a tick.
+        serde_json::to_string(&(&fallbacks, runs.learned_budget.is_some())).unwrap_or_default(),
     );
     if memory.detected.as_ref() == Some(&seen) && !in_flight {
         return;
@@ -622,6 +642,7 @@ fn watch_faults(
         stranded: &|stored| super::stranded::stranded_reason(shared, stored, now),
         repos: &repo_facts,
         rule_fallbacks: &fallbacks,
+        learned_budget: runs.learned_budget.as_ref(),
     };
     // Counted by tests: how often the queue detectors run, and over how many records.
     tracing::debug!(live = records.len(), "queue detectors run");

@@ -14,11 +14,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
 use git2::{Oid, Repository, StatusOptions};
 
 use crate::gates::WorktreeChoice;
-use crate::pinned_dir::PinnedDir;
+use crate::pinned_dir::{PinnedDir, PinnedDirError};
 
 use super::{Candidate, Shared};
 
@@ -62,7 +61,7 @@ impl Place {
             return;
         };
         if let Err(e) = remove_scratch(&scratch, self.dir.path()) {
-            tracing::warn!(worktree = %self.dir.path().display(), "scratch worktree not fully removed: {e:#}");
+            tracing::warn!(worktree = %self.dir.path().display(), "scratch worktree not fully removed: {e}");
         }
     }
 }
@@ -76,27 +75,114 @@ struct WorktreeGuard {
     _file: std::fs::File,
 }
 
+/// Why the landing could not get a checkout; each a sentence fit for a `lastError`.
+#[derive(Debug, thiserror::Error)]
+pub enum WorktreeError {
+    #[error(transparent)]
+    Moved(#[from] PinnedDirError),
+    #[error(transparent)]
+    BranchGone(#[from] BranchGone),
+    #[error("repo {} has no `origin` remote", .0.display())]
+    NoOrigin(PathBuf),
+    #[error("cannot fetch {remote_ref} from origin ({origin}): {message}")]
+    Fetch {
+        remote_ref: String,
+        origin: String,
+        message: String,
+    },
+    #[error("feature branch {feature} was not fetched into {tracking}")]
+    NotFetched { feature: String, tracking: String },
+    #[error(
+        "feature branch {feature} moved on origin during the fetch ({advertised} advertised, {head} fetched)"
+    )]
+    MovedDuringFetch {
+        feature: String,
+        advertised: Oid,
+        head: Oid,
+    },
+    #[error("cannot list origin ({origin}): {message}")]
+    ListOrigin { origin: String, message: String },
+    #[error("opening {}: {source}", .path.display())]
+    Open { path: PathBuf, source: git2::Error },
+    #[error("adding scratch worktree {}: {source}", .path.display())]
+    Add { path: PathBuf, source: git2::Error },
+    #[error("scratch worktree {} is not at {head}", .path.display())]
+    NotAt { path: PathBuf, head: Oid },
+    #[error("removing {}: {source}", .path.display())]
+    Remove {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("another landing kept changing the worktrees of {} for {}s: {source}", .repo.display(), ADMIN_LOCK_WAIT.as_secs())]
+    AdminBusy {
+        repo: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Git(#[from] git2::Error),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Why the record's own checkout is not landed in (a scratch worktree is, instead).
+#[derive(Debug, thiserror::Error)]
+enum Unusable {
+    #[error("cannot open worktree lock {}: {source}", .lock.display())]
+    NoLockFile {
+        lock: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("worktree {} is in use by another landing", .0.display())]
+    Busy(PathBuf),
+    #[error("cannot lock worktree {}: {source}", .path.display())]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Moved(#[from] PinnedDirError),
+    #[error("{}: {}", .path.display(), .source.message())]
+    Git { path: PathBuf, source: git2::Error },
+    #[error("worktree {} is on {on}, not on the feature branch {feature}", .path.display())]
+    OtherBranch {
+        path: PathBuf,
+        on: String,
+        feature: String,
+    },
+    #[error("worktree {} has no commit checked out", .0.display())]
+    NoCommit(PathBuf),
+    #[error("worktree {} is at {at}, not at origin/{feature} ({head})", .path.display())]
+    OtherCommit {
+        path: PathBuf,
+        at: Oid,
+        feature: String,
+        head: Oid,
+    },
+    #[error("worktree {} has {changed} changed file(s); berth never resets anyone's checkout", .path.display())]
+    Changed { path: PathBuf, changed: usize },
+}
+
 /// Takes the lock on the checkout at `path`, or says why not (busy, or no lock file).
-fn try_lock(shared: &Shared, path: &Path) -> Result<WorktreeGuard, String> {
+fn try_lock(shared: &Shared, path: &Path) -> Result<WorktreeGuard, Unusable> {
     let key = crate::safe_key::safe_key(&path.to_string_lossy());
-    let lock_path = shared.store.dir().join(format!(".worktree-{key}.lock"));
-    let file = crate::atomic_file::open_lock_file(&lock_path)
-        .map_err(|e| format!("cannot open worktree lock {}: {e}", lock_path.display()))?;
+    let lock = shared.store.dir().join(format!(".worktree-{key}.lock"));
+    let file = match crate::atomic_file::open_lock_file(&lock) {
+        Ok(file) => file,
+        Err(source) => return Err(Unusable::NoLockFile { lock, source }),
+    };
     match file.try_lock() {
         Ok(()) => Ok(WorktreeGuard { _file: file }),
-        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
-            "worktree {} is in use by another landing",
-            path.display()
-        )),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(format!("cannot lock worktree {}: {e}", path.display()))
-        }
+        Err(std::fs::TryLockError::WouldBlock) => Err(Unusable::Busy(path.to_owned())),
+        Err(std::fs::TryLockError::Error(source)) => Err(Unusable::Lock {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 
 /// Checks that every directory the landing uses by name is still the one the gate
 /// checked. The error is a `lastError` sentence.
-pub fn verify_dirs(c: &Candidate, place: Option<&Place>) -> Result<(), String> {
+pub fn verify_dirs(c: &Candidate, place: Option<&Place>) -> Result<(), PinnedDirError> {
     c.gated.repo.pin.verify()?;
     if let Some(place) = place {
         place.dir.verify()?;
@@ -105,10 +191,10 @@ pub fn verify_dirs(c: &Candidate, place: Option<&Place>) -> Result<(), String> {
 }
 
 /// Fetches the feature branch and picks (or makes) the checkout to land in. Blocking.
-pub fn prepare(shared: &Shared, c: &Candidate) -> anyhow::Result<Place> {
+pub fn prepare(shared: &Shared, c: &Candidate) -> Result<Place, WorktreeError> {
     let repo_path = &c.gated.repo.path;
     let feature = &c.record.feature_branch;
-    c.gated.repo.pin.verify().map_err(anyhow::Error::msg)?;
+    c.gated.repo.pin.verify()?;
     let pr_head = shared.forge.pr_head_ref(c.record.pr_number);
     let head = fetch_feature(c, repo_path, feature, pr_head)?;
     let reason = match (&c.gated.worktree, &c.gated.worktree_pin) {
@@ -126,7 +212,7 @@ pub fn prepare(shared: &Shared, c: &Candidate) -> anyhow::Result<Place> {
                         _lock: Some(lock),
                     });
                 }
-                Err(why) => why,
+                Err(why) => why.to_string(),
             }
         }
         (WorktreeChoice::Scratch { reason }, _) => reason.clone(),
@@ -166,9 +252,9 @@ pub fn prepare(shared: &Shared, c: &Candidate) -> anyhow::Result<Place> {
         }),
         Err(why) => {
             if let Err(e) = remove_scratch(&scratch, &path) {
-                tracing::warn!(worktree = %path.display(), "scratch worktree not fully removed: {e:#}");
+                tracing::warn!(worktree = %path.display(), "scratch worktree not fully removed: {e}");
             }
-            Err(anyhow!(why))
+            Err(why.into())
         }
     }
 }
@@ -194,16 +280,16 @@ fn fetch_feature(
     repo_path: &Path,
     feature: &str,
     pr_head: Option<String>,
-) -> anyhow::Result<Oid> {
+) -> Result<Oid, WorktreeError> {
     let (repo, url) = open_with_origin(c, repo_path)?;
     let tracking = format!("refs/remotes/origin/{feature}");
     let fetch = |remote_ref: &str| {
         crate::lane_lock::fetch_advertised(&repo, url, remote_ref, &tracking).map_err(|e| {
-            anyhow!(
-                "cannot fetch {remote_ref} from origin ({}): {}",
-                crate::lane_lock::redact(url),
-                e.message()
-            )
+            WorktreeError::Fetch {
+                remote_ref: remote_ref.to_owned(),
+                origin: crate::lane_lock::redact(url),
+                message: e.message().to_owned(),
+            }
         })
     };
     let mut fetched = fetch(&format!("refs/heads/{feature}"))?;
@@ -222,13 +308,18 @@ fn fetch_feature(
         }
         .into());
     };
-    let head = repo
-        .refname_to_id(&tracking)
-        .map_err(|_| anyhow!("feature branch {feature} was not fetched into {tracking}"))?;
+    let Ok(head) = repo.refname_to_id(&tracking) else {
+        return Err(WorktreeError::NotFetched {
+            feature: feature.to_owned(),
+            tracking,
+        });
+    };
     if head != advertised {
-        bail!(
-            "feature branch {feature} moved on origin during the fetch ({advertised} advertised, {head} fetched)"
-        );
+        return Err(WorktreeError::MovedDuringFetch {
+            feature: feature.to_owned(),
+            advertised,
+            head,
+        });
     }
     Ok(head)
 }
@@ -236,15 +327,14 @@ fn fetch_feature(
 /// Whether origin has the feature branch (`git ls-remote`): what the claim check asks
 /// when GitHub reports the PR closed, which is also what GitHub does to a PR whose head
 /// branch was deleted. Blocking.
-pub fn feature_on_origin(c: &Candidate) -> anyhow::Result<bool> {
+pub fn feature_on_origin(c: &Candidate) -> Result<bool, WorktreeError> {
     let (repo, url) = open_with_origin(c, &c.gated.repo.path)?;
     let head_ref = format!("refs/heads/{}", c.record.feature_branch);
     let found = crate::lane_lock::advertised(&repo, url, &head_ref).map_err(|e| {
-        anyhow!(
-            "cannot list origin ({}): {}",
-            crate::lane_lock::redact(url),
-            e.message()
-        )
+        WorktreeError::ListOrigin {
+            origin: crate::lane_lock::redact(url),
+            message: e.message().to_owned(),
+        }
     })?;
     Ok(found.is_some())
 }
@@ -254,57 +344,70 @@ pub fn feature_on_origin(c: &Candidate) -> anyhow::Result<bool> {
 fn open_with_origin<'c>(
     c: &'c Candidate,
     repo_path: &Path,
-) -> anyhow::Result<(Repository, &'c str)> {
+) -> Result<(Repository, &'c str), WorktreeError> {
     let url = c
         .gated
         .origin_url
         .as_deref()
-        .ok_or_else(|| anyhow!("repo {} has no `origin` remote", repo_path.display()))?;
-    c.gated.repo.pin.verify().map_err(anyhow::Error::msg)?;
-    let repo =
-        Repository::open(repo_path).with_context(|| format!("opening {}", repo_path.display()))?;
-    Ok((repo, url))
+        .ok_or_else(|| WorktreeError::NoOrigin(repo_path.to_owned()))?;
+    c.gated.repo.pin.verify()?;
+    Ok((open_repo(repo_path)?, url))
+}
+
+fn open_repo(path: &Path) -> Result<Repository, WorktreeError> {
+    Repository::open(path).map_err(|source| WorktreeError::Open {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// `Ok` if `dir` is a checkout of `refs/heads/<feature>` at `head` with no change to a
 /// tracked file; otherwise why not.
-fn checkout_state(dir: &PinnedDir, feature: &str, head: Oid) -> Result<(), String> {
-    let shown = dir.path().display();
+fn checkout_state(dir: &PinnedDir, feature: &str, head: Oid) -> Result<(), Unusable> {
+    let path = || dir.path().to_owned();
+    let git = |source| Unusable::Git {
+        path: path(),
+        source,
+    };
     dir.verify()?;
-    let repo = Repository::open(dir.path()).map_err(|e| format!("{shown}: {}", e.message()))?;
+    let repo = Repository::open(dir.path()).map_err(git)?;
     let on = repo
         .head()
         .ok()
         .and_then(|h| h.name().ok().map(str::to_owned))
         .filter(|name| name != "HEAD")
         .unwrap_or_else(|| "a detached HEAD".into());
+    let feature = feature.to_owned();
     if on != format!("refs/heads/{feature}") {
-        return Err(format!(
-            "worktree {shown} is on {on}, not on the feature branch {feature}"
-        ));
+        return Err(Unusable::OtherBranch {
+            path: path(),
+            on,
+            feature,
+        });
     }
     let at = repo
         .head()
         .ok()
         .and_then(|h| h.target())
-        .ok_or_else(|| format!("worktree {shown} has no commit checked out"))?;
+        .ok_or_else(|| Unusable::NoCommit(path()))?;
     if at != head {
-        return Err(format!(
-            "worktree {shown} is at {at}, not at origin/{feature} ({head})"
-        ));
+        return Err(Unusable::OtherCommit {
+            path: path(),
+            at,
+            feature,
+            head,
+        });
     }
     let mut options = StatusOptions::new();
     options.include_untracked(false).include_ignored(false);
-    let changed = repo
-        .statuses(Some(&mut options))
-        .map_err(|e| format!("{shown}: {}", e.message()))?
-        .len();
+    let changed = repo.statuses(Some(&mut options)).map_err(git)?.len();
     if changed > 0 {
-        return Err(format!(
-            "worktree {shown} has {changed} changed file(s); berth never resets anyone's checkout"
-        ));
+        return Err(Unusable::Changed {
+            path: path(),
+            changed,
+        });
     }
-    dir.verify()
+    Ok(dir.verify()?)
 }
 
 /// A worktree at `path` with a detached HEAD at `head`. libgit2 can only add a worktree
@@ -312,22 +415,27 @@ fn checkout_state(dir: &PinnedDir, feature: &str, head: Oid) -> Result<(), Strin
 /// branch is a plain ref, made and deleted without `git_branch_*`, which would also lock
 /// and rewrite the repo's shared `.git/config` (its `branch.<name>` section): a landing
 /// command of another lane may be writing that file at the same moment.
-fn add_scratch(scratch: &Scratch, path: &Path, head: Oid) -> anyhow::Result<()> {
+fn add_scratch(scratch: &Scratch, path: &Path, head: Oid) -> Result<(), WorktreeError> {
     let (repo_path, name) = (&scratch.repo, &scratch.name);
     let _turn = admin_turn(scratch)?;
-    let repo =
-        Repository::open(repo_path).with_context(|| format!("opening {}", repo_path.display()))?;
+    let repo = open_repo(repo_path)?;
     let branch_ref = format!("refs/heads/{name}");
     let branch = repo.reference(&branch_ref, head, false, "berth: scratch worktree")?;
     let mut options = git2::WorktreeAddOptions::new();
     options.reference(Some(&branch));
     repo.worktree(name, path, Some(&options))
-        .with_context(|| format!("adding scratch worktree {}", path.display()))?;
+        .map_err(|source| WorktreeError::Add {
+            path: path.to_owned(),
+            source,
+        })?;
     let worktree = Repository::open(path)?;
     worktree.set_head_detached(head)?;
     repo.find_reference(&branch_ref)?.delete()?;
     if worktree.head()?.target() != Some(head) {
-        bail!("scratch worktree {} is not at {head}", path.display());
+        return Err(WorktreeError::NotAt {
+            path: path.to_owned(),
+            head,
+        });
     }
     Ok(())
 }
@@ -336,11 +444,14 @@ fn add_scratch(scratch: &Scratch, path: &Path, head: Oid) -> anyhow::Result<()> 
 /// admin entry and branch of that name, and only if the entry points at that directory.
 /// libgit2 is never asked to delete a working tree: it would follow the admin entry's
 /// `gitdir`, which a planted repo controls.
-fn remove_scratch(scratch: &Scratch, path: &Path) -> anyhow::Result<()> {
+fn remove_scratch(scratch: &Scratch, path: &Path) -> Result<(), WorktreeError> {
     let name = &scratch.name;
     let _turn = admin_turn(scratch)?;
     if path.exists() {
-        std::fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))?;
+        std::fs::remove_dir_all(path).map_err(|source| WorktreeError::Remove {
+            path: path.to_owned(),
+            source,
+        })?;
     }
     let repo = Repository::open(&scratch.repo)?;
     if let Ok(worktree) = repo.find_worktree(name)
@@ -356,14 +467,11 @@ fn remove_scratch(scratch: &Scratch, path: &Path) -> anyhow::Result<()> {
 
 /// This landing's turn to add or remove a worktree of its repo, waited for at most
 /// [`ADMIN_LOCK_WAIT`].
-fn admin_turn(scratch: &Scratch) -> anyhow::Result<std::fs::File> {
-    crate::atomic_file::lock_exclusive_within(&scratch.admin_lock, ADMIN_LOCK_WAIT).with_context(
-        || {
-            format!(
-                "another landing kept changing the worktrees of {} for {}s",
-                scratch.repo.display(),
-                ADMIN_LOCK_WAIT.as_secs()
-            )
+fn admin_turn(scratch: &Scratch) -> Result<std::fs::File, WorktreeError> {
+    crate::atomic_file::lock_exclusive_within(&scratch.admin_lock, ADMIN_LOCK_WAIT).map_err(
+        |source| WorktreeError::AdminBusy {
+            repo: scratch.repo.clone(),
+            source,
         },
     )
 }

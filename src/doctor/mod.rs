@@ -11,12 +11,13 @@ use serde::Serialize;
 
 use crate::config::{Config, ConfigSource, ForgeKind};
 use crate::gates::Allowlist;
-use crate::lane_lock::{ListedLock, LockClient, LockSettings};
+use crate::lane_lock::survey::Reach;
 use crate::record::Status;
 use crate::service::Platform;
 use crate::store::QueueStore;
 
 mod daemon;
+mod locks;
 mod unit;
 
 /// How long one probe (`git --version`, `gh auth status`, `systemctl is-active`) may take.
@@ -71,6 +72,8 @@ pub struct Inputs<'a> {
     pub rules_root: Option<PathBuf>,
     pub platform: Platform,
     pub home: Option<PathBuf>,
+    /// Whether and how long origins (and `gh auth`) are asked.
+    pub reach: Reach<'a>,
 }
 
 /// Every check, in the order they are printed.
@@ -96,7 +99,13 @@ pub fn run(inputs: &Inputs<'_>) -> Vec<Check> {
             let gh = tool("gh", &config.gh_program, &["--version"]);
             let found = gh.verdict == Verdict::Ok;
             checks.push(gh);
-            if found {
+            if found && inputs.reach.offline {
+                checks.push(Check::new(
+                    "gh auth",
+                    Verdict::Warn,
+                    "not checked (--offline)",
+                ));
+            } else if found {
                 checks.push(gh_auth(&config.gh_program));
             }
         }
@@ -277,67 +286,11 @@ fn repos(inputs: &Inputs<'_>) -> Vec<Check> {
     if origins.is_empty() {
         return checks;
     }
-    let client = crate::atomic_file::ensure_private_dir(&inputs.berth_dir)
-        .map_err(|e| e.to_string())
-        .and_then(|()| {
-            LockClient::new(
-                &inputs.berth_dir.join("lock-scratch.git"),
-                LockSettings::default(),
-            )
-            .map_err(|e| e.to_string())
-        });
-    let client = match client {
-        Ok(client) => client,
-        Err(e) => {
-            checks.push(Check::new("lane locks", Verdict::Fail, e));
-            return checks;
-        }
-    };
-    for (url, identity) in origins {
-        let name = format!("lane locks of {identity}");
-        match client.list(&url) {
-            Ok(locks) if locks.is_empty() => {
-                checks.push(Check::new(name, Verdict::Ok, "none held"))
-            }
-            Ok(locks) => {
-                for lock in locks {
-                    let (verdict, detail) = match &lock.state {
-                        ListedLock::Live(p) => (
-                            Verdict::Ok,
-                            format!("held by {} until {}", p.owner_id, p.expires_at),
-                        ),
-                        ListedLock::HolderGone { payload, reason } => (
-                            Verdict::Warn,
-                            format!(
-                                "held by {} until {} but the holder is gone ({reason}); the next landing takes it over",
-                                payload.owner_id, payload.expires_at
-                            ),
-                        ),
-                        ListedLock::Expired(p) => (
-                            Verdict::Warn,
-                            format!(
-                                "EXPIRED since {} (holder {}); the next landing takes it over",
-                                p.expires_at, p.owner_id
-                            ),
-                        ),
-                        ListedLock::Unreadable { reason } => (
-                            Verdict::Fail,
-                            format!(
-                                "UNREADABLE ({reason}); see `berth lock release {} --repo-path …`",
-                                lock.ref_name
-                            ),
-                        ),
-                    };
-                    checks.push(Check::new(
-                        format!("{name}: {}", lock.ref_name),
-                        verdict,
-                        detail,
-                    ));
-                }
-            }
-            Err(e) => checks.push(Check::new(name, Verdict::Fail, e.to_string())),
-        }
-    }
+    checks.extend(locks::lane_locks(
+        &inputs.berth_dir,
+        &origins,
+        &inputs.reach,
+    ));
     checks
 }
 

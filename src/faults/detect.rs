@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::fault::Fault;
 use super::json_file;
 use super::learned::{LEARNED_PREFIX, LearnedSet, distinct, parse_learned_faults};
-use super::learned_match::{Texts, window};
+use super::learned_match::{Budget, Texts, window};
 use super::rules::{
     DETECT_FN, DETECTORS, LEARNED_FN, LEARNED_RULE, QUEUE_DETECTORS, StateDoc, parse_faults,
 };
@@ -238,8 +238,19 @@ pub fn run_detector(set: &RuleSet, file: &str, input: Dynamic) -> Result<Vec<Fau
         .map_err(|e| format!("{file}: `{DETECT_FN}` returned an invalid answer: {e}"))
 }
 
-/// Every orchestrator detector over `run`, then the learned patterns of `learned`.
+/// Every orchestrator detector over `run`, then the learned patterns of `learned`, with no
+/// time limit on them (a one-off command).
 pub fn detect_run(set: &RuleSet, run: &RunInput, learned: &LearnedSet) -> Detection {
+    detect_run_within(set, run, learned, &mut Budget::unlimited())
+}
+
+/// [`detect_run`] with the learned regexes held to what is left of one tick's `budget`.
+pub fn detect_run_within(
+    set: &RuleSet,
+    run: &RunInput,
+    learned: &LearnedSet,
+    budget: &mut Budget,
+) -> Detection {
     let mut detection = Detection::default();
     let input = run.to_rule_input();
     for file in set.files_matching(DETECTORS) {
@@ -249,7 +260,7 @@ pub fn detect_run(set: &RuleSet, run: &RunInput, learned: &LearnedSet) -> Detect
         }
     }
     if !learned.patterns.is_empty() {
-        apply_learned(set, run, &input, learned, &mut detection);
+        apply_learned(set, run, &input, learned, budget, &mut detection);
     }
     detection
 }
@@ -264,6 +275,7 @@ fn apply_learned(
     run: &RunInput,
     input: &Dynamic,
     learned: &LearnedSet,
+    budget: &mut Budget,
     detection: &mut Detection,
 ) {
     let stdout = run.stdout.as_ref().map(|a| window(&a.content));
@@ -275,7 +287,7 @@ fn apply_learned(
         // gstack tests `state.failureReason ?? ""`; a non-string is not text to match.
         failure_reason: state.get("failureReason").and_then(Value::as_str),
     };
-    let matched = learned.matching(&texts, &run.state);
+    let matched = learned.matching_within(run.state_file.as_deref(), &texts, &run.state, budget);
     let mut candidates: Vec<Value> = Vec::new();
     let mut matched = matched.into_iter().peekable();
     for pattern in &learned.patterns {

@@ -10,6 +10,7 @@
 //! Hits are counted back into the file as gstack's `persistHitCounts` does, under a
 //! [`PidLock`], by an atomic rewrite that keeps every field berth does not know.
 
+use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ use serde_json::{Map, Value, json};
 
 use super::fault::{Fault, Severity, kind_of};
 use super::json_file;
-use super::learned_match::{Compiled, Field, Matcher, Regex, Texts};
+use super::learned_match::{Budget, COMPILED_BUDGET_BYTES, Compiled, Field, Matcher, Regex, Texts};
 use super::pid_lock::PidLock;
 use super::state_jsonpath::{Document, StatePath};
 use crate::atomic_file;
@@ -162,7 +163,13 @@ pub struct LearnedSet {
     pub patterns: Vec<LearnedPattern>,
     pub warnings: Vec<String>,
     compiled: Compiled,
+    /// Each run's last answers (by its state file), for the patterns a budget leaves out.
+    answers: Mutex<HashMap<PathBuf, Vec<bool>>>,
 }
+
+/// Runs whose last answers are kept; past it they are forgotten together (a run then
+/// starts again from "no match" for the patterns a budget leaves out).
+const MAX_REMEMBERED_RUNS: usize = 1024;
 
 impl LearnedSet {
     /// Loads `path`; a missing file is an empty set. Fails (naming the file) only when the
@@ -199,8 +206,22 @@ impl LearnedSet {
         };
         let mut set = LearnedSet::empty(path);
         let mut matchers = Vec::new();
+        let mut memory = 0;
         for (index, entry) in entries.iter().enumerate() {
-            match LearnedPattern::compile(index, entry) {
+            let compiled = LearnedPattern::compile(index, entry).and_then(|(pattern, matcher)| {
+                let cost = match &matcher {
+                    Matcher::Regex(_, regex) => regex.memory(),
+                    _ => 0,
+                };
+                if memory + cost > COMPILED_BUDGET_BYTES {
+                    return Err(format!(
+                        "the compiled regexes before it already hold {memory} of the {COMPILED_BUDGET_BYTES} bytes all learned regexes may use, and it needs {cost}"
+                    ));
+                }
+                memory += cost;
+                Ok((pattern, matcher))
+            });
+            match compiled {
                 Ok((pattern, matcher)) => {
                     if matches!(matcher, Matcher::Rule) {
                         set.warnings.push(format!(
@@ -253,12 +274,38 @@ impl LearnedSet {
 
     /// The patterns the core matched on this run, in file order.
     pub fn matching(&self, texts: &Texts<'_>, state: &Document) -> Vec<&LearnedPattern> {
+        self.matching_within(None, texts, state, &mut Budget::unlimited())
+    }
+
+    /// [`LearnedSet::matching`] within one tick's `budget`: a regex the budget left out
+    /// keeps its last answer for the run whose state file is `run`.
+    pub fn matching_within(
+        &self,
+        run: Option<&Path>,
+        texts: &Texts<'_>,
+        state: &Document,
+        budget: &mut Budget,
+    ) -> Vec<&LearnedPattern> {
         let patterns: Vec<&str> = self.patterns.iter().map(|p| p.pattern.as_str()).collect();
-        self.compiled
-            .matching(&patterns, texts, state)
-            .into_iter()
-            .map(|i| &self.patterns[i])
-            .collect()
+        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = run
+            .and_then(|run| answers.get(run))
+            .map_or(&[][..], Vec::as_slice);
+        let hit = self
+            .compiled
+            .hits(&patterns, texts, state, budget, previous);
+        let matched = hit
+            .iter()
+            .enumerate()
+            .filter_map(|(i, hit)| hit.then_some(&self.patterns[i]))
+            .collect();
+        if let Some(run) = run {
+            if answers.len() >= MAX_REMEMBERED_RUNS && !answers.contains_key(run) {
+                answers.clear();
+            }
+            answers.insert(run.to_owned(), hit);
+        }
+        matched
     }
 }
 

@@ -1,4 +1,4 @@
-//! Learned patterns applied natively (issue 9 §4): compiled once per version of
+//! Learned patterns applied natively: compiled once per version of
 //! `learned-patterns.json`, then matched over bounded inputs, so that 10,000 patterns over a
 //! 2 MB state cost milliseconds and no single pattern can stall a tick.
 //!
@@ -10,13 +10,21 @@
 //!   [`BACKTRACK_LIMIT`] and to the shorter [`BACKTRACKING_WINDOW_BYTES`];
 //! - `state_jsonpath`: the faults' path evaluator over the state's shared compact form.
 //!
+//! Together the regexes are held to one memory budget ([`COMPILED_BUDGET_BYTES`], checked
+//! at load) and one time budget per tick ([`TICK_BUDGET`], a [`Budget`] shared by every run
+//! of the tick), and no regex keeps a cache between matches.
+//!
 //! Why these numbers: the linear engine's worst case is the size of its automaton times the
 //! text (`[01]*1[01]{108}x`, the largest of that family the limit accepts, takes ~50 ms over
 //! a full window on this 2-core machine; `benches/faults.rs` measures it). Backtracking
 //! adds a factor of the text length (every start position re-runs the sub-match), so its
 //! text is shorter: `(?!x)(a|aa)*b` over 4 KiB of `a` takes ~40 ms.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
 use aho_corasick::AhoCorasick;
+use regex_automata::meta;
 
 use super::state_jsonpath::{Document, StatePath};
 
@@ -29,8 +37,20 @@ pub const WINDOW_BYTES: usize = 32 * 1024;
 /// Compiled-size limit of one linear regex; a pattern over it is refused at load time.
 pub const REGEX_SIZE_LIMIT: usize = 8 * 1024;
 /// Lazy-DFA cache of one linear regex; past it the engine falls back to its NFA, whose
-/// cost the size limit bounds.
+/// cost the size limit bounds. A cache lives for one match only, so the daemon holds at
+/// most one per matching thread, never one per pattern.
 pub const REGEX_CACHE_BYTES: usize = 256 * 1024;
+/// The memory all compiled learned regexes of one file may hold together (measured for
+/// linear ones, [`BACKTRACKING_CHARGE`] for each backtracking one); a pattern past it is
+/// refused at load, naming its index.
+pub const COMPILED_BUDGET_BYTES: usize = 32 * 1024 * 1024;
+/// What a backtracking regex is charged against [`COMPILED_BUDGET_BYTES`]: its engine does
+/// not measure itself, and its linear delegates are held to the same limits as a linear one.
+pub const BACKTRACKING_CHARGE: usize = 4 * REGEX_SIZE_LIMIT;
+/// The time all learned regexes may take in one tick, over every run. The pattern that is
+/// matching when it runs out is reported by index; the patterns not reached keep their
+/// last answer for that run, and the next tick starts with them.
+pub const TICK_BUDGET: Duration = Duration::from_secs(1);
 /// Backtracking steps one lookaround/backreference regex may take per match; past it the
 /// pattern does not match on that call.
 pub const BACKTRACK_LIMIT: usize = 100_000;
@@ -84,54 +104,90 @@ fn tail(text: &str, max: usize) -> &str {
 /// A compiled regex pattern.
 #[derive(Clone, Debug)]
 pub enum Regex {
-    Linear(regex::bytes::Regex),
+    Linear(meta::Regex),
     Backtracking(Box<fancy_regex::Regex>),
+}
+
+/// The linear engine as `regex::bytes` configures it (leftmost-first, bytes, ASCII classes),
+/// asked only whether it matches.
+fn linear(pattern: &str) -> Result<meta::Regex, Box<meta::BuildError>> {
+    let config = meta::Config::new()
+        .utf8_empty(false)
+        .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
+        .hybrid_cache_capacity(REGEX_CACHE_BYTES)
+        .which_captures(regex_automata::nfa::thompson::WhichCaptures::None);
+    let syntax = regex_automata::util::syntax::Config::new()
+        .unicode(false)
+        .utf8(false);
+    meta::Builder::new()
+        .configure(config)
+        .syntax(syntax)
+        .build(pattern)
+        .map_err(Box::new)
 }
 
 impl Regex {
     /// Compiles `pattern` under the limits, or says why it cannot be used.
     pub fn compile(pattern: &str) -> Result<Regex, String> {
-        let linear = regex::bytes::RegexBuilder::new(pattern)
-            .unicode(false)
-            .size_limit(REGEX_SIZE_LIMIT)
-            .dfa_size_limit(REGEX_CACHE_BYTES)
-            .build();
-        match linear {
+        match linear(pattern) {
             Ok(regex) => Ok(Regex::Linear(regex)),
-            Err(regex::Error::CompiledTooBig(_)) => Err(format!(
+            Err(e) if e.size_limit().is_some() => Err(format!(
                 "compiles to more than the {REGEX_SIZE_LIMIT}-byte size limit (a bounded repetition like {{1000}} multiplies the size)"
             )),
-            Err(linear_error) => fancy_regex::RegexBuilder::new(pattern)
-                .backtrack_limit(BACKTRACK_LIMIT)
-                .delegate_size_limit(REGEX_SIZE_LIMIT)
-                .delegate_dfa_size_limit(REGEX_CACHE_BYTES)
-                .build()
-                .map(|regex| Regex::Backtracking(Box::new(regex)))
-                .map_err(|fancy_error| {
-                    let linear_error = linear_error.to_string();
-                    // Only lookaround and backreferences need the backtracking engine; for
-                    // any other syntax error the linear engine's message is the useful one.
-                    if linear_error.contains("look-around")
-                        || linear_error.contains("backreference")
-                    {
-                        one_line(&fancy_error.to_string())
-                    } else {
-                        one_line(&linear_error)
-                    }
-                }),
+            Err(e) => {
+                let linear_error = e
+                    .syntax_error()
+                    .map_or_else(|| e.to_string(), ToString::to_string);
+                backtracking(pattern, linear_error)
+            }
+        }
+    }
+
+    /// What this regex holds in memory, as charged against [`COMPILED_BUDGET_BYTES`].
+    pub fn memory(&self) -> usize {
+        match self {
+            Regex::Linear(regex) => regex.memory_usage(),
+            Regex::Backtracking(_) => BACKTRACKING_CHARGE,
         }
     }
 
     /// Whether the regex matches `text` (a backtracking one: its end). A backtracking
-    /// regex that hits its step limit does not match.
+    /// regex that hits its step limit does not match. Caches are made for this call and
+    /// dropped with it.
     pub fn is_match(&self, text: &str) -> bool {
         match self {
-            Regex::Linear(regex) => regex.is_match(text.as_bytes()),
+            Regex::Linear(regex) => {
+                let mut cache = regex.create_cache();
+                regex.is_match_with(&mut cache, &regex_automata::Input::new(text.as_bytes()))
+            }
+            // A clone has caches of its own, dropped with it.
             Regex::Backtracking(regex) => regex
+                .as_ref()
+                .clone()
                 .is_match(tail(text, BACKTRACKING_WINDOW_BYTES))
                 .unwrap_or(false),
         }
     }
+}
+
+/// `pattern` for the backtracking engine (lookaround, backreferences), with the linear
+/// engine's complaint for anything else it refuses.
+fn backtracking(pattern: &str, linear_error: String) -> Result<Regex, String> {
+    fancy_regex::RegexBuilder::new(pattern)
+        .backtrack_limit(BACKTRACK_LIMIT)
+        .delegate_size_limit(REGEX_SIZE_LIMIT)
+        .delegate_dfa_size_limit(REGEX_CACHE_BYTES)
+        .build()
+        .map(|regex| Regex::Backtracking(Box::new(regex)))
+        .map_err(|fancy_error| {
+            // Only lookaround and backreferences need the backtracking engine; for
+            // any other syntax error the linear engine's message is the useful one.
+            if linear_error.contains("look-around") || linear_error.contains("backreference") {
+                one_line(&fancy_error.to_string())
+            } else {
+                one_line(&linear_error)
+            }
+        })
 }
 
 /// regex draws a caret diagram over several lines; a warning wants one.
@@ -156,12 +212,89 @@ pub enum Matcher {
     Rule,
 }
 
+/// The pattern that used up a tick's [`TICK_BUDGET`], by its position among the set's
+/// patterns, and how many regex matches were left out after it that tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exhausted {
+    pub index: usize,
+    pub skipped: usize,
+}
+
+/// The time the learned regexes of one tick have left.
+#[derive(Debug)]
+pub struct Budget {
+    limit: Option<Duration>,
+    spent: Duration,
+    /// Set by the first pattern that ran it out.
+    pub exhausted: Option<Exhausted>,
+}
+
+impl Budget {
+    /// One tick's: [`TICK_BUDGET`].
+    pub fn for_tick() -> Budget {
+        Budget::of(TICK_BUDGET)
+    }
+
+    pub fn of(limit: Duration) -> Budget {
+        Budget {
+            limit: Some(limit),
+            spent: Duration::ZERO,
+            exhausted: None,
+        }
+    }
+
+    /// No limit (one-off commands: `berth detect`).
+    pub fn unlimited() -> Budget {
+        Budget {
+            limit: None,
+            spent: Duration::ZERO,
+            exhausted: None,
+        }
+    }
+
+    fn over(&self) -> bool {
+        self.limit.is_some_and(|limit| self.spent >= limit)
+    }
+
+    /// Charges one match to the budget; true when it ran the budget out.
+    fn charge(&mut self, index: usize, took: Duration) -> bool {
+        self.spent += took;
+        if self.over() && self.exhausted.is_none() {
+            self.exhausted = Some(Exhausted { index, skipped: 0 });
+            return true;
+        }
+        false
+    }
+
+    fn skipped(&mut self, count: usize) {
+        if let Some(exhausted) = &mut self.exhausted {
+            exhausted.skipped += count;
+        }
+    }
+}
+
+/// A learned pattern that used up a tick's matching budget ([`TICK_BUDGET`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LearnedBudget {
+    /// Its index in `learned-patterns.json`.
+    pub index: usize,
+    pub category: String,
+    /// Regex matches left out after it on that tick (they kept their last answers).
+    pub skipped: usize,
+    /// The budget, in milliseconds.
+    pub budget_ms: u64,
+}
+
 /// Every pattern of a file, compiled: which of them match a run is one call.
 #[derive(Debug, Default)]
 pub struct Compiled {
     contains: Vec<(Field, AhoCorasick, Vec<usize>)>,
     regexes: Vec<(usize, Field, Regex)>,
     paths: Vec<usize>,
+    /// Where in `regexes` the next call starts: after the last one a budget stopped at, so
+    /// every regex gets its turn across ticks.
+    next_regex: AtomicUsize,
 }
 
 impl Compiled {
@@ -195,9 +328,27 @@ impl Compiled {
         Ok(compiled)
     }
 
-    /// The positions (in file order) of the patterns that match. `patterns[i]` is the
-    /// text of pattern `i` (paths are parsed from it).
+    /// The positions (in file order) of the patterns that match, without a time limit.
+    /// `patterns[i]` is the text of pattern `i` (paths are parsed from it).
     pub fn matching(&self, patterns: &[&str], texts: &Texts<'_>, state: &Document) -> Vec<usize> {
+        let hit = self.hits(patterns, texts, state, &mut Budget::unlimited(), &[]);
+        hit.iter()
+            .enumerate()
+            .filter_map(|(i, hit)| hit.then_some(i))
+            .collect()
+    }
+
+    /// Whether each pattern (in file order) matches, the regexes within `budget`: once it is
+    /// spent, a regex not reached keeps its answer in `previous` (this run's last answers;
+    /// no match when there is none).
+    pub fn hits(
+        &self,
+        patterns: &[&str],
+        texts: &Texts<'_>,
+        state: &Document,
+        budget: &mut Budget,
+        previous: &[bool],
+    ) -> Vec<bool> {
         let mut hit = vec![false; patterns.len()];
         for (field, automaton, ids) in &self.contains {
             let Some(text) = texts.get(*field) else {
@@ -215,17 +366,41 @@ impl Compiled {
                 }
             }
         }
-        for (i, field, regex) in &self.regexes {
-            hit[*i] = regex.is_match(texts.get(*field).unwrap_or(""));
-        }
+        self.regex_hits(texts, budget, previous, &mut hit);
         for i in &self.paths {
             hit[*i] =
                 StatePath::parse(patterns[*i]).is_ok_and(|path| !state.select(&path).is_empty());
         }
-        hit.iter()
-            .enumerate()
-            .filter_map(|(i, hit)| hit.then_some(i))
-            .collect()
+        hit
+    }
+
+    /// The regexes' answers into `hit`, from where the last budget stopped, while `budget`
+    /// lasts.
+    fn regex_hits(
+        &self,
+        texts: &Texts<'_>,
+        budget: &mut Budget,
+        previous: &[bool],
+        hit: &mut [bool],
+    ) {
+        let count = self.regexes.len();
+        let start = self.next_regex.load(Ordering::Relaxed) % count.max(1);
+        let mut skipped = 0;
+        for step in 0..count {
+            let (i, field, regex) = &self.regexes[(start + step) % count];
+            if budget.over() {
+                hit[*i] = previous.get(*i).copied().unwrap_or(false);
+                skipped += 1;
+                continue;
+            }
+            let started = Instant::now();
+            hit[*i] = regex.is_match(texts.get(*field).unwrap_or(""));
+            if budget.charge(*i, started.elapsed()) {
+                self.next_regex
+                    .store((start + step + 1) % count, Ordering::Relaxed);
+            }
+        }
+        budget.skipped(skipped);
     }
 }
 
@@ -266,6 +441,60 @@ mod tests {
         let err = Regex::compile("[01]*1[01]{5000}x").unwrap_err();
         assert!(err.contains("size limit"), "{err}");
         assert!(Regex::compile("(x").is_err());
+    }
+
+    /// The worst pattern the size limit accepts: 1,200 of them fit the memory budget, and
+    /// the budget is what bounds a file of them, not the count.
+    #[test]
+    fn the_worst_accepted_regex_is_measured_against_the_memory_budget() {
+        let regex = Regex::compile("[01]*1[01]{108}x").unwrap();
+        let memory = regex.memory();
+        eprintln!("worst accepted linear regex: {memory} bytes");
+        assert!(
+            memory > 0 && memory * 1200 <= COMPILED_BUDGET_BYTES,
+            "{memory}"
+        );
+        assert_eq!(
+            Regex::compile("ECONN(?=RESET)").unwrap().memory(),
+            BACKTRACKING_CHARGE
+        );
+    }
+
+    /// Once the budget is spent, the regexes not reached keep their previous answers, the
+    /// one that spent it is named, and the next call starts after it.
+    #[test]
+    fn a_spent_budget_names_the_pattern_and_keeps_the_last_answers() {
+        let patterns = ["a", "b", "c", "d"];
+        let matchers = patterns
+            .iter()
+            .map(|p| Matcher::Regex(Field::Stdout, Regex::compile(p).unwrap()));
+        let compiled = Compiled::build(matchers.zip(patterns)).unwrap();
+        let state = Document::new(json!({}));
+        let texts = Texts {
+            stdout: Some("abcd"),
+            ..Texts::default()
+        };
+        let previous = [false, true, false, true];
+        let mut spent = Budget::of(Duration::from_nanos(1));
+        let hit = compiled.hits(&patterns, &texts, &state, &mut spent, &previous);
+        assert_eq!(hit, [true, true, false, true], "a matched; b, c, d kept");
+        assert_eq!(
+            spent.exhausted,
+            Some(Exhausted {
+                index: 0,
+                skipped: 3
+            })
+        );
+        let mut next = Budget::of(Duration::from_nanos(1));
+        compiled.hits(&patterns, &texts, &state, &mut next, &previous);
+        assert_eq!(
+            next.exhausted.unwrap().index,
+            1,
+            "the next tick starts after it"
+        );
+        let mut ample = Budget::for_tick();
+        let hit = compiled.hits(&patterns, &texts, &state, &mut ample, &[]);
+        assert_eq!((hit, ample.exhausted), (vec![true; 4], None));
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub struct QueueFacts<'a> {
     pub repos: &'a [RepoFacts],
     /// RULE_FAILING: the landing and discovery questions failing closed right now.
     pub rule_fallbacks: &'a [crate::rules::fallbacks::Fallback],
+    /// LEARNED_BUDGET_EXHAUSTED: the learned pattern that used up the latest tick's
+    /// matching budget.
+    pub learned_budget: Option<&'a super::learned_match::LearnedBudget>,
 }
 
 /// The input map of `rules/detectors/queue/*.rhai`.
@@ -106,6 +109,7 @@ pub fn gather(facts: &QueueFacts<'_>) -> Value {
         "locks": locks,
         "remote": {"labelledWithoutRecord": labelled_without_record, "closedQueued": closed_queued},
         "ruleFallbacks": facts.rule_fallbacks,
+        "learnedBudget": facts.learned_budget,
     })
 }
 
@@ -164,6 +168,7 @@ mod tests {
             stranded: &|_| None,
             repos: &[repo],
             rule_fallbacks: &[],
+            learned_budget: None,
         };
         let input = gather(&facts);
         let remote = &input["remote"];

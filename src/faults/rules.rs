@@ -32,7 +32,7 @@ pub const DETECT_FN: &str = "detect";
 /// `fn learned(input)` in the learned rule.
 pub const LEARNED_FN: &str = "learned";
 
-/// The detector contracts, added to [`crate::rules::RuleSpec::standard`].
+/// The detector contracts, which `RuleSpec::standard` adds to berth's spec.
 pub const REQUIREMENTS: &[Requirement] = &[
     Requirement {
         file: DETECTORS,
@@ -79,7 +79,7 @@ pub fn parse_faults(result: &Value) -> Result<Vec<Fault>, String> {
 pub struct StateDoc(pub Arc<Document>);
 
 /// Registers [`StateDoc`] and `state_jsonpath` on the hardened engine (an
-/// [`crate::rules::spec::Extension`]).
+/// [`crate::rules::engine::Extension`]).
 pub fn register_primitives(engine: &mut Engine) {
     engine.register_type_with_name::<StateDoc>("StateDoc");
     engine.register_fn(

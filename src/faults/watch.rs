@@ -16,6 +16,7 @@ use super::detect::{self, REVIEW_REPORT, RunInput};
 use super::halt::{HaltEvent, Pointers, RunRef, stdout_tail};
 use super::halt_store::{HaltStore, SyncReport};
 use super::learned::{self, LearnedSet, LearnedSource};
+use super::learned_match::{self, Budget, LearnedBudget};
 use super::state_file::StateCache;
 use crate::rules::RuleSet;
 
@@ -30,6 +31,8 @@ pub struct WatchReport {
     pub runs: usize,
     /// State files parsed on this pass (the others had not changed since the last one).
     pub parsed: usize,
+    /// The learned pattern that used up this pass's matching budget, if one did.
+    pub learned_budget: Option<LearnedBudget>,
     pub emitted: Vec<String>,
     pub resolved: Vec<String>,
     pub problems: Vec<String>,
@@ -120,6 +123,18 @@ pub fn tick_queue(
 }
 
 fn log(report: &WatchReport) {
+    if let Some(spent) = &report.learned_budget {
+        tracing::warn!(
+            index = spent.index,
+            category = %spent.category,
+            skipped = spent.skipped,
+            "learned pattern {} ({}) used up the {} ms all learned regexes may take in one tick; {} matches were left out this tick and kept their last answers",
+            spent.index,
+            spent.category,
+            spent.budget_ms,
+            spent.skipped
+        );
+    }
     for id in &report.emitted {
         tracing::warn!(halt = %id, "fault raised: halt event written");
     }
@@ -147,6 +162,7 @@ pub fn watch_runs(
         }
     };
     STATE_CACHE.keep_only(&files);
+    let mut budget = Budget::for_tick();
     for file in files {
         let run = match STATE_CACHE.load(&file) {
             Ok((document, parsed)) => {
@@ -163,7 +179,7 @@ pub fn watch_runs(
         };
         report.runs += 1;
         let run_id = run_id_of(&run, &file);
-        let detection = detect::detect_run(set, &run, learned);
+        let detection = detect::detect_run_within(set, &run, learned, &mut budget);
         report.problems.extend(detection.errors);
         let path_text = |path: Option<&PathBuf>| path.map(|p| p.display().to_string());
         let state_file = file.display().to_string();
@@ -196,6 +212,16 @@ pub fn watch_runs(
         count_new_hits(learned, &events, &sync);
         report.absorb(&run_id, sync);
     }
+    // The budget names a position among the set's valid patterns; the report, the file's.
+    report.learned_budget = budget.exhausted.and_then(|exhausted| {
+        let pattern = learned.patterns.get(exhausted.index)?;
+        Some(LearnedBudget {
+            index: pattern.index,
+            category: pattern.category.clone(),
+            skipped: exhausted.skipped,
+            budget_ms: learned_match::TICK_BUDGET.as_millis() as u64,
+        })
+    });
     report
 }
 

@@ -38,6 +38,8 @@ mod cas;
 mod heartbeat;
 mod leftover;
 mod payload;
+mod scratch_pool;
+pub mod survey;
 mod transport;
 
 use std::collections::HashSet;
@@ -60,6 +62,7 @@ pub use payload::{LOCK_SUBJECT, LockPayload};
 
 use cas::{Expect, WriteHook, compare_and_swap};
 use payload::{ReadLock, lock_message, read_lock};
+use scratch_pool::{Pooled, ScratchPool};
 use transport::{PushOutcome, Scratch, fetch, redact_url};
 
 /// `url` with any password or token replaced by `***`, for messages.
@@ -411,6 +414,8 @@ pub struct LockClient {
     /// The lock commits this client wrote and has not released: a lock in this process's
     /// name at one of them is a landing of this process, never an orphan.
     mine: Mutex<HashSet<Oid>>,
+    /// Scratch repositories reused between operations.
+    pool: ScratchPool,
 }
 
 /// Per-operation context for error messages.
@@ -490,6 +495,7 @@ impl LockClient {
             settings,
             hook: WriteHook::default(),
             mine: Mutex::default(),
+            pool: ScratchPool::default(),
         };
         client.sweep_leftovers();
         Ok(client)
@@ -786,7 +792,12 @@ impl LockClient {
             url: origin_url,
             ref_name: LOCK_REF_PREFIX,
         };
-        let scratch = self.scratch()?;
+        // A repository of its own, never pooled: its `READ_REF/*` refs would stand in the
+        // way of a later read into `READ_REF`.
+        let scratch = Scratch::create(&self.scratch_dir).map_err(|source| LockError::Scratch {
+            path: self.scratch_dir.clone(),
+            source,
+        })?;
         let refspec = format!("+{LOCK_REF_PREFIX}*:{READ_REF}/*");
         fetch(&scratch.repo, origin_url, &refspec).map_err(|e| target.remote_error("list", e))?;
         let now = clock::now();
@@ -937,11 +948,13 @@ impl LockClient {
         outcome
     }
 
-    fn scratch(&self) -> Result<Scratch, LockError> {
-        Scratch::create(&self.scratch_dir).map_err(|source| LockError::Scratch {
-            path: self.scratch_dir.clone(),
-            source,
-        })
+    fn scratch(&self) -> Result<Pooled<'_>, LockError> {
+        self.pool
+            .take(&self.scratch_dir, READ_REF)
+            .map_err(|source| LockError::Scratch {
+                path: self.scratch_dir.clone(),
+                source,
+            })
     }
 
     fn chrono_ttl(&self) -> chrono::Duration {

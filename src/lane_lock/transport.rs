@@ -18,13 +18,14 @@ use tempfile::TempDir;
 /// asks again after every rejected attempt, forever, if the callback keeps answering).
 const MAX_CREDENTIAL_ATTEMPTS: u32 = 3;
 
-/// A bare repository that lives for one lock operation, in a 0700 temp dir under berth's
-/// scratch dir.
+/// A bare repository for lock operations, in a 0700 temp dir under berth's scratch dir,
+/// used by one operation at a time.
 ///
-/// Per operation rather than shared: every fetch of a foreign lock stores a pack and every
-/// lock commit a loose object, so a long-lived repository would grow without bound while
-/// the daemon polls held lanes; and concurrent operations (heartbeat thread, another lane,
-/// a second berth process on the same state dir) never see each other's refs.
+/// Never one shared by all: every fetch of a foreign lock stores a pack and every lock
+/// commit a loose object, so a long-lived repository would grow without bound while the
+/// daemon polls held lanes; and concurrent operations (heartbeat thread, another lane, a
+/// second berth process on the same state dir) never see each other's refs. The client
+/// reuses one for a bounded number of operations (`scratch_pool`).
 pub(crate) struct Scratch {
     // Field order matters: the repository is closed before its directory is removed.
     pub repo: Repository,

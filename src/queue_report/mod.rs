@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::daemon::UnsavedLine;
 use crate::gates::Allowlist;
+use crate::lane_lock::survey::Reach;
 use crate::record::Status;
 use crate::rules::RulesStatus;
 use crate::rules::fallbacks::Fallback;
@@ -21,7 +22,7 @@ use crate::store::{QueueStore, Scan, StoreError};
 
 pub use daemon_view::DaemonView;
 pub use story::{Story, StoryError};
-pub use waiting::{LaneBusy, Waiting, Waits, lock_client};
+pub use waiting::{LaneBusy, Waiting, Waits, lock_client, lock_client_within};
 
 /// What `berth status` shows about a queue and a berth dir.
 pub struct QueueReport {
@@ -36,17 +37,28 @@ pub struct QueueReport {
 }
 
 impl QueueReport {
-    /// Reads every part; only an unreadable queue dir fails (the rest is reported).
+    /// Reads every part; only an unreadable queue dir fails (the rest is reported). Each
+    /// origin's lane locks are listed within the default remote timeout.
     pub fn read(
         store: &QueueStore,
         allowlist: &Allowlist,
         berth_dir: &Path,
     ) -> Result<QueueReport, StoreError> {
+        Self::read_reaching(store, allowlist, berth_dir, &Reach::default())
+    }
+
+    /// [`QueueReport::read`], asking origins as `reach` allows.
+    pub fn read_reaching(
+        store: &QueueStore,
+        allowlist: &Allowlist,
+        berth_dir: &Path,
+        reach: &Reach<'_>,
+    ) -> Result<QueueReport, StoreError> {
         let scan = store.scan()?;
         let rules = RulesStatus::read(berth_dir);
         let fallbacks = crate::rules::fallbacks::read(berth_dir).map_err(|e| e.to_string());
         let daemon = DaemonView::read(berth_dir);
-        let waits = waiting::read(allowlist, berth_dir, &scan);
+        let waits = waiting::read(allowlist, berth_dir, &scan, reach);
         let unsaved = crate::daemon::read_unsaved(berth_dir);
         Ok(QueueReport {
             scan,

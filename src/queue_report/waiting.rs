@@ -5,10 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::gates::Allowlist;
+use crate::lane_lock::survey::{self, Listed, Reach};
 use crate::lane_lock::{
     Lane, ListedLock, LockClient, LockError, LockListing, LockSettings, lock_ref_name,
 };
@@ -70,7 +72,7 @@ pub struct Waits {
     pub problems: Vec<String>,
 }
 
-pub fn read(allowlist: &Allowlist, berth_dir: &Path, scan: &Scan) -> Waits {
+pub fn read(allowlist: &Allowlist, berth_dir: &Path, scan: &Scan, reach: &Reach<'_>) -> Waits {
     let mut waits = Waits::default();
     let queued: Vec<_> = scan
         .records
@@ -102,7 +104,11 @@ pub fn read(allowlist: &Allowlist, berth_dir: &Path, scan: &Scan) -> Waits {
             Some((s.id.as_str(), (gated.origin_url?, lock_ref_name(&lane))))
         })
         .collect();
-    let locks = list_locks(berth_dir, lanes.values().map(|(url, _)| url.as_str()));
+    let locks = list_locks(
+        berth_dir,
+        lanes.values().map(|(url, _)| url.as_str()),
+        reach,
+    );
     for stored in queued {
         let mut waiting = Waiting {
             policy: policy.remove(&stored.id),
@@ -116,7 +122,7 @@ pub fn read(allowlist: &Allowlist, berth_dir: &Path, scan: &Scan) -> Waits {
         };
         if let Some((url, lock_ref)) = lanes.get(stored.id.as_str()) {
             waiting.lane_busy = match locks.get(url.as_str()) {
-                Some(Ok(listed)) => busy(listed, lock_ref),
+                Some(Listed::Locks(listed)) => busy(listed, lock_ref),
                 _ => None,
             };
         }
@@ -125,39 +131,49 @@ pub fn read(allowlist: &Allowlist, berth_dir: &Path, scan: &Scan) -> Waits {
         }
     }
     for (url, listed) in &locks {
-        if let Err(e) = listed {
-            waits
+        match listed {
+            Listed::Failed(e) => waits
                 .problems
-                .push(format!("lane locks on {url} not listed: {e}"));
+                .push(format!("lane locks on {url} not listed: {}", chain(&**e))),
+            Listed::Skipped => waits
+                .problems
+                .push(format!("lane locks on {url} not listed (--offline)")),
+            Listed::Locks(_) => {}
         }
     }
     waits
 }
 
-/// The lane locks on each origin, listed once per origin.
+/// The lane locks on each origin, listed once per origin, the origins at once.
 fn list_locks<'a>(
     berth_dir: &Path,
     urls: impl Iterator<Item = &'a str>,
-) -> BTreeMap<&'a str, Result<Vec<LockListing>, String>> {
-    let mut out = BTreeMap::new();
-    let client = lock_client(berth_dir);
-    for url in urls {
-        out.entry(url).or_insert_with(|| match &client {
-            Ok(client) => client.list(url).map_err(|e| chain(&e)),
-            Err(e) => Err(chain(e)),
-        });
-    }
-    out
+    reach: &Reach<'_>,
+) -> BTreeMap<&'a str, Listed> {
+    survey::list_each(
+        |timeout| lock_client_within(berth_dir, timeout),
+        urls,
+        reach,
+    )
 }
 
 /// The lock client another process uses to read (or force) a berth dir's lane locks: its
 /// scratch repo lives in `berth_dir`.
 pub fn lock_client(berth_dir: &Path) -> Result<LockClient, LockError> {
+    lock_client_within(berth_dir, crate::lane_lock::DEFAULT_REMOTE_TIMEOUT)
+}
+
+/// [`lock_client`] whose remote calls are bounded by `timeout`.
+pub fn lock_client_within(berth_dir: &Path, timeout: Duration) -> Result<LockClient, LockError> {
     crate::atomic_file::ensure_private_dir(berth_dir).map_err(|source| LockError::Scratch {
         path: berth_dir.to_owned(),
         source,
     })?;
-    LockClient::new(&berth_dir.join("lock-scratch.git"), LockSettings::default())
+    let settings = LockSettings {
+        remote_timeout: timeout,
+        ..LockSettings::default()
+    };
+    LockClient::new(&berth_dir.join("lock-scratch.git"), settings)
 }
 
 /// `error: cause: cause`, every source in order.

@@ -23,7 +23,7 @@ pub const FILES: &[(&str, &str)] = &[
         "policies/landing.tests.json",
         include_str!("../../policies/landing.tests.json"),
     ),
-    // Faults (issue 5): detectors and the learned-patterns rule.
+    // The faults' detectors and the learned-patterns rule.
     (
         "rules/detectors/01_iteration_caps.tests.json",
         include_str!("../../rules/detectors/01_iteration_caps.tests.json"),
@@ -135,6 +135,14 @@ pub const FILES: &[(&str, &str)] = &[
     (
         "rules/detectors/queue/06_rule_failing.tests.json",
         include_str!("../../rules/detectors/queue/06_rule_failing.tests.json"),
+    ),
+    (
+        "rules/detectors/queue/07_learned_budget.rhai",
+        include_str!("../../rules/detectors/queue/07_learned_budget.rhai"),
+    ),
+    (
+        "rules/detectors/queue/07_learned_budget.tests.json",
+        include_str!("../../rules/detectors/queue/07_learned_budget.tests.json"),
     ),
 ];
 

@@ -20,8 +20,10 @@ use std::time::{Duration, Instant};
 use rhai::packages::{Package, StandardPackage};
 use rhai::{Dynamic, Engine, EvalAltResult, Position};
 
-use super::spec::Extension;
 use super::{memory, output, primitives};
+
+/// Registers extra primitives on the hardened engine (after berth's own).
+pub type Extension = fn(&mut rhai::Engine);
 
 /// The bounds every rule call runs within.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -263,8 +265,8 @@ mod tests {
         }
     }
 
-    /// issue 10 §6: one call inside every size limit held about 1 GiB (map keys are not
-    /// counted by rhai, and nothing bounds how many big values stay alive). The heap a
+    /// Every size limit alone lets one call hold about 1 GiB (rhai does not count map keys,
+    /// and nothing bounds how many big values stay alive). The heap a
     /// call holds is counted and capped; the count, not the time, is what is checked.
     #[test]
     fn one_call_cannot_hold_more_than_its_memory_bound() {

@@ -250,7 +250,7 @@ pub struct LoadFailure {
     pub hash: Option<String>,
     pub errors: Vec<LoadError>,
     /// The rule tests that ran (all of them, passing and failing), for `berth rules test`.
-    pub cases: Vec<super::selftest::CaseResult>,
+    pub cases: Vec<super::case_result::CaseResult>,
 }
 
 impl LoadFailure {

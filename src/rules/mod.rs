@@ -19,6 +19,7 @@
 //! record, skip a gate or run a process, whatever it returns.
 
 pub mod capture;
+pub mod case_result;
 pub mod contracts;
 pub mod decisions;
 pub mod embedded;

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use rhai::Engine;
 
+use super::case_result::CaseResult;
 use super::error::{LoadError, LoadFailure};
-use super::selftest::{self, CaseResult};
+use super::selftest;
 use super::set::{CompiledFile, RuleSet};
 use super::source::SourceSet;
 use super::spec::RuleSpec;

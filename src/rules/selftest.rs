@@ -13,6 +13,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::case_result::CaseResult;
 use super::error::{LoadError, Location};
 use super::set::RuleSet;
 use super::source::SourceFile;
@@ -29,33 +30,6 @@ pub(crate) struct Case {
     expect: Option<Value>,
     #[serde(default)]
     expect_error: Option<String>,
-}
-
-/// What one case did.
-#[derive(Clone, Debug)]
-pub struct CaseResult {
-    pub tests_file: String,
-    pub rule_file: String,
-    /// 1-based position in the file.
-    pub index: usize,
-    pub name: Option<String>,
-    pub function: String,
-    /// `None` when it passed.
-    pub failure: Option<String>,
-}
-
-impl CaseResult {
-    pub fn passed(&self) -> bool {
-        self.failure.is_none()
-    }
-
-    /// `#2 (freeze window holds everything)` or `#2`.
-    pub fn label(&self) -> String {
-        match &self.name {
-            Some(name) => format!("#{} ({name})", self.index),
-            None => format!("#{}", self.index),
-        }
-    }
 }
 
 /// Parses a test file; its JSON errors carry line and column.

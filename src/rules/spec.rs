@@ -1,10 +1,11 @@
 //! What a rule set must provide, and what the engine gives it, in one value.
 //!
 //! The same [`RuleSpec`] drives daemon start, hot reload, `berth rules check` and
-//! `berth rules test`, so "check passes" means "reload would accept it". Another berth
-//! module that brings its own rule files (the faults' detectors) adds a [`Requirement`]
-//! and, if it needs one, an [`Extension`] registering its primitives, in
-//! [`RuleSpec::standard`]; it calls its files through
+//! `berth rules test`, so "check passes" means "reload would accept it". The spec knows
+//! no contract: each domain that brings rule files (the discovery and landing contracts,
+//! the faults' detectors) hands it a [`Requirement`] per function and, if it needs one,
+//! an [`Extension`] registering its primitives, and the contracts put berth's standard
+//! spec together (`RuleSpec::standard`, in `contracts`). A domain calls its files through
 //! [`super::RuleSet::call_json`] and never needs the engine's internals.
 
 use std::collections::HashMap;
@@ -13,16 +14,11 @@ use std::sync::{LazyLock, Mutex};
 use globset::{Glob, GlobMatcher};
 use serde_json::Value;
 
-use super::contracts;
-use super::contracts::samples::Samples;
-use super::engine::{LIMITS, Limits};
+use super::engine::{Extension, Limits};
 
 /// Checks one return value against its contract, given the arguments of the call: an
 /// `Err` names what is wrong. Used on every live call and on every rule test.
 pub type Validator = fn(args: &[Value], result: &Value) -> Result<(), String>;
-
-/// Registers extra primitives on the hardened engine (after berth's own).
-pub type Extension = fn(&mut rhai::Engine);
 
 /// A function some rule file must define.
 #[derive(Clone, Copy, Debug)]
@@ -33,6 +29,13 @@ pub struct Requirement {
     pub function: &'static str,
     pub arity: usize,
     pub validate: Option<Validator>,
+}
+
+/// The calls one contract function gets: each a name (for the error) and its arguments.
+pub struct Samples {
+    pub file: &'static str,
+    pub function: &'static str,
+    pub calls: fn() -> Vec<(&'static str, Vec<Value>)>,
 }
 
 /// The requirements, extensions and limits of one rule engine.
@@ -46,21 +49,6 @@ pub struct RuleSpec {
 }
 
 impl RuleSpec {
-    /// berth's contracts: discovery and landing policy.
-    pub fn standard() -> RuleSpec {
-        let mut requirements = Vec::new();
-        requirements.extend_from_slice(contracts::discovery::REQUIREMENTS);
-        requirements.extend_from_slice(contracts::landing::REQUIREMENTS);
-        // Faults (issue 5): the detector contracts and their `state_jsonpath` primitive.
-        requirements.extend_from_slice(crate::faults::rules::REQUIREMENTS);
-        RuleSpec {
-            requirements,
-            samples: contracts::samples::ALL,
-            extensions: vec![crate::faults::rules::register_primitives],
-            limits: LIMITS,
-        }
-    }
-
     /// The validator for calls of `function` in `file`, if a requirement names one.
     pub fn validator(&self, file: &str, function: &str) -> Option<Validator> {
         self.requirements

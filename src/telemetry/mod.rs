@@ -74,7 +74,7 @@ impl Telemetry {
             metrics: Metrics::new(),
             health: Mutex::new(Health {
                 pid: std::process::id(),
-                version: env!("CARGO_PKG_VERSION").into(),
+                version: crate::VERSION.into(),
                 started_at: crate::clock::now_iso(),
                 forge: forge.into(),
                 ..Health::default()

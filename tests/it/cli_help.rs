@@ -104,3 +104,28 @@ fn every_flag_has_help_and_every_main_command_has_examples() {
         "commands without an Examples section: {no_examples:?}"
     );
 }
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let world = World::new();
+    let out = world.berth().arg("--version").output().unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("berth {}\n", berth::VERSION)
+    );
+    let commit = berth::VERSION
+        .strip_prefix(concat!(env!("CARGO_PKG_VERSION"), " ("))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap();
+    // Built from this checkout: a commit git knows.
+    assert!(
+        commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{commit}"
+    );
+    let known = std::process::Command::new("git")
+        .args(["cat-file", "-e", &format!("{commit}^{{commit}}")])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
+    assert!(known.success(), "{commit}");
+}

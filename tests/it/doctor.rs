@@ -133,3 +133,113 @@ fn doctor_checks_the_unit_it_finds() {
         "{text}"
     );
 }
+
+/// An origin that accepts connections and never answers; it counts how many of them were
+/// open at once.
+struct SilentOrigin {
+    port: u16,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    most_open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SilentOrigin {
+    fn start() -> SilentOrigin {
+        use std::io::Read;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let most_open = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
+        let (a, m) = (Arc::clone(&accepted), Arc::clone(&most_open));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                a.fetch_add(1, Ordering::SeqCst);
+                let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(now, Ordering::SeqCst);
+                let open = Arc::clone(&open);
+                std::thread::spawn(move || {
+                    // Read (and drop) until the client gives up and closes.
+                    let mut sink = [0u8; 1024];
+                    while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        SilentOrigin {
+            port,
+            accepted,
+            most_open,
+        }
+    }
+
+    fn url(&self, name: &str) -> String {
+        format!("git://127.0.0.1:{}/{name}.git", self.port)
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn most_open(&self) -> usize {
+        self.most_open.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn status_and_doctor_ask_origins_at_once_within_the_timeout_or_not_at_all() {
+    let world = World::new();
+    let origin = SilentOrigin::start();
+    for (pr, name) in [(1, "widget"), (2, "gadget")] {
+        let repo = world.repo(name, &origin.url(name));
+        world.record(&repo, pr).write();
+    }
+    let config = world.git_forge_config("");
+    let run = |args: &[&str]| {
+        let out = world
+            .berth()
+            .env("BERTH_DIR", world.berth_state())
+            .env("BERTH_CONFIG", &config)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+
+    let (text, stderr) = run(&["status", "--offline"]);
+    assert_eq!(origin.accepted(), 0, "{text}");
+    assert_eq!(text.matches("not listed (--offline)").count(), 2, "{text}");
+    let (text, _) = run(&["doctor", "--offline"]);
+    assert_eq!(origin.accepted(), 0, "{text}");
+    assert_eq!(text.matches("not checked (--offline)").count(), 2, "{text}");
+    // Piped: no progress line.
+    assert!(!stderr.contains("listing lane locks"), "{stderr}");
+
+    let (text, stderr) = run(&["status", "--timeout", "2"]);
+    assert_eq!(origin.accepted(), 2, "{text}");
+    assert_eq!(
+        origin.most_open(),
+        2,
+        "the origins were asked one after the other"
+    );
+    assert_eq!(
+        text.matches("waiting: lane locks on git://").count(),
+        2,
+        "{text}"
+    );
+    assert!(!stderr.contains("listing lane locks"), "{stderr}");
+    let (text, _) = run(&["doctor", "--timeout", "2"]);
+    assert_eq!(origin.accepted(), 4, "{text}");
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("FAIL  lane locks of "))
+            .count(),
+        2,
+        "{text}"
+    );
+}

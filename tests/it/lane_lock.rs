@@ -168,17 +168,29 @@ pub(super) fn gstack_write(remote: &Remote, ref_name: &str, body: &str) -> Strin
         ],
     );
     let sha = sha.trim().to_owned();
-    git(
-        work.path(),
-        &[
-            "push",
-            "-q",
-            "--force",
-            &remote.url,
-            &format!("{sha}:{ref_name}"),
-        ],
-    );
-    sha
+    // Even `push --force` is refused when the ref moves between the advertisement and the
+    // update (a heartbeat of the holder): a peer pushes again, as this one does.
+    let refspec = format!("{sha}:{ref_name}");
+    let push = [
+        "push",
+        "-q",
+        "--force",
+        remote.url.as_str(),
+        refspec.as_str(),
+    ];
+    for _ in 0..20 {
+        let out = Command::new("git")
+            .current_dir(work.path())
+            .args(push)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            return sha;
+        }
+        assert!(stderr.contains("cannot lock ref"), "git {push:?}: {stderr}");
+    }
+    panic!("git {push:?} lost the race to the holder 20 times");
 }
 
 fn git_stdin(dir: &Path, args: &[&str], input: &str) -> String {

@@ -65,7 +65,7 @@ fn one_daemon_per_berth_dir_health_in_status_and_metrics_over_http() {
         .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("every line is JSON"))
         .find(|v| v["message"] == "berth starting")
         .expect("a startup line");
-    assert_eq!(startup["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(startup["version"], berth::VERSION);
     assert_eq!(startup["forge"], "git");
     assert_eq!(startup["queue_dir"], world.queue.to_str().unwrap());
     assert_eq!(startup["poll_secs"], 1);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::ask::ask_or_clean_up;
 use super::{End, Landing};
-use crate::daemon::worktree::{self, Place};
+use crate::daemon::worktree::{self, Place, WorktreeError};
 
 /// The checkout to run the steps in (a scratch one made after the landing stopped waiting
 /// for it is removed, not left behind).
@@ -23,10 +23,8 @@ pub(super) async fn prepare(l: &Landing) -> Result<Place, End> {
     .await;
     match prepared {
         Some(Ok(place)) => Ok(place),
-        Some(Err(e)) => Err(End::Block(match e.downcast_ref::<worktree::BranchGone>() {
-            Some(gone) => gone.to_string(),
-            None => format!("cannot prepare a worktree: {e:#}"),
-        })),
+        Some(Err(WorktreeError::BranchGone(gone))) => Err(End::Block(gone.to_string())),
+        Some(Err(e)) => Err(End::Block(format!("cannot prepare a worktree: {e}"))),
         None if l.interrupted() => Err(End::Interrupted),
         None => Err(End::Requeue("preparing the worktree did not finish".into())),
     }

@@ -29,7 +29,9 @@ pub(super) async fn verify(l: &Landing, origin_url: &str) -> Result<(), End> {
             if check.state == PrState::Closed && check.head_on_origin.is_none() {
                 match worktree::feature_on_origin(&candidate) {
                     Ok(present) => check.head_on_origin = Some(present),
-                    Err(e) => tracing::debug!(record = %candidate.id, "feature branch not looked up: {e:#}"),
+                    Err(e) => {
+                        tracing::debug!(record = %candidate.id, "feature branch not looked up: {e}")
+                    }
                 }
             }
             verify_claim(&check, &pr)

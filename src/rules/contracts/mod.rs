@@ -13,8 +13,28 @@ pub mod samples;
 
 use serde_json::Value;
 
+use super::engine::LIMITS;
 use super::error::RuleError;
 use super::set::RuleSet;
+use super::spec::RuleSpec;
+
+impl RuleSpec {
+    /// berth's standard spec: the discovery and landing contracts, and the faults'
+    /// detector contracts with their `state_jsonpath` primitive. The domains register
+    /// here, so the engine's spec imports none of them.
+    pub fn standard() -> RuleSpec {
+        let mut requirements = Vec::new();
+        requirements.extend_from_slice(discovery::REQUIREMENTS);
+        requirements.extend_from_slice(landing::REQUIREMENTS);
+        requirements.extend_from_slice(crate::faults::rules::REQUIREMENTS);
+        RuleSpec {
+            requirements,
+            samples: samples::ALL,
+            extensions: vec![crate::faults::rules::register_primitives],
+            limits: LIMITS,
+        }
+    }
+}
 
 /// A decision and where it came from.
 #[derive(Clone, Debug)]

@@ -13,13 +13,7 @@ use super::discovery::{self, PrFacts};
 use super::landing::{self, LandFacts};
 use crate::forge::QUEUE_LABEL;
 use crate::forge_state::PrState;
-
-/// The calls one contract function gets: each a name (for the error) and its arguments.
-pub struct Samples {
-    pub file: &'static str,
-    pub function: &'static str,
-    pub calls: fn() -> Vec<(&'static str, Vec<Value>)>,
-}
+use crate::rules::spec::Samples;
 
 /// Every contract function berth itself asks.
 pub const ALL: &[Samples] = &[

@@ -1,0 +1,169 @@
+//! The lock operations' scratch repositories, reused between operations of this process.
+//!
+//! Making one costs a temp dir and a bare `git init` (seven directories and their files),
+//! and removing it as many unlinks: on a busy filesystem that was most of berth's own time
+//! per landing (a landing takes, refreshes and releases one or two lock refs). Each
+//! operation still has a repository to itself (taken from the pool, given back when it
+//! ends), so concurrent operations never see each other's refs; one is retired after
+//! [`MAX_USES`] operations or [`MAX_AGE`], so what its fetches and lock commits store stays
+//! bounded, and it is always far younger than the hour after which a starting berth sweeps
+//! scratch dirs left by a killed process.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::transport::Scratch;
+
+/// Operations one scratch repository serves before it is removed.
+pub(crate) const MAX_USES: u32 = 64;
+/// Age past which a scratch repository is removed instead of reused.
+pub(crate) const MAX_AGE: Duration = Duration::from_secs(10 * 60);
+/// Idle scratch repositories kept; more are removed when their operation ends.
+pub(crate) const MAX_IDLE: usize = 4;
+
+/// One idle repository, with when it was made and how often it served.
+struct Idle {
+    scratch: Scratch,
+    born: Instant,
+    uses: u32,
+}
+
+/// Idle scratch repositories of one lock client.
+#[derive(Default)]
+pub(crate) struct ScratchPool {
+    idle: Mutex<Vec<Idle>>,
+}
+
+/// A scratch repository held by one operation; given back to the pool when dropped.
+pub(crate) struct Pooled<'p> {
+    pool: &'p ScratchPool,
+    held: Option<Idle>,
+}
+
+impl std::ops::Deref for Pooled<'_> {
+    type Target = Scratch;
+
+    fn deref(&self) -> &Scratch {
+        &self.held.as_ref().expect("held until dropped").scratch
+    }
+}
+
+impl std::fmt::Debug for ScratchPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ScratchPool({} idle)", self.lock().len())
+    }
+}
+
+impl ScratchPool {
+    /// A repository for one operation: an idle one still fit for use, its read ref
+    /// `read_ref` emptied (an operation that failed between its read and its cleanup may
+    /// have left it), or a new one under `dir`.
+    pub(crate) fn take(&self, dir: &Path, read_ref: &str) -> std::io::Result<Pooled<'_>> {
+        loop {
+            let Some(idle) = self.lock().pop() else {
+                break;
+            };
+            if !fit(&idle) {
+                continue;
+            }
+            let cleared = match idle.scratch.repo.find_reference(read_ref) {
+                Ok(mut left) => left.delete().is_ok(),
+                Err(_) => true,
+            };
+            if cleared {
+                return Ok(Pooled {
+                    pool: self,
+                    held: Some(idle),
+                });
+            }
+        }
+        let fresh = Idle {
+            scratch: Scratch::create(dir)?,
+            born: Instant::now(),
+            uses: 0,
+        };
+        Ok(Pooled {
+            pool: self,
+            held: Some(fresh),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn fit(idle: &Idle) -> bool {
+    idle.uses < MAX_USES && idle.born.elapsed() < MAX_AGE
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        let Some(mut idle) = self.held.take() else {
+            return;
+        };
+        idle.uses += 1;
+        // A panicking operation may have left anything behind: its repository goes.
+        if std::thread::panicking() || !fit(&idle) {
+            return;
+        }
+        let mut pool = self.pool.lock();
+        if pool.len() < MAX_IDLE {
+            pool.push(idle);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const READ: &str = "refs/berth/read";
+
+    #[test]
+    fn a_repository_is_reused_with_its_read_ref_emptied_then_retired() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = ScratchPool::default();
+        let first_path = {
+            let scratch = pool.take(dir.path(), READ).unwrap();
+            let commit = scratch.write_lock_commit("lock").unwrap();
+            scratch.repo.reference(READ, commit, true, "left").unwrap();
+            scratch.repo.path().to_owned()
+        };
+        assert_eq!(pool.lock().len(), 1);
+        let again = pool.take(dir.path(), READ).unwrap();
+        assert_eq!(
+            again.repo.path(),
+            first_path,
+            "the idle repository is reused"
+        );
+        assert!(
+            again.repo.find_reference(READ).is_err(),
+            "its read ref is emptied"
+        );
+        drop(again);
+        // Two uses so far; the last one retires it.
+        for _ in 2..MAX_USES - 1 {
+            drop(pool.take(dir.path(), READ).unwrap());
+        }
+        assert_eq!(pool.lock().len(), 1);
+        drop(pool.take(dir.path(), READ).unwrap());
+        assert_eq!(pool.lock().len(), 0, "retired after {MAX_USES} operations");
+        assert!(!first_path.exists(), "and removed");
+    }
+
+    #[test]
+    fn concurrent_operations_each_get_their_own_and_at_most_max_idle_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = ScratchPool::default();
+        let held: Vec<_> = (0..MAX_IDLE + 2)
+            .map(|_| pool.take(dir.path(), READ).unwrap())
+            .collect();
+        let paths: std::collections::HashSet<_> =
+            held.iter().map(|s| s.repo.path().to_owned()).collect();
+        assert_eq!(paths.len(), MAX_IDLE + 2);
+        drop(held);
+        assert_eq!(pool.lock().len(), MAX_IDLE);
+    }
+}

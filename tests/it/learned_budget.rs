@@ -1,0 +1,119 @@
+//! One budget for every learned pattern of a tick: a file of 1,200 copies of the slowest
+//! regex the size limit accepts, over a stdout window it must scan whole, costs each tick
+//! about one budget (not the ~60 s the copies take together); the daemon names the pattern
+//! that used it up, files it as a queue fault, and keeps landing.
+
+use std::fs;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::{World, sample, scrape, served_addr, stop};
+
+#[test]
+fn twelve_hundred_slow_learned_patterns_share_one_budget_and_the_daemon_keeps_landing() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let config = world.git_forge_config("poll_secs = 1\n");
+    let stdout = world.root.join("slow-run.log");
+    // One line of random 0s and 1s: every copy scans the whole 32 KiB window, its lazy DFA
+    // meeting a new state at almost every byte.
+    let mut bits = String::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while bits.len() < 40_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bits.push(if x & 1 == 1 { '1' } else { '0' });
+    }
+    fs::write(&stdout, bits).unwrap();
+    let state = json!({"slug": "slow-run", "stdoutLog": stdout});
+    let build_state = world.home.join(".gstack/build-state");
+    fs::write(build_state.join("slow-run.json"), state.to_string()).unwrap();
+    let faults = world.home.join(".gstack/skill-faults");
+    fs::create_dir_all(&faults).unwrap();
+    let slow = json!({"category": "SLOW_REGEX", "severity": "MEDIUM", "description": "slow",
+                      "matcherKind": "stdout_regex", "pattern": "[01]*1[01]{108}x"});
+    let patterns = json!(vec![slow; 1200]);
+    fs::write(faults.join("learned-patterns.json"), patterns.to_string()).unwrap();
+    let berth_dir = world.berth_state();
+    let daemon = world.spawn_berth(
+        &[
+            "run",
+            "--watch",
+            "--config",
+            config.to_str().unwrap(),
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ],
+        &berth_dir,
+        &[],
+    );
+    let log = || fs::read_to_string(berth_dir.with_extension("log")).unwrap_or_default();
+    let ticks = || sample(&scrape(&served_addr(&world)?), "berth_ticks_total");
+    assert!(
+        world.wait_for(Duration::from_secs(60), || ticks()
+            .is_some_and(|n| n >= 3.0)),
+        "three ticks never finished: {}",
+        log()
+    );
+    let id = lane.queue(1, "main");
+    assert!(
+        world.wait_for(Duration::from_secs(60), || world.read_record(&id)["status"]
+            == "landed"),
+        "the record did not land: {}\n{}",
+        world.read_record(&id),
+        log()
+    );
+    let pending = faults.join("pending-investigations");
+    let filed = || {
+        fs::read_dir(&pending)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("berth-release-queue-")
+            })
+            .filter_map(|e| fs::read(e.path()).ok())
+            .filter_map(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .filter(|event| {
+                event["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("[LEARNED_BUDGET_EXHAUSTED] "))
+            })
+            .count()
+    };
+    assert!(
+        world.wait_for(Duration::from_secs(30), || filed() > 0),
+        "no LEARNED_BUDGET_EXHAUSTED halt event: {}",
+        log()
+    );
+    // Ticks go on, each running out of budget again: still the one fault.
+    let now = ticks().unwrap();
+    assert!(
+        world.wait_for(Duration::from_secs(30), || ticks()
+            .is_some_and(|n| n >= now + 3.0)),
+        "{}",
+        log()
+    );
+    stop(daemon);
+    assert_eq!(
+        filed(),
+        1,
+        "one halt event while the budget keeps running out"
+    );
+    let log = log();
+    let reports = log
+        .lines()
+        .filter(|l| l.contains("all learned regexes may take in one tick"))
+        .count();
+    assert!(reports >= 1, "{log}");
+    assert!(
+        log.contains("\"category\":\"SLOW_REGEX\""),
+        "the report names the pattern: {log}"
+    );
+}
