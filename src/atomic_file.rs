@@ -164,7 +164,11 @@ pub fn lock_exclusive(lock_path: &Path) -> io::Result<File> {
 /// Takes an exclusive advisory lock, trying for at most `wait`: a lock someone else
 /// holds longer is an error of kind `WouldBlock`, never a hang.
 pub fn lock_exclusive_within(lock_path: &Path, wait: Duration) -> io::Result<File> {
-    let file = open_lock_file(lock_path)?;
+    lock_open_file_within(open_lock_file(lock_path)?, lock_path, wait)
+}
+
+/// [`lock_exclusive_within`] for a lock file the caller opened itself.
+pub fn lock_open_file_within(file: File, lock_path: &Path, wait: Duration) -> io::Result<File> {
     let deadline = Instant::now() + wait;
     loop {
         match file.try_lock() {

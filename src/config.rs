@@ -123,6 +123,9 @@ impl ConfigError {
     }
 }
 
+/// The longest lane lock TTL: a lock whose holder died stands for this long at most.
+pub const MAX_LOCK_TTL_SECS: u64 = 365 * 24 * 3600;
+
 impl Config {
     /// Reads `path`; `None` gives the defaults.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
@@ -150,6 +153,13 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
+        // A lock's `expiresAt` is its write time plus the TTL, in a calendar that ends.
+        if self.lock_ttl_secs > MAX_LOCK_TTL_SECS {
+            return Err(format!(
+                "lock_ttl_secs ({}) must be at most {MAX_LOCK_TTL_SECS} (365 days)",
+                self.lock_ttl_secs
+            ));
+        }
         if self.lock_ttl_secs == 0
             || self.heartbeat_secs == 0
             || self.heartbeat_secs >= self.lock_ttl_secs

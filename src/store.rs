@@ -50,6 +50,10 @@ pub enum Expect<'a> {
     /// A move of a record judged unowned must not land on a record a daemon claimed since
     /// (same status, new owner), nor on one its owner touched since (it is not stranded).
     Claim(&'a Record),
+    /// One of these statuses, claimed by this owner stamp: a landing's own moves. A daemon
+    /// paused past the TTL finds its record stranded and claimed by another daemon since
+    /// (same status, another owner); its late verdict must not land on that claim.
+    Mine(&'a [Status], &'a str),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -347,6 +351,22 @@ impl QueueStore {
                     });
                 }
             }
+            Expect::Mine(expected, owner) => {
+                if !expected.contains(&on_disk) {
+                    return Err(StoreError::Moved {
+                        id: id.to_owned(),
+                        found: on_disk,
+                        expected: expected.to_vec(),
+                    });
+                }
+                if record.claimed_by.as_deref() != Some(owner) {
+                    return Err(StoreError::Reclaimed {
+                        id: id.to_owned(),
+                        read: format!("{on_disk}, claimed by {owner}"),
+                        found: claim_text(&record),
+                    });
+                }
+            }
             Expect::Claim(read) => {
                 let same = read.status == on_disk
                     && read.claimed_by == record.claimed_by
@@ -591,8 +611,8 @@ mod tests {
         }
     }
 
-    /// issue 10 §4: a record swapped for a FIFO between a type check and the open used to
-    /// block the tick for ever.
+    /// A record swapped for a FIFO between a type check and the open must not block the
+    /// tick: the type is checked on the opened handle.
     #[test]
     fn a_record_swapped_for_a_fifo_never_blocks_a_scan() {
         let (dir, store) = store_with(&[]);

@@ -18,7 +18,18 @@ pub enum ConfigCommand {
         repos: super::RepoArgs,
         #[command(flatten)]
         daemon: DaemonArgs,
+        /// Print one document: `{"configFile", "settings": {"<key>": {"value", "from"}}}`
+        /// (`value` null when unset).
+        #[arg(long)]
+        json: bool,
     },
+}
+
+/// One setting: its effective value (`None`: unset) and where it came from.
+struct Setting {
+    key: String,
+    value: Option<toml::Value>,
+    from: String,
 }
 
 impl ConfigCommand {
@@ -29,18 +40,37 @@ impl ConfigCommand {
 }
 
 pub fn run(ctx: &Context, command: &ConfigCommand) -> anyhow::Result<Outcome> {
-    let ConfigCommand::Show { daemon, .. } = command;
+    let ConfigCommand::Show { daemon, json, .. } = command;
     let source = &ctx.config_source;
     let config = daemon.config(source)?;
+    let mut settings = paths(ctx, daemon);
+    settings.extend(file_settings(&config, source, daemon)?);
+    if *json {
+        let settings: serde_json::Map<String, serde_json::Value> = settings
+            .into_iter()
+            .map(|s| {
+                let value = serde_json::to_value(&s.value)?;
+                Ok((s.key, serde_json::json!({"value": value, "from": s.from})))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let doc = serde_json::json!({"configFile": source.describe(), "settings": settings});
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(Outcome::Clean);
+    }
     println!("# config file: {}", source.describe());
-    let file_keys: toml::Table = match source.path() {
-        Some(path) => std::fs::read_to_string(path)?.parse()?,
-        None => toml::Table::new(),
-    };
-    let file_origin = source
-        .path()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
+    for s in settings {
+        let shown = match &s.value {
+            Some(value) => value.to_string(),
+            None if s.key.ends_with("_root") => "(none)".into(),
+            None => "(unset)".into(),
+        };
+        println!("{} = {shown}  # {}", s.key, s.from);
+    }
+    Ok(Outcome::Clean)
+}
+
+/// The dirs that come from flags and the environment, not from the file.
+fn paths(ctx: &Context, daemon: &DaemonArgs) -> Vec<Setting> {
     let paths = [
         (
             "queue_dir",
@@ -76,37 +106,67 @@ pub fn run(ctx: &Context, command: &ConfigCommand) -> anyhow::Result<Outcome> {
             ctx.project_root_given,
         ),
     ];
-    for (key, value, flag, env, given) in paths {
-        let shown = match &value {
-            Some(path) => toml::Value::String(path.display().to_string()).to_string(),
-            None => "(none)".into(),
-        };
-        let origin = match (&value, given) {
-            (Some(path), true) => flag_or_env(path, flag, env),
-            (Some(_), false) if key == "project_root" => {
-                "the git toplevel of the current directory".into()
+    paths
+        .into_iter()
+        .map(|(key, value, flag, env, given)| {
+            let from = match (&value, given) {
+                (Some(path), true) => flag_or_env(path, flag, env),
+                (Some(_), false) if key == "project_root" => {
+                    "the git toplevel of the current directory".into()
+                }
+                (None, _) if key == "rules_root" => "default: the embedded rules".into(),
+                _ => "default".into(),
+            };
+            Setting {
+                key: key.into(),
+                value: value.map(|p| toml::Value::String(p.display().to_string())),
+                from,
             }
-            (None, _) if key == "rules_root" => "default: the embedded rules".into(),
-            _ => "default".into(),
-        };
-        println!("{key} = {shown}  # {origin}");
-    }
-    let effective = toml::Table::try_from(&config)?;
-    for (key, value) in &effective {
-        let origin = match key.as_str() {
-            "forge" if daemon.forge.is_some() => "--forge".to_owned(),
-            "max_lanes" if daemon.max_lanes.is_some() => "--max-lanes".to_owned(),
-            _ if file_keys.contains_key(key) => file_origin.clone(),
-            _ => "default".to_owned(),
-        };
-        println!("{key} = {value}  # {origin}");
-    }
+        })
+        .collect()
+}
+
+/// Every key of the configuration: from a flag, the file, or the default.
+fn file_settings(
+    config: &crate::config::Config,
+    source: &crate::config::ConfigSource,
+    daemon: &DaemonArgs,
+) -> anyhow::Result<Vec<Setting>> {
+    let file_keys: toml::Table = match source.path() {
+        Some(path) => std::fs::read_to_string(path)?.parse()?,
+        None => toml::Table::new(),
+    };
+    let file_origin = source
+        .path()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let effective = toml::Table::try_from(config)?;
+    let mut settings: Vec<Setting> = effective
+        .iter()
+        .map(|(key, value)| {
+            let from = match key.as_str() {
+                "forge" if daemon.forge.is_some() => "--forge".to_owned(),
+                "max_lanes" if daemon.max_lanes.is_some() => "--max-lanes".to_owned(),
+                _ if file_keys.contains_key(key) => file_origin.clone(),
+                _ => "default".to_owned(),
+            };
+            Setting {
+                key: key.clone(),
+                value: Some(value.clone()),
+                from,
+            }
+        })
+        .collect();
     for key in ["build_state_dir", "faults_dir"] {
         if !effective.contains_key(key) {
-            println!("{key} = (unset)  # default: under ~/.gstack");
+            settings.push(Setting {
+                key: key.into(),
+                value: None,
+                from: "default: under ~/.gstack".into(),
+            });
         }
     }
-    Ok(Outcome::Clean)
+    Ok(settings)
 }
 
 /// A value clap took from a flag or from its environment variable.

@@ -43,6 +43,10 @@ pub struct EnqueueArgs {
     /// The plan the run's living plan was made from, kept in the record as gstack keeps it.
     #[arg(long, value_name = "FILE")]
     pub source_plan_path: Option<String>,
+    /// Print one document `{"id", "file", "repoPath", "repoIdentity"}` instead of
+    /// `queued ID (FILE)`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(ctx: &Context, args: &EnqueueArgs) -> anyhow::Result<Outcome> {
@@ -76,7 +80,18 @@ pub fn run(ctx: &Context, args: &EnqueueArgs) -> anyhow::Result<Outcome> {
         );
     }
     let id = ctx.store.insert(&record)?;
-    println!("queued {id} ({})", ctx.store.path_of(&id).display());
+    let file = ctx.store.path_of(&id);
+    if args.json {
+        let doc = serde_json::json!({
+            "id": id,
+            "file": file,
+            "repoPath": record.repo_path,
+            "repoIdentity": record.repo_identity,
+        });
+        println!("{doc}");
+    } else {
+        println!("queued {id} ({})", file.display());
+    }
     Ok(Outcome::Clean)
 }
 

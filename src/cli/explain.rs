@@ -20,9 +20,13 @@ pub struct ExplainArgs {
     /// berth's state dir, where the daemon keeps `decisions.jsonl`.
     #[arg(long, env = "BERTH_DIR", value_name = "DIR")]
     pub berth_dir: Option<PathBuf>,
-    /// Print the log lines as JSON, one per line.
-    #[arg(long)]
+    /// Print one document: `{"pr", "record", "lines": [...]}` (the decision log's lines).
+    #[arg(long, conflicts_with = "jsonl")]
     pub json: bool,
+    /// Print the log lines as JSON, one per line (what `--json` printed before it became
+    /// one document).
+    #[arg(long)]
+    pub jsonl: bool,
 }
 
 /// Exit 0 with the history; 1 when nothing is recorded for that PR.
@@ -62,6 +66,10 @@ pub fn run(ctx: &Context, args: &ExplainArgs) -> anyhow::Result<Outcome> {
         return Ok(Outcome::NeedsAttention);
     }
     if args.json {
+        print!("{}", story.to_json());
+        return Ok(Outcome::Clean);
+    }
+    if args.jsonl {
         for line in &story.lines {
             println!("{}", line.to_json());
         }

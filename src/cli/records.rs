@@ -24,6 +24,9 @@ pub struct PickArgs {
     /// berth's state dir, whose `decisions.jsonl` records the act for `berth explain`.
     #[arg(long, env = "BERTH_DIR", value_name = "DIR")]
     pub berth_dir: Option<std::path::PathBuf>,
+    /// Print one document `{"id", "from", "to"}` instead of `ID: FROM -> TO`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -33,6 +36,18 @@ pub struct AbandonArgs {
     /// Why; kept in the record's `lastError`.
     #[arg(long, default_value = "abandoned by operator")]
     pub reason: String,
+}
+
+/// `ID: FROM -> TO`, or its `--json` document.
+fn print_move(args: &PickArgs, id: &str, from: Status, to: Status) {
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"id": id, "from": from.to_string(), "to": to.to_string()})
+        );
+    } else {
+        println!("{id}: {from} -> {to}");
+    }
 }
 
 /// Finds exactly one record for a PR number (or id), or explains why not.
@@ -157,7 +172,7 @@ fn retry_as_read(ctx: &Context, args: &PickArgs, stored: StoredRecord) -> anyhow
             },
         )
         .with_context(|| format!("retrying {}", stored.id))?;
-    println!("{}: {from} -> queued", stored.id);
+    print_move(args, &stored.id, from, Status::Queued);
     record_act(args, &stored, Act::Retry, from, Status::Queued, "")?;
     Ok(Outcome::Clean)
 }
@@ -232,7 +247,7 @@ pub fn abandon(ctx: &Context, args: &AbandonArgs) -> anyhow::Result<Outcome> {
             r.last_error = Some(args.reason.clone());
         })
         .with_context(|| format!("abandoning {}", stored.id))?;
-    println!("{}: {from} -> abandoned", stored.id);
+    print_move(&args.pick, &stored.id, from, Status::Abandoned);
     record_act(
         &args.pick,
         &stored,
@@ -284,6 +299,7 @@ mod tests {
             repo: None,
             config: Some(config),
             berth_dir: Some(dir.path().join("berth")),
+            json: false,
         };
         let read = pick(&ctx, &args).unwrap();
         // A daemon takes it over in between: still `landing`, now its own.

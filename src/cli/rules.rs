@@ -28,7 +28,7 @@ pub enum RulesCommand {
     /// Run the rule tests (`*.tests.json` beside the rules) and print every case.
     Test(JudgeArgs),
     /// List the set's files, where each comes from, and the functions they define.
-    List(RootArg),
+    List(ListArgs),
     /// Write the embedded rules, policies and their tests into a new rules root.
     Init(InitArg),
     /// Ask a candidate rule set the questions the daemon recorded, with the facts it
@@ -43,6 +43,16 @@ pub struct InitArg {
     /// The new rules root: must not exist or be an empty directory.
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub root: RootArg,
+    /// Print one JSON document: `{"hash", "source", "files": [{"file", "origin",
+    /// "functions", "tests"}]}` (`functions` for a rule file, `tests` for a tests file).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -78,7 +88,8 @@ pub fn run(args: &RulesArgs) -> anyhow::Result<Outcome> {
         RulesCommand::Test(a) if a.json => report(Verb::Test, a.root.root.as_deref()),
         RulesCommand::Check(a) => judge(Verb::Check, a.root.root.as_deref()),
         RulesCommand::Test(a) => judge(Verb::Test, a.root.root.as_deref()),
-        RulesCommand::List(a) => judge(Verb::List, a.root.as_deref()),
+        RulesCommand::List(a) if a.json => list_json(a.root.root.as_deref()),
+        RulesCommand::List(a) => judge(Verb::List, a.root.root.as_deref()),
         RulesCommand::Replay(a) => super::replay::replay(a),
         RulesCommand::Capture(a) => super::replay::capture(a),
     }
@@ -239,39 +250,81 @@ fn print_cases(cases: &[CaseResult]) {
 }
 
 /// One line per file: name, origin, and functions (rule files) or case count (tests).
-fn listing(built: &Built, root: Option<&std::path::Path>, source: &str) -> anyhow::Result<String> {
+/// One file of a set: where it comes from, and what it defines (a rule file) or how many
+/// cases it holds (a tests file).
+struct Listed {
+    name: String,
+    overridden: bool,
+    functions: Option<Vec<String>>,
+    tests: usize,
+}
+
+fn listed(built: &Built, root: Option<&std::path::Path>) -> anyhow::Result<Vec<Listed>> {
     let files = SourceSet::load(root).map_err(|f| anyhow::anyhow!("{f}"))?;
-    let origin = |overridden: bool| if overridden { "override" } else { "embedded" };
-    let mut rows: Vec<[String; 3]> = Vec::new();
-    for file in files.files() {
-        let detail = match built.set.file(&file.name) {
-            Some(compiled) => compiled
-                .functions
-                .iter()
-                .map(|(name, arity)| format!("{name}/{arity}"))
-                .collect::<Vec<_>>()
-                .join(" "),
-            None => {
-                let cases = built
-                    .cases
+    Ok(files
+        .files()
+        .map(|file| Listed {
+            name: file.name.clone(),
+            overridden: file.overridden,
+            functions: built.set.file(&file.name).map(|compiled| {
+                compiled
+                    .functions
                     .iter()
-                    .filter(|c| c.tests_file == file.name)
-                    .count();
-                format!("{cases} test(s)")
-            }
-        };
-        rows.push([
-            file.name.clone(),
-            origin(file.overridden).to_owned(),
-            detail,
-        ]);
-    }
-    let width = rows.iter().map(|r| r[0].len()).max().unwrap_or(0);
+                    .map(|(name, arity)| format!("{name}/{arity}"))
+                    .collect()
+            }),
+            tests: built
+                .cases
+                .iter()
+                .filter(|c| c.tests_file == file.name)
+                .count(),
+        })
+        .collect())
+}
+
+fn origin(overridden: bool) -> &'static str {
+    if overridden { "override" } else { "embedded" }
+}
+
+fn listing(built: &Built, root: Option<&std::path::Path>, source: &str) -> anyhow::Result<String> {
+    let rows = listed(built, root)?;
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0);
     let mut out = format!("rules {} ({source})\n", short(built.set.hash()));
-    for [name, origin, detail] in rows {
-        out.push_str(&format!("{name:<width$}  {origin:<8}  {detail}\n"));
+    for row in rows {
+        let detail = match &row.functions {
+            Some(functions) => functions.join(" "),
+            None => format!("{} test(s)", row.tests),
+        };
+        out.push_str(&format!(
+            "{:<width$}  {:<8}  {detail}\n",
+            row.name,
+            origin(row.overridden)
+        ));
     }
     Ok(out)
+}
+
+/// `list --json`; a set that does not build is refused as `list` refuses it.
+fn list_json(root: Option<&Path>) -> anyhow::Result<Outcome> {
+    let source = describe_root(root);
+    let built = match Rules::check(root, &RuleSpec::standard()) {
+        Ok(built) => built,
+        Err(failure) => return refused(Verb::List, &source, &failure),
+    };
+    let files: Vec<serde_json::Value> = listed(&built, root)?
+        .into_iter()
+        .map(|row| {
+            serde_json::json!({
+                "file": row.name,
+                "origin": origin(row.overridden),
+                "functions": row.functions,
+                "tests": if row.functions.is_some() { None } else { Some(row.tests) },
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({"hash": built.set.hash(), "source": source, "files": files});
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(Outcome::Clean)
 }
 
 /// Writes every embedded file under `dir`; refuses a non-empty directory so nothing of an

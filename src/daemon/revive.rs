@@ -15,7 +15,8 @@ pub fn revive(shared: &Shared, id: &str) {
     let stop = shared.stop.get().unwrap_or(StopReason::Requested);
     let (why, interrupted) = (stop.describe(), stop.interrupted());
     let run_id = run_id_of(shared, id);
-    let written = shared.transition(id, Expect::OneOf(&Status::IN_FLIGHT), Status::Queued, |r| {
+    let mine = Expect::Mine(&Status::IN_FLIGHT, &shared.owner);
+    let written = shared.transition(id, mine, Status::Queued, |r| {
         if r.status == Status::DriftRepairing {
             r.retries = Some(0);
         }
@@ -53,6 +54,11 @@ pub fn revive(shared: &Shared, id: &str) {
                 ),
                 None => tracing::info!(record = %id, "not revived: already {found}"),
             }
+        }
+        // Claimed by another daemon since (this one was paused past the TTL): its landing.
+        Err(e @ StoreError::Reclaimed { .. }) => {
+            tally.skipped();
+            tracing::warn!(record = %id, "not revived: {e}");
         }
         Err(e) => failed(e.to_string()),
     }

@@ -149,8 +149,8 @@ pub fn read(berth_dir: &Path) -> Result<Vec<UnsavedLine>, String> {
 mod tests {
     use super::*;
 
-    /// review2: `berth status` opens `unsaved-verdicts.json` with a blocking open that
-    /// follows links: a FIFO there hangs `status` forever instead of a clear error.
+    /// `berth status` reads `unsaved-verdicts.json`: a FIFO there must give a clear error,
+    /// not hang `status` in a blocking open.
     #[test]
     fn a_fifo_unsaved_verdicts_file_does_not_hang_status() {
         let dir = tempfile::tempdir().unwrap();

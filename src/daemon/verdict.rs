@@ -25,7 +25,8 @@ impl Verdict {
     pub fn write(&self, shared: &Shared, id: &str) -> Result<Record, StoreError> {
         match self {
             Verdict::Landed { checked_at } => {
-                shared.transition(id, Expect::OneOf(&[Status::Landing]), Status::Landed, |r| {
+                let mine = Expect::Mine(&[Status::Landing], &shared.owner);
+                shared.transition(id, mine, Status::Landed, |r| {
                     r.last_error = None;
                     r.claimed_by = None;
                     r.last_github_checked_at = Some(checked_at.clone());
@@ -36,14 +37,19 @@ impl Verdict {
                 to,
                 reason,
                 not_before,
-            } => shared.transition(id, Expect::OneOf(&Status::IN_FLIGHT), *to, |r| {
-                r.claimed_by = None;
-                r.last_error = Some(reason.clone());
-                if let Some(at) = not_before {
-                    r.extra
-                        .insert(policy::NOT_BEFORE_FIELD.to_owned(), serde_json::json!(at));
-                }
-            }),
+            } => shared.transition(
+                id,
+                Expect::Mine(&Status::IN_FLIGHT, &shared.owner),
+                *to,
+                |r| {
+                    r.claimed_by = None;
+                    r.last_error = Some(reason.clone());
+                    if let Some(at) = not_before {
+                        r.extra
+                            .insert(policy::NOT_BEFORE_FIELD.to_owned(), serde_json::json!(at));
+                    }
+                },
+            ),
         }
     }
 

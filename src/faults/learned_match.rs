@@ -1,4 +1,4 @@
-//! Learned patterns applied natively (issue 9 §4): compiled once per version of
+//! Learned patterns applied natively: compiled once per version of
 //! `learned-patterns.json`, then matched over bounded inputs, so that 10,000 patterns over a
 //! 2 MB state cost milliseconds and no single pattern can stall a tick.
 //!

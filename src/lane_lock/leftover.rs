@@ -10,11 +10,14 @@
 //! older than [`LEFTOVER_AGE`] is removed (and logged); a younger one fails the write,
 //! which names it.
 
-use std::fs::File;
-use std::path::PathBuf;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use git2::Repository;
+use nix::libc;
 
 /// The file berth's writers of a local origin's lock refs hold locked around each write,
 /// in the repository's git dir.
@@ -30,12 +33,45 @@ const WRITERS_WAIT: Duration = Duration::from_secs(5);
 /// Takes the repository's berth-writers lock, waiting at most [`WRITERS_WAIT`].
 pub(super) fn writers_lock(origin: &Repository) -> Result<File, git2::Error> {
     let path = origin.path().join(WRITERS_LOCK);
-    crate::atomic_file::lock_exclusive_within(&path, WRITERS_WAIT).map_err(|e| {
-        git2::Error::from_str(&format!(
-            "cannot take the lane lock writers' lock {}: {e}",
-            path.display()
-        ))
-    })
+    open_shared(&path)
+        .and_then(|file| crate::atomic_file::lock_open_file_within(file, &path, WRITERS_WAIT))
+        .map_err(|e| {
+            git2::Error::from_str(&format!(
+                "cannot take the lane lock writers' lock {}: {e}",
+                path.display()
+            ))
+        })
+}
+
+/// Opens (creating if needed) the writers' lock, which every user who writes the
+/// repository's lock refs shares: a group-shared repository's users, a service user and
+/// an operator's root. So its mode is the umask's (never narrowed to its creator), and a
+/// user who may not write it opens it read-only: a local `flock` needs no write access
+/// (over NFS it does; that user then gets the open's error).
+fn open_shared(path: &Path) -> io::Result<File> {
+    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+    let file = match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o666)
+        .custom_flags(flags)
+        .open(path)
+    {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(path)?,
+        opened => opened?,
+    };
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "it is not a regular file",
+        ));
+    }
+    Ok(file)
 }
 
 /// The `.lock` file of `ref_name` in `origin`.

@@ -25,7 +25,7 @@ pub struct PageSources {
 
 pub struct PageFacts {
     pub report: QueueReport,
-    pub history: Result<History, String>,
+    pub history: std::io::Result<History>,
     /// Pending halt events (not resolved, not investigated).
     pub halts: Vec<ListedHalt>,
     pub unreadable_halts: usize,
@@ -38,15 +38,7 @@ pub struct PageFacts {
 impl PageFacts {
     pub fn read(sources: &PageSources) -> Result<PageFacts, StoreError> {
         let report = QueueReport::read(&sources.store, &(sources.allowlist)(), &sources.berth_dir)?;
-        let history = History::read(&sources.berth_dir).map_err(|e| {
-            format!(
-                "{}: {e}",
-                sources
-                    .berth_dir
-                    .join(crate::rules::decisions::DECISIONS_FILE)
-                    .display()
-            )
-        });
+        let history = History::read(&sources.berth_dir);
         let listing = sources.halts.list();
         Ok(PageFacts {
             report,

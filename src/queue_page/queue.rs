@@ -65,9 +65,13 @@ fn lanes_section(facts: &PageFacts) -> String {
         ));
     }
     if let Err(e) = &facts.history {
+        let log = facts
+            .berth_dir
+            .join(crate::rules::decisions::DECISIONS_FILE);
         out.push_str(&format!(
-            "<p>ETA unknown: the decision log is unreadable: {}</p>\n",
-            escape(e)
+            "<p>ETA unknown: the decision log {} is unreadable: {}</p>\n",
+            escape(&log.display().to_string()),
+            escape(&e.to_string())
         ));
     }
     out

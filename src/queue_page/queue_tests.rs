@@ -147,3 +147,36 @@ fn a_waiting_record_says_why_and_the_policy_order_leads() {
     let (first, second) = (html.find("feat/2").unwrap(), html.find("feat/1").unwrap());
     assert!(first < second, "the policy's order puts r2 first");
 }
+
+#[test]
+fn a_refused_reload_names_file_line_and_column_and_an_unreadable_log_says_eta_unknown() {
+    use crate::rules::status::{ReloadRecord, RulesStatus};
+    let mut page = facts(vec![queued(1)], History::default(), Waits::default());
+    page.report.rules = Ok(Some(RulesStatus {
+        active_hash: "a".repeat(64),
+        active_source: "embedded defaults".into(),
+        active_since: "2026-01-01T00:00:00.000Z".into(),
+        last_reload: ReloadRecord {
+            at: "2026-01-01T00:01:00.000Z".into(),
+            ok: false,
+            hash: None,
+            error: Some("policies/landing.rhai:3:7 syntax error: <eof>".into()),
+        },
+    }));
+    page.history = Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+    let html = render(&page);
+    assert!(
+        html.contains("<span class=\"word\">refused</span>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("policies/landing.rhai:3:7 syntax error: &lt;eof&gt;"),
+        "{html}"
+    );
+    assert!(
+        html.contains(
+            "ETA unknown: the decision log /nonexistent-berth-dir/decisions.jsonl is unreadable"
+        ),
+        "{html}"
+    );
+}

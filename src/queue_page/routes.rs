@@ -1,5 +1,5 @@
 //! The page's routes on the daemon's endpoint: `/` and `/pr/...` (HTML), `/api/queue`
-//! (`status --json`'s document) and `/api/pr/...` (`explain --json`'s lines). Handlers run
+//! (`status --json`'s document) and `/api/pr/...` (`explain --json`'s document). Handlers run
 //! on the HTTP server's blocking threads, never on the daemon's runtime; the queue's facts
 //! are read at most once per [`FACTS_TTL`] however many clients ask.
 
@@ -88,14 +88,7 @@ pub fn routes(sources: PageSources) -> Router {
         })
         .get_prefix("/api/pr/", move |request: &Request| {
             match api_pr.story(&request.path["/api/pr/".len()..]) {
-                Ok(story) => {
-                    let mut body = String::new();
-                    for line in &story.lines {
-                        body.push_str(&line.to_json());
-                        body.push('\n');
-                    }
-                    Response::new(200, "application/x-ndjson; charset=utf-8", body)
-                }
+                Ok(story) => Response::new(200, "application/json", story.to_json()),
                 Err(refused) => refused,
             }
         })

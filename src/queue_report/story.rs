@@ -97,6 +97,15 @@ impl Story {
         })
     }
 
+    /// `explain --json`'s document (and `/api/pr/…`'s): `{"pr", "record", "lines": [...]}`,
+    /// the lines as the decision log holds them, oldest first; pretty, with a line end.
+    pub fn to_json(&self) -> String {
+        let doc = serde_json::json!({"pr": self.pr, "record": self.only, "lines": self.lines});
+        let mut text = serde_json::to_string_pretty(&doc).expect("a story is plain data");
+        text.push('\n');
+        text
+    }
+
     /// One chapter per record (the same PR number can exist in several repos or bases),
     /// by record id.
     pub fn chapters(&self) -> Vec<Chapter<'_>> {

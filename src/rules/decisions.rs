@@ -433,8 +433,8 @@ mod tests {
         assert_eq!(reasons, expected, "the newest lines, oldest first");
     }
 
-    /// review2: `berth explain` reads decisions.jsonl with a blocking open: a FIFO planted
-    /// there (or swapped in) hangs it forever instead of failing with a clear error.
+    /// `berth explain` reads decisions.jsonl: a FIFO planted there (or swapped in) must
+    /// fail with a clear error, not hang it in a blocking open.
     #[test]
     fn a_fifo_decisions_log_does_not_hang_history() {
         let dir = tempfile::tempdir().unwrap();

@@ -23,7 +23,7 @@ pub const FILES: &[(&str, &str)] = &[
         "policies/landing.tests.json",
         include_str!("../../policies/landing.tests.json"),
     ),
-    // Faults (issue 5): detectors and the learned-patterns rule.
+    // The faults' detectors and the learned-patterns rule.
     (
         "rules/detectors/01_iteration_caps.tests.json",
         include_str!("../../rules/detectors/01_iteration_caps.tests.json"),

@@ -265,8 +265,8 @@ mod tests {
         }
     }
 
-    /// issue 10 §6: one call inside every size limit held about 1 GiB (map keys are not
-    /// counted by rhai, and nothing bounds how many big values stay alive). The heap a
+    /// Every size limit alone lets one call hold about 1 GiB (rhai does not count map keys,
+    /// and nothing bounds how many big values stay alive). The heap a
     /// call holds is counted and capped; the count, not the time, is what is checked.
     #[test]
     fn one_call_cannot_hold_more_than_its_memory_bound() {

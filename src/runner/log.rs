@@ -161,8 +161,8 @@ mod tests {
     use super::*;
     use std::os::unix::fs::{PermissionsExt, symlink};
 
-    /// review2: after a failed step the daemon reads the attempt log by name (drift scan)
-    /// with a blocking open. The step's own processes run in the logs' reach (same user):
+    /// After a failed step the daemon reads the attempt log by name (drift scan), so the
+    /// open must not block. The step's own processes run in the logs' reach (same user):
     /// one that replaces its log with a FIFO hangs the blocking thread, the landing, and
     /// the daemon's shutdown, forever.
     #[test]

@@ -35,7 +35,6 @@ const NOT_YET_TYPED: &[&str] = &[
     "lane_lock/payload.rs",
     "lane_lock/transport.rs",
     "logging.rs",
-    "queue_page/facts.rs",
     "queue_report/mod.rs",
     "rules/contracts/discovery.rs",
     "rules/contracts/landing.rs",

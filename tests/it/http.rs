@@ -11,6 +11,7 @@ use crate::support::{request, sample, served_addr, stop};
 #[test]
 fn a_flood_of_idle_connections_leaves_landings_reads_and_metrics_working() {
     const LIMIT: u64 = 256;
+    const FLOOD: u64 = 5_000;
     let world = World::new();
     let lane = world.git_lane("widget", None);
     let config = world.git_forge_config("poll_secs = 1\n");
@@ -39,9 +40,10 @@ fn a_flood_of_idle_connections_leaves_landings_reads_and_metrics_working() {
         "{}",
         log()
     );
-    // Four times the daemon's descriptor limit, all held open and silent.
+    // 5,000 connections, about twenty times the daemon's descriptor limit, all held open and
+    // silent.
     let target: std::net::SocketAddr = addr.parse().unwrap();
-    let flood: Vec<TcpStream> = (0..4 * LIMIT)
+    let flood: Vec<TcpStream> = (0..FLOOD)
         .filter_map(|_| TcpStream::connect_timeout(&target, Duration::from_secs(2)).ok())
         .collect();
     assert!(flood.len() as u64 > LIMIT, "only {} connected", flood.len());

@@ -165,3 +165,90 @@ fn a_land_command_fences_its_push_with_lock_check() {
     assert_eq!(world.read_record(&id)["status"], "landed");
     assert_eq!(world.ledger(), [6]);
 }
+
+/// Daemon A is stopped (SIGSTOP) mid-landing past the TTL: its lease stops its step, its
+/// untouched record is stranded, and daemon B on the same queue claims it and lands it
+/// under the expired lock. When A runs again its landing ends (stopped by its lease); the
+/// verdict it writes must not land on B's claim, or B's landing loses its record (blocked
+/// or queued under B, then landed twice).
+#[test]
+fn a_resumed_daemon_does_not_settle_a_record_another_daemon_claimed_since() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(7, "main");
+    let (starts, go) = (world.root.join("starts"), world.root.join("go"));
+    let script = format!(
+        "echo $$ >> {starts}; while [ ! -e {go} ]; do sleep 0.1; done; exec {land} \"$1\" \"$2\" {ledger} \"$3\"",
+        starts = starts.display(),
+        go = go.display(),
+        land = world.land_script().display(),
+        ledger = world.root.join("ledger").display(),
+    );
+    let config = world.config(&format!(
+        "forge = \"git\"\npoll_secs = 1\nheartbeat_secs = 1\nlock_ttl_secs = 6\nland_command = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{branch}}\", \"{{base}}\", \"{{pr}}\"]\n"
+    ));
+    let args = ["run", "--watch", "--config", config.to_str().unwrap()];
+    let steps = || {
+        fs::read_to_string(&starts)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let (dir_a, dir_b) = (world.root.join("a"), world.root.join("b"));
+    let mut daemon_a = world.spawn_berth(&args, &dir_a, &[]);
+    assert!(
+        world.wait_for(Duration::from_secs(90), || steps() == 1),
+        "A's step never started"
+    );
+    let mut daemon_b = world.spawn_berth(&args, &dir_b, &[]);
+    let a = Pid::from_raw(daemon_a.id() as i32);
+    kill(a, Signal::SIGSTOP).unwrap();
+    let b_landing = world.wait_for(Duration::from_secs(90), || steps() == 2);
+    let b_claim = world.read_record(&id)["claimedBy"].clone();
+    kill(a, Signal::SIGCONT).unwrap();
+    let log_a = dir_a.with_extension("log");
+    let a_ended = world.wait_for(Duration::from_secs(60), || {
+        let log = fs::read_to_string(&log_a).unwrap_or_default();
+        log.contains("PR #7: ") || log.contains("record moved")
+    });
+    let after_a = world.read_record(&id);
+    fs::write(&go, "").unwrap();
+    let settled = world.wait_for(Duration::from_secs(60), || {
+        !matches!(
+            world.read_record(&id)["status"].as_str(),
+            Some("landing" | "claiming")
+        )
+    });
+    for daemon in [&mut daemon_a, &mut daemon_b] {
+        kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+        daemon.wait().unwrap();
+    }
+    let logs = format!(
+        "{}\n----\n{}",
+        fs::read_to_string(&log_a).unwrap_or_default(),
+        fs::read_to_string(dir_b.with_extension("log")).unwrap_or_default()
+    );
+    assert!(b_landing, "B never landed the stranded record:\n{logs}");
+    assert!(a_ended, "A's landing never ended:\n{logs}");
+    assert_eq!(after_a["status"], "landing", "{after_a:#}\n{logs}");
+    assert_eq!(after_a["claimedBy"], b_claim, "{after_a:#}\n{logs}");
+    assert!(settled, "{logs}");
+    assert_eq!(world.read_record(&id)["status"], "landed", "{logs}");
+    assert_eq!(world.ledger(), [7]);
+}
+
+/// A lock TTL so long that `expiresAt` would fall past the last date berth's clock can
+/// write is a configuration error naming the field, not a daemon that panics at its first
+/// lock (and a heartbeat check that overflows).
+#[test]
+fn a_lock_ttl_past_the_calendar_is_refused_not_a_panic() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(8, "main");
+    let config = world.git_forge_config("lock_ttl_secs = 10000000000000\n");
+    let out = world.run_once(&config).get_output().clone();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!said.contains("panicked"), "{said}");
+    assert!(said.contains("lock_ttl_secs"), "{said}");
+    assert_eq!(world.read_record(&id)["status"], "queued", "{said}");
+}

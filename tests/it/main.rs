@@ -16,6 +16,7 @@ mod demo;
 mod doc_links;
 mod doctor;
 mod error_style;
+mod examples;
 mod faults;
 mod forge;
 mod gates;

@@ -309,3 +309,93 @@ fn enqueue_resolves_a_relative_repo_path_to_its_real_path() {
             "--repo-path code/missing cannot be resolved",
         ));
 }
+
+/// `enqueue`, `retry`, `abandon`, `explain`, `config show` and `rules list` each print one
+/// JSON document with `--json`; `explain --jsonl` keeps the line-per-entry form.
+#[test]
+fn data_commands_print_one_json_document() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    lane.push_feature("feat/pr-1", "main");
+    let config = world.git_forge_config("poll_secs = 7\n");
+    let berth = |args: &[&str]| -> Value {
+        let out = world
+            .berth_daemon()
+            .env("BERTH_CONFIG", &config)
+            .args(args)
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+    };
+    let queued = berth(&[
+        "enqueue",
+        "--repo-path",
+        lane.clone.to_str().unwrap(),
+        "--pr",
+        "1",
+        "--feature-branch",
+        "feat/pr-1",
+        "--version",
+        "1",
+        "--json",
+    ]);
+    let id = queued["id"].as_str().unwrap().to_owned();
+    assert_eq!(queued["repoPath"], lane.clone.to_str().unwrap());
+    assert!(
+        queued["file"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("{id}.json"))
+    );
+
+    berth::store::QueueStore::new(&world.queue)
+        .transition(
+            &id,
+            berth::store::Expect::Any,
+            berth::record::Status::Blocked,
+            |r| r.last_error = Some("landing failed".into()),
+        )
+        .unwrap();
+    let retried = berth(&["retry", "1", "--json"]);
+    assert_eq!(
+        retried,
+        serde_json::json!({"id": id, "from": "blocked", "to": "queued"})
+    );
+    let abandoned = berth(&["abandon", "1", "--json"]);
+    assert_eq!(abandoned["to"], "abandoned");
+
+    let story = berth(&["explain", "1", "--json"]);
+    assert_eq!(story["pr"], 1);
+    let lines = story["lines"].as_array().unwrap();
+    assert!(lines.len() >= 2, "{story:#}");
+    let jsonl = world
+        .berth_daemon()
+        .args(["explain", "1", "--jsonl"])
+        .output()
+        .unwrap();
+    let jsonl: Vec<Value> = String::from_utf8(jsonl.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(&jsonl, lines);
+
+    let shown = berth(&["config", "show", "--json"]);
+    assert_eq!(shown["settings"]["poll_secs"]["value"], 7);
+    assert_eq!(
+        shown["settings"]["poll_secs"]["from"],
+        config.to_str().unwrap()
+    );
+    assert_eq!(shown["settings"]["max_lanes"]["from"], "default");
+    assert_eq!(shown["settings"]["faults_dir"]["value"], Value::Null);
+
+    let rules = berth(&["rules", "list", "--json"]);
+    let files = rules["files"].as_array().unwrap();
+    assert!(
+        files.iter().any(|f| f["file"] == "policies/landing.rhai"
+            && f["origin"] == "embedded"
+            && f["functions"].as_array().is_some_and(|fs| !fs.is_empty())),
+        "{rules:#}"
+    );
+}

@@ -207,3 +207,67 @@ fn a_ref_lock_file_left_by_a_dead_writer_does_not_wedge_the_lane() {
     assert!(!leftover.exists());
     assert_eq!(world.ledger(), [41]);
 }
+
+/// A local origin written by two users: a service user's daemon, and an operator who once
+/// ran a lock command there as root (or a second user of a group-shared bare repository).
+/// berth's writers' lock file in the repository is then the first writer's; the other
+/// user's daemon must still be able to take it, or it can never lock the lane again.
+/// Needs root, to play both users.
+#[test]
+fn a_writers_lock_file_made_by_another_user_does_not_wedge_the_lane() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: playing two users needs root");
+        return;
+    }
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(51, "main");
+    let config = world.git_forge_config("");
+    let operator = berth::lane_lock::LockClient::new(
+        &world.root.join("operator"),
+        berth::lane_lock::LockSettings::default(),
+    )
+    .unwrap();
+    let lane_key = berth::lane_lock::Lane {
+        repo_identity: berth::identity::repo_identity(&lane.clone).unwrap(),
+        base_branch: "main".into(),
+    };
+    let Ok(berth::lane_lock::Acquire::Acquired(held)) =
+        operator.acquire(&lane.remote_url, &lane_key, "operator:1:2", &lane.clone)
+    else {
+        panic!("the operator could not take the lock");
+    };
+    operator.release(&held).unwrap();
+    let writers = Path::new(&lane.remote_url).join("berth-lane-locks.lock");
+    assert!(
+        writers.exists(),
+        "the operator's write took no writers' lock"
+    );
+    // Everything but that file is the service user's (nobody).
+    let chown = |args: &[&str], path: &Path| {
+        let done = std::process::Command::new("chown")
+            .args(args)
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(done.success());
+    };
+    chown(&["-R", "65534:65534"], &world.root);
+    chown(&["0:0"], &writers);
+
+    let berth_dir = world.root.join("service");
+    let mut daemon = world.spawn_berth_wrapped(
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ],
+        &["run", "--once", "--config", config.to_str().unwrap()],
+        &berth_dir,
+    );
+    daemon.wait().unwrap();
+    let log = fs::read_to_string(berth_dir.with_extension("log")).unwrap_or_default();
+    assert_eq!(world.read_record(&id)["status"], "landed", "{log}");
+    assert_eq!(world.ledger(), [51]);
+}

@@ -24,7 +24,7 @@ pub(super) async fn run(l: &Landing, place: &Place, heartbeat: &Heartbeat, lease
         .blocking(move |shared| {
             shared.transition(
                 &id,
-                Expect::OneOf(&[Status::Claiming]),
+                Expect::Mine(&[Status::Claiming], &shared.owner),
                 Status::Landing,
                 |_| {},
             )
@@ -213,7 +213,7 @@ async fn move_to(l: &Landing, next: Step, result: &StepResult) -> Result<Record,
     };
     let (id, repaired) = (l.c.id.clone(), format!("drift repair: {result}"));
     l.blocking(move |shared| {
-        shared.transition(&id, Expect::OneOf(&[from]), to, |r| {
+        shared.transition(&id, Expect::Mine(&[from], &shared.owner), to, |r| {
             if to == Status::DriftRepairing {
                 r.retries = Some(r.retries.unwrap_or(0) + 1);
                 r.last_error = Some(repaired);
