@@ -100,9 +100,26 @@ impl GitForge {
             })
     }
 
+    /// [`GitForge::observe_once`], again when a ref of origin vanished while it was listed
+    /// (a lane lock released at that moment by another lane of the repo).
+    fn observe(&self, repo: &ForgeRepo, pr: &PrRef<'_>) -> Result<Observation, ForgeError> {
+        let mut attempt = 1;
+        loop {
+            match self.observe_once(repo, pr) {
+                Err(ForgeError::Git { source, .. })
+                    if attempt < crate::lane_lock::LIST_ATTEMPTS
+                        && crate::lane_lock::ref_vanished(&source) =>
+                {
+                    attempt += 1;
+                }
+                done => return done,
+            }
+        }
+    }
+
     /// Lists origin's heads once, fetches the two branches' objects into the scratch repo and
     /// decides the state from that single snapshot.
-    fn observe(&self, repo: &ForgeRepo, pr: &PrRef<'_>) -> Result<Observation, ForgeError> {
+    fn observe_once(&self, repo: &ForgeRepo, pr: &PrRef<'_>) -> Result<Observation, ForgeError> {
         let subject = Subject::pr(repo, pr.number);
         for (what, branch) in [("feature", pr.feature_branch), ("base", pr.base_branch)] {
             if !is_safe_branch(branch) {

@@ -70,7 +70,7 @@ pub(crate) use transport::redact_url as redact;
 /// A look at and a fetch from `url` with berth's transport rules (credentials never from
 /// the repo's config, the process-wide remote timeout); the landing fetches the feature
 /// branch with them.
-pub(crate) use transport::{advertised, fetch_advertised};
+pub(crate) use transport::{LIST_ATTEMPTS, advertised, fetch_advertised, ref_vanished};
 
 /// Namespace of every lane lock ref on the remote.
 pub const LOCK_REF_PREFIX: &str = "refs/gstack/release-locks/";

@@ -163,8 +163,31 @@ pub(crate) fn fetch(repo: &Repository, url: &str, refspec: &str) -> Result<(), g
     remote.fetch(&[refspec], Some(&mut options), None)
 }
 
+/// How often a listing of a remote's refs is tried when a ref vanished while it was read.
+pub(crate) const LIST_ATTEMPTS: u32 = 5;
+
+/// Whether `e` is libgit2 failing to list a local remote's refs because one was deleted
+/// while it read them (another lane releasing its lock): the next listing succeeds.
+pub(crate) fn ref_vanished(e: &git2::Error) -> bool {
+    e.class() == git2::ErrorClass::Reference && e.code() == git2::ErrorCode::NotFound
+}
+
 /// The id `url` advertises for `ref_name` (`git ls-remote`), `None` when it has no such ref.
 pub(crate) fn advertised(
+    repo: &Repository,
+    url: &str,
+    ref_name: &str,
+) -> Result<Option<Oid>, git2::Error> {
+    let mut attempt = 1;
+    loop {
+        match advertised_once(repo, url, ref_name) {
+            Err(e) if attempt < LIST_ATTEMPTS && ref_vanished(&e) => attempt += 1,
+            done => return done,
+        }
+    }
+}
+
+fn advertised_once(
     repo: &Repository,
     url: &str,
     ref_name: &str,
