@@ -233,8 +233,8 @@ impl Runner {
             step.command_name()
         );
         let record = strays::record_mark(&self.queue_dir, record_id);
-        let record = record.to_string_lossy();
-        let mark = [(RECORD_ENV, &*record), (OWNER_ENV, self.owner.as_str())];
+        let mark_text = record.to_string_lossy();
+        let mark = [(RECORD_ENV, &*mark_text), (OWNER_ENV, self.owner.as_str())];
         let run = run_step(
             &StepCommand {
                 argv: &argv,
@@ -250,6 +250,7 @@ impl Runner {
             cancel,
         )
         .await;
+        self.end_leftovers(&record, record_id).await;
         let ran_to_failure =
             matches!(run.outcome, Outcome::Exited { .. }) && !run.outcome.success();
         let drift = step == Step::Land
@@ -270,6 +271,22 @@ impl Runner {
             "{result}"
         );
         Ok(result)
+    }
+
+    /// Ends what the step left running under its mark once it has ended (see
+    /// [`strays::end_step_leftovers`]), before anything judges or settles the landing and
+    /// so before the lane's lock is let go. A survivor of SIGKILL is logged: it can only be
+    /// a process stuck in the kernel, which runs no more of the step's commands.
+    async fn end_leftovers(&self, record: &Path, record_id: &str) {
+        let record = record.to_path_buf();
+        let owner = self.owner.clone();
+        let ended =
+            tokio::task::spawn_blocking(move || strays::end_step_leftovers(&record, &owner)).await;
+        match ended {
+            Ok(Ok(_)) => {}
+            Ok(Err(survivors)) => tracing::warn!(record = record_id, "{survivors}"),
+            Err(e) => tracing::warn!(record = record_id, "leftover processes not looked for: {e}"),
+        }
     }
 }
 

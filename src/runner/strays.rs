@@ -76,6 +76,18 @@ pub fn landing_processes(record: &Path, owner: Option<&str>) -> Vec<LandingProce
 /// known to be gone), with its process group, and waits up to [`STRAY_KILL_WAIT`] for them
 /// to go. Returns how many there were; `Err` lists the survivors.
 pub fn end_strays(record: &Path, owner: &str) -> Result<usize, String> {
+    end_marked(record, owner, "a gone daemon")
+}
+
+/// Kills what a step that has ended left running under its mark, as [`end_strays`] does.
+/// A process that left the step's group (a `git gc` that git detached with `setsid`, a
+/// script's `setsid … &`) is outside what the step's end and its guard kill; kept alive, it
+/// would run on under the lane's next landing once this one releases the lock.
+pub fn end_step_leftovers(record: &Path, owner: &str) -> Result<usize, String> {
+    end_marked(record, owner, "a finished step")
+}
+
+fn end_marked(record: &Path, owner: &str, left_by: &str) -> Result<usize, String> {
     let strays = landing_processes(record, Some(owner));
     if strays.is_empty() {
         return Ok(0);
@@ -96,7 +108,7 @@ pub fn end_strays(record: &Path, owner: &str) -> Result<usize, String> {
         record = %record.display(),
         owner,
         ?groups,
-        "killed {} landing process(es) left by a gone daemon",
+        "killed {} landing process(es) left by {left_by}",
         strays.len()
     );
     let deadline = Instant::now() + STRAY_KILL_WAIT;
@@ -108,7 +120,7 @@ pub fn end_strays(record: &Path, owner: &str) -> Result<usize, String> {
         if Instant::now() >= deadline {
             let pids: Vec<String> = left.iter().map(|p| p.pid.to_string()).collect();
             return Err(format!(
-                "landing processes of a gone daemon still run after SIGKILL: pid {}",
+                "landing processes left by {left_by} still run after SIGKILL: pid {}",
                 pids.join(", ")
             ));
         }

@@ -17,7 +17,7 @@ fn template(argv: &[&str]) -> CommandTemplate {
 
 /// A temp dir with a repo dir, a worktree (whose name a shell would choke on) and a logs dir.
 struct Fixture {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     vars: StepVars,
     logs: PathBuf,
 }
@@ -41,12 +41,13 @@ impl Fixture {
                 lock_sha: String::new(),
             },
             logs,
-            _dir: dir,
+            dir,
         }
     }
 
     fn runner(&self, land: &[&str], ship: &[&str]) -> Runner {
-        Runner::new(template(land), template(ship), &self.logs)
+        // Each fixture its own queue, so the landing marks of tests running at once differ.
+        Runner::new(template(land), template(ship), &self.logs).for_queue(self.dir.path())
     }
 
     fn worktree_file(&self, name: &str) -> PathBuf {
@@ -378,6 +379,29 @@ async fn a_leader_that_exits_leaves_no_process_behind() {
     assert!(
         gone_within(grandchild, Duration::from_secs(2)).await,
         "straggler {grandchild} survived the step"
+    );
+}
+
+#[tokio::test]
+async fn a_process_that_left_the_steps_group_does_not_outlive_the_step() {
+    // What `git gc --auto` does when git detaches it: a new session, so neither the step's
+    // end nor its guard's group kill reaches it; the lane's next landing would run beside it.
+    let fx = Fixture::new();
+    let runner = fx.runner(
+        &sh("setsid sh -c 'echo $$ > detached.pid; exec sleep 300' </dev/null >/dev/null 2>&1 & until [ -s detached.pid ]; do sleep 0.01; done; exit 0"),
+        &["true"],
+    );
+    let result = land(&runner, &fx, 1).await;
+    assert!(result.succeeded(), "{result}");
+    let detached = read_pid(&fx.worktree_file("detached.pid")).await;
+    let gone = gone_within(detached, Duration::from_secs(1)).await;
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(detached),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    assert!(
+        gone,
+        "the detached {detached} outlived the step that started it"
     );
 }
 
