@@ -8,12 +8,16 @@ pub const MAX_SHOWN_CHARS: usize = 400;
 /// `text` as HTML text or a double- or single-quoted attribute value, at most
 /// [`MAX_SHOWN_CHARS`] characters of it (then `…`).
 pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len().min(MAX_SHOWN_CHARS * 6) + 8);
-    for (n, c) in text.chars().enumerate() {
-        if n == MAX_SHOWN_CHARS {
-            out.push('…');
-            break;
-        }
+    match text.char_indices().nth(MAX_SHOWN_CHARS) {
+        Some((cut, _)) => escape_whole(&text[..cut]) + "…",
+        None => escape_whole(text),
+    }
+}
+
+/// [`escape`] without the cut: for text whose size berth bounded itself (a log's tail).
+pub fn escape_whole(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),

@@ -10,6 +10,7 @@ mod eta;
 mod facts;
 mod lanes;
 mod layout;
+mod log_tail;
 mod pr;
 mod queue;
 mod routes;

@@ -119,7 +119,8 @@ fn in_flight_html(facts: &PageFacts, stored: &StoredRecord) -> String {
         "no attempt log yet".to_owned(),
         |p| {
             format!(
-                "attempt log <code>{}</code>",
+                "<a href=\"/log/{}\">attempt log</a> <code>{}</code>",
+                path_segment(&stored.id),
                 escape(&p.display().to_string())
             )
         },

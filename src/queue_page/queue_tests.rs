@@ -180,3 +180,38 @@ fn a_refused_reload_names_file_line_and_column_and_an_unreadable_log_says_eta_un
         "{html}"
     );
 }
+
+#[test]
+fn an_attempt_logs_tail_is_shown_escaped_and_only_for_a_record_in_the_queue() {
+    let berth_dir = tempfile::tempdir().unwrap();
+    let logs = berth_dir.path().join("logs/r1");
+    std::fs::create_dir_all(&logs).unwrap();
+    let mut text = "early line\n".repeat(10_000);
+    text.push_str("<script>alert(2)</script> the end\n");
+    std::fs::write(logs.join("attempt-1-land.log"), &text).unwrap();
+    let mut facts = facts(
+        vec![stored(
+            "r1",
+            1,
+            "landing",
+            "feat/1",
+            "2026-01-01T00:00:00.000Z",
+        )],
+        History::default(),
+        Waits::default(),
+    );
+    facts.berth_dir = berth_dir.path().to_path_buf();
+
+    let html = super::super::log_tail::render(&facts, "r1").expect("a page for r1");
+    assert!(
+        html.contains("&lt;script&gt;alert(2)&lt;/script&gt; the end"),
+        "{html}"
+    );
+    assert!(!html.contains("<script"), "{html}");
+    assert!(
+        html.contains(&format!("the last 65536 of {} bytes", text.len())),
+        "{html}"
+    );
+    assert!(super::super::log_tail::render(&facts, "r2").is_none());
+    assert!(super::super::log_tail::render(&facts, "../r1").is_none());
+}

@@ -1,4 +1,4 @@
-//! The page's routes on the daemon's endpoint: `/` and `/pr/...` (HTML), `/api/queue`
+//! The page's routes on the daemon's endpoint: `/`, `/pr/...` and `/log/<record id>` (HTML), `/api/queue`
 //! (`status --json`'s document) and `/api/pr/...` (`explain --json`'s document). Handlers run
 //! on the HTTP server's blocking threads, never on the daemon's runtime; the queue's facts
 //! are read at most once per [`FACTS_TTL`] however many clients ask.
@@ -65,7 +65,8 @@ pub fn routes(sources: PageSources) -> Router {
         sources,
         facts: Mutex::default(),
     });
-    let (queue, api, pr, api_pr) = (
+    let (queue, api, pr, api_pr, log) = (
+        Arc::clone(&page),
         Arc::clone(&page),
         Arc::clone(&page),
         Arc::clone(&page),
@@ -85,6 +86,18 @@ pub fn routes(sources: PageSources) -> Router {
                 Ok(story) => Response::new(200, HTML, super::pr::render(&story)),
                 Err(refused) => refused,
             }
+        })
+        .get_prefix("/log/", move |request: &Request| {
+            let facts = match log.facts() {
+                Ok(facts) => facts,
+                Err(refused) => return refused,
+            };
+            percent_decode(request.path["/log/".len()..].trim_end_matches('/'))
+                .and_then(|id| super::log_tail::render(&facts, &id))
+                .map_or_else(
+                    || Response::text(404, "expected /log/<id of a record in the queue>\n"),
+                    |html| Response::new(200, HTML, html),
+                )
         })
         .get_prefix("/api/pr/", move |request: &Request| {
             match api_pr.story(&request.path["/api/pr/".len()..]) {

@@ -103,7 +103,7 @@ fn the_queue_page_shows_lanes_waits_halts_and_stories_and_keeps_markup_as_text()
     // The landing waits for a go file: the page is read while it holds the lane.
     let go = world.root.join("GO");
     let config = world.config(&format!(
-        "forge = \"git\"\npoll_secs = 1\nfaults_dir = \"{}\"\nland_command = [\"sh\", \"-c\", \"while [ ! -e {} ]; do sleep 0.05; done; exec {} \\\"$@\\\"\", \"land\", \"{{branch}}\", \"{{base}}\", \"{}\", \"{{pr}}\"]\n",
+        "forge = \"git\"\npoll_secs = 1\nfaults_dir = \"{}\"\nland_command = [\"sh\", \"-c\", \"echo step-waits-for-go; while [ ! -e {} ]; do sleep 0.05; done; exec {} \\\"$@\\\"\", \"land\", \"{{branch}}\", \"{{base}}\", \"{}\", \"{{pr}}\"]\n",
         faults.display(),
         go.display(),
         world.land_script().display(),
@@ -172,6 +172,14 @@ fn the_queue_page_shows_lanes_waits_halts_and_stories_and_keeps_markup_as_text()
         "no screenshot: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // The lane links the landing's attempt log; its page shows the log's tail.
+    assert!(
+        dom.contains(&format!("<a href=\"/log/{landing}\">attempt log</a>")),
+        "{dom}"
+    );
+    let attempt_log = dump_dom(browser.path(), &format!("{base}/log/{landing}"));
+    assert!(attempt_log.contains("step-waits-for-go"), "{attempt_log}");
 
     // A PR's page tells explain's story; the API serves explain --json's lines.
     let story = dump_dom(browser.path(), &format!("{base}/pr/{landing}"));
