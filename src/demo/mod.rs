@@ -71,7 +71,7 @@ pub fn run(keep: bool) -> anyhow::Result<bool> {
         .thread_stack_size(crate::rules::RULE_THREAD_STACK)
         .enable_all()
         .build()?;
-    let (checks, page) = runtime.block_on(run_daemon(&world, keep))?;
+    let (checks, kept) = runtime.block_on(run_daemon(&world, keep))?;
 
     say("");
     say("checks:");
@@ -93,14 +93,18 @@ pub fn run(keep: bool) -> anyhow::Result<bool> {
     } else {
         "demo FAILED: see the checks above"
     });
-    if let Some(page) = &page {
+    if let Some(kept) = kept {
         say(&format!(
             "the queue page stays up at http://{}/ until Ctrl-C",
-            page.addr()
+            kept.page.addr()
         ));
-        runtime.block_on(until_stopped())?;
+        runtime.block_on(async {
+            until_stopped().await?;
+            kept.stop.cancel();
+            kept.daemon.await.context("daemon task")?.map(drop)
+        })?;
+        drop(kept.page);
     }
-    drop(page);
     runtime.shutdown_timeout(Duration::from_millis(500));
     Ok(all_held)
 }
@@ -120,11 +124,9 @@ pub(crate) fn say(line: &str) {
 }
 
 /// Runs the daemon over the world and checks what it did; with `keep`, it also serves the
-/// queue page on a loopback port, which outlives the daemon until the caller drops it.
-async fn run_daemon(
-    world: &World,
-    keep: bool,
-) -> anyhow::Result<(Vec<Check>, Option<crate::http::Server>)> {
+/// queue page on a loopback port and leaves the daemon running behind it, with two PRs
+/// held by a freeze, until the caller stops them.
+async fn run_daemon(world: &World, keep: bool) -> anyhow::Result<(Vec<Check>, Option<Kept>)> {
     let land = CommandTemplate::parse(vec![
         "sh".into(),
         world.land_script.to_string_lossy().into_owned(),
@@ -175,11 +177,32 @@ async fn run_daemon(
             DEMO_DEADLINE.as_secs()
         ));
     }
-    stop.cancel();
-    daemon.await.context("daemon task")??;
-    let mut checks = check(world, &observer)?;
+    let mut checks = Vec::new();
+    let kept = match page {
+        Some(page) if settled.is_ok() => {
+            // The checks read the run as it settled, before the kept queue is added.
+            checks = check(world, &observer)?;
+            rules_step::hold_for_the_page(world).await?;
+            Some(Kept { page, stop, daemon })
+        }
+        _ => {
+            stop.cancel();
+            daemon.await.context("daemon task")??;
+            None
+        }
+    };
+    if kept.is_none() {
+        checks = check(world, &observer)?;
+    }
     checks.append(&mut rules_checks);
-    Ok((checks, page))
+    Ok((checks, kept))
+}
+
+/// What `demo --keep` leaves running: the page, and the daemon behind it.
+struct Kept {
+    page: crate::http::Server,
+    stop: CancellationToken,
+    daemon: tokio::task::JoinHandle<anyhow::Result<daemon::Exit>>,
 }
 
 fn check(world: &World, observer: &Observer) -> anyhow::Result<Vec<Check>> {

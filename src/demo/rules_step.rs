@@ -17,6 +17,36 @@ const DEFAULT_ADMIT: &str =
 const FREEZE_REASON: &str = "release freeze: the demo lifts it in a moment";
 const LANDING_FILE: &str = "policies/landing.rhai";
 
+/// The reason of the freeze `demo --keep` leaves in force, so its page has a queue to show.
+const KEPT_FREEZE_REASON: &str = "release freeze: kept by berth demo --keep";
+
+/// For `demo --keep`: freezes the landing policy again and queues two more PRs on `main`,
+/// so the page shows a lane's queue, why each waits and when it may land (from this run's
+/// landings) while the daemon runs on.
+pub async fn hold_for_the_page(world: &World) -> anyhow::Result<()> {
+    say("");
+    say("for the page, the daemon runs on under a new freeze:");
+    let freeze = DEFAULT_LANDING.replace(
+        DEFAULT_ADMIT,
+        &format!("    #{{ decision: \"wait\", reason: \"{KEPT_FREEZE_REASON}\" }}"),
+    );
+    edit(world, &freeze).await?;
+    for (pr, name) in [(104, "changelog"), (105, "metrics")] {
+        let held = world.open_pr(pr, "main", name)?;
+        let waited = admit_said_wait(world, pr).await;
+        say(&format!(
+            "  queued PR #{pr} ({} -> main){}",
+            held.feature,
+            if waited {
+                format!(": waits, {KEPT_FREEZE_REASON}")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    Ok(())
+}
+
 pub async fn run(world: &World, observer: &mut Observer<'_>) -> anyhow::Result<Vec<Check>> {
     let mut checks = Vec::new();
     say("");

@@ -76,5 +76,16 @@ fn the_kept_demo_serves_its_queue_page_until_a_signal() {
         story.contains("admit: wait") && story.contains("release freeze"),
         "{story}"
     );
+    // The kept daemon holds two more PRs under a freeze: the page shows the lane's queue,
+    // why each waits, and an ETA from the run's landings.
+    assert!(
+        page.contains("PR <a href=\"/pr/")
+            && page
+                .matches("release freeze: kept by berth demo --keep")
+                .count()
+                >= 2
+            && page.contains("ETA <span class=\"word\">~ "),
+        "{page}"
+    );
     assert!(exit.success(), "{exit:?}");
 }
