@@ -14,7 +14,7 @@
 //! every reader takes all generations, oldest first.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -354,20 +354,11 @@ pub fn policy_waits(berth_dir: &Path) -> io::Result<HashMap<String, PolicyWait>>
 /// first (none when there is no log). A line that is not a [`JournalLine`] (torn by a crash
 /// mid-append) is skipped.
 pub(crate) fn each_line(berth_dir: &Path, mut f: impl FnMut(JournalLine)) -> io::Result<()> {
-    for path in files(berth_dir).oldest_first() {
-        // Not through a symlink (to /dev/zero: one endless line), not blocking on a FIFO.
-        let file = match crate::atomic_file::open_read_nofollow(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        for line in io::BufReader::new(file).lines() {
-            if let Ok(line) = serde_json::from_str::<JournalLine>(&line?) {
-                f(line);
-            }
+    files(berth_dir).each_line(|line| {
+        if let Ok(line) = serde_json::from_str::<JournalLine>(&line) {
+            f(line);
         }
-    }
-    Ok(())
+    })
 }
 
 #[cfg(test)]

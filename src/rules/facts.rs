@@ -168,26 +168,18 @@ impl FactsIndex {
     /// Reads the values whose ids are in `wanted` (only those: the store may be large).
     pub fn load(berth_dir: &Path, wanted: &HashSet<String>) -> io::Result<FactsIndex> {
         let mut values = HashMap::new();
-        for path in files(berth_dir).oldest_first() {
-            let file = match crate::atomic_file::open_read_nofollow(&path) {
-                Ok(file) => file,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
+        files(berth_dir).each_line(|line| {
+            let Some(id) = line_id(&line).filter(|id| wanted.contains(*id)) else {
+                return;
             };
-            for line in io::BufReader::new(file).lines() {
-                let line = line?;
-                let Some(id) = line_id(&line).filter(|id| wanted.contains(*id)) else {
-                    continue;
-                };
-                // A torn last line (a crash mid-append) is skipped: its decisions are then
-                // reported as not replayable.
-                if let Ok(mut parsed) = serde_json::from_str::<Value>(&line)
-                    && let Some(value) = parsed.get_mut("value")
-                {
-                    values.insert(id.to_owned(), value.take());
-                }
+            // A torn last line (a crash mid-append) is skipped: its decisions are then
+            // reported as not replayable.
+            if let Ok(mut parsed) = serde_json::from_str::<Value>(&line)
+                && let Some(value) = parsed.get_mut("value")
+            {
+                values.insert(id.to_owned(), value.take());
             }
-        }
+        })?;
         Ok(FactsIndex(values))
     }
 
