@@ -429,17 +429,26 @@ fn a_transient_failure_is_not_retried_in_a_hot_loop() {
         world.wait_for(Duration::from_secs(30), || views() > 0),
         "no claim check"
     );
+    // Read while the daemon runs: a SIGTERM that lands mid-claim rightly records the
+    // interruption instead.
+    assert!(
+        world.wait_for(Duration::from_secs(30), || {
+            let record = world.read_record(&id);
+            record["status"] == "queued"
+                && record["lastError"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("502"))
+        }),
+        "the transient failure was not recorded: {:#}",
+        world.read_record(&id)
+    );
+    let seen = views();
     std::thread::sleep(Duration::from_secs(3));
     kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
     daemon.wait().unwrap();
-    let views = views();
-    assert!((1..=6).contains(&views), "{views} claim checks in 3 s");
-    let record = world.read_record(&id);
-    assert_eq!(record["status"], "queued");
-    assert!(
-        record["lastError"].as_str().unwrap().contains("502"),
-        "{record:#}"
-    );
+    let more = views() - seen;
+    assert!(more <= 5, "{more} more claim checks in 3 s");
+    assert_eq!(world.read_record(&id)["status"], "queued");
 }
 
 /// A worktree path outside the allowlist lands in a private scratch worktree, removed
