@@ -8,7 +8,8 @@
 //! write, so a `.lock` file found while holding it belongs to no live berth writer: it is
 //! a dead one's, or a live `git` (gstack's push), which holds it for milliseconds. One
 //! older than [`LEFTOVER_AGE`] is removed (and logged); a younger one fails the write,
-//! which names it.
+//! which names it. A writer that cannot have the writers' lock writes without it and
+//! removes nothing ([`before_write`]).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -30,40 +31,82 @@ pub const LEFTOVER_AGE: Duration = Duration::from_secs(10);
 /// How long a writer waits for another berth writer of the same repository.
 const WRITERS_WAIT: Duration = Duration::from_secs(5);
 
-/// Takes the repository's berth-writers lock, waiting at most [`WRITERS_WAIT`].
-pub(super) fn writers_lock(origin: &Repository) -> Result<File, git2::Error> {
+/// What a writer of `origin`'s lock refs holds around one write ([`before_write`]).
+#[must_use = "the writers' lock is held only while this lives"]
+pub(super) struct Writers {
+    /// The locked writers' lock; `None` when it could not be had (the write goes on
+    /// without it and clears nothing).
+    _held: Option<File>,
+}
+
+/// Takes the repository's writers' lock (waiting at most [`WRITERS_WAIT`]) and, holding
+/// it, clears `ref_name`'s leftover `.lock` file ([`clear`]).
+///
+/// A writers' lock berth may not open (another user's file, made under a narrow umask) or
+/// that stays locked past the wait (a local user who can read it holds its `flock`) does
+/// not stop the write: the ref's own `.lock` file still makes the write a compare-and-swap.
+/// Only the clearing needs the writers' lock, so without it a leftover is left alone, as a
+/// live `git` writer's would be, and the log names the file and the fix.
+pub(super) fn before_write(origin: &Repository, ref_name: &str) -> Result<Writers, git2::Error> {
     let path = origin.path().join(WRITERS_LOCK);
-    open_shared(&path)
-        .and_then(|file| crate::atomic_file::lock_open_file_within(file, &path, WRITERS_WAIT))
-        .map_err(|e| {
-            git2::Error::from_str(&format!(
-                "cannot take the lane lock writers' lock {}: {e}",
-                path.display()
-            ))
-        })
+    let locked = open_shared(origin, &path)
+        .and_then(|file| crate::atomic_file::lock_open_file_within(file, &path, WRITERS_WAIT));
+    match locked {
+        Ok(file) => {
+            clear(origin, ref_name);
+            Ok(Writers { _held: Some(file) })
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::PermissionDenied | io::ErrorKind::WouldBlock
+            ) =>
+        {
+            tracing::warn!(
+                file = %path.display(),
+                "cannot take the lane lock writers' lock ({e}): the lock ref is written without it, and a `.lock` file a dead writer left is not removed; let every user that runs berth on this repository open it (`chmod 0664` and a shared group, or `git config core.sharedRepository group`), or remove the file"
+            );
+            Ok(Writers { _held: None })
+        }
+        Err(e) => Err(git2::Error::from_str(&format!(
+            "cannot take the lane lock writers' lock {}: {e}",
+            path.display()
+        ))),
+    }
 }
 
 /// Opens (creating if needed) the writers' lock, which every user who writes the
 /// repository's lock refs shares: a group-shared repository's users, a service user and
-/// an operator's root. So its mode is the umask's (never narrowed to its creator), and a
-/// user who may not write it opens it read-only: a local `flock` needs no write access
-/// (over NFS it does; that user then gets the open's error).
-fn open_shared(path: &Path) -> io::Result<File> {
+/// an operator's root. A user who may not write it opens it read-only: a local `flock`
+/// needs no write access (over NFS it does; that user then gets the open's error).
+///
+/// Made here, it gets the mode `core.sharedRepository` asks for (as git gives its own
+/// files), and when made by root, the repository's owner and group: an operator's `sudo`
+/// under a narrow umask must not leave a file the service user cannot open.
+fn open_shared(origin: &Repository, path: &Path) -> io::Result<File> {
     let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
-    let file = match OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o666)
-        .custom_flags(flags)
-        .open(path)
-    {
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => OpenOptions::new()
+    let open = |create_new: bool| {
+        OpenOptions::new()
             .read(true)
+            .write(true)
+            .create_new(create_new)
+            .mode(0o666)
             .custom_flags(flags)
-            .open(path)?,
-        opened => opened?,
+            .open(path)
+    };
+    let file = match open(true) {
+        Ok(created) => {
+            share(origin, &created);
+            created
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match open(false) {
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => OpenOptions::new()
+                .read(true)
+                .custom_flags(flags)
+                .open(path)?,
+            opened => opened?,
+        },
+        Err(e) => return Err(e),
     };
     if !file.metadata()?.is_file() {
         return Err(io::Error::new(
@@ -74,14 +117,54 @@ fn open_shared(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// Gives a writers' lock just made the repository's sharing ([`open_shared`]). Best
+/// effort: a file left with the umask's mode still works for its creator, and another
+/// user who cannot open it writes without it ([`before_write`]).
+fn share(origin: &Repository, file: &File) {
+    use std::os::unix::fs::MetadataExt as _;
+    if let Some(mode) = shared_mode(origin)
+        && let Err(e) = nix::sys::stat::fchmod(file, nix::sys::stat::Mode::from_bits_truncate(mode))
+    {
+        tracing::debug!("cannot give the writers' lock mode {mode:o}: {e}");
+    }
+    if nix::unistd::geteuid().is_root()
+        && let Ok(dir) = std::fs::metadata(origin.path())
+    {
+        let owner = Some(nix::unistd::Uid::from_raw(dir.uid()));
+        let group = Some(nix::unistd::Gid::from_raw(dir.gid()));
+        if let Err(e) = nix::unistd::fchown(file, owner, group) {
+            tracing::debug!("cannot give the writers' lock the repository's owner: {e}");
+        }
+    }
+}
+
+/// The mode `core.sharedRepository` gives a file git makes (`git help config`); `None` for
+/// `umask` (or unset): the umask's.
+fn shared_mode(origin: &Repository) -> Option<u32> {
+    let value = origin
+        .config()
+        .ok()?
+        .get_string("core.sharedRepository")
+        .ok()?
+        .to_ascii_lowercase();
+    match value.as_str() {
+        "group" | "true" | "1" => Some(0o660),
+        "all" | "world" | "everybody" | "2" => Some(0o664),
+        octal if octal.starts_with('0') && octal.len() > 1 => u32::from_str_radix(octal, 8)
+            .ok()
+            .map(|mode| (mode & 0o666) | 0o600),
+        _ => None,
+    }
+}
+
 /// The `.lock` file of `ref_name` in `origin`.
 pub(super) fn ref_lock_path(origin: &Repository, ref_name: &str) -> PathBuf {
     origin.path().join(format!("{ref_name}.lock"))
 }
 
 /// Removes `ref_name`'s `.lock` file if it is a regular file older than [`LEFTOVER_AGE`].
-/// Call only while holding [`writers_lock`]. Returns the age of a younger one left alone.
-pub(super) fn clear(origin: &Repository, ref_name: &str) -> Option<Duration> {
+/// Call only while holding the writers' lock. Returns the age of a younger one left alone.
+fn clear(origin: &Repository, ref_name: &str) -> Option<Duration> {
     let path = ref_lock_path(origin, ref_name);
     let meta = std::fs::symlink_metadata(&path).ok()?;
     if !meta.is_file() {
