@@ -191,3 +191,65 @@ fn clear(origin: &Repository, ref_name: &str) -> Option<Duration> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn writers_mode(origin: &Repository) -> u32 {
+        let path = origin.path().join(WRITERS_LOCK);
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_writers_lock_made_here_gets_the_repositorys_shared_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let origin = Repository::init_bare(dir.path().join("o.git")).unwrap();
+        origin
+            .config()
+            .unwrap()
+            .set_str("core.sharedRepository", "group")
+            .unwrap();
+        drop(before_write(&origin, "refs/gstack/release-locks/a/main").unwrap());
+        assert_eq!(writers_mode(&origin), 0o660);
+        assert_eq!(shared_mode(&origin), Some(0o660));
+        for (value, mode) in [("all", Some(0o664)), ("0640", Some(0o640)), ("umask", None)] {
+            origin
+                .config()
+                .unwrap()
+                .set_str("core.sharedRepository", value)
+                .unwrap();
+            assert_eq!(shared_mode(&origin), mode, "{value}");
+        }
+    }
+
+    /// Anyone who may read the file can hold its `flock`: that must cost the lane the
+    /// clearing of leftovers at most, never its writes.
+    #[test]
+    fn a_writers_lock_held_by_someone_else_past_the_wait_does_not_stop_the_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let origin = Repository::init_bare(dir.path().join("o.git")).unwrap();
+        let ref_name = "refs/gstack/release-locks/a/main";
+        drop(before_write(&origin, ref_name).unwrap());
+        let reader = File::open(origin.path().join(WRITERS_LOCK)).unwrap();
+        reader.lock().unwrap();
+        let leftover = ref_lock_path(&origin, ref_name);
+        std::fs::create_dir_all(leftover.parent().unwrap()).unwrap();
+        std::fs::write(&leftover, "").unwrap();
+        let old = SystemTime::now() - 2 * LEFTOVER_AGE;
+        File::options()
+            .write(true)
+            .open(&leftover)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let writers = before_write(&origin, ref_name).unwrap();
+        assert!(writers._held.is_none());
+        assert!(
+            leftover.exists(),
+            "a leftover was cleared without the writers' lock"
+        );
+    }
+}
