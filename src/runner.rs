@@ -235,7 +235,12 @@ impl Runner {
         );
         let record = strays::record_mark(&self.queue_dir, record_id);
         let mark_text = record.to_string_lossy();
-        let mark = [(RECORD_ENV, &*mark_text), (OWNER_ENV, self.owner.as_str())];
+        let step_number = strays::next_step_number();
+        let mark = [
+            (RECORD_ENV, &*mark_text),
+            (OWNER_ENV, self.owner.as_str()),
+            (strays::STEP_ENV, step_number.as_str()),
+        ];
         let run = run_step(
             &StepCommand {
                 argv: &argv,

@@ -15,7 +15,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use git2::Repository;
 use nix::libc;
@@ -53,7 +53,7 @@ pub(super) fn before_write(origin: &Repository, ref_name: &str) -> Result<Writer
         .and_then(|file| crate::atomic_file::lock_open_file_within(file, &path, WRITERS_WAIT));
     match locked {
         Ok(file) => {
-            clear(origin, ref_name);
+            clear(origin, ref_name, &file);
             Ok(Writers { _held: Some(file) })
         }
         Err(e)
@@ -163,20 +163,46 @@ pub(super) fn ref_lock_path(origin: &Repository, ref_name: &str) -> PathBuf {
 }
 
 /// Removes `ref_name`'s `.lock` file if it is a regular file older than [`LEFTOVER_AGE`].
-/// Call only while holding the writers' lock. Returns the age of a younger one left alone.
-fn clear(origin: &Repository, ref_name: &str) -> Option<Duration> {
+/// Call only while holding `writers`, the writers' lock.
+///
+/// Its age is measured on the clock that stamped it, the file system's: `writers` is
+/// touched (`UTIME_NOW`, which an NFS client leaves to the server's clock) and the two
+/// modification times compared. So a file server whose clock is behind this host's never
+/// makes a live writer's `.lock` look old. Without that clock (`writers` opened read-only,
+/// another user's file) nothing is removed.
+fn clear(origin: &Repository, ref_name: &str, writers: &File) {
     let path = ref_lock_path(origin, ref_name);
-    let meta = std::fs::symlink_metadata(&path).ok()?;
+    let Ok(meta) = std::fs::symlink_metadata(&path) else {
+        return;
+    };
     if !meta.is_file() {
-        return None;
+        return;
     }
+    let now = nix::sys::stat::futimens(
+        writers,
+        &nix::sys::time::TimeSpec::UTIME_NOW,
+        &nix::sys::time::TimeSpec::UTIME_NOW,
+    )
+    .map_err(io::Error::from)
+    .and_then(|()| writers.metadata()?.modified());
+    let now = match now {
+        Ok(now) => now,
+        Err(e) => {
+            tracing::warn!(
+                file = %path.display(),
+                "a lane lock ref's .lock file is not judged, so not removed: the file system's clock cannot be read by touching {} ({e})",
+                origin.path().join(WRITERS_LOCK).display()
+            );
+            return;
+        }
+    };
     let age = meta
         .modified()
         .ok()
-        .and_then(|at| SystemTime::now().duration_since(at).ok())
+        .and_then(|at| now.duration_since(at).ok())
         .unwrap_or_default();
     if age < LEFTOVER_AGE {
-        return Some(age);
+        return;
     }
     match std::fs::remove_file(&path) {
         Ok(()) => tracing::warn!(
@@ -189,12 +215,13 @@ fn clear(origin: &Repository, ref_name: &str) -> Option<Duration> {
             "a lane lock ref's .lock file left by a dead writer blocks the lane and cannot be removed: {e}"
         ),
     }
-    None
 }
 
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt as _;
+
+    use std::time::SystemTime;
 
     use super::*;
 

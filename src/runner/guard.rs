@@ -19,7 +19,8 @@
 //! A child that left the step's group (`setsid`, a `git gc` git detached) is out of the
 //! group's reach; it still carries the step's landing mark, so whenever the guard stops the
 //! group (berth died, the lease ran out, or berth dropped the step and sent [`STOP`]) it
-//! also SIGKILLs every process carrying that mark ([`super::marked`]), and holds the
+//! also SIGKILLs every process carrying that step's mark (record, owner and step number:
+//! never the next step's, [`super::marked`]), and holds the
 //! daemon's instance lock until they are gone.
 //!
 //! The guard sits in its own process group and ignores SIGINT, SIGTERM and SIGHUP, so a

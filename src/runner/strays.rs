@@ -2,9 +2,9 @@
 //! left behind.
 //!
 //! Every step runs with `BERTH_LANDING_RECORD=<the record's file>` (its queue dir's realpath
-//! and `<id>.json`, see [`record_mark`]: two queue dirs on one host may hold the same id) and
-//! `BERTH_LANDING_OWNER=<the daemon's owner stamp>` in its environment, which its children
-//! inherit. That mark is what
+//! and `<id>.json`, see [`record_mark`]: two queue dirs on one host may hold the same id),
+//! `BERTH_LANDING_OWNER=<the daemon's owner stamp>` and `BERTH_LANDING_STEP=<n>` in its
+//! environment, which its children inherit. That mark is what
 //! a later process goes by: the daemon's reclaim step (kill what a dead owner left running,
 //! then requeue), and `retry`/`abandon` (refuse while a landing of the record still runs).
 //! A step's guard normally kills the group within the grace after its daemon dies; the mark
@@ -25,6 +25,18 @@ use nix::unistd::Pid;
 pub const RECORD_ENV: &str = "BERTH_LANDING_RECORD";
 /// The environment variable naming the daemon (owner stamp) that started the step.
 pub const OWNER_ENV: &str = "BERTH_LANDING_OWNER";
+/// The environment variable numbering the step among those its daemon started: what the
+/// step's guard kills by ([`super::marked`]) is that step's alone, never the next step of
+/// the same record, which may start while the guard still looks.
+pub const STEP_ENV: &str = "BERTH_LANDING_STEP";
+
+/// A number no other step of this process carries in [`STEP_ENV`].
+pub fn next_step_number() -> String {
+    static STEPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    STEPS
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        .to_string()
+}
 
 /// A process's environment larger than this is not read (Linux caps argv+env at a few MiB;
 /// a step's environment is far smaller).
