@@ -31,32 +31,11 @@ pub fn select(
     mut gates: TickGates,
 ) -> Selection {
     let mut selection = Selection::default();
-    // Lanes are told apart by `lane_key`: two branches that `safe_key` folds together
-    // (`rel/1`, `rel-1`) share one lock, and two spellings of one repository's origin
-    // (a symlinked path, GitHub owner/name in another case) are one repository, so each
-    // pair is one lane here too.
-    let record_lane = |r: &Record| {
-        lane_key(&Lane {
-            repo_identity: r.identity_or_path(),
-            base_branch: r.base_branch.clone(),
-        })
-    };
-    let now = crate::clock::now();
-    let (view, in_flight, queued) = {
-        let records = shared.view();
-        let view = policy::QueueView::of(records.live());
-        let in_flight: HashSet<String> = records
-            .live()
-            .filter(|s| s.record.status.is_in_flight())
-            .map(|s| record_lane(&s.record))
-            .collect();
-        let queued: Vec<StoredRecord> = records
-            .live()
-            .filter(|s| s.record.status == Status::Queued && !policy::deferred(&s.record, now))
-            .cloned()
-            .collect();
-        (view, in_flight, queued)
-    };
+    let Snapshot {
+        view,
+        in_flight,
+        queued,
+    } = Snapshot::of(shared);
     if queued.is_empty() {
         return selection;
     }
@@ -107,6 +86,46 @@ pub fn select(
         });
     }
     selection
+}
+
+/// Lanes are told apart by `lane_key`: two branches that `safe_key` folds together
+/// (`rel/1`, `rel-1`) share one lock, and two spellings of one repository's origin (a
+/// symlinked path, GitHub owner/name in another case) are one repository, so each pair is
+/// one lane here too.
+fn record_lane(r: &Record) -> String {
+    lane_key(&Lane {
+        repo_identity: r.identity_or_path(),
+        base_branch: r.base_branch.clone(),
+    })
+}
+
+/// What selection needs of the view, copied out so the rules run without its lock.
+struct Snapshot {
+    view: policy::QueueView,
+    /// The lanes with a record in flight.
+    in_flight: HashSet<String>,
+    /// The queued records not deferred by a `requeue`.
+    queued: Vec<StoredRecord>,
+}
+
+impl Snapshot {
+    fn of(shared: &Shared) -> Snapshot {
+        let now = crate::clock::now();
+        let records = shared.view();
+        Snapshot {
+            view: policy::QueueView::of(records.live()),
+            in_flight: records
+                .live()
+                .filter(|s| s.record.status.is_in_flight())
+                .map(|s| record_lane(&s.record))
+                .collect(),
+            queued: records
+                .live()
+                .filter(|s| s.record.status == Status::Queued && !policy::deferred(&s.record, now))
+                .cloned()
+                .collect(),
+        }
+    }
 }
 
 /// What one selection pass chose, and how many records the landing policy blocked.
