@@ -257,6 +257,15 @@ impl ConfigSource {
             },
         }
     }
+
+    /// The file an operator edits to change a setting: the one read, else the user config
+    /// path berth would find.
+    pub fn file_to_edit(&self) -> String {
+        match self.path().map(Path::to_path_buf).or_else(user_config_path) {
+            Some(path) => path.display().to_string(),
+            None => "$XDG_CONFIG_HOME/berth/config.toml".into(),
+        }
+    }
 }
 
 /// `$XDG_CONFIG_HOME/berth/config.toml`, else `~/.config/berth/config.toml`.

@@ -96,7 +96,11 @@ pub fn run(inputs: &Inputs<'_>) -> Vec<Check> {
     checks.push(tool("git", "git", &["--version"]));
     match config.forge {
         ForgeKind::Gh => {
-            let gh = tool("gh", &config.gh_program, &["--version"]);
+            let file = inputs.config_source.file_to_edit();
+            let gh = match crate::forge::MissingGh::check(&config.gh_program, &file) {
+                Ok(()) => tool("gh", &config.gh_program, &["--version"]),
+                Err(missing) => Check::new("gh", Verdict::Fail, missing.to_string()),
+            };
             let found = gh.verdict == Verdict::Ok;
             checks.push(gh);
             if found && inputs.reach.offline {

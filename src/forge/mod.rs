@@ -421,17 +421,41 @@ fn is_safe_branch(branch: &str) -> bool {
     crate::gates::gate_branch(crate::gates::Gate::FeatureBranch, branch).is_ok()
 }
 
-/// What to do about a forge program that is not there.
-pub fn missing_gh_hint(program: &str, why: &str) -> String {
-    format!(
-        "the forge is gh, but `{program}` cannot be run ({why}): install the GitHub CLI (https://cli.github.com) and `gh auth login`, or set forge = \"git\" in the config (or pass --forge git)"
-    )
+/// The `gh` forge's program is not an executable berth can run: every discovery, claim
+/// check and merge proof would fail, so the daemon does not start and `status` and
+/// `doctor` say the same fix.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the forge is gh, but `{program}` cannot be run ({why}): install the GitHub CLI (https://cli.github.com) and `gh auth login`, or set forge = \"git\" in {config} (or pass --forge git)"
+)]
+pub struct MissingGh {
+    pub program: String,
+    pub why: String,
+    /// The config file to edit, for the message.
+    pub config: String,
+}
+
+impl MissingGh {
+    /// `Ok` when `program` is an executable file on `PATH` (or at the path given);
+    /// `config` is the file the message tells the operator to edit.
+    pub fn check(program: &str, config: &str) -> Result<(), MissingGh> {
+        which::which(program).map(drop).map_err(|e| MissingGh {
+            program: program.to_owned(),
+            why: e.to_string(),
+            config: config.to_owned(),
+        })
+    }
 }
 
 /// The fix, appended to a spawn error, when the program is missing.
 fn spawn_hint(program: &str, source: &std::io::Error) -> String {
     if source.kind() == std::io::ErrorKind::NotFound {
-        format!("; {}", missing_gh_hint(program, "not found"))
+        let missing = MissingGh {
+            program: program.to_owned(),
+            why: "not found".into(),
+            config: "the config".into(),
+        };
+        format!("; {missing}")
     } else {
         String::new()
     }
