@@ -247,7 +247,7 @@ impl Loop {
                 watcher.check();
             }
         }
-        let tick = Tick {
+        let this_tick = Tick {
             wake,
             refresh,
             plan_round: self.round.is_none(),
@@ -255,10 +255,10 @@ impl Loop {
             select_after_round: self.mode == Mode::Once,
             answered: std::mem::take(&mut self.answered),
         };
-        if !tick.plan_round && wake == tick::Wake::Poll {
+        if !this_tick.plan_round && wake == tick::Wake::Poll {
             tracing::debug!("a forge round is still in flight: this poll plans none");
         }
-        let ticked = start_tick(&self.shared, &self.cancel, &mut self.landings, tick);
+        let ticked = start_tick(&self.shared, &self.cancel, &mut self.landings, this_tick);
         let (blocked, round) = interruptible(&mut self.signals, &self.stop, ticked).await?;
         self.blocked_before_landing.add(blocked);
         if let Some(plan) = round {
