@@ -304,12 +304,7 @@ impl Allowlist {
             // The producer's repo: a FIFO swapped in must not hang the gate.
             let text = crate::hostile_file::read_regular_following(&dot_git, MAX_CONFIG_BYTES)
                 .and_then(crate::hostile_file::utf8)
-                .map_err(|e| {
-                    format!(
-                        "has a `.git` file berth cannot read: {}",
-                        crate::hostile_file::reason(&e)
-                    )
-                })?;
+                .map_err(|e| format!("has a `.git` file berth cannot read: {e}"))?;
             let target = text
                 .lines()
                 .next()
@@ -495,12 +490,8 @@ fn check_git_files(git_dir: &Path, common_dir: &Path) -> Result<(), String> {
 fn read_small_file(path: &Path) -> Result<Option<String>, String> {
     match crate::hostile_file::read_regular_string(path, MAX_CONFIG_BYTES) {
         Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!(
-            "{} {}",
-            path.display(),
-            crate::hostile_file::reason(&e)
-        )),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(format!("{} {e}", path.display())),
     }
 }
 

@@ -449,14 +449,14 @@ fn read_record(
     buffer: &mut Vec<u8>,
     opened: &mut Option<fs::Metadata>,
 ) -> Result<Record, String> {
-    use crate::hostile_file::{open_regular, read_into, reason, utf8_str};
+    use crate::hostile_file::{open_regular, read_into, utf8_str};
     open_regular(path, MAX_RECORD_BYTES)
         .and_then(|(file, meta)| {
             *opened = Some(meta.clone());
             read_into((file, meta), MAX_RECORD_BYTES, buffer)
         })
-        .map_err(|e| reason(&e))?;
-    let text = utf8_str(buffer).map_err(|e| reason(&e))?;
+        .map_err(|e| e.to_string())?;
+    let text = utf8_str(buffer).map_err(|e| e.to_string())?;
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
         if e.to_string().starts_with("recursion limit exceeded") {
             "JSON nested deeper than 128 levels".to_owned()

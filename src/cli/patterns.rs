@@ -154,7 +154,7 @@ fn list(files: &PatternFiles, as_json: bool) -> anyhow::Result<Outcome> {
             .iter()
             .map(|p| match &p.pattern {
                 Ok(pattern) => json!({"line": p.line, "pattern": pattern}),
-                Err(reason) => json!({"line": p.line, "error": reason}),
+                Err(reason) => json!({"line": p.line, "error": reason.to_string()}),
             })
             .collect();
         let out = json!({

@@ -22,7 +22,7 @@ pub fn service(inputs: &Inputs<'_>) -> Check {
     let path = crate::service::unit_path(inputs.platform, &name, home);
     let text = match crate::hostile_file::read_regular_string(&path, MAX_UNIT_BYTES) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(e) if e.is_not_found() => {
             return Check::new(
                 "service",
                 Verdict::Warn,
@@ -33,11 +33,7 @@ pub fn service(inputs: &Inputs<'_>) -> Check {
             );
         }
         Err(e) => {
-            return Check::new(
-                "service",
-                Verdict::Fail,
-                format!("{}: {}", path.display(), crate::hostile_file::reason(&e)),
-            );
+            return Check::new("service", Verdict::Fail, format!("{}: {e}", path.display()));
         }
     };
     if let Err(problem) = check_file(inputs, &text) {
