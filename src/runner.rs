@@ -42,8 +42,8 @@ pub use log::{
 };
 pub use process::{Outcome, SpawnHook, StepCommand, StepRun, run_step};
 pub use strays::{
-    LandingProcess, OWNER_ENV, RECORD_ENV, STRAY_KILL_WAIT, end_gone_owners_processes, end_strays,
-    landing_processes, record_mark,
+    LEFTOVERS_KILLED, LandingProcess, OWNER_ENV, RECORD_ENV, STRAY_KILL_WAIT,
+    end_gone_owners_processes, end_strays, landing_processes, record_mark,
 };
 pub use template::{CommandTemplate, StepVars, TemplateError};
 
