@@ -17,6 +17,7 @@ mod doc_links;
 mod doctor;
 mod error_style;
 mod examples;
+mod exit_codes;
 mod faults;
 mod forge;
 mod gates;
