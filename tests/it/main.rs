@@ -19,6 +19,7 @@ mod error_style;
 mod examples;
 mod faults;
 mod forge;
+mod forge_in_flight;
 mod gates;
 mod gstack_compat;
 mod hostile;
