@@ -99,7 +99,7 @@ impl Round {
     }
 }
 
-/// The poll's part of a round.
+/// What the poll round asks about.
 pub struct PollPlan {
     /// The repos to discover, by identity (DESIGN §3 step 3), all gated by the tick.
     pub repos: BTreeMap<String, LiveRepo>,
