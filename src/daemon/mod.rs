@@ -61,7 +61,7 @@ pub use policy::NOT_BEFORE_FIELD;
 pub use reload::{ConfigReload, ConfigReloaded};
 pub use stop::StopSignal;
 pub use tick::{Candidate, PrepareReport, Selection, Wake};
-pub use unsaved::{UnsavedLine, read as read_unsaved};
+pub use unsaved::{ReadUnsavedError, UnsavedLine, read as read_unsaved};
 
 /// Everything a tick and a landing need, shared read-only between tasks.
 pub struct Shared {

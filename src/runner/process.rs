@@ -32,6 +32,7 @@ use super::capped_log::CappedLog;
 use super::guard::{Guard, LeaseEnd};
 use super::lease::Lease;
 use super::log;
+use super::marked::Mark;
 use crate::boot_clock::BootTime;
 use crate::pinned_dir::PinnedDir;
 
@@ -161,8 +162,11 @@ pub struct StepRun {
 /// SIGKILL once the leader has exited or `grace` has passed, whichever is first. If this
 /// future is dropped midway, the group is killed with SIGKILL on drop.
 ///
-/// A process that moves itself to another group or session (`setsid`) escapes this; only
-/// a cgroup could follow it.
+/// A process that moves itself to another group or session (`setsid`) escapes the group
+/// kill; it still carries `cmd.env` (the step's landing mark), by which the runner ends it
+/// after the step, and the guard when berth dies, the lease runs out or this future is
+/// dropped. One that also clears its environment escapes both: only a cgroup could follow
+/// it.
 pub async fn run_step(cmd: &StepCommand<'_>, cancel: &CancellationToken) -> StepRun {
     let started = Instant::now();
     // Berth was paused or starved past the lease before this step: the lock may be
@@ -327,7 +331,7 @@ async fn spawn_and_supervise(
             deadline: *watch.borrow(),
             grace: lease.kill_grace(cmd.grace),
         });
-    let guard = match Guard::spawn(pgid, cmd.grace, lease_end) {
+    let guard = match Guard::spawn(pgid, cmd.grace, lease_end, &Mark::new(cmd.env)) {
         Ok(guard) => guard,
         Err(err) => {
             // Fail closed: a step that could outlive berth is not allowed to run.
@@ -506,11 +510,13 @@ impl ProcessGroup {
 impl Drop for ProcessGroup {
     /// A dropped `run_step` future (its task aborted, an outer timeout) must not leave a
     /// landing running unsupervised. The unreaped leader still pins the pgid, and tokio
-    /// reaps the dropped child in the background.
+    /// reaps the dropped child in the background. What left the group is not reached by
+    /// the group's SIGKILL: the guard kills it by the step's mark, as it would had berth
+    /// died (the runner's own end-of-step sweep never runs for a dropped step).
     fn drop(&mut self) {
         if !self.reaped {
             self.signal(Signal::SIGKILL);
-            self.guard.dismiss();
+            self.guard.stop();
         }
     }
 }

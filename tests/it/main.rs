@@ -13,6 +13,7 @@ mod cli_help;
 mod crash;
 mod daemon;
 mod demo;
+mod detached;
 mod doc_links;
 mod doctor;
 mod error_style;
