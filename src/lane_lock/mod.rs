@@ -65,6 +65,9 @@ use payload::{ReadLock, lock_message, read_lock};
 use scratch_pool::{Pooled, ScratchPool};
 use transport::{PushOutcome, Scratch, fetch, redact_url};
 
+/// The directory of a local origin (a path or `file://` URL), as libgit2 would choose its
+/// local transport; `None` for a network URL.
+pub(crate) use cas::local_path as local_origin;
 /// `url` with any password or token replaced by `***`, for messages.
 pub(crate) use transport::redact_url as redact;
 /// A look at and a fetch from `url` with berth's transport rules (credentials never from
