@@ -92,8 +92,8 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("config {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    #[error("config {path}: {source}")]
+    Invalid { path: PathBuf, source: Invalid },
     /// A TOML error, where it is: `config <path>:<line>:<col>: <message>`, one line.
     #[error("config {}:{line}:{col}: {message}", path.display())]
     Syntax {
@@ -102,6 +102,36 @@ pub enum ConfigError {
         col: usize,
         message: String,
     },
+}
+
+/// A value the configuration may not have, and the bound it breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("lock_ttl_secs ({0}) must be at most {MAX_LOCK_TTL_SECS} (365 days)")]
+    LockTtl(u64),
+    #[error(
+        "heartbeat_secs ({heartbeat_secs}) must be positive and shorter than lock_ttl_secs ({lock_ttl_secs})"
+    )]
+    Heartbeat {
+        heartbeat_secs: u64,
+        lock_ttl_secs: u64,
+    },
+    #[error(
+        "heartbeat_secs ({heartbeat_secs}) must be at most half of lock_ttl_secs ({lock_ttl_secs}) minus the lease margin ({:.2}s), {:.2}s, so one failed refresh does not stop a landing",
+        .margin.as_secs_f64(), .lease.as_secs_f64() / 2.0
+    )]
+    HeartbeatPastLease {
+        heartbeat_secs: u64,
+        lock_ttl_secs: u64,
+        margin: Duration,
+        lease: Duration,
+    },
+    #[error("allowed_roots entry {} is not an absolute path", .0.display())]
+    RelativeRoot(PathBuf),
+    #[error("max_lanes must be at least 1")]
+    NoLanes,
+    #[error("max_lanes ({0}) must be at most {MAX_LANES_CAP}")]
+    TooManyLanes(usize),
 }
 
 impl ConfigError {
@@ -138,9 +168,9 @@ impl Config {
         })?;
         let config: Config =
             toml::from_str(&text).map_err(|e| ConfigError::syntax(path, &text, &e))?;
-        config.validate().map_err(|message| ConfigError::Invalid {
+        config.validate().map_err(|source| ConfigError::Invalid {
             path: path.to_owned(),
-            message,
+            source,
         })?;
         Ok(config)
     }
@@ -152,51 +182,42 @@ impl Config {
             .unwrap_or_else(crate::paths::default_faults_dir)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Invalid> {
         // A lock's `expiresAt` is its write time plus the TTL, in a calendar that ends.
         if self.lock_ttl_secs > MAX_LOCK_TTL_SECS {
-            return Err(format!(
-                "lock_ttl_secs ({}) must be at most {MAX_LOCK_TTL_SECS} (365 days)",
-                self.lock_ttl_secs
-            ));
+            return Err(Invalid::LockTtl(self.lock_ttl_secs));
         }
         if self.lock_ttl_secs == 0
             || self.heartbeat_secs == 0
             || self.heartbeat_secs >= self.lock_ttl_secs
         {
-            return Err(format!(
-                "heartbeat_secs ({}) must be positive and shorter than lock_ttl_secs ({})",
-                self.heartbeat_secs, self.lock_ttl_secs
-            ));
+            return Err(Invalid::Heartbeat {
+                heartbeat_secs: self.heartbeat_secs,
+                lock_ttl_secs: self.lock_ttl_secs,
+            });
         }
         // The step's lease ends `margin` before the lock would expire: two refreshes must
         // fit in it, so one failed refresh does not stop a landing.
         let ttl = Duration::from_secs(self.lock_ttl_secs);
-        let lease = ttl.saturating_sub(crate::runner::lease_margin(ttl));
+        let margin = crate::runner::lease_margin(ttl);
+        let lease = ttl.saturating_sub(margin);
         if Duration::from_secs(self.heartbeat_secs * 2) > lease {
-            return Err(format!(
-                "heartbeat_secs ({}) must be at most half of lock_ttl_secs ({}) minus the lease margin ({:.2}s), {:.2}s, so one failed refresh does not stop a landing",
-                self.heartbeat_secs,
-                self.lock_ttl_secs,
-                crate::runner::lease_margin(ttl).as_secs_f64(),
-                lease.as_secs_f64() / 2.0
-            ));
+            return Err(Invalid::HeartbeatPastLease {
+                heartbeat_secs: self.heartbeat_secs,
+                lock_ttl_secs: self.lock_ttl_secs,
+                margin,
+                lease,
+            });
         }
         if let Some(relative) = self.allowed_roots.iter().find(|p| !p.is_absolute()) {
-            return Err(format!(
-                "allowed_roots entry {} is not an absolute path",
-                relative.display()
-            ));
+            return Err(Invalid::RelativeRoot(relative.clone()));
         }
         if self.max_lanes == 0 {
-            return Err("max_lanes must be at least 1".into());
+            return Err(Invalid::NoLanes);
         }
         // The max_lanes contract caps a rule's answer there; the shipped rule answers this.
         if self.max_lanes > MAX_LANES_CAP {
-            return Err(format!(
-                "max_lanes ({}) must be at most {MAX_LANES_CAP}",
-                self.max_lanes
-            ));
+            return Err(Invalid::TooManyLanes(self.max_lanes));
         }
         Ok(())
     }
@@ -255,6 +276,15 @@ impl ConfigSource {
                 Some(p) => format!("none (built-in defaults; {} not present)", p.display()),
                 None => "none (built-in defaults; no $XDG_CONFIG_HOME or $HOME)".into(),
             },
+        }
+    }
+
+    /// The file an operator edits to change a setting: the one read, else the user config
+    /// path berth would find.
+    pub fn file_to_edit(&self) -> String {
+        match self.path().map(Path::to_path_buf).or_else(user_config_path) {
+            Some(path) => path.display().to_string(),
+            None => "$XDG_CONFIG_HOME/berth/config.toml".into(),
         }
     }
 }

@@ -6,9 +6,11 @@
 
 use std::fmt;
 use std::fs;
+use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
+use crate::hostile_file::ReadError;
 use crate::pinned_dir::PinnedDir;
 use crate::record::Record;
 
@@ -71,6 +73,51 @@ pub struct GateError {
     pub value: String,
     /// gstack's reason text (which names the value), then berth's detail.
     pub reason: String,
+}
+
+/// berth's detail of a refusal: what is wrong with a root, a repo's git dir or its files.
+/// It follows the subject it is about (a path, a root, an allowlist entry).
+#[derive(Debug, thiserror::Error)]
+enum Detail {
+    #[error("not an absolute path")]
+    RelativeRoot,
+    #[error("resolves to `/`, which would allow every path")]
+    RootIsSlash,
+    #[error("it does not exist")]
+    RootMissing,
+    #[error("has no .git entry (not a git repo)")]
+    NoDotGit,
+    #[error("has a `.git` file berth cannot read: {0}")]
+    DotGitUnreadable(ReadError),
+    #[error("has a `.git` file with no `gitdir:` line")]
+    NoGitdirLine,
+    #[error("has a git dir {} that cannot be resolved: {source}", .path.display())]
+    GitDirUnresolved { path: PathBuf, source: io::Error },
+    #[error("has a git dir {} that is not a directory", .0.display())]
+    GitDirNotDir(PathBuf),
+    /// `allowlist` is the allowlist as [`Allowlist::describe`] says it.
+    #[error(
+        "has a git dir that resolves to {}, outside the daemon allowlist; {allowlist}",
+        .real.display()
+    )]
+    GitDirOutside { real: PathBuf, allowlist: String },
+    #[error("has a commondir {} that cannot be resolved: {source}", .path.display())]
+    CommonDirUnresolved { path: PathBuf, source: io::Error },
+    #[error("has a commondir that resolves to {}, outside the daemon allowlist", .0.display())]
+    CommonDirOutside(PathBuf),
+    #[error("has an unreadable commondir: {0}")]
+    CommonDirUnreadable(Box<Detail>),
+    #[error("has git files berth will not read: {0}")]
+    GitFiles(Box<Detail>),
+    #[error("{} {source}", .path.display())]
+    Unreadable { path: PathBuf, source: ReadError },
+    #[error("the git dir has no HEAD")]
+    NoHead,
+    #[error(
+        "{} uses `include`/`includeIf`, which berth does not follow; inline those settings",
+        .0.display()
+    )]
+    Includes(PathBuf),
 }
 
 fn refuse(gate: Gate, value: &str, reason: impl Into<String>) -> GateError {
@@ -140,7 +187,8 @@ impl Allowlist {
                 }
             }
         }
-        for entry in extra.unwrap_or("").split(':') {
+        for entry in std::env::split_paths(extra.unwrap_or("")) {
+            let entry = entry.to_string_lossy();
             let entry_trimmed = entry.trim();
             if entry_trimmed.is_empty() {
                 if extra.is_some_and(|e| !e.is_empty()) {
@@ -159,11 +207,9 @@ impl Allowlist {
             // gstack drops a project root whose realpath fails (the env entries it keeps
             // as written): a root that does not exist adds nothing.
             let exists = root.try_exists().unwrap_or(false);
-            match resolve_root(root).and_then(|real| {
-                exists
-                    .then_some(real)
-                    .ok_or_else(|| "it does not exist".to_owned())
-            }) {
+            match resolve_root(root)
+                .and_then(|real| exists.then_some(real).ok_or(Detail::RootMissing))
+            {
                 Ok(real) => list.push(real),
                 Err(reason) => {
                     refused.push(format!("project root {} ignored: {reason}", root.display()))
@@ -296,72 +342,59 @@ impl Allowlist {
 
     /// The `.git` entry of `repo`: a directory, or a file `gitdir: <path>` (a linked
     /// worktree); the dir it leads to, and a `commondir` inside it, must be allowed too.
-    fn gate_git_dir(&self, repo: &Path) -> Result<(PathBuf, PathBuf), String> {
+    fn gate_git_dir(&self, repo: &Path) -> Result<(PathBuf, PathBuf), Detail> {
         let dot_git = repo.join(".git");
-        let meta = fs::symlink_metadata(&dot_git)
-            .map_err(|_| "has no .git entry (not a git repo)".to_owned())?;
+        let meta = fs::symlink_metadata(&dot_git).map_err(|_| Detail::NoDotGit)?;
         let git_dir = if meta.is_file() || meta.file_type().is_symlink() && dot_git.is_file() {
             // The producer's repo: a FIFO swapped in must not hang the gate.
             let text = crate::hostile_file::read_regular_following(&dot_git, MAX_CONFIG_BYTES)
                 .and_then(crate::hostile_file::utf8)
-                .map_err(|e| {
-                    format!(
-                        "has a `.git` file berth cannot read: {}",
-                        crate::hostile_file::reason(&e)
-                    )
-                })?;
+                .map_err(Detail::DotGitUnreadable)?;
             let target = text
                 .lines()
                 .next()
                 .and_then(|line| line.strip_prefix("gitdir:"))
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
-                .ok_or("has a `.git` file with no `gitdir:` line")?;
+                .ok_or(Detail::NoGitdirLine)?;
             repo.join(target)
         } else {
             dot_git
         };
-        let real = git_dir.canonicalize().map_err(|e| {
-            format!(
-                "has a git dir {} that cannot be resolved: {e}",
-                git_dir.display()
-            )
-        })?;
+        let real = git_dir
+            .canonicalize()
+            .map_err(|source| Detail::GitDirUnresolved {
+                path: git_dir.clone(),
+                source,
+            })?;
         if !real.is_dir() {
-            return Err(format!(
-                "has a git dir {} that is not a directory",
-                real.display()
-            ));
+            return Err(Detail::GitDirNotDir(real));
         }
         if !self.contains(&real) {
-            return Err(format!(
-                "has a git dir that resolves to {}, outside the daemon allowlist; {}",
-                real.display(),
-                self.describe()
-            ));
+            return Err(Detail::GitDirOutside {
+                real,
+                allowlist: self.describe(),
+            });
         }
         let common_real = match read_small_file(&real.join("commondir")) {
             Ok(Some(common)) => {
                 let common_dir = real.join(common.trim());
-                let common_real = common_dir.canonicalize().map_err(|e| {
-                    format!(
-                        "has a commondir {} that cannot be resolved: {e}",
-                        common_dir.display()
-                    )
-                })?;
+                let common_real =
+                    common_dir
+                        .canonicalize()
+                        .map_err(|source| Detail::CommonDirUnresolved {
+                            path: common_dir.clone(),
+                            source,
+                        })?;
                 if !self.contains(&common_real) {
-                    return Err(format!(
-                        "has a commondir that resolves to {}, outside the daemon allowlist",
-                        common_real.display()
-                    ));
+                    return Err(Detail::CommonDirOutside(common_real));
                 }
                 common_real
             }
             Ok(None) => real.clone(),
-            Err(reason) => return Err(format!("has an unreadable commondir: {reason}")),
+            Err(reason) => return Err(Detail::CommonDirUnreadable(Box::new(reason))),
         };
-        check_git_files(&real, &common_real)
-            .map_err(|e| format!("has git files berth will not read: {e}"))?;
+        check_git_files(&real, &common_real).map_err(|e| Detail::GitFiles(Box::new(e)))?;
         Ok((real, common_real))
     }
 
@@ -470,8 +503,8 @@ pub struct RepoGate {
 /// The files libgit2 reads when berth opens the repo must be plain, small, and free of
 /// `include`s: a FIFO or an include of one would hang the daemon inside libgit2, and an
 /// include could pull config from outside the allowlist.
-fn check_git_files(git_dir: &Path, common_dir: &Path) -> Result<(), String> {
-    read_small_file(&git_dir.join("HEAD"))?.ok_or("the git dir has no HEAD")?;
+fn check_git_files(git_dir: &Path, common_dir: &Path) -> Result<(), Detail> {
+    read_small_file(&git_dir.join("HEAD"))?.ok_or(Detail::NoHead)?;
     for config in [common_dir.join("config"), git_dir.join("config.worktree")] {
         let Some(text) = read_small_file(&config)? else {
             continue;
@@ -481,10 +514,7 @@ fn check_git_files(git_dir: &Path, common_dir: &Path) -> Result<(), String> {
             line.starts_with("[include") || line.starts_with("include.")
         });
         if includes {
-            return Err(format!(
-                "{} uses `include`/`includeIf`, which berth does not follow; inline those settings",
-                config.display()
-            ));
+            return Err(Detail::Includes(config));
         }
     }
     Ok(())
@@ -492,28 +522,27 @@ fn check_git_files(git_dir: &Path, common_dir: &Path) -> Result<(), String> {
 
 /// A regular file's text (`None` if absent), refusing anything else: FIFOs, devices,
 /// directories, symlinks, oversized files.
-fn read_small_file(path: &Path) -> Result<Option<String>, String> {
+fn read_small_file(path: &Path) -> Result<Option<String>, Detail> {
     match crate::hostile_file::read_regular_string(path, MAX_CONFIG_BYTES) {
         Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!(
-            "{} {}",
-            path.display(),
-            crate::hostile_file::reason(&e)
-        )),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(source) => Err(Detail::Unreadable {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 
 /// A root must be absolute and must not resolve to `/` (which would allow everything).
-fn resolve_root(root: &Path) -> Result<PathBuf, String> {
+fn resolve_root(root: &Path) -> Result<PathBuf, Detail> {
     if !root.is_absolute() {
-        return Err("not an absolute path".into());
+        return Err(Detail::RelativeRoot);
     }
     // A root that does not exist yet is kept as written: only a realpath equal to it (no
     // symlinks on the way) can match it later.
     let real = root.canonicalize().unwrap_or_else(|_| root.to_owned());
     if real == Path::new("/") {
-        return Err("resolves to `/`, which would allow every path".into());
+        return Err(Detail::RootIsSlash);
     }
     Ok(real)
 }

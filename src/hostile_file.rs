@@ -14,27 +14,82 @@ use std::path::Path;
 
 use nix::libc;
 
+/// Why a hostile file was not read: the system could not read it ([`ReadError::Io`], worth
+/// trying again: `EMFILE`, `EIO`, `EACCES`; `NotFound` when nothing is there), or what is
+/// there broke one of this module's rules (its type, size or encoding). Each message is a
+/// reason fit for an operator, put after the file's name.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read: {0}")]
+    Io(#[from] io::Error),
+    #[error("is a symbolic link (berth does not follow links here)")]
+    Symlink,
+    /// What is there instead (`a directory`, `a FIFO`, …).
+    #[error("is {0}, not a regular file")]
+    NotRegular(&'static str),
+    #[error("file is {len} bytes, over the {cap}-byte limit")]
+    TooLarge { len: u64, cap: u64 },
+    #[error("not UTF-8 (invalid byte at offset {offset})")]
+    NotUtf8 { offset: usize },
+}
+
+impl ReadError {
+    /// Nothing is at the path.
+    pub fn is_not_found(&self) -> bool {
+        self.kind() == io::ErrorKind::NotFound
+    }
+
+    /// The file broke one of this module's rules (something about what is there), as
+    /// opposed to the system failing to read it.
+    pub fn is_refused(&self) -> bool {
+        !matches!(self, ReadError::Io(_))
+    }
+}
+
+impl ReadError {
+    /// The `io::ErrorKind` this would have as an `io::Error`.
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            ReadError::Io(e) => e.kind(),
+            ReadError::Symlink | ReadError::NotRegular(_) => io::ErrorKind::InvalidInput,
+            ReadError::TooLarge { .. } => io::ErrorKind::FileTooLarge,
+            ReadError::NotUtf8 { .. } => io::ErrorKind::InvalidData,
+        }
+    }
+}
+
+/// For callers that answer in `io::Error`: a system error as it was, a refusal with its
+/// kind and its reason as the message.
+impl From<ReadError> for io::Error {
+    fn from(error: ReadError) -> io::Error {
+        match error {
+            ReadError::Io(e) => e,
+            refused => io::Error::new(refused.kind(), refused.to_string()),
+        }
+    }
+}
+
 /// Opens `path` for reading without blocking or following a final symlink, and checks on
 /// the handle that it is a regular file of at most `cap` bytes. The error says which rule
-/// the file broke (its kind is `NotFound` only when nothing is there).
-pub fn open_regular(path: &Path, cap: u64) -> io::Result<(File, Metadata)> {
+/// the file broke.
+pub fn open_regular(path: &Path, cap: u64) -> Result<(File, Metadata), ReadError> {
     open_checked(path, cap, libc::O_NOFOLLOW)
 }
 
 /// [`read_regular`] for a path that may legitimately be a symlink (a linked worktree's
 /// `.git` file): the link is followed, every other check holds on what it leads to.
-pub fn read_regular_following(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
+pub fn read_regular_following(path: &Path, cap: u64) -> Result<Vec<u8>, ReadError> {
     read_from(open_checked(path, cap, 0)?, cap)
 }
 
-fn open_checked(path: &Path, cap: u64, extra_flags: i32) -> io::Result<(File, Metadata)> {
+fn open_checked(path: &Path, cap: u64, extra_flags: i32) -> Result<(File, Metadata), ReadError> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | extra_flags)
         .open(path)
         .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => refused("is a symbolic link (berth does not follow links here)"),
-            _ => e,
+            Some(libc::ELOOP) => ReadError::Symlink,
+            _ => ReadError::Io(e),
         })?;
     let meta = file.metadata()?;
     let kind = meta.file_type();
@@ -50,21 +105,24 @@ fn open_checked(path: &Path, cap: u64, extra_flags: i32) -> io::Result<(File, Me
         } else {
             "not a regular file"
         };
-        return Err(refused(&format!("is {what}, not a regular file")));
+        return Err(ReadError::NotRegular(what));
     }
     if meta.len() > cap {
-        return Err(too_large(meta.len(), cap));
+        return Err(ReadError::TooLarge {
+            len: meta.len(),
+            cap,
+        });
     }
     Ok((file, meta))
 }
 
 /// The whole content of a regular file of at most `cap` bytes (see [`open_regular`]).
-pub fn read_regular(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
+pub fn read_regular(path: &Path, cap: u64) -> Result<Vec<u8>, ReadError> {
     read_from(open_regular(path, cap)?, cap)
 }
 
 /// The content of a file [`open_regular`] opened (after its caller looked at the `fstat`).
-pub fn read_from(opened: (File, Metadata), cap: u64) -> io::Result<Vec<u8>> {
+pub fn read_from(opened: (File, Metadata), cap: u64) -> Result<Vec<u8>, ReadError> {
     let mut bytes = Vec::new();
     read_into(opened, cap, &mut bytes)?;
     Ok(bytes)
@@ -72,80 +130,43 @@ pub fn read_from(opened: (File, Metadata), cap: u64) -> io::Result<Vec<u8>> {
 
 /// [`read_from`] into `bytes` (cleared first): a sweep over thousands of files reuses one
 /// buffer instead of faulting in fresh memory for each.
-pub fn read_into((file, meta): (File, Metadata), cap: u64, bytes: &mut Vec<u8>) -> io::Result<()> {
+pub fn read_into(
+    (file, meta): (File, Metadata),
+    cap: u64,
+    bytes: &mut Vec<u8>,
+) -> Result<(), ReadError> {
     bytes.clear();
     // One byte more than the file, so reading up to EOF never grows the buffer.
     bytes.reserve(meta.len().min(cap) as usize + 1);
     file.take(cap + 1).read_to_end(bytes)?;
     if bytes.len() as u64 > cap {
-        return Err(too_large(bytes.len() as u64, cap));
+        return Err(ReadError::TooLarge {
+            len: bytes.len() as u64,
+            cap,
+        });
     }
     Ok(())
 }
 
 /// [`read_regular`] as UTF-8 text.
-pub fn read_regular_string(path: &Path, cap: u64) -> io::Result<String> {
+pub fn read_regular_string(path: &Path, cap: u64) -> Result<String, ReadError> {
     utf8(read_regular(path, cap)?)
 }
 
 /// Bytes as text, or an error saying where the first invalid byte is.
-pub fn utf8(bytes: Vec<u8>) -> io::Result<String> {
+pub fn utf8(bytes: Vec<u8>) -> Result<String, ReadError> {
     String::from_utf8(bytes).map_err(|e| not_utf8(e.utf8_error()))
 }
 
 /// [`utf8`] for borrowed bytes.
-pub fn utf8_str(bytes: &[u8]) -> io::Result<&str> {
+pub fn utf8_str(bytes: &[u8]) -> Result<&str, ReadError> {
     std::str::from_utf8(bytes).map_err(not_utf8)
 }
 
-fn not_utf8(e: std::str::Utf8Error) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        Refused(format!(
-            "not UTF-8 (invalid byte at offset {})",
-            e.valid_up_to()
-        )),
-    )
-}
-
-/// Why a file was refused: the file broke one of this module's rules (as opposed to an
-/// I/O error from the system).
-#[derive(Debug)]
-struct Refused(String);
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+fn not_utf8(e: std::str::Utf8Error) -> ReadError {
+    ReadError::NotUtf8 {
+        offset: e.valid_up_to(),
     }
-}
-
-impl std::error::Error for Refused {}
-
-/// A reason fit for an operator: the rule a file broke as it is (`is a FIFO, not a
-/// regular file`), any other error as `cannot read: <error>`.
-pub fn reason(error: &io::Error) -> String {
-    match error.get_ref().and_then(|e| e.downcast_ref::<Refused>()) {
-        Some(refused) => refused.0.clone(),
-        None => format!("cannot read: {error}"),
-    }
-}
-
-/// Whether `error` says the file broke one of this module's rules (its type, size or
-/// encoding: something about what is there), not that the system could not read it
-/// (`EMFILE`, `EIO`, `EACCES`: worth trying again).
-pub fn is_refused(error: &io::Error) -> bool {
-    error.get_ref().is_some_and(|e| e.is::<Refused>())
-}
-
-fn refused(reason: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, Refused(reason.to_owned()))
-}
-
-fn too_large(len: u64, cap: u64) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::FileTooLarge,
-        Refused(format!("file is {len} bytes, over the {cap}-byte limit")),
-    )
 }
 
 /// Test support: a producer that keeps swapping a FIFO and a regular file at one path.

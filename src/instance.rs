@@ -206,12 +206,12 @@ pub enum Probe {
 /// as a hostile file: no symlink, no blocking open, a regular file of at most 4 KiB) with
 /// a shared lock that is dropped at once, so a probe never blocks a starting daemon for
 /// longer than the probe itself.
-pub fn probe(path: &Path) -> io::Result<Probe> {
+pub fn probe(path: &Path) -> Result<Probe, crate::hostile_file::ReadError> {
     let (mut file, _) = crate::hostile_file::open_regular(path, MAX_STAMP_BYTES)?;
     match file.try_lock_shared() {
         Ok(()) => Ok(Probe::Free),
         Err(TryLockError::WouldBlock) => Ok(Probe::Held(read_stamp(&mut file))),
-        Err(TryLockError::Error(e)) => Err(e),
+        Err(TryLockError::Error(e)) => Err(e.into()),
     }
 }
 
@@ -225,8 +225,8 @@ pub fn running(berth_dir: &Path) -> io::Result<Option<Holder>> {
             mode: "?".into(),
             start_ticks: None,
         }))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -78,7 +78,7 @@ pub fn start_ticks(pid: u32) -> io::Result<u64> {
 /// Whether `/proc` is mounted for this process's pid namespace and shows it: its
 /// `NStgid` (the pid in the `/proc`'s namespace, then in each nested one) is exactly this
 /// process's pid.
-fn proc_is_this_namespace() -> bool {
+pub(crate) fn proc_is_this_namespace() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .is_ok_and(|status| only_pid_is(&status, std::process::id()))
 }

@@ -19,6 +19,7 @@ mod capped_log;
 mod guard;
 mod lease;
 mod log;
+mod marked;
 mod process;
 pub mod retention;
 mod strays;
@@ -41,8 +42,8 @@ pub use log::{
 };
 pub use process::{Outcome, StepCommand, StepRun, run_step};
 pub use strays::{
-    LandingProcess, OWNER_ENV, RECORD_ENV, STRAY_KILL_WAIT, end_strays, landing_processes,
-    record_mark,
+    LandingProcess, OWNER_ENV, RECORD_ENV, STRAY_KILL_WAIT, end_gone_owners_processes, end_strays,
+    landing_processes, record_mark,
 };
 pub use template::{CommandTemplate, StepVars, TemplateError};
 
@@ -234,7 +235,12 @@ impl Runner {
         );
         let record = strays::record_mark(&self.queue_dir, record_id);
         let mark_text = record.to_string_lossy();
-        let mark = [(RECORD_ENV, &*mark_text), (OWNER_ENV, self.owner.as_str())];
+        let step_number = strays::next_step_number();
+        let mark = [
+            (RECORD_ENV, &*mark_text),
+            (OWNER_ENV, self.owner.as_str()),
+            (strays::STEP_ENV, step_number.as_str()),
+        ];
         let run = run_step(
             &StepCommand {
                 argv: &argv,

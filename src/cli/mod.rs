@@ -18,13 +18,16 @@ mod install;
 mod lock;
 mod lock_check;
 mod lock_origin;
+mod man;
 mod patterns;
 mod reach;
 mod records;
+mod reference;
 mod replay;
 mod rules;
 mod run;
 mod status;
+mod table;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -209,6 +212,12 @@ pub enum Command {
   berth config show --config ./berth.toml"
     )]
     Config(config::ConfigCommand),
+    /// Print the man page (roff, from these definitions), or the CLI reference in Markdown.
+    #[command(after_help = "Examples:
+  berth man | man -l -
+  berth man --out-dir ~/.local/share/man/man1 && man berth-status
+  berth man --format markdown > docs/cli-reference.md")]
+    Man(man::ManArgs),
     /// Print a shell completion script for bash, zsh, fish, elvish or PowerShell.
     #[command(after_help = "Examples:
   berth completions bash > ~/.local/share/bash-completion/completions/berth
@@ -382,6 +391,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Uninstall(args) => install::uninstall(&args)?.into(),
         Command::Doctor(args) => doctor::run(&Context::repos(&args.repos), &args)?.into(),
         Command::Config(command) => config::run(&Context::repos(command.repos()), &command)?.into(),
+        Command::Man(args) => man::run(&args)?.into(),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "berth", &mut std::io::stdout());

@@ -112,18 +112,14 @@ fn log_startup(shared: &Shared, daemon: &DaemonArgs, source: &ConfigSource) {
     );
 }
 
-/// With the `gh` forge and no runnable `gh`, every discovery and merge proof fails: said
-/// once at start with the fix, not only as each call's spawn error.
-fn warn_without_gh(config: &Config) {
-    if config.forge != ForgeKind::Gh {
-        return;
+/// With the `gh` forge and no runnable `gh`, every discovery, claim check and merge proof
+/// would fail: the daemon does not start (exit 2) and says the fix. Under a service
+/// manager's restart, installing `gh` is all it takes to bring it up.
+fn require_gh(config: &Config, source: &ConfigSource) -> anyhow::Result<()> {
+    if config.forge == ForgeKind::Gh {
+        crate::forge::MissingGh::check(&config.gh_program, &source.file_to_edit())?;
     }
-    if let Err(e) = which::which(&config.gh_program) {
-        tracing::error!(
-            "{}",
-            crate::forge::missing_gh_hint(&config.gh_program, &e.to_string())
-        );
-    }
+    Ok(())
 }
 
 /// How a SIGHUP re-reads this daemon's configuration: the same file, the same overrides,
@@ -148,7 +144,7 @@ pub enum RunEnd {
 pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<RunEnd> {
     let mode = if args.watch { Mode::Watch } else { Mode::Once };
     let config = args.daemon.config(&ctx.config_source)?;
-    warn_without_gh(&config);
+    require_gh(&config, &ctx.config_source)?;
     let berth_dir = args
         .daemon
         .berth_dir

@@ -3,6 +3,8 @@
 use std::path::Path;
 
 use super::{Context, Outcome};
+use crate::config::{Config, ForgeKind};
+use crate::forge::MissingGh;
 use crate::queue_report::QueueReport;
 use crate::rules::fallbacks::Fallback;
 use crate::store::Scan;
@@ -28,9 +30,11 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<Outcome> {
         .berth_dir
         .clone()
         .unwrap_or_else(crate::paths::default_berth_dir);
+    let config = ctx.config()?;
+    let missing_gh = missing_gh(&config, ctx);
     let report = QueueReport::read_reaching(
         &ctx.store,
-        &ctx.allowlist(&ctx.config()?),
+        &ctx.allowlist(&config),
         &berth_dir,
         &args.reach.reach(&super::reach::progress_line),
     )?;
@@ -44,15 +48,29 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<Outcome> {
         );
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+        let mut json = report.to_json();
+        json["forgeProblem"] = serde_json::json!(missing_gh.as_ref().map(ToString::to_string));
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         print!("{}", as_text(&report, ctx, &berth_dir));
+        if let Some(missing) = &missing_gh {
+            println!("forge: {missing}");
+        }
     }
+    // Said, not an exit code: gstack's `status` exits 1 for what is in the queue, and the
+    // daemon may run with another PATH than this shell (`doctor` and `run` fail on it).
     Ok(if report.needs_attention() {
         Outcome::NeedsAttention
     } else {
         Outcome::Clean
     })
+}
+
+/// The `gh` forge without a runnable `gh`, said as `run` and `doctor` say it.
+fn missing_gh(config: &Config, ctx: &Context) -> Option<MissingGh> {
+    (config.forge == ForgeKind::Gh)
+        .then(|| MissingGh::check(&config.gh_program, &ctx.config_source.file_to_edit()).err())
+        .flatten()
 }
 
 /// The table, then a line per waiting record, unsaved verdict, failing rule, the daemon
@@ -117,14 +135,7 @@ fn as_text(report: &QueueReport, ctx: &Context, berth_dir: &Path) -> String {
 
 fn as_table(scan: &Scan, ctx: &Context, fallbacks: &[Fallback]) -> String {
     let now = crate::clock::now();
-    let mut rows: Vec<[String; 6]> = vec![[
-        "PR".into(),
-        "REPO".into(),
-        "LANE".into(),
-        "STATUS".into(),
-        "AGE".into(),
-        "LAST ERROR".into(),
-    ]];
+    let mut rows: Vec<[String; 6]> = Vec::new();
     for stored in &scan.records {
         let r = &stored.record;
         let age = crate::clock::parse_iso(&r.queued_at)
@@ -149,23 +160,10 @@ fn as_table(scan: &Scan, ctx: &Context, fallbacks: &[Fallback]) -> String {
     if scan.records.is_empty() {
         out.push_str(&format!("queue {} is empty\n", ctx.store.dir().display()));
     } else {
-        let widths: Vec<usize> = (0..5)
-            .map(|c| {
-                rows.iter()
-                    .map(|row| row[c].chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        for row in &rows {
-            let mut line = String::new();
-            for (c, width) in widths.iter().enumerate() {
-                line.push_str(&format!("{:<width$}  ", row[c]));
-            }
-            line.push_str(&row[5]);
-            out.push_str(line.trim_end());
-            out.push('\n');
-        }
+        out.push_str(&super::table::plain(
+            Some(["PR", "REPO", "LANE", "STATUS", "AGE", "LAST ERROR"]),
+            rows,
+        ));
     }
     for bad in &scan.unreadable {
         out.push_str(&format!("unreadable: {}: {}\n", bad.file, bad.reason));

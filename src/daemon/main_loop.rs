@@ -1,22 +1,23 @@
 //! The main loop: a closed set of [`Event`]s (a poll tick, a queue-dir change, a signal,
-//! a lane finishing, a lane's retry falling due) and nothing else calls back into it.
+//! a lane finishing, a lane's retry falling due, a forge round's answers) and nothing else
+//! calls back into it. A tick's local half is awaited (it reads files and gates); its
+//! forge half runs as background rounds, so a watcher's wake is read, gated and landed
+//! while a forge call is in flight.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::lane_lock::{Lane, lane_key};
+use crate::lane_lock::lane_key;
 use crate::queue_view::Refresh;
 use crate::rules::{ReloadWatcher, RulesStatus};
 
+use super::forge_round::{self, Concern, task::Rounds};
+use super::landings::Landings;
 use super::tick_gates::TickGates;
-use super::{
-    LaneOutcome, Shared, StopSignal, landing, lane_retry, reload, shutdown, stop, tick, watch,
-};
+use super::{LaneOutcome, Shared, StopSignal, landing, reload, shutdown, stop, tick, watch};
 
 /// How long a stopping daemon waits for its landings to put their records back and
 /// release their locks before it revives what is left (DESIGN §6: 2 s kill grace + 4 s
@@ -54,6 +55,8 @@ enum Event {
     LaneDone(LaneOutcome),
     /// A lane left alone for a while may be tried again.
     RetryDue,
+    /// A forge round ended; what it changed in the queue.
+    ForgeAnswered(forge_round::Answered),
 }
 
 /// Runs the daemon until `--once` is done, a signal arrives, or `stop` is cancelled (the
@@ -80,6 +83,7 @@ pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> an
             Event::RetryDue => main.start_landings().await,
             Event::Tick => main.on_tick(None).await,
             Event::QueueChanged(changes) => main.on_tick(Some(changes)).await,
+            Event::ForgeAnswered(answered) => main.on_forge_answered(answered).await,
         };
         if let Err(interrupt) = next {
             pending = Some(interrupt);
@@ -104,6 +108,10 @@ struct Loop {
     rules_watcher: Option<ReloadWatcher>,
     poll: tokio::time::Interval,
     landings: Landings,
+    /// The forge rounds in flight: at most one per concern.
+    rounds: Rounds,
+    /// What rounds changed since the last tick's report.
+    answered: forge_round::Answered,
     // `--once` exits 1 when a record it processed ended blocked, or when it did nothing
     // but block records (at the gates or by the landing policy).
     any_blocked: bool,
@@ -142,16 +150,20 @@ impl Loop {
         // A tick that overran its interval is followed by one poll tick, not a burst of them.
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let landings = Landings::new(poll.period());
+        let cancel = CancellationToken::new();
+        let rounds = Rounds::new(&cancel);
         Ok(Loop {
             shared,
             mode,
             stop,
-            cancel: CancellationToken::new(),
+            cancel,
             signals,
             queue_changes,
             rules_watcher,
             poll,
             landings,
+            rounds,
+            answered: forge_round::Answered::default(),
             any_blocked: false,
             blocked_before_landing: Blocked::default(),
             processed: false,
@@ -164,6 +176,7 @@ impl Loop {
         let retry_at = self.landings.retry.next_due(tokio::time::Instant::now());
         let watching = self.mode == Mode::Watch;
         let queue_changes = &mut self.queue_changes;
+        let rounds = &mut self.rounds;
         tokio::select! {
             heard = self.signals.recv() => heard.into(),
             () = self.stop.cancelled() => Event::Stop,
@@ -171,6 +184,7 @@ impl Loop {
             () = sleep_until_some(retry_at), if watching && retry_at.is_some() => Event::RetryDue,
             _ = self.poll.tick(), if watching || !self.ticked_once => Event::Tick,
             Some(changes) = async { match queue_changes.as_mut() { Some(w) => Some(w.changed().await), None => None } } => Event::QueueChanged(changes),
+            Some(answered) = rounds.next_done(), if !rounds.is_empty() => Event::ForgeAnswered(answered),
         }
     }
 
@@ -235,15 +249,56 @@ impl Loop {
                 watcher.check();
             }
         }
-        let ticked = start_tick(
-            &self.shared,
-            &self.cancel,
-            &mut self.landings,
+        let this_tick = Tick {
             wake,
             refresh,
-        );
-        let blocked = interruptible(&mut self.signals, &self.stop, ticked).await?;
+            free: forge_round::Free {
+                reconcile: !self.rounds.busy(Concern::Reconcile),
+                poll: !self.rounds.busy(Concern::Poll),
+            },
+            // `--once` selects once the rounds' answers are in (discovered PRs among them).
+            select_after_rounds: self.mode == Mode::Once,
+            answered: std::mem::take(&mut self.answered),
+        };
+        if !this_tick.free.poll && wake == tick::Wake::Poll {
+            tracing::debug!("the poll's forge round is still in flight: this poll plans none");
+        }
+        let ticked = start_tick(&self.shared, &self.cancel, &mut self.landings, this_tick);
+        let (blocked, rounds) = interruptible(&mut self.signals, &self.stop, ticked).await?;
         self.blocked_before_landing.add(blocked);
+        for round in rounds {
+            self.rounds.start(&self.shared, round);
+        }
+        Ok(())
+    }
+
+    /// A round ended: records it discovered are gated, then landings start where they fit
+    /// (`--once`'s only selection happens here, after its last round).
+    async fn on_forge_answered(&mut self, answered: forge_round::Answered) -> Result<(), Event> {
+        self.answered.add(answered);
+        let select = match self.mode {
+            Mode::Watch => answered.discovered > 0,
+            Mode::Once => self.rounds.is_empty(),
+        };
+        if !select {
+            return Ok(());
+        }
+        let shared = Arc::clone(&self.shared);
+        let gated = tokio::task::spawn_blocking(move || {
+            let mut gates = TickGates::default();
+            (tick::gate_queued(&shared, &mut gates), gates)
+        });
+        let (at_gates, gates) = match interruptible(&mut self.signals, &self.stop, gated).await? {
+            Ok(gated) => gated,
+            Err(e) => {
+                tracing::error!("gating discovered records failed: {e}");
+                (0, TickGates::default())
+            }
+        };
+        self.blocked_before_landing.at_gates += at_gates;
+        let started = start_landings(&self.shared, &self.cancel, &mut self.landings, gates);
+        self.blocked_before_landing.by_policy +=
+            interruptible(&mut self.signals, &self.stop, started).await?;
         Ok(())
     }
 
@@ -278,7 +333,11 @@ impl Loop {
 
     /// `--once`, after its tick and its landings: how it ended.
     fn once_done(&self) -> Option<Exit> {
-        if self.mode != Mode::Once || !self.ticked_once || !self.landings.is_empty() {
+        if self.mode != Mode::Once
+            || !self.ticked_once
+            || !self.landings.is_empty()
+            || !self.rounds.is_empty()
+        {
             return None;
         }
         if !self.processed {
@@ -355,69 +414,6 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// The running landings, the lanes they hold, and the lanes left alone for a while (a
-/// write to the queue dir, berth's own requeue included, does not end their wait).
-/// Lanes are keyed by their lock ref: branches that `safe_key` folds together (`rel/1`,
-/// `rel-1`) share one lock, so they must never land at once.
-struct Landings {
-    tasks: JoinSet<LaneOutcome>,
-    lane_of_task: HashMap<tokio::task::Id, String>,
-    retry: lane_retry::LaneRetry,
-}
-
-impl Landings {
-    /// A lane left alone waits at most `longest` (the poll interval).
-    fn new(longest: Duration) -> Landings {
-        Landings {
-            tasks: JoinSet::new(),
-            lane_of_task: HashMap::new(),
-            retry: lane_retry::LaneRetry::new(longest),
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
-    }
-
-    fn busy_lanes(&self) -> HashSet<String> {
-        self.lane_of_task
-            .values()
-            .chain(self.retry.not_yet(tokio::time::Instant::now()))
-            .cloned()
-            .collect()
-    }
-
-    fn start(
-        &mut self,
-        lane: &Lane,
-        landing: impl std::future::Future<Output = LaneOutcome> + Send + 'static,
-    ) {
-        let handle = self.tasks.spawn(landing);
-        self.lane_of_task.insert(handle.id(), lane_key(lane));
-    }
-
-    /// The next finished landing; a task that panicked frees its lane (left alone for its
-    /// backoff) instead of holding it forever.
-    async fn next_done(&mut self) -> Option<LaneOutcome> {
-        loop {
-            match self.tasks.join_next_with_id().await? {
-                Ok((id, outcome)) => {
-                    self.lane_of_task.remove(&id);
-                    return Some(outcome);
-                }
-                Err(error) => {
-                    tracing::error!(
-                        "a landing task failed: {error}; its record is reclaimed once its owner is gone"
-                    );
-                    if let Some(lane) = self.lane_of_task.remove(&error.id()) {
-                        self.retry.defer(lane, tokio::time::Instant::now());
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// Records blocked before any landing took them: at the gates, or by the landing policy.
 #[derive(Clone, Copy, Debug, Default)]
 struct Blocked {
@@ -450,34 +446,55 @@ impl Blocked {
     }
 }
 
-/// One tick's bookkeeping (reconcile, reclaim, discover, gate) then as many landings as
-/// free lanes allow. Returns how many records it blocked before landing them.
+/// What one tick is to do.
+struct Tick {
+    wake: tick::Wake,
+    refresh: Refresh,
+    /// The concerns with no round in flight: this tick may plan theirs.
+    free: forge_round::Free,
+    /// Leave selection to the end of the rounds this tick plans.
+    select_after_rounds: bool,
+    /// What rounds changed since the last tick, for its report.
+    answered: forge_round::Answered,
+}
+
+/// One tick's local bookkeeping (reclaim, gate, plan the forge rounds) then as many
+/// landings as free lanes allow. Returns how many records it blocked before landing them,
+/// and the rounds to start.
 async fn start_tick(
     shared: &Arc<Shared>,
     cancel: &CancellationToken,
     landings: &mut Landings,
-    wake: tick::Wake,
-    refresh: Refresh,
-) -> Blocked {
+    tick: Tick,
+) -> (Blocked, Vec<forge_round::Round>) {
     let started = std::time::Instant::now();
     tracing::debug!("tick");
     let prep = Arc::clone(shared);
-    let prepared = tokio::task::spawn_blocking(move || tick::prepare(&prep, wake, &refresh)).await;
-    let (at_gates, gates, mut result) = match prepared {
+    let (wake, refresh, free) = (tick.wake, tick.refresh, tick.free);
+    let prepared =
+        tokio::task::spawn_blocking(move || tick::prepare(&prep, wake, &refresh, free)).await;
+    let (at_gates, gates, rounds, mut result) = match prepared {
         // A watcher's wake about nothing new: no tick happened.
-        Ok((report, _)) if report.nothing_changed => return Blocked::default(),
-        Ok((report, gates)) => (report.gate_blocked, gates, Ok(report.summary())),
+        Ok(prepared) if prepared.report.nothing_changed => return (Blocked::default(), Vec::new()),
+        Ok(mut prepared) => {
+            prepared.report.reconciled = tick.answered.reconciled;
+            prepared.report.discovered = tick.answered.discovered;
+            let summary = prepared.report.summary();
+            let at_gates = prepared.report.gate_blocked;
+            (at_gates, prepared.gates, prepared.rounds, Ok(summary))
+        }
         Err(e) => {
             tracing::error!("tick preparation failed: {e}");
-            (
-                0,
-                TickGates::default(),
-                Err(format!("tick preparation failed: {e}")),
-            )
+            let error = format!("tick preparation failed: {e}");
+            (0, TickGates::default(), Vec::new(), Err(error))
         }
     };
     let before = landings.tasks.len();
-    let by_policy = start_landings(shared, cancel, landings, gates).await;
+    let by_policy = if !rounds.is_empty() && tick.select_after_rounds {
+        0
+    } else {
+        start_landings(shared, cancel, landings, gates).await
+    };
     if let Ok(summary) = &mut result {
         summary.push_str(&format!(
             ", {} landing(s) started",
@@ -492,10 +509,11 @@ async fn start_tick(
             .tick_done(took, true, format!("ok: {summary}")),
         Err(error) => shared.telemetry.tick_done(took, false, error),
     }
-    Blocked {
+    let blocked = Blocked {
         at_gates,
         by_policy,
-    }
+    };
+    (blocked, rounds)
 }
 
 /// Starts landings on free lanes, up to the rules' `max_lanes` at once. Returns how many

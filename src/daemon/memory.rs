@@ -2,14 +2,16 @@
 //! forge and `origin` last said about each repo, and when. This is what bounds forge calls
 //! (DESIGN §3): discovery at most once per repo per poll interval; one shared listing of
 //! PR states (reconcile, the landed audit and the queue detectors all read it) and one
-//! lock listing per repo per `reconcile_every_secs`, each only when something asks.
+//! lock listing per repo per `reconcile_every_secs`, each only when something asks. The
+//! forge round (`forge_round`) asks through it and never holds its lock across a call: it
+//! claims a listing as due, asks without the lock, then hands the answer in.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::faults::queue_facts::RepoFacts;
-use crate::forge::{Forge, ForgeRepo, MergeProof, PrRef};
-use crate::lane_lock::{LockClient, LockListing};
+use crate::forge::{ForgeError, ForgeRepo, MergeProof};
+use crate::lane_lock::{LockError, LockListing};
 
 #[derive(Default)]
 pub struct TickMemory {
@@ -94,36 +96,56 @@ impl TickMemory {
         self.generation += 1;
     }
 
-    /// The shared listing of `repo`'s PR states, asked of the forge when any of `wanted`
-    /// is asked for and the last listing is older than `every`; otherwise the last one.
-    pub fn proofs(
-        &mut self,
-        forge: &dyn Forge,
-        repo: &ForgeRepo,
-        wanted: &[PrRef<'_>],
-        every: Duration,
-    ) -> &HashMap<u64, MergeProof> {
-        let memory = self.repos.entry(repo.identity.clone()).or_default();
-        if !wanted.is_empty() && stale(memory.listed_at, every) {
+    /// Whether `identity`'s shared listing of PR states is to be asked of the forge now:
+    /// something asks (`asked`) and the last listing is older than `every`. A `true`
+    /// counts as asked from now on, so a listing is never asked twice at once.
+    pub fn proofs_due(&mut self, identity: &str, asked: bool, every: Duration) -> bool {
+        let memory = self.repos.entry(identity.to_owned()).or_default();
+        let due = asked && stale(memory.listed_at, every);
+        if due {
             memory.listed_at = Some(Instant::now());
-            match forge.merge_proofs(repo, wanted) {
-                Ok(proofs) => memory.proofs = proofs,
-                // Kept: an old answer is still an answer; the next one is due in `every`.
-                Err(e) => tracing::warn!(repo = %repo.identity, "PR states not listed: {e}"),
-            }
-            self.generation += 1;
         }
-        &memory.proofs
+        due
     }
 
-    /// The lane locks on `repo`'s origin, listed at most once per `every`.
-    pub fn locks(&mut self, client: &LockClient, repo: &ForgeRepo, every: Duration) {
+    /// The forge's answer to a listing [`TickMemory::proofs_due`] allowed.
+    pub fn listed(
+        &mut self,
+        repo: &ForgeRepo,
+        answer: Result<HashMap<u64, MergeProof>, ForgeError>,
+    ) {
         let memory = self.repos.entry(repo.identity.clone()).or_default();
-        if repo.origin_url.is_empty() || !stale(memory.locks_at, every) {
-            return;
+        match answer {
+            Ok(proofs) => memory.proofs = proofs,
+            // Kept: an old answer is still an answer; the next one is due in `every`.
+            Err(e) => tracing::warn!(repo = %repo.identity, "PR states not listed: {e}"),
         }
-        memory.locks_at = Some(Instant::now());
-        match client.list(&repo.origin_url) {
+        self.generation += 1;
+    }
+
+    /// The last listing of `identity`'s PR states.
+    pub fn proofs(&self, identity: &str) -> HashMap<u64, MergeProof> {
+        self.repos
+            .get(identity)
+            .map(|m| m.proofs.clone())
+            .unwrap_or_default()
+    }
+
+    /// Whether the lane locks on `repo`'s origin are to be listed now (at most once per
+    /// `every`); a `true` counts as listed from now on.
+    pub fn locks_due(&mut self, repo: &ForgeRepo, every: Duration) -> bool {
+        let memory = self.repos.entry(repo.identity.clone()).or_default();
+        let due = !repo.origin_url.is_empty() && stale(memory.locks_at, every);
+        if due {
+            memory.locks_at = Some(Instant::now());
+        }
+        due
+    }
+
+    /// The answer to a lock listing [`TickMemory::locks_due`] allowed.
+    pub fn locks_listed(&mut self, repo: &ForgeRepo, answer: Result<Vec<LockListing>, LockError>) {
+        let memory = self.repos.entry(repo.identity.clone()).or_default();
+        match answer {
             Ok(locks) => memory.locks = locks,
             Err(e) => {
                 tracing::warn!(repo = %repo.identity, "fault watch: lock listing failed: {e}");

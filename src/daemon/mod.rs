@@ -1,9 +1,11 @@
 //! The daemon: the tick of DESIGN §3 and the main loop around it.
 //!
 //! The main loop (`main_loop.rs`) takes a closed set of events (a poll tick, a queue-dir
-//! change, a signal, a lane finishing) and nothing else calls back into it. Each landing is one task
-//! that owns its record, its lane lock and its child processes from claim to settle, and
-//! always releases the lock before it returns.
+//! change, a signal, a lane finishing, a forge round's answers) and nothing else calls
+//! back into it. A tick's local half (`tick/`) never waits for the forge: what it asks
+//! the forge runs in background rounds, one per concern (`forge_round/`). Each landing is
+//! one task that owns its record, its lane lock and its child processes from claim to
+//! settle, and always releases the lock before it returns.
 //!
 //! Policy questions (which PRs count, in which order, admit, what a landing's result
 //! means, how many lanes) go to the rules through `policy.rs`; the answers are plain values
@@ -15,7 +17,9 @@
 //! [`crate::gates::Allowlist::gate_record`] in this same tick.
 
 mod active;
+mod forge_round;
 mod landing;
+mod landings;
 mod lane_retry;
 mod main_loop;
 mod memory;
@@ -57,7 +61,7 @@ pub use policy::NOT_BEFORE_FIELD;
 pub use reload::{ConfigReload, ConfigReloaded};
 pub use stop::StopSignal;
 pub use tick::{Candidate, PrepareReport, Selection, Wake};
-pub use unsaved::{UnsavedLine, read as read_unsaved};
+pub use unsaved::{ReadUnsavedError, UnsavedLine, read as read_unsaved};
 
 /// Everything a tick and a landing need, shared read-only between tasks.
 pub struct Shared {
@@ -248,6 +252,24 @@ impl Shared {
         self.active.holds(id) || self.unsaved.holds(id)
     }
 
+    /// What the forge and origin last said, locked. Never held across a forge call; taken
+    /// before the view's lock when both are held.
+    fn memory(&self) -> MutexGuard<'_, memory::TickMemory> {
+        self.memory.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where the fault watch reads build-state runs and files halt events.
+    fn fault_dirs(&self) -> crate::faults::watch::WatchDirs {
+        crate::faults::watch::WatchDirs {
+            faults_dir: self.config.faults_dir_or_default(),
+            state_dir: self
+                .config
+                .build_state_dir
+                .clone()
+                .unwrap_or_else(crate::paths::default_build_state_dir),
+        }
+    }
+
     /// The queue view, locked. Hold it briefly: record writes wait for it.
     pub fn view(&self) -> MutexGuard<'_, QueueView> {
         self.view.lock().unwrap_or_else(|e| e.into_inner())
@@ -316,10 +338,24 @@ impl Shared {
     }
 }
 
-/// One tick's bookkeeping (steps 1–4) and selection (step 5), starting no landing: for
-/// benchmarks and programs that measure what a tick costs.
+/// One tick's bookkeeping (steps 1–4, its forge round run in line) and selection (step
+/// 5), starting no landing: for benchmarks and programs that measure what a tick costs.
 pub fn bookkeeping(shared: &Shared, wake: Wake, refresh: &Refresh) -> (PrepareReport, Selection) {
-    let (report, gates) = tick::prepare(shared, wake, refresh);
+    let tick::Prepared {
+        mut report,
+        mut gates,
+        rounds,
+    } = tick::prepare(shared, wake, refresh, forge_round::Free::ALL);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let mut answered = forge_round::Answered::default();
+    for round in &rounds {
+        answered.add(round.run(shared, &cancel));
+    }
+    report.reconciled = answered.reconciled;
+    report.discovered = answered.discovered;
+    if answered.discovered > 0 {
+        report.gate_blocked += tick::gate_queued(shared, &mut gates);
+    }
     let selection = tick::select(shared, &HashSet::new(), 0, gates);
     (report, selection)
 }

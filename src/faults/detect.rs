@@ -8,19 +8,22 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rhai::{Dynamic, Map as RhaiMap};
+use rhai::{Dynamic, EvalAltResult, Map as RhaiMap};
 use serde_json::Value;
 
 use super::fault::Fault;
 use super::json_file;
-use super::learned::{LEARNED_PREFIX, LearnedSet, distinct, parse_learned_faults};
+use super::learned::{
+    AnswerError as LearnedAnswerError, LEARNED_PREFIX, LearnedSet, distinct, parse_learned_faults,
+};
 use super::learned_match::{Budget, Texts, window};
 use super::rules::{
-    DETECT_FN, DETECTORS, LEARNED_FN, LEARNED_RULE, QUEUE_DETECTORS, StateDoc, parse_faults,
+    AnswerError, DETECT_FN, DETECTORS, LEARNED_FN, LEARNED_RULE, QUEUE_DETECTORS, StateDoc,
+    parse_faults,
 };
-use super::state_file;
+use super::state_file::{self, StateFileError};
 use super::state_jsonpath::Document;
-use crate::rules::RuleSet;
+use crate::rules::{RuleError, RuleSet};
 
 pub use super::state_file::MAX_STATE_BYTES;
 /// Plan and stdout text handed to rules: the head of a plan, the tail of a log. Below the
@@ -55,7 +58,46 @@ pub struct Detection {
     /// In detectors.md order, learned faults last.
     pub faults: Vec<Fault>,
     /// One line per detector that failed, naming the rule file and the reason.
-    pub errors: Vec<String>,
+    pub errors: Vec<DetectError>,
+}
+
+/// Why a detector said nothing usable, or a run could not be read; each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    #[error("{}: {source}", .path.display())]
+    State {
+        path: PathBuf,
+        source: StateFileError,
+    },
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    #[error("{file}: `{function}` returned a value that is not JSON ({source})")]
+    NotJson {
+        file: String,
+        function: &'static str,
+        source: Box<EvalAltResult>,
+    },
+    #[error("{file}: `{function}` returned an invalid answer: {source}")]
+    InvalidAnswer {
+        file: String,
+        function: &'static str,
+        source: BadAnswer,
+    },
+    #[error("{LEARNED_RULE}: learned patterns are not representable for rules")]
+    PatternsNotRepresentable,
+    #[error("queue facts are not representable for rules: {0}")]
+    FactsNotRepresentable(Box<EvalAltResult>),
+}
+
+/// What is wrong with a detector's answer.
+#[derive(Debug, thiserror::Error)]
+pub enum BadAnswer {
+    #[error(transparent)]
+    Detector(AnswerError),
+    #[error(transparent)]
+    Learned(LearnedAnswerError),
+    #[error("fault #{number}: category `{category}` is not a loaded learned pattern")]
+    NotLoaded { number: usize, category: String },
 }
 
 impl Detection {
@@ -75,9 +117,11 @@ impl RunInput {
         state_file: &Path,
         plan: Option<&Path>,
         stdout: Option<&Path>,
-    ) -> Result<RunInput, String> {
-        let state = state_file::parse(state_file)
-            .map_err(|reason| format!("{}: {reason}", state_file.display()))?;
+    ) -> Result<RunInput, DetectError> {
+        let state = state_file::parse(state_file).map_err(|source| DetectError::State {
+            path: state_file.to_owned(),
+            source,
+        })?;
         Ok(RunInput::from_state(state, Some(state_file), plan, stdout))
     }
 
@@ -228,14 +272,19 @@ fn env_limit(name: &str) -> i64 {
 }
 
 /// Calls one detector file and validates its answer.
-pub fn run_detector(set: &RuleSet, file: &str, input: Dynamic) -> Result<Vec<Fault>, String> {
-    let answer = set
-        .call(file, DETECT_FN, vec![input])
-        .map_err(|e| e.to_string())?;
-    let json: Value = rhai::serde::from_dynamic(&answer)
-        .map_err(|e| format!("{file}: `{DETECT_FN}` returned a value that is not JSON ({e})"))?;
-    parse_faults(&json)
-        .map_err(|e| format!("{file}: `{DETECT_FN}` returned an invalid answer: {e}"))
+pub fn run_detector(set: &RuleSet, file: &str, input: Dynamic) -> Result<Vec<Fault>, DetectError> {
+    let answer = set.call(file, DETECT_FN, vec![input])?;
+    let json: Value =
+        rhai::serde::from_dynamic(&answer).map_err(|source| DetectError::NotJson {
+            file: file.to_owned(),
+            function: DETECT_FN,
+            source,
+        })?;
+    parse_faults(&json).map_err(|e| DetectError::InvalidAnswer {
+        file: file.to_owned(),
+        function: DETECT_FN,
+        source: BadAnswer::Detector(e),
+    })
 }
 
 /// Every orchestrator detector over `run`, then the learned patterns of `learned`, with no
@@ -307,9 +356,7 @@ fn apply_learned(
         rhai::serde::to_dynamic(&candidates),
         rhai::serde::to_dynamic(&produced),
     ) else {
-        detection.errors.push(format!(
-            "{LEARNED_RULE}: learned patterns are not representable for rules"
-        ));
+        detection.errors.push(DetectError::PatternsNotRepresentable);
         return;
     };
     let text = |t: Option<&str>| t.map_or(Dynamic::UNIT, |t| Dynamic::from(t.to_owned()));
@@ -320,15 +367,19 @@ fn apply_learned(
     map.insert("produced".into(), produced);
     let answer = set
         .call(LEARNED_RULE, LEARNED_FN, vec![Dynamic::from_map(map)])
-        .map_err(|e| e.to_string())
+        .map_err(DetectError::from)
         .and_then(|answer| {
-            rhai::serde::from_dynamic::<Value>(&answer).map_err(|e| {
-                format!("{LEARNED_RULE}: `{LEARNED_FN}` returned a value that is not JSON ({e})")
+            rhai::serde::from_dynamic::<Value>(&answer).map_err(|source| DetectError::NotJson {
+                file: LEARNED_RULE.to_owned(),
+                function: LEARNED_FN,
+                source,
             })
         })
         .and_then(|json| {
-            learned_faults(&json, learned).map_err(|e| {
-                format!("{LEARNED_RULE}: `{LEARNED_FN}` returned an invalid answer: {e}")
+            learned_faults(&json, learned).map_err(|source| DetectError::InvalidAnswer {
+                file: LEARNED_RULE.to_owned(),
+                function: LEARNED_FN,
+                source,
             })
         });
     match answer {
@@ -339,15 +390,14 @@ fn apply_learned(
 
 /// The learned rule's answer as faults: each must belong to a loaded pattern, and every
 /// description says it is learned, whatever the rule does.
-fn learned_faults(answer: &Value, learned: &LearnedSet) -> Result<Vec<Fault>, String> {
-    let mut faults = parse_learned_faults(answer)?;
+fn learned_faults(answer: &Value, learned: &LearnedSet) -> Result<Vec<Fault>, BadAnswer> {
+    let mut faults = parse_learned_faults(answer).map_err(BadAnswer::Learned)?;
     for (i, fault) in faults.iter_mut().enumerate() {
         if learned.by_category(&fault.category).is_none() {
-            return Err(format!(
-                "fault #{}: category `{}` is not a loaded learned pattern",
-                i + 1,
-                fault.category
-            ));
+            return Err(BadAnswer::NotLoaded {
+                number: i + 1,
+                category: fault.category.clone(),
+            });
         }
         if !fault.description.starts_with(LEARNED_PREFIX) {
             fault.description = format!("{LEARNED_PREFIX}{}", fault.description);
@@ -381,9 +431,7 @@ pub fn detect_queue(set: &RuleSet, facts: &Value) -> Detection {
     let input = match rhai::serde::to_dynamic(&facts) {
         Ok(input) => input,
         Err(e) => {
-            detection
-                .errors
-                .push(format!("queue facts are not representable for rules: {e}"));
+            detection.errors.push(DetectError::FactsNotRepresentable(e));
             return detection;
         }
     };

@@ -68,59 +68,82 @@ pub fn valid_category(category: &str) -> bool {
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// Why a value is not a fault: the field and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum FaultError {
+    #[error("a fault must be a map, not {0}")]
+    NotAMap(&'static str),
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    #[error(
+        "field `category`: `{0}` is not an upper-case identifier of at most {MAX_CATEGORY_LEN} characters"
+    )]
+    Category(String),
+    #[error("field `severity`: `{0}` is not CRITICAL, HIGH or MEDIUM")]
+    Severity(String),
+    #[error("field `description`: must be non-empty and at most {MAX_DESCRIPTION_LEN} bytes")]
+    Description,
+    /// An entry of `sourceFiles` is of this kind, not a string.
+    #[error("field `sourceFiles`: every entry must be a string, not {0}")]
+    SourceFile(&'static str),
+    #[error("field `sourceFiles`: must be a list of strings, not {0}")]
+    SourceFiles(&'static str),
+    #[error("field `evidence`: must be a map or a list of [key, value] pairs, not {0}")]
+    Evidence(&'static str),
+    #[error(
+        "field `evidence`: every entry of the list must be a [key, value] pair with a string key, not {0}"
+    )]
+    EvidencePair(Value),
+    #[error("field `evidence`: key `{0}` is given twice")]
+    EvidenceKeyTwice(String),
+}
+
+/// A text field of a JSON map that is missing or of another kind.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FieldError {
+    #[error("field `{0}`: required")]
+    Missing(String),
+    #[error("field `{field}`: must be a string, not {found}")]
+    NotText { field: String, found: &'static str },
+    #[error("field `{0}`: must not be empty")]
+    Empty(String),
+}
+
 impl Fault {
     /// Validates a fault as a rule returned it. The error names the field and the reason.
-    pub fn from_json(value: &Value) -> Result<Fault, String> {
+    pub fn from_json(value: &Value) -> Result<Fault, FaultError> {
         let Value::Object(map) = value else {
-            return Err(format!("a fault must be a map, not {}", kind_of(value)));
+            return Err(FaultError::NotAMap(kind_of(value)));
         };
         let text = |field: &str| required_text(map, field);
         let category = text("category")?;
         if !valid_category(category) {
-            return Err(format!(
-                "field `category`: `{category}` is not an upper-case identifier of at most {MAX_CATEGORY_LEN} characters"
-            ));
+            return Err(FaultError::Category(category.to_owned()));
         }
         let severity = text("severity")?;
-        let severity = Severity::parse(severity).ok_or_else(|| {
-            format!("field `severity`: `{severity}` is not CRITICAL, HIGH or MEDIUM")
-        })?;
+        let severity =
+            Severity::parse(severity).ok_or_else(|| FaultError::Severity(severity.to_owned()))?;
         let description = text("description")?;
         if description.trim().is_empty() || description.len() > MAX_DESCRIPTION_LEN {
-            return Err(format!(
-                "field `description`: must be non-empty and at most {MAX_DESCRIPTION_LEN} bytes"
-            ));
+            return Err(FaultError::Description);
         }
         let source_files = match map.get("sourceFiles") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|item| {
-                    item.as_str().map(str::to_owned).ok_or_else(|| {
-                        format!(
-                            "field `sourceFiles`: every entry must be a string, not {}",
-                            kind_of(item)
-                        )
-                    })
+                    item.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| FaultError::SourceFile(kind_of(item)))
                 })
                 .collect::<Result<_, _>>()?,
-            Some(other) => {
-                return Err(format!(
-                    "field `sourceFiles`: must be a list of strings, not {}",
-                    kind_of(other)
-                ));
-            }
+            Some(other) => return Err(FaultError::SourceFiles(kind_of(other))),
         };
         let evidence = match map.get("evidence") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(evidence)) => evidence.clone(),
             Some(Value::Array(pairs)) => evidence_in_order(pairs)?,
-            Some(other) => {
-                return Err(format!(
-                    "field `evidence`: must be a map or a list of [key, value] pairs, not {}",
-                    kind_of(other)
-                ));
-            }
+            Some(other) => return Err(FaultError::Evidence(kind_of(other))),
         };
         Ok(Fault {
             category: category.to_owned(),
@@ -147,20 +170,15 @@ impl Fault {
 /// its keys, and gstack prints a detector's evidence in the order the detector wrote it
 /// (`{phaseIndex, iterationCount}`), so a detector that cares about the order says it this
 /// way. A key given twice is refused: a map could not hold both.
-fn evidence_in_order(pairs: &[Value]) -> Result<Map<String, Value>, String> {
+fn evidence_in_order(pairs: &[Value]) -> Result<Map<String, Value>, FaultError> {
     let mut evidence = Map::new();
     for pair in pairs {
         let (key, value) = match pair.as_array().map(Vec::as_slice) {
             Some([Value::String(key), value]) => (key, value),
-            _ => {
-                return Err(format!(
-                    "field `evidence`: every entry of the list must be a [key, value] pair with a string key, not {}",
-                    pair
-                ));
-            }
+            _ => return Err(FaultError::EvidencePair(pair.clone())),
         };
         if evidence.insert(key.clone(), value.clone()).is_some() {
-            return Err(format!("field `evidence`: key `{key}` is given twice"));
+            return Err(FaultError::EvidenceKeyTwice(key.clone()));
         }
     }
     Ok(evidence)
@@ -170,14 +188,14 @@ fn evidence_in_order(pairs: &[Value]) -> Result<Map<String, Value>, String> {
 pub(crate) fn required_text<'a>(
     map: &'a Map<String, Value>,
     field: &str,
-) -> Result<&'a str, String> {
+) -> Result<&'a str, FieldError> {
     match map.get(field) {
         Some(Value::String(s)) => Ok(s),
-        Some(other) => Err(format!(
-            "field `{field}`: must be a string, not {}",
-            kind_of(other)
-        )),
-        None => Err(format!("field `{field}`: required")),
+        Some(other) => Err(FieldError::NotText {
+            field: field.to_owned(),
+            found: kind_of(other),
+        }),
+        None => Err(FieldError::Missing(field.to_owned())),
     }
 }
 
@@ -243,7 +261,7 @@ mod tests {
                 "`a` is given twice",
             ),
         ] {
-            let err = Fault::from_json(&bad).unwrap_err();
+            let err = Fault::from_json(&bad).unwrap_err().to_string();
             assert!(err.contains(needle), "{bad}: {err}");
         }
     }

@@ -25,7 +25,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::halt::HaltEvent;
-use super::json_file;
+use super::json_file::{self, JsonFileError};
 use super::registry::{self, ActiveFault};
 use super::run_id::file_run_id;
 use crate::atomic_file;
@@ -115,12 +115,36 @@ pub struct HaltStore {
     dir: PathBuf,
 }
 
-fn io_problem(action: &str, path: &Path, e: io::Error) -> String {
-    format!("{action} {}: {e}", path.display())
+/// Why a halt event file was not written, read or moved; each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum HaltStoreError {
+    /// `action` is what was being done (`write`, `remove the old capture`, …).
+    #[error("{action} {}: {source}", .path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("{}: {source}; left untouched", .path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: JsonFileError,
+    },
+    #[error("cannot move {} to {}: {source}", .from.display(), .to.display())]
+    Move {
+        from: PathBuf,
+        to: PathBuf,
+        source: io::Error,
+    },
 }
 
-fn left_untouched(path: &Path, reason: String) -> String {
-    format!("{}: {reason}; left untouched", path.display())
+fn io_problem(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> HaltStoreError {
+    let path = path.to_owned();
+    move |source| HaltStoreError::Io {
+        action,
+        path,
+        source,
+    }
 }
 
 impl HaltStore {
@@ -167,9 +191,9 @@ impl HaltStore {
         ))
     }
 
-    fn ensure(&self, sub: &str) -> Result<PathBuf, String> {
+    fn ensure(&self, sub: &str) -> Result<PathBuf, HaltStoreError> {
         let dir = self.dir.join(sub);
-        atomic_file::ensure_private_dir(&dir).map_err(|e| io_problem("create", &dir, e))?;
+        atomic_file::ensure_private_dir(&dir).map_err(io_problem("create", &dir))?;
         Ok(dir)
     }
 
@@ -178,11 +202,14 @@ impl HaltStore {
     /// `snapshot.occurrences`, else 1) and replaced by this capture with
     /// `occurrences = n + 1`; one holding the same tail is rewritten in place. A resolved
     /// marker of the same fault is stale once it is raised again, and is removed.
-    pub fn emit(&self, event: &HaltEvent) -> Result<Emitted, String> {
+    pub fn emit(&self, event: &HaltEvent) -> Result<Emitted, HaltStoreError> {
         self.ensure(PENDING_DIR)?;
         let pending = self.pending_path(&event.run_id, &event.fault_id);
         let prior =
-            json_file::read_json(&pending).map_err(|reason| left_untouched(&pending, reason))?;
+            json_file::read_json(&pending).map_err(|source| HaltStoreError::Unreadable {
+                path: pending.clone(),
+                source,
+            })?;
         let mut event = event.clone();
         let emitted = match prior {
             None => Emitted::New,
@@ -201,10 +228,9 @@ impl HaltStore {
                     .unwrap_or(1);
                 self.ensure(COLLAPSED_DIR)?;
                 let archive = self.collapsed_path(&event.run_id, &event.fault_id, capture);
-                let bytes =
-                    json_file::pretty(&prior).map_err(|e| io_problem("encode", &archive, e))?;
+                let bytes = json_file::pretty(&prior).map_err(io_problem("encode", &archive))?;
                 atomic_file::write_atomic(&archive, &bytes, 0o600)
-                    .map_err(|e| io_problem("write", &archive, e))?;
+                    .map_err(io_problem("write", &archive))?;
                 self.prune_archives(&event.run_id, &event.fault_id)?;
                 event.snapshot.occurrences = Some(capture + 1);
                 Emitted::Recurred {
@@ -212,13 +238,13 @@ impl HaltStore {
                 }
             }
         };
-        let bytes = json_file::pretty(&event).map_err(|e| io_problem("encode", &pending, e))?;
+        let bytes = json_file::pretty(&event).map_err(io_problem("encode", &pending))?;
         atomic_file::write_atomic(&pending, &bytes, 0o600)
-            .map_err(|e| io_problem("write", &pending, e))?;
+            .map_err(io_problem("write", &pending))?;
         let marker = self.resolved_path(&event.run_id, &event.fault_id);
         match fs::remove_file(&marker) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(io_problem("remove the stale resolved marker", &marker, e));
+                return Err(io_problem("remove the stale resolved marker", &marker)(e));
             }
             _ => {}
         }
@@ -227,11 +253,11 @@ impl HaltStore {
 
     /// Removes the oldest archived captures of one fault past [`MAX_ARCHIVES_PER_FAULT`]
     /// or [`MAX_ARCHIVE_BYTES_PER_FAULT`] (the newest one always stays).
-    fn prune_archives(&self, run_id: &str, fault_id: &str) -> Result<(), String> {
+    fn prune_archives(&self, run_id: &str, fault_id: &str) -> Result<(), HaltStoreError> {
         let dir = self.dir.join(COLLAPSED_DIR);
         let prefix = Self::file_name(run_id, "", fault_id, "-");
         let prefix = prefix.trim_end_matches(".json");
-        let entries = fs::read_dir(&dir).map_err(|e| io_problem("list", &dir, e))?;
+        let entries = fs::read_dir(&dir).map_err(io_problem("list", &dir))?;
         // (capture number, size, name), newest first.
         let mut archives: Vec<(u64, u64, std::ffi::OsString)> = entries
             .flatten()
@@ -258,7 +284,7 @@ impl HaltStore {
             let path = dir.join(name);
             match fs::remove_file(&path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    return Err(io_problem("remove the old capture", &path, e));
+                    return Err(io_problem("remove the old capture", &path)(e));
                 }
                 _ => {}
             }
@@ -268,7 +294,7 @@ impl HaltStore {
 
     /// Writes the resolved marker of a fault that cleared, as gstack's
     /// `emitHaltEventResolved` does: `{event, timestamp, runId, faultId}` and nothing else.
-    pub fn resolve(&self, run_id: &str, fault_id: &str) -> Result<(), String> {
+    pub fn resolve(&self, run_id: &str, fault_id: &str) -> Result<(), HaltStoreError> {
         self.ensure(PENDING_DIR)?;
         let path = self.resolved_path(run_id, fault_id);
         let marker = json!({
@@ -277,8 +303,8 @@ impl HaltStore {
             "runId": run_id,
             "faultId": fault_id,
         });
-        let bytes = json_file::pretty(&marker).map_err(|e| io_problem("encode", &path, e))?;
-        atomic_file::write_atomic(&path, &bytes, 0o600).map_err(|e| io_problem("write", &path, e))
+        let bytes = json_file::pretty(&marker).map_err(io_problem("encode", &path))?;
+        atomic_file::write_atomic(&path, &bytes, 0o600).map_err(io_problem("write", &path))
     }
 
     /// One tick for one run's state file (`source`; the queue dir for queue faults): files
@@ -292,7 +318,7 @@ impl HaltStore {
         let active_dir = match self.ensure(ACTIVE_DIR) {
             Ok(dir) => dir,
             Err(problem) => {
-                report.problems.push(problem);
+                report.problems.push(problem.to_string());
                 return report;
             }
         };
@@ -300,7 +326,9 @@ impl HaltStore {
         let _guard = match atomic_file::lock_exclusive_within(&lock_path, atomic_file::LOCK_WAIT) {
             Ok(guard) => guard,
             Err(e) => {
-                report.problems.push(io_problem("lock", &lock_path, e));
+                report
+                    .problems
+                    .push(io_problem("lock", &lock_path)(e).to_string());
                 return report;
             }
         };
@@ -311,7 +339,7 @@ impl HaltStore {
                 registry
             }
             Err(problem) => {
-                report.problems.push(problem);
+                report.problems.push(problem.to_string());
                 return report;
             }
         };
@@ -333,7 +361,7 @@ impl HaltStore {
                 match self.emit(event) {
                     Ok(emitted) => report.emitted.push((event.fault_id.clone(), emitted)),
                     Err(problem) => {
-                        report.problems.push(problem);
+                        report.problems.push(problem.to_string());
                         continue;
                     }
                 }
@@ -368,7 +396,7 @@ impl HaltStore {
                     .any(|(id, a)| current.contains(id.as_str()) && a.fault_id == fault_id);
             if !held && !report.resolved.contains(&fault_id) {
                 if let Err(problem) = self.resolve(run_id, &fault_id) {
-                    report.problems.push(problem);
+                    report.problems.push(problem.to_string());
                     continue;
                 }
                 report.resolved.push(fault_id);
@@ -379,7 +407,9 @@ impl HaltStore {
         if changed {
             registry.updated_at = crate::clock::now_iso();
             if let Err(e) = registry::save(&path, &registry) {
-                report.problems.push(io_problem("write", &path, e));
+                report
+                    .problems
+                    .push(io_problem("write", &path)(e).to_string());
             }
         }
         report
@@ -388,18 +418,22 @@ impl HaltStore {
     /// gstack's `markInvestigated`: moves the pending event of (`run_id`, `fault_id`) to
     /// `processed/` under the same name. Its resolved marker, if any, stays for gstack's
     /// drain to pair.
-    pub fn mark_investigated(&self, run_id: &str, fault_id: &str) -> Result<Marked, String> {
+    pub fn mark_investigated(
+        &self,
+        run_id: &str,
+        fault_id: &str,
+    ) -> Result<Marked, HaltStoreError> {
         let pending = self.pending_path(run_id, fault_id);
         self.ensure(PROCESSED_DIR)?;
         let processed = self.processed_path(run_id, fault_id);
         match fs::rename(&pending, &processed) {
             Ok(()) => Ok(Marked::Moved(processed)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Marked::AlreadyMoved),
-            Err(e) => Err(format!(
-                "cannot move {} to {}: {e}",
-                pending.display(),
-                processed.display()
-            )),
+            Err(source) => Err(HaltStoreError::Move {
+                from: pending,
+                to: processed,
+                source,
+            }),
         }
     }
 
@@ -429,7 +463,7 @@ impl HaltStore {
                     Err(reason) => {
                         listing.unreadable.push(crate::store::Unreadable {
                             file: path.display().to_string(),
-                            reason,
+                            reason: reason.to_string(),
                         });
                         continue;
                     }
@@ -596,18 +630,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = HaltStore::new(dir.path());
         let first = event("run/1", "X", "tail a");
-        assert_eq!(store.emit(&first), Ok(Emitted::New));
+        assert_eq!(store.emit(&first).unwrap(), Emitted::New);
         let pending = store.pending_path("run/1", &first.fault_id);
         assert!(pending.ends_with(format!("run_1-{}.json", first.fault_id)));
-        assert_eq!(store.emit(&first), Ok(Emitted::Refreshed));
+        assert_eq!(store.emit(&first).unwrap(), Emitted::Refreshed);
         assert!(!dir.path().join(COLLAPSED_DIR).exists());
         let second = event("run/1", "X", "tail b");
         assert_eq!(
-            store.emit(&second),
-            Ok(Emitted::Recurred { occurrences: 2 })
+            store.emit(&second).unwrap(),
+            Emitted::Recurred { occurrences: 2 }
         );
         let third = event("run/1", "X", "tail c");
-        assert_eq!(store.emit(&third), Ok(Emitted::Recurred { occurrences: 3 }));
+        assert_eq!(
+            store.emit(&third).unwrap(),
+            Emitted::Recurred { occurrences: 3 }
+        );
         let latest = read(&pending);
         assert_eq!(latest["snapshot"]["stdoutTail"], "tail c");
         assert_eq!(latest["snapshot"]["occurrences"], 3);
@@ -631,7 +668,7 @@ mod tests {
         fs::create_dir_all(dir.path().join(PENDING_DIR)).unwrap();
         let pending = store.pending_path("r", &ev.fault_id);
         fs::write(&pending, b"{ torn").unwrap();
-        let err = store.emit(&ev).unwrap_err();
+        let err = store.emit(&ev).unwrap_err().to_string();
         assert!(
             err.contains("left untouched") && err.contains("not valid JSON"),
             "{err}"
@@ -647,12 +684,24 @@ mod tests {
         // or followed.
         fs::remove_file(&pending).unwrap();
         nix::unistd::mkfifo(&pending, nix::sys::stat::Mode::S_IRWXU).unwrap();
-        assert!(store.emit(&ev).unwrap_err().contains("not a regular file"));
+        assert!(
+            store
+                .emit(&ev)
+                .unwrap_err()
+                .to_string()
+                .contains("not a regular file")
+        );
         fs::remove_file(&pending).unwrap();
         let elsewhere = dir.path().join("elsewhere.json");
         fs::write(&elsewhere, b"{}").unwrap();
         std::os::unix::fs::symlink(&elsewhere, &pending).unwrap();
-        assert!(store.emit(&ev).unwrap_err().contains("symbolic link"));
+        assert!(
+            store
+                .emit(&ev)
+                .unwrap_err()
+                .to_string()
+                .contains("symbolic link")
+        );
         assert_eq!(fs::read(&elsewhere).unwrap(), b"{}");
     }
 
@@ -714,8 +763,8 @@ mod tests {
         assert_eq!(read(&processed)["faultId"], x.fault_id.as_str());
         assert!(!store.pending_path("r 1", &x.fault_id).exists());
         assert_eq!(
-            store.mark_investigated("r 1", &x.fault_id),
-            Ok(Marked::AlreadyMoved)
+            store.mark_investigated("r 1", &x.fault_id).unwrap(),
+            Marked::AlreadyMoved
         );
         assert!(store.pending_runs(&x.fault_id).is_empty());
         assert_eq!(store.list().halts[0].status, HaltStatus::Investigated);

@@ -14,49 +14,58 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use crate::hostile_file::ReadError;
+
 /// Halt events and pattern files are kilobytes; anything this large is not ours.
 pub const MAX_JSON_BYTES: u64 = 8 * 1024 * 1024;
 
-/// `Ok(None)` if `path` does not exist; `Err(reason)` if it exists but is not a regular
-/// file of valid JSON within [`MAX_JSON_BYTES`].
-pub fn read_json(path: &Path) -> Result<Option<Value>, String> {
+/// Why a JSON file of the faults dir cannot be used; the message follows the file's name.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonFileError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("not valid JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
+}
+
+/// `Ok(None)` if `path` does not exist; an error if it exists but is not a regular file of
+/// valid JSON within [`MAX_JSON_BYTES`].
+pub fn read_json(path: &Path) -> Result<Option<Value>, JsonFileError> {
     match read_text(path)? {
         None => Ok(None),
         Some(text) => parse(&text).map(Some),
     }
 }
 
-/// JSON text to a value, with the reason a caller puts after the file's name.
-pub fn parse(text: &str) -> Result<Value, String> {
-    serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))
+/// JSON text to a value.
+pub fn parse(text: &str) -> Result<Value, JsonFileError> {
+    Ok(serde_json::from_str(text)?)
 }
 
 /// The text of a regular file within [`MAX_JSON_BYTES`], `Ok(None)` if it is absent.
-pub fn read_text(path: &Path) -> Result<Option<String>, String> {
+pub fn read_text(path: &Path) -> Result<Option<String>, ReadError> {
     // Another process writes this dir: no blocking open, no symlink, a bounded read.
     match crate::hostile_file::read_regular_string(path, MAX_JSON_BYTES) {
         Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(crate::hostile_file::reason(&e)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
 /// [`crate::hostile_file::open_regular`] with this module's answers: `Ok(None)` if nothing
 /// is there, else the open file and its `fstat`, or the reason it was refused. For callers
 /// that look at the file's identity before reading it ([`read_opened`]).
-pub fn open_regular(path: &Path, cap: u64) -> Result<Option<(File, Metadata)>, String> {
+pub fn open_regular(path: &Path, cap: u64) -> Result<Option<(File, Metadata)>, ReadError> {
     match crate::hostile_file::open_regular(path, cap) {
         Ok(opened) => Ok(Some(opened)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(crate::hostile_file::reason(&e)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
 /// The text of a file [`open_regular`] opened, read no further than `cap`.
-pub fn read_opened(opened: (File, Metadata), cap: u64) -> Result<String, String> {
-    crate::hostile_file::read_from(opened, cap)
-        .and_then(crate::hostile_file::utf8)
-        .map_err(|e| crate::hostile_file::reason(&e))
+pub fn read_opened(opened: (File, Metadata), cap: u64) -> Result<String, ReadError> {
+    crate::hostile_file::read_from(opened, cap).and_then(crate::hostile_file::utf8)
 }
 
 /// Pretty JSON (2 spaces) and a trailing newline, as every gstack file is written.
@@ -75,13 +84,14 @@ mod tests {
     fn absent_unreadable_and_good_are_told_apart() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.json");
-        assert_eq!(read_json(&path), Ok(None));
+        let err = |path: &Path| read_json(path).unwrap_err().to_string();
+        assert!(read_json(&path).unwrap().is_none());
         fs::write(&path, b"{ nope").unwrap();
-        assert!(read_json(&path).unwrap_err().starts_with("not valid JSON"));
+        assert!(err(&path).starts_with("not valid JSON"));
         fs::write(&path, b"\xff").unwrap();
-        assert!(read_json(&path).unwrap_err().starts_with("not UTF-8"));
+        assert!(err(&path).starts_with("not UTF-8"));
         fs::write(&path, b"[1]").unwrap();
-        assert_eq!(read_json(&path), Ok(Some(serde_json::json!([1]))));
-        assert!(read_json(dir.path()).unwrap_err().contains("a directory"));
+        assert_eq!(read_json(&path).unwrap(), Some(serde_json::json!([1])));
+        assert!(err(dir.path()).contains("a directory"));
     }
 }

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -19,13 +20,17 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::fault::{Fault, Severity, kind_of};
-use super::json_file;
-use super::learned_match::{Budget, COMPILED_BUDGET_BYTES, Compiled, Field, Matcher, Regex, Texts};
-use super::pid_lock::PidLock;
-use super::state_jsonpath::{Document, StatePath};
+use super::fault::{Fault, FieldError, Severity, kind_of, required_text};
+use super::json_file::{self, JsonFileError};
+use super::learned_match::{
+    Budget, COMPILED_BUDGET_BYTES, Compiled, Field, MatchError, Matcher, Regex, Texts,
+};
+use super::pid_lock::{PidLock, PidLockError};
+use super::state_jsonpath::{Document, PathError, StatePath};
 use crate::atomic_file;
 use crate::file_stamp::FileStamp;
+use crate::hostile_file::ReadError;
+use crate::rules::spec::Invalid;
 
 /// The prefix of every learned fault's description.
 pub const LEARNED_PREFIX: &str = "[learned] ";
@@ -55,6 +60,75 @@ fn native(kind: &str) -> Option<(Option<Field>, bool)> {
     })
 }
 
+/// Why one entry of a pattern file (or one proposal) is not a usable pattern.
+#[derive(Debug, thiserror::Error)]
+pub enum PatternError {
+    #[error("must be a map, not {0}")]
+    NotAMap(&'static str),
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    #[error("field `severity`: `{0}` is not CRITICAL, HIGH or MEDIUM")]
+    Severity(String),
+    #[error("field `pattern`: not a usable regex: {0}")]
+    Regex(MatchError),
+    #[error("field `pattern`: {0}")]
+    Path(PathError),
+    #[error(
+        "the compiled regexes before it already hold {memory} of the {COMPILED_BUDGET_BYTES} bytes all learned regexes may use, and it needs {cost}"
+    )]
+    OverBudget { memory: usize, cost: usize },
+    /// A proposal's line that is not JSON at all.
+    #[error("not valid JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
+}
+
+/// Why a pattern file as a whole is unusable (the message follows the file's name).
+#[derive(Debug, thiserror::Error)]
+pub enum SetError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Json(#[from] JsonFileError),
+    #[error("must be a JSON array of patterns, not {0}")]
+    NotArray(&'static str),
+    #[error(transparent)]
+    Matchers(#[from] MatchError),
+}
+
+/// Why a pattern file could not be loaded, counted or rewritten.
+#[derive(Debug, thiserror::Error)]
+pub enum LearnedError {
+    #[error("{}: {source}", .path.display())]
+    Load { path: PathBuf, source: SetError },
+    #[error("{}: must be a JSON array, not {found}; left untouched", .path.display())]
+    NotArray { path: PathBuf, found: &'static str },
+    #[error("{}: {source}; left untouched", .path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: JsonFileError,
+    },
+    #[error("{}: {source}", .path.display())]
+    Encode { path: PathBuf, source: io::Error },
+    #[error("cannot write {}: {source}", .path.display())]
+    Write { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Lock(#[from] PidLockError),
+}
+
+/// Why a learned rule's answer is not a list of faults.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    #[error("a list of faults is expected, not {0}")]
+    NotAList(&'static str),
+    #[error("fault #{number}: {source}")]
+    NotAFault {
+        number: usize,
+        source: serde_json::Error,
+    },
+    #[error("fault #{0}: `category` and `description` must not be empty")]
+    Empty(usize),
+}
+
 /// One valid learned pattern.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -76,33 +150,30 @@ pub struct LearnedPattern {
 impl LearnedPattern {
     /// Validates one entry of the array (or one proposal) as gstack's loader does, plus
     /// berth's bounds on regexes and paths.
-    pub fn from_json(index: usize, value: &Value) -> Result<LearnedPattern, String> {
+    pub fn from_json(index: usize, value: &Value) -> Result<LearnedPattern, PatternError> {
         LearnedPattern::compile(index, value).map(|(pattern, _)| pattern)
     }
 
     /// [`LearnedPattern::from_json`], keeping the compiled matcher.
-    fn compile(index: usize, value: &Value) -> Result<(LearnedPattern, Matcher), String> {
+    fn compile(index: usize, value: &Value) -> Result<(LearnedPattern, Matcher), PatternError> {
         let Value::Object(map) = value else {
-            return Err(format!("must be a map, not {}", kind_of(value)));
+            return Err(PatternError::NotAMap(kind_of(value)));
         };
         let category = trimmed_text(map, "category")?;
         let severity = trimmed_text(map, "severity")?;
-        let severity = Severity::parse(severity).ok_or_else(|| {
-            format!("field `severity`: `{severity}` is not CRITICAL, HIGH or MEDIUM")
-        })?;
+        let severity =
+            Severity::parse(severity).ok_or_else(|| PatternError::Severity(severity.to_owned()))?;
         let description = trimmed_text(map, "description")?;
         let kind = trimmed_text(map, "matcherKind")?;
         let pattern = trimmed_text(map, "pattern")?;
         let matcher = match native(kind) {
             None => Matcher::Rule,
             Some((Some(field), false)) => Matcher::Contains(field),
-            Some((Some(field), true)) => Matcher::Regex(
-                field,
-                Regex::compile(pattern)
-                    .map_err(|e| format!("field `pattern`: not a usable regex: {e}"))?,
-            ),
+            Some((Some(field), true)) => {
+                Matcher::Regex(field, Regex::compile(pattern).map_err(PatternError::Regex)?)
+            }
             Some((None, _)) => {
-                StatePath::parse(pattern).map_err(|e| format!("field `pattern`: {e}"))?;
+                StatePath::parse(pattern).map_err(PatternError::Path)?;
                 Matcher::Path
             }
         };
@@ -144,15 +215,10 @@ impl LearnedPattern {
 }
 
 /// A string field that is non-empty once trimmed, as gstack's loader requires.
-fn trimmed_text<'a>(map: &'a Map<String, Value>, field: &str) -> Result<&'a str, String> {
-    match map.get(field) {
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
-        Some(Value::String(_)) => Err(format!("field `{field}`: must not be empty")),
-        Some(other) => Err(format!(
-            "field `{field}`: must be a string, not {}",
-            kind_of(other)
-        )),
-        None => Err(format!("field `{field}`: required")),
+fn trimmed_text<'a>(map: &'a Map<String, Value>, field: &str) -> Result<&'a str, FieldError> {
+    match required_text(map, field)? {
+        s if s.trim().is_empty() => Err(FieldError::Empty(field.to_owned())),
+        s => Ok(s),
     }
 }
 
@@ -174,17 +240,20 @@ const MAX_REMEMBERED_RUNS: usize = 1024;
 impl LearnedSet {
     /// Loads `path`; a missing file is an empty set. Fails (naming the file) only when the
     /// file as a whole is unusable: unreadable, not JSON, or not an array.
-    pub fn load(path: &Path) -> Result<LearnedSet, String> {
+    pub fn load(path: &Path) -> Result<LearnedSet, LearnedError> {
         match json_file::open_regular(path, json_file::MAX_JSON_BYTES) {
             Ok(None) => Ok(LearnedSet::empty(path)),
             Ok(Some(opened)) => LearnedSet::read(path, opened),
-            Err(reason) => Err(reason),
+            Err(e) => Err(e.into()),
         }
-        .map_err(|reason| format!("{}: {reason}", path.display()))
+        .map_err(|source| LearnedError::Load {
+            path: path.to_owned(),
+            source,
+        })
     }
 
     /// The set in an opened file.
-    fn read(path: &Path, opened: (File, Metadata)) -> Result<LearnedSet, String> {
+    fn read(path: &Path, opened: (File, Metadata)) -> Result<LearnedSet, SetError> {
         let text = json_file::read_opened(opened, json_file::MAX_JSON_BYTES)?;
         LearnedSet::from_value(path, &json_file::parse(&text)?)
     }
@@ -197,12 +266,9 @@ impl LearnedSet {
     }
 
     /// The set of a parsed file: every entry validated and compiled.
-    fn from_value(path: &Path, value: &Value) -> Result<LearnedSet, String> {
+    fn from_value(path: &Path, value: &Value) -> Result<LearnedSet, SetError> {
         let Value::Array(entries) = value else {
-            return Err(format!(
-                "must be a JSON array of patterns, not {}",
-                kind_of(value)
-            ));
+            return Err(SetError::NotArray(kind_of(value)));
         };
         let mut set = LearnedSet::empty(path);
         let mut matchers = Vec::new();
@@ -214,9 +280,7 @@ impl LearnedSet {
                     _ => 0,
                 };
                 if memory + cost > COMPILED_BUDGET_BYTES {
-                    return Err(format!(
-                        "the compiled regexes before it already hold {memory} of the {COMPILED_BUDGET_BYTES} bytes all learned regexes may use, and it needs {cost}"
-                    ));
+                    return Err(PatternError::OverBudget { memory, cost });
                 }
                 memory += cost;
                 Ok((pattern, matcher))
@@ -312,24 +376,21 @@ impl LearnedSet {
 /// The learned rule's answer: a list of faults whose categories are whatever the learned
 /// file holds (gstack keeps lower-case ones), so only their shape is checked here, not the
 /// built-in detectors' identifier rule. Also the rule's contract for its tests.
-pub fn parse_learned_faults(answer: &Value) -> Result<Vec<Fault>, String> {
+pub fn parse_learned_faults(answer: &Value) -> Result<Vec<Fault>, AnswerError> {
     let Value::Array(items) = answer else {
-        return Err(format!(
-            "a list of faults is expected, not {}",
-            kind_of(answer)
-        ));
+        return Err(AnswerError::NotAList(kind_of(answer)));
     };
     items
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            let fault: Fault = serde_json::from_value(item.clone())
-                .map_err(|e| format!("fault #{}: {e}", i + 1))?;
+            let fault: Fault =
+                serde_json::from_value(item.clone()).map_err(|source| AnswerError::NotAFault {
+                    number: i + 1,
+                    source,
+                })?;
             if fault.category.trim().is_empty() || fault.description.trim().is_empty() {
-                return Err(format!(
-                    "fault #{}: `category` and `description` must not be empty",
-                    i + 1
-                ));
+                return Err(AnswerError::Empty(i + 1));
             }
             Ok(fault)
         })
@@ -337,8 +398,8 @@ pub fn parse_learned_faults(answer: &Value) -> Result<Vec<Fault>, String> {
 }
 
 /// [`parse_learned_faults`] as a rule contract validator.
-pub fn validate_learned_faults(_args: &[Value], result: &Value) -> Result<(), String> {
-    parse_learned_faults(result).map(drop)
+pub fn validate_learned_faults(_args: &[Value], result: &Value) -> Result<(), Invalid> {
+    parse_learned_faults(result).map(drop).map_err(Into::into)
 }
 
 /// The lock file that guards `path` (and the investigator files beside it).
@@ -368,10 +429,13 @@ pub fn distinct<'a>(categories: impl IntoIterator<Item = &'a str>) -> Vec<&'a st
 /// entry without a string category is skipped with a warning. Nothing happens when nothing
 /// fired or the file does not exist. The rewrite is atomic, keeps unknown fields, order
 /// and the file's mode, and is the only thing done under the lock.
-pub fn record_hits(path: &Path, fired: &[&str]) -> Result<(), String> {
+pub fn record_hits(path: &Path, fired: &[&str]) -> Result<(), LearnedError> {
     if fired.is_empty()
         || json_file::open_regular(path, json_file::MAX_JSON_BYTES)
-            .map_err(|reason| format!("{}: {reason}", path.display()))?
+            .map_err(|e| LearnedError::Load {
+                path: path.to_owned(),
+                source: e.into(),
+            })?
             .is_none()
     {
         return Ok(());
@@ -409,25 +473,32 @@ pub fn record_hits(path: &Path, fired: &[&str]) -> Result<(), String> {
 }
 
 /// The raw array of a pattern file, for rewriting; a missing file is an empty array.
-pub(crate) fn read_array(path: &Path) -> Result<Vec<Value>, String> {
+pub(crate) fn read_array(path: &Path) -> Result<Vec<Value>, LearnedError> {
     match json_file::read_json(path) {
         Ok(None) => Ok(Vec::new()),
         Ok(Some(Value::Array(entries))) => Ok(entries),
-        Ok(Some(other)) => Err(format!(
-            "{}: must be a JSON array, not {}; left untouched",
-            path.display(),
-            kind_of(&other)
-        )),
-        Err(reason) => Err(format!("{}: {reason}; left untouched", path.display())),
+        Ok(Some(other)) => Err(LearnedError::NotArray {
+            path: path.to_owned(),
+            found: kind_of(&other),
+        }),
+        Err(source) => Err(LearnedError::Unreadable {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 
 /// Replaces a pattern file atomically, keeping its mode (0600 for a new one).
-pub(crate) fn write_array(path: &Path, entries: &[Value]) -> Result<(), String> {
+pub(crate) fn write_array(path: &Path, entries: &[Value]) -> Result<(), LearnedError> {
     let mode = std::fs::symlink_metadata(path).map_or(0o600, |m| m.permissions().mode() & 0o777);
-    let bytes = json_file::pretty(&entries).map_err(|e| format!("{}: {e}", path.display()))?;
-    atomic_file::write_atomic(path, &bytes, mode)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    let bytes = json_file::pretty(&entries).map_err(|source| LearnedError::Encode {
+        path: path.to_owned(),
+        source,
+    })?;
+    atomic_file::write_atomic(path, &bytes, mode).map_err(|source| LearnedError::Write {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// What was at the path last time.
@@ -466,16 +537,16 @@ impl LearnedSource {
         let (version, opened) = match json_file::open_regular(&self.path, json_file::MAX_JSON_BYTES)
         {
             Ok(None) => (Version::Missing, None),
-            Ok(Some(opened)) => (Version::File(FileStamp::of(&opened.1)), Some(opened)),
-            Err(reason) => (Version::Refused(reason), None),
+            Ok(Some(opened)) => (Version::File(FileStamp::of(&opened.1)), Some(Ok(opened))),
+            Err(refused) => (Version::Refused(refused.to_string()), Some(Err(refused))),
         };
         if state.0.as_ref() == Some(&version) {
             return Arc::clone(&state.1);
         }
-        let loaded = match (&version, opened) {
-            (Version::Refused(reason), _) => Err(reason.clone()),
-            (_, None) => Ok(LearnedSet::empty(&self.path)),
-            (_, Some(opened)) => LearnedSet::read(&self.path, opened),
+        let loaded = match opened {
+            Some(Err(refused)) => Err(SetError::Read(refused)),
+            None => Ok(LearnedSet::empty(&self.path)),
+            Some(Ok(opened)) => LearnedSet::read(&self.path, opened),
         };
         state.0 = Some(version);
         match loaded {
@@ -548,7 +619,12 @@ mod tests {
             assert!(warning.contains(who) && warning.contains(why), "{warning}");
         }
         std::fs::write(&path, "{}").unwrap();
-        assert!(LearnedSet::load(&path).unwrap_err().contains("array"));
+        assert!(
+            LearnedSet::load(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("array")
+        );
     }
 
     #[test]

@@ -126,20 +126,46 @@ fn linear(pattern: &str) -> Result<meta::Regex, Box<meta::BuildError>> {
         .map_err(Box::new)
 }
 
+/// Why a learned pattern's matcher cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum MatchError {
+    #[error(
+        "compiles to more than the {REGEX_SIZE_LIMIT}-byte size limit (a bounded repetition like {{1000}} multiplies the size)"
+    )]
+    TooLarge,
+    /// The linear engine refused it, for a reason the backtracking engine does not lift.
+    #[error("{}", one_line(&linear_message(.0)))]
+    Linear(Box<meta::BuildError>),
+    /// It needs the backtracking engine (lookaround, a backreference), which refused it.
+    #[error("{}", one_line(&.0.to_string()))]
+    Backtracking(Box<fancy_regex::Error>),
+    #[error("substring patterns do not compile together: {0}")]
+    Substrings(#[from] aho_corasick::BuildError),
+}
+
+/// The linear engine's complaint: the syntax error itself when there is one.
+fn linear_message(e: &meta::BuildError) -> String {
+    e.syntax_error()
+        .map_or_else(|| e.to_string(), ToString::to_string)
+}
+
+/// Whether the linear engine refused `e` only for what the backtracking engine supports.
+fn needs_backtracking(e: &meta::BuildError) -> bool {
+    use regex_syntax::ast::ErrorKind;
+    matches!(
+        e.syntax_error(),
+        Some(regex_syntax::Error::Parse(parse))
+            if matches!(parse.kind(), ErrorKind::UnsupportedLookAround | ErrorKind::UnsupportedBackreference)
+    )
+}
+
 impl Regex {
     /// Compiles `pattern` under the limits, or says why it cannot be used.
-    pub fn compile(pattern: &str) -> Result<Regex, String> {
+    pub fn compile(pattern: &str) -> Result<Regex, MatchError> {
         match linear(pattern) {
             Ok(regex) => Ok(Regex::Linear(regex)),
-            Err(e) if e.size_limit().is_some() => Err(format!(
-                "compiles to more than the {REGEX_SIZE_LIMIT}-byte size limit (a bounded repetition like {{1000}} multiplies the size)"
-            )),
-            Err(e) => {
-                let linear_error = e
-                    .syntax_error()
-                    .map_or_else(|| e.to_string(), ToString::to_string);
-                backtracking(pattern, linear_error)
-            }
+            Err(e) if e.size_limit().is_some() => Err(MatchError::TooLarge),
+            Err(e) => backtracking(pattern, e),
         }
     }
 
@@ -172,7 +198,7 @@ impl Regex {
 
 /// `pattern` for the backtracking engine (lookaround, backreferences), with the linear
 /// engine's complaint for anything else it refuses.
-fn backtracking(pattern: &str, linear_error: String) -> Result<Regex, String> {
+fn backtracking(pattern: &str, linear_error: Box<meta::BuildError>) -> Result<Regex, MatchError> {
     fancy_regex::RegexBuilder::new(pattern)
         .backtrack_limit(BACKTRACK_LIMIT)
         .delegate_size_limit(REGEX_SIZE_LIMIT)
@@ -182,10 +208,10 @@ fn backtracking(pattern: &str, linear_error: String) -> Result<Regex, String> {
         .map_err(|fancy_error| {
             // Only lookaround and backreferences need the backtracking engine; for
             // any other syntax error the linear engine's message is the useful one.
-            if linear_error.contains("look-around") || linear_error.contains("backreference") {
-                one_line(&fancy_error.to_string())
+            if needs_backtracking(&linear_error) {
+                MatchError::Backtracking(Box::new(fancy_error))
             } else {
-                one_line(&linear_error)
+                MatchError::Linear(linear_error)
             }
         })
 }
@@ -301,7 +327,7 @@ impl Compiled {
     /// From the matchers of the patterns, in file order (`matchers[i]` is pattern `i`).
     pub fn build<'p>(
         matchers: impl IntoIterator<Item = (Matcher, &'p str)>,
-    ) -> Result<Compiled, String> {
+    ) -> Result<Compiled, MatchError> {
         let mut compiled = Compiled::default();
         let mut needles: Vec<(Field, Vec<&str>, Vec<usize>)> = Vec::new();
         for (i, (matcher, pattern)) in matchers.into_iter().enumerate() {
@@ -321,8 +347,7 @@ impl Compiled {
             }
         }
         for (field, texts, ids) in needles {
-            let automaton = AhoCorasick::new(&texts)
-                .map_err(|e| format!("substring patterns do not compile together: {e}"))?;
+            let automaton = AhoCorasick::new(&texts)?;
             compiled.contains.push((field, automaton, ids));
         }
         Ok(compiled)
@@ -438,7 +463,7 @@ mod tests {
                 .unwrap()
                 .is_match("x ECONNRESET")
         );
-        let err = Regex::compile("[01]*1[01]{5000}x").unwrap_err();
+        let err = Regex::compile("[01]*1[01]{5000}x").unwrap_err().to_string();
         assert!(err.contains("size limit"), "{err}");
         assert!(Regex::compile("(x").is_err());
     }

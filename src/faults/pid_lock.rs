@@ -26,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::json_file;
 use crate::atomic_file;
+use crate::hostile_file::ReadError;
 
 /// A holder that has kept the lock this long is presumed gone (a reused pid) or hung:
 /// one write takes milliseconds.
@@ -56,6 +57,54 @@ fn holders() -> std::sync::MutexGuard<'static, HashMap<PathBuf, u64>> {
     HOLDERS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Why the lock was not taken or released; each names the lock or its guard file.
+#[derive(Debug, thiserror::Error)]
+pub enum PidLockError {
+    #[error("cannot create lock {}: {source}", .path.display())]
+    Create { path: PathBuf, source: io::Error },
+    #[error("lock {}: {source}", .path.display())]
+    Unusable {
+        path: PathBuf,
+        source: Box<PidLockError>,
+    },
+    #[error(
+        "lock {} is held by {holder}; gave up after {} ms (it is broken at once when its process is gone, or once it is {} s old)",
+        .path.display(), .waited.as_millis(), .stale_after.as_secs()
+    )]
+    Held {
+        path: PathBuf,
+        holder: String,
+        waited: Duration,
+        stale_after: Duration,
+    },
+    /// What is at the lock path cannot be read as a lock.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("cannot stat: {0}")]
+    Stat(io::Error),
+    #[error("cannot remove: {0}")]
+    Remove(io::Error),
+    #[error("guard {}: {source}", .path.display())]
+    Guard { path: PathBuf, source: GuardError },
+    #[error("guard {} stayed locked by another process; gave up", .0.display())]
+    GuardBusy(PathBuf),
+}
+
+/// Why the guard file beside a lock could not be opened or locked.
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    #[error("is a symbolic link; refused")]
+    Symlink,
+    #[error("cannot open: {0}")]
+    Open(io::Error),
+    #[error("cannot stat: {0}")]
+    Stat(io::Error),
+    #[error("not a regular file; refused")]
+    NotRegular,
+    #[error("cannot lock: {0}")]
+    Lock(io::Error),
+}
+
 enum Judged {
     /// The lock is gone (released, or broken just now): try again at once.
     Gone,
@@ -65,7 +114,11 @@ enum Judged {
 
 impl PidLock {
     /// Takes the lock at `path`, breaking a stale one, waiting up to `wait` for a live one.
-    pub fn acquire(path: &Path, stale_after: Duration, wait: Duration) -> Result<PidLock, String> {
+    pub fn acquire(
+        path: &Path,
+        stale_after: Duration,
+        wait: Duration,
+    ) -> Result<PidLock, PidLockError> {
         let pid = std::process::id().to_string();
         let deadline = Instant::now() + wait;
         let mut pause = Duration::from_millis(1);
@@ -80,20 +133,30 @@ impl PidLock {
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(format!("cannot create lock {}: {e}", path.display())),
+                Err(source) => {
+                    return Err(PidLockError::Create {
+                        path: path.to_owned(),
+                        source,
+                    });
+                }
             }
             let holder = match judge(path, stale_after, deadline) {
                 Ok(Judged::Gone) => continue,
                 Ok(Judged::Held(holder)) => holder,
-                Err(reason) => return Err(format!("lock {}: {reason}", path.display())),
+                Err(reason) => {
+                    return Err(PidLockError::Unusable {
+                        path: path.to_owned(),
+                        source: Box::new(reason),
+                    });
+                }
             };
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "lock {} is held by {holder}; gave up after {} ms (it is broken at once when its process is gone, or once it is {} s old)",
-                    path.display(),
-                    wait.as_millis(),
-                    stale_after.as_secs()
-                ));
+                return Err(PidLockError::Held {
+                    path: path.to_owned(),
+                    holder,
+                    waited: wait,
+                    stale_after,
+                });
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(10));
@@ -101,7 +164,7 @@ impl PidLock {
     }
 
     /// Takes the lock with the default limits.
-    pub fn acquire_default(path: &Path) -> Result<PidLock, String> {
+    pub fn acquire_default(path: &Path) -> Result<PidLock, PidLockError> {
         PidLock::acquire(path, STALE_AFTER, WAIT)
     }
 }
@@ -119,7 +182,7 @@ impl Drop for PidLock {
                 return Ok(());
             };
             if ours && holder.trim() == std::process::id().to_string() {
-                fs::remove_file(&self.path).map_err(|e| format!("cannot remove: {e}"))
+                fs::remove_file(&self.path).map_err(PidLockError::Remove)
             } else {
                 tracing::warn!(lock = %self.path.display(), "our lock was broken as stale while we held it");
                 Ok(())
@@ -132,19 +195,19 @@ impl Drop for PidLock {
 }
 
 /// The lock's content, inode and modification time; `None` if it is gone.
-fn read_holder(path: &Path) -> Result<Option<(String, u64, SystemTime)>, String> {
+fn read_holder(path: &Path) -> Result<Option<(String, u64, SystemTime)>, PidLockError> {
     let Some(opened) = json_file::open_regular(path, MAX_LOCK_BYTES)? else {
         return Ok(None);
     };
     let (inode, modified) = (opened.1.ino(), opened.1.modified());
-    let modified = modified.map_err(|e| format!("cannot stat: {e}"))?;
+    let modified = modified.map_err(PidLockError::Stat)?;
     // A half-written or foreign content is not an error: the lock is then judged by age.
     let text = json_file::read_opened(opened, MAX_LOCK_BYTES).unwrap_or_default();
     Ok(Some((text, inode, modified)))
 }
 
 /// Breaks the lock if its holder is gone or it is older than `stale_after`.
-fn judge(path: &Path, stale_after: Duration, deadline: Instant) -> Result<Judged, String> {
+fn judge(path: &Path, stale_after: Duration, deadline: Instant) -> Result<Judged, PidLockError> {
     with_guard(path, deadline, || {
         let Some((text, inode, modified)) = read_holder(path)? else {
             return Ok(Judged::Gone);
@@ -172,7 +235,7 @@ fn judge(path: &Path, stale_after: Duration, deadline: Instant) -> Result<Judged
         // The file we judged, not one that replaced it meanwhile (gstack does not take
         // the guard, so it may have released and re-taken the lock).
         if fs::symlink_metadata(path).is_ok_and(|m| m.ino() == inode) {
-            fs::remove_file(path).map_err(|e| format!("cannot remove: {e}"))?;
+            fs::remove_file(path).map_err(PidLockError::Remove)?;
             tracing::warn!(lock = %path.display(), "broke a stale lock: {reason}");
         }
         Ok(Judged::Gone)
@@ -191,11 +254,13 @@ fn guard_path(path: &Path) -> PathBuf {
 fn with_guard<T>(
     path: &Path,
     deadline: Instant,
-    f: impl FnOnce() -> Result<T, String>,
-) -> Result<T, String> {
+    f: impl FnOnce() -> Result<T, PidLockError>,
+) -> Result<T, PidLockError> {
     let guard_path = guard_path(path);
-    let guard =
-        open_guard(&guard_path).map_err(|e| format!("guard {}: {e}", guard_path.display()))?;
+    let guard = open_guard(&guard_path).map_err(|source| PidLockError::Guard {
+        path: guard_path.clone(),
+        source,
+    })?;
     loop {
         match guard.try_lock() {
             Ok(()) => break,
@@ -203,13 +268,13 @@ fn with_guard<T>(
                 std::thread::sleep(Duration::from_millis(1));
             }
             Err(fs::TryLockError::WouldBlock) => {
-                return Err(format!(
-                    "guard {} stayed locked by another process; gave up",
-                    guard_path.display()
-                ));
+                return Err(PidLockError::GuardBusy(guard_path));
             }
             Err(fs::TryLockError::Error(e)) => {
-                return Err(format!("guard {}: cannot lock: {e}", guard_path.display()));
+                return Err(PidLockError::Guard {
+                    path: guard_path,
+                    source: GuardError::Lock(e),
+                });
             }
         }
     }
@@ -217,7 +282,7 @@ fn with_guard<T>(
 }
 
 /// The guard file, created if needed (0600), never through a link, never blocking.
-fn open_guard(path: &Path) -> Result<File, String> {
+fn open_guard(path: &Path) -> Result<File, GuardError> {
     let file = fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -227,12 +292,12 @@ fn open_guard(path: &Path) -> Result<File, String> {
         .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| match e.raw_os_error() {
-            Some(nix::libc::ELOOP) => "is a symbolic link; refused".to_owned(),
-            _ => format!("cannot open: {e}"),
+            Some(nix::libc::ELOOP) => GuardError::Symlink,
+            _ => GuardError::Open(e),
         })?;
-    let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
+    let meta = file.metadata().map_err(GuardError::Stat)?;
     if !meta.is_file() {
-        return Err("not a regular file; refused".into());
+        return Err(GuardError::NotRegular);
     }
     Ok(file)
 }
@@ -287,7 +352,9 @@ mod tests {
         let started = Instant::now();
         let lock = PidLock::acquire(&path, STALE_AFTER, Duration::from_millis(200)).unwrap();
         assert!(started.elapsed() < Duration::from_millis(150));
-        let err = PidLock::acquire(&path, STALE_AFTER, Duration::from_millis(50)).unwrap_err();
+        let err = PidLock::acquire(&path, STALE_AFTER, Duration::from_millis(50))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains(&format!("pid {}", std::process::id())),
             "{err}"
@@ -302,7 +369,9 @@ mod tests {
         let path = dir.path().join("p.json.lock");
         for content in ["1", "", "garbage"] {
             fs::write(&path, content).unwrap();
-            let err = PidLock::acquire(&path, STALE_AFTER, Duration::ZERO).unwrap_err();
+            let err = PidLock::acquire(&path, STALE_AFTER, Duration::ZERO)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("is held by"), "{content:?}: {err}");
             age(&path, Duration::from_secs(60));
             drop(PidLock::acquire(&path, STALE_AFTER, Duration::ZERO).unwrap());
@@ -333,14 +402,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.json.lock");
         nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
-        let err = PidLock::acquire(&path, STALE_AFTER, Duration::from_millis(100)).unwrap_err();
+        let err = PidLock::acquire(&path, STALE_AFTER, Duration::from_millis(100))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("p.json.lock") && err.contains("a FIFO"),
             "{err}"
         );
         fs::remove_file(&path).unwrap();
         std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
-        let err = PidLock::acquire(&path, STALE_AFTER, Duration::from_millis(100)).unwrap_err();
+        let err = PidLock::acquire(&path, STALE_AFTER, Duration::from_millis(100))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("p.json.lock") && err.contains("symbolic link"),
             "{err}"

@@ -7,17 +7,62 @@
 //! learned or pending patterns) is refused before anything is written. Lines berth cannot
 //! read are kept as they are and reported.
 
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
 use super::json_file;
-use super::learned::{self, LearnedPattern, LearnedSet};
-use super::pid_lock::PidLock;
+use super::learned::{self, LearnedError, LearnedPattern, LearnedSet, PatternError};
+use super::pid_lock::{PidLock, PidLockError};
 use crate::atomic_file;
+use crate::hostile_file::ReadError;
 
 pub const PENDING_FILE: &str = "pending-patterns.jsonl";
 pub const REJECTED_FILE: &str = "rejected-patterns.jsonl";
+
+/// Why a proposal was not queued, promoted or rejected; each names the file or category.
+#[derive(Debug, thiserror::Error)]
+pub enum ProposalError {
+    #[error("cannot create {}: {source}", .dir.display())]
+    CreateDir { dir: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Lock(#[from] PidLockError),
+    #[error(transparent)]
+    Learned(#[from] LearnedError),
+    #[error("{}: {source}", .path.display())]
+    Read { path: PathBuf, source: ReadError },
+    #[error("cannot write {}: {source}", .path.display())]
+    Write { path: PathBuf, source: io::Error },
+    /// The proposal itself is not a usable pattern.
+    #[error(transparent)]
+    Pattern(#[from] PatternError),
+    #[error("{category}: field `matcherKind`: `{kind}` is not one of {}", learned::NATIVE_KINDS.join(", "))]
+    NotNative { category: String, kind: String },
+    #[error(
+        "{category}: refused, it duplicates learned entry {index} of {} (same category, or same matcherKind and pattern)",
+        .learned.display()
+    )]
+    DuplicatesLearned {
+        category: String,
+        index: usize,
+        learned: PathBuf,
+    },
+    #[error(
+        "{category}: refused, it duplicates pending proposal on line {line} (same category, or same matcherKind and pattern)"
+    )]
+    DuplicatesPending { category: String, line: usize },
+    #[error("no pending proposal with category `{category}` in {}", .pending.display())]
+    NoProposal { category: String, pending: PathBuf },
+    #[error("{} line {line}: {source}", .path.display())]
+    BadLine {
+        path: PathBuf,
+        line: usize,
+        source: serde_json::Error,
+    },
+    #[error("a rejection needs a reason (--reason)")]
+    NoReason,
+}
 
 /// The investigator's files, beside `learned-patterns.json`.
 #[derive(Clone, Debug)]
@@ -28,17 +73,17 @@ pub struct PatternFiles {
 }
 
 /// One line of the pending file.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Proposal {
     /// 1-based line number, for messages.
     pub line: usize,
     pub raw: String,
     /// The validated pattern, or why the line is not a usable proposal.
-    pub pattern: Result<LearnedPattern, String>,
+    pub pattern: Result<LearnedPattern, PatternError>,
 }
 
 /// The pending file as read.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Pending {
     pub proposals: Vec<Proposal>,
 }
@@ -69,23 +114,25 @@ impl PatternFiles {
         }
     }
 
-    fn lock(&self) -> Result<PidLock, String> {
+    fn lock(&self) -> Result<PidLock, ProposalError> {
         if let Some(dir) = self.learned.parent().filter(|d| !d.as_os_str().is_empty()) {
-            atomic_file::ensure_private_dir(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            atomic_file::ensure_private_dir(dir).map_err(|source| ProposalError::CreateDir {
+                dir: dir.to_owned(),
+                source,
+            })?;
         }
-        PidLock::acquire_default(&learned::lock_path(&self.learned))
+        Ok(PidLock::acquire_default(&learned::lock_path(
+            &self.learned,
+        ))?)
     }
 
     /// The learned set and the pending proposals, as they are now.
-    pub fn read(&self) -> Result<(LearnedSet, Pending), String> {
+    pub fn read(&self) -> Result<(LearnedSet, Pending), ProposalError> {
         Ok((LearnedSet::load(&self.learned)?, self.read_pending()?))
     }
 
-    fn read_pending(&self) -> Result<Pending, String> {
-        let text = json_file::read_text(&self.pending)
-            .map_err(|reason| format!("{}: {reason}", self.pending.display()))?
-            .unwrap_or_default();
+    fn read_pending(&self) -> Result<Pending, ProposalError> {
+        let text = read_text(&self.pending)?.unwrap_or_default();
         let proposals = text
             .lines()
             .enumerate()
@@ -94,25 +141,24 @@ impl PatternFiles {
                 line: i + 1,
                 raw: line.to_owned(),
                 pattern: serde_json::from_str::<Value>(line)
-                    .map_err(|e| format!("not valid JSON: {e}"))
+                    .map_err(PatternError::from)
                     .and_then(|value| LearnedPattern::from_json(i, &value)),
             })
             .collect();
         Ok(Pending { proposals })
     }
 
-    fn write_pending(&self, pending: &Pending, without_line: usize) -> Result<(), String> {
+    fn write_pending(&self, pending: &Pending, without_line: usize) -> Result<(), ProposalError> {
         let mut text = String::new();
         for proposal in pending.proposals.iter().filter(|p| p.line != without_line) {
             text.push_str(&proposal.raw);
             text.push('\n');
         }
-        atomic_file::write_atomic(&self.pending, text.as_bytes(), 0o600)
-            .map_err(|e| format!("cannot write {}: {e}", self.pending.display()))
+        write(&self.pending, &text)
     }
 
     /// Queues `entry` as a proposal after validating it and refusing duplicates.
-    pub fn propose(&self, entry: Map<String, Value>) -> Result<usize, String> {
+    pub fn propose(&self, entry: Map<String, Value>) -> Result<usize, ProposalError> {
         let _lock = self.lock()?;
         let mut entry = entry;
         entry
@@ -122,32 +168,21 @@ impl PatternFiles {
         let pattern = LearnedPattern::from_json(0, &value)?;
         if !pattern.is_native() {
             // gstack's investigator parser refuses a kind outside the seven.
-            return Err(format!(
-                "{}: field `matcherKind`: `{}` is not one of {}",
-                pattern.category,
-                pattern.matcher_kind,
-                learned::NATIVE_KINDS.join(", ")
-            ));
+            return Err(ProposalError::NotNative {
+                category: pattern.category,
+                kind: pattern.matcher_kind,
+            });
         }
         let (learned, pending) = self.read()?;
         refuse_duplicates(&pattern, &learned, &pending)?;
         let line = pending.proposals.last().map_or(0, |p| p.line) + 1;
-        let mut text = json_file::read_text(&self.pending)
-            .map_err(|reason| format!("{}: {reason}", self.pending.display()))?
-            .unwrap_or_default();
-        if !text.is_empty() && !text.ends_with('\n') {
-            text.push('\n');
-        }
-        text.push_str(&value.to_string());
-        text.push('\n');
-        atomic_file::write_atomic(&self.pending, text.as_bytes(), 0o600)
-            .map_err(|e| format!("cannot write {}: {e}", self.pending.display()))?;
+        append_line(&self.pending, &value)?;
         Ok(line)
     }
 
     /// Moves the pending proposal of `category` into the learned file (with `learnedAt`
     /// now and `hitCount` 0), then drops it from the pending file.
-    pub fn promote(&self, category: &str) -> Result<LearnedPattern, String> {
+    pub fn promote(&self, category: &str) -> Result<LearnedPattern, ProposalError> {
         let _lock = self.lock()?;
         let (learned, pending) = self.read()?;
         let proposal = pending
@@ -157,13 +192,18 @@ impl PatternFiles {
             return Err(no_proposal(category, &self.pending));
         };
         if let Some(index) = learned.duplicate_of(pattern) {
-            return Err(format!(
-                "{category}: refused, it duplicates learned entry {index} of {} (same category, or same matcherKind and pattern)",
-                self.learned.display()
-            ));
+            return Err(ProposalError::DuplicatesLearned {
+                category: category.to_owned(),
+                index,
+                learned: self.learned.clone(),
+            });
         }
-        let mut entry: Map<String, Value> = serde_json::from_str(&proposal.raw)
-            .map_err(|e| format!("{} line {}: {e}", self.pending.display(), proposal.line))?;
+        let mut entry: Map<String, Value> =
+            serde_json::from_str(&proposal.raw).map_err(|source| ProposalError::BadLine {
+                path: self.pending.clone(),
+                line: proposal.line,
+                source,
+            })?;
         entry.remove("proposedAt");
         entry
             .entry("source")
@@ -177,14 +217,17 @@ impl PatternFiles {
         // and a second promotion is refused as a duplicate rather than lost.
         learned::write_array(&self.learned, &entries)?;
         self.write_pending(&pending, proposal.line)?;
-        LearnedPattern::from_json(entries.len() - 1, &Value::Object(entry))
+        Ok(LearnedPattern::from_json(
+            entries.len() - 1,
+            &Value::Object(entry),
+        )?)
     }
 
     /// Drops the pending proposal of `category` and logs it, with `reason`, to the
     /// rejected file.
-    pub fn reject(&self, category: &str, reason: &str) -> Result<(), String> {
+    pub fn reject(&self, category: &str, reason: &str) -> Result<(), ProposalError> {
         if reason.trim().is_empty() {
-            return Err("a rejection needs a reason (--reason)".into());
+            return Err(ProposalError::NoReason);
         }
         let _lock = self.lock()?;
         let pending = self.read_pending()?;
@@ -207,44 +250,61 @@ impl PatternFiles {
             .unwrap_or_else(|_| Map::from_iter([("raw".to_owned(), json!(proposal.raw))]));
         logged.insert("rejectedAt".into(), json!(crate::clock::now_iso()));
         logged.insert("reason".into(), json!(reason));
-        let mut text = json_file::read_text(&self.rejected)
-            .map_err(|why| format!("{}: {why}", self.rejected.display()))?
-            .unwrap_or_default();
-        if !text.is_empty() && !text.ends_with('\n') {
-            text.push('\n');
-        }
-        text.push_str(&Value::Object(logged).to_string());
-        text.push('\n');
-        atomic_file::write_atomic(&self.rejected, text.as_bytes(), 0o600)
-            .map_err(|e| format!("cannot write {}: {e}", self.rejected.display()))?;
+        append_line(&self.rejected, &Value::Object(logged))?;
         self.write_pending(&pending, proposal.line)
     }
 }
 
-fn no_proposal(category: &str, pending: &Path) -> String {
-    format!(
-        "no pending proposal with category `{category}` in {}",
-        pending.display()
-    )
+fn no_proposal(category: &str, pending: &Path) -> ProposalError {
+    ProposalError::NoProposal {
+        category: category.to_owned(),
+        pending: pending.to_owned(),
+    }
+}
+
+/// A JSON-lines file's text (empty when absent).
+fn read_text(path: &Path) -> Result<Option<String>, ProposalError> {
+    json_file::read_text(path).map_err(|source| ProposalError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn write(path: &Path, text: &str) -> Result<(), ProposalError> {
+    atomic_file::write_atomic(path, text.as_bytes(), 0o600).map_err(|source| ProposalError::Write {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Rewrites a JSON-lines file with `value` as its last line.
+fn append_line(path: &Path, value: &Value) -> Result<(), ProposalError> {
+    let mut text = read_text(path)?.unwrap_or_default();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&value.to_string());
+    text.push('\n');
+    write(path, &text)
 }
 
 fn refuse_duplicates(
     pattern: &LearnedPattern,
     learned: &LearnedSet,
     pending: &Pending,
-) -> Result<(), String> {
+) -> Result<(), ProposalError> {
     if let Some(index) = learned.duplicate_of(pattern) {
-        return Err(format!(
-            "{}: refused, it duplicates learned entry {index} of {} (same category, or same matcherKind and pattern)",
-            pattern.category,
-            learned.path.display()
-        ));
+        return Err(ProposalError::DuplicatesLearned {
+            category: pattern.category.clone(),
+            index,
+            learned: learned.path.clone(),
+        });
     }
     if let Some(other) = pending.duplicate(pattern) {
-        return Err(format!(
-            "{}: refused, it duplicates pending proposal on line {} (same category, or same matcherKind and pattern)",
-            pattern.category, other.line
-        ));
+        return Err(ProposalError::DuplicatesPending {
+            category: pattern.category.clone(),
+            line: other.line,
+        });
     }
     Ok(())
 }
@@ -267,28 +327,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let files = PatternFiles::beside(&dir.path().join("learned-patterns.json"));
         assert_eq!(
-            files.propose(proposal("FLAKY_NET", "stdout_contains", "ECONNRESET")),
-            Ok(1)
+            files
+                .propose(proposal("FLAKY_NET", "stdout_contains", "ECONNRESET"))
+                .unwrap(),
+            1
         );
         assert_eq!(
-            files.propose(proposal("BAD_TEST", "stdout_regex", "FAIL .*spec")),
-            Ok(2)
+            files
+                .propose(proposal("BAD_TEST", "stdout_regex", "FAIL .*spec"))
+                .unwrap(),
+            2
         );
         let dup = files
             .propose(proposal("FLAKY_NET", "plan_contains", "x"))
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(dup.contains("pending proposal on line 1"), "{dup}");
         let dup = files
             .propose(proposal("OTHER", "stdout_contains", "ECONNRESET"))
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(dup.contains("duplicates"), "{dup}");
         let invalid = files
             .propose(proposal("BROKEN", "stdout_regex", "(x"))
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(invalid.contains("regex"), "{invalid}");
         let unknown = files
             .propose(proposal("GLOB", "stdout_glob", "*"))
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(unknown.contains("`stdout_glob` is not one of"), "{unknown}");
 
         let promoted = files.promote("FLAKY_NET").unwrap();
@@ -301,12 +369,14 @@ mod tests {
         assert_eq!(pending.proposals.len(), 1);
         let again = files
             .propose(proposal("FLAKY_NET", "plan_contains", "y"))
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(again.contains("learned entry 0"), "{again}");
         assert!(
             files
                 .promote("FLAKY_NET")
                 .unwrap_err()
+                .to_string()
                 .contains("no pending proposal")
         );
 

@@ -18,8 +18,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::json_file;
+use super::json_file::{self, JsonFileError};
 use super::run_id::file_run_id;
+use crate::hostile_file::ReadError;
 
 /// A raised detector fault: the halt event it was filed as.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -67,17 +68,51 @@ pub fn path(dir: &Path, run_id: &str, source: &str) -> PathBuf {
 enum Unread {
     /// The file is there and is not a registry (torn, planted, a FIFO, too large): it is
     /// moved aside.
-    Invalid(String),
+    Invalid(Invalid),
     /// The system could not read it (`EMFILE`, `EIO`, `EACCES`): nothing is known about its
     /// content, so it stays where it is and the next tick tries again.
-    Failed(String),
+    Failed(ReadError),
+}
+
+/// What makes a file at a registry's path not a registry.
+#[derive(Debug, thiserror::Error)]
+pub enum Invalid {
+    #[error(transparent)]
+    Refused(ReadError),
+    #[error(transparent)]
+    Json(#[from] JsonFileError),
+    #[error("not an active-fault registry: {0}")]
+    NotRegistry(serde_json::Error),
+    #[error("{0:?} is not a fault id (KIND:scope:8 hex digits)")]
+    NotFaultId(String),
+}
+
+/// Why a registry could not be loaded; both leave the file where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{}: {source}; left in place, read again next tick", .path.display())]
+    Unread { path: PathBuf, source: ReadError },
+    #[error(
+        "{}: {reason}; could not move it aside to {}: {source}",
+        .path.display(), .aside.display()
+    )]
+    NotMovedAside {
+        path: PathBuf,
+        reason: Invalid,
+        aside: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Loads the registry at `path`. `Ok((registry, None))` normally; a file whose content is
 /// not a registry is renamed to `<name>.unreadable-<time>` and an empty registry returned
 /// with the warning. A file the system could not read is an `Err` and stays in place: its
 /// faults are neither forgotten nor filed again.
-pub fn load(path: &Path, run_id: &str, source: &str) -> Result<(Registry, Option<String>), String> {
+pub fn load(
+    path: &Path,
+    run_id: &str,
+    source: &str,
+) -> Result<(Registry, Option<String>), RegistryError> {
     let empty = || Registry {
         run_id: run_id.to_owned(),
         source: source.to_owned(),
@@ -86,22 +121,23 @@ pub fn load(path: &Path, run_id: &str, source: &str) -> Result<(Registry, Option
     let reason = match read(path) {
         Ok(None) => return Ok((empty(), None)),
         Ok(Some(registry)) => return Ok((registry, None)),
-        Err(Unread::Failed(reason)) => {
-            return Err(format!(
-                "{}: {reason}; left in place, read again next tick",
-                path.display()
-            ));
+        Err(Unread::Failed(source)) => {
+            return Err(RegistryError::Unread {
+                path: path.to_owned(),
+                source,
+            });
         }
         Err(Unread::Invalid(reason)) => reason,
     };
     let aside = aside_path(path);
-    fs::rename(path, &aside).map_err(|e| {
-        format!(
-            "{}: {reason}; could not move it aside to {}: {e}",
-            path.display(),
-            aside.display()
-        )
-    })?;
+    if let Err(source) = fs::rename(path, &aside) {
+        return Err(RegistryError::NotMovedAside {
+            path: path.to_owned(),
+            reason,
+            aside,
+            source,
+        });
+    }
     Ok((
         empty(),
         Some(format!(
@@ -115,21 +151,16 @@ pub fn load(path: &Path, run_id: &str, source: &str) -> Result<(Registry, Option
 fn read(path: &Path) -> Result<Option<Registry>, Unread> {
     let text = match crate::hostile_file::read_regular_string(path, json_file::MAX_JSON_BYTES) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if crate::hostile_file::is_refused(&e) => {
-            return Err(Unread::Invalid(crate::hostile_file::reason(&e)));
-        }
-        Err(e) => return Err(Unread::Failed(crate::hostile_file::reason(&e))),
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) if e.is_refused() => return Err(Unread::Invalid(Invalid::Refused(e))),
+        Err(e) => return Err(Unread::Failed(e)),
     };
-    let value = json_file::parse(&text).map_err(Unread::Invalid)?;
-    let registry: Registry = serde_json::from_value(value)
-        .map_err(|e| Unread::Invalid(format!("not an active-fault registry: {e}")))?;
+    let value = json_file::parse(&text).map_err(|e| Unread::Invalid(e.into()))?;
+    let registry: Registry =
+        serde_json::from_value(value).map_err(|e| Unread::Invalid(Invalid::NotRegistry(e)))?;
     match registry.active.values().find(|a| !is_fault_id(&a.fault_id)) {
         None => Ok(Some(registry)),
-        Some(bad) => Err(Unread::Invalid(format!(
-            "{:?} is not a fault id (KIND:scope:8 hex digits)",
-            bad.fault_id
-        ))),
+        Some(bad) => Err(Unread::Invalid(Invalid::NotFaultId(bad.fault_id.clone()))),
     }
 }
 

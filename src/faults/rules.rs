@@ -16,9 +16,10 @@ use std::sync::Arc;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Position};
 use serde_json::Value;
 
-use super::fault::Fault;
+use super::fault::{Fault, FaultError};
 use super::state_jsonpath::{Document, state_jsonpath};
 use crate::rules::Requirement;
+use crate::rules::spec::Invalid;
 
 /// The orchestrator detectors, run in file-name order (the numeric prefixes keep
 /// detectors.md's order).
@@ -54,23 +55,34 @@ pub const REQUIREMENTS: &[Requirement] = &[
     },
 ];
 
+/// Why a detector's answer is not a list of valid faults: the entry and the field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AnswerError {
+    #[error("a detector returns a list of faults, not {0}")]
+    NotAList(&'static str),
+    #[error("fault #{number}: {source}")]
+    Fault { number: usize, source: FaultError },
+}
+
 /// A detector's answer: a list of valid faults. The error names the entry and the field.
-pub fn validate_faults(_args: &[Value], result: &Value) -> Result<(), String> {
-    parse_faults(result).map(drop)
+pub fn validate_faults(_args: &[Value], result: &Value) -> Result<(), Invalid> {
+    parse_faults(result).map(drop).map_err(Into::into)
 }
 
 /// The faults of a detector's answer, or why it is not a list of valid faults.
-pub fn parse_faults(result: &Value) -> Result<Vec<Fault>, String> {
+pub fn parse_faults(result: &Value) -> Result<Vec<Fault>, AnswerError> {
     let Value::Array(items) = result else {
-        return Err(format!(
-            "a detector returns a list of faults, not {}",
-            super::fault::kind_of(result)
-        ));
+        return Err(AnswerError::NotAList(super::fault::kind_of(result)));
     };
     items
         .iter()
         .enumerate()
-        .map(|(i, item)| Fault::from_json(item).map_err(|e| format!("fault #{}: {e}", i + 1)))
+        .map(|(i, item)| {
+            Fault::from_json(item).map_err(|source| AnswerError::Fault {
+                number: i + 1,
+                source,
+            })
+        })
         .collect()
 }
 

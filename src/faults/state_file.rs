@@ -35,23 +35,34 @@ pub(super) fn open_regular(path: &Path) -> std::io::Result<(File, std::fs::Metad
     Ok((file, meta))
 }
 
+/// Why a state file cannot be used; the reason, not the file.
+#[derive(Debug, thiserror::Error)]
+pub enum StateFileError {
+    #[error("cannot open: {0}")]
+    Open(std::io::Error),
+    #[error("file is {0} bytes, over the {MAX_STATE_BYTES}-byte limit for a state file")]
+    TooLarge(u64),
+    #[error("cannot read: {0}")]
+    Read(std::io::Error),
+    #[error("not valid JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
+}
+
 /// The parsed state of an opened file, or why it cannot be used.
-fn parse_opened(file: File, len: u64) -> Result<Value, String> {
+fn parse_opened(file: File, len: u64) -> Result<Value, StateFileError> {
     if len > MAX_STATE_BYTES {
-        return Err(format!(
-            "file is {len} bytes, over the {MAX_STATE_BYTES}-byte limit for a state file"
-        ));
+        return Err(StateFileError::TooLarge(len));
     }
     let mut bytes = Vec::with_capacity(len as usize);
     file.take(MAX_STATE_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("not valid JSON: {e}"))
+        .map_err(StateFileError::Read)?;
+    Ok(serde_json::from_slice(&bytes)?)
 }
 
 /// A state file's JSON, read once; errors name the reason, not the file.
-pub fn parse(path: &Path) -> Result<Value, String> {
-    let (file, meta) = open_regular(path).map_err(|e| format!("cannot open: {e}"))?;
+pub fn parse(path: &Path) -> Result<Value, StateFileError> {
+    let (file, meta) = open_regular(path).map_err(StateFileError::Open)?;
     parse_opened(file, meta.len())
 }
 
@@ -65,8 +76,8 @@ pub struct StateCache {
 impl StateCache {
     /// The state at `path` and whether it was parsed for this call (`false`: the stamp of
     /// the file there is the one last parsed). A racy stamp is not remembered.
-    pub fn load(&self, path: &Path) -> Result<(Arc<Document>, bool), String> {
-        let (file, meta) = open_regular(path).map_err(|e| format!("cannot open: {e}"))?;
+    pub fn load(&self, path: &Path) -> Result<(Arc<Document>, bool), StateFileError> {
+        let (file, meta) = open_regular(path).map_err(StateFileError::Open)?;
         let stamp = FileStamp::of(&meta);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((seen, document)) = entries.get(path)

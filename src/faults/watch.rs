@@ -98,7 +98,9 @@ pub fn tick_queue(
     let mut report = WatchReport::default();
     let facts = super::queue_facts::gather(queue);
     let detection = detect::detect_queue(set, &facts);
-    report.problems.extend(detection.errors);
+    report
+        .problems
+        .extend(detection.errors.iter().map(ToString::to_string));
     let queue_dir = facts["queueDir"].as_str().unwrap_or_default().to_owned();
     let queue = RunRef {
         run_id: QUEUE_RUN_ID,
@@ -156,8 +158,11 @@ pub fn watch_runs(
     let mut report = WatchReport::default();
     let files = match state_files(state_dir) {
         Ok(files) => files,
-        Err(problem) => {
-            report.problems.push(problem);
+        Err(e) => {
+            report.problems.push(format!(
+                "cannot read build-state dir {}: {e}",
+                state_dir.display()
+            ));
             return report;
         }
     };
@@ -180,7 +185,9 @@ pub fn watch_runs(
         report.runs += 1;
         let run_id = run_id_of(&run, &file);
         let detection = detect::detect_run_within(set, &run, learned, &mut budget);
-        report.problems.extend(detection.errors);
+        report
+            .problems
+            .extend(detection.errors.iter().map(ToString::to_string));
         let path_text = |path: Option<&PathBuf>| path.map(|p| p.display().to_string());
         let state_file = file.display().to_string();
         let state_slug = file
@@ -265,16 +272,11 @@ fn run_id_of(run: &RunInput, file: &Path) -> String {
 
 /// The `*.json` state files directly in `dir` (not the queue subdir, not the review
 /// report, not hidden temp files), sorted. A missing dir has no runs.
-fn state_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+fn state_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(format!(
-                "cannot read build-state dir {}: {e}",
-                dir.display()
-            ));
-        }
+        Err(e) => return Err(e),
     };
     let mut files: Vec<PathBuf> = entries
         .flatten()

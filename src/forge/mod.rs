@@ -240,7 +240,7 @@ pub enum ForgeError {
     BadOutput {
         subject: Subject,
         command: String,
-        detail: String,
+        detail: BadOutput,
     },
     #[error("{subject}: base branch {branch} does not exist on origin")]
     MissingBase { subject: Subject, branch: String },
@@ -258,6 +258,29 @@ pub enum ForgeError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// What is wrong with a forge command's output.
+#[derive(Debug, thiserror::Error)]
+pub enum BadOutput {
+    #[error("not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("expected a JSON array of PRs")]
+    NotAList,
+    #[error("expected a JSON object")]
+    NotAnObject,
+    #[error("no integer `number`")]
+    NoNumber,
+    #[error("a PR without an integer `number`")]
+    UnnumberedPr,
+    #[error("`labels` is not an array")]
+    Labels,
+    #[error("no string `{0}`")]
+    NoText(&'static str),
+    #[error("unknown PR state {0:?}")]
+    UnknownState(String),
+    #[error("no string `state`")]
+    NoState,
 }
 
 /// Why a claim is refused (DESIGN §3 step 6). The message is written for an operator and ends
@@ -421,17 +444,41 @@ fn is_safe_branch(branch: &str) -> bool {
     crate::gates::gate_branch(crate::gates::Gate::FeatureBranch, branch).is_ok()
 }
 
-/// What to do about a forge program that is not there.
-pub fn missing_gh_hint(program: &str, why: &str) -> String {
-    format!(
-        "the forge is gh, but `{program}` cannot be run ({why}): install the GitHub CLI (https://cli.github.com) and `gh auth login`, or set forge = \"git\" in the config (or pass --forge git)"
-    )
+/// The `gh` forge's program is not an executable berth can run: every discovery, claim
+/// check and merge proof would fail, so the daemon does not start and `status` and
+/// `doctor` say the same fix.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the forge is gh, but `{program}` cannot be run ({why}): install the GitHub CLI (https://cli.github.com) and `gh auth login`, or set forge = \"git\" in {config} (or pass --forge git)"
+)]
+pub struct MissingGh {
+    pub program: String,
+    pub why: String,
+    /// The config file to edit, for the message.
+    pub config: String,
+}
+
+impl MissingGh {
+    /// `Ok` when `program` is an executable file on `PATH` (or at the path given);
+    /// `config` is the file the message tells the operator to edit.
+    pub fn check(program: &str, config: &str) -> Result<(), MissingGh> {
+        which::which(program).map(drop).map_err(|e| MissingGh {
+            program: program.to_owned(),
+            why: e.to_string(),
+            config: config.to_owned(),
+        })
+    }
 }
 
 /// The fix, appended to a spawn error, when the program is missing.
 fn spawn_hint(program: &str, source: &std::io::Error) -> String {
     if source.kind() == std::io::ErrorKind::NotFound {
-        format!("; {}", missing_gh_hint(program, "not found"))
+        let missing = MissingGh {
+            program: program.to_owned(),
+            why: "not found".into(),
+            config: "the config".into(),
+        };
+        format!("; {missing}")
     } else {
         String::new()
     }

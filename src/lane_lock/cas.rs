@@ -179,8 +179,7 @@ fn local_swap(
         Some(sha) => {
             copy_lock_commit(scratch, &origin, sha)?;
             hook.call(write, ref_name);
-            let _writers = leftover::writers_lock(&origin)?;
-            leftover::clear(&origin, ref_name);
+            let _writers = leftover::before_write(&origin, ref_name)?;
             // Under the ref's lock libgit2 compares the ref with `expect` (the zero id: must
             // be absent) and writes only on a match. `force` only skips libgit2's unlocked
             // pre-check, which the locked comparison makes redundant.
@@ -193,8 +192,7 @@ fn local_swap(
             // above) under the ref's lock, so a lock moved since is never deleted.
             Some(mut reference) => {
                 hook.call(write, ref_name);
-                let _writers = leftover::writers_lock(&origin)?;
-                leftover::clear(&origin, ref_name);
+                let _writers = leftover::before_write(&origin, ref_name)?;
                 reference.delete()
             }
             None => return Ok(PushOutcome::Refused { advertised: seen }),

@@ -8,13 +8,14 @@
 //! write, so a `.lock` file found while holding it belongs to no live berth writer: it is
 //! a dead one's, or a live `git` (gstack's push), which holds it for milliseconds. One
 //! older than [`LEFTOVER_AGE`] is removed (and logged); a younger one fails the write,
-//! which names it.
+//! which names it. A writer that cannot have the writers' lock writes without it and
+//! removes nothing ([`before_write`]).
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use git2::Repository;
 use nix::libc;
@@ -30,40 +31,82 @@ pub const LEFTOVER_AGE: Duration = Duration::from_secs(10);
 /// How long a writer waits for another berth writer of the same repository.
 const WRITERS_WAIT: Duration = Duration::from_secs(5);
 
-/// Takes the repository's berth-writers lock, waiting at most [`WRITERS_WAIT`].
-pub(super) fn writers_lock(origin: &Repository) -> Result<File, git2::Error> {
+/// What a writer of `origin`'s lock refs holds around one write ([`before_write`]).
+#[must_use = "the writers' lock is held only while this lives"]
+pub(super) struct Writers {
+    /// The locked writers' lock; `None` when it could not be had (the write goes on
+    /// without it and clears nothing).
+    _held: Option<File>,
+}
+
+/// Takes the repository's writers' lock (waiting at most [`WRITERS_WAIT`]) and, holding
+/// it, clears `ref_name`'s leftover `.lock` file ([`clear`]).
+///
+/// A writers' lock berth may not open (another user's file, made under a narrow umask) or
+/// that stays locked past the wait (a local user who can read it holds its `flock`) does
+/// not stop the write: the ref's own `.lock` file still makes the write a compare-and-swap.
+/// Only the clearing needs the writers' lock, so without it a leftover is left alone, as a
+/// live `git` writer's would be, and the log names the file and the fix.
+pub(super) fn before_write(origin: &Repository, ref_name: &str) -> Result<Writers, git2::Error> {
     let path = origin.path().join(WRITERS_LOCK);
-    open_shared(&path)
-        .and_then(|file| crate::atomic_file::lock_open_file_within(file, &path, WRITERS_WAIT))
-        .map_err(|e| {
-            git2::Error::from_str(&format!(
-                "cannot take the lane lock writers' lock {}: {e}",
-                path.display()
-            ))
-        })
+    let locked = open_shared(origin, &path)
+        .and_then(|file| crate::atomic_file::lock_open_file_within(file, &path, WRITERS_WAIT));
+    match locked {
+        Ok(file) => {
+            clear(origin, ref_name, &file);
+            Ok(Writers { _held: Some(file) })
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::PermissionDenied | io::ErrorKind::WouldBlock
+            ) =>
+        {
+            tracing::warn!(
+                file = %path.display(),
+                "cannot take the lane lock writers' lock ({e}): the lock ref is written without it, and a `.lock` file a dead writer left is not removed; let every user that runs berth on this repository open it (`chmod 0664` and a shared group, or `git config core.sharedRepository group`), or remove the file"
+            );
+            Ok(Writers { _held: None })
+        }
+        Err(e) => Err(git2::Error::from_str(&format!(
+            "cannot take the lane lock writers' lock {}: {e}",
+            path.display()
+        ))),
+    }
 }
 
 /// Opens (creating if needed) the writers' lock, which every user who writes the
 /// repository's lock refs shares: a group-shared repository's users, a service user and
-/// an operator's root. So its mode is the umask's (never narrowed to its creator), and a
-/// user who may not write it opens it read-only: a local `flock` needs no write access
-/// (over NFS it does; that user then gets the open's error).
-fn open_shared(path: &Path) -> io::Result<File> {
+/// an operator's root. A user who may not write it opens it read-only: a local `flock`
+/// needs no write access (over NFS it does; that user then gets the open's error).
+///
+/// Made here, it gets the mode `core.sharedRepository` asks for (as git gives its own
+/// files), and when made by root, the repository's owner and group: an operator's `sudo`
+/// under a narrow umask must not leave a file the service user cannot open.
+fn open_shared(origin: &Repository, path: &Path) -> io::Result<File> {
     let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
-    let file = match OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o666)
-        .custom_flags(flags)
-        .open(path)
-    {
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => OpenOptions::new()
+    let open = |create_new: bool| {
+        OpenOptions::new()
             .read(true)
+            .write(true)
+            .create_new(create_new)
+            .mode(0o666)
             .custom_flags(flags)
-            .open(path)?,
-        opened => opened?,
+            .open(path)
+    };
+    let file = match open(true) {
+        Ok(created) => {
+            share(origin, &created);
+            created
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match open(false) {
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => OpenOptions::new()
+                .read(true)
+                .custom_flags(flags)
+                .open(path)?,
+            opened => opened?,
+        },
+        Err(e) => return Err(e),
     };
     if !file.metadata()?.is_file() {
         return Err(io::Error::new(
@@ -74,26 +117,92 @@ fn open_shared(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// Gives a writers' lock just made the repository's sharing ([`open_shared`]). Best
+/// effort: a file left with the umask's mode still works for its creator, and another
+/// user who cannot open it writes without it ([`before_write`]).
+fn share(origin: &Repository, file: &File) {
+    use std::os::unix::fs::MetadataExt as _;
+    if let Some(mode) = shared_mode(origin)
+        && let Err(e) = nix::sys::stat::fchmod(file, nix::sys::stat::Mode::from_bits_truncate(mode))
+    {
+        tracing::debug!("cannot give the writers' lock mode {mode:o}: {e}");
+    }
+    if nix::unistd::geteuid().is_root()
+        && let Ok(dir) = std::fs::metadata(origin.path())
+    {
+        let owner = Some(nix::unistd::Uid::from_raw(dir.uid()));
+        let group = Some(nix::unistd::Gid::from_raw(dir.gid()));
+        if let Err(e) = nix::unistd::fchown(file, owner, group) {
+            tracing::debug!("cannot give the writers' lock the repository's owner: {e}");
+        }
+    }
+}
+
+/// The mode `core.sharedRepository` gives a file git makes (`git help config`); `None` for
+/// `umask` (or unset): the umask's.
+fn shared_mode(origin: &Repository) -> Option<u32> {
+    let value = origin
+        .config()
+        .ok()?
+        .get_string("core.sharedRepository")
+        .ok()?
+        .to_ascii_lowercase();
+    match value.as_str() {
+        "group" | "true" | "1" => Some(0o660),
+        "all" | "world" | "everybody" | "2" => Some(0o664),
+        octal if octal.starts_with('0') && octal.len() > 1 => u32::from_str_radix(octal, 8)
+            .ok()
+            .map(|mode| (mode & 0o666) | 0o600),
+        _ => None,
+    }
+}
+
 /// The `.lock` file of `ref_name` in `origin`.
 pub(super) fn ref_lock_path(origin: &Repository, ref_name: &str) -> PathBuf {
     origin.path().join(format!("{ref_name}.lock"))
 }
 
 /// Removes `ref_name`'s `.lock` file if it is a regular file older than [`LEFTOVER_AGE`].
-/// Call only while holding [`writers_lock`]. Returns the age of a younger one left alone.
-pub(super) fn clear(origin: &Repository, ref_name: &str) -> Option<Duration> {
+/// Call only while holding `writers`, the writers' lock.
+///
+/// Its age is measured on the clock that stamped it, the file system's: `writers` is
+/// touched (`UTIME_NOW`, which an NFS client leaves to the server's clock) and the two
+/// modification times compared. So a file server whose clock is behind this host's never
+/// makes a live writer's `.lock` look old. Without that clock (`writers` opened read-only,
+/// another user's file) nothing is removed.
+fn clear(origin: &Repository, ref_name: &str, writers: &File) {
     let path = ref_lock_path(origin, ref_name);
-    let meta = std::fs::symlink_metadata(&path).ok()?;
+    let Ok(meta) = std::fs::symlink_metadata(&path) else {
+        return;
+    };
     if !meta.is_file() {
-        return None;
+        return;
     }
+    let now = nix::sys::stat::futimens(
+        writers,
+        &nix::sys::time::TimeSpec::UTIME_NOW,
+        &nix::sys::time::TimeSpec::UTIME_NOW,
+    )
+    .map_err(io::Error::from)
+    .and_then(|()| writers.metadata()?.modified());
+    let now = match now {
+        Ok(now) => now,
+        Err(e) => {
+            tracing::warn!(
+                file = %path.display(),
+                "a lane lock ref's .lock file is not judged, so not removed: the file system's clock cannot be read by touching {} ({e})",
+                origin.path().join(WRITERS_LOCK).display()
+            );
+            return;
+        }
+    };
     let age = meta
         .modified()
         .ok()
-        .and_then(|at| SystemTime::now().duration_since(at).ok())
+        .and_then(|at| now.duration_since(at).ok())
         .unwrap_or_default();
     if age < LEFTOVER_AGE {
-        return Some(age);
+        return;
     }
     match std::fs::remove_file(&path) {
         Ok(()) => tracing::warn!(
@@ -106,5 +215,68 @@ pub(super) fn clear(origin: &Repository, ref_name: &str) -> Option<Duration> {
             "a lane lock ref's .lock file left by a dead writer blocks the lane and cannot be removed: {e}"
         ),
     }
-    None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use std::time::SystemTime;
+
+    use super::*;
+
+    fn writers_mode(origin: &Repository) -> u32 {
+        let path = origin.path().join(WRITERS_LOCK);
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_writers_lock_made_here_gets_the_repositorys_shared_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let origin = Repository::init_bare(dir.path().join("o.git")).unwrap();
+        origin
+            .config()
+            .unwrap()
+            .set_str("core.sharedRepository", "group")
+            .unwrap();
+        drop(before_write(&origin, "refs/gstack/release-locks/a/main").unwrap());
+        assert_eq!(writers_mode(&origin), 0o660);
+        assert_eq!(shared_mode(&origin), Some(0o660));
+        for (value, mode) in [("all", Some(0o664)), ("0640", Some(0o640)), ("umask", None)] {
+            origin
+                .config()
+                .unwrap()
+                .set_str("core.sharedRepository", value)
+                .unwrap();
+            assert_eq!(shared_mode(&origin), mode, "{value}");
+        }
+    }
+
+    /// Anyone who may read the file can hold its `flock`: that must cost the lane the
+    /// clearing of leftovers at most, never its writes.
+    #[test]
+    fn a_writers_lock_held_by_someone_else_past_the_wait_does_not_stop_the_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let origin = Repository::init_bare(dir.path().join("o.git")).unwrap();
+        let ref_name = "refs/gstack/release-locks/a/main";
+        drop(before_write(&origin, ref_name).unwrap());
+        let reader = File::open(origin.path().join(WRITERS_LOCK)).unwrap();
+        reader.lock().unwrap();
+        let leftover = ref_lock_path(&origin, ref_name);
+        std::fs::create_dir_all(leftover.parent().unwrap()).unwrap();
+        std::fs::write(&leftover, "").unwrap();
+        let old = SystemTime::now() - 2 * LEFTOVER_AGE;
+        File::options()
+            .write(true)
+            .open(&leftover)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let writers = before_write(&origin, ref_name).unwrap();
+        assert!(writers._held.is_none());
+        assert!(
+            leftover.exists(),
+            "a leftover was cleared without the writers' lock"
+        );
+    }
 }

@@ -462,6 +462,25 @@ fn holder_gone(lock: &ReadLock) -> Option<String> {
     crate::ownership::gone_owner(&lock.payload.owner_id)
 }
 
+/// [`holder_gone`], once nothing the holder started still runs on this host: a step's
+/// child that left its group outlives the holder and its guard, so every process marked
+/// as the holder's is killed first ([`crate::runner::end_gone_owners_processes`]). A
+/// holder whose processes cannot all be seen is not taken for gone: its lock waits for
+/// its TTL.
+fn holder_gone_and_stopped(lock: &ReadLock) -> Option<String> {
+    let why = holder_gone(lock)?;
+    match crate::runner::end_gone_owners_processes(&lock.payload.owner_id) {
+        Ok(_) => Some(why),
+        Err(e) => {
+            tracing::warn!(
+                holder = lock.payload.owner_id,
+                "a lane lock's holder is gone, but not all it started can be seen to be: waiting for the lock's TTL: {e}"
+            );
+            None
+        }
+    }
+}
+
 /// What the remote holds at a lock ref, read through a fetch.
 enum RemoteLock {
     Absent,
@@ -622,7 +641,7 @@ impl LockClient {
                 }
                 Ok(lock) => lock,
             };
-            match holder_gone(&expired) {
+            match holder_gone_and_stopped(&expired) {
                 _ if !expired.is_live_at(clock::now()) => tracing::info!(
                     ref_name,
                     holder = expired.payload.owner_id,
@@ -1101,10 +1120,8 @@ fn backoff(attempt: u32) {
     if attempt == 0 {
         return;
     }
-    let jitter = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos() % 20);
-    std::thread::sleep(Duration::from_millis(u64::from(attempt * 10 + jitter)));
+    let jitter = fastrand::u64(0..20);
+    std::thread::sleep(Duration::from_millis(u64::from(attempt) * 10 + jitter));
 }
 
 #[cfg(test)]

@@ -149,7 +149,21 @@ pub(crate) fn push_guarded(
 }
 
 /// Fetches `refspec` from `url` into the scratch repository (no tags, no FETCH_HEAD).
+///
+/// A fetch lists every ref of the remote, whatever `refspec` asks for: over a local path
+/// libgit2 reads each listed ref, and a lock ref another lane deletes in between fails
+/// the whole fetch ([`ref_vanished`]); it is tried again, like a listing.
 pub(crate) fn fetch(repo: &Repository, url: &str, refspec: &str) -> Result<(), git2::Error> {
+    let mut attempt = 1;
+    loop {
+        match fetch_once(repo, url, refspec) {
+            Err(e) if attempt < LIST_ATTEMPTS && ref_vanished(&e) => attempt += 1,
+            done => return done,
+        }
+    }
+}
+
+fn fetch_once(repo: &Repository, url: &str, refspec: &str) -> Result<(), git2::Error> {
     let credential_attempts = Cell::new(0);
     let mut callbacks = RemoteCallbacks::new();
     callbacks
@@ -164,12 +178,15 @@ pub(crate) fn fetch(repo: &Repository, url: &str, refspec: &str) -> Result<(), g
 }
 
 /// How often a listing of a remote's refs is tried when a ref vanished while it was read.
-pub(crate) const LIST_ATTEMPTS: u32 = 5;
+pub(crate) const LIST_ATTEMPTS: u32 = 10;
 
 /// Whether `e` is libgit2 failing to list a local remote's refs because one was deleted
 /// while it read them (another lane releasing its lock): the next listing succeeds.
 pub(crate) fn ref_vanished(e: &git2::Error) -> bool {
-    e.class() == git2::ErrorClass::Reference && e.code() == git2::ErrorCode::NotFound
+    e.class() == git2::ErrorClass::Reference
+        && (e.code() == git2::ErrorCode::NotFound
+            // A fetch's listing reports it with no code, only in words.
+            || (e.message().starts_with("reference '") && e.message().ends_with("' not found")))
 }
 
 /// The id `url` advertises for `ref_name` (`git ls-remote`), `None` when it has no such ref.
@@ -353,6 +370,53 @@ mod tests {
             redact_url("git://127.0.0.1:9418/locks.git"),
             "git://127.0.0.1:9418/locks.git"
         );
+    }
+
+    /// Another lane releasing its lock deletes a ref while a local fetch lists origin's
+    /// refs; the fetch of an unrelated branch must not fail for it.
+    #[test]
+    fn a_fetch_survives_lock_refs_deleted_while_it_lists_them() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let origin = Repository::init_bare(dir.path().join("origin.git")).unwrap();
+        let sig = Signature::now("t", "t@example.com").unwrap();
+        let tree = origin.treebuilder(None).unwrap().write().unwrap();
+        let tree = origin.find_tree(tree).unwrap();
+        let head = origin
+            .commit(Some("refs/heads/feat"), &sig, &sig, "f", &tree, &[])
+            .unwrap();
+        let lock_ref = |n: u32| format!("refs/gstack/release-locks/lane-{n}/main");
+        for n in 0..300 {
+            origin.reference(&lock_ref(n), head, true, "lock").unwrap();
+        }
+        let url = dir.path().join("origin.git").to_string_lossy().into_owned();
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let origin = Repository::open_bare(&url).unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    for n in 0..300 {
+                        if let Ok(mut found) = origin.find_reference(&lock_ref(n)) {
+                            let _ = found.delete();
+                        }
+                        let _ = origin.reference(&lock_ref(n), head, true, "lock");
+                    }
+                }
+            });
+            let local = Repository::init(dir.path().join("clone")).unwrap();
+            let failed = (0..40)
+                .filter_map(|_| {
+                    fetch(&local, &url, "+refs/heads/feat:refs/remotes/origin/feat").err()
+                })
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>();
+            stop.store(true, Ordering::Relaxed);
+            assert!(
+                failed.is_empty(),
+                "{} of 40 fetches failed: {failed:?}",
+                failed.len()
+            );
+        });
     }
 
     #[test]

@@ -99,13 +99,8 @@ pub fn owner_state(text: &str) -> Owner {
             "owner {text} is gone (its instance lock is held by another daemon, {holder})"
         )),
         Ok(Probe::Held(None)) => Owner::Unknown("its instance lock names no holder yet".into()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            unknown_or_gone("its instance lock does not exist".into())
-        }
-        Err(e) => Owner::Unknown(format!(
-            "its instance lock cannot be probed: {}",
-            crate::hostile_file::reason(&e)
-        )),
+        Err(e) if e.is_not_found() => unknown_or_gone("its instance lock does not exist".into()),
+        Err(e) => Owner::Unknown(format!("its instance lock cannot be probed: {e}")),
     }
 }
 

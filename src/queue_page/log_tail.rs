@@ -33,7 +33,7 @@ pub fn render(facts: &PageFacts, id: &str) -> Option<String> {
             Err(e) => format!(
                 "<p>{} cannot be read: {}</p>",
                 escape(&path.display().to_string()),
-                escape(&hostile_file::reason(&e))
+                escape(&e.to_string())
             ),
         },
     };
@@ -48,7 +48,7 @@ pub fn render(facts: &PageFacts, id: &str) -> Option<String> {
 
 /// The last [`TAIL_BYTES`] of `path` as text (a cut character shows as U+FFFD) and the
 /// file's size.
-fn tail(path: &Path) -> std::io::Result<(String, u64)> {
+fn tail(path: &Path) -> Result<(String, u64), hostile_file::ReadError> {
     let (mut file, meta) = hostile_file::open_regular(path, MAX_LOG_BYTES)?;
     let size = meta.len();
     file.seek(SeekFrom::Start(size.saturating_sub(TAIL_BYTES)))?;

@@ -163,8 +163,8 @@ pub fn read(berth_dir: &Path) -> io::Result<Vec<Fallback>> {
     let path = berth_dir.join(FALLBACKS_FILE);
     let text = match crate::hostile_file::read_regular(&path, MAX_FILE_BYTES) {
         Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+        Err(e) if e.is_not_found() => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
     };
     serde_json::from_slice(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }

@@ -232,16 +232,14 @@ fn walk(
 fn read_capped(path: &Path) -> Result<String, LoadError> {
     crate::hostile_file::read_regular_following(path, MAX_FILE_BYTES)
         .and_then(crate::hostile_file::utf8)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::InvalidInput
-            | std::io::ErrorKind::InvalidData
-            | std::io::ErrorKind::FileTooLarge => LoadError::Refused {
+        .map_err(|e| match e {
+            crate::hostile_file::ReadError::Io(source) => LoadError::Io {
                 path: path.to_owned(),
-                reason: crate::hostile_file::reason(&e),
+                source,
             },
-            _ => LoadError::Io {
+            refused => LoadError::Refused {
                 path: path.to_owned(),
-                source: e,
+                reason: refused.to_string(),
             },
         })
 }

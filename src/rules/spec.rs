@@ -18,7 +18,11 @@ use super::engine::{Extension, Limits};
 
 /// Checks one return value against its contract, given the arguments of the call: an
 /// `Err` names what is wrong. Used on every live call and on every rule test.
-pub type Validator = fn(args: &[Value], result: &Value) -> Result<(), String>;
+pub type Validator = fn(args: &[Value], result: &Value) -> Result<(), Invalid>;
+
+/// What a validator found wrong: each contract's own error type (the spec knows no
+/// contract), shown after the function's name.
+pub type Invalid = Box<dyn std::error::Error + Send + Sync>;
 
 /// A function some rule file must define.
 #[derive(Clone, Copy, Debug)]

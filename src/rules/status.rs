@@ -88,8 +88,8 @@ impl RulesStatus {
     pub fn read(berth_dir: &Path) -> io::Result<Option<RulesStatus>> {
         let text = match crate::hostile_file::read_regular_string(&Self::path(berth_dir), 1 << 20) {
             Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e.into()),
         };
         serde_json::from_str(&text)
             .map(Some)

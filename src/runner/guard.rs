@@ -16,6 +16,13 @@
 //! running berth extends the deadline down the pipe after each heartbeat. Messages are
 //! [`MESSAGE_LEN`] bytes, written whole (a pipe write under `PIPE_BUF` is atomic).
 //!
+//! A child that left the step's group (`setsid`, a `git gc` git detached) is out of the
+//! group's reach; it still carries the step's landing mark, so whenever the guard stops the
+//! group (berth died, the lease ran out, or berth dropped the step and sent [`STOP`]) it
+//! also SIGKILLs every process carrying that step's mark (record, owner and step number:
+//! never the next step's, [`super::marked`]), and holds the
+//! daemon's instance lock until they are gone.
+//!
 //! The guard sits in its own process group and ignores SIGINT, SIGTERM and SIGHUP, so a
 //! Ctrl-C in berth's terminal reaches berth (which then stops the step itself), not the
 //! guard. Berth dismisses the guard before it reaps the step's leader: until the leader is
@@ -31,12 +38,16 @@ use nix::libc;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+use super::marked::{Mark, kill_marked};
 use crate::boot_clock::BootTime;
 
 /// One message on the guard's pipe: a tag byte and a big-endian `i64`.
 const MESSAGE_LEN: usize = 9;
 /// "The step is over": exit without signalling.
 const DISMISS: u8 = b'x';
+/// "The step was dropped and its group killed": end its marked processes, signal nothing
+/// else (the leader may be reaped by now, its group id free for another), and exit.
+const STOP: u8 = b's';
 /// "The lease now ends at `CLOCK_BOOTTIME` nanoseconds N".
 const EXTEND: u8 = b'd';
 /// After its SIGKILL, how long the guard waits for the group to be gone; and how often it
@@ -64,8 +75,14 @@ pub(super) struct Guard {
 
 impl Guard {
     /// Forks the guard for process group `pgid`: on berth's death it sends SIGTERM, waits
-    /// `grace`, then SIGKILL; at `lease`'s deadline, the same with the lease's grace.
-    pub(super) fn spawn(pgid: Pid, grace: Duration, lease: Option<LeaseEnd>) -> io::Result<Guard> {
+    /// `grace`, then SIGKILL; at `lease`'s deadline, the same with the lease's grace. Either
+    /// way it then kills whatever carries the step's `mark` ([`kill_marked`]).
+    pub(super) fn spawn(
+        pgid: Pid,
+        grace: Duration,
+        lease: Option<LeaseEnd>,
+        mark: &Mark,
+    ) -> io::Result<Guard> {
         let (listen, tell) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
         let timer = boot_timer()?;
         let (deadline, lease_grace) = match lease {
@@ -76,6 +93,9 @@ impl Guard {
             group: pgid.as_raw(),
             grace: timespec(grace),
             lease_grace,
+            berth: nix::unistd::getpid().as_raw(),
+            berth_group: nix::unistd::getpgrp().as_raw(),
+            mark,
         };
         // The instance lock stays open (and so held) while the fork runs.
         let forked = crate::instance::with_held_fd(|instance_lock| {
@@ -88,7 +108,7 @@ impl Guard {
             // system calls and never returns, so nothing of the (multi-threaded) parent's
             // state that fork leaves inconsistent (locks, allocator) is touched.
             match unsafe { libc::fork() } {
-                0 => unsafe { guard_main(fds, kills, deadline) },
+                0 => unsafe { guard_main(fds, &kills, deadline) },
                 pid => pid,
             }
         });
@@ -118,10 +138,20 @@ impl Guard {
     /// Tells the guard the step is over (it exits without signalling anything) and reaps
     /// it. Called before the step's leader is reaped.
     pub(super) fn dismiss(&mut self) {
+        self.leave(DISMISS);
+    }
+
+    /// Tells the guard the step was dropped, its group killed: it kills what still carries
+    /// the step's mark (what left the group) and exits.
+    pub(super) fn stop(&mut self) {
+        self.leave(STOP);
+    }
+
+    fn leave(&mut self, tag: u8) {
         let Some(tell) = self.tell.take() else {
             return;
         };
-        if let Err(err) = send(&tell, DISMISS, 0) {
+        if let Err(err) = send(&tell, tag, 0) {
             // The guard is gone already (killed from outside, or it stopped the group at
             // the lease's end); closing the pipe below cannot make it signal anything.
             tracing::debug!(guard = %self.pid, "could not dismiss the step's guard: {err}");
@@ -181,17 +211,21 @@ struct GuardFds {
     instance_lock: libc::c_int,
 }
 
-#[derive(Clone, Copy)]
-struct Kills {
+struct Kills<'m> {
     group: libc::pid_t,
     /// After berth's death.
     grace: libc::timespec,
     /// At the lease's end.
     lease_grace: libc::timespec,
+    /// Never killed by the mark: berth and its process group.
+    berth: libc::pid_t,
+    berth_group: libc::pid_t,
+    /// The step's landing mark.
+    mark: &'m Mark,
 }
 
 /// The guard's whole life. Only raw system calls: no allocation, no locks, no Rust I/O.
-unsafe fn guard_main(fds: GuardFds, kills: Kills, mut deadline: i64) -> ! {
+unsafe fn guard_main(fds: GuardFds, kills: &Kills<'_>, mut deadline: i64) -> ! {
     unsafe {
         libc::setpgid(0, 0);
         for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE] {
@@ -203,7 +237,7 @@ unsafe fn guard_main(fds: GuardFds, kills: Kills, mut deadline: i64) -> ! {
         let mut have = 0usize;
         loop {
             if lease_over(deadline) {
-                stop_group(kills.group, kills.lease_grace, LEASE_EXIT);
+                stop_group(kills, kills.lease_grace, LEASE_EXIT);
             }
             let mut polled = [
                 libc::pollfd {
@@ -251,6 +285,10 @@ unsafe fn guard_main(fds: GuardFds, kills: Kills, mut deadline: i64) -> ! {
             match message[0] {
                 // Dismissed: the step ended and berth is alive to reap it.
                 DISMISS => libc::_exit(0),
+                STOP => {
+                    end_marked(kills);
+                    libc::_exit(0)
+                }
                 EXTEND => {
                     let mut value = [0u8; 8];
                     value.copy_from_slice(&message[1..]);
@@ -260,7 +298,7 @@ unsafe fn guard_main(fds: GuardFds, kills: Kills, mut deadline: i64) -> ! {
                 _ => break,
             }
         }
-        stop_group(kills.group, kills.grace, 0)
+        stop_group(kills, kills.grace, 0)
     }
 }
 
@@ -297,15 +335,22 @@ unsafe fn arm(timer: libc::c_int, deadline: i64) {
     }
 }
 
-/// SIGTERM to the group, SIGKILL once `grace` is up, then exit with `status` once the
-/// group is gone (or after [`GROUP_GONE_WAIT`]): the exit releases the daemon's instance
-/// lock, and with it the proof that the daemon's landings are over. A group gone before
-/// its grace is up is not signalled again (its id may already be another group's).
-unsafe fn stop_group(group: libc::pid_t, grace: libc::timespec, status: i32) -> ! {
+/// SIGTERM to the group, SIGKILL once `grace` is up, then the same SIGKILL to whatever
+/// still carries the step's mark (what left the group), then exit with `status` once the
+/// group and the marked processes are gone (or after [`GROUP_GONE_WAIT`] each): the exit
+/// releases the daemon's instance lock, and with it the proof that the daemon's landings
+/// are over. A group gone before its grace is up is not signalled again (its id may
+/// already be another group's).
+unsafe fn stop_group(kills: &Kills<'_>, grace: libc::timespec, status: i32) -> ! {
     unsafe {
+        let group = kills.group;
         libc::kill(-group, libc::SIGTERM);
-        if !wait_gone(group, grace) {
+        let gone = wait_gone(group, grace);
+        if !gone {
             libc::kill(-group, libc::SIGKILL);
+        }
+        end_marked(kills);
+        if !gone {
             // Killed processes cannot run another instruction, but they exit (and drop
             // their files and locks) only once scheduled. Zombies count as members until
             // reaped, and nobody may reap them (a dead berth's orphans under an init that
@@ -313,6 +358,17 @@ unsafe fn stop_group(group: libc::pid_t, grace: libc::timespec, status: i32) -> 
             wait_gone(group, timespec(GROUP_GONE_WAIT));
         }
         libc::_exit(status)
+    }
+}
+
+/// Kills what carries the step's mark until nothing does, for at most [`GROUP_GONE_WAIT`].
+unsafe fn end_marked(kills: &Kills<'_>) {
+    unsafe {
+        let deadline = boot_nanos().saturating_add(GROUP_GONE_WAIT.as_nanos() as i64);
+        while kill_marked(kills.mark, kills.berth, kills.berth_group) > 0 && boot_nanos() < deadline
+        {
+            nap(timespec(GROUP_GONE_POLL));
+        }
     }
 }
 

@@ -32,6 +32,7 @@ use super::capped_log::CappedLog;
 use super::guard::{Guard, LeaseEnd};
 use super::lease::Lease;
 use super::log;
+use super::marked::Mark;
 use crate::boot_clock::BootTime;
 use crate::pinned_dir::PinnedDir;
 
@@ -105,16 +106,15 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// "0.3s", "42.0s", "12m05s", "1h30m": short enough for a `lastError`.
+/// "300ms", "42s", "12m 5s", "1h 30m": short enough for a `lastError` (milliseconds only
+/// under a second, seconds only under an hour).
 pub(crate) fn human_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    if secs >= 3600 {
-        format!("{}h{:02}m", secs / 3600, secs % 3600 / 60)
-    } else if secs >= 60 {
-        format!("{}m{:02}s", secs / 60, secs % 60)
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
+    let shown = match d.as_secs() {
+        0 => Duration::from_millis(d.subsec_millis().into()),
+        secs if secs < 3600 => Duration::from_secs(secs),
+        secs => Duration::from_secs(secs - secs % 60),
+    };
+    humantime::format_duration(shown).to_string()
 }
 
 /// Everything [`run_step`] needs: what to run, where, where its output goes, how long.
@@ -161,8 +161,11 @@ pub struct StepRun {
 /// SIGKILL once the leader has exited or `grace` has passed, whichever is first. If this
 /// future is dropped midway, the group is killed with SIGKILL on drop.
 ///
-/// A process that moves itself to another group or session (`setsid`) escapes this; only
-/// a cgroup could follow it.
+/// A process that moves itself to another group or session (`setsid`) escapes the group
+/// kill; it still carries `cmd.env` (the step's landing mark), by which the runner ends it
+/// after the step, and the guard when berth dies, the lease runs out or this future is
+/// dropped. One that also clears its environment escapes both: only a cgroup could follow
+/// it.
 pub async fn run_step(cmd: &StepCommand<'_>, cancel: &CancellationToken) -> StepRun {
     let started = Instant::now();
     // Berth was paused or starved past the lease before this step: the lock may be
@@ -327,7 +330,7 @@ async fn spawn_and_supervise(
             deadline: *watch.borrow(),
             grace: lease.kill_grace(cmd.grace),
         });
-    let guard = match Guard::spawn(pgid, cmd.grace, lease_end) {
+    let guard = match Guard::spawn(pgid, cmd.grace, lease_end, &Mark::new(cmd.env)) {
         Ok(guard) => guard,
         Err(err) => {
             // Fail closed: a step that could outlive berth is not allowed to run.
@@ -506,11 +509,13 @@ impl ProcessGroup {
 impl Drop for ProcessGroup {
     /// A dropped `run_step` future (its task aborted, an outer timeout) must not leave a
     /// landing running unsupervised. The unreaped leader still pins the pgid, and tokio
-    /// reaps the dropped child in the background.
+    /// reaps the dropped child in the background. What left the group is not reached by
+    /// the group's SIGKILL: the guard kills it by the step's mark, as it would had berth
+    /// died (the runner's own end-of-step sweep never runs for a dropped step).
     fn drop(&mut self) {
         if !self.reaped {
             self.signal(Signal::SIGKILL);
-            self.guard.dismiss();
+            self.guard.stop();
         }
     }
 }
@@ -562,7 +567,7 @@ mod tests {
                 after: Duration::from_secs(1800)
             }
             .to_string()
-            .starts_with("timed out after 30m00s")
+            .starts_with("timed out after 30m and")
         );
         assert!(exited(Some(0), None).success());
         assert!(!exited(Some(1), None).success());
@@ -572,9 +577,9 @@ mod tests {
 
     #[test]
     fn durations_are_short() {
-        assert_eq!(human_duration(Duration::from_millis(300)), "0.3s");
-        assert_eq!(human_duration(Duration::from_secs(42)), "42.0s");
-        assert_eq!(human_duration(Duration::from_secs(725)), "12m05s");
-        assert_eq!(human_duration(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(human_duration(Duration::from_millis(300)), "300ms");
+        assert_eq!(human_duration(Duration::from_millis(42_300)), "42s");
+        assert_eq!(human_duration(Duration::from_secs(725)), "12m 5s");
+        assert_eq!(human_duration(Duration::from_secs(5425)), "1h 30m");
     }
 }

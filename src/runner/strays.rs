@@ -2,9 +2,9 @@
 //! left behind.
 //!
 //! Every step runs with `BERTH_LANDING_RECORD=<the record's file>` (its queue dir's realpath
-//! and `<id>.json`, see [`record_mark`]: two queue dirs on one host may hold the same id) and
-//! `BERTH_LANDING_OWNER=<the daemon's owner stamp>` in its environment, which its children
-//! inherit. That mark is what
+//! and `<id>.json`, see [`record_mark`]: two queue dirs on one host may hold the same id),
+//! `BERTH_LANDING_OWNER=<the daemon's owner stamp>` and `BERTH_LANDING_STEP=<n>` in its
+//! environment, which its children inherit. That mark is what
 //! a later process goes by: the daemon's reclaim step (kill what a dead owner left running,
 //! then requeue), and `retry`/`abandon` (refuse while a landing of the record still runs).
 //! A step's guard normally kills the group within the grace after its daemon dies; the mark
@@ -25,6 +25,18 @@ use nix::unistd::Pid;
 pub const RECORD_ENV: &str = "BERTH_LANDING_RECORD";
 /// The environment variable naming the daemon (owner stamp) that started the step.
 pub const OWNER_ENV: &str = "BERTH_LANDING_OWNER";
+/// The environment variable numbering the step among those its daemon started: what the
+/// step's guard kills by ([`super::marked`]) is that step's alone, never the next step of
+/// the same record, which may start while the guard still looks.
+pub const STEP_ENV: &str = "BERTH_LANDING_STEP";
+
+/// A number no other step of this process carries in [`STEP_ENV`].
+pub fn next_step_number() -> String {
+    static STEPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    STEPS
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        .to_string()
+}
 
 /// A process's environment larger than this is not read (Linux caps argv+env at a few MiB;
 /// a step's environment is far smaller).
@@ -53,20 +65,41 @@ pub struct LandingProcess {
 /// [`record_mark`]), by `owner` when given. Processes berth cannot read (another user's, as
 /// non-root) are not seen.
 pub fn landing_processes(record: &Path, owner: Option<&str>) -> Vec<LandingProcess> {
+    scan(Some(record), owner).marked
+}
+
+/// What a look through `/proc` found.
+#[derive(Debug, Default)]
+struct Scan {
+    /// Running processes that carry the mark.
+    marked: Vec<LandingProcess>,
+    /// Processes whose environment could not be read: the mark cannot be told.
+    unreadable: Vec<i32>,
+}
+
+/// The processes of this host's `/proc` marked with `record` (any, when `None`) and
+/// `owner` (any, when `None`); this process is never among them.
+fn scan(record: Option<&Path>, owner: Option<&str>) -> Scan {
+    let mut found = Scan::default();
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
+        return found;
     };
     let me = std::process::id() as i32;
-    let mut found = Vec::new();
     for entry in entries.flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
-        if pid == me || !marked(pid, record, owner) {
+        if pid == me {
             continue;
         }
-        if let Some(pgid) = running_pgid(pid) {
-            found.push(LandingProcess { pid, pgid });
+        match marked(pid, record, owner) {
+            Environ::Marked => {
+                if let Some(pgid) = running_pgid(pid) {
+                    found.marked.push(LandingProcess { pid, pgid });
+                }
+            }
+            Environ::Unmarked => {}
+            Environ::Unreadable => found.unreadable.push(pid),
         }
     }
     found
@@ -76,7 +109,7 @@ pub fn landing_processes(record: &Path, owner: Option<&str>) -> Vec<LandingProce
 /// known to be gone), with its process group, and waits up to [`STRAY_KILL_WAIT`] for them
 /// to go. Returns how many there were; `Err` lists the survivors.
 pub fn end_strays(record: &Path, owner: &str) -> Result<usize, String> {
-    end_marked(record, owner, "a gone daemon")
+    end_marked(Some(record), owner, "a gone daemon")
 }
 
 /// Kills what a step that has ended left running under its mark, as [`end_strays`] does.
@@ -84,11 +117,74 @@ pub fn end_strays(record: &Path, owner: &str) -> Result<usize, String> {
 /// script's `setsid … &`) is outside what the step's end and its guard kill; kept alive, it
 /// would run on under the lane's next landing once this one releases the lock.
 pub fn end_step_leftovers(record: &Path, owner: &str) -> Result<usize, String> {
-    end_marked(record, owner, "a finished step")
+    end_marked(Some(record), owner, "a finished step")
 }
 
-fn end_marked(record: &Path, owner: &str, left_by: &str) -> Result<usize, String> {
-    let strays = landing_processes(record, Some(owner));
+/// Before a gone daemon's lane lock is taken over: kills every process on this host marked
+/// as started by `owner` (that daemon, proven gone), whatever record it lands. Its steps'
+/// guards normally did so; this covers a guard that was killed too, and what a guard could
+/// not wait for.
+///
+/// `Err` when berth cannot vouch that none is left, and then the lock must wait for its
+/// TTL: `/proc` is not this pid namespace's; the owner ran as another user (its instance
+/// lock's owner) and this process is not root, so `/proc` may hide its processes; or a
+/// process of the owner's user that started after the owner has an environment this
+/// process may not read. A process that changed its user (`sudo` in a step) is not seen.
+pub fn end_gone_owners_processes(owner: &str) -> Result<usize, String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let stamp = crate::ownership::Stamp::parse(owner)
+        .ok_or_else(|| format!("{owner} is not a berth owner stamp"))?;
+    if !crate::process_probe::proc_is_this_namespace() {
+        return Err("/proc is not this pid namespace's, or hides this process".into());
+    }
+    let owner_uid = stamp
+        .daemon_lock
+        .and_then(|lock| std::fs::symlink_metadata(lock).ok())
+        .map(|lock| lock.uid());
+    let euid = nix::unistd::geteuid();
+    if !euid.is_root() && owner_uid != Some(euid.as_raw()) {
+        return Err(format!(
+            "its steps ran as {}, whose processes this user may not see",
+            owner_uid.map_or("an unknown user".to_owned(), |uid| format!("uid {uid}"))
+        ));
+    }
+    let hidden: Vec<String> = scan(None, Some(owner))
+        .unreadable
+        .into_iter()
+        .filter(|&pid| may_be_owners(pid, owner_uid, stamp.start))
+        .map(|pid| pid.to_string())
+        .collect();
+    if !hidden.is_empty() {
+        return Err(format!(
+            "pid {} may be its step's (its user's, started after it) but cannot be read",
+            hidden.join(", ")
+        ));
+    }
+    end_marked(None, owner, "a gone daemon")
+}
+
+/// Whether `pid` (whose environment cannot be read) may be a step of an owner that ran as
+/// `owner_uid` (any user, when unknown) and started at `owner_start`: it runs as that user
+/// and started no earlier. A process that cannot be told counts.
+fn may_be_owners(pid: i32, owner_uid: Option<u32>, owner_start: u64) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return Path::new(&format!("/proc/{pid}")).exists();
+    };
+    let uid = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().next())
+        .and_then(|uid| uid.parse::<u32>().ok());
+    let started = crate::process_probe::start_ticks(pid as u32).ok();
+    let users_match = match (owner_uid, uid) {
+        (Some(owner), Some(uid)) => owner == uid,
+        _ => true,
+    };
+    users_match && started.is_none_or(|started| started >= owner_start)
+}
+
+fn end_marked(record: Option<&Path>, owner: &str, left_by: &str) -> Result<usize, String> {
+    let strays = scan(record, Some(owner)).marked;
     if strays.is_empty() {
         return Ok(0);
     }
@@ -105,7 +201,7 @@ fn end_marked(record: &Path, owner: &str, left_by: &str) -> Result<usize, String
         let _ = kill(Pid::from_raw(stray.pid), Signal::SIGKILL);
     }
     tracing::warn!(
-        record = %record.display(),
+        record = record.map(|r| r.display().to_string()),
         owner,
         ?groups,
         "killed {} landing process(es) left by {left_by}",
@@ -113,7 +209,7 @@ fn end_marked(record: &Path, owner: &str, left_by: &str) -> Result<usize, String
     );
     let deadline = Instant::now() + STRAY_KILL_WAIT;
     loop {
-        let left = landing_processes(record, Some(owner));
+        let left = scan(record, Some(owner)).marked;
         if left.is_empty() {
             return Ok(strays.len());
         }
@@ -128,36 +224,47 @@ fn end_marked(record: &Path, owner: &str, left_by: &str) -> Result<usize, String
     }
 }
 
-/// Whether `pid`'s environment carries the landing mark for `record` (and `owner`).
-fn marked(pid: i32, record: &Path, owner: Option<&str>) -> bool {
+/// What a process's environment says of a mark.
+enum Environ {
+    Marked,
+    Unmarked,
+    /// It exists but may not be read (another user's, a non-dumpable process).
+    Unreadable,
+}
+
+/// Whether `pid`'s environment carries the landing mark for `record` and `owner` (either
+/// one any, when `None`).
+fn marked(pid: i32, record: Option<&Path>, owner: Option<&str>) -> Environ {
     use std::io::Read as _;
-    let Ok(file) = std::fs::File::open(format!("/proc/{pid}/environ")) else {
-        return false;
+    let file = match std::fs::File::open(format!("/proc/{pid}/environ")) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Environ::Unreadable,
+        Err(_) => return Environ::Unmarked,
     };
     let mut environ = Vec::new();
-    if file
-        .take(MAX_ENVIRON_BYTES)
-        .read_to_end(&mut environ)
-        .is_err()
-    {
-        return false;
+    match file.take(MAX_ENVIRON_BYTES).read_to_end(&mut environ) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Environ::Unreadable,
+        Err(_) => return Environ::Unmarked,
     }
     let mut record_matches = false;
-    let mut owner_matches = owner.is_none();
+    let mut owner_matches = false;
     for var in environ.split(|&b| b == 0) {
         let Some(eq) = var.iter().position(|&b| b == b'=') else {
             continue;
         };
         let (name, value) = (&var[..eq], &var[eq + 1..]);
         if name == RECORD_ENV.as_bytes() {
-            record_matches = value == record.as_os_str().as_bytes();
-        } else if let Some(owner) = owner
-            && name == OWNER_ENV.as_bytes()
-        {
-            owner_matches = value == owner.as_bytes();
+            record_matches = record.is_none_or(|record| value == record.as_os_str().as_bytes());
+        } else if name == OWNER_ENV.as_bytes() {
+            owner_matches = owner.is_none_or(|owner| value == owner.as_bytes());
         }
     }
-    record_matches && owner_matches
+    if record_matches && owner_matches {
+        Environ::Marked
+    } else {
+        Environ::Unmarked
+    }
 }
 
 /// The process group of `pid`, unless it is a zombie (which runs nothing) or gone.

@@ -44,20 +44,67 @@ fn a_missing_queue_dir_is_an_error_for_enqueue_lock_status_and_retry() {
     }
 }
 
+/// A `PATH` holding git and nothing else: no `gh` wherever the tests run.
+fn path_without_gh(world: &World) -> std::path::PathBuf {
+    let bin = world.root.join("bin-without-gh");
+    std::fs::create_dir_all(&bin).unwrap();
+    let git = which::which("git").expect("git is installed");
+    std::os::unix::fs::symlink(git, bin.join("git")).unwrap();
+    bin
+}
+
 #[test]
-fn a_missing_gh_is_named_with_the_fix() {
+fn a_missing_gh_stops_run_and_status_and_doctor_name_the_fix() {
     let world = World::new();
-    let config = world.config("forge = \"gh\"\ngh_program = \"gh-that-is-not-installed\"\n");
-    let out = world
+    let config = world.config("forge = \"gh\"\n");
+    let fix = format!(
+        "install the GitHub CLI (https://cli.github.com) and `gh auth login`, or set forge = \"git\" in {}",
+        config.display()
+    );
+    let path = path_without_gh(&world);
+    let run = world
         .berth_daemon()
+        .env("PATH", &path)
         .args(["run", "--once", "--config", config.to_str().unwrap()])
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("`gh-that-is-not-installed` cannot be run")
-            && stderr.contains("install the GitHub CLI")
-            && stderr.contains("forge = \"git\""),
+        stderr.contains("the forge is gh, but `gh` cannot be run") && stderr.contains(&fix),
         "{stderr}"
+    );
+    assert!(!stderr.contains("No such file or directory"), "{stderr}");
+
+    // A queued record will not land without gh: status says so.
+    let lane = world.git_lane("widget", None);
+    lane.queue(1, "main");
+    let status = world
+        .berth()
+        .env("PATH", &path)
+        .args(["status", "--offline", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("forge: ") && l.contains(&fix)),
+        "{stdout}"
+    );
+
+    let doctor = world
+        .berth()
+        .env("PATH", &path)
+        .args(["doctor", "--offline", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&doctor.stdout);
+    assert_eq!(doctor.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("FAIL  gh: ") && l.contains(&fix)),
+        "{stdout}"
     );
 }

@@ -129,3 +129,57 @@ fn version_names_the_commit_it_was_built_from() {
         .unwrap();
     assert!(known.success(), "{commit}");
 }
+
+/// `docs/cli-reference.md` is what `berth man --format markdown` prints from the flags
+/// this binary has: a flag added, renamed or re-documented without regenerating it fails.
+#[test]
+fn the_cli_reference_in_docs_is_generated_from_the_current_flags() {
+    let world = World::new();
+    let out = world
+        .berth()
+        .args(["man", "--format", "markdown"])
+        .assert()
+        .success();
+    let generated = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/cli-reference.md");
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        generated == committed,
+        "{} is stale: regenerate it with `cargo run -q -- man --format markdown > docs/cli-reference.md`",
+        path.display()
+    );
+    use clap::CommandFactory;
+    let mut commands = Vec::new();
+    walk(&berth::cli::Cli::command(), "berth".into(), &mut commands);
+    for (path, _) in commands.iter().filter(|(p, _)| !p.ends_with(" help")) {
+        assert!(generated.contains(&format!("\n## `{path}`\n")), "{path}");
+    }
+}
+
+/// `berth man` prints berth(1); `--out-dir` writes a page per command, named as `man`
+/// looks them up (`man berth-lock-status`).
+#[test]
+fn man_pages_are_generated_for_every_command() {
+    let world = World::new();
+    let out = world.berth().arg("man").assert().success();
+    let page = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(page.contains(".TH berth 1"), "{page}");
+    assert!(page.contains("berth\\-lock(1)"), "{page}");
+    let dir = world.root.join("man1");
+    std::fs::create_dir_all(&dir).unwrap();
+    world
+        .berth()
+        .args(["man", "--out-dir"])
+        .arg(&dir)
+        .assert()
+        .success();
+    use clap::CommandFactory;
+    let mut commands = Vec::new();
+    walk(&berth::cli::Cli::command(), "berth".into(), &mut commands);
+    for (path, _) in commands.iter().filter(|(p, _)| !p.ends_with(" help")) {
+        let name = path.replace(' ', "-");
+        let text = std::fs::read_to_string(dir.join(format!("{name}.1")))
+            .unwrap_or_else(|e| panic!("{name}.1: {e}"));
+        assert!(text.contains(&format!(".TH {name} 1")), "{name}.1:\n{text}");
+    }
+}

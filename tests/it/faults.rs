@@ -249,7 +249,7 @@ fn the_daemon_tick_writes_halt_events_for_runs_and_the_queue() {
     fs::write(world.queue.join("torn.json"), "{ not a record").unwrap();
     let code = world
         .berth_daemon()
-        .args(["run", "--once"])
+        .args(["run", "--once", "--forge", "git"])
         .output()
         .unwrap()
         .status
@@ -973,7 +973,7 @@ fn the_queue_detectors_work_with_10000_unreadable_files() {
     }
     let out = world
         .berth_daemon()
-        .args(["run", "--once"])
+        .args(["run", "--once", "--forge", "git"])
         .env("BERTH_LOG", "error")
         .output()
         .unwrap();
@@ -1149,7 +1149,7 @@ fn a_registry_the_system_cannot_read_is_left_in_place_and_reported() {
     fs::copy(fixture_path(), build_state.join("polis.json")).unwrap();
     world
         .berth_daemon()
-        .args(["run", "--once"])
+        .args(["run", "--once", "--forge", "git"])
         .output()
         .unwrap();
     let active = world.home.join(".gstack/skill-faults/active-faults");
@@ -1173,7 +1173,7 @@ fn a_registry_the_system_cannot_read_is_left_in_place_and_reported() {
     let status = world
         .spawn_berth_wrapped(
             &["setpriv", "--bounding-set=-dac_override,-dac_read_search"],
-            &["run", "--once"],
+            &["run", "--once", "--forge", "git"],
             &berth_dir,
         )
         .wait()

@@ -542,7 +542,7 @@ fn rules_check_test_and_list_share_the_reload_pipeline() {
     // A daemon refuses to start on rules that do not check.
     world
         .berth_daemon()
-        .args(["run", "--once", "--rules-root"])
+        .args(["run", "--once", "--forge", "git", "--rules-root"])
         .arg(&root)
         .assert()
         .code(2)

@@ -432,7 +432,7 @@ async fn timeout_terminates_the_whole_group() {
         "grandchild {grandchild} survived"
     );
     assert!(
-        result.to_string().contains("timed out after 0.8s"),
+        result.to_string().contains("timed out after 800ms"),
         "{result}"
     );
 }
@@ -765,5 +765,35 @@ async fn pinned_placeholders_name_the_inherited_directories() {
     assert_eq!(
         Path::new(argv_repo.trim()),
         fx.vars.repo.canonicalize().unwrap()
+    );
+}
+
+/// A process that left the step's group, and the step's future is dropped (what the
+/// daemon's shutdown drain does with `abort_all` once its budget is up, e.g. a step that
+/// ignores SIGTERM under a grace longer than the budget): the drop kills the group, and the
+/// guard kills what carries the step's mark, since the runner's end-of-step sweep never
+/// runs for a dropped step.
+#[tokio::test]
+async fn a_detached_process_does_not_outlive_a_dropped_step() {
+    let fx = Fixture::new();
+    let runner = fx.runner(
+        &sh("setsid sh -c 'echo $$ > detached.pid; exec sleep 300' </dev/null >/dev/null 2>&1 & until [ -s detached.pid ]; do sleep 0.01; done; trap '' TERM; sleep 300"),
+        &["true"],
+    );
+    let run = land(&runner, &fx, 1);
+    let timed_out = tokio::time::timeout(Duration::from_secs(2), run).await;
+    assert!(
+        timed_out.is_err(),
+        "the step should still have been running"
+    );
+    let detached = read_pid(&fx.worktree_file("detached.pid")).await;
+    let gone = gone_within(detached, Duration::from_secs(3)).await;
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(detached),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    assert!(
+        gone,
+        "the detached {detached} outlived the dropped step that started it"
     );
 }

@@ -297,8 +297,17 @@ fn rust_log_is_honoured_and_a_bad_filter_is_reported() {
 #[test]
 fn the_user_config_file_is_found_without_a_flag() {
     let world = World::new();
+    // The defaults' gh forge starts only where a `gh` can run; the queue is empty, so it
+    // is never called.
+    let stand_in = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gh-stand-in");
+    let mut path = vec![stand_in];
+    path.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    let path = std::env::join_paths(path).unwrap();
     let startup = |cmd: &mut assert_cmd::Command| -> serde_json::Value {
         let out = cmd
+            .env("PATH", &path)
             .args(["run", "--once", "--log-format", "json"])
             .output()
             .unwrap();

@@ -15,10 +15,10 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{Decided, decide, object, reason};
+use super::{AnswerError, Decided, decide, object, reason};
 use crate::forge::QUEUE_LABEL;
 use crate::rules::set::RuleSet;
-use crate::rules::spec::Requirement;
+use crate::rules::spec::{Invalid, Requirement};
 
 pub const FILE: &str = "rules/discovery.rhai";
 
@@ -90,12 +90,12 @@ pub fn default_accept(pr: &PrFacts) -> Acceptance {
     Acceptance { accept, reason }
 }
 
-fn parse_acceptance(_args: &[Value], result: &Value) -> Result<Acceptance, String> {
+fn parse_acceptance(_args: &[Value], result: &Value) -> Result<Acceptance, AnswerError> {
     let map = object(result)?;
     let accept = match map.get("accept") {
         Some(Value::Bool(b)) => *b,
-        Some(other) => return Err(format!("`accept` must be true or false, not {other}")),
-        None => return Err("missing `accept`".into()),
+        Some(other) => return Err(AnswerError::Accept(other.clone())),
+        None => return Err(AnswerError::Missing("accept")),
     };
     Ok(Acceptance {
         accept,
@@ -103,8 +103,8 @@ fn parse_acceptance(_args: &[Value], result: &Value) -> Result<Acceptance, Strin
     })
 }
 
-fn validate_acceptance(args: &[Value], result: &Value) -> Result<(), String> {
-    parse_acceptance(args, result).map(drop)
+fn validate_acceptance(args: &[Value], result: &Value) -> Result<(), Invalid> {
+    parse_acceptance(args, result).map(drop).map_err(Into::into)
 }
 
 /// Asks `order` for the order of `candidates` (queued records with their `id`); the
@@ -138,45 +138,42 @@ fn id_of(candidate: &Value) -> Option<&str> {
     candidate.get("id").and_then(Value::as_str)
 }
 
-fn parse_order(args: &[Value], result: &Value) -> Result<Vec<String>, String> {
+fn parse_order(args: &[Value], result: &Value) -> Result<Vec<String>, AnswerError> {
     let expected: Vec<&str> = args
         .first()
         .and_then(Value::as_array)
         .map(|c| c.iter().filter_map(id_of).collect())
         .unwrap_or_default();
     let Some(items) = result.as_array() else {
-        return Err(format!("expected an array of record ids, got {result}"));
+        return Err(AnswerError::NotIds(result.clone()));
     };
     let mut seen = HashSet::new();
     let mut ids = Vec::with_capacity(items.len());
     for item in items {
         let Some(id) = item.as_str() else {
-            return Err(format!("expected record ids (strings), found {item}"));
+            return Err(AnswerError::NotAnId(item.clone()));
         };
         if !expected.contains(&id) {
-            return Err(format!("`{id}` is not one of the candidates"));
+            return Err(AnswerError::NotACandidate(id.to_owned()));
         }
         if !seen.insert(id) {
-            return Err(format!("`{id}` appears twice"));
+            return Err(AnswerError::Twice(id.to_owned()));
         }
         ids.push(id.to_owned());
     }
     if ids.len() != expected.len() {
-        let missing: Vec<&str> = expected
+        let missing = expected
             .iter()
             .filter(|id| !seen.contains(*id))
-            .copied()
+            .map(|id| (*id).to_owned())
             .collect();
-        return Err(format!(
-            "must list every candidate exactly once; missing {}",
-            missing.join(", ")
-        ));
+        return Err(AnswerError::Unlisted(missing));
     }
     Ok(ids)
 }
 
-fn validate_order(args: &[Value], result: &Value) -> Result<(), String> {
-    parse_order(args, result).map(drop)
+fn validate_order(args: &[Value], result: &Value) -> Result<(), Invalid> {
+    parse_order(args, result).map(drop).map_err(Into::into)
 }
 
 #[cfg(test)]
@@ -230,7 +227,7 @@ mod tests {
             (json!(["a", 2]), "strings"),
             (json!("a,b"), "expected an array"),
         ] {
-            let err = parse_order(&args, &bad).unwrap_err();
+            let err = parse_order(&args, &bad).unwrap_err().to_string();
             assert!(err.contains(why), "{bad}: {err}");
         }
     }

@@ -16,10 +16,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Decided, decide, object, reason, string_field};
+use super::{AnswerError, Decided, decide, object, reason, string_field};
 use crate::forge_state::PrState;
 use crate::rules::set::RuleSet;
-use crate::rules::spec::Requirement;
+use crate::rules::spec::{Invalid, Requirement};
 
 pub const FILE: &str = "policies/landing.rhai";
 
@@ -94,16 +94,17 @@ pub fn admit(set: &RuleSet, record: &Value, ctx: &Value) -> Decided<Admission> {
     )
 }
 
-fn parse_admission(_args: &[Value], result: &Value) -> Result<Admission, String> {
+fn parse_admission(_args: &[Value], result: &Value) -> Result<Admission, AnswerError> {
     object(result)?;
     let decision = match string_field(result, "decision")? {
         "go" => Admit::Go,
         "wait" => Admit::Wait,
         "block" => Admit::Block,
         other => {
-            return Err(format!(
-                "`decision` must be \"go\", \"wait\" or \"block\", not \"{other}\""
-            ));
+            return Err(AnswerError::Decision {
+                expected: "\"go\", \"wait\" or \"block\"",
+                found: other.to_owned(),
+            });
         }
     };
     Ok(Admission {
@@ -112,8 +113,8 @@ fn parse_admission(_args: &[Value], result: &Value) -> Result<Admission, String>
     })
 }
 
-fn validate_admission(args: &[Value], result: &Value) -> Result<(), String> {
-    parse_admission(args, result).map(drop)
+fn validate_admission(args: &[Value], result: &Value) -> Result<(), Invalid> {
+    parse_admission(args, result).map(drop).map_err(Into::into)
 }
 
 /// What a rule sees of a finished land step.
@@ -146,10 +147,9 @@ impl LandFacts {
 
     /// The facts a rule test hands `on_land_result` (its second argument): every field
     /// the core sends, so a misspelt one fails the test instead of reading as `false`.
-    fn from_args(args: &[Value]) -> Result<LandFacts, String> {
+    fn from_args(args: &[Value]) -> Result<LandFacts, AnswerError> {
         let facts = args.get(1).unwrap_or(&Value::Null);
-        LandFacts::deserialize(facts)
-            .map_err(|e| format!("the land result is not one the core sends: {e}"))
+        LandFacts::deserialize(facts).map_err(AnswerError::LandFacts)
     }
 }
 
@@ -214,31 +214,21 @@ pub fn default_verdict(facts: &LandFacts) -> LandVerdict {
     }
 }
 
-fn parse_verdict(facts: &LandFacts, result: &Value) -> Result<LandVerdict, String> {
+fn parse_verdict(facts: &LandFacts, result: &Value) -> Result<LandVerdict, AnswerError> {
     let map = object(result)?;
     let proven = facts.succeeded && facts.merged;
     let decision = match string_field(result, "decision")? {
         "landed" if proven => LandDecision::Landed,
         "landed" => {
-            return Err(
-                "`landed` needs an exit 0 and a merge the forge proved; this landing has neither"
-                    .into(),
-            );
+            return Err(AnswerError::LandedUnproven);
         }
-        other if proven => {
-            return Err(format!(
-                "the forge proved the merge, so the only true decision is \"landed\", not \"{other}\""
-            ));
-        }
+        other if proven => return Err(AnswerError::ProvenNotLanded(other.to_owned())),
         "blocked" => LandDecision::Blocked,
-        "drift_repair" if facts.succeeded => {
-            return Err("`drift_repair` after a successful land makes no sense".into());
-        }
+        "drift_repair" if facts.succeeded => return Err(AnswerError::RepairAfterSuccess),
         "drift_repair" if !facts.repair_within(MAX_RULE_DRIFT_REPAIRS) => {
-            return Err(format!(
-                "`drift_repair` refused: the record already had {} repair(s); the cap is {MAX_RULE_DRIFT_REPAIRS}",
-                facts.retries
-            ));
+            return Err(AnswerError::RepairCapped {
+                repairs: facts.retries,
+            });
         }
         "drift_repair" => LandDecision::DriftRepair,
         "requeue" => LandDecision::Requeue(match map.get("delay_secs") {
@@ -247,17 +237,14 @@ fn parse_verdict(facts: &LandFacts, result: &Value) -> Result<LandVerdict, Strin
                 Some(secs) if (1..=MAX_REQUEUE_DELAY_SECS).contains(&secs) => {
                     Some(Duration::from_secs(secs))
                 }
-                _ => {
-                    return Err(format!(
-                        "`delay_secs` must be a whole number of seconds from 1 to {MAX_REQUEUE_DELAY_SECS}, not {v}"
-                    ));
-                }
+                _ => return Err(AnswerError::Delay { found: v.clone() }),
             },
         }),
         other => {
-            return Err(format!(
-                "`decision` must be \"landed\", \"blocked\", \"drift_repair\" or \"requeue\", not \"{other}\""
-            ));
+            return Err(AnswerError::Decision {
+                expected: "\"landed\", \"blocked\", \"drift_repair\" or \"requeue\"",
+                found: other.to_owned(),
+            });
         }
     };
     Ok(LandVerdict {
@@ -266,8 +253,10 @@ fn parse_verdict(facts: &LandFacts, result: &Value) -> Result<LandVerdict, Strin
     })
 }
 
-fn validate_verdict(args: &[Value], result: &Value) -> Result<(), String> {
-    parse_verdict(&LandFacts::from_args(args)?, result).map(drop)
+fn validate_verdict(args: &[Value], result: &Value) -> Result<(), Invalid> {
+    parse_verdict(&LandFacts::from_args(args)?, result)
+        .map(drop)
+        .map_err(Into::into)
 }
 
 /// Asks `max_lanes` (the shipped rule answers the configured `max_lanes`). A failed or
@@ -283,17 +272,17 @@ pub fn max_lanes(set: &RuleSet, ctx: &Value) -> Decided<usize> {
     )
 }
 
-fn parse_lanes(_args: &[Value], result: &Value) -> Result<usize, String> {
+fn parse_lanes(_args: &[Value], result: &Value) -> Result<usize, AnswerError> {
     match result.as_u64() {
         Some(n) if n >= 1 && n <= MAX_LANES_CAP as u64 => Ok(n as usize),
-        _ => Err(format!(
-            "expected a whole number of lanes from 1 to {MAX_LANES_CAP}, got {result}"
-        )),
+        _ => Err(AnswerError::Lanes {
+            found: result.clone(),
+        }),
     }
 }
 
-fn validate_lanes(args: &[Value], result: &Value) -> Result<(), String> {
-    parse_lanes(args, result).map(drop)
+fn validate_lanes(args: &[Value], result: &Value) -> Result<(), Invalid> {
+    parse_lanes(args, result).map(drop).map_err(Into::into)
 }
 
 #[cfg(test)]
@@ -333,7 +322,8 @@ mod tests {
             &[json!({}), facts, json!({})],
             &json!({"decision": "drift_repair", "reason": "again"}),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("retries"), "{err}");
     }
 
@@ -352,14 +342,16 @@ mod tests {
         let merged = args(&facts(true, true, false, 0));
         let unmerged = args(&facts(true, false, false, 0));
         assert!(parse_verdict(&merged, &json!({"decision": "landed", "reason": ""})).is_ok());
-        let err =
-            parse_verdict(&merged, &json!({"decision": "requeue", "reason": "x"})).unwrap_err();
+        let err = parse_verdict(&merged, &json!({"decision": "requeue", "reason": "x"}))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("only true decision"), "{err}");
         let err = parse_verdict(
             &unmerged,
             &json!({"decision": "landed", "reason": "trust me"}),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("needs an exit 0"), "{err}");
     }
 
@@ -419,7 +411,7 @@ mod tests {
         assert!(parse_admission(&[], &json!({"decision": "wait", "reason": ""})).is_err());
         assert!(parse_admission(&[], &json!({"decision": "GO", "reason": ""})).is_err());
         assert!(parse_admission(&[], &json!("go")).is_err());
-        assert_eq!(parse_lanes(&[], &json!(3)), Ok(3));
+        assert_eq!(parse_lanes(&[], &json!(3)).unwrap(), 3);
         for bad in [json!(0), json!(-1), json!(65), json!(2.5), json!("2")] {
             assert!(parse_lanes(&[], &bad).is_err(), "{bad}");
         }

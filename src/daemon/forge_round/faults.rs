@@ -1,0 +1,97 @@
+//! The queue detectors (DESIGN §7) on a poll round, when the queue's facts changed (the
+//! view, a remote answer) or a record is in flight (whether it is stranded changes with
+//! the clock alone). They judge every live record, so they never run on a watcher's wake:
+//! a burst of writes costs one run per poll interval. A queue fault is raised within
+//! `poll_secs` of the round's answers.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::faults::queue_facts::{QueueFacts, RepoFacts};
+use crate::forge::PrRef;
+use crate::record::Status;
+use crate::store::StoredRecord;
+
+use super::{PollPlan, pr_ref, states};
+use crate::daemon::{Shared, stranded};
+
+/// Lists what the detectors need of each repo with a live record (the states of queued
+/// PRs discovery did not list, the lane locks), then runs them if anything changed.
+pub fn run(shared: &Shared, poll: &PollPlan, cancel: &CancellationToken) {
+    let every = Duration::from_secs(shared.config.reconcile_every_secs.max(1));
+    let mut repo_facts: Vec<RepoFacts> = Vec::new();
+    for (identity, live) in poll.repos.iter().filter(|(_, l)| !l.records.is_empty()) {
+        if cancel.is_cancelled() {
+            return;
+        }
+        let labelled: HashSet<u64> = shared
+            .memory()
+            .facts(identity, Vec::new())
+            .labelled
+            .unwrap_or_default()
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
+        // Queued PRs discovery did not list: is the PR closed? One shared listing says.
+        let unlisted: Vec<PrRef<'_>> = live
+            .records
+            .iter()
+            .filter(|s| {
+                s.record.status == Status::Queued && !labelled.contains(&s.record.pr_number)
+            })
+            .map(|s| pr_ref(&s.record))
+            .collect();
+        states(shared, &live.repo, &unlisted, every);
+        let due = shared.memory().locks_due(&live.repo, every);
+        if due {
+            let answer = shared.locks.list(&live.repo.origin_url);
+            shared.memory().locks_listed(&live.repo, answer);
+        }
+        let records = live.records.iter().map(|s| s.id.clone()).collect();
+        repo_facts.push(shared.memory().facts(identity, records));
+    }
+    detect(shared, poll, &repo_facts);
+}
+
+/// The queue detectors over a copy of the view (a landing's record write never waits for
+/// them on the view's lock), unless nothing they see changed since their last run.
+fn detect(shared: &Shared, poll: &PollPlan, repo_facts: &[RepoFacts]) {
+    let generation = shared.view().generation();
+    let fallbacks = shared.decisions.fallbacks().active();
+    let seen = (
+        generation,
+        shared.memory().generation(),
+        // Whether the budget ran out, not which pattern ran it out: one fault, not one a tick.
+        serde_json::to_string(&(&fallbacks, poll.learned_budget.is_some())).unwrap_or_default(),
+    );
+    {
+        let mut memory = shared.memory();
+        if memory.detected.as_ref() == Some(&seen) && !poll.in_flight {
+            return;
+        }
+        memory.detected = Some(seen);
+    }
+    // Settled records (landed and proven, abandoned) can raise no queue fault: the
+    // detectors see every other record.
+    let (owned, unreadable) = {
+        let view = shared.view();
+        let owned: Vec<StoredRecord> = view.active().cloned().collect();
+        (owned, view.unreadable())
+    };
+    let records: Vec<&StoredRecord> = owned.iter().collect();
+    let now = crate::clock::now();
+    let facts = QueueFacts {
+        queue_dir: shared.store.dir(),
+        records: &records,
+        unreadable: &unreadable,
+        stranded: &|stored| stranded::stranded_reason(shared, stored, now),
+        repos: repo_facts,
+        rule_fallbacks: &fallbacks,
+        learned_budget: poll.learned_budget.as_ref(),
+    };
+    // Counted by tests: how often the queue detectors run, and over how many records.
+    tracing::debug!(live = records.len(), "queue detectors run");
+    crate::faults::watch::tick_queue(&shared.fault_dirs(), &shared.rules.current(), &facts);
+}

@@ -1,0 +1,154 @@
+//! Step 5 (DESIGN §3): which queued records start landing now, one per free lane.
+
+use std::collections::HashSet;
+
+use crate::gates::GatedRecord;
+use crate::lane_lock::{Lane, lane_key};
+use crate::record::{Record, Status};
+use crate::rules::contracts::landing::Admit;
+use crate::store::{Expect, StoredRecord};
+
+use crate::daemon::tick_gates::TickGates;
+use crate::daemon::{Shared, policy};
+
+/// A queued record that passed every gate this tick, with the values the gates resolved.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub id: String,
+    pub record: Record,
+    pub gated: GatedRecord,
+}
+
+/// Step 5: at most the rules' `max_lanes` minus `running` candidates: the head of every
+/// free lane, in the rules' `order`, each admitted by the rules' `admit`. A lane with a
+/// record in flight (here or in another live daemon) or listed in `skip` is passed over,
+/// never waited on; so is a record the rules asked to wait, or deferred by a `requeue`.
+/// `gates` are the tick's (fresh ones after a landing finished).
+pub fn select(
+    shared: &Shared,
+    skip: &HashSet<String>,
+    running: usize,
+    mut gates: TickGates,
+) -> Selection {
+    let mut selection = Selection::default();
+    let Snapshot {
+        view,
+        in_flight,
+        queued,
+    } = Snapshot::of(shared);
+    if queued.is_empty() {
+        return selection;
+    }
+    let free = policy::max_lanes(shared, view).saturating_sub(running);
+    if free == 0 {
+        return selection;
+    }
+    let queued: Vec<&StoredRecord> = queued.iter().collect();
+    let ordered = policy::order(shared, &queued);
+    let mut seen_lanes: HashSet<String> = HashSet::new();
+    for (position, stored) in ordered.iter().map(|&i| queued[i]).enumerate() {
+        if selection.candidates.len() == free {
+            break;
+        }
+        if in_flight.contains(&record_lane(&stored.record)) {
+            continue;
+        }
+        let Ok(gated) = gates.record(&shared.allowlist(), &stored.record) else {
+            continue;
+        };
+        let lane = Lane {
+            repo_identity: gated.identity.clone(),
+            base_branch: stored.record.base_branch.clone(),
+        };
+        let lane_ref = lane_key(&lane);
+        if skip.contains(&lane_ref) || seen_lanes.contains(&lane_ref) {
+            continue;
+        }
+        let admission = policy::admit(shared, stored, &lane, view);
+        match admission.decision {
+            Admit::Go => {}
+            // Left queued and untouched (a write would wake `--watch` again at once); the
+            // lane stays open to the next record.
+            Admit::Wait => continue,
+            Admit::Block => {
+                if block_by_policy(shared, &stored.id, &admission.reason) {
+                    selection.policy_blocked += 1;
+                }
+                continue;
+            }
+        }
+        policy::selected(shared, stored, position, queued.len());
+        seen_lanes.insert(lane_ref);
+        selection.candidates.push(Candidate {
+            id: stored.id.clone(),
+            record: stored.record.clone(),
+            gated,
+        });
+    }
+    selection
+}
+
+/// Lanes are told apart by `lane_key`: two branches that `safe_key` folds together
+/// (`rel/1`, `rel-1`) share one lock, and two spellings of one repository's origin (a
+/// symlinked path, GitHub owner/name in another case) are one repository, so each pair is
+/// one lane here too.
+fn record_lane(r: &Record) -> String {
+    lane_key(&Lane {
+        repo_identity: r.identity_or_path(),
+        base_branch: r.base_branch.clone(),
+    })
+}
+
+/// What selection needs of the view, copied out so the rules run without its lock.
+struct Snapshot {
+    view: policy::QueueView,
+    /// The lanes with a record in flight.
+    in_flight: HashSet<String>,
+    /// The queued records not deferred by a `requeue`.
+    queued: Vec<StoredRecord>,
+}
+
+impl Snapshot {
+    fn of(shared: &Shared) -> Snapshot {
+        let now = crate::clock::now();
+        let records = shared.view();
+        Snapshot {
+            view: policy::QueueView::of(records.live()),
+            in_flight: records
+                .live()
+                .filter(|s| s.record.status.is_in_flight())
+                .map(|s| record_lane(&s.record))
+                .collect(),
+            queued: records
+                .live()
+                .filter(|s| s.record.status == Status::Queued && !policy::deferred(&s.record, now))
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+/// What one selection pass chose, and how many records the landing policy blocked.
+#[derive(Debug, Default)]
+pub struct Selection {
+    pub candidates: Vec<Candidate>,
+    pub policy_blocked: usize,
+}
+
+/// `admit` said block: blocked by its full id, with the rule's reason. Whether it was
+/// written.
+fn block_by_policy(shared: &Shared, id: &str, reason: &str) -> bool {
+    let written = shared.transition(id, Expect::OneOf(&[Status::Queued]), Status::Blocked, |r| {
+        r.last_error = Some(format!("policy: {reason}"));
+    });
+    match written {
+        Ok(_) => {
+            tracing::warn!(record = %id, "blocked by the landing policy: {reason}");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(record = %id, "policy block not written: {e}");
+            false
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! A step's child that left the step's process group (`setsid`, as git detaches `git gc`)
+//! is out of reach of the group kills; it still carries the step's landing mark. However
+//! its daemon stops (SIGKILLed; SIGKILLed with its step guards; paused past its lease),
+//! that child must not run on under the lane's next landing.
+//!
+//! Daemon A (its own queue) runs a step that starts such a child holding a per-lane
+//! witness `flock`, then A stops. Daemon B (another queue, the same origin: its reclaim
+//! never touches A's record, so never ends A's leftovers) lands the lane's next PR with a
+//! step that takes the witness without waiting, and records a collision if it cannot.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::support::World;
+use crate::takeover::children_but;
+
+/// How daemon A stops while its step's detached child runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// SIGKILL: its step's guard stops the group (and, by the mark, the child).
+    Kill,
+    /// SIGKILL to its step guards, then to A: nothing of A is left to stop the step; B's
+    /// takeover of the lock of a holder proven gone kills what carries its mark first.
+    KillWithGuards,
+    /// SIGSTOP past the lock's TTL: the guard stops the step at the lease's end, and the
+    /// child by the mark, before the lock expires and B takes it over.
+    Pause,
+}
+
+/// A `berth run --watch` config with `script` as the land command (`sh -c`, given the
+/// branch, base and PR).
+fn config(world: &World, name: &str, script: &str, ttl: u64) -> PathBuf {
+    let path = world.root.join(name);
+    fs::write(
+        &path,
+        format!(
+            "forge = \"git\"\npoll_secs = 1\nlock_ttl_secs = {ttl}\nheartbeat_secs = 1\nland_command = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{branch}}\", \"{{base}}\", \"{{pr}}\"]\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn run_args(config: &Path) -> Vec<String> {
+    ["run", "--watch", "--config", config.to_str().unwrap()]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+fn the_next_landing_never_meets_a_detached_child(stop: Stop) {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let _id_a = lane.queue(61, "main");
+    let queue_b = world.queue.with_file_name("release-queue-b");
+    fs::create_dir_all(&queue_b).unwrap();
+    let clone_b = world.clone_into(&world.code.join("b"), "widget", &lane.remote_url);
+    let feature = lane.push_feature("feat/pr-62", "main");
+    world.run_git(&clone_b, &["fetch", "-q", "origin"]);
+    world.run_git(&clone_b, &["checkout", "-q", "-B", &feature, "FETCH_HEAD"]);
+    let _id_b = world
+        .record(&clone_b, 62)
+        .set("featureBranch", feature)
+        .write_to(&queue_b);
+
+    let (witness, collided) = (world.root.join("witness"), world.root.join("collided"));
+    let (step_pid, detached_pid) = (world.root.join("step-a.pid"), world.root.join("det.pid"));
+    let detaching = format!(
+        "setsid sh -c 'exec 9>>{witness}; flock 9; echo $$ > {det}; exec sleep 300' </dev/null >/dev/null 2>&1 & until [ -s {det} ]; do sleep 0.01; done; echo $$ > {pid}; sleep 300",
+        witness = witness.display(),
+        det = detached_pid.display(),
+        pid = step_pid.display()
+    );
+    let lands = format!(
+        "exec 9>>{witness}; if ! flock -n 9; then echo \"$3\" >> {collided}; exit 1; fi; exec {land} \"$1\" \"$2\" {ledger} \"$3\"",
+        witness = witness.display(),
+        collided = collided.display(),
+        land = world.land_script().display(),
+        ledger = world.root.join("ledger").display(),
+    );
+    // Killed, A's lock can only be taken over as its holder's (proven gone); paused, only
+    // once it expires.
+    let ttl = if stop == Stop::Pause { 8 } else { 120 };
+    let (config_a, config_b) = (
+        config(&world, "a.toml", &detaching, ttl),
+        config(&world, "b.toml", &lands, ttl),
+    );
+    let (dir_a, dir_b) = (world.root.join("a"), world.root.join("b"));
+    let args_a = run_args(&config_a);
+    let args_a: Vec<&str> = args_a.iter().map(String::as_str).collect();
+    let mut daemon_a = world.spawn_berth(&args_a, &dir_a, &[]);
+    let began = world.wait_for(Duration::from_secs(90), || {
+        fs::read_to_string(&step_pid).is_ok_and(|pid| pid.trim().parse::<i32>().is_ok())
+    });
+    if !began {
+        let _ = daemon_a.kill();
+        let _ = daemon_a.wait();
+        let log = fs::read_to_string(dir_a.with_extension("log")).unwrap_or_default();
+        panic!("A's step never started:\n{log}");
+    }
+    let detached: i32 = fs::read_to_string(&detached_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let a = Pid::from_raw(daemon_a.id() as i32);
+    match stop {
+        Stop::Kill => {}
+        Stop::KillWithGuards => {
+            let leader: i32 = fs::read_to_string(&step_pid)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            for guard in children_but(a.as_raw(), leader) {
+                kill(Pid::from_raw(guard), Signal::SIGKILL).unwrap();
+            }
+        }
+        Stop::Pause => kill(a, Signal::SIGSTOP).unwrap(),
+    }
+    if stop != Stop::Pause {
+        daemon_a.kill().unwrap();
+        daemon_a.wait().unwrap();
+    }
+
+    let args_b = run_args(&config_b);
+    let args_b: Vec<&str> = args_b.iter().map(String::as_str).collect();
+    let queue_env = [("BERTH_QUEUE_DIR", queue_b.as_path())];
+    let mut daemon_b = world.spawn_berth(&args_b, &dir_b, &queue_env);
+    let ended = world.wait_for(Duration::from_secs(90), || {
+        collided.exists() || world.ledger() == [62]
+    });
+    kill(Pid::from_raw(daemon_b.id() as i32), Signal::SIGTERM).unwrap();
+    daemon_b.wait().unwrap();
+    if stop == Stop::Pause {
+        let _ = kill(a, Signal::SIGCONT);
+    }
+    // A no-op for a daemon already waited for: std signals no pid it has reaped.
+    let _ = daemon_a.kill();
+    let _ = daemon_a.wait();
+    let _ = kill(Pid::from_raw(detached), Signal::SIGKILL);
+    let logs = fs::read_to_string(dir_b.with_extension("log")).unwrap_or_default();
+    assert!(ended, "B neither landed nor collided:\n{logs}");
+    assert!(
+        !collided.exists(),
+        "B started a step of the lane while A's detached step child {detached} still ran:\n{logs}"
+    );
+}
+
+#[test]
+fn a_dead_daemons_detached_step_child_is_stopped_by_its_guard() {
+    the_next_landing_never_meets_a_detached_child(Stop::Kill);
+}
+
+#[test]
+fn a_dead_daemons_detached_step_child_is_stopped_by_the_takeover_when_its_guard_died_too() {
+    the_next_landing_never_meets_a_detached_child(Stop::KillWithGuards);
+}
+
+#[test]
+fn a_paused_daemons_detached_step_child_is_stopped_by_its_lease() {
+    the_next_landing_never_meets_a_detached_child(Stop::Pause);
+}

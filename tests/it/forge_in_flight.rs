@@ -1,0 +1,190 @@
+//! A forge call in flight holds up nothing local (issue 17: "a tick over 2 × poll_secs still
+//! reads a new record within one second of its write"). The `gh` stand-in holds
+//! `gh pr list` on a gate file the test removes, so the call is provably in flight for as
+//! long as each test needs; everything is counted (calls, ticks, statuses), and the only
+//! time bound is the issue's one second.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::Duration;
+
+use crate::support::{GhLane, World, sample, scrape, served_addr, stop};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// `gh pr list` for `acme/<name>` (discovery) held until the test removes the gate.
+struct HeldDiscovery {
+    gate: PathBuf,
+    waiting: PathBuf,
+}
+
+impl HeldDiscovery {
+    fn hold(gh: &GhLane, name: &str) -> HeldDiscovery {
+        let gate = gh.replies.join(format!("pr-list.acme.{name}.gate"));
+        fs::write(&gate, "").unwrap();
+        HeldDiscovery {
+            waiting: gh.replies.join(format!("pr-list.acme.{name}.gate.waiting")),
+            gate,
+        }
+    }
+
+    fn release(&self) {
+        fs::remove_file(&self.gate).unwrap();
+    }
+}
+
+/// `run --watch` with `poll_secs = 1`, `repo` configured (so it is discovered with an
+/// empty queue) and the metrics endpoint, once discovery is held in flight.
+fn watch_while_discovery_hangs(gh: &GhLane, repo: &Path, held: &HeldDiscovery) -> Child {
+    let config = gh.config(
+        r#"["true"]"#,
+        &format!(
+            "poll_secs = 1\nreconcile_every_secs = 3600\nrepos = [\"{}\"]\n",
+            repo.display()
+        ),
+    );
+    let daemon = gh.world.spawn_berth(
+        &[
+            "run",
+            "--watch",
+            "--config",
+            config.to_str().unwrap(),
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ],
+        &gh.world.berth_state(),
+        &[("GH_STANDIN_DIR", &gh.replies), ("GH_STANDIN_LOG", &gh.log)],
+    );
+    assert!(
+        gh.world.wait_for(WAIT, || held.waiting.exists()),
+        "discovery never reached gh:\n{}",
+        log(gh.world)
+    );
+    daemon
+}
+
+fn log(world: &World) -> String {
+    fs::read_to_string(world.berth_state().with_extension("log")).unwrap_or_default()
+}
+
+/// `gh pr list` calls for discovery (not the `--state all` listing of PR states).
+fn discoveries(gh: &GhLane) -> usize {
+    gh.calls()
+        .iter()
+        .filter(|c| c[..2] == ["pr", "list"] && !c.contains(&"all".to_owned()))
+        .count()
+}
+
+fn ticks(world: &World) -> Option<f64> {
+    sample(&scrape(&served_addr(world)?), "berth_ticks_total")
+}
+
+/// A record queued while discovery hangs is claimed within one second of its write, and
+/// its landing asks the forge about its own PR while the discovery call is still held.
+#[test]
+fn a_record_written_while_discovery_hangs_is_claimed_within_a_second() {
+    let world = World::new();
+    let gh = world.gh_lane();
+    let held = HeldDiscovery::hold(&gh, "widget");
+    let daemon = watch_while_discovery_hangs(&gh, &gh.repo, &held);
+    let id = gh.queue_pr_42();
+    let read = world.wait_for(Duration::from_secs(1), || {
+        world.read_record(&id)["status"] != "queued"
+    });
+    let status = world.read_record(&id)["status"].clone();
+    let verified = world.wait_for(WAIT, || {
+        gh.calls().iter().any(|c| c[..3] == ["pr", "view", "42"])
+    });
+    let still_held = held.gate.exists() && discoveries(&gh) == 1;
+    held.release();
+    stop(daemon);
+    assert!(
+        read,
+        "not read within 1 s while discovery hung (status {status}):\n{}",
+        log(&world)
+    );
+    assert!(verified, "the landing never asked about PR #42");
+    assert!(
+        still_held,
+        "the discovery call was not in flight throughout"
+    );
+}
+
+/// Poll ticks go on while a forge call hangs for several poll intervals, and none of them
+/// starts a second round of forge calls: one discovery call in flight, however many ticks
+/// passed. Once it answers, its answer is applied (PR #42, listed by the stand-in, becomes
+/// a local record) and rounds resume one per poll tick at most, never a burst for the
+/// ticks missed.
+#[test]
+fn ticks_go_on_and_start_no_second_forge_round_while_one_hangs() {
+    let world = World::new();
+    let gh = world.gh_lane();
+    let held = HeldDiscovery::hold(&gh, "widget");
+    let daemon = watch_while_discovery_hangs(&gh, &gh.repo, &held);
+    let first = world.wait_for(WAIT, || ticks(&world).is_some());
+    let before = ticks(&world).unwrap_or_default();
+    let went_on = world.wait_for(WAIT, || ticks(&world).is_some_and(|n| n >= before + 4.0));
+    let during = discoveries(&gh);
+    let still_held = held.waiting.exists() && held.gate.exists();
+    held.release();
+    let id = berth::safe_key::record_id("github.com/acme/widget", "main", 42);
+    let discovered = world.wait_for(WAIT, || world.queue.join(format!("{id}.json")).exists());
+    let (ticks_at, calls_at) = (ticks(&world).unwrap_or_default(), discoveries(&gh));
+    world.wait_for(WAIT, || ticks(&world).is_some_and(|n| n >= ticks_at + 3.0));
+    let (ticks_after, calls_after) = (ticks(&world).unwrap_or_default(), discoveries(&gh));
+    stop(daemon);
+    assert!(
+        first && went_on,
+        "ticks stopped while gh hung:\n{}",
+        log(&world)
+    );
+    assert!(still_held);
+    assert_eq!(
+        during, 1,
+        "a second discovery started while one was in flight"
+    );
+    assert!(
+        discovered,
+        "the held answer was never applied:\n{}",
+        log(&world)
+    );
+    assert!(
+        calls_after - calls_at <= (ticks_after - ticks_at) as usize + 1,
+        "{} discovery calls in {} ticks after the answer",
+        calls_after - calls_at,
+        ticks_after - ticks_at
+    );
+}
+
+/// Discovery and the re-check of blocked records are separate concerns: a blocked record
+/// written while one repo's discovery hangs is re-checked (and, merged on GitHub, becomes
+/// `landed`) without waiting for it.
+#[test]
+fn a_blocked_record_is_rechecked_while_another_repos_discovery_hangs() {
+    let world = World::new();
+    let gh = world.gh_lane();
+    let repos = crate::idle::github_repos(&gh, &["a", "b"]);
+    crate::idle::pr_2_of_b_merged(&gh);
+    let held = HeldDiscovery::hold(&gh, "a");
+    let daemon = watch_while_discovery_hangs(&gh, &repos[0], &held);
+    let id = world
+        .record(&repos[1], 2)
+        .set("repoIdentity", "github.com/acme/b")
+        .set("status", "blocked")
+        .set("lastError", "land: exited 1")
+        .write();
+    let landed = world.wait_for(WAIT, || world.read_record(&id)["status"] == "landed");
+    let still_held = held.gate.exists();
+    held.release();
+    stop(daemon);
+    assert!(
+        landed,
+        "not re-checked while discovery hung: {}\n{}",
+        world.read_record(&id),
+        log(&world)
+    );
+    assert!(still_held);
+}
