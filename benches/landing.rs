@@ -151,16 +151,29 @@ fn with_berth(s: &Scenario) -> Took {
     let config = world.git_forge_config(&format!("max_lanes = {}\npoll_secs = 30\n", s.max_lanes));
     let started = Instant::now();
     let mut daemon = spawn_watch(&world, &config);
-    let done = world.wait_for(LIMIT, || {
-        ids.iter()
-            .all(|id| world.read_record(id)["status"] == "landed")
+    // Settled: landed, or blocked (which no wait would change).
+    let settled = world.wait_for(LIMIT, || {
+        ids.iter().all(|id| {
+            let status = &world.read_record(id)["status"];
+            status == "landed" || status == "blocked"
+        })
     });
     let took = Took {
         wall: started.elapsed(),
         cpu: proc_stat::cpu_time(daemon.id()),
     };
     stop(&mut daemon);
-    assert!(done, "{}: not every record landed", s.name);
+    let unlanded: Vec<String> = ids
+        .iter()
+        .map(|id| world.read_record(id))
+        .filter(|r| r["status"] != "landed")
+        .map(|r| format!("PR {} {}: {}", r["prNumber"], r["status"], r["lastError"]))
+        .collect();
+    assert!(
+        settled && unlanded.is_empty(),
+        "{}: not every record landed: {unlanded:#?}",
+        s.name
+    );
     took
 }
 
