@@ -143,7 +143,8 @@ impl Allowlist {
                 }
             }
         }
-        for entry in extra.unwrap_or("").split(':') {
+        for entry in std::env::split_paths(extra.unwrap_or("")) {
+            let entry = entry.to_string_lossy();
             let entry_trimmed = entry.trim();
             if entry_trimmed.is_empty() {
                 if extra.is_some_and(|e| !e.is_empty()) {

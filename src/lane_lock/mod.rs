@@ -1117,10 +1117,8 @@ fn backoff(attempt: u32) {
     if attempt == 0 {
         return;
     }
-    let jitter = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos() % 20);
-    std::thread::sleep(Duration::from_millis(u64::from(attempt * 10 + jitter)));
+    let jitter = fastrand::u64(0..20);
+    std::thread::sleep(Duration::from_millis(u64::from(attempt) * 10 + jitter));
 }
 
 #[cfg(test)]

@@ -106,16 +106,15 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// "0.3s", "42.0s", "12m05s", "1h30m": short enough for a `lastError`.
+/// "300ms", "42s", "12m 5s", "1h 30m": short enough for a `lastError` (milliseconds only
+/// under a second, seconds only under an hour).
 pub(crate) fn human_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    if secs >= 3600 {
-        format!("{}h{:02}m", secs / 3600, secs % 3600 / 60)
-    } else if secs >= 60 {
-        format!("{}m{:02}s", secs / 60, secs % 60)
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
+    let shown = match d.as_secs() {
+        0 => Duration::from_millis(d.subsec_millis().into()),
+        secs if secs < 3600 => Duration::from_secs(secs),
+        secs => Duration::from_secs(secs - secs % 60),
+    };
+    humantime::format_duration(shown).to_string()
 }
 
 /// Everything [`run_step`] needs: what to run, where, where its output goes, how long.
@@ -568,7 +567,7 @@ mod tests {
                 after: Duration::from_secs(1800)
             }
             .to_string()
-            .starts_with("timed out after 30m00s")
+            .starts_with("timed out after 30m and")
         );
         assert!(exited(Some(0), None).success());
         assert!(!exited(Some(1), None).success());
@@ -578,9 +577,9 @@ mod tests {
 
     #[test]
     fn durations_are_short() {
-        assert_eq!(human_duration(Duration::from_millis(300)), "0.3s");
-        assert_eq!(human_duration(Duration::from_secs(42)), "42.0s");
-        assert_eq!(human_duration(Duration::from_secs(725)), "12m05s");
-        assert_eq!(human_duration(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(human_duration(Duration::from_millis(300)), "300ms");
+        assert_eq!(human_duration(Duration::from_millis(42_300)), "42s");
+        assert_eq!(human_duration(Duration::from_secs(725)), "12m 5s");
+        assert_eq!(human_duration(Duration::from_secs(5425)), "1h 30m");
     }
 }

@@ -432,7 +432,7 @@ async fn timeout_terminates_the_whole_group() {
         "grandchild {grandchild} survived"
     );
     assert!(
-        result.to_string().contains("timed out after 0.8s"),
+        result.to_string().contains("timed out after 800ms"),
         "{result}"
     );
 }
