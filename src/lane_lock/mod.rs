@@ -57,7 +57,7 @@ use crate::safe_key::safe_key;
 pub use alias::{alias_lock_ref, lane_key};
 pub use cas::LockWrite;
 pub use heartbeat::{Heartbeat, LockWatch};
-pub use leftover::LEFTOVER_AGE;
+pub use leftover::{LEFTOVER_AGE, LEFTOVERS_REMOVED};
 pub use payload::{LOCK_SUBJECT, LockPayload};
 
 use cas::{Expect, WriteHook, compare_and_swap};

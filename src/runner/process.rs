@@ -141,6 +141,20 @@ pub struct StepCommand<'a> {
     pub timeout: Duration,
     /// Time between SIGTERM and SIGKILL to the group.
     pub grace: Duration,
+    /// Runs right after the spawn, before the guard is told the step's group: a test's
+    /// stand-in for berth stopped at that instant. The daemon sets none.
+    pub after_spawn: Option<&'a SpawnHook>,
+}
+
+/// See [`StepCommand::after_spawn`].
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct SpawnHook(pub std::sync::Arc<dyn Fn() + Send + Sync>);
+
+impl fmt::Debug for SpawnHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SpawnHook")
+    }
 }
 
 /// What [`run_step`] saw.
@@ -245,11 +259,11 @@ async fn spawn_and_supervise(
     if cancel.is_cancelled() {
         return Outcome::Cancelled;
     }
-    let Some((program, args)) = cmd.argv.split_first() else {
+    let Some(program) = cmd.argv.first() else {
         return Outcome::SpawnFailed("the command is empty".to_owned());
     };
-    let stderr = match output.try_clone() {
-        Ok(stderr) => stderr,
+    let mut command = match command_for(cmd, output) {
+        Ok(command) => command,
         Err(e) => return Outcome::LogFailed(e.to_string()),
     };
     // Listen before the child exists so its exit cannot fall between spawn and the first
@@ -261,9 +275,76 @@ async fn spawn_and_supervise(
             None
         }
     };
-    let mut command = Command::new(program);
+    // Subscribed before the deadline is read, so an extension in between is not missed.
+    let lease_watch = cmd.lease.map(Lease::watch);
+    let lease_end = cmd
+        .lease
+        .zip(lease_watch.as_ref())
+        .map(|(lease, watch)| LeaseEnd {
+            deadline: *watch.borrow(),
+            grace: lease.kill_grace(cmd.grace),
+        });
+    // Before the step exists, so that no instant of it is unguarded. Fail closed: a step
+    // that could outlive berth or its lease is not started.
+    let guard = match Guard::spawn(cmd.grace, lease_end, &Mark::new(cmd.env)) {
+        Ok(guard) => guard,
+        Err(err) => {
+            return Outcome::SpawnFailed(format!(
+                "could not start the guard that ends the step if berth dies: {err}"
+            ));
+        }
+    };
+    let spawned = command.spawn();
+    drop(command);
+    let mut child = match spawned {
+        Ok(child) => child,
+        // The OS reports a missing working directory as "No such file or directory" just
+        // like a missing program; say which one it is.
+        Err(err) if !cmd.cwd.is_dir() => {
+            return Outcome::SpawnFailed(format!(
+                "working directory {:?} is not usable: {err}",
+                cmd.cwd
+            ));
+        }
+        Err(err) => return Outcome::SpawnFailed(format!("{program:?}: {err}")),
+    };
+    let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) else {
+        // Cannot happen for a child just spawned and not yet waited on; if it did, the
+        // group could not be supervised, so the child is not left running.
+        if let Err(err) = child.start_kill() {
+            tracing::warn!("could not kill a step process without a pid: {err}");
+        }
+        return Outcome::SpawnFailed(format!("{program:?}: spawned without a pid"));
+    };
+    let pgid = Pid::from_raw(pid);
+    if let Some(hook) = cmd.after_spawn {
+        (hook.0)();
+    }
+    let mut group = ProcessGroup {
+        child,
+        pgid,
+        reaped: false,
+        sigchld,
+        guard,
+        lease: lease_watch,
+    };
+    if let Err(err) = group.guard.watch_group(pgid) {
+        // The guard is gone (its lease ran out while berth was stopped, or it was killed):
+        // nothing fences the step.
+        tracing::error!(%pgid, "the step's guard is gone before it learned the step's group: {err}; terminating the group");
+        group.terminate(Duration::ZERO).await;
+        return Outcome::LeaseExpired;
+    }
+    group.supervise(cmd.timeout, cmd.grace, cancel).await
+}
+
+/// The step's command: its own process group, `/dev/null` as stdin, `output` as stdout and
+/// stderr, started in the pinned checkout (or `cmd.cwd`) and inheriting `cmd.pass_fds`.
+fn command_for(cmd: &StepCommand<'_>, output: OwnedFd) -> std::io::Result<Command> {
+    let stderr = output.try_clone()?;
+    let mut command = Command::new(&cmd.argv[0]);
     command
-        .args(args)
+        .args(&cmd.argv[1..])
         .envs(cmd.env.iter().copied())
         .process_group(0)
         .stdin(Stdio::null())
@@ -298,58 +379,7 @@ async fn spawn_and_supervise(
             Ok(())
         });
     }
-    let spawned = command.spawn();
-    drop(command);
-    let mut child = match spawned {
-        Ok(child) => child,
-        // The OS reports a missing working directory as "No such file or directory" just
-        // like a missing program; say which one it is.
-        Err(err) if !cmd.cwd.is_dir() => {
-            return Outcome::SpawnFailed(format!(
-                "working directory {:?} is not usable: {err}",
-                cmd.cwd
-            ));
-        }
-        Err(err) => return Outcome::SpawnFailed(format!("{program:?}: {err}")),
-    };
-    let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) else {
-        // Cannot happen for a child just spawned and not yet waited on; if it did, the
-        // group could not be supervised, so the child is not left running.
-        if let Err(err) = child.start_kill() {
-            tracing::warn!("could not kill a step process without a pid: {err}");
-        }
-        return Outcome::SpawnFailed(format!("{program:?}: spawned without a pid"));
-    };
-    let pgid = Pid::from_raw(pid);
-    // Subscribed before the deadline is read, so an extension in between is not missed.
-    let lease_watch = cmd.lease.map(Lease::watch);
-    let lease_end = cmd
-        .lease
-        .zip(lease_watch.as_ref())
-        .map(|(lease, watch)| LeaseEnd {
-            deadline: *watch.borrow(),
-            grace: lease.kill_grace(cmd.grace),
-        });
-    let guard = match Guard::spawn(pgid, cmd.grace, lease_end, &Mark::new(cmd.env)) {
-        Ok(guard) => guard,
-        Err(err) => {
-            // Fail closed: a step that could outlive berth is not allowed to run.
-            let _ = killpg(pgid, Signal::SIGKILL);
-            let _ = child.wait().await;
-            return Outcome::SpawnFailed(format!(
-                "could not start the guard that ends the step if berth dies: {err}"
-            ));
-        }
-    };
-    let mut group = ProcessGroup {
-        child,
-        pgid,
-        reaped: false,
-        sigchld,
-        guard,
-        lease: lease_watch,
-    };
-    group.supervise(cmd.timeout, cmd.grace, cancel).await
+    Ok(command)
 }
 
 /// Why [`ProcessGroup::wait_for_leader`] returned.
