@@ -14,6 +14,8 @@ use git2::{
 };
 use tempfile::TempDir;
 
+use super::payload::PayloadProblem;
+
 /// How often libgit2 may ask for credentials in one operation before berth gives up (it
 /// asks again after every rejected attempt, forever, if the callback keeps answering).
 const MAX_CREDENTIAL_ATTEMPTS: u32 = 3;
@@ -57,15 +59,15 @@ impl Scratch {
     }
 
     /// The message of commit `id`, if it is a UTF-8 commit in this repository.
-    pub fn commit_message(&self, id: Oid) -> Result<String, String> {
+    pub fn commit_message(&self, id: Oid) -> Result<String, PayloadProblem> {
         let commit = self
             .repo
             .find_commit(id)
-            .map_err(|e| format!("the lock object is not a readable commit: {}", e.message()))?;
+            .map_err(PayloadProblem::NotACommit)?;
         commit
             .message()
             .map(str::to_owned)
-            .map_err(|_| "the commit message is not UTF-8".to_owned())
+            .map_err(|_| PayloadProblem::NotUtf8)
     }
 }
 
