@@ -16,19 +16,21 @@
 //! berth never writes over it. Every file here is read without blocking, without following
 //! a symlink, after checking the open handle is a regular file, and within a size cap.
 
-use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::halt::HaltEvent;
 use super::json_file::{self, JsonFileError};
-use super::registry::{self, ActiveFault};
-use super::run_id::file_run_id;
+use super::run_id::{file_run_id, fit_stem};
 use crate::atomic_file;
+
+mod listing;
+mod sync;
+
+pub use listing::{HaltStatus, ListedHalt, Listing};
 
 pub const PENDING_DIR: &str = "pending-investigations";
 pub const PROCESSED_DIR: &str = "processed";
@@ -67,40 +69,6 @@ pub struct SyncReport {
     pub problems: Vec<String>,
 }
 
-/// Where a listed halt event stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HaltStatus {
-    /// In `pending-investigations/`, waiting for an investigator.
-    Pending,
-    /// Pending, with a resolved marker beside it: the fault cleared.
-    Resolved,
-    /// Moved to `processed/`.
-    Investigated,
-}
-
-/// One halt event as `berth faults list` shows it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ListedHalt {
-    pub file: String,
-    pub status: HaltStatus,
-    pub run_id: String,
-    pub fault_id: String,
-    pub kind: String,
-    pub severity: String,
-    pub message: String,
-    pub timestamp: String,
-    pub occurrences: u64,
-}
-
-/// Everything under the halt dir, and every file that could not be read.
-#[derive(Debug, Default, Serialize)]
-pub struct Listing {
-    pub halts: Vec<ListedHalt>,
-    pub unreadable: Vec<crate::store::Unreadable>,
-}
-
 /// What [`HaltStore::mark_investigated`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Marked {
@@ -130,6 +98,12 @@ pub enum HaltStoreError {
         path: PathBuf,
         source: JsonFileError,
     },
+    /// Even cut to an empty stdout tail and no phase, the event is larger than berth reads.
+    #[error("{}: not written: {source}", .path.display())]
+    TooLarge {
+        path: PathBuf,
+        source: super::halt::TooLarge,
+    },
     #[error("cannot move {} to {}: {source}", .from.display(), .to.display())]
     Move {
         from: PathBuf,
@@ -158,10 +132,14 @@ impl HaltStore {
 
     /// `<safeRunId>-<infix><faultId><suffix>.json`. gstack writes the fault id as it is; a
     /// fault id comes from data (a phase index in a state file, a registry on disk), so a
-    /// path separator in it is replaced before it can reach the file system.
+    /// path separator in it is replaced before it can reach the file system. A run id (or
+    /// fault id) too long for one file name is cut to fit ([`fit_stem`]); `<suffix>.json`
+    /// is always kept whole.
     fn file_name(run_id: &str, infix: &str, fault_id: &str, suffix: &str) -> String {
         let fault_id = fault_id.replace(['/', '\\', '\0'], "_");
-        format!("{}-{infix}{fault_id}{suffix}.json", file_run_id(run_id))
+        let stem = format!("{}-{infix}{fault_id}", file_run_id(run_id));
+        let tail = format!("{suffix}.json");
+        format!("{}{tail}", fit_stem(&stem, tail.len()))
     }
 
     pub fn pending_path(&self, run_id: &str, fault_id: &str) -> PathBuf {
@@ -198,10 +176,11 @@ impl HaltStore {
     }
 
     /// Files one halt event as gstack's `emitHaltEvent` does: a pending file holding
-    /// another stdout tail is archived to `collapsed/<…>-<n>.json` (n = its
-    /// `snapshot.occurrences`, else 1) and replaced by this capture with
-    /// `occurrences = n + 1`; one holding the same tail is rewritten in place. A resolved
-    /// marker of the same fault is stale once it is raised again, and is removed.
+    /// another stdout tail is archived under `collapsed/` and replaced by this capture with
+    /// `occurrences = n + 1` (n = its `snapshot.occurrences`, else 1); one holding the same
+    /// tail is rewritten in place. A resolved marker of the same fault is stale once it is
+    /// raised again, and is removed. The event is first cut to what berth reads back
+    /// ([`HaltEvent::fit_within`]), so that both daemons compare the tails berth wrote.
     pub fn emit(&self, event: &HaltEvent) -> Result<Emitted, HaltStoreError> {
         self.ensure(PENDING_DIR)?;
         let pending = self.pending_path(&event.run_id, &event.fault_id);
@@ -211,6 +190,12 @@ impl HaltStore {
                 source,
             })?;
         let mut event = event.clone();
+        event
+            .fit_within(json_file::MAX_JSON_BYTES)
+            .map_err(|source| HaltStoreError::TooLarge {
+                path: pending.clone(),
+                source,
+            })?;
         let emitted = match prior {
             None => Emitted::New,
             Some(prior)
@@ -226,12 +211,7 @@ impl HaltStore {
                     .pointer("/snapshot/occurrences")
                     .and_then(Value::as_u64)
                     .unwrap_or(1);
-                self.ensure(COLLAPSED_DIR)?;
-                let archive = self.collapsed_path(&event.run_id, &event.fault_id, capture);
-                let bytes = json_file::pretty(&prior).map_err(io_problem("encode", &archive))?;
-                atomic_file::write_atomic(&archive, &bytes, 0o600)
-                    .map_err(io_problem("write", &archive))?;
-                self.prune_archives(&event.run_id, &event.fault_id)?;
+                self.archive(&event.run_id, &event.fault_id, capture, &prior)?;
                 event.snapshot.occurrences = Some(capture + 1);
                 Emitted::Recurred {
                     occurrences: capture + 1,
@@ -251,45 +231,58 @@ impl HaltStore {
         Ok(emitted)
     }
 
-    /// Removes the oldest archived captures of one fault past [`MAX_ARCHIVES_PER_FAULT`]
-    /// or [`MAX_ARCHIVE_BYTES_PER_FAULT`] (the newest one always stays).
-    fn prune_archives(&self, run_id: &str, fault_id: &str) -> Result<(), HaltStoreError> {
+    /// Archives `prior`, capture number `capture` of the fault, to `collapsed/`, then prunes
+    /// that fault's archives. An ack starts the pending file's count at 1 again while the
+    /// archives from before it stay, so the archive takes the next number after the
+    /// highest one there: none is written over, and the highest number stays the newest
+    /// capture, which the pruning keeps.
+    fn archive(
+        &self,
+        run_id: &str,
+        fault_id: &str,
+        capture: u64,
+        prior: &Value,
+    ) -> Result<(), HaltStoreError> {
+        self.ensure(COLLAPSED_DIR)?;
+        let mut archives = self.archives(run_id, fault_id)?;
+        let number = archives
+            .iter()
+            .map(|a| a.number.saturating_add(1))
+            .fold(capture, u64::max);
+        let path = self.collapsed_path(run_id, fault_id, number);
+        let bytes = json_file::pretty(prior).map_err(io_problem("encode", &path))?;
+        atomic_file::write_atomic(&path, &bytes, 0o600).map_err(io_problem("write", &path))?;
+        archives.push(Archive {
+            number,
+            size: bytes.len() as u64,
+            path,
+        });
+        archives.sort_by_key(|a| std::cmp::Reverse(a.number));
+        prune_archives(&archives)
+    }
+
+    /// The archived captures of one fault under `collapsed/`: the files whose name is the
+    /// name [`HaltStore::collapsed_path`] gives their number.
+    fn archives(&self, run_id: &str, fault_id: &str) -> Result<Vec<Archive>, HaltStoreError> {
         let dir = self.dir.join(COLLAPSED_DIR);
-        let prefix = Self::file_name(run_id, "", fault_id, "-");
-        let prefix = prefix.trim_end_matches(".json");
         let entries = fs::read_dir(&dir).map_err(io_problem("list", &dir))?;
-        // (capture number, size, name), newest first.
-        let mut archives: Vec<(u64, u64, std::ffi::OsString)> = entries
+        Ok(entries
             .flatten()
             .filter_map(|entry| {
-                let name = entry.file_name();
-                let number = name
+                let path = entry.path();
+                let (_, number) = path
+                    .file_name()?
                     .to_str()?
-                    .strip_prefix(prefix)?
                     .strip_suffix(".json")?
-                    .parse()
-                    .ok()?;
-                let size = entry.metadata().ok().filter(|m| m.is_file())?.len();
-                Some((number, size, name))
-            })
-            .collect();
-        archives.sort_by_key(|a| std::cmp::Reverse(a.0));
-        let mut total = 0u64;
-        for (kept, (_, size, name)) in archives.iter().enumerate() {
-            total = total.saturating_add(*size);
-            if kept == 0 || (kept < MAX_ARCHIVES_PER_FAULT && total <= MAX_ARCHIVE_BYTES_PER_FAULT)
-            {
-                continue;
-            }
-            let path = dir.join(name);
-            match fs::remove_file(&path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    return Err(io_problem("remove the old capture", &path)(e));
+                    .rsplit_once('-')?;
+                let number: u64 = number.parse().ok()?;
+                if path != self.collapsed_path(run_id, fault_id, number) {
+                    return None;
                 }
-                _ => {}
-            }
-        }
-        Ok(())
+                let size = entry.metadata().ok().filter(|m| m.is_file())?.len();
+                Some(Archive { number, size, path })
+            })
+            .collect())
     }
 
     /// Writes the resolved marker of a fault that cleared, as gstack's
@@ -305,114 +298,6 @@ impl HaltStore {
         });
         let bytes = json_file::pretty(&marker).map_err(io_problem("encode", &path))?;
         atomic_file::write_atomic(&path, &bytes, 0o600).map_err(io_problem("write", &path))
-    }
-
-    /// One tick for one run's state file (`source`; the queue dir for queue faults): files
-    /// the first event of every detector id not already raised, resolves every raised
-    /// detector id not among `events`, and records the new raised set. A halt id that
-    /// another entry (of this registry, or of another state file's registry with the same
-    /// run id) still holds is neither filed again nor resolved. Only what was written is
-    /// recorded, so a failed write is retried on the next tick.
-    pub fn sync_run(&self, run_id: &str, source: &str, events: &[HaltEvent]) -> SyncReport {
-        let mut report = SyncReport::default();
-        let active_dir = match self.ensure(ACTIVE_DIR) {
-            Ok(dir) => dir,
-            Err(problem) => {
-                report.problems.push(problem.to_string());
-                return report;
-            }
-        };
-        let lock_path = active_dir.join(format!(".{}.lock", file_run_id(run_id)));
-        let _guard = match atomic_file::lock_exclusive_within(&lock_path, atomic_file::LOCK_WAIT) {
-            Ok(guard) => guard,
-            Err(e) => {
-                report
-                    .problems
-                    .push(io_problem("lock", &lock_path)(e).to_string());
-                return report;
-            }
-        };
-        let path = registry::path(&active_dir, run_id, source);
-        let mut registry = match registry::load(&path, run_id, source) {
-            Ok((registry, warning)) => {
-                report.problems.extend(warning);
-                registry
-            }
-            Err(problem) => {
-                report.problems.push(problem.to_string());
-                return report;
-            }
-        };
-        let elsewhere = registry::raised_elsewhere(&active_dir, run_id, &path);
-        let mut changed = false;
-        let mut current: HashSet<&str> = HashSet::new();
-        for event in events {
-            if !current.insert(&event.detector_id)
-                || registry.active.contains_key(&event.detector_id)
-            {
-                continue;
-            }
-            let held = elsewhere.contains(&event.fault_id)
-                || registry
-                    .active
-                    .values()
-                    .any(|a| a.fault_id == event.fault_id);
-            if !held {
-                match self.emit(event) {
-                    Ok(emitted) => report.emitted.push((event.fault_id.clone(), emitted)),
-                    Err(problem) => {
-                        report.problems.push(problem.to_string());
-                        continue;
-                    }
-                }
-            }
-            registry.active.insert(
-                event.detector_id.clone(),
-                ActiveFault {
-                    fault_id: event.fault_id.clone(),
-                    first_detected_at: event.timestamp.clone(),
-                },
-            );
-            changed = true;
-        }
-        let cleared: Vec<String> = registry
-            .active
-            .keys()
-            .filter(|id| !current.contains(id.as_str()))
-            .cloned()
-            .collect();
-        for detector_id in cleared {
-            let Some(fault_id) = registry
-                .active
-                .get(&detector_id)
-                .map(|a| a.fault_id.clone())
-            else {
-                continue;
-            };
-            let held = elsewhere.contains(&fault_id)
-                || registry
-                    .active
-                    .iter()
-                    .any(|(id, a)| current.contains(id.as_str()) && a.fault_id == fault_id);
-            if !held && !report.resolved.contains(&fault_id) {
-                if let Err(problem) = self.resolve(run_id, &fault_id) {
-                    report.problems.push(problem.to_string());
-                    continue;
-                }
-                report.resolved.push(fault_id);
-            }
-            registry.active.remove(&detector_id);
-            changed = true;
-        }
-        if changed {
-            registry.updated_at = crate::clock::now_iso();
-            if let Err(e) = registry::save(&path, &registry) {
-                report
-                    .problems
-                    .push(io_problem("write", &path)(e).to_string());
-            }
-        }
-        report
     }
 
     /// gstack's `markInvestigated`: moves the pending event of (`run_id`, `fault_id`) to
@@ -436,114 +321,32 @@ impl HaltStore {
             }),
         }
     }
-
-    /// Every halt event (detected rows in `pending-investigations/` and `processed/`), with
-    /// its status; files that cannot be read are listed apart.
-    pub fn list(&self) -> Listing {
-        let mut listing = Listing::default();
-        let mut resolved: HashSet<(String, String)> = HashSet::new();
-        let mut detected: BTreeMap<(HaltStatus, String), Value> = BTreeMap::new();
-        for (sub, status) in [
-            (PENDING_DIR, HaltStatus::Pending),
-            (PROCESSED_DIR, HaltStatus::Investigated),
-        ] {
-            let dir = self.dir.join(sub);
-            let names = match json_names(&dir) {
-                Ok(names) => names,
-                Err(bad) => {
-                    listing.unreadable.push(bad);
-                    continue;
-                }
-            };
-            for name in names {
-                let path = dir.join(&name);
-                let value = match json_file::read_json(&path) {
-                    Ok(Some(value)) => value,
-                    Ok(None) => continue,
-                    Err(reason) => {
-                        listing.unreadable.push(crate::store::Unreadable {
-                            file: path.display().to_string(),
-                            reason: reason.to_string(),
-                        });
-                        continue;
-                    }
-                };
-                let text = |field: &str| value.get(field).and_then(Value::as_str);
-                if text("event") == Some(RESOLVED_EVENT) {
-                    if let (Some(run), Some(id), HaltStatus::Pending) =
-                        (text("runId"), text("faultId"), status)
-                    {
-                        resolved.insert((run.to_owned(), id.to_owned()));
-                    }
-                    continue;
-                }
-                detected.insert((status, name), value);
-            }
-        }
-        for ((status, name), value) in detected {
-            let text = |field: &str| {
-                value
-                    .get(field)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned()
-            };
-            let (run_id, fault_id) = (text("runId"), text("faultId"));
-            let status = match status {
-                HaltStatus::Pending if resolved.contains(&(run_id.clone(), fault_id.clone())) => {
-                    HaltStatus::Resolved
-                }
-                other => other,
-            };
-            listing.halts.push(ListedHalt {
-                file: name,
-                status,
-                kind: text("kind"),
-                severity: text("severity"),
-                message: text("message"),
-                timestamp: text("timestamp"),
-                occurrences: value
-                    .pointer("/snapshot/occurrences")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(1),
-                run_id,
-                fault_id,
-            });
-        }
-        listing
-    }
-
-    /// The run ids of the pending detected events with `fault_id`.
-    pub fn pending_runs(&self, fault_id: &str) -> Vec<String> {
-        self.list()
-            .halts
-            .into_iter()
-            .filter(|h| h.fault_id == fault_id && h.status != HaltStatus::Investigated)
-            .map(|h| h.run_id)
-            .collect()
-    }
 }
 
-/// The `*.json` names directly in `dir` (not hidden, not `*.json.tmp.<pid>`), sorted; a
-/// missing dir has none.
-fn json_names(dir: &Path) -> Result<Vec<String>, crate::store::Unreadable> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(crate::store::Unreadable {
-                file: dir.display().to_string(),
-                reason: format!("cannot read dir: {e}"),
-            });
+/// One archived capture under `collapsed/`.
+struct Archive {
+    number: u64,
+    size: u64,
+    path: PathBuf,
+}
+
+/// Removes the oldest of one fault's `archives` (newest, the highest number, first) past
+/// [`MAX_ARCHIVES_PER_FAULT`] or [`MAX_ARCHIVE_BYTES_PER_FAULT`]; the newest always stays.
+fn prune_archives(archives: &[Archive]) -> Result<(), HaltStoreError> {
+    let mut total = 0u64;
+    for (kept, archive) in archives.iter().enumerate() {
+        total = total.saturating_add(archive.size);
+        if kept == 0 || (kept < MAX_ARCHIVES_PER_FAULT && total <= MAX_ARCHIVE_BYTES_PER_FAULT) {
+            continue;
         }
-    };
-    let mut names: Vec<String> = entries
-        .flatten()
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter(|name| !name.starts_with('.') && name.ends_with(".json"))
-        .collect();
-    names.sort();
-    Ok(names)
+        match fs::remove_file(&archive.path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(io_problem("remove the old capture", &archive.path)(e));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
