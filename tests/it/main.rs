@@ -19,6 +19,7 @@ mod doctor;
 mod error_style;
 mod examples;
 mod faults;
+mod file_stamps;
 mod forge;
 mod forge_in_flight;
 mod gates;
