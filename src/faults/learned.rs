@@ -430,7 +430,16 @@ pub fn distinct<'a>(categories: impl IntoIterator<Item = &'a str>) -> Vec<&'a st
 /// fired or the file does not exist. The rewrite is atomic, keeps unknown fields, order
 /// and the file's mode, and is the only thing done under the lock.
 pub fn record_hits(path: &Path, fired: &[&str]) -> Result<(), LearnedError> {
-    if fired.is_empty()
+    record_hits_of_calls(path, &[fired.to_vec()])
+}
+
+/// [`record_hits`] for several detector calls at once, under one take of the lock (so one
+/// wait for it at most): each entry gets one hit per call whose `fired` names its category.
+pub fn record_hits_of_calls<S: AsRef<str>>(
+    path: &Path,
+    calls: &[Vec<S>],
+) -> Result<(), LearnedError> {
+    if calls.iter().all(|fired| fired.is_empty())
         || json_file::open_regular(path, json_file::MAX_JSON_BYTES)
             .map_err(|e| LearnedError::Load {
                 path: path.to_owned(),
@@ -452,17 +461,21 @@ pub fn record_hits(path: &Path, fired: &[&str]) -> Result<(), LearnedError> {
             tracing::warn!(file = %path.display(), "learned-patterns.json entry {index} missing category; its hits are not counted");
             continue;
         };
-        if !fired.contains(&category) {
+        let hits = calls
+            .iter()
+            .filter(|fired| fired.iter().any(|c| c.as_ref() == category))
+            .count() as u64;
+        if hits == 0 {
             continue;
         }
         let count = match map.get("hitCount") {
             Some(Value::Number(n)) => n
                 .as_u64()
-                .map(|n| json!(n + 1))
-                .or_else(|| n.as_f64().map(|n| json!(n + 1.0))),
+                .map(|n| json!(n + hits))
+                .or_else(|| n.as_f64().map(|n| json!(n + hits as f64))),
             _ => None,
         };
-        map.insert("hitCount".into(), count.unwrap_or(json!(1)));
+        map.insert("hitCount".into(), count.unwrap_or(json!(hits)));
         map.insert("lastHit".into(), json!(now));
         bumped = true;
     }
@@ -667,11 +680,13 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         record_hits(&path, &["B", "B", "OTHER"]).unwrap();
         record_hits(&path, &["B"]).unwrap();
+        // A pass's calls under one lock: one hit per call that fired the category.
+        record_hits_of_calls(&path, &[vec!["B"], vec!["A", "B"], vec![]]).unwrap();
         let after: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        assert_eq!(after[0]["hitCount"], 0);
-        assert_eq!(after[1]["hitCount"], 2);
+        assert_eq!(after[0]["hitCount"], 1);
+        assert_eq!(after[1]["hitCount"], 4);
         assert_eq!(
-            after[2]["hitCount"], 2,
+            after[2]["hitCount"], 4,
             "an entry the loader skips is bumped too"
         );
         assert!(after[1]["lastHit"].is_string());

@@ -6,7 +6,8 @@
 //! Learned-pattern hits are counted (as gstack's `persistHitCounts`: every entry of a fired
 //! category, built-in or learned) when a fault is newly raised, not on every tick it stays
 //! raised: a pattern's `hitCount` tells how many incidents it caught, and an idle daemon
-//! does not rewrite the file every tick.
+//! does not rewrite the file every tick. A pass counts the hits of all its runs under one
+//! take of the file's lock, so a held lock costs a pass one wait at most.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -168,6 +169,7 @@ pub fn watch_runs(
     };
     STATE_CACHE.keep_only(&files);
     let mut budget = Budget::for_tick();
+    let mut new_hits: Vec<Vec<String>> = Vec::new();
     for file in files {
         let run = match STATE_CACHE.load(&file) {
             Ok((document, parsed)) => {
@@ -216,8 +218,11 @@ pub fn watch_runs(
             .map(|fault| HaltEvent::from_fault(&run_ref, fault))
             .collect();
         let sync = halts.sync_run(&run_id, &state_file, &events);
-        count_new_hits(learned, &events, &sync);
+        new_hits.push(newly_fired(&events, &sync));
         report.absorb(&run_id, sync);
+    }
+    if let Err(e) = learned::record_hits_of_calls(&learned.path, &new_hits) {
+        tracing::warn!("learned-pattern hits not counted: {e}");
     }
     // The budget names a position among the set's valid patterns; the report, the file's.
     report.learned_budget = budget.exhausted.and_then(|exhausted| {
@@ -232,22 +237,20 @@ pub fn watch_runs(
     report
 }
 
-/// gstack's `persistHitCounts` for the categories (built-in and learned) newly raised
-/// this tick: a fault that stays raised is one incident, counted once.
-fn count_new_hits(learned: &LearnedSet, events: &[HaltEvent], sync: &SyncReport) {
+/// The categories (built-in and learned) of one run's faults newly raised this tick, each
+/// once, for gstack's `persistHitCounts`: a fault that stays raised is one incident,
+/// counted once.
+fn newly_fired(events: &[HaltEvent], sync: &SyncReport) -> Vec<String> {
     let new_ids: HashSet<&str> = sync.emitted.iter().map(|(id, _)| id.as_str()).collect();
-    let mut fired: Vec<&str> = Vec::new();
-    for event in events
-        .iter()
-        .filter(|e| new_ids.contains(e.fault_id.as_str()))
-    {
-        if !fired.contains(&event.category.as_str()) {
-            fired.push(&event.category);
-        }
-    }
-    if let Err(e) = learned::record_hits(&learned.path, &fired) {
-        tracing::warn!("learned-pattern hits not counted: {e}");
-    }
+    learned::distinct(
+        events
+            .iter()
+            .filter(|e| new_ids.contains(e.fault_id.as_str()))
+            .map(|e| e.category.as_str()),
+    )
+    .into_iter()
+    .map(str::to_owned)
+    .collect()
 }
 
 /// A run's id as gstack names it (its `--run-id`, else the state slug): the state's
