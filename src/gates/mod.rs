@@ -5,14 +5,18 @@
 //! that value, so there is no window between checking a path and using it.
 
 use std::fmt;
-use std::fs;
-use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use crate::hostile_file::ReadError;
 use crate::pinned_dir::PinnedDir;
 use crate::record::Record;
+
+mod detail;
+mod git_dir;
+mod names;
+
+use detail::Detail;
+pub use names::{gate_branch, gate_identity};
 
 /// The environment variable gstack uses for extra allowed repo roots (colon-separated).
 pub const ALLOWLIST_ENV: &str = "GSTACK_DAEMON_REPO_ALLOWLIST";
@@ -75,51 +79,6 @@ pub struct GateError {
     pub reason: String,
 }
 
-/// berth's detail of a refusal: what is wrong with a root, a repo's git dir or its files.
-/// It follows the subject it is about (a path, a root, an allowlist entry).
-#[derive(Debug, thiserror::Error)]
-enum Detail {
-    #[error("not an absolute path")]
-    RelativeRoot,
-    #[error("resolves to `/`, which would allow every path")]
-    RootIsSlash,
-    #[error("it does not exist")]
-    RootMissing,
-    #[error("has no .git entry (not a git repo)")]
-    NoDotGit,
-    #[error("has a `.git` file berth cannot read: {0}")]
-    DotGitUnreadable(ReadError),
-    #[error("has a `.git` file with no `gitdir:` line")]
-    NoGitdirLine,
-    #[error("has a git dir {} that cannot be resolved: {source}", .path.display())]
-    GitDirUnresolved { path: PathBuf, source: io::Error },
-    #[error("has a git dir {} that is not a directory", .0.display())]
-    GitDirNotDir(PathBuf),
-    /// `allowlist` is the allowlist as [`Allowlist::describe`] says it.
-    #[error(
-        "has a git dir that resolves to {}, outside the daemon allowlist; {allowlist}",
-        .real.display()
-    )]
-    GitDirOutside { real: PathBuf, allowlist: String },
-    #[error("has a commondir {} that cannot be resolved: {source}", .path.display())]
-    CommonDirUnresolved { path: PathBuf, source: io::Error },
-    #[error("has a commondir that resolves to {}, outside the daemon allowlist", .0.display())]
-    CommonDirOutside(PathBuf),
-    #[error("has an unreadable commondir: {0}")]
-    CommonDirUnreadable(Box<Detail>),
-    #[error("has git files berth will not read: {0}")]
-    GitFiles(Box<Detail>),
-    #[error("{} {source}", .path.display())]
-    Unreadable { path: PathBuf, source: ReadError },
-    #[error("the git dir has no HEAD")]
-    NoHead,
-    #[error(
-        "{} uses `include`/`includeIf`, which berth does not follow; inline those settings",
-        .0.display()
-    )]
-    Includes(PathBuf),
-}
-
 fn refuse(gate: Gate, value: &str, reason: impl Into<String>) -> GateError {
     GateError {
         gate,
@@ -146,9 +105,6 @@ pub struct GatedRepo {
     /// the path against it (a producer may swap the path for a symlink meanwhile).
     pub pin: Arc<PinnedDir>,
 }
-
-/// A git config file larger than this is not a repo's config; berth will not parse it.
-const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 /// Where a landing runs: the record's worktree if it passed the gate, else a scratch one.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,7 +143,8 @@ impl Allowlist {
                 }
             }
         }
-        for entry in extra.unwrap_or("").split(':') {
+        for entry in std::env::split_paths(extra.unwrap_or("")) {
+            let entry = entry.to_string_lossy();
             let entry_trimmed = entry.trim();
             if entry_trimmed.is_empty() {
                 if extra.is_some_and(|e| !e.is_empty()) {
@@ -339,64 +296,6 @@ impl Allowlist {
         })
     }
 
-    /// The `.git` entry of `repo`: a directory, or a file `gitdir: <path>` (a linked
-    /// worktree); the dir it leads to, and a `commondir` inside it, must be allowed too.
-    fn gate_git_dir(&self, repo: &Path) -> Result<(PathBuf, PathBuf), Detail> {
-        let dot_git = repo.join(".git");
-        let meta = fs::symlink_metadata(&dot_git).map_err(|_| Detail::NoDotGit)?;
-        let git_dir = if meta.is_file() || meta.file_type().is_symlink() && dot_git.is_file() {
-            // The producer's repo: a FIFO swapped in must not hang the gate.
-            let text = crate::hostile_file::read_regular_following(&dot_git, MAX_CONFIG_BYTES)
-                .and_then(crate::hostile_file::utf8)
-                .map_err(Detail::DotGitUnreadable)?;
-            let target = text
-                .lines()
-                .next()
-                .and_then(|line| line.strip_prefix("gitdir:"))
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .ok_or(Detail::NoGitdirLine)?;
-            repo.join(target)
-        } else {
-            dot_git
-        };
-        let real = git_dir
-            .canonicalize()
-            .map_err(|source| Detail::GitDirUnresolved {
-                path: git_dir.clone(),
-                source,
-            })?;
-        if !real.is_dir() {
-            return Err(Detail::GitDirNotDir(real));
-        }
-        if !self.contains(&real) {
-            return Err(Detail::GitDirOutside {
-                real,
-                allowlist: self.describe(),
-            });
-        }
-        let common_real = match read_small_file(&real.join("commondir")) {
-            Ok(Some(common)) => {
-                let common_dir = real.join(common.trim());
-                let common_real =
-                    common_dir
-                        .canonicalize()
-                        .map_err(|source| Detail::CommonDirUnresolved {
-                            path: common_dir.clone(),
-                            source,
-                        })?;
-                if !self.contains(&common_real) {
-                    return Err(Detail::CommonDirOutside(common_real));
-                }
-                common_real
-            }
-            Ok(None) => real.clone(),
-            Err(reason) => return Err(Detail::CommonDirUnreadable(Box::new(reason))),
-        };
-        check_git_files(&real, &common_real).map_err(|e| Detail::GitFiles(Box::new(e)))?;
-        Ok((real, common_real))
-    }
-
     /// DESIGN §5 worktree gate: the record's worktree is used only if it passes the same
     /// gate as a repo path **and** is a checkout of the same repository (same common git
     /// dir); otherwise the landing gets a private scratch worktree. With `Use`, the
@@ -499,39 +398,6 @@ pub struct RepoGate {
     pub origin: Result<(String, Option<String>), GateError>,
 }
 
-/// The files libgit2 reads when berth opens the repo must be plain, small, and free of
-/// `include`s: a FIFO or an include of one would hang the daemon inside libgit2, and an
-/// include could pull config from outside the allowlist.
-fn check_git_files(git_dir: &Path, common_dir: &Path) -> Result<(), Detail> {
-    read_small_file(&git_dir.join("HEAD"))?.ok_or(Detail::NoHead)?;
-    for config in [common_dir.join("config"), git_dir.join("config.worktree")] {
-        let Some(text) = read_small_file(&config)? else {
-            continue;
-        };
-        let includes = text.lines().any(|line| {
-            let line = line.trim_start().to_ascii_lowercase();
-            line.starts_with("[include") || line.starts_with("include.")
-        });
-        if includes {
-            return Err(Detail::Includes(config));
-        }
-    }
-    Ok(())
-}
-
-/// A regular file's text (`None` if absent), refusing anything else: FIFOs, devices,
-/// directories, symlinks, oversized files.
-fn read_small_file(path: &Path) -> Result<Option<String>, Detail> {
-    match crate::hostile_file::read_regular_string(path, MAX_CONFIG_BYTES) {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(source) => Err(Detail::Unreadable {
-            path: path.to_owned(),
-            source,
-        }),
-    }
-}
-
 /// A root must be absolute and must not resolve to `/` (which would allow everything).
 fn resolve_root(root: &Path) -> Result<PathBuf, Detail> {
     if !root.is_absolute() {
@@ -546,219 +412,9 @@ fn resolve_root(root: &Path) -> Result<PathBuf, Detail> {
     Ok(real)
 }
 
-/// DESIGN §5 branch gate: `[A-Za-z0-9._/-]+`, not starting with `-`, and a valid git
-/// branch name (no `..`, `//`, `.lock` component, trailing `/` or `.`, leading `.`). The
-/// reasons are gstack's (`featureBranch "<b>" contains characters outside the safe subset
-/// …`, `… is not a valid git branch name`), then berth's detail.
-pub fn gate_branch(gate: Gate, name: &str) -> Result<(), GateError> {
-    let field = gate.field();
-    if name.is_empty() {
-        return Err(refuse(
-            gate,
-            name,
-            format!("{field} is empty or not a string"),
-        ));
-    }
-    let quoted = serde_json::Value::from(name).to_string();
-    let unsafe_char = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '/' | '-')));
-    if unsafe_char.is_some() || name.starts_with('-') {
-        let detail = match unsafe_char {
-            Some(bad) => format!("character {bad:?} is not allowed"),
-            None => "it starts with `-`".to_owned(),
-        };
-        return Err(refuse(
-            gate,
-            name,
-            format!(
-                "{field} {quoted} contains characters outside the safe subset [A-Za-z0-9._/-] (or starts with -): {detail}"
-            ),
-        ));
-    }
-    let invalid = |detail: &str| {
-        Err(refuse(
-            gate,
-            name,
-            format!("{field} {quoted} is not a valid git branch name: {detail}"),
-        ))
-    };
-    if name.contains("..") || name.contains("//") {
-        return invalid("it contains `..` or `//`");
-    }
-    if name.ends_with('/') || name.ends_with('.') {
-        return invalid("it ends with `/` or `.`");
-    }
-    if name
-        .split('/')
-        .any(|part| part.starts_with('.') || part.ends_with(".lock"))
-    {
-        return invalid("a path component starts with `.` or ends with `.lock`");
-    }
-    if !git2::Reference::is_valid_name(&format!("refs/heads/{name}")) {
-        return invalid("git refuses it as a ref name");
-    }
-    Ok(())
-}
-
-/// DESIGN §5 identity gate. berth computes identities as gstack does (see
-/// [`crate::identity`]) and uses one only if it names one repository whatever the
-/// directory it is read from:
-/// - `host/path[/more]` of safe characters (GitHub's `host/owner/name`, nested groups, a
-///   self-hosted `host/repo`); `gh --repo` needs exactly `host/owner/name`, which the gh
-///   forge checks;
-/// - a local remote: `/abs/path`, `file:/abs/path` (gstack's forms) or `path:/abs/path`
-///   (no origin), absolute and without `.`/`..` components; a `file:` identity must not
-///   hold a `%`: it is the URL's percent-encoding (`my%20repo`), not the directory's name.
-///
-/// A relative origin (`../widget.git`, `widget`) is refused: it would name a different
-/// repository from every checkout.
-pub fn gate_identity(identity: &str) -> Result<(), GateError> {
-    let local = identity
-        .strip_prefix("path:")
-        .or_else(|| identity.strip_prefix("file:"))
-        .or_else(|| identity.starts_with('/').then_some(identity));
-    if let Some(path) = local {
-        let p = Path::new(path);
-        if !p.is_absolute() {
-            return Err(refuse(
-                Gate::RepoIdentity,
-                identity,
-                format!("repoIdentity {identity} is a local path that is not absolute"),
-            ));
-        }
-        if p.components()
-            .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
-            || path.split('/').any(|s| s == "." || s == "..")
-        {
-            return Err(refuse(
-                Gate::RepoIdentity,
-                identity,
-                format!("repoIdentity {identity} is a local path with `.` or `..` components"),
-            ));
-        }
-        if identity.starts_with("file:") && path.contains('%') {
-            return Err(refuse(
-                Gate::RepoIdentity,
-                identity,
-                format!(
-                    "repoIdentity {identity} holds percent-encoding from a file:// origin URL, so it does not name the directory; set origin to the plain path instead"
-                ),
-            ));
-        }
-        if path.chars().any(char::is_control) {
-            return Err(refuse(
-                Gate::RepoIdentity,
-                identity,
-                format!("repoIdentity {identity:?} holds control characters"),
-            ));
-        }
-        return Ok(());
-    }
-    let segments: Vec<&str> = identity.split('/').collect();
-    if segments.len() < 2 || matches!(segments[0], "." | "..") {
-        return Err(refuse(
-            Gate::RepoIdentity,
-            identity,
-            format!(
-                "repoIdentity {identity} comes from a relative origin (expected host/owner/name, an absolute path or a file:// URL); a relative origin names a different repository from every checkout"
-            ),
-        ));
-    }
-    for segment in &segments {
-        let safe = !segment.is_empty()
-            && !segment.starts_with('-')
-            && *segment != "."
-            && *segment != ".."
-            && segment
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-        if !safe {
-            return Err(refuse(
-                Gate::RepoIdentity,
-                identity,
-                format!(
-                    "repoIdentity {identity} has segment {segment:?}, which is not of safe characters [A-Za-z0-9._-]"
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn branches_from_the_design_are_refused() {
-        for bad in [
-            "evil:refs/heads/main",
-            "evil+force",
-            "evil^",
-            "evil~1",
-            "--upload-pack=bad",
-            "foo/../main",
-            "a//b",
-            "a.lock",
-            "a/b.lock/c",
-            "trailing/",
-            "x@{1}",
-            "tab\there",
-            "nul\0",
-            "",
-            ".hidden",
-            "a/.b",
-            "-x",
-            "dot.",
-            "space here",
-        ] {
-            assert!(
-                gate_branch(Gate::FeatureBranch, bad).is_err(),
-                "{bad:?} passed"
-            );
-        }
-        for good in ["main", "feat/x", "release/2.x", "user_a/fix-1.2", "v1.0.0"] {
-            assert_eq!(gate_branch(Gate::BaseBranch, good), Ok(()), "{good}");
-        }
-    }
-
-    #[test]
-    fn identities() {
-        for good in [
-            "github.com/acme/widget",
-            "gitlab.example.com/group/sub/repo",
-            "path:/home/u/code/w",
-            "/srv/git/widget",
-            "file:/srv/git/widget",
-            "/srv/git/my repo",
-        ] {
-            assert_eq!(gate_identity(good), Ok(()), "{good}");
-        }
-        for bad in [
-            "github.com",
-            "github.com/acme/../x",
-            "github.com/-acme/x",
-            "github.com/ac me/x",
-            "github.com//x",
-            "path:relative",
-            "path:/a/../b",
-            "github.com/acme/w;rm",
-            "/srv/git/../x",
-            "file:/srv/git/my%20repo",
-            "../widget",
-            "./relative/path/x",
-            "widget",
-            "https:",
-            "github.com/acme/my%20repo",
-        ] {
-            assert!(gate_identity(bad).is_err(), "{bad:?} passed");
-        }
-        let why = |id: &str| gate_identity(id).unwrap_err().to_string();
-        assert!(why("../widget").contains("relative origin"));
-        assert!(why("file:/srv/git/my%20repo").contains("percent-encoding"));
-        assert!(why("../widget").starts_with("repoIdentity rejected: "));
-    }
 
     #[test]
     fn allowlist_refuses_root_empty_and_relative_entries() {
