@@ -127,7 +127,10 @@ mod tests {
         assert!(racy, "seen for less than the racy window");
         std::thread::sleep(RACY + Duration::from_millis(10));
         let (_, racy) = ReadStart::now().judge(future, Some(&again));
-        assert!(!racy, "seen unchanged for the racy window before this read began");
+        assert!(
+            !racy,
+            "seen unchanged for the racy window before this read began"
+        );
         // Another stamp at the path starts over.
         let moved = stamp(0, i128::MAX / 3);
         assert!(ReadStart::now().judge(moved, Some(&again)).1);

@@ -264,8 +264,9 @@ impl QueueView {
         self.files_read += 1;
         let before = self.entries.get(name);
         if let Err(bad) = &read.content {
-            let same_report = before
-                .is_some_and(|e| e.seen.stamp == read.seen.stamp && e.content.as_ref().err() == Some(bad));
+            let same_report = before.is_some_and(|e| {
+                e.seen.stamp == read.seen.stamp && e.content.as_ref().err() == Some(bad)
+            });
             if !same_report {
                 seen.newly_unreadable.push(bad.clone());
             }

@@ -57,9 +57,11 @@ static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
 static HOLDERS: LazyLock<Mutex<HashMap<PathBuf, u64>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
-/// Per lock path, the lock file (inode, mtime) last found with a future mtime and when this
-/// process first saw it: such a lock's age. One entry per lock path.
-static UNDATED: LazyLock<Mutex<HashMap<PathBuf, (u64, SystemTime, Instant)>>> =
+/// A lock file (inode, mtime) found with a future mtime, and when this process first saw it.
+type Undated = (u64, SystemTime, Instant);
+/// Per lock path, the last lock file found there with a future mtime: its age is how long
+/// this process has seen it. One entry per lock path.
+static UNDATED: LazyLock<Mutex<HashMap<PathBuf, Undated>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
 fn holders() -> std::sync::MutexGuard<'static, HashMap<PathBuf, u64>> {
