@@ -231,6 +231,19 @@ pub struct LearnedSet {
     compiled: Compiled,
     /// Each run's last answers (by its state file), for the patterns a budget leaves out.
     answers: Mutex<HashMap<PathBuf, Vec<bool>>>,
+    id: SetId,
+}
+
+/// Tells a set from every other this process made: what the fault watch keys a run's
+/// remembered detection by, with no pointer that a later set could reuse.
+#[derive(Debug)]
+struct SetId(u64);
+
+impl Default for SetId {
+    fn default() -> SetId {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        SetId(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 /// Runs whose last answers are kept; past it they are forgotten together (a run then
@@ -238,6 +251,11 @@ pub struct LearnedSet {
 const MAX_REMEMBERED_RUNS: usize = 1024;
 
 impl LearnedSet {
+    /// This set's number among the sets this process made, none of them equal.
+    pub fn id(&self) -> u64 {
+        self.id.0
+    }
+
     /// Loads `path`; a missing file is an empty set. Fails (naming the file) only when the
     /// file as a whole is unusable: unreadable, not JSON, or not an array.
     pub fn load(path: &Path) -> Result<LearnedSet, LearnedError> {

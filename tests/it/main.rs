@@ -19,6 +19,7 @@ mod doctor;
 mod error_style;
 mod examples;
 mod exit_codes;
+mod fault_watch_cost;
 mod faults;
 mod file_stamps;
 mod forge;
