@@ -3,6 +3,7 @@
 //! Unknown keys are refused (a typo must not silently fall back to a default), and every
 //! error names the file, the key and the reason.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -159,20 +160,27 @@ pub const MAX_LOCK_TTL_SECS: u64 = 365 * 24 * 3600;
 impl Config {
     /// Reads `path`; `None` gives the defaults.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_with_keys(path).map(|(config, _)| config)
+    }
+
+    /// [`Config::load`], and the keys the file itself sets (read once: what `config show`
+    /// says came from the file is what this load parsed).
+    pub fn load_with_keys(path: Option<&Path>) -> Result<(Config, BTreeSet<String>), ConfigError> {
         let Some(path) = path else {
-            return Ok(Config::default());
+            return Ok((Config::default(), BTreeSet::new()));
         };
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        let config: Config =
-            toml::from_str(&text).map_err(|e| ConfigError::syntax(path, &text, &e))?;
+        let syntax = |e: toml::de::Error| ConfigError::syntax(path, &text, &e);
+        let config: Config = toml::from_str(&text).map_err(syntax)?;
+        let keys = text.parse::<toml::Table>().map_err(syntax)?.into_iter();
         config.validate().map_err(|source| ConfigError::Invalid {
             path: path.to_owned(),
             source,
         })?;
-        Ok(config)
+        Ok((config, keys.map(|(key, _)| key).collect()))
     }
 
     /// The halt-events dir: `faults_dir`, else gstack's `~/.gstack/skill-faults/`.
@@ -302,6 +310,18 @@ pub fn user_config_path() -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_keys_a_file_sets_come_from_the_same_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(&path, "max_lanes = 2\nforge = \"git\"\n").unwrap();
+        let (config, keys) = Config::load_with_keys(Some(&path)).unwrap();
+        assert_eq!(config.max_lanes, 2);
+        assert_eq!(keys.into_iter().collect::<Vec<_>>(), ["forge", "max_lanes"]);
+        let (_, none) = Config::load_with_keys(None).unwrap();
+        assert!(none.is_empty());
+    }
 
     #[test]
     fn errors_name_the_file_and_the_key() {

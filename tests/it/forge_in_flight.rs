@@ -188,3 +188,30 @@ fn a_blocked_record_is_rechecked_while_another_repos_discovery_hangs() {
     );
     assert!(still_held);
 }
+
+/// A stopping daemon never waits for a round: SIGTERM while discovery is held ends the
+/// daemon (143) with the call still held, and no second round was started.
+#[test]
+fn sigterm_while_a_round_hangs_stops_without_it() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let world = World::new();
+    let gh = world.gh_lane();
+    let held = HeldDiscovery::hold(&gh, "widget");
+    let mut daemon = watch_while_discovery_hangs(&gh, &gh.repo, &held);
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    let mut code = None;
+    let exited = world.wait_for(WAIT, || {
+        code = daemon.try_wait().unwrap().map(|s| s.code());
+        code.is_some()
+    });
+    let still_held = held.gate.exists();
+    held.release();
+    if !exited {
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+    }
+    assert!(exited && still_held, "the daemon waited for the round");
+    assert_eq!(code, Some(Some(143)));
+    assert_eq!(discoveries(&gh), 1);
+}
