@@ -8,6 +8,7 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::atomic_file;
 use crate::hostile_file::ReadError;
@@ -101,11 +102,16 @@ pub enum StoreError {
     #[error("record `{id}`: {reason}")]
     IdTooLong { id: String, reason: String },
     #[error(
-        "record `{id}` is locked by another process (still held after {} ms); nothing was written. Try again, or find the holder with `fuser {}`",
-        atomic_file::LOCK_WAIT.as_millis(),
+        "record `{id}` is locked by another process ({}); nothing was written. Try again, or find the holder with `fuser {}`",
+        held_for(*.waited),
         .lock.display()
     )]
-    Locked { id: String, lock: PathBuf },
+    Locked {
+        id: String,
+        lock: PathBuf,
+        /// How long the write waited for the lock (zero: it only tried once).
+        waited: Duration,
+    },
     #[error("{action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -121,6 +127,15 @@ fn expected_list(statuses: &[Status]) -> String {
         .map(|s| s.as_str())
         .collect::<Vec<_>>()
         .join(" or ")
+}
+
+/// How long a lock was found held, for [`StoreError::Locked`].
+fn held_for(waited: Duration) -> String {
+    if waited.is_zero() {
+        "held; this write does not wait for it".to_owned()
+    } else {
+        format!("still held after {} ms", waited.as_millis())
+    }
 }
 
 impl StoreError {
@@ -162,16 +177,16 @@ impl QueueStore {
         self.dir.join(format!(".{id}.lock"))
     }
 
-    /// The record's advisory lock, waited for at most [`atomic_file::LOCK_WAIT`]: a
-    /// producer holding it longer makes this write fail (the tick skips the record and
-    /// logs it), never hang.
-    fn lock(&self, id: &str) -> Result<fs::File, StoreError> {
+    /// The record's advisory lock, waited for at most `wait`: a producer holding it longer
+    /// makes this write fail (the tick skips the record and logs it), never hang.
+    fn lock(&self, id: &str, wait: Duration) -> Result<fs::File, StoreError> {
         let lock = self.lock_path_of(id);
-        atomic_file::lock_exclusive_within(&lock, atomic_file::LOCK_WAIT).map_err(|e| {
+        atomic_file::lock_exclusive_within(&lock, wait).map_err(|e| {
             if e.kind() == io::ErrorKind::WouldBlock {
                 StoreError::Locked {
                     id: id.to_owned(),
                     lock,
+                    waited: wait,
                 }
             } else {
                 StoreError::io("lock", &self.path_of(id))(e)
@@ -330,7 +345,7 @@ impl QueueStore {
         self.ensure_dir()?;
         let id = record.id_under(identity);
         let path = self.path_of(&id);
-        let _guard = self.lock(&id)?;
+        let _guard = self.lock(&id, atomic_file::LOCK_WAIT)?;
         match atomic_file::create_new(&path, record.to_pretty_json().as_bytes(), 0o600) {
             Ok(()) => Ok(id),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -353,9 +368,21 @@ impl QueueStore {
         to: Status,
         edit: impl FnOnce(&mut Record),
     ) -> Result<Record, StoreError> {
+        self.transition_within(id, expect, to, atomic_file::LOCK_WAIT, edit)
+    }
+
+    /// [`Self::transition`], waiting at most `wait` for the record's lock.
+    pub fn transition_within(
+        &self,
+        id: &str,
+        expect: Expect<'_>,
+        to: Status,
+        wait: Duration,
+        edit: impl FnOnce(&mut Record),
+    ) -> Result<Record, StoreError> {
         check_id(id)?;
         let path = self.path_of(id);
-        let _guard = self.lock(id)?;
+        let _guard = self.lock(id, wait)?;
         let mut record = self.load(id)?.record;
         let on_disk = record.status;
         match expect {
