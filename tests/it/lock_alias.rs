@@ -195,3 +195,18 @@ fn a_shared_ref_held_by_a_sibling_landing_of_this_daemon_is_not_an_orphan() {
     );
     assert!(ids.iter().all(landed), "{steps:?}");
 }
+
+/// One bare repository reached by its path (a berth on the git server itself) and by the
+/// network (`git://`, as `ssh://server/srv/git/w.git` from another host): every path that
+/// reaches the repository reaches its `+repo` ref, but only the local spelling takes it, so
+/// the network spelling's client takes the lane while the local one holds it.
+#[test]
+fn a_local_path_and_a_network_url_to_the_same_bare_repo_are_one_lane() {
+    let remote = remote_by(Reach::GitDaemon);
+    let path = remote.bare.to_str().unwrap().to_owned();
+    second_spelling_waits(
+        &remote,
+        (&path, lane_of(&path)),
+        (&remote.url, lane_of(&remote.url)),
+    );
+}
