@@ -350,6 +350,14 @@ async fn spawn_and_supervise(
         guard,
         lease: lease_watch,
     };
+    // Berth may have been paused between the lease check and here: a step already past
+    // its lease is stopped at once (its guard does the same), never given a grace.
+    if cmd.lease.is_some_and(Lease::expired) {
+        tracing::warn!(pgid = %pgid, "the lane lock lease ran out while the step started; killing its process group");
+        group.signal(Signal::SIGKILL);
+        group.reap().await;
+        return Outcome::LeaseExpired;
+    }
     group.supervise(cmd.timeout, cmd.grace, cancel).await
 }
 
@@ -371,7 +379,8 @@ struct ProcessGroup {
     /// must not be signalled again.
     reaped: bool,
     sigchld: Option<tokio::signal::unix::Signal>,
-    /// Ends the group if berth dies; dismissed before the leader is reaped.
+    /// Ends the group if berth dies; stopped before the leader is reaped, when it ends
+    /// what left the group.
     guard: Guard,
     /// Each lease extension, passed on to the guard.
     lease: Option<watch::Receiver<BootTime>>,
@@ -493,7 +502,7 @@ impl ProcessGroup {
     }
 
     async fn reap(&mut self) -> Option<std::process::ExitStatus> {
-        self.guard.dismiss();
+        self.guard.stop();
         let status = self.child.wait().await;
         // Reaped or lost: either way the pgid is no longer ours to signal.
         self.reaped = true;
