@@ -45,12 +45,12 @@ fn second_spelling_waits(
     // B wrote nothing: its spelling's ref is absent, or is the shared ref A holds.
     let second_ref = lock_ref_name(&second.1);
     assert!(
-        remote.sha(&second_ref).is_none() || held.alias_ref_name() == Some(second_ref.as_str())
+        remote.sha(&second_ref).is_none()
+            || held.alias_ref_names().any(|alias| alias == second_ref)
     );
     assert_eq!(a.release(&held).unwrap(), Released::Deleted);
-    let alias = held.alias_ref_name().map(str::to_owned);
-    if let Some(alias) = alias {
-        assert_eq!(remote.sha(&alias), None, "the alias lock is released too");
+    for alias in held.alias_ref_names() {
+        assert_eq!(remote.sha(alias), None, "the alias lock is released too");
     }
     let taken = acquired(b.acquire(second.0, &second.1, "owner-b", Path::new("/b")));
     assert_eq!(remote.sha(&lock_ref_name(&second.1)), Some(taken.sha()));
