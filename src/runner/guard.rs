@@ -444,3 +444,49 @@ unsafe fn close_all_but(keep: &mut [libc::c_int]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+
+    use super::*;
+
+    /// A guard forked past its lease (berth paused between its lease check and the fork)
+    /// gives the group no SIGTERM grace: the lock may already be another daemon's.
+    #[test]
+    fn a_guard_forked_past_its_lease_kills_the_group_without_a_grace() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ready, termed) = (dir.path().join("ready"), dir.path().join("termed"));
+        let script = format!(
+            "trap 'echo term > {termed}' TERM; echo > {ready}; while :; do sleep 0.05; done",
+            termed = termed.display(),
+            ready = ready.display()
+        );
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while !ready.exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "sh never started"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let lease = LeaseEnd {
+            deadline: BootTime::now().before(Duration::from_secs(1)),
+            grace: Duration::from_secs(1),
+        };
+        let pgid = Pid::from_raw(child.id() as i32);
+        let _guard =
+            Guard::spawn(pgid, Duration::from_secs(2), Some(lease), &Mark::default()).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        assert!(
+            !termed.exists(),
+            "the group was given a SIGTERM grace past its lease"
+        );
+    }
+}
