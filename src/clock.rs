@@ -23,15 +23,16 @@ pub fn parse_iso(text: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// "3m", "2h", "4d": short ages for the status table.
+/// "59s", "3m", "2h", "4days": an age in its largest whole unit, for the status table.
 pub fn short_age(since: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let secs = (now - since).num_seconds().max(0);
-    match secs {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m", s / 60),
-        s if s < 86_400 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
-    }
+    let secs = u64::try_from((now - since).num_seconds()).unwrap_or(0);
+    let unit = match secs {
+        0..60 => 1,
+        60..3600 => 60,
+        3600..86_400 => 3600,
+        _ => 86_400,
+    };
+    humantime::format_duration(std::time::Duration::from_secs(secs - secs % unit)).to_string()
 }
 
 #[cfg(test)]
@@ -50,6 +51,7 @@ mod tests {
         let t = parse_iso("2026-05-17T00:00:00Z").unwrap();
         assert_eq!(short_age(t, t + chrono::Duration::seconds(59)), "59s");
         assert_eq!(short_age(t, t + chrono::Duration::minutes(61)), "1h");
-        assert_eq!(short_age(t, t + chrono::Duration::days(3)), "3d");
+        assert_eq!(short_age(t, t + chrono::Duration::days(3)), "3days");
+        assert_eq!(short_age(t + chrono::Duration::days(1), t), "0s");
     }
 }

@@ -3,6 +3,7 @@
 //! Unknown keys are refused (a typo must not silently fall back to a default), and every
 //! error names the file, the key and the reason.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -92,8 +93,8 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("config {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    #[error("config {path}: {source}")]
+    Invalid { path: PathBuf, source: Invalid },
     /// A TOML error, where it is: `config <path>:<line>:<col>: <message>`, one line.
     #[error("config {}:{line}:{col}: {message}", path.display())]
     Syntax {
@@ -102,6 +103,36 @@ pub enum ConfigError {
         col: usize,
         message: String,
     },
+}
+
+/// A value the configuration may not have, and the bound it breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("lock_ttl_secs ({0}) must be at most {MAX_LOCK_TTL_SECS} (365 days)")]
+    LockTtl(u64),
+    #[error(
+        "heartbeat_secs ({heartbeat_secs}) must be positive and shorter than lock_ttl_secs ({lock_ttl_secs})"
+    )]
+    Heartbeat {
+        heartbeat_secs: u64,
+        lock_ttl_secs: u64,
+    },
+    #[error(
+        "heartbeat_secs ({heartbeat_secs}) must be at most half of lock_ttl_secs ({lock_ttl_secs}) minus the lease margin ({:.2}s), {:.2}s, so one failed refresh does not stop a landing",
+        .margin.as_secs_f64(), .lease.as_secs_f64() / 2.0
+    )]
+    HeartbeatPastLease {
+        heartbeat_secs: u64,
+        lock_ttl_secs: u64,
+        margin: Duration,
+        lease: Duration,
+    },
+    #[error("allowed_roots entry {} is not an absolute path", .0.display())]
+    RelativeRoot(PathBuf),
+    #[error("max_lanes must be at least 1")]
+    NoLanes,
+    #[error("max_lanes ({0}) must be at most {MAX_LANES_CAP}")]
+    TooManyLanes(usize),
 }
 
 impl ConfigError {
@@ -129,20 +160,27 @@ pub const MAX_LOCK_TTL_SECS: u64 = 365 * 24 * 3600;
 impl Config {
     /// Reads `path`; `None` gives the defaults.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_with_keys(path).map(|(config, _)| config)
+    }
+
+    /// [`Config::load`], and the keys the file itself sets (read once: what `config show`
+    /// says came from the file is what this load parsed).
+    pub fn load_with_keys(path: Option<&Path>) -> Result<(Config, BTreeSet<String>), ConfigError> {
         let Some(path) = path else {
-            return Ok(Config::default());
+            return Ok((Config::default(), BTreeSet::new()));
         };
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        let config: Config =
-            toml::from_str(&text).map_err(|e| ConfigError::syntax(path, &text, &e))?;
-        config.validate().map_err(|message| ConfigError::Invalid {
+        let syntax = |e: toml::de::Error| ConfigError::syntax(path, &text, &e);
+        let config: Config = toml::from_str(&text).map_err(syntax)?;
+        let keys = text.parse::<toml::Table>().map_err(syntax)?.into_iter();
+        config.validate().map_err(|source| ConfigError::Invalid {
             path: path.to_owned(),
-            message,
+            source,
         })?;
-        Ok(config)
+        Ok((config, keys.map(|(key, _)| key).collect()))
     }
 
     /// The halt-events dir: `faults_dir`, else gstack's `~/.gstack/skill-faults/`.
@@ -152,51 +190,42 @@ impl Config {
             .unwrap_or_else(crate::paths::default_faults_dir)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Invalid> {
         // A lock's `expiresAt` is its write time plus the TTL, in a calendar that ends.
         if self.lock_ttl_secs > MAX_LOCK_TTL_SECS {
-            return Err(format!(
-                "lock_ttl_secs ({}) must be at most {MAX_LOCK_TTL_SECS} (365 days)",
-                self.lock_ttl_secs
-            ));
+            return Err(Invalid::LockTtl(self.lock_ttl_secs));
         }
         if self.lock_ttl_secs == 0
             || self.heartbeat_secs == 0
             || self.heartbeat_secs >= self.lock_ttl_secs
         {
-            return Err(format!(
-                "heartbeat_secs ({}) must be positive and shorter than lock_ttl_secs ({})",
-                self.heartbeat_secs, self.lock_ttl_secs
-            ));
+            return Err(Invalid::Heartbeat {
+                heartbeat_secs: self.heartbeat_secs,
+                lock_ttl_secs: self.lock_ttl_secs,
+            });
         }
         // The step's lease ends `margin` before the lock would expire: two refreshes must
         // fit in it, so one failed refresh does not stop a landing.
         let ttl = Duration::from_secs(self.lock_ttl_secs);
-        let lease = ttl.saturating_sub(crate::runner::lease_margin(ttl));
+        let margin = crate::runner::lease_margin(ttl);
+        let lease = ttl.saturating_sub(margin);
         if Duration::from_secs(self.heartbeat_secs * 2) > lease {
-            return Err(format!(
-                "heartbeat_secs ({}) must be at most half of lock_ttl_secs ({}) minus the lease margin ({:.2}s), {:.2}s, so one failed refresh does not stop a landing",
-                self.heartbeat_secs,
-                self.lock_ttl_secs,
-                crate::runner::lease_margin(ttl).as_secs_f64(),
-                lease.as_secs_f64() / 2.0
-            ));
+            return Err(Invalid::HeartbeatPastLease {
+                heartbeat_secs: self.heartbeat_secs,
+                lock_ttl_secs: self.lock_ttl_secs,
+                margin,
+                lease,
+            });
         }
         if let Some(relative) = self.allowed_roots.iter().find(|p| !p.is_absolute()) {
-            return Err(format!(
-                "allowed_roots entry {} is not an absolute path",
-                relative.display()
-            ));
+            return Err(Invalid::RelativeRoot(relative.clone()));
         }
         if self.max_lanes == 0 {
-            return Err("max_lanes must be at least 1".into());
+            return Err(Invalid::NoLanes);
         }
         // The max_lanes contract caps a rule's answer there; the shipped rule answers this.
         if self.max_lanes > MAX_LANES_CAP {
-            return Err(format!(
-                "max_lanes ({}) must be at most {MAX_LANES_CAP}",
-                self.max_lanes
-            ));
+            return Err(Invalid::TooManyLanes(self.max_lanes));
         }
         Ok(())
     }
@@ -281,6 +310,18 @@ pub fn user_config_path() -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_keys_a_file_sets_come_from_the_same_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(&path, "max_lanes = 2\nforge = \"git\"\n").unwrap();
+        let (config, keys) = Config::load_with_keys(Some(&path)).unwrap();
+        assert_eq!(config.max_lanes, 2);
+        assert_eq!(keys.into_iter().collect::<Vec<_>>(), ["forge", "max_lanes"]);
+        let (_, none) = Config::load_with_keys(None).unwrap();
+        assert!(none.is_empty());
+    }
 
     #[test]
     fn errors_name_the_file_and_the_key() {

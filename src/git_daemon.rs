@@ -37,18 +37,18 @@ impl GitDaemon {
     /// 127.0.0.1 port, and returns once the port accepts connections.
     pub fn start(base_dir: &Path) -> io::Result<GitDaemon> {
         let base_dir = base_dir.canonicalize()?;
-        let mut last_failure = String::new();
+        let mut last_failure = None;
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
             match spawn_on(&base_dir, port)? {
                 Ok(daemon) => return Ok(daemon),
-                Err(failure) => last_failure = failure,
+                Err(failure) => last_failure = Some(failure),
             }
         }
-        Err(io::Error::other(format!(
-            "git daemon for {} did not start after {PORT_ATTEMPTS} attempts: {last_failure}",
-            base_dir.display()
-        )))
+        Err(io::Error::other(NotUp::Gave {
+            base_dir,
+            last: last_failure.map(Box::new),
+        }))
     }
 
     pub fn port(&self) -> u16 {
@@ -71,6 +71,27 @@ impl Drop for GitDaemon {
     }
 }
 
+/// Why the daemon did not come up.
+#[derive(Debug, thiserror::Error)]
+enum NotUp {
+    /// `output` is what the daemon printed before it exited.
+    #[error("git daemon exited on port {port}: {output}")]
+    Exited { port: u16, output: String },
+    #[error("git daemon on port {port} was not ready within {READY_TIMEOUT:?}")]
+    NotReady { port: u16 },
+    #[error("git daemon on port {port} refuses connections: {source}")]
+    Refuses { port: u16, source: io::Error },
+    #[error(
+        "git daemon for {} did not start after {PORT_ATTEMPTS} attempts: {}",
+        .base_dir.display(),
+        .last.as_ref().map(ToString::to_string).unwrap_or_default()
+    )]
+    Gave {
+        base_dir: std::path::PathBuf,
+        last: Option<Box<NotUp>>,
+    },
+}
+
 /// A port the kernel just handed out on 127.0.0.1, released again for the daemon to bind.
 fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
@@ -80,7 +101,7 @@ fn free_port() -> io::Result<u16> {
 
 /// Starts the daemon on `port`. `Ok(Err(reason))`: it did not come up there (typically the
 /// port was taken meanwhile), try another port.
-fn spawn_on(base_dir: &Path, port: u16) -> io::Result<Result<GitDaemon, String>> {
+fn spawn_on(base_dir: &Path, port: u16) -> io::Result<Result<GitDaemon, NotUp>> {
     let mut child = Command::new("git")
         .arg("daemon")
         .arg("--reuseaddr")
@@ -121,10 +142,8 @@ fn spawn_on(base_dir: &Path, port: u16) -> io::Result<Result<GitDaemon, String>>
     });
     let ready = match ready_rx.recv_timeout(READY_TIMEOUT) {
         Ok(Ok(())) => wait_until_accepting(port),
-        Ok(Err(output)) => Err(format!("git daemon exited on port {port}: {output}")),
-        Err(_) => Err(format!(
-            "git daemon on port {port} was not ready within {READY_TIMEOUT:?}"
-        )),
+        Ok(Err(output)) => Err(NotUp::Exited { port, output }),
+        Err(_) => Err(NotUp::NotReady { port }),
     };
     match ready {
         Ok(()) => Ok(Ok(GitDaemon { child, port })),
@@ -135,16 +154,14 @@ fn spawn_on(base_dir: &Path, port: u16) -> io::Result<Result<GitDaemon, String>>
     }
 }
 
-fn wait_until_accepting(port: u16) -> Result<(), String> {
+fn wait_until_accepting(port: u16) -> Result<(), NotUp> {
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         match TcpStream::connect_timeout(&address, Duration::from_millis(200)) {
             Ok(_) => return Ok(()),
-            Err(e) if Instant::now() >= deadline => {
-                return Err(format!(
-                    "git daemon on port {port} refuses connections: {e}"
-                ));
+            Err(source) if Instant::now() >= deadline => {
+                return Err(NotUp::Refuses { port, source });
             }
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
@@ -209,7 +226,8 @@ mod tests {
         let port = taken.local_addr().unwrap().port();
         let failure = spawn_on(&dir.path().canonicalize().unwrap(), port)
             .unwrap()
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(failure.contains(&port.to_string()), "{failure}");
     }
 }

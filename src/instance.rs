@@ -159,8 +159,9 @@ impl InstanceLock {
                     }
                     let holder = match holder {
                         Some(h) if draining => format!(
-                            "{h}, which is gone, but a landing step it started still runs after {}s",
-                            STEPS_STOP_WAIT.as_secs()
+                            "{h}, which is gone, but a landing step it started still runs after {}s (its step guard holds {}: `fuser -v` names it; a stopped guard needs SIGCONT or SIGKILL)",
+                            STEPS_STOP_WAIT.as_secs(),
+                            path.display()
                         ),
                         Some(h) => h.to_string(),
                         None => "a process that has not written its stamp yet".into(),

@@ -15,18 +15,33 @@ pub enum LogFormat {
     Json,
 }
 
+/// A logging setting from the environment that berth cannot use; each names its variable.
+#[derive(Debug, thiserror::Error)]
+pub enum LoggingError {
+    /// The variable's value, as the shell would quote it.
+    #[error("BERTH_LOG_FORMAT={0} is not a log format: use `text` or `json`")]
+    Format(String),
+    #[error(
+        "{name}={spec:?} is not a valid log filter: {source} (e.g. `info`, `debug`, `berth=debug,warn`)"
+    )]
+    Filter {
+        name: &'static str,
+        spec: String,
+        source: tracing_subscriber::filter::ParseError,
+    },
+}
+
 impl LogFormat {
     /// `BERTH_LOG_FORMAT`, for the commands that have no `--log-format` flag: `text` when
     /// unset; a value that is neither `text` nor `json` is an error naming the variable.
-    pub fn from_env() -> Result<LogFormat, String> {
+    pub fn from_env() -> Result<LogFormat, LoggingError> {
         match std::env::var("BERTH_LOG_FORMAT") {
             Err(std::env::VarError::NotPresent) => Ok(LogFormat::Text),
-            Ok(value) => <LogFormat as clap::ValueEnum>::from_str(&value, false).map_err(|_| {
-                format!("BERTH_LOG_FORMAT={value:?} is not a log format: use `text` or `json`")
-            }),
-            Err(std::env::VarError::NotUnicode(value)) => Err(format!(
-                "BERTH_LOG_FORMAT={value:?} is not a log format: use `text` or `json`"
-            )),
+            Ok(value) => <LogFormat as clap::ValueEnum>::from_str(&value, false)
+                .map_err(|_| LoggingError::Format(format!("{value:?}"))),
+            Err(std::env::VarError::NotUnicode(value)) => {
+                Err(LoggingError::Format(format!("{value:?}")))
+            }
         }
     }
 }
@@ -55,7 +70,7 @@ impl FilterSource {
     }
 
     /// The filter, or an error naming the variable and what is wrong with it.
-    pub fn filter(&self) -> Result<EnvFilter, String> {
+    pub fn filter(&self) -> Result<EnvFilter, LoggingError> {
         let (name, spec) = match self {
             FilterSource::BerthLog(spec) => ("BERTH_LOG", spec.as_str()),
             FilterSource::RustLog(spec) => ("RUST_LOG", spec.as_str()),
@@ -63,12 +78,16 @@ impl FilterSource {
         };
         EnvFilter::builder()
             .parse(spec)
-            .map_err(|e| format!("{name}={spec:?} is not a valid log filter: {e} (e.g. `info`, `debug`, `berth=debug,warn`)"))
+            .map_err(|source| LoggingError::Filter {
+                name,
+                spec: spec.to_owned(),
+                source,
+            })
     }
 }
 
 /// Installs the global subscriber; an invalid filter is an error for the caller to report.
-pub fn init(source: &FilterSource, format: LogFormat) -> Result<(), String> {
+pub fn init(source: &FilterSource, format: LogFormat) -> Result<(), LoggingError> {
     let filter = source.filter()?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -91,7 +110,8 @@ mod tests {
     fn a_bad_filter_names_its_variable() {
         let err = FilterSource::RustLog("berth=loud".into())
             .filter()
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("RUST_LOG=\"berth=loud\""), "{err}");
         assert!(FilterSource::BerthLog("debug".into()).filter().is_ok());
         assert!(FilterSource::Default("info").filter().is_ok());

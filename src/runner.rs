@@ -40,10 +40,10 @@ pub use log::{
     ATTEMPT_SEARCH_LIMIT, ClaimError, DRIFT_SCAN_CAP, DRIFT_SIGNATURES, InvalidRecordId,
     attempt_log_path, claim_attempt, output_shows_drift,
 };
-pub use process::{Outcome, StepCommand, StepRun, run_step};
+pub use process::{Outcome, SpawnHook, StepCommand, StepRun, run_step};
 pub use strays::{
-    LandingProcess, OWNER_ENV, RECORD_ENV, STRAY_KILL_WAIT, end_gone_owners_processes, end_strays,
-    landing_processes, record_mark,
+    LEFTOVERS_KILLED, LandingProcess, OWNER_ENV, RECORD_ENV, STRAY_KILL_WAIT,
+    end_gone_owners_processes, end_strays, landing_processes, record_mark,
 };
 pub use template::{CommandTemplate, StepVars, TemplateError};
 
@@ -145,6 +145,8 @@ pub struct Runner {
     owner: String,
     /// The queue dir whose records the steps land, for their mark ([`strays::record_mark`]).
     queue_dir: PathBuf,
+    /// See [`StepCommand::after_spawn`]; tests only.
+    after_spawn: Option<SpawnHook>,
 }
 
 impl Runner {
@@ -159,6 +161,7 @@ impl Runner {
             grace: DEFAULT_KILL_GRACE,
             owner: crate::ownership::this_process(),
             queue_dir: PathBuf::new(),
+            after_spawn: None,
         }
     }
 
@@ -172,6 +175,14 @@ impl Runner {
     /// The limit for each step, from spawn until SIGTERM.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Runs `hook` in every step right after its spawn, before its guard learns its group
+    /// ([`StepCommand::after_spawn`]). For tests that stop berth there, deterministically.
+    #[doc(hidden)]
+    pub fn with_spawn_hook(mut self, hook: SpawnHook) -> Self {
+        self.after_spawn = Some(hook);
         self
     }
 
@@ -252,6 +263,7 @@ impl Runner {
                 log_path: &log_path,
                 timeout: self.timeout,
                 grace: self.grace,
+                after_spawn: self.after_spawn.as_ref(),
             },
             cancel,
         )

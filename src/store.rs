@@ -10,6 +10,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::atomic_file;
+use crate::hostile_file::ReadError;
 use crate::record::{FieldError, Record, Status};
 
 /// Records larger than this are refused unread: a queue record is a few hundred bytes.
@@ -61,7 +62,7 @@ pub enum StoreError {
     #[error("no record `{id}` in {dir}")]
     NotFound { id: String, dir: PathBuf },
     #[error("{file}: {reason}; the file was left untouched, fix or remove it by hand")]
-    Unreadable { file: PathBuf, reason: String },
+    Unreadable { file: PathBuf, reason: RecordError },
     #[error("record `{id}`: illegal move {from} -> {to}")]
     IllegalMove {
         id: String,
@@ -271,7 +272,7 @@ impl QueueStore {
             }),
             Err(reason) => Err(Unreadable {
                 file: name.to_owned(),
-                reason,
+                reason: reason.to_string(),
             }),
         }
     }
@@ -433,10 +434,6 @@ fn check_id(id: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Reads and validates one file; the error is a reason fit for an operator. A producer
-/// writes this dir: the open never blocks or follows a link, and the read is bounded.
-/// The record at `path`, read through `buffer`; `opened` gets the `fstat` of the file
-/// when it could be opened.
 /// A file's ctime as a time.
 fn changed_at(meta: &fs::Metadata) -> Option<chrono::DateTime<chrono::Utc>> {
     use std::os::unix::fs::MetadataExt as _;
@@ -444,28 +441,75 @@ fn changed_at(meta: &fs::Metadata) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::from_timestamp(meta.ctime(), nanos)
 }
 
+/// Why a queue file is not a record: a reason fit for an operator, after the file's name.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("JSON nested deeper than {MAX_JSON_DEPTH} levels")]
+    TooDeep,
+    #[error("not valid JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error(transparent)]
+    Field(#[from] FieldError),
+}
+
+/// `serde_json`'s nesting limit: the 128th open array or map is refused.
+const MAX_JSON_DEPTH: usize = 128;
+
+/// Reads and validates one file. A producer writes this dir: the open never blocks or
+/// follows a link, and the read is bounded. The record at `path` is read through
+/// `buffer`; `opened` gets the `fstat` of the file when it could be opened.
 fn read_record(
     path: &Path,
     buffer: &mut Vec<u8>,
     opened: &mut Option<fs::Metadata>,
-) -> Result<Record, String> {
+) -> Result<Record, RecordError> {
     use crate::hostile_file::{open_regular, read_into, utf8_str};
-    open_regular(path, MAX_RECORD_BYTES)
-        .and_then(|(file, meta)| {
-            *opened = Some(meta.clone());
-            read_into((file, meta), MAX_RECORD_BYTES, buffer)
-        })
-        .map_err(|e| e.to_string())?;
-    let text = utf8_str(buffer).map_err(|e| e.to_string())?;
+    open_regular(path, MAX_RECORD_BYTES).and_then(|(file, meta)| {
+        *opened = Some(meta.clone());
+        read_into((file, meta), MAX_RECORD_BYTES, buffer)
+    })?;
+    let text = utf8_str(buffer)?;
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-        if e.to_string().starts_with("recursion limit exceeded") {
-            "JSON nested deeper than 128 levels".to_owned()
+        if stopped_at_depth_limit(text, &e) {
+            RecordError::TooDeep
         } else {
-            format!("not valid JSON: {e}")
+            RecordError::NotJson(e)
         }
     })?;
-    Record::from_json(value)
-        .map_err(|FieldError { field, reason }| format!("field `{field}`: {reason}"))
+    Ok(Record::from_json(value)?)
+}
+
+/// Whether `error` is `serde_json`'s nesting limit, which it reports as a plain syntax
+/// error: the text opens its 128th level (outside strings) no later than where the parse
+/// stopped. Parsing is sequential, so a text that reached that depth first stopped there.
+fn stopped_at_depth_limit(text: &str, error: &serde_json::Error) -> bool {
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(error.line().saturating_sub(1))
+        .map(str::len)
+        .sum();
+    let stop = (line_start + error.column()).min(text.len());
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for byte in &text.as_bytes()[..stop] {
+        match (in_string, escaped, byte) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (true, false, b'"') => in_string = false,
+            (true, false, _) => {}
+            (false, _, b'"') => in_string = true,
+            (false, _, b'[' | b'{') => {
+                depth += 1;
+                if depth >= MAX_JSON_DEPTH {
+                    return true;
+                }
+            }
+            (false, _, b']' | b'}') => depth = depth.saturating_sub(1),
+            (false, _, _) => {}
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -639,5 +683,21 @@ mod tests {
             store.transition("a/b", Expect::Any, Status::Queued, |_| {}),
             Err(StoreError::BadId(_))
         ));
+    }
+
+    /// Exactly `serde_json`'s limit is told apart: 127 levels parse, 128 are too deep, and
+    /// brackets inside a string or after an earlier syntax error do not count.
+    #[test]
+    fn the_depth_limit_is_told_from_other_json_errors() {
+        let too_deep = |text: &str| {
+            let error = serde_json::from_str::<serde_json::Value>(text).unwrap_err();
+            stopped_at_depth_limit(text, &error)
+        };
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(serde_json::from_str::<serde_json::Value>(&nested(127)).is_ok());
+        assert!(too_deep(&nested(128)));
+        assert!(too_deep(&format!("{{\"a\":\n {}", nested(200))));
+        assert!(!too_deep(&format!("{{ nope {}", nested(200))));
+        assert!(!too_deep(&format!("[\"{}\", x]", "[".repeat(300))));
     }
 }

@@ -42,9 +42,9 @@ impl ConfigCommand {
 pub fn run(ctx: &Context, command: &ConfigCommand) -> anyhow::Result<Outcome> {
     let ConfigCommand::Show { daemon, json, .. } = command;
     let source = &ctx.config_source;
-    let config = daemon.config(source)?;
+    let (config, file_keys) = daemon.config_with_keys(source)?;
     let mut settings = paths(ctx, daemon);
-    settings.extend(file_settings(&config, source, daemon)?);
+    settings.extend(file_settings(&config, &file_keys, source, daemon)?);
     if *json {
         let settings: serde_json::Map<String, serde_json::Value> = settings
             .into_iter()
@@ -129,13 +129,10 @@ fn paths(ctx: &Context, daemon: &DaemonArgs) -> Vec<Setting> {
 /// Every key of the configuration: from a flag, the file, or the default.
 fn file_settings(
     config: &crate::config::Config,
+    file_keys: &std::collections::BTreeSet<String>,
     source: &crate::config::ConfigSource,
     daemon: &DaemonArgs,
 ) -> anyhow::Result<Vec<Setting>> {
-    let file_keys: toml::Table = match source.path() {
-        Some(path) => std::fs::read_to_string(path)?.parse()?,
-        None => toml::Table::new(),
-    };
     let file_origin = source
         .path()
         .map(|p| p.display().to_string())
@@ -147,7 +144,7 @@ fn file_settings(
             let from = match key.as_str() {
                 "forge" if daemon.forge.is_some() => "--forge".to_owned(),
                 "max_lanes" if daemon.max_lanes.is_some() => "--max-lanes".to_owned(),
-                _ if file_keys.contains_key(key) => file_origin.clone(),
+                _ if file_keys.contains(key) => file_origin.clone(),
                 _ => "default".to_owned(),
             };
             Setting {

@@ -66,14 +66,15 @@ pub fn detect(args: &DetectArgs) -> anyhow::Result<Outcome> {
     } else if detection.faults.is_empty() {
         println!("no faults in {}", args.state.display());
     } else {
-        for fault in &detection.faults {
-            println!(
-                "{:<8}  {:<24}  {}",
-                fault.severity.as_str(),
-                fault.category,
-                fault.description
-            );
-        }
+        let rows = detection
+            .faults
+            .iter()
+            .map(|f| {
+                let severity = f.severity.as_str().to_owned();
+                [severity, f.category.to_string(), f.description.clone()]
+            })
+            .collect();
+        print!("{}", super::table::plain(None, rows));
     }
     for error in &detection.errors {
         eprintln!("detector error: {error}");
@@ -210,21 +211,26 @@ fn table(store: &HaltStore, listing: &Listing) -> String {
     if listing.halts.is_empty() {
         out.push_str(&format!("no halt events under {}\n", store.dir().display()));
     }
-    for halt in &listing.halts {
-        let status = match halt.status {
-            HaltStatus::Pending => "pending",
-            HaltStatus::Resolved => "resolved",
-            HaltStatus::Investigated => "investigated",
-        };
-        out.push_str(&format!(
-            "{status:<12}  {:<8}  x{:<3}  {}  {}  {}\n",
-            halt.severity,
-            halt.occurrences,
-            halt.run_id,
-            halt.fault_id,
-            halt.message.replace('\n', " ")
-        ));
-    }
+    let rows = listing
+        .halts
+        .iter()
+        .map(|halt| {
+            let status = match halt.status {
+                HaltStatus::Pending => "pending",
+                HaltStatus::Resolved => "resolved",
+                HaltStatus::Investigated => "investigated",
+            };
+            [
+                status.to_owned(),
+                halt.severity.to_string(),
+                format!("x{}", halt.occurrences),
+                halt.run_id.clone(),
+                halt.fault_id.clone(),
+                halt.message.replace('\n', " "),
+            ]
+        })
+        .collect();
+    out.push_str(&super::table::plain(None, rows));
     for bad in &listing.unreadable {
         out.push_str(&format!("unreadable: {}: {}\n", bad.file, bad.reason));
     }

@@ -27,6 +27,7 @@ mod replay;
 mod rules;
 mod run;
 mod status;
+mod table;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -182,28 +182,33 @@ fn table<P: std::borrow::Borrow<LearnedPattern>>(
     patterns: &[P],
     hits: bool,
 ) -> String {
+    let rows = patterns
+        .iter()
+        .map(|p| {
+            let p = p.borrow();
+            let hit = if hits {
+                format!(
+                    "  hits {}{}",
+                    p.hit_count,
+                    p.last_hit
+                        .as_deref()
+                        .map(|at| format!(" (last {at})"))
+                        .unwrap_or_default()
+                )
+            } else {
+                String::new()
+            };
+            [
+                p.severity.as_str().to_owned(),
+                p.category.clone(),
+                p.matcher_kind.as_str().to_owned(),
+                format!("{}{hit}", p.pattern.replace('\n', "\\n")),
+            ]
+        })
+        .collect();
     let mut out = format!("{title}: {}\n", patterns.len());
-    for p in patterns {
-        let p = p.borrow();
-        let hit = if hits {
-            format!(
-                "  hits {}{}",
-                p.hit_count,
-                p.last_hit
-                    .as_deref()
-                    .map(|at| format!(" (last {at})"))
-                    .unwrap_or_default()
-            )
-        } else {
-            String::new()
-        };
-        out.push_str(&format!(
-            "  {:<8} {:<28} {:<22} {}{hit}\n",
-            p.severity.as_str(),
-            p.category,
-            p.matcher_kind.as_str(),
-            p.pattern.replace('\n', "\\n"),
-        ));
+    for line in super::table::plain(None, rows).lines() {
+        out.push_str(&format!("  {line}\n"));
     }
     out
 }

@@ -287,21 +287,21 @@ fn origin(overridden: bool) -> &'static str {
 }
 
 fn listing(built: &Built, root: Option<&std::path::Path>, source: &str) -> anyhow::Result<String> {
-    let rows = listed(built, root)?;
-    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0);
-    let mut out = format!("rules {} ({source})\n", short(built.set.hash()));
-    for row in rows {
-        let detail = match &row.functions {
-            Some(functions) => functions.join(" "),
-            None => format!("{} test(s)", row.tests),
-        };
-        out.push_str(&format!(
-            "{:<width$}  {:<8}  {detail}\n",
-            row.name,
-            origin(row.overridden)
-        ));
-    }
-    Ok(out)
+    let rows = listed(built, root)?
+        .into_iter()
+        .map(|row| {
+            let detail = match &row.functions {
+                Some(functions) => functions.join(" "),
+                None => format!("{} test(s)", row.tests),
+            };
+            [row.name, origin(row.overridden).to_owned(), detail]
+        })
+        .collect();
+    Ok(format!(
+        "rules {} ({source})\n{}",
+        short(built.set.hash()),
+        super::table::plain(None, rows)
+    ))
 }
 
 /// `list --json`; a set that does not build is refused as `list` refuses it.

@@ -60,14 +60,22 @@ pub struct DaemonArgs {
 impl DaemonArgs {
     /// The configuration `source` names, with this command's overrides.
     pub fn config(&self, source: &ConfigSource) -> anyhow::Result<Config> {
-        let mut config = Config::load(source.path())?;
+        self.config_with_keys(source).map(|(config, _)| config)
+    }
+
+    /// [`DaemonArgs::config`], and the keys the file sets.
+    pub fn config_with_keys(
+        &self,
+        source: &ConfigSource,
+    ) -> anyhow::Result<(Config, std::collections::BTreeSet<String>)> {
+        let (mut config, keys) = Config::load_with_keys(source.path())?;
         if let Some(lanes) = self.max_lanes {
             anyhow::ensure!(lanes > 0, "--max-lanes must be at least 1");
             let cap = crate::rules::contracts::landing::MAX_LANES_CAP;
             anyhow::ensure!(lanes <= cap, "--max-lanes must be at most {cap}");
         }
         self.overrides()(&mut config);
-        Ok(config)
+        Ok((config, keys))
     }
 
     /// `--forge` and `--max-lanes` over a loaded file (checked by [`DaemonArgs::config`]).

@@ -135,14 +135,7 @@ fn as_text(report: &QueueReport, ctx: &Context, berth_dir: &Path) -> String {
 
 fn as_table(scan: &Scan, ctx: &Context, fallbacks: &[Fallback]) -> String {
     let now = crate::clock::now();
-    let mut rows: Vec<[String; 6]> = vec![[
-        "PR".into(),
-        "REPO".into(),
-        "LANE".into(),
-        "STATUS".into(),
-        "AGE".into(),
-        "LAST ERROR".into(),
-    ]];
+    let mut rows: Vec<[String; 6]> = Vec::new();
     for stored in &scan.records {
         let r = &stored.record;
         let age = crate::clock::parse_iso(&r.queued_at)
@@ -167,23 +160,10 @@ fn as_table(scan: &Scan, ctx: &Context, fallbacks: &[Fallback]) -> String {
     if scan.records.is_empty() {
         out.push_str(&format!("queue {} is empty\n", ctx.store.dir().display()));
     } else {
-        let widths: Vec<usize> = (0..5)
-            .map(|c| {
-                rows.iter()
-                    .map(|row| row[c].chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        for row in &rows {
-            let mut line = String::new();
-            for (c, width) in widths.iter().enumerate() {
-                line.push_str(&format!("{:<width$}  ", row[c]));
-            }
-            line.push_str(&row[5]);
-            out.push_str(line.trim_end());
-            out.push('\n');
-        }
+        out.push_str(&super::table::plain(
+            Some(["PR", "REPO", "LANE", "STATUS", "AGE", "LAST ERROR"]),
+            rows,
+        ));
     }
     for bad in &scan.unreadable {
         out.push_str(&format!("unreadable: {}: {}\n", bad.file, bad.reason));

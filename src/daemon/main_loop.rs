@@ -1,7 +1,7 @@
 //! The main loop: a closed set of [`Event`]s (a poll tick, a queue-dir change, a signal,
 //! a lane finishing, a lane's retry falling due, a forge round's answers) and nothing else
 //! calls back into it. A tick's local half is awaited (it reads files and gates); its
-//! forge half runs as a background round, so a watcher's wake is read, gated and landed
+//! forge half runs as background rounds, so a watcher's wake is read, gated and landed
 //! while a forge call is in flight.
 
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use crate::lane_lock::lane_key;
 use crate::queue_view::Refresh;
 use crate::rules::{ReloadWatcher, RulesStatus};
 
-use super::forge_round::{self, task::RoundTask};
+use super::forge_round::{self, Concern, task::Rounds};
 use super::landings::Landings;
 use super::tick_gates::TickGates;
 use super::{LaneOutcome, Shared, StopSignal, landing, reload, shutdown, stop, tick, watch};
@@ -55,7 +55,7 @@ enum Event {
     LaneDone(LaneOutcome),
     /// A lane left alone for a while may be tried again.
     RetryDue,
-    /// The forge round in flight ended; what it changed in the queue.
+    /// A forge round ended; what it changed in the queue.
     ForgeAnswered(forge_round::Answered),
 }
 
@@ -108,8 +108,8 @@ struct Loop {
     rules_watcher: Option<ReloadWatcher>,
     poll: tokio::time::Interval,
     landings: Landings,
-    /// The forge round in flight, if any: at most one at a time.
-    round: Option<RoundTask>,
+    /// The forge rounds in flight: at most one per concern.
+    rounds: Rounds,
     /// What rounds changed since the last tick's report.
     answered: forge_round::Answered,
     // `--once` exits 1 when a record it processed ended blocked, or when it did nothing
@@ -150,17 +150,19 @@ impl Loop {
         // A tick that overran its interval is followed by one poll tick, not a burst of them.
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let landings = Landings::new(poll.period());
+        let cancel = CancellationToken::new();
+        let rounds = Rounds::new(&cancel);
         Ok(Loop {
             shared,
             mode,
             stop,
-            cancel: CancellationToken::new(),
+            cancel,
             signals,
             queue_changes,
             rules_watcher,
             poll,
             landings,
-            round: None,
+            rounds,
             answered: forge_round::Answered::default(),
             any_blocked: false,
             blocked_before_landing: Blocked::default(),
@@ -174,7 +176,7 @@ impl Loop {
         let retry_at = self.landings.retry.next_due(tokio::time::Instant::now());
         let watching = self.mode == Mode::Watch;
         let queue_changes = &mut self.queue_changes;
-        let round = &mut self.round;
+        let rounds = &mut self.rounds;
         tokio::select! {
             heard = self.signals.recv() => heard.into(),
             () = self.stop.cancelled() => Event::Stop,
@@ -182,7 +184,7 @@ impl Loop {
             () = sleep_until_some(retry_at), if watching && retry_at.is_some() => Event::RetryDue,
             _ = self.poll.tick(), if watching || !self.ticked_once => Event::Tick,
             Some(changes) = async { match queue_changes.as_mut() { Some(w) => Some(w.changed().await), None => None } } => Event::QueueChanged(changes),
-            Some(answered) = async { match round.as_mut() { Some(r) => Some(r.done().await), None => None } } => Event::ForgeAnswered(answered),
+            Some(answered) = rounds.next_done(), if !rounds.is_empty() => Event::ForgeAnswered(answered),
         }
     }
 
@@ -250,30 +252,35 @@ impl Loop {
         let this_tick = Tick {
             wake,
             refresh,
-            plan_round: self.round.is_none(),
-            // `--once` selects once the round's answers are in (discovered PRs among them).
-            select_after_round: self.mode == Mode::Once,
+            free: forge_round::Free {
+                reconcile: !self.rounds.busy(Concern::Reconcile),
+                poll: !self.rounds.busy(Concern::Poll),
+            },
+            // `--once` selects once the rounds' answers are in (discovered PRs among them).
+            select_after_rounds: self.mode == Mode::Once,
             answered: std::mem::take(&mut self.answered),
         };
-        if !this_tick.plan_round && wake == tick::Wake::Poll {
-            tracing::debug!("a forge round is still in flight: this poll plans none");
+        if !this_tick.free.poll && wake == tick::Wake::Poll {
+            tracing::debug!("the poll's forge round is still in flight: this poll plans none");
         }
         let ticked = start_tick(&self.shared, &self.cancel, &mut self.landings, this_tick);
-        let (blocked, round) = interruptible(&mut self.signals, &self.stop, ticked).await?;
+        let (blocked, rounds) = interruptible(&mut self.signals, &self.stop, ticked).await?;
         self.blocked_before_landing.add(blocked);
-        if let Some(plan) = round {
-            self.round = Some(RoundTask::start(&self.shared, plan, &self.cancel));
+        for round in rounds {
+            self.rounds.start(&self.shared, round);
         }
         Ok(())
     }
 
     /// A round ended: records it discovered are gated, then landings start where they fit
-    /// (`--once`'s only selection happens here).
+    /// (`--once`'s only selection happens here, after its last round).
     async fn on_forge_answered(&mut self, answered: forge_round::Answered) -> Result<(), Event> {
-        self.round = None;
-        self.answered.reconciled += answered.reconciled;
-        self.answered.discovered += answered.discovered;
-        if answered.discovered == 0 && self.mode == Mode::Watch {
+        self.answered.add(answered);
+        let select = match self.mode {
+            Mode::Watch => answered.discovered > 0,
+            Mode::Once => self.rounds.is_empty(),
+        };
+        if !select {
             return Ok(());
         }
         let shared = Arc::clone(&self.shared);
@@ -329,7 +336,7 @@ impl Loop {
         if self.mode != Mode::Once
             || !self.ticked_once
             || !self.landings.is_empty()
-            || self.round.is_some()
+            || !self.rounds.is_empty()
         {
             return None;
         }
@@ -443,47 +450,47 @@ impl Blocked {
 struct Tick {
     wake: tick::Wake,
     refresh: Refresh,
-    /// No round is in flight: this tick may plan one.
-    plan_round: bool,
-    /// Leave selection to the end of the round this tick plans.
-    select_after_round: bool,
+    /// The concerns with no round in flight: this tick may plan theirs.
+    free: forge_round::Free,
+    /// Leave selection to the end of the rounds this tick plans.
+    select_after_rounds: bool,
     /// What rounds changed since the last tick, for its report.
     answered: forge_round::Answered,
 }
 
-/// One tick's local bookkeeping (reclaim, gate, plan the forge round) then as many
+/// One tick's local bookkeeping (reclaim, gate, plan the forge rounds) then as many
 /// landings as free lanes allow. Returns how many records it blocked before landing them,
-/// and the round to start.
+/// and the rounds to start.
 async fn start_tick(
     shared: &Arc<Shared>,
     cancel: &CancellationToken,
     landings: &mut Landings,
     tick: Tick,
-) -> (Blocked, Option<forge_round::Plan>) {
+) -> (Blocked, Vec<forge_round::Round>) {
     let started = std::time::Instant::now();
     tracing::debug!("tick");
     let prep = Arc::clone(shared);
-    let (wake, refresh, plan_round) = (tick.wake, tick.refresh, tick.plan_round);
+    let (wake, refresh, free) = (tick.wake, tick.refresh, tick.free);
     let prepared =
-        tokio::task::spawn_blocking(move || tick::prepare(&prep, wake, &refresh, plan_round)).await;
-    let (at_gates, gates, round, mut result) = match prepared {
+        tokio::task::spawn_blocking(move || tick::prepare(&prep, wake, &refresh, free)).await;
+    let (at_gates, gates, rounds, mut result) = match prepared {
         // A watcher's wake about nothing new: no tick happened.
-        Ok(prepared) if prepared.report.nothing_changed => return (Blocked::default(), None),
+        Ok(prepared) if prepared.report.nothing_changed => return (Blocked::default(), Vec::new()),
         Ok(mut prepared) => {
             prepared.report.reconciled = tick.answered.reconciled;
             prepared.report.discovered = tick.answered.discovered;
             let summary = prepared.report.summary();
             let at_gates = prepared.report.gate_blocked;
-            (at_gates, prepared.gates, prepared.round, Ok(summary))
+            (at_gates, prepared.gates, prepared.rounds, Ok(summary))
         }
         Err(e) => {
             tracing::error!("tick preparation failed: {e}");
             let error = format!("tick preparation failed: {e}");
-            (0, TickGates::default(), None, Err(error))
+            (0, TickGates::default(), Vec::new(), Err(error))
         }
     };
     let before = landings.tasks.len();
-    let by_policy = if round.is_some() && tick.select_after_round {
+    let by_policy = if !rounds.is_empty() && tick.select_after_rounds {
         0
     } else {
         start_landings(shared, cancel, landings, gates).await
@@ -506,7 +513,7 @@ async fn start_tick(
         at_gates,
         by_policy,
     };
-    (blocked, round)
+    (blocked, rounds)
 }
 
 /// Starts landings on free lanes, up to the rules' `max_lanes` at once. Returns how many

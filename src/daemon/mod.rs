@@ -3,9 +3,9 @@
 //! The main loop (`main_loop.rs`) takes a closed set of events (a poll tick, a queue-dir
 //! change, a signal, a lane finishing, a forge round's answers) and nothing else calls
 //! back into it. A tick's local half (`tick/`) never waits for the forge: what it asks
-//! the forge runs as one background round (`forge_round/`). Each landing is one task
-//! that owns its record, its lane lock and its child processes from claim to settle, and
-//! always releases the lock before it returns.
+//! the forge runs in background rounds, one per concern (`forge_round/`). Each landing is
+//! one task that owns its record, its lane lock and its child processes from claim to
+//! settle, and always releases the lock before it returns.
 //!
 //! Policy questions (which PRs count, in which order, admit, what a landing's result
 //! means, how many lanes) go to the rules through `policy.rs`; the answers are plain values
@@ -61,7 +61,7 @@ pub use policy::NOT_BEFORE_FIELD;
 pub use reload::{ConfigReload, ConfigReloaded};
 pub use stop::StopSignal;
 pub use tick::{Candidate, PrepareReport, Selection, Wake};
-pub use unsaved::{UnsavedLine, read as read_unsaved};
+pub use unsaved::{ReadUnsavedError, UnsavedLine, read as read_unsaved};
 
 /// Everything a tick and a landing need, shared read-only between tasks.
 pub struct Shared {
@@ -344,12 +344,16 @@ pub fn bookkeeping(shared: &Shared, wake: Wake, refresh: &Refresh) -> (PrepareRe
     let tick::Prepared {
         mut report,
         mut gates,
-        round,
-    } = tick::prepare(shared, wake, refresh, true);
-    if let Some(plan) = round {
-        let answered = forge_round::run(shared, &plan, &tokio_util::sync::CancellationToken::new());
-        report.reconciled = answered.reconciled;
-        report.discovered = answered.discovered;
+        rounds,
+    } = tick::prepare(shared, wake, refresh, forge_round::Free::ALL);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let mut answered = forge_round::Answered::default();
+    for round in &rounds {
+        answered.add(round.run(shared, &cancel));
+    }
+    report.reconciled = answered.reconciled;
+    report.discovered = answered.discovered;
+    if answered.discovered > 0 {
         report.gate_blocked += tick::gate_queued(shared, &mut gates);
     }
     let selection = tick::select(shared, &HashSet::new(), 0, gates);

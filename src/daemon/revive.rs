@@ -42,7 +42,7 @@ pub fn revive(shared: &Shared, id: &str) {
         }
         Err(StoreError::NotFound { .. }) => match recreate(shared, id, &why, &interrupted) {
             Ok(()) => tally.revived(),
-            Err(e) => failed(e),
+            Err(e) => failed(e.to_string()),
         },
         // Settled meanwhile (or queued again): whatever it is now stays.
         Err(StoreError::Moved { found, .. }) => {
@@ -77,9 +77,9 @@ fn run_id_of(shared: &Shared, id: &str) -> String {
 /// The record's file vanished mid-landing: write it again as `queued` from the copy this
 /// process claimed (as gstack does), so the PR is not silently dropped from the queue.
 /// `Err` says why it could not be.
-fn recreate(shared: &Shared, id: &str, why: &str, interrupted: &str) -> Result<(), String> {
+fn recreate(shared: &Shared, id: &str, why: &str, interrupted: &str) -> Result<(), NotRecreated> {
     let Some(claimed) = shared.active.copy_of(id) else {
-        return Err("its file vanished and no copy of it is held".to_owned());
+        return Err(NotRecreated::NoCopy);
     };
     let mut record = claimed.record;
     // A legacy record (no `repoIdentity`) is filed under its origin's identity by gstack,
@@ -87,12 +87,7 @@ fn recreate(shared: &Shared, id: &str, why: &str, interrupted: &str) -> Result<(
     let filed_under = [record.identity_or_path(), claimed.identity]
         .into_iter()
         .find(|identity| record.id_under(identity) == id)
-        .ok_or_else(|| {
-            format!(
-                "its file vanished and its copy names another id ({})",
-                record.expected_id()
-            )
-        })?;
+        .ok_or_else(|| NotRecreated::OtherId(record.expected_id()))?;
     record.status = Status::Queued;
     record.retries = Some(0);
     record.claimed_by = None;
@@ -103,8 +98,17 @@ fn recreate(shared: &Shared, id: &str, why: &str, interrupted: &str) -> Result<(
             tracing::warn!(record = %id, "its file vanished mid-landing; recreated as queued after {why}");
             Ok(())
         }
-        Err(e) => Err(format!(
-            "its file vanished mid-landing and could not be recreated: {e}"
-        )),
+        Err(e) => Err(NotRecreated::Store(e)),
     }
+}
+
+/// Why a record whose file vanished mid-landing was not written back.
+#[derive(Debug, thiserror::Error)]
+enum NotRecreated {
+    #[error("its file vanished and no copy of it is held")]
+    NoCopy,
+    #[error("its file vanished and its copy names another id ({0})")]
+    OtherId(String),
+    #[error("its file vanished mid-landing and could not be recreated: {0}")]
+    Store(StoreError),
 }

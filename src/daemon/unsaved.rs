@@ -129,20 +129,42 @@ fn publish(shared: &Shared) {
     }
 }
 
+/// Why the published unsaved verdicts could not be read; each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadUnsavedError {
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", .path.display())]
+    NotJson {
+        path: std::path::PathBuf,
+        source: serde_json::Error,
+    },
+}
+
 /// The waiting verdicts a daemon published in `berth_dir` (none if no file).
-pub fn read(berth_dir: &Path) -> Result<Vec<UnsavedLine>, String> {
+pub fn read(berth_dir: &Path) -> Result<Vec<UnsavedLine>, ReadUnsavedError> {
     use std::io::Read as _;
     let path = berth_dir.join(UNSAVED_FILE);
+    let io = |source| ReadUnsavedError::Io {
+        path: path.clone(),
+        source,
+    };
     let file = match crate::atomic_file::open_read_nofollow(&path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
+        Err(e) => return Err(io(e)),
     };
     let mut text = String::new();
     file.take(MAX_UNSAVED_FILE_BYTES)
         .read_to_string(&mut text)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(io)?;
+    serde_json::from_str(&text).map_err(|source| ReadUnsavedError::NotJson {
+        path: path.clone(),
+        source,
+    })
 }
 
 #[cfg(test)]

@@ -133,15 +133,36 @@ pub fn healthy(checks: &[Check]) -> bool {
     checks.iter().all(|c| c.verdict != Verdict::Fail)
 }
 
+/// Why a probed tool said nothing: each names the command.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("cannot run `{program}`: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    /// `command` is the program and its arguments as typed.
+    #[error("`{command}` did not answer within {PROBE_TIMEOUT:?}")]
+    Silent { command: String },
+    #[error("waiting for `{program}`: {source}")]
+    Wait {
+        program: String,
+        source: std::io::Error,
+    },
+}
+
 /// Runs `program args` with a time limit; `(exited 0, stdout + stderr)`.
-pub fn probe(program: &str, args: &[&str]) -> Result<(bool, String), String> {
+pub fn probe(program: &str, args: &[&str]) -> Result<(bool, String), ProbeError> {
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run `{program}`: {e}"))?;
+        .map_err(|source| ProbeError::Spawn {
+            program: program.to_owned(),
+            source,
+        })?;
     let deadline = Instant::now() + PROBE_TIMEOUT;
     let status = loop {
         match child.try_wait() {
@@ -150,12 +171,16 @@ pub fn probe(program: &str, args: &[&str]) -> Result<(bool, String), String> {
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!(
-                    "`{program} {}` did not answer within {PROBE_TIMEOUT:?}",
-                    args.join(" ")
-                ));
+                return Err(ProbeError::Silent {
+                    command: format!("{program} {}", args.join(" ")),
+                });
             }
-            Err(e) => return Err(format!("waiting for `{program}`: {e}")),
+            Err(source) => {
+                return Err(ProbeError::Wait {
+                    program: program.to_owned(),
+                    source,
+                });
+            }
         }
     };
     let mut text = String::new();
@@ -191,7 +216,7 @@ fn gh_auth(program: &str) -> Check {
             Verdict::Fail,
             format!("not logged in; run `gh auth login` ({out})"),
         ),
-        Err(e) => Check::new("gh auth", Verdict::Fail, e),
+        Err(e) => Check::new("gh auth", Verdict::Fail, e.to_string()),
     }
 }
 

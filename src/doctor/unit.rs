@@ -76,22 +76,32 @@ pub fn service(inputs: &Inputs<'_>) -> Check {
 }
 
 /// The file names this berth dir and runs a program that is an executable file.
-fn check_file(inputs: &Inputs<'_>, text: &str) -> Result<(), String> {
+fn check_file(inputs: &Inputs<'_>, text: &str) -> Result<(), UnitProblem> {
     match crate::service::recorded_berth_dir(inputs.platform, text) {
         Some(dir) if dir == inputs.berth_dir => {}
-        Some(dir) => return Err(format!("it runs the berth dir {}", dir.display())),
-        None => return Err("it names no BERTH_DIR (not written by `berth install`)".into()),
+        Some(dir) => return Err(UnitProblem::OtherBerthDir(dir)),
+        None => return Err(UnitProblem::NoBerthDir),
     }
     let Some(binary) = crate::service::recorded_binary(inputs.platform, text) else {
-        return Err("it names no program to run".into());
+        return Err(UnitProblem::NoProgram);
     };
     if !is_executable(&binary) {
-        return Err(format!(
-            "it runs {}, which is not an executable file",
-            binary.display()
-        ));
+        return Err(UnitProblem::NotExecutable(binary));
     }
     Ok(())
+}
+
+/// What is wrong with an installed service file.
+#[derive(Debug, thiserror::Error)]
+enum UnitProblem {
+    #[error("it runs the berth dir {}", .0.display())]
+    OtherBerthDir(std::path::PathBuf),
+    #[error("it names no BERTH_DIR (not written by `berth install`)")]
+    NoBerthDir,
+    #[error("it names no program to run")]
+    NoProgram,
+    #[error("it runs {}, which is not an executable file", .0.display())]
+    NotExecutable(std::path::PathBuf),
 }
 
 fn is_executable(path: &Path) -> bool {

@@ -21,8 +21,8 @@ use serde_json::Value;
 
 use super::marker::{QUEUE_LABEL, parse_marker};
 use super::{
-    Forge, ForgeError, ForgeKind, ForgeRepo, MarkerCheck, MergeProof, PrCheck, PrRef, PrState,
-    QueuedPr, Subject,
+    BadOutput, Forge, ForgeError, ForgeKind, ForgeRepo, MarkerCheck, MergeProof, PrCheck, PrRef,
+    PrState, QueuedPr, Subject,
 };
 
 /// How many queued PRs one discovery call asks for. Explicit, because gh's default (30)
@@ -108,7 +108,7 @@ impl GhForge {
             Err(e) => Err(ForgeError::BadOutput {
                 subject: subject.clone(),
                 command,
-                detail: format!("not JSON: {e}"),
+                detail: BadOutput::NotJson(e),
             }),
         }
     }
@@ -194,7 +194,7 @@ impl Forge for GhForge {
             return Err(ForgeError::BadOutput {
                 subject,
                 command,
-                detail: "expected a JSON array of PRs".into(),
+                detail: BadOutput::NotAList,
             });
         };
         if items.len() >= LIST_LIMIT {
@@ -214,7 +214,7 @@ impl Forge for GhForge {
         let target = GhRepo::parse(&repo.identity)?;
         let subject = Subject::pr(repo, pr.number);
         let (value, command) = self.view(&target, &subject, pr.number, CHECK_FIELDS)?;
-        let bad = |detail: String| ForgeError::BadOutput {
+        let bad = |detail: BadOutput| ForgeError::BadOutput {
             subject: subject.clone(),
             command: command.clone(),
             detail,
@@ -222,24 +222,24 @@ impl Forge for GhForge {
         let number = value
             .get("number")
             .and_then(Value::as_u64)
-            .ok_or_else(|| bad("no integer `number`".into()))?;
+            .ok_or_else(|| bad(BadOutput::NoNumber))?;
         let state = parse_state(&value).map_err(&bad)?;
         let labelled = match value.get("labels") {
             Some(Value::Array(labels)) => labels.iter().any(is_queue_label),
             Some(Value::Null) | None => false,
-            Some(_) => return Err(bad("`labels` is not an array".into())),
+            Some(_) => return Err(bad(BadOutput::Labels)),
         };
         let marker = match value.get("body").and_then(Value::as_str).map(parse_marker) {
             Some(Ok(m)) => MarkerCheck::Valid(m),
             Some(Err(e)) => MarkerCheck::Invalid(e),
             None => MarkerCheck::Invalid(super::MarkerError::Missing),
         };
-        let branch = |key: &str| {
+        let branch = |key: &'static str| {
             value
                 .get(key)
                 .and_then(Value::as_str)
                 .map(str::to_owned)
-                .ok_or_else(|| bad(format!("no string `{key}`")))
+                .ok_or_else(|| bad(BadOutput::NoText(key)))
         };
         Ok(PrCheck {
             number,
@@ -281,20 +281,20 @@ impl Forge for GhForge {
     ) -> Result<HashMap<u64, MergeProof>, ForgeError> {
         let (value, command, subject) =
             self.list(repo, &["--state", "all"], STATES_LIMIT, STATES_FIELDS)?;
-        let bad = |detail: String| ForgeError::BadOutput {
+        let bad = |detail: BadOutput| ForgeError::BadOutput {
             subject: subject.clone(),
             command: command.clone(),
             detail,
         };
         let Value::Array(items) = &value else {
-            return Err(bad("expected a JSON array of PRs".into()));
+            return Err(bad(BadOutput::NotAList));
         };
         let mut proofs = HashMap::new();
         for item in items {
             let number = item
                 .get("number")
                 .and_then(Value::as_u64)
-                .ok_or_else(|| bad("a PR without an integer `number`".into()))?;
+                .ok_or_else(|| bad(BadOutput::UnnumberedPr))?;
             proofs.insert(number, proof_of(item).map_err(&bad)?);
         }
         let missing: Vec<PrRef<'_>> = prs
@@ -314,7 +314,7 @@ impl Forge for GhForge {
 }
 
 /// A PR's merge proof from its `state`, `mergedAt` and `mergeCommit`.
-fn proof_of(value: &Value) -> Result<MergeProof, String> {
+fn proof_of(value: &Value) -> Result<MergeProof, BadOutput> {
     let state = parse_state(value)?;
     let merged_at = value
         .get("mergedAt")
@@ -375,7 +375,7 @@ impl GhForge {
             return Err(ForgeError::BadOutput {
                 subject: subject.clone(),
                 command,
-                detail: "expected a JSON object".into(),
+                detail: BadOutput::NotAnObject,
             });
         }
         Ok((value, command))
@@ -468,10 +468,12 @@ fn queued_pr(identity: &str, item: &Value) -> Option<QueuedPr> {
     })
 }
 
-fn parse_state(value: &Value) -> Result<PrState, String> {
+fn parse_state(value: &Value) -> Result<PrState, BadOutput> {
     match value.get("state").and_then(Value::as_str) {
-        Some(text) => PrState::from_gstack(text).ok_or(format!("unknown PR state {text:?}")),
-        None => Err("no string `state`".into()),
+        Some(text) => {
+            PrState::from_gstack(text).ok_or_else(|| BadOutput::UnknownState(text.to_owned()))
+        }
+        None => Err(BadOutput::NoState),
     }
 }
 

@@ -240,7 +240,7 @@ pub enum ForgeError {
     BadOutput {
         subject: Subject,
         command: String,
-        detail: String,
+        detail: BadOutput,
     },
     #[error("{subject}: base branch {branch} does not exist on origin")]
     MissingBase { subject: Subject, branch: String },
@@ -258,6 +258,29 @@ pub enum ForgeError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// What is wrong with a forge command's output.
+#[derive(Debug, thiserror::Error)]
+pub enum BadOutput {
+    #[error("not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("expected a JSON array of PRs")]
+    NotAList,
+    #[error("expected a JSON object")]
+    NotAnObject,
+    #[error("no integer `number`")]
+    NoNumber,
+    #[error("a PR without an integer `number`")]
+    UnnumberedPr,
+    #[error("`labels` is not an array")]
+    Labels,
+    #[error("no string `{0}`")]
+    NoText(&'static str),
+    #[error("unknown PR state {0:?}")]
+    UnknownState(String),
+    #[error("no string `state`")]
+    NoState,
 }
 
 /// Why a claim is refused (DESIGN §3 step 6). The message is written for an operator and ends

@@ -28,6 +28,10 @@ pub(super) const WRITERS_LOCK: &str = "berth-lane-locks.lock";
 /// `git` holds one for milliseconds (seconds, with a slow `reference-transaction` hook).
 pub const LEFTOVER_AGE: Duration = Duration::from_secs(10);
 
+/// `.lock` files this process removed as dead writers' (`berth_lane_lock_leftovers_removed_total`).
+pub static LEFTOVERS_REMOVED: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
+    std::sync::LazyLock::new(Default::default);
+
 /// How long a writer waits for another berth writer of the same repository.
 const WRITERS_WAIT: Duration = Duration::from_secs(5);
 
@@ -205,11 +209,14 @@ fn clear(origin: &Repository, ref_name: &str, writers: &File) {
         return;
     }
     match std::fs::remove_file(&path) {
-        Ok(()) => tracing::warn!(
-            file = %path.display(),
-            age_secs = age.as_secs(),
-            "removed a lane lock ref's .lock file left by a writer that died mid-write (it blocked every write of the lock)"
-        ),
+        Ok(()) => {
+            LEFTOVERS_REMOVED.inc();
+            tracing::warn!(
+                file = %path.display(),
+                age_secs = age.as_secs(),
+                "removed a lane lock ref's .lock file left by a writer that died mid-write (it blocked every write of the lock)"
+            );
+        }
         Err(e) => tracing::warn!(
             file = %path.display(),
             "a lane lock ref's .lock file left by a dead writer blocks the lane and cannot be removed: {e}"
@@ -252,6 +259,37 @@ mod tests {
         }
     }
 
+    fn plant(origin: &Repository, ref_name: &str, age: Duration) -> PathBuf {
+        let leftover = ref_lock_path(origin, ref_name);
+        std::fs::create_dir_all(leftover.parent().unwrap()).unwrap();
+        std::fs::write(&leftover, "").unwrap();
+        File::options()
+            .write(true)
+            .open(&leftover)
+            .unwrap()
+            .set_modified(SystemTime::now() - age)
+            .unwrap();
+        leftover
+    }
+
+    #[test]
+    fn an_old_leftover_is_removed_and_counted_and_a_young_one_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let origin = Repository::init_bare(dir.path().join("o.git")).unwrap();
+        let (young_ref, old_ref) = (
+            "refs/gstack/release-locks/a/main",
+            "refs/gstack/release-locks/b/main",
+        );
+        let young = plant(&origin, young_ref, LEFTOVER_AGE / 2);
+        let old = plant(&origin, old_ref, 2 * LEFTOVER_AGE);
+        let before = LEFTOVERS_REMOVED.get();
+        drop(before_write(&origin, young_ref).unwrap());
+        assert!(young.exists());
+        drop(before_write(&origin, old_ref).unwrap());
+        assert!(!old.exists());
+        assert!(LEFTOVERS_REMOVED.get() > before);
+    }
+
     /// Anyone who may read the file can hold its `flock`: that must cost the lane the
     /// clearing of leftovers at most, never its writes.
     #[test]
@@ -262,16 +300,7 @@ mod tests {
         drop(before_write(&origin, ref_name).unwrap());
         let reader = File::open(origin.path().join(WRITERS_LOCK)).unwrap();
         reader.lock().unwrap();
-        let leftover = ref_lock_path(&origin, ref_name);
-        std::fs::create_dir_all(leftover.parent().unwrap()).unwrap();
-        std::fs::write(&leftover, "").unwrap();
-        let old = SystemTime::now() - 2 * LEFTOVER_AGE;
-        File::options()
-            .write(true)
-            .open(&leftover)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        let leftover = plant(&origin, ref_name, 2 * LEFTOVER_AGE);
         let writers = before_write(&origin, ref_name).unwrap();
         assert!(writers._held.is_none());
         assert!(

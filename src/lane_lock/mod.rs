@@ -57,7 +57,7 @@ use crate::safe_key::safe_key;
 pub use alias::{alias_lock_refs, lane_key};
 pub use cas::LockWrite;
 pub use heartbeat::{Heartbeat, LockWatch};
-pub use leftover::LEFTOVER_AGE;
+pub use leftover::{LEFTOVER_AGE, LEFTOVERS_REMOVED};
 pub use payload::{LOCK_SUBJECT, LockPayload};
 
 use cas::{Expect, WriteHook, compare_and_swap};
@@ -1124,10 +1124,8 @@ fn backoff(attempt: u32) {
     if attempt == 0 {
         return;
     }
-    let jitter = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos() % 20);
-    std::thread::sleep(Duration::from_millis(u64::from(attempt * 10 + jitter)));
+    let jitter = fastrand::u64(0..20);
+    std::thread::sleep(Duration::from_millis(u64::from(attempt) * 10 + jitter));
 }
 
 #[cfg(test)]

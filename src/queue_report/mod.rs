@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::daemon::UnsavedLine;
+use crate::daemon::{ReadUnsavedError, UnsavedLine};
 use crate::gates::Allowlist;
 use crate::lane_lock::survey::Reach;
 use crate::record::Status;
@@ -29,9 +29,9 @@ pub struct QueueReport {
     pub scan: Scan,
     pub waits: Waits,
     /// Rule questions failing closed (DESIGN §8): why a record waits, while it lasts.
-    pub fallbacks: Result<Vec<Fallback>, String>,
+    pub fallbacks: std::io::Result<Vec<Fallback>>,
     /// Verdicts a daemon could not write (ENOSPC, EIO) and retries every tick.
-    pub unsaved: Result<Vec<UnsavedLine>, String>,
+    pub unsaved: Result<Vec<UnsavedLine>, ReadUnsavedError>,
     pub rules: std::io::Result<Option<RulesStatus>>,
     pub daemon: DaemonView,
 }
@@ -56,7 +56,7 @@ impl QueueReport {
     ) -> Result<QueueReport, StoreError> {
         let scan = store.scan()?;
         let rules = RulesStatus::read(berth_dir);
-        let fallbacks = crate::rules::fallbacks::read(berth_dir).map_err(|e| e.to_string());
+        let fallbacks = crate::rules::fallbacks::read(berth_dir);
         let daemon = DaemonView::read(berth_dir);
         let waits = waiting::read(allowlist, berth_dir, &scan, reach);
         let unsaved = crate::daemon::read_unsaved(berth_dir);

@@ -44,6 +44,24 @@ fn fail<T>(message: String) -> RhaiResult<T> {
     Err(EvalAltResult::ErrorRuntime(message.into(), Position::NONE).into())
 }
 
+/// Why a primitive refused its argument; the rule sees the text as a runtime error.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PrimitiveError {
+    #[error("jsonpath is {0} bytes long; the limit is {MAX_JSONPATH_LEN}")]
+    JsonpathLength(usize),
+    #[error("jsonpath has {0} `..` descents; the limit is {MAX_JSONPATH_DESCENTS}")]
+    JsonpathDescents(usize),
+    #[error("jsonpath nests {0} levels of brackets; the limit is {MAX_JSONPATH_NESTING}")]
+    JsonpathNesting(usize),
+    #[error("regex is {0} bytes long; the limit is {MAX_REGEX_LEN}")]
+    RegexLength(usize),
+    #[error("regex `{pattern}`: {source}")]
+    Regex {
+        pattern: String,
+        source: regex::Error,
+    },
+}
+
 pub(crate) fn register(engine: &mut Engine) {
     engine.register_fn("jsonpath", jsonpath);
     engine.register_fn("regex_is_match", regex_is_match);
@@ -66,7 +84,7 @@ pub(crate) fn register(engine: &mut Engine) {
 
 /// `jsonpath(value, path)`: the matches of `path` in `value`, as an array.
 fn jsonpath(value: Dynamic, path: &str) -> RhaiResult<Array> {
-    check_jsonpath(path).or_else(fail)?;
+    check_jsonpath(path).or_else(|e| fail(e.to_string()))?;
     let json: serde_json::Value = rhai::serde::from_dynamic(&value)?;
     let matches = json
         .query(path)
@@ -75,18 +93,13 @@ fn jsonpath(value: Dynamic, path: &str) -> RhaiResult<Array> {
 }
 
 /// Refuses paths whose evaluation cost or parser recursion is unbounded.
-pub(crate) fn check_jsonpath(path: &str) -> Result<(), String> {
+pub(crate) fn check_jsonpath(path: &str) -> Result<(), PrimitiveError> {
     if path.len() > MAX_JSONPATH_LEN {
-        return Err(format!(
-            "jsonpath is {} bytes long; the limit is {MAX_JSONPATH_LEN}",
-            path.len()
-        ));
+        return Err(PrimitiveError::JsonpathLength(path.len()));
     }
     let descents = path.matches("..").count();
     if descents > MAX_JSONPATH_DESCENTS {
-        return Err(format!(
-            "jsonpath has {descents} `..` descents; the limit is {MAX_JSONPATH_DESCENTS}"
-        ));
+        return Err(PrimitiveError::JsonpathDescents(descents));
     }
     let mut depth = 0usize;
     let mut deepest = 0usize;
@@ -101,9 +114,7 @@ pub(crate) fn check_jsonpath(path: &str) -> Result<(), String> {
         }
     }
     if deepest > MAX_JSONPATH_NESTING {
-        return Err(format!(
-            "jsonpath nests {deepest} levels of brackets; the limit is {MAX_JSONPATH_NESTING}"
-        ));
+        return Err(PrimitiveError::JsonpathNesting(deepest));
     }
     Ok(())
 }
@@ -119,16 +130,13 @@ fn regex_is_match(text: &str, pattern: &str) -> RhaiResult<bool> {
             text.len()
         ));
     }
-    let regex = compiled(pattern).or_else(fail)?;
+    let regex = compiled(pattern).or_else(|e| fail(e.to_string()))?;
     Ok(regex.is_match(text))
 }
 
-fn compiled(pattern: &str) -> Result<Arc<Regex>, String> {
+fn compiled(pattern: &str) -> Result<Arc<Regex>, PrimitiveError> {
     if pattern.len() > MAX_REGEX_LEN {
-        return Err(format!(
-            "regex is {} bytes long; the limit is {MAX_REGEX_LEN}",
-            pattern.len()
-        ));
+        return Err(PrimitiveError::RegexLength(pattern.len()));
     }
     // A poisoned cache only means another thread panicked mid-insert; the map is still a
     // valid map of compiled regexes.
@@ -140,7 +148,10 @@ fn compiled(pattern: &str) -> Result<Arc<Regex>, String> {
         .size_limit(REGEX_SIZE_LIMIT)
         .dfa_size_limit(REGEX_CACHE_BYTES)
         .build()
-        .map_err(|e| format!("regex `{pattern}`: {e}"))?;
+        .map_err(|source| PrimitiveError::Regex {
+            pattern: pattern.to_owned(),
+            source,
+        })?;
     if cache.len() >= REGEX_CACHE_CAP {
         cache.clear();
     }

@@ -52,6 +52,8 @@ const MESSAGE_LEN: usize = 9;
 const STOP: u8 = b's';
 /// "The lease now ends at `CLOCK_BOOTTIME` nanoseconds N".
 const EXTEND: u8 = b'd';
+/// "The step runs as process group N".
+const GROUP: u8 = b'g';
 /// After its SIGKILL, how long the guard waits for the group to be gone; and how often it
 /// looks (during the SIGTERM grace too).
 const GROUP_GONE_WAIT: Duration = Duration::from_secs(1);
@@ -76,11 +78,15 @@ pub(super) struct Guard {
 }
 
 impl Guard {
-    /// Forks the guard for process group `pgid`: on berth's death it sends SIGTERM, waits
-    /// `grace`, then SIGKILL; at `lease`'s deadline, the same with the lease's grace. Either
-    /// way it then kills whatever carries the step's `mark` ([`kill_marked`]).
+    /// Forks the guard of a step about to start, marked `mark`: on berth's death it sends
+    /// the step's group ([`Guard::watch_group`]) SIGTERM, waits `grace`, then SIGKILL; at
+    /// `lease`'s deadline, the same with the lease's grace. Either way it then kills
+    /// whatever carries the step's `mark` ([`kill_marked`]), and only that while it has
+    /// not been told the group yet.
+    ///
+    /// Forked before the step is spawned, so no instant of the step is unguarded: a berth
+    /// stopped or killed right after the spawn still has its step stopped.
     pub(super) fn spawn(
-        pgid: Pid,
         grace: Duration,
         lease: Option<LeaseEnd>,
         mark: &Mark,
@@ -92,7 +98,6 @@ impl Guard {
             None => (i64::MAX, timespec(grace)),
         };
         let kills = Kills {
-            group: pgid.as_raw(),
             grace: timespec(grace),
             lease_grace,
             berth: nix::unistd::getpid().as_raw(),
@@ -125,6 +130,16 @@ impl Guard {
                 })
             }
         }
+    }
+
+    /// Tells the guard the step's process group. An error means the guard is gone: nothing
+    /// fences the step, and the caller must stop it.
+    pub(super) fn watch_group(&self, pgid: Pid) -> io::Result<()> {
+        let tell = self
+            .tell
+            .as_ref()
+            .ok_or_else(|| io::Error::other("the guard was already stopped"))?;
+        send(tell, GROUP, pgid.as_raw().into())
     }
 
     /// Moves the lease deadline. An error means the guard is gone: nothing fences the
@@ -206,7 +221,6 @@ struct GuardFds {
 }
 
 struct Kills<'m> {
-    group: libc::pid_t,
     /// After berth's death.
     grace: libc::timespec,
     /// At the lease's end.
@@ -227,16 +241,13 @@ unsafe fn guard_main(fds: GuardFds, kills: &Kills<'_>, mut deadline: i64) -> ! {
         }
         close_all_but(&mut [fds.listen, fds.timer, fds.instance_lock]);
         arm(fds.timer, deadline);
-        if lease_over(deadline) {
-            // Forked past the deadline (berth paused between its lease check and the
-            // fork): the lock may be another daemon's already, so no grace either.
-            stop_group(kills, timespec(Duration::ZERO), LEASE_EXIT);
-        }
         let mut message = [0u8; MESSAGE_LEN];
         let mut have = 0usize;
+        // Not known until berth has spawned the step and said so: 0.
+        let mut group: libc::pid_t = 0;
         loop {
             if lease_over(deadline) {
-                stop_group(kills, kills.lease_grace, LEASE_EXIT);
+                stop_group(kills, group, kills.lease_grace, LEASE_EXIT);
             }
             let mut polled = [
                 libc::pollfd {
@@ -283,19 +294,21 @@ unsafe fn guard_main(fds: GuardFds, kills: &Kills<'_>, mut deadline: i64) -> ! {
             have = 0;
             match message[0] {
                 STOP => {
-                    end_marked(kills);
+                    end_marked(kills, false);
                     libc::_exit(0)
                 }
                 EXTEND => {
-                    let mut value = [0u8; 8];
-                    value.copy_from_slice(&message[1..]);
-                    deadline = i64::from_be_bytes(value);
+                    deadline = value_of(&message);
                     arm(fds.timer, deadline);
                 }
+                GROUP => match libc::pid_t::try_from(value_of(&message)) {
+                    Ok(pgid) if pgid > 1 => group = pgid,
+                    _ => break,
+                },
                 _ => break,
             }
         }
-        stop_group(kills, kills.grace, 0)
+        stop_group(kills, group, kills.grace, 0)
     }
 }
 
@@ -332,25 +345,34 @@ unsafe fn arm(timer: libc::c_int, deadline: i64) {
     }
 }
 
-/// SIGTERM to the group (none for a zero `grace`), SIGKILL once `grace` is up, then the same SIGKILL to whatever
+/// SIGTERM to the group, SIGKILL once `grace` is up, then the same SIGKILL to whatever
 /// still carries the step's mark (what left the group), then exit with `status` once the
 /// group and the marked processes are gone (or after [`GROUP_GONE_WAIT`] each): the exit
 /// releases the daemon's instance lock, and with it the proof that the daemon's landings
 /// are over. A group gone before its grace is up is not signalled again (its id may
 /// already be another group's).
-unsafe fn stop_group(kills: &Kills<'_>, grace: libc::timespec, status: i32) -> ! {
+///
+/// A group not known yet (0: berth stopped or died between spawning the step and saying
+/// its group) is not signalled; the step's processes carry its mark from their `exec` on,
+/// so the mark is looked for during the whole [`GROUP_GONE_WAIT`], to meet one that
+/// `exec`s late.
+unsafe fn stop_group(
+    kills: &Kills<'_>,
+    group: libc::pid_t,
+    grace: libc::timespec,
+    status: i32,
+) -> ! {
     unsafe {
-        let group = kills.group;
-        let gone = if grace.tv_sec == 0 && grace.tv_nsec == 0 {
-            false
-        } else {
-            libc::kill(-group, libc::SIGTERM);
-            wait_gone(group, grace)
-        };
+        if group == 0 {
+            end_marked(kills, true);
+            libc::_exit(status)
+        }
+        libc::kill(-group, libc::SIGTERM);
+        let gone = wait_gone(group, grace);
         if !gone {
             libc::kill(-group, libc::SIGKILL);
         }
-        end_marked(kills);
+        end_marked(kills, false);
         if !gone {
             // Killed processes cannot run another instruction, but they exit (and drop
             // their files and locks) only once scheduled. Zombies count as members until
@@ -362,15 +384,24 @@ unsafe fn stop_group(kills: &Kills<'_>, grace: libc::timespec, status: i32) -> !
     }
 }
 
-/// Kills what carries the step's mark until nothing does, for at most [`GROUP_GONE_WAIT`].
-unsafe fn end_marked(kills: &Kills<'_>) {
+/// Kills what carries the step's mark until nothing does (or, `whole_wait`, all along),
+/// for at most [`GROUP_GONE_WAIT`].
+unsafe fn end_marked(kills: &Kills<'_>, whole_wait: bool) {
     unsafe {
         let deadline = boot_nanos().saturating_add(GROUP_GONE_WAIT.as_nanos() as i64);
-        while kill_marked(kills.mark, kills.berth, kills.berth_group) > 0 && boot_nanos() < deadline
+        while (kill_marked(kills.mark, kills.berth, kills.berth_group) > 0 || whole_wait)
+            && boot_nanos() < deadline
         {
             nap(timespec(GROUP_GONE_POLL));
         }
     }
+}
+
+/// The big-endian `i64` of a message.
+fn value_of(message: &[u8; MESSAGE_LEN]) -> i64 {
+    let mut value = [0u8; 8];
+    value.copy_from_slice(&message[1..]);
+    i64::from_be_bytes(value)
 }
 
 /// Waits up to `limit` for process group `group` to have no member; whether it has none.
@@ -442,51 +473,5 @@ unsafe fn close_all_but(keep: &mut [libc::c_int]) {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
-
-    use super::*;
-
-    /// A guard forked past its lease (berth paused between its lease check and the fork)
-    /// gives the group no SIGTERM grace: the lock may already be another daemon's.
-    #[test]
-    fn a_guard_forked_past_its_lease_kills_the_group_without_a_grace() {
-        let dir = tempfile::tempdir().unwrap();
-        let (ready, termed) = (dir.path().join("ready"), dir.path().join("termed"));
-        let script = format!(
-            "trap 'echo term > {termed}' TERM; echo > {ready}; while :; do sleep 0.05; done",
-            termed = termed.display(),
-            ready = ready.display()
-        );
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", &script])
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let started = std::time::Instant::now();
-        while !ready.exists() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "sh never started"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let lease = LeaseEnd {
-            deadline: BootTime::now().before(Duration::from_secs(1)),
-            grace: Duration::from_secs(1),
-        };
-        let pgid = Pid::from_raw(child.id() as i32);
-        let _guard =
-            Guard::spawn(pgid, Duration::from_secs(2), Some(lease), &Mark::default()).unwrap();
-        let status = child.wait().unwrap();
-        assert_eq!(status.signal(), Some(libc::SIGKILL));
-        assert!(
-            !termed.exists(),
-            "the group was given a SIGTERM grace past its lease"
-        );
     }
 }

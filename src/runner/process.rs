@@ -106,16 +106,15 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// "0.3s", "42.0s", "12m05s", "1h30m": short enough for a `lastError`.
+/// "300ms", "42s", "12m 5s", "1h 30m": short enough for a `lastError` (milliseconds only
+/// under a second, seconds only under an hour).
 pub(crate) fn human_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    if secs >= 3600 {
-        format!("{}h{:02}m", secs / 3600, secs % 3600 / 60)
-    } else if secs >= 60 {
-        format!("{}m{:02}s", secs / 60, secs % 60)
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
+    let shown = match d.as_secs() {
+        0 => Duration::from_millis(d.subsec_millis().into()),
+        secs if secs < 3600 => Duration::from_secs(secs),
+        secs => Duration::from_secs(secs - secs % 60),
+    };
+    humantime::format_duration(shown).to_string()
 }
 
 /// Everything [`run_step`] needs: what to run, where, where its output goes, how long.
@@ -142,6 +141,20 @@ pub struct StepCommand<'a> {
     pub timeout: Duration,
     /// Time between SIGTERM and SIGKILL to the group.
     pub grace: Duration,
+    /// Runs right after the spawn, before the guard is told the step's group: a test's
+    /// stand-in for berth stopped at that instant. The daemon sets none.
+    pub after_spawn: Option<&'a SpawnHook>,
+}
+
+/// See [`StepCommand::after_spawn`].
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct SpawnHook(pub std::sync::Arc<dyn Fn() + Send + Sync>);
+
+impl fmt::Debug for SpawnHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SpawnHook")
+    }
 }
 
 /// What [`run_step`] saw.
@@ -246,11 +259,11 @@ async fn spawn_and_supervise(
     if cancel.is_cancelled() {
         return Outcome::Cancelled;
     }
-    let Some((program, args)) = cmd.argv.split_first() else {
+    let Some(program) = cmd.argv.first() else {
         return Outcome::SpawnFailed("the command is empty".to_owned());
     };
-    let stderr = match output.try_clone() {
-        Ok(stderr) => stderr,
+    let mut command = match command_for(cmd, output) {
+        Ok(command) => command,
         Err(e) => return Outcome::LogFailed(e.to_string()),
     };
     // Listen before the child exists so its exit cannot fall between spawn and the first
@@ -262,9 +275,76 @@ async fn spawn_and_supervise(
             None
         }
     };
-    let mut command = Command::new(program);
+    // Subscribed before the deadline is read, so an extension in between is not missed.
+    let lease_watch = cmd.lease.map(Lease::watch);
+    let lease_end = cmd
+        .lease
+        .zip(lease_watch.as_ref())
+        .map(|(lease, watch)| LeaseEnd {
+            deadline: *watch.borrow(),
+            grace: lease.kill_grace(cmd.grace),
+        });
+    // Before the step exists, so that no instant of it is unguarded. Fail closed: a step
+    // that could outlive berth or its lease is not started.
+    let guard = match Guard::spawn(cmd.grace, lease_end, &Mark::new(cmd.env)) {
+        Ok(guard) => guard,
+        Err(err) => {
+            return Outcome::SpawnFailed(format!(
+                "could not start the guard that ends the step if berth dies: {err}"
+            ));
+        }
+    };
+    let spawned = command.spawn();
+    drop(command);
+    let mut child = match spawned {
+        Ok(child) => child,
+        // The OS reports a missing working directory as "No such file or directory" just
+        // like a missing program; say which one it is.
+        Err(err) if !cmd.cwd.is_dir() => {
+            return Outcome::SpawnFailed(format!(
+                "working directory {:?} is not usable: {err}",
+                cmd.cwd
+            ));
+        }
+        Err(err) => return Outcome::SpawnFailed(format!("{program:?}: {err}")),
+    };
+    let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) else {
+        // Cannot happen for a child just spawned and not yet waited on; if it did, the
+        // group could not be supervised, so the child is not left running.
+        if let Err(err) = child.start_kill() {
+            tracing::warn!("could not kill a step process without a pid: {err}");
+        }
+        return Outcome::SpawnFailed(format!("{program:?}: spawned without a pid"));
+    };
+    let pgid = Pid::from_raw(pid);
+    if let Some(hook) = cmd.after_spawn {
+        (hook.0)();
+    }
+    let mut group = ProcessGroup {
+        child,
+        pgid,
+        reaped: false,
+        sigchld,
+        guard,
+        lease: lease_watch,
+    };
+    if let Err(err) = group.guard.watch_group(pgid) {
+        // The guard is gone (its lease ran out while berth was stopped, or it was killed):
+        // nothing fences the step.
+        tracing::error!(%pgid, "the step's guard is gone before it learned the step's group: {err}; terminating the group");
+        group.terminate(Duration::ZERO).await;
+        return Outcome::LeaseExpired;
+    }
+    group.supervise(cmd.timeout, cmd.grace, cancel).await
+}
+
+/// The step's command: its own process group, `/dev/null` as stdin, `output` as stdout and
+/// stderr, started in the pinned checkout (or `cmd.cwd`) and inheriting `cmd.pass_fds`.
+fn command_for(cmd: &StepCommand<'_>, output: OwnedFd) -> std::io::Result<Command> {
+    let stderr = output.try_clone()?;
+    let mut command = Command::new(&cmd.argv[0]);
     command
-        .args(args)
+        .args(&cmd.argv[1..])
         .envs(cmd.env.iter().copied())
         .process_group(0)
         .stdin(Stdio::null())
@@ -299,66 +379,7 @@ async fn spawn_and_supervise(
             Ok(())
         });
     }
-    let spawned = command.spawn();
-    drop(command);
-    let mut child = match spawned {
-        Ok(child) => child,
-        // The OS reports a missing working directory as "No such file or directory" just
-        // like a missing program; say which one it is.
-        Err(err) if !cmd.cwd.is_dir() => {
-            return Outcome::SpawnFailed(format!(
-                "working directory {:?} is not usable: {err}",
-                cmd.cwd
-            ));
-        }
-        Err(err) => return Outcome::SpawnFailed(format!("{program:?}: {err}")),
-    };
-    let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) else {
-        // Cannot happen for a child just spawned and not yet waited on; if it did, the
-        // group could not be supervised, so the child is not left running.
-        if let Err(err) = child.start_kill() {
-            tracing::warn!("could not kill a step process without a pid: {err}");
-        }
-        return Outcome::SpawnFailed(format!("{program:?}: spawned without a pid"));
-    };
-    let pgid = Pid::from_raw(pid);
-    // Subscribed before the deadline is read, so an extension in between is not missed.
-    let lease_watch = cmd.lease.map(Lease::watch);
-    let lease_end = cmd
-        .lease
-        .zip(lease_watch.as_ref())
-        .map(|(lease, watch)| LeaseEnd {
-            deadline: *watch.borrow(),
-            grace: lease.kill_grace(cmd.grace),
-        });
-    let guard = match Guard::spawn(pgid, cmd.grace, lease_end, &Mark::new(cmd.env)) {
-        Ok(guard) => guard,
-        Err(err) => {
-            // Fail closed: a step that could outlive berth is not allowed to run.
-            let _ = killpg(pgid, Signal::SIGKILL);
-            let _ = child.wait().await;
-            return Outcome::SpawnFailed(format!(
-                "could not start the guard that ends the step if berth dies: {err}"
-            ));
-        }
-    };
-    let mut group = ProcessGroup {
-        child,
-        pgid,
-        reaped: false,
-        sigchld,
-        guard,
-        lease: lease_watch,
-    };
-    // Berth may have been paused between the lease check and here: a step already past
-    // its lease is stopped at once (its guard does the same), never given a grace.
-    if cmd.lease.is_some_and(Lease::expired) {
-        tracing::warn!(pgid = %pgid, "the lane lock lease ran out while the step started; killing its process group");
-        group.signal(Signal::SIGKILL);
-        group.reap().await;
-        return Outcome::LeaseExpired;
-    }
-    group.supervise(cmd.timeout, cmd.grace, cancel).await
+    Ok(command)
 }
 
 /// Why [`ProcessGroup::wait_for_leader`] returned.
@@ -577,7 +598,7 @@ mod tests {
                 after: Duration::from_secs(1800)
             }
             .to_string()
-            .starts_with("timed out after 30m00s")
+            .starts_with("timed out after 30m and")
         );
         assert!(exited(Some(0), None).success());
         assert!(!exited(Some(1), None).success());
@@ -587,9 +608,9 @@ mod tests {
 
     #[test]
     fn durations_are_short() {
-        assert_eq!(human_duration(Duration::from_millis(300)), "0.3s");
-        assert_eq!(human_duration(Duration::from_secs(42)), "42.0s");
-        assert_eq!(human_duration(Duration::from_secs(725)), "12m05s");
-        assert_eq!(human_duration(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(human_duration(Duration::from_millis(300)), "300ms");
+        assert_eq!(human_duration(Duration::from_millis(42_300)), "42s");
+        assert_eq!(human_duration(Duration::from_secs(725)), "12m 5s");
+        assert_eq!(human_duration(Duration::from_secs(5425)), "1h 30m");
     }
 }

@@ -42,6 +42,11 @@ pub fn next_step_number() -> String {
 /// a step's environment is far smaller).
 const MAX_ENVIRON_BYTES: u64 = 1024 * 1024;
 
+/// Landing processes this process killed by their mark after their step or owner was gone
+/// (`berth_landing_leftovers_killed_total`; a guard's own kills are another process's).
+pub static LEFTOVERS_KILLED: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
+    std::sync::LazyLock::new(Default::default);
+
 /// How long [`end_strays`] waits for killed processes to go.
 pub const STRAY_KILL_WAIT: Duration = Duration::from_secs(2);
 
@@ -203,6 +208,7 @@ fn end_marked(record: Option<&Path>, owner: &str, left_by: &str) -> Result<usize
     for stray in &strays {
         let _ = kill(Pid::from_raw(stray.pid), Signal::SIGKILL);
     }
+    LEFTOVERS_KILLED.inc_by(strays.len() as u64);
     tracing::warn!(
         record = record.map(|r| r.display().to_string()),
         owner,

@@ -163,6 +163,16 @@ impl Metrics {
             metrics.last_tick.clone(),
         );
         registry.register(
+            "lane_lock_leftovers_removed",
+            "Lane lock ref .lock files left by a dead writer in a local origin and removed",
+            crate::lane_lock::LEFTOVERS_REMOVED.clone(),
+        );
+        registry.register(
+            "landing_leftovers_killed",
+            "Landing processes killed by their mark once their step ended or their daemon was gone (what left the step's process group)",
+            crate::runner::LEFTOVERS_KILLED.clone(),
+        );
+        registry.register(
             "process_cpu_seconds",
             "User and system CPU time the daemon used since it started",
             metrics.cpu_seconds.clone(),

@@ -93,6 +93,26 @@ fn a_missing_gh_stops_run_and_status_and_doctor_name_the_fix() {
         "{stdout}"
     );
 
+    let json = world
+        .berth()
+        .env("PATH", &path)
+        .args([
+            "status",
+            "--offline",
+            "--json",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(
+        json["forgeProblem"]
+            .as_str()
+            .is_some_and(|p| p.contains(&fix)),
+        "{json:#}"
+    );
+
     let doctor = world
         .berth()
         .env("PATH", &path)

@@ -5,7 +5,7 @@
 //! time bound is the issue's one second.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::Duration;
 
@@ -13,18 +13,18 @@ use crate::support::{GhLane, World, sample, scrape, served_addr, stop};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// `gh pr list` for `acme/widget` (discovery) held until the test removes the gate.
+/// `gh pr list` for `acme/<name>` (discovery) held until the test removes the gate.
 struct HeldDiscovery {
     gate: PathBuf,
     waiting: PathBuf,
 }
 
 impl HeldDiscovery {
-    fn hold(gh: &GhLane) -> HeldDiscovery {
-        let gate = gh.replies.join("pr-list.acme.widget.gate");
+    fn hold(gh: &GhLane, name: &str) -> HeldDiscovery {
+        let gate = gh.replies.join(format!("pr-list.acme.{name}.gate"));
         fs::write(&gate, "").unwrap();
         HeldDiscovery {
-            waiting: gh.replies.join("pr-list.acme.widget.gate.waiting"),
+            waiting: gh.replies.join(format!("pr-list.acme.{name}.gate.waiting")),
             gate,
         }
     }
@@ -34,14 +34,14 @@ impl HeldDiscovery {
     }
 }
 
-/// `run --watch` with `poll_secs = 1`, the widget repo configured (so it is discovered with
-/// an empty queue) and the metrics endpoint, once discovery is held in flight.
-fn watch_while_discovery_hangs(gh: &GhLane, held: &HeldDiscovery) -> Child {
+/// `run --watch` with `poll_secs = 1`, `repo` configured (so it is discovered with an
+/// empty queue) and the metrics endpoint, once discovery is held in flight.
+fn watch_while_discovery_hangs(gh: &GhLane, repo: &Path, held: &HeldDiscovery) -> Child {
     let config = gh.config(
         r#"["true"]"#,
         &format!(
             "poll_secs = 1\nreconcile_every_secs = 3600\nrepos = [\"{}\"]\n",
-            gh.repo.display()
+            repo.display()
         ),
     );
     let daemon = gh.world.spawn_berth(
@@ -88,8 +88,8 @@ fn ticks(world: &World) -> Option<f64> {
 fn a_record_written_while_discovery_hangs_is_claimed_within_a_second() {
     let world = World::new();
     let gh = world.gh_lane();
-    let held = HeldDiscovery::hold(&gh);
-    let daemon = watch_while_discovery_hangs(&gh, &held);
+    let held = HeldDiscovery::hold(&gh, "widget");
+    let daemon = watch_while_discovery_hangs(&gh, &gh.repo, &held);
     let id = gh.queue_pr_42();
     let read = world.wait_for(Duration::from_secs(1), || {
         world.read_record(&id)["status"] != "queued"
@@ -122,8 +122,8 @@ fn a_record_written_while_discovery_hangs_is_claimed_within_a_second() {
 fn ticks_go_on_and_start_no_second_forge_round_while_one_hangs() {
     let world = World::new();
     let gh = world.gh_lane();
-    let held = HeldDiscovery::hold(&gh);
-    let daemon = watch_while_discovery_hangs(&gh, &held);
+    let held = HeldDiscovery::hold(&gh, "widget");
+    let daemon = watch_while_discovery_hangs(&gh, &gh.repo, &held);
     let first = world.wait_for(WAIT, || ticks(&world).is_some());
     let before = ticks(&world).unwrap_or_default();
     let went_on = world.wait_for(WAIT, || ticks(&world).is_some_and(|n| n >= before + 4.0));
@@ -157,4 +157,61 @@ fn ticks_go_on_and_start_no_second_forge_round_while_one_hangs() {
         calls_after - calls_at,
         ticks_after - ticks_at
     );
+}
+
+/// Discovery and the re-check of blocked records are separate concerns: a blocked record
+/// written while one repo's discovery hangs is re-checked (and, merged on GitHub, becomes
+/// `landed`) without waiting for it.
+#[test]
+fn a_blocked_record_is_rechecked_while_another_repos_discovery_hangs() {
+    let world = World::new();
+    let gh = world.gh_lane();
+    let repos = crate::idle::github_repos(&gh, &["a", "b"]);
+    crate::idle::pr_2_of_b_merged(&gh);
+    let held = HeldDiscovery::hold(&gh, "a");
+    let daemon = watch_while_discovery_hangs(&gh, &repos[0], &held);
+    let id = world
+        .record(&repos[1], 2)
+        .set("repoIdentity", "github.com/acme/b")
+        .set("status", "blocked")
+        .set("lastError", "land: exited 1")
+        .write();
+    let landed = world.wait_for(WAIT, || world.read_record(&id)["status"] == "landed");
+    let still_held = held.gate.exists();
+    held.release();
+    stop(daemon);
+    assert!(
+        landed,
+        "not re-checked while discovery hung: {}\n{}",
+        world.read_record(&id),
+        log(&world)
+    );
+    assert!(still_held);
+}
+
+/// A stopping daemon never waits for a round: SIGTERM while discovery is held ends the
+/// daemon (143) with the call still held, and no second round was started.
+#[test]
+fn sigterm_while_a_round_hangs_stops_without_it() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let world = World::new();
+    let gh = world.gh_lane();
+    let held = HeldDiscovery::hold(&gh, "widget");
+    let mut daemon = watch_while_discovery_hangs(&gh, &gh.repo, &held);
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    let mut code = None;
+    let exited = world.wait_for(WAIT, || {
+        code = daemon.try_wait().unwrap().map(|s| s.code());
+        code.is_some()
+    });
+    let still_held = held.gate.exists();
+    held.release();
+    if !exited {
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+    }
+    assert!(exited && still_held, "the daemon waited for the round");
+    assert_eq!(code, Some(Some(143)));
+    assert_eq!(discoveries(&gh), 1);
 }

@@ -183,7 +183,7 @@ fn a_refused_rule_edit_is_reported_once_and_a_valid_one_reloads_once() {
 /// Repos `acme/<name>` whose origin is GitHub (`git@github.com:acme/<name>.git`, pointed
 /// at a local bare remote by the user's git config, as [`World::gh_lane`] does for
 /// `widget`), with an empty discovery listing each.
-fn github_repos(gh: &GhLane, names: &[&str]) -> Vec<std::path::PathBuf> {
+pub(crate) fn github_repos(gh: &GhLane, names: &[&str]) -> Vec<std::path::PathBuf> {
     let w = gh.world;
     let mut gitconfig = fs::read_to_string(w.home.join(".gitconfig")).unwrap();
     let mut repos = Vec::new();
@@ -230,7 +230,7 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 /// The `gh` stand-in's listing for repo `b`: PR 2 merged.
-fn pr_2_of_b_merged(gh: &GhLane) {
+pub(crate) fn pr_2_of_b_merged(gh: &GhLane) {
     fs::write(
         gh.replies.join("pr-list.acme.b.json"),
         r#"[{"number": 2, "state": "MERGED", "mergedAt": "2026-11-24T10:00:00Z",

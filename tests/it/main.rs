@@ -18,6 +18,7 @@ mod doc_links;
 mod doctor;
 mod error_style;
 mod examples;
+mod exit_codes;
 mod faults;
 mod forge;
 mod forge_in_flight;

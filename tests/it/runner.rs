@@ -2,6 +2,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth::runner::{CommandTemplate, Outcome, Runner, Step, StepResult, StepVars, TemplateError};
@@ -432,7 +433,7 @@ async fn timeout_terminates_the_whole_group() {
         "grandchild {grandchild} survived"
     );
     assert!(
-        result.to_string().contains("timed out after 0.8s"),
+        result.to_string().contains("timed out after 800ms"),
         "{result}"
     );
 }
@@ -647,6 +648,16 @@ async fn land_leased(
     (ttl, ago): (Duration, Duration),
     every: Option<Duration>,
 ) -> StepResult {
+    land_leased_by(fx, fx.runner(argv, &["true"]), (ttl, ago), every).await
+}
+
+/// [`land_leased`] with `runner`.
+async fn land_leased_by(
+    fx: &Fixture,
+    runner: Runner,
+    (ttl, ago): (Duration, Duration),
+    every: Option<Duration>,
+) -> StepResult {
     use berth::boot_clock::BootTime;
     use berth::pinned_dir::PinnedDir;
     let repo = PinnedDir::open(&fx.vars.repo.canonicalize().unwrap()).unwrap();
@@ -666,8 +677,7 @@ async fn land_leased(
         worktree: &worktree,
         lease: &lease,
     };
-    let result = fx
-        .runner(argv, &["true"])
+    let result = runner
         .run_in(
             Step::Land,
             RECORD,
@@ -842,5 +852,36 @@ async fn a_detached_process_holding_the_output_does_not_outlive_a_step_dropped_w
     assert!(
         gone,
         "the detached {detached} outlived the step dropped while its output drained"
+    );
+}
+
+/// Berth stopped right after spawning a step, before its guard learned the step's group
+/// (the hook stands in for a SIGSTOP there, sleeping past the lease): the guard, forked
+/// before the step, stops it at the lease's end by its mark all the same.
+#[tokio::test]
+async fn a_step_is_guarded_from_its_first_instant() {
+    let fx = Fixture::new();
+    let ttl = Duration::from_secs(2);
+    let step_pid = fx.worktree_file("step.pid");
+    let alive_after_lease = Arc::new(std::sync::Mutex::new(None));
+    let seen = Arc::clone(&alive_after_lease);
+    let hook = berth::runner::SpawnHook(Arc::new(move || {
+        // Past the lease's deadline (TTL − margin) and the guard's whole look for the mark.
+        std::thread::sleep(ttl + SLACK.min(Duration::from_secs(2)));
+        let pid = std::fs::read_to_string(&step_pid)
+            .ok()
+            .and_then(|pid| pid.trim().parse::<i32>().ok());
+        *seen.lock().unwrap() = Some(pid.map(alive));
+    }));
+    let runner = fx
+        .runner(&sh("echo $$ > step.pid; exec sleep 300"), &["true"])
+        .with_spawn_hook(hook);
+    let result = land_leased_by(&fx, runner, (ttl, Duration::ZERO), None).await;
+    assert_eq!(result.outcome, Outcome::LeaseExpired, "{result}");
+    let alive_after_lease = alive_after_lease.lock().unwrap().take();
+    assert_eq!(
+        alive_after_lease,
+        Some(Some(false)),
+        "the step ran on past its lease while berth had not yet told the guard its group (None: it never wrote its pid)"
     );
 }

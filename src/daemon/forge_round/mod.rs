@@ -1,14 +1,18 @@
-//! The forge's half of a tick: every question a tick asks the forge and `origin` (the
-//! shared listing of PR states for reconcile and the landed audit, discovery, the fault
-//! watch's listings) and what is done with the answers. A tick plans a round ([`Plan`],
-//! naming only repos and records that passed its gates) and the main loop runs it as one
-//! background task ([`task::RoundTask`]), hearing its end as an event. At most one round
-//! is in flight: a poll tick that finds one still running plans none, so a forge that
-//! overruns the poll interval is asked at most once at a time, never in a burst after.
+//! The forge's half of a tick: every question a tick asks the forge and `origin`, and what
+//! is done with the answers, in one background round per concern ([`Concern`]): the
+//! reconcile round (the shared listing of PR states for the records due for a re-check,
+//! and what it proves), and the poll round (discovery, then the fault watch's listings and
+//! the queue detectors, which read discovery's answer). A tick plans the rounds whose
+//! concern has none in flight ([`Round`], naming only repos and records that passed its
+//! gates), and the main loop runs each as a task ([`task::Rounds`]) and hears its end as an
+//! event. So a forge that overruns the poll interval is asked at most once at a time per
+//! concern, never in a burst afterwards, and a hung discovery never holds up a re-check.
 //!
-//! The round takes the tick memory's lock only around its bookkeeping, never across a
-//! call: a tick (a watcher's wake, the poll) reads and gates the queue and starts landings
-//! whatever the forge is doing. A landing never acts on what a round said: it asks the
+//! A round takes the tick memory's lock only around its bookkeeping, never across a call:
+//! a tick (a watcher's wake, the poll) reads and gates the queue and starts landings
+//! whatever the forge is doing. The two rounds share each repo's listing of PR states
+//! through the memory, which counts a listing as asked from the moment one of them asks, so
+//! it is never asked twice at once. A landing never acts on what a round said: it asks the
 //! forge itself before it lands ([`crate::forge::verify_claim`]).
 
 mod discover;
@@ -30,17 +34,72 @@ use super::Shared;
 
 pub use reconcile::{Due, plan as plan_reconcile};
 
-/// What one round is to ask, as a tick planned it.
-#[derive(Default)]
-pub struct Plan {
-    /// Blocked records due for a re-check and landed ones not yet proven, by gated repo.
-    pub reconcile: Vec<Due>,
-    /// A poll tick's work (discovery, the fault watch's listings and the queue
-    /// detectors); a watcher's wake plans none.
-    pub poll: Option<PollPlan>,
+/// What a round is about; at most one round of each is in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Concern {
+    Reconcile,
+    Poll,
 }
 
-/// The poll's part of a round.
+/// Which concerns have no round in flight: what a tick may plan.
+#[derive(Clone, Copy, Debug)]
+pub struct Free {
+    pub reconcile: bool,
+    pub poll: bool,
+}
+
+impl Free {
+    /// Nothing in flight (`--once`'s tick, a benchmark's).
+    pub const ALL: Free = Free {
+        reconcile: true,
+        poll: true,
+    };
+}
+
+/// One round, as a tick planned it.
+pub enum Round {
+    /// Blocked records due for a re-check and landed ones not yet proven, by gated repo.
+    Reconcile(Vec<Due>),
+    /// A poll tick's discovery, the fault watch's listings and the queue detectors; a
+    /// watcher's wake plans none.
+    Poll(PollPlan),
+}
+
+impl Round {
+    pub fn concern(&self) -> Concern {
+        match self {
+            Round::Reconcile(_) => Concern::Reconcile,
+            Round::Poll(_) => Concern::Poll,
+        }
+    }
+
+    /// Asks what the round is about and acts on the answers. A cancelled round stops before
+    /// its next question.
+    pub fn run(&self, shared: &Shared, cancel: &CancellationToken) -> Answered {
+        let answered = match self {
+            Round::Reconcile(due) => Answered {
+                reconciled: reconcile::run(shared, due, cancel),
+                ..Answered::default()
+            },
+            Round::Poll(poll) => {
+                let discovered = discover::run(shared, &poll.repos, cancel);
+                if !cancel.is_cancelled() {
+                    faults::run(shared, poll, cancel);
+                }
+                Answered {
+                    discovered,
+                    ..Answered::default()
+                }
+            }
+        };
+        if answered != Answered::default() {
+            tracing::info!(concern = ?self.concern(), ?answered, "forge round");
+        }
+        answered
+    }
+}
+
+/// What the poll round asks about.
 pub struct PollPlan {
     /// The repos to discover, by identity (DESIGN §3 step 3), all gated by the tick.
     pub repos: BTreeMap<String, LiveRepo>,
@@ -60,12 +119,6 @@ pub struct LiveRepo {
     pub records: Vec<StoredRecord>,
 }
 
-impl Plan {
-    pub fn is_empty(&self) -> bool {
-        self.reconcile.is_empty() && self.poll.is_none()
-    }
-}
-
 /// What a round changed in the queue.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Answered {
@@ -75,23 +128,11 @@ pub struct Answered {
     pub discovered: usize,
 }
 
-/// Runs `plan`: reconcile, then discovery, then the fault watch's listings and the queue
-/// detectors. A cancelled round stops before its next question.
-pub fn run(shared: &Shared, plan: &Plan, cancel: &CancellationToken) -> Answered {
-    let mut answered = Answered {
-        reconciled: reconcile::run(shared, &plan.reconcile, cancel),
-        ..Answered::default()
-    };
-    if let Some(poll) = &plan.poll {
-        answered.discovered = discover::run(shared, &poll.repos, cancel);
-        if !cancel.is_cancelled() {
-            faults::run(shared, poll, cancel);
-        }
+impl Answered {
+    pub fn add(&mut self, other: Answered) {
+        self.reconciled += other.reconciled;
+        self.discovered += other.discovered;
     }
-    if answered != Answered::default() {
-        tracing::info!(?answered, "forge round");
-    }
-    answered
 }
 
 /// The shared listing of `repo`'s PR states: asked of the forge when any of `wanted` is

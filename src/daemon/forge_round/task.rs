@@ -1,44 +1,73 @@
-//! The round in flight: one blocking task with its own cancellation token. Each forge
-//! call in it is bounded as everywhere (`forge_timeout_secs`, `remote_timeout_secs`);
-//! cancelling stops the round before its next call, and a stopping daemon never waits for
-//! the call in flight (its answer is dropped with the runtime).
+//! The rounds in flight: one blocking task per [`Concern`] at most, all under one
+//! cancellation token. Each forge call in them is bounded as everywhere
+//! (`forge_timeout_secs`, `remote_timeout_secs`); cancelling stops a round before its next
+//! call, and a stopping daemon never waits for the call in flight (its answer is dropped
+//! with the runtime).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::task::JoinHandle;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{Answered, Plan, run};
 use crate::daemon::Shared;
 
-pub struct RoundTask {
-    handle: JoinHandle<Answered>,
+use super::{Answered, Concern, Round};
+
+pub struct Rounds {
+    tasks: JoinSet<Answered>,
+    concern_of_task: HashMap<tokio::task::Id, Concern>,
     cancel: CancellationToken,
 }
 
-impl RoundTask {
-    /// Starts `plan` on a blocking thread; `stop` (the daemon's) cancels it too.
-    pub fn start(shared: &Arc<Shared>, plan: Plan, stop: &CancellationToken) -> RoundTask {
-        let cancel = stop.child_token();
-        let (shared, token) = (Arc::clone(shared), cancel.clone());
-        let handle = tokio::task::spawn_blocking(move || run(&shared, &plan, &token));
-        RoundTask { handle, cancel }
+impl Rounds {
+    /// No round yet; `stop` (the daemon's) cancels every round.
+    pub fn new(stop: &CancellationToken) -> Rounds {
+        Rounds {
+            tasks: JoinSet::new(),
+            concern_of_task: HashMap::new(),
+            cancel: stop.child_token(),
+        }
     }
 
-    /// What the round changed, once it ends. A round that panicked changed nothing this
-    /// loop knows of; the next poll plans again.
-    pub async fn done(&mut self) -> Answered {
-        match (&mut self.handle).await {
-            Ok(answered) => answered,
+    /// Whether a round about `concern` is in flight.
+    pub fn busy(&self, concern: Concern) -> bool {
+        self.concern_of_task.values().any(|&c| c == concern)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// Starts `round` on a blocking thread (the tick planned it only if its concern was
+    /// free).
+    pub fn start(&mut self, shared: &Arc<Shared>, round: Round) {
+        let concern = round.concern();
+        let (shared, cancel) = (Arc::clone(shared), self.cancel.clone());
+        let handle = self
+            .tasks
+            .spawn_blocking(move || round.run(&shared, &cancel));
+        self.concern_of_task.insert(handle.id(), concern);
+    }
+
+    /// What the next round to end changed. A round that panicked changed nothing this loop
+    /// knows of; its concern is free again and the next tick plans it anew.
+    pub async fn next_done(&mut self) -> Option<Answered> {
+        match self.tasks.join_next_with_id().await? {
+            Ok((id, answered)) => {
+                self.concern_of_task.remove(&id);
+                Some(answered)
+            }
             Err(error) => {
                 tracing::error!("a forge round failed: {error}");
-                Answered::default()
+                self.concern_of_task.remove(&error.id());
+                Some(Answered::default())
             }
         }
     }
 }
 
-impl Drop for RoundTask {
+impl Drop for Rounds {
     fn drop(&mut self) {
         self.cancel.cancel();
     }

@@ -19,7 +19,7 @@ mod work;
 use crate::queue_view::Refresh;
 
 use super::Shared;
-use super::forge_round::{self, PollPlan};
+use super::forge_round::{self, Free, PollPlan, Round};
 use super::tick_gates::TickGates;
 
 pub use gate::gate_queued;
@@ -60,20 +60,20 @@ pub struct Prepared {
     pub report: PrepareReport,
     /// The gates it computed, handed on to [`select`] in the same tick.
     pub gates: TickGates,
-    /// The forge's half, when there is one to run.
-    pub round: Option<forge_round::Plan>,
+    /// The forge's half: the rounds to start.
+    pub rounds: Vec<Round>,
 }
 
 /// Steps 1–4, locally: bring the queue view up to date (`refresh`; a watcher's wake that
 /// changed nothing ends here), reclaim stranded records, block every queued record that
-/// fails a gate, run the fault watch over the build-state runs, and, when `plan_round`
-/// (no round in flight), plan the forge's half: the records due for a re-check, and on
-/// a poll tick discovery and the queue detectors.
-pub fn prepare(shared: &Shared, wake: Wake, refresh: &Refresh, plan_round: bool) -> Prepared {
+/// fails a gate, run the fault watch over the build-state runs, and plan the forge's half
+/// for each concern that is `free` (no round in flight): the records due for a re-check,
+/// and on a poll tick discovery and the queue detectors.
+pub fn prepare(shared: &Shared, wake: Wake, refresh: &Refresh, free: Free) -> Prepared {
     let mut prepared = Prepared {
         report: PrepareReport::default(),
         gates: TickGates::default(),
-        round: None,
+        rounds: Vec::new(),
     };
     if !refresh_view(shared, refresh) && wake == Wake::Watcher {
         // A watcher's wake about files berth itself wrote (or that did not change).
@@ -95,25 +95,28 @@ pub fn prepare(shared: &Shared, wake: Wake, refresh: &Refresh, plan_round: bool)
     for stored in &work.in_flight {
         report.reclaimed += usize::from(reclaim::reclaim(shared, stored, now));
     }
-    let mut plan = forge_round::Plan::default();
-    if plan_round {
-        plan.reconcile = forge_round::plan_reconcile(shared, gates, &mut memory, &work.due);
+    if free.reconcile && !work.due.is_empty() {
+        let due = forge_round::plan_reconcile(shared, gates, &mut memory, &work.due);
+        if !due.is_empty() {
+            prepared.rounds.push(Round::Reconcile(due));
+        }
     }
     let repos =
-        (plan_round && wake == Wake::Poll).then(|| repos::live_repos(shared, gates, &mut memory));
+        (free.poll && wake == Wake::Poll).then(|| repos::live_repos(shared, gates, &mut memory));
     repos::forget_gone_refusals(shared, &mut memory);
     drop(memory);
     report.gate_blocked = gate_queued(shared, gates);
     let runs = crate::faults::watch::tick_runs(&shared.fault_dirs(), &shared.rules.current());
-    plan.poll = repos.map(|repos| PollPlan {
-        repos,
-        learned_budget: runs.learned_budget,
-        in_flight: !work.in_flight.is_empty(),
-    });
+    if let Some(repos) = repos {
+        prepared.rounds.push(Round::Poll(PollPlan {
+            repos,
+            learned_budget: runs.learned_budget,
+            in_flight: !work.in_flight.is_empty(),
+        }));
+    }
     if report.reclaimed + report.gate_blocked > 0 {
         tracing::info!(?report, "tick bookkeeping");
     }
-    prepared.round = (!plan.is_empty()).then_some(plan);
     prepared
 }
 

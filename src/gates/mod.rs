@@ -5,12 +5,18 @@
 //! that value, so there is no window between checking a path and using it.
 
 use std::fmt;
-use std::fs;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use crate::pinned_dir::PinnedDir;
 use crate::record::Record;
+
+mod detail;
+mod git_dir;
+mod names;
+
+use detail::Detail;
+pub use names::{gate_branch, gate_identity};
 
 /// The environment variable gstack uses for extra allowed repo roots (colon-separated).
 pub const ALLOWLIST_ENV: &str = "GSTACK_DAEMON_REPO_ALLOWLIST";
@@ -100,9 +106,6 @@ pub struct GatedRepo {
     pub pin: Arc<PinnedDir>,
 }
 
-/// A git config file larger than this is not a repo's config; berth will not parse it.
-const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
-
 /// Where a landing runs: the record's worktree if it passed the gate, else a scratch one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WorktreeChoice {
@@ -140,7 +143,8 @@ impl Allowlist {
                 }
             }
         }
-        for entry in extra.unwrap_or("").split(':') {
+        for entry in std::env::split_paths(extra.unwrap_or("")) {
+            let entry = entry.to_string_lossy();
             let entry_trimmed = entry.trim();
             if entry_trimmed.is_empty() {
                 if extra.is_some_and(|e| !e.is_empty()) {
@@ -159,11 +163,9 @@ impl Allowlist {
             // gstack drops a project root whose realpath fails (the env entries it keeps
             // as written): a root that does not exist adds nothing.
             let exists = root.try_exists().unwrap_or(false);
-            match resolve_root(root).and_then(|real| {
-                exists
-                    .then_some(real)
-                    .ok_or_else(|| "it does not exist".to_owned())
-            }) {
+            match resolve_root(root)
+                .and_then(|real| exists.then_some(real).ok_or(Detail::RootMissing))
+            {
                 Ok(real) => list.push(real),
                 Err(reason) => {
                     refused.push(format!("project root {} ignored: {reason}", root.display()))
@@ -294,72 +296,6 @@ impl Allowlist {
         })
     }
 
-    /// The `.git` entry of `repo`: a directory, or a file `gitdir: <path>` (a linked
-    /// worktree); the dir it leads to, and a `commondir` inside it, must be allowed too.
-    fn gate_git_dir(&self, repo: &Path) -> Result<(PathBuf, PathBuf), String> {
-        let dot_git = repo.join(".git");
-        let meta = fs::symlink_metadata(&dot_git)
-            .map_err(|_| "has no .git entry (not a git repo)".to_owned())?;
-        let git_dir = if meta.is_file() || meta.file_type().is_symlink() && dot_git.is_file() {
-            // The producer's repo: a FIFO swapped in must not hang the gate.
-            let text = crate::hostile_file::read_regular_following(&dot_git, MAX_CONFIG_BYTES)
-                .and_then(crate::hostile_file::utf8)
-                .map_err(|e| format!("has a `.git` file berth cannot read: {e}"))?;
-            let target = text
-                .lines()
-                .next()
-                .and_then(|line| line.strip_prefix("gitdir:"))
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .ok_or("has a `.git` file with no `gitdir:` line")?;
-            repo.join(target)
-        } else {
-            dot_git
-        };
-        let real = git_dir.canonicalize().map_err(|e| {
-            format!(
-                "has a git dir {} that cannot be resolved: {e}",
-                git_dir.display()
-            )
-        })?;
-        if !real.is_dir() {
-            return Err(format!(
-                "has a git dir {} that is not a directory",
-                real.display()
-            ));
-        }
-        if !self.contains(&real) {
-            return Err(format!(
-                "has a git dir that resolves to {}, outside the daemon allowlist; {}",
-                real.display(),
-                self.describe()
-            ));
-        }
-        let common_real = match read_small_file(&real.join("commondir")) {
-            Ok(Some(common)) => {
-                let common_dir = real.join(common.trim());
-                let common_real = common_dir.canonicalize().map_err(|e| {
-                    format!(
-                        "has a commondir {} that cannot be resolved: {e}",
-                        common_dir.display()
-                    )
-                })?;
-                if !self.contains(&common_real) {
-                    return Err(format!(
-                        "has a commondir that resolves to {}, outside the daemon allowlist",
-                        common_real.display()
-                    ));
-                }
-                common_real
-            }
-            Ok(None) => real.clone(),
-            Err(reason) => return Err(format!("has an unreadable commondir: {reason}")),
-        };
-        check_git_files(&real, &common_real)
-            .map_err(|e| format!("has git files berth will not read: {e}"))?;
-        Ok((real, common_real))
-    }
-
     /// DESIGN §5 worktree gate: the record's worktree is used only if it passes the same
     /// gate as a repo path **and** is a checkout of the same repository (same common git
     /// dir); otherwise the landing gets a private scratch worktree. With `Use`, the
@@ -462,266 +398,23 @@ pub struct RepoGate {
     pub origin: Result<(String, Option<String>), GateError>,
 }
 
-/// The files libgit2 reads when berth opens the repo must be plain, small, and free of
-/// `include`s: a FIFO or an include of one would hang the daemon inside libgit2, and an
-/// include could pull config from outside the allowlist.
-fn check_git_files(git_dir: &Path, common_dir: &Path) -> Result<(), String> {
-    read_small_file(&git_dir.join("HEAD"))?.ok_or("the git dir has no HEAD")?;
-    for config in [common_dir.join("config"), git_dir.join("config.worktree")] {
-        let Some(text) = read_small_file(&config)? else {
-            continue;
-        };
-        let includes = text.lines().any(|line| {
-            let line = line.trim_start().to_ascii_lowercase();
-            line.starts_with("[include") || line.starts_with("include.")
-        });
-        if includes {
-            return Err(format!(
-                "{} uses `include`/`includeIf`, which berth does not follow; inline those settings",
-                config.display()
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// A regular file's text (`None` if absent), refusing anything else: FIFOs, devices,
-/// directories, symlinks, oversized files.
-fn read_small_file(path: &Path) -> Result<Option<String>, String> {
-    match crate::hostile_file::read_regular_string(path, MAX_CONFIG_BYTES) {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(format!("{} {e}", path.display())),
-    }
-}
-
 /// A root must be absolute and must not resolve to `/` (which would allow everything).
-fn resolve_root(root: &Path) -> Result<PathBuf, String> {
+fn resolve_root(root: &Path) -> Result<PathBuf, Detail> {
     if !root.is_absolute() {
-        return Err("not an absolute path".into());
+        return Err(Detail::RelativeRoot);
     }
     // A root that does not exist yet is kept as written: only a realpath equal to it (no
     // symlinks on the way) can match it later.
     let real = root.canonicalize().unwrap_or_else(|_| root.to_owned());
     if real == Path::new("/") {
-        return Err("resolves to `/`, which would allow every path".into());
+        return Err(Detail::RootIsSlash);
     }
     Ok(real)
-}
-
-/// DESIGN §5 branch gate: `[A-Za-z0-9._/-]+`, not starting with `-`, and a valid git
-/// branch name (no `..`, `//`, `.lock` component, trailing `/` or `.`, leading `.`). The
-/// reasons are gstack's (`featureBranch "<b>" contains characters outside the safe subset
-/// …`, `… is not a valid git branch name`), then berth's detail.
-pub fn gate_branch(gate: Gate, name: &str) -> Result<(), GateError> {
-    let field = gate.field();
-    if name.is_empty() {
-        return Err(refuse(
-            gate,
-            name,
-            format!("{field} is empty or not a string"),
-        ));
-    }
-    let quoted = serde_json::Value::from(name).to_string();
-    let unsafe_char = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '/' | '-')));
-    if unsafe_char.is_some() || name.starts_with('-') {
-        let detail = match unsafe_char {
-            Some(bad) => format!("character {bad:?} is not allowed"),
-            None => "it starts with `-`".to_owned(),
-        };
-        return Err(refuse(
-            gate,
-            name,
-            format!(
-                "{field} {quoted} contains characters outside the safe subset [A-Za-z0-9._/-] (or starts with -): {detail}"
-            ),
-        ));
-    }
-    let invalid = |detail: &str| {
-        Err(refuse(
-            gate,
-            name,
-            format!("{field} {quoted} is not a valid git branch name: {detail}"),
-        ))
-    };
-    if name.contains("..") || name.contains("//") {
-        return invalid("it contains `..` or `//`");
-    }
-    if name.ends_with('/') || name.ends_with('.') {
-        return invalid("it ends with `/` or `.`");
-    }
-    if name
-        .split('/')
-        .any(|part| part.starts_with('.') || part.ends_with(".lock"))
-    {
-        return invalid("a path component starts with `.` or ends with `.lock`");
-    }
-    if !git2::Reference::is_valid_name(&format!("refs/heads/{name}")) {
-        return invalid("git refuses it as a ref name");
-    }
-    Ok(())
-}
-
-/// DESIGN §5 identity gate. berth computes identities as gstack does (see
-/// [`crate::identity`]) and uses one only if it names one repository whatever the
-/// directory it is read from:
-/// - `host/path[/more]` of safe characters (GitHub's `host/owner/name`, nested groups, a
-///   self-hosted `host/repo`); `gh --repo` needs exactly `host/owner/name`, which the gh
-///   forge checks;
-/// - a local remote: `/abs/path`, `file:/abs/path` (gstack's forms) or `path:/abs/path`
-///   (no origin), absolute and without `.`/`..` components; a `file:` identity must not
-///   hold a `%`: it is the URL's percent-encoding (`my%20repo`), not the directory's name.
-///
-/// A relative origin (`../widget.git`, `widget`) is refused: it would name a different
-/// repository from every checkout.
-pub fn gate_identity(identity: &str) -> Result<(), GateError> {
-    let local = identity
-        .strip_prefix("path:")
-        .or_else(|| identity.strip_prefix("file:"))
-        .or_else(|| identity.starts_with('/').then_some(identity));
-    if let Some(path) = local {
-        let p = Path::new(path);
-        if !p.is_absolute() {
-            return Err(refuse(
-                Gate::RepoIdentity,
-                identity,
-                format!("repoIdentity {identity} is a local path that is not absolute"),
-            ));
-        }
-        if p.components()
-            .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
-            || path.split('/').any(|s| s == "." || s == "..")
-        {
-            return Err(refuse(
-                Gate::RepoIdentity,
-                identity,
-                format!("repoIdentity {identity} is a local path with `.` or `..` components"),
-            ));
-        }
-        if identity.starts_with("file:") && path.contains('%') {
-            return Err(refuse(
-                Gate::RepoIdentity,
-                identity,
-                format!(
-                    "repoIdentity {identity} holds percent-encoding from a file:// origin URL, so it does not name the directory; set origin to the plain path instead"
-                ),
-            ));
-        }
-        if path.chars().any(char::is_control) {
-            return Err(refuse(
-                Gate::RepoIdentity,
-                identity,
-                format!("repoIdentity {identity:?} holds control characters"),
-            ));
-        }
-        return Ok(());
-    }
-    let segments: Vec<&str> = identity.split('/').collect();
-    if segments.len() < 2 || matches!(segments[0], "." | "..") {
-        return Err(refuse(
-            Gate::RepoIdentity,
-            identity,
-            format!(
-                "repoIdentity {identity} comes from a relative origin (expected host/owner/name, an absolute path or a file:// URL); a relative origin names a different repository from every checkout"
-            ),
-        ));
-    }
-    for segment in &segments {
-        let safe = !segment.is_empty()
-            && !segment.starts_with('-')
-            && *segment != "."
-            && *segment != ".."
-            && segment
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-        if !safe {
-            return Err(refuse(
-                Gate::RepoIdentity,
-                identity,
-                format!(
-                    "repoIdentity {identity} has segment {segment:?}, which is not of safe characters [A-Za-z0-9._-]"
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn branches_from_the_design_are_refused() {
-        for bad in [
-            "evil:refs/heads/main",
-            "evil+force",
-            "evil^",
-            "evil~1",
-            "--upload-pack=bad",
-            "foo/../main",
-            "a//b",
-            "a.lock",
-            "a/b.lock/c",
-            "trailing/",
-            "x@{1}",
-            "tab\there",
-            "nul\0",
-            "",
-            ".hidden",
-            "a/.b",
-            "-x",
-            "dot.",
-            "space here",
-        ] {
-            assert!(
-                gate_branch(Gate::FeatureBranch, bad).is_err(),
-                "{bad:?} passed"
-            );
-        }
-        for good in ["main", "feat/x", "release/2.x", "user_a/fix-1.2", "v1.0.0"] {
-            assert_eq!(gate_branch(Gate::BaseBranch, good), Ok(()), "{good}");
-        }
-    }
-
-    #[test]
-    fn identities() {
-        for good in [
-            "github.com/acme/widget",
-            "gitlab.example.com/group/sub/repo",
-            "path:/home/u/code/w",
-            "/srv/git/widget",
-            "file:/srv/git/widget",
-            "/srv/git/my repo",
-        ] {
-            assert_eq!(gate_identity(good), Ok(()), "{good}");
-        }
-        for bad in [
-            "github.com",
-            "github.com/acme/../x",
-            "github.com/-acme/x",
-            "github.com/ac me/x",
-            "github.com//x",
-            "path:relative",
-            "path:/a/../b",
-            "github.com/acme/w;rm",
-            "/srv/git/../x",
-            "file:/srv/git/my%20repo",
-            "../widget",
-            "./relative/path/x",
-            "widget",
-            "https:",
-            "github.com/acme/my%20repo",
-        ] {
-            assert!(gate_identity(bad).is_err(), "{bad:?} passed");
-        }
-        let why = |id: &str| gate_identity(id).unwrap_err().to_string();
-        assert!(why("../widget").contains("relative origin"));
-        assert!(why("file:/srv/git/my%20repo").contains("percent-encoding"));
-        assert!(why("../widget").starts_with("repoIdentity rejected: "));
-    }
 
     #[test]
     fn allowlist_refuses_root_empty_and_relative_entries() {

@@ -16,19 +16,21 @@
 //! berth never writes over it. Every file here is read without blocking, without following
 //! a symlink, after checking the open handle is a regular file, and within a size cap.
 
-use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::halt::HaltEvent;
 use super::json_file::{self, JsonFileError};
-use super::registry::{self, ActiveFault};
 use super::run_id::file_run_id;
 use crate::atomic_file;
+
+mod listing;
+mod sync;
+
+pub use listing::{HaltStatus, ListedHalt, Listing};
 
 pub const PENDING_DIR: &str = "pending-investigations";
 pub const PROCESSED_DIR: &str = "processed";
@@ -65,40 +67,6 @@ pub struct SyncReport {
     pub resolved: Vec<String>,
     /// Files that could not be read or written, each naming the file and the reason.
     pub problems: Vec<String>,
-}
-
-/// Where a listed halt event stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HaltStatus {
-    /// In `pending-investigations/`, waiting for an investigator.
-    Pending,
-    /// Pending, with a resolved marker beside it: the fault cleared.
-    Resolved,
-    /// Moved to `processed/`.
-    Investigated,
-}
-
-/// One halt event as `berth faults list` shows it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ListedHalt {
-    pub file: String,
-    pub status: HaltStatus,
-    pub run_id: String,
-    pub fault_id: String,
-    pub kind: String,
-    pub severity: String,
-    pub message: String,
-    pub timestamp: String,
-    pub occurrences: u64,
-}
-
-/// Everything under the halt dir, and every file that could not be read.
-#[derive(Debug, Default, Serialize)]
-pub struct Listing {
-    pub halts: Vec<ListedHalt>,
-    pub unreadable: Vec<crate::store::Unreadable>,
 }
 
 /// What [`HaltStore::mark_investigated`] did.
@@ -307,114 +275,6 @@ impl HaltStore {
         atomic_file::write_atomic(&path, &bytes, 0o600).map_err(io_problem("write", &path))
     }
 
-    /// One tick for one run's state file (`source`; the queue dir for queue faults): files
-    /// the first event of every detector id not already raised, resolves every raised
-    /// detector id not among `events`, and records the new raised set. A halt id that
-    /// another entry (of this registry, or of another state file's registry with the same
-    /// run id) still holds is neither filed again nor resolved. Only what was written is
-    /// recorded, so a failed write is retried on the next tick.
-    pub fn sync_run(&self, run_id: &str, source: &str, events: &[HaltEvent]) -> SyncReport {
-        let mut report = SyncReport::default();
-        let active_dir = match self.ensure(ACTIVE_DIR) {
-            Ok(dir) => dir,
-            Err(problem) => {
-                report.problems.push(problem.to_string());
-                return report;
-            }
-        };
-        let lock_path = active_dir.join(format!(".{}.lock", file_run_id(run_id)));
-        let _guard = match atomic_file::lock_exclusive_within(&lock_path, atomic_file::LOCK_WAIT) {
-            Ok(guard) => guard,
-            Err(e) => {
-                report
-                    .problems
-                    .push(io_problem("lock", &lock_path)(e).to_string());
-                return report;
-            }
-        };
-        let path = registry::path(&active_dir, run_id, source);
-        let mut registry = match registry::load(&path, run_id, source) {
-            Ok((registry, warning)) => {
-                report.problems.extend(warning);
-                registry
-            }
-            Err(problem) => {
-                report.problems.push(problem.to_string());
-                return report;
-            }
-        };
-        let elsewhere = registry::raised_elsewhere(&active_dir, run_id, &path);
-        let mut changed = false;
-        let mut current: HashSet<&str> = HashSet::new();
-        for event in events {
-            if !current.insert(&event.detector_id)
-                || registry.active.contains_key(&event.detector_id)
-            {
-                continue;
-            }
-            let held = elsewhere.contains(&event.fault_id)
-                || registry
-                    .active
-                    .values()
-                    .any(|a| a.fault_id == event.fault_id);
-            if !held {
-                match self.emit(event) {
-                    Ok(emitted) => report.emitted.push((event.fault_id.clone(), emitted)),
-                    Err(problem) => {
-                        report.problems.push(problem.to_string());
-                        continue;
-                    }
-                }
-            }
-            registry.active.insert(
-                event.detector_id.clone(),
-                ActiveFault {
-                    fault_id: event.fault_id.clone(),
-                    first_detected_at: event.timestamp.clone(),
-                },
-            );
-            changed = true;
-        }
-        let cleared: Vec<String> = registry
-            .active
-            .keys()
-            .filter(|id| !current.contains(id.as_str()))
-            .cloned()
-            .collect();
-        for detector_id in cleared {
-            let Some(fault_id) = registry
-                .active
-                .get(&detector_id)
-                .map(|a| a.fault_id.clone())
-            else {
-                continue;
-            };
-            let held = elsewhere.contains(&fault_id)
-                || registry
-                    .active
-                    .iter()
-                    .any(|(id, a)| current.contains(id.as_str()) && a.fault_id == fault_id);
-            if !held && !report.resolved.contains(&fault_id) {
-                if let Err(problem) = self.resolve(run_id, &fault_id) {
-                    report.problems.push(problem.to_string());
-                    continue;
-                }
-                report.resolved.push(fault_id);
-            }
-            registry.active.remove(&detector_id);
-            changed = true;
-        }
-        if changed {
-            registry.updated_at = crate::clock::now_iso();
-            if let Err(e) = registry::save(&path, &registry) {
-                report
-                    .problems
-                    .push(io_problem("write", &path)(e).to_string());
-            }
-        }
-        report
-    }
-
     /// gstack's `markInvestigated`: moves the pending event of (`run_id`, `fault_id`) to
     /// `processed/` under the same name. Its resolved marker, if any, stays for gstack's
     /// drain to pair.
@@ -436,114 +296,6 @@ impl HaltStore {
             }),
         }
     }
-
-    /// Every halt event (detected rows in `pending-investigations/` and `processed/`), with
-    /// its status; files that cannot be read are listed apart.
-    pub fn list(&self) -> Listing {
-        let mut listing = Listing::default();
-        let mut resolved: HashSet<(String, String)> = HashSet::new();
-        let mut detected: BTreeMap<(HaltStatus, String), Value> = BTreeMap::new();
-        for (sub, status) in [
-            (PENDING_DIR, HaltStatus::Pending),
-            (PROCESSED_DIR, HaltStatus::Investigated),
-        ] {
-            let dir = self.dir.join(sub);
-            let names = match json_names(&dir) {
-                Ok(names) => names,
-                Err(bad) => {
-                    listing.unreadable.push(bad);
-                    continue;
-                }
-            };
-            for name in names {
-                let path = dir.join(&name);
-                let value = match json_file::read_json(&path) {
-                    Ok(Some(value)) => value,
-                    Ok(None) => continue,
-                    Err(reason) => {
-                        listing.unreadable.push(crate::store::Unreadable {
-                            file: path.display().to_string(),
-                            reason: reason.to_string(),
-                        });
-                        continue;
-                    }
-                };
-                let text = |field: &str| value.get(field).and_then(Value::as_str);
-                if text("event") == Some(RESOLVED_EVENT) {
-                    if let (Some(run), Some(id), HaltStatus::Pending) =
-                        (text("runId"), text("faultId"), status)
-                    {
-                        resolved.insert((run.to_owned(), id.to_owned()));
-                    }
-                    continue;
-                }
-                detected.insert((status, name), value);
-            }
-        }
-        for ((status, name), value) in detected {
-            let text = |field: &str| {
-                value
-                    .get(field)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned()
-            };
-            let (run_id, fault_id) = (text("runId"), text("faultId"));
-            let status = match status {
-                HaltStatus::Pending if resolved.contains(&(run_id.clone(), fault_id.clone())) => {
-                    HaltStatus::Resolved
-                }
-                other => other,
-            };
-            listing.halts.push(ListedHalt {
-                file: name,
-                status,
-                kind: text("kind"),
-                severity: text("severity"),
-                message: text("message"),
-                timestamp: text("timestamp"),
-                occurrences: value
-                    .pointer("/snapshot/occurrences")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(1),
-                run_id,
-                fault_id,
-            });
-        }
-        listing
-    }
-
-    /// The run ids of the pending detected events with `fault_id`.
-    pub fn pending_runs(&self, fault_id: &str) -> Vec<String> {
-        self.list()
-            .halts
-            .into_iter()
-            .filter(|h| h.fault_id == fault_id && h.status != HaltStatus::Investigated)
-            .map(|h| h.run_id)
-            .collect()
-    }
-}
-
-/// The `*.json` names directly in `dir` (not hidden, not `*.json.tmp.<pid>`), sorted; a
-/// missing dir has none.
-fn json_names(dir: &Path) -> Result<Vec<String>, crate::store::Unreadable> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(crate::store::Unreadable {
-                file: dir.display().to_string(),
-                reason: format!("cannot read dir: {e}"),
-            });
-        }
-    };
-    let mut names: Vec<String> = entries
-        .flatten()
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter(|name| !name.starts_with('.') && name.ends_with(".json"))
-        .collect();
-    names.sort();
-    Ok(names)
 }
 
 #[cfg(test)]

@@ -1,0 +1,120 @@
+//! One tick's filing of a run's faults: new ones emitted once, cleared ones resolved once,
+//! the run's registry updated with what was written.
+
+use std::collections::HashSet;
+
+use super::super::halt::HaltEvent;
+use super::super::registry::{self, ActiveFault};
+use super::super::run_id::file_run_id;
+use super::{ACTIVE_DIR, HaltStore, SyncReport, io_problem};
+use crate::atomic_file;
+
+impl HaltStore {
+    /// One tick for one run's state file (`source`; the queue dir for queue faults): files
+    /// the first event of every detector id not already raised, resolves every raised
+    /// detector id not among `events`, and records the new raised set. A halt id that
+    /// another entry (of this registry, or of another state file's registry with the same
+    /// run id) still holds is neither filed again nor resolved. Only what was written is
+    /// recorded, so a failed write is retried on the next tick.
+    pub fn sync_run(&self, run_id: &str, source: &str, events: &[HaltEvent]) -> SyncReport {
+        let mut report = SyncReport::default();
+        let active_dir = match self.ensure(ACTIVE_DIR) {
+            Ok(dir) => dir,
+            Err(problem) => {
+                report.problems.push(problem.to_string());
+                return report;
+            }
+        };
+        let lock_path = active_dir.join(format!(".{}.lock", file_run_id(run_id)));
+        let _guard = match atomic_file::lock_exclusive_within(&lock_path, atomic_file::LOCK_WAIT) {
+            Ok(guard) => guard,
+            Err(e) => {
+                report
+                    .problems
+                    .push(io_problem("lock", &lock_path)(e).to_string());
+                return report;
+            }
+        };
+        let path = registry::path(&active_dir, run_id, source);
+        let mut registry = match registry::load(&path, run_id, source) {
+            Ok((registry, warning)) => {
+                report.problems.extend(warning);
+                registry
+            }
+            Err(problem) => {
+                report.problems.push(problem.to_string());
+                return report;
+            }
+        };
+        let elsewhere = registry::raised_elsewhere(&active_dir, run_id, &path);
+        let mut changed = false;
+        let mut current: HashSet<&str> = HashSet::new();
+        for event in events {
+            if !current.insert(&event.detector_id)
+                || registry.active.contains_key(&event.detector_id)
+            {
+                continue;
+            }
+            let held = elsewhere.contains(&event.fault_id)
+                || registry
+                    .active
+                    .values()
+                    .any(|a| a.fault_id == event.fault_id);
+            if !held {
+                match self.emit(event) {
+                    Ok(emitted) => report.emitted.push((event.fault_id.clone(), emitted)),
+                    Err(problem) => {
+                        report.problems.push(problem.to_string());
+                        continue;
+                    }
+                }
+            }
+            registry.active.insert(
+                event.detector_id.clone(),
+                ActiveFault {
+                    fault_id: event.fault_id.clone(),
+                    first_detected_at: event.timestamp.clone(),
+                },
+            );
+            changed = true;
+        }
+        let cleared: Vec<String> = registry
+            .active
+            .keys()
+            .filter(|id| !current.contains(id.as_str()))
+            .cloned()
+            .collect();
+        for detector_id in cleared {
+            let Some(fault_id) = registry
+                .active
+                .get(&detector_id)
+                .map(|a| a.fault_id.clone())
+            else {
+                continue;
+            };
+            let held = elsewhere.contains(&fault_id)
+                || registry
+                    .active
+                    .iter()
+                    .any(|(id, a)| current.contains(id.as_str()) && a.fault_id == fault_id);
+            if !held && !report.resolved.contains(&fault_id) {
+                if let Err(problem) = self.resolve(run_id, &fault_id) {
+                    report.problems.push(problem.to_string());
+                    continue;
+                }
+                report.resolved.push(fault_id);
+            }
+            registry.active.remove(&detector_id);
+            changed = true;
+        }
+        if changed {
+            registry.updated_at = crate::clock::now_iso();
+            if let Err(e) = registry::save(&path, &registry) {
+                report
+                    .problems
+                    .push(io_problem("write", &path)(e).to_string());
+            }
+        }
+        report
+    }
+}
