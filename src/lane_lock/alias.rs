@@ -8,7 +8,7 @@
 //! - inside one daemon, tells lanes apart by [`lane_key`] (the repository as
 //!   [`crate::identity::alias_key`] finds it, and the base branch), so it never runs two
 //!   aliases of one lane at once;
-//! - across daemons, first takes the lock refs every spelling shares ([`alias_lock_refs`]):
+//! - across daemons, also takes the lock refs every spelling shares ([`lane_lock_refs`]):
 //!   `refs/gstack/release-locks/+repo/<base>` in the repository itself, whatever the
 //!   transport (every path or URL that reaches the repository reaches that ref, so even
 //!   aliases berth cannot see meet there: another host's mount, a network URL to a bare
@@ -33,26 +33,30 @@ pub fn lane_key(lane: &Lane) -> String {
     })
 }
 
-/// The lock refs shared by every spelling of `lane`'s repository reached through
-/// `origin_url`, in the order they are taken (before gstack's ref): the repository's own
-/// `+repo` ref, then the canonical spelling's gstack ref when that is not gstack's ref for
-/// this spelling (a local origin has no other spelling gstack could share).
-pub fn alias_lock_refs(origin_url: &str, lane: &Lane) -> Vec<String> {
+/// Every lock ref berth takes for `lane` reached through `origin_url`, in the order it
+/// takes them: gstack's ref for this spelling ([`lock_ref_name`]) and the refs every
+/// spelling shares: the repository's own `+repo` ref, and for a network origin whose
+/// spelling is not the canonical one, the canonical spelling's gstack ref. A local
+/// origin's `+repo` ref comes first (no gstack daemon can hold it, so it decides between
+/// berths at once); a network origin's comes after gstack's ref, so contenders with one
+/// spelling still meet, and are told the holder, at gstack's ref.
+pub fn lane_lock_refs(origin_url: &str, lane: &Lane) -> Vec<String> {
+    let own = lock_ref_name(lane);
     let repo_ref = format!(
         "{LOCK_REF_PREFIX}{LOCAL_REPO_KEY}/{}",
         safe_key(&lane.base_branch)
     );
     if cas::local_path(origin_url).is_some() {
-        return vec![repo_ref];
+        return vec![repo_ref, own];
     }
     let canonical = lock_ref_name(&Lane {
         repo_identity: alias_key(&lane.repo_identity),
         base_branch: lane.base_branch.clone(),
     });
-    if canonical == lock_ref_name(lane) {
-        vec![repo_ref]
+    if canonical == own {
+        vec![own, repo_ref]
     } else {
-        vec![repo_ref, canonical]
+        vec![canonical, own, repo_ref]
     }
 }
 
@@ -73,25 +77,32 @@ mod tests {
         let path = dir.path().to_str().unwrap();
         let repo = "refs/gstack/release-locks/+repo/release-2.x";
         assert!(git2::Reference::is_valid_name(repo));
-        assert_eq!(alias_lock_refs(path, &lane(path)), [repo]);
+        assert_eq!(
+            lane_lock_refs(path, &lane(path)),
+            [repo.to_owned(), lock_ref_name(&lane(path))]
+        );
         let url = format!("file://{path}");
         assert_eq!(
-            alias_lock_refs(&url, &lane(&format!("file:{path}"))),
-            [repo]
+            lane_lock_refs(&url, &lane(&format!("file:{path}")))[0],
+            repo
         );
 
         let upper = lane("github.com/Acme/Widget");
         assert_eq!(
-            alias_lock_refs("git@github.com:Acme/Widget.git", &upper),
+            lane_lock_refs("git@github.com:Acme/Widget.git", &upper),
             [
+                "refs/gstack/release-locks/github.com-acme-widget/release-2.x",
+                "refs/gstack/release-locks/github.com-Acme-Widget/release-2.x",
                 repo,
-                "refs/gstack/release-locks/github.com-acme-widget/release-2.x"
             ]
         );
         let lower = lane("github.com/acme/widget");
         assert_eq!(
-            alias_lock_refs("git@github.com:acme/widget.git", &lower),
-            [repo]
+            lane_lock_refs("git@github.com:acme/widget.git", &lower),
+            [
+                "refs/gstack/release-locks/github.com-acme-widget/release-2.x",
+                repo
+            ]
         );
         assert_eq!(lane_key(&upper), lane_key(&lower));
         assert_eq!(lane_key(&lower), lock_ref_name(&lower));

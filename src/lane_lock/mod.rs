@@ -54,7 +54,7 @@ use crate::clock;
 use crate::gstack_text;
 use crate::safe_key::safe_key;
 
-pub use alias::{alias_lock_refs, lane_key};
+pub use alias::{lane_key, lane_lock_refs};
 pub use cas::LockWrite;
 pub use heartbeat::{Heartbeat, LockWatch};
 pub use leftover::{LEFTOVER_AGE, LEFTOVERS_REMOVED};
@@ -168,7 +168,7 @@ pub enum Acquire {
     Acquired(HeldLock),
     /// Someone holds a live lock: skip the lane until `holder.expires_at`.
     /// `ref_name` is the ref found held: gstack's, or one every spelling of the
-    /// repository shares ([`alias_lock_refs`]).
+    /// repository shares ([`lane_lock_refs`]).
     HeldElsewhere {
         holder: LockPayload,
         sha: String,
@@ -208,7 +208,7 @@ pub struct HeldLock {
     /// Set when a refresh saw the ref pointing elsewhere: ownership is gone for good.
     stolen: Option<StolenTo>,
     /// The locks on the refs every spelling of the repository shares
-    /// ([`alias_lock_refs`]), taken first, refreshed and released with this one; the lane
+    /// ([`lane_lock_refs`]), taken with this one, refreshed and released after it; the lane
     /// is held only while all are.
     aliases: Vec<HeldLock>,
 }
@@ -542,9 +542,10 @@ impl LockClient {
     /// time, [`crate::ownership::gone_owner`]) → take it over with a compare-and-swap
     /// against the sha read.
     ///
-    /// The repository's alias refs ([`alias_lock_refs`]) are taken first, in order, then
-    /// gstack's ref; the answer is the first that is not [`Acquire::Acquired`] (the alias
-    /// locks taken are then given back), or all held as one [`HeldLock`].
+    /// gstack's ref and the refs every spelling of the repository shares are taken in the
+    /// order of [`lane_lock_refs`]; the answer is the first that is not
+    /// [`Acquire::Acquired`] (the locks taken are then given back), or all held as one
+    /// [`HeldLock`] on gstack's ref.
     pub fn acquire(
         &self,
         origin_url: &str,
@@ -553,26 +554,28 @@ impl LockClient {
         repo_path: &Path,
     ) -> Result<Acquire, LockError> {
         let ref_name = checked_lock_ref(lane)?;
-        let mut aliases = Vec::new();
-        for alias_ref in alias_lock_refs(origin_url, lane) {
-            match self.acquire_ref(origin_url, alias_ref, lane, owner_id, repo_path) {
-                Ok(Acquire::Acquired(held)) => aliases.push(held),
+        let mut taken: Vec<HeldLock> = Vec::new();
+        for lock_ref in lane_lock_refs(origin_url, lane) {
+            match self.acquire_ref(origin_url, lock_ref, lane, owner_id, repo_path) {
+                Ok(Acquire::Acquired(held)) => taken.push(held),
                 other => {
-                    self.release_aliases(&aliases);
+                    self.release_aliases(&taken);
                     return other;
                 }
             }
         }
-        match self.acquire_ref(origin_url, ref_name, lane, owner_id, repo_path) {
-            Ok(Acquire::Acquired(mut held)) => {
-                held.aliases = aliases;
-                Ok(Acquire::Acquired(held))
-            }
-            other => {
-                self.release_aliases(&aliases);
-                other
-            }
-        }
+        // `lane_lock_refs` always holds gstack's ref; were it missing, the lane would not
+        // be held as gstack knows it, so nothing is kept.
+        let Some(own) = taken.iter().position(|held| held.ref_name == ref_name) else {
+            self.release_aliases(&taken);
+            return Err(LockError::InvalidRef {
+                ref_name,
+                problem: "not among the lane's lock refs",
+            });
+        };
+        let mut held = taken.remove(own);
+        held.aliases = taken;
+        Ok(Acquire::Acquired(held))
     }
 
     fn acquire_ref(

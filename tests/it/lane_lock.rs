@@ -739,7 +739,11 @@ fn list_shows_every_lock_and_force_release_deletes_exactly_what_was_shown() {
         .iter()
         .map(|l| (l.ref_name.as_str(), l.sha.as_str(), &l.state))
         .collect();
-    assert_eq!(summary.len(), 3, "{listing:?}");
+    // First the lock every spelling of the repository shares, held with `live`.
+    assert_eq!(summary.len(), 4, "{listing:?}");
+    let (shared, summary) = summary.split_first().unwrap();
+    assert_eq!(Some(shared.0), live.alias_ref_names().next(), "{listing:?}");
+    assert!(matches!(shared.2, ListedLock::Live(p) if p.owner_id == "owner-a"));
     assert_eq!(summary[0].0, expired_ref);
     assert_eq!(summary[0].1, expired_sha);
     assert!(

@@ -821,8 +821,8 @@ async fn a_detached_process_holding_the_output_does_not_outlive_a_step_dropped_w
         &sh("setsid sh -c 'echo $$ > detached.pid; exec sleep 300' </dev/null & until [ -s detached.pid ]; do sleep 0.01; done; echo $$ > leader.pid; exit 0"),
         &["true"],
     );
-    let run = land(&runner, &fx, 1);
-    tokio::pin!(run);
+    // Boxed, so that dropping it drops the step's future itself, not a pinned reference.
+    let mut run = Box::pin(land(&runner, &fx, 1));
     let leader_file = fx.worktree_file("leader.pid");
     // Drive the step until its leader has exited and been reaped (no /proc entry).
     let reaped = tokio::time::timeout(Duration::from_secs(10), async {

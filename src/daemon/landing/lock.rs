@@ -10,7 +10,7 @@ use super::ask::ask_or_clean_up;
 use super::{End, Landing};
 
 /// A lane is held through at most three refs: gstack's, the repository's own `+repo` ref
-/// and the canonical spelling's ref ([`crate::lane_lock::alias_lock_refs`]).
+/// and the canonical spelling's ref ([`crate::lane_lock::lane_lock_refs`]).
 const LOCK_REFS_PER_LANE: usize = 3;
 
 /// Takes the lane lock on `origin`, or says why not (held elsewhere: the lane is busy).
