@@ -36,6 +36,8 @@ use berth::store::QueueStore;
 
 #[path = "support/learned_world.rs"]
 mod learned_world;
+#[path = "support/proc_stat.rs"]
+mod proc_stat;
 
 const REPOS: usize = 100;
 const RECORDS: usize = 10_000;
@@ -485,22 +487,10 @@ impl Watching {
     /// CPU seconds used so far (user + system) and resident memory in KiB.
     fn usage(&self) -> (f64, u64) {
         let pid = self.child.id();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-        // Fields after the command name (which may hold spaces) start after the last ')'.
-        let fields: Vec<&str> = stat[stat.rfind(')').expect(")") + 2..]
-            .split_whitespace()
-            .collect();
-        let ticks: u64 =
-            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-        // /proc counts in USER_HZ, which Linux fixes at 100 for user space.
-        let hz = 100.0;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-        let rss = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0);
-        (ticks as f64 / hz, rss)
+        (
+            proc_stat::cpu_time(pid).as_secs_f64(),
+            proc_stat::resident_kib(pid),
+        )
     }
 
     fn gh_calls(&self) -> usize {

@@ -42,7 +42,7 @@ pub use log::{
 };
 pub use process::{Outcome, SpawnHook, StepCommand, StepRun, run_step};
 pub use strays::{
-    LEFTOVERS_KILLED, LandingProcess, OWNER_ENV, RECORD_ENV, STRAY_KILL_WAIT,
+    LEFTOVERS_KILLED, LandingProcess, OWNER_ENV, RECORD_ENV, STRAY_KILL_WAIT, StraysError,
     end_gone_owners_processes, end_strays, landing_processes, record_mark,
 };
 pub use template::{CommandTemplate, StepVars, TemplateError};

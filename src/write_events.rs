@@ -26,9 +26,12 @@ use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 /// What one event meant.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
-    /// These watched paths were written, created, renamed, removed or had their
-    /// attributes changed.
+    /// These watched paths were created, or written while still open: their writer may
+    /// not be done.
     Paths(Vec<PathBuf>),
+    /// These watched paths' change is whole: closed after writing, renamed (into place or
+    /// away), removed, or their attributes changed.
+    Finished(Vec<PathBuf>),
     /// Events were lost (the kernel queue overflowed, or the watch reported an error):
     /// anything may have changed.
     Rescan,
@@ -69,13 +72,15 @@ impl WriteFilter {
         if event.need_rescan() {
             return Change::Rescan;
         }
-        let write = match event.kind {
-            EventKind::Create(_)
-            | EventKind::Remove(_)
+        // Whether the event is a write (rather than an attribute change, which is one only
+        // when it moved the ctime), and whether it ends one.
+        let (write, finished) = match event.kind {
+            EventKind::Create(_) => (true, false),
+            EventKind::Remove(_)
             | EventKind::Modify(ModifyKind::Name(_))
-            | EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-            EventKind::Modify(ModifyKind::Data(_)) if self.modify_is_write => true,
-            EventKind::Modify(ModifyKind::Metadata(_)) => false,
+            | EventKind::Access(AccessKind::Close(AccessMode::Write)) => (true, true),
+            EventKind::Modify(ModifyKind::Data(_)) if self.modify_is_write => (true, false),
+            EventKind::Modify(ModifyKind::Metadata(_)) => (false, true),
             _ => return Change::Paths(Vec::new()),
         };
         let mut paths = Vec::new();
@@ -96,7 +101,11 @@ impl WriteFilter {
                 paths.push(path.clone());
             }
         }
-        Change::Paths(paths)
+        if finished && !paths.is_empty() {
+            Change::Finished(paths)
+        } else {
+            Change::Paths(paths)
+        }
     }
 }
 
@@ -185,7 +194,7 @@ mod tests {
         );
         assert_eq!(
             filter.changed(&written, json),
-            Change::Paths(vec![file.clone()])
+            Change::Finished(vec![file.clone()])
         );
         // The read after that write updates atime: same ctime, no change.
         let attrib = event(
@@ -199,7 +208,7 @@ mod tests {
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(
             filter.changed(&attrib, json),
-            Change::Paths(vec![file.clone()])
+            Change::Finished(vec![file.clone()])
         );
         // Files it does not care about are never news.
         let other = dir.path().join(".a.lock");
@@ -215,6 +224,20 @@ mod tests {
         assert_eq!(
             WriteFilter::new(true).changed(&modified, json),
             Change::Paths(vec![file.clone()])
+        );
+        // A file created is not yet written; one renamed into place is whole.
+        let created = event(EventKind::Create(CreateKind::File), &file);
+        assert_eq!(
+            filter.changed(&created, json),
+            Change::Paths(vec![file.clone()])
+        );
+        let renamed = event(
+            EventKind::Modify(ModifyKind::Name(notify::event::RenameMode::To)),
+            &file,
+        );
+        assert_eq!(
+            filter.changed(&renamed, json),
+            Change::Finished(vec![file.clone()])
         );
     }
 }

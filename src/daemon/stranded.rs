@@ -1,5 +1,6 @@
 //! Whether an in-flight record is stranded, and ending what its gone owner left running.
 
+use crate::runner::StraysError;
 use crate::store::StoredRecord;
 
 use super::Shared;
@@ -28,7 +29,7 @@ pub(super) fn stranded_reason(
 
 /// Before a stranded record goes back to the queue: whatever its gone owner still runs
 /// for it on this host is killed (the step's guard normally did so already).
-pub(super) fn end_strays(stored: &StoredRecord) -> Result<(), String> {
+pub(super) fn end_strays(stored: &StoredRecord) -> Result<(), StraysError> {
     match stored.record.claimed_by.as_deref() {
         Some(owner) => crate::runner::end_strays(&record_mark_of(stored), owner).map(|_| ()),
         None => Ok(()),

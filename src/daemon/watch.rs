@@ -16,7 +16,9 @@ use tokio::sync::Notify;
 
 use crate::write_events::{Change, WriteWatch};
 
-/// How long a burst of writes (a producer's temp file + rename) is gathered into one wake.
+/// How long a write still under way (a record created, or written while open) is given to
+/// finish before the wake; a record renamed into place or closed after writing wakes the
+/// loop at once.
 const DEBOUNCE: Duration = Duration::from_millis(20);
 
 /// What changed in the queue dir since the last [`QueueWatcher::changed`].
@@ -33,6 +35,47 @@ pub struct QueueChanges {
 struct Pending {
     changes: QueueChanges,
     since: Option<std::time::Instant>,
+    /// Files whose last event left a write under way (created, or written while open).
+    unfinished: BTreeSet<String>,
+}
+
+impl Pending {
+    /// Notes one change heard.
+    fn hear(&mut self, change: Change, queue_dir: &Path, replaced: &AtomicBool) {
+        self.since.get_or_insert_with(std::time::Instant::now);
+        let (paths, finished) = match change {
+            Change::Rescan => {
+                self.changes.rescan = true;
+                return;
+            }
+            Change::Paths(paths) => (paths, false),
+            Change::Finished(paths) => (paths, true),
+        };
+        for path in paths {
+            if path == queue_dir {
+                replaced.store(true, Ordering::SeqCst);
+                self.changes.rescan = true;
+            } else if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+                if finished {
+                    self.unfinished.remove(name);
+                } else {
+                    self.unfinished.insert(name.to_owned());
+                }
+                self.changes.files.insert(name.to_owned());
+            }
+        }
+    }
+
+    /// When what is pending should be handed out: at once when every write heard is
+    /// whole, else [`DEBOUNCE`] after the first (a rescan is a burst too: it waits).
+    fn due(&self) -> Option<std::time::Instant> {
+        let since = self.since?;
+        Some(if self.unfinished.is_empty() && !self.changes.rescan {
+            since
+        } else {
+            since + DEBOUNCE
+        })
+    }
 }
 
 /// A watch on the queue dir's record files; [`QueueWatcher::changed`] resolves once per
@@ -77,23 +120,9 @@ impl QueueWatcher {
                 path == queue_dir || path.parent() == Some(&queue_dir) && is_record_file(path)
             },
             move |change| {
-                let mut guard = sink.lock().unwrap_or_else(|e| e.into_inner());
-                guard.since.get_or_insert_with(std::time::Instant::now);
-                let pending = &mut guard.changes;
-                match change {
-                    Change::Rescan => pending.rescan = true,
-                    Change::Paths(paths) => {
-                        for path in paths {
-                            if path == own {
-                                moved.store(true, Ordering::SeqCst);
-                                pending.rescan = true;
-                            } else if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
-                                pending.files.insert(name.to_owned());
-                            }
-                        }
-                    }
-                }
-                drop(guard);
+                sink.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .hear(change, &own, &moved);
                 bell.notify_one();
             },
         )
@@ -122,10 +151,10 @@ impl QueueWatcher {
                     );
                 }
             }
-            let since = self.lock().since;
-            if let Some(since) = since {
-                // Something is pending: let the rest of the burst arrive, then hand it all.
-                tokio::time::sleep_until((since + DEBOUNCE).into()).await;
+            let due = self.lock().due();
+            if let Some(due) = due {
+                // Something is pending: let a write under way finish, then hand it all.
+                tokio::time::sleep_until(due.into()).await;
                 return self.take();
             }
             self.wake.notified().await;
@@ -138,10 +167,47 @@ impl QueueWatcher {
     pub fn take(&mut self) -> QueueChanges {
         let mut pending = self.lock();
         pending.since = None;
+        pending.unfinished.clear();
         std::mem::take(&mut pending.changes)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_whole_write_is_handed_out_at_once_and_one_under_way_after_the_debounce() {
+        let dir = Path::new("/queue");
+        let replaced = AtomicBool::new(false);
+        let record = || dir.join("r.json");
+        let mut pending = Pending::default();
+        assert_eq!(pending.due(), None, "nothing heard");
+        pending.hear(Change::Finished(vec![record()]), dir, &replaced);
+        let since = pending.since.unwrap();
+        assert_eq!(pending.due(), Some(since), "renamed into place: at once");
+
+        let mut pending = Pending::default();
+        pending.hear(Change::Paths(vec![record()]), dir, &replaced);
+        let since = pending.since.unwrap();
+        assert_eq!(
+            pending.due(),
+            Some(since + DEBOUNCE),
+            "created, not yet closed"
+        );
+        pending.hear(Change::Finished(vec![record()]), dir, &replaced);
+        assert_eq!(pending.due(), Some(since), "closed after writing: at once");
+        assert_eq!(pending.changes.files.len(), 1);
+
+        pending.hear(Change::Rescan, dir, &replaced);
+        assert_eq!(
+            pending.due(),
+            Some(since + DEBOUNCE),
+            "events lost: a burst"
+        );
     }
 }

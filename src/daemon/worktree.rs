@@ -283,31 +283,27 @@ fn fetch_feature(
 ) -> Result<Oid, WorktreeError> {
     let (repo, url) = open_with_origin(c, repo_path)?;
     let tracking = format!("refs/remotes/origin/{feature}");
-    let fetch = |remote_ref: &str| {
-        crate::lane_lock::fetch_advertised(&repo, url, remote_ref, &tracking).map_err(|e| {
+    let branch_ref = format!("refs/heads/{feature}");
+    let mut wanted = vec![branch_ref.as_str()];
+    wanted.extend(pr_head.as_deref());
+    let fetched =
+        crate::lane_lock::fetch_advertised(&repo, url, &wanted, &tracking).map_err(|e| {
             WorktreeError::Fetch {
-                remote_ref: remote_ref.to_owned(),
+                remote_ref: wanted.join(" or "),
                 origin: crate::lane_lock::redact(url),
                 message: e.message().to_owned(),
             }
-        })
-    };
-    let mut fetched = fetch(&format!("refs/heads/{feature}"))?;
-    if fetched.is_none()
-        && let Some(pr_head) = pr_head
-    {
-        fetched = fetch(&pr_head)?;
-        if fetched.is_some() {
-            tracing::info!(record = %c.id, "feature branch {feature} is not on origin (a fork's PR): landing its head from {pr_head}");
-        }
-    }
-    let Some(advertised) = fetched else {
+        })?;
+    let Some((fetched_ref, advertised)) = fetched else {
         return Err(BranchGone {
             branch: feature.to_owned(),
             origin: crate::lane_lock::redact(url),
         }
         .into());
     };
+    if fetched_ref != branch_ref {
+        tracing::info!(record = %c.id, "feature branch {feature} is not on origin (a fork's PR): landing its head from {fetched_ref}");
+    }
     let Ok(head) = repo.refname_to_id(&tracking) else {
         return Err(WorktreeError::NotFetched {
             feature: feature.to_owned(),

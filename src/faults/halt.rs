@@ -174,6 +174,69 @@ impl HaltEvent {
     }
 }
 
+/// An event that does not fit what berth reads back even without its stdout tail and phase.
+#[derive(Debug, thiserror::Error)]
+#[error("the halt event takes {bytes} bytes without its stdout tail and phase, over {cap}")]
+pub struct TooLarge {
+    pub bytes: u64,
+    pub cap: u64,
+}
+
+impl HaltEvent {
+    /// Cuts this event to at most `cap` bytes as [`json_file::pretty`] writes it, so berth
+    /// can read back every event it files. JSON escapes a control byte to six bytes, so a
+    /// tail within the read cap of the log can be six times that written: the tail keeps
+    /// its end, cut by its written size. Only an event too large without any tail loses its
+    /// phase snapshot (its id already names the phase). The room for `occurrences` is set
+    /// aside, so a capture and its recurrences keep the same cut of the same log.
+    ///
+    /// [`json_file::pretty`]: super::json_file::pretty
+    pub fn fit_within(&mut self, cap: u64) -> Result<(), TooLarge> {
+        let tail = std::mem::take(&mut self.snapshot.stdout_tail);
+        let occurrences = self.snapshot.occurrences.replace(u64::MAX);
+        let mut bytes = self.written_bytes();
+        if bytes > cap {
+            self.snapshot.phase = None;
+            self.snapshot.iteration_history = None;
+            bytes = self.written_bytes();
+        }
+        self.snapshot.occurrences = occurrences;
+        if bytes > cap {
+            self.snapshot.stdout_tail = tail;
+            return Err(TooLarge { bytes, cap });
+        }
+        self.snapshot.stdout_tail = tail_within(tail, cap - bytes);
+        Ok(())
+    }
+
+    fn written_bytes(&self) -> u64 {
+        super::json_file::pretty(self).map_or(u64::MAX, |b| b.len() as u64)
+    }
+}
+
+/// The longest end of `tail` that takes at most `room` bytes inside a JSON string.
+fn tail_within(tail: String, room: u64) -> String {
+    let mut used = 0u64;
+    let mut start = tail.len();
+    for (at, c) in tail.char_indices().rev() {
+        used += json_escaped_len(c);
+        if used > room {
+            return tail[start..].to_owned();
+        }
+        start = at;
+    }
+    tail
+}
+
+/// The bytes `c` takes inside a JSON string as serde_json writes it.
+fn json_escaped_len(c: char) -> u64 {
+    match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        c if u32::from(c) < 0x20 => 6,
+        c => c.len_utf8() as u64,
+    }
+}
+
 /// `state.phases[index]` as JavaScript indexes a list with a number: a whole, non-negative
 /// index within the list, else nothing.
 fn phase_at<'s>(state: &'s Value, index: &Value) -> Option<&'s Value> {
@@ -314,6 +377,37 @@ mod tests {
                     .starts_with("PHASE_FAILED:all:")
             );
         }
+    }
+
+    #[test]
+    fn an_event_is_cut_by_its_written_size() {
+        let run = RunRef {
+            run_id: "r",
+            state_slug: "r",
+            stdout_tail: format!("head{}\"\\end", "\u{1}\n".repeat(1000)),
+            ..RunRef::default()
+        };
+        let f = fault("X", "d", json!({}));
+        let whole = HaltEvent::from_fault(&run, &f);
+        let written = |e: &HaltEvent| crate::faults::json_file::pretty(e).unwrap().len() as u64;
+        let mut same = whole.clone();
+        same.fit_within(written(&whole) + 100).unwrap();
+        assert_eq!(same, whole);
+        for cap in [written(&whole) - 1, 2000, 1000] {
+            let mut cut = whole.clone();
+            cut.fit_within(cap).unwrap();
+            cut.snapshot.occurrences = Some(u64::MAX);
+            assert!(written(&cut) <= cap, "{} > {cap}", written(&cut));
+            assert!(cut.snapshot.stdout_tail.ends_with("\"\\end"));
+            assert!(
+                whole
+                    .snapshot
+                    .stdout_tail
+                    .ends_with(&cut.snapshot.stdout_tail)
+            );
+        }
+        let mut none = whole.clone();
+        assert!(none.fit_within(100).is_err());
     }
 
     #[test]

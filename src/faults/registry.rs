@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::json_file::{self, JsonFileError};
-use super::run_id::file_run_id;
+use super::run_id::{file_run_id, fit_stem};
 use crate::hostile_file::ReadError;
 
 /// A raised detector fault: the halt event it was filed as.
@@ -60,8 +60,18 @@ fn is_fault_id(id: &str) -> bool {
 pub fn path(dir: &Path, run_id: &str, source: &str) -> PathBuf {
     let digest = Sha256::digest(source.as_bytes());
     let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-    dir.join(format!("{}-{hex}.json", file_run_id(run_id)))
+    dir.join(format!("{}{hex}.json", name_prefix(run_id)))
 }
+
+/// What starts the name of every registry of `run_id`: its file run id (cut to fit, with
+/// room for `<8 hex>.json` and the suffix a move aside adds) and `-`.
+fn name_prefix(run_id: &str) -> String {
+    const AFTER: usize = "-01234567.json".len() + ASIDE_SUFFIX_BYTES;
+    format!("{}-", fit_stem(&file_run_id(run_id), AFTER))
+}
+
+/// `.unreadable-<%Y%m%dT%H%M%S%.3fZ>`, which [`aside_path`] adds to a registry's name.
+const ASIDE_SUFFIX_BYTES: usize = ".unreadable-20260101T000000.000Z".len();
 
 /// Why a registry could not be had.
 #[derive(Debug)]
@@ -168,7 +178,7 @@ fn read(path: &Path) -> Result<Option<Registry>, Unread> {
 /// state file still has is not resolved because another state file of the run cleared it.
 /// A registry that cannot be read counts for nothing here; its own sync reports it.
 pub fn raised_elsewhere(dir: &Path, run_id: &str, own: &Path) -> HashSet<String> {
-    let prefix = format!("{}-", file_run_id(run_id));
+    let prefix = name_prefix(run_id);
     let Ok(entries) = fs::read_dir(dir) else {
         return HashSet::new();
     };

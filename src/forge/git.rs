@@ -36,6 +36,8 @@ const SOCKET_TIMEOUTS: crate::git_timeouts::Timeouts = crate::git_timeouts::Time
 /// Give up on authentication after this many offers, instead of libgit2's endless retry.
 const MAX_AUTH_ATTEMPTS: u32 = 3;
 
+mod local;
+
 /// The git-branches forge.
 #[derive(Debug)]
 pub struct GitForge {
@@ -70,10 +72,25 @@ impl GitForge {
         self
     }
 
+    /// The network path's scratch repository, where fetched objects are kept.
     fn scratch(&self, subject: &Subject) -> Result<git2::Repository, ForgeError> {
+        self.repository(&self.scratch_dir, subject)
+    }
+
+    /// Where the feature heads last seen on local origins are kept ([`local`]).
+    fn local_seen_dir(&self) -> PathBuf {
+        self.scratch_dir.with_file_name(local::LOCAL_SEEN)
+    }
+
+    /// The private bare repository at `dir` (created 0700 on demand).
+    fn repository(
+        &self,
+        dir: &std::path::Path,
+        subject: &Subject,
+    ) -> Result<git2::Repository, ForgeError> {
         let scratch_err = |source| ForgeError::Scratch {
             subject: subject.clone(),
-            path: self.scratch_dir.clone(),
+            path: dir.to_owned(),
             source,
         };
         // A poisoned lock only means another thread panicked mid-init; init is idempotent.
@@ -84,15 +101,15 @@ impl GitForge {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(&self.scratch_dir)
+            .create(dir)
             .map_err(scratch_err)?;
-        let meta = std::fs::metadata(&self.scratch_dir).map_err(scratch_err)?;
+        let meta = std::fs::metadata(dir).map_err(scratch_err)?;
         if meta.permissions().mode() & 0o077 != 0 {
-            std::fs::set_permissions(&self.scratch_dir, std::fs::Permissions::from_mode(0o700))
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
                 .map_err(scratch_err)?;
         }
-        git2::Repository::open_bare(&self.scratch_dir)
-            .or_else(|_| git2::Repository::init_bare(&self.scratch_dir))
+        git2::Repository::open_bare(dir)
+            .or_else(|_| git2::Repository::init_bare(dir))
             .map_err(|source| ForgeError::Git {
                 subject: subject.clone(),
                 op: "open the scratch repository",
@@ -118,7 +135,8 @@ impl GitForge {
     }
 
     /// Lists origin's heads once, fetches the two branches' objects into the scratch repo and
-    /// decides the state from that single snapshot.
+    /// decides the state from that single snapshot; a local origin is read in place
+    /// ([`local`]).
     fn observe_once(&self, repo: &ForgeRepo, pr: &PrRef<'_>) -> Result<Observation, ForgeError> {
         let subject = Subject::pr(repo, pr.number);
         for (what, branch) in [("feature", pr.feature_branch), ("base", pr.base_branch)] {
@@ -129,6 +147,17 @@ impl GitForge {
                     branch: branch.to_owned(),
                 });
             }
+        }
+        match crate::lane_lock::local_origin(&repo.origin_url) {
+            Some(Ok(dir)) => return local::observe(self, repo, pr, &dir),
+            Some(Err(source)) => {
+                return Err(ForgeError::Git {
+                    subject,
+                    op: "use origin's URL",
+                    source,
+                });
+            }
+            None => {}
         }
         let feature_ref = format!("refs/heads/{}", pr.feature_branch);
         let base_ref = format!("refs/heads/{}", pr.base_branch);

@@ -61,10 +61,13 @@ pub use leftover::{LEFTOVER_AGE, LEFTOVERS_REMOVED};
 pub use payload::{LOCK_SUBJECT, LockPayload};
 
 use cas::{Expect, WriteHook, compare_and_swap};
-use payload::{ReadLock, lock_message, read_lock};
+use payload::{PayloadError, ReadLock, lock_message, read_lock};
 use scratch_pool::{Pooled, ScratchPool};
 use transport::{PushOutcome, Scratch, fetch, redact_url};
 
+/// The directory of a local origin (a path or `file://` URL), as libgit2 would choose its
+/// local transport; `None` for a network URL.
+pub(crate) use cas::local_path as local_origin;
 /// `url` with any password or token replaced by `***`, for messages.
 pub(crate) use transport::redact_url as redact;
 /// A look at and a fetch from `url` with berth's transport rules (credentials never from
@@ -485,7 +488,7 @@ enum RemoteLock {
     Absent,
     Present {
         sha: Oid,
-        read: Result<ReadLock, String>,
+        read: Result<ReadLock, PayloadError>,
     },
 }
 
@@ -637,7 +640,7 @@ impl LockClient {
                 Err(reason) => {
                     return Ok(Acquire::Unreadable {
                         sha: current.to_string(),
-                        reason,
+                        reason: reason.to_string(),
                     });
                 }
                 Ok(lock) => lock,
@@ -844,7 +847,9 @@ impl LockClient {
                 .trim_start_matches(READ_REF)
                 .trim_start_matches('/');
             let state = match read_lock(&sha.to_string(), scratch.commit_message(sha)) {
-                Err(reason) => ListedLock::Unreadable { reason },
+                Err(reason) => ListedLock::Unreadable {
+                    reason: reason.to_string(),
+                },
                 Ok(lock) if lock.is_live_at(now) => match holder_gone(&lock) {
                     Some(reason) => ListedLock::HolderGone {
                         payload: lock.payload,

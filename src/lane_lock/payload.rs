@@ -62,20 +62,65 @@ pub(crate) fn lock_message(payload: &LockPayload) -> Result<String, serde_json::
     ))
 }
 
+/// Why a lock commit cannot be read as a lock: the operator's one-line reason, beginning
+/// with gstack's text (`release lock payload unreadable at <sha>` or `release lock expiry
+/// unreadable for <ownerId>`). The lane is refused; an unreadable lock is never taken over.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    #[error("{}: {problem}", gstack_text::lock_payload_unreadable(.sha))]
+    Payload {
+        sha: String,
+        problem: PayloadProblem,
+    },
+    #[error(
+        "{}: expiresAt {expires_at:?} is not an ISO-8601 timestamp",
+        gstack_text::lock_expiry_unreadable(.owner_id)
+    )]
+    Expiry {
+        owner_id: String,
+        expires_at: String,
+    },
+}
+
+/// What is wrong with a lock commit or its message.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadProblem {
+    #[error("the lock object is not a readable commit: {}", .0.message())]
+    NotACommit(git2::Error),
+    #[error("the commit message is not UTF-8")]
+    NotUtf8,
+    #[error("the commit message holds no JSON object")]
+    NoObject,
+    #[error("the JSON body is invalid: {0}")]
+    InvalidJson(serde_json::Error),
+    #[error("the JSON body is not an object")]
+    NotAnObject,
+    #[error("{name} is {found}, not a string")]
+    NotText {
+        name: &'static str,
+        found: &'static str,
+    },
+    #[error("missing field {0}")]
+    Missing(&'static str),
+}
+
 /// Reads the lock commit `sha` (its message, or why it could not be had) the way gstack
-/// does. `Err` is the operator's one-line reason, beginning with gstack's text (`release
-/// lock payload unreadable at <sha>` or `release lock expiry unreadable for <ownerId>`):
-/// the caller refuses the lane, an unreadable lock is never taken over.
-pub(crate) fn read_lock(sha: &str, message: Result<String, String>) -> Result<ReadLock, String> {
-    let unreadable = |why: String| format!("{}: {why}", gstack_text::lock_payload_unreadable(sha));
+/// does.
+pub(crate) fn read_lock(
+    sha: &str,
+    message: Result<String, PayloadProblem>,
+) -> Result<ReadLock, PayloadError> {
+    let unreadable = |problem| PayloadError::Payload {
+        sha: sha.to_owned(),
+        problem,
+    };
     let payload = parse_payload(&message.map_err(unreadable)?).map_err(unreadable)?;
-    let expires_at = clock::parse_iso(&payload.expires_at).ok_or_else(|| {
-        format!(
-            "{}: expiresAt {:?} is not an ISO-8601 timestamp",
-            gstack_text::lock_expiry_unreadable(&payload.owner_id),
-            payload.expires_at
-        )
-    })?;
+    let Some(expires_at) = clock::parse_iso(&payload.expires_at) else {
+        return Err(PayloadError::Expiry {
+            owner_id: payload.owner_id,
+            expires_at: payload.expires_at,
+        });
+    };
     Ok(ReadLock {
         payload,
         expires_at,
@@ -83,26 +128,26 @@ pub(crate) fn read_lock(sha: &str, message: Result<String, String>) -> Result<Re
 }
 
 /// gstack's payload rule over a whole commit message.
-fn parse_payload(message: &str) -> Result<LockPayload, String> {
+fn parse_payload(message: &str) -> Result<LockPayload, PayloadProblem> {
     let (Some(open), Some(close)) = (message.find('{'), message.rfind('}')) else {
-        return Err("the commit message holds no JSON object".to_owned());
+        return Err(PayloadProblem::NoObject);
     };
     if close < open {
-        return Err("the commit message holds no JSON object".to_owned());
+        return Err(PayloadProblem::NoObject);
     }
     // Parsed as a plain value first: like `JSON.parse`, a repeated key keeps its last value.
-    let value: Value = serde_json::from_str(&message[open..=close])
-        .map_err(|e| format!("the JSON body is invalid: {e}"))?;
+    let value: Value =
+        serde_json::from_str(&message[open..=close]).map_err(PayloadProblem::InvalidJson)?;
     let Value::Object(fields) = value else {
-        return Err("the JSON body is not an object".to_owned());
+        return Err(PayloadProblem::NotAnObject);
     };
-    let required = |name: &str| match fields.get(name) {
+    let required = |name: &'static str| match fields.get(name) {
         Some(Value::String(s)) => Ok(s.clone()),
-        Some(other) => Err(format!(
-            "{name} is {}, not a string",
-            crate::record::type_name(other)
-        )),
-        None => Err(format!("missing field {name}")),
+        Some(other) => Err(PayloadProblem::NotText {
+            name,
+            found: crate::record::type_name(other),
+        }),
+        None => Err(PayloadProblem::Missing(name)),
     };
     Ok(LockPayload {
         owner_id: required("ownerId")?,
@@ -118,14 +163,17 @@ fn parse_payload(message: &str) -> Result<LockPayload, String> {
 }
 
 /// A field gstack accepts as a string or absent (`null` is neither).
-fn optional_string(fields: &Map<String, Value>, name: &str) -> Result<Option<String>, String> {
+fn optional_string(
+    fields: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<String>, PayloadProblem> {
     match fields.get(name) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(format!(
-            "{name} is {}, not a string",
-            crate::record::type_name(other)
-        )),
+        Some(other) => Err(PayloadProblem::NotText {
+            name,
+            found: crate::record::type_name(other),
+        }),
     }
 }
 
@@ -145,7 +193,7 @@ mod tests {
     }
 
     fn parse(message: &str) -> Result<ReadLock, String> {
-        read_lock("0123abcd", Ok(message.to_owned()))
+        read_lock("0123abcd", Ok(message.to_owned())).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -229,8 +277,10 @@ mod tests {
             assert!(err.starts_with(unreadable), "{message:?}: {err}");
             assert!(err.contains(why), "{message:?}: {err}");
         }
-        let err = read_lock("0123abcd", Err("not a commit".into())).unwrap_err();
-        assert_eq!(err, format!("{unreadable}not a commit"));
+        let err = read_lock("0123abcd", Err(PayloadProblem::NotUtf8))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, format!("{unreadable}the commit message is not UTF-8"));
         let mut bad_time = payload();
         bad_time.expires_at = "tomorrow".into();
         let err = parse(&lock_message(&bad_time).unwrap()).unwrap_err();

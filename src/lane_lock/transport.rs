@@ -14,6 +14,8 @@ use git2::{
 };
 use tempfile::TempDir;
 
+use super::payload::PayloadProblem;
+
 /// How often libgit2 may ask for credentials in one operation before berth gives up (it
 /// asks again after every rejected attempt, forever, if the callback keeps answering).
 const MAX_CREDENTIAL_ATTEMPTS: u32 = 3;
@@ -57,15 +59,15 @@ impl Scratch {
     }
 
     /// The message of commit `id`, if it is a UTF-8 commit in this repository.
-    pub fn commit_message(&self, id: Oid) -> Result<String, String> {
+    pub fn commit_message(&self, id: Oid) -> Result<String, PayloadProblem> {
         let commit = self
             .repo
             .find_commit(id)
-            .map_err(|e| format!("the lock object is not a readable commit: {}", e.message()))?;
+            .map_err(PayloadProblem::NotACommit)?;
         commit
             .message()
             .map(str::to_owned)
-            .map_err(|_| "the commit message is not UTF-8".to_owned())
+            .map_err(|_| PayloadProblem::NotUtf8)
     }
 }
 
@@ -236,21 +238,70 @@ fn remote<'r>(repo: &'r Repository, url: &str) -> Result<Remote<'r>, git2::Error
     repo.remote_anonymous(url)
 }
 
-/// Fetches `remote_ref` (a full ref name, e.g. `refs/heads/<branch>`) from `url` into
-/// `tracking`, only if `url` advertises it; its advertised id, or `None` when it has no
-/// such ref. libgit2 fetches a missing ref as nothing at all, so without this look a
-/// tracking ref left by an earlier fetch would pass for the branch.
-pub(crate) fn fetch_advertised(
+/// Fetches the first of `remote_refs` (full ref names, e.g. `refs/heads/<branch>`) that
+/// `url` advertises into `tracking`; that ref and its advertised id, or `None` when `url`
+/// has none of them. One connection lists origin's refs and downloads over the same
+/// listing (a listing of a local origin reads every ref's file). libgit2 fetches a missing
+/// ref as nothing at all, so without this look a tracking ref left by an earlier fetch
+/// would pass for the branch.
+pub(crate) fn fetch_advertised<'r>(
     repo: &Repository,
     url: &str,
-    remote_ref: &str,
+    remote_refs: &[&'r str],
     tracking: &str,
-) -> Result<Option<Oid>, git2::Error> {
-    let Some(head) = advertised(repo, url, remote_ref)? else {
+) -> Result<Option<(&'r str, Oid)>, git2::Error> {
+    let mut attempt = 1;
+    loop {
+        match fetch_advertised_once(repo, url, remote_refs, tracking) {
+            Err(e) if attempt < LIST_ATTEMPTS && ref_vanished(&e) => attempt += 1,
+            done => return done,
+        }
+    }
+}
+
+fn fetch_advertised_once<'r>(
+    repo: &Repository,
+    url: &str,
+    remote_refs: &[&'r str],
+    tracking: &str,
+) -> Result<Option<(&'r str, Oid)>, git2::Error> {
+    let credential_attempts = Cell::new(0);
+    let callbacks = || {
+        let mut callbacks = RemoteCallbacks::new();
+        callbacks.credentials(|url, user, allowed| {
+            credentials(&credential_attempts, url, user, allowed)
+        });
+        callbacks
+    };
+    let mut remote = remote(repo, url)?;
+    let mut connection = remote.connect_auth(Direction::Fetch, Some(callbacks()), None)?;
+    let heads = connection.list()?;
+    let found = remote_refs.iter().find_map(|wanted| {
+        heads
+            .iter()
+            .find(|head| head.name() == *wanted)
+            .map(|head| (*wanted, head.oid()))
+    });
+    let Some((remote_ref, head)) = found else {
         return Ok(None);
     };
-    fetch(repo, url, &format!("+{remote_ref}:{tracking}"))?;
-    Ok(Some(head))
+    let refspec = format!("+{remote_ref}:{tracking}");
+    let mut options = FetchOptions::new();
+    options
+        .remote_callbacks(callbacks())
+        .download_tags(AutotagOption::None)
+        .update_fetchhead(false);
+    connection
+        .remote()
+        .download(&[refspec.as_str()], Some(&mut options))?;
+    drop(connection);
+    remote.update_tips(
+        None,
+        git2::RemoteUpdateFlags::empty(),
+        AutotagOption::None,
+        Some("berth: fetch"),
+    )?;
+    Ok(Some((remote_ref, head)))
 }
 
 /// Credentials from ssh-agent, or from the user's own git config (`Config::open_default`:

@@ -110,10 +110,44 @@ fn scan(record: Option<&Path>, owner: Option<&str>) -> Scan {
     found
 }
 
+/// Why berth cannot vouch that a gone owner's processes are all gone.
+#[derive(Debug, thiserror::Error)]
+pub enum StraysError {
+    #[error("{0} is not a berth owner stamp")]
+    NotAStamp(String),
+    #[error("/proc is not this pid namespace's, or hides this process")]
+    OtherNamespace,
+    /// The uid the owner's steps ran as, when known.
+    #[error(
+        "its steps ran as {}, whose processes this user may not see",
+        .0.map_or("an unknown user".to_owned(), |uid| format!("uid {uid}"))
+    )]
+    OtherUser(Option<u32>),
+    #[error(
+        "pid {} may be its step's (its user's, started after it) but cannot be read",
+        pid_list(.0)
+    )]
+    Hidden(Vec<i32>),
+    /// `left_by` says who left them (`a gone daemon`, `a finished step`).
+    #[error(
+        "landing processes left by {left_by} still run after SIGKILL: pid {}",
+        pid_list(.pids)
+    )]
+    Survivors {
+        left_by: &'static str,
+        pids: Vec<i32>,
+    },
+}
+
+fn pid_list(pids: &[i32]) -> String {
+    let pids: Vec<String> = pids.iter().map(i32::to_string).collect();
+    pids.join(", ")
+}
+
 /// Kills every process marked as landing `record` (a [`record_mark`]) by `owner` (a daemon
 /// known to be gone), with its process group, and waits up to [`STRAY_KILL_WAIT`] for them
 /// to go. Returns how many there were; `Err` lists the survivors.
-pub fn end_strays(record: &Path, owner: &str) -> Result<usize, String> {
+pub fn end_strays(record: &Path, owner: &str) -> Result<usize, StraysError> {
     end_marked(Some(record), owner, "a gone daemon")
 }
 
@@ -121,7 +155,7 @@ pub fn end_strays(record: &Path, owner: &str) -> Result<usize, String> {
 /// A process that left the step's group (a `git gc` that git detached with `setsid`, a
 /// script's `setsid … &`) is outside what the step's end and its guard kill; kept alive, it
 /// would run on under the lane's next landing once this one releases the lock.
-pub fn end_step_leftovers(record: &Path, owner: &str) -> Result<usize, String> {
+pub fn end_step_leftovers(record: &Path, owner: &str) -> Result<usize, StraysError> {
     end_marked(Some(record), owner, "a finished step")
 }
 
@@ -138,12 +172,12 @@ pub fn end_step_leftovers(record: &Path, owner: &str) -> Result<usize, String> {
 /// processes (`sudo`, `ssh-agent`) are what a step starts, inheriting its mark, and a dead
 /// step's child, adopted by init or a subreaper, cannot be told by its parent. A process
 /// that changed its real user too is not seen.
-pub fn end_gone_owners_processes(owner: &str) -> Result<usize, String> {
+pub fn end_gone_owners_processes(owner: &str) -> Result<usize, StraysError> {
     use std::os::unix::fs::MetadataExt as _;
     let stamp = crate::ownership::Stamp::parse(owner)
-        .ok_or_else(|| format!("{owner} is not a berth owner stamp"))?;
+        .ok_or_else(|| StraysError::NotAStamp(owner.to_owned()))?;
     if !crate::process_probe::proc_is_this_namespace() {
-        return Err("/proc is not this pid namespace's, or hides this process".into());
+        return Err(StraysError::OtherNamespace);
     }
     let owner_uid = stamp
         .daemon_lock
@@ -151,22 +185,15 @@ pub fn end_gone_owners_processes(owner: &str) -> Result<usize, String> {
         .map(|lock| lock.uid());
     let euid = nix::unistd::geteuid();
     if !euid.is_root() && owner_uid != Some(euid.as_raw()) {
-        return Err(format!(
-            "its steps ran as {}, whose processes this user may not see",
-            owner_uid.map_or("an unknown user".to_owned(), |uid| format!("uid {uid}"))
-        ));
+        return Err(StraysError::OtherUser(owner_uid));
     }
-    let hidden: Vec<String> = scan(None, Some(owner))
+    let hidden: Vec<i32> = scan(None, Some(owner))
         .unreadable
         .into_iter()
         .filter(|&pid| may_be_owners(pid, owner_uid, stamp.start))
-        .map(|pid| pid.to_string())
         .collect();
     if !hidden.is_empty() {
-        return Err(format!(
-            "pid {} may be its step's (its user's, started after it) but cannot be read",
-            hidden.join(", ")
-        ));
+        return Err(StraysError::Hidden(hidden));
     }
     end_marked(None, owner, "a gone daemon")
 }
@@ -191,7 +218,11 @@ fn may_be_owners(pid: i32, owner_uid: Option<u32>, owner_start: u64) -> bool {
     users_match && started.is_none_or(|started| started >= owner_start)
 }
 
-fn end_marked(record: Option<&Path>, owner: &str, left_by: &str) -> Result<usize, String> {
+fn end_marked(
+    record: Option<&Path>,
+    owner: &str,
+    left_by: &'static str,
+) -> Result<usize, StraysError> {
     let strays = scan(record, Some(owner)).marked;
     if strays.is_empty() {
         return Ok(0);
@@ -223,11 +254,10 @@ fn end_marked(record: Option<&Path>, owner: &str, left_by: &str) -> Result<usize
             return Ok(strays.len());
         }
         if Instant::now() >= deadline {
-            let pids: Vec<String> = left.iter().map(|p| p.pid.to_string()).collect();
-            return Err(format!(
-                "landing processes left by {left_by} still run after SIGKILL: pid {}",
-                pids.join(", ")
-            ));
+            return Err(StraysError::Survivors {
+                left_by,
+                pids: left.iter().map(|p| p.pid).collect(),
+            });
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -319,7 +349,7 @@ mod tests {
             landing_processes(&record_mark(other_queue.path(), "strays-test"), None).is_empty(),
             "the same id in another queue dir is another record"
         );
-        assert_eq!(end_strays(&record, "host:1:2"), Ok(2));
+        assert_eq!(end_strays(&record, "host:1:2").unwrap(), 2);
         child.wait().unwrap();
         assert!(landing_processes(&record, None).is_empty());
     }

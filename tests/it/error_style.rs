@@ -1,21 +1,10 @@
 //! One error style: the library returns `thiserror` enums, so a caller decides on a
-//! variant, never on a message's text. `Result<_, String>` is allowed in `src/cli/`
-//! (which turns errors into text) and, until each is converted, in the files listed in
-//! [`NOT_YET_TYPED`]; a new one anywhere else fails this test, and so does a listed file
-//! that no longer needs its place (the list only shrinks).
+//! variant, never on a message's text. `Result<_, String>` is allowed only in `src/cli/`,
+//! which turns errors into text.
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-
-/// Library files that still return `Result<_, String>`, to be given error enums.
-const NOT_YET_TYPED: &[&str] = &[
-    "daemon/stranded.rs",
-    "lane_lock/mod.rs",
-    "lane_lock/payload.rs",
-    "lane_lock/transport.rs",
-    "runner/strays.rs",
-];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in fs::read_dir(dir).unwrap().flatten() {
@@ -51,7 +40,7 @@ fn has_string_error(code: &str) -> bool {
 }
 
 #[test]
-fn the_library_returns_no_string_errors_outside_the_known_files() {
+fn the_library_returns_no_string_errors() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
@@ -79,16 +68,9 @@ fn the_library_returns_no_string_errors_outside_the_known_files() {
             found.insert(name);
         }
     }
-    let known: BTreeSet<String> = NOT_YET_TYPED.iter().map(|s| (*s).to_owned()).collect();
-    let new: Vec<&String> = found.difference(&known).collect();
     assert!(
-        new.is_empty(),
-        "Result<_, String> outside src/cli (give the module a thiserror enum): {new:?}"
-    );
-    let converted: Vec<&String> = known.difference(&found).collect();
-    assert!(
-        converted.is_empty(),
-        "no longer return Result<_, String>; take them off NOT_YET_TYPED: {converted:?}"
+        found.is_empty(),
+        "Result<_, String> outside src/cli (give the module a thiserror enum): {found:?}"
     );
 }
 

@@ -461,12 +461,34 @@ fn make_executable(path: &Path) {
 
 struct GitWorld {
     dir: TempDir,
+    /// Serves origin as `git://` when set: the forge fetches; otherwise origin is a local
+    /// path, which the forge reads in place.
+    daemon: Option<berth::git_daemon::GitDaemon>,
 }
 
 impl GitWorld {
+    /// Runs `test` over a local origin and over the same kind of origin served by
+    /// `git daemon`: the two ways the git forge reads origin.
+    fn both(test: impl Fn(GitWorld)) {
+        test(GitWorld::new());
+        let mut served = GitWorld::new();
+        served.daemon =
+            Some(berth::git_daemon::GitDaemon::start(served.dir.path()).expect("git daemon"));
+        test(served);
+    }
+
+    /// The private directory where the forge keeps what it learned of origin.
+    fn kept(&self) -> PathBuf {
+        let name = match self.daemon {
+            Some(_) => "forge-scratch",
+            None => "forge-local-seen.git",
+        };
+        self.dir.path().join("berth").join(name)
+    }
+
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let world = Self { dir };
+        let world = Self { dir, daemon: None };
         world.git(
             &["init", "--bare", "--initial-branch=main", "origin.git"],
             None,
@@ -478,7 +500,10 @@ impl GitWorld {
     }
 
     fn origin(&self) -> String {
-        self.dir.path().join("origin.git").display().to_string()
+        match &self.daemon {
+            Some(daemon) => daemon.url_for("origin.git"),
+            None => self.dir.path().join("origin.git").display().to_string(),
+        }
     }
 
     fn repo(&self) -> ForgeRepo {
@@ -557,7 +582,10 @@ fn feat_x() -> PrRef<'static> {
 
 #[test]
 fn git_unmerged_feature_branch_is_an_open_pr() {
-    let world = GitWorld::new();
+    GitWorld::both(unmerged_feature_branch_is_an_open_pr);
+}
+
+fn unmerged_feature_branch_is_an_open_pr(world: GitWorld) {
     world.push_feature("feat/x");
     let forge = world.forge();
     assert_eq!(forge.name(), "git");
@@ -575,9 +603,9 @@ fn git_unmerged_feature_branch_is_an_open_pr() {
     assert_eq!(proof.state, PrState::Open);
     assert_eq!(proof.merge_commit, None);
 
-    // Berth's scratch repo is private.
+    // What berth keeps of origin is private.
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(world.dir.path().join("berth/forge-scratch"))
+    let mode = std::fs::metadata(world.kept())
         .expect("scratch exists")
         .permissions()
         .mode();
@@ -586,7 +614,10 @@ fn git_unmerged_feature_branch_is_an_open_pr() {
 
 #[test]
 fn git_merge_pushed_to_base_is_merged() {
-    let world = GitWorld::new();
+    GitWorld::both(merge_pushed_to_base_is_merged);
+}
+
+fn merge_pushed_to_base_is_merged(world: GitWorld) {
     world.push_feature("feat/x");
     let forge = world.forge();
     assert_eq!(
@@ -612,9 +643,63 @@ fn git_merge_pushed_to_base_is_merged() {
     );
 }
 
+/// A local origin is read where it is: a claim check and a merge proof fetch nothing into
+/// berth's scratch repository and leave origin's refs and objects as they were.
+#[test]
+fn git_local_origin_is_read_in_place_without_a_fetch() {
+    let world = GitWorld::new();
+    world.push_feature("feat/x");
+    let forge = world.forge();
+    let origin = || {
+        (
+            world.git(
+                &["for-each-ref", "--format=%(refname) %(objectname)"],
+                Some("origin.git"),
+            ),
+            world.git(&["count-objects", "-v"], Some("origin.git")),
+        )
+    };
+    let before = origin();
+    for _ in 0..3 {
+        assert_eq!(
+            forge
+                .check_pr(&world.repo(), &feat_x())
+                .expect("check")
+                .state,
+            PrState::Open
+        );
+    }
+    world.merge_into_main("feat/x");
+    let after_merge = origin();
+    assert!(
+        forge
+            .merge_proof(&world.repo(), &feat_x())
+            .expect("proof")
+            .merged
+    );
+    assert_ne!(before, after_merge);
+    assert_eq!(origin(), after_merge, "origin was written");
+    assert!(
+        !world.dir.path().join("berth/forge-scratch").exists(),
+        "something was fetched"
+    );
+    let kept = world.git(
+        &["for-each-ref", "--format=%(refname)"],
+        Some("berth/forge-local-seen.git"),
+    );
+    assert_eq!(
+        kept.lines().count(),
+        1,
+        "one feature head remembered: {kept}"
+    );
+}
+
 #[test]
 fn git_fast_forward_merge_counts_as_merged() {
-    let world = GitWorld::new();
+    GitWorld::both(fast_forward_merge_counts_as_merged);
+}
+
+fn fast_forward_merge_counts_as_merged(world: GitWorld) {
     world.push_feature("feat/ff");
     world.git(
         &["push", "origin", "refs/heads/feat/ff:refs/heads/main"],
@@ -629,7 +714,10 @@ fn git_fast_forward_merge_counts_as_merged() {
 
 #[test]
 fn git_deleted_branch_is_closed_unless_it_was_merged_first() {
-    let world = GitWorld::new();
+    GitWorld::both(deleted_branch_is_closed_unless_it_was_merged_first);
+}
+
+fn deleted_branch_is_closed_unless_it_was_merged_first(world: GitWorld) {
     let forge = world.forge();
 
     // Never existed on origin.

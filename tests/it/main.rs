@@ -24,6 +24,7 @@ mod forge;
 mod forge_in_flight;
 mod gates;
 mod gstack_compat;
+mod halt_files;
 mod hostile;
 mod http;
 mod hung_push;

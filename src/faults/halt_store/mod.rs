@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 
 use super::halt::HaltEvent;
 use super::json_file::{self, JsonFileError};
-use super::run_id::file_run_id;
+use super::run_id::{file_run_id, fit_stem};
 use crate::atomic_file;
 
 mod listing;
@@ -98,6 +98,12 @@ pub enum HaltStoreError {
         path: PathBuf,
         source: JsonFileError,
     },
+    /// Even cut to an empty stdout tail and no phase, the event is larger than berth reads.
+    #[error("{}: not written: {source}", .path.display())]
+    TooLarge {
+        path: PathBuf,
+        source: super::halt::TooLarge,
+    },
     #[error("cannot move {} to {}: {source}", .from.display(), .to.display())]
     Move {
         from: PathBuf,
@@ -126,10 +132,14 @@ impl HaltStore {
 
     /// `<safeRunId>-<infix><faultId><suffix>.json`. gstack writes the fault id as it is; a
     /// fault id comes from data (a phase index in a state file, a registry on disk), so a
-    /// path separator in it is replaced before it can reach the file system.
+    /// path separator in it is replaced before it can reach the file system. A run id (or
+    /// fault id) too long for one file name is cut to fit ([`fit_stem`]); `<suffix>.json`
+    /// is always kept whole.
     fn file_name(run_id: &str, infix: &str, fault_id: &str, suffix: &str) -> String {
         let fault_id = fault_id.replace(['/', '\\', '\0'], "_");
-        format!("{}-{infix}{fault_id}{suffix}.json", file_run_id(run_id))
+        let stem = format!("{}-{infix}{fault_id}", file_run_id(run_id));
+        let tail = format!("{suffix}.json");
+        format!("{}{tail}", fit_stem(&stem, tail.len()))
     }
 
     pub fn pending_path(&self, run_id: &str, fault_id: &str) -> PathBuf {
@@ -166,10 +176,11 @@ impl HaltStore {
     }
 
     /// Files one halt event as gstack's `emitHaltEvent` does: a pending file holding
-    /// another stdout tail is archived to `collapsed/<…>-<n>.json` (n = its
-    /// `snapshot.occurrences`, else 1) and replaced by this capture with
-    /// `occurrences = n + 1`; one holding the same tail is rewritten in place. A resolved
-    /// marker of the same fault is stale once it is raised again, and is removed.
+    /// another stdout tail is archived under `collapsed/` and replaced by this capture with
+    /// `occurrences = n + 1` (n = its `snapshot.occurrences`, else 1); one holding the same
+    /// tail is rewritten in place. A resolved marker of the same fault is stale once it is
+    /// raised again, and is removed. The event is first cut to what berth reads back
+    /// ([`HaltEvent::fit_within`]), so that both daemons compare the tails berth wrote.
     pub fn emit(&self, event: &HaltEvent) -> Result<Emitted, HaltStoreError> {
         self.ensure(PENDING_DIR)?;
         let pending = self.pending_path(&event.run_id, &event.fault_id);
@@ -179,6 +190,12 @@ impl HaltStore {
                 source,
             })?;
         let mut event = event.clone();
+        event
+            .fit_within(json_file::MAX_JSON_BYTES)
+            .map_err(|source| HaltStoreError::TooLarge {
+                path: pending.clone(),
+                source,
+            })?;
         let emitted = match prior {
             None => Emitted::New,
             Some(prior)
@@ -194,12 +211,7 @@ impl HaltStore {
                     .pointer("/snapshot/occurrences")
                     .and_then(Value::as_u64)
                     .unwrap_or(1);
-                self.ensure(COLLAPSED_DIR)?;
-                let archive = self.collapsed_path(&event.run_id, &event.fault_id, capture);
-                let bytes = json_file::pretty(&prior).map_err(io_problem("encode", &archive))?;
-                atomic_file::write_atomic(&archive, &bytes, 0o600)
-                    .map_err(io_problem("write", &archive))?;
-                self.prune_archives(&event.run_id, &event.fault_id)?;
+                self.archive(&event.run_id, &event.fault_id, capture, &prior)?;
                 event.snapshot.occurrences = Some(capture + 1);
                 Emitted::Recurred {
                     occurrences: capture + 1,
@@ -219,45 +231,58 @@ impl HaltStore {
         Ok(emitted)
     }
 
-    /// Removes the oldest archived captures of one fault past [`MAX_ARCHIVES_PER_FAULT`]
-    /// or [`MAX_ARCHIVE_BYTES_PER_FAULT`] (the newest one always stays).
-    fn prune_archives(&self, run_id: &str, fault_id: &str) -> Result<(), HaltStoreError> {
+    /// Archives `prior`, capture number `capture` of the fault, to `collapsed/`, then prunes
+    /// that fault's archives. An ack starts the pending file's count at 1 again while the
+    /// archives from before it stay, so the archive takes the next number after the
+    /// highest one there: none is written over, and the highest number stays the newest
+    /// capture, which the pruning keeps.
+    fn archive(
+        &self,
+        run_id: &str,
+        fault_id: &str,
+        capture: u64,
+        prior: &Value,
+    ) -> Result<(), HaltStoreError> {
+        self.ensure(COLLAPSED_DIR)?;
+        let mut archives = self.archives(run_id, fault_id)?;
+        let number = archives
+            .iter()
+            .map(|a| a.number.saturating_add(1))
+            .fold(capture, u64::max);
+        let path = self.collapsed_path(run_id, fault_id, number);
+        let bytes = json_file::pretty(prior).map_err(io_problem("encode", &path))?;
+        atomic_file::write_atomic(&path, &bytes, 0o600).map_err(io_problem("write", &path))?;
+        archives.push(Archive {
+            number,
+            size: bytes.len() as u64,
+            path,
+        });
+        archives.sort_by_key(|a| std::cmp::Reverse(a.number));
+        prune_archives(&archives)
+    }
+
+    /// The archived captures of one fault under `collapsed/`: the files whose name is the
+    /// name [`HaltStore::collapsed_path`] gives their number.
+    fn archives(&self, run_id: &str, fault_id: &str) -> Result<Vec<Archive>, HaltStoreError> {
         let dir = self.dir.join(COLLAPSED_DIR);
-        let prefix = Self::file_name(run_id, "", fault_id, "-");
-        let prefix = prefix.trim_end_matches(".json");
         let entries = fs::read_dir(&dir).map_err(io_problem("list", &dir))?;
-        // (capture number, size, name), newest first.
-        let mut archives: Vec<(u64, u64, std::ffi::OsString)> = entries
+        Ok(entries
             .flatten()
             .filter_map(|entry| {
-                let name = entry.file_name();
-                let number = name
+                let path = entry.path();
+                let (_, number) = path
+                    .file_name()?
                     .to_str()?
-                    .strip_prefix(prefix)?
                     .strip_suffix(".json")?
-                    .parse()
-                    .ok()?;
-                let size = entry.metadata().ok().filter(|m| m.is_file())?.len();
-                Some((number, size, name))
-            })
-            .collect();
-        archives.sort_by_key(|a| std::cmp::Reverse(a.0));
-        let mut total = 0u64;
-        for (kept, (_, size, name)) in archives.iter().enumerate() {
-            total = total.saturating_add(*size);
-            if kept == 0 || (kept < MAX_ARCHIVES_PER_FAULT && total <= MAX_ARCHIVE_BYTES_PER_FAULT)
-            {
-                continue;
-            }
-            let path = dir.join(name);
-            match fs::remove_file(&path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    return Err(io_problem("remove the old capture", &path)(e));
+                    .rsplit_once('-')?;
+                let number: u64 = number.parse().ok()?;
+                if path != self.collapsed_path(run_id, fault_id, number) {
+                    return None;
                 }
-                _ => {}
-            }
-        }
-        Ok(())
+                let size = entry.metadata().ok().filter(|m| m.is_file())?.len();
+                Some(Archive { number, size, path })
+            })
+            .collect())
     }
 
     /// Writes the resolved marker of a fault that cleared, as gstack's
@@ -296,6 +321,32 @@ impl HaltStore {
             }),
         }
     }
+}
+
+/// One archived capture under `collapsed/`.
+struct Archive {
+    number: u64,
+    size: u64,
+    path: PathBuf,
+}
+
+/// Removes the oldest of one fault's `archives` (newest, the highest number, first) past
+/// [`MAX_ARCHIVES_PER_FAULT`] or [`MAX_ARCHIVE_BYTES_PER_FAULT`]; the newest always stays.
+fn prune_archives(archives: &[Archive]) -> Result<(), HaltStoreError> {
+    let mut total = 0u64;
+    for (kept, archive) in archives.iter().enumerate() {
+        total = total.saturating_add(archive.size);
+        if kept == 0 || (kept < MAX_ARCHIVES_PER_FAULT && total <= MAX_ARCHIVE_BYTES_PER_FAULT) {
+            continue;
+        }
+        match fs::remove_file(&archive.path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(io_problem("remove the old capture", &archive.path)(e));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

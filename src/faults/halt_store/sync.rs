@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use super::super::halt::HaltEvent;
 use super::super::registry::{self, ActiveFault};
-use super::super::run_id::file_run_id;
+use super::super::run_id::{file_run_id, fit_stem};
 use super::{ACTIVE_DIR, HaltStore, SyncReport, io_problem};
 use crate::atomic_file;
 
@@ -25,7 +25,8 @@ impl HaltStore {
                 return report;
             }
         };
-        let lock_path = active_dir.join(format!(".{}.lock", file_run_id(run_id)));
+        let lock_stem = format!(".{}", file_run_id(run_id));
+        let lock_path = active_dir.join(format!("{}.lock", fit_stem(&lock_stem, ".lock".len())));
         let _guard = match atomic_file::lock_exclusive_within(&lock_path, atomic_file::LOCK_WAIT) {
             Ok(guard) => guard,
             Err(e) => {

@@ -13,9 +13,8 @@
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -25,12 +24,17 @@ use super::json_file::{self, JsonFileError};
 use super::learned_match::{
     Budget, COMPILED_BUDGET_BYTES, Compiled, Field, MatchError, Matcher, Regex, Texts,
 };
-use super::pid_lock::{PidLock, PidLockError};
+use super::pid_lock::PidLockError;
 use super::state_jsonpath::{Document, PathError, StatePath};
-use crate::atomic_file;
-use crate::file_stamp::FileStamp;
 use crate::hostile_file::ReadError;
 use crate::rules::spec::Invalid;
+
+mod hits;
+mod source;
+
+pub use hits::record_hits;
+pub(crate) use hits::{read_array, write_array};
+pub use source::LearnedSource;
 
 /// The prefix of every learned fault's description.
 pub const LEARNED_PREFIX: &str = "[learned] ";
@@ -422,152 +426,11 @@ pub fn distinct<'a>(categories: impl IntoIterator<Item = &'a str>) -> Vec<&'a st
     seen
 }
 
-/// gstack's `persistHitCounts` (fault-detectors.md §4.4), once per detector call that
-/// produced faults: every entry whose `category` is one of `fired` (built-in or learned,
-/// each counted once per call) gets `hitCount + 1` and `lastHit = now`, including entries
-/// the loader skips and entries a built-in detector of the same category suppressed. An
-/// entry without a string category is skipped with a warning. Nothing happens when nothing
-/// fired or the file does not exist. The rewrite is atomic, keeps unknown fields, order
-/// and the file's mode, and is the only thing done under the lock.
-pub fn record_hits(path: &Path, fired: &[&str]) -> Result<(), LearnedError> {
-    if fired.is_empty()
-        || json_file::open_regular(path, json_file::MAX_JSON_BYTES)
-            .map_err(|e| LearnedError::Load {
-                path: path.to_owned(),
-                source: e.into(),
-            })?
-            .is_none()
-    {
-        return Ok(());
-    }
-    let _lock = PidLock::acquire_default(&lock_path(path))?;
-    let mut entries = read_array(path)?;
-    let now = crate::clock::now_iso();
-    let mut bumped = false;
-    for (index, entry) in entries.iter_mut().enumerate() {
-        let Value::Object(map) = entry else {
-            continue;
-        };
-        let Some(category) = map.get("category").and_then(Value::as_str) else {
-            tracing::warn!(file = %path.display(), "learned-patterns.json entry {index} missing category; its hits are not counted");
-            continue;
-        };
-        if !fired.contains(&category) {
-            continue;
-        }
-        let count = match map.get("hitCount") {
-            Some(Value::Number(n)) => n
-                .as_u64()
-                .map(|n| json!(n + 1))
-                .or_else(|| n.as_f64().map(|n| json!(n + 1.0))),
-            _ => None,
-        };
-        map.insert("hitCount".into(), count.unwrap_or(json!(1)));
-        map.insert("lastHit".into(), json!(now));
-        bumped = true;
-    }
-    if bumped {
-        write_array(path, &entries)?;
-    }
-    Ok(())
-}
-
-/// The raw array of a pattern file, for rewriting; a missing file is an empty array.
-pub(crate) fn read_array(path: &Path) -> Result<Vec<Value>, LearnedError> {
-    match json_file::read_json(path) {
-        Ok(None) => Ok(Vec::new()),
-        Ok(Some(Value::Array(entries))) => Ok(entries),
-        Ok(Some(other)) => Err(LearnedError::NotArray {
-            path: path.to_owned(),
-            found: kind_of(&other),
-        }),
-        Err(source) => Err(LearnedError::Unreadable {
-            path: path.to_owned(),
-            source,
-        }),
-    }
-}
-
-/// Replaces a pattern file atomically, keeping its mode (0600 for a new one).
-pub(crate) fn write_array(path: &Path, entries: &[Value]) -> Result<(), LearnedError> {
-    let mode = std::fs::symlink_metadata(path).map_or(0o600, |m| m.permissions().mode() & 0o777);
-    let bytes = json_file::pretty(&entries).map_err(|source| LearnedError::Encode {
-        path: path.to_owned(),
-        source,
-    })?;
-    atomic_file::write_atomic(path, &bytes, mode).map_err(|source| LearnedError::Write {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-/// What was at the path last time.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Version {
-    Missing,
-    File(FileStamp),
-    /// Refused (a FIFO, a link, an unreadable file): the reason, logged once.
-    Refused(String),
-}
-
-/// The learned-patterns file, compiled once per version: every [`LearnedSource::current`]
-/// opens the file (never blocking, never through a link), compares the open file's identity
-/// with the last one (device, inode, size, mtime, ctime) and reads and compiles it only
-/// when it changed. A file that stops being loadable keeps the last good set active and
-/// says why, once per version of the file.
-#[derive(Debug)]
-pub struct LearnedSource {
-    path: PathBuf,
-    state: Mutex<(Option<Version>, Arc<LearnedSet>)>,
-}
-
-impl LearnedSource {
-    pub fn new(path: PathBuf) -> LearnedSource {
-        let empty = Arc::new(LearnedSet::empty(&path));
-        // No version yet, so the first call loads.
-        LearnedSource {
-            path,
-            state: Mutex::new((None, empty)),
-        }
-    }
-
-    /// The current set, recompiled if the file changed since the last call.
-    pub fn current(&self) -> Arc<LearnedSet> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let (version, opened) = match json_file::open_regular(&self.path, json_file::MAX_JSON_BYTES)
-        {
-            Ok(None) => (Version::Missing, None),
-            Ok(Some(opened)) => (Version::File(FileStamp::of(&opened.1)), Some(Ok(opened))),
-            Err(refused) => (Version::Refused(refused.to_string()), Some(Err(refused))),
-        };
-        if state.0.as_ref() == Some(&version) {
-            return Arc::clone(&state.1);
-        }
-        let loaded = match opened {
-            Some(Err(refused)) => Err(SetError::Read(refused)),
-            None => Ok(LearnedSet::empty(&self.path)),
-            Some(Ok(opened)) => LearnedSet::read(&self.path, opened),
-        };
-        state.0 = Some(version);
-        match loaded {
-            Ok(set) => {
-                for warning in &set.warnings {
-                    tracing::warn!("learned patterns: {warning}");
-                }
-                state.1 = Arc::new(set);
-            }
-            Err(reason) => tracing::error!(
-                "learned patterns not reloaded, the last good set stays active: {}: {reason}",
-                self.path.display()
-            ),
-        }
-        Arc::clone(&state.1)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::Arc;
 
     fn entry(category: &str, kind: &str, pattern: &str) -> Value {
         json!({"category": category, "severity": "HIGH", "description": "d", "matcherKind": kind,

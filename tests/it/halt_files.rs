@@ -1,0 +1,202 @@
+//! Every halt event berth files can be read back and listed: its file names fit one file
+//! name however long the run id, its content fits the size berth reads, and the captures it
+//! archives under `collapsed/` survive an investigator's ack.
+
+use std::fs;
+
+use berth::faults::fault::{Fault, Severity};
+use berth::faults::halt::{HaltEvent, RunRef};
+use berth::faults::halt_store::{COLLAPSED_DIR, HaltStore};
+use berth::faults::learned::LearnedSet;
+use berth::faults::watch::watch_runs;
+use berth::rules::Rules;
+use serde_json::Value;
+
+use crate::faults::fixture_path;
+use crate::support::World;
+
+fn state_dir_with_slug(world: &World, slug: &str) -> std::path::PathBuf {
+    let dir = world.root.join("build-state");
+    fs::create_dir_all(&dir).unwrap();
+    let mut state: Value = serde_json::from_slice(&fs::read(fixture_path()).unwrap()).unwrap();
+    state["slug"] = Value::String(slug.to_owned());
+    fs::write(dir.join("polis.json"), state.to_string()).unwrap();
+    dir
+}
+
+/// Scenario: a state file whose run id (`launch.runId`, else `slug`) is 300 characters, all
+/// in gstack's safe set. The hand-merged-feature detector raises a HIGH fault; every
+/// halt-dir name starting with the run id (`.<run>.lock`, `<run>-<hex>.json`,
+/// `<run>-<faultId>.json`) used to be over NAME_MAX, so the event was never filed.
+#[test]
+fn a_fault_of_a_run_with_a_long_run_id_is_filed_and_listed() {
+    let world = World::new();
+    let slug = "r".repeat(300);
+    let state_dir = state_dir_with_slug(&world, &slug);
+    let halts = HaltStore::new(world.root.join("skill-faults"));
+    let rules = Rules::embedded().unwrap();
+    let set = rules.current();
+    let learned = LearnedSet::default();
+    let tick = watch_runs(&set, &state_dir, &halts, &learned);
+    assert_eq!(tick.runs, 1);
+    let listed = halts.list();
+    assert_eq!(
+        listed.halts.len(),
+        1,
+        "the HIGH fault of run {}… was not filed: emitted {:?}, problems {:?}",
+        &slug[..8],
+        tick.emitted,
+        tick.problems
+    );
+    assert_eq!(listed.halts[0].run_id, slug);
+    // The registry knows it is raised: the next tick files nothing again.
+    let again = watch_runs(&set, &state_dir, &halts, &learned);
+    assert!(
+        again.emitted.is_empty() && again.problems.is_empty(),
+        "{again:?}"
+    );
+}
+
+fn event_of(run: &str, tail: &str) -> HaltEvent {
+    let fault = Fault {
+        category: "X".into(),
+        severity: Severity::High,
+        description: "X happened".into(),
+        source_files: vec![],
+        evidence: Default::default(),
+    };
+    let run = RunRef {
+        run_id: run,
+        state_slug: run,
+        stdout_tail: tail.to_owned(),
+        ..RunRef::default()
+    };
+    HaltEvent::from_fault(&run, &fault)
+}
+
+fn event(tail: &str) -> HaltEvent {
+    event_of("run", tail)
+}
+
+/// Every archived capture's stdout tail under `collapsed/`.
+fn archived_tails(halts: &HaltStore) -> Vec<String> {
+    let mut tails: Vec<String> = fs::read_dir(halts.dir().join(COLLAPSED_DIR))
+        .unwrap()
+        .map(|e| {
+            let v: Value = serde_json::from_slice(&fs::read(e.unwrap().path()).unwrap()).unwrap();
+            v["snapshot"]["stdoutTail"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    tails.sort();
+    tails
+}
+
+/// Scenario: a run id whose pending file name just fits (224 characters: `<run>-<faultId>.json`
+/// is 254 bytes) recurs 25 times: every capture's archive name (`-<n>.json` longer) is cut
+/// to fit too, and the archive cap still keeps the newest 20.
+#[test]
+fn recurrences_of_a_run_whose_name_just_fits_are_archived_and_capped() {
+    let world = World::new();
+    let halts = HaltStore::new(world.root.join("skill-faults"));
+    let run = "r".repeat(224);
+    for n in 0..25 {
+        halts.emit(&event_of(&run, &format!("{n:02}"))).unwrap();
+    }
+    let pending = halts.pending_path(&run, &event_of(&run, "").fault_id);
+    assert!(
+        pending
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with(&run),
+        "a name that fits is gstack's: {}",
+        pending.display()
+    );
+    let tails = archived_tails(&halts);
+    let newest: Vec<String> = (4..24).map(|n| format!("{n:02}")).collect();
+    assert_eq!(tails, newest);
+    assert_eq!(halts.list().halts[0].occurrences, 25);
+}
+
+/// Scenario: a fault recurs once (capture "a" archived as `collapsed/<run>-<id>-1.json`),
+/// an investigator acks it (`faults ack` moves the pending file to `processed/`), and the
+/// same fault is raised again and recurs. The new pending file has no `occurrences`, so
+/// the recurrence used to archive capture "c" as number 1 again, over capture "a".
+#[test]
+fn a_recurrence_after_an_ack_keeps_the_captures_archived_before_it() {
+    let world = World::new();
+    let halts = HaltStore::new(world.root.join("skill-faults"));
+    let id = event("").fault_id;
+    halts.emit(&event("a")).unwrap();
+    halts.emit(&event("b")).unwrap();
+    assert_eq!(archived_tails(&halts), ["a"]);
+    halts.mark_investigated("run", &id).unwrap();
+    halts.emit(&event("c")).unwrap();
+    halts.emit(&event("d")).unwrap();
+    assert_eq!(
+        archived_tails(&halts),
+        ["a", "c"],
+        "an archived capture was overwritten"
+    );
+}
+
+/// Scenario: as above, but the fault had recurred 25 times before the ack, so captures
+/// 6..=25 are kept (the cap is 20). After the ack, the first recurrence used to archive
+/// the newest capture as number 1, the lowest number, and the pruning (oldest = lowest
+/// number) removed it at once.
+#[test]
+fn after_an_ack_the_newest_archived_capture_survives_the_archive_cap() {
+    let world = World::new();
+    let halts = HaltStore::new(world.root.join("skill-faults"));
+    let id = event("").fault_id;
+    for n in 0..=25 {
+        halts.emit(&event(&format!("old {n:02}"))).unwrap();
+    }
+    halts.mark_investigated("run", &id).unwrap();
+    halts.emit(&event("new 1")).unwrap();
+    halts.emit(&event("new 2")).unwrap();
+    let tails = archived_tails(&halts);
+    assert!(
+        tails.iter().any(|t| t == "new 1"),
+        "the newest capture was pruned; kept: {tails:?}"
+    );
+    // Capture "old 05" (number 6) was the oldest kept: it made room.
+    assert_eq!(tails.len(), 20, "{tails:?}");
+    assert!(
+        !tails.iter().any(|t| t == "old 05"),
+        "the oldest capture was kept past the cap: {tails:?}"
+    );
+}
+
+/// Scenario: a run's stdout log is 2 MiB of control bytes (within the 2 MiB berth reads of
+/// a log). JSON escapes each to six bytes (`\u0001`), so the event berth filed was 12 MiB,
+/// over the 8 MiB berth reads back: `faults list` showed it only as unreadable, the pending
+/// gauge did not count it, and every later `emit` of that fault failed on it.
+#[test]
+fn a_halt_event_berth_files_stays_within_what_berth_can_read_back() {
+    let world = World::new();
+    let state_dir = world.root.join("build-state");
+    fs::create_dir_all(&state_dir).unwrap();
+    let log = world.root.join("run.log");
+    fs::write(&log, vec![1u8; 2 * 1024 * 1024]).unwrap();
+    let mut state: Value = serde_json::from_slice(&fs::read(fixture_path()).unwrap()).unwrap();
+    state["stdoutLog"] = Value::String(log.display().to_string());
+    fs::write(state_dir.join("polis.json"), state.to_string()).unwrap();
+    let halts = HaltStore::new(world.root.join("skill-faults"));
+    let rules = Rules::embedded().unwrap();
+    let set = rules.current();
+    let tick = watch_runs(&set, &state_dir, &halts, &LearnedSet::default());
+    assert_eq!(tick.emitted.len(), 1, "{:?}", tick.problems);
+    let listed = halts.list();
+    assert!(
+        listed.halts.len() == 1 && listed.unreadable.is_empty(),
+        "the filed HIGH event is not listed: {} listed, unreadable {:?}",
+        listed.halts.len(),
+        listed
+            .unreadable
+            .iter()
+            .map(|u| &u.reason)
+            .collect::<Vec<_>>()
+    );
+}
