@@ -8,6 +8,7 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::atomic_file;
 use crate::hostile_file::ReadError;
@@ -32,6 +33,17 @@ pub struct StoredRecord {
 pub struct Unreadable {
     pub file: String,
     pub reason: String,
+}
+
+/// One read of a queue file, for a caller that keeps what it read by the file's stamp.
+#[derive(Debug)]
+pub struct NamedRead {
+    pub content: Result<StoredRecord, Unreadable>,
+    /// The `fstat` of the file read, when it could be opened.
+    pub opened: Option<fs::Metadata>,
+    /// The system failed the read (out of descriptors or memory, an I/O error, no access):
+    /// nothing was learned about the file, so the failure must not be kept as its answer.
+    pub system_failed: bool,
 }
 
 /// Everything one pass over the queue dir found.
@@ -90,11 +102,16 @@ pub enum StoreError {
     #[error("record `{id}`: {reason}")]
     IdTooLong { id: String, reason: String },
     #[error(
-        "record `{id}` is locked by another process (still held after {} ms); nothing was written. Try again, or find the holder with `fuser {}`",
-        atomic_file::LOCK_WAIT.as_millis(),
+        "record `{id}` is locked by another process ({}); nothing was written. Try again, or find the holder with `fuser {}`",
+        held_for(*.waited),
         .lock.display()
     )]
-    Locked { id: String, lock: PathBuf },
+    Locked {
+        id: String,
+        lock: PathBuf,
+        /// How long the write waited for the lock (zero: it only tried once).
+        waited: Duration,
+    },
     #[error("{action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -110,6 +127,15 @@ fn expected_list(statuses: &[Status]) -> String {
         .map(|s| s.as_str())
         .collect::<Vec<_>>()
         .join(" or ")
+}
+
+/// How long a lock was found held, for [`StoreError::Locked`].
+fn held_for(waited: Duration) -> String {
+    if waited.is_zero() {
+        "held; this write does not wait for it".to_owned()
+    } else {
+        format!("still held after {} ms", waited.as_millis())
+    }
 }
 
 impl StoreError {
@@ -151,16 +177,16 @@ impl QueueStore {
         self.dir.join(format!(".{id}.lock"))
     }
 
-    /// The record's advisory lock, waited for at most [`atomic_file::LOCK_WAIT`]: a
-    /// producer holding it longer makes this write fail (the tick skips the record and
-    /// logs it), never hang.
-    fn lock(&self, id: &str) -> Result<fs::File, StoreError> {
+    /// The record's advisory lock, waited for at most `wait`: a producer holding it longer
+    /// makes this write fail (the tick skips the record and logs it), never hang.
+    fn lock(&self, id: &str, wait: Duration) -> Result<fs::File, StoreError> {
         let lock = self.lock_path_of(id);
-        atomic_file::lock_exclusive_within(&lock, atomic_file::LOCK_WAIT).map_err(|e| {
+        atomic_file::lock_exclusive_within(&lock, wait).map_err(|e| {
             if e.kind() == io::ErrorKind::WouldBlock {
                 StoreError::Locked {
                     id: id.to_owned(),
                     lock,
+                    waited: wait,
                 }
             } else {
                 StoreError::io("lock", &self.path_of(id))(e)
@@ -228,19 +254,21 @@ impl QueueStore {
         name: &str,
         buffer: &mut Vec<u8>,
     ) -> Result<StoredRecord, Unreadable> {
-        self.read_named_opened(name, buffer).0
+        self.read_named_opened(name, buffer).content
     }
 
-    /// [`Self::read_named_into`], and the `fstat` of the file it read when it could be
-    /// opened: what identifies the content read, with no second look at the path.
-    pub fn read_named_opened(
-        &self,
-        name: &str,
-        buffer: &mut Vec<u8>,
-    ) -> (Result<StoredRecord, Unreadable>, Option<fs::Metadata>) {
+    /// [`Self::read_named_into`], with the `fstat` of the file it read when it could be
+    /// opened (what identifies the content read, with no second look at the path) and
+    /// whether the system failed the read.
+    pub fn read_named_opened(&self, name: &str, buffer: &mut Vec<u8>) -> NamedRead {
         let mut opened = None;
-        let content = self.read_named_with(name, buffer, &mut opened);
-        (content, opened)
+        let mut system_failed = false;
+        let content = self.read_named_with(name, buffer, &mut opened, &mut system_failed);
+        NamedRead {
+            content,
+            opened,
+            system_failed,
+        }
     }
 
     fn read_named_with(
@@ -248,6 +276,7 @@ impl QueueStore {
         name: &str,
         buffer: &mut Vec<u8>,
         opened: &mut Option<fs::Metadata>,
+        system_failed: &mut bool,
     ) -> Result<StoredRecord, Unreadable> {
         let id = name.trim_end_matches(".json").to_owned();
         if let Err(e) = check_id(&id) {
@@ -270,10 +299,13 @@ impl QueueStore {
                 record,
                 changed_at: opened.as_ref().and_then(changed_at),
             }),
-            Err(reason) => Err(Unreadable {
-                file: name.to_owned(),
-                reason: reason.to_string(),
-            }),
+            Err(reason) => {
+                *system_failed = matches!(reason, RecordError::Read(ReadError::Io(_)));
+                Err(Unreadable {
+                    file: name.to_owned(),
+                    reason: reason.to_string(),
+                })
+            }
         }
     }
 
@@ -313,7 +345,7 @@ impl QueueStore {
         self.ensure_dir()?;
         let id = record.id_under(identity);
         let path = self.path_of(&id);
-        let _guard = self.lock(&id)?;
+        let _guard = self.lock(&id, atomic_file::LOCK_WAIT)?;
         match atomic_file::create_new(&path, record.to_pretty_json().as_bytes(), 0o600) {
             Ok(()) => Ok(id),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -336,9 +368,21 @@ impl QueueStore {
         to: Status,
         edit: impl FnOnce(&mut Record),
     ) -> Result<Record, StoreError> {
+        self.transition_within(id, expect, to, atomic_file::LOCK_WAIT, edit)
+    }
+
+    /// [`Self::transition`], waiting at most `wait` for the record's lock.
+    pub fn transition_within(
+        &self,
+        id: &str,
+        expect: Expect<'_>,
+        to: Status,
+        wait: Duration,
+        edit: impl FnOnce(&mut Record),
+    ) -> Result<Record, StoreError> {
         check_id(id)?;
         let path = self.path_of(id);
-        let _guard = self.lock(id)?;
+        let _guard = self.lock(id, wait)?;
         let mut record = self.load(id)?.record;
         let on_disk = record.status;
         match expect {

@@ -198,6 +198,7 @@ impl Loop {
         self.shared.stop.set(reason);
         self.cancel.cancel();
         shutdown::drain(&self.shared, &mut self.landings.tasks, SHUTDOWN_BUDGET).await;
+        shutdown::end_forge_calls(&self.shared).await;
         exit
     }
 

@@ -304,10 +304,22 @@ impl Shared {
         to: Status,
         edit: impl FnOnce(&mut Record),
     ) -> Result<Record, StoreError> {
+        self.transition_within(id, expect, to, crate::atomic_file::LOCK_WAIT, edit)
+    }
+
+    /// [`Self::transition`], waiting at most `wait` for the record's lock.
+    pub fn transition_within(
+        &self,
+        id: &str,
+        expect: Expect<'_>,
+        to: Status,
+        wait: Duration,
+        edit: impl FnOnce(&mut Record),
+    ) -> Result<Record, StoreError> {
         let mut from = None;
         let updated = self
             .store
-            .transition(id, expect, to, |r| {
+            .transition_within(id, expect, to, wait, |r| {
                 from = Some(r.status);
                 edit(r);
             })

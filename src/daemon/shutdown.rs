@@ -1,7 +1,9 @@
 //! Stopping on SIGTERM, SIGINT (and SIGHUP in `--once`; in `--watch` it reloads, see
 //! `reload.rs`) (DESIGN §6): stop taking work, put every
-//! in-flight record back in the queue, stop heartbeats, release locks, kill child groups.
+//! in-flight record back in the queue, stop heartbeats, release locks, kill child groups
+//! (the landings' and the forge calls').
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -80,5 +82,25 @@ pub async fn drain<T: 'static>(shared: &Shared, landings: &mut JoinSet<T>, budge
     }
     if let Some(signal) = shared.stop.signal_name() {
         shared.tally.log_summary(signal);
+    }
+}
+
+/// How long a stopping daemon waits for the forge calls in flight (a round's, or one a
+/// stopping landing stopped waiting for) to be killed and reaped: gh's grace between
+/// SIGTERM and SIGKILL is 500 ms.
+const FORGE_STOP_WAIT: Duration = Duration::from_secs(2);
+
+/// Ends the forge calls in flight, killing and reaping their process groups, and refuses
+/// new ones: nothing berth starts outlives it, and the runtime abandons the blocking
+/// threads that would otherwise have ended them at their timeout. After the landings are
+/// drained, so that none of them is refused the forge while it still winds down.
+pub async fn end_forge_calls(shared: &Shared) {
+    let forge = Arc::clone(&shared.forge);
+    let ended = tokio::task::spawn_blocking(move || forge.stop_calls(FORGE_STOP_WAIT)).await;
+    if !matches!(ended, Ok(true)) {
+        tracing::error!(
+            "a forge call still ran {} s after it was told to stop; exiting without it",
+            FORGE_STOP_WAIT.as_secs()
+        );
     }
 }

@@ -12,13 +12,14 @@ use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::Value;
 
+use super::in_flight::InFlight;
 use super::marker::{QUEUE_LABEL, parse_marker};
 use super::{
     BadOutput, Forge, ForgeError, ForgeKind, ForgeRepo, MarkerCheck, MergeProof, PrCheck, PrRef,
@@ -56,6 +57,8 @@ pub struct GhForge {
     program: PathBuf,
     timeout: Duration,
     env: Vec<(OsString, OsString)>,
+    /// The calls running, shared by every clone: what a stopping daemon ends.
+    in_flight: Arc<InFlight>,
 }
 
 impl Default for GhForge {
@@ -71,6 +74,7 @@ impl GhForge {
             program: PathBuf::from("gh"),
             timeout: DEFAULT_TIMEOUT,
             env: Vec::new(),
+            in_flight: Arc::default(),
         }
     }
 
@@ -148,12 +152,18 @@ impl GhForge {
             // An inherited GH_HOST would send a github.com question to another host.
             None => cmd.env_remove("GH_HOST"),
         };
+        let stopped = || ForgeError::Stopped {
+            subject: subject.clone(),
+            command: command.to_owned(),
+        };
+        // Counted from before the spawn until the reap, so a stop never misses it.
+        let _running = self.in_flight.start().ok_or_else(stopped)?;
         let mut child = cmd.spawn().map_err(|source| ForgeError::Spawn {
             subject: subject.clone(),
             program: self.program.display().to_string(),
             source,
         })?;
-        let outcome = supervise(&mut child, self.timeout);
+        let outcome = supervise(&mut child, self.timeout, &self.in_flight);
         match outcome {
             Outcome::Exited { status, stdout, .. } if status.success() => Ok(stdout),
             Outcome::Exited { status, stderr, .. } => Err(ForgeError::CommandFailed {
@@ -162,6 +172,7 @@ impl GhForge {
                 status: describe_status(status),
                 stderr: shown_stderr(&stderr),
             }),
+            Outcome::Stopped => Err(stopped()),
             Outcome::TimedOut => Err(ForgeError::Timeout {
                 subject: subject.clone(),
                 command: command.to_owned(),
@@ -185,6 +196,10 @@ impl GhForge {
 impl Forge for GhForge {
     fn kind(&self) -> ForgeKind {
         ForgeKind::GitHub
+    }
+
+    fn stop_calls(&self, within: Duration) -> bool {
+        self.in_flight.stop(within)
     }
 
     fn list_queued(&self, repo: &ForgeRepo) -> Result<Vec<QueuedPr>, ForgeError> {
@@ -514,6 +529,8 @@ enum Outcome {
         stderr: Vec<u8>,
     },
     TimedOut,
+    /// The daemon is stopping ([`InFlight::stop`]).
+    Stopped,
     TooLarge,
     /// Waiting for the child or reading its stdout failed (not expected for a child we own).
     Lost(std::io::Error),
@@ -529,7 +546,7 @@ enum Stream {
 /// so a chatty stderr cannot block stdout. On timeout or oversized stdout the whole process
 /// group is killed. The call is "done" only when the child has exited *and* its pipes are
 /// closed: a grandchild holding stdout open is still part of the call.
-fn supervise(child: &mut Child, timeout: Duration) -> Outcome {
+fn supervise(child: &mut Child, timeout: Duration, in_flight: &InFlight) -> Outcome {
     let deadline = Instant::now() + timeout;
     let (tx, rx) = mpsc::channel();
     let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
@@ -593,6 +610,9 @@ fn supervise(child: &mut Child, timeout: Duration) -> Outcome {
         }
         if Instant::now() >= deadline {
             return kill_group(child, Outcome::TimedOut);
+        }
+        if in_flight.stopping() {
+            return kill_group(child, Outcome::Stopped);
         }
     }
 }

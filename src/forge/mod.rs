@@ -11,6 +11,7 @@
 
 pub mod gh;
 pub mod git;
+mod in_flight;
 pub mod marker;
 
 use std::collections::HashMap;
@@ -45,6 +46,13 @@ pub trait Forge: Send + Sync {
     /// branch on origin (the git forge), so a missing branch means nothing to land.
     fn pr_head_ref(&self, _number: u64) -> Option<String> {
         None
+    }
+
+    /// Ends the calls in flight (their processes killed and reaped) and refuses new ones,
+    /// waiting at most `within`: the daemon is stopping, and nothing berth starts may
+    /// outlive it. Whether none runs any more; a forge that starts no process has none.
+    fn stop_calls(&self, _within: Duration) -> bool {
+        true
     }
 
     /// Whether each of `prs` (all of `repo`) merged, in as few questions as the forge
@@ -230,6 +238,8 @@ pub enum ForgeError {
         status: String,
         stderr: String,
     },
+    #[error("{subject}: `{command}` was stopped: berth is shutting down")]
+    Stopped { subject: Subject, command: String },
     #[error("{subject}: `{command}` wrote more than {limit} bytes; output discarded")]
     OutputTooLarge {
         subject: Subject,

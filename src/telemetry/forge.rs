@@ -62,6 +62,10 @@ impl Forge for MeteredForge {
         })
     }
 
+    fn stop_calls(&self, within: std::time::Duration) -> bool {
+        self.inner.stop_calls(within)
+    }
+
     /// A name, not a question: nothing is asked, so nothing is metered.
     fn pr_head_ref(&self, number: u64) -> Option<String> {
         self.inner.pr_head_ref(number)

@@ -187,7 +187,9 @@ pub fn drive(knobs: &Knobs) -> Driven {
     };
     let deadline = Instant::now() + knobs.time_limit;
     let mut rounds = 0;
-    while rounds < knobs.rounds && Instant::now() < deadline {
+    // Rounds go on past `knobs.rounds` until every enabled kind was injected once: a
+    // queue that settles quickly must not end the run before a pause ever hit it.
+    while (rounds < knobs.rounds || !driver.first.is_empty()) && Instant::now() < deadline {
         for lane in 0..LANES.len() {
             for _ in 0..knobs.prs_per_lane {
                 let queue = driver.rng.usize(..QUEUES);

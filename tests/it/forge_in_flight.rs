@@ -189,8 +189,9 @@ fn a_blocked_record_is_rechecked_while_another_repos_discovery_hangs() {
     assert!(still_held);
 }
 
-/// A stopping daemon never waits for a round: SIGTERM while discovery is held ends the
-/// daemon (143) with the call still held, and no second round was started.
+/// A stopping daemon never waits for a round's answer: SIGTERM while discovery is held
+/// ends the daemon (143) before the call would have answered, and no second round was
+/// started.
 #[test]
 fn sigterm_while_a_round_hangs_stops_without_it() {
     use nix::sys::signal::{Signal, kill};
@@ -214,4 +215,56 @@ fn sigterm_while_a_round_hangs_stops_without_it() {
     assert!(exited && still_held, "the daemon waited for the round");
     assert_eq!(code, Some(Some(143)));
     assert_eq!(discoveries(&gh), 1);
+}
+
+/// Nothing berth starts outlives it (docs/security.md): SIGTERM while `gh` is held (a
+/// GitHub outage during a deploy) kills and reaps the call's process group before berth
+/// exits, instead of abandoning the round's thread, which alone would have ended `gh` at
+/// its timeout, with the runtime.
+#[test]
+fn a_forge_call_in_flight_does_not_outlive_a_stopped_daemon() {
+    let world = World::new();
+    let gh = world.gh_lane();
+    let held = HeldDiscovery::hold(&gh, "widget");
+    let daemon = watch_while_discovery_hangs(&gh, &gh.repo, &held);
+    let started = std::time::Instant::now();
+    stop(daemon);
+    let stopped_in = started.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    let left = processes_with_env("GH_STANDIN_DIR", &gh.replies);
+    // Lets any survivor end.
+    held.release();
+    assert!(
+        left.is_empty(),
+        "berth exited {stopped_in:?} after SIGTERM; 2 s later its gh call still runs: {left:?}"
+    );
+}
+
+/// The processes (pid and command line) whose environment holds `key=value`.
+fn processes_with_env(key: &str, value: &Path) -> Vec<String> {
+    let wanted = format!("{key}={}", value.display()).into_bytes();
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| {
+            let environ = fs::read(e.path().join("environ")).ok()?;
+            environ
+                .split(|b| *b == 0)
+                .any(|v| v == wanted.as_slice())
+                .then(|| {
+                    let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
+                    format!(
+                        "{} {}",
+                        e.file_name().to_string_lossy(),
+                        String::from_utf8_lossy(&cmdline).replace('\0', " ")
+                    )
+                })
+        })
+        .collect()
 }

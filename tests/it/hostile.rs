@@ -55,6 +55,51 @@ fn a_held_record_lock_is_skipped_and_reported_never_waited_on() {
     assert_eq!(world.read_record(&id)["status"], "landed");
 }
 
+/// A producer (who can write the queue dir) queues 120 records whose repo path is outside
+/// the allowed roots and holds each record's `.<id>.lock` (as gstack does while it writes
+/// one). Blocking them at the gate must not wait for each lock in turn on every tick (120 x
+/// 250 ms = 30 s a tick): a good record queued meanwhile lands as if they were not there.
+#[test]
+fn records_whose_locks_a_producer_holds_do_not_stall_a_good_landing() {
+    use std::os::fd::AsRawFd as _;
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let config = world.git_forge_config("poll_secs = 1\n");
+    let outside = world.root.join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    let mut held = Vec::new();
+    for pr in 1000..1120 {
+        let id = world.record(&outside, pr).write();
+        let lock = fs::File::create(world.queue.join(format!(".{id}.lock"))).unwrap();
+        // SAFETY: flock on a descriptor this test owns.
+        assert_eq!(
+            unsafe { nix::libc::flock(lock.as_raw_fd(), nix::libc::LOCK_EX) },
+            0
+        );
+        held.push(lock);
+    }
+    let berth_dir = world.berth_state();
+    let daemon = world.spawn_berth(
+        &["run", "--watch", "--config", config.to_str().unwrap()],
+        &berth_dir,
+        &[],
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let id = lane.queue(1, "main");
+    let started = Instant::now();
+    let landed = world.wait_for(Duration::from_secs(90), || {
+        world.read_record(&id)["status"] == "landed"
+    });
+    let took = started.elapsed();
+    crate::support::stop(daemon);
+    drop(held);
+    assert!(landed, "never landed: {}", world.read_record(&id));
+    assert!(
+        took < Duration::from_secs(15),
+        "a good record took {took:?} to land behind 120 locked records failing a gate"
+    );
+}
+
 #[test]
 fn an_id_too_long_to_lock_is_reported_with_the_reason() {
     let world = World::new();

@@ -1,8 +1,8 @@
 //! The rounds in flight: one blocking task per [`Concern`] at most, all under one
 //! cancellation token. Each forge call in them is bounded as everywhere
 //! (`forge_timeout_secs`, `remote_timeout_secs`); cancelling stops a round before its next
-//! call, and a stopping daemon never waits for the call in flight (its answer is dropped
-//! with the runtime).
+//! call, and a stopping daemon ends the call in flight (its process group killed and
+//! reaped, [`crate::forge::Forge::stop_calls`]) and drops its answer with the runtime.
 
 use std::collections::HashMap;
 use std::sync::Arc;
