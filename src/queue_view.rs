@@ -3,7 +3,9 @@
 //! mtime and ctime to the nanosecond). A refresh re-reads only the files whose stamp
 //! changed, parses nothing else, and reports an unreadable file once per change of that
 //! file, not once per tick. Files are parsed by [`QueueStore::read_named_into`] only.
-//! A racy stamp ([`RACY_NS`]) is not trusted: such a file is read again on its next refresh.
+//! A racy stamp ([`RACY_NS`]) is not trusted: such a file is read again on its next refresh,
+//! as is one whose read the system failed (out of descriptors, say): only content read and
+//! found wanting is kept as the file's answer.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use crate::record::Status;
 use crate::store::{QueueStore, StoredRecord, Unreadable};
 
 pub use crate::file_stamp::{FileStamp, RACY_NS};
+use crate::file_stamp::{ReadStart, Sighting};
 
 /// At most this many threads examine the files of one sweep.
 const SWEEP_THREADS: usize = 4;
@@ -24,14 +27,15 @@ enum Found {
     Gone,
     /// The stamp the view holds: not read.
     Same,
-    /// Read anew, and whether its stamp was racy.
+    /// Read anew, and whether it must be read again next refresh (its stamp was racy, or
+    /// the system failed the read).
     Read(Arc<Entry>, bool),
 }
 
 /// One file as last read.
 #[derive(Debug)]
 struct Entry {
-    stamp: FileStamp,
+    seen: Sighting,
     content: Result<StoredRecord, Unreadable>,
 }
 
@@ -68,7 +72,8 @@ pub struct QueueView {
     /// selection, discovery and the gates walk.
     live: BTreeMap<String, Arc<Entry>>,
     /// The names of the entries whose stamp was taken too close to a write to be trusted
-    /// (see [`RACY_NS`]): re-read by every refresh until it ages.
+    /// (see [`RACY_NS`]), or whose read the system failed: re-read by every refresh until
+    /// it ages, or is read.
     racy: BTreeSet<String>,
     /// Names the dir listing itself refused (not UTF-8): reported by the last sweep.
     bad_names: Vec<Unreadable>,
@@ -221,20 +226,28 @@ impl QueueView {
             if self
                 .entries
                 .get(name)
-                .is_some_and(|e| e.stamp == FileStamp::of(&meta))
+                .is_some_and(|e| e.seen.stamp == FileStamp::of(&meta))
                 && !self.racy.contains(name)
             {
                 return Found::Same;
             }
         }
-        let (content, opened) = store.read_named_opened(name, buffer);
+        let start = ReadStart::now();
+        let read = store.read_named_opened(name, buffer);
         // Not opened (refused, or gone): the stamp of what is at the path, if anything.
-        let Some(meta) = opened.or_else(|| std::fs::symlink_metadata(&path).ok()) else {
+        let Some(meta) = read
+            .opened
+            .or_else(|| std::fs::symlink_metadata(&path).ok())
+        else {
             return Found::Gone;
         };
-        let stamp = FileStamp::of(&meta);
-        let racy = stamp.is_racy();
-        Found::Read(Arc::new(Entry { stamp, content }), racy)
+        let last = self.entries.get(name).map(|e| &e.seen);
+        let (seen, racy) = start.judge(FileStamp::of(&meta), last);
+        let entry = Entry {
+            seen,
+            content: read.content,
+        };
+        Found::Read(Arc::new(entry), racy || read.system_failed)
     }
 
     fn apply(&mut self, name: &str, found: Found, seen: &mut Refreshed) {
@@ -251,14 +264,15 @@ impl QueueView {
         self.files_read += 1;
         let before = self.entries.get(name);
         if let Err(bad) = &read.content {
-            let same_report = before
-                .is_some_and(|e| e.stamp == read.stamp && e.content.as_ref().err() == Some(bad));
+            let same_report = before.is_some_and(|e| {
+                e.seen.stamp == read.seen.stamp && e.content.as_ref().err() == Some(bad)
+            });
             if !same_report {
                 seen.newly_unreadable.push(bad.clone());
             }
         }
         let unchanged = before.is_some_and(|e| {
-            e.stamp == read.stamp
+            e.seen.stamp == read.seen.stamp
                 && match (&e.content, &read.content) {
                     (Ok(a), Ok(b)) => a.record == b.record,
                     (Err(a), Err(b)) => a == b,

@@ -35,6 +35,17 @@ pub struct Unreadable {
     pub reason: String,
 }
 
+/// One read of a queue file, for a caller that keeps what it read by the file's stamp.
+#[derive(Debug)]
+pub struct NamedRead {
+    pub content: Result<StoredRecord, Unreadable>,
+    /// The `fstat` of the file read, when it could be opened.
+    pub opened: Option<fs::Metadata>,
+    /// The system failed the read (out of descriptors or memory, an I/O error, no access):
+    /// nothing was learned about the file, so the failure must not be kept as its answer.
+    pub system_failed: bool,
+}
+
 /// Everything one pass over the queue dir found.
 #[derive(Debug, Default)]
 pub struct Scan {
@@ -243,19 +254,21 @@ impl QueueStore {
         name: &str,
         buffer: &mut Vec<u8>,
     ) -> Result<StoredRecord, Unreadable> {
-        self.read_named_opened(name, buffer).0
+        self.read_named_opened(name, buffer).content
     }
 
-    /// [`Self::read_named_into`], and the `fstat` of the file it read when it could be
-    /// opened: what identifies the content read, with no second look at the path.
-    pub fn read_named_opened(
-        &self,
-        name: &str,
-        buffer: &mut Vec<u8>,
-    ) -> (Result<StoredRecord, Unreadable>, Option<fs::Metadata>) {
+    /// [`Self::read_named_into`], with the `fstat` of the file it read when it could be
+    /// opened (what identifies the content read, with no second look at the path) and
+    /// whether the system failed the read.
+    pub fn read_named_opened(&self, name: &str, buffer: &mut Vec<u8>) -> NamedRead {
         let mut opened = None;
-        let content = self.read_named_with(name, buffer, &mut opened);
-        (content, opened)
+        let mut system_failed = false;
+        let content = self.read_named_with(name, buffer, &mut opened, &mut system_failed);
+        NamedRead {
+            content,
+            opened,
+            system_failed,
+        }
     }
 
     fn read_named_with(
@@ -263,6 +276,7 @@ impl QueueStore {
         name: &str,
         buffer: &mut Vec<u8>,
         opened: &mut Option<fs::Metadata>,
+        system_failed: &mut bool,
     ) -> Result<StoredRecord, Unreadable> {
         let id = name.trim_end_matches(".json").to_owned();
         if let Err(e) = check_id(&id) {
@@ -285,10 +299,13 @@ impl QueueStore {
                 record,
                 changed_at: opened.as_ref().and_then(changed_at),
             }),
-            Err(reason) => Err(Unreadable {
-                file: name.to_owned(),
-                reason: reason.to_string(),
-            }),
+            Err(reason) => {
+                *system_failed = matches!(reason, RecordError::Read(ReadError::Io(_)));
+                Err(Unreadable {
+                    file: name.to_owned(),
+                    reason: reason.to_string(),
+                })
+            }
         }
     }
 

@@ -142,26 +142,21 @@ impl RunInput {
         plan: Option<&Path>,
         stdout: Option<&Path>,
     ) -> RunInput {
-        let state = document.value();
-        let named = |field: &str| state.get(field).and_then(Value::as_str).map(PathBuf::from);
-        let plan_path = plan.map(Path::to_owned).or_else(|| named("planFile"));
-        let stdout_path = stdout.map(Path::to_owned).or_else(|| named("stdoutLog"));
-        let worktree = named("worktreePath");
-        let review = state_file
-            .and_then(Path::parent)
-            .map(|dir| dir.join(REVIEW_REPORT))
+        let named = AttachedPaths::of(document.value(), state_file, plan, stdout);
+        let review = named
+            .review
             .and_then(|path| match json_file::read_json(&path) {
                 Ok(Some(content)) => Some(Attached { path, content }),
                 // Absent or malformed: detectors.md says a malformed report is ignored.
                 _ => None,
             });
         RunInput {
-            plan: plan_path.and_then(|path| attach_text(path, Keep::Head)),
-            stdout: stdout_path.and_then(|path| attach_text(path, Keep::Tail)),
+            plan: named.plan.and_then(|path| attach_text(path, Keep::Head)),
+            stdout: named.stdout.and_then(|path| attach_text(path, Keep::Tail)),
             state: document,
             state_file: state_file.map(Path::to_owned),
             review,
-            worktree,
+            worktree: named.worktree,
         }
     }
 
@@ -210,18 +205,54 @@ impl RunInput {
             "worktreeExists".into(),
             Dynamic::from(self.worktree.as_ref().is_some_and(|w| w.is_dir())),
         );
+        let (codex, test) = iteration_limits();
         let mut limits = RhaiMap::new();
-        limits.insert(
-            "codexMaxIter".into(),
-            Dynamic::from_int(env_limit("GSTACK_BUILD_CODEX_MAX_ITER")),
-        );
-        limits.insert(
-            "testMaxIter".into(),
-            Dynamic::from_int(env_limit("GSTACK_BUILD_TEST_MAX_ITER")),
-        );
+        limits.insert("codexMaxIter".into(), Dynamic::from_int(codex));
+        limits.insert("testMaxIter".into(), Dynamic::from_int(test));
         map.insert("limits".into(), Dynamic::from_map(limits));
         Dynamic::from_map(map)
     }
+}
+
+/// Where a run's attachments are, as named by its state: everything the detectors read
+/// besides the state itself (and the environment's limits).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AttachedPaths {
+    /// `--plan`, else the state's `planFile`.
+    pub plan: Option<PathBuf>,
+    /// `--stdout`, else the state's `stdoutLog`.
+    pub stdout: Option<PathBuf>,
+    /// The review report beside the state file.
+    pub review: Option<PathBuf>,
+    /// The state's `worktreePath`.
+    pub worktree: Option<PathBuf>,
+}
+
+impl AttachedPaths {
+    pub fn of(
+        state: &Value,
+        state_file: Option<&Path>,
+        plan: Option<&Path>,
+        stdout: Option<&Path>,
+    ) -> AttachedPaths {
+        let named = |field: &str| state.get(field).and_then(Value::as_str).map(PathBuf::from);
+        AttachedPaths {
+            plan: plan.map(Path::to_owned).or_else(|| named("planFile")),
+            stdout: stdout.map(Path::to_owned).or_else(|| named("stdoutLog")),
+            review: state_file
+                .and_then(Path::parent)
+                .map(|dir| dir.join(REVIEW_REPORT)),
+            worktree: named("worktreePath"),
+        }
+    }
+}
+
+/// The iteration limits every detector sees (`limits`), from gstack's environment.
+pub fn iteration_limits() -> (i64, i64) {
+    (
+        env_limit("GSTACK_BUILD_CODEX_MAX_ITER"),
+        env_limit("GSTACK_BUILD_TEST_MAX_ITER"),
+    )
 }
 
 #[derive(Clone, Copy)]

@@ -282,6 +282,11 @@ impl Budget {
         self.limit.is_some_and(|limit| self.spent >= limit)
     }
 
+    /// What is left of it; `None` without a limit.
+    fn left(&self) -> Option<Duration> {
+        self.limit.map(|limit| limit.saturating_sub(self.spent))
+    }
+
     /// Charges one match to the budget; true when it ran the budget out.
     fn charge(&mut self, index: usize, took: Duration) -> bool {
         self.spent += took;
@@ -306,7 +311,8 @@ pub struct LearnedBudget {
     /// Its index in `learned-patterns.json`.
     pub index: usize,
     pub category: String,
-    /// Regex matches left out after it on that tick (they kept their last answers).
+    /// Regex and path matches left out after it on that tick (they kept their last
+    /// answers).
     pub skipped: usize,
     /// The budget, in milliseconds.
     pub budget_ms: u64,
@@ -318,9 +324,9 @@ pub struct Compiled {
     contains: Vec<(Field, AhoCorasick, Vec<usize>)>,
     regexes: Vec<(usize, Field, Regex)>,
     paths: Vec<usize>,
-    /// Where in `regexes` the next call starts: after the last one a budget stopped at, so
-    /// every regex gets its turn across ticks.
-    next_regex: AtomicUsize,
+    /// Where in the regexes, then the paths, the next call starts: after the last one a
+    /// budget stopped at, so every one gets its turn across ticks.
+    next_budgeted: AtomicUsize,
 }
 
 impl Compiled {
@@ -391,41 +397,74 @@ impl Compiled {
                 }
             }
         }
-        self.regex_hits(texts, budget, previous, &mut hit);
-        for i in &self.paths {
-            hit[*i] =
-                StatePath::parse(patterns[*i]).is_ok_and(|path| !state.select(&path).is_empty());
-        }
+        self.budgeted_hits(patterns, texts, state, budget, previous, &mut hit);
         hit
     }
 
-    /// The regexes' answers into `hit`, from where the last budget stopped, while `budget`
-    /// lasts.
-    fn regex_hits(
+    /// The answers of the regexes and state paths (the matchers whose cost has no small
+    /// bound) into `hit`, from where the last budget stopped, while `budget` lasts. A path
+    /// still running when the budget runs out is stopped and keeps its last answer.
+    fn budgeted_hits(
         &self,
+        patterns: &[&str],
         texts: &Texts<'_>,
+        state: &Document,
         budget: &mut Budget,
         previous: &[bool],
         hit: &mut [bool],
     ) {
-        let count = self.regexes.len();
-        let start = self.next_regex.load(Ordering::Relaxed) % count.max(1);
+        let count = self.regexes.len() + self.paths.len();
+        let start = self.next_budgeted.load(Ordering::Relaxed) % count.max(1);
         let mut skipped = 0;
         for step in 0..count {
-            let (i, field, regex) = &self.regexes[(start + step) % count];
+            let at = (start + step) % count;
+            let (i, answer) = match self.regexes.get(at) {
+                Some((i, field, regex)) => (*i, Matching::Regex(*field, regex)),
+                None => {
+                    let i = self.paths[at - self.regexes.len()];
+                    (i, Matching::Path(patterns[i]))
+                }
+            };
+            let last = previous.get(i).copied().unwrap_or(false);
             if budget.over() {
-                hit[*i] = previous.get(*i).copied().unwrap_or(false);
+                hit[i] = last;
                 skipped += 1;
                 continue;
             }
             let started = Instant::now();
-            hit[*i] = regex.is_match(texts.get(*field).unwrap_or(""));
-            if budget.charge(*i, started.elapsed()) {
-                self.next_regex
+            let until = budget.left().map(|left| started + left);
+            hit[i] = answer.run(texts, state, until).unwrap_or(last);
+            if budget.charge(i, started.elapsed()) {
+                self.next_budgeted
                     .store((start + step + 1) % count, Ordering::Relaxed);
             }
         }
         budget.skipped(skipped);
+    }
+}
+
+/// One budgeted match to run.
+enum Matching<'a> {
+    Regex(Field, &'a Regex),
+    /// The pattern's text (a path that does not parse matches nothing).
+    Path(&'a str),
+}
+
+impl Matching<'_> {
+    /// Whether it matches; `None` when it was stopped at `until`.
+    fn run(&self, texts: &Texts<'_>, state: &Document, until: Option<Instant>) -> Option<bool> {
+        match self {
+            Matching::Regex(field, regex) => Some(regex.is_match(texts.get(*field).unwrap_or(""))),
+            Matching::Path(pattern) => {
+                let Ok(path) = StatePath::parse(pattern) else {
+                    return Some(false);
+                };
+                match until {
+                    Some(until) => state.select_until(&path, until).map(|v| !v.is_empty()),
+                    None => Some(!state.select(&path).is_empty()),
+                }
+            }
+        }
     }
 }
 

@@ -11,8 +11,9 @@
 //! - [`rules`], [`detect`]: the detector contracts and `state_jsonpath` primitive given to
 //!   the rules engine, and running the detectors (`rules/detectors/**/*.rhai`,
 //!   `rules/learned.rhai`) over a run or the queue;
-//! - [`watch`], [`state_file`], [`queue_facts`]: the daemon's per-tick pass over the
-//!   build-state dir (each state file parsed again only when it changed) and the queue.
+//! - [`watch`], [`state_file`], [`run_cache`], [`queue_facts`]: the daemon's per-tick pass
+//!   over the build-state dir (each state file parsed again, and each run's detectors run
+//!   again, only when what they read changed) and the queue.
 
 pub mod detect;
 pub mod fault;
@@ -26,6 +27,7 @@ pub mod proposals;
 pub mod queue_facts;
 pub mod registry;
 pub mod rules;
+pub mod run_cache;
 pub mod run_id;
 pub mod state_file;
 pub mod state_jsonpath;

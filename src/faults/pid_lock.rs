@@ -11,6 +11,10 @@
 //! one taken in between, and an owner removes only its own lock (its pid, and within the
 //! process the holder that took it last).
 //!
+//! A lock's age is its mtime's; one whose mtime is ahead of the clock (a clock stepped back,
+//! a `touch -d` by whoever can write the dir) has no age to read, so it is as old as this
+//! process has seen that lock file held.
+//!
 //! The lock path is hostile ground: it is opened without blocking and without following a
 //! link, and at most [`MAX_LOCK_BYTES`] are read, so a FIFO or a link to `/dev/zero`
 //! planted there is refused with an error naming the file instead of hanging the tick.
@@ -51,6 +55,13 @@ pub struct PidLock {
 static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
 /// The token of this process's current holder of each lock path.
 static HOLDERS: LazyLock<Mutex<HashMap<PathBuf, u64>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// A lock file (inode, mtime) found with a future mtime, and when this process first saw it.
+type Undated = (u64, SystemTime, Instant);
+/// Per lock path, the last lock file found there with a future mtime: its age is how long
+/// this process has seen it. One entry per lock path.
+static UNDATED: LazyLock<Mutex<HashMap<PathBuf, Undated>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
 fn holders() -> std::sync::MutexGuard<'static, HashMap<PathBuf, u64>> {
@@ -215,7 +226,7 @@ fn judge(path: &Path, stale_after: Duration, deadline: Instant) -> Result<Judged
         let pid = text.trim().parse::<i32>().ok().filter(|pid| *pid > 0);
         let age = SystemTime::now()
             .duration_since(modified)
-            .unwrap_or_default();
+            .unwrap_or_else(|_| seen_for(path, inode, modified));
         let who = match pid {
             Some(pid) => format!("pid {pid}"),
             None => format!("an unreadable holder ({:?})", text.trim()),
@@ -240,6 +251,21 @@ fn judge(path: &Path, stale_after: Duration, deadline: Instant) -> Result<Judged
         }
         Ok(Judged::Gone)
     })
+}
+
+/// How long this process has seen the lock file `(inode, modified)` at `path`, whose mtime
+/// is ahead of the clock.
+fn seen_for(path: &Path, inode: u64, modified: SystemTime) -> Duration {
+    let mut undated = UNDATED.lock().unwrap_or_else(|e| e.into_inner());
+    let first = match undated.get(path) {
+        Some(&(ino, at, first)) if (ino, at) == (inode, modified) => first,
+        _ => {
+            let now = Instant::now();
+            undated.insert(path.to_owned(), (inode, modified, now));
+            now
+        }
+    };
+    first.elapsed()
 }
 
 fn guard_path(path: &Path) -> PathBuf {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 
 use super::state_jsonpath::Document;
-use crate::file_stamp::FileStamp;
+use crate::file_stamp::{FileStamp, ReadStart, Sighting};
 
 /// A state file past this is refused rather than parsed. Parsed, a state costs up to ~110×
 /// its size (measured: 4 MiB of `[0],[0],…` peaks at 458 MiB RSS, a 64 MiB one at 3.7 GiB),
@@ -70,34 +70,46 @@ pub fn parse(path: &Path) -> Result<Value, StateFileError> {
 /// at. Holds only the files of the latest pass ([`StateCache::keep_only`]).
 #[derive(Default)]
 pub struct StateCache {
-    entries: Mutex<HashMap<PathBuf, (FileStamp, Arc<Document>)>>,
+    entries: Mutex<HashMap<PathBuf, Parsed>>,
+}
+
+/// One state file as last parsed.
+struct Parsed {
+    seen: Sighting,
+    /// Whether the stamp proves the content (it was not racy when read).
+    trusted: bool,
+    document: Arc<Document>,
 }
 
 impl StateCache {
     /// The state at `path` and whether it was parsed for this call (`false`: the stamp of
-    /// the file there is the one last parsed). A racy stamp is not remembered.
+    /// the file there is the one last parsed). A racy stamp is parsed again next time.
     pub fn load(&self, path: &Path) -> Result<(Arc<Document>, bool), StateFileError> {
+        let start = ReadStart::now();
         let (file, meta) = open_regular(path).map_err(StateFileError::Open)?;
         let stamp = FileStamp::of(&meta);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((seen, document)) = entries.get(path)
-            && *seen == stamp
+        let last = entries.get(path);
+        if let Some(last) = last
+            && last.trusted
+            && last.seen.stamp == stamp
         {
-            return Ok((Arc::clone(document), false));
+            return Ok((Arc::clone(&last.document), false));
         }
-        let parsed = parse_opened(file, meta.len());
-        let document = match parsed {
+        let (seen, racy) = start.judge(stamp, last.map(|last| &last.seen));
+        let document = match parse_opened(file, meta.len()) {
             Ok(value) => Arc::new(Document::new(value)),
             Err(reason) => {
                 entries.remove(path);
                 return Err(reason);
             }
         };
-        if stamp.is_racy() {
-            entries.remove(path);
-        } else {
-            entries.insert(path.to_owned(), (stamp, Arc::clone(&document)));
-        }
+        let parsed = Parsed {
+            seen,
+            trusted: !racy,
+            document: Arc::clone(&document),
+        };
+        entries.insert(path.to_owned(), parsed);
         Ok((document, true))
     }
 

@@ -6,17 +6,19 @@
 //! Learned-pattern hits are counted (as gstack's `persistHitCounts`: every entry of a fired
 //! category, built-in or learned) when a fault is newly raised, not on every tick it stays
 //! raised: a pattern's `hitCount` tells how many incidents it caught, and an idle daemon
-//! does not rewrite the file every tick.
+//! does not rewrite the file every tick. A pass counts the hits of all its runs under one
+//! take of the file's lock, so a held lock costs a pass one wait at most.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 
-use super::detect::{self, REVIEW_REPORT, RunInput};
-use super::halt::{HaltEvent, Pointers, RunRef, stdout_tail};
+use super::detect::{self, REVIEW_REPORT};
+use super::halt::{HaltEvent, Pointers, RunRef};
 use super::halt_store::{HaltStore, SyncReport};
 use super::learned::{self, LearnedSet, LearnedSource};
 use super::learned_match::{self, Budget, LearnedBudget};
+use super::run_cache::RunCache;
 use super::state_file::StateCache;
 use crate::rules::RuleSet;
 
@@ -59,6 +61,9 @@ static LEARNED_SOURCES: LazyLock<Mutex<HashMap<PathBuf, Arc<LearnedSource>>>> =
 /// The state files as last parsed, for the daemon's lifetime: a pass parses only the files
 /// that changed.
 static STATE_CACHE: LazyLock<StateCache> = LazyLock::new(StateCache::default);
+/// What the detectors last found over each run, for the daemon's lifetime: a pass runs
+/// them only over the runs whose inputs changed.
+static RUN_CACHE: LazyLock<RunCache> = LazyLock::new(RunCache::default);
 
 fn learned_source(path: &Path) -> Arc<LearnedSource> {
     let mut sources = LEARNED_SOURCES.lock().unwrap_or_else(|e| e.into_inner());
@@ -167,12 +172,14 @@ pub fn watch_runs(
         }
     };
     STATE_CACHE.keep_only(&files);
+    RUN_CACHE.keep_only(&files);
     let mut budget = Budget::for_tick();
+    let mut new_hits: Vec<Vec<String>> = Vec::new();
     for file in files {
-        let run = match STATE_CACHE.load(&file) {
-            Ok((document, parsed)) => {
+        let state = match STATE_CACHE.load(&file) {
+            Ok((state, parsed)) => {
                 report.parsed += usize::from(parsed);
-                RunInput::from_document(document, Some(&file), None, None)
+                state
             }
             Err(reason) => {
                 // Its registry is left as it is: an unreadable state clears nothing.
@@ -183,41 +190,20 @@ pub fn watch_runs(
             }
         };
         report.runs += 1;
-        let run_id = run_id_of(&run, &file);
-        let detection = detect::detect_run_within(set, &run, learned, &mut budget);
-        report
-            .problems
-            .extend(detection.errors.iter().map(ToString::to_string));
-        let path_text = |path: Option<&PathBuf>| path.map(|p| p.display().to_string());
-        let state_file = file.display().to_string();
-        let state_slug = file
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let run_ref = RunRef {
-            run_id: &run_id,
-            state_slug: &state_slug,
-            pointers: Pointers {
-                state_file: state_file.clone(),
-                stdout_log: path_text(run.stdout.as_ref().map(|a| &a.path)).unwrap_or_default(),
-                living_plan: path_text(run.plan.as_ref().map(|a| &a.path)).unwrap_or_default(),
-                worktree_path: path_text(run.worktree.as_ref()).unwrap_or_default(),
-            },
-            state: Some(run.state.value()),
-            stdout_tail: run
-                .stdout
-                .as_ref()
-                .map(|s| stdout_tail(&s.content))
-                .unwrap_or_default(),
-        };
-        let events: Vec<HaltEvent> = detection
+        let outcome = RUN_CACHE.outcome(&file, &state, set, learned, &mut budget);
+        report.problems.extend(outcome.errors.iter().cloned());
+        let run_ref = outcome.run_ref(state.value());
+        let events: Vec<HaltEvent> = outcome
             .faults
             .iter()
             .map(|fault| HaltEvent::from_fault(&run_ref, fault))
             .collect();
-        let sync = halts.sync_run(&run_id, &state_file, &events);
-        count_new_hits(learned, &events, &sync);
-        report.absorb(&run_id, sync);
+        let sync = halts.sync_run(&outcome.run_id, &outcome.pointers.state_file, &events);
+        new_hits.push(newly_fired(&events, &sync));
+        report.absorb(&outcome.run_id, sync);
+    }
+    if let Err(e) = learned::record_hits_of_calls(&learned.path, &new_hits) {
+        tracing::warn!("learned-pattern hits not counted: {e}");
     }
     // The budget names a position among the set's valid patterns; the report, the file's.
     report.learned_budget = budget.exhausted.and_then(|exhausted| {
@@ -232,42 +218,20 @@ pub fn watch_runs(
     report
 }
 
-/// gstack's `persistHitCounts` for the categories (built-in and learned) newly raised
-/// this tick: a fault that stays raised is one incident, counted once.
-fn count_new_hits(learned: &LearnedSet, events: &[HaltEvent], sync: &SyncReport) {
+/// The categories (built-in and learned) of one run's faults newly raised this tick, each
+/// once, for gstack's `persistHitCounts`: a fault that stays raised is one incident,
+/// counted once.
+fn newly_fired(events: &[HaltEvent], sync: &SyncReport) -> Vec<String> {
     let new_ids: HashSet<&str> = sync.emitted.iter().map(|(id, _)| id.as_str()).collect();
-    let mut fired: Vec<&str> = Vec::new();
-    for event in events
-        .iter()
-        .filter(|e| new_ids.contains(e.fault_id.as_str()))
-    {
-        if !fired.contains(&event.category.as_str()) {
-            fired.push(&event.category);
-        }
-    }
-    if let Err(e) = learned::record_hits(&learned.path, &fired) {
-        tracing::warn!("learned-pattern hits not counted: {e}");
-    }
-}
-
-/// A run's id as gstack names it (its `--run-id`, else the state slug): the state's
-/// `launch.runId`, else its `slug`, else the file's stem.
-fn run_id_of(run: &RunInput, file: &Path) -> String {
-    ["/launch/runId", "/slug"]
-        .iter()
-        .find_map(|pointer| {
-            run.state
-                .value()
-                .pointer(pointer)
-                .and_then(serde_json::Value::as_str)
-                .filter(|s| !s.trim().is_empty())
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| {
-            file.file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "run".to_owned())
-        })
+    learned::distinct(
+        events
+            .iter()
+            .filter(|e| new_ids.contains(e.fault_id.as_str()))
+            .map(|e| e.category.as_str()),
+    )
+    .into_iter()
+    .map(str::to_owned)
+    .collect()
 }
 
 /// The `*.json` state files directly in `dir` (not the queue subdir, not the review

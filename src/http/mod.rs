@@ -5,8 +5,11 @@
 //!
 //! Architecture Invariant: a client holds at most one descriptor, one bounded buffer and
 //! one task, for a bounded time, and the number of clients is capped far below the
-//! process's descriptor limit; past the cap the oldest connection is closed.
+//! process's descriptor limit; past the cap the oldest connection is closed. At most 16
+//! requests wait for the 2 handler threads (past it: 503), and a waiting request whose
+//! client went away is dropped unrun.
 
+mod handlers;
 mod request;
 mod response;
 mod router;

@@ -12,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use super::handlers::{HANDLER_THREADS, Handlers};
 use super::{Request, Response, Router};
 
 /// Every bound a client meets. The defaults are the documented numbers
@@ -58,8 +59,6 @@ impl Limits {
 /// How long the accept loop waits after a failed accept (`EMFILE`, `ENFILE`,
 /// `ENOBUFS`): doubling from the first to the last, reset by the next accepted connection.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
-/// How many handlers run at once (each on a blocking thread of the server's runtime).
-const HANDLER_THREADS: usize = 2;
 
 /// The running server; dropping it stops the thread and closes every connection.
 pub struct Server {
@@ -157,6 +156,7 @@ async fn accept_loop(
     stop: CancellationToken,
 ) {
     let slots = Arc::new(Mutex::new(Slots::default()));
+    let handlers = Arc::new(Handlers::default());
     let mut backoff = ACCEPT_BACKOFF.0;
     loop {
         let accepted = tokio::select! {
@@ -180,10 +180,11 @@ async fn accept_loop(
         backoff = ACCEPT_BACKOFF.0;
         let (id, token) = Slots::admit(&slots, limits.max_connections, &stop);
         let (slots, router) = (Arc::clone(&slots), Arc::clone(&router));
+        let handlers = Arc::clone(&handlers);
         tokio::spawn(async move {
             tokio::select! {
                 () = token.cancelled() => {}
-                () = serve(stream, &router, limits) => {}
+                () = serve(stream, &router, &handlers, limits) => {}
             }
             Slots::release(&slots, id);
         });
@@ -199,7 +200,7 @@ enum HeadError {
 
 /// Serves requests on one connection until the client closes, stays idle past the head
 /// timeout, asks to close, or has had its share of requests.
-async fn serve(mut stream: TcpStream, router: &Arc<Router>, limits: Limits) {
+async fn serve(mut stream: TcpStream, router: &Arc<Router>, handlers: &Handlers, limits: Limits) {
     let mut buffer = Vec::with_capacity(1024);
     for served in 1..=limits.max_requests_per_connection {
         let head = tokio::time::timeout(
@@ -225,7 +226,19 @@ async fn serve(mut stream: TcpStream, router: &Arc<Router>, limits: Limits) {
                     let keep_alive =
                         request.keep_alive && served < limits.max_requests_per_connection;
                     let head_only = request.method == super::Method::Head;
-                    (handle(router, request).await, head_only, keep_alive)
+                    let answer = handlers
+                        .run(
+                            router,
+                            request,
+                            &mut stream,
+                            &mut buffer,
+                            limits.max_head_bytes,
+                        )
+                        .await;
+                    match answer {
+                        Some(response) => (response, head_only, keep_alive),
+                        None => return,
+                    }
                 }
             },
         };
@@ -235,17 +248,6 @@ async fn serve(mut stream: TcpStream, router: &Arc<Router>, limits: Limits) {
             return;
         }
     }
-}
-
-/// Runs the handler on a blocking thread: a handler reads the disk.
-async fn handle(router: &Arc<Router>, request: Request) -> Response {
-    let router = Arc::clone(router);
-    tokio::task::spawn_blocking(move || router.handle(&request))
-        .await
-        .unwrap_or_else(|e| {
-            tracing::error!("an HTTP handler failed: {e}");
-            Response::text(500, "internal error\n")
-        })
 }
 
 /// Reads until a blank line ends a head of at most `max` bytes; bytes after it stay in

@@ -40,6 +40,10 @@ pub struct Telemetry {
     /// The poll interval: ready means a tick ended within twice it.
     poll: Duration,
     last_tick: Mutex<Option<Instant>>,
+    /// The last scrape's text and when its refresh started. Held over a whole refresh and
+    /// encode: the gauge families are cleared and refilled in place, so two at once would
+    /// count into each other.
+    rendered: Mutex<Option<(Instant, String)>>,
 }
 
 /// Why the daemon is not ready (`/readyz` answers 503 with it).
@@ -71,6 +75,7 @@ impl Telemetry {
         Telemetry {
             poll,
             last_tick: Mutex::default(),
+            rendered: Mutex::default(),
             metrics: Metrics::new(),
             health: Mutex::new(Health {
                 pid: std::process::id(),
@@ -184,10 +189,23 @@ impl Telemetry {
         }
     }
 
-    /// Refreshes the gauges that describe state on disk and encodes every family.
+    /// Refreshes the gauges that describe state on disk and encodes every family, one
+    /// scrape at a time. A scrape that waited for another whose refresh started after it
+    /// asked takes that one's text: it counts everything this one would, and the queue
+    /// and halt dir are scanned once for both.
     pub fn render(&self) -> String {
+        let asked = Instant::now();
+        let mut rendered = lock(&self.rendered);
+        if let Some((started, text)) = rendered.as_ref()
+            && *started >= asked
+        {
+            return text.clone();
+        }
+        let started = Instant::now();
         self.refresh();
-        self.metrics.encode()
+        let text = self.metrics.encode();
+        *rendered = Some((started, text.clone()));
+        text
     }
 
     fn refresh(&self) {

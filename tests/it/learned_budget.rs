@@ -117,3 +117,45 @@ fn twelve_hundred_slow_learned_patterns_share_one_budget_and_the_daemon_keeps_la
         "the report names the pattern: {log}"
     );
 }
+
+/// Scenario: a producer who can write the faults dir adds `state_jsonpath` learned
+/// patterns, and one run's state (under the 4 MiB cap) carries a long list. A path of
+/// `[*]` steps keeps every item at every step, so each pattern costs steps × items; 4 KiB
+/// patterns and an 8 MiB file allow ~2,000 of them. They share the 1 s the learned patterns
+/// of a tick may take with the regexes (docs/limits.md).
+#[test]
+fn learned_state_jsonpath_patterns_share_the_one_second_tick_budget() {
+    use berth::faults::halt_store::HaltStore;
+    use berth::faults::learned::LearnedSet;
+    use berth::faults::watch::watch_runs;
+    use berth::rules::Rules;
+    let world = World::new();
+    let state_dir = world.root.join("build-state");
+    fs::create_dir_all(&state_dir).unwrap();
+    let state = json!({"slug": "big", "x": vec![0; 200_000]});
+    fs::write(state_dir.join("big.json"), state.to_string()).unwrap();
+    let path = format!("$.x{}", "[*]".repeat(1300));
+    let entry = json!({"category": "SLOW_PATH", "severity": "MEDIUM",
+        "description": "slow", "matcherKind": "state_jsonpath", "pattern": path});
+    let learned_path = world.root.join("learned-patterns.json");
+    // Two patterns (each takes seconds unbounded); the file's cap allows ~2,000.
+    fs::write(&learned_path, json!(vec![entry; 2]).to_string()).unwrap();
+    let learned = LearnedSet::load(&learned_path).unwrap();
+    let halts = HaltStore::new(world.root.join("skill-faults"));
+    let rules = Rules::embedded().unwrap();
+    let set = rules.current();
+    let none = LearnedSet::default();
+    let time = |learned: &LearnedSet| {
+        let started = std::time::Instant::now();
+        watch_runs(&set, &state_dir, &halts, learned);
+        started.elapsed()
+    };
+    time(&none);
+    let without = time(&none);
+    let with = time(&learned);
+    assert!(
+        with.saturating_sub(without) < Duration::from_millis(2500),
+        "one tick spent {:?} on 2 learned path patterns (budget 1 s; the tick without them took {without:?})",
+        with.saturating_sub(without)
+    );
+}

@@ -20,7 +20,16 @@ use crate::atomic_file;
 /// fired or the file does not exist. The rewrite is atomic, keeps unknown fields, order
 /// and the file's mode, and is the only thing done under the lock.
 pub fn record_hits(path: &Path, fired: &[&str]) -> Result<(), LearnedError> {
-    if fired.is_empty()
+    record_hits_of_calls(path, &[fired.to_vec()])
+}
+
+/// [`record_hits`] for several detector calls at once, under one take of the lock (so one
+/// wait for it at most): each entry gets one hit per call whose `fired` names its category.
+pub fn record_hits_of_calls<S: AsRef<str>>(
+    path: &Path,
+    calls: &[Vec<S>],
+) -> Result<(), LearnedError> {
+    if calls.iter().all(Vec::is_empty)
         || json_file::open_regular(path, json_file::MAX_JSON_BYTES)
             .map_err(|e| LearnedError::Load {
                 path: path.to_owned(),
@@ -42,17 +51,21 @@ pub fn record_hits(path: &Path, fired: &[&str]) -> Result<(), LearnedError> {
             tracing::warn!(file = %path.display(), "learned-patterns.json entry {index} missing category; its hits are not counted");
             continue;
         };
-        if !fired.contains(&category) {
+        let hits = calls
+            .iter()
+            .filter(|fired| fired.iter().any(|c| c.as_ref() == category))
+            .count() as u64;
+        if hits == 0 {
             continue;
         }
         let count = match map.get("hitCount") {
             Some(Value::Number(n)) => n
                 .as_u64()
-                .map(|n| json!(n + 1))
-                .or_else(|| n.as_f64().map(|n| json!(n + 1.0))),
+                .map(|n| json!(n + hits))
+                .or_else(|| n.as_f64().map(|n| json!(n + hits as f64))),
             _ => None,
         };
-        map.insert("hitCount".into(), count.unwrap_or(json!(1)));
+        map.insert("hitCount".into(), count.unwrap_or(json!(hits)));
         map.insert("lastHit".into(), json!(now));
         bumped = true;
     }

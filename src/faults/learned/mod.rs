@@ -32,8 +32,8 @@ use crate::rules::spec::Invalid;
 mod hits;
 mod source;
 
-pub use hits::record_hits;
 pub(crate) use hits::{read_array, write_array};
+pub use hits::{record_hits, record_hits_of_calls};
 pub use source::LearnedSource;
 
 /// The prefix of every learned fault's description.
@@ -235,6 +235,19 @@ pub struct LearnedSet {
     compiled: Compiled,
     /// Each run's last answers (by its state file), for the patterns a budget leaves out.
     answers: Mutex<HashMap<PathBuf, Vec<bool>>>,
+    id: SetId,
+}
+
+/// Tells a set from every other this process made: what the fault watch keys a run's
+/// remembered detection by, with no pointer that a later set could reuse.
+#[derive(Debug)]
+struct SetId(u64);
+
+impl Default for SetId {
+    fn default() -> SetId {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        SetId(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 /// Runs whose last answers are kept; past it they are forgotten together (a run then
@@ -242,6 +255,11 @@ pub struct LearnedSet {
 const MAX_REMEMBERED_RUNS: usize = 1024;
 
 impl LearnedSet {
+    /// This set's number among the sets this process made, none of them equal.
+    pub fn id(&self) -> u64 {
+        self.id.0
+    }
+
     /// Loads `path`; a missing file is an empty set. Fails (naming the file) only when the
     /// file as a whole is unusable: unreadable, not JSON, or not an array.
     pub fn load(path: &Path) -> Result<LearnedSet, LearnedError> {
@@ -530,11 +548,13 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         record_hits(&path, &["B", "B", "OTHER"]).unwrap();
         record_hits(&path, &["B"]).unwrap();
+        // A pass's calls under one lock: one hit per call that fired the category.
+        record_hits_of_calls(&path, &[vec!["B"], vec!["A", "B"], vec![]]).unwrap();
         let after: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        assert_eq!(after[0]["hitCount"], 0);
-        assert_eq!(after[1]["hitCount"], 2);
+        assert_eq!(after[0]["hitCount"], 1);
+        assert_eq!(after[1]["hitCount"], 4);
         assert_eq!(
-            after[2]["hitCount"], 2,
+            after[2]["hitCount"], 4,
             "an entry the loader skips is bumped too"
         );
         assert!(after[1]["lastHit"].is_string());

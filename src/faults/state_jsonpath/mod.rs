@@ -97,6 +97,16 @@ impl Document {
         self.tree.select(&self.value, path)
     }
 
+    /// [`Document::select`], given up (`None`) once `until` has passed (the clock is read
+    /// between steps, every few thousand items looked at).
+    pub fn select_until(
+        &self,
+        path: &StatePath<'_>,
+        until: std::time::Instant,
+    ) -> Option<Vec<Cow<'_, Value>>> {
+        self.tree.select_until(&self.value, path, Some(until))
+    }
+
     /// [`state_jsonpath`] on this document, without rebuilding its compact form.
     pub fn query(&self, pattern: &str) -> Vec<Cow<'_, Value>> {
         match StatePath::parse(pattern) {

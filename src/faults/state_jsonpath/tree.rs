@@ -15,6 +15,7 @@
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
 
 use serde_json::Value;
 
@@ -30,6 +31,9 @@ const NO_KEY: Symbol = Symbol::MAX;
 /// Objects with more members than this are also indexed by key: scanning is fastest for the
 /// handful of keys a feature has, a hash for an object keyed by, say, feature number.
 const SCAN_MAX: usize = 16;
+/// A timed selection reads the clock before a step once the steps so far looked at this
+/// many items.
+const ITEMS_PER_LOOK: usize = 4096;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -199,9 +203,32 @@ impl Tree {
 
     /// Every value `path` selects in `root`, which must be the value this tree was built from.
     pub(super) fn select<'v>(&self, root: &'v Value, path: &StatePath<'_>) -> Vec<Cow<'v, Value>> {
+        self.select_until(root, path, None).unwrap_or_default()
+    }
+
+    /// [`Tree::select`], given up (`None`) once `until` has passed: the clock is read every
+    /// [`ITEMS_PER_LOOK`] items a step looks at, so the work past it is bounded.
+    pub(super) fn select_until<'v>(
+        &self,
+        root: &'v Value,
+        path: &StatePath<'_>,
+        until: Option<Instant>,
+    ) -> Option<Vec<Cow<'v, Value>>> {
         let mut current: Vec<Item<'v>> = vec![Item::Node(0, root)];
         let mut next: Vec<Item<'v>> = Vec::new();
+        let mut looked = 0usize;
+        let mut in_time = |count: usize| {
+            looked += count;
+            if looked < ITEMS_PER_LOOK {
+                return true;
+            }
+            looked = 0;
+            until.is_none_or(|until| Instant::now() < until)
+        };
         for step in &path.steps {
+            if !in_time(current.len()) {
+                return None;
+            }
             next.clear();
             match step {
                 Step::Field(name) => {
@@ -250,13 +277,14 @@ impl Tree {
                 break;
             }
         }
-        current
+        let selected = current
             .into_iter()
             .map(|item| match item {
                 Item::Node(_, value) => Cow::Borrowed(value),
                 Item::Length(len) => Cow::Owned(Value::from(len)),
             })
-            .collect()
+            .collect();
+        Some(selected)
     }
 
     /// `value[name]` as gstack reads it: an object's own member, a list's `length` or

@@ -1,0 +1,225 @@
+//! What the fault watch found over each run, kept with the identity of everything the
+//! detectors read for it: the state (as the [`super::state_file::StateCache`] parsed it),
+//! the stamps of its plan, stdout log and review report, whether its worktree exists, the
+//! environment's iteration limits, the rule set and the learned set. The detectors are pure
+//! over these, so a pass over a run none of them changed for reruns nothing and reads no
+//! attachment: it costs a `stat` per attachment.
+//!
+//! Not remembered (so run again next pass): an answer read under a racy stamp
+//! ([`crate::file_stamp`]), one a detector timed out on (a timeout under load is not the
+//! run's answer; a script error or an engine limit is), and one whose learned patterns the
+//! tick's budget cut short.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use super::detect::{self, AttachedPaths, DetectError, RunInput};
+use super::fault::Fault;
+use super::halt::{Pointers, RunRef, stdout_tail};
+use super::learned::LearnedSet;
+use super::learned_match::Budget;
+use super::state_jsonpath::Document;
+use crate::file_stamp::{FileStamp, ReadStart, Sighting};
+use crate::rules::{RuleError, RuleSet};
+
+/// What the detectors found over one run, and what its halt events name.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub run_id: String,
+    pub state_slug: String,
+    pub pointers: Pointers,
+    pub stdout_tail: String,
+    pub faults: Vec<Fault>,
+    /// One line per detector that failed, naming the rule file and the reason.
+    pub errors: Vec<String>,
+    /// Whether a detector was stopped at its deadline.
+    timed_out: bool,
+}
+
+impl RunOutcome {
+    /// The run as its halt events name it; `state` is the run's parsed state.
+    pub fn run_ref<'a>(&'a self, state: &'a Value) -> RunRef<'a> {
+        RunRef {
+            run_id: &self.run_id,
+            state_slug: &self.state_slug,
+            pointers: self.pointers.clone(),
+            state: Some(state),
+            stdout_tail: self.stdout_tail.clone(),
+        }
+    }
+}
+
+/// The identity of everything the detectors read for a run, but the state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Inputs {
+    /// Plan, stdout log, review report: the stamp of what is there, if anything.
+    files: [Option<FileStamp>; 3],
+    worktree_exists: bool,
+    limits: (i64, i64),
+    rules: String,
+    learned: u64,
+}
+
+struct Remembered {
+    state: Arc<Document>,
+    inputs: Inputs,
+    sightings: [Option<Sighting>; 3],
+    /// Whether `outcome` is the run's answer for these inputs (see the module's doc).
+    trusted: bool,
+    outcome: Arc<RunOutcome>,
+}
+
+/// Each run's last outcome, by state file. Holds only the runs of the latest pass
+/// ([`RunCache::keep_only`]).
+#[derive(Default)]
+pub struct RunCache {
+    entries: Mutex<HashMap<PathBuf, Remembered>>,
+}
+
+impl RunCache {
+    /// The outcome of the detectors over the run of `file` (whose state is `state`),
+    /// remembered from an earlier pass when nothing they read changed since.
+    pub fn outcome(
+        &self,
+        file: &Path,
+        state: &Arc<Document>,
+        set: &RuleSet,
+        learned: &LearnedSet,
+        budget: &mut Budget,
+    ) -> Arc<RunOutcome> {
+        let start = ReadStart::now();
+        let paths = AttachedPaths::of(state.value(), Some(file), None, None);
+        let inputs = Inputs {
+            files: [
+                stamp(paths.plan.as_deref(), Link::Follow),
+                stamp(paths.stdout.as_deref(), Link::Follow),
+                stamp(paths.review.as_deref(), Link::Refuse),
+            ],
+            worktree_exists: paths.worktree.as_ref().is_some_and(|w| w.is_dir()),
+            limits: detect::iteration_limits(),
+            rules: set.hash().to_owned(),
+            learned: learned.id(),
+        };
+        let last_sightings = {
+            let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            let last = entries.get(file);
+            if let Some(last) = last
+                && last.trusted
+                && Arc::ptr_eq(&last.state, state)
+                && last.inputs == inputs
+            {
+                return Arc::clone(&last.outcome);
+            }
+            last.map(|last| last.sightings)
+        };
+        let mut racy = false;
+        let sightings: [Option<Sighting>; 3] = std::array::from_fn(|i| {
+            let stamp = inputs.files[i]?;
+            let last = last_sightings.as_ref().and_then(|s| s[i].as_ref());
+            let (seen, young) = start.judge(stamp, last);
+            racy |= young;
+            Some(seen)
+        });
+        let exhausted_before = budget.exhausted.is_some();
+        let outcome = detect_one(file, state, set, learned, budget);
+        let trusted =
+            !racy && !outcome.timed_out && !exhausted_before && budget.exhausted.is_none();
+        let outcome = Arc::new(outcome);
+        let remembered = Remembered {
+            state: Arc::clone(state),
+            inputs,
+            sightings,
+            trusted,
+            outcome: Arc::clone(&outcome),
+        };
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(file.to_owned(), remembered);
+        outcome
+    }
+
+    /// Forgets every run not in `paths` (removed since, or no longer a state file).
+    pub fn keep_only(&self, paths: &[PathBuf]) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|path, _| paths.contains(path));
+    }
+}
+
+/// Whether an attachment is read through a link at its path (plan and log) or refuses one
+/// (the review report, read as a faults-dir JSON file).
+#[derive(Clone, Copy)]
+enum Link {
+    Follow,
+    Refuse,
+}
+
+/// The stamp of what the attachment's read would open at `path`, `None` when nothing is
+/// there.
+fn stamp(path: Option<&Path>, link: Link) -> Option<FileStamp> {
+    let meta = match link {
+        Link::Follow => std::fs::metadata(path?),
+        Link::Refuse => std::fs::symlink_metadata(path?),
+    };
+    meta.ok().map(|meta| FileStamp::of(&meta))
+}
+
+/// The detectors over the run of `file`, reading its attachments.
+fn detect_one(
+    file: &Path,
+    state: &Arc<Document>,
+    set: &RuleSet,
+    learned: &LearnedSet,
+    budget: &mut Budget,
+) -> RunOutcome {
+    let run = RunInput::from_document(Arc::clone(state), Some(file), None, None);
+    let detection = detect::detect_run_within(set, &run, learned, budget);
+    let path_text = |path: Option<&PathBuf>| path.map(|p| p.display().to_string());
+    RunOutcome {
+        run_id: run_id_of(&run, file),
+        state_slug: file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        pointers: Pointers {
+            state_file: file.display().to_string(),
+            stdout_log: path_text(run.stdout.as_ref().map(|a| &a.path)).unwrap_or_default(),
+            living_plan: path_text(run.plan.as_ref().map(|a| &a.path)).unwrap_or_default(),
+            worktree_path: path_text(run.worktree.as_ref()).unwrap_or_default(),
+        },
+        stdout_tail: run
+            .stdout
+            .as_ref()
+            .map(|s| stdout_tail(&s.content))
+            .unwrap_or_default(),
+        timed_out: detection
+            .errors
+            .iter()
+            .any(|e| matches!(e, DetectError::Rule(RuleError::Timeout { .. }))),
+        faults: detection.faults,
+        errors: detection.errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// A run's id as gstack names it (its `--run-id`, else the state slug): the state's
+/// `launch.runId`, else its `slug`, else the file's stem.
+fn run_id_of(run: &RunInput, file: &Path) -> String {
+    ["/launch/runId", "/slug"]
+        .iter()
+        .find_map(|pointer| {
+            run.state
+                .value()
+                .pointer(pointer)
+                .and_then(serde_json::Value::as_str)
+                .filter(|s| !s.trim().is_empty())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| {
+            file.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "run".to_owned())
+        })
+}
