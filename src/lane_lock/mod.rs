@@ -54,7 +54,7 @@ use crate::clock;
 use crate::gstack_text;
 use crate::safe_key::safe_key;
 
-pub use alias::{alias_lock_ref, lane_key};
+pub use alias::{lane_key, lane_lock_refs};
 pub use cas::LockWrite;
 pub use heartbeat::{Heartbeat, LockWatch};
 pub use leftover::{LEFTOVER_AGE, LEFTOVERS_REMOVED};
@@ -170,8 +170,8 @@ pub enum Acquire {
     /// The lane is ours; keep it fresh with [`LockClient::heartbeat`] or [`Heartbeat`].
     Acquired(HeldLock),
     /// Someone holds a live lock: skip the lane until `holder.expires_at`.
-    /// `ref_name` is the ref found held: gstack's, or the one every spelling of the
-    /// repository shares ([`alias_lock_ref`]).
+    /// `ref_name` is the ref found held: gstack's, or one every spelling of the
+    /// repository shares ([`lane_lock_refs`]).
     HeldElsewhere {
         holder: LockPayload,
         sha: String,
@@ -210,10 +210,10 @@ pub struct HeldLock {
     last_refresh: Instant,
     /// Set when a refresh saw the ref pointing elsewhere: ownership is gone for good.
     stolen: Option<StolenTo>,
-    /// The lock on the ref every spelling of the repository shares ([`alias_lock_ref`]),
-    /// taken first, refreshed and released with this one; the lane is held only while
-    /// both are.
-    alias: Option<Box<HeldLock>>,
+    /// The locks on the refs every spelling of the repository shares
+    /// ([`lane_lock_refs`]), taken with this one, refreshed and released after it; the lane
+    /// is held only while all are.
+    aliases: Vec<HeldLock>,
 }
 
 /// What the ref held when a refresh found it no longer ours (`None`: it was deleted).
@@ -243,23 +243,24 @@ impl HeldLock {
         &self.payload
     }
 
-    /// The older of the last successful writes of this ref and its alias ref.
+    /// The oldest of the last successful writes of this ref and its alias refs.
     pub fn last_refresh(&self) -> Instant {
-        self.alias.as_ref().map_or(self.last_refresh, |alias| {
-            alias.last_refresh().min(self.last_refresh)
-        })
+        self.aliases
+            .iter()
+            .map(|alias| alias.last_refresh)
+            .fold(self.last_refresh, Instant::min)
     }
 
-    /// The ref every spelling of the repository shares, when it is not this one.
-    pub fn alias_ref_name(&self) -> Option<&str> {
-        self.alias.as_deref().map(HeldLock::ref_name)
+    /// The refs every spelling of the repository shares, other than this one.
+    pub fn alias_ref_names(&self) -> impl Iterator<Item = &str> {
+        self.aliases.iter().map(HeldLock::ref_name)
     }
 
-    /// True once a refresh found the ref (or its alias ref) taken over, or no refresh has
+    /// True once a refresh found the ref (or an alias ref) taken over, or no refresh has
     /// succeeded for longer than the TTL. The caller must then stop landing: another
     /// daemon may own the lane.
     pub fn is_lost(&self, now: Instant) -> bool {
-        self.own_lost(now) || self.alias.as_ref().is_some_and(|alias| alias.is_lost(now))
+        self.own_lost(now) || self.aliases.iter().any(|alias| alias.own_lost(now))
     }
 
     fn own_lost(&self, now: Instant) -> bool {
@@ -273,7 +274,7 @@ impl HeldLock {
         match &self.stolen {
             Some(StolenTo(None)) => Some(gstack_text::LOCK_REF_DISAPPEARED),
             Some(StolenTo(Some(_))) => Some(gstack_text::LOCK_NOT_OWNED),
-            None => match self.alias.as_deref().and_then(HeldLock::loss) {
+            None => match self.aliases.iter().find_map(HeldLock::loss) {
                 Some(loss) => Some(loss),
                 None if self.is_lost(Instant::now()) => Some(gstack_text::LOCK_HEARTBEAT_FAILED),
                 None => None,
@@ -287,9 +288,10 @@ impl HeldLock {
             return Duration::ZERO;
         }
         let own = (self.last_refresh + self.ttl).saturating_duration_since(now);
-        self.alias
-            .as_ref()
-            .map_or(own, |alias| alias.time_until_lost(now).min(own))
+        self.aliases
+            .iter()
+            .map(|alias| alias.time_until_lost(now))
+            .fold(own, Duration::min)
     }
 }
 
@@ -543,9 +545,10 @@ impl LockClient {
     /// time, [`crate::ownership::gone_owner`]) → take it over with a compare-and-swap
     /// against the sha read.
     ///
-    /// When the repository has an alias ref ([`alias_lock_ref`]) that is taken first, then
-    /// gstack's ref; the answer is the first that is not [`Acquire::Acquired`] (the alias
-    /// lock is then given back), or both held as one [`HeldLock`].
+    /// gstack's ref and the refs every spelling of the repository shares are taken in the
+    /// order of [`lane_lock_refs`]; the answer is the first that is not
+    /// [`Acquire::Acquired`] (the locks taken are then given back), or all held as one
+    /// [`HeldLock`] on gstack's ref.
     pub fn acquire(
         &self,
         origin_url: &str,
@@ -554,27 +557,28 @@ impl LockClient {
         repo_path: &Path,
     ) -> Result<Acquire, LockError> {
         let ref_name = checked_lock_ref(lane)?;
-        let alias = match alias_lock_ref(origin_url, lane) {
-            None => None,
-            Some(alias_ref) => {
-                match self.acquire_ref(origin_url, alias_ref, lane, owner_id, repo_path)? {
-                    Acquire::Acquired(held) => Some(held),
-                    other => return Ok(other),
+        let mut taken: Vec<HeldLock> = Vec::new();
+        for lock_ref in lane_lock_refs(origin_url, lane) {
+            match self.acquire_ref(origin_url, lock_ref, lane, owner_id, repo_path) {
+                Ok(Acquire::Acquired(held)) => taken.push(held),
+                other => {
+                    self.release_aliases(&taken);
+                    return other;
                 }
             }
-        };
-        let outcome = self.acquire_ref(origin_url, ref_name, lane, owner_id, repo_path);
-        match (outcome, alias) {
-            (Ok(Acquire::Acquired(mut held)), alias) => {
-                held.alias = alias.map(Box::new);
-                Ok(Acquire::Acquired(held))
-            }
-            (other, Some(alias)) => {
-                self.release_alias(&alias);
-                other
-            }
-            (other, None) => other,
         }
+        // `lane_lock_refs` always holds gstack's ref; were it missing, the lane would not
+        // be held as gstack knows it, so nothing is kept.
+        let Some(own) = taken.iter().position(|held| held.ref_name == ref_name) else {
+            self.release_aliases(&taken);
+            return Err(LockError::InvalidRef {
+                ref_name,
+                problem: "not among the lane's lock refs",
+            });
+        };
+        let mut held = taken.remove(own);
+        held.aliases = taken;
+        Ok(Acquire::Acquired(held))
     }
 
     fn acquire_ref(
@@ -704,15 +708,15 @@ impl LockClient {
     /// landing must stop even if nobody took the lane yet. Transport errors and rejections
     /// leave `held` untouched; the TTL decides when they amount to a loss.
     ///
-    /// The alias ref, if any, is refreshed too; an error of gstack's ref is returned
-    /// before one of the alias ref's.
+    /// The alias refs are refreshed too; an error of gstack's ref is returned before one
+    /// of the alias refs'.
     pub fn heartbeat(&self, held: &mut HeldLock) -> Result<(), LockError> {
-        let alias = match held.alias.as_deref_mut() {
-            Some(alias) => self.refresh(alias),
-            None => Ok(()),
-        };
+        let mut aliases = Ok(());
+        for alias in &mut held.aliases {
+            aliases = aliases.and(self.refresh(alias));
+        }
         let own = self.refresh(held);
-        own.and(alias)
+        own.and(aliases)
     }
 
     fn refresh(&self, held: &mut HeldLock) -> Result<(), LockError> {
@@ -785,16 +789,22 @@ impl LockClient {
 
     /// Deletes our lock if the ref still points at our commit; anything else is left alone.
     /// Call it on every path out of a landing (after stopping the [`Heartbeat`]).
-    /// The alias ref, if any, is released after gstack's ref, the same way.
+    /// The alias refs are released after gstack's ref, the same way, in the reverse of
+    /// the order they were taken.
     pub fn release(&self, held: &HeldLock) -> Result<Released, LockError> {
         let released = self.delete_if_at(&held.origin_url, &held.ref_name, held.sha);
-        if let Some(alias) = &held.alias {
-            self.release_alias(alias);
-        }
+        self.release_aliases(&held.aliases);
         released
     }
 
-    /// Gives an alias lock back; a failure is logged (the lock then expires on its TTL).
+    /// Gives alias locks back, the last taken first; a failure is logged (the lock then
+    /// expires on its TTL).
+    fn release_aliases(&self, aliases: &[HeldLock]) {
+        for alias in aliases.iter().rev() {
+            self.release_alias(alias);
+        }
+    }
+
     fn release_alias(&self, alias: &HeldLock) {
         match self.delete_if_at(&alias.origin_url, &alias.ref_name, alias.sha) {
             Ok(Released::Deleted | Released::AlreadyGone) => {}
@@ -1027,7 +1037,7 @@ impl LockClient {
             ttl: self.settings.ttl,
             last_refresh: started,
             stolen: None,
-            alias: None,
+            aliases: Vec::new(),
         }
     }
 
@@ -1257,7 +1267,7 @@ mod tests {
             ttl: Duration::from_secs(10),
             last_refresh: start,
             stolen: None,
-            alias: None,
+            aliases: Vec::new(),
         };
         assert!(!held.is_lost(start + Duration::from_secs(10)));
         assert!(held.is_lost(start + Duration::from_millis(10_001)));

@@ -110,7 +110,7 @@ fn lock_commands_refuse_a_repo_outside_the_allowlist() {
         ));
 }
 
-/// review2: `berth lock release --force` appends to `<berth dir>/lock-releases.jsonl`
+/// `berth lock release --force` appends to `<berth dir>/lock-releases.jsonl`
 /// with a plain open: it writes through a symlink planted there (into any file the user
 /// can write), would block forever on a FIFO, and creates the file with the umask's mode.
 /// Every other file in berth's dir goes through `atomic_file::open_append_private`.
