@@ -79,17 +79,24 @@ pub struct RunCache {
     entries: Mutex<HashMap<PathBuf, Remembered>>,
 }
 
+/// What [`RunCache::answer`] gives: the outcome, and whether the detectors ran for it (a
+/// pass over unchanged runs runs none; the watch report counts them).
+pub struct Answer {
+    pub outcome: Arc<RunOutcome>,
+    pub detectors_ran: bool,
+}
+
 impl RunCache {
     /// The outcome of the detectors over the run of `file` (whose state is `state`),
     /// remembered from an earlier pass when nothing they read changed since.
-    pub fn outcome(
+    pub fn answer(
         &self,
         file: &Path,
         state: &Arc<Document>,
         set: &RuleSet,
         learned: &LearnedSet,
         budget: &mut Budget,
-    ) -> Arc<RunOutcome> {
+    ) -> Answer {
         let start = ReadStart::now();
         let paths = AttachedPaths::of(state.value(), Some(file), None, None);
         let inputs = Inputs {
@@ -111,7 +118,10 @@ impl RunCache {
                 && Arc::ptr_eq(&last.state, state)
                 && last.inputs == inputs
             {
-                return Arc::clone(&last.outcome);
+                return Answer {
+                    outcome: Arc::clone(&last.outcome),
+                    detectors_ran: false,
+                };
             }
             last.map(|last| last.sightings)
         };
@@ -139,7 +149,10 @@ impl RunCache {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(file.to_owned(), remembered);
-        outcome
+        Answer {
+            outcome,
+            detectors_ran: true,
+        }
     }
 
     /// Forgets every run not in `paths` (removed since, or no longer a state file).

@@ -33,6 +33,8 @@ pub struct WatchReport {
     pub runs: usize,
     /// State files parsed on this pass (the others had not changed since the last one).
     pub parsed: usize,
+    /// Runs whose detectors ran on this pass (the others' inputs had not changed).
+    pub detected: usize,
     /// The learned pattern that used up this pass's matching budget, if one did.
     pub learned_budget: Option<LearnedBudget>,
     pub emitted: Vec<String>,
@@ -190,7 +192,9 @@ pub fn watch_runs(
             }
         };
         report.runs += 1;
-        let outcome = RUN_CACHE.outcome(&file, &state, set, learned, &mut budget);
+        let answer = RUN_CACHE.answer(&file, &state, set, learned, &mut budget);
+        report.detected += usize::from(answer.detectors_ran);
+        let outcome = answer.outcome;
         report.problems.extend(outcome.errors.iter().cloned());
         let run_ref = outcome.run_ref(state.value());
         let events: Vec<HaltEvent> = outcome

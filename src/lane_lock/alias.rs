@@ -8,13 +8,14 @@
 //! - inside one daemon, tells lanes apart by [`lane_key`] (the repository as
 //!   [`crate::identity::alias_key`] finds it, and the base branch), so it never runs two
 //!   aliases of one lane at once;
-//! - across daemons, first takes a second lock ref that every spelling shares
-//!   ([`alias_lock_ref`]): for a local origin a ref of the repository itself,
-//!   `refs/gstack/release-locks/+repo/<base>` (every path that reaches the bare repo reaches
-//!   that ref, so even aliases berth cannot see, such as another host's mount, meet there;
-//!   `safe_key` never yields `+`, so no gstack identity names it); for a network origin
-//!   the gstack ref of the canonical spelling (GitHub: lower case), when the spelling is
-//!   not already it.
+//! - across daemons, also takes the lock refs every spelling shares ([`lane_lock_refs`]):
+//!   `refs/gstack/release-locks/+repo/<base>` in the repository itself, whatever the
+//!   transport (every path or URL that reaches the repository reaches that ref, so even
+//!   aliases berth cannot see meet there: another host's mount, a network URL to a bare
+//!   repo another berth reaches by its path, two host names of one server; `safe_key`
+//!   never yields `+`, so no gstack identity names it); and, for a network origin whose
+//!   spelling is not the canonical one (GitHub: lower case), the gstack ref of the
+//!   canonical spelling, where a gstack daemon using that spelling meets berth.
 
 use super::{LOCK_REF_PREFIX, Lane, cas, lock_ref_name};
 use crate::identity::alias_key;
@@ -32,20 +33,31 @@ pub fn lane_key(lane: &Lane) -> String {
     })
 }
 
-/// The lock ref shared by every spelling of `lane`'s repository reached through
-/// `origin_url`, taken before gstack's ref; `None` when gstack's ref already is it.
-pub fn alias_lock_ref(origin_url: &str, lane: &Lane) -> Option<String> {
+/// Every lock ref berth takes for `lane` reached through `origin_url`, in the order it
+/// takes them: gstack's ref for this spelling ([`lock_ref_name`]) and the refs every
+/// spelling shares: the repository's own `+repo` ref, and for a network origin whose
+/// spelling is not the canonical one, the canonical spelling's gstack ref. A local
+/// origin's `+repo` ref comes first (no gstack daemon can hold it, so it decides between
+/// berths at once); a network origin's comes after gstack's ref, so contenders with one
+/// spelling still meet, and are told the holder, at gstack's ref.
+pub fn lane_lock_refs(origin_url: &str, lane: &Lane) -> Vec<String> {
+    let own = lock_ref_name(lane);
+    let repo_ref = format!(
+        "{LOCK_REF_PREFIX}{LOCAL_REPO_KEY}/{}",
+        safe_key(&lane.base_branch)
+    );
     if cas::local_path(origin_url).is_some() {
-        return Some(format!(
-            "{LOCK_REF_PREFIX}{LOCAL_REPO_KEY}/{}",
-            safe_key(&lane.base_branch)
-        ));
+        return vec![repo_ref, own];
     }
     let canonical = lock_ref_name(&Lane {
         repo_identity: alias_key(&lane.repo_identity),
         base_branch: lane.base_branch.clone(),
     });
-    (canonical != lock_ref_name(lane)).then_some(canonical)
+    if canonical == own {
+        vec![own, repo_ref]
+    } else {
+        vec![canonical, own, repo_ref]
+    }
 }
 
 #[cfg(test)]
@@ -63,24 +75,34 @@ mod tests {
     fn spellings_share_one_alias_ref() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_str().unwrap();
-        let local = alias_lock_ref(path, &lane(path)).unwrap();
-        assert_eq!(local, "refs/gstack/release-locks/+repo/release-2.x");
-        assert!(git2::Reference::is_valid_name(&local));
+        let repo = "refs/gstack/release-locks/+repo/release-2.x";
+        assert!(git2::Reference::is_valid_name(repo));
+        assert_eq!(
+            lane_lock_refs(path, &lane(path)),
+            [repo.to_owned(), lock_ref_name(&lane(path))]
+        );
         let url = format!("file://{path}");
         assert_eq!(
-            alias_lock_ref(&url, &lane(&format!("file:{path}"))),
-            Some(local)
+            lane_lock_refs(&url, &lane(&format!("file:{path}")))[0],
+            repo
         );
 
         let upper = lane("github.com/Acme/Widget");
         assert_eq!(
-            alias_lock_ref("git@github.com:Acme/Widget.git", &upper).as_deref(),
-            Some("refs/gstack/release-locks/github.com-acme-widget/release-2.x")
+            lane_lock_refs("git@github.com:Acme/Widget.git", &upper),
+            [
+                "refs/gstack/release-locks/github.com-acme-widget/release-2.x",
+                "refs/gstack/release-locks/github.com-Acme-Widget/release-2.x",
+                repo,
+            ]
         );
         let lower = lane("github.com/acme/widget");
         assert_eq!(
-            alias_lock_ref("git@github.com:acme/widget.git", &lower),
-            None
+            lane_lock_refs("git@github.com:acme/widget.git", &lower),
+            [
+                "refs/gstack/release-locks/github.com-acme-widget/release-2.x",
+                repo
+            ]
         );
         assert_eq!(lane_key(&upper), lane_key(&lower));
         assert_eq!(lane_key(&lower), lock_ref_name(&lower));

@@ -172,7 +172,8 @@ pub(super) fn ref_lock_path(origin: &Repository, ref_name: &str) -> PathBuf {
 /// Its age is measured on the clock that stamped it, the file system's: `writers` is
 /// touched (`UTIME_NOW`, which an NFS client leaves to the server's clock) and the two
 /// modification times compared. So a file server whose clock is behind this host's never
-/// makes a live writer's `.lock` look old. Without that clock (`writers` opened read-only,
+/// makes a live writer's `.lock` look old. One as far ahead of that clock as a leftover's
+/// age is taken for a leftover too, never for a young file. Without that clock (`writers` opened read-only,
 /// another user's file) nothing is removed.
 fn clear(origin: &Repository, ref_name: &str, writers: &File) {
     let path = ref_lock_path(origin, ref_name);
@@ -200,10 +201,15 @@ fn clear(origin: &Repository, ref_name: &str, writers: &File) {
             return;
         }
     };
+    // A live writer stamps its `.lock` with this clock's now: one ahead of it by as much as
+    // a leftover's age (a clock stepped back, a `touch -d`) is no live writer's either.
     let age = meta
         .modified()
         .ok()
-        .and_then(|at| now.duration_since(at).ok())
+        .map(|at| {
+            now.duration_since(at)
+                .unwrap_or_else(|ahead| ahead.duration())
+        })
         .unwrap_or_default();
     if age < LEFTOVER_AGE {
         return;
@@ -306,6 +312,31 @@ mod tests {
         assert!(
             leftover.exists(),
             "a leftover was cleared without the writers' lock"
+        );
+    }
+
+    /// A `.lock` file whose mtime is a year ahead (a clock stepped back, a `touch -d`) is
+    /// no live writer's: it must not block the lane until the clock catches up.
+    #[test]
+    fn a_leftover_with_a_future_mtime_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let origin = Repository::init_bare(dir.path().join("o.git")).unwrap();
+        let ref_name = "refs/gstack/release-locks/a/main";
+        let leftover = ref_lock_path(&origin, ref_name);
+        std::fs::create_dir_all(leftover.parent().unwrap()).unwrap();
+        std::fs::write(&leftover, "").unwrap();
+        let ahead = SystemTime::now() + Duration::from_secs(365 * 24 * 3600);
+        File::options()
+            .write(true)
+            .open(&leftover)
+            .unwrap()
+            .set_modified(ahead)
+            .unwrap();
+        let writers = before_write(&origin, ref_name).unwrap();
+        assert!(writers._held.is_some());
+        assert!(
+            !leftover.exists(),
+            "a .lock file a year ahead of the clock was left blocking the lane"
         );
     }
 }

@@ -33,11 +33,17 @@
 //! # Ok(()) }
 //! ```
 
+mod acquire;
 mod alias;
 mod cas;
+mod error;
 mod heartbeat;
+mod held;
 mod leftover;
+mod listing;
 mod payload;
+mod refresh;
+mod release;
 mod scratch_pool;
 pub mod survey;
 mod transport;
@@ -54,9 +60,15 @@ use crate::clock;
 use crate::gstack_text;
 use crate::safe_key::safe_key;
 
-pub use alias::{alias_lock_ref, lane_key};
+pub use alias::{lane_key, lane_lock_refs};
 pub use cas::LockWrite;
+pub use error::LockError;
+pub use held::HeldLock;
+pub use listing::{ListedLock, LockListing};
+
+use acquire::holder_gone;
 pub use heartbeat::{Heartbeat, LockWatch};
+use held::StolenTo;
 pub use leftover::{LEFTOVER_AGE, LEFTOVERS_REMOVED};
 pub use payload::{LOCK_SUBJECT, LockPayload};
 
@@ -170,8 +182,8 @@ pub enum Acquire {
     /// The lane is ours; keep it fresh with [`LockClient::heartbeat`] or [`Heartbeat`].
     Acquired(HeldLock),
     /// Someone holds a live lock: skip the lane until `holder.expires_at`.
-    /// `ref_name` is the ref found held: gstack's, or the one every spelling of the
-    /// repository shares ([`alias_lock_ref`]).
+    /// `ref_name` is the ref found held: gstack's, or one every spelling of the
+    /// repository shares ([`lane_lock_refs`]).
     HeldElsewhere {
         holder: LockPayload,
         sha: String,
@@ -191,220 +203,6 @@ pub enum Released {
     AlreadyGone,
     /// The ref points at another commit (someone took the lane over); it was left alone.
     NotOurs { now_sha: String },
-}
-
-/// A lock this process holds.
-///
-/// Cloning gives a snapshot: refresh one copy only, or the other will release with a stale
-/// sha (which is safe — it is then reported [`Released::NotOurs`] and nothing is deleted).
-#[derive(Debug, Clone)]
-pub struct HeldLock {
-    origin_url: String,
-    ref_name: String,
-    lane: Lane,
-    sha: Oid,
-    payload: LockPayload,
-    ttl: Duration,
-    /// Start of the last successful write: the remote's `expiresAt` is at least `ttl` after
-    /// it, so treating the lock as lost at `last_refresh + ttl` never outlives the remote.
-    last_refresh: Instant,
-    /// Set when a refresh saw the ref pointing elsewhere: ownership is gone for good.
-    stolen: Option<StolenTo>,
-    /// The lock on the ref every spelling of the repository shares ([`alias_lock_ref`]),
-    /// taken first, refreshed and released with this one; the lane is held only while
-    /// both are.
-    alias: Option<Box<HeldLock>>,
-}
-
-/// What the ref held when a refresh found it no longer ours (`None`: it was deleted).
-#[derive(Debug, Clone)]
-struct StolenTo(Option<String>);
-
-impl HeldLock {
-    pub fn origin_url(&self) -> &str {
-        &self.origin_url
-    }
-
-    pub fn ref_name(&self) -> &str {
-        &self.ref_name
-    }
-
-    pub fn lane(&self) -> &Lane {
-        &self.lane
-    }
-
-    /// The lock commit the ref pointed at after our last successful write.
-    pub fn sha(&self) -> String {
-        self.sha.to_string()
-    }
-
-    /// The payload of our last successful write.
-    pub fn payload(&self) -> &LockPayload {
-        &self.payload
-    }
-
-    /// The older of the last successful writes of this ref and its alias ref.
-    pub fn last_refresh(&self) -> Instant {
-        self.alias.as_ref().map_or(self.last_refresh, |alias| {
-            alias.last_refresh().min(self.last_refresh)
-        })
-    }
-
-    /// The ref every spelling of the repository shares, when it is not this one.
-    pub fn alias_ref_name(&self) -> Option<&str> {
-        self.alias.as_deref().map(HeldLock::ref_name)
-    }
-
-    /// True once a refresh found the ref (or its alias ref) taken over, or no refresh has
-    /// succeeded for longer than the TTL. The caller must then stop landing: another
-    /// daemon may own the lane.
-    pub fn is_lost(&self, now: Instant) -> bool {
-        self.own_lost(now) || self.alias.as_ref().is_some_and(|alias| alias.is_lost(now))
-    }
-
-    fn own_lost(&self, now: Instant) -> bool {
-        self.stolen.is_some() || now.saturating_duration_since(self.last_refresh) > self.ttl
-    }
-
-    /// Why ownership is lost, in gstack's words (`release lock ref disappeared`, `release
-    /// lock is no longer owned by this daemon`, or `release lock heartbeat failed` when no
-    /// refresh succeeded within the TTL); `None` while the lock is ours.
-    pub fn loss(&self) -> Option<&'static str> {
-        match &self.stolen {
-            Some(StolenTo(None)) => Some(gstack_text::LOCK_REF_DISAPPEARED),
-            Some(StolenTo(Some(_))) => Some(gstack_text::LOCK_NOT_OWNED),
-            None => match self.alias.as_deref().and_then(HeldLock::loss) {
-                Some(loss) => Some(loss),
-                None if self.is_lost(Instant::now()) => Some(gstack_text::LOCK_HEARTBEAT_FAILED),
-                None => None,
-            },
-        }
-    }
-
-    /// Time left before [`HeldLock::is_lost`] turns true if no refresh succeeds.
-    pub fn time_until_lost(&self, now: Instant) -> Duration {
-        if self.stolen.is_some() {
-            return Duration::ZERO;
-        }
-        let own = (self.last_refresh + self.ttl).saturating_duration_since(now);
-        self.alias
-            .as_ref()
-            .map_or(own, |alias| alias.time_until_lost(now).min(own))
-    }
-}
-
-/// One lock found on the remote by [`LockClient::list`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockListing {
-    pub ref_name: String,
-    pub sha: String,
-    pub state: ListedLock,
-}
-
-/// What a listed lock means right now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListedLock {
-    Live(LockPayload),
-    /// Not expired, but held by a berth on this host whose process is gone: the next
-    /// acquire takes it over at once.
-    HolderGone {
-        payload: LockPayload,
-        reason: String,
-    },
-    Expired(LockPayload),
-    Unreadable {
-        reason: String,
-    },
-}
-
-/// Everything that can go wrong; each message names the ref (and lane) and what to do.
-/// URLs in messages have any password or token replaced by `***`.
-#[derive(Debug, thiserror::Error)]
-pub enum LockError {
-    #[error("lane lock settings {settings:?} are invalid: {problem}")]
-    InvalidSettings {
-        settings: LockSettings,
-        problem: &'static str,
-    },
-    #[error(
-        "{ref_name:?} is not a usable lane lock ref: {problem}; check the repo identity and base branch (or the ref given to force-release)"
-    )]
-    InvalidRef {
-        ref_name: String,
-        problem: &'static str,
-    },
-    #[error(
-        "{sha:?} is not a full 40-hex commit id; pass the sha exactly as the lock listing shows it"
-    )]
-    InvalidSha { sha: String },
-    #[error(
-        "lane lock scratch dir {}: {source}; berth needs a private directory it can write in its state dir",
-        path.display()
-    )]
-    Scratch {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// `what` is gstack's words for it where gstack has them.
-    #[error(
-        "{what} for {ref_name}: {source}; this is a local libgit2 problem, check berth's state dir"
-    )]
-    LocalGit {
-        what: &'static str,
-        ref_name: String,
-        #[source]
-        source: git2::Error,
-    },
-    #[error(
-        "{op} of lane lock {ref_name} on {url} failed: {source}; the lock state is unknown and nothing was assumed: skip the lane and retry later, and check the network and credentials if it persists"
-    )]
-    Remote {
-        op: &'static str,
-        ref_name: String,
-        url: String,
-        #[source]
-        source: git2::Error,
-    },
-    #[error(
-        "{url} rejected the {op} of lane lock {ref_name}: {status}; the lock was not updated (it stays valid until its expiresAt), retry on the next heartbeat"
-    )]
-    Rejected {
-        op: &'static str,
-        ref_name: String,
-        url: String,
-        status: String,
-    },
-    #[error(
-        "lane lock {ref_name} on {url} is no longer ours: it now {}; stop the landing, another daemon or an operator took the lane",
-        now_sha.as_deref().map_or_else(|| "does not exist".to_owned(), |sha| format!("points at {sha}"))
-    )]
-    Stolen {
-        ref_name: String,
-        url: String,
-        now_sha: Option<String>,
-    },
-    #[error(
-        "lane lock {ref_name} on {url} was not refreshed for longer than its TTL ({ttl:?}): ownership is lost; stop the landing and release the lock"
-    )]
-    Lost {
-        ref_name: String,
-        url: String,
-        ttl: Duration,
-    },
-    /// `why` is gstack's words for the last failed step (`lock already held`, `stale lock
-    /// steal failed`), or says which operation it was.
-    #[error(
-        "{why}: lane lock {ref_name} on {url}: {op} did not settle in {attempts} attempts (last: {last}); the ref kept changing or the remote kept refusing the update: skip the lane this tick, and if it persists check push rights to refs/gstack/release-locks/"
-    )]
-    Contended {
-        why: &'static str,
-        op: &'static str,
-        ref_name: String,
-        url: String,
-        attempts: u32,
-        last: String,
-    },
 }
 
 /// Makes and updates lane locks. Cheap to share (`Arc`) across threads: every operation
@@ -453,30 +251,6 @@ impl Target<'_> {
             url: redact_url(self.url),
             attempts: MAX_ATTEMPTS,
             last,
-        }
-    }
-}
-
-/// Why a lock's holder is known to be gone (a dead berth process of this host).
-fn holder_gone(lock: &ReadLock) -> Option<String> {
-    crate::ownership::gone_owner(&lock.payload.owner_id)
-}
-
-/// [`holder_gone`], once nothing the holder started still runs on this host: a step's
-/// child that left its group outlives the holder and its guard, so every process marked
-/// as the holder's is killed first ([`crate::runner::end_gone_owners_processes`]). A
-/// holder whose processes cannot all be seen is not taken for gone: its lock waits for
-/// its TTL.
-fn holder_gone_and_stopped(lock: &ReadLock) -> Option<String> {
-    let why = holder_gone(lock)?;
-    match crate::runner::end_gone_owners_processes(&lock.payload.owner_id) {
-        Ok(_) => Some(why),
-        Err(e) => {
-            tracing::warn!(
-                holder = lock.payload.owner_id,
-                "a lane lock's holder is gone, but not all it started can be seen to be: waiting for the lock's TTL: {e}"
-            );
-            None
         }
     }
 }
@@ -533,395 +307,6 @@ impl LockClient {
     #[doc(hidden)]
     pub fn set_write_hook(&mut self, hook: cas::WriteHookFn) {
         self.hook = WriteHook::new(hook);
-    }
-
-    /// Takes the lane's lock, or says who holds it.
-    ///
-    /// Absent ref: create it (fails if someone created it first, then re-reads). Present:
-    /// fetch and read it; unreadable → [`Acquire::Unreadable`]; live → [`Acquire::HeldElsewhere`];
-    /// expired, or held by a berth of this host whose process is gone (pid and start
-    /// time, [`crate::ownership::gone_owner`]) → take it over with a compare-and-swap
-    /// against the sha read.
-    ///
-    /// When the repository has an alias ref ([`alias_lock_ref`]) that is taken first, then
-    /// gstack's ref; the answer is the first that is not [`Acquire::Acquired`] (the alias
-    /// lock is then given back), or both held as one [`HeldLock`].
-    pub fn acquire(
-        &self,
-        origin_url: &str,
-        lane: &Lane,
-        owner_id: &str,
-        repo_path: &Path,
-    ) -> Result<Acquire, LockError> {
-        let ref_name = checked_lock_ref(lane)?;
-        let alias = match alias_lock_ref(origin_url, lane) {
-            None => None,
-            Some(alias_ref) => {
-                match self.acquire_ref(origin_url, alias_ref, lane, owner_id, repo_path)? {
-                    Acquire::Acquired(held) => Some(held),
-                    other => return Ok(other),
-                }
-            }
-        };
-        let outcome = self.acquire_ref(origin_url, ref_name, lane, owner_id, repo_path);
-        match (outcome, alias) {
-            (Ok(Acquire::Acquired(mut held)), alias) => {
-                held.alias = alias.map(Box::new);
-                Ok(Acquire::Acquired(held))
-            }
-            (other, Some(alias)) => {
-                self.release_alias(&alias);
-                other
-            }
-            (other, None) => other,
-        }
-    }
-
-    fn acquire_ref(
-        &self,
-        origin_url: &str,
-        ref_name: String,
-        lane: &Lane,
-        owner_id: &str,
-        repo_path: &Path,
-    ) -> Result<Acquire, LockError> {
-        let target = Target {
-            url: origin_url,
-            ref_name: &ref_name,
-        };
-        let scratch = self.scratch()?;
-        let mut last = String::new();
-        // gstack's words for the step that failed last.
-        let mut why = gstack_text::LOCK_ALREADY_HELD;
-        for attempt in 0..MAX_ATTEMPTS {
-            backoff(attempt);
-            // Create: only where the ref is absent.
-            let (sha, payload, started) =
-                self.write_new_lock(&scratch, &target, lane, owner_id, repo_path)?;
-            let outcome = self
-                .swap(
-                    &scratch,
-                    &target,
-                    LockWrite::Create,
-                    Expect::Absent,
-                    Some(sha),
-                )
-                .map_err(|e| target.remote_error("create", e))?;
-            match outcome {
-                PushOutcome::Applied => {
-                    return Ok(Acquire::Acquired(
-                        self.held(&target, lane, sha, payload, started),
-                    ));
-                }
-                PushOutcome::Rejected { status } => {
-                    (why, last) = (
-                        gstack_text::LOCK_ALREADY_HELD,
-                        format!("create rejected: {status}"),
-                    );
-                    continue;
-                }
-                PushOutcome::Refused { .. } => {}
-            }
-            let (current, read) = match read_remote_lock(&scratch, &target)? {
-                RemoteLock::Absent => {
-                    (why, last) = (
-                        gstack_text::LOCK_ALREADY_HELD,
-                        "the lock vanished while being read".to_owned(),
-                    );
-                    continue;
-                }
-                RemoteLock::Present { sha, read } => (sha, read),
-            };
-            let expired = match read {
-                Err(reason) => {
-                    return Ok(Acquire::Unreadable {
-                        sha: current.to_string(),
-                        reason: reason.to_string(),
-                    });
-                }
-                Ok(lock) => lock,
-            };
-            match holder_gone_and_stopped(&expired) {
-                _ if !expired.is_live_at(clock::now()) => tracing::info!(
-                    ref_name,
-                    holder = expired.payload.owner_id,
-                    expired_at = expired.payload.expires_at,
-                    "taking over an expired lane lock"
-                ),
-                // A crashed berth on this host: recovered by this start, not by the TTL.
-                Some(why) => tracing::warn!(
-                    ref_name,
-                    holder = expired.payload.owner_id,
-                    "taking over a live lane lock whose holder is gone: {why}"
-                ),
-                None => {
-                    return Ok(Acquire::HeldElsewhere {
-                        holder: expired.payload,
-                        sha: current.to_string(),
-                        ref_name,
-                    });
-                }
-            }
-            let (sha, payload, started) =
-                self.write_new_lock(&scratch, &target, lane, owner_id, repo_path)?;
-            let outcome = self
-                .swap(
-                    &scratch,
-                    &target,
-                    LockWrite::Takeover,
-                    Expect::At(current),
-                    Some(sha),
-                )
-                .map_err(|e| target.remote_error("takeover", e))?;
-            match outcome {
-                PushOutcome::Applied => {
-                    return Ok(Acquire::Acquired(
-                        self.held(&target, lane, sha, payload, started),
-                    ));
-                }
-                PushOutcome::Refused { advertised } => {
-                    (why, last) = (
-                        gstack_text::STALE_STEAL_FAILED,
-                        format!("takeover lost: the lock moved from {current} to {advertised}"),
-                    );
-                }
-                PushOutcome::Rejected { status } => {
-                    (why, last) = (
-                        gstack_text::STALE_STEAL_FAILED,
-                        format!("takeover rejected: {status}"),
-                    );
-                }
-            }
-        }
-        Err(target.contended(why, "acquire", last))
-    }
-
-    /// Rewrites our lock with `expiresAt = now + ttl`, compare-and-swap against our sha.
-    ///
-    /// On success `held` records the new sha and refresh time. If the ref points elsewhere
-    /// the lock is marked stolen ([`LockError::Stolen`], and [`HeldLock::is_lost`] is true
-    /// from then on). A lock already lost is never refreshed ([`LockError::Lost`]): the
-    /// landing must stop even if nobody took the lane yet. Transport errors and rejections
-    /// leave `held` untouched; the TTL decides when they amount to a loss.
-    ///
-    /// The alias ref, if any, is refreshed too; an error of gstack's ref is returned
-    /// before one of the alias ref's.
-    pub fn heartbeat(&self, held: &mut HeldLock) -> Result<(), LockError> {
-        let alias = match held.alias.as_deref_mut() {
-            Some(alias) => self.refresh(alias),
-            None => Ok(()),
-        };
-        let own = self.refresh(held);
-        own.and(alias)
-    }
-
-    fn refresh(&self, held: &mut HeldLock) -> Result<(), LockError> {
-        let target = Target {
-            url: &held.origin_url,
-            ref_name: &held.ref_name,
-        };
-        if let Some(StolenTo(now_sha)) = &held.stolen {
-            return Err(LockError::Stolen {
-                ref_name: held.ref_name.clone(),
-                url: redact_url(&held.origin_url),
-                now_sha: now_sha.clone(),
-            });
-        }
-        if held.own_lost(Instant::now()) {
-            return Err(LockError::Lost {
-                ref_name: held.ref_name.clone(),
-                url: redact_url(&held.origin_url),
-                ttl: held.ttl,
-            });
-        }
-        let scratch = self.scratch()?;
-        let started = Instant::now();
-        // Like gstack's refresh, re-stamp `createdAt` too: it reads as "last refreshed at".
-        let now = clock::now();
-        let payload = LockPayload {
-            created_at: Some(clock::iso(now)),
-            expires_at: clock::iso(now + self.chrono_ttl()),
-            ..held.payload.clone()
-        };
-        let sha = write_commit(
-            &scratch,
-            &target,
-            &payload,
-            gstack_text::HEARTBEAT_COMMIT_FAILED,
-        )?;
-        let outcome = self
-            .swap(
-                &scratch,
-                &target,
-                LockWrite::Refresh,
-                Expect::At(held.sha),
-                Some(sha),
-            )
-            .map_err(|e| target.remote_error("refresh", e))?;
-        match outcome {
-            PushOutcome::Applied => {
-                held.sha = sha;
-                held.payload = payload;
-                held.last_refresh = started;
-                Ok(())
-            }
-            PushOutcome::Refused { advertised } => {
-                let now_sha = (!advertised.is_zero()).then(|| advertised.to_string());
-                held.stolen = Some(StolenTo(now_sha.clone()));
-                Err(LockError::Stolen {
-                    ref_name: held.ref_name.clone(),
-                    url: redact_url(&held.origin_url),
-                    now_sha,
-                })
-            }
-            PushOutcome::Rejected { status } => Err(LockError::Rejected {
-                op: "refresh",
-                ref_name: held.ref_name.clone(),
-                url: redact_url(&held.origin_url),
-                status,
-            }),
-        }
-    }
-
-    /// Deletes our lock if the ref still points at our commit; anything else is left alone.
-    /// Call it on every path out of a landing (after stopping the [`Heartbeat`]).
-    /// The alias ref, if any, is released after gstack's ref, the same way.
-    pub fn release(&self, held: &HeldLock) -> Result<Released, LockError> {
-        let released = self.delete_if_at(&held.origin_url, &held.ref_name, held.sha);
-        if let Some(alias) = &held.alias {
-            self.release_alias(alias);
-        }
-        released
-    }
-
-    /// Gives an alias lock back; a failure is logged (the lock then expires on its TTL).
-    fn release_alias(&self, alias: &HeldLock) {
-        match self.delete_if_at(&alias.origin_url, &alias.ref_name, alias.sha) {
-            Ok(Released::Deleted | Released::AlreadyGone) => {}
-            Ok(Released::NotOurs { now_sha }) => tracing::warn!(
-                ref_name = alias.ref_name,
-                now_sha,
-                "the repository's alias lane lock was taken over; left alone"
-            ),
-            Err(e) => tracing::warn!("could not release the repository's alias lane lock: {e}"),
-        }
-    }
-
-    /// Every lock under `refs/gstack/release-locks/` on `origin_url`, sorted by ref, with its
-    /// payload (or why it cannot be read) and whether it is live now.
-    pub fn list(&self, origin_url: &str) -> Result<Vec<LockListing>, LockError> {
-        let target = Target {
-            url: origin_url,
-            ref_name: LOCK_REF_PREFIX,
-        };
-        // A repository of its own, never pooled: its `READ_REF/*` refs would stand in the
-        // way of a later read into `READ_REF`.
-        let scratch = Scratch::create(&self.scratch_dir).map_err(|source| LockError::Scratch {
-            path: self.scratch_dir.clone(),
-            source,
-        })?;
-        let refspec = format!("+{LOCK_REF_PREFIX}*:{READ_REF}/*");
-        fetch(&scratch.repo, origin_url, &refspec).map_err(|e| target.remote_error("list", e))?;
-        let now = clock::now();
-        let mut listings = Vec::new();
-        let references = scratch
-            .repo
-            .references_glob(&format!("{READ_REF}/*"))
-            .map_err(|e| target.local_error(READ_FAILED, e))?;
-        for reference in references {
-            let reference = reference.map_err(|e| target.local_error(READ_FAILED, e))?;
-            let (Ok(local_name), Some(sha)) = (reference.name(), reference.target()) else {
-                continue;
-            };
-            let suffix = local_name
-                .trim_start_matches(READ_REF)
-                .trim_start_matches('/');
-            let state = match read_lock(&sha.to_string(), scratch.commit_message(sha)) {
-                Err(reason) => ListedLock::Unreadable {
-                    reason: reason.to_string(),
-                },
-                Ok(lock) if lock.is_live_at(now) => match holder_gone(&lock) {
-                    Some(reason) => ListedLock::HolderGone {
-                        payload: lock.payload,
-                        reason,
-                    },
-                    None => ListedLock::Live(lock.payload),
-                },
-                Ok(lock) => ListedLock::Expired(lock.payload),
-            };
-            listings.push(LockListing {
-                ref_name: format!("{LOCK_REF_PREFIX}{suffix}"),
-                sha: sha.to_string(),
-                state,
-            });
-        }
-        listings.sort_by(|a, b| a.ref_name.cmp(&b.ref_name));
-        Ok(listings)
-    }
-
-    /// Operator tool: deletes `ref_name` only if it still points at `expected_sha` (the sha
-    /// the operator was shown), so a lock retaken since is never removed by mistake.
-    pub fn force_release(
-        &self,
-        origin_url: &str,
-        ref_name: &str,
-        expected_sha: &str,
-    ) -> Result<Released, LockError> {
-        let problem = if !ref_name.starts_with(LOCK_REF_PREFIX) {
-            Some("only refs under refs/gstack/release-locks/ are lane locks")
-        } else if !Reference::is_valid_name(ref_name) {
-            Some("it is not a valid git ref name")
-        } else {
-            None
-        };
-        if let Some(problem) = problem {
-            return Err(LockError::InvalidRef {
-                ref_name: ref_name.to_owned(),
-                problem,
-            });
-        }
-        let expected = parse_full_sha(expected_sha)?;
-        self.delete_if_at(origin_url, ref_name, expected)
-    }
-
-    fn delete_if_at(
-        &self,
-        origin_url: &str,
-        ref_name: &str,
-        expected: Oid,
-    ) -> Result<Released, LockError> {
-        let target = Target {
-            url: origin_url,
-            ref_name,
-        };
-        let scratch = self.scratch()?;
-        let mut last = String::new();
-        for attempt in 0..MAX_ATTEMPTS {
-            backoff(attempt);
-            let outcome = self
-                .swap(
-                    &scratch,
-                    &target,
-                    LockWrite::Release,
-                    Expect::At(expected),
-                    None,
-                )
-                .map_err(|e| target.remote_error("release", e))?;
-            match outcome {
-                PushOutcome::Applied => return Ok(Released::Deleted),
-                PushOutcome::Refused { advertised } if advertised.is_zero() => {
-                    return Ok(Released::AlreadyGone);
-                }
-                PushOutcome::Refused { advertised } => {
-                    return Ok(Released::NotOurs {
-                        now_sha: advertised.to_string(),
-                    });
-                }
-                // The ref moved between advertisement and update: look again.
-                PushOutcome::Rejected { status } => last = format!("delete rejected: {status}"),
-            }
-        }
-        Err(target.contended("the release failed", "release", last))
     }
 
     /// Whether `sha` is a lock this client wrote and has not released. Aliases of one
@@ -1027,7 +412,7 @@ impl LockClient {
             ttl: self.settings.ttl,
             last_refresh: started,
             stolen: None,
-            alias: None,
+            aliases: Vec::new(),
         }
     }
 
@@ -1257,7 +642,7 @@ mod tests {
             ttl: Duration::from_secs(10),
             last_refresh: start,
             stolen: None,
-            alias: None,
+            aliases: Vec::new(),
         };
         assert!(!held.is_lost(start + Duration::from_secs(10)));
         assert!(held.is_lost(start + Duration::from_millis(10_001)));

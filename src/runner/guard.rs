@@ -8,7 +8,8 @@
 //! holds the read end of a pipe whose only write end berth keeps (close-on-exec, so no
 //! step inherits it). When berth dies for any reason the kernel closes that end, the guard
 //! reads EOF, sends SIGTERM to the step's group, SIGKILL after the grace, and exits. When
-//! the step ends normally berth writes a dismissal first: the guard exits without a signal.
+//! the step ends (its group killed by berth) berth writes [`STOP`] first: the guard signals
+//! no group, only what carries the step's mark, and exits.
 //!
 //! The guard also holds the landing's lease deadline ([`super::lease`]) in a `timerfd` on
 //! `CLOCK_BOOTTIME`, which fires on time across a suspend. When it fires the guard stops
@@ -18,14 +19,16 @@
 //!
 //! A child that left the step's group (`setsid`, a `git gc` git detached) is out of the
 //! group's reach; it still carries the step's landing mark, so whenever the guard stops the
-//! group (berth died, the lease ran out, or berth dropped the step and sent [`STOP`]) it
-//! also SIGKILLs every process carrying that step's mark (record, owner and step number:
-//! never the next step's, [`super::marked`]), and holds the
-//! daemon's instance lock until they are gone.
+//! group (berth died, the lease ran out) or is told the step is over ([`STOP`]: it ended,
+//! or berth dropped it) it SIGKILLs every process carrying that step's mark (record, owner
+//! and step number: never the next step's, [`super::marked`]), and holds the daemon's
+//! instance lock until they are gone. It does so at once on [`STOP`], on its own: berth may
+//! be paused or dropping the step while it drains the output such a process holds open,
+//! and from the step's end until that process is dead nothing else fences it.
 //!
 //! The guard sits in its own process group and ignores SIGINT, SIGTERM and SIGHUP, so a
 //! Ctrl-C in berth's terminal reaches berth (which then stops the step itself), not the
-//! guard. Berth dismisses the guard before it reaps the step's leader: until the leader is
+//! guard. Berth sends [`STOP`] before it reaps the step's leader: until the leader is
 //! reaped its pid cannot be reused, so the guard can never signal a stranger's group.
 
 use std::io;
@@ -43,10 +46,9 @@ use crate::boot_clock::BootTime;
 
 /// One message on the guard's pipe: a tag byte and a big-endian `i64`.
 const MESSAGE_LEN: usize = 9;
-/// "The step is over": exit without signalling.
-const DISMISS: u8 = b'x';
-/// "The step was dropped and its group killed": end its marked processes, signal nothing
-/// else (the leader may be reaped by now, its group id free for another), and exit.
+/// "The step is over (ended or dropped) and its group killed": end its marked processes,
+/// signal nothing else (the leader may be reaped by now, its group id free for another),
+/// and exit.
 const STOP: u8 = b's';
 /// "The lease now ends at `CLOCK_BOOTTIME` nanoseconds N".
 const EXTEND: u8 = b'd';
@@ -73,7 +75,7 @@ pub(super) struct LeaseEnd {
 #[derive(Debug)]
 pub(super) struct Guard {
     pid: Pid,
-    /// The only write end of the guard's pipe; `None` once dismissed.
+    /// The only write end of the guard's pipe; `None` once stopped.
     tell: Option<OwnedFd>,
 }
 
@@ -138,7 +140,7 @@ impl Guard {
         let tell = self
             .tell
             .as_ref()
-            .ok_or_else(|| io::Error::other("the guard was already dismissed"))?;
+            .ok_or_else(|| io::Error::other("the guard was already stopped"))?;
         send(tell, GROUP, pgid.as_raw().into())
     }
 
@@ -148,35 +150,27 @@ impl Guard {
         let tell = self
             .tell
             .as_ref()
-            .ok_or_else(|| io::Error::other("the guard was already dismissed"))?;
+            .ok_or_else(|| io::Error::other("the guard was already stopped"))?;
         send(tell, EXTEND, deadline.as_nanos())
     }
 
-    /// Tells the guard the step is over (it exits without signalling anything) and reaps
-    /// it. Called before the step's leader is reaped.
-    pub(super) fn dismiss(&mut self) {
-        self.leave(DISMISS);
-    }
-
-    /// Tells the guard the step was dropped, its group killed: it kills what still carries
-    /// the step's mark (what left the group) and exits.
+    /// Tells the guard the step is over (ended or dropped) and its group killed: it kills
+    /// what still carries the step's mark (what left the group), exits, and is reaped.
+    /// Called before the step's leader is reaped; later calls do nothing.
     pub(super) fn stop(&mut self) {
-        self.leave(STOP);
-    }
-
-    fn leave(&mut self, tag: u8) {
         let Some(tell) = self.tell.take() else {
             return;
         };
-        if let Err(err) = send(&tell, tag, 0) {
+        if let Err(err) = send(&tell, STOP, 0) {
             // The guard is gone already (killed from outside, or it stopped the group at
             // the lease's end); closing the pipe below cannot make it signal anything.
-            tracing::debug!(guard = %self.pid, "could not dismiss the step's guard: {err}");
+            tracing::debug!(guard = %self.pid, "could not stop the step's guard: {err}");
         }
         drop(tell);
         let pid = self.pid;
         if let Ok(WaitStatus::StillAlive) = waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            // It exits as soon as it is scheduled; reap it off this thread.
+            // It exits once the marked processes are gone (at most `GROUP_GONE_WAIT`);
+            // reap it off this thread.
             std::thread::spawn(move || while let Err(Errno::EINTR) = waitpid(pid, None) {});
         }
     }
@@ -184,7 +178,7 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.dismiss();
+        self.stop();
     }
 }
 
@@ -304,8 +298,6 @@ unsafe fn guard_main(fds: GuardFds, kills: &Kills<'_>, mut deadline: i64) -> ! {
             }
             have = 0;
             match message[0] {
-                // Dismissed: the step ended and berth is alive to reap it.
-                DISMISS => libc::_exit(0),
                 STOP => {
                     end_marked(kills, false);
                     libc::_exit(0)

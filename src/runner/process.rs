@@ -400,7 +400,8 @@ struct ProcessGroup {
     /// must not be signalled again.
     reaped: bool,
     sigchld: Option<tokio::signal::unix::Signal>,
-    /// Ends the group if berth dies; dismissed before the leader is reaped.
+    /// Ends the group if berth dies; stopped before the leader is reaped, when it ends
+    /// what left the group.
     guard: Guard,
     /// Each lease extension, passed on to the guard.
     lease: Option<watch::Receiver<BootTime>>,
@@ -522,7 +523,7 @@ impl ProcessGroup {
     }
 
     async fn reap(&mut self) -> Option<std::process::ExitStatus> {
-        self.guard.dismiss();
+        self.guard.stop();
         let status = self.child.wait().await;
         // Reaped or lost: either way the pgid is no longer ours to signal.
         self.reaped = true;

@@ -168,7 +168,10 @@ pub fn end_step_leftovers(record: &Path, owner: &str) -> Result<usize, StraysErr
 /// TTL: `/proc` is not this pid namespace's; the owner ran as another user (its instance
 /// lock's owner) and this process is not root, so `/proc` may hide its processes; or a
 /// process of the owner's user that started after the owner has an environment this
-/// process may not read. A process that changed its user (`sudo` in a step) is not seen.
+/// process may not read. That last one is fail-closed on purpose: the user's non-dumpable
+/// processes (`sudo`, `ssh-agent`) are what a step starts, inheriting its mark, and a dead
+/// step's child, adopted by init or a subreaper, cannot be told by its parent. A process
+/// that changed its real user too is not seen.
 pub fn end_gone_owners_processes(owner: &str) -> Result<usize, StraysError> {
     use std::os::unix::fs::MetadataExt as _;
     let stamp = crate::ownership::Stamp::parse(owner)

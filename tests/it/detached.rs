@@ -167,3 +167,105 @@ fn a_dead_daemons_detached_step_child_is_stopped_by_the_takeover_when_its_guard_
 fn a_paused_daemons_detached_step_child_is_stopped_by_its_lease() {
     the_next_landing_never_meets_a_detached_child(Stop::Pause);
 }
+
+/// The window between the step's end and berth's own sweep of its leftovers. A's step
+/// leader starts a `setsid` child that keeps the step's output pipe open (a plain
+/// `setsid cmd &`, no redirection) and holds the lane's witness, then exits 0. berth reaps
+/// the leader, which dismisses the step's guard, then waits up to `DRAIN_AFTER_EXIT` (2 s)
+/// for the pipe to close before `end_leftovers` kills what carries the mark. A is paused
+/// (SIGSTOP) inside that wait: no guard and no lease stand over the detached child any
+/// more, A's lock expires on its TTL (A alive, so the takeover kills nothing), and B lands
+/// the lane's next PR while A's detached child still runs.
+#[test]
+fn a_detached_child_holding_the_output_is_stopped_when_its_daemon_pauses_after_the_step() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let _id_a = lane.queue(61, "main");
+    let queue_b = world.queue.with_file_name("release-queue-b");
+    fs::create_dir_all(&queue_b).unwrap();
+    let clone_b = world.clone_into(&world.code.join("b"), "widget", &lane.remote_url);
+    let feature = lane.push_feature("feat/pr-62", "main");
+    world.run_git(&clone_b, &["fetch", "-q", "origin"]);
+    world.run_git(&clone_b, &["checkout", "-q", "-B", &feature, "FETCH_HEAD"]);
+    let _id_b = world
+        .record(&clone_b, 62)
+        .set("featureBranch", feature)
+        .write_to(&queue_b);
+
+    let (witness, collided) = (world.root.join("witness"), world.root.join("collided"));
+    let (step_pid, detached_pid) = (world.root.join("step-a.pid"), world.root.join("det.pid"));
+    // The detached child keeps stdout and stderr: the step's output pipe.
+    let detaching = format!(
+        "setsid sh -c 'exec 9>>{witness}; flock 9; echo $$ > {det}; exec sleep 300' </dev/null & until [ -s {det} ]; do sleep 0.01; done; echo $$ > {pid}; exit 0",
+        witness = witness.display(),
+        det = detached_pid.display(),
+        pid = step_pid.display()
+    );
+    let lands = format!(
+        "exec 9>>{witness}; if ! flock -n 9; then echo \"$3\" >> {collided}; exit 1; fi; exec {land} \"$1\" \"$2\" {ledger} \"$3\"",
+        witness = witness.display(),
+        collided = collided.display(),
+        land = world.land_script().display(),
+        ledger = world.root.join("ledger").display(),
+    );
+    let ttl = 8;
+    let (config_a, config_b) = (
+        config(&world, "a.toml", &detaching, ttl),
+        config(&world, "b.toml", &lands, ttl),
+    );
+    let (dir_a, dir_b) = (world.root.join("a"), world.root.join("b"));
+    let args_a = run_args(&config_a);
+    let args_a: Vec<&str> = args_a.iter().map(String::as_str).collect();
+    let mut daemon_a = world.spawn_berth(&args_a, &dir_a, &[]);
+    let a = Pid::from_raw(daemon_a.id() as i32);
+    let began = world.wait_for(Duration::from_secs(90), || {
+        fs::read_to_string(&step_pid).is_ok_and(|pid| pid.trim().parse::<i32>().is_ok())
+    });
+    if !began {
+        let _ = daemon_a.kill();
+        let _ = daemon_a.wait();
+        let log = fs::read_to_string(dir_a.with_extension("log")).unwrap_or_default();
+        panic!("A's step never started:\n{log}");
+    }
+    let leader: i32 = fs::read_to_string(&step_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Reaped (no /proc entry, not even a zombie): berth dismissed the guard just before.
+    let mut reaped = false;
+    for _ in 0..20_000 {
+        if !Path::new(&format!("/proc/{leader}")).exists() {
+            reaped = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    kill(a, Signal::SIGSTOP).unwrap();
+    assert!(reaped, "A never reaped its step's leader");
+    let detached: i32 = fs::read_to_string(&detached_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
+    let args_b = run_args(&config_b);
+    let args_b: Vec<&str> = args_b.iter().map(String::as_str).collect();
+    let queue_env = [("BERTH_QUEUE_DIR", queue_b.as_path())];
+    let mut daemon_b = world.spawn_berth(&args_b, &dir_b, &queue_env);
+    let ended = world.wait_for(Duration::from_secs(90), || {
+        collided.exists() || world.ledger() == [62]
+    });
+    kill(Pid::from_raw(daemon_b.id() as i32), Signal::SIGTERM).unwrap();
+    daemon_b.wait().unwrap();
+    let _ = kill(a, Signal::SIGCONT);
+    let _ = daemon_a.kill();
+    let _ = daemon_a.wait();
+    let _ = kill(Pid::from_raw(detached), Signal::SIGKILL);
+    let logs = fs::read_to_string(dir_b.with_extension("log")).unwrap_or_default();
+    assert!(ended, "B neither landed nor collided:\n{logs}");
+    assert!(
+        !collided.exists(),
+        "B started a step of the lane while paused A's detached step child {detached} still ran:\n{logs}"
+    );
+}

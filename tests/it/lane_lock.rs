@@ -225,9 +225,21 @@ fn gstack_read(remote: &Remote, ref_name: &str) -> Value {
 }
 
 fn wait_until_expired(payload: &LockPayload) {
-    let expires = clock::parse_iso(&payload.expires_at).unwrap();
+    wait_until_past(&payload.expires_at);
+}
+
+fn wait_until_past(expires_at: &str) {
+    let expires = clock::parse_iso(expires_at).unwrap();
     while clock::now() <= expires {
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until `held` and the locks every spelling shares, taken with it, have expired.
+fn wait_until_all_expired(remote: &Remote, held: &HeldLock) {
+    wait_until_expired(held.payload());
+    for alias in held.alias_ref_names() {
+        wait_until_past(gstack_read(remote, alias)["expiresAt"].as_str().unwrap());
     }
 }
 
@@ -338,7 +350,7 @@ fn an_expired_lock_is_taken_over_and_its_old_owner_cannot_release_the_new_one() 
     let lane = lane("main");
     let ref_name = lock_ref_name(&lane);
     let old = acquired(a.acquire(&remote.url, &lane, "owner-a", Path::new("/src/a")));
-    wait_until_expired(old.payload());
+    wait_until_all_expired(&remote, &old);
 
     let new = acquired(b.acquire(&remote.url, &lane, "owner-b", Path::new("/src/b")));
     assert_ne!(new.sha(), old.sha());
@@ -447,7 +459,7 @@ fn heartbeat_after_a_takeover_reports_the_loss_and_never_writes() {
     let lane = lane("main");
     let ref_name = lock_ref_name(&lane);
     let mut old = acquired(a.acquire(&remote.url, &lane, "owner-a", Path::new("/src/a")));
-    wait_until_expired(old.payload());
+    wait_until_all_expired(&remote, &old);
     let new = acquired(b.acquire(&remote.url, &lane, "owner-b", Path::new("/src/b")));
 
     // Taken over after expiry: the TTL already says lost, and nothing is written.
@@ -739,7 +751,11 @@ fn list_shows_every_lock_and_force_release_deletes_exactly_what_was_shown() {
         .iter()
         .map(|l| (l.ref_name.as_str(), l.sha.as_str(), &l.state))
         .collect();
-    assert_eq!(summary.len(), 3, "{listing:?}");
+    // First the lock every spelling of the repository shares, held with `live`.
+    assert_eq!(summary.len(), 4, "{listing:?}");
+    let (shared, summary) = summary.split_first().unwrap();
+    assert_eq!(Some(shared.0), live.alias_ref_names().next(), "{listing:?}");
+    assert!(matches!(shared.2, ListedLock::Live(p) if p.owner_id == "owner-a"));
     assert_eq!(summary[0].0, expired_ref);
     assert_eq!(summary[0].1, expired_sha);
     assert!(

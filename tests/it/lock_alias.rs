@@ -45,12 +45,12 @@ fn second_spelling_waits(
     // B wrote nothing: its spelling's ref is absent, or is the shared ref A holds.
     let second_ref = lock_ref_name(&second.1);
     assert!(
-        remote.sha(&second_ref).is_none() || held.alias_ref_name() == Some(second_ref.as_str())
+        remote.sha(&second_ref).is_none()
+            || held.alias_ref_names().any(|alias| alias == second_ref)
     );
     assert_eq!(a.release(&held).unwrap(), Released::Deleted);
-    let alias = held.alias_ref_name().map(str::to_owned);
-    if let Some(alias) = alias {
-        assert_eq!(remote.sha(&alias), None, "the alias lock is released too");
+    for alias in held.alias_ref_names() {
+        assert_eq!(remote.sha(alias), None, "the alias lock is released too");
     }
     let taken = acquired(b.acquire(second.0, &second.1, "owner-b", Path::new("/b")));
     assert_eq!(remote.sha(&lock_ref_name(&second.1)), Some(taken.sha()));
@@ -194,4 +194,19 @@ fn a_shared_ref_held_by_a_sibling_landing_of_this_daemon_is_not_an_orphan() {
         "overlapping landings: {steps:?}"
     );
     assert!(ids.iter().all(landed), "{steps:?}");
+}
+
+/// One bare repository reached by its path (a berth on the git server itself) and by the
+/// network (`git://`, as `ssh://server/srv/git/w.git` from another host): every path that
+/// reaches the repository reaches its `+repo` ref, but only the local spelling takes it, so
+/// the network spelling's client takes the lane while the local one holds it.
+#[test]
+fn a_local_path_and_a_network_url_to_the_same_bare_repo_are_one_lane() {
+    let remote = remote_by(Reach::GitDaemon);
+    let path = remote.bare.to_str().unwrap().to_owned();
+    second_spelling_waits(
+        &remote,
+        (&path, lane_of(&path)),
+        (&remote.url, lane_of(&remote.url)),
+    );
 }

@@ -808,6 +808,53 @@ async fn a_detached_process_does_not_outlive_a_dropped_step() {
     );
 }
 
+/// The step's future is dropped (the daemon's shutdown drain runs out of budget and aborts
+/// the landing) after its leader exited but while berth still drains the output a detached
+/// child holds open (up to `DRAIN_AFTER_EXIT`, 2 s). The leader is reaped, so the guard was
+/// already dismissed and the drop has no group to kill and no guard to tell; the runner's
+/// end-of-step sweep never runs for a dropped future: the detached child outlives the step.
+#[tokio::test]
+async fn a_detached_process_holding_the_output_does_not_outlive_a_step_dropped_while_its_output_drains()
+ {
+    let fx = Fixture::new();
+    let runner = fx.runner(
+        &sh("setsid sh -c 'echo $$ > detached.pid; exec sleep 300' </dev/null & until [ -s detached.pid ]; do sleep 0.01; done; echo $$ > leader.pid; exit 0"),
+        &["true"],
+    );
+    // Boxed, so that dropping it drops the step's future itself, not a pinned reference.
+    let mut run = Box::pin(land(&runner, &fx, 1));
+    let leader_file = fx.worktree_file("leader.pid");
+    // Drive the step until its leader has exited and been reaped (no /proc entry).
+    let reaped = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            tokio::select! {
+                result = &mut run => panic!("the step ended before its output drained: {result}"),
+                () = tokio::time::sleep(Duration::from_millis(5)) => {}
+            }
+            if let Ok(text) = std::fs::read_to_string(&leader_file)
+                && let Ok(pid) = text.trim().parse::<i32>()
+                && !Path::new(&format!("/proc/{pid}")).exists()
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(reaped.is_ok(), "the step's leader was never reaped");
+    // Dropped inside the drain of its output.
+    drop(run);
+    let detached = read_pid(&fx.worktree_file("detached.pid")).await;
+    let gone = gone_within(detached, Duration::from_secs(3)).await;
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(detached),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    assert!(
+        gone,
+        "the detached {detached} outlived the step dropped while its output drained"
+    );
+}
+
 /// Berth stopped right after spawning a step, before its guard learned the step's group
 /// (the hook stands in for a SIGSTOP there, sleeping past the lease): the guard, forked
 /// before the step, stops it at the lease's end by its mark all the same.

@@ -89,14 +89,22 @@ fn one_daemon_per_berth_dir_health_in_status_and_metrics_over_http() {
         );
     }
 
-    // `status` shows the daemon, its last tick and the forge's last answer.
-    let out = world
-        .berth()
-        .env("BERTH_DIR", &state)
-        .arg("status")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    // `status` shows the daemon, its last tick and the forge's last answer. The forge's
+    // answers reach the health file with the tick after them (forge work runs beside the
+    // ticks), so status is read until one is there.
+    let mut text = String::new();
+    let answered = world.wait_for(Duration::from_secs(30), || {
+        let out = world
+            .berth()
+            .env("BERTH_DIR", &state)
+            .arg("status")
+            .output()
+            .unwrap();
+        text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .any(|l| l.contains("forge (git): last answer ") && l.ends_with(": ok"))
+    });
+    assert!(answered, "{text}");
     assert!(
         text.contains(&format!(
             "daemon: running, pid {} (run --watch) since 20",

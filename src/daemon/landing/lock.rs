@@ -9,9 +9,9 @@ use crate::lane_lock::{Acquire, HeldLock, lock_ref_name};
 use super::ask::ask_or_clean_up;
 use super::{End, Landing};
 
-/// A lane is held through at most two refs: gstack's and the one every spelling of the
-/// repository shares.
-const LOCK_REFS_PER_LANE: usize = 2;
+/// A lane is held through at most three refs: gstack's, the repository's own `+repo` ref
+/// and the canonical spelling's ref ([`crate::lane_lock::lane_lock_refs`]).
+const LOCK_REFS_PER_LANE: usize = 3;
 
 /// Takes the lane lock on `origin`, or says why not (held elsewhere: the lane is busy).
 pub(super) async fn acquire(l: &Landing, origin_url: &str) -> Result<HeldLock, End> {

@@ -572,4 +572,40 @@ mod tests {
         assert!(store.pending_runs(&x.fault_id).is_empty());
         assert_eq!(store.list().halts[0].status, HaltStatus::Investigated);
     }
+
+    /// A run's `.<run>.lock` in the active dir is berth's, but whoever can write the faults
+    /// dir can hold it: each held one must not cost a fault round the full lock wait, on
+    /// every round (40 held: 10 s a round).
+    #[test]
+    fn runs_whose_locks_another_process_holds_are_skipped_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = HaltStore::new(dir.path());
+        let active = dir.path().join(ACTIVE_DIR);
+        fs::create_dir_all(&active).unwrap();
+        let runs: Vec<String> = (0..40).map(|i| format!("run-{i}")).collect();
+        let held: Vec<fs::File> = runs
+            .iter()
+            .map(|run| {
+                let lock = fs::File::create(active.join(format!(".{run}.lock"))).unwrap();
+                lock.lock().unwrap();
+                lock
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        for run in &runs {
+            let report = store.sync_run(run, "/s/r.json", &[event(run, "X", "a")]);
+            assert!(
+                report.emitted.is_empty() && report.problems.len() == 1,
+                "{run}"
+            );
+        }
+        let took = started.elapsed();
+        assert!(
+            took < crate::atomic_file::LOCK_WAIT * 10,
+            "40 held run locks took {took:?}"
+        );
+        drop(held);
+        let report = store.sync_run("run-0", "/s/r.json", &[event("run-0", "X", "a")]);
+        assert_eq!(report.emitted.len(), 1, "released, the run is filed");
+    }
 }

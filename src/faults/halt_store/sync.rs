@@ -2,12 +2,19 @@
 //! the run's registry updated with what was written.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use super::super::halt::HaltEvent;
 use super::super::registry::{self, ActiveFault};
 use super::super::run_id::{file_run_id, fit_stem};
 use super::{ACTIVE_DIR, HaltStore, SyncReport, io_problem};
 use crate::atomic_file;
+
+/// How long a run's sync waits for the run's lock: not at all. Berth holds it for
+/// milliseconds, but whoever can write the faults dir can hold the locks of any number of
+/// runs, and waiting for each in turn would hold up every fault round behind them. A held
+/// run is synced on a later round, once its lock is free.
+const RUN_LOCK_WAIT: Duration = Duration::ZERO;
 
 impl HaltStore {
     /// One tick for one run's state file (`source`; the queue dir for queue faults): files
@@ -27,7 +34,7 @@ impl HaltStore {
         };
         let lock_stem = format!(".{}", file_run_id(run_id));
         let lock_path = active_dir.join(format!("{}.lock", fit_stem(&lock_stem, ".lock".len())));
-        let _guard = match atomic_file::lock_exclusive_within(&lock_path, atomic_file::LOCK_WAIT) {
+        let _guard = match atomic_file::lock_exclusive_within(&lock_path, RUN_LOCK_WAIT) {
             Ok(guard) => guard,
             Err(e) => {
                 report

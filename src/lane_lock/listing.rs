@@ -1,0 +1,81 @@
+//! The locks under a remote's lock namespace, and what each means now.
+
+use super::*;
+
+/// One lock found on the remote by [`LockClient::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockListing {
+    pub ref_name: String,
+    pub sha: String,
+    pub state: ListedLock,
+}
+
+/// What a listed lock means right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListedLock {
+    Live(LockPayload),
+    /// Not expired, but held by a berth on this host whose process is gone: the next
+    /// acquire takes it over at once.
+    HolderGone {
+        payload: LockPayload,
+        reason: String,
+    },
+    Expired(LockPayload),
+    Unreadable {
+        reason: String,
+    },
+}
+
+impl LockClient {
+    /// Every lock under `refs/gstack/release-locks/` on `origin_url`, sorted by ref, with its
+    /// payload (or why it cannot be read) and whether it is live now.
+    pub fn list(&self, origin_url: &str) -> Result<Vec<LockListing>, LockError> {
+        let target = Target {
+            url: origin_url,
+            ref_name: LOCK_REF_PREFIX,
+        };
+        // A repository of its own, never pooled: its `READ_REF/*` refs would stand in the
+        // way of a later read into `READ_REF`.
+        let scratch = Scratch::create(&self.scratch_dir).map_err(|source| LockError::Scratch {
+            path: self.scratch_dir.clone(),
+            source,
+        })?;
+        let refspec = format!("+{LOCK_REF_PREFIX}*:{READ_REF}/*");
+        fetch(&scratch.repo, origin_url, &refspec).map_err(|e| target.remote_error("list", e))?;
+        let now = clock::now();
+        let mut listings = Vec::new();
+        let references = scratch
+            .repo
+            .references_glob(&format!("{READ_REF}/*"))
+            .map_err(|e| target.local_error(READ_FAILED, e))?;
+        for reference in references {
+            let reference = reference.map_err(|e| target.local_error(READ_FAILED, e))?;
+            let (Ok(local_name), Some(sha)) = (reference.name(), reference.target()) else {
+                continue;
+            };
+            let suffix = local_name
+                .trim_start_matches(READ_REF)
+                .trim_start_matches('/');
+            let state = match read_lock(&sha.to_string(), scratch.commit_message(sha)) {
+                Err(reason) => ListedLock::Unreadable {
+                    reason: reason.to_string(),
+                },
+                Ok(lock) if lock.is_live_at(now) => match holder_gone(&lock) {
+                    Some(reason) => ListedLock::HolderGone {
+                        payload: lock.payload,
+                        reason,
+                    },
+                    None => ListedLock::Live(lock.payload),
+                },
+                Ok(lock) => ListedLock::Expired(lock.payload),
+            };
+            listings.push(LockListing {
+                ref_name: format!("{LOCK_REF_PREFIX}{suffix}"),
+                sha: sha.to_string(),
+                state,
+            });
+        }
+        listings.sort_by(|a, b| a.ref_name.cmp(&b.ref_name));
+        Ok(listings)
+    }
+}
