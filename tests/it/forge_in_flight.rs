@@ -45,16 +45,7 @@ fn watch_while_discovery_hangs(gh: &GhLane, repo: &Path, held: &HeldDiscovery) -
         ),
     );
     let daemon = gh.world.spawn_berth(
-        &[
-            "run",
-            "--watch",
-            "--config",
-            config.to_str().unwrap(),
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ],
+        &crate::support::serving_metrics_args(&config),
         &gh.world.berth_state(),
         &[("GH_STANDIN_DIR", &gh.replies), ("GH_STANDIN_LOG", &gh.log)],
     );

@@ -20,16 +20,7 @@ fn a_flood_of_idle_connections_leaves_landings_reads_and_metrics_working() {
     let nofile = format!("--nofile={LIMIT}:{LIMIT}");
     let daemon = world.spawn_berth_wrapped(
         &["prlimit", &nofile, "--"],
-        &[
-            "run",
-            "--watch",
-            "--config",
-            config.to_str().unwrap(),
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ],
+        &crate::support::serving_metrics_args(&config),
         &state,
     );
     let log = || std::fs::read_to_string(state.with_extension("log")).unwrap_or_default();

@@ -38,16 +38,7 @@ fn twelve_hundred_slow_learned_patterns_share_one_budget_and_the_daemon_keeps_la
     fs::write(faults.join("learned-patterns.json"), patterns.to_string()).unwrap();
     let berth_dir = world.berth_state();
     let daemon = world.spawn_berth(
-        &[
-            "run",
-            "--watch",
-            "--config",
-            config.to_str().unwrap(),
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ],
+        &crate::support::serving_metrics_args(&config),
         &berth_dir,
         &[],
     );

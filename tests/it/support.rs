@@ -647,10 +647,10 @@ pub fn sample(text: &str, prefix: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// `berth run --watch --config CONFIG --metrics-addr 127.0.0.1:0 --log-format json` plus
-/// `extra`, its state in [`World::berth_state`], its log beside it.
-pub fn spawn_serving_metrics(world: &World, config: &std::path::Path, extra: &[&str]) -> Child {
-    let mut args = vec![
+/// `berth run --watch --config CONFIG --metrics-addr 127.0.0.1:0 --log-format json`: a
+/// watching daemon that serves its endpoint on a free loopback port and logs JSON.
+pub fn serving_metrics_args(config: &std::path::Path) -> [&str; 8] {
+    [
         "run",
         "--watch",
         "--config",
@@ -659,7 +659,13 @@ pub fn spawn_serving_metrics(world: &World, config: &std::path::Path, extra: &[&
         "127.0.0.1:0",
         "--log-format",
         "json",
-    ];
+    ]
+}
+
+/// [`serving_metrics_args`] plus `extra`, its state in [`World::berth_state`], its log
+/// beside it.
+pub fn spawn_serving_metrics(world: &World, config: &std::path::Path, extra: &[&str]) -> Child {
+    let mut args = serving_metrics_args(config).to_vec();
     args.extend_from_slice(extra);
     world.spawn_berth(&args, &world.berth_state(), &[])
 }

@@ -309,16 +309,7 @@ fn a_write_during_slow_ticks_is_read_by_the_next_tick() {
         ),
     );
     let daemon = world.spawn_berth(
-        &[
-            "run",
-            "--watch",
-            "--config",
-            config.to_str().unwrap(),
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ],
+        &crate::support::serving_metrics_args(&config),
         &world.berth_state(),
         &[
             ("GH_STANDIN_DIR", &lane.replies),
