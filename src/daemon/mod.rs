@@ -343,10 +343,7 @@ impl Shared {
     }
 
     fn lane_of(candidate: &Candidate) -> Lane {
-        Lane {
-            repo_identity: candidate.gated.identity.clone(),
-            base_branch: candidate.record.base_branch.clone(),
-        }
+        candidate.gated.lane()
     }
 }
 
