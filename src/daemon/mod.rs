@@ -134,7 +134,8 @@ impl Shared {
             ForgeKind::Gh => Arc::new(
                 crate::forge::gh::GhForge::new()
                     .with_program(&config.gh_program)
-                    .with_timeout(forge_timeout),
+                    .with_timeout(forge_timeout)
+                    .with_mark(crate::forge::leftover_calls::CallMark::this_daemon()),
             ),
             ForgeKind::Git => Arc::new(
                 crate::forge::git::GitForge::new(berth_dir.join("forge-scratch.git"))
