@@ -17,7 +17,9 @@ use crate::rules::{ReloadWatcher, RulesStatus};
 use super::forge_round::{self, Concern, task::Rounds};
 use super::landings::Landings;
 use super::tick_gates::TickGates;
-use super::{LaneOutcome, Shared, StopSignal, landing, reload, shutdown, stop, tick, watch};
+use super::{
+    LaneOutcome, Shared, StartError, StopSignal, landing, reload, shutdown, stop, tick, watch,
+};
 
 /// How long a stopping daemon waits for its landings to put their records back and
 /// release their locks before it revives what is left (DESIGN §6: 2 s kill grace + 4 s
@@ -61,7 +63,11 @@ enum Event {
 
 /// Runs the daemon until `--once` is done, a signal arrives, or `stop` is cancelled (the
 /// embedding program's own way to stop it, e.g. `berth demo`).
-pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> anyhow::Result<Exit> {
+pub async fn run(
+    shared: Arc<Shared>,
+    mode: Mode,
+    stop: CancellationToken,
+) -> Result<Exit, StartError> {
     let mut main = Loop::start(shared, mode, stop)?;
     // An event that arrived while the loop was busy with bookkeeping, handled next.
     let mut pending: Option<Event> = None;
@@ -123,8 +129,9 @@ struct Loop {
 
 impl Loop {
     /// Signals, watchers and the poll interval, set up before the first event.
-    fn start(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> anyhow::Result<Loop> {
-        let signals = shutdown::Signals::install(mode == Mode::Watch)?;
+    fn start(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> Result<Loop, StartError> {
+        let signals =
+            shutdown::Signals::install(mode == Mode::Watch).map_err(StartError::Signals)?;
         end_leftover_forge_calls();
         let queue_changes = match mode {
             Mode::Watch => Some(watch::QueueWatcher::start(shared.store.dir())?),

@@ -17,6 +17,7 @@
 //! [`crate::gates::Allowlist::gate_record`] in this same tick.
 
 mod active;
+mod error;
 mod forge_round;
 mod landing;
 mod landings;
@@ -55,6 +56,7 @@ use crate::runner::Runner;
 use crate::store::{Expect, QueueStore, StoreError};
 
 pub use active::Active;
+pub use error::StartError;
 pub use landing::LaneOutcome;
 pub use main_loop::{Exit, Mode, run};
 pub use policy::NOT_BEFORE_FIELD;
@@ -115,8 +117,8 @@ impl Shared {
         allowlist: Allowlist,
         config: Config,
         berth_dir: PathBuf,
-    ) -> anyhow::Result<Shared> {
-        crate::atomic_file::ensure_private_dir(&berth_dir)?;
+    ) -> Result<Shared, StartError> {
+        crate::atomic_file::ensure_private_dir(&berth_dir).map_err(StartError::Dir)?;
         let discover_roots = ArcSwap::from_pointee(config.repos.clone());
         let settings = LockSettings {
             ttl: config.lock_ttl(),
@@ -343,10 +345,7 @@ impl Shared {
     }
 
     fn lane_of(candidate: &Candidate) -> Lane {
-        Lane {
-            repo_identity: candidate.gated.identity.clone(),
-            base_branch: candidate.record.base_branch.clone(),
-        }
+        candidate.gated.lane()
     }
 }
 

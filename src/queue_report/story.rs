@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::gates::Allowlist;
-use crate::lane_lock::{Lane, lock_ref_name};
+use crate::lane_lock::lock_ref_name;
 use crate::record::Status;
 use crate::rules::journal::{Entry, JournalLine};
 use crate::rules::set::short;
@@ -212,11 +212,7 @@ fn lock_releases(
         .filter_map(|line| queue.get(line.record()?))
         .filter_map(|stored| {
             let gated = allowlist.gate_record(&stored.record).ok()?;
-            let lane = Lane {
-                repo_identity: gated.identity,
-                base_branch: stored.record.base_branch.clone(),
-            };
-            Some((stored.id.clone(), lock_ref_name(&lane)))
+            Some((stored.id.clone(), lock_ref_name(&gated.lane())))
         })
         .collect();
     let mut out = Vec::new();
