@@ -17,6 +17,7 @@
 //! [`crate::gates::Allowlist::gate_record`] in this same tick.
 
 mod active;
+mod error;
 mod forge_round;
 mod landing;
 mod landings;
@@ -55,6 +56,7 @@ use crate::runner::Runner;
 use crate::store::{Expect, QueueStore, StoreError};
 
 pub use active::Active;
+pub use error::StartError;
 pub use landing::LaneOutcome;
 pub use main_loop::{Exit, Mode, run};
 pub use policy::NOT_BEFORE_FIELD;
@@ -117,8 +119,8 @@ impl Shared {
         allowlist: Allowlist,
         config: Config,
         berth_dir: PathBuf,
-    ) -> anyhow::Result<Shared> {
-        crate::atomic_file::ensure_private_dir(&berth_dir)?;
+    ) -> Result<Shared, StartError> {
+        crate::atomic_file::ensure_private_dir(&berth_dir).map_err(StartError::Dir)?;
         let discover_roots = ArcSwap::from_pointee(config.repos.clone());
         let settings = LockSettings {
             ttl: config.lock_ttl(),
@@ -134,7 +136,8 @@ impl Shared {
             ForgeKind::Gh => Arc::new(
                 crate::forge::gh::GhForge::new()
                     .with_program(&config.gh_program)
-                    .with_timeout(forge_timeout),
+                    .with_timeout(forge_timeout)
+                    .with_mark(crate::forge::leftover_calls::CallMark::this_daemon()),
             ),
             ForgeKind::Git => Arc::new(
                 crate::forge::git::GitForge::new(berth_dir.join("forge-scratch.git"))
@@ -346,10 +349,7 @@ impl Shared {
     }
 
     fn lane_of(candidate: &Candidate) -> Lane {
-        Lane {
-            repo_identity: candidate.gated.identity.clone(),
-            base_branch: candidate.record.base_branch.clone(),
-        }
+        candidate.gated.lane()
     }
 }
 

@@ -20,6 +20,7 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 use super::in_flight::InFlight;
+use super::leftover_calls::CallMark;
 use super::marker::{QUEUE_LABEL, parse_marker};
 use super::{
     BadOutput, Forge, ForgeError, ForgeKind, ForgeRepo, MarkerCheck, MergeProof, PrCheck, PrRef,
@@ -59,6 +60,8 @@ pub struct GhForge {
     env: Vec<(OsString, OsString)>,
     /// The calls running, shared by every clone: what a stopping daemon ends.
     in_flight: Arc<InFlight>,
+    /// The daemon's mark on every call, which its next start finds them by.
+    mark: Option<CallMark>,
 }
 
 impl Default for GhForge {
@@ -75,6 +78,7 @@ impl GhForge {
             timeout: DEFAULT_TIMEOUT,
             env: Vec::new(),
             in_flight: Arc::default(),
+            mark: None,
         }
     }
 
@@ -95,6 +99,13 @@ impl GhForge {
     /// `PATH` set here is also where a bare program name is looked up.
     pub fn with_env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Marks every call with `mark` (a daemon's), so that the daemon's next start ends what
+    /// a SIGKILL left running ([`super::leftover_calls`]).
+    pub fn with_mark(mut self, mark: Option<CallMark>) -> Self {
+        self.mark = mark;
         self
     }
 
@@ -146,6 +157,9 @@ impl GhForge {
             .env_remove("GH_REPO");
         for (k, v) in &self.env {
             cmd.env(k, v);
+        }
+        if let Some(mark) = &self.mark {
+            mark.apply(&mut cmd);
         }
         match target.enterprise_host() {
             Some(host) => cmd.env("GH_HOST", host),

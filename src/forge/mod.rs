@@ -12,6 +12,7 @@
 pub mod gh;
 pub mod git;
 mod in_flight;
+pub mod leftover_calls;
 pub mod marker;
 
 use std::collections::HashMap;

@@ -12,6 +12,7 @@ mod clear_errors;
 mod cli_help;
 mod crash;
 mod daemon;
+mod decision_log;
 mod demo;
 mod detached;
 mod doc_links;

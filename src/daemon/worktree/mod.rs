@@ -216,7 +216,7 @@ fn try_lock(shared: &Shared, path: &Path) -> Result<WorktreeGuard, Unusable> {
 /// Checks that every directory the landing uses by name is still the one the gate
 /// checked. The error is a `lastError` sentence.
 pub fn verify_dirs(c: &Candidate, place: Option<&Place>) -> Result<(), PinnedDirError> {
-    c.gated.repo.pin.verify()?;
+    c.gated.repo().pin().verify()?;
     if let Some(place) = place {
         place.dir.verify()?;
     }
@@ -225,12 +225,12 @@ pub fn verify_dirs(c: &Candidate, place: Option<&Place>) -> Result<(), PinnedDir
 
 /// Fetches the feature branch and picks (or makes) the checkout to land in. Blocking.
 pub fn prepare(shared: &Shared, c: &Candidate) -> Result<Place, WorktreeError> {
-    let repo_path = &c.gated.repo.path;
+    let repo_path = c.gated.repo().path();
     let feature = &c.record.feature_branch;
-    c.gated.repo.pin.verify()?;
+    c.gated.repo().pin().verify()?;
     let pr_head = shared.forge.pr_head_ref(c.record.pr_number);
     let head = fetch_feature(c, repo_path, feature, pr_head)?;
-    let reason = match (&c.gated.worktree, &c.gated.worktree_pin) {
+    let reason = match (c.gated.worktree(), c.gated.worktree_pin()) {
         (WorktreeChoice::Use(path), Some(pin)) => {
             // Locked before it is looked at, so no other landing changes it in between;
             // a checkout another landing holds is not waited for: the scratch one is.
@@ -257,14 +257,14 @@ pub fn prepare(shared: &Shared, c: &Candidate) -> Result<Place, WorktreeError> {
 
 /// A kept scratch worktree of the repo reset to `head`, or a new one.
 fn scratch_place(shared: &Shared, c: &Candidate, head: Oid) -> Result<Place, WorktreeError> {
-    let repo_path = &c.gated.repo.path;
+    let repo_path = c.gated.repo().path();
     let (taken, unfit) = shared.worktrees.take(repo_path);
     unfit.into_iter().for_each(discard);
     if let Some(kept) = taken {
         let reset = kept
             .scratch
             .reset(&kept.dir, Some(head))
-            .and_then(|()| Ok(c.gated.repo.pin.verify()?));
+            .and_then(|()| Ok(c.gated.repo().pin().verify()?));
         match reset {
             Ok(()) => {
                 tracing::info!(record = %c.id, worktree = %kept.scratch.path.display(), "reusing a scratch worktree");
@@ -290,7 +290,7 @@ fn scratch_place(shared: &Shared, c: &Candidate, head: Oid) -> Result<Place, Wor
     let name = format!("berth-{}-{:x}{nanos:x}", c.id, std::process::id());
     let admin_key = crate::safe_key::safe_key(&repo_path.to_string_lossy());
     let scratch = Scratch {
-        repo: repo_path.clone(),
+        repo: repo_path.to_owned(),
         path: root.join(&name),
         name,
         admin_lock: shared
@@ -301,8 +301,8 @@ fn scratch_place(shared: &Shared, c: &Candidate, head: Oid) -> Result<Place, Wor
     scratch.add(head)?;
     let opened = c
         .gated
-        .repo
-        .pin
+        .repo()
+        .pin()
         .verify()
         .and_then(|()| PinnedDir::open(&scratch.path));
     match opened {
@@ -388,7 +388,7 @@ fn fetch_feature(
 /// when GitHub reports the PR closed, which is also what GitHub does to a PR whose head
 /// branch was deleted. Blocking.
 pub fn feature_on_origin(c: &Candidate) -> Result<bool, WorktreeError> {
-    let (repo, url) = open_with_origin(c, &c.gated.repo.path)?;
+    let (repo, url) = open_with_origin(c, c.gated.repo().path())?;
     let head_ref = format!("refs/heads/{}", c.record.feature_branch);
     let found = crate::lane_lock::advertised(&repo, url, &head_ref).map_err(|e| {
         WorktreeError::ListOrigin {
@@ -407,10 +407,9 @@ fn open_with_origin<'c>(
 ) -> Result<(Repository, &'c str), WorktreeError> {
     let url = c
         .gated
-        .origin_url
-        .as_deref()
+        .origin_url()
         .ok_or_else(|| WorktreeError::NoOrigin(repo_path.to_owned()))?;
-    c.gated.repo.pin.verify()?;
+    c.gated.repo().pin().verify()?;
     Ok((open_repo(repo_path)?, url))
 }
 
