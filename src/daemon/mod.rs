@@ -84,6 +84,8 @@ pub struct Shared {
     pub tally: stop::Tally,
     /// The records this process is landing right now.
     pub active: Active,
+    /// Scratch worktrees kept for the next landing of their repo.
+    pub worktrees: worktree::IdleWorktrees,
     /// Verdicts the store could not write yet.
     unsaved: unsaved::Waiting,
     /// The active rule set, swapped whole by hot reload.
@@ -179,6 +181,7 @@ impl Shared {
             stop: stop::StopFlag::default(),
             tally: stop::Tally::default(),
             active: Active::default(),
+            worktrees: worktree::IdleWorktrees::default(),
             unsaved: unsaved::Waiting::default(),
             rules: Rules::embedded()?,
             view: Mutex::new(QueueView::new()),
