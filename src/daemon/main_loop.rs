@@ -68,6 +68,21 @@ pub async fn run(
     mode: Mode,
     stop: CancellationToken,
 ) -> Result<Exit, StartError> {
+    let exit = run_loop(Arc::clone(&shared), mode, stop).await;
+    // The scratch worktrees kept for later landings go with the daemon: nobody else
+    // resets them, and a later daemon would never find them.
+    let removed = tokio::task::spawn_blocking(move || super::worktree::remove_idle(&shared));
+    if let Err(e) = removed.await {
+        tracing::warn!("kept scratch worktrees not removed: {e}");
+    }
+    exit
+}
+
+async fn run_loop(
+    shared: Arc<Shared>,
+    mode: Mode,
+    stop: CancellationToken,
+) -> Result<Exit, StartError> {
     let mut main = Loop::start(shared, mode, stop)?;
     // An event that arrived while the loop was busy with bookkeeping, handled next.
     let mut pending: Option<Event> = None;

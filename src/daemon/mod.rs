@@ -84,6 +84,8 @@ pub struct Shared {
     pub tally: stop::Tally,
     /// The records this process is landing right now.
     pub active: Active,
+    /// Scratch worktrees kept for the next landing of their repo.
+    pub worktrees: worktree::IdleWorktrees,
     /// Verdicts the store could not write yet.
     unsaved: unsaved::Waiting,
     /// The active rule set, swapped whole by hot reload.
@@ -145,7 +147,6 @@ impl Shared {
         let decisions = DecisionLog::new(&berth_dir);
         let telemetry = Arc::new(crate::telemetry::Telemetry::new(
             crate::telemetry::Sources {
-                store: store.clone(),
                 berth_dir: berth_dir.clone(),
                 halts: crate::faults::HaltStore::new(config.faults_dir_or_default()),
                 fallbacks: decisions.fallback_counts(),
@@ -180,6 +181,7 @@ impl Shared {
             stop: stop::StopFlag::default(),
             tally: stop::Tally::default(),
             active: Active::default(),
+            worktrees: worktree::IdleWorktrees::default(),
             unsaved: unsaved::Waiting::default(),
             rules: Rules::embedded()?,
             view: Mutex::new(QueueView::new()),

@@ -50,6 +50,7 @@ mod replay;
 mod rule_edges;
 mod rules;
 mod runner;
+mod scratch_worktrees;
 mod service;
 mod takeover;
 mod throughput;

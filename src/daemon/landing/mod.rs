@@ -120,7 +120,7 @@ async fn drive(l: &Landing) -> OutcomeKind {
     let end = match place::prepare(l).await {
         Ok(place) => {
             let end = run::run(l, &place, &heartbeat, &lease).await;
-            place.remove();
+            l.blocking(move |shared| place.finish(shared)).await;
             end
         }
         Err(end) => end,
