@@ -69,7 +69,7 @@ fn long_functions(code: &str, max: usize) -> Vec<(String, usize, usize)> {
 
 /// The name of the function a line starts, if it starts one.
 fn fn_name(line: &str) -> Option<String> {
-    let mut words = line.trim_start().split_whitespace().peekable();
+    let mut words = line.split_whitespace().peekable();
     while let Some(word) = words.next() {
         match word {
             "pub" | "async" | "const" | "unsafe" | "extern" => {}
