@@ -150,7 +150,6 @@ impl Shared {
         let decisions = DecisionLog::new(&berth_dir);
         let telemetry = Arc::new(crate::telemetry::Telemetry::new(
             crate::telemetry::Sources {
-                store: store.clone(),
                 berth_dir: berth_dir.clone(),
                 halts: crate::faults::HaltStore::new(config.faults_dir_or_default()),
                 fallbacks: decisions.fallback_counts(),

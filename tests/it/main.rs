@@ -43,6 +43,7 @@ mod lock_cas;
 mod lock_cli;
 mod lock_model;
 mod module_cycles;
+mod module_size;
 mod queue_cli;
 mod queue_page;
 mod replay;
