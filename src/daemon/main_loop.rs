@@ -266,6 +266,10 @@ impl Loop {
         if refresh == Refresh::Sweep {
             self.last_sweep = Some(std::time::Instant::now());
             prune_logs(&self.shared);
+            let view = self.shared.view();
+            self.shared
+                .decisions
+                .forget_gone(|id| view.get(id).is_some());
         }
         if wake == tick::Wake::Poll {
             // The backstop for rule edits no watch reports (a hard link's).

@@ -35,6 +35,7 @@ mod tick;
 mod tick_gates;
 mod unsaved;
 mod verdict;
+mod warm_up;
 mod watch;
 mod worktree;
 
@@ -86,6 +87,8 @@ pub struct Shared {
     pub active: Active,
     /// Scratch worktrees kept for the next landing of their repo.
     pub worktrees: worktree::IdleWorktrees,
+    /// What the first landing would make on need, made at the first gated record.
+    pub warm_up: warm_up::WarmUp,
     /// Verdicts the store could not write yet.
     unsaved: unsaved::Waiting,
     /// The active rule set, swapped whole by hot reload.
@@ -182,6 +185,7 @@ impl Shared {
             tally: stop::Tally::default(),
             active: Active::default(),
             worktrees: worktree::IdleWorktrees::default(),
+            warm_up: warm_up::WarmUp::default(),
             unsaved: unsaved::Waiting::default(),
             rules: Rules::embedded()?,
             view: Mutex::new(QueueView::new()),

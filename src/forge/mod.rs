@@ -51,6 +51,11 @@ pub trait Forge: Send + Sync {
         None
     }
 
+    /// Makes now what the forge's first question about `repo` would make on need (a
+    /// private repository), so a landing does not wait for it; a failure is left for that
+    /// question to meet. Asks nothing.
+    fn warm_up(&self, _repo: &ForgeRepo) {}
+
     /// Ends the calls in flight (their processes killed and reaped) and refuses new ones,
     /// waiting at most `within`: the daemon is stopping, and nothing berth starts may
     /// outlive it. Whether none runs any more; a forge that starts no process has none.

@@ -54,4 +54,5 @@ mod scratch_worktrees;
 mod service;
 mod takeover;
 mod throughput;
+mod warm_up;
 mod writes_heard;

@@ -86,6 +86,11 @@ impl Place {
     }
 }
 
+/// Where berth's scratch worktrees are made.
+pub fn root(berth_dir: &Path) -> PathBuf {
+    berth_dir.join("worktrees")
+}
+
 /// Removes every scratch worktree the daemon kept; when it stops. Blocking.
 pub fn remove_idle(shared: &Shared) {
     for kept in shared.worktrees.drain() {
@@ -280,7 +285,7 @@ fn scratch_place(shared: &Shared, c: &Candidate, head: Oid) -> Result<Place, Wor
             }
         }
     }
-    let root = shared.berth_dir.join("worktrees");
+    let root = root(&shared.berth_dir);
     crate::atomic_file::ensure_private_dir(&root)?;
     // A fresh name every time: nothing planted in the repo's `.git/worktrees/` can be
     // mistaken for ours, and a killed daemon's leftover is never reused.
