@@ -418,10 +418,11 @@ fn prune_logs(shared: &Shared) {
             retention::MAX_LOG_AGE,
             retention::MAX_LOGS_BYTES,
         );
-        if pruned.files > 0 {
+        if pruned.files > 0 || pruned.dirs > 0 {
             tracing::info!(
                 files = pruned.files,
                 bytes = pruned.bytes,
+                empty_dirs = pruned.dirs,
                 "old attempt logs removed from {}",
                 logs.display()
             );
