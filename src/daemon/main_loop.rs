@@ -266,6 +266,10 @@ impl Loop {
         if refresh == Refresh::Sweep {
             self.last_sweep = Some(std::time::Instant::now());
             prune_logs(&self.shared);
+            let view = self.shared.view();
+            self.shared
+                .decisions
+                .forget_gone(|id| view.get(id).is_some());
         }
         if wake == tick::Wake::Poll {
             // The backstop for rule edits no watch reports (a hard link's).
@@ -414,10 +418,11 @@ fn prune_logs(shared: &Shared) {
             retention::MAX_LOG_AGE,
             retention::MAX_LOGS_BYTES,
         );
-        if pruned.files > 0 {
+        if pruned.files > 0 || pruned.dirs > 0 {
             tracing::info!(
                 files = pruned.files,
                 bytes = pruned.bytes,
+                empty_dirs = pruned.dirs,
                 "old attempt logs removed from {}",
                 logs.display()
             );
