@@ -369,6 +369,29 @@ impl World {
         done()
     }
 
+    /// Waits (up to `limit`) until the daemon whose berth dir is `berth_dir` has finished
+    /// `ticks` more ticks, counted by the `lastTick` its health file reports; false on
+    /// time-out. What a test that must let the daemon work a while counts, instead of
+    /// sleeping.
+    pub fn wait_ticks(&self, berth_dir: &Path, ticks: usize, limit: std::time::Duration) -> bool {
+        let health = berth_dir.join("daemon-health.json");
+        let last_tick = || -> Option<String> {
+            let text = fs::read_to_string(&health).ok()?;
+            let value: Value = serde_json::from_str(&text).ok()?;
+            Some(value["lastTick"]["at"].as_str()?.to_owned())
+        };
+        let mut seen = last_tick();
+        let mut counted = 0;
+        self.wait_for(limit, || {
+            let now = last_tick();
+            if now.is_some() && now != seen {
+                counted += 1;
+                seen = now;
+            }
+            counted >= ticks
+        })
+    }
+
     /// [`World::spawn_berth`], run as the last arguments of `wrapper` (e.g. `unshare …`),
     /// with the same environment. Its output goes to `<berth_dir>.log`.
     pub fn spawn_berth_wrapped(
