@@ -401,7 +401,7 @@ fn a_verdict_the_full_disk_refuses_is_kept_shown_and_written_when_space_returns(
     assert_eq!(world.ledger(), [19]);
     assert!(lane.merged("feat/pr-19", "main"));
     // Ticks go by; the record stays in flight, owned by the live daemon, not requeued.
-    std::thread::sleep(Duration::from_millis(2500));
+    assert!(world.wait_ticks(&world.berth_state(), 2, Duration::from_secs(30)));
     assert_eq!(record(&queue)["status"], "landing");
 
     fs::remove_file(queue.join("fill")).unwrap();

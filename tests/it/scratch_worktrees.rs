@@ -121,3 +121,19 @@ fn an_untracked_file_alone_keeps_a_worktree_from_reuse() {
     );
     assert_eq!(lines[1][2..], ["0", "unlocked", "detached"], "{lines:?}");
 }
+
+/// A step that changes a tracked file and leaves HEAD elsewhere leaves nothing a hard
+/// reset cannot undo: the worktree is reused, and the next landing sees none of it.
+#[test]
+fn a_tracked_edit_and_a_moved_head_are_reset_and_the_worktree_reused() {
+    let world = World::new();
+    let (config, trace) = tracing_config(
+        &world,
+        "git checkout -q --detach HEAD^ && echo edit >> README",
+    );
+    land_two(&world, &config);
+    let lines = trace_lines(&trace);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0][1], lines[1][1], "the worktree was not reused");
+    assert_eq!(lines[1][2..], ["0", "unlocked", "detached"], "{lines:?}");
+}

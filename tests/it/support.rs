@@ -369,6 +369,29 @@ impl World {
         done()
     }
 
+    /// Waits (up to `limit`) until the daemon whose berth dir is `berth_dir` has finished
+    /// `ticks` more ticks, counted by the `lastTick` its health file reports; false on
+    /// time-out. What a test that must let the daemon work a while counts, instead of
+    /// sleeping.
+    pub fn wait_ticks(&self, berth_dir: &Path, ticks: usize, limit: std::time::Duration) -> bool {
+        let health = berth_dir.join("daemon-health.json");
+        let last_tick = || -> Option<String> {
+            let text = fs::read_to_string(&health).ok()?;
+            let value: Value = serde_json::from_str(&text).ok()?;
+            Some(value["lastTick"]["at"].as_str()?.to_owned())
+        };
+        let mut seen = last_tick();
+        let mut counted = 0;
+        self.wait_for(limit, || {
+            let now = last_tick();
+            if now.is_some() && now != seen {
+                counted += 1;
+                seen = now;
+            }
+            counted >= ticks
+        })
+    }
+
     /// [`World::spawn_berth`], run as the last arguments of `wrapper` (e.g. `unshare …`),
     /// with the same environment. Its output goes to `<berth_dir>.log`.
     pub fn spawn_berth_wrapped(
@@ -645,6 +668,21 @@ impl GhLane<'_> {
 }
 
 // A daemon serving metrics, and reading them.
+
+/// Every `.rs` file under `dir`, at any depth: what the tests that read berth's own source
+/// (its error style, module sizes, import cycles) walk.
+pub fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files
+}
 
 /// Field 22 of `/proc/<pid>/stat`: what berth stamps as the process's start.
 pub fn start_ticks(pid: u32) -> u64 {
