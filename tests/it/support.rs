@@ -669,6 +669,21 @@ impl GhLane<'_> {
 
 // A daemon serving metrics, and reading them.
 
+/// Every `.rs` file under `dir`, at any depth: what the tests that read berth's own source
+/// (its error style, module sizes, import cycles) walk.
+pub fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files
+}
+
 /// Field 22 of `/proc/<pid>/stat`: what berth stamps as the process's start.
 pub fn start_ticks(pid: u32) -> u64 {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
