@@ -1393,3 +1393,33 @@ fn state_files_are_parsed_again_only_when_they_changed() {
     assert_eq!((changed.runs, changed.parsed), (2, 1), "{changed:?}");
     assert_eq!(tick().parsed, 0);
 }
+
+/// Scenario: whoever can write the faults dir sets a learned pattern's `hitCount` to
+/// 18446744073709551615 (u64::MAX; gstack's own counts are JavaScript numbers, so only a
+/// planted file holds it), and the pattern's category fires on a run. Counting the hit
+/// computes `n + hits` unchecked: a debug build panics inside the fault-watch pass (the
+/// daemon's tick), a release build wraps the count to 0 and writes that back.
+#[test]
+fn a_huge_planted_hit_count_is_counted_without_overflowing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("learned-patterns.json");
+    fs::write(
+        &path,
+        r#"[{"category": "flaky_net", "matcherKind": "stdout_contains", "pattern": "ECONNRESET", "hitCount": 18446744073709551615}]"#,
+    )
+    .unwrap();
+    let counted = std::panic::catch_unwind(|| {
+        berth::faults::learned::record_hits_of_calls(&path, &[vec!["flaky_net"]])
+    });
+    let written: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    assert!(
+        matches!(counted, Ok(Ok(()))),
+        "counting a hit on a planted u64::MAX count panicked or failed: {:?}",
+        counted.map(|r| r.map_err(|e| e.to_string()))
+    );
+    assert!(
+        written[0]["hitCount"].as_f64().unwrap_or(0.0) >= 1.8e19,
+        "the hit count went backwards: {}",
+        written[0]["hitCount"]
+    );
+}
