@@ -68,6 +68,11 @@ pub async fn run(
     mode: Mode,
     stop: CancellationToken,
 ) -> Result<Exit, StartError> {
+    let berth_dir = shared.berth_dir.clone();
+    let swept = tokio::task::spawn_blocking(move || super::worktree::sweep_leftovers(&berth_dir));
+    if let Err(e) = swept.await {
+        tracing::warn!("scratch worktrees left by a stopped daemon not looked for: {e}");
+    }
     let exit = run_loop(Arc::clone(&shared), mode, stop).await;
     // The scratch worktrees kept for later landings go with the daemon: nobody else
     // resets them, and a later daemon would never find them.

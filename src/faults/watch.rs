@@ -40,10 +40,14 @@ pub struct WatchReport {
     pub emitted: Vec<String>,
     pub resolved: Vec<String>,
     pub problems: Vec<String>,
+    /// A registry sync was skipped (its run lock held) or failed part way: what it left
+    /// unwritten is written only by a later sync.
+    pub unsynced: bool,
 }
 
 impl WatchReport {
     fn absorb(&mut self, run_id: &str, sync: SyncReport) {
+        self.unsynced |= !sync.problems.is_empty();
         self.emitted.extend(
             sync.emitted
                 .into_iter()
