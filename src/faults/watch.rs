@@ -177,21 +177,26 @@ pub fn watch_runs(
             return report;
         }
     };
-    STATE_CACHE.keep_only(&files);
-    RUN_CACHE.keep_only(&files);
+    let listed: HashSet<PathBuf> = files.iter().cloned().collect();
+    STATE_CACHE.keep_only(state_dir, &listed);
+    RUN_CACHE.keep_only(state_dir, &listed);
     let mut budget = Budget::for_tick();
     let mut new_hits: Vec<Vec<String>> = Vec::new();
     for file in files {
-        let state = match STATE_CACHE.load(&file) {
-            Ok((state, parsed)) => {
-                report.parsed += usize::from(parsed);
+        let loaded = STATE_CACHE.load(&file);
+        let state = match loaded.state {
+            Ok(state) => {
+                report.parsed += usize::from(loaded.read);
                 state
             }
             Err(reason) => {
-                // Its registry is left as it is: an unreadable state clears nothing.
-                report
-                    .problems
-                    .push(format!("{}: {reason}", file.display()));
+                // Its registry is left as it is: an unreadable state clears nothing. It is
+                // reported when read, not again on every pass until it changes.
+                if loaded.read {
+                    report
+                        .problems
+                        .push(format!("{}: {reason}", file.display()));
+                }
                 continue;
             }
         };
