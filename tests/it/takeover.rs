@@ -333,3 +333,50 @@ fn a_writers_lock_the_daemon_user_cannot_open_does_not_wedge_the_lane() {
     assert_eq!(world.read_record(&id)["status"], "landed", "{log}");
     assert_eq!(world.ledger(), [52]);
 }
+
+/// A berth writer of a local origin SIGSTOPped inside its write (between libgit2's
+/// exclusive create of `<ref>.lock` and the rename over the ref: it then holds the
+/// repository's writers' `flock` AND the ref's `.lock` file). Issue 16: a paused daemon
+/// must cost the lane at most its TTL. Here the lane lock is absent (the stopped writer
+/// was creating it; its TTL, 3 s, is long over), yet no other daemon can ever write the
+/// ref: the writers' lock is held, so the `.lock` file is never judged a leftover,
+/// however old, and every write of the ref fails. The lane is wedged for as long as the
+/// stopped process lives, with nobody holding the lane lock.
+#[test]
+fn a_writer_stopped_mid_write_wedges_the_lane_past_twice_the_ttl() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(43, "main");
+    let repo = Path::new(&lane.remote_url);
+    let refs = repo.join("refs/gstack/release-locks/+repo");
+    fs::create_dir_all(&refs).unwrap();
+    let ref_lock = refs.join("main.lock");
+    fs::write(&ref_lock, "").unwrap();
+    // What a berth writer holds mid-write, then stopped: the writers' flock.
+    let mut stopped = std::process::Command::new("flock")
+        .arg(repo.join("berth-lane-locks.lock"))
+        .args(["sleep", "600"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    kill(Pid::from_raw(stopped.id() as i32), Signal::SIGSTOP).unwrap();
+    // The stopped writer's `.lock` is far older than any leftover age and any TTL.
+    let age = berth::lane_lock::LEFTOVER_AGE.as_secs() + 60;
+    assert!(std::process::Command::new("touch")
+        .args(["-d", &format!("{age} seconds ago")])
+        .arg(&ref_lock)
+        .status()
+        .unwrap()
+        .success());
+    let config = world.git_forge_config("lock_ttl_secs = 3\nheartbeat_secs = 1\n");
+    let run = world.run_once(&config).get_output().clone();
+    let said = String::from_utf8_lossy(&run.stderr);
+    let _ = kill(Pid::from_raw(stopped.id() as i32), Signal::SIGKILL);
+    let _ = stopped.wait();
+    assert_eq!(
+        world.read_record(&id)["status"],
+        "landed",
+        "lane wedged by a stopped writer long past 2×TTL; nobody holds the lane lock ({}):\n{said}",
+        ref_lock.display()
+    );
+}
