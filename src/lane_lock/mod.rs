@@ -37,11 +37,14 @@ mod acquire;
 mod alias;
 mod cas;
 mod error;
+mod expiry_cap;
+mod flock_holder;
 mod heartbeat;
 mod held;
 mod leftover;
 mod listing;
 mod payload;
+mod ref_writer;
 mod refresh;
 mod release;
 mod scratch_pool;
@@ -61,14 +64,14 @@ use crate::gstack_text;
 use crate::safe_key::safe_key;
 
 pub use alias::{lane_key, lane_lock_refs};
-pub use cas::LockWrite;
+pub use cas::{LockWrite, WRITERS_BLOCKED};
 pub use error::LockError;
 pub use held::HeldLock;
 pub use listing::{ListedLock, LockListing};
 
 use acquire::holder_gone;
 pub use heartbeat::{Heartbeat, LockWatch};
-use held::StolenTo;
+use held::{StolenTo, Unconfirmed};
 pub use leftover::{LEFTOVER_AGE, LEFTOVERS_REMOVED};
 pub use payload::{LOCK_SUBJECT, LockPayload};
 
@@ -301,6 +304,12 @@ impl LockClient {
         &self.settings
     }
 
+    /// The longest TTL this client believes a holder writes: its own, or gstack's when that
+    /// is longer ([`expiry_cap`]).
+    fn longest_ttl(&self) -> Duration {
+        self.settings.ttl.max(DEFAULT_TTL)
+    }
+
     /// Runs `hook` in every lock write of this client after berth's last look at the ref
     /// and before the write is sent, the window the compare-and-swap closes. For tests that
     /// move the ref from another client there, deterministically; the daemon sets none.
@@ -344,8 +353,12 @@ impl LockClient {
         );
         let applied = matches!(outcome, Ok(PushOutcome::Applied));
         let mut mine = self.mine();
-        // A write whose answer was lost may have landed: it is then an orphan to remove.
-        if let (Some(sha), false) = (new, applied) {
+        // A create or takeover whose answer was lost may have landed with no landing
+        // holding it: an orphan, which the next acquire removes. A refresh's may have
+        // landed too, but its landing runs on: that lock stays this process's until the
+        // landing's release ([`HeldLock::unconfirmed`]).
+        let answer_lost = outcome.is_err() && write == LockWrite::Refresh;
+        if let (Some(sha), false, false) = (new, applied, answer_lost) {
             mine.remove(&sha);
         }
         if let Expect::At(old) = expect
@@ -413,6 +426,8 @@ impl LockClient {
             last_refresh: started,
             stolen: None,
             aliases: Vec::new(),
+            aliases_before: 0,
+            unconfirmed: Vec::new(),
         }
     }
 
@@ -643,6 +658,8 @@ mod tests {
             last_refresh: start,
             stolen: None,
             aliases: Vec::new(),
+            aliases_before: 0,
+            unconfirmed: Vec::new(),
         };
         assert!(!held.is_lost(start + Duration::from_secs(10)));
         assert!(held.is_lost(start + Duration::from_millis(10_001)));

@@ -168,6 +168,11 @@ impl Metrics {
             crate::lane_lock::LEFTOVERS_REMOVED.clone(),
         );
         registry.register(
+            "lane_lock_writers_blocked",
+            "Local-origin lane lock writes that found the writers' lock held past the wait (the holder is named in the log)",
+            crate::lane_lock::WRITERS_BLOCKED.clone(),
+        );
+        registry.register(
             "landing_leftovers_killed",
             "Landing processes killed by their mark once their step ended or their daemon was gone (what left the step's process group)",
             crate::runner::LEFTOVERS_KILLED.clone(),
