@@ -169,9 +169,24 @@ pub fn lock_exclusive_within(lock_path: &Path, wait: Duration) -> io::Result<Fil
 
 /// [`lock_exclusive_within`] for a lock file the caller opened itself.
 pub fn lock_open_file_within(file: File, lock_path: &Path, wait: Duration) -> io::Result<File> {
+    lock_within(file, lock_path, wait, File::try_lock)
+}
+
+/// Takes a shared advisory lock on a lock file the caller opened (read-only will do),
+/// trying for at most `wait`, as [`lock_exclusive_within`] does.
+pub fn lock_shared_within(file: File, lock_path: &Path, wait: Duration) -> io::Result<File> {
+    lock_within(file, lock_path, wait, File::try_lock_shared)
+}
+
+fn lock_within(
+    file: File,
+    lock_path: &Path,
+    wait: Duration,
+    try_lock: fn(&File) -> Result<(), std::fs::TryLockError>,
+) -> io::Result<File> {
     let deadline = Instant::now() + wait;
     loop {
-        match file.try_lock() {
+        match try_lock(&file) {
             Ok(()) => return Ok(file),
             Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
                 std::thread::sleep(LOCK_RETRY)

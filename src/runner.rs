@@ -16,6 +16,7 @@
 //!   suspended berth cannot leave a landing running past its lock.
 
 mod capped_log;
+mod group;
 mod guard;
 mod lease;
 mod log;

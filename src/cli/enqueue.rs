@@ -72,9 +72,9 @@ pub fn run(ctx: &Context, args: &EnqueueArgs) -> anyhow::Result<Outcome> {
         .allowlist(&ctx.config()?)
         .gate_record(&record)
         .context("the record would be blocked by the daemon, so it was not queued")?;
-    record.repo_path = gated.repo.path.to_string_lossy().into_owned();
-    record.repo_identity = Some(gated.identity);
-    if let WorktreeChoice::Scratch { reason } = &gated.worktree {
+    record.repo_path = gated.repo().path().to_string_lossy().into_owned();
+    record.repo_identity = Some(gated.identity().to_string());
+    if let WorktreeChoice::Scratch { reason } = gated.worktree() {
         eprintln!(
             "warning: the worktree will not be used ({reason}); landings will run in a scratch worktree"
         );

@@ -20,7 +20,7 @@ pub(super) fn gated_origin(
     let gated = ctx
         .allowlist(&ctx.config()?)
         .gate_repo_path(&repo_path.to_string_lossy())?;
-    let url = crate::identity::origin_url(&gated.path)?
-        .with_context(|| format!("{} has no `origin` remote", gated.path.display()))?;
-    Ok((gated.path, url))
+    let url = crate::identity::origin_url(gated.path())?
+        .with_context(|| format!("{} has no `origin` remote", gated.path().display()))?;
+    Ok((gated.path().to_owned(), url))
 }

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
+use crate::gates::Identity;
 use crate::record::Record;
 
 #[derive(Debug, Default)]
@@ -18,7 +19,7 @@ pub struct Active {
 #[derive(Clone, Debug)]
 pub struct Claimed {
     pub record: Record,
-    pub identity: String,
+    pub identity: Identity,
 }
 
 impl Active {
@@ -33,8 +34,8 @@ impl Active {
     }
 
     /// Registers a landing until the returned guard drops (on every path out of it).
-    pub fn register(&self, id: &str, record: Record, identity: &str) -> Registered<'_> {
-        let identity = identity.to_owned();
+    pub fn register(&self, id: &str, record: Record, identity: &Identity) -> Registered<'_> {
+        let identity = identity.clone();
         self.map()
             .insert(id.to_owned(), Claimed { record, identity });
         Registered {

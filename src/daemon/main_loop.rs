@@ -17,7 +17,9 @@ use crate::rules::{ReloadWatcher, RulesStatus};
 use super::forge_round::{self, Concern, task::Rounds};
 use super::landings::Landings;
 use super::tick_gates::TickGates;
-use super::{LaneOutcome, Shared, StopSignal, landing, reload, shutdown, stop, tick, watch};
+use super::{
+    LaneOutcome, Shared, StartError, StopSignal, landing, reload, shutdown, stop, tick, watch,
+};
 
 /// How long a stopping daemon waits for its landings to put their records back and
 /// release their locks before it revives what is left (DESIGN §6: 2 s kill grace + 4 s
@@ -61,7 +63,26 @@ enum Event {
 
 /// Runs the daemon until `--once` is done, a signal arrives, or `stop` is cancelled (the
 /// embedding program's own way to stop it, e.g. `berth demo`).
-pub async fn run(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> anyhow::Result<Exit> {
+pub async fn run(
+    shared: Arc<Shared>,
+    mode: Mode,
+    stop: CancellationToken,
+) -> Result<Exit, StartError> {
+    let exit = run_loop(Arc::clone(&shared), mode, stop).await;
+    // The scratch worktrees kept for later landings go with the daemon: nobody else
+    // resets them, and a later daemon would never find them.
+    let removed = tokio::task::spawn_blocking(move || super::worktree::remove_idle(&shared));
+    if let Err(e) = removed.await {
+        tracing::warn!("kept scratch worktrees not removed: {e}");
+    }
+    exit
+}
+
+async fn run_loop(
+    shared: Arc<Shared>,
+    mode: Mode,
+    stop: CancellationToken,
+) -> Result<Exit, StartError> {
     let mut main = Loop::start(shared, mode, stop)?;
     // An event that arrived while the loop was busy with bookkeeping, handled next.
     let mut pending: Option<Event> = None;
@@ -123,8 +144,10 @@ struct Loop {
 
 impl Loop {
     /// Signals, watchers and the poll interval, set up before the first event.
-    fn start(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> anyhow::Result<Loop> {
-        let signals = shutdown::Signals::install(mode == Mode::Watch)?;
+    fn start(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> Result<Loop, StartError> {
+        let signals =
+            shutdown::Signals::install(mode == Mode::Watch).map_err(StartError::Signals)?;
+        end_leftover_forge_calls();
         let queue_changes = match mode {
             Mode::Watch => Some(watch::QueueWatcher::start(shared.store.dir())?),
             Mode::Once => None,
@@ -365,6 +388,22 @@ impl From<shutdown::Heard> for Event {
 
 /// Prunes `<berth_dir>/logs/` by age and total size on a thread of its own (with the
 /// sweep: at start, then every `reconcile_every_secs`); the loop does not wait for it.
+/// A crash is recovered by the next start: the `gh` calls a SIGKILLed predecessor on this
+/// berth dir left running are killed before the first tick.
+fn end_leftover_forge_calls() {
+    use crate::forge::leftover_calls::{CallMark, end_leftover_calls};
+    let Some(mine) = CallMark::this_daemon() else {
+        return;
+    };
+    match end_leftover_calls(&mine) {
+        (0, _) => {}
+        (killed, 0) => tracing::warn!("killed {killed} forge call(s) a killed daemon left running"),
+        (killed, left) => tracing::error!(
+            "killed {killed} forge call(s) a killed daemon left running; {left} still run after SIGKILL"
+        ),
+    }
+}
+
 fn prune_logs(shared: &Shared) {
     use crate::runner::retention;
     let logs = shared.berth_dir.join("logs");

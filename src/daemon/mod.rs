@@ -17,6 +17,7 @@
 //! [`crate::gates::Allowlist::gate_record`] in this same tick.
 
 mod active;
+mod error;
 mod forge_round;
 mod landing;
 mod landings;
@@ -34,6 +35,7 @@ mod tick;
 mod tick_gates;
 mod unsaved;
 mod verdict;
+mod warm_up;
 mod watch;
 mod worktree;
 
@@ -55,6 +57,7 @@ use crate::runner::Runner;
 use crate::store::{Expect, QueueStore, StoreError};
 
 pub use active::Active;
+pub use error::StartError;
 pub use landing::LaneOutcome;
 pub use main_loop::{Exit, Mode, run};
 pub use policy::NOT_BEFORE_FIELD;
@@ -82,6 +85,10 @@ pub struct Shared {
     pub tally: stop::Tally,
     /// The records this process is landing right now.
     pub active: Active,
+    /// Scratch worktrees kept for the next landing of their repo.
+    pub worktrees: worktree::IdleWorktrees,
+    /// What the first landing would make on need, made at the first gated record.
+    pub warm_up: warm_up::WarmUp,
     /// Verdicts the store could not write yet.
     unsaved: unsaved::Waiting,
     /// The active rule set, swapped whole by hot reload.
@@ -115,8 +122,8 @@ impl Shared {
         allowlist: Allowlist,
         config: Config,
         berth_dir: PathBuf,
-    ) -> anyhow::Result<Shared> {
-        crate::atomic_file::ensure_private_dir(&berth_dir)?;
+    ) -> Result<Shared, StartError> {
+        crate::atomic_file::ensure_private_dir(&berth_dir).map_err(StartError::Dir)?;
         let discover_roots = ArcSwap::from_pointee(config.repos.clone());
         let settings = LockSettings {
             ttl: config.lock_ttl(),
@@ -132,7 +139,8 @@ impl Shared {
             ForgeKind::Gh => Arc::new(
                 crate::forge::gh::GhForge::new()
                     .with_program(&config.gh_program)
-                    .with_timeout(forge_timeout),
+                    .with_timeout(forge_timeout)
+                    .with_mark(crate::forge::leftover_calls::CallMark::this_daemon()),
             ),
             ForgeKind::Git => Arc::new(
                 crate::forge::git::GitForge::new(berth_dir.join("forge-scratch.git"))
@@ -142,7 +150,6 @@ impl Shared {
         let decisions = DecisionLog::new(&berth_dir);
         let telemetry = Arc::new(crate::telemetry::Telemetry::new(
             crate::telemetry::Sources {
-                store: store.clone(),
                 berth_dir: berth_dir.clone(),
                 halts: crate::faults::HaltStore::new(config.faults_dir_or_default()),
                 fallbacks: decisions.fallback_counts(),
@@ -177,6 +184,8 @@ impl Shared {
             stop: stop::StopFlag::default(),
             tally: stop::Tally::default(),
             active: Active::default(),
+            worktrees: worktree::IdleWorktrees::default(),
+            warm_up: warm_up::WarmUp::default(),
             unsaved: unsaved::Waiting::default(),
             rules: Rules::embedded()?,
             view: Mutex::new(QueueView::new()),
@@ -343,10 +352,7 @@ impl Shared {
     }
 
     fn lane_of(candidate: &Candidate) -> Lane {
-        Lane {
-            repo_identity: candidate.gated.identity.clone(),
-            base_branch: candidate.record.base_branch.clone(),
-        }
+        candidate.gated.lane()
     }
 }
 

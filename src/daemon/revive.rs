@@ -84,7 +84,7 @@ fn recreate(shared: &Shared, id: &str, why: &str, interrupted: &str) -> Result<(
     let mut record = claimed.record;
     // A legacy record (no `repoIdentity`) is filed under its origin's identity by gstack,
     // or under `path:<repoPath>`: the copy is written back only under the id it came from.
-    let filed_under = [record.identity_or_path(), claimed.identity]
+    let filed_under = [record.identity_or_path(), claimed.identity.into()]
         .into_iter()
         .find(|identity| record.id_under(identity) == id)
         .ok_or_else(|| NotRecreated::OtherId(record.expected_id()))?;

@@ -16,6 +16,8 @@ use tokio::sync::Notify;
 
 use crate::write_events::{Change, WriteWatch};
 
+use super::StartError;
+
 /// How long a write still under way (a record created, or written while open) is given to
 /// finish before the wake; a record renamed into place or closed after writing wakes the
 /// loop at once.
@@ -98,8 +100,8 @@ fn is_record_file(path: &Path) -> bool {
 }
 
 impl QueueWatcher {
-    pub fn start(dir: &Path) -> anyhow::Result<QueueWatcher> {
-        crate::atomic_file::ensure_private_dir(dir)?;
+    pub fn start(dir: &Path) -> Result<QueueWatcher, StartError> {
+        crate::atomic_file::ensure_private_dir(dir).map_err(StartError::Dir)?;
         let pending = Arc::new(Mutex::new(Pending::default()));
         let replaced = Arc::new(AtomicBool::new(false));
         let wake = Arc::new(Notify::new());
@@ -126,7 +128,7 @@ impl QueueWatcher {
                 bell.notify_one();
             },
         )
-        .map_err(|(path, e)| anyhow::anyhow!("cannot watch {}: {e}", path.display()))?;
+        .map_err(|(path, error)| StartError::QueueWatch { path, error })?;
         Ok(QueueWatcher {
             watch,
             dir: dir.to_owned(),

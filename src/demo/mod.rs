@@ -6,6 +6,7 @@
 //! changes, lock refs appearing and disappearing), and then checks every claim it made. It
 //! succeeds only if every check holds.
 
+mod error;
 mod observer;
 mod rules_step;
 mod world;
@@ -13,7 +14,6 @@ mod world;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ForgeKind};
@@ -23,6 +23,7 @@ use crate::record::Status;
 use crate::rules::Rules;
 use crate::runner::CommandTemplate;
 
+pub use error::DemoError;
 use observer::Observer;
 use world::World;
 
@@ -39,7 +40,7 @@ pub(crate) struct Check {
 }
 
 /// Runs the demo; `Ok(true)` when every narrated step happened.
-pub fn run(keep: bool) -> anyhow::Result<bool> {
+pub fn run(keep: bool) -> Result<bool, DemoError> {
     let temp = tempfile::Builder::new().prefix("berth-demo-").tempdir()?;
     let root = temp.path().canonicalize()?;
     say(&format!(
@@ -101,7 +102,12 @@ pub fn run(keep: bool) -> anyhow::Result<bool> {
         runtime.block_on(async {
             until_stopped().await?;
             kept.stop.cancel();
-            kept.daemon.await.context("daemon task")?.map(drop)
+            Ok::<_, DemoError>(
+                kept.daemon
+                    .await
+                    .map_err(DemoError::DaemonTask)?
+                    .map(drop)?,
+            )
         })?;
         drop(kept.page);
     }
@@ -126,7 +132,7 @@ pub(crate) fn say(line: &str) {
 /// Runs the daemon over the world and checks what it did; with `keep`, it also serves the
 /// queue page on a loopback port and leaves the daemon running behind it, with two PRs
 /// held by a freeze, until the caller stops them.
-async fn run_daemon(world: &World, keep: bool) -> anyhow::Result<(Vec<Check>, Option<Kept>)> {
+async fn run_daemon(world: &World, keep: bool) -> Result<(Vec<Check>, Option<Kept>), DemoError> {
     let land = CommandTemplate::parse(vec![
         "sh".into(),
         world.land_script.to_string_lossy().into_owned(),
@@ -187,7 +193,7 @@ async fn run_daemon(world: &World, keep: bool) -> anyhow::Result<(Vec<Check>, Op
         }
         _ => {
             stop.cancel();
-            daemon.await.context("daemon task")??;
+            daemon.await.map_err(DemoError::DaemonTask)??;
             None
         }
     };
@@ -202,10 +208,10 @@ async fn run_daemon(world: &World, keep: bool) -> anyhow::Result<(Vec<Check>, Op
 struct Kept {
     page: crate::http::Server,
     stop: CancellationToken,
-    daemon: tokio::task::JoinHandle<anyhow::Result<daemon::Exit>>,
+    daemon: tokio::task::JoinHandle<Result<daemon::Exit, daemon::StartError>>,
 }
 
-fn check(world: &World, observer: &Observer) -> anyhow::Result<Vec<Check>> {
+fn check(world: &World, observer: &Observer) -> Result<Vec<Check>, DemoError> {
     let mut checks = Vec::new();
     for pr in &world.prs {
         let record = world.queue.load(&pr.id)?.record;

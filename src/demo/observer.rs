@@ -10,8 +10,8 @@ use crate::faults::halt_store::HaltStore;
 use crate::lane_lock::LockClient;
 use crate::record::Status;
 
-use super::say;
 use super::world::{DemoPr, World};
+use super::{DemoError, say};
 
 const POLL: Duration = Duration::from_millis(100);
 
@@ -126,7 +126,7 @@ impl<'w> Observer<'w> {
             .any(|(id, message)| id == fault_id && message.starts_with(message_prefix))
     }
 
-    async fn list_locks(&self) -> anyhow::Result<BTreeSet<String>> {
+    async fn list_locks(&self) -> Result<BTreeSet<String>, DemoError> {
         let locks = Arc::clone(&self.locks);
         let url = self.world.origin_url.clone();
         let listed = tokio::task::spawn_blocking(move || locks.list(&url)).await??;
@@ -138,7 +138,7 @@ impl<'w> Observer<'w> {
         self.seen_locks.iter().any(|r| r.ends_with(&suffix))
     }
 
-    pub fn remaining_locks(&self) -> anyhow::Result<Vec<String>> {
+    pub fn remaining_locks(&self) -> Result<Vec<String>, DemoError> {
         Ok(self
             .locks
             .list(&self.world.origin_url)?

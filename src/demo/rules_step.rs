@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::observer::Observer;
 use super::world::World;
-use super::{Check, DEMO_DEADLINE, say};
+use super::{Check, DEMO_DEADLINE, DemoError, say};
 use crate::record::Status;
 use crate::rules::{ReloadSeen, RulesStatus, write_and_await};
 
@@ -23,7 +23,7 @@ const KEPT_FREEZE_REASON: &str = "release freeze: kept by berth demo --keep";
 /// For `demo --keep`: freezes the landing policy again and queues two more PRs on `main`,
 /// so the page shows a lane's queue, why each waits and when it may land (from this run's
 /// landings) while the daemon runs on.
-pub async fn hold_for_the_page(world: &World) -> anyhow::Result<()> {
+pub async fn hold_for_the_page(world: &World) -> Result<(), DemoError> {
     say("");
     say("for the page, the daemon runs on under a new freeze:");
     let freeze = DEFAULT_LANDING.replace(
@@ -47,14 +47,13 @@ pub async fn hold_for_the_page(world: &World) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run(world: &World, observer: &mut Observer<'_>) -> anyhow::Result<Vec<Check>> {
+pub async fn run(world: &World, observer: &mut Observer<'_>) -> Result<Vec<Check>, DemoError> {
     let mut checks = Vec::new();
     say("");
     say(&format!("editing {LANDING_FILE} while the daemon runs:"));
-    anyhow::ensure!(
-        DEFAULT_LANDING.contains(DEFAULT_ADMIT),
-        "the shipped {LANDING_FILE} no longer has the admit line the demo edits"
-    );
+    if !DEFAULT_LANDING.contains(DEFAULT_ADMIT) {
+        return Err(DemoError::AdmitLineGone(LANDING_FILE));
+    }
     let freeze = DEFAULT_LANDING.replace(
         DEFAULT_ADMIT,
         &format!("    #{{ decision: \"wait\", reason: \"{FREEZE_REASON}\" }}"),
@@ -120,14 +119,14 @@ pub async fn run(world: &World, observer: &mut Observer<'_>) -> anyhow::Result<V
 
 /// `berth rules replay` of the freeze against this run's own history: it names every PR
 /// the recorded policy let go, each of which the freeze would have held.
-fn replay_freeze(world: &World, freeze: &str) -> anyhow::Result<Check> {
+fn replay_freeze(world: &World, freeze: &str) -> Result<Check, DemoError> {
     say("");
     say("replaying the freeze against this run's recorded decisions (berth rules replay):");
     let root = world.berth_dir.with_file_name("freeze-candidate");
     std::fs::create_dir_all(root.join("policies"))?;
     std::fs::write(root.join(LANDING_FILE), freeze)?;
     let built = crate::rules::Rules::check(Some(&root), &crate::rules::RuleSpec::standard())
-        .map_err(|f| anyhow::anyhow!("the freeze does not load: {f}"))?;
+        .map_err(DemoError::FreezeRefused)?;
     let replayed = crate::rules::replay::replay(&world.berth_dir, &built.set, &Default::default())?;
     let mut would_hold = std::collections::BTreeSet::new();
     for d in replayed
@@ -164,13 +163,13 @@ fn replay_freeze(world: &World, freeze: &str) -> anyhow::Result<Check> {
     })
 }
 
-fn status_of(world: &World, id: &str) -> anyhow::Result<Status> {
+fn status_of(world: &World, id: &str) -> Result<Status, DemoError> {
     Ok(world.queue.load(id)?.record.status)
 }
 
 /// Saves the landing policy under the demo's rules root the way an editor does, and waits
 /// for the daemon's verdict on it.
-async fn edit_seen(world: &World, text: &str) -> anyhow::Result<ReloadSeen> {
+async fn edit_seen(world: &World, text: &str) -> Result<ReloadSeen, DemoError> {
     let (root, berth_dir, text) = (
         world.rules_root.clone(),
         world.berth_dir.clone(),
@@ -190,12 +189,10 @@ async fn edit_seen(world: &World, text: &str) -> anyhow::Result<ReloadSeen> {
 }
 
 /// An edit that must be accepted; returns the new rule-set hash.
-async fn edit(world: &World, text: &str) -> anyhow::Result<String> {
+async fn edit(world: &World, text: &str) -> Result<String, DemoError> {
     match edit_seen(world, text).await? {
         ReloadSeen::Active(hash) => Ok(hash),
-        ReloadSeen::Refused(error) => {
-            anyhow::bail!("the daemon refused a valid rule edit: {error}")
-        }
+        ReloadSeen::Refused(error) => Err(DemoError::EditRefused(error.to_string())),
     }
 }
 

@@ -9,8 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, bail};
-
+use super::DemoError;
 use crate::git_daemon::GitDaemon;
 use crate::record::Record;
 use crate::store::QueueStore;
@@ -44,7 +43,7 @@ pub struct World {
 
 /// Runs `git` with a fixed identity and none of the user's or system's config, so the
 /// demo behaves the same on every machine.
-pub fn git(cwd: &Path, args: &[&str]) -> anyhow::Result<String> {
+pub fn git(cwd: &Path, args: &[&str]) -> Result<String, DemoError> {
     let out = Command::new("git")
         .current_dir(cwd)
         .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -55,15 +54,22 @@ pub fn git(cwd: &Path, args: &[&str]) -> anyhow::Result<String> {
         .env("GIT_COMMITTER_EMAIL", "demo@berth.invalid")
         .args(args)
         .output()
-        .with_context(|| format!("running git {args:?} (is git installed?)"))?;
+        .map_err(|source| DemoError::GitSpawn {
+            args: owned(args),
+            source,
+        })?;
     if !out.status.success() {
-        bail!(
-            "git {args:?} in {} failed: {}",
-            cwd.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        return Err(DemoError::Git {
+            args: owned(args),
+            cwd: cwd.to_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn owned(args: &[&str]) -> Vec<String> {
+    args.iter().map(|&a| a.to_owned()).collect()
 }
 
 /// The landing command: merge the feature branch into the base, push, like a release
@@ -87,7 +93,7 @@ echo \"landed $branch into $base\"
 const HAND_MERGED_STATE: &str = include_str!("../../fixtures/hand-merged-feature-state.json");
 
 impl World {
-    pub fn build(root: &Path) -> anyhow::Result<World> {
+    pub fn build(root: &Path) -> Result<World, DemoError> {
         let code = root.join("code");
         let remotes = root.join("remotes");
         let seed = root.join("seed");
@@ -109,7 +115,7 @@ impl World {
             &["push", "-q", &bare_str, "main", "main:release/1.x"],
         )?;
 
-        let server = GitDaemon::start(&remotes).context("starting git daemon on 127.0.0.1")?;
+        let server = GitDaemon::start(&remotes).map_err(DemoError::GitDaemon)?;
         let origin_url = server.url_for("acme/widget.git");
         git(&code, &["clone", "-q", &origin_url, "widget"])?;
         let clone = code.join("widget");
@@ -168,7 +174,7 @@ impl World {
     }
 
     /// Opens and queues one more PR while the daemon runs, as a producer would.
-    pub fn open_pr(&self, pr: u64, base: &str, name: &str) -> anyhow::Result<DemoPr> {
+    pub fn open_pr(&self, pr: u64, base: &str, name: &str) -> Result<DemoPr, DemoError> {
         let identity = crate::identity::repo_identity(&self.clone)?;
         let opened = open_pr(&self.clone, &self.queue, &identity, pr, base, name)?;
         git(&self.clone, &["checkout", "-q", "--detach"])?;
@@ -176,7 +182,7 @@ impl World {
     }
 
     /// Whether `feature` is merged into `base` on the remote, asked of the remote itself.
-    pub fn merged_on_remote(&self, feature: &str, base: &str) -> anyhow::Result<bool> {
+    pub fn merged_on_remote(&self, feature: &str, base: &str) -> Result<bool, DemoError> {
         git(&self.clone, &["fetch", "-q", "origin"])?;
         let status = Command::new("git")
             .current_dir(&self.clone)
@@ -202,7 +208,7 @@ fn open_pr(
     pr: u64,
     base: &str,
     name: &str,
-) -> anyhow::Result<DemoPr> {
+) -> Result<DemoPr, DemoError> {
     let feature = format!("feat/{name}");
     git(clone, &["fetch", "-q", "origin"])?;
     git(

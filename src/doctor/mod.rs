@@ -274,7 +274,11 @@ fn repos(inputs: &Inputs<'_>) -> Vec<Check> {
     if let Some(root) = &inputs.project_root {
         let raw = root.display().to_string();
         checks.push(match inputs.allowlist.gate_repo_path(&raw) {
-            Ok(repo) => Check::new("project root", Verdict::Ok, repo.path.display().to_string()),
+            Ok(repo) => Check::new(
+                "project root",
+                Verdict::Ok,
+                repo.path().display().to_string(),
+            ),
             Err(e) => Check::new("project root", Verdict::Fail, e.to_string()),
         });
     }
@@ -296,15 +300,15 @@ fn repos(inputs: &Inputs<'_>) -> Vec<Check> {
         let name = format!("record {}", stored.id);
         match inputs.allowlist.gate_record(&stored.record) {
             Ok(gated) => {
-                if let Some(url) = &gated.origin_url {
-                    origins.insert(url.clone(), gated.identity.clone());
+                if let Some(url) = gated.origin_url() {
+                    origins.insert(url.to_owned(), gated.identity().to_string());
                 }
                 checks.push(Check::new(
                     name,
                     Verdict::Ok,
                     format!(
                         "{} passes the gates ({})",
-                        gated.repo.path.display(),
+                        gated.repo().path().display(),
                         stored.record.status
                     ),
                 ));

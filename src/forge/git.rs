@@ -264,6 +264,20 @@ impl Forge for GitForge {
         ForgeKind::Git
     }
 
+    /// Opens (making it if need be) the repository the first question about `repo`
+    /// opens: the one remembering feature heads for a local origin, the fetch scratch
+    /// repository for a network one.
+    fn warm_up(&self, repo: &ForgeRepo) {
+        let subject = Subject::repo(repo);
+        let opened = match crate::lane_lock::local_origin(&repo.origin_url) {
+            Some(_) => self.repository(&self.local_seen_dir(), &subject),
+            None => self.scratch(&subject),
+        };
+        if let Err(e) = opened {
+            tracing::debug!("forge warm-up: {e}");
+        }
+    }
+
     /// Always empty: plain git has no PR listing, so discovery is local records only.
     fn list_queued(&self, _repo: &ForgeRepo) -> Result<Vec<QueuedPr>, ForgeError> {
         Ok(Vec::new())

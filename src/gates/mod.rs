@@ -12,10 +12,12 @@ use crate::pinned_dir::PinnedDir;
 use crate::record::Record;
 
 mod detail;
+mod gated;
 mod git_dir;
 mod names;
 
 use detail::Detail;
+pub use gated::{GatedRecord, GatedRepo, Identity, RepoGate, WorktreeChoice};
 pub use names::{gate_branch, gate_identity};
 
 /// The environment variable gstack uses for extra allowed repo roots (colon-separated).
@@ -91,37 +93,6 @@ fn refuse(gate: Gate, value: &str, reason: impl Into<String>) -> GateError {
 #[derive(Clone, Debug, Default)]
 pub struct Allowlist {
     prefixes: Vec<PathBuf>,
-}
-
-/// A repo that passed the gate: every path is a realpath inside the allowlist.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GatedRepo {
-    pub path: PathBuf,
-    pub git_dir: PathBuf,
-    /// The repository's shared git dir: `git_dir` itself, or where a linked worktree's
-    /// `commondir` leads. Two checkouts of one repository share it.
-    pub common_dir: PathBuf,
-    /// The directory the gate checked, held open: later steps start in it and re-check
-    /// the path against it (a producer may swap the path for a symlink meanwhile).
-    pub pin: Arc<PinnedDir>,
-}
-
-/// Where a landing runs: the record's worktree if it passed the gate, else a scratch one.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum WorktreeChoice {
-    Use(PathBuf),
-    Scratch { reason: String },
-}
-
-/// A record that passed every gate, with the resolved values later steps must use.
-#[derive(Clone, Debug)]
-pub struct GatedRecord {
-    pub repo: GatedRepo,
-    pub identity: String,
-    pub origin_url: Option<String>,
-    pub worktree: WorktreeChoice,
-    /// The record's worktree held open, when [`WorktreeChoice::Use`].
-    pub worktree_pin: Option<Arc<PinnedDir>>,
 }
 
 impl Allowlist {
@@ -350,7 +321,7 @@ impl Allowlist {
                 let actual = crate::identity::repo_identity(&repo.path)
                     .map_err(|e| refuse(Gate::RepoIdentity, raw, e.to_string()))?;
                 gate_identity(&actual)?;
-                Ok((actual, origin_url))
+                Ok((Identity::gated(actual), origin_url))
             });
         Ok(RepoGate { repo, origin })
     }
@@ -368,7 +339,7 @@ impl Allowlist {
         let repo = &repo.repo;
         if let Some(claimed) = &record.repo_identity {
             gate_identity(claimed)?;
-            if !claimed.eq_ignore_ascii_case(&actual) {
+            if !claimed.eq_ignore_ascii_case(actual.as_str()) {
                 return Err(refuse(
                     Gate::RepoIdentity,
                     claimed,
@@ -383,19 +354,12 @@ impl Allowlist {
         Ok(GatedRecord {
             repo: repo.clone(),
             identity: actual,
+            base_branch: record.base_branch.clone(),
             origin_url,
             worktree,
             worktree_pin,
         })
     }
-}
-
-/// A repo path that passed the repo-path gate, with its origin's identity (or why that
-/// identity is refused).
-#[derive(Clone, Debug)]
-pub struct RepoGate {
-    pub repo: GatedRepo,
-    pub origin: Result<(String, Option<String>), GateError>,
 }
 
 /// A root must be absolute and must not resolve to `/` (which would allow everything).

@@ -300,6 +300,15 @@ impl LockClient {
         Ok(client)
     }
 
+    /// Makes one scratch repository for lock operations now, if none is idle, so the
+    /// first lock a landing takes does not make it; a failure is left for that operation
+    /// to meet.
+    pub fn warm_up(&self) {
+        if let Err(e) = self.scratch() {
+            tracing::debug!("lock warm-up: {e}");
+        }
+    }
+
     pub fn settings(&self) -> &LockSettings {
         &self.settings
     }

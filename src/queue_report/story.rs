@@ -3,11 +3,11 @@
 //! forced releases of its lane's lock; and the record as it is now. The page per PR tells
 //! the same story.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::gates::Allowlist;
-use crate::lane_lock::{Lane, lock_ref_name};
+use crate::lane_lock::lock_ref_name;
 use crate::record::Status;
 use crate::rules::journal::{Entry, JournalLine};
 use crate::rules::set::short;
@@ -81,12 +81,19 @@ impl Story {
             path: berth_dir.join(crate::rules::decisions::DECISIONS_FILE),
             source,
         };
-        let mut lines = crate::rules::decisions::history(berth_dir, pr, repo).map_err(log_error)?;
+        let history =
+            crate::rules::decisions::pr_history(berth_dir, pr, repo).map_err(log_error)?;
+        let mut lines = history.lines;
         if let Some(id) = &only {
             lines.retain(|line| line.record().unwrap_or("") == id);
         }
         let queue = now_records(store);
-        lines.extend(lock_releases(allowlist, berth_dir, &lines, &queue).map_err(log_error)?);
+        lines.extend(lock_releases(
+            allowlist,
+            &history.lock_releases,
+            &lines,
+            &queue,
+        ));
         // Stable: a line written first stays first within the same millisecond.
         lines.sort_by(|a, b| a.time.cmp(&b.time));
         Ok(Story {
@@ -196,27 +203,21 @@ fn now_records(store: &QueueStore) -> BTreeMap<String, StoredRecord> {
 /// lane is the daemon's: its identity as the gates resolve it from `origin`.
 fn lock_releases(
     allowlist: &Allowlist,
-    berth_dir: &Path,
+    releases: &[JournalLine],
     lines: &[JournalLine],
     queue: &BTreeMap<String, StoredRecord>,
-) -> std::io::Result<Vec<JournalLine>> {
+) -> Vec<JournalLine> {
     let lanes: BTreeMap<String, String> = lines
         .iter()
         .filter_map(|line| queue.get(line.record()?))
         .filter_map(|stored| {
             let gated = allowlist.gate_record(&stored.record).ok()?;
-            let lane = Lane {
-                repo_identity: gated.identity,
-                base_branch: stored.record.base_branch.clone(),
-            };
-            Some((stored.id.clone(), lock_ref_name(&lane)))
+            Some((stored.id.clone(), lock_ref_name(&gated.lane())))
         })
         .collect();
-    let refs: BTreeSet<String> = lanes.values().cloned().collect();
-    let releases = crate::rules::decisions::lock_releases(berth_dir, &refs)?;
     let mut out = Vec::new();
     for (id, lane_ref) in &lanes {
-        for release in &releases {
+        for release in releases {
             let mut line = release.clone();
             if let Entry::Operator(op) = &mut line.entry
                 && op.lock_ref.as_ref() == Some(lane_ref)
@@ -226,5 +227,40 @@ fn lock_releases(
             }
         }
     }
-    Ok(out)
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::decisions::{OperatorAct, PASSES, operator_act};
+    use crate::rules::journal::Act;
+
+    /// A PR's page (`/pr/<n>`, `explain`) reads the decision log once, its lock releases
+    /// included.
+    #[test]
+    fn a_story_reads_the_decision_log_once() {
+        let berth = tempfile::tempdir().unwrap();
+        let queue = tempfile::tempdir().unwrap();
+        let act = OperatorAct {
+            act: Act::LockRelease,
+            subject: None,
+            from: None,
+            to: None,
+            lock_ref: Some("refs/berth/locks/x"),
+            reason: "stuck",
+        };
+        operator_act(berth.path(), &act).unwrap();
+        let before = PASSES.with(std::cell::Cell::get);
+        let story = Story::read(
+            &QueueStore::new(queue.path()),
+            &Allowlist::default(),
+            berth.path(),
+            &Target::Pr(7),
+            None,
+        )
+        .unwrap();
+        assert!(story.lines.is_empty());
+        assert_eq!(PASSES.with(std::cell::Cell::get) - before, 1);
+    }
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::gates::Allowlist;
 use crate::lane_lock::survey::{self, Listed, Reach};
 use crate::lane_lock::{
-    Lane, ListedLock, LockClient, LockError, LockListing, LockSettings, lock_ref_name,
+    ListedLock, LockClient, LockError, LockListing, LockSettings, lock_ref_name,
 };
 use crate::record::Status;
 use crate::rules::decisions::PolicyWait;
@@ -97,11 +97,8 @@ pub fn read(allowlist: &Allowlist, berth_dir: &Path, scan: &Scan, reach: &Reach<
         .iter()
         .filter_map(|s| {
             let gated = allowlist.gate_record(&s.record).ok()?;
-            let lane = Lane {
-                repo_identity: gated.identity,
-                base_branch: s.record.base_branch.clone(),
-            };
-            Some((s.id.as_str(), (gated.origin_url?, lock_ref_name(&lane))))
+            let url = gated.origin_url()?.to_owned();
+            Some((s.id.as_str(), (url, lock_ref_name(&gated.lane()))))
         })
         .collect();
     let locks = list_locks(

@@ -284,34 +284,36 @@ pub fn operator_act(berth_dir: &Path, act: &OperatorAct<'_>) -> io::Result<()> {
 
 /// Every line of the log about PR `pr` (of `repo`, when given), oldest first.
 pub fn history(berth_dir: &Path, pr: u64, repo: Option<&str>) -> io::Result<Vec<JournalLine>> {
-    let mut lines = Vec::new();
+    pr_history(berth_dir, pr, repo).map(|history| history.lines)
+}
+
+/// What one pass over the log found for a PR's story.
+#[derive(Debug, Default)]
+pub struct PrHistory {
+    /// Every line about the PR, oldest first.
+    pub lines: Vec<JournalLine>,
+    /// Every operator's `lock release` line, oldest first: which of them belong to the
+    /// PR's lanes is known only from the queue.
+    pub lock_releases: Vec<JournalLine>,
+}
+
+/// [`history`] and every forced lock release, in one read of the log.
+pub fn pr_history(berth_dir: &Path, pr: u64, repo: Option<&str>) -> io::Result<PrHistory> {
+    let mut found = PrHistory::default();
     each_line(berth_dir, |line| {
         let same_repo = repo.is_none_or(|r| line.repo() == Some(r));
         if line.pr() == Some(pr) && same_repo {
-            lines.push(line);
-        }
-    })?;
-    Ok(lines)
-}
-
-/// The operator's `lock release` lines about any of `refs` (lane locks), oldest first.
-pub fn lock_releases(
-    berth_dir: &Path,
-    refs: &std::collections::BTreeSet<String>,
-) -> io::Result<Vec<JournalLine>> {
-    let mut lines = Vec::new();
-    each_line(berth_dir, |line| {
-        if let Entry::Operator(OperatorLine {
+            found.lines.push(line);
+        } else if let Entry::Operator(OperatorLine {
             act: Act::LockRelease,
-            lock_ref: Some(lane),
+            lock_ref: Some(_),
             ..
         }) = &line.entry
-            && refs.contains(lane)
         {
-            lines.push(line);
+            found.lock_releases.push(line);
         }
     })?;
-    Ok(lines)
+    Ok(found)
 }
 
 /// A policy's `wait` that still holds a record: the latest `admit` answer about it was
@@ -354,11 +356,19 @@ pub fn policy_waits(berth_dir: &Path) -> io::Result<HashMap<String, PolicyWait>>
 /// first (none when there is no log). A line that is not a [`JournalLine`] (torn by a crash
 /// mid-append) is skipped.
 pub(crate) fn each_line(berth_dir: &Path, mut f: impl FnMut(JournalLine)) -> io::Result<()> {
+    #[cfg(test)]
+    PASSES.with(|passes| passes.set(passes.get() + 1));
     files(berth_dir).each_line(|line| {
         if let Ok(line) = serde_json::from_str::<JournalLine>(&line) {
             f(line);
         }
     })
+}
+
+// The passes over the log this thread made, so a test counts them.
+#[cfg(test)]
+thread_local! {
+    pub(crate) static PASSES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 #[cfg(test)]

@@ -3,9 +3,21 @@
 //! and so on up to the number of generations kept, the oldest dropped. Readers take every
 //! generation, oldest first, so history that rotated is still found. The facts store and
 //! the decision log share this one helper.
+//!
+//! A reader walks the generations one file after another, so a rotation between two of
+//! them would shift lines into a file it already read: the family's lock file
+//! (`<stem>.lock`) is held shared by every reader for its whole walk and exclusive by a
+//! rotation, each for at most [`LOCK_WAIT`]. Across processes: `berth explain`, `status`
+//! and `replay` read while the daemon rotates. An append needs no lock: one to a file
+//! renamed meanwhile lands in the generation it became, which readers read.
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a reader waits for a rotation to end, and a rotation for the readers: past it
+/// the read fails (naming the lock), the rotation is tried again at the next append.
+pub const LOCK_WAIT: Duration = Duration::from_secs(1);
 
 /// One rotated file family.
 #[derive(Clone, Debug)]
@@ -42,11 +54,12 @@ impl Rotated {
         paths
     }
 
-    /// Calls `f` with every line of every generation, oldest first; a generation that is not
-    /// there is skipped. Each file is opened without following a symlink (to /dev/zero: one
+    /// Calls `f` with every line of every generation, oldest first, with no rotation in
+    /// between (see the module's doc); a generation that is not there is skipped. Each file is opened without following a symlink (to /dev/zero: one
     /// endless line) or blocking on a FIFO.
     pub fn each_line(&self, mut f: impl FnMut(String)) -> io::Result<()> {
         use std::io::BufRead as _;
+        let _no_rotation = self.hold_shared()?;
         for path in self.oldest_first() {
             let file = match crate::atomic_file::open_read_nofollow(&path) {
                 Ok(file) => file,
@@ -76,12 +89,43 @@ impl Rotated {
     /// [`Rotated::rotate`] when the current file holds `max_bytes` or more (looked up by
     /// name, so a writer holding an older handle never rotates twice).
     pub fn rotate_past(&self, max_bytes: u64) -> io::Result<bool> {
+        // Created before the first rotation: readers take it from then on.
+        let lock = self.lock_path();
+        let file = crate::atomic_file::open_lock_file(&lock)?;
+        if !self.holds_at_least(max_bytes)? {
+            return Ok(false);
+        }
+        let _no_reader = crate::atomic_file::lock_open_file_within(file, &lock, LOCK_WAIT)?;
+        if !self.holds_at_least(max_bytes)? {
+            return Ok(false);
+        }
+        self.rotate().map(|()| true)
+    }
+
+    fn holds_at_least(&self, max_bytes: u64) -> io::Result<bool> {
         match std::fs::symlink_metadata(self.current()) {
-            Ok(meta) if meta.len() >= max_bytes => self.rotate().map(|()| true),
-            Ok(_) => Ok(false),
+            Ok(meta) => Ok(meta.len() >= max_bytes),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
         }
+    }
+}
+
+impl Rotated {
+    fn lock_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.lock", self.stem))
+    }
+
+    /// The lock held shared, or `None` when there is no lock file: no rotation ever took it
+    /// (the first append of a daemon creates it), so none runs.
+    fn hold_shared(&self) -> io::Result<Option<std::fs::File>> {
+        let lock = self.lock_path();
+        let file = match crate::atomic_file::open_read_nofollow(&lock) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        crate::atomic_file::lock_shared_within(file, &lock, LOCK_WAIT).map(Some)
     }
 }
 

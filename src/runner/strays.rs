@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
+use crate::proc_scan;
+
 /// The environment variable naming the record (its file, [`record_mark`]) a step lands.
 pub const RECORD_ENV: &str = "BERTH_LANDING_RECORD";
 /// The environment variable naming the daemon (owner stamp) that started the step.
@@ -37,10 +39,6 @@ pub fn next_step_number() -> String {
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         .to_string()
 }
-
-/// A process's environment larger than this is not read (Linux caps argv+env at a few MiB;
-/// a step's environment is far smaller).
-const MAX_ENVIRON_BYTES: u64 = 1024 * 1024;
 
 /// Landing processes this process killed by their mark after their step or owner was gone
 /// (`berth_landing_leftovers_killed_total`; a guard's own kills are another process's).
@@ -86,20 +84,10 @@ struct Scan {
 /// `owner` (any, when `None`); this process is never among them.
 fn scan(record: Option<&Path>, owner: Option<&str>) -> Scan {
     let mut found = Scan::default();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    let me = std::process::id() as i32;
-    for entry in entries.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
+    for pid in proc_scan::pids() {
         match marked(pid, record, owner) {
             Environ::Marked => {
-                if let Some(pgid) = running_pgid(pid) {
+                if let Some(pgid) = proc_scan::running_pgid(pid) {
                     found.marked.push(LandingProcess { pid, pgid });
                 }
             }
@@ -274,25 +262,14 @@ enum Environ {
 /// Whether `pid`'s environment carries the landing mark for `record` and `owner` (either
 /// one any, when `None`).
 fn marked(pid: i32, record: Option<&Path>, owner: Option<&str>) -> Environ {
-    use std::io::Read as _;
-    let file = match std::fs::File::open(format!("/proc/{pid}/environ")) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Environ::Unreadable,
-        Err(_) => return Environ::Unmarked,
+    let environ = match proc_scan::environ(pid) {
+        proc_scan::Environ::Read(environ) => environ,
+        proc_scan::Environ::Unreadable => return Environ::Unreadable,
+        proc_scan::Environ::Gone => return Environ::Unmarked,
     };
-    let mut environ = Vec::new();
-    match file.take(MAX_ENVIRON_BYTES).read_to_end(&mut environ) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Environ::Unreadable,
-        Err(_) => return Environ::Unmarked,
-    }
     let mut record_matches = false;
     let mut owner_matches = false;
-    for var in environ.split(|&b| b == 0) {
-        let Some(eq) = var.iter().position(|&b| b == b'=') else {
-            continue;
-        };
-        let (name, value) = (&var[..eq], &var[eq + 1..]);
+    for (name, value) in proc_scan::vars(&environ) {
         if name == RECORD_ENV.as_bytes() {
             record_matches = record.is_none_or(|record| value == record.as_os_str().as_bytes());
         } else if name == OWNER_ENV.as_bytes() {
@@ -304,17 +281,6 @@ fn marked(pid: i32, record: Option<&Path>, owner: Option<&str>) -> Environ {
     } else {
         Environ::Unmarked
     }
-}
-
-/// The process group of `pid`, unless it is a zombie (which runs nothing) or gone.
-fn running_pgid(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
-    // After the name: state, ppid, pgrp.
-    if matches!(fields.first(), Some(&"Z") | Some(&"X")) {
-        return None;
-    }
-    fields.get(2)?.parse().ok()
 }
 
 #[cfg(test)]

@@ -46,6 +46,10 @@ impl Forge for MeteredForge {
         self.inner.kind()
     }
 
+    fn warm_up(&self, repo: &ForgeRepo) {
+        self.inner.warm_up(repo);
+    }
+
     fn list_queued(&self, repo: &ForgeRepo) -> Result<Vec<QueuedPr>, ForgeError> {
         self.call("list_queued", repo, None, || self.inner.list_queued(repo))
     }

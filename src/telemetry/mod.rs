@@ -1,13 +1,15 @@
 //! What a running daemon tells the outside: Prometheus metrics (`--metrics-addr`) and the
 //! health file `berth status` and `berth doctor` read. The daemon calls a handful of hooks
-//! (a tick ended, a landing ended, a lock is held, the forge answered); everything that is
-//! state on disk is read when a scrape asks for it, never on a timer.
+//! (a tick ended, a landing ended, a lock is held, the forge answered). A scrape reads no
+//! queue file: the records are counted from the view the last tick refreshed; the halt
+//! dir and the rules status are read again only when their stamps moved.
 
 pub mod forge;
 pub mod health;
 pub mod metrics;
 pub mod process;
 pub mod server;
+mod stamped;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -15,9 +17,10 @@ use std::time::{Duration, Instant};
 
 use crate::faults::halt_store::{HaltStatus, HaltStore};
 use crate::lane_lock::LockWatch;
+use crate::queue_view::QueueView;
 use crate::rules::RulesStatus;
 use crate::rules::decisions::FallbackCounts;
-use crate::store::QueueStore;
+use stamped::Stamped;
 
 pub use health::{ConfigReload, ForgeAnswer, Health, TickReport};
 pub use metrics::Metrics;
@@ -25,7 +28,6 @@ pub use metrics::Metrics;
 /// Where the scrape-time gauges read from.
 #[derive(Debug)]
 pub struct Sources {
-    pub store: QueueStore,
     pub berth_dir: PathBuf,
     pub halts: HaltStore,
     pub fallbacks: Arc<FallbackCounts>,
@@ -44,6 +46,18 @@ pub struct Telemetry {
     /// encode: the gauge families are cleared and refilled in place, so two at once would
     /// count into each other.
     rendered: Mutex<Option<(Instant, String)>>,
+    /// The queue as the last tick's view held it.
+    queue: Mutex<QueueCounts>,
+    /// Pending halt events, counted again when the halt dir's listing moved.
+    halts_pending: Stamped<usize>,
+    rules_status: Stamped<Option<RulesStatus>>,
+}
+
+/// Records by status, and unreadable queue files, as a tick's view held them.
+#[derive(Debug, Default)]
+struct QueueCounts {
+    by_status: std::collections::BTreeMap<String, i64>,
+    unreadable: usize,
 }
 
 /// Why the daemon is not ready (`/readyz` answers 503 with it).
@@ -72,7 +86,12 @@ impl std::fmt::Display for NotReady {
 
 impl Telemetry {
     pub fn new(sources: Sources, forge: &str, poll: Duration) -> Telemetry {
+        use crate::faults::halt_store::{PENDING_DIR, PROCESSED_DIR};
+        let halt_dirs = [PENDING_DIR, PROCESSED_DIR].map(|sub| sources.halts.dir().join(sub));
         Telemetry {
+            queue: Mutex::default(),
+            halts_pending: Stamped::new(halt_dirs.to_vec()),
+            rules_status: Stamped::new(vec![RulesStatus::path(&sources.berth_dir)]),
             poll,
             last_tick: Mutex::default(),
             rendered: Mutex::default(),
@@ -94,6 +113,21 @@ impl Telemetry {
         let mut health = lock(&self.health);
         health.mode = mode.into();
         self.write_health(&health);
+    }
+
+    /// A tick refreshed its view of the queue: what scrapes count from until the next.
+    pub fn queue_seen(&self, view: &QueueView) {
+        let mut counts = QueueCounts {
+            unreadable: view.unreadable().len(),
+            ..QueueCounts::default()
+        };
+        for stored in view.records() {
+            *counts
+                .by_status
+                .entry(stored.record.status.to_string())
+                .or_default() += 1;
+        }
+        *lock(&self.queue) = counts;
     }
 
     /// A tick's bookkeeping and selection ended after `took`.
@@ -183,9 +217,9 @@ impl Telemetry {
                 limit_secs: limit.as_secs(),
             });
         }
-        match RulesStatus::read(&self.sources.berth_dir) {
-            Ok(Some(_)) => Ok(()),
-            _ => Err(NotReady::RulesNotLoaded),
+        match self.rules_status() {
+            Some(_) => Ok(()),
+            None => Err(NotReady::RulesNotLoaded),
         }
     }
 
@@ -219,20 +253,21 @@ impl Telemetry {
         set(&m.open_fds, stats.open_fds);
         set(&m.max_fds, stats.max_fds);
         m.records.clear();
-        if let Ok(scan) = self.sources.store.scan() {
-            for stored in &scan.records {
+        {
+            let queue = lock(&self.queue);
+            for (status, count) in &queue.by_status {
                 m.records
                     .get_or_create(&metrics::StatusLabel {
-                        status: stored.record.status.to_string(),
+                        status: status.clone(),
                     })
-                    .inc();
+                    .set(*count);
             }
-            if !scan.unreadable.is_empty() {
+            if queue.unreadable > 0 {
                 m.records
                     .get_or_create(&metrics::StatusLabel {
                         status: "unreadable".into(),
                     })
-                    .set(scan.unreadable.len() as i64);
+                    .set(queue.unreadable as i64);
             }
         }
         m.heartbeat_age.clear();
@@ -253,7 +288,7 @@ impl Telemetry {
             });
             counter.inc_by(count.saturating_sub(counter.get()));
         }
-        if let Ok(Some(rules)) = RulesStatus::read(&self.sources.berth_dir) {
+        if let Some(rules) = self.rules_status() {
             m.rules_reload_ok.set(i64::from(rules.last_reload.ok));
             m.rule_set.clear();
             m.rule_set
@@ -263,15 +298,17 @@ impl Telemetry {
                 })
                 .set(1);
         }
-        let pending = self
-            .sources
-            .halts
-            .list()
-            .halts
-            .iter()
-            .filter(|h| h.status == HaltStatus::Pending)
-            .count();
+        let pending = self.halts_pending.get(|| {
+            let listing = self.sources.halts.list();
+            let pending = listing.halts.iter();
+            pending.filter(|h| h.status == HaltStatus::Pending).count()
+        });
         m.halts_pending.set(pending as i64);
+    }
+
+    fn rules_status(&self) -> Option<RulesStatus> {
+        self.rules_status
+            .get(|| RulesStatus::read(&self.sources.berth_dir).ok().flatten())
     }
 
     fn write_health(&self, health: &Health) {

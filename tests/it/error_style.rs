@@ -1,6 +1,6 @@
 //! One error style: the library returns `thiserror` enums, so a caller decides on a
-//! variant, never on a message's text. `Result<_, String>` is allowed only in `src/cli/`,
-//! which turns errors into text.
+//! variant, never on a message's text. `Result<_, String>` and `anyhow` are allowed only in
+//! `src/cli/`, which turns errors into text.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -39,12 +39,13 @@ fn has_string_error(code: &str) -> bool {
     })
 }
 
-#[test]
-fn the_library_returns_no_string_errors() {
+/// The product's code of every library file (`src/` outside `src/cli/`), by name: comments
+/// and the test module (last in its file, where anything goes) left out.
+fn library_code() -> Vec<(String, String)> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
-    let mut found = BTreeSet::new();
+    let mut out = Vec::new();
     for file in files {
         let name = file
             .strip_prefix(&src)
@@ -54,7 +55,6 @@ fn the_library_returns_no_string_errors() {
         if name.starts_with("cli/") {
             continue;
         }
-        // The product's code only: a test module (last in its file) may use anything.
         let whole = fs::read_to_string(&file).unwrap();
         let code: String = whole
             .split("#[cfg(test)]")
@@ -64,13 +64,36 @@ fn the_library_returns_no_string_errors() {
             .filter(|l| !l.trim_start().starts_with("//"))
             .collect::<Vec<_>>()
             .join("\n");
-        if has_string_error(&code) {
-            found.insert(name);
-        }
+        out.push((name, code));
     }
+    out
+}
+
+#[test]
+fn the_library_returns_no_string_errors() {
+    let found: BTreeSet<String> = library_code()
+        .into_iter()
+        .filter(|(_, code)| has_string_error(code))
+        .map(|(name, _)| name)
+        .collect();
     assert!(
         found.is_empty(),
         "Result<_, String> outside src/cli (give the module a thiserror enum): {found:?}"
+    );
+}
+
+/// `anyhow` erases the error's type, so a caller could only decide on its text: it is for
+/// `src/cli/`, which prints errors, and nowhere else.
+#[test]
+fn the_library_uses_no_anyhow() {
+    let found: BTreeSet<String> = library_code()
+        .into_iter()
+        .filter(|(_, code)| code.contains("anyhow"))
+        .map(|(name, _)| name)
+        .collect();
+    assert!(
+        found.is_empty(),
+        "anyhow outside src/cli (give the module a thiserror enum): {found:?}"
     );
 }
 

@@ -14,7 +14,7 @@ use crate::support::World;
 
 /// How many times `path` is read (inotify `IN_ACCESS`: a `read` of its data; opening it or
 /// taking its stamp is not one) while `f` runs.
-fn reads_of(path: &std::path::Path, f: impl FnOnce()) -> usize {
+pub(crate) fn reads_of(path: &std::path::Path, f: impl FnOnce()) -> usize {
     use nix::libc;
     use std::os::unix::ffi::OsStrExt as _;
     let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();

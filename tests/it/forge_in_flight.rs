@@ -37,6 +37,17 @@ impl HeldDiscovery {
 /// `run --watch` with `poll_secs = 1`, `repo` configured (so it is discovered with an
 /// empty queue) and the metrics endpoint, once discovery is held in flight.
 fn watch_while_discovery_hangs(gh: &GhLane, repo: &Path, held: &HeldDiscovery) -> Child {
+    let daemon = watch(gh, repo);
+    assert!(
+        gh.world.wait_for(WAIT, || held.waiting.exists()),
+        "discovery never reached gh:\n{}",
+        log(gh.world)
+    );
+    daemon
+}
+
+/// `run --watch` with `poll_secs = 1`, `repo` configured and the metrics endpoint.
+fn watch(gh: &GhLane, repo: &Path) -> Child {
     let config = gh.config(
         r#"["true"]"#,
         &format!(
@@ -44,17 +55,11 @@ fn watch_while_discovery_hangs(gh: &GhLane, repo: &Path, held: &HeldDiscovery) -
             repo.display()
         ),
     );
-    let daemon = gh.world.spawn_berth(
+    gh.world.spawn_berth(
         &crate::support::serving_metrics_args(&config),
         &gh.world.berth_state(),
         &[("GH_STANDIN_DIR", &gh.replies), ("GH_STANDIN_LOG", &gh.log)],
-    );
-    assert!(
-        gh.world.wait_for(WAIT, || held.waiting.exists()),
-        "discovery never reached gh:\n{}",
-        log(gh.world)
-    );
-    daemon
+    )
 }
 
 fn log(world: &World) -> String {
@@ -234,6 +239,48 @@ fn a_forge_call_in_flight_does_not_outlive_a_stopped_daemon() {
         gone,
         "berth exited {stopped_in:?} after SIGTERM; 10 s later its gh call still runs: {left:?}"
     );
+}
+
+/// A crash is recovered by the next start: a SIGKILLed daemon cannot end its `gh` call in
+/// flight, so the next daemon on its berth dir finds the call by its mark and kills it
+/// before its first tick, while the new daemon's own held call runs on.
+#[test]
+fn the_next_start_ends_the_gh_call_a_sigkilled_daemon_left_running() {
+    let world = World::new();
+    let gh = world.gh_lane();
+    let held = HeldDiscovery::hold(&gh, "widget");
+    let mut daemon = watch_while_discovery_hangs(&gh, &gh.repo, &held);
+    let left: Vec<i32> = processes_with_env("GH_STANDIN_DIR", &gh.replies)
+        .iter()
+        .map(|p| p.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let calls_before = discoveries(&gh);
+    let next = watch(&gh, &gh.repo);
+    let mut running = Vec::new();
+    let ended = world.wait_for(WAIT, || {
+        running = left.iter().copied().filter(|&pid| runs(pid)).collect();
+        running.is_empty()
+    });
+    let asked_again = world.wait_for(WAIT, || discoveries(&gh) > calls_before);
+    held.release();
+    stop(next);
+    assert!(!left.is_empty(), "no gh call was held");
+    assert!(
+        ended,
+        "the killed daemon's gh call still runs after the next start: {running:?}\n{}",
+        log(&world)
+    );
+    assert!(asked_again, "the next daemon never asked gh itself");
+}
+
+/// Whether `pid` runs (exists and is no zombie).
+fn runs(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+        !state.starts_with('Z') && !state.starts_with('X')
+    })
 }
 
 /// The processes (pid and command line) whose environment holds `key=value`.

@@ -74,8 +74,8 @@ fn planted_repo_paths_are_refused_with_the_reason() {
     let gated = list
         .gate_record(&record(good.to_str().unwrap(), "feat/x", "main"))
         .unwrap();
-    assert_eq!(gated.identity, "github.com/acme/good");
-    assert_eq!(gated.repo.path, good);
+    assert_eq!(gated.identity(), "github.com/acme/good");
+    assert_eq!(gated.repo().path(), good);
 }
 
 #[test]
@@ -161,7 +161,7 @@ fn worktree_outside_the_allowlist_falls_back_to_scratch() {
     let mut rec = record(repo.to_str().unwrap(), "feat/x", "main");
     rec.worktree_path = outside.display().to_string();
     let gated = list.gate_record(&rec).unwrap();
-    match gated.worktree {
+    match gated.worktree() {
         WorktreeChoice::Scratch { reason } => {
             assert!(reason.starts_with("worktreePath rejected: "), "{reason}")
         }
@@ -177,7 +177,7 @@ fn a_record_cannot_claim_another_repos_identity_and_legacy_records_get_one() {
     let mut rec = record(repo.to_str().unwrap(), "feat/x", "main");
     assert_eq!(rec.repo_identity, None, "legacy record");
     assert_eq!(
-        list.gate_record(&rec).unwrap().identity,
+        *list.gate_record(&rec).unwrap().identity(),
         "github.com/acme/w"
     );
     rec.repo_identity = Some("github.com/acme/other".into());
@@ -270,7 +270,7 @@ fn a_checkout_of_another_repository_is_not_used_as_the_worktree() {
     let list = allowlist(&world, None);
     let mut rec = record(a.to_str().unwrap(), "feat/x", "main");
     rec.worktree_path = b.display().to_string();
-    match list.gate_record(&rec).unwrap().worktree {
+    match list.gate_record(&rec).unwrap().worktree().clone() {
         WorktreeChoice::Scratch { reason } => {
             assert!(
                 reason.contains("checkout of another repository"),
@@ -284,7 +284,7 @@ fn a_checkout_of_another_repository_is_not_used_as_the_worktree() {
     world.run_git(&a, &["worktree", "add", "-q", linked.to_str().unwrap()]);
     rec.worktree_path = linked.display().to_string();
     assert_eq!(
-        list.gate_record(&rec).unwrap().worktree,
+        *list.gate_record(&rec).unwrap().worktree(),
         WorktreeChoice::Use(linked)
     );
 }

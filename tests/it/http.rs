@@ -3,6 +3,7 @@
 //! endpoint itself working; requests of clients already gone never run ahead of a scrape;
 //! scrapes at once each count the queue right.
 
+use std::fs;
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -101,24 +102,17 @@ fn a_flood_of_idle_connections_leaves_landings_reads_and_metrics_working() {
 /// records twice (or none).
 #[test]
 fn concurrent_metrics_scrapes_each_count_every_record_once() {
-    use berth::faults::HaltStore;
+    use berth::queue_view::{QueueView, Refresh};
     use berth::store::QueueStore;
-    use berth::telemetry::{Sources, Telemetry};
     let world = World::new();
     let repo = world.code.join("widget");
     for pr in 1..=300 {
         world.record(&repo, pr).write();
     }
-    let telemetry = std::sync::Arc::new(Telemetry::new(
-        Sources {
-            store: QueueStore::new(&world.queue),
-            berth_dir: world.root.join("berth"),
-            halts: HaltStore::new(world.root.join("skill-faults")),
-            fallbacks: Default::default(),
-        },
-        "gh",
-        Duration::from_secs(60),
-    ));
+    let telemetry = std::sync::Arc::new(telemetry_of(&world));
+    let mut view = QueueView::new();
+    view.refresh(&QueueStore::new(&world.queue), &Refresh::Sweep);
+    telemetry.queue_seen(&view);
     let queued = |text: &str| -> Option<String> {
         text.lines()
             .find(|l| l.starts_with("berth_records{status=\"queued\"}"))
@@ -141,6 +135,79 @@ fn concurrent_metrics_scrapes_each_count_every_record_once() {
         "{} of 80 concurrent scrapes miscounted 300 queued records, e.g. {:?}",
         wrong.len(),
         wrong.first().cloned().flatten()
+    );
+}
+
+fn telemetry_of(world: &World) -> berth::telemetry::Telemetry {
+    use berth::telemetry::{Sources, Telemetry};
+    Telemetry::new(
+        Sources {
+            berth_dir: world.root.join("berth"),
+            halts: berth::faults::HaltStore::new(world.root.join("skill-faults")),
+            fallbacks: Default::default(),
+        },
+        "gh",
+        Duration::from_secs(60),
+    )
+}
+
+/// Scenario: a local user scrapes `/metrics` in a loop (one refresh at a time, back to
+/// back) over a queue of 300 records and a halt dir of pending events. Each scrape read
+/// every queue file and every halt event; now the records come from the last tick's view
+/// and the halt dir is read again only when its listing moved: no file of either is read.
+#[test]
+fn a_scrape_reads_no_queue_or_halt_file() {
+    use crate::fault_watch_cost::reads_of;
+    use berth::queue_view::{QueueView, Refresh};
+    use berth::store::QueueStore;
+    let world = World::new();
+    let repo = world.code.join("widget");
+    for pr in 1..=300 {
+        world.record(&repo, pr).write();
+    }
+    let pending = world
+        .root
+        .join("skill-faults")
+        .join(berth::faults::halt_store::PENDING_DIR);
+    fs::create_dir_all(&pending).unwrap();
+    for n in 0..20 {
+        fs::write(
+            pending.join(format!("run-{n}.json")),
+            r#"{"event": "halt"}"#,
+        )
+        .unwrap();
+    }
+    let telemetry = telemetry_of(&world);
+    let mut view = QueueView::new();
+    view.refresh(&QueueStore::new(&world.queue), &Refresh::Sweep);
+    telemetry.queue_seen(&view);
+    // Past the window in which a stamp proves nothing.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut first = String::new();
+    let counted = reads_of(&pending, || first = telemetry.render());
+    assert!(counted > 0, "the first scrape counts the pending events");
+    let mut scrapes = Vec::new();
+    let queue_reads = reads_of(&world.queue, || {
+        let halt_reads = reads_of(&pending, || {
+            scrapes = (0..10).map(|_| telemetry.render()).collect();
+        });
+        assert_eq!(
+            halt_reads, 0,
+            "10 scrapes read halt events {halt_reads} times"
+        );
+    });
+    assert_eq!(
+        queue_reads, 0,
+        "10 scrapes read queue files {queue_reads} times"
+    );
+    assert!(
+        first.contains("berth_records{status=\"queued\"} 300"),
+        "{first}"
+    );
+    assert!(
+        scrapes
+            .iter()
+            .all(|s| s.contains("berth_records{status=\"queued\"} 300"))
     );
 }
 

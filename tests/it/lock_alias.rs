@@ -264,3 +264,30 @@ fn a_refresh_whose_answer_was_lost_stays_the_live_lanes_lock() {
         "the +repo lock outlived its release"
     );
 }
+
+/// A legacy record (no `repoIdentity`) in flight in another live daemon holds the lane its
+/// origin names, as its lock does: a queued record of that lane waits, and is never
+/// selected beside it because the in-flight one was keyed by `path:<repoPath>` and the
+/// queued one by its origin.
+#[test]
+fn a_legacy_record_in_flight_elsewhere_holds_its_origins_lane() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let in_flight = lane.queue(31, "main");
+    let mut record = world.read_record(&in_flight);
+    assert!(record.get("repoIdentity").is_none(), "legacy: {record:#}");
+    record["status"] = "landing".into();
+    record["claimedBy"] = "other-host:1:1".into();
+    record["lastUpdatedAt"] = berth::clock::now_iso().into();
+    std::fs::write(
+        world.queue.join(format!("{in_flight}.json")),
+        record.to_string(),
+    )
+    .unwrap();
+    let queued = lane.queue(32, "main");
+
+    world.run_once(&world.git_forge_config("")).success();
+    assert_eq!(world.read_record(&queued)["status"], "queued");
+    assert_eq!(world.read_record(&in_flight)["status"], "landing");
+    assert!(world.ledger().is_empty(), "{:?}", world.ledger());
+}

@@ -47,11 +47,11 @@ pub fn plan(
             }
         };
         by_repo
-            .entry(gated.identity.clone())
+            .entry(gated.identity().to_string())
             .or_insert_with(|| {
-                let origin = gated.origin_url.clone().unwrap_or_default();
+                let origin = gated.origin_url().unwrap_or_default().to_owned();
                 Due {
-                    repo: ForgeRepo::new(gated.identity.clone(), origin),
+                    repo: ForgeRepo::new(gated.identity().to_string(), origin),
                     records: Vec::new(),
                 }
             })

@@ -24,10 +24,10 @@ pub(super) async fn claim(l: &Landing) -> Result<String, End> {
     })
     .await
     .map_err(|e| End::Skipped(e.to_string()))?;
-    l.c.gated.origin_url.clone().ok_or_else(|| {
+    l.c.gated.origin_url().map(str::to_owned).ok_or_else(|| {
         End::Block(format!(
             "repo {} has no `origin` remote to land to",
-            l.c.gated.repo.path.display()
+            l.c.gated.repo().path().display()
         ))
     })
 }

@@ -108,8 +108,8 @@ async fn merge_facts(l: &Landing, result: &StepResult) -> Option<MergeFacts> {
     let c = &l.c;
     let forge = Arc::clone(&l.shared.forge);
     let repo = ForgeRepo::new(
-        c.gated.identity.clone(),
-        c.gated.origin_url.clone().unwrap_or_default(),
+        c.gated.identity().to_string(),
+        c.gated.origin_url().unwrap_or_default().to_owned(),
     );
     let (number, feature, base) = (
         c.record.pr_number,

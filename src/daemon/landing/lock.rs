@@ -21,7 +21,7 @@ pub(super) async fn acquire(l: &Landing, origin_url: &str) -> Result<HeldLock, E
         origin_url.to_owned(),
         lane.clone(),
         shared.owner.clone(),
-        c.gated.repo.path.clone(),
+        c.gated.repo().path().to_owned(),
     );
     tracing::debug!(lock = %lock_ref_name(&lane), origin = %url, "taking the lane lock");
     let releaser = Arc::clone(&shared.locks);

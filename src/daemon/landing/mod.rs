@@ -99,7 +99,7 @@ async fn drive(l: &Landing) -> OutcomeKind {
     let _registered = l
         .shared
         .active
-        .register(&l.c.id, l.c.record.clone(), &l.c.gated.identity);
+        .register(&l.c.id, l.c.record.clone(), l.c.gated.identity());
     // From the claim on, the record is written every heartbeat, so no daemon strands it.
     let _touching = crate::daemon::record_touch::start(&l.shared, &l.c.id);
     let (held, leased_at) = match up_to_the_lock(l).await {
@@ -120,7 +120,7 @@ async fn drive(l: &Landing) -> OutcomeKind {
     let end = match place::prepare(l).await {
         Ok(place) => {
             let end = run::run(l, &place, &heartbeat, &lease).await;
-            place.remove();
+            l.blocking(move |shared| place.finish(shared)).await;
             end
         }
         Err(end) => end,

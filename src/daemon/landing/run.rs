@@ -73,7 +73,7 @@ async fn steps(
         pr: c.record.pr_number,
         branch: c.record.feature_branch.clone(),
         base: c.record.base_branch.clone(),
-        repo: c.gated.repo.path.clone(),
+        repo: c.gated.repo().path().to_owned(),
         worktree: place.path().to_owned(),
         lock_ref: held.heartbeat.snapshot().ref_name().to_owned(),
         lock_sha: String::new(),
@@ -147,7 +147,7 @@ async fn run_one(
         )));
     }
     let fence = Fence {
-        repo: &l.c.gated.repo.pin,
+        repo: l.c.gated.repo().pin(),
         worktree: place.dir(),
         lease: held.lease,
     };

@@ -14,7 +14,7 @@ use crate::daemon::worktree;
 pub(super) async fn verify(l: &Landing, origin_url: &str) -> Result<(), End> {
     let (c, cancel) = (&l.c, &l.cancel);
     let forge = Arc::clone(&l.shared.forge);
-    let repo = ForgeRepo::new(c.gated.identity.clone(), origin_url.to_owned());
+    let repo = ForgeRepo::new(c.gated.identity().to_string(), origin_url.to_owned());
     let candidate = c.clone();
     let checked = ask(cancel, move || {
         let record = &candidate.record;

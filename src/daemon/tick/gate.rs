@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::forge::ForgeRepo;
 use crate::gates::{Gate, GateError};
 use crate::gstack_text;
 use crate::record::{Record, Status};
@@ -32,7 +33,19 @@ pub fn gate_queued(shared: &Shared, gates: &mut TickGates) -> usize {
         .collect();
     let mut blocked = 0;
     for stored in &candidates {
-        if let Err(refusal) = gates.record(&shared.allowlist(), &stored.record) {
+        let gated = gates.record(&shared.allowlist(), &stored.record);
+        if let (Ok(gated), Status::Queued) = (&gated, stored.record.status) {
+            shared.warm_up.once(
+                &shared.forge,
+                &shared.locks,
+                crate::daemon::worktree::root(&shared.berth_dir),
+                ForgeRepo::new(
+                    gated.identity().to_string(),
+                    gated.origin_url().unwrap_or_default(),
+                ),
+            );
+        }
+        if let Err(refusal) = gated {
             let reason = gate_block_text(&stored.record, &refusal);
             match shared.transition_within(
                 &stored.id,

@@ -124,7 +124,9 @@ pub fn prepare(shared: &Shared, wake: Wake, refresh: &Refresh, free: Free) -> Pr
 fn refresh_view(shared: &Shared, refresh: &Refresh) -> bool {
     let (refreshed, files_read) = {
         let mut view = shared.view();
-        (view.refresh(&shared.store, refresh), view.files_read())
+        let refreshed = view.refresh(&shared.store, refresh);
+        shared.telemetry.queue_seen(&view);
+        (refreshed, view.files_read())
     };
     // For operators (and tests) counting what an idle daemon does: one line per wake.
     tracing::debug!(changed = refreshed.changed, files_read, "tick");

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::forge::ForgeRepo;
-use crate::gates::Gate;
+use crate::gates::{Gate, Identity};
 use crate::gstack_text;
 use crate::store::StoredRecord;
 
@@ -25,21 +25,21 @@ pub fn live_repos(
     let mut repos: BTreeMap<String, LiveRepo> = BTreeMap::new();
     fn add<'r>(
         repos: &'r mut BTreeMap<String, LiveRepo>,
-        identity: &str,
-        origin: &Option<String>,
+        identity: &Identity,
+        origin: Option<&str>,
         path: &str,
     ) -> &'r mut LiveRepo {
         repos
-            .entry(identity.to_owned())
+            .entry(identity.to_string())
             .or_insert_with(|| LiveRepo {
-                repo: ForgeRepo::new(identity, origin.clone().unwrap_or_default()),
+                repo: ForgeRepo::new(identity.as_str(), origin.unwrap_or_default()),
                 repo_path: path.to_owned(),
                 records: Vec::new(),
             })
     }
     for path in shared.discover_roots().iter() {
         match gates.repo(&shared.allowlist(), path) {
-            Ok(gate) => match &gate.origin {
+            Ok(gate) => match gate.origin() {
                 Ok((identity, origin)) => {
                     memory.passed(&Refused::Root(path.clone()));
                     add(&mut repos, identity, origin, path);
@@ -54,8 +54,8 @@ pub fn live_repos(
         match gates.record(&shared.allowlist(), &stored.record) {
             Ok(gated) => add(
                 &mut repos,
-                &gated.identity,
-                &gated.origin_url,
+                gated.identity(),
+                gated.origin_url(),
                 &stored.record.repo_path,
             )
             .records

@@ -3,7 +3,6 @@
 use std::collections::HashSet;
 
 use crate::gates::GatedRecord;
-use crate::lane_lock::{Lane, lane_key};
 use crate::record::{Record, Status};
 use crate::rules::contracts::landing::Admit;
 use crate::store::{Expect, StoredRecord};
@@ -39,6 +38,7 @@ pub fn select(
     if queued.is_empty() {
         return selection;
     }
+    let in_flight = lanes_in_flight(shared, &mut gates, &in_flight);
     let free = policy::max_lanes(shared, view).saturating_sub(running);
     if free == 0 {
         return selection;
@@ -50,20 +50,17 @@ pub fn select(
         if selection.candidates.len() == free {
             break;
         }
-        if in_flight.contains(&record_lane(&stored.record)) {
-            continue;
-        }
         let Ok(gated) = gates.record(&shared.allowlist(), &stored.record) else {
             continue;
         };
-        let lane = Lane {
-            repo_identity: gated.identity.clone(),
-            base_branch: stored.record.base_branch.clone(),
-        };
-        let lane_ref = lane_key(&lane);
-        if skip.contains(&lane_ref) || seen_lanes.contains(&lane_ref) {
+        let lane_ref = gated.lane_key();
+        if in_flight.contains(&lane_ref)
+            || skip.contains(&lane_ref)
+            || seen_lanes.contains(&lane_ref)
+        {
             continue;
         }
+        let lane = gated.lane();
         let admission = policy::admit(shared, stored, &lane, view);
         match admission.decision {
             Admit::Go => {}
@@ -88,22 +85,24 @@ pub fn select(
     selection
 }
 
-/// Lanes are told apart by `lane_key`: two branches that `safe_key` folds together
-/// (`rel/1`, `rel-1`) share one lock, and two spellings of one repository's origin (a
-/// symlinked path, GitHub owner/name in another case) are one repository, so each pair is
-/// one lane here too.
-fn record_lane(r: &Record) -> String {
-    lane_key(&Lane {
-        repo_identity: r.identity_or_path(),
-        base_branch: r.base_branch.clone(),
-    })
+/// The lanes of the records in flight, keyed as candidates are ([`GatedRecord::lane_key`]):
+/// by the identity the gates read from the repo's `origin`, so a legacy record in flight
+/// (no `repoIdentity`) holds the lane its origin names, as its lock does. A record in
+/// flight that fails a gate holds no lane: step 4 blocks it.
+fn lanes_in_flight(shared: &Shared, gates: &mut TickGates, records: &[Record]) -> HashSet<String> {
+    let allowlist = shared.allowlist();
+    records
+        .iter()
+        .filter_map(|r| gates.record(&allowlist, r).ok())
+        .map(|gated| gated.lane_key())
+        .collect()
 }
 
 /// What selection needs of the view, copied out so the rules run without its lock.
 struct Snapshot {
     view: policy::QueueView,
-    /// The lanes with a record in flight.
-    in_flight: HashSet<String>,
+    /// The records in flight.
+    in_flight: Vec<Record>,
     /// The queued records not deferred by a `requeue`.
     queued: Vec<StoredRecord>,
 }
@@ -117,7 +116,7 @@ impl Snapshot {
             in_flight: records
                 .live()
                 .filter(|s| s.record.status.is_in_flight())
-                .map(|s| record_lane(&s.record))
+                .map(|s| s.record.clone())
                 .collect(),
             queued: records
                 .live()

@@ -8,23 +8,24 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, mpsc};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 use serde_json::Value;
 
+mod supervise;
+
 use super::in_flight::InFlight;
+use super::leftover_calls::CallMark;
 use super::marker::{QUEUE_LABEL, parse_marker};
 use super::{
     BadOutput, Forge, ForgeError, ForgeKind, ForgeRepo, MarkerCheck, MergeProof, PrCheck, PrRef,
     PrState, QueuedPr, Subject,
 };
+use supervise::{Outcome, supervise};
 
 /// How many queued PRs one discovery call asks for. Explicit, because gh's default (30)
 /// would silently hide the rest of a busy queue.
@@ -59,6 +60,8 @@ pub struct GhForge {
     env: Vec<(OsString, OsString)>,
     /// The calls running, shared by every clone: what a stopping daemon ends.
     in_flight: Arc<InFlight>,
+    /// The daemon's mark on every call, which its next start finds them by.
+    mark: Option<CallMark>,
 }
 
 impl Default for GhForge {
@@ -75,6 +78,7 @@ impl GhForge {
             timeout: DEFAULT_TIMEOUT,
             env: Vec::new(),
             in_flight: Arc::default(),
+            mark: None,
         }
     }
 
@@ -95,6 +99,13 @@ impl GhForge {
     /// `PATH` set here is also where a bare program name is looked up.
     pub fn with_env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Marks every call with `mark` (a daemon's), so that the daemon's next start ends what
+    /// a SIGKILL left running ([`super::leftover_calls`]).
+    pub fn with_mark(mut self, mark: Option<CallMark>) -> Self {
+        self.mark = mark;
         self
     }
 
@@ -146,6 +157,9 @@ impl GhForge {
             .env_remove("GH_REPO");
         for (k, v) in &self.env {
             cmd.env(k, v);
+        }
+        if let Some(mark) = &self.mark {
+            mark.apply(&mut cmd);
         }
         match target.enterprise_host() {
             Some(host) => cmd.env("GH_HOST", host),
@@ -519,125 +533,6 @@ fn shown_stderr(stderr: &[u8]) -> String {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_owned(),
     }
-}
-
-/// How a supervised child ended.
-enum Outcome {
-    Exited {
-        status: ExitStatus,
-        stdout: Vec<u8>,
-        stderr: Vec<u8>,
-    },
-    TimedOut,
-    /// The daemon is stopping ([`InFlight::stop`]).
-    Stopped,
-    TooLarge,
-    /// Waiting for the child or reading its stdout failed (not expected for a child we own).
-    Lost(std::io::Error),
-}
-
-enum Stream {
-    Stdout(std::io::Result<Vec<u8>>),
-    StdoutOverflow,
-    Stderr(Vec<u8>),
-}
-
-/// Waits for the child and both of its pipes, against one deadline. Readers run on threads
-/// so a chatty stderr cannot block stdout. On timeout or oversized stdout the whole process
-/// group is killed. The call is "done" only when the child has exited *and* its pipes are
-/// closed: a grandchild holding stdout open is still part of the call.
-fn supervise(child: &mut Child, timeout: Duration, in_flight: &InFlight) -> Outcome {
-    let deadline = Instant::now() + timeout;
-    let (tx, rx) = mpsc::channel();
-    let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
-        return kill_group(
-            child,
-            Outcome::Lost(std::io::Error::other("child started without pipes")),
-        );
-    };
-    {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            // One byte past the limit tells "exactly at" from "over"; on overflow we stop
-            // reading, and gh gets EPIPE instead of filling our memory.
-            let msg = match (&mut out)
-                .take(STDOUT_LIMIT as u64 + 1)
-                .read_to_end(&mut buf)
-            {
-                Ok(_) if buf.len() > STDOUT_LIMIT => Stream::StdoutOverflow,
-                Ok(_) => Stream::Stdout(Ok(buf)),
-                Err(e) => Stream::Stdout(Err(e)),
-            };
-            let _ = tx.send(msg);
-        });
-    }
-    {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = (&mut err).take(STDERR_KEEP as u64).read_to_end(&mut buf);
-            let _ = std::io::copy(&mut err, &mut std::io::sink());
-            let _ = tx.send(Stream::Stderr(buf));
-        });
-    }
-    drop(tx);
-
-    let mut status = None;
-    let mut stdout = None;
-    let mut stderr = None;
-    loop {
-        if status.is_none() {
-            match child.try_wait() {
-                Ok(s) => status = s,
-                Err(e) => return kill_group(child, Outcome::Lost(e)),
-            }
-        }
-        let wait = deadline.saturating_duration_since(Instant::now()).min(POLL);
-        match rx.recv_timeout(wait) {
-            Ok(Stream::StdoutOverflow) => return kill_group(child, Outcome::TooLarge),
-            Ok(Stream::Stdout(Ok(buf))) => stdout = Some(buf),
-            Ok(Stream::Stdout(Err(e))) => return kill_group(child, Outcome::Lost(e)),
-            Ok(Stream::Stderr(buf)) => stderr = Some(buf),
-            Err(mpsc::RecvTimeoutError::Timeout | mpsc::RecvTimeoutError::Disconnected) => {}
-        }
-        if let (Some(status), Some(out), Some(err)) = (status, stdout.as_mut(), stderr.as_mut()) {
-            return Outcome::Exited {
-                status,
-                stdout: std::mem::take(out),
-                stderr: std::mem::take(err),
-            };
-        }
-        if Instant::now() >= deadline {
-            return kill_group(child, Outcome::TimedOut);
-        }
-        if in_flight.stopping() {
-            return kill_group(child, Outcome::Stopped);
-        }
-    }
-}
-
-/// SIGTERM to the group, a short grace, then SIGKILL to the group (which also takes down
-/// grandchildren that ignored SIGTERM), and reap the leader. Errors are ignored: ESRCH just
-/// means everyone is already gone.
-fn kill_group(child: &mut Child, outcome: Outcome) -> Outcome {
-    let Ok(raw) = i32::try_from(child.id()) else {
-        return outcome;
-    };
-    let pgid = Pid::from_raw(raw);
-    let _ = killpg(pgid, Signal::SIGTERM);
-    let grace_end = Instant::now() + KILL_GRACE;
-    while Instant::now() < grace_end {
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            break;
-        }
-        std::thread::sleep(POLL);
-    }
-    // The group id cannot be recycled while any member lives, so this reaches only our
-    // stragglers; with no members left it fails harmlessly.
-    let _ = killpg(pgid, Signal::SIGKILL);
-    let _ = child.wait();
-    outcome
 }
 
 #[cfg(test)]

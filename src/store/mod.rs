@@ -12,7 +12,14 @@ use std::time::Duration;
 
 use crate::atomic_file;
 use crate::hostile_file::ReadError;
-use crate::record::{FieldError, Record, Status};
+use crate::record::{Record, Status};
+
+mod error;
+mod record_file;
+
+pub use error::StoreError;
+pub use record_file::RecordError;
+use record_file::read_record;
 
 /// Records larger than this are refused unread: a queue record is a few hundred bytes.
 pub const MAX_RECORD_BYTES: u64 = 1024 * 1024;
@@ -67,85 +74,6 @@ pub enum Expect<'a> {
     /// paused past the TTL finds its record stranded and claimed by another daemon since
     /// (same status, another owner); its late verdict must not land on that claim.
     Mine(&'a [Status], &'a str),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("no record `{id}` in {dir}")]
-    NotFound { id: String, dir: PathBuf },
-    #[error("{file}: {reason}; the file was left untouched, fix or remove it by hand")]
-    Unreadable { file: PathBuf, reason: RecordError },
-    #[error("record `{id}`: illegal move {from} -> {to}")]
-    IllegalMove {
-        id: String,
-        from: Status,
-        to: Status,
-    },
-    #[error("record `{id}` is {found} on disk, not {}; it was left as it is", expected_list(.expected))]
-    Moved {
-        id: String,
-        found: Status,
-        expected: Vec<Status>,
-    },
-    #[error(
-        "record `{id}` changed since it was read (was {read}, now {found}); it was left as it is: look again with `berth status`"
-    )]
-    Reclaimed {
-        id: String,
-        read: String,
-        found: String,
-    },
-    #[error("record `{id}` already exists ({status}); use `berth retry` to queue it again")]
-    AlreadyExists { id: String, status: String },
-    #[error("`{0}` is not a record id (ids are safe file names)")]
-    BadId(String),
-    #[error("record `{id}`: {reason}")]
-    IdTooLong { id: String, reason: String },
-    #[error(
-        "record `{id}` is locked by another process ({}); nothing was written. Try again, or find the holder with `fuser {}`",
-        held_for(*.waited),
-        .lock.display()
-    )]
-    Locked {
-        id: String,
-        lock: PathBuf,
-        /// How long the write waited for the lock (zero: it only tried once).
-        waited: Duration,
-    },
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-}
-
-fn expected_list(statuses: &[Status]) -> String {
-    statuses
-        .iter()
-        .map(|s| s.as_str())
-        .collect::<Vec<_>>()
-        .join(" or ")
-}
-
-/// How long a lock was found held, for [`StoreError::Locked`].
-fn held_for(waited: Duration) -> String {
-    if waited.is_zero() {
-        "held; this write does not wait for it".to_owned()
-    } else {
-        format!("still held after {} ms", waited.as_millis())
-    }
-}
-
-impl StoreError {
-    fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
-        move |source| StoreError::Io {
-            action,
-            path: path.to_owned(),
-            source,
-        }
-    }
 }
 
 /// The queue directory.
@@ -485,77 +413,6 @@ fn changed_at(meta: &fs::Metadata) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::from_timestamp(meta.ctime(), nanos)
 }
 
-/// Why a queue file is not a record: a reason fit for an operator, after the file's name.
-#[derive(Debug, thiserror::Error)]
-pub enum RecordError {
-    #[error(transparent)]
-    Read(#[from] ReadError),
-    #[error("JSON nested deeper than {MAX_JSON_DEPTH} levels")]
-    TooDeep,
-    #[error("not valid JSON: {0}")]
-    NotJson(serde_json::Error),
-    #[error(transparent)]
-    Field(#[from] FieldError),
-}
-
-/// `serde_json`'s nesting limit: the 128th open array or map is refused.
-const MAX_JSON_DEPTH: usize = 128;
-
-/// Reads and validates one file. A producer writes this dir: the open never blocks or
-/// follows a link, and the read is bounded. The record at `path` is read through
-/// `buffer`; `opened` gets the `fstat` of the file when it could be opened.
-fn read_record(
-    path: &Path,
-    buffer: &mut Vec<u8>,
-    opened: &mut Option<fs::Metadata>,
-) -> Result<Record, RecordError> {
-    use crate::hostile_file::{open_regular, read_into, utf8_str};
-    open_regular(path, MAX_RECORD_BYTES).and_then(|(file, meta)| {
-        *opened = Some(meta.clone());
-        read_into((file, meta), MAX_RECORD_BYTES, buffer)
-    })?;
-    let text = utf8_str(buffer)?;
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-        if stopped_at_depth_limit(text, &e) {
-            RecordError::TooDeep
-        } else {
-            RecordError::NotJson(e)
-        }
-    })?;
-    Ok(Record::from_json(value)?)
-}
-
-/// Whether `error` is `serde_json`'s nesting limit, which it reports as a plain syntax
-/// error: the text opens its 128th level (outside strings) no later than where the parse
-/// stopped. Parsing is sequential, so a text that reached that depth first stopped there.
-fn stopped_at_depth_limit(text: &str, error: &serde_json::Error) -> bool {
-    let line_start: usize = text
-        .split_inclusive('\n')
-        .take(error.line().saturating_sub(1))
-        .map(str::len)
-        .sum();
-    let stop = (line_start + error.column()).min(text.len());
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for byte in &text.as_bytes()[..stop] {
-        match (in_string, escaped, byte) {
-            (true, true, _) => escaped = false,
-            (true, false, b'\\') => escaped = true,
-            (true, false, b'"') => in_string = false,
-            (true, false, _) => {}
-            (false, _, b'"') => in_string = true,
-            (false, _, b'[' | b'{') => {
-                depth += 1;
-                if depth >= MAX_JSON_DEPTH {
-                    return true;
-                }
-            }
-            (false, _, b']' | b'}') => depth = depth.saturating_sub(1),
-            (false, _, _) => {}
-        }
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -727,21 +584,5 @@ mod tests {
             store.transition("a/b", Expect::Any, Status::Queued, |_| {}),
             Err(StoreError::BadId(_))
         ));
-    }
-
-    /// Exactly `serde_json`'s limit is told apart: 127 levels parse, 128 are too deep, and
-    /// brackets inside a string or after an earlier syntax error do not count.
-    #[test]
-    fn the_depth_limit_is_told_from_other_json_errors() {
-        let too_deep = |text: &str| {
-            let error = serde_json::from_str::<serde_json::Value>(text).unwrap_err();
-            stopped_at_depth_limit(text, &error)
-        };
-        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
-        assert!(serde_json::from_str::<serde_json::Value>(&nested(127)).is_ok());
-        assert!(too_deep(&nested(128)));
-        assert!(too_deep(&format!("{{\"a\":\n {}", nested(200))));
-        assert!(!too_deep(&format!("{{ nope {}", nested(200))));
-        assert!(!too_deep(&format!("[\"{}\", x]", "[".repeat(300))));
     }
 }

@@ -4,7 +4,9 @@
 //! (libgit2, no `git` process, so no hooks run), then lands in the record's `worktreePath`
 //! only if that passed the gates and already is a clean checkout of that branch at that
 //! head; otherwise in a private scratch worktree detached at `origin/<feature>`, made with
-//! libgit2 and removed when the record settles. berth never resets anyone's checkout.
+//! libgit2, and when the record settles kept for the repo's next landing if it can be
+//! proven clean ([`scratch`], [`idle`]), removed otherwise. berth never resets anyone's
+//! checkout: only its own scratch worktrees.
 //!
 //! Every directory is used through the descriptor the gate opened ([`PinnedDir`]): the
 //! step starts there by `fchdir`, and each use by name (opening the repo, adding the
@@ -21,19 +23,19 @@ use crate::pinned_dir::{PinnedDir, PinnedDirError};
 
 use super::{Candidate, Shared};
 
-/// A place to run the landing; a scratch one is removed by [`Place::remove`]. The
+mod idle;
+mod scratch;
+
+pub use idle::IdleWorktrees;
+use idle::Kept;
+use scratch::Scratch;
+
+/// A place to run the landing; a scratch one is kept or removed by [`Place::finish`]. The
 /// record's own checkout is held locked for as long as the place lives.
 pub struct Place {
     dir: Arc<PinnedDir>,
-    scratch: Option<Scratch>,
+    scratch: Option<Kept>,
     _lock: Option<WorktreeGuard>,
-}
-
-struct Scratch {
-    repo: PathBuf,
-    name: String,
-    /// The repo's worktree-admin lock ([`ADMIN_LOCK_WAIT`]).
-    admin_lock: PathBuf,
 }
 
 /// How long adding or removing a scratch worktree waits for another landing's add or
@@ -57,12 +59,48 @@ impl Place {
     /// Removes a scratch worktree (its directory, its libgit2 admin entry and its branch).
     /// Failures are logged: the next landing of the record replaces it anyway.
     pub fn remove(self) {
-        let Some(scratch) = self.scratch else {
+        if let Some(kept) = self.scratch {
+            discard(kept);
+        }
+    }
+
+    /// The landing is done with its place: a scratch worktree is kept for the repo's next
+    /// landing if it can be proven clean (reset to the commit it is at, HEAD detached, so
+    /// it holds no branch another worktree may want) and a bound allows, removed
+    /// otherwise. Blocking.
+    pub fn finish(self, shared: &Shared) {
+        let Some(kept) = self.scratch else {
             return;
         };
-        if let Err(e) = remove_scratch(&scratch, self.dir.path()) {
-            tracing::warn!(worktree = %self.dir.path().display(), "scratch worktree not fully removed: {e}");
+        match kept.scratch.reset(&kept.dir, None) {
+            Ok(()) => {
+                if let Some(over) = shared.worktrees.give(kept) {
+                    discard(over);
+                }
+            }
+            Err(why) => {
+                tracing::info!(worktree = %kept.scratch.path.display(), "scratch worktree not kept: {why}");
+                discard(kept);
+            }
         }
+    }
+}
+
+/// Where berth's scratch worktrees are made.
+pub fn root(berth_dir: &Path) -> PathBuf {
+    berth_dir.join("worktrees")
+}
+
+/// Removes every scratch worktree the daemon kept; when it stops. Blocking.
+pub fn remove_idle(shared: &Shared) {
+    for kept in shared.worktrees.drain() {
+        discard(kept);
+    }
+}
+
+fn discard(kept: Kept) {
+    if let Err(e) = kept.scratch.remove() {
+        tracing::warn!(worktree = %kept.scratch.path.display(), "scratch worktree not fully removed: {e}");
     }
 }
 
@@ -183,7 +221,7 @@ fn try_lock(shared: &Shared, path: &Path) -> Result<WorktreeGuard, Unusable> {
 /// Checks that every directory the landing uses by name is still the one the gate
 /// checked. The error is a `lastError` sentence.
 pub fn verify_dirs(c: &Candidate, place: Option<&Place>) -> Result<(), PinnedDirError> {
-    c.gated.repo.pin.verify()?;
+    c.gated.repo().pin().verify()?;
     if let Some(place) = place {
         place.dir.verify()?;
     }
@@ -192,12 +230,12 @@ pub fn verify_dirs(c: &Candidate, place: Option<&Place>) -> Result<(), PinnedDir
 
 /// Fetches the feature branch and picks (or makes) the checkout to land in. Blocking.
 pub fn prepare(shared: &Shared, c: &Candidate) -> Result<Place, WorktreeError> {
-    let repo_path = &c.gated.repo.path;
+    let repo_path = c.gated.repo().path();
     let feature = &c.record.feature_branch;
-    c.gated.repo.pin.verify()?;
+    c.gated.repo().pin().verify()?;
     let pr_head = shared.forge.pr_head_ref(c.record.pr_number);
     let head = fetch_feature(c, repo_path, feature, pr_head)?;
-    let reason = match (&c.gated.worktree, &c.gated.worktree_pin) {
+    let reason = match (c.gated.worktree(), c.gated.worktree_pin()) {
         (WorktreeChoice::Use(path), Some(pin)) => {
             // Locked before it is looked at, so no other landing changes it in between;
             // a checkout another landing holds is not waited for: the scratch one is.
@@ -219,7 +257,35 @@ pub fn prepare(shared: &Shared, c: &Candidate) -> Result<Place, WorktreeError> {
         (WorktreeChoice::Use(path), None) => format!("{} was not held open", path.display()),
     };
     tracing::info!(record = %c.id, "using a scratch worktree: {reason}");
-    let root = shared.berth_dir.join("worktrees");
+    scratch_place(shared, c, head)
+}
+
+/// A kept scratch worktree of the repo reset to `head`, or a new one.
+fn scratch_place(shared: &Shared, c: &Candidate, head: Oid) -> Result<Place, WorktreeError> {
+    let repo_path = c.gated.repo().path();
+    let (taken, unfit) = shared.worktrees.take(repo_path);
+    unfit.into_iter().for_each(discard);
+    if let Some(kept) = taken {
+        let reset = kept
+            .scratch
+            .reset(&kept.dir, Some(head))
+            .and_then(|()| Ok(c.gated.repo().pin().verify()?));
+        match reset {
+            Ok(()) => {
+                tracing::info!(record = %c.id, worktree = %kept.scratch.path.display(), "reusing a scratch worktree");
+                return Ok(Place {
+                    dir: Arc::clone(&kept.dir),
+                    scratch: Some(kept),
+                    _lock: None,
+                });
+            }
+            Err(why) => {
+                tracing::info!(record = %c.id, worktree = %kept.scratch.path.display(), "scratch worktree not reused: {why}");
+                discard(kept);
+            }
+        }
+    }
+    let root = root(&shared.berth_dir);
     crate::atomic_file::ensure_private_dir(&root)?;
     // A fresh name every time: nothing planted in the repo's `.git/worktrees/` can be
     // mistaken for ours, and a killed daemon's leftover is never reused.
@@ -227,32 +293,35 @@ pub fn prepare(shared: &Shared, c: &Candidate) -> Result<Place, WorktreeError> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let name = format!("berth-{}-{:x}{nanos:x}", c.id, std::process::id());
-    let path = root.join(&name);
     let admin_key = crate::safe_key::safe_key(&repo_path.to_string_lossy());
     let scratch = Scratch {
-        repo: repo_path.clone(),
+        repo: repo_path.to_owned(),
+        path: root.join(&name),
         name,
         admin_lock: shared
             .store
             .dir()
             .join(format!(".worktree-admin-{admin_key}.lock")),
     };
-    add_scratch(&scratch, &path, head)?;
+    scratch.add(head)?;
     let opened = c
         .gated
-        .repo
-        .pin
+        .repo()
+        .pin()
         .verify()
-        .and_then(|()| PinnedDir::open(&path));
+        .and_then(|()| PinnedDir::open(&scratch.path));
     match opened {
-        Ok(dir) => Ok(Place {
-            dir: Arc::new(dir),
-            scratch: Some(scratch),
-            _lock: None,
-        }),
+        Ok(dir) => {
+            let dir = Arc::new(dir);
+            Ok(Place {
+                dir: Arc::clone(&dir),
+                scratch: Some(Kept::new(scratch, dir)),
+                _lock: None,
+            })
+        }
         Err(why) => {
-            if let Err(e) = remove_scratch(&scratch, &path) {
-                tracing::warn!(worktree = %path.display(), "scratch worktree not fully removed: {e}");
+            if let Err(e) = scratch.remove() {
+                tracing::warn!(worktree = %scratch.path.display(), "scratch worktree not fully removed: {e}");
             }
             Err(why.into())
         }
@@ -324,7 +393,7 @@ fn fetch_feature(
 /// when GitHub reports the PR closed, which is also what GitHub does to a PR whose head
 /// branch was deleted. Blocking.
 pub fn feature_on_origin(c: &Candidate) -> Result<bool, WorktreeError> {
-    let (repo, url) = open_with_origin(c, &c.gated.repo.path)?;
+    let (repo, url) = open_with_origin(c, c.gated.repo().path())?;
     let head_ref = format!("refs/heads/{}", c.record.feature_branch);
     let found = crate::lane_lock::advertised(&repo, url, &head_ref).map_err(|e| {
         WorktreeError::ListOrigin {
@@ -343,10 +412,9 @@ fn open_with_origin<'c>(
 ) -> Result<(Repository, &'c str), WorktreeError> {
     let url = c
         .gated
-        .origin_url
-        .as_deref()
+        .origin_url()
         .ok_or_else(|| WorktreeError::NoOrigin(repo_path.to_owned()))?;
-    c.gated.repo.pin.verify()?;
+    c.gated.repo().pin().verify()?;
     Ok((open_repo(repo_path)?, url))
 }
 
@@ -404,70 +472,4 @@ fn checkout_state(dir: &PinnedDir, feature: &str, head: Oid) -> Result<(), Unusa
         });
     }
     Ok(dir.verify()?)
-}
-
-/// A worktree at `path` with a detached HEAD at `head`. libgit2 can only add a worktree
-/// on a branch, so it is added on a branch named like it, which is then let go. The
-/// branch is a plain ref, made and deleted without `git_branch_*`, which would also lock
-/// and rewrite the repo's shared `.git/config` (its `branch.<name>` section): a landing
-/// command of another lane may be writing that file at the same moment.
-fn add_scratch(scratch: &Scratch, path: &Path, head: Oid) -> Result<(), WorktreeError> {
-    let (repo_path, name) = (&scratch.repo, &scratch.name);
-    let _turn = admin_turn(scratch)?;
-    let repo = open_repo(repo_path)?;
-    let branch_ref = format!("refs/heads/{name}");
-    let branch = repo.reference(&branch_ref, head, false, "berth: scratch worktree")?;
-    let mut options = git2::WorktreeAddOptions::new();
-    options.reference(Some(&branch));
-    repo.worktree(name, path, Some(&options))
-        .map_err(|source| WorktreeError::Add {
-            path: path.to_owned(),
-            source,
-        })?;
-    let worktree = Repository::open(path)?;
-    worktree.set_head_detached(head)?;
-    repo.find_reference(&branch_ref)?.delete()?;
-    if worktree.head()?.target() != Some(head) {
-        return Err(WorktreeError::NotAt {
-            path: path.to_owned(),
-            head,
-        });
-    }
-    Ok(())
-}
-
-/// Removes only what berth made: its own directory under the berth dir, then the repo's
-/// admin entry and branch of that name, and only if the entry points at that directory.
-/// libgit2 is never asked to delete a working tree: it would follow the admin entry's
-/// `gitdir`, which a planted repo controls.
-fn remove_scratch(scratch: &Scratch, path: &Path) -> Result<(), WorktreeError> {
-    let name = &scratch.name;
-    let _turn = admin_turn(scratch)?;
-    if path.exists() {
-        std::fs::remove_dir_all(path).map_err(|source| WorktreeError::Remove {
-            path: path.to_owned(),
-            source,
-        })?;
-    }
-    let repo = Repository::open(&scratch.repo)?;
-    if let Ok(worktree) = repo.find_worktree(name)
-        && worktree.path() == path
-    {
-        worktree.prune(None)?;
-    }
-    if let Ok(mut branch) = repo.find_reference(&format!("refs/heads/{name}")) {
-        branch.delete()?;
-    }
-    Ok(())
-}
-
-/// This landing's turn to add or remove a worktree of its repo, waited for at most
-/// [`ADMIN_LOCK_WAIT`].
-fn admin_turn(scratch: &Scratch) -> Result<std::fs::File, WorktreeError> {
-    crate::atomic_file::lock_exclusive_within(&scratch.admin_lock, ADMIN_LOCK_WAIT).map_err(
-        |source| WorktreeError::AdminBusy {
-            repo: scratch.repo.clone(),
-            source,
-        },
-    )
 }

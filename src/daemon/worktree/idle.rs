@@ -1,0 +1,97 @@
+//! The scratch worktrees kept between landings, for the next landing of their repo to
+//! reset instead of adding a new one ([`super::scratch`]).
+//!
+//! One landing holds a worktree at a time (taken out, given back when it settles), so
+//! concurrent lanes of a repo never share one. Kept worktrees are bounded in number
+//! ([`MAX_IDLE`], [`MAX_IDLE_PER_REPO`]), uses ([`MAX_USES`]: each reset appends to its
+//! reflog) and age ([`MAX_AGE`]); the daemon removes those it keeps when it stops.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::scratch::Scratch;
+use crate::pinned_dir::PinnedDir;
+
+/// Scratch worktrees kept at most, over every repo.
+pub(crate) const MAX_IDLE: usize = 8;
+/// Scratch worktrees kept at most per repo.
+pub(crate) const MAX_IDLE_PER_REPO: usize = 4;
+/// Landings one scratch worktree serves before it is removed.
+pub(crate) const MAX_USES: u32 = 64;
+/// Age past which a scratch worktree is removed instead of reused.
+pub(crate) const MAX_AGE: Duration = Duration::from_secs(10 * 60);
+
+/// A scratch worktree with its directory held open, when it was made and how often it
+/// served.
+#[derive(Debug)]
+pub(super) struct Kept {
+    pub scratch: Scratch,
+    pub dir: Arc<PinnedDir>,
+    born: Instant,
+    uses: u32,
+}
+
+impl Kept {
+    pub fn new(scratch: Scratch, dir: Arc<PinnedDir>) -> Kept {
+        Kept {
+            scratch,
+            dir,
+            born: Instant::now(),
+            uses: 0,
+        }
+    }
+
+    fn fit(&self) -> bool {
+        self.uses < MAX_USES && self.born.elapsed() < MAX_AGE
+    }
+}
+
+/// The daemon's kept scratch worktrees.
+#[derive(Debug, Default)]
+pub struct IdleWorktrees {
+    kept: Mutex<Vec<Kept>>,
+}
+
+impl IdleWorktrees {
+    /// A kept worktree of `repo` still fit for use, if any, and those found unfit (for the
+    /// caller to remove).
+    pub(super) fn take(&self, repo: &Path) -> (Option<Kept>, Vec<Kept>) {
+        let mut kept = self.lock();
+        let (mine, others): (Vec<Kept>, Vec<Kept>) =
+            kept.drain(..).partition(|k| k.scratch.repo == repo);
+        *kept = others;
+        let (mut fit, unfit): (Vec<Kept>, Vec<Kept>) = mine.into_iter().partition(Kept::fit);
+        let taken = fit.pop();
+        kept.extend(fit);
+        (taken, unfit)
+    }
+
+    /// Keeps `done` (one landing more served) unless that passes a bound; what is not
+    /// kept is handed back for the caller to remove.
+    pub(super) fn give(&self, mut done: Kept) -> Option<Kept> {
+        done.uses += 1;
+        if !done.fit() {
+            return Some(done);
+        }
+        let mut kept = self.lock();
+        let of_repo = kept
+            .iter()
+            .filter(|k| k.scratch.repo == done.scratch.repo)
+            .count();
+        if kept.len() >= MAX_IDLE || of_repo >= MAX_IDLE_PER_REPO {
+            return Some(done);
+        }
+        kept.push(done);
+        None
+    }
+
+    /// Every kept worktree, for the stopping daemon to remove.
+    pub(super) fn drain(&self) -> Vec<Kept> {
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Kept>> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

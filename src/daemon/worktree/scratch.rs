@@ -1,0 +1,201 @@
+//! berth's own scratch worktrees of a repo: added detached at a head, reset to the next
+//! landing's head when they can be proven clean, removed otherwise.
+//!
+//! Adding one is a checkout of the whole tree and removing it as many unlinks: for a large
+//! repo the largest part of berth's own work per landing. So a landing's worktree is kept
+//! ([`super::idle`]) and the next landing of the repo resets it, but only one whose state
+//! berth can prove: its directory and admin entry still the ones berth made, no
+//! `index.lock`, no merge or rebase under way, no untracked or ignored file, no tracked path
+//! changed in kind (a file made a symlink); after the reset, HEAD detached at the head and
+//! nothing changed. Whatever fails that is removed, and a fresh one added.
+
+use std::path::{Path, PathBuf};
+
+use git2::build::CheckoutBuilder;
+use git2::{
+    Oid, Repository, RepositoryOpenFlags, RepositoryState, ResetType, Status, StatusOptions,
+};
+
+use super::WorktreeError;
+use crate::pinned_dir::PinnedDir;
+
+/// One scratch worktree berth made: the repo it belongs to, its name there (its admin
+/// entry `.git/worktrees/<name>`), and its directory under the berth dir.
+#[derive(Debug)]
+pub(super) struct Scratch {
+    pub repo: PathBuf,
+    pub name: String,
+    pub path: PathBuf,
+    /// The repo's worktree-admin lock ([`super::ADMIN_LOCK_WAIT`]).
+    pub admin_lock: PathBuf,
+}
+
+/// Why a kept worktree is not reused (it is removed instead).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Unclean {
+    #[error(transparent)]
+    Moved(#[from] crate::pinned_dir::PinnedDirError),
+    #[error("its admin entry no longer points at it")]
+    NotOurs,
+    #[error("its git dir is not its admin entry")]
+    GitDirMoved,
+    #[error("a step left {0}")]
+    Lock(&'static str),
+    #[error("a step left an operation under way ({0:?})")]
+    InProgress(RepositoryState),
+    #[error("a step left {0} untracked, ignored or retyped path(s)")]
+    Junk(usize),
+    #[error("after the reset, {0}")]
+    NotReset(&'static str),
+    #[error(transparent)]
+    Git(#[from] git2::Error),
+}
+
+impl Scratch {
+    /// Adds the worktree at `self.path`, HEAD detached at `head`. libgit2 can only add a
+    /// worktree on a branch, so it is added on a branch named like it, which is then let
+    /// go. The branch is a plain ref, made and deleted without `git_branch_*`, which would
+    /// also lock and rewrite the repo's shared `.git/config` (its `branch.<name>` section):
+    /// a landing command of another lane may be writing that file at the same moment.
+    pub fn add(&self, head: Oid) -> Result<(), WorktreeError> {
+        let (path, name) = (&self.path, &self.name);
+        let _turn = self.admin_turn()?;
+        let repo = super::open_repo(&self.repo)?;
+        let branch_ref = format!("refs/heads/{name}");
+        let branch = repo.reference(&branch_ref, head, false, "berth: scratch worktree")?;
+        let mut options = git2::WorktreeAddOptions::new();
+        options.reference(Some(&branch));
+        repo.worktree(name, path, Some(&options))
+            .map_err(|source| WorktreeError::Add {
+                path: path.to_owned(),
+                source,
+            })?;
+        let worktree = Repository::open(path)?;
+        worktree.set_head_detached(head)?;
+        repo.find_reference(&branch_ref)?.delete()?;
+        if worktree.head()?.target() != Some(head) {
+            return Err(WorktreeError::NotAt {
+                path: path.to_owned(),
+                head,
+            });
+        }
+        Ok(())
+    }
+
+    /// Resets the worktree to `head` (`None`: the commit it is at), HEAD detached, if its
+    /// state proves it clean before and after; otherwise says why not. The steps are done
+    /// with it: nothing else runs in it.
+    pub fn reset(&self, dir: &PinnedDir, head: Option<Oid>) -> Result<(), Unclean> {
+        dir.verify()?;
+        let repo = Repository::open(&self.repo)?;
+        let admin = repo.path().join("worktrees").join(&self.name);
+        if repo.find_worktree(&self.name)?.path() != self.path {
+            return Err(Unclean::NotOurs);
+        }
+        let wt = Repository::open_ext(&self.path, RepositoryOpenFlags::NO_SEARCH, [] as [&str; 0])?;
+        if !same_file(wt.path(), &admin) {
+            return Err(Unclean::GitDirMoved);
+        }
+        no_lock(&admin)?;
+        if wt.state() != RepositoryState::Clean {
+            return Err(Unclean::InProgress(wt.state()));
+        }
+        let junk = status_count(&wt, false)?;
+        if junk > 0 {
+            return Err(Unclean::Junk(junk));
+        }
+        let at = wt.head()?.peel_to_commit()?.id();
+        let target = head.unwrap_or(at);
+        // Detached first, so the reset moves no branch a step checked out.
+        wt.set_head_detached(at)?;
+        let commit = wt.find_commit(target)?;
+        let mut checkout = CheckoutBuilder::new();
+        checkout.force();
+        wt.reset(commit.as_object(), ResetType::Hard, Some(&mut checkout))?;
+        if !wt.head_detached()? || wt.head()?.target() != Some(target) {
+            return Err(Unclean::NotReset("HEAD is not detached at the head"));
+        }
+        no_lock(&admin)?;
+        if status_count(&wt, true)? > 0 {
+            return Err(Unclean::NotReset("files still differ from the head"));
+        }
+        Ok(dir.verify()?)
+    }
+
+    /// Removes only what berth made: its own directory under the berth dir, then the
+    /// repo's admin entry and branch of that name, and only if the entry points at that
+    /// directory. libgit2 is never asked to delete a working tree: it would follow the
+    /// admin entry's `gitdir`, which a planted repo controls.
+    pub fn remove(&self) -> Result<(), WorktreeError> {
+        let (path, name) = (&self.path, &self.name);
+        let _turn = self.admin_turn()?;
+        if path.exists() {
+            std::fs::remove_dir_all(path).map_err(|source| WorktreeError::Remove {
+                path: path.to_owned(),
+                source,
+            })?;
+        }
+        let repo = Repository::open(&self.repo)?;
+        if let Ok(worktree) = repo.find_worktree(name)
+            && worktree.path() == path
+        {
+            worktree.prune(None)?;
+        }
+        if let Ok(mut branch) = repo.find_reference(&format!("refs/heads/{name}")) {
+            branch.delete()?;
+        }
+        Ok(())
+    }
+
+    /// This landing's turn to add or remove a worktree of its repo, waited for at most
+    /// [`super::ADMIN_LOCK_WAIT`].
+    fn admin_turn(&self) -> Result<std::fs::File, WorktreeError> {
+        crate::atomic_file::lock_exclusive_within(&self.admin_lock, super::ADMIN_LOCK_WAIT).map_err(
+            |source| WorktreeError::AdminBusy {
+                repo: self.repo.clone(),
+                source,
+            },
+        )
+    }
+}
+
+/// `Err` if git's index lock (or HEAD's) is in the worktree's admin dir: a step that
+/// died mid-write, or one still writing.
+fn no_lock(admin: &Path) -> Result<(), Unclean> {
+    for lock in ["index.lock", "HEAD.lock"] {
+        if std::fs::symlink_metadata(admin.join(lock)).is_ok() {
+            return Err(Unclean::Lock(if lock == "HEAD.lock" {
+                "a HEAD.lock"
+            } else {
+                "an index.lock"
+            }));
+        }
+    }
+    Ok(())
+}
+
+/// How many paths differ from HEAD: with `tracked_too`, every difference; without, only
+/// what a reset would not undo (untracked and ignored paths, a path changed in kind).
+fn status_count(wt: &Repository, tracked_too: bool) -> Result<usize, git2::Error> {
+    let mut options = StatusOptions::new();
+    options
+        .include_untracked(true)
+        .include_ignored(true)
+        .recurse_untracked_dirs(false)
+        .recurse_ignored_dirs(false)
+        .exclude_submodules(false);
+    let statuses = wt.statuses(Some(&mut options))?;
+    let beyond_reset = Status::WT_NEW | Status::IGNORED | Status::WT_TYPECHANGE;
+    Ok(statuses
+        .iter()
+        .filter(|s| tracked_too || s.status().intersects(beyond_reset))
+        .count())
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}

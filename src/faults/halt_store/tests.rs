@@ -1,0 +1,257 @@
+use super::*;
+use crate::faults::fault::{Fault, Severity};
+use crate::faults::halt::RunRef;
+
+fn event(run: &str, category: &str, tail: &str) -> HaltEvent {
+    let fault = Fault {
+        category: category.into(),
+        severity: Severity::High,
+        description: format!("{category} happened"),
+        source_files: vec![],
+        evidence: Default::default(),
+    };
+    let run_ref = RunRef {
+        run_id: run,
+        state_slug: run,
+        stdout_tail: tail.to_owned(),
+        ..RunRef::default()
+    };
+    HaltEvent::from_fault(&run_ref, &fault)
+}
+
+fn read(path: &Path) -> Value {
+    serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn archives_per_fault_are_capped_oldest_first_by_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    let cycles = MAX_ARCHIVES_PER_FAULT as u64 + 10;
+    for n in 0..=cycles {
+        store
+            .emit(&event("run", "X", &format!("tail {n}")))
+            .unwrap();
+    }
+    // Another fault's archive is not this fault's to prune.
+    store.emit(&event("run", "Y", "a")).unwrap();
+    store.emit(&event("run", "Y", "b")).unwrap();
+    let fault = event("run", "X", "").fault_id;
+    let mut kept: Vec<u64> = fs::read_dir(dir.path().join(COLLAPSED_DIR))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_prefix(&format!("run-{fault}-"))?
+                .strip_suffix(".json")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    kept.sort();
+    let expected: Vec<u64> = (cycles - MAX_ARCHIVES_PER_FAULT as u64 + 1..=cycles).collect();
+    assert_eq!(kept, expected);
+    assert_eq!(
+        fs::read_dir(dir.path().join(COLLAPSED_DIR))
+            .unwrap()
+            .count(),
+        MAX_ARCHIVES_PER_FAULT + 1
+    );
+}
+
+#[test]
+fn archives_per_fault_are_capped_by_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    // Each capture carries a 3 MiB tail: the byte cap, not the count, prunes.
+    let big = |n: u64| format!("{n}{}", "x".repeat(3 * 1024 * 1024));
+    for n in 0..8 {
+        store.emit(&event("run", "X", &big(n))).unwrap();
+    }
+    let sizes: Vec<u64> = fs::read_dir(dir.path().join(COLLAPSED_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .collect();
+    assert!(sizes.len() < 7, "{} archives kept", sizes.len());
+    assert!(sizes.iter().sum::<u64>() <= MAX_ARCHIVE_BYTES_PER_FAULT);
+}
+
+#[test]
+fn the_latest_capture_stays_pending_and_earlier_ones_are_collapsed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    let first = event("run/1", "X", "tail a");
+    assert_eq!(store.emit(&first).unwrap(), Emitted::New);
+    let pending = store.pending_path("run/1", &first.fault_id);
+    assert!(pending.ends_with(format!("run_1-{}.json", first.fault_id)));
+    assert_eq!(store.emit(&first).unwrap(), Emitted::Refreshed);
+    assert!(!dir.path().join(COLLAPSED_DIR).exists());
+    let second = event("run/1", "X", "tail b");
+    assert_eq!(
+        store.emit(&second).unwrap(),
+        Emitted::Recurred { occurrences: 2 }
+    );
+    let third = event("run/1", "X", "tail c");
+    assert_eq!(
+        store.emit(&third).unwrap(),
+        Emitted::Recurred { occurrences: 3 }
+    );
+    let latest = read(&pending);
+    assert_eq!(latest["snapshot"]["stdoutTail"], "tail c");
+    assert_eq!(latest["snapshot"]["occurrences"], 3);
+    let one = read(&store.collapsed_path("run/1", &first.fault_id, 1));
+    assert_eq!(one["snapshot"]["stdoutTail"], "tail a");
+    assert!(one["snapshot"].get("occurrences").is_none());
+    let two = read(&store.collapsed_path("run/1", &first.fault_id, 2));
+    assert_eq!(two["snapshot"]["stdoutTail"], "tail b");
+    assert_eq!(two["snapshot"]["occurrences"], 2);
+    let listing = store.list();
+    assert_eq!(listing.halts.len(), 1, "collapsed captures are not events");
+    assert_eq!(listing.halts[0].occurrences, 3);
+    assert_eq!(listing.halts[0].status, HaltStatus::Pending);
+}
+
+#[test]
+fn unreadable_pending_files_are_reported_and_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    let ev = event("r", "X", "a");
+    fs::create_dir_all(dir.path().join(PENDING_DIR)).unwrap();
+    let pending = store.pending_path("r", &ev.fault_id);
+    fs::write(&pending, b"{ torn").unwrap();
+    let err = store.emit(&ev).unwrap_err().to_string();
+    assert!(
+        err.contains("left untouched") && err.contains("not valid JSON"),
+        "{err}"
+    );
+    assert_eq!(fs::read(&pending).unwrap(), b"{ torn");
+    let report = store.sync_run("r", "/s/r.json", std::slice::from_ref(&ev));
+    assert!(report.emitted.is_empty() && report.problems.len() == 1);
+    let listing = store.list();
+    assert_eq!(listing.unreadable.len(), 1);
+    assert!(listing.unreadable[0].file.ends_with(".json"));
+
+    // A FIFO or a symlink planted there is reported, never opened for a blocking read
+    // or followed.
+    fs::remove_file(&pending).unwrap();
+    nix::unistd::mkfifo(&pending, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    assert!(
+        store
+            .emit(&ev)
+            .unwrap_err()
+            .to_string()
+            .contains("not a regular file")
+    );
+    fs::remove_file(&pending).unwrap();
+    let elsewhere = dir.path().join("elsewhere.json");
+    fs::write(&elsewhere, b"{}").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &pending).unwrap();
+    assert!(
+        store
+            .emit(&ev)
+            .unwrap_err()
+            .to_string()
+            .contains("symbolic link")
+    );
+    assert_eq!(fs::read(&elsewhere).unwrap(), b"{}");
+}
+
+#[test]
+fn sync_files_new_faults_once_and_resolves_them_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    let x = event("r", "X", "");
+    let y = event("r", "Y", "");
+    let report = store.sync_run("r", "/s/r.json", &[x.clone(), y.clone()]);
+    assert_eq!(report.emitted.len(), 2);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let report = store.sync_run("r", "/s/r.json", &[x.clone(), y.clone()]);
+    assert!(report.emitted.is_empty() && report.resolved.is_empty());
+    let report = store.sync_run("r", "/s/r.json", std::slice::from_ref(&x));
+    assert_eq!(report.resolved, vec![y.fault_id.clone()]);
+    let report = store.sync_run("r", "/s/r.json", std::slice::from_ref(&x));
+    assert!(report.resolved.is_empty(), "resolved only once");
+    let marker = read(&store.resolved_path("r", &y.fault_id));
+    assert_eq!(
+        marker,
+        json!({"event": "SKILL_FAULT_RESOLVED", "timestamp": marker["timestamp"],
+               "runId": "r", "faultId": y.fault_id})
+    );
+    let status_of = |id: &str| {
+        let listing = store.list();
+        listing
+            .halts
+            .iter()
+            .find(|h| h.fault_id == id)
+            .unwrap()
+            .status
+    };
+    assert_eq!(status_of(&x.fault_id), HaltStatus::Pending);
+    assert_eq!(status_of(&y.fault_id), HaltStatus::Resolved);
+    // Raised again: the stale marker goes, the same capture is refreshed in place.
+    let report = store.sync_run("r", "/s/r.json", &[x.clone(), y.clone()]);
+    assert_eq!(
+        report.emitted,
+        vec![(y.fault_id.clone(), Emitted::Refreshed)]
+    );
+    assert!(!store.resolved_path("r", &y.fault_id).exists());
+    assert_eq!(status_of(&y.fault_id), HaltStatus::Pending);
+}
+
+#[test]
+fn marking_investigated_moves_the_event_as_gstack_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    let x = event("r 1", "X", "");
+    store.emit(&x).unwrap();
+    assert_eq!(store.pending_runs(&x.fault_id), ["r 1"]);
+    let moved = store.mark_investigated("r 1", &x.fault_id).unwrap();
+    let processed = dir
+        .path()
+        .join(PROCESSED_DIR)
+        .join(format!("r_1-{}.json", x.fault_id));
+    assert_eq!(moved, Marked::Moved(processed.clone()));
+    assert_eq!(read(&processed)["faultId"], x.fault_id.as_str());
+    assert!(!store.pending_path("r 1", &x.fault_id).exists());
+    assert_eq!(
+        store.mark_investigated("r 1", &x.fault_id).unwrap(),
+        Marked::AlreadyMoved
+    );
+    assert!(store.pending_runs(&x.fault_id).is_empty());
+    assert_eq!(store.list().halts[0].status, HaltStatus::Investigated);
+}
+
+/// A run's `.<run>.lock` in the active dir is berth's, but whoever can write the faults
+/// dir can hold it: each held one must not cost a fault round the full lock wait, on
+/// every round (40 held: 10 s a round).
+#[test]
+fn runs_whose_locks_another_process_holds_are_skipped_without_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    let active = dir.path().join(ACTIVE_DIR);
+    fs::create_dir_all(&active).unwrap();
+    let runs: Vec<String> = (0..40).map(|i| format!("run-{i}")).collect();
+    let held: Vec<fs::File> = runs
+        .iter()
+        .map(|run| {
+            let lock = fs::File::create(active.join(format!(".{run}.lock"))).unwrap();
+            lock.lock().unwrap();
+            lock
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    for run in &runs {
+        let report = store.sync_run(run, "/s/r.json", &[event(run, "X", "a")]);
+        assert!(
+            report.emitted.is_empty() && report.problems.len() == 1,
+            "{run}"
+        );
+    }
+    let took = started.elapsed();
+    assert!(
+        took < crate::atomic_file::LOCK_WAIT * 10,
+        "40 held run locks took {took:?}"
+    );
+    drop(held);
+    let report = store.sync_run("run-0", "/s/r.json", &[event("run-0", "X", "a")]);
+    assert_eq!(report.emitted.len(), 1, "released, the run is filed");
+}

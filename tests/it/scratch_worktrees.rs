@@ -1,0 +1,123 @@
+//! A lane's landings reuse one scratch worktree, reset to each landing's head, and a
+//! worktree a step left in a state berth cannot prove clean is thrown away instead.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::support::World;
+
+/// One line per step, written before it lands: the PR, the directory it runs in, how
+/// many paths `git status --ignored` lists, whether the index is locked, and what HEAD
+/// is. After landing, the step for PR 1 runs `after_first` in its worktree.
+fn tracing_config(world: &World, after_first: &str) -> (PathBuf, PathBuf) {
+    let trace = world.root.join("trace");
+    let script = format!(
+        "echo \"$3 $(pwd -P) $(git status --porcelain --ignored | wc -l) \
+           $(test -e \"$(git rev-parse --git-dir)/index.lock\" && echo locked || echo unlocked) \
+           $(git symbolic-ref -q HEAD || echo detached)\" >> {trace}; \
+         {land} \"$1\" \"$2\" {ledger} \"$3\" || exit 1; \
+         if [ \"$3\" = 1 ]; then {after_first}; fi",
+        trace = trace.display(),
+        land = world.land_script().display(),
+        ledger = world.root.join("ledger").display(),
+    );
+    let config = world.config(&format!(
+        "forge = \"git\"\npoll_secs = 3600\nland_command = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{branch}}\", \"{{base}}\", \"{{pr}}\"]\n"
+    ));
+    (config, trace)
+}
+
+/// The trace's lines, split into words, in PR order.
+fn trace_lines(trace: &Path) -> Vec<Vec<String>> {
+    let mut lines: Vec<Vec<String>> = fs::read_to_string(trace)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// Lands PRs 1 and 2 of one lane, one after the other, with one `--watch` daemon (kept
+/// worktrees live as long as it does), and stops it.
+fn land_two(world: &World, config: &Path) {
+    let lane = world.git_lane("widget", None);
+    let ids = [lane.queue(1, "main"), lane.queue(2, "main")];
+    let mut daemon = world.spawn_berth(
+        &["run", "--watch", "--config", config.to_str().unwrap()],
+        &world.berth_state(),
+        &[],
+    );
+    let landed = world.wait_for(Duration::from_secs(60), || {
+        ids.iter()
+            .all(|id| world.read_record(id)["status"] == "landed")
+    });
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    daemon.wait().unwrap();
+    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap_or_default();
+    assert!(landed, "not both landed: {log}");
+    assert_eq!(world.ledger(), [1, 2]);
+    let scratch_root = world.berth_state().join("worktrees");
+    let left: Vec<_> = fs::read_dir(&scratch_root).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "kept worktrees outlived the daemon: {left:?}"
+    );
+    let admin = lane.clone.join(".git/worktrees");
+    let entries = fs::read_dir(&admin).map_or(0, Iterator::count);
+    assert_eq!(entries, 0, "admin entries outlived the daemon");
+}
+
+/// The record's checkout is on `main`, so both land in a scratch worktree: the second
+/// landing runs in the first one's, reset to its own head, clean and detached.
+#[test]
+fn a_lanes_second_landing_reuses_the_scratch_worktree() {
+    let world = World::new();
+    let (config, trace) = tracing_config(&world, "true");
+    land_two(&world, &config);
+    let lines = trace_lines(&trace);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let dirs: std::collections::HashSet<&str> = lines.iter().map(|l| l[1].as_str()).collect();
+    assert_eq!(
+        dirs.len(),
+        1,
+        "one worktree made for two landings: {lines:?}"
+    );
+    for line in &lines {
+        assert_eq!(line[2..], ["0", "unlocked", "detached"], "{lines:?}");
+    }
+}
+
+/// The first step leaves an untracked file, a HEAD detached elsewhere and a stale
+/// `index.lock`: none of it reaches the second landing, which runs in a fresh worktree.
+#[test]
+fn junk_a_step_leaves_does_not_reach_the_next_landing() {
+    let world = World::new();
+    let junk = "echo junk > junk.txt; git checkout -q --detach HEAD^; \
+                : > \"$(git rev-parse --git-dir)/index.lock\"";
+    let (config, trace) = tracing_config(&world, junk);
+    land_two(&world, &config);
+    let lines = trace_lines(&trace);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_ne!(lines[0][1], lines[1][1], "the junked worktree was reused");
+    assert_eq!(lines[1][2..], ["0", "unlocked", "detached"], "{lines:?}");
+}
+
+/// A step that only leaves an untracked file gets its worktree thrown away too: berth
+/// never deletes files it did not check out.
+#[test]
+fn an_untracked_file_alone_keeps_a_worktree_from_reuse() {
+    let world = World::new();
+    let (config, trace) = tracing_config(&world, "echo junk > junk.txt");
+    land_two(&world, &config);
+    let lines = trace_lines(&trace);
+    assert_ne!(
+        lines[0][1], lines[1][1],
+        "the worktree with junk was reused"
+    );
+    assert_eq!(lines[1][2..], ["0", "unlocked", "detached"], "{lines:?}");
+}

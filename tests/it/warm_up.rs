@@ -1,0 +1,71 @@
+//! What the first landing would make on need (the forge's repository, a lock scratch
+//! repository, the scratch worktrees' directory) is made when the daemon first sees a
+//! queued record pass its gates, before that record is due; a daemon with an empty queue
+//! makes none of it (it never starts libgit2, and keeps its idle memory).
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::support::World;
+
+/// What a landing of a local origin makes on its first need, each present or not.
+fn made(state: &Path) -> [bool; 3] {
+    let lock_repos = fs::read_dir(state.join("lock-scratch.git")).map_or(0, |d| {
+        d.filter_map(Result::ok)
+            .filter(|e| e.path().is_dir())
+            .count()
+    });
+    [
+        state.join("forge-local-seen.git/HEAD").exists(),
+        lock_repos > 0,
+        state.join("worktrees").is_dir(),
+    ]
+}
+
+#[test]
+fn the_first_gated_record_warms_up_what_its_landing_needs_before_it_is_due() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let feature = lane.push_feature("feat/pr-1", "main");
+    let id = world
+        .record(&lane.clone, 1)
+        .set("featureBranch", feature)
+        .set("berthNotBefore", "2999-01-01T00:00:00.000Z")
+        .write();
+    let config = world.git_forge_config("poll_secs = 3600\n");
+    let state = world.berth_state();
+    let mut daemon = world.spawn_berth(
+        &["run", "--watch", "--config", config.to_str().unwrap()],
+        &state,
+        &[],
+    );
+    let warmed = world.wait_for(Duration::from_secs(30), || made(&state) == [true; 3]);
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    daemon.wait().unwrap();
+    assert!(warmed, "made before the landing: {:?}", made(&state));
+    assert_eq!(world.read_record(&id)["status"], "queued", "it was not due");
+    assert!(world.ledger().is_empty());
+}
+
+#[test]
+fn a_daemon_with_an_empty_queue_warms_up_nothing() {
+    let world = World::new();
+    let config = world.git_forge_config("poll_secs = 3600\n");
+    let state = world.berth_state();
+    let mut daemon = world.spawn_berth(
+        &["run", "--watch", "--config", config.to_str().unwrap()],
+        &state,
+        &[],
+    );
+    let ticked = world.wait_for(Duration::from_secs(30), || {
+        state.join("daemon-health.json").exists()
+    });
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    daemon.wait().unwrap();
+    assert!(ticked, "the daemon never ticked");
+    assert_eq!(made(&state), [false; 3]);
+}
