@@ -11,7 +11,7 @@ const MAX_DAEMON_FN_LINES: usize = 80;
 
 /// Files still over the bound while another change splits them, each with the size it may
 /// not grow past.
-const SPLIT_PENDING: &[(&str, usize)] = &[("lane_lock/mod.rs", 657)];
+const SPLIT_PENDING: &[(&str, usize)] = &[];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in fs::read_dir(dir).unwrap().flatten() {
