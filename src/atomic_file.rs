@@ -178,6 +178,12 @@ pub fn lock_shared_within(file: File, lock_path: &Path, wait: Duration) -> io::R
     lock_within(file, lock_path, wait, File::try_lock_shared)
 }
 
+/// Tries to take an advisory lock that found it held by another process
+/// (`berth_lock_busy_tries_total`): each try of a bounded wait counts, so a wait that
+/// should have been one try shows as many.
+pub static BUSY_LOCK_TRIES: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
+    std::sync::LazyLock::new(Default::default);
+
 fn lock_within(
     file: File,
     lock_path: &Path,
@@ -189,9 +195,11 @@ fn lock_within(
         match try_lock(&file) {
             Ok(()) => return Ok(file),
             Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                BUSY_LOCK_TRIES.inc();
                 std::thread::sleep(LOCK_RETRY)
             }
             Err(std::fs::TryLockError::WouldBlock) => {
+                BUSY_LOCK_TRIES.inc();
                 return Err(io::Error::new(
                     io::ErrorKind::WouldBlock,
                     format!(

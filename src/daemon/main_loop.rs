@@ -68,6 +68,11 @@ pub async fn run(
     mode: Mode,
     stop: CancellationToken,
 ) -> Result<Exit, StartError> {
+    let berth_dir = shared.berth_dir.clone();
+    let swept = tokio::task::spawn_blocking(move || super::worktree::sweep_leftovers(&berth_dir));
+    if let Err(e) = swept.await {
+        tracing::warn!("scratch worktrees left by a stopped daemon not looked for: {e}");
+    }
     let exit = run_loop(Arc::clone(&shared), mode, stop).await;
     // The scratch worktrees kept for later landings go with the daemon: nobody else
     // resets them, and a later daemon would never find them.
@@ -266,6 +271,10 @@ impl Loop {
         if refresh == Refresh::Sweep {
             self.last_sweep = Some(std::time::Instant::now());
             prune_logs(&self.shared);
+            let view = self.shared.view();
+            self.shared
+                .decisions
+                .forget_gone(|id| view.get(id).is_some());
         }
         if wake == tick::Wake::Poll {
             // The backstop for rule edits no watch reports (a hard link's).
@@ -414,10 +423,11 @@ fn prune_logs(shared: &Shared) {
             retention::MAX_LOG_AGE,
             retention::MAX_LOGS_BYTES,
         );
-        if pruned.files > 0 {
+        if pruned.files > 0 || pruned.dirs > 0 {
             tracing::info!(
                 files = pruned.files,
                 bytes = pruned.bytes,
+                empty_dirs = pruned.dirs,
                 "old attempt logs removed from {}",
                 logs.display()
             );

@@ -279,6 +279,17 @@ impl Shared {
         }
     }
 
+    /// The handle the tick's questions to the rules go through.
+    pub fn policy(&self) -> policy::Policy<'_> {
+        policy::Policy {
+            rules: &self.rules,
+            decisions: &self.decisions,
+            order: &self.order,
+            config: &self.config,
+            forge: self.forge.name(),
+        }
+    }
+
     /// The queue view, locked. Hold it briefly: record writes wait for it.
     pub fn view(&self) -> MutexGuard<'_, QueueView> {
         self.view.lock().unwrap_or_else(|e| e.into_inner())

@@ -7,15 +7,16 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use crate::config::Config;
 use crate::forge::{QUEUE_LABEL, QueuedPr};
 use crate::lane_lock::Lane;
+use crate::queue_order::QueueOrder;
 use crate::record::{Record, Status};
 use crate::rules::contracts::discovery::{self, PrFacts};
 use crate::rules::contracts::landing::{self, Admission, LandFacts, LandVerdict};
 use crate::rules::decisions::Subject;
+use crate::rules::{DecisionLog, Rules};
 use crate::store::StoredRecord;
-
-use super::Shared;
 
 /// A record's extra field set by a `requeue` with a delay: `select` passes the record over
 /// until this time. gstack keeps it as an unknown field; claiming the record removes it.
@@ -39,6 +40,19 @@ impl QueueView {
     }
 }
 
+/// What the tick's questions to the rules need of the daemon: the rule set, the decision
+/// log every answer is written to, the published order, and the settings a rule's `ctx`
+/// shows. Nothing here reaches the queue or the forge.
+#[derive(Clone, Copy)]
+pub struct Policy<'a> {
+    pub rules: &'a Rules,
+    pub decisions: &'a DecisionLog,
+    pub order: &'a QueueOrder,
+    pub config: &'a Config,
+    /// Which forge answers (`gh` or `git`), as `ctx.config.forge`.
+    pub forge: &'static str,
+}
+
 /// The record as a rule sees it: the on-disk JSON (camelCase, unknown fields included)
 /// plus its `id`.
 pub fn record_value(id: &str, record: &Record) -> Value {
@@ -50,9 +64,9 @@ pub fn record_value(id: &str, record: &Record) -> Value {
 }
 
 /// `ctx`: the time, the lane (if the question is about one), the queue, the config.
-pub fn ctx(shared: &Shared, lane: Option<&Lane>, view: QueueView) -> Value {
+pub fn ctx(policy: Policy<'_>, lane: Option<&Lane>, view: QueueView) -> Value {
     let now = crate::clock::now();
-    let config = &shared.config;
+    let config = policy.config;
     json!({
         "now": crate::clock::iso(now),
         "nowEpoch": now.timestamp(),
@@ -64,14 +78,14 @@ pub fn ctx(shared: &Shared, lane: Option<&Lane>, view: QueueView) -> Value {
             "pollSecs": config.poll_secs,
             "landTimeoutSecs": config.land_timeout_secs,
             "lockTtlSecs": config.lock_ttl_secs,
-            "forge": shared.forge.name(),
+            "forge": policy.forge,
         },
     })
 }
 
 /// One decision-log line about record `id`.
 fn log_about<T>(
-    shared: &Shared,
+    policy: Policy<'_>,
     decided: &crate::rules::Decided<T>,
     id: &str,
     record: &Record,
@@ -84,14 +98,14 @@ fn log_about<T>(
         pr: record.pr_number,
         repo: &repo,
     };
-    shared
+    policy
         .decisions
         .decision(decided, Some(subject), decision, reason);
 }
 
 /// `accept_pr` for a PR the forge listed (and so already found labelled, same-repository
 /// and with a valid marker).
-pub fn accept_pr(shared: &Shared, identity: &str, id: &str, pr: &QueuedPr) -> bool {
+pub fn accept_pr(policy: Policy<'_>, identity: &str, id: &str, pr: &QueuedPr) -> bool {
     let facts = PrFacts {
         number: pr.number,
         labels: vec![QUEUE_LABEL.to_owned()],
@@ -103,7 +117,7 @@ pub fn accept_pr(shared: &Shared, identity: &str, id: &str, pr: &QueuedPr) -> bo
         repo_identity: identity.to_owned(),
         url: pr.url.clone(),
     };
-    let decided = discovery::accept_pr(&shared.rules.current(), &facts);
+    let decided = discovery::accept_pr(&policy.rules.current(), &facts);
     let subject = Subject {
         id,
         pr: pr.number,
@@ -114,33 +128,33 @@ pub fn accept_pr(shared: &Shared, identity: &str, id: &str, pr: &QueuedPr) -> bo
     } else {
         "reject"
     };
-    shared
+    policy
         .decisions
         .decision(&decided, Some(subject), answer, &decided.value.reason);
     decided.value.accept
 }
 
 /// `order` over the queued records: their indexes in the order the rule gives.
-pub fn order(shared: &Shared, queued: &[&StoredRecord]) -> Vec<usize> {
+pub fn order(policy: Policy<'_>, queued: &[&StoredRecord]) -> Vec<usize> {
     let candidates = queued
         .iter()
         .map(|s| record_value(&s.id, &s.record))
         .collect();
-    let mut decided = discovery::order(&shared.rules.current(), candidates);
+    let mut decided = discovery::order(&policy.rules.current(), candidates);
     match &decided.error {
         // Not per record: the order is one decision about the whole queue.
         Some(error) => {
-            shared
+            policy
                 .decisions
                 .decision(&decided, None, "built-in order", &error.to_string())
         }
         // Only a failure is logged (the order is asked every tick); a good answer ends it.
-        None => shared.decisions.fallbacks().note(&decided, None, ""),
+        None => policy.decisions.fallbacks().note(&decided, None, ""),
     }
-    shared
+    policy
         .decisions
         .remember_order(std::mem::take(&mut decided.args));
-    shared.order.publish(decided.value.clone());
+    policy.order.publish(decided.value.clone());
     decided
         .value
         .iter()
@@ -159,14 +173,14 @@ pub fn deferred(record: &Record, now: DateTime<Utc>) -> bool {
 }
 
 /// `admit` for the head of a free lane.
-pub fn admit(shared: &Shared, stored: &StoredRecord, lane: &Lane, view: QueueView) -> Admission {
+pub fn admit(policy: Policy<'_>, stored: &StoredRecord, lane: &Lane, view: QueueView) -> Admission {
     let decided = landing::admit(
-        &shared.rules.current(),
+        &policy.rules.current(),
         &record_value(&stored.id, &stored.record),
-        &ctx(shared, Some(lane), view),
+        &ctx(policy, Some(lane), view),
     );
     log_about(
-        shared,
+        policy,
         &decided,
         &stored.id,
         &stored.record,
@@ -177,12 +191,12 @@ pub fn admit(shared: &Shared, stored: &StoredRecord, lane: &Lane, view: QueueVie
 }
 
 /// Logs that `stored` was picked to land now, `position` in the rule's order.
-pub fn selected(shared: &Shared, stored: &StoredRecord, position: usize, of: usize) {
+pub fn selected(policy: Policy<'_>, stored: &StoredRecord, position: usize, of: usize) {
     let decided = crate::rules::Decided {
         value: (),
         file: discovery::FILE,
         function: "order",
-        ruleset: shared.rules.current().hash().to_owned(),
+        ruleset: policy.rules.current().hash().to_owned(),
         error: None,
         args: Vec::new(),
     };
@@ -196,26 +210,25 @@ pub fn selected(shared: &Shared, stored: &StoredRecord, position: usize, of: usi
         "head of its lane, {} of {of} queued in rule order",
         position + 1
     );
-    shared.decisions.selection(&decided, subject, &reason);
+    policy.decisions.selection(&decided, subject, &reason);
 }
 
-/// `on_land_result` for a finished land step.
+/// `on_land_result` for a finished land step; `view` the queue as the tick last read it.
 pub fn on_land_result(
-    shared: &Shared,
-    id: &str,
-    record: &Record,
+    policy: Policy<'_>,
+    view: QueueView,
+    (id, record): (&str, &Record),
     lane: &Lane,
     facts: &LandFacts,
 ) -> LandVerdict {
-    let view = QueueView::of(shared.view().live());
     let decided = landing::on_land_result(
-        &shared.rules.current(),
+        &policy.rules.current(),
         &record_value(id, record),
         facts,
-        &ctx(shared, Some(lane), view),
+        &ctx(policy, Some(lane), view),
     );
     log_about(
-        shared,
+        policy,
         &decided,
         id,
         record,
@@ -226,13 +239,13 @@ pub fn on_land_result(
 }
 
 /// `max_lanes`: how many landings may run at once.
-pub fn max_lanes(shared: &Shared, view: QueueView) -> usize {
-    let decided = landing::max_lanes(&shared.rules.current(), &ctx(shared, None, view));
+pub fn max_lanes(policy: Policy<'_>, view: QueueView) -> usize {
+    let decided = landing::max_lanes(&policy.rules.current(), &ctx(policy, None, view));
     let reason = match &decided.error {
         Some(error) => format!("one lane: the max_lanes rule failed ({error})"),
         None => "lanes that may land at once".to_owned(),
     };
-    shared
+    policy
         .decisions
         .decision(&decided, None, &decided.value.to_string(), &reason);
     decided.value
@@ -240,8 +253,8 @@ pub fn max_lanes(shared: &Shared, view: QueueView) -> usize {
 
 /// When a record requeued by a rule may be picked again: after its delay, or after one
 /// poll interval when it gave none (never at once: the same lane would be retried in a loop).
-pub fn not_before(shared: &Shared, delay: Option<Duration>) -> String {
-    let delay = delay.unwrap_or(Duration::from_secs(shared.config.poll_secs.max(1)));
+pub fn not_before(config: &Config, delay: Option<Duration>) -> String {
+    let delay = delay.unwrap_or(Duration::from_secs(config.poll_secs.max(1)));
     let at = crate::clock::now()
         + chrono::Duration::from_std(delay).unwrap_or_else(|_| chrono::Duration::days(7));
     crate::clock::iso(at)

@@ -23,6 +23,11 @@ use super::StartError;
 /// loop at once.
 const DEBOUNCE: Duration = Duration::from_millis(20);
 
+/// File names kept pending at most; past it they are dropped for a rescan (a sweep of the
+/// whole dir reads every file that changed), so a flood of names costs no memory and loses
+/// no write.
+pub const MAX_PENDING_FILES: usize = 4096;
+
 /// What changed in the queue dir since the last [`QueueWatcher::changed`].
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct QueueChanges {
@@ -65,6 +70,11 @@ impl Pending {
                 }
                 self.changes.files.insert(name.to_owned());
             }
+        }
+        if self.changes.files.len() > MAX_PENDING_FILES {
+            self.changes.files.clear();
+            self.unfinished.clear();
+            self.changes.rescan = true;
         }
     }
 
@@ -181,6 +191,22 @@ impl QueueWatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A flood of distinct names heard during one long tick stays at the cap, and what it
+    /// dropped is a rescan: the next refresh sweeps the dir and reads every one of them.
+    #[test]
+    fn a_flood_of_names_stays_at_the_cap_and_becomes_a_rescan() {
+        let dir = Path::new("/q");
+        let replaced = AtomicBool::new(false);
+        let mut pending = Pending::default();
+        for n in 0..3 * MAX_PENDING_FILES {
+            let path = dir.join(format!("r{n}.json"));
+            pending.hear(Change::Paths(vec![path]), dir, &replaced);
+            assert!(pending.changes.files.len() <= MAX_PENDING_FILES);
+            assert!(pending.unfinished.len() <= MAX_PENDING_FILES);
+        }
+        assert!(pending.changes.rescan, "the dropped names are swept");
+    }
 
     #[test]
     fn a_whole_write_is_handed_out_at_once_and_one_under_way_after_the_debounce() {

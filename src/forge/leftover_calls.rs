@@ -69,10 +69,17 @@ impl CallMark {
         same_instance && other_owner
     }
 
-    /// The running processes of forge calls another daemon on this instance lock started.
+    /// The running processes of forge calls another daemon on this instance lock started,
+    /// run as this process's user: anyone can put a mark in an environment, so a daemon
+    /// running as root never kills another user's process by one.
     fn leftovers(&self) -> Vec<(i32, i32)> {
+        use std::os::unix::fs::MetadataExt as _;
+        let me = nix::unistd::geteuid().as_raw();
         proc_scan::pids()
             .into_iter()
+            .filter(|pid| {
+                std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|proc| proc.uid() == me)
+            })
             .filter(|&pid| match proc_scan::environ(pid) {
                 proc_scan::Environ::Read(environ) => self.left_by_another(&environ),
                 _ => false,
@@ -122,5 +129,40 @@ mod tests {
         assert!(!mine.left_by_another(&environ("/b/daemon.lock", "host:1:2:/b/daemon.lock")));
         assert!(!mine.left_by_another(&environ("/c/daemon.lock", "host:9:9:/c/daemon.lock")));
         assert!(!mine.left_by_another(b"A=1\0"));
+    }
+
+    /// Anyone can put a mark in an environment: a daemon run as root kills the marked
+    /// calls of its own user and leaves another user's marked process alone.
+    #[test]
+    fn only_this_users_marked_processes_are_killed() {
+        use std::os::unix::process::CommandExt as _;
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let instance = dir.path().join("daemon.lock");
+        let mine = CallMark::new(&instance, "host:1:2");
+        let dead = CallMark::new(&instance, "host:9:9");
+        let spawn = |uid: u32| {
+            let mut command = Command::new("sleep");
+            command.arg("300").uid(uid).process_group(0);
+            dead.apply(&mut command);
+            command.spawn().unwrap()
+        };
+        let mut others = spawn(65534);
+        let mut own = spawn(0);
+        let marked = |pid: u32| matches!(proc_scan::environ(pid as i32), proc_scan::Environ::Read(e) if mine.left_by_another(&e));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !(marked(others.id()) && marked(own.id())) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let (killed, left) = end_leftover_calls(&mine);
+        let others_runs = others.try_wait().unwrap().is_none();
+        let _ = others.kill();
+        let _ = others.wait();
+        let own_status = own.wait().unwrap();
+        assert_eq!((killed, left), (1, 0));
+        assert!(others_runs, "another user's marked process was killed");
+        assert!(!own_status.success(), "the own marked call was not killed");
     }
 }

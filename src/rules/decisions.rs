@@ -63,6 +63,11 @@ impl Subject<'_> {
 /// What was last written for one (record, function): the rule set, decision and reason.
 type LastAnswer = (String, String, String);
 
+/// (record, function) answers remembered so that a repeat is written once. Past it the
+/// memory is dropped whole: each record's next answer is written again (a repeated line,
+/// never a missed one).
+pub const MAX_REMEMBERED: usize = 4096;
+
 /// How many answers of each rule file and function were the built-in default since the
 /// daemon started (every fallback, including repeats the log does not write again).
 #[derive(Debug, Default)]
@@ -188,6 +193,9 @@ impl DecisionLog {
             if last.get(&key) == Some(&value) {
                 return;
             }
+            if last.len() >= MAX_REMEMBERED {
+                last.clear();
+            }
             last.insert(key, value);
         }
         let facts = (!args.is_empty())
@@ -208,6 +216,19 @@ impl DecisionLog {
             error: decided.error.as_ref().map(ToString::to_string),
             facts,
         })));
+    }
+
+    /// Forgets the answers about records `present` says are gone from the queue.
+    pub fn forget_gone(&self, present: impl Fn(&str) -> bool) {
+        self.last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(record, _), _| record.is_empty() || present(record));
+    }
+
+    /// How many answers are remembered.
+    pub fn remembered(&self) -> usize {
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Logs a record's move from `from` to `updated.status`. The record's next decisions
@@ -390,6 +411,38 @@ mod tests {
     /// Past its size bound the log rotates (`decisions.1.jsonl` … `decisions.4.jsonl`, the
     /// oldest dropped), and history (what `explain`, `status`, `replay` and `capture` read)
     /// still finds every line of the kept generations, oldest first.
+    /// Churning 3 × the cap of records (each answered once, then again unchanged) keeps the
+    /// memory at the cap and writes every new answer; answers about records gone from the
+    /// queue are forgotten.
+    #[test]
+    fn remembered_answers_stay_at_the_cap_and_no_new_answer_is_missed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = DecisionLog::new(dir.path());
+        let ids: Vec<String> = (0..3 * MAX_REMEMBERED).map(|n| format!("r-{n}")).collect();
+        for id in &ids {
+            let subject = Subject {
+                id,
+                pr: 1,
+                repo: "github.com/acme/a",
+            };
+            log.decision(&decided("h"), Some(subject), "wait", "freeze");
+            log.decision(&decided("h"), Some(subject), "wait", "freeze");
+            assert!(log.remembered() <= MAX_REMEMBERED);
+        }
+        let mut written = std::collections::HashSet::new();
+        each_line(dir.path(), |line| {
+            written.insert(line.record().unwrap_or("").to_owned());
+        })
+        .unwrap();
+        assert_eq!(written.len(), ids.len(), "a new answer was not written");
+        log.forget_gone(|id| id == "r-0");
+        assert_eq!(
+            log.remembered(),
+            0,
+            "only answers about gone records were kept"
+        );
+    }
+
     #[test]
     fn the_log_rotates_by_size_and_history_reads_every_kept_generation() {
         const LIMIT: u64 = 1000;

@@ -5,18 +5,22 @@
 //! the decision log share this one helper.
 //!
 //! A reader walks the generations one file after another, so a rotation between two of
-//! them would shift lines into a file it already read: the family's lock file
-//! (`<stem>.lock`) is held shared by every reader for its whole walk and exclusive by a
-//! rotation, each for at most [`LOCK_WAIT`]. Across processes: `berth explain`, `status`
-//! and `replay` read while the daemon rotates. An append needs no lock: one to a file
-//! renamed meanwhile lands in the generation it became, which readers read.
+//! them would shift lines into a file it already read. So a reader opens every generation
+//! first, holding the family's lock file (`<stem>.lock`) shared while it opens them (a few
+//! `open`s, never while it reads), and a rotation holds it exclusive; each waits at most
+//! [`LOCK_WAIT`]. The open files are a snapshot no later rename changes, and since no
+//! reader holds the lock longer than its opens, readers in a loop (a client asking for a
+//! PR's story again and again) never keep the log from rotating. Across processes:
+//! `berth explain`, `status` and `replay` read while the daemon rotates. An append needs
+//! no lock: one to a file renamed meanwhile lands in the generation it became.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// How long a reader waits for a rotation to end, and a rotation for the readers: past it
-/// the read fails (naming the lock), the rotation is tried again at the next append.
+/// How long a reader waits for a rotation to end, and a rotation for readers opening the
+/// generations: past it the read fails (naming the lock), the rotation is tried again at
+/// the next append.
 pub const LOCK_WAIT: Duration = Duration::from_secs(1);
 
 /// One rotated file family.
@@ -59,13 +63,7 @@ impl Rotated {
     /// endless line) or blocking on a FIFO.
     pub fn each_line(&self, mut f: impl FnMut(String)) -> io::Result<()> {
         use std::io::BufRead as _;
-        let _no_rotation = self.hold_shared()?;
-        for path in self.oldest_first() {
-            let file = match crate::atomic_file::open_read_nofollow(&path) {
-                Ok(file) => file,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
+        for file in self.open_all()? {
             for line in io::BufReader::new(file).lines() {
                 f(line?);
             }
@@ -116,6 +114,20 @@ impl Rotated {
         self.dir.join(format!("{}.lock", self.stem))
     }
 
+    /// Every generation there is, oldest first, opened with no rotation in between.
+    fn open_all(&self) -> io::Result<Vec<std::fs::File>> {
+        let _no_rotation = self.hold_shared()?;
+        let mut files = Vec::new();
+        for path in self.oldest_first() {
+            match crate::atomic_file::open_read_nofollow(&path) {
+                Ok(file) => files.push(file),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(files)
+    }
+
     /// The lock held shared, or `None` when there is no lock file: no rotation ever took it
     /// (the first append of a daemon creates it), so none runs.
     fn hold_shared(&self) -> io::Result<Option<std::fs::File>> {
@@ -146,6 +158,40 @@ fn rename_if_there(from: &Path, to: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reader holds the lock only while it opens the generations: a rotation goes ahead
+    /// while one is reading (readers in a loop never keep the log from rotating), and the
+    /// reader still reads what it opened, whole.
+    #[test]
+    fn a_rotation_goes_ahead_while_a_reader_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = Rotated::new(dir.path(), "log", 2);
+        std::fs::write(files.current(), "a\nb\n").unwrap();
+        // Made by a first rotation check, as the daemon's first append does.
+        assert!(!files.rotate_past(1 << 20).unwrap());
+        let (reading, read_on) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+        let reader = {
+            let files = files.clone();
+            std::thread::spawn(move || {
+                let mut lines = Vec::new();
+                files
+                    .each_line(|line| {
+                        reading.0.send(()).unwrap();
+                        read_on.1.recv().unwrap();
+                        lines.push(line);
+                    })
+                    .unwrap();
+                lines
+            })
+        };
+        reading.1.recv().unwrap();
+        let rotated = files.rotate_past(1);
+        read_on.0.send(()).unwrap();
+        read_on.0.send(()).unwrap();
+        assert_eq!(reader.join().unwrap(), ["a", "b"]);
+        assert!(rotated.unwrap(), "the rotation waited for the reader");
+        assert!(files.generation(1).exists());
+    }
 
     #[test]
     fn generations_shift_up_and_the_oldest_is_dropped() {

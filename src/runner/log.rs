@@ -88,20 +88,28 @@ pub fn claim_attempt(logs_dir: &Path, record_id: &str, from: u32) -> Result<u32,
             path: path.clone(),
             source,
         };
-        if let Some(dir) = path.parent() {
-            crate::atomic_file::ensure_private_dir(dir).map_err(io_error)?;
-        }
         let ship = attempt_log_path(logs_dir, record_id, attempt, Step::Ship)?;
         if ship.symlink_metadata().is_ok() {
             continue;
         }
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(&path)
-        {
+        // The log pruning removes a record's dir left empty for an hour; one removed between
+        // making sure of it and creating the log is made again, once.
+        let mut created = Err(io::Error::from(io::ErrorKind::NotFound));
+        for _ in 0..2 {
+            if let Some(dir) = path.parent() {
+                crate::atomic_file::ensure_private_dir(dir).map_err(io_error)?;
+            }
+            created = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(nix::libc::O_NOFOLLOW)
+                .open(&path);
+            if !matches!(&created, Err(e) if e.kind() == io::ErrorKind::NotFound) {
+                break;
+            }
+        }
+        match created {
             Ok(_) => return Ok(attempt),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(io_error(e)),

@@ -173,6 +173,11 @@ impl Metrics {
             crate::lane_lock::WRITERS_BLOCKED.clone(),
         );
         registry.register(
+            "lock_busy_tries",
+            "Tries to take an advisory lock (a record's, a lock file's) that found it held by another process",
+            crate::atomic_file::BUSY_LOCK_TRIES.clone(),
+        );
+        registry.register(
             "landing_leftovers_killed",
             "Landing processes killed by their mark once their step ended or their daemon was gone (what left the step's process group)",
             crate::runner::LEFTOVERS_KILLED.clone(),

@@ -56,6 +56,9 @@ pub struct Telemetry {
 /// Records by status, and unreadable queue files, as a tick's view held them.
 #[derive(Debug, Default)]
 struct QueueCounts {
+    /// The view's generation they were counted at: a tick over an unchanged view counts
+    /// nothing again.
+    generation: Option<u64>,
     by_status: std::collections::BTreeMap<String, i64>,
     unreadable: usize,
 }
@@ -117,7 +120,11 @@ impl Telemetry {
 
     /// A tick refreshed its view of the queue: what scrapes count from until the next.
     pub fn queue_seen(&self, view: &QueueView) {
+        if lock(&self.queue).generation == Some(view.generation()) {
+            return;
+        }
         let mut counts = QueueCounts {
+            generation: Some(view.generation()),
             unreadable: view.unreadable().len(),
             ..QueueCounts::default()
         };

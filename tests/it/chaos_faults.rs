@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::chaos_world::{ChaosWorld, LANES, LOCK_TTL_SECS, QUEUES, signal};
+use crate::support::{dead_owner, stamp_of};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Fault {
@@ -298,7 +299,7 @@ impl Driver {
                 let owner = match plant {
                     Fault::PlantStale => dead_owner(),
                     Fault::PlantForeign => "elsewhere~0badf00d~4026531836:4242:1234".to_owned(),
-                    _ => format!("{}:1:{}", berth::ownership::machine(), start_ticks(1)),
+                    _ => stamp_of(1),
                 };
                 let naps = self.naps();
                 world.plant_pr(lane, queue, naps, Some(&owner));
@@ -356,19 +357,4 @@ fn wait_or_kill(child: &mut std::process::Child) {
     }
     let _ = child.kill();
     let _ = child.wait();
-}
-
-/// An owner stamp of this host whose process is gone.
-fn dead_owner() -> String {
-    let mut child = std::process::Command::new("true").spawn().unwrap();
-    let pid = child.id();
-    child.wait().unwrap();
-    format!("{}:{pid}:{}", berth::ownership::machine(), 1)
-}
-
-/// Field 22 of `/proc/<pid>/stat`: the start time a berth owner stamp carries.
-fn start_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-    after_name.split(' ').nth(19).unwrap().parse().unwrap()
 }

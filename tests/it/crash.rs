@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::support::World;
+use crate::support::{World, dead_owner};
 
 /// Processes of process group `pgid` that still run (zombies run nothing).
 pub fn running_in_group(pgid: i32) -> Vec<i32> {
@@ -48,14 +48,6 @@ pub fn wait_for_pid(path: &Path, daemon: &mut Child) -> i32 {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// An owner stamp of this host whose process is gone.
-fn dead_owner() -> String {
-    let mut child = Command::new("true").spawn().unwrap();
-    let pid = child.id();
-    child.wait().unwrap();
-    format!("{}:{pid}:1", berth::ownership::machine())
 }
 
 #[test]
@@ -138,11 +130,7 @@ fn a_surviving_landing_blocks_retry_and_abandon_and_is_killed_by_the_reclaim() {
     let lane = world.git_lane("widget", None);
     let id = lane.queue(12, "main");
     let owner = dead_owner();
-    let mut record = world.read_record(&id);
-    record["status"] = "landing".into();
-    record["claimedBy"] = owner.clone().into();
-    record["lastUpdatedAt"] = "2026-11-24T00:00:00.000Z".into();
-    fs::write(world.queue.join(format!("{id}.json")), record.to_string()).unwrap();
+    world.plant_claim(&id, &owner, "2026-11-24T00:00:00.000Z");
     // What a landing started by that daemon looks like: marked, in its own group.
     let mark = berth::runner::record_mark(&world.queue, &id);
     let mut stray = {
@@ -229,11 +217,7 @@ fn an_in_flight_record_dated_in_the_future_is_reclaimed() {
     let world = World::new();
     let lane = world.git_lane("widget", None);
     let id = lane.queue(15, "main");
-    let mut record = world.read_record(&id);
-    record["status"] = "landing".into();
-    record["claimedBy"] = "other-host:1:1".into();
-    record["lastUpdatedAt"] = "2999-01-01T00:00:00.000Z".into();
-    fs::write(world.queue.join(format!("{id}.json")), record.to_string()).unwrap();
+    world.plant_claim(&id, "other-host:1:1", "2999-01-01T00:00:00.000Z");
 
     world.run_once(&world.git_forge_config("")).success();
     assert_eq!(world.read_record(&id)["status"], "landed");
@@ -417,7 +401,7 @@ fn a_verdict_the_full_disk_refuses_is_kept_shown_and_written_when_space_returns(
     assert_eq!(world.ledger(), [19]);
     assert!(lane.merged("feat/pr-19", "main"));
     // Ticks go by; the record stays in flight, owned by the live daemon, not requeued.
-    std::thread::sleep(Duration::from_millis(2500));
+    assert!(world.wait_ticks(&world.berth_state(), 2, Duration::from_secs(30)));
     assert_eq!(record(&queue)["status"], "landing");
 
     fs::remove_file(queue.join("fill")).unwrap();

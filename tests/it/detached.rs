@@ -55,16 +55,7 @@ fn the_next_landing_never_meets_a_detached_child(stop: Stop) {
     let world = World::new();
     let lane = world.git_lane("widget", None);
     let _id_a = lane.queue(61, "main");
-    let queue_b = world.queue.with_file_name("release-queue-b");
-    fs::create_dir_all(&queue_b).unwrap();
-    let clone_b = world.clone_into(&world.code.join("b"), "widget", &lane.remote_url);
-    let feature = lane.push_feature("feat/pr-62", "main");
-    world.run_git(&clone_b, &["fetch", "-q", "origin"]);
-    world.run_git(&clone_b, &["checkout", "-q", "-B", &feature, "FETCH_HEAD"]);
-    let _id_b = world
-        .record(&clone_b, 62)
-        .set("featureBranch", feature)
-        .write_to(&queue_b);
+    let (queue_b, _id_b) = lane.queue_for_second_daemon(62);
 
     let (witness, collided) = (world.root.join("witness"), world.root.join("collided"));
     let (step_pid, detached_pid) = (world.root.join("step-a.pid"), world.root.join("det.pid"));
@@ -181,16 +172,7 @@ fn a_detached_child_holding_the_output_is_stopped_when_its_daemon_pauses_after_t
     let world = World::new();
     let lane = world.git_lane("widget", None);
     let _id_a = lane.queue(61, "main");
-    let queue_b = world.queue.with_file_name("release-queue-b");
-    fs::create_dir_all(&queue_b).unwrap();
-    let clone_b = world.clone_into(&world.code.join("b"), "widget", &lane.remote_url);
-    let feature = lane.push_feature("feat/pr-62", "main");
-    world.run_git(&clone_b, &["fetch", "-q", "origin"]);
-    world.run_git(&clone_b, &["checkout", "-q", "-B", &feature, "FETCH_HEAD"]);
-    let _id_b = world
-        .record(&clone_b, 62)
-        .set("featureBranch", feature)
-        .write_to(&queue_b);
+    let (queue_b, _id_b) = lane.queue_for_second_daemon(62);
 
     let (witness, collided) = (world.root.join("witness"), world.root.join("collided"));
     let (step_pid, detached_pid) = (world.root.join("step-a.pid"), world.root.join("det.pid"));

@@ -4,18 +4,9 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
+use crate::support::rust_files;
 
 /// Whether `code` names a `Result<…, String>`: the text after each `Result<` up to its
 /// matching `>` ends in `, String`.
@@ -43,10 +34,8 @@ fn has_string_error(code: &str) -> bool {
 /// and the test module (last in its file, where anything goes) left out.
 fn library_code() -> Vec<(String, String)> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
     let mut out = Vec::new();
-    for file in files {
+    for file in rust_files(&src) {
         let name = file
             .strip_prefix(&src)
             .unwrap()

@@ -58,17 +58,20 @@ fn a_held_record_lock_is_skipped_and_reported_never_waited_on() {
 /// A producer (who can write the queue dir) queues 120 records whose repo path is outside
 /// the allowed roots and holds each record's `.<id>.lock` (as gstack does while it writes
 /// one). Blocking them at the gate must not wait for each lock in turn on every tick (120 x
-/// 250 ms = 30 s a tick): a good record queued meanwhile lands as if they were not there.
+/// 250 ms = 30 s a tick): each held lock is tried once per tick (counted by
+/// `berth_lock_busy_tries_total` against `berth_ticks_total`; a 250 ms wait retries every
+/// 10 ms, ~25 tries), and a good record queued meanwhile lands.
 #[test]
 fn records_whose_locks_a_producer_holds_do_not_stall_a_good_landing() {
     use std::os::fd::AsRawFd as _;
+    const HELD: usize = 120;
     let world = World::new();
     let lane = world.git_lane("widget", None);
     let config = world.git_forge_config("poll_secs = 1\n");
     let outside = world.root.join("outside");
     fs::create_dir_all(&outside).unwrap();
     let mut held = Vec::new();
-    for pr in 1000..1120 {
+    for pr in 1000..1000 + HELD as u64 {
         let id = world.record(&outside, pr).write();
         let lock = fs::File::create(world.queue.join(format!(".{id}.lock"))).unwrap();
         // SAFETY: flock on a descriptor this test owns.
@@ -78,25 +81,36 @@ fn records_whose_locks_a_producer_holds_do_not_stall_a_good_landing() {
         );
         held.push(lock);
     }
-    let berth_dir = world.berth_state();
     let daemon = world.spawn_berth(
-        &["run", "--watch", "--config", config.to_str().unwrap()],
-        &berth_dir,
+        &crate::support::serving_metrics_args(&config),
+        &world.berth_state(),
         &[],
     );
-    std::thread::sleep(Duration::from_secs(2));
+    let count = |name: &str| {
+        let addr = crate::support::served_addr(&world)?;
+        crate::support::sample(&crate::support::scrape(&addr), name)
+    };
+    let ticked = world.wait_for(Duration::from_secs(90), || {
+        count("berth_ticks_total").is_some_and(|ticks| ticks >= 2.0)
+    });
     let id = lane.queue(1, "main");
-    let started = Instant::now();
     let landed = world.wait_for(Duration::from_secs(90), || {
         world.read_record(&id)["status"] == "landed"
     });
-    let took = started.elapsed();
+    // Tries are counted before the tick that made them ends: read them first.
+    let tries = count("berth_lock_busy_tries_total").unwrap_or_default();
+    let ticks = count("berth_ticks_total").unwrap_or_default();
     crate::support::stop(daemon);
     drop(held);
+    assert!(ticked, "the daemon never ticked");
     assert!(landed, "never landed: {}", world.read_record(&id));
     assert!(
-        took < Duration::from_secs(15),
-        "a good record took {took:?} to land behind 120 locked records failing a gate"
+        tries >= HELD as f64,
+        "the held locks were never tried ({tries})"
+    );
+    assert!(
+        tries <= HELD as f64 * (ticks + 1.0),
+        "{tries} tries of {HELD} held locks in {ticks} ticks: more than one per lock per tick"
     );
 }
 

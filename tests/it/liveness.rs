@@ -12,20 +12,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::support::World;
-
-/// Field 22 of `/proc/<pid>/stat`: what berth stamps as the process's start.
-fn start_ticks(pid: u32) -> u64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    after.split(' ').nth(19).unwrap().parse().unwrap()
-}
-
-/// An old-form owner stamp of this machine naming `pid` with its real start time: what a
-/// berth of this host wrote, or what a planter copies from a running process.
-fn stamp_of(pid: u32) -> String {
-    format!("{}:{pid}:{}", berth::ownership::machine(), start_ticks(pid))
-}
+use crate::support::{World, stamp_of};
 
 /// `lastUpdatedAt` a few minutes ahead: within the clock skew berth tolerates, so only the
 /// file itself can say when it was written.
@@ -168,11 +155,7 @@ fn a_planted_owner_that_runs_is_stranded_after_the_ttl() {
     let world = World::new();
     let lane = world.git_lane("widget", None);
     let id = lane.queue(22, "main");
-    let mut record = world.read_record(&id);
-    record["status"] = "landing".into();
-    record["claimedBy"] = stamp_of(1).into();
-    record["lastUpdatedAt"] = minutes_ahead(4).into();
-    fs::write(world.queue.join(format!("{id}.json")), record.to_string()).unwrap();
+    world.plant_claim(&id, &stamp_of(1), &minutes_ahead(4));
     // A producer holds the record's lock: the reclaim cannot be written, so the fault shows.
     let held = fs::File::create(world.queue.join(format!(".{id}.lock"))).unwrap();
     held.lock().unwrap();

@@ -274,16 +274,9 @@ fn a_legacy_record_in_flight_elsewhere_holds_its_origins_lane() {
     let world = World::new();
     let lane = world.git_lane("widget", None);
     let in_flight = lane.queue(31, "main");
-    let mut record = world.read_record(&in_flight);
-    assert!(record.get("repoIdentity").is_none(), "legacy: {record:#}");
-    record["status"] = "landing".into();
-    record["claimedBy"] = "other-host:1:1".into();
-    record["lastUpdatedAt"] = berth::clock::now_iso().into();
-    std::fs::write(
-        world.queue.join(format!("{in_flight}.json")),
-        record.to_string(),
-    )
-    .unwrap();
+    let legacy = world.read_record(&in_flight);
+    assert!(legacy.get("repoIdentity").is_none(), "legacy: {legacy:#}");
+    world.plant_claim(&in_flight, "other-host:1:1", &berth::clock::now_iso());
     let queued = lane.queue(32, "main");
 
     world.run_once(&world.git_forge_config("")).success();

@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::support::rust_files;
+
 /// The child modules of `dir` (a directory module): name → its source files.
 fn children(dir: &Path) -> BTreeMap<String, Vec<PathBuf>> {
     let mut out = BTreeMap::new();
@@ -20,19 +22,6 @@ fn children(dir: &Path) -> BTreeMap<String, Vec<PathBuf>> {
         }
     }
     out
-}
-
-fn rust_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(rust_files(&path));
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            files.push(path);
-        }
-    }
-    files
 }
 
 /// The identifiers `text` reaches through `prefix` (`super::x`, `super::{x, y::z}`).

@@ -6,6 +6,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::support::rust_files;
+
 const MAX_FILE_LINES: usize = 600;
 const MAX_DAEMON_FN_LINES: usize = 80;
 
@@ -13,19 +15,23 @@ const MAX_DAEMON_FN_LINES: usize = 80;
 /// not grow past.
 const SPLIT_PENDING: &[(&str, usize)] = &[];
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
-
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+/// Every source file under `src/<under>`: its name below `src/` and its text.
+fn sources(under: &str) -> Vec<(String, String)> {
+    rust_files(&src().join(under))
+        .into_iter()
+        .map(|file| {
+            let name = file
+                .strip_prefix(src())
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            (name, fs::read_to_string(&file).unwrap())
+        })
+        .collect()
 }
 
 /// Every function in `code` longer than `max` lines: its name, first line and length. A
@@ -90,16 +96,9 @@ fn fn_name(line: &str) -> Option<String> {
 
 #[test]
 fn every_source_file_is_under_600_lines() {
-    let mut files = Vec::new();
-    rust_files(&src(), &mut files);
     let mut over = Vec::new();
-    for file in files {
-        let name = file
-            .strip_prefix(src())
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        let lines = fs::read_to_string(&file).unwrap().lines().count();
+    for (name, text) in sources("") {
+        let lines = text.lines().count();
         let allowed = SPLIT_PENDING
             .iter()
             .find(|(pending, _)| *pending == name)
@@ -116,16 +115,8 @@ fn every_source_file_is_under_600_lines() {
 
 #[test]
 fn every_daemon_function_is_under_80_lines() {
-    let mut files = Vec::new();
-    rust_files(&src().join("daemon"), &mut files);
     let mut over = Vec::new();
-    for file in files {
-        let name = file
-            .strip_prefix(src())
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        let code = fs::read_to_string(&file).unwrap();
+    for (name, code) in sources("daemon") {
         for (function, line, length) in long_functions(&code, MAX_DAEMON_FN_LINES) {
             over.push(format!("{name}:{line} {function}: {length} lines"));
         }

@@ -121,3 +121,45 @@ fn an_untracked_file_alone_keeps_a_worktree_from_reuse() {
     );
     assert_eq!(lines[1][2..], ["0", "unlocked", "detached"], "{lines:?}");
 }
+
+/// A step that changes a tracked file and leaves HEAD elsewhere leaves nothing a hard
+/// reset cannot undo: the worktree is reused, and the next landing sees none of it.
+#[test]
+fn a_tracked_edit_and_a_moved_head_are_reset_and_the_worktree_reused() {
+    let world = World::new();
+    let (config, trace) = tracing_config(
+        &world,
+        "git checkout -q --detach HEAD^ && echo edit >> README",
+    );
+    land_two(&world, &config);
+    let lines = trace_lines(&trace);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0][1], lines[1][1], "the worktree was not reused");
+    assert_eq!(lines[1][2..], ["0", "unlocked", "detached"], "{lines:?}");
+}
+
+/// A daemon killed with a worktree kept leaves it behind; the next daemon of the berth
+/// dir removes it when it starts.
+#[test]
+fn a_killed_daemons_kept_worktree_is_removed_by_the_next_start() {
+    let world = World::new();
+    let (config, _trace) = tracing_config(&world, "true");
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(1, "main");
+    let args = ["run", "--watch", "--config", config.to_str().unwrap()];
+    let scratch_root = world.berth_state().join("worktrees");
+    let count = || fs::read_dir(&scratch_root).map_or(0, Iterator::count);
+    let mut first = world.spawn_berth(&args, &world.berth_state(), &[]);
+    let kept = world.wait_for(Duration::from_secs(60), || {
+        world.read_record(&id)["status"] == "landed" && count() == 1
+    });
+    kill(Pid::from_raw(first.id() as i32), Signal::SIGKILL).unwrap();
+    first.wait().unwrap();
+    assert!(kept, "no worktree kept after the landing");
+    assert_eq!(count(), 1, "SIGKILL removes nothing");
+    let mut second = world.spawn_berth(&args, &world.berth_state(), &[]);
+    let swept = world.wait_for(Duration::from_secs(30), || count() == 0);
+    kill(Pid::from_raw(second.id() as i32), Signal::SIGTERM).unwrap();
+    second.wait().unwrap();
+    assert!(swept, "the leftover worktree outlived the next start");
+}

@@ -160,6 +160,16 @@ impl World {
         self.read_record_in(&self.queue, id)
     }
 
+    /// Rewrites record `id` as a landing in flight, claimed by `owner` and last written at
+    /// `updated` (ISO 8601): what a daemon's claim leaves on disk, planted.
+    pub fn plant_claim(&self, id: &str, owner: &str, updated: &str) {
+        let mut record = self.read_record(id);
+        record["status"] = "landing".into();
+        record["claimedBy"] = owner.into();
+        record["lastUpdatedAt"] = updated.into();
+        fs::write(self.queue.join(format!("{id}.json")), record.to_string()).unwrap();
+    }
+
     /// Record `id` of the queue dir `queue`.
     pub fn read_record_in(&self, queue: &Path, id: &str) -> Value {
         let text = fs::read_to_string(queue.join(format!("{id}.json")))
@@ -359,6 +369,29 @@ impl World {
         done()
     }
 
+    /// Waits (up to `limit`) until the daemon whose berth dir is `berth_dir` has finished
+    /// `ticks` more ticks, counted by the `lastTick` its health file reports; false on
+    /// time-out. What a test that must let the daemon work a while counts, instead of
+    /// sleeping.
+    pub fn wait_ticks(&self, berth_dir: &Path, ticks: usize, limit: std::time::Duration) -> bool {
+        let health = berth_dir.join("daemon-health.json");
+        let last_tick = || -> Option<String> {
+            let text = fs::read_to_string(&health).ok()?;
+            let value: Value = serde_json::from_str(&text).ok()?;
+            Some(value["lastTick"]["at"].as_str()?.to_owned())
+        };
+        let mut seen = last_tick();
+        let mut counted = 0;
+        self.wait_for(limit, || {
+            let now = last_tick();
+            if now.is_some() && now != seen {
+                counted += 1;
+                seen = now;
+            }
+            counted >= ticks
+        })
+    }
+
     /// [`World::spawn_berth`], run as the last arguments of `wrapper` (e.g. `unshare …`),
     /// with the same environment. Its output goes to `<berth_dir>.log`.
     pub fn spawn_berth_wrapped(
@@ -425,6 +458,24 @@ impl GitLane<'_> {
             .set("featureBranch", feature)
             .set("baseBranch", base)
             .write()
+    }
+
+    /// Queues PR `pr` of this lane for a second daemon: in its own queue dir
+    /// (`release-queue-b`, returned with the id) from its own clone (`code/b`), whose
+    /// checkout is the feature branch, off `main` as a producer's is.
+    pub fn queue_for_second_daemon(&self, pr: u64) -> (PathBuf, String) {
+        let w = self.world;
+        let queue_b = w.queue.with_file_name("release-queue-b");
+        fs::create_dir_all(&queue_b).unwrap();
+        let clone_b = w.clone_into(&w.code.join("b"), "widget", &self.remote_url);
+        let feature = self.push_feature(&format!("feat/pr-{pr}"), "main");
+        w.run_git(&clone_b, &["fetch", "-q", "origin"]);
+        w.run_git(&clone_b, &["checkout", "-q", "-B", &feature, "FETCH_HEAD"]);
+        let id = w
+            .record(&clone_b, pr)
+            .set("featureBranch", feature)
+            .write_to(&queue_b);
+        (queue_b, id)
     }
 
     /// Pushes a feature branch with one new file, and returns the branch name.
@@ -617,6 +668,42 @@ impl GhLane<'_> {
 }
 
 // A daemon serving metrics, and reading them.
+
+/// Every `.rs` file under `dir`, at any depth: what the tests that read berth's own source
+/// (its error style, module sizes, import cycles) walk.
+pub fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// Field 22 of `/proc/<pid>/stat`: what berth stamps as the process's start.
+pub fn start_ticks(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split(' ').nth(19).unwrap().parse().unwrap()
+}
+
+/// An old-form owner stamp of this machine naming `pid` with its real start time: what a
+/// berth of this host wrote, or what a planter copies from a running process.
+pub fn stamp_of(pid: u32) -> String {
+    format!("{}:{pid}:{}", berth::ownership::machine(), start_ticks(pid))
+}
+
+/// An owner stamp of this host whose process is gone.
+pub fn dead_owner() -> String {
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    format!("{}:{pid}:1", berth::ownership::machine())
+}
 
 pub fn stop(mut daemon: Child) {
     kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();

@@ -53,17 +53,8 @@ fn a_dead_daemons_lane_is_not_taken_over_while_its_step_still_runs() {
     let world = World::new();
     let lane = world.git_lane("widget", None);
     let id_a = lane.queue(31, "main");
-    let queue_b = world.queue.with_file_name("release-queue-b");
-    fs::create_dir_all(&queue_b).unwrap();
-    let clone_b = world.clone_into(&world.code.join("b"), "widget", &lane.remote_url);
-    let feature = lane.push_feature("feat/pr-32", "main");
     // Off `main`, as a producer's checkout is: the landing checks out `main` itself.
-    world.run_git(&clone_b, &["fetch", "-q", "origin"]);
-    world.run_git(&clone_b, &["checkout", "-q", "-B", &feature, "FETCH_HEAD"]);
-    let id_b = world
-        .record(&clone_b, 32)
-        .set("featureBranch", feature)
-        .write_to(&queue_b);
+    let (queue_b, id_b) = lane.queue_for_second_daemon(32);
 
     let (witness, collided) = (world.root.join("witness"), world.root.join("collided"));
     let step_pid = world.root.join("step-a.pid");

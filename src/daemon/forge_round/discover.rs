@@ -59,7 +59,7 @@ fn record_if_new(shared: &Shared, identity: &str, live: &LiveRepo, pr: &QueuedPr
         return false;
     }
     // The forge found it labelled, marked and not a fork; the rule may narrow that.
-    if !policy::accept_pr(shared, identity, &id, pr) {
+    if !policy::accept_pr(shared.policy(), identity, &id, pr) {
         return false;
     }
     let record = record_from_remote(identity, pr, &live.repo_path);

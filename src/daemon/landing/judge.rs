@@ -64,7 +64,8 @@ pub(super) async fn judge(
     );
     let asked = facts.clone();
     let verdict = tokio::task::spawn_blocking(move || {
-        policy::on_land_result(&ask, &id, &record, &lane, &asked)
+        let view = policy::QueueView::of(ask.view().live());
+        policy::on_land_result(ask.policy(), view, (&id, &record), &lane, &asked)
     })
     .await
     .unwrap_or_else(|e| {
@@ -87,7 +88,7 @@ pub(super) async fn judge(
         LandDecision::Blocked => End::Block(with_log(verdict.reason)),
         LandDecision::Requeue(delay) => End::Defer {
             reason: with_log(verdict.reason),
-            not_before: policy::not_before(&l.shared, delay),
+            not_before: policy::not_before(&l.shared.config, delay),
         },
     })
 }

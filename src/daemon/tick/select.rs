@@ -39,12 +39,12 @@ pub fn select(
         return selection;
     }
     let in_flight = lanes_in_flight(shared, &mut gates, &in_flight);
-    let free = policy::max_lanes(shared, view).saturating_sub(running);
+    let free = policy::max_lanes(shared.policy(), view).saturating_sub(running);
     if free == 0 {
         return selection;
     }
     let queued: Vec<&StoredRecord> = queued.iter().collect();
-    let ordered = policy::order(shared, &queued);
+    let ordered = policy::order(shared.policy(), &queued);
     let mut seen_lanes: HashSet<String> = HashSet::new();
     for (position, stored) in ordered.iter().map(|&i| queued[i]).enumerate() {
         if selection.candidates.len() == free {
@@ -61,7 +61,7 @@ pub fn select(
             continue;
         }
         let lane = gated.lane();
-        let admission = policy::admit(shared, stored, &lane, view);
+        let admission = policy::admit(shared.policy(), stored, &lane, view);
         match admission.decision {
             Admit::Go => {}
             // Left queued and untouched (a write would wake `--watch` again at once); the
@@ -74,7 +74,7 @@ pub fn select(
                 continue;
             }
         }
-        policy::selected(shared, stored, position, queued.len());
+        policy::selected(shared.policy(), stored, position, queued.len());
         seen_lanes.insert(lane_ref);
         selection.candidates.push(Candidate {
             id: stored.id.clone(),

@@ -95,3 +95,58 @@ impl IdleWorktrees {
         self.kept.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kept(dir: &Path, repo: &str, n: usize) -> Kept {
+        let name = format!("wt-{repo}-{n}");
+        let path = dir.join(&name);
+        std::fs::create_dir_all(&path).unwrap();
+        let pinned = Arc::new(PinnedDir::open(&path).unwrap());
+        Kept::new(
+            Scratch {
+                repo: dir.join(repo),
+                name,
+                path,
+                admin_lock: dir.join("admin.lock"),
+            },
+            pinned,
+        )
+    }
+
+    #[test]
+    fn kept_worktrees_are_bounded_per_repo_and_in_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let idle = IdleWorktrees::default();
+        let over: Vec<_> = (0..MAX_IDLE_PER_REPO + 1)
+            .filter_map(|n| idle.give(kept(dir.path(), "a", n)))
+            .collect();
+        assert_eq!(over.len(), 1, "one past the per-repo bound is handed back");
+        let over: Vec<_> = (0..MAX_IDLE)
+            .filter_map(|n| idle.give(kept(dir.path(), &format!("r{n}"), n)))
+            .collect();
+        assert_eq!(over.len(), MAX_IDLE_PER_REPO, "past the bound in all");
+        let (taken, unfit) = idle.take(&dir.path().join("a"));
+        assert!(taken.is_some_and(|k| k.scratch.repo == dir.path().join("a")));
+        assert!(unfit.is_empty());
+        assert!(idle.take(&dir.path().join("none")).0.is_none());
+        assert_eq!(idle.drain().len(), MAX_IDLE - 1);
+    }
+
+    #[test]
+    fn a_worktree_is_retired_after_its_uses() {
+        let dir = tempfile::tempdir().unwrap();
+        let idle = IdleWorktrees::default();
+        let mut one = kept(dir.path(), "a", 0);
+        for _ in 1..MAX_USES {
+            assert!(idle.give(one).is_none());
+            one = idle.take(&dir.path().join("a")).0.unwrap();
+        }
+        assert!(
+            idle.give(one).is_some(),
+            "retired after {MAX_USES} landings"
+        );
+    }
+}

@@ -91,6 +91,30 @@ pub fn root(berth_dir: &Path) -> PathBuf {
     berth_dir.join("worktrees")
 }
 
+/// Removes the scratch worktrees a killed daemon of this berth dir left (one daemon runs
+/// per berth dir, so at its start none is in use): their admin entries in the repo are
+/// then prunable, and no name is ever used twice. Only berth's own names, only
+/// directories (a symlink is never followed). Blocking.
+pub fn sweep_leftovers(berth_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(root(berth_dir)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let ours = entry.file_name().to_string_lossy().starts_with("berth-");
+        if ours && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let path = entry.path();
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => {
+                    tracing::info!(worktree = %path.display(), "removed a scratch worktree a stopped daemon left")
+                }
+                Err(e) => {
+                    tracing::warn!(worktree = %path.display(), "scratch worktree left by a stopped daemon not removed: {e}")
+                }
+            }
+        }
+    }
+}
+
 /// Removes every scratch worktree the daemon kept; when it stops. Blocking.
 pub fn remove_idle(shared: &Shared) {
     for kept in shared.worktrees.drain() {

@@ -100,25 +100,33 @@ impl Scratch {
         if wt.state() != RepositoryState::Clean {
             return Err(Unclean::InProgress(wt.state()));
         }
-        let junk = status_count(&wt, false)?;
-        if junk > 0 {
-            return Err(Unclean::Junk(junk));
+        let before = differences(&wt)?;
+        if before.junk > 0 {
+            return Err(Unclean::Junk(before.junk));
         }
         let at = wt.head()?.peel_to_commit()?.id();
         let target = head.unwrap_or(at);
         // Detached first, so the reset moves no branch a step checked out.
-        wt.set_head_detached(at)?;
-        let commit = wt.find_commit(target)?;
-        let mut checkout = CheckoutBuilder::new();
-        checkout.force();
-        wt.reset(commit.as_object(), ResetType::Hard, Some(&mut checkout))?;
+        if !wt.head_detached()? {
+            wt.set_head_detached(at)?;
+        }
+        // A landing's end that left nothing changed needs no write; a landing's start
+        // always resets, which also rewrites whatever index flags (assume-unchanged,
+        // skip-worktree) could hide a change from the status.
+        if head.is_some() || target != at || before.changed > 0 {
+            let commit = wt.find_commit(target)?;
+            let mut checkout = CheckoutBuilder::new();
+            checkout.force();
+            wt.reset(commit.as_object(), ResetType::Hard, Some(&mut checkout))?;
+            let after = differences(&wt)?;
+            if after.junk + after.changed > 0 {
+                return Err(Unclean::NotReset("files still differ from the head"));
+            }
+        }
         if !wt.head_detached()? || wt.head()?.target() != Some(target) {
             return Err(Unclean::NotReset("HEAD is not detached at the head"));
         }
         no_lock(&admin)?;
-        if status_count(&wt, true)? > 0 {
-            return Err(Unclean::NotReset("files still differ from the head"));
-        }
         Ok(dir.verify()?)
     }
 
@@ -174,9 +182,16 @@ fn no_lock(admin: &Path) -> Result<(), Unclean> {
     Ok(())
 }
 
-/// How many paths differ from HEAD: with `tracked_too`, every difference; without, only
-/// what a reset would not undo (untracked and ignored paths, a path changed in kind).
-fn status_count(wt: &Repository, tracked_too: bool) -> Result<usize, git2::Error> {
+/// How a worktree differs from its HEAD.
+struct Differences {
+    /// Paths a reset would not undo: untracked, ignored, changed in kind (a file made a
+    /// symlink).
+    junk: usize,
+    /// Tracked paths changed, which a reset undoes.
+    changed: usize,
+}
+
+fn differences(wt: &Repository) -> Result<Differences, git2::Error> {
     let mut options = StatusOptions::new();
     options
         .include_untracked(true)
@@ -186,10 +201,14 @@ fn status_count(wt: &Repository, tracked_too: bool) -> Result<usize, git2::Error
         .exclude_submodules(false);
     let statuses = wt.statuses(Some(&mut options))?;
     let beyond_reset = Status::WT_NEW | Status::IGNORED | Status::WT_TYPECHANGE;
-    Ok(statuses
+    let junk = statuses
         .iter()
-        .filter(|s| tracked_too || s.status().intersects(beyond_reset))
-        .count())
+        .filter(|s| s.status().intersects(beyond_reset))
+        .count();
+    Ok(Differences {
+        junk,
+        changed: statuses.len() - junk,
+    })
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

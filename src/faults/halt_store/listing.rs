@@ -51,7 +51,9 @@ impl HaltStore {
     pub fn list(&self) -> Listing {
         let mut listing = Listing::default();
         let mut resolved: HashSet<(String, String)> = HashSet::new();
-        let mut detected: BTreeMap<(HaltStatus, String), Value> = BTreeMap::new();
+        // Only the fields shown, cut, kept per event: one event's parse is held at a time,
+        // however many events of up to 8 MiB a producer left in the halt dir.
+        let mut detected: BTreeMap<(HaltStatus, String), ListedHalt> = BTreeMap::new();
         for (sub, status) in [
             (PENDING_DIR, HaltStatus::Pending),
             (PROCESSED_DIR, HaltStatus::Investigated),
@@ -86,38 +88,16 @@ impl HaltStore {
                     }
                     continue;
                 }
-                detected.insert((status, name), value);
+                detected.insert((status, name.clone()), listed(name, status, &value));
             }
         }
-        for ((status, name), value) in detected {
-            let text = |field: &str| {
-                value
-                    .get(field)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned()
-            };
-            let (run_id, fault_id) = (text("runId"), text("faultId"));
-            let status = match status {
-                HaltStatus::Pending if resolved.contains(&(run_id.clone(), fault_id.clone())) => {
-                    HaltStatus::Resolved
-                }
-                other => other,
-            };
-            listing.halts.push(ListedHalt {
-                file: name,
-                status,
-                kind: text("kind"),
-                severity: text("severity"),
-                message: text("message"),
-                timestamp: text("timestamp"),
-                occurrences: value
-                    .pointer("/snapshot/occurrences")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(1),
-                run_id,
-                fault_id,
-            });
+        for (_, mut halt) in detected {
+            if halt.status == HaltStatus::Pending
+                && resolved.contains(&(halt.run_id.clone(), halt.fault_id.clone()))
+            {
+                halt.status = HaltStatus::Resolved;
+            }
+            listing.halts.push(halt);
         }
         listing
     }
@@ -131,6 +111,39 @@ impl HaltStore {
             .map(|h| h.run_id)
             .collect()
     }
+}
+
+/// A listed field (a message, an id) is cut past this many bytes, ending in `…`.
+pub const MAX_FIELD_BYTES: usize = 4096;
+
+/// What the listing shows of one detected event, its text fields cut.
+fn listed(file: String, status: HaltStatus, value: &Value) -> ListedHalt {
+    let text = |field: &str| cut(value.get(field).and_then(Value::as_str).unwrap_or_default());
+    ListedHalt {
+        file,
+        status,
+        run_id: text("runId"),
+        fault_id: text("faultId"),
+        kind: text("kind"),
+        severity: text("severity"),
+        message: text("message"),
+        timestamp: text("timestamp"),
+        occurrences: value
+            .pointer("/snapshot/occurrences")
+            .and_then(Value::as_u64)
+            .unwrap_or(1),
+    }
+}
+
+fn cut(text: &str) -> String {
+    if text.len() <= MAX_FIELD_BYTES {
+        return text.to_owned();
+    }
+    let mut end = MAX_FIELD_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 /// The `*.json` names directly in `dir` (not hidden, not `*.json.tmp.<pid>`), sorted; a

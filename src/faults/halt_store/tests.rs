@@ -255,3 +255,31 @@ fn runs_whose_locks_another_process_holds_are_skipped_without_waiting() {
     let report = store.sync_run("run-0", "/s/r.json", &[event("run-0", "X", "a")]);
     assert_eq!(report.emitted.len(), 1, "released, the run is filed");
 }
+
+/// Scenario: a producer who can write the faults dir leaves 20 pending events of 2 MiB
+/// each (a message that size). Listing them (the queue page each second, the halts gauge,
+/// `faults list`, `doctor`) held every parsed event at once, 40 MiB and more; now one
+/// event's parse at a time, and what is kept of each is cut.
+#[test]
+fn listing_holds_one_events_parse_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let pending = dir.path().join(PENDING_DIR);
+    fs::create_dir_all(&pending).unwrap();
+    let message = "m".repeat(2 * 1024 * 1024);
+    for n in 0..20 {
+        let event =
+            serde_json::json!({"runId": format!("r{n}"), "faultId": "f", "message": message});
+        fs::write(pending.join(format!("r{n}.json")), event.to_string()).unwrap();
+    }
+    let store = HaltStore::new(dir.path());
+    crate::rules::memory::start();
+    let listing = store.list();
+    let peak = crate::rules::memory::stop();
+    assert_eq!(listing.halts.len(), 20);
+    assert!(listing.halts[0].message.len() <= listing::MAX_FIELD_BYTES + 3);
+    assert!(
+        peak < 16 * 1024 * 1024,
+        "listing 20 events of 2 MiB held {} MiB at once",
+        peak / (1024 * 1024)
+    );
+}
