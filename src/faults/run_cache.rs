@@ -10,9 +10,9 @@
 //! run's answer; a script error or an engine limit is), and one whose learned patterns the
 //! tick's budget cut short.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use serde_json::Value;
 
@@ -64,7 +64,9 @@ struct Inputs {
 }
 
 struct Remembered {
-    state: Arc<Document>,
+    /// The state the outcome was found over, not kept alive here: the state cache decides
+    /// what stays in memory, and a state it let go can never be the one loaded next.
+    state: Weak<Document>,
     inputs: Inputs,
     sightings: [Option<Sighting>; 3],
     /// Whether `outcome` is the run's answer for these inputs (see the module's doc).
@@ -72,8 +74,8 @@ struct Remembered {
     outcome: Arc<RunOutcome>,
 }
 
-/// Each run's last outcome, by state file. Holds only the runs of the latest pass
-/// ([`RunCache::keep_only`]).
+/// Each run's last outcome, by state file. Holds only the runs whose state the state
+/// cache still keeps ([`RunCache::keep_only`]).
 #[derive(Default)]
 pub struct RunCache {
     entries: Mutex<HashMap<PathBuf, Remembered>>,
@@ -115,7 +117,7 @@ impl RunCache {
             let last = entries.get(file);
             if let Some(last) = last
                 && last.trusted
-                && Arc::ptr_eq(&last.state, state)
+                && Weak::ptr_eq(&last.state, &Arc::downgrade(state))
                 && last.inputs == inputs
             {
                 return Answer {
@@ -139,7 +141,7 @@ impl RunCache {
             !racy && !outcome.timed_out && !exhausted_before && budget.exhausted.is_none();
         let outcome = Arc::new(outcome);
         let remembered = Remembered {
-            state: Arc::clone(state),
+            state: Arc::downgrade(state),
             inputs,
             sightings,
             trusted,
@@ -155,10 +157,13 @@ impl RunCache {
         }
     }
 
-    /// Forgets every run not in `paths` (removed since, or no longer a state file).
-    pub fn keep_only(&self, paths: &[PathBuf]) {
+    /// Forgets every run of `dir` not in `paths` (removed since, or no longer a state file),
+    /// and every run whose state the state cache let go (its outcome can never be used).
+    pub fn keep_only(&self, dir: &Path, paths: &HashSet<PathBuf>) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.retain(|path, _| paths.contains(path));
+        entries.retain(|path, last| {
+            last.state.strong_count() > 0 && (path.parent() != Some(dir) || paths.contains(path))
+        });
     }
 }
 

@@ -3,7 +3,7 @@
 //! the file at the path moved (device, inode, size, mtime, ctime, as queue records), so a
 //! tick over an unchanged build-state dir parses nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -66,11 +66,28 @@ pub fn parse(path: &Path) -> Result<Value, StateFileError> {
     parse_opened(file, meta.len())
 }
 
+/// What the parsed states a [`StateCache`] keeps may cost in memory together, by
+/// [`Document::heap_bytes`] (which over-counts the worst shape by ~20%). Past it the least
+/// recently used are forgotten (and parsed again when next needed); a state estimated past
+/// it alone is parsed, used and not kept. It holds 8 states of 60,000 phases (3.6 MB each,
+/// ~56 MB parsed) or three 1 MiB worst-shape ones (~126 MB each by the estimate).
+pub const STATE_CACHE_BUDGET: usize = 448 * 1024 * 1024;
+
 /// The state files of the build-state dir as last parsed, each with the stamp it was read
-/// at. Holds only the files of the latest pass ([`StateCache::keep_only`]).
+/// at, within [`STATE_CACHE_BUDGET`]. A file that could not be parsed is remembered too, by
+/// its stamp, so it is not read again until it changes.
 #[derive(Default)]
 pub struct StateCache {
-    entries: Mutex<HashMap<PathBuf, Parsed>>,
+    inner: Mutex<Entries>,
+}
+
+#[derive(Default)]
+struct Entries {
+    files: HashMap<PathBuf, Parsed>,
+    /// The sum of the kept documents' [`Document::heap_bytes`].
+    bytes: usize,
+    /// Counts loads, to find the least recently used entry.
+    clock: u64,
 }
 
 /// One state file as last parsed.
@@ -78,45 +95,116 @@ struct Parsed {
     seen: Sighting,
     /// Whether the stamp proves the content (it was not racy when read).
     trusted: bool,
-    document: Arc<Document>,
+    answer: Result<Arc<Document>, Arc<StateFileError>>,
+    used: u64,
+}
+
+impl Parsed {
+    fn bytes(&self) -> usize {
+        self.answer.as_ref().map_or(0, |d| d.heap_bytes())
+    }
+}
+
+/// What [`StateCache::load`] gives: the state (or why it cannot be used), and whether the
+/// file was read for this call (`false`: the stamp of the file there is the one last read,
+/// and this is that read's answer).
+pub struct Loaded {
+    pub state: Result<Arc<Document>, Arc<StateFileError>>,
+    pub read: bool,
 }
 
 impl StateCache {
-    /// The state at `path` and whether it was parsed for this call (`false`: the stamp of
-    /// the file there is the one last parsed). A racy stamp is parsed again next time.
-    pub fn load(&self, path: &Path) -> Result<(Arc<Document>, bool), StateFileError> {
+    /// The state at `path`, parsed again only when the stamp of the file there moved. A
+    /// racy stamp is read again next time.
+    pub fn load(&self, path: &Path) -> Loaded {
         let start = ReadStart::now();
-        let (file, meta) = open_regular(path).map_err(StateFileError::Open)?;
+        let (file, meta) = match open_regular(path) {
+            Ok(opened) => opened,
+            Err(e) => {
+                self.forget(path);
+                let state = Err(Arc::new(StateFileError::Open(e)));
+                return Loaded { state, read: true };
+            }
+        };
         let stamp = FileStamp::of(&meta);
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let last = entries.get(path);
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.clock += 1;
+        let clock = inner.clock;
+        let last = inner.files.get_mut(path);
         if let Some(last) = last
             && last.trusted
             && last.seen.stamp == stamp
         {
-            return Ok((Arc::clone(&last.document), false));
+            last.used = clock;
+            let state = last.answer.clone();
+            return Loaded { state, read: false };
         }
-        let (seen, racy) = start.judge(stamp, last.map(|last| &last.seen));
-        let document = match parse_opened(file, meta.len()) {
-            Ok(value) => Arc::new(Document::new(value)),
-            Err(reason) => {
-                entries.remove(path);
-                return Err(reason);
-            }
-        };
+        let (seen, racy) = start.judge(stamp, inner.files.get(path).map(|last| &last.seen));
+        let answer = parse_opened(file, meta.len())
+            .map(|value| Arc::new(Document::new(value)))
+            .map_err(Arc::new);
         let parsed = Parsed {
             seen,
             trusted: !racy,
-            document: Arc::clone(&document),
+            answer: answer.clone(),
+            used: clock,
         };
-        entries.insert(path.to_owned(), parsed);
-        Ok((document, true))
+        inner.remove(path);
+        if parsed.bytes() <= STATE_CACHE_BUDGET {
+            inner.bytes += parsed.bytes();
+            inner.files.insert(path.to_owned(), parsed);
+            inner.evict_past_budget();
+        }
+        Loaded {
+            state: answer,
+            read: true,
+        }
     }
 
-    /// Forgets every file not in `paths` (removed since, or no longer a state file).
-    pub fn keep_only(&self, paths: &[PathBuf]) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.retain(|path, _| paths.contains(path));
+    /// Forgets every file of `dir` not in `paths` (removed since, or no longer a state
+    /// file). Files of other dirs are left to the budget.
+    pub fn keep_only(&self, dir: &Path, paths: &HashSet<PathBuf>) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<PathBuf> = inner
+            .files
+            .keys()
+            .filter(|path| path.parent() == Some(dir) && !paths.contains(*path))
+            .cloned()
+            .collect();
+        for path in gone {
+            inner.remove(&path);
+        }
+    }
+
+    fn forget(&self, path: &Path) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(path);
+    }
+}
+
+impl Entries {
+    fn remove(&mut self, path: &Path) {
+        if let Some(gone) = self.files.remove(path) {
+            self.bytes -= gone.bytes();
+        }
+    }
+
+    /// Forgets the least recently used documents until the rest fit the budget.
+    fn evict_past_budget(&mut self) {
+        while self.bytes > STATE_CACHE_BUDGET {
+            let Some(oldest) = self
+                .files
+                .iter()
+                .filter(|(_, parsed)| parsed.bytes() > 0)
+                .min_by_key(|(_, parsed)| parsed.used)
+                .map(|(path, _)| path.clone())
+            else {
+                return;
+            };
+            self.remove(&oldest);
+        }
     }
 }
 
@@ -138,7 +226,7 @@ mod tests {
         std::fs::write(&path, r#"{"slug": "a"}"#).unwrap();
         age();
         let cache = StateCache::default();
-        let parses = |cache: &StateCache| (0..5).filter(|_| cache.load(&path).unwrap().1).count();
+        let parses = |cache: &StateCache| (0..5).filter(|_| cache.load(&path).read).count();
         assert_eq!(
             parses(&cache),
             1,
@@ -149,8 +237,8 @@ mod tests {
         std::fs::rename(dir.path().join("new"), &path).unwrap();
         age();
         assert_eq!(parses(&cache), 1);
-        assert_eq!(cache.load(&path).unwrap().0.value()["slug"], "b");
-        cache.keep_only(&[]);
+        assert_eq!(cache.load(&path).state.unwrap().value()["slug"], "b");
+        cache.keep_only(dir.path(), &HashSet::new());
         assert_eq!(parses(&cache), 1, "a forgotten file is parsed again");
     }
 }

@@ -40,10 +40,14 @@ pub struct WatchReport {
     pub emitted: Vec<String>,
     pub resolved: Vec<String>,
     pub problems: Vec<String>,
+    /// A registry sync was skipped (its run lock held) or failed part way: what it left
+    /// unwritten is written only by a later sync.
+    pub unsynced: bool,
 }
 
 impl WatchReport {
     fn absorb(&mut self, run_id: &str, sync: SyncReport) {
+        self.unsynced |= !sync.problems.is_empty();
         self.emitted.extend(
             sync.emitted
                 .into_iter()
@@ -173,21 +177,26 @@ pub fn watch_runs(
             return report;
         }
     };
-    STATE_CACHE.keep_only(&files);
-    RUN_CACHE.keep_only(&files);
+    let listed: HashSet<PathBuf> = files.iter().cloned().collect();
+    STATE_CACHE.keep_only(state_dir, &listed);
+    RUN_CACHE.keep_only(state_dir, &listed);
     let mut budget = Budget::for_tick();
     let mut new_hits: Vec<Vec<String>> = Vec::new();
     for file in files {
-        let state = match STATE_CACHE.load(&file) {
-            Ok((state, parsed)) => {
-                report.parsed += usize::from(parsed);
+        let loaded = STATE_CACHE.load(&file);
+        let state = match loaded.state {
+            Ok(state) => {
+                report.parsed += usize::from(loaded.read);
                 state
             }
             Err(reason) => {
-                // Its registry is left as it is: an unreadable state clears nothing.
-                report
-                    .problems
-                    .push(format!("{}: {reason}", file.display()));
+                // Its registry is left as it is: an unreadable state clears nothing. It is
+                // reported when read, not again on every pass until it changes.
+                if loaded.read {
+                    report
+                        .problems
+                        .push(format!("{}: {reason}", file.display()));
+                }
                 continue;
             }
         };

@@ -15,6 +15,18 @@ use crate::support::World;
 /// How many times `path` is read (inotify `IN_ACCESS`: a `read` of its data; opening it or
 /// taking its stamp is not one) while `f` runs.
 pub(crate) fn reads_of(path: &std::path::Path, f: impl FnOnce()) -> usize {
+    events_on(path, nix::libc::IN_ACCESS, false, f)
+}
+
+/// How many times the directory `dir` itself is opened (to be listed) while `f` runs; the
+/// opens of the files in it are not counted.
+fn listings_of(dir: &std::path::Path, f: impl FnOnce()) -> usize {
+    events_on(dir, nix::libc::IN_OPEN, true, f)
+}
+
+/// How many inotify events of `mask` `path` sees while `f` runs (`own_only`: only those
+/// about `path` itself, not about a file in it). Identical consecutive events coalesce.
+fn events_on(path: &std::path::Path, mask: u32, own_only: bool, f: impl FnOnce()) -> usize {
     use nix::libc;
     use std::os::unix::ffi::OsStrExt as _;
     let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
@@ -22,7 +34,7 @@ pub(crate) fn reads_of(path: &std::path::Path, f: impl FnOnce()) -> usize {
     unsafe {
         let fd = libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC);
         assert!(fd >= 0);
-        assert!(libc::inotify_add_watch(fd, c_path.as_ptr(), libc::IN_ACCESS) >= 0);
+        assert!(libc::inotify_add_watch(fd, c_path.as_ptr(), mask) >= 0);
         f();
         let mut count = 0;
         let mut buf = [0u8; 4096];
@@ -38,7 +50,12 @@ pub(crate) fn reads_of(path: &std::path::Path, f: impl FnOnce()) -> usize {
                     .add(at)
                     .cast::<libc::inotify_event>()
                     .read_unaligned();
-                if event.mask & libc::IN_ACCESS != 0 {
+                assert_eq!(
+                    event.mask & libc::IN_Q_OVERFLOW,
+                    0,
+                    "inotify queue overflowed"
+                );
+                if event.mask & mask != 0 && (!own_only || event.len == 0) {
                     count += 1;
                 }
                 at += std::mem::size_of::<libc::inotify_event>() + event.len as usize;
@@ -67,12 +84,16 @@ fn a_tick_over_an_unchanged_build_state_dir_does_not_read_the_review_report_agai
     let rules = Rules::embedded().unwrap();
     let set = rules.current();
     let learned = LearnedSet::default();
-    std::thread::sleep(Duration::from_millis(300));
     let first = reads_of(&report, || {
         watch_runs(&set, &state_dir, &halts, &learned);
     });
     assert!(first > 0, "the first pass reads the report");
-    std::thread::sleep(Duration::from_millis(300));
+    // Until the files' stamps are old enough to trust, a pass reads them again.
+    let settled = world.wait_for(Duration::from_secs(60), || {
+        let pass = watch_runs(&set, &state_dir, &halts, &learned);
+        (pass.parsed, pass.detected) == (0, 0)
+    });
+    assert!(settled, "every pass over the unchanged dir read it again");
     let again = reads_of(&report, || {
         watch_runs(&set, &state_dir, &halts, &learned);
         watch_runs(&set, &state_dir, &halts, &learned);
@@ -121,5 +142,141 @@ fn a_pass_over_an_unchanged_build_state_dir_costs_what_changed() {
             .iter()
             .map(|pass| (pass.parsed, pass.detected))
             .collect::<Vec<_>>()
+    );
+}
+
+/// Scenario: a producer (or a crashed orchestrator) leaves a 3 MiB state file that is not
+/// valid JSON (cut short before its closing brace), under the 4 MiB cap, and never touches
+/// it again. docs/limits.md: a state file is "parsed again only when its stamp moved", and
+/// the queue view keeps bad content as a file's answer until it changes. The state cache
+/// forgets a file whose parse failed, so every tick and watcher wake reads and parses all
+/// 3 MiB again and logs the same error again: N such files cost N x 4 MiB of parsing and N
+/// log lines per tick, for ever.
+#[test]
+fn a_malformed_state_file_is_not_read_again_while_its_stamp_is_unchanged() {
+    let world = World::new();
+    let state_dir = world.root.join("build-state");
+    fs::create_dir_all(&state_dir).unwrap();
+    let torn = state_dir.join("torn.json");
+    fs::write(
+        &torn,
+        format!(
+            r#"{{"slug": "torn", "pad": "{}""#,
+            "a".repeat(3 * 1024 * 1024)
+        ),
+    )
+    .unwrap();
+    let halts = HaltStore::new(world.root.join("skill-faults"));
+    let rules = Rules::embedded().unwrap();
+    let set = rules.current();
+    let learned = LearnedSet::default();
+    std::thread::sleep(Duration::from_millis(300));
+    let first = watch_runs(&set, &state_dir, &halts, &learned);
+    assert!(
+        first.problems.iter().any(|p| p.contains("torn.json")),
+        "{first:?}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let mut problems = Vec::new();
+    let again = reads_of(&torn, || {
+        for _ in 0..2 {
+            problems.extend(watch_runs(&set, &state_dir, &halts, &learned).problems);
+        }
+    });
+    assert_eq!(
+        again, 0,
+        "two passes over the unchanged dir read the unchanged malformed state again ({again} IN_ACCESS events); problems reported again: {problems:?}"
+    );
+}
+
+/// Scenario: the build-state dir holds 2,000 run state files (a long-lived gstack host keeps
+/// its finished runs; a producer can write as many), none raising a fault, and none changes.
+/// A pass over it parses nothing and runs no detector, yet it costs far more than a stat per
+/// file: every run's sync lists the whole `active-faults/` dir (`raised_elsewhere`, which
+/// holds a lock file per run) and both caches' `keep_only` search a Vec per entry, so the
+/// pass is quadratic in the runs. Measured (debug build): ~0.4 s at 500 runs, 6-7 s at
+/// 2,000, on every tick and every watcher wake, ahead of the gates and the landings. Counted
+/// here: the listings of `active-faults/` one pass makes (2,000 before the fix).
+#[test]
+fn a_pass_over_many_unchanged_runs_costs_about_a_stat_per_run() {
+    let rules = Rules::embedded().unwrap();
+    let set = rules.current();
+    let learned = LearnedSet::default();
+    let world = World::new();
+    let state_dir = world.root.join("build-state");
+    fs::create_dir_all(&state_dir).unwrap();
+    let runs = 2000;
+    for n in 0..runs {
+        fs::write(
+            state_dir.join(format!("run{n:05}.json")),
+            format!(r#"{{"slug": "run{n:05}"}}"#),
+        )
+        .unwrap();
+    }
+    let halts = HaltStore::new(world.root.join("skill-faults"));
+    // Until the files' stamps are old enough to trust, a pass parses them again.
+    let settled = world.wait_for(Duration::from_secs(120), || {
+        watch_runs(&set, &state_dir, &halts, &learned).parsed == 0
+    });
+    assert!(settled, "every pass parsed some unchanged state again");
+    let active = world.root.join("skill-faults").join("active-faults");
+    assert!(active.is_dir(), "the first pass made {}", active.display());
+    let mut again = None;
+    let listings = listings_of(&active, || {
+        again = Some(watch_runs(&set, &state_dir, &halts, &learned));
+    });
+    let again = again.unwrap();
+    assert_eq!(again.runs, runs, "{again:?}");
+    assert!(
+        listings <= 1,
+        "a pass over {runs} unchanged runs listed {} {listings} times",
+        active.display()
+    );
+}
+
+/// Scenario: the build-state dir holds six 1 MiB state files of the worst shape docs/faults.md
+/// measures (`[0],[0],…`: ~110× its size once parsed). The 4 MiB cap on a state file is
+/// there so that "the worst case [stays] under 512 MiB"; that held when each state was
+/// parsed, used and dropped. The state cache now keeps every state file's parsed document
+/// for the daemon's lifetime, so the bound is per file times the files: here ~610 MiB stays
+/// resident after one pass (five 4 MiB files would keep ~2.2 GiB).
+#[test]
+fn parsed_state_files_kept_between_passes_stay_within_the_documented_memory_bound() {
+    let rss_kib = || -> u64 {
+        fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    };
+    let world = World::new();
+    let state_dir = world.root.join("build-state");
+    fs::create_dir_all(&state_dir).unwrap();
+    let body = format!(
+        "{{\"slug\": \"w\", \"x\": [{}[0]]}}",
+        "[0],".repeat(256 * 1024)
+    );
+    for n in 0..6 {
+        fs::write(state_dir.join(format!("w{n}.json")), &body).unwrap();
+    }
+    drop(body);
+    let halts = HaltStore::new(world.root.join("skill-faults"));
+    let rules = Rules::embedded().unwrap();
+    let set = rules.current();
+    let learned = LearnedSet::default();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = rss_kib();
+    let pass = watch_runs(&set, &state_dir, &halts, &learned);
+    assert_eq!(pass.runs, 6, "{pass:?}");
+    // Only live memory counts: what the allocator merely kept for reuse is given back.
+    // SAFETY: malloc_trim only walks glibc's own arenas under their locks.
+    unsafe {
+        nix::libc::malloc_trim(0);
+    }
+    let kept_mib = rss_kib().saturating_sub(before) / 1024;
+    assert!(
+        kept_mib < 512,
+        "{kept_mib} MiB stay resident after one pass over six 1 MiB state files"
     );
 }

@@ -1393,3 +1393,98 @@ fn state_files_are_parsed_again_only_when_they_changed() {
     assert_eq!((changed.runs, changed.parsed), (2, 1), "{changed:?}");
     assert_eq!(tick().parsed, 0);
 }
+
+/// Scenario: whoever can write the faults dir sets a learned pattern's `hitCount` to
+/// 18446744073709551615 (u64::MAX; gstack's own counts are JavaScript numbers, so only a
+/// planted file holds it), and the pattern's category fires on a run. Counting the hit
+/// computes `n + hits` unchecked: a debug build panics inside the fault-watch pass (the
+/// daemon's tick), a release build wraps the count to 0 and writes that back.
+#[test]
+fn a_huge_planted_hit_count_is_counted_without_overflowing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("learned-patterns.json");
+    fs::write(
+        &path,
+        r#"[{"category": "flaky_net", "matcherKind": "stdout_contains", "pattern": "ECONNRESET", "hitCount": 18446744073709551615}]"#,
+    )
+    .unwrap();
+    let counted = std::panic::catch_unwind(|| {
+        berth::faults::learned::record_hits_of_calls(&path, &[vec!["flaky_net"]])
+    });
+    let written: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    assert!(
+        matches!(counted, Ok(Ok(()))),
+        "counting a hit on a planted u64::MAX count panicked or failed: {:?}",
+        counted.map(|r| r.map_err(|e| e.to_string()))
+    );
+    assert!(
+        written[0]["hitCount"].as_f64().unwrap_or(0.0) >= 1.8e19,
+        "the hit count went backwards: {}",
+        written[0]["hitCount"]
+    );
+}
+
+/// Scenario: the queue holds an unreadable record (`bad.json`), so the queue detectors
+/// raise UNREADABLE_RECORD on the first poll round. At that moment another process holds
+/// the queue run's lock in the faults dir (`active-faults/.berth-release-queue.lock`: a
+/// second berth or gstack tool sharing the dir, or whoever can write it), so the round's
+/// sync is skipped ("neither filed nor resolved this round; a later round syncs it once
+/// the lock is free", docs/limits.md). The lock is then released. But the round recorded
+/// the facts it ran on (`memory.detected`) before the sync failed, and later rounds over
+/// the same facts return before running the detectors: the fault is never filed until
+/// something else in the queue changes.
+#[test]
+fn a_queue_fault_skipped_while_its_run_lock_was_held_is_filed_once_the_lock_is_free() {
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let world = World::new();
+    fs::write(world.queue.join("bad.json"), "{ torn").unwrap();
+    let faults = world.home.join(".gstack/skill-faults");
+    let active = faults.join("active-faults");
+    fs::create_dir_all(&active).unwrap();
+    for dir in [&faults, &active] {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let lock = fs::File::create(active.join(".berth-release-queue.lock")).unwrap();
+    // SAFETY: flock on a descriptor this test owns.
+    assert_eq!(
+        unsafe { nix::libc::flock(lock.as_raw_fd(), nix::libc::LOCK_EX) },
+        0
+    );
+    let config = world.git_forge_config("poll_secs = 1\n");
+    let berth_dir = world.berth_state();
+    let daemon = world.spawn_berth(
+        &["run", "--watch", "--config", config.to_str().unwrap()],
+        &berth_dir,
+        &[],
+    );
+    let log = || fs::read_to_string(berth_dir.with_extension("log")).unwrap_or_default();
+    let skipped = world.wait_for(std::time::Duration::from_secs(60), || {
+        log().contains(".berth-release-queue.lock")
+    });
+    drop(lock);
+    let pending = faults.join("pending-investigations");
+    let filed = || {
+        fs::read_dir(&pending)
+            .map(|d| {
+                d.flatten().any(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with("berth-release-queue-")
+                })
+            })
+            .unwrap_or(false)
+    };
+    let was_filed = skipped && world.wait_for(std::time::Duration::from_secs(20), filed);
+    crate::support::stop(daemon);
+    assert!(skipped, "the round never met the held lock: {}", log());
+    assert!(
+        was_filed,
+        "the queue fault was not filed in 20 s (20 poll rounds) after the lock was freed: {}",
+        log()
+            .lines()
+            .filter(|l| l.contains("fault") || l.contains("queue"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}

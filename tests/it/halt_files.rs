@@ -200,3 +200,31 @@ fn a_halt_event_berth_files_stays_within_what_berth_can_read_back() {
             .collect::<Vec<_>>()
     );
 }
+
+/// Scenario: whoever can write the faults dir (a producer, a stray tool) leaves one file in
+/// `collapsed/` named as capture number u64::MAX of a fault
+/// (`<run>-<faultId>-18446744073709551615.json`). The fault then recurs three times. Each
+/// archive takes "the next number after the highest one there", which saturates at
+/// u64::MAX: every recurrence archives to that same name, so each archived capture is
+/// overwritten by the next and berth keeps one capture instead of up to 20.
+#[test]
+fn a_planted_archive_numbered_u64_max_does_not_make_recurrences_overwrite_each_other() {
+    let world = World::new();
+    let halts = HaltStore::new(world.root.join("skill-faults"));
+    let id = event("").fault_id;
+    let planted = halts.collapsed_path("run", &id, u64::MAX);
+    fs::create_dir_all(planted.parent().unwrap()).unwrap();
+    fs::write(
+        &planted,
+        serde_json::to_vec(&serde_json::json!({"snapshot": {"stdoutTail": "planted"}})).unwrap(),
+    )
+    .unwrap();
+    for tail in ["a", "b", "c", "d"] {
+        halts.emit(&event(tail)).unwrap();
+    }
+    let tails = archived_tails(&halts);
+    assert!(
+        ["a", "b", "c"].iter().all(|t| tails.iter().any(|k| k == t)),
+        "archived captures were overwritten; kept: {tails:?}"
+    );
+}

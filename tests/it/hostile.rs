@@ -114,6 +114,71 @@ fn records_whose_locks_a_producer_holds_do_not_stall_a_good_landing() {
     );
 }
 
+/// Scenario: as above, but the 120 records a producer writes (and whose `.<id>.lock` it
+/// holds) are in flight (`landing`) with a `lastUpdatedAt` a century ahead, so every tick
+/// finds them stranded and tries to reclaim them. Reclaiming must only try each held lock
+/// too, never wait the store's 250 ms for each in turn (120 x 250 ms = 30 s a tick, with
+/// the tick memory held), and a good record queued meanwhile lands. Each held lock is
+/// tried at most twice a tick: once by the reclaim, once by the gate block (the records'
+/// repo is outside the allowed roots); a 250 ms wait retries every 10 ms, ~25 tries.
+#[test]
+fn stranded_records_whose_locks_a_producer_holds_do_not_stall_a_good_landing() {
+    use std::os::fd::AsRawFd as _;
+    const HELD: usize = 120;
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let config = world.git_forge_config("poll_secs = 1\n");
+    let outside = world.root.join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    let mut held = Vec::new();
+    for pr in 1000..1000 + HELD as u64 {
+        let id = world
+            .record(&outside, pr)
+            .set("status", "landing")
+            .set("lastUpdatedAt", "2126-01-01T00:00:00.000Z")
+            .write();
+        let lock = fs::File::create(world.queue.join(format!(".{id}.lock"))).unwrap();
+        // SAFETY: flock on a descriptor this test owns.
+        assert_eq!(
+            unsafe { nix::libc::flock(lock.as_raw_fd(), nix::libc::LOCK_EX) },
+            0
+        );
+        held.push(lock);
+    }
+    let berth_dir = world.berth_state();
+    let daemon = world.spawn_berth(
+        &crate::support::serving_metrics_args(&config),
+        &berth_dir,
+        &[],
+    );
+    let count = |name: &str| {
+        let addr = crate::support::served_addr(&world)?;
+        crate::support::sample(&crate::support::scrape(&addr), name)
+    };
+    let ticked = world.wait_for(Duration::from_secs(90), || {
+        count("berth_ticks_total").is_some_and(|ticks| ticks >= 2.0)
+    });
+    let id = lane.queue(1, "main");
+    let landed = world.wait_for(Duration::from_secs(90), || {
+        world.read_record(&id)["status"] == "landed"
+    });
+    // Tries are counted before the tick that made them ends: read them first.
+    let tries = count("berth_lock_busy_tries_total").unwrap_or_default();
+    let ticks = count("berth_ticks_total").unwrap_or_default();
+    crate::support::stop(daemon);
+    drop(held);
+    let log = fs::read_to_string(berth_dir.with_extension("log")).unwrap_or_default();
+    let skipped = log.matches("reclaim skipped").count();
+    assert!(ticked, "the daemon never ticked");
+    assert!(landed, "never landed: {}", world.read_record(&id));
+    assert!(skipped > 0, "no reclaim met a held lock: {log}");
+    assert!(
+        tries <= 2.0 * HELD as f64 * (ticks + 1.0),
+        "{tries} tries of {HELD} held locks in {ticks} ticks ({skipped} reclaims skipped): \
+         more than one per lock per step per tick"
+    );
+}
+
 #[test]
 fn an_id_too_long_to_lock_is_reported_with_the_reason() {
     let world = World::new();

@@ -66,12 +66,8 @@ fn detect(shared: &Shared, poll: &PollPlan, repo_facts: &[RepoFacts]) {
         // Whether the budget ran out, not which pattern ran it out: one fault, not one a tick.
         serde_json::to_string(&(&fallbacks, poll.learned_budget.is_some())).unwrap_or_default(),
     );
-    {
-        let mut memory = shared.memory();
-        if memory.detected.as_ref() == Some(&seen) && !poll.in_flight {
-            return;
-        }
-        memory.detected = Some(seen);
+    if shared.memory().detected.as_ref() == Some(&seen) && !poll.in_flight {
+        return;
     }
     // Settled records (landed and proven, abandoned) can raise no queue fault: the
     // detectors see every other record.
@@ -93,5 +89,10 @@ fn detect(shared: &Shared, poll: &PollPlan, repo_facts: &[RepoFacts]) {
     };
     // Counted by tests: how often the queue detectors run, and over how many records.
     tracing::debug!(live = records.len(), "queue detectors run");
-    crate::faults::watch::tick_queue(&shared.fault_dirs(), &shared.rules.current(), &facts);
+    let report =
+        crate::faults::watch::tick_queue(&shared.fault_dirs(), &shared.rules.current(), &facts);
+    // The facts count as detected only once their faults are filed: a sync skipped (the
+    // queue run's lock held elsewhere) or failed runs again on the next round, though
+    // nothing in the queue changed.
+    shared.memory().detected = (!report.unsynced).then_some(seen);
 }

@@ -1,8 +1,6 @@
 //! Step 4 (DESIGN §3): every queued record that fails a gate is blocked, with gstack's
 //! words for a refused repo path.
 
-use std::time::Duration;
-
 use crate::forge::ForgeRepo;
 use crate::gates::{Gate, GateError};
 use crate::gstack_text;
@@ -11,12 +9,6 @@ use crate::store::{Expect, StoredRecord};
 
 use crate::daemon::Shared;
 use crate::daemon::tick_gates::TickGates;
-
-/// How long a gate block waits for a record's lock: not at all. A producer may hold the
-/// locks of any number of records; waiting for each in turn on every tick would hold up
-/// every landing behind them (120 held locks: 30 s a tick). A held record is blocked on a
-/// later tick, once its lock is free.
-const GATE_LOCK_WAIT: Duration = Duration::ZERO;
 
 /// Step 4: every queued record that fails a gate is blocked by its full id; so is every
 /// in-flight one this process is not landing (a planted `landing` record must not hold a
@@ -51,7 +43,7 @@ pub fn gate_queued(shared: &Shared, gates: &mut TickGates) -> usize {
                 &stored.id,
                 Expect::OneOf(&[stored.record.status]),
                 Status::Blocked,
-                GATE_LOCK_WAIT,
+                super::PRODUCER_LOCK_WAIT,
                 |r| {
                     r.last_error = Some(reason.clone());
                 },

@@ -23,6 +23,12 @@ use super::forge_round::{self, Free, PollPlan, Round};
 use super::tick_gates::TickGates;
 
 pub use gate::gate_queued;
+
+/// How long a tick's step waits for the lock of a record it did not claim (a gate block, a
+/// reclaim): not at all. A producer may hold the locks of any number of records; waiting
+/// for each in turn on every tick would hold up every landing behind them (120 held locks:
+/// 30 s a tick). A held record is handled on a later tick, once its lock is free.
+const PRODUCER_LOCK_WAIT: std::time::Duration = std::time::Duration::ZERO;
 pub use select::{Candidate, Selection, select};
 
 /// What the bookkeeping did, for logs and for `--once`'s exit code.

@@ -16,10 +16,11 @@ pub fn reclaim(shared: &Shared, stored: &StoredRecord, now: chrono::DateTime<chr
         return false;
     }
     let from = stored.record.status;
-    let result = shared.transition(
+    let result = shared.transition_within(
         &stored.id,
         Expect::Claim(&stored.record),
         Status::Queued,
+        super::PRODUCER_LOCK_WAIT,
         |r| {
             if from == Status::DriftRepairing {
                 r.retries = Some(0);

@@ -212,10 +212,10 @@ impl HaltStore {
                     .and_then(Value::as_u64)
                     .unwrap_or(1);
                 self.archive(&event.run_id, &event.fault_id, capture, &prior)?;
-                event.snapshot.occurrences = Some(capture + 1);
-                Emitted::Recurred {
-                    occurrences: capture + 1,
-                }
+                // A planted count may be u64::MAX: it stays there.
+                let occurrences = capture.saturating_add(1);
+                event.snapshot.occurrences = Some(occurrences);
+                Emitted::Recurred { occurrences }
             }
         };
         let bytes = json_file::pretty(&event).map_err(io_problem("encode", &pending))?;
@@ -245,10 +245,15 @@ impl HaltStore {
     ) -> Result<(), HaltStoreError> {
         self.ensure(COLLAPSED_DIR)?;
         let mut archives = self.archives(run_id, fault_id)?;
-        let number = archives
-            .iter()
-            .map(|a| a.number.saturating_add(1))
-            .fold(capture, u64::max);
+        let highest = archives.iter().map(|a| a.number).max();
+        let number = match highest.map(|h| h.checked_add(1)) {
+            None => capture,
+            Some(Some(next)) => next.max(capture),
+            // The numbers ran out (an archive planted as number u64::MAX): the archives are
+            // numbered 1..=k again, oldest first, so that this capture still gets a name of
+            // its own and stays the newest.
+            Some(None) => self.renumber(run_id, fault_id, &mut archives)? + 1,
+        };
         let path = self.collapsed_path(run_id, fault_id, number);
         let bytes = json_file::pretty(prior).map_err(io_problem("encode", &path))?;
         atomic_file::write_atomic(&path, &bytes, 0o600).map_err(io_problem("write", &path))?;
@@ -259,6 +264,31 @@ impl HaltStore {
         });
         archives.sort_by_key(|a| std::cmp::Reverse(a.number));
         prune_archives(&archives)
+    }
+
+    /// Renames one fault's `archives` to the numbers 1..=k, keeping their order; returns k.
+    /// Taken in ascending order, each name is free when it is taken: an archive already
+    /// holding number i is among the first i and was renamed before.
+    fn renumber(
+        &self,
+        run_id: &str,
+        fault_id: &str,
+        archives: &mut [Archive],
+    ) -> Result<u64, HaltStoreError> {
+        archives.sort_by_key(|a| a.number);
+        for (number, archive) in (1u64..).zip(archives.iter_mut()) {
+            if archive.number == number {
+                continue;
+            }
+            let path = self.collapsed_path(run_id, fault_id, number);
+            fs::rename(&archive.path, &path).map_err(io_problem("renumber", &archive.path))?;
+            *archive = Archive {
+                number,
+                size: archive.size,
+                path,
+            };
+        }
+        Ok(archives.len() as u64)
     }
 
     /// The archived captures of one fault under `collapsed/`: the files whose name is the

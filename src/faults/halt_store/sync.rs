@@ -1,6 +1,7 @@
 //! One tick's filing of a run's faults: new ones emitted once, cleared ones resolved once,
 //! the run's registry updated with what was written.
 
+use std::cell::OnceCell;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -54,7 +55,11 @@ impl HaltStore {
                 return report;
             }
         };
-        let elsewhere = registry::raised_elsewhere(&active_dir, run_id, &path);
+        // Listed only when a fault is raised or cleared: a pass over runs that changed
+        // nothing then lists nothing, where listing for each run is quadratic in the runs.
+        let listing = OnceCell::new();
+        let elsewhere =
+            || listing.get_or_init(|| registry::raised_elsewhere(&active_dir, run_id, &path));
         let mut changed = false;
         let mut current: HashSet<&str> = HashSet::new();
         for event in events {
@@ -63,7 +68,7 @@ impl HaltStore {
             {
                 continue;
             }
-            let held = elsewhere.contains(&event.fault_id)
+            let held = elsewhere().contains(&event.fault_id)
                 || registry
                     .active
                     .values()
@@ -100,7 +105,7 @@ impl HaltStore {
             else {
                 continue;
             };
-            let held = elsewhere.contains(&fault_id)
+            let held = elsewhere().contains(&fault_id)
                 || registry
                     .active
                     .iter()

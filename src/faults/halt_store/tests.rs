@@ -283,3 +283,32 @@ fn listing_holds_one_events_parse_at_a_time() {
         peak / (1024 * 1024)
     );
 }
+
+/// A pending event planted with `occurrences` u64::MAX recurs: the count stays at u64::MAX
+/// (no overflow panic), and the planted capture is archived.
+#[test]
+fn a_planted_occurrence_count_of_u64_max_saturates() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    let first = event("run", "X", "tail a");
+    store.emit(&first).unwrap();
+    let pending = store.pending_path("run", &first.fault_id);
+    let mut planted = read(&pending);
+    planted["snapshot"]["occurrences"] = serde_json::json!(u64::MAX);
+    fs::write(&pending, serde_json::to_vec(&planted).unwrap()).unwrap();
+    for tail in ["tail b", "tail c"] {
+        assert_eq!(
+            store.emit(&event("run", "X", tail)).unwrap(),
+            Emitted::Recurred {
+                occurrences: u64::MAX
+            }
+        );
+    }
+    assert_eq!(read(&pending)["snapshot"]["occurrences"], u64::MAX);
+    assert_eq!(
+        fs::read_dir(dir.path().join(COLLAPSED_DIR))
+            .unwrap()
+            .count(),
+        2
+    );
+}

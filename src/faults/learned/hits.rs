@@ -61,7 +61,7 @@ pub fn record_hits_of_calls<S: AsRef<str>>(
         let count = match map.get("hitCount") {
             Some(Value::Number(n)) => n
                 .as_u64()
-                .map(|n| json!(n + hits))
+                .map(|n| json!(n.saturating_add(hits)))
                 .or_else(|| n.as_f64().map(|n| json!(n + hits as f64))),
             _ => None,
         };

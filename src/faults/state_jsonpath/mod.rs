@@ -19,6 +19,7 @@
 //! `constructor`, `__proto__`, `toString`, `hasOwnProperty`, ... — is refused (matches
 //! nothing): they resolve to functions in JavaScript, which no pattern means to match.
 
+mod footprint;
 mod tree;
 
 use std::borrow::Cow;
@@ -79,12 +80,24 @@ pub fn state_jsonpath<'v>(doc: &'v Value, pattern: &str) -> Vec<Cow<'v, Value>> 
 pub struct Document {
     value: Value,
     tree: Tree,
+    /// [`Document::heap_bytes`], measured once.
+    heap_bytes: usize,
 }
 
 impl Document {
     pub fn new(value: Value) -> Document {
         let tree = Tree::build(&value);
-        Document { value, tree }
+        let heap_bytes = footprint::heap_bytes(&value).saturating_add(tree.heap_bytes());
+        Document {
+            value,
+            tree,
+            heap_bytes,
+        }
+    }
+
+    /// An estimate of what the document keeps on the heap, the value and its compact form.
+    pub fn heap_bytes(&self) -> usize {
+        self.heap_bytes
     }
 
     pub fn value(&self) -> &Value {

@@ -117,6 +117,15 @@ enum Check<'p> {
 }
 
 impl Tree {
+    /// What the compact form keeps on the heap, roughly (tables count their capacity).
+    pub(super) fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let wide = self.wide_members.capacity() * (size_of::<((NodeId, Symbol), u32)>() + 1);
+        let symbols: usize = self.symbols.keys().map(|k| k.len()).sum::<usize>()
+            + self.symbols.capacity() * (size_of::<(Box<str>, Symbol)>() + 1);
+        self.nodes.capacity() * size_of::<Node>() + wide + symbols + self.text.capacity()
+    }
+
     /// Builds the tree breadth-first (no recursion, whatever the nesting), reserving each
     /// container's children as one adjacent block.
     pub(super) fn build(root: &Value) -> Tree {
