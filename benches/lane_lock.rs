@@ -3,6 +3,9 @@
 //! `commit-tree`, `push`, `ls-remote`, `push :ref`), both against one `git daemon` remote
 //! on 127.0.0.1 in the same run, interleaved so load on the machine hits both alike.
 //!
+//! Then berth's round trip on a local-path origin, where each ref write is a
+//! `git update-ref` child process.
+//!
 //! A plain `main` timed with `std::time` (criterion's sampling would take minutes for
 //! operations this slow): `cargo bench --bench lane_lock`.
 
@@ -20,6 +23,8 @@ const ROUNDS: usize = 40;
 const BERTH_CONNECTIONS: u32 = 2;
 /// `ls-remote`, `push`, `ls-remote`, `push :ref`.
 const CLI_CONNECTIONS: u32 = 4;
+/// A local origin's acquire + release: create and delete of gstack's ref and `+repo`.
+const LOCAL_WRITES: u32 = 4;
 /// `mktree`, `commit-tree`.
 const CLI_LOCAL_PROCESSES: u32 = 2;
 
@@ -69,6 +74,25 @@ fn main() {
         "  ratio (gstack / berth):      median {:.1}x  mean {:.1}x",
         cli_median.as_secs_f64() / berth_median.as_secs_f64(),
         cli_mean.as_secs_f64() / berth_mean.as_secs_f64()
+    );
+    // A local origin: no connection, but each write of a lock ref is a `git update-ref`
+    // child (two refs each way: gstack's and the repository's `+repo`), so a berth stopped
+    // mid-write holds no lock on the origin.
+    let local = dir.path().join("local.git");
+    git(
+        dir.path(),
+        &["init", "--bare", "-q", path_str(&local)],
+        None,
+    );
+    let local_lane = lane("bench-local");
+    let mut local_times: Vec<Duration> = (0..WARMUP + ROUNDS)
+        .map(|_| time(|| berth_round_trip(&client, path_str(&local), &local_lane)))
+        .skip(WARMUP)
+        .collect();
+    let (local_median, local_mean) = stats(&mut local_times);
+    println!(
+        "  berth, local-path origin:     median {local_median:>9.2?}  mean {local_mean:>9.2?}  ({LOCAL_WRITES} git update-ref children, {:.2?} each at the median)",
+        local_median / LOCAL_WRITES
     );
     // Each connection to `git daemon` costs a fork + exec of upload-pack/receive-pack on
     // the server (and, on loopback, a delayed-ACK stall): a floor both sides pay per

@@ -69,6 +69,7 @@ impl LockClient {
         };
         let mut held = taken.remove(own);
         held.aliases = taken;
+        held.aliases_before = own;
         Ok(Acquire::Acquired(held))
     }
 
@@ -134,7 +135,9 @@ impl LockClient {
                         reason: reason.to_string(),
                     });
                 }
-                Ok(lock) => lock,
+                Ok(lock) => {
+                    expiry_cap::capped(lock, current, &ref_name, self.longest_ttl(), clock::now())
+                }
             };
             match holder_gone_and_stopped(&expired) {
                 _ if !expired.is_live_at(clock::now()) => tracing::info!(

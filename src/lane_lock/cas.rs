@@ -17,8 +17,9 @@ use std::sync::Arc;
 
 use git2::{ErrorCode, ObjectType, Oid, Repository, RepositoryOpenFlags};
 
-use super::leftover;
+use super::ref_writer::{self, Change, Writers, Written};
 use super::transport::{PushOutcome, push_guarded};
+use super::{flock_holder, leftover};
 
 /// What the ref must hold for the write to go through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,59 +176,118 @@ fn local_swap(
     if !expect.matches(seen) {
         return Ok(PushOutcome::Refused { advertised: seen });
     }
-    let written = match new {
-        Some(sha) => {
+    let change = match (new, found) {
+        (Some(sha), _) => {
             copy_lock_commit(scratch, &origin, sha)?;
-            hook.call(write, ref_name);
-            let _writers = leftover::before_write(&origin, ref_name)?;
-            // Under the ref's lock libgit2 compares the ref with `expect` (the zero id: must
-            // be absent) and writes only on a match. `force` only skips libgit2's unlocked
-            // pre-check, which the locked comparison makes redundant.
-            origin
-                .reference_matching(ref_name, sha, true, expect.id(), "berth lane lock")
-                .map(drop)
-        }
-        None => match found {
-            // The delete compares with the value `find_reference` read (== `expect`, checked
-            // above) under the ref's lock, so a lock moved since is never deleted.
-            Some(mut reference) => {
-                hook.call(write, ref_name);
-                let _writers = leftover::before_write(&origin, ref_name)?;
-                reference.delete()
+            Change::Set {
+                new: sha,
+                old: expect.id(),
             }
-            None => return Ok(PushOutcome::Refused { advertised: seen }),
-        },
-    };
-    match written {
-        Ok(()) => Ok(PushOutcome::Applied),
-        Err(e)
-            if matches!(
-                e.code(),
-                ErrorCode::Modified | ErrorCode::NotFound | ErrorCode::Locked
-            ) =>
-        {
-            // The ref moved (or was deleted) since the look, or another writer holds its
-            // lock: say which, so a refresh learns at once that the lane was taken.
-            let now = match origin.refname_to_id(ref_name) {
-                Ok(id) => Some(id),
-                Err(read) if read.code() == ErrorCode::NotFound => Some(Oid::ZERO_SHA1),
-                Err(_) => None,
-            };
-            Ok(match now {
-                Some(now) if !expect.matches(now) => PushOutcome::Refused { advertised: now },
-                _ => PushOutcome::Rejected {
-                    status: format!(
-                        "the ref was locked while berth wrote it: {}; if no git process writes it, {} was left by a writer that died mid-write, and berth removes it once it is {} s old",
-                        e.message(),
-                        leftover::ref_lock_path(&origin, ref_name).display(),
-                        leftover::LEFTOVER_AGE.as_secs()
-                    ),
-                },
-            })
         }
-        Err(e) => Err(e),
+        (None, Some(_)) => Change::Delete { old: seen },
+        (None, None) => return Ok(PushOutcome::Refused { advertised: seen }),
+    };
+    hook.call(write, ref_name);
+    // Under the ref's `.lock` file `git update-ref` compares the ref with the old id (the
+    // zero id: must be absent) and writes only on a match; a delete goes through only while
+    // the ref holds the value read above (== `expect`).
+    let prepared = leftover::prepare(&origin, ref_name)?;
+    let written = ref_writer::write(
+        origin.path(),
+        &prepared.writers_lock,
+        &prepared.ref_lock,
+        ref_name,
+        change,
+        prepared.leftover.map(|judged| judged.file),
+    )
+    .map_err(|e| git2::Error::from_str(&format!("cannot run git update-ref: {e}")))?;
+    let writers_held_by = report(&prepared, &written);
+    if written.applied {
+        return Ok(PushOutcome::Applied);
+    }
+    // The ref moved (or was deleted) since the look, or another writer holds its lock:
+    // say which, so a refresh learns at once that the lane was taken.
+    let now = match origin.refname_to_id(ref_name) {
+        Ok(id) => Some(id),
+        Err(read) if read.code() == ErrorCode::NotFound => Some(Oid::ZERO_SHA1),
+        Err(_) => None,
+    };
+    Ok(match now {
+        Some(now) if !expect.matches(now) => PushOutcome::Refused { advertised: now },
+        _ if prepared.ref_lock.exists() => PushOutcome::Rejected {
+            status: locked_status(&prepared, &written, writers_held_by.as_deref()),
+        },
+        _ => {
+            return Err(git2::Error::from_str(&format!(
+                "git update-ref failed: {}",
+                written.said
+            )));
+        }
+    })
+}
+
+/// Logs and counts what the writer child reported about the writers' lock and the
+/// leftover; the holder of a busy writers' lock, named.
+fn report(prepared: &leftover::Prepared, written: &Written) -> Option<String> {
+    if written.removed_leftover
+        && let Some(judged) = prepared.leftover
+    {
+        leftover::LEFTOVERS_REMOVED.inc();
+        tracing::warn!(
+            file = %prepared.ref_lock.display(),
+            judged = ?judged.reason,
+            "removed a lane lock ref's .lock file left by a writer that died mid-write (it blocked every write of the lock)"
+        );
+    }
+    match written.writers {
+        Writers::Held => None,
+        Writers::Unopened => {
+            tracing::warn!(
+                file = %prepared.writers_lock.display(),
+                "the lane lock writers' lock could not be taken: the lock ref was written without it, and a `.lock` file a dead writer left is not removed; let every user that runs berth on this repository open it (`chmod 0664` and a shared group, or `git config core.sharedRepository group`)"
+            );
+            None
+        }
+        Writers::Busy => {
+            WRITERS_BLOCKED.inc();
+            let holder = flock_holder::describe(&prepared.writers_lock);
+            tracing::warn!(
+                file = %prepared.writers_lock.display(),
+                "the lane lock writers' lock is held {holder} past {} s: the lock ref was written without it, and a `.lock` file left by a dead writer is not removed",
+                ref_writer::WRITERS_WAIT.as_secs()
+            );
+            Some(holder)
+        }
     }
 }
+
+/// Why a write found the ref's `.lock` file in its way, and what clears it.
+fn locked_status(
+    prepared: &leftover::Prepared,
+    written: &Written,
+    writers_held_by: Option<&str>,
+) -> String {
+    let file = prepared.ref_lock.display();
+    let clears = match writers_held_by {
+        Some(holder) => format!(
+            "berth removes no leftover while the writers' lock {} is held {holder}",
+            prepared.writers_lock.display()
+        ),
+        None => format!(
+            "if no git process writes it, it was left by a writer that died mid-write, and berth removes it once it is {} s old or has been seen unchanged that long",
+            leftover::LEFTOVER_AGE.as_secs()
+        ),
+    };
+    format!(
+        "the ref was locked while berth wrote it ({}): {file}; {clears}",
+        written.said
+    )
+}
+
+/// Local-origin writes that found the writers' lock held past the wait
+/// (`berth_lane_lock_writers_blocked_total`).
+pub static WRITERS_BLOCKED: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
+    std::sync::LazyLock::new(Default::default);
 
 /// The lock commit (and the empty tree it points at) copied from the scratch repository
 /// into the origin's object database, as a push would have sent them.

@@ -20,9 +20,23 @@ pub struct HeldLock {
     /// Set when a refresh saw the ref pointing elsewhere: ownership is gone for good.
     pub(super) stolen: Option<StolenTo>,
     /// The locks on the refs every spelling of the repository shares
-    /// ([`lane_lock_refs`]), taken with this one, refreshed and released after it; the lane
-    /// is held only while all are.
+    /// ([`lane_lock_refs`]), in the order they were taken with this one; the lane is held
+    /// only while all are.
     pub(super) aliases: Vec<HeldLock>,
+    /// Refreshes of this lock whose answer was lost: each may have moved the ref, and if
+    /// one did, the lock it wrote is still this landing's.
+    pub(super) unconfirmed: Vec<Unconfirmed>,
+    /// How many of `aliases` were taken before this one (the rest after it): all are given
+    /// back in the reverse of the order they were taken.
+    pub(super) aliases_before: usize,
+}
+
+/// A refresh whose answer was lost: what it wrote, and when it started.
+#[derive(Debug, Clone)]
+pub(super) struct Unconfirmed {
+    pub(super) sha: Oid,
+    pub(super) payload: LockPayload,
+    pub(super) started: Instant,
 }
 
 /// What the ref held when a refresh found it no longer ours (`None`: it was deleted).

@@ -3,81 +3,211 @@
 //! git and libgit2 update a loose ref by creating `<ref>.lock` exclusively, writing the new
 //! id into it and renaming it over the ref. A writer SIGKILLed in between leaves the
 //! `.lock` file behind, and every later write of that ref, git's included, fails while it
-//! exists: the lane would stand still for ever. berth's own writers of a local origin's
-//! lock refs take an exclusive `flock` on [`WRITERS_LOCK`] in the repository around each
-//! write, so a `.lock` file found while holding it belongs to no live berth writer: it is
-//! a dead one's, or a live `git` (gstack's push), which holds it for milliseconds. One
-//! older than [`LEFTOVER_AGE`] is removed (and logged); a younger one fails the write,
-//! which names it. A writer that cannot have the writers' lock writes without it and
-//! removes nothing ([`before_write`]).
+//! exists: the lane would stand still for ever. berth writes a local origin's lock refs
+//! from a short-lived child ([`super::ref_writer`]) that holds an exclusive `flock` on
+//! [`WRITERS_LOCK`] in the repository around its write, so a `.lock` file found while
+//! holding it belongs to no live berth writer: it is a dead one's, or a live `git`'s
+//! (gstack's push), which holds it for milliseconds.
+//!
+//! Berth judges a `.lock` file dead ([`judge`]) when its modification time is at least
+//! [`LEFTOVER_AGE`] in the past on the file system's clock, or when berth has seen that
+//! same file (device, inode, size, modification time) unchanged for [`LEFTOVER_AGE`] on
+//! `CLOCK_BOOTTIME`, which no clock step moves. One dated in the future (a clock stepped
+//! back while a live `git` held it, a `touch -d`) is only seen, never old. The writer
+//! child removes the judged file only while holding the writers' lock and only if it is
+//! still that file. A child that cannot have the writers' lock writes without it and
+//! removes nothing, and berth names who holds it ([`super::flock_holder`]).
 
-use std::fs::{File, OpenOptions};
+use std::collections::HashMap;
+use std::fs::{File, Metadata, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, SystemTime};
 
 use git2::Repository;
 use nix::libc;
+
+use crate::boot_clock::BootTime;
 
 /// The file berth's writers of a local origin's lock refs hold locked around each write,
 /// in the repository's git dir.
 pub(super) const WRITERS_LOCK: &str = "berth-lane-locks.lock";
 
-/// How old a ref's `.lock` file must be before berth takes it for a dead writer's: a live
-/// `git` holds one for milliseconds (seconds, with a slow `reference-transaction` hook).
+/// How long a ref's `.lock` file must be old, or seen unchanged, before berth takes it for
+/// a dead writer's: a live `git` holds one for milliseconds (seconds, with a slow
+/// `reference-transaction` hook), a berth writer child for at most
+/// [`super::ref_writer::WRITE_LIMIT`].
 pub const LEFTOVER_AGE: Duration = Duration::from_secs(10);
 
 /// `.lock` files this process removed as dead writers' (`berth_lane_lock_leftovers_removed_total`).
-pub static LEFTOVERS_REMOVED: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
-    std::sync::LazyLock::new(Default::default);
+pub static LEFTOVERS_REMOVED: LazyLock<prometheus_client::metrics::counter::Counter> =
+    LazyLock::new(Default::default);
 
-/// How long a writer waits for another berth writer of the same repository.
-const WRITERS_WAIT: Duration = Duration::from_secs(5);
+/// The most `.lock` files berth remembers having seen; past it, it forgets them all (a
+/// leftover is then judged again from its next sighting).
+const MAX_SEEN: usize = 1024;
 
-/// What a writer of `origin`'s lock refs holds around one write ([`before_write`]).
-#[must_use = "the writers' lock is held only while this lives"]
-pub(super) struct Writers {
-    /// The locked writers' lock; `None` when it could not be had (the write goes on
-    /// without it and clears nothing).
-    _held: Option<File>,
+/// A file as a stat shows it: the same values seen again mean nobody replaced or wrote it
+/// in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FileId {
+    dev: u64,
+    ino: u64,
+    size: i64,
+    mtime: i64,
+    mtime_nsec: i64,
 }
 
-/// Takes the repository's writers' lock (waiting at most [`WRITERS_WAIT`]) and, holding
-/// it, clears `ref_name`'s leftover `.lock` file ([`clear`]).
-///
-/// A writers' lock berth may not open (another user's file, made under a narrow umask) or
-/// that stays locked past the wait (a local user who can read it holds its `flock`) does
-/// not stop the write: the ref's own `.lock` file still makes the write a compare-and-swap.
-/// Only the clearing needs the writers' lock, so without it a leftover is left alone, as a
-/// live `git` writer's would be, and the log names the file and the fix.
-pub(super) fn before_write(origin: &Repository, ref_name: &str) -> Result<Writers, git2::Error> {
-    let path = origin.path().join(WRITERS_LOCK);
-    let locked = open_shared(origin, &path)
-        .and_then(|file| crate::atomic_file::lock_open_file_within(file, &path, WRITERS_WAIT));
-    match locked {
-        Ok(file) => {
-            clear(origin, ref_name, &file);
-            Ok(Writers { _held: Some(file) })
+impl FileId {
+    fn of(meta: &Metadata) -> FileId {
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: i64::try_from(meta.size()).unwrap_or(i64::MAX),
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
         }
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::PermissionDenied | io::ErrorKind::WouldBlock
-            ) =>
+    }
+
+    /// The regular file at `path`, not following a symlink; async-signal-safe (a writer
+    /// child calls it between fork and exec).
+    pub(super) fn lstat(path: *const libc::c_char) -> Option<FileId> {
+        // SAFETY: an all-zero `stat` is a valid value for lstat to overwrite.
+        let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `path` is NUL-terminated (a CString's), `stat` writable.
+        if unsafe { libc::lstat(path, &raw mut stat) } != 0
+            || stat.st_mode & libc::S_IFMT != libc::S_IFREG
         {
-            tracing::warn!(
-                file = %path.display(),
-                "cannot take the lane lock writers' lock ({e}): the lock ref is written without it, and a `.lock` file a dead writer left is not removed; let every user that runs berth on this repository open it (`chmod 0664` and a shared group, or `git config core.sharedRepository group`), or remove the file"
-            );
-            Ok(Writers { _held: None })
+            return None;
         }
-        Err(e) => Err(git2::Error::from_str(&format!(
-            "cannot take the lane lock writers' lock {}: {e}",
-            path.display()
-        ))),
+        Some(FileId {
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+            size: stat.st_size,
+            mtime: stat.st_mtime,
+            mtime_nsec: stat.st_mtime_nsec,
+        })
     }
 }
+
+/// What a writer of a local origin's lock ref needs before it starts ([`prepare`]).
+pub(super) struct Prepared {
+    pub writers_lock: PathBuf,
+    pub ref_lock: PathBuf,
+    /// The `.lock` file judged a dead writer's: the writer removes it if it is still it.
+    pub leftover: Option<Judged>,
+}
+
+/// A `.lock` file judged a dead writer's, and why.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Judged {
+    pub file: FileId,
+    pub reason: Age,
+}
+
+/// How a `.lock` file was found to be old.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Age {
+    /// Its modification time is this far in the past on the file system's clock.
+    Dated(Duration),
+    /// berth has seen it unchanged for this long.
+    Seen(Duration),
+}
+
+/// Makes the repository's writers' lock (with the repository's sharing) and judges
+/// `ref_name`'s `.lock` file, if any.
+///
+/// A writers' lock berth may not open (another user's file, made under a narrow umask)
+/// does not stop the write: the ref's own `.lock` file still makes the write a
+/// compare-and-swap. Only the clearing needs the writers' lock, so without it a leftover
+/// is left alone, as a live `git` writer's would be, and the log names the file and the
+/// fix.
+pub(super) fn prepare(origin: &Repository, ref_name: &str) -> Result<Prepared, git2::Error> {
+    let writers_lock = origin.path().join(WRITERS_LOCK);
+    let ref_lock = ref_lock_path(origin, ref_name);
+    let leftover = match open_shared(origin, &writers_lock) {
+        Ok(writers) => judge(&ref_lock, fs_now(&writers).ok(), BootTime::now()),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            tracing::warn!(
+                file = %writers_lock.display(),
+                "cannot open the lane lock writers' lock ({e}): the lock ref is written without it, and a `.lock` file a dead writer left is not removed; let every user that runs berth on this repository open it (`chmod 0664` and a shared group, or `git config core.sharedRepository group`), or remove the file"
+            );
+            None
+        }
+        Err(e) => {
+            return Err(git2::Error::from_str(&format!(
+                "cannot open the lane lock writers' lock {}: {e}",
+                writers_lock.display()
+            )));
+        }
+    };
+    Ok(Prepared {
+        writers_lock,
+        ref_lock,
+        leftover,
+    })
+}
+
+/// The file system's clock: `writers` touched (`UTIME_NOW`, which an NFS client leaves to
+/// the server's clock) and its modification time read back, so a file server whose clock
+/// is behind this host's never makes a live writer's `.lock` look old. Fails for a
+/// writers' lock opened read-only (another user's file).
+fn fs_now(writers: &File) -> io::Result<SystemTime> {
+    nix::sys::stat::futimens(
+        writers,
+        &nix::sys::time::TimeSpec::UTIME_NOW,
+        &nix::sys::time::TimeSpec::UTIME_NOW,
+    )
+    .map_err(io::Error::from)?;
+    writers.metadata()?.modified()
+}
+
+/// Whether the `.lock` file at `path` is a dead writer's ([`prepare`]): dated at least
+/// [`LEFTOVER_AGE`] before `fs_now`, or seen unchanged for [`LEFTOVER_AGE`] up to `now`.
+fn judge(path: &Path, fs_now: Option<SystemTime>, now: BootTime) -> Option<Judged> {
+    let mut seen = SEEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        seen.remove(path);
+        return None;
+    };
+    if !meta.is_file() {
+        return None;
+    }
+    let file = FileId::of(&meta);
+    let dated = fs_now
+        .zip(meta.modified().ok())
+        .and_then(|(now, at)| now.duration_since(at).ok())
+        .unwrap_or_default();
+    if dated >= LEFTOVER_AGE {
+        return Some(Judged {
+            file,
+            reason: Age::Dated(dated),
+        });
+    }
+    let first = match seen.get(path) {
+        Some(&(same, first)) if same == file => first,
+        _ => {
+            if seen.len() >= MAX_SEEN {
+                seen.clear();
+            }
+            seen.insert(path.to_owned(), (file, now));
+            now
+        }
+    };
+    let unchanged = now.since(first);
+    (unchanged >= LEFTOVER_AGE).then_some(Judged {
+        file,
+        reason: Age::Seen(unchanged),
+    })
+}
+
+/// Each `.lock` file berth saw, as it was, and when first seen so.
+static SEEN: LazyLock<Mutex<HashMap<PathBuf, (FileId, BootTime)>>> =
+    LazyLock::new(Default::default);
 
 /// Opens (creating if needed) the writers' lock, which every user who writes the
 /// repository's lock refs shares: a group-shared repository's users, a service user and
@@ -123,7 +253,7 @@ fn open_shared(origin: &Repository, path: &Path) -> io::Result<File> {
 
 /// Gives a writers' lock just made the repository's sharing ([`open_shared`]). Best
 /// effort: a file left with the umask's mode still works for its creator, and another
-/// user who cannot open it writes without it ([`before_write`]).
+/// user who cannot open it writes without it ([`prepare`]).
 fn share(origin: &Repository, file: &File) {
     use std::os::unix::fs::MetadataExt as _;
     if let Some(mode) = shared_mode(origin)
@@ -166,75 +296,9 @@ pub(super) fn ref_lock_path(origin: &Repository, ref_name: &str) -> PathBuf {
     origin.path().join(format!("{ref_name}.lock"))
 }
 
-/// Removes `ref_name`'s `.lock` file if it is a regular file older than [`LEFTOVER_AGE`].
-/// Call only while holding `writers`, the writers' lock.
-///
-/// Its age is measured on the clock that stamped it, the file system's: `writers` is
-/// touched (`UTIME_NOW`, which an NFS client leaves to the server's clock) and the two
-/// modification times compared. So a file server whose clock is behind this host's never
-/// makes a live writer's `.lock` look old. One as far ahead of that clock as a leftover's
-/// age is taken for a leftover too, never for a young file. Without that clock (`writers` opened read-only,
-/// another user's file) nothing is removed.
-fn clear(origin: &Repository, ref_name: &str, writers: &File) {
-    let path = ref_lock_path(origin, ref_name);
-    let Ok(meta) = std::fs::symlink_metadata(&path) else {
-        return;
-    };
-    if !meta.is_file() {
-        return;
-    }
-    let now = nix::sys::stat::futimens(
-        writers,
-        &nix::sys::time::TimeSpec::UTIME_NOW,
-        &nix::sys::time::TimeSpec::UTIME_NOW,
-    )
-    .map_err(io::Error::from)
-    .and_then(|()| writers.metadata()?.modified());
-    let now = match now {
-        Ok(now) => now,
-        Err(e) => {
-            tracing::warn!(
-                file = %path.display(),
-                "a lane lock ref's .lock file is not judged, so not removed: the file system's clock cannot be read by touching {} ({e})",
-                origin.path().join(WRITERS_LOCK).display()
-            );
-            return;
-        }
-    };
-    // A live writer stamps its `.lock` with this clock's now: one ahead of it by as much as
-    // a leftover's age (a clock stepped back, a `touch -d`) is no live writer's either.
-    let age = meta
-        .modified()
-        .ok()
-        .map(|at| {
-            now.duration_since(at)
-                .unwrap_or_else(|ahead| ahead.duration())
-        })
-        .unwrap_or_default();
-    if age < LEFTOVER_AGE {
-        return;
-    }
-    match std::fs::remove_file(&path) {
-        Ok(()) => {
-            LEFTOVERS_REMOVED.inc();
-            tracing::warn!(
-                file = %path.display(),
-                age_secs = age.as_secs(),
-                "removed a lane lock ref's .lock file left by a writer that died mid-write (it blocked every write of the lock)"
-            );
-        }
-        Err(e) => tracing::warn!(
-            file = %path.display(),
-            "a lane lock ref's .lock file left by a dead writer blocks the lane and cannot be removed: {e}"
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt as _;
-
-    use std::time::SystemTime;
 
     use super::*;
 
@@ -252,7 +316,7 @@ mod tests {
             .unwrap()
             .set_str("core.sharedRepository", "group")
             .unwrap();
-        drop(before_write(&origin, "refs/gstack/release-locks/a/main").unwrap());
+        prepare(&origin, "refs/gstack/release-locks/a/main").unwrap();
         assert_eq!(writers_mode(&origin), 0o660);
         assert_eq!(shared_mode(&origin), Some(0o660));
         for (value, mode) in [("all", Some(0o664)), ("0640", Some(0o640)), ("umask", None)] {
@@ -265,78 +329,60 @@ mod tests {
         }
     }
 
-    fn plant(origin: &Repository, ref_name: &str, age: Duration) -> PathBuf {
-        let leftover = ref_lock_path(origin, ref_name);
-        std::fs::create_dir_all(leftover.parent().unwrap()).unwrap();
-        std::fs::write(&leftover, "").unwrap();
+    /// A `.lock` file dated `offset` from now (negative: in the past).
+    pub(in crate::lane_lock) fn plant(path: &Path, at: SystemTime) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "").unwrap();
         File::options()
             .write(true)
-            .open(&leftover)
+            .open(path)
             .unwrap()
-            .set_modified(SystemTime::now() - age)
+            .set_modified(at)
             .unwrap();
-        leftover
     }
 
     #[test]
-    fn an_old_leftover_is_removed_and_counted_and_a_young_one_left() {
+    fn an_old_leftover_is_judged_dead_and_a_young_one_not() {
         let dir = tempfile::tempdir().unwrap();
-        let origin = Repository::init_bare(dir.path().join("o.git")).unwrap();
-        let (young_ref, old_ref) = (
-            "refs/gstack/release-locks/a/main",
-            "refs/gstack/release-locks/b/main",
-        );
-        let young = plant(&origin, young_ref, LEFTOVER_AGE / 2);
-        let old = plant(&origin, old_ref, 2 * LEFTOVER_AGE);
-        let before = LEFTOVERS_REMOVED.get();
-        drop(before_write(&origin, young_ref).unwrap());
-        assert!(young.exists());
-        drop(before_write(&origin, old_ref).unwrap());
-        assert!(!old.exists());
-        assert!(LEFTOVERS_REMOVED.get() > before);
+        let (young, old) = (dir.path().join("young.lock"), dir.path().join("old.lock"));
+        let now = SystemTime::now();
+        plant(&young, now - LEFTOVER_AGE / 2);
+        plant(&old, now - 2 * LEFTOVER_AGE);
+        let boot = BootTime::now();
+        assert!(judge(&young, Some(now), boot).is_none());
+        let judged = judge(&old, Some(now), boot).unwrap();
+        assert!(matches!(judged.reason, Age::Dated(age) if age >= LEFTOVER_AGE));
+        // Without the file system's clock, a date proves nothing.
+        assert!(judge(&old, None, boot).is_none());
     }
 
-    /// Anyone who may read the file can hold its `flock`: that must cost the lane the
-    /// clearing of leftovers at most, never its writes.
+    /// A `.lock` file a year ahead (a clock stepped back while a live `git` held it, a
+    /// `touch -d`) is not old: only seeing it unchanged for the leftover age makes it so,
+    /// and any change starts the count again.
     #[test]
-    fn a_writers_lock_held_by_someone_else_past_the_wait_does_not_stop_the_write() {
+    fn a_future_dated_leftover_is_dead_only_once_seen_unchanged_for_the_age() {
         let dir = tempfile::tempdir().unwrap();
-        let origin = Repository::init_bare(dir.path().join("o.git")).unwrap();
-        let ref_name = "refs/gstack/release-locks/a/main";
-        drop(before_write(&origin, ref_name).unwrap());
-        let reader = File::open(origin.path().join(WRITERS_LOCK)).unwrap();
-        reader.lock().unwrap();
-        let leftover = plant(&origin, ref_name, 2 * LEFTOVER_AGE);
-        let writers = before_write(&origin, ref_name).unwrap();
-        assert!(writers._held.is_none());
-        assert!(
-            leftover.exists(),
-            "a leftover was cleared without the writers' lock"
-        );
-    }
-
-    /// A `.lock` file whose mtime is a year ahead (a clock stepped back, a `touch -d`) is
-    /// no live writer's: it must not block the lane until the clock catches up.
-    #[test]
-    fn a_leftover_with_a_future_mtime_is_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        let origin = Repository::init_bare(dir.path().join("o.git")).unwrap();
-        let ref_name = "refs/gstack/release-locks/a/main";
-        let leftover = ref_lock_path(&origin, ref_name);
-        std::fs::create_dir_all(leftover.parent().unwrap()).unwrap();
-        std::fs::write(&leftover, "").unwrap();
-        let ahead = SystemTime::now() + Duration::from_secs(365 * 24 * 3600);
+        let path = dir.path().join("ahead.lock");
+        let year = Duration::from_secs(365 * 24 * 3600);
+        plant(&path, SystemTime::now() + year);
+        let first = BootTime::now();
+        let fs_now = Some(SystemTime::now());
+        assert!(judge(&path, fs_now, first).is_none());
+        assert!(judge(&path, fs_now, first.after(LEFTOVER_AGE / 2)).is_none());
+        let judged = judge(&path, fs_now, first.after(LEFTOVER_AGE)).unwrap();
+        assert_eq!(judged.reason, Age::Seen(LEFTOVER_AGE));
+        std::fs::write(&path, "changed").unwrap();
         File::options()
             .write(true)
-            .open(&leftover)
+            .open(&path)
             .unwrap()
-            .set_modified(ahead)
+            .set_modified(SystemTime::now() + year)
             .unwrap();
-        let writers = before_write(&origin, ref_name).unwrap();
-        assert!(writers._held.is_some());
+        let later = first.after(2 * LEFTOVER_AGE);
         assert!(
-            !leftover.exists(),
-            "a .lock file a year ahead of the clock was left blocking the lane"
+            judge(&path, fs_now, later).is_none(),
+            "a changed file kept its age"
         );
+        assert!(judge(&path, fs_now, later.after(LEFTOVER_AGE)).is_some());
     }
 }

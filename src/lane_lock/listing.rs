@@ -56,7 +56,10 @@ impl LockClient {
             let suffix = local_name
                 .trim_start_matches(READ_REF)
                 .trim_start_matches('/');
-            let state = match read_lock(&sha.to_string(), scratch.commit_message(sha)) {
+            let ref_name = format!("{LOCK_REF_PREFIX}{suffix}");
+            let read = read_lock(&sha.to_string(), scratch.commit_message(sha))
+                .map(|lock| expiry_cap::capped(lock, sha, &ref_name, self.longest_ttl(), now));
+            let state = match read {
                 Err(reason) => ListedLock::Unreadable {
                     reason: reason.to_string(),
                 },
@@ -70,7 +73,7 @@ impl LockClient {
                 Ok(lock) => ListedLock::Expired(lock.payload),
             };
             listings.push(LockListing {
-                ref_name: format!("{LOCK_REF_PREFIX}{suffix}"),
+                ref_name,
                 sha: sha.to_string(),
                 state,
             });

@@ -37,11 +37,14 @@ mod acquire;
 mod alias;
 mod cas;
 mod error;
+mod expiry_cap;
+mod flock_holder;
 mod heartbeat;
 mod held;
 mod leftover;
 mod listing;
 mod payload;
+mod ref_writer;
 mod refresh;
 mod release;
 mod scratch_pool;
@@ -61,14 +64,14 @@ use crate::gstack_text;
 use crate::safe_key::safe_key;
 
 pub use alias::{lane_key, lane_lock_refs};
-pub use cas::LockWrite;
+pub use cas::{LockWrite, WRITERS_BLOCKED};
 pub use error::LockError;
 pub use held::HeldLock;
 pub use listing::{ListedLock, LockListing};
 
 use acquire::holder_gone;
 pub use heartbeat::{Heartbeat, LockWatch};
-use held::StolenTo;
+use held::{StolenTo, Unconfirmed};
 pub use leftover::{LEFTOVER_AGE, LEFTOVERS_REMOVED};
 pub use payload::{LOCK_SUBJECT, LockPayload};
 
@@ -310,6 +313,12 @@ impl LockClient {
         &self.settings
     }
 
+    /// The longest TTL this client believes a holder writes: its own, or gstack's when that
+    /// is longer ([`expiry_cap`]).
+    fn longest_ttl(&self) -> Duration {
+        self.settings.ttl.max(DEFAULT_TTL)
+    }
+
     /// Runs `hook` in every lock write of this client after berth's last look at the ref
     /// and before the write is sent, the window the compare-and-swap closes. For tests that
     /// move the ref from another client there, deterministically; the daemon sets none.
@@ -353,8 +362,12 @@ impl LockClient {
         );
         let applied = matches!(outcome, Ok(PushOutcome::Applied));
         let mut mine = self.mine();
-        // A write whose answer was lost may have landed: it is then an orphan to remove.
-        if let (Some(sha), false) = (new, applied) {
+        // A create or takeover whose answer was lost may have landed with no landing
+        // holding it: an orphan, which the next acquire removes. A refresh's may have
+        // landed too, but its landing runs on: that lock stays this process's until the
+        // landing's release ([`HeldLock::unconfirmed`]).
+        let answer_lost = outcome.is_err() && write == LockWrite::Refresh;
+        if let (Some(sha), false, false) = (new, applied, answer_lost) {
             mine.remove(&sha);
         }
         if let Expect::At(old) = expect
@@ -422,6 +435,8 @@ impl LockClient {
             last_refresh: started,
             stolen: None,
             aliases: Vec::new(),
+            aliases_before: 0,
+            unconfirmed: Vec::new(),
         }
     }
 
@@ -521,146 +536,4 @@ fn backoff(attempt: u32) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lane(identity: &str, base: &str) -> Lane {
-        Lane {
-            repo_identity: identity.into(),
-            base_branch: base.into(),
-        }
-    }
-
-    #[test]
-    fn ref_names_match_gstack() {
-        assert_eq!(
-            lock_ref_name(&lane("github.com/acme/widget", "main")),
-            "refs/gstack/release-locks/github.com-acme-widget/main"
-        );
-        assert_eq!(
-            lock_ref_name(&lane("gitlab.example.com/group/sub/repo", "release/2.x")),
-            "refs/gstack/release-locks/gitlab.example.com-group-sub-repo/release-2.x"
-        );
-        assert_eq!(
-            lock_ref_name(&lane("path:/home/u/code/w", " ")),
-            "refs/gstack/release-locks/path-home-u-code-w/record"
-        );
-    }
-
-    #[test]
-    fn refuses_refs_git_would_reject() {
-        for bad in [
-            lane("acme", "x.lock"),
-            lane(".hidden", "main"),
-            lane("a..b", "main"),
-        ] {
-            let err = checked_lock_ref(&bad).unwrap_err();
-            assert!(matches!(err, LockError::InvalidRef { .. }), "{bad:?}");
-            assert!(err.to_string().contains(&lock_ref_name(&bad)), "{err}");
-        }
-        assert!(checked_lock_ref(&lane("github.com/acme/w", "main")).is_ok());
-    }
-
-    #[test]
-    fn settings_keep_one_heartbeat_ttl_relationship() {
-        let defaults = LockSettings::default();
-        assert_eq!(defaults.ttl, Duration::from_secs(7200));
-        assert_eq!(defaults.heartbeat_every, Duration::from_secs(900));
-        assert_eq!(defaults.remote_timeout, Duration::from_secs(30));
-        assert_eq!(
-            LockSettings::with_ttl(Duration::from_secs(8)).heartbeat_every,
-            Duration::from_secs(1)
-        );
-        let mut slow = defaults;
-        slow.heartbeat_every = slow.ttl;
-        assert!(matches!(
-            slow.validate(),
-            Err(LockError::InvalidSettings { .. })
-        ));
-        let mut no_timeout = defaults;
-        no_timeout.remote_timeout = Duration::ZERO;
-        assert!(no_timeout.validate().is_err());
-        assert!(defaults.validate().is_ok());
-    }
-
-    #[test]
-    fn force_release_takes_only_full_shas_of_lock_refs() {
-        let dir = tempfile::tempdir().unwrap();
-        let client = LockClient::new(&dir.path().join("scratch"), LockSettings::default()).unwrap();
-        let url = "git://127.0.0.1:1/none";
-        let sha = "0123456789abcdef0123456789abcdef01234567";
-        for bad_ref in [
-            "refs/heads/main",
-            "refs/gstack/release-locks/a/*",
-            "refs/gstack/release-locks/a/b.lock",
-        ] {
-            assert!(matches!(
-                client.force_release(url, bad_ref, sha),
-                Err(LockError::InvalidRef { .. })
-            ));
-        }
-        for bad_sha in ["abc123", "", &"g".repeat(40), &format!("{sha}0")] {
-            assert!(matches!(
-                client.force_release(url, "refs/gstack/release-locks/a/b", bad_sha),
-                Err(LockError::InvalidSha { .. })
-            ));
-        }
-    }
-
-    #[test]
-    fn scratch_dir_is_private_and_stale_leftovers_are_swept() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let scratch = dir.path().join("state/lane-lock");
-        let stale = scratch.join(format!("{}old", transport::SCRATCH_PREFIX));
-        let fresh = scratch.join(format!("{}new", transport::SCRATCH_PREFIX));
-        let other = scratch.join("keep-me");
-        for d in [&stale, &fresh, &other] {
-            std::fs::create_dir_all(d).unwrap();
-        }
-        let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
-        for d in [&stale, &other] {
-            std::fs::File::open(d)
-                .unwrap()
-                .set_modified(two_hours_ago)
-                .unwrap();
-        }
-        LockClient::new(&scratch, LockSettings::default()).unwrap();
-        let mode = std::fs::metadata(&scratch).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o700);
-        assert!(!stale.exists());
-        assert!(fresh.exists() && other.exists());
-    }
-
-    #[test]
-    fn held_lock_is_lost_after_ttl_or_when_stolen() {
-        let start = Instant::now();
-        let mut held = HeldLock {
-            origin_url: "git://127.0.0.1/x".into(),
-            ref_name: "refs/gstack/release-locks/a/b".into(),
-            lane: lane("a", "b"),
-            sha: Oid::ZERO_SHA1,
-            payload: LockPayload {
-                owner_id: String::new(),
-                repo_path: String::new(),
-                repo_identity: None,
-                base_branch: String::new(),
-                created_at: None,
-                expires_at: String::new(),
-            },
-            ttl: Duration::from_secs(10),
-            last_refresh: start,
-            stolen: None,
-            aliases: Vec::new(),
-        };
-        assert!(!held.is_lost(start + Duration::from_secs(10)));
-        assert!(held.is_lost(start + Duration::from_millis(10_001)));
-        assert_eq!(
-            held.time_until_lost(start + Duration::from_secs(4)),
-            Duration::from_secs(6)
-        );
-        held.stolen = Some(StolenTo(None));
-        assert!(held.is_lost(start));
-        assert_eq!(held.time_until_lost(start), Duration::ZERO);
-    }
-}
+mod tests;

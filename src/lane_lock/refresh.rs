@@ -56,21 +56,36 @@ impl LockClient {
             &payload,
             gstack_text::HEARTBEAT_COMMIT_FAILED,
         )?;
-        let outcome = self
-            .swap(
-                &scratch,
-                &target,
-                LockWrite::Refresh,
-                Expect::At(held.sha),
-                Some(sha),
-            )
-            .map_err(|e| target.remote_error("refresh", e))?;
+        let outcome = match self.swap(
+            &scratch,
+            &target,
+            LockWrite::Refresh,
+            Expect::At(held.sha),
+            Some(sha),
+        ) {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                held.unconfirmed.push(Unconfirmed {
+                    sha,
+                    payload,
+                    started,
+                });
+                return Err(target.remote_error("refresh", e));
+            }
+        };
         match outcome {
             PushOutcome::Applied => {
                 held.sha = sha;
                 held.payload = payload;
                 held.last_refresh = started;
                 Ok(())
+            }
+            // An earlier refresh whose answer was lost did move the ref: go on from it.
+            PushOutcome::Refused { advertised }
+                if held.unconfirmed.iter().any(|w| w.sha == advertised) =>
+            {
+                self.adopt(held, advertised);
+                self.refresh(held)
             }
             PushOutcome::Refused { advertised } => {
                 let now_sha = (!advertised.is_zero()).then(|| advertised.to_string());
@@ -88,5 +103,18 @@ impl LockClient {
                 status,
             }),
         }
+    }
+
+    /// Takes the refresh of `held` that wrote `sha`, whose answer was lost, as its last
+    /// confirmed write.
+    fn adopt(&self, held: &mut HeldLock, sha: Oid) {
+        let Some(at) = held.unconfirmed.iter().position(|w| w.sha == sha) else {
+            return;
+        };
+        let landed = held.unconfirmed.remove(at);
+        self.mine().remove(&held.sha);
+        held.sha = landed.sha;
+        held.payload = landed.payload;
+        held.last_refresh = landed.started;
     }
 }

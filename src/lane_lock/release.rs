@@ -5,11 +5,35 @@ use super::*;
 impl LockClient {
     /// Deletes our lock if the ref still points at our commit; anything else is left alone.
     /// Call it on every path out of a landing (after stopping the [`Heartbeat`]).
-    /// The alias refs are released after gstack's ref, the same way, in the reverse of
-    /// the order they were taken.
+    /// The alias refs are released the same way, each ref in the reverse of the order
+    /// they were taken, so a contender taking them in order never gets a later ref while
+    /// an earlier one is still held here.
     pub fn release(&self, held: &HeldLock) -> Result<Released, LockError> {
-        let released = self.delete_if_at(&held.origin_url, &held.ref_name, held.sha);
-        self.release_aliases(&held.aliases);
+        let (before, after) = held
+            .aliases
+            .split_at(held.aliases_before.min(held.aliases.len()));
+        self.release_aliases(after);
+        let released = self.release_one(held);
+        self.release_aliases(before);
+        released
+    }
+
+    /// Deletes `held`'s ref if it holds our last confirmed write, or else a refresh of ours
+    /// whose answer was lost; then none of those writes is this process's any more.
+    fn release_one(&self, held: &HeldLock) -> Result<Released, LockError> {
+        let mut released = self.delete_if_at(&held.origin_url, &held.ref_name, held.sha);
+        if let Ok(Released::NotOurs { now_sha }) = &released
+            && let Some(lost) = held
+                .unconfirmed
+                .iter()
+                .find(|w| w.sha.to_string() == *now_sha)
+        {
+            released = self.delete_if_at(&held.origin_url, &held.ref_name, lost.sha);
+        }
+        let mut mine = self.mine();
+        for lost in &held.unconfirmed {
+            mine.remove(&lost.sha);
+        }
         released
     }
 
@@ -22,7 +46,7 @@ impl LockClient {
     }
 
     pub(super) fn release_alias(&self, alias: &HeldLock) {
-        match self.delete_if_at(&alias.origin_url, &alias.ref_name, alias.sha) {
+        match self.release_one(alias) {
             Ok(Released::Deleted | Released::AlreadyGone) => {}
             Ok(Released::NotOurs { now_sha }) => tracing::warn!(
                 ref_name = alias.ref_name,

@@ -168,6 +168,11 @@ impl Metrics {
             crate::lane_lock::LEFTOVERS_REMOVED.clone(),
         );
         registry.register(
+            "lane_lock_writers_blocked",
+            "Local-origin lane lock writes that found the writers' lock held past the wait (the holder is named in the log)",
+            crate::lane_lock::WRITERS_BLOCKED.clone(),
+        );
+        registry.register(
             "lock_busy_tries",
             "Tries to take an advisory lock (a record's, a lock file's) that found it held by another process",
             crate::atomic_file::BUSY_LOCK_TRIES.clone(),

@@ -211,6 +211,60 @@ fn a_local_path_and_a_network_url_to_the_same_bare_repo_are_one_lane() {
     );
 }
 
+/// One daemon, two lanes of one repository that berth cannot tell are one: the bare
+/// repository by a `git daemon` URL and by its path. They meet at the repository's `+repo`
+/// lock. The first lane's refresh of that lock is written by the server, but its answer is
+/// lost (the connection dies after the ref moved). The lock it left is still the first
+/// lane's, a live landing of this process: the second lane must find it held by this
+/// process (`holds`, which keeps the daemon from force-releasing it as an orphan), and the
+/// first lane's next heartbeat and its release must carry on with it.
+#[test]
+fn a_refresh_whose_answer_was_lost_stays_the_live_lanes_lock() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let remote = remote_by(Reach::GitDaemon);
+    let armed = remote.bare.join("lose-the-next-answer");
+    let hook = remote.bare.join("hooks/reference-transaction");
+    std::fs::create_dir_all(hook.parent().unwrap()).unwrap();
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = committed ] || exit 0\n[ -e '{armed}' ] || exit 0\ngrep -q ' refs/gstack/release-locks/+repo/' || exit 0\nrm -f '{armed}'\nkill -9 $PPID\n",
+            armed = armed.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = remote.bare.to_str().unwrap().to_owned();
+    let (by_url, by_path) = (lane_of(&remote.url), lane_of(&path));
+    let (_dir, daemon) = client(LONG_TTL);
+    let mut held = acquired(daemon.acquire(&remote.url, &by_url, "me", Path::new("/a")));
+
+    let repo_ref = "refs/gstack/release-locks/+repo/main";
+    let before = remote.sha(repo_ref).unwrap();
+    std::fs::write(&armed, "").unwrap();
+    let lost = daemon.heartbeat(&mut held);
+    assert!(!armed.exists(), "the answer was not lost");
+    assert!(lost.is_err(), "{lost:?}");
+    let left = remote.sha(repo_ref).expect("the refresh was written");
+    assert_ne!(left, before, "the refresh did not move the ref");
+    assert!(
+        daemon.holds(&left),
+        "a live lane's lock taken for an orphan"
+    );
+
+    match daemon.acquire(&path, &by_path, "me", Path::new("/b")) {
+        Ok(Acquire::HeldElsewhere { sha, .. }) => assert!(daemon.holds(&sha)),
+        other => panic!("the second lane must find the lane held, got {other:?}"),
+    }
+    daemon.heartbeat(&mut held).unwrap();
+    assert_eq!(daemon.release(&held).unwrap(), Released::Deleted);
+    assert_eq!(
+        remote.sha(repo_ref),
+        None,
+        "the +repo lock outlived its release"
+    );
+}
+
 /// A legacy record (no `repoIdentity`) in flight in another live daemon holds the lane its
 /// origin names, as its lock does: a queued record of that lane waits, and is never
 /// selected beside it because the in-flight one was keyed by `path:<repoPath>` and the

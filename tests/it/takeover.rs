@@ -324,3 +324,145 @@ fn a_writers_lock_the_daemon_user_cannot_open_does_not_wedge_the_lane() {
     assert_eq!(world.read_record(&id)["status"], "landed", "{log}");
     assert_eq!(world.ledger(), [52]);
 }
+
+/// Holds `file`'s `flock` from a `flock -o … sleep 600` process (only `flock` itself holds
+/// it), once it holds it.
+fn flock_holder(world: &World, file: &Path) -> std::process::Child {
+    let holder = std::process::Command::new("flock")
+        .arg("-o")
+        .arg(file)
+        .args(["sleep", "600"])
+        .spawn()
+        .unwrap();
+    let free = || {
+        std::process::Command::new("flock")
+            .args(["-n", "-o"])
+            .arg(file)
+            .arg("true")
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(world.wait_for(Duration::from_secs(30), || !free()));
+    holder
+}
+
+fn end(mut child: std::process::Child) {
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+    let _ = child.wait();
+}
+
+/// A process stopped while it holds a local origin's writers' lock and the lock ref's
+/// `.lock` file (what a writer stopped mid-write holds) is no dead writer: continued, it
+/// would rename whatever `<ref>.lock` then is over the ref, so nobody may remove that
+/// file. The lane waits (nothing lands, the `.lock` stays) and the log names the holder,
+/// says it is stopped and how to fix it; once the holder is gone the `.lock` is a
+/// leftover and the lane lands.
+#[test]
+fn a_foreign_writer_stopped_mid_write_is_named_and_the_lane_waits_for_it() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(43, "main");
+    let repo = Path::new(&lane.remote_url);
+    let refs = repo.join("refs/gstack/release-locks/+repo");
+    fs::create_dir_all(&refs).unwrap();
+    let ref_lock = refs.join("main.lock");
+    fs::write(&ref_lock, "").unwrap();
+    let holder = flock_holder(&world, &repo.join("berth-lane-locks.lock"));
+    let pid = holder.id();
+    kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).unwrap();
+    // Far older than any leftover age and any TTL.
+    let age = berth::lane_lock::LEFTOVER_AGE.as_secs() + 60;
+    assert!(
+        std::process::Command::new("touch")
+            .args(["-d", &format!("{age} seconds ago")])
+            .arg(&ref_lock)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let config = world.git_forge_config("lock_ttl_secs = 3\nheartbeat_secs = 1\n");
+    let run = world.run_once(&config).get_output().clone();
+    let said = String::from_utf8_lossy(&run.stderr).into_owned();
+    let waited = (world.read_record(&id)["status"].clone(), ref_lock.exists());
+    end(holder);
+    assert_eq!(waited.0, "queued", "{said}");
+    assert!(waited.1, "the stopped writer's .lock was removed:\n{said}");
+    assert!(
+        said.contains(&format!("pid {pid} (flock, stopped)")),
+        "{said}"
+    );
+    assert!(said.contains(&format!("kill -CONT {pid}")), "{said}");
+
+    let run = world.run_once(&config).get_output().clone();
+    let said = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(world.read_record(&id)["status"], "landed", "{said}");
+    assert!(!ref_lock.exists());
+}
+
+/// The session (`/proc/<pid>/stat` field 6) and parent of `pid`.
+fn session_and_parent(pid: i32) -> Option<(i32, i32)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.get(stat.rfind(')')? + 2..)?.split(' ');
+    let parent = fields.nth(1)?.parse().ok()?;
+    let session = fields.nth(1)?.parse().ok()?;
+    Some((session, parent))
+}
+
+/// berth's own write of a local origin's lock ref is a child in a session of its own, so
+/// berth stopped in the middle of it (Ctrl-Z, SIGSTOP) holds neither the writers' lock nor
+/// the ref's `.lock` file: the write finishes while berth stays stopped, and the lane is
+/// free again once its lock expires. The test holds the writers' lock so that the write
+/// waits, stops berth while it does, lets go, and sees the write done and nothing left
+/// locked, with berth still stopped.
+#[test]
+fn a_daemon_stopped_mid_write_holds_no_lock_on_the_origin() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    lane.queue(44, "main");
+    let repo = Path::new(&lane.remote_url);
+    let writers = repo.join("berth-lane-locks.lock");
+    fs::write(&writers, "").unwrap();
+    let holder = flock_holder(&world, &writers);
+    let config = world.git_forge_config("lock_ttl_secs = 3\nheartbeat_secs = 1\n");
+    let berth_dir = world.berth_state();
+    let daemon = world.spawn_berth(
+        &["run", "--once", "--config", config.to_str().unwrap()],
+        &berth_dir,
+        &[],
+    );
+    let berth = daemon.id() as i32;
+    let (berth_session, _) = session_and_parent(berth).unwrap();
+    let mut writer = None;
+    let seen = world.wait_for(Duration::from_secs(60), || {
+        writer = children_but(berth, 0).into_iter().find(|&pid| {
+            session_and_parent(pid).is_some_and(|(session, _)| session != berth_session)
+        });
+        writer.is_some()
+    });
+    let log = || fs::read_to_string(berth_dir.with_extension("log")).unwrap_or_default();
+    assert!(seen, "no writer child in a session of its own:\n{}", log());
+    kill(Pid::from_raw(berth), Signal::SIGSTOP).unwrap();
+    end(holder);
+    let lock_ref = repo.join("refs/gstack/release-locks/+repo/main");
+    let written = world.wait_for(Duration::from_secs(60), || {
+        lock_ref.exists()
+            && !lock_ref.with_extension("lock").exists()
+            && std::process::Command::new("flock")
+                .args(["-n", "-o"])
+                .arg(&writers)
+                .arg("true")
+                .status()
+                .unwrap()
+                .success()
+    });
+    let stopped = session_and_parent(berth).is_some();
+    let _ = kill(Pid::from_raw(berth), Signal::SIGCONT);
+    end(daemon);
+    assert!(stopped);
+    assert!(
+        written,
+        "berth, stopped, kept its write of the lock ref from finishing:\n{}",
+        log()
+    );
+}

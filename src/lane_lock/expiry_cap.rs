@@ -1,0 +1,106 @@
+//! A lock's `expiresAt` is believed only as far ahead as a holder could have written it.
+//!
+//! A holder writes `expiresAt` as its write time plus its TTL, and its clock may be ahead
+//! of this host's by up to [`MAX_CLOCK_SKEW`]. So a lock that expires further ahead than
+//! the longest TTL berth accepts from a holder ([`LockClient::longest_ttl`]) plus that
+//! skew was written by no holder berth knows: a planted ref, or a clock set years ahead.
+//! Believed, it would hold the lane until someone ran `berth lock release --force`.
+//! Instead it is judged to expire that long after berth first saw that exact lock (its
+//! commit), and the log names the ref and why, once.
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use git2::Oid;
+
+use super::payload::ReadLock;
+use crate::ownership::MAX_CLOCK_SKEW;
+
+/// The most lock commits berth remembers having first seen past the bound; past it, it
+/// forgets them all (each is then capped from its next sighting).
+const MAX_REMEMBERED: usize = 1024;
+
+/// When berth first saw each lock commit whose `expiresAt` lay past the bound.
+static FIRST_SEEN: LazyLock<Mutex<HashMap<Oid, DateTime<Utc>>>> = LazyLock::new(Default::default);
+
+/// `lock` (the commit `sha` on `ref_name`), with its expiry capped at the first sighting
+/// plus `longest_ttl` plus [`MAX_CLOCK_SKEW`] when it lies further ahead of `now`.
+pub(super) fn capped(
+    mut lock: ReadLock,
+    sha: Oid,
+    ref_name: &str,
+    longest_ttl: Duration,
+    now: DateTime<Utc>,
+) -> ReadLock {
+    let bound = chrono::Duration::from_std(longest_ttl.saturating_add(MAX_CLOCK_SKEW))
+        .unwrap_or(chrono::Duration::MAX);
+    if lock.expires_at <= now + bound {
+        return lock;
+    }
+    let mut seen = FIRST_SEEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let first = match seen.get(&sha) {
+        Some(&first) => first,
+        None => {
+            if seen.len() >= MAX_REMEMBERED {
+                seen.clear();
+            }
+            seen.insert(sha, now);
+            let judged = now + bound;
+            tracing::warn!(
+                ref_name,
+                %sha,
+                holder = lock.payload.owner_id,
+                expires_at = lock.payload.expires_at,
+                judged_to_expire_at = %crate::clock::iso(judged),
+                "a lane lock expires further ahead than any holder writes one (the longest TTL berth accepts, {} s, plus the {} s clock skew bound): judged to expire that long after berth first saw it",
+                longest_ttl.as_secs(),
+                MAX_CLOCK_SKEW.as_secs()
+            );
+            now
+        }
+    };
+    lock.expires_at = lock.expires_at.min(first + bound);
+    lock
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lane_lock::payload::{LockPayload, lock_message, read_lock};
+
+    fn planted(expires_at: DateTime<Utc>) -> ReadLock {
+        let payload = LockPayload {
+            owner_id: "planted".into(),
+            repo_path: "/r".into(),
+            repo_identity: None,
+            base_branch: "main".into(),
+            created_at: None,
+            expires_at: crate::clock::iso(expires_at),
+        };
+        read_lock("0", Ok(lock_message(&payload).unwrap())).unwrap()
+    }
+
+    #[test]
+    fn an_expiry_past_the_longest_ttl_and_skew_counts_from_first_sight() {
+        let ttl = Duration::from_secs(3600);
+        let bound = chrono::Duration::from_std(ttl + MAX_CLOCK_SKEW).unwrap();
+        let now = crate::clock::now();
+        let sha = Oid::from_str("1234567890123456789012345678901234567890").unwrap();
+        let year = planted(now + chrono::Duration::days(365));
+        let first = capped(year.clone(), sha, "refs/x", ttl, now);
+        assert_eq!(first.expires_at, now + bound);
+        // Seen again later, it still counts from the first sighting.
+        let later = capped(year, sha, "refs/x", ttl, now + bound);
+        assert_eq!(later.expires_at, now + bound);
+        assert!(!later.is_live_at(now + bound));
+        // Within the bound, an expiry is believed as written.
+        let fair = planted(now + bound - chrono::Duration::seconds(1));
+        let other = Oid::from_str("2234567890123456789012345678901234567890").unwrap();
+        let kept = capped(fair.clone(), other, "refs/x", ttl, now);
+        assert_eq!(kept.expires_at, fair.expires_at);
+    }
+}

@@ -1,0 +1,309 @@
+//! A local origin's lock ref is written by a short-lived `git update-ref` in a session of
+//! its own, never by berth's process.
+//!
+//! Whoever writes a ref holds its `<ref>.lock` file from the exclusive create to the
+//! rename over the ref, and berth's writers also hold the writers' lock
+//! ([`super::leftover::WRITERS_LOCK`]) around that. Written from the daemon's own process,
+//! a daemon stopped inside that window (Ctrl-Z, SIGSTOP, a debugger) would hold both for as
+//! long as it stays stopped: no other writer could write the ref, and none may remove the
+//! `.lock` file (continued, the stopped writer renames whatever `<ref>.lock` then is over
+//! the ref, another writer's fresh one included). So berth forks a child that leaves
+//! berth's session and process group (a terminal's Ctrl-Z and a signal to berth's group
+//! miss it), arms an alarm of [`WRITE_LIMIT`] (kept across exec: past it the kernel ends
+//! the child whatever berth does), takes the writers' lock (waiting at most
+//! [`WRITERS_WAIT`]), removes the one leftover berth judged dead (if it is still that
+//! file), and execs `git update-ref`, which compares the old value under the `.lock` file
+//! and renames. The child runs for milliseconds; berth waits for it at most
+//! [`WRITE_LIMIT`] plus [`WRITE_GRACE`], then SIGKILLs it.
+
+use std::ffi::CString;
+use std::io::{self, Read as _};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use git2::Oid;
+use nix::libc;
+
+use super::leftover::FileId;
+
+/// How long a writer child may live. Shorter than [`super::LEFTOVER_AGE`], so a berth
+/// writer's `.lock` file is gone (renamed, or its writer killed) before anyone may take it
+/// for a dead writer's.
+pub const WRITE_LIMIT: Duration = Duration::from_secs(8);
+
+/// How long berth waits past [`WRITE_LIMIT`] before it SIGKILLs a writer child still there
+/// (a stopped child takes its alarm only when continued).
+const WRITE_GRACE: Duration = Duration::from_secs(1);
+
+/// How long a writer child waits for the writers' lock before it writes without it.
+pub const WRITERS_WAIT: Duration = Duration::from_secs(5);
+
+/// How often the child retries the writers' lock, and how often berth looks at the child.
+const RETRY: Duration = Duration::from_millis(2);
+
+/// The most of the child's error output kept for the message.
+const STDERR_CAP: u64 = 4096;
+
+/// One-byte reports the child writes before it execs `git`.
+const REPORT_BUSY: u8 = b'b';
+const REPORT_UNOPENED: u8 = b'u';
+const REPORT_REMOVED: u8 = b'r';
+
+/// The ref's new state.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Change {
+    /// Point it at `new` if it holds `old` (the zero id: only if it is absent).
+    Set { new: Oid, old: Oid },
+    /// Delete it if it holds `old`.
+    Delete { old: Oid },
+}
+
+/// How the writers' lock went for the child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Writers {
+    Held,
+    /// Another process held it past [`WRITERS_WAIT`]: written without it.
+    Busy,
+    /// It could not be opened: written without it.
+    Unopened,
+}
+
+/// What one writer child did.
+#[derive(Debug)]
+pub(super) struct Written {
+    /// `git update-ref` succeeded: the ref moved.
+    pub applied: bool,
+    /// `git`'s error output (or why the child ended), when it did not.
+    pub said: String,
+    pub writers: Writers,
+    /// The judged leftover `.lock` file was removed first.
+    pub removed_leftover: bool,
+}
+
+/// Runs one writer child for `ref_name` in the bare repository at `git_dir`.
+pub(super) fn write(
+    git_dir: &Path,
+    writers_lock: &Path,
+    ref_lock: &Path,
+    ref_name: &str,
+    change: Change,
+    leftover: Option<FileId>,
+) -> io::Result<Written> {
+    let (report_read, report_write) = report_pipe()?;
+    let mut command = git_update_ref(git_dir, ref_name, change);
+    let before_exec = BeforeExec {
+        writers_lock: c_path(writers_lock)?,
+        ref_lock: c_path(ref_lock)?,
+        leftover,
+        report: report_write.as_raw_fd(),
+    };
+    // SAFETY: `BeforeExec::run` makes only async-signal-safe system calls and allocates
+    // nothing (its paths were made here, before the fork).
+    unsafe {
+        command.pre_exec(move || before_exec.run());
+    }
+    let mut child = command.spawn()?;
+    drop(report_write);
+    let status = wait_within(&mut child, WRITE_LIMIT + WRITE_GRACE)?;
+    let mut said = String::new();
+    if let Some(stderr) = child.stderr.take() {
+        let _ = stderr.take(STDERR_CAP).read_to_string(&mut said);
+    }
+    let reports = read_reports(&report_read);
+    let writers = if reports.contains(&REPORT_BUSY) {
+        Writers::Busy
+    } else if reports.contains(&REPORT_UNOPENED) {
+        Writers::Unopened
+    } else {
+        Writers::Held
+    };
+    let applied = status.is_some_and(|status| status.success());
+    if status.is_none() {
+        said = format!(
+            "the writer (git update-ref) ran past {} s and was killed",
+            WRITE_LIMIT.as_secs()
+        );
+    } else if !applied && said.trim().is_empty() {
+        said = format!("git update-ref ended with {}", status.unwrap_or_default());
+    }
+    Ok(Written {
+        applied,
+        said: said.trim().to_owned(),
+        writers,
+        removed_leftover: reports.contains(&REPORT_REMOVED),
+    })
+}
+
+/// `git update-ref` with no hooks, no deref of a symbolic ref, no `GIT_*` variables of
+/// berth's environment, and messages in English.
+fn git_update_ref(git_dir: &Path, ref_name: &str, change: Change) -> Command {
+    let mut command = Command::new("git");
+    command
+        .arg("-c")
+        .arg("core.hooksPath=/dev/null")
+        .arg("--git-dir")
+        .arg(git_dir)
+        .args(["update-ref", "--no-deref", "-m", "berth lane lock"]);
+    match change {
+        Change::Set { new, old } => command.args([ref_name, &new.to_string(), &old.to_string()]),
+        Change::Delete { old } => command.args(["-d", ref_name, &old.to_string()]),
+    };
+    for (name, _) in std::env::vars_os() {
+        if name.as_bytes().starts_with(b"GIT_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// The child's exit status, or `None` when it outlived `limit` and was SIGKILLed.
+fn wait_within(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> io::Result<Option<std::process::ExitStatus>> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            child.wait()?;
+            return Ok(None);
+        }
+        std::thread::sleep(RETRY);
+    }
+}
+
+/// A close-on-exec, non-blocking pipe: `git` never inherits its write end.
+fn report_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a valid array of two descriptors for pipe2 to fill.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 just opened both, and nothing else owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn read_reports(read_end: &OwnedFd) -> Vec<u8> {
+    let mut bytes = [0u8; 8];
+    // SAFETY: `bytes` is a valid buffer of its length.
+    let n = unsafe { libc::read(read_end.as_raw_fd(), bytes.as_mut_ptr().cast(), bytes.len()) };
+    bytes[..usize::try_from(n).unwrap_or(0)].to_vec()
+}
+
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte"))
+}
+
+/// What the child does between fork and exec.
+struct BeforeExec {
+    writers_lock: CString,
+    ref_lock: CString,
+    leftover: Option<FileId>,
+    report: libc::c_int,
+}
+
+impl BeforeExec {
+    /// Only async-signal-safe calls, no allocation: this runs in the child of a
+    /// multi-threaded process.
+    fn run(&self) -> io::Result<()> {
+        // SAFETY: plain system calls on valid NUL-terminated paths and descriptors.
+        unsafe {
+            if libc::setsid() == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            libc::alarm(WRITE_LIMIT.as_secs() as libc::c_uint);
+            let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+            let mut fd = libc::open(self.writers_lock.as_ptr(), libc::O_RDWR | flags);
+            if fd == -1 && *libc::__errno_location() == libc::EACCES {
+                fd = libc::open(self.writers_lock.as_ptr(), libc::O_RDONLY | flags);
+            }
+            if fd == -1 {
+                self.say(REPORT_UNOPENED);
+                return Ok(());
+            }
+            // Not close-on-exec: `git` holds the lock until it exits.
+            match lock_within(fd, WRITERS_WAIT) {
+                Flock::Held => {}
+                Flock::Busy => {
+                    self.say(REPORT_BUSY);
+                    return Ok(());
+                }
+                Flock::Failed => {
+                    self.say(REPORT_UNOPENED);
+                    return Ok(());
+                }
+            }
+            if let Some(leftover) = self.leftover
+                && FileId::lstat(self.ref_lock.as_ptr()) == Some(leftover)
+                && libc::unlink(self.ref_lock.as_ptr()) == 0
+            {
+                self.say(REPORT_REMOVED);
+            }
+        }
+        Ok(())
+    }
+
+    fn say(&self, report: u8) {
+        // SAFETY: a one-byte write from a valid byte.
+        unsafe { libc::write(self.report, (&raw const report).cast(), 1) };
+    }
+}
+
+/// What [`lock_within`] got.
+#[derive(PartialEq, Eq)]
+enum Flock {
+    Held,
+    Busy,
+    Failed,
+}
+
+/// `flock(fd, LOCK_EX)`, waiting at most `wait` on `CLOCK_MONOTONIC` (async-signal-safe).
+fn lock_within(fd: libc::c_int, wait: Duration) -> Flock {
+    let pause = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: RETRY.subsec_nanos() as libc::c_long,
+    };
+    let deadline = monotonic().saturating_add(wait);
+    loop {
+        // SAFETY: flock and nanosleep on a valid descriptor and timespec.
+        unsafe {
+            if libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) == 0 {
+                return Flock::Held;
+            }
+            if *libc::__errno_location() != libc::EWOULDBLOCK {
+                return Flock::Failed;
+            }
+            if monotonic() >= deadline {
+                return Flock::Busy;
+            }
+            libc::nanosleep(&pause, std::ptr::null_mut());
+        }
+    }
+}
+
+/// `CLOCK_MONOTONIC` now (async-signal-safe, no allocation).
+fn monotonic() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
