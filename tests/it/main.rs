@@ -47,6 +47,7 @@ mod module_size;
 mod queue_cli;
 mod queue_page;
 mod replay;
+mod review4;
 mod rule_edges;
 mod rules;
 mod runner;
