@@ -47,7 +47,6 @@ mod module_size;
 mod queue_cli;
 mod queue_page;
 mod replay;
-mod review4;
 mod rule_edges;
 mod rules;
 mod runner;

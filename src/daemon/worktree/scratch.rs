@@ -47,6 +47,12 @@ pub(super) enum Unclean {
     Junk(usize),
     #[error("after the reset, {0}")]
     NotReset(&'static str),
+    #[error("its admin dir holds {0}, which a fresh worktree would not have")]
+    AdminEntry(String),
+    #[error("its commondir no longer leads to the repository's own git dir")]
+    CommonDirMoved,
+    #[error("the repository sets {0}, so the status cannot prove a file unchanged")]
+    StatUntrusted(&'static str),
     #[error(transparent)]
     Git(#[from] git2::Error),
 }
@@ -97,6 +103,8 @@ impl Scratch {
             return Err(Unclean::GitDirMoved);
         }
         no_lock(&admin)?;
+        admin_is_gits_own(&admin, repo.commondir())?;
+        stat_is_trusted(&wt)?;
         if wt.state() != RepositoryState::Clean {
             return Err(Unclean::InProgress(wt.state()));
         }
@@ -146,8 +154,18 @@ impl Scratch {
         let repo = Repository::open(&self.repo)?;
         if let Ok(worktree) = repo.find_worktree(name)
             && worktree.path() == path
+            && worktree.prune(None).is_err()
         {
-            worktree.prune(None)?;
+            // libgit2 refuses to prune an entry whose `commondir` a step pointed
+            // elsewhere; left, it would keep the entry's branch "in use" for the repo's
+            // next landings. Its directory is gone, so the entry is removed by hand.
+            let admin = repo.path().join("worktrees").join(name);
+            if std::fs::symlink_metadata(&admin).is_ok_and(|m| m.is_dir()) {
+                std::fs::remove_dir_all(&admin).map_err(|source| WorktreeError::Remove {
+                    path: admin.clone(),
+                    source,
+                })?;
+            }
         }
         if let Ok(mut branch) = repo.find_reference(&format!("refs/heads/{name}")) {
             branch.delete()?;
@@ -178,6 +196,79 @@ fn no_lock(admin: &Path) -> Result<(), Unclean> {
                 "an index.lock"
             }));
         }
+    }
+    Ok(())
+}
+
+/// What git itself keeps in a worktree's admin dir between commands. Anything else
+/// (`config.worktree`, per-worktree `refs/`, `hooks`, `info/`) is a step's doing and
+/// would reach the next landing, which a fresh worktree would not.
+const GITS_OWN_ADMIN_ENTRIES: [&str; 8] = [
+    "HEAD",
+    "ORIG_HEAD",
+    "FETCH_HEAD",
+    "AUTO_MERGE",
+    "index",
+    "commondir",
+    "gitdir",
+    "logs",
+];
+
+/// `Err` unless the admin dir is a plain directory holding only what git keeps there,
+/// with `commondir` leading to the repository's own git dir: a step that points it at a
+/// repository of its own hands the next landing its config and hooks.
+fn admin_is_gits_own(admin: &Path, common: &Path) -> Result<(), Unclean> {
+    let unexpected = |name: &str| Unclean::AdminEntry(name.to_owned());
+    if !std::fs::symlink_metadata(admin).is_ok_and(|m| m.is_dir()) {
+        return Err(unexpected("no plain directory"));
+    }
+    for entry in std::fs::read_dir(admin).map_err(|_| unexpected("an unreadable listing"))? {
+        let entry = entry.map_err(|_| unexpected("an unreadable listing"))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let kind = entry.file_type().map_err(|_| unexpected(&name))?;
+        let expected = match name.as_ref() {
+            "logs" => kind.is_dir() && logs_hold_only_head(&entry.path()),
+            other => kind.is_file() && GITS_OWN_ADMIN_ENTRIES.contains(&other),
+        };
+        if !expected {
+            return Err(unexpected(&name));
+        }
+    }
+    let text = crate::hostile_file::read_regular_string(&admin.join("commondir"), 4096)
+        .map_err(|_| Unclean::CommonDirMoved)?;
+    let named = Path::new(text.trim_end_matches('\n'));
+    if same_file(&admin.join(named), common) {
+        Ok(())
+    } else {
+        Err(Unclean::CommonDirMoved)
+    }
+}
+
+/// A worktree's `logs/` holds its HEAD's reflog and nothing else.
+fn logs_hold_only_head(logs: &Path) -> bool {
+    std::fs::read_dir(logs).is_ok_and(|entries| {
+        entries.into_iter().all(|entry| {
+            entry.is_ok_and(|e| e.file_name() == "HEAD" && e.file_type().is_ok_and(|t| t.is_file()))
+        })
+    })
+}
+
+/// `Err` if the repository tells git to trust less of a file's stat data than a change
+/// always moves (its ctime): the status could then take an edited file for unchanged.
+fn stat_is_trusted(wt: &Repository) -> Result<(), Unclean> {
+    let config = wt.config()?.snapshot()?;
+    if config.get_bool("core.trustctime").ok() == Some(false) {
+        return Err(Unclean::StatUntrusted("core.trustctime = false"));
+    }
+    if config.get_bool("core.ignoreStat").ok() == Some(true) {
+        return Err(Unclean::StatUntrusted("core.ignoreStat = true"));
+    }
+    if config
+        .get_str("core.checkStat")
+        .is_ok_and(|v| v.eq_ignore_ascii_case("minimal"))
+    {
+        return Err(Unclean::StatUntrusted("core.checkStat = minimal"));
     }
     Ok(())
 }
