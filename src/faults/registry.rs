@@ -174,28 +174,82 @@ fn read(path: &Path) -> Result<Option<Registry>, Unread> {
     }
 }
 
+/// What `run_id`'s other registries (other state files of the run) say about halt ids.
+#[derive(Debug, Default)]
+pub struct Elsewhere {
+    raised: HashSet<String>,
+    /// The registries that could not be read, each naming the file and the reason: what
+    /// they hold is unknown.
+    unread: Vec<String>,
+}
+
+impl Elsewhere {
+    /// Whether a readable other registry holds `fault_id`.
+    pub fn contains(&self, fault_id: &str) -> bool {
+        self.raised.contains(fault_id)
+    }
+
+    /// The other registries that could not be read. While there is one, no fault of the
+    /// run is resolved: it may still hold it (a fault stays raised rather than clear on a
+    /// read error).
+    pub fn unread(&self) -> &[String] {
+        &self.unread
+    }
+}
+
 /// The halt ids raised by `run_id`'s other registries in `dir` (not `own`): a fault one
 /// state file still has is not resolved because another state file of the run cleared it.
-/// A registry that cannot be read counts for nothing here; its own sync reports it.
-pub fn raised_elsewhere(dir: &Path, run_id: &str, own: &Path) -> HashSet<String> {
+/// A registry whose state file is gone is removed instead (the run's lock is held): that
+/// file raises nothing any more, and counting it would keep a new state file of the run
+/// from filing, and later resolving, the same fault for ever. Its pending events stay
+/// for an investigator.
+pub fn raised_elsewhere(dir: &Path, run_id: &str, own: &Path) -> Elsewhere {
     let prefix = name_prefix(run_id);
-    let Ok(entries) = fs::read_dir(dir) else {
-        return HashSet::new();
+    let mut elsewhere = Elsewhere::default();
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            elsewhere.unread.push(format!("{}: {e}", dir.display()));
+            return elsewhere;
+        }
     };
-    entries
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| {
-            path.as_path() != own
-                && path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                    n.starts_with(&prefix) && n.ends_with(".json") && !n.starts_with('.')
-                })
-        })
-        .filter_map(|path| read(&path).ok().flatten())
-        // A safe run id is shared by run ids that differ only in unsafe characters.
-        .filter(|registry| registry.run_id == run_id)
-        .flat_map(|registry| registry.active.into_values().map(|a| a.fault_id))
-        .collect()
+    let paths = entries.flatten().map(|entry| entry.path()).filter(|path| {
+        path.as_path() != own
+            && path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with(&prefix) && n.ends_with(".json") && !n.starts_with('.')
+            })
+    });
+    for path in paths {
+        match read(&path) {
+            Ok(None) => {}
+            // A safe run id is shared by run ids that differ only in unsafe characters.
+            Ok(Some(registry)) if registry.run_id != run_id => {}
+            Ok(Some(registry)) if source_is_gone(&registry.source) => {
+                if let Err(e) = fs::remove_file(&path)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(file = %path.display(), "registry of a gone state file not removed: {e}");
+                }
+            }
+            Ok(Some(registry)) => elsewhere
+                .raised
+                .extend(registry.active.into_values().map(|a| a.fault_id)),
+            Err(Unread::Invalid(reason)) => elsewhere
+                .unread
+                .push(format!("{}: {reason}", path.display())),
+            Err(Unread::Failed(reason)) => elsewhere
+                .unread
+                .push(format!("{}: {reason}", path.display())),
+        }
+    }
+    elsewhere
+}
+
+/// Whether a registry's source is a state file that is no longer there. The queue's
+/// registry names the queue dir, never a `.json` file.
+fn source_is_gone(source: &str) -> bool {
+    source.ends_with(".json")
+        && matches!(fs::symlink_metadata(source), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
 }
 
 fn aside_path(path: &Path) -> PathBuf {
@@ -247,9 +301,11 @@ mod tests {
                 .unwrap()
                 .starts_with("run_1-")
         );
+        let state = dir.path().join("a-state.json");
+        fs::write(&state, "{}").unwrap();
         let mut registry = Registry {
             run_id: "run/1".into(),
-            source: "/s/a.json".into(),
+            source: state.display().to_string(),
             ..Registry::default()
         };
         registry.active.insert(
@@ -270,10 +326,29 @@ mod tests {
             },
         )
         .unwrap();
+        let elsewhere = raised_elsewhere(dir.path(), "run/1", &b);
         assert_eq!(
-            raised_elsewhere(dir.path(), "run/1", &b),
+            elsewhere.raised,
             HashSet::from(["PHASE_FAILED:all:0123abcd".to_owned()])
         );
-        assert!(raised_elsewhere(dir.path(), "run/1", &a).is_empty());
+        assert!(elsewhere.unread().is_empty());
+        assert!(raised_elsewhere(dir.path(), "run/1", &a).raised.is_empty());
+        assert!(
+            a.exists(),
+            "{a:?}: only a gone state file's registry is removed"
+        );
+    }
+
+    /// A registry of the run that cannot be read (here a directory in its place) may hold
+    /// any fault: it is reported, never read as "holds nothing".
+    #[test]
+    fn an_unreadable_other_registry_is_reported_not_read_as_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = path(dir.path(), "run/1", "/s/a.json");
+        let b = path(dir.path(), "run/1", "/s/b.json");
+        fs::create_dir(&a).unwrap();
+        let elsewhere = raised_elsewhere(dir.path(), "run/1", &b);
+        assert_eq!(elsewhere.unread().len(), 1, "{elsewhere:?}");
+        assert!(elsewhere.unread()[0].contains(&a.display().to_string()));
     }
 }

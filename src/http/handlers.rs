@@ -1,8 +1,11 @@
 //! The handler threads and the requests waiting for them. A handler reads the disk, so it
 //! runs on one of [`HANDLER_THREADS`] blocking threads; a request waits for one in a queue
 //! of at most [`MAX_WAITING`], and while it waits its connection is watched: a request
-//! whose client went away is dropped unrun, so clients long gone never keep a scrape
-//! waiting. Past [`MAX_WAITING`] a request is answered 503 at once (load shed).
+//! whose connection failed (reset) is dropped unrun. A client's end of input (FIN) is not
+//! its going: one that half-closes after its request (`nc -N`, HTTP/1.0 clients) still
+//! reads the answer, and the server cannot tell it from a closed one without writing, so
+//! such a request keeps its place; [`MAX_WAITING`] bounds what closed clients can put
+//! ahead of a scrape. Past [`MAX_WAITING`] a request is answered 503 at once (load shed).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -92,8 +95,9 @@ impl Handlers {
     }
 }
 
-/// Returns when the client closed the connection (or it failed); reads what the client
-/// sends meanwhile into `buffer`, and past `max` bytes of it stops watching.
+/// Returns when the connection failed (the client is gone); reads what the client sends
+/// meanwhile into `buffer`, and past `max` bytes of it, or once the client's input ended
+/// (it may still be reading: a half-close), stops watching.
 async fn client_gone(stream: &mut TcpStream, buffer: &mut Vec<u8>, max: usize) {
     loop {
         let room = max.saturating_sub(buffer.len());
@@ -103,7 +107,8 @@ async fn client_gone(stream: &mut TcpStream, buffer: &mut Vec<u8>, max: usize) {
         let mut chunk = [0u8; 1024];
         // `read` is cancel-safe: when the handler's turn comes first, nothing was read.
         match stream.read(&mut chunk[..room.min(1024)]).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) => return std::future::pending().await,
+            Err(_) => return,
             Ok(n) => buffer.extend_from_slice(&chunk[..n]),
         }
     }

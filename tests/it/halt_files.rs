@@ -228,3 +228,55 @@ fn a_planted_archive_numbered_u64_max_does_not_make_recurrences_overwrite_each_o
         "archived captures were overwritten; kept: {tails:?}"
     );
 }
+
+/// Scenario: run `nightly`'s state file `polis.json` raises a HIGH fault, which berth files;
+/// an investigator acks it (`faults ack` moves it to `processed/`). The run's state file
+/// then goes (the orchestrator archives it) and the run is launched again under the same
+/// run id with a new state file, `polis-2.json`, that hits the same fault. Registries are
+/// kept per state file, and the gone file's registry (`active-faults/nightly-<hex of
+/// polis.json>.json`) is never synced or removed again: it holds the fault id as "raised
+/// elsewhere" for ever, so the new incident is never filed (nor, when it clears, resolved).
+#[test]
+fn a_fault_of_a_new_state_file_is_filed_though_a_gone_state_file_of_the_run_raised_it() {
+    let world = World::new();
+    let state_dir = state_dir_with_slug(&world, "nightly");
+    let halts = HaltStore::new(world.root.join("skill-faults"));
+    let rules = Rules::embedded().unwrap();
+    let set = rules.current();
+    let learned = LearnedSet::default();
+    let first = watch_runs(&set, &state_dir, &halts, &learned);
+    assert_eq!(first.emitted.len(), 1, "{first:?}");
+    let listed = halts.list();
+    let halt = &listed.halts[0];
+    halts
+        .mark_investigated(&halt.run_id, &halt.fault_id)
+        .unwrap();
+    fs::rename(state_dir.join("polis.json"), state_dir.join("polis-2.json")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let again = watch_runs(&set, &state_dir, &halts, &learned);
+    let pending: Vec<_> = halts
+        .list()
+        .halts
+        .into_iter()
+        .filter(|h| h.status == berth::faults::halt_store::HaltStatus::Pending)
+        .collect();
+    assert_eq!(
+        pending.len(),
+        1,
+        "the new state file's fault was not filed: emitted {:?}, problems {:?}; registries: {:?}",
+        again.emitted,
+        again.problems,
+        fs::read_dir(halts.dir().join("active-faults"))
+            .unwrap()
+            .map(|e| {
+                let path = e.unwrap().path();
+                let text = fs::read_to_string(&path).unwrap_or_default();
+                format!(
+                    "{}: {}",
+                    path.file_name().unwrap().to_string_lossy(),
+                    text.replace('\n', "")
+                )
+            })
+            .collect::<Vec<_>>()
+    );
+}

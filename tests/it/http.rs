@@ -265,3 +265,43 @@ fn requests_of_closed_connections_do_not_queue_ahead_of_a_scrape() {
     let ran = slow_runs.load(Ordering::SeqCst);
     assert!(ran < cap, "{ran} requests of closed connections ran");
 }
+
+/// Scenario: a client sends one whole request and then half-closes its side
+/// (`shutdown(SHUT_WR)`, as `printf 'GET /metrics HTTP/1.0\r\n\r\n' | nc -N host port`
+/// or any HTTP/1.0 client that signals the end of its request does), and reads the answer.
+/// Both handler threads are busy for a moment with two slow requests. The waiting
+/// request's "client gone" watch reads the FIN (`read` = 0) and drops the request unrun:
+/// the client, still reading, gets no answer at all, however idle the server is after.
+#[test]
+fn a_request_whose_client_half_closed_after_sending_it_is_still_answered() {
+    use berth::http::{Limits, Response, Router, Server};
+    use std::io::{Read, Write};
+    let router = Router::new()
+        .get("/slow", |_| {
+            std::thread::sleep(Duration::from_millis(300));
+            Response::text(200, "slow\n")
+        })
+        .get("/metrics", |_| Response::text(200, "ok\n"));
+    let server = Server::start("127.0.0.1:0", router, Limits::default()).unwrap();
+    let busy: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = TcpStream::connect(server.addr()).unwrap();
+            s.write_all(b"GET /slow HTTP/1.1\r\n\r\n").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    let mut client = TcpStream::connect(server.addr()).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    client.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    let _ = client.read_to_string(&mut answer);
+    drop(busy);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "a half-closed client's request got no answer: {answer:?}"
+    );
+}

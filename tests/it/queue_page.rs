@@ -235,3 +235,71 @@ fn the_queue_page_shows_lanes_waits_halts_and_stories_and_keeps_markup_as_text()
     );
     stop(daemon);
 }
+
+/// Scenario: a landing command prints 3 MB and then a drift signature, so the record goes
+/// land -> `drift_repairing` -> ship -> land again (the built-in verdict's one repair) and
+/// ends blocked. Both land runs share the attempt's land log, each kept to its first and
+/// last MiB, so the log berth wrote is 4 MiB plus two run headers and two cut lines. The
+/// `/log/<record id>` page refuses any file over 4 MiB as "not one berth wrote", so for
+/// exactly the landings an operator most wants to look at it shows "cannot be read"
+/// instead of the log's last 64 KiB.
+#[test]
+fn the_log_page_shows_the_tail_of_a_land_log_berth_wrote_across_a_drift_repair() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::sync::Arc;
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(12, "main");
+    let script = world.root.join("loud-land.sh");
+    fs::write(
+        &script,
+        "#!/bin/sh\nhead -c 3000000 /dev/zero | tr '\\0' x\necho\necho 'queue moved since last /ship'\nexit 1\n",
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let config = world.config(&format!(
+        "forge = \"git\"\nland_command = [{:?}]\nship_command = [\"true\"]\n",
+        script.to_str().unwrap()
+    ));
+    world.run_once(&config).code(1);
+    let record = world.read_record(&id);
+    assert_eq!(record["status"], "blocked", "{record:#}");
+    assert_eq!(record["retries"], 1, "{record:#}");
+    let (allowlist, _) = berth::gates::Allowlist::build(Some(&world.home), None, None);
+    let allowlist = Arc::new(allowlist);
+    let sources = berth::queue_page::PageSources {
+        store: berth::store::QueueStore::new(&world.queue),
+        berth_dir: world.berth_state(),
+        halts: berth::faults::HaltStore::new(world.root.join("skill-faults")),
+        allowlist: Box::new(move || Arc::clone(&allowlist)),
+        order: Arc::new(berth::queue_order::QueueOrder::default()),
+    };
+    let request =
+        berth::http::Request::parse(format!("GET /log/{id} HTTP/1.1").as_bytes()).unwrap();
+    let page = berth::queue_page::routes(sources).handle(&request);
+    let page = String::from_utf8_lossy(&page.to_bytes(false, false)).into_owned();
+    let logs: Vec<(String, u64)> = fs::read_dir(world.berth_state().join("logs").join(&id))
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    (
+                        e.file_name().to_string_lossy().into_owned(),
+                        e.metadata().unwrap().len(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        page.contains("queue moved since last /ship") && !page.contains("cannot be read"),
+        "the log page does not show the attempt log berth wrote (logs: {logs:?}): {}",
+        page.lines()
+            .filter(|l| l.contains("log"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        page.contains("bytes are not shown"),
+        "the page does not say what it cut from the log"
+    );
+}

@@ -110,6 +110,18 @@ impl HaltStore {
                     .active
                     .iter()
                     .any(|(id, a)| current.contains(id.as_str()) && a.fault_id == fault_id);
+            if !held && !elsewhere().unread().is_empty() {
+                // Another registry of the run may hold it: it stays raised (and in this
+                // registry) until they can be read.
+                report
+                    .problems
+                    .extend(elsewhere().unread().iter().map(|unread| {
+                        format!(
+                            "{fault_id} not resolved: a registry of the run is unreadable: {unread}"
+                        )
+                    }));
+                continue;
+            }
             if !held && !report.resolved.contains(&fault_id) {
                 if let Err(problem) = self.resolve(run_id, &fault_id) {
                     report.problems.push(problem.to_string());

@@ -312,3 +312,29 @@ fn a_planted_occurrence_count_of_u64_max_saturates() {
         2
     );
 }
+
+/// A fault clears while another registry of the run cannot be read (a directory stands
+/// in its place): that registry may hold the fault, so it is not resolved, and the
+/// problem is reported; once the registry is gone, the fault resolves.
+#[test]
+fn a_fault_is_not_resolved_while_another_registry_of_the_run_is_unreadable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    let x = event("r", "X", "");
+    assert_eq!(
+        store
+            .sync_run("r", "/s/r.json", std::slice::from_ref(&x))
+            .emitted
+            .len(),
+        1
+    );
+    let other = crate::faults::registry::path(&dir.path().join(ACTIVE_DIR), "r", "/s/r2.json");
+    fs::create_dir(&other).unwrap();
+    let report = store.sync_run("r", "/s/r.json", &[]);
+    assert!(report.resolved.is_empty(), "{report:?}");
+    assert!(!report.problems.is_empty(), "{report:?}");
+    assert!(!store.resolved_path("r", &x.fault_id).exists());
+    fs::remove_dir(&other).unwrap();
+    let report = store.sync_run("r", "/s/r.json", &[]);
+    assert_eq!(report.resolved, vec![x.fault_id.clone()], "{report:?}");
+}
