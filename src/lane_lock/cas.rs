@@ -214,9 +214,12 @@ fn local_swap(
     };
     Ok(match now {
         Some(now) if !expect.matches(now) => PushOutcome::Refused { advertised: now },
-        _ if prepared.ref_lock.exists() => PushOutcome::Rejected {
-            status: locked_status(&prepared, &written, writers_held_by.as_deref()),
-        },
+        // A live `git` may have let go of its `.lock` since: git's own words say it was there.
+        _ if prepared.ref_lock.exists() || written.said.contains(".lock': File exists") => {
+            PushOutcome::Rejected {
+                status: locked_status(&prepared, &written, writers_held_by.as_deref()),
+            }
+        }
         _ => {
             return Err(git2::Error::from_str(&format!(
                 "git update-ref failed: {}",
