@@ -648,11 +648,7 @@ fn branches_that_share_a_lock_ref_never_land_at_once() {
     let config = world.config(&format!(
         "forge = \"git\"\nmax_lanes = 2\npoll_secs = 1\nland_command = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{branch}}\", \"{{base}}\", \"{{pr}}\"]\n"
     ));
-    let mut daemon = world.spawn_berth(
-        &["run", "--watch", "--config", config.to_str().unwrap()],
-        &world.berth_state(),
-        &[],
-    );
+    let mut daemon = world.spawn_watch(&config);
     let deadline = Instant::now() + Duration::from_secs(30);
     while ids
         .iter()

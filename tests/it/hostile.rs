@@ -63,54 +63,17 @@ fn a_held_record_lock_is_skipped_and_reported_never_waited_on() {
 /// 10 ms, ~25 tries), and a good record queued meanwhile lands.
 #[test]
 fn records_whose_locks_a_producer_holds_do_not_stall_a_good_landing() {
-    use std::os::fd::AsRawFd as _;
-    const HELD: usize = 120;
-    let world = World::new();
-    let lane = world.git_lane("widget", None);
-    let config = world.git_forge_config("poll_secs = 1\n");
-    let outside = world.root.join("outside");
-    fs::create_dir_all(&outside).unwrap();
-    let mut held = Vec::new();
-    for pr in 1000..1000 + HELD as u64 {
-        let id = world.record(&outside, pr).write();
-        let lock = fs::File::create(world.queue.join(format!(".{id}.lock"))).unwrap();
-        // SAFETY: flock on a descriptor this test owns.
-        assert_eq!(
-            unsafe { nix::libc::flock(lock.as_raw_fd(), nix::libc::LOCK_EX) },
-            0
-        );
-        held.push(lock);
-    }
-    let daemon = world.spawn_berth(
-        &crate::support::serving_metrics_args(&config),
-        &world.berth_state(),
-        &[],
-    );
-    let count = |name: &str| {
-        let addr = crate::support::served_addr(&world)?;
-        crate::support::sample(&crate::support::scrape(&addr), name)
-    };
-    let ticked = world.wait_for(Duration::from_secs(90), || {
-        count("berth_ticks_total").is_some_and(|ticks| ticks >= 2.0)
-    });
-    let id = lane.queue(1, "main");
-    let landed = world.wait_for(Duration::from_secs(90), || {
-        world.read_record(&id)["status"] == "landed"
-    });
-    // Tries are counted before the tick that made them ends: read them first.
-    let tries = count("berth_lock_busy_tries_total").unwrap_or_default();
-    let ticks = count("berth_ticks_total").unwrap_or_default();
-    crate::support::stop(daemon);
-    drop(held);
-    assert!(ticked, "the daemon never ticked");
-    assert!(landed, "never landed: {}", world.read_record(&id));
+    let run = land_behind_held_locks(false);
     assert!(
-        tries >= HELD as f64,
-        "the held locks were never tried ({tries})"
+        run.tries >= HELD as f64,
+        "the held locks were never tried ({})",
+        run.tries
     );
     assert!(
-        tries <= HELD as f64 * (ticks + 1.0),
-        "{tries} tries of {HELD} held locks in {ticks} ticks: more than one per lock per tick"
+        run.tries <= HELD as f64 * (run.ticks + 1.0),
+        "{} tries of {HELD} held locks in {} ticks: more than one per lock per tick",
+        run.tries,
+        run.ticks
     );
 }
 
@@ -123,8 +86,34 @@ fn records_whose_locks_a_producer_holds_do_not_stall_a_good_landing() {
 /// repo is outside the allowed roots); a 250 ms wait retries every 10 ms, ~25 tries.
 #[test]
 fn stranded_records_whose_locks_a_producer_holds_do_not_stall_a_good_landing() {
+    let run = land_behind_held_locks(true);
+    let skipped = run.log.matches("reclaim skipped").count();
+    assert!(skipped > 0, "no reclaim met a held lock: {}", run.log);
+    assert!(
+        run.tries <= 2.0 * HELD as f64 * (run.ticks + 1.0),
+        "{} tries of {HELD} held locks in {} ticks ({skipped} reclaims skipped): \
+         more than one per lock per step per tick",
+        run.tries,
+        run.ticks
+    );
+}
+
+/// How many records' locks a producer holds in the tests above.
+const HELD: usize = 120;
+
+/// What a daemon did while a producer held [`HELD`] records' locks.
+struct HeldRun {
+    tries: f64,
+    ticks: f64,
+    log: String,
+}
+
+/// Writes [`HELD`] records outside the allowed roots (in flight and stranded a century
+/// ahead when `stranded`), holds each one's `.<id>.lock`, runs a serving daemon until it
+/// ticked twice and a good record queued meanwhile landed (asserted), and reads its lock
+/// tries and ticks before it stops.
+fn land_behind_held_locks(stranded: bool) -> HeldRun {
     use std::os::fd::AsRawFd as _;
-    const HELD: usize = 120;
     let world = World::new();
     let lane = world.git_lane("widget", None);
     let config = world.git_forge_config("poll_secs = 1\n");
@@ -132,11 +121,15 @@ fn stranded_records_whose_locks_a_producer_holds_do_not_stall_a_good_landing() {
     fs::create_dir_all(&outside).unwrap();
     let mut held = Vec::new();
     for pr in 1000..1000 + HELD as u64 {
-        let id = world
-            .record(&outside, pr)
-            .set("status", "landing")
-            .set("lastUpdatedAt", "2126-01-01T00:00:00.000Z")
-            .write();
+        let record = world.record(&outside, pr);
+        let record = if stranded {
+            record
+                .set("status", "landing")
+                .set("lastUpdatedAt", "2126-01-01T00:00:00.000Z")
+        } else {
+            record
+        };
+        let id = record.write();
         let lock = fs::File::create(world.queue.join(format!(".{id}.lock"))).unwrap();
         // SAFETY: flock on a descriptor this test owns.
         assert_eq!(
@@ -167,16 +160,10 @@ fn stranded_records_whose_locks_a_producer_holds_do_not_stall_a_good_landing() {
     let ticks = count("berth_ticks_total").unwrap_or_default();
     crate::support::stop(daemon);
     drop(held);
-    let log = fs::read_to_string(berth_dir.with_extension("log")).unwrap_or_default();
-    let skipped = log.matches("reclaim skipped").count();
     assert!(ticked, "the daemon never ticked");
     assert!(landed, "never landed: {}", world.read_record(&id));
-    assert!(skipped > 0, "no reclaim met a held lock: {log}");
-    assert!(
-        tries <= 2.0 * HELD as f64 * (ticks + 1.0),
-        "{tries} tries of {HELD} held locks in {ticks} ticks ({skipped} reclaims skipped): \
-         more than one per lock per step per tick"
-    );
+    let log = fs::read_to_string(berth_dir.with_extension("log")).unwrap_or_default();
+    HeldRun { tries, ticks, log }
 }
 
 #[test]

@@ -196,11 +196,7 @@ fn sighup_reloads_the_config_and_keeps_running() {
     let config = self_contained_config(&world);
     let base = fs::read_to_string(&config).unwrap();
     let first = lane.queue(1, "main");
-    let mut daemon = world.spawn_berth(
-        &["run", "--watch", "--config", config.to_str().unwrap()],
-        &world.berth_state(),
-        &[],
-    );
+    let mut daemon = world.spawn_watch(&config);
     let hup = |daemon: &std::process::Child| {
         kill(Pid::from_raw(daemon.id() as i32), Signal::SIGHUP).unwrap()
     };

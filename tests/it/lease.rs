@@ -49,11 +49,7 @@ fn a_paused_daemons_landing_is_stopped_by_its_lease_before_the_lock_expires() {
     let config = world.config(&format!(
         "forge = \"git\"\npoll_secs = 3600\nheartbeat_secs = 1\nlock_ttl_secs = 8\nland_command = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{branch}}\", \"{{base}}\", \"{{pr}}\"]\n"
     ));
-    let mut daemon = world.spawn_berth(
-        &["run", "--watch", "--config", config.to_str().unwrap()],
-        &world.berth_state(),
-        &[],
-    );
+    let mut daemon = world.spawn_watch(&config);
     let landing = wait_for_pid(&pid_file, &mut daemon);
     // gstack's ref for the lane (berth also holds the repository's shared `+repo` lock).
     let refs = world.lock_refs(&lane.remote_url);

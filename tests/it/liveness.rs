@@ -161,11 +161,7 @@ fn a_planted_owner_that_runs_is_stranded_after_the_ttl() {
     held.lock().unwrap();
 
     let config = world.git_forge_config("poll_secs = 1\nlock_ttl_secs = 3\nheartbeat_secs = 1\n");
-    let mut daemon = world.spawn_berth(
-        &["run", "--watch", "--config", config.to_str().unwrap()],
-        &world.berth_state(),
-        &[],
-    );
+    let mut daemon = world.spawn_watch(&config);
     let pending = world
         .home
         .join(".gstack/skill-faults/pending-investigations");

@@ -170,11 +170,7 @@ fn a_shared_ref_held_by_a_sibling_landing_of_this_daemon_is_not_an_orphan() {
     let config = world.config(&format!(
         "forge = \"git\"\nmax_lanes = 2\npoll_secs = 1\nland_command = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{branch}}\", \"{{base}}\", \"{{pr}}\"]\n"
     ));
-    let mut daemon = world.spawn_berth(
-        &["run", "--watch", "--config", config.to_str().unwrap()],
-        &world.berth_state(),
-        &[],
-    );
+    let mut daemon = world.spawn_watch(&config);
     let landed = |id: &String| world.read_record(id)["status"] == "landed";
     let _ = world.wait_for(Duration::from_secs(60), || ids.iter().all(landed));
     kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();

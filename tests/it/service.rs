@@ -428,11 +428,7 @@ fn doctor_prints_one_line_per_check_and_fails_while_unhealthy() {
 
     // With the planted record gone and a daemon running, it is healthy.
     fs::remove_file(world.queue.join(format!("{planted}.json"))).unwrap();
-    let daemon = world.spawn_berth(
-        &["run", "--watch", "--config", config.to_str().unwrap()],
-        &state,
-        &[],
-    );
+    let daemon = world.spawn_watch(&config);
     assert!(world.wait_for(Duration::from_secs(30), || {
         fs::read_to_string(state.join("daemon-health.json")).is_ok_and(|t| t.contains("lastTick"))
     }));
@@ -721,11 +717,7 @@ fn a_plain_shutdown_logs_at_info_and_names_no_budget() {
     let world = World::new();
     let config = world.git_forge_config("poll_secs = 1\n");
     let state = world.berth_state();
-    let daemon = world.spawn_berth(
-        &["run", "--watch", "--config", config.to_str().unwrap()],
-        &state,
-        &[],
-    );
+    let daemon = world.spawn_watch(&config);
     assert!(world.wait_for(Duration::from_secs(30), || {
         fs::read_to_string(state.join("daemon-health.json")).is_ok_and(|t| t.contains("lastTick"))
     }));

@@ -544,6 +544,12 @@ impl World {
         path
     }
 
+    /// `berth run --watch --config <config>`, its log in `<root>/berth-state.log`.
+    pub fn spawn_watch(&self, config: &Path) -> std::process::Child {
+        let args = ["run", "--watch", "--config", config.to_str().unwrap()];
+        self.spawn_berth(&args, &self.berth_state(), &[])
+    }
+
     /// `berth run --watch --rules-root <rules root>`, its log in `<root>/berth-state.log`.
     pub fn spawn_watching(&self, config: &Path) -> std::process::Child {
         let (config, root) = (config.to_str().unwrap(), self.rules_root());

@@ -153,11 +153,7 @@ fn a_lane_locked_by_another_host_lands_soon_after_it_lets_go() {
         other => panic!("the other host did not get the lock: {other:?}"),
     };
     let config = world.git_forge_config("poll_secs = 3600\n");
-    let mut daemon = world.spawn_berth(
-        &["run", "--watch", "--config", config.to_str().unwrap()],
-        &world.berth_state(),
-        &[],
-    );
+    let mut daemon = world.spawn_watch(&config);
     let log = || fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
     let skips = || log().matches("lane skipped").count();
     assert!(

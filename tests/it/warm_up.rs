@@ -38,11 +38,7 @@ fn the_first_gated_record_warms_up_what_its_landing_needs_before_it_is_due() {
         .write();
     let config = world.git_forge_config("poll_secs = 3600\n");
     let state = world.berth_state();
-    let mut daemon = world.spawn_berth(
-        &["run", "--watch", "--config", config.to_str().unwrap()],
-        &state,
-        &[],
-    );
+    let mut daemon = world.spawn_watch(&config);
     let warmed = world.wait_for(Duration::from_secs(30), || made(&state) == [true; 3]);
     kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
     daemon.wait().unwrap();
@@ -56,11 +52,7 @@ fn a_daemon_with_an_empty_queue_warms_up_nothing() {
     let world = World::new();
     let config = world.git_forge_config("poll_secs = 3600\n");
     let state = world.berth_state();
-    let mut daemon = world.spawn_berth(
-        &["run", "--watch", "--config", config.to_str().unwrap()],
-        &state,
-        &[],
-    );
+    let mut daemon = world.spawn_watch(&config);
     let ticked = world.wait_for(Duration::from_secs(30), || {
         state.join("daemon-health.json").exists()
     });

@@ -68,11 +68,7 @@ fn reload_seen(world: &World, root: &Path) -> bool {
 /// `run --watch` (git forge, poll_secs = 60, no rules root), once it has started.
 fn spawn_queue_watch(world: &World) -> Child {
     let config = world.git_forge_config("poll_secs = 60\n");
-    let daemon = world.spawn_berth(
-        &["run", "--watch", "--config", config.to_str().unwrap()],
-        &world.berth_state(),
-        &[],
-    );
+    let daemon = world.spawn_watch(&config);
     let status = world.berth_state().join("rules-status.json");
     let deadline = Instant::now() + WAIT;
     while !status.exists() {
