@@ -211,3 +211,55 @@ fn a_future_dated_ref_lock_a_live_process_holds_is_not_removed_at_first_sight() 
     assert!(!matches!(outcome, Ok(Acquire::Acquired(_))), "{outcome:?}");
     assert_eq!(remote.sha(&lock_ref_name(&lane)), None);
 }
+
+/// Review 5: a local refresh whose `git update-ref` renamed the new lock over the ref and
+/// was then stopped (SIGSTOP by its pid, or starved past the 8 s limit) is killed by berth
+/// at WRITE_LIMIT + grace. The ref then holds exactly the commit this refresh wrote, yet
+/// `local_swap` reports `Refused { advertised: <our own new sha> }`, which the refresh
+/// takes for a theft: the live landing is aborted ("no longer owned by this daemon"), the
+/// release finds the ref "not ours", and nobody holds the lane until the TTL.
+#[test]
+fn a_local_refresh_whose_writer_stopped_after_its_rename_is_not_taken_for_a_theft() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let remote = remote_by(Reach::Path);
+    let (_dir, daemon) = client(LONG_TTL);
+    let mut held = acquired(daemon.acquire(&remote.url, &lane("main"), "me", Path::new("/a")));
+    let ref_name = lock_ref_name(&lane("main"));
+    let before = remote.sha(&ref_name).unwrap();
+
+    let real = std::process::Command::new("sh")
+        .args(["-c", "command -v git"])
+        .output()
+        .unwrap();
+    let real = String::from_utf8(real.stdout).unwrap().trim().to_owned();
+    let bin = tempfile::tempdir().unwrap();
+    let armed = bin.path().join("armed");
+    std::fs::write(&armed, "").unwrap();
+    let wrapper = bin.path().join("git");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n'{real}' \"$@\"\nstatus=$?\ncase \" $* \" in *' update-ref '*' {ref_name} '*) if [ -e '{armed}' ]; then rm -f '{armed}'; kill -STOP $$; fi ;; esac\nexit $status\n",
+            armed = armed.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let old_path = std::env::var_os("PATH").unwrap();
+    let mut paths = vec![bin.path().to_owned()];
+    paths.extend(std::env::split_paths(&old_path));
+    // SAFETY: run alone (`cargo test --test it <this test's name>`).
+    unsafe { std::env::set_var("PATH", std::env::join_paths(paths).unwrap()) };
+    let refreshed = daemon.heartbeat(&mut held);
+    // SAFETY: as above.
+    unsafe { std::env::set_var("PATH", &old_path) };
+
+    assert!(!armed.exists(), "the writer was never stopped");
+    let left = remote.sha(&ref_name).unwrap();
+    assert_ne!(left, before, "the refresh did not move the ref");
+    assert!(
+        !held.is_lost(std::time::Instant::now()),
+        "this landing's own refresh ({left}) was taken for a theft: {refreshed:?}"
+    );
+    assert_eq!(daemon.release(&held).unwrap(), Released::Deleted);
+}
