@@ -103,4 +103,35 @@ mod tests {
         let kept = capped(fair.clone(), other, "refs/x", ttl, now);
         assert_eq!(kept.expires_at, fair.expires_at);
     }
+
+    /// Review 5: FIRST_SEEN forgets every sighting once it holds 1,024 capped locks. The
+    /// daemon lists every lock ref of an origin (`forge_round::faults` -> `list`), so an
+    /// origin where more than 1,024 far-future locks were planted (one push of refs under
+    /// `refs/gstack/release-locks/`) clears the map on every listing pass, and the planted
+    /// lock on a real lane is "first seen" again each pass: it never expires, and the lane
+    /// stays wedged with nobody holding it, as before the cap.
+    #[test]
+    fn many_planted_locks_do_not_restart_a_lanes_first_sighting() {
+        let ttl = Duration::from_secs(7200);
+        let bound = chrono::Duration::from_std(ttl + MAX_CLOCK_SKEW).unwrap();
+        let start = crate::clock::now();
+        let year = planted(start + chrono::Duration::days(365));
+        let lane = Oid::from_str("5234567890123456789012345678901234567890").unwrap();
+        let mut now = start;
+        // One listing pass per TTL for five TTLs: the lane's lock, then 1,100 others.
+        for _pass in 0..5 {
+            capped(year.clone(), lane, "refs/gstack/release-locks/real/main", ttl, now);
+            for i in 0..1100u64 {
+                let sha = Oid::from_str(&format!("6{:039x}", i)).unwrap();
+                capped(year.clone(), sha, "refs/gstack/release-locks/planted/x", ttl, now);
+            }
+            now += chrono::Duration::from_std(ttl).unwrap();
+        }
+        let judged = capped(year, lane, "refs/gstack/release-locks/real/main", ttl, now);
+        assert!(
+            !judged.is_live_at(now),
+            "the planted lock first seen at {start} still holds the lane at {now} (bound {bound}): judged to expire at {}",
+            judged.expires_at
+        );
+    }
 }
