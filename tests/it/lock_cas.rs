@@ -263,3 +263,28 @@ fn a_local_refresh_whose_writer_stopped_after_its_rename_is_not_taken_for_a_thef
     );
     assert_eq!(daemon.release(&held).unwrap(), Released::Deleted);
 }
+
+/// Review 5: `git update-ref -d` takes the origin's `packed-refs.lock` for every delete, so
+/// one left by a dead git (a SIGKILLed `git gc`/`pack-refs`, or a branch delete killed
+/// mid-way, an hour ago) fails every release of a local origin's lane lock: the lane then
+/// waits out the whole TTL after every landing, and the message names `<ref>.lock` and
+/// promises a removal berth never makes (it judges only `<ref>.lock`).
+#[test]
+fn a_dead_gits_packed_refs_lock_does_not_keep_every_release_from_deleting_the_lock() {
+    let remote = remote_by(Reach::Path);
+    let (_dir, daemon) = client(LONG_TTL);
+    let held = acquired(daemon.acquire(&remote.url, &lane("main"), "me", Path::new("/a")));
+    let stale = remote.bare.join("packed-refs.lock");
+    std::fs::write(&stale, "").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+        .unwrap();
+    let released = daemon.release(&held);
+    assert!(
+        matches!(released, Ok(Released::Deleted)),
+        "the release left the lane locked until its TTL: {released:?}"
+    );
+}
