@@ -135,9 +135,14 @@ impl LockClient {
                         reason: reason.to_string(),
                     });
                 }
-                Ok(lock) => {
-                    expiry_cap::capped(lock, current, &ref_name, self.longest_ttl(), clock::now())
-                }
+                Ok(lock) => expiry_cap::capped(
+                    lock,
+                    current,
+                    &ref_name,
+                    self.longest_ttl(),
+                    clock::now(),
+                    expiry_cap::Look::Take,
+                ),
             };
             match holder_gone_and_stopped(&expired) {
                 _ if !expired.is_live_at(clock::now()) => tracing::info!(

@@ -195,10 +195,12 @@ fn local_swap(
     let written = ref_writer::write(
         origin.path(),
         &prepared.writers_lock,
-        &prepared.ref_lock,
         ref_name,
         change,
-        prepared.leftover.map(|judged| judged.file),
+        prepared
+            .locks
+            .each_ref()
+            .map(|lock| (lock.path.as_path(), lock.leftover.map(|judged| judged.file))),
     )
     .map_err(|e| git2::Error::from_str(&format!("cannot run git update-ref: {e}")))?;
     let writers_held_by = report(&prepared, &written);
@@ -212,10 +214,19 @@ fn local_swap(
         Err(read) if read.code() == ErrorCode::NotFound => Some(Oid::ZERO_SHA1),
         Err(_) => None,
     };
+    // A writer stopped (or killed at its time limit) after its rename but before it
+    // exited wrote the ref all the same: the ref holding exactly what this write meant to
+    // put there (a fresh lock commit only this process made, or nothing after a delete)
+    // is this write, not another holder's.
+    if now == Some(new.unwrap_or(Oid::ZERO_SHA1)) {
+        return Ok(PushOutcome::Applied);
+    }
     Ok(match now {
         Some(now) if !expect.matches(now) => PushOutcome::Refused { advertised: now },
         // A live `git` may have let go of its `.lock` since: git's own words say it was there.
-        _ if prepared.ref_lock.exists() || written.said.contains(".lock': File exists") => {
+        _ if prepared.locks.iter().any(|lock| lock.path.exists())
+            || written.said.contains(".lock': File exists") =>
+        {
             PushOutcome::Rejected {
                 status: locked_status(&prepared, &written, writers_held_by.as_deref()),
             }
@@ -232,15 +243,18 @@ fn local_swap(
 /// Logs and counts what the writer child reported about the writers' lock and the
 /// leftover; the holder of a busy writers' lock, named.
 fn report(prepared: &leftover::Prepared, written: &Written) -> Option<String> {
-    if written.removed_leftover
-        && let Some(judged) = prepared.leftover
-    {
-        leftover::LEFTOVERS_REMOVED.inc();
-        tracing::warn!(
-            file = %prepared.ref_lock.display(),
-            judged = ?judged.reason,
-            "removed a lane lock ref's .lock file left by a writer that died mid-write (it blocked every write of the lock)"
-        );
+    for lock in &prepared.locks {
+        if let Some(judged) = lock.leftover
+            && written.removed_leftover
+            && std::fs::symlink_metadata(&lock.path).is_err()
+        {
+            leftover::LEFTOVERS_REMOVED.inc();
+            tracing::warn!(
+                file = %lock.path.display(),
+                judged = ?judged.reason,
+                "removed a `.lock` file left by a writer that died mid-write (it blocked every write of the lane lock)"
+            );
+        }
     }
     match written.writers {
         Writers::Held => None,
@@ -270,7 +284,15 @@ fn locked_status(
     written: &Written,
     writers_held_by: Option<&str>,
 ) -> String {
-    let file = prepared.ref_lock.display();
+    // The `.lock` git named (the ref's own, or `packed-refs.lock` for a delete).
+    let file = prepared
+        .locks
+        .iter()
+        .find(|lock| written.said.contains(&*lock.path.to_string_lossy()))
+        .or_else(|| prepared.locks.iter().find(|lock| lock.path.exists()))
+        .unwrap_or(&prepared.locks[0])
+        .path
+        .display();
     let clears = match writers_held_by {
         Some(holder) => format!(
             "berth removes no leftover while the writers' lock {} is held {holder}",

@@ -18,12 +18,29 @@ use git2::Oid;
 use super::payload::ReadLock;
 use crate::ownership::MAX_CLOCK_SKEW;
 
-/// The most lock commits berth remembers having first seen past the bound; past it, it
-/// forgets them all (each is then capped from its next sighting).
-const MAX_REMEMBERED: usize = 1024;
+/// The most lock commits berth remembers having first seen past the bound; past it, the
+/// one seen least recently is forgotten (its cap restarts from its next sighting).
+const MAX_REMEMBERED: usize = 4096;
 
-/// When berth first saw each lock commit whose `expiresAt` lay past the bound.
-static FIRST_SEEN: LazyLock<Mutex<HashMap<Oid, DateTime<Utc>>>> = LazyLock::new(Default::default);
+/// When berth first and last saw each lock commit whose `expiresAt` lay past the bound.
+static FIRST_SEEN: LazyLock<Mutex<HashMap<Oid, Sighting>>> = LazyLock::new(Default::default);
+
+#[derive(Clone, Copy)]
+struct Sighting {
+    first: DateTime<Utc>,
+    last: DateTime<Utc>,
+}
+
+/// Whether a look at a lock may start its first sighting.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Look {
+    /// A try to take the lane: the lanes this daemon has due records for, so the
+    /// sightings remembered are bounded by its queue, not by what an origin holds.
+    Take,
+    /// A listing of every lock of an origin (status, detectors): reads a sighting, never
+    /// starts one, so refs planted by the thousand cannot crowd out a lane's.
+    List,
+}
 
 /// `lock` (the commit `sha` on `ref_name`), with its expiry capped at the first sighting
 /// plus `longest_ttl` plus [`MAX_CLOCK_SKEW`] when it lies further ahead of `now`.
@@ -33,6 +50,7 @@ pub(super) fn capped(
     ref_name: &str,
     longest_ttl: Duration,
     now: DateTime<Utc>,
+    look: Look,
 ) -> ReadLock {
     let bound = chrono::Duration::from_std(longest_ttl.saturating_add(MAX_CLOCK_SKEW))
         .unwrap_or(chrono::Duration::MAX);
@@ -42,13 +60,25 @@ pub(super) fn capped(
     let mut seen = FIRST_SEEN
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let first = match seen.get(&sha) {
-        Some(&first) => first,
+    let first = match seen.get_mut(&sha) {
+        Some(sighting) => {
+            sighting.last = sighting.last.max(now);
+            sighting.first
+        }
+        None if look == Look::List => now,
         None => {
-            if seen.len() >= MAX_REMEMBERED {
-                seen.clear();
+            if seen.len() >= MAX_REMEMBERED
+                && let Some(stalest) = seen.iter().min_by_key(|(_, s)| s.last).map(|(k, _)| *k)
+            {
+                seen.remove(&stalest);
             }
-            seen.insert(sha, now);
+            seen.insert(
+                sha,
+                Sighting {
+                    first: now,
+                    last: now,
+                },
+            );
             let judged = now + bound;
             tracing::warn!(
                 ref_name,
@@ -91,25 +121,23 @@ mod tests {
         let now = crate::clock::now();
         let sha = Oid::from_str("1234567890123456789012345678901234567890").unwrap();
         let year = planted(now + chrono::Duration::days(365));
-        let first = capped(year.clone(), sha, "refs/x", ttl, now);
+        let first = capped(year.clone(), sha, "refs/x", ttl, now, Look::Take);
         assert_eq!(first.expires_at, now + bound);
         // Seen again later, it still counts from the first sighting.
-        let later = capped(year, sha, "refs/x", ttl, now + bound);
+        let later = capped(year, sha, "refs/x", ttl, now + bound, Look::List);
         assert_eq!(later.expires_at, now + bound);
         assert!(!later.is_live_at(now + bound));
         // Within the bound, an expiry is believed as written.
         let fair = planted(now + bound - chrono::Duration::seconds(1));
         let other = Oid::from_str("2234567890123456789012345678901234567890").unwrap();
-        let kept = capped(fair.clone(), other, "refs/x", ttl, now);
+        let kept = capped(fair.clone(), other, "refs/x", ttl, now, Look::Take);
         assert_eq!(kept.expires_at, fair.expires_at);
     }
 
-    /// Review 5: FIRST_SEEN forgets every sighting once it holds 1,024 capped locks. The
-    /// daemon lists every lock ref of an origin (`forge_round::faults` -> `list`), so an
-    /// origin where more than 1,024 far-future locks were planted (one push of refs under
-    /// `refs/gstack/release-locks/`) clears the map on every listing pass, and the planted
-    /// lock on a real lane is "first seen" again each pass: it never expires, and the lane
-    /// stays wedged with nobody holding it, as before the cap.
+    /// The daemon lists every lock ref of an origin (`forge_round::faults` -> `list`): an
+    /// origin where more than the remembered number of far-future locks were planted (one
+    /// push of refs under `refs/gstack/release-locks/`) must not make the planted lock on a
+    /// real lane "first seen" again each pass, so that it never expires.
     #[test]
     fn many_planted_locks_do_not_restart_a_lanes_first_sighting() {
         let ttl = Duration::from_secs(7200);
@@ -120,14 +148,35 @@ mod tests {
         let mut now = start;
         // One listing pass per TTL for five TTLs: the lane's lock, then 1,100 others.
         for _pass in 0..5 {
-            capped(year.clone(), lane, "refs/gstack/release-locks/real/main", ttl, now);
+            capped(
+                year.clone(),
+                lane,
+                "refs/gstack/release-locks/real/main",
+                ttl,
+                now,
+                Look::Take,
+            );
             for i in 0..1100u64 {
                 let sha = Oid::from_str(&format!("6{:039x}", i)).unwrap();
-                capped(year.clone(), sha, "refs/gstack/release-locks/planted/x", ttl, now);
+                capped(
+                    year.clone(),
+                    sha,
+                    "refs/gstack/release-locks/planted/x",
+                    ttl,
+                    now,
+                    Look::List,
+                );
             }
             now += chrono::Duration::from_std(ttl).unwrap();
         }
-        let judged = capped(year, lane, "refs/gstack/release-locks/real/main", ttl, now);
+        let judged = capped(
+            year,
+            lane,
+            "refs/gstack/release-locks/real/main",
+            ttl,
+            now,
+            Look::Take,
+        );
         assert!(
             !judged.is_live_at(now),
             "the planted lock first seen at {start} still holds the lane at {now} (bound {bound}): judged to expire at {}",

@@ -114,10 +114,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.lock");
         std::fs::write(&path, "").unwrap();
+        use std::os::unix::process::CommandExt as _;
+        // Its own process group: `flock` forks the `sleep`, which the end kills too.
         let mut holder = std::process::Command::new("flock")
             .arg("-o")
             .arg(&path)
             .args(["sleep", "600"])
+            .process_group(0)
             .spawn()
             .unwrap();
         let pid = holder.id();
@@ -132,6 +135,7 @@ mod tests {
             std::thread::yield_now();
         }
         let said = describe(&path);
+        let _ = nix::sys::signal::killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
         let _ = holder.kill();
         let _ = holder.wait();
         assert!(

@@ -95,8 +95,15 @@ impl FileId {
 /// What a writer of a local origin's lock ref needs before it starts ([`prepare`]).
 pub(super) struct Prepared {
     pub writers_lock: PathBuf,
-    pub ref_lock: PathBuf,
-    /// The `.lock` file judged a dead writer's: the writer removes it if it is still it.
+    /// The ref's own `.lock`, then the origin's `packed-refs.lock`, which `git update-ref
+    /// -d` takes for every delete: a dead git (a killed `git gc`) leaves either behind.
+    pub locks: [LockFile; 2],
+}
+
+/// A `.lock` file a ref write needs free.
+pub(super) struct LockFile {
+    pub path: PathBuf,
+    /// Judged a dead writer's: the writer removes it if it is still it.
     pub leftover: Option<Judged>,
 }
 
@@ -126,9 +133,12 @@ pub(super) enum Age {
 /// fix.
 pub(super) fn prepare(origin: &Repository, ref_name: &str) -> Result<Prepared, git2::Error> {
     let writers_lock = origin.path().join(WRITERS_LOCK);
-    let ref_lock = ref_lock_path(origin, ref_name);
-    let leftover = match open_shared(origin, &writers_lock) {
-        Ok(writers) => judge(&ref_lock, fs_now(&writers).ok(), BootTime::now()),
+    let paths = [
+        ref_lock_path(origin, ref_name),
+        origin.path().join("packed-refs.lock"),
+    ];
+    let fs_now = match open_shared(origin, &writers_lock) {
+        Ok(writers) => Some(fs_now(&writers).ok()),
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
             tracing::warn!(
                 file = %writers_lock.display(),
@@ -143,10 +153,13 @@ pub(super) fn prepare(origin: &Repository, ref_name: &str) -> Result<Prepared, g
             )));
         }
     };
+    let locks = paths.map(|path| LockFile {
+        leftover: fs_now.and_then(|fs_now| judge(&path, fs_now, BootTime::now())),
+        path,
+    });
     Ok(Prepared {
         writers_lock,
-        ref_lock,
-        leftover,
+        locks,
     })
 }
 

@@ -57,8 +57,16 @@ impl LockClient {
                 .trim_start_matches(READ_REF)
                 .trim_start_matches('/');
             let ref_name = format!("{LOCK_REF_PREFIX}{suffix}");
-            let read = read_lock(&sha.to_string(), scratch.commit_message(sha))
-                .map(|lock| expiry_cap::capped(lock, sha, &ref_name, self.longest_ttl(), now));
+            let read = read_lock(&sha.to_string(), scratch.commit_message(sha)).map(|lock| {
+                expiry_cap::capped(
+                    lock,
+                    sha,
+                    &ref_name,
+                    self.longest_ttl(),
+                    now,
+                    expiry_cap::Look::List,
+                )
+            });
             let state = match read {
                 Err(reason) => ListedLock::Unreadable {
                     reason: reason.to_string(),

@@ -88,17 +88,18 @@ pub(super) struct Written {
 pub(super) fn write(
     git_dir: &Path,
     writers_lock: &Path,
-    ref_lock: &Path,
     ref_name: &str,
     change: Change,
-    leftover: Option<FileId>,
+    leftovers: [(&Path, Option<FileId>); 2],
 ) -> io::Result<Written> {
     let (report_read, report_write) = report_pipe()?;
     let mut command = git_update_ref(git_dir, ref_name, change);
     let before_exec = BeforeExec {
         writers_lock: c_path(writers_lock)?,
-        ref_lock: c_path(ref_lock)?,
-        leftover,
+        leftovers: [
+            (c_path(leftovers[0].0)?, leftovers[0].1),
+            (c_path(leftovers[1].0)?, leftovers[1].1),
+        ],
         report: report_write.as_raw_fd(),
     };
     // SAFETY: `BeforeExec::run` makes only async-signal-safe system calls and allocates
@@ -210,8 +211,8 @@ fn c_path(path: &Path) -> io::Result<CString> {
 /// What the child does between fork and exec.
 struct BeforeExec {
     writers_lock: CString,
-    ref_lock: CString,
-    leftover: Option<FileId>,
+    /// `.lock` files judged dead writers' (with the file each was judged to be).
+    leftovers: [(CString, Option<FileId>); 2],
     report: libc::c_int,
 }
 
@@ -246,11 +247,13 @@ impl BeforeExec {
                     return Ok(());
                 }
             }
-            if let Some(leftover) = self.leftover
-                && FileId::lstat(self.ref_lock.as_ptr()) == Some(leftover)
-                && libc::unlink(self.ref_lock.as_ptr()) == 0
-            {
-                self.say(REPORT_REMOVED);
+            for (path, leftover) in &self.leftovers {
+                if leftover.is_some()
+                    && FileId::lstat(path.as_ptr()) == *leftover
+                    && libc::unlink(path.as_ptr()) == 0
+                {
+                    self.say(REPORT_REMOVED);
+                }
             }
         }
         Ok(())

