@@ -1,6 +1,7 @@
 //! Taking a lane's lock: create-only, or an expired or gone holder's taken over by
 //! compare-and-swap.
 
+use super::in_the_way::InTheWay;
 use super::*;
 
 /// Why a lock's holder is known to be gone (a dead berth process of this host).
@@ -91,32 +92,13 @@ impl LockClient {
         let mut why = gstack_text::LOCK_ALREADY_HELD;
         for attempt in 0..MAX_ATTEMPTS {
             backoff(attempt);
-            // Create: only where the ref is absent.
-            let (sha, payload, started) =
-                self.write_new_lock(&scratch, &target, lane, owner_id, repo_path)?;
-            let outcome = self
-                .swap(
-                    &scratch,
-                    &target,
-                    LockWrite::Create,
-                    Expect::Absent,
-                    Some(sha),
-                )
-                .map_err(|e| target.remote_error("create", e))?;
-            match outcome {
-                PushOutcome::Applied => {
-                    return Ok(Acquire::Acquired(
-                        self.held(&target, lane, sha, payload, started),
-                    ));
-                }
-                PushOutcome::Rejected { status } => {
-                    (why, last) = (
-                        gstack_text::LOCK_ALREADY_HELD,
-                        format!("create rejected: {status}"),
-                    );
+            match self.create(&scratch, &target, lane, owner_id, repo_path)? {
+                Created::Done(acquire) => return Ok(acquire),
+                Created::Retry(failed) => {
+                    (why, last) = (gstack_text::LOCK_ALREADY_HELD, failed);
                     continue;
                 }
-                PushOutcome::Refused { .. } => {}
+                Created::Exists => {}
             }
             let (current, read) = match read_remote_lock(&scratch, &target)? {
                 RemoteLock::Absent => {
@@ -128,38 +110,31 @@ impl LockClient {
                 }
                 RemoteLock::Present { sha, read } => (sha, read),
             };
-            let expired = match read {
+            let lock = match read {
                 Err(reason) => {
                     return Ok(Acquire::Unreadable {
                         sha: current.to_string(),
                         reason: reason.to_string(),
                     });
                 }
-                Ok(lock) => expiry_cap::capped(
-                    lock,
-                    current,
-                    &ref_name,
-                    self.longest_ttl(),
-                    clock::now(),
-                    expiry_cap::Look::Take,
-                ),
+                Ok(lock) => lock,
             };
-            match holder_gone_and_stopped(&expired) {
-                _ if !expired.is_live_at(clock::now()) => tracing::info!(
+            match self.standing(lock, current, &ref_name) {
+                Standing::Expired(lock) => tracing::info!(
                     ref_name,
-                    holder = expired.payload.owner_id,
-                    expired_at = expired.payload.expires_at,
+                    holder = lock.payload.owner_id,
+                    expired_at = lock.payload.expires_at,
                     "taking over an expired lane lock"
                 ),
                 // A crashed berth on this host: recovered by this start, not by the TTL.
-                Some(why) => tracing::warn!(
+                Standing::HolderGone(lock, why) => tracing::warn!(
                     ref_name,
-                    holder = expired.payload.owner_id,
+                    holder = lock.payload.owner_id,
                     "taking over a live lane lock whose holder is gone: {why}"
                 ),
-                None => {
+                Standing::Live(lock) => {
                     return Ok(Acquire::HeldElsewhere {
-                        holder: expired.payload,
+                        holder: lock.payload,
                         sha: current.to_string(),
                         ref_name,
                     });
@@ -198,4 +173,82 @@ impl LockClient {
         }
         Err(target.contended(why, "acquire", last))
     }
+
+    /// Creates the lock where the ref is absent. A create that failed may have met a ref
+    /// in the way of the lock ref (git's directory/file conflict): those are judged and
+    /// cleared, or hold the lane ([`in_the_way`]). Over the network the server rejects
+    /// such a create; a local origin's writer fails with git's words, and only there is a
+    /// failed create looked into (a listing of local files, where a network failure would
+    /// cost a second timeout).
+    fn create(
+        &self,
+        scratch: &Scratch,
+        target: &Target<'_>,
+        lane: &Lane,
+        owner_id: &str,
+        repo_path: &Path,
+    ) -> Result<Created, LockError> {
+        let (sha, payload, started) =
+            self.write_new_lock(scratch, target, lane, owner_id, repo_path)?;
+        let created = self.swap(scratch, target, LockWrite::Create, Expect::Absent, Some(sha));
+        let failed = match created {
+            Ok(PushOutcome::Applied) => {
+                let held = self.held(target, lane, sha, payload, started);
+                return Ok(Created::Done(Acquire::Acquired(held)));
+            }
+            Ok(PushOutcome::Refused { .. }) => return Ok(Created::Exists),
+            Ok(PushOutcome::Rejected { status }) => Ok(format!("create rejected: {status}")),
+            Err(e) if local_origin(target.url).is_some() => Err(e),
+            Err(e) => return Err(target.remote_error("create", e)),
+        };
+        match self.clear_the_way(scratch, target)? {
+            InTheWay::Holds(acquire) => Ok(Created::Done(acquire)),
+            InTheWay::Cleared => Ok(Created::Retry(
+                "a ref in the way of the lock ref was cleared".to_owned(),
+            )),
+            InTheWay::Nothing => match failed {
+                Ok(failed) => Ok(Created::Retry(failed)),
+                Err(e) => Err(target.remote_error("create", e)),
+            },
+        }
+    }
+
+    /// How `lock` (the commit `sha` at `ref_name`) stands for a contender, its `expiresAt`
+    /// capped ([`expiry_cap`]). A gone holder's stragglers are killed first, expired or not.
+    pub(super) fn standing(&self, lock: ReadLock, sha: Oid, ref_name: &str) -> Standing {
+        let lock = expiry_cap::capped(
+            lock,
+            sha,
+            ref_name,
+            self.longest_ttl(),
+            clock::now(),
+            expiry_cap::Look::Take,
+        );
+        let gone = holder_gone_and_stopped(&lock);
+        match gone {
+            _ if !lock.is_live_at(clock::now()) => Standing::Expired(lock),
+            Some(why) => Standing::HolderGone(lock, why),
+            None => Standing::Live(lock),
+        }
+    }
+}
+
+/// How a lock found on the origin stands for a contender.
+pub(super) enum Standing {
+    /// Past its (capped) `expiresAt`: may be taken over.
+    Expired(ReadLock),
+    /// Live, but held by a berth of this host proven gone (why), whose processes are dead.
+    HolderGone(ReadLock, String),
+    /// Live and held: the lane is busy.
+    Live(ReadLock),
+}
+
+/// What a try to create the lock came to.
+enum Created {
+    /// Taken, or a ref in the lock ref's way holds the lane.
+    Done(Acquire),
+    /// The ref exists: read it.
+    Exists,
+    /// Try again (why the create failed).
+    Retry(String),
 }

@@ -41,6 +41,7 @@ mod expiry_cap;
 mod flock_holder;
 mod heartbeat;
 mod held;
+mod in_the_way;
 mod leftover;
 mod listing;
 mod payload;
