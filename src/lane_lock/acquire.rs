@@ -2,31 +2,8 @@
 //! compare-and-swap.
 
 use super::in_the_way::InTheWay;
+use super::standing::Standing;
 use super::*;
-
-/// Why a lock's holder is known to be gone (a dead berth process of this host).
-pub(super) fn holder_gone(lock: &ReadLock) -> Option<String> {
-    crate::ownership::gone_owner(&lock.payload.owner_id)
-}
-
-/// [`holder_gone`], once nothing the holder started still runs on this host: a step's
-/// child that left its group outlives the holder and its guard, so every process marked
-/// as the holder's is killed first ([`crate::runner::end_gone_owners_processes`]). A
-/// holder whose processes cannot all be seen is not taken for gone: its lock waits for
-/// its TTL.
-fn holder_gone_and_stopped(lock: &ReadLock) -> Option<String> {
-    let why = holder_gone(lock)?;
-    match crate::runner::end_gone_owners_processes(&lock.payload.owner_id) {
-        Ok(_) => Some(why),
-        Err(e) => {
-            tracing::warn!(
-                holder = lock.payload.owner_id,
-                "a lane lock's holder is gone, but not all it started can be seen to be: waiting for the lock's TTL: {e}"
-            );
-            None
-        }
-    }
-}
 
 impl LockClient {
     /// Takes the lane's lock, or says who holds it.
@@ -93,7 +70,7 @@ impl LockClient {
         for attempt in 0..MAX_ATTEMPTS {
             backoff(attempt);
             match self.create(&scratch, &target, lane, owner_id, repo_path)? {
-                Created::Done(acquire) => return Ok(acquire),
+                Created::Done(acquire) => return Ok(*acquire),
                 Created::Retry(failed) => {
                     (why, last) = (gstack_text::LOCK_ALREADY_HELD, failed);
                     continue;
@@ -190,11 +167,17 @@ impl LockClient {
     ) -> Result<Created, LockError> {
         let (sha, payload, started) =
             self.write_new_lock(scratch, target, lane, owner_id, repo_path)?;
-        let created = self.swap(scratch, target, LockWrite::Create, Expect::Absent, Some(sha));
+        let created = self.swap(
+            scratch,
+            target,
+            LockWrite::Create,
+            Expect::Absent,
+            Some(sha),
+        );
         let failed = match created {
             Ok(PushOutcome::Applied) => {
                 let held = self.held(target, lane, sha, payload, started);
-                return Ok(Created::Done(Acquire::Acquired(held)));
+                return Ok(Created::Done(Box::new(Acquire::Acquired(held))));
             }
             Ok(PushOutcome::Refused { .. }) => return Ok(Created::Exists),
             Ok(PushOutcome::Rejected { status }) => Ok(format!("create rejected: {status}")),
@@ -212,41 +195,12 @@ impl LockClient {
             },
         }
     }
-
-    /// How `lock` (the commit `sha` at `ref_name`) stands for a contender, its `expiresAt`
-    /// capped ([`expiry_cap`]). A gone holder's stragglers are killed first, expired or not.
-    pub(super) fn standing(&self, lock: ReadLock, sha: Oid, ref_name: &str) -> Standing {
-        let lock = expiry_cap::capped(
-            lock,
-            sha,
-            ref_name,
-            self.longest_ttl(),
-            clock::now(),
-            expiry_cap::Look::Take,
-        );
-        let gone = holder_gone_and_stopped(&lock);
-        match gone {
-            _ if !lock.is_live_at(clock::now()) => Standing::Expired(lock),
-            Some(why) => Standing::HolderGone(lock, why),
-            None => Standing::Live(lock),
-        }
-    }
-}
-
-/// How a lock found on the origin stands for a contender.
-pub(super) enum Standing {
-    /// Past its (capped) `expiresAt`: may be taken over.
-    Expired(ReadLock),
-    /// Live, but held by a berth of this host proven gone (why), whose processes are dead.
-    HolderGone(ReadLock, String),
-    /// Live and held: the lane is busy.
-    Live(ReadLock),
 }
 
 /// What a try to create the lock came to.
 enum Created {
     /// Taken, or a ref in the lock ref's way holds the lane.
-    Done(Acquire),
+    Done(Box<Acquire>),
     /// The ref exists: read it.
     Exists,
     /// Try again (why the create failed).

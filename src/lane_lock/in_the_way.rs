@@ -20,7 +20,7 @@
 //! `refs/gstack/release-locks/` (a ref `refs/gstack` would block every lane) are never
 //! removed: they hold the lane, named, until an operator removes them.
 
-use super::acquire::Standing;
+use super::standing::Standing;
 use super::transport::advertised_where;
 use super::*;
 
@@ -35,7 +35,7 @@ pub(super) enum InTheWay {
     /// Every ref judged was removed, or had moved or gone: the create is worth another try.
     Cleared,
     /// A ref that holds the lane (the first found, when several do).
-    Holds(Acquire),
+    Holds(Box<Acquire>),
 }
 
 /// Whether `other` and `lock_ref` cannot both exist: one names a directory of the other.
@@ -83,26 +83,26 @@ impl LockClient {
         name: &str,
         sha: Oid,
         read: Result<ReadLock, PayloadError>,
-    ) -> Result<String, Acquire> {
+    ) -> Result<String, Box<Acquire>> {
         let in_the_way = format!(
             "`{name}` ({sha}) stands where git needs room for the lane's lock ref `{lock_ref}`"
         );
         if !name.starts_with(LOCK_REF_PREFIX) {
-            return Err(Acquire::Unreadable {
+            return Err(Box::new(Acquire::Unreadable {
                 sha: sha.to_string(),
                 reason: format!(
                     "{in_the_way}; it is outside {LOCK_REF_PREFIX}, so berth never removes it: check it, then `git update-ref -d {name} {sha}` in the origin"
                 ),
-            });
+            }));
         }
         let now = clock::now();
         match read {
             Ok(lock) => match self.standing(lock, sha, name) {
-                Standing::Live(lock) => Err(Acquire::HeldElsewhere {
+                Standing::Live(lock) => Err(Box::new(Acquire::HeldElsewhere {
                     holder: lock.payload,
                     sha: sha.to_string(),
                     ref_name: name.to_owned(),
-                }),
+                })),
                 Standing::Expired(lock) => Ok(format!(
                     "{in_the_way}: a lock that expired at {}",
                     lock.payload.expires_at
@@ -114,13 +114,13 @@ impl LockClient {
             Err(reason) => {
                 let until = expiry_cap::unreadable_expiry(sha, self.longest_ttl(), now);
                 if now < until {
-                    return Err(Acquire::Unreadable {
+                    return Err(Box::new(Acquire::Unreadable {
                         sha: sha.to_string(),
                         reason: format!(
                             "{in_the_way} and is no lane lock ({reason}); berth removes it at {} if it still holds that commit",
                             clock::iso(until)
                         ),
-                    });
+                    }));
                 }
                 Ok(format!(
                     "{in_the_way} and is no lane lock ({reason}); first seen as long ago as any lock lasts"
@@ -256,8 +256,14 @@ mod tests {
             let cap = chrono::Duration::from_std(client.longest_ttl() + MAX_CLOCK_SKEW).unwrap();
             let now = crate::clock::now();
             expiry_cap::seen_since(sha, now - cap + chrono::Duration::minutes(1));
-            assert!(matches!(take(), Ok(Acquire::Unreadable { .. })), "{planted}");
-            assert!(present(&bare, &planted), "{planted} was removed before the cap");
+            assert!(
+                matches!(take(), Ok(Acquire::Unreadable { .. })),
+                "{planted}"
+            );
+            assert!(
+                present(&bare, &planted),
+                "{planted} was removed before the cap"
+            );
             expiry_cap::seen_since(sha, now - cap - chrono::Duration::seconds(1));
             let outcome = take();
             if planted == "refs/gstack" {
@@ -265,7 +271,10 @@ mod tests {
                     matches!(&outcome, Ok(Acquire::Unreadable { reason, .. }) if reason.contains("never removes")),
                     "{outcome:?}"
                 );
-                assert!(present(&bare, &planted), "a ref outside the lock namespace was removed");
+                assert!(
+                    present(&bare, &planted),
+                    "a ref outside the lock namespace was removed"
+                );
                 continue;
             }
             let Ok(Acquire::Acquired(held)) = outcome else {

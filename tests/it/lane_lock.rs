@@ -176,13 +176,7 @@ pub(super) fn gstack_write_to(url: &str, ref_name: &str, body: &str) -> String {
     // Even `push --force` is refused when the ref moves between the advertisement and the
     // update (a heartbeat of the holder): a peer pushes again, as this one does.
     let refspec = format!("{sha}:{ref_name}");
-    let push = [
-        "push",
-        "-q",
-        "--force",
-        url,
-        refspec.as_str(),
-    ];
+    let push = ["push", "-q", "--force", url, refspec.as_str()];
     for _ in 0..20 {
         let out = Command::new("git")
             .current_dir(work.path())

@@ -74,7 +74,12 @@ fn a_ref_in_the_way_that_is_no_lock_holds_the_lane_named_and_is_left_alone() {
 #[test]
 fn a_live_lock_in_the_way_is_a_holder_and_is_never_removed() {
     each_way(|remote, planted| {
-        let sha = plant_lock(&remote.url, planted, "other-daemon", chrono::Duration::hours(1));
+        let sha = plant_lock(
+            &remote.url,
+            planted,
+            "other-daemon",
+            chrono::Duration::hours(1),
+        );
         let (_dir, daemon) = client(LONG_TTL);
         for _ in 0..3 {
             let outcome = daemon.acquire(&remote.url, &lane("main"), "me", Path::new("/a"));
@@ -96,10 +101,20 @@ fn a_live_lock_in_the_way_is_a_holder_and_is_never_removed() {
 #[test]
 fn an_expired_lock_in_the_way_is_removed_and_the_lane_taken() {
     each_way(|remote, planted| {
-        plant_lock(&remote.url, planted, "gone-daemon", chrono::Duration::minutes(-1));
+        plant_lock(
+            &remote.url,
+            planted,
+            "gone-daemon",
+            chrono::Duration::minutes(-1),
+        );
         let (_dir, daemon) = client(LONG_TTL);
         let held = acquired(daemon.acquire(&remote.url, &lane("main"), "me", Path::new("/a")));
-        assert_eq!(remote.sha(planted), None, "{planted} was left over {}", remote.url);
+        assert_eq!(
+            remote.sha(planted),
+            None,
+            "{planted} was left over {}",
+            remote.url
+        );
         assert_eq!(
             remote.sha(&lock_ref_name(&lane("main"))),
             Some(held.sha().to_string())
@@ -112,7 +127,12 @@ fn an_expired_lock_in_the_way_is_removed_and_the_lane_taken() {
 #[test]
 fn a_lock_in_the_way_retaken_before_its_removal_is_kept_and_holds_the_lane() {
     each_way(|remote, planted| {
-        plant_lock(&remote.url, planted, "gone-daemon", chrono::Duration::minutes(-1));
+        plant_lock(
+            &remote.url,
+            planted,
+            "gone-daemon",
+            chrono::Duration::minutes(-1),
+        );
         let retaken = std::sync::Arc::new(std::sync::Mutex::new(None));
         let (_dir, daemon) = racing_client(LockWrite::Clear, {
             let (url, planted, retaken) = (
@@ -126,11 +146,19 @@ fn a_lock_in_the_way_retaken_before_its_removal_is_kept_and_holds_the_lane() {
             }
         });
         let outcome = daemon.acquire(&remote.url, &lane("main"), "me", Path::new("/a"));
-        let retaken = retaken.lock().unwrap().clone().expect("the removal was never tried");
+        let retaken = retaken
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("the removal was never tried");
         let Ok(Acquire::HeldElsewhere { holder, sha, .. }) = &outcome else {
             panic!("{planted} over {}: {outcome:?}", remote.url);
         };
         assert_eq!((holder.owner_id.as_str(), sha), ("new-holder", &retaken));
-        assert_eq!(remote.sha(planted), Some(retaken), "the retaken lock was removed");
+        assert_eq!(
+            remote.sha(planted),
+            Some(retaken),
+            "the retaken lock was removed"
+        );
     });
 }
