@@ -28,6 +28,7 @@ use super::run_id::{file_run_id, fit_stem};
 use crate::atomic_file;
 
 mod listing;
+mod shown;
 mod sync;
 
 pub use listing::{HaltStatus, ListedHalt, Listing};
