@@ -90,7 +90,7 @@ fn provoked(world: &World) -> Vec<((&'static str, &'static str), Option<i32>)> {
 
     let lane = world.git_lane("widget", None);
     let repo = lane.clone.to_str().unwrap();
-    let ref_name = hold_lock(world, &lane);
+    let ref_name = lane.hold_lock();
     cases.push((
         ("1", "lock release"),
         code(
@@ -176,22 +176,6 @@ fn provoked(world: &World) -> Vec<((&'static str, &'static str), Option<i32>)> {
     ));
     cases.push((("128+N", "run"), sigterm_exit(world, git)));
     cases
-}
-
-/// Another holder's lock on `lane`'s `main`; its ref.
-fn hold_lock(world: &World, lane: &crate::support::GitLane<'_>) -> String {
-    let lane_key = berth::lane_lock::Lane {
-        repo_identity: berth::identity::repo_identity(&lane.clone).unwrap(),
-        base_branch: "main".into(),
-    };
-    berth::lane_lock::LockClient::new(
-        &world.root.join("holder"),
-        berth::lane_lock::LockSettings::default(),
-    )
-    .unwrap()
-    .acquire(&lane.remote_url, &lane_key, "holder-host:42:7", &lane.clone)
-    .unwrap();
-    berth::lane_lock::lock_ref_name(&lane_key)
 }
 
 /// A daemon tick files a halt event for the fixture's run; `faults list` then.

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use berth::faults::halt_store::HaltStore;
 use berth::faults::learned::LearnedSet;
-use berth::faults::watch::watch_runs;
-use berth::rules::Rules;
+use berth::faults::watch::{WatchReport, watch_runs};
+use berth::rules::{RuleSet, Rules};
 
 use crate::faults::fixture_path;
 use crate::support::World;
@@ -66,37 +66,62 @@ fn events_on(path: &std::path::Path, mask: u32, own_only: bool, f: impl FnOnce()
     }
 }
 
+/// A build-state dir in a world of its own, and what a pass of the fault watch over it
+/// reads: the halt store, the embedded rules, no learned patterns.
+struct StateDir {
+    world: World,
+    dir: std::path::PathBuf,
+    halts: HaltStore,
+    set: std::sync::Arc<RuleSet>,
+    learned: LearnedSet,
+}
+
+impl StateDir {
+    fn new() -> StateDir {
+        let world = World::new();
+        let dir = world.root.join("build-state");
+        fs::create_dir_all(&dir).unwrap();
+        let halts = HaltStore::new(world.root.join("skill-faults"));
+        StateDir {
+            world,
+            dir,
+            halts,
+            set: Rules::embedded().unwrap().current(),
+            learned: LearnedSet::default(),
+        }
+    }
+
+    /// One pass of the fault watch over the dir.
+    fn pass(&self) -> WatchReport {
+        watch_runs(&self.set, &self.dir, &self.halts, &self.learned)
+    }
+}
+
 /// Scenario: the build-state dir holds run state files and gstack's
 /// `plan-review-report.json` (capped at 8 MiB). Read and parsed again for every state file
 /// on every tick, watcher wakes included, 20 state files and an 8 MiB report would cost
 /// 160 MiB of JSON parsing per tick over an unchanged dir.
 #[test]
 fn a_tick_over_an_unchanged_build_state_dir_does_not_read_the_review_report_again() {
-    let world = World::new();
-    let state_dir = world.root.join("build-state");
-    fs::create_dir_all(&state_dir).unwrap();
+    let state = StateDir::new();
     for n in 0..3 {
-        fs::copy(fixture_path(), state_dir.join(format!("run{n}.json"))).unwrap();
+        fs::copy(fixture_path(), state.dir.join(format!("run{n}.json"))).unwrap();
     }
-    let report = state_dir.join("plan-review-report.json");
+    let report = state.dir.join("plan-review-report.json");
     fs::write(&report, r#"{"round": 1}"#).unwrap();
-    let halts = HaltStore::new(world.root.join("skill-faults"));
-    let rules = Rules::embedded().unwrap();
-    let set = rules.current();
-    let learned = LearnedSet::default();
     let first = reads_of(&report, || {
-        watch_runs(&set, &state_dir, &halts, &learned);
+        state.pass();
     });
     assert!(first > 0, "the first pass reads the report");
     // Until the files' stamps are old enough to trust, a pass reads them again.
-    let settled = world.wait_for(Duration::from_secs(60), || {
-        let pass = watch_runs(&set, &state_dir, &halts, &learned);
+    let settled = state.world.wait_for(Duration::from_secs(60), || {
+        let pass = state.pass();
         (pass.parsed, pass.detected) == (0, 0)
     });
     assert!(settled, "every pass over the unchanged dir read it again");
     let again = reads_of(&report, || {
-        watch_runs(&set, &state_dir, &halts, &learned);
-        watch_runs(&set, &state_dir, &halts, &learned);
+        state.pass();
+        state.pass();
     });
     assert_eq!(
         again, 0,
@@ -110,29 +135,21 @@ fn a_tick_over_an_unchanged_build_state_dir_does_not_read_the_review_report_agai
 /// detectors × 250 ms per wake.
 #[test]
 fn a_pass_over_an_unchanged_build_state_dir_costs_what_changed() {
-    let world = World::new();
-    let state_dir = world.root.join("build-state");
-    fs::create_dir_all(&state_dir).unwrap();
+    let state_dir = StateDir::new();
     let phase = serde_json::json!({"codexReview": {"iterations": 0}, "testFix": {"iterations": 0}});
     let state = serde_json::json!({"slug": "big", "phases": vec![phase; 60_000]}).to_string();
     for n in 0..8 {
-        fs::write(state_dir.join(format!("run{n}.json")), &state).unwrap();
+        fs::write(state_dir.dir.join(format!("run{n}.json")), &state).unwrap();
     }
-    let halts = HaltStore::new(world.root.join("skill-faults"));
-    let rules = Rules::embedded().unwrap();
-    let set = rules.current();
-    let learned = LearnedSet::default();
     std::thread::sleep(Duration::from_millis(300));
-    let first = watch_runs(&set, &state_dir, &halts, &learned);
+    let first = state_dir.pass();
     assert_eq!(
         first.detected, 8,
         "the first pass runs the detectors over every run"
     );
     // Tests share the daemon's caches, and another test's pass over its own dir may evict
     // these runs between two passes: one of five passes must run no detector at all.
-    let passes: Vec<_> = (0..5)
-        .map(|_| watch_runs(&set, &state_dir, &halts, &learned))
-        .collect();
+    let passes: Vec<_> = (0..5).map(|_| state_dir.pass()).collect();
     assert!(
         passes
             .iter()
@@ -154,10 +171,8 @@ fn a_pass_over_an_unchanged_build_state_dir_costs_what_changed() {
 /// log lines per tick, for ever.
 #[test]
 fn a_malformed_state_file_is_not_read_again_while_its_stamp_is_unchanged() {
-    let world = World::new();
-    let state_dir = world.root.join("build-state");
-    fs::create_dir_all(&state_dir).unwrap();
-    let torn = state_dir.join("torn.json");
+    let state = StateDir::new();
+    let torn = state.dir.join("torn.json");
     fs::write(
         &torn,
         format!(
@@ -166,12 +181,8 @@ fn a_malformed_state_file_is_not_read_again_while_its_stamp_is_unchanged() {
         ),
     )
     .unwrap();
-    let halts = HaltStore::new(world.root.join("skill-faults"));
-    let rules = Rules::embedded().unwrap();
-    let set = rules.current();
-    let learned = LearnedSet::default();
     std::thread::sleep(Duration::from_millis(300));
-    let first = watch_runs(&set, &state_dir, &halts, &learned);
+    let first = state.pass();
     assert!(
         first.problems.iter().any(|p| p.contains("torn.json")),
         "{first:?}"
@@ -180,7 +191,7 @@ fn a_malformed_state_file_is_not_read_again_while_its_stamp_is_unchanged() {
     let mut problems = Vec::new();
     let again = reads_of(&torn, || {
         for _ in 0..2 {
-            problems.extend(watch_runs(&set, &state_dir, &halts, &learned).problems);
+            problems.extend(state.pass().problems);
         }
     });
     assert_eq!(
@@ -199,31 +210,25 @@ fn a_malformed_state_file_is_not_read_again_while_its_stamp_is_unchanged() {
 /// here: the listings of `active-faults/` one pass makes (2,000 before the fix).
 #[test]
 fn a_pass_over_many_unchanged_runs_costs_about_a_stat_per_run() {
-    let rules = Rules::embedded().unwrap();
-    let set = rules.current();
-    let learned = LearnedSet::default();
-    let world = World::new();
-    let state_dir = world.root.join("build-state");
-    fs::create_dir_all(&state_dir).unwrap();
+    let state = StateDir::new();
     let runs = 2000;
     for n in 0..runs {
         fs::write(
-            state_dir.join(format!("run{n:05}.json")),
+            state.dir.join(format!("run{n:05}.json")),
             format!(r#"{{"slug": "run{n:05}"}}"#),
         )
         .unwrap();
     }
-    let halts = HaltStore::new(world.root.join("skill-faults"));
     // Until the files' stamps are old enough to trust, a pass parses them again.
-    let settled = world.wait_for(Duration::from_secs(120), || {
-        watch_runs(&set, &state_dir, &halts, &learned).parsed == 0
-    });
+    let settled = state
+        .world
+        .wait_for(Duration::from_secs(120), || state.pass().parsed == 0);
     assert!(settled, "every pass parsed some unchanged state again");
-    let active = world.root.join("skill-faults").join("active-faults");
+    let active = state.world.root.join("skill-faults").join("active-faults");
     assert!(active.is_dir(), "the first pass made {}", active.display());
     let mut again = None;
     let listings = listings_of(&active, || {
-        again = Some(watch_runs(&set, &state_dir, &halts, &learned));
+        again = Some(state.pass());
     });
     let again = again.unwrap();
     assert_eq!(again.runs, runs, "{again:?}");
@@ -250,24 +255,18 @@ fn parsed_state_files_kept_between_passes_stay_within_the_documented_memory_boun
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap()
     };
-    let world = World::new();
-    let state_dir = world.root.join("build-state");
-    fs::create_dir_all(&state_dir).unwrap();
+    let state = StateDir::new();
     let body = format!(
         "{{\"slug\": \"w\", \"x\": [{}[0]]}}",
         "[0],".repeat(256 * 1024)
     );
     for n in 0..6 {
-        fs::write(state_dir.join(format!("w{n}.json")), &body).unwrap();
+        fs::write(state.dir.join(format!("w{n}.json")), &body).unwrap();
     }
     drop(body);
-    let halts = HaltStore::new(world.root.join("skill-faults"));
-    let rules = Rules::embedded().unwrap();
-    let set = rules.current();
-    let learned = LearnedSet::default();
     std::thread::sleep(Duration::from_millis(300));
     let before = rss_kib();
-    let pass = watch_runs(&set, &state_dir, &halts, &learned);
+    let pass = state.pass();
     assert_eq!(pass.runs, 6, "{pass:?}");
     // Only live memory counts: what the allocator merely kept for reuse is given back.
     // SAFETY: malloc_trim only walks glibc's own arenas under their locks.

@@ -119,15 +119,26 @@ fn idle_watch_over_a_settled_queue_is_not_woken_by_reads() {
     wait_for("the daemon to start", || status.exists());
     let ticks = || ticks(&world);
     wait_for("the first tick", || ticks().len() == 1);
-    // The daemon's own reads, and everyone else's, for a few seconds: no tick, no call.
+    // The daemon's own reads, and everyone else's: no tick, no call. Then one settled
+    // record written: the watcher delivers in order, so once its wake is counted, any wake
+    // the reads had caused would have been counted before it.
     read_all(&world.queue);
-    std::thread::sleep(Duration::from_secs(2));
+    wake_with(&world, || {
+        world
+            .record(&gh.repo, 44)
+            .set("repoIdentity", "github.com/acme/widget")
+            .set("status", "abandoned")
+            .write();
+    });
     let calls = gh.calls();
     let ticks = ticks();
     stop(daemon);
     // Every record is settled: nothing to ask the forge, and each file read once.
     assert!(calls.is_empty(), "gh calls while idle: {calls:?}");
-    assert_eq!(ticks, ["changed=4 files_read=4"]);
+    assert_eq!(ticks[0], "changed=4 files_read=4", "{ticks:?}");
+    // The next wake is the written record's (it may read files again whose stamps were
+    // too young to trust at the first tick).
+    assert!(ticks[1].starts_with("changed=1 "), "{ticks:?}");
 }
 
 #[test]
@@ -154,10 +165,9 @@ fn a_refused_rule_edit_is_reported_once_and_a_valid_one_reloads_once() {
     )
     .unwrap();
     assert!(matches!(broken, berth::rules::ReloadSeen::Refused(_)));
+    // Reads report nothing again: the next edit's answer, awaited below, comes after any
+    // answer the reads had caused (the rules watch handles its events in order).
     read_all(&world.rules_root().join("policies"));
-    std::thread::sleep(Duration::from_millis(500));
-    let refusals = log().matches("rule reload REFUSED").count();
-    assert_eq!(refusals, 1, "{}", log());
 
     let fixed = berth::rules::write_and_await(
         &world.rules_root(),
@@ -168,11 +178,22 @@ fn a_refused_rule_edit_is_reported_once_and_a_valid_one_reloads_once() {
     )
     .unwrap();
     assert!(matches!(fixed, berth::rules::ReloadSeen::Active(_)));
+    let refusals = log().matches("rule reload REFUSED").count();
+    assert_eq!(refusals, 1, "{}", log());
     read_all(&world.rules_root().join("policies"));
-    std::thread::sleep(Duration::from_millis(500));
+    // One more refused edit, awaited, counts every answer the reads had caused.
+    let again = berth::rules::write_and_await(
+        &world.rules_root(),
+        &world.berth_state(),
+        "policies/landing.rhai",
+        "fn order(records, ctx) {\n",
+        wait,
+    )
+    .unwrap();
+    assert!(matches!(again, berth::rules::ReloadSeen::Refused(_)));
     stop(daemon);
     let log = log();
-    assert_eq!(log.matches("rule reload REFUSED").count(), 1, "{log}");
+    assert_eq!(log.matches("rule reload REFUSED").count(), 2, "{log}");
     assert_eq!(
         log.matches("rule set reloaded and active").count(),
         1,
@@ -317,6 +338,13 @@ fn forge_calls_per_tick_are_one_per_repo_with_due_work() {
     );
 }
 
+/// Makes a queue write and waits for its wake: one more tick line than before it.
+fn wake_with(world: &World, write: impl FnOnce()) {
+    let before = ticks(world).len();
+    write();
+    wait_for("the write's wake", || ticks(world).len() > before);
+}
+
 #[test]
 fn writes_wake_watch_but_the_forge_is_asked_once_per_repo_per_poll_interval() {
     let world = World::new();
@@ -332,22 +360,24 @@ fn writes_wake_watch_but_the_forge_is_asked_once_per_repo_per_poll_interval() {
     // Writes to the queue wake ticks (the blocked record of `d` edited three times, a new
     // file for `c` that is settled); none of them is due forge work.
     for n in 0..3 {
-        world
-            .record(&repos[3], 5)
-            .set("repoIdentity", "github.com/acme/d")
-            .set("status", "blocked")
-            .set("lastError", format!("land: exited {n}"))
-            .set("lastGithubState", "OPEN")
-            .set("lastGithubCheckedAt", berth::clock::now_iso())
-            .write();
-        std::thread::sleep(Duration::from_millis(400));
+        wake_with(&world, || {
+            world
+                .record(&repos[3], 5)
+                .set("repoIdentity", "github.com/acme/d")
+                .set("status", "blocked")
+                .set("lastError", format!("land: exited {n}"))
+                .set("lastGithubState", "OPEN")
+                .set("lastGithubCheckedAt", berth::clock::now_iso())
+                .write();
+        });
     }
-    world
-        .record(&repos[2], 6)
-        .set("repoIdentity", "github.com/acme/c")
-        .set("status", "abandoned")
-        .write();
-    std::thread::sleep(Duration::from_millis(800));
+    wake_with(&world, || {
+        world
+            .record(&repos[2], 6)
+            .set("repoIdentity", "github.com/acme/c")
+            .set("status", "abandoned")
+            .write();
+    });
     let calls = call_kinds(&gh);
     let ticks = ticks(&world);
     let detector_runs = log_lines(&world, "queue detectors run");

@@ -7,20 +7,8 @@ use crate::support::{GitLane, World};
 /// A lane `widget`/`main` whose lock another holder (`holder-host:42:7`) holds, and its ref.
 fn held_lane(world: &World) -> (GitLane<'_>, String) {
     let lane = world.git_lane("widget", None);
-    let identity = berth::identity::repo_identity(&lane.clone).unwrap();
-    let locks = berth::lane_lock::LockClient::new(
-        &world.root.join("holder"),
-        berth::lane_lock::LockSettings::default(),
-    )
-    .unwrap();
-    let lane_key = berth::lane_lock::Lane {
-        repo_identity: identity,
-        base_branch: "main".into(),
-    };
-    locks
-        .acquire(&lane.remote_url, &lane_key, "holder-host:42:7", &lane.clone)
-        .unwrap();
-    (lane, berth::lane_lock::lock_ref_name(&lane_key))
+    let ref_name = lane.hold_lock();
+    (lane, ref_name)
 }
 
 /// [`held_lane`] with record #1 queued in it, after one `run --once` whose landing policy

@@ -632,18 +632,7 @@ fn detect_no_count_leaves_learned_hit_counts_alone() {
 fn lock_status_json_is_one_document_with_the_facts_the_text_shows() {
     let world = World::new();
     let lane = world.git_lane("widget", None);
-    let lane_key = berth::lane_lock::Lane {
-        repo_identity: berth::identity::repo_identity(&lane.clone).unwrap(),
-        base_branch: "main".into(),
-    };
-    berth::lane_lock::LockClient::new(
-        &world.root.join("holder"),
-        berth::lane_lock::LockSettings::default(),
-    )
-    .unwrap()
-    .acquire(&lane.remote_url, &lane_key, "holder-host:42:7", &lane.clone)
-    .unwrap();
-    let ref_name = berth::lane_lock::lock_ref_name(&lane_key);
+    let ref_name = lane.hold_lock();
     let repo = lane.clone.to_str().unwrap();
     let out = world
         .berth_daemon()

@@ -450,6 +450,23 @@ impl World {
 }
 
 impl GitLane<'_> {
+    /// Takes this lane's `main` lock on origin for another holder (`holder-host:42:7`, its
+    /// own scratch repo under `<root>/holder`); returns the lock's ref.
+    pub fn hold_lock(&self) -> String {
+        let lane_key = berth::lane_lock::Lane {
+            repo_identity: berth::identity::repo_identity(&self.clone).unwrap(),
+            base_branch: "main".into(),
+        };
+        berth::lane_lock::LockClient::new(
+            &self.world.root.join("holder"),
+            berth::lane_lock::LockSettings::default(),
+        )
+        .unwrap()
+        .acquire(&self.remote_url, &lane_key, "holder-host:42:7", &self.clone)
+        .unwrap();
+        berth::lane_lock::lock_ref_name(&lane_key)
+    }
+
     /// Pushes `feat/pr-<pr>` onto `base` and queues it as PR `pr`; returns the record id.
     pub fn queue(&self, pr: u64, base: &str) -> String {
         let feature = self.push_feature(&format!("feat/pr-{pr}"), base);
