@@ -317,8 +317,14 @@ fn same_run_rows(table: &mut comfy_table::Table, spans: &[landing_spans::Span]) 
             "≤ 50 ms".to_owned(),
             p50.map_or("no landings stamped".to_owned(), ms),
             "—".to_owned(),
-            p50.map_or("—", |d| if d <= Duration::from_millis(50) { "yes" } else { "NO" })
-                .to_owned(),
+            p50.map_or("—", |d| {
+                if d <= Duration::from_millis(50) {
+                    "yes"
+                } else {
+                    "NO"
+                }
+            })
+            .to_owned(),
         ]);
     }
 }

@@ -225,7 +225,10 @@ fn wait_readable(fd: &OwnedFd, wait: Duration) {
         events: libc::POLLIN,
         revents: 0,
     };
-    let ms = wait.as_micros().div_ceil(1000).min(libc::c_int::MAX as u128) as libc::c_int;
+    let ms = wait
+        .as_micros()
+        .div_ceil(1000)
+        .min(libc::c_int::MAX as u128) as libc::c_int;
     // SAFETY: one valid pollfd, its count, and a timeout.
     unsafe { libc::poll(&raw mut poll, 1, ms) };
 }
