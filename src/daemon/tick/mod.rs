@@ -113,7 +113,6 @@ pub fn prepare(shared: &Shared, wake: Wake, refresh: &Refresh, free: Free) -> Pr
     drop(memory);
     report.gate_blocked = gate_queued(shared, gates);
     let runs = crate::faults::watch::tick_runs(&shared.fault_dirs(), &shared.rules.current());
-    shared.telemetry.halts_withheld("runs", runs.withheld);
     if let Some(repos) = repos {
         prepared.rounds.push(Round::Poll(PollPlan {
             repos,
@@ -130,8 +129,8 @@ pub fn prepare(shared: &Shared, wake: Wake, refresh: &Refresh, free: Free) -> Pr
 /// Brings the queue view up to date; whether any file changed.
 fn refresh_view(shared: &Shared, refresh: &Refresh) -> bool {
     let (refreshed, files_read) = {
-        let mut view = shared.view();
-        let refreshed = view.refresh(&shared.store, refresh);
+        let mut view = shared.records.view();
+        let refreshed = view.refresh(shared.records.store(), refresh);
         shared.telemetry.queue_seen(&view);
         (refreshed, view.files_read())
     };

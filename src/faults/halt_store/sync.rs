@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::super::halt::HaltEvent;
 use super::super::registry::{self, ActiveFault};
 use super::super::run_id::{file_run_id, fit_stem};
-use super::{ACTIVE_DIR, HaltStore, HaltStoreError, SyncReport, io_problem};
+use super::{ACTIVE_DIR, HaltStore, SyncReport, io_problem};
 use crate::atomic_file;
 
 /// How long a run's sync waits for the run's lock: not at all. Berth holds it for
@@ -76,10 +76,6 @@ impl HaltStore {
             if !held {
                 match self.emit(event) {
                     Ok(emitted) => report.emitted.push((event.fault_id.clone(), emitted)),
-                    Err(HaltStoreError::Withheld { .. }) => {
-                        report.withheld += 1;
-                        continue;
-                    }
                     Err(problem) => {
                         report.problems.push(problem.to_string());
                         continue;
@@ -127,26 +123,14 @@ impl HaltStore {
                 continue;
             }
             if !held && !report.resolved.contains(&fault_id) {
-                match self.resolve(run_id, &fault_id) {
-                    Ok(()) => {}
-                    Err(HaltStoreError::Withheld { .. }) => {
-                        report.withheld += 1;
-                        continue;
-                    }
-                    Err(problem) => {
-                        report.problems.push(problem.to_string());
-                        continue;
-                    }
+                if let Err(problem) = self.resolve(run_id, &fault_id) {
+                    report.problems.push(problem.to_string());
+                    continue;
                 }
                 report.resolved.push(fault_id);
             }
             registry.active.remove(&detector_id);
             changed = true;
-        }
-        if report.withheld > 0
-            && let Err(problem) = self.file_cap_event()
-        {
-            report.problems.push(problem.to_string());
         }
         if changed {
             registry.updated_at = crate::clock::now_iso();
