@@ -51,6 +51,8 @@ pub enum LockWrite {
     Takeover,
     Refresh,
     Release,
+    /// The removal of a ref that stands in the way of a lock ref ([`super::in_the_way`]).
+    Clear,
 }
 
 /// Called with the move and the ref after berth's own last look at the ref and before the
