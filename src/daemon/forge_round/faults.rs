@@ -91,6 +91,7 @@ fn detect(shared: &Shared, poll: &PollPlan, repo_facts: &[RepoFacts]) {
     tracing::debug!(live = records.len(), "queue detectors run");
     let report =
         crate::faults::watch::tick_queue(&shared.fault_dirs(), &shared.rules.current(), &facts);
+    shared.telemetry.halts_withheld("queue", report.withheld);
     // The facts count as detected only once their faults are filed: a sync skipped (the
     // queue run's lock held elsewhere) or failed runs again on the next round, though
     // nothing in the queue changed.

@@ -113,6 +113,7 @@ pub fn prepare(shared: &Shared, wake: Wake, refresh: &Refresh, free: Free) -> Pr
     drop(memory);
     report.gate_blocked = gate_queued(shared, gates);
     let runs = crate::faults::watch::tick_runs(&shared.fault_dirs(), &shared.rules.current());
+    shared.telemetry.halts_withheld("runs", runs.withheld);
     if let Some(repos) = repos {
         prepared.rounds.push(Round::Poll(PollPlan {
             repos,
