@@ -15,13 +15,13 @@ pub(super) fn stranded_reason(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Option<String> {
     let record = &stored.record;
-    if record.status.is_in_flight() && record.claimed_by.as_deref() == Some(shared.owner.as_str()) {
+    if record.status.is_in_flight() && record.claimed_by.as_deref() == Some(&*shared.crew.owner) {
         if shared.holds(&stored.id) {
             return None;
         }
         return Some(format!(
             "claimed in this daemon's name ({}) but no landing of it runs here",
-            shared.owner
+            shared.crew.owner
         ));
     }
     crate::ownership::stranded_reason(stored, shared.config.lock_ttl(), now)

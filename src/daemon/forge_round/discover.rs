@@ -29,7 +29,7 @@ pub fn run(
         if !shared.memory().discovery_due(identity, every) {
             continue;
         }
-        let answer = shared.forge.list_queued(&live.repo);
+        let answer = shared.crew.forge.list_queued(&live.repo);
         let prs = match answer {
             Ok(prs) => prs,
             Err(e) => {
@@ -55,7 +55,9 @@ pub fn run(
 /// wrote one.
 fn record_if_new(shared: &Shared, identity: &str, live: &LiveRepo, pr: &QueuedPr) -> bool {
     let id = crate::safe_key::record_id(identity, &pr.base_branch, pr.number);
-    if shared.records.store().path_of(&id).exists() || shared.records.view().get(&id).is_some() {
+    if shared.crew.records.store().path_of(&id).exists()
+        || shared.crew.records.view().get(&id).is_some()
+    {
         return false;
     }
     // The forge found it labelled, marked and not a fork; the rule may narrow that.
@@ -63,7 +65,7 @@ fn record_if_new(shared: &Shared, identity: &str, live: &LiveRepo, pr: &QueuedPr
         return false;
     }
     let record = record_from_remote(identity, pr, &live.repo_path);
-    match shared.records.insert(&record) {
+    match shared.crew.records.insert(&record) {
         Ok(id) => {
             tracing::info!(record = %id, "discovered PR #{} on {identity}", pr.number);
             true

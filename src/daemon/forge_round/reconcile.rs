@@ -106,7 +106,7 @@ fn apply(shared: &Shared, stored: &StoredRecord, proof: &MergeProof) -> bool {
     let from = stored.record.status;
     let result = match (from, proof.merged) {
         (Status::Blocked, true) => {
-            shared.records.transition(
+            shared.crew.records.transition(
                 Move::new(&stored.id, Expect::OneOf(&[from]), Status::Landed),
                 |r| {
                     // The block's reason no longer holds (gstack test 70).
@@ -117,25 +117,26 @@ fn apply(shared: &Shared, stored: &StoredRecord, proof: &MergeProof) -> bool {
                 },
             )
         }
-        (Status::Landed, false) => shared.records.transition(
+        (Status::Landed, false) => shared.crew.records.transition(
             Move::new(&stored.id, Expect::OneOf(&[from]), Status::Blocked),
             |r| {
                 r.last_github_checked_at = Some(checked_at.clone());
                 r.last_github_state = Some(state.clone());
                 r.last_error = Some(format!(
                     "audit: recorded as landed but {} reports PR #{} as {} (not merged)",
-                    shared.forge.name(),
+                    shared.crew.forge.name(),
                     r.pr_number,
                     proof.state
                 ));
             },
         ),
-        _ => shared
-            .records
-            .transition(Move::new(&stored.id, Expect::OneOf(&[from]), from), |r| {
+        _ => shared.crew.records.transition(
+            Move::new(&stored.id, Expect::OneOf(&[from]), from),
+            |r| {
                 r.last_github_checked_at = Some(checked_at.clone());
                 r.last_github_state = Some(state.clone());
-            }),
+            },
+        ),
     };
     match result {
         Ok(updated) => {

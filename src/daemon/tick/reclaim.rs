@@ -16,7 +16,7 @@ pub fn reclaim(shared: &Shared, stored: &StoredRecord, now: chrono::DateTime<chr
         return false;
     }
     let from = stored.record.status;
-    let result = shared.records.transition(
+    let result = shared.crew.records.transition(
         Move::new(&stored.id, Expect::Claim(&stored.record), Status::Queued)
             .waiting(super::PRODUCER_LOCK_WAIT),
         |r| {
