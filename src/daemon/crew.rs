@@ -48,3 +48,11 @@ pub struct Crew {
     /// How often a landing writes its record so no daemon takes it for stranded.
     pub touch_every: Duration,
 }
+
+impl Crew {
+    /// Whether this process is landing `id` right now, or holds its unwritten verdict:
+    /// either way the record is this daemon's, whatever its file says.
+    pub fn holds(&self, id: &str) -> bool {
+        self.active.holds(id) || self.unsaved.holds(id)
+    }
+}

@@ -78,7 +78,7 @@ pub struct Shared {
     /// records this process holds, the shutdown's state, the worktrees).
     crew: Crew,
     /// The gates' allowed roots; a SIGHUP may swap them (`reload.rs`).
-    allowlist: ArcSwap<Allowlist>,
+    allowlist: Arc<ArcSwap<Allowlist>>,
     config: Arc<Config>,
     /// berth's private state: lock scratch repo, forge scratch repo, logs, worktrees.
     berth_dir: PathBuf,
@@ -167,7 +167,7 @@ impl Shared {
         };
         Ok(Shared {
             crew,
-            allowlist: ArcSwap::from_pointee(allowlist),
+            allowlist: Arc::new(ArcSwap::from_pointee(allowlist)),
             running_config: Mutex::new(Config::clone(&config)),
             config,
             decisions,
@@ -249,6 +249,12 @@ impl Shared {
         self.allowlist.load_full()
     }
 
+    /// The allowed roots as a SIGHUP swaps them, for a part that reads them later (the
+    /// queue page).
+    pub fn allowed_roots(&self) -> Arc<ArcSwap<Allowlist>> {
+        Arc::clone(&self.allowlist)
+    }
+
     /// The repos discovered every tick, as of now.
     pub fn discover_roots(&self) -> Arc<Vec<String>> {
         self.discover_roots.load_full()
@@ -288,7 +294,7 @@ impl Shared {
     /// Whether this process is landing `id` right now, or holds its unwritten verdict:
     /// either way the record is this daemon's, whatever its file says.
     pub fn holds(&self, id: &str) -> bool {
-        self.crew.active.holds(id) || self.crew.unsaved.holds(id)
+        self.crew.holds(id)
     }
 
     /// What the forge and origin last said, locked. Never held across a forge call; taken

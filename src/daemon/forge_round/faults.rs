@@ -82,7 +82,9 @@ fn detect(shared: &Shared, poll: &PollPlan, repo_facts: &[RepoFacts]) {
         queue_dir: shared.crew.records.store().dir(),
         records: &records,
         unreadable: &unreadable,
-        stranded: &|stored| stranded::stranded_reason(shared, stored, now),
+        stranded: &|stored| {
+            stranded::stranded_reason(&shared.crew, shared.config.lock_ttl(), stored, now)
+        },
         repos: repo_facts,
         rule_fallbacks: &fallbacks,
         learned_budget: poll.learned_budget.as_ref(),
