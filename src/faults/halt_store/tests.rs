@@ -422,3 +422,36 @@ fn all_runs_together_stop_at_the_total_cap_and_recurrences_still_file() {
     let again = HaltStore::new(dir.path()).emit(&event("n0", "X", "b"));
     assert_eq!(again.unwrap(), Emitted::Recurred { occurrences: 2 });
 }
+
+/// Runs that raise and clear, or never raise, leave no lock file and no registry behind.
+#[test]
+fn runs_that_come_and_go_leave_no_lock_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    for n in 0..30 {
+        let run = format!("run{n}");
+        store.sync_run(&run, "/s/x.json", &[event(&run, "X", "")]);
+        let cleared = store.sync_run(&run, "/s/x.json", &[]);
+        assert!(cleared.problems.is_empty(), "{cleared:?}");
+        assert_eq!(cleared.resolved.len(), 1);
+        store.sync_run(&format!("quiet{n}"), "/s/q.json", &[]);
+    }
+    // A run still raising keeps its lock and registry; another state file of it clearing
+    // leaves the lock to the registry that is left.
+    let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    fs::write(&a, "{}").unwrap();
+    fs::write(&b, "{}").unwrap();
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    store.sync_run("kept", a, &[event("kept", "X", "")]);
+    store.sync_run("kept", b, &[event("kept", "Y", "")]);
+    store.sync_run("kept", b, &[]);
+    let left: Vec<String> = fs::read_dir(dir.path().join(ACTIVE_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.contains(&".kept.lock".to_owned()), "{left:?}");
+    // The pass after a lock file went takes the new one and files again.
+    store.sync_run("run0", "/s/x.json", &[event("run0", "X", "again")]);
+    assert!(dir.path().join(ACTIVE_DIR).join(".run0.lock").exists());
+}
