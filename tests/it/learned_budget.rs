@@ -15,7 +15,9 @@ fn twelve_hundred_slow_learned_patterns_share_one_budget_and_the_daemon_keeps_la
     let world = World::new();
     let lane = world.git_lane("widget", None);
     let config = world.git_forge_config("poll_secs = 1\n");
-    let stdout = world.root.join("slow-run.log");
+    // Where gstack keeps a run's logs: beneath the state dir (all a root daemon reads).
+    let build_state = world.home.join(".gstack/build-state");
+    let stdout = build_state.join("slow-run.log");
     // One line of random 0s and 1s: every copy scans the whole 32 KiB window, its lazy DFA
     // meeting a new state at almost every byte.
     let mut bits = String::new();
@@ -28,7 +30,6 @@ fn twelve_hundred_slow_learned_patterns_share_one_budget_and_the_daemon_keeps_la
     }
     fs::write(&stdout, bits).unwrap();
     let state = json!({"slug": "slow-run", "stdoutLog": stdout});
-    let build_state = world.home.join(".gstack/build-state");
     fs::write(build_state.join("slow-run.json"), state.to_string()).unwrap();
     let faults = world.home.join(".gstack/skill-faults");
     fs::create_dir_all(&faults).unwrap();
