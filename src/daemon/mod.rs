@@ -12,11 +12,12 @@
 //! the tick acts on, and every one is written to the decision log.
 //!
 //! Architecture Invariant: the tick never writes a record except through
-//! [`Shared::transition`] (which is [`crate::store::QueueStore::transition`] plus a line in
+//! [`Records::transition`] (which is [`crate::store::QueueStore::transition`] plus a line in
 //! the decision log), and never runs anything for a record that has not passed
 //! [`crate::gates::Allowlist::gate_record`] in this same tick.
 
 mod active;
+mod crew;
 mod error;
 mod forge_round;
 mod landing;
@@ -26,6 +27,7 @@ mod main_loop;
 mod memory;
 mod policy;
 mod record_touch;
+mod records;
 mod reload;
 mod revive;
 mod shutdown;
@@ -49,59 +51,43 @@ use arc_swap::ArcSwap;
 use crate::config::{Config, ForgeKind};
 use crate::forge::Forge;
 use crate::gates::Allowlist;
-use crate::lane_lock::{Lane, LockClient, LockSettings};
-use crate::queue_view::{QueueView, Refresh};
-use crate::record::{Record, Status};
+use crate::lane_lock::{LockClient, LockSettings};
+use crate::queue_view::Refresh;
 use crate::rules::{DecisionLog, Rules};
 use crate::runner::Runner;
-use crate::store::{Expect, QueueStore, StoreError};
+use crate::store::QueueStore;
 
 pub use active::Active;
+use crew::Crew;
 pub use error::StartError;
 pub use landing::LaneOutcome;
 pub use main_loop::{Exit, Mode, run};
 pub use policy::NOT_BEFORE_FIELD;
+pub use records::Records;
 pub use reload::{ConfigReload, ConfigReloaded};
 pub use stop::StopSignal;
 pub use tick::{Candidate, PrepareReport, Selection, Wake};
 pub use unsaved::{ReadUnsavedError, UnsavedLine, read as read_unsaved};
 
-/// Everything a tick and a landing need, shared read-only between tasks.
+/// The daemon's parts, wired once at start and shared read-only between the main loop's
+/// tasks. Each part is a handle of its own (`Arc`ed where a task outlives the tick that
+/// started it); a function takes the handles it uses, never this whole struct, except the
+/// main loop and the tick, which hand them out.
 pub struct Shared {
-    pub store: QueueStore,
+    /// The handles a landing holds (records, forge, locks, runner, policy, telemetry, the
+    /// records this process holds, the shutdown's state, the worktrees).
+    crew: Crew,
     /// The gates' allowed roots; a SIGHUP may swap them (`reload.rs`).
-    allowlist: ArcSwap<Allowlist>,
-    pub forge: Arc<dyn Forge>,
-    pub locks: Arc<LockClient>,
-    pub runner: Runner,
-    pub config: Config,
-    /// This process's owner stamp, written as `claimedBy` and as the lock's `ownerId`.
-    pub owner: String,
+    allowlist: Arc<ArcSwap<Allowlist>>,
+    config: Arc<Config>,
     /// berth's private state: lock scratch repo, forge scratch repo, logs, worktrees.
-    pub berth_dir: PathBuf,
-    /// The signal that stopped the daemon, once one has.
-    pub stop: stop::StopFlag,
-    /// What the shutdown revived and released, for its summary lines.
-    pub tally: stop::Tally,
-    /// The records this process is landing right now.
-    pub active: Active,
-    /// Scratch worktrees kept for the next landing of their repo.
-    pub worktrees: worktree::IdleWorktrees,
+    berth_dir: PathBuf,
     /// What the first landing would make on need, made at the first gated record.
-    pub warm_up: warm_up::WarmUp,
-    /// Verdicts the store could not write yet.
-    unsaved: unsaved::Waiting,
+    warm_up: warm_up::WarmUp,
     /// The active rule set, swapped whole by hot reload.
-    pub rules: Rules,
+    rules: Rules,
     /// `<berth_dir>/decisions.jsonl`: every policy answer and status change.
-    pub decisions: DecisionLog,
-    /// Metrics and the health file (`berth status`, `--metrics-addr`).
-    pub telemetry: Arc<crate::telemetry::Telemetry>,
-    /// The landing policy's last `order` of the queue, for the queue page.
-    pub order: Arc<crate::queue_order::QueueOrder>,
-    /// The records as last read; every write through [`Shared::transition`] and
-    /// [`Shared::insert`] keeps it current.
-    view: Mutex<QueueView>,
+    decisions: Arc<DecisionLog>,
     /// What the forge and origin last said per repo, and when (bounds forge calls).
     memory: Mutex<memory::TickMemory>,
     /// Repos discovered every tick whatever the queue holds: config `repos`, then the
@@ -134,20 +120,8 @@ impl Shared {
             &berth_dir.join("lock-scratch.git"),
             settings,
         )?);
-        let forge_timeout = Duration::from_secs(config.forge_timeout_secs);
-        let forge: Arc<dyn Forge> = match config.forge {
-            ForgeKind::Gh => Arc::new(
-                crate::forge::gh::GhForge::new()
-                    .with_program(&config.gh_program)
-                    .with_timeout(forge_timeout)
-                    .with_mark(crate::forge::leftover_calls::CallMark::this_daemon()),
-            ),
-            ForgeKind::Git => Arc::new(
-                crate::forge::git::GitForge::new(berth_dir.join("forge-scratch.git"))
-                    .with_timeout(forge_timeout),
-            ),
-        };
-        let decisions = DecisionLog::new(&berth_dir);
+        let forge = configured_forge(&config, &berth_dir);
+        let decisions = Arc::new(DecisionLog::new(&berth_dir));
         let telemetry = Arc::new(crate::telemetry::Telemetry::new(
             crate::telemetry::Sources {
                 berth_dir: berth_dir.clone(),
@@ -168,27 +142,38 @@ impl Shared {
         )
         .for_queue(store.dir())
         .with_timeout(Duration::from_secs(config.land_timeout_secs));
-        Ok(Shared {
-            store,
-            allowlist: ArcSwap::from_pointee(allowlist),
-            running_config: Mutex::new(config.clone()),
+        let config = Arc::new(config);
+        let rules = Rules::embedded()?;
+        let crew = Crew {
+            records: Arc::new(Records::new(store.clone(), Arc::clone(&decisions))),
+            policy: policy::Policy {
+                rules: rules.clone(),
+                decisions: Arc::clone(&decisions),
+                order: Arc::default(),
+                config: Arc::clone(&config),
+                forge: forge.name(),
+            },
             forge,
             locks,
-            runner,
-            config,
-            owner: crate::ownership::this_process(),
-            decisions,
+            runner: Arc::new(runner),
             telemetry,
-            order: Arc::default(),
+            owner: crate::ownership::this_process().into(),
+            active: Arc::default(),
+            unsaved: Arc::new(unsaved::Waiting::new(&berth_dir)),
+            stop: Arc::default(),
+            tally: Arc::default(),
+            places: Arc::new(worktree::Places::new(&berth_dir, store.dir())),
+            touch_every: Duration::from_secs(config.heartbeat_secs.max(1)),
+        };
+        Ok(Shared {
+            crew,
+            allowlist: Arc::new(ArcSwap::from_pointee(allowlist)),
+            running_config: Mutex::new(Config::clone(&config)),
+            config,
+            decisions,
             berth_dir,
-            stop: stop::StopFlag::default(),
-            tally: stop::Tally::default(),
-            active: Active::default(),
-            worktrees: worktree::IdleWorktrees::default(),
             warm_up: warm_up::WarmUp::default(),
-            unsaved: unsaved::Waiting::default(),
-            rules: Rules::embedded()?,
-            view: Mutex::new(QueueView::new()),
+            rules,
             memory: Mutex::new(memory::TickMemory::default()),
             discover_roots,
             project_root: None,
@@ -214,9 +199,60 @@ impl Shared {
         self
     }
 
+    /// The queue's records: the store, the view, the status changes' log lines.
+    pub fn records(&self) -> &Arc<Records> {
+        &self.crew.records
+    }
+
+    /// The forge, metered.
+    pub fn forge(&self) -> &Arc<dyn Forge> {
+        &self.crew.forge
+    }
+
+    /// The lane locks on `origin`.
+    pub fn locks(&self) -> &Arc<LockClient> {
+        &self.crew.locks
+    }
+
+    /// The configuration the daemon started with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// This process's owner stamp (`claimedBy`, the lock's `ownerId`).
+    pub fn owner(&self) -> &str {
+        &self.crew.owner
+    }
+
+    /// berth's private state dir.
+    pub fn berth_dir(&self) -> &std::path::Path {
+        &self.berth_dir
+    }
+
+    /// The active rule set.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Metrics and the health file.
+    pub fn telemetry(&self) -> &Arc<crate::telemetry::Telemetry> {
+        &self.crew.telemetry
+    }
+
+    /// The landing policy's last `order`, for the queue page.
+    pub fn order(&self) -> &Arc<crate::queue_order::QueueOrder> {
+        &self.crew.policy.order
+    }
+
     /// The allowed roots as of now.
     pub fn allowlist(&self) -> Arc<Allowlist> {
         self.allowlist.load_full()
+    }
+
+    /// The allowed roots as a SIGHUP swaps them, for a part that reads them later (the
+    /// queue page).
+    pub fn allowed_roots(&self) -> Arc<ArcSwap<Allowlist>> {
+        Arc::clone(&self.allowlist)
     }
 
     /// The repos discovered every tick, as of now.
@@ -258,7 +294,7 @@ impl Shared {
     /// Whether this process is landing `id` right now, or holds its unwritten verdict:
     /// either way the record is this daemon's, whatever its file says.
     pub fn holds(&self, id: &str) -> bool {
-        self.active.holds(id) || self.unsaved.holds(id)
+        self.crew.holds(id)
     }
 
     /// What the forge and origin last said, locked. Never held across a forge call; taken
@@ -280,90 +316,45 @@ impl Shared {
     }
 
     /// The handle the tick's questions to the rules go through.
-    pub fn policy(&self) -> policy::Policy<'_> {
-        policy::Policy {
-            rules: &self.rules,
-            decisions: &self.decisions,
-            order: &self.order,
-            config: &self.config,
-            forge: self.forge.name(),
-        }
+    pub fn policy(&self) -> &policy::Policy {
+        &self.crew.policy
     }
 
-    /// The queue view, locked. Hold it briefly: record writes wait for it.
-    pub fn view(&self) -> MutexGuard<'_, QueueView> {
-        self.view.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Writes a new record ([`QueueStore::insert`]) and reads it into the view.
-    pub fn insert(&self, record: &Record) -> Result<String, StoreError> {
-        let id = self.store.insert(record)?;
-        self.view().written(&self.store, &id);
-        Ok(id)
+    /// The handles a landing holds.
+    fn crew(&self) -> Crew {
+        self.crew.clone()
     }
 
     /// Uses `forge` instead of the configured one (an embedding program's own forge, e.g.
     /// the tick benchmark's call-counting stand-in).
     pub fn with_forge(mut self, forge: Arc<dyn Forge>) -> Shared {
-        self.forge = forge;
+        self.crew.policy.forge = forge.name();
+        self.crew.forge = forge;
         self
     }
 
     /// Uses `rules` (e.g. loaded from `--rules-root`) instead of the embedded defaults.
     pub fn with_rules(mut self, rules: Rules) -> Shared {
+        self.crew.policy.rules = rules.clone();
         self.rules = rules;
         self
     }
+}
 
-    /// The daemon's one way to write a record: [`QueueStore::transition`], and when the
-    /// status changed, a `status` line in the decision log (reason: the new `lastError`).
-    pub fn transition(
-        &self,
-        id: &str,
-        expect: Expect<'_>,
-        to: Status,
-        edit: impl FnOnce(&mut Record),
-    ) -> Result<Record, StoreError> {
-        self.transition_within(id, expect, to, crate::atomic_file::LOCK_WAIT, edit)
-    }
-
-    /// [`Self::transition`], waiting at most `wait` for the record's lock.
-    pub fn transition_within(
-        &self,
-        id: &str,
-        expect: Expect<'_>,
-        to: Status,
-        wait: Duration,
-        edit: impl FnOnce(&mut Record),
-    ) -> Result<Record, StoreError> {
-        let mut from = None;
-        let updated = self
-            .store
-            .transition_within(id, expect, to, wait, |r| {
-                from = Some(r.status);
-                edit(r);
-            })
-            .inspect_err(|e| {
-                // A producer holding the record's lock: skipped this tick, said out loud.
-                if matches!(e, StoreError::Locked { .. }) {
-                    tracing::warn!("skipped this tick: {e}");
-                }
-            });
-        // Written or not, the file is re-read: a refused write means the view was stale.
-        if !matches!(updated, Err(StoreError::BadId(_))) {
-            self.view().written(&self.store, id);
-        }
-        let updated = updated?;
-        if let Some(from) = from
-            && from != updated.status
-        {
-            self.decisions.status_change(id, from, &updated);
-        }
-        Ok(updated)
-    }
-
-    fn lane_of(candidate: &Candidate) -> Lane {
-        candidate.gated.lane()
+/// The forge the configuration names, unmetered.
+fn configured_forge(config: &Config, berth_dir: &std::path::Path) -> Arc<dyn Forge> {
+    let timeout = Duration::from_secs(config.forge_timeout_secs);
+    match config.forge {
+        ForgeKind::Gh => Arc::new(
+            crate::forge::gh::GhForge::new()
+                .with_program(&config.gh_program)
+                .with_timeout(timeout)
+                .with_mark(crate::forge::leftover_calls::CallMark::this_daemon()),
+        ),
+        ForgeKind::Git => Arc::new(
+            crate::forge::git::GitForge::new(berth_dir.join("forge-scratch.git"))
+                .with_timeout(timeout),
+        ),
     }
 }
 

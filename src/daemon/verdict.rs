@@ -3,9 +3,10 @@
 //! and writes it again later.
 
 use crate::record::{Record, Status};
-use crate::store::{Expect, StoreError};
+use crate::store::{Expect, Move, StoreError};
 
-use super::{Shared, policy};
+use super::policy;
+use super::records::Records;
 use crate::forge_state::{GithubState, PrState};
 
 #[derive(Clone, Debug)]
@@ -22,11 +23,11 @@ pub enum Verdict {
 
 impl Verdict {
     /// Writes it; an `Io` error (ENOSPC, EIO) means it may be written again later.
-    pub fn write(&self, shared: &Shared, id: &str) -> Result<Record, StoreError> {
+    pub fn write(&self, records: &Records, owner: &str, id: &str) -> Result<Record, StoreError> {
         match self {
             Verdict::Landed { checked_at } => {
-                let mine = Expect::Mine(&[Status::Landing], &shared.owner);
-                shared.transition(id, mine, Status::Landed, |r| {
+                let mine = Expect::Mine(&[Status::Landing], owner);
+                records.transition(Move::new(id, mine, Status::Landed), |r| {
                     r.last_error = None;
                     r.claimed_by = None;
                     r.last_github_checked_at = Some(checked_at.clone());
@@ -37,10 +38,8 @@ impl Verdict {
                 to,
                 reason,
                 not_before,
-            } => shared.transition(
-                id,
-                Expect::Mine(&Status::IN_FLIGHT, &shared.owner),
-                *to,
+            } => records.transition(
+                Move::new(id, Expect::Mine(&Status::IN_FLIGHT, owner), *to),
                 |r| {
                     r.claimed_by = None;
                     r.last_error = Some(reason.clone());

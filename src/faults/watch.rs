@@ -42,14 +42,18 @@ pub struct WatchReport {
     pub emitted: Vec<String>,
     pub resolved: Vec<String>,
     pub problems: Vec<String>,
-    /// A registry sync was skipped (its run lock held) or failed part way: what it left
-    /// unwritten is written only by a later sync.
+    /// A registry sync was skipped (its run lock held), failed part way or held filings
+    /// back past the cap on pending files: what it left unwritten is written only by a
+    /// later sync.
     pub unsynced: bool,
+    /// Events and resolved markers held back past the cap on pending files.
+    pub withheld: usize,
 }
 
 impl WatchReport {
     fn absorb(&mut self, run_id: &str, sync: SyncReport) {
-        self.unsynced |= !sync.problems.is_empty();
+        self.unsynced |= !sync.problems.is_empty() || sync.withheld > 0;
+        self.withheld += sync.withheld;
         self.emitted.extend(
             sync.emitted
                 .into_iter()
@@ -152,6 +156,15 @@ fn log(report: &WatchReport) {
             spent.category,
             spent.budget_ms,
             spent.skipped
+        );
+    }
+    if report.withheld > 0 {
+        tracing::warn!(
+            withheld = report.withheld,
+            "{} halt events or resolved markers held back: the halt dir's pending files are at their cap ({} in all, {} per run); they are filed once events are acknowledged or drained",
+            report.withheld,
+            super::halt_store::MAX_PENDING_TOTAL,
+            super::halt_store::MAX_PENDING_PER_RUN
         );
     }
     for id in &report.emitted {

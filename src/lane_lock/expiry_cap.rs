@@ -52,49 +52,79 @@ pub(super) fn capped(
     now: DateTime<Utc>,
     look: Look,
 ) -> ReadLock {
-    let bound = chrono::Duration::from_std(longest_ttl.saturating_add(MAX_CLOCK_SKEW))
-        .unwrap_or(chrono::Duration::MAX);
+    let bound = bound(longest_ttl);
     if lock.expires_at <= now + bound {
         return lock;
     }
+    let (first, new) = sighting(sha, now, look);
+    if new {
+        tracing::warn!(
+            ref_name,
+            %sha,
+            holder = lock.payload.owner_id,
+            expires_at = lock.payload.expires_at,
+            judged_to_expire_at = %crate::clock::iso(now + bound),
+            "a lane lock expires further ahead than any holder writes one (the longest TTL berth accepts, {} s, plus the {} s clock skew bound): judged to expire that long after berth first saw it",
+            longest_ttl.as_secs(),
+            MAX_CLOCK_SKEW.as_secs()
+        );
+    }
+    lock.expires_at = lock.expires_at.min(first + bound);
+    lock
+}
+
+/// When a commit that is no lock at all (`sha`, standing in the way of a lane's lock ref)
+/// is judged to expire: as a lock of the furthest expiry, the first sighting (started
+/// now: only a try to take a lane judges one) plus `longest_ttl` plus [`MAX_CLOCK_SKEW`].
+pub(super) fn unreadable_expiry(
+    sha: Oid,
+    longest_ttl: Duration,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    sighting(sha, now, Look::Take).0 + bound(longest_ttl)
+}
+
+/// How far ahead of now an `expiresAt` is believed.
+fn bound(longest_ttl: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(longest_ttl.saturating_add(MAX_CLOCK_SKEW))
+        .unwrap_or(chrono::Duration::MAX)
+}
+
+/// When berth first saw `sha` (now, for a commit never seen), and whether this look started
+/// that sighting (only a [`Look::Take`] does).
+fn sighting(sha: Oid, now: DateTime<Utc>, look: Look) -> (DateTime<Utc>, bool) {
     let mut seen = FIRST_SEEN
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let first = match seen.get_mut(&sha) {
-        Some(sighting) => {
-            sighting.last = sighting.last.max(now);
-            sighting.first
-        }
-        None if look == Look::List => now,
-        None => {
-            if seen.len() >= MAX_REMEMBERED
-                && let Some(stalest) = seen.iter().min_by_key(|(_, s)| s.last).map(|(k, _)| *k)
-            {
-                seen.remove(&stalest);
-            }
-            seen.insert(
-                sha,
-                Sighting {
-                    first: now,
-                    last: now,
-                },
-            );
-            let judged = now + bound;
-            tracing::warn!(
-                ref_name,
-                %sha,
-                holder = lock.payload.owner_id,
-                expires_at = lock.payload.expires_at,
-                judged_to_expire_at = %crate::clock::iso(judged),
-                "a lane lock expires further ahead than any holder writes one (the longest TTL berth accepts, {} s, plus the {} s clock skew bound): judged to expire that long after berth first saw it",
-                longest_ttl.as_secs(),
-                MAX_CLOCK_SKEW.as_secs()
-            );
-            now
-        }
-    };
-    lock.expires_at = lock.expires_at.min(first + bound);
-    lock
+    if let Some(sighting) = seen.get_mut(&sha) {
+        sighting.last = sighting.last.max(now);
+        return (sighting.first, false);
+    }
+    if look == Look::List {
+        return (now, false);
+    }
+    if seen.len() >= MAX_REMEMBERED
+        && let Some(stalest) = seen.iter().min_by_key(|(_, s)| s.last).map(|(k, _)| *k)
+    {
+        seen.remove(&stalest);
+    }
+    seen.insert(
+        sha,
+        Sighting {
+            first: now,
+            last: now,
+        },
+    );
+    (now, true)
+}
+
+/// Dates berth's first sighting of `sha` back to `first`, as if it had been seen then.
+#[cfg(test)]
+pub(super) fn seen_since(sha: Oid, first: DateTime<Utc>) {
+    let mut seen = FIRST_SEEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    seen.insert(sha, Sighting { first, last: first });
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! so of two daemons that picked the same record only one claims it.
 
 use crate::record::Status;
-use crate::store::Expect;
+use crate::store::{Expect, Move};
 
 use super::{End, Landing};
 use crate::daemon::policy;
@@ -10,12 +10,10 @@ use crate::daemon::policy;
 /// Claims the record; the origin URL to land to, or where the landing stopped.
 pub(super) async fn claim(l: &Landing) -> Result<String, End> {
     let id = l.c.id.clone();
-    l.blocking(move |shared| {
-        let owner = shared.owner.clone();
-        shared.transition(
-            &id,
-            Expect::OneOf(&[Status::Queued]),
-            Status::Claiming,
+    l.blocking(move |crew| {
+        let owner = crew.owner.to_string();
+        crew.records.transition(
+            Move::new(&id, Expect::OneOf(&[Status::Queued]), Status::Claiming),
             |r| {
                 r.claimed_by = Some(owner);
                 r.extra.remove(policy::NOT_BEFORE_FIELD);
