@@ -283,6 +283,29 @@ fn status_kib(field: &str) -> u64 {
         .unwrap()
 }
 
+/// Whether this is the process the calling test's body runs in: the test binary is run
+/// again filtered to `test` (its full path), so that the RSS and peak it measures are its
+/// own, not those of the tests running beside it. The first process waits for that one
+/// and fails with it.
+fn in_own_process(test: &str) -> bool {
+    const CHILD: &str = "BERTH_TEST_OWN_PROCESS";
+    if std::env::var_os(CHILD).is_some() {
+        return true;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
+}
+
 /// Gives back to the system what the allocator merely kept for reuse, so that RSS counts
 /// live memory, and restarts the peak (`VmHWM`) from here.
 fn trim_and_reset_peak() {
@@ -298,6 +321,11 @@ fn trim_and_reset_peak() {
 /// one state's parse may hold), the cache and that parse together staying under 1 GiB.
 #[test]
 fn the_state_cache_holds_no_more_than_its_estimate_and_one_more_parse_stays_under_1_gib() {
+    if !in_own_process(
+        "fault_watch_cost::the_state_cache_holds_no_more_than_its_estimate_and_one_more_parse_stays_under_1_gib",
+    ) {
+        return;
+    }
     use berth::faults::state_file::{MAX_STATE_BYTES, STATE_CACHE_BUDGET, StateCache};
     let dir = tempfile::tempdir().unwrap();
     let unit = "{\"a\":{}},";
@@ -353,6 +381,11 @@ fn the_state_cache_holds_no_more_than_its_estimate_and_one_more_parse_stays_unde
 /// and one fault-watch pass over one small run stays well under 1 GiB.
 #[test]
 fn an_8_mib_review_report_is_refused_part_way_and_a_pass_stays_under_1_gib() {
+    if !in_own_process(
+        "fault_watch_cost::an_8_mib_review_report_is_refused_part_way_and_a_pass_stays_under_1_gib",
+    ) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let state_dir = dir.path().join("build-state");
     fs::create_dir_all(&state_dir).unwrap();
