@@ -37,14 +37,15 @@ use crate::boot_clock::BootTime;
 use crate::lane_lock::{Heartbeat, HeldLock, Lane};
 use crate::runner::{Lease, follow_heartbeat};
 
-use super::{Candidate, Shared};
+use super::Candidate;
+use super::crew::Crew;
 use outcome::End;
 pub use outcome::{LaneOutcome, OutcomeKind};
 use release::ReleaseAt;
 
 /// One landing's inputs, shared by its steps.
 struct Landing {
-    shared: Arc<Shared>,
+    crew: Crew,
     c: Candidate,
     lane: Lane,
     /// Cancelled when the daemon stops: the steps wind down and the record is revived.
@@ -63,10 +64,10 @@ impl Landing {
     /// this landing's panic.
     async fn blocking<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Shared) -> T + Send + 'static,
+        work: impl FnOnce(&Crew) -> T + Send + 'static,
     ) -> T {
-        let shared = Arc::clone(&self.shared);
-        match tokio::task::spawn_blocking(move || work(&shared)).await {
+        let crew = self.crew.clone();
+        match tokio::task::spawn_blocking(move || work(&crew)).await {
             Ok(done) => done,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
@@ -74,20 +75,16 @@ impl Landing {
 }
 
 /// Runs the whole landing of one candidate.
-pub async fn land(
-    shared: Arc<Shared>,
-    candidate: Candidate,
-    cancel: CancellationToken,
-) -> LaneOutcome {
-    let lane = Shared::lane_of(&candidate);
+pub async fn land(crew: Crew, candidate: Candidate, cancel: CancellationToken) -> LaneOutcome {
+    let lane = candidate.gated.lane();
     let l = Landing {
-        shared,
+        crew,
         c: candidate,
         lane,
         cancel,
     };
     let kind = drive(&l).await;
-    l.shared.telemetry.landing_done(kind.label());
+    l.crew.telemetry.landing_done(kind.label());
     kind.log(&l.c.id, l.c.record.pr_number);
     LaneOutcome {
         lane: l.lane,
@@ -101,11 +98,11 @@ pub async fn land(
 async fn drive(l: &Landing) -> OutcomeKind {
     // Registered before the claim is written, so a tick never sees our claim unregistered.
     let _registered = l
-        .shared
+        .crew
         .active
         .register(&l.c.id, l.c.record.clone(), l.c.gated.identity());
     // From the claim on, the record is written every heartbeat, so no daemon strands it.
-    let _touching = crate::daemon::record_touch::start(&l.shared, &l.c.id);
+    let _touching = crate::daemon::record_touch::start(&l.crew, &l.c.id);
     let origin_url = match claimed_and_verified(l).await {
         Ok(url) => url,
         Err(end) => return settle::settle(l, end).await,
@@ -123,7 +120,7 @@ async fn drive(l: &Landing) -> OutcomeKind {
         } => (heartbeat, lease, follow),
         Locked::Stopped { end, held } => {
             if let Ok(place) = placed {
-                l.blocking(move |shared| place.finish(shared)).await;
+                l.blocking(move |crew| place.finish(&crew.places)).await;
             }
             let outcome = settle::settle(l, end).await;
             if let Some(held) = held {
@@ -143,7 +140,7 @@ async fn drive(l: &Landing) -> OutcomeKind {
     // which this landing's outcome (reported once both are done) may start.
     let finished = async {
         if let Some(place) = place {
-            l.blocking(move |shared| place.finish(shared)).await;
+            l.blocking(move |crew| place.finish(&crew.places)).await;
         }
     };
     let settled = async {
@@ -197,17 +194,17 @@ async fn lock_and_heartbeat(l: &Landing, origin_url: &str) -> Locked {
             return Locked::Stopped { end, held: None };
         }
     };
-    l.shared.tally.lock_taken();
+    l.crew.tally.lock_taken();
     if l.interrupted() {
         return Locked::Stopped {
             end: End::Interrupted,
             held: Some(Box::new(held)),
         };
     }
-    let heartbeat = Heartbeat::spawn(Arc::clone(&l.shared.locks), held, &l.cancel);
-    l.shared.telemetry.lock_held(heartbeat.watch());
+    let heartbeat = Heartbeat::spawn(Arc::clone(&l.crew.locks), held, &l.cancel);
+    l.crew.telemetry.lock_held(heartbeat.watch());
     // The steps' guards hold the lease; each successful heartbeat extends it.
-    let lease = Lease::new(leased_at, l.shared.locks.settings().ttl);
+    let lease = Lease::new(leased_at, l.crew.locks.settings().ttl);
     let follow = tokio::spawn(follow_heartbeat(heartbeat.refreshed(), lease.clone()));
     Locked::Held {
         heartbeat,
