@@ -139,9 +139,12 @@ impl LockClient {
                     lock,
                     current,
                     &ref_name,
-                    self.longest_ttl(),
-                    clock::now(),
-                    expiry_cap::Look::Take,
+                    expiry_cap::Seen {
+                        sightings: &self.sightings.expiry,
+                        longest_ttl: self.longest_ttl(),
+                        now: clock::now(),
+                        look: expiry_cap::Look::Take,
+                    },
                 ),
             };
             match holder_gone_and_stopped(&expired) {

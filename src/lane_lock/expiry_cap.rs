@@ -6,29 +6,99 @@
 //! skew was written by no holder berth knows: a planted ref, or a clock set years ahead.
 //! Believed, it would hold the lane until someone ran `berth lock release --force`.
 //! Instead it is judged to expire that long after berth first saw that exact lock (its
-//! commit), and the log names the ref and why, once.
+//! commit), and the log names the ref and why, once per berth process. That first sighting
+//! is kept in berth's dir ([`super::sightings`]), so a new process (`berth run --once`, a
+//! restarted daemon) counts from it too instead of starting the wait again.
 
-use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use git2::Oid;
+use serde::{Deserialize, Serialize};
 
 use super::payload::ReadLock;
+use super::sightings::{MAX_SIGHTINGS, Sighted, Sightings};
 use crate::ownership::MAX_CLOCK_SKEW;
 
-/// The most lock commits berth remembers having first seen past the bound; past it, the
-/// one seen least recently is forgotten (its cap restarts from its next sighting).
-const MAX_REMEMBERED: usize = 4096;
+/// How long a kept sighting's "last seen" may lag before a look writes it anew: it only
+/// orders which sighting is forgotten first.
+const LAST_SEEN_GRAIN: chrono::Duration = chrono::Duration::minutes(1);
 
-/// When berth first and last saw each lock commit whose `expiresAt` lay past the bound.
-static FIRST_SEEN: LazyLock<Mutex<HashMap<Oid, Sighting>>> = LazyLock::new(Default::default);
+/// When berth first and last saw one lock commit whose `expiresAt` lay past the bound
+/// (Unix milliseconds).
+#[derive(Clone, Copy, Serialize, Deserialize)]
+pub(super) struct Sighting {
+    first: i64,
+    last: i64,
+}
 
-#[derive(Clone, Copy)]
-struct Sighting {
-    first: DateTime<Utc>,
-    last: DateTime<Utc>,
+impl Sighted for Sighting {
+    fn last_seen(&self) -> i64 {
+        self.last
+    }
+}
+
+/// The first sightings of far-future locks, and which this process has named in its log.
+pub(super) struct ExpirySightings {
+    kept: Sightings<Sighting>,
+    announced: Mutex<HashSet<Oid>>,
+}
+
+impl ExpirySightings {
+    /// Kept in `path`, shared by every berth process on its directory.
+    pub fn at(path: PathBuf) -> ExpirySightings {
+        ExpirySightings {
+            kept: Sightings::at(path),
+            announced: Mutex::default(),
+        }
+    }
+
+    /// Kept in this process only.
+    #[cfg(test)]
+    pub fn in_memory() -> ExpirySightings {
+        ExpirySightings {
+            kept: Sightings::in_memory(),
+            announced: Mutex::default(),
+        }
+    }
+
+    /// When berth first saw `sha`, starting its sighting at `now` on a [`Look::Take`]. A
+    /// first sighting after `now` (the clock was stepped back) starts again at `now`.
+    fn first_seen(&self, sha: Oid, now: DateTime<Utc>, look: Look) -> DateTime<Utc> {
+        let now_ms = now.timestamp_millis();
+        let first = self.kept.with(|known| match known.get_mut(&sha.to_string()) {
+            Some(seen) if seen.first <= now_ms => {
+                let stale = now_ms - seen.last >= LAST_SEEN_GRAIN.num_milliseconds();
+                seen.last = seen.last.max(now_ms);
+                (seen.first, stale)
+            }
+            _ if look == Look::List => (now_ms, false),
+            _ => {
+                let seen = Sighting {
+                    first: now_ms,
+                    last: now_ms,
+                };
+                known.insert(sha.to_string(), seen);
+                (now_ms, true)
+            }
+        });
+        DateTime::from_timestamp_millis(first).unwrap_or(now)
+    }
+
+    /// Whether this process has yet to name `sha` in its log (and now has).
+    fn announce(&self, sha: Oid) -> bool {
+        let mut announced = self
+            .announced
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if announced.len() >= MAX_SIGHTINGS {
+            announced.clear();
+        }
+        announced.insert(sha)
+    }
 }
 
 /// Whether a look at a lock may start its first sighting.
@@ -42,58 +112,38 @@ pub(super) enum Look {
     List,
 }
 
+/// What a look at one lock ([`capped`]) needs besides the lock.
+pub(super) struct Seen<'a> {
+    pub sightings: &'a ExpirySightings,
+    pub longest_ttl: Duration,
+    pub now: DateTime<Utc>,
+    pub look: Look,
+}
+
 /// `lock` (the commit `sha` on `ref_name`), with its expiry capped at the first sighting
 /// plus `longest_ttl` plus [`MAX_CLOCK_SKEW`] when it lies further ahead of `now`.
-pub(super) fn capped(
-    mut lock: ReadLock,
-    sha: Oid,
-    ref_name: &str,
-    longest_ttl: Duration,
-    now: DateTime<Utc>,
-    look: Look,
-) -> ReadLock {
-    let bound = chrono::Duration::from_std(longest_ttl.saturating_add(MAX_CLOCK_SKEW))
+pub(super) fn capped(mut lock: ReadLock, sha: Oid, ref_name: &str, seen: Seen<'_>) -> ReadLock {
+    let bound = chrono::Duration::from_std(seen.longest_ttl.saturating_add(MAX_CLOCK_SKEW))
         .unwrap_or(chrono::Duration::MAX);
-    if lock.expires_at <= now + bound {
+    if lock.expires_at <= seen.now + bound {
         return lock;
     }
-    let mut seen = FIRST_SEEN
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let first = match seen.get_mut(&sha) {
-        Some(sighting) => {
-            sighting.last = sighting.last.max(now);
-            sighting.first
-        }
-        None if look == Look::List => now,
-        None => {
-            if seen.len() >= MAX_REMEMBERED
-                && let Some(stalest) = seen.iter().min_by_key(|(_, s)| s.last).map(|(k, _)| *k)
-            {
-                seen.remove(&stalest);
-            }
-            seen.insert(
-                sha,
-                Sighting {
-                    first: now,
-                    last: now,
-                },
-            );
-            let judged = now + bound;
-            tracing::warn!(
-                ref_name,
-                %sha,
-                holder = lock.payload.owner_id,
-                expires_at = lock.payload.expires_at,
-                judged_to_expire_at = %crate::clock::iso(judged),
-                "a lane lock expires further ahead than any holder writes one (the longest TTL berth accepts, {} s, plus the {} s clock skew bound): judged to expire that long after berth first saw it",
-                longest_ttl.as_secs(),
-                MAX_CLOCK_SKEW.as_secs()
-            );
-            now
-        }
-    };
-    lock.expires_at = lock.expires_at.min(first + bound);
+    let first = seen.sightings.first_seen(sha, seen.now, seen.look);
+    let judged = lock.expires_at.min(first + bound);
+    if seen.look == Look::Take && seen.sightings.announce(sha) {
+        tracing::warn!(
+            ref_name,
+            %sha,
+            holder = lock.payload.owner_id,
+            expires_at = lock.payload.expires_at,
+            first_seen_at = %crate::clock::iso(first),
+            judged_to_expire_at = %crate::clock::iso(judged),
+            "a lane lock expires further ahead than any holder writes one (the longest TTL berth accepts, {} s, plus the {} s clock skew bound): judged to expire that long after berth first saw it",
+            seen.longest_ttl.as_secs(),
+            MAX_CLOCK_SKEW.as_secs()
+        );
+    }
+    lock.expires_at = judged;
     lock
 }
 
@@ -114,23 +164,33 @@ mod tests {
         read_lock("0", Ok(lock_message(&payload).unwrap())).unwrap()
     }
 
+    fn look(sightings: &ExpirySightings, ttl: Duration, now: DateTime<Utc>, look: Look) -> Seen<'_> {
+        Seen {
+            sightings,
+            longest_ttl: ttl,
+            now,
+            look,
+        }
+    }
+
     #[test]
     fn an_expiry_past_the_longest_ttl_and_skew_counts_from_first_sight() {
+        let seen = ExpirySightings::in_memory();
         let ttl = Duration::from_secs(3600);
         let bound = chrono::Duration::from_std(ttl + MAX_CLOCK_SKEW).unwrap();
         let now = crate::clock::now();
         let sha = Oid::from_str("1234567890123456789012345678901234567890").unwrap();
         let year = planted(now + chrono::Duration::days(365));
-        let first = capped(year.clone(), sha, "refs/x", ttl, now, Look::Take);
+        let first = capped(year.clone(), sha, "refs/x", look(&seen, ttl, now, Look::Take));
         assert_eq!(first.expires_at, now + bound);
         // Seen again later, it still counts from the first sighting.
-        let later = capped(year, sha, "refs/x", ttl, now + bound, Look::List);
+        let later = capped(year, sha, "refs/x", look(&seen, ttl, now + bound, Look::List));
         assert_eq!(later.expires_at, now + bound);
         assert!(!later.is_live_at(now + bound));
         // Within the bound, an expiry is believed as written.
         let fair = planted(now + bound - chrono::Duration::seconds(1));
         let other = Oid::from_str("2234567890123456789012345678901234567890").unwrap();
-        let kept = capped(fair.clone(), other, "refs/x", ttl, now, Look::Take);
+        let kept = capped(fair.clone(), other, "refs/x", look(&seen, ttl, now, Look::Take));
         assert_eq!(kept.expires_at, fair.expires_at);
     }
 
@@ -140,6 +200,7 @@ mod tests {
     /// real lane "first seen" again each pass, so that it never expires.
     #[test]
     fn many_planted_locks_do_not_restart_a_lanes_first_sighting() {
+        let seen = ExpirySightings::in_memory();
         let ttl = Duration::from_secs(7200);
         let bound = chrono::Duration::from_std(ttl + MAX_CLOCK_SKEW).unwrap();
         let start = crate::clock::now();
@@ -152,9 +213,7 @@ mod tests {
                 year.clone(),
                 lane,
                 "refs/gstack/release-locks/real/main",
-                ttl,
-                now,
-                Look::Take,
+                look(&seen, ttl, now, Look::Take),
             );
             for i in 0..1100u64 {
                 let sha = Oid::from_str(&format!("6{:039x}", i)).unwrap();
@@ -162,9 +221,7 @@ mod tests {
                     year.clone(),
                     sha,
                     "refs/gstack/release-locks/planted/x",
-                    ttl,
-                    now,
-                    Look::List,
+                    look(&seen, ttl, now, Look::List),
                 );
             }
             now += chrono::Duration::from_std(ttl).unwrap();
@@ -173,9 +230,7 @@ mod tests {
             year,
             lane,
             "refs/gstack/release-locks/real/main",
-            ttl,
-            now,
-            Look::Take,
+            look(&seen, ttl, now, Look::Take),
         );
         assert!(
             !judged.is_live_at(now),

@@ -42,6 +42,7 @@ mod lock_alias;
 mod lock_cas;
 mod lock_cli;
 mod lock_model;
+mod lock_sightings;
 mod module_cycles;
 mod module_size;
 mod queue_cli;
