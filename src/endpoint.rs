@@ -21,19 +21,19 @@ pub fn bind_addr(addr: &str) -> String {
 pub fn start(addr: &str, shared: &Arc<Shared>, limits: Limits) -> std::io::Result<Server> {
     let allowed = Arc::clone(shared);
     let page = crate::queue_page::routes(PageSources {
-        store: shared.store.clone(),
-        berth_dir: shared.berth_dir.clone(),
+        store: shared.records().store().clone(),
+        berth_dir: shared.berth_dir().to_owned(),
         halts: crate::faults::HaltStore::new(
             shared
-                .config
+                .config()
                 .faults_dir
                 .clone()
                 .unwrap_or_else(crate::paths::default_faults_dir),
         ),
         allowlist: Box::new(move || allowed.allowlist()),
-        order: Arc::clone(&shared.order),
+        order: Arc::clone(shared.order()),
     });
-    let routes = crate::telemetry::server::routes(Arc::clone(&shared.telemetry)).merge(page);
+    let routes = crate::telemetry::server::routes(Arc::clone(shared.telemetry())).merge(page);
     Server::start(&bind_addr(addr), routes, limits)
 }
 

@@ -367,7 +367,7 @@ impl QueueView {
 mod tests {
     use super::*;
     use crate::record::Record;
-    use crate::store::Expect;
+    use crate::store::{Expect, Move};
 
     fn record(pr: u64) -> Record {
         Record::from_json(serde_json::json!({
@@ -408,7 +408,7 @@ mod tests {
 
         // One record changed through the store: the view reads just that file back.
         store
-            .transition(&ids[2], Expect::Any, Status::Blocked, |r| {
+            .transition(Move::new(&ids[2], Expect::Any, Status::Blocked), |r| {
                 r.last_error = Some("x".into())
             })
             .unwrap();
@@ -447,7 +447,7 @@ mod tests {
         // Every third record settled (abandoned), so not active.
         for id in ids.iter().step_by(3) {
             store
-                .transition(id, Expect::Any, Status::Abandoned, |_| {})
+                .transition(Move::new(id, Expect::Any, Status::Abandoned), |_| {})
                 .unwrap();
         }
         for n in 0..3 {
@@ -469,7 +469,7 @@ mod tests {
 
         // A live record that settles leaves the active set; a removed one leaves both.
         store
-            .transition(&ids[1], Expect::Any, Status::Abandoned, |_| {})
+            .transition(Move::new(&ids[1], Expect::Any, Status::Abandoned), |_| {})
             .unwrap();
         view.written(&store, &ids[1]);
         std::fs::remove_file(dir.path().join(format!("{}.json", ids[2]))).unwrap();
@@ -479,7 +479,7 @@ mod tests {
         // Every live record is queued here; one blocked stays active but is not live.
         assert_eq!(view.live().count(), count - settled - 2);
         store
-            .transition(&ids[4], Expect::Any, Status::Blocked, |_| {})
+            .transition(Move::new(&ids[4], Expect::Any, Status::Blocked), |_| {})
             .unwrap();
         view.written(&store, &ids[4]);
         assert_eq!(view.active().count(), count - settled - 2);

@@ -6,7 +6,7 @@ use super::{Context, Outcome};
 use crate::record::Status;
 use crate::rules::decisions::{OperatorAct, Subject};
 use crate::rules::journal::Act;
-use crate::store::{Expect, StoredRecord};
+use crate::store::{Expect, Move, StoredRecord};
 
 #[derive(clap::Args, Debug)]
 pub struct PickArgs {
@@ -162,9 +162,7 @@ fn retry_as_read(ctx: &Context, args: &PickArgs, stored: StoredRecord) -> anyhow
     refuse_if_landing(args, &stored, "retry")?;
     ctx.store
         .transition(
-            &stored.id,
-            Expect::Claim(&stored.record),
-            Status::Queued,
+            Move::new(&stored.id, Expect::Claim(&stored.record), Status::Queued),
             |r| {
                 r.retries = Some(0);
                 r.claimed_by = None;
@@ -225,9 +223,7 @@ pub fn abandon(ctx: &Context, args: &AbandonArgs) -> anyhow::Result<Outcome> {
         // record is never claimed, so no daemon can take it in between).
         ctx.store
             .transition(
-                &stored.id,
-                Expect::Claim(&stored.record),
-                Status::Blocked,
+                Move::new(&stored.id, Expect::Claim(&stored.record), Status::Blocked),
                 |r| {
                     r.claimed_by = None;
                     r.last_error = Some(format!("abandoning (was {from}, no live owner)"));
@@ -242,7 +238,7 @@ pub fn abandon(ctx: &Context, args: &AbandonArgs) -> anyhow::Result<Outcome> {
         Expect::Claim(&stored.record)
     };
     ctx.store
-        .transition(&stored.id, expect, Status::Abandoned, |r| {
+        .transition(Move::new(&stored.id, expect, Status::Abandoned), |r| {
             r.claimed_by = None;
             r.last_error = Some(args.reason.clone());
         })

@@ -105,17 +105,17 @@ impl DaemonArgs {
 
 /// One line that says what this daemon is and what it works on.
 fn log_startup(shared: &Shared, daemon: &DaemonArgs, source: &ConfigSource) {
-    let rules = shared.rules.current();
+    let rules = shared.rules().current();
     tracing::info!(
         version = crate::VERSION,
         pid = std::process::id(),
-        queue_dir = %shared.store.dir().display(),
-        forge = shared.forge.name(),
+        queue_dir = %shared.records().store().dir().display(),
+        forge = shared.forge().name(),
         rules_root = %crate::rules::set::describe_root(daemon.rules_root.as_deref()),
         rules_hash = rules.hash(),
         config = %source.describe(),
-        poll_secs = shared.config.poll_secs,
-        berth_dir = %shared.berth_dir.display(),
+        poll_secs = shared.config().poll_secs,
+        berth_dir = %shared.berth_dir().display(),
         "berth starting"
     );
 }
@@ -185,7 +185,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<RunEnd> {
     // A tick runs on a blocking thread; one kept across poll intervals (tokio's default
     // lets it go after 10 s) spares an idle daemon a thread start and exit per tick, and
     // the exit's sweep of that thread's allocator cache.
-    let keep_alive = std::time::Duration::from_secs(shared.config.poll_secs.max(10) * 2);
+    let keep_alive = std::time::Duration::from_secs(shared.config().poll_secs.max(10) * 2);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_stack_size(crate::rules::RULE_THREAD_STACK)
         .thread_keep_alive(keep_alive)

@@ -154,7 +154,7 @@ impl Loop {
             shutdown::Signals::install(mode == Mode::Watch).map_err(StartError::Signals)?;
         end_leftover_forge_calls();
         let queue_changes = match mode {
-            Mode::Watch => Some(watch::QueueWatcher::start(shared.store.dir())?),
+            Mode::Watch => Some(watch::QueueWatcher::start(shared.records.store().dir())?),
             Mode::Once => None,
         };
         shared.telemetry.started(match mode {
@@ -271,7 +271,7 @@ impl Loop {
         if refresh == Refresh::Sweep {
             self.last_sweep = Some(std::time::Instant::now());
             prune_logs(&self.shared);
-            let view = self.shared.view();
+            let view = self.shared.records.view();
             self.shared
                 .decisions
                 .forget_gone(|id| view.get(id).is_some());

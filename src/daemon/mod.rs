@@ -12,7 +12,7 @@
 //! the tick acts on, and every one is written to the decision log.
 //!
 //! Architecture Invariant: the tick never writes a record except through
-//! [`Shared::transition`] (which is [`crate::store::QueueStore::transition`] plus a line in
+//! [`Records::transition`] (which is [`crate::store::QueueStore::transition`] plus a line in
 //! the decision log), and never runs anything for a record that has not passed
 //! [`crate::gates::Allowlist::gate_record`] in this same tick.
 
@@ -26,6 +26,7 @@ mod main_loop;
 mod memory;
 mod policy;
 mod record_touch;
+mod records;
 mod reload;
 mod revive;
 mod shutdown;
@@ -50,58 +51,59 @@ use crate::config::{Config, ForgeKind};
 use crate::forge::Forge;
 use crate::gates::Allowlist;
 use crate::lane_lock::{Lane, LockClient, LockSettings};
-use crate::queue_view::{QueueView, Refresh};
-use crate::record::{Record, Status};
+use crate::queue_view::Refresh;
 use crate::rules::{DecisionLog, Rules};
 use crate::runner::Runner;
-use crate::store::{Expect, QueueStore, StoreError};
+use crate::store::QueueStore;
 
 pub use active::Active;
 pub use error::StartError;
 pub use landing::LaneOutcome;
 pub use main_loop::{Exit, Mode, run};
 pub use policy::NOT_BEFORE_FIELD;
+pub use records::Records;
 pub use reload::{ConfigReload, ConfigReloaded};
 pub use stop::StopSignal;
 pub use tick::{Candidate, PrepareReport, Selection, Wake};
 pub use unsaved::{ReadUnsavedError, UnsavedLine, read as read_unsaved};
 
-/// Everything a tick and a landing need, shared read-only between tasks.
+/// The daemon's parts, wired once at start and shared read-only between the main loop's
+/// tasks. Each part is a handle of its own (`Arc`ed where a task outlives the tick that
+/// started it); a function takes the handles it uses, never this whole struct, except the
+/// main loop and the tick, which hand them out.
 pub struct Shared {
-    pub store: QueueStore,
+    /// The queue: its store, the view the ticks walk, status changes in the decision log.
+    records: Arc<Records>,
     /// The gates' allowed roots; a SIGHUP may swap them (`reload.rs`).
     allowlist: ArcSwap<Allowlist>,
-    pub forge: Arc<dyn Forge>,
-    pub locks: Arc<LockClient>,
-    pub runner: Runner,
-    pub config: Config,
+    forge: Arc<dyn Forge>,
+    locks: Arc<LockClient>,
+    runner: Runner,
+    config: Config,
     /// This process's owner stamp, written as `claimedBy` and as the lock's `ownerId`.
-    pub owner: String,
+    owner: String,
     /// berth's private state: lock scratch repo, forge scratch repo, logs, worktrees.
-    pub berth_dir: PathBuf,
+    berth_dir: PathBuf,
     /// The signal that stopped the daemon, once one has.
-    pub stop: stop::StopFlag,
+    stop: stop::StopFlag,
     /// What the shutdown revived and released, for its summary lines.
-    pub tally: stop::Tally,
+    tally: stop::Tally,
     /// The records this process is landing right now.
-    pub active: Active,
+    active: Active,
     /// Scratch worktrees kept for the next landing of their repo.
-    pub worktrees: worktree::IdleWorktrees,
+    worktrees: worktree::IdleWorktrees,
     /// What the first landing would make on need, made at the first gated record.
-    pub warm_up: warm_up::WarmUp,
+    warm_up: warm_up::WarmUp,
     /// Verdicts the store could not write yet.
     unsaved: unsaved::Waiting,
     /// The active rule set, swapped whole by hot reload.
-    pub rules: Rules,
+    rules: Rules,
     /// `<berth_dir>/decisions.jsonl`: every policy answer and status change.
-    pub decisions: DecisionLog,
+    decisions: Arc<DecisionLog>,
     /// Metrics and the health file (`berth status`, `--metrics-addr`).
-    pub telemetry: Arc<crate::telemetry::Telemetry>,
+    telemetry: Arc<crate::telemetry::Telemetry>,
     /// The landing policy's last `order` of the queue, for the queue page.
-    pub order: Arc<crate::queue_order::QueueOrder>,
-    /// The records as last read; every write through [`Shared::transition`] and
-    /// [`Shared::insert`] keeps it current.
-    view: Mutex<QueueView>,
+    order: Arc<crate::queue_order::QueueOrder>,
     /// What the forge and origin last said per repo, and when (bounds forge calls).
     memory: Mutex<memory::TickMemory>,
     /// Repos discovered every tick whatever the queue holds: config `repos`, then the
@@ -147,7 +149,7 @@ impl Shared {
                     .with_timeout(forge_timeout),
             ),
         };
-        let decisions = DecisionLog::new(&berth_dir);
+        let decisions = Arc::new(DecisionLog::new(&berth_dir));
         let telemetry = Arc::new(crate::telemetry::Telemetry::new(
             crate::telemetry::Sources {
                 berth_dir: berth_dir.clone(),
@@ -169,7 +171,7 @@ impl Shared {
         .for_queue(store.dir())
         .with_timeout(Duration::from_secs(config.land_timeout_secs));
         Ok(Shared {
-            store,
+            records: Arc::new(Records::new(store, Arc::clone(&decisions))),
             allowlist: ArcSwap::from_pointee(allowlist),
             running_config: Mutex::new(config.clone()),
             forge,
@@ -188,7 +190,6 @@ impl Shared {
             warm_up: warm_up::WarmUp::default(),
             unsaved: unsaved::Waiting::default(),
             rules: Rules::embedded()?,
-            view: Mutex::new(QueueView::new()),
             memory: Mutex::new(memory::TickMemory::default()),
             discover_roots,
             project_root: None,
@@ -212,6 +213,51 @@ impl Shared {
     pub fn with_config_reload(mut self, reload: reload::ConfigReload) -> Shared {
         self.config_reload = Some(reload);
         self
+    }
+
+    /// The queue's records: the store, the view, the status changes' log lines.
+    pub fn records(&self) -> &Arc<Records> {
+        &self.records
+    }
+
+    /// The forge, metered.
+    pub fn forge(&self) -> &Arc<dyn Forge> {
+        &self.forge
+    }
+
+    /// The lane locks on `origin`.
+    pub fn locks(&self) -> &Arc<LockClient> {
+        &self.locks
+    }
+
+    /// The configuration the daemon started with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// This process's owner stamp (`claimedBy`, the lock's `ownerId`).
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// berth's private state dir.
+    pub fn berth_dir(&self) -> &std::path::Path {
+        &self.berth_dir
+    }
+
+    /// The active rule set.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Metrics and the health file.
+    pub fn telemetry(&self) -> &Arc<crate::telemetry::Telemetry> {
+        &self.telemetry
+    }
+
+    /// The landing policy's last `order`, for the queue page.
+    pub fn order(&self) -> &Arc<crate::queue_order::QueueOrder> {
+        &self.order
     }
 
     /// The allowed roots as of now.
@@ -290,18 +336,6 @@ impl Shared {
         }
     }
 
-    /// The queue view, locked. Hold it briefly: record writes wait for it.
-    pub fn view(&self) -> MutexGuard<'_, QueueView> {
-        self.view.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Writes a new record ([`QueueStore::insert`]) and reads it into the view.
-    pub fn insert(&self, record: &Record) -> Result<String, StoreError> {
-        let id = self.store.insert(record)?;
-        self.view().written(&self.store, &id);
-        Ok(id)
-    }
-
     /// Uses `forge` instead of the configured one (an embedding program's own forge, e.g.
     /// the tick benchmark's call-counting stand-in).
     pub fn with_forge(mut self, forge: Arc<dyn Forge>) -> Shared {
@@ -313,53 +347,6 @@ impl Shared {
     pub fn with_rules(mut self, rules: Rules) -> Shared {
         self.rules = rules;
         self
-    }
-
-    /// The daemon's one way to write a record: [`QueueStore::transition`], and when the
-    /// status changed, a `status` line in the decision log (reason: the new `lastError`).
-    pub fn transition(
-        &self,
-        id: &str,
-        expect: Expect<'_>,
-        to: Status,
-        edit: impl FnOnce(&mut Record),
-    ) -> Result<Record, StoreError> {
-        self.transition_within(id, expect, to, crate::atomic_file::LOCK_WAIT, edit)
-    }
-
-    /// [`Self::transition`], waiting at most `wait` for the record's lock.
-    pub fn transition_within(
-        &self,
-        id: &str,
-        expect: Expect<'_>,
-        to: Status,
-        wait: Duration,
-        edit: impl FnOnce(&mut Record),
-    ) -> Result<Record, StoreError> {
-        let mut from = None;
-        let updated = self
-            .store
-            .transition_within(id, expect, to, wait, |r| {
-                from = Some(r.status);
-                edit(r);
-            })
-            .inspect_err(|e| {
-                // A producer holding the record's lock: skipped this tick, said out loud.
-                if matches!(e, StoreError::Locked { .. }) {
-                    tracing::warn!("skipped this tick: {e}");
-                }
-            });
-        // Written or not, the file is re-read: a refused write means the view was stale.
-        if !matches!(updated, Err(StoreError::BadId(_))) {
-            self.view().written(&self.store, id);
-        }
-        let updated = updated?;
-        if let Some(from) = from
-            && from != updated.status
-        {
-            self.decisions.status_change(id, from, &updated);
-        }
-        Ok(updated)
     }
 
     fn lane_of(candidate: &Candidate) -> Lane {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::store::Expect;
+use crate::store::{Expect, Move};
 
 use super::Shared;
 
@@ -38,7 +38,7 @@ pub(super) fn start(shared: &Arc<Shared>, id: &str) -> Touching {
 /// Writes the record again if it is still in flight in this daemon's name, expecting
 /// exactly what was read (a settle or a revival in between wins, and is left alone).
 fn touch(shared: &Shared, id: &str) {
-    let Ok(stored) = shared.store.load(id) else {
+    let Ok(stored) = shared.records.store().load(id) else {
         return;
     };
     let record = &stored.record;
@@ -46,7 +46,10 @@ fn touch(shared: &Shared, id: &str) {
     {
         return;
     }
-    if let Err(e) = shared.transition(id, Expect::Claim(record), record.status, |_| {}) {
+    if let Err(e) = shared
+        .records
+        .transition(Move::new(id, Expect::Claim(record), record.status), |_| {})
+    {
         tracing::debug!(record = %id, "record not touched this time: {e}");
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::gstack_text;
 use crate::record::Status;
-use crate::store::{Expect, StoreError};
+use crate::store::{Expect, Move, StoreError};
 
 use super::Shared;
 use super::stop::StopReason;
@@ -16,13 +16,15 @@ pub fn revive(shared: &Shared, id: &str) {
     let (why, interrupted) = (stop.describe(), stop.interrupted());
     let run_id = run_id_of(shared, id);
     let mine = Expect::Mine(&Status::IN_FLIGHT, &shared.owner);
-    let written = shared.transition(id, mine, Status::Queued, |r| {
-        if r.status == Status::DriftRepairing {
-            r.retries = Some(0);
-        }
-        r.claimed_by = None;
-        r.last_error = Some(interrupted.clone());
-    });
+    let written = shared
+        .records
+        .transition(Move::new(id, mine, Status::Queued), |r| {
+            if r.status == Status::DriftRepairing {
+                r.retries = Some(0);
+            }
+            r.claimed_by = None;
+            r.last_error = Some(interrupted.clone());
+        });
     let tally = &shared.tally;
     let signal = shared.stop.signal_name();
     let failed = |error: String| {
@@ -70,7 +72,11 @@ fn run_id_of(shared: &Shared, id: &str) -> String {
     if let Some(claimed) = shared.active.copy_of(id) {
         return claimed.record.run_id;
     }
-    let read = shared.view().get(id).map(|s| s.record.run_id.clone());
+    let read = shared
+        .records
+        .view()
+        .get(id)
+        .map(|s| s.record.run_id.clone());
     read.unwrap_or_else(|| id.to_owned())
 }
 
@@ -93,7 +99,7 @@ fn recreate(shared: &Shared, id: &str, why: &str, interrupted: &str) -> Result<(
     record.claimed_by = None;
     record.last_error = Some(interrupted.to_owned());
     record.last_updated_at = Some(crate::clock::now_iso());
-    match shared.store.insert_under(&filed_under, &record) {
+    match shared.records.store().insert_under(&filed_under, &record) {
         Ok(_) => {
             tracing::warn!(record = %id, "its file vanished mid-landing; recreated as queued after {why}");
             Ok(())

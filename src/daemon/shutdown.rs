@@ -71,7 +71,7 @@ pub async fn drain<T: 'static>(shared: &Shared, landings: &mut JoinSet<T>, budge
     }
     // A kept verdict gets one more try: written, its record needs no revival.
     super::unsaved::retry(shared);
-    if let Ok(scan) = shared.store.scan() {
+    if let Ok(scan) = shared.records.store().scan() {
         for stored in scan.records {
             if stored.record.status.is_in_flight()
                 && stored.record.claimed_by.as_deref() == Some(shared.owner.as_str())

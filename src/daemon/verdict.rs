@@ -3,7 +3,7 @@
 //! and writes it again later.
 
 use crate::record::{Record, Status};
-use crate::store::{Expect, StoreError};
+use crate::store::{Expect, Move, StoreError};
 
 use super::{Shared, policy};
 use crate::forge_state::{GithubState, PrState};
@@ -26,21 +26,21 @@ impl Verdict {
         match self {
             Verdict::Landed { checked_at } => {
                 let mine = Expect::Mine(&[Status::Landing], &shared.owner);
-                shared.transition(id, mine, Status::Landed, |r| {
-                    r.last_error = None;
-                    r.claimed_by = None;
-                    r.last_github_checked_at = Some(checked_at.clone());
-                    r.last_github_state = Some(GithubState::Pr(PrState::Merged));
-                })
+                shared
+                    .records
+                    .transition(Move::new(id, mine, Status::Landed), |r| {
+                        r.last_error = None;
+                        r.claimed_by = None;
+                        r.last_github_checked_at = Some(checked_at.clone());
+                        r.last_github_state = Some(GithubState::Pr(PrState::Merged));
+                    })
             }
             Verdict::Settled {
                 to,
                 reason,
                 not_before,
-            } => shared.transition(
-                id,
-                Expect::Mine(&Status::IN_FLIGHT, &shared.owner),
-                *to,
+            } => shared.records.transition(
+                Move::new(id, Expect::Mine(&Status::IN_FLIGHT, &shared.owner), *to),
                 |r| {
                     r.claimed_by = None;
                     r.last_error = Some(reason.clone());

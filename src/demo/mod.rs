@@ -172,7 +172,7 @@ async fn run_daemon(world: &World, keep: bool) -> Result<(Vec<Check>, Option<Kep
     say("");
     say("running the daemon (git forge, one lane at a time):");
 
-    let mut observer = Observer::new(world, Arc::clone(&shared.locks));
+    let mut observer = Observer::new(world, Arc::clone(shared.locks()));
     let settled = tokio::time::timeout(DEMO_DEADLINE, observer.watch_until_settled()).await;
     let mut rules_checks = Vec::new();
     if settled.is_ok() {

@@ -1,31 +1,9 @@
 //! Taking a lane's lock: create-only, or an expired or gone holder's taken over by
 //! compare-and-swap.
 
+use super::in_the_way::InTheWay;
+use super::standing::Standing;
 use super::*;
-
-/// Why a lock's holder is known to be gone (a dead berth process of this host).
-pub(super) fn holder_gone(lock: &ReadLock) -> Option<String> {
-    crate::ownership::gone_owner(&lock.payload.owner_id)
-}
-
-/// [`holder_gone`], once nothing the holder started still runs on this host: a step's
-/// child that left its group outlives the holder and its guard, so every process marked
-/// as the holder's is killed first ([`crate::runner::end_gone_owners_processes`]). A
-/// holder whose processes cannot all be seen is not taken for gone: its lock waits for
-/// its TTL.
-fn holder_gone_and_stopped(lock: &ReadLock) -> Option<String> {
-    let why = holder_gone(lock)?;
-    match crate::runner::end_gone_owners_processes(&lock.payload.owner_id) {
-        Ok(_) => Some(why),
-        Err(e) => {
-            tracing::warn!(
-                holder = lock.payload.owner_id,
-                "a lane lock's holder is gone, but not all it started can be seen to be: waiting for the lock's TTL: {e}"
-            );
-            None
-        }
-    }
-}
 
 impl LockClient {
     /// Takes the lane's lock, or says who holds it.
@@ -91,32 +69,13 @@ impl LockClient {
         let mut why = gstack_text::LOCK_ALREADY_HELD;
         for attempt in 0..MAX_ATTEMPTS {
             backoff(attempt);
-            // Create: only where the ref is absent.
-            let (sha, payload, started) =
-                self.write_new_lock(&scratch, &target, lane, owner_id, repo_path)?;
-            let outcome = self
-                .swap(
-                    &scratch,
-                    &target,
-                    LockWrite::Create,
-                    Expect::Absent,
-                    Some(sha),
-                )
-                .map_err(|e| target.remote_error("create", e))?;
-            match outcome {
-                PushOutcome::Applied => {
-                    return Ok(Acquire::Acquired(
-                        self.held(&target, lane, sha, payload, started),
-                    ));
-                }
-                PushOutcome::Rejected { status } => {
-                    (why, last) = (
-                        gstack_text::LOCK_ALREADY_HELD,
-                        format!("create rejected: {status}"),
-                    );
+            match self.create(&scratch, &target, lane, owner_id, repo_path)? {
+                Created::Done(acquire) => return Ok(*acquire),
+                Created::Retry(failed) => {
+                    (why, last) = (gstack_text::LOCK_ALREADY_HELD, failed);
                     continue;
                 }
-                PushOutcome::Refused { .. } => {}
+                Created::Exists => {}
             }
             let (current, read) = match read_remote_lock(&scratch, &target)? {
                 RemoteLock::Absent => {
@@ -128,41 +87,31 @@ impl LockClient {
                 }
                 RemoteLock::Present { sha, read } => (sha, read),
             };
-            let expired = match read {
+            let lock = match read {
                 Err(reason) => {
                     return Ok(Acquire::Unreadable {
                         sha: current.to_string(),
                         reason: reason.to_string(),
                     });
                 }
-                Ok(lock) => expiry_cap::capped(
-                    lock,
-                    current,
-                    &ref_name,
-                    expiry_cap::Seen {
-                        sightings: &self.sightings.expiry,
-                        longest_ttl: self.longest_ttl(),
-                        now: clock::now(),
-                        look: expiry_cap::Look::Take,
-                    },
-                ),
+                Ok(lock) => lock,
             };
-            match holder_gone_and_stopped(&expired) {
-                _ if !expired.is_live_at(clock::now()) => tracing::info!(
+            match self.standing(lock, current, &ref_name) {
+                Standing::Expired(lock) => tracing::info!(
                     ref_name,
-                    holder = expired.payload.owner_id,
-                    expired_at = expired.payload.expires_at,
+                    holder = lock.payload.owner_id,
+                    expired_at = lock.payload.expires_at,
                     "taking over an expired lane lock"
                 ),
                 // A crashed berth on this host: recovered by this start, not by the TTL.
-                Some(why) => tracing::warn!(
+                Standing::HolderGone(lock, why) => tracing::warn!(
                     ref_name,
-                    holder = expired.payload.owner_id,
+                    holder = lock.payload.owner_id,
                     "taking over a live lane lock whose holder is gone: {why}"
                 ),
-                None => {
+                Standing::Live(lock) => {
                     return Ok(Acquire::HeldElsewhere {
-                        holder: expired.payload,
+                        holder: lock.payload,
                         sha: current.to_string(),
                         ref_name,
                     });
@@ -201,4 +150,59 @@ impl LockClient {
         }
         Err(target.contended(why, "acquire", last))
     }
+
+    /// Creates the lock where the ref is absent. A create that failed may have met a ref
+    /// in the way of the lock ref (git's directory/file conflict): those are judged and
+    /// cleared, or hold the lane ([`in_the_way`]). Over the network the server rejects
+    /// such a create; a local origin's writer fails with git's words, and only there is a
+    /// failed create looked into (a listing of local files, where a network failure would
+    /// cost a second timeout).
+    fn create(
+        &self,
+        scratch: &Scratch,
+        target: &Target<'_>,
+        lane: &Lane,
+        owner_id: &str,
+        repo_path: &Path,
+    ) -> Result<Created, LockError> {
+        let (sha, payload, started) =
+            self.write_new_lock(scratch, target, lane, owner_id, repo_path)?;
+        let created = self.swap(
+            scratch,
+            target,
+            LockWrite::Create,
+            Expect::Absent,
+            Some(sha),
+        );
+        let failed = match created {
+            Ok(PushOutcome::Applied) => {
+                let held = self.held(target, lane, sha, payload, started);
+                return Ok(Created::Done(Box::new(Acquire::Acquired(held))));
+            }
+            Ok(PushOutcome::Refused { .. }) => return Ok(Created::Exists),
+            Ok(PushOutcome::Rejected { status }) => Ok(format!("create rejected: {status}")),
+            Err(e) if local_origin(target.url).is_some() => Err(e),
+            Err(e) => return Err(target.remote_error("create", e)),
+        };
+        match self.clear_the_way(scratch, target)? {
+            InTheWay::Holds(acquire) => Ok(Created::Done(acquire)),
+            InTheWay::Cleared => Ok(Created::Retry(
+                "a ref in the way of the lock ref was cleared".to_owned(),
+            )),
+            InTheWay::Nothing => match failed {
+                Ok(failed) => Ok(Created::Retry(failed)),
+                Err(e) => Err(target.remote_error("create", e)),
+            },
+        }
+    }
+}
+
+/// What a try to create the lock came to.
+enum Created {
+    /// Taken, or a ref in the lock ref's way holds the lane.
+    Done(Box<Acquire>),
+    /// The ref exists: read it.
+    Exists,
+    /// Try again (why the create failed).
+    Retry(String),
 }

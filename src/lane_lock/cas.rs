@@ -17,9 +17,9 @@ use std::sync::Arc;
 
 use git2::{ErrorCode, ObjectType, Oid, Repository, RepositoryOpenFlags};
 
+use super::leftover_seen::LeftoverSightings;
 use super::ref_writer::{self, Change, Writers, Written};
 use super::transport::{PushOutcome, push_guarded};
-use super::leftover_seen::LeftoverSightings;
 use super::{flock_holder, leftover};
 
 /// What the ref must hold for the write to go through.
@@ -52,6 +52,8 @@ pub enum LockWrite {
     Takeover,
     Refresh,
     Release,
+    /// The removal of a ref that stands in the way of a lock ref ([`super::in_the_way`]).
+    Clear,
 }
 
 /// Called with the move and the ref after berth's own last look at the ref and before the
@@ -238,7 +240,10 @@ fn local_swap(
     Ok(match now {
         Some(now) if !expect.matches(now) => PushOutcome::Refused { advertised: now },
         // A live `git` may have let go of its `.lock` since: git's own words say it was there.
-        _ if prepared.locks.iter().any(|lock| lock.path.exists())
+        _ if prepared
+            .locks
+            .iter()
+            .any(|lock| lock.path.symlink_metadata().is_ok())
             || written.said.contains(".lock': File exists") =>
         {
             PushOutcome::Rejected {
@@ -263,11 +268,21 @@ fn report(prepared: &leftover::Prepared, written: &Written) -> Option<String> {
             && std::fs::symlink_metadata(&lock.path).is_err()
         {
             leftover::LEFTOVERS_REMOVED.inc();
-            tracing::warn!(
-                file = %lock.path.display(),
-                judged = ?judged.reason,
-                "removed a `.lock` file left by a writer that died mid-write (it blocked every write of the lane lock)"
-            );
+            if judged.file.is_dir() {
+                tracing::warn!(
+                    file = %lock.path.display(),
+                    aside = %judged.file.aside_in(&prepared.git_dir).display(),
+                    judged = ?judged.reason,
+                    "moved a directory planted at a ref's `.lock` out of `refs/` (git makes only regular files there; it blocked every write of the lane lock)"
+                );
+            } else {
+                tracing::warn!(
+                    file = %lock.path.display(),
+                    kind = judged.file.kind_name(),
+                    judged = ?judged.reason,
+                    "removed a `.lock` left by a writer that died mid-write, or planted (it blocked every write of the lane lock)"
+                );
+            }
         }
     }
     match written.writers {
@@ -303,7 +318,12 @@ fn locked_status(
         .locks
         .iter()
         .find(|lock| written.said.contains(&*lock.path.to_string_lossy()))
-        .or_else(|| prepared.locks.iter().find(|lock| lock.path.exists()))
+        .or_else(|| {
+            prepared
+                .locks
+                .iter()
+                .find(|lock| lock.path.symlink_metadata().is_ok())
+        })
         .unwrap_or(&prepared.locks[0])
         .path
         .display();

@@ -69,23 +69,35 @@ impl ExpirySightings {
     /// first sighting after `now` (the clock was stepped back) starts again at `now`.
     fn first_seen(&self, sha: Oid, now: DateTime<Utc>, look: Look) -> DateTime<Utc> {
         let now_ms = now.timestamp_millis();
-        let first = self.kept.with(|known| match known.get_mut(&sha.to_string()) {
-            Some(seen) if seen.first <= now_ms => {
-                let stale = now_ms - seen.last >= LAST_SEEN_GRAIN.num_milliseconds();
-                seen.last = seen.last.max(now_ms);
-                (seen.first, stale)
-            }
-            _ if look == Look::List => (now_ms, false),
-            _ => {
-                let seen = Sighting {
-                    first: now_ms,
-                    last: now_ms,
-                };
-                known.insert(sha.to_string(), seen);
-                (now_ms, true)
-            }
-        });
+        let first = self
+            .kept
+            .with(|known| match known.get_mut(&sha.to_string()) {
+                Some(seen) if seen.first <= now_ms => {
+                    let stale = now_ms - seen.last >= LAST_SEEN_GRAIN.num_milliseconds();
+                    seen.last = seen.last.max(now_ms);
+                    (seen.first, stale)
+                }
+                _ if look == Look::List => (now_ms, false),
+                _ => {
+                    let seen = Sighting {
+                        first: now_ms,
+                        last: now_ms,
+                    };
+                    known.insert(sha.to_string(), seen);
+                    (now_ms, true)
+                }
+            });
         DateTime::from_timestamp_millis(first).unwrap_or(now)
+    }
+
+    /// Dates berth's first sighting of `sha` back to `first`, as if it had been seen then.
+    #[cfg(test)]
+    pub fn seen_since(&self, sha: Oid, first: DateTime<Utc>) {
+        let first = first.timestamp_millis();
+        self.kept.with(|known| {
+            known.insert(sha.to_string(), Sighting { first, last: first });
+            ((), true)
+        });
     }
 
     /// Whether this process has yet to name `sha` in its log (and now has).
@@ -123,8 +135,7 @@ pub(super) struct Seen<'a> {
 /// `lock` (the commit `sha` on `ref_name`), with its expiry capped at the first sighting
 /// plus `longest_ttl` plus [`MAX_CLOCK_SKEW`] when it lies further ahead of `now`.
 pub(super) fn capped(mut lock: ReadLock, sha: Oid, ref_name: &str, seen: Seen<'_>) -> ReadLock {
-    let bound = chrono::Duration::from_std(seen.longest_ttl.saturating_add(MAX_CLOCK_SKEW))
-        .unwrap_or(chrono::Duration::MAX);
+    let bound = bound(seen.longest_ttl);
     if lock.expires_at <= seen.now + bound {
         return lock;
     }
@@ -147,6 +158,24 @@ pub(super) fn capped(mut lock: ReadLock, sha: Oid, ref_name: &str, seen: Seen<'_
     lock
 }
 
+/// When a commit that is no lock at all (`sha`, standing in the way of a lane's lock ref)
+/// is judged to expire: as a lock of the furthest expiry, the first sighting (started
+/// now: only a try to take a lane judges one) plus `longest_ttl` plus [`MAX_CLOCK_SKEW`].
+pub(super) fn unreadable_expiry(
+    sightings: &ExpirySightings,
+    sha: Oid,
+    longest_ttl: Duration,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    sightings.first_seen(sha, now, Look::Take) + bound(longest_ttl)
+}
+
+/// How far ahead of now an `expiresAt` is believed.
+fn bound(longest_ttl: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(longest_ttl.saturating_add(MAX_CLOCK_SKEW))
+        .unwrap_or(chrono::Duration::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,7 +193,12 @@ mod tests {
         read_lock("0", Ok(lock_message(&payload).unwrap())).unwrap()
     }
 
-    fn look(sightings: &ExpirySightings, ttl: Duration, now: DateTime<Utc>, look: Look) -> Seen<'_> {
+    fn look(
+        sightings: &ExpirySightings,
+        ttl: Duration,
+        now: DateTime<Utc>,
+        look: Look,
+    ) -> Seen<'_> {
         Seen {
             sightings,
             longest_ttl: ttl,
@@ -181,16 +215,31 @@ mod tests {
         let now = crate::clock::now();
         let sha = Oid::from_str("1234567890123456789012345678901234567890").unwrap();
         let year = planted(now + chrono::Duration::days(365));
-        let first = capped(year.clone(), sha, "refs/x", look(&seen, ttl, now, Look::Take));
+        let first = capped(
+            year.clone(),
+            sha,
+            "refs/x",
+            look(&seen, ttl, now, Look::Take),
+        );
         assert_eq!(first.expires_at, now + bound);
         // Seen again later, it still counts from the first sighting.
-        let later = capped(year, sha, "refs/x", look(&seen, ttl, now + bound, Look::List));
+        let later = capped(
+            year,
+            sha,
+            "refs/x",
+            look(&seen, ttl, now + bound, Look::List),
+        );
         assert_eq!(later.expires_at, now + bound);
         assert!(!later.is_live_at(now + bound));
         // Within the bound, an expiry is believed as written.
         let fair = planted(now + bound - chrono::Duration::seconds(1));
         let other = Oid::from_str("2234567890123456789012345678901234567890").unwrap();
-        let kept = capped(fair.clone(), other, "refs/x", look(&seen, ttl, now, Look::Take));
+        let kept = capped(
+            fair.clone(),
+            other,
+            "refs/x",
+            look(&seen, ttl, now, Look::Take),
+        );
         assert_eq!(kept.expires_at, fair.expires_at);
     }
 

@@ -15,7 +15,10 @@
 //! `CLOCK_BOOTTIME`, which no clock step moves, in any of its processes ([`leftover_seen`]). One dated in the future (a clock stepped
 //! back while a live `git` held it, a `touch -d`) is only seen, never old. The writer
 //! child removes the judged file only while holding the writers' lock and only if it is
-//! still that file. A child that cannot have the writers' lock writes without it and
+//! still that file. git makes only regular files there, so a directory, symlink or other
+//! node at a `.lock` was planted: it is judged the same way, a symlink removed (never
+//! followed), a directory moved whole out of `refs/` ([`FileId::aside_in`]), nothing in it
+//! read or lost. A child that cannot have the writers' lock writes without it and
 //! removes nothing, and berth names who holds it ([`super::flock_holder`]).
 
 use std::fs::{File, Metadata, OpenOptions};
@@ -49,6 +52,9 @@ pub static LEFTOVERS_REMOVED: LazyLock<prometheus_client::metrics::counter::Coun
 /// in between.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(super) struct FileId {
+    /// The file type bits of `st_mode`: git makes only regular files at a `.lock`, so a
+    /// directory, symlink or other node there was planted and is judged like a leftover.
+    kind: u32,
     dev: u64,
     ino: u64,
     size: i64,
@@ -59,6 +65,7 @@ pub(super) struct FileId {
 impl FileId {
     fn of(meta: &Metadata) -> FileId {
         FileId {
+            kind: meta.mode() & libc::S_IFMT,
             dev: meta.dev(),
             ino: meta.ino(),
             size: i64::try_from(meta.size()).unwrap_or(i64::MAX),
@@ -67,18 +74,17 @@ impl FileId {
         }
     }
 
-    /// The regular file at `path`, not following a symlink; async-signal-safe (a writer
-    /// child calls it between fork and exec).
+    /// The node at `path`, not following a symlink; async-signal-safe (a writer child
+    /// calls it between fork and exec).
     pub(super) fn lstat(path: *const libc::c_char) -> Option<FileId> {
         // SAFETY: an all-zero `stat` is a valid value for lstat to overwrite.
         let mut stat: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: `path` is NUL-terminated (a CString's), `stat` writable.
-        if unsafe { libc::lstat(path, &raw mut stat) } != 0
-            || stat.st_mode & libc::S_IFMT != libc::S_IFREG
-        {
+        if unsafe { libc::lstat(path, &raw mut stat) } != 0 {
             return None;
         }
         Some(FileId {
+            kind: stat.st_mode & libc::S_IFMT,
             dev: stat.st_dev,
             ino: stat.st_ino,
             size: stat.st_size,
@@ -86,10 +92,34 @@ impl FileId {
             mtime_nsec: stat.st_mtime_nsec,
         })
     }
+
+    /// A directory, which only a rename can take out of the way without reading into it.
+    pub(super) fn is_dir(&self) -> bool {
+        self.kind == libc::S_IFDIR
+    }
+
+    /// Where a planted directory at a `.lock` is set aside in the repository's git dir:
+    /// outside `refs/`, where git never takes it for a ref, and named by its inode so two
+    /// never meet.
+    pub(super) fn aside_in(&self, git_dir: &Path) -> PathBuf {
+        git_dir.join(format!("berth-set-aside-{}-{}", self.dev, self.ino))
+    }
+
+    /// What a log line calls it.
+    pub(super) fn kind_name(&self) -> &'static str {
+        match self.kind {
+            libc::S_IFREG => "file",
+            libc::S_IFDIR => "directory",
+            libc::S_IFLNK => "symlink",
+            _ => "special file",
+        }
+    }
 }
 
 /// What a writer of a local origin's lock ref needs before it starts ([`prepare`]).
 pub(super) struct Prepared {
+    /// The origin's git dir, where a planted directory is set aside.
+    pub git_dir: PathBuf,
     pub writers_lock: PathBuf,
     /// The ref's own `.lock`, then the origin's `packed-refs.lock`, which `git update-ref
     /// -d` takes for every delete: a dead git (a killed `git gc`) leaves either behind.
@@ -122,8 +152,8 @@ pub(super) enum Age {
 /// Makes the repository's writers' lock (with the repository's sharing) and judges
 /// `ref_name`'s `.lock` file, if any.
 ///
-/// A writers' lock berth may not open (another user's file, made under a narrow umask)
-/// does not stop the write: the ref's own `.lock` file still makes the write a
+/// A writers' lock berth may not open (another user's file, made under a narrow umask; a
+/// directory or FIFO planted at its path) does not stop the write: the ref's own `.lock` file still makes the write a
 /// compare-and-swap. Only the clearing needs the writers' lock, so without it a leftover
 /// is left alone, as a live `git` writer's would be, and the log names the file and the
 /// fix.
@@ -139,18 +169,12 @@ pub(super) fn prepare(
     ];
     let fs_now = match open_shared(origin, &writers_lock) {
         Ok(writers) => Some(fs_now(&writers).ok()),
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+        Err(e) => {
             tracing::warn!(
                 file = %writers_lock.display(),
-                "cannot open the lane lock writers' lock ({e}): the lock ref is written without it, and a `.lock` file a dead writer left is not removed; let every user that runs berth on this repository open it (`chmod 0664` and a shared group, or `git config core.sharedRepository group`), or remove the file"
+                "cannot open the lane lock writers' lock ({e}): the lock ref is written without it, and a `.lock` file a dead writer left is not removed; let every user that runs berth on this repository open it (`chmod 0664` and a shared group, or `git config core.sharedRepository group`), or, if it is not a regular file, remove it"
             );
             None
-        }
-        Err(e) => {
-            return Err(git2::Error::from_str(&format!(
-                "cannot open the lane lock writers' lock {}: {e}",
-                writers_lock.display()
-            )));
         }
     };
     let locks = paths.map(|path| LockFile {
@@ -158,6 +182,7 @@ pub(super) fn prepare(
         path,
     });
     Ok(Prepared {
+        git_dir: origin.path().to_owned(),
         writers_lock,
         locks,
     })
@@ -190,9 +215,6 @@ fn judge(
         leftover_seen::forget(seen, path);
         return None;
     };
-    if !meta.is_file() {
-        return None;
-    }
     let file = FileId::of(&meta);
     let dated = fs_now
         .zip(meta.modified().ok())

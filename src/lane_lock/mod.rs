@@ -41,6 +41,7 @@ mod expiry_cap;
 mod flock_holder;
 mod heartbeat;
 mod held;
+mod in_the_way;
 mod leftover;
 mod leftover_seen;
 mod listing;
@@ -50,6 +51,7 @@ mod refresh;
 mod release;
 mod scratch_pool;
 mod sightings;
+mod standing;
 pub mod survey;
 mod transport;
 
@@ -71,11 +73,11 @@ pub use error::LockError;
 pub use held::HeldLock;
 pub use listing::{ListedLock, LockListing};
 
-use acquire::holder_gone;
 pub use heartbeat::{Heartbeat, LockWatch};
 use held::{StolenTo, Unconfirmed};
 pub use leftover::{LEFTOVER_AGE, LEFTOVERS_REMOVED};
 pub use payload::{LOCK_SUBJECT, LockPayload};
+use standing::holder_gone;
 
 use cas::{Expect, WriteContext, WriteHook, compare_and_swap};
 use payload::{PayloadError, ReadLock, lock_message, read_lock};

@@ -21,7 +21,7 @@ use std::io::{self, Read as _};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::process::CommandExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -97,8 +97,8 @@ pub(super) fn write(
     let before_exec = BeforeExec {
         writers_lock: c_path(writers_lock)?,
         leftovers: [
-            (c_path(leftovers[0].0)?, leftovers[0].1),
-            (c_path(leftovers[1].0)?, leftovers[1].1),
+            Leftover::of(git_dir, leftovers[0])?,
+            Leftover::of(git_dir, leftovers[1])?,
         ],
         report: report_write.as_raw_fd(),
     };
@@ -208,11 +208,55 @@ fn c_path(path: &Path) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte"))
 }
 
+/// A `.lock` path the child clears if it still holds the node judged a leftover.
+struct Leftover {
+    path: CString,
+    judged: Option<FileId>,
+    /// Where a judged directory is moved ([`FileId::aside_in`]).
+    aside: CString,
+}
+
+impl Leftover {
+    fn of(git_dir: &Path, (path, judged): (&Path, Option<FileId>)) -> io::Result<Leftover> {
+        let aside = judged.map_or_else(PathBuf::new, |file| file.aside_in(git_dir));
+        Ok(Leftover {
+            path: c_path(path)?,
+            judged,
+            aside: c_path(&aside)?,
+        })
+    }
+
+    /// Async-signal-safe: a symlink or file is unlinked, a directory renamed aside (never
+    /// over an existing one), and only while the path still holds the judged node.
+    fn clear(&self) -> bool {
+        let Some(judged) = self.judged else {
+            return false;
+        };
+        if FileId::lstat(self.path.as_ptr()) != Some(judged) {
+            return false;
+        }
+        // SAFETY: plain system calls on valid NUL-terminated paths.
+        unsafe {
+            if judged.is_dir() {
+                libc::renameat2(
+                    libc::AT_FDCWD,
+                    self.path.as_ptr(),
+                    libc::AT_FDCWD,
+                    self.aside.as_ptr(),
+                    libc::RENAME_NOREPLACE,
+                ) == 0
+            } else {
+                libc::unlink(self.path.as_ptr()) == 0
+            }
+        }
+    }
+}
+
 /// What the child does between fork and exec.
 struct BeforeExec {
     writers_lock: CString,
-    /// `.lock` files judged dead writers' (with the file each was judged to be).
-    leftovers: [(CString, Option<FileId>); 2],
+    /// `.lock` files judged dead writers' or planted.
+    leftovers: [Leftover; 2],
     report: libc::c_int,
 }
 
@@ -247,11 +291,8 @@ impl BeforeExec {
                     return Ok(());
                 }
             }
-            for (path, leftover) in &self.leftovers {
-                if leftover.is_some()
-                    && FileId::lstat(path.as_ptr()) == *leftover
-                    && libc::unlink(path.as_ptr()) == 0
-                {
+            for leftover in &self.leftovers {
+                if leftover.clear() {
                     self.say(REPORT_REMOVED);
                 }
             }

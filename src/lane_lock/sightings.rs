@@ -133,8 +133,8 @@ fn load<V: Sighted>(path: &Path) -> Result<Option<(HashMap<String, V>, FileStamp
         Err(e) => return Err(e.to_string()),
     };
     let read = FileStamp::of(&meta);
-    let bytes = crate::hostile_file::read_from((file, meta), MAX_FILE_BYTES)
-        .map_err(|e| e.to_string())?;
+    let bytes =
+        crate::hostile_file::read_from((file, meta), MAX_FILE_BYTES).map_err(|e| e.to_string())?;
     let on_disk: OnDisk<V> = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
     let mut known = on_disk.sightings;
     forget_stalest(&mut known);

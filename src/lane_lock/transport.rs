@@ -197,9 +197,20 @@ pub(crate) fn advertised(
     url: &str,
     ref_name: &str,
 ) -> Result<Option<Oid>, git2::Error> {
+    let found = advertised_where(repo, url, &|name| name == ref_name)?;
+    Ok(found.into_iter().next().map(|(_, oid)| oid))
+}
+
+/// Every ref `url` advertises whose name `wanted` accepts, with its id, in the order the
+/// remote lists them.
+pub(crate) fn advertised_where(
+    repo: &Repository,
+    url: &str,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<Vec<(String, Oid)>, git2::Error> {
     let mut attempt = 1;
     loop {
-        match advertised_once(repo, url, ref_name) {
+        match advertised_once(repo, url, wanted) {
             Err(e) if attempt < LIST_ATTEMPTS && ref_vanished(&e) => attempt += 1,
             done => return done,
         }
@@ -209,8 +220,8 @@ pub(crate) fn advertised(
 fn advertised_once(
     repo: &Repository,
     url: &str,
-    ref_name: &str,
-) -> Result<Option<Oid>, git2::Error> {
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<Vec<(String, Oid)>, git2::Error> {
     let credential_attempts = Cell::new(0);
     let mut callbacks = RemoteCallbacks::new();
     callbacks
@@ -220,8 +231,9 @@ fn advertised_once(
     let found = connection
         .list()?
         .iter()
-        .find(|head| head.name() == ref_name)
-        .map(|head| head.oid());
+        .filter(|head| wanted(head.name()))
+        .map(|head| (head.name().to_owned(), head.oid()))
+        .collect();
     Ok(found)
 }
 

@@ -11,6 +11,7 @@ use crate::gates::Allowlist;
 use crate::queue_order::QueueOrder;
 use crate::queue_report::QueueReport;
 use crate::queue_report::history::History;
+use crate::queue_report::log_index::DecisionIndex;
 use crate::store::{QueueStore, StoreError};
 
 /// Where the page reads from: the daemon's queue, berth dir, halt dir, current allowed
@@ -36,9 +37,13 @@ pub struct PageFacts {
 }
 
 impl PageFacts {
-    pub fn read(sources: &PageSources) -> Result<PageFacts, StoreError> {
-        let report = QueueReport::read(&sources.store, &(sources.allowlist)(), &sources.berth_dir)?;
-        let history = History::read(&sources.berth_dir);
+    /// The facts, the decision log's part from `index` (only what was appended since its
+    /// last read is parsed).
+    pub fn read(sources: &PageSources, index: &DecisionIndex) -> Result<PageFacts, StoreError> {
+        let berth_dir = &sources.berth_dir;
+        let report =
+            QueueReport::read_indexed(&sources.store, &(sources.allowlist)(), berth_dir, index)?;
+        let history = index.history(berth_dir);
         let listing = sources.halts.list();
         Ok(PageFacts {
             report,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::facts::{PageFacts, PageSources};
 use crate::http::{Request, Response, Router};
+use crate::queue_report::log_index::DecisionIndex;
 use crate::queue_report::story::{Story, StoryError, Target};
 
 /// How long one read of the queue's facts answers every request.
@@ -23,6 +24,8 @@ pub const MAX_API_UNREADABLE: usize = 100;
 struct Page {
     sources: PageSources,
     facts: Mutex<Option<(Instant, Arc<PageFacts>)>>,
+    /// The decision log followed: each request parses only what was appended.
+    log: DecisionIndex,
 }
 
 impl Page {
@@ -36,7 +39,7 @@ impl Page {
             return Ok(Arc::clone(facts));
         }
         let facts = Arc::new(
-            PageFacts::read(&self.sources)
+            PageFacts::read(&self.sources, &self.log)
                 .map_err(|e| Response::text(503, format!("the queue cannot be read: {e}\n")))?,
         );
         *cached = Some((Instant::now(), Arc::clone(&facts)));
@@ -50,12 +53,13 @@ impl Page {
                 "expected /pr/<repo>/<number>, /pr/<number> or /pr/<record id>\n",
             )
         })?;
-        Story::read(
+        Story::read_indexed(
             &self.sources.store,
             &(self.sources.allowlist)(),
             &self.sources.berth_dir,
             &target,
             repo.as_deref(),
+            &self.log,
         )
         .map_err(|e| match e {
             StoryError::Record(e) => Response::text(404, format!("{e}\n")),
@@ -69,6 +73,7 @@ pub fn routes(sources: PageSources) -> Router {
     let page = Arc::new(Page {
         sources,
         facts: Mutex::default(),
+        log: DecisionIndex::default(),
     });
     let (queue, api, pr, api_pr, log) = (
         Arc::clone(&page),
@@ -235,6 +240,55 @@ mod tests {
         assert_eq!(
             document["cut"],
             serde_json::json!({"records": 1, "unreadable": 5})
+        );
+    }
+
+    /// `/pr/<n>` and `/api/pr/<n>` follow the decision log: a request after an append
+    /// parses what was appended, never the whole log again.
+    #[test]
+    fn a_story_request_after_an_append_reads_no_whole_log() {
+        use crate::rules::decisions::{PASSES, files};
+        use std::io::Write as _;
+        let berth = tempfile::tempdir().unwrap();
+        let queue = tempfile::tempdir().unwrap();
+        let line = |n: u64| {
+            format!(
+                "{}\n",
+                serde_json::json!({"time": format!("2026-01-01T00:00:{:02}.000Z", n % 60),
+                    "kind": "status", "record": "r", "pr": 7, "repo": "r",
+                    "from": "queued", "to": "claiming", "reason": format!("n{n}")})
+            )
+        };
+        let append = |text: String| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(files(berth.path()).current())
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap()
+        };
+        (0..100).for_each(|n| append(line(n)));
+        let router = routes(PageSources {
+            store: crate::store::QueueStore::new(queue.path()),
+            berth_dir: berth.path().to_owned(),
+            halts: crate::faults::HaltStore::new(berth.path().join("faults")),
+            allowlist: Box::new(|| Arc::new(crate::gates::Allowlist::default())),
+            order: Arc::new(crate::queue_order::QueueOrder::default()),
+        });
+        let get = |path: &str| {
+            let request = Request::parse(format!("GET {path} HTTP/1.1").as_bytes()).unwrap();
+            String::from_utf8_lossy(&router.handle(&request).to_bytes(false, false)).into_owned()
+        };
+        assert!(get("/api/pr/7").contains("n99"));
+        append(line(100));
+        let passes = PASSES.with(std::cell::Cell::get);
+        assert!(get("/api/pr/7").contains("n100"));
+        assert!(get("/pr/7").contains("n100"));
+        assert_eq!(
+            PASSES.with(std::cell::Cell::get) - passes,
+            0,
+            "whole reads of the log"
         );
     }
 

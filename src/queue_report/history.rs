@@ -47,13 +47,9 @@ pub struct History {
 
 impl History {
     pub fn read(berth_dir: &Path) -> std::io::Result<History> {
-        let mut history = History::default();
-        let mut recent = VecDeque::new();
-        crate::rules::decisions::each_line(berth_dir, |line| {
-            history.take(&line, &mut recent);
-        })?;
-        history.recent = recent.into_iter().rev().collect();
-        Ok(history)
+        let mut fold = HistoryFold::default();
+        crate::rules::decisions::each_line(berth_dir, |line| fold.take(&line))?;
+        Ok(fold.history())
     }
 
     fn take(&mut self, line: &JournalLine, recent: &mut VecDeque<Ending>) {
@@ -99,6 +95,30 @@ impl History {
                 self.claimed.remove(record);
             }
             _ => {}
+        }
+    }
+}
+
+/// A [`History`] built a line at a time, oldest first, so a reader that follows the log
+/// adds only what was appended.
+#[derive(Debug, Default)]
+pub struct HistoryFold {
+    history: History,
+    /// Oldest first.
+    recent: VecDeque<Ending>,
+}
+
+impl HistoryFold {
+    pub fn take(&mut self, line: &JournalLine) {
+        self.history.take(line, &mut self.recent);
+    }
+
+    /// The history of the lines taken so far.
+    pub fn history(&self) -> History {
+        History {
+            landings: self.history.landings.clone(),
+            recent: self.recent.iter().rev().cloned().collect(),
+            claimed: self.history.claimed.clone(),
         }
     }
 }

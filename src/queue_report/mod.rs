@@ -5,6 +5,7 @@
 
 mod daemon_view;
 pub mod history;
+pub mod log_index;
 pub mod story;
 mod waiting;
 
@@ -54,11 +55,36 @@ impl QueueReport {
         berth_dir: &Path,
         reach: &Reach<'_>,
     ) -> Result<QueueReport, StoreError> {
+        Self::read_with(store, allowlist, berth_dir, reach, || {
+            crate::rules::decisions::policy_waits(berth_dir)
+        })
+    }
+
+    /// [`QueueReport::read`] with the policy waits of `index`, which follows the decision
+    /// log instead of reading it whole (the queue page, asked again and again).
+    pub fn read_indexed(
+        store: &QueueStore,
+        allowlist: &Allowlist,
+        berth_dir: &Path,
+        index: &log_index::DecisionIndex,
+    ) -> Result<QueueReport, StoreError> {
+        Self::read_with(store, allowlist, berth_dir, &Reach::default(), || {
+            index.policy_waits(berth_dir)
+        })
+    }
+
+    fn read_with(
+        store: &QueueStore,
+        allowlist: &Allowlist,
+        berth_dir: &Path,
+        reach: &Reach<'_>,
+        policy_waits: impl FnOnce() -> std::io::Result<waiting::PolicyWaits>,
+    ) -> Result<QueueReport, StoreError> {
         let scan = store.scan()?;
         let rules = RulesStatus::read(berth_dir);
         let fallbacks = crate::rules::fallbacks::read(berth_dir);
         let daemon = DaemonView::read(berth_dir);
-        let waits = waiting::read(allowlist, berth_dir, &scan, reach);
+        let waits = waiting::read(allowlist, berth_dir, &scan, reach, policy_waits);
         let unsaved = crate::daemon::read_unsaved(berth_dir);
         Ok(QueueReport {
             scan,

@@ -6,9 +6,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use super::log_index::DecisionIndex;
 use crate::gates::Allowlist;
 use crate::lane_lock::lock_ref_name;
 use crate::record::Status;
+use crate::rules::decisions::PrHistory;
 use crate::rules::journal::{Entry, JournalLine};
 use crate::rules::set::short;
 use crate::store::{QueueStore, StoreError, StoredRecord};
@@ -69,6 +71,33 @@ impl Story {
         target: &Target,
         repo: Option<&str>,
     ) -> Result<Story, StoryError> {
+        Self::read_with(store, allowlist, berth_dir, target, |pr| {
+            crate::rules::decisions::pr_history(berth_dir, pr, repo)
+        })
+    }
+
+    /// [`Story::read`] from `index`, which follows the decision log instead of reading it
+    /// whole (the PR page, asked again and again).
+    pub fn read_indexed(
+        store: &QueueStore,
+        allowlist: &Allowlist,
+        berth_dir: &Path,
+        target: &Target,
+        repo: Option<&str>,
+        index: &DecisionIndex,
+    ) -> Result<Story, StoryError> {
+        Self::read_with(store, allowlist, berth_dir, target, |pr| {
+            index.pr_history(berth_dir, pr, repo)
+        })
+    }
+
+    fn read_with(
+        store: &QueueStore,
+        allowlist: &Allowlist,
+        berth_dir: &Path,
+        target: &Target,
+        pr_history: impl FnOnce(u64) -> std::io::Result<PrHistory>,
+    ) -> Result<Story, StoryError> {
         // A record id names one record: its PR number, then only its lines.
         let (pr, only) = match target {
             Target::Pr(pr) => (*pr, None),
@@ -81,8 +110,7 @@ impl Story {
             path: berth_dir.join(crate::rules::decisions::DECISIONS_FILE),
             source,
         };
-        let history =
-            crate::rules::decisions::pr_history(berth_dir, pr, repo).map_err(log_error)?;
+        let history = pr_history(pr).map_err(log_error)?;
         let mut lines = history.lines;
         if let Some(id) = &only {
             lines.retain(|line| line.record().unwrap_or("") == id);

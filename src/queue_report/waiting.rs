@@ -72,7 +72,16 @@ pub struct Waits {
     pub problems: Vec<String>,
 }
 
-pub fn read(allowlist: &Allowlist, berth_dir: &Path, scan: &Scan, reach: &Reach<'_>) -> Waits {
+/// Record id → the policy `wait` holding it.
+pub type PolicyWaits = std::collections::HashMap<String, PolicyWait>;
+
+pub fn read(
+    allowlist: &Allowlist,
+    berth_dir: &Path,
+    scan: &Scan,
+    reach: &Reach<'_>,
+    policy_waits: impl FnOnce() -> std::io::Result<PolicyWaits>,
+) -> Waits {
     let mut waits = Waits::default();
     let queued: Vec<_> = scan
         .records
@@ -82,7 +91,7 @@ pub fn read(allowlist: &Allowlist, berth_dir: &Path, scan: &Scan, reach: &Reach<
     if queued.is_empty() {
         return waits;
     }
-    let mut policy = crate::rules::decisions::policy_waits(berth_dir).unwrap_or_else(|e| {
+    let mut policy = policy_waits().unwrap_or_else(|e| {
         waits.problems.push(format!(
             "policy waits: {} unreadable: {e}",
             berth_dir

@@ -325,12 +325,7 @@ pub fn pr_history(berth_dir: &Path, pr: u64, repo: Option<&str>) -> io::Result<P
         let same_repo = repo.is_none_or(|r| line.repo() == Some(r));
         if line.pr() == Some(pr) && same_repo {
             found.lines.push(line);
-        } else if let Entry::Operator(OperatorLine {
-            act: Act::LockRelease,
-            lock_ref: Some(_),
-            ..
-        }) = &line.entry
-        {
+        } else if is_lock_release(&line) {
             found.lock_releases.push(line);
         }
     })?;
@@ -349,28 +344,43 @@ pub struct PolicyWait {
 /// Record id → the policy `wait` holding it, from the log.
 pub fn policy_waits(berth_dir: &Path) -> io::Result<HashMap<String, PolicyWait>> {
     let mut waits: HashMap<String, PolicyWait> = HashMap::new();
-    each_line(berth_dir, |line| {
-        let record = line.record().unwrap_or("").to_owned();
-        match &line.entry {
-            // The record moved (by the daemon or an operator): an older wait is over.
-            Entry::Status(_) | Entry::Operator(_) => {
+    each_line(berth_dir, |line| fold_wait(&mut waits, &line))?;
+    Ok(waits)
+}
+
+/// One line of the log, oldest first, into the [`policy_waits`] it leaves.
+pub fn fold_wait(waits: &mut HashMap<String, PolicyWait>, line: &JournalLine) {
+    let record = line.record().unwrap_or("").to_owned();
+    match &line.entry {
+        // The record moved (by the daemon or an operator): an older wait is over.
+        Entry::Status(_) | Entry::Operator(_) => {
+            waits.remove(&record);
+        }
+        Entry::Decision(d) if d.function == "admit" => {
+            if d.decision == "wait" {
+                let wait = PolicyWait {
+                    reason: d.reason.clone(),
+                    since: line.time.clone(),
+                };
+                waits.insert(record, wait);
+            } else {
                 waits.remove(&record);
             }
-            Entry::Decision(d) if d.function == "admit" => {
-                if d.decision == "wait" {
-                    let wait = PolicyWait {
-                        reason: d.reason.clone(),
-                        since: line.time.clone(),
-                    };
-                    waits.insert(record, wait);
-                } else {
-                    waits.remove(&record);
-                }
-            }
-            Entry::Decision(_) => {}
         }
-    })?;
-    Ok(waits)
+        Entry::Decision(_) => {}
+    }
+}
+
+/// Whether a line about no PR of its own belongs in every [`PrHistory`]'s releases.
+pub fn is_lock_release(line: &JournalLine) -> bool {
+    matches!(
+        &line.entry,
+        Entry::Operator(OperatorLine {
+            act: Act::LockRelease,
+            lock_ref: Some(_),
+            ..
+        })
+    )
 }
 
 /// Calls `f` with every whole line of the log, its rotated generations included, oldest

@@ -115,7 +115,7 @@ impl Rotated {
     }
 
     /// Every generation there is, oldest first, opened with no rotation in between.
-    fn open_all(&self) -> io::Result<Vec<std::fs::File>> {
+    pub fn open_all(&self) -> io::Result<Vec<std::fs::File>> {
         let _no_rotation = self.hold_shared()?;
         let mut files = Vec::new();
         for path in self.oldest_first() {

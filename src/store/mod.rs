@@ -12,14 +12,16 @@ use std::time::Duration;
 
 use crate::atomic_file;
 use crate::hostile_file::ReadError;
-use crate::record::{Record, Status};
+use crate::record::Record;
 
 mod error;
 mod record_file;
+mod transition;
 
 pub use error::StoreError;
 pub use record_file::RecordError;
 use record_file::read_record;
+pub use transition::{Expect, Move};
 
 /// Records larger than this are refused unread: a queue record is a few hundred bytes.
 pub const MAX_RECORD_BYTES: u64 = 1024 * 1024;
@@ -58,22 +60,6 @@ pub struct NamedRead {
 pub struct Scan {
     pub records: Vec<StoredRecord>,
     pub unreadable: Vec<Unreadable>,
-}
-
-/// Which on-disk statuses a write may start from. The daemon always names them, so a
-/// record that moved under it (an operator's retry, a signal revival) is left alone.
-#[derive(Clone, Copy, Debug)]
-pub enum Expect<'a> {
-    Any,
-    OneOf(&'a [Status]),
-    /// Exactly the claim that was read: the same status, `claimedBy` and `lastUpdatedAt`.
-    /// A move of a record judged unowned must not land on a record a daemon claimed since
-    /// (same status, new owner), nor on one its owner touched since (it is not stranded).
-    Claim(&'a Record),
-    /// One of these statuses, claimed by this owner stamp: a landing's own moves. A daemon
-    /// paused past the TTL finds its record stranded and claimed by another daemon since
-    /// (same status, another owner); its late verdict must not land on that claim.
-    Mine(&'a [Status], &'a str),
 }
 
 /// The queue directory.
@@ -285,97 +271,6 @@ impl QueueStore {
             Err(e) => Err(StoreError::io("write", &path)(e)),
         }
     }
-
-    /// The one write path for an existing record: under the record's lock, re-read it,
-    /// check the on-disk status against `from` and the state machine, apply `edit`, set
-    /// `status = to` and `lastUpdatedAt`, and replace the file atomically.
-    pub fn transition(
-        &self,
-        id: &str,
-        expect: Expect<'_>,
-        to: Status,
-        edit: impl FnOnce(&mut Record),
-    ) -> Result<Record, StoreError> {
-        self.transition_within(id, expect, to, atomic_file::LOCK_WAIT, edit)
-    }
-
-    /// [`Self::transition`], waiting at most `wait` for the record's lock.
-    pub fn transition_within(
-        &self,
-        id: &str,
-        expect: Expect<'_>,
-        to: Status,
-        wait: Duration,
-        edit: impl FnOnce(&mut Record),
-    ) -> Result<Record, StoreError> {
-        check_id(id)?;
-        let path = self.path_of(id);
-        let _guard = self.lock(id, wait)?;
-        let mut record = self.load(id)?.record;
-        let on_disk = record.status;
-        match expect {
-            Expect::Any => {}
-            Expect::OneOf(expected) => {
-                if !expected.contains(&on_disk) {
-                    return Err(StoreError::Moved {
-                        id: id.to_owned(),
-                        found: on_disk,
-                        expected: expected.to_vec(),
-                    });
-                }
-            }
-            Expect::Mine(expected, owner) => {
-                if !expected.contains(&on_disk) {
-                    return Err(StoreError::Moved {
-                        id: id.to_owned(),
-                        found: on_disk,
-                        expected: expected.to_vec(),
-                    });
-                }
-                if record.claimed_by.as_deref() != Some(owner) {
-                    return Err(StoreError::Reclaimed {
-                        id: id.to_owned(),
-                        read: format!("{on_disk}, claimed by {owner}"),
-                        found: claim_text(&record),
-                    });
-                }
-            }
-            Expect::Claim(read) => {
-                let same = read.status == on_disk
-                    && read.claimed_by == record.claimed_by
-                    && read.last_updated_at == record.last_updated_at;
-                if !same {
-                    return Err(StoreError::Reclaimed {
-                        id: id.to_owned(),
-                        read: claim_text(read),
-                        found: claim_text(&record),
-                    });
-                }
-            }
-        }
-        if !on_disk.can_move_to(to) {
-            return Err(StoreError::IllegalMove {
-                id: id.to_owned(),
-                from: on_disk,
-                to,
-            });
-        }
-        edit(&mut record);
-        record.status = to;
-        record.last_updated_at = Some(crate::clock::now_iso());
-        atomic_file::write_atomic(&path, record.to_pretty_json().as_bytes(), 0o600)
-            .map_err(StoreError::io("write", &path))?;
-        Ok(record)
-    }
-}
-
-/// `landing, claimed by host:42:7, updated 2026-…` or `blocked, unclaimed, updated …`.
-fn claim_text(record: &Record) -> String {
-    let updated = record.last_updated_at.as_deref().unwrap_or("never");
-    match &record.claimed_by {
-        Some(owner) => format!("{}, claimed by {owner}, updated {updated}", record.status),
-        None => format!("{}, unclaimed, updated {updated}", record.status),
-    }
 }
 
 /// The longest file name the file systems berth runs on allow (`NAME_MAX`).
@@ -416,6 +311,7 @@ fn changed_at(meta: &fs::Metadata) -> Option<chrono::DateTime<chrono::Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::Status;
     use serde_json::json;
 
     fn record_json(pr: u64) -> serde_json::Value {
@@ -444,9 +340,7 @@ mod tests {
         assert_eq!(id, "github.com-acme-widget-main-pr-7");
         let updated = store
             .transition(
-                &id,
-                Expect::OneOf(&[Status::Queued]),
-                Status::Claiming,
+                Move::new(&id, Expect::OneOf(&[Status::Queued]), Status::Claiming),
                 |r| r.claimed_by = Some("host:1".into()),
             )
             .unwrap();
@@ -475,7 +369,7 @@ mod tests {
             .unwrap();
         let before = fs::read(store.path_of(&id)).unwrap();
         let err = store
-            .transition(&id, Expect::Any, Status::Landed, |_| {})
+            .transition(Move::new(&id, Expect::Any, Status::Landed), |_| {})
             .unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -483,9 +377,7 @@ mod tests {
         );
         let err = store
             .transition(
-                &id,
-                Expect::OneOf(&[Status::Landing]),
-                Status::Landed,
+                Move::new(&id, Expect::OneOf(&[Status::Landing]), Status::Landed),
                 |_| {},
             )
             .unwrap_err();
@@ -544,7 +436,7 @@ mod tests {
             "{reasons:?}"
         );
         let err = store
-            .transition("e-missing", Expect::Any, Status::Blocked, |_| {})
+            .transition(Move::new("e-missing", Expect::Any, Status::Blocked), |_| {})
             .unwrap_err();
         assert!(matches!(err, StoreError::Unreadable { .. }));
         for ((name, _), before) in files.iter().zip(snapshot) {
@@ -581,7 +473,7 @@ mod tests {
             Err(StoreError::BadId(_))
         ));
         assert!(matches!(
-            store.transition("a/b", Expect::Any, Status::Queued, |_| {}),
+            store.transition(Move::new("a/b", Expect::Any, Status::Queued), |_| {}),
             Err(StoreError::BadId(_))
         ));
     }

@@ -602,7 +602,7 @@ fn the_daemons_own_orphaned_lock_does_not_stall_the_lane() {
     )
     .unwrap();
     let orphan = writer
-        .acquire(&lane.remote_url, &main_lane, &shared.owner, &lane.clone)
+        .acquire(&lane.remote_url, &main_lane, shared.owner(), &lane.clone)
         .unwrap();
     assert!(matches!(orphan, berth::lane_lock::Acquire::Acquired(_)));
 

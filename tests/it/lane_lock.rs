@@ -153,6 +153,11 @@ pub(super) fn gstack_payload(owner: &str, base: &str, expires_in: chrono::Durati
 
 /// Writes a lock the way gstack does with the git CLI: `mktree`, `commit-tree -m -m`, push.
 pub(super) fn gstack_write(remote: &Remote, ref_name: &str, body: &str) -> String {
+    gstack_write_to(&remote.url, ref_name, body)
+}
+
+/// [`gstack_write`] to the remote at `url`.
+pub(super) fn gstack_write_to(url: &str, ref_name: &str, body: &str) -> String {
     let work = tempfile::tempdir().unwrap();
     git(work.path(), &["init", "--bare", "-q", "."]);
     let tree = git_stdin(work.path(), &["mktree"], "");
@@ -171,13 +176,7 @@ pub(super) fn gstack_write(remote: &Remote, ref_name: &str, body: &str) -> Strin
     // Even `push --force` is refused when the ref moves between the advertisement and the
     // update (a heartbeat of the holder): a peer pushes again, as this one does.
     let refspec = format!("{sha}:{ref_name}");
-    let push = [
-        "push",
-        "-q",
-        "--force",
-        remote.url.as_str(),
-        refspec.as_str(),
-    ];
+    let push = ["push", "-q", "--force", url, refspec.as_str()];
     for _ in 0..20 {
         let out = Command::new("git")
             .current_dir(work.path())

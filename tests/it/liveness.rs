@@ -325,7 +325,10 @@ fn a_live_daemon_in_another_mount_namespace_keeps_its_step_and_its_lane() {
         .unwrap();
         path
     };
-    let config_a = config("a.toml", &format!("echo $$ > {}; sleep 300", step_pid.display()));
+    let config_a = config(
+        "a.toml",
+        &format!("echo $$ > {}; sleep 300", step_pid.display()),
+    );
     let lands = format!(
         "exec {land} \"$1\" \"$2\" {ledger} \"$3\"",
         land = world.land_script().display(),
@@ -369,10 +372,18 @@ fn a_live_daemon_in_another_mount_namespace_keeps_its_step_and_its_lane() {
             fs::read_to_string(world.root.join("a.log")).unwrap_or_default()
         );
     }
-    let step: i32 = fs::read_to_string(&step_pid).unwrap().trim().parse().unwrap();
+    let step: i32 = fs::read_to_string(&step_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
 
     let args_b = ["run", "--watch", "--config", config_b.to_str().unwrap()];
-    let mut daemon_b = world.spawn_berth(&args_b, &berth_dir, &[("BERTH_QUEUE_DIR", queue_b.as_path())]);
+    let mut daemon_b = world.spawn_berth(
+        &args_b,
+        &berth_dir,
+        &[("BERTH_QUEUE_DIR", queue_b.as_path())],
+    );
     let log_b = berth_dir.with_extension("log");
     let skips = || {
         fs::read_to_string(&log_b)
@@ -392,12 +403,17 @@ fn a_live_daemon_in_another_mount_namespace_keeps_its_step_and_its_lane() {
         );
     }
     for daemon in [&mut daemon_a, &mut daemon_b] {
-        if !world.wait_for(Duration::from_secs(20), || matches!(daemon.try_wait(), Ok(Some(_)))) {
+        if !world.wait_for(Duration::from_secs(20), || {
+            matches!(daemon.try_wait(), Ok(Some(_)))
+        }) {
             let _ = daemon.kill();
         }
         let _ = daemon.wait();
     }
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(step), nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(step),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     assert!(
         !b_landed && step_alive,
         "B landed: {b_landed}, A's live step killed: {}; B said:\n{}",

@@ -21,7 +21,7 @@ use crate::lane_lock::{
 const REACHES: [Reach; 3] = [Reach::Path, Reach::FileUrl, Reach::GitDaemon];
 
 /// Client A, whose first `write` runs `move_ref` (client B's write) before it is sent.
-fn racing_client(
+pub(super) fn racing_client(
     write: LockWrite,
     move_ref: impl Fn() + Send + Sync + 'static,
 ) -> (TempDir, LockClient) {
@@ -287,4 +287,36 @@ fn a_dead_gits_packed_refs_lock_does_not_keep_every_release_from_deleting_the_lo
         matches!(released, Ok(Released::Deleted)),
         "the release left the lane locked until its TTL: {released:?}"
     );
+}
+
+/// Review 5: one ref planted under the lane's lock ref as a directory
+/// (`<lock ref>/x`, here an empty commit: no lock at all, nothing that expires) makes
+/// every write of the lane's lock ref fail on git's directory/file conflict. That is
+/// neither a holder nor a `.lock` file, so berth returns a bare error on every acquire:
+/// the lane is wedged for ever with nobody holding it, and no TTL or cap ends it.
+#[test]
+fn a_ref_planted_below_the_lanes_lock_ref_does_not_wedge_the_lane_for_ever() {
+    let remote = remote_by(Reach::Path);
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(&remote.bare)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let tree = git(&["hash-object", "-t", "tree", "-w", "/dev/null"]);
+    let commit = git(&["commit-tree", &tree, "-m", "planted"]);
+    let planted = format!("{}/x", lock_ref_name(&lane("main")));
+    git(&["update-ref", &planted, &commit]);
+    let (_dir, daemon) = client(LONG_TTL);
+    for _ in 0..3 {
+        let outcome = daemon.acquire(&remote.url, &lane("main"), "me", Path::new("/a"));
+        assert!(
+            outcome.is_ok(),
+            "the lane can never be taken, and nothing names a holder or expires: {outcome:?}"
+        );
+    }
 }

@@ -34,7 +34,9 @@ fn a_future_dated_dead_writers_ref_lock_seen_by_successive_run_once_is_removed()
     // Three runs spanning more than LEFTOVER_AGE, the file unchanged throughout.
     for pass in 0..3 {
         if pass > 0 {
-            std::thread::sleep(berth::lane_lock::LEFTOVER_AGE / 2 + std::time::Duration::from_secs(1));
+            std::thread::sleep(
+                berth::lane_lock::LEFTOVER_AGE / 2 + std::time::Duration::from_secs(1),
+            );
         }
         let out = world.run_once(&config).get_output().clone();
         said = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -76,7 +78,14 @@ fn a_planted_far_future_locks_first_sighting_outlives_each_berth_process() {
     .unwrap();
     let sha = world.run_git(
         remote,
-        &["commit-tree", &tree, "-m", "gstack release lock", "-m", &body],
+        &[
+            "commit-tree",
+            &tree,
+            "-m",
+            "gstack release lock",
+            "-m",
+            &body,
+        ],
     );
     world.run_git(
         remote,

@@ -41,6 +41,7 @@ mod liveness;
 mod lock_alias;
 mod lock_cas;
 mod lock_cli;
+mod lock_in_the_way;
 mod lock_model;
 mod lock_sightings;
 mod module_cycles;

@@ -62,9 +62,11 @@ fn enqueue_status_retry_abandon_round_trip() {
     // Block it the way the daemon would (through the store), then retry.
     berth::store::QueueStore::new(&world.queue)
         .transition(
-            id,
-            berth::store::Expect::Any,
-            berth::record::Status::Blocked,
+            berth::store::Move::new(
+                id,
+                berth::store::Expect::Any,
+                berth::record::Status::Blocked,
+            ),
             |r| {
                 r.last_error = Some("landing failed".into());
                 r.retries = Some(1);
@@ -351,9 +353,11 @@ fn data_commands_print_one_json_document() {
 
     berth::store::QueueStore::new(&world.queue)
         .transition(
-            &id,
-            berth::store::Expect::Any,
-            berth::record::Status::Blocked,
+            berth::store::Move::new(
+                &id,
+                berth::store::Expect::Any,
+                berth::record::Status::Blocked,
+            ),
             |r| r.last_error = Some("landing failed".into()),
         )
         .unwrap();

@@ -200,6 +200,85 @@ fn a_ref_lock_file_left_by_a_dead_writer_does_not_wedge_the_lane() {
     assert_eq!(world.ledger(), [41]);
 }
 
+/// git makes a ref's `.lock` only as a regular file, so a directory or a symlink there is
+/// no writer's: it was planted. Aged like a dead writer's leftover, it is cleared the same
+/// way (a symlink removed, never followed; a directory moved whole out of `refs/`, nothing
+/// in it lost) and the lane lands, where it used to stay wedged with nobody holding it.
+#[test]
+fn a_directory_or_symlink_planted_at_a_ref_lock_does_not_wedge_the_lane() {
+    for (pr, kind) in [(61, "directory"), (62, "symlink")] {
+        let world = World::new();
+        let lane = world.git_lane("widget", None);
+        let id = lane.queue(pr, "main");
+        let origin = Path::new(&lane.remote_url);
+        let refs = origin.join("refs/gstack/release-locks/+repo");
+        fs::create_dir_all(&refs).unwrap();
+        let planted = refs.join("main.lock");
+        let target = world.root.join("not-followed");
+        fs::write(&target, "keep").unwrap();
+        if kind == "directory" {
+            fs::create_dir(&planted).unwrap();
+            fs::write(planted.join("evidence"), "kept").unwrap();
+        } else {
+            std::os::unix::fs::symlink(&target, &planted).unwrap();
+        }
+        let age = berth::lane_lock::LEFTOVER_AGE.as_secs() + 3600;
+        let touched = std::process::Command::new("touch")
+            .args(["-h", "-d", &format!("{age} seconds ago")])
+            .arg(&planted)
+            .status()
+            .unwrap();
+        assert!(touched.success());
+        let out = world
+            .run_once(&world.git_forge_config(""))
+            .get_output()
+            .clone();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            world.read_record(&id)["status"],
+            "landed",
+            "a {kind} planted at {} keeps the lane from landing; berth said:\n{said}",
+            planted.display()
+        );
+        assert!(planted.symlink_metadata().is_err(), "{said}");
+        assert_eq!(fs::read_to_string(&target).unwrap(), "keep");
+        if kind == "directory" {
+            let aside: Vec<_> = fs::read_dir(origin)
+                .unwrap()
+                .flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with("berth-set-aside-")
+                })
+                .collect();
+            assert_eq!(aside.len(), 1, "{said}");
+            let kept = aside[0].path().join("evidence");
+            assert_eq!(fs::read_to_string(kept).unwrap(), "kept");
+        }
+    }
+}
+
+/// berth's writers' lock is its own aid: anything other than a file at its path (a
+/// directory, planted or left by a tool) is written around, as a writers' lock berth may
+/// not open is, with a warning naming it; it used to fail every lock write of every lane
+/// of that origin.
+#[test]
+fn a_directory_planted_at_the_writers_lock_does_not_wedge_the_origins_lanes() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(64, "main");
+    let planted = Path::new(&lane.remote_url).join("berth-lane-locks.lock");
+    fs::create_dir(&planted).unwrap();
+    let out = world
+        .run_once(&world.git_forge_config(""))
+        .get_output()
+        .clone();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(world.read_record(&id)["status"], "landed", "{said}");
+    assert!(said.contains(&planted.display().to_string()), "{said}");
+}
+
 /// A local origin written by two users: a service user's daemon, and an operator who once
 /// ran a lock command there as root (or a second user of a group-shared bare repository).
 /// berth's writers' lock file in the repository is then the first writer's; the other

@@ -55,7 +55,7 @@ pub fn run(
 /// wrote one.
 fn record_if_new(shared: &Shared, identity: &str, live: &LiveRepo, pr: &QueuedPr) -> bool {
     let id = crate::safe_key::record_id(identity, &pr.base_branch, pr.number);
-    if shared.store.path_of(&id).exists() || shared.view().get(&id).is_some() {
+    if shared.records.store().path_of(&id).exists() || shared.records.view().get(&id).is_some() {
         return false;
     }
     // The forge found it labelled, marked and not a fork; the rule may narrow that.
@@ -63,7 +63,7 @@ fn record_if_new(shared: &Shared, identity: &str, live: &LiveRepo, pr: &QueuedPr
         return false;
     }
     let record = record_from_remote(identity, pr, &live.repo_path);
-    match shared.insert(&record) {
+    match shared.records.insert(&record) {
         Ok(id) => {
             tracing::info!(record = %id, "discovered PR #{} on {identity}", pr.number);
             true

@@ -58,7 +58,7 @@ pub fn run(shared: &Shared, poll: &PollPlan, cancel: &CancellationToken) {
 /// The queue detectors over a copy of the view (a landing's record write never waits for
 /// them on the view's lock), unless nothing they see changed since their last run.
 fn detect(shared: &Shared, poll: &PollPlan, repo_facts: &[RepoFacts]) {
-    let generation = shared.view().generation();
+    let generation = shared.records.view().generation();
     let fallbacks = shared.decisions.fallbacks().active();
     let seen = (
         generation,
@@ -72,14 +72,14 @@ fn detect(shared: &Shared, poll: &PollPlan, repo_facts: &[RepoFacts]) {
     // Settled records (landed and proven, abandoned) can raise no queue fault: the
     // detectors see every other record.
     let (owned, unreadable) = {
-        let view = shared.view();
+        let view = shared.records.view();
         let owned: Vec<StoredRecord> = view.active().cloned().collect();
         (owned, view.unreadable())
     };
     let records: Vec<&StoredRecord> = owned.iter().collect();
     let now = crate::clock::now();
     let facts = QueueFacts {
-        queue_dir: shared.store.dir(),
+        queue_dir: shared.records.store().dir(),
         records: &records,
         unreadable: &unreadable,
         stranded: &|stored| stranded::stranded_reason(shared, stored, now),

@@ -12,7 +12,7 @@ use crate::forge::{ForgeRepo, MergeProof, PrRef};
 use crate::forge_state::GithubState;
 use crate::gstack_text;
 use crate::record::Status;
-use crate::store::{Expect, StoredRecord};
+use crate::store::{Expect, Move, StoredRecord};
 
 use super::{pr_ref, states};
 use crate::daemon::Shared;
@@ -106,16 +106,20 @@ fn apply(shared: &Shared, stored: &StoredRecord, proof: &MergeProof) -> bool {
     let from = stored.record.status;
     let result = match (from, proof.merged) {
         (Status::Blocked, true) => {
-            shared.transition(&stored.id, Expect::OneOf(&[from]), Status::Landed, |r| {
-                // The block's reason no longer holds (gstack test 70).
-                r.last_error = None;
-                r.reconciled_at = Some(checked_at.clone());
-                r.last_github_checked_at = Some(checked_at.clone());
-                r.last_github_state = Some(state.clone());
-            })
+            shared.records.transition(
+                Move::new(&stored.id, Expect::OneOf(&[from]), Status::Landed),
+                |r| {
+                    // The block's reason no longer holds (gstack test 70).
+                    r.last_error = None;
+                    r.reconciled_at = Some(checked_at.clone());
+                    r.last_github_checked_at = Some(checked_at.clone());
+                    r.last_github_state = Some(state.clone());
+                },
+            )
         }
-        (Status::Landed, false) => {
-            shared.transition(&stored.id, Expect::OneOf(&[from]), Status::Blocked, |r| {
+        (Status::Landed, false) => shared.records.transition(
+            Move::new(&stored.id, Expect::OneOf(&[from]), Status::Blocked),
+            |r| {
                 r.last_github_checked_at = Some(checked_at.clone());
                 r.last_github_state = Some(state.clone());
                 r.last_error = Some(format!(
@@ -124,12 +128,14 @@ fn apply(shared: &Shared, stored: &StoredRecord, proof: &MergeProof) -> bool {
                     r.pr_number,
                     proof.state
                 ));
-            })
-        }
-        _ => shared.transition(&stored.id, Expect::OneOf(&[from]), from, |r| {
-            r.last_github_checked_at = Some(checked_at.clone());
-            r.last_github_state = Some(state.clone());
-        }),
+            },
+        ),
+        _ => shared
+            .records
+            .transition(Move::new(&stored.id, Expect::OneOf(&[from]), from), |r| {
+                r.last_github_checked_at = Some(checked_at.clone());
+                r.last_github_state = Some(state.clone());
+            }),
     };
     match result {
         Ok(updated) => {

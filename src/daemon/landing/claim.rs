@@ -2,7 +2,7 @@
 //! so of two daemons that picked the same record only one claims it.
 
 use crate::record::Status;
-use crate::store::Expect;
+use crate::store::{Expect, Move};
 
 use super::{End, Landing};
 use crate::daemon::policy;
@@ -12,10 +12,8 @@ pub(super) async fn claim(l: &Landing) -> Result<String, End> {
     let id = l.c.id.clone();
     l.blocking(move |shared| {
         let owner = shared.owner.clone();
-        shared.transition(
-            &id,
-            Expect::OneOf(&[Status::Queued]),
-            Status::Claiming,
+        shared.records.transition(
+            Move::new(&id, Expect::OneOf(&[Status::Queued]), Status::Claiming),
             |r| {
                 r.claimed_by = Some(owner);
                 r.extra.remove(policy::NOT_BEFORE_FIELD);

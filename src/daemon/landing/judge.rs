@@ -64,7 +64,7 @@ pub(super) async fn judge(
     );
     let asked = facts.clone();
     let verdict = tokio::task::spawn_blocking(move || {
-        let view = policy::QueueView::of(ask.view().live());
+        let view = policy::QueueView::of(ask.records.view().live());
         policy::on_land_result(ask.policy(), view, (&id, &record), &lane, &asked)
     })
     .await

@@ -11,7 +11,7 @@ use crate::gstack_text;
 use crate::lane_lock::Heartbeat;
 use crate::record::{Record, Status};
 use crate::runner::{Fence, Lease, Outcome, Step, StepResult, StepVars};
-use crate::store::{Expect, StoreError};
+use crate::store::{Expect, Move, StoreError};
 
 use super::judge::{self, DriftRepair};
 use super::{End, Landing};
@@ -22,10 +22,12 @@ pub(super) async fn run(l: &Landing, place: &Place, heartbeat: &Heartbeat, lease
     let id = l.c.id.clone();
     let landing = l
         .blocking(move |shared| {
-            shared.transition(
-                &id,
-                Expect::Mine(&[Status::Claiming], &shared.owner),
-                Status::Landing,
+            shared.records.transition(
+                Move::new(
+                    &id,
+                    Expect::Mine(&[Status::Claiming], &shared.owner),
+                    Status::Landing,
+                ),
                 |_| {},
             )
         })
@@ -213,12 +215,15 @@ async fn move_to(l: &Landing, next: Step, result: &StepResult) -> Result<Record,
     };
     let (id, repaired) = (l.c.id.clone(), format!("drift repair: {result}"));
     l.blocking(move |shared| {
-        shared.transition(&id, Expect::Mine(&[from], &shared.owner), to, |r| {
-            if to == Status::DriftRepairing {
-                r.retries = Some(r.retries.unwrap_or(0) + 1);
-                r.last_error = Some(repaired);
-            }
-        })
+        shared.records.transition(
+            Move::new(&id, Expect::Mine(&[from], &shared.owner), to),
+            |r| {
+                if to == Status::DriftRepairing {
+                    r.retries = Some(r.retries.unwrap_or(0) + 1);
+                    r.last_error = Some(repaired);
+                }
+            },
+        )
     })
     .await
 }

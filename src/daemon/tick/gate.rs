@@ -5,7 +5,7 @@ use crate::forge::ForgeRepo;
 use crate::gates::{Gate, GateError};
 use crate::gstack_text;
 use crate::record::{Record, Status};
-use crate::store::{Expect, StoredRecord};
+use crate::store::{Expect, Move, StoredRecord};
 
 use crate::daemon::Shared;
 use crate::daemon::tick_gates::TickGates;
@@ -15,6 +15,7 @@ use crate::daemon::tick_gates::TickGates;
 /// lane it could never land in).
 pub fn gate_queued(shared: &Shared, gates: &mut TickGates) -> usize {
     let candidates: Vec<StoredRecord> = shared
+        .records
         .view()
         .live()
         .filter(|s| {
@@ -39,11 +40,13 @@ pub fn gate_queued(shared: &Shared, gates: &mut TickGates) -> usize {
         }
         if let Err(refusal) = gated {
             let reason = gate_block_text(&stored.record, &refusal);
-            match shared.transition_within(
-                &stored.id,
-                Expect::OneOf(&[stored.record.status]),
-                Status::Blocked,
-                super::PRODUCER_LOCK_WAIT,
+            match shared.records.transition(
+                Move::new(
+                    &stored.id,
+                    Expect::OneOf(&[stored.record.status]),
+                    Status::Blocked,
+                )
+                .waiting(super::PRODUCER_LOCK_WAIT),
                 |r| {
                     r.last_error = Some(reason.clone());
                 },

@@ -129,8 +129,8 @@ pub fn prepare(shared: &Shared, wake: Wake, refresh: &Refresh, free: Free) -> Pr
 /// Brings the queue view up to date; whether any file changed.
 fn refresh_view(shared: &Shared, refresh: &Refresh) -> bool {
     let (refreshed, files_read) = {
-        let mut view = shared.view();
-        let refreshed = view.refresh(&shared.store, refresh);
+        let mut view = shared.records.view();
+        let refreshed = view.refresh(shared.records.store(), refresh);
         shared.telemetry.queue_seen(&view);
         (refreshed, view.files_read())
     };

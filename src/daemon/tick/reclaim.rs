@@ -1,7 +1,7 @@
 //! Step 2 (DESIGN §3): an in-flight record that no live process owns goes back to `queued`.
 
 use crate::record::Status;
-use crate::store::{Expect, StoredRecord};
+use crate::store::{Expect, Move, StoredRecord};
 
 use crate::daemon::{Shared, stranded};
 
@@ -16,11 +16,9 @@ pub fn reclaim(shared: &Shared, stored: &StoredRecord, now: chrono::DateTime<chr
         return false;
     }
     let from = stored.record.status;
-    let result = shared.transition_within(
-        &stored.id,
-        Expect::Claim(&stored.record),
-        Status::Queued,
-        super::PRODUCER_LOCK_WAIT,
+    let result = shared.records.transition(
+        Move::new(&stored.id, Expect::Claim(&stored.record), Status::Queued)
+            .waiting(super::PRODUCER_LOCK_WAIT),
         |r| {
             if from == Status::DriftRepairing {
                 r.retries = Some(0);

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use crate::gates::GatedRecord;
 use crate::record::{Record, Status};
 use crate::rules::contracts::landing::Admit;
-use crate::store::{Expect, StoredRecord};
+use crate::store::{Expect, Move, StoredRecord};
 
 use crate::daemon::tick_gates::TickGates;
 use crate::daemon::{Shared, policy};
@@ -110,7 +110,7 @@ struct Snapshot {
 impl Snapshot {
     fn of(shared: &Shared) -> Snapshot {
         let now = crate::clock::now();
-        let records = shared.view();
+        let records = shared.records.view();
         Snapshot {
             view: policy::QueueView::of(records.live()),
             in_flight: records
@@ -137,9 +137,12 @@ pub struct Selection {
 /// `admit` said block: blocked by its full id, with the rule's reason. Whether it was
 /// written.
 fn block_by_policy(shared: &Shared, id: &str, reason: &str) -> bool {
-    let written = shared.transition(id, Expect::OneOf(&[Status::Queued]), Status::Blocked, |r| {
-        r.last_error = Some(format!("policy: {reason}"));
-    });
+    let written = shared.records.transition(
+        Move::new(id, Expect::OneOf(&[Status::Queued]), Status::Blocked),
+        |r| {
+            r.last_error = Some(format!("policy: {reason}"));
+        },
+    );
     match written {
         Ok(_) => {
             tracing::warn!(record = %id, "blocked by the landing policy: {reason}");

@@ -227,7 +227,11 @@ enum Unusable {
 /// Takes the lock on the checkout at `path`, or says why not (busy, or no lock file).
 fn try_lock(shared: &Shared, path: &Path) -> Result<WorktreeGuard, Unusable> {
     let key = crate::safe_key::safe_key(&path.to_string_lossy());
-    let lock = shared.store.dir().join(format!(".worktree-{key}.lock"));
+    let lock = shared
+        .records
+        .store()
+        .dir()
+        .join(format!(".worktree-{key}.lock"));
     let file = match crate::atomic_file::open_lock_file(&lock) {
         Ok(file) => file,
         Err(source) => return Err(Unusable::NoLockFile { lock, source }),
@@ -323,7 +327,8 @@ fn scratch_place(shared: &Shared, c: &Candidate, head: Oid) -> Result<Place, Wor
         path: root.join(&name),
         name,
         admin_lock: shared
-            .store
+            .records
+            .store()
             .dir()
             .join(format!(".worktree-admin-{admin_key}.lock")),
     };

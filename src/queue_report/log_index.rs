@@ -1,0 +1,233 @@
+//! The decision log as the queue page reads it again and again: followed, not re-read. Each
+//! request opens the generations (as every reader does, under the rotation lock) and
+//! parses only the lines appended since the last one, from the offset it reached in the
+//! generation it was reading; a rotation renames that file, so it is found again by its
+//! device and inode among the generations. Past a rotation that dropped a generation it
+//! had read (or a file shorter than the offset reached), the index is built again from
+//! the start, so it holds what a whole read would find, never a dropped generation's lines.
+//!
+//! What it keeps: the queue page's folds (policy waits, landing history), and where each
+//! PR's lines and each forced lock release are ([`LineRef`]), at most [`MAX_INDEXED_LINES`];
+//! a PR's story re-reads just its own lines by offset. Past that cap stories are told by a
+//! whole read of the log, as `berth explain` tells them.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{self, BufRead, Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+
+use super::history::{History, HistoryFold};
+use crate::rules::decisions::{self, PolicyWait, PrHistory};
+use crate::rules::journal::JournalLine;
+
+/// Lines whose place the index keeps (16 bytes each, so 32 MiB): more than the 320 MiB of
+/// a full log family holds at its usual ~300 bytes a line.
+pub const MAX_INDEXED_LINES: usize = 2 * 1024 * 1024;
+
+/// Where one line is: its generation (position among those read, oldest first), offset and
+/// length (its line end left out).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct LineRef {
+    generation: u32,
+    len: u32,
+    offset: u64,
+}
+
+/// One generation read so far: its identity and how far it was read.
+#[derive(Debug)]
+struct Generation {
+    dev: u64,
+    ino: u64,
+    offset: u64,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    generations: Vec<Generation>,
+    by_pr: HashMap<u64, Vec<LineRef>>,
+    releases: Vec<LineRef>,
+    indexed: usize,
+    /// More lines than [`MAX_INDEXED_LINES`]: stories need a whole read.
+    full: bool,
+    waits: HashMap<String, PolicyWait>,
+    history: HistoryFold,
+}
+
+/// The followed decision log of one berth dir.
+#[derive(Debug, Default)]
+pub struct DecisionIndex {
+    index: Mutex<Index>,
+    /// Bytes of log lines parsed since this index was made, for tests and operators.
+    parsed: Mutex<u64>,
+}
+
+impl DecisionIndex {
+    /// Bytes of lines parsed so far.
+    pub fn bytes_parsed(&self) -> u64 {
+        *self.parsed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// [`decisions::policy_waits`], from what was appended since the last call.
+    pub fn policy_waits(&self, berth_dir: &Path) -> io::Result<HashMap<String, PolicyWait>> {
+        let mut index = self.lock();
+        self.follow(&mut index, berth_dir)?;
+        Ok(index.waits.clone())
+    }
+
+    /// [`History::read`], from what was appended since the last call.
+    pub fn history(&self, berth_dir: &Path) -> io::Result<History> {
+        let mut index = self.lock();
+        self.follow(&mut index, berth_dir)?;
+        Ok(index.history.history())
+    }
+
+    /// [`decisions::pr_history`]: the PR's own lines read again by offset, the rest of the
+    /// log only where it was appended.
+    pub fn pr_history(
+        &self,
+        berth_dir: &Path,
+        pr: u64,
+        repo: Option<&str>,
+    ) -> io::Result<PrHistory> {
+        let mut index = self.lock();
+        let files = self.follow(&mut index, berth_dir)?;
+        if index.full {
+            drop(index);
+            return decisions::pr_history(berth_dir, pr, repo);
+        }
+        let own = index.by_pr.get(&pr).map(Vec::as_slice).unwrap_or_default();
+        let mut found = PrHistory::default();
+        let mut taken = HashSet::new();
+        for (at, line) in read_lines(&files, own)? {
+            if repo.is_none_or(|r| line.repo() == Some(r)) {
+                taken.insert(at);
+                found.lines.push(line);
+            }
+        }
+        let releases: Vec<LineRef> = index
+            .releases
+            .iter()
+            .filter(|at| !taken.contains(at))
+            .copied()
+            .collect();
+        found.lock_releases = read_lines(&files, &releases)?
+            .into_iter()
+            .map(|(_, line)| line)
+            .collect();
+        Ok(found)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Opens the generations and takes in what was appended; the open files, oldest first.
+    fn follow(&self, index: &mut Index, berth_dir: &Path) -> io::Result<Vec<File>> {
+        let files = decisions::files(berth_dir).open_all()?;
+        let mut ids = Vec::with_capacity(files.len());
+        for file in &files {
+            let meta = file.metadata()?;
+            ids.push((meta.dev(), meta.ino(), meta.len()));
+        }
+        let resumable = index.generations.len() <= ids.len()
+            && index
+                .generations
+                .iter()
+                .zip(&ids)
+                .all(|(g, &(dev, ino, len))| g.dev == dev && g.ino == ino && len >= g.offset);
+        if !resumable {
+            *index = Index::default();
+        }
+        let last = files.len().saturating_sub(1);
+        for (n, (file, &(dev, ino, _))) in files.iter().zip(&ids).enumerate() {
+            if n == index.generations.len() {
+                index.generations.push(Generation {
+                    dev,
+                    ino,
+                    offset: 0,
+                });
+            }
+            // A rotated generation is written no more: a torn last line there is whole.
+            let parsed = take_from(index, n, file, n < last)?;
+            *self.parsed.lock().unwrap_or_else(PoisonError::into_inner) += parsed;
+        }
+        Ok(files)
+    }
+}
+
+/// Takes in generation `n`'s lines from the offset reached; an unended last line only when
+/// `finished`. Returns the bytes parsed.
+fn take_from(index: &mut Index, n: usize, file: &File, finished: bool) -> io::Result<u64> {
+    let start = index.generations[n].offset;
+    let mut reader = io::BufReader::new(file);
+    reader.seek(SeekFrom::Start(start))?;
+    let mut offset = start;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let read = reader.by_ref().read_until(b'\n', &mut buf)?;
+        if read == 0 || (buf.last() != Some(&b'\n') && !finished) {
+            break;
+        }
+        let text = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        if let Ok(line) = serde_json::from_slice::<JournalLine>(text) {
+            let at = LineRef {
+                generation: n as u32,
+                len: u32::try_from(text.len()).unwrap_or(u32::MAX),
+                offset,
+            };
+            index.take(&line, at);
+        }
+        offset += read as u64;
+    }
+    index.generations[n].offset = offset;
+    Ok(offset - start)
+}
+
+impl Index {
+    fn take(&mut self, line: &JournalLine, at: LineRef) {
+        decisions::fold_wait(&mut self.waits, line);
+        self.history.take(line);
+        let release = decisions::is_lock_release(line);
+        if (line.pr().is_none() && !release) || self.full {
+            return;
+        }
+        if self.indexed >= MAX_INDEXED_LINES || at.len == u32::MAX {
+            self.full = true;
+            self.by_pr = HashMap::new();
+            self.releases = Vec::new();
+            return;
+        }
+        self.indexed += 1;
+        if let Some(pr) = line.pr() {
+            self.by_pr.entry(pr).or_default().push(at);
+        }
+        if release {
+            self.releases.push(at);
+        }
+    }
+}
+
+/// The lines at `refs`, parsed again; a line that no longer parses (the file was written
+/// over) is left out.
+fn read_lines(files: &[File], refs: &[LineRef]) -> io::Result<Vec<(LineRef, JournalLine)>> {
+    let mut lines = Vec::with_capacity(refs.len());
+    let mut buf = Vec::new();
+    for at in refs {
+        let Some(file) = files.get(at.generation as usize) else {
+            continue;
+        };
+        buf.resize(at.len as usize, 0);
+        file.read_exact_at(&mut buf, at.offset)?;
+        if let Ok(line) = serde_json::from_slice(&buf) {
+            lines.push((*at, line));
+        }
+    }
+    Ok(lines)
+}
+
+#[cfg(test)]
+#[path = "log_index_tests.rs"]
+mod tests;

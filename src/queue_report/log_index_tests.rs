@@ -1,0 +1,159 @@
+use std::io::Write as _;
+
+use serde_json::json;
+
+use super::*;
+use crate::rules::decisions::{OperatorAct, files, operator_act};
+use crate::rules::journal::Act;
+
+fn append(dir: &Path, line: &serde_json::Value) -> u64 {
+    let text = format!("{line}\n");
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(files(dir).current())
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    text.len() as u64
+}
+
+fn status(n: u64, pr: u64, repo: &str, to: &str) -> serde_json::Value {
+    json!({"time": format!("2026-01-01T00:{:02}:{:02}.000Z", n / 60 % 60, n % 60),
+        "kind": "status", "record": format!("{repo}-{pr}"), "pr": pr, "repo": repo,
+        "from": "queued", "to": to, "reason": format!("n{n}")})
+}
+
+fn wait(n: u64, pr: u64, repo: &str, decision: &str) -> serde_json::Value {
+    json!({"time": format!("2026-01-01T00:{:02}:{:02}.000Z", n / 60 % 60, n % 60),
+        "kind": "decision", "ruleset": "h", "file": "policies/landing.rhai",
+        "function": "admit", "record": format!("{repo}-{pr}"), "pr": pr, "repo": repo,
+        "decision": decision, "reason": format!("n{n}"), "fallback": false})
+}
+
+fn release(dir: &Path) {
+    let act = OperatorAct {
+        act: Act::LockRelease,
+        subject: None,
+        from: None,
+        to: None,
+        lock_ref: Some("refs/berth/locks/x"),
+        reason: "stuck",
+    };
+    operator_act(dir, &act).unwrap();
+}
+
+fn texts(lines: &[JournalLine]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| serde_json::to_string(l).unwrap())
+        .collect()
+}
+
+/// A second request after an append parses the appended line and nothing else.
+#[test]
+fn a_read_after_an_append_parses_only_what_was_appended() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut written = 0;
+    for n in 0..300 {
+        written += append(dir.path(), &status(n, n % 10, "r", "claiming"));
+    }
+    let index = DecisionIndex::default();
+    assert_eq!(
+        index.pr_history(dir.path(), 7, None).unwrap().lines.len(),
+        30
+    );
+    assert_eq!(index.bytes_parsed(), written);
+    let appended = append(dir.path(), &status(300, 7, "r", "landed"));
+    let story = index.pr_history(dir.path(), 7, None).unwrap();
+    assert_eq!(story.lines.len(), 31);
+    assert_eq!(index.bytes_parsed() - written, appended);
+    index.history(dir.path()).unwrap();
+    index.policy_waits(dir.path()).unwrap();
+    assert_eq!(
+        index.bytes_parsed() - written,
+        appended,
+        "nothing new: nothing parsed"
+    );
+}
+
+/// What the index tells is what a whole read tells, through rotations that keep and drop
+/// generations, for every PR and repo, the policy waits and the landing history.
+#[test]
+fn the_index_tells_what_a_whole_read_tells_across_rotations() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = DecisionIndex::default();
+    let log = files(dir.path());
+    for n in 0..400u64 {
+        let (pr, repo) = (n % 7, if n % 3 == 0 { "a" } else { "b" });
+        match n % 5 {
+            0 => append(dir.path(), &wait(n, pr, repo, "wait")),
+            1 => append(dir.path(), &status(n, pr, repo, "claiming")),
+            2 => append(dir.path(), &status(n, pr, repo, "landed")),
+            3 => append(dir.path(), &wait(n, pr, repo, "admit")),
+            _ => {
+                release(dir.path());
+                0
+            }
+        };
+        if n % 37 == 36 {
+            log.rotate().unwrap();
+        }
+        if n % 13 != 12 {
+            continue;
+        }
+        for pr in [0, 3, 6] {
+            for repo in [None, Some("a"), Some("b")] {
+                let whole = decisions::pr_history(dir.path(), pr, repo).unwrap();
+                let followed = index.pr_history(dir.path(), pr, repo).unwrap();
+                assert_eq!(
+                    texts(&followed.lines),
+                    texts(&whole.lines),
+                    "pr {pr} {repo:?}"
+                );
+                assert_eq!(
+                    texts(&followed.lock_releases),
+                    texts(&whole.lock_releases),
+                    "pr {pr} {repo:?}"
+                );
+            }
+        }
+        assert_eq!(
+            index.policy_waits(dir.path()).unwrap(),
+            decisions::policy_waits(dir.path()).unwrap()
+        );
+        let (whole, followed) = (
+            History::read(dir.path()).unwrap(),
+            index.history(dir.path()).unwrap(),
+        );
+        assert_eq!(followed.landings, whole.landings);
+        assert_eq!(followed.recent, whole.recent);
+        assert_eq!(followed.claimed, whole.claimed);
+    }
+    assert!(!log.generation(decisions::KEPT_GENERATIONS + 1).exists());
+}
+
+/// A line still being written is taken once it is whole, never half.
+#[test]
+fn a_torn_last_line_is_taken_once_it_is_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    append(dir.path(), &status(0, 7, "r", "claiming"));
+    let line = format!("{}\n", status(1, 7, "r", "landed"));
+    let (head, tail) = line.split_at(40);
+    let current = files(dir.path()).current();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(current)
+        .unwrap();
+    file.write_all(head.as_bytes()).unwrap();
+    let index = DecisionIndex::default();
+    assert_eq!(
+        index.pr_history(dir.path(), 7, None).unwrap().lines.len(),
+        1
+    );
+    file.write_all(tail.as_bytes()).unwrap();
+    assert_eq!(
+        index.pr_history(dir.path(), 7, None).unwrap().lines.len(),
+        2
+    );
+}

@@ -1,0 +1,131 @@
+//! The one write path for an existing record, and what a write expects to find on disk.
+
+use std::time::Duration;
+
+use super::{QueueStore, StoreError, check_id};
+use crate::atomic_file;
+use crate::record::{Record, Status};
+
+/// Which on-disk statuses a write may start from. The daemon always names them, so a
+/// record that moved under it (an operator's retry, a signal revival) is left alone.
+#[derive(Clone, Copy, Debug)]
+pub enum Expect<'a> {
+    Any,
+    OneOf(&'a [Status]),
+    /// Exactly the claim that was read: the same status, `claimedBy` and `lastUpdatedAt`.
+    /// A move of a record judged unowned must not land on a record a daemon claimed since
+    /// (same status, new owner), nor on one its owner touched since (it is not stranded).
+    Claim(&'a Record),
+    /// One of these statuses, claimed by this owner stamp: a landing's own moves. A daemon
+    /// paused past the TTL finds its record stranded and claimed by another daemon since
+    /// (same status, another owner); its late verdict must not land on that claim.
+    Mine(&'a [Status], &'a str),
+}
+
+impl Expect<'_> {
+    /// Whether `on_disk`, the record `id` as read under its lock, is what the write expects.
+    fn check(&self, id: &str, on_disk: &Record) -> Result<(), StoreError> {
+        let moved = |expected: &[Status]| StoreError::Moved {
+            id: id.to_owned(),
+            found: on_disk.status,
+            expected: expected.to_vec(),
+        };
+        match *self {
+            Expect::Any => Ok(()),
+            Expect::OneOf(expected) if !expected.contains(&on_disk.status) => Err(moved(expected)),
+            Expect::OneOf(_) => Ok(()),
+            Expect::Mine(expected, _) if !expected.contains(&on_disk.status) => {
+                Err(moved(expected))
+            }
+            Expect::Mine(_, owner) if on_disk.claimed_by.as_deref() != Some(owner) => {
+                Err(StoreError::Reclaimed {
+                    id: id.to_owned(),
+                    read: format!("{}, claimed by {owner}", on_disk.status),
+                    found: claim_text(on_disk),
+                })
+            }
+            Expect::Mine(..) => Ok(()),
+            Expect::Claim(read) => {
+                let same = read.status == on_disk.status
+                    && read.claimed_by == on_disk.claimed_by
+                    && read.last_updated_at == on_disk.last_updated_at;
+                if same {
+                    Ok(())
+                } else {
+                    Err(StoreError::Reclaimed {
+                        id: id.to_owned(),
+                        read: claim_text(read),
+                        found: claim_text(on_disk),
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// One write of an existing record: which record, what the write expects on disk, the
+/// status it moves to, and how long it waits for the record's lock.
+#[derive(Clone, Copy, Debug)]
+pub struct Move<'a> {
+    pub id: &'a str,
+    pub expect: Expect<'a>,
+    pub to: Status,
+    pub wait: Duration,
+}
+
+impl<'a> Move<'a> {
+    /// The move of `id` to `to`, waiting the usual [`atomic_file::LOCK_WAIT`] for its lock.
+    pub fn new(id: &'a str, expect: Expect<'a>, to: Status) -> Move<'a> {
+        Move {
+            id,
+            expect,
+            to,
+            wait: atomic_file::LOCK_WAIT,
+        }
+    }
+
+    /// The same move, waiting at most `wait` for the record's lock (a tick that must not
+    /// stall behind a producer).
+    pub fn waiting(self, wait: Duration) -> Move<'a> {
+        Move { wait, ..self }
+    }
+}
+
+impl QueueStore {
+    /// The one write path for an existing record: under the record's lock, re-read it,
+    /// check the on-disk record against what the move expects and the state machine, apply
+    /// `edit`, set `status` and `lastUpdatedAt`, and replace the file atomically.
+    pub fn transition(
+        &self,
+        m: Move<'_>,
+        edit: impl FnOnce(&mut Record),
+    ) -> Result<Record, StoreError> {
+        check_id(m.id)?;
+        let path = self.path_of(m.id);
+        let _guard = self.lock(m.id, m.wait)?;
+        let mut record = self.load(m.id)?.record;
+        m.expect.check(m.id, &record)?;
+        if !record.status.can_move_to(m.to) {
+            return Err(StoreError::IllegalMove {
+                id: m.id.to_owned(),
+                from: record.status,
+                to: m.to,
+            });
+        }
+        edit(&mut record);
+        record.status = m.to;
+        record.last_updated_at = Some(crate::clock::now_iso());
+        atomic_file::write_atomic(&path, record.to_pretty_json().as_bytes(), 0o600)
+            .map_err(StoreError::io("write", &path))?;
+        Ok(record)
+    }
+}
+
+/// `landing, claimed by host:42:7, updated 2026-…` or `blocked, unclaimed, updated …`.
+fn claim_text(record: &Record) -> String {
+    let updated = record.last_updated_at.as_deref().unwrap_or("never");
+    match &record.claimed_by {
+        Some(owner) => format!("{}, claimed by {owner}, updated {updated}", record.status),
+        None => format!("{}, unclaimed, updated {updated}", record.status),
+    }
+}
