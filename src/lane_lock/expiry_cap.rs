@@ -28,7 +28,7 @@ use crate::ownership::MAX_CLOCK_SKEW;
 const LAST_SEEN_GRAIN: chrono::Duration = chrono::Duration::minutes(1);
 
 /// When berth first and last saw one lock commit whose `expiresAt` lay past the bound
-/// (Unix milliseconds).
+/// (Unix nanoseconds).
 #[derive(Clone, Copy, Serialize, Deserialize)]
 pub(super) struct Sighting {
     first: i64,
@@ -68,32 +68,33 @@ impl ExpirySightings {
     /// When berth first saw `sha`, starting its sighting at `now` on a [`Look::Take`]. A
     /// first sighting after `now` (the clock was stepped back) starts again at `now`.
     fn first_seen(&self, sha: Oid, now: DateTime<Utc>, look: Look) -> DateTime<Utc> {
-        let now_ms = now.timestamp_millis();
+        let now_ns = unix_nanos(now);
         let first = self
             .kept
             .with(|known| match known.get_mut(&sha.to_string()) {
-                Some(seen) if seen.first <= now_ms => {
-                    let stale = now_ms - seen.last >= LAST_SEEN_GRAIN.num_milliseconds();
-                    seen.last = seen.last.max(now_ms);
+                Some(seen) if seen.first <= now_ns => {
+                    let stale = now_ns.saturating_sub(seen.last)
+                        >= LAST_SEEN_GRAIN.num_nanoseconds().unwrap_or(i64::MAX);
+                    seen.last = seen.last.max(now_ns);
                     (seen.first, stale)
                 }
-                _ if look == Look::List => (now_ms, false),
+                _ if look == Look::List => (now_ns, false),
                 _ => {
                     let seen = Sighting {
-                        first: now_ms,
-                        last: now_ms,
+                        first: now_ns,
+                        last: now_ns,
                     };
                     known.insert(sha.to_string(), seen);
-                    (now_ms, true)
+                    (now_ns, true)
                 }
             });
-        DateTime::from_timestamp_millis(first).unwrap_or(now)
+        DateTime::from_timestamp_nanos(first)
     }
 
     /// Dates berth's first sighting of `sha` back to `first`, as if it had been seen then.
     #[cfg(test)]
     pub fn seen_since(&self, sha: Oid, first: DateTime<Utc>) {
-        let first = first.timestamp_millis();
+        let first = unix_nanos(first);
         self.kept.with(|known| {
             known.insert(sha.to_string(), Sighting { first, last: first });
             ((), true)
@@ -168,6 +169,11 @@ pub(super) fn unreadable_expiry(
     now: DateTime<Utc>,
 ) -> DateTime<Utc> {
     sightings.first_seen(sha, now, Look::Take) + bound(longest_ttl)
+}
+
+/// `at` in nanoseconds since the Unix epoch (saturating past 2262).
+fn unix_nanos(at: DateTime<Utc>) -> i64 {
+    at.timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
 /// How far ahead of now an `expiresAt` is believed.

@@ -32,7 +32,8 @@ pub const MAX_FILE_BYTES: u64 = 4 << 20;
 
 /// One kept sighting.
 pub(super) trait Sighted: Clone + Serialize + DeserializeOwned {
-    /// When berth last saw it (Unix milliseconds), to forget the least recently seen.
+    /// When berth last saw it (one clock and unit per file), to forget the least recently
+    /// seen.
     fn last_seen(&self) -> i64;
 }
 
@@ -124,9 +125,12 @@ impl<V: Sighted> Sightings<V> {
     }
 }
 
+/// Sightings read from a file, and the file as it was read.
+type Loaded<V> = (HashMap<String, V>, FileStamp);
+
 /// The sightings in `path` and the file they were read from: `None` when there is no file
 /// yet, `Err` for a damaged one.
-fn load<V: Sighted>(path: &Path) -> Result<Option<(HashMap<String, V>, FileStamp)>, String> {
+fn load<V: Sighted>(path: &Path) -> Result<Option<Loaded<V>>, String> {
     let (file, meta) = match crate::hostile_file::open_regular(path, MAX_FILE_BYTES) {
         Ok(opened) => opened,
         Err(e) if e.is_not_found() => return Ok(None),

@@ -96,13 +96,11 @@ fn a_planted_far_future_locks_first_sighting_outlives_each_berth_process() {
         let out = world.run_once(&config).get_output().clone();
         let said = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(world.read_record(&id)["status"], "queued", "{said}");
-        let at = said
-            .split("judged_to_expire_at=")
+        said.split("judged_to_expire_at=")
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("no judged expiry logged:\n{said}"))
-            .to_owned();
-        at
+            .to_owned()
     };
     let first = judged();
     std::thread::sleep(std::time::Duration::from_secs(3));
