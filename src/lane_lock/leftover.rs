@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime};
 use git2::Repository;
 use nix::libc;
 
-use super::leftover_seen::{self, LeftoverSightings};
+use super::leftover_seen;
 use crate::boot_clock::BootTime;
 
 /// The file berth's writers of a local origin's lock refs hold locked around each write,
@@ -115,6 +115,9 @@ impl FileId {
         }
     }
 }
+
+/// The `.lock` files berth has seen ([`leftover_seen`]).
+pub(super) type LeftoverSightings = leftover_seen::LeftoverSightings<FileId>;
 
 /// What a writer of a local origin's lock ref needs before it starts ([`prepare`]).
 pub(super) struct Prepared {

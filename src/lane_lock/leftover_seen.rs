@@ -10,19 +10,25 @@
 use std::path::Path;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::leftover::FileId;
 use super::sightings::{Sighted, Sightings};
 use crate::boot_clock::{BootTime, boot_id};
 
-/// The `.lock` files berth has seen, by path.
-pub(super) type LeftoverSightings = Sightings<Sighting>;
+/// The `.lock` files berth has seen, by path, each as its identity `F` shows it.
+pub(super) type LeftoverSightings<F> = Sightings<Sighting<F>>;
+
+/// What identifies a file as unchanged (device, inode, size, modification time).
+pub(super) trait FileIdentity: Copy + PartialEq + Serialize + DeserializeOwned {}
+
+impl<F: Copy + PartialEq + Serialize + DeserializeOwned> FileIdentity for F {}
 
 /// One `.lock` file as berth first saw it.
 #[derive(Clone, Serialize, Deserialize)]
-pub(super) struct Sighting {
-    file: FileId,
+#[serde(bound = "F: FileIdentity")]
+pub(super) struct Sighting<F> {
+    file: F,
     boot: String,
     /// [`BootTime`] nanoseconds of the first look.
     first: i64,
@@ -30,7 +36,7 @@ pub(super) struct Sighting {
     last: i64,
 }
 
-impl Sighted for Sighting {
+impl<F: FileIdentity> Sighted for Sighting<F> {
     fn last_seen(&self) -> i64 {
         self.last
     }
@@ -38,10 +44,10 @@ impl Sighted for Sighting {
 
 /// How long berth has seen `file` at `path` unchanged up to `now`; a first look (or a
 /// changed file, another boot, a first look "after" `now`) starts the count at zero.
-pub(super) fn unchanged_for(
-    seen: &LeftoverSightings,
+pub(super) fn unchanged_for<F: FileIdentity>(
+    seen: &LeftoverSightings<F>,
     path: &Path,
-    file: FileId,
+    file: F,
     now: BootTime,
 ) -> Duration {
     let key = path.to_string_lossy().into_owned();
@@ -70,7 +76,7 @@ pub(super) fn unchanged_for(
 }
 
 /// Forgets the file at `path` (it is gone).
-pub(super) fn forget(seen: &LeftoverSightings, path: &Path) {
+pub(super) fn forget<F: FileIdentity>(seen: &LeftoverSightings<F>, path: &Path) {
     let key = path.to_string_lossy();
     seen.with(|known| ((), known.remove(key.as_ref()).is_some()));
 }

@@ -231,7 +231,7 @@ pub struct LockClient {
 /// The sightings a lock client keeps in its berth dir ([`sightings`]).
 struct LockSightings {
     expiry: expiry_cap::ExpirySightings,
-    leftovers: leftover_seen::LeftoverSightings,
+    leftovers: leftover::LeftoverSightings,
 }
 
 /// The file, beside a client's scratch dir, keeping the first sightings of far-future locks.
@@ -250,7 +250,7 @@ impl LockSightings {
         let dir = scratch_dir.parent().unwrap_or(Path::new("."));
         LockSightings {
             expiry: expiry_cap::ExpirySightings::at(dir.join(EXPIRY_SIGHTINGS_FILE)),
-            leftovers: leftover_seen::LeftoverSightings::at(dir.join(LEFTOVER_SIGHTINGS_FILE)),
+            leftovers: leftover::LeftoverSightings::at(dir.join(LEFTOVER_SIGHTINGS_FILE)),
         }
     }
 }
