@@ -13,13 +13,23 @@
 //! berth's CPU time (its own threads, from `/proc/<pid>/stat`) is reported beside the wall
 //! times: a loaded machine inflates wall time many times over, CPU time far less.
 //!
-//! `BERTH_BENCH_ROWS=one_lane,four_lanes,sixteen_lanes,latency` runs only those rows.
+//! The one-lane run also gives berth's overhead per landing from that run alone, not from
+//! two worlds run seconds apart under a load that moves: per landing, the claim → verdict
+//! time in the decision log less the step's own time as the landing command stamped it,
+//! p50 (`support/landing_spans.rs`), and the same from one claim to the next.
+//!
+//! `BERTH_BENCH_ROWS=one_lane,four_lanes,sixteen_lanes,latency` runs only those rows;
+//! `BERTH_BENCH_WRAP="strace -f -tt -T -o FILE"` (or `perf record … --`) runs the daemon
+//! under that command, for profiles.
 
+#[path = "support/landing_spans.rs"]
+mod landing_spans;
 #[path = "support/proc_stat.rs"]
 mod proc_stat;
 #[path = "../tests/it/support.rs"]
 mod support;
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -131,24 +141,36 @@ fn baseline(s: &Scenario) -> Duration {
 struct Took {
     wall: Duration,
     cpu: Duration,
+    /// Each landing as the decision log and the landing script stamped it.
+    spans: Vec<landing_spans::Span>,
 }
 
 /// berth over the same PRs: from the daemon's start until every record is landed.
 fn with_berth(s: &Scenario) -> Took {
     let world = World::new();
     let built = build(&world, s);
-    let ids: Vec<String> = built
+    let prs: HashMap<String, u64> = built
         .prs
         .iter()
         .map(|(lane, pr, base)| {
-            world
+            let id = world
                 .record(&built.lanes[*lane].clone, *pr)
                 .set("featureBranch", format!("feat/pr-{pr}"))
                 .set("baseBranch", base.as_str())
-                .write()
+                .write();
+            (id, *pr)
         })
         .collect();
-    let config = world.git_forge_config(&format!("max_lanes = {}\npoll_secs = 30\n", s.max_lanes));
+    let ids: Vec<&String> = prs.keys().collect();
+    let steps = world.root.join("steps");
+    let timed = landing_spans::timed_land_script(&world.root, &world.land_script(), &steps, 4);
+    let config = world.config(&format!(
+        "forge = \"git\"\nland_command = [\"{}\", \"{{branch}}\", \"{{base}}\", \"{}\", \"{{pr}}\"]\n\
+         max_lanes = {}\npoll_secs = 30\n",
+        timed.display(),
+        world.root.join("ledger").display(),
+        s.max_lanes
+    ));
     let started = Instant::now();
     let mut daemon = spawn_watch(&world, &config);
     // Settled: landed, or blocked (which no wait would change).
@@ -161,6 +183,7 @@ fn with_berth(s: &Scenario) -> Took {
     let took = Took {
         wall: started.elapsed(),
         cpu: proc_stat::cpu_time(daemon.id()),
+        spans: landing_spans::spans(&world.berth_state(), &steps, &prs),
     };
     stop(&mut daemon);
     let unlanded: Vec<String> = ids
@@ -177,12 +200,18 @@ fn with_berth(s: &Scenario) -> Took {
     took
 }
 
+/// `berth run --watch`, under the command `BERTH_BENCH_WRAP` names when it is set (for
+/// `strace -f -tt -T -o FILE` or `perf record … --`; the CPU figures are then the
+/// wrapper's).
 fn spawn_watch(world: &World, config: &Path) -> std::process::Child {
-    world.spawn_berth(
-        &["run", "--watch", "--config", config.to_str().unwrap()],
-        &world.berth_state(),
-        &[],
-    )
+    let args = ["run", "--watch", "--config", config.to_str().unwrap()];
+    match std::env::var("BERTH_BENCH_WRAP") {
+        Ok(wrap) if !wrap.trim().is_empty() => {
+            let wrapper: Vec<&str> = wrap.split_whitespace().collect();
+            world.spawn_berth_wrapped(&wrapper, &args, &world.berth_state())
+        }
+        _ => world.spawn_berth(&args, &world.berth_state(), &[]),
+    }
 }
 
 fn stop(daemon: &mut std::process::Child) {
@@ -276,6 +305,37 @@ fn load_average() -> std::io::Result<(String, String, String)> {
     }
 }
 
+/// berth's overhead per landing from the one-lane run alone (no second world): the p50
+/// over its landings of what the daemon added around the landing script.
+fn same_run_rows(table: &mut comfy_table::Table, spans: &[landing_spans::Span]) {
+    let rows = [
+        (
+            "berth's overhead per landing, same run (1 lane: claim → verdict − the step, p50)",
+            landing_spans::claim_to_verdict_p50(spans),
+        ),
+        (
+            "… claim → next claim − the step, p50 (adds the release, the next tick, the claim)",
+            landing_spans::claim_to_claim_p50(spans),
+        ),
+    ];
+    for (measure, p50) in rows {
+        table.add_row([
+            measure.to_owned(),
+            "≤ 50 ms".to_owned(),
+            p50.map_or("no landings stamped".to_owned(), ms),
+            "—".to_owned(),
+            p50.map_or("—", |d| {
+                if d <= Duration::from_millis(50) {
+                    "yes"
+                } else {
+                    "NO"
+                }
+            })
+            .to_owned(),
+        ]);
+    }
+}
+
 fn now_ns() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -311,7 +371,7 @@ fn main() {
     if let Ok((one, five, fifteen)) = load_average() {
         println!("load average at the start: {one} {five} {fifteen}");
     }
-    let mut one_lane = None;
+    let mut one_lane: Option<(Took, Duration)> = None;
     for (row, s) in [
         ("one_lane", &ONE_LANE),
         ("four_lanes", &FOUR_LANES),
@@ -324,10 +384,10 @@ fn main() {
         let took = with_berth(s);
         let (target, ok) = match row {
             "one_lane" => ("—".to_owned(), None),
-            "four_lanes" => match &one_lane {
-                Some((one, _)) => (
-                    format!("≤ 1 lane ({}), ideally ≤ 0.5×", secs(*one)),
-                    Some(took.wall <= *one),
+            "four_lanes" => match one_lane.as_ref().map(|(t, _)| t.wall) {
+                Some(one) => (
+                    format!("≤ 1 lane ({}), ideally ≤ 0.5×", secs(one)),
+                    Some(took.wall <= one),
                 ),
                 None => ("≤ 1 lane".to_owned(), None),
             },
@@ -346,11 +406,11 @@ fn main() {
             ok.map_or("—", yes).to_owned(),
         ]);
         if row == "one_lane" {
-            one_lane = Some((took.wall, base));
+            one_lane = Some((took, base));
         }
     }
     if let Some((took, base)) = one_lane {
-        let per = took.saturating_sub(base) / ONE_LANE.prs as u32;
+        let per = took.wall.saturating_sub(base) / ONE_LANE.prs as u32;
         table.add_row([
             "berth's overhead per landing (1 lane, wall)".to_owned(),
             "≤ 50 ms".to_owned(),
@@ -358,6 +418,7 @@ fn main() {
             ms(base / ONE_LANE.prs as u32) + " per PR",
             yes(per <= Duration::from_millis(50)).to_owned(),
         ]);
+        same_run_rows(&mut table, &took.spans);
     }
     if selected("latency") {
         let Latency {

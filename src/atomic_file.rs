@@ -3,7 +3,7 @@
 
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt as _, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -126,13 +126,18 @@ pub fn open_lock_file(lock_path: &Path) -> io::Result<File> {
         .write(true)
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(lock_path)?;
-    if !file.metadata()?.is_file() {
+    let meta = file.metadata()?;
+    if !meta.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("{} is not a regular file", lock_path.display()),
         ));
     }
-    file.set_permissions(Permissions::from_mode(0o600))?;
+    // A hard link planted at the lock path names a file that is not berth's: its mode is
+    // left alone (a root daemon would otherwise make a linked `/etc/passwd` 0600).
+    if meta.nlink() == 1 && meta.mode() & 0o7777 != 0o600 {
+        file.set_permissions(Permissions::from_mode(0o600))?;
+    }
     Ok(file)
 }
 
@@ -243,6 +248,24 @@ mod tests {
         std::os::unix::fs::symlink(&elsewhere, dir.path().join(".r.lock")).unwrap();
         assert!(lock_exclusive(&dir.path().join(".r.lock")).is_err());
         assert!(!elsewhere.exists());
+    }
+
+    #[test]
+    fn a_hard_link_planted_at_a_lock_path_keeps_its_files_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = dir.path().join("passwd");
+        fs::write(&other, "root:x:0:0").unwrap();
+        fs::set_permissions(&other, Permissions::from_mode(0o644)).unwrap();
+        fs::hard_link(&other, dir.path().join(".r.lock")).unwrap();
+        drop(lock_exclusive(&dir.path().join(".r.lock")).unwrap());
+        let mode = fs::metadata(&other).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode, 0o644,
+            "berth changed the mode of a file linked at its lock path"
+        );
+        drop(lock_exclusive(&dir.path().join(".own.lock")).unwrap());
+        let own = fs::metadata(dir.path().join(".own.lock")).unwrap();
+        assert_eq!(own.permissions().mode() & 0o777, 0o600);
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub fn bind_addr(addr: &str) -> String {
 
 /// Serves `shared`'s metrics and queue page on `addr` until the server is dropped.
 pub fn start(addr: &str, shared: &Arc<Shared>, limits: Limits) -> std::io::Result<Server> {
-    let allowed = Arc::clone(shared);
+    let allowed = shared.allowed_roots();
     let page = crate::queue_page::routes(PageSources {
         store: shared.records().store().clone(),
         berth_dir: shared.berth_dir().to_owned(),
@@ -30,7 +30,7 @@ pub fn start(addr: &str, shared: &Arc<Shared>, limits: Limits) -> std::io::Resul
                 .clone()
                 .unwrap_or_else(crate::paths::default_faults_dir),
         ),
-        allowlist: Box::new(move || allowed.allowlist()),
+        allowlist: Box::new(move || allowed.load_full()),
         order: Arc::clone(shared.order()),
     });
     let routes = crate::telemetry::server::routes(Arc::clone(shared.telemetry())).merge(page);

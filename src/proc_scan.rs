@@ -64,3 +64,12 @@ pub fn running_pgid(pid: i32) -> Option<i32> {
     }
     fields.get(2)?.parse().ok()
 }
+
+/// The user `pid` runs as (its `/proc` entry's owner: the effective uid, root for a
+/// non-dumpable process), `None` when it is gone.
+pub fn uid(pid: i32) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(format!("/proc/{pid}"))
+        .ok()
+        .map(|proc| proc.uid())
+}

@@ -76,7 +76,8 @@ pub async fn run(
     let exit = run_loop(Arc::clone(&shared), mode, stop).await;
     // The scratch worktrees kept for later landings go with the daemon: nobody else
     // resets them, and a later daemon would never find them.
-    let removed = tokio::task::spawn_blocking(move || super::worktree::remove_idle(&shared));
+    let removed =
+        tokio::task::spawn_blocking(move || super::worktree::remove_idle(&shared.crew.places));
     if let Err(e) = removed.await {
         tracing::warn!("kept scratch worktrees not removed: {e}");
     }
@@ -154,10 +155,10 @@ impl Loop {
             shutdown::Signals::install(mode == Mode::Watch).map_err(StartError::Signals)?;
         end_leftover_forge_calls();
         let queue_changes = match mode {
-            Mode::Watch => Some(watch::QueueWatcher::start(shared.records.store().dir())?),
+            Mode::Watch => Some(watch::QueueWatcher::start(shared.records().store().dir())?),
             Mode::Once => None,
         };
-        shared.telemetry.started(match mode {
+        shared.crew.telemetry.started(match mode {
             Mode::Once => "once",
             Mode::Watch => "watch",
         });
@@ -223,10 +224,10 @@ impl Loop {
             stop::StopReason::Requested if self.any_blocked => Exit::Blocked,
             stop::StopReason::Requested => Exit::Clean,
         };
-        self.shared.stop.set(reason);
+        self.shared.crew.stop.set(reason);
         self.cancel.cancel();
-        shutdown::drain(&self.shared, &mut self.landings.tasks, SHUTDOWN_BUDGET).await;
-        shutdown::end_forge_calls(&self.shared).await;
+        shutdown::drain(&self.shared.crew, &mut self.landings.tasks, SHUTDOWN_BUDGET).await;
+        shutdown::end_forge_calls(&self.shared.crew.forge).await;
         exit
     }
 
@@ -271,7 +272,7 @@ impl Loop {
         if refresh == Refresh::Sweep {
             self.last_sweep = Some(std::time::Instant::now());
             prune_logs(&self.shared);
-            let view = self.shared.records.view();
+            let view = self.shared.crew.records.view();
             self.shared
                 .decisions
                 .forget_gone(|id| view.get(id).is_some());
@@ -553,11 +554,10 @@ async fn start_tick(
     }
     let took = started.elapsed();
     tracing::debug!(took_ms = took.as_millis() as u64, ?result, "tick done");
+    let telemetry = shared.telemetry();
     match result {
-        Ok(summary) => shared
-            .telemetry
-            .tick_done(took, true, format!("ok: {summary}")),
-        Err(error) => shared.telemetry.tick_done(took, false, error),
+        Ok(summary) => telemetry.tick_done(took, true, format!("ok: {summary}")),
+        Err(error) => telemetry.tick_done(took, false, error),
     }
     let blocked = Blocked {
         at_gates,
@@ -590,10 +590,10 @@ async fn start_landings(
             }
         };
     for candidate in selection.candidates {
-        let shared = Arc::clone(shared);
+        let crew = shared.crew();
         let cancel = cancel.child_token();
-        landings.start(&Shared::lane_of(&candidate), async move {
-            landing::land(shared, candidate, cancel).await
+        landings.start(&candidate.gated.lane(), async move {
+            landing::land(crew, candidate, cancel).await
         });
     }
     selection.policy_blocked

@@ -17,6 +17,7 @@
 //! [`crate::gates::Allowlist::gate_record`] in this same tick.
 
 mod active;
+mod crew;
 mod error;
 mod forge_round;
 mod landing;
@@ -50,13 +51,14 @@ use arc_swap::ArcSwap;
 use crate::config::{Config, ForgeKind};
 use crate::forge::Forge;
 use crate::gates::Allowlist;
-use crate::lane_lock::{Lane, LockClient, LockSettings};
+use crate::lane_lock::{LockClient, LockSettings};
 use crate::queue_view::Refresh;
 use crate::rules::{DecisionLog, Rules};
 use crate::runner::Runner;
 use crate::store::QueueStore;
 
 pub use active::Active;
+use crew::Crew;
 pub use error::StartError;
 pub use landing::LaneOutcome;
 pub use main_loop::{Exit, Mode, run};
@@ -72,38 +74,20 @@ pub use unsaved::{ReadUnsavedError, UnsavedLine, read as read_unsaved};
 /// started it); a function takes the handles it uses, never this whole struct, except the
 /// main loop and the tick, which hand them out.
 pub struct Shared {
-    /// The queue: its store, the view the ticks walk, status changes in the decision log.
-    records: Arc<Records>,
+    /// The handles a landing holds (records, forge, locks, runner, policy, telemetry, the
+    /// records this process holds, the shutdown's state, the worktrees).
+    crew: Crew,
     /// The gates' allowed roots; a SIGHUP may swap them (`reload.rs`).
-    allowlist: ArcSwap<Allowlist>,
-    forge: Arc<dyn Forge>,
-    locks: Arc<LockClient>,
-    runner: Runner,
-    config: Config,
-    /// This process's owner stamp, written as `claimedBy` and as the lock's `ownerId`.
-    owner: String,
+    allowlist: Arc<ArcSwap<Allowlist>>,
+    config: Arc<Config>,
     /// berth's private state: lock scratch repo, forge scratch repo, logs, worktrees.
     berth_dir: PathBuf,
-    /// The signal that stopped the daemon, once one has.
-    stop: stop::StopFlag,
-    /// What the shutdown revived and released, for its summary lines.
-    tally: stop::Tally,
-    /// The records this process is landing right now.
-    active: Active,
-    /// Scratch worktrees kept for the next landing of their repo.
-    worktrees: worktree::IdleWorktrees,
     /// What the first landing would make on need, made at the first gated record.
     warm_up: warm_up::WarmUp,
-    /// Verdicts the store could not write yet.
-    unsaved: unsaved::Waiting,
     /// The active rule set, swapped whole by hot reload.
     rules: Rules,
     /// `<berth_dir>/decisions.jsonl`: every policy answer and status change.
     decisions: Arc<DecisionLog>,
-    /// Metrics and the health file (`berth status`, `--metrics-addr`).
-    telemetry: Arc<crate::telemetry::Telemetry>,
-    /// The landing policy's last `order` of the queue, for the queue page.
-    order: Arc<crate::queue_order::QueueOrder>,
     /// What the forge and origin last said per repo, and when (bounds forge calls).
     memory: Mutex<memory::TickMemory>,
     /// Repos discovered every tick whatever the queue holds: config `repos`, then the
@@ -136,19 +120,7 @@ impl Shared {
             &berth_dir.join("lock-scratch.git"),
             settings,
         )?);
-        let forge_timeout = Duration::from_secs(config.forge_timeout_secs);
-        let forge: Arc<dyn Forge> = match config.forge {
-            ForgeKind::Gh => Arc::new(
-                crate::forge::gh::GhForge::new()
-                    .with_program(&config.gh_program)
-                    .with_timeout(forge_timeout)
-                    .with_mark(crate::forge::leftover_calls::CallMark::this_daemon()),
-            ),
-            ForgeKind::Git => Arc::new(
-                crate::forge::git::GitForge::new(berth_dir.join("forge-scratch.git"))
-                    .with_timeout(forge_timeout),
-            ),
-        };
+        let forge = configured_forge(&config, &berth_dir);
         let decisions = Arc::new(DecisionLog::new(&berth_dir));
         let telemetry = Arc::new(crate::telemetry::Telemetry::new(
             crate::telemetry::Sources {
@@ -170,26 +142,38 @@ impl Shared {
         )
         .for_queue(store.dir())
         .with_timeout(Duration::from_secs(config.land_timeout_secs));
-        Ok(Shared {
-            records: Arc::new(Records::new(store, Arc::clone(&decisions))),
-            allowlist: ArcSwap::from_pointee(allowlist),
-            running_config: Mutex::new(config.clone()),
+        let config = Arc::new(config);
+        let rules = Rules::embedded()?;
+        let crew = Crew {
+            records: Arc::new(Records::new(store.clone(), Arc::clone(&decisions))),
+            policy: policy::Policy {
+                rules: rules.clone(),
+                decisions: Arc::clone(&decisions),
+                order: Arc::default(),
+                config: Arc::clone(&config),
+                forge: forge.name(),
+            },
             forge,
             locks,
-            runner,
-            config,
-            owner: crate::ownership::this_process(),
-            decisions,
+            runner: Arc::new(runner),
             telemetry,
-            order: Arc::default(),
+            owner: crate::ownership::this_process().into(),
+            active: Arc::default(),
+            unsaved: Arc::new(unsaved::Waiting::new(&berth_dir)),
+            stop: Arc::default(),
+            tally: Arc::default(),
+            places: Arc::new(worktree::Places::new(&berth_dir, store.dir())),
+            touch_every: Duration::from_secs(config.heartbeat_secs.max(1)),
+        };
+        Ok(Shared {
+            crew,
+            allowlist: Arc::new(ArcSwap::from_pointee(allowlist)),
+            running_config: Mutex::new(Config::clone(&config)),
+            config,
+            decisions,
             berth_dir,
-            stop: stop::StopFlag::default(),
-            tally: stop::Tally::default(),
-            active: Active::default(),
-            worktrees: worktree::IdleWorktrees::default(),
             warm_up: warm_up::WarmUp::default(),
-            unsaved: unsaved::Waiting::default(),
-            rules: Rules::embedded()?,
+            rules,
             memory: Mutex::new(memory::TickMemory::default()),
             discover_roots,
             project_root: None,
@@ -217,17 +201,17 @@ impl Shared {
 
     /// The queue's records: the store, the view, the status changes' log lines.
     pub fn records(&self) -> &Arc<Records> {
-        &self.records
+        &self.crew.records
     }
 
     /// The forge, metered.
     pub fn forge(&self) -> &Arc<dyn Forge> {
-        &self.forge
+        &self.crew.forge
     }
 
     /// The lane locks on `origin`.
     pub fn locks(&self) -> &Arc<LockClient> {
-        &self.locks
+        &self.crew.locks
     }
 
     /// The configuration the daemon started with.
@@ -237,7 +221,7 @@ impl Shared {
 
     /// This process's owner stamp (`claimedBy`, the lock's `ownerId`).
     pub fn owner(&self) -> &str {
-        &self.owner
+        &self.crew.owner
     }
 
     /// berth's private state dir.
@@ -252,17 +236,23 @@ impl Shared {
 
     /// Metrics and the health file.
     pub fn telemetry(&self) -> &Arc<crate::telemetry::Telemetry> {
-        &self.telemetry
+        &self.crew.telemetry
     }
 
     /// The landing policy's last `order`, for the queue page.
     pub fn order(&self) -> &Arc<crate::queue_order::QueueOrder> {
-        &self.order
+        &self.crew.policy.order
     }
 
     /// The allowed roots as of now.
     pub fn allowlist(&self) -> Arc<Allowlist> {
         self.allowlist.load_full()
+    }
+
+    /// The allowed roots as a SIGHUP swaps them, for a part that reads them later (the
+    /// queue page).
+    pub fn allowed_roots(&self) -> Arc<ArcSwap<Allowlist>> {
+        Arc::clone(&self.allowlist)
     }
 
     /// The repos discovered every tick, as of now.
@@ -304,7 +294,7 @@ impl Shared {
     /// Whether this process is landing `id` right now, or holds its unwritten verdict:
     /// either way the record is this daemon's, whatever its file says.
     pub fn holds(&self, id: &str) -> bool {
-        self.active.holds(id) || self.unsaved.holds(id)
+        self.crew.holds(id)
     }
 
     /// What the forge and origin last said, locked. Never held across a forge call; taken
@@ -326,31 +316,45 @@ impl Shared {
     }
 
     /// The handle the tick's questions to the rules go through.
-    pub fn policy(&self) -> policy::Policy<'_> {
-        policy::Policy {
-            rules: &self.rules,
-            decisions: &self.decisions,
-            order: &self.order,
-            config: &self.config,
-            forge: self.forge.name(),
-        }
+    pub fn policy(&self) -> &policy::Policy {
+        &self.crew.policy
+    }
+
+    /// The handles a landing holds.
+    fn crew(&self) -> Crew {
+        self.crew.clone()
     }
 
     /// Uses `forge` instead of the configured one (an embedding program's own forge, e.g.
     /// the tick benchmark's call-counting stand-in).
     pub fn with_forge(mut self, forge: Arc<dyn Forge>) -> Shared {
-        self.forge = forge;
+        self.crew.policy.forge = forge.name();
+        self.crew.forge = forge;
         self
     }
 
     /// Uses `rules` (e.g. loaded from `--rules-root`) instead of the embedded defaults.
     pub fn with_rules(mut self, rules: Rules) -> Shared {
+        self.crew.policy.rules = rules.clone();
         self.rules = rules;
         self
     }
+}
 
-    fn lane_of(candidate: &Candidate) -> Lane {
-        candidate.gated.lane()
+/// The forge the configuration names, unmetered.
+fn configured_forge(config: &Config, berth_dir: &std::path::Path) -> Arc<dyn Forge> {
+    let timeout = Duration::from_secs(config.forge_timeout_secs);
+    match config.forge {
+        ForgeKind::Gh => Arc::new(
+            crate::forge::gh::GhForge::new()
+                .with_program(&config.gh_program)
+                .with_timeout(timeout)
+                .with_mark(crate::forge::leftover_calls::CallMark::this_daemon()),
+        ),
+        ForgeKind::Git => Arc::new(
+            crate::forge::git::GitForge::new(berth_dir.join("forge-scratch.git"))
+                .with_timeout(timeout),
+        ),
     }
 }
 

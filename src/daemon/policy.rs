@@ -2,6 +2,7 @@
 //! the daemon, the contract calls, and one decision-log line per answer. The answers are
 //! plain values the tick acts on through the store; the rules never touch the store.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -43,12 +44,13 @@ impl QueueView {
 /// What the tick's questions to the rules need of the daemon: the rule set, the decision
 /// log every answer is written to, the published order, and the settings a rule's `ctx`
 /// shows. Nothing here reaches the queue or the forge.
-#[derive(Clone, Copy)]
-pub struct Policy<'a> {
-    pub rules: &'a Rules,
-    pub decisions: &'a DecisionLog,
-    pub order: &'a QueueOrder,
-    pub config: &'a Config,
+/// Owned and cheap to clone, so a question can be asked on a blocking thread.
+#[derive(Clone)]
+pub struct Policy {
+    pub rules: Rules,
+    pub decisions: Arc<DecisionLog>,
+    pub order: Arc<QueueOrder>,
+    pub config: Arc<Config>,
     /// Which forge answers (`gh` or `git`), as `ctx.config.forge`.
     pub forge: &'static str,
 }
@@ -64,9 +66,9 @@ pub fn record_value(id: &str, record: &Record) -> Value {
 }
 
 /// `ctx`: the time, the lane (if the question is about one), the queue, the config.
-pub fn ctx(policy: Policy<'_>, lane: Option<&Lane>, view: QueueView) -> Value {
+pub fn ctx(policy: &Policy, lane: Option<&Lane>, view: QueueView) -> Value {
     let now = crate::clock::now();
-    let config = policy.config;
+    let config = &policy.config;
     json!({
         "now": crate::clock::iso(now),
         "nowEpoch": now.timestamp(),
@@ -85,7 +87,7 @@ pub fn ctx(policy: Policy<'_>, lane: Option<&Lane>, view: QueueView) -> Value {
 
 /// One decision-log line about record `id`.
 fn log_about<T>(
-    policy: Policy<'_>,
+    policy: &Policy,
     decided: &crate::rules::Decided<T>,
     id: &str,
     record: &Record,
@@ -105,7 +107,7 @@ fn log_about<T>(
 
 /// `accept_pr` for a PR the forge listed (and so already found labelled, same-repository
 /// and with a valid marker).
-pub fn accept_pr(policy: Policy<'_>, identity: &str, id: &str, pr: &QueuedPr) -> bool {
+pub fn accept_pr(policy: &Policy, identity: &str, id: &str, pr: &QueuedPr) -> bool {
     let facts = PrFacts {
         number: pr.number,
         labels: vec![QUEUE_LABEL.to_owned()],
@@ -135,7 +137,7 @@ pub fn accept_pr(policy: Policy<'_>, identity: &str, id: &str, pr: &QueuedPr) ->
 }
 
 /// `order` over the queued records: their indexes in the order the rule gives.
-pub fn order(policy: Policy<'_>, queued: &[&StoredRecord]) -> Vec<usize> {
+pub fn order(policy: &Policy, queued: &[&StoredRecord]) -> Vec<usize> {
     let candidates = queued
         .iter()
         .map(|s| record_value(&s.id, &s.record))
@@ -166,14 +168,13 @@ pub fn order(policy: Policy<'_>, queued: &[&StoredRecord]) -> Vec<usize> {
 pub fn deferred(record: &Record, now: DateTime<Utc>) -> bool {
     record
         .extra
-        .get(NOT_BEFORE_FIELD)
-        .and_then(Value::as_str)
-        .and_then(crate::clock::parse_iso)
+        .get_str(NOT_BEFORE_FIELD)
+        .and_then(|at| crate::clock::parse_iso(&at))
         .is_some_and(|at| at > now)
 }
 
 /// `admit` for the head of a free lane.
-pub fn admit(policy: Policy<'_>, stored: &StoredRecord, lane: &Lane, view: QueueView) -> Admission {
+pub fn admit(policy: &Policy, stored: &StoredRecord, lane: &Lane, view: QueueView) -> Admission {
     let decided = landing::admit(
         &policy.rules.current(),
         &record_value(&stored.id, &stored.record),
@@ -191,7 +192,7 @@ pub fn admit(policy: Policy<'_>, stored: &StoredRecord, lane: &Lane, view: Queue
 }
 
 /// Logs that `stored` was picked to land now, `position` in the rule's order.
-pub fn selected(policy: Policy<'_>, stored: &StoredRecord, position: usize, of: usize) {
+pub fn selected(policy: &Policy, stored: &StoredRecord, position: usize, of: usize) {
     let decided = crate::rules::Decided {
         value: (),
         file: discovery::FILE,
@@ -215,7 +216,7 @@ pub fn selected(policy: Policy<'_>, stored: &StoredRecord, position: usize, of: 
 
 /// `on_land_result` for a finished land step; `view` the queue as the tick last read it.
 pub fn on_land_result(
-    policy: Policy<'_>,
+    policy: &Policy,
     view: QueueView,
     (id, record): (&str, &Record),
     lane: &Lane,
@@ -239,7 +240,7 @@ pub fn on_land_result(
 }
 
 /// `max_lanes`: how many landings may run at once.
-pub fn max_lanes(policy: Policy<'_>, view: QueueView) -> usize {
+pub fn max_lanes(policy: &Policy, view: QueueView) -> usize {
     let decided = landing::max_lanes(&policy.rules.current(), &ctx(policy, None, view));
     let reason = match &decided.error {
         Some(error) => format!("one lane: the max_lanes rule failed ({error})"),

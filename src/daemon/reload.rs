@@ -70,7 +70,7 @@ pub fn on_hup(shared: &Shared, rules: Option<&ReloadWatcher>) -> ConfigReloaded 
         ),
     }
     let (ok, detail) = outcome.summary();
-    shared.telemetry.config_reloaded(ok, detail);
+    shared.crew.telemetry.config_reloaded(ok, detail);
     outcome
 }
 

@@ -5,18 +5,18 @@ use crate::gstack_text;
 use crate::record::Status;
 use crate::store::{Expect, Move, StoreError};
 
-use super::Shared;
+use super::crew::Crew;
 use super::stop::StopReason;
 
 /// Puts one in-flight record back in the queue after a signal. It re-reads the record
 /// under its lock: one that already settled (`landed`, `blocked`) is left alone, and once
 /// it is `queued` no late write that expects an in-flight status can land on it.
-pub fn revive(shared: &Shared, id: &str) {
-    let stop = shared.stop.get().unwrap_or(StopReason::Requested);
+pub fn revive(crew: &Crew, id: &str) {
+    let stop = crew.stop.get().unwrap_or(StopReason::Requested);
     let (why, interrupted) = (stop.describe(), stop.interrupted());
-    let run_id = run_id_of(shared, id);
-    let mine = Expect::Mine(&Status::IN_FLIGHT, &shared.owner);
-    let written = shared
+    let run_id = run_id_of(crew, id);
+    let mine = Expect::Mine(&Status::IN_FLIGHT, &crew.owner);
+    let written = crew
         .records
         .transition(Move::new(id, mine, Status::Queued), |r| {
             if r.status == Status::DriftRepairing {
@@ -25,8 +25,8 @@ pub fn revive(shared: &Shared, id: &str) {
             r.claimed_by = None;
             r.last_error = Some(interrupted.clone());
         });
-    let tally = &shared.tally;
-    let signal = shared.stop.signal_name();
+    let tally = &crew.tally;
+    let signal = crew.stop.signal_name();
     let failed = |error: String| {
         tally.failed();
         match signal {
@@ -42,7 +42,7 @@ pub fn revive(shared: &Shared, id: &str) {
             tally.revived();
             tracing::warn!(record = %id, "revived to queued after {why}")
         }
-        Err(StoreError::NotFound { .. }) => match recreate(shared, id, &why, &interrupted) {
+        Err(StoreError::NotFound { .. }) => match recreate(crew, id, &why, &interrupted) {
             Ok(()) => tally.revived(),
             Err(e) => failed(e.to_string()),
         },
@@ -68,23 +68,19 @@ pub fn revive(shared: &Shared, id: &str) {
 
 /// The record's `runId` (gstack's name for it in its lines): from the copy being landed,
 /// else as last read, else its id.
-fn run_id_of(shared: &Shared, id: &str) -> String {
-    if let Some(claimed) = shared.active.copy_of(id) {
+fn run_id_of(crew: &Crew, id: &str) -> String {
+    if let Some(claimed) = crew.active.copy_of(id) {
         return claimed.record.run_id;
     }
-    let read = shared
-        .records
-        .view()
-        .get(id)
-        .map(|s| s.record.run_id.clone());
+    let read = crew.records.view().get(id).map(|s| s.record.run_id.clone());
     read.unwrap_or_else(|| id.to_owned())
 }
 
 /// The record's file vanished mid-landing: write it again as `queued` from the copy this
 /// process claimed (as gstack does), so the PR is not silently dropped from the queue.
 /// `Err` says why it could not be.
-fn recreate(shared: &Shared, id: &str, why: &str, interrupted: &str) -> Result<(), NotRecreated> {
-    let Some(claimed) = shared.active.copy_of(id) else {
+fn recreate(crew: &Crew, id: &str, why: &str, interrupted: &str) -> Result<(), NotRecreated> {
+    let Some(claimed) = crew.active.copy_of(id) else {
         return Err(NotRecreated::NoCopy);
     };
     let mut record = claimed.record;
@@ -99,7 +95,7 @@ fn recreate(shared: &Shared, id: &str, why: &str, interrupted: &str) -> Result<(
     record.claimed_by = None;
     record.last_error = Some(interrupted.to_owned());
     record.last_updated_at = Some(crate::clock::now_iso());
-    match shared.records.store().insert_under(&filed_under, &record) {
+    match crew.records.store().insert_under(&filed_under, &record) {
         Ok(_) => {
             tracing::warn!(record = %id, "its file vanished mid-landing; recreated as queued after {why}");
             Ok(())

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::task::JoinSet;
 
-use super::Shared;
+use super::crew::Crew;
 use super::stop::StopSignal;
 
 /// The three signal streams, installed before the first tick so none is missed.
@@ -54,7 +54,7 @@ impl Signals {
 /// Waits up to `budget` for the landings to wind down on their own (each kills its child
 /// group, revives its record and releases its lock); then revives whatever this process
 /// still holds in flight, so nothing is left claimed by a process about to exit.
-pub async fn drain<T: 'static>(shared: &Shared, landings: &mut JoinSet<T>, budget: Duration) {
+pub async fn drain<T: 'static>(crew: &Crew, landings: &mut JoinSet<T>, budget: Duration) {
     let deadline = tokio::time::Instant::now() + budget;
     while !landings.is_empty() {
         match tokio::time::timeout_at(deadline, landings.join_next()).await {
@@ -70,18 +70,18 @@ pub async fn drain<T: 'static>(shared: &Shared, landings: &mut JoinSet<T>, budge
         }
     }
     // A kept verdict gets one more try: written, its record needs no revival.
-    super::unsaved::retry(shared);
-    if let Ok(scan) = shared.records.store().scan() {
+    super::unsaved::retry(&crew.unsaved, &crew.records, &crew.owner);
+    if let Ok(scan) = crew.records.store().scan() {
         for stored in scan.records {
             if stored.record.status.is_in_flight()
-                && stored.record.claimed_by.as_deref() == Some(shared.owner.as_str())
+                && stored.record.claimed_by.as_deref() == Some(&*crew.owner)
             {
-                super::revive::revive(shared, &stored.id);
+                super::revive::revive(crew, &stored.id);
             }
         }
     }
-    if let Some(signal) = shared.stop.signal_name() {
-        shared.tally.log_summary(signal);
+    if let Some(signal) = crew.stop.signal_name() {
+        crew.tally.log_summary(signal);
     }
 }
 
@@ -94,8 +94,8 @@ const FORGE_STOP_WAIT: Duration = Duration::from_secs(2);
 /// new ones: nothing berth starts outlives it, and the runtime abandons the blocking
 /// threads that would otherwise have ended them at their timeout. After the landings are
 /// drained, so that none of them is refused the forge while it still winds down.
-pub async fn end_forge_calls(shared: &Shared) {
-    let forge = Arc::clone(&shared.forge);
+pub async fn end_forge_calls(forge: &Arc<dyn crate::forge::Forge>) {
+    let forge = Arc::clone(forge);
     let ended = tokio::task::spawn_blocking(move || forge.stop_calls(FORGE_STOP_WAIT)).await;
     if !matches!(ended, Ok(true)) {
         tracing::error!(

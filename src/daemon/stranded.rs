@@ -3,28 +3,30 @@
 use crate::runner::StraysError;
 use crate::store::StoredRecord;
 
-use super::Shared;
+use super::crew::Crew;
 
 /// Why an in-flight record no live process owns is stranded ([`crate::ownership`]), or
 /// claimed in this daemon's own name while no landing of it runs here (a planted claim).
 /// A landing this daemon runs (or whose verdict it keeps) is never stranded here, however
 /// long it takes: this process is its owner and knows it is alive.
+/// `lock_ttl`: how long a record nobody writes stays its owner's.
 pub(super) fn stranded_reason(
-    shared: &Shared,
+    crew: &Crew,
+    lock_ttl: std::time::Duration,
     stored: &StoredRecord,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Option<String> {
     let record = &stored.record;
-    if record.status.is_in_flight() && record.claimed_by.as_deref() == Some(shared.owner.as_str()) {
-        if shared.holds(&stored.id) {
+    if record.status.is_in_flight() && record.claimed_by.as_deref() == Some(&*crew.owner) {
+        if crew.holds(&stored.id) {
             return None;
         }
         return Some(format!(
             "claimed in this daemon's name ({}) but no landing of it runs here",
-            shared.owner
+            crew.owner
         ));
     }
-    crate::ownership::stranded_reason(stored, shared.config.lock_ttl(), now)
+    crate::ownership::stranded_reason(stored, lock_ttl, now)
 }
 
 /// Before a stranded record goes back to the queue: whatever its gone owner still runs

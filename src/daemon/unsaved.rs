@@ -7,12 +7,12 @@
 //! own dir holds (the queue's disk may be the full one).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
-use super::Shared;
+use super::records::Records;
 use super::verdict::Verdict;
 use crate::store::StoreError;
 
@@ -22,18 +22,29 @@ pub const UNSAVED_FILE: &str = "unsaved-verdicts.json";
 /// A larger status file is not berth's own: `status` refuses to read it.
 const MAX_UNSAVED_FILE_BYTES: u64 = 1024 * 1024;
 
-/// The verdicts waiting to be written, by record id.
-#[derive(Debug, Default)]
-pub struct Waiting(Mutex<HashMap<String, Unsaved>>);
+/// The verdicts waiting to be written, by record id, and the file that lists them.
+#[derive(Debug)]
+pub struct Waiting {
+    kept: Mutex<HashMap<String, Unsaved>>,
+    file: PathBuf,
+}
 
 impl Waiting {
+    /// No verdict waiting; they are listed in `<berth_dir>/`[`UNSAVED_FILE`].
+    pub fn new(berth_dir: &Path) -> Waiting {
+        Waiting {
+            kept: Mutex::default(),
+            file: berth_dir.join(UNSAVED_FILE),
+        }
+    }
+
     /// Whether a verdict for `id` waits here (its record stays this daemon's).
     pub fn holds(&self, id: &str) -> bool {
         self.map().contains_key(id)
     }
 
     fn map(&self) -> MutexGuard<'_, HashMap<String, Unsaved>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -55,9 +66,9 @@ pub struct UnsavedLine {
 }
 
 /// Keeps `verdict` for `id` after the store refused to write it.
-pub(super) fn keep(shared: &Shared, id: &str, verdict: Verdict, error: &StoreError) {
+pub(super) fn keep(waiting: &Waiting, id: &str, verdict: Verdict, error: &StoreError) {
     tracing::error!(record = %id, "the {} verdict could not be written: {error}; kept, and written again on every tick", verdict.status());
-    shared.unsaved.map().insert(
+    waiting.map().insert(
         id.to_owned(),
         Unsaved {
             verdict,
@@ -65,44 +76,42 @@ pub(super) fn keep(shared: &Shared, id: &str, verdict: Verdict, error: &StoreErr
             since: crate::clock::now_iso(),
         },
     );
-    publish(shared);
+    publish(waiting);
 }
 
 /// Writes every kept verdict again; the ones that still fail stay, with their new error.
-pub(super) fn retry(shared: &Shared) {
-    let waiting: Vec<(String, Unsaved)> = shared
-        .unsaved
+pub(super) fn retry(waiting: &Waiting, records: &Records, owner: &str) {
+    let kept: Vec<(String, Unsaved)> = waiting
         .map()
         .iter()
         .map(|(id, u)| (id.clone(), u.clone()))
         .collect();
-    if waiting.is_empty() {
+    if kept.is_empty() {
         return;
     }
-    for (id, unsaved) in waiting {
-        match unsaved.verdict.write(shared, &id) {
+    for (id, unsaved) in kept {
+        match unsaved.verdict.write(records, owner, &id) {
             Ok(_) => {
                 tracing::info!(record = %id, "the kept {} verdict is written", unsaved.verdict.status());
-                shared.unsaved.map().remove(&id);
+                waiting.map().remove(&id);
             }
             Err(e @ StoreError::Io { .. }) => {
-                if let Some(kept) = shared.unsaved.map().get_mut(&id) {
+                if let Some(kept) = waiting.map().get_mut(&id) {
                     kept.error = e.to_string();
                 }
             }
             Err(e) => {
                 tracing::warn!(record = %id, "the kept verdict is dropped: {e}");
-                shared.unsaved.map().remove(&id);
+                waiting.map().remove(&id);
             }
         }
     }
-    publish(shared);
+    publish(waiting);
 }
 
 /// Rewrites the status file (removed when nothing waits).
-fn publish(shared: &Shared) {
-    let mut lines: Vec<UnsavedLine> = shared
-        .unsaved
+fn publish(waiting: &Waiting) {
+    let mut lines: Vec<UnsavedLine> = waiting
         .map()
         .iter()
         .map(|(id, u)| UnsavedLine {
@@ -113,16 +122,16 @@ fn publish(shared: &Shared) {
         })
         .collect();
     lines.sort_by(|a, b| a.record.cmp(&b.record));
-    let path = shared.berth_dir.join(UNSAVED_FILE);
+    let path = &waiting.file;
     let written = if lines.is_empty() {
-        match std::fs::remove_file(&path) {
+        match std::fs::remove_file(path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
     } else {
         serde_json::to_vec_pretty(&lines)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| crate::atomic_file::write_atomic(&path, &bytes, 0o600))
+            .and_then(|bytes| crate::atomic_file::write_atomic(path, &bytes, 0o600))
     };
     if let Err(e) = written {
         tracing::warn!(file = %path.display(), "cannot publish the unsaved verdicts: {e}");

@@ -5,7 +5,8 @@
 use crate::record::{Record, Status};
 use crate::store::{Expect, Move, StoreError};
 
-use super::{Shared, policy};
+use super::policy;
+use super::records::Records;
 use crate::forge_state::{GithubState, PrState};
 
 #[derive(Clone, Debug)]
@@ -22,31 +23,29 @@ pub enum Verdict {
 
 impl Verdict {
     /// Writes it; an `Io` error (ENOSPC, EIO) means it may be written again later.
-    pub fn write(&self, shared: &Shared, id: &str) -> Result<Record, StoreError> {
+    pub fn write(&self, records: &Records, owner: &str, id: &str) -> Result<Record, StoreError> {
         match self {
             Verdict::Landed { checked_at } => {
-                let mine = Expect::Mine(&[Status::Landing], &shared.owner);
-                shared
-                    .records
-                    .transition(Move::new(id, mine, Status::Landed), |r| {
-                        r.last_error = None;
-                        r.claimed_by = None;
-                        r.last_github_checked_at = Some(checked_at.clone());
-                        r.last_github_state = Some(GithubState::Pr(PrState::Merged));
-                    })
+                let mine = Expect::Mine(&[Status::Landing], owner);
+                records.transition(Move::new(id, mine, Status::Landed), |r| {
+                    r.last_error = None;
+                    r.claimed_by = None;
+                    r.last_github_checked_at = Some(checked_at.clone());
+                    r.last_github_state = Some(GithubState::Pr(PrState::Merged));
+                })
             }
             Verdict::Settled {
                 to,
                 reason,
                 not_before,
-            } => shared.records.transition(
-                Move::new(id, Expect::Mine(&Status::IN_FLIGHT, &shared.owner), *to),
+            } => records.transition(
+                Move::new(id, Expect::Mine(&Status::IN_FLIGHT, owner), *to),
                 |r| {
                     r.claimed_by = None;
                     r.last_error = Some(reason.clone());
                     if let Some(at) = not_before {
                         r.extra
-                            .insert(policy::NOT_BEFORE_FIELD.to_owned(), serde_json::json!(at));
+                            .insert(policy::NOT_BEFORE_FIELD.to_owned(), &serde_json::json!(at));
                     }
                 },
             ),

@@ -50,6 +50,10 @@ pub struct RunInput {
     pub stdout: Option<Attached<String>>,
     pub review: Option<Attached<Value>>,
     pub worktree: Option<PathBuf>,
+    /// An attachment is there but the system failed to read it (`EMFILE`, `EIO`,
+    /// `EACCES`): the detectors ran without it, so what they found is not the run's answer
+    /// and is worked out again on the next pass.
+    pub unread: bool,
 }
 
 /// What running the detectors found.
@@ -143,20 +147,30 @@ impl RunInput {
         stdout: Option<&Path>,
     ) -> RunInput {
         let named = AttachedPaths::of(document.value(), state_file, plan, stdout);
+        let mut unread = false;
         let review = named
             .review
             .and_then(|path| match json_file::read_json(&path) {
                 Ok(Some(content)) => Some(Attached { path, content }),
+                Err(json_file::JsonFileError::Read(crate::hostile_file::ReadError::Io(e))) => {
+                    unread |= system_failed(&e);
+                    None
+                }
                 // Absent or malformed: detectors.md says a malformed report is ignored.
                 _ => None,
             });
         RunInput {
-            plan: named.plan.and_then(|path| attach_text(path, Keep::Head)),
-            stdout: named.stdout.and_then(|path| attach_text(path, Keep::Tail)),
+            plan: named
+                .plan
+                .and_then(|path| attach_text(path, Keep::Head, &mut unread)),
+            stdout: named
+                .stdout
+                .and_then(|path| attach_text(path, Keep::Tail, &mut unread)),
             state: document,
             state_file: state_file.map(Path::to_owned),
             review,
             worktree: named.worktree,
+            unread,
         }
     }
 
@@ -261,15 +275,24 @@ enum Keep {
     Tail,
 }
 
-fn attach_text(path: PathBuf, keep: Keep) -> Option<Attached<String>> {
-    let bytes = match keep {
-        Keep::Head => read_head(&path, MAX_TEXT_BYTES as u64).ok()?,
-        Keep::Tail => read_tail(&path, MAX_TEXT_BYTES as u64).ok()?,
+/// The text at `path`, `None` when it cannot be had; `unread` is set when the system failed
+/// to read what is there.
+fn attach_text(path: PathBuf, keep: Keep, unread: &mut bool) -> Option<Attached<String>> {
+    let read = match keep {
+        Keep::Head => read_head(&path, MAX_TEXT_BYTES as u64),
+        Keep::Tail => read_tail(&path, MAX_TEXT_BYTES as u64),
     };
+    let bytes = read.inspect_err(|e| *unread |= system_failed(e)).ok()?;
     Some(Attached {
         path,
         content: String::from_utf8_lossy(&bytes).into_owned(),
     })
+}
+
+/// Whether a read failed for the system's reasons (worth trying again), not because
+/// nothing is there or what is there is refused (not a regular file).
+fn system_failed(e: &std::io::Error) -> bool {
+    e.raw_os_error().is_some() && e.kind() != std::io::ErrorKind::NotFound
 }
 
 /// A file's first `max` bytes (a plan longer than that is cut, not refused).

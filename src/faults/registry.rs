@@ -245,6 +245,22 @@ pub fn raised_elsewhere(dir: &Path, run_id: &str, own: &Path) -> Elsewhere {
     elsewhere
 }
 
+/// Whether `dir` holds a registry of `run_id` other than `own` (or a file that may be one,
+/// moved aside included): while one does, the run's lock file stays.
+pub fn others_exist(dir: &Path, run_id: &str, own: &Path) -> bool {
+    let prefix = name_prefix(run_id);
+    let Ok(entries) = fs::read_dir(dir) else {
+        return true;
+    };
+    entries.flatten().any(|entry| {
+        entry.path() != own
+            && entry
+                .file_name()
+                .to_str()
+                .is_none_or(|n| n.starts_with(&prefix))
+    })
+}
+
 /// Whether a registry's source is a state file that is no longer there. The queue's
 /// registry names the queue dir, never a `.json` file.
 fn source_is_gone(source: &str) -> bool {

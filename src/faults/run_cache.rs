@@ -7,7 +7,9 @@
 //!
 //! Not remembered (so run again next pass): an answer read under a racy stamp
 //! ([`crate::file_stamp`]), one a detector timed out on (a timeout under load is not the
-//! run's answer; a script error or an engine limit is), and one whose learned patterns the
+//! run's answer; a script error or an engine limit is), one whose plan, stdout log or
+//! review report the system failed to read (`EMFILE`, `EIO`, `EACCES`: tried again, not
+//! taken for the file's answer until its stamp moves), and one whose learned patterns the
 //! tick's budget cut short.
 
 use std::collections::{HashMap, HashSet};
@@ -37,6 +39,8 @@ pub struct RunOutcome {
     pub errors: Vec<String>,
     /// Whether a detector was stopped at its deadline.
     timed_out: bool,
+    /// Whether an attachment there could not be read ([`RunInput::unread`]).
+    unread: bool,
 }
 
 impl RunOutcome {
@@ -137,8 +141,11 @@ impl RunCache {
         });
         let exhausted_before = budget.exhausted.is_some();
         let outcome = detect_one(file, state, set, learned, budget);
-        let trusted =
-            !racy && !outcome.timed_out && !exhausted_before && budget.exhausted.is_none();
+        let trusted = !racy
+            && !outcome.timed_out
+            && !outcome.unread
+            && !exhausted_before
+            && budget.exhausted.is_none();
         let outcome = Arc::new(outcome);
         let remembered = Remembered {
             state: Arc::downgrade(state),
@@ -217,6 +224,7 @@ fn detect_one(
             .errors
             .iter()
             .any(|e| matches!(e, DetectError::Rule(RuleError::Timeout { .. }))),
+        unread: run.unread,
         faults: detection.faults,
         errors: detection.errors.iter().map(ToString::to_string).collect(),
     }
@@ -240,4 +248,68 @@ fn run_id_of(run: &RunInput, file: &Path) -> String {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "run".to_owned())
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn categories(answer: &Answer) -> Vec<String> {
+        answer
+            .outcome
+            .faults
+            .iter()
+            .map(|f| f.category.clone())
+            .collect()
+    }
+
+    /// A stdout log the system failed to read (here `EACCES`, as `EMFILE` or `EIO` would)
+    /// is read again on the next pass, though its stamp did not move: what the detectors
+    /// found without it is not the run's answer.
+    #[test]
+    fn an_attachment_the_system_failed_to_read_is_read_again_on_the_next_pass() {
+        use nix::unistd::{Uid, geteuid, setfsuid};
+        if !geteuid().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let log = dir.path().join("out.log");
+        std::fs::write(&log, "VERIFICATION: GAPS\n").unwrap();
+        std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let file = dir.path().join("run.json");
+        let state = serde_json::json!({"slug": "r", "stdoutLog": log.to_str().unwrap()});
+        let rules = crate::rules::Rules::embedded().unwrap();
+        let set = rules.current();
+        let learned = LearnedSet::default();
+        let cache = RunCache::default();
+        let answer = |doc: &Arc<Document>| {
+            cache.answer(&file, doc, &set, &learned, &mut Budget::unlimited())
+        };
+        // Until the log's stamp is old enough to be trusted, every pass runs the detectors.
+        let settled = Arc::new(Document::new(state.clone()));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while answer(&settled).detectors_ran {
+            assert!(Instant::now() < deadline, "the log's stamp never settled");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let changed = Arc::new(Document::new(state));
+        let unread = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    // This thread alone reads files as nobody: the log is root's, 0600.
+                    setfsuid(Uid::from_raw(65534));
+                    categories(&answer(&changed))
+                })
+                .join()
+                .unwrap()
+        });
+        assert!(unread.is_empty(), "the log was read: {unread:?}");
+        let again = answer(&changed);
+        assert!(again.detectors_ran, "the outcome of a failed read was kept");
+        assert_eq!(categories(&again), ["FEATURE_VERIFIER_SCOPE"]);
+    }
 }

@@ -40,14 +40,18 @@ pub struct WatchReport {
     pub emitted: Vec<String>,
     pub resolved: Vec<String>,
     pub problems: Vec<String>,
-    /// A registry sync was skipped (its run lock held) or failed part way: what it left
-    /// unwritten is written only by a later sync.
+    /// A registry sync was skipped (its run lock held), failed part way or held filings
+    /// back past the cap on pending files: what it left unwritten is written only by a
+    /// later sync.
     pub unsynced: bool,
+    /// Events and resolved markers held back past the cap on pending files.
+    pub withheld: usize,
 }
 
 impl WatchReport {
     fn absorb(&mut self, run_id: &str, sync: SyncReport) {
-        self.unsynced |= !sync.problems.is_empty();
+        self.unsynced |= !sync.problems.is_empty() || sync.withheld > 0;
+        self.withheld += sync.withheld;
         self.emitted.extend(
             sync.emitted
                 .into_iter()
@@ -148,6 +152,15 @@ fn log(report: &WatchReport) {
             spent.skipped
         );
     }
+    if report.withheld > 0 {
+        tracing::warn!(
+            withheld = report.withheld,
+            "{} halt events or resolved markers held back: the halt dir's pending files are at their cap ({} in all, {} per run); they are filed once events are acknowledged or drained",
+            report.withheld,
+            super::halt_store::MAX_PENDING_TOTAL,
+            super::halt_store::MAX_PENDING_PER_RUN
+        );
+    }
     for id in &report.emitted {
         tracing::warn!(halt = %id, "fault raised: halt event written");
     }
@@ -180,6 +193,7 @@ pub fn watch_runs(
     let listed: HashSet<PathBuf> = files.iter().cloned().collect();
     STATE_CACHE.keep_only(state_dir, &listed);
     RUN_CACHE.keep_only(state_dir, &listed);
+    learned.keep_answers_of(state_dir, &listed);
     let mut budget = Budget::for_tick();
     let mut new_hits: Vec<Vec<String>> = Vec::new();
     for file in files {

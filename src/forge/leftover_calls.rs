@@ -73,13 +73,10 @@ impl CallMark {
     /// run as this process's user: anyone can put a mark in an environment, so a daemon
     /// running as root never kills another user's process by one.
     fn leftovers(&self) -> Vec<(i32, i32)> {
-        use std::os::unix::fs::MetadataExt as _;
         let me = nix::unistd::geteuid().as_raw();
         proc_scan::pids()
             .into_iter()
-            .filter(|pid| {
-                std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|proc| proc.uid() == me)
-            })
+            .filter(|&pid| proc_scan::uid(pid) == Some(me))
             .filter(|&pid| match proc_scan::environ(pid) {
                 proc_scan::Environ::Read(environ) => self.left_by_another(&environ),
                 _ => false,

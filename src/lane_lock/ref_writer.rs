@@ -42,7 +42,8 @@ const WRITE_GRACE: Duration = Duration::from_secs(1);
 /// How long a writer child waits for the writers' lock before it writes without it.
 pub const WRITERS_WAIT: Duration = Duration::from_secs(5);
 
-/// How often the child retries the writers' lock, and how often berth looks at the child.
+/// How often the child retries the writers' lock, and how often berth looks at the child
+/// where it cannot be told of its exit.
 const RETRY: Duration = Duration::from_millis(2);
 
 /// The most of the child's error output kept for the message.
@@ -167,22 +168,69 @@ fn git_update_ref(git_dir: &Path, ref_name: &str, change: Change) -> Command {
 }
 
 /// The child's exit status, or `None` when it outlived `limit` and was SIGKILLed.
+///
+/// Woken by the child's exit through a pidfd (the child is unreaped, so its pid cannot
+/// name another process), not by a timer: the writer runs for milliseconds and every
+/// landing waits for several, so a poll interval would add to each. Where the kernel has
+/// no pidfd, the child is looked at every [`RETRY`].
 fn wait_within(
     child: &mut std::process::Child,
     limit: Duration,
 ) -> io::Result<Option<std::process::ExitStatus>> {
+    Ok(wait_looking(child, limit)?.0)
+}
+
+/// [`wait_within`], and how many times it looked at the child.
+fn wait_looking(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> io::Result<(Option<std::process::ExitStatus>, u32)> {
     let deadline = Instant::now() + limit;
+    let exited = pidfd_open(child.id());
+    let mut looks = 0;
     loop {
+        looks += 1;
         if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
+            return Ok((Some(status), looks));
         }
-        if Instant::now() >= deadline {
+        let now = Instant::now();
+        if now >= deadline {
             let _ = child.kill();
             child.wait()?;
-            return Ok(None);
+            return Ok((None, looks));
         }
-        std::thread::sleep(RETRY);
+        match &exited {
+            Some(pidfd) => wait_readable(pidfd, deadline - now),
+            None => std::thread::sleep(RETRY),
+        }
     }
+}
+
+/// A descriptor that turns readable when process `pid` exits; `None` where the kernel
+/// offers none (before Linux 5.3) or refuses one.
+fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = libc::c_int::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: the kernel just opened `fd` for us, and nothing else owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Waits until `fd` is readable, at most `wait` (rounded up to a millisecond); a signal
+/// or an error just ends the wait early: the caller looks again.
+fn wait_readable(fd: &OwnedFd, wait: Duration) {
+    let mut poll = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = wait
+        .as_micros()
+        .div_ceil(1000)
+        .min(libc::c_int::MAX as u128) as libc::c_int;
+    // SAFETY: one valid pollfd, its count, and a timeout.
+    unsafe { libc::poll(&raw mut poll, 1, ms) };
 }
 
 /// A close-on-exec, non-blocking pipe: `git` never inherits its write end.
@@ -350,4 +398,28 @@ fn monotonic() -> Duration {
         ts.tv_sec.max(0) as u64,
         ts.tv_nsec.clamp(0, 999_999_999) as u32,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that runs a while is looked at when it exits, not on a timer: a landing
+    /// waits for several writers, and a timer's interval would add to each wait.
+    #[test]
+    fn a_writer_is_waited_for_by_its_exit_not_by_polling() {
+        let mut child = Command::new("sleep").arg("0.3").spawn().unwrap();
+        let (status, looks) = wait_looking(&mut child, Duration::from_secs(30)).unwrap();
+        assert!(status.is_some_and(|s| s.success()));
+        // Once before the exit, once after; a signal may wake the wait once more.
+        assert!(looks <= 3, "looked {looks} times");
+    }
+
+    #[test]
+    fn a_writer_past_its_limit_is_killed() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let (status, _) = wait_looking(&mut child, Duration::from_millis(50)).unwrap();
+        assert!(status.is_none());
+        assert!(child.try_wait().unwrap().is_some(), "the writer was reaped");
+    }
 }

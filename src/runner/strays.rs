@@ -68,7 +68,7 @@ pub struct LandingProcess {
 /// [`record_mark`]), by `owner` when given. Processes berth cannot read (another user's, as
 /// non-root) are not seen.
 pub fn landing_processes(record: &Path, owner: Option<&str>) -> Vec<LandingProcess> {
-    scan(Some(record), owner).marked
+    scan(Some(record), owner, None).marked
 }
 
 /// What a look through `/proc` found.
@@ -81,10 +81,14 @@ struct Scan {
 }
 
 /// The processes of this host's `/proc` marked with `record` (any, when `None`) and
-/// `owner` (any, when `None`); this process is never among them.
-fn scan(record: Option<&Path>, owner: Option<&str>) -> Scan {
+/// `owner` (any, when `None`), run as `user` (any, when `None`); this process is never
+/// among them.
+fn scan(record: Option<&Path>, owner: Option<&str>, user: Option<u32>) -> Scan {
     let mut found = Scan::default();
     for pid in proc_scan::pids() {
+        if user.is_some_and(|user| proc_scan::uid(pid) != Some(user)) {
+            continue;
+        }
         match marked(pid, record, owner) {
             Environ::Marked => {
                 if let Some(pgid) = proc_scan::running_pgid(pid) {
@@ -175,7 +179,7 @@ pub fn end_gone_owners_processes(owner: &str) -> Result<usize, StraysError> {
     if !euid.is_root() && owner_uid != Some(euid.as_raw()) {
         return Err(StraysError::OtherUser(owner_uid));
     }
-    let hidden: Vec<i32> = scan(None, Some(owner))
+    let hidden: Vec<i32> = scan(None, Some(owner), None)
         .unreadable
         .into_iter()
         .filter(|&pid| may_be_owners(pid, owner_uid, stamp.start))
@@ -206,12 +210,24 @@ fn may_be_owners(pid: i32, owner_uid: Option<u32>, owner_start: u64) -> bool {
     users_match && started.is_none_or(|started| started >= owner_start)
 }
 
+/// The user whose marked processes may be killed for `owner`: the owner of its instance
+/// lock (its steps ran as that user), else this process's. Anyone can put a mark in an
+/// environment, so a daemon run as root never kills another user's process by one.
+fn owners_user(owner: &str) -> u32 {
+    use std::os::unix::fs::MetadataExt as _;
+    crate::ownership::Stamp::parse(owner)
+        .and_then(|stamp| stamp.daemon_lock)
+        .and_then(|lock| std::fs::symlink_metadata(lock).ok())
+        .map_or_else(|| nix::unistd::geteuid().as_raw(), |lock| lock.uid())
+}
+
 fn end_marked(
     record: Option<&Path>,
     owner: &str,
     left_by: &'static str,
 ) -> Result<usize, StraysError> {
-    let strays = scan(record, Some(owner)).marked;
+    let user = Some(owners_user(owner));
+    let strays = scan(record, Some(owner), user).marked;
     if strays.is_empty() {
         return Ok(0);
     }
@@ -237,7 +253,7 @@ fn end_marked(
     );
     let deadline = Instant::now() + STRAY_KILL_WAIT;
     loop {
-        let left = scan(record, Some(owner)).marked;
+        let left = scan(record, Some(owner), user).marked;
         if left.is_empty() {
             return Ok(strays.len());
         }
@@ -318,5 +334,47 @@ mod tests {
         assert_eq!(end_strays(&record, "host:1:2").unwrap(), 2);
         child.wait().unwrap();
         assert!(landing_processes(&record, None).is_empty());
+    }
+
+    /// Anyone can put a mark in an environment: a daemon run as root ending a gone owner's
+    /// landing kills the marked processes of that owner's user only.
+    #[test]
+    fn only_the_owners_users_marked_processes_are_killed() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let queue = tempfile::tempdir().unwrap();
+        let record = record_mark(queue.path(), "strays-user-test");
+        let spawn = |uid: u32| {
+            std::process::Command::new("sleep")
+                .arg("300")
+                .env(RECORD_ENV, &record)
+                .env(OWNER_ENV, "host:3:4")
+                .uid(uid)
+                .process_group(0)
+                .spawn()
+                .unwrap()
+        };
+        let mut others = spawn(65534);
+        let mut own = spawn(0);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while landing_processes(&record, None).len() < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the marked processes never showed"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let killed = end_strays(&record, "host:3:4");
+        let others_runs = others.try_wait().unwrap().is_none();
+        let _ = others.kill();
+        let _ = others.wait();
+        let own_status = own.wait().unwrap();
+        assert_eq!(killed.unwrap(), 1);
+        assert!(others_runs, "another user's marked process was killed");
+        assert!(
+            !own_status.success(),
+            "the own marked process was not killed"
+        );
     }
 }

@@ -25,6 +25,12 @@ pub struct OutcomeLabel {
     pub outcome: String,
 }
 
+/// Which of the fault watch's passes: `runs` (the build-state dir) or `queue`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PassLabel {
+    pub pass: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LaneLabel {
     pub lane: String,
@@ -63,6 +69,7 @@ pub struct Metrics {
     pub rules_reload_ok: Gauge,
     pub rule_set: Family<RuleSetLabels, Gauge>,
     pub halts_pending: Gauge,
+    pub halts_withheld: Family<PassLabel, Gauge>,
     pub build_info: Family<BuildLabels, Gauge>,
     pub last_tick: FloatGauge,
     pub cpu_seconds: FloatGauge,
@@ -92,6 +99,7 @@ impl Metrics {
             rules_reload_ok: Gauge::default(),
             rule_set: Family::default(),
             halts_pending: Gauge::default(),
+            halts_withheld: Family::default(),
             build_info: Family::default(),
             last_tick: FloatGauge::default(),
             cpu_seconds: FloatGauge::default(),
@@ -151,6 +159,11 @@ impl Metrics {
             "halt_events_pending",
             "Halt events not yet resolved",
             metrics.halts_pending.clone(),
+        );
+        registry.register(
+            "halt_events_withheld",
+            "Halt events and resolved markers the last fault watch pass held back past the cap on pending files",
+            metrics.halts_withheld.clone(),
         );
         registry.register(
             "build_info",

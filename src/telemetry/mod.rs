@@ -199,6 +199,15 @@ impl Telemetry {
             .inc();
     }
 
+    /// A fault watch `pass` (`runs`, `queue`) held back `withheld` filings past the cap on
+    /// pending halt files.
+    pub fn halts_withheld(&self, pass: &str, withheld: usize) {
+        self.metrics
+            .halts_withheld
+            .get_or_create(&metrics::PassLabel { pass: pass.into() })
+            .set(withheld as i64);
+    }
+
     /// A lane lock this daemon now holds and refreshes.
     pub fn lock_held(&self, watch: LockWatch) {
         let mut locks = lock(&self.locks);

@@ -357,6 +357,10 @@ fn writes_wake_watch_but_the_forge_is_asked_once_per_repo_per_poll_interval() {
         ("states", "acme/b"),
     ]);
     wait_for("the first tick's forge calls", || call_kinds(&gh) == first);
+    // The first (poll) tick's round ends with the queue detectors; the writes come after.
+    wait_for("the first round's queue detectors", || {
+        !log_lines(&world, "queue detectors run").is_empty()
+    });
     // Writes to the queue wake ticks (the blocked record of `d` edited three times, a new
     // file for `c` that is settled); none of them is due forge work.
     for n in 0..3 {

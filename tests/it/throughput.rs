@@ -172,3 +172,53 @@ fn a_lane_locked_by_another_host_lands_soon_after_it_lets_go() {
     // The waits double: tries over the test's bounded wait stay few.
     assert!(skips() <= 12, "{} tries: {}", skips(), log());
 }
+
+/// The checkout is made while the lane lock is taken, not after: with origin's writers'
+/// lock held (so the lock's write waits for it, up to its 5 s), the landing's scratch
+/// worktree is made while no lock ref is on origin yet; once the writers' lock is let go,
+/// the lock is taken and the record lands.
+#[test]
+fn the_checkout_is_made_while_the_lane_lock_is_taken() {
+    use std::os::fd::AsRawFd;
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(1, "main");
+    let writers = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(std::path::Path::new(&lane.remote_url).join("berth-lane-locks.lock"))
+        .unwrap();
+    // SAFETY: flock on a descriptor this test owns.
+    assert_eq!(
+        unsafe { nix::libc::flock(writers.as_raw_fd(), nix::libc::LOCK_EX) },
+        0
+    );
+    let config = world.git_forge_config("poll_secs = 3600\n");
+    let mut daemon = world.spawn_watch(&config);
+    let scratch_made = world.wait_for(std::time::Duration::from_secs(30), || {
+        fs::read_dir(world.berth_state().join("worktrees")).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("berth-"))
+        })
+    });
+    let lock_refs_then = world.lock_refs(&lane.remote_url);
+    drop(writers);
+    let landed = world.wait_for(std::time::Duration::from_secs(60), || {
+        world.read_record(&id)["status"] == "landed"
+    });
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    daemon.wait().unwrap();
+    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
+    assert!(scratch_made, "no scratch worktree was made: {log}");
+    assert_eq!(
+        lock_refs_then,
+        Vec::<String>::new(),
+        "the checkout waited for the lane lock: {log}"
+    );
+    assert!(
+        landed,
+        "not landed once the writers' lock was let go: {log}"
+    );
+    assert_eq!(world.ledger(), [1]);
+}

@@ -12,7 +12,8 @@ use crate::gstack_text;
 use crate::record::Record;
 
 use super::LiveRepo;
-use crate::daemon::{Shared, policy};
+use crate::daemon::policy::{self, Policy};
+use crate::daemon::{Records, Shared};
 
 /// Discovers every repo of `repos` that is due; how many records it added.
 pub fn run(
@@ -29,7 +30,7 @@ pub fn run(
         if !shared.memory().discovery_due(identity, every) {
             continue;
         }
-        let answer = shared.forge.list_queued(&live.repo);
+        let answer = shared.crew.forge.list_queued(&live.repo);
         let prs = match answer {
             Ok(prs) => prs,
             Err(e) => {
@@ -45,7 +46,13 @@ pub fn run(
             .collect();
         shared.memory().discovered(identity, Some(labelled));
         for pr in prs {
-            added += usize::from(record_if_new(shared, identity, live, &pr));
+            added += usize::from(record_if_new(
+                &shared.crew.records,
+                shared.policy(),
+                identity,
+                live,
+                &pr,
+            ));
         }
     }
     added
@@ -53,17 +60,23 @@ pub fn run(
 
 /// Writes a local record for `pr` unless one exists or the rules decline it; whether it
 /// wrote one.
-fn record_if_new(shared: &Shared, identity: &str, live: &LiveRepo, pr: &QueuedPr) -> bool {
+fn record_if_new(
+    records: &Records,
+    policy: &Policy,
+    identity: &str,
+    live: &LiveRepo,
+    pr: &QueuedPr,
+) -> bool {
     let id = crate::safe_key::record_id(identity, &pr.base_branch, pr.number);
-    if shared.records.store().path_of(&id).exists() || shared.records.view().get(&id).is_some() {
+    if records.store().path_of(&id).exists() || records.view().get(&id).is_some() {
         return false;
     }
     // The forge found it labelled, marked and not a fork; the rule may narrow that.
-    if !policy::accept_pr(shared.policy(), identity, &id, pr) {
+    if !policy::accept_pr(policy, identity, &id, pr) {
         return false;
     }
     let record = record_from_remote(identity, pr, &live.repo_path);
-    match shared.records.insert(&record) {
+    match records.insert(&record) {
         Ok(id) => {
             tracing::info!(record = %id, "discovered PR #{} on {identity}", pr.number);
             true

@@ -46,7 +46,7 @@ pub fn run(shared: &Shared, poll: &PollPlan, cancel: &CancellationToken) {
         states(shared, &live.repo, &unlisted, every);
         let due = shared.memory().locks_due(&live.repo, every);
         if due {
-            let answer = shared.locks.list(&live.repo.origin_url);
+            let answer = shared.crew.locks.list(&live.repo.origin_url);
             shared.memory().locks_listed(&live.repo, answer);
         }
         let records = live.records.iter().map(|s| s.id.clone()).collect();
@@ -58,7 +58,7 @@ pub fn run(shared: &Shared, poll: &PollPlan, cancel: &CancellationToken) {
 /// The queue detectors over a copy of the view (a landing's record write never waits for
 /// them on the view's lock), unless nothing they see changed since their last run.
 fn detect(shared: &Shared, poll: &PollPlan, repo_facts: &[RepoFacts]) {
-    let generation = shared.records.view().generation();
+    let generation = shared.crew.records.view().generation();
     let fallbacks = shared.decisions.fallbacks().active();
     let seen = (
         generation,
@@ -72,17 +72,19 @@ fn detect(shared: &Shared, poll: &PollPlan, repo_facts: &[RepoFacts]) {
     // Settled records (landed and proven, abandoned) can raise no queue fault: the
     // detectors see every other record.
     let (owned, unreadable) = {
-        let view = shared.records.view();
+        let view = shared.crew.records.view();
         let owned: Vec<StoredRecord> = view.active().cloned().collect();
         (owned, view.unreadable())
     };
     let records: Vec<&StoredRecord> = owned.iter().collect();
     let now = crate::clock::now();
     let facts = QueueFacts {
-        queue_dir: shared.records.store().dir(),
+        queue_dir: shared.crew.records.store().dir(),
         records: &records,
         unreadable: &unreadable,
-        stranded: &|stored| stranded::stranded_reason(shared, stored, now),
+        stranded: &|stored| {
+            stranded::stranded_reason(&shared.crew, shared.config.lock_ttl(), stored, now)
+        },
         repos: repo_facts,
         rule_fallbacks: &fallbacks,
         learned_budget: poll.learned_budget.as_ref(),
@@ -91,6 +93,10 @@ fn detect(shared: &Shared, poll: &PollPlan, repo_facts: &[RepoFacts]) {
     tracing::debug!(live = records.len(), "queue detectors run");
     let report =
         crate::faults::watch::tick_queue(&shared.fault_dirs(), &shared.rules.current(), &facts);
+    shared
+        .crew
+        .telemetry
+        .halts_withheld("queue", report.withheld);
     // The facts count as detected only once their faults are filed: a sync skipped (the
     // queue run's lock held elsewhere) or failed runs again on the next round, though
     // nothing in the queue changed.

@@ -147,7 +147,7 @@ fn states(
         .memory()
         .proofs_due(&repo.identity, !wanted.is_empty(), every);
     if due {
-        let answer = shared.forge.merge_proofs(repo, wanted);
+        let answer = shared.crew.forge.merge_proofs(repo, wanted);
         shared.memory().listed(repo, answer);
     }
     shared.memory().proofs(&repo.identity)

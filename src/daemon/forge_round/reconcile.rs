@@ -15,9 +15,9 @@ use crate::record::Status;
 use crate::store::{Expect, Move, StoredRecord};
 
 use super::{pr_ref, states};
-use crate::daemon::Shared;
 use crate::daemon::memory::{Refused, TickMemory};
 use crate::daemon::tick_gates::TickGates;
+use crate::daemon::{Records, Shared};
 
 /// One repo's records due for a re-check.
 pub struct Due {
@@ -73,7 +73,12 @@ pub fn run(shared: &Shared, due: &[Due], cancel: &CancellationToken) -> usize {
         let proofs = states(shared, repo, &wanted, every);
         for stored in records {
             if let Some(proof) = proofs.get(&stored.record.pr_number) {
-                changed += usize::from(apply(shared, stored, proof));
+                changed += usize::from(apply(
+                    &shared.crew.records,
+                    shared.forge().name(),
+                    stored,
+                    proof,
+                ));
             }
         }
     }
@@ -100,13 +105,13 @@ fn refused(memory: &mut TickMemory, stored: &StoredRecord, reason: &str) {
 /// Writes what the forge said about one due record; whether its status changed. The
 /// write expects the status the tick planned it with: a record that moved since (an
 /// operator's `retry`) is left alone.
-fn apply(shared: &Shared, stored: &StoredRecord, proof: &MergeProof) -> bool {
+fn apply(records: &Records, forge: &str, stored: &StoredRecord, proof: &MergeProof) -> bool {
     let checked_at = crate::clock::now_iso();
     let state = GithubState::Pr(proof.state);
     let from = stored.record.status;
     let result = match (from, proof.merged) {
         (Status::Blocked, true) => {
-            shared.records.transition(
+            records.transition(
                 Move::new(&stored.id, Expect::OneOf(&[from]), Status::Landed),
                 |r| {
                     // The block's reason no longer holds (gstack test 70).
@@ -117,25 +122,21 @@ fn apply(shared: &Shared, stored: &StoredRecord, proof: &MergeProof) -> bool {
                 },
             )
         }
-        (Status::Landed, false) => shared.records.transition(
+        (Status::Landed, false) => records.transition(
             Move::new(&stored.id, Expect::OneOf(&[from]), Status::Blocked),
             |r| {
                 r.last_github_checked_at = Some(checked_at.clone());
                 r.last_github_state = Some(state.clone());
                 r.last_error = Some(format!(
                     "audit: recorded as landed but {} reports PR #{} as {} (not merged)",
-                    shared.forge.name(),
-                    r.pr_number,
-                    proof.state
+                    forge, r.pr_number, proof.state
                 ));
             },
         ),
-        _ => shared
-            .records
-            .transition(Move::new(&stored.id, Expect::OneOf(&[from]), from), |r| {
-                r.last_github_checked_at = Some(checked_at.clone());
-                r.last_github_state = Some(state.clone());
-            }),
+        _ => records.transition(Move::new(&stored.id, Expect::OneOf(&[from]), from), |r| {
+            r.last_github_checked_at = Some(checked_at.clone());
+            r.last_github_state = Some(state.clone());
+        }),
     };
     match result {
         Ok(updated) => {

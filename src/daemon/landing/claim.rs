@@ -10,9 +10,9 @@ use crate::daemon::policy;
 /// Claims the record; the origin URL to land to, or where the landing stopped.
 pub(super) async fn claim(l: &Landing) -> Result<String, End> {
     let id = l.c.id.clone();
-    l.blocking(move |shared| {
-        let owner = shared.owner.clone();
-        shared.records.transition(
+    l.blocking(move |crew| {
+        let owner = crew.owner.to_string();
+        crew.records.transition(
             Move::new(&id, Expect::OneOf(&[Status::Queued]), Status::Claiming),
             |r| {
                 r.claimed_by = Some(owner);

@@ -57,7 +57,7 @@ pub(super) async fn judge(
         attempt: result.attempt,
     };
     let (ask, id, record, lane) = (
-        Arc::clone(&l.shared),
+        l.crew.clone(),
         l.c.id.clone(),
         l.c.record.clone(),
         l.lane.clone(),
@@ -65,7 +65,7 @@ pub(super) async fn judge(
     let asked = facts.clone();
     let verdict = tokio::task::spawn_blocking(move || {
         let view = policy::QueueView::of(ask.records.view().live());
-        policy::on_land_result(ask.policy(), view, (&id, &record), &lane, &asked)
+        policy::on_land_result(&ask.policy, view, (&id, &record), &lane, &asked)
     })
     .await
     .unwrap_or_else(|e| {
@@ -88,7 +88,7 @@ pub(super) async fn judge(
         LandDecision::Blocked => End::Block(with_log(verdict.reason)),
         LandDecision::Requeue(delay) => End::Defer {
             reason: with_log(verdict.reason),
-            not_before: policy::not_before(&l.shared.config, delay),
+            not_before: policy::not_before(&l.crew.policy.config, delay),
         },
     })
 }
@@ -107,7 +107,7 @@ struct MergeFacts {
 /// it merged).
 async fn merge_facts(l: &Landing, result: &StepResult) -> Option<MergeFacts> {
     let c = &l.c;
-    let forge = Arc::clone(&l.shared.forge);
+    let forge = Arc::clone(&l.crew.forge);
     let repo = ForgeRepo::new(
         c.gated.identity().to_string(),
         c.gated.origin_url().unwrap_or_default().to_owned(),
@@ -128,7 +128,7 @@ async fn merge_facts(l: &Landing, result: &StepResult) -> Option<MergeFacts> {
         )
     })
     .await?;
-    let forge_name = l.shared.forge.kind().reporter();
+    let forge_name = l.crew.forge.kind().reporter();
     let log = result.log_path.display();
     Some(match proof {
         Ok(proof) if proof.merged => MergeFacts {

@@ -15,16 +15,16 @@ const LOCK_REFS_PER_LANE: usize = 3;
 
 /// Takes the lane lock on `origin`, or says why not (held elsewhere: the lane is busy).
 pub(super) async fn acquire(l: &Landing, origin_url: &str) -> Result<HeldLock, End> {
-    let (shared, c, lane, cancel) = (&l.shared, &l.c, &l.lane, &l.cancel);
-    let locks = Arc::clone(&shared.locks);
+    let (crew, c, lane, cancel) = (&l.crew, &l.c, &l.lane, &l.cancel);
+    let locks = Arc::clone(&crew.locks);
     let (url, lane, owner, repo) = (
         origin_url.to_owned(),
         lane.clone(),
-        shared.owner.clone(),
+        crew.owner.clone(),
         c.gated.repo().path().to_owned(),
     );
     tracing::debug!(lock = %lock_ref_name(&lane), origin = %url, "taking the lane lock");
-    let releaser = Arc::clone(&shared.locks);
+    let releaser = Arc::clone(&crew.locks);
     let release_late = move |late: Result<Acquire, crate::lane_lock::LockError>| {
         if let Ok(Acquire::Acquired(held)) = late {
             let _ = releaser.release(&held);
@@ -42,7 +42,7 @@ pub(super) async fn acquire(l: &Landing, origin_url: &str) -> Result<HeldLock, E
                 let Acquire::HeldElsewhere { holder, sha, ref_name } = &outcome else {
                     break;
                 };
-                if holder.owner_id != owner || locks.holds(sha) {
+                if *holder.owner_id != *owner || locks.holds(sha) {
                     break;
                 }
                 tracing::warn!(lock = %ref_name, %sha, "removing this process's own orphaned lane lock");

@@ -1,9 +1,11 @@
 //! One landing, claim to release (DESIGN §3 step 6), as a state machine:
 //!
 //! ```text
-//!  claim --> verify --> lock --> place --> run <--> judge --> settle --> release
-//!    |          |         |        |        (drift repair)      ^
-//!    +----------+---------+--------+----------------------------+  (an End: settle at once)
+//!                     +-> lock --+
+//!  claim --> verify --+          +--> run <--> judge --> settle --> release
+//!    |          |     +-> place -+     (drift repair)      ^   (beside them: the
+//!    |          |          |                               |    scratch worktree kept)
+//!    +----------+----------+-------------------------------+  (an End: settle at once)
 //! ```
 //!
 //! Each step is one file with an `async fn` that returns what the next step needs, or an
@@ -12,7 +14,8 @@
 //! `End` (a local write, first), then stops the heartbeat and releases the lane lock (a
 //! network call, last) on every path that took it. The lane guarantee reads here: the run
 //! step starts only with the lock held and its heartbeat running, and a lost heartbeat
-//! stops it (`run.rs`).
+//! stops it (`run.rs`). The lock and the place (the feature fetch and the checkout, which
+//! need no lane) are made at once: berth's share of a landing is mostly waits on git.
 
 mod ask;
 mod claim;
@@ -27,20 +30,22 @@ mod verify;
 
 use std::sync::Arc;
 
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::boot_clock::BootTime;
 use crate::lane_lock::{Heartbeat, HeldLock, Lane};
 use crate::runner::{Lease, follow_heartbeat};
 
-use super::{Candidate, Shared};
+use super::Candidate;
+use super::crew::Crew;
 use outcome::End;
 pub use outcome::{LaneOutcome, OutcomeKind};
 use release::ReleaseAt;
 
 /// One landing's inputs, shared by its steps.
 struct Landing {
-    shared: Arc<Shared>,
+    crew: Crew,
     c: Candidate,
     lane: Lane,
     /// Cancelled when the daemon stops: the steps wind down and the record is revived.
@@ -59,10 +64,10 @@ impl Landing {
     /// this landing's panic.
     async fn blocking<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Shared) -> T + Send + 'static,
+        work: impl FnOnce(&Crew) -> T + Send + 'static,
     ) -> T {
-        let shared = Arc::clone(&self.shared);
-        match tokio::task::spawn_blocking(move || work(&shared)).await {
+        let crew = self.crew.clone();
+        match tokio::task::spawn_blocking(move || work(&crew)).await {
             Ok(done) => done,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
@@ -70,20 +75,16 @@ impl Landing {
 }
 
 /// Runs the whole landing of one candidate.
-pub async fn land(
-    shared: Arc<Shared>,
-    candidate: Candidate,
-    cancel: CancellationToken,
-) -> LaneOutcome {
-    let lane = Shared::lane_of(&candidate);
+pub async fn land(crew: Crew, candidate: Candidate, cancel: CancellationToken) -> LaneOutcome {
+    let lane = candidate.gated.lane();
     let l = Landing {
-        shared,
+        crew,
         c: candidate,
         lane,
         cancel,
     };
     let kind = drive(&l).await;
-    l.shared.telemetry.landing_done(kind.label());
+    l.crew.telemetry.landing_done(kind.label());
     kind.log(&l.c.id, l.c.record.pr_number);
     LaneOutcome {
         lane: l.lane,
@@ -97,59 +98,117 @@ pub async fn land(
 async fn drive(l: &Landing) -> OutcomeKind {
     // Registered before the claim is written, so a tick never sees our claim unregistered.
     let _registered = l
-        .shared
+        .crew
         .active
         .register(&l.c.id, l.c.record.clone(), l.c.gated.identity());
     // From the claim on, the record is written every heartbeat, so no daemon strands it.
-    let _touching = crate::daemon::record_touch::start(&l.shared, &l.c.id);
-    let (held, leased_at) = match up_to_the_lock(l).await {
-        Ok(held) => held,
+    let _touching = crate::daemon::record_touch::start(&l.crew, &l.c.id);
+    let origin_url = match claimed_and_verified(l).await {
+        Ok(url) => url,
         Err(end) => return settle::settle(l, end).await,
     };
-    l.shared.tally.lock_taken();
-    if l.interrupted() {
-        let outcome = settle::settle(l, End::Interrupted).await;
-        release::release(l, held, ReleaseAt::PreHeartbeat).await;
-        return outcome;
-    }
-    let heartbeat = Heartbeat::spawn(Arc::clone(&l.shared.locks), held, &l.cancel);
-    l.shared.telemetry.lock_held(heartbeat.watch());
-    // The steps' guards hold the lease; each successful heartbeat extends it.
-    let lease = Lease::new(leased_at, l.shared.locks.settings().ttl);
-    let follow = tokio::spawn(follow_heartbeat(heartbeat.refreshed(), lease.clone()));
-    let end = match place::prepare(l).await {
-        Ok(place) => {
-            let end = run::run(l, &place, &heartbeat, &lease).await;
-            l.blocking(move |shared| place.finish(shared)).await;
-            end
+    // The checkout is made while the lock is taken: the feature fetch and the scratch
+    // worktree's reset read origin and write only the local repo, so neither needs the
+    // lane. The step starts only once both are done, with the lock held and its heartbeat
+    // running (from the moment the lock was taken, however long the fetch takes).
+    let (locked, placed) = tokio::join!(lock_and_heartbeat(l, &origin_url), place::prepare(l));
+    let (heartbeat, lease, follow) = match locked {
+        Locked::Held {
+            heartbeat,
+            lease,
+            follow,
+        } => (heartbeat, lease, follow),
+        Locked::Stopped { end, held } => {
+            if let Ok(place) = placed {
+                l.blocking(move |crew| place.finish(&crew.places)).await;
+            }
+            let outcome = settle::settle(l, end).await;
+            if let Some(held) = held {
+                release::release(l, *held, ReleaseAt::PreHeartbeat).await;
+            }
+            return outcome;
         }
-        Err(end) => end,
+    };
+    let (end, place) = match placed {
+        Ok(place) => (run::run(l, &place, &heartbeat, &lease).await, Some(place)),
+        Err(end) => (end, None),
     };
     follow.abort();
     // The record is settled first (a local write), then the lock released (a network
     // call): a shutdown that runs out of budget must not leave the record in flight.
-    let outcome = settle::settle(l, end).await;
-    let held = heartbeat.stop().await;
-    release::release(l, held, ReleaseAt::Settled).await;
-    outcome
+    // Meanwhile the scratch worktree is checked and kept for the repo's next landing,
+    // which this landing's outcome (reported once both are done) may start.
+    let finished = async {
+        if let Some(place) = place {
+            l.blocking(move |crew| place.finish(&crew.places)).await;
+        }
+    };
+    let settled = async {
+        let outcome = settle::settle(l, end).await;
+        let held = heartbeat.stop().await;
+        release::release(l, held, ReleaseAt::Settled).await;
+        outcome
+    };
+    tokio::join!(finished, settled).1
 }
 
-/// claim → verify → lock: the lane lock and the boot time its write started before (where
-/// its lease counts from), or where the landing stopped before it.
-async fn up_to_the_lock(l: &Landing) -> Result<(HeldLock, BootTime), End> {
+/// claim → verify: the origin URL to land to, or where the landing stopped.
+async fn claimed_and_verified(l: &Landing) -> Result<String, End> {
     let origin_url = claim::claim(l).await?;
     let verified = verify::verify(l, &origin_url).await;
     if l.interrupted() {
         return Err(End::Interrupted);
     }
     verified?;
+    Ok(origin_url)
+}
+
+/// Where taking the lane lock left the landing.
+enum Locked {
+    /// Held: its heartbeat runs, and the steps' lease follows each refresh.
+    Held {
+        heartbeat: Heartbeat,
+        lease: Lease,
+        follow: JoinHandle<()>,
+    },
+    /// Not taken (`held` is `None`), or taken as a signal came, before its heartbeat
+    /// started (boxed: a held lock is large, and this the rare way).
+    Stopped {
+        end: End,
+        held: Option<Box<HeldLock>>,
+    },
+}
+
+/// Takes the lane lock and starts its heartbeat; the lease counts from the boot time the
+/// lock's write started before.
+async fn lock_and_heartbeat(l: &Landing, origin_url: &str) -> Locked {
     let leased_at = BootTime::now();
-    let held = lock::acquire(l, &origin_url).await.map_err(|end| {
-        if l.interrupted() {
-            End::Interrupted
-        } else {
-            end
+    let held = match lock::acquire(l, origin_url).await {
+        Ok(held) => held,
+        Err(end) => {
+            let end = if l.interrupted() {
+                End::Interrupted
+            } else {
+                end
+            };
+            return Locked::Stopped { end, held: None };
         }
-    })?;
-    Ok((held, leased_at))
+    };
+    l.crew.tally.lock_taken();
+    if l.interrupted() {
+        return Locked::Stopped {
+            end: End::Interrupted,
+            held: Some(Box::new(held)),
+        };
+    }
+    let heartbeat = Heartbeat::spawn(Arc::clone(&l.crew.locks), held, &l.cancel);
+    l.crew.telemetry.lock_held(heartbeat.watch());
+    // The steps' guards hold the lease; each successful heartbeat extends it.
+    let lease = Lease::new(leased_at, l.crew.locks.settings().ttl);
+    let follow = tokio::spawn(follow_heartbeat(heartbeat.refreshed(), lease.clone()));
+    Locked::Held {
+        heartbeat,
+        lease,
+        follow,
+    }
 }

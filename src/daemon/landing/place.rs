@@ -10,10 +10,14 @@ use crate::daemon::worktree::{self, Place, WorktreeError};
 /// The checkout to run the steps in (a scratch one made after the landing stopped waiting
 /// for it is removed, not left behind).
 pub(super) async fn prepare(l: &Landing) -> Result<Place, End> {
-    let (shared, c) = (Arc::clone(&l.shared), l.c.clone());
+    let (places, forge, c) = (
+        Arc::clone(&l.crew.places),
+        Arc::clone(&l.crew.forge),
+        l.c.clone(),
+    );
     let prepared = ask_or_clean_up(
         &l.cancel,
-        move || worktree::prepare(&shared, &c),
+        move || worktree::prepare(&places, forge.as_ref(), &c),
         |late| {
             if let Ok(place) = late {
                 place.remove();

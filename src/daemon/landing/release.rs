@@ -33,15 +33,15 @@ struct Failure {
 /// Releases the lane lock. After a signal, the release counts toward gstack's
 /// `signal <SIG>: released …` line.
 pub(super) async fn release(l: &Landing, held: HeldLock, at: ReleaseAt) {
-    let shared = &l.shared;
+    let crew = &l.crew;
     let ref_name = held.ref_name().to_owned();
-    let ended = release_within_budget(Arc::clone(&shared.locks), held).await;
+    let ended = release_within_budget(Arc::clone(&crew.locks), held).await;
     let end = ended.as_ref().err().map_or(ReleaseEnd::Released, |f| f.end);
-    shared.tally.release_ended(end, shared.stop.is_set());
+    crew.tally.release_ended(end, crew.stop.is_set());
     let Err(failure) = ended else {
         return;
     };
-    let line = match (at, shared.stop.signal_name()) {
+    let line = match (at, crew.stop.signal_name()) {
         (ReleaseAt::PreHeartbeat, _) => gstack_text::pre_heartbeat_release_failed(&failure.why),
         (ReleaseAt::Settled, Some(signal))
             if failure.end == ReleaseEnd::Failed && failure.threw =>

@@ -21,11 +21,11 @@ use crate::daemon::worktree::{self, Place};
 pub(super) async fn run(l: &Landing, place: &Place, heartbeat: &Heartbeat, lease: &Lease) -> End {
     let id = l.c.id.clone();
     let landing = l
-        .blocking(move |shared| {
-            shared.records.transition(
+        .blocking(move |crew| {
+            crew.records.transition(
                 Move::new(
                     &id,
-                    Expect::Mine(&[Status::Claiming], &shared.owner),
+                    Expect::Mine(&[Status::Claiming], &crew.owner),
                     Status::Landing,
                 ),
                 |_| {},
@@ -82,7 +82,7 @@ async fn steps(
     };
     let mut retries = c.record.retries.unwrap_or(0);
     let id = c.id.clone();
-    let attempt = l.blocking(move |shared| shared.runner.claim_attempt(&id, retries + 1));
+    let attempt = l.blocking(move |crew| crew.runner.claim_attempt(&id, retries + 1));
     let attempt = match attempt.await {
         Ok(attempt) => attempt,
         Err(e) => return End::Block(e.to_string()),
@@ -154,7 +154,7 @@ async fn run_one(
         lease: held.lease,
     };
     let result = l
-        .shared
+        .crew
         .runner
         .run_in(
             step,
@@ -214,9 +214,9 @@ async fn move_to(l: &Landing, next: Step, result: &StepResult) -> Result<Record,
         Step::Land => (Status::DriftRepairing, Status::Landing),
     };
     let (id, repaired) = (l.c.id.clone(), format!("drift repair: {result}"));
-    l.blocking(move |shared| {
-        shared.records.transition(
-            Move::new(&id, Expect::Mine(&[from], &shared.owner), to),
+    l.blocking(move |crew| {
+        crew.records.transition(
+            Move::new(&id, Expect::Mine(&[from], &crew.owner), to),
             |r| {
                 if to == Status::DriftRepairing {
                     r.retries = Some(r.retries.unwrap_or(0) + 1);

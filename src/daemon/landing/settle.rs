@@ -15,7 +15,7 @@ pub(super) async fn settle(l: &Landing, end: End) -> OutcomeKind {
         End::Skipped(why) => return OutcomeKind::Skipped(why),
         End::Interrupted => {
             let id = l.c.id.clone();
-            l.blocking(move |shared| revive::revive(shared, &id)).await;
+            l.blocking(move |crew| revive::revive(crew, &id)).await;
             return OutcomeKind::Interrupted;
         }
         End::Landed { checked_at } => (Verdict::Landed { checked_at }, OutcomeKind::Landed),
@@ -39,10 +39,10 @@ pub(super) async fn settle(l: &Landing, end: End) -> OutcomeKind {
     let landed = matches!(verdict, Verdict::Landed { .. });
     let id = l.c.id.clone();
     let written = l
-        .blocking(move |shared| {
-            let written = verdict.write(shared, &id);
+        .blocking(move |crew| {
+            let written = verdict.write(&crew.records, &crew.owner, &id);
             if let Err(e @ StoreError::Io { .. }) = &written {
-                unsaved::keep(shared, &id, verdict, e);
+                unsaved::keep(&crew.unsaved, &id, verdict, e);
             }
             written
         })

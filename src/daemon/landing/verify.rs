@@ -13,7 +13,7 @@ use crate::daemon::worktree;
 /// record's branches.
 pub(super) async fn verify(l: &Landing, origin_url: &str) -> Result<(), End> {
     let (c, cancel) = (&l.c, &l.cancel);
-    let forge = Arc::clone(&l.shared.forge);
+    let forge = Arc::clone(&l.crew.forge);
     let repo = ForgeRepo::new(c.gated.identity().to_string(), origin_url.to_owned());
     let candidate = c.clone();
     let checked = ask(cancel, move || {

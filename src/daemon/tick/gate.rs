@@ -15,6 +15,7 @@ use crate::daemon::tick_gates::TickGates;
 /// lane it could never land in).
 pub fn gate_queued(shared: &Shared, gates: &mut TickGates) -> usize {
     let candidates: Vec<StoredRecord> = shared
+        .crew
         .records
         .view()
         .live()
@@ -29,8 +30,8 @@ pub fn gate_queued(shared: &Shared, gates: &mut TickGates) -> usize {
         let gated = gates.record(&shared.allowlist(), &stored.record);
         if let (Ok(gated), Status::Queued) = (&gated, stored.record.status) {
             shared.warm_up.once(
-                &shared.forge,
-                &shared.locks,
+                &shared.crew.forge,
+                &shared.crew.locks,
                 crate::daemon::worktree::root(&shared.berth_dir),
                 ForgeRepo::new(
                     gated.identity().to_string(),
@@ -40,7 +41,7 @@ pub fn gate_queued(shared: &Shared, gates: &mut TickGates) -> usize {
         }
         if let Err(refusal) = gated {
             let reason = gate_block_text(&stored.record, &refusal);
-            match shared.records.transition(
+            match shared.crew.records.transition(
                 Move::new(
                     &stored.id,
                     Expect::OneOf(&[stored.record.status]),

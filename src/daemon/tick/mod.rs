@@ -87,7 +87,11 @@ pub fn prepare(shared: &Shared, wake: Wake, refresh: &Refresh, free: Free) -> Pr
         return prepared;
     }
     // Verdicts the store refused earlier (ENOSPC, EIO) are written first.
-    super::unsaved::retry(shared);
+    super::unsaved::retry(
+        &shared.crew.unsaved,
+        &shared.crew.records,
+        &shared.crew.owner,
+    );
     crate::rules::output::next_tick();
     // A rule fallback not seen again during this tick and the next stops being listed.
     shared
@@ -113,6 +117,7 @@ pub fn prepare(shared: &Shared, wake: Wake, refresh: &Refresh, free: Free) -> Pr
     drop(memory);
     report.gate_blocked = gate_queued(shared, gates);
     let runs = crate::faults::watch::tick_runs(&shared.fault_dirs(), &shared.rules.current());
+    shared.crew.telemetry.halts_withheld("runs", runs.withheld);
     if let Some(repos) = repos {
         prepared.rounds.push(Round::Poll(PollPlan {
             repos,
@@ -129,9 +134,9 @@ pub fn prepare(shared: &Shared, wake: Wake, refresh: &Refresh, free: Free) -> Pr
 /// Brings the queue view up to date; whether any file changed.
 fn refresh_view(shared: &Shared, refresh: &Refresh) -> bool {
     let (refreshed, files_read) = {
-        let mut view = shared.records.view();
-        let refreshed = view.refresh(shared.records.store(), refresh);
-        shared.telemetry.queue_seen(&view);
+        let mut view = shared.crew.records.view();
+        let refreshed = view.refresh(shared.crew.records.store(), refresh);
+        shared.crew.telemetry.queue_seen(&view);
         (refreshed, view.files_read())
     };
     // For operators (and tests) counting what an idle daemon does: one line per wake.

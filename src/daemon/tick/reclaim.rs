@@ -8,7 +8,9 @@ use crate::daemon::{Shared, stranded};
 /// Step 2: an in-flight record that no live process owns goes back to `queued`, unless it
 /// changed since it was judged (its owner touched it: not stranded after all).
 pub fn reclaim(shared: &Shared, stored: &StoredRecord, now: chrono::DateTime<chrono::Utc>) -> bool {
-    let Some(reason) = stranded::stranded_reason(shared, stored, now) else {
+    let Some(reason) =
+        stranded::stranded_reason(&shared.crew, shared.config.lock_ttl(), stored, now)
+    else {
         return false;
     };
     if let Err(e) = stranded::end_strays(stored) {
@@ -16,7 +18,7 @@ pub fn reclaim(shared: &Shared, stored: &StoredRecord, now: chrono::DateTime<chr
         return false;
     }
     let from = stored.record.status;
-    let result = shared.records.transition(
+    let result = shared.crew.records.transition(
         Move::new(&stored.id, Expect::Claim(&stored.record), Status::Queued)
             .waiting(super::PRODUCER_LOCK_WAIT),
         |r| {

@@ -49,7 +49,7 @@ pub fn live_repos(
             Err(refusal) => refused_root(memory, path, &refusal.reason),
         }
     }
-    let live: Vec<StoredRecord> = shared.records.view().live().cloned().collect();
+    let live: Vec<StoredRecord> = shared.crew.records.view().live().cloned().collect();
     for stored in live {
         match gates.record(&shared.allowlist(), &stored.record) {
             Ok(gated) => add(
@@ -82,7 +82,7 @@ fn refused_root(memory: &mut TickMemory, path: &str, reason: &str) {
 /// Forgets the refusals of records settled or gone and of repo paths no longer asked
 /// about (not configured, and no live record's).
 pub fn forget_gone_refusals(shared: &Shared, memory: &mut TickMemory) {
-    let view = shared.records.view();
+    let view = shared.crew.records.view();
     let roots = shared.discover_roots();
     memory.prune_refusals(|subject| match subject {
         Refused::Record(id) => view.get(id).is_some_and(|s| !s.record.is_settled()),

@@ -110,7 +110,7 @@ struct Snapshot {
 impl Snapshot {
     fn of(shared: &Shared) -> Snapshot {
         let now = crate::clock::now();
-        let records = shared.records.view();
+        let records = shared.crew.records.view();
         Snapshot {
             view: policy::QueueView::of(records.live()),
             in_flight: records
@@ -137,7 +137,7 @@ pub struct Selection {
 /// `admit` said block: blocked by its full id, with the rule's reason. Whether it was
 /// written.
 fn block_by_policy(shared: &Shared, id: &str, reason: &str) -> bool {
-    let written = shared.records.transition(
+    let written = shared.crew.records.transition(
         Move::new(id, Expect::OneOf(&[Status::Queued]), Status::Blocked),
         |r| {
             r.last_error = Some(format!("policy: {reason}"));

@@ -26,7 +26,7 @@ impl Work {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Work {
         let every = shared.config.reconcile_every_secs as i64;
-        let view = shared.records.view();
+        let view = shared.crew.records.view();
         let mut work = Work::default();
         for stored in view.live() {
             if stored.record.status == Status::Queued {

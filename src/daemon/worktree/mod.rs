@@ -21,7 +21,8 @@ use git2::{Oid, Repository, StatusOptions};
 use crate::gates::WorktreeChoice;
 use crate::pinned_dir::{PinnedDir, PinnedDirError};
 
-use super::{Candidate, Shared};
+use super::Candidate;
+use crate::forge::Forge;
 
 mod idle;
 mod scratch;
@@ -68,13 +69,13 @@ impl Place {
     /// landing if it can be proven clean (reset to the commit it is at, HEAD detached, so
     /// it holds no branch another worktree may want) and a bound allows, removed
     /// otherwise. Blocking.
-    pub fn finish(self, shared: &Shared) {
+    pub fn finish(self, places: &Places) {
         let Some(kept) = self.scratch else {
             return;
         };
         match kept.scratch.reset(&kept.dir, None) {
             Ok(()) => {
-                if let Some(over) = shared.worktrees.give(kept) {
+                if let Some(over) = places.idle.give(kept) {
                     discard(over);
                 }
             }
@@ -82,6 +83,26 @@ impl Place {
                 tracing::info!(worktree = %kept.scratch.path.display(), "scratch worktree not kept: {why}");
                 discard(kept);
             }
+        }
+    }
+}
+
+/// Where landings run: the dir berth's scratch worktrees are made in, the ones kept
+/// between landings, and the dir of the checkouts' landing locks (the queue dir, which every
+/// daemon landing there shares).
+#[derive(Debug)]
+pub struct Places {
+    root: PathBuf,
+    idle: IdleWorktrees,
+    lock_dir: PathBuf,
+}
+
+impl Places {
+    pub fn new(berth_dir: &Path, lock_dir: &Path) -> Places {
+        Places {
+            root: root(berth_dir),
+            idle: IdleWorktrees::default(),
+            lock_dir: lock_dir.to_owned(),
         }
     }
 }
@@ -116,8 +137,8 @@ pub fn sweep_leftovers(berth_dir: &Path) {
 }
 
 /// Removes every scratch worktree the daemon kept; when it stops. Blocking.
-pub fn remove_idle(shared: &Shared) {
-    for kept in shared.worktrees.drain() {
+pub fn remove_idle(places: &Places) {
+    for kept in places.idle.drain() {
         discard(kept);
     }
 }
@@ -225,13 +246,9 @@ enum Unusable {
 }
 
 /// Takes the lock on the checkout at `path`, or says why not (busy, or no lock file).
-fn try_lock(shared: &Shared, path: &Path) -> Result<WorktreeGuard, Unusable> {
+fn try_lock(places: &Places, path: &Path) -> Result<WorktreeGuard, Unusable> {
     let key = crate::safe_key::safe_key(&path.to_string_lossy());
-    let lock = shared
-        .records
-        .store()
-        .dir()
-        .join(format!(".worktree-{key}.lock"));
+    let lock = places.lock_dir.join(format!(".worktree-{key}.lock"));
     let file = match crate::atomic_file::open_lock_file(&lock) {
         Ok(file) => file,
         Err(source) => return Err(Unusable::NoLockFile { lock, source }),
@@ -257,17 +274,17 @@ pub fn verify_dirs(c: &Candidate, place: Option<&Place>) -> Result<(), PinnedDir
 }
 
 /// Fetches the feature branch and picks (or makes) the checkout to land in. Blocking.
-pub fn prepare(shared: &Shared, c: &Candidate) -> Result<Place, WorktreeError> {
+pub fn prepare(places: &Places, forge: &dyn Forge, c: &Candidate) -> Result<Place, WorktreeError> {
     let repo_path = c.gated.repo().path();
     let feature = &c.record.feature_branch;
     c.gated.repo().pin().verify()?;
-    let pr_head = shared.forge.pr_head_ref(c.record.pr_number);
+    let pr_head = forge.pr_head_ref(c.record.pr_number);
     let head = fetch_feature(c, repo_path, feature, pr_head)?;
     let reason = match (c.gated.worktree(), c.gated.worktree_pin()) {
         (WorktreeChoice::Use(path), Some(pin)) => {
             // Locked before it is looked at, so no other landing changes it in between;
             // a checkout another landing holds is not waited for: the scratch one is.
-            match try_lock(shared, path)
+            match try_lock(places, path)
                 .and_then(|lock| checkout_state(pin, feature, head).map(|()| lock))
             {
                 Ok(lock) => {
@@ -285,13 +302,13 @@ pub fn prepare(shared: &Shared, c: &Candidate) -> Result<Place, WorktreeError> {
         (WorktreeChoice::Use(path), None) => format!("{} was not held open", path.display()),
     };
     tracing::info!(record = %c.id, "using a scratch worktree: {reason}");
-    scratch_place(shared, c, head)
+    scratch_place(places, c, head)
 }
 
 /// A kept scratch worktree of the repo reset to `head`, or a new one.
-fn scratch_place(shared: &Shared, c: &Candidate, head: Oid) -> Result<Place, WorktreeError> {
+fn scratch_place(places: &Places, c: &Candidate, head: Oid) -> Result<Place, WorktreeError> {
     let repo_path = c.gated.repo().path();
-    let (taken, unfit) = shared.worktrees.take(repo_path);
+    let (taken, unfit) = places.idle.take(repo_path);
     unfit.into_iter().for_each(discard);
     if let Some(kept) = taken {
         let reset = kept
@@ -313,8 +330,8 @@ fn scratch_place(shared: &Shared, c: &Candidate, head: Oid) -> Result<Place, Wor
             }
         }
     }
-    let root = root(&shared.berth_dir);
-    crate::atomic_file::ensure_private_dir(&root)?;
+    let root = &places.root;
+    crate::atomic_file::ensure_private_dir(root)?;
     // A fresh name every time: nothing planted in the repo's `.git/worktrees/` can be
     // mistaken for ours, and a killed daemon's leftover is never reused.
     let nanos = std::time::SystemTime::now()
@@ -326,10 +343,8 @@ fn scratch_place(shared: &Shared, c: &Candidate, head: Oid) -> Result<Place, Wor
         repo: repo_path.to_owned(),
         path: root.join(&name),
         name,
-        admin_lock: shared
-            .records
-            .store()
-            .dir()
+        admin_lock: places
+            .lock_dir
             .join(format!(".worktree-admin-{admin_key}.lock")),
     };
     scratch.add(head)?;

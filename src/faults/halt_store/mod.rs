@@ -19,6 +19,7 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
@@ -27,9 +28,12 @@ use super::json_file::{self, JsonFileError};
 use super::run_id::{file_run_id, fit_stem};
 use crate::atomic_file;
 
+mod cap;
 mod listing;
+mod shown;
 mod sync;
 
+pub use cap::{CAP_RUN_ID, CapReached, MAX_PENDING_PER_RUN, MAX_PENDING_TOTAL};
 pub use listing::{HaltStatus, ListedHalt, Listing};
 
 pub const PENDING_DIR: &str = "pending-investigations";
@@ -67,6 +71,9 @@ pub struct SyncReport {
     pub resolved: Vec<String>,
     /// Files that could not be read or written, each naming the file and the reason.
     pub problems: Vec<String>,
+    /// Events and resolved markers held back by a cap on pending files ([`cap`]); each is
+    /// tried again on the next sync.
+    pub withheld: usize,
 }
 
 /// What [`HaltStore::mark_investigated`] did.
@@ -81,6 +88,8 @@ pub enum Marked {
 #[derive(Clone, Debug)]
 pub struct HaltStore {
     dir: PathBuf,
+    /// The pending files, counted at this store's first new filing; `None` until then.
+    census: Arc<Mutex<Option<cap::Census>>>,
 }
 
 /// Why a halt event file was not written, read or moved; each names the file.
@@ -104,6 +113,9 @@ pub enum HaltStoreError {
         path: PathBuf,
         source: super::halt::TooLarge,
     },
+    /// A new file past a cap on pending files: not written, tried again later.
+    #[error("{}: held back: {source}", .path.display())]
+    Withheld { path: PathBuf, source: CapReached },
     #[error("cannot move {} to {}: {source}", .from.display(), .to.display())]
     Move {
         from: PathBuf,
@@ -123,7 +135,41 @@ fn io_problem(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Ha
 
 impl HaltStore {
     pub fn new(dir: impl Into<PathBuf>) -> HaltStore {
-        HaltStore { dir: dir.into() }
+        HaltStore {
+            dir: dir.into(),
+            census: Arc::default(),
+        }
+    }
+
+    /// Takes one place for a new pending file of `run_id` (`path`), or says which cap is
+    /// reached. The census is counted at the store's first new file and kept up to date by
+    /// its own writes; a file written meanwhile by someone else counts from the next store.
+    fn admit(&self, run_id: &str, path: &Path) -> Result<(), HaltStoreError> {
+        let mut census = self.census.lock().unwrap_or_else(|e| e.into_inner());
+        if census.is_none() {
+            let pending = self.dir.join(PENDING_DIR);
+            *census = Some(cap::Census::take(&pending).map_err(io_problem("list", &pending))?);
+        }
+        let census = census.as_mut().expect("counted above");
+        census
+            .admits(run_id)
+            .map_err(|source| HaltStoreError::Withheld {
+                path: path.to_owned(),
+                source,
+            })?;
+        census.add(run_id);
+        Ok(())
+    }
+
+    /// Files the one event that says filings are held back, past the caps; written only
+    /// when it is not pending already.
+    pub fn file_cap_event(&self) -> Result<(), HaltStoreError> {
+        let event = cap::cap_event(&self.dir.join(PENDING_DIR));
+        let path = self.pending_path(&event.run_id, &event.fault_id);
+        if fs::symlink_metadata(&path).is_ok() {
+            return Ok(());
+        }
+        self.write_event(&event, false).map(drop)
     }
 
     pub fn dir(&self) -> &Path {
@@ -182,6 +228,11 @@ impl HaltStore {
     /// raised again, and is removed. The event is first cut to what berth reads back
     /// ([`HaltEvent::fit_within`]), so that both daemons compare the tails berth wrote.
     pub fn emit(&self, event: &HaltEvent) -> Result<Emitted, HaltStoreError> {
+        self.write_event(event, true)
+    }
+
+    /// [`HaltStore::emit`]; a new pending file only within the caps when `capped`.
+    fn write_event(&self, event: &HaltEvent, capped: bool) -> Result<Emitted, HaltStoreError> {
         self.ensure(PENDING_DIR)?;
         let pending = self.pending_path(&event.run_id, &event.fault_id);
         let prior =
@@ -197,7 +248,12 @@ impl HaltStore {
                 source,
             })?;
         let emitted = match prior {
-            None => Emitted::New,
+            None => {
+                if capped {
+                    self.admit(&event.run_id, &pending)?;
+                }
+                Emitted::New
+            }
             Some(prior)
                 if prior
                     .pointer("/snapshot/stdoutTail")
@@ -320,6 +376,9 @@ impl HaltStore {
     pub fn resolve(&self, run_id: &str, fault_id: &str) -> Result<(), HaltStoreError> {
         self.ensure(PENDING_DIR)?;
         let path = self.resolved_path(run_id, fault_id);
+        if fs::symlink_metadata(&path).is_err() {
+            self.admit(run_id, &path)?;
+        }
         let marker = json!({
             "event": RESOLVED_EVENT,
             "timestamp": crate::clock::now_iso(),

@@ -3,12 +3,15 @@
 
 use std::cell::OnceCell;
 use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::path::Path;
 use std::time::Duration;
 
 use super::super::halt::HaltEvent;
 use super::super::registry::{self, ActiveFault};
 use super::super::run_id::{file_run_id, fit_stem};
-use super::{ACTIVE_DIR, HaltStore, SyncReport, io_problem};
+use super::{ACTIVE_DIR, HaltStore, HaltStoreError, SyncReport, io_problem};
 use crate::atomic_file;
 
 /// How long a run's sync waits for the run's lock: not at all. Berth holds it for
@@ -33,9 +36,16 @@ impl HaltStore {
                 return report;
             }
         };
+        let path = registry::path(&active_dir, run_id, source);
+        if events.is_empty()
+            && matches!(fs::symlink_metadata(&path), Err(e) if e.kind() == io::ErrorKind::NotFound)
+        {
+            // Nothing raised, nothing to clear: no lock file made for a run with no fault.
+            return report;
+        }
         let lock_stem = format!(".{}", file_run_id(run_id));
         let lock_path = active_dir.join(format!("{}.lock", fit_stem(&lock_stem, ".lock".len())));
-        let _guard = match atomic_file::lock_exclusive_within(&lock_path, RUN_LOCK_WAIT) {
+        let _guard = match lock_run(&lock_path) {
             Ok(guard) => guard,
             Err(e) => {
                 report
@@ -44,7 +54,6 @@ impl HaltStore {
                 return report;
             }
         };
-        let path = registry::path(&active_dir, run_id, source);
         let mut registry = match registry::load(&path, run_id, source) {
             Ok((registry, warning)) => {
                 report.problems.extend(warning);
@@ -76,6 +85,10 @@ impl HaltStore {
             if !held {
                 match self.emit(event) {
                     Ok(emitted) => report.emitted.push((event.fault_id.clone(), emitted)),
+                    Err(HaltStoreError::Withheld { .. }) => {
+                        report.withheld += 1;
+                        continue;
+                    }
                     Err(problem) => {
                         report.problems.push(problem.to_string());
                         continue;
@@ -123,16 +136,42 @@ impl HaltStore {
                 continue;
             }
             if !held && !report.resolved.contains(&fault_id) {
-                if let Err(problem) = self.resolve(run_id, &fault_id) {
-                    report.problems.push(problem.to_string());
-                    continue;
+                match self.resolve(run_id, &fault_id) {
+                    Ok(()) => {}
+                    Err(HaltStoreError::Withheld { .. }) => {
+                        report.withheld += 1;
+                        continue;
+                    }
+                    Err(problem) => {
+                        report.problems.push(problem.to_string());
+                        continue;
+                    }
                 }
                 report.resolved.push(fault_id);
             }
             registry.active.remove(&detector_id);
             changed = true;
         }
-        if changed {
+        if report.withheld > 0
+            && let Err(problem) = self.file_cap_event()
+        {
+            report.problems.push(problem.to_string());
+        }
+        if changed && registry.active.is_empty() {
+            // Nothing raised: the registry goes, and the run's lock file with it once no
+            // other registry of the run is left, so runs that come and go leave nothing.
+            if let Err(e) = remove_if_there(&path) {
+                report
+                    .problems
+                    .push(io_problem("remove", &path)(e).to_string());
+            } else if !registry::others_exist(&active_dir, run_id, &path)
+                && let Err(e) = remove_if_there(&lock_path)
+            {
+                report
+                    .problems
+                    .push(io_problem("remove", &lock_path)(e).to_string());
+            }
+        } else if changed {
             registry.updated_at = crate::clock::now_iso();
             if let Err(e) = registry::save(&path, &registry) {
                 report
@@ -141,5 +180,39 @@ impl HaltStore {
             }
         }
         report
+    }
+}
+
+/// Takes the run's lock file, and makes sure it is still the file at `lock_path`: a sync
+/// that found its run with nothing raised removes the lock file while holding it, so a
+/// lock taken on the file it removed would guard nothing; such a lock is let go and the
+/// file there now is taken instead.
+fn lock_run(lock_path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::MetadataExt as _;
+    for _ in 0..3 {
+        let file = atomic_file::lock_exclusive_within(lock_path, RUN_LOCK_WAIT)?;
+        let held = file.metadata()?;
+        match fs::symlink_metadata(lock_path) {
+            Ok(there) if there.dev() == held.dev() && there.ino() == held.ino() => {
+                return Ok(file);
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::WouldBlock,
+        format!(
+            "{} kept being replaced while it was taken",
+            lock_path.display()
+        ),
+    ))
+}
+
+fn remove_if_there(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }

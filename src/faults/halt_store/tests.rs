@@ -276,7 +276,7 @@ fn listing_holds_one_events_parse_at_a_time() {
     let listing = store.list();
     let peak = crate::rules::memory::stop();
     assert_eq!(listing.halts.len(), 20);
-    assert!(listing.halts[0].message.len() <= listing::MAX_FIELD_BYTES + 3);
+    assert!(listing.halts[0].message.len() <= shown::MAX_FIELD_BYTES + 3);
     assert!(
         peak < 16 * 1024 * 1024,
         "listing 20 events of 2 MiB held {} MiB at once",
@@ -337,4 +337,121 @@ fn a_fault_is_not_resolved_while_another_registry_of_the_run_is_unreadable() {
     fs::remove_dir(&other).unwrap();
     let report = store.sync_run("r", "/s/r.json", &[]);
     assert_eq!(report.resolved, vec![x.fault_id.clone()], "{report:?}");
+}
+
+/// `n` pending event files of `run`, as earlier filings (or anyone) left them.
+fn plant_pending(dir: &Path, run: &str, n: usize) {
+    let pending = dir.join(PENDING_DIR);
+    fs::create_dir_all(&pending).unwrap();
+    for i in 0..n {
+        fs::write(
+            pending.join(format!("{run}-PHASE_FAILED:p{i}:00000000.json")),
+            "{}",
+        )
+        .unwrap();
+    }
+}
+
+fn pending_of(dir: &Path, run: &str) -> usize {
+    fs::read_dir(dir.join(PENDING_DIR))
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_str().unwrap().starts_with(&format!("{run}-"))
+        })
+        .count()
+}
+
+#[test]
+fn a_run_raising_ever_new_faults_stops_at_its_cap_and_files_one_cap_event() {
+    let dir = tempfile::tempdir().unwrap();
+    plant_pending(dir.path(), "r", MAX_PENDING_PER_RUN - 4);
+    let mut withheld = 0;
+    // Raise and clear a fault with a new id on every pass, as a hostile state file can.
+    for cycle in 0..10 {
+        let store = HaltStore::new(dir.path());
+        let raised = event("r", &format!("C{cycle}"), "");
+        withheld += store.sync_run("r", "/s/r.json", &[raised]).withheld;
+        withheld += store.sync_run("r", "/s/r.json", &[]).withheld;
+    }
+    assert_eq!(pending_of(dir.path(), "r"), MAX_PENDING_PER_RUN);
+    assert_eq!(
+        withheld, 8,
+        "two passes fill the run, eight raises are held back"
+    );
+    assert_eq!(pending_of(dir.path(), CAP_RUN_ID), 1);
+    // Another run is not held back by this one's cap.
+    let other = HaltStore::new(dir.path()).sync_run("o", "/s/o.json", &[event("o", "X", "")]);
+    assert_eq!(other.emitted.len(), 1);
+    // A fault held back is filed once the run's events are drained.
+    let last = event("r", "LAST", "");
+    let report = HaltStore::new(dir.path()).sync_run("r", "/s/r.json", std::slice::from_ref(&last));
+    assert_eq!((report.emitted.len(), report.withheld), (0, 1));
+    for e in fs::read_dir(dir.path().join(PENDING_DIR)).unwrap().take(20) {
+        let path = e.unwrap().path();
+        if path.to_str().unwrap().contains("/r-PHASE_FAILED:p") {
+            fs::remove_file(path).unwrap();
+        }
+    }
+    let report = HaltStore::new(dir.path()).sync_run("r", "/s/r.json", std::slice::from_ref(&last));
+    assert_eq!(report.emitted, vec![(last.fault_id, Emitted::New)]);
+}
+
+#[test]
+fn all_runs_together_stop_at_the_total_cap_and_recurrences_still_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for run in 0..MAX_PENDING_TOTAL / 100 - 1 {
+        plant_pending(dir.path(), &format!("p{run}"), 100);
+    }
+    let store = HaltStore::new(dir.path());
+    let mut withheld = 0;
+    for run in 0..110 {
+        let run = format!("n{run}");
+        withheld += store
+            .sync_run(&run, "/s/x.json", &[event(&run, "X", "a")])
+            .withheld;
+    }
+    let total = fs::read_dir(dir.path().join(PENDING_DIR)).unwrap().count();
+    assert_eq!(
+        total,
+        MAX_PENDING_TOTAL + 1,
+        "the cap's own event is the one past it"
+    );
+    assert_eq!(withheld, 10);
+    // A filed fault recurring with another capture is its own file rewritten: never held.
+    let again = HaltStore::new(dir.path()).emit(&event("n0", "X", "b"));
+    assert_eq!(again.unwrap(), Emitted::Recurred { occurrences: 2 });
+}
+
+/// Runs that raise and clear, or never raise, leave no lock file and no registry behind.
+#[test]
+fn runs_that_come_and_go_leave_no_lock_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    for n in 0..30 {
+        let run = format!("run{n}");
+        store.sync_run(&run, "/s/x.json", &[event(&run, "X", "")]);
+        let cleared = store.sync_run(&run, "/s/x.json", &[]);
+        assert!(cleared.problems.is_empty(), "{cleared:?}");
+        assert_eq!(cleared.resolved.len(), 1);
+        store.sync_run(&format!("quiet{n}"), "/s/q.json", &[]);
+    }
+    // A run still raising keeps its lock and registry; another state file of it clearing
+    // leaves the lock to the registry that is left.
+    let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    fs::write(&a, "{}").unwrap();
+    fs::write(&b, "{}").unwrap();
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    store.sync_run("kept", a, &[event("kept", "X", "")]);
+    store.sync_run("kept", b, &[event("kept", "Y", "")]);
+    store.sync_run("kept", b, &[]);
+    let left: Vec<String> = fs::read_dir(dir.path().join(ACTIVE_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.contains(&".kept.lock".to_owned()), "{left:?}");
+    // The pass after a lock file went takes the new one and files again.
+    store.sync_run("run0", "/s/x.json", &[event("run0", "X", "again")]);
+    assert!(dir.path().join(ACTIVE_DIR).join(".run0.lock").exists());
 }
