@@ -357,7 +357,7 @@ impl Loop {
             }
             None if heard.rescan
                 || self.mode == Mode::Once
-                || sweep_due(self.last_sweep, &self.shared.config()) =>
+                || sweep_due(self.last_sweep, self.shared.config()) =>
             {
                 (tick::Wake::Poll, Refresh::Sweep)
             }
