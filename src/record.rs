@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 use crate::forge_state::{GithubState, PrState};
 use serde_json::{Map, Value};
 
+mod extra;
+
+pub use extra::Extra;
+
 /// Where a record is in its life. The serialized names are the gstack ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -120,7 +124,7 @@ pub struct Record {
     pub claimed_by: Option<String>,
     /// Every field this version of berth does not know, kept verbatim.
     #[serde(flatten)]
-    pub extra: Map<String, Value>,
+    pub extra: Extra,
 }
 
 /// Why a JSON value is not a usable record: names the field and what is wrong with it.
@@ -196,7 +200,7 @@ impl Record {
             reconciled_at: None,
             retries: None,
             claimed_by: None,
-            extra: Map::new(),
+            extra: Extra::default(),
         }
     }
 
@@ -229,15 +233,31 @@ impl Record {
                 None => {}
             }
         }
-        serde_json::from_value(Value::Object(map)).map_err(|e| FieldError {
-            field: "(record)",
-            reason: e.to_string(),
-        })
+        // The unknown fields go straight to text, never through serde's buffering of a
+        // flattened map (a second and third copy of the parsed tree).
+        let (known, unknown): (Map<String, Value>, Map<String, Value>) =
+            map.into_iter().partition(|(field, _)| is_known(field));
+        let mut record: Record =
+            serde_json::from_value(Value::Object(known)).map_err(|e| FieldError {
+                field: "(record)",
+                reason: e.to_string(),
+            })?;
+        record.extra = Extra::from_map(unknown);
+        Ok(record)
     }
 
-    /// Pretty JSON (2 spaces) plus a trailing newline, as gstack writes records.
+    /// Pretty JSON (2 spaces) plus a trailing newline, as gstack writes records. An
+    /// unknown field's value is emitted as the compact text it is kept as.
     pub fn to_pretty_json(&self) -> String {
         let mut text = serde_json::to_string_pretty(self)
+            .expect("a record is plain strings, numbers and maps: serializing cannot fail");
+        text.push('\n');
+        text
+    }
+
+    /// Compact JSON plus a trailing newline: the form of a record too large pretty.
+    pub fn to_compact_json(&self) -> String {
+        let mut text = serde_json::to_string(self)
             .expect("a record is plain strings, numbers and maps: serializing cannot fail");
         text.push('\n');
         text
@@ -268,6 +288,14 @@ impl Record {
     pub fn id_under(&self, identity: &str) -> String {
         crate::safe_key::record_id(identity, &self.base_branch, self.pr_number)
     }
+}
+
+/// Whether `field` is one of the record's own fields (the rest are [`Extra`]).
+fn is_known(field: &str) -> bool {
+    REQUIRED
+        .iter()
+        .chain(&OPTIONAL)
+        .any(|(name, _)| *name == field)
 }
 
 fn check_kind(field: &'static str, kind: Kind, value: &Value) -> Result<(), FieldError> {

@@ -168,9 +168,8 @@ pub fn order(policy: &Policy, queued: &[&StoredRecord]) -> Vec<usize> {
 pub fn deferred(record: &Record, now: DateTime<Utc>) -> bool {
     record
         .extra
-        .get(NOT_BEFORE_FIELD)
-        .and_then(Value::as_str)
-        .and_then(crate::clock::parse_iso)
+        .get_str(NOT_BEFORE_FIELD)
+        .and_then(|at| crate::clock::parse_iso(&at))
         .is_some_and(|at| at > now)
 }
 

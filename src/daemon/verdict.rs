@@ -45,7 +45,7 @@ impl Verdict {
                     r.last_error = Some(reason.clone());
                     if let Some(at) = not_before {
                         r.extra
-                            .insert(policy::NOT_BEFORE_FIELD.to_owned(), serde_json::json!(at));
+                            .insert(policy::NOT_BEFORE_FIELD.to_owned(), &serde_json::json!(at));
                     }
                 },
             ),

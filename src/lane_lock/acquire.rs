@@ -154,9 +154,9 @@ impl LockClient {
     /// Creates the lock where the ref is absent. A create that failed may have met a ref
     /// in the way of the lock ref (git's directory/file conflict): those are judged and
     /// cleared, or hold the lane ([`in_the_way`]). Over the network the server rejects
-    /// such a create; a local origin's writer fails with git's words, and only there is a
-    /// failed create looked into (a listing of local files, where a network failure would
-    /// cost a second timeout).
+    /// such a create (a rejection is looked into; a transport failure is not, where a
+    /// second listing would cost a second timeout); a local origin's writer fails with
+    /// git's words (a listing of local files), and rejects a create only for a `.lock`.
     fn create(
         &self,
         scratch: &Scratch,
@@ -180,6 +180,11 @@ impl LockClient {
                 return Ok(Created::Done(Box::new(Acquire::Acquired(held))));
             }
             Ok(PushOutcome::Refused { .. }) => return Ok(Created::Exists),
+            // A local origin's writer reports a `.lock` in the way as a rejection, and
+            // git's directory/file conflict as a failure: only the latter is looked into.
+            Ok(PushOutcome::Rejected { status }) if local_origin(target.url).is_some() => {
+                return Ok(Created::Retry(format!("create rejected: {status}")));
+            }
             Ok(PushOutcome::Rejected { status }) => Ok(format!("create rejected: {status}")),
             Err(e) if local_origin(target.url).is_some() => Err(e),
             Err(e) => return Err(target.remote_error("create", e)),

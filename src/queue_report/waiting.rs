@@ -118,12 +118,7 @@ pub fn read(
     for stored in queued {
         let mut waiting = Waiting {
             policy: policy.remove(&stored.id),
-            not_before: stored
-                .record
-                .extra
-                .get(crate::daemon::NOT_BEFORE_FIELD)
-                .and_then(|v| v.as_str())
-                .map(str::to_owned),
+            not_before: stored.record.extra.get_str(crate::daemon::NOT_BEFORE_FIELD),
             lane_busy: None,
         };
         if let Some((url, lock_ref)) = lanes.get(stored.id.as_str()) {

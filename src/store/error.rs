@@ -51,6 +51,15 @@ pub enum StoreError {
         /// How long the write waited for the lock (zero: it only tried once).
         waited: Duration,
     },
+    #[error(
+        "{}: the record would be {size} bytes even as compact JSON, over the {cap}-byte limit every reader holds it to; nothing was written and the file was left as it is: shorten its fields by hand",
+        .file.display()
+    )]
+    TooLarge {
+        file: PathBuf,
+        size: usize,
+        cap: u64,
+    },
     #[error("{action} {path}: {source}")]
     Io {
         action: &'static str,

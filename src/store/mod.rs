@@ -259,8 +259,9 @@ impl QueueStore {
         self.ensure_dir()?;
         let id = record.id_under(identity);
         let path = self.path_of(&id);
+        let text = encode(record, &path)?;
         let _guard = self.lock(&id, atomic_file::LOCK_WAIT)?;
-        match atomic_file::create_new(&path, record.to_pretty_json().as_bytes(), 0o600) {
+        match atomic_file::create_new(&path, text.as_bytes(), 0o600) {
             Ok(()) => Ok(id),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 let status = read_record(&path, &mut Vec::new(), &mut None)
@@ -271,6 +272,26 @@ impl QueueStore {
             Err(e) => Err(StoreError::io("write", &path)(e)),
         }
     }
+}
+
+/// The text a record is written as: pretty, as gstack writes records, or compact when
+/// pretty would pass [`MAX_RECORD_BYTES`] (gstack reads either); a record over the cap even
+/// compact is refused, since no reader, berth included, would read it back.
+fn encode(record: &Record, path: &Path) -> Result<String, StoreError> {
+    let fits = |text: &String| text.len() as u64 <= MAX_RECORD_BYTES;
+    let pretty = record.to_pretty_json();
+    if fits(&pretty) {
+        return Ok(pretty);
+    }
+    let compact = record.to_compact_json();
+    if fits(&compact) {
+        return Ok(compact);
+    }
+    Err(StoreError::TooLarge {
+        file: path.to_owned(),
+        size: compact.len(),
+        cap: MAX_RECORD_BYTES,
+    })
 }
 
 /// The longest file name the file systems berth runs on allow (`NAME_MAX`).
@@ -359,6 +380,46 @@ mod tests {
             store.insert(&record),
             Err(StoreError::AlreadyExists { .. })
         ));
+    }
+
+    /// A record near the cap is written compact when pretty would pass it, so berth can read
+    /// back what it wrote; a move whose record is over the cap even compact is refused with
+    /// the file, the size and the cap, and the file is left as it was.
+    #[test]
+    fn a_write_never_passes_the_cap_it_reads_with() {
+        let (_dir, store) = store_with(&[]);
+        let mut value = record_json(9);
+        let base = serde_json::to_string(&value).unwrap().len();
+        // Room for the claim's `lastUpdatedAt` (42 bytes compact), not for its indentation.
+        let room = MAX_RECORD_BYTES as usize - base - ",\"notes\":\"\"\n".len() - 50;
+        value["notes"] = json!("n".repeat(room));
+        let id = store.insert(&Record::from_json(value).unwrap()).unwrap();
+        let claimed = Move::new(&id, Expect::OneOf(&[Status::Queued]), Status::Claiming);
+        let record = store.transition(claimed, |_| {}).unwrap();
+        assert!(record.to_pretty_json().len() as u64 > MAX_RECORD_BYTES);
+        let written = fs::read(store.path_of(&id)).unwrap();
+        assert!(
+            written.len() as u64 <= MAX_RECORD_BYTES,
+            "{}",
+            written.len()
+        );
+        assert_eq!(store.load(&id).unwrap().record.status, Status::Claiming);
+        let err = store
+            .transition(Move::new(&id, Expect::Any, Status::Blocked), |r| {
+                r.last_error = Some("e".repeat(64))
+            })
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, StoreError::TooLarge { .. }), "{text}");
+        assert!(
+            text.contains(&format!("{}-byte limit", MAX_RECORD_BYTES)),
+            "{text}"
+        );
+        assert!(
+            text.contains(&store.path_of(&id).display().to_string()),
+            "{text}"
+        );
+        assert_eq!(fs::read(store.path_of(&id)).unwrap(), written);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{QueueStore, StoreError, check_id};
+use super::{QueueStore, StoreError, check_id, encode};
 use crate::atomic_file;
 use crate::record::{Record, Status};
 
@@ -115,7 +115,8 @@ impl QueueStore {
         edit(&mut record);
         record.status = m.to;
         record.last_updated_at = Some(crate::clock::now_iso());
-        atomic_file::write_atomic(&path, record.to_pretty_json().as_bytes(), 0o600)
+        let text = encode(&record, &path)?;
+        atomic_file::write_atomic(&path, text.as_bytes(), 0o600)
             .map_err(StoreError::io("write", &path))?;
         Ok(record)
     }

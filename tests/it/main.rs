@@ -47,6 +47,7 @@ mod module_cycles;
 mod module_size;
 mod queue_cli;
 mod queue_page;
+mod record_size;
 mod replay;
 mod rule_edges;
 mod rules;

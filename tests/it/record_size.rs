@@ -1,0 +1,142 @@
+//! Queue records near their 1 MiB cap: what the daemon holds per record stays about the
+//! record's size (unknown fields kept as text, not a parsed tree), and what berth writes back
+//! is a record berth itself will read (compact when pretty would pass the cap).
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::{World, sample, scrape, served_addr, stop};
+
+/// Twenty abandoned records of 1 MiB each (20 MiB on disk, all of it one unknown field of
+/// `[0],[0],...`, ~50 MiB each as a parsed tree) cost the daemon less than 1 GiB resident.
+#[test]
+fn twenty_1_mib_records_cost_the_daemon_about_their_size() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let config = world.git_forge_config("poll_secs = 1\n");
+    let berth_dir = world.berth_state();
+    let mut daemon = world.spawn_berth(
+        &crate::support::serving_metrics_args(&config),
+        &berth_dir,
+        &[],
+    );
+    let log = || fs::read_to_string(berth_dir.with_extension("log")).unwrap_or_default();
+    let ticks = || sample(&scrape(&served_addr(&world)?), "berth_ticks_total");
+    assert!(
+        world.wait_for(Duration::from_secs(60), || ticks()
+            .is_some_and(|n| n >= 2.0)),
+        "two ticks never finished: {}",
+        log()
+    );
+    let rss_mib = |pid: u32| -> u64 {
+        fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap()
+            / 1024
+    };
+    let before = rss_mib(daemon.id());
+    let blob: serde_json::Value =
+        serde_json::from_str(&format!("[{}[0]]", "[0],".repeat(260_000))).unwrap();
+    for pr in 1..=20 {
+        let id = lane
+            .world
+            .record(&lane.clone, pr)
+            .set("status", "abandoned")
+            .write();
+        let path = world.queue.join(format!("{id}.json"));
+        let mut record: serde_json::Value =
+            serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        record["notes"] = blob.clone();
+        let text = record.to_string();
+        assert!(text.len() <= 1024 * 1024, "{}", text.len());
+        let temp = world.queue.join(format!(".tmp-{id}"));
+        fs::write(&temp, text).unwrap();
+        fs::rename(&temp, &path).unwrap();
+    }
+    // Sampled over a window of ticks: the peak, not a moment, is what is bounded.
+    let mut peak = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        peak = peak.max(rss_mib(daemon.id()));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let unreadable = log().matches("unreadable queue record").count();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert_eq!(unreadable, 0, "{}", log());
+    assert!(
+        peak < before + 1024,
+        "20 MiB of queue records (20 files of 1 MiB) took the daemon from {before} MiB to {peak} MiB resident"
+    );
+}
+
+/// An 800 KB compact record (200,000 `[0]` in a field berth keeps) is claimed and settled:
+/// every write berth makes of it stays under the 1 MiB cap it reads with, so no refresh
+/// refuses it and it never stays `claiming` for want of a readable file.
+#[test]
+fn a_record_berth_rewrites_stays_under_its_own_1_mib_cap() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let config = world.git_forge_config("poll_secs = 1\n");
+    let berth_dir = world.berth_state();
+    let log = || fs::read_to_string(berth_dir.with_extension("log")).unwrap_or_default();
+    let feature = lane.push_feature("feat/pr-1", "main");
+    let id = world
+        .record(&lane.clone, 1)
+        .set("featureBranch", feature)
+        .set("status", "blocked")
+        .write();
+    let path = world.queue.join(format!("{id}.json"));
+    let mut record: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    record["notes"] = serde_json::from_str(&format!("[{}[0]]", "[0],".repeat(200_000))).unwrap();
+    record["status"] = json!("queued");
+    let text = record.to_string();
+    assert!(text.len() <= 1024 * 1024, "{}", text.len());
+    let temp = world.queue.join(".tmp-record");
+    fs::write(&temp, text).unwrap();
+    fs::rename(&temp, &path).unwrap();
+    let daemon = world.spawn_berth(
+        &crate::support::serving_metrics_args(&config),
+        &berth_dir,
+        &[],
+    );
+    let status = || {
+        fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .map(|r| r["status"].clone())
+    };
+    let settled = world.wait_for(
+        Duration::from_secs(60),
+        || matches!(status(), Some(s) if s == "landed" || s == "blocked"),
+    );
+    // A few more refreshes, any of which would refuse an oversized file.
+    let ticked = ticks_after(&world, 3);
+    stop(daemon);
+    let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let refused: Vec<String> = log()
+        .lines()
+        .filter(|l| l.contains("over the 1048576-byte limit"))
+        .map(|l| l.chars().take(300).collect())
+        .collect();
+    assert!(ticked, "the daemon stopped ticking: {}", log());
+    assert!(
+        refused.is_empty() && size <= 1024 * 1024,
+        "berth wrote the record back as {size} bytes (settled: {settled}, status {:?}) and then refused it: {refused:?}",
+        status()
+    );
+}
+
+/// Whether `more` ticks finish after the current count.
+fn ticks_after(world: &World, more: u32) -> bool {
+    let ticks = || sample(&scrape(&served_addr(world)?), "berth_ticks_total");
+    let Some(now) = ticks() else { return false };
+    world.wait_for(Duration::from_secs(60), || {
+        ticks().is_some_and(|n| n >= now + f64::from(more))
+    })
+}
