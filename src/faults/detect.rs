@@ -13,11 +13,12 @@ use serde_json::Value;
 
 use super::attachment::{self, AttachError, Keep};
 use super::fault::Fault;
-use super::json_file;
+use super::json_file::{self, JsonFileError};
 use super::learned::{
     AnswerError as LearnedAnswerError, LEARNED_PREFIX, LearnedSet, distinct, parse_learned_faults,
 };
 use super::learned_match::{Budget, Texts, window};
+use super::parse_budget::ParseError;
 use super::rules::{
     AnswerError, DETECT_FN, DETECTORS, LEARNED_FN, LEARNED_RULE, QUEUE_DETECTORS, StateDoc,
     parse_faults,
@@ -50,6 +51,9 @@ pub struct RunInput {
     pub plan: Option<Attached<String>>,
     pub stdout: Option<Attached<String>>,
     pub review: Option<Attached<Value>>,
+    /// The review report, when it was there but refused for what parsing it would hold:
+    /// reported with the detectors' errors, never left out silently.
+    pub review_refused: Option<(PathBuf, Arc<JsonFileError>)>,
     pub worktree: Option<PathBuf>,
     /// An attachment is there but the system failed to read it (`EMFILE`, `EIO`,
     /// `EACCES`): the detectors ran without it, so what they found is not the run's answer
@@ -90,6 +94,11 @@ pub enum DetectError {
         file: String,
         function: &'static str,
         source: BadAnswer,
+    },
+    #[error("{}: left out of the detectors' `review`: {source}", .path.display())]
+    ReviewRefused {
+        path: PathBuf,
+        source: Arc<JsonFileError>,
     },
     #[error("{LEARNED_RULE}: learned patterns are not representable for rules")]
     PatternsNotRepresentable,
@@ -154,17 +163,20 @@ impl RunInput {
         let mut read = AttachReport::default();
         // A path the operator gave is theirs; one the state names is held to its owner.
         let named_by = |given: Option<&Path>| state_file.filter(|_| given.is_none());
-        let review = named
-            .review
-            .and_then(|path| match json_file::read_json(&path) {
-                Ok(Some(content)) => Some(Attached { path, content }),
-                Err(json_file::JsonFileError::Read(crate::hostile_file::ReadError::Io(e))) => {
+        let (mut review, mut review_refused) = (None, None);
+        if let Some(path) = named.review {
+            match json_file::read_json(&path) {
+                Ok(Some(content)) => review = Some(Attached { path, content }),
+                Err(e @ JsonFileError::Parse(ParseError::TooCostly { .. })) => {
+                    review_refused = Some((path, Arc::new(e)));
+                }
+                Err(JsonFileError::Read(crate::hostile_file::ReadError::Io(e))) => {
                     read.unread |= system_failed(&e);
-                    None
                 }
                 // Absent or malformed: detectors.md says a malformed report is ignored.
-                _ => None,
-            });
+                Ok(None) | Err(_) => {}
+            }
+        }
         RunInput {
             plan: named
                 .plan
@@ -175,6 +187,7 @@ impl RunInput {
             state: document,
             state_file: state_file.map(Path::to_owned),
             review,
+            review_refused,
             worktree: named.worktree,
             unread: read.unread,
             withheld: read.withheld,
@@ -354,6 +367,12 @@ pub fn detect_run_within(
     budget: &mut Budget,
 ) -> Detection {
     let mut detection = Detection::default();
+    if let Some((path, source)) = &run.review_refused {
+        detection.errors.push(DetectError::ReviewRefused {
+            path: path.clone(),
+            source: Arc::clone(source),
+        });
+    }
     let input = run.to_rule_input();
     for file in set.files_matching(DETECTORS) {
         match run_detector(set, file, input.clone()) {
