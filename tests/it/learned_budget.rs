@@ -185,9 +185,10 @@ fn a_held_learned_patterns_lock_does_not_stall_the_tick_and_its_hits_are_counted
         std::process::id().to_string(),
     )
     .unwrap();
-    let stdout = world.root.join("hostile-run.log");
-    fs::write(&stdout, "BOOM\n").unwrap();
+    // Beneath the state dir, where a root daemon reads a run's log.
     let build_state = world.home.join(".gstack/build-state");
+    let stdout = build_state.join("hostile-run.log");
+    fs::write(&stdout, "BOOM\n").unwrap();
     fs::write(
         build_state.join("hostile-run.json"),
         json!({"slug": "hostile-run", "stdoutLog": stdout}).to_string(),
