@@ -97,6 +97,8 @@ pub enum SetError {
     NotArray(&'static str),
     #[error(transparent)]
     Matchers(#[from] MatchError),
+    #[error("compiling the patterns panicked (a bug: please report it)")]
+    Panicked,
 }
 
 /// Why a pattern file could not be loaded, counted or rewritten.
@@ -226,6 +228,10 @@ fn trimmed_text<'a>(map: &'a Map<String, Value>, field: &str) -> Result<&'a str,
     }
 }
 
+/// The entries of a file that are loaded; those past it are skipped unread, with one
+/// warning. gstack's curator adds a pattern at a time: a file of thousands is planted.
+pub const MAX_PATTERNS: usize = 1_000;
+
 /// The valid patterns of one file, compiled, and a warning for every entry skipped.
 #[derive(Debug, Default)]
 pub struct LearnedSet {
@@ -293,9 +299,16 @@ impl LearnedSet {
             return Err(SetError::NotArray(kind_of(value)));
         };
         let mut set = LearnedSet::empty(path);
+        if entries.len() > MAX_PATTERNS {
+            set.warnings.push(format!(
+                "{}: entries {MAX_PATTERNS} to {} skipped: only the first {MAX_PATTERNS} entries are loaded",
+                path.display(),
+                entries.len() - 1
+            ));
+        }
         let mut matchers = Vec::new();
         let mut memory = 0;
-        for (index, entry) in entries.iter().enumerate() {
+        for (index, entry) in entries.iter().enumerate().take(MAX_PATTERNS) {
             let compiled = LearnedPattern::compile(index, entry).and_then(|(pattern, matcher)| {
                 let cost = match &matcher {
                     Matcher::Regex(_, regex) => regex.memory(),
