@@ -13,7 +13,14 @@
 //! berth's CPU time (its own threads, from `/proc/<pid>/stat`) is reported beside the wall
 //! times: a loaded machine inflates wall time many times over, CPU time far less.
 //!
-//! `BERTH_BENCH_ROWS=one_lane,four_lanes,sixteen_lanes,latency` runs only those rows.
+//! The one-lane run also gives berth's overhead per landing from that run alone, not from
+//! two worlds run seconds apart under a load that moves: per landing, the claim → verdict
+//! time in the decision log less the step's own time as the landing command stamped it,
+//! p50 (`support/landing_spans.rs`), and the same from one claim to the next.
+//!
+//! `BERTH_BENCH_ROWS=one_lane,four_lanes,sixteen_lanes,latency` runs only those rows;
+//! `BERTH_BENCH_WRAP="strace -f -tt -T -o FILE"` (or `perf record … --`) runs the daemon
+//! under that command, for profiles.
 
 #[path = "support/landing_spans.rs"]
 mod landing_spans;

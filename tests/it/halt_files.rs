@@ -280,3 +280,40 @@ fn a_fault_of_a_new_state_file_is_filed_though_a_gone_state_file_of_the_run_rais
             .collect::<Vec<_>>()
     );
 }
+
+/// Listing the halt dir builds only the fields it shows: a pending event a producer
+/// planted, 8 MiB of `[0],[0],...` in a field the listing never shows (~760 MiB parsed into
+/// a JSON value), costs a listing its file's bytes, not hundreds of MiB. The queue page
+/// lists the halt dir on each refresh and `/metrics` whenever the dir's stamp moved.
+#[test]
+fn listing_a_planted_8_mib_pending_event_costs_its_bytes_not_its_parse() {
+    let status_kib = |field: &str| -> u64 {
+        fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pending = dir.path().join("pending-investigations");
+    fs::create_dir_all(&pending).unwrap();
+    let body = format!(
+        "{{\"runId\": \"r\", \"x\": [{}[0]]}}",
+        "[0],".repeat(2_090_000)
+    );
+    assert!(body.len() as u64 <= berth::faults::json_file::MAX_JSON_BYTES);
+    fs::write(pending.join("r-x.json"), body).unwrap();
+    let store = berth::faults::HaltStore::new(dir.path());
+    // SAFETY: malloc_trim only walks glibc's own arenas under their locks.
+    unsafe { nix::libc::malloc_trim(0) };
+    fs::write("/proc/self/clear_refs", "5").unwrap();
+    let before = status_kib("VmRSS:");
+    let listing = store.list();
+    let peak_mib = status_kib("VmHWM:").saturating_sub(before) / 1024;
+    assert_eq!(listing.halts.len(), 1);
+    assert!(
+        peak_mib < 64,
+        "listing a halt dir of one 8 MiB pending event peaked at {peak_mib} MiB"
+    );
+}

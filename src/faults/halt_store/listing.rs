@@ -6,9 +6,9 @@ use std::io;
 use std::path::Path;
 
 use serde::Serialize;
-use serde_json::Value;
 
 use super::super::json_file;
+use super::shown::Shown;
 use super::{HaltStore, PENDING_DIR, PROCESSED_DIR, RESOLVED_EVENT};
 
 /// Where a listed halt event stands.
@@ -51,8 +51,9 @@ impl HaltStore {
     pub fn list(&self) -> Listing {
         let mut listing = Listing::default();
         let mut resolved: HashSet<(String, String)> = HashSet::new();
-        // Only the fields shown, cut, kept per event: one event's parse is held at a time,
-        // however many events of up to 8 MiB a producer left in the halt dir.
+        // Only the fields shown, cut, kept per event, and nothing else of an event is built
+        // ([`Shown`]): one event's text is held at a time, however many events of up to
+        // 8 MiB a producer left in the halt dir.
         let mut detected: BTreeMap<(HaltStatus, String), ListedHalt> = BTreeMap::new();
         for (sub, status) in [
             (PENDING_DIR, HaltStatus::Pending),
@@ -68,27 +69,30 @@ impl HaltStore {
             };
             for name in names {
                 let path = dir.join(&name);
-                let value = match json_file::read_json(&path) {
-                    Ok(Some(value)) => value,
+                let shown = match json_file::read_text(&path) {
                     Ok(None) => continue,
+                    Ok(Some(text)) => Shown::parse(&text).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                let shown = match shown {
+                    Ok(shown) => shown,
                     Err(reason) => {
                         listing.unreadable.push(crate::store::Unreadable {
                             file: path.display().to_string(),
-                            reason: reason.to_string(),
+                            reason,
                         });
                         continue;
                     }
                 };
-                let text = |field: &str| value.get(field).and_then(Value::as_str);
-                if text("event") == Some(RESOLVED_EVENT) {
+                if shown.event.as_deref() == Some(RESOLVED_EVENT) {
                     if let (Some(run), Some(id), HaltStatus::Pending) =
-                        (text("runId"), text("faultId"), status)
+                        (shown.run_id, shown.fault_id, status)
                     {
-                        resolved.insert((run.to_owned(), id.to_owned()));
+                        resolved.insert((run, id));
                     }
                     continue;
                 }
-                detected.insert((status, name.clone()), listed(name, status, &value));
+                detected.insert((status, name.clone()), listed(name, status, shown));
             }
         }
         for (_, mut halt) in detected {
@@ -113,37 +117,19 @@ impl HaltStore {
     }
 }
 
-/// A listed field (a message, an id) is cut past this many bytes, ending in `…`.
-pub const MAX_FIELD_BYTES: usize = 4096;
-
-/// What the listing shows of one detected event, its text fields cut.
-fn listed(file: String, status: HaltStatus, value: &Value) -> ListedHalt {
-    let text = |field: &str| cut(value.get(field).and_then(Value::as_str).unwrap_or_default());
+/// What the listing shows of one detected event.
+fn listed(file: String, status: HaltStatus, shown: Shown) -> ListedHalt {
     ListedHalt {
         file,
         status,
-        run_id: text("runId"),
-        fault_id: text("faultId"),
-        kind: text("kind"),
-        severity: text("severity"),
-        message: text("message"),
-        timestamp: text("timestamp"),
-        occurrences: value
-            .pointer("/snapshot/occurrences")
-            .and_then(Value::as_u64)
-            .unwrap_or(1),
+        run_id: shown.run_id.unwrap_or_default(),
+        fault_id: shown.fault_id.unwrap_or_default(),
+        kind: shown.kind.unwrap_or_default(),
+        severity: shown.severity.unwrap_or_default(),
+        message: shown.message.unwrap_or_default(),
+        timestamp: shown.timestamp.unwrap_or_default(),
+        occurrences: shown.occurrences.unwrap_or(1),
     }
-}
-
-fn cut(text: &str) -> String {
-    if text.len() <= MAX_FIELD_BYTES {
-        return text.to_owned();
-    }
-    let mut end = MAX_FIELD_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }
 
 /// The `*.json` names directly in `dir` (not hidden, not `*.json.tmp.<pid>`), sorted; a

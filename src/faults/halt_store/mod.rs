@@ -30,6 +30,7 @@ use crate::atomic_file;
 
 mod cap;
 mod listing;
+mod shown;
 mod sync;
 
 pub use cap::{CAP_RUN_ID, CapReached, MAX_PENDING_PER_RUN, MAX_PENDING_TOTAL};

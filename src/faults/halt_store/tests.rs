@@ -276,7 +276,7 @@ fn listing_holds_one_events_parse_at_a_time() {
     let listing = store.list();
     let peak = crate::rules::memory::stop();
     assert_eq!(listing.halts.len(), 20);
-    assert!(listing.halts[0].message.len() <= listing::MAX_FIELD_BYTES + 3);
+    assert!(listing.halts[0].message.len() <= shown::MAX_FIELD_BYTES + 3);
     assert!(
         peak < 16 * 1024 * 1024,
         "listing 20 events of 2 MiB held {} MiB at once",
