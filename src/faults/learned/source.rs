@@ -236,4 +236,33 @@ mod tests {
             latest.warnings
         );
     }
+
+    #[test]
+    fn source_recompiles_on_change_and_keeps_the_last_good_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("learned-patterns.json");
+        let source = LearnedSource::new(path.clone());
+        assert!(source.current().patterns.is_empty());
+        std::fs::write(&path, serde_json::json!([contains("A")]).to_string()).unwrap();
+        // Past the window in which a stamp proves nothing (read again until then).
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        let first = source.current();
+        assert_eq!(first.patterns.len(), 1);
+        assert!(
+            Arc::ptr_eq(&first, &source.current()),
+            "an unchanged file is not recompiled"
+        );
+        std::fs::write(&path, "[ torn").unwrap();
+        assert_eq!(source.current().patterns.len(), 1, "last good set stays");
+        std::fs::remove_file(&path).unwrap();
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert_eq!(source.current().patterns.len(), 1, "a FIFO is refused");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(
+            &path,
+            serde_json::json!([contains("A"), contains("B")]).to_string(),
+        )
+        .unwrap();
+        assert_eq!(source.current().patterns.len(), 2);
+    }
 }
