@@ -228,3 +228,58 @@ fn a_held_learned_patterns_lock_does_not_stall_the_tick_and_its_hits_are_counted
         took.as_millis()
     );
 }
+
+/// A 2 MiB learned-patterns.json (~19,000 lookaround entries) planted while the daemon
+/// runs is compiled off the tick (and only its first 1,000 entries): a record written
+/// meanwhile is claimed within a second of its write.
+#[test]
+fn a_2_mib_learned_patterns_file_compiles_off_the_tick() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let config = world.git_forge_config("poll_secs = 1\n");
+    let faults = world.home.join(".gstack/skill-faults");
+    fs::create_dir_all(&faults).unwrap();
+    let berth_dir = world.berth_state();
+    let daemon = world.spawn_berth(
+        &crate::support::serving_metrics_args(&config),
+        &berth_dir,
+        &[],
+    );
+    let log = || fs::read_to_string(berth_dir.with_extension("log")).unwrap_or_default();
+    let ticks = || sample(&scrape(&served_addr(&world)?), "berth_ticks_total");
+    assert!(
+        world.wait_for(Duration::from_secs(60), || ticks()
+            .is_some_and(|n| n >= 3.0)),
+        "three ticks never finished: {}",
+        log()
+    );
+    let entry = json!({"category": "C", "severity": "MEDIUM", "description": "d",
+                       "matcherKind": "stdout_regex", "pattern": "(?=a)\\w{60}"});
+    let n = 2 * 1024 * 1024 / (entry.to_string().len() + 1);
+    fs::write(
+        faults.join("learned-patterns.json"),
+        json!(vec![entry; n]).to_string(),
+    )
+    .unwrap();
+    // The next poll tick (1 s) finds the new file and starts its compile.
+    let seen = ticks().unwrap_or(0.0);
+    assert!(
+        world.wait_for(Duration::from_secs(60), || ticks()
+            .is_some_and(|t| t >= seen + 2.0)),
+        "the ticks stopped: {}",
+        log()
+    );
+    let written = Instant::now();
+    let id = lane.queue(1, "main");
+    let claimed = world.wait_for(Duration::from_secs(120), || {
+        world.read_record(&id)["status"] != "queued"
+    });
+    let took = written.elapsed();
+    stop(daemon);
+    assert!(claimed, "never claimed: {}", log().len());
+    assert!(
+        took < Duration::from_secs(1),
+        "a record written while a 2 MiB learned-patterns.json ({n} entries) was compiled was claimed {} ms after its write (1 s bound)",
+        took.as_millis()
+    );
+}
