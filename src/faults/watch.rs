@@ -193,6 +193,7 @@ pub fn watch_runs(
     let listed: HashSet<PathBuf> = files.iter().cloned().collect();
     STATE_CACHE.keep_only(state_dir, &listed);
     RUN_CACHE.keep_only(state_dir, &listed);
+    learned.keep_answers_of(state_dir, &listed);
     let mut budget = Budget::for_tick();
     let mut new_hits: Vec<Vec<String>> = Vec::new();
     for file in files {

@@ -182,31 +182,40 @@ fn release_never_deletes_a_lock_moved_after_the_look() {
 
 /// A live `git` holds the lock ref's `.lock` file while the clock is stepped back: the file
 /// is dated in the future. That is no dead writer's: the first write that finds it must
-/// leave it alone (and fail), not take it for a leftover because it is far from now.
+/// leave it alone (and fail), not take it for a leftover because it is far from now. The
+/// writer here moves the file's date on (still in the future) every second, so only a
+/// first-sight judgement could remove it, however slowly a loaded machine runs the tries.
 #[test]
 fn a_future_dated_ref_lock_a_live_process_holds_is_not_removed_at_first_sight() {
+    use std::sync::atomic::{AtomicBool, Ordering};
     let remote = remote_by(Reach::Path);
     let lane = lane("main");
     let ref_lock = remote.bare.join(format!("{}.lock", lock_ref_name(&lane)));
     std::fs::create_dir_all(ref_lock.parent().unwrap()).unwrap();
     std::fs::write(&ref_lock, "").unwrap();
-    let ahead = std::time::SystemTime::now() + 4 * berth::lane_lock::LEFTOVER_AGE;
-    std::fs::File::options()
+    let lock_file = std::fs::File::options()
         .write(true)
         .open(&ref_lock)
-        .unwrap()
-        .set_modified(ahead)
         .unwrap();
-    let mut writer = std::process::Command::new("sleep")
-        .arg("600")
-        .stdin(std::fs::File::open(&ref_lock).unwrap())
-        .spawn()
-        .unwrap();
+    let ahead = std::time::SystemTime::now() + 4 * berth::lane_lock::LEFTOVER_AGE;
+    lock_file.set_modified(ahead).unwrap();
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let writing = std::thread::spawn({
+        let done = done.clone();
+        move || {
+            let mut step = 0;
+            while !done.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                step += 1;
+                let _ = lock_file.set_modified(ahead + std::time::Duration::from_millis(step));
+            }
+        }
+    });
     let (_dir, a) = client(LONG_TTL);
     let outcome = a.acquire(&remote.url, &lane, "owner-a", Path::new("/a"));
     let kept = ref_lock.exists();
-    let _ = writer.kill();
-    let _ = writer.wait();
+    done.store(true, Ordering::Relaxed);
+    writing.join().unwrap();
     assert!(kept, "a live writer's future-dated .lock was removed");
     assert!(!matches!(outcome, Ok(Acquire::Acquired(_))), "{outcome:?}");
     assert_eq!(remote.sha(&lock_ref_name(&lane)), None);

@@ -10,7 +10,7 @@
 //! Hits are counted back into the file as gstack's `persistHitCounts` does, under a
 //! [`PidLock`], by an atomic rewrite that keeps every field berth does not know.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, Metadata};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -250,10 +250,6 @@ impl Default for SetId {
     }
 }
 
-/// Runs whose last answers are kept; past it they are forgotten together (a run then
-/// starts again from "no match" for the patterns a budget leaves out).
-const MAX_REMEMBERED_RUNS: usize = 1024;
-
 impl LearnedSet {
     /// This set's number among the sets this process made, none of them equal.
     pub fn id(&self) -> u64 {
@@ -386,12 +382,17 @@ impl LearnedSet {
             .filter_map(|(i, hit)| hit.then_some(&self.patterns[i]))
             .collect();
         if let Some(run) = run {
-            if answers.len() >= MAX_REMEMBERED_RUNS && !answers.contains_key(run) {
-                answers.clear();
-            }
             answers.insert(run.to_owned(), hit);
         }
         matched
+    }
+
+    /// Forgets the last answers of every run of `dir` not in `runs` (its state file gone).
+    /// Those of a run still there are never forgotten: a run would start again from "no
+    /// match" for the patterns a budget leaves out, and clear its learned faults.
+    pub fn keep_answers_of(&self, dir: &Path, runs: &HashSet<PathBuf>) {
+        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        answers.retain(|run, _| run.parent() != Some(dir) || runs.contains(run));
     }
 }
 
@@ -443,6 +444,9 @@ pub fn distinct<'a>(categories: impl IntoIterator<Item = &'a str>) -> Vec<&'a st
     }
     seen
 }
+
+#[cfg(test)]
+mod answers_tests;
 
 #[cfg(test)]
 mod tests {
