@@ -45,10 +45,26 @@ impl BootTime {
         self.0.saturating_sub(earlier.0)
     }
 
+    /// The point `nanos` after boot ([`BootTime::as_nanos`]); a negative one is boot.
+    pub fn from_nanos(nanos: i64) -> BootTime {
+        BootTime(Duration::from_nanos(u64::try_from(nanos).unwrap_or(0)))
+    }
+
     /// Nanoseconds since boot, as the guard's pipe and `timerfd` carry them.
     pub fn as_nanos(self) -> i64 {
         i64::try_from(self.0.as_nanos()).unwrap_or(i64::MAX)
     }
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`; empty when it cannot be read): a
+/// [`BootTime`] kept past a reboot means nothing.
+pub fn boot_id() -> &'static str {
+    static ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|id| id.trim().to_owned())
+            .unwrap_or_default()
+    });
+    &ID
 }
 
 #[cfg(test)]

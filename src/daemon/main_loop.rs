@@ -162,20 +162,20 @@ impl Loop {
             Mode::Once => "once",
             Mode::Watch => "watch",
         });
-        let status = RulesStatus::started(&shared.rules.current());
+        let status = RulesStatus::started(&shared.rules().current());
         if let Err(e) = status.write(&shared.berth_dir) {
             tracing::warn!("cannot write the rules status: {e}");
         }
         // Hot reload runs on the watcher's own thread for as long as the loop runs.
-        let rules_watcher = match (mode, shared.rules.root()) {
+        let rules_watcher = match (mode, shared.rules().root()) {
             (Mode::Watch, Some(_)) => Some(ReloadWatcher::start(
-                shared.rules.clone(),
+                shared.rules().clone(),
                 shared.berth_dir.clone(),
                 status,
             )?),
             _ => None,
         };
-        let mut poll = tokio::time::interval(Duration::from_secs(shared.config.poll_secs.max(1)));
+        let mut poll = tokio::time::interval(Duration::from_secs(shared.config().poll_secs.max(1)));
         // A tick that overran its interval is followed by one poll tick, not a burst of them.
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let landings = Landings::new(poll.period());
@@ -274,7 +274,7 @@ impl Loop {
             prune_logs(&self.shared);
             let view = self.shared.crew.records.view();
             self.shared
-                .decisions
+                .decisions()
                 .forget_gone(|id| view.get(id).is_some());
         }
         if wake == tick::Wake::Poll {
@@ -357,7 +357,7 @@ impl Loop {
             }
             None if heard.rescan
                 || self.mode == Mode::Once
-                || sweep_due(self.last_sweep, &self.shared.config) =>
+                || sweep_due(self.last_sweep, self.shared.config()) =>
             {
                 (tick::Wake::Poll, Refresh::Sweep)
             }

@@ -79,15 +79,10 @@ pub struct Shared {
     crew: Crew,
     /// The gates' allowed roots; a SIGHUP may swap them (`reload.rs`).
     allowlist: Arc<ArcSwap<Allowlist>>,
-    config: Arc<Config>,
     /// berth's private state: lock scratch repo, forge scratch repo, logs, worktrees.
     berth_dir: PathBuf,
     /// What the first landing would make on need, made at the first gated record.
     warm_up: warm_up::WarmUp,
-    /// The active rule set, swapped whole by hot reload.
-    rules: Rules,
-    /// `<berth_dir>/decisions.jsonl`: every policy answer and status change.
-    decisions: Arc<DecisionLog>,
     /// What the forge and origin last said per repo, and when (bounds forge calls).
     memory: Mutex<memory::TickMemory>,
     /// Repos discovered every tick whatever the queue holds: config `repos`, then the
@@ -169,11 +164,8 @@ impl Shared {
             crew,
             allowlist: Arc::new(ArcSwap::from_pointee(allowlist)),
             running_config: Mutex::new(Config::clone(&config)),
-            config,
-            decisions,
             berth_dir,
             warm_up: warm_up::WarmUp::default(),
-            rules,
             memory: Mutex::new(memory::TickMemory::default()),
             discover_roots,
             project_root: None,
@@ -216,7 +208,7 @@ impl Shared {
 
     /// The configuration the daemon started with.
     pub fn config(&self) -> &Config {
-        &self.config
+        &self.crew.policy.config
     }
 
     /// This process's owner stamp (`claimedBy`, the lock's `ownerId`).
@@ -229,9 +221,14 @@ impl Shared {
         &self.berth_dir
     }
 
-    /// The active rule set.
+    /// `<berth_dir>/decisions.jsonl`: every policy answer and status change.
+    fn decisions(&self) -> &DecisionLog {
+        &self.crew.policy.decisions
+    }
+
+    /// The active rule set, swapped whole by hot reload.
     pub fn rules(&self) -> &Rules {
-        &self.rules
+        &self.crew.policy.rules
     }
 
     /// Metrics and the health file.
@@ -306,9 +303,9 @@ impl Shared {
     /// Where the fault watch reads build-state runs and files halt events.
     fn fault_dirs(&self) -> crate::faults::watch::WatchDirs {
         crate::faults::watch::WatchDirs {
-            faults_dir: self.config.faults_dir_or_default(),
+            faults_dir: self.config().faults_dir_or_default(),
             state_dir: self
-                .config
+                .config()
                 .build_state_dir
                 .clone()
                 .unwrap_or_else(crate::paths::default_build_state_dir),
@@ -335,8 +332,7 @@ impl Shared {
 
     /// Uses `rules` (e.g. loaded from `--rules-root`) instead of the embedded defaults.
     pub fn with_rules(mut self, rules: Rules) -> Shared {
-        self.crew.policy.rules = rules.clone();
-        self.rules = rules;
+        self.crew.policy.rules = rules;
         self
     }
 }

@@ -12,11 +12,12 @@ use rhai::{Dynamic, EvalAltResult, Map as RhaiMap};
 use serde_json::Value;
 
 use super::fault::Fault;
-use super::json_file;
+use super::json_file::{self, JsonFileError};
 use super::learned::{
     AnswerError as LearnedAnswerError, LEARNED_PREFIX, LearnedSet, distinct, parse_learned_faults,
 };
 use super::learned_match::{Budget, Texts, window};
+use super::parse_budget::ParseError;
 use super::rules::{
     AnswerError, DETECT_FN, DETECTORS, LEARNED_FN, LEARNED_RULE, QUEUE_DETECTORS, StateDoc,
     parse_faults,
@@ -49,6 +50,9 @@ pub struct RunInput {
     pub plan: Option<Attached<String>>,
     pub stdout: Option<Attached<String>>,
     pub review: Option<Attached<Value>>,
+    /// The review report, when it was there but refused for what parsing it would hold:
+    /// reported with the detectors' errors, never left out silently.
+    pub review_refused: Option<(PathBuf, Arc<JsonFileError>)>,
     pub worktree: Option<PathBuf>,
     /// An attachment is there but the system failed to read it (`EMFILE`, `EIO`,
     /// `EACCES`): the detectors ran without it, so what they found is not the run's answer
@@ -86,6 +90,11 @@ pub enum DetectError {
         file: String,
         function: &'static str,
         source: BadAnswer,
+    },
+    #[error("{}: left out of the detectors' `review`: {source}", .path.display())]
+    ReviewRefused {
+        path: PathBuf,
+        source: Arc<JsonFileError>,
     },
     #[error("{LEARNED_RULE}: learned patterns are not representable for rules")]
     PatternsNotRepresentable,
@@ -147,18 +156,20 @@ impl RunInput {
         stdout: Option<&Path>,
     ) -> RunInput {
         let named = AttachedPaths::of(document.value(), state_file, plan, stdout);
-        let mut unread = false;
-        let review = named
-            .review
-            .and_then(|path| match json_file::read_json(&path) {
-                Ok(Some(content)) => Some(Attached { path, content }),
-                Err(json_file::JsonFileError::Read(crate::hostile_file::ReadError::Io(e))) => {
+        let (mut review, mut review_refused, mut unread) = (None, None, false);
+        if let Some(path) = named.review {
+            match json_file::read_json(&path) {
+                Ok(Some(content)) => review = Some(Attached { path, content }),
+                Err(e @ JsonFileError::Parse(ParseError::TooCostly { .. })) => {
+                    review_refused = Some((path, Arc::new(e)));
+                }
+                Err(JsonFileError::Read(crate::hostile_file::ReadError::Io(e))) => {
                     unread |= system_failed(&e);
-                    None
                 }
                 // Absent or malformed: detectors.md says a malformed report is ignored.
-                _ => None,
-            });
+                Ok(None) | Err(_) => {}
+            }
+        }
         RunInput {
             plan: named
                 .plan
@@ -169,6 +180,7 @@ impl RunInput {
             state: document,
             state_file: state_file.map(Path::to_owned),
             review,
+            review_refused,
             worktree: named.worktree,
             unread,
         }
@@ -355,6 +367,12 @@ pub fn detect_run_within(
     budget: &mut Budget,
 ) -> Detection {
     let mut detection = Detection::default();
+    if let Some((path, source)) = &run.review_refused {
+        detection.errors.push(DetectError::ReviewRefused {
+            path: path.clone(),
+            source: Arc::clone(source),
+        });
+    }
     let input = run.to_rule_input();
     for file in set.files_matching(DETECTORS) {
         match run_detector(set, file, input.clone()) {

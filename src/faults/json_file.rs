@@ -14,18 +14,23 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::parse_budget;
 use crate::hostile_file::ReadError;
 
 /// Halt events and pattern files are kilobytes; anything this large is not ours.
 pub const MAX_JSON_BYTES: u64 = 8 * 1024 * 1024;
+/// What parsing one of these files may hold on the heap ([`parse_budget`]): 8 MiB of text
+/// in a halt event's fields or 8 MiB of learned patterns hold a few times their size;
+/// `[0],[0],…` would hold ~100×, and is refused part way.
+pub const MAX_JSON_PARSE: usize = 64 * 1024 * 1024;
 
 /// Why a JSON file of the faults dir cannot be used; the message follows the file's name.
 #[derive(Debug, thiserror::Error)]
 pub enum JsonFileError {
     #[error(transparent)]
     Read(#[from] ReadError),
-    #[error("not valid JSON: {0}")]
-    NotJson(#[from] serde_json::Error),
+    #[error(transparent)]
+    Parse(#[from] parse_budget::ParseError),
 }
 
 /// `Ok(None)` if `path` does not exist; an error if it exists but is not a regular file of
@@ -39,7 +44,7 @@ pub fn read_json(path: &Path) -> Result<Option<Value>, JsonFileError> {
 
 /// JSON text to a value.
 pub fn parse(text: &str) -> Result<Value, JsonFileError> {
-    Ok(serde_json::from_str(text)?)
+    Ok(parse_budget::from_slice(text.as_bytes(), MAX_JSON_PARSE)?)
 }
 
 /// The text of a regular file within [`MAX_JSON_BYTES`], `Ok(None)` if it is absent.

@@ -22,6 +22,7 @@ pub mod halt_store;
 pub mod json_file;
 pub mod learned;
 pub mod learned_match;
+pub mod parse_budget;
 pub mod pid_lock;
 pub mod proposals;
 pub mod queue_facts;

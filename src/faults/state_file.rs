@@ -11,13 +11,19 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+use super::parse_budget;
 use super::state_jsonpath::Document;
 use crate::file_stamp::{FileStamp, ReadStart, Sighting};
 
-/// A state file past this is refused rather than parsed. Parsed, a state costs up to ~110×
-/// its size (measured: 4 MiB of `[0],[0],…` peaks at 458 MiB RSS, a 64 MiB one at 3.7 GiB),
-/// so this cap keeps the worst case under 512 MiB; a real 10,000-feature state is 2 MB.
+/// A state file past this is refused rather than parsed; a real 10,000-feature state is
+/// 2 MB.
 pub const MAX_STATE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// What one state file's parse may hold on the heap ([`parse_budget`]): a state whose
+/// values cost more is refused part way, having held at most this. Parsed, a state costs up
+/// to ~100× its size (4 MiB of `[0],[0],…`: 405 MiB with its compact form), real ones ~15×
+/// (a 3.6 MB state of 60,000 phases: 56 MiB), so this refuses only hostile shapes.
+pub const MAX_STATE_PARSE: usize = 160 * 1024 * 1024;
 
 /// Opens a file named by a state file (data, not config) without ever blocking: with
 /// O_NONBLOCK a FIFO opens at once, and the type is checked on the open handle, so a
@@ -44,12 +50,13 @@ pub enum StateFileError {
     TooLarge(u64),
     #[error("cannot read: {0}")]
     Read(std::io::Error),
-    #[error("not valid JSON: {0}")]
-    NotJson(#[from] serde_json::Error),
+    #[error(transparent)]
+    Parse(#[from] parse_budget::ParseError),
 }
 
-/// The parsed state of an opened file, or why it cannot be used.
-fn parse_opened(file: File, len: u64) -> Result<Value, StateFileError> {
+/// The parsed state of an opened file with the heap bytes it holds, or why it cannot be
+/// used.
+fn parse_opened(file: File, len: u64) -> Result<(Value, usize), StateFileError> {
     if len > MAX_STATE_BYTES {
         return Err(StateFileError::TooLarge(len));
     }
@@ -57,20 +64,19 @@ fn parse_opened(file: File, len: u64) -> Result<Value, StateFileError> {
     file.take(MAX_STATE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(StateFileError::Read)?;
-    Ok(serde_json::from_slice(&bytes)?)
+    Ok(parse_budget::from_slice_counted(&bytes, MAX_STATE_PARSE)?)
 }
 
 /// A state file's JSON, read once; errors name the reason, not the file.
 pub fn parse(path: &Path) -> Result<Value, StateFileError> {
     let (file, meta) = open_regular(path).map_err(StateFileError::Open)?;
-    parse_opened(file, meta.len())
+    parse_opened(file, meta.len()).map(|(value, _)| value)
 }
 
 /// What the parsed states a [`StateCache`] keeps may cost in memory together, by
-/// [`Document::heap_bytes`] (which over-counts the worst shape by ~20%). Past it the least
-/// recently used are forgotten (and parsed again when next needed); a state estimated past
-/// it alone is parsed, used and not kept. It holds 8 states of 60,000 phases (3.6 MB each,
-/// ~56 MB parsed) or three 1 MiB worst-shape ones (~126 MB each by the estimate).
+/// [`Document::heap_bytes`] (an upper bound of what glibc hands out for them). Past it the
+/// least recently used are forgotten (and parsed again when next needed). It holds 8
+/// states of 60,000 phases (3.6 MB, 56 MiB parsed each) or four 1 MiB worst-shape ones.
 pub const STATE_CACHE_BUDGET: usize = 448 * 1024 * 1024;
 
 /// The state files of the build-state dir as last parsed, each with the stamp it was read
@@ -141,7 +147,7 @@ impl StateCache {
         }
         let (seen, racy) = start.judge(stamp, inner.files.get(path).map(|last| &last.seen));
         let answer = parse_opened(file, meta.len())
-            .map(|value| Arc::new(Document::new(value)))
+            .map(|(value, bytes)| Arc::new(Document::counted(value, bytes)))
             .map_err(Arc::new);
         let parsed = Parsed {
             seen,
@@ -174,6 +180,12 @@ impl StateCache {
         for path in gone {
             inner.remove(&path);
         }
+    }
+
+    /// What the kept documents hold together, by [`Document::heap_bytes`]: at most
+    /// [`STATE_CACHE_BUDGET`].
+    pub fn kept_bytes(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).bytes
     }
 
     fn forget(&self, path: &Path) {

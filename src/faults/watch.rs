@@ -7,7 +7,9 @@
 //! category, built-in or learned) when a fault is newly raised, not on every tick it stays
 //! raised: a pattern's `hitCount` tells how many incidents it caught, and an idle daemon
 //! does not rewrite the file every tick. A pass counts the hits of all its runs under one
-//! take of the file's lock, so a held lock costs a pass one wait at most.
+//! take of the file's lock, tried without waiting: the tick must not wait for another
+//! process, so while someone else holds the lock the hits are kept (bounded, per category)
+//! and written by the first pass that gets it.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -16,7 +18,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use super::detect::{self, REVIEW_REPORT};
 use super::halt::{HaltEvent, Pointers, RunRef};
 use super::halt_store::{HaltStore, SyncReport};
-use super::learned::{self, LearnedSet, LearnedSource};
+use super::learned::{self, HitCounts, LearnedSet, LearnedSource};
 use super::learned_match::{self, Budget, LearnedBudget};
 use super::run_cache::RunCache;
 use super::state_file::StateCache;
@@ -74,6 +76,10 @@ static STATE_CACHE: LazyLock<StateCache> = LazyLock::new(StateCache::default);
 /// What the detectors last found over each run, for the daemon's lifetime: a pass runs
 /// them only over the runs whose inputs changed.
 static RUN_CACHE: LazyLock<RunCache> = LazyLock::new(RunCache::default);
+/// Hits counted while each learned-patterns file's lock was held elsewhere, to be written
+/// by a later pass; an entry lives only while it has hits to write.
+static PENDING_HITS: LazyLock<Mutex<HashMap<PathBuf, HitCounts>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
 
 fn learned_source(path: &Path) -> Arc<LearnedSource> {
     let mut sources = LEARNED_SOURCES.lock().unwrap_or_else(|e| e.into_inner());
@@ -229,9 +235,7 @@ pub fn watch_runs(
         new_hits.push(newly_fired(&events, &sync));
         report.absorb(&outcome.run_id, sync);
     }
-    if let Err(e) = learned::record_hits_of_calls(&learned.path, &new_hits) {
-        tracing::warn!("learned-pattern hits not counted: {e}");
-    }
+    count_hits(&learned.path, &new_hits);
     // The budget names a position among the set's valid patterns; the report, the file's.
     report.learned_budget = budget.exhausted.and_then(|exhausted| {
         let pattern = learned.patterns.get(exhausted.index)?;
@@ -243,6 +247,35 @@ pub fn watch_runs(
         })
     });
     report
+}
+
+/// Writes this pass's hits, and those kept from passes that found the lock held, to the
+/// learned-patterns file at `path`, without waiting for its lock: held by another process,
+/// the hits are kept for the next pass (none is lost unless [`learned::MAX_PENDING_CATEGORIES`]
+/// categories are already waiting); any other failure drops them, as gstack's writers do.
+fn count_hits(path: &Path, calls: &[Vec<String>]) {
+    let mut pending = PENDING_HITS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut counts = pending.remove(path).unwrap_or_default();
+    counts.add_calls(calls);
+    let dropped = counts.take_dropped();
+    if dropped > 0 {
+        tracing::warn!(
+            file = %path.display(),
+            "{dropped} learned-pattern hits not counted: more than {} categories were waiting for the file's lock",
+            learned::MAX_PENDING_CATEGORIES
+        );
+    }
+    match learned::write_counts(path, &counts, std::time::Duration::ZERO) {
+        Ok(()) => {}
+        Err(e @ learned::LearnedError::Lock(_)) => {
+            tracing::warn!(
+                "learned-pattern hits not counted yet ({} kept for a later pass): {e}",
+                counts.total()
+            );
+            pending.insert(path.to_owned(), counts);
+        }
+        Err(e) => tracing::warn!("learned-pattern hits not counted: {e}"),
+    }
 }
 
 /// The categories (built-in and learned) of one run's faults newly raised this tick, each

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use git2::{ErrorCode, ObjectType, Oid, Repository, RepositoryOpenFlags};
 
+use super::leftover::LeftoverSightings;
 use super::ref_writer::{self, Change, Writers, Written};
 use super::transport::{PushOutcome, push_guarded};
 use super::{flock_holder, foreign_writer, leftover};
@@ -86,6 +87,14 @@ impl fmt::Debug for WriteHook {
     }
 }
 
+/// What a lock write runs with besides the write: the test hook, and the sightings of
+/// `.lock` files a dead writer may have left in a local origin.
+#[derive(Clone, Copy)]
+pub(crate) struct WriteContext<'a> {
+    pub hook: &'a WriteHook,
+    pub seen: &'a LeftoverSightings,
+}
+
 /// One compare-and-swap of `ref_name` on `url`: to `new` (a lock commit already written in
 /// `scratch`), or deleted when `new` is `None`, only if the ref holds what `expect` says.
 ///
@@ -99,10 +108,11 @@ pub(crate) fn compare_and_swap(
     write: LockWrite,
     expect: Expect,
     new: Option<Oid>,
-    hook: &WriteHook,
+    with: WriteContext<'_>,
 ) -> Result<PushOutcome, git2::Error> {
+    let hook = with.hook;
     match local_path(url) {
-        Some(path) => local_swap(scratch, &path?, ref_name, write, expect, new, hook),
+        Some(path) => local_swap(scratch, &path?, ref_name, write, expect, new, with),
         None => {
             // A create needs no force: the server then also refuses it over an existing ref.
             let refspec = match (new, expect) {
@@ -163,8 +173,12 @@ fn local_swap(
     write: LockWrite,
     expect: Expect,
     new: Option<Oid>,
-    hook: &WriteHook,
+    with: WriteContext<'_>,
 ) -> Result<PushOutcome, git2::Error> {
+    let WriteContext {
+        hook,
+        seen: sightings,
+    } = with;
     let origin = Repository::open_ext(path, RepositoryOpenFlags::NO_SEARCH, [] as [&str; 0])?;
     let found = match origin.find_reference(ref_name) {
         Ok(reference) => Some(reference),
@@ -193,7 +207,7 @@ fn local_swap(
     // Under the ref's `.lock` file `git update-ref` compares the ref with the old id (the
     // zero id: must be absent) and writes only on a match; a delete goes through only while
     // the ref holds the value read above (== `expect`).
-    let mut prepared = leftover::prepare(&origin, ref_name)?;
+    let mut prepared = leftover::prepare(&origin, ref_name, sightings)?;
     foreign_writer::spare(&mut prepared);
     let written = ref_writer::write(
         origin.path(),

@@ -6,29 +6,112 @@
 //! skew was written by no holder berth knows: a planted ref, or a clock set years ahead.
 //! Believed, it would hold the lane until someone ran `berth lock release --force`.
 //! Instead it is judged to expire that long after berth first saw that exact lock (its
-//! commit), and the log names the ref and why, once.
+//! commit), and the log names the ref and why, once per berth process. That first sighting
+//! is kept in berth's dir ([`super::sightings`]), so a new process (`berth run --once`, a
+//! restarted daemon) counts from it too instead of starting the wait again.
 
-use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use git2::Oid;
+use serde::{Deserialize, Serialize};
 
 use super::payload::ReadLock;
+use super::sightings::{MAX_SIGHTINGS, Sighted, Sightings};
 use crate::ownership::MAX_CLOCK_SKEW;
 
-/// The most lock commits berth remembers having first seen past the bound; past it, the
-/// one seen least recently is forgotten (its cap restarts from its next sighting).
-const MAX_REMEMBERED: usize = 4096;
+/// How long a kept sighting's "last seen" may lag before a look writes it anew: it only
+/// orders which sighting is forgotten first.
+const LAST_SEEN_GRAIN: chrono::Duration = chrono::Duration::minutes(1);
 
-/// When berth first and last saw each lock commit whose `expiresAt` lay past the bound.
-static FIRST_SEEN: LazyLock<Mutex<HashMap<Oid, Sighting>>> = LazyLock::new(Default::default);
+/// When berth first and last saw one lock commit whose `expiresAt` lay past the bound
+/// (Unix nanoseconds).
+#[derive(Clone, Copy, Serialize, Deserialize)]
+pub(super) struct Sighting {
+    first: i64,
+    last: i64,
+}
 
-#[derive(Clone, Copy)]
-struct Sighting {
-    first: DateTime<Utc>,
-    last: DateTime<Utc>,
+impl Sighted for Sighting {
+    fn last_seen(&self) -> i64 {
+        self.last
+    }
+}
+
+/// The first sightings of far-future locks, and which this process has named in its log.
+pub(super) struct ExpirySightings {
+    kept: Sightings<Sighting>,
+    announced: Mutex<HashSet<Oid>>,
+}
+
+impl ExpirySightings {
+    /// Kept in `path`, shared by every berth process on its directory.
+    pub fn at(path: PathBuf) -> ExpirySightings {
+        ExpirySightings {
+            kept: Sightings::at(path),
+            announced: Mutex::default(),
+        }
+    }
+
+    /// Kept in this process only.
+    #[cfg(test)]
+    pub fn in_memory() -> ExpirySightings {
+        ExpirySightings {
+            kept: Sightings::in_memory(),
+            announced: Mutex::default(),
+        }
+    }
+
+    /// When berth first saw `sha`, starting its sighting at `now` on a [`Look::Take`]. A
+    /// first sighting after `now` (the clock was stepped back) starts again at `now`.
+    fn first_seen(&self, sha: Oid, now: DateTime<Utc>, look: Look) -> DateTime<Utc> {
+        let now_ns = unix_nanos(now);
+        let first = self
+            .kept
+            .with(|known| match known.get_mut(&sha.to_string()) {
+                Some(seen) if seen.first <= now_ns => {
+                    let stale = now_ns.saturating_sub(seen.last)
+                        >= LAST_SEEN_GRAIN.num_nanoseconds().unwrap_or(i64::MAX);
+                    seen.last = seen.last.max(now_ns);
+                    (seen.first, stale)
+                }
+                _ if look == Look::List => (now_ns, false),
+                _ => {
+                    let seen = Sighting {
+                        first: now_ns,
+                        last: now_ns,
+                    };
+                    known.insert(sha.to_string(), seen);
+                    (now_ns, true)
+                }
+            });
+        DateTime::from_timestamp_nanos(first)
+    }
+
+    /// Dates berth's first sighting of `sha` back to `first`, as if it had been seen then.
+    #[cfg(test)]
+    pub fn seen_since(&self, sha: Oid, first: DateTime<Utc>) {
+        let first = unix_nanos(first);
+        self.kept.with(|known| {
+            known.insert(sha.to_string(), Sighting { first, last: first });
+            ((), true)
+        });
+    }
+
+    /// Whether this process has yet to name `sha` in its log (and now has).
+    fn announce(&self, sha: Oid) -> bool {
+        let mut announced = self
+            .announced
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if announced.len() >= MAX_SIGHTINGS {
+            announced.clear();
+        }
+        announced.insert(sha)
+    }
 }
 
 /// Whether a look at a lock may start its first sighting.
@@ -42,34 +125,37 @@ pub(super) enum Look {
     List,
 }
 
+/// What a look at one lock ([`capped`]) needs besides the lock.
+pub(super) struct Seen<'a> {
+    pub sightings: &'a ExpirySightings,
+    pub longest_ttl: Duration,
+    pub now: DateTime<Utc>,
+    pub look: Look,
+}
+
 /// `lock` (the commit `sha` on `ref_name`), with its expiry capped at the first sighting
 /// plus `longest_ttl` plus [`MAX_CLOCK_SKEW`] when it lies further ahead of `now`.
-pub(super) fn capped(
-    mut lock: ReadLock,
-    sha: Oid,
-    ref_name: &str,
-    longest_ttl: Duration,
-    now: DateTime<Utc>,
-    look: Look,
-) -> ReadLock {
-    let bound = bound(longest_ttl);
-    if lock.expires_at <= now + bound {
+pub(super) fn capped(mut lock: ReadLock, sha: Oid, ref_name: &str, seen: Seen<'_>) -> ReadLock {
+    let bound = bound(seen.longest_ttl);
+    if lock.expires_at <= seen.now + bound {
         return lock;
     }
-    let (first, new) = sighting(sha, now, look);
-    if new {
+    let first = seen.sightings.first_seen(sha, seen.now, seen.look);
+    let judged = lock.expires_at.min(first + bound);
+    if seen.look == Look::Take && seen.sightings.announce(sha) {
         tracing::warn!(
             ref_name,
             %sha,
             holder = lock.payload.owner_id,
             expires_at = lock.payload.expires_at,
-            judged_to_expire_at = %crate::clock::iso(now + bound),
+            first_seen_at = %crate::clock::iso(first),
+            judged_to_expire_at = %crate::clock::iso(judged),
             "a lane lock expires further ahead than any holder writes one (the longest TTL berth accepts, {} s, plus the {} s clock skew bound): judged to expire that long after berth first saw it",
-            longest_ttl.as_secs(),
+            seen.longest_ttl.as_secs(),
             MAX_CLOCK_SKEW.as_secs()
         );
     }
-    lock.expires_at = lock.expires_at.min(first + bound);
+    lock.expires_at = judged;
     lock
 }
 
@@ -77,54 +163,23 @@ pub(super) fn capped(
 /// is judged to expire: as a lock of the furthest expiry, the first sighting (started
 /// now: only a try to take a lane judges one) plus `longest_ttl` plus [`MAX_CLOCK_SKEW`].
 pub(super) fn unreadable_expiry(
+    sightings: &ExpirySightings,
     sha: Oid,
     longest_ttl: Duration,
     now: DateTime<Utc>,
 ) -> DateTime<Utc> {
-    sighting(sha, now, Look::Take).0 + bound(longest_ttl)
+    sightings.first_seen(sha, now, Look::Take) + bound(longest_ttl)
+}
+
+/// `at` in nanoseconds since the Unix epoch (saturating past 2262).
+fn unix_nanos(at: DateTime<Utc>) -> i64 {
+    at.timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
 /// How far ahead of now an `expiresAt` is believed.
 fn bound(longest_ttl: Duration) -> chrono::Duration {
     chrono::Duration::from_std(longest_ttl.saturating_add(MAX_CLOCK_SKEW))
         .unwrap_or(chrono::Duration::MAX)
-}
-
-/// When berth first saw `sha` (now, for a commit never seen), and whether this look started
-/// that sighting (only a [`Look::Take`] does).
-fn sighting(sha: Oid, now: DateTime<Utc>, look: Look) -> (DateTime<Utc>, bool) {
-    let mut seen = FIRST_SEEN
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(sighting) = seen.get_mut(&sha) {
-        sighting.last = sighting.last.max(now);
-        return (sighting.first, false);
-    }
-    if look == Look::List {
-        return (now, false);
-    }
-    if seen.len() >= MAX_REMEMBERED
-        && let Some(stalest) = seen.iter().min_by_key(|(_, s)| s.last).map(|(k, _)| *k)
-    {
-        seen.remove(&stalest);
-    }
-    seen.insert(
-        sha,
-        Sighting {
-            first: now,
-            last: now,
-        },
-    );
-    (now, true)
-}
-
-/// Dates berth's first sighting of `sha` back to `first`, as if it had been seen then.
-#[cfg(test)]
-pub(super) fn seen_since(sha: Oid, first: DateTime<Utc>) {
-    let mut seen = FIRST_SEEN
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    seen.insert(sha, Sighting { first, last: first });
 }
 
 #[cfg(test)]
@@ -144,23 +199,53 @@ mod tests {
         read_lock("0", Ok(lock_message(&payload).unwrap())).unwrap()
     }
 
+    fn look(
+        sightings: &ExpirySightings,
+        ttl: Duration,
+        now: DateTime<Utc>,
+        look: Look,
+    ) -> Seen<'_> {
+        Seen {
+            sightings,
+            longest_ttl: ttl,
+            now,
+            look,
+        }
+    }
+
     #[test]
     fn an_expiry_past_the_longest_ttl_and_skew_counts_from_first_sight() {
+        let seen = ExpirySightings::in_memory();
         let ttl = Duration::from_secs(3600);
         let bound = chrono::Duration::from_std(ttl + MAX_CLOCK_SKEW).unwrap();
         let now = crate::clock::now();
         let sha = Oid::from_str("1234567890123456789012345678901234567890").unwrap();
         let year = planted(now + chrono::Duration::days(365));
-        let first = capped(year.clone(), sha, "refs/x", ttl, now, Look::Take);
+        let first = capped(
+            year.clone(),
+            sha,
+            "refs/x",
+            look(&seen, ttl, now, Look::Take),
+        );
         assert_eq!(first.expires_at, now + bound);
         // Seen again later, it still counts from the first sighting.
-        let later = capped(year, sha, "refs/x", ttl, now + bound, Look::List);
+        let later = capped(
+            year,
+            sha,
+            "refs/x",
+            look(&seen, ttl, now + bound, Look::List),
+        );
         assert_eq!(later.expires_at, now + bound);
         assert!(!later.is_live_at(now + bound));
         // Within the bound, an expiry is believed as written.
         let fair = planted(now + bound - chrono::Duration::seconds(1));
         let other = Oid::from_str("2234567890123456789012345678901234567890").unwrap();
-        let kept = capped(fair.clone(), other, "refs/x", ttl, now, Look::Take);
+        let kept = capped(
+            fair.clone(),
+            other,
+            "refs/x",
+            look(&seen, ttl, now, Look::Take),
+        );
         assert_eq!(kept.expires_at, fair.expires_at);
     }
 
@@ -170,6 +255,7 @@ mod tests {
     /// real lane "first seen" again each pass, so that it never expires.
     #[test]
     fn many_planted_locks_do_not_restart_a_lanes_first_sighting() {
+        let seen = ExpirySightings::in_memory();
         let ttl = Duration::from_secs(7200);
         let bound = chrono::Duration::from_std(ttl + MAX_CLOCK_SKEW).unwrap();
         let start = crate::clock::now();
@@ -182,9 +268,7 @@ mod tests {
                 year.clone(),
                 lane,
                 "refs/gstack/release-locks/real/main",
-                ttl,
-                now,
-                Look::Take,
+                look(&seen, ttl, now, Look::Take),
             );
             for i in 0..1100u64 {
                 let sha = Oid::from_str(&format!("6{:039x}", i)).unwrap();
@@ -192,9 +276,7 @@ mod tests {
                     year.clone(),
                     sha,
                     "refs/gstack/release-locks/planted/x",
-                    ttl,
-                    now,
-                    Look::List,
+                    look(&seen, ttl, now, Look::List),
                 );
             }
             now += chrono::Duration::from_std(ttl).unwrap();
@@ -203,9 +285,7 @@ mod tests {
             year,
             lane,
             "refs/gstack/release-locks/real/main",
-            ttl,
-            now,
-            Look::Take,
+            look(&seen, ttl, now, Look::Take),
         );
         assert!(
             !judged.is_live_at(now),

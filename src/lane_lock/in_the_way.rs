@@ -112,7 +112,12 @@ impl LockClient {
                 }
             },
             Err(reason) => {
-                let until = expiry_cap::unreadable_expiry(sha, self.longest_ttl(), now);
+                let until = expiry_cap::unreadable_expiry(
+                    &self.sightings.expiry,
+                    sha,
+                    self.longest_ttl(),
+                    now,
+                );
                 if now < until {
                     return Err(Box::new(Acquire::Unreadable {
                         sha: sha.to_string(),
@@ -171,7 +176,7 @@ mod tests {
 
     use super::collides;
     use crate::git_daemon::GitDaemon;
-    use crate::lane_lock::{Acquire, Lane, LockClient, LockSettings, expiry_cap, lock_ref_name};
+    use crate::lane_lock::{Acquire, Lane, LockClient, LockSettings, lock_ref_name};
     use crate::ownership::MAX_CLOCK_SKEW;
 
     #[test]
@@ -255,7 +260,10 @@ mod tests {
             // Just short of the cap it still holds the lane.
             let cap = chrono::Duration::from_std(client.longest_ttl() + MAX_CLOCK_SKEW).unwrap();
             let now = crate::clock::now();
-            expiry_cap::seen_since(sha, now - cap + chrono::Duration::minutes(1));
+            client
+                .sightings
+                .expiry
+                .seen_since(sha, now - cap + chrono::Duration::minutes(1));
             assert!(
                 matches!(take(), Ok(Acquire::Unreadable { .. })),
                 "{planted}"
@@ -264,7 +272,10 @@ mod tests {
                 present(&bare, &planted),
                 "{planted} was removed before the cap"
             );
-            expiry_cap::seen_since(sha, now - cap - chrono::Duration::seconds(1));
+            client
+                .sightings
+                .expiry
+                .seen_since(sha, now - cap - chrono::Duration::seconds(1));
             let outcome = take();
             if planted == "refs/gstack" {
                 assert!(

@@ -12,7 +12,7 @@
 //! Berth judges a `.lock` file dead ([`judge`]) when its modification time is at least
 //! [`LEFTOVER_AGE`] in the past on the file system's clock, or when berth has seen that
 //! same file (device, inode, size, modification time) unchanged for [`LEFTOVER_AGE`] on
-//! `CLOCK_BOOTTIME`, which no clock step moves. One dated in the future (a clock stepped
+//! `CLOCK_BOOTTIME`, which no clock step moves, in any of its processes ([`leftover_seen`]). One dated in the future (a clock stepped
 //! back while a live `git` held it, a `touch -d`) is only seen, never old. The writer
 //! child removes the judged file only while holding the writers' lock and only if it is
 //! still that file. git makes only regular files there, so a directory, symlink or other
@@ -21,17 +21,17 @@
 //! read or lost. A child that cannot have the writers' lock writes without it and
 //! removes nothing, and berth names who holds it ([`super::flock_holder`]).
 
-use std::collections::HashMap;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{LazyLock, Mutex};
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
 use git2::Repository;
 use nix::libc;
 
+use super::leftover_seen;
 use crate::boot_clock::BootTime;
 
 /// The file berth's writers of a local origin's lock refs hold locked around each write,
@@ -48,13 +48,9 @@ pub const LEFTOVER_AGE: Duration = Duration::from_secs(10);
 pub static LEFTOVERS_REMOVED: LazyLock<prometheus_client::metrics::counter::Counter> =
     LazyLock::new(Default::default);
 
-/// The most `.lock` files berth remembers having seen; past it, it forgets them all (a
-/// leftover is then judged again from its next sighting).
-const MAX_SEEN: usize = 1024;
-
 /// A file as a stat shows it: the same values seen again mean nobody replaced or wrote it
 /// in between.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(super) struct FileId {
     /// The file type bits of `st_mode`: git makes only regular files at a `.lock`, so a
     /// directory, symlink or other node there was planted and is judged like a leftover.
@@ -120,6 +116,9 @@ impl FileId {
     }
 }
 
+/// The `.lock` files berth has seen ([`leftover_seen`]).
+pub(super) type LeftoverSightings = leftover_seen::LeftoverSightings<FileId>;
+
 /// What a writer of a local origin's lock ref needs before it starts ([`prepare`]).
 pub(super) struct Prepared {
     /// The origin's git dir, where a planted directory is set aside.
@@ -161,7 +160,11 @@ pub(super) enum Age {
 /// compare-and-swap. Only the clearing needs the writers' lock, so without it a leftover
 /// is left alone, as a live `git` writer's would be, and the log names the file and the
 /// fix.
-pub(super) fn prepare(origin: &Repository, ref_name: &str) -> Result<Prepared, git2::Error> {
+pub(super) fn prepare(
+    origin: &Repository,
+    ref_name: &str,
+    seen: &LeftoverSightings,
+) -> Result<Prepared, git2::Error> {
     let writers_lock = origin.path().join(WRITERS_LOCK);
     let paths = [
         ref_lock_path(origin, ref_name),
@@ -178,7 +181,7 @@ pub(super) fn prepare(origin: &Repository, ref_name: &str) -> Result<Prepared, g
         }
     };
     let locks = paths.map(|path| LockFile {
-        leftover: fs_now.and_then(|fs_now| judge(&path, fs_now, BootTime::now())),
+        leftover: fs_now.and_then(|fs_now| judge(&path, fs_now, BootTime::now(), seen)),
         path,
     });
     Ok(Prepared {
@@ -203,13 +206,16 @@ fn fs_now(writers: &File) -> io::Result<SystemTime> {
 }
 
 /// Whether the `.lock` file at `path` is a dead writer's ([`prepare`]): dated at least
-/// [`LEFTOVER_AGE`] before `fs_now`, or seen unchanged for [`LEFTOVER_AGE`] up to `now`.
-fn judge(path: &Path, fs_now: Option<SystemTime>, now: BootTime) -> Option<Judged> {
-    let mut seen = SEEN
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+/// [`LEFTOVER_AGE`] before `fs_now`, or seen unchanged ([`leftover_seen`]) for
+/// [`LEFTOVER_AGE`] up to `now`.
+fn judge(
+    path: &Path,
+    fs_now: Option<SystemTime>,
+    now: BootTime,
+    seen: &LeftoverSightings,
+) -> Option<Judged> {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
-        seen.remove(path);
+        leftover_seen::forget(seen, path);
         return None;
     };
     let file = FileId::of(&meta);
@@ -223,26 +229,12 @@ fn judge(path: &Path, fs_now: Option<SystemTime>, now: BootTime) -> Option<Judge
             reason: Age::Dated(dated),
         });
     }
-    let first = match seen.get(path) {
-        Some(&(same, first)) if same == file => first,
-        _ => {
-            if seen.len() >= MAX_SEEN {
-                seen.clear();
-            }
-            seen.insert(path.to_owned(), (file, now));
-            now
-        }
-    };
-    let unchanged = now.since(first);
+    let unchanged = leftover_seen::unchanged_for(seen, path, file, now);
     (unchanged >= LEFTOVER_AGE).then_some(Judged {
         file,
         reason: Age::Seen(unchanged),
     })
 }
-
-/// Each `.lock` file berth saw, as it was, and when first seen so.
-static SEEN: LazyLock<Mutex<HashMap<PathBuf, (FileId, BootTime)>>> =
-    LazyLock::new(Default::default);
 
 /// Opens (creating if needed) the writers' lock, which every user who writes the
 /// repository's lock refs shares: a group-shared repository's users, a service user and
@@ -351,7 +343,12 @@ mod tests {
             .unwrap()
             .set_str("core.sharedRepository", "group")
             .unwrap();
-        prepare(&origin, "refs/gstack/release-locks/a/main").unwrap();
+        prepare(
+            &origin,
+            "refs/gstack/release-locks/a/main",
+            &LeftoverSightings::in_memory(),
+        )
+        .unwrap();
         assert_eq!(writers_mode(&origin), 0o660);
         assert_eq!(shared_mode(&origin), Some(0o660));
         for (value, mode) in [("all", Some(0o664)), ("0640", Some(0o640)), ("umask", None)] {
@@ -384,11 +381,12 @@ mod tests {
         plant(&young, now - LEFTOVER_AGE / 2);
         plant(&old, now - 2 * LEFTOVER_AGE);
         let boot = BootTime::now();
-        assert!(judge(&young, Some(now), boot).is_none());
-        let judged = judge(&old, Some(now), boot).unwrap();
+        let seen = LeftoverSightings::in_memory();
+        assert!(judge(&young, Some(now), boot, &seen).is_none());
+        let judged = judge(&old, Some(now), boot, &seen).unwrap();
         assert!(matches!(judged.reason, Age::Dated(age) if age >= LEFTOVER_AGE));
         // Without the file system's clock, a date proves nothing.
-        assert!(judge(&old, None, boot).is_none());
+        assert!(judge(&old, None, boot, &seen).is_none());
     }
 
     /// A `.lock` file a year ahead (a clock stepped back while a live `git` held it, a
@@ -402,9 +400,10 @@ mod tests {
         plant(&path, SystemTime::now() + year);
         let first = BootTime::now();
         let fs_now = Some(SystemTime::now());
-        assert!(judge(&path, fs_now, first).is_none());
-        assert!(judge(&path, fs_now, first.after(LEFTOVER_AGE / 2)).is_none());
-        let judged = judge(&path, fs_now, first.after(LEFTOVER_AGE)).unwrap();
+        let seen = LeftoverSightings::in_memory();
+        assert!(judge(&path, fs_now, first, &seen).is_none());
+        assert!(judge(&path, fs_now, first.after(LEFTOVER_AGE / 2), &seen).is_none());
+        let judged = judge(&path, fs_now, first.after(LEFTOVER_AGE), &seen).unwrap();
         assert_eq!(judged.reason, Age::Seen(LEFTOVER_AGE));
         std::fs::write(&path, "changed").unwrap();
         File::options()
@@ -415,9 +414,9 @@ mod tests {
             .unwrap();
         let later = first.after(2 * LEFTOVER_AGE);
         assert!(
-            judge(&path, fs_now, later).is_none(),
+            judge(&path, fs_now, later, &seen).is_none(),
             "a changed file kept its age"
         );
-        assert!(judge(&path, fs_now, later.after(LEFTOVER_AGE)).is_some());
+        assert!(judge(&path, fs_now, later.after(LEFTOVER_AGE), &seen).is_some());
     }
 }

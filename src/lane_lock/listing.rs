@@ -62,9 +62,12 @@ impl LockClient {
                     lock,
                     sha,
                     &ref_name,
-                    self.longest_ttl(),
-                    now,
-                    expiry_cap::Look::List,
+                    expiry_cap::Seen {
+                        sightings: &self.sightings.expiry,
+                        longest_ttl: self.longest_ttl(),
+                        now,
+                        look: expiry_cap::Look::List,
+                    },
                 )
             });
             let state = match read {

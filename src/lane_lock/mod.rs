@@ -44,12 +44,14 @@ mod heartbeat;
 mod held;
 mod in_the_way;
 mod leftover;
+mod leftover_seen;
 mod listing;
 mod payload;
 mod ref_writer;
 mod refresh;
 mod release;
 mod scratch_pool;
+mod sightings;
 mod standing;
 pub mod survey;
 mod transport;
@@ -79,7 +81,7 @@ pub use leftover::{LEFTOVER_AGE, LEFTOVERS_REMOVED};
 pub use payload::{LOCK_SUBJECT, LockPayload};
 use standing::holder_gone;
 
-use cas::{Expect, WriteHook, compare_and_swap};
+use cas::{Expect, WriteContext, WriteHook, compare_and_swap};
 use payload::{PayloadError, ReadLock, lock_message, read_lock};
 use scratch_pool::{Pooled, ScratchPool};
 use transport::{PushOutcome, Scratch, fetch, redact_url};
@@ -224,6 +226,35 @@ pub struct LockClient {
     mine: Mutex<HashSet<Oid>>,
     /// Scratch repositories reused between operations.
     pool: ScratchPool,
+    /// What this berth dir's processes have seen, kept beside the scratch dir.
+    sightings: LockSightings,
+}
+
+/// The sightings a lock client keeps in its berth dir ([`sightings`]).
+struct LockSightings {
+    expiry: expiry_cap::ExpirySightings,
+    leftovers: leftover::LeftoverSightings,
+}
+
+/// The file, beside a client's scratch dir, keeping the first sightings of far-future locks.
+pub const EXPIRY_SIGHTINGS_FILE: &str = "lock-expiry-sightings.json";
+/// The file, beside a client's scratch dir, keeping the sightings of ref `.lock` files.
+pub const LEFTOVER_SIGHTINGS_FILE: &str = "ref-lock-sightings.json";
+
+impl std::fmt::Debug for LockSightings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockSightings").finish_non_exhaustive()
+    }
+}
+
+impl LockSightings {
+    fn beside(scratch_dir: &Path) -> LockSightings {
+        let dir = scratch_dir.parent().unwrap_or(Path::new("."));
+        LockSightings {
+            expiry: expiry_cap::ExpirySightings::at(dir.join(EXPIRY_SIGHTINGS_FILE)),
+            leftovers: leftover::LeftoverSightings::at(dir.join(LEFTOVER_SIGHTINGS_FILE)),
+        }
+    }
 }
 
 /// Per-operation context for error messages.
@@ -299,6 +330,7 @@ impl LockClient {
             hook: WriteHook::default(),
             mine: Mutex::default(),
             pool: ScratchPool::default(),
+            sightings: LockSightings::beside(scratch_dir),
         };
         client.sweep_leftovers();
         Ok(client)
@@ -362,7 +394,10 @@ impl LockClient {
             write,
             expect,
             new,
-            &self.hook,
+            WriteContext {
+                hook: &self.hook,
+                seen: &self.sightings.leftovers,
+            },
         );
         let applied = matches!(outcome, Ok(PushOutcome::Applied));
         let mut mine = self.mine();

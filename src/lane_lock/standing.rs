@@ -35,9 +35,12 @@ impl LockClient {
             lock,
             sha,
             ref_name,
-            self.longest_ttl(),
-            clock::now(),
-            expiry_cap::Look::Take,
+            expiry_cap::Seen {
+                sightings: &self.sightings.expiry,
+                longest_ttl: self.longest_ttl(),
+                now: clock::now(),
+                look: expiry_cap::Look::Take,
+            },
         );
         let gone = holder_gone_and_stopped(&lock);
         match gone {

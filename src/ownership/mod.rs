@@ -15,10 +15,10 @@
 //!   run, and a dead daemon whose lock is still held by the guards of its steps (they
 //!   release it once those steps' process groups are dead).
 //!
-//! Stamps of other machines (another host, boot or pid namespace; gstack's owner ids) are
-//! unknown too. Only "gone" puts a record back at once. Whatever the stamp says, a record
-//! nobody has written for the lock TTL is stranded: a live berth touches its landings
-//! every `heartbeat_secs`, so an untouched one is wedged or planted.
+//! Stamps of other machines (another host, boot, pid or mount namespace, root directory;
+//! gstack's owner ids) are unknown too. Only "gone" puts a record back at once. Whatever
+//! the stamp says, a record nobody has written for the lock TTL is stranded: a live berth
+//! touches its landings every `heartbeat_secs`, so an untouched one is wedged or planted.
 
 mod stamp;
 
@@ -59,7 +59,7 @@ pub fn owner_state(text: &str) -> Owner {
         return Owner::Unknown("not a berth owner stamp".into());
     };
     if stamp.machine != machine() {
-        return Owner::Unknown("stamped on another machine, boot or pid namespace".into());
+        return Owner::Unknown("stamped on another machine or boot, in another pid or mount namespace or under another root directory, or by an older berth".into());
     }
     let pid_gone = match crate::process_probe::probe(stamp.pid) {
         Seen::Gone => Some(format!("owner {text} is no longer running")),

@@ -4,6 +4,7 @@
 //! `daemon.lock` the daemon holds for its whole life ([`crate::instance`]). Stamps written
 //! before the lock was named (`<machine>:<pid>:<start>`) still parse, without one.
 
+use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 
 /// A parsed owner stamp.
@@ -55,9 +56,14 @@ pub fn this_process() -> String {
     }
 }
 
-/// This machine as an owner stamp names it: `<hostname>~<boot id, 8 hex>~<pid namespace>`.
-/// Only a stamp with exactly this prefix is checked against `/proc`; any other (another
-/// machine, an older boot, another pid namespace, gstack's owner ids) is judged by age.
+/// This machine as an owner stamp names it:
+/// `<hostname>~<boot id, 8 hex>~<pid namespace>~<mount namespace>.<root dev>.<root inode>`.
+/// Only a stamp with exactly this prefix is checked against `/proc` and the instance lock it
+/// names; any other (another machine, an older boot, another pid namespace, gstack's owner
+/// ids) is judged by age. The instance lock is named by its path, and a path is resolved by
+/// the mount namespace and root directory of whoever opens it (systemd's `PrivateTmp=` and
+/// `ProtectHome=`, a container sharing the host's pid namespace, a `chroot`): a process that
+/// resolves paths otherwise would probe a file that is not the owner's, so it cannot judge.
 pub fn machine() -> String {
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|id| {
@@ -68,15 +74,32 @@ pub fn machine() -> String {
                 .collect::<String>()
         })
         .unwrap_or_default();
-    let pid_ns = std::fs::read_link("/proc/self/ns/pid")
+    let root = std::fs::metadata("/")
+        .map(|root| format!("{}.{}", root.dev(), root.ino()))
+        .unwrap_or_default();
+    format!(
+        "{}~{boot}~{}~{}.{root}",
+        host_name(),
+        namespace("pid"),
+        namespace("mnt")
+    )
+}
+
+/// The inode of this process's namespace of `kind` (`/proc/self/ns/<kind>`), empty when it
+/// cannot be read.
+fn namespace(kind: &str) -> String {
+    std::fs::read_link(format!("/proc/self/ns/{kind}"))
         .ok()
         .and_then(|link| {
             let link = link.to_string_lossy().into_owned();
-            let inode = link.strip_prefix("pid:[")?.strip_suffix(']')?.to_owned();
+            let inode = link
+                .strip_prefix(kind)?
+                .strip_prefix(":[")?
+                .strip_suffix(']')?
+                .to_owned();
             Some(inode)
         })
-        .unwrap_or_default();
-    format!("{}~{boot}~{pid_ns}", host_name())
+        .unwrap_or_default()
 }
 
 pub(super) fn host_name() -> String {

@@ -247,14 +247,7 @@ fn a_pass_over_many_unchanged_runs_costs_about_a_stat_per_run() {
 /// resident after one pass (five 4 MiB files would keep ~2.2 GiB).
 #[test]
 fn parsed_state_files_kept_between_passes_stay_within_the_documented_memory_bound() {
-    let rss_kib = || -> u64 {
-        fs::read_to_string("/proc/self/status")
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
-    };
+    let rss_kib = || status_kib("VmRSS:");
     let state = StateDir::new();
     let body = format!(
         "{{\"slug\": \"w\", \"x\": [{}[0]]}}",
@@ -277,5 +270,146 @@ fn parsed_state_files_kept_between_passes_stay_within_the_documented_memory_boun
     assert!(
         kept_mib < 512,
         "{kept_mib} MiB stay resident after one pass over six 1 MiB state files"
+    );
+}
+
+/// A field of `/proc/self/status` in KiB (`VmRSS:`, `VmHWM:`).
+fn status_kib(field: &str) -> u64 {
+    fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Whether this is the process the calling test's body runs in: the test binary is run
+/// again filtered to `test` (its full path), so that the RSS and peak it measures are its
+/// own, not those of the tests running beside it. The first process waits for that one
+/// and fails with it.
+fn in_own_process(test: &str) -> bool {
+    const CHILD: &str = "BERTH_TEST_OWN_PROCESS";
+    if std::env::var_os(CHILD).is_some() {
+        return true;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
+}
+
+/// Gives back to the system what the allocator merely kept for reuse, so that RSS counts
+/// live memory, and restarts the peak (`VmHWM`) from here.
+fn trim_and_reset_peak() {
+    // SAFETY: malloc_trim only walks glibc's own arenas under their locks.
+    unsafe { nix::libc::malloc_trim(0) };
+    fs::write("/proc/self/clear_refs", "5").unwrap();
+}
+
+/// The state cache keeps parsed states within 448 MiB by an estimate of their heap that is
+/// an upper bound of what they hold: states of `{"a":{}}` items (an object per item, the
+/// shape an older estimate under-counted ~1.8×) kept hold no more than their estimate, and
+/// a 4 MiB `[0],[0],…` state loaded next is refused part way through its parse (past what
+/// one state's parse may hold), the cache and that parse together staying under 1 GiB.
+#[test]
+fn the_state_cache_holds_no_more_than_its_estimate_and_one_more_parse_stays_under_1_gib() {
+    if !in_own_process(
+        "fault_watch_cost::the_state_cache_holds_no_more_than_its_estimate_and_one_more_parse_stays_under_1_gib",
+    ) {
+        return;
+    }
+    use berth::faults::state_file::{MAX_STATE_BYTES, STATE_CACHE_BUDGET, StateCache};
+    let dir = tempfile::tempdir().unwrap();
+    let unit = "{\"a\":{}},";
+    let mut paths = Vec::new();
+    for (n, bytes) in [4_100_000, 4_100_000, 4_100_000, 1_800_000]
+        .into_iter()
+        .enumerate()
+    {
+        let path = dir.path().join(format!("a{n}.json"));
+        let body = format!(
+            "{{\"slug\": \"a\", \"x\": [{}0]}}",
+            unit.repeat(bytes / unit.len())
+        );
+        assert!(body.len() as u64 <= MAX_STATE_BYTES);
+        fs::write(&path, body).unwrap();
+        paths.push(path);
+    }
+    let worst = dir.path().join("z.json");
+    let body = format!(
+        "{{\"slug\": \"z\", \"x\": [{}[0]]}}",
+        "[0],".repeat(1_040_000)
+    );
+    assert!(body.len() as u64 <= MAX_STATE_BYTES);
+    fs::write(&worst, body).unwrap();
+    let cache = StateCache::default();
+    trim_and_reset_peak();
+    let before = status_kib("VmRSS:");
+    for path in &paths {
+        assert!(cache.load(path).state.is_ok(), "{}", path.display());
+    }
+    let estimate = cache.kept_bytes();
+    trim_and_reset_peak();
+    let kept_mib = status_kib("VmRSS:").saturating_sub(before) / 1024;
+    let refused = cache.load(&worst).state.is_err();
+    let peak_mib = status_kib("VmHWM:").saturating_sub(before) / 1024;
+    assert!(
+        estimate <= STATE_CACHE_BUDGET,
+        "{} MiB kept",
+        estimate >> 20
+    );
+    assert!(refused, "a 4 MiB [0],[0],... state was parsed whole");
+    assert!(
+        kept_mib <= (estimate >> 20) as u64 && kept_mib <= 448 && peak_mib < 1024,
+        "states estimated at {} MiB (kept) hold {kept_mib} MiB resident (bound: the estimate, 448 MiB); with a 4 MiB [0],[0],... state loaded next the cache peaked at {peak_mib} MiB (bound 1 GiB)",
+        estimate >> 20
+    );
+}
+
+/// The review report beside the state files (`plan-review-report.json`, whoever writes the
+/// build-state dir writes it) is read up to the faults dir's 8 MiB JSON cap: of
+/// `[0],[0],...` it would hold ~100× that parsed, then copied into the rules' input. Its
+/// parse is refused part way (reported with the run's detector errors, naming the file),
+/// and one fault-watch pass over one small run stays well under 1 GiB.
+#[test]
+fn an_8_mib_review_report_is_refused_part_way_and_a_pass_stays_under_1_gib() {
+    if !in_own_process(
+        "fault_watch_cost::an_8_mib_review_report_is_refused_part_way_and_a_pass_stays_under_1_gib",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("build-state");
+    fs::create_dir_all(&state_dir).unwrap();
+    fs::write(state_dir.join("run.json"), r#"{"slug": "run"}"#).unwrap();
+    let report = format!("{{\"x\": [{}[0]]}}", "[0],".repeat(2_090_000));
+    assert!(report.len() as u64 <= berth::faults::json_file::MAX_JSON_BYTES);
+    fs::write(state_dir.join("plan-review-report.json"), report).unwrap();
+    let halts = HaltStore::new(dir.path().join("skill-faults"));
+    let rules = Rules::embedded().unwrap();
+    let set = rules.current();
+    let learned = LearnedSet::default();
+    trim_and_reset_peak();
+    let before = status_kib("VmRSS:");
+    let pass = watch_runs(&set, &state_dir, &halts, &learned);
+    let peak_mib = status_kib("VmHWM:").saturating_sub(before) / 1024;
+    assert_eq!(pass.runs, 1, "{pass:?}");
+    assert!(
+        pass.problems
+            .iter()
+            .any(|p| p.contains("plan-review-report.json") && p.contains("would hold more than")),
+        "the refused report is not reported: {pass:?}"
+    );
+    assert!(
+        peak_mib < 1024,
+        "one pass over one run of 15 bytes and an 8 MiB review report peaked at {peak_mib} MiB"
     );
 }

@@ -4,7 +4,7 @@
 //! that used it up, files it as a queue fault, and keeps landing.
 
 use std::fs;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -143,4 +143,86 @@ fn learned_state_jsonpath_patterns_share_the_one_second_tick_budget() {
         .expect("the path patterns used up the tick's learned budget, and the report says so");
     assert_eq!(exhausted.category, "SLOW_PATH");
     assert!(exhausted.skipped >= 1, "{exhausted:?}");
+}
+
+/// Whoever can write the faults dir holds `learned-patterns.json.lock` (gstack's pid lock,
+/// naming a live pid: its own) and adds a run whose state a learned pattern matches. The
+/// fault watch runs inside the tick: counting the new fault's hit tries the lock without
+/// waiting, so a record written meanwhile is still claimed within a second of its write,
+/// and the hit, kept, is written once the lock is free.
+#[test]
+fn a_held_learned_patterns_lock_does_not_stall_the_tick_and_its_hits_are_counted_later() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let config = world.git_forge_config("poll_secs = 1\n");
+    let faults = world.home.join(".gstack/skill-faults");
+    fs::create_dir_all(&faults).unwrap();
+    let pattern = json!({"category": "HOSTILE_HIT", "severity": "MEDIUM", "description": "x",
+                         "matcherKind": "stdout_regex", "pattern": "BOOM"});
+    fs::write(
+        faults.join("learned-patterns.json"),
+        json!([pattern]).to_string(),
+    )
+    .unwrap();
+    let berth_dir = world.berth_state();
+    let daemon = world.spawn_berth(
+        &crate::support::serving_metrics_args(&config),
+        &berth_dir,
+        &[],
+    );
+    let log = || fs::read_to_string(berth_dir.with_extension("log")).unwrap_or_default();
+    let ticks = || sample(&scrape(&served_addr(&world)?), "berth_ticks_total");
+    assert!(
+        world.wait_for(Duration::from_secs(60), || ticks()
+            .is_some_and(|n| n >= 3.0)),
+        "three ticks never finished: {}",
+        log()
+    );
+    // The hostile writer: the lock, held by a live pid (this test's), and a new run.
+    fs::write(
+        faults.join("learned-patterns.json.lock"),
+        std::process::id().to_string(),
+    )
+    .unwrap();
+    let stdout = world.root.join("hostile-run.log");
+    fs::write(&stdout, "BOOM\n").unwrap();
+    let build_state = world.home.join(".gstack/build-state");
+    fs::write(
+        build_state.join("hostile-run.json"),
+        json!({"slug": "hostile-run", "stdoutLog": stdout}).to_string(),
+    )
+    .unwrap();
+    // A poll tick (1 s) picks the run up and waits for the lock.
+    std::thread::sleep(Duration::from_millis(1500));
+    let written = Instant::now();
+    let id = lane.queue(1, "main");
+    let claimed = world.wait_for(Duration::from_secs(20), || {
+        world.read_record(&id)["status"] != "queued"
+    });
+    let took = written.elapsed();
+    let counted = world.wait_for(Duration::from_secs(20), || {
+        log().contains("learned-pattern hits not counted")
+    });
+    let patterns = faults.join("learned-patterns.json");
+    let hit_count = || {
+        serde_json::from_str::<serde_json::Value>(&fs::read_to_string(&patterns).unwrap()).unwrap()
+            [0]["hitCount"]
+            .as_u64()
+    };
+    let uncounted_while_held = hit_count().is_none();
+    fs::remove_file(faults.join("learned-patterns.json.lock")).unwrap();
+    let counted_later = world.wait_for(Duration::from_secs(20), || hit_count() == Some(1));
+    stop(daemon);
+    assert!(claimed, "never claimed: {}", log());
+    assert!(counted, "the held lock was never tried: {}", log());
+    assert!(
+        uncounted_while_held,
+        "a hit was written under another's lock"
+    );
+    assert!(counted_later, "the kept hit was never written: {}", log());
+    assert!(
+        took < Duration::from_secs(1),
+        "a record written while the learned-patterns lock was held was claimed {} ms after its write (1 s bound)",
+        took.as_millis()
+    );
 }

@@ -294,3 +294,134 @@ fn a_landing_longer_than_the_ttl_is_not_reclaimed_by_another_daemon() {
     assert_eq!(world.ledger(), [25]);
     assert!(!logs.contains("reclaimed stranded record"), "{logs}");
 }
+
+/// The instance lock a stamp names is a *path*, which each mount namespace resolves on its
+/// own (systemd's `PrivateTmp=`/`ProtectHome=`/`TemporaryFileSystem=`, containers run with
+/// the host's pid namespace and network). Daemon A runs in a mount namespace of its own
+/// whose berth dir sits at the same path as daemon B's on the host, with the same hostname,
+/// boot and pid namespace. Probing that path, B would find its own held instance lock
+/// ("held by another daemon"), judge the live A gone, kill A's running step by its mark and
+/// take A's live lane lock over. A's stamp names its mount namespace and root, so B cannot
+/// judge A: unknown, and the lock's TTL decides. Needs root (unshare).
+#[test]
+fn a_live_daemon_in_another_mount_namespace_keeps_its_step_and_its_lane() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: a mount namespace needs root");
+        return;
+    }
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let _id_a = lane.queue(71, "main");
+    let (queue_b, id_b) = lane.queue_for_second_daemon(72);
+    let step_pid = world.root.join("step-a.pid");
+    let config = |name: &str, script: &str| {
+        let path = world.root.join(name);
+        fs::write(
+            &path,
+            format!(
+                "forge = \"git\"\npoll_secs = 1\nlock_ttl_secs = 120\nheartbeat_secs = 5\nland_command = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{branch}}\", \"{{base}}\", \"{{pr}}\"]\n"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let config_a = config(
+        "a.toml",
+        &format!("echo $$ > {}; sleep 300", step_pid.display()),
+    );
+    let lands = format!(
+        "exec {land} \"$1\" \"$2\" {ledger} \"$3\"",
+        land = world.land_script().display(),
+        ledger = world.root.join("ledger").display(),
+    );
+    let config_b = config("b.toml", &lands);
+    // One path, two files: A's berth dir on a tmpfs only A's namespace sees.
+    let shared_path = world.root.join("ns");
+    fs::create_dir_all(&shared_path).unwrap();
+    let berth_dir = shared_path.join("state");
+    let template = world.berth_std();
+    let mut a = std::process::Command::new("unshare");
+    a.args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg("mount -t tmpfs tmpfs \"$0\" && exec \"$@\"")
+        .arg(&shared_path)
+        .arg(template.get_program())
+        .args(["run", "--watch", "--config", config_a.to_str().unwrap()])
+        .current_dir(template.get_current_dir().unwrap());
+    for (key, value) in template.get_envs() {
+        match value {
+            Some(value) => a.env(key, value),
+            None => a.env_remove(key),
+        };
+    }
+    a.env("BERTH_DIR", &berth_dir)
+        .env("GIT_AUTHOR_NAME", "berth test")
+        .env("GIT_AUTHOR_EMAIL", "test@berth.invalid")
+        .env("GIT_COMMITTER_NAME", "berth test")
+        .env("GIT_COMMITTER_EMAIL", "test@berth.invalid")
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(world.root.join("a.log")).unwrap());
+    let mut daemon_a = a.spawn().unwrap();
+    let began = world.wait_for(Duration::from_secs(90), || {
+        fs::read_to_string(&step_pid).is_ok_and(|pid| pid.trim().parse::<i32>().is_ok())
+    });
+    if !began {
+        let _ = daemon_a.kill();
+        let _ = daemon_a.wait();
+        panic!(
+            "A's step never started:\n{}",
+            fs::read_to_string(world.root.join("a.log")).unwrap_or_default()
+        );
+    }
+    let step: i32 = fs::read_to_string(&step_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
+    let args_b = ["run", "--watch", "--config", config_b.to_str().unwrap()];
+    let mut daemon_b = world.spawn_berth(
+        &args_b,
+        &berth_dir,
+        &[("BERTH_QUEUE_DIR", queue_b.as_path())],
+    );
+    let log_b = berth_dir.with_extension("log");
+    let skips = || {
+        fs::read_to_string(&log_b)
+            .unwrap_or_default()
+            .matches("lane skipped")
+            .count()
+    };
+    let landed_b = || world.read_record_in(&queue_b, &id_b)["status"] == "landed";
+    world.wait_for(Duration::from_secs(60), || landed_b() || skips() >= 5);
+    let b_landed = landed_b();
+    let step_alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(step), None).is_ok();
+    let said_b = fs::read_to_string(&log_b).unwrap_or_default();
+    for daemon in [&mut daemon_a, &mut daemon_b] {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(daemon.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    for daemon in [&mut daemon_a, &mut daemon_b] {
+        if !world.wait_for(Duration::from_secs(20), || {
+            matches!(daemon.try_wait(), Ok(Some(_)))
+        }) {
+            let _ = daemon.kill();
+        }
+        let _ = daemon.wait();
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(step),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    assert!(
+        !b_landed && step_alive,
+        "B landed: {b_landed}, A's live step killed: {}; B said:\n{}",
+        !step_alive,
+        said_b
+            .lines()
+            .filter(|l| l.contains("gone") || l.contains("taking over") || l.contains("killed"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}

@@ -43,6 +43,7 @@ mod lock_cas;
 mod lock_cli;
 mod lock_in_the_way;
 mod lock_model;
+mod lock_sightings;
 mod module_cycles;
 mod module_size;
 mod queue_cli;

@@ -21,7 +21,7 @@ pub fn run(
     repos: &BTreeMap<String, LiveRepo>,
     cancel: &CancellationToken,
 ) -> usize {
-    let every = Duration::from_secs(shared.config.poll_secs.max(1));
+    let every = Duration::from_secs(shared.config().poll_secs.max(1));
     let mut added = 0;
     for (identity, live) in repos {
         if cancel.is_cancelled() {

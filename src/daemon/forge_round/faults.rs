@@ -20,7 +20,7 @@ use crate::daemon::{Shared, stranded};
 /// Lists what the detectors need of each repo with a live record (the states of queued
 /// PRs discovery did not list, the lane locks), then runs them if anything changed.
 pub fn run(shared: &Shared, poll: &PollPlan, cancel: &CancellationToken) {
-    let every = Duration::from_secs(shared.config.reconcile_every_secs.max(1));
+    let every = Duration::from_secs(shared.config().reconcile_every_secs.max(1));
     let mut repo_facts: Vec<RepoFacts> = Vec::new();
     for (identity, live) in poll.repos.iter().filter(|(_, l)| !l.records.is_empty()) {
         if cancel.is_cancelled() {
@@ -59,7 +59,7 @@ pub fn run(shared: &Shared, poll: &PollPlan, cancel: &CancellationToken) {
 /// them on the view's lock), unless nothing they see changed since their last run.
 fn detect(shared: &Shared, poll: &PollPlan, repo_facts: &[RepoFacts]) {
     let generation = shared.crew.records.view().generation();
-    let fallbacks = shared.decisions.fallbacks().active();
+    let fallbacks = shared.decisions().fallbacks().active();
     let seen = (
         generation,
         shared.memory().generation(),
@@ -83,7 +83,7 @@ fn detect(shared: &Shared, poll: &PollPlan, repo_facts: &[RepoFacts]) {
         records: &records,
         unreadable: &unreadable,
         stranded: &|stored| {
-            stranded::stranded_reason(&shared.crew, shared.config.lock_ttl(), stored, now)
+            stranded::stranded_reason(&shared.crew, shared.config().lock_ttl(), stored, now)
         },
         repos: repo_facts,
         rule_fallbacks: &fallbacks,
@@ -92,7 +92,7 @@ fn detect(shared: &Shared, poll: &PollPlan, repo_facts: &[RepoFacts]) {
     // Counted by tests: how often the queue detectors run, and over how many records.
     tracing::debug!(live = records.len(), "queue detectors run");
     let report =
-        crate::faults::watch::tick_queue(&shared.fault_dirs(), &shared.rules.current(), &facts);
+        crate::faults::watch::tick_queue(&shared.fault_dirs(), &shared.rules().current(), &facts);
     shared
         .crew
         .telemetry

@@ -63,7 +63,7 @@ pub fn plan(
 
 /// Asks each repo's shared listing and writes what it says; how many records changed.
 pub fn run(shared: &Shared, due: &[Due], cancel: &CancellationToken) -> usize {
-    let every = Duration::from_secs(shared.config.reconcile_every_secs.max(1));
+    let every = Duration::from_secs(shared.config().reconcile_every_secs.max(1));
     let mut changed = 0;
     for Due { repo, records } in due {
         if cancel.is_cancelled() {

@@ -95,9 +95,9 @@ pub fn prepare(shared: &Shared, wake: Wake, refresh: &Refresh, free: Free) -> Pr
     crate::rules::output::next_tick();
     // A rule fallback not seen again during this tick and the next stops being listed.
     shared
-        .decisions
+        .decisions()
         .fallbacks()
-        .next_tick(shared.rules.current().hash());
+        .next_tick(shared.rules().current().hash());
     let (report, gates) = (&mut prepared.report, &mut prepared.gates);
     let mut memory = shared.memory();
     let now = crate::clock::now();
@@ -116,7 +116,7 @@ pub fn prepare(shared: &Shared, wake: Wake, refresh: &Refresh, free: Free) -> Pr
     repos::forget_gone_refusals(shared, &mut memory);
     drop(memory);
     report.gate_blocked = gate_queued(shared, gates);
-    let runs = crate::faults::watch::tick_runs(&shared.fault_dirs(), &shared.rules.current());
+    let runs = crate::faults::watch::tick_runs(&shared.fault_dirs(), &shared.rules().current());
     shared.crew.telemetry.halts_withheld("runs", runs.withheld);
     if let Some(repos) = repos {
         prepared.rounds.push(Round::Poll(PollPlan {

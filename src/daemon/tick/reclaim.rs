@@ -9,7 +9,7 @@ use crate::daemon::{Shared, stranded};
 /// changed since it was judged (its owner touched it: not stranded after all).
 pub fn reclaim(shared: &Shared, stored: &StoredRecord, now: chrono::DateTime<chrono::Utc>) -> bool {
     let Some(reason) =
-        stranded::stranded_reason(&shared.crew, shared.config.lock_ttl(), stored, now)
+        stranded::stranded_reason(&shared.crew, shared.config().lock_ttl(), stored, now)
     else {
         return false;
     };

@@ -25,7 +25,7 @@ impl Work {
         memory: &mut TickMemory,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Work {
-        let every = shared.config.reconcile_every_secs as i64;
+        let every = shared.config().reconcile_every_secs as i64;
         let view = shared.crew.records.view();
         let mut work = Work::default();
         for stored in view.live() {

@@ -1,14 +1,16 @@
 //! Hits counted back into a pattern file, and the file's whole-array rewrite, under the
 //! patterns' lock.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::super::fault::kind_of;
 use super::super::json_file;
-use super::super::pid_lock::PidLock;
+use super::super::pid_lock::{self, PidLock};
 use super::{LearnedError, lock_path};
 use crate::atomic_file;
 
@@ -29,7 +31,70 @@ pub fn record_hits_of_calls<S: AsRef<str>>(
     path: &Path,
     calls: &[Vec<S>],
 ) -> Result<(), LearnedError> {
-    if calls.iter().all(Vec::is_empty)
+    let mut counts = HitCounts::default();
+    counts.add_calls(calls);
+    write_counts(path, &counts, pid_lock::WAIT)
+}
+
+/// Hits per category: what one or more detector calls add to each entry of that category.
+/// Kept by the fault watch while the file's lock is held by someone else, so it holds at
+/// most [`MAX_PENDING_CATEGORIES`] categories.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct HitCounts {
+    counts: BTreeMap<String, u64>,
+    /// Hits of categories past [`MAX_PENDING_CATEGORIES`], not kept.
+    dropped: u64,
+}
+
+/// Categories whose hits wait for the patterns' lock; a category past it loses its hits
+/// (counted in [`HitCounts::dropped`]). Categories are those of faults raised, a few dozen
+/// built in plus the learned ones: far fewer in practice.
+pub const MAX_PENDING_CATEGORIES: usize = 1024;
+
+impl HitCounts {
+    /// One hit per call to each category it names (once, however often it names it).
+    pub fn add_calls<S: AsRef<str>>(&mut self, calls: &[Vec<S>]) {
+        for fired in calls {
+            let fired: BTreeSet<&str> = fired.iter().map(AsRef::as_ref).collect();
+            for category in fired {
+                self.add(category, 1);
+            }
+        }
+    }
+
+    fn add(&mut self, category: &str, hits: u64) {
+        if let Some(count) = self.counts.get_mut(category) {
+            *count = count.saturating_add(hits);
+        } else if self.counts.len() < MAX_PENDING_CATEGORIES {
+            self.counts.insert(category.to_owned(), hits);
+        } else {
+            self.dropped = self.dropped.saturating_add(hits);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// The hits not kept because the category bound was reached, since the last call.
+    pub fn take_dropped(&mut self) -> u64 {
+        std::mem::take(&mut self.dropped)
+    }
+
+    /// How many hits are kept, over all categories.
+    pub fn total(&self) -> u64 {
+        self.counts
+            .values()
+            .fold(0, |sum, n| sum.saturating_add(*n))
+    }
+}
+
+/// Adds `counts` to the entries of the pattern file at `path` (gstack's `persistHitCounts`,
+/// see [`record_hits`]), waiting up to `wait` for the file's lock (a stale lock is broken
+/// at once whatever `wait` is). Nothing happens when nothing was hit or the file does not
+/// exist.
+pub fn write_counts(path: &Path, counts: &HitCounts, wait: Duration) -> Result<(), LearnedError> {
+    if counts.is_empty()
         || json_file::open_regular(path, json_file::MAX_JSON_BYTES)
             .map_err(|e| LearnedError::Load {
                 path: path.to_owned(),
@@ -39,7 +104,7 @@ pub fn record_hits_of_calls<S: AsRef<str>>(
     {
         return Ok(());
     }
-    let _lock = PidLock::acquire_default(&lock_path(path))?;
+    let _lock = PidLock::acquire(&lock_path(path), pid_lock::STALE_AFTER, wait)?;
     let mut entries = read_array(path)?;
     let now = crate::clock::now_iso();
     let mut bumped = false;
@@ -51,13 +116,9 @@ pub fn record_hits_of_calls<S: AsRef<str>>(
             tracing::warn!(file = %path.display(), "learned-patterns.json entry {index} missing category; its hits are not counted");
             continue;
         };
-        let hits = calls
-            .iter()
-            .filter(|fired| fired.iter().any(|c| c.as_ref() == category))
-            .count() as u64;
-        if hits == 0 {
+        let Some(&hits) = counts.counts.get(category) else {
             continue;
-        }
+        };
         let count = match map.get("hitCount") {
             Some(Value::Number(n)) => n
                 .as_u64()

@@ -32,8 +32,8 @@ use crate::rules::spec::Invalid;
 mod hits;
 mod source;
 
-pub(crate) use hits::{read_array, write_array};
-pub use hits::{record_hits, record_hits_of_calls};
+pub use hits::{HitCounts, MAX_PENDING_CATEGORIES, record_hits, record_hits_of_calls};
+pub(crate) use hits::{read_array, write_array, write_counts};
 pub use source::LearnedSource;
 
 /// The prefix of every learned fault's description.

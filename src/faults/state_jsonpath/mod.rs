@@ -19,7 +19,7 @@
 //! `constructor`, `__proto__`, `toString`, `hasOwnProperty`, ... — is refused (matches
 //! nothing): they resolve to functions in JavaScript, which no pattern means to match.
 
-mod footprint;
+pub(crate) mod footprint;
 mod tree;
 
 use std::borrow::Cow;
@@ -86,8 +86,15 @@ pub struct Document {
 
 impl Document {
     pub fn new(value: Value) -> Document {
+        let bytes = footprint::heap_bytes(&value);
+        Document::counted(value, bytes)
+    }
+
+    /// [`Document::new`] for a value whose heap is known: `value_bytes`, as counted by the
+    /// parse that built it ([`crate::faults::parse_budget`]).
+    pub fn counted(value: Value, value_bytes: usize) -> Document {
         let tree = Tree::build(&value);
-        let heap_bytes = footprint::heap_bytes(&value).saturating_add(tree.heap_bytes());
+        let heap_bytes = value_bytes.saturating_add(tree.heap_bytes());
         Document {
             value,
             tree,
@@ -95,7 +102,8 @@ impl Document {
         }
     }
 
-    /// An estimate of what the document keeps on the heap, the value and its compact form.
+    /// What the document keeps on the heap, the value and its compact form: an upper bound
+    /// of the blocks glibc hands out for them.
     pub fn heap_bytes(&self) -> usize {
         self.heap_bytes
     }

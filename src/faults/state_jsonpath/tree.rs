@@ -117,13 +117,27 @@ enum Check<'p> {
 }
 
 impl Tree {
-    /// What the compact form keeps on the heap, roughly (tables count their capacity).
+    /// What the compact form keeps on the heap, as allocated (see [`super::footprint`]).
     pub(super) fn heap_bytes(&self) -> usize {
+        use super::footprint::{block, table_bytes};
         use std::mem::size_of;
-        let wide = self.wide_members.capacity() * (size_of::<((NodeId, Symbol), u32)>() + 1);
-        let symbols: usize = self.symbols.keys().map(|k| k.len()).sum::<usize>()
-            + self.symbols.capacity() * (size_of::<(Box<str>, Symbol)>() + 1);
-        self.nodes.capacity() * size_of::<Node>() + wide + symbols + self.text.capacity()
+        // A table's buckets from its capacity (hashbrown keeps 1/8 of them empty, or one
+        // below 8 buckets).
+        let table = |capacity: usize, size: usize| match capacity {
+            0 => 0,
+            1..=7 => table_bytes((capacity + 1).next_power_of_two(), size),
+            _ => table_bytes((capacity / 7 * 8).next_power_of_two(), size),
+        };
+        let wide = table(
+            self.wide_members.capacity(),
+            size_of::<((NodeId, Symbol), u32)>(),
+        );
+        let keys: usize = self.symbols.keys().map(|k| block(k.len())).sum();
+        let symbols = table(self.symbols.capacity(), size_of::<(Box<str>, Symbol)>()) + keys;
+        block(self.nodes.capacity() * size_of::<Node>())
+            + wide
+            + symbols
+            + block(self.text.capacity())
     }
 
     /// Builds the tree breadth-first (no recursion, whatever the nesting), reserving each
