@@ -11,6 +11,7 @@ use std::sync::Arc;
 use rhai::{Dynamic, EvalAltResult, Map as RhaiMap};
 use serde_json::Value;
 
+use super::attachment::{self, AttachError, Keep};
 use super::fault::Fault;
 use super::json_file::{self, JsonFileError};
 use super::learned::{
@@ -58,6 +59,9 @@ pub struct RunInput {
     /// `EACCES`): the detectors ran without it, so what they found is not the run's answer
     /// and is worked out again on the next pass.
     pub unread: bool,
+    /// The attachments the state named but may not have read, each saying why
+    /// ([`attachment`]).
+    pub withheld: Vec<String>,
 }
 
 /// What running the detectors found.
@@ -156,7 +160,10 @@ impl RunInput {
         stdout: Option<&Path>,
     ) -> RunInput {
         let named = AttachedPaths::of(document.value(), state_file, plan, stdout);
-        let (mut review, mut review_refused, mut unread) = (None, None, false);
+        let mut read = AttachReport::default();
+        // A path the operator gave is theirs; one the state names is held to its owner.
+        let named_by = |given: Option<&Path>| state_file.filter(|_| given.is_none());
+        let (mut review, mut review_refused) = (None, None);
         if let Some(path) = named.review {
             match json_file::read_json(&path) {
                 Ok(Some(content)) => review = Some(Attached { path, content }),
@@ -164,7 +171,7 @@ impl RunInput {
                     review_refused = Some((path, Arc::new(e)));
                 }
                 Err(JsonFileError::Read(crate::hostile_file::ReadError::Io(e))) => {
-                    unread |= system_failed(&e);
+                    read.unread |= system_failed(&e);
                 }
                 // Absent or malformed: detectors.md says a malformed report is ignored.
                 Ok(None) | Err(_) => {}
@@ -173,16 +180,17 @@ impl RunInput {
         RunInput {
             plan: named
                 .plan
-                .and_then(|path| attach_text(path, Keep::Head, &mut unread)),
+                .and_then(|path| attach_text(path, named_by(plan), Keep::Head, &mut read)),
             stdout: named
                 .stdout
-                .and_then(|path| attach_text(path, Keep::Tail, &mut unread)),
+                .and_then(|path| attach_text(path, named_by(stdout), Keep::Tail, &mut read)),
             state: document,
             state_file: state_file.map(Path::to_owned),
             review,
             review_refused,
             worktree: named.worktree,
-            unread,
+            unread: read.unread,
+            withheld: read.withheld,
         }
     }
 
@@ -281,51 +289,43 @@ pub fn iteration_limits() -> (i64, i64) {
     )
 }
 
-#[derive(Clone, Copy)]
-enum Keep {
-    Head,
-    Tail,
-}
-
 /// The text at `path`, `None` when it cannot be had; `unread` is set when the system failed
-/// to read what is there.
-fn attach_text(path: PathBuf, keep: Keep, unread: &mut bool) -> Option<Attached<String>> {
-    let read = match keep {
-        Keep::Head => read_head(&path, MAX_TEXT_BYTES as u64),
-        Keep::Tail => read_tail(&path, MAX_TEXT_BYTES as u64),
+/// to read what is there, and a file the state (`named_by`) may not have read adds why to
+/// `withheld` ([`attachment`]).
+fn attach_text(
+    path: PathBuf,
+    named_by: Option<&Path>,
+    keep: Keep,
+    read: &mut AttachReport,
+) -> Option<Attached<String>> {
+    let bytes = match attachment::read(&path, named_by, keep, MAX_TEXT_BYTES as u64) {
+        Ok(bytes) => bytes,
+        Err(AttachError::Io(e)) => {
+            read.unread |= system_failed(&e);
+            return None;
+        }
+        Err(AttachError::Withheld(why)) => {
+            read.withheld.push(why.to_string());
+            return None;
+        }
     };
-    let bytes = read.inspect_err(|e| *unread |= system_failed(e)).ok()?;
     Some(Attached {
         path,
         content: String::from_utf8_lossy(&bytes).into_owned(),
     })
 }
 
+/// What reading a run's attachments could not do.
+#[derive(Default)]
+struct AttachReport {
+    unread: bool,
+    withheld: Vec<String>,
+}
+
 /// Whether a read failed for the system's reasons (worth trying again), not because
 /// nothing is there or what is there is refused (not a regular file).
 fn system_failed(e: &std::io::Error) -> bool {
     e.raw_os_error().is_some() && e.kind() != std::io::ErrorKind::NotFound
-}
-
-/// A file's first `max` bytes (a plan longer than that is cut, not refused).
-fn read_head(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    state_file::open_regular(path)?
-        .0
-        .take(max)
-        .read_to_end(&mut bytes)?;
-    Ok(bytes)
-}
-
-fn read_tail(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::{Read, Seek, SeekFrom};
-    let (mut file, _) = state_file::open_regular(path)?;
-    let len = file.metadata()?.len();
-    file.seek(SeekFrom::Start(len.saturating_sub(max)))?;
-    let mut bytes = Vec::new();
-    file.take(max).read_to_end(&mut bytes)?;
-    Ok(bytes)
 }
 
 /// A positive integer from the environment, else [`DEFAULT_MAX_ITER`].

@@ -92,6 +92,10 @@ pub struct Snapshot {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iteration_history: Option<Map<String, Value>>,
     pub stdout_tail: String,
+    /// The files the state named that berth would not read, each saying why
+    /// ([`super::attachment`]); absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub withheld: Vec<String>,
     /// Set on a recurrence with another stdout tail: how many captures there have been.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub occurrences: Option<u64>,
@@ -107,6 +111,8 @@ pub struct RunRef<'a> {
     pub state: Option<&'a Value>,
     /// [`stdout_tail`] of the run's log, `""` without one.
     pub stdout_tail: String,
+    /// [`Snapshot::withheld`].
+    pub withheld: Vec<String>,
 }
 
 /// One halt event file (`pending-investigations/<safeRunId>-<faultId>.json`), in gstack's
@@ -166,6 +172,7 @@ impl HaltEvent {
                 phase: phase.cloned(),
                 iteration_history,
                 stdout_tail: run.stdout_tail.clone(),
+                withheld: run.withheld.clone(),
                 occurrences: None,
             },
             detector_id: fault.detector_id(),

@@ -15,6 +15,7 @@
 //!   over the build-state dir (each state file parsed again, and each run's detectors run
 //!   again, only when what they read changed) and the queue.
 
+pub mod attachment;
 pub mod detect;
 pub mod fault;
 pub mod halt;

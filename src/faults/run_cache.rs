@@ -34,6 +34,8 @@ pub struct RunOutcome {
     pub state_slug: String,
     pub pointers: Pointers,
     pub stdout_tail: String,
+    /// [`RunInput::withheld`].
+    pub withheld: Vec<String>,
     pub faults: Vec<Fault>,
     /// One line per detector that failed, naming the rule file and the reason.
     pub errors: Vec<String>,
@@ -52,6 +54,7 @@ impl RunOutcome {
             pointers: self.pointers.clone(),
             state: Some(state),
             stdout_tail: self.stdout_tail.clone(),
+            withheld: self.withheld.clone(),
         }
     }
 }
@@ -220,6 +223,7 @@ fn detect_one(
             .as_ref()
             .map(|s| stdout_tail(&s.content))
             .unwrap_or_default(),
+        withheld: run.withheld.clone(),
         timed_out: detection
             .errors
             .iter()
@@ -282,6 +286,7 @@ mod tests {
         std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o600)).unwrap();
         let file = dir.path().join("run.json");
         let state = serde_json::json!({"slug": "r", "stdoutLog": log.to_str().unwrap()});
+        std::fs::write(&file, state.to_string()).unwrap();
         let rules = crate::rules::Rules::embedded().unwrap();
         let set = rules.current();
         let learned = LearnedSet::default();

@@ -102,7 +102,7 @@ pub struct WatchDirs {
 /// Never fails: problems are logged and reported.
 pub fn tick_runs(dirs: &WatchDirs, set: &RuleSet) -> WatchReport {
     let halts = HaltStore::new(&dirs.faults_dir);
-    let learned = learned_source(&dirs.faults_dir.join(LEARNED_FILE)).current();
+    let learned = learned_source(&dirs.faults_dir.join(LEARNED_FILE)).latest();
     let report = watch_runs(set, &dirs.state_dir, &halts, &learned);
     log(&report);
     report

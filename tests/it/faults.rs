@@ -1488,3 +1488,54 @@ fn a_queue_fault_skipped_while_its_run_lock_was_held_is_filed_once_the_lock_is_f
             .join("\n")
     );
 }
+
+/// A state file names its own `stdoutLog`, and berth copies that file's tail into the halt
+/// event it files. A root daemon is held to the state owner's reach: a root state file's
+/// attachment is read only beneath the state's directory, so `/etc/shadow` named by a state
+/// is withheld (the event says why) and none of it reaches the faults dir.
+#[test]
+fn a_log_named_by_a_root_state_file_outside_its_dir_is_withheld_not_copied_into_a_halt_event() {
+    use berth::faults::learned::LearnedSet;
+    let secret = std::path::Path::new("/etc/shadow");
+    if !nix::unistd::geteuid().is_root() || !secret.is_file() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("build-state");
+    let faults = dir.path().join("skill-faults");
+    fs::create_dir_all(&state_dir).unwrap();
+    fs::create_dir_all(&faults).unwrap();
+    fs::write(
+        state_dir.join("peek.json"),
+        json!({"slug": "peek", "stdoutLog": secret}).to_string(),
+    )
+    .unwrap();
+    let learned_path = faults.join("learned-patterns.json");
+    let pattern = json!({"category": "PEEK", "severity": "MEDIUM", "description": "peek",
+                         "matcherKind": "stdout_regex", "pattern": "root:"});
+    fs::write(&learned_path, json!([pattern]).to_string()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let learned = LearnedSet::load(&learned_path).unwrap();
+    let rules = Rules::embedded().unwrap();
+    let set = rules.current();
+    let halts = HaltStore::new(&faults);
+    let pass = watch_runs(&set, &state_dir, &halts, &learned);
+    let first_line = fs::read_to_string(secret)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let leaked: Vec<String> = fs::read_dir(faults.join("pending-investigations"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| fs::read_to_string(e.path()).ok())
+        .filter(|text| text.contains(&first_line))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "the halt event filed in the faults dir carries /etc/shadow ({} bytes of events; pass {pass:?})",
+        leaked.iter().map(String::len).sum::<usize>()
+    );
+}

@@ -178,7 +178,7 @@ fn a_halt_event_berth_files_stays_within_what_berth_can_read_back() {
     let world = World::new();
     let state_dir = world.root.join("build-state");
     fs::create_dir_all(&state_dir).unwrap();
-    let log = world.root.join("run.log");
+    let log = state_dir.join("run.log");
     fs::write(&log, vec![1u8; 2 * 1024 * 1024]).unwrap();
     let mut state: Value = serde_json::from_slice(&fs::read(fixture_path()).unwrap()).unwrap();
     state["stdoutLog"] = Value::String(log.display().to_string());

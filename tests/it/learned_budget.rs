@@ -15,7 +15,9 @@ fn twelve_hundred_slow_learned_patterns_share_one_budget_and_the_daemon_keeps_la
     let world = World::new();
     let lane = world.git_lane("widget", None);
     let config = world.git_forge_config("poll_secs = 1\n");
-    let stdout = world.root.join("slow-run.log");
+    // Where gstack keeps a run's logs: beneath the state dir (all a root daemon reads).
+    let build_state = world.home.join(".gstack/build-state");
+    let stdout = build_state.join("slow-run.log");
     // One line of random 0s and 1s: every copy scans the whole 32 KiB window, its lazy DFA
     // meeting a new state at almost every byte.
     let mut bits = String::new();
@@ -28,7 +30,6 @@ fn twelve_hundred_slow_learned_patterns_share_one_budget_and_the_daemon_keeps_la
     }
     fs::write(&stdout, bits).unwrap();
     let state = json!({"slug": "slow-run", "stdoutLog": stdout});
-    let build_state = world.home.join(".gstack/build-state");
     fs::write(build_state.join("slow-run.json"), state.to_string()).unwrap();
     let faults = world.home.join(".gstack/skill-faults");
     fs::create_dir_all(&faults).unwrap();
@@ -184,9 +185,10 @@ fn a_held_learned_patterns_lock_does_not_stall_the_tick_and_its_hits_are_counted
         std::process::id().to_string(),
     )
     .unwrap();
-    let stdout = world.root.join("hostile-run.log");
-    fs::write(&stdout, "BOOM\n").unwrap();
+    // Beneath the state dir, where a root daemon reads a run's log.
     let build_state = world.home.join(".gstack/build-state");
+    let stdout = build_state.join("hostile-run.log");
+    fs::write(&stdout, "BOOM\n").unwrap();
     fs::write(
         build_state.join("hostile-run.json"),
         json!({"slug": "hostile-run", "stdoutLog": stdout}).to_string(),
@@ -223,6 +225,61 @@ fn a_held_learned_patterns_lock_does_not_stall_the_tick_and_its_hits_are_counted
     assert!(
         took < Duration::from_secs(1),
         "a record written while the learned-patterns lock was held was claimed {} ms after its write (1 s bound)",
+        took.as_millis()
+    );
+}
+
+/// A 2 MiB learned-patterns.json (~19,000 lookaround entries) planted while the daemon
+/// runs is compiled off the tick (and only its first 1,000 entries): a record written
+/// meanwhile is claimed within a second of its write.
+#[test]
+fn a_2_mib_learned_patterns_file_compiles_off_the_tick() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let config = world.git_forge_config("poll_secs = 1\n");
+    let faults = world.home.join(".gstack/skill-faults");
+    fs::create_dir_all(&faults).unwrap();
+    let berth_dir = world.berth_state();
+    let daemon = world.spawn_berth(
+        &crate::support::serving_metrics_args(&config),
+        &berth_dir,
+        &[],
+    );
+    let log = || fs::read_to_string(berth_dir.with_extension("log")).unwrap_or_default();
+    let ticks = || sample(&scrape(&served_addr(&world)?), "berth_ticks_total");
+    assert!(
+        world.wait_for(Duration::from_secs(60), || ticks()
+            .is_some_and(|n| n >= 3.0)),
+        "three ticks never finished: {}",
+        log()
+    );
+    let entry = json!({"category": "C", "severity": "MEDIUM", "description": "d",
+                       "matcherKind": "stdout_regex", "pattern": "(?=a)\\w{60}"});
+    let n = 2 * 1024 * 1024 / (entry.to_string().len() + 1);
+    fs::write(
+        faults.join("learned-patterns.json"),
+        json!(vec![entry; n]).to_string(),
+    )
+    .unwrap();
+    // The next poll tick (1 s) finds the new file and starts its compile.
+    let seen = ticks().unwrap_or(0.0);
+    assert!(
+        world.wait_for(Duration::from_secs(60), || ticks()
+            .is_some_and(|t| t >= seen + 2.0)),
+        "the ticks stopped: {}",
+        log()
+    );
+    let written = Instant::now();
+    let id = lane.queue(1, "main");
+    let claimed = world.wait_for(Duration::from_secs(120), || {
+        world.read_record(&id)["status"] != "queued"
+    });
+    let took = written.elapsed();
+    stop(daemon);
+    assert!(claimed, "never claimed: {}", log().len());
+    assert!(
+        took < Duration::from_secs(1),
+        "a record written while a 2 MiB learned-patterns.json ({n} entries) was compiled was claimed {} ms after its write (1 s bound)",
         took.as_millis()
     );
 }
