@@ -20,7 +20,7 @@ use git2::{ErrorCode, ObjectType, Oid, Repository, RepositoryOpenFlags};
 use super::leftover::LeftoverSightings;
 use super::ref_writer::{self, Change, Writers, Written};
 use super::transport::{PushOutcome, push_guarded};
-use super::{flock_holder, leftover};
+use super::{flock_holder, foreign_writer, leftover};
 
 /// What the ref must hold for the write to go through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,7 +207,8 @@ fn local_swap(
     // Under the ref's `.lock` file `git update-ref` compares the ref with the old id (the
     // zero id: must be absent) and writes only on a match; a delete goes through only while
     // the ref holds the value read above (== `expect`).
-    let prepared = leftover::prepare(&origin, ref_name, sightings)?;
+    let mut prepared = leftover::prepare(&origin, ref_name, sightings)?;
+    foreign_writer::spare(&mut prepared);
     let written = ref_writer::write(
         origin.path(),
         &prepared.writers_lock,

@@ -5,6 +5,8 @@ use std::io::Read as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 
+use crate::proc_scan::{self, stat};
+
 /// The most of `/proc/locks` read (one line per lock on the host).
 const PROC_LOCKS_CAP: u64 = 1 << 20;
 
@@ -21,10 +23,13 @@ pub(super) fn describe(path: &Path) -> String {
             path.display()
         );
     }
-    let named: Vec<String> = holders.iter().map(|&pid| name(pid)).collect();
+    let named: Vec<String> = holders
+        .iter()
+        .map(|&pid| proc_scan::describe(pid as i32))
+        .collect();
     let stopped: Vec<String> = holders
         .iter()
-        .filter(|&&pid| state(pid).is_some_and(|s| s == 'T' || s == 't'))
+        .filter(|&&pid| stat(pid as i32).is_some_and(|stat| stat.is_stopped()))
         .map(u32::to_string)
         .collect();
     let fix = if stopped.is_empty() {
@@ -69,30 +74,6 @@ fn holders(proc_locks: &str, dev: u64, ino: u64) -> Vec<u32> {
     pids
 }
 
-/// `pid N (name, state)`.
-fn name(pid: u32) -> String {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let comm = stat
-        .find('(')
-        .zip(stat.rfind(')'))
-        .and_then(|(open, close)| stat.get(open + 1..close))
-        .unwrap_or("?");
-    let state = match state(pid) {
-        Some('T') => "stopped",
-        Some('t') => "stopped by a debugger",
-        Some('Z') => "exiting",
-        Some(_) => "running",
-        None => "not visible",
-    };
-    format!("pid {pid} ({comm}, {state})")
-}
-
-/// Field 3 of `/proc/<pid>/stat`.
-fn state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.get(stat.rfind(')')? + 2..)?.chars().next()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,7 +111,7 @@ mod tests {
             std::thread::yield_now();
         }
         kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).unwrap();
-        while state(pid) != Some('T') {
+        while !stat(pid as i32).is_some_and(|stat| stat.is_stopped()) {
             assert!(std::time::Instant::now() < deadline);
             std::thread::yield_now();
         }

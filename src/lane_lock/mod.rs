@@ -39,6 +39,7 @@ mod cas;
 mod error;
 mod expiry_cap;
 mod flock_holder;
+mod foreign_writer;
 mod heartbeat;
 mod held;
 mod in_the_way;
@@ -73,6 +74,7 @@ pub use error::LockError;
 pub use held::HeldLock;
 pub use listing::{ListedLock, LockListing};
 
+pub use foreign_writer::MAX_PROC_ENTRIES;
 pub use heartbeat::{Heartbeat, LockWatch};
 use held::{StolenTo, Unconfirmed};
 pub use leftover::{LEFTOVER_AGE, LEFTOVERS_REMOVED};

@@ -484,6 +484,75 @@ fn a_foreign_writer_stopped_mid_write_is_named_and_the_lane_waits_for_it() {
     assert!(!ref_lock.exists());
 }
 
+/// A foreign `git` stopped while it holds the lock ref's `.lock` file (gstack's push, or
+/// a `git -C <origin> update-ref`, stopped by SIGSTOP or a hung `reference-transaction`
+/// hook) has closed that file, so no open file or `flock` names it; continued, it would
+/// rename whatever `<ref>.lock` then is over the ref. However old the file, berth must not
+/// remove it while that `git` may resume: the lane waits, the log names the process and
+/// the fix, and once it is continued and done the lane lands.
+#[test]
+fn a_stopped_foreign_git_keeps_its_old_ref_lock_and_the_lane_lands_once_it_is_done() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(45, "main");
+    let repo = Path::new(&lane.remote_url);
+    let hook = repo.join("hooks/reference-transaction");
+    fs::create_dir_all(hook.parent().unwrap()).unwrap();
+    fs::write(
+        &hook,
+        "#!/bin/sh\n[ \"$1\" = prepared ] && kill -STOP $PPID\nexit 0\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).unwrap();
+    let git = std::process::Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["update-ref", "-d", "refs/gstack/release-locks/+repo/main"])
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pid = git.id() as i32;
+    let ref_lock = repo.join("refs/gstack/release-locks/+repo/main.lock");
+    let stopped = world.wait_for(Duration::from_secs(60), || {
+        ref_lock.exists() && berth::proc_scan::stat(pid).is_some_and(|stat| stat.is_stopped())
+    });
+    fs::remove_file(&hook).unwrap();
+    if !stopped {
+        end(git);
+        panic!("the foreign git did not stop holding the ref's .lock");
+    }
+    let age = berth::lane_lock::LEFTOVER_AGE.as_secs() + 60;
+    assert!(
+        std::process::Command::new("touch")
+            .args(["-d", &format!("{age} seconds ago")])
+            .arg(&ref_lock)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let config = world.git_forge_config("lock_ttl_secs = 3\nheartbeat_secs = 1\n");
+    let run = world.run_once(&config).get_output().clone();
+    let said = String::from_utf8_lossy(&run.stderr).into_owned();
+    let waited = (world.read_record(&id)["status"].clone(), ref_lock.exists());
+    let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
+    let mut git = git;
+    let done = git.wait().unwrap();
+    assert_eq!(waited.0, "queued", "{said}");
+    assert!(waited.1, "the stopped git's .lock was removed:\n{said}");
+    assert!(
+        said.contains(&format!("pid {pid} (git, stopped, cwd ")),
+        "{said}"
+    );
+    assert!(said.contains(&format!("kill -CONT {pid}")), "{said}");
+    assert!(done.success(), "the continued git failed: {done}");
+
+    let run = world.run_once(&config).get_output().clone();
+    let said = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(world.read_record(&id)["status"], "landed", "{said}");
+    assert!(!ref_lock.exists());
+}
+
 /// The session (`/proc/<pid>/stat` field 6) and parent of `pid`.
 fn session_and_parent(pid: i32) -> Option<(i32, i32)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
