@@ -166,10 +166,16 @@ mod tests {
         let event = "r-RESOLVED-X:all:2";
         let marker_json = r#"{"event":"SKILL_FAULT_RESOLVED","runId":"r","faultId":"X:all:1"}"#;
         std::fs::write(dir.path().join(format!("{marker}.json")), marker_json).unwrap();
-        std::fs::write(dir.path().join(format!("{event}.json")), r#"{"runId":"r-RESOLVED"}"#)
-            .unwrap();
+        std::fs::write(
+            dir.path().join(format!("{event}.json")),
+            r#"{"runId":"r-RESOLVED"}"#,
+        )
+        .unwrap();
         assert_eq!(runs_of(dir.path(), marker), ["r"]);
         assert_eq!(runs_of(dir.path(), event), ["r-RESOLVED"]);
-        assert_eq!(runs_of(dir.path(), "r-RESOLVED-X:all:3"), ["r-RESOLVED", "r"]);
+        assert_eq!(
+            runs_of(dir.path(), "r-RESOLVED-X:all:3"),
+            ["r-RESOLVED", "r"]
+        );
     }
 }
