@@ -297,3 +297,60 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod review7 {
+    use std::process::Command;
+
+    use crate::lane_lock::{Acquire, Lane, LockClient, LockSettings, lock_ref_name};
+
+    /// A writer of a ref below the lane's lock ref (`<lock ref>/x`) killed mid-write (berth's
+    /// own removal child killed at its time limit between git's unlink of the ref and of its
+    /// `.lock`, or any git SIGKILLed) leaves `<lock ref>/x.lock` alone in a directory where
+    /// the lock ref must be: git then fails every create ("there is a non-empty directory …
+    /// blocking reference"), the listing shows no ref in the way, and no `.lock` berth judges
+    /// is at `<lock ref>.lock`. The file is a dead writer's (an hour old, on the file
+    /// system's clock), as the ones berth removes at the lock ref itself; here the lane is
+    /// wedged for good, nobody holding it.
+    #[test]
+    fn a_dead_writers_lock_file_below_the_lock_ref_wedges_the_lane_for_good() {
+        let lane = Lane {
+            repo_identity: "github.com/acme/widget".into(),
+            base_branch: "main".into(),
+        };
+        let lock_ref = lock_ref_name(&lane);
+        let dir = tempfile::tempdir().unwrap();
+        let bare = dir.path().join("locks.git");
+        let out = Command::new("git")
+            .args(["init", "--bare", "-q"])
+            .arg(&bare)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let leftover = bare.join(format!("{lock_ref}/x.lock"));
+        std::fs::create_dir_all(leftover.parent().unwrap()).unwrap();
+        std::fs::write(&leftover, "").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&leftover)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+            .unwrap();
+        let url = bare.to_str().unwrap().to_owned();
+        let client = LockClient::new(&dir.path().join("scratch"), LockSettings::default()).unwrap();
+        // Many tries, as many ticks of a daemon would make: none takes the lane.
+        let mut outcomes = Vec::new();
+        for _ in 0..3 {
+            let outcome = client.acquire(&url, &lane, "me", std::path::Path::new("/a"));
+            if let Ok(Acquire::Acquired(held)) = outcome {
+                client.release(&held).unwrap();
+                return;
+            }
+            outcomes.push(format!("{outcome:?}"));
+        }
+        panic!(
+            "a dead writer's hour-old {} keeps every acquire of the lane from taking it, nobody holding it: {outcomes:#?}",
+            leftover.display()
+        );
+    }
+}
