@@ -82,3 +82,39 @@ fn a_rewrite_of_the_file_keeps_each_listed_runs_answer() {
         "a hit-count rewrite of the file made the run's learned answer \"no match\" under a budget cut"
     );
 }
+
+/// A rewrite that reorders, renames, adds and removes patterns: a pattern keeps its answer
+/// by its matcher kind and pattern wherever it moved and whatever it is now called; a new
+/// pattern starts from "no match".
+#[test]
+fn answers_follow_a_pattern_by_its_matcher_across_a_rewrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("learned-patterns.json");
+    let regex = |category: &str, pattern: &str| {
+        json!({"category": category, "severity": "HIGH", "description": "d",
+               "matcherKind": "stdout_regex", "pattern": pattern})
+    };
+    let write = |entries: serde_json::Value| {
+        let temp = dir.path().join(".tmp-learned");
+        std::fs::write(&temp, entries.to_string()).unwrap();
+        std::fs::rename(&temp, &path).unwrap();
+    };
+    write(json!([regex("GONE", "bo+m"), regex("KEPT", "cra+sh")]));
+    let source = super::LearnedSource::new(path.clone());
+    let texts = Texts {
+        stdout: Some("boom crash fizz"),
+        plan: None,
+        failure_reason: None,
+    };
+    let state = Document::new(json!({}));
+    let run = dir.path().join("run.json");
+    let first = source.current();
+    let all = first.matching_within(Some(&run), &texts, &state, &mut Budget::unlimited());
+    assert_eq!(all.len(), 2);
+    write(json!([regex("NEW", "fi+zz"), regex("RENAMED", "cra+sh")]));
+    let second = source.current();
+    assert_ne!(first.id(), second.id(), "the rewrite was not loaded");
+    let cut = second.matching_within(Some(&run), &texts, &state, &mut Budget::of(Duration::ZERO));
+    let names: Vec<&str> = cut.iter().map(|p| p.category.as_str()).collect();
+    assert_eq!(names, ["RENAMED"]);
+}
