@@ -261,6 +261,14 @@ pub fn others_exist(dir: &Path, run_id: &str, own: &Path) -> bool {
     })
 }
 
+/// The registry at `path` if it reads and its state file is gone.
+pub fn of_gone_state(path: &Path) -> Option<Registry> {
+    read(path)
+        .ok()
+        .flatten()
+        .filter(|registry| source_is_gone(&registry.source))
+}
+
 /// Whether a registry's source is a state file that is no longer there. The queue's
 /// registry names the queue dir, never a `.json` file.
 fn source_is_gone(source: &str) -> bool {

@@ -32,6 +32,7 @@ use crate::atomic_file;
 mod cap;
 mod listing;
 mod shown;
+mod sweep;
 mod sync;
 
 use shown::Prior;
@@ -93,6 +94,8 @@ pub struct HaltStore {
     dir: PathBuf,
     /// The pending files, counted at this store's first new filing; `None` until then.
     census: Arc<Mutex<Option<cap::Census>>>,
+    /// Whether this store removed the registries of gone runs ([`sweep`]) yet.
+    swept: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Why a halt event file was not written, read or moved; each names the file.
@@ -156,6 +159,7 @@ impl HaltStore {
         HaltStore {
             dir: dir.into(),
             census: Arc::default(),
+            swept: Arc::default(),
         }
     }
 

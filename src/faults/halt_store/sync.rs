@@ -43,8 +43,7 @@ impl HaltStore {
             // Nothing raised, nothing to clear: no lock file made for a run with no fault.
             return report;
         }
-        let lock_stem = format!(".{}", file_run_id(run_id));
-        let lock_path = active_dir.join(format!("{}.lock", fit_stem(&lock_stem, ".lock".len())));
+        let lock_path = run_lock_path(&active_dir, run_id);
         let _guard = match lock_run(&lock_path) {
             Ok(guard) => guard,
             Err(e) => {
@@ -157,6 +156,9 @@ impl HaltStore {
         {
             report.problems.push(problem.to_string());
         }
+        if changed && !self.swept.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            super::sweep::remove_gone_runs(&active_dir);
+        }
         if changed && registry.active.is_empty() {
             // Nothing raised: the registry goes, and the run's lock file with it once no
             // other registry of the run is left, so runs that come and go leave nothing.
@@ -183,11 +185,17 @@ impl HaltStore {
     }
 }
 
+/// The lock file of `run_id`'s registries in `active_dir`.
+pub(super) fn run_lock_path(active_dir: &Path, run_id: &str) -> std::path::PathBuf {
+    let lock_stem = format!(".{}", file_run_id(run_id));
+    active_dir.join(format!("{}.lock", fit_stem(&lock_stem, ".lock".len())))
+}
+
 /// Takes the run's lock file, and makes sure it is still the file at `lock_path`: a sync
 /// that found its run with nothing raised removes the lock file while holding it, so a
 /// lock taken on the file it removed would guard nothing; such a lock is let go and the
 /// file there now is taken instead.
-fn lock_run(lock_path: &Path) -> io::Result<fs::File> {
+pub(super) fn lock_run(lock_path: &Path) -> io::Result<fs::File> {
     use std::os::unix::fs::MetadataExt as _;
     for _ in 0..3 {
         let file = atomic_file::lock_exclusive_within(lock_path, RUN_LOCK_WAIT)?;
@@ -210,7 +218,7 @@ fn lock_run(lock_path: &Path) -> io::Result<fs::File> {
     ))
 }
 
-fn remove_if_there(path: &Path) -> io::Result<()> {
+pub(super) fn remove_if_there(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
