@@ -489,3 +489,46 @@ fn a_run_id_ending_in_resolved_is_held_to_its_own_cap() {
     let other = HaltStore::new(dir.path()).sync_run("a", "/s/a.json", &[event("a", "X", "")]);
     assert_eq!((other.emitted.len(), other.withheld), (1, 0), "{other:?}");
 }
+
+/// Review-bounds 7: a run whose state file goes (gstack archives it) while its fault is
+/// still raised leaves its registry and lock file in `active-faults/` for good: nothing
+/// syncs the run again, so "removed when the run's other registries are next consulted"
+/// never comes. Its event acknowledged, nothing counts against the halt caps either:
+/// `active-faults/` grows by two files per such run, with no bound in docs/limits.md, and
+/// every raise or clear of any run lists the whole dir.
+#[test]
+fn runs_archived_while_faulted_leave_nothing_in_active_faults() {
+    let dir = tempfile::tempdir().unwrap();
+    let states = dir.path().join("build-state");
+    fs::create_dir_all(&states).unwrap();
+    for n in 0..50 {
+        let run = format!("run{n}");
+        let state = states.join(format!("{run}.json"));
+        fs::write(&state, "{}").unwrap();
+        let store = HaltStore::new(dir.path());
+        let raised = event(&run, "X", "");
+        let report = store.sync_run(&run, state.to_str().unwrap(), std::slice::from_ref(&raised));
+        assert_eq!(report.emitted.len(), 1, "{report:?}");
+        store.mark_investigated(&run, &raised.fault_id).unwrap();
+        fs::remove_file(&state).unwrap();
+    }
+    // Later passes see other runs come and go (a raise and a clear each).
+    for n in 0..5 {
+        let run = format!("later{n}");
+        let state = states.join(format!("{run}.json"));
+        fs::write(&state, "{}").unwrap();
+        let store = HaltStore::new(dir.path());
+        store.sync_run(&run, state.to_str().unwrap(), &[event(&run, "Y", "")]);
+        store.sync_run(&run, state.to_str().unwrap(), &[]);
+    }
+    let left: Vec<String> = fs::read_dir(dir.path().join(ACTIVE_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "{} files left in active-faults/ by runs whose state files are gone, e.g. {:?}",
+        left.len(),
+        &left[..left.len().min(4)]
+    );
+}
