@@ -180,3 +180,30 @@ fn a_timestamp_beyond_the_clock_skew_is_invalid() {
     assert_eq!(gone_owner("other-host:1:1"), None);
     assert_eq!(gone_owner(&stamp_of(std::process::id(), None)), None);
 }
+
+/// Review 7: a live daemon whose `daemon.lock` was unlinked (a tmp cleaner, an operator's
+/// `rm` of the berth dir's files) keeps its `flock` on the unlinked file. The next
+/// `berth run --once` on that berth dir makes a new `daemon.lock`, takes it (no conflict:
+/// another inode) and exits; from then on the path names a free lock, and every judge on
+/// this host takes the live daemon, pid and start time still running, for gone: its live
+/// lane locks are taken over and its running steps killed by their mark.
+#[test]
+fn review7_a_live_daemon_whose_lock_file_was_replaced_is_not_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = crate::instance::InstanceLock::acquire(dir.path(), "watch").unwrap();
+    let path = std::fs::canonicalize(crate::instance::lock_path(dir.path())).unwrap();
+    let mine = stamp_of(std::process::id(), Some(&path));
+    assert_eq!(owner_state(&mine), Owner::Alive);
+    std::fs::remove_file(&path).unwrap();
+    // `berth run --once` on the same berth dir: it starts (the live daemon's lock is on
+    // the unlinked file), and ends.
+    let once = crate::instance::InstanceLock::acquire(dir.path(), "once")
+        .expect("a second daemon started on the berth dir while the first runs");
+    drop(once);
+    let state = owner_state(&mine);
+    drop(live);
+    assert!(
+        !matches!(state, Owner::Gone(_)),
+        "a live daemon (this process, its pid and start unchanged, its flock held) judged {state:?}"
+    );
+}
