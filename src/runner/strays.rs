@@ -378,3 +378,48 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod review7 {
+    use std::os::unix::process::CommandExt as _;
+
+    use super::*;
+
+    /// A daemon run as root on a berth dir whose `daemon.lock` another user made (that user
+    /// ran berth on the dir first; a root daemon opens and keeps the file, owner and all)
+    /// takes that user for the one its steps ran as: a finished step's marked leftover,
+    /// running as root like the step, is never killed, and likewise a gone root daemon's
+    /// step leftovers are left running when its lane lock is taken over.
+    #[test]
+    fn a_root_daemons_own_marked_leftover_is_killed_whoever_made_its_lock_file() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let queue = tempfile::tempdir().unwrap();
+        let lock = queue.path().join("daemon.lock");
+        std::fs::write(&lock, "").unwrap();
+        std::os::unix::fs::chown(&lock, Some(65534), Some(65534)).unwrap();
+        let owner = format!("host~x:{}:7:{}", std::process::id(), lock.display());
+        let record = record_mark(queue.path(), "strays-review7");
+        let mut leftover = std::process::Command::new("sleep")
+            .arg("300")
+            .env(RECORD_ENV, &record)
+            .env(OWNER_ENV, &owner)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while landing_processes(&record, None).is_empty() {
+            assert!(Instant::now() < deadline, "the marked process never showed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let ended = end_step_leftovers(&record, &owner);
+        let still_runs = leftover.try_wait().unwrap().is_none();
+        let _ = leftover.kill();
+        let _ = leftover.wait();
+        assert!(
+            !still_runs,
+            "a root daemon's own step leftover (root, marked with its record and owner) still runs after end_step_leftovers: {ended:?}"
+        );
+    }
+}
