@@ -788,6 +788,39 @@ pub fn served_addr(world: &World) -> Option<String> {
     value["addr"].as_str().map(str::to_owned)
 }
 
+/// The log of the daemon whose state is [`World::berth_state`]; empty before it writes one.
+pub fn berth_log(world: &World) -> String {
+    fs::read_to_string(world.berth_state().with_extension("log")).unwrap_or_default()
+}
+
+/// How many ticks a daemon from [`spawn_serving_metrics`] has finished, once it serves.
+pub fn ticks(world: &World) -> Option<f64> {
+    sample(&scrape(&served_addr(world)?), "berth_ticks_total")
+}
+
+/// Whether `more` ticks finish after the current count (within 60 s).
+pub fn ticks_after(world: &World, more: u32) -> bool {
+    let Some(now) = ticks(world) else {
+        return false;
+    };
+    world.wait_for(Duration::from_secs(60), || {
+        ticks(world).is_some_and(|n| n >= now + f64::from(more))
+    })
+}
+
+/// [`spawn_serving_metrics`], returned once its first `first` ticks have finished.
+pub fn spawn_ticking(world: &World, config: &std::path::Path, first: u32) -> Child {
+    let daemon = spawn_serving_metrics(world, config, &[]);
+    assert!(
+        world.wait_for(Duration::from_secs(60), || {
+            ticks(world).is_some_and(|n| n >= f64::from(first))
+        }),
+        "{first} ticks never finished: {}",
+        berth_log(world)
+    );
+    daemon
+}
+
 /// `METHOD PATH` over one connection; the status line and the body.
 pub fn request(addr: &str, method: &str, path: &str) -> (String, String) {
     let mut stream = TcpStream::connect(addr).expect("the endpoint accepts");
