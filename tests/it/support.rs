@@ -276,6 +276,30 @@ impl World {
         }
     }
 
+    /// `exec <land.sh> "$1" "$2" <root>/ledger "$3"`: the tail of a [`World::step_config`]
+    /// script that lands for real, appending to `<root>/ledger`.
+    pub fn exec_land(&self) -> String {
+        format!(
+            "exec {land} \"$1\" \"$2\" {ledger} \"$3\"",
+            land = self.land_script().display(),
+            ledger = self.root.join("ledger").display(),
+        )
+    }
+
+    /// `<root>/NAME`: a git-forge config polling each second with a 120 s lock TTL and 5 s
+    /// heartbeats whose land step is `sh -c SCRIPT sh BRANCH BASE PR`.
+    pub fn step_config(&self, name: &str, script: &str) -> PathBuf {
+        let path = self.root.join(name);
+        fs::write(
+            &path,
+            format!(
+                "forge = \"git\"\npoll_secs = 1\nlock_ttl_secs = 120\nheartbeat_secs = 5\nland_command = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{branch}}\", \"{{base}}\", \"{{pr}}\"]\n"
+            ),
+        )
+        .unwrap();
+        path
+    }
+
     /// `<root>/land.sh BRANCH BASE LEDGER PR`: merge `origin/BRANCH` into `BASE`, push, and
     /// append the PR number to the ledger.
     pub fn land_script(&self) -> PathBuf {
