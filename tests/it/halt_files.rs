@@ -13,7 +13,7 @@ use berth::rules::Rules;
 use serde_json::Value;
 
 use crate::faults::fixture_path;
-use crate::support::World;
+use crate::support::{World, status_kib};
 
 fn state_dir_with_slug(world: &World, slug: &str) -> std::path::PathBuf {
     let dir = world.root.join("build-state");
@@ -287,14 +287,6 @@ fn a_fault_of_a_new_state_file_is_filed_though_a_gone_state_file_of_the_run_rais
 /// lists the halt dir on each refresh and `/metrics` whenever the dir's stamp moved.
 #[test]
 fn listing_a_planted_8_mib_pending_event_costs_its_bytes_not_its_parse() {
-    let status_kib = |field: &str| -> u64 {
-        fs::read_to_string("/proc/self/status")
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
-    };
     let dir = tempfile::tempdir().unwrap();
     let pending = dir.path().join("pending-investigations");
     fs::create_dir_all(&pending).unwrap();
