@@ -10,7 +10,8 @@ use berth::faults::watch::{WatchReport, watch_runs};
 use berth::rules::{RuleSet, Rules};
 
 use crate::faults::fixture_path;
-use crate::support::{World, in_own_process, status_kib};
+use crate::memory::{in_own_process, status_kib, trim_and_reset_peak};
+use crate::support::World;
 
 /// How many times `path` is read (inotify `IN_ACCESS`: a `read` of its data; opening it or
 /// taking its stamp is not one) while `f` runs.
@@ -271,14 +272,6 @@ fn parsed_state_files_kept_between_passes_stay_within_the_documented_memory_boun
         kept_mib < 512,
         "{kept_mib} MiB stay resident after one pass over six 1 MiB state files"
     );
-}
-
-/// Gives back to the system what the allocator merely kept for reuse, so that RSS counts
-/// live memory, and restarts the peak (`VmHWM`) from here.
-fn trim_and_reset_peak() {
-    // SAFETY: malloc_trim only walks glibc's own arenas under their locks.
-    unsafe { nix::libc::malloc_trim(0) };
-    fs::write("/proc/self/clear_refs", "5").unwrap();
 }
 
 /// The state cache keeps parsed states within 448 MiB by an estimate of their heap that is

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::in_own_process;
+use crate::memory::in_own_process;
 
 /// libgit2's timeouts are process-wide: every client in this binary uses this one.
 const REMOTE_TIMEOUT: Duration = Duration::from_secs(3);
