@@ -31,6 +31,7 @@ use crate::atomic_file;
 
 mod cap;
 mod listing;
+mod run_lock;
 mod shown;
 mod sweep;
 mod sync;

@@ -11,7 +11,7 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 
 use super::super::registry;
-use super::sync::{lock_run, remove_if_there, run_lock_path};
+use super::run_lock::{lock_run, remove_if_there, run_lock_path};
 
 /// Removes the registries in `active_dir` whose state files are gone; a run whose lock is
 /// held (by this sync, or another process) is left for a later pass.
