@@ -176,14 +176,9 @@ fn the_index_holds_its_places_within_16_bytes_each() {
     index.history(dir.path()).unwrap();
     let held = index.lock();
     assert_eq!(held.indexed as u64, lines);
-    let entry = std::mem::size_of::<(u64, Vec<LineRef>)>() + 1;
-    let bytes = held.by_pr.capacity() * entry
-        + held
-            .by_pr
-            .values()
-            .map(|v| v.capacity() * std::mem::size_of::<LineRef>())
-            .sum::<usize>()
-        + held.releases.capacity() * std::mem::size_of::<LineRef>();
+    assert_eq!(std::mem::size_of::<LineRef>(), 16);
+    let bytes =
+        (held.places.capacity() + held.releases.capacity()) * std::mem::size_of::<LineRef>();
     let per_place = bytes as f64 / lines as f64;
     assert!(
         per_place <= 32.0,
