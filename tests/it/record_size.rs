@@ -185,9 +185,10 @@ fn a_record_too_large_to_claim_does_not_wedge_its_lane() {
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .map(|r| r["status"].clone())
     };
-    let moved = world.wait_for(Duration::from_secs(90), || {
-        matches!(status(&behind_path), Some(s) if s != "queued")
-    });
+    let moved = world.wait_for(
+        Duration::from_secs(90),
+        || matches!(status(&behind_path), Some(s) if s != "queued"),
+    );
     stop(daemon);
     let refusals: Vec<String> = log()
         .lines()
