@@ -214,10 +214,11 @@ fn local_swap(
         &prepared.writers_lock,
         ref_name,
         change,
-        prepared
+        &prepared
             .locks
-            .each_ref()
-            .map(|lock| (lock.path.as_path(), lock.leftover.map(|judged| judged.file))),
+            .iter()
+            .map(|lock| (lock.path.as_path(), lock.leftover.map(|judged| judged.file)))
+            .collect::<Vec<_>>(),
     )
     .map_err(|e| git2::Error::from_str(&format!("cannot run git update-ref: {e}")))?;
     let writers_held_by = report(&prepared, &written);

@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime};
 use git2::Repository;
 use nix::libc;
 
-use super::leftover_seen;
+use super::{below_ref, leftover_seen};
 use crate::boot_clock::BootTime;
 
 /// The file berth's writers of a local origin's lock refs hold locked around each write,
@@ -125,8 +125,9 @@ pub(super) struct Prepared {
     pub git_dir: PathBuf,
     pub writers_lock: PathBuf,
     /// The ref's own `.lock`, then the origin's `packed-refs.lock`, which `git update-ref
-    /// -d` takes for every delete: a dead git (a killed `git gc`) leaves either behind.
-    pub locks: [LockFile; 2],
+    /// -d` takes for every delete: a dead git (a killed `git gc`) leaves either behind;
+    /// then those below the ref, where it is a directory ([`below_ref`]).
+    pub locks: Vec<LockFile>,
 }
 
 /// A `.lock` file a ref write needs free.
@@ -166,10 +167,11 @@ pub(super) fn prepare(
     seen: &LeftoverSightings,
 ) -> Result<Prepared, git2::Error> {
     let writers_lock = origin.path().join(WRITERS_LOCK);
-    let paths = [
+    let mut paths = vec![
         ref_lock_path(origin, ref_name),
         origin.path().join("packed-refs.lock"),
     ];
+    paths.extend(below_ref::lock_files_below(&origin.path().join(ref_name)));
     let fs_now = match open_shared(origin, &writers_lock) {
         Ok(writers) => Some(fs_now(&writers).ok()),
         Err(e) => {
@@ -180,10 +182,13 @@ pub(super) fn prepare(
             None
         }
     };
-    let locks = paths.map(|path| LockFile {
-        leftover: fs_now.and_then(|fs_now| judge(&path, fs_now, BootTime::now(), seen)),
-        path,
-    });
+    let locks = paths
+        .into_iter()
+        .map(|path| LockFile {
+            leftover: fs_now.and_then(|fs_now| judge(&path, fs_now, BootTime::now(), seen)),
+            path,
+        })
+        .collect();
     Ok(Prepared {
         git_dir: origin.path().to_owned(),
         writers_lock,

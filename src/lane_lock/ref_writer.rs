@@ -91,16 +91,16 @@ pub(super) fn write(
     writers_lock: &Path,
     ref_name: &str,
     change: Change,
-    leftovers: [(&Path, Option<FileId>); 2],
+    leftovers: &[(&Path, Option<FileId>)],
 ) -> io::Result<Written> {
     let (report_read, report_write) = report_pipe()?;
     let mut command = git_update_ref(git_dir, ref_name, change);
     let before_exec = BeforeExec {
         writers_lock: c_path(writers_lock)?,
-        leftovers: [
-            Leftover::of(git_dir, leftovers[0])?,
-            Leftover::of(git_dir, leftovers[1])?,
-        ],
+        leftovers: leftovers
+            .iter()
+            .map(|&leftover| Leftover::of(git_dir, leftover))
+            .collect::<io::Result<_>>()?,
         report: report_write.as_raw_fd(),
     };
     // SAFETY: `BeforeExec::run` makes only async-signal-safe system calls and allocates
@@ -304,7 +304,7 @@ impl Leftover {
 struct BeforeExec {
     writers_lock: CString,
     /// `.lock` files judged dead writers' or planted.
-    leftovers: [Leftover; 2],
+    leftovers: Vec<Leftover>,
     report: libc::c_int,
 }
 
