@@ -202,4 +202,9 @@ fn a_record_too_large_to_claim_does_not_wedge_its_lane() {
         status(&path),
         refusals.first()
     );
+    let said = log()
+        .lines()
+        .filter(|l| l.contains("passed over until the file is written again"))
+        .count();
+    assert_eq!((refused, said), (1, 1), "one claim refused, said once");
 }
