@@ -63,7 +63,7 @@ pub(super) struct FileId {
 }
 
 impl FileId {
-    fn of(meta: &Metadata) -> FileId {
+    pub(super) fn of(meta: &Metadata) -> FileId {
         FileId {
             kind: meta.mode() & libc::S_IFMT,
             dev: meta.dev(),
