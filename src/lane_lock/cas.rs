@@ -209,17 +209,8 @@ fn local_swap(
     // the ref holds the value read above (== `expect`).
     let mut prepared = leftover::prepare(&origin, ref_name, sightings)?;
     foreign_writer::spare(&mut prepared);
-    let written = ref_writer::write(
-        origin.path(),
-        &prepared.writers_lock,
-        ref_name,
-        change,
-        prepared
-            .locks
-            .each_ref()
-            .map(|lock| (lock.path.as_path(), lock.leftover.map(|judged| judged.file))),
-    )
-    .map_err(|e| git2::Error::from_str(&format!("cannot run git update-ref: {e}")))?;
+    let written = ref_writer::write(&prepared, ref_name, change)
+        .map_err(|e| git2::Error::from_str(&format!("cannot run git update-ref: {e}")))?;
     let writers_held_by = report(&prepared, &written);
     if written.applied {
         return Ok(PushOutcome::Applied);

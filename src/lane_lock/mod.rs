@@ -45,6 +45,7 @@ mod held;
 mod in_the_way;
 mod leftover;
 mod leftover_seen;
+mod lock_dir;
 mod listing;
 mod payload;
 mod ref_writer;
