@@ -71,9 +71,8 @@ impl FileId {
         // SAFETY: an all-zero `stat` is a valid value for fstatat to overwrite.
         let mut stat: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: `name` is NUL-terminated, `stat` writable; a bad `dir` only fails.
-        let found = unsafe {
-            libc::fstatat(dir, name.as_ptr(), &raw mut stat, libc::AT_SYMLINK_NOFOLLOW)
-        };
+        let found =
+            unsafe { libc::fstatat(dir, name.as_ptr(), &raw mut stat, libc::AT_SYMLINK_NOFOLLOW) };
         if found != 0 {
             return None;
         }
@@ -178,9 +177,8 @@ pub(super) fn prepare(
     seen: &LeftoverSightings,
 ) -> Result<Prepared, git2::Error> {
     let git_dir = origin.path();
-    let git_dir_fd = lock_dir::open_git_dir(git_dir).map_err(|e| {
-        git2::Error::from_str(&format!("cannot open {}: {e}", git_dir.display()))
-    })?;
+    let git_dir_fd = lock_dir::open_git_dir(git_dir)
+        .map_err(|e| git2::Error::from_str(&format!("cannot open {}: {e}", git_dir.display())))?;
     let ref_lock = format!("{ref_name}.lock");
     let [ref_dir, packed_dir] = [
         lock_dir::open_parent(&git_dir_fd, git_dir, &ref_lock)?,
@@ -197,20 +195,24 @@ pub(super) fn prepare(
             None
         }
     };
-    let locks = [(ref_lock, ref_dir), ("packed-refs.lock".to_owned(), packed_dir)].map(
-        |(relative, dir)| {
-            let base = relative.rsplit('/').next().unwrap_or_default();
-            let name = CString::new(base).unwrap_or_default();
-            let path = git_dir.join(&relative);
-            let found = dir.as_ref().and_then(|dir| FileId::at(dir.as_raw_fd(), &name));
-            LockFile {
-                leftover: fs_now.and_then(|fs_now| judge(found, &path, fs_now, BootTime::now(), seen)),
-                path,
-                dir,
-                name,
-            }
-        },
-    );
+    let locks = [
+        (ref_lock, ref_dir),
+        ("packed-refs.lock".to_owned(), packed_dir),
+    ]
+    .map(|(relative, dir)| {
+        let base = relative.rsplit('/').next().unwrap_or_default();
+        let name = CString::new(base).unwrap_or_default();
+        let path = git_dir.join(&relative);
+        let found = dir
+            .as_ref()
+            .and_then(|dir| FileId::at(dir.as_raw_fd(), &name));
+        LockFile {
+            leftover: fs_now.and_then(|fs_now| judge(found, &path, fs_now, BootTime::now(), seen)),
+            path,
+            dir,
+            name,
+        }
+    });
     Ok(Prepared {
         git_dir: git_dir.to_owned(),
         git_dir_fd,

@@ -45,7 +45,11 @@ pub(super) fn open_parent(
         walked.push(part);
         let name = match CString::new(part) {
             Ok(name) if !matches!(part, "" | "." | "..") => name,
-            _ => return Err(git2::Error::from_str(&format!("not a plain ref name: {ref_name}"))),
+            _ => {
+                return Err(git2::Error::from_str(&format!(
+                    "not a plain ref name: {ref_name}"
+                )));
+            }
         };
         // SAFETY: a valid directory descriptor, a NUL-terminated name and open flags.
         match owned(unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), DIR_FLAGS) }) {
