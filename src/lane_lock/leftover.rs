@@ -33,7 +33,7 @@ use std::time::{Duration, SystemTime};
 use git2::Repository;
 use nix::libc;
 
-use super::{leftover_seen, lock_dir};
+use super::{below_ref, leftover_seen, lock_dir};
 use crate::boot_clock::BootTime;
 
 /// The file berth's writers of a local origin's lock refs hold locked around each write,
@@ -131,8 +131,9 @@ pub(super) struct Prepared {
     pub git_dir_fd: OwnedFd,
     pub writers_lock: PathBuf,
     /// The ref's own `.lock`, then the origin's `packed-refs.lock`, which `git update-ref
-    /// -d` takes for every delete: a dead git (a killed `git gc`) leaves either behind.
-    pub locks: [LockFile; 2],
+    /// -d` takes for every delete: a dead git (a killed `git gc`) leaves either behind;
+    /// then those below the ref, where it is a directory ([`below_ref`]).
+    pub locks: Vec<LockFile>,
 }
 
 /// A `.lock` file a ref write needs free.
@@ -180,10 +181,29 @@ pub(super) fn prepare(
     let git_dir_fd = lock_dir::open_git_dir(git_dir)
         .map_err(|e| git2::Error::from_str(&format!("cannot open {}: {e}", git_dir.display())))?;
     let ref_lock = format!("{ref_name}.lock");
-    let [ref_dir, packed_dir] = [
-        lock_dir::open_parent(&git_dir_fd, git_dir, &ref_lock)?,
-        lock_dir::open_parent(&git_dir_fd, git_dir, "packed-refs.lock")?,
+    // The ref's own directory first: below a symlink nothing is looked at.
+    let mut found = vec![
+        (
+            lock_dir::open_parent(&git_dir_fd, git_dir, &ref_lock)?,
+            ref_lock,
+        ),
+        (
+            lock_dir::open_parent(&git_dir_fd, git_dir, "packed-refs.lock")?,
+            "packed-refs.lock".to_owned(),
+        ),
     ];
+    found.extend(
+        below_ref::lock_files_below(&git_dir.join(ref_name))
+            .iter()
+            .filter_map(|path| {
+                let relative = path.strip_prefix(git_dir).ok()?.to_str()?.to_owned();
+                // A symlink swapped in since the look: nothing judged there.
+                Some((
+                    lock_dir::open_parent(&git_dir_fd, git_dir, &relative).ok()?,
+                    relative,
+                ))
+            }),
+    );
     let writers_lock = git_dir.join(WRITERS_LOCK);
     let fs_now = match open_shared(origin, &writers_lock) {
         Ok(writers) => Some(fs_now(&writers).ok()),
@@ -195,24 +215,24 @@ pub(super) fn prepare(
             None
         }
     };
-    let locks = [
-        (ref_lock, ref_dir),
-        ("packed-refs.lock".to_owned(), packed_dir),
-    ]
-    .map(|(relative, dir)| {
-        let base = relative.rsplit('/').next().unwrap_or_default();
-        let name = CString::new(base).unwrap_or_default();
-        let path = git_dir.join(&relative);
-        let found = dir
-            .as_ref()
-            .and_then(|dir| FileId::at(dir.as_raw_fd(), &name));
-        LockFile {
-            leftover: fs_now.and_then(|fs_now| judge(found, &path, fs_now, BootTime::now(), seen)),
-            path,
-            dir,
-            name,
-        }
-    });
+    let locks = found
+        .into_iter()
+        .map(|(dir, relative)| {
+            let base = relative.rsplit('/').next().unwrap_or_default();
+            let name = CString::new(base).unwrap_or_default();
+            let path = git_dir.join(&relative);
+            let found = dir
+                .as_ref()
+                .and_then(|dir| FileId::at(dir.as_raw_fd(), &name));
+            LockFile {
+                leftover: fs_now
+                    .and_then(|fs_now| judge(found, &path, fs_now, BootTime::now(), seen)),
+                path,
+                dir,
+                name,
+            }
+        })
+        .collect();
     Ok(Prepared {
         git_dir: git_dir.to_owned(),
         git_dir_fd,

@@ -35,6 +35,7 @@
 
 mod acquire;
 mod alias;
+mod below_ref;
 mod cas;
 mod error;
 mod expiry_cap;
@@ -70,6 +71,7 @@ use crate::gstack_text;
 use crate::safe_key::safe_key;
 
 pub use alias::{lane_key, lane_lock_refs};
+pub use below_ref::MAX_BELOW_ENTRIES;
 pub use cas::{LockWrite, WRITERS_BLOCKED};
 pub use error::LockError;
 pub use held::HeldLock;

@@ -92,10 +92,11 @@ pub(super) fn write(prepared: &Prepared, ref_name: &str, change: Change) -> io::
     let git_dir = prepared.git_dir_fd.as_raw_fd();
     let before_exec = BeforeExec {
         writers_lock: c_path(&prepared.writers_lock)?,
-        leftovers: [
-            Leftover::of(git_dir, &prepared.locks[0])?,
-            Leftover::of(git_dir, &prepared.locks[1])?,
-        ],
+        leftovers: prepared
+            .locks
+            .iter()
+            .map(|lock| Leftover::of(git_dir, lock))
+            .collect::<io::Result<_>>()?,
         report: report_write.as_raw_fd(),
     };
     // SAFETY: `BeforeExec::run` makes only async-signal-safe system calls and allocates
@@ -308,7 +309,7 @@ impl Leftover {
 struct BeforeExec {
     writers_lock: CString,
     /// `.lock` files judged dead writers' or planted.
-    leftovers: [Leftover; 2],
+    leftovers: Vec<Leftover>,
     report: libc::c_int,
 }
 

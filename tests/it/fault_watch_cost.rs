@@ -10,6 +10,7 @@ use berth::faults::watch::{WatchReport, watch_runs};
 use berth::rules::{RuleSet, Rules};
 
 use crate::faults::fixture_path;
+use crate::memory::{in_own_process, status_kib, trim_and_reset_peak};
 use crate::support::World;
 
 /// How many times `path` is read (inotify `IN_ACCESS`: a `read` of its data; opening it or
@@ -271,47 +272,6 @@ fn parsed_state_files_kept_between_passes_stay_within_the_documented_memory_boun
         kept_mib < 512,
         "{kept_mib} MiB stay resident after one pass over six 1 MiB state files"
     );
-}
-
-/// A field of `/proc/self/status` in KiB (`VmRSS:`, `VmHWM:`).
-fn status_kib(field: &str) -> u64 {
-    fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
-/// Whether this is the process the calling test's body runs in: the test binary is run
-/// again filtered to `test` (its full path), so that the RSS and peak it measures are its
-/// own, not those of the tests running beside it. The first process waits for that one
-/// and fails with it.
-fn in_own_process(test: &str) -> bool {
-    const CHILD: &str = "BERTH_TEST_OWN_PROCESS";
-    if std::env::var_os(CHILD).is_some() {
-        return true;
-    }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    false
-}
-
-/// Gives back to the system what the allocator merely kept for reuse, so that RSS counts
-/// live memory, and restarts the peak (`VmHWM`) from here.
-fn trim_and_reset_peak() {
-    // SAFETY: malloc_trim only walks glibc's own arenas under their locks.
-    unsafe { nix::libc::malloc_trim(0) };
-    fs::write("/proc/self/clear_refs", "5").unwrap();
 }
 
 /// The state cache keeps parsed states within 448 MiB by an estimate of their heap that is

@@ -6,13 +6,14 @@ use std::fs;
 
 use berth::faults::fault::{Fault, Severity};
 use berth::faults::halt::{HaltEvent, RunRef};
-use berth::faults::halt_store::{COLLAPSED_DIR, HaltStore};
+use berth::faults::halt_store::{COLLAPSED_DIR, Emitted, HaltStore};
 use berth::faults::learned::LearnedSet;
 use berth::faults::watch::watch_runs;
 use berth::rules::Rules;
 use serde_json::Value;
 
 use crate::faults::fixture_path;
+use crate::memory::{in_own_process, status_kib, trim_and_reset_peak};
 use crate::support::World;
 
 fn state_dir_with_slug(world: &World, slug: &str) -> std::path::PathBuf {
@@ -281,33 +282,33 @@ fn a_fault_of_a_new_state_file_is_filed_though_a_gone_state_file_of_the_run_rais
     );
 }
 
-/// Listing the halt dir builds only the fields it shows: a pending event a producer
-/// planted, 8 MiB of `[0],[0],...` in a field the listing never shows (~760 MiB parsed into
-/// a JSON value), costs a listing its file's bytes, not hundreds of MiB. The queue page
-/// lists the halt dir on each refresh and `/metrics` whenever the dir's stamp moved.
-#[test]
-fn listing_a_planted_8_mib_pending_event_costs_its_bytes_not_its_parse() {
-    let status_kib = |field: &str| -> u64 {
-        fs::read_to_string("/proc/self/status")
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let pending = dir.path().join("pending-investigations");
+/// A pending event a producer planted: 8 MiB of `[0],[0],...` in a field berth never
+/// shows (~760 MiB parsed into a JSON value), at `name` under `pending-investigations/`.
+fn plant_8_mib_pending_event(halt_dir: &std::path::Path, name: &str) {
+    let pending = halt_dir.join("pending-investigations");
     fs::create_dir_all(&pending).unwrap();
     let body = format!(
         "{{\"runId\": \"r\", \"x\": [{}[0]]}}",
         "[0],".repeat(2_090_000)
     );
     assert!(body.len() as u64 <= berth::faults::json_file::MAX_JSON_BYTES);
-    fs::write(pending.join("r-x.json"), body).unwrap();
-    let store = berth::faults::HaltStore::new(dir.path());
-    // SAFETY: malloc_trim only walks glibc's own arenas under their locks.
-    unsafe { nix::libc::malloc_trim(0) };
-    fs::write("/proc/self/clear_refs", "5").unwrap();
+    fs::write(pending.join(name), body).unwrap();
+}
+
+/// Listing the halt dir builds only the fields it shows: a planted 8 MiB pending event
+/// costs a listing its file's bytes, not hundreds of MiB. The queue page lists the halt dir
+/// on each refresh and `/metrics` whenever the dir's stamp moved.
+#[test]
+fn listing_a_planted_8_mib_pending_event_costs_its_bytes_not_its_parse() {
+    if !in_own_process(
+        "halt_files::listing_a_planted_8_mib_pending_event_costs_its_bytes_not_its_parse",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    plant_8_mib_pending_event(dir.path(), "r-x.json");
+    let store = HaltStore::new(dir.path());
+    trim_and_reset_peak();
     let before = status_kib("VmRSS:");
     let listing = store.list();
     let peak_mib = status_kib("VmHWM:").saturating_sub(before) / 1024;
@@ -315,5 +316,36 @@ fn listing_a_planted_8_mib_pending_event_costs_its_bytes_not_its_parse() {
     assert!(
         peak_mib < 64,
         "listing a halt dir of one 8 MiB pending event peaked at {peak_mib} MiB"
+    );
+}
+
+/// Filing a fault reads only the stdout tail and the count of the pending file it
+/// replaces: a planted 8 MiB event at the fault's own file name costs each filing its
+/// bytes, not its parse, and is archived as it was.
+#[test]
+fn filing_over_a_planted_8_mib_pending_event_costs_its_bytes_not_its_parse() {
+    if !in_own_process(
+        "halt_files::filing_over_a_planted_8_mib_pending_event_costs_its_bytes_not_its_parse",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    let event = event_of("r", "tail");
+    let pending = store.pending_path(&event.run_id, &event.fault_id);
+    plant_8_mib_pending_event(dir.path(), &pending.file_name().unwrap().to_string_lossy());
+    let planted = fs::read(&pending).unwrap();
+    trim_and_reset_peak();
+    let before = status_kib("VmRSS:");
+    let emitted = store.emit(&event);
+    let peak_mib = status_kib("VmHWM:").saturating_sub(before) / 1024;
+    assert!(
+        peak_mib < 64,
+        "filing a fault over an 8 MiB pending event peaked at {peak_mib} MiB: {emitted:?}"
+    );
+    assert_eq!(emitted.unwrap(), Emitted::Recurred { occurrences: 2 });
+    assert_eq!(
+        fs::read(store.collapsed_path(&event.run_id, &event.fault_id, 1)).unwrap(),
+        planted
     );
 }

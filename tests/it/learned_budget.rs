@@ -228,4 +228,3 @@ fn a_held_learned_patterns_lock_does_not_stall_the_tick_and_its_hits_are_counted
         took.as_millis()
     );
 }
-

@@ -44,6 +44,7 @@ mod lock_cli;
 mod lock_in_the_way;
 mod lock_model;
 mod lock_sightings;
+mod memory;
 mod module_cycles;
 mod module_size;
 mod queue_cli;

@@ -21,10 +21,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::halt::HaltEvent;
 use super::json_file::{self, JsonFileError};
+use super::parse_budget::ParseError;
 use super::run_id::{file_run_id, fit_stem};
 use crate::atomic_file;
 
@@ -32,6 +33,8 @@ mod cap;
 mod listing;
 mod shown;
 mod sync;
+
+use shown::Prior;
 
 pub use cap::{CAP_RUN_ID, CapReached, MAX_PENDING_PER_RUN, MAX_PENDING_TOTAL};
 pub use listing::{HaltStatus, ListedHalt, Listing};
@@ -122,6 +125,21 @@ pub enum HaltStoreError {
         to: PathBuf,
         source: io::Error,
     },
+}
+
+/// The text of the pending file at `path` and what emit takes from it ([`Prior`]), `None`
+/// if there is none: read within the cap and never parsed into a value, so a planted
+/// 8 MiB event costs its bytes.
+fn read_prior(path: &Path) -> Result<Option<(String, Prior)>, HaltStoreError> {
+    let unreadable = |source: JsonFileError| HaltStoreError::Unreadable {
+        path: path.to_owned(),
+        source,
+    };
+    let Some(text) = json_file::read_text(path).map_err(|e| unreadable(e.into()))? else {
+        return Ok(None);
+    };
+    let prior = Prior::parse(&text).map_err(|e| unreadable(ParseError::NotJson(e).into()))?;
+    Ok(Some((text, prior)))
 }
 
 fn io_problem(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> HaltStoreError {
@@ -235,11 +253,7 @@ impl HaltStore {
     fn write_event(&self, event: &HaltEvent, capped: bool) -> Result<Emitted, HaltStoreError> {
         self.ensure(PENDING_DIR)?;
         let pending = self.pending_path(&event.run_id, &event.fault_id);
-        let prior =
-            json_file::read_json(&pending).map_err(|source| HaltStoreError::Unreadable {
-                path: pending.clone(),
-                source,
-            })?;
+        let prior = read_prior(&pending)?;
         let mut event = event.clone();
         event
             .fit_within(json_file::MAX_JSON_BYTES)
@@ -254,20 +268,14 @@ impl HaltStore {
                 }
                 Emitted::New
             }
-            Some(prior)
-                if prior
-                    .pointer("/snapshot/stdoutTail")
-                    .and_then(Value::as_str)
-                    == Some(event.snapshot.stdout_tail.as_str()) =>
+            Some((_, prior))
+                if prior.stdout_tail.as_deref() == Some(event.snapshot.stdout_tail.as_str()) =>
             {
                 Emitted::Refreshed
             }
-            Some(prior) => {
-                let capture = prior
-                    .pointer("/snapshot/occurrences")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(1);
-                self.archive(&event.run_id, &event.fault_id, capture, &prior)?;
+            Some((text, prior)) => {
+                let capture = prior.occurrences.unwrap_or(1);
+                self.archive(&event.run_id, &event.fault_id, capture, text.as_bytes())?;
                 // A planted count may be u64::MAX: it stays there.
                 let occurrences = capture.saturating_add(1);
                 event.snapshot.occurrences = Some(occurrences);
@@ -287,7 +295,8 @@ impl HaltStore {
         Ok(emitted)
     }
 
-    /// Archives `prior`, capture number `capture` of the fault, to `collapsed/`, then prunes
+    /// Archives `prior` (the replaced pending file's text, as it was), capture number
+    /// `capture` of the fault, to `collapsed/`, then prunes
     /// that fault's archives. An ack starts the pending file's count at 1 again while the
     /// archives from before it stay, so the archive takes the next number after the
     /// highest one there: none is written over, and the highest number stays the newest
@@ -297,7 +306,7 @@ impl HaltStore {
         run_id: &str,
         fault_id: &str,
         capture: u64,
-        prior: &Value,
+        prior: &[u8],
     ) -> Result<(), HaltStoreError> {
         self.ensure(COLLAPSED_DIR)?;
         let mut archives = self.archives(run_id, fault_id)?;
@@ -311,11 +320,10 @@ impl HaltStore {
             Some(None) => self.renumber(run_id, fault_id, &mut archives)? + 1,
         };
         let path = self.collapsed_path(run_id, fault_id, number);
-        let bytes = json_file::pretty(prior).map_err(io_problem("encode", &path))?;
-        atomic_file::write_atomic(&path, &bytes, 0o600).map_err(io_problem("write", &path))?;
+        atomic_file::write_atomic(&path, prior, 0o600).map_err(io_problem("write", &path))?;
         archives.push(Archive {
             number,
-            size: bytes.len() as u64,
+            size: prior.len() as u64,
             path,
         });
         archives.sort_by_key(|a| std::cmp::Reverse(a.number));

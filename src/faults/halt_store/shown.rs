@@ -1,5 +1,5 @@
 //! What a halt listing takes from one event file: the few fields it shows, each cut, and
-//! nothing else. Whoever writes the halt dir can fill an event with 8 MiB of `[0],[0],…`
+//! nothing else; and what filing an event takes from the one it replaces ([`Prior`]). Whoever writes the halt dir can fill an event with 8 MiB of `[0],[0],…`
 //! in a field no listing shows; parsed into a `serde_json::Value` that is ~760 MiB. Here
 //! every other field is skipped by the parser without being built, a text field is cut
 //! before it is copied, and a field of the wrong type reads as absent (as `Value::as_str`
@@ -101,6 +101,22 @@ fn loose<'de, T: Loose, D: Deserializer<'de>>(de: D) -> Result<T, D::Error> {
     de.deserialize_any(LooseVisitor(std::marker::PhantomData))
 }
 
+/// [`loose`] for a `T` named only by a type parameter.
+struct LooseSeed<T>(std::marker::PhantomData<T>);
+
+impl<T> Default for LooseSeed<T> {
+    fn default() -> Self {
+        LooseSeed(std::marker::PhantomData)
+    }
+}
+
+impl<'de, T: Loose> de::DeserializeSeed<'de> for LooseSeed<T> {
+    type Value = T;
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<T, D::Error> {
+        loose(de)
+    }
+}
+
 /// A text field: a string, cut; anything else is absent.
 #[derive(Default)]
 struct Text(Option<String>);
@@ -133,29 +149,90 @@ impl<'de> de::Deserialize<'de> for Count {
     }
 }
 
-/// `snapshot`: only its `occurrences`.
+/// `snapshot`: its `occurrences`, and its `stdoutTail` as `Tail` reads it.
 #[derive(Default)]
-struct Snapshot(Option<u64>);
+struct Snapshot<Tail> {
+    occurrences: Option<u64>,
+    stdout_tail: Tail,
+}
 
-impl Loose for Snapshot {
-    fn on_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Snapshot, A::Error> {
-        let mut occurrences = None;
+impl<Tail: Loose> Loose for Snapshot<Tail> {
+    fn on_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Snapshot<Tail>, A::Error> {
+        let mut snapshot = Snapshot::<Tail>::default();
         while let Some(key) = map.next_key::<Text>()? {
             match key.0.as_deref() {
                 // A repeated key counts as its last value, as a parsed object keeps it.
-                Some("occurrences") => occurrences = map.next_value::<Count>()?.0,
+                Some("occurrences") => snapshot.occurrences = map.next_value::<Count>()?.0,
+                Some("stdoutTail") => {
+                    snapshot.stdout_tail = map.next_value_seed(LooseSeed::<Tail>::default())?
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(Snapshot(occurrences))
+        Ok(snapshot)
     }
 }
 
-impl<'de> de::Deserialize<'de> for Snapshot {
-    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Snapshot, D::Error> {
+impl<'de, Tail: Loose> de::Deserialize<'de> for Snapshot<Tail> {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Snapshot<Tail>, D::Error> {
         loose(de)
+    }
+}
+
+/// A field skipped unbuilt, whatever it holds.
+#[derive(Default)]
+struct Skipped;
+
+impl Loose for Skipped {}
+
+/// A text field kept whole (emit compares it); anything else is absent.
+#[derive(Default)]
+struct Whole(Option<String>);
+
+impl Loose for Whole {
+    fn on_str(text: &str) -> Whole {
+        Whole(Some(text.to_owned()))
+    }
+}
+
+/// What [`super::HaltStore::emit`] takes from the pending file it replaces: whether it
+/// holds the same capture, and its capture number. Read as [`Shown`] is, so a planted
+/// event costs its bytes, not its parse.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Prior {
+    /// `snapshot.stdoutTail`, whole; `None` if absent or not a string.
+    pub stdout_tail: Option<String>,
+    /// `snapshot.occurrences`.
+    pub occurrences: Option<u64>,
+}
+
+impl Prior {
+    /// The fields of `text` emit reads; an error only for text that is not JSON.
+    pub fn parse(text: &str) -> Result<Prior, serde_json::Error> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let prior: Prior = loose(&mut de)?;
+        de.end()?;
+        Ok(prior)
+    }
+}
+
+impl Loose for Prior {
+    fn on_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Prior, A::Error> {
+        let mut prior = Prior::default();
+        while let Some(key) = map.next_key::<Text>()? {
+            if key.0.as_deref() == Some("snapshot") {
+                let snapshot = map.next_value::<Snapshot<Whole>>()?;
+                prior = Prior {
+                    stdout_tail: snapshot.stdout_tail.0,
+                    occurrences: snapshot.occurrences,
+                };
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(prior)
     }
 }
 
@@ -172,7 +249,7 @@ impl Loose for Shown {
                 Some("message") => &mut shown.message,
                 Some("timestamp") => &mut shown.timestamp,
                 Some("snapshot") => {
-                    shown.occurrences = map.next_value::<Snapshot>()?.0;
+                    shown.occurrences = map.next_value::<Snapshot<Skipped>>()?.occurrences;
                     continue;
                 }
                 _ => {
@@ -215,5 +292,22 @@ mod tests {
                 .is_none()
         );
         assert!(Shown::parse("{ torn").is_err());
+    }
+
+    #[test]
+    fn the_prior_keeps_its_whole_tail_and_its_count_and_skips_the_rest() {
+        let tail = "t".repeat(MAX_FIELD_BYTES * 2);
+        let text = serde_json::json!({
+            "x": [[0], [0]],
+            "snapshot": {"stdoutTail": tail, "occurrences": 4, "y": [[0]]},
+        })
+        .to_string();
+        let prior = Prior::parse(&text).unwrap();
+        assert_eq!(prior.stdout_tail.as_deref(), Some(tail.as_str()));
+        assert_eq!(prior.occurrences, Some(4));
+        let odd = Prior::parse("{\"snapshot\": {\"stdoutTail\": 1, \"occurrences\": -1}}");
+        assert_eq!(odd.unwrap(), Prior::default());
+        assert_eq!(Prior::parse("[1]").unwrap(), Prior::default());
+        assert!(Prior::parse("{ torn").is_err());
     }
 }

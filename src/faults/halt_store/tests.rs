@@ -1,6 +1,7 @@
 use super::*;
 use crate::faults::fault::{Fault, Severity};
 use crate::faults::halt::RunRef;
+use serde_json::Value;
 
 fn event(run: &str, category: &str, tail: &str) -> HaltEvent {
     let fault = Fault {
