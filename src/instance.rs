@@ -13,6 +13,7 @@
 use std::fs::{File, TryLockError};
 use std::io::{self, Read, Seek, Write};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -30,6 +31,10 @@ const MAX_STAMP_BYTES: u64 = 4096;
 /// it through the guards of its steps: the guard's SIGTERM-to-SIGKILL grace (2 s) and its
 /// wait for the group to go ([`crate::runner`]), with room for a loaded machine.
 pub const STEPS_STOP_WAIT: Duration = Duration::from_secs(10);
+
+/// How many times a start opens the lock path again when it was replaced between the open
+/// and the lock: each replacement is another process's `rm` racing this start.
+const REPLACED_RETRIES: u32 = 3;
 
 /// Who holds (or last held) the instance lock.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,13 +96,30 @@ pub struct InstanceLock {
     _file: File,
 }
 
-/// The instance lock this process holds, if it holds one: its absolute path (what its
-/// owner stamps name, [`crate::ownership::this_process`]) and its descriptor.
-static HELD_HERE: Mutex<Option<(PathBuf, RawFd)>> = Mutex::new(None);
+/// Which file (device and inode) a lock path named: a path can be unlinked and made again,
+/// and a `flock` belongs to the file, not to its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+}
 
-/// The instance lock this process holds right now, by absolute path.
-pub fn held_here() -> Option<PathBuf> {
-    held().as_ref().map(|(path, _)| path.clone())
+impl FileId {
+    fn of(meta: &std::fs::Metadata) -> FileId {
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+}
+
+/// The instance lock this process holds, if it holds one: its absolute path (what its
+/// owner stamps name, [`crate::ownership::this_process`]), its file and its descriptor.
+static HELD_HERE: Mutex<Option<(PathBuf, FileId, RawFd)>> = Mutex::new(None);
+
+/// The instance lock this process holds right now, by absolute path, and the file it is.
+pub fn held_here() -> Option<(PathBuf, FileId)> {
+    held().as_ref().map(|(path, file, _)| (path.clone(), *file))
 }
 
 /// Runs `f` with the descriptor of the instance lock this process holds (`None` if it holds
@@ -108,10 +130,10 @@ pub fn held_here() -> Option<PathBuf> {
 /// gone ([`crate::ownership`]).
 pub fn with_held_fd<T>(f: impl FnOnce(Option<RawFd>) -> T) -> T {
     let held = held();
-    f(held.as_ref().map(|(_, fd)| *fd))
+    f(held.as_ref().map(|(_, _, fd)| *fd))
 }
 
-fn held() -> std::sync::MutexGuard<'static, Option<(PathBuf, RawFd)>> {
+fn held() -> std::sync::MutexGuard<'static, Option<(PathBuf, FileId, RawFd)>> {
     HELD_HERE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -137,43 +159,27 @@ impl InstanceLock {
             source,
         };
         crate::atomic_file::ensure_private_dir(berth_dir).map_err(io_err)?;
-        let mut file = crate::atomic_file::open_lock_file(&path).map_err(io_err)?;
-        // Another daemon's liveness probe holds the lock for microseconds: retried within
-        // the bound, so a probe never refuses a start.
-        let mut deadline = Instant::now() + crate::atomic_file::LOCK_WAIT;
-        let mut draining = false;
-        loop {
-            match file.try_lock() {
-                Ok(()) => break,
-                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
+        // The path is unlinked and made anew between the open and the lock (another
+        // daemon's start racing an `rm`): the lock taken is on a file nobody else will
+        // open, so it is let go and the path opened again, a bounded number of times.
+        let mut attempts = 0;
+        let (mut file, id) = loop {
+            let file = lock_file(berth_dir, &path)?;
+            let meta = file.metadata().map_err(io_err)?;
+            match std::fs::symlink_metadata(&path) {
+                Ok(named) if FileId::of(&named) == FileId::of(&meta) => {
+                    break (file, FileId::of(&meta));
                 }
-                Err(TryLockError::WouldBlock) => {
-                    let holder = read_stamp(&mut file);
-                    // A daemon that died mid-step leaves the lock to its steps' guards
-                    // until they have stopped the steps: wait for that, boundedly.
-                    if !draining && holder.as_ref().is_some_and(Holder::is_gone) {
-                        draining = true;
-                        deadline = Instant::now() + STEPS_STOP_WAIT;
-                        continue;
-                    }
-                    let holder = match holder {
-                        Some(h) if draining => format!(
-                            "{h}, which is gone, but a landing step it started still runs after {}s (its step guard holds {}: `fuser -v` names it; a stopped guard needs SIGCONT or SIGKILL)",
-                            STEPS_STOP_WAIT.as_secs(),
-                            path.display()
-                        ),
-                        Some(h) => h.to_string(),
-                        None => "a process that has not written its stamp yet".into(),
-                    };
-                    return Err(InstanceError::Running {
-                        dir: berth_dir.to_owned(),
-                        holder,
-                    });
+                Ok(_) | Err(_) if attempts < REPLACED_RETRIES => attempts += 1,
+                Ok(_) => {
+                    return Err(io_err(io::Error::other(format!(
+                        "it was replaced while being locked, {} times in a row",
+                        REPLACED_RETRIES + 1
+                    ))));
                 }
-                Err(TryLockError::Error(e)) => return Err(io_err(e)),
+                Err(e) => return Err(io_err(e)),
             }
-        }
+        };
         let stamp = Holder {
             pid: std::process::id(),
             since: crate::clock::now_iso(),
@@ -189,9 +195,56 @@ impl InstanceLock {
         // Named by its realpath, so a checker anywhere on this machine finds it.
         *held() = std::fs::canonicalize(&path)
             .ok()
-            .map(|path| (path, file.as_raw_fd()));
+            .map(|path| (path, id, file.as_raw_fd()));
         Ok(InstanceLock { _file: file })
     }
+}
+
+/// Opens the lock file at `path` and takes its `flock`; refuses, naming the holder, when
+/// another daemon has it.
+fn lock_file(berth_dir: &Path, path: &Path) -> Result<File, InstanceError> {
+    let io_err = |source| InstanceError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = crate::atomic_file::open_lock_file(path).map_err(io_err)?;
+    // Another daemon's liveness probe holds the lock for microseconds: retried within
+    // the bound, so a probe never refuses a start.
+    let mut deadline = Instant::now() + crate::atomic_file::LOCK_WAIT;
+    let mut draining = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(TryLockError::WouldBlock) => {
+                let holder = read_stamp(&mut file);
+                // A daemon that died mid-step leaves the lock to its steps' guards
+                // until they have stopped the steps: wait for that, boundedly.
+                if !draining && holder.as_ref().is_some_and(Holder::is_gone) {
+                    draining = true;
+                    deadline = Instant::now() + STEPS_STOP_WAIT;
+                    continue;
+                }
+                let holder = match holder {
+                    Some(h) if draining => format!(
+                        "{h}, which is gone, but a landing step it started still runs after {}s (its step guard holds {}: `fuser -v` names it; a stopped guard needs SIGCONT or SIGKILL)",
+                        STEPS_STOP_WAIT.as_secs(),
+                        path.display()
+                    ),
+                    Some(h) => h.to_string(),
+                    None => "a process that has not written its stamp yet".into(),
+                };
+                return Err(InstanceError::Running {
+                    dir: berth_dir.to_owned(),
+                    holder,
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(io_err(e)),
+        }
+    }
+    Ok(file)
 }
 
 /// What an instance lock file says about its daemon.
@@ -208,12 +261,18 @@ pub enum Probe {
 /// a shared lock that is dropped at once, so a probe never blocks a starting daemon for
 /// longer than the probe itself.
 pub fn probe(path: &Path) -> Result<Probe, crate::hostile_file::ReadError> {
-    let (mut file, _) = crate::hostile_file::open_regular(path, MAX_STAMP_BYTES)?;
-    match file.try_lock_shared() {
-        Ok(()) => Ok(Probe::Free),
-        Err(TryLockError::WouldBlock) => Ok(Probe::Held(read_stamp(&mut file))),
-        Err(TryLockError::Error(e)) => Err(e.into()),
-    }
+    probe_file(path).map(|(probe, _)| probe)
+}
+
+/// [`probe`], and which file the path named when it was probed.
+pub fn probe_file(path: &Path) -> Result<(Probe, FileId), crate::hostile_file::ReadError> {
+    let (mut file, meta) = crate::hostile_file::open_regular(path, MAX_STAMP_BYTES)?;
+    let probe = match file.try_lock_shared() {
+        Ok(()) => Probe::Free,
+        Err(TryLockError::WouldBlock) => Probe::Held(read_stamp(&mut file)),
+        Err(TryLockError::Error(e)) => return Err(e.into()),
+    };
+    Ok((probe, FileId::of(&meta)))
 }
 
 /// The running daemon on `berth_dir`, if any: the lock is held by someone ([`probe`]).

@@ -322,10 +322,16 @@ struct AttachReport {
     withheld: Vec<String>,
 }
 
-/// Whether a read failed for the system's reasons (worth trying again), not because
-/// nothing is there or what is there is refused (not a regular file).
+/// Whether a read failed for the system's reasons (worth trying again: `EMFILE`, `EIO`,
+/// `EACCES`…), not because nothing is there or what is there is refused: a symlink
+/// (`ELOOP`, never followed), a socket (`ENXIO`) or a file where a directory is named
+/// (`ENOTDIR`) is what the state names and stays so, like a path that is not a regular file.
 fn system_failed(e: &std::io::Error) -> bool {
-    e.raw_os_error().is_some() && e.kind() != std::io::ErrorKind::NotFound
+    use nix::libc::{ELOOP, ENOTDIR, ENXIO};
+    match e.raw_os_error() {
+        Some(ELOOP | ENXIO | ENOTDIR) | None => false,
+        Some(_) => e.kind() != std::io::ErrorKind::NotFound,
+    }
 }
 
 /// A positive integer from the environment, else [`DEFAULT_MAX_ITER`].

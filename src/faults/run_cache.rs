@@ -317,4 +317,45 @@ mod tests {
         assert!(again.detectors_ran, "the outcome of a failed read was kept");
         assert_eq!(categories(&again), ["FEATURE_VERIFIER_SCOPE"]);
     }
+
+    /// Review-bounds 7: a stdout log the state names that is a symlink is refused (not
+    /// followed), not a read the system failed: like a missing log, the run's answer is
+    /// kept once its stamps settle. `attachment::open_regular` passes the raw `ELOOP` on,
+    /// `system_failed` takes it for a system failure, and the run's detectors (and learned
+    /// patterns) run again on every pass for good, against docs/limits.md (only `EMFILE`,
+    /// `ENFILE`, `ENOMEM`, I/O errors and no access are never kept).
+    #[test]
+    fn a_symlinked_stdout_log_is_refused_not_read_again_on_every_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("real.log");
+        std::fs::write(&target, "VERIFICATION: GAPS\n").unwrap();
+        let link = dir.path().join("out.log");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let rules = crate::rules::Rules::embedded().unwrap();
+        let set = rules.current();
+        let learned = LearnedSet::default();
+        let settles = |name: &str, log: &Path| {
+            let file = dir.path().join(format!("{name}.json"));
+            let state = serde_json::json!({"slug": name, "stdoutLog": log.to_str().unwrap()});
+            std::fs::write(&file, state.to_string()).unwrap();
+            let cache = RunCache::default();
+            let doc = Arc::new(Document::new(state));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while cache
+                .answer(&file, &doc, &set, &learned, &mut Budget::unlimited())
+                .detectors_ran
+            {
+                if Instant::now() > deadline {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            true
+        };
+        assert!(settles("missing", &dir.path().join("absent.log")));
+        assert!(
+            settles("linked", &link),
+            "a symlinked stdoutLog made the run's detectors run on every pass for 10 s"
+        );
+    }
 }

@@ -44,7 +44,7 @@ impl CallMark {
 
     /// The mark of this process, when it holds an instance lock (a daemon).
     pub fn this_daemon() -> Option<CallMark> {
-        let instance = crate::instance::held_here()?;
+        let (instance, _) = crate::instance::held_here()?;
         Some(CallMark::new(&instance, &crate::ownership::this_process()))
     }
 

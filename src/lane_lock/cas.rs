@@ -17,10 +17,11 @@ use std::sync::Arc;
 
 use git2::{ErrorCode, ObjectType, Oid, Repository, RepositoryOpenFlags};
 
+use super::expiry_cap::ExpirySightings;
 use super::leftover::LeftoverSightings;
 use super::ref_writer::{self, Change, Writers, Written};
 use super::transport::{PushOutcome, push_guarded};
-use super::{flock_holder, foreign_writer, leftover};
+use super::{broken_above, flock_holder, foreign_writer, leftover};
 
 /// What the ref must hold for the write to go through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +94,9 @@ impl fmt::Debug for WriteHook {
 pub(crate) struct WriteContext<'a> {
     pub hook: &'a WriteHook,
     pub seen: &'a LeftoverSightings,
+    /// First sightings of what is no lock, and how long any lock lasts ([`broken_above`]).
+    pub expiry: &'a ExpirySightings,
+    pub longest_ttl: std::time::Duration,
 }
 
 /// One compare-and-swap of `ref_name` on `url`: to `new` (a lock commit already written in
@@ -178,6 +182,8 @@ fn local_swap(
     let WriteContext {
         hook,
         seen: sightings,
+        expiry,
+        longest_ttl,
     } = with;
     let origin = Repository::open_ext(path, RepositoryOpenFlags::NO_SEARCH, [] as [&str; 0])?;
     let found = match origin.find_reference(ref_name) {
@@ -208,6 +214,13 @@ fn local_swap(
     // zero id: must be absent) and writes only on a match; a delete goes through only while
     // the ref holds the value read above (== `expect`).
     let mut prepared = leftover::prepare(&origin, ref_name, sightings)?;
+    broken_above::clear(
+        &origin,
+        ref_name,
+        &prepared.writers_lock,
+        expiry,
+        longest_ttl,
+    );
     foreign_writer::spare(&mut prepared);
     let written = ref_writer::write(&prepared, ref_name, change)
         .map_err(|e| git2::Error::from_str(&format!("cannot run git update-ref: {e}")))?;

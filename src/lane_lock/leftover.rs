@@ -22,10 +22,10 @@
 //! removes nothing, and berth names who holds it ([`super::flock_holder`]).
 
 use std::ffi::{CStr, CString};
-use std::fs::{File, OpenOptions};
+use std::fs::{File, Metadata, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd as _, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
@@ -65,6 +65,17 @@ pub(super) struct FileId {
 }
 
 impl FileId {
+    pub(super) fn of(meta: &Metadata) -> FileId {
+        FileId {
+            kind: meta.mode() & libc::S_IFMT,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: i64::try_from(meta.size()).unwrap_or(i64::MAX),
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
+        }
+    }
+
     /// The node `name` in the directory `dir`, not following a symlink; async-signal-safe
     /// (a writer child calls it between fork and exec).
     pub(super) fn at(dir: libc::c_int, name: &CStr) -> Option<FileId> {

@@ -36,6 +36,7 @@
 mod acquire;
 mod alias;
 mod below_ref;
+mod broken_above;
 mod cas;
 mod error;
 mod expiry_cap;
@@ -400,6 +401,8 @@ impl LockClient {
             WriteContext {
                 hook: &self.hook,
                 seen: &self.sightings.leftovers,
+                expiry: &self.sightings.expiry,
+                longest_ttl: self.longest_ttl(),
             },
         );
         let applied = matches!(outcome, Ok(PushOutcome::Applied));

@@ -5,7 +5,11 @@
 //! of this machine is judged by what can be proven:
 //!
 //! - **gone**: the named instance lock is free (the probe could take it), or held by
-//!   another daemon (its file names another pid or start); for a stamp without a lock, the
+//!   another daemon (its file names another pid or start), and the path still names the
+//!   file the owner locked (its stamp's device and inode) or the owner's pid no longer runs
+//!   it (a path can be unlinked and made again while the owner keeps its lock on the
+//!   unlinked file; an older stamp names no file, so its free lock proves only a dead
+//!   pid gone); for a stamp without a lock, the
 //!   pid runs no process here ([`crate::process_probe`]: `/proc` shows this process, not
 //!   that pid, and `kill` answers `ESRCH`), or runs a later process (another start time);
 //! - **alive**: the named instance lock is held, its file names the stamp's pid and start,
@@ -80,9 +84,30 @@ pub fn owner_state(text: &str) -> Owner {
     if lock.file_name() != Some(crate::instance::LOCK_FILE.as_ref()) {
         return unknown_or_gone(format!("{} is not a berth instance lock", lock.display()));
     }
-    match crate::instance::probe(lock) {
-        Ok(Probe::Free) => Owner::Gone(format!("owner {text} is gone (its instance lock is free)")),
-        Ok(Probe::Held(Some(holder)))
+    let (probe, file) = match crate::instance::probe_file(lock) {
+        Ok(probed) => probed,
+        Err(e) if e.is_not_found() => {
+            return unknown_or_gone("its instance lock does not exist".into());
+        }
+        Err(e) => return Owner::Unknown(format!("its instance lock cannot be probed: {e}")),
+    };
+    // Whether the path still names the file the owner locked (`None`: an older stamp does
+    // not say). Another file there (the owner's unlinked, a later daemon's made) says
+    // nothing of the owner: it keeps its lock on the unlinked file.
+    let same_file = stamp.lock_id.map(|id| id.file == file);
+    match probe {
+        Probe::Free if pid_gone.is_some() || same_file == Some(true) => {
+            Owner::Gone(format!("owner {text} is gone (its instance lock is free)"))
+        }
+        Probe::Free => Owner::Unknown(format!(
+            "the instance lock of owner {text} is free, but the owner still runs: {}",
+            match same_file {
+                Some(_) => "its lock file was replaced",
+                None =>
+                    "its lock file may have been replaced (an older stamp does not say which file it locked)",
+            }
+        )),
+        Probe::Held(Some(holder))
             if holder.pid == stamp.pid
                 && holder
                     .start_ticks
@@ -95,12 +120,15 @@ pub fn owner_state(text: &str) -> Owner {
                 )),
             }
         }
-        Ok(Probe::Held(Some(holder))) => Owner::Gone(format!(
+        Probe::Held(Some(holder)) if same_file == Some(false) && pid_gone.is_none() => {
+            Owner::Unknown(format!(
+                "owner {text} still runs, and its lock file was replaced by one {holder} holds"
+            ))
+        }
+        Probe::Held(Some(holder)) => Owner::Gone(format!(
             "owner {text} is gone (its instance lock is held by another daemon, {holder})"
         )),
-        Ok(Probe::Held(None)) => Owner::Unknown("its instance lock names no holder yet".into()),
-        Err(e) if e.is_not_found() => unknown_or_gone("its instance lock does not exist".into()),
-        Err(e) => Owner::Unknown(format!("its instance lock cannot be probed: {e}")),
+        Probe::Held(None) => Owner::Unknown("its instance lock names no holder yet".into()),
     }
 }
 

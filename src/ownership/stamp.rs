@@ -1,8 +1,13 @@
 //! The owner stamp a daemon writes into `claimedBy` and into its lane locks' `ownerId`:
 //! `<machine>:<pid>:<start>:<instance lock>`, where `<machine>` is [`machine`], `<start>`
 //! the process start in clock ticks, and `<instance lock>` the absolute path of the
-//! `daemon.lock` the daemon holds for its whole life ([`crate::instance`]). Stamps written
-//! before the lock was named (`<machine>:<pid>:<start>`) still parse, without one.
+//! `daemon.lock` the daemon holds for its whole life ([`crate::instance`]), preceded by
+//! `<dev>.<inode>.<euid>:`: which file that path named when the daemon locked it (a path
+//! can be unlinked and made again, a free new file says nothing of the old one's holder),
+//! and the user the daemon and its steps run as (not the file's owner: a root daemon keeps
+//! a lock file another user made). Stamps written before the lock was named
+//! (`<machine>:<pid>:<start>`), or before its file and user were
+//! (`<machine>:<pid>:<start>:<instance lock>`), still parse, without them.
 
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
@@ -16,6 +21,40 @@ pub struct Stamp<'a> {
     pub start: u64,
     /// The instance lock its daemon holds; `None` in an older berth's stamp.
     pub daemon_lock: Option<&'a Path>,
+    /// The file that lock named when it was taken, and the daemon's user; `None` in an
+    /// older berth's stamp.
+    pub lock_id: Option<LockId>,
+}
+
+/// Which file a daemon locked as its instance lock, and the user it runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockId {
+    pub file: crate::instance::FileId,
+    pub euid: u32,
+}
+
+impl LockId {
+    fn parse(text: &str) -> Option<LockId> {
+        let mut parts = text.split('.');
+        let (Some(dev), Some(ino), Some(euid), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        Some(LockId {
+            file: crate::instance::FileId {
+                dev: dev.parse().ok()?,
+                ino: ino.parse().ok()?,
+            },
+            euid: euid.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for LockId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.file.dev, self.file.ino, self.euid)
+    }
 }
 
 impl<'a> Stamp<'a> {
@@ -27,6 +66,13 @@ impl<'a> Stamp<'a> {
             Some(at) => (&text[..at], Some(Path::new(&text[at + 1..]))),
             None => (text, None),
         };
+        // The start is digits; a last part with dots is the lock's file and user.
+        let (head, lock_id) = match head.rsplit_once(':') {
+            Some((rest, last)) if daemon_lock.is_some() && last.contains('.') => {
+                (rest, Some(LockId::parse(last)?))
+            }
+            _ => (head, None),
+        };
         let mut parts = head.rsplitn(3, ':');
         let (Some(start), Some(pid), Some(machine)) = (parts.next(), parts.next(), parts.next())
         else {
@@ -37,6 +83,7 @@ impl<'a> Stamp<'a> {
             pid: pid.parse().ok()?,
             start: start.parse().ok()?,
             daemon_lock,
+            lock_id,
         })
     }
 }
@@ -46,12 +93,17 @@ pub fn this_process() -> String {
     let pid = std::process::id();
     let start = crate::process_probe::start_ticks(pid).unwrap_or(0);
     let stamp = format!("{}:{pid}:{start}", machine());
-    match crate::instance::held_here()
-        .as_deref()
-        .and_then(Path::to_str)
-        .filter(|lock| lock.starts_with('/'))
-    {
-        Some(lock) => format!("{stamp}:{lock}"),
+    let Some((path, file)) = crate::instance::held_here() else {
+        return stamp;
+    };
+    match path.to_str().filter(|lock| lock.starts_with('/')) {
+        Some(lock) => {
+            let id = LockId {
+                file,
+                euid: nix::unistd::geteuid().as_raw(),
+            };
+            format!("{stamp}:{id}:{lock}")
+        }
         None => stamp,
     }
 }
@@ -130,6 +182,19 @@ mod tests {
             new.daemon_lock,
             Some(Path::new("/home/u:x/.berth/daemon.lock"))
         );
+        assert_eq!(new.lock_id, None);
+        let id =
+            Stamp::parse("host~0a~40.2.3:42:7:2049.1234.0:/home/u:x/.berth/daemon.lock").unwrap();
+        assert_eq!((id.machine, id.pid, id.start), ("host~0a~40.2.3", 42, 7));
+        assert_eq!(
+            id.lock_id.map(|id| id.to_string()).as_deref(),
+            Some("2049.1234.0")
+        );
+        assert_eq!(
+            id.daemon_lock,
+            Some(Path::new("/home/u:x/.berth/daemon.lock"))
+        );
+        assert_eq!(Stamp::parse("host:42:7:1.2:/l/daemon.lock"), None);
         assert_eq!(Stamp::parse("gstack-host-12-pr-3"), None);
         assert_eq!(Stamp::parse("host:x:7"), None);
     }

@@ -28,6 +28,21 @@ fn stamp_of(pid: u32, lock: Option<&std::path::Path>) -> String {
     }
 }
 
+/// [`stamp_of`] as this berth writes it: naming the file at `lock` and this user too.
+fn stamp_of_file(pid: u32, lock: &std::path::Path) -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    let start = crate::process_probe::start_ticks(pid).unwrap();
+    let meta = std::fs::metadata(lock).unwrap();
+    let euid = nix::unistd::geteuid();
+    format!(
+        "{}:{pid}:{start}:{}.{}.{euid}:{}",
+        machine(),
+        meta.dev(),
+        meta.ino(),
+        lock.display()
+    )
+}
+
 fn dead_pid() -> u32 {
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let pid = child.id();
@@ -50,16 +65,21 @@ fn a_running_owner_holds_a_fresh_record_and_a_dead_one_strands_it() {
     assert!(reason.contains("no longer running"), "{reason}");
 }
 
-/// The instance lock named in the stamp decides: held by the stamp's pid is alive; free is
-/// gone; held by another daemon (its file names another pid) is gone, so a stamp naming a
-/// process that merely runs (pid 1) with a live daemon's lock owns nothing.
+/// The instance lock named in the stamp decides: held by the stamp's pid is alive; free
+/// (the file the owner locked) is gone; held by another daemon (its file names another
+/// pid) is gone, so a stamp naming a process that merely runs (pid 1) with a live daemon's
+/// lock owns nothing.
 #[test]
 fn the_named_instance_lock_proves_an_owner_alive_or_gone() {
     let dir = tempfile::tempdir().unwrap();
     let lock = crate::instance::InstanceLock::acquire(dir.path(), "watch").unwrap();
     let path = std::fs::canonicalize(crate::instance::lock_path(dir.path())).unwrap();
-    let mine = stamp_of(std::process::id(), Some(&path));
+    let mine = stamp_of_file(std::process::id(), &path);
     assert_eq!(owner_state(&mine), Owner::Alive);
+    assert_eq!(
+        owner_state(&stamp_of(std::process::id(), Some(&path))),
+        Owner::Alive
+    );
     let planted = stamp_of(1, Some(&path));
     let why = gone_owner(&planted).expect("pid 1 does not hold this lock");
     assert!(why.contains("held by another daemon"), "{why}");
@@ -179,4 +199,47 @@ fn a_timestamp_beyond_the_clock_skew_is_invalid() {
     assert!(reason.contains("in the future"), "{reason}");
     assert_eq!(gone_owner("other-host:1:1"), None);
     assert_eq!(gone_owner(&stamp_of(std::process::id(), None)), None);
+}
+
+/// A live daemon whose `daemon.lock` was unlinked (a tmp cleaner, an operator's `rm` of
+/// the berth dir's files) keeps its `flock` on the unlinked file. The next
+/// `berth run --once` on that berth dir makes a new `daemon.lock`, takes it (no conflict:
+/// another inode) and exits; the path then names a free lock that is not the owner's, so
+/// the owner, pid and start time still running, is not judged gone, neither by a stamp
+/// naming the file it locked nor by an older stamp naming none.
+#[test]
+fn a_live_daemon_whose_lock_file_was_replaced_is_not_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = crate::instance::InstanceLock::acquire(dir.path(), "watch").unwrap();
+    let path = std::fs::canonicalize(crate::instance::lock_path(dir.path())).unwrap();
+    let mine = stamp_of(std::process::id(), Some(&path));
+    let with_file = stamp_of_file(std::process::id(), &path);
+    assert_eq!(owner_state(&mine), Owner::Alive);
+    std::fs::remove_file(&path).unwrap();
+    // `berth run --once` on the same berth dir: it starts (the live daemon's lock is on
+    // the unlinked file), and ends.
+    let once = crate::instance::InstanceLock::acquire(dir.path(), "once")
+        .expect("a second daemon started on the berth dir while the first runs");
+    drop(once);
+    let state = owner_state(&mine);
+    let with_file_state = owner_state(&with_file);
+    // Held by a later daemon (pid 1 by its file), the replaced file does not prove the
+    // owner gone either.
+    let holder = serde_json::json!({"pid": 1, "since": "2026-12-04T00:00:00Z", "mode": "watch"});
+    std::fs::write(&path, holder.to_string()).unwrap();
+    let later = std::fs::File::open(&path).unwrap();
+    later.lock().unwrap();
+    let held_state = owner_state(&with_file);
+    drop(later);
+    drop(live);
+    for judged in [&with_file_state, &held_state] {
+        assert!(
+            matches!(judged, Owner::Unknown(_)),
+            "a live daemon whose lock file was replaced judged {judged:?}"
+        );
+    }
+    assert!(
+        !matches!(state, Owner::Gone(_)),
+        "a live daemon (this process, its pid and start unchanged, its flock held) judged {state:?}"
+    );
 }

@@ -230,4 +230,4 @@ fn read_lines(files: &[File], refs: &[LineRef]) -> io::Result<Vec<(LineRef, Jour
 
 #[cfg(test)]
 #[path = "log_index_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -31,7 +31,8 @@ fn wait(n: u64, pr: u64, repo: &str, decision: &str) -> serde_json::Value {
         "decision": decision, "reason": format!("n{n}"), "fallback": false})
 }
 
-fn release(dir: &Path) {
+/// Journals an operator's release of lock ref `refs/berth/locks/x` in berth dir `dir`.
+pub(in crate::queue_report) fn release(dir: &Path) {
     let act = OperatorAct {
         act: Act::LockRelease,
         subject: None,

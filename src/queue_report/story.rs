@@ -261,8 +261,8 @@ fn lock_releases(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::decisions::{OperatorAct, PASSES, operator_act};
-    use crate::rules::journal::Act;
+    use crate::queue_report::log_index::tests::release;
+    use crate::rules::decisions::PASSES;
 
     /// A PR's page (`/pr/<n>`, `explain`) reads the decision log once, its lock releases
     /// included.
@@ -270,15 +270,7 @@ mod tests {
     fn a_story_reads_the_decision_log_once() {
         let berth = tempfile::tempdir().unwrap();
         let queue = tempfile::tempdir().unwrap();
-        let act = OperatorAct {
-            act: Act::LockRelease,
-            subject: None,
-            from: None,
-            to: None,
-            lock_ref: Some("refs/berth/locks/x"),
-            reason: "stuck",
-        };
-        operator_act(berth.path(), &act).unwrap();
+        release(berth.path());
         let before = PASSES.with(std::cell::Cell::get);
         let story = Story::read(
             &QueueStore::new(queue.path()),

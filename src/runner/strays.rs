@@ -140,15 +140,19 @@ fn pid_list(pids: &[i32]) -> String {
 /// known to be gone), with its process group, and waits up to [`STRAY_KILL_WAIT`] for them
 /// to go. Returns how many there were; `Err` lists the survivors.
 pub fn end_strays(record: &Path, owner: &str) -> Result<usize, StraysError> {
-    end_marked(Some(record), owner, "a gone daemon")
+    end_marked(Some(record), owner, owners_user(owner), "a gone daemon")
 }
 
 /// Kills what a step that has ended left running under its mark, as [`end_strays`] does.
 /// A process that left the step's group (a `git gc` that git detached with `setsid`, a
 /// script's `setsid … &`) is outside what the step's end and its guard kill; kept alive, it
 /// would run on under the lane's next landing once this one releases the lock.
+///
+/// `owner` is this daemon, so its steps ran as this process's user, whoever owns the
+/// instance lock's file.
 pub fn end_step_leftovers(record: &Path, owner: &str) -> Result<usize, StraysError> {
-    end_marked(Some(record), owner, "a finished step")
+    let user = nix::unistd::geteuid().as_raw();
+    end_marked(Some(record), owner, user, "a finished step")
 }
 
 /// Before a gone daemon's lane lock is taken over: kills every process on this host marked
@@ -165,16 +169,12 @@ pub fn end_step_leftovers(record: &Path, owner: &str) -> Result<usize, StraysErr
 /// step's child, adopted by init or a subreaper, cannot be told by its parent. A process
 /// that changed its real user too is not seen.
 pub fn end_gone_owners_processes(owner: &str) -> Result<usize, StraysError> {
-    use std::os::unix::fs::MetadataExt as _;
     let stamp = crate::ownership::Stamp::parse(owner)
         .ok_or_else(|| StraysError::NotAStamp(owner.to_owned()))?;
     if !crate::process_probe::proc_is_this_namespace() {
         return Err(StraysError::OtherNamespace);
     }
-    let owner_uid = stamp
-        .daemon_lock
-        .and_then(|lock| std::fs::symlink_metadata(lock).ok())
-        .map(|lock| lock.uid());
+    let owner_uid = stamped_user(&stamp);
     let euid = nix::unistd::geteuid();
     if !euid.is_root() && owner_uid != Some(euid.as_raw()) {
         return Err(StraysError::OtherUser(owner_uid));
@@ -187,7 +187,12 @@ pub fn end_gone_owners_processes(owner: &str) -> Result<usize, StraysError> {
     if !hidden.is_empty() {
         return Err(StraysError::Hidden(hidden));
     }
-    end_marked(None, owner, "a gone daemon")
+    end_marked(
+        None,
+        owner,
+        owner_uid.unwrap_or_else(|| nix::unistd::geteuid().as_raw()),
+        "a gone daemon",
+    )
 }
 
 /// Whether `pid` (whose environment cannot be read) may be a step of an owner that ran as
@@ -210,23 +215,37 @@ fn may_be_owners(pid: i32, owner_uid: Option<u32>, owner_start: u64) -> bool {
     users_match && started.is_none_or(|started| started >= owner_start)
 }
 
-/// The user whose marked processes may be killed for `owner`: the owner of its instance
-/// lock (its steps ran as that user), else this process's. Anyone can put a mark in an
-/// environment, so a daemon run as root never kills another user's process by one.
+/// The user whose marked processes may be killed for `owner`: the one its steps ran as
+/// ([`stamped_user`]), else this process's. Anyone can put a mark in an environment, so a
+/// daemon run as root never kills another user's process by one.
 fn owners_user(owner: &str) -> u32 {
-    use std::os::unix::fs::MetadataExt as _;
     crate::ownership::Stamp::parse(owner)
-        .and_then(|stamp| stamp.daemon_lock)
+        .as_ref()
+        .and_then(stamped_user)
+        .unwrap_or_else(|| nix::unistd::geteuid().as_raw())
+}
+
+/// The user a stamp's daemon (and so its steps) ran as: the one the stamp names, or, in an
+/// older berth's stamp, the owner of its instance lock's file (a root daemon may keep a
+/// file another user made, so that is a guess the newer stamp does not need).
+fn stamped_user(stamp: &crate::ownership::Stamp<'_>) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt as _;
+    if let Some(id) = stamp.lock_id {
+        return Some(id.euid);
+    }
+    stamp
+        .daemon_lock
         .and_then(|lock| std::fs::symlink_metadata(lock).ok())
-        .map_or_else(|| nix::unistd::geteuid().as_raw(), |lock| lock.uid())
+        .map(|lock| lock.uid())
 }
 
 fn end_marked(
     record: Option<&Path>,
     owner: &str,
+    user: u32,
     left_by: &'static str,
 ) -> Result<usize, StraysError> {
-    let user = Some(owners_user(owner));
+    let user = Some(user);
     let strays = scan(record, Some(owner), user).marked;
     if strays.is_empty() {
         return Ok(0);
@@ -376,5 +395,98 @@ mod tests {
             !own_status.success(),
             "the own marked process was not killed"
         );
+    }
+
+    /// A daemon run as root on a berth dir whose `daemon.lock` another user made (that user
+    /// ran berth on the dir first; a root daemon opens and keeps the file, owner and all)
+    /// takes that user for the one its steps ran as: a finished step's marked leftover,
+    /// running as root like the step, is never killed, and likewise a gone root daemon's
+    /// step leftovers are left running when its lane lock is taken over.
+    #[test]
+    fn a_root_daemons_own_marked_leftover_is_killed_whoever_made_its_lock_file() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let queue = tempfile::tempdir().unwrap();
+        let lock = queue.path().join("daemon.lock");
+        std::fs::write(&lock, "").unwrap();
+        std::os::unix::fs::chown(&lock, Some(65534), Some(65534)).unwrap();
+        let owner = format!("host~x:{}:7:{}", std::process::id(), lock.display());
+        let record = record_mark(queue.path(), "strays-review7");
+        let mut leftover = std::process::Command::new("sleep")
+            .arg("300")
+            .env(RECORD_ENV, &record)
+            .env(OWNER_ENV, &owner)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while landing_processes(&record, None).is_empty() {
+            assert!(Instant::now() < deadline, "the marked process never showed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let ended = end_step_leftovers(&record, &owner);
+        let still_runs = leftover.try_wait().unwrap().is_none();
+        let _ = leftover.kill();
+        let _ = leftover.wait();
+        assert!(
+            !still_runs,
+            "a root daemon's own step leftover (root, marked with its record and owner) still runs after end_step_leftovers: {ended:?}"
+        );
+    }
+
+    /// A gone root daemon's stamp names the user it ran as: its marked leftovers (root's)
+    /// are killed before its lane lock is taken over, whoever made its lock file; another
+    /// user's process carrying the same mark is not.
+    #[test]
+    fn a_gone_root_daemons_leftover_is_killed_whoever_made_its_lock_file() {
+        use std::os::unix::fs::MetadataExt as _;
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let queue = tempfile::tempdir().unwrap();
+        let lock = queue.path().join("daemon.lock");
+        std::fs::write(&lock, "").unwrap();
+        std::os::unix::fs::chown(&lock, Some(65534), Some(65534)).unwrap();
+        let meta = std::fs::metadata(&lock).unwrap();
+        let owner = format!(
+            "host~x:1:7:{}.{}.0:{}",
+            meta.dev(),
+            meta.ino(),
+            lock.display()
+        );
+        let record = record_mark(queue.path(), "strays-gone-root");
+        let spawn = |uid: u32| {
+            std::process::Command::new("sleep")
+                .arg("300")
+                .env(RECORD_ENV, &record)
+                .env(OWNER_ENV, &owner)
+                .uid(uid)
+                .process_group(0)
+                .spawn()
+                .unwrap()
+        };
+        let mut others = spawn(65534);
+        let mut own = spawn(0);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while landing_processes(&record, None).len() < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the marked processes never showed"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let killed = end_strays(&record, &owner);
+        let others_runs = others.try_wait().unwrap().is_none();
+        let _ = others.kill();
+        let _ = others.wait();
+        let own_runs = own.try_wait().unwrap().is_none();
+        let _ = own.kill();
+        let _ = own.wait();
+        assert!(
+            !own_runs,
+            "the gone root daemon's leftover still runs: {killed:?}"
+        );
+        assert!(others_runs, "another user's marked process was killed");
     }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::Duration;
 
-use crate::support::{GhLane, World, sample, scrape, served_addr, stop};
+use crate::support::{GhLane, World, berth_log, stop, ticks};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -41,7 +41,7 @@ fn watch_while_discovery_hangs(gh: &GhLane, repo: &Path, held: &HeldDiscovery) -
     assert!(
         gh.world.wait_for(WAIT, || held.waiting.exists()),
         "discovery never reached gh:\n{}",
-        log(gh.world)
+        berth_log(gh.world)
     );
     daemon
 }
@@ -62,20 +62,12 @@ fn watch(gh: &GhLane, repo: &Path) -> Child {
     )
 }
 
-fn log(world: &World) -> String {
-    fs::read_to_string(world.berth_state().with_extension("log")).unwrap_or_default()
-}
-
 /// `gh pr list` calls for discovery (not the `--state all` listing of PR states).
 fn discoveries(gh: &GhLane) -> usize {
     gh.calls()
         .iter()
         .filter(|c| c[..2] == ["pr", "list"] && !c.contains(&"all".to_owned()))
         .count()
-}
-
-fn ticks(world: &World) -> Option<f64> {
-    sample(&scrape(&served_addr(world)?), "berth_ticks_total")
 }
 
 /// A record queued while discovery hangs is claimed within one second of its write, and
@@ -100,7 +92,7 @@ fn a_record_written_while_discovery_hangs_is_claimed_within_a_second() {
     assert!(
         read,
         "not read within 1 s while discovery hung (status {status}):\n{}",
-        log(&world)
+        berth_log(&world)
     );
     assert!(verified, "the landing never asked about PR #42");
     assert!(
@@ -135,7 +127,7 @@ fn ticks_go_on_and_start_no_second_forge_round_while_one_hangs() {
     assert!(
         first && went_on,
         "ticks stopped while gh hung:\n{}",
-        log(&world)
+        berth_log(&world)
     );
     assert!(still_held);
     assert_eq!(
@@ -145,7 +137,7 @@ fn ticks_go_on_and_start_no_second_forge_round_while_one_hangs() {
     assert!(
         discovered,
         "the held answer was never applied:\n{}",
-        log(&world)
+        berth_log(&world)
     );
     assert!(
         calls_after - calls_at <= (ticks_after - ticks_at) as usize + 1,
@@ -180,7 +172,7 @@ fn a_blocked_record_is_rechecked_while_another_repos_discovery_hangs() {
         landed,
         "not re-checked while discovery hung: {}\n{}",
         world.read_record(&id),
-        log(&world)
+        berth_log(&world)
     );
     assert!(still_held);
 }
@@ -270,7 +262,7 @@ fn the_next_start_ends_the_gh_call_a_sigkilled_daemon_left_running() {
     assert!(
         ended,
         "the killed daemon's gh call still runs after the next start: {running:?}\n{}",
-        log(&world)
+        berth_log(&world)
     );
     assert!(asked_again, "the next daemon never asked gh itself");
 }

@@ -42,7 +42,12 @@ fn gstack_payload(identity: Option<&str>, expires_in: chrono::Duration) -> Value
 }
 
 /// Writes a lock as gstack does, onto `remote_url`; returns the lock commit.
-fn gstack_write_lock(world: &World, remote_url: &str, ref_name: &str, payload: &Value) -> String {
+pub(crate) fn gstack_write_lock(
+    world: &World,
+    remote_url: &str,
+    ref_name: &str,
+    payload: &Value,
+) -> String {
     let work = world.root.join("gstack-lock-writer");
     if !work.exists() {
         world.run_git(&world.root, &["init", "-q", "--bare", "gstack-lock-writer"]);

@@ -18,6 +18,8 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
+use crate::memory::in_own_process;
+
 /// libgit2's timeouts are process-wide: every client in this binary uses this one.
 const REMOTE_TIMEOUT: Duration = Duration::from_secs(3);
 pub(super) const LONG_TTL: Duration = Duration::from_secs(2 * 60 * 60);
@@ -535,30 +537,14 @@ fn heartbeat_failures_lose_the_lock_once_the_ttl_has_passed() {
     ));
 }
 
-/// Set in the child process that runs the timeout checks (see below).
-const TIMEOUT_CHILD_ENV: &str = "BERTH_LANE_LOCK_TIMEOUT_CHILD";
-
 /// libgit2's timeouts are process-wide and the first `LockClient` sets them, while other
 /// modules of this test binary create clients with the 30 s default. So the test re-runs
 /// itself alone in a child process, where this module's short timeout is the one in force.
 #[test]
 fn a_dead_remote_is_an_error_never_an_absent_ref() {
-    if std::env::var_os(TIMEOUT_CHILD_ENV).is_some() {
+    if in_own_process("lane_lock::a_dead_remote_is_an_error_never_an_absent_ref") {
         dead_remote_checks();
-        return;
     }
-    let name = "lane_lock::a_dead_remote_is_an_error_never_an_absent_ref";
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--test-threads=1", "--nocapture"])
-        .env(TIMEOUT_CHILD_ENV, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn dead_remote_checks() {

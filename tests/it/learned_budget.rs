@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::{World, sample, scrape, served_addr, stop};
+use crate::support::{World, berth_log, spawn_ticking, stop, ticks};
 
 #[test]
 fn twelve_hundred_slow_learned_patterns_share_one_budget_and_the_daemon_keeps_landing() {
@@ -37,20 +37,8 @@ fn twelve_hundred_slow_learned_patterns_share_one_budget_and_the_daemon_keeps_la
                       "matcherKind": "stdout_regex", "pattern": "[01]*1[01]{108}x"});
     let patterns = json!(vec![slow; 1200]);
     fs::write(faults.join("learned-patterns.json"), patterns.to_string()).unwrap();
-    let berth_dir = world.berth_state();
-    let daemon = world.spawn_berth(
-        &crate::support::serving_metrics_args(&config),
-        &berth_dir,
-        &[],
-    );
-    let log = || fs::read_to_string(berth_dir.with_extension("log")).unwrap_or_default();
-    let ticks = || sample(&scrape(&served_addr(&world)?), "berth_ticks_total");
-    assert!(
-        world.wait_for(Duration::from_secs(60), || ticks()
-            .is_some_and(|n| n >= 3.0)),
-        "three ticks never finished: {}",
-        log()
-    );
+    let daemon = spawn_ticking(&world, &config, 3);
+    let log = || berth_log(&world);
     let id = lane.queue(1, "main");
     assert!(
         world.wait_for(Duration::from_secs(60), || world.read_record(&id)["status"]
@@ -85,9 +73,9 @@ fn twelve_hundred_slow_learned_patterns_share_one_budget_and_the_daemon_keeps_la
         log()
     );
     // Ticks go on, each running out of budget again: still the one fault.
-    let now = ticks().unwrap();
+    let now = ticks(&world).unwrap();
     assert!(
-        world.wait_for(Duration::from_secs(30), || ticks()
+        world.wait_for(Duration::from_secs(30), || ticks(&world)
             .is_some_and(|n| n >= now + 3.0)),
         "{}",
         log()
@@ -165,20 +153,8 @@ fn a_held_learned_patterns_lock_does_not_stall_the_tick_and_its_hits_are_counted
         json!([pattern]).to_string(),
     )
     .unwrap();
-    let berth_dir = world.berth_state();
-    let daemon = world.spawn_berth(
-        &crate::support::serving_metrics_args(&config),
-        &berth_dir,
-        &[],
-    );
-    let log = || fs::read_to_string(berth_dir.with_extension("log")).unwrap_or_default();
-    let ticks = || sample(&scrape(&served_addr(&world)?), "berth_ticks_total");
-    assert!(
-        world.wait_for(Duration::from_secs(60), || ticks()
-            .is_some_and(|n| n >= 3.0)),
-        "three ticks never finished: {}",
-        log()
-    );
+    let daemon = spawn_ticking(&world, &config, 3);
+    let log = || berth_log(&world);
     // The hostile writer: the lock, held by a live pid (this test's), and a new run.
     fs::write(
         faults.join("learned-patterns.json.lock"),

@@ -314,27 +314,11 @@ fn a_live_daemon_in_another_mount_namespace_keeps_its_step_and_its_lane() {
     let _id_a = lane.queue(71, "main");
     let (queue_b, id_b) = lane.queue_for_second_daemon(72);
     let step_pid = world.root.join("step-a.pid");
-    let config = |name: &str, script: &str| {
-        let path = world.root.join(name);
-        fs::write(
-            &path,
-            format!(
-                "forge = \"git\"\npoll_secs = 1\nlock_ttl_secs = 120\nheartbeat_secs = 5\nland_command = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{branch}}\", \"{{base}}\", \"{{pr}}\"]\n"
-            ),
-        )
-        .unwrap();
-        path
-    };
-    let config_a = config(
+    let config_a = world.step_config(
         "a.toml",
         &format!("echo $$ > {}; sleep 300", step_pid.display()),
     );
-    let lands = format!(
-        "exec {land} \"$1\" \"$2\" {ledger} \"$3\"",
-        land = world.land_script().display(),
-        ledger = world.root.join("ledger").display(),
-    );
-    let config_b = config("b.toml", &lands);
+    let config_b = world.step_config("b.toml", &world.exec_land());
     // One path, two files: A's berth dir on a tmpfs only A's namespace sees.
     let shared_path = world.root.join("ns");
     fs::create_dir_all(&shared_path).unwrap();

@@ -17,6 +17,7 @@ use tempfile::TempDir;
 use crate::lane_lock::{
     LONG_TTL, Reach, Remote, acquired, client, gstack_payload, gstack_write, lane, remote_by,
 };
+use crate::lock_in_the_way::plant_no_lock;
 
 const REACHES: [Reach; 3] = [Reach::Path, Reach::FileUrl, Reach::GitDaemon];
 
@@ -306,20 +307,8 @@ fn a_dead_gits_packed_refs_lock_does_not_keep_every_release_from_deleting_the_lo
 #[test]
 fn a_ref_planted_below_the_lanes_lock_ref_does_not_wedge_the_lane_for_ever() {
     let remote = remote_by(Reach::Path);
-    let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .arg("--git-dir")
-            .arg(&remote.bare)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    };
-    let tree = git(&["hash-object", "-t", "tree", "-w", "/dev/null"]);
-    let commit = git(&["commit-tree", &tree, "-m", "planted"]);
     let planted = format!("{}/x", lock_ref_name(&lane("main")));
-    git(&["update-ref", &planted, &commit]);
+    plant_no_lock(&remote, &planted);
     let (_dir, daemon) = client(LONG_TTL);
     for _ in 0..3 {
         let outcome = daemon.acquire(&remote.url, &lane("main"), "me", Path::new("/a"));

@@ -30,7 +30,7 @@ fn each_way(test: impl Fn(&Remote, &str)) {
 }
 
 /// Plants at `ref_name` a commit that is no lock; its sha.
-fn plant_no_lock(remote: &Remote, ref_name: &str) -> String {
+pub(crate) fn plant_no_lock(remote: &Remote, ref_name: &str) -> String {
     let git = |args: &[&str]| {
         let out = std::process::Command::new("git")
             .arg("--git-dir")

@@ -5,6 +5,7 @@
 use std::fs;
 use std::path::Path;
 
+use crate::gstack_compat::gstack_write_lock;
 use crate::support::World;
 
 /// A dead writer's `.lock` dated in the future (the clock was stepped back while a `git`
@@ -65,31 +66,19 @@ fn a_planted_far_future_locks_first_sighting_outlives_each_berth_process() {
     let world = World::new();
     let lane = world.git_lane("widget", None);
     let id = lane.queue(63, "main");
-    let remote = Path::new(&lane.remote_url);
-    let tree = world.run_git(remote, &["mktree"]);
     let now = chrono::Utc::now();
-    let body = serde_json::to_string_pretty(&serde_json::json!({
+    let payload = serde_json::json!({
         "ownerId": "planted",
         "repoPath": "/planted",
         "baseBranch": "main",
         "createdAt": berth::clock::iso(now),
         "expiresAt": berth::clock::iso(now + chrono::Duration::days(365)),
-    }))
-    .unwrap();
-    let sha = world.run_git(
-        remote,
-        &[
-            "commit-tree",
-            &tree,
-            "-m",
-            "gstack release lock",
-            "-m",
-            &body,
-        ],
-    );
-    world.run_git(
-        remote,
-        &["update-ref", "refs/gstack/release-locks/+repo/main", &sha],
+    });
+    gstack_write_lock(
+        &world,
+        &lane.remote_url,
+        "refs/gstack/release-locks/+repo/main",
+        &payload,
     );
     let config = world.git_forge_config("");
     let judged = || {

@@ -1,4 +1,4 @@
-//! Measuring a test's own memory: its resident size and peak, in a process of its own.
+//! Measuring a test's own memory (its resident size and peak) in a process of its own.
 
 use std::fs;
 
@@ -13,9 +13,9 @@ pub fn status_kib(field: &str) -> u64 {
 }
 
 /// Whether this is the process the calling test's body runs in: the test binary is run
-/// again filtered to `test` (its full path), so that the RSS and peak it measures are its
-/// own, not those of the tests running beside it. The first process waits for that one
-/// and fails with it.
+/// again filtered to `test` (its full path), so that what it measures (RSS, peak) or sets
+/// process-wide (libgit2's timeouts) is its own, not shared with the tests beside it. The
+/// first process waits for that one and fails with it.
 pub fn in_own_process(test: &str) -> bool {
     const CHILD: &str = "BERTH_TEST_OWN_PROCESS";
     if std::env::var_os(CHILD).is_some() {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::{World, sample, scrape, served_addr, stop};
+use crate::support::{World, berth_log, spawn_serving_metrics, spawn_ticking, stop, ticks_after};
 
 /// Twenty abandoned records of 1 MiB each (20 MiB on disk, all of it one unknown field of
 /// `[0],[0],...`, ~50 MiB each as a parsed tree) cost the daemon less than 1 GiB resident.
@@ -16,20 +16,8 @@ fn twenty_1_mib_records_cost_the_daemon_about_their_size() {
     let world = World::new();
     let lane = world.git_lane("widget", None);
     let config = world.git_forge_config("poll_secs = 1\n");
-    let berth_dir = world.berth_state();
-    let mut daemon = world.spawn_berth(
-        &crate::support::serving_metrics_args(&config),
-        &berth_dir,
-        &[],
-    );
-    let log = || fs::read_to_string(berth_dir.with_extension("log")).unwrap_or_default();
-    let ticks = || sample(&scrape(&served_addr(&world)?), "berth_ticks_total");
-    assert!(
-        world.wait_for(Duration::from_secs(60), || ticks()
-            .is_some_and(|n| n >= 2.0)),
-        "two ticks never finished: {}",
-        log()
-    );
+    let mut daemon = spawn_ticking(&world, &config, 2);
+    let log = || berth_log(&world);
     let rss_mib = |pid: u32| -> u64 {
         fs::read_to_string(format!("/proc/{pid}/status"))
             .unwrap()
@@ -83,8 +71,7 @@ fn a_record_berth_rewrites_stays_under_its_own_1_mib_cap() {
     let world = World::new();
     let lane = world.git_lane("widget", None);
     let config = world.git_forge_config("poll_secs = 1\n");
-    let berth_dir = world.berth_state();
-    let log = || fs::read_to_string(berth_dir.with_extension("log")).unwrap_or_default();
+    let log = || berth_log(&world);
     let feature = lane.push_feature("feat/pr-1", "main");
     let id = world
         .record(&lane.clone, 1)
@@ -100,11 +87,7 @@ fn a_record_berth_rewrites_stays_under_its_own_1_mib_cap() {
     let temp = world.queue.join(".tmp-record");
     fs::write(&temp, text).unwrap();
     fs::rename(&temp, &path).unwrap();
-    let daemon = world.spawn_berth(
-        &crate::support::serving_metrics_args(&config),
-        &berth_dir,
-        &[],
-    );
+    let daemon = spawn_serving_metrics(&world, &config, &[]);
     let status = || {
         fs::read(&path)
             .ok()
@@ -130,13 +113,4 @@ fn a_record_berth_rewrites_stays_under_its_own_1_mib_cap() {
         "berth wrote the record back as {size} bytes (settled: {settled}, status {:?}) and then refused it: {refused:?}",
         status()
     );
-}
-
-/// Whether `more` ticks finish after the current count.
-fn ticks_after(world: &World, more: u32) -> bool {
-    let ticks = || sample(&scrape(&served_addr(world)?), "berth_ticks_total");
-    let Some(now) = ticks() else { return false };
-    world.wait_for(Duration::from_secs(60), || {
-        ticks().is_some_and(|n| n >= now + f64::from(more))
-    })
 }

@@ -276,6 +276,30 @@ impl World {
         }
     }
 
+    /// `exec <land.sh> "$1" "$2" <root>/ledger "$3"`: the tail of a [`World::step_config`]
+    /// script that lands for real, appending to `<root>/ledger`.
+    pub fn exec_land(&self) -> String {
+        format!(
+            "exec {land} \"$1\" \"$2\" {ledger} \"$3\"",
+            land = self.land_script().display(),
+            ledger = self.root.join("ledger").display(),
+        )
+    }
+
+    /// `<root>/NAME`: a git-forge config polling each second with a 120 s lock TTL and 5 s
+    /// heartbeats whose land step is `sh -c SCRIPT sh BRANCH BASE PR`.
+    pub fn step_config(&self, name: &str, script: &str) -> PathBuf {
+        let path = self.root.join(name);
+        fs::write(
+            &path,
+            format!(
+                "forge = \"git\"\npoll_secs = 1\nlock_ttl_secs = 120\nheartbeat_secs = 5\nland_command = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{branch}}\", \"{{base}}\", \"{{pr}}\"]\n"
+            ),
+        )
+        .unwrap();
+        path
+    }
+
     /// `<root>/land.sh BRANCH BASE LEDGER PR`: merge `origin/BRANCH` into `BASE`, push, and
     /// append the PR number to the ledger.
     pub fn land_script(&self) -> PathBuf {
@@ -786,6 +810,39 @@ pub fn served_addr(world: &World) -> Option<String> {
     let line = log.lines().find(|l| l.contains("serving metrics on"))?;
     let value: serde_json::Value = serde_json::from_str(line).ok()?;
     value["addr"].as_str().map(str::to_owned)
+}
+
+/// The log of the daemon whose state is [`World::berth_state`]; empty before it writes one.
+pub fn berth_log(world: &World) -> String {
+    fs::read_to_string(world.berth_state().with_extension("log")).unwrap_or_default()
+}
+
+/// How many ticks a daemon from [`spawn_serving_metrics`] has finished, once it serves.
+pub fn ticks(world: &World) -> Option<f64> {
+    sample(&scrape(&served_addr(world)?), "berth_ticks_total")
+}
+
+/// Whether `more` ticks finish after the current count (within 60 s).
+pub fn ticks_after(world: &World, more: u32) -> bool {
+    let Some(now) = ticks(world) else {
+        return false;
+    };
+    world.wait_for(Duration::from_secs(60), || {
+        ticks(world).is_some_and(|n| n >= now + f64::from(more))
+    })
+}
+
+/// [`spawn_serving_metrics`], returned once its first `first` ticks have finished.
+pub fn spawn_ticking(world: &World, config: &std::path::Path, first: u32) -> Child {
+    let daemon = spawn_serving_metrics(world, config, &[]);
+    assert!(
+        world.wait_for(Duration::from_secs(60), || {
+            ticks(world).is_some_and(|n| n >= f64::from(first))
+        }),
+        "{first} ticks never finished: {}",
+        berth_log(world)
+    );
+    daemon
 }
 
 /// `METHOD PATH` over one connection; the status line and the body.

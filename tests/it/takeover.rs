@@ -68,23 +68,11 @@ fn a_dead_daemons_lane_is_not_taken_over_while_its_step_still_runs() {
         "{take_witness}; trap '' TERM; echo $$ > {pid}; sleep 300",
         pid = step_pid.display()
     );
-    let lands = format!(
-        "{take_witness}; exec {land} \"$1\" \"$2\" {ledger} \"$3\"",
-        land = world.land_script().display(),
-        ledger = world.root.join("ledger").display(),
+    let lands = format!("{take_witness}; {}", world.exec_land());
+    let (config_a, config_b) = (
+        world.step_config("a.toml", &stubborn),
+        world.step_config("b.toml", &lands),
     );
-    let config = |name: &str, script: &str| {
-        let path = world.root.join(name);
-        fs::write(
-            &path,
-            format!(
-                "forge = \"git\"\npoll_secs = 1\nlock_ttl_secs = 120\nheartbeat_secs = 5\nland_command = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{branch}}\", \"{{base}}\", \"{{pr}}\"]\n"
-            ),
-        )
-        .unwrap();
-        path
-    };
-    let (config_a, config_b) = (config("a.toml", &stubborn), config("b.toml", &lands));
     let (dir_a, dir_b) = (world.root.join("a"), world.root.join("b"));
     let run = |config: &Path| -> Vec<String> {
         ["run", "--watch", "--config", config.to_str().unwrap()]

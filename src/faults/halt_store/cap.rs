@@ -15,6 +15,9 @@ use std::path::Path;
 use super::super::fault::Severity;
 use super::super::halt::{DETECTOR_KIND, HaltEvent, Pointers, Scope, Snapshot, fault_id};
 use super::super::run_id::file_run_id;
+use super::RESOLVED_EVENT;
+use super::shown::Shown;
+use crate::hostile_file::ReadError;
 
 /// Files (events and resolved markers) one run may have pending: more than an investigator
 /// goes through for one run (a 60-phase build raising three faults per phase holds 180
@@ -56,7 +59,7 @@ impl Census {
                 continue;
             };
             census.total += 1;
-            if let Some(run) = run_key(name) {
+            for run in runs_of(pending, name) {
                 *census.per_run.entry(run.to_owned()).or_default() += 1;
             }
         }
@@ -86,8 +89,32 @@ impl Census {
 /// kind.
 fn run_key(stem: &str) -> Option<&str> {
     let (before, _) = stem.split_once(':')?;
-    let (run, _kind) = before.rsplit_once('-')?;
-    Some(run.strip_suffix("-RESOLVED").unwrap_or(run))
+    Some(before.rsplit_once('-')?.0)
+}
+
+/// A resolved marker (`{event, timestamp, runId, faultId}`) is far smaller than this; a
+/// larger file is an event.
+const MAX_MARKER_BYTES: u64 = 4096;
+
+/// The runs a pending name counts against. `r-RESOLVED-<KIND>:…` is an event of run
+/// `r-RESOLVED` or the resolved marker of run `r`: the file says which, and one that cannot
+/// be read counts against both, so neither run escapes its cap.
+fn runs_of<'a>(pending: &Path, stem: &'a str) -> Vec<&'a str> {
+    let Some(run) = run_key(stem) else {
+        return Vec::new();
+    };
+    let Some(marker_of) = run.strip_suffix("-RESOLVED") else {
+        return vec![run];
+    };
+    let path = pending.join(format!("{stem}.json"));
+    match crate::hostile_file::read_regular_string(&path, MAX_MARKER_BYTES) {
+        Ok(text) => match Shown::parse(&text) {
+            Ok(shown) if shown.event.as_deref() == Some(RESOLVED_EVENT) => vec![marker_of],
+            _ => vec![run],
+        },
+        Err(ReadError::TooLarge { .. }) => vec![run],
+        Err(_) => vec![run, marker_of],
+    }
 }
 
 /// The one event that says filings are held back. Its text is fixed, so it keeps one id
@@ -119,16 +146,36 @@ pub fn cap_event(pending: &Path) -> HaltEvent {
 
 #[cfg(test)]
 mod tests {
-    use super::run_key;
+    use super::{run_key, runs_of};
 
     #[test]
     fn a_pending_name_gives_its_run() {
         assert_eq!(run_key("r-1-PHASE_FAILED:p0:1bb478f0"), Some("r-1"));
         assert_eq!(
             run_key("r-1-RESOLVED-PHASE_FAILED:all:1bb478f0"),
-            Some("r-1")
+            Some("r-1-RESOLVED")
         );
         assert_eq!(run_key("r-1-RETRY_CAP_HIT:p2:00000000"), Some("r-1"));
         assert_eq!(run_key("no-colon"), None);
+    }
+
+    #[test]
+    fn a_name_of_two_readings_counts_as_its_file_says_or_against_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = "r-RESOLVED-X:all:1";
+        let event = "r-RESOLVED-X:all:2";
+        let marker_json = r#"{"event":"SKILL_FAULT_RESOLVED","runId":"r","faultId":"X:all:1"}"#;
+        std::fs::write(dir.path().join(format!("{marker}.json")), marker_json).unwrap();
+        std::fs::write(
+            dir.path().join(format!("{event}.json")),
+            r#"{"runId":"r-RESOLVED"}"#,
+        )
+        .unwrap();
+        assert_eq!(runs_of(dir.path(), marker), ["r"]);
+        assert_eq!(runs_of(dir.path(), event), ["r-RESOLVED"]);
+        assert_eq!(
+            runs_of(dir.path(), "r-RESOLVED-X:all:3"),
+            ["r-RESOLVED", "r"]
+        );
     }
 }

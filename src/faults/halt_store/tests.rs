@@ -456,3 +456,36 @@ fn runs_that_come_and_go_leave_no_lock_files() {
     store.sync_run("run0", "/s/x.json", &[event("run0", "X", "again")]);
     assert!(dir.path().join(ACTIVE_DIR).join(".run0.lock").exists());
 }
+
+/// Review-bounds 7: a run id ending in `-RESOLVED` (a safe run id gstack takes as it is) is
+/// counted by the census under the run id without that suffix, so each pass's census finds
+/// it at 0 and lets it file another 200: past the documented 200 per run, and its files
+/// count against the other run (`a`), whose new faults are then held back.
+#[test]
+fn a_run_id_ending_in_resolved_is_held_to_its_own_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = "a-RESOLVED";
+    for pass in 0..3 {
+        let store = HaltStore::new(dir.path());
+        let events: Vec<HaltEvent> = (0..MAX_PENDING_PER_RUN)
+            .map(|i| event(run, &format!("P{pass}X{i}"), ""))
+            .collect();
+        store.sync_run(run, "/s/r.json", &events);
+        store.sync_run(run, "/s/r.json", &[]);
+    }
+    let filed = fs::read_dir(dir.path().join(PENDING_DIR))
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name().into_string().unwrap();
+            name.starts_with("a-RESOLVED-PHASE_FAILED:")
+                || name.starts_with("a-RESOLVED-RESOLVED-PHASE_FAILED:")
+        })
+        .count();
+    assert!(
+        filed <= MAX_PENDING_PER_RUN,
+        "run {run} has {filed} files pending, past its cap of {MAX_PENDING_PER_RUN}"
+    );
+    // The unrelated run `a` is not held back by `a-RESOLVED`'s files.
+    let other = HaltStore::new(dir.path()).sync_run("a", "/s/a.json", &[event("a", "X", "")]);
+    assert_eq!((other.emitted.len(), other.withheld), (1, 0), "{other:?}");
+}

@@ -10,7 +10,7 @@
 //! Hits are counted back into the file as gstack's `persistHitCounts` does, under a
 //! [`PidLock`], by an atomic rewrite that keeps every field berth does not know.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -29,6 +29,7 @@ use super::state_jsonpath::{Document, PathError, StatePath};
 use crate::hostile_file::ReadError;
 use crate::rules::spec::Invalid;
 
+mod answers;
 mod hits;
 mod source;
 
@@ -400,14 +401,6 @@ impl LearnedSet {
             answers.insert(run.to_owned(), hit);
         }
         matched
-    }
-
-    /// Forgets the last answers of every run of `dir` not in `runs` (its state file gone).
-    /// Those of a run still there are never forgotten: a run would start again from "no
-    /// match" for the patterns a budget leaves out, and clear its learned faults.
-    pub fn keep_answers_of(&self, dir: &Path, runs: &HashSet<PathBuf>) {
-        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
-        answers.retain(|run, _| run.parent() != Some(dir) || runs.contains(run));
     }
 }
 

@@ -154,7 +154,8 @@ impl LearnedSource {
         state.version = (!racy).then_some(version);
         state.settled = true;
         match loaded {
-            Ok(set) => {
+            Ok(mut set) => {
+                set.carry_answers_from(&state.set);
                 for warning in &set.warnings {
                     tracing::warn!("learned patterns: {warning}");
                 }
