@@ -39,6 +39,8 @@ pub struct Crew {
     pub active: Arc<Active>,
     /// Verdicts the store could not write yet.
     pub unsaved: Arc<Waiting>,
+    /// Queued records whose claim the store refused as too large: not lanes' heads.
+    pub unclaimable: Arc<super::unclaimable::Unclaimable>,
     /// The signal that stopped the daemon, once one has.
     pub stop: Arc<StopFlag>,
     /// What the shutdown revived and released, for its summary lines.

@@ -35,6 +35,7 @@ mod stop;
 mod stranded;
 mod tick;
 mod tick_gates;
+mod unclaimable;
 mod unsaved;
 mod verdict;
 mod warm_up;
@@ -155,6 +156,7 @@ impl Shared {
             owner: crate::ownership::this_process().into(),
             active: Arc::default(),
             unsaved: Arc::new(unsaved::Waiting::new(&berth_dir)),
+            unclaimable: Arc::default(),
             stop: Arc::default(),
             tally: Arc::default(),
             places: Arc::new(worktree::Places::new(&berth_dir, store.dir())),

@@ -26,13 +26,47 @@ use crate::rules::journal::JournalLine;
 /// a full log family holds at its usual ~300 bytes a line.
 pub const MAX_INDEXED_LINES: usize = 2 * 1024 * 1024;
 
-/// Where one line is: its generation (position among those read, oldest first), offset and
-/// length (its line end left out).
+/// Where one line is and whose it is, in 16 bytes: its generation (position among those
+/// read, oldest first) in the top [`GENERATION_BITS`] of `at` and its offset below them,
+/// its length (its line end left out), and its PR ([`NO_PR`]: none). The places are one
+/// flat list, so a place costs these 16 bytes and no map entry or list of its own; a PR's
+/// story scans the list (32 MiB at most) instead of looking its PR up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct LineRef {
-    generation: u32,
+    at: u64,
     len: u32,
-    offset: u64,
+    pr: u32,
+}
+
+const GENERATION_BITS: u32 = 16;
+const OFFSET_BITS: u32 = u64::BITS - GENERATION_BITS;
+/// The `pr` of a line about no PR (a forced lock release).
+const NO_PR: u32 = u32::MAX;
+
+impl LineRef {
+    /// The place of a line, if it fits in 16 bytes (a line past it makes the index full).
+    fn new(generation: usize, offset: u64, len: usize, pr: Option<u64>) -> Option<LineRef> {
+        let generation = u64::try_from(generation)
+            .ok()
+            .filter(|g| *g < 1 << GENERATION_BITS)?;
+        let pr = match pr {
+            Some(pr) => u32::try_from(pr).ok().filter(|pr| *pr != NO_PR)?,
+            None => NO_PR,
+        };
+        Some(LineRef {
+            at: (generation << OFFSET_BITS) | (offset < 1 << OFFSET_BITS).then_some(offset)?,
+            len: u32::try_from(len).ok()?,
+            pr,
+        })
+    }
+
+    fn generation(self) -> usize {
+        (self.at >> OFFSET_BITS) as usize
+    }
+
+    fn offset(self) -> u64 {
+        self.at & ((1 << OFFSET_BITS) - 1)
+    }
 }
 
 /// One generation read so far: its identity and how far it was read.
@@ -46,7 +80,8 @@ struct Generation {
 #[derive(Debug, Default)]
 struct Index {
     generations: Vec<Generation>,
-    by_pr: HashMap<u64, Vec<LineRef>>,
+    /// The places of the PRs' lines, in the order read.
+    places: Vec<LineRef>,
     releases: Vec<LineRef>,
     indexed: usize,
     /// More lines than [`MAX_INDEXED_LINES`]: stories need a whole read.
@@ -97,10 +132,21 @@ impl DecisionIndex {
             drop(index);
             return decisions::pr_history(berth_dir, pr, repo);
         }
-        let own = index.by_pr.get(&pr).map(Vec::as_slice).unwrap_or_default();
+        // A PR past `u32` has no places: a line about it made the index full.
+        let own: Vec<LineRef> = u32::try_from(pr).map_or_else(
+            |_| Vec::new(),
+            |pr| {
+                index
+                    .places
+                    .iter()
+                    .filter(|at| at.pr == pr)
+                    .copied()
+                    .collect()
+            },
+        );
         let mut found = PrHistory::default();
         let mut taken = HashSet::new();
-        for (at, line) in read_lines(&files, own)? {
+        for (at, line) in read_lines(&files, &own)? {
             if repo.is_none_or(|r| line.repo() == Some(r)) {
                 taken.insert(at);
                 found.lines.push(line);
@@ -173,11 +219,7 @@ fn take_from(index: &mut Index, n: usize, file: &File, finished: bool) -> io::Re
         }
         let text = buf.strip_suffix(b"\n").unwrap_or(&buf);
         if let Ok(line) = serde_json::from_slice::<JournalLine>(text) {
-            let at = LineRef {
-                generation: n as u32,
-                len: u32::try_from(text.len()).unwrap_or(u32::MAX),
-                offset,
-            };
+            let at = LineRef::new(n, offset, text.len(), line.pr());
             index.take(&line, at);
         }
         offset += read as u64;
@@ -187,22 +229,24 @@ fn take_from(index: &mut Index, n: usize, file: &File, finished: bool) -> io::Re
 }
 
 impl Index {
-    fn take(&mut self, line: &JournalLine, at: LineRef) {
+    /// Takes in one line; `at` is its place, `None` if the place does not fit a
+    /// [`LineRef`].
+    fn take(&mut self, line: &JournalLine, at: Option<LineRef>) {
         decisions::fold_wait(&mut self.waits, line);
         self.history.take(line);
         let release = decisions::is_lock_release(line);
         if (line.pr().is_none() && !release) || self.full {
             return;
         }
-        if self.indexed >= MAX_INDEXED_LINES || at.len == u32::MAX {
+        let Some(at) = at.filter(|_| self.indexed < MAX_INDEXED_LINES) else {
             self.full = true;
-            self.by_pr = HashMap::new();
+            self.places = Vec::new();
             self.releases = Vec::new();
             return;
-        }
+        };
         self.indexed += 1;
-        if let Some(pr) = line.pr() {
-            self.by_pr.entry(pr).or_default().push(at);
+        if line.pr().is_some() {
+            self.places.push(at);
         }
         if release {
             self.releases.push(at);
@@ -216,11 +260,11 @@ fn read_lines(files: &[File], refs: &[LineRef]) -> io::Result<Vec<(LineRef, Jour
     let mut lines = Vec::with_capacity(refs.len());
     let mut buf = Vec::new();
     for at in refs {
-        let Some(file) = files.get(at.generation as usize) else {
+        let Some(file) = files.get(at.generation()) else {
             continue;
         };
         buf.resize(at.len as usize, 0);
-        file.read_exact_at(&mut buf, at.offset)?;
+        file.read_exact_at(&mut buf, at.offset())?;
         if let Ok(line) = serde_json::from_slice(&buf) {
             lines.push((*at, line));
         }

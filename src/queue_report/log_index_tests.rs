@@ -158,3 +158,32 @@ fn a_torn_last_line_is_taken_once_it_is_whole() {
         2
     );
 }
+
+/// Review-bounds 7: docs/limits.md and [`MAX_INDEXED_LINES`] promise 16 bytes a place
+/// (2 Mi places, 32 MiB). A line of a PR not seen before costs a `by_pr` entry (32 bytes
+/// plus the table's slack) and a `Vec` whose first push reserves 4 places (64 bytes): a log
+/// of lines about ever new PRs (a queue writer's records) holds ~6x the bound.
+#[test]
+fn the_index_holds_its_places_within_16_bytes_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = 100_000u64;
+    let mut text = String::new();
+    for n in 0..lines {
+        text.push_str(&status(n, n + 1, "r", "claiming").to_string());
+        text.push('\n');
+    }
+    std::fs::write(files(dir.path()).current(), text).unwrap();
+    let index = DecisionIndex::default();
+    index.history(dir.path()).unwrap();
+    let held = index.lock();
+    assert_eq!(held.indexed as u64, lines);
+    assert_eq!(std::mem::size_of::<LineRef>(), 16);
+    let bytes =
+        (held.places.capacity() + held.releases.capacity()) * std::mem::size_of::<LineRef>();
+    let per_place = bytes as f64 / lines as f64;
+    assert!(
+        per_place <= 32.0,
+        "{lines} places hold {bytes} bytes ({per_place:.0} a place, documented 16): {} MiB at the 2 Mi cap, documented 32 MiB",
+        (per_place * MAX_INDEXED_LINES as f64 / 1048576.0) as u64
+    );
+}

@@ -114,3 +114,71 @@ fn a_record_berth_rewrites_stays_under_its_own_1_mib_cap() {
         status()
     );
 }
+
+/// Review-bounds 7: a queued record whose compact text is just under the 1 MiB cap is read,
+/// gated and picked as its lane's head, but its claim (adding `claimedBy`) is refused as over
+/// the cap, every tick: the record stays queued at the head and nothing behind it in the
+/// lane is ever landed. Anyone who can write the queue dir wedges a lane for good.
+#[test]
+fn a_record_too_large_to_claim_does_not_wedge_its_lane() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let config = world.git_forge_config("poll_secs = 1\n");
+    let berth_dir = world.berth_state();
+    let log = || fs::read_to_string(berth_dir.with_extension("log")).unwrap_or_default();
+    // The head: queued first, its file 1 MiB less a few bytes, compact.
+    let id = world
+        .record(&lane.clone, 1)
+        .set("queuedAt", "2026-11-23T00:00:00.000Z")
+        .write();
+    let path = world.queue.join(format!("{id}.json"));
+    let mut record: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    record["notes"] = json!("");
+    let base = record.to_string().len();
+    record["notes"] = json!("n".repeat(1024 * 1024 - base - 8));
+    let text = record.to_string();
+    assert!(text.len() <= 1024 * 1024 - 8, "{}", text.len());
+    let temp = world.queue.join(".tmp-record");
+    fs::write(&temp, text).unwrap();
+    fs::rename(&temp, &path).unwrap();
+    // Behind it in the same lane: an ordinary record with its branch pushed.
+    let feature = lane.push_feature("feat/pr-2", "main");
+    let behind = world
+        .record(&lane.clone, 2)
+        .set("featureBranch", feature)
+        .write();
+    let behind_path = world.queue.join(format!("{behind}.json"));
+    let daemon = world.spawn_berth(
+        &crate::support::serving_metrics_args(&config),
+        &berth_dir,
+        &[],
+    );
+    let status = |p: &std::path::Path| {
+        fs::read(p)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .map(|r| r["status"].clone())
+    };
+    let moved = world.wait_for(
+        Duration::from_secs(90),
+        || matches!(status(&behind_path), Some(s) if s != "queued"),
+    );
+    stop(daemon);
+    let refusals: Vec<String> = log()
+        .lines()
+        .filter(|l| l.contains("over the 1048576-byte limit"))
+        .map(|l| l.chars().take(160).collect())
+        .collect();
+    let refused = refusals.len();
+    assert!(
+        moved,
+        "the record behind a too-large head never left `queued` (head {:?}, {refused} refusals logged, first: {:?})",
+        status(&path),
+        refusals.first()
+    );
+    let said = log()
+        .lines()
+        .filter(|l| l.contains("passed over until the file is written again"))
+        .count();
+    assert_eq!((refused, said), (1, 1), "one claim refused, said once");
+}

@@ -2,7 +2,7 @@
 //! so of two daemons that picked the same record only one claims it.
 
 use crate::record::Status;
-use crate::store::{Expect, Move};
+use crate::store::{Expect, Move, StoreError};
 
 use super::{End, Landing};
 use crate::daemon::policy;
@@ -21,7 +21,12 @@ pub(super) async fn claim(l: &Landing) -> Result<String, End> {
         )
     })
     .await
-    .map_err(|e| End::Skipped(e.to_string()))?;
+    .map_err(|e| {
+        if let StoreError::TooLarge { file, size, cap } = &e {
+            l.crew.unclaimable.refused(&l.c.id, file, *size, *cap);
+        }
+        End::Skipped(e.to_string())
+    })?;
     l.c.gated.origin_url().map(str::to_owned).ok_or_else(|| {
         End::Block(format!(
             "repo {} has no `origin` remote to land to",

@@ -21,7 +21,9 @@ pub struct Candidate {
 /// Step 5: at most the rules' `max_lanes` minus `running` candidates: the head of every
 /// free lane, in the rules' `order`, each admitted by the rules' `admit`. A lane with a
 /// record in flight (here or in another live daemon) or listed in `skip` is passed over,
-/// never waited on; so is a record the rules asked to wait, or deferred by a `requeue`.
+/// never waited on; so is a record the rules asked to wait, or deferred by a `requeue`. A
+/// record whose claim the store refused as too large is no lane's head: the lane stays open
+/// to the next record.
 /// `gates` are the tick's (fresh ones after a landing finished).
 pub fn select(
     shared: &Shared,
@@ -49,6 +51,13 @@ pub fn select(
     for (position, stored) in ordered.iter().map(|&i| queued[i]).enumerate() {
         if selection.candidates.len() == free {
             break;
+        }
+        if shared
+            .crew
+            .unclaimable
+            .passes_over(&stored.id, &stored.path)
+        {
+            continue;
         }
         let Ok(gated) = gates.record(&shared.allowlist(), &stored.record) else {
             continue;

@@ -83,17 +83,10 @@ impl HaltStore {
                     .values()
                     .any(|a| a.fault_id == event.fault_id);
             if !held {
-                match self.emit(event) {
-                    Ok(emitted) => report.emitted.push((event.fault_id.clone(), emitted)),
-                    Err(HaltStoreError::Withheld { .. }) => {
-                        report.withheld += 1;
-                        continue;
-                    }
-                    Err(problem) => {
-                        report.problems.push(problem.to_string());
-                        continue;
-                    }
-                }
+                let Some(emitted) = counted(&mut report, self.emit(event)) else {
+                    continue;
+                };
+                report.emitted.push((event.fault_id.clone(), emitted));
             }
             registry.active.insert(
                 event.detector_id.clone(),
@@ -136,16 +129,8 @@ impl HaltStore {
                 continue;
             }
             if !held && !report.resolved.contains(&fault_id) {
-                match self.resolve(run_id, &fault_id) {
-                    Ok(()) => {}
-                    Err(HaltStoreError::Withheld { .. }) => {
-                        report.withheld += 1;
-                        continue;
-                    }
-                    Err(problem) => {
-                        report.problems.push(problem.to_string());
-                        continue;
-                    }
+                if counted(&mut report, self.resolve(run_id, &fault_id)).is_none() {
+                    continue;
                 }
                 report.resolved.push(fault_id);
             }
@@ -180,6 +165,22 @@ impl HaltStore {
             }
         }
         report
+    }
+}
+
+/// What a write of the halt dir gave; a withheld write or a problem is counted in `report`
+/// instead, and the fault left as it was.
+fn counted<T>(report: &mut SyncReport, result: Result<T, HaltStoreError>) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(HaltStoreError::Withheld { .. }) => {
+            report.withheld += 1;
+            None
+        }
+        Err(problem) => {
+            report.problems.push(problem.to_string());
+            None
+        }
     }
 }
 
