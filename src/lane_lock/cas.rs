@@ -222,18 +222,8 @@ fn local_swap(
         longest_ttl,
     );
     foreign_writer::spare(&mut prepared);
-    let written = ref_writer::write(
-        origin.path(),
-        &prepared.writers_lock,
-        ref_name,
-        change,
-        &prepared
-            .locks
-            .iter()
-            .map(|lock| (lock.path.as_path(), lock.leftover.map(|judged| judged.file)))
-            .collect::<Vec<_>>(),
-    )
-    .map_err(|e| git2::Error::from_str(&format!("cannot run git update-ref: {e}")))?;
+    let written = ref_writer::write(&prepared, ref_name, change)
+        .map_err(|e| git2::Error::from_str(&format!("cannot run git update-ref: {e}")))?;
     let writers_held_by = report(&prepared, &written);
     if written.applied {
         return Ok(PushOutcome::Applied);

@@ -21,8 +21,10 @@
 //! read or lost. A child that cannot have the writers' lock writes without it and
 //! removes nothing, and berth names who holds it ([`super::flock_holder`]).
 
+use std::ffi::{CStr, CString};
 use std::fs::{File, Metadata, OpenOptions};
 use std::io;
+use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
@@ -31,7 +33,7 @@ use std::time::{Duration, SystemTime};
 use git2::Repository;
 use nix::libc;
 
-use super::{below_ref, leftover_seen};
+use super::{below_ref, leftover_seen, lock_dir};
 use crate::boot_clock::BootTime;
 
 /// The file berth's writers of a local origin's lock refs hold locked around each write,
@@ -74,13 +76,15 @@ impl FileId {
         }
     }
 
-    /// The node at `path`, not following a symlink; async-signal-safe (a writer child
-    /// calls it between fork and exec).
-    pub(super) fn lstat(path: *const libc::c_char) -> Option<FileId> {
-        // SAFETY: an all-zero `stat` is a valid value for lstat to overwrite.
+    /// The node `name` in the directory `dir`, not following a symlink; async-signal-safe
+    /// (a writer child calls it between fork and exec).
+    pub(super) fn at(dir: libc::c_int, name: &CStr) -> Option<FileId> {
+        // SAFETY: an all-zero `stat` is a valid value for fstatat to overwrite.
         let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: `path` is NUL-terminated (a CString's), `stat` writable.
-        if unsafe { libc::lstat(path, &raw mut stat) } != 0 {
+        // SAFETY: `name` is NUL-terminated, `stat` writable; a bad `dir` only fails.
+        let found =
+            unsafe { libc::fstatat(dir, name.as_ptr(), &raw mut stat, libc::AT_SYMLINK_NOFOLLOW) };
+        if found != 0 {
             return None;
         }
         Some(FileId {
@@ -93,6 +97,12 @@ impl FileId {
         })
     }
 
+    fn modified(&self) -> Option<SystemTime> {
+        let secs = u64::try_from(self.mtime).ok()?;
+        let nanos = u32::try_from(self.mtime_nsec).ok()?;
+        SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
+    }
+
     /// A directory, which only a rename can take out of the way without reading into it.
     pub(super) fn is_dir(&self) -> bool {
         self.kind == libc::S_IFDIR
@@ -102,7 +112,12 @@ impl FileId {
     /// outside `refs/`, where git never takes it for a ref, and named by its inode so two
     /// never meet.
     pub(super) fn aside_in(&self, git_dir: &Path) -> PathBuf {
-        git_dir.join(format!("berth-set-aside-{}-{}", self.dev, self.ino))
+        git_dir.join(self.aside_name())
+    }
+
+    /// [`FileId::aside_in`]'s name in the git dir.
+    pub(super) fn aside_name(&self) -> String {
+        format!("berth-set-aside-{}-{}", self.dev, self.ino)
     }
 
     /// What a log line calls it.
@@ -123,6 +138,8 @@ pub(super) type LeftoverSightings = leftover_seen::LeftoverSightings<FileId>;
 pub(super) struct Prepared {
     /// The origin's git dir, where a planted directory is set aside.
     pub git_dir: PathBuf,
+    /// The same, opened: the writer child sets a directory aside relative to it.
+    pub git_dir_fd: OwnedFd,
     pub writers_lock: PathBuf,
     /// The ref's own `.lock`, then the origin's `packed-refs.lock`, which `git update-ref
     /// -d` takes for every delete: a dead git (a killed `git gc`) leaves either behind;
@@ -132,7 +149,12 @@ pub(super) struct Prepared {
 
 /// A `.lock` file a ref write needs free.
 pub(super) struct LockFile {
+    /// Where it is, for messages and sightings; never opened or removed by this path.
     pub path: PathBuf,
+    /// Its directory, opened without following a symlink ([`lock_dir`]); `None`: missing.
+    pub dir: Option<OwnedFd>,
+    /// Its name in `dir`.
+    pub name: CString,
     /// Judged a dead writer's: the writer removes it if it is still it.
     pub leftover: Option<Judged>,
 }
@@ -166,12 +188,34 @@ pub(super) fn prepare(
     ref_name: &str,
     seen: &LeftoverSightings,
 ) -> Result<Prepared, git2::Error> {
-    let writers_lock = origin.path().join(WRITERS_LOCK);
-    let mut paths = vec![
-        ref_lock_path(origin, ref_name),
-        origin.path().join("packed-refs.lock"),
+    let git_dir = origin.path();
+    let git_dir_fd = lock_dir::open_git_dir(git_dir)
+        .map_err(|e| git2::Error::from_str(&format!("cannot open {}: {e}", git_dir.display())))?;
+    let ref_lock = format!("{ref_name}.lock");
+    // The ref's own directory first: below a symlink nothing is looked at.
+    let mut found = vec![
+        (
+            lock_dir::open_parent(&git_dir_fd, git_dir, &ref_lock)?,
+            ref_lock,
+        ),
+        (
+            lock_dir::open_parent(&git_dir_fd, git_dir, "packed-refs.lock")?,
+            "packed-refs.lock".to_owned(),
+        ),
     ];
-    paths.extend(below_ref::lock_files_below(&origin.path().join(ref_name)));
+    found.extend(
+        below_ref::lock_files_below(&git_dir.join(ref_name))
+            .iter()
+            .filter_map(|path| {
+                let relative = path.strip_prefix(git_dir).ok()?.to_str()?.to_owned();
+                // A symlink swapped in since the look: nothing judged there.
+                Some((
+                    lock_dir::open_parent(&git_dir_fd, git_dir, &relative).ok()?,
+                    relative,
+                ))
+            }),
+    );
+    let writers_lock = git_dir.join(WRITERS_LOCK);
     let fs_now = match open_shared(origin, &writers_lock) {
         Ok(writers) => Some(fs_now(&writers).ok()),
         Err(e) => {
@@ -182,15 +226,27 @@ pub(super) fn prepare(
             None
         }
     };
-    let locks = paths
+    let locks = found
         .into_iter()
-        .map(|path| LockFile {
-            leftover: fs_now.and_then(|fs_now| judge(&path, fs_now, BootTime::now(), seen)),
-            path,
+        .map(|(dir, relative)| {
+            let base = relative.rsplit('/').next().unwrap_or_default();
+            let name = CString::new(base).unwrap_or_default();
+            let path = git_dir.join(&relative);
+            let found = dir
+                .as_ref()
+                .and_then(|dir| FileId::at(dir.as_raw_fd(), &name));
+            LockFile {
+                leftover: fs_now
+                    .and_then(|fs_now| judge(found, &path, fs_now, BootTime::now(), seen)),
+                path,
+                dir,
+                name,
+            }
         })
         .collect();
     Ok(Prepared {
-        git_dir: origin.path().to_owned(),
+        git_dir: git_dir.to_owned(),
+        git_dir_fd,
         writers_lock,
         locks,
     })
@@ -212,20 +268,20 @@ fn fs_now(writers: &File) -> io::Result<SystemTime> {
 
 /// Whether the `.lock` file at `path` is a dead writer's ([`prepare`]): dated at least
 /// [`LEFTOVER_AGE`] before `fs_now`, or seen unchanged ([`leftover_seen`]) for
-/// [`LEFTOVER_AGE`] up to `now`.
+/// [`LEFTOVER_AGE`] up to `now`. `found` is what is at `path` now.
 fn judge(
+    found: Option<FileId>,
     path: &Path,
     fs_now: Option<SystemTime>,
     now: BootTime,
     seen: &LeftoverSightings,
 ) -> Option<Judged> {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
+    let Some(file) = found else {
         leftover_seen::forget(seen, path);
         return None;
     };
-    let file = FileId::of(&meta);
     let dated = fs_now
-        .zip(meta.modified().ok())
+        .zip(file.modified())
         .and_then(|(now, at)| now.duration_since(at).ok())
         .unwrap_or_default();
     if dated >= LEFTOVER_AGE {
@@ -323,11 +379,6 @@ fn shared_mode(origin: &Repository) -> Option<u32> {
     }
 }
 
-/// The `.lock` file of `ref_name` in `origin`.
-pub(super) fn ref_lock_path(origin: &Repository, ref_name: &str) -> PathBuf {
-    origin.path().join(format!("{ref_name}.lock"))
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt as _;
@@ -366,6 +417,17 @@ mod tests {
         }
     }
 
+    fn judge_at(
+        path: &Path,
+        fs_now: Option<SystemTime>,
+        now: BootTime,
+        seen: &LeftoverSightings,
+    ) -> Option<Judged> {
+        let dir = File::open(path.parent().unwrap()).unwrap();
+        let name = CString::new(path.file_name().unwrap().as_encoded_bytes()).unwrap();
+        judge(FileId::at(dir.as_raw_fd(), &name), path, fs_now, now, seen)
+    }
+
     /// A `.lock` file dated `offset` from now (negative: in the past).
     pub(in crate::lane_lock) fn plant(path: &Path, at: SystemTime) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -387,11 +449,11 @@ mod tests {
         plant(&old, now - 2 * LEFTOVER_AGE);
         let boot = BootTime::now();
         let seen = LeftoverSightings::in_memory();
-        assert!(judge(&young, Some(now), boot, &seen).is_none());
-        let judged = judge(&old, Some(now), boot, &seen).unwrap();
+        assert!(judge_at(&young, Some(now), boot, &seen).is_none());
+        let judged = judge_at(&old, Some(now), boot, &seen).unwrap();
         assert!(matches!(judged.reason, Age::Dated(age) if age >= LEFTOVER_AGE));
         // Without the file system's clock, a date proves nothing.
-        assert!(judge(&old, None, boot, &seen).is_none());
+        assert!(judge_at(&old, None, boot, &seen).is_none());
     }
 
     /// A `.lock` file a year ahead (a clock stepped back while a live `git` held it, a
@@ -406,9 +468,9 @@ mod tests {
         let first = BootTime::now();
         let fs_now = Some(SystemTime::now());
         let seen = LeftoverSightings::in_memory();
-        assert!(judge(&path, fs_now, first, &seen).is_none());
-        assert!(judge(&path, fs_now, first.after(LEFTOVER_AGE / 2), &seen).is_none());
-        let judged = judge(&path, fs_now, first.after(LEFTOVER_AGE), &seen).unwrap();
+        assert!(judge_at(&path, fs_now, first, &seen).is_none());
+        assert!(judge_at(&path, fs_now, first.after(LEFTOVER_AGE / 2), &seen).is_none());
+        let judged = judge_at(&path, fs_now, first.after(LEFTOVER_AGE), &seen).unwrap();
         assert_eq!(judged.reason, Age::Seen(LEFTOVER_AGE));
         std::fs::write(&path, "changed").unwrap();
         File::options()
@@ -419,9 +481,9 @@ mod tests {
             .unwrap();
         let later = first.after(2 * LEFTOVER_AGE);
         assert!(
-            judge(&path, fs_now, later, &seen).is_none(),
+            judge_at(&path, fs_now, later, &seen).is_none(),
             "a changed file kept its age"
         );
-        assert!(judge(&path, fs_now, later.after(LEFTOVER_AGE), &seen).is_some());
+        assert!(judge_at(&path, fs_now, later.after(LEFTOVER_AGE), &seen).is_some());
     }
 }

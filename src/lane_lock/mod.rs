@@ -48,6 +48,7 @@ mod in_the_way;
 mod leftover;
 mod leftover_seen;
 mod listing;
+mod lock_dir;
 mod payload;
 mod ref_writer;
 mod refresh;

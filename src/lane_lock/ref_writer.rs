@@ -21,14 +21,14 @@ use std::io::{self, Read as _};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use git2::Oid;
 use nix::libc;
 
-use super::leftover::FileId;
+use super::leftover::{FileId, LockFile, Prepared};
 
 /// How long a writer child may live. Shorter than [`super::LEFTOVER_AGE`], so a berth
 /// writer's `.lock` file is gone (renamed, or its writer killed) before anyone may take it
@@ -85,26 +85,23 @@ pub(super) struct Written {
     pub removed_leftover: bool,
 }
 
-/// Runs one writer child for `ref_name` in the bare repository at `git_dir`.
-pub(super) fn write(
-    git_dir: &Path,
-    writers_lock: &Path,
-    ref_name: &str,
-    change: Change,
-    leftovers: &[(&Path, Option<FileId>)],
-) -> io::Result<Written> {
+/// Runs one writer child for `ref_name` in the bare repository `prepared` opened.
+pub(super) fn write(prepared: &Prepared, ref_name: &str, change: Change) -> io::Result<Written> {
     let (report_read, report_write) = report_pipe()?;
-    let mut command = git_update_ref(git_dir, ref_name, change);
+    let mut command = git_update_ref(&prepared.git_dir, ref_name, change);
+    let git_dir = prepared.git_dir_fd.as_raw_fd();
     let before_exec = BeforeExec {
-        writers_lock: c_path(writers_lock)?,
-        leftovers: leftovers
+        writers_lock: c_path(&prepared.writers_lock)?,
+        leftovers: prepared
+            .locks
             .iter()
-            .map(|&leftover| Leftover::of(git_dir, leftover))
+            .map(|lock| Leftover::of(git_dir, lock))
             .collect::<io::Result<_>>()?,
         report: report_write.as_raw_fd(),
     };
     // SAFETY: `BeforeExec::run` makes only async-signal-safe system calls and allocates
-    // nothing (its paths were made here, before the fork).
+    // nothing (its paths were made here, before the fork); the directories it clears in
+    // are `prepared`'s descriptors, open (close-on-exec) until the child has exited.
     unsafe {
         command.pre_exec(move || before_exec.run());
     }
@@ -256,45 +253,53 @@ fn c_path(path: &Path) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte"))
 }
 
-/// A `.lock` path the child clears if it still holds the node judged a leftover.
+/// A `.lock` the child clears, by its name in its directory opened without following a
+/// symlink ([`super::lock_dir`]), if it still holds the node judged a leftover.
 struct Leftover {
-    path: CString,
+    /// Its directory's descriptor; -1: none (nothing is cleared).
+    dir: libc::c_int,
+    name: CString,
     judged: Option<FileId>,
-    /// Where a judged directory is moved ([`FileId::aside_in`]).
+    /// The git dir's descriptor, where a judged directory is moved under `aside`
+    /// ([`FileId::aside_in`]).
+    git_dir: libc::c_int,
     aside: CString,
 }
 
 impl Leftover {
-    fn of(git_dir: &Path, (path, judged): (&Path, Option<FileId>)) -> io::Result<Leftover> {
-        let aside = judged.map_or_else(PathBuf::new, |file| file.aside_in(git_dir));
+    fn of(git_dir: libc::c_int, lock: &LockFile) -> io::Result<Leftover> {
+        let judged = lock.leftover.map(|judged| judged.file);
+        let aside = judged.map_or_else(String::new, |file| file.aside_name());
         Ok(Leftover {
-            path: c_path(path)?,
+            dir: lock.dir.as_ref().map_or(-1, AsRawFd::as_raw_fd),
+            name: lock.name.clone(),
             judged,
-            aside: c_path(&aside)?,
+            git_dir,
+            aside: CString::new(aside)?,
         })
     }
 
     /// Async-signal-safe: a symlink or file is unlinked, a directory renamed aside (never
-    /// over an existing one), and only while the path still holds the judged node.
+    /// over an existing one), and only while its name still holds the judged node.
     fn clear(&self) -> bool {
         let Some(judged) = self.judged else {
             return false;
         };
-        if FileId::lstat(self.path.as_ptr()) != Some(judged) {
+        if self.dir < 0 || FileId::at(self.dir, &self.name) != Some(judged) {
             return false;
         }
-        // SAFETY: plain system calls on valid NUL-terminated paths.
+        // SAFETY: plain system calls on open descriptors and NUL-terminated names.
         unsafe {
             if judged.is_dir() {
                 libc::renameat2(
-                    libc::AT_FDCWD,
-                    self.path.as_ptr(),
-                    libc::AT_FDCWD,
+                    self.dir,
+                    self.name.as_ptr(),
+                    self.git_dir,
                     self.aside.as_ptr(),
                     libc::RENAME_NOREPLACE,
                 ) == 0
             } else {
-                libc::unlink(self.path.as_ptr()) == 0
+                libc::unlinkat(self.dir, self.name.as_ptr(), 0) == 0
             }
         }
     }
