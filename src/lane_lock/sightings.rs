@@ -95,6 +95,7 @@ impl<V: Sighted> Sightings<V> {
                 Ok(None) => {}
                 Err(problem) => {
                     damaged = true;
+                    let problem = problem.to_string();
                     if state.reported.as_ref() != Some(&problem) {
                         tracing::warn!(
                             file = %path.display(),
@@ -110,7 +111,7 @@ impl<V: Sighted> Sightings<V> {
         if (changed || damaged)
             && let Some(path) = &self.path
         {
-            let problem = store(path, &state.known);
+            let problem = store(path, &state.known).map_err(|e| e.to_string());
             if let Err(problem) = problem
                 && state.reported.as_ref() != Some(&problem)
             {
@@ -128,29 +129,39 @@ impl<V: Sighted> Sightings<V> {
 /// Sightings read from a file, and the file as it was read.
 type Loaded<V> = (HashMap<String, V>, FileStamp);
 
+/// Why the sightings file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+enum SightingsError {
+    #[error("{0}")]
+    Read(#[from] crate::hostile_file::ReadError),
+    #[error("not the sightings' JSON: {0}")]
+    Parse(#[from] serde_json::Error),
+    #[error("{0}")]
+    Write(#[from] std::io::Error),
+}
+
 /// The sightings in `path` and the file they were read from: `None` when there is no file
 /// yet, `Err` for a damaged one.
-fn load<V: Sighted>(path: &Path) -> Result<Option<Loaded<V>>, String> {
+fn load<V: Sighted>(path: &Path) -> Result<Option<Loaded<V>>, SightingsError> {
     let (file, meta) = match crate::hostile_file::open_regular(path, MAX_FILE_BYTES) {
         Ok(opened) => opened,
         Err(e) if e.is_not_found() => return Ok(None),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
     let read = FileStamp::of(&meta);
-    let bytes =
-        crate::hostile_file::read_from((file, meta), MAX_FILE_BYTES).map_err(|e| e.to_string())?;
-    let on_disk: OnDisk<V> = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    let bytes = crate::hostile_file::read_from((file, meta), MAX_FILE_BYTES)?;
+    let on_disk: OnDisk<V> = serde_json::from_slice(&bytes)?;
     let mut known = on_disk.sightings;
     forget_stalest(&mut known);
     Ok(Some((known, read)))
 }
 
-fn store<V: Sighted>(path: &Path, known: &HashMap<String, V>) -> Result<(), String> {
+fn store<V: Sighted>(path: &Path, known: &HashMap<String, V>) -> Result<(), SightingsError> {
     let on_disk = OnDisk {
         sightings: known.clone(),
     };
-    let bytes = serde_json::to_vec(&on_disk).map_err(|e| e.to_string())?;
-    crate::atomic_file::write_atomic(path, &bytes, 0o600).map_err(|e| e.to_string())
+    let bytes = serde_json::to_vec(&on_disk)?;
+    Ok(crate::atomic_file::write_atomic(path, &bytes, 0o600)?)
 }
 
 /// Forgets the least recently seen until at most [`MAX_SIGHTINGS`] are left.
