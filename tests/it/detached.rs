@@ -109,7 +109,7 @@ fn the_next_landing_never_meets_a_detached_child(stop: Stop) {
             for guard in children_but(a.as_raw(), leader) {
                 // Named apart, so `killall berth` spares them.
                 let name = fs::read_to_string(format!("/proc/{guard}/comm")).unwrap();
-                assert_eq!(name.trim(), "berth-guard");
+                assert_eq!(name.trim(), "lease-guard");
                 kill(Pid::from_raw(guard), Signal::SIGKILL).unwrap();
             }
         }
