@@ -334,7 +334,9 @@ fn system_failed(e: &std::io::Error) -> bool {
     };
     matches!(
         e.raw_os_error(),
-        Some(EMFILE | ENFILE | ENOMEM | ENOBUFS | EIO | EINTR | EAGAIN | EBUSY | ESTALE | ETIMEDOUT)
+        Some(
+            EMFILE | ENFILE | ENOMEM | ENOBUFS | EIO | EINTR | EAGAIN | EBUSY | ESTALE | ETIMEDOUT
+        )
     )
 }
 
@@ -536,7 +538,13 @@ mod tests {
     #[test]
     fn only_a_failure_of_the_system_is_read_again() {
         let failed = |errno| system_failed(&std::io::Error::from_raw_os_error(errno));
-        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOMEM, libc::EIO, libc::EINTR] {
+        for errno in [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::ENOMEM,
+            libc::EIO,
+            libc::EINTR,
+        ] {
             assert!(failed(errno), "errno {errno} was taken for a refusal");
         }
         for errno in [
@@ -549,7 +557,10 @@ mod tests {
             libc::ENOTDIR,
             libc::EISDIR,
         ] {
-            assert!(!failed(errno), "errno {errno} was taken for a system failure");
+            assert!(
+                !failed(errno),
+                "errno {errno} was taken for a system failure"
+            );
         }
         assert!(!system_failed(&std::io::Error::other("short read")));
     }

@@ -313,7 +313,10 @@ mod tests {
             if !pass.detectors_ran {
                 break;
             }
-            assert!(Instant::now() < deadline, "a refused log was read on every pass");
+            assert!(
+                Instant::now() < deadline,
+                "a refused log was read on every pass"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o644)).unwrap();
