@@ -532,3 +532,70 @@ fn runs_archived_while_faulted_leave_nothing_in_active_faults() {
         &left[..left.len().min(4)]
     );
 }
+
+/// Review-bounds 6. Whoever writes the faults dir swaps `active-faults/` for a symlink to a
+/// dir of its choosing (renameat2 RENAME_EXCHANGE, so one of the two is always there) while
+/// the fault watch syncs a run. `ensure_private_dir` refuses a symlink when it looks, but
+/// everything after it goes by the path again: the run's lock (`.r.lock`) and its registry
+/// are created in the symlink's target (here a stand-in for berth's own dir; as root, any
+/// dir), written through the symlink.
+#[test]
+fn a_symlink_swapped_in_for_active_faults_redirects_berths_writes() {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt as _;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let victim = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    let x = event("r", "X", "");
+    store.sync_run("r", "/s/r.json", std::slice::from_ref(&x));
+    let active = dir.path().join(ACTIVE_DIR);
+    let link = dir.path().join("swap");
+    std::os::unix::fs::symlink(victim.path(), &link).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let stop = Arc::clone(&stop);
+        let (a, b) = (
+            CString::new(active.as_os_str().as_bytes()).unwrap(),
+            CString::new(link.as_os_str().as_bytes()).unwrap(),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                // SAFETY: two valid NUL-terminated paths.
+                unsafe {
+                    nix::libc::renameat2(
+                        nix::libc::AT_FDCWD,
+                        a.as_ptr(),
+                        nix::libc::AT_FDCWD,
+                        b.as_ptr(),
+                        nix::libc::RENAME_EXCHANGE,
+                    );
+                }
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut syncs = 0;
+    let planted = || -> Vec<String> {
+        fs::read_dir(victim.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    while planted().is_empty() && std::time::Instant::now() < deadline {
+        let events = if syncs % 2 == 0 { vec![] } else { vec![x.clone()] };
+        store.sync_run("r", "/s/r.json", &events);
+        syncs += 1;
+    }
+    stop.store(true, Ordering::SeqCst);
+    swapper.join().unwrap();
+    let found = planted();
+    assert!(
+        found.is_empty(),
+        "after {syncs} syncs berth wrote {found:?} into the symlink's target {}",
+        victim.path().display()
+    );
+}
