@@ -1,4 +1,5 @@
 use super::*;
+use std::fs;
 use crate::faults::fault::{Fault, Severity};
 use crate::faults::halt::RunRef;
 use serde_json::Value;
