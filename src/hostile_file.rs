@@ -103,11 +103,13 @@ pub fn open_regular_at(
 ) -> Result<(File, Metadata), ReadError> {
     use nix::fcntl::OFlag;
     let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
-    let fd = nix::fcntl::openat(dir, name, flags, nix::sys::stat::Mode::empty())
-        .map_err(|e| match e {
-            nix::errno::Errno::ELOOP => ReadError::Symlink,
-            e => ReadError::Io(e.into()),
-        })?;
+    let fd =
+        nix::fcntl::openat(dir, name, flags, nix::sys::stat::Mode::empty()).map_err(
+            |e| match e {
+                nix::errno::Errno::ELOOP => ReadError::Symlink,
+                e => ReadError::Io(e.into()),
+            },
+        )?;
     checked(File::from(fd), cap)
 }
 

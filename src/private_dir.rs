@@ -44,7 +44,11 @@ pub enum PrivateDirError {
         "{} belongs to uid {owner}, not to berth's user (uid {euid}); berth writes only in its own directories",
         .path.display()
     )]
-    NotOwned { path: PathBuf, owner: u32, euid: u32 },
+    NotOwned {
+        path: PathBuf,
+        owner: u32,
+        euid: u32,
+    },
     #[error("cannot make {} private (0700): {source}", .path.display())]
     Tighten { path: PathBuf, source: Errno },
 }
@@ -90,7 +94,9 @@ impl PrivateDir {
     /// [`PrivateDir::ensure`] without creating anything: `None` when `name` is not there.
     pub fn open_existing(parent: &Path, name: &str) -> Result<Option<PrivateDir>, PrivateDirError> {
         let parent_fd = match open_parent(parent) {
-            Err(PrivateDirError::Parent { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            Err(PrivateDirError::Parent { source, .. })
+                if source.kind() == io::ErrorKind::NotFound =>
+            {
                 return Ok(None);
             }
             other => other?,
@@ -134,8 +140,10 @@ impl PrivateDir {
             });
         }
         if stat.st_mode & 0o077 != 0 {
-            fchmod(&fd, Mode::S_IRWXU)
-                .map_err(|source| PrivateDirError::Tighten { path: path.clone(), source })?;
+            fchmod(&fd, Mode::S_IRWXU).map_err(|source| PrivateDirError::Tighten {
+                path: path.clone(),
+                source,
+            })?;
         }
         Ok(PrivateDir { path, fd })
     }
@@ -208,11 +216,8 @@ impl PrivateDir {
     /// which keeps half-written files out of every listing.
     fn create_temp(&self) -> io::Result<(String, File)> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let flags = OFlag::O_WRONLY
-            | OFlag::O_CREAT
-            | OFlag::O_EXCL
-            | OFlag::O_NOFOLLOW
-            | OFlag::O_CLOEXEC;
+        let flags =
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         loop {
             let nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -222,7 +227,12 @@ impl PrivateDir {
                 std::process::id(),
                 NEXT.fetch_add(1, Ordering::Relaxed)
             );
-            match openat(&self.fd, temp.as_str(), flags, Mode::S_IRUSR | Mode::S_IWUSR) {
+            match openat(
+                &self.fd,
+                temp.as_str(),
+                flags,
+                Mode::S_IRUSR | Mode::S_IWUSR,
+            ) {
                 Ok(fd) => return Ok((temp, File::from(fd))),
                 Err(Errno::EEXIST) => continue,
                 Err(e) => return Err(e.into()),
@@ -287,7 +297,11 @@ mod tests {
         let err = PrivateDir::ensure(parent.path(), "file").unwrap_err();
         assert!(matches!(err, PrivateDirError::NotDir { .. }), "{err}");
         assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 0);
-        assert!(PrivateDir::open_existing(parent.path(), "none").unwrap().is_none());
+        assert!(
+            PrivateDir::open_existing(parent.path(), "none")
+                .unwrap()
+                .is_none()
+        );
         let gone = parent.path().join("gone");
         assert!(PrivateDir::open_existing(&gone, "none").unwrap().is_none());
     }
@@ -297,10 +311,12 @@ mod tests {
         let parent = tempfile::tempdir().unwrap();
         let elsewhere = tempfile::tempdir().unwrap();
         fs::create_dir(parent.path().join("sub")).unwrap();
-        fs::set_permissions(parent.path().join("sub"), fs::Permissions::from_mode(0o755))
-            .unwrap();
+        fs::set_permissions(parent.path().join("sub"), fs::Permissions::from_mode(0o755)).unwrap();
         let dir = PrivateDir::ensure(parent.path(), "sub").unwrap();
-        let mode = fs::metadata(parent.path().join("sub")).unwrap().permissions().mode();
+        let mode = fs::metadata(parent.path().join("sub"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o700);
         fs::rename(parent.path().join("sub"), parent.path().join("moved")).unwrap();
         std::os::unix::fs::symlink(elsewhere.path(), parent.path().join("sub")).unwrap();
@@ -313,7 +329,10 @@ mod tests {
         let mut names = dir.names().unwrap();
         names.sort();
         assert_eq!(names, ["b.json"]);
-        assert_eq!(fs::read(parent.path().join("moved/b.json")).unwrap(), b"two");
+        assert_eq!(
+            fs::read(parent.path().join("moved/b.json")).unwrap(),
+            b"two"
+        );
         let entry = dir.entry("b.json").unwrap().unwrap();
         assert!(entry.is_file && entry.size == 3);
         assert!(dir.entry("none").unwrap().is_none());

@@ -213,7 +213,9 @@ pub fn raised_elsewhere(dir: &PrivateDir, run_id: &str, own: &str) -> Elsewhere 
     let names = match dir.names() {
         Ok(names) => names,
         Err(e) => {
-            elsewhere.unread.push(format!("{}: {e}", dir.path().display()));
+            elsewhere
+                .unread
+                .push(format!("{}: {e}", dir.path().display()));
             return elsewhere;
         }
     };

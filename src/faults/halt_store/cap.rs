@@ -172,9 +172,6 @@ mod tests {
         .unwrap();
         assert_eq!(runs_of(&dir, marker), ["r"]);
         assert_eq!(runs_of(&dir, event), ["r-RESOLVED"]);
-        assert_eq!(
-            runs_of(&dir, "r-RESOLVED-X:all:3"),
-            ["r-RESOLVED", "r"]
-        );
+        assert_eq!(runs_of(&dir, "r-RESOLVED-X:all:3"), ["r-RESOLVED", "r"]);
     }
 }

@@ -6,9 +6,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::super::json_file;
-use crate::private_dir::PrivateDir;
 use super::shown::Shown;
 use super::{HaltStore, PENDING_DIR, PROCESSED_DIR, RESOLVED_EVENT};
+use crate::private_dir::PrivateDir;
 
 /// Where a listed halt event stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]

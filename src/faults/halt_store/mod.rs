@@ -197,7 +197,11 @@ impl HaltStore {
     pub fn file_cap_event(&self) -> Result<(), HaltStoreError> {
         let event = cap::cap_event(&self.dir.join(PENDING_DIR));
         let name = Self::file_name(&event.run_id, "", &event.fault_id, "");
-        if self.ensure(Sub::Pending)?.entry(&name).is_ok_and(|e| e.is_some()) {
+        if self
+            .ensure(Sub::Pending)?
+            .entry(&name)
+            .is_ok_and(|e| e.is_some())
+        {
             return Ok(());
         }
         self.write_event(&event, false).map(drop)
@@ -297,9 +301,10 @@ impl HaltStore {
             .write_atomic(&name, &bytes, 0o600)
             .map_err(io_problem("write", &pending))?;
         let marker = Self::file_name(&event.run_id, "RESOLVED-", &event.fault_id, "");
-        pending_dir
-            .remove_if_there(&marker)
-            .map_err(io_problem("remove the stale resolved marker", &pending_dir.join(&marker)))?;
+        pending_dir.remove_if_there(&marker).map_err(io_problem(
+            "remove the stale resolved marker",
+            &pending_dir.join(&marker),
+        ))?;
         Ok(emitted)
     }
 
@@ -462,7 +467,10 @@ fn prune_archives(collapsed: &PrivateDir, archives: &[Archive]) -> Result<(), Ha
         }
         collapsed
             .remove_if_there(&archive.name)
-            .map_err(io_problem("remove the old capture", &collapsed.join(&archive.name)))?;
+            .map_err(io_problem(
+                "remove the old capture",
+                &collapsed.join(&archive.name),
+            ))?;
     }
     Ok(())
 }

@@ -1,8 +1,8 @@
 use super::*;
-use std::fs;
 use crate::faults::fault::{Fault, Severity};
 use crate::faults::halt::RunRef;
 use serde_json::Value;
+use std::fs;
 
 fn event(run: &str, category: &str, tail: &str) -> HaltEvent {
     let fault = Fault {

@@ -154,8 +154,15 @@ fn a_subdir_that_is_a_symlink_is_refused_and_reported_then_the_next_store_works(
         report.problems[0].contains(&format!("{} is a symlink", active.display())),
         "{report:?}"
     );
+    let processed = dir.path().join(PROCESSED_DIR);
+    std::os::unix::fs::symlink(victim.path(), &processed).unwrap();
     let listing = HaltStore::new(dir.path()).list();
-    assert!(listing.unreadable.is_empty(), "{listing:?}");
+    assert_eq!(listing.unreadable.len(), 1, "{listing:?}");
+    assert!(
+        listing.unreadable[0].reason.contains("is a symlink"),
+        "{listing:?}"
+    );
+    fs::remove_file(&processed).unwrap();
     fs::remove_file(&active).unwrap();
     let report = HaltStore::new(dir.path()).sync_run("r", "/s/r.json", &[event("r", "X", "")]);
     assert_eq!(report.emitted.len(), 1, "{report:?}");
