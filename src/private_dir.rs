@@ -88,11 +88,16 @@ impl PrivateDir {
             Ok(()) | Err(Errno::EEXIST) => {}
             Err(source) => return Err(PrivateDirError::Create { path, source }),
         }
-        Self::open_in(&parent_fd, path, name)
+        let fd = open_nofollow(&parent_fd, &path, name)?;
+        make_private(&fd, &path)?;
+        Ok(PrivateDir { path, fd })
     }
 
-    /// [`PrivateDir::ensure`] without creating anything: `None` when `name` is not there.
-    pub fn open_existing(parent: &Path, name: &str) -> Result<Option<PrivateDir>, PrivateDirError> {
+    /// `name` in `parent` opened to be read (listed, its files read), never through a
+    /// symlink; `None` when it is not there. Nothing is created or tightened, and its owner
+    /// is not checked: a listing writes nothing, and may be run by another user than the
+    /// daemon that writes the dir.
+    pub fn open_to_read(parent: &Path, name: &str) -> Result<Option<PrivateDir>, PrivateDirError> {
         let parent_fd = match open_parent(parent) {
             Err(PrivateDirError::Parent { source, .. })
                 if source.kind() == io::ErrorKind::NotFound =>
@@ -101,53 +106,67 @@ impl PrivateDir {
             }
             other => other?,
         };
-        match Self::open_in(&parent_fd, parent.join(name), name) {
+        let path = parent.join(name);
+        match open_nofollow(&parent_fd, &path, name) {
             Err(PrivateDirError::Open {
                 source: Errno::ENOENT,
                 ..
             }) => Ok(None),
-            other => other.map(Some),
+            other => Ok(Some(PrivateDir { path, fd: other? })),
         }
     }
+}
 
-    fn open_in(parent: &OwnedFd, path: PathBuf, name: &str) -> Result<PrivateDir, PrivateDirError> {
-        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let fd = match openat(parent, name, flags, Mode::empty()) {
-            Ok(fd) => fd,
-            Err(Errno::ELOOP) => return Err(PrivateDirError::Symlink { path }),
-            // O_DIRECTORY on a symlink may say ENOTDIR: tell the two apart for the message.
-            Err(Errno::ENOTDIR) => {
-                let symlink = fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW)
-                    .is_ok_and(|st| file_kind(&st) == SFlag::S_IFLNK);
-                return Err(if symlink {
-                    PrivateDirError::Symlink { path }
-                } else {
-                    PrivateDirError::NotDir { path }
-                });
-            }
-            Err(source) => return Err(PrivateDirError::Open { path, source }),
-        };
-        let stat = fstat(&fd).map_err(|source| PrivateDirError::Open {
-            path: path.clone(),
+/// `name` in `parent` as a directory, never through a symlink.
+fn open_nofollow(parent: &OwnedFd, path: &Path, name: &str) -> Result<OwnedFd, PrivateDirError> {
+    let path = || path.to_owned();
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    match openat(parent, name, flags, Mode::empty()) {
+        Ok(fd) => Ok(fd),
+        Err(Errno::ELOOP) => Err(PrivateDirError::Symlink { path: path() }),
+        // O_DIRECTORY on a symlink may say ENOTDIR: tell the two apart for the message.
+        Err(Errno::ENOTDIR) => {
+            let symlink = fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| file_kind(&st) == SFlag::S_IFLNK);
+            Err(if symlink {
+                PrivateDirError::Symlink { path: path() }
+            } else {
+                PrivateDirError::NotDir { path: path() }
+            })
+        }
+        Err(source) => Err(PrivateDirError::Open {
+            path: path(),
+            source,
+        }),
+    }
+}
+
+/// Checks on the descriptor that the directory is berth's user's, and closes it to group
+/// and others (0700) if it was open to them.
+fn make_private(fd: &OwnedFd, path: &Path) -> Result<(), PrivateDirError> {
+    let path = || path.to_owned();
+    let stat = fstat(fd).map_err(|source| PrivateDirError::Open {
+        path: path(),
+        source,
+    })?;
+    let euid = nix::unistd::geteuid().as_raw();
+    if stat.st_uid != euid {
+        return Err(PrivateDirError::NotOwned {
+            path: path(),
+            owner: stat.st_uid,
+            euid,
+        });
+    }
+    if stat.st_mode & 0o077 != 0 {
+        fchmod(fd, Mode::S_IRWXU).map_err(|source| PrivateDirError::Tighten {
+            path: path(),
             source,
         })?;
-        let euid = nix::unistd::geteuid().as_raw();
-        if stat.st_uid != euid {
-            return Err(PrivateDirError::NotOwned {
-                path,
-                owner: stat.st_uid,
-                euid,
-            });
-        }
-        if stat.st_mode & 0o077 != 0 {
-            fchmod(&fd, Mode::S_IRWXU).map_err(|source| PrivateDirError::Tighten {
-                path: path.clone(),
-                source,
-            })?;
-        }
-        Ok(PrivateDir { path, fd })
     }
+    Ok(())
+}
 
+impl PrivateDir {
     /// The path the directory was opened by: for messages, never to be opened again.
     pub fn path(&self) -> &Path {
         &self.path
@@ -298,12 +317,12 @@ mod tests {
         assert!(matches!(err, PrivateDirError::NotDir { .. }), "{err}");
         assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 0);
         assert!(
-            PrivateDir::open_existing(parent.path(), "none")
+            PrivateDir::open_to_read(parent.path(), "none")
                 .unwrap()
                 .is_none()
         );
         let gone = parent.path().join("gone");
-        assert!(PrivateDir::open_existing(&gone, "none").unwrap().is_none());
+        assert!(PrivateDir::open_to_read(&gone, "none").unwrap().is_none());
     }
 
     #[test]

@@ -133,7 +133,7 @@ fn listed(file: String, status: HaltStatus, shown: Shown) -> ListedHalt {
     }
 }
 
-/// `sub` of the halt dir `halts`, opened as berth's own dir is (never through a symlink),
+/// `sub` of the halt dir `halts`, opened to be read and never through a symlink,
 /// and the `*.json` names directly in it (not hidden, not `*.json.tmp.<pid>`), sorted; a
 /// missing dir is `None`. Each listing opens it anew: a daemon lists for its whole life.
 fn json_names(
@@ -144,7 +144,7 @@ fn json_names(
         file: halts.join(sub).display().to_string(),
         reason,
     };
-    let dir = match PrivateDir::open_existing(halts, sub) {
+    let dir = match PrivateDir::open_to_read(halts, sub) {
         Ok(Some(dir)) => dir,
         Ok(None) => return Ok(None),
         Err(e) => return Err(unreadable(e.to_string())),
