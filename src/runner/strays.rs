@@ -324,6 +324,48 @@ mod tests {
 
     use super::*;
 
+    /// A `sleep` carrying the landing marks, in its own group, as `uid` when given.
+    fn spawn_marked(record: &Path, owner: &str, uid: Option<u32>) -> std::process::Child {
+        let mut command = std::process::Command::new("sleep");
+        command
+            .arg("300")
+            .env(RECORD_ENV, record)
+            .env(OWNER_ENV, owner)
+            .process_group(0);
+        if let Some(uid) = uid {
+            command.uid(uid);
+        }
+        command.spawn().unwrap()
+    }
+
+    /// Waits (bounded) until at least `count` processes carry the record's mark.
+    fn wait_for_marked(record: &Path, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while landing_processes(record, None).len() < count {
+            assert!(
+                Instant::now() < deadline,
+                "the marked processes never showed"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Whether the child still ran; it is ended and reaped either way.
+    fn still_ran_then_ended(mut child: std::process::Child) -> bool {
+        let ran = child.try_wait().unwrap().is_none();
+        let _ = child.kill();
+        let _ = child.wait();
+        ran
+    }
+
+    /// A `daemon.lock` made by another user (nobody) than the root daemon that uses it.
+    fn lock_made_by_nobody(queue: &Path) -> PathBuf {
+        let lock = queue.join("daemon.lock");
+        std::fs::write(&lock, "").unwrap();
+        std::os::unix::fs::chown(&lock, Some(65534), Some(65534)).unwrap();
+        lock
+    }
+
     #[test]
     fn marked_processes_are_found_by_record_and_owner_and_killed_with_their_group() {
         let queue = tempfile::tempdir().unwrap();
@@ -336,14 +378,7 @@ mod tests {
             .process_group(0)
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while landing_processes(&record, None).len() < 2 {
-            assert!(
-                Instant::now() < deadline,
-                "the marked processes never showed"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_for_marked(&record, 2);
         assert!(landing_processes(&record, Some("host:9:9")).is_empty());
         assert!(landing_processes(&record_mark(queue.path(), "another-record"), None).is_empty());
         assert!(
@@ -364,37 +399,19 @@ mod tests {
         }
         let queue = tempfile::tempdir().unwrap();
         let record = record_mark(queue.path(), "strays-user-test");
-        let spawn = |uid: u32| {
-            std::process::Command::new("sleep")
-                .arg("300")
-                .env(RECORD_ENV, &record)
-                .env(OWNER_ENV, "host:3:4")
-                .uid(uid)
-                .process_group(0)
-                .spawn()
-                .unwrap()
-        };
-        let mut others = spawn(65534);
-        let mut own = spawn(0);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while landing_processes(&record, None).len() < 2 {
-            assert!(
-                Instant::now() < deadline,
-                "the marked processes never showed"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let others = spawn_marked(&record, "host:3:4", Some(65534));
+        let own = spawn_marked(&record, "host:3:4", Some(0));
+        wait_for_marked(&record, 2);
         let killed = end_strays(&record, "host:3:4");
-        let others_runs = others.try_wait().unwrap().is_none();
-        let _ = others.kill();
-        let _ = others.wait();
-        let own_status = own.wait().unwrap();
-        assert_eq!(killed.unwrap(), 1);
-        assert!(others_runs, "another user's marked process was killed");
         assert!(
-            !own_status.success(),
+            still_ran_then_ended(others),
+            "another user's marked process was killed"
+        );
+        assert!(
+            !still_ran_then_ended(own),
             "the own marked process was not killed"
         );
+        assert_eq!(killed.unwrap(), 1);
     }
 
     /// A daemon run as root on a berth dir whose `daemon.lock` another user made (that user
@@ -408,29 +425,14 @@ mod tests {
             return;
         }
         let queue = tempfile::tempdir().unwrap();
-        let lock = queue.path().join("daemon.lock");
-        std::fs::write(&lock, "").unwrap();
-        std::os::unix::fs::chown(&lock, Some(65534), Some(65534)).unwrap();
+        let lock = lock_made_by_nobody(queue.path());
         let owner = format!("host~x:{}:7:{}", std::process::id(), lock.display());
         let record = record_mark(queue.path(), "strays-review7");
-        let mut leftover = std::process::Command::new("sleep")
-            .arg("300")
-            .env(RECORD_ENV, &record)
-            .env(OWNER_ENV, &owner)
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while landing_processes(&record, None).is_empty() {
-            assert!(Instant::now() < deadline, "the marked process never showed");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let leftover = spawn_marked(&record, &owner, None);
+        wait_for_marked(&record, 1);
         let ended = end_step_leftovers(&record, &owner);
-        let still_runs = leftover.try_wait().unwrap().is_none();
-        let _ = leftover.kill();
-        let _ = leftover.wait();
         assert!(
-            !still_runs,
+            !still_ran_then_ended(leftover),
             "a root daemon's own step leftover (root, marked with its record and owner) still runs after end_step_leftovers: {ended:?}"
         );
     }
@@ -445,9 +447,7 @@ mod tests {
             return;
         }
         let queue = tempfile::tempdir().unwrap();
-        let lock = queue.path().join("daemon.lock");
-        std::fs::write(&lock, "").unwrap();
-        std::os::unix::fs::chown(&lock, Some(65534), Some(65534)).unwrap();
+        let lock = lock_made_by_nobody(queue.path());
         let meta = std::fs::metadata(&lock).unwrap();
         let owner = format!(
             "host~x:1:7:{}.{}.0:{}",
@@ -456,37 +456,17 @@ mod tests {
             lock.display()
         );
         let record = record_mark(queue.path(), "strays-gone-root");
-        let spawn = |uid: u32| {
-            std::process::Command::new("sleep")
-                .arg("300")
-                .env(RECORD_ENV, &record)
-                .env(OWNER_ENV, &owner)
-                .uid(uid)
-                .process_group(0)
-                .spawn()
-                .unwrap()
-        };
-        let mut others = spawn(65534);
-        let mut own = spawn(0);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while landing_processes(&record, None).len() < 2 {
-            assert!(
-                Instant::now() < deadline,
-                "the marked processes never showed"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let others = spawn_marked(&record, &owner, Some(65534));
+        let own = spawn_marked(&record, &owner, Some(0));
+        wait_for_marked(&record, 2);
         let killed = end_strays(&record, &owner);
-        let others_runs = others.try_wait().unwrap().is_none();
-        let _ = others.kill();
-        let _ = others.wait();
-        let own_runs = own.try_wait().unwrap().is_none();
-        let _ = own.kill();
-        let _ = own.wait();
         assert!(
-            !own_runs,
+            !still_ran_then_ended(own),
             "the gone root daemon's leftover still runs: {killed:?}"
         );
-        assert!(others_runs, "another user's marked process was killed");
+        assert!(
+            still_ran_then_ended(others),
+            "another user's marked process was killed"
+        );
     }
 }
