@@ -12,8 +12,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// How long a landing waits for its lane's previous release before it gives up without
-/// writing the lock: past the longest a release can take (three refs, each a writer child
-/// bounded at 8 s plus its 1 s grace), so only a release that is truly stuck reaches it.
+/// writing the lock: longer than a local origin's release can take (three refs, each a
+/// writer child killed within 9 s). A network origin that does not answer may hold a
+/// release longer (each ref up to `remote_timeout_secs`): its lane's next record then goes
+/// back to the queue and is tried again on the lane's backoff.
 pub const PREVIOUS_RELEASE_WAIT: Duration = Duration::from_secs(30);
 
 /// The releases in flight, by lane key ([`crate::lane_lock::lane_key`]).
