@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::daemon::{ReadUnsavedError, UnsavedLine};
+use crate::daemon::{PassedOverLine, ReadPublishedError, ReadUnsavedError, UnsavedLine};
 use crate::gates::Allowlist;
 use crate::lane_lock::survey::Reach;
 use crate::record::Status;
@@ -33,6 +33,8 @@ pub struct QueueReport {
     pub fallbacks: std::io::Result<Vec<Fallback>>,
     /// Verdicts a daemon could not write (ENOSPC, EIO) and retries every tick.
     pub unsaved: Result<Vec<UnsavedLine>, ReadUnsavedError>,
+    /// Queued records a daemon passes over until their file is written (a claim too large).
+    pub passed_over: Result<Vec<PassedOverLine>, ReadPublishedError>,
     pub rules: std::io::Result<Option<RulesStatus>>,
     pub daemon: DaemonView,
 }
@@ -86,11 +88,13 @@ impl QueueReport {
         let daemon = DaemonView::read(berth_dir);
         let waits = waiting::read(allowlist, berth_dir, &scan, reach, policy_waits);
         let unsaved = crate::daemon::read_unsaved(berth_dir);
+        let passed_over = crate::daemon::read_passed_over(berth_dir);
         Ok(QueueReport {
             scan,
             waits,
             fallbacks,
             unsaved,
+            passed_over,
             rules,
             daemon,
         })
@@ -104,8 +108,12 @@ impl QueueReport {
         self.unsaved.as_deref().unwrap_or_default()
     }
 
+    pub fn passed_over(&self) -> &[PassedOverLine] {
+        self.passed_over.as_deref().unwrap_or_default()
+    }
+
     /// `status --json`: `{"records": [{..., "waiting"}], "unreadable", "waitingUnknown",
-    /// "ruleFallbacks", "unsavedVerdicts", "rules", "daemon"}`.
+    /// "ruleFallbacks", "unsavedVerdicts", "passedOver", "rules", "daemon"}`.
     pub fn to_json(&self) -> Value {
         let records: Vec<Value> = self
             .scan
@@ -128,6 +136,7 @@ impl QueueReport {
             "waitingUnknown": self.waits.problems,
             "ruleFallbacks": self.fallbacks(),
             "unsavedVerdicts": self.unsaved(),
+            "passedOver": self.passed_over(),
             "rules": match &self.rules {
                 Ok(Some(status)) => json!(status),
                 _ => Value::Null,
@@ -137,7 +146,7 @@ impl QueueReport {
     }
 
     /// Something needs an operator: a blocked record, a refused reload, a rule failing
-    /// closed, a verdict not saved, an unreadable queue file.
+    /// closed, a verdict not saved, a record passed over, an unreadable queue file.
     pub fn needs_attention(&self) -> bool {
         let blocked = self
             .scan
@@ -150,6 +159,7 @@ impl QueueReport {
             || rules_failed
             || !self.fallbacks().is_empty()
             || !self.unsaved().is_empty()
+            || !self.passed_over().is_empty()
             || !self.scan.unreadable.is_empty()
     }
 }
