@@ -19,7 +19,7 @@ use crate::lane_lock::survey::Reach;
 use crate::record::Status;
 use crate::rules::RulesStatus;
 use crate::rules::fallbacks::Fallback;
-use crate::store::{QueueStore, Scan, StoreError};
+use crate::store::{QueueStore, Scan, StoreError, StoredRecord};
 
 pub use daemon_view::DaemonView;
 pub use story::{Story, StoryError};
@@ -115,21 +115,32 @@ impl QueueReport {
     /// `status --json`: `{"records": [{..., "waiting"}], "unreadable", "waitingUnknown",
     /// "ruleFallbacks", "unsavedVerdicts", "passedOver", "rules", "daemon"}`.
     pub fn to_json(&self) -> Value {
-        let records: Vec<Value> = self
-            .scan
-            .records
-            .iter()
-            .map(|stored| {
-                let mut object = serde_json::Map::new();
-                object.insert("id".into(), json!(stored.id));
-                if let Ok(Value::Object(fields)) = serde_json::to_value(&stored.record) {
-                    object.extend(fields);
-                }
-                let waiting = self.waits.by_record.get(&stored.id);
-                object.insert("waiting".into(), json!(waiting));
-                Value::Object(object)
-            })
-            .collect();
+        let records = self.scan.records.iter().map(|stored| {
+            let fields = serde_json::to_value(&stored.record).ok();
+            self.record_json(
+                stored,
+                fields.into_iter().filter_map(object_fields).flatten(),
+            )
+        });
+        self.to_json_with(records.collect())
+    }
+
+    /// One record as the document lists it: its id, `fields`, then why it waits.
+    pub fn record_json(
+        &self,
+        stored: &StoredRecord,
+        fields: impl IntoIterator<Item = (String, Value)>,
+    ) -> Value {
+        let mut object = serde_json::Map::new();
+        object.insert("id".into(), json!(stored.id));
+        object.extend(fields);
+        let waiting = self.waits.by_record.get(&stored.id);
+        object.insert("waiting".into(), json!(waiting));
+        Value::Object(object)
+    }
+
+    /// The document with `records` as its records (all of them, or a bounded few).
+    pub fn to_json_with(&self, records: Vec<Value>) -> Value {
         json!({
             "records": records,
             "unreadable": self.scan.unreadable,
@@ -161,5 +172,13 @@ impl QueueReport {
             || !self.unsaved().is_empty()
             || !self.passed_over().is_empty()
             || !self.scan.unreadable.is_empty()
+    }
+}
+
+/// An object's fields; nothing for any other value.
+fn object_fields(value: Value) -> Option<serde_json::Map<String, Value>> {
+    match value {
+        Value::Object(fields) => Some(fields),
+        _ => None,
     }
 }
