@@ -29,6 +29,7 @@ mod policy;
 mod published;
 mod record_touch;
 mod records;
+mod releasing;
 mod reload;
 mod revive;
 mod shutdown;
@@ -158,6 +159,7 @@ impl Shared {
             },
             forge,
             locks,
+            releasing: Arc::default(),
             runner: Arc::new(runner),
             telemetry,
             owner: crate::ownership::this_process().into(),
