@@ -135,3 +135,73 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod review8 {
+    use std::process::Command;
+
+    use crate::lane_lock::{Acquire, Lane, LockClient, LockSettings, lock_ref_name};
+    use crate::ownership::MAX_CLOCK_SKEW;
+
+    /// A ref file below the lane's lock ref (`<lock ref>/x`) that git cannot read as a ref
+    /// (an empty file a crash left where a writer's rename was not synced, or garbage
+    /// planted by hand) keeps git from making the lock ref's file ("non-empty directory
+    /// blocking reference"), as the dead writer's `.lock` of 0e08ce7 and the broken ref
+    /// above of 12a3d01 did. No listing names it (git lists no broken ref), no `.lock` is
+    /// there, and `broken_above` looks only above: every try fails, past the cap any lock
+    /// lasts too, nobody holding the lane.
+    #[test]
+    fn a_broken_ref_below_the_lock_ref_wedges_the_lane_past_the_cap() {
+        for content in ["", "junk\n"] {
+            let lane = Lane {
+                repo_identity: "github.com/acme/widget".into(),
+                base_branch: "main".into(),
+            };
+            let lock_ref = lock_ref_name(&lane);
+            let dir = tempfile::tempdir().unwrap();
+            let bare = dir.path().join("locks.git");
+            let out = Command::new("git")
+                .args(["init", "--bare", "-q"])
+                .arg(&bare)
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            let planted = bare.join(format!("{lock_ref}/x"));
+            std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
+            std::fs::write(&planted, content).unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&planted)
+                .unwrap()
+                .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+                .unwrap();
+            let url = bare.to_str().unwrap().to_owned();
+            let client =
+                LockClient::new(&dir.path().join("scratch"), LockSettings::default()).unwrap();
+            let take = || client.acquire(&url, &lane, "me", std::path::Path::new("/a"));
+            let first = format!("{:?}", take());
+            // As long ago as any lock lasts, whatever it was first seen as.
+            let cap = chrono::Duration::from_std(client.longest_ttl() + MAX_CLOCK_SKEW).unwrap();
+            let long_ago = crate::clock::now() - cap - chrono::Duration::seconds(1);
+            client
+                .sightings
+                .expiry
+                .seen_since(git2::Oid::ZERO_SHA1, long_ago);
+            let mut outcomes = vec![first];
+            for _ in 0..3 {
+                let outcome = take();
+                if let Ok(Acquire::Acquired(held)) = outcome {
+                    client.release(&held).unwrap();
+                    break;
+                }
+                outcomes.push(format!("{outcome:?}"));
+            }
+            assert!(
+                outcomes.len() < 4,
+                "a broken ref {:?} at {} keeps every acquire from taking the lane, past the cap, nobody holding it: {outcomes:#?}",
+                content,
+                planted.display()
+            );
+        }
+    }
+}
