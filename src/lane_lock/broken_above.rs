@@ -180,3 +180,60 @@ mod tests {
         assert_eq!(kept, ["junk\n"], "the broken ref was not kept aside");
     }
 }
+
+#[cfg(test)]
+mod review8 {
+    use std::process::Command;
+
+    use crate::lane_lock::{Acquire, Lane, LockClient, LockSettings, lock_ref_name};
+    use crate::ownership::MAX_CLOCK_SKEW;
+
+    /// A symlink that is no ref (dangling, or to a directory: git reads neither as a ref)
+    /// at the lane's identity directory, above the lock ref, is the broken ref above of
+    /// 12a3d01 in another node: git cannot make room for the lock ref, and the walk of
+    /// 9e29144 refuses every write through it before `broken_above` is reached. Past the
+    /// cap any lock lasts (and any TTL), every try still fails: the lane (every lane of the
+    /// repository) wedged for good, nobody holding it.
+    #[test]
+    fn a_symlink_above_the_lock_ref_wedges_the_lane_past_the_cap() {
+        let lane = Lane {
+            repo_identity: "github.com/acme/widget".into(),
+            base_branch: "main".into(),
+        };
+        let lock_ref = lock_ref_name(&lane);
+        let above = lock_ref.rsplit_once('/').unwrap().0.to_owned();
+        let dir = tempfile::tempdir().unwrap();
+        let bare = dir.path().join("locks.git");
+        let out = Command::new("git")
+            .args(["init", "--bare", "-q"])
+            .arg(&bare)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let planted = bare.join(&above);
+        std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &planted).unwrap();
+        let url = bare.to_str().unwrap().to_owned();
+        let client = LockClient::new(&dir.path().join("scratch"), LockSettings::default()).unwrap();
+        let take = || client.acquire(&url, &lane, "me", std::path::Path::new("/a"));
+        let mut outcomes = vec![format!("{:?}", take())];
+        // As long ago as any lock lasts, whatever it was first seen as.
+        let cap = chrono::Duration::from_std(client.longest_ttl() + MAX_CLOCK_SKEW).unwrap();
+        let long_ago = crate::clock::now() - cap - chrono::Duration::seconds(1);
+        client
+            .sightings
+            .expiry
+            .seen_since(git2::Oid::ZERO_SHA1, long_ago);
+        for _ in 0..3 {
+            let outcome = take();
+            if let Ok(Acquire::Acquired(held)) = outcome {
+                client.release(&held).unwrap();
+                return;
+            }
+            outcomes.push(format!("{outcome:?}"));
+        }
+        panic!(
+            "a dangling symlink at {above} keeps every acquire from taking the lane past the cap, nobody holding it: {outcomes:#?}"
+        );
+    }
+}
