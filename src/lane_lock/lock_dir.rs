@@ -210,3 +210,44 @@ mod tests {
         assert!(said.contains("is a symlink"), "{said}");
     }
 }
+
+#[cfg(test)]
+mod review8_refs_symlink {
+    use std::path::Path;
+
+    use crate::lane_lock::{Acquire, Lane, LockClient, LockSettings};
+
+    /// A local origin whose `refs` directory is a symlink the operator's tools made
+    /// (`git new-workdir` and Google's `repo` link a checkout's `.git/refs` to a shared
+    /// one; git itself follows it for every ref) never gets a lane lock: the walk of
+    /// 9e29144 refuses every write at `refs`, the first component, telling the operator to
+    /// remove a symlink the repository needs. Before it, the lane was taken.
+    #[test]
+    fn a_local_origin_whose_refs_directory_is_a_symlink_never_gets_a_lane() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared.git");
+        git2::Repository::init_bare(&shared).unwrap();
+        let work = dir.path().join("workdir.git");
+        git2::Repository::init_bare(&work).unwrap();
+        std::fs::remove_dir_all(work.join("refs")).unwrap();
+        std::os::unix::fs::symlink(shared.join("refs"), work.join("refs")).unwrap();
+        let url = work.to_str().unwrap().to_owned();
+        let lane = Lane {
+            repo_identity: url.clone(),
+            base_branch: "main".into(),
+        };
+        let client = LockClient::new(&dir.path().join("scratch"), LockSettings::default()).unwrap();
+        let mut outcomes = Vec::new();
+        for _ in 0..3 {
+            let outcome = client.acquire(&url, &lane, "me", Path::new("/a"));
+            if let Ok(Acquire::Acquired(held)) = outcome {
+                client.release(&held).unwrap();
+                return;
+            }
+            outcomes.push(format!("{outcome:?}"));
+        }
+        panic!(
+            "a local origin whose refs/ is a symlink never gets its lane, nobody holding it: {outcomes:#?}"
+        );
+    }
+}
