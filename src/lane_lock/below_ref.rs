@@ -1,4 +1,5 @@
-//! `.lock` files in a directory where a lane's lock ref must be.
+//! What stands in a directory where a lane's lock ref must be: `.lock` files and broken
+//! refs.
 //!
 //! A writer of a ref below the lock ref (`<lock ref>/x`, written by hand or another tool,
 //! and removed by berth as a ref in the way, [`super::in_the_way`]) killed between git's
@@ -9,10 +10,16 @@
 //! lock ref's own ([`super::leftover`]): removed by the writer child under the writers'
 //! lock, only if still the node judged, and only while no process may be their writer
 //! ([`super::foreign_writer`]). git removes the empty directories left behind itself when
-//! it creates the ref. At most [`MAX_BELOW_ENTRIES`] entries are looked at per write; the
-//! rest wait for later writes, once those are gone.
+//! it creates the ref. A crash there can also leave a ref file git cannot read (an empty
+//! file whose rename was not synced), and anything else may be planted: such a broken ref
+//! is listed by no one and blocks every create the same way, so it is judged before the
+//! write ([`clear`], [`super::broken_ref`]): it holds the lane, named, until the cap, then
+//! is set aside. At most [`MAX_BELOW_ENTRIES`] entries are looked at per write for each;
+//! the rest wait for later writes, once those are gone.
 
 use std::path::{Path, PathBuf};
+
+use super::broken_ref::{self, Node, Room};
 
 /// The most directory entries below a lock ref looked at for one write of it.
 pub const MAX_BELOW_ENTRIES: usize = 64;
@@ -22,8 +29,47 @@ pub const MAX_BELOW_ENTRIES: usize = 64;
 /// [`MAX_BELOW_ENTRIES`] entries looked at.
 pub(super) fn lock_files_below(ref_path: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
+    each_below(ref_path, |path| {
+        if is_lock_file(&path) {
+            found.push(path);
+        }
+    });
+    found
+}
+
+/// Judges every node below `room`'s lock ref that is neither a directory, a `.lock` file
+/// nor a ref git lists (at most [`MAX_BELOW_ENTRIES`] entries looked at): each holds the
+/// lane (the first named in the `Err`) until the cap, then is set aside
+/// ([`broken_ref`]).
+pub(super) fn clear(room: &Room<'_>) -> Result<(), git2::Error> {
+    let git_dir = room.origin.path();
+    let mut nodes = Vec::new();
+    each_below(&git_dir.join(room.lock_ref), |path| {
+        if !is_lock_file(&path)
+            && let Ok(name) = path.strip_prefix(git_dir)
+        {
+            nodes.push(name.to_owned());
+        }
+    });
+    let mut held = Ok(());
+    for name in nodes {
+        if let Node::Broken(file) = broken_ref::judge(git_dir, &name) {
+            let settled = room.settle(&name, file);
+            held = held.and(settled);
+        }
+    }
+    held
+}
+
+fn is_lock_file(path: &Path) -> bool {
+    path.extension().is_some_and(|ext| ext == "lock")
+}
+
+/// Calls `visit` with each node below `ref_path` when it is a directory that is not a
+/// directory itself (or is a `.lock` one), at most [`MAX_BELOW_ENTRIES`] entries looked at.
+fn each_below(ref_path: &Path, mut visit: impl FnMut(PathBuf)) {
     if !std::fs::symlink_metadata(ref_path).is_ok_and(|meta| meta.is_dir()) {
-        return found;
+        return;
     }
     let mut dirs = vec![ref_path.to_owned()];
     let mut looked = 0;
@@ -33,18 +79,17 @@ pub(super) fn lock_files_below(ref_path: &Path) -> Vec<PathBuf> {
         };
         for entry in entries.flatten() {
             if looked == MAX_BELOW_ENTRIES {
-                return found;
+                return;
             }
             looked += 1;
             let path = entry.path();
-            if path.extension().is_some_and(|ext| ext == "lock") {
-                found.push(path);
-            } else if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            if !is_lock_file(&path) && entry.file_type().is_ok_and(|kind| kind.is_dir()) {
                 dirs.push(path);
+            } else {
+                visit(path);
             }
         }
     }
-    found
 }
 
 #[cfg(test)]
@@ -82,6 +127,7 @@ mod tests {
         use std::process::Command;
 
         use crate::lane_lock::{Acquire, Lane, LockClient, LockSettings, lock_ref_name};
+        use crate::ownership::MAX_CLOCK_SKEW;
 
         /// A writer of a ref below the lane's lock ref (`<lock ref>/x`) killed mid-write (berth's
         /// own removal child killed at its time limit between git's unlink of the ref and of its
@@ -133,26 +179,16 @@ mod tests {
                 leftover.display()
             );
         }
-    }
-}
 
-#[cfg(test)]
-mod review8 {
-    use std::process::Command;
+        /// Broken refs below the lane's lock ref (an empty file a crash left where a writer's
+        /// rename was not synced, garbage, a dangling symlink, a FIFO, a name that is not
+        /// UTF-8) keep git from making the lock ref's file, and no listing names them. They
+        /// hold the lane, named, until as long after their first sighting as any lock lasts;
+        /// then they are moved out of refs/, kept, and the lane is taken.
+        #[test]
+        fn broken_refs_below_the_lock_ref_hold_the_lane_then_are_set_aside_past_the_cap() {
+            use std::os::unix::ffi::OsStrExt as _;
 
-    use crate::lane_lock::{Acquire, Lane, LockClient, LockSettings, lock_ref_name};
-    use crate::ownership::MAX_CLOCK_SKEW;
-
-    /// A ref file below the lane's lock ref (`<lock ref>/x`) that git cannot read as a ref
-    /// (an empty file a crash left where a writer's rename was not synced, or garbage
-    /// planted by hand) keeps git from making the lock ref's file ("non-empty directory
-    /// blocking reference"), as the dead writer's `.lock` of 0e08ce7 and the broken ref
-    /// above of 12a3d01 did. No listing names it (git lists no broken ref), no `.lock` is
-    /// there, and `broken_above` looks only above: every try fails, past the cap any lock
-    /// lasts too, nobody holding the lane.
-    #[test]
-    fn a_broken_ref_below_the_lock_ref_wedges_the_lane_past_the_cap() {
-        for content in ["", "junk\n"] {
             let lane = Lane {
                 repo_identity: "github.com/acme/widget".into(),
                 base_branch: "main".into(),
@@ -160,48 +196,46 @@ mod review8 {
             let lock_ref = lock_ref_name(&lane);
             let dir = tempfile::tempdir().unwrap();
             let bare = dir.path().join("locks.git");
-            let out = Command::new("git")
-                .args(["init", "--bare", "-q"])
-                .arg(&bare)
-                .output()
-                .unwrap();
-            assert!(out.status.success());
-            let planted = bare.join(format!("{lock_ref}/x"));
-            std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
-            std::fs::write(&planted, content).unwrap();
-            std::fs::File::options()
-                .write(true)
-                .open(&planted)
-                .unwrap()
-                .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
-                .unwrap();
+            git2::Repository::init_bare(&bare).unwrap();
+            let below = bare.join(&lock_ref);
+            std::fs::create_dir_all(below.join("a")).unwrap();
+            std::fs::write(below.join("x"), "").unwrap();
+            std::fs::write(below.join("a/y"), "junk\n").unwrap();
+            std::os::unix::fs::symlink(dir.path().join("nowhere"), below.join("l")).unwrap();
+            nix::unistd::mkfifo(&below.join("f"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+            let odd = below.join(std::ffi::OsStr::from_bytes(b"\xff"));
+            std::fs::write(&odd, "0123456789abcdef0123456789abcdef01234567\n").unwrap();
             let url = bare.to_str().unwrap().to_owned();
             let client =
                 LockClient::new(&dir.path().join("scratch"), LockSettings::default()).unwrap();
             let take = || client.acquire(&url, &lane, "me", std::path::Path::new("/a"));
             let first = format!("{:?}", take());
-            // As long ago as any lock lasts, whatever it was first seen as.
+            assert!(
+                first.contains(&*below.to_string_lossy()) && first.contains("moves it out"),
+                "the first try does not name a broken ref: {first}"
+            );
+            assert!(below.join("x").exists() && below.join("f").exists());
             let cap = chrono::Duration::from_std(client.longest_ttl() + MAX_CLOCK_SKEW).unwrap();
             let long_ago = crate::clock::now() - cap - chrono::Duration::seconds(1);
-            client
-                .sightings
-                .expiry
-                .seen_since(git2::Oid::ZERO_SHA1, long_ago);
-            let mut outcomes = vec![first];
-            for _ in 0..3 {
-                let outcome = take();
-                if let Ok(Acquire::Acquired(held)) = outcome {
-                    client.release(&held).unwrap();
-                    break;
-                }
-                outcomes.push(format!("{outcome:?}"));
-            }
-            assert!(
-                outcomes.len() < 4,
-                "a broken ref {:?} at {} keeps every acquire from taking the lane, past the cap, nobody holding it: {outcomes:#?}",
-                content,
-                planted.display()
-            );
+            client.sightings.expiry.all_seen_since(long_ago);
+            let outcome = take();
+            let Ok(Acquire::Acquired(held)) = outcome else {
+                panic!(
+                    "broken refs below the lock ref keep the lane past the cap: first {first}; then {outcome:?}"
+                );
+            };
+            client.release(&held).unwrap();
+            let aside = std::fs::read_dir(&bare)
+                .unwrap()
+                .flatten()
+                .filter(|entry| {
+                    entry
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with("berth-set-aside-")
+                })
+                .count();
+            assert_eq!(aside, 5, "not every broken ref was kept aside");
         }
     }
 }

@@ -1,172 +1,81 @@
-//! A broken ref (a file that is no ref) above a lane's lock ref in a local origin.
+//! A broken ref above a lane's lock ref in a local origin.
 //!
-//! A file at `refs/gstack/release-locks/<identity>` keeps git from making the directory
-//! the lock ref needs ("non-directory in the way"), for every lane of the repository. A
-//! valid ref there is listed and judged as a ref in the way ([`super::in_the_way`]); one
-//! git cannot read as a ref is listed by no one, so it is judged here, like a commit that
-//! is no lock: kept, and the write fails naming it, until as long after its first
-//! sighting as any lock could last ([`expiry_cap::unreadable_expiry`], its sighting kept
-//! under the zero id); then moved whole, under the writers' lock and only while it is
-//! still the file judged, out of `refs/` to `<git dir>/berth-set-aside-<dev>-<inode>`,
-//! never deleted unread. Only files below [`LOCK_REF_PREFIX`] are looked at.
+//! A file or symlink at `refs/gstack/release-locks/<identity>` (or at
+//! `refs/gstack/release-locks` itself) keeps git from making the directory the lock ref
+//! needs ("non-directory in the way"), for every lane of the repository; a symlink there
+//! would also lead git's write out of the origin, so the walk to the ref's `.lock` refuses
+//! it ([`super::lock_dir`]). A valid ref there is listed and judged as a ref in the way
+//! ([`super::in_the_way`]); anything else is a broken ref, listed by no one, and is judged
+//! here before the write: it holds the lane, named, until the cap, then is set aside
+//! ([`super::broken_ref`]). Only the components at and below
+//! `refs/gstack/release-locks` are looked at.
 
 use std::path::Path;
-use std::time::Duration;
-
-use git2::{Oid, Repository};
-use nix::libc;
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt as _;
 
 use super::LOCK_REF_PREFIX;
-use super::expiry_cap::{self, ExpirySightings};
-use super::leftover::FileId;
-use crate::{atomic_file, clock};
+use super::broken_ref::{self, Node, Room};
 
-/// How long the writers' lock is waited for before setting a broken ref aside; a busy one
-/// leaves it for a later write.
-const WRITERS_WAIT: Duration = Duration::from_millis(250);
-
-/// Sets aside a broken ref above `ref_name` in `origin` once it has been seen as long as
-/// any lock lasts; before that, logs it and when it goes.
-pub(super) fn clear(
-    origin: &Repository,
-    ref_name: &str,
-    writers_lock: &Path,
-    expiry: &ExpirySightings,
-    longest_ttl: Duration,
-) {
+/// Judges what stands at each directory of `room`'s lock ref, shallowest first, up to the
+/// first that is missing, a ref or broken: a broken one holds the lane (`Err` naming it)
+/// until the cap, then is set aside.
+pub(super) fn clear(room: &Room<'_>) -> Result<(), git2::Error> {
+    let ref_name = room.lock_ref;
     let slashes = ref_name.match_indices('/').map(|(at, _)| at);
-    for above in slashes.filter(|&at| at > LOCK_REF_PREFIX.len()) {
-        let name = &ref_name[..above];
-        let path = origin.path().join(name);
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            return;
-        };
-        if meta.is_dir() {
-            continue;
-        }
-        if origin.refname_to_id(name).is_ok() {
-            return;
-        }
-        let now = clock::now();
-        let until = expiry_cap::unreadable_expiry(expiry, Oid::ZERO_SHA1, longest_ttl, now);
-        if now < until {
-            tracing::warn!(
-                file = %path.display(),
-                lock_ref = ref_name,
-                "a file that is no ref stands where git needs room for the lane's lock ref; berth moves it out of refs/ at {} if it is still there",
-                clock::iso(until)
-            );
-            return;
-        }
-        set_aside(origin, &path, FileId::of(&meta), writers_lock, ref_name);
-        return;
-    }
-}
-
-/// Renames `path` aside while holding the writers' lock and only while it is `judged`.
-fn set_aside(
-    origin: &Repository,
-    path: &Path,
-    judged: FileId,
-    writers_lock: &Path,
-    ref_name: &str,
-) {
-    let Ok(_writers) = atomic_file::lock_exclusive_within(writers_lock, WRITERS_WAIT) else {
-        tracing::info!(file = %path.display(), "the writers' lock is busy: a broken ref in the way is set aside later");
-        return;
-    };
-    let Ok(now) = std::fs::symlink_metadata(path) else {
-        return;
-    };
-    if FileId::of(&now) != judged {
-        return;
-    }
-    let aside = judged.aside_in(origin.path());
-    let (Ok(from), Ok(to)) = (
-        CString::new(path.as_os_str().as_bytes()),
-        CString::new(aside.as_os_str().as_bytes()),
-    ) else {
-        return;
-    };
-    // SAFETY: a plain system call on valid NUL-terminated paths.
-    let renamed = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            from.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    match (renamed == 0)
-        .then_some(())
-        .ok_or_else(std::io::Error::last_os_error)
-    {
-        Ok(()) => tracing::warn!(
-            file = %path.display(),
-            aside = %aside.display(),
-            lock_ref = ref_name,
-            "moved a file that is no ref out of refs/: it stood where git needs room for the lane's lock ref, seen as long as any lock lasts"
-        ),
-        Err(e) => {
-            tracing::warn!(file = %path.display(), "cannot set aside a broken ref in the way of a lane lock: {e}")
+    for above in slashes.filter(|&at| at >= LOCK_REF_PREFIX.len() - 1) {
+        let name = Path::new(&ref_name[..above]);
+        match broken_ref::judge(room.origin.path(), name) {
+            Node::Directory => continue,
+            Node::Missing | Node::Ref => return Ok(()),
+            Node::Broken(file) => return room.settle(name, file),
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use std::process::Command;
+    use std::path::{Path, PathBuf};
 
     use crate::lane_lock::{Acquire, Lane, LockClient, LockSettings, lock_ref_name};
     use crate::ownership::MAX_CLOCK_SKEW;
 
-    /// A file that is no ref (a broken ref: garbage where git expects an id) at the lane's
-    /// identity directory (`refs/gstack/release-locks/<identity>`, above the lock ref)
-    /// keeps git from making room for the lock ref, and git lists it with the zero id.
-    /// Judged like a commit that is no lock, it would hold the lane, named, until as long
-    /// after its first sighting as any lock lasts, and then be removed; instead every try
-    /// fails, past that cap too: the lane (every lane of the repository) wedged for good.
-    #[test]
-    fn a_broken_ref_above_the_lock_ref_is_set_aside_past_the_cap() {
-        let lane = Lane {
+    fn lane() -> Lane {
+        Lane {
             repo_identity: "github.com/acme/widget".into(),
             base_branch: "main".into(),
-        };
-        let lock_ref = lock_ref_name(&lane);
+        }
+    }
+
+    /// A bare origin in `dir` named `name` with `plant` called on the path of the lane's
+    /// identity directory (`refs/gstack/release-locks/<identity>`, above the lock ref).
+    fn origin_with(dir: &Path, name: &str, plant: impl FnOnce(&Path)) -> (String, PathBuf) {
+        let lock_ref = lock_ref_name(&lane());
         let above = lock_ref.rsplit_once('/').unwrap().0.to_owned();
-        let dir = tempfile::tempdir().unwrap();
-        let bare = dir.path().join("locks.git");
-        let out = Command::new("git")
-            .args(["init", "--bare", "-q"])
-            .arg(&bare)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
+        let bare = dir.join(name);
+        git2::Repository::init_bare(&bare).unwrap();
         let planted = bare.join(&above);
         std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
-        std::fs::write(&planted, "junk\n").unwrap();
-        let url = bare.to_str().unwrap().to_owned();
-        let client = LockClient::new(&dir.path().join("scratch"), LockSettings::default()).unwrap();
-        let take = || client.acquire(&url, &lane, "me", std::path::Path::new("/a"));
-        let first = format!("{:?}", take());
-        // As long ago as any lock lasts, whatever it was first seen as.
+        plant(&planted);
+        (bare.to_str().unwrap().to_owned(), planted)
+    }
+
+    fn client(dir: &Path) -> LockClient {
+        LockClient::new(&dir.join("scratch"), LockSettings::default()).unwrap()
+    }
+
+    /// Dates every sighting `client` keeps back past the cap any lock lasts.
+    fn as_if_seen_long_ago(client: &LockClient) {
         let cap = chrono::Duration::from_std(client.longest_ttl() + MAX_CLOCK_SKEW).unwrap();
         let long_ago = crate::clock::now() - cap - chrono::Duration::seconds(1);
-        client
-            .sightings
-            .expiry
-            .seen_since(git2::Oid::ZERO_SHA1, long_ago);
-        let outcome = take();
-        let Ok(Acquire::Acquired(held)) = outcome else {
-            panic!(
-                "a broken ref at {above} still keeps the lane past the cap: first {first}; then {outcome:?}"
-            );
-        };
-        client.release(&held).unwrap();
-        let kept = std::fs::read_dir(&bare)
+        client.sightings.expiry.all_seen_since(long_ago);
+    }
+
+    fn take(client: &LockClient, url: &str) -> Result<Acquire, crate::lane_lock::LockError> {
+        client.acquire(url, &lane(), "me", Path::new("/a"))
+    }
+
+    fn set_aside_in(bare: &Path) -> Vec<PathBuf> {
+        std::fs::read_dir(bare)
             .unwrap()
             .flatten()
             .filter(|entry| {
@@ -175,65 +84,92 @@ mod tests {
                     .to_string_lossy()
                     .starts_with("berth-set-aside-")
             })
-            .map(|entry| std::fs::read_to_string(entry.path()).unwrap())
-            .collect::<Vec<_>>();
+            .map(|entry| entry.path())
+            .collect()
+    }
+
+    /// A file that is no ref (a broken ref: garbage where git expects an id) at the lane's
+    /// identity directory keeps git from making room for the lock ref, for every lane of
+    /// the repository. It holds the lane, named, until as long after its first sighting as
+    /// any lock lasts, and is then moved out of refs/, kept.
+    #[test]
+    fn a_broken_ref_above_the_lock_ref_holds_the_lane_then_is_set_aside_past_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, planted) = origin_with(dir.path(), "locks.git", |at| {
+            std::fs::write(at, "junk\n").unwrap();
+        });
+        let client = client(dir.path());
+        let first = format!("{:?}", take(&client, &url));
+        assert!(
+            first.contains(&*planted.to_string_lossy()) && first.contains("moves it out"),
+            "the first try does not name the broken ref: {first}"
+        );
+        as_if_seen_long_ago(&client);
+        let outcome = take(&client, &url);
+        let Ok(Acquire::Acquired(held)) = outcome else {
+            panic!(
+                "a broken ref still keeps the lane past the cap: first {first}; then {outcome:?}"
+            );
+        };
+        client.release(&held).unwrap();
+        let kept: Vec<_> = set_aside_in(Path::new(&url))
+            .iter()
+            .map(|path| std::fs::read_to_string(path).unwrap())
+            .collect();
         assert_eq!(kept, ["junk\n"], "the broken ref was not kept aside");
     }
-}
 
-#[cfg(test)]
-mod review8 {
-    use std::process::Command;
-
-    use crate::lane_lock::{Acquire, Lane, LockClient, LockSettings, lock_ref_name};
-    use crate::ownership::MAX_CLOCK_SKEW;
-
-    /// A symlink that is no ref (dangling, or to a directory: git reads neither as a ref)
-    /// at the lane's identity directory, above the lock ref, is the broken ref above of
-    /// 12a3d01 in another node: git cannot make room for the lock ref, and the walk of
-    /// 9e29144 refuses every write through it before `broken_above` is reached. Past the
-    /// cap any lock lasts (and any TTL), every try still fails: the lane (every lane of the
-    /// repository) wedged for good, nobody holding it.
+    /// A dangling symlink at the lane's identity directory is a broken ref too (git reads
+    /// it as none, and would follow it when it writes): it holds the lane, named, until the
+    /// cap, and is then set aside (renamed, never followed), not refused by the walk for
+    /// good.
     #[test]
-    fn a_symlink_above_the_lock_ref_wedges_the_lane_past_the_cap() {
-        let lane = Lane {
-            repo_identity: "github.com/acme/widget".into(),
-            base_branch: "main".into(),
-        };
-        let lock_ref = lock_ref_name(&lane);
-        let above = lock_ref.rsplit_once('/').unwrap().0.to_owned();
+    fn a_symlink_above_the_lock_ref_holds_the_lane_then_is_set_aside_past_the_cap() {
         let dir = tempfile::tempdir().unwrap();
-        let bare = dir.path().join("locks.git");
-        let out = Command::new("git")
-            .args(["init", "--bare", "-q"])
-            .arg(&bare)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        let planted = bare.join(&above);
-        std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
-        std::os::unix::fs::symlink(dir.path().join("nowhere"), &planted).unwrap();
-        let url = bare.to_str().unwrap().to_owned();
-        let client = LockClient::new(&dir.path().join("scratch"), LockSettings::default()).unwrap();
-        let take = || client.acquire(&url, &lane, "me", std::path::Path::new("/a"));
-        let mut outcomes = vec![format!("{:?}", take())];
-        // As long ago as any lock lasts, whatever it was first seen as.
-        let cap = chrono::Duration::from_std(client.longest_ttl() + MAX_CLOCK_SKEW).unwrap();
-        let long_ago = crate::clock::now() - cap - chrono::Duration::seconds(1);
-        client
-            .sightings
-            .expiry
-            .seen_since(git2::Oid::ZERO_SHA1, long_ago);
-        for _ in 0..3 {
-            let outcome = take();
-            if let Ok(Acquire::Acquired(held)) = outcome {
-                client.release(&held).unwrap();
-                return;
-            }
-            outcomes.push(format!("{outcome:?}"));
-        }
-        panic!(
-            "a dangling symlink at {above} keeps every acquire from taking the lane past the cap, nobody holding it: {outcomes:#?}"
+        let nowhere = dir.path().join("nowhere");
+        let (url, planted) = origin_with(dir.path(), "locks.git", |at| {
+            std::os::unix::fs::symlink(&nowhere, at).unwrap();
+        });
+        let client = client(dir.path());
+        let first = format!("{:?}", take(&client, &url));
+        assert!(
+            first.contains(&format!("{} is a symlink", planted.display())),
+            "the first try does not name the symlink: {first}"
+        );
+        as_if_seen_long_ago(&client);
+        let outcome = take(&client, &url);
+        let Ok(Acquire::Acquired(held)) = outcome else {
+            panic!(
+                "a dangling symlink still keeps the lane past the cap: first {first}; then {outcome:?}"
+            );
+        };
+        client.release(&held).unwrap();
+        let aside = set_aside_in(Path::new(&url));
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        assert_eq!(std::fs::read_link(&aside[0]).unwrap(), nowhere);
+        assert!(!nowhere.exists(), "the rename followed the symlink");
+    }
+
+    /// Each broken ref waits for the cap from its own first sighting: one in another
+    /// origin (or at another path, or another file at the same path) seen as long ago as
+    /// any lock lasts does not let this one be set aside at first sight.
+    #[test]
+    fn a_broken_ref_waits_from_its_own_first_sighting() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = |at: &Path| std::fs::write(at, "junk\n").unwrap();
+        let (old_url, _) = origin_with(dir.path(), "old.git", junk);
+        let (new_url, planted) = origin_with(dir.path(), "new.git", junk);
+        let client = client(dir.path());
+        assert!(!matches!(take(&client, &old_url), Ok(Acquire::Acquired(_))));
+        as_if_seen_long_ago(&client);
+        let Ok(Acquire::Acquired(held)) = take(&client, &old_url) else {
+            panic!("the broken ref seen long ago was not set aside");
+        };
+        client.release(&held).unwrap();
+        let outcome = take(&client, &new_url);
+        assert!(
+            !matches!(outcome, Ok(Acquire::Acquired(_))) && planted.exists(),
+            "a broken ref first seen now was set aside at once: {outcome:?}"
         );
     }
 }
