@@ -1,9 +1,11 @@
 //! Taking a lane's lock: create-only, or an expired or gone holder's taken over by
 //! compare-and-swap.
 
+use super::broken_ref::Room;
 use super::in_the_way::InTheWay;
 use super::standing::Standing;
 use super::*;
+use super::{below_ref, broken_above, leftover};
 
 impl LockClient {
     /// Takes the lane's lock, or says who holds it.
@@ -196,9 +198,34 @@ impl LockClient {
             )),
             InTheWay::Nothing => match failed {
                 Ok(failed) => Ok(Created::Retry(failed)),
-                Err(e) => Err(target.remote_error("create", e)),
+                Err(e) => match self.broken_ref(target) {
+                    Some(holds) => Ok(Created::Done(Box::new(holds))),
+                    None => Err(target.remote_error("create", e)),
+                },
             },
         }
+    }
+
+    /// How a broken ref on or below a local origin's lock ref holds the lane
+    /// ([`super::broken_ref`]): git's own error names nothing that ends.
+    fn broken_ref(&self, target: &Target<'_>) -> Option<Acquire> {
+        let path = local_origin(target.url)?.ok()?;
+        let flags = git2::RepositoryOpenFlags::NO_SEARCH;
+        let origin = git2::Repository::open_ext(&path, flags, [] as [&str; 0]).ok()?;
+        let writers_lock = origin.path().join(leftover::WRITERS_LOCK);
+        let room = Room {
+            origin: &origin,
+            lock_ref: target.ref_name,
+            writers_lock: &writers_lock,
+            expiry: &self.sightings.expiry,
+            longest_ttl: self.longest_ttl(),
+        };
+        let (name, file) =
+            broken_above::find(&room).or_else(|| below_ref::find(&room).into_iter().next())?;
+        Some(Acquire::Unreadable {
+            sha: Oid::ZERO_SHA1.to_string(),
+            reason: room.holds(&name, file),
+        })
     }
 }
 

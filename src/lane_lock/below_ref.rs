@@ -20,6 +20,7 @@
 use std::path::{Path, PathBuf};
 
 use super::broken_ref::{self, Node, Room};
+use super::leftover::FileId;
 
 /// The most directory entries below a lock ref looked at for one write of it.
 pub const MAX_BELOW_ENTRIES: usize = 64;
@@ -37,11 +38,9 @@ pub(super) fn lock_files_below(ref_path: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// Judges every node below `room`'s lock ref that is neither a directory, a `.lock` file
-/// nor a ref git lists (at most [`MAX_BELOW_ENTRIES`] entries looked at): each holds the
-/// lane (the first named in the `Err`) until the cap, then is set aside
-/// ([`broken_ref`]).
-pub(super) fn clear(room: &Room<'_>) -> Result<(), git2::Error> {
+/// The broken refs below `room`'s lock ref: every node there that is neither a directory,
+/// a `.lock` file nor a ref git lists, at most [`MAX_BELOW_ENTRIES`] entries looked at.
+pub(super) fn find(room: &Room<'_>) -> Vec<(PathBuf, FileId)> {
     let git_dir = room.origin.path();
     let mut nodes = Vec::new();
     each_below(&git_dir.join(room.lock_ref), |path| {
@@ -51,14 +50,22 @@ pub(super) fn clear(room: &Room<'_>) -> Result<(), git2::Error> {
             nodes.push(name.to_owned());
         }
     });
-    let mut held = Ok(());
-    for name in nodes {
-        if let Node::Broken(file) = broken_ref::judge(git_dir, &name) {
-            let settled = room.settle(&name, file);
-            held = held.and(settled);
-        }
-    }
-    held
+    nodes
+        .into_iter()
+        .filter_map(|name| match broken_ref::judge(git_dir, &name) {
+            Node::Broken(file) => Some((name, file)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Judges every broken ref below `room`'s lock ref: each holds the lane (the first named
+/// in the `Err`) until the cap, then is set aside ([`broken_ref`]).
+pub(super) fn clear(room: &Room<'_>) -> Result<(), git2::Error> {
+    find(room)
+        .into_iter()
+        .map(|(name, file)| room.settle(&name, file))
+        .fold(Ok(()), Result::and)
 }
 
 fn is_lock_file(path: &Path) -> bool {
@@ -124,9 +131,8 @@ mod tests {
     }
 
     mod lane {
-        use std::process::Command;
-
-        use crate::lane_lock::{Acquire, Lane, LockClient, LockSettings, lock_ref_name};
+        use crate::lane_lock::tests::{BareOrigin, widget_main};
+        use crate::lane_lock::{Acquire, lock_ref_name};
         use crate::ownership::MAX_CLOCK_SKEW;
 
         /// A writer of a ref below the lane's lock ref (`<lock ref>/x`) killed mid-write (berth's
@@ -139,20 +145,10 @@ mod tests {
         /// the same way: the lane is taken.
         #[test]
         fn a_dead_writers_lock_file_below_the_lock_ref_is_removed_and_the_lane_taken() {
-            let lane = Lane {
-                repo_identity: "github.com/acme/widget".into(),
-                base_branch: "main".into(),
-            };
+            let lane = widget_main();
             let lock_ref = lock_ref_name(&lane);
-            let dir = tempfile::tempdir().unwrap();
-            let bare = dir.path().join("locks.git");
-            let out = Command::new("git")
-                .args(["init", "--bare", "-q"])
-                .arg(&bare)
-                .output()
-                .unwrap();
-            assert!(out.status.success());
-            let leftover = bare.join(format!("{lock_ref}/x.lock"));
+            let origin = BareOrigin::new();
+            let leftover = origin.bare.join(format!("{lock_ref}/x.lock"));
             std::fs::create_dir_all(leftover.parent().unwrap()).unwrap();
             std::fs::write(&leftover, "").unwrap();
             std::fs::File::options()
@@ -161,13 +157,11 @@ mod tests {
                 .unwrap()
                 .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
                 .unwrap();
-            let url = bare.to_str().unwrap().to_owned();
-            let client =
-                LockClient::new(&dir.path().join("scratch"), LockSettings::default()).unwrap();
+            let client = origin.client();
             // Many tries, as many ticks of a daemon would make: none takes the lane.
             let mut outcomes = Vec::new();
             for _ in 0..3 {
-                let outcome = client.acquire(&url, &lane, "me", std::path::Path::new("/a"));
+                let outcome = origin.take(&client, &lane);
                 if let Ok(Acquire::Acquired(held)) = outcome {
                     client.release(&held).unwrap();
                     return;
@@ -189,26 +183,18 @@ mod tests {
         fn broken_refs_below_the_lock_ref_hold_the_lane_then_are_set_aside_past_the_cap() {
             use std::os::unix::ffi::OsStrExt as _;
 
-            let lane = Lane {
-                repo_identity: "github.com/acme/widget".into(),
-                base_branch: "main".into(),
-            };
-            let lock_ref = lock_ref_name(&lane);
-            let dir = tempfile::tempdir().unwrap();
-            let bare = dir.path().join("locks.git");
-            git2::Repository::init_bare(&bare).unwrap();
-            let below = bare.join(&lock_ref);
+            let lane = widget_main();
+            let origin = BareOrigin::new();
+            let below = origin.bare.join(lock_ref_name(&lane));
             std::fs::create_dir_all(below.join("a")).unwrap();
             std::fs::write(below.join("x"), "").unwrap();
             std::fs::write(below.join("a/y"), "junk\n").unwrap();
-            std::os::unix::fs::symlink(dir.path().join("nowhere"), below.join("l")).unwrap();
+            std::os::unix::fs::symlink(origin.dir.path().join("nowhere"), below.join("l")).unwrap();
             nix::unistd::mkfifo(&below.join("f"), nix::sys::stat::Mode::S_IRWXU).unwrap();
             let odd = below.join(std::ffi::OsStr::from_bytes(b"\xff"));
             std::fs::write(&odd, "0123456789abcdef0123456789abcdef01234567\n").unwrap();
-            let url = bare.to_str().unwrap().to_owned();
-            let client =
-                LockClient::new(&dir.path().join("scratch"), LockSettings::default()).unwrap();
-            let take = || client.acquire(&url, &lane, "me", std::path::Path::new("/a"));
+            let client = origin.client();
+            let take = || origin.take(&client, &lane);
             let first = format!("{:?}", take());
             assert!(
                 first.contains(&*below.to_string_lossy()) && first.contains("moves it out"),
@@ -225,7 +211,7 @@ mod tests {
                 );
             };
             client.release(&held).unwrap();
-            let aside = std::fs::read_dir(&bare)
+            let aside = std::fs::read_dir(&origin.bare)
                 .unwrap()
                 .flatten()
                 .filter(|entry| {

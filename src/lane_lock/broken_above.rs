@@ -10,26 +10,36 @@
 //! ([`super::broken_ref`]). Only the components at and below
 //! `refs/gstack/release-locks` are looked at.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::LOCK_REF_PREFIX;
 use super::broken_ref::{self, Node, Room};
+use super::leftover::FileId;
 
-/// Judges what stands at each directory of `room`'s lock ref, shallowest first, up to the
-/// first that is missing, a ref or broken: a broken one holds the lane (`Err` naming it)
-/// until the cap, then is set aside.
-pub(super) fn clear(room: &Room<'_>) -> Result<(), git2::Error> {
+/// The broken ref on `room`'s lock ref's path, if one stands there: the shallowest node
+/// at or below `refs/gstack/release-locks` that is no directory, when it is no ref either
+/// (a valid ref there is [`super::in_the_way`]'s to judge).
+pub(super) fn find(room: &Room<'_>) -> Option<(PathBuf, FileId)> {
     let ref_name = room.lock_ref;
     let slashes = ref_name.match_indices('/').map(|(at, _)| at);
     for above in slashes.filter(|&at| at >= LOCK_REF_PREFIX.len() - 1) {
         let name = Path::new(&ref_name[..above]);
         match broken_ref::judge(room.origin.path(), name) {
             Node::Directory => continue,
-            Node::Missing | Node::Ref => return Ok(()),
-            Node::Broken(file) => return room.settle(name, file),
+            Node::Missing | Node::Ref => return None,
+            Node::Broken(file) => return Some((name.to_owned(), file)),
         }
     }
-    Ok(())
+    None
+}
+
+/// Holds the lane while a broken ref on `room`'s lock ref's path is younger than the cap
+/// (`Err` naming it); past it, sets it aside.
+pub(super) fn clear(room: &Room<'_>) -> Result<(), git2::Error> {
+    match find(room) {
+        Some((name, file)) => room.settle(&name, file),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -88,6 +98,33 @@ mod tests {
             .collect()
     }
 
+    /// Before its cap a broken ref holds the lane as any commit in the way that is no lock
+    /// does: the answer names it, why it is in the way and when berth moves it, not git's
+    /// bare error on every try.
+    #[test]
+    fn a_broken_ref_above_the_lock_ref_holds_the_lane_named_before_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, planted) = origin_with(dir.path(), "locks.git", |at| {
+            std::fs::write(at, "junk\n").unwrap();
+        });
+        let above = lock_ref_name(&lane())
+            .rsplit_once('/')
+            .unwrap()
+            .0
+            .to_owned();
+        let client = client(dir.path());
+        for _ in 0..2 {
+            let outcome = take(&client, &url);
+            let Ok(Acquire::Unreadable { reason, .. }) = &outcome else {
+                panic!("{outcome:?}");
+            };
+            assert!(reason.contains(&format!("`{above}`")), "{reason}");
+            assert!(reason.contains("no ref"), "{reason}");
+            assert!(reason.contains("moves it out of refs/ at "), "{reason}");
+        }
+        assert_eq!(std::fs::read_to_string(&planted).unwrap(), "junk\n");
+    }
+
     /// A file that is no ref (a broken ref: garbage where git expects an id) at the lane's
     /// identity directory keeps git from making room for the lock ref, for every lane of
     /// the repository. It holds the lane, named, until as long after its first sighting as
@@ -133,7 +170,7 @@ mod tests {
         let client = client(dir.path());
         let first = format!("{:?}", take(&client, &url));
         assert!(
-            first.contains(&format!("{} is a symlink", planted.display())),
+            first.contains(&*planted.to_string_lossy()) && first.contains("is a symlink"),
             "the first try does not name the symlink: {first}"
         );
         as_if_seen_long_ago(&client);

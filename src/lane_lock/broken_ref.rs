@@ -22,6 +22,7 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use git2::Repository;
 use nix::libc;
 
@@ -111,34 +112,50 @@ pub(super) struct Room<'a> {
 }
 
 impl Room<'_> {
+    /// When the broken ref `file` at `name` is set aside: as long after berth first saw
+    /// that node (this origin, this path, its device and inode) as any lock lasts.
+    fn until(&self, name: &Path, file: FileId) -> DateTime<Utc> {
+        let key = format!(
+            "broken ref {} {}",
+            self.origin.path().join(name).display(),
+            file.aside_name().trim_start_matches("berth-set-aside-")
+        );
+        expiry_cap::unreadable_expiry(self.expiry, &key, self.longest_ttl, clock::now())
+    }
+
+    /// Why the broken ref `file` at `name` holds the lane, and until when.
+    pub fn holds(&self, name: &Path, file: FileId) -> String {
+        let until = self.until(name, file);
+        self.held(
+            name,
+            file,
+            &format!(
+                "berth moves it out of refs/ at {} if it is still there",
+                clock::iso(until)
+            ),
+        )
+    }
+
+    fn held(&self, name: &Path, file: FileId, why: &str) -> String {
+        format!(
+            "`{}` ({}) is a {}, no ref git can read, standing where git needs room for the lane's lock ref `{}`; {why}",
+            name.display(),
+            self.origin.path().join(name).display(),
+            file.kind_name(),
+            self.lock_ref
+        )
+    }
+
     /// Holds the lane while the broken ref `file` at `name` has been seen for less than
     /// any lock lasts (`Err` naming it and when it goes); after that, sets it aside.
     pub fn settle(&self, name: &Path, file: FileId) -> Result<(), git2::Error> {
-        let git_dir = self.origin.path();
-        let path = git_dir.join(name);
-        let key = format!(
-            "broken ref {} {}",
-            path.display(),
-            file.aside_name().trim_start_matches("berth-set-aside-")
-        );
-        let now = clock::now();
-        let until = expiry_cap::unreadable_expiry(self.expiry, &key, self.longest_ttl, now);
-        let held = |why: String| {
-            git2::Error::from_str(&format!(
-                "{} is a {} git cannot read as a ref, standing where git needs room for the lane's lock ref `{}`; {why}",
-                path.display(),
-                file.kind_name(),
-                self.lock_ref
-            ))
-        };
-        if now < until {
-            return Err(held(format!(
-                "berth moves it out of refs/ at {} if it is still there",
-                clock::iso(until)
-            )));
+        if clock::now() < self.until(name, file) {
+            return Err(git2::Error::from_str(&self.holds(name, file)));
         }
-        self.set_aside(name, file)
-            .map_err(|e| held(format!("seen as long as any lock lasts, but {e}")))
+        self.set_aside(name, file).map_err(|e| {
+            let why = format!("seen as long as any lock lasts, but {e}");
+            git2::Error::from_str(&self.held(name, file, &why))
+        })
     }
 
     /// Renames `name` to the git dir while holding the writers' lock, only while it is
