@@ -1,11 +1,11 @@
 //! Taking a lane's lock: create-only, or an expired or gone holder's taken over by
 //! compare-and-swap.
 
-use super::broken_ref::Room;
+use super::broken_ref::{self, Room};
 use super::in_the_way::InTheWay;
 use super::standing::Standing;
 use super::*;
-use super::{below_ref, broken_above, leftover};
+use super::{broken_above, leftover};
 
 impl LockClient {
     /// Takes the lane's lock, or says who holds it.
@@ -207,7 +207,7 @@ impl LockClient {
     }
 
     /// How a broken ref on or below a local origin's lock ref holds the lane
-    /// ([`super::broken_ref`]): git's own error names nothing that ends.
+    /// ([`broken_ref`]): git's own error names nothing that ends.
     fn broken_ref(&self, target: &Target<'_>) -> Option<Acquire> {
         let path = local_origin(target.url)?.ok()?;
         let flags = git2::RepositoryOpenFlags::NO_SEARCH;
@@ -221,7 +221,7 @@ impl LockClient {
             longest_ttl: self.longest_ttl(),
         };
         let (name, file) =
-            broken_above::find(&room).or_else(|| below_ref::find(&room).into_iter().next())?;
+            broken_above::find(&room).or_else(|| broken_ref::below(&room).into_iter().next())?;
         Some(Acquire::Unreadable {
             sha: Oid::ZERO_SHA1.to_string(),
             reason: room.holds(&name, file),

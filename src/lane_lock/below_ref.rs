@@ -13,14 +13,11 @@
 //! it creates the ref. A crash there can also leave a ref file git cannot read (an empty
 //! file whose rename was not synced), and anything else may be planted: such a broken ref
 //! is listed by no one and blocks every create the same way, so it is judged before the
-//! write ([`clear`], [`super::broken_ref`]): it holds the lane, named, until the cap, then
+//! write ([`super::broken_ref`]): it holds the lane, named, until the cap, then
 //! is set aside. At most [`MAX_BELOW_ENTRIES`] entries are looked at per write for each;
 //! the rest wait for later writes, once those are gone.
 
 use std::path::{Path, PathBuf};
-
-use super::broken_ref::{self, Node, Room};
-use super::leftover::FileId;
 
 /// The most directory entries below a lock ref looked at for one write of it.
 pub const MAX_BELOW_ENTRIES: usize = 64;
@@ -38,43 +35,13 @@ pub(super) fn lock_files_below(ref_path: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// The broken refs below `room`'s lock ref: every node there that is neither a directory,
-/// a `.lock` file nor a ref git lists, at most [`MAX_BELOW_ENTRIES`] entries looked at.
-pub(super) fn find(room: &Room<'_>) -> Vec<(PathBuf, FileId)> {
-    let git_dir = room.origin.path();
-    let mut nodes = Vec::new();
-    each_below(&git_dir.join(room.lock_ref), |path| {
-        if !is_lock_file(&path)
-            && let Ok(name) = path.strip_prefix(git_dir)
-        {
-            nodes.push(name.to_owned());
-        }
-    });
-    nodes
-        .into_iter()
-        .filter_map(|name| match broken_ref::judge(git_dir, &name) {
-            Node::Broken(file) => Some((name, file)),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Judges every broken ref below `room`'s lock ref: each holds the lane (the first named
-/// in the `Err`) until the cap, then is set aside ([`broken_ref`]).
-pub(super) fn clear(room: &Room<'_>) -> Result<(), git2::Error> {
-    find(room)
-        .into_iter()
-        .map(|(name, file)| room.settle(&name, file))
-        .fold(Ok(()), Result::and)
-}
-
-fn is_lock_file(path: &Path) -> bool {
+pub(super) fn is_lock_file(path: &Path) -> bool {
     path.extension().is_some_and(|ext| ext == "lock")
 }
 
 /// Calls `visit` with each node below `ref_path` when it is a directory that is not a
 /// directory itself (or is a `.lock` one), at most [`MAX_BELOW_ENTRIES`] entries looked at.
-fn each_below(ref_path: &Path, mut visit: impl FnMut(PathBuf)) {
+pub(super) fn each_below(ref_path: &Path, mut visit: impl FnMut(PathBuf)) {
     if !std::fs::symlink_metadata(ref_path).is_ok_and(|meta| meta.is_dir()) {
         return;
     }

@@ -19,7 +19,7 @@ use std::io::Read as _;
 use std::os::fd::AsRawFd as _;
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -28,7 +28,7 @@ use nix::libc;
 
 use super::expiry_cap::{self, ExpirySightings};
 use super::leftover::{self, FileId};
-use super::lock_dir;
+use super::{below_ref, lock_dir};
 use crate::{atomic_file, clock};
 
 /// The most of a file in the way that is read to tell a ref from a broken one: a loose
@@ -160,22 +160,23 @@ impl Room<'_> {
 
     /// Renames `name` to the git dir while holding the writers' lock, only while it is
     /// `judged`; one that changed meanwhile is judged afresh on a later write.
-    fn set_aside(&self, name: &Path, judged: FileId) -> Result<(), String> {
+    fn set_aside(&self, name: &Path, judged: FileId) -> Result<(), SetAside> {
         let git_dir = self.origin.path();
         let writers = leftover::open_shared(self.origin, self.writers_lock)
             .and_then(|file| {
                 atomic_file::lock_open_file_within(file, self.writers_lock, WRITERS_WAIT)
             })
-            .map_err(|e| format!("the writers' lock cannot be had: {e}"))?;
-        let git_dir_fd = lock_dir::open_git_dir(git_dir)
-            .map_err(|e| format!("cannot open {}: {e}", git_dir.display()))?;
-        let Some(parent) = lock_dir::open_parent_of(&git_dir_fd, git_dir, name)
-            .map_err(|e| e.message().to_owned())?
+            .map_err(SetAside::WritersLock)?;
+        let git_dir_fd = lock_dir::open_git_dir(git_dir).map_err(SetAside::GitDir)?;
+        let Some(parent) =
+            lock_dir::open_parent_of(&git_dir_fd, git_dir, name).map_err(SetAside::Walk)?
         else {
             return Ok(());
         };
         let base = name.file_name().unwrap_or_default().as_bytes();
-        let base = CString::new(base).map_err(|_| "a name with a NUL byte".to_owned())?;
+        let Ok(base) = CString::new(base) else {
+            return Ok(());
+        };
         if FileId::at(parent.as_raw_fd(), &base) != Some(judged) {
             return Ok(());
         }
@@ -193,11 +194,7 @@ impl Room<'_> {
         };
         drop(writers);
         if renamed != 0 {
-            return Err(format!(
-                "it cannot be moved to {}: {}",
-                aside.display(),
-                std::io::Error::last_os_error()
-            ));
+            return Err(SetAside::Rename(aside, std::io::Error::last_os_error()));
         }
         tracing::warn!(
             file = %git_dir.join(name).display(),
@@ -208,6 +205,49 @@ impl Room<'_> {
         );
         Ok(())
     }
+}
+
+/// Why a broken ref seen as long as any lock lasts was not set aside.
+#[derive(Debug, thiserror::Error)]
+enum SetAside {
+    #[error("the writers' lock cannot be had: {0}")]
+    WritersLock(std::io::Error),
+    #[error("the git dir cannot be opened: {0}")]
+    GitDir(std::io::Error),
+    #[error("{}", .0.message())]
+    Walk(git2::Error),
+    #[error("it cannot be moved to {}: {}", .0.display(), .1)]
+    Rename(PathBuf, std::io::Error),
+}
+
+/// The broken refs below `room`'s lock ref: every node there that is neither a directory,
+/// a `.lock` file nor a ref git lists, at most [`super::MAX_BELOW_ENTRIES`] entries looked at.
+pub(super) fn below(room: &Room<'_>) -> Vec<(PathBuf, FileId)> {
+    let git_dir = room.origin.path();
+    let mut nodes = Vec::new();
+    below_ref::each_below(&git_dir.join(room.lock_ref), |path| {
+        if !below_ref::is_lock_file(&path)
+            && let Ok(name) = path.strip_prefix(git_dir)
+        {
+            nodes.push(name.to_owned());
+        }
+    });
+    nodes
+        .into_iter()
+        .filter_map(|name| match judge(git_dir, &name) {
+            Node::Broken(file) => Some((name, file)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Judges every broken ref below `room`'s lock ref: each holds the lane (the first named
+/// in the `Err`) until the cap, then is set aside.
+pub(super) fn clear_below(room: &Room<'_>) -> Result<(), git2::Error> {
+    below(room)
+        .into_iter()
+        .map(|(name, file)| room.settle(&name, file))
+        .fold(Ok(()), Result::and)
 }
 
 #[cfg(test)]

@@ -17,12 +17,12 @@ use std::sync::Arc;
 
 use git2::{ErrorCode, ObjectType, Oid, Repository, RepositoryOpenFlags};
 
-use super::broken_ref::Room;
+use super::broken_ref::{self, Room};
 use super::expiry_cap::ExpirySightings;
 use super::leftover::LeftoverSightings;
 use super::ref_writer::{self, Change, Writers, Written};
 use super::transport::{PushOutcome, push_guarded};
-use super::{below_ref, broken_above, flock_holder, foreign_writer, leftover};
+use super::{broken_above, flock_holder, foreign_writer, leftover};
 
 /// What the ref must hold for the write to go through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,7 +223,7 @@ fn local_swap(
         longest_ttl,
     };
     broken_above::clear(&room)?;
-    below_ref::clear(&room)?;
+    broken_ref::clear_below(&room)?;
     let mut prepared = leftover::prepare(&origin, ref_name, sightings)?;
     foreign_writer::spare(&mut prepared);
     let written = ref_writer::write(&prepared, ref_name, change)
