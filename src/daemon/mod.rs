@@ -28,6 +28,7 @@ mod memory;
 mod policy;
 mod record_touch;
 mod records;
+mod releasing;
 mod reload;
 mod revive;
 mod shutdown;
@@ -151,6 +152,7 @@ impl Shared {
             },
             forge,
             locks,
+            releasing: Arc::default(),
             runner: Arc::new(runner),
             telemetry,
             owner: crate::ownership::this_process().into(),

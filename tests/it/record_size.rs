@@ -182,3 +182,111 @@ fn a_record_too_large_to_claim_does_not_wedge_its_lane() {
         .count();
     assert_eq!((refused, said), (1, 1), "one claim refused, said once");
 }
+
+/// A queued record whose claim leaves just the room a claim keeps under the 1 MiB cap,
+/// while its verdict's `lastError` (naming its 5,000-byte feature branch) needs more than
+/// that room: the verdict is written with its `lastError` cut to fit, the record settles
+/// (never left `claiming` in this live daemon's name with its lane wedged), its own fields
+/// whole, and the record behind it in the lane lands.
+#[test]
+fn a_record_that_fits_its_claim_but_not_its_verdict_does_not_wedge_its_lane() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let config = world.git_forge_config("poll_secs = 1\n");
+    let berth_dir = world.berth_state();
+    let log = || fs::read_to_string(berth_dir.with_extension("log")).unwrap_or_default();
+    let daemon = world.spawn_berth(
+        &crate::support::serving_metrics_args(&config),
+        &berth_dir,
+        &[],
+    );
+    assert!(
+        world.wait_for(Duration::from_secs(60), || {
+            crate::support::ticks(&world).is_some_and(|n| n >= 1.0)
+        }),
+        "{}",
+        log()
+    );
+    // The daemon's owner stamp, as `ownership::this_process` makes it.
+    use std::os::unix::fs::MetadataExt;
+    let lock = fs::canonicalize(berth_dir.join("daemon.lock")).unwrap();
+    let meta = fs::metadata(&lock).unwrap();
+    let pid = daemon.id();
+    let owner = format!(
+        "{}:{pid}:{}:{}.{}.{}:{}",
+        berth::ownership::machine(),
+        berth::process_probe::start_ticks(pid).unwrap(),
+        meta.dev(),
+        meta.ino(),
+        meta.uid(),
+        lock.display()
+    );
+    // The head: its feature branch long and never pushed; claimed, 16 bytes under the cap
+    // less the claim's room.
+    let branch = format!("feat/{}", vec!["b".repeat(199); 25].join("/"));
+    let id = world
+        .record(&lane.clone, 1)
+        .set("queuedAt", "2026-11-23T00:00:00.000Z")
+        .set("featureBranch", branch)
+        .set("lastUpdatedAt", berth::clock::now_iso())
+        .write();
+    let path = world.queue.join(format!("{id}.json"));
+    let mut record: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    record["notes"] = json!("");
+    let claim_adds = format!(r#","claimedBy":"{owner}""#).len() + "claiming".len() - "queued".len();
+    let base = record.to_string().len();
+    let room = berth::store::CLAIM_ROOM as usize;
+    let notes = 1024 * 1024 - room - 16 - claim_adds - base;
+    record["notes"] = json!("n".repeat(notes));
+    let text = record.to_string();
+    let temp = world.queue.join(".tmp-record");
+    fs::write(&temp, text).unwrap();
+    fs::rename(&temp, &path).unwrap();
+    let read = |p: &std::path::Path| {
+        fs::read(p)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    };
+    let status = |p: &std::path::Path| read(p).map(|r| r["status"].clone());
+    // Settled, by a verdict that did not fit whole.
+    const CUT: &str = "[cut to fit the record limit]";
+    let settled = world.wait_for(Duration::from_secs(90), || {
+        read(&path).is_some_and(|r| {
+            matches!(r["status"].as_str(), Some("blocked" | "queued"))
+                && r["lastError"].as_str().is_some_and(|e| e.ends_with(CUT))
+        })
+    });
+    let head = read(&path);
+    // Behind it in the same lane: an ordinary record with its branch pushed.
+    let feature = lane.push_feature("feat/pr-2", "main");
+    let behind = world
+        .record(&lane.clone, 2)
+        .set("featureBranch", feature)
+        .write();
+    let behind_path = world.queue.join(format!("{behind}.json"));
+    let moved = world.wait_for(
+        Duration::from_secs(90),
+        || matches!(status(&behind_path), Some(s) if s == "landed"),
+    );
+    stop(daemon);
+    let head = head.unwrap();
+    let error = head["lastError"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        settled,
+        "the head never settled: {:?} ({} refusals logged)",
+        head["status"],
+        log().matches("over the 1048576-byte limit").count()
+    );
+    assert!(
+        error.ends_with(CUT),
+        "{}",
+        error.chars().take(300).collect::<String>()
+    );
+    assert!(fs::metadata(&path).unwrap().len() <= 1024 * 1024);
+    assert_eq!(
+        head["notes"].as_str().map(str::len),
+        Some(notes),
+        "notes were cut"
+    );
+    assert!(moved, "the record behind the head never landed: {}", log());
+}
