@@ -85,3 +85,55 @@ fn an_ack_that_finds_nothing_makes_no_pending_dir() {
         pending.display()
     );
 }
+
+/// What a root daemon makes in a faults dir of another user's (gstack's) is that user's:
+/// the subdirs it creates and the events it writes, so gstack's investigators and drain,
+/// running as that user, can read, move and archive them as their own.
+#[test]
+fn what_a_root_daemon_makes_in_another_users_faults_dir_is_that_users() {
+    if !is_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    give_to_nobody(dir.path());
+    let x = event("r", "X", "");
+    let report = HaltStore::new(dir.path()).sync_run("r", "/s/r.json", std::slice::from_ref(&x));
+    assert_eq!(report.emitted.len(), 1, "{report:?}");
+    let marked = HaltStore::new(dir.path()).mark_investigated("r", &x.fault_id);
+    let Ok(Marked::Moved(processed)) = marked else {
+        panic!("ack as root: {marked:?}");
+    };
+    for path in [
+        dir.path().join(PENDING_DIR),
+        dir.path().join(ACTIVE_DIR),
+        dir.path().join(PROCESSED_DIR),
+        processed,
+    ] {
+        let meta = fs::symlink_metadata(&path).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (NOBODY, NOBODY),
+            "{}",
+            path.display()
+        );
+    }
+}
+
+/// A subdir of a third user's (neither berth's nor the faults dir's owner's) is still
+/// refused, named with both owners it could have had.
+#[test]
+fn a_third_users_subdir_is_refused_with_both_owners_named() {
+    if !is_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join(PENDING_DIR)).unwrap();
+    give_to_nobody(&dir.path().join(PENDING_DIR));
+    std::os::unix::fs::chown(dir.path(), Some(NOBODY - 1), None).unwrap();
+    let err = HaltStore::new(dir.path())
+        .emit(&event("r", "X", ""))
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("belongs to uid 65534"), "{text}");
+    assert!(text.contains("(uid 65533)"), "{text}");
+}
