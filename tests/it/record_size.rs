@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::{World, berth_log, spawn_serving_metrics, spawn_ticking, stop, ticks_after};
+use crate::support::{
+    World, berth_log, sample, scrape, served_addr, spawn_serving_metrics, spawn_ticking, stop,
+    ticks_after,
+};
 
 /// Twenty abandoned records of 1 MiB each (20 MiB on disk, all of it one unknown field of
 /// `[0],[0],...`, ~50 MiB each as a parsed tree) cost the daemon less than 1 GiB resident.
@@ -127,20 +130,7 @@ fn a_record_too_large_to_claim_does_not_wedge_its_lane() {
     let berth_dir = world.berth_state();
     let log = || fs::read_to_string(berth_dir.with_extension("log")).unwrap_or_default();
     // The head: queued first, its file 1 MiB less a few bytes, compact.
-    let id = world
-        .record(&lane.clone, 1)
-        .set("queuedAt", "2026-11-23T00:00:00.000Z")
-        .write();
-    let path = world.queue.join(format!("{id}.json"));
-    let mut record: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
-    record["notes"] = json!("");
-    let base = record.to_string().len();
-    record["notes"] = json!("n".repeat(1024 * 1024 - base - 8));
-    let text = record.to_string();
-    assert!(text.len() <= 1024 * 1024 - 8, "{}", text.len());
-    let temp = world.queue.join(".tmp-record");
-    fs::write(&temp, text).unwrap();
-    fs::rename(&temp, &path).unwrap();
+    let (_, path) = too_large_to_claim(&world, &lane.clone, 1, "2026-11-23T00:00:00.000Z");
     // Behind it in the same lane: an ordinary record with its branch pushed.
     let feature = lane.push_feature("feat/pr-2", "main");
     let behind = world
@@ -289,4 +279,109 @@ fn a_record_that_fits_its_claim_but_not_its_verdict_does_not_wedge_its_lane() {
         "notes were cut"
     );
     assert!(moved, "the record behind the head never landed: {}", log());
+}
+
+/// Writes a queued record for PR `pr` queued at `queued_at` whose file is 1 MiB less a few
+/// bytes, compact: read and gated, but its claim would pass the cap. Its id and path.
+fn too_large_to_claim(
+    world: &World,
+    clone: &std::path::Path,
+    pr: u64,
+    queued_at: &str,
+) -> (String, std::path::PathBuf) {
+    let id = world.record(clone, pr).set("queuedAt", queued_at).write();
+    let path = world.queue.join(format!("{id}.json"));
+    let mut record: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    record["notes"] = json!("");
+    let base = record.to_string().len();
+    record["notes"] = json!("n".repeat(1024 * 1024 - base - 8));
+    let text = record.to_string();
+    assert!(text.len() <= 1024 * 1024 - 8, "{}", text.len());
+    replace_file(world, &path, &text);
+    (id, path)
+}
+
+/// Puts `text` at `path` as a producer does: written aside, renamed into place.
+fn replace_file(world: &World, path: &std::path::Path, text: &str) {
+    let temp = world.queue.join(".tmp-record");
+    fs::write(&temp, text).unwrap();
+    fs::rename(&temp, path).unwrap();
+}
+
+/// A record passed over for a claim too large is seen after its one warning: counted in
+/// `berth_records_passed_over{reason="claim_too_large"}` and listed with its reason by
+/// `status --json` (`passedOver`, which `/api/queue` serves too) and `status`; each leaves
+/// both once its file is removed, or written again with the record fixed.
+#[test]
+fn a_record_passed_over_is_counted_and_listed_until_its_file_is_fixed_or_removed() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let config = world.git_forge_config("poll_secs = 1\n");
+    let (fixed, fixed_path) =
+        too_large_to_claim(&world, &lane.clone, 1, "2026-11-23T00:00:00.000Z");
+    let (removed, removed_path) =
+        too_large_to_claim(&world, &lane.clone, 2, "2026-11-23T00:00:01.000Z");
+    let daemon = spawn_serving_metrics(&world, &config, &[]);
+    let gauge = || {
+        let addr = served_addr(&world)?;
+        sample(
+            &scrape(&addr),
+            "berth_records_passed_over{reason=\"claim_too_large\"}",
+        )
+    };
+    let listed = || -> Vec<(String, String)> {
+        let out = world
+            .berth_daemon()
+            .args(["status", "--json"])
+            .output()
+            .unwrap();
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        status["passedOver"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["record"].as_str().unwrap().to_owned(),
+                    p["reason"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let both = world.wait_for(Duration::from_secs(90), || gauge() == Some(2.0));
+    let text =
+        String::from_utf8(world.berth_daemon().arg("status").output().unwrap().stdout).unwrap();
+    let mut expected = vec![
+        (fixed.clone(), "claimTooLarge".to_owned()),
+        (removed.clone(), "claimTooLarge".to_owned()),
+    ];
+    expected.sort();
+    let listed_both = listed();
+    fs::remove_file(&removed_path).unwrap();
+    let one_left = world.wait_for(Duration::from_secs(60), || gauge() == Some(1.0));
+    let listed_one = listed();
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&fs::read(&fixed_path).unwrap()).unwrap();
+    record["notes"] = json!("fixed");
+    replace_file(&world, &fixed_path, &record.to_string());
+    let none_left = world.wait_for(Duration::from_secs(60), || gauge() == Some(0.0));
+    let listed_none = listed();
+    stop(daemon);
+    assert!(
+        both,
+        "the gauge never counted both records passed over: {:?}",
+        gauge()
+    );
+    assert_eq!(listed_both, expected, "status --json's passedOver");
+    assert!(
+        text.contains(&format!("passed over: {fixed} (")) && text.contains("-byte record limit"),
+        "status names the record and its reason:\n{text}"
+    );
+    assert!(one_left, "the removed record is still counted");
+    assert_eq!(
+        listed_one,
+        vec![(fixed.clone(), "claimTooLarge".to_owned())]
+    );
+    assert!(none_left, "the fixed record is still counted");
+    assert_eq!(listed_none, Vec::new());
 }

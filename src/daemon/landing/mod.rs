@@ -14,7 +14,8 @@
 //! `End` (a local write, first), then stops the heartbeat and releases the lane lock (a
 //! network call, last) on every path that took it. The lane guarantee reads here: the run
 //! step starts only with the lock held and its heartbeat running, and a lost heartbeat
-//! stops it (`run.rs`). The lock and the place (the feature fetch and the checkout, which
+//! stops it (`run.rs`); a step starts only if, the moment before its spawn, the heartbeat
+//! has not found the lock lost and the lease has time left. The lock and the place (the feature fetch and the checkout, which
 //! need no lane) are made at once: berth's share of a landing is mostly waits on git.
 
 mod ask;
@@ -208,8 +209,9 @@ async fn lock_and_heartbeat(l: &Landing, origin_url: &str) -> Locked {
     }
     let heartbeat = Heartbeat::spawn(Arc::clone(&l.crew.locks), held, &l.cancel);
     l.crew.telemetry.lock_held(heartbeat.watch());
-    // The steps' guards hold the lease; each successful heartbeat extends it.
-    let lease = Lease::new(leased_at, l.crew.locks.settings().ttl);
+    // The steps' guards hold the lease; each successful heartbeat extends it, and a lost
+    // lock ends it for any step not yet started.
+    let lease = Lease::new(leased_at, l.crew.locks.settings().ttl).ending_when(heartbeat.lost());
     let follow = tokio::spawn(follow_heartbeat(heartbeat.refreshed(), lease.clone()));
     Locked::Held {
         heartbeat,
