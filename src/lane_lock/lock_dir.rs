@@ -210,3 +210,83 @@ mod tests {
         assert!(said.contains("is a symlink"), "{said}");
     }
 }
+
+#[cfg(test)]
+mod review8 {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use crate::lane_lock::{Lane, LockClient, LockSettings};
+
+    /// This test process's children whose name is `name` (a forked writer child before its
+    /// exec carries the forking thread's name).
+    fn child_named(name: &str) -> bool {
+        let me = std::process::id().to_string();
+        std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+            let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+            let field = |key: &str| {
+                status
+                    .lines()
+                    .find_map(|line| line.strip_prefix(key))
+                    .map(str::trim)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            field("PPid:") == me && field("Name:") == name
+        })
+    }
+
+    /// The walk of 9e29144 looks at the ref's directories once, in berth's process, and
+    /// the `git update-ref` that writes the ref runs later, in a child that first waits
+    /// (up to 5 s) for the writers' lock: git follows a symlink anywhere in the ref's path
+    /// when it writes. A symlink swapped in for the lane's identity directory after the
+    /// walk (here while another writer holds the writers' lock) lets git write the lock ref,
+    /// and its `.lock`, outside the origin: the write through a symlinked ref directory the
+    /// fix refuses is still made.
+    #[test]
+    fn a_symlink_swapped_in_after_the_walk_lets_git_write_the_lock_ref_outside_the_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        let bare = dir.path().join("locks.git");
+        git2::Repository::init_bare(&bare).unwrap();
+        let url = bare.to_str().unwrap().to_owned();
+        let lane = Lane {
+            repo_identity: url.clone(),
+            base_branch: "main".into(),
+        };
+        // A local origin's first lock ref is its `+repo` ref.
+        let first = crate::lane_lock::lane_lock_refs(&url, &lane)[0].clone();
+        let identity = bare.join(first.rsplit_once('/').unwrap().0);
+        std::fs::create_dir_all(&identity).unwrap();
+        let elsewhere = dir.path().join("another-program");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        // Another writer (a berth writer child, a `git` under berth's own lock) holds the
+        // writers' lock for a moment.
+        let writers =
+            crate::atomic_file::lock_exclusive(&bare.join("berth-lane-locks.lock")).unwrap();
+        let client = LockClient::new(&dir.path().join("scratch"), LockSettings::default()).unwrap();
+        let acquiring = std::thread::Builder::new()
+            .name("review8-acq".into())
+            .spawn(move || format!("{:?}", client.acquire(&url, &lane, "me", Path::new("/a"))))
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !child_named("review8-acq") {
+            assert!(Instant::now() < deadline, "no writer child came");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::fs::remove_dir(&identity).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &identity).unwrap();
+        drop(writers);
+        let outcome = acquiring.join().unwrap();
+        let written: Vec<_> = std::fs::read_dir(&elsewhere)
+            .unwrap()
+            .flatten()
+            .map(|entry| entry.file_name())
+            .collect();
+        assert!(
+            written.is_empty(),
+            "git wrote {written:?} in {} through the symlink {}; acquire said {outcome}",
+            elsewhere.display(),
+            identity.display()
+        );
+    }
+}
