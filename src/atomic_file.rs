@@ -126,6 +126,12 @@ pub fn open_lock_file(lock_path: &Path) -> io::Result<File> {
         .write(true)
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(lock_path)?;
+    checked_lock_file(file, lock_path)
+}
+
+/// The checks [`open_lock_file`] makes on the handle it opened (`lock_path` names it in
+/// messages): a regular file, tightened to 0600 unless it has other links.
+pub fn checked_lock_file(file: File, lock_path: &Path) -> io::Result<File> {
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(io::Error::new(

@@ -91,6 +91,30 @@ fn open_checked(path: &Path, cap: u64, extra_flags: i32) -> Result<(File, Metada
             Some(libc::ELOOP) => ReadError::Symlink,
             _ => ReadError::Io(e),
         })?;
+    checked(file, cap)
+}
+
+/// [`open_regular`] for `name` in the directory `dir` is open on, never re-resolving the
+/// directory's own path ([`crate::private_dir`]).
+pub fn open_regular_at(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &str,
+    cap: u64,
+) -> Result<(File, Metadata), ReadError> {
+    use nix::fcntl::OFlag;
+    let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+    let fd =
+        nix::fcntl::openat(dir, name, flags, nix::sys::stat::Mode::empty()).map_err(
+            |e| match e {
+                nix::errno::Errno::ELOOP => ReadError::Symlink,
+                e => ReadError::Io(e.into()),
+            },
+        )?;
+    checked(File::from(fd), cap)
+}
+
+/// The checks on an open handle: a regular file of at most `cap` bytes.
+fn checked(file: File, cap: u64) -> Result<(File, Metadata), ReadError> {
     let meta = file.metadata()?;
     let kind = meta.file_type();
     if !kind.is_file() {

@@ -37,6 +37,7 @@ pub mod open_files;
 pub mod ownership;
 pub mod paths;
 pub mod pinned_dir;
+pub mod private_dir;
 pub mod proc_scan;
 pub mod process_probe;
 pub mod queue_order;

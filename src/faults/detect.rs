@@ -55,8 +55,8 @@ pub struct RunInput {
     /// reported with the detectors' errors, never left out silently.
     pub review_refused: Option<(PathBuf, Arc<JsonFileError>)>,
     pub worktree: Option<PathBuf>,
-    /// An attachment is there but the system failed to read it (`EMFILE`, `EIO`,
-    /// `EACCES`): the detectors ran without it, so what they found is not the run's answer
+    /// An attachment is there but the system failed to read it (`EMFILE`, `ENOMEM`,
+    /// `EIO`…): the detectors ran without it, so what they found is not the run's answer
     /// and is worked out again on the next pass.
     pub unread: bool,
     /// The attachments the state named but may not have read, each saying why
@@ -322,16 +322,22 @@ struct AttachReport {
     withheld: Vec<String>,
 }
 
-/// Whether a read failed for the system's reasons (worth trying again: `EMFILE`, `EIO`,
-/// `EACCES`…), not because nothing is there or what is there is refused: a symlink
-/// (`ELOOP`, never followed), a socket (`ENXIO`) or a file where a directory is named
-/// (`ENOTDIR`) is what the state names and stays so, like a path that is not a regular file.
+/// Whether a read failed for the system's reasons, worth trying again on the next pass
+/// (out of descriptors or memory, an I/O error, an interrupted or busy call). Any other
+/// failure is an answer about what the state names and stays so until a stamp moves: a
+/// symlink (`ELOOP`, never followed), a socket (`ENXIO`), a path through a file
+/// (`ENOTDIR`), a name too long (`ENAMETOOLONG`), no access (`EACCES`, `EPERM`: fixing the
+/// mode moves the file's ctime, so the run is read again then), like a missing file.
 fn system_failed(e: &std::io::Error) -> bool {
-    use nix::libc::{ELOOP, ENOTDIR, ENXIO};
-    match e.raw_os_error() {
-        Some(ELOOP | ENXIO | ENOTDIR) | None => false,
-        Some(_) => e.kind() != std::io::ErrorKind::NotFound,
-    }
+    use nix::libc::{
+        EAGAIN, EBUSY, EINTR, EIO, EMFILE, ENFILE, ENOBUFS, ENOMEM, ESTALE, ETIMEDOUT,
+    };
+    matches!(
+        e.raw_os_error(),
+        Some(
+            EMFILE | ENFILE | ENOMEM | ENOBUFS | EIO | EINTR | EAGAIN | EBUSY | ESTALE | ETIMEDOUT
+        )
+    )
 }
 
 /// A positive integer from the environment, else [`DEFAULT_MAX_ITER`].
@@ -520,4 +526,42 @@ pub fn detect_queue(set: &RuleSet, facts: &Value) -> Detection {
         }
     }
     detection
+}
+
+#[cfg(test)]
+mod tests {
+    use super::system_failed;
+    use nix::libc;
+
+    /// Only a failure the system may not repeat is read again on every pass; a refusal of
+    /// what the state names (no access included) is kept until a stamp moves.
+    #[test]
+    fn only_a_failure_of_the_system_is_read_again() {
+        let failed = |errno| system_failed(&std::io::Error::from_raw_os_error(errno));
+        for errno in [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::ENOMEM,
+            libc::EIO,
+            libc::EINTR,
+        ] {
+            assert!(failed(errno), "errno {errno} was taken for a refusal");
+        }
+        for errno in [
+            libc::ENOENT,
+            libc::EACCES,
+            libc::EPERM,
+            libc::ENAMETOOLONG,
+            libc::ELOOP,
+            libc::ENXIO,
+            libc::ENOTDIR,
+            libc::EISDIR,
+        ] {
+            assert!(
+                !failed(errno),
+                "errno {errno} was taken for a system failure"
+            );
+        }
+        assert!(!system_failed(&std::io::Error::other("short read")));
+    }
 }

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::parse_budget;
 use crate::hostile_file::ReadError;
+use crate::private_dir::PrivateDir;
 
 /// Halt events and pattern files are kilobytes; anything this large is not ours.
 pub const MAX_JSON_BYTES: u64 = 8 * 1024 * 1024;
@@ -52,6 +53,20 @@ pub fn read_text(path: &Path) -> Result<Option<String>, ReadError> {
     // Another process writes this dir: no blocking open, no symlink, a bounded read.
     match crate::hostile_file::read_regular_string(path, MAX_JSON_BYTES) {
         Ok(text) => Ok(Some(text)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// [`read_text`] of `name` in `dir`, by the directory's descriptor.
+pub fn read_text_in(dir: &PrivateDir, name: &str) -> Result<Option<String>, ReadError> {
+    read_capped_in(dir, name, MAX_JSON_BYTES)
+}
+
+/// The text of `name` in `dir` within `cap`, `Ok(None)` if it is absent.
+pub fn read_capped_in(dir: &PrivateDir, name: &str, cap: u64) -> Result<Option<String>, ReadError> {
+    match dir.open_regular(name, cap) {
+        Ok(opened) => read_opened(opened, cap).map(Some),
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(e),
     }

@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use super::json_file::{self, JsonFileError};
 use super::run_id::{file_run_id, fit_stem};
 use crate::hostile_file::ReadError;
+use crate::private_dir::PrivateDir;
 
 /// A raised detector fault: the halt event it was filed as.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -58,9 +59,14 @@ fn is_fault_id(id: &str) -> bool {
 
 /// The registry file of `run_id` detected in `source`, under `dir`.
 pub fn path(dir: &Path, run_id: &str, source: &str) -> PathBuf {
+    dir.join(name(run_id, source))
+}
+
+/// The name of the registry file of `run_id` detected in `source`.
+pub fn name(run_id: &str, source: &str) -> String {
     let digest = Sha256::digest(source.as_bytes());
     let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-    dir.join(format!("{}{hex}.json", name_prefix(run_id)))
+    format!("{}{hex}.json", name_prefix(run_id))
 }
 
 /// What starts the name of every registry of `run_id`: its file run id (cut to fit, with
@@ -114,35 +120,33 @@ pub enum RegistryError {
     },
 }
 
-/// Loads the registry at `path`. `Ok((registry, None))` normally; a file whose content is
+/// Loads the registry `name` in `dir` (`active-faults/`). `Ok((registry, None))` normally; a file whose content is
 /// not a registry is renamed to `<name>.unreadable-<time>` and an empty registry returned
 /// with the warning. A file the system could not read is an `Err` and stays in place: its
 /// faults are neither forgotten nor filed again.
 pub fn load(
-    path: &Path,
+    dir: &PrivateDir,
+    name: &str,
     run_id: &str,
     source: &str,
 ) -> Result<(Registry, Option<String>), RegistryError> {
+    let path = dir.join(name);
     let empty = || Registry {
         run_id: run_id.to_owned(),
         source: source.to_owned(),
         ..Registry::default()
     };
-    let reason = match read(path) {
+    let reason = match read(dir, name) {
         Ok(None) => return Ok((empty(), None)),
         Ok(Some(registry)) => return Ok((registry, None)),
-        Err(Unread::Failed(source)) => {
-            return Err(RegistryError::Unread {
-                path: path.to_owned(),
-                source,
-            });
-        }
+        Err(Unread::Failed(source)) => return Err(RegistryError::Unread { path, source }),
         Err(Unread::Invalid(reason)) => reason,
     };
-    let aside = aside_path(path);
-    if let Err(source) = fs::rename(path, &aside) {
+    let aside_name = aside_name(name);
+    let aside = dir.join(&aside_name);
+    if let Err(source) = dir.rename_to(name, dir, &aside_name) {
         return Err(RegistryError::NotMovedAside {
-            path: path.to_owned(),
+            path,
             reason,
             aside,
             source,
@@ -158,10 +162,10 @@ pub fn load(
     ))
 }
 
-fn read(path: &Path) -> Result<Option<Registry>, Unread> {
-    let text = match crate::hostile_file::read_regular_string(path, json_file::MAX_JSON_BYTES) {
-        Ok(text) => text,
-        Err(e) if e.is_not_found() => return Ok(None),
+fn read(dir: &PrivateDir, name: &str) -> Result<Option<Registry>, Unread> {
+    let text = match json_file::read_text_in(dir, name) {
+        Ok(Some(text)) => text,
+        Ok(None) => return Ok(None),
         Err(e) if e.is_refused() => return Err(Unread::Invalid(Invalid::Refused(e))),
         Err(e) => return Err(Unread::Failed(e)),
     };
@@ -203,31 +207,29 @@ impl Elsewhere {
 /// file raises nothing any more, and counting it would keep a new state file of the run
 /// from filing, and later resolving, the same fault for ever. Its pending events stay
 /// for an investigator.
-pub fn raised_elsewhere(dir: &Path, run_id: &str, own: &Path) -> Elsewhere {
+pub fn raised_elsewhere(dir: &PrivateDir, run_id: &str, own: &str) -> Elsewhere {
     let prefix = name_prefix(run_id);
     let mut elsewhere = Elsewhere::default();
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
+    let names = match dir.names() {
+        Ok(names) => names,
         Err(e) => {
-            elsewhere.unread.push(format!("{}: {e}", dir.display()));
+            elsewhere
+                .unread
+                .push(format!("{}: {e}", dir.path().display()));
             return elsewhere;
         }
     };
-    let paths = entries.flatten().map(|entry| entry.path()).filter(|path| {
-        path.as_path() != own
-            && path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                n.starts_with(&prefix) && n.ends_with(".json") && !n.starts_with('.')
-            })
+    let names = names.into_iter().filter(|n| {
+        n != own && n.starts_with(&prefix) && n.ends_with(".json") && !n.starts_with('.')
     });
-    for path in paths {
-        match read(&path) {
+    for name in names {
+        let path = dir.join(&name);
+        match read(dir, &name) {
             Ok(None) => {}
             // A safe run id is shared by run ids that differ only in unsafe characters.
             Ok(Some(registry)) if registry.run_id != run_id => {}
             Ok(Some(registry)) if source_is_gone(&registry.source) => {
-                if let Err(e) = fs::remove_file(&path)
-                    && e.kind() != std::io::ErrorKind::NotFound
-                {
+                if let Err(e) = dir.remove_if_there(&name) {
                     tracing::warn!(file = %path.display(), "registry of a gone state file not removed: {e}");
                 }
             }
@@ -247,23 +249,20 @@ pub fn raised_elsewhere(dir: &Path, run_id: &str, own: &Path) -> Elsewhere {
 
 /// Whether `dir` holds a registry of `run_id` other than `own` (or a file that may be one,
 /// moved aside included): while one does, the run's lock file stays.
-pub fn others_exist(dir: &Path, run_id: &str, own: &Path) -> bool {
+pub fn others_exist(dir: &PrivateDir, run_id: &str, own: &str) -> bool {
     let prefix = name_prefix(run_id);
-    let Ok(entries) = fs::read_dir(dir) else {
+    let Ok(names) = dir.names() else {
         return true;
     };
-    entries.flatten().any(|entry| {
-        entry.path() != own
-            && entry
-                .file_name()
-                .to_str()
-                .is_none_or(|n| n.starts_with(&prefix))
-    })
+    // A name that is not UTF-8 was read lossily: it may be one.
+    names
+        .iter()
+        .any(|n| n != own && (n.starts_with(&prefix) || n.contains(char::REPLACEMENT_CHARACTER)))
 }
 
-/// The registry at `path` if it reads and its state file is gone.
-pub fn of_gone_state(path: &Path) -> Option<Registry> {
-    read(path)
+/// The registry `name` in `dir` if it reads and its state file is gone.
+pub fn of_gone_state(dir: &PrivateDir, name: &str) -> Option<Registry> {
+    read(dir, name)
         .ok()
         .flatten()
         .filter(|registry| source_is_gone(&registry.source))
@@ -276,33 +275,36 @@ fn source_is_gone(source: &str) -> bool {
         && matches!(fs::symlink_metadata(source), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
 }
 
-fn aside_path(path: &Path) -> PathBuf {
+fn aside_name(name: &str) -> String {
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!("{name}.unreadable-{stamp}"))
+    format!("{name}.unreadable-{stamp}")
 }
 
-/// Writes `registry` to `path` (pretty JSON, atomic).
-pub fn save(path: &Path, registry: &Registry) -> std::io::Result<()> {
+/// Writes `registry` as `name` in `dir` (pretty JSON, atomic).
+pub fn save(dir: &PrivateDir, name: &str, registry: &Registry) -> std::io::Result<()> {
     let bytes = json_file::pretty(registry)?;
-    crate::atomic_file::write_atomic(path, &bytes, 0o600)
+    dir.write_atomic(name, &bytes, 0o600)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// `active-faults/` in a fresh temp dir: the temp dir (kept alive) and the handle.
+    fn active() -> (tempfile::TempDir, PrivateDir) {
+        let root = tempfile::tempdir().unwrap();
+        let dir = PrivateDir::ensure(root.path(), "active-faults").unwrap();
+        (root, dir)
+    }
+
     #[test]
     fn unreadable_registry_is_moved_aside_not_lost() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("run.json");
-        let (registry, warning) = load(&path, "run", "/s.json").unwrap();
+        let (_root, dir) = active();
+        let path = dir.join("run.json");
+        let (registry, warning) = load(&dir, "run.json", "run", "/s.json").unwrap();
         assert!(registry.active.is_empty() && warning.is_none());
         std::fs::write(&path, b"{ torn").unwrap();
-        let (registry, warning) = load(&path, "run", "/s.json").unwrap();
+        let (registry, warning) = load(&dir, "run.json", "run", "/s.json").unwrap();
         assert!(registry.active.is_empty());
         assert!(warning.unwrap().contains("moved aside"));
         assert!(!path.exists());
@@ -314,10 +316,10 @@ mod tests {
 
     #[test]
     fn each_state_file_of_a_run_has_its_own_registry() {
-        let dir = tempfile::tempdir().unwrap();
+        let (root, dir) = active();
+        let (a_name, b_name) = (name("run/1", "/s/a.json"), name("run/1", "/s/b.json"));
         let a = path(dir.path(), "run/1", "/s/a.json");
-        let b = path(dir.path(), "run/1", "/s/b.json");
-        assert_ne!(a, b);
+        assert_ne!(a_name, b_name);
         assert!(
             a.file_name()
                 .unwrap()
@@ -325,7 +327,7 @@ mod tests {
                 .unwrap()
                 .starts_with("run_1-")
         );
-        let state = dir.path().join("a-state.json");
+        let state = root.path().join("a-state.json");
         fs::write(&state, "{}").unwrap();
         let mut registry = Registry {
             run_id: "run/1".into(),
@@ -339,24 +341,24 @@ mod tests {
                 first_detected_at: "t".into(),
             },
         );
-        save(&a, &registry).unwrap();
+        save(&dir, &a_name, &registry).unwrap();
         // Another run whose id has the same safe form does not count.
-        let other = path(dir.path(), "run:1", "/s/c.json");
         save(
-            &other,
+            &dir,
+            &name("run:1", "/s/c.json"),
             &Registry {
                 run_id: "run:1".into(),
                 ..registry.clone()
             },
         )
         .unwrap();
-        let elsewhere = raised_elsewhere(dir.path(), "run/1", &b);
+        let elsewhere = raised_elsewhere(&dir, "run/1", &b_name);
         assert_eq!(
             elsewhere.raised,
             HashSet::from(["PHASE_FAILED:all:0123abcd".to_owned()])
         );
         assert!(elsewhere.unread().is_empty());
-        assert!(raised_elsewhere(dir.path(), "run/1", &a).raised.is_empty());
+        assert!(raised_elsewhere(&dir, "run/1", &a_name).raised.is_empty());
         assert!(
             a.exists(),
             "{a:?}: only a gone state file's registry is removed"
@@ -367,11 +369,10 @@ mod tests {
     /// any fault: it is reported, never read as "holds nothing".
     #[test]
     fn an_unreadable_other_registry_is_reported_not_read_as_empty() {
-        let dir = tempfile::tempdir().unwrap();
+        let (_root, dir) = active();
         let a = path(dir.path(), "run/1", "/s/a.json");
-        let b = path(dir.path(), "run/1", "/s/b.json");
         fs::create_dir(&a).unwrap();
-        let elsewhere = raised_elsewhere(dir.path(), "run/1", &b);
+        let elsewhere = raised_elsewhere(&dir, "run/1", &name("run/1", "/s/b.json"));
         assert_eq!(elsewhere.unread().len(), 1, "{elsewhere:?}");
         assert!(elsewhere.unread()[0].contains(&a.display().to_string()));
     }

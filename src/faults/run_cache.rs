@@ -8,8 +8,8 @@
 //! Not remembered (so run again next pass): an answer read under a racy stamp
 //! ([`crate::file_stamp`]), one a detector timed out on (a timeout under load is not the
 //! run's answer; a script error or an engine limit is), one whose plan, stdout log or
-//! review report the system failed to read (`EMFILE`, `EIO`, `EACCES`: tried again, not
-//! taken for the file's answer until its stamp moves), and one whose learned patterns the
+//! review report the system failed to read (`EMFILE`, `ENOMEM`, `EIO`…: tried again; a
+//! refusal such as no access is kept until a stamp moves), and one whose learned patterns the
 //! tick's budget cut short.
 
 use std::collections::{HashMap, HashSet};
@@ -270,11 +270,11 @@ mod tests {
             .collect()
     }
 
-    /// A stdout log the system failed to read (here `EACCES`, as `EMFILE` or `EIO` would)
-    /// is read again on the next pass, though its stamp did not move: what the detectors
-    /// found without it is not the run's answer.
+    /// A stdout log the daemon may not read (`EACCES`) is a refusal, kept like a missing
+    /// log rather than read again on every pass; fixing its mode moves its stamp (ctime),
+    /// and the next pass reads it.
     #[test]
-    fn an_attachment_the_system_failed_to_read_is_read_again_on_the_next_pass() {
+    fn a_stdout_log_refused_for_access_is_read_again_once_its_mode_is_fixed() {
         use nix::unistd::{Uid, geteuid, setfsuid};
         if !geteuid().is_root() {
             return;
@@ -291,39 +291,43 @@ mod tests {
         let set = rules.current();
         let learned = LearnedSet::default();
         let cache = RunCache::default();
-        let answer = |doc: &Arc<Document>| {
-            cache.answer(&file, doc, &set, &learned, &mut Budget::unlimited())
+        let doc = Arc::new(Document::new(state));
+        // This thread alone reads files as nobody: the log is root's, 0600.
+        let as_nobody = |then: &(dyn Fn() -> Answer + Sync)| {
+            std::thread::scope(|scope| {
+                scope
+                    .spawn(|| {
+                        setfsuid(Uid::from_raw(65534));
+                        then()
+                    })
+                    .join()
+                    .unwrap()
+            })
         };
-        // Until the log's stamp is old enough to be trusted, every pass runs the detectors.
-        let settled = Arc::new(Document::new(state.clone()));
+        let answer = || cache.answer(&file, &doc, &set, &learned, &mut Budget::unlimited());
+        // Until the stamps are old enough to be trusted, every pass runs the detectors.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while answer(&settled).detectors_ran {
-            assert!(Instant::now() < deadline, "the log's stamp never settled");
+        loop {
+            let pass = as_nobody(&answer);
+            assert!(categories(&pass).is_empty(), "the log was read");
+            if !pass.detectors_ran {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "a refused log was read on every pass"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
-        let changed = Arc::new(Document::new(state));
-        let unread = std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    // This thread alone reads files as nobody: the log is root's, 0600.
-                    setfsuid(Uid::from_raw(65534));
-                    categories(&answer(&changed))
-                })
-                .join()
-                .unwrap()
-        });
-        assert!(unread.is_empty(), "the log was read: {unread:?}");
-        let again = answer(&changed);
-        assert!(again.detectors_ran, "the outcome of a failed read was kept");
-        assert_eq!(categories(&again), ["FEATURE_VERIFIER_SCOPE"]);
+        std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let fixed = as_nobody(&answer);
+        assert!(fixed.detectors_ran, "the log's new mode was not noticed");
+        assert_eq!(categories(&fixed), ["FEATURE_VERIFIER_SCOPE"]);
     }
 
-    /// Review-bounds 7: a stdout log the state names that is a symlink is refused (not
-    /// followed), not a read the system failed: like a missing log, the run's answer is
-    /// kept once its stamps settle. `attachment::open_regular` passes the raw `ELOOP` on,
-    /// `system_failed` takes it for a system failure, and the run's detectors (and learned
-    /// patterns) run again on every pass for good, against docs/limits.md (only `EMFILE`,
-    /// `ENFILE`, `ENOMEM`, I/O errors and no access are never kept).
+    /// A stdout log the state names that is a symlink is refused (not followed), not a
+    /// read the system failed: like a missing log, the run's answer is kept once its stamps
+    /// settle, though `attachment::open_regular` passes the raw `ELOOP` on.
     #[test]
     fn a_symlinked_stdout_log_is_refused_not_read_again_on_every_pass() {
         let dir = tempfile::tempdir().unwrap();
@@ -356,6 +360,40 @@ mod tests {
         assert!(
             settles("linked", &link),
             "a symlinked stdoutLog made the run's detectors run on every pass for 10 s"
+        );
+    }
+
+    /// A stdout log whose name the state makes longer than a file name may be
+    /// (`ENAMETOOLONG`) is what the state names and stays so, like a symlink or a socket:
+    /// the run's answer is kept once its stamps settle, its detectors not run every pass.
+    #[test]
+    fn a_stdout_log_named_too_long_is_refused_not_read_again_on_every_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = crate::rules::Rules::embedded().unwrap();
+        let set = rules.current();
+        let learned = LearnedSet::default();
+        let file = dir.path().join("long.json");
+        let log = dir.path().join(format!("{}.log", "l".repeat(300)));
+        let state = serde_json::json!({"slug": "long", "stdoutLog": log.to_str().unwrap()});
+        std::fs::write(&file, state.to_string()).unwrap();
+        let cache = RunCache::default();
+        let doc = Arc::new(Document::new(state));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut settled = false;
+        while Instant::now() < deadline {
+            if !cache
+                .answer(&file, &doc, &set, &learned, &mut Budget::unlimited())
+                .detectors_ran
+            {
+                settled = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            settled,
+            "a stdoutLog named too long (ENAMETOOLONG) made the run's detectors run on every \
+             pass for 10 s"
         );
     }
 }

@@ -1,6 +1,7 @@
 //! Taking a lane's lock: create-only, or an expired or gone holder's taken over by
 //! compare-and-swap.
 
+use super::broken_above;
 use super::in_the_way::InTheWay;
 use super::standing::Standing;
 use super::*;
@@ -202,9 +203,24 @@ impl LockClient {
             )),
             InTheWay::Nothing => match failed {
                 Ok(failed) => Ok(Created::Retry(failed)),
-                Err(e) => Err(target.remote_error("create", e)),
+                Err(e) => match self.broken_above(target) {
+                    Some(holds) => Ok(Created::Done(Box::new(holds))),
+                    None => Err(target.remote_error("create", e)),
+                },
             },
         }
+    }
+
+    /// How a file that is no ref above a local origin's lock ref holds the lane
+    /// ([`broken_above`]): git's own error names no ref and nothing that ends.
+    fn broken_above(&self, target: &Target<'_>) -> Option<Acquire> {
+        let origin = local_origin(target.url)?.ok()?;
+        broken_above::holds(
+            &origin,
+            target.ref_name,
+            &self.sightings.expiry,
+            self.longest_ttl(),
+        )
     }
 }
 

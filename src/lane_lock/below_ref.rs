@@ -79,9 +79,8 @@ mod tests {
     }
 
     mod lane {
-        use std::process::Command;
-
-        use crate::lane_lock::{Acquire, Lane, LockClient, LockSettings, lock_ref_name};
+        use crate::lane_lock::tests::{BareOrigin, widget_main};
+        use crate::lane_lock::{Acquire, lock_ref_name};
 
         /// A writer of a ref below the lane's lock ref (`<lock ref>/x`) killed mid-write (berth's
         /// own removal child killed at its time limit between git's unlink of the ref and of its
@@ -93,20 +92,10 @@ mod tests {
         /// the same way: the lane is taken.
         #[test]
         fn a_dead_writers_lock_file_below_the_lock_ref_is_removed_and_the_lane_taken() {
-            let lane = Lane {
-                repo_identity: "github.com/acme/widget".into(),
-                base_branch: "main".into(),
-            };
+            let lane = widget_main();
             let lock_ref = lock_ref_name(&lane);
-            let dir = tempfile::tempdir().unwrap();
-            let bare = dir.path().join("locks.git");
-            let out = Command::new("git")
-                .args(["init", "--bare", "-q"])
-                .arg(&bare)
-                .output()
-                .unwrap();
-            assert!(out.status.success());
-            let leftover = bare.join(format!("{lock_ref}/x.lock"));
+            let origin = BareOrigin::new();
+            let leftover = origin.bare.join(format!("{lock_ref}/x.lock"));
             std::fs::create_dir_all(leftover.parent().unwrap()).unwrap();
             std::fs::write(&leftover, "").unwrap();
             std::fs::File::options()
@@ -115,13 +104,11 @@ mod tests {
                 .unwrap()
                 .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
                 .unwrap();
-            let url = bare.to_str().unwrap().to_owned();
-            let client =
-                LockClient::new(&dir.path().join("scratch"), LockSettings::default()).unwrap();
+            let client = origin.client();
             // Many tries, as many ticks of a daemon would make: none takes the lane.
             let mut outcomes = Vec::new();
             for _ in 0..3 {
-                let outcome = client.acquire(&url, &lane, "me", std::path::Path::new("/a"));
+                let outcome = origin.take(&client, &lane);
                 if let Ok(Acquire::Acquired(held)) = outcome {
                     client.release(&held).unwrap();
                     return;

@@ -4,28 +4,61 @@
 //! the lock ref needs ("non-directory in the way"), for every lane of the repository. A
 //! valid ref there is listed and judged as a ref in the way ([`super::in_the_way`]); one
 //! git cannot read as a ref is listed by no one, so it is judged here, like a commit that
-//! is no lock: kept, and the write fails naming it, until as long after its first
+//! is no lock: kept, and the lane held naming it ([`holds`]), until as long after its first
 //! sighting as any lock could last ([`expiry_cap::unreadable_expiry`], its sighting kept
 //! under the zero id); then moved whole, under the writers' lock and only while it is
 //! still the file judged, out of `refs/` to `<git dir>/berth-set-aside-<dev>-<inode>`,
 //! never deleted unread. Only files below [`LOCK_REF_PREFIX`] are looked at.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use git2::{Oid, Repository};
+use chrono::{DateTime, Utc};
+use git2::{Oid, Repository, RepositoryOpenFlags};
 use nix::libc;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt as _;
 
-use super::LOCK_REF_PREFIX;
 use super::expiry_cap::{self, ExpirySightings};
 use super::leftover::FileId;
+use super::{Acquire, LOCK_REF_PREFIX};
 use crate::{atomic_file, clock};
 
 /// How long the writers' lock is waited for before setting a broken ref aside; a busy one
 /// leaves it for a later write.
 const WRITERS_WAIT: Duration = Duration::from_millis(250);
+
+/// A file that is no ref, above a lock ref.
+struct Broken<'r> {
+    /// Its ref name: a prefix of the lock ref's.
+    name: &'r str,
+    path: PathBuf,
+    meta: std::fs::Metadata,
+}
+
+/// The file above `ref_name` (below [`LOCK_REF_PREFIX`]) that git cannot read as a ref,
+/// if one stands there; a valid ref there is [`super::in_the_way`]'s to judge.
+fn find<'r>(origin: &Repository, ref_name: &'r str) -> Option<Broken<'r>> {
+    let slashes = ref_name.match_indices('/').map(|(at, _)| at);
+    for above in slashes.filter(|&at| at > LOCK_REF_PREFIX.len()) {
+        let name = &ref_name[..above];
+        let path = origin.path().join(name);
+        let meta = std::fs::symlink_metadata(&path).ok()?;
+        if meta.is_dir() {
+            continue;
+        }
+        if origin.refname_to_id(name).is_ok() {
+            return None;
+        }
+        return Some(Broken { name, path, meta });
+    }
+    None
+}
+
+/// When a broken ref first seen `now` or before is set aside.
+fn set_aside_at(expiry: &ExpirySightings, longest_ttl: Duration) -> DateTime<Utc> {
+    expiry_cap::unreadable_expiry(expiry, Oid::ZERO_SHA1, longest_ttl, clock::now())
+}
 
 /// Sets aside a broken ref above `ref_name` in `origin` once it has been seen as long as
 /// any lock lasts; before that, logs it and when it goes.
@@ -36,33 +69,46 @@ pub(super) fn clear(
     expiry: &ExpirySightings,
     longest_ttl: Duration,
 ) {
-    let slashes = ref_name.match_indices('/').map(|(at, _)| at);
-    for above in slashes.filter(|&at| at > LOCK_REF_PREFIX.len()) {
-        let name = &ref_name[..above];
-        let path = origin.path().join(name);
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            return;
-        };
-        if meta.is_dir() {
-            continue;
-        }
-        if origin.refname_to_id(name).is_ok() {
-            return;
-        }
-        let now = clock::now();
-        let until = expiry_cap::unreadable_expiry(expiry, Oid::ZERO_SHA1, longest_ttl, now);
-        if now < until {
-            tracing::warn!(
-                file = %path.display(),
-                lock_ref = ref_name,
-                "a file that is no ref stands where git needs room for the lane's lock ref; berth moves it out of refs/ at {} if it is still there",
-                clock::iso(until)
-            );
-            return;
-        }
-        set_aside(origin, &path, FileId::of(&meta), writers_lock, ref_name);
+    let Some(broken) = find(origin, ref_name) else {
+        return;
+    };
+    let until = set_aside_at(expiry, longest_ttl);
+    if clock::now() < until {
+        tracing::warn!(
+            file = %broken.path.display(),
+            lock_ref = ref_name,
+            "a file that is no ref stands where git needs room for the lane's lock ref; berth moves it out of refs/ at {} if it is still there",
+            clock::iso(until)
+        );
         return;
     }
+    let judged = FileId::of(&broken.meta);
+    set_aside(origin, &broken.path, judged, writers_lock, ref_name);
+}
+
+/// How a broken ref above `ref_name` in the local origin at `origin` holds the lane: named,
+/// with why and when berth sets it aside ([`clear`], at a later write). `None` when none
+/// stands there, or when it is a symlink: the write's own error names that and its target
+/// ([`super::lock_dir`]).
+pub(super) fn holds(
+    origin: &Path,
+    ref_name: &str,
+    expiry: &ExpirySightings,
+    longest_ttl: Duration,
+) -> Option<Acquire> {
+    let origin = Repository::open_ext(origin, RepositoryOpenFlags::NO_SEARCH, [] as [&str; 0]);
+    let origin = origin.ok()?;
+    let broken = find(&origin, ref_name).filter(|broken| broken.meta.is_file())?;
+    let until = set_aside_at(expiry, longest_ttl);
+    Some(Acquire::Unreadable {
+        sha: Oid::ZERO_SHA1.to_string(),
+        reason: format!(
+            "`{}` ({}) is a file that is no ref, standing where git needs room for the lane's lock ref `{ref_name}`; berth moves it out of refs/ at {} if it is still there",
+            broken.name,
+            broken.path.display(),
+            clock::iso(until)
+        ),
+    })
 }
 
 /// Renames `path` aside while holding the writers' lock and only while it is `judged`.
@@ -118,40 +164,56 @@ fn set_aside(
 
 #[cfg(test)]
 mod tests {
-    use std::process::Command;
-
-    use crate::lane_lock::{Acquire, Lane, LockClient, LockSettings, lock_ref_name};
+    use crate::lane_lock::tests::{BareOrigin, widget_main};
+    use crate::lane_lock::{Acquire, lock_ref_name};
     use crate::ownership::MAX_CLOCK_SKEW;
 
-    /// A file that is no ref (a broken ref: garbage where git expects an id) at the lane's
-    /// identity directory (`refs/gstack/release-locks/<identity>`, above the lock ref)
-    /// keeps git from making room for the lock ref, and git lists it with the zero id.
-    /// Judged like a commit that is no lock, it would hold the lane, named, until as long
-    /// after its first sighting as any lock lasts, and then be removed; instead every try
-    /// fails, past that cap too: the lane (every lane of the repository) wedged for good.
-    #[test]
-    fn a_broken_ref_above_the_lock_ref_is_set_aside_past_the_cap() {
-        let lane = Lane {
-            repo_identity: "github.com/acme/widget".into(),
-            base_branch: "main".into(),
-        };
-        let lock_ref = lock_ref_name(&lane);
-        let above = lock_ref.rsplit_once('/').unwrap().0.to_owned();
-        let dir = tempfile::tempdir().unwrap();
-        let bare = dir.path().join("locks.git");
-        let out = Command::new("git")
-            .args(["init", "--bare", "-q"])
-            .arg(&bare)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        let planted = bare.join(&above);
+    /// An origin with a file that is no ref (a broken ref: garbage where git expects an
+    /// id) at the lane's identity directory (`refs/gstack/release-locks/<identity>`,
+    /// above the lock ref); that ref's name.
+    fn broken_above() -> (BareOrigin, String) {
+        let above = lock_ref_name(&widget_main())
+            .rsplit_once('/')
+            .unwrap()
+            .0
+            .to_owned();
+        let origin = BareOrigin::new();
+        let planted = origin.bare.join(&above);
         std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
         std::fs::write(&planted, "junk\n").unwrap();
-        let url = bare.to_str().unwrap().to_owned();
-        let client = LockClient::new(&dir.path().join("scratch"), LockSettings::default()).unwrap();
-        let take = || client.acquire(&url, &lane, "me", std::path::Path::new("/a"));
-        let first = format!("{:?}", take());
+        (origin, above)
+    }
+
+    /// Before its cap the broken ref holds the lane as any commit in the way that is no
+    /// lock does: the answer names it, why it is in the way and when berth moves it, not
+    /// git's bare error on every try.
+    #[test]
+    fn a_broken_ref_above_the_lock_ref_holds_the_lane_named_before_the_cap() {
+        let (origin, above) = broken_above();
+        let client = origin.client();
+        for _ in 0..2 {
+            let outcome = origin.take(&client, &widget_main());
+            let Ok(Acquire::Unreadable { reason, .. }) = &outcome else {
+                panic!("{outcome:?}");
+            };
+            assert!(reason.contains(&format!("`{above}`")), "{reason}");
+            assert!(reason.contains("no ref"), "{reason}");
+            assert!(reason.contains("moves it out of refs/ at "), "{reason}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(origin.bare.join(&above)).unwrap(),
+            "junk\n"
+        );
+    }
+
+    /// Judged like a commit that is no lock, it would hold the lane, named, until as long
+    /// after its first sighting as any lock lasts, and then be removed; instead every try
+    /// failed, past that cap too: the lane (every lane of the repository) wedged for good.
+    #[test]
+    fn a_broken_ref_above_the_lock_ref_is_set_aside_past_the_cap() {
+        let (origin, above) = broken_above();
+        let client = origin.client();
+        let first = format!("{:?}", origin.take(&client, &widget_main()));
         // As long ago as any lock lasts, whatever it was first seen as.
         let cap = chrono::Duration::from_std(client.longest_ttl() + MAX_CLOCK_SKEW).unwrap();
         let long_ago = crate::clock::now() - cap - chrono::Duration::seconds(1);
@@ -159,14 +221,14 @@ mod tests {
             .sightings
             .expiry
             .seen_since(git2::Oid::ZERO_SHA1, long_ago);
-        let outcome = take();
+        let outcome = origin.take(&client, &widget_main());
         let Ok(Acquire::Acquired(held)) = outcome else {
             panic!(
                 "a broken ref at {above} still keeps the lane past the cap: first {first}; then {outcome:?}"
             );
         };
         client.release(&held).unwrap();
-        let kept = std::fs::read_dir(&bare)
+        let kept = std::fs::read_dir(&origin.bare)
             .unwrap()
             .flatten()
             .filter(|entry| {

@@ -3,6 +3,44 @@
 
 use super::*;
 
+/// A fresh bare repository in a temp dir, as a local origin for lane locks.
+pub(super) struct BareOrigin {
+    pub dir: tempfile::TempDir,
+    pub bare: std::path::PathBuf,
+    /// The origin URL: the repository's path.
+    pub url: String,
+}
+
+impl BareOrigin {
+    pub fn new() -> BareOrigin {
+        let dir = tempfile::tempdir().unwrap();
+        let bare = dir.path().join("locks.git");
+        let out = std::process::Command::new("git")
+            .args(["init", "--bare", "-q"])
+            .arg(&bare)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let url = bare.to_str().unwrap().to_owned();
+        BareOrigin { dir, bare, url }
+    }
+
+    /// A lock client with the default settings, its scratch dir beside the origin.
+    pub fn client(&self) -> LockClient {
+        LockClient::new(&self.dir.path().join("scratch"), LockSettings::default()).unwrap()
+    }
+
+    /// Tries to take `lane`'s lock as owner `me`.
+    pub fn take(&self, client: &LockClient, lane: &Lane) -> Result<Acquire, LockError> {
+        client.acquire(&self.url, lane, "me", Path::new("/a"))
+    }
+}
+
+/// The lane of `github.com/acme/widget` on `main`.
+pub(super) fn widget_main() -> Lane {
+    lane("github.com/acme/widget", "main")
+}
+
 fn lane(identity: &str, base: &str) -> Lane {
     Lane {
         repo_identity: identity.into(),

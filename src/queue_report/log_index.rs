@@ -7,9 +7,10 @@
 //! the start, so it holds what a whole read would find, never a dropped generation's lines.
 //!
 //! What it keeps: the queue page's folds (policy waits, landing history), and where each
-//! PR's lines and each forced lock release are ([`LineRef`]), at most [`MAX_INDEXED_LINES`];
-//! a PR's story re-reads just its own lines by offset. Past that cap stories are told by a
-//! whole read of the log, as `berth explain` tells them.
+//! PR's lines and each forced lock release are ([`LineRef`]), at most [`MAX_PLACES`]; a
+//! PR's story re-reads just its own lines by offset. Past that cap stories are told by a
+//! whole read of the log, as `berth explain` tells them; so is the story of a PR whose
+//! number a place cannot hold (`u32::MAX` and past), whose lines get no place.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -22,9 +23,10 @@ use super::history::{History, HistoryFold};
 use crate::rules::decisions::{self, PolicyWait, PrHistory};
 use crate::rules::journal::JournalLine;
 
-/// Lines whose place the index keeps (16 bytes each, so 32 MiB): more than the 320 MiB of
-/// a full log family holds at its usual ~300 bytes a line.
-pub const MAX_INDEXED_LINES: usize = 2 * 1024 * 1024;
+/// Places the index keeps (16 bytes each, so 32 MiB; a forced lock release about a PR takes
+/// two, one as the PR's line and one as a release): more than the lines of the 320 MiB of a
+/// full log family at its usual ~300 bytes a line.
+pub const MAX_PLACES: usize = 2 * 1024 * 1024;
 
 /// Where one line is and whose it is, in 16 bytes: its generation (position among those
 /// read, oldest first) in the top [`GENERATION_BITS`] of `at` and its offset below them,
@@ -40,23 +42,26 @@ struct LineRef {
 
 const GENERATION_BITS: u32 = 16;
 const OFFSET_BITS: u32 = u64::BITS - GENERATION_BITS;
-/// The `pr` of a line about no PR (a forced lock release).
+/// The `pr` of a place about no PR (a forced lock release).
 const NO_PR: u32 = u32::MAX;
 
+/// The `pr` a place holds for PR `pr`, `None` when it cannot hold it (past `u32`, or the
+/// no-PR mark): that PR's lines get no place and its story is a whole read.
+fn placed_pr(pr: u64) -> Option<u32> {
+    u32::try_from(pr).ok().filter(|pr| *pr != NO_PR)
+}
+
 impl LineRef {
-    /// The place of a line, if it fits in 16 bytes (a line past it makes the index full).
-    fn new(generation: usize, offset: u64, len: usize, pr: Option<u64>) -> Option<LineRef> {
+    /// Where a line is, about no PR, if that fits in 16 bytes (a line past it makes the
+    /// index full).
+    fn new(generation: usize, offset: u64, len: usize) -> Option<LineRef> {
         let generation = u64::try_from(generation)
             .ok()
             .filter(|g| *g < 1 << GENERATION_BITS)?;
-        let pr = match pr {
-            Some(pr) => u32::try_from(pr).ok().filter(|pr| *pr != NO_PR)?,
-            None => NO_PR,
-        };
         Some(LineRef {
             at: (generation << OFFSET_BITS) | (offset < 1 << OFFSET_BITS).then_some(offset)?,
             len: u32::try_from(len).ok()?,
-            pr,
+            pr: NO_PR,
         })
     }
 
@@ -84,7 +89,8 @@ struct Index {
     places: Vec<LineRef>,
     releases: Vec<LineRef>,
     indexed: usize,
-    /// More lines than [`MAX_INDEXED_LINES`]: stories need a whole read.
+    /// More places than [`MAX_PLACES`], or a line no place can locate: stories need a
+    /// whole read.
     full: bool,
     waits: HashMap<String, PolicyWait>,
     history: HistoryFold,
@@ -128,34 +134,28 @@ impl DecisionIndex {
     ) -> io::Result<PrHistory> {
         let mut index = self.lock();
         let files = self.follow(&mut index, berth_dir)?;
-        if index.full {
+        let Some(placed) = placed_pr(pr).filter(|_| !index.full) else {
             drop(index);
             return decisions::pr_history(berth_dir, pr, repo);
-        }
-        // A PR past `u32` has no places: a line about it made the index full.
-        let own: Vec<LineRef> = u32::try_from(pr).map_or_else(
-            |_| Vec::new(),
-            |pr| {
-                index
-                    .places
-                    .iter()
-                    .filter(|at| at.pr == pr)
-                    .copied()
-                    .collect()
-            },
-        );
+        };
+        let own: Vec<LineRef> = index
+            .places
+            .iter()
+            .filter(|at| at.pr == placed)
+            .copied()
+            .collect();
         let mut found = PrHistory::default();
         let mut taken = HashSet::new();
         for (at, line) in read_lines(&files, &own)? {
             if repo.is_none_or(|r| line.repo() == Some(r)) {
-                taken.insert(at);
+                taken.insert(at.at);
                 found.lines.push(line);
             }
         }
         let releases: Vec<LineRef> = index
             .releases
             .iter()
-            .filter(|at| !taken.contains(at))
+            .filter(|at| !taken.contains(&at.at))
             .copied()
             .collect();
         found.lock_releases = read_lines(&files, &releases)?
@@ -219,7 +219,7 @@ fn take_from(index: &mut Index, n: usize, file: &File, finished: bool) -> io::Re
         }
         let text = buf.strip_suffix(b"\n").unwrap_or(&buf);
         if let Ok(line) = serde_json::from_slice::<JournalLine>(text) {
-            let at = LineRef::new(n, offset, text.len(), line.pr());
+            let at = LineRef::new(n, offset, text.len());
             index.take(&line, at);
         }
         offset += read as u64;
@@ -229,24 +229,26 @@ fn take_from(index: &mut Index, n: usize, file: &File, finished: bool) -> io::Re
 }
 
 impl Index {
-    /// Takes in one line; `at` is its place, `None` if the place does not fit a
-    /// [`LineRef`].
+    /// Takes in one line; `at` is where it is, `None` if that does not fit a [`LineRef`].
     fn take(&mut self, line: &JournalLine, at: Option<LineRef>) {
         decisions::fold_wait(&mut self.waits, line);
         self.history.take(line);
         let release = decisions::is_lock_release(line);
-        if (line.pr().is_none() && !release) || self.full {
+        // A PR no place can hold gets none: its story is a whole read (`pr_history`).
+        let own = line.pr().and_then(placed_pr);
+        let wanted = usize::from(own.is_some()) + usize::from(release);
+        if wanted == 0 || self.full {
             return;
         }
-        let Some(at) = at.filter(|_| self.indexed < MAX_INDEXED_LINES) else {
+        let Some(at) = at.filter(|_| self.indexed + wanted <= MAX_PLACES) else {
             self.full = true;
             self.places = Vec::new();
             self.releases = Vec::new();
             return;
         };
-        self.indexed += 1;
-        if line.pr().is_some() {
-            self.places.push(at);
+        self.indexed += wanted;
+        if let Some(pr) = own {
+            self.places.push(LineRef { pr, ..at });
         }
         if release {
             self.releases.push(at);

@@ -159,10 +159,8 @@ fn a_torn_last_line_is_taken_once_it_is_whole() {
     );
 }
 
-/// Review-bounds 7: docs/limits.md and [`MAX_INDEXED_LINES`] promise 16 bytes a place
-/// (2 Mi places, 32 MiB). A line of a PR not seen before costs a `by_pr` entry (32 bytes
-/// plus the table's slack) and a `Vec` whose first push reserves 4 places (64 bytes): a log
-/// of lines about ever new PRs (a queue writer's records) holds ~6x the bound.
+/// docs/limits.md and [`MAX_PLACES`] promise 16 bytes a place (2 Mi places, 32 MiB): a log
+/// of lines about ever new PRs (a queue writer's records) holds no map entry or list per PR.
 #[test]
 fn the_index_holds_its_places_within_16_bytes_each() {
     let dir = tempfile::tempdir().unwrap();
@@ -184,6 +182,39 @@ fn the_index_holds_its_places_within_16_bytes_each() {
     assert!(
         per_place <= 32.0,
         "{lines} places hold {bytes} bytes ({per_place:.0} a place, documented 16): {} MiB at the 2 Mi cap, documented 32 MiB",
-        (per_place * MAX_INDEXED_LINES as f64 / 1048576.0) as u64
+        (per_place * MAX_PLACES as f64 / 1048576.0) as u64
     );
+}
+
+/// A `prNumber` is any positive integer a queue writer puts in a record, and the daemon
+/// journals its status changes: a line about PR 2^32 or `u32::MAX` (the no-PR mark) gets no
+/// place, and its page is a whole read of the log, while the index stays for the others.
+#[test]
+fn one_line_about_a_pr_past_u32_does_not_fill_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    for n in 0..10 {
+        append(dir.path(), &status(n, 7, "r", "claiming"));
+    }
+    append(dir.path(), &status(10, 1 << 32, "r", "blocked"));
+    append(dir.path(), &status(11, u32::MAX.into(), "r", "blocked"));
+    let index = DecisionIndex::default();
+    assert_eq!(
+        index.pr_history(dir.path(), 7, None).unwrap().lines.len(),
+        10
+    );
+    for pr in [1 << 32, u64::from(u32::MAX)] {
+        assert_eq!(
+            index.pr_history(dir.path(), pr, None).unwrap().lines.len(),
+            1,
+            "PR {pr}'s page lost its line"
+        );
+    }
+    let held = index.lock();
+    assert!(
+        !held.full,
+        "12 lines, two about PRs past u32: the index is full ({} places kept), so every \
+         story is a whole read of the log",
+        held.places.len()
+    );
+    assert_eq!(held.indexed, 10);
 }

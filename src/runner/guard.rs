@@ -58,8 +58,10 @@ const GROUP: u8 = b'g';
 /// looks (during the SIGTERM grace too).
 const GROUP_GONE_WAIT: Duration = Duration::from_secs(1);
 const GROUP_GONE_POLL: Duration = Duration::from_millis(10);
-/// The guard's process name (`comm`).
-const GUARD_NAME: &std::ffi::CStr = c"berth-guard";
+/// The guard's process name (`comm`): without "berth" in it, so the commands an operator
+/// aims at the daemon by name (`pkill -STOP berth`, `pkill berth`, `killall berth`) leave
+/// the guard to stop the step at its lease or at the daemon's death.
+const GUARD_NAME: &std::ffi::CStr = c"lease-guard";
 /// The guard's exit status when it stopped the group because the lease ran out.
 pub(super) const LEASE_EXIT: i32 = 3;
 
@@ -238,8 +240,7 @@ struct Kills<'m> {
 unsafe fn guard_main(fds: GuardFds, kills: &Kills<'_>, mut deadline: i64) -> ! {
     unsafe {
         libc::setpgid(0, 0);
-        // Its own name, so `killall berth` (which matches names exactly) stops the daemons
-        // and leaves their guards to stop the steps, and `ps` tells the two apart.
+        // Its own name ([`GUARD_NAME`]), so `ps` tells the two apart.
         libc::prctl(libc::PR_SET_NAME, GUARD_NAME.as_ptr());
         for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE] {
             libc::signal(signal, libc::SIG_IGN);

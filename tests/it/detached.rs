@@ -15,7 +15,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::support::World;
+use crate::support::{World, read_pid};
 use crate::takeover::children_but;
 
 /// How daemon A stops while its step's detached child runs.
@@ -83,33 +83,16 @@ fn the_next_landing_never_meets_a_detached_child(stop: Stop) {
     let args_a = run_args(&config_a);
     let args_a: Vec<&str> = args_a.iter().map(String::as_str).collect();
     let mut daemon_a = world.spawn_berth(&args_a, &dir_a, &[]);
-    let began = world.wait_for(Duration::from_secs(90), || {
-        fs::read_to_string(&step_pid).is_ok_and(|pid| pid.trim().parse::<i32>().is_ok())
-    });
-    if !began {
-        let _ = daemon_a.kill();
-        let _ = daemon_a.wait();
-        let log = fs::read_to_string(dir_a.with_extension("log")).unwrap_or_default();
-        panic!("A's step never started:\n{log}");
-    }
-    let detached: i32 = fs::read_to_string(&detached_pid)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let leader = world.step_pid(&step_pid, &mut daemon_a, &dir_a);
+    let detached = read_pid(&detached_pid);
     let a = Pid::from_raw(daemon_a.id() as i32);
     match stop {
         Stop::Kill => {}
         Stop::KillWithGuards => {
-            let leader: i32 = fs::read_to_string(&step_pid)
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
             for guard in children_but(a.as_raw(), leader) {
                 // Named apart, so `killall berth` spares them.
                 let name = fs::read_to_string(format!("/proc/{guard}/comm")).unwrap();
-                assert_eq!(name.trim(), "berth-guard");
+                assert_eq!(name.trim(), "lease-guard");
                 kill(Pid::from_raw(guard), Signal::SIGKILL).unwrap();
             }
         }
@@ -200,20 +183,7 @@ fn a_detached_child_holding_the_output_is_stopped_when_its_daemon_pauses_after_t
     let args_a: Vec<&str> = args_a.iter().map(String::as_str).collect();
     let mut daemon_a = world.spawn_berth(&args_a, &dir_a, &[]);
     let a = Pid::from_raw(daemon_a.id() as i32);
-    let began = world.wait_for(Duration::from_secs(90), || {
-        fs::read_to_string(&step_pid).is_ok_and(|pid| pid.trim().parse::<i32>().is_ok())
-    });
-    if !began {
-        let _ = daemon_a.kill();
-        let _ = daemon_a.wait();
-        let log = fs::read_to_string(dir_a.with_extension("log")).unwrap_or_default();
-        panic!("A's step never started:\n{log}");
-    }
-    let leader: i32 = fs::read_to_string(&step_pid)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let leader = world.step_pid(&step_pid, &mut daemon_a, &dir_a);
     // Reaped (no /proc entry, not even a zombie): berth dismissed the guard just before.
     let mut reaped = false;
     for _ in 0..20_000 {
@@ -225,11 +195,7 @@ fn a_detached_child_holding_the_output_is_stopped_when_its_daemon_pauses_after_t
     }
     kill(a, Signal::SIGSTOP).unwrap();
     assert!(reaped, "A never reaped its step's leader");
-    let detached: i32 = fs::read_to_string(&detached_pid)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let detached = read_pid(&detached_pid);
 
     let args_b = run_args(&config_b);
     let args_b: Vec<&str> = args_b.iter().map(String::as_str).collect();

@@ -11,6 +11,7 @@ use nix::unistd::Pid;
 
 use crate::crash::{running_in_group, wait_for_pid};
 use crate::support::World;
+use crate::takeover::children_but;
 
 /// The JSON payload of the lock commit `ref_name` points at in the bare repo `remote`.
 fn lock_payload(world: &World, remote: &str, ref_name: &str) -> serde_json::Value {
@@ -22,14 +23,37 @@ fn lock_payload(world: &World, remote: &str, ref_name: &str) -> serde_json::Valu
     serde_json::from_str(body).expect("a lock payload")
 }
 
+/// The pids `pgrep <args>` lists.
+fn pgrep(args: &[&str]) -> Vec<u32> {
+    let out = std::process::Command::new("pgrep")
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|pid| pid.trim().parse().unwrap())
+        .collect()
+}
+
+/// `pkill <args>`, which must signal something.
+fn pkill(args: &[&str]) {
+    let status = std::process::Command::new("pkill")
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "pkill {args:?} matched nothing");
+}
+
 fn millis(iso: &str) -> i64 {
     berth::clock::parse_iso(iso).unwrap().timestamp_millis()
 }
 
-/// Berth is stopped (SIGSTOP) mid-landing, with an 8 s TTL: no heartbeat runs, yet the
-/// step's guard terminates its process group before the lock it landed under expires. On
-/// SIGCONT the daemon finds the step stopped by its lease and blocks the record with that
-/// reason; nothing was landed.
+/// Berth is stopped mid-landing as an operator would stop it, `pkill -STOP berth` (in the
+/// daemon's own session here, so no other test's daemon is touched), with an 8 s TTL: no
+/// heartbeat runs, yet the step's guard, which that command does not match, terminates
+/// its process group before the lock it landed under expires. On SIGCONT the daemon finds
+/// the step stopped by its lease and blocks the record with that reason; nothing was
+/// landed.
 #[test]
 fn a_paused_daemons_landing_is_stopped_by_its_lease_before_the_lock_expires() {
     let world = World::new();
@@ -49,8 +73,22 @@ fn a_paused_daemons_landing_is_stopped_by_its_lease_before_the_lock_expires() {
     let config = world.config(&format!(
         "forge = \"git\"\npoll_secs = 3600\nheartbeat_secs = 1\nlock_ttl_secs = 8\nland_command = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{branch}}\", \"{{base}}\", \"{{pr}}\"]\n"
     ));
-    let mut daemon = world.spawn_watch(&config);
+    let args = ["run", "--watch", "--config", config.to_str().unwrap()];
+    let mut daemon = world.spawn_berth_wrapped(&["setsid"], &args, &world.berth_state());
     let landing = wait_for_pid(&pid_file, &mut daemon);
+    let session = daemon.id().to_string();
+    // Sampled until it holds: a child berth forks to write a lock ref is in this session,
+    // named berth, until it leaves for its own.
+    let only_the_daemon = world.wait_for(Duration::from_secs(10), || {
+        pgrep(&["-s", &session, "berth"]) == [daemon.id()]
+    });
+    let guard_by_cmdline = world.wait_for(Duration::from_secs(10), || {
+        let guards = children_but(daemon.id() as i32, landing);
+        let matched = pgrep(&["-f", "-s", &session, "berth"]);
+        guards
+            .iter()
+            .any(|guard| matched.contains(&guard.unsigned_abs()))
+    });
     // gstack's ref for the lane (berth also holds the repository's shared `+repo` lock).
     let refs = world.lock_refs(&lane.remote_url);
     let [ref_name] = &refs
@@ -62,18 +100,23 @@ fn a_paused_daemons_landing_is_stopped_by_its_lease_before_the_lock_expires() {
     };
     let berth = Pid::from_raw(daemon.id() as i32);
 
-    kill(berth, Signal::SIGSTOP).unwrap();
+    pkill(&["-STOP", "-s", &session, "berth"]);
     let stopped = world.wait_for(Duration::from_secs(30), || {
         running_in_group(landing).is_empty()
     });
     // What the lock said while berth could not refresh it (it is still stopped).
     let payload = lock_payload(&world, &lane.remote_url, ref_name);
-    kill(berth, Signal::SIGCONT).unwrap();
+    pkill(&["-CONT", "-s", &session, "berth"]);
     if !stopped {
         let _ = daemon.kill();
         let _ = daemon.wait();
     }
     assert!(stopped, "the landing ran on while its daemon was stopped");
+    assert!(
+        only_the_daemon,
+        "`pkill berth` matches more than the daemon"
+    );
+    assert!(guard_by_cmdline, "`pkill -f berth` misses the guard");
     let killed = fs::read_to_string(&killed_at).expect("the step was sent SIGTERM");
     let killed: i64 = killed.trim().parse().unwrap();
     let expires = millis(payload["expiresAt"].as_str().unwrap());

@@ -98,15 +98,15 @@ fn a_live_lock_in_the_way_is_a_holder_and_is_never_removed() {
     });
 }
 
+/// A lock at `ref_name` on `url` of a daemon that is gone, expired a minute ago.
+fn plant_expired_lock(url: &str, ref_name: &str) {
+    plant_lock(url, ref_name, "gone-daemon", chrono::Duration::minutes(-1));
+}
+
 #[test]
 fn an_expired_lock_in_the_way_is_removed_and_the_lane_taken() {
     each_way(|remote, planted| {
-        plant_lock(
-            &remote.url,
-            planted,
-            "gone-daemon",
-            chrono::Duration::minutes(-1),
-        );
+        plant_expired_lock(&remote.url, planted);
         let (_dir, daemon) = client(LONG_TTL);
         let held = acquired(daemon.acquire(&remote.url, &lane("main"), "me", Path::new("/a")));
         assert_eq!(
@@ -127,12 +127,7 @@ fn an_expired_lock_in_the_way_is_removed_and_the_lane_taken() {
 #[test]
 fn a_lock_in_the_way_retaken_before_its_removal_is_kept_and_holds_the_lane() {
     each_way(|remote, planted| {
-        plant_lock(
-            &remote.url,
-            planted,
-            "gone-daemon",
-            chrono::Duration::minutes(-1),
-        );
+        plant_expired_lock(&remote.url, planted);
         let retaken = std::sync::Arc::new(std::sync::Mutex::new(None));
         let (_dir, daemon) = racing_client(LockWrite::Clear, {
             let (url, planted, retaken) = (

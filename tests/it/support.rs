@@ -393,6 +393,26 @@ impl World {
         done()
     }
 
+    /// The pid the step of `daemon` (berth dir `berth_dir`) writes to `pid_file`, waited
+    /// for up to 90 s; past that `daemon` is killed and the test fails with its log.
+    pub fn step_pid(
+        &self,
+        pid_file: &Path,
+        daemon: &mut std::process::Child,
+        berth_dir: &Path,
+    ) -> i32 {
+        let began = self.wait_for(std::time::Duration::from_secs(90), || {
+            fs::read_to_string(pid_file).is_ok_and(|pid| pid.trim().parse::<i32>().is_ok())
+        });
+        if !began {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+            let log = fs::read_to_string(berth_dir.with_extension("log")).unwrap_or_default();
+            panic!("the step never started:\n{log}");
+        }
+        read_pid(pid_file)
+    }
+
     /// Waits (up to `limit`) until the daemon whose berth dir is `berth_dir` has finished
     /// `ticks` more ticks, counted by the `lastTick` its health file reports; false on
     /// time-out. What a test that must let the daemon work a while counts, instead of
@@ -732,6 +752,11 @@ pub fn rust_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Field 22 of `/proc/<pid>/stat`: what berth stamps as the process's start.
+/// The pid written to `path`.
+pub fn read_pid(path: &Path) -> i32 {
+    fs::read_to_string(path).unwrap().trim().parse().unwrap()
+}
+
 pub fn start_ticks(pid: u32) -> u64 {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after = &stat[stat.rfind(')').unwrap() + 2..];

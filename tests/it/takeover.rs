@@ -82,20 +82,7 @@ fn a_dead_daemons_lane_is_not_taken_over_while_its_step_still_runs() {
     let args_a = run(&config_a);
     let args_a: Vec<&str> = args_a.iter().map(String::as_str).collect();
     let mut daemon_a = world.spawn_berth(&args_a, &dir_a, &[]);
-    let began = world.wait_for(Duration::from_secs(90), || {
-        fs::read_to_string(&step_pid).is_ok_and(|pid| pid.trim().parse::<i32>().is_ok())
-    });
-    if !began {
-        let _ = daemon_a.kill();
-        let _ = daemon_a.wait();
-        let log = fs::read_to_string(dir_a.with_extension("log")).unwrap_or_default();
-        panic!("A's step never started:\n{log}");
-    }
-    let leader: i32 = fs::read_to_string(&step_pid)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let leader = world.step_pid(&step_pid, &mut daemon_a, &dir_a);
     let guards = children_but(daemon_a.id() as i32, leader);
     assert_eq!(guards.len(), 1, "one guard beside the step: {guards:?}");
     let guard = Pid::from_raw(guards[0]);
@@ -424,6 +411,30 @@ fn end(mut child: std::process::Child) {
     let _ = child.wait();
 }
 
+/// Dates `ref_lock` far older than any leftover age and any TTL, then runs `berth run
+/// --once` (a 3 s TTL): its config, what it said, and the record `id`'s status and whether
+/// `ref_lock` was still there after it.
+fn run_once_over_an_old_ref_lock(
+    world: &World,
+    ref_lock: &Path,
+    id: &str,
+) -> (std::path::PathBuf, String, (serde_json::Value, bool)) {
+    let age = berth::lane_lock::LEFTOVER_AGE.as_secs() + 60;
+    assert!(
+        std::process::Command::new("touch")
+            .args(["-d", &format!("{age} seconds ago")])
+            .arg(ref_lock)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let config = world.git_forge_config("lock_ttl_secs = 3\nheartbeat_secs = 1\n");
+    let run = world.run_once(&config).get_output().clone();
+    let said = String::from_utf8_lossy(&run.stderr).into_owned();
+    let waited = (world.read_record(id)["status"].clone(), ref_lock.exists());
+    (config, said, waited)
+}
+
 /// A process stopped while it holds a local origin's writers' lock and the lock ref's
 /// `.lock` file (what a writer stopped mid-write holds) is no dead writer: continued, it
 /// would rename whatever `<ref>.lock` then is over the ref, so nobody may remove that
@@ -443,20 +454,7 @@ fn a_foreign_writer_stopped_mid_write_is_named_and_the_lane_waits_for_it() {
     let holder = flock_holder(&world, &repo.join("berth-lane-locks.lock"));
     let pid = holder.id();
     kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).unwrap();
-    // Far older than any leftover age and any TTL.
-    let age = berth::lane_lock::LEFTOVER_AGE.as_secs() + 60;
-    assert!(
-        std::process::Command::new("touch")
-            .args(["-d", &format!("{age} seconds ago")])
-            .arg(&ref_lock)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let config = world.git_forge_config("lock_ttl_secs = 3\nheartbeat_secs = 1\n");
-    let run = world.run_once(&config).get_output().clone();
-    let said = String::from_utf8_lossy(&run.stderr).into_owned();
-    let waited = (world.read_record(&id)["status"].clone(), ref_lock.exists());
+    let (config, said, waited) = run_once_over_an_old_ref_lock(&world, &ref_lock, &id);
     end(holder);
     assert_eq!(waited.0, "queued", "{said}");
     assert!(waited.1, "the stopped writer's .lock was removed:\n{said}");
@@ -510,19 +508,7 @@ fn a_stopped_foreign_git_keeps_its_old_ref_lock_and_the_lane_lands_once_it_is_do
         end(git);
         panic!("the foreign git did not stop holding the ref's .lock");
     }
-    let age = berth::lane_lock::LEFTOVER_AGE.as_secs() + 60;
-    assert!(
-        std::process::Command::new("touch")
-            .args(["-d", &format!("{age} seconds ago")])
-            .arg(&ref_lock)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let config = world.git_forge_config("lock_ttl_secs = 3\nheartbeat_secs = 1\n");
-    let run = world.run_once(&config).get_output().clone();
-    let said = String::from_utf8_lossy(&run.stderr).into_owned();
-    let waited = (world.read_record(&id)["status"].clone(), ref_lock.exists());
+    let (config, said, waited) = run_once_over_an_old_ref_lock(&world, &ref_lock, &id);
     let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
     let mut git = git;
     let done = git.wait().unwrap();

@@ -8,7 +8,6 @@
 //! rewritten, its archives capped) is never held back.
 
 use std::collections::HashMap;
-use std::fs;
 use std::io;
 use std::path::Path;
 
@@ -18,6 +17,7 @@ use super::super::run_id::file_run_id;
 use super::RESOLVED_EVENT;
 use super::shown::Shown;
 use crate::hostile_file::ReadError;
+use crate::private_dir::PrivateDir;
 
 /// Files (events and resolved markers) one run may have pending: more than an investigator
 /// goes through for one run (a 60-phase build raising three faults per phase holds 180
@@ -50,12 +50,10 @@ pub struct Census {
 impl Census {
     /// Counts the `*.json` names in `pending` (what listings read). A name too long to
     /// carry its run id whole counts towards the total only.
-    pub fn take(pending: &Path) -> io::Result<Census> {
+    pub fn take(pending: &PrivateDir) -> io::Result<Census> {
         let mut census = Census::default();
-        for entry in fs::read_dir(pending)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+        for name in pending.names()? {
+            let Some(name) = name.strip_suffix(".json") else {
                 continue;
             };
             census.total += 1;
@@ -99,21 +97,21 @@ const MAX_MARKER_BYTES: u64 = 4096;
 /// The runs a pending name counts against. `r-RESOLVED-<KIND>:…` is an event of run
 /// `r-RESOLVED` or the resolved marker of run `r`: the file says which, and one that cannot
 /// be read counts against both, so neither run escapes its cap.
-fn runs_of<'a>(pending: &Path, stem: &'a str) -> Vec<&'a str> {
+fn runs_of<'a>(pending: &PrivateDir, stem: &'a str) -> Vec<&'a str> {
     let Some(run) = run_key(stem) else {
         return Vec::new();
     };
     let Some(marker_of) = run.strip_suffix("-RESOLVED") else {
         return vec![run];
     };
-    let path = pending.join(format!("{stem}.json"));
-    match crate::hostile_file::read_regular_string(&path, MAX_MARKER_BYTES) {
-        Ok(text) => match Shown::parse(&text) {
+    let name = format!("{stem}.json");
+    match super::super::json_file::read_capped_in(pending, &name, MAX_MARKER_BYTES) {
+        Ok(Some(text)) => match Shown::parse(&text) {
             Ok(shown) if shown.event.as_deref() == Some(RESOLVED_EVENT) => vec![marker_of],
             _ => vec![run],
         },
         Err(ReadError::TooLarge { .. }) => vec![run],
-        Err(_) => vec![run, marker_of],
+        Ok(None) | Err(_) => vec![run, marker_of],
     }
 }
 
@@ -161,7 +159,8 @@ mod tests {
 
     #[test]
     fn a_name_of_two_readings_counts_as_its_file_says_or_against_both() {
-        let dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let dir = crate::private_dir::PrivateDir::ensure(root.path(), "pending").unwrap();
         let marker = "r-RESOLVED-X:all:1";
         let event = "r-RESOLVED-X:all:2";
         let marker_json = r#"{"event":"SKILL_FAULT_RESOLVED","runId":"r","faultId":"X:all:1"}"#;
@@ -171,11 +170,8 @@ mod tests {
             r#"{"runId":"r-RESOLVED"}"#,
         )
         .unwrap();
-        assert_eq!(runs_of(dir.path(), marker), ["r"]);
-        assert_eq!(runs_of(dir.path(), event), ["r-RESOLVED"]);
-        assert_eq!(
-            runs_of(dir.path(), "r-RESOLVED-X:all:3"),
-            ["r-RESOLVED", "r"]
-        );
+        assert_eq!(runs_of(&dir, marker), ["r"]);
+        assert_eq!(runs_of(&dir, event), ["r-RESOLVED"]);
+        assert_eq!(runs_of(&dir, "r-RESOLVED-X:all:3"), ["r-RESOLVED", "r"]);
     }
 }

@@ -1,8 +1,6 @@
 //! Every halt event under the halt dir with where it stands, for `berth faults list`.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs;
-use std::io;
 use std::path::Path;
 
 use serde::Serialize;
@@ -10,6 +8,7 @@ use serde::Serialize;
 use super::super::json_file;
 use super::shown::Shown;
 use super::{HaltStore, PENDING_DIR, PROCESSED_DIR, RESOLVED_EVENT};
+use crate::private_dir::PrivateDir;
 
 /// Where a listed halt event stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -59,17 +58,19 @@ impl HaltStore {
             (PENDING_DIR, HaltStatus::Pending),
             (PROCESSED_DIR, HaltStatus::Investigated),
         ] {
-            let dir = self.dir.join(sub);
-            let names = match json_names(&dir) {
+            let names = match json_names(&self.dir, sub) {
                 Ok(names) => names,
                 Err(bad) => {
                     listing.unreadable.push(bad);
                     continue;
                 }
             };
+            let Some((dir, names)) = names else {
+                continue;
+            };
             for name in names {
                 let path = dir.join(&name);
-                let shown = match json_file::read_text(&path) {
+                let shown = match json_file::read_text_in(&dir, &name) {
                     Ok(None) => continue,
                     Ok(Some(text)) => Shown::parse(&text).map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
@@ -132,24 +133,28 @@ fn listed(file: String, status: HaltStatus, shown: Shown) -> ListedHalt {
     }
 }
 
-/// The `*.json` names directly in `dir` (not hidden, not `*.json.tmp.<pid>`), sorted; a
-/// missing dir has none.
-fn json_names(dir: &Path) -> Result<Vec<String>, crate::store::Unreadable> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(crate::store::Unreadable {
-                file: dir.display().to_string(),
-                reason: format!("cannot read dir: {e}"),
-            });
-        }
+/// `sub` of the halt dir `halts`, opened to be read and never through a symlink,
+/// and the `*.json` names directly in it (not hidden, not `*.json.tmp.<pid>`), sorted; a
+/// missing dir is `None`. Each listing opens it anew: a daemon lists for its whole life.
+fn json_names(
+    halts: &Path,
+    sub: &str,
+) -> Result<Option<(PrivateDir, Vec<String>)>, crate::store::Unreadable> {
+    let unreadable = |reason: String| crate::store::Unreadable {
+        file: halts.join(sub).display().to_string(),
+        reason,
     };
-    let mut names: Vec<String> = entries
-        .flatten()
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+    let dir = match PrivateDir::open_to_read(halts, sub) {
+        Ok(Some(dir)) => dir,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(unreadable(e.to_string())),
+    };
+    let mut names: Vec<String> = dir
+        .names()
+        .map_err(|e| unreadable(format!("cannot read dir: {e}")))?
+        .into_iter()
         .filter(|name| !name.starts_with('.') && name.ends_with(".json"))
         .collect();
     names.sort();
-    Ok(names)
+    Ok(Some((dir, names)))
 }

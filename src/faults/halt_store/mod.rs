@@ -16,7 +16,6 @@
 //! berth never writes over it. Every file here is read without blocking, without following
 //! a symlink, after checking the open handle is a regular file, and within a size cap.
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -27,15 +26,17 @@ use super::halt::HaltEvent;
 use super::json_file::{self, JsonFileError};
 use super::parse_budget::ParseError;
 use super::run_id::{file_run_id, fit_stem};
-use crate::atomic_file;
+use crate::private_dir::{PrivateDir, PrivateDirError};
 
 mod cap;
+mod dirs;
 mod listing;
 mod run_lock;
 mod shown;
 mod sweep;
 mod sync;
 
+use dirs::Sub;
 use shown::Prior;
 
 pub use cap::{CAP_RUN_ID, CapReached, MAX_PENDING_PER_RUN, MAX_PENDING_TOTAL};
@@ -97,6 +98,8 @@ pub struct HaltStore {
     census: Arc<Mutex<Option<cap::Census>>>,
     /// Whether this store removed the registries of gone runs ([`sweep`]) yet.
     swept: Arc<std::sync::atomic::AtomicBool>,
+    /// The subdirs this store writes, held open from their first use ([`dirs`]).
+    opened: Arc<dirs::Opened>,
 }
 
 /// Why a halt event file was not written, read or moved; each names the file.
@@ -123,6 +126,9 @@ pub enum HaltStoreError {
     /// A new file past a cap on pending files: not written, tried again later.
     #[error("{}: held back: {source}", .path.display())]
     Withheld { path: PathBuf, source: CapReached },
+    /// A subdir is not one berth writes in (a symlink, another user's), or cannot be made.
+    #[error(transparent)]
+    Dir(#[from] PrivateDirError),
     #[error("cannot move {} to {}: {source}", .from.display(), .to.display())]
     Move {
         from: PathBuf,
@@ -134,12 +140,12 @@ pub enum HaltStoreError {
 /// The text of the pending file at `path` and what emit takes from it ([`Prior`]), `None`
 /// if there is none: read within the cap and never parsed into a value, so a planted
 /// 8 MiB event costs its bytes.
-fn read_prior(path: &Path) -> Result<Option<(String, Prior)>, HaltStoreError> {
+fn read_prior(dir: &PrivateDir, name: &str) -> Result<Option<(String, Prior)>, HaltStoreError> {
     let unreadable = |source: JsonFileError| HaltStoreError::Unreadable {
-        path: path.to_owned(),
+        path: dir.join(name),
         source,
     };
-    let Some(text) = json_file::read_text(path).map_err(|e| unreadable(e.into()))? else {
+    let Some(text) = json_file::read_text_in(dir, name).map_err(|e| unreadable(e.into()))? else {
         return Ok(None);
     };
     let prior = Prior::parse(&text).map_err(|e| unreadable(ParseError::NotJson(e).into()))?;
@@ -161,6 +167,7 @@ impl HaltStore {
             dir: dir.into(),
             census: Arc::default(),
             swept: Arc::default(),
+            opened: Arc::default(),
         }
     }
 
@@ -170,8 +177,9 @@ impl HaltStore {
     fn admit(&self, run_id: &str, path: &Path) -> Result<(), HaltStoreError> {
         let mut census = self.census.lock().unwrap_or_else(|e| e.into_inner());
         if census.is_none() {
-            let pending = self.dir.join(PENDING_DIR);
-            *census = Some(cap::Census::take(&pending).map_err(io_problem("list", &pending))?);
+            let pending = self.ensure(Sub::Pending)?;
+            let taken = cap::Census::take(&pending).map_err(io_problem("list", pending.path()))?;
+            *census = Some(taken);
         }
         let census = census.as_mut().expect("counted above");
         census
@@ -188,8 +196,12 @@ impl HaltStore {
     /// when it is not pending already.
     pub fn file_cap_event(&self) -> Result<(), HaltStoreError> {
         let event = cap::cap_event(&self.dir.join(PENDING_DIR));
-        let path = self.pending_path(&event.run_id, &event.fault_id);
-        if fs::symlink_metadata(&path).is_ok() {
+        let name = Self::file_name(&event.run_id, "", &event.fault_id, "");
+        if self
+            .ensure(Sub::Pending)?
+            .entry(&name)
+            .is_ok_and(|e| e.is_some())
+        {
             return Ok(());
         }
         self.write_event(&event, false).map(drop)
@@ -230,18 +242,14 @@ impl HaltStore {
     }
 
     pub fn collapsed_path(&self, run_id: &str, fault_id: &str, capture: u64) -> PathBuf {
-        self.dir.join(COLLAPSED_DIR).join(Self::file_name(
-            run_id,
-            "",
-            fault_id,
-            &format!("-{capture}"),
-        ))
+        self.dir
+            .join(COLLAPSED_DIR)
+            .join(collapsed_name(run_id, fault_id, capture))
     }
 
-    fn ensure(&self, sub: &str) -> Result<PathBuf, HaltStoreError> {
-        let dir = self.dir.join(sub);
-        atomic_file::ensure_private_dir(&dir).map_err(io_problem("create", &dir))?;
-        Ok(dir)
+    /// `sub`, held open by this store from its first use ([`dirs`]).
+    fn ensure(&self, sub: Sub) -> Result<Arc<PrivateDir>, HaltStoreError> {
+        Ok(self.opened.get(&self.dir, sub)?)
     }
 
     /// Files one halt event as gstack's `emitHaltEvent` does: a pending file holding
@@ -256,9 +264,10 @@ impl HaltStore {
 
     /// [`HaltStore::emit`]; a new pending file only within the caps when `capped`.
     fn write_event(&self, event: &HaltEvent, capped: bool) -> Result<Emitted, HaltStoreError> {
-        self.ensure(PENDING_DIR)?;
-        let pending = self.pending_path(&event.run_id, &event.fault_id);
-        let prior = read_prior(&pending)?;
+        let pending_dir = self.ensure(Sub::Pending)?;
+        let name = Self::file_name(&event.run_id, "", &event.fault_id, "");
+        let pending = pending_dir.join(&name);
+        let prior = read_prior(&pending_dir, &name)?;
         let mut event = event.clone();
         event
             .fit_within(json_file::MAX_JSON_BYTES)
@@ -288,15 +297,14 @@ impl HaltStore {
             }
         };
         let bytes = json_file::pretty(&event).map_err(io_problem("encode", &pending))?;
-        atomic_file::write_atomic(&pending, &bytes, 0o600)
+        pending_dir
+            .write_atomic(&name, &bytes, 0o600)
             .map_err(io_problem("write", &pending))?;
-        let marker = self.resolved_path(&event.run_id, &event.fault_id);
-        match fs::remove_file(&marker) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(io_problem("remove the stale resolved marker", &marker)(e));
-            }
-            _ => {}
-        }
+        let marker = Self::file_name(&event.run_id, "RESOLVED-", &event.fault_id, "");
+        pending_dir.remove_if_there(&marker).map_err(io_problem(
+            "remove the stale resolved marker",
+            &pending_dir.join(&marker),
+        ))?;
         Ok(emitted)
     }
 
@@ -313,8 +321,8 @@ impl HaltStore {
         capture: u64,
         prior: &[u8],
     ) -> Result<(), HaltStoreError> {
-        self.ensure(COLLAPSED_DIR)?;
-        let mut archives = self.archives(run_id, fault_id)?;
+        let collapsed = self.ensure(Sub::Collapsed)?;
+        let mut archives = archives(&collapsed, run_id, fault_id)?;
         let highest = archives.iter().map(|a| a.number).max();
         let number = match highest.map(|h| h.checked_add(1)) {
             None => capture,
@@ -322,74 +330,28 @@ impl HaltStore {
             // The numbers ran out (an archive planted as number u64::MAX): the archives are
             // numbered 1..=k again, oldest first, so that this capture still gets a name of
             // its own and stays the newest.
-            Some(None) => self.renumber(run_id, fault_id, &mut archives)? + 1,
+            Some(None) => renumber(&collapsed, run_id, fault_id, &mut archives)? + 1,
         };
-        let path = self.collapsed_path(run_id, fault_id, number);
-        atomic_file::write_atomic(&path, prior, 0o600).map_err(io_problem("write", &path))?;
+        let name = collapsed_name(run_id, fault_id, number);
+        collapsed
+            .write_atomic(&name, prior, 0o600)
+            .map_err(io_problem("write", &collapsed.join(&name)))?;
         archives.push(Archive {
             number,
             size: prior.len() as u64,
-            path,
+            name,
         });
         archives.sort_by_key(|a| std::cmp::Reverse(a.number));
-        prune_archives(&archives)
-    }
-
-    /// Renames one fault's `archives` to the numbers 1..=k, keeping their order; returns k.
-    /// Taken in ascending order, each name is free when it is taken: an archive already
-    /// holding number i is among the first i and was renamed before.
-    fn renumber(
-        &self,
-        run_id: &str,
-        fault_id: &str,
-        archives: &mut [Archive],
-    ) -> Result<u64, HaltStoreError> {
-        archives.sort_by_key(|a| a.number);
-        for (number, archive) in (1u64..).zip(archives.iter_mut()) {
-            if archive.number == number {
-                continue;
-            }
-            let path = self.collapsed_path(run_id, fault_id, number);
-            fs::rename(&archive.path, &path).map_err(io_problem("renumber", &archive.path))?;
-            *archive = Archive {
-                number,
-                size: archive.size,
-                path,
-            };
-        }
-        Ok(archives.len() as u64)
-    }
-
-    /// The archived captures of one fault under `collapsed/`: the files whose name is the
-    /// name [`HaltStore::collapsed_path`] gives their number.
-    fn archives(&self, run_id: &str, fault_id: &str) -> Result<Vec<Archive>, HaltStoreError> {
-        let dir = self.dir.join(COLLAPSED_DIR);
-        let entries = fs::read_dir(&dir).map_err(io_problem("list", &dir))?;
-        Ok(entries
-            .flatten()
-            .filter_map(|entry| {
-                let path = entry.path();
-                let (_, number) = path
-                    .file_name()?
-                    .to_str()?
-                    .strip_suffix(".json")?
-                    .rsplit_once('-')?;
-                let number: u64 = number.parse().ok()?;
-                if path != self.collapsed_path(run_id, fault_id, number) {
-                    return None;
-                }
-                let size = entry.metadata().ok().filter(|m| m.is_file())?.len();
-                Some(Archive { number, size, path })
-            })
-            .collect())
+        prune_archives(&collapsed, &archives)
     }
 
     /// Writes the resolved marker of a fault that cleared, as gstack's
     /// `emitHaltEventResolved` does: `{event, timestamp, runId, faultId}` and nothing else.
     pub fn resolve(&self, run_id: &str, fault_id: &str) -> Result<(), HaltStoreError> {
-        self.ensure(PENDING_DIR)?;
-        let path = self.resolved_path(run_id, fault_id);
-        if fs::symlink_metadata(&path).is_err() {
+        let pending = self.ensure(Sub::Pending)?;
+        let name = Self::file_name(run_id, "RESOLVED-", fault_id, "");
+        let path = pending.join(&name);
+        if !pending.entry(&name).is_ok_and(|e| e.is_some()) {
             self.admit(run_id, &path)?;
         }
         let marker = json!({
@@ -399,7 +361,9 @@ impl HaltStore {
             "faultId": fault_id,
         });
         let bytes = json_file::pretty(&marker).map_err(io_problem("encode", &path))?;
-        atomic_file::write_atomic(&path, &bytes, 0o600).map_err(io_problem("write", &path))
+        pending
+            .write_atomic(&name, &bytes, 0o600)
+            .map_err(io_problem("write", &path))
     }
 
     /// gstack's `markInvestigated`: moves the pending event of (`run_id`, `fault_id`) to
@@ -410,15 +374,15 @@ impl HaltStore {
         run_id: &str,
         fault_id: &str,
     ) -> Result<Marked, HaltStoreError> {
-        let pending = self.pending_path(run_id, fault_id);
-        self.ensure(PROCESSED_DIR)?;
-        let processed = self.processed_path(run_id, fault_id);
-        match fs::rename(&pending, &processed) {
-            Ok(()) => Ok(Marked::Moved(processed)),
+        let pending = self.ensure(Sub::Pending)?;
+        let processed = self.ensure(Sub::Processed)?;
+        let name = Self::file_name(run_id, "", fault_id, "");
+        match pending.rename_to(&name, &processed, &name) {
+            Ok(()) => Ok(Marked::Moved(processed.join(&name))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Marked::AlreadyMoved),
             Err(source) => Err(HaltStoreError::Move {
-                from: pending,
-                to: processed,
+                from: pending.join(&name),
+                to: processed.join(&name),
                 source,
             }),
         }
@@ -429,24 +393,84 @@ impl HaltStore {
 struct Archive {
     number: u64,
     size: u64,
-    path: PathBuf,
+    name: String,
+}
+
+/// The name of capture number `capture` of (`run_id`, `fault_id`) under `collapsed/`.
+fn collapsed_name(run_id: &str, fault_id: &str, capture: u64) -> String {
+    HaltStore::file_name(run_id, "", fault_id, &format!("-{capture}"))
+}
+
+/// The archived captures of one fault in `collapsed`: the files whose name is the name
+/// [`collapsed_name`] gives their number.
+fn archives(
+    collapsed: &PrivateDir,
+    run_id: &str,
+    fault_id: &str,
+) -> Result<Vec<Archive>, HaltStoreError> {
+    let names = collapsed
+        .names()
+        .map_err(io_problem("list", collapsed.path()))?;
+    Ok(names
+        .into_iter()
+        .filter_map(|name| {
+            let (_, number) = name.strip_suffix(".json")?.rsplit_once('-')?;
+            let number: u64 = number.parse().ok()?;
+            if name != collapsed_name(run_id, fault_id, number) {
+                return None;
+            }
+            let size = collapsed.entry(&name).ok()??;
+            Some(Archive {
+                number,
+                size: size.is_file.then_some(size.size)?,
+                name,
+            })
+        })
+        .collect())
+}
+
+/// Renames one fault's `archives` to the numbers 1..=k, keeping their order; returns k.
+/// Taken in ascending order, each name is free when it is taken: an archive already
+/// holding number i is among the first i and was renamed before.
+fn renumber(
+    collapsed: &PrivateDir,
+    run_id: &str,
+    fault_id: &str,
+    archives: &mut [Archive],
+) -> Result<u64, HaltStoreError> {
+    archives.sort_by_key(|a| a.number);
+    for (number, archive) in (1u64..).zip(archives.iter_mut()) {
+        if archive.number == number {
+            continue;
+        }
+        let name = collapsed_name(run_id, fault_id, number);
+        collapsed
+            .rename_to(&archive.name, collapsed, &name)
+            .map_err(io_problem("renumber", &collapsed.join(&archive.name)))?;
+        *archive = Archive {
+            number,
+            size: archive.size,
+            name,
+        };
+    }
+    Ok(archives.len() as u64)
 }
 
 /// Removes the oldest of one fault's `archives` (newest, the highest number, first) past
 /// [`MAX_ARCHIVES_PER_FAULT`] or [`MAX_ARCHIVE_BYTES_PER_FAULT`]; the newest always stays.
-fn prune_archives(archives: &[Archive]) -> Result<(), HaltStoreError> {
+fn prune_archives(collapsed: &PrivateDir, archives: &[Archive]) -> Result<(), HaltStoreError> {
     let mut total = 0u64;
     for (kept, archive) in archives.iter().enumerate() {
         total = total.saturating_add(archive.size);
         if kept == 0 || (kept < MAX_ARCHIVES_PER_FAULT && total <= MAX_ARCHIVE_BYTES_PER_FAULT) {
             continue;
         }
-        match fs::remove_file(&archive.path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(io_problem("remove the old capture", &archive.path)(e));
-            }
-            _ => {}
-        }
+        collapsed
+            .remove_if_there(&archive.name)
+            .map_err(io_problem(
+                "remove the old capture",
+                &collapsed.join(&archive.name),
+            ))?;
     }
     Ok(())
 }

@@ -2,11 +2,11 @@
 
 use std::fs;
 use std::io;
-use std::path::Path;
 use std::time::Duration;
 
 use super::super::run_id::{file_run_id, fit_stem};
 use crate::atomic_file;
+use crate::private_dir::PrivateDir;
 
 /// How long a run's sync waits for the run's lock: not at all. Berth holds it for
 /// milliseconds, but whoever can write the faults dir can hold the locks of any number of
@@ -14,28 +14,28 @@ use crate::atomic_file;
 /// run is synced on a later round, once its lock is free.
 const RUN_LOCK_WAIT: Duration = Duration::ZERO;
 
-/// The lock file of `run_id`'s registries in `active_dir`.
-pub(super) fn run_lock_path(active_dir: &Path, run_id: &str) -> std::path::PathBuf {
+/// The name of the lock file of `run_id`'s registries in `active-faults/`.
+pub(super) fn run_lock_name(run_id: &str) -> String {
     let lock_stem = format!(".{}", file_run_id(run_id));
-    active_dir.join(format!("{}.lock", fit_stem(&lock_stem, ".lock".len())))
+    format!("{}.lock", fit_stem(&lock_stem, ".lock".len()))
 }
 
-/// Takes the run's lock file, and makes sure it is still the file at `lock_path`: a sync
-/// that found its run with nothing raised removes the lock file while holding it, so a
-/// lock taken on the file it removed would guard nothing; such a lock is let go and the
-/// file there now is taken instead.
-pub(super) fn lock_run(lock_path: &Path) -> io::Result<fs::File> {
+/// Takes the run's lock file `name` in `active`, and makes sure it is still the file there:
+/// a sync that found its run with nothing raised removes the lock file while holding it,
+/// so a lock taken on the file it removed would guard nothing; such a lock is let go and
+/// the file there now is taken instead.
+pub(super) fn lock_run(active: &PrivateDir, name: &str) -> io::Result<fs::File> {
     use std::os::unix::fs::MetadataExt as _;
+    let lock_path = active.join(name);
     for _ in 0..3 {
-        let file = atomic_file::lock_exclusive_within(lock_path, RUN_LOCK_WAIT)?;
+        let file = active.open_lock_file(name)?;
+        let file = atomic_file::lock_open_file_within(file, &lock_path, RUN_LOCK_WAIT)?;
         let held = file.metadata()?;
-        match fs::symlink_metadata(lock_path) {
-            Ok(there) if there.dev() == held.dev() && there.ino() == held.ino() => {
-                return Ok(file);
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        if active
+            .entry(name)?
+            .is_some_and(|there| (there.dev, there.ino) == (held.dev(), held.ino()))
+        {
+            return Ok(file);
         }
     }
     Err(io::Error::new(
@@ -45,11 +45,4 @@ pub(super) fn lock_run(lock_path: &Path) -> io::Result<fs::File> {
             lock_path.display()
         ),
     ))
-}
-
-pub(super) fn remove_if_there(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
 }

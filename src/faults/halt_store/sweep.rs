@@ -6,48 +6,44 @@
 //! found beside a live one, its faults are not resolved: its pending events stay for an
 //! investigator.
 
-use std::fs;
-use std::os::unix::fs::MetadataExt as _;
-use std::path::Path;
-
 use super::super::registry;
-use super::run_lock::{lock_run, remove_if_there, run_lock_path};
+use super::run_lock::{lock_run, run_lock_name};
+use crate::private_dir::PrivateDir;
 
-/// Removes the registries in `active_dir` whose state files are gone; a run whose lock is
+/// Removes the registries in `active` whose state files are gone; a run whose lock is
 /// held (by this sync, or another process) is left for a later pass.
-pub fn remove_gone_runs(active_dir: &Path) {
-    let Ok(entries) = fs::read_dir(active_dir) else {
+pub fn remove_gone_runs(active: &PrivateDir) {
+    let Ok(names) = active.names() else {
         return;
     };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let is_registry = name
-            .to_str()
-            .is_some_and(|n| n.ends_with(".json") && !n.starts_with('.'));
-        let Ok(before) = entry.metadata() else {
-            continue;
-        };
-        if !is_registry || !before.is_file() {
+    for name in names {
+        if !name.ends_with(".json") || name.starts_with('.') {
             continue;
         }
-        let path = entry.path();
-        let Some(found) = registry::of_gone_state(&path) else {
+        let Ok(Some(before)) = active.entry(&name) else {
             continue;
         };
-        let lock_path = run_lock_path(active_dir, &found.run_id);
-        let Ok(_guard) = lock_run(&lock_path) else {
+        if !before.is_file {
+            continue;
+        }
+        let Some(found) = registry::of_gone_state(active, &name) else {
+            continue;
+        };
+        let lock_name = run_lock_name(&found.run_id);
+        let Ok(_guard) = lock_run(active, &lock_name) else {
             continue;
         };
         // Only the file read above: a run that synced meanwhile may have rewritten it.
-        let still = fs::symlink_metadata(&path)
-            .is_ok_and(|now| (now.dev(), now.ino()) == (before.dev(), before.ino()));
-        if !still || remove_if_there(&path).is_err() {
+        let still = active
+            .entry(&name)
+            .is_ok_and(|now| now.is_some_and(|now| (now.dev, now.ino) == (before.dev, before.ino)));
+        if !still || active.remove_if_there(&name).is_err() {
             continue;
         }
-        if !registry::others_exist(active_dir, &found.run_id, &path)
-            && let Err(e) = remove_if_there(&lock_path)
+        if !registry::others_exist(active, &found.run_id, &name)
+            && let Err(e) = active.remove_if_there(&lock_name)
         {
-            tracing::warn!(file = %lock_path.display(), "lock file of a gone run not removed: {e}");
+            tracing::warn!(file = %active.join(&lock_name).display(), "lock file of a gone run not removed: {e}");
         }
     }
 }

@@ -3,13 +3,12 @@
 
 use std::cell::OnceCell;
 use std::collections::HashSet;
-use std::fs;
-use std::io;
 
 use super::super::halt::HaltEvent;
 use super::super::registry::{self, ActiveFault};
-use super::run_lock::{lock_run, remove_if_there, run_lock_path};
-use super::{ACTIVE_DIR, HaltStore, HaltStoreError, SyncReport, io_problem};
+use super::dirs::Sub;
+use super::run_lock::{lock_run, run_lock_name};
+use super::{HaltStore, HaltStoreError, SyncReport, io_problem};
 
 impl HaltStore {
     /// One tick for one run's state file (`source`; the queue dir for queue faults): files
@@ -20,22 +19,22 @@ impl HaltStore {
     /// recorded, so a failed write is retried on the next tick.
     pub fn sync_run(&self, run_id: &str, source: &str, events: &[HaltEvent]) -> SyncReport {
         let mut report = SyncReport::default();
-        let active_dir = match self.ensure(ACTIVE_DIR) {
+        let active = match self.ensure(Sub::Active) {
             Ok(dir) => dir,
             Err(problem) => {
                 report.problems.push(problem.to_string());
                 return report;
             }
         };
-        let path = registry::path(&active_dir, run_id, source);
-        if events.is_empty()
-            && matches!(fs::symlink_metadata(&path), Err(e) if e.kind() == io::ErrorKind::NotFound)
-        {
+        let name = registry::name(run_id, source);
+        let path = active.join(&name);
+        if events.is_empty() && matches!(active.entry(&name), Ok(None)) {
             // Nothing raised, nothing to clear: no lock file made for a run with no fault.
             return report;
         }
-        let lock_path = run_lock_path(&active_dir, run_id);
-        let _guard = match lock_run(&lock_path) {
+        let lock_name = run_lock_name(run_id);
+        let lock_path = active.join(&lock_name);
+        let _guard = match lock_run(&active, &lock_name) {
             Ok(guard) => guard,
             Err(e) => {
                 report
@@ -44,7 +43,7 @@ impl HaltStore {
                 return report;
             }
         };
-        let mut registry = match registry::load(&path, run_id, source) {
+        let mut registry = match registry::load(&active, &name, run_id, source) {
             Ok((registry, warning)) => {
                 report.problems.extend(warning);
                 registry
@@ -58,7 +57,7 @@ impl HaltStore {
         // nothing then lists nothing, where listing for each run is quadratic in the runs.
         let listing = OnceCell::new();
         let elsewhere =
-            || listing.get_or_init(|| registry::raised_elsewhere(&active_dir, run_id, &path));
+            || listing.get_or_init(|| registry::raised_elsewhere(&active, run_id, &name));
         let mut changed = false;
         let mut current: HashSet<&str> = HashSet::new();
         for event in events {
@@ -133,17 +132,17 @@ impl HaltStore {
             report.problems.push(problem.to_string());
         }
         if changed && !self.swept.swap(true, std::sync::atomic::Ordering::Relaxed) {
-            super::sweep::remove_gone_runs(&active_dir);
+            super::sweep::remove_gone_runs(&active);
         }
         if changed && registry.active.is_empty() {
             // Nothing raised: the registry goes, and the run's lock file with it once no
             // other registry of the run is left, so runs that come and go leave nothing.
-            if let Err(e) = remove_if_there(&path) {
+            if let Err(e) = active.remove_if_there(&name) {
                 report
                     .problems
                     .push(io_problem("remove", &path)(e).to_string());
-            } else if !registry::others_exist(&active_dir, run_id, &path)
-                && let Err(e) = remove_if_there(&lock_path)
+            } else if !registry::others_exist(&active, run_id, &name)
+                && let Err(e) = active.remove_if_there(&lock_name)
             {
                 report
                     .problems
@@ -151,7 +150,7 @@ impl HaltStore {
             }
         } else if changed {
             registry.updated_at = crate::clock::now_iso();
-            if let Err(e) = registry::save(&path, &registry) {
+            if let Err(e) = registry::save(&active, &name, &registry) {
                 report
                     .problems
                     .push(io_problem("write", &path)(e).to_string());

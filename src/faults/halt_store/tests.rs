@@ -2,6 +2,7 @@ use super::*;
 use crate::faults::fault::{Fault, Severity};
 use crate::faults::halt::RunRef;
 use serde_json::Value;
+use std::fs;
 
 fn event(run: &str, category: &str, tail: &str) -> HaltEvent {
     let fault = Fault {
@@ -532,3 +533,5 @@ fn runs_archived_while_faulted_leave_nothing_in_active_faults() {
         &left[..left.len().min(4)]
     );
 }
+
+mod swaps;

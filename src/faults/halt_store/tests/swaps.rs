@@ -1,0 +1,171 @@
+//! Whoever writes the faults dir swaps one of berth's subdirs for a symlink to a dir of its
+//! choosing (here a stand-in for berth's own dir; as root, any dir) while berth files
+//! faults: nothing berth writes may land in the link's target.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// Swaps `sub` of the halt dir `dir` and a symlink to `victim` back and forth
+/// (`renameat2(RENAME_EXCHANGE)`, so one of the two is always at the name) while `pass`
+/// runs, pass after pass, until something appears in `victim` or `passes` ran. Returns
+/// what appeared and how many passes ran.
+fn while_swapped(
+    dir: &Path,
+    sub: &str,
+    victim: &Path,
+    passes: usize,
+    mut pass: impl FnMut(usize),
+) -> (Vec<String>, usize) {
+    let real = dir.join(sub);
+    let link = dir.join(format!("{sub}.swap"));
+    std::os::unix::fs::symlink(victim, &link).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let stop = Arc::clone(&stop);
+        let (a, b) = (
+            CString::new(real.as_os_str().as_bytes()).unwrap(),
+            CString::new(link.as_os_str().as_bytes()).unwrap(),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                // SAFETY: two valid NUL-terminated paths.
+                unsafe {
+                    nix::libc::renameat2(
+                        nix::libc::AT_FDCWD,
+                        a.as_ptr(),
+                        nix::libc::AT_FDCWD,
+                        b.as_ptr(),
+                        nix::libc::RENAME_EXCHANGE,
+                    );
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+    let planted = || -> Vec<String> {
+        fs::read_dir(victim)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    // A bound on a slow machine's run, not an oracle: the passes are counted.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut ran = 0;
+    while ran < passes && planted().is_empty() && Instant::now() < deadline {
+        pass(ran);
+        ran += 1;
+    }
+    stop.store(true, Ordering::SeqCst);
+    swapper.join().unwrap();
+    (planted(), ran)
+}
+
+/// The run's lock (`.r.lock`) and its registry were created in the link's target: berth
+/// checked the name once, then wrote by it.
+#[test]
+fn a_symlink_swapped_in_for_active_faults_redirects_berths_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    let x = event("r", "X", "");
+    store.sync_run("r", "/s/r.json", std::slice::from_ref(&x));
+    let (found, syncs) = while_swapped(dir.path(), ACTIVE_DIR, victim.path(), 1000, |i| {
+        let events = if i % 2 == 0 { vec![] } else { vec![x.clone()] };
+        // Half the passes by a store of their own, as the daemon makes one per pass.
+        if i % 4 < 2 {
+            store.sync_run("r", "/s/r.json", &events);
+        } else {
+            HaltStore::new(dir.path()).sync_run("r", "/s/r.json", &events);
+        }
+    });
+    assert!(
+        found.is_empty(),
+        "after {syncs} syncs berth wrote {found:?} into the symlink's target {}",
+        victim.path().display()
+    );
+}
+
+/// Pending events and resolved markers filed and removed while `pending-investigations/`
+/// is swapped.
+#[test]
+fn a_symlink_swapped_in_for_pending_investigations_gets_no_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    store.sync_run("r", "/s/r.json", &[event("r", "X", "")]);
+    let (found, syncs) = while_swapped(dir.path(), PENDING_DIR, victim.path(), 1000, |i| {
+        let raised = [event("r", &format!("P{}", i / 2), "")];
+        let events: &[HaltEvent] = if i % 2 == 0 { &raised } else { &[] };
+        if i % 4 < 2 {
+            store.sync_run("r", "/s/r.json", events);
+        } else {
+            HaltStore::new(dir.path()).sync_run("r", "/s/r.json", events);
+        }
+    });
+    assert!(
+        found.is_empty(),
+        "after {syncs} syncs berth wrote {found:?} into the symlink's target {}",
+        victim.path().display()
+    );
+}
+
+/// Captures archived (and old ones pruned) while `collapsed/` is swapped.
+#[test]
+fn a_symlink_swapped_in_for_collapsed_gets_no_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    store.emit(&event("r", "X", "tail 0")).unwrap();
+    store.emit(&event("r", "X", "tail 1")).unwrap();
+    let (found, emits) = while_swapped(dir.path(), COLLAPSED_DIR, victim.path(), 1000, |i| {
+        let recurred = event("r", "X", &format!("tail {}", i + 2));
+        if i % 2 == 0 {
+            let _ = store.emit(&recurred);
+        } else {
+            let _ = HaltStore::new(dir.path()).emit(&recurred);
+        }
+    });
+    assert!(
+        found.is_empty(),
+        "after {emits} recurrences berth wrote {found:?} into the symlink's target {}",
+        victim.path().display()
+    );
+}
+
+/// A subdir found to be a symlink when a store opens it is refused for that store, with
+/// its reason in the pass's report; once the link is gone the next store works as ever.
+#[test]
+fn a_subdir_that_is_a_symlink_is_refused_and_reported_then_the_next_store_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = tempfile::tempdir().unwrap();
+    let active = dir.path().join(ACTIVE_DIR);
+    std::os::unix::fs::symlink(victim.path(), &active).unwrap();
+    let report = HaltStore::new(dir.path()).sync_run("r", "/s/r.json", &[event("r", "X", "")]);
+    assert!(report.emitted.is_empty(), "{report:?}");
+    assert_eq!(report.problems.len(), 1, "{report:?}");
+    assert!(
+        report.problems[0].contains(&format!("{} is a symlink", active.display())),
+        "{report:?}"
+    );
+    let processed = dir.path().join(PROCESSED_DIR);
+    std::os::unix::fs::symlink(victim.path(), &processed).unwrap();
+    let listing = HaltStore::new(dir.path()).list();
+    assert_eq!(listing.unreadable.len(), 1, "{listing:?}");
+    assert!(
+        listing.unreadable[0].reason.contains("is a symlink"),
+        "{listing:?}"
+    );
+    fs::remove_file(&processed).unwrap();
+    fs::remove_file(&active).unwrap();
+    let report = HaltStore::new(dir.path()).sync_run("r", "/s/r.json", &[event("r", "X", "")]);
+    assert_eq!(report.emitted.len(), 1, "{report:?}");
+    assert!(report.problems.is_empty(), "{report:?}");
+    assert_eq!(fs::read_dir(victim.path()).unwrap().count(), 0);
+}

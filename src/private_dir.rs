@@ -1,0 +1,363 @@
+//! A directory of berth's own inside a directory others write (the faults dir, shared with
+//! gstack and its orchestrators), held by a descriptor.
+//!
+//! Whoever can write the parent can swap the subdirectory's name for a symlink at any
+//! moment, so a check of the name followed by writes by the name guards nothing. The
+//! directory is opened once (`O_DIRECTORY|O_NOFOLLOW`), checked on that descriptor (a
+//! directory owned by berth's user), and every later open, write, rename, removal and
+//! listing is relative to the descriptor (`openat`, `renameat`, `unlinkat`): a name
+//! swapped afterwards is never followed, and a swap before the open is refused.
+
+use std::ffi::OsStr;
+use std::fs::{File, Metadata};
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, openat, renameat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat, mkdirat};
+use nix::unistd::{UnlinkatFlags, unlinkat};
+
+use crate::hostile_file::{self, ReadError};
+
+/// Why a directory was not taken as berth's own; each names the directory and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivateDirError {
+    #[error("cannot open {}: {source}", .path.display())]
+    Parent { path: PathBuf, source: io::Error },
+    #[error("cannot create {}: {source}", .path.display())]
+    Create { path: PathBuf, source: Errno },
+    #[error(
+        "{} is a symlink; berth keeps its files only in a real directory (remove the link)",
+        .path.display()
+    )]
+    Symlink { path: PathBuf },
+    #[error("{} is not a directory", .path.display())]
+    NotDir { path: PathBuf },
+    #[error("cannot open {} as a directory: {source}", .path.display())]
+    Open { path: PathBuf, source: Errno },
+    #[error(
+        "{} belongs to uid {owner}, not to berth's user (uid {euid}); berth writes only in its own directories",
+        .path.display()
+    )]
+    NotOwned {
+        path: PathBuf,
+        owner: u32,
+        euid: u32,
+    },
+    #[error("cannot make {} private (0700): {source}", .path.display())]
+    Tighten { path: PathBuf, source: Errno },
+}
+
+/// An open directory of berth's own and the path it was opened by (for messages only).
+#[derive(Debug)]
+pub struct PrivateDir {
+    path: PathBuf,
+    fd: OwnedFd,
+}
+
+/// What a name in a [`PrivateDir`] is, as `fstatat` without following it says.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub is_file: bool,
+}
+
+impl PrivateDir {
+    /// `name` in `parent`, created 0700 if missing (`parent` and its parents too), opened
+    /// without following a symlink, and checked on the descriptor: owned by berth's
+    /// effective user (an existing one open to group or others is tightened to 0700).
+    pub fn ensure(parent: &Path, name: &str) -> Result<PrivateDir, PrivateDirError> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|source| PrivateDirError::Parent {
+                path: parent.to_owned(),
+                source,
+            })?;
+        let parent_fd = open_parent(parent)?;
+        let path = parent.join(name);
+        match mkdirat(&parent_fd, name, Mode::S_IRWXU) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(source) => return Err(PrivateDirError::Create { path, source }),
+        }
+        let fd = open_nofollow(&parent_fd, &path, name)?;
+        make_private(&fd, &path)?;
+        Ok(PrivateDir { path, fd })
+    }
+
+    /// `name` in `parent` opened to be read (listed, its files read), never through a
+    /// symlink; `None` when it is not there. Nothing is created or tightened, and its owner
+    /// is not checked: a listing writes nothing, and may be run by another user than the
+    /// daemon that writes the dir.
+    pub fn open_to_read(parent: &Path, name: &str) -> Result<Option<PrivateDir>, PrivateDirError> {
+        let parent_fd = match open_parent(parent) {
+            Err(PrivateDirError::Parent { source, .. })
+                if source.kind() == io::ErrorKind::NotFound =>
+            {
+                return Ok(None);
+            }
+            other => other?,
+        };
+        let path = parent.join(name);
+        match open_nofollow(&parent_fd, &path, name) {
+            Err(PrivateDirError::Open {
+                source: Errno::ENOENT,
+                ..
+            }) => Ok(None),
+            other => Ok(Some(PrivateDir { path, fd: other? })),
+        }
+    }
+}
+
+/// `name` in `parent` as a directory, never through a symlink.
+fn open_nofollow(parent: &OwnedFd, path: &Path, name: &str) -> Result<OwnedFd, PrivateDirError> {
+    let path = || path.to_owned();
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    match openat(parent, name, flags, Mode::empty()) {
+        Ok(fd) => Ok(fd),
+        Err(Errno::ELOOP) => Err(PrivateDirError::Symlink { path: path() }),
+        // O_DIRECTORY on a symlink may say ENOTDIR: tell the two apart for the message.
+        Err(Errno::ENOTDIR) => {
+            let symlink = fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| file_kind(&st) == SFlag::S_IFLNK);
+            Err(if symlink {
+                PrivateDirError::Symlink { path: path() }
+            } else {
+                PrivateDirError::NotDir { path: path() }
+            })
+        }
+        Err(source) => Err(PrivateDirError::Open {
+            path: path(),
+            source,
+        }),
+    }
+}
+
+/// Checks on the descriptor that the directory is berth's user's, and closes it to group
+/// and others (0700) if it was open to them.
+fn make_private(fd: &OwnedFd, path: &Path) -> Result<(), PrivateDirError> {
+    let path = || path.to_owned();
+    let stat = fstat(fd).map_err(|source| PrivateDirError::Open {
+        path: path(),
+        source,
+    })?;
+    let euid = nix::unistd::geteuid().as_raw();
+    if stat.st_uid != euid {
+        return Err(PrivateDirError::NotOwned {
+            path: path(),
+            owner: stat.st_uid,
+            euid,
+        });
+    }
+    if stat.st_mode & 0o077 != 0 {
+        fchmod(fd, Mode::S_IRWXU).map_err(|source| PrivateDirError::Tighten {
+            path: path(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+impl PrivateDir {
+    /// The path the directory was opened by: for messages, never to be opened again.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `name` under [`PrivateDir::path`], for messages.
+    pub fn join(&self, name: impl AsRef<Path>) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Opens `name` for reading as [`hostile_file::open_regular`] does, relative to the
+    /// descriptor.
+    pub fn open_regular(&self, name: &str, cap: u64) -> Result<(File, Metadata), ReadError> {
+        hostile_file::open_regular_at(self.fd.as_fd(), name, cap)
+    }
+
+    /// What is at `name` (not following a symlink); `None` if nothing is.
+    pub fn entry(&self, name: &str) -> io::Result<Option<Entry>> {
+        match fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(Entry {
+                dev: st.st_dev,
+                ino: st.st_ino,
+                size: st.st_size as u64,
+                is_file: file_kind(&st) == SFlag::S_IFREG,
+            })),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every name in the directory but `.` and `..`, as the kernel lists them.
+    pub fn names(&self) -> io::Result<Vec<String>> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let mut dir = nix::dir::Dir::openat(&self.fd, ".", flags, Mode::empty())?;
+        let mut names = Vec::new();
+        for entry in dir.iter() {
+            let name = entry?.file_name().to_bytes().to_vec();
+            if name != b"." && name != b".." {
+                names.push(OsStr::from_bytes(&name).to_string_lossy().into_owned());
+            }
+        }
+        Ok(names)
+    }
+
+    /// Replaces (or creates) `name` with `bytes` and `mode` as
+    /// [`crate::atomic_file::write_atomic`] does: a temp file beside it, fsynced, renamed
+    /// over it, the directory fsynced.
+    pub fn write_atomic(&self, name: &str, bytes: &[u8], mode: u32) -> io::Result<()> {
+        let (temp, file) = self.create_temp()?;
+        let written: io::Result<()> = (|| {
+            let mut file = file;
+            file.write_all(bytes)?;
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            file.sync_all()?;
+            renameat(&self.fd, temp.as_str(), &self.fd, name)?;
+            Ok(())
+        })();
+        if written.is_err() {
+            let _ = unlinkat(&self.fd, temp.as_str(), UnlinkatFlags::NoRemoveDir);
+        }
+        written?;
+        File::from(self.fd.try_clone()?).sync_all()
+    }
+
+    /// A new temp file (exclusive create, never through a link) named with a leading dot,
+    /// which keeps half-written files out of every listing.
+    fn create_temp(&self) -> io::Result<(String, File)> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let flags =
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        loop {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let temp = format!(
+                ".berth-tmp-{}-{}-{nanos:08x}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            );
+            match openat(
+                &self.fd,
+                temp.as_str(),
+                flags,
+                Mode::S_IRUSR | Mode::S_IWUSR,
+            ) {
+                Ok(fd) => return Ok((temp, File::from(fd))),
+                Err(Errno::EEXIST) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Removes `name` (a file); nothing there is no error.
+    pub fn remove_if_there(&self, name: &str) -> io::Result<()> {
+        match unlinkat(&self.fd, name, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Renames `name` to `to_name` in `to` (which may be this directory).
+    pub fn rename_to(&self, name: &str, to: &PrivateDir, to_name: &str) -> io::Result<()> {
+        renameat(&self.fd, name, &to.fd, to_name)?;
+        Ok(())
+    }
+
+    /// Opens (creating if needed) the lock file `name` as
+    /// [`crate::atomic_file::open_lock_file`] does, relative to the descriptor.
+    pub fn open_lock_file(&self, name: &str) -> io::Result<File> {
+        let flags = OFlag::O_RDWR
+            | OFlag::O_CREAT
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_NONBLOCK
+            | OFlag::O_CLOEXEC;
+        let fd = openat(&self.fd, name, flags, Mode::S_IRUSR | Mode::S_IWUSR)?;
+        crate::atomic_file::checked_lock_file(File::from(fd), &self.join(name))
+    }
+}
+
+fn open_parent(parent: &Path) -> Result<OwnedFd, PrivateDirError> {
+    // The faults dir itself is the operator's configured path: it is followed as given.
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    nix::fcntl::open(parent, flags, Mode::empty()).map_err(|e| PrivateDirError::Parent {
+        path: parent.to_owned(),
+        source: e.into(),
+    })
+}
+
+fn file_kind(st: &FileStat) -> SFlag {
+    SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    #[test]
+    fn a_symlink_or_a_file_in_place_of_the_dir_is_refused_and_nothing_is_written_there() {
+        let parent = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), parent.path().join("sub")).unwrap();
+        let err = PrivateDir::ensure(parent.path(), "sub").unwrap_err();
+        assert!(matches!(err, PrivateDirError::Symlink { .. }), "{err}");
+        assert!(err.to_string().contains("is a symlink"), "{err}");
+        fs::write(parent.path().join("file"), "x").unwrap();
+        let err = PrivateDir::ensure(parent.path(), "file").unwrap_err();
+        assert!(matches!(err, PrivateDirError::NotDir { .. }), "{err}");
+        assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+        assert!(
+            PrivateDir::open_to_read(parent.path(), "none")
+                .unwrap()
+                .is_none()
+        );
+        let gone = parent.path().join("gone");
+        assert!(PrivateDir::open_to_read(&gone, "none").unwrap().is_none());
+    }
+
+    #[test]
+    fn writes_renames_and_removals_stay_in_the_dir_opened_after_its_name_is_swapped() {
+        let parent = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        fs::create_dir(parent.path().join("sub")).unwrap();
+        fs::set_permissions(parent.path().join("sub"), fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = PrivateDir::ensure(parent.path(), "sub").unwrap();
+        let mode = fs::metadata(parent.path().join("sub"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+        fs::rename(parent.path().join("sub"), parent.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), parent.path().join("sub")).unwrap();
+        dir.write_atomic("a.json", b"one", 0o600).unwrap();
+        dir.write_atomic("a.json", b"two", 0o600).unwrap();
+        dir.rename_to("a.json", &dir, "b.json").unwrap();
+        drop(dir.open_lock_file(".r.lock").unwrap());
+        dir.remove_if_there(".r.lock").unwrap();
+        dir.remove_if_there(".r.lock").unwrap();
+        let mut names = dir.names().unwrap();
+        names.sort();
+        assert_eq!(names, ["b.json"]);
+        assert_eq!(
+            fs::read(parent.path().join("moved/b.json")).unwrap(),
+            b"two"
+        );
+        let entry = dir.entry("b.json").unwrap().unwrap();
+        assert!(entry.is_file && entry.size == 3);
+        assert!(dir.entry("none").unwrap().is_none());
+        let (file, _) = dir.open_regular("b.json", 8).unwrap();
+        drop(file);
+        assert!(dir.open_regular("b.json", 2).is_err());
+        assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+    }
+}
