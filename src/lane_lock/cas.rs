@@ -263,7 +263,9 @@ fn settle(
     let (prepared, written) = (wrote.prepared, wrote.written);
     let believed = || match wrote.trail.holds(new) {
         Ok(()) => PushOutcome::Applied,
-        Err(reason) => PushOutcome::Redirected { reason },
+        Err(unbelieved) => PushOutcome::Redirected {
+            reason: unbelieved.to_string(),
+        },
     };
     if written.applied {
         return Ok(believed());

@@ -7,7 +7,8 @@ impl LockClient {
     ///
     /// On success `held` records the new sha and refresh time. If the ref points elsewhere
     /// the lock is marked stolen ([`LockError::Stolen`], and [`HeldLock::is_lost`] is true
-    /// from then on). A lock already lost is never refreshed ([`LockError::Lost`]): the
+    /// from then on); so is one whose write went through a path swapped since berth walked
+    /// it ([`LockError::Redirected`]). A lock already lost is never refreshed ([`LockError::Lost`]): the
     /// landing must stop even if nobody took the lane yet. Transport errors and rejections
     /// leave `held` untouched; the TTL decides when they amount to a loss.
     ///
