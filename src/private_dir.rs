@@ -53,6 +53,9 @@ pub enum PrivateDirError {
     Tighten { path: PathBuf, source: Errno },
 }
 
+/// Names tried for one temp file before a write gives up.
+const TEMP_TRIES: usize = 64;
+
 /// An open directory of berth's own and the path it was opened by (for messages only).
 #[derive(Debug)]
 pub struct PrivateDir {
@@ -237,7 +240,9 @@ impl PrivateDir {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let flags =
             OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        loop {
+        // Only berth's user writes the dir, so a name is taken only by a temp file a killed
+        // berth left; a few tries always find a free one, and the loop still ends.
+        for _ in 0..TEMP_TRIES {
             let nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.subsec_nanos());
@@ -257,6 +262,13 @@ impl PrivateDir {
                 Err(e) => return Err(e.into()),
             }
         }
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "no free temp file name in {} after {TEMP_TRIES} tries",
+                self.path.display()
+            ),
+        ))
     }
 
     /// Removes `name` (a file); nothing there is no error.
@@ -323,6 +335,31 @@ mod tests {
         );
         let gone = parent.path().join("gone");
         assert!(PrivateDir::open_to_read(&gone, "none").unwrap().is_none());
+    }
+
+    /// Another user's directory at the name (as root: anyone's) is not berth's to write in,
+    /// though it may still be read.
+    #[test]
+    fn another_users_dir_is_refused_for_writing() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: only root can give a directory to another user");
+            return;
+        }
+        let parent = tempfile::tempdir().unwrap();
+        let sub = parent.path().join("sub");
+        fs::create_dir(&sub).unwrap();
+        std::os::unix::fs::chown(&sub, Some(65534), Some(65534)).unwrap();
+        let err = PrivateDir::ensure(parent.path(), "sub").unwrap_err();
+        assert!(
+            matches!(err, PrivateDirError::NotOwned { owner: 65534, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("belongs to uid 65534"), "{err}");
+        assert!(
+            PrivateDir::open_to_read(parent.path(), "sub")
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]

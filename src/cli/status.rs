@@ -47,6 +47,9 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> anyhow::Result<Outcome> {
             berth_dir.display()
         );
     }
+    if let Err(e) = &report.passed_over {
+        eprintln!("records passed over: unreadable: {e}");
+    }
     if args.json {
         let mut json = report.to_json();
         json["forgeProblem"] = serde_json::json!(missing_gh.as_ref().map(ToString::to_string));
@@ -98,6 +101,9 @@ fn as_text(report: &QueueReport, ctx: &Context, berth_dir: &Path) -> String {
             "verdict not saved: {} is {} but its record could not be written (since {}): {}; the daemon writes it again every tick\n",
             line.record, line.verdict, line.since, line.error
         ));
+    }
+    for line in report.passed_over() {
+        out.push_str(&format!("{}\n", line.line()));
     }
     // A fallback shows on its record's row; one about no record (`max_lanes`), or about
     // a record that has no row (an `accept_pr` that failed for a listed PR, which is

@@ -13,6 +13,7 @@ use crate::telemetry::Telemetry;
 use super::active::Active;
 use super::policy::Policy;
 use super::records::Records;
+use super::releasing::Releasing;
 use super::stop::{StopFlag, Tally};
 use super::unsaved::Waiting;
 use super::worktree::Places;
@@ -27,6 +28,9 @@ pub struct Crew {
     pub forge: Arc<dyn Forge>,
     /// The lane lock on `origin` and its heartbeat.
     pub locks: Arc<LockClient>,
+    /// The lane locks being released in the background, which the lane's next lock
+    /// write waits for.
+    pub releasing: Arc<Releasing>,
     /// The land and ship steps.
     pub runner: Arc<Runner>,
     /// The landing policy (`on_land_result`), and the settings a `requeue` delay needs.

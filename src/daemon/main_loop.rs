@@ -117,6 +117,9 @@ async fn run_loop(
             continue;
         }
         if let Some(exit) = main.once_done() {
+            // Its landings' lock releases run in the background: they end before it exits.
+            let deadline = tokio::time::Instant::now() + SHUTDOWN_BUDGET;
+            main.shared.crew.releasing.wait_all(deadline).await;
             return Ok(exit);
         }
     }
@@ -153,7 +156,7 @@ impl Loop {
     fn start(shared: Arc<Shared>, mode: Mode, stop: CancellationToken) -> Result<Loop, StartError> {
         let signals =
             shutdown::Signals::install(mode == Mode::Watch).map_err(StartError::Signals)?;
-        end_leftover_forge_calls();
+        shutdown::end_leftover_forge_calls();
         let queue_changes = match mode {
             Mode::Watch => Some(watch::QueueWatcher::start(shared.records().store().dir())?),
             Mode::Once => None,
@@ -398,22 +401,6 @@ impl From<shutdown::Heard> for Event {
 
 /// Prunes `<berth_dir>/logs/` by age and total size on a thread of its own (with the
 /// sweep: at start, then every `reconcile_every_secs`); the loop does not wait for it.
-/// A crash is recovered by the next start: the `gh` calls a SIGKILLed predecessor on this
-/// berth dir left running are killed before the first tick.
-fn end_leftover_forge_calls() {
-    use crate::forge::leftover_calls::{CallMark, end_leftover_calls};
-    let Some(mine) = CallMark::this_daemon() else {
-        return;
-    };
-    match end_leftover_calls(&mine) {
-        (0, _) => {}
-        (killed, 0) => tracing::warn!("killed {killed} forge call(s) a killed daemon left running"),
-        (killed, left) => tracing::error!(
-            "killed {killed} forge call(s) a killed daemon left running; {left} still run after SIGKILL"
-        ),
-    }
-}
-
 fn prune_logs(shared: &Shared) {
     use crate::runner::retention;
     let logs = shared.berth_dir.join("logs");

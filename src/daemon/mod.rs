@@ -26,8 +26,10 @@ mod lane_retry;
 mod main_loop;
 mod memory;
 mod policy;
+mod published;
 mod record_touch;
 mod records;
+mod releasing;
 mod reload;
 mod revive;
 mod shutdown;
@@ -64,10 +66,12 @@ pub use error::StartError;
 pub use landing::LaneOutcome;
 pub use main_loop::{Exit, Mode, run};
 pub use policy::NOT_BEFORE_FIELD;
+pub use published::ReadPublishedError;
 pub use records::Records;
 pub use reload::{ConfigReload, ConfigReloaded};
 pub use stop::StopSignal;
 pub use tick::{Candidate, PrepareReport, Selection, Wake};
+pub use unclaimable::{PassOverReason, PassedOverLine, read as read_passed_over};
 pub use unsaved::{ReadUnsavedError, UnsavedLine, read as read_unsaved};
 
 /// The daemon's parts, wired once at start and shared read-only between the main loop's
@@ -140,6 +144,10 @@ impl Shared {
         .with_timeout(Duration::from_secs(config.land_timeout_secs));
         let config = Arc::new(config);
         let rules = Rules::embedded()?;
+        let unclaimable = Arc::new(unclaimable::Unclaimable::new(
+            &berth_dir,
+            Arc::clone(&telemetry),
+        ));
         let crew = Crew {
             records: Arc::new(Records::new(store.clone(), Arc::clone(&decisions))),
             policy: policy::Policy {
@@ -151,12 +159,13 @@ impl Shared {
             },
             forge,
             locks,
+            releasing: Arc::default(),
             runner: Arc::new(runner),
             telemetry,
             owner: crate::ownership::this_process().into(),
             active: Arc::default(),
             unsaved: Arc::new(unsaved::Waiting::new(&berth_dir)),
-            unclaimable: Arc::default(),
+            unclaimable,
             stop: Arc::default(),
             tally: Arc::default(),
             places: Arc::new(worktree::Places::new(&berth_dir, store.dir())),

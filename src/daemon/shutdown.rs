@@ -52,7 +52,8 @@ impl Signals {
 }
 
 /// Waits up to `budget` for the landings to wind down on their own (each kills its child
-/// group, revives its record and releases its lock); then revives whatever this process
+/// group, revives its record and starts releasing its lock) and for their locks' releases;
+/// then revives whatever this process
 /// still holds in flight, so nothing is left claimed by a process about to exit.
 pub async fn drain<T: 'static>(crew: &Crew, landings: &mut JoinSet<T>, budget: Duration) {
     let deadline = tokio::time::Instant::now() + budget;
@@ -69,6 +70,8 @@ pub async fn drain<T: 'static>(crew: &Crew, landings: &mut JoinSet<T>, budget: D
             }
         }
     }
+    // The landings' lane lock releases run in the background: they count in the summary.
+    crew.releasing.wait_all(deadline).await;
     // A kept verdict gets one more try: written, its record needs no revival.
     super::unsaved::retry(&crew.unsaved, &crew.records, &crew.owner);
     if let Ok(scan) = crew.records.store().scan() {
@@ -102,5 +105,21 @@ pub async fn end_forge_calls(forge: &Arc<dyn crate::forge::Forge>) {
             "a forge call still ran {} s after it was told to stop; exiting without it",
             FORGE_STOP_WAIT.as_secs()
         );
+    }
+}
+
+/// A crash is recovered by the next start: the `gh` calls a SIGKILLed predecessor on this
+/// berth dir left running are killed before the first tick.
+pub fn end_leftover_forge_calls() {
+    use crate::forge::leftover_calls::{CallMark, end_leftover_calls};
+    let Some(mine) = CallMark::this_daemon() else {
+        return;
+    };
+    match end_leftover_calls(&mine) {
+        (0, _) => {}
+        (killed, 0) => tracing::warn!("killed {killed} forge call(s) a killed daemon left running"),
+        (killed, left) => tracing::error!(
+            "killed {killed} forge call(s) a killed daemon left running; {left} still run after SIGKILL"
+        ),
     }
 }

@@ -3,20 +3,97 @@
 //! be written. Left as the lane's head, it would be picked and refused on every tick and
 //! nothing behind it would land. Each is remembered by the stamp of its file, so selection
 //! passes it over at the cost of a stat, until the file is written again.
+//!
+//! Nobody would see such a record after the one warning, so the set is shown where
+//! operators look for stuck records: the `berth_records_passed_over` gauge (by reason) and
+//! `<berth dir>/`[`PASSED_OVER_FILE`], which `berth status` and the queue page list.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::{Mutex, PoisonError};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
+use serde::{Deserialize, Serialize};
+
+use super::published::{self, ReadPublishedError};
 use crate::file_stamp::FileStamp;
+use crate::telemetry::Telemetry;
 
-/// The records whose claim was refused as too large, by id, with their file's stamp then.
-#[derive(Debug, Default)]
+/// The file `berth status` and the queue page read.
+pub const PASSED_OVER_FILE: &str = "passed-over.json";
+
+/// The records the published file names (the gauge counts them all): about 300 bytes each.
+pub const MAX_PASSED_OVER_LISTED: usize = 1000;
+
+/// A larger file is not berth's own: `status` refuses to read it.
+const MAX_PASSED_OVER_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Why selection passes a queued record over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PassOverReason {
+    /// Adding `claimedBy` would take the record over the store's size cap.
+    ClaimTooLarge,
+}
+
+impl PassOverReason {
+    /// The gauge's `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            PassOverReason::ClaimTooLarge => "claim_too_large",
+        }
+    }
+}
+
+/// One record passed over, as `berth status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PassedOverLine {
+    pub record: String,
+    pub file: String,
+    pub reason: PassOverReason,
+    /// What the reason comes to for this record (sizes, the cap).
+    pub detail: String,
+    pub since: String,
+}
+
+impl PassedOverLine {
+    /// `passed over: <record> (<file>): <detail> (since <since>); …`, for `status` and the page.
+    pub fn line(&self) -> String {
+        format!(
+            "passed over: {} ({}): {} (since {}); not landed until its file is written again or removed",
+            self.record, self.file, self.detail, self.since
+        )
+    }
+}
+
+/// A refused record: its file's stamp when refused, and its line.
+#[derive(Debug)]
+struct Refused {
+    path: PathBuf,
+    stamp: FileStamp,
+    line: PassedOverLine,
+}
+
+/// The records whose claim was refused as too large, by id.
+#[derive(Debug)]
 pub struct Unclaimable {
-    refused: Mutex<HashMap<String, FileStamp>>,
+    refused: Mutex<HashMap<String, Refused>>,
+    file: PathBuf,
+    telemetry: Arc<Telemetry>,
 }
 
 impl Unclaimable {
+    /// None passed over yet: a previous daemon's list is removed, the gauge is 0.
+    pub fn new(berth_dir: &Path, telemetry: Arc<Telemetry>) -> Unclaimable {
+        let unclaimable = Unclaimable {
+            refused: Mutex::default(),
+            file: berth_dir.join(PASSED_OVER_FILE),
+            telemetry,
+        };
+        unclaimable.publish();
+        unclaimable
+    }
+
     /// The claim of `id` (its file at `path`) was refused as `size` bytes over `cap`: it is
     /// passed over from now on, said once per version of its file. Whether it was new.
     pub fn refused(&self, id: &str, path: &Path, size: usize, cap: u64) -> bool {
@@ -24,14 +101,31 @@ impl Unclaimable {
             return false;
         };
         let stamp = FileStamp::of(&meta);
-        let mut refused = self.lock();
-        let new = refused.insert(id.to_owned(), stamp) != Some(stamp);
+        let detail =
+            format!("claiming it would make it {size} bytes, over the {cap}-byte record limit");
+        let line = PassedOverLine {
+            record: id.to_owned(),
+            file: path.display().to_string(),
+            reason: PassOverReason::ClaimTooLarge,
+            detail,
+            since: crate::clock::now_iso(),
+        };
+        let refused = Refused {
+            path: path.to_owned(),
+            stamp,
+            line,
+        };
+        let new = self
+            .lock()
+            .insert(id.to_owned(), refused)
+            .is_none_or(|old| old.stamp != stamp);
         if new {
             tracing::warn!(
                 record = %id,
                 "{}: not landed: claiming it would make it {size} bytes, over the {cap}-byte record limit; passed over until the file is written again",
                 path.display()
             );
+            self.publish();
         }
         new
     }
@@ -40,17 +134,55 @@ impl Unclaimable {
     /// was not written since. A rewritten (or removed) file is forgotten.
     pub fn passes_over(&self, id: &str, path: &Path) -> bool {
         let mut refused = self.lock();
-        let Some(stamp) = refused.get(id) else {
+        let Some(entry) = refused.get(id) else {
             return false;
         };
-        let same = std::fs::symlink_metadata(path).is_ok_and(|m| FileStamp::of(&m) == *stamp);
+        let same = entry.path == path && unchanged(entry);
         if !same {
             refused.remove(id);
+            drop(refused);
+            self.publish();
         }
         same
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, FileStamp>> {
+    /// Forgets every record whose file was written or removed since its claim was refused
+    /// (one a tick no longer selects would stay listed otherwise): a stat each.
+    pub fn sweep(&self) {
+        let mut refused = self.lock();
+        let before = refused.len();
+        refused.retain(|_, entry| unchanged(entry));
+        let changed = refused.len() != before;
+        drop(refused);
+        if changed {
+            self.publish();
+        }
+    }
+
+    /// Rewrites the published list and the gauge.
+    fn publish(&self) {
+        let mut lines: Vec<PassedOverLine> = self.lock().values().map(|r| r.line.clone()).collect();
+        self.telemetry
+            .passed_over(PassOverReason::ClaimTooLarge.label(), lines.len());
+        lines.sort_by(|a, b| a.record.cmp(&b.record));
+        lines.truncate(MAX_PASSED_OVER_LISTED);
+        published::publish(&self.file, &lines);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Refused>> {
         self.refused.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Whether the entry's file still has the stamp it had when its claim was refused.
+fn unchanged(entry: &Refused) -> bool {
+    std::fs::symlink_metadata(&entry.path).is_ok_and(|m| FileStamp::of(&m) == entry.stamp)
+}
+
+/// The records a daemon published as passed over in `berth_dir` (none if no file).
+pub fn read(berth_dir: &Path) -> Result<Vec<PassedOverLine>, ReadPublishedError> {
+    published::read(
+        &berth_dir.join(PASSED_OVER_FILE),
+        MAX_PASSED_OVER_FILE_BYTES,
+    )
 }

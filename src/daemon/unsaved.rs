@@ -122,58 +122,15 @@ fn publish(waiting: &Waiting) {
         })
         .collect();
     lines.sort_by(|a, b| a.record.cmp(&b.record));
-    let path = &waiting.file;
-    let written = if lines.is_empty() {
-        match std::fs::remove_file(path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
-    } else {
-        serde_json::to_vec_pretty(&lines)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| crate::atomic_file::write_atomic(path, &bytes, 0o600))
-    };
-    if let Err(e) = written {
-        tracing::warn!(file = %path.display(), "cannot publish the unsaved verdicts: {e}");
-    }
+    super::published::publish(&waiting.file, &lines);
 }
 
 /// Why the published unsaved verdicts could not be read; each names the file.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadUnsavedError {
-    #[error("{}: {source}", .path.display())]
-    Io {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{}: {source}", .path.display())]
-    NotJson {
-        path: std::path::PathBuf,
-        source: serde_json::Error,
-    },
-}
+pub type ReadUnsavedError = super::published::ReadPublishedError;
 
 /// The waiting verdicts a daemon published in `berth_dir` (none if no file).
 pub fn read(berth_dir: &Path) -> Result<Vec<UnsavedLine>, ReadUnsavedError> {
-    use std::io::Read as _;
-    let path = berth_dir.join(UNSAVED_FILE);
-    let io = |source| ReadUnsavedError::Io {
-        path: path.clone(),
-        source,
-    };
-    let file = match crate::atomic_file::open_read_nofollow(&path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io(e)),
-    };
-    let mut text = String::new();
-    file.take(MAX_UNSAVED_FILE_BYTES)
-        .read_to_string(&mut text)
-        .map_err(io)?;
-    serde_json::from_str(&text).map_err(|source| ReadUnsavedError::NotJson {
-        path: path.clone(),
-        source,
-    })
+    super::published::read(&berth_dir.join(UNSAVED_FILE), MAX_UNSAVED_FILE_BYTES)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! [`PageSources`]: the queue, the berth dir, the halt dir, the allowed roots and the
 //! policy's published order.
 
+mod api_queue;
 mod escape;
 mod eta;
 mod facts;

@@ -310,6 +310,7 @@ fn daemon_section(facts: &PageFacts) -> String {
             u.record, u.verdict, u.since, u.error
         )
     }));
+    lines.extend(report.passed_over().iter().map(|p| p.line()));
     lines.extend(
         report
             .scan

@@ -37,6 +37,7 @@ fn facts(records: Vec<StoredRecord>, history: History, waits: Waits) -> PageFact
             waits,
             fallbacks: Ok(Vec::new()),
             unsaved: Ok(Vec::new()),
+            passed_over: Ok(Vec::new()),
             rules: Ok(None),
             daemon: DaemonView {
                 running: Ok(None),

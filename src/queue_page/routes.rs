@@ -1,5 +1,5 @@
 //! The page's routes on the daemon's endpoint: `/`, `/pr/...` and `/log/<record id>` (HTML), `/api/queue`
-//! (`status --json`'s document) and `/api/pr/...` (`explain --json`'s document). Handlers run
+//! (`status --json`'s document, bounded: `api_queue.rs`) and `/api/pr/...` (`explain --json`'s document). Handlers run
 //! on the HTTP server's blocking threads, never on the daemon's runtime; the queue's facts
 //! are read at most once per [`FACTS_TTL`] however many clients ask.
 
@@ -15,11 +15,6 @@ use crate::queue_report::story::{Story, StoryError, Target};
 pub const FACTS_TTL: Duration = Duration::from_secs(1);
 
 const HTML: &str = "text/html; charset=utf-8";
-
-/// The records `/api/queue` lists, live ones (queued, in flight) first.
-pub const MAX_API_RECORDS: usize = 1000;
-/// The unreadable queue files `/api/queue` lists.
-pub const MAX_API_UNREADABLE: usize = 100;
 
 struct Page {
     sources: PageSources,
@@ -88,7 +83,7 @@ pub fn routes(sources: PageSources) -> Router {
             Err(refused) => refused,
         })
         .get("/api/queue", move |_| match api.facts() {
-            Ok(facts) => json_response(&cut_queue(facts.report.to_json())),
+            Ok(facts) => json_response(&super::api_queue::queue_document(&facts.report)),
             Err(refused) => refused,
         })
         .get_prefix("/pr/", move |request: &Request| {
@@ -117,44 +112,10 @@ pub fn routes(sources: PageSources) -> Router {
         })
 }
 
-/// `status --json`'s document cut to [`MAX_API_RECORDS`] records (in flight, queued and
-/// blocked ones kept first)
-/// and [`MAX_API_UNREADABLE`] unreadable files, with `"cut"`: how many of each were left
-/// out.
-fn cut_queue(mut document: serde_json::Value) -> serde_json::Value {
-    use crate::record::Status;
-    // In flight, queued, blocked, then the rest: what an operator looks for is never cut
-    // for landed history.
-    let rank = |record: &serde_json::Value| match serde_json::from_value(record["status"].clone()) {
-        Ok(status) if Status::is_in_flight(status) => 0,
-        Ok(Status::Queued) => 1,
-        Ok(Status::Blocked) => 2,
-        _ => 3,
-    };
-    let mut cut = serde_json::Map::new();
-    for (key, max) in [
-        ("records", MAX_API_RECORDS),
-        ("unreadable", MAX_API_UNREADABLE),
-    ] {
-        let left_out = match document[key].as_array_mut() {
-            Some(items) => {
-                // Stable: the scan's order within live and within settled records.
-                items.sort_by_key(rank);
-                let left_out = items.len().saturating_sub(max);
-                items.truncate(max);
-                left_out
-            }
-            None => 0,
-        };
-        cut.insert(key.into(), left_out.into());
-    }
-    document["cut"] = cut.into();
-    document
-}
-
-/// `status --json`'s bytes: pretty JSON and a line end.
+/// `status --json`'s document as compact JSON and a line end: pretty, a deeply nested field
+/// would take many times its bytes in indentation.
 fn json_response(value: &serde_json::Value) -> Response {
-    match serde_json::to_string_pretty(value) {
+    match serde_json::to_string(value) {
         Ok(mut text) => {
             text.push('\n');
             Response::new(200, "application/json", text)
@@ -215,32 +176,6 @@ mod tests {
             };
             (target, repo)
         })
-    }
-
-    /// `/api/queue` lists at most its caps, live records first, and says how many it left
-    /// out.
-    #[test]
-    fn the_queue_document_is_cut_live_records_first() {
-        let settled =
-            (0..MAX_API_RECORDS).map(|n| serde_json::json!({"id": n, "status": "landed"}));
-        let live = serde_json::json!({"id": "live", "status": "queued"});
-        let records: Vec<_> = settled.chain([live]).collect();
-        let unreadable: Vec<_> = (0..MAX_API_UNREADABLE + 5).collect();
-        let document = cut_queue(serde_json::json!({"records": records, "unreadable": unreadable}));
-        assert_eq!(
-            document["records"].as_array().unwrap().len(),
-            MAX_API_RECORDS
-        );
-        assert_eq!(document["records"][0]["id"], "live");
-        assert_eq!(document["records"][1]["id"], 0);
-        assert_eq!(
-            document["unreadable"].as_array().unwrap().len(),
-            MAX_API_UNREADABLE
-        );
-        assert_eq!(
-            document["cut"],
-            serde_json::json!({"records": 1, "unreadable": 5})
-        );
     }
 
     /// `/pr/<n>` and `/api/pr/<n>` follow the decision log: a request after an append

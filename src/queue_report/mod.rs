@@ -13,13 +13,13 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::daemon::{ReadUnsavedError, UnsavedLine};
+use crate::daemon::{PassedOverLine, ReadPublishedError, ReadUnsavedError, UnsavedLine};
 use crate::gates::Allowlist;
 use crate::lane_lock::survey::Reach;
 use crate::record::Status;
 use crate::rules::RulesStatus;
 use crate::rules::fallbacks::Fallback;
-use crate::store::{QueueStore, Scan, StoreError};
+use crate::store::{QueueStore, Scan, StoreError, StoredRecord};
 
 pub use daemon_view::DaemonView;
 pub use story::{Story, StoryError};
@@ -33,6 +33,8 @@ pub struct QueueReport {
     pub fallbacks: std::io::Result<Vec<Fallback>>,
     /// Verdicts a daemon could not write (ENOSPC, EIO) and retries every tick.
     pub unsaved: Result<Vec<UnsavedLine>, ReadUnsavedError>,
+    /// Queued records a daemon passes over until their file is written (a claim too large).
+    pub passed_over: Result<Vec<PassedOverLine>, ReadPublishedError>,
     pub rules: std::io::Result<Option<RulesStatus>>,
     pub daemon: DaemonView,
 }
@@ -86,11 +88,13 @@ impl QueueReport {
         let daemon = DaemonView::read(berth_dir);
         let waits = waiting::read(allowlist, berth_dir, &scan, reach, policy_waits);
         let unsaved = crate::daemon::read_unsaved(berth_dir);
+        let passed_over = crate::daemon::read_passed_over(berth_dir);
         Ok(QueueReport {
             scan,
             waits,
             fallbacks,
             unsaved,
+            passed_over,
             rules,
             daemon,
         })
@@ -104,30 +108,46 @@ impl QueueReport {
         self.unsaved.as_deref().unwrap_or_default()
     }
 
+    pub fn passed_over(&self) -> &[PassedOverLine] {
+        self.passed_over.as_deref().unwrap_or_default()
+    }
+
     /// `status --json`: `{"records": [{..., "waiting"}], "unreadable", "waitingUnknown",
-    /// "ruleFallbacks", "unsavedVerdicts", "rules", "daemon"}`.
+    /// "ruleFallbacks", "unsavedVerdicts", "passedOver", "rules", "daemon"}`.
     pub fn to_json(&self) -> Value {
-        let records: Vec<Value> = self
-            .scan
-            .records
-            .iter()
-            .map(|stored| {
-                let mut object = serde_json::Map::new();
-                object.insert("id".into(), json!(stored.id));
-                if let Ok(Value::Object(fields)) = serde_json::to_value(&stored.record) {
-                    object.extend(fields);
-                }
-                let waiting = self.waits.by_record.get(&stored.id);
-                object.insert("waiting".into(), json!(waiting));
-                Value::Object(object)
-            })
-            .collect();
+        let records = self.scan.records.iter().map(|stored| {
+            let fields = serde_json::to_value(&stored.record).ok();
+            self.record_json(
+                stored,
+                fields.into_iter().filter_map(object_fields).flatten(),
+            )
+        });
+        self.to_json_with(records.collect())
+    }
+
+    /// One record as the document lists it: its id, `fields`, then why it waits.
+    pub fn record_json(
+        &self,
+        stored: &StoredRecord,
+        fields: impl IntoIterator<Item = (String, Value)>,
+    ) -> Value {
+        let mut object = serde_json::Map::new();
+        object.insert("id".into(), json!(stored.id));
+        object.extend(fields);
+        let waiting = self.waits.by_record.get(&stored.id);
+        object.insert("waiting".into(), json!(waiting));
+        Value::Object(object)
+    }
+
+    /// The document with `records` as its records (all of them, or a bounded few).
+    pub fn to_json_with(&self, records: Vec<Value>) -> Value {
         json!({
             "records": records,
             "unreadable": self.scan.unreadable,
             "waitingUnknown": self.waits.problems,
             "ruleFallbacks": self.fallbacks(),
             "unsavedVerdicts": self.unsaved(),
+            "passedOver": self.passed_over(),
             "rules": match &self.rules {
                 Ok(Some(status)) => json!(status),
                 _ => Value::Null,
@@ -137,7 +157,7 @@ impl QueueReport {
     }
 
     /// Something needs an operator: a blocked record, a refused reload, a rule failing
-    /// closed, a verdict not saved, an unreadable queue file.
+    /// closed, a verdict not saved, a record passed over, an unreadable queue file.
     pub fn needs_attention(&self) -> bool {
         let blocked = self
             .scan
@@ -150,6 +170,15 @@ impl QueueReport {
             || rules_failed
             || !self.fallbacks().is_empty()
             || !self.unsaved().is_empty()
+            || !self.passed_over().is_empty()
             || !self.scan.unreadable.is_empty()
+    }
+}
+
+/// An object's fields; nothing for any other value.
+fn object_fields(value: Value) -> Option<serde_json::Map<String, Value>> {
+    match value {
+        Value::Object(fields) => Some(fields),
+        _ => None,
     }
 }

@@ -44,6 +44,11 @@ impl Extra {
         }
     }
 
+    /// Every field and its JSON text, in file order.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &RawValue)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), &**v))
+    }
+
     pub fn remove(&mut self, key: &str) {
         self.0.retain(|(k, _)| k != key);
     }

@@ -36,6 +36,19 @@ pub fn margin(ttl: Duration) -> Duration {
 pub struct Lease {
     ttl: Duration,
     deadline: Arc<watch::Sender<BootTime>>,
+    /// The lock's heartbeat's word that the lock is lost ([`Lease::ending_when`]).
+    lost: Option<watch::Receiver<bool>>,
+}
+
+/// Why no step may start under a lease any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The lane lock's heartbeat found the lock lost (taken over, deleted, or not
+    /// refreshed within its TTL).
+    LockLost,
+    /// The deadline passed on `CLOCK_BOOTTIME` (so the lock itself expires within the
+    /// margin): berth did not refresh the lock in time.
+    Expired,
 }
 
 impl Lease {
@@ -45,6 +58,28 @@ impl Lease {
         Lease {
             ttl,
             deadline: Arc::new(deadline),
+            lost: None,
+        }
+    }
+
+    /// The lease also ends, for any step not yet started, once `lost` (the lock's
+    /// heartbeat's) turns true. A step already running is stopped by the landing, which
+    /// watches the same signal.
+    #[must_use]
+    pub fn ending_when(mut self, lost: watch::Receiver<bool>) -> Lease {
+        self.lost = Some(lost);
+        self
+    }
+
+    /// Whether a step may start under the lease right now: `None` while the lock is not
+    /// known lost and the deadline is ahead; read the moment before a spawn.
+    pub fn ended(&self) -> Option<Ended> {
+        if self.lost.as_ref().is_some_and(|lost| *lost.borrow()) {
+            Some(Ended::LockLost)
+        } else if self.expired() {
+            Some(Ended::Expired)
+        } else {
+            None
         }
     }
 

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use super::capped_log::CappedLog;
 use super::group::ProcessGroup;
 use super::guard::{Guard, LeaseEnd};
-use super::lease::Lease;
+use super::lease::{Ended, Lease};
 use super::log;
 use super::marked::Mark;
 use crate::pinned_dir::PinnedDir;
@@ -52,6 +52,9 @@ pub enum Outcome {
     /// lock in time: stopped, suspended or cut off from origin); its guard terminated the
     /// group before the lock could expire.
     LeaseExpired,
+    /// The lane lock's heartbeat found the lock lost before the command could start, so it
+    /// was not started.
+    LockLost,
     /// The program could not be started (not found, not executable, bad cwd, …).
     SpawnFailed(String),
     /// The attempt log could not be opened, so the command was not started at all: berth
@@ -92,6 +95,9 @@ impl fmt::Display for Outcome {
             Self::Cancelled => f.write_str("was cancelled before it finished"),
             Self::LeaseExpired => f.write_str(
                 "was stopped when its lane lock lease ran out (berth did not refresh the lock in time: it was paused, suspended or cut off from origin), before the lock could expire; its whole process group was terminated",
+            ),
+            Self::LockLost => f.write_str(
+                "was not started: its lane lock was found lost before it could start",
             ),
             Self::SpawnFailed(err) => write!(f, "could not be started: {err}"),
             Self::LogFailed(err) => write!(
@@ -178,8 +184,8 @@ pub struct StepRun {
 /// it.
 pub async fn run_step(cmd: &StepCommand<'_>, cancel: &CancellationToken) -> StepRun {
     let started = Instant::now();
-    // Berth was paused or starved past the lease before this step: the lock may be
-    // another daemon's by now, and a started group would run until its guard's SIGKILL.
+    // Berth was paused or starved past the lease before this step: not even its log is
+    // opened. (Whether the lease still holds is looked at again right before the spawn.)
     if cmd.lease.is_some_and(Lease::expired) {
         tracing::warn!(log = %cmd.log_path.display(), "step not started: its lane lock lease has run out");
         return StepRun {
@@ -244,6 +250,18 @@ pub async fn run_step(cmd: &StepCommand<'_>, cancel: &CancellationToken) -> Step
     }
 }
 
+/// Why the step must not start now under its lease: the lane lock lost, or the lease run
+/// out (the lock may be another daemon's by now, and a started group would run until its
+/// guard's SIGKILL).
+fn lease_ended(cmd: &StepCommand<'_>) -> Option<Outcome> {
+    let outcome = match cmd.lease?.ended()? {
+        Ended::LockLost => Outcome::LockLost,
+        Ended::Expired => Outcome::LeaseExpired,
+    };
+    tracing::warn!(log = %cmd.log_path.display(), "step not started: its command {outcome}");
+    Some(outcome)
+}
+
 /// Spawns the step with `output` (the write end of its capped log's pipe) as its stdout and
 /// stderr, and supervises it; berth's own copies of `output` are closed once it started, so
 /// the pipe ends when the step's processes do.
@@ -252,9 +270,6 @@ async fn spawn_and_supervise(
     output: OwnedFd,
     cancel: &CancellationToken,
 ) -> Outcome {
-    if cancel.is_cancelled() {
-        return Outcome::Cancelled;
-    }
     let Some(program) = cmd.argv.first() else {
         return Outcome::SpawnFailed("the command is empty".to_owned());
     };
@@ -290,6 +305,16 @@ async fn spawn_and_supervise(
             ));
         }
     };
+    // The last look before the step exists: whatever came before it (the log, the guard's
+    // fork, a checkout made while the lock was taken) took time in which the lock may
+    // have been lost or the lease run out. Before the cancellation, which a lost lock
+    // also brings (later, from another task): the verdict names the loss.
+    if let Some(outcome) = lease_ended(cmd) {
+        return outcome;
+    }
+    if cancel.is_cancelled() {
+        return Outcome::Cancelled;
+    }
     let spawned = command.spawn();
     drop(command);
     let mut child = match spawned {

@@ -52,13 +52,16 @@ pub enum StoreError {
         waited: Duration,
     },
     #[error(
-        "{}: the record would be {size} bytes even as compact JSON, over the {cap}-byte limit every reader holds it to; nothing was written and the file was left as it is: shorten its fields by hand",
-        .file.display()
+        "{}: the record would be {size} bytes even as compact JSON, over the {cap}-byte limit every reader holds it to{}; nothing was written and the file was left as it is: shorten its fields by hand",
+        .file.display(),
+        room_text(*.room)
     )]
     TooLarge {
         file: PathBuf,
         size: usize,
         cap: u64,
+        /// Bytes the write had to leave free under `cap` (a claim's room for its verdict).
+        room: u64,
     },
     #[error("{action} {path}: {source}")]
     Io {
@@ -75,6 +78,15 @@ fn expected_list(statuses: &[Status]) -> String {
         .map(|s| s.as_str())
         .collect::<Vec<_>>()
         .join(" or ")
+}
+
+/// What a refused write had to leave free, for [`StoreError::TooLarge`].
+fn room_text(room: u64) -> String {
+    if room == 0 {
+        String::new()
+    } else {
+        format!(" less the {room} bytes a claim leaves for the writes after it")
+    }
 }
 
 /// How long a lock was found held, for [`StoreError::Locked`].

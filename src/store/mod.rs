@@ -15,10 +15,13 @@ use crate::hostile_file::ReadError;
 use crate::record::Record;
 
 mod error;
+mod fit;
 mod record_file;
 mod transition;
 
 pub use error::StoreError;
+pub use fit::CLAIM_ROOM;
+use fit::encode;
 pub use record_file::RecordError;
 use record_file::read_record;
 pub use transition::{Expect, Move};
@@ -259,7 +262,7 @@ impl QueueStore {
         self.ensure_dir()?;
         let id = record.id_under(identity);
         let path = self.path_of(&id);
-        let text = encode(record, &path)?;
+        let text = encode(record, &path, 0)?;
         let _guard = self.lock(&id, atomic_file::LOCK_WAIT)?;
         match atomic_file::create_new(&path, text.as_bytes(), 0o600) {
             Ok(()) => Ok(id),
@@ -272,26 +275,6 @@ impl QueueStore {
             Err(e) => Err(StoreError::io("write", &path)(e)),
         }
     }
-}
-
-/// The text a record is written as: pretty, as gstack writes records, or compact when
-/// pretty would pass [`MAX_RECORD_BYTES`] (gstack reads either); a record over the cap even
-/// compact is refused, since no reader, berth included, would read it back.
-fn encode(record: &Record, path: &Path) -> Result<String, StoreError> {
-    let fits = |text: &String| text.len() as u64 <= MAX_RECORD_BYTES;
-    let pretty = record.to_pretty_json();
-    if fits(&pretty) {
-        return Ok(pretty);
-    }
-    let compact = record.to_compact_json();
-    if fits(&compact) {
-        return Ok(compact);
-    }
-    Err(StoreError::TooLarge {
-        file: path.to_owned(),
-        size: compact.len(),
-        cap: MAX_RECORD_BYTES,
-    })
 }
 
 /// The longest file name the file systems berth runs on allow (`NAME_MAX`).
@@ -406,7 +389,7 @@ mod tests {
         assert_eq!(store.load(&id).unwrap().record.status, Status::Claiming);
         let err = store
             .transition(Move::new(&id, Expect::Any, Status::Blocked), |r| {
-                r.last_error = Some("e".repeat(64))
+                r.claimed_by = Some("o".repeat(64))
             })
             .unwrap_err();
         let text = err.to_string();
@@ -420,6 +403,48 @@ mod tests {
             "{text}"
         );
         assert_eq!(fs::read(store.path_of(&id)).unwrap(), written);
+    }
+
+    /// A claim leaves [`CLAIM_ROOM`] bytes under the cap or is refused; a later write that
+    /// sets `lastError` past the cap has it cut to fit, the record's own fields whole.
+    #[test]
+    fn a_claimed_record_is_always_settled_with_its_last_error_cut_to_fit() {
+        let (_dir, store) = store_with(&[]);
+        let mut value = record_json(9);
+        let base = serde_json::to_string(&value).unwrap().len();
+        let notes = MAX_RECORD_BYTES as usize - base - CLAIM_ROOM as usize - 200;
+        value["notes"] = json!("n".repeat(notes));
+        let id = store.insert(&Record::from_json(value).unwrap()).unwrap();
+        let claim =
+            |room| Move::new(&id, Expect::OneOf(&[Status::Queued]), Status::Claiming).leaving(room);
+        let owner = |r: &mut Record| r.claimed_by = Some("o".repeat(300));
+        let err = store.transition(claim(CLAIM_ROOM), owner).unwrap_err();
+        assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
+        assert!(err.to_string().contains("bytes a claim leaves"), "{err}");
+        assert_eq!(store.load(&id).unwrap().record.status, Status::Queued);
+        store
+            .transition(claim(CLAIM_ROOM), |r| r.claimed_by = Some("o".repeat(40)))
+            .unwrap();
+        let reason = "\u{1}é".repeat(3 * CLAIM_ROOM as usize);
+        let blocked = store
+            .transition(Move::new(&id, Expect::Any, Status::Blocked), |r| {
+                r.claimed_by = None;
+                r.last_error = Some(reason.clone());
+            })
+            .unwrap();
+        let written = fs::read(store.path_of(&id)).unwrap();
+        assert!(written.len() as u64 <= MAX_RECORD_BYTES);
+        let error = blocked.last_error.unwrap();
+        assert!(error.len() >= CLAIM_ROOM as usize / 4, "{}", error.len());
+        let kept = error.strip_suffix(fit::CUT_MARK).unwrap();
+        assert!(reason.starts_with(kept));
+        let read = store.load(&id).unwrap().record;
+        assert_eq!(read.status, Status::Blocked);
+        assert_eq!(
+            read.extra.get("notes").map(|n| n.get().len()),
+            Some(notes + 2),
+            "the record's own field was cut"
+        );
     }
 
     #[test]

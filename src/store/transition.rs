@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use super::{QueueStore, StoreError, check_id, encode};
+use super::fit::{encode, encode_cutting_last_error};
+use super::{QueueStore, StoreError, check_id};
 use crate::atomic_file;
 use crate::record::{Record, Status};
 
@@ -64,13 +65,15 @@ impl Expect<'_> {
 }
 
 /// One write of an existing record: which record, what the write expects on disk, the
-/// status it moves to, and how long it waits for the record's lock.
+/// status it moves to, how long it waits for the record's lock, and how many bytes it must
+/// leave free under the record cap.
 #[derive(Clone, Copy, Debug)]
 pub struct Move<'a> {
     pub id: &'a str,
     pub expect: Expect<'a>,
     pub to: Status,
     pub wait: Duration,
+    pub room: u64,
 }
 
 impl<'a> Move<'a> {
@@ -81,7 +84,14 @@ impl<'a> Move<'a> {
             expect,
             to,
             wait: atomic_file::LOCK_WAIT,
+            room: 0,
         }
+    }
+
+    /// The same move, refused as too large unless the record leaves `room` bytes free
+    /// under the cap ([`super::CLAIM_ROOM`]: a claim keeps room for its verdict).
+    pub fn leaving(self, room: u64) -> Move<'a> {
+        Move { room, ..self }
     }
 
     /// The same move, waiting at most `wait` for the record's lock (a tick that must not
@@ -94,7 +104,9 @@ impl<'a> Move<'a> {
 impl QueueStore {
     /// The one write path for an existing record: under the record's lock, re-read it,
     /// check the on-disk record against what the move expects and the state machine, apply
-    /// `edit`, set `status` and `lastUpdatedAt`, and replace the file atomically.
+    /// `edit`, set `status` and `lastUpdatedAt`, and replace the file atomically. A
+    /// `lastError` the edit set is cut to fit the record under the cap, so a verdict or
+    /// release of a record claimed with [`super::CLAIM_ROOM`] is never refused for size.
     pub fn transition(
         &self,
         m: Move<'_>,
@@ -112,10 +124,15 @@ impl QueueStore {
                 to: m.to,
             });
         }
+        let last_error = record.last_error.clone();
         edit(&mut record);
         record.status = m.to;
         record.last_updated_at = Some(crate::clock::now_iso());
-        let text = encode(&record, &path)?;
+        let text = if record.last_error != last_error && m.room == 0 {
+            encode_cutting_last_error(&mut record, &path)?
+        } else {
+            encode(&record, &path, m.room)?
+        };
         atomic_file::write_atomic(&path, text.as_bytes(), 0o600)
             .map_err(StoreError::io("write", &path))?;
         Ok(record)

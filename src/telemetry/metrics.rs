@@ -32,6 +32,11 @@ pub struct PassLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LaneLabel {
     pub lane: String,
 }
@@ -60,6 +65,7 @@ type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 pub struct Metrics {
     pub registry: Registry,
     pub records: Family<StatusLabel, Gauge>,
+    pub passed_over: Family<ReasonLabel, Gauge>,
     pub ticks: Counter,
     pub tick_seconds: Histogram,
     pub forge_calls: Family<ForgeCallLabels, Counter>,
@@ -89,6 +95,7 @@ impl Metrics {
         let mut metrics = Metrics {
             registry: Registry::with_prefix("berth"),
             records: Family::default(),
+            passed_over: Family::default(),
             ticks: Counter::default(),
             // 5 ms .. ~80 s: a tick is a directory scan plus forge calls with a timeout.
             tick_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 15)),
@@ -118,6 +125,11 @@ impl Metrics {
             "records",
             "Queue records by status",
             metrics.records.clone(),
+        );
+        registry.register(
+            "records_passed_over",
+            "Queued records selection passes over until their file is written again, by reason (claim_too_large: claiming it would pass the record size cap)",
+            metrics.passed_over.clone(),
         );
         registry.register("ticks", "Ticks run", metrics.ticks.clone());
         registry.register(

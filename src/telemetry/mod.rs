@@ -208,6 +208,16 @@ impl Telemetry {
             .set(withheld as i64);
     }
 
+    /// Selection now passes over `count` queued records for `reason`.
+    pub fn passed_over(&self, reason: &str, count: usize) {
+        self.metrics
+            .passed_over
+            .get_or_create(&metrics::ReasonLabel {
+                reason: reason.into(),
+            })
+            .set(count as i64);
+    }
+
     /// A lane lock this daemon now holds and refreshes.
     pub fn lock_held(&self, watch: LockWatch) {
         let mut locks = lock(&self.locks);

@@ -291,3 +291,78 @@ fn a_lock_ttl_past_the_calendar_is_refused_not_a_panic() {
     assert!(said.contains("lock_ttl_secs"), "{said}");
     assert_eq!(world.read_record(&id)["status"], "queued", "{said}");
 }
+
+/// The lane lock is taken over on origin (gstack's live lock pushed over berth's) while
+/// the landing's checkout is held up (the test holds the repository's worktree-admin lock,
+/// which adding the scratch worktree waits for), and the heartbeat finds it lost; then the
+/// checkout goes on. The step never starts, and the record is blocked in the lost-lock
+/// verdict's words, saying the step never started.
+#[test]
+fn a_lock_lost_while_the_checkout_is_made_never_starts_the_step() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(6, "main");
+    let repo = lane.clone.canonicalize().unwrap();
+    let admin = world.queue.join(format!(
+        ".worktree-admin-{}.lock",
+        berth::safe_key::safe_key(&repo.to_string_lossy())
+    ));
+    let held_up = fs::File::create(&admin).unwrap();
+    held_up.lock().unwrap();
+    let ran = world.root.join("ran");
+    let config = world.config(&format!(
+        "forge = \"git\"\npoll_secs = 3600\nheartbeat_secs = 1\nlock_ttl_secs = 3\nland_command = [\"touch\", \"{}\"]\n",
+        ran.display()
+    ));
+    let args = ["run", "--once", "--config", config.to_str().unwrap()];
+    let mut daemon = world.spawn_berth(&args, &world.berth_state(), &[]);
+    let log = || fs::read_to_string(world.berth_state().with_extension("log")).unwrap_or_default();
+    let gstacks_ref = || {
+        world
+            .lock_refs(&lane.remote_url)
+            .into_iter()
+            .find(|r| !r.contains("/+repo/"))
+    };
+    let taken = world.wait_for(Duration::from_secs(30), || gstacks_ref().is_some());
+    if taken {
+        let payload =
+            crate::lane_lock::gstack_payload("gstack-pr-4", "main", chrono::Duration::hours(1));
+        let body = serde_json::to_string_pretty(&payload).unwrap();
+        crate::lane_lock::gstack_write_to(&lane.remote_url, &gstacks_ref().unwrap(), &body);
+    }
+    let lost = taken
+        && world.wait_for(Duration::from_secs(8), || {
+            log().contains("lane lock lost: the landing must stop")
+        });
+    drop(held_up);
+    let ended = world.wait_for(Duration::from_secs(60), || {
+        daemon.try_wait().unwrap().is_some()
+    });
+    if !ended {
+        let _ = daemon.kill();
+    }
+    let _ = daemon.wait();
+    assert!(
+        taken && lost,
+        "the lock was not lost during the checkout:\n{}",
+        log()
+    );
+    assert!(ended, "the daemon did not finish:\n{}", log());
+    assert!(!ran.exists(), "the step ran without its lock:\n{}", log());
+    let record = world.read_record(&id);
+    assert_eq!(record["status"], "blocked", "{record:#}");
+    let why = record["lastError"].as_str().unwrap();
+    assert!(
+        why.starts_with(
+            "release lock ownership lost during landing: release lock is no longer owned by this daemon; the land step was never started"
+        ),
+        "{why}"
+    );
+    let admin_locks: Vec<_> = fs::read_dir(&world.queue)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".worktree-admin-"))
+        .collect();
+    assert_eq!(admin_locks, [admin.file_name().unwrap().to_string_lossy()]);
+}

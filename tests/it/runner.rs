@@ -648,21 +648,25 @@ async fn land_leased(
     (ttl, ago): (Duration, Duration),
     every: Option<Duration>,
 ) -> StepResult {
-    land_leased_by(fx, fx.runner(argv, &["true"]), (ttl, ago), every).await
+    land_leased_by(fx, fx.runner(argv, &["true"]), lease(ttl, ago), every).await
 }
 
-/// [`land_leased`] with `runner`.
+/// A lease of `ttl` whose lock was written `ago`.
+fn lease(ttl: Duration, ago: Duration) -> berth::runner::Lease {
+    berth::runner::Lease::new(berth::boot_clock::BootTime::now().before(ago), ttl)
+}
+
+/// [`land_leased`] with `runner`, under `lease`.
 async fn land_leased_by(
     fx: &Fixture,
     runner: Runner,
-    (ttl, ago): (Duration, Duration),
+    lease: berth::runner::Lease,
     every: Option<Duration>,
 ) -> StepResult {
     use berth::boot_clock::BootTime;
     use berth::pinned_dir::PinnedDir;
     let repo = PinnedDir::open(&fx.vars.repo.canonicalize().unwrap()).unwrap();
     let worktree = PinnedDir::open(&fx.vars.worktree.canonicalize().unwrap()).unwrap();
-    let lease = berth::runner::Lease::new(BootTime::now().before(ago), ttl);
     let extender = every.map(|every| {
         let lease = lease.clone();
         tokio::spawn(async move {
@@ -751,6 +755,26 @@ async fn a_step_whose_lease_already_ran_out_is_never_started() {
     let log = std::fs::read_to_string(fx.log(1, "land")).unwrap_or_default();
     assert!(!log.contains(": running "), "the step was started: {log}");
     assert!(!fx.worktree_file("ran").exists(), "the step ran");
+}
+
+/// The lane lock's heartbeat found the lock lost (taken over while the checkout was
+/// made), with the lease's deadline still ahead and no cancellation yet: the step is not
+/// started, and says why.
+#[tokio::test]
+async fn a_step_whose_lock_was_found_lost_is_never_started() {
+    let fx = Fixture::new();
+    let (lost_tx, lost) = tokio::sync::watch::channel(false);
+    lost_tx.send_replace(true);
+    let lease = lease(Duration::from_secs(60), Duration::ZERO).ending_when(lost);
+    let runner = fx.runner(&sh("touch ran"), &["true"]);
+    let result = land_leased_by(&fx, runner, lease, None).await;
+    assert_eq!(result.outcome, Outcome::LockLost, "{result}");
+    assert!(!fx.worktree_file("ran").exists(), "the step ran");
+    let log = std::fs::read_to_string(fx.log(1, "land")).unwrap();
+    assert!(
+        log.contains("was not started: its lane lock was found lost"),
+        "{log}"
+    );
 }
 
 #[tokio::test]
@@ -879,7 +903,7 @@ async fn a_step_is_guarded_from_its_first_instant() {
     let runner = fx
         .runner(&sh("echo $$ > step.pid; exec sleep 300"), &["true"])
         .with_spawn_hook(hook);
-    let result = land_leased_by(&fx, runner, (ttl, Duration::ZERO), None).await;
+    let result = land_leased_by(&fx, runner, lease(ttl, Duration::ZERO), None).await;
     assert_eq!(result.outcome, Outcome::LeaseExpired, "{result}");
     let alive_after_lease = alive_after_lease.lock().unwrap().take();
     assert_eq!(

@@ -222,3 +222,228 @@ fn the_checkout_is_made_while_the_lane_lock_is_taken() {
     );
     assert_eq!(world.ledger(), [1]);
 }
+
+/// A `git` first on the daemon's `PATH` that logs every `update-ref` to `<hold>/writes` and
+/// holds the first delete of a lock ref until `<hold>/go` exists (at most 6 s, under the
+/// writer's 8 s alarm), then notes in `<hold>/let-go` who let it go, and fails that delete
+/// when `go` says `fail`; anything else is the real `git`. Returns the directory to put
+/// first on `PATH`.
+fn hold_first_lock_delete(world: &World, hold: &std::path::Path) -> PathBuf {
+    let bin = world.root.join("held-git-bin");
+    fs::create_dir_all(&bin).unwrap();
+    fs::create_dir_all(hold).unwrap();
+    let script = format!(
+        "#!/bin/sh\n\
+         hold={hold}\n\
+         case \"$*\" in *update-ref*) echo \"$*\" >> \"$hold/writes\";; esac\n\
+         case \"$*\" in *\"update-ref\"*\" -d refs/gstack/release-locks/\"*)\n\
+           if mkdir \"$hold/held\" 2>/dev/null; then\n\
+             end=$(( $(date +%s) + 6 ))\n\
+             while [ ! -e \"$hold/go\" ] && [ \"$(date +%s)\" -lt \"$end\" ]; do sleep 0.02; done\n\
+             if [ -e \"$hold/go\" ]; then echo test > \"$hold/let-go\"; else echo timeout > \"$hold/let-go\"; fi\n\
+             if grep -q fail \"$hold/go\" 2>/dev/null; then exit 1; fi\n\
+           fi;;\n\
+         esac\n\
+         PATH={path} exec git \"$@\"\n",
+        hold = hold.display(),
+        path = std::env::var("PATH").unwrap(),
+    );
+    let git = bin.join("git");
+    fs::write(&git, script).unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&git)
+        .status()
+        .unwrap();
+    bin
+}
+
+/// `run --watch` (debug log) with [`hold_first_lock_delete`]'s `git` first on its `PATH`.
+fn spawn_with_lock_deletes_held(world: &World, hold: &std::path::Path) -> std::process::Child {
+    let bin = hold_first_lock_delete(world, hold);
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let config = world.git_forge_config("poll_secs = 3600\n");
+    world.spawn_berth(
+        &["run", "--watch", "--config", config.to_str().unwrap()],
+        &world.berth_state(),
+        &[
+            ("PATH", std::path::Path::new(&path)),
+            ("BERTH_LOG", std::path::Path::new("berth=debug")),
+        ],
+    )
+}
+
+fn statuses(world: &World, ids: &[String; 2]) -> [Option<String>; 2] {
+    ids.clone()
+        .map(|id| world.read_record(&id)["status"].as_str().map(str::to_owned))
+}
+
+/// Whether the first lock delete was held, then whether one record landed while the
+/// other (the lane's next) was claimed in the hold's first 5 s.
+fn next_claimed_while_held(
+    world: &World,
+    hold: &std::path::Path,
+    ids: &[String; 2],
+) -> (bool, bool) {
+    let held = world.wait_for(std::time::Duration::from_secs(60), || {
+        hold.join("held").exists()
+    });
+    let next_claimed = world.wait_for(std::time::Duration::from_secs(5), || {
+        let [a, b] = statuses(world, ids);
+        matches!(
+            (a.as_deref(), b.as_deref()),
+            (Some("landed"), Some("claiming")) | (Some("claiming"), Some("landed"))
+        )
+    });
+    (held, next_claimed)
+}
+
+/// `C` for each lock write that sets a ref, `D` for each delete, in the order they started.
+fn lock_writes(hold: &std::path::Path) -> String {
+    fs::read_to_string(hold.join("writes"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("refs/gstack/release-locks/"))
+        .map(|l| if l.contains(" -d ") { 'D' } else { 'C' })
+        .collect()
+}
+
+/// A landing's end frees its lane at once: with the first landing's lock release held (its
+/// first `git update-ref -d`), the lane's next record is claimed, and its own lock is
+/// written only once that release is let go and has deleted every ref of the old lock.
+#[test]
+fn a_lanes_next_record_is_claimed_while_its_previous_lock_is_still_being_released() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let ids = [lane.queue(1, "main"), lane.queue(2, "main")];
+    let hold = world.root.join("hold");
+    let mut daemon = spawn_with_lock_deletes_held(&world, &hold);
+    let statuses = || statuses(&world, &ids);
+    let (held, next_claimed) = next_claimed_while_held(&world, &hold, &ids);
+    let (writes_then, refs_then) = (lock_writes(&hold), world.lock_refs(&lane.remote_url));
+    let log_then = fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
+    fs::write(hold.join("go"), "").unwrap();
+    let all_landed = world.wait_for(std::time::Duration::from_secs(60), || {
+        statuses().iter().all(|s| s.as_deref() == Some("landed"))
+    });
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    daemon.wait().unwrap();
+    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
+    assert!(held, "no lock release was held: {log}");
+    assert!(
+        next_claimed,
+        "the lane's next record was not claimed while its lock was released: {:?} {log}",
+        statuses()
+    );
+    // Not freed by the release's budget running out (4 s): by its end alone.
+    assert!(
+        !log_then.contains("timed out; it expires on its TTL"),
+        "the lane was freed only when its release timed out: {log_then}"
+    );
+    let refs_per_lock = writes_then.find('D').expect("the held delete was logged");
+    assert!(
+        refs_per_lock > 0,
+        "no lock was written before the release: {writes_then}"
+    );
+    assert_eq!(
+        writes_then,
+        format!("{}D", "C".repeat(refs_per_lock)),
+        "a lock write ran beside the held release"
+    );
+    assert_eq!(
+        refs_then.len(),
+        refs_per_lock,
+        "the old lock was not still on origin"
+    );
+    assert_eq!(
+        fs::read_to_string(hold.join("let-go")).unwrap().trim(),
+        "test",
+        "the release was not held until the test let it go: {log}"
+    );
+    assert!(all_landed, "not all landed: {log}");
+    let one_lock = format!("{}{}", "C".repeat(refs_per_lock), "D".repeat(refs_per_lock));
+    assert_eq!(
+        lock_writes(&hold),
+        one_lock.repeat(2),
+        "the next lock was written before the old one was deleted"
+    );
+    assert_eq!(world.ledger(), [1, 2]);
+    assert!(
+        log.contains("waiting for the lane's previous lock release"),
+        "{log}"
+    );
+}
+
+/// SIGTERM while a landing's lock release is held and the lane's next record waits for
+/// it: the daemon exits only once the release is done (counted in the shutdown's summary,
+/// no lock left on origin), and the waiting record goes back to the queue unlocked.
+#[test]
+fn a_stopping_daemon_waits_for_the_lock_releases_in_flight() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let ids = [lane.queue(1, "main"), lane.queue(2, "main")];
+    let hold = world.root.join("hold");
+    let mut daemon = spawn_with_lock_deletes_held(&world, &hold);
+    let (held, next_claimed) = next_claimed_while_held(&world, &hold, &ids);
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    fs::write(hold.join("go"), "").unwrap();
+    let status = daemon.wait().unwrap();
+    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
+    assert!(held && next_claimed, "{log}");
+    assert_eq!(status.code(), Some(143), "{log}");
+    let mut ended: Vec<_> = statuses(&world, &ids).into_iter().flatten().collect();
+    ended.sort();
+    assert_eq!(ended, ["landed", "queued"], "{log}");
+    assert_eq!(
+        world.lock_refs(&lane.remote_url),
+        Vec::<String>::new(),
+        "{log}"
+    );
+    assert!(
+        log.contains("signal SIGTERM: released 1 lock(s), 0 failed, 0 deferred"),
+        "{log}"
+    );
+    assert_eq!(world.ledger(), [1]);
+}
+
+/// A daemon SIGKILLed while a landing's lock release is in flight, whose release then
+/// fails (the lock is left on origin in the dead daemon's name): the next start takes the
+/// lane over from the gone holder, as after any crash, and lands the lane's next record.
+#[test]
+fn a_lock_whose_release_a_killed_daemon_left_in_flight_is_recovered_at_the_next_start() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let ids = [lane.queue(1, "main"), lane.queue(2, "main")];
+    let hold = world.root.join("hold");
+    let mut daemon = spawn_with_lock_deletes_held(&world, &hold);
+    let (held, next_claimed) = next_claimed_while_held(&world, &hold, &ids);
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGKILL).unwrap();
+    daemon.wait().unwrap();
+    fs::write(hold.join("go"), "fail").unwrap();
+    let left_on_origin = world.wait_for(std::time::Duration::from_secs(30), || {
+        fs::read_to_string(hold.join("let-go")).is_ok()
+    });
+    let refs_left = world.lock_refs(&lane.remote_url);
+    let config = world.git_forge_config("poll_secs = 3600\n");
+    let mut restarted = world.spawn_watch(&config);
+    let all_landed = world.wait_for(std::time::Duration::from_secs(60), || {
+        statuses(&world, &ids)
+            .iter()
+            .all(|s| s.as_deref() == Some("landed"))
+    });
+    kill(Pid::from_raw(restarted.id() as i32), Signal::SIGTERM).unwrap();
+    restarted.wait().unwrap();
+    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
+    assert!(held && next_claimed && left_on_origin, "{log}");
+    assert!(
+        !refs_left.is_empty(),
+        "the failed release left no lock: {log}"
+    );
+    assert!(all_landed, "{log}");
+    assert_eq!(world.ledger(), [1, 2]);
+    assert_eq!(
+        world.lock_refs(&lane.remote_url),
+        Vec::<String>::new(),
+        "{log}"
+    );
+}

@@ -2,7 +2,7 @@
 //! so of two daemons that picked the same record only one claims it.
 
 use crate::record::Status;
-use crate::store::{Expect, Move, StoreError};
+use crate::store::{CLAIM_ROOM, Expect, Move, StoreError};
 
 use super::{End, Landing};
 use crate::daemon::policy;
@@ -13,7 +13,7 @@ pub(super) async fn claim(l: &Landing) -> Result<String, End> {
     l.blocking(move |crew| {
         let owner = crew.owner.to_string();
         crew.records.transition(
-            Move::new(&id, Expect::OneOf(&[Status::Queued]), Status::Claiming),
+            Move::new(&id, Expect::OneOf(&[Status::Queued]), Status::Claiming).leaving(CLAIM_ROOM),
             |r| {
                 r.claimed_by = Some(owner);
                 r.extra.remove(policy::NOT_BEFORE_FIELD);
@@ -22,8 +22,16 @@ pub(super) async fn claim(l: &Landing) -> Result<String, End> {
     })
     .await
     .map_err(|e| {
-        if let StoreError::TooLarge { file, size, cap } = &e {
-            l.crew.unclaimable.refused(&l.c.id, file, *size, *cap);
+        if let StoreError::TooLarge {
+            file,
+            size,
+            cap,
+            room,
+        } = &e
+        {
+            // The limit a claim is held to: the cap less the room its verdict needs.
+            let limit = cap.saturating_sub(*room);
+            l.crew.unclaimable.refused(&l.c.id, file, *size, limit);
         }
         End::Skipped(e.to_string())
     })?;

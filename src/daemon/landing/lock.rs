@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
+use crate::daemon::releasing::{PREVIOUS_RELEASE_WAIT, Waited};
 use crate::gstack_text;
-use crate::lane_lock::{Acquire, HeldLock, lock_ref_name};
+use crate::lane_lock::{Acquire, HeldLock, lane_key, lock_ref_name};
 
 use super::ask::ask_or_clean_up;
 use super::{End, Landing};
@@ -12,6 +13,28 @@ use super::{End, Landing};
 /// A lane is held through at most three refs: gstack's, the repository's own `+repo` ref
 /// and the canonical spelling's ref ([`crate::lane_lock::lane_lock_refs`]).
 const LOCK_REFS_PER_LANE: usize = 3;
+
+/// Waits until this lane's previous release (a landing of this process that ended just
+/// before) is over, so that the lock is written only once the old one is gone or, if its
+/// release failed, stands as this process's own leftover. Fails closed: past the wait, the
+/// record goes back to the queue and nothing is written.
+pub(super) async fn previous_release(l: &Landing) -> Result<(), End> {
+    let lane = lane_key(&l.lane);
+    let waited = tokio::select! {
+        waited = l.crew.releasing.wait_for(&lane, PREVIOUS_RELEASE_WAIT) => waited,
+        () = l.cancel.cancelled() => return Err(End::Interrupted),
+    };
+    match waited {
+        Waited::Over => Ok(()),
+        Waited::TimedOut => Err(End::Requeue(gstack_text::lock_unavailable(
+            &l.c.record.base_branch,
+            format!(
+                "this daemon's previous release of the lane lock is still running after {} s",
+                PREVIOUS_RELEASE_WAIT.as_secs()
+            ),
+        ))),
+    }
+}
 
 /// Takes the lane lock on `origin`, or says why not (held elsewhere: the lane is busy).
 pub(super) async fn acquire(l: &Landing, origin_url: &str) -> Result<HeldLock, End> {

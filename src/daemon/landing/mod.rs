@@ -14,7 +14,8 @@
 //! `End` (a local write, first), then stops the heartbeat and releases the lane lock (a
 //! network call, last) on every path that took it. The lane guarantee reads here: the run
 //! step starts only with the lock held and its heartbeat running, and a lost heartbeat
-//! stops it (`run.rs`). The lock and the place (the feature fetch and the checkout, which
+//! stops it (`run.rs`); a step starts only if, the moment before its spawn, the heartbeat
+//! has not found the lock lost and the lease has time left. The lock and the place (the feature fetch and the checkout, which
 //! need no lane) are made at once: berth's share of a landing is mostly waits on git.
 
 mod ask;
@@ -124,7 +125,7 @@ async fn drive(l: &Landing) -> OutcomeKind {
             }
             let outcome = settle::settle(l, end).await;
             if let Some(held) = held {
-                release::release(l, *held, ReleaseAt::PreHeartbeat).await;
+                release::start(l, *held, ReleaseAt::PreHeartbeat);
             }
             return outcome;
         }
@@ -134,10 +135,12 @@ async fn drive(l: &Landing) -> OutcomeKind {
         Err(end) => (end, None),
     };
     follow.abort();
-    // The record is settled first (a local write), then the lock released (a network
-    // call): a shutdown that runs out of budget must not leave the record in flight.
-    // Meanwhile the scratch worktree is checked and kept for the repo's next landing,
-    // which this landing's outcome (reported once both are done) may start.
+    // The record is settled first (a local write), then the lock's release started (a
+    // network call, in the background): a shutdown that runs out of budget must not leave
+    // the record in flight. The lane's next landing may then start at once; its lock
+    // write waits for this release. Meanwhile the scratch worktree is checked and kept for
+    // the repo's next landing, which this landing's outcome (reported once both are done)
+    // may start.
     let finished = async {
         if let Some(place) = place {
             l.blocking(move |crew| place.finish(&crew.places)).await;
@@ -146,7 +149,7 @@ async fn drive(l: &Landing) -> OutcomeKind {
     let settled = async {
         let outcome = settle::settle(l, end).await;
         let held = heartbeat.stop().await;
-        release::release(l, held, ReleaseAt::Settled).await;
+        release::start(l, held, ReleaseAt::Settled);
         outcome
     };
     tokio::join!(finished, settled).1
@@ -179,9 +182,12 @@ enum Locked {
     },
 }
 
-/// Takes the lane lock and starts its heartbeat; the lease counts from the boot time the
-/// lock's write started before.
+/// Takes the lane lock (once the lane's previous release is over) and starts its
+/// heartbeat; the lease counts from the boot time the lock's write started before.
 async fn lock_and_heartbeat(l: &Landing, origin_url: &str) -> Locked {
+    if let Err(end) = lock::previous_release(l).await {
+        return Locked::Stopped { end, held: None };
+    }
     let leased_at = BootTime::now();
     let held = match lock::acquire(l, origin_url).await {
         Ok(held) => held,
@@ -203,8 +209,9 @@ async fn lock_and_heartbeat(l: &Landing, origin_url: &str) -> Locked {
     }
     let heartbeat = Heartbeat::spawn(Arc::clone(&l.crew.locks), held, &l.cancel);
     l.crew.telemetry.lock_held(heartbeat.watch());
-    // The steps' guards hold the lease; each successful heartbeat extends it.
-    let lease = Lease::new(leased_at, l.crew.locks.settings().ttl);
+    // The steps' guards hold the lease; each successful heartbeat extends it, and a lost
+    // lock ends it for any step not yet started.
+    let lease = Lease::new(leased_at, l.crew.locks.settings().ttl).ending_when(heartbeat.lost());
     let follow = tokio::spawn(follow_heartbeat(heartbeat.refreshed(), lease.clone()));
     Locked::Held {
         heartbeat,

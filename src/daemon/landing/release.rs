@@ -1,13 +1,18 @@
-//! Release: let go of the lane lock, bounded so a dead remote cannot hold up a shutdown.
+//! Release: let go of the lane lock in the background, bounded so a dead remote cannot
+//! hold up a shutdown. The landing ends (and its lane takes its next record) without
+//! waiting for it; the lane's next lock write waits for it instead
+//! ([`Releasing`](crate::daemon::releasing::Releasing)).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::daemon::crew::Crew;
+use crate::daemon::releasing::InFlight;
+use crate::daemon::stop::ReleaseEnd;
 use crate::gstack_text;
-use crate::lane_lock::{HeldLock, Released};
+use crate::lane_lock::{HeldLock, Released, lane_key};
 
 use super::Landing;
-use crate::daemon::stop::ReleaseEnd;
 
 /// DESIGN §6: the budget for releasing held locks once a signal arrived.
 const RELEASE_BUDGET: Duration = Duration::from_secs(4);
@@ -30,12 +35,19 @@ struct Failure {
     threw: bool,
 }
 
+/// Starts releasing the lane lock and returns at once; the lane is marked as releasing
+/// until the release's writer is done and its end is told.
+pub(super) fn start(l: &Landing, held: HeldLock, at: ReleaseAt) {
+    let crew = l.crew.clone();
+    let in_flight = crew.releasing.begin(&lane_key(&l.lane));
+    tokio::spawn(async move { release(&crew, held, at, in_flight).await });
+}
+
 /// Releases the lane lock. After a signal, the release counts toward gstack's
 /// `signal <SIG>: released …` line.
-pub(super) async fn release(l: &Landing, held: HeldLock, at: ReleaseAt) {
-    let crew = &l.crew;
+async fn release(crew: &Crew, held: HeldLock, at: ReleaseAt, in_flight: InFlight) {
     let ref_name = held.ref_name().to_owned();
-    let ended = release_within_budget(Arc::clone(&crew.locks), held).await;
+    let ended = release_within_budget(Arc::clone(&crew.locks), held, in_flight.clone()).await;
     let end = ended.as_ref().err().map_or(ReleaseEnd::Released, |f| f.end);
     crew.tally.release_ended(end, crew.stop.is_set());
     let Err(failure) = ended else {
@@ -56,12 +68,19 @@ pub(super) async fn release(l: &Landing, held: HeldLock, at: ReleaseAt) {
     tracing::warn!("{line}");
 }
 
+/// The writer holds `in_flight` until it is done, past the budget too: the lane's next
+/// lock write never runs beside it.
 async fn release_within_budget(
     locks: Arc<crate::lane_lock::LockClient>,
     held: HeldLock,
+    in_flight: InFlight,
 ) -> Result<(), Failure> {
     let ref_name = held.ref_name().to_owned();
-    let release = tokio::task::spawn_blocking(move || locks.release(&held));
+    let release = tokio::task::spawn_blocking(move || {
+        let released = locks.release(&held);
+        drop(in_flight);
+        released
+    });
     let failed = |why: String| Failure {
         end: ReleaseEnd::Failed,
         why,

@@ -1,6 +1,8 @@
 //! Run: `claiming → landing`, the land step, and the landing policy's verdict on it; on
 //! `drift_repair`: `landing → drift_repairing`, the ship step, `→ landing`, land again.
-//! A step runs only while the lane lock is held: a lost heartbeat cancels it.
+//! A step runs only while the lane lock is held: it starts only if the lock is not known
+//! lost and the lease has time left the moment before its spawn (the runner looks), and a
+//! lost heartbeat cancels it.
 
 use std::time::{Duration, Instant};
 
@@ -177,8 +179,12 @@ async fn run_one(
             .snapshot()
             .loss()
             .unwrap_or(gstack_text::LOCK_HEARTBEAT_FAILED);
+        let stopped = match result.outcome {
+            Outcome::LockLost => "never started",
+            _ => "stopped",
+        };
         return Err(End::Block(gstack_text::lock_ownership_lost(format!(
-            "{why}; the {} step was stopped (another daemon may own the lane): {result}",
+            "{why}; the {} step was {stopped} (another daemon may own the lane): {result}",
             step.as_str()
         ))));
     }

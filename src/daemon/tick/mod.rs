@@ -86,6 +86,7 @@ pub fn prepare(shared: &Shared, wake: Wake, refresh: &Refresh, free: Free) -> Pr
         prepared.report.nothing_changed = true;
         return prepared;
     }
+    shared.crew.unclaimable.sweep();
     // Verdicts the store refused earlier (ENOSPC, EIO) are written first.
     super::unsaved::retry(
         &shared.crew.unsaved,

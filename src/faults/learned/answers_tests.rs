@@ -42,19 +42,19 @@ fn a_budget_cut_keeps_each_runs_answer_however_many_runs_there_are() {
     assert!(gone.is_empty(), "a gone run's answer was kept");
 }
 
-/// Review-bounds 7: gstack's `persistHitCounts` rewrites the file on every hit it counts
-/// (here `hitCount` 0 → 10, the patterns unchanged). The daemon's source compiles the new
-/// version into a new set, whose answers start empty: a tick whose budget runs out before
-/// the regex is reached then answers "no match" for a run still listed and clears its
-/// learned fault (resolved, filed again later), against docs/limits.md ("a run still listed
-/// never loses them, so a budget cut never clears its learned fault").
+/// A rewrite of the file that changes more than hit counts (here the `source` an
+/// investigator names, with `hitCount` 0 → 10) compiles a new set: its answers must not
+/// start empty, or a tick whose budget runs out before the regex is reached answers "no
+/// match" for a run still listed and clears its learned fault (resolved, filed again
+/// later), against docs/limits.md ("a run still listed never loses them, so a budget cut
+/// never clears its learned fault").
 #[test]
 fn a_rewrite_of_the_file_keeps_each_listed_runs_answer() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("learned-patterns.json");
     let write = |hits: u64| {
         let entry = json!([{"category": "BOOM", "severity": "HIGH", "description": "d",
-            "matcherKind": "stdout_regex", "pattern": "bo+m", "source": "inv",
+            "matcherKind": "stdout_regex", "pattern": "bo+m", "source": format!("inv{hits}"),
             "learnedAt": "2026-05-17T00:00:00Z", "hitCount": hits}]);
         let temp = dir.path().join(".tmp-learned");
         std::fs::write(&temp, entry.to_string()).unwrap();

@@ -30,6 +30,7 @@ use crate::hostile_file::ReadError;
 use crate::rules::spec::Invalid;
 
 mod answers;
+mod digest;
 mod hits;
 mod source;
 
@@ -243,6 +244,9 @@ pub struct LearnedSet {
     /// Each run's last answers (by its state file), for the patterns a budget leaves out.
     answers: Mutex<HashMap<PathBuf, Vec<bool>>>,
     id: SetId,
+    /// What the file said of its patterns (`None`: no file): a rewrite that keeps it keeps
+    /// this set.
+    digest: Option<digest::PatternsDigest>,
 }
 
 /// Tells a set from every other this process made: what the fault watch keys a run's
@@ -296,6 +300,7 @@ impl LearnedSet {
             return Err(SetError::NotArray(kind_of(value)));
         };
         let mut set = LearnedSet::empty(path);
+        set.digest = Some(digest::PatternsDigest::of(value));
         if entries.len() > MAX_PATTERNS {
             set.warnings.push(format!(
                 "{}: entries {MAX_PATTERNS} to {} skipped: only the first {MAX_PATTERNS} entries are loaded",

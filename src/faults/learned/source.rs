@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use super::super::json_file;
+use super::digest::PatternsDigest;
 use super::{LearnedSet, SetError};
 use crate::file_stamp::{FileStamp, ReadStart, Sighting};
 
@@ -42,6 +43,10 @@ struct State {
     /// Whether any version was loaded yet: the first load is always waited for, so the
     /// daemon's first tick (a `--once` run's only one) matches with the file's patterns.
     settled: bool,
+    /// Versions read so far, and sets compiled of them (a rewrite that changed only hit
+    /// counts compiles none).
+    reads: usize,
+    compiles: usize,
 }
 
 /// A version being read and compiled off the caller's thread.
@@ -49,7 +54,29 @@ struct State {
 struct Loading {
     version: Version,
     racy: bool,
-    thread: JoinHandle<Result<LearnedSet, SetError>>,
+    thread: JoinHandle<Result<Reread, SetError>>,
+}
+
+/// What reading a changed file came to.
+#[derive(Debug)]
+enum Reread {
+    /// Its patterns are the current set's (only hit counts changed): nothing compiled.
+    Same,
+    New(Box<LearnedSet>),
+}
+
+/// The set in an opened file, compiled only when its patterns differ from `current`'s.
+fn reread(
+    path: &std::path::Path,
+    opened: (std::fs::File, std::fs::Metadata),
+    current: Option<PatternsDigest>,
+) -> Result<Reread, SetError> {
+    let text = json_file::read_opened(opened, json_file::MAX_JSON_BYTES)?;
+    let value = json_file::parse(&text)?;
+    if matches!(value, serde_json::Value::Array(_)) && Some(PatternsDigest::of(&value)) == current {
+        return Ok(Reread::Same);
+    }
+    LearnedSet::from_value(path, &value).map(|set| Reread::New(Box::new(set)))
 }
 
 impl LearnedSource {
@@ -64,6 +91,8 @@ impl LearnedSource {
                 set: empty,
                 loading: None,
                 settled: false,
+                reads: 0,
+                compiles: 0,
             }),
         }
     }
@@ -113,11 +142,14 @@ impl LearnedSource {
             }
             _ => false,
         };
+        state.reads += 1;
         let path = self.path.clone();
+        let current = state.set.digest;
         let load = move || match opened {
             Some(Err(refused)) => Err(SetError::Read(refused)),
-            None => Ok(LearnedSet::empty(&path)),
-            Some(Ok(opened)) => LearnedSet::read(&path, opened),
+            None if current.is_none() => Ok(Reread::Same),
+            None => Ok(Reread::New(Box::new(LearnedSet::empty(&path)))),
+            Some(Ok(opened)) => reread(&path, opened, current),
         };
         if wait || !matches!(version, Version::File(_)) {
             self.settle(&mut state, version, racy, load());
@@ -149,23 +181,38 @@ impl LearnedSource {
         state: &mut State,
         version: Version,
         racy: bool,
-        loaded: Result<LearnedSet, SetError>,
+        loaded: Result<Reread, SetError>,
     ) {
         state.version = (!racy).then_some(version);
         state.settled = true;
         match loaded {
-            Ok(mut set) => {
+            Ok(Reread::Same) => {}
+            Ok(Reread::New(mut set)) => {
+                state.compiles += 1;
                 set.carry_answers_from(&state.set);
                 for warning in &set.warnings {
                     tracing::warn!("learned patterns: {warning}");
                 }
-                state.set = Arc::new(set);
+                state.set = Arc::from(set);
             }
             Err(reason) => tracing::error!(
                 "learned patterns not reloaded, the last good set stays active: {}: {reason}",
                 self.path.display()
             ),
         }
+    }
+}
+
+#[cfg(test)]
+impl LearnedSource {
+    /// How many versions were read, and how many sets compiled, so far.
+    fn counts(&self) -> (usize, usize) {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        (state.reads, state.compiles)
+    }
+
+    fn compiles(&self) -> usize {
+        self.counts().1
     }
 }
 
@@ -182,15 +229,17 @@ mod tests {
         let path = dir.path().join("learned-patterns.json");
         std::fs::write(&path, "[]").unwrap();
         let source = LearnedSource::new(path);
-        let first = source.current();
-        let again = source.current();
-        assert!(
-            !Arc::ptr_eq(&first, &again),
+        source.current();
+        source.current();
+        assert_eq!(
+            source.counts().0,
+            2,
             "a stamp within its granule of the write was trusted"
         );
         std::thread::sleep(std::time::Duration::from_millis(150));
-        let settled = source.current();
-        assert!(Arc::ptr_eq(&settled, &source.current()));
+        source.current();
+        source.current();
+        assert_eq!(source.counts().0, 3, "a settled stamp was read again");
     }
 
     fn contains(category: &str) -> serde_json::Value {
@@ -265,5 +314,78 @@ mod tests {
         )
         .unwrap();
         assert_eq!(source.current().patterns.len(), 2);
+    }
+
+    fn regex(category: &str, pattern: &str) -> serde_json::Value {
+        serde_json::json!({"category": category, "severity": "HIGH", "description": "d",
+                           "matcherKind": "stdout_regex", "pattern": pattern})
+    }
+
+    /// berth's own hit-count rewrite and gstack's (only `hitCount` and `lastHit` change, in
+    /// gstack's formatting) keep the compiled set; a rewrite that changes a pattern compiles.
+    #[test]
+    fn a_hit_count_rewrite_keeps_the_compiled_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("learned-patterns.json");
+        let entries = serde_json::json!([regex("A", "boom"), contains("B")]);
+        std::fs::write(&path, entries.to_string()).unwrap();
+        let source = LearnedSource::new(path.clone());
+        let first = source.current();
+        super::super::record_hits(&path, &["A"]).unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &source.current()),
+            "berth's hit count rewrite compiled the set again"
+        );
+        let mut gstacks: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        gstacks[1]["hitCount"] = 7.into();
+        gstacks[1]["lastHit"] = "2026-12-05T00:00:00.000Z".into();
+        std::fs::write(&path, serde_json::to_string(&gstacks).unwrap()).unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &source.current()),
+            "gstack's hit count rewrite compiled the set again"
+        );
+        assert_eq!(source.compiles(), 1);
+        gstacks[0]["pattern"] = "bang".into();
+        std::fs::write(&path, gstacks.to_string()).unwrap();
+        let changed = source.current();
+        assert_eq!(changed.patterns[0].pattern, "bang");
+        assert_eq!(source.compiles(), 2);
+    }
+
+    /// Under a budget that runs one regex a tick, with the hits of every tick written back
+    /// to the file (as the fault watch does), each pattern gets its turn: after as many
+    /// ticks as patterns, every one has answered.
+    #[test]
+    fn every_pattern_runs_across_ticks_under_a_budget_cut_while_hits_are_written() {
+        use crate::faults::learned_match::{Budget, Texts};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("learned-patterns.json");
+        const PATTERNS: usize = 6;
+        let entries: Vec<_> = (0..PATTERNS)
+            .map(|i| regex(&format!("P{i}"), &format!("x|never{i}")))
+            .collect();
+        std::fs::write(&path, serde_json::Value::from(entries).to_string()).unwrap();
+        let source = LearnedSource::new(path.clone());
+        let run = dir.path().join("run-1.json");
+        let texts = Texts {
+            stdout: Some("x"),
+            ..Texts::default()
+        };
+        let state = crate::faults::state_jsonpath::Document::new(serde_json::json!({}));
+        let mut matched = 0;
+        for _tick in 0..PATTERNS {
+            let set = source.current();
+            let mut cut = Budget::of(std::time::Duration::from_nanos(1));
+            let fired = set.matching_within(Some(&run), &texts, &state, &mut cut);
+            matched = fired.len();
+            let categories: Vec<&str> = fired.iter().map(|p| p.category.as_str()).collect();
+            super::super::record_hits(&path, &categories).unwrap();
+        }
+        assert_eq!(
+            matched, PATTERNS,
+            "after {PATTERNS} ticks of one regex each, only {matched} patterns have answered"
+        );
+        assert_eq!(source.compiles(), 1);
     }
 }

@@ -1,0 +1,94 @@
+//! Fitting a record write under the cap. A claim leaves room under [`MAX_RECORD_BYTES`]
+//! ([`CLAIM_ROOM`]) for what the writes after it add (a verdict's or reclaim's `lastError`,
+//! `berthNotBefore`, the merge's GitHub state), and those writes cut the `lastError` they
+//! set until the record fits: a record berth claimed is always settled or freed, and no
+//! field the record came with is ever cut.
+
+use std::path::Path;
+
+use super::{MAX_RECORD_BYTES, StoreError};
+use crate::record::Record;
+
+/// Bytes a claim leaves free under the record cap: a record that would not leave them once
+/// claimed is refused the claim ([`StoreError::TooLarge`]), as one over the cap is.
+pub const CLAIM_ROOM: u64 = 4096;
+
+/// What ends a `lastError` berth cut to fit the record under the cap.
+pub(super) const CUT_MARK: &str = " [cut to fit the record limit]";
+
+/// The text `record` is written as, at most `MAX_RECORD_BYTES - room` bytes: pretty, as
+/// gstack writes records, or compact when pretty would not fit (gstack reads either). A
+/// record that fits neither way is refused, since no reader, berth included, would read it
+/// back.
+pub(super) fn encode(record: &Record, path: &Path, room: u64) -> Result<String, StoreError> {
+    let cap = MAX_RECORD_BYTES.saturating_sub(room);
+    let fits = |text: &String| text.len() as u64 <= cap;
+    let pretty = record.to_pretty_json();
+    if fits(&pretty) {
+        return Ok(pretty);
+    }
+    let compact = record.to_compact_json();
+    if fits(&compact) {
+        return Ok(compact);
+    }
+    Err(StoreError::TooLarge {
+        file: path.to_owned(),
+        size: compact.len(),
+        cap: MAX_RECORD_BYTES,
+        room,
+    })
+}
+
+/// [`encode`] of a write that set the record's `lastError`: one that would not fit has its
+/// `lastError` cut until it does (at most the whole of it).
+pub(super) fn encode_cutting_last_error(
+    record: &mut Record,
+    path: &Path,
+) -> Result<String, StoreError> {
+    // One cut fits; the second pass only guards against a miscount of the escapes.
+    for _ in 0..2 {
+        match encode(record, path, 0) {
+            Err(StoreError::TooLarge { size, cap, .. }) if record.last_error.is_some() => {
+                cut(record, size as u64 - cap);
+            }
+            encoded => return encoded,
+        }
+    }
+    record.last_error = None;
+    encode(record, path, 0)
+}
+
+/// Cuts the end of the record's `lastError` so that its JSON, with the mark, is `excess`
+/// bytes shorter; one too short for that is dropped.
+fn cut(record: &mut Record, excess: u64) {
+    let Some(error) = record.last_error.take() else {
+        return;
+    };
+    let written: usize = error.chars().map(json_len).sum();
+    let target = usize::try_from(excess)
+        .ok()
+        .and_then(|excess| written.checked_sub(excess.checked_add(CUT_MARK.len())?));
+    let Some(target) = target else {
+        return;
+    };
+    let mut kept = 0;
+    let end = error
+        .char_indices()
+        .find(|&(_, c)| {
+            kept += json_len(c);
+            kept > target
+        })
+        .map_or(error.len(), |(at, _)| at);
+    if end > 0 && end < error.len() {
+        record.last_error = Some(format!("{}{CUT_MARK}", &error[..end]));
+    }
+}
+
+/// The bytes `c` takes in a JSON string as serde_json writes it.
+fn json_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\u{8}' | '\u{c}' | '\n' | '\r' | '\t' => 2,
+        c if c < ' ' => 6,
+        c => c.len_utf8(),
+    }
+}
