@@ -1,10 +1,11 @@
 //! Taking a lane's lock: create-only, or an expired or gone holder's taken over by
 //! compare-and-swap.
 
-use super::broken_above;
+use super::broken_ref::{self, Room};
 use super::in_the_way::InTheWay;
 use super::standing::Standing;
 use super::*;
+use super::{broken_above, leftover};
 
 impl LockClient {
     /// Takes the lane's lock, or says who holds it.
@@ -203,7 +204,7 @@ impl LockClient {
             )),
             InTheWay::Nothing => match failed {
                 Ok(failed) => Ok(Created::Retry(failed)),
-                Err(e) => match self.broken_above(target) {
+                Err(e) => match self.broken_ref(target) {
                     Some(holds) => Ok(Created::Done(Box::new(holds))),
                     None => Err(target.remote_error("create", e)),
                 },
@@ -211,16 +212,26 @@ impl LockClient {
         }
     }
 
-    /// How a file that is no ref above a local origin's lock ref holds the lane
-    /// ([`broken_above`]): git's own error names no ref and nothing that ends.
-    fn broken_above(&self, target: &Target<'_>) -> Option<Acquire> {
-        let origin = local_origin(target.url)?.ok()?;
-        broken_above::holds(
-            &origin,
-            target.ref_name,
-            &self.sightings.expiry,
-            self.longest_ttl(),
-        )
+    /// How a broken ref on or below a local origin's lock ref holds the lane
+    /// ([`broken_ref`]): git's own error names nothing that ends.
+    fn broken_ref(&self, target: &Target<'_>) -> Option<Acquire> {
+        let path = local_origin(target.url)?.ok()?;
+        let flags = git2::RepositoryOpenFlags::NO_SEARCH;
+        let origin = git2::Repository::open_ext(&path, flags, [] as [&str; 0]).ok()?;
+        let writers_lock = origin.path().join(leftover::WRITERS_LOCK);
+        let room = Room {
+            origin: &origin,
+            lock_ref: target.ref_name,
+            writers_lock: &writers_lock,
+            expiry: &self.sightings.expiry,
+            longest_ttl: self.longest_ttl(),
+        };
+        let (name, file) =
+            broken_above::find(&room).or_else(|| broken_ref::below(&room).into_iter().next())?;
+        Some(Acquire::Unreadable {
+            sha: Oid::ZERO_SHA1.to_string(),
+            reason: room.holds(&name, file),
+        })
     }
 }
 

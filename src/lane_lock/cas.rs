@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use git2::{ErrorCode, ObjectType, Oid, Repository, RepositoryOpenFlags};
 
+use super::broken_ref::{self, Room};
 use super::expiry_cap::ExpirySightings;
 use super::leftover::LeftoverSightings;
 use super::ref_writer::{self, Change, Writers, Written};
@@ -214,14 +215,17 @@ fn local_swap(
     // Under the ref's `.lock` file `git update-ref` compares the ref with the old id (the
     // zero id: must be absent) and writes only on a match; a delete goes through only while
     // the ref holds the value read above (== `expect`).
-    let mut prepared = leftover::prepare(&origin, ref_name, sightings)?;
-    broken_above::clear(
-        &origin,
-        ref_name,
-        &prepared.writers_lock,
+    // Broken refs first: a symlink among them would fail the walk `prepare` makes.
+    let room = Room {
+        origin: &origin,
+        lock_ref: ref_name,
+        writers_lock: &origin.path().join(leftover::WRITERS_LOCK),
         expiry,
         longest_ttl,
-    );
+    };
+    broken_above::clear(&room)?;
+    broken_ref::clear_below(&room)?;
+    let mut prepared = leftover::prepare(&origin, ref_name, sightings)?;
     foreign_writer::spare(&mut prepared);
     // Recorded last, after anything set aside: the path git is given, walked again by the
     // writer child and after the write.

@@ -65,29 +65,28 @@ impl ExpirySightings {
         }
     }
 
-    /// When berth first saw `sha`, starting its sighting at `now` on a [`Look::Take`]. A
-    /// first sighting after `now` (the clock was stepped back) starts again at `now`.
-    fn first_seen(&self, sha: Oid, now: DateTime<Utc>, look: Look) -> DateTime<Utc> {
+    /// When berth first saw what `key` names, starting its sighting at `now` on a
+    /// [`Look::Take`]. A first sighting after `now` (the clock was stepped back) starts
+    /// again at `now`.
+    fn first_seen(&self, key: &str, now: DateTime<Utc>, look: Look) -> DateTime<Utc> {
         let now_ns = unix_nanos(now);
-        let first = self
-            .kept
-            .with(|known| match known.get_mut(&sha.to_string()) {
-                Some(seen) if seen.first <= now_ns => {
-                    let stale = now_ns.saturating_sub(seen.last)
-                        >= LAST_SEEN_GRAIN.num_nanoseconds().unwrap_or(i64::MAX);
-                    seen.last = seen.last.max(now_ns);
-                    (seen.first, stale)
-                }
-                _ if look == Look::List => (now_ns, false),
-                _ => {
-                    let seen = Sighting {
-                        first: now_ns,
-                        last: now_ns,
-                    };
-                    known.insert(sha.to_string(), seen);
-                    (now_ns, true)
-                }
-            });
+        let first = self.kept.with(|known| match known.get_mut(key) {
+            Some(seen) if seen.first <= now_ns => {
+                let stale = now_ns.saturating_sub(seen.last)
+                    >= LAST_SEEN_GRAIN.num_nanoseconds().unwrap_or(i64::MAX);
+                seen.last = seen.last.max(now_ns);
+                (seen.first, stale)
+            }
+            _ if look == Look::List => (now_ns, false),
+            _ => {
+                let seen = Sighting {
+                    first: now_ns,
+                    last: now_ns,
+                };
+                known.insert(key.to_owned(), seen);
+                (now_ns, true)
+            }
+        });
         DateTime::from_timestamp_nanos(first)
     }
 
@@ -97,6 +96,18 @@ impl ExpirySightings {
         let first = unix_nanos(first);
         self.kept.with(|known| {
             known.insert(sha.to_string(), Sighting { first, last: first });
+            ((), true)
+        });
+    }
+
+    /// Dates every first sighting kept back to `first`, as if all had been seen then.
+    #[cfg(test)]
+    pub fn all_seen_since(&self, first: DateTime<Utc>) {
+        let first = unix_nanos(first);
+        self.kept.with(|known| {
+            for seen in known.values_mut() {
+                *seen = Sighting { first, last: first };
+            }
             ((), true)
         });
     }
@@ -140,7 +151,9 @@ pub(super) fn capped(mut lock: ReadLock, sha: Oid, ref_name: &str, seen: Seen<'_
     if lock.expires_at <= seen.now + bound {
         return lock;
     }
-    let first = seen.sightings.first_seen(sha, seen.now, seen.look);
+    let first = seen
+        .sightings
+        .first_seen(&sha.to_string(), seen.now, seen.look);
     let judged = lock.expires_at.min(first + bound);
     if seen.look == Look::Take && seen.sightings.announce(sha) {
         tracing::warn!(
@@ -159,16 +172,18 @@ pub(super) fn capped(mut lock: ReadLock, sha: Oid, ref_name: &str, seen: Seen<'_
     lock
 }
 
-/// When a commit that is no lock at all (`sha`, standing in the way of a lane's lock ref)
-/// is judged to expire: as a lock of the furthest expiry, the first sighting (started
-/// now: only a try to take a lane judges one) plus `longest_ttl` plus [`MAX_CLOCK_SKEW`].
+/// When something that is no lock at all, standing in the way of a lane's lock ref (a
+/// commit, named by its id; a broken ref, by where it is and what, [`super::broken_ref`]),
+/// is judged to expire: as a lock of the furthest expiry, the first sighting of `key`
+/// (started now: only a try to take a lane judges one) plus `longest_ttl` plus
+/// [`MAX_CLOCK_SKEW`].
 pub(super) fn unreadable_expiry(
     sightings: &ExpirySightings,
-    sha: Oid,
+    key: &str,
     longest_ttl: Duration,
     now: DateTime<Utc>,
 ) -> DateTime<Utc> {
-    sightings.first_seen(sha, now, Look::Take) + bound(longest_ttl)
+    sightings.first_seen(key, now, Look::Take) + bound(longest_ttl)
 }
 
 /// `at` in nanoseconds since the Unix epoch (saturating past 2262).

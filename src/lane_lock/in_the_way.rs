@@ -114,7 +114,7 @@ impl LockClient {
             Err(reason) => {
                 let until = expiry_cap::unreadable_expiry(
                     &self.sightings.expiry,
-                    sha,
+                    &sha.to_string(),
                     self.longest_ttl(),
                     now,
                 );

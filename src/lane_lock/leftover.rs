@@ -305,7 +305,7 @@ fn judge(
 /// Made here, it gets the mode `core.sharedRepository` asks for (as git gives its own
 /// files), and when made by root, the repository's owner and group: an operator's `sudo`
 /// under a narrow umask must not leave a file the service user cannot open.
-fn open_shared(origin: &Repository, path: &Path) -> io::Result<File> {
+pub(super) fn open_shared(origin: &Repository, path: &Path) -> io::Result<File> {
     let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
     let open = |create_new: bool| {
         OpenOptions::new()

@@ -6,9 +6,13 @@
 //! ref, its `.lock` file and berth's judging and clearing of a leftover there out of the
 //! origin: a root berth on a group-writable origin would delete whatever `<base>.lock` a
 //! writer of the origin points it at, or move a directory from outside into the origin.
-//! So berth opens each directory with `O_NOFOLLOW | O_DIRECTORY`, refuses the write when
-//! one is a symlink (naming it), and judges and clears a `.lock` only by its name in the
-//! directory so opened ([`super::leftover`], [`super::ref_writer`]).
+//! So berth opens each directory from `refs/gstack/release-locks` down with
+//! `O_NOFOLLOW | O_DIRECTORY`, refuses the write when one is a symlink (naming it; one that
+//! stood there before the write is a broken ref, judged first, [`super::broken_ref`]), and
+//! judges and clears a `.lock` only by its name in the directory so opened
+//! ([`super::leftover`], [`super::ref_writer`]). Above it (`refs`, `refs/gstack`) a
+//! symlink is the operator's layout (`git new-workdir`, Google's `repo`), followed as git
+//! follows it: whoever may replace those may rewrite the repository anyway.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -17,6 +21,8 @@ use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 
 use nix::libc;
+
+use super::LOCK_REF_PREFIX;
 
 /// The origin's git dir, opened as a directory (the operator's path: followed).
 pub(super) fn open_git_dir(git_dir: &Path) -> io::Result<OwnedFd> {
@@ -28,37 +34,71 @@ pub(super) fn open_git_dir(git_dir: &Path) -> io::Result<OwnedFd> {
 }
 
 /// The directory that holds `ref_name`'s `.lock` file, walked from `git_dir` (opened at
-/// `git_dir_path`) without following a symlink; `Ok(None)` when a component is missing or
-/// not a directory (no `.lock` can be there; git makes or reports the rest). `Err` names a
-/// symlinked component: git would follow it, so nothing may be written through it.
+/// `git_dir_path`); `Ok(None)` when a component is missing or not a directory (no `.lock`
+/// can be there; git makes or reports the rest). `Err` names a symlinked component at or
+/// below [`LOCK_REF_PREFIX`]: git would follow it, so nothing may be written through it.
 pub(super) fn open_parent(
     git_dir: &OwnedFd,
     git_dir_path: &Path,
     ref_name: &str,
 ) -> Result<Option<OwnedFd>, git2::Error> {
+    open_parent_of(git_dir, git_dir_path, Path::new(ref_name))
+}
+
+/// [`open_parent`] for any node below the git dir, named by its path there (which may be
+/// no ref name: a broken ref's, say).
+///
+/// The components above [`LOCK_REF_PREFIX`] (`refs`, `refs/gstack`) are the operator's
+/// layout (`git new-workdir` and Google's `repo` link a checkout's `refs` to a shared one;
+/// git follows them for every ref): followed. From `refs/gstack/release-locks` down, where
+/// git makes only directories, a symlink is refused.
+pub(super) fn open_parent_of(
+    git_dir: &OwnedFd,
+    git_dir_path: &Path,
+    relative: &Path,
+) -> Result<Option<OwnedFd>, git2::Error> {
     let mut dir = git_dir.try_clone().map_err(|e| failed(git_dir_path, &e))?;
-    let Some((parent, _)) = ref_name.rsplit_once('/') else {
+    let bytes = relative.as_os_str().as_bytes();
+    let Some(end) = bytes.iter().rposition(|&b| b == b'/') else {
         return Ok(Some(dir));
     };
     let mut walked = git_dir_path.to_path_buf();
-    for part in parent.split('/') {
-        walked.push(part);
+    let mut at = 0;
+    for part in bytes[..end].split(|&b| b == b'/') {
+        at += part.len();
+        walked.push(std::ffi::OsStr::from_bytes(part));
         let name = match CString::new(part) {
-            Ok(name) if !matches!(part, "" | "." | "..") => name,
+            Ok(name) if !matches!(part, b"" | b"." | b"..") => name,
             _ => {
                 return Err(git2::Error::from_str(&format!(
-                    "not a plain ref name: {ref_name}"
+                    "not a plain ref name: {}",
+                    relative.display()
                 )));
             }
         };
+        let flags = if operators_layout(&bytes[..at]) {
+            DIR_FLAGS & !libc::O_NOFOLLOW
+        } else {
+            DIR_FLAGS
+        };
+        at += 1;
         // SAFETY: a valid directory descriptor, a NUL-terminated name and open flags.
-        match owned(unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), DIR_FLAGS) }) {
+        match owned(unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags) }) {
             Ok(next) => dir = next,
             Err(_) if is_symlink(&dir, &name) => return Err(symlinked(&walked)),
             Err(_) => return Ok(None),
         }
     }
     Ok(Some(dir))
+}
+
+/// Whether `walked` (a path below the git dir) lies strictly above
+/// `refs/gstack/release-locks`, where symlinks are the operator's.
+fn operators_layout(walked: &[u8]) -> bool {
+    let locks = LOCK_REF_PREFIX.trim_end_matches('/').as_bytes();
+    locks
+        .strip_prefix(walked)
+        .is_some_and(|rest| rest.starts_with(b"/"))
 }
 
 /// Read-only, a directory, never a symlink, never inherited by `git`.
@@ -208,5 +248,38 @@ mod tests {
         );
         let said = format!("{outcome:?}");
         assert!(said.contains("is a symlink"), "{said}");
+    }
+
+    /// A local origin whose `refs` directory is a symlink the operator's tools made
+    /// (`git new-workdir` and Google's `repo` link a checkout's `.git/refs` to a shared
+    /// one; git itself follows it for every ref) gets its lane: the walk follows the
+    /// components above `refs/gstack/release-locks`.
+    #[test]
+    fn a_local_origin_whose_refs_directory_is_a_symlink_gets_its_lane() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared.git");
+        git2::Repository::init_bare(&shared).unwrap();
+        let work = dir.path().join("workdir.git");
+        git2::Repository::init_bare(&work).unwrap();
+        std::fs::remove_dir_all(work.join("refs")).unwrap();
+        std::os::unix::fs::symlink(shared.join("refs"), work.join("refs")).unwrap();
+        let url = work.to_str().unwrap().to_owned();
+        let lane = crate::lane_lock::Lane {
+            repo_identity: url.clone(),
+            base_branch: "main".into(),
+        };
+        let client = client(dir.path());
+        let mut outcomes = Vec::new();
+        for _ in 0..3 {
+            let outcome = client.acquire(&url, &lane, "me", Path::new("/a"));
+            if let Ok(crate::lane_lock::Acquire::Acquired(held)) = outcome {
+                client.release(&held).unwrap();
+                return;
+            }
+            outcomes.push(format!("{outcome:?}"));
+        }
+        panic!(
+            "a local origin whose refs/ is a symlink never gets its lane, nobody holding it: {outcomes:#?}"
+        );
     }
 }

@@ -37,6 +37,7 @@ mod acquire;
 mod alias;
 mod below_ref;
 mod broken_above;
+mod broken_ref;
 mod cas;
 mod error;
 mod expiry_cap;
@@ -75,6 +76,7 @@ use crate::safe_key::safe_key;
 
 pub use alias::{lane_key, lane_lock_refs};
 pub use below_ref::MAX_BELOW_ENTRIES;
+pub use broken_ref::MAX_REF_BYTES;
 pub use cas::{LockWrite, WRITERS_BLOCKED};
 pub use error::LockError;
 pub use held::HeldLock;
