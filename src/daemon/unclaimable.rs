@@ -3,8 +3,8 @@
 //! be written. Left as the lane's head, it would be picked and refused on every tick and
 //! nothing behind it would land. Each is remembered by the stamp of the version the claim
 //! read, so selection passes it over at the cost of a stat, until the file is written
-//! again; one no longer queued (removed, or moved by hand) is forgotten at the next
-//! selection, so the set holds at most the queued records.
+//! again. Each tick forgets the ones whose file moved or went, so the set holds at most
+//! the records still in the queue as they were refused.
 //!
 //! Nobody would see such a record after the one warning, so the set is shown where
 //! operators look for stuck records: the `berth_records_passed_over` gauge (by reason) and
@@ -100,8 +100,9 @@ impl Unclaimable {
     /// `size` bytes over `cap`: that version is passed over from now on, said once. Whether
     /// it was new.
     pub fn refused(&self, id: &str, path: &Path, stamp: FileStamp, size: usize, cap: u64) -> bool {
-        let detail =
-            format!("claiming it would make it {size} bytes, over the {cap}-byte record limit");
+        let detail = format!(
+            "claiming it would make it {size} bytes, over the {cap}-byte record limit a claim is held to (1 MiB less its verdict's room)"
+        );
         let line = PassedOverLine {
             record: id.to_owned(),
             file: path.display().to_string(),
@@ -121,7 +122,7 @@ impl Unclaimable {
         if new {
             tracing::warn!(
                 record = %id,
-                "{}: not landed: claiming it would make it {size} bytes, over the {cap}-byte record limit; passed over until the file is written again",
+                "{}: not landed: claiming it would make it {size} bytes, over the {cap}-byte record limit a claim is held to; passed over until the file is written again",
                 path.display()
             );
             self.publish();
@@ -145,21 +146,8 @@ impl Unclaimable {
         same
     }
 
-    /// Forgets every record for which `queued` (whether the queue still holds it queued)
-    /// says no: the set never holds more than the queued records.
-    pub fn keep_only(&self, queued: impl Fn(&str) -> bool) {
-        let mut refused = self.lock();
-        let before = refused.len();
-        refused.retain(|id, _| queued(id));
-        let changed = refused.len() != before;
-        drop(refused);
-        if changed {
-            self.publish();
-        }
-    }
-
     /// Forgets every record whose file was written or removed since its claim was refused
-    /// (one a tick no longer selects would stay listed otherwise): a stat each.
+    /// (one a tick no longer selects would stay listed, and held, otherwise): a stat each.
     pub fn sweep(&self) {
         let mut refused = self.lock();
         let before = refused.len();
@@ -238,9 +226,9 @@ mod tests {
         let other = dir.path().join("other.json");
         std::fs::write(&other, "{}").unwrap();
         assert!(unclaimable.refused("other", &other, stamp(&other), 1 << 21, 1 << 20));
-        // Later ticks select over a queue holding the one other record.
+        // Later ticks over a queue holding the one other record.
         for _ in 0..3 {
-            unclaimable.keep_only(|id| id == "other");
+            unclaimable.sweep();
             assert!(unclaimable.passes_over("other", &other));
         }
         let kept = unclaimable.lock().len();

@@ -117,16 +117,9 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    /// Also forgets the records refused at claim that are no longer in the queue.
     fn of(shared: &Shared) -> Snapshot {
         let now = crate::clock::now();
         let records = shared.crew.records.view();
-        let queued = |id: &str| {
-            records
-                .get(id)
-                .is_some_and(|s| s.record.status == Status::Queued)
-        };
-        shared.crew.unclaimable.keep_only(queued);
         Snapshot {
             view: policy::QueueView::of(records.live()),
             in_flight: records
