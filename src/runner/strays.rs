@@ -350,6 +350,23 @@ mod tests {
         }
     }
 
+    /// Whether the child ends by SIGKILL within 10 s (reaped either way). Not a look at once:
+    /// a killed process leaves the scan (its environment is gone) a moment before it becomes
+    /// a zombie its parent can reap, a moment that load stretches.
+    fn ended_by_sigkill(mut child: std::process::Child) -> bool {
+        use std::os::unix::process::ExitStatusExt as _;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.signal() == Some(Signal::SIGKILL as i32);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
     /// Whether the child still ran; it is ended and reaped either way.
     fn still_ran_then_ended(mut child: std::process::Child) -> bool {
         let ran = child.try_wait().unwrap().is_none();
@@ -408,7 +425,7 @@ mod tests {
             "another user's marked process was killed"
         );
         assert!(
-            !still_ran_then_ended(own),
+            ended_by_sigkill(own),
             "the own marked process was not killed"
         );
         assert_eq!(killed.unwrap(), 1);
@@ -432,7 +449,7 @@ mod tests {
         wait_for_marked(&record, 1);
         let ended = end_step_leftovers(&record, &owner);
         assert!(
-            !still_ran_then_ended(leftover),
+            ended_by_sigkill(leftover),
             "a root daemon's own step leftover (root, marked with its record and owner) still runs after end_step_leftovers: {ended:?}"
         );
     }
@@ -461,7 +478,7 @@ mod tests {
         wait_for_marked(&record, 2);
         let killed = end_strays(&record, &owner);
         assert!(
-            !still_ran_then_ended(own),
+            ended_by_sigkill(own),
             "the gone root daemon's leftover still runs: {killed:?}"
         );
         assert!(
