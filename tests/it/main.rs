@@ -58,5 +58,6 @@ mod scratch_worktrees;
 mod service;
 mod takeover;
 mod throughput;
+mod review_release;
 mod warm_up;
 mod writes_heard;

@@ -228,7 +228,7 @@ fn the_checkout_is_made_while_the_lane_lock_is_taken() {
 /// writer's 8 s alarm), then notes in `<hold>/let-go` who let it go, and fails that delete
 /// when `go` says `fail`; anything else is the real `git`. Returns the directory to put
 /// first on `PATH`.
-fn hold_first_lock_delete(world: &World, hold: &std::path::Path) -> PathBuf {
+pub(crate) fn hold_first_lock_delete(world: &World, hold: &std::path::Path) -> PathBuf {
     let bin = world.root.join("held-git-bin");
     fs::create_dir_all(&bin).unwrap();
     fs::create_dir_all(hold).unwrap();
