@@ -117,10 +117,7 @@ async fn run_loop(
             continue;
         }
         if let Some(exit) = main.once_done() {
-            // Its landings' lock releases run in the background: they end before it exits.
-            let deadline = tokio::time::Instant::now() + SHUTDOWN_BUDGET;
-            main.shared.crew.releasing.wait_all(deadline).await;
-            return Ok(exit);
+            return Ok(main.finish_once(exit).await);
         }
     }
 }
@@ -221,6 +218,26 @@ impl Loop {
     }
 
     /// Stops every landing, waits for them within the budget, and says how the run ended.
+    /// `--once` is done, its landings' lock releases still run in the background: they end
+    /// before it exits. A stop signal meanwhile stops it as a signal at any other moment
+    /// would (exit 128 + signal, with the summary).
+    async fn finish_once(&mut self, exit: Exit) -> Exit {
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_BUDGET;
+        loop {
+            tokio::select! {
+                // A signal already heard wins over the releases ending at the same moment.
+                biased;
+                heard = self.signals.recv() => match heard {
+                    shutdown::Heard::Stop(signal) => {
+                        return self.shut_down(stop::StopReason::Signal(signal)).await;
+                    }
+                    shutdown::Heard::Reload => {}
+                },
+                _ = self.shared.crew.releasing.wait_all(deadline) => return exit,
+            }
+        }
+    }
+
     async fn shut_down(&mut self, reason: stop::StopReason) -> Exit {
         let exit = match reason {
             stop::StopReason::Signal(signal) => Exit::Signalled(signal),

@@ -1,5 +1,4 @@
-//! Review of the background lane lock release: stops that leave a lock on origin, and
-//! signals a stopping `--once` does not hear.
+//! Stopping cleanly: what a signal leaves behind on origin.
 
 use std::fs;
 use std::os::fd::AsRawFd;
@@ -11,10 +10,10 @@ use nix::unistd::Pid;
 use crate::support::World;
 
 /// SIGTERM while the lane lock's write waits for origin's writers' lock: the landing stops
-/// waiting for the answer after its grace, the daemon exits, and its writer child (in a
-/// session of its own) writes the lock anyway once the writers' lock is free (let go once
-/// the daemon exited, or 2 s after the signal). Nobody is
-/// left to release it: a clean stop leaves the lane locked on origin until its TTL.
+/// waiting for the answer after its grace, but its writer child (in a session of its own)
+/// writes the lock anyway once the writers' lock is free (let go once the daemon exited,
+/// or 2 s after the signal). The stopping daemon waits for that write and releases its
+/// lock before it exits: a clean stop leaves no lock on origin.
 #[test]
 fn a_clean_stop_during_the_lock_write_leaves_no_lock_on_origin() {
     let world = World::new();
@@ -63,41 +62,4 @@ fn a_clean_stop_during_the_lock_write_leaves_no_lock_on_origin() {
         world.lock_refs(&lane.remote_url),
         log()
     );
-}
-
-/// `run --once` whose landing is done while its lock release is still in flight: a SIGTERM
-/// then is not heard; the run exits 0 as if never signalled, where a signal at any other
-/// moment exits 128 + 15.
-#[test]
-fn a_once_run_signalled_while_its_release_is_in_flight_exits_as_signalled() {
-    let world = World::new();
-    let lane = world.git_lane("widget", None);
-    let id = lane.queue(1, "main");
-    let hold = world.root.join("hold");
-    let bin = crate::throughput::hold_first_lock_delete(&world, &hold);
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    let config = world.git_forge_config("");
-    let mut daemon = world.spawn_berth(
-        &["run", "--once", "--config", config.to_str().unwrap()],
-        &world.berth_state(),
-        &[
-            ("PATH", std::path::Path::new(&path)),
-            ("BERTH_LOG", std::path::Path::new("berth=debug")),
-        ],
-    );
-    let held = world.wait_for(Duration::from_secs(60), || hold.join("held").exists());
-    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
-    // Heard or not, the signal was delivered before the release is let go.
-    std::thread::sleep(Duration::from_millis(300));
-    fs::write(hold.join("go"), "").unwrap();
-    let status = daemon.wait().unwrap();
-    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
-    assert!(held, "{log}");
-    assert_eq!(world.read_record(&id)["status"], "landed", "{log}");
-    assert_eq!(
-        world.lock_refs(&lane.remote_url),
-        Vec::<String>::new(),
-        "{log}"
-    );
-    assert_eq!(status.code(), Some(143), "the SIGTERM was not heard: {log}");
 }
