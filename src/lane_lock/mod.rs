@@ -53,6 +53,7 @@ mod lock_dir;
 mod payload;
 mod ref_writer;
 mod refresh;
+mod refs_look;
 mod release;
 mod scratch_pool;
 mod sightings;
@@ -79,6 +80,7 @@ pub use cas::{LockWrite, WRITERS_BLOCKED};
 pub use error::LockError;
 pub use held::HeldLock;
 pub use listing::{ListedLock, LockListing};
+pub use refs_look::MAX_REFS_ENTRIES;
 
 pub use foreign_writer::MAX_PROC_ENTRIES;
 pub use heartbeat::{Heartbeat, LockWatch};
