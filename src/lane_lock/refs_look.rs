@@ -287,27 +287,41 @@ mod tests {
     }
 
     /// A FIFO elsewhere under a local origin's `refs/` (a branch, say) is no ref of the
-    /// lane, but libgit2 would hang reading the origin's refs on it: the lane is held with
-    /// the FIFO named, and berth leaves it where it is.
+    /// lane, but libgit2 would hang on it (a symlink to it, which a listing of the origin's
+    /// refs follows, hangs the read of a held lane): the lane is held with the node named,
+    /// and berth leaves it where it is.
     #[test]
     fn a_fifo_elsewhere_under_refs_holds_the_lane_named() {
-        let origin = crate::lane_lock::tests::BareOrigin::new();
-        let planted = origin.bare.join("refs/heads/x");
-        fifo(&planted);
-        for _ in 0..2 {
-            let outcome = acquire_within_a_minute(&origin).expect("the acquire never returned");
-            let said = format!("{outcome:?}");
+        for linked in [false, true] {
+            let origin = crate::lane_lock::tests::BareOrigin::new();
+            // Held by another: the acquire lists the origin's refs to read the holder.
+            let lane = crate::lane_lock::tests::widget_main();
+            let held = origin.take(&origin.client(), &lane);
+            assert!(matches!(held, Ok(crate::lane_lock::Acquire::Acquired(_))));
+            let planted = origin.bare.join("refs/heads/x");
+            if linked {
+                let outside = origin.dir.path().join("fifo");
+                fifo(&outside);
+                std::os::unix::fs::symlink(&outside, &planted).unwrap();
+            } else {
+                fifo(&planted);
+            }
+            for _ in 0..2 {
+                let outcome = acquire_within_a_minute(&origin).expect("the acquire never returned");
+                let said = format!("{outcome:?}");
+                let kind = if linked { "symlink" } else { "FIFO" };
+                assert!(
+                    outcome.is_err()
+                        && said.contains(&*planted.to_string_lossy())
+                        && said.contains(kind),
+                    "{said}"
+                );
+            }
             assert!(
-                outcome.is_err()
-                    && said.contains(&*planted.to_string_lossy())
-                    && said.contains("FIFO"),
-                "{said}"
+                std::fs::symlink_metadata(&planted).is_ok(),
+                "berth moved a branch"
             );
         }
-        assert!(
-            std::fs::symlink_metadata(&planted).is_ok(),
-            "berth moved a branch"
-        );
     }
 
     /// A FIFO at the lane's lock ref is a broken ref: the answer names it and when berth
