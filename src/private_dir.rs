@@ -4,9 +4,16 @@
 //! Whoever can write the parent can swap the subdirectory's name for a symlink at any
 //! moment, so a check of the name followed by writes by the name guards nothing. The
 //! directory is opened once (`O_DIRECTORY|O_NOFOLLOW`), checked on that descriptor (a
-//! directory owned by berth's user), and every later open, write, rename, removal and
-//! listing is relative to the descriptor (`openat`, `renameat`, `unlinkat`): a name
-//! swapped afterwards is never followed, and a swap before the open is refused.
+//! directory owned by berth's user or by the parent's owner), and every later open, write,
+//! rename, removal and listing is relative to the descriptor (`openat`, `renameat`,
+//! `unlinkat`): a name swapped afterwards is never followed, and a swap before the open is
+//! refused.
+//!
+//! The parent's owner is trusted as far as berth's own user: it can put any directory of its
+//! own at the name at any moment, so refusing one it made proves nothing and only stops a
+//! root daemon (or `sudo berth faults ack`) working beside gstack's user. A directory or file
+//! root makes in another user's parent is given to that user, so that the parent's owner
+//! (gstack, the daemon's service user) can go on using it.
 
 use std::ffi::OsStr;
 use std::fs::{File, Metadata};
@@ -41,16 +48,23 @@ pub enum PrivateDirError {
     #[error("cannot open {} as a directory: {source}", .path.display())]
     Open { path: PathBuf, source: Errno },
     #[error(
-        "{} belongs to uid {owner}, not to berth's user (uid {euid}); berth writes only in its own directories",
+        "{} belongs to uid {owner}, neither berth's user (uid {euid}) nor the owner of the directory above it (uid {parent_owner}); berth writes only in directories of theirs",
         .path.display()
     )]
     NotOwned {
         path: PathBuf,
         owner: u32,
         euid: u32,
+        parent_owner: u32,
     },
     #[error("cannot make {} private (0700): {source}", .path.display())]
     Tighten { path: PathBuf, source: Errno },
+    #[error("cannot give {} to uid {owner}, the owner of the directory above it: {source}", .path.display())]
+    GiveAway {
+        path: PathBuf,
+        owner: u32,
+        source: Errno,
+    },
 }
 
 /// Names tried for one temp file before a write gives up.
@@ -61,6 +75,31 @@ const TEMP_TRIES: usize = 64;
 pub struct PrivateDir {
     path: PathBuf,
     fd: OwnedFd,
+    /// The directory's owner when it is not berth's user: every file berth writes there is
+    /// given to it.
+    give_to: Option<Owner>,
+}
+
+/// A user and group to give a file or directory to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Owner {
+    uid: u32,
+    gid: u32,
+}
+
+impl Owner {
+    fn of(st: &FileStat) -> Owner {
+        Owner {
+            uid: st.st_uid,
+            gid: st.st_gid,
+        }
+    }
+
+    fn give(self, fd: impl AsFd) -> Result<(), Errno> {
+        let uid = Some(nix::unistd::Uid::from_raw(self.uid));
+        let gid = Some(nix::unistd::Gid::from_raw(self.gid));
+        nix::unistd::fchown(fd, uid, gid)
+    }
 }
 
 /// What a name in a [`PrivateDir`] is, as `fstatat` without following it says.
@@ -75,7 +114,9 @@ pub struct Entry {
 impl PrivateDir {
     /// `name` in `parent`, created 0700 if missing (`parent` and its parents too), opened
     /// without following a symlink, and checked on the descriptor: owned by berth's
-    /// effective user (an existing one open to group or others is tightened to 0700).
+    /// effective user or by `parent`'s owner (an existing one open to group or others is
+    /// tightened to 0700). One made here by root in another user's `parent` is given to
+    /// that user.
     pub fn ensure(parent: &Path, name: &str) -> Result<PrivateDir, PrivateDirError> {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -87,13 +128,27 @@ impl PrivateDir {
             })?;
         let parent_fd = open_parent(parent)?;
         let path = parent.join(name);
-        match mkdirat(&parent_fd, name, Mode::S_IRWXU) {
-            Ok(()) | Err(Errno::EEXIST) => {}
+        let made = match mkdirat(&parent_fd, name, Mode::S_IRWXU) {
+            Ok(()) => true,
+            Err(Errno::EEXIST) => false,
             Err(source) => return Err(PrivateDirError::Create { path, source }),
+        };
+        Self::checked(&parent_fd, path, name, made)
+    }
+
+    /// `name` in `parent` opened and checked as [`PrivateDir::ensure`] does, but nothing
+    /// created: `None` when it (or `parent`) is not there.
+    pub fn open_existing(parent: &Path, name: &str) -> Result<Option<PrivateDir>, PrivateDirError> {
+        let Some(parent_fd) = open_parent_if_there(parent)? else {
+            return Ok(None);
+        };
+        match Self::checked(&parent_fd, parent.join(name), name, false) {
+            Err(PrivateDirError::Open {
+                source: Errno::ENOENT,
+                ..
+            }) => Ok(None),
+            other => other.map(Some),
         }
-        let fd = open_nofollow(&parent_fd, &path, name)?;
-        make_private(&fd, &path)?;
-        Ok(PrivateDir { path, fd })
     }
 
     /// `name` in `parent` opened to be read (listed, its files read), never through a
@@ -101,13 +156,8 @@ impl PrivateDir {
     /// is not checked: a listing writes nothing, and may be run by another user than the
     /// daemon that writes the dir.
     pub fn open_to_read(parent: &Path, name: &str) -> Result<Option<PrivateDir>, PrivateDirError> {
-        let parent_fd = match open_parent(parent) {
-            Err(PrivateDirError::Parent { source, .. })
-                if source.kind() == io::ErrorKind::NotFound =>
-            {
-                return Ok(None);
-            }
-            other => other?,
+        let Some(parent_fd) = open_parent_if_there(parent)? else {
+            return Ok(None);
         };
         let path = parent.join(name);
         match open_nofollow(&parent_fd, &path, name) {
@@ -115,8 +165,29 @@ impl PrivateDir {
                 source: Errno::ENOENT,
                 ..
             }) => Ok(None),
-            other => Ok(Some(PrivateDir { path, fd: other? })),
+            other => Ok(Some(PrivateDir {
+                path,
+                fd: other?,
+                give_to: None,
+            })),
         }
+    }
+
+    /// `name` in the directory `parent_fd` opened and checked ([`make_private`]); `made`
+    /// when this process just created it.
+    fn checked(
+        parent_fd: &OwnedFd,
+        path: PathBuf,
+        name: &str,
+        made: bool,
+    ) -> Result<PrivateDir, PrivateDirError> {
+        let fd = open_nofollow(parent_fd, &path, name)?;
+        let parent = fstat(parent_fd).map_err(|source| PrivateDirError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        let give_to = make_private(&fd, &path, Owner::of(&parent), made)?;
+        Ok(PrivateDir { path, fd, give_to })
     }
 }
 
@@ -144,20 +215,41 @@ fn open_nofollow(parent: &OwnedFd, path: &Path, name: &str) -> Result<OwnedFd, P
     }
 }
 
-/// Checks on the descriptor that the directory is berth's user's, and closes it to group
-/// and others (0700) if it was open to them.
-fn make_private(fd: &OwnedFd, path: &Path) -> Result<(), PrivateDirError> {
+/// Checks on the descriptor that the directory is berth's user's or `parent`'s owner's
+/// (one root `made` in another user's parent is given to that user first), and closes it to
+/// group and others (0700) if it was open to them. Returns the owner files written there
+/// are given to, when it is not berth's user.
+fn make_private(
+    fd: &OwnedFd,
+    path: &Path,
+    parent: Owner,
+    made: bool,
+) -> Result<Option<Owner>, PrivateDirError> {
     let path = || path.to_owned();
-    let stat = fstat(fd).map_err(|source| PrivateDirError::Open {
-        path: path(),
-        source,
-    })?;
+    let stat_of = |fd: &OwnedFd| {
+        fstat(fd).map_err(|source| PrivateDirError::Open {
+            path: path(),
+            source,
+        })
+    };
+    let mut stat = stat_of(fd)?;
     let euid = nix::unistd::geteuid().as_raw();
-    if stat.st_uid != euid {
+    if made && euid == 0 && stat.st_uid == euid && parent.uid != euid {
+        parent
+            .give(fd)
+            .map_err(|source| PrivateDirError::GiveAway {
+                path: path(),
+                owner: parent.uid,
+                source,
+            })?;
+        stat = stat_of(fd)?;
+    }
+    if stat.st_uid != euid && stat.st_uid != parent.uid {
         return Err(PrivateDirError::NotOwned {
             path: path(),
             owner: stat.st_uid,
             euid,
+            parent_owner: parent.uid,
         });
     }
     if stat.st_mode & 0o077 != 0 {
@@ -166,7 +258,7 @@ fn make_private(fd: &OwnedFd, path: &Path) -> Result<(), PrivateDirError> {
             source,
         })?;
     }
-    Ok(())
+    Ok((stat.st_uid != euid).then(|| Owner::of(&stat)))
 }
 
 impl PrivateDir {
@@ -223,6 +315,9 @@ impl PrivateDir {
             let mut file = file;
             file.write_all(bytes)?;
             file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            if let Some(owner) = self.give_to {
+                owner.give(&file)?;
+            }
             file.sync_all()?;
             renameat(&self.fd, temp.as_str(), &self.fd, name)?;
             Ok(())
@@ -295,6 +390,16 @@ impl PrivateDir {
             | OFlag::O_CLOEXEC;
         let fd = openat(&self.fd, name, flags, Mode::S_IRUSR | Mode::S_IWUSR)?;
         crate::atomic_file::checked_lock_file(File::from(fd), &self.join(name))
+    }
+}
+
+/// [`open_parent`], `None` when `parent` is not there.
+fn open_parent_if_there(parent: &Path) -> Result<Option<OwnedFd>, PrivateDirError> {
+    match open_parent(parent) {
+        Err(PrivateDirError::Parent { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            Ok(None)
+        }
+        other => other.map(Some),
     }
 }
 

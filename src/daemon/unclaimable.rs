@@ -1,8 +1,10 @@
 //! Queued records whose claim the store refused as over the record cap: a record just under
 //! the cap is read and gated, but adding `claimedBy` passes the cap, so its claim can never
 //! be written. Left as the lane's head, it would be picked and refused on every tick and
-//! nothing behind it would land. Each is remembered by the stamp of its file, so selection
-//! passes it over at the cost of a stat, until the file is written again.
+//! nothing behind it would land. Each is remembered by the stamp of the version the claim
+//! read, so selection passes it over at the cost of a stat, until the file is written
+//! again. Each tick forgets the ones whose file moved or went, so the set holds at most
+//! the records still in the queue as they were refused.
 //!
 //! Nobody would see such a record after the one warning, so the set is shown where
 //! operators look for stuck records: the `berth_records_passed_over` gauge (by reason) and
@@ -94,15 +96,13 @@ impl Unclaimable {
         unclaimable
     }
 
-    /// The claim of `id` (its file at `path`) was refused as `size` bytes over `cap`: it is
-    /// passed over from now on, said once per version of its file. Whether it was new.
-    pub fn refused(&self, id: &str, path: &Path, size: usize, cap: u64) -> bool {
-        let Ok(meta) = std::fs::symlink_metadata(path) else {
-            return false;
-        };
-        let stamp = FileStamp::of(&meta);
-        let detail =
-            format!("claiming it would make it {size} bytes, over the {cap}-byte record limit");
+    /// The claim of `id` (its file at `path`, the version stamped `stamp`) was refused as
+    /// `size` bytes over `cap`: that version is passed over from now on, said once. Whether
+    /// it was new.
+    pub fn refused(&self, id: &str, path: &Path, stamp: FileStamp, size: usize, cap: u64) -> bool {
+        let detail = format!(
+            "claiming it would make it {size} bytes, over the {cap}-byte record limit a claim is held to (1 MiB less its verdict's room)"
+        );
         let line = PassedOverLine {
             record: id.to_owned(),
             file: path.display().to_string(),
@@ -122,7 +122,7 @@ impl Unclaimable {
         if new {
             tracing::warn!(
                 record = %id,
-                "{}: not landed: claiming it would make it {size} bytes, over the {cap}-byte record limit; passed over until the file is written again",
+                "{}: not landed: claiming it would make it {size} bytes, over the {cap}-byte record limit a claim is held to; passed over until the file is written again",
                 path.display()
             );
             self.publish();
@@ -147,7 +147,7 @@ impl Unclaimable {
     }
 
     /// Forgets every record whose file was written or removed since its claim was refused
-    /// (one a tick no longer selects would stay listed otherwise): a stat each.
+    /// (one a tick no longer selects would stay listed, and held, otherwise): a stat each.
     pub fn sweep(&self) {
         let mut refused = self.lock();
         let before = refused.len();
@@ -185,4 +185,75 @@ pub fn read(berth_dir: &Path) -> Result<Vec<PassedOverLine>, ReadPublishedError>
         &berth_dir.join(PASSED_OVER_FILE),
         MAX_PASSED_OVER_FILE_BYTES,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::Unclaimable;
+    use crate::file_stamp::FileStamp;
+    use crate::telemetry::{Sources, Telemetry};
+
+    fn stamp(path: &Path) -> FileStamp {
+        FileStamp::of(&std::fs::symlink_metadata(path).unwrap())
+    }
+
+    fn unclaimable(berth_dir: &Path) -> Unclaimable {
+        let sources = Sources {
+            berth_dir: berth_dir.to_owned(),
+            halts: crate::faults::HaltStore::new(berth_dir.join("faults")),
+            fallbacks: Arc::default(),
+        };
+        let telemetry = Telemetry::new(sources, "git", Duration::from_secs(1));
+        Unclaimable::new(berth_dir, Arc::new(telemetry))
+    }
+
+    /// A queue writer who writes records just under 1 MiB under ever new ids and removes
+    /// each once refused does not grow the set: a record no longer listed is forgotten.
+    #[test]
+    fn a_refused_record_gone_from_the_queue_is_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let unclaimable = unclaimable(dir.path());
+        for n in 0..100 {
+            let path = dir.path().join(format!("r{n}.json"));
+            std::fs::write(&path, "{}").unwrap();
+            assert!(unclaimable.refused(&format!("r{n}"), &path, stamp(&path), 1 << 21, 1 << 20));
+            std::fs::remove_file(&path).unwrap();
+        }
+        let other = dir.path().join("other.json");
+        std::fs::write(&other, "{}").unwrap();
+        assert!(unclaimable.refused("other", &other, stamp(&other), 1 << 21, 1 << 20));
+        // Later ticks over a queue holding the one other record.
+        for _ in 0..3 {
+            unclaimable.sweep();
+            assert!(unclaimable.passes_over("other", &other));
+        }
+        let kept = unclaimable.lock().len();
+        assert_eq!(
+            kept, 1,
+            "{kept} refused records are held, one is still queued"
+        );
+    }
+
+    /// The version passed over is the one the claim read: a version written between that
+    /// read and the refusal's bookkeeping is not passed over.
+    #[test]
+    fn the_version_passed_over_is_the_one_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let unclaimable = unclaimable(dir.path());
+        let path = dir.path().join("r.json");
+        std::fs::write(&path, "{}").unwrap();
+        let read = stamp(&path);
+        let temp = dir.path().join(".r.tmp");
+        std::fs::write(&temp, "{\"fixed\": true}").unwrap();
+        std::fs::rename(&temp, &path).unwrap();
+        unclaimable.refused("r", &path, read, 1 << 21, 1 << 20);
+        assert!(
+            !unclaimable.passes_over("r", &path),
+            "the fixed version written after the refused read is passed over"
+        );
+    }
 }

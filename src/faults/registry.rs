@@ -79,6 +79,11 @@ fn name_prefix(run_id: &str) -> String {
 /// `.unreadable-<%Y%m%dT%H%M%S%.3fZ>`, which [`aside_path`] adds to a registry's name.
 const ASIDE_SUFFIX_BYTES: usize = ".unreadable-20260101T000000.000Z".len();
 
+/// Moved-aside files kept per registry name, the newest: whoever writes the faults dir can
+/// plant content at a registry's name on every pass, which would otherwise leave one file
+/// per pass for good.
+pub const MAX_ASIDE_PER_REGISTRY: usize = 3;
+
 /// Why a registry could not be had.
 #[derive(Debug)]
 enum Unread {
@@ -152,6 +157,7 @@ pub fn load(
             source,
         });
     }
+    prune_asides(dir, name);
     Ok((
         empty(),
         Some(format!(
@@ -275,6 +281,29 @@ fn source_is_gone(source: &str) -> bool {
         && matches!(fs::symlink_metadata(source), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
 }
 
+/// Removes all but the newest [`MAX_ASIDE_PER_REGISTRY`] moved-aside files of `name`. Their
+/// stamps have one width, so the names sort as their times do.
+fn prune_asides(dir: &PrivateDir, name: &str) {
+    let prefix = format!("{name}.unreadable-");
+    let names = match dir.names() {
+        Ok(names) => names,
+        Err(e) => {
+            tracing::warn!(dir = %dir.path().display(), "moved-aside registries not pruned: {e}");
+            return;
+        }
+    };
+    let mut asides: Vec<String> = names
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    asides.sort_unstable_by(|a, b| b.cmp(a));
+    for old in asides.iter().skip(MAX_ASIDE_PER_REGISTRY) {
+        if let Err(e) = dir.remove_if_there(old) {
+            tracing::warn!(file = %dir.join(old).display(), "old moved-aside registry not removed: {e}");
+        }
+    }
+}
+
 fn aside_name(name: &str) -> String {
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
     format!("{name}.unreadable-{stamp}")
@@ -312,6 +341,29 @@ mod tests {
         assert_eq!(kept.len(), 1);
         let kept = kept[0].as_ref().unwrap().path();
         assert_eq!(std::fs::read(kept).unwrap(), b"{ torn");
+    }
+
+    /// Content planted at a registry's name on every pass leaves the newest few moved-aside
+    /// files, not one per pass for good; other registries' files are not touched.
+    #[test]
+    fn only_the_newest_moved_aside_registries_are_kept() {
+        let (_root, dir) = active();
+        let older: Vec<String> = (1..=5)
+            .map(|n| format!("run.json.unreadable-2020010{n}T000000.000Z"))
+            .collect();
+        for name in &older {
+            std::fs::write(dir.join(name), b"{ torn").unwrap();
+        }
+        let other = "other.json.unreadable-20200101T000000.000Z";
+        std::fs::write(dir.join(other), b"{ torn").unwrap();
+        std::fs::write(dir.join("run.json"), b"{ torn").unwrap();
+        load(&dir, "run.json", "run", "/s.json").unwrap();
+        let mut kept = dir.names().unwrap();
+        kept.sort();
+        assert_eq!(kept.len(), MAX_ASIDE_PER_REGISTRY + 1, "{kept:?}");
+        assert_eq!(kept[0], other);
+        assert_eq!(kept[1..3], older[3..5]);
+        assert!(kept[3] > older[4], "{kept:?}");
     }
 
     #[test]

@@ -148,6 +148,9 @@ impl LockClient {
                         format!("takeover rejected: {status}"),
                     );
                 }
+                PushOutcome::Redirected { reason } => {
+                    return Err(target.redirected("takeover", reason));
+                }
             }
         }
         Err(target.contended(why, "acquire", last))
@@ -182,6 +185,9 @@ impl LockClient {
                 return Ok(Created::Done(Box::new(Acquire::Acquired(held))));
             }
             Ok(PushOutcome::Refused { .. }) => return Ok(Created::Exists),
+            Ok(PushOutcome::Redirected { reason }) => {
+                return Err(target.redirected("create", reason));
+            }
             // A local origin's writer reports a `.lock` in the way as a rejection, and
             // git's directory/file conflict as a failure: only the latter is looked into.
             Ok(PushOutcome::Rejected { status }) if local_origin(target.url).is_some() => {

@@ -21,6 +21,7 @@ use super::broken_ref::{self, Room};
 use super::expiry_cap::ExpirySightings;
 use super::leftover::LeftoverSightings;
 use super::ref_writer::{self, Change, Writers, Written};
+use super::trail::Trail;
 use super::transport::{PushOutcome, push_guarded};
 use super::{broken_above, flock_holder, foreign_writer, leftover, refs_look};
 
@@ -228,11 +229,52 @@ fn local_swap(
     broken_ref::clear_below(&room)?;
     let mut prepared = leftover::prepare(&origin, ref_name, sightings)?;
     foreign_writer::spare(&mut prepared);
-    let written = ref_writer::write(&prepared, ref_name, change)
+    // Recorded last, after anything set aside: the path git is given, walked again by the
+    // writer child and after the write.
+    let trail = Trail::record(&prepared.git_dir_fd, &prepared.git_dir, ref_name)?;
+    let written = ref_writer::write(&prepared, &trail, ref_name, change)
         .map_err(|e| git2::Error::from_str(&format!("cannot run git update-ref: {e}")))?;
     let writers_held_by = report(&prepared, &written);
+    if let Some(moved) = written.moved {
+        return Ok(PushOutcome::Redirected {
+            reason: trail.moved_message(moved),
+        });
+    }
+    let wrote = Wrote {
+        prepared: &prepared,
+        trail: &trail,
+        written: &written,
+        writers_held_by: writers_held_by.as_deref(),
+    };
+    settle(&origin, ref_name, expect, new, &wrote)
+}
+
+/// A writer child that ran, and what it ran with.
+struct Wrote<'a> {
+    prepared: &'a leftover::Prepared,
+    trail: &'a Trail,
+    written: &'a Written,
+    writers_held_by: Option<&'a str>,
+}
+
+/// What a writer child's run amounts to: a success only once the ref, read through the
+/// walked path, holds what was written ([`Trail::holds`]).
+fn settle(
+    origin: &Repository,
+    ref_name: &str,
+    expect: Expect,
+    new: Option<Oid>,
+    wrote: &Wrote<'_>,
+) -> Result<PushOutcome, git2::Error> {
+    let (prepared, written) = (wrote.prepared, wrote.written);
+    let believed = || match wrote.trail.holds(new) {
+        Ok(()) => PushOutcome::Applied,
+        Err(unbelieved) => PushOutcome::Redirected {
+            reason: unbelieved.to_string(),
+        },
+    };
     if written.applied {
-        return Ok(PushOutcome::Applied);
+        return Ok(believed());
     }
     // The ref moved (or was deleted) since the look, or another writer holds its lock:
     // say which, so a refresh learns at once that the lane was taken.
@@ -246,7 +288,7 @@ fn local_swap(
     // put there (a fresh lock commit only this process made, or nothing after a delete)
     // is this write, not another holder's.
     if now == Some(new.unwrap_or(Oid::ZERO_SHA1)) {
-        return Ok(PushOutcome::Applied);
+        return Ok(believed());
     }
     Ok(match now {
         Some(now) if !expect.matches(now) => PushOutcome::Refused { advertised: now },
@@ -258,7 +300,7 @@ fn local_swap(
             || written.said.contains(".lock': File exists") =>
         {
             PushOutcome::Rejected {
-                status: locked_status(&prepared, &written, writers_held_by.as_deref()),
+                status: locked_status(prepared, written, wrote.writers_held_by),
             }
         }
         _ => {

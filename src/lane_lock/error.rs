@@ -60,6 +60,16 @@ pub enum LockError {
         url: String,
         status: String,
     },
+    /// A local origin's write whose path changed under it ([`super::trail`]).
+    #[error(
+        "the {op} of lane lock {ref_name} on {url} did not reach the origin: {reason}; none of it counts: the lane is not taken, a held lock counts as lost, and nothing is retried through that path"
+    )]
+    Redirected {
+        op: &'static str,
+        ref_name: String,
+        url: String,
+        reason: String,
+    },
     #[error(
         "lane lock {ref_name} on {url} is no longer ours: it now {}; stop the landing, another daemon or an operator took the lane",
         now_sha.as_deref().map_or_else(|| "does not exist".to_owned(), |sha| format!("points at {sha}"))

@@ -17,8 +17,9 @@ pub struct HeldLock {
     /// Start of the last successful write: the remote's `expiresAt` is at least `ttl` after
     /// it, so treating the lock as lost at `last_refresh + ttl` never outlives the remote.
     pub(super) last_refresh: Instant,
-    /// Set when a refresh saw the ref pointing elsewhere: ownership is gone for good.
-    pub(super) stolen: Option<StolenTo>,
+    /// Set when a refresh saw the ref pointing elsewhere, or its write did not reach the
+    /// origin: ownership is gone for good.
+    pub(super) gone: Option<Gone>,
     /// The locks on the refs every spelling of the repository shares
     /// ([`lane_lock_refs`]), in the order they were taken with this one; the lane is held
     /// only while all are.
@@ -39,9 +40,15 @@ pub(super) struct Unconfirmed {
     pub(super) started: Instant,
 }
 
-/// What the ref held when a refresh found it no longer ours (`None`: it was deleted).
+/// Why a held lock is lost for good.
 #[derive(Debug, Clone)]
-pub(super) struct StolenTo(pub(super) Option<String>);
+pub(super) enum Gone {
+    /// A refresh found the ref no longer ours: what it held (`None`: it was deleted).
+    Stolen(Option<String>),
+    /// A refresh's write went through a path swapped since berth walked it
+    /// ([`super::trail`]): why. What the origin holds is not known to be this lock.
+    Redirected(String),
+}
 
 impl HeldLock {
     pub fn origin_url(&self) -> &str {
@@ -87,16 +94,16 @@ impl HeldLock {
     }
 
     pub(super) fn own_lost(&self, now: Instant) -> bool {
-        self.stolen.is_some() || now.saturating_duration_since(self.last_refresh) > self.ttl
+        self.gone.is_some() || now.saturating_duration_since(self.last_refresh) > self.ttl
     }
 
     /// Why ownership is lost, in gstack's words (`release lock ref disappeared`, `release
     /// lock is no longer owned by this daemon`, or `release lock heartbeat failed` when no
     /// refresh succeeded within the TTL); `None` while the lock is ours.
     pub fn loss(&self) -> Option<&'static str> {
-        match &self.stolen {
-            Some(StolenTo(None)) => Some(gstack_text::LOCK_REF_DISAPPEARED),
-            Some(StolenTo(Some(_))) => Some(gstack_text::LOCK_NOT_OWNED),
+        match &self.gone {
+            Some(Gone::Stolen(None)) => Some(gstack_text::LOCK_REF_DISAPPEARED),
+            Some(Gone::Stolen(Some(_)) | Gone::Redirected(_)) => Some(gstack_text::LOCK_NOT_OWNED),
             None => match self.aliases.iter().find_map(HeldLock::loss) {
                 Some(loss) => Some(loss),
                 None if self.is_lost(Instant::now()) => Some(gstack_text::LOCK_HEARTBEAT_FAILED),
@@ -107,7 +114,7 @@ impl HeldLock {
 
     /// Time left before [`HeldLock::is_lost`] turns true if no refresh succeeds.
     pub fn time_until_lost(&self, now: Instant) -> Duration {
-        if self.stolen.is_some() {
+        if self.gone.is_some() {
             return Duration::ZERO;
         }
         let own = (self.last_refresh + self.ttl).saturating_duration_since(now);

@@ -165,6 +165,9 @@ impl LockClient {
                 %sha,
                 "the removal of a ref in the way of a lane lock was refused: {status}"
             ),
+            PushOutcome::Redirected { reason } => {
+                return Err(other.redirected("removal", reason));
+            }
         }
         Ok(())
     }

@@ -50,6 +50,7 @@ mod leftover;
 mod leftover_seen;
 mod listing;
 mod lock_dir;
+mod origin_owner;
 mod payload;
 mod ref_writer;
 mod refresh;
@@ -59,6 +60,7 @@ mod scratch_pool;
 mod sightings;
 mod standing;
 pub mod survey;
+mod trail;
 mod transport;
 
 use std::collections::HashSet;
@@ -84,7 +86,7 @@ pub use refs_look::MAX_REFS_ENTRIES;
 
 pub use foreign_writer::MAX_PROC_ENTRIES;
 pub use heartbeat::{Heartbeat, LockWatch};
-use held::{StolenTo, Unconfirmed};
+use held::{Gone, Unconfirmed};
 pub use leftover::{LEFTOVER_AGE, LEFTOVERS_REMOVED};
 pub use payload::{LOCK_SUBJECT, LockPayload};
 use standing::holder_gone;
@@ -289,6 +291,15 @@ impl Target<'_> {
         }
     }
 
+    fn redirected(&self, op: &'static str, reason: String) -> LockError {
+        LockError::Redirected {
+            op,
+            ref_name: self.ref_name.to_owned(),
+            url: redact_url(self.url),
+            reason,
+        }
+    }
+
     fn contended(&self, why: &'static str, op: &'static str, last: String) -> LockError {
         LockError::Contended {
             why,
@@ -482,7 +493,7 @@ impl LockClient {
             payload,
             ttl: self.settings.ttl,
             last_refresh: started,
-            stolen: None,
+            gone: None,
             aliases: Vec::new(),
             aliases_before: 0,
             unconfirmed: Vec::new(),

@@ -29,6 +29,8 @@ use git2::Oid;
 use nix::libc;
 
 use super::leftover::{FileId, LockFile, Prepared};
+use super::origin_owner as owner;
+use super::trail::{Moved, Trail};
 
 /// How long a writer child may live. Shorter than [`super::LEFTOVER_AGE`], so a berth
 /// writer's `.lock` file is gone (renamed, or its writer killed) before anyone may take it
@@ -53,6 +55,12 @@ const STDERR_CAP: u64 = 4096;
 const REPORT_BUSY: u8 = b'b';
 const REPORT_UNOPENED: u8 = b'u';
 const REPORT_REMOVED: u8 = b'r';
+/// Followed by one byte: the step of the ref's path found changed ([`Moved`]).
+const REPORT_MOVED: u8 = b'm';
+
+/// The most report bytes read: one for the writers' lock, one for a removal, two for a
+/// changed path.
+const REPORTS_CAP: usize = 8;
 
 /// The ref's new state.
 #[derive(Debug, Clone, Copy)]
@@ -83,12 +91,24 @@ pub(super) struct Written {
     pub writers: Writers,
     /// The judged leftover `.lock` file was removed first.
     pub removed_leftover: bool,
+    /// The child found this step of the ref's path changed since berth walked it, and
+    /// wrote nothing.
+    pub moved: Option<Moved>,
 }
 
-/// Runs one writer child for `ref_name` in the bare repository `prepared` opened.
-pub(super) fn write(prepared: &Prepared, ref_name: &str, change: Change) -> io::Result<Written> {
+/// Runs one writer child for `ref_name` in the bare repository `prepared` opened, through
+/// the path `trail` recorded.
+pub(super) fn write(
+    prepared: &Prepared,
+    trail: &Trail,
+    ref_name: &str,
+    change: Change,
+) -> io::Result<Written> {
     let (report_read, report_write) = report_pipe()?;
     let mut command = git_update_ref(&prepared.git_dir, ref_name, change);
+    if let Some(owner) = owner::of(&prepared.git_dir_fd) {
+        owner.apply(&mut command);
+    }
     let git_dir = prepared.git_dir_fd.as_raw_fd();
     let before_exec = BeforeExec {
         writers_lock: c_path(&prepared.writers_lock)?,
@@ -97,6 +117,7 @@ pub(super) fn write(prepared: &Prepared, ref_name: &str, change: Change) -> io::
             .iter()
             .map(|lock| Leftover::of(git_dir, lock))
             .collect::<io::Result<_>>()?,
+        trail: trail.clone(),
         report: report_write.as_raw_fd(),
     };
     // SAFETY: `BeforeExec::run` makes only async-signal-safe system calls and allocates
@@ -105,21 +126,26 @@ pub(super) fn write(prepared: &Prepared, ref_name: &str, change: Change) -> io::
     unsafe {
         command.pre_exec(move || before_exec.run());
     }
-    let mut child = command.spawn()?;
+    let spawned = command.spawn();
     drop(report_write);
+    let reports = || read_reports(&report_read);
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            // The child refused to exec `git` when the path moved; anything else is a
+            // failure to run it.
+            let reports = reports();
+            return match moved_in(&reports) {
+                Some(moved) => Ok(written(&reports, false, String::new(), Some(moved))),
+                None => Err(e),
+            };
+        }
+    };
     let status = wait_within(&mut child, WRITE_LIMIT + WRITE_GRACE)?;
     let mut said = String::new();
     if let Some(stderr) = child.stderr.take() {
         let _ = stderr.take(STDERR_CAP).read_to_string(&mut said);
     }
-    let reports = read_reports(&report_read);
-    let writers = if reports.contains(&REPORT_BUSY) {
-        Writers::Busy
-    } else if reports.contains(&REPORT_UNOPENED) {
-        Writers::Unopened
-    } else {
-        Writers::Held
-    };
     let applied = status.is_some_and(|status| status.success());
     if status.is_none() {
         said = format!(
@@ -129,12 +155,30 @@ pub(super) fn write(prepared: &Prepared, ref_name: &str, change: Change) -> io::
     } else if !applied && said.trim().is_empty() {
         said = format!("git update-ref ended with {}", status.unwrap_or_default());
     }
-    Ok(Written {
+    Ok(written(&reports(), applied, said, None))
+}
+
+fn written(reports: &[u8], applied: bool, said: String, moved: Option<Moved>) -> Written {
+    let writers = if reports.contains(&REPORT_BUSY) {
+        Writers::Busy
+    } else if reports.contains(&REPORT_UNOPENED) {
+        Writers::Unopened
+    } else {
+        Writers::Held
+    };
+    Written {
         applied,
         said: said.trim().to_owned(),
         writers,
         removed_leftover: reports.contains(&REPORT_REMOVED),
-    })
+        moved,
+    }
+}
+
+/// The step the child reported changed, if it did.
+fn moved_in(reports: &[u8]) -> Option<Moved> {
+    let at = reports.iter().position(|byte| *byte == REPORT_MOVED)?;
+    reports.get(at + 1).map(|step| Moved(usize::from(*step)))
 }
 
 /// `git update-ref` with no hooks, no deref of a symbolic ref, no `GIT_*` variables of
@@ -242,7 +286,7 @@ fn report_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 fn read_reports(read_end: &OwnedFd) -> Vec<u8> {
-    let mut bytes = [0u8; 8];
+    let mut bytes = [0u8; REPORTS_CAP];
     // SAFETY: `bytes` is a valid buffer of its length.
     let n = unsafe { libc::read(read_end.as_raw_fd(), bytes.as_mut_ptr().cast(), bytes.len()) };
     bytes[..usize::try_from(n).unwrap_or(0)].to_vec()
@@ -310,19 +354,46 @@ struct BeforeExec {
     writers_lock: CString,
     /// `.lock` files judged dead writers' or planted.
     leftovers: Vec<Leftover>,
+    /// The ref's path as berth walked it, walked again right before `git` runs.
+    trail: Trail,
     report: libc::c_int,
 }
 
 impl BeforeExec {
     /// Only async-signal-safe calls, no allocation: this runs in the child of a
-    /// multi-threaded process.
+    /// multi-threaded process. `Err` (the path moved): `git` is not run.
     fn run(&self) -> io::Result<()> {
-        // SAFETY: plain system calls on valid NUL-terminated paths and descriptors.
+        // SAFETY: plain system calls with no arguments.
         unsafe {
             if libc::setsid() == -1 {
                 return Err(io::Error::last_os_error());
             }
             libc::alarm(WRITE_LIMIT.as_secs() as libc::c_uint);
+        }
+        if self.take_writers_lock() {
+            let mut removed = false;
+            for leftover in &self.leftovers {
+                removed |= leftover.clear();
+            }
+            if removed {
+                self.say(REPORT_REMOVED);
+            }
+        }
+        // Last, within milliseconds of git's own open: a symlink swapped in for one of the
+        // ref's directories while the child waited would lead git's write out of the origin.
+        if let Err(Moved(at)) = self.trail.rewalk() {
+            self.say(REPORT_MOVED);
+            self.say(u8::try_from(at).unwrap_or(u8::MAX));
+            return Err(io::Error::from_raw_os_error(libc::ELOOP));
+        }
+        Ok(())
+    }
+
+    /// Takes the writers' lock (kept by `git` until it exits), waiting at most
+    /// [`WRITERS_WAIT`]; reports why not when it cannot.
+    fn take_writers_lock(&self) -> bool {
+        // SAFETY: plain system calls on a valid NUL-terminated path.
+        unsafe {
             let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
             let mut fd = libc::open(self.writers_lock.as_ptr(), libc::O_RDWR | flags);
             if fd == -1 && *libc::__errno_location() == libc::EACCES {
@@ -330,27 +401,21 @@ impl BeforeExec {
             }
             if fd == -1 {
                 self.say(REPORT_UNOPENED);
-                return Ok(());
+                return false;
             }
             // Not close-on-exec: `git` holds the lock until it exits.
             match lock_within(fd, WRITERS_WAIT) {
-                Flock::Held => {}
+                Flock::Held => true,
                 Flock::Busy => {
                     self.say(REPORT_BUSY);
-                    return Ok(());
+                    false
                 }
                 Flock::Failed => {
                     self.say(REPORT_UNOPENED);
-                    return Ok(());
-                }
-            }
-            for leftover in &self.leftovers {
-                if leftover.clear() {
-                    self.say(REPORT_REMOVED);
+                    false
                 }
             }
         }
-        Ok(())
     }
 
     fn say(&self, report: u8) {

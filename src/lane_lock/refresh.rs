@@ -7,7 +7,8 @@ impl LockClient {
     ///
     /// On success `held` records the new sha and refresh time. If the ref points elsewhere
     /// the lock is marked stolen ([`LockError::Stolen`], and [`HeldLock::is_lost`] is true
-    /// from then on). A lock already lost is never refreshed ([`LockError::Lost`]): the
+    /// from then on); so is one whose write went through a path swapped since berth walked
+    /// it ([`LockError::Redirected`]). A lock already lost is never refreshed ([`LockError::Lost`]): the
     /// landing must stop even if nobody took the lane yet. Transport errors and rejections
     /// leave `held` untouched; the TTL decides when they amount to a loss.
     ///
@@ -27,12 +28,18 @@ impl LockClient {
             url: &held.origin_url,
             ref_name: &held.ref_name,
         };
-        if let Some(StolenTo(now_sha)) = &held.stolen {
-            return Err(LockError::Stolen {
-                ref_name: held.ref_name.clone(),
-                url: redact_url(&held.origin_url),
-                now_sha: now_sha.clone(),
-            });
+        match &held.gone {
+            Some(Gone::Stolen(now_sha)) => {
+                return Err(LockError::Stolen {
+                    ref_name: held.ref_name.clone(),
+                    url: redact_url(&held.origin_url),
+                    now_sha: now_sha.clone(),
+                });
+            }
+            Some(Gone::Redirected(reason)) => {
+                return Err(target.redirected("refresh", reason.clone()));
+            }
+            None => {}
         }
         if held.own_lost(Instant::now()) {
             return Err(LockError::Lost {
@@ -89,12 +96,18 @@ impl LockClient {
             }
             PushOutcome::Refused { advertised } => {
                 let now_sha = (!advertised.is_zero()).then(|| advertised.to_string());
-                held.stolen = Some(StolenTo(now_sha.clone()));
+                held.gone = Some(Gone::Stolen(now_sha.clone()));
                 Err(LockError::Stolen {
                     ref_name: held.ref_name.clone(),
                     url: redact_url(&held.origin_url),
                     now_sha,
                 })
+            }
+            // The write went elsewhere: the lock in the origin is not known to be this
+            // one any more, so the landing stops.
+            PushOutcome::Redirected { reason } => {
+                held.gone = Some(Gone::Redirected(reason.clone()));
+                Err(target.redirected("refresh", reason))
             }
             PushOutcome::Rejected { status } => Err(LockError::Rejected {
                 op: "refresh",

@@ -115,6 +115,10 @@ impl LockClient {
                         now_sha: advertised.to_string(),
                     });
                 }
+                // Never tried again through a path that led elsewhere.
+                PushOutcome::Redirected { reason } => {
+                    return Err(target.redirected("release", reason));
+                }
                 // The ref moved between advertisement and update: look again.
                 PushOutcome::Rejected { status } => last = format!("delete rejected: {status}"),
             }

@@ -167,7 +167,7 @@ fn held_lock_is_lost_after_ttl_or_when_stolen() {
         },
         ttl: Duration::from_secs(10),
         last_refresh: start,
-        stolen: None,
+        gone: None,
         aliases: Vec::new(),
         aliases_before: 0,
         unconfirmed: Vec::new(),
@@ -178,7 +178,7 @@ fn held_lock_is_lost_after_ttl_or_when_stolen() {
         held.time_until_lost(start + Duration::from_secs(4)),
         Duration::from_secs(6)
     );
-    held.stolen = Some(StolenTo(None));
+    held.gone = Some(Gone::Stolen(None));
     assert!(held.is_lost(start));
     assert_eq!(held.time_until_lost(start), Duration::ZERO);
 }

@@ -83,6 +83,10 @@ pub(crate) enum PushOutcome {
     /// The remote refused the update (it moved since it was advertised, a hook said no,
     /// or it reported nothing for the ref).
     Rejected { status: String },
+    /// A local origin's write found the ref's path changed since berth walked it (a
+    /// symlink swapped in for one of its directories), or did not find what it wrote
+    /// where it wrote it: nothing of it is believed ([`super::trail`]).
+    Redirected { reason: String },
 }
 
 /// Pushes `refspec` (which updates `ref_name`) only if `guard` accepts the value the remote

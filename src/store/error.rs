@@ -4,6 +4,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::file_stamp::FileStamp;
 use crate::record::Status;
 
 use super::RecordError;
@@ -62,6 +63,9 @@ pub enum StoreError {
         cap: u64,
         /// Bytes the write had to leave free under `cap` (a claim's room for its verdict).
         room: u64,
+        /// The stamp of the version of the file the write read and refused to replace
+        /// (none for a new record). Boxed: every `StoreError` would carry its size.
+        read: Option<Box<FileStamp>>,
     },
     #[error("{action} {path}: {source}")]
     Io {
@@ -99,6 +103,26 @@ fn held_for(waited: Duration) -> String {
 }
 
 impl StoreError {
+    /// A [`StoreError::TooLarge`] of a write that read the version stamped `stamp`.
+    pub(super) fn of_version(self, stamp: Option<FileStamp>) -> StoreError {
+        match self {
+            StoreError::TooLarge {
+                file,
+                size,
+                cap,
+                room,
+                ..
+            } => StoreError::TooLarge {
+                file,
+                size,
+                cap,
+                room,
+                read: stamp.map(Box::new),
+            },
+            other => other,
+        }
+    }
+
     pub(super) fn io<'a>(
         action: &'static str,
         path: &'a Path,

@@ -36,6 +36,7 @@ pub(super) fn encode(record: &Record, path: &Path, room: u64) -> Result<String, 
         size: compact.len(),
         cap: MAX_RECORD_BYTES,
         room,
+        read: None,
     })
 }
 

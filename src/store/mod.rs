@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::atomic_file;
+use crate::file_stamp::FileStamp;
 use crate::hostile_file::ReadError;
 use crate::record::Record;
 
@@ -228,6 +229,12 @@ impl QueueStore {
 
     /// Reads one record by id.
     pub fn load(&self, id: &str) -> Result<StoredRecord, StoreError> {
+        self.load_stamped(id).map(|(stored, _)| stored)
+    }
+
+    /// [`QueueStore::load`], with the stamp of the file read (from its open handle, so of
+    /// the very version parsed).
+    fn load_stamped(&self, id: &str) -> Result<(StoredRecord, Option<FileStamp>), StoreError> {
         check_id(id)?;
         let path = self.path_of(id);
         if !path.exists() {
@@ -243,12 +250,13 @@ impl QueueStore {
                 reason,
             }
         })?;
-        Ok(StoredRecord {
+        let stored = StoredRecord {
             id: id.to_owned(),
             path,
             record,
             changed_at: opened.as_ref().and_then(changed_at),
-        })
+        };
+        Ok((stored, opened.as_ref().map(FileStamp::of)))
     }
 
     /// Writes a new record under its expected id; never replaces an existing file.

@@ -115,7 +115,8 @@ impl QueueStore {
         check_id(m.id)?;
         let path = self.path_of(m.id);
         let _guard = self.lock(m.id, m.wait)?;
-        let mut record = self.load(m.id)?.record;
+        let (stored, stamp) = self.load_stamped(m.id)?;
+        let mut record = stored.record;
         m.expect.check(m.id, &record)?;
         if !record.status.can_move_to(m.to) {
             return Err(StoreError::IllegalMove {
@@ -129,10 +130,11 @@ impl QueueStore {
         record.status = m.to;
         record.last_updated_at = Some(crate::clock::now_iso());
         let text = if record.last_error != last_error && m.room == 0 {
-            encode_cutting_last_error(&mut record, &path)?
+            encode_cutting_last_error(&mut record, &path)
         } else {
-            encode(&record, &path, m.room)?
-        };
+            encode(&record, &path, m.room)
+        }
+        .map_err(|e| e.of_version(stamp))?;
         atomic_file::write_atomic(&path, text.as_bytes(), 0o600)
             .map_err(StoreError::io("write", &path))?;
         Ok(record)

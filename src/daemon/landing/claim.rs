@@ -27,11 +27,14 @@ pub(super) async fn claim(l: &Landing) -> Result<String, End> {
             size,
             cap,
             room,
+            read: Some(read),
         } = &e
         {
             // The limit a claim is held to: the cap less the room its verdict needs.
             let limit = cap.saturating_sub(*room);
-            l.crew.unclaimable.refused(&l.c.id, file, *size, limit);
+            l.crew
+                .unclaimable
+                .refused(&l.c.id, file, **read, *size, limit);
         }
         End::Skipped(e.to_string())
     })?;

@@ -54,4 +54,25 @@ impl Opened {
         *slot = Some(Arc::clone(&opened));
         Ok(opened)
     }
+
+    /// `sub` of `dir` as [`Opened::get`] opens it, but never created: `None` while it is
+    /// not there (an ack has nothing to move, and must not make a dir the daemon's user
+    /// cannot open).
+    pub fn existing(
+        &self,
+        dir: &Path,
+        sub: Sub,
+    ) -> Result<Option<Arc<PrivateDir>>, PrivateDirError> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = &mut slots[sub.slot()];
+        if let Some(opened) = slot {
+            return Ok(Some(Arc::clone(opened)));
+        }
+        let Some(opened) = PrivateDir::open_existing(dir, sub.name())? else {
+            return Ok(None);
+        };
+        let opened = Arc::new(opened);
+        *slot = Some(Arc::clone(&opened));
+        Ok(Some(opened))
+    }
 }

@@ -368,15 +368,25 @@ impl HaltStore {
 
     /// gstack's `markInvestigated`: moves the pending event of (`run_id`, `fault_id`) to
     /// `processed/` under the same name. Its resolved marker, if any, stays for gstack's
-    /// drain to pair.
+    /// drain to pair. Finding no event, it makes no dir: one made by another user than the
+    /// faults dir's owner (`sudo berth faults ack`) would lock the daemon's user out.
     pub fn mark_investigated(
         &self,
         run_id: &str,
         fault_id: &str,
     ) -> Result<Marked, HaltStoreError> {
-        let pending = self.ensure(Sub::Pending)?;
-        let processed = self.ensure(Sub::Processed)?;
         let name = Self::file_name(run_id, "", fault_id, "");
+        let Some(pending) = self.opened.existing(&self.dir, Sub::Pending)? else {
+            return Ok(Marked::AlreadyMoved);
+        };
+        if pending
+            .entry(&name)
+            .map_err(io_problem("read", &pending.join(&name)))?
+            .is_none()
+        {
+            return Ok(Marked::AlreadyMoved);
+        }
+        let processed = self.ensure(Sub::Processed)?;
         match pending.rename_to(&name, &processed, &name) {
             Ok(()) => Ok(Marked::Moved(processed.join(&name))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Marked::AlreadyMoved),

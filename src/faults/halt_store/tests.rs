@@ -534,4 +534,5 @@ fn runs_archived_while_faulted_leave_nothing_in_active_faults() {
     );
 }
 
+mod owners;
 mod swaps;

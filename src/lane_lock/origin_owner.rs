@@ -1,0 +1,105 @@
+//! A root berth writes a local origin's lock refs as the origin's owner.
+//!
+//! The writer child walks the ref's path again right before it execs `git`
+//! ([`super::trail`]), but `git` resolves the path by name once more when it opens the
+//! ref's `.lock`: a symlink swapped in during those milliseconds still leads the write
+//! where the symlink points. Run as root, that write could land anywhere on the host; run
+//! as the owner of the origin's `refs/` directory (the user whose git writes the origin's
+//! refs), it lands only where that user could write anyway. So when berth's effective uid
+//! is 0 and `refs/` belongs to another user, the child takes that user's uid and gid (and
+//! no supplementary groups) before anything else, and `git` finds that user's home.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
+use std::process::Command;
+
+use nix::fcntl::AtFlags;
+use nix::unistd::{Uid, User};
+
+/// The user a writer child runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Owner {
+    uid: u32,
+    gid: u32,
+    home: PathBuf,
+}
+
+/// The owner of `refs/` in the git dir `git_dir` (followed: the operator's layout) when
+/// berth runs as root and `refs/` is another user's; `None`: the child runs as berth.
+pub(super) fn of(git_dir: &OwnedFd) -> Option<Owner> {
+    if !Uid::effective().is_root() {
+        return None;
+    }
+    let refs = nix::sys::stat::fstatat(git_dir, "refs", AtFlags::empty()).ok()?;
+    (refs.st_uid != 0).then(|| Owner {
+        uid: refs.st_uid,
+        gid: refs.st_gid,
+        home: User::from_uid(Uid::from_raw(refs.st_uid))
+            .ok()
+            .flatten()
+            .map_or_else(|| PathBuf::from("/"), |user| user.dir),
+    })
+}
+
+impl Owner {
+    /// Makes `command` run as the owner: std sets the gid, drops the supplementary groups
+    /// and sets the uid in the child before berth's own steps there. `HOME` is the
+    /// owner's (root's is unreadable to it, and git stops on a config it cannot read).
+    pub(super) fn apply(&self, command: &mut Command) {
+        command
+            .gid(self.gid)
+            .uid(self.uid)
+            .env("HOME", &self.home)
+            .env_remove("XDG_CONFIG_HOME");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    use std::path::Path;
+
+    use super::*;
+    use crate::lane_lock::{Acquire, Lane, LockClient, LockSettings};
+
+    /// `nobody`, whom no test file belongs to.
+    const NOBODY: u32 = 65_534;
+
+    /// As root (the test runs only there: another uid cannot give a file away), an origin
+    /// whose `refs/` is another user's gets its lock ref written by that user: a write led
+    /// astray in the last milliseconds lands only where that user could write. (The git
+    /// dir stays root's: libgit2 opens no other user's repository unless `safe.directory`
+    /// lets it, a setting of the host.)
+    #[test]
+    fn a_root_berth_writes_the_lock_ref_of_another_users_origin_as_that_user() {
+        if !Uid::effective().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let bare = dir.path().join("theirs.git");
+        git2::Repository::init_bare(&bare).unwrap();
+        let mine = git2::Repository::init_bare(dir.path().join("mine.git")).unwrap();
+        let chowned = std::process::Command::new("chown")
+            .args(["-R", &format!("{NOBODY}:{NOBODY}")])
+            .arg(bare.join("refs"))
+            .status()
+            .unwrap();
+        assert!(chowned.success());
+        let client = LockClient::new(&dir.path().join("scratch"), LockSettings::default()).unwrap();
+        for (repo, owner) in [(bare.as_path(), NOBODY), (mine.path(), 0)] {
+            let url = repo.to_str().unwrap();
+            let lane = Lane {
+                repo_identity: url.to_owned(),
+                base_branch: "main".into(),
+            };
+            let held = match client.acquire(url, &lane, "me", Path::new("/a")).unwrap() {
+                Acquire::Acquired(held) => held,
+                other => panic!("{other:?}"),
+            };
+            let written = std::fs::metadata(repo.join(held.ref_name())).unwrap();
+            assert_eq!(written.uid(), owner, "{}", held.ref_name());
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! The directories a local origin's lock ref is written through, walked again where the
+//! write happens and after it.
+//!
+//! `git update-ref` resolves the ref's path by name when it writes, well after berth's
+//! walk ([`super::lock_dir`]): a symlink swapped in for one of the ref's directories in
+//! between (while the writer child waits for the writers' lock, which any writer of the
+//! origin can hold) would lead the write out of the origin. So berth records the path
+//! ([`Trail::record`]): the git dir, and each directory of the ref's path, which must be
+//! a real directory or missing (git makes only directories there), save `refs` and
+//! `refs/gstack`, where a symlink found at the walk is the operator's layout (git
+//! new-workdir, Google's repo tool) and is kept to that same symlink and directory. Then
+//! - the writer child walks the path again ([`Trail::rewalk`]) after it holds the writers'
+//!   lock, right before it execs `git`, and writes nothing when any step differs;
+//! - after `git` reported success, berth walks it once more and reads the ref through the
+//!   directory so reached ([`Trail::holds`]): the write counts only if the ref there
+//!   holds exactly what was written (no loose ref, after a delete).
+//!
+//! What stays open is the window between the child's walk and `git`'s own open of the
+//! ref's `.lock` (the exec and start of `git`: milliseconds). A write redirected there is
+//! never believed (the check after it), and a root berth runs the child as the origin's
+//! owner ([`super::ref_writer`]), so such a write lands only where that owner could write.
+
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::{Path, PathBuf};
+
+use git2::Oid;
+use nix::libc;
+
+/// The directories of a ref's path where a symlink found at the walk is followed.
+const OPERATORS: [&str; 2] = ["refs", "refs/gstack"];
+
+/// The most of a loose ref read back: an object id and a newline, with room to see more.
+const REF_READ_CAP: usize = 128;
+
+/// A node as `stat` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Node {
+    dev: u64,
+    ino: u64,
+    kind: u32,
+}
+
+impl Node {
+    fn of(stat: &libc::stat) -> Node {
+        Node {
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+            kind: stat.st_mode & libc::S_IFMT,
+        }
+    }
+
+    fn is_link(self) -> bool {
+        self.kind == libc::S_IFLNK
+    }
+
+    fn is_dir(self) -> bool {
+        self.kind == libc::S_IFDIR
+    }
+}
+
+/// One directory of the ref's path.
+#[derive(Debug, Clone)]
+struct Step {
+    name: CString,
+    /// A symlink the walk found where the operator may put one: that symlink, and the
+    /// directory it led to. `None`: it must be a real directory, or missing.
+    link: Option<(Node, Node)>,
+    /// Whether a symlink here may be followed ([`OPERATORS`]).
+    operators: bool,
+}
+
+/// The step of a walk that is not what the recorded walk found (0: the git dir itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Moved(pub usize);
+
+/// Why a write `git` reported made is not believed.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub(super) enum Unbelieved {
+    /// A directory of the path is not the one walked ([`Trail::moved_message`]).
+    #[error("{0}")]
+    Moved(String),
+    #[error("git update-ref reported {} written, but a directory of its path is missing", .0.display())]
+    Missing(PathBuf),
+    #[error(
+        "git update-ref reported success, but {} holds {found} instead of {expected}: the write went elsewhere",
+        path.display()
+    )]
+    Holds {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+}
+
+/// Where a walk ended.
+#[derive(Debug)]
+pub(super) enum Reached {
+    /// The ref's directory, opened.
+    Dir(OwnedFd),
+    /// A directory of the path is missing (or not a directory: git fails on it).
+    Missing,
+}
+
+/// The path `git` is given for one ref, as berth walked it.
+#[derive(Debug, Clone)]
+pub(super) struct Trail {
+    git_dir: CString,
+    git_dir_node: Node,
+    steps: Vec<Step>,
+    /// The ref's own name in its directory.
+    leaf: CString,
+    /// For messages.
+    git_dir_path: PathBuf,
+    ref_name: String,
+}
+
+impl Trail {
+    /// Walks `ref_name`'s directories from the git dir `git_dir_fd` (opened at `git_dir`).
+    /// `Err` names a symlink where git makes only directories.
+    pub(super) fn record(
+        git_dir_fd: &OwnedFd,
+        git_dir: &Path,
+        ref_name: &str,
+    ) -> Result<Trail, git2::Error> {
+        let invalid = || git2::Error::from_str(&format!("not a plain ref name: {ref_name}"));
+        let (parent, leaf) = ref_name.rsplit_once('/').ok_or_else(invalid)?;
+        let mut steps = Vec::new();
+        let mut walked = String::new();
+        for part in parent.split('/') {
+            if matches!(part, "" | "." | "..") {
+                return Err(invalid());
+            }
+            walked = if walked.is_empty() {
+                part.to_owned()
+            } else {
+                format!("{walked}/{part}")
+            };
+            steps.push(Step {
+                name: CString::new(part).map_err(|_| invalid())?,
+                link: None,
+                operators: OPERATORS.contains(&walked.as_str()),
+            });
+        }
+        let mut trail = Trail {
+            git_dir: CString::new(git_dir.as_os_str().as_bytes()).map_err(|_| invalid())?,
+            git_dir_node: fstat(git_dir_fd.as_raw_fd()).ok_or_else(|| {
+                git2::Error::from_str(&format!("cannot look at {}", git_dir.display()))
+            })?,
+            steps,
+            leaf: CString::new(leaf).map_err(|_| invalid())?,
+            git_dir_path: git_dir.to_owned(),
+            ref_name: ref_name.to_owned(),
+        };
+        let mut dir = git_dir_fd.try_clone().map_err(|e| {
+            git2::Error::from_str(&format!("cannot look at {}: {e}", git_dir.display()))
+        })?;
+        for at in 0..trail.steps.len() {
+            let step = &trail.steps[at];
+            let Some(node) = node_at(dir.as_raw_fd(), &step.name) else {
+                break;
+            };
+            if node.is_link() && !step.operators {
+                return Err(git2::Error::from_str(&trail.symlink_message(Moved(at + 1))));
+            }
+            let Some(next) = open_dir(dir.as_raw_fd(), &step.name, node.is_link()) else {
+                break;
+            };
+            if node.is_link() {
+                let target = fstat(next.as_raw_fd()).ok_or_else(|| {
+                    git2::Error::from_str(&format!(
+                        "cannot look at {}",
+                        trail.path_to(Moved(at + 1)).display()
+                    ))
+                })?;
+                trail.steps[at].link = Some((node, target));
+            }
+            dir = next;
+        }
+        Ok(trail)
+    }
+
+    /// Walks the path again; `Err` names the first step that is not as recorded: the git
+    /// dir another directory, a symlink now where none was, or another one where one was.
+    ///
+    /// Async-signal-safe and allocation-free: the writer child calls it between fork and
+    /// exec.
+    pub(super) fn rewalk(&self) -> Result<Reached, Moved> {
+        // SAFETY: a NUL-terminated path and open flags.
+        let fd = unsafe { libc::open(self.git_dir.as_ptr(), DIR_FLAGS) };
+        let mut dir = owned(fd).ok_or(Moved(0))?;
+        if fstat(dir.as_raw_fd()) != Some(self.git_dir_node) {
+            return Err(Moved(0));
+        }
+        for (at, step) in self.steps.iter().enumerate() {
+            let moved = Moved(at + 1);
+            let node = node_at(dir.as_raw_fd(), &step.name);
+            let next = match (step.link, node) {
+                (Some((link, target)), Some(node)) if node == link => {
+                    let next = open_dir(dir.as_raw_fd(), &step.name, true).ok_or(moved)?;
+                    if fstat(next.as_raw_fd()) != Some(target) {
+                        return Err(moved);
+                    }
+                    next
+                }
+                (Some(_), _) => return Err(moved),
+                (None, Some(node)) if node.is_link() => return Err(moved),
+                (None, Some(node)) if node.is_dir() => {
+                    match open_dir(dir.as_raw_fd(), &step.name, false) {
+                        Some(next) => next,
+                        None => return Ok(Reached::Missing),
+                    }
+                }
+                (None, _) => return Ok(Reached::Missing),
+            };
+            dir = next;
+        }
+        Ok(Reached::Dir(dir))
+    }
+
+    /// After `git` reported success: `Ok` when the ref, read through the walked path,
+    /// holds `written` (`None`: no loose ref is left); `Err` says where the write went
+    /// instead, or what is there.
+    pub(super) fn holds(&self, written: Option<Oid>) -> Result<(), Unbelieved> {
+        let dir = match self.rewalk() {
+            Ok(Reached::Dir(dir)) => dir,
+            Ok(Reached::Missing) if written.is_none() => return Ok(()),
+            Ok(Reached::Missing) => return Err(Unbelieved::Missing(self.ref_path())),
+            Err(moved) => return Err(Unbelieved::Moved(self.moved_message(moved))),
+        };
+        let found = read_ref(&dir, &self.leaf);
+        match (written, found) {
+            (None, Found::Absent) => Ok(()),
+            (Some(sha), Found::Text(text)) if text == sha.to_string() => Ok(()),
+            (_, found) => Err(Unbelieved::Holds {
+                path: self.ref_path(),
+                found: match found {
+                    Found::Text(text) => format!("{text:?}"),
+                    Found::Absent => "no loose ref".to_owned(),
+                    Found::Unreadable(why) => why,
+                },
+                expected: written.map_or_else(|| "no loose ref".to_owned(), |sha| sha.to_string()),
+            }),
+        }
+    }
+
+    /// What a step found changed means, in words.
+    pub(super) fn moved_message(&self, moved: Moved) -> String {
+        let path = self.path_to(moved);
+        let now = match std::fs::read_link(&path) {
+            Ok(target) => format!("is now a symlink to {}", target.display()),
+            Err(_) => "is no longer the directory berth walked".to_owned(),
+        };
+        format!(
+            "{} {now} (swapped since berth walked {}): git would follow it and write the lock ref outside the origin; berth does not write through it or believe a write through it: remove the symlink (git makes only directories there)",
+            path.display(),
+            self.ref_name
+        )
+    }
+
+    fn symlink_message(&self, moved: Moved) -> String {
+        let path = self.path_to(moved);
+        let target = std::fs::read_link(&path).unwrap_or_else(|_| PathBuf::from("?"));
+        format!(
+            "{} is a symlink (to {}): git would follow it and write the lock ref outside the origin; berth does not write through it: remove the symlink (git makes only directories there)",
+            path.display(),
+            target.display()
+        )
+    }
+
+    /// The git dir (step 0), or the path of a directory of the ref.
+    fn path_to(&self, Moved(at): Moved) -> PathBuf {
+        let mut path = self.git_dir_path.clone();
+        for step in self.steps.iter().take(at) {
+            path.push(std::ffi::OsStr::from_bytes(step.name.as_bytes()));
+        }
+        path
+    }
+
+    fn ref_path(&self) -> PathBuf {
+        self.git_dir_path.join(&self.ref_name)
+    }
+}
+
+/// A directory opened read-only; never inherited by `git`.
+const DIR_FLAGS: libc::c_int =
+    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NONBLOCK;
+
+fn owned(fd: libc::c_int) -> Option<OwnedFd> {
+    // SAFETY: the kernel just opened `fd`, and nothing else owns it.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `name` in `dir`, a symlink followed only when `follow`.
+fn open_dir(dir: libc::c_int, name: &CStr, follow: bool) -> Option<OwnedFd> {
+    let flags = if follow {
+        DIR_FLAGS
+    } else {
+        DIR_FLAGS | libc::O_NOFOLLOW
+    };
+    // SAFETY: a directory descriptor, a NUL-terminated name and open flags.
+    owned(unsafe { libc::openat(dir, name.as_ptr(), flags) })
+}
+
+/// The node at `name` in `dir`, not following a symlink.
+fn node_at(dir: libc::c_int, name: &CStr) -> Option<Node> {
+    // SAFETY: an all-zero `stat` is a valid value for fstatat to overwrite.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `name` is NUL-terminated, `stat` writable; a bad `dir` only fails.
+    let found =
+        unsafe { libc::fstatat(dir, name.as_ptr(), &raw mut stat, libc::AT_SYMLINK_NOFOLLOW) };
+    (found == 0).then(|| Node::of(&stat))
+}
+
+fn fstat(fd: libc::c_int) -> Option<Node> {
+    // SAFETY: an all-zero `stat` is a valid value for fstat to overwrite.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `stat` is writable; a bad `fd` only fails.
+    (unsafe { libc::fstat(fd, &raw mut stat) } == 0).then(|| Node::of(&stat))
+}
+
+/// What a loose ref's name holds.
+enum Found {
+    Absent,
+    /// Its text, trimmed.
+    Text(String),
+    /// Why it cannot be read as a ref.
+    Unreadable(String),
+}
+
+/// The loose ref `name` in `dir`, read without following a symlink or blocking, at most
+/// [`REF_READ_CAP`] bytes.
+fn read_ref(dir: &OwnedFd, name: &CStr) -> Found {
+    let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+    // SAFETY: a directory descriptor, a NUL-terminated name and open flags.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags) };
+    let Some(file) = owned(fd) else {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOENT) => Found::Absent,
+            _ => Found::Unreadable(format!("a node berth cannot read as a ref ({e})")),
+        };
+    };
+    if fstat(file.as_raw_fd()).is_none_or(|node| node.kind != libc::S_IFREG) {
+        return Found::Unreadable("a node that is not a regular file".to_owned());
+    }
+    let mut bytes = [0u8; REF_READ_CAP];
+    // SAFETY: `bytes` is a valid buffer of its length.
+    let n = unsafe { libc::read(file.as_raw_fd(), bytes.as_mut_ptr().cast(), bytes.len()) };
+    match usize::try_from(n) {
+        Ok(n) => Found::Text(String::from_utf8_lossy(&bytes[..n]).trim().to_owned()),
+        Err(_) => Found::Unreadable(format!(
+            "a ref berth cannot read ({})",
+            std::io::Error::last_os_error()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;

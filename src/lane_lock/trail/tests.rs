@@ -1,0 +1,281 @@
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::lane_lock::{Acquire, HeldLock, Lane, LockClient, LockError, LockSettings, LockWrite};
+
+/// A bare origin with a local lane.
+struct Origin {
+    dir: tempfile::TempDir,
+    bare: PathBuf,
+    url: String,
+    lane: Lane,
+}
+
+fn origin() -> Origin {
+    let dir = tempfile::tempdir().unwrap();
+    let bare = dir.path().join("locks.git");
+    git2::Repository::init_bare(&bare).unwrap();
+    let url = bare.to_str().unwrap().to_owned();
+    let lane = Lane {
+        repo_identity: url.clone(),
+        base_branch: "main".into(),
+    };
+    Origin {
+        dir,
+        bare,
+        url,
+        lane,
+    }
+}
+
+impl Origin {
+    fn client(&self) -> LockClient {
+        LockClient::new(&self.dir.path().join("scratch"), LockSettings::default()).unwrap()
+    }
+
+    fn elsewhere(&self) -> PathBuf {
+        self.dir.path().join("another-program")
+    }
+
+    /// Runs `op` on a thread named `name` while another writer holds the writers'
+    /// lock; once `op`'s writer child waits for it, `swap` runs, then the lock is let go.
+    fn swapped_during_wait<T: Send + 'static>(
+        &self,
+        name: &str,
+        op: impl FnOnce() -> T + Send + 'static,
+        swap: impl FnOnce(),
+    ) -> T {
+        let writers =
+            crate::atomic_file::lock_exclusive(&self.bare.join("berth-lane-locks.lock")).unwrap();
+        let running = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(op)
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !child_named(name) {
+            assert!(Instant::now() < deadline, "no writer child came");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        swap();
+        drop(writers);
+        running.join().unwrap()
+    }
+
+    /// Moves `relative` out of the origin and puts a symlink to where it went.
+    fn move_out(&self, relative: &str) -> PathBuf {
+        let inside = self.bare.join(relative);
+        std::fs::rename(&inside, self.elsewhere()).unwrap();
+        std::os::unix::fs::symlink(self.elsewhere(), &inside).unwrap();
+        inside
+    }
+}
+
+/// Whether a child of this test process carries the name `name` (a forked writer child
+/// before its exec carries the forking thread's name).
+fn child_named(name: &str) -> bool {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+        let field = |key: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(key))
+                .map(str::trim)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        field("PPid:") == me && field("Name:") == name
+    })
+}
+
+/// Every file under `dir` with its contents.
+fn contents(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(contents(&path));
+        } else {
+            found.push((path.clone(), std::fs::read_to_string(&path).unwrap()));
+        }
+    }
+    found.sort();
+    found
+}
+
+fn redirected(said: &Result<impl std::fmt::Debug, LockError>, path: &Path) -> bool {
+    matches!(said, Err(LockError::Redirected { reason, .. })
+        if reason.contains(&format!("{} is now a symlink", path.display())))
+}
+
+/// A symlink swapped in for the lane's identity directory after berth's walk, while
+/// the writer child waits for the writers' lock (which any writer of the origin can
+/// hold), is found by the child's walk right before `git` would run: nothing is
+/// written outside the origin, and the lane is not taken; the answer names the path.
+#[test]
+fn a_symlink_swapped_in_while_the_writer_waits_is_refused_before_git_runs() {
+    let o = origin();
+    let first = crate::lane_lock::lane_lock_refs(&o.url, &o.lane)[0].clone();
+    let identity = o.bare.join(first.rsplit_once('/').unwrap().0);
+    std::fs::create_dir_all(&identity).unwrap();
+    std::fs::create_dir_all(o.elsewhere()).unwrap();
+    let client = o.client();
+    let (url, lane) = (o.url.clone(), o.lane.clone());
+    let outcome = o.swapped_during_wait(
+        "swap-acquire",
+        move || client.acquire(&url, &lane, "me", Path::new("/a")),
+        || {
+            std::fs::remove_dir(&identity).unwrap();
+            std::os::unix::fs::symlink(o.elsewhere(), &identity).unwrap();
+        },
+    );
+    assert!(
+        contents(&o.elsewhere()).is_empty(),
+        "git wrote outside: {outcome:?}"
+    );
+    assert!(redirected(&outcome, &identity), "{outcome:?}");
+    assert!(!matches!(outcome, Ok(Acquire::Acquired(_))));
+}
+
+fn acquired(o: &Origin, client: &LockClient) -> HeldLock {
+    match client
+        .acquire(&o.url, &o.lane, "me", Path::new("/a"))
+        .unwrap()
+    {
+        Acquire::Acquired(held) => held,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A refresh whose path was swapped under it writes nothing outside the origin and
+/// loses the lock: the landing stops.
+#[test]
+fn a_refresh_through_a_swapped_path_loses_the_lock() {
+    let o = origin();
+    let client = Arc::new(o.client());
+    let held = acquired(&o, &client);
+    let before = contents(&o.bare.join("refs/gstack/release-locks"));
+    let refreshing = Arc::clone(&client);
+    let (outcome, held) = o.swapped_during_wait(
+        "swap-refresh",
+        move || {
+            let mut held = held;
+            (refreshing.heartbeat(&mut held), held)
+        },
+        || {
+            o.move_out("refs/gstack/release-locks");
+        },
+    );
+    let locks = o.bare.join("refs/gstack/release-locks");
+    // The first refresh's child found the swap; the next one's walk refuses it.
+    assert!(outcome.is_err());
+    assert!(held.is_lost(Instant::now()));
+    assert_eq!(held.loss(), Some(crate::gstack_text::LOCK_NOT_OWNED));
+    let after: Vec<_> = contents(&o.elsewhere())
+        .into_iter()
+        .map(|(path, text)| (locks.join(path.strip_prefix(o.elsewhere()).unwrap()), text))
+        .collect();
+    assert_eq!(before, after, "a lock ref outside the origin was written");
+}
+
+/// A release whose path was swapped under it is reported, once: it is not tried
+/// again through that path.
+#[test]
+fn a_release_through_a_swapped_path_is_reported_and_not_retried() {
+    let o = origin();
+    let mut client = o.client();
+    let releases = Arc::new(Mutex::new(0));
+    let counted = Arc::clone(&releases);
+    client.set_write_hook(Arc::new(move |write, _| {
+        if write == LockWrite::Release {
+            *counted.lock().unwrap() += 1;
+        }
+    }));
+    let client = Arc::new(client);
+    let held = acquired(&o, &client);
+    let releasing = Arc::clone(&client);
+    let outcome = o.swapped_during_wait(
+        "swap-release",
+        move || releasing.release(&held),
+        || {
+            o.move_out("refs/gstack/release-locks");
+        },
+    );
+    let locks = o.bare.join("refs/gstack/release-locks");
+    assert!(redirected(&outcome, &locks), "{outcome:?}");
+    // The alias ref's release and gstack's, each once.
+    assert_eq!(*releases.lock().unwrap(), 2);
+    assert_eq!(
+        contents(&o.elsewhere()).len(),
+        2,
+        "a lock ref outside was deleted"
+    );
+}
+
+const REF: &str = "refs/gstack/release-locks/id/main";
+
+fn recorded(git_dir: &Path) -> Trail {
+    let fd = super::super::lock_dir::open_git_dir(git_dir).unwrap();
+    Trail::record(&fd, git_dir, REF).unwrap()
+}
+
+/// After `git` reported success, the ref is read through the walked path: a write that
+/// went through a directory swapped for a symlink, or a ref that holds something else,
+/// is not believed; what was written, or no loose ref after a delete, is.
+#[test]
+fn a_write_is_believed_only_where_the_walked_path_holds_it() {
+    let o = origin();
+    let identity = o.bare.join("refs/gstack/release-locks/id");
+    std::fs::create_dir_all(&identity).unwrap();
+    let trail = recorded(&o.bare);
+    let sha = Oid::from_str("1111111111111111111111111111111111111111").unwrap();
+    let other = Oid::from_str("2222222222222222222222222222222222222222").unwrap();
+    assert_eq!(trail.holds(None), Ok(()));
+    let said = |written| trail.holds(written).unwrap_err().to_string();
+    assert!(said(Some(sha)).contains("no loose ref"));
+    std::fs::write(identity.join("main"), format!("{other}\n")).unwrap();
+    assert!(said(Some(sha)).contains("holds \"2222"));
+    assert!(trail.holds(None).is_err());
+    std::fs::write(identity.join("main"), format!("{sha}\n")).unwrap();
+    assert_eq!(trail.holds(Some(sha)), Ok(()));
+    // The same write, reached through a symlink to where the directory went.
+    o.move_out("refs/gstack/release-locks/id");
+    let said = said(Some(sha));
+    assert!(
+        said.contains(&format!("{} is now a symlink", identity.display())),
+        "{said}"
+    );
+    // A directory git removed after a delete: no loose ref.
+    std::fs::remove_file(&identity).unwrap();
+    assert_eq!(trail.holds(None), Ok(()));
+}
+
+/// `refs` and `refs/gstack` may be the operator's symlinks (git new-workdir): followed,
+/// and held to the symlink and directory the walk found; a symlink at or below
+/// `release-locks` is refused.
+#[test]
+fn only_the_operators_symlinks_above_the_lock_refs_are_followed() {
+    let o = origin();
+    let real = o.dir.path().join("shared-refs");
+    std::fs::create_dir_all(real.join("gstack/release-locks/id")).unwrap();
+    std::fs::remove_dir_all(o.bare.join("refs")).unwrap();
+    std::os::unix::fs::symlink(&real, o.bare.join("refs")).unwrap();
+    let trail = recorded(&o.bare);
+    assert!(matches!(trail.rewalk(), Ok(Reached::Dir(_))));
+    // The symlink led to another directory.
+    let other = o.dir.path().join("other-refs");
+    std::fs::create_dir_all(other.join("gstack/release-locks/id")).unwrap();
+    std::fs::remove_file(o.bare.join("refs")).unwrap();
+    std::os::unix::fs::symlink(&other, o.bare.join("refs")).unwrap();
+    assert_eq!(trail.rewalk().unwrap_err(), Moved(1));
+    std::fs::rename(other.join("gstack/release-locks"), o.elsewhere()).unwrap();
+    std::os::unix::fs::symlink(o.elsewhere(), other.join("gstack/release-locks")).unwrap();
+    let fd = super::super::lock_dir::open_git_dir(&o.bare).unwrap();
+    let said = Trail::record(&fd, &o.bare, REF).unwrap_err();
+    assert!(
+        said.message().contains("release-locks is a symlink"),
+        "{said}"
+    );
+}
