@@ -294,16 +294,27 @@ impl PrivateDir {
 
     /// Every name in the directory but `.` and `..`, as the kernel lists them.
     pub fn names(&self) -> io::Result<Vec<String>> {
+        Ok(self.names_up_to(usize::MAX)?.0)
+    }
+
+    /// The first `max` names in the directory but `.` and `..`, as the kernel lists them,
+    /// and whether any was left unread: whoever writes the directory can fill it without
+    /// bound, and a listing that must end holds at most `max`.
+    pub fn names_up_to(&self, max: usize) -> io::Result<(Vec<String>, bool)> {
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
         let mut dir = nix::dir::Dir::openat(&self.fd, ".", flags, Mode::empty())?;
         let mut names = Vec::new();
         for entry in dir.iter() {
             let name = entry?.file_name().to_bytes().to_vec();
-            if name != b"." && name != b".." {
-                names.push(OsStr::from_bytes(&name).to_string_lossy().into_owned());
+            if name == b"." || name == b".." {
+                continue;
             }
+            if names.len() == max {
+                return Ok((names, true));
+            }
+            names.push(OsStr::from_bytes(&name).to_string_lossy().into_owned());
         }
-        Ok(names)
+        Ok((names, false))
     }
 
     /// Replaces (or creates) `name` with `bytes` and `mode` as

@@ -49,10 +49,15 @@ pub struct Census {
 
 impl Census {
     /// Counts the `*.json` names in `pending` (what listings read). A name too long to
-    /// carry its run id whole counts towards the total only.
+    /// carry its run id whole counts towards the total only. A dir holding more names than
+    /// a listing reads is full: what was not read may be pending files.
     pub fn take(pending: &PrivateDir) -> io::Result<Census> {
         let mut census = Census::default();
-        for name in pending.names()? {
+        let (names, cut) = pending.names_up_to(super::MAX_NAMES_PER_LISTING)?;
+        if cut {
+            census.total = MAX_PENDING_TOTAL;
+        }
+        for name in names {
             let Some(name) = name.strip_suffix(".json") else {
                 continue;
             };

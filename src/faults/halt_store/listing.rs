@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::super::json_file;
 use super::shown::Shown;
-use super::{HaltStore, PENDING_DIR, PROCESSED_DIR, RESOLVED_EVENT};
+use super::{HaltStore, MAX_NAMES_PER_LISTING, PENDING_DIR, PROCESSED_DIR, RESOLVED_EVENT};
 use crate::private_dir::PrivateDir;
 
 /// Where a listed halt event stands.
@@ -65,9 +65,17 @@ impl HaltStore {
                     continue;
                 }
             };
-            let Some((dir, names)) = names else {
+            let Some((dir, names, cut)) = names else {
                 continue;
             };
+            if cut {
+                listing.unreadable.push(crate::store::Unreadable {
+                    file: dir.path().display().to_string(),
+                    reason: format!(
+                        "holds more than {MAX_NAMES_PER_LISTING} entries; only the first {MAX_NAMES_PER_LISTING} were read"
+                    ),
+                });
+            }
             for name in names {
                 let path = dir.join(&name);
                 let shown = match json_file::read_text_in(&dir, &name) {
@@ -134,12 +142,13 @@ fn listed(file: String, status: HaltStatus, shown: Shown) -> ListedHalt {
 }
 
 /// `sub` of the halt dir `halts`, opened to be read and never through a symlink,
-/// and the `*.json` names directly in it (not hidden, not `*.json.tmp.<pid>`), sorted; a
+/// and the `*.json` names directly in it (not hidden, not `*.json.tmp.<pid>`), sorted,
+/// of its first [`MAX_NAMES_PER_LISTING`] entries, and whether more were left unread; a
 /// missing dir is `None`. Each listing opens it anew: a daemon lists for its whole life.
 fn json_names(
     halts: &Path,
     sub: &str,
-) -> Result<Option<(PrivateDir, Vec<String>)>, crate::store::Unreadable> {
+) -> Result<Option<(PrivateDir, Vec<String>, bool)>, crate::store::Unreadable> {
     let unreadable = |reason: String| crate::store::Unreadable {
         file: halts.join(sub).display().to_string(),
         reason,
@@ -149,12 +158,13 @@ fn json_names(
         Ok(None) => return Ok(None),
         Err(e) => return Err(unreadable(e.to_string())),
     };
-    let mut names: Vec<String> = dir
-        .names()
-        .map_err(|e| unreadable(format!("cannot read dir: {e}")))?
+    let (names, cut) = dir
+        .names_up_to(MAX_NAMES_PER_LISTING)
+        .map_err(|e| unreadable(format!("cannot read dir: {e}")))?;
+    let mut names: Vec<String> = names
         .into_iter()
         .filter(|name| !name.starts_with('.') && name.ends_with(".json"))
         .collect();
     names.sort();
-    Ok(Some((dir, names)))
+    Ok(Some((dir, names, cut)))
 }

@@ -11,9 +11,10 @@ use super::run_lock::{lock_run, run_lock_name};
 use crate::private_dir::PrivateDir;
 
 /// Removes the registries in `active` whose state files are gone; a run whose lock is
-/// held (by this sync, or another process) is left for a later pass.
+/// held (by this sync, or another process) is left for a later pass. Only the first
+/// [`super::MAX_NAMES_PER_LISTING`] names are looked at.
 pub fn remove_gone_runs(active: &PrivateDir) {
-    let Ok(names) = active.names() else {
+    let Ok((names, _)) = active.names_up_to(super::MAX_NAMES_PER_LISTING) else {
         return;
     };
     for name in names {

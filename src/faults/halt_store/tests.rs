@@ -534,5 +534,6 @@ fn runs_archived_while_faulted_leave_nothing_in_active_faults() {
     );
 }
 
+mod bounded;
 mod owners;
 mod swaps;
