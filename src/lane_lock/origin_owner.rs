@@ -17,6 +17,8 @@ use std::process::Command;
 use nix::fcntl::AtFlags;
 use nix::unistd::{Uid, User};
 
+mod handover;
+
 /// The user a writer child runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Owner {
@@ -61,7 +63,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::lane_lock::{Acquire, Lane, LockClient, LockSettings};
+    use crate::lane_lock::{Acquire, Lane, LockClient, LockSettings, Released};
 
     /// `nobody`, whom no test file belongs to.
     const NOBODY: u32 = 65_534;
@@ -101,5 +103,50 @@ mod tests {
             let written = std::fs::metadata(repo.join(held.ref_name())).unwrap();
             assert_eq!(written.uid(), owner, "{}", held.ref_name());
         }
+    }
+
+    /// An earlier root berth made a lane's directories and its lock ref as root in another
+    /// user's origin; the writer, now run as that user, is given them first, so the lane is
+    /// released and taken again. (The git dir stays root's, as above, but writable by the
+    /// owner: a delete takes `packed-refs.lock` there.)
+    #[test]
+    fn a_lane_an_earlier_root_berth_wrote_as_root_is_released_and_taken_again() {
+        if !Uid::effective().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let bare = dir.path().join("theirs.git");
+        git2::Repository::init_bare(&bare).unwrap();
+        std::fs::set_permissions(&bare, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let client = LockClient::new(&dir.path().join("scratch"), LockSettings::default()).unwrap();
+        let url = bare.to_str().unwrap();
+        let lane = Lane {
+            repo_identity: url.to_owned(),
+            base_branch: "main".into(),
+        };
+        let take = || match client.acquire(url, &lane, "me", Path::new("/a")).unwrap() {
+            Acquire::Acquired(held) => held,
+            other => panic!("{other:?}"),
+        };
+        let earlier = take();
+        for theirs in ["refs", "refs/heads", "refs/tags", "refs/gstack"] {
+            std::os::unix::fs::chown(bare.join(theirs), Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+        let lock_ref = bare.join(earlier.ref_name());
+        let identity = lock_ref.parent().unwrap();
+        for roots in [lock_ref.as_path(), identity, identity.parent().unwrap()] {
+            assert_eq!(
+                std::fs::metadata(roots).unwrap().uid(),
+                0,
+                "{}",
+                roots.display()
+            );
+        }
+        assert_eq!(client.release(&earlier).unwrap(), Released::Deleted);
+        let again = take();
+        assert_eq!(std::fs::metadata(&lock_ref).unwrap().uid(), NOBODY);
+        assert_eq!(std::fs::metadata(identity).unwrap().uid(), NOBODY);
+        assert_eq!(client.release(&again).unwrap(), Released::Deleted);
     }
 }

@@ -107,6 +107,7 @@ pub(super) fn write(
     let (report_read, report_write) = report_pipe()?;
     let mut command = git_update_ref(&prepared.git_dir, ref_name, change);
     if let Some(owner) = owner::of(&prepared.git_dir_fd) {
+        owner.take_over(&prepared.git_dir_fd, &prepared.git_dir, ref_name);
         owner.apply(&mut command);
     }
     let git_dir = prepared.git_dir_fd.as_raw_fd();

@@ -294,6 +294,7 @@ fn the_daemon_tick_writes_halt_events_for_runs_and_the_queue() {
 }
 
 /// Real processes: 4 concurrent workers, each running `berth detect --learned` 50 times.
+/// No hit is lost to a race: every run either counts its hit or says it gave up on the lock.
 #[test]
 fn concurrent_processes_count_every_hit() {
     let world = World::new();
@@ -307,6 +308,7 @@ fn concurrent_processes_count_every_hit() {
         .map(|_| {
             let (bin, learned, home) = (bin.clone(), learned.clone(), world.home.clone());
             std::thread::spawn(move || {
+                let mut gave_up = 0;
                 for _ in 0..50 {
                     let out = Command::new(&bin)
                         .args(["detect", "--json", "--learned"])
@@ -316,25 +318,28 @@ fn concurrent_processes_count_every_hit() {
                         .env_remove("BERTH_RULES_ROOT")
                         .output()
                         .unwrap();
-                    assert_eq!(
-                        out.status.code(),
-                        Some(1),
-                        "{}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
+                    let stderr = String::from_utf8_lossy(&out.stderr);
+                    assert_eq!(out.status.code(), Some(1), "{stderr}");
                     let faults: Value = serde_json::from_slice(&out.stdout).unwrap();
                     assert_eq!(
                         faults[1]["description"],
                         "[learned] feature still committed"
                     );
+                    // Waiting past the 5 s lock wait drops the hit, as gstack's writers do;
+                    // only a loaded machine makes four short writers wait that long.
+                    if stderr.contains("learned-pattern hits not counted")
+                        && stderr.contains("gave up")
+                    {
+                        gave_up += 1;
+                    }
                 }
+                gave_up
             })
         })
         .collect();
-    for worker in workers {
-        worker.join().unwrap();
-    }
-    assert_eq!(hit_count(&learned), 200);
+    let gave_up: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert!(gave_up < 20, "{gave_up} of 200 runs gave up on the lock");
+    assert_eq!(hit_count(&learned), 200 - gave_up);
     let entries: Value = serde_json::from_slice(&fs::read(&learned).unwrap()).unwrap();
     assert_eq!(entries[0]["investigator"], "kept");
     assert!(entries[0]["lastHit"].is_string());
