@@ -117,7 +117,16 @@ async fn run_loop(
             continue;
         }
         if let Some(exit) = main.once_done() {
-            return Ok(main.finish_once(exit).await);
+            // Its landings' lock releases run in the background: they end before it
+            // exits, unless a stop signal comes first (then it stops as at any moment).
+            let deadline = tokio::time::Instant::now() + SHUTDOWN_BUDGET;
+            let shared = Arc::clone(&main.shared);
+            let heard =
+                shutdown::releases_or_signal(&mut main.signals, &shared.crew.releasing, deadline);
+            return Ok(match heard.await {
+                Some(signal) => main.shut_down(stop::StopReason::Signal(signal)).await,
+                None => exit,
+            });
         }
     }
 }
@@ -218,26 +227,6 @@ impl Loop {
     }
 
     /// Stops every landing, waits for them within the budget, and says how the run ended.
-    /// `--once` is done, its landings' lock releases still run in the background: they end
-    /// before it exits. A stop signal meanwhile stops it as a signal at any other moment
-    /// would (exit 128 + signal, with the summary).
-    async fn finish_once(&mut self, exit: Exit) -> Exit {
-        let deadline = tokio::time::Instant::now() + SHUTDOWN_BUDGET;
-        loop {
-            tokio::select! {
-                // A signal already heard wins over the releases ending at the same moment.
-                biased;
-                heard = self.signals.recv() => match heard {
-                    shutdown::Heard::Stop(signal) => {
-                        return self.shut_down(stop::StopReason::Signal(signal)).await;
-                    }
-                    shutdown::Heard::Reload => {}
-                },
-                _ = self.shared.crew.releasing.wait_all(deadline) => return exit,
-            }
-        }
-    }
-
     async fn shut_down(&mut self, reason: stop::StopReason) -> Exit {
         let exit = match reason {
             stop::StopReason::Signal(signal) => Exit::Signalled(signal),
