@@ -117,10 +117,16 @@ async fn run_loop(
             continue;
         }
         if let Some(exit) = main.once_done() {
-            // Its landings' lock releases run in the background: they end before it exits.
+            // Its landings' lock releases run in the background: they end before it
+            // exits, unless a stop signal comes first (then it stops as at any moment).
             let deadline = tokio::time::Instant::now() + SHUTDOWN_BUDGET;
-            main.shared.crew.releasing.wait_all(deadline).await;
-            return Ok(exit);
+            let shared = Arc::clone(&main.shared);
+            let heard =
+                shutdown::releases_or_signal(&mut main.signals, &shared.crew.releasing, deadline);
+            return Ok(match heard.await {
+                Some(signal) => main.shut_down(stop::StopReason::Signal(signal)).await,
+                None => exit,
+            });
         }
     }
 }

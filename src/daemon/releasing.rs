@@ -18,10 +18,12 @@ use tokio::sync::watch;
 /// back to the queue and is tried again on the lane's backoff.
 pub const PREVIOUS_RELEASE_WAIT: Duration = Duration::from_secs(30);
 
-/// The releases in flight, by lane key ([`crate::lane_lock::lane_key`]).
+/// The releases in flight, by lane key ([`crate::lane_lock::lane_key`]). A lane may have
+/// more than one (a lock write that answered too late, still to be released, beside the
+/// release of the lock before it): waiting for the lane waits for all of them.
 #[derive(Debug, Default)]
 pub struct Releasing {
-    lanes: Mutex<HashMap<String, watch::Receiver<()>>>,
+    lanes: Mutex<HashMap<String, Vec<watch::Receiver<()>>>>,
 }
 
 /// One release in flight: it ends when the last clone of its handle drops (the release's
@@ -42,26 +44,28 @@ pub enum Waited {
 
 impl Releasing {
     /// Marks `lane`'s release as in flight until the returned handle and all its clones
-    /// drop. Releases that ended are forgotten on the way.
+    /// drop, beside any other of the lane's still in flight. Releases that ended are
+    /// forgotten on the way.
     pub fn begin(&self, lane: &str) -> InFlight {
         let (sender, receiver) = watch::channel(());
         let mut lanes = self.lanes();
-        lanes.retain(|_, r| !ended(r));
-        lanes.insert(lane.to_owned(), receiver);
+        lanes.retain(|_, flights| {
+            flights.retain(|r| !ended(r));
+            !flights.is_empty()
+        });
+        lanes.entry(lane.to_owned()).or_default().push(receiver);
         InFlight {
             _open: Arc::new(sender),
         }
     }
 
-    /// Waits until `lane`'s release in flight, if any, has ended, at most `limit`.
+    /// Waits until `lane`'s releases in flight, if any, have ended, at most `limit`.
     pub async fn wait_for(&self, lane: &str, limit: Duration) -> Waited {
-        let Some(receiver) = self.lanes().get(lane).cloned() else {
-            return Waited::Over;
-        };
-        if !ended(&receiver) {
+        let receivers = self.lanes().get(lane).cloned().unwrap_or_default();
+        if !receivers.iter().all(ended) {
             tracing::debug!(lane, "waiting for the lane's previous lock release");
         }
-        match tokio::time::timeout(limit, closed(receiver)).await {
+        match tokio::time::timeout(limit, all_closed(receivers)).await {
             Ok(()) => Waited::Over,
             Err(_) => Waited::TimedOut,
         }
@@ -70,13 +74,8 @@ impl Releasing {
     /// Waits until every release in flight has ended, or `deadline` (those left are
     /// logged); how many are left.
     pub async fn wait_all(&self, deadline: tokio::time::Instant) -> usize {
-        let receivers: Vec<_> = self.lanes().values().cloned().collect();
-        let all = async {
-            for receiver in receivers {
-                closed(receiver).await;
-            }
-        };
-        let _ = tokio::time::timeout_at(deadline, all).await;
+        let receivers: Vec<_> = self.lanes().values().flatten().cloned().collect();
+        let _ = tokio::time::timeout_at(deadline, all_closed(receivers)).await;
         let left = self.in_flight();
         if left > 0 {
             tracing::error!(
@@ -88,10 +87,14 @@ impl Releasing {
 
     /// How many releases are in flight now.
     pub fn in_flight(&self) -> usize {
-        self.lanes().values().filter(|r| !ended(r)).count()
+        self.lanes()
+            .values()
+            .flatten()
+            .filter(|r| !ended(r))
+            .count()
     }
 
-    fn lanes(&self) -> MutexGuard<'_, HashMap<String, watch::Receiver<()>>> {
+    fn lanes(&self) -> MutexGuard<'_, HashMap<String, Vec<watch::Receiver<()>>>> {
         self.lanes.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -101,10 +104,12 @@ fn ended(receiver: &watch::Receiver<()>) -> bool {
     receiver.has_changed().is_err()
 }
 
-/// Resolves once every handle of the release behind `receiver` dropped (nothing is ever
+/// Resolves once every handle of the releases behind `receivers` dropped (nothing is ever
 /// sent: the channel closing is the one event).
-async fn closed(mut receiver: watch::Receiver<()>) {
-    while receiver.changed().await.is_ok() {}
+async fn all_closed(receivers: Vec<watch::Receiver<()>>) {
+    for mut receiver in receivers {
+        while receiver.changed().await.is_ok() {}
+    }
 }
 
 #[cfg(test)]
@@ -122,6 +127,20 @@ mod tests {
         assert_eq!(releasing.wait_for("a", wait).await, Waited::TimedOut);
         assert_eq!(releasing.wait_for("b", wait).await, Waited::Over);
         drop(second);
+        assert_eq!(releasing.wait_for("a", wait).await, Waited::Over);
+        assert_eq!(releasing.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_second_release_of_a_lane_does_not_hide_the_first() {
+        let releasing = Releasing::default();
+        let first = releasing.begin("a");
+        let second = releasing.begin("a");
+        assert_eq!(releasing.in_flight(), 2);
+        drop(second);
+        let wait = Duration::from_millis(1);
+        assert_eq!(releasing.wait_for("a", wait).await, Waited::TimedOut);
+        drop(first);
         assert_eq!(releasing.wait_for("a", wait).await, Waited::Over);
         assert_eq!(releasing.in_flight(), 0);
     }

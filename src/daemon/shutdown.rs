@@ -10,6 +10,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::task::JoinSet;
 
 use super::crew::Crew;
+use super::releasing::Releasing;
 use super::stop::StopSignal;
 
 /// The three signal streams, installed before the first tick so none is missed.
@@ -47,6 +48,26 @@ impl Signals {
             } else {
                 Heard::Stop(StopSignal::Hup)
             },
+        }
+    }
+}
+
+/// Waits until every lane lock release in flight ended (or `deadline`), listening for
+/// signals meanwhile: the stop signal heard first, if any.
+pub async fn releases_or_signal(
+    signals: &mut Signals,
+    releasing: &Releasing,
+    deadline: tokio::time::Instant,
+) -> Option<StopSignal> {
+    loop {
+        tokio::select! {
+            // A signal already heard wins over the releases ending at the same moment.
+            biased;
+            heard = signals.recv() => match heard {
+                Heard::Stop(signal) => return Some(signal),
+                Heard::Reload => {}
+            },
+            _ = releasing.wait_all(deadline) => return None,
         }
     }
 }

@@ -5,7 +5,7 @@ use super::broken_ref::{self, Room};
 use super::in_the_way::InTheWay;
 use super::standing::Standing;
 use super::*;
-use super::{broken_above, leftover};
+use super::{broken_above, leftover, refs_look};
 
 impl LockClient {
     /// Takes the lane's lock, or says who holds it.
@@ -197,7 +197,16 @@ impl LockClient {
             Err(e) if local_origin(target.url).is_some() => Err(e),
             Err(e) => return Err(target.remote_error("create", e)),
         };
-        match self.clear_the_way(scratch, target)? {
+        // A local listing refuses an origin with a node it would hang on: one on the lock
+        // ref's path is a broken ref, named as such.
+        let way = match (self.clear_the_way(scratch, target), &failed) {
+            (Err(listing), Err(_)) => match self.broken_ref(target) {
+                Some(holds) => return Ok(Created::Done(Box::new(holds))),
+                None => return Err(listing),
+            },
+            (way, _) => way?,
+        };
+        match way {
             InTheWay::Holds(acquire) => Ok(Created::Done(acquire)),
             InTheWay::Cleared => Ok(Created::Retry(
                 "a ref in the way of the lock ref was cleared".to_owned(),
@@ -226,8 +235,11 @@ impl LockClient {
             expiry: &self.sightings.expiry,
             longest_ttl: self.longest_ttl(),
         };
-        let (name, file) =
-            broken_above::find(&room).or_else(|| broken_ref::below(&room).into_iter().next())?;
+        let lock_ref = Path::new(target.ref_name);
+        let at = || refs_look::blocks_at(origin.path(), lock_ref).map(|f| (lock_ref.into(), f));
+        let (name, file) = broken_above::find(&room)
+            .or_else(at)
+            .or_else(|| broken_ref::below(&room).into_iter().next())?;
         Some(Acquire::Unreadable {
             sha: Oid::ZERO_SHA1.to_string(),
             reason: room.holds(&name, file),

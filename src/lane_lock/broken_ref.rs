@@ -300,3 +300,34 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fifo_at_the_lock_ref {
+    use crate::lane_lock::tests::{BareOrigin, widget_main};
+    use crate::lane_lock::{Acquire, lock_ref_name};
+
+    /// A FIFO at a local origin's lock ref (planted by any writer of the origin) is a
+    /// broken ref git and libgit2 open with a blocking `open()`: berth's own look at the
+    /// ref (`find_reference`, the listing of the local transport) never returns, so the
+    /// daemon's tick that tries the lane hangs for good instead of holding the lane named.
+    #[test]
+    fn a_fifo_at_the_lock_ref_does_not_hang_the_acquire() {
+        let origin = BareOrigin::new();
+        let lock_ref = origin.bare.join(lock_ref_name(&widget_main()));
+        std::fs::create_dir_all(lock_ref.parent().unwrap()).unwrap();
+        nix::unistd::mkfifo(&lock_ref, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let url = origin.url.clone();
+        let client = origin.client();
+        std::thread::spawn(move || {
+            let outcome = client.acquire(&url, &widget_main(), "me", std::path::Path::new("/a"));
+            let _ = tx.send(matches!(outcome, Ok(Acquire::Acquired(_))));
+        });
+        let answered = rx.recv_timeout(std::time::Duration::from_secs(60));
+        assert!(
+            answered.is_ok(),
+            "an acquire with a FIFO at {} never returned",
+            lock_ref.display()
+        );
+    }
+}

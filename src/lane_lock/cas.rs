@@ -23,7 +23,7 @@ use super::leftover::LeftoverSightings;
 use super::ref_writer::{self, Change, Writers, Written};
 use super::trail::Trail;
 use super::transport::{PushOutcome, push_guarded};
-use super::{broken_above, flock_holder, foreign_writer, leftover};
+use super::{broken_above, flock_holder, foreign_writer, leftover, refs_look};
 
 /// What the ref must hold for the write to go through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,7 +187,16 @@ fn local_swap(
         expiry,
         longest_ttl,
     } = with;
+    let blocking = refs_look::look(&refs_look::git_dir_of(path))?;
     let origin = Repository::open_ext(path, RepositoryOpenFlags::NO_SEARCH, [] as [&str; 0])?;
+    let room = Room {
+        origin: &origin,
+        lock_ref: ref_name,
+        writers_lock: &origin.path().join(leftover::WRITERS_LOCK),
+        expiry,
+        longest_ttl,
+    };
+    refs_look::settle(&room, blocking)?;
     let found = match origin.find_reference(ref_name) {
         Ok(reference) => Some(reference),
         Err(e) if e.code() == ErrorCode::NotFound => None,
@@ -216,13 +225,6 @@ fn local_swap(
     // zero id: must be absent) and writes only on a match; a delete goes through only while
     // the ref holds the value read above (== `expect`).
     // Broken refs first: a symlink among them would fail the walk `prepare` makes.
-    let room = Room {
-        origin: &origin,
-        lock_ref: ref_name,
-        writers_lock: &origin.path().join(leftover::WRITERS_LOCK),
-        expiry,
-        longest_ttl,
-    };
     broken_above::clear(&room)?;
     broken_ref::clear_below(&room)?;
     let mut prepared = leftover::prepare(&origin, ref_name, sightings)?;

@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{HeldLock, Lane, LockClient, LockError};
 use crate::boot_clock::BootTime;
@@ -37,13 +37,15 @@ use crate::gstack_text;
 /// hangs.
 type Published = watch::Sender<HeldLock>;
 
-/// A running refresh loop for one held lock.
+/// A running refresh loop for one held lock. Dropped without [`Heartbeat::stop`] (its
+/// landing panicked), the loop stops too: a lock nobody means to release must expire on
+/// its TTL, not be kept fresh for good.
 #[derive(Debug)]
 pub struct Heartbeat {
     held: Arc<Published>,
     lost: watch::Receiver<bool>,
     refreshed: watch::Receiver<Option<BootTime>>,
-    stop: CancellationToken,
+    stop: DropGuard,
     task: JoinHandle<()>,
 }
 
@@ -73,7 +75,7 @@ impl Heartbeat {
             held,
             lost,
             refreshed,
-            stop,
+            stop: stop.drop_guard(),
             task,
         }
     }
@@ -113,7 +115,7 @@ impl Heartbeat {
         let Heartbeat {
             held, stop, task, ..
         } = self;
-        stop.cancel();
+        drop(stop);
         if let Err(e) = task.await {
             tracing::error!(error = %e, "lane lock heartbeat task failed");
         }

@@ -126,6 +126,9 @@ impl FileId {
             libc::S_IFREG => "file",
             libc::S_IFDIR => "directory",
             libc::S_IFLNK => "symlink",
+            libc::S_IFIFO => "FIFO",
+            libc::S_IFSOCK => "socket",
+            libc::S_IFCHR | libc::S_IFBLK => "device",
             _ => "special file",
         }
     }

@@ -54,6 +54,7 @@ mod origin_owner;
 mod payload;
 mod ref_writer;
 mod refresh;
+mod refs_look;
 mod release;
 mod scratch_pool;
 mod sightings;
@@ -81,6 +82,7 @@ pub use cas::{LockWrite, WRITERS_BLOCKED};
 pub use error::LockError;
 pub use held::HeldLock;
 pub use listing::{ListedLock, LockListing};
+pub use refs_look::MAX_REFS_ENTRIES;
 
 pub use foreign_writer::MAX_PROC_ENTRIES;
 pub use heartbeat::{Heartbeat, LockWatch};

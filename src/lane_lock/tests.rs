@@ -182,3 +182,31 @@ fn held_lock_is_lost_after_ttl_or_when_stolen() {
     assert!(held.is_lost(start));
     assert_eq!(held.time_until_lost(start), Duration::ZERO);
 }
+
+/// A heartbeat dropped without `stop` (its landing panicked) stops refreshing: the lock
+/// then expires on its TTL instead of wedging the lane for every daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_heartbeat_refreshes_no_more() {
+    let origin = BareOrigin::new();
+    let client = LockClient::new(
+        &origin.dir.path().join("scratch"),
+        LockSettings::with_ttl(Duration::from_millis(1600)),
+    )
+    .unwrap();
+    let Ok(Acquire::Acquired(held)) = origin.take(&client, &widget_main()) else {
+        panic!("the lock was not taken");
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let heartbeat = Heartbeat::spawn(std::sync::Arc::new(client), held, &shutdown);
+    let mut refreshed = heartbeat.refreshed();
+    let first = tokio::time::timeout(Duration::from_secs(30), refreshed.changed()).await;
+    assert!(matches!(first, Ok(Ok(()))), "the heartbeat never refreshed");
+    drop(heartbeat);
+    // The refresh loop owns the channel's sender: it closes when the loop ended.
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        while refreshed.changed().await.is_ok() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the dropped heartbeat still refreshes");
+    assert!(!shutdown.is_cancelled());
+}

@@ -15,6 +15,7 @@ use git2::{
 use tempfile::TempDir;
 
 use super::payload::PayloadProblem;
+use super::refs_look;
 
 /// How often libgit2 may ask for credentials in one operation before berth gives up (it
 /// asks again after every rejected attempt, forever, if the callback keeps answering).
@@ -246,7 +247,13 @@ fn advertised_once(
 /// fetch and the claim check's `ls-remote` use the gated repo), and the first remote call
 /// of a process may be any of them. The daemon's `LockClient` chose `remote_timeout`
 /// already; the default is for a process that made no client.
+///
+/// A local origin's refs are looked at first without blocking ([`refs_look`]): libgit2's
+/// local transport opens every ref it lists with a blocking `open()`.
 fn remote<'r>(repo: &'r Repository, url: &str) -> Result<Remote<'r>, git2::Error> {
+    if let Some(Ok(path)) = super::local_origin(url) {
+        refs_look::refuse_blocking(&path)?;
+    }
     crate::git_timeouts::before_network_io(crate::git_timeouts::Timeouts {
         connect: super::DEFAULT_REMOTE_TIMEOUT,
         io: super::DEFAULT_REMOTE_TIMEOUT,

@@ -56,6 +56,7 @@ mod rules;
 mod runner;
 mod scratch_worktrees;
 mod service;
+mod shutdown;
 mod takeover;
 mod throughput;
 mod warm_up;

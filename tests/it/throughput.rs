@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -446,4 +447,40 @@ fn a_lock_whose_release_a_killed_daemon_left_in_flight_is_recovered_at_the_next_
         Vec::<String>::new(),
         "{log}"
     );
+}
+
+/// `run --once` whose landing is done while its lock release is still in flight: a SIGTERM
+/// then is heard as at any other moment (exit 128 + 15), and the release still ends.
+#[test]
+fn a_once_run_signalled_while_its_release_is_in_flight_exits_as_signalled() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(1, "main");
+    let hold = world.root.join("hold");
+    let bin = hold_first_lock_delete(&world, &hold);
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let config = world.git_forge_config("");
+    let mut daemon = world.spawn_berth(
+        &["run", "--once", "--config", config.to_str().unwrap()],
+        &world.berth_state(),
+        &[
+            ("PATH", std::path::Path::new(&path)),
+            ("BERTH_LOG", std::path::Path::new("berth=debug")),
+        ],
+    );
+    let held = world.wait_for(Duration::from_secs(60), || hold.join("held").exists());
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    // Heard or not, the signal was delivered before the release is let go.
+    std::thread::sleep(Duration::from_millis(300));
+    fs::write(hold.join("go"), "").unwrap();
+    let status = daemon.wait().unwrap();
+    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
+    assert!(held, "{log}");
+    assert_eq!(world.read_record(&id)["status"], "landed", "{log}");
+    assert_eq!(
+        world.lock_refs(&lane.remote_url),
+        Vec::<String>::new(),
+        "{log}"
+    );
+    assert_eq!(status.code(), Some(143), "the SIGTERM was not heard: {log}");
 }

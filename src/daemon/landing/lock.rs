@@ -48,10 +48,15 @@ pub(super) async fn acquire(l: &Landing, origin_url: &str) -> Result<HeldLock, E
     );
     tracing::debug!(lock = %lock_ref_name(&lane), origin = %url, "taking the lane lock");
     let releaser = Arc::clone(&crew.locks);
+    // The write counts as a release in flight until it answered and, if that answer came
+    // too late, its lock was released: a stopping daemon waits for both (its writer child
+    // runs on without it), so a clean stop leaves no lock behind.
+    let in_flight = crew.releasing.begin(&lane_key(&lane));
     let release_late = move |late: Result<Acquire, crate::lane_lock::LockError>| {
         if let Ok(Acquire::Acquired(held)) = late {
             let _ = releaser.release(&held);
         }
+        drop(in_flight);
     };
     let acquired = ask_or_clean_up(
         cancel,

@@ -1,0 +1,343 @@
+//! A look at a local origin's refs that never blocks, before libgit2 reads any of them.
+//!
+//! git and libgit2 open a loose ref (and `HEAD`, `packed-refs`) with a blocking `open()`,
+//! and a local transport's listing reads every ref under `refs/`: a FIFO (or a device)
+//! planted there by any writer of the origin would hang berth's lock operation for good.
+//! So before libgit2 touches a local origin's refs, berth walks `refs/` with
+//! `openat(O_DIRECTORY | O_NONBLOCK)` and `fstatat` (following a symlink as git does),
+//! and stats `HEAD` and `packed-refs`: a node that is neither a regular file nor a directory (a symlink counts
+//! as what it points at) blocks the read. One at, above or below a lane's lock ref is a
+//! broken ref ([`super::broken_ref`]); one elsewhere holds the lane, named, until an
+//! operator removes it (berth moves nothing outside `refs/gstack/release-locks/`). At most
+//! [`MAX_REFS_ENTRIES`] entries are looked at; past them the origin is not read at all.
+
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsFd, AsRawFd as _, OwnedFd};
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, openat};
+use nix::sys::stat::{Mode, SFlag, fstatat};
+
+use super::LOCK_REF_PREFIX;
+use super::broken_above;
+use super::broken_ref::{self, Room};
+use super::leftover::FileId;
+
+/// The most entries under a local origin's `refs/` looked at before any libgit2 read.
+pub const MAX_REFS_ENTRIES: usize = 65_536;
+
+/// A node under a local origin's git dir that libgit2 would open and hang on.
+#[derive(Debug, Clone)]
+pub(super) struct Blocking {
+    /// Its path below the git dir (`refs/heads/x`, `HEAD`).
+    pub name: PathBuf,
+    pub file: FileId,
+    /// A symlink to such a node: libgit2's listing follows it, where it skips the node
+    /// itself.
+    pub linked: bool,
+}
+
+impl Blocking {
+    /// Whether an operation on `lock_ref` would open it: it is on that lock ref's path, or
+    /// outside every lane's lock ref, or a link a listing follows. A FIFO on another lane's
+    /// lock ref is that lane's to judge ([`super::broken_ref`]): libgit2 lists no FIFO.
+    fn met_by(&self, lock_ref: Option<&str>) -> bool {
+        let under_locks = self
+            .name
+            .to_str()
+            .is_some_and(|name| name.starts_with(LOCK_REF_PREFIX));
+        self.linked || !under_locks || lock_ref.is_some_and(|r| on_lock_path(r, &self.name))
+    }
+}
+
+/// Why a local origin's refs are not read.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Refused {
+    #[error(
+        "`{}` ({}) in the origin is a {}, no ref git can read: git and libgit2 open every ref with a blocking open() and would hang on it, so berth reads no ref of this origin while it is there and holds the lane; berth moves nothing outside {}: remove it",
+        .0.name.display(), .1.display(), .0.file.kind_name(), LOCK_REF_PREFIX
+    )]
+    Blocking(Blocking, PathBuf),
+    #[error(
+        "{} holds more than {MAX_REFS_ENTRIES} entries: berth reads no ref it has not looked at first, so it holds the lane; pack the origin's refs (`git pack-refs --all`)",
+        .0.display()
+    )]
+    TooMany(PathBuf),
+    #[error("cannot look at {} without blocking: {}", .0.display(), .1)]
+    Unreadable(PathBuf, Errno),
+}
+
+impl From<Refused> for git2::Error {
+    fn from(refused: Refused) -> git2::Error {
+        git2::Error::from_str(&refused.to_string())
+    }
+}
+
+/// The git dir of the local origin at `path`: its `.git` directory when it has one (a
+/// checkout), else `path` itself (a bare repository).
+pub(super) fn git_dir_of(path: &Path) -> PathBuf {
+    let dot_git = path.join(".git");
+    if std::fs::symlink_metadata(&dot_git).is_ok_and(|meta| meta.is_dir()) {
+        dot_git
+    } else {
+        path.to_owned()
+    }
+}
+
+/// Every node under `git_dir` libgit2 would hang on: `HEAD`, `packed-refs` and what is
+/// under `refs/`. `Err` past [`MAX_REFS_ENTRIES`] or when `refs/` cannot be read.
+pub(super) fn look(git_dir: &Path) -> Result<Vec<Blocking>, Refused> {
+    let unreadable = |e| Refused::Unreadable(git_dir.to_owned(), e);
+    let root = open_dir(None, &path_cstring(git_dir)).map_err(unreadable)?;
+    let mut found = Vec::new();
+    for name in ["HEAD", "packed-refs"] {
+        if let Some((file, linked)) = blocks(&root, &CString::new(name).unwrap_or_default()) {
+            found.push(Blocking {
+                name: PathBuf::from(name),
+                file,
+                linked,
+            });
+        }
+    }
+    let refs = match open_dir(Some(&root), c"refs") {
+        Ok(refs) => refs,
+        Err(Errno::ENOENT | Errno::ENOTDIR) => return Ok(found),
+        Err(e) => return Err(unreadable(e)),
+    };
+    let mut dirs = vec![(PathBuf::from("refs"), refs)];
+    let mut looked = 0;
+    while let Some((at, dir)) = dirs.pop() {
+        let listed = nix::dir::Dir::openat(&dir, c".", OFlag::O_RDONLY, Mode::empty())
+            .map_err(|e| Refused::Unreadable(git_dir.join(&at), e))?
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(|entry| entry.file_name().to_owned())
+            .filter(|name| !matches!(name.to_bytes(), b"." | b".."))
+            .collect::<Vec<_>>();
+        for name in listed {
+            looked += 1;
+            if looked > MAX_REFS_ENTRIES {
+                return Err(Refused::TooMany(git_dir.join("refs")));
+            }
+            let path = at.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+            if let Some((file, linked)) = blocks(&dir, &name) {
+                found.push(Blocking {
+                    name: path,
+                    file,
+                    linked,
+                });
+            } else if let Ok(sub) = open_dir(Some(&dir), &name) {
+                dirs.push((path, sub));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Refuses to let libgit2 read the refs of the local origin at `path` while any node
+/// there would hang it (the first named).
+pub(super) fn refuse_blocking(path: &Path) -> Result<(), Refused> {
+    let git_dir = git_dir_of(path);
+    match look(&git_dir)?.into_iter().find(|b| b.met_by(None)) {
+        Some(blocking) => Err(named(&git_dir, blocking)),
+        None => Ok(()),
+    }
+}
+
+/// Judges the nodes [`look`] found that an operation on `room`'s lock ref would open: one
+/// off the lock ref's path holds the lane named, for as long as it stands; one on it is a
+/// broken ref, judged with every broken ref there ([`Room::settle`]: held named, set aside
+/// past the cap) before libgit2 opens the lock ref.
+pub(super) fn settle(room: &Room<'_>, found: Vec<Blocking>) -> Result<(), git2::Error> {
+    let met: Vec<Blocking> = found
+        .into_iter()
+        .filter(|b| b.met_by(Some(room.lock_ref)))
+        .collect();
+    if let Some(off) = met.iter().find(|b| !on_lock_path(room.lock_ref, &b.name)) {
+        return Err(named(room.origin.path(), off.clone()).into());
+    }
+    if met.is_empty() {
+        return Ok(());
+    }
+    let at = met
+        .iter()
+        .find(|b| b.name == Path::new(room.lock_ref))
+        .map_or(Ok(()), |b| room.settle(&b.name, b.file));
+    at.and(broken_above::clear(room))
+        .and(broken_ref::clear_below(room))
+}
+
+fn named(git_dir: &Path, blocking: Blocking) -> Refused {
+    let path = git_dir.join(&blocking.name);
+    Refused::Blocking(blocking, path)
+}
+
+/// Whether `name` is `lock_ref`, below it, or above it from `refs/gstack/release-locks`
+/// down: where [`super::broken_ref`] judges what stands.
+fn on_lock_path(lock_ref: &str, name: &Path) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    let below = name
+        .strip_prefix(lock_ref)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    let above = lock_ref
+        .strip_prefix(name)
+        .is_some_and(|rest| rest.starts_with('/'))
+        && name.len() + 1 >= LOCK_REF_PREFIX.len();
+    below || above
+}
+
+/// The node `name` (relative to `git_dir`) when libgit2 would hang opening it.
+pub(super) fn blocks_at(git_dir: &Path, name: &Path) -> Option<FileId> {
+    let path = git_dir.join(name);
+    let parent = open_dir(None, &path_cstring(path.parent()?)).ok()?;
+    let (file, _) = blocks(&parent, &CString::new(path.file_name()?.as_bytes()).ok()?)?;
+    Some(file)
+}
+
+/// `name` in `dir` when it is neither a regular file nor a directory, nor a symlink to
+/// one: the node itself (and whether it is a symlink), not what it points at. A missing
+/// node blocks nothing.
+fn blocks(dir: &impl AsFd, name: &CStr) -> Option<(FileId, bool)> {
+    let node = FileId::at(dir.as_fd().as_raw_fd(), name)?;
+    let target = fstatat(dir, name, AtFlags::empty()).ok()?;
+    let kind = SFlag::from_bits_truncate(target.st_mode & SFlag::S_IFMT.bits());
+    let linked = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+        .is_ok_and(|stat| stat.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFLNK.bits());
+    (kind != SFlag::S_IFREG && kind != SFlag::S_IFDIR).then_some((node, linked))
+}
+
+/// Opens the directory `name` (in `dir`, or an absolute path), never blocking; a symlink
+/// is followed (git follows one in `refs/`), a loop only costs entries of the bound.
+fn open_dir(dir: Option<&OwnedFd>, name: &CStr) -> nix::Result<OwnedFd> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+    match dir {
+        Some(dir) => openat(dir, name, flags, Mode::empty()),
+        None => openat(nix::fcntl::AT_FDCWD, name, flags, Mode::empty()),
+    }
+}
+
+fn path_cstring(path: &Path) -> CString {
+    CString::new(path.as_os_str().as_bytes()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fifo(path: &Path) {
+        nix::unistd::mkfifo(path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    }
+
+    #[test]
+    fn only_nodes_that_are_no_file_nor_directory_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let git_dir = dir.path();
+        std::fs::create_dir_all(git_dir.join("refs/heads/deep")).unwrap();
+        std::fs::write(git_dir.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+        std::fs::write(git_dir.join("refs/heads/main"), "junk\n").unwrap();
+        fifo(&git_dir.join("refs/heads/deep/x"));
+        fifo(&git_dir.join("packed-refs"));
+        std::os::unix::fs::symlink(
+            git_dir.join("refs/heads/deep/x"),
+            git_dir.join("refs/heads/link"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(git_dir.join("refs/heads/main"), git_dir.join("refs/ok"))
+            .unwrap();
+        let mut names: Vec<_> = look(git_dir).unwrap().into_iter().map(|b| b.name).collect();
+        names.sort();
+        let expected: Vec<PathBuf> = ["packed-refs", "refs/heads/deep/x", "refs/heads/link"]
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(names, expected);
+        assert!(blocks_at(git_dir, Path::new("refs/heads/deep/x")).is_some());
+        assert!(blocks_at(git_dir, Path::new("refs/heads/main")).is_none());
+        assert!(blocks_at(git_dir, Path::new("refs/none")).is_none());
+    }
+
+    #[test]
+    fn past_the_bound_nothing_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let heads = dir.path().join("refs/heads");
+        std::fs::create_dir_all(&heads).unwrap();
+        for n in 0..=MAX_REFS_ENTRIES {
+            std::fs::File::create(heads.join(n.to_string())).unwrap();
+        }
+        assert!(matches!(look(dir.path()), Err(Refused::TooMany(_))));
+    }
+
+    /// Runs an acquire of the widget lane on `origin` on its own thread: its answer, or
+    /// `None` when it has not returned within a minute (libgit2 hangs on a FIFO).
+    fn acquire_within_a_minute(
+        origin: &crate::lane_lock::tests::BareOrigin,
+    ) -> Option<Result<crate::lane_lock::Acquire, crate::lane_lock::LockError>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let url = origin.url.clone();
+        let client = origin.client();
+        std::thread::spawn(move || {
+            let lane = crate::lane_lock::tests::widget_main();
+            let _ = tx.send(client.acquire(&url, &lane, "me", Path::new("/a")));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60)).ok()
+    }
+
+    /// A FIFO elsewhere under a local origin's `refs/` (a branch, say) is no ref of the
+    /// lane, but libgit2 would hang on it (a symlink to it, which a listing of the origin's
+    /// refs follows, hangs the read of a held lane): the lane is held with the node named,
+    /// and berth leaves it where it is.
+    #[test]
+    fn a_fifo_elsewhere_under_refs_holds_the_lane_named() {
+        for linked in [false, true] {
+            let origin = crate::lane_lock::tests::BareOrigin::new();
+            // Held by another: the acquire lists the origin's refs to read the holder.
+            let lane = crate::lane_lock::tests::widget_main();
+            let held = origin.take(&origin.client(), &lane);
+            assert!(matches!(held, Ok(crate::lane_lock::Acquire::Acquired(_))));
+            let planted = origin.bare.join("refs/heads/x");
+            if linked {
+                let outside = origin.dir.path().join("fifo");
+                fifo(&outside);
+                std::os::unix::fs::symlink(&outside, &planted).unwrap();
+            } else {
+                fifo(&planted);
+            }
+            for _ in 0..2 {
+                let outcome = acquire_within_a_minute(&origin).expect("the acquire never returned");
+                let said = format!("{outcome:?}");
+                let kind = if linked { "symlink" } else { "FIFO" };
+                assert!(
+                    outcome.is_err()
+                        && said.contains(&*planted.to_string_lossy())
+                        && said.contains(kind),
+                    "{said}"
+                );
+            }
+            assert!(
+                std::fs::symlink_metadata(&planted).is_ok(),
+                "berth moved a branch"
+            );
+        }
+    }
+
+    /// A FIFO at the lane's lock ref is a broken ref: the answer names it and when berth
+    /// moves it out of refs/.
+    #[test]
+    fn a_fifo_at_the_lock_ref_holds_the_lane_named_as_a_broken_ref() {
+        let origin = crate::lane_lock::tests::BareOrigin::new();
+        let lock_ref = crate::lane_lock::lock_ref_name(&crate::lane_lock::tests::widget_main());
+        let planted = origin.bare.join(lock_ref);
+        std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
+        fifo(&planted);
+        let outcome = acquire_within_a_minute(&origin).expect("the acquire never returned");
+        let said = format!("{outcome:?}");
+        assert!(
+            said.contains(&*planted.to_string_lossy()) && said.contains("moves it out"),
+            "{said}"
+        );
+    }
+}
