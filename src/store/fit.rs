@@ -93,3 +93,68 @@ fn json_len(c: char) -> usize {
         c => c.len_utf8(),
     }
 }
+
+#[cfg(test)]
+mod requeue_tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::record::Status;
+    use crate::store::{Expect, Move, QueueStore};
+
+    const OWNER: &str = "berth:host-a:4242:1733390000";
+    const OTHER: &str = "berth:host-b:5151:1733390000";
+
+    /// A record berth claimed, then requeued as the daemon does when the lane is busy
+    /// (`End::LaneBusy`: `claimedBy` dropped, `lastError` "release lock unavailable for
+    /// main: release lock held by … until …"), can be claimed again: berth's own requeue
+    /// does not make a record it could claim one it passes over for good.
+    #[test]
+    fn a_record_berth_requeued_can_be_claimed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = QueueStore::new(dir.path());
+        let mut value = json!({
+            "runId": "run-1", "repoPath": "/r", "baseBranch": "main", "featureBranch": "feat/a",
+            "prNumber": 9, "version": "1.0.0", "livingPlanPath": "/r/PLAN.md",
+            "worktreePath": "/r", "queuedAt": "2026-05-17T08:37:01.000Z", "status": "queued",
+            "repoIdentity": "github.com/acme/widget",
+        });
+        let base = serde_json::to_string_pretty(&value).unwrap().len();
+        let mut notes = MAX_RECORD_BYTES as usize - CLAIM_ROOM as usize - base + 64;
+        value["notes"] = json!("n".repeat(notes));
+        let id = store.insert(&Record::from_json(value.clone()).unwrap()).unwrap();
+        let claim = || {
+            store.transition(
+                Move::new(&id, Expect::OneOf(&[Status::Queued]), Status::Claiming)
+                    .leaving(CLAIM_ROOM),
+                |r| r.claimed_by = Some(OWNER.into()),
+            )
+        };
+        // The largest record this claim takes: a byte more and it is refused.
+        while let Err(StoreError::TooLarge { .. }) = claim() {
+            notes -= 1;
+            value["notes"] = json!("n".repeat(notes));
+            std::fs::remove_file(store.path_of(&id)).unwrap();
+            store.insert(&Record::from_json(value.clone()).unwrap()).unwrap();
+        }
+        let reason = crate::gstack_text::lock_unavailable(
+            "main",
+            crate::gstack_text::lock_held_by(OTHER, "2026-12-05T12:00:00.000Z"),
+        );
+        store
+            .transition(
+                Move::new(&id, Expect::Mine(&Status::IN_FLIGHT, OWNER), Status::Queued),
+                |r| {
+                    r.claimed_by = None;
+                    r.last_error = Some(reason.clone());
+                },
+            )
+            .unwrap();
+        let again = claim();
+        assert!(
+            again.is_ok(),
+            "a record berth claimed and requeued (lane busy) is refused its next claim for good: {}",
+            again.unwrap_err()
+        );
+    }
+}
