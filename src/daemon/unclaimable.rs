@@ -256,4 +256,30 @@ mod tests {
             "the fixed version written after the refused read is passed over"
         );
     }
+
+    /// The daemon lists at most 1,000 records; `berth status` and the queue page read what
+    /// it wrote: with ids of the longest kind (249 bytes) in a queue dir of 300 bytes, the
+    /// reader's 1 MiB cap must still hold the list.
+    #[test]
+    fn the_list_the_daemon_writes_is_one_its_readers_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let unclaimable = unclaimable(dir.path());
+        let probe = dir.path().join("probe.json");
+        std::fs::write(&probe, "{}").unwrap();
+        let queue = std::path::Path::new("/srv").join("q".repeat(295));
+        for n in 0..super::MAX_PASSED_OVER_LISTED {
+            let id = format!("{n:04}{}", "r".repeat(crate::store::MAX_ID_LEN - 4));
+            let path = queue.join(format!("{id}.json"));
+            unclaimable.refused(&id, &path, stamp(&probe), 1_048_000, 1_044_480);
+        }
+        let written = std::fs::metadata(dir.path().join(super::PASSED_OVER_FILE))
+            .unwrap()
+            .len();
+        let read = super::read(dir.path());
+        assert!(
+            read.as_ref().is_ok_and(|l| l.len() == super::MAX_PASSED_OVER_LISTED),
+            "the daemon wrote {written} bytes that its readers refuse: {:?}",
+            read.map(|l| l.len())
+        );
+    }
 }
