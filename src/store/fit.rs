@@ -1,8 +1,10 @@
 //! Fitting a record write under the cap. A claim leaves room under [`MAX_RECORD_BYTES`]
 //! ([`CLAIM_ROOM`]) for what the writes after it add (a verdict's or reclaim's `lastError`,
-//! `berthNotBefore`, the merge's GitHub state), and those writes cut the `lastError` they
-//! set until the record fits: a record berth claimed is always settled or freed, and no
-//! field the record came with is ever cut.
+//! `berthNotBefore`, the merge's GitHub state). `lastError` is berth's own text, never the
+//! record writer's, so every write (a claim included) cuts it until the record fits: a
+//! record berth claimed is always settled or freed, one it requeued can be claimed again,
+//! a blocked one still takes its GitHub checks, and no field the record came with is ever
+//! cut.
 
 use std::path::Path;
 
@@ -40,23 +42,25 @@ pub(super) fn encode(record: &Record, path: &Path, room: u64) -> Result<String, 
     })
 }
 
-/// [`encode`] of a write that set the record's `lastError`: one that would not fit has its
-/// `lastError` cut until it does (at most the whole of it).
+/// [`encode`] with the record's `lastError` cut until the record fits (at most the whole
+/// of it): a record that does not fit even without it is refused.
 pub(super) fn encode_cutting_last_error(
     record: &mut Record,
     path: &Path,
+    room: u64,
 ) -> Result<String, StoreError> {
+    let cap = MAX_RECORD_BYTES.saturating_sub(room);
     // One cut fits; the second pass only guards against a miscount of the escapes.
     for _ in 0..2 {
-        match encode(record, path, 0) {
-            Err(StoreError::TooLarge { size, cap, .. }) if record.last_error.is_some() => {
-                cut(record, size as u64 - cap);
+        match encode(record, path, room) {
+            Err(StoreError::TooLarge { size, .. }) if record.last_error.is_some() => {
+                cut(record, (size as u64).saturating_sub(cap));
             }
             encoded => return encoded,
         }
     }
     record.last_error = None;
-    encode(record, path, 0)
+    encode(record, path, room)
 }
 
 /// Cuts the end of the record's `lastError` so that its JSON, with the mark, is `excess`

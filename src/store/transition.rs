@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::fit::{encode, encode_cutting_last_error};
+use super::fit::encode_cutting_last_error;
 use super::{QueueStore, StoreError, check_id};
 use crate::atomic_file;
 use crate::record::{Record, Status};
@@ -104,9 +104,10 @@ impl<'a> Move<'a> {
 impl QueueStore {
     /// The one write path for an existing record: under the record's lock, re-read it,
     /// check the on-disk record against what the move expects and the state machine, apply
-    /// `edit`, set `status` and `lastUpdatedAt`, and replace the file atomically. A
-    /// `lastError` the edit set is cut to fit the record under the cap, so a verdict or
-    /// release of a record claimed with [`super::CLAIM_ROOM`] is never refused for size.
+    /// `edit`, set `status` and `lastUpdatedAt`, and replace the file atomically. The
+    /// record's `lastError` (berth's text) is cut to fit the record under the cap less the
+    /// move's room, so a verdict or release of a record claimed with [`super::CLAIM_ROOM`]
+    /// is never refused for size, nor a claim or a GitHub check for berth's own text.
     pub fn transition(
         &self,
         m: Move<'_>,
@@ -125,16 +126,11 @@ impl QueueStore {
                 to: m.to,
             });
         }
-        let last_error = record.last_error.clone();
         edit(&mut record);
         record.status = m.to;
         record.last_updated_at = Some(crate::clock::now_iso());
-        let text = if record.last_error != last_error && m.room == 0 {
-            encode_cutting_last_error(&mut record, &path)
-        } else {
-            encode(&record, &path, m.room)
-        }
-        .map_err(|e| e.of_version(stamp))?;
+        let text = encode_cutting_last_error(&mut record, &path, m.room)
+            .map_err(|e| e.of_version(stamp))?;
         atomic_file::write_atomic(&path, text.as_bytes(), 0o600)
             .map_err(StoreError::io("write", &path))?;
         Ok(record)
