@@ -277,7 +277,8 @@ mod tests {
             .len();
         let read = super::read(dir.path());
         assert!(
-            read.as_ref().is_ok_and(|l| l.len() == super::MAX_PASSED_OVER_LISTED),
+            read.as_ref()
+                .is_ok_and(|l| l.len() == super::MAX_PASSED_OVER_LISTED),
             "the daemon wrote {written} bytes that its readers refuse: {:?}",
             read.map(|l| l.len())
         );

@@ -126,7 +126,9 @@ mod requeue_tests {
         let base = serde_json::to_string_pretty(&value).unwrap().len();
         let mut notes = MAX_RECORD_BYTES as usize - CLAIM_ROOM as usize - base + 64;
         value["notes"] = json!("n".repeat(notes));
-        let id = store.insert(&Record::from_json(value.clone()).unwrap()).unwrap();
+        let id = store
+            .insert(&Record::from_json(value.clone()).unwrap())
+            .unwrap();
         let claim = || {
             store.transition(
                 Move::new(&id, Expect::OneOf(&[Status::Queued]), Status::Claiming)
@@ -139,7 +141,9 @@ mod requeue_tests {
             notes -= 1;
             value["notes"] = json!("n".repeat(notes));
             std::fs::remove_file(store.path_of(&id)).unwrap();
-            store.insert(&Record::from_json(value.clone()).unwrap()).unwrap();
+            store
+                .insert(&Record::from_json(value.clone()).unwrap())
+                .unwrap();
         }
         let reason = crate::gstack_text::lock_unavailable(
             "main",

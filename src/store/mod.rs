@@ -467,8 +467,8 @@ mod tests {
         let notes = MAX_RECORD_BYTES as usize - base - CLAIM_ROOM as usize - 200;
         value["notes"] = json!("n".repeat(notes));
         let id = store.insert(&Record::from_json(value).unwrap()).unwrap();
-        let claim = Move::new(&id, Expect::OneOf(&[Status::Queued]), Status::Claiming)
-            .leaving(CLAIM_ROOM);
+        let claim =
+            Move::new(&id, Expect::OneOf(&[Status::Queued]), Status::Claiming).leaving(CLAIM_ROOM);
         store
             .transition(claim, |r| r.claimed_by = Some("o".repeat(40)))
             .unwrap();
@@ -486,7 +486,11 @@ mod tests {
             },
         );
         let checked = checked.unwrap_or_else(|e| panic!("the GitHub check is refused: {e}"));
-        assert!(checked.last_error.is_some_and(|e| e.ends_with(fit::CUT_MARK)));
+        assert!(
+            checked
+                .last_error
+                .is_some_and(|e| e.ends_with(fit::CUT_MARK))
+        );
         let read = store.load(&id).unwrap().record;
         assert!(read.last_github_checked_at.is_some());
         assert_eq!(
