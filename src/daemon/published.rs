@@ -40,6 +40,21 @@ pub fn publish<T: Serialize>(path: &Path, lines: &[T]) {
     }
 }
 
+/// [`publish`] of the longest head of `lines` whose file stays within `cap` bytes, the
+/// most its readers read (the rest is dropped from `lines`).
+pub fn publish_within<T: Serialize>(path: &Path, lines: &mut Vec<T>, cap: u64) {
+    // Each pass keeps the share of lines that fit on average, so it ends within a few.
+    while let Ok(bytes) = serde_json::to_vec_pretty(&*lines) {
+        let size = bytes.len() as u64;
+        if size <= cap || lines.is_empty() {
+            break;
+        }
+        let fit = (lines.len() as u64).saturating_mul(cap) / size;
+        lines.truncate(usize::try_from(fit).unwrap_or(0).min(lines.len() - 1));
+    }
+    publish(path, lines);
+}
+
 /// The list at `path` (none if no file); at most `cap` bytes are read, so a larger file
 /// fails as JSON cut short.
 pub fn read<T: DeserializeOwned>(path: &Path, cap: u64) -> Result<Vec<T>, ReadPublishedError> {

@@ -8,10 +8,13 @@
 //!
 //! Nobody would see such a record after the one warning, so the set is shown where
 //! operators look for stuck records: the `berth_records_passed_over` gauge (by reason) and
-//! `<berth dir>/`[`PASSED_OVER_FILE`], which `berth status` and the queue page list.
+//! `<berth dir>/`[`PASSED_OVER_FILE`], which `berth status` and the queue page list. The file
+//! is rewritten only when the set changed, at most once a tick ([`Unclaimable::flush`]), and
+//! never past the bytes its readers read.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
@@ -26,7 +29,8 @@ pub const PASSED_OVER_FILE: &str = "passed-over.json";
 /// The records the published file names (the gauge counts them all): about 300 bytes each.
 pub const MAX_PASSED_OVER_LISTED: usize = 1000;
 
-/// A larger file is not berth's own: `status` refuses to read it.
+/// The most the file holds, written and read: the daemon lists fewer records rather than
+/// pass it, and a larger file is not berth's own (`status` refuses to read it).
 const MAX_PASSED_OVER_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Why selection passes a queued record over.
@@ -80,6 +84,8 @@ struct Refused {
 #[derive(Debug)]
 pub struct Unclaimable {
     refused: Mutex<HashMap<String, Refused>>,
+    /// The set changed since the file was last written.
+    changed: AtomicBool,
     file: PathBuf,
     telemetry: Arc<Telemetry>,
 }
@@ -89,10 +95,11 @@ impl Unclaimable {
     pub fn new(berth_dir: &Path, telemetry: Arc<Telemetry>) -> Unclaimable {
         let unclaimable = Unclaimable {
             refused: Mutex::default(),
+            changed: AtomicBool::new(true),
             file: berth_dir.join(PASSED_OVER_FILE),
             telemetry,
         };
-        unclaimable.publish();
+        unclaimable.flush();
         unclaimable
     }
 
@@ -125,7 +132,7 @@ impl Unclaimable {
                 "{}: not landed: claiming it would make it {size} bytes, over the {cap}-byte record limit a claim is held to; passed over until the file is written again",
                 path.display()
             );
-            self.publish();
+            self.changed();
         }
         new
     }
@@ -141,13 +148,14 @@ impl Unclaimable {
         if !same {
             refused.remove(id);
             drop(refused);
-            self.publish();
+            self.changed();
         }
         same
     }
 
-    /// Forgets every record whose file was written or removed since its claim was refused
-    /// (one a tick no longer selects would stay listed, and held, otherwise): a stat each.
+    /// Once a tick: forgets every record whose file was written or removed since its claim
+    /// was refused (one a tick no longer selects would stay listed, and held, otherwise; a
+    /// stat each), then [`flush`](Self::flush)es.
     pub fn sweep(&self) {
         let mut refused = self.lock();
         let before = refused.len();
@@ -155,18 +163,32 @@ impl Unclaimable {
         let changed = refused.len() != before;
         drop(refused);
         if changed {
-            self.publish();
+            self.changed();
         }
+        self.flush();
     }
 
-    /// Rewrites the published list and the gauge.
-    fn publish(&self) {
+    /// The set changed: the gauge says so now, the file at the next [`flush`](Self::flush).
+    fn changed(&self) {
+        let count = self.lock().len();
+        self.telemetry
+            .passed_over(PassOverReason::ClaimTooLarge.label(), count);
+        self.changed.store(true, Ordering::Relaxed);
+    }
+
+    /// Rewrites the published list if the set changed since it was last written: the first
+    /// [`MAX_PASSED_OVER_LISTED`] records by id, fewer if they would pass
+    /// [`MAX_PASSED_OVER_FILE_BYTES`].
+    pub fn flush(&self) {
+        if !self.changed.swap(false, Ordering::Relaxed) {
+            return;
+        }
         let mut lines: Vec<PassedOverLine> = self.lock().values().map(|r| r.line.clone()).collect();
         self.telemetry
             .passed_over(PassOverReason::ClaimTooLarge.label(), lines.len());
         lines.sort_by(|a, b| a.record.cmp(&b.record));
         lines.truncate(MAX_PASSED_OVER_LISTED);
-        published::publish(&self.file, &lines);
+        published::publish_within(&self.file, &mut lines, MAX_PASSED_OVER_FILE_BYTES);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Refused>> {
@@ -272,15 +294,40 @@ mod tests {
             let path = queue.join(format!("{id}.json"));
             unclaimable.refused(&id, &path, stamp(&probe), 1_048_000, 1_044_480);
         }
+        unclaimable.flush();
         let written = std::fs::metadata(dir.path().join(super::PASSED_OVER_FILE))
             .unwrap()
             .len();
         let read = super::read(dir.path());
         assert!(
             read.as_ref()
-                .is_ok_and(|l| l.len() == super::MAX_PASSED_OVER_LISTED),
+                .is_ok_and(|l| l.len() > super::MAX_PASSED_OVER_LISTED / 2),
             "the daemon wrote {written} bytes that its readers refuse: {:?}",
             read.map(|l| l.len())
         );
+    }
+
+    /// Refusals write nothing by themselves: the list is written at the tick's flush, once,
+    /// and only if the set changed since.
+    #[test]
+    fn the_list_is_written_once_a_tick_and_only_when_it_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let unclaimable = unclaimable(dir.path());
+        let file = dir.path().join(super::PASSED_OVER_FILE);
+        let path = dir.path().join("r.json");
+        std::fs::write(&path, "{}").unwrap();
+        for n in 0..50 {
+            unclaimable.refused(&format!("r{n}"), &path, stamp(&path), 1 << 21, 1 << 20);
+        }
+        assert!(
+            !file.exists(),
+            "a refusal wrote the list before the tick's flush"
+        );
+        unclaimable.sweep();
+        let first = stamp(&file);
+        unclaimable.refused("r0", &path, stamp(&path), 1 << 21, 1 << 20);
+        unclaimable.sweep();
+        assert_eq!(stamp(&file), first, "an unchanged list was written again");
+        assert_eq!(super::read(dir.path()).unwrap().len(), 50);
     }
 }
