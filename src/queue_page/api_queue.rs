@@ -77,18 +77,26 @@ fn bounded_record(report: &QueueReport, stored: &StoredRecord) -> (Value, usize,
         extra: Extra::default(),
         ..stored.record.clone()
     };
-    let mut fields: Map<String, Value> = match serde_json::to_value(&known) {
+    let fields = match serde_json::to_value(&known) {
         Ok(Value::Object(fields)) => fields,
         _ => Map::new(),
     };
-    for value in fields.values_mut() {
-        shorten(value, &mut cut);
-    }
-    let mut size = compact_len(&report.record_json(stored, fields.clone()));
+    let mut fields = report.record_fields(stored, fields);
+    // `waiting` too: its `notBefore` and a policy's reason are the queue writer's text.
+    fields
+        .values_mut()
+        .for_each(|value| shorten(value, &mut cut));
+    let mut size = compact_len(&Value::Object(fields.clone()));
     for (key, text) in stored.record.extra.fields() {
-        // Its text bounds its compact form: what cannot fit is never parsed.
+        // Berth's own fields stay berth's; `truncated` says what berth cut.
+        if fields.contains_key(key) || key == TRUNCATED {
+            continue;
+        }
+        // A name is counted as written (a control character is 6 bytes escaped), the
+        // value by its text, which bounds its compact form: what cannot fit is never parsed.
+        let name = escaped_len(key);
         let room = MAX_API_RECORD_BYTES.saturating_sub(size);
-        let Some(mut value) = (key.len() + text.get().len() + 4 <= room)
+        let Some(mut value) = (name + text.get().len() + 2 <= room)
             .then(|| serde_json::from_str::<Value>(text.get()).ok())
             .flatten()
         else {
@@ -96,14 +104,27 @@ fn bounded_record(report: &QueueReport, stored: &StoredRecord) -> (Value, usize,
             continue;
         };
         shorten(&mut value, &mut cut);
-        size += key.len() + compact_len(&value) + 4;
+        size += name + compact_len(&value) + 2;
         fields.insert(key.to_owned(), value);
     }
     if cut {
-        fields.insert("truncated".into(), Value::Bool(true));
+        fields.insert(TRUNCATED.into(), Value::Bool(true));
         size += r#","truncated":true"#.len();
     }
-    (report.record_json(stored, fields), size, cut)
+    (Value::Object(fields), size, cut)
+}
+
+/// The member of a record that says berth cut it.
+const TRUNCATED: &str = "truncated";
+
+/// `text`'s length as a JSON string, quotes included, escaped as `serde_json` writes it.
+fn escaped_len(text: &str) -> usize {
+    let escaped = |byte: &u8| match byte {
+        b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+        0..=0x1f => 6,
+        _ => 1,
+    };
+    2 + text.as_bytes().iter().map(escaped).sum::<usize>()
 }
 
 /// Cuts every string in `value` to [`MAX_API_TEXT_BYTES`] (ending in `…`); `cut` is set
@@ -134,8 +155,10 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
+    use crate::gates::Allowlist;
+    use crate::queue_report::log_index::DecisionIndex;
     use crate::queue_report::{DaemonView, Waits};
-    use crate::store::Scan;
+    use crate::store::{QueueStore, Scan};
 
     fn stored(id: &str, status: &str, extra: &[(&str, Value)]) -> StoredRecord {
         let mut json = json!({
@@ -265,6 +288,87 @@ mod tests {
             listed
                 .iter()
                 .all(|r| r["truncated"] == true && r["runId"] == "run-1")
+        );
+    }
+
+    /// An unknown field's name of 30,000 control characters is 30,000 bytes as read and
+    /// 180,000 as written (`\u0001` each): each record stays within 32 KiB and all of them
+    /// within 8 MiB as written.
+    #[test]
+    fn an_unknown_field_name_of_escaped_characters_stays_within_the_bounds() {
+        let name = "\u{1}".repeat(30_000);
+        let records: Vec<StoredRecord> = (0..60)
+            .map(|n| stored(&format!("esc-{n}"), "queued", &[(name.as_str(), json!(0))]))
+            .collect();
+        let document = queue_document(&report(records, 0));
+        let first = compact_len(&document["records"][0]);
+        let text = serde_json::to_string(&document).unwrap();
+        let bound = MAX_API_RECORDS_BYTES + 64 * 1024;
+        assert!(
+            first <= MAX_API_RECORD_BYTES && text.len() <= bound,
+            "one record is {first} bytes as written (bound {MAX_API_RECORD_BYTES}), the document {} (bound {bound})",
+            text.len()
+        );
+        assert_eq!(document["records"][0]["truncated"], true);
+    }
+
+    /// A queue writer's `berthNotBefore` of 200,000 bytes on a queued record: `/api/queue`
+    /// still holds the record to 32 KiB and every string in it, `waiting`'s too, to 1,024
+    /// bytes.
+    #[test]
+    fn a_long_berth_not_before_is_cut_like_every_string_of_the_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = dir.path().join("queue");
+        let berth_dir = dir.path().join("berth");
+        std::fs::create_dir_all(&queue).unwrap();
+        std::fs::create_dir_all(&berth_dir).unwrap();
+        let long = [("berthNotBefore", json!("9".repeat(200_000)))];
+        let record = stored("r-7", "queued", &long).record.to_compact_json();
+        std::fs::write(queue.join("r-7.json"), record).unwrap();
+        let report = QueueReport::read_indexed(
+            &QueueStore::new(&queue),
+            &Allowlist::default(),
+            &berth_dir,
+            &DecisionIndex::default(),
+        )
+        .unwrap();
+        let document = queue_document(&report);
+        let listed = &document["records"][0];
+        let size = compact_len(listed);
+        let not_before = listed["waiting"]["notBefore"].as_str().map_or(0, str::len);
+        assert!(
+            size <= MAX_API_RECORD_BYTES && not_before <= MAX_API_TEXT_BYTES,
+            "the record is {size} bytes (bound {MAX_API_RECORD_BYTES}), its waiting.notBefore {not_before} (bound {MAX_API_TEXT_BYTES})"
+        );
+        assert_eq!(listed["truncated"], true);
+    }
+
+    /// A queue writer's unknown fields `"id"`, `"waiting"` and `"truncated"` do not replace
+    /// the id berth reads from the file name or why berth says it waits, nor say the record
+    /// was cut when it was not.
+    #[test]
+    fn a_record_cannot_name_itself_another_record() {
+        let own = [
+            ("id", json!("github.com-acme-other-main-pr-9")),
+            ("waiting", json!({"policy": "forged"})),
+            ("truncated", json!(true)),
+        ];
+        let id = "github.com-acme-widget-main-pr-7";
+        let report = report(vec![stored(id, "queued", &own)], 0);
+        for listed in [
+            &queue_document(&report)["records"][0],
+            &report.to_json()["records"][0],
+        ] {
+            assert_eq!(
+                listed["id"], id,
+                "the record's own \"id\" replaced its file's"
+            );
+            assert_eq!(listed["waiting"], Value::Null, "{listed}");
+        }
+        assert!(
+            queue_document(&report)["records"][0]
+                .get("truncated")
+                .is_none()
         );
     }
 }

@@ -10,7 +10,9 @@
 //! PR's lines and each forced lock release are ([`LineRef`]), at most [`MAX_PLACES`]; a
 //! PR's story re-reads just its own lines by offset. Past that cap stories are told by a
 //! whole read of the log, as `berth explain` tells them; so is the story of a PR whose
-//! number a place cannot hold (`u32::MAX` and past), whose lines get no place.
+//! number a place cannot hold (`u32::MAX` and past), whose lines get no place, but only
+//! once such a line was read: until then such a PR has no lines and its story is told
+//! without reading any (anyone who reaches the endpoint can ask for any number).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -89,6 +91,8 @@ struct Index {
     places: Vec<LineRef>,
     releases: Vec<LineRef>,
     indexed: usize,
+    /// Lines about a PR no place can hold (`u32::MAX` and past).
+    unplaced: usize,
     /// More places than [`MAX_PLACES`], or a line no place can locate: stories need a
     /// whole read.
     full: bool,
@@ -134,16 +138,21 @@ impl DecisionIndex {
     ) -> io::Result<PrHistory> {
         let mut index = self.lock();
         let files = self.follow(&mut index, berth_dir)?;
-        let Some(placed) = placed_pr(pr).filter(|_| !index.full) else {
+        // A PR no place can hold has lines only if one such line was read.
+        let whole_read = index.full || (placed_pr(pr).is_none() && index.unplaced > 0);
+        if whole_read {
             drop(index);
             return decisions::pr_history(berth_dir, pr, repo);
+        }
+        let own: Vec<LineRef> = match placed_pr(pr) {
+            Some(placed) => index
+                .places
+                .iter()
+                .filter(|at| at.pr == placed)
+                .copied()
+                .collect(),
+            None => Vec::new(),
         };
-        let own: Vec<LineRef> = index
-            .places
-            .iter()
-            .filter(|at| at.pr == placed)
-            .copied()
-            .collect();
         let mut found = PrHistory::default();
         let mut taken = HashSet::new();
         for (at, line) in read_lines(&files, &own)? {
@@ -236,6 +245,7 @@ impl Index {
         let release = decisions::is_lock_release(line);
         // A PR no place can hold gets none: its story is a whole read (`pr_history`).
         let own = line.pr().and_then(placed_pr);
+        self.unplaced += usize::from(line.pr().is_some() && own.is_none());
         let wanted = usize::from(own.is_some()) + usize::from(release);
         if wanted == 0 || self.full {
             return;

@@ -11,7 +11,7 @@ mod waiting;
 
 use std::path::Path;
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::daemon::{PassedOverLine, ReadPublishedError, ReadUnsavedError, UnsavedLine};
 use crate::gates::Allowlist;
@@ -20,6 +20,10 @@ use crate::record::Status;
 use crate::rules::RulesStatus;
 use crate::rules::fallbacks::Fallback;
 use crate::store::{QueueStore, Scan, StoreError, StoredRecord};
+
+/// The fields of a listed record that berth writes: a record's own of these names is left
+/// out.
+pub const BERTH_FIELDS: [&str; 2] = ["id", "waiting"];
 
 pub use daemon_view::DaemonView;
 pub use story::{Story, StoryError};
@@ -131,12 +135,25 @@ impl QueueReport {
         stored: &StoredRecord,
         fields: impl IntoIterator<Item = (String, Value)>,
     ) -> Value {
-        let mut object = serde_json::Map::new();
+        Value::Object(self.record_fields(stored, fields))
+    }
+
+    /// [`Self::record_json`]'s fields. The id is the file's and `waiting` is berth's: a
+    /// record's own fields of those names are left out, never let name another record.
+    pub fn record_fields(
+        &self,
+        stored: &StoredRecord,
+        fields: impl IntoIterator<Item = (String, Value)>,
+    ) -> Map<String, Value> {
+        let mut object = Map::new();
         object.insert("id".into(), json!(stored.id));
-        object.extend(fields);
+        let own = fields
+            .into_iter()
+            .filter(|(key, _)| !BERTH_FIELDS.contains(&key.as_str()));
+        object.extend(own);
         let waiting = self.waits.by_record.get(&stored.id);
         object.insert("waiting".into(), json!(waiting));
-        Value::Object(object)
+        object
     }
 
     /// The document with `records` as its records (all of them, or a bounded few).
