@@ -468,3 +468,70 @@ fn a_reconcile_interval_past_any_date_never_rechecks_and_ticks_still_run() {
     assert!(failed.is_empty(), "{failed:?}");
     assert!(calls.iter().all(|(kind, _)| kind != "states"), "{calls:?}");
 }
+
+/// A blocked record whose verdict filled it to the 1 MiB cap (its `lastError` cut to fit)
+/// still takes the GitHub check written after it (its `lastError`, berth's text, is cut
+/// further): it is then not due, so neither the forge (whose listing is kept for the
+/// interval anyway) nor the record is asked again, and no tick tries a write it refuses.
+#[test]
+fn a_blocked_record_full_to_the_cap_still_takes_its_github_check() {
+    let world = World::new();
+    let gh = world.gh_lane();
+    let repos = github_repos(&gh, &["b"]);
+    let id = world
+        .record(&repos[0], 2)
+        .set("repoIdentity", "github.com/acme/b")
+        .set("status", "blocked")
+        .set("lastGithubCheckedAt", "2026-01-01T00:00:00.000Z")
+        .write();
+    let path = world.queue.join(format!("{id}.json"));
+    let mut record: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    record["lastError"] = serde_json::json!("");
+    let base = record.to_string().len();
+    let error = format!(
+        "land: exited 1: {}",
+        "e".repeat(1024 * 1024 - base - 16 - 30 - 8)
+    );
+    record["lastError"] = serde_json::json!(format!("{error} [cut to fit the record limit]"));
+    let text = record.to_string();
+    assert!(text.len() <= 1024 * 1024 - 8, "{}", text.len());
+    let temp = world.queue.join(".tmp-record");
+    fs::write(&temp, text).unwrap();
+    fs::rename(&temp, &path).unwrap();
+    fs::write(
+        gh.replies.join("pr-list.acme.b.json"),
+        r#"[{"number": 2, "state": "OPEN", "labels": [], "baseRefName": "main",
+             "headRefName": "feat/pr-2"}]"#,
+    )
+    .unwrap();
+    let config = gh.config(
+        r#"["true"]"#,
+        "poll_secs = 1\nreconcile_every_secs = 3600\n",
+    );
+    let daemon = watch_with_gh(&gh, &config);
+    let states = || {
+        call_kinds(&gh)
+            .iter()
+            .filter(|(kind, _)| kind == "states")
+            .count()
+    };
+    wait_for("the first check", || states() >= 1);
+    let after = ticks(&world).len();
+    wait_for("five more ticks", || ticks(&world).len() >= after + 5);
+    let asked = states();
+    let skipped = log_lines(&world, "reconcile write skipped").len();
+    let record = world.read_record(&id);
+    stop(daemon);
+    assert_eq!(skipped, 0, "the check was refused on {skipped} ticks");
+    assert_eq!(
+        asked,
+        1,
+        "the forge asked on every tick: {:?}",
+        call_kinds(&gh)
+    );
+    assert_eq!(
+        record["lastGithubState"], "OPEN",
+        "the check was not written"
+    );
+    assert!(fs::metadata(&path).unwrap().len() <= 1024 * 1024);
+}
