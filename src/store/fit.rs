@@ -99,10 +99,11 @@ fn json_len(c: char) -> usize {
 }
 
 #[cfg(test)]
-mod requeue_tests {
+mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::forge_state::{GithubState, PrState};
     use crate::record::Status;
     use crate::store::{Expect, Move, QueueStore};
 
@@ -113,16 +114,20 @@ mod requeue_tests {
     /// (`End::LaneBusy`: `claimedBy` dropped, `lastError` "release lock unavailable for
     /// main: release lock held by … until …"), can be claimed again: berth's own requeue
     /// does not make a record it could claim one it passes over for good.
-    #[test]
-    fn a_record_berth_requeued_can_be_claimed_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = QueueStore::new(dir.path());
-        let mut value = json!({
+    fn queued() -> serde_json::Value {
+        json!({
             "runId": "run-1", "repoPath": "/r", "baseBranch": "main", "featureBranch": "feat/a",
             "prNumber": 9, "version": "1.0.0", "livingPlanPath": "/r/PLAN.md",
             "worktreePath": "/r", "queuedAt": "2026-05-17T08:37:01.000Z", "status": "queued",
             "repoIdentity": "github.com/acme/widget",
-        });
+        })
+    }
+
+    #[test]
+    fn a_record_berth_requeued_can_be_claimed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = QueueStore::new(dir.path());
+        let mut value = queued();
         let base = serde_json::to_string_pretty(&value).unwrap().len();
         let mut notes = MAX_RECORD_BYTES as usize - CLAIM_ROOM as usize - base + 64;
         value["notes"] = json!("n".repeat(notes));
@@ -163,6 +168,47 @@ mod requeue_tests {
             again.is_ok(),
             "a record berth claimed and requeued (lane busy) is refused its next claim for good: {}",
             again.unwrap_err()
+        );
+    }
+
+    /// A blocked verdict whose `lastError` was cut to fill the cap still takes the GitHub
+    /// check written after it: `lastError` is cut further, so the record is not refused (and
+    /// due again) on every round.
+    #[test]
+    fn a_record_filled_to_the_cap_by_its_verdict_still_takes_its_github_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = QueueStore::new(dir.path());
+        let mut value = queued();
+        let base = serde_json::to_string(&value).unwrap().len();
+        let notes = MAX_RECORD_BYTES as usize - base - CLAIM_ROOM as usize - 200;
+        value["notes"] = json!("n".repeat(notes));
+        let id = store.insert(&Record::from_json(value).unwrap()).unwrap();
+        let claim =
+            Move::new(&id, Expect::OneOf(&[Status::Queued]), Status::Claiming).leaving(CLAIM_ROOM);
+        store
+            .transition(claim, |r| r.claimed_by = Some(OWNER.into()))
+            .unwrap();
+        store
+            .transition(Move::new(&id, Expect::Any, Status::Blocked), |r| {
+                r.claimed_by = None;
+                r.last_error = Some("e".repeat(2 * CLAIM_ROOM as usize));
+            })
+            .unwrap();
+        let checked = store.transition(
+            Move::new(&id, Expect::OneOf(&[Status::Blocked]), Status::Blocked),
+            |r| {
+                r.last_github_checked_at = Some(crate::clock::now_iso());
+                r.last_github_state = Some(GithubState::Pr(PrState::Open));
+            },
+        );
+        let checked = checked.unwrap_or_else(|e| panic!("the GitHub check is refused: {e}"));
+        assert!(checked.last_error.is_some_and(|e| e.ends_with(CUT_MARK)));
+        let read = store.load(&id).unwrap().record;
+        assert!(read.last_github_checked_at.is_some());
+        assert_eq!(
+            read.extra.get("notes").map(|n| n.get().len()),
+            Some(notes + 2),
+            "the record's own field was cut"
         );
     }
 }

@@ -323,7 +323,6 @@ fn changed_at(meta: &fs::Metadata) -> Option<chrono::DateTime<chrono::Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forge_state::{GithubState, PrState};
     use crate::record::Status;
     use serde_json::json;
 
@@ -449,50 +448,6 @@ mod tests {
         assert!(reason.starts_with(kept));
         let read = store.load(&id).unwrap().record;
         assert_eq!(read.status, Status::Blocked);
-        assert_eq!(
-            read.extra.get("notes").map(|n| n.get().len()),
-            Some(notes + 2),
-            "the record's own field was cut"
-        );
-    }
-
-    /// A blocked verdict whose `lastError` was cut to fill the cap still takes the GitHub
-    /// check written after it: `lastError` is cut further, so the record is not refused (and
-    /// due again) on every round.
-    #[test]
-    fn a_record_filled_to_the_cap_by_its_verdict_still_takes_its_github_check() {
-        let (_dir, store) = store_with(&[]);
-        let mut value = record_json(9);
-        let base = serde_json::to_string(&value).unwrap().len();
-        let notes = MAX_RECORD_BYTES as usize - base - CLAIM_ROOM as usize - 200;
-        value["notes"] = json!("n".repeat(notes));
-        let id = store.insert(&Record::from_json(value).unwrap()).unwrap();
-        let claim =
-            Move::new(&id, Expect::OneOf(&[Status::Queued]), Status::Claiming).leaving(CLAIM_ROOM);
-        store
-            .transition(claim, |r| r.claimed_by = Some("o".repeat(40)))
-            .unwrap();
-        store
-            .transition(Move::new(&id, Expect::Any, Status::Blocked), |r| {
-                r.claimed_by = None;
-                r.last_error = Some("e".repeat(2 * CLAIM_ROOM as usize));
-            })
-            .unwrap();
-        let checked = store.transition(
-            Move::new(&id, Expect::OneOf(&[Status::Blocked]), Status::Blocked),
-            |r| {
-                r.last_github_checked_at = Some(crate::clock::now_iso());
-                r.last_github_state = Some(GithubState::Pr(PrState::Open));
-            },
-        );
-        let checked = checked.unwrap_or_else(|e| panic!("the GitHub check is refused: {e}"));
-        assert!(
-            checked
-                .last_error
-                .is_some_and(|e| e.ends_with(fit::CUT_MARK))
-        );
-        let read = store.load(&id).unwrap().record;
-        assert!(read.last_github_checked_at.is_some());
         assert_eq!(
             read.extra.get("notes").map(|n| n.get().len()),
             Some(notes + 2),
