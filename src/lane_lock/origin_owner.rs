@@ -149,4 +149,53 @@ mod tests {
         assert_eq!(std::fs::metadata(identity).unwrap().uid(), NOBODY);
         assert_eq!(client.release(&again).unwrap(), Released::Deleted);
     }
+
+    /// The origin's owner owns its `refs/`, so it may make `refs/gstack` a symlink (the
+    /// walk follows it, the operator's layout) into another origin whose lock refs a root
+    /// berth wrote as root. Taking a lane of the owner's origin must not give that other
+    /// origin's root-owned `release-locks` to the owner: owning it, the owner could rename
+    /// the other origin's lock refs away and let a second landing onto its lanes.
+    #[test]
+    fn a_root_berth_gives_no_node_of_another_origin_reached_through_a_symlink() {
+        if !Uid::effective().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let roots = git2::Repository::init_bare(dir.path().join("roots.git")).unwrap();
+        let theirs = dir.path().join("theirs.git");
+        git2::Repository::init_bare(&theirs).unwrap();
+        let client = LockClient::new(&dir.path().join("scratch"), LockSettings::default()).unwrap();
+        // Two bases: the `+repo/<base>` ref every spelling shares is another one.
+        let lane = |identity: &str, base: &str| Lane {
+            repo_identity: identity.to_owned(),
+            base_branch: base.into(),
+        };
+        let url = roots.path().to_str().unwrap();
+        let other = lane("github.com/acme/other", "main");
+        let held = client.acquire(url, &other, "me", Path::new("/a")).unwrap();
+        assert!(matches!(held, Acquire::Acquired(_)), "{held:?}");
+        let locks = roots.path().join("refs/gstack/release-locks");
+        assert_eq!(std::fs::metadata(&locks).unwrap().uid(), 0);
+        // The other origin's lock commits, which a listing through the symlink reads.
+        let alternates = format!("{}\n", roots.path().join("objects").display());
+        std::fs::write(theirs.join("objects/info/alternates"), alternates).unwrap();
+        let _ = std::fs::remove_dir_all(theirs.join("refs/gstack"));
+        std::os::unix::fs::symlink(roots.path().join("refs/gstack"), theirs.join("refs/gstack"))
+            .unwrap();
+        let chowned = std::process::Command::new("chown")
+            .args(["-R", "-h", &format!("{NOBODY}:{NOBODY}")])
+            .arg(theirs.join("refs"))
+            .status()
+            .unwrap();
+        assert!(chowned.success());
+        let url = theirs.to_str().unwrap();
+        let widget = lane("github.com/acme/widget", "dev");
+        let outcome = client.acquire(url, &widget, "me", Path::new("/a"));
+        assert_eq!(
+            std::fs::metadata(&locks).unwrap().uid(),
+            0,
+            "another origin's release-locks given to the owner ({outcome:?})"
+        );
+    }
 }
