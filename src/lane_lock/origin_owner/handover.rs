@@ -9,8 +9,12 @@
 //! `refs/gstack` followed, the operator's layout; from `release-locks` down never through
 //! a symlink), and gives each directory, and the ref file itself, that belongs to root to
 //! the owner, through the descriptor the walk opened (never by path). Only berth's own
-//! namespace, only root's nodes: anything else is left as it is, and the write goes on to
-//! fail or succeed as it would have.
+//! namespace, only root's nodes, only nodes reached from the git dir through no symlink at
+//! all (not even at `refs` or `refs/gstack`, where the writer may follow the operator's
+//! layout: the owner can point a symlink there into another origin whose nodes are root's
+//! too), on the git dir's device, and only a ref file with one link (a hard link could be
+//! another origin's ref): anything else is left as it is, and the write goes on to fail or
+//! succeed as it would have.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
@@ -21,9 +25,9 @@ use nix::libc;
 use super::Owner;
 use crate::lane_lock::LOCK_REF_PREFIX;
 
-/// Opened only as a place (nothing read, no device or FIFO opened); never inherited by
-/// `git`.
-const FLAGS: libc::c_int = libc::O_PATH | libc::O_CLOEXEC;
+/// Opened only as a place (nothing read, no device or FIFO opened), a symlink as itself;
+/// never inherited by `git`.
+const FLAGS: libc::c_int = libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW;
 
 impl Owner {
     /// Gives the owner the root-owned directories of `ref_name` at and below
@@ -39,37 +43,47 @@ impl Owner {
         let Some(below) = ref_name.strip_prefix(LOCK_REF_PREFIX) else {
             return;
         };
-        let (dirs, leaf) = below.rsplit_once('/').unwrap_or(("", below));
         if below.split('/').any(|part| matches!(part, "" | "." | "..")) {
             return;
         }
-        let locks = LOCK_REF_PREFIX.trim_end_matches('/');
-        let (above, own) = locks.rsplit_once('/').unwrap_or(("", locks));
-        let mut dir = match open(git_dir, above, libc::O_DIRECTORY) {
-            Some(dir) => dir,
-            None => return,
+        let Ok(device) = nix::sys::stat::fstat(git_dir).map(|stat| stat.st_dev) else {
+            return;
         };
-        let mut walked = git_dir_path.join(above);
-        let parts = std::iter::once(own).chain(dirs.split('/').filter(|part| !part.is_empty()));
-        for part in parts {
-            let Some(next) = open(&dir, part, libc::O_DIRECTORY | libc::O_NOFOLLOW) else {
+        let (dirs, leaf) = below.rsplit_once('/').unwrap_or(("", below));
+        let above = LOCK_REF_PREFIX.trim_end_matches('/').split('/');
+        let given_from = above.clone().count() - 1;
+        let parts = above.chain(dirs.split('/').filter(|part| !part.is_empty()));
+        let mut dir = match git_dir.try_clone() {
+            Ok(dir) => dir,
+            Err(_) => return,
+        };
+        let mut walked = git_dir_path.to_path_buf();
+        for (at, part) in parts.enumerate() {
+            walked.push(part);
+            let Some((next, stat)) = open(&dir, part, &walked) else {
                 return;
             };
-            walked.push(part);
-            self.give(&next, &walked, libc::S_IFDIR);
+            if stat.st_mode & libc::S_IFMT != libc::S_IFDIR || stat.st_dev != device {
+                return;
+            }
+            if at >= given_from {
+                self.give(&next, &stat, &walked);
+            }
             dir = next;
         }
-        if let Some(file) = open(&dir, leaf, libc::O_NOFOLLOW) {
-            self.give(&file, &walked.join(leaf), libc::S_IFREG);
+        walked.push(leaf);
+        if let Some((file, stat)) = open(&dir, leaf, &walked) {
+            let regular = stat.st_mode & libc::S_IFMT == libc::S_IFREG;
+            if regular && stat.st_dev == device && stat.st_nlink == 1 {
+                self.give(&file, &stat, &walked);
+            }
         }
     }
 
-    /// Gives `node` (at `path`, for the log) to the owner when it is of `kind` and root's.
-    fn give(&self, node: &OwnedFd, path: &Path, kind: libc::mode_t) {
-        let Ok(stat) = nix::sys::stat::fstat(node) else {
-            return;
-        };
-        if stat.st_mode & libc::S_IFMT != kind || stat.st_uid != 0 {
+    /// Gives `node` (at `path`, for the log; `stat` its status) to the owner when it is
+    /// root's.
+    fn give(&self, node: &OwnedFd, stat: &libc::stat, path: &Path) {
+        if stat.st_uid != 0 {
             return;
         }
         // SAFETY: a descriptor, an empty NUL-terminated name (`AT_EMPTY_PATH`: the node the
@@ -99,26 +113,24 @@ impl Owner {
     }
 }
 
-/// `path` (plain names joined by `/`) in `dir`; each name but the last followed as the
-/// operator's layout, the last opened with `flags`.
-fn open(dir: &OwnedFd, path: &str, flags: libc::c_int) -> Option<OwnedFd> {
-    let mut at = dir.try_clone().ok()?;
-    let mut names = path.split('/').peekable();
-    while let Some(name) = names.next() {
-        let last = names.peek().is_none();
-        let name = CString::new(name).ok()?;
-        let flags = if last {
-            FLAGS | flags
-        } else {
-            FLAGS | libc::O_DIRECTORY
-        };
-        // SAFETY: a directory descriptor, a NUL-terminated name and open flags.
-        let fd = unsafe { libc::openat(at.as_raw_fd(), name.as_ptr(), flags) };
-        if fd < 0 {
-            return None;
-        }
-        // SAFETY: the kernel just opened `fd`, and nothing else owns it.
-        at = unsafe { OwnedFd::from_raw_fd(fd) };
+/// The node `name` in `dir` (at `path`, for the log) and its status, never following a
+/// symlink: a symlink there means no handover at all, logged once for this write.
+fn open(dir: &OwnedFd, name: &str, path: &Path) -> Option<(OwnedFd, libc::stat)> {
+    let name = CString::new(name).ok()?;
+    // SAFETY: a directory descriptor, a NUL-terminated name and open flags.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), FLAGS) };
+    if fd < 0 {
+        return None;
     }
-    Some(at)
+    // SAFETY: the kernel just opened `fd`, and nothing else owns it.
+    let node = unsafe { OwnedFd::from_raw_fd(fd) };
+    let stat = nix::sys::stat::fstat(&node).ok()?;
+    if stat.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        tracing::info!(
+            path = %path.display(),
+            "gives no earlier root berth's lock-ref node to the origin's owner: a symlink on the way could lead into another origin, whose nodes are root's too"
+        );
+        return None;
+    }
+    Some((node, stat))
 }
