@@ -317,6 +317,14 @@ mod tests {
             "{err}"
         );
         drop(first);
+        // Another test of this binary may fork a child (a lock writer waiting in `pre_exec`
+        // for origin's writers' lock, ≤ 5 s) while the lock is held: the child shares the
+        // lock's open file description until its exec closes it, so the lock is free once
+        // that child has exec'd, not at the drop itself.
+        let freed = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while running(dir.path()).unwrap().is_some() && std::time::Instant::now() < freed {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         assert_eq!(running(dir.path()).unwrap(), None);
         let _again = InstanceLock::acquire(dir.path(), "once").unwrap();
     }
