@@ -366,6 +366,28 @@ mod tests {
         assert!(kept[3] > older[4], "{kept:?}");
     }
 
+    /// Whoever writes the faults dir fills `active-faults/` with 60,000 names of 240 bytes:
+    /// a fault watch pass's look for the run's other registries (and the move aside's
+    /// pruning) holds them all, not the 10,000 names a listing of a halt subdir reads.
+    #[test]
+    fn a_look_for_a_runs_other_registries_holds_a_bounded_listing() {
+        let (_root, dir) = active();
+        for n in 0..60_000 {
+            let name = format!("{n:06}{}", "x".repeat(234));
+            std::fs::File::create(dir.join(name)).unwrap();
+        }
+        crate::rules::memory::start();
+        let others = others_exist(&dir, "run", "run-01234567.json");
+        let elsewhere = raised_elsewhere(&dir, "run", "run-01234567.json");
+        let peak = crate::rules::memory::stop();
+        assert!(!others && elsewhere.raised.is_empty());
+        let bound = (crate::faults::halt_store::MAX_NAMES_PER_LISTING * (255 + 48)) as isize;
+        assert!(
+            peak <= bound,
+            "looking for a run's other registries held {peak} bytes at its peak, over the {bound} of a 10,000-name listing"
+        );
+    }
+
     #[test]
     fn each_state_file_of_a_run_has_its_own_registry() {
         let (root, dir) = active();
