@@ -307,6 +307,32 @@ mod tests {
         );
     }
 
+    /// A write of the list that fails (the disk full, here a directory in the file's place)
+    /// is made again at a later tick: the set it failed to show is not hidden until the set
+    /// next changes.
+    #[test]
+    fn a_list_that_failed_to_be_written_is_written_at_a_later_tick() {
+        let dir = tempfile::tempdir().unwrap();
+        let unclaimable = unclaimable(dir.path());
+        let file = dir.path().join(super::PASSED_OVER_FILE);
+        std::fs::create_dir(&file).unwrap();
+        let path = dir.path().join("r.json");
+        std::fs::write(&path, "{}").unwrap();
+        assert!(unclaimable.refused("r", &path, stamp(&path), 1 << 21, 1 << 20));
+        unclaimable.sweep();
+        std::fs::remove_dir(&file).unwrap();
+        for _ in 0..3 {
+            unclaimable.sweep();
+            assert!(unclaimable.passes_over("r", &path));
+        }
+        let listed = super::read(dir.path()).unwrap();
+        assert_eq!(
+            listed.len(),
+            1,
+            "a record passed over for three ticks is not listed: the failed write was never made again"
+        );
+    }
+
     /// Refusals write nothing by themselves: the list is written at the tick's flush, once,
     /// and only if the set changed since.
     #[test]
