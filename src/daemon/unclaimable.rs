@@ -188,7 +188,10 @@ impl Unclaimable {
             .passed_over(PassOverReason::ClaimTooLarge.label(), lines.len());
         lines.sort_by(|a, b| a.record.cmp(&b.record));
         lines.truncate(MAX_PASSED_OVER_LISTED);
-        published::publish_within(&self.file, &mut lines, MAX_PASSED_OVER_FILE_BYTES);
+        if !published::publish_within(&self.file, &mut lines, MAX_PASSED_OVER_FILE_BYTES) {
+            // The file still shows an older set: the next tick writes it again.
+            self.changed.store(true, Ordering::Relaxed);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Refused>> {

@@ -422,17 +422,25 @@ fn archives(
     run_id: &str,
     fault_id: &str,
 ) -> Result<Vec<Archive>, HaltStoreError> {
-    let names = collapsed
-        .names()
-        .map_err(io_problem("list", collapsed.path()))?;
+    let number_of = |name: &str| {
+        let (_, number) = name.strip_suffix(".json")?.rsplit_once('-')?;
+        let number: u64 = number.parse().ok()?;
+        (name == collapsed_name(run_id, fault_id, number)).then_some(number)
+    };
+    let listed = collapsed.names_matching_up_to(MAX_NAMES_PER_LISTING, |n| number_of(n).is_some());
+    let names = match listed.map_err(io_problem("list", collapsed.path()))? {
+        (names, false) => names,
+        // The highest number may be among the unread: a number taken now could replace it.
+        (_, true) => {
+            return Err(io_problem("list", collapsed.path())(io::Error::other(
+                format!("more than {MAX_NAMES_PER_LISTING} archives of the fault"),
+            )));
+        }
+    };
     Ok(names
         .into_iter()
         .filter_map(|name| {
-            let (_, number) = name.strip_suffix(".json")?.rsplit_once('-')?;
-            let number: u64 = number.parse().ok()?;
-            if name != collapsed_name(run_id, fault_id, number) {
-                return None;
-            }
+            let number = number_of(&name)?;
             let size = collapsed.entry(&name).ok()??;
             Some(Archive {
                 number,
