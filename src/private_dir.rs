@@ -417,6 +417,12 @@ fn file_kind(st: &FileStat) -> SFlag {
     SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits())
 }
 
+/// Names read from one subdir of the faults dir by a listing (`faults list`, the metrics,
+/// the cap's census, the sweep) or kept by a look for some names (a run's registries, a
+/// fault's archives): whoever writes the faults dir can fill a subdir without bound. Past
+/// it a listing says the rest were not read, and the census takes the dir as full.
+pub const MAX_NAMES_PER_LISTING: usize = 10_000;
+
 impl PrivateDir {
     /// The first `max` names (read lossily as UTF-8) that `keep` keeps, and whether a kept
     /// one was left unread: the others are dropped while reading, so a look for a few names

@@ -18,11 +18,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::halt_store::MAX_NAMES_PER_LISTING;
 use super::json_file::{self, JsonFileError};
 use super::run_id::{file_run_id, fit_stem};
 use crate::hostile_file::ReadError;
-use crate::private_dir::PrivateDir;
+use crate::private_dir::{MAX_NAMES_PER_LISTING, PrivateDir};
 
 /// A raised detector fault: the halt event it was filed as.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -392,7 +391,7 @@ mod tests {
         let elsewhere = raised_elsewhere(&dir, "run", "run-01234567.json");
         let peak = crate::rules::memory::stop();
         assert!(!others && elsewhere.raised.is_empty());
-        let bound = (crate::faults::halt_store::MAX_NAMES_PER_LISTING * (255 + 48)) as isize;
+        let bound = (MAX_NAMES_PER_LISTING * (255 + 48)) as isize;
         assert!(
             peak <= bound,
             "looking for a run's other registries held {peak} bytes at its peak, over the {bound} of a 10,000-name listing"

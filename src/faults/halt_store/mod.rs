@@ -52,10 +52,7 @@ pub const ACTIVE_DIR: &str = "active-faults";
 /// so the lowest number kept, minus one, is how many were dropped.
 pub const MAX_ARCHIVES_PER_FAULT: usize = 20;
 pub const MAX_ARCHIVE_BYTES_PER_FAULT: u64 = 16 * 1024 * 1024;
-/// Names read from one subdir by a listing (`faults list`, the metrics, the cap's census,
-/// the sweep): whoever writes the faults dir can fill a subdir without bound. Past it a
-/// listing says the rest were not read, and the census takes the dir as full.
-pub const MAX_NAMES_PER_LISTING: usize = 10_000;
+pub use crate::private_dir::MAX_NAMES_PER_LISTING;
 /// The `event` of a resolved marker; detected rows have no `event` key.
 pub const RESOLVED_EVENT: &str = "SKILL_FAULT_RESOLVED";
 
