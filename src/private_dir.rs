@@ -12,8 +12,10 @@
 //! The parent's owner is trusted as far as berth's own user: it can put any directory of its
 //! own at the name at any moment, so refusing one it made proves nothing and only stops a
 //! root daemon (or `sudo berth faults ack`) working beside gstack's user. A directory or file
-//! root makes in another user's parent is given to that user, so that the parent's owner
-//! (gstack, the daemon's service user) can go on using it.
+//! root makes in another user's parent, and a root-owned directory root finds there (another
+//! root process made it and had not yet given it away, or an older berth did), is given to
+//! that user, so that the parent's owner (gstack, the daemon's service user) can go on
+//! using it.
 
 use std::ffi::OsStr;
 use std::fs::{File, Metadata};
@@ -115,8 +117,8 @@ impl PrivateDir {
     /// `name` in `parent`, created 0700 if missing (`parent` and its parents too), opened
     /// without following a symlink, and checked on the descriptor: owned by berth's
     /// effective user or by `parent`'s owner (an existing one open to group or others is
-    /// tightened to 0700). One made here by root in another user's `parent` is given to
-    /// that user.
+    /// tightened to 0700). A root-owned one root opens in another user's `parent` is given
+    /// to that user.
     pub fn ensure(parent: &Path, name: &str) -> Result<PrivateDir, PrivateDirError> {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -128,12 +130,11 @@ impl PrivateDir {
             })?;
         let parent_fd = open_parent(parent)?;
         let path = parent.join(name);
-        let made = match mkdirat(&parent_fd, name, Mode::S_IRWXU) {
-            Ok(()) => true,
-            Err(Errno::EEXIST) => false,
+        match mkdirat(&parent_fd, name, Mode::S_IRWXU) {
+            Ok(()) | Err(Errno::EEXIST) => {}
             Err(source) => return Err(PrivateDirError::Create { path, source }),
-        };
-        Self::checked(&parent_fd, path, name, made)
+        }
+        Self::checked(&parent_fd, path, name)
     }
 
     /// `name` in `parent` opened and checked as [`PrivateDir::ensure`] does, but nothing
@@ -142,7 +143,7 @@ impl PrivateDir {
         let Some(parent_fd) = open_parent_if_there(parent)? else {
             return Ok(None);
         };
-        match Self::checked(&parent_fd, parent.join(name), name, false) {
+        match Self::checked(&parent_fd, parent.join(name), name) {
             Err(PrivateDirError::Open {
                 source: Errno::ENOENT,
                 ..
@@ -173,20 +174,18 @@ impl PrivateDir {
         }
     }
 
-    /// `name` in the directory `parent_fd` opened and checked ([`make_private`]); `made`
-    /// when this process just created it.
+    /// `name` in the directory `parent_fd` opened and checked ([`make_private`]).
     fn checked(
         parent_fd: &OwnedFd,
         path: PathBuf,
         name: &str,
-        made: bool,
     ) -> Result<PrivateDir, PrivateDirError> {
         let fd = open_nofollow(parent_fd, &path, name)?;
         let parent = fstat(parent_fd).map_err(|source| PrivateDirError::Open {
             path: path.clone(),
             source,
         })?;
-        let give_to = make_private(&fd, &path, Owner::of(&parent), made)?;
+        let give_to = make_private(&fd, &path, Owner::of(&parent))?;
         Ok(PrivateDir { path, fd, give_to })
     }
 }
@@ -216,14 +215,14 @@ fn open_nofollow(parent: &OwnedFd, path: &Path, name: &str) -> Result<OwnedFd, P
 }
 
 /// Checks on the descriptor that the directory is berth's user's or `parent`'s owner's
-/// (one root `made` in another user's parent is given to that user first), and closes it to
+/// (a root-owned one root opens in another user's parent is given to that user first: the
+/// parent's owner could rename it away and put its own there anyway), and closes it to
 /// group and others (0700) if it was open to them. Returns the owner files written there
 /// are given to, when it is not berth's user.
 fn make_private(
     fd: &OwnedFd,
     path: &Path,
     parent: Owner,
-    made: bool,
 ) -> Result<Option<Owner>, PrivateDirError> {
     let path = || path.to_owned();
     let stat_of = |fd: &OwnedFd| {
@@ -234,7 +233,7 @@ fn make_private(
     };
     let mut stat = stat_of(fd)?;
     let euid = nix::unistd::geteuid().as_raw();
-    if made && euid == 0 && stat.st_uid == euid && parent.uid != euid {
+    if euid == 0 && stat.st_uid == euid && parent.uid != euid {
         parent
             .give(fd)
             .map_err(|source| PrivateDirError::GiveAway {
@@ -292,29 +291,11 @@ impl PrivateDir {
         }
     }
 
-    /// Every name in the directory but `.` and `..`, as the kernel lists them.
-    pub fn names(&self) -> io::Result<Vec<String>> {
-        Ok(self.names_up_to(usize::MAX)?.0)
-    }
-
     /// The first `max` names in the directory but `.` and `..`, as the kernel lists them,
     /// and whether any was left unread: whoever writes the directory can fill it without
     /// bound, and a listing that must end holds at most `max`.
     pub fn names_up_to(&self, max: usize) -> io::Result<(Vec<String>, bool)> {
-        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        let mut dir = nix::dir::Dir::openat(&self.fd, ".", flags, Mode::empty())?;
-        let mut names = Vec::new();
-        for entry in dir.iter() {
-            let name = entry?.file_name().to_bytes().to_vec();
-            if name == b"." || name == b".." {
-                continue;
-            }
-            if names.len() == max {
-                return Ok((names, true));
-            }
-            names.push(OsStr::from_bytes(&name).to_string_lossy().into_owned());
-        }
-        Ok((names, false))
+        self.names_matching_up_to(max, |_| true)
     }
 
     /// Replaces (or creates) `name` with `bytes` and `mode` as
@@ -392,14 +373,23 @@ impl PrivateDir {
     }
 
     /// Opens (creating if needed) the lock file `name` as
-    /// [`crate::atomic_file::open_lock_file`] does, relative to the descriptor.
+    /// [`crate::atomic_file::open_lock_file`] does, relative to the descriptor. One this
+    /// call creates is given to the directory's owner like every file written here; one
+    /// found there is never chowned (it may be a hard link to a file that is not berth's).
     pub fn open_lock_file(&self, name: &str) -> io::Result<File> {
-        let flags = OFlag::O_RDWR
-            | OFlag::O_CREAT
-            | OFlag::O_NOFOLLOW
-            | OFlag::O_NONBLOCK
-            | OFlag::O_CLOEXEC;
-        let fd = openat(&self.fd, name, flags, Mode::S_IRUSR | Mode::S_IWUSR)?;
+        let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
+        let flags = flags | OFlag::O_CLOEXEC;
+        let mode = Mode::S_IRUSR | Mode::S_IWUSR;
+        let fd = match openat(&self.fd, name, flags | OFlag::O_EXCL, mode) {
+            Ok(fd) => {
+                if let Some(owner) = self.give_to {
+                    owner.give(&fd)?;
+                }
+                fd
+            }
+            Err(Errno::EEXIST) => openat(&self.fd, name, flags, mode)?,
+            Err(e) => return Err(e.into()),
+        };
         crate::atomic_file::checked_lock_file(File::from(fd), &self.join(name))
     }
 }
@@ -425,6 +415,43 @@ fn open_parent(parent: &Path) -> Result<OwnedFd, PrivateDirError> {
 
 fn file_kind(st: &FileStat) -> SFlag {
     SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits())
+}
+
+/// Names read from one subdir of the faults dir by a listing (`faults list`, the metrics,
+/// the cap's census, the sweep) or kept by a look for some names (a run's registries, a
+/// fault's archives): whoever writes the faults dir can fill a subdir without bound. Past
+/// it a listing says the rest were not read, and the census takes the dir as full.
+pub const MAX_NAMES_PER_LISTING: usize = 10_000;
+
+impl PrivateDir {
+    /// The first `max` names (read lossily as UTF-8) that `keep` keeps, and whether a kept
+    /// one was left unread: the others are dropped while reading, so a look for a few names
+    /// holds only those however many names whoever writes the directory planted.
+    pub fn names_matching_up_to(
+        &self,
+        max: usize,
+        keep: impl Fn(&str) -> bool,
+    ) -> io::Result<(Vec<String>, bool)> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let mut dir = nix::dir::Dir::openat(&self.fd, ".", flags, Mode::empty())?;
+        let mut names = Vec::new();
+        for entry in dir.iter() {
+            let entry = entry?;
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            let name = OsStr::from_bytes(name).to_string_lossy();
+            if !keep(&name) {
+                continue;
+            }
+            if names.len() == max {
+                return Ok((names, true));
+            }
+            names.push(name.into_owned());
+        }
+        Ok((names, false))
+    }
 }
 
 #[cfg(test)]
@@ -498,7 +525,7 @@ mod tests {
         drop(dir.open_lock_file(".r.lock").unwrap());
         dir.remove_if_there(".r.lock").unwrap();
         dir.remove_if_there(".r.lock").unwrap();
-        let mut names = dir.names().unwrap();
+        let (mut names, _) = dir.names_up_to(usize::MAX).unwrap();
         names.sort();
         assert_eq!(names, ["b.json"]);
         assert_eq!(

@@ -137,3 +137,62 @@ fn a_third_users_subdir_is_refused_with_both_owners_named() {
     assert!(text.contains("belongs to uid 65534"), "{text}");
     assert!(text.contains("(uid 65533)"), "{text}");
 }
+
+/// Every file a root daemon leaves in `active-faults/` of another user's faults dir is that
+/// user's, the run's lock file included: a lock file root made (0600, root's) can never be
+/// opened by the daemon's service user or gstack again, so that run's faults are neither
+/// filed nor resolved on any later pass under that user.
+#[test]
+fn the_run_lock_a_root_daemon_leaves_in_another_users_faults_dir_is_that_users() {
+    if !is_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    give_to_nobody(dir.path());
+    let x = event("r", "X", "");
+    let report = HaltStore::new(dir.path()).sync_run("r", "/s/r.json", std::slice::from_ref(&x));
+    assert_eq!(report.emitted.len(), 1, "{report:?}");
+    let active = dir.path().join(ACTIVE_DIR);
+    let mut owners = Vec::new();
+    for entry in fs::read_dir(&active).unwrap() {
+        let entry = entry.unwrap();
+        let meta = fs::symlink_metadata(entry.path()).unwrap();
+        owners.push((entry.file_name(), meta.uid(), meta.mode() & 0o777));
+    }
+    assert!(
+        owners.iter().all(|(_, uid, _)| *uid == NOBODY),
+        "root left in {} (name, uid, mode): {owners:?}",
+        active.display()
+    );
+}
+
+/// A `pending-investigations/` still root's in another user's faults dir: another root
+/// process (`sudo berth faults ack`, the daemon) made it and had not yet given it away when
+/// this one opened it (`mkdirat` gave EEXIST), or a berth before the give-away made it. What
+/// root writes there must still be the faults dir owner's, or gstack's investigators,
+/// running as that user, cannot read the events root files (0600, root's) for the whole
+/// life of the daemon, which keeps the dir it opened.
+#[test]
+fn events_a_root_daemon_files_into_a_root_subdir_of_another_users_faults_dir_are_that_users() {
+    if !is_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    give_to_nobody(dir.path());
+    fs::create_dir(dir.path().join(PENDING_DIR)).unwrap();
+    let x = event("r", "X", "");
+    let report = HaltStore::new(dir.path()).sync_run("r", "/s/r.json", std::slice::from_ref(&x));
+    assert_eq!(report.emitted.len(), 1, "{report:?}");
+    let pending = dir.path().join(PENDING_DIR);
+    let mut owners = Vec::new();
+    for entry in fs::read_dir(&pending).unwrap() {
+        let entry = entry.unwrap();
+        let meta = fs::symlink_metadata(entry.path()).unwrap();
+        owners.push((entry.file_name(), meta.uid(), meta.mode() & 0o777));
+    }
+    assert!(
+        !owners.is_empty() && owners.iter().all(|(_, uid, _)| *uid == NOBODY),
+        "root filed into {} (name, uid, mode): {owners:?}",
+        pending.display()
+    );
+}
