@@ -297,6 +297,19 @@ fn read_stamp(file: &mut File) -> Option<Holder> {
     serde_json::from_str(text.trim()).ok()
 }
 
+/// Waits (≤ 10 s) until no process holds `berth_dir`'s instance lock. Another test of this
+/// binary may fork a child (a lock writer waiting in `pre_exec` for origin's writers' lock,
+/// ≤ 5 s) while a test holds the lock: the child shares the lock's open file description
+/// until its exec closes it, so a dropped lock is free once that child has exec'd, not at
+/// the drop itself.
+#[cfg(test)]
+pub(crate) fn wait_until_free(berth_dir: &Path) {
+    let freed = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while running(berth_dir).unwrap().is_some() && std::time::Instant::now() < freed {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,6 +330,7 @@ mod tests {
             "{err}"
         );
         drop(first);
+        wait_until_free(dir.path());
         assert_eq!(running(dir.path()).unwrap(), None);
         let _again = InstanceLock::acquire(dir.path(), "once").unwrap();
     }

@@ -291,29 +291,11 @@ impl PrivateDir {
         }
     }
 
-    /// Every name in the directory but `.` and `..`, as the kernel lists them.
-    pub fn names(&self) -> io::Result<Vec<String>> {
-        Ok(self.names_up_to(usize::MAX)?.0)
-    }
-
     /// The first `max` names in the directory but `.` and `..`, as the kernel lists them,
     /// and whether any was left unread: whoever writes the directory can fill it without
     /// bound, and a listing that must end holds at most `max`.
     pub fn names_up_to(&self, max: usize) -> io::Result<(Vec<String>, bool)> {
-        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        let mut dir = nix::dir::Dir::openat(&self.fd, ".", flags, Mode::empty())?;
-        let mut names = Vec::new();
-        for entry in dir.iter() {
-            let name = entry?.file_name().to_bytes().to_vec();
-            if name == b"." || name == b".." {
-                continue;
-            }
-            if names.len() == max {
-                return Ok((names, true));
-            }
-            names.push(OsStr::from_bytes(&name).to_string_lossy().into_owned());
-        }
-        Ok((names, false))
+        self.names_matching_up_to(max, |_| true)
     }
 
     /// Replaces (or creates) `name` with `bytes` and `mode` as
@@ -435,6 +417,43 @@ fn file_kind(st: &FileStat) -> SFlag {
     SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits())
 }
 
+/// Names read from one subdir of the faults dir by a listing (`faults list`, the metrics,
+/// the cap's census, the sweep) or kept by a look for some names (a run's registries, a
+/// fault's archives): whoever writes the faults dir can fill a subdir without bound. Past
+/// it a listing says the rest were not read, and the census takes the dir as full.
+pub const MAX_NAMES_PER_LISTING: usize = 10_000;
+
+impl PrivateDir {
+    /// The first `max` names (read lossily as UTF-8) that `keep` keeps, and whether a kept
+    /// one was left unread: the others are dropped while reading, so a look for a few names
+    /// holds only those however many names whoever writes the directory planted.
+    pub fn names_matching_up_to(
+        &self,
+        max: usize,
+        keep: impl Fn(&str) -> bool,
+    ) -> io::Result<(Vec<String>, bool)> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let mut dir = nix::dir::Dir::openat(&self.fd, ".", flags, Mode::empty())?;
+        let mut names = Vec::new();
+        for entry in dir.iter() {
+            let entry = entry?;
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            let name = OsStr::from_bytes(name).to_string_lossy();
+            if !keep(&name) {
+                continue;
+            }
+            if names.len() == max {
+                return Ok((names, true));
+            }
+            names.push(name.into_owned());
+        }
+        Ok((names, false))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -506,7 +525,7 @@ mod tests {
         drop(dir.open_lock_file(".r.lock").unwrap());
         dir.remove_if_there(".r.lock").unwrap();
         dir.remove_if_there(".r.lock").unwrap();
-        let mut names = dir.names().unwrap();
+        let (mut names, _) = dir.names_up_to(usize::MAX).unwrap();
         names.sort();
         assert_eq!(names, ["b.json"]);
         assert_eq!(

@@ -22,9 +22,9 @@ pub enum ReadPublishedError {
     },
 }
 
-/// Rewrites `path` with `lines` (removed when there are none); a failure is logged, the
-/// daemon goes on.
-pub fn publish<T: Serialize>(path: &Path, lines: &[T]) {
+/// Rewrites `path` with `lines` (removed when there are none), and says whether it did: a
+/// failure is logged, the daemon goes on, and its caller writes the list again later.
+pub fn publish<T: Serialize>(path: &Path, lines: &[T]) -> bool {
     let written = if lines.is_empty() {
         match std::fs::remove_file(path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
@@ -35,14 +35,15 @@ pub fn publish<T: Serialize>(path: &Path, lines: &[T]) {
             .map_err(std::io::Error::other)
             .and_then(|bytes| crate::atomic_file::write_atomic(path, &bytes, 0o600))
     };
-    if let Err(e) = written {
+    if let Err(e) = &written {
         tracing::warn!(file = %path.display(), "cannot publish the list: {e}");
     }
+    written.is_ok()
 }
 
 /// [`publish`] of the longest head of `lines` whose file stays within `cap` bytes, the
 /// most its readers read (the rest is dropped from `lines`).
-pub fn publish_within<T: Serialize>(path: &Path, lines: &mut Vec<T>, cap: u64) {
+pub fn publish_within<T: Serialize>(path: &Path, lines: &mut Vec<T>, cap: u64) -> bool {
     // Each pass keeps the share of lines that fit on average, so it ends within a few.
     while let Ok(bytes) = serde_json::to_vec_pretty(&*lines) {
         let size = bytes.len() as u64;
@@ -52,7 +53,7 @@ pub fn publish_within<T: Serialize>(path: &Path, lines: &mut Vec<T>, cap: u64) {
         let fit = (lines.len() as u64).saturating_mul(cap) / size;
         lines.truncate(usize::try_from(fit).unwrap_or(0).min(lines.len() - 1));
     }
-    publish(path, lines);
+    publish(path, lines)
 }
 
 /// The list at `path` (none if no file); at most `cap` bytes are read, so a larger file

@@ -188,7 +188,10 @@ impl Unclaimable {
             .passed_over(PassOverReason::ClaimTooLarge.label(), lines.len());
         lines.sort_by(|a, b| a.record.cmp(&b.record));
         lines.truncate(MAX_PASSED_OVER_LISTED);
-        published::publish_within(&self.file, &mut lines, MAX_PASSED_OVER_FILE_BYTES);
+        if !published::publish_within(&self.file, &mut lines, MAX_PASSED_OVER_FILE_BYTES) {
+            // The file still shows an older set: the next tick writes it again.
+            self.changed.store(true, Ordering::Relaxed);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Refused>> {
@@ -304,6 +307,32 @@ mod tests {
                 .is_ok_and(|l| l.len() > super::MAX_PASSED_OVER_LISTED / 2),
             "the daemon wrote {written} bytes that its readers refuse: {:?}",
             read.map(|l| l.len())
+        );
+    }
+
+    /// A write of the list that fails (the disk full, here a directory in the file's place)
+    /// is made again at a later tick: the set it failed to show is not hidden until the set
+    /// next changes.
+    #[test]
+    fn a_list_that_failed_to_be_written_is_written_at_a_later_tick() {
+        let dir = tempfile::tempdir().unwrap();
+        let unclaimable = unclaimable(dir.path());
+        let file = dir.path().join(super::PASSED_OVER_FILE);
+        std::fs::create_dir(&file).unwrap();
+        let path = dir.path().join("r.json");
+        std::fs::write(&path, "{}").unwrap();
+        assert!(unclaimable.refused("r", &path, stamp(&path), 1 << 21, 1 << 20));
+        unclaimable.sweep();
+        std::fs::remove_dir(&file).unwrap();
+        for _ in 0..3 {
+            unclaimable.sweep();
+            assert!(unclaimable.passes_over("r", &path));
+        }
+        let listed = super::read(dir.path()).unwrap();
+        assert_eq!(
+            listed.len(),
+            1,
+            "a record passed over for three ticks is not listed: the failed write was never made again"
         );
     }
 

@@ -122,7 +122,8 @@ fn publish(waiting: &Waiting) {
         })
         .collect();
     lines.sort_by(|a, b| a.record.cmp(&b.record));
-    super::published::publish(&waiting.file, &lines);
+    // A failed write is made again at the next retry, which publishes the list again.
+    super::published::publish_within(&waiting.file, &mut lines, MAX_UNSAVED_FILE_BYTES);
 }
 
 /// Why the published unsaved verdicts could not be read; each names the file.

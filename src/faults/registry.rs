@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use super::json_file::{self, JsonFileError};
 use super::run_id::{file_run_id, fit_stem};
 use crate::hostile_file::ReadError;
-use crate::private_dir::PrivateDir;
+use crate::private_dir::{MAX_NAMES_PER_LISTING, PrivateDir};
 
 /// A raised detector fault: the halt event it was filed as.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -216,8 +216,20 @@ impl Elsewhere {
 pub fn raised_elsewhere(dir: &PrivateDir, run_id: &str, own: &str) -> Elsewhere {
     let prefix = name_prefix(run_id);
     let mut elsewhere = Elsewhere::default();
-    let names = match dir.names() {
-        Ok(names) => names,
+    let listed = dir.names_matching_up_to(MAX_NAMES_PER_LISTING, |n| {
+        n != own && n.starts_with(&prefix) && n.ends_with(".json") && !n.starts_with('.')
+    });
+    let names = match listed {
+        Ok((names, cut)) => {
+            // A registry left unread may hold the fault: it stays raised.
+            if cut {
+                elsewhere.unread.push(format!(
+                    "{}: more than {MAX_NAMES_PER_LISTING} registries of the run",
+                    dir.path().display()
+                ));
+            }
+            names
+        }
         Err(e) => {
             elsewhere
                 .unread
@@ -225,9 +237,6 @@ pub fn raised_elsewhere(dir: &PrivateDir, run_id: &str, own: &str) -> Elsewhere 
             return elsewhere;
         }
     };
-    let names = names.into_iter().filter(|n| {
-        n != own && n.starts_with(&prefix) && n.ends_with(".json") && !n.starts_with('.')
-    });
     for name in names {
         let path = dir.join(&name);
         match read(dir, &name) {
@@ -257,13 +266,11 @@ pub fn raised_elsewhere(dir: &PrivateDir, run_id: &str, own: &str) -> Elsewhere 
 /// moved aside included): while one does, the run's lock file stays.
 pub fn others_exist(dir: &PrivateDir, run_id: &str, own: &str) -> bool {
     let prefix = name_prefix(run_id);
-    let Ok(names) = dir.names() else {
-        return true;
-    };
     // A name that is not UTF-8 was read lossily: it may be one.
-    names
-        .iter()
-        .any(|n| n != own && (n.starts_with(&prefix) || n.contains(char::REPLACEMENT_CHARACTER)))
+    let listed = dir.names_matching_up_to(1, |n| {
+        n != own && (n.starts_with(&prefix) || n.contains(char::REPLACEMENT_CHARACTER))
+    });
+    !matches!(listed, Ok((names, _)) if names.is_empty())
 }
 
 /// The registry `name` in `dir` if it reads and its state file is gone.
@@ -285,17 +292,20 @@ fn source_is_gone(source: &str) -> bool {
 /// stamps have one width, so the names sort as their times do.
 fn prune_asides(dir: &PrivateDir, name: &str) {
     let prefix = format!("{name}.unreadable-");
-    let names = match dir.names() {
-        Ok(names) => names,
+    let mut asides = match dir
+        .names_matching_up_to(MAX_NAMES_PER_LISTING, |n| n.starts_with(&prefix))
+    {
+        Ok((asides, false)) => asides,
+        // Past the cap the newest may be among the unread: none is removed.
+        Ok((_, true)) => {
+            tracing::warn!(dir = %dir.path().display(), "moved-aside registries not pruned: more than {MAX_NAMES_PER_LISTING}");
+            return;
+        }
         Err(e) => {
             tracing::warn!(dir = %dir.path().display(), "moved-aside registries not pruned: {e}");
             return;
         }
     };
-    let mut asides: Vec<String> = names
-        .into_iter()
-        .filter(|n| n.starts_with(&prefix))
-        .collect();
     asides.sort_unstable_by(|a, b| b.cmp(a));
     for old in asides.iter().skip(MAX_ASIDE_PER_REGISTRY) {
         if let Err(e) = dir.remove_if_there(old) {
@@ -358,12 +368,71 @@ mod tests {
         std::fs::write(dir.join(other), b"{ torn").unwrap();
         std::fs::write(dir.join("run.json"), b"{ torn").unwrap();
         load(&dir, "run.json", "run", "/s.json").unwrap();
-        let mut kept = dir.names().unwrap();
+        let (mut kept, _) = dir.names_up_to(usize::MAX).unwrap();
         kept.sort();
         assert_eq!(kept.len(), MAX_ASIDE_PER_REGISTRY + 1, "{kept:?}");
         assert_eq!(kept[0], other);
         assert_eq!(kept[1..3], older[3..5]);
         assert!(kept[3] > older[4], "{kept:?}");
+    }
+
+    /// Whoever writes the faults dir fills `active-faults/` with 60,000 names of 240 bytes:
+    /// a fault watch pass's look for the run's other registries (and the move aside's
+    /// pruning) holds them all, not the 10,000 names a listing of a halt subdir reads.
+    #[test]
+    fn a_look_for_a_runs_other_registries_holds_a_bounded_listing() {
+        let (_root, dir) = active();
+        for n in 0..60_000 {
+            let name = format!("{n:06}{}", "x".repeat(234));
+            std::fs::File::create(dir.join(name)).unwrap();
+        }
+        crate::rules::memory::start();
+        let others = others_exist(&dir, "run", "run-01234567.json");
+        let elsewhere = raised_elsewhere(&dir, "run", "run-01234567.json");
+        let peak = crate::rules::memory::stop();
+        assert!(!others && elsewhere.raised.is_empty());
+        let bound = (MAX_NAMES_PER_LISTING * (255 + 48)) as isize;
+        assert!(
+            peak <= bound,
+            "looking for a run's other registries held {peak} bytes at its peak, over the {bound} of a 10,000-name listing"
+        );
+    }
+
+    /// More registries of the run than a listing holds: the ones left unread may hold any
+    /// fault, so they count as unread and the run's faults stay raised.
+    #[test]
+    fn more_registries_of_a_run_than_a_listing_holds_count_as_unread() {
+        let (_root, dir) = active();
+        // Another run with the same safe id: read, it raises nothing for `run/1`.
+        let other = Registry {
+            run_id: "run:1".into(),
+            ..Registry::default()
+        };
+        save(&dir, "first.json", &other).unwrap();
+        let prefix = name_prefix("run/1");
+        for n in 0..=MAX_NAMES_PER_LISTING {
+            fs::hard_link(
+                dir.join("first.json"),
+                dir.join(format!("{prefix}{n}.json")),
+            )
+            .unwrap();
+        }
+        let elsewhere = raised_elsewhere(&dir, "run/1", &name("run/1", "/s/b.json"));
+        assert!(elsewhere.raised.is_empty());
+        assert_eq!(elsewhere.unread().len(), 1, "{:?}", elsewhere.unread());
+    }
+
+    /// More moved-aside files than a listing holds: the newest may be among the unread, so
+    /// none is removed.
+    #[test]
+    fn moved_aside_registries_past_a_listing_are_not_pruned() {
+        let (_root, dir) = active();
+        for n in 0..=MAX_NAMES_PER_LISTING {
+            fs::File::create(dir.join(format!("r.json.unreadable-{n:06}"))).unwrap();
+        }
+        prune_asides(&dir, "r.json");
+        let (left, _) = dir.names_up_to(usize::MAX).unwrap();
+        assert_eq!(left.len(), MAX_NAMES_PER_LISTING + 1);
     }
 
     #[test]

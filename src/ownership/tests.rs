@@ -84,6 +84,7 @@ fn the_named_instance_lock_proves_an_owner_alive_or_gone() {
     let why = gone_owner(&planted).expect("pid 1 does not hold this lock");
     assert!(why.contains("held by another daemon"), "{why}");
     drop(lock);
+    crate::instance::wait_until_free(dir.path());
     let why = gone_owner(&mine).expect("a free lock has no owner");
     assert!(why.contains("instance lock is free"), "{why}");
     // Only a file named as berth names its lock is ever opened.

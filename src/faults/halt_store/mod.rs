@@ -52,10 +52,7 @@ pub const ACTIVE_DIR: &str = "active-faults";
 /// so the lowest number kept, minus one, is how many were dropped.
 pub const MAX_ARCHIVES_PER_FAULT: usize = 20;
 pub const MAX_ARCHIVE_BYTES_PER_FAULT: u64 = 16 * 1024 * 1024;
-/// Names read from one subdir by a listing (`faults list`, the metrics, the cap's census,
-/// the sweep): whoever writes the faults dir can fill a subdir without bound. Past it a
-/// listing says the rest were not read, and the census takes the dir as full.
-pub const MAX_NAMES_PER_LISTING: usize = 10_000;
+pub use crate::private_dir::MAX_NAMES_PER_LISTING;
 /// The `event` of a resolved marker; detected rows have no `event` key.
 pub const RESOLVED_EVENT: &str = "SKILL_FAULT_RESOLVED";
 
@@ -422,17 +419,25 @@ fn archives(
     run_id: &str,
     fault_id: &str,
 ) -> Result<Vec<Archive>, HaltStoreError> {
-    let names = collapsed
-        .names()
-        .map_err(io_problem("list", collapsed.path()))?;
+    let number_of = |name: &str| {
+        let (_, number) = name.strip_suffix(".json")?.rsplit_once('-')?;
+        let number: u64 = number.parse().ok()?;
+        (name == collapsed_name(run_id, fault_id, number)).then_some(number)
+    };
+    let listed = collapsed.names_matching_up_to(MAX_NAMES_PER_LISTING, |n| number_of(n).is_some());
+    let names = match listed.map_err(io_problem("list", collapsed.path()))? {
+        (names, false) => names,
+        // The highest number may be among the unread: a number taken now could replace it.
+        (_, true) => {
+            return Err(io_problem("list", collapsed.path())(io::Error::other(
+                format!("more than {MAX_NAMES_PER_LISTING} archives of the fault"),
+            )));
+        }
+    };
     Ok(names
         .into_iter()
         .filter_map(|name| {
-            let (_, number) = name.strip_suffix(".json")?.rsplit_once('-')?;
-            let number: u64 = number.parse().ok()?;
-            if name != collapsed_name(run_id, fault_id, number) {
-                return None;
-            }
+            let number = number_of(&name)?;
             let size = collapsed.entry(&name).ok()??;
             Some(Archive {
                 number,
