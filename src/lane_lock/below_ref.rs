@@ -178,16 +178,7 @@ mod tests {
                 );
             };
             client.release(&held).unwrap();
-            let aside = std::fs::read_dir(&origin.bare)
-                .unwrap()
-                .flatten()
-                .filter(|entry| {
-                    entry
-                        .file_name()
-                        .to_string_lossy()
-                        .starts_with("berth-set-aside-")
-                })
-                .count();
+            let aside = crate::lane_lock::tests::set_aside_in(&origin.bare).len();
             assert_eq!(aside, 5, "not every broken ref was kept aside");
         }
     }

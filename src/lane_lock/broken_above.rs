@@ -46,6 +46,7 @@ pub(super) fn clear(room: &Room<'_>) -> Result<(), git2::Error> {
 mod tests {
     use std::path::{Path, PathBuf};
 
+    use crate::lane_lock::tests::set_aside_in;
     use crate::lane_lock::{Acquire, Lane, LockClient, LockSettings, lock_ref_name};
     use crate::ownership::MAX_CLOCK_SKEW;
 
@@ -82,20 +83,6 @@ mod tests {
 
     fn take(client: &LockClient, url: &str) -> Result<Acquire, crate::lane_lock::LockError> {
         client.acquire(url, &lane(), "me", Path::new("/a"))
-    }
-
-    fn set_aside_in(bare: &Path) -> Vec<PathBuf> {
-        std::fs::read_dir(bare)
-            .unwrap()
-            .flatten()
-            .filter(|entry| {
-                entry
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with("berth-set-aside-")
-            })
-            .map(|entry| entry.path())
-            .collect()
     }
 
     /// Before its cap a broken ref holds the lane as any commit in the way that is no lock

@@ -36,6 +36,22 @@ impl BareOrigin {
     }
 }
 
+/// What berth set aside in the origin `bare` (broken refs and planted `.lock` nodes moved
+/// out of `refs/`).
+pub(super) fn set_aside_in(bare: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(bare)
+        .unwrap()
+        .flatten()
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("berth-set-aside-")
+        })
+        .map(|entry| entry.path())
+        .collect()
+}
+
 /// The lane of `github.com/acme/widget` on `main`.
 pub(super) fn widget_main() -> Lane {
     lane("github.com/acme/widget", "main")
