@@ -352,22 +352,27 @@ fn a_record_passed_over_is_counted_and_listed_until_its_file_is_fixed_or_removed
             .collect()
     };
     let both = world.wait_for(Duration::from_secs(90), || gauge() == Some(2.0));
-    let text =
-        String::from_utf8(world.berth_daemon().arg("status").output().unwrap().stdout).unwrap();
     let mut expected = vec![
         (fixed.clone(), "claimTooLarge".to_owned()),
         (removed.clone(), "claimTooLarge".to_owned()),
     ];
     expected.sort();
+    // The gauge moves at the refusal; the list is published at the end of a tick (at most
+    // once a tick, when it changed), so the listings are waited for, not read at once.
+    let _ = world.wait_for(Duration::from_secs(60), || listed() == expected);
     let listed_both = listed();
+    let text =
+        String::from_utf8(world.berth_daemon().arg("status").output().unwrap().stdout).unwrap();
     fs::remove_file(&removed_path).unwrap();
     let one_left = world.wait_for(Duration::from_secs(60), || gauge() == Some(1.0));
+    let _ = world.wait_for(Duration::from_secs(60), || listed().len() == 1);
     let listed_one = listed();
     let mut record: serde_json::Value =
         serde_json::from_slice(&fs::read(&fixed_path).unwrap()).unwrap();
     record["notes"] = json!("fixed");
     replace_file(&world, &fixed_path, &record.to_string());
     let none_left = world.wait_for(Duration::from_secs(60), || gauge() == Some(0.0));
+    let _ = world.wait_for(Duration::from_secs(60), || listed().is_empty());
     let listed_none = listed();
     stop(daemon);
     assert!(
