@@ -22,6 +22,33 @@ fn give_to_nobody(dir: &Path) {
     }
 }
 
+/// A faults dir `nobody` owns, as a gstack running as its own user leaves it.
+fn nobodys_faults_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    give_to_nobody(dir.path());
+    dir
+}
+
+/// One event filed by a pass of the daemon (running as root here) into `dir`.
+fn file_one_event(dir: &Path) -> HaltEvent {
+    let x = event("r", "X", "");
+    let report = HaltStore::new(dir).sync_run("r", "/s/r.json", std::slice::from_ref(&x));
+    assert_eq!(report.emitted.len(), 1, "{report:?}");
+    x
+}
+
+/// (name, uid, mode) of every entry in `dir`.
+fn owners_in(dir: &Path) -> Vec<(std::ffi::OsString, u32, u32)> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let meta = fs::symlink_metadata(entry.path()).unwrap();
+            (entry.file_name(), meta.uid(), meta.mode() & 0o777)
+        })
+        .collect()
+}
+
 /// A root daemon beside a gstack that runs as its own user: gstack's `emitHaltEvent` made
 /// `pending-investigations/` (`mkdir -p`, 0755) before berth first filed. The faults dir's
 /// owner could swap the subdir for anything anyway, so its subdir proves nothing less than
@@ -71,8 +98,7 @@ fn an_ack_that_finds_nothing_makes_no_pending_dir() {
     if !is_root() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    give_to_nobody(dir.path());
+    let dir = nobodys_faults_dir();
     let marked = HaltStore::new(dir.path()).mark_investigated("r", "X:all:0123abcd");
     let pending = dir.path().join(PENDING_DIR);
     let made = fs::symlink_metadata(&pending)
@@ -94,11 +120,8 @@ fn what_a_root_daemon_makes_in_another_users_faults_dir_is_that_users() {
     if !is_root() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    give_to_nobody(dir.path());
-    let x = event("r", "X", "");
-    let report = HaltStore::new(dir.path()).sync_run("r", "/s/r.json", std::slice::from_ref(&x));
-    assert_eq!(report.emitted.len(), 1, "{report:?}");
+    let dir = nobodys_faults_dir();
+    let x = file_one_event(dir.path());
     let marked = HaltStore::new(dir.path()).mark_investigated("r", &x.fault_id);
     let Ok(Marked::Moved(processed)) = marked else {
         panic!("ack as root: {marked:?}");
@@ -147,18 +170,10 @@ fn the_run_lock_a_root_daemon_leaves_in_another_users_faults_dir_is_that_users()
     if !is_root() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    give_to_nobody(dir.path());
-    let x = event("r", "X", "");
-    let report = HaltStore::new(dir.path()).sync_run("r", "/s/r.json", std::slice::from_ref(&x));
-    assert_eq!(report.emitted.len(), 1, "{report:?}");
+    let dir = nobodys_faults_dir();
+    file_one_event(dir.path());
     let active = dir.path().join(ACTIVE_DIR);
-    let mut owners = Vec::new();
-    for entry in fs::read_dir(&active).unwrap() {
-        let entry = entry.unwrap();
-        let meta = fs::symlink_metadata(entry.path()).unwrap();
-        owners.push((entry.file_name(), meta.uid(), meta.mode() & 0o777));
-    }
+    let owners = owners_in(&active);
     assert!(
         owners.iter().all(|(_, uid, _)| *uid == NOBODY),
         "root left in {} (name, uid, mode): {owners:?}",
@@ -177,19 +192,11 @@ fn events_a_root_daemon_files_into_a_root_subdir_of_another_users_faults_dir_are
     if !is_root() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    give_to_nobody(dir.path());
+    let dir = nobodys_faults_dir();
     fs::create_dir(dir.path().join(PENDING_DIR)).unwrap();
-    let x = event("r", "X", "");
-    let report = HaltStore::new(dir.path()).sync_run("r", "/s/r.json", std::slice::from_ref(&x));
-    assert_eq!(report.emitted.len(), 1, "{report:?}");
+    file_one_event(dir.path());
     let pending = dir.path().join(PENDING_DIR);
-    let mut owners = Vec::new();
-    for entry in fs::read_dir(&pending).unwrap() {
-        let entry = entry.unwrap();
-        let meta = fs::symlink_metadata(entry.path()).unwrap();
-        owners.push((entry.file_name(), meta.uid(), meta.mode() & 0o777));
-    }
+    let owners = owners_in(&pending);
     assert!(
         !owners.is_empty() && owners.iter().all(|(_, uid, _)| *uid == NOBODY),
         "root filed into {} (name, uid, mode): {owners:?}",
