@@ -69,14 +69,18 @@ mod tests {
     const NOBODY: u32 = 65_534;
 
     /// A temp dir every user may enter (0755) holding a fresh bare origin `theirs.git`, and
-    /// a lock client whose scratch is in it.
-    fn their_origin() -> (tempfile::TempDir, PathBuf, LockClient) {
+    /// a lock client whose scratch is in it; none unless this runs as root (the tests give
+    /// files away, which no other uid can).
+    fn their_origin() -> Option<(tempfile::TempDir, PathBuf, LockClient)> {
+        if !Uid::effective().is_root() {
+            return None;
+        }
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let bare = dir.path().join("theirs.git");
         git2::Repository::init_bare(&bare).unwrap();
         let client = LockClient::new(&dir.path().join("scratch"), LockSettings::default()).unwrap();
-        (dir, bare, client)
+        Some((dir, bare, client))
     }
 
     fn lane(identity: &str, base: &str) -> Lane {
@@ -107,17 +111,16 @@ mod tests {
         assert!(chowned.success());
     }
 
-    /// As root (the test runs only there: another uid cannot give a file away), an origin
+    /// As root (the test runs only there), an origin
     /// whose `refs/` is another user's gets its lock ref written by that user: a write led
     /// astray in the last milliseconds lands only where that user could write. (The git
     /// dir stays root's: libgit2 opens no other user's repository unless `safe.directory`
     /// lets it, a setting of the host.)
     #[test]
     fn a_root_berth_writes_the_lock_ref_of_another_users_origin_as_that_user() {
-        if !Uid::effective().is_root() {
+        let Some((dir, bare, client)) = their_origin() else {
             return;
-        }
-        let (dir, bare, client) = their_origin();
+        };
         let mine = git2::Repository::init_bare(dir.path().join("mine.git")).unwrap();
         give_refs_to_nobody(&bare);
         for (repo, owner) in [(bare.as_path(), NOBODY), (mine.path(), 0)] {
@@ -133,10 +136,9 @@ mod tests {
     /// owner: a delete takes `packed-refs.lock` there.)
     #[test]
     fn a_lane_an_earlier_root_berth_wrote_as_root_is_released_and_taken_again() {
-        if !Uid::effective().is_root() {
+        let Some((_dir, bare, client)) = their_origin() else {
             return;
-        }
-        let (_dir, bare, client) = their_origin();
+        };
         std::fs::set_permissions(&bare, std::fs::Permissions::from_mode(0o777)).unwrap();
         let take = || take_main(&client, bare.to_str().unwrap());
         let earlier = take();
@@ -167,10 +169,9 @@ mod tests {
     /// the other origin's lock refs away and let a second landing onto its lanes.
     #[test]
     fn a_root_berth_gives_no_node_of_another_origin_reached_through_a_symlink() {
-        if !Uid::effective().is_root() {
+        let Some((dir, theirs, client)) = their_origin() else {
             return;
-        }
-        let (dir, theirs, client) = their_origin();
+        };
         let roots = git2::Repository::init_bare(dir.path().join("roots.git")).unwrap();
         // Two bases: the `+repo/<base>` ref every spelling shares is another one.
         let url = roots.path().to_str().unwrap();

@@ -242,12 +242,24 @@ fn hold_first_lock_delete(world: &World, hold: &std::path::Path) -> PathBuf {
     bin
 }
 
-/// `run --watch` (debug log) with [`hold_first_lock_delete`]'s `git` first on its `PATH`.
+/// `run --watch` (debug log, polling hourly) with [`hold_first_lock_delete`]'s `git` first
+/// on its `PATH`.
 fn spawn_with_lock_deletes_held(world: &World, hold: &std::path::Path) -> std::process::Child {
+    let config = world.git_forge_config("poll_secs = 3600\n");
+    spawn_run_with_lock_deletes_held(world, hold, "--watch", &config)
+}
+
+/// `run <mode> --config <config>` (debug log) with [`hold_first_lock_delete`]'s `git` first
+/// on its `PATH`.
+fn spawn_run_with_lock_deletes_held(
+    world: &World,
+    hold: &std::path::Path,
+    mode: &str,
+    config: &std::path::Path,
+) -> std::process::Child {
     let bin = hold_first_lock_delete(world, hold);
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    let config = world.git_forge_config("poll_secs = 3600\n");
-    world.spawn_run_debug("--watch", &config, &[("PATH", std::path::Path::new(&path))])
+    world.spawn_run_debug(mode, config, &[("PATH", std::path::Path::new(&path))])
 }
 
 fn statuses(world: &World, ids: &[String; 2]) -> [Option<String>; 2] {
@@ -431,11 +443,8 @@ fn a_once_run_signalled_while_its_release_is_in_flight_exits_as_signalled() {
     let lane = world.git_lane("widget", None);
     let id = lane.queue(1, "main");
     let hold = world.root.join("hold");
-    let bin = hold_first_lock_delete(&world, &hold);
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let config = world.git_forge_config("");
-    let mut daemon =
-        world.spawn_run_debug("--once", &config, &[("PATH", std::path::Path::new(&path))]);
+    let mut daemon = spawn_run_with_lock_deletes_held(&world, &hold, "--once", &config);
     let held = world.wait_for(Duration::from_secs(60), || hold.join("held").exists());
     kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
     // Heard or not, the signal was delivered before the release is let go.

@@ -22,11 +22,15 @@ fn give_to_nobody(dir: &Path) {
     }
 }
 
-/// A faults dir `nobody` owns, as a gstack running as its own user leaves it.
-fn nobodys_faults_dir() -> tempfile::TempDir {
+/// A faults dir `nobody` owns, as a gstack running as its own user leaves it; none unless
+/// this runs as root (no other user can give a dir away).
+fn nobodys_faults_dir() -> Option<tempfile::TempDir> {
+    if !is_root() {
+        return None;
+    }
     let dir = tempfile::tempdir().unwrap();
     give_to_nobody(dir.path());
-    dir
+    Some(dir)
 }
 
 /// One event filed by a pass of the daemon (running as root here) into `dir`.
@@ -37,16 +41,23 @@ fn file_one_event(dir: &Path) -> HaltEvent {
     x
 }
 
-/// (name, uid, mode) of every entry in `dir`.
-fn owners_in(dir: &Path) -> Vec<(std::ffi::OsString, u32, u32)> {
-    fs::read_dir(dir)
+/// Fails unless every entry in `dir` is `nobody`'s (naming what root left there); their
+/// (name, uid, mode).
+fn assert_all_nobodys(dir: &Path) -> Vec<(std::ffi::OsString, u32, u32)> {
+    let owners: Vec<_> = fs::read_dir(dir)
         .unwrap()
         .map(|entry| {
             let entry = entry.unwrap();
             let meta = fs::symlink_metadata(entry.path()).unwrap();
             (entry.file_name(), meta.uid(), meta.mode() & 0o777)
         })
-        .collect()
+        .collect();
+    assert!(
+        owners.iter().all(|(_, uid, _)| *uid == NOBODY),
+        "root left in {} (name, uid, mode): {owners:?}",
+        dir.display()
+    );
+    owners
 }
 
 /// A root daemon beside a gstack that runs as its own user: gstack's `emitHaltEvent` made
@@ -95,10 +106,9 @@ fn faults_ack_as_root_moves_an_event_in_the_daemon_users_dirs() {
 /// and removes it.
 #[test]
 fn an_ack_that_finds_nothing_makes_no_pending_dir() {
-    if !is_root() {
+    let Some(dir) = nobodys_faults_dir() else {
         return;
-    }
-    let dir = nobodys_faults_dir();
+    };
     let marked = HaltStore::new(dir.path()).mark_investigated("r", "X:all:0123abcd");
     let pending = dir.path().join(PENDING_DIR);
     let made = fs::symlink_metadata(&pending)
@@ -117,10 +127,9 @@ fn an_ack_that_finds_nothing_makes_no_pending_dir() {
 /// running as that user, can read, move and archive them as their own.
 #[test]
 fn what_a_root_daemon_makes_in_another_users_faults_dir_is_that_users() {
-    if !is_root() {
+    let Some(dir) = nobodys_faults_dir() else {
         return;
-    }
-    let dir = nobodys_faults_dir();
+    };
     let x = file_one_event(dir.path());
     let marked = HaltStore::new(dir.path()).mark_investigated("r", &x.fault_id);
     let Ok(Marked::Moved(processed)) = marked else {
@@ -167,18 +176,11 @@ fn a_third_users_subdir_is_refused_with_both_owners_named() {
 /// filed nor resolved on any later pass under that user.
 #[test]
 fn the_run_lock_a_root_daemon_leaves_in_another_users_faults_dir_is_that_users() {
-    if !is_root() {
+    let Some(dir) = nobodys_faults_dir() else {
         return;
-    }
-    let dir = nobodys_faults_dir();
+    };
     file_one_event(dir.path());
-    let active = dir.path().join(ACTIVE_DIR);
-    let owners = owners_in(&active);
-    assert!(
-        owners.iter().all(|(_, uid, _)| *uid == NOBODY),
-        "root left in {} (name, uid, mode): {owners:?}",
-        active.display()
-    );
+    assert_all_nobodys(&dir.path().join(ACTIVE_DIR));
 }
 
 /// A `pending-investigations/` still root's in another user's faults dir: another root
@@ -189,17 +191,11 @@ fn the_run_lock_a_root_daemon_leaves_in_another_users_faults_dir_is_that_users()
 /// life of the daemon, which keeps the dir it opened.
 #[test]
 fn events_a_root_daemon_files_into_a_root_subdir_of_another_users_faults_dir_are_that_users() {
-    if !is_root() {
+    let Some(dir) = nobodys_faults_dir() else {
         return;
-    }
-    let dir = nobodys_faults_dir();
+    };
     fs::create_dir(dir.path().join(PENDING_DIR)).unwrap();
     file_one_event(dir.path());
-    let pending = dir.path().join(PENDING_DIR);
-    let owners = owners_in(&pending);
-    assert!(
-        !owners.is_empty() && owners.iter().all(|(_, uid, _)| *uid == NOBODY),
-        "root filed into {} (name, uid, mode): {owners:?}",
-        pending.display()
-    );
+    let filed = assert_all_nobodys(&dir.path().join(PENDING_DIR));
+    assert!(!filed.is_empty(), "no event filed");
 }
