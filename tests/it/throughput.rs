@@ -8,7 +8,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::support::{GitLane, World, stop};
+use crate::support::{GitLane, World, berth_log, stop};
 
 /// A landing command whose step for a PR in `meet` first leaves a mark, then waits
 /// (bounded, 15 s) for the marks of every PR in `meet`, and notes in `<root>/trace`
@@ -102,7 +102,7 @@ fn a_finished_landing_dispatches_the_next_record_without_a_poll_tick() {
             .all(|id| world.read_record(id)["status"] == "landed")
     });
     stop(daemon);
-    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
+    let log = berth_log(&world);
     assert!(all_landed, "not all landed: {log}");
     assert_eq!(trace_lines(&trace), ["met 1", "met 2"]);
     let mut landed = world.ledger();
@@ -150,7 +150,7 @@ fn a_lane_locked_by_another_host_lands_soon_after_it_lets_go() {
     };
     let config = world.git_forge_config("poll_secs = 3600\n");
     let daemon = world.spawn_watch(&config);
-    let log = || fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
+    let log = || berth_log(&world);
     let skips = || log().matches("lane skipped").count();
     assert!(
         world.wait_for(std::time::Duration::from_secs(30), || skips() >= 3),
@@ -193,7 +193,7 @@ fn the_checkout_is_made_while_the_lane_lock_is_taken() {
         world.read_record(&id)["status"] == "landed"
     });
     stop(daemon);
-    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
+    let log = berth_log(&world);
     assert!(scratch_made, "no scratch worktree was made: {log}");
     assert_eq!(
         lock_refs_then,
@@ -310,13 +310,13 @@ fn a_lanes_next_record_is_claimed_while_its_previous_lock_is_still_being_release
     let statuses = || statuses(&world, &ids);
     let (held, next_claimed) = next_claimed_while_held(&world, &hold, &ids);
     let (writes_then, refs_then) = (lock_writes(&hold), world.lock_refs(&lane.remote_url));
-    let log_then = fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
+    let log_then = berth_log(&world);
     fs::write(hold.join("go"), "").unwrap();
     let all_landed = world.wait_for(std::time::Duration::from_secs(60), || {
         statuses().iter().all(|s| s.as_deref() == Some("landed"))
     });
     stop(daemon);
-    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
+    let log = berth_log(&world);
     assert!(held, "no lock release was held: {log}");
     assert!(
         next_claimed,
@@ -376,7 +376,7 @@ fn a_stopping_daemon_waits_for_the_lock_releases_in_flight() {
     kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
     fs::write(hold.join("go"), "").unwrap();
     let status = daemon.wait().unwrap();
-    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
+    let log = berth_log(&world);
     assert!(held && next_claimed, "{log}");
     assert_eq!(status.code(), Some(143), "{log}");
     let mut ended: Vec<_> = statuses(&world, &ids).into_iter().flatten().collect();
@@ -420,7 +420,7 @@ fn a_lock_whose_release_a_killed_daemon_left_in_flight_is_recovered_at_the_next_
             .all(|s| s.as_deref() == Some("landed"))
     });
     stop(restarted);
-    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
+    let log = berth_log(&world);
     assert!(held && next_claimed && left_on_origin, "{log}");
     assert!(
         !refs_left.is_empty(),
@@ -451,7 +451,7 @@ fn a_once_run_signalled_while_its_release_is_in_flight_exits_as_signalled() {
     std::thread::sleep(Duration::from_millis(300));
     fs::write(hold.join("go"), "").unwrap();
     let status = daemon.wait().unwrap();
-    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
+    let log = berth_log(&world);
     assert!(held, "{log}");
     assert_eq!(world.read_record(&id)["status"], "landed", "{log}");
     assert_eq!(
