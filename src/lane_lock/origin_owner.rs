@@ -60,6 +60,7 @@ impl Owner {
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    use std::os::unix::process::CommandExt as _;
     use std::path::{Path, PathBuf};
 
     use super::*;
@@ -128,6 +129,80 @@ mod tests {
             let written = std::fs::metadata(repo.join(held.ref_name())).unwrap();
             assert_eq!(written.uid(), owner, "{}", held.ref_name());
         }
+    }
+
+    /// An origin chowned to its user with `chown -R git /srv/app.git` keeps root's group on
+    /// `refs/`. The writer child must then hold only what that user holds: a write led
+    /// astray in the last milliseconds must not land where group root may write and the
+    /// owner may not. Its egid shows in the group of the ref file git makes.
+    #[test]
+    fn a_root_berth_writes_another_users_origin_without_root_s_group() {
+        let Some((_dir, bare, client)) = their_origin() else {
+            return;
+        };
+        let chowned = std::process::Command::new("chown")
+            .args(["-R", &format!("{NOBODY}:0")])
+            .arg(bare.join("refs"))
+            .status()
+            .unwrap();
+        assert!(chowned.success());
+        let held = take_main(&client, bare.to_str().unwrap());
+        let written = std::fs::metadata(bare.join(held.ref_name())).unwrap();
+        assert_eq!(written.uid(), NOBODY);
+        assert_ne!(
+            written.gid(),
+            0,
+            "the writer child ran with root's group, which the origin's owner does not hold"
+        );
+    }
+
+    /// A root berth copies each lock commit (and its tree) into a local origin's object
+    /// database itself, as root: the fan-out directories it makes under the owner's
+    /// `objects/` are root's, 0755, so the owner's own git (a push, `git gc`) can no longer
+    /// add an object there or prune one. That is writing outside berth's namespace
+    /// (`refs/gstack/release-locks/`). (The git dir stays root's, as above.)
+    #[test]
+    fn a_root_berth_leaves_no_root_owned_node_in_another_users_objects() {
+        let Some((_dir, bare, client)) = their_origin() else {
+            return;
+        };
+        let chowned = std::process::Command::new("chown")
+            .args(["-R", &format!("{NOBODY}:{NOBODY}")])
+            .arg(bare.join("refs"))
+            .arg(bare.join("objects"))
+            .status()
+            .unwrap();
+        assert!(chowned.success());
+        let held = take_main(&client, bare.to_str().unwrap());
+        let mut roots = Vec::new();
+        let mut look = vec![bare.join("objects")];
+        while let Some(at) = look.pop() {
+            for entry in std::fs::read_dir(&at).unwrap() {
+                let path = entry.unwrap().path();
+                let meta = std::fs::symlink_metadata(&path).unwrap();
+                if meta.uid() == 0 {
+                    roots.push(path.clone());
+                }
+                if meta.is_dir() {
+                    look.push(path);
+                }
+            }
+        }
+        // What that costs the owner: no object of theirs can be added to such a directory.
+        let blocked = roots.iter().find(|path| path.is_dir()).map(|fan_out| {
+            std::process::Command::new("touch")
+                .arg(fan_out.join("tmp_obj_owner"))
+                .uid(NOBODY)
+                .gid(NOBODY)
+                .status()
+                .unwrap()
+                .success()
+        });
+        assert!(
+            roots.is_empty(),
+            "root-owned nodes in the owner's objects/ after taking {}: {roots:?} (the owner can add an object there: {blocked:?})",
+            held.ref_name()
+        );
     }
 
     /// An earlier root berth made a lane's directories and its lock ref as root in another
