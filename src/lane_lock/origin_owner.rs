@@ -205,6 +205,51 @@ mod tests {
         );
     }
 
+    /// The owner of an origin's `objects/` may make its fan-out directories symlinks (git
+    /// follows them). A root berth's copy of its lock commit into that origin follows them
+    /// too: the owner picks a directory only root may write (`/etc/sudoers.d`, where sudo
+    /// reads every file whose name has no dot, as a lock object's 38 hex digits) and root
+    /// writes an object file there. Nothing of berth's may be written outside the origin.
+    #[test]
+    fn a_root_berth_writes_no_object_through_the_owners_fan_out_symlinks() {
+        if !Uid::effective().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let elsewhere = dir.path().join("roots-only");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let bare = dir.path().join("theirs.git");
+        git2::Repository::init_bare(&bare).unwrap();
+        for fan_out in 0..=0xffu8 {
+            let link = bare.join("objects").join(format!("{fan_out:02x}"));
+            std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        }
+        let chowned = std::process::Command::new("chown")
+            .args(["-R", "-h", &format!("{NOBODY}:{NOBODY}")])
+            .arg(bare.join("refs"))
+            .arg(bare.join("objects"))
+            .status()
+            .unwrap();
+        assert!(chowned.success());
+        let client = LockClient::new(&dir.path().join("scratch"), LockSettings::default()).unwrap();
+        let url = bare.to_str().unwrap();
+        let lane = Lane {
+            repo_identity: url.to_owned(),
+            base_branch: "main".into(),
+        };
+        let outcome = client.acquire(url, &lane, "me", Path::new("/a"));
+        let written: Vec<_> = std::fs::read_dir(&elsewhere)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert!(
+            written.is_empty(),
+            "root wrote {written:?} into {} through the owner's symlinks ({outcome:?})",
+            elsewhere.display()
+        );
+    }
+
     /// An earlier root berth made a lane's directories and its lock ref as root in another
     /// user's origin; the writer, now run as that user, is given them first, so the lane is
     /// released and taken again. (The git dir stays root's, as above, but writable by the
