@@ -212,15 +212,11 @@ mod tests {
     /// writes an object file there. Nothing of berth's may be written outside the origin.
     #[test]
     fn a_root_berth_writes_no_object_through_the_owners_fan_out_symlinks() {
-        if !Uid::effective().is_root() {
+        let Some((dir, bare, client)) = their_origin() else {
             return;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
         let elsewhere = dir.path().join("roots-only");
         std::fs::create_dir(&elsewhere).unwrap();
-        let bare = dir.path().join("theirs.git");
-        git2::Repository::init_bare(&bare).unwrap();
         for fan_out in 0..=0xffu8 {
             let link = bare.join("objects").join(format!("{fan_out:02x}"));
             std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
@@ -232,13 +228,8 @@ mod tests {
             .status()
             .unwrap();
         assert!(chowned.success());
-        let client = LockClient::new(&dir.path().join("scratch"), LockSettings::default()).unwrap();
         let url = bare.to_str().unwrap();
-        let lane = Lane {
-            repo_identity: url.to_owned(),
-            base_branch: "main".into(),
-        };
-        let outcome = client.acquire(url, &lane, "me", Path::new("/a"));
+        let outcome = client.acquire(url, &lane(url, "main"), "me", Path::new("/a"));
         let written: Vec<_> = std::fs::read_dir(&elsewhere)
             .unwrap()
             .map(|entry| entry.unwrap().file_name())
