@@ -6,8 +6,10 @@
 //! where the symlink points. Run as root, that write could land anywhere on the host; run
 //! as the owner of the origin's `refs/` directory (the user whose git writes the origin's
 //! refs), it lands only where that user could write anyway. So when berth's effective uid
-//! is 0 and `refs/` belongs to another user, the child takes that user's uid and gid (and
-//! no supplementary groups) before anything else, and `git` finds that user's home.
+//! is 0 and `refs/` belongs to another user, the child takes that user's uid and primary
+//! group (and no supplementary groups) before anything else, and `git` finds that user's
+//! home. The lock commit's objects are written as the owner of `objects/` the same way
+//! ([`super::lock_objects`]).
 
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt as _;
@@ -29,22 +31,47 @@ pub(super) struct Owner {
 
 /// The owner of `refs/` in the git dir `git_dir` (followed: the operator's layout) when
 /// berth runs as root and `refs/` is another user's; `None`: the child runs as berth.
+///
+/// The child takes the owner's primary group from the user database, not the group of
+/// `refs/`: after a plain `chown -R git /srv/app.git` that is still root's, which the
+/// owner does not hold. A uid the user database does not know gets the overflow group
+/// ([`NO_GROUP`]) and `/` as its home.
 pub(super) fn of(git_dir: &OwnedFd) -> Option<Owner> {
+    of_dir(git_dir, "refs")
+}
+
+/// The owner of `objects/` in `git_dir`, as [`of`] judges `refs/`: who writes the lock
+/// commit's objects ([`super::lock_objects`]).
+pub(super) fn of_objects(git_dir: &OwnedFd) -> Option<Owner> {
+    of_dir(git_dir, "objects")
+}
+
+fn of_dir(git_dir: &OwnedFd, name: &str) -> Option<Owner> {
     if !Uid::effective().is_root() {
         return None;
     }
-    let refs = nix::sys::stat::fstatat(git_dir, "refs", AtFlags::empty()).ok()?;
-    (refs.st_uid != 0).then(|| Owner {
-        uid: refs.st_uid,
-        gid: refs.st_gid,
-        home: User::from_uid(Uid::from_raw(refs.st_uid))
-            .ok()
-            .flatten()
-            .map_or_else(|| PathBuf::from("/"), |user| user.dir),
+    let dir = nix::sys::stat::fstatat(git_dir, name, AtFlags::empty()).ok()?;
+    if dir.st_uid == 0 {
+        return None;
+    }
+    let user = User::from_uid(Uid::from_raw(dir.st_uid)).ok().flatten();
+    Some(Owner {
+        uid: dir.st_uid,
+        gid: user.as_ref().map_or(NO_GROUP, |user| user.gid.as_raw()),
+        home: user.map_or_else(|| PathBuf::from("/"), |user| user.dir),
     })
 }
 
+/// The kernel's overflow group (`nogroup`), which by convention owns nothing: the group
+/// of an owner the user database does not know.
+const NO_GROUP: u32 = 65_534;
+
 impl Owner {
+    /// The user's id, to name it in a message.
+    pub(super) fn uid(&self) -> u32 {
+        self.uid
+    }
+
     /// Makes `command` run as the owner: std sets the gid, drops the supplementary groups
     /// and sets the uid in the child before berth's own steps there. `HOME` is the
     /// owner's (root's is unreadable to it, and git stops on a config it cannot read).
@@ -242,8 +269,9 @@ mod tests {
     }
 
     /// An earlier root berth made a lane's directories and its lock ref as root in another
-    /// user's origin; the writer, now run as that user, is given them first, so the lane is
-    /// released and taken again. (The git dir stays root's, as above, but writable by the
+    /// user's origin; the writer, now run as that user, is given them first (with the
+    /// user's primary group, not the group root left on `refs/`), so the lane is released
+    /// and taken again. (The git dir stays root's, as above, but writable by the
     /// owner: a delete takes `packed-refs.lock` there.)
     #[test]
     fn a_lane_an_earlier_root_berth_wrote_as_root_is_released_and_taken_again() {
@@ -254,7 +282,8 @@ mod tests {
         let take = || take_main(&client, bare.to_str().unwrap());
         let earlier = take();
         for theirs in ["refs", "refs/heads", "refs/tags", "refs/gstack"] {
-            std::os::unix::fs::chown(bare.join(theirs), Some(NOBODY), Some(NOBODY)).unwrap();
+            // Root's group, as a plain `chown -R nobody` leaves it.
+            std::os::unix::fs::chown(bare.join(theirs), Some(NOBODY), Some(0)).unwrap();
         }
         let lock_ref = bare.join(earlier.ref_name());
         let identity = lock_ref.parent().unwrap();
@@ -269,7 +298,9 @@ mod tests {
         assert_eq!(client.release(&earlier).unwrap(), Released::Deleted);
         let again = take();
         assert_eq!(std::fs::metadata(&lock_ref).unwrap().uid(), NOBODY);
-        assert_eq!(std::fs::metadata(identity).unwrap().uid(), NOBODY);
+        let given = std::fs::metadata(identity).unwrap();
+        let primary = User::from_uid(Uid::from_raw(NOBODY)).unwrap().unwrap().gid;
+        assert_eq!((given.uid(), given.gid()), (NOBODY, primary.as_raw()));
         assert_eq!(client.release(&again).unwrap(), Released::Deleted);
     }
 
