@@ -266,6 +266,19 @@ mod tests {
             "root wrote {written:?} into {} through the owner's symlinks ({outcome:?})",
             elsewhere.display()
         );
+        // Where the owner cannot write, the lock write fails closed, saying as whom.
+        let said = format!("{outcome:?}");
+        assert!(
+            said.contains("cannot write the lock commit") && said.contains("uid 65534"),
+            "{said}"
+        );
+        let refs = git2::Repository::open_bare(&bare).unwrap();
+        assert!(
+            refs.references_glob("refs/gstack/*")
+                .unwrap()
+                .next()
+                .is_none()
+        );
     }
 
     /// An earlier root berth made a lane's directories and its lock ref as root in another
