@@ -264,6 +264,44 @@ mod tests {
         assert_eq!(kept.expires_at, fair.expires_at);
     }
 
+    /// A berth with `lock_ttl_secs = 21600` (6 h: allowed, and its `heartbeat_secs` of 900
+    /// is below the 2 h 5 min bound, as docs/lane-locks.md asks of daemons sharing an
+    /// origin) takes a lane at `t0` and is then paused (SIGSTOP, a suspend): its step's
+    /// guard lets the step run until its lease ends, `t0` + 6 h − 5 s. A berth with the
+    /// default TTL (the bound it believes: 2 h + 5 min) first sees the lock at `t0` and
+    /// tries again 2 h 5 min later: the lock must still hold the lane then, or the second
+    /// berth lands while the first one's step still runs.
+    #[test]
+    fn a_paused_holders_longer_ttl_lock_holds_the_lane_while_its_lease_runs() {
+        let seen = ExpirySightings::in_memory();
+        let holders_ttl = chrono::Duration::hours(6);
+        let contenders_longest = Duration::from_secs(7200);
+        let t0 = crate::clock::now();
+        let sha = Oid::from_str("3234567890123456789012345678901234567890").unwrap();
+        let lock = planted(t0 + holders_ttl);
+        let lease_ends = t0 + holders_ttl - chrono::Duration::seconds(5);
+        let first = capped(
+            lock.clone(),
+            sha,
+            "refs/gstack/release-locks/x/main",
+            look(&seen, contenders_longest, t0, Look::Take),
+        );
+        assert!(first.is_live_at(t0));
+        let later = t0 + bound(contenders_longest) + chrono::Duration::seconds(1);
+        assert!(later < lease_ends);
+        let judged = capped(
+            lock,
+            sha,
+            "refs/gstack/release-locks/x/main",
+            look(&seen, contenders_longest, later, Look::Take),
+        );
+        assert!(
+            judged.is_live_at(later),
+            "taken over at {later}, judged to expire at {}, while the paused holder's lease runs until {lease_ends}",
+            judged.expires_at
+        );
+    }
+
     /// The daemon lists every lock ref of an origin (`forge_round::faults` -> `list`): an
     /// origin where more than the remembered number of far-future locks were planted (one
     /// push of refs under `refs/gstack/release-locks/`) must not make the planted lock on a
