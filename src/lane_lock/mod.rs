@@ -112,10 +112,8 @@ pub const LOCK_REF_PREFIX: &str = "refs/gstack/release-locks/";
 /// How long a lock stays valid without a refresh (gstack's value).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(2 * 60 * 60);
 
-/// The longest TTL a berth holds a lane lock with, and so the longest every berth
-/// believes a holder writes ([`expiry_cap`]): gstack's 2 h. A longer one would let a
-/// paused holder's lease (its TTL less a margin) run on after a contender's cap judged
-/// its lock expired: two landings on one lane.
+/// The longest TTL a berth holds a lane lock with (gstack's), which every berth believes
+/// ([`expiry_cap`]): a paused holder's lease then ends before any contender's cap fires.
 pub const LONGEST_TTL: Duration = DEFAULT_TTL;
 
 /// Refreshes per TTL: the one relationship between heartbeat and TTL (2 h / 8 = 15 min),
