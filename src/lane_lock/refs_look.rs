@@ -340,4 +340,23 @@ mod tests {
             "{said}"
         );
     }
+
+    /// libgit2 opens a local origin's `config` (and `objects/info/alternates`) with the
+    /// same blocking open() as a ref: a FIFO planted there by a writer of the origin hangs
+    /// the acquire for good, as one under refs/ did.
+    #[test]
+    fn a_fifo_at_the_origins_config_or_alternates_does_not_hang_the_acquire() {
+        let hung: Vec<&str> = ["config", "objects/info/alternates"]
+            .into_iter()
+            .filter(|planted| {
+                let origin = crate::lane_lock::tests::BareOrigin::new();
+                let at = origin.bare.join(planted);
+                let _ = std::fs::remove_file(&at);
+                std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+                fifo(&at);
+                acquire_within_a_minute(&origin).is_none()
+            })
+            .collect();
+        assert!(hung.is_empty(), "the acquire never returned with a FIFO at {hung:?}");
+    }
 }
