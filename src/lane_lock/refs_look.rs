@@ -357,6 +357,9 @@ mod tests {
                 acquire_within_a_minute(&origin).is_none()
             })
             .collect();
-        assert!(hung.is_empty(), "the acquire never returned with a FIFO at {hung:?}");
+        assert!(
+            hung.is_empty(),
+            "the acquire never returned with a FIFO at {hung:?}"
+        );
     }
 }
