@@ -214,7 +214,7 @@ pub fn read(berth_dir: &Path) -> Result<Vec<PassedOverLine>, ReadPublishedError>
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -224,6 +224,13 @@ mod tests {
 
     fn stamp(path: &Path) -> FileStamp {
         FileStamp::of(&std::fs::symlink_metadata(path).unwrap())
+    }
+
+    /// A record file `<id>.json` in `dir`.
+    fn record_file(dir: &Path, id: &str) -> PathBuf {
+        let path = dir.join(format!("{id}.json"));
+        std::fs::write(&path, "{}").unwrap();
+        path
     }
 
     fn unclaimable(berth_dir: &Path) -> Unclaimable {
@@ -243,13 +250,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let unclaimable = unclaimable(dir.path());
         for n in 0..100 {
-            let path = dir.path().join(format!("r{n}.json"));
-            std::fs::write(&path, "{}").unwrap();
+            let path = record_file(dir.path(), &format!("r{n}"));
             assert!(unclaimable.refused(&format!("r{n}"), &path, stamp(&path), 1 << 21, 1 << 20));
             std::fs::remove_file(&path).unwrap();
         }
-        let other = dir.path().join("other.json");
-        std::fs::write(&other, "{}").unwrap();
+        let other = record_file(dir.path(), "other");
         assert!(unclaimable.refused("other", &other, stamp(&other), 1 << 21, 1 << 20));
         // Later ticks over a queue holding the one other record.
         for _ in 0..3 {
@@ -269,8 +274,7 @@ mod tests {
     fn the_version_passed_over_is_the_one_read() {
         let dir = tempfile::tempdir().unwrap();
         let unclaimable = unclaimable(dir.path());
-        let path = dir.path().join("r.json");
-        std::fs::write(&path, "{}").unwrap();
+        let path = record_file(dir.path(), "r");
         let read = stamp(&path);
         let temp = dir.path().join(".r.tmp");
         std::fs::write(&temp, "{\"fixed\": true}").unwrap();
@@ -289,8 +293,7 @@ mod tests {
     fn the_list_the_daemon_writes_is_one_its_readers_read() {
         let dir = tempfile::tempdir().unwrap();
         let unclaimable = unclaimable(dir.path());
-        let probe = dir.path().join("probe.json");
-        std::fs::write(&probe, "{}").unwrap();
+        let probe = record_file(dir.path(), "probe");
         let queue = std::path::Path::new("/srv").join("q".repeat(295));
         for n in 0..super::MAX_PASSED_OVER_LISTED {
             let id = format!("{n:04}{}", "r".repeat(crate::store::MAX_ID_LEN - 4));
@@ -319,8 +322,7 @@ mod tests {
         let unclaimable = unclaimable(dir.path());
         let file = dir.path().join(super::PASSED_OVER_FILE);
         std::fs::create_dir(&file).unwrap();
-        let path = dir.path().join("r.json");
-        std::fs::write(&path, "{}").unwrap();
+        let path = record_file(dir.path(), "r");
         assert!(unclaimable.refused("r", &path, stamp(&path), 1 << 21, 1 << 20));
         unclaimable.sweep();
         std::fs::remove_dir(&file).unwrap();
@@ -343,8 +345,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let unclaimable = unclaimable(dir.path());
         let file = dir.path().join(super::PASSED_OVER_FILE);
-        let path = dir.path().join("r.json");
-        std::fs::write(&path, "{}").unwrap();
+        let path = record_file(dir.path(), "r");
         for n in 0..50 {
             unclaimable.refused(&format!("r{n}"), &path, stamp(&path), 1 << 21, 1 << 20);
         }

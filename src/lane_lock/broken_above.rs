@@ -85,6 +85,23 @@ mod tests {
         client.acquire(url, &lane(), "me", Path::new("/a"))
     }
 
+    /// The first try at `url`'s lane is held by `planted`, its answer naming it and saying
+    /// `why`; once it was seen as long ago as any lock lasts, the lane is taken (and let go).
+    fn held_then_taken_past_the_cap(client: &LockClient, url: &str, planted: &Path, why: &str) {
+        let first = format!("{:?}", take(client, url));
+        assert!(
+            first.contains(&*planted.to_string_lossy()) && first.contains(why),
+            "the first try does not name {}: {first}",
+            planted.display()
+        );
+        as_if_seen_long_ago(client);
+        let outcome = take(client, url);
+        let Ok(Acquire::Acquired(held)) = outcome else {
+            panic!("{why}: still keeps the lane past the cap: first {first}; then {outcome:?}");
+        };
+        client.release(&held).unwrap();
+    }
+
     /// Before its cap a broken ref holds the lane as any commit in the way that is no lock
     /// does: the answer names it, why it is in the way and when berth moves it, not git's
     /// bare error on every try.
@@ -122,20 +139,7 @@ mod tests {
         let (url, planted) = origin_with(dir.path(), "locks.git", |at| {
             std::fs::write(at, "junk\n").unwrap();
         });
-        let client = client(dir.path());
-        let first = format!("{:?}", take(&client, &url));
-        assert!(
-            first.contains(&*planted.to_string_lossy()) && first.contains("moves it out"),
-            "the first try does not name the broken ref: {first}"
-        );
-        as_if_seen_long_ago(&client);
-        let outcome = take(&client, &url);
-        let Ok(Acquire::Acquired(held)) = outcome else {
-            panic!(
-                "a broken ref still keeps the lane past the cap: first {first}; then {outcome:?}"
-            );
-        };
-        client.release(&held).unwrap();
+        held_then_taken_past_the_cap(&client(dir.path()), &url, &planted, "moves it out");
         let kept: Vec<_> = set_aside_in(Path::new(&url))
             .iter()
             .map(|path| std::fs::read_to_string(path).unwrap())
@@ -154,20 +158,7 @@ mod tests {
         let (url, planted) = origin_with(dir.path(), "locks.git", |at| {
             std::os::unix::fs::symlink(&nowhere, at).unwrap();
         });
-        let client = client(dir.path());
-        let first = format!("{:?}", take(&client, &url));
-        assert!(
-            first.contains(&*planted.to_string_lossy()) && first.contains("is a symlink"),
-            "the first try does not name the symlink: {first}"
-        );
-        as_if_seen_long_ago(&client);
-        let outcome = take(&client, &url);
-        let Ok(Acquire::Acquired(held)) = outcome else {
-            panic!(
-                "a dangling symlink still keeps the lane past the cap: first {first}; then {outcome:?}"
-            );
-        };
-        client.release(&held).unwrap();
+        held_then_taken_past_the_cap(&client(dir.path()), &url, &planted, "is a symlink");
         let aside = set_aside_in(Path::new(&url));
         assert_eq!(aside.len(), 1, "{aside:?}");
         assert_eq!(std::fs::read_link(&aside[0]).unwrap(), nowhere);

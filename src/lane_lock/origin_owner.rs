@@ -60,46 +60,71 @@ impl Owner {
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     use super::*;
-    use crate::lane_lock::{Acquire, Lane, LockClient, LockSettings, Released};
+    use crate::lane_lock::{Acquire, HeldLock, Lane, LockClient, LockSettings, Released};
 
     /// `nobody`, whom no test file belongs to.
     const NOBODY: u32 = 65_534;
 
-    /// As root (the test runs only there: another uid cannot give a file away), an origin
+    /// A temp dir every user may enter (0755) holding a fresh bare origin `theirs.git`, and
+    /// a lock client whose scratch is in it; none unless this runs as root (the tests give
+    /// files away, which no other uid can).
+    fn their_origin() -> Option<(tempfile::TempDir, PathBuf, LockClient)> {
+        if !Uid::effective().is_root() {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let bare = dir.path().join("theirs.git");
+        git2::Repository::init_bare(&bare).unwrap();
+        let client = LockClient::new(&dir.path().join("scratch"), LockSettings::default()).unwrap();
+        Some((dir, bare, client))
+    }
+
+    fn lane(identity: &str, base: &str) -> Lane {
+        Lane {
+            repo_identity: identity.to_owned(),
+            base_branch: base.into(),
+        }
+    }
+
+    /// The lock `client` takes on origin `url`'s `main` lane (the url its identity).
+    fn take_main(client: &LockClient, url: &str) -> HeldLock {
+        match client
+            .acquire(url, &lane(url, "main"), "me", Path::new("/a"))
+            .unwrap()
+        {
+            Acquire::Acquired(held) => held,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// `bare`'s `refs/` and all in it (a symlink itself, not its target) given to `nobody`.
+    fn give_refs_to_nobody(bare: &Path) {
+        let chowned = std::process::Command::new("chown")
+            .args(["-R", "-h", &format!("{NOBODY}:{NOBODY}")])
+            .arg(bare.join("refs"))
+            .status()
+            .unwrap();
+        assert!(chowned.success());
+    }
+
+    /// As root (the test runs only there), an origin
     /// whose `refs/` is another user's gets its lock ref written by that user: a write led
     /// astray in the last milliseconds lands only where that user could write. (The git
     /// dir stays root's: libgit2 opens no other user's repository unless `safe.directory`
     /// lets it, a setting of the host.)
     #[test]
     fn a_root_berth_writes_the_lock_ref_of_another_users_origin_as_that_user() {
-        if !Uid::effective().is_root() {
+        let Some((dir, bare, client)) = their_origin() else {
             return;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let bare = dir.path().join("theirs.git");
-        git2::Repository::init_bare(&bare).unwrap();
+        };
         let mine = git2::Repository::init_bare(dir.path().join("mine.git")).unwrap();
-        let chowned = std::process::Command::new("chown")
-            .args(["-R", &format!("{NOBODY}:{NOBODY}")])
-            .arg(bare.join("refs"))
-            .status()
-            .unwrap();
-        assert!(chowned.success());
-        let client = LockClient::new(&dir.path().join("scratch"), LockSettings::default()).unwrap();
+        give_refs_to_nobody(&bare);
         for (repo, owner) in [(bare.as_path(), NOBODY), (mine.path(), 0)] {
-            let url = repo.to_str().unwrap();
-            let lane = Lane {
-                repo_identity: url.to_owned(),
-                base_branch: "main".into(),
-            };
-            let held = match client.acquire(url, &lane, "me", Path::new("/a")).unwrap() {
-                Acquire::Acquired(held) => held,
-                other => panic!("{other:?}"),
-            };
+            let held = take_main(&client, repo.to_str().unwrap());
             let written = std::fs::metadata(repo.join(held.ref_name())).unwrap();
             assert_eq!(written.uid(), owner, "{}", held.ref_name());
         }
@@ -111,24 +136,11 @@ mod tests {
     /// owner: a delete takes `packed-refs.lock` there.)
     #[test]
     fn a_lane_an_earlier_root_berth_wrote_as_root_is_released_and_taken_again() {
-        if !Uid::effective().is_root() {
+        let Some((_dir, bare, client)) = their_origin() else {
             return;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let bare = dir.path().join("theirs.git");
-        git2::Repository::init_bare(&bare).unwrap();
+        };
         std::fs::set_permissions(&bare, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let client = LockClient::new(&dir.path().join("scratch"), LockSettings::default()).unwrap();
-        let url = bare.to_str().unwrap();
-        let lane = Lane {
-            repo_identity: url.to_owned(),
-            base_branch: "main".into(),
-        };
-        let take = || match client.acquire(url, &lane, "me", Path::new("/a")).unwrap() {
-            Acquire::Acquired(held) => held,
-            other => panic!("{other:?}"),
-        };
+        let take = || take_main(&client, bare.to_str().unwrap());
         let earlier = take();
         for theirs in ["refs", "refs/heads", "refs/tags", "refs/gstack"] {
             std::os::unix::fs::chown(bare.join(theirs), Some(NOBODY), Some(NOBODY)).unwrap();
@@ -157,20 +169,11 @@ mod tests {
     /// the other origin's lock refs away and let a second landing onto its lanes.
     #[test]
     fn a_root_berth_gives_no_node_of_another_origin_reached_through_a_symlink() {
-        if !Uid::effective().is_root() {
+        let Some((dir, theirs, client)) = their_origin() else {
             return;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let roots = git2::Repository::init_bare(dir.path().join("roots.git")).unwrap();
-        let theirs = dir.path().join("theirs.git");
-        git2::Repository::init_bare(&theirs).unwrap();
-        let client = LockClient::new(&dir.path().join("scratch"), LockSettings::default()).unwrap();
-        // Two bases: the `+repo/<base>` ref every spelling shares is another one.
-        let lane = |identity: &str, base: &str| Lane {
-            repo_identity: identity.to_owned(),
-            base_branch: base.into(),
         };
+        let roots = git2::Repository::init_bare(dir.path().join("roots.git")).unwrap();
+        // Two bases: the `+repo/<base>` ref every spelling shares is another one.
         let url = roots.path().to_str().unwrap();
         let other = lane("github.com/acme/other", "main");
         let held = client.acquire(url, &other, "me", Path::new("/a")).unwrap();
@@ -183,12 +186,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(theirs.join("refs/gstack"));
         std::os::unix::fs::symlink(roots.path().join("refs/gstack"), theirs.join("refs/gstack"))
             .unwrap();
-        let chowned = std::process::Command::new("chown")
-            .args(["-R", "-h", &format!("{NOBODY}:{NOBODY}")])
-            .arg(theirs.join("refs"))
-            .status()
-            .unwrap();
-        assert!(chowned.success());
+        give_refs_to_nobody(&theirs);
         let url = theirs.to_str().unwrap();
         let widget = lane("github.com/acme/widget", "dev");
         let outcome = client.acquire(url, &widget, "me", Path::new("/a"));

@@ -156,8 +156,8 @@ mod tests {
 
     use super::*;
     use crate::gates::Allowlist;
+    use crate::queue_report::Waits;
     use crate::queue_report::log_index::DecisionIndex;
-    use crate::queue_report::{DaemonView, Waits};
     use crate::store::{QueueStore, Scan};
 
     fn stored(id: &str, status: &str, extra: &[(&str, Value)]) -> StoredRecord {
@@ -184,21 +184,11 @@ mod tests {
                 reason: "not JSON".into(),
             })
             .collect();
-        QueueReport {
-            scan: Scan {
-                records,
-                unreadable,
-            },
-            waits: Waits::default(),
-            fallbacks: Ok(Vec::new()),
-            unsaved: Ok(Vec::new()),
-            passed_over: Ok(Vec::new()),
-            rules: Ok(None),
-            daemon: DaemonView {
-                running: Ok(None),
-                health: Ok(None),
-            },
-        }
+        let scan = Scan {
+            records,
+            unreadable,
+        };
+        QueueReport::of(scan, Waits::default())
     }
 
     /// `/api/queue` lists at most its caps, live records first, and says how many it left

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::queue_report::history::{History, TimedLanding};
-use crate::queue_report::{DaemonView, QueueReport, Waiting, Waits};
+use crate::queue_report::{QueueReport, Waiting, Waits};
 use crate::record::Record;
 use crate::rules::decisions::PolicyWait;
 use crate::store::Scan;
@@ -29,21 +29,13 @@ fn stored(id: &str, pr: u64, status: &str, branch: &str, queued_at: &str) -> Sto
 
 fn facts(records: Vec<StoredRecord>, history: History, waits: Waits) -> PageFacts {
     PageFacts {
-        report: QueueReport {
-            scan: Scan {
+        report: QueueReport::of(
+            Scan {
                 records,
                 unreadable: Vec::new(),
             },
             waits,
-            fallbacks: Ok(Vec::new()),
-            unsaved: Ok(Vec::new()),
-            passed_over: Ok(Vec::new()),
-            rules: Ok(None),
-            daemon: DaemonView {
-                running: Ok(None),
-                health: Ok(None),
-            },
-        },
+        ),
         history: Ok(history),
         halts: Vec::new(),
         unreadable_halts: 0,

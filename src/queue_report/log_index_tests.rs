@@ -24,6 +24,13 @@ fn status(n: u64, pr: u64, repo: &str, to: &str) -> serde_json::Value {
         "from": "queued", "to": to, "reason": format!("n{n}")})
 }
 
+/// `lines` claims of repo `r`'s PRs `0..prs` in turn appended to the log; the bytes written.
+fn claims(dir: &Path, lines: u64, prs: u64) -> u64 {
+    (0..lines)
+        .map(|n| append(dir, &status(n, n % prs, "r", "claiming")))
+        .sum()
+}
+
 fn wait(n: u64, pr: u64, repo: &str, decision: &str) -> serde_json::Value {
     json!({"time": format!("2026-01-01T00:{:02}:{:02}.000Z", n / 60 % 60, n % 60),
         "kind": "decision", "ruleset": "h", "file": "policies/landing.rhai",
@@ -55,10 +62,7 @@ fn texts(lines: &[JournalLine]) -> Vec<String> {
 #[test]
 fn a_read_after_an_append_parses_only_what_was_appended() {
     let dir = tempfile::tempdir().unwrap();
-    let mut written = 0;
-    for n in 0..300 {
-        written += append(dir.path(), &status(n, n % 10, "r", "claiming"));
-    }
+    let written = claims(dir.path(), 300, 10);
     let index = DecisionIndex::default();
     assert_eq!(
         index.pr_history(dir.path(), 7, None).unwrap().lines.len(),
@@ -235,10 +239,7 @@ fn thread_bytes_read() -> u64 {
 #[test]
 fn the_page_of_a_pr_past_u32_that_no_line_is_about_is_not_a_whole_read() {
     let dir = tempfile::tempdir().unwrap();
-    let mut written = 0;
-    for n in 0..20_000 {
-        written += append(dir.path(), &status(n, n % 50, "r", "claiming"));
-    }
+    let written = claims(dir.path(), 20_000, 50);
     let index = DecisionIndex::default();
     index.policy_waits(dir.path()).unwrap();
     let cost = |pr: u64| {

@@ -104,6 +104,24 @@ impl QueueReport {
         })
     }
 
+    /// A report of `scan` and `waits` alone: no fallbacks, unsaved verdicts, passed-over
+    /// records, rule set or daemon, each read as none.
+    #[cfg(test)]
+    pub(crate) fn of(scan: Scan, waits: Waits) -> QueueReport {
+        QueueReport {
+            scan,
+            waits,
+            fallbacks: Ok(Vec::new()),
+            unsaved: Ok(Vec::new()),
+            passed_over: Ok(Vec::new()),
+            rules: Ok(None),
+            daemon: DaemonView {
+                running: Ok(None),
+                health: Ok(None),
+            },
+        }
+    }
+
     pub fn fallbacks(&self) -> &[Fallback] {
         self.fallbacks.as_deref().unwrap_or_default()
     }

@@ -244,6 +244,14 @@ fn call_kinds(gh: &GhLane) -> Vec<(String, String)> {
     kinds
 }
 
+/// How many times the shared listing of every PR's state (`states`) was asked for.
+fn states_listings(gh: &GhLane) -> usize {
+    call_kinds(gh)
+        .iter()
+        .filter(|(kind, _)| kind == "states")
+        .count()
+}
+
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
     list.iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -432,12 +440,7 @@ fn a_blocked_record_is_rechecked_when_it_comes_due_without_any_write() {
     pr_2_of_b_merged(&gh);
     let config = gh.config(r#"["true"]"#, "poll_secs = 1\nreconcile_every_secs = 6\n");
     let daemon = watch_with_gh(&gh, &config);
-    let states = || {
-        call_kinds(&gh)
-            .iter()
-            .filter(|(kind, _)| kind == "states")
-            .count()
-    };
+    let states = || states_listings(&gh);
     wait_for("the first ticks", || ticks(&world).len() >= 2);
     assert_eq!(states(), 0, "not due yet: {:?}", call_kinds(&gh));
     wait_for("the re-check once due", || states() == 1);
@@ -509,12 +512,7 @@ fn a_blocked_record_full_to_the_cap_still_takes_its_github_check() {
         "poll_secs = 1\nreconcile_every_secs = 3600\n",
     );
     let daemon = watch_with_gh(&gh, &config);
-    let states = || {
-        call_kinds(&gh)
-            .iter()
-            .filter(|(kind, _)| kind == "states")
-            .count()
-    };
+    let states = || states_listings(&gh);
     wait_for("the first check", || states() >= 1);
     let after = ticks(&world).len();
     wait_for("five more ticks", || ticks(&world).len() >= after + 5);

@@ -10,7 +10,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::crash::{running_in_group, wait_for_pid};
-use crate::support::World;
+use crate::support::{World, berth_log};
 use crate::takeover::children_but;
 
 /// The JSON payload of the lock commit `ref_name` points at in the bare repo `remote`.
@@ -316,7 +316,7 @@ fn a_lock_lost_while_the_checkout_is_made_never_starts_the_step() {
     ));
     let args = ["run", "--once", "--config", config.to_str().unwrap()];
     let mut daemon = world.spawn_berth(&args, &world.berth_state(), &[]);
-    let log = || fs::read_to_string(world.berth_state().with_extension("log")).unwrap_or_default();
+    let log = || berth_log(&world);
     let gstacks_ref = || {
         world
             .lock_refs(&lane.remote_url)

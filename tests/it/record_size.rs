@@ -128,7 +128,7 @@ fn a_record_too_large_to_claim_does_not_wedge_its_lane() {
     let lane = world.git_lane("widget", None);
     let config = world.git_forge_config("poll_secs = 1\n");
     let berth_dir = world.berth_state();
-    let log = || fs::read_to_string(berth_dir.with_extension("log")).unwrap_or_default();
+    let log = || berth_log(&world);
     // The head: queued first, its file 1 MiB less a few bytes, compact.
     let (_, path) = too_large_to_claim(&world, &lane.clone, 1, "2026-11-23T00:00:00.000Z");
     // Behind it in the same lane: an ordinary record with its branch pushed.
@@ -185,7 +185,7 @@ fn a_record_that_fits_its_claim_but_not_its_verdict_is_settled_and_claimed_again
     let lane = world.git_lane("widget", None);
     let config = world.git_forge_config("poll_secs = 1\n");
     let berth_dir = world.berth_state();
-    let log = || fs::read_to_string(berth_dir.with_extension("log")).unwrap_or_default();
+    let log = || berth_log(&world);
     let daemon = world.spawn_berth(
         &crate::support::serving_metrics_args(&config),
         &berth_dir,

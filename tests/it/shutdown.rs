@@ -1,13 +1,11 @@
 //! Stopping cleanly: what a signal leaves behind on origin.
 
-use std::fs;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::support::World;
+use crate::support::{World, berth_log};
 
 /// SIGTERM while the lane lock's write waits for origin's writers' lock: the landing stops
 /// waiting for the answer after its grace, but its writer child (in a session of its own)
@@ -19,23 +17,10 @@ fn a_clean_stop_during_the_lock_write_leaves_no_lock_on_origin() {
     let world = World::new();
     let lane = world.git_lane("widget", None);
     let id = lane.queue(1, "main");
-    let writers = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(std::path::Path::new(&lane.remote_url).join("berth-lane-locks.lock"))
-        .unwrap();
-    // SAFETY: flock on a descriptor this test owns.
-    assert_eq!(
-        unsafe { nix::libc::flock(writers.as_raw_fd(), nix::libc::LOCK_EX) },
-        0
-    );
+    let writers = lane.hold_writers_lock();
     let config = world.git_forge_config("poll_secs = 3600\n");
-    let mut daemon = world.spawn_berth(
-        &["run", "--watch", "--config", config.to_str().unwrap()],
-        &world.berth_state(),
-        &[("BERTH_LOG", std::path::Path::new("berth=debug"))],
-    );
-    let log = || fs::read_to_string(world.berth_state().with_extension("log")).unwrap_or_default();
+    let mut daemon = world.spawn_run_debug("--watch", &config, &[]);
+    let log = || berth_log(&world);
     let taking = world.wait_for(Duration::from_secs(60), || {
         log().contains("taking the lane lock")
     });

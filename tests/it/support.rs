@@ -511,6 +511,23 @@ impl GitLane<'_> {
         berth::lane_lock::lock_ref_name(&lane_key)
     }
 
+    /// Holds origin's writers' lock (the `flock` on its `berth-lane-locks.lock`) for as long
+    /// as the returned file stays open: every lock write on origin waits for it.
+    pub fn hold_writers_lock(&self) -> fs::File {
+        use std::os::fd::AsRawFd as _;
+        let writers = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(Path::new(&self.remote_url).join("berth-lane-locks.lock"))
+            .unwrap();
+        // SAFETY: flock on a descriptor this function owns.
+        assert_eq!(
+            unsafe { nix::libc::flock(writers.as_raw_fd(), nix::libc::LOCK_EX) },
+            0
+        );
+        writers
+    }
+
     /// Pushes `feat/pr-<pr>` onto `base` and queues it as PR `pr`; returns the record id.
     pub fn queue(&self, pr: u64, base: &str) -> String {
         let feature = self.push_feature(&format!("feat/pr-{pr}"), base);
@@ -623,6 +640,20 @@ impl World {
             root.to_str().unwrap(),
         ];
         self.spawn_berth(&args, &self.berth_state(), &[])
+    }
+
+    /// `berth run <mode> --config <config>` (`mode` is `--watch` or `--once`) at the debug
+    /// log level, with `env` added, its log in `<root>/berth-state.log`.
+    pub fn spawn_run_debug(
+        &self,
+        mode: &str,
+        config: &Path,
+        env: &[(&str, &Path)],
+    ) -> std::process::Child {
+        let args = ["run", mode, "--config", config.to_str().unwrap()];
+        let mut env = env.to_vec();
+        env.push(("BERTH_LOG", Path::new("berth=debug")));
+        self.spawn_berth(&args, &self.berth_state(), &env)
     }
 
     /// The state dir [`World::berth_daemon`] gives the daemon.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::support::{GitLane, World};
+use crate::support::{GitLane, World, berth_log, stop};
 
 /// A landing command whose step for a PR in `meet` first leaves a mark, then waits
 /// (bounded, 15 s) for the marks of every PR in `meet`, and notes in `<root>/trace`
@@ -96,18 +96,13 @@ fn a_finished_landing_dispatches_the_next_record_without_a_poll_tick() {
         lane.queue(4, "rel-b"),
     ];
     let (config, trace) = meeting_config(&world, &[1, 2], "max_lanes = 2\npoll_secs = 3600\n");
-    let mut daemon = world.spawn_berth(
-        &["run", "--watch", "--config", config.to_str().unwrap()],
-        &world.berth_state(),
-        &[("BERTH_LOG", std::path::Path::new("berth=debug"))],
-    );
+    let daemon = world.spawn_run_debug("--watch", &config, &[]);
     let all_landed = world.wait_for(std::time::Duration::from_secs(60), || {
         ids.iter()
             .all(|id| world.read_record(id)["status"] == "landed")
     });
-    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
-    daemon.wait().unwrap();
-    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
+    stop(daemon);
+    let log = berth_log(&world);
     assert!(all_landed, "not all landed: {log}");
     assert_eq!(trace_lines(&trace), ["met 1", "met 2"]);
     let mut landed = world.ledger();
@@ -154,8 +149,8 @@ fn a_lane_locked_by_another_host_lands_soon_after_it_lets_go() {
         other => panic!("the other host did not get the lock: {other:?}"),
     };
     let config = world.git_forge_config("poll_secs = 3600\n");
-    let mut daemon = world.spawn_watch(&config);
-    let log = || fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
+    let daemon = world.spawn_watch(&config);
+    let log = || berth_log(&world);
     let skips = || log().matches("lane skipped").count();
     assert!(
         world.wait_for(std::time::Duration::from_secs(30), || skips() >= 3),
@@ -166,8 +161,7 @@ fn a_lane_locked_by_another_host_lands_soon_after_it_lets_go() {
     let landed = world.wait_for(std::time::Duration::from_secs(60), || {
         world.read_record(&id)["status"] == "landed"
     });
-    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
-    daemon.wait().unwrap();
+    stop(daemon);
     assert!(landed, "not landed after the other host let go: {}", log());
     assert_eq!(world.ledger(), [1]);
     // The waits double: tries over the test's bounded wait stay few.
@@ -180,22 +174,12 @@ fn a_lane_locked_by_another_host_lands_soon_after_it_lets_go() {
 /// the lock is taken and the record lands.
 #[test]
 fn the_checkout_is_made_while_the_lane_lock_is_taken() {
-    use std::os::fd::AsRawFd;
     let world = World::new();
     let lane = world.git_lane("widget", None);
     let id = lane.queue(1, "main");
-    let writers = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(std::path::Path::new(&lane.remote_url).join("berth-lane-locks.lock"))
-        .unwrap();
-    // SAFETY: flock on a descriptor this test owns.
-    assert_eq!(
-        unsafe { nix::libc::flock(writers.as_raw_fd(), nix::libc::LOCK_EX) },
-        0
-    );
+    let writers = lane.hold_writers_lock();
     let config = world.git_forge_config("poll_secs = 3600\n");
-    let mut daemon = world.spawn_watch(&config);
+    let daemon = world.spawn_watch(&config);
     let scratch_made = world.wait_for(std::time::Duration::from_secs(30), || {
         fs::read_dir(world.berth_state().join("worktrees")).is_ok_and(|entries| {
             entries
@@ -208,9 +192,8 @@ fn the_checkout_is_made_while_the_lane_lock_is_taken() {
     let landed = world.wait_for(std::time::Duration::from_secs(60), || {
         world.read_record(&id)["status"] == "landed"
     });
-    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
-    daemon.wait().unwrap();
-    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
+    stop(daemon);
+    let log = berth_log(&world);
     assert!(scratch_made, "no scratch worktree was made: {log}");
     assert_eq!(
         lock_refs_then,
@@ -259,19 +242,24 @@ fn hold_first_lock_delete(world: &World, hold: &std::path::Path) -> PathBuf {
     bin
 }
 
-/// `run --watch` (debug log) with [`hold_first_lock_delete`]'s `git` first on its `PATH`.
+/// `run --watch` (debug log, polling hourly) with [`hold_first_lock_delete`]'s `git` first
+/// on its `PATH`.
 fn spawn_with_lock_deletes_held(world: &World, hold: &std::path::Path) -> std::process::Child {
+    let config = world.git_forge_config("poll_secs = 3600\n");
+    spawn_run_with_lock_deletes_held(world, hold, "--watch", &config)
+}
+
+/// `run <mode> --config <config>` (debug log) with [`hold_first_lock_delete`]'s `git` first
+/// on its `PATH`.
+fn spawn_run_with_lock_deletes_held(
+    world: &World,
+    hold: &std::path::Path,
+    mode: &str,
+    config: &std::path::Path,
+) -> std::process::Child {
     let bin = hold_first_lock_delete(world, hold);
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    let config = world.git_forge_config("poll_secs = 3600\n");
-    world.spawn_berth(
-        &["run", "--watch", "--config", config.to_str().unwrap()],
-        &world.berth_state(),
-        &[
-            ("PATH", std::path::Path::new(&path)),
-            ("BERTH_LOG", std::path::Path::new("berth=debug")),
-        ],
-    )
+    world.spawn_run_debug(mode, config, &[("PATH", std::path::Path::new(&path))])
 }
 
 fn statuses(world: &World, ids: &[String; 2]) -> [Option<String>; 2] {
@@ -318,18 +306,17 @@ fn a_lanes_next_record_is_claimed_while_its_previous_lock_is_still_being_release
     let lane = world.git_lane("widget", None);
     let ids = [lane.queue(1, "main"), lane.queue(2, "main")];
     let hold = world.root.join("hold");
-    let mut daemon = spawn_with_lock_deletes_held(&world, &hold);
+    let daemon = spawn_with_lock_deletes_held(&world, &hold);
     let statuses = || statuses(&world, &ids);
     let (held, next_claimed) = next_claimed_while_held(&world, &hold, &ids);
     let (writes_then, refs_then) = (lock_writes(&hold), world.lock_refs(&lane.remote_url));
-    let log_then = fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
+    let log_then = berth_log(&world);
     fs::write(hold.join("go"), "").unwrap();
     let all_landed = world.wait_for(std::time::Duration::from_secs(60), || {
         statuses().iter().all(|s| s.as_deref() == Some("landed"))
     });
-    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
-    daemon.wait().unwrap();
-    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
+    stop(daemon);
+    let log = berth_log(&world);
     assert!(held, "no lock release was held: {log}");
     assert!(
         next_claimed,
@@ -389,7 +376,7 @@ fn a_stopping_daemon_waits_for_the_lock_releases_in_flight() {
     kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
     fs::write(hold.join("go"), "").unwrap();
     let status = daemon.wait().unwrap();
-    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
+    let log = berth_log(&world);
     assert!(held && next_claimed, "{log}");
     assert_eq!(status.code(), Some(143), "{log}");
     let mut ended: Vec<_> = statuses(&world, &ids).into_iter().flatten().collect();
@@ -426,15 +413,14 @@ fn a_lock_whose_release_a_killed_daemon_left_in_flight_is_recovered_at_the_next_
     });
     let refs_left = world.lock_refs(&lane.remote_url);
     let config = world.git_forge_config("poll_secs = 3600\n");
-    let mut restarted = world.spawn_watch(&config);
+    let restarted = world.spawn_watch(&config);
     let all_landed = world.wait_for(std::time::Duration::from_secs(60), || {
         statuses(&world, &ids)
             .iter()
             .all(|s| s.as_deref() == Some("landed"))
     });
-    kill(Pid::from_raw(restarted.id() as i32), Signal::SIGTERM).unwrap();
-    restarted.wait().unwrap();
-    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
+    stop(restarted);
+    let log = berth_log(&world);
     assert!(held && next_claimed && left_on_origin, "{log}");
     assert!(
         !refs_left.is_empty(),
@@ -457,24 +443,15 @@ fn a_once_run_signalled_while_its_release_is_in_flight_exits_as_signalled() {
     let lane = world.git_lane("widget", None);
     let id = lane.queue(1, "main");
     let hold = world.root.join("hold");
-    let bin = hold_first_lock_delete(&world, &hold);
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let config = world.git_forge_config("");
-    let mut daemon = world.spawn_berth(
-        &["run", "--once", "--config", config.to_str().unwrap()],
-        &world.berth_state(),
-        &[
-            ("PATH", std::path::Path::new(&path)),
-            ("BERTH_LOG", std::path::Path::new("berth=debug")),
-        ],
-    );
+    let mut daemon = spawn_run_with_lock_deletes_held(&world, &hold, "--once", &config);
     let held = world.wait_for(Duration::from_secs(60), || hold.join("held").exists());
     kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
     // Heard or not, the signal was delivered before the release is let go.
     std::thread::sleep(Duration::from_millis(300));
     fs::write(hold.join("go"), "").unwrap();
     let status = daemon.wait().unwrap();
-    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap();
+    let log = berth_log(&world);
     assert!(held, "{log}");
     assert_eq!(world.read_record(&id)["status"], "landed", "{log}");
     assert_eq!(

@@ -22,6 +22,44 @@ fn give_to_nobody(dir: &Path) {
     }
 }
 
+/// A faults dir `nobody` owns, as a gstack running as its own user leaves it; none unless
+/// this runs as root (no other user can give a dir away).
+fn nobodys_faults_dir() -> Option<tempfile::TempDir> {
+    if !is_root() {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    give_to_nobody(dir.path());
+    Some(dir)
+}
+
+/// One event filed by a pass of the daemon (running as root here) into `dir`.
+fn file_one_event(dir: &Path) -> HaltEvent {
+    let x = event("r", "X", "");
+    let report = HaltStore::new(dir).sync_run("r", "/s/r.json", std::slice::from_ref(&x));
+    assert_eq!(report.emitted.len(), 1, "{report:?}");
+    x
+}
+
+/// Fails unless every entry in `dir` is `nobody`'s (naming what root left there); their
+/// (name, uid, mode).
+fn assert_all_nobodys(dir: &Path) -> Vec<(std::ffi::OsString, u32, u32)> {
+    let owners: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let meta = fs::symlink_metadata(entry.path()).unwrap();
+            (entry.file_name(), meta.uid(), meta.mode() & 0o777)
+        })
+        .collect();
+    assert!(
+        owners.iter().all(|(_, uid, _)| *uid == NOBODY),
+        "root left in {} (name, uid, mode): {owners:?}",
+        dir.display()
+    );
+    owners
+}
+
 /// A root daemon beside a gstack that runs as its own user: gstack's `emitHaltEvent` made
 /// `pending-investigations/` (`mkdir -p`, 0755) before berth first filed. The faults dir's
 /// owner could swap the subdir for anything anyway, so its subdir proves nothing less than
@@ -68,11 +106,9 @@ fn faults_ack_as_root_moves_an_event_in_the_daemon_users_dirs() {
 /// and removes it.
 #[test]
 fn an_ack_that_finds_nothing_makes_no_pending_dir() {
-    if !is_root() {
+    let Some(dir) = nobodys_faults_dir() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    give_to_nobody(dir.path());
+    };
     let marked = HaltStore::new(dir.path()).mark_investigated("r", "X:all:0123abcd");
     let pending = dir.path().join(PENDING_DIR);
     let made = fs::symlink_metadata(&pending)
@@ -91,14 +127,10 @@ fn an_ack_that_finds_nothing_makes_no_pending_dir() {
 /// running as that user, can read, move and archive them as their own.
 #[test]
 fn what_a_root_daemon_makes_in_another_users_faults_dir_is_that_users() {
-    if !is_root() {
+    let Some(dir) = nobodys_faults_dir() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    give_to_nobody(dir.path());
-    let x = event("r", "X", "");
-    let report = HaltStore::new(dir.path()).sync_run("r", "/s/r.json", std::slice::from_ref(&x));
-    assert_eq!(report.emitted.len(), 1, "{report:?}");
+    };
+    let x = file_one_event(dir.path());
     let marked = HaltStore::new(dir.path()).mark_investigated("r", &x.fault_id);
     let Ok(Marked::Moved(processed)) = marked else {
         panic!("ack as root: {marked:?}");
@@ -144,26 +176,11 @@ fn a_third_users_subdir_is_refused_with_both_owners_named() {
 /// filed nor resolved on any later pass under that user.
 #[test]
 fn the_run_lock_a_root_daemon_leaves_in_another_users_faults_dir_is_that_users() {
-    if !is_root() {
+    let Some(dir) = nobodys_faults_dir() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    give_to_nobody(dir.path());
-    let x = event("r", "X", "");
-    let report = HaltStore::new(dir.path()).sync_run("r", "/s/r.json", std::slice::from_ref(&x));
-    assert_eq!(report.emitted.len(), 1, "{report:?}");
-    let active = dir.path().join(ACTIVE_DIR);
-    let mut owners = Vec::new();
-    for entry in fs::read_dir(&active).unwrap() {
-        let entry = entry.unwrap();
-        let meta = fs::symlink_metadata(entry.path()).unwrap();
-        owners.push((entry.file_name(), meta.uid(), meta.mode() & 0o777));
-    }
-    assert!(
-        owners.iter().all(|(_, uid, _)| *uid == NOBODY),
-        "root left in {} (name, uid, mode): {owners:?}",
-        active.display()
-    );
+    };
+    file_one_event(dir.path());
+    assert_all_nobodys(&dir.path().join(ACTIVE_DIR));
 }
 
 /// A `pending-investigations/` still root's in another user's faults dir: another root
@@ -174,25 +191,11 @@ fn the_run_lock_a_root_daemon_leaves_in_another_users_faults_dir_is_that_users()
 /// life of the daemon, which keeps the dir it opened.
 #[test]
 fn events_a_root_daemon_files_into_a_root_subdir_of_another_users_faults_dir_are_that_users() {
-    if !is_root() {
+    let Some(dir) = nobodys_faults_dir() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    give_to_nobody(dir.path());
+    };
     fs::create_dir(dir.path().join(PENDING_DIR)).unwrap();
-    let x = event("r", "X", "");
-    let report = HaltStore::new(dir.path()).sync_run("r", "/s/r.json", std::slice::from_ref(&x));
-    assert_eq!(report.emitted.len(), 1, "{report:?}");
-    let pending = dir.path().join(PENDING_DIR);
-    let mut owners = Vec::new();
-    for entry in fs::read_dir(&pending).unwrap() {
-        let entry = entry.unwrap();
-        let meta = fs::symlink_metadata(entry.path()).unwrap();
-        owners.push((entry.file_name(), meta.uid(), meta.mode() & 0o777));
-    }
-    assert!(
-        !owners.is_empty() && owners.iter().all(|(_, uid, _)| *uid == NOBODY),
-        "root filed into {} (name, uid, mode): {owners:?}",
-        pending.display()
-    );
+    file_one_event(dir.path());
+    let filed = assert_all_nobodys(&dir.path().join(PENDING_DIR));
+    assert!(!filed.is_empty(), "no event filed");
 }

@@ -67,29 +67,42 @@ fn while_swapped(
     (planted(), ran)
 }
 
+/// Runs `pass` (see [`while_swapped`]) with `sub` swapped for a symlink to a dir of its
+/// own and fails if anything berth wrote landed in that dir.
+fn assert_nothing_lands_while_swapped(dir: &Path, sub: &str, pass: impl FnMut(usize)) {
+    let victim = tempfile::tempdir().unwrap();
+    let (found, passes) = while_swapped(dir, sub, victim.path(), 1000, pass);
+    assert!(
+        found.is_empty(),
+        "after {passes} passes berth wrote {found:?} into the symlink's target {}",
+        victim.path().display()
+    );
+}
+
+/// `store` or, when `fresh`, a store of its own for the pass, as the daemon makes one per
+/// pass.
+fn kept_or_fresh(store: &HaltStore, dir: &Path, fresh: bool, pass: impl FnOnce(&HaltStore)) {
+    if fresh {
+        pass(&HaltStore::new(dir));
+    } else {
+        pass(store);
+    }
+}
+
 /// The run's lock (`.r.lock`) and its registry were created in the link's target: berth
 /// checked the name once, then wrote by it.
 #[test]
 fn a_symlink_swapped_in_for_active_faults_redirects_berths_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let victim = tempfile::tempdir().unwrap();
     let store = HaltStore::new(dir.path());
     let x = event("r", "X", "");
     store.sync_run("r", "/s/r.json", std::slice::from_ref(&x));
-    let (found, syncs) = while_swapped(dir.path(), ACTIVE_DIR, victim.path(), 1000, |i| {
+    assert_nothing_lands_while_swapped(dir.path(), ACTIVE_DIR, |i| {
         let events = if i % 2 == 0 { vec![] } else { vec![x.clone()] };
-        // Half the passes by a store of their own, as the daemon makes one per pass.
-        if i % 4 < 2 {
-            store.sync_run("r", "/s/r.json", &events);
-        } else {
-            HaltStore::new(dir.path()).sync_run("r", "/s/r.json", &events);
-        }
+        kept_or_fresh(&store, dir.path(), i % 4 >= 2, |s| {
+            s.sync_run("r", "/s/r.json", &events);
+        });
     });
-    assert!(
-        found.is_empty(),
-        "after {syncs} syncs berth wrote {found:?} into the symlink's target {}",
-        victim.path().display()
-    );
 }
 
 /// Pending events and resolved markers filed and removed while `pending-investigations/`
@@ -97,46 +110,30 @@ fn a_symlink_swapped_in_for_active_faults_redirects_berths_writes() {
 #[test]
 fn a_symlink_swapped_in_for_pending_investigations_gets_no_event() {
     let dir = tempfile::tempdir().unwrap();
-    let victim = tempfile::tempdir().unwrap();
     let store = HaltStore::new(dir.path());
     store.sync_run("r", "/s/r.json", &[event("r", "X", "")]);
-    let (found, syncs) = while_swapped(dir.path(), PENDING_DIR, victim.path(), 1000, |i| {
+    assert_nothing_lands_while_swapped(dir.path(), PENDING_DIR, |i| {
         let raised = [event("r", &format!("P{}", i / 2), "")];
         let events: &[HaltEvent] = if i % 2 == 0 { &raised } else { &[] };
-        if i % 4 < 2 {
-            store.sync_run("r", "/s/r.json", events);
-        } else {
-            HaltStore::new(dir.path()).sync_run("r", "/s/r.json", events);
-        }
+        kept_or_fresh(&store, dir.path(), i % 4 >= 2, |s| {
+            s.sync_run("r", "/s/r.json", events);
+        });
     });
-    assert!(
-        found.is_empty(),
-        "after {syncs} syncs berth wrote {found:?} into the symlink's target {}",
-        victim.path().display()
-    );
 }
 
 /// Captures archived (and old ones pruned) while `collapsed/` is swapped.
 #[test]
 fn a_symlink_swapped_in_for_collapsed_gets_no_archive() {
     let dir = tempfile::tempdir().unwrap();
-    let victim = tempfile::tempdir().unwrap();
     let store = HaltStore::new(dir.path());
     store.emit(&event("r", "X", "tail 0")).unwrap();
     store.emit(&event("r", "X", "tail 1")).unwrap();
-    let (found, emits) = while_swapped(dir.path(), COLLAPSED_DIR, victim.path(), 1000, |i| {
+    assert_nothing_lands_while_swapped(dir.path(), COLLAPSED_DIR, |i| {
         let recurred = event("r", "X", &format!("tail {}", i + 2));
-        if i % 2 == 0 {
-            let _ = store.emit(&recurred);
-        } else {
-            let _ = HaltStore::new(dir.path()).emit(&recurred);
-        }
+        kept_or_fresh(&store, dir.path(), i % 2 == 1, |s| {
+            let _ = s.emit(&recurred);
+        });
     });
-    assert!(
-        found.is_empty(),
-        "after {emits} recurrences berth wrote {found:?} into the symlink's target {}",
-        victim.path().display()
-    );
 }
 
 /// A subdir found to be a symlink when a store opens it is refused for that store, with
