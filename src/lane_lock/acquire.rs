@@ -225,6 +225,8 @@ impl LockClient {
     /// ([`broken_ref`]): git's own error names nothing that ends.
     fn broken_ref(&self, target: &Target<'_>) -> Option<Acquire> {
         let path = local_origin(target.url)?.ok()?;
+        // Opening it reads its config and objects: not while a node there would hang it.
+        refs_look::refuse_blocking(&path).ok()?;
         let flags = git2::RepositoryOpenFlags::NO_SEARCH;
         let origin = git2::Repository::open_ext(&path, flags, [] as [&str; 0]).ok()?;
         let writers_lock = origin.path().join(leftover::WRITERS_LOCK);
@@ -233,7 +235,7 @@ impl LockClient {
             lock_ref: target.ref_name,
             writers_lock: &writers_lock,
             expiry: &self.sightings.expiry,
-            longest_ttl: self.longest_ttl(),
+            longest_ttl: super::LONGEST_TTL,
         };
         let lock_ref = Path::new(target.ref_name);
         let at = || refs_look::blocks_at(origin.path(), lock_ref).map(|f| (lock_ref.into(), f));

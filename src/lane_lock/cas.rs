@@ -188,7 +188,9 @@ fn local_swap(
         expiry,
         longest_ttl,
     } = with;
-    let blocking = refs_look::look(&refs_look::git_dir_of(path))?;
+    let git_dir = refs_look::git_dir_of(path);
+    let blocking = refs_look::look(&git_dir)?;
+    refs_look::refuse_off_path(&git_dir, ref_name, &blocking)?;
     let origin = Repository::open_ext(path, RepositoryOpenFlags::NO_SEARCH, [] as [&str; 0])?;
     let room = Room {
         origin: &origin,

@@ -25,6 +25,9 @@ use super::broken_above;
 use super::broken_ref::{self, Room};
 use super::leftover::FileId;
 
+mod store;
+pub use store::MAX_OBJECTS_ENTRIES;
+
 /// The most entries under a local origin's `refs/` looked at before any libgit2 read.
 pub const MAX_REFS_ENTRIES: usize = 65_536;
 
@@ -65,6 +68,16 @@ pub(super) enum Refused {
         .0.display()
     )]
     TooMany(PathBuf),
+    #[error(
+        "{} holds more than {} entries (with its alternates): berth reads nothing of a local origin it has not looked at first, so it holds the lane; pack the origin's loose objects (`git gc`)",
+        .0.display(), store::MAX_OBJECTS_ENTRIES
+    )]
+    TooManyObjects(PathBuf),
+    #[error(
+        "{} is longer than {} bytes: berth reads no more of it, so it holds the lane; shorten it",
+        .0.display(), .1
+    )]
+    TooBig(PathBuf, u64),
     #[error("cannot look at {} without blocking: {}", .0.display(), .1)]
     Unreadable(PathBuf, Errno),
 }
@@ -87,39 +100,70 @@ pub(super) fn git_dir_of(path: &Path) -> PathBuf {
 }
 
 /// Every node under `git_dir` libgit2 would hang on: `HEAD`, `packed-refs` and what is
-/// under `refs/`. `Err` past [`MAX_REFS_ENTRIES`] or when `refs/` cannot be read.
+/// under `refs/`, and the rest libgit2 opens there ([`store`]). `Err` past
+/// [`MAX_REFS_ENTRIES`] (or [`store::MAX_OBJECTS_ENTRIES`]) or when a directory
+/// cannot be read.
 pub(super) fn look(git_dir: &Path) -> Result<Vec<Blocking>, Refused> {
     let unreadable = |e| Refused::Unreadable(git_dir.to_owned(), e);
     let root = open_dir(None, &path_cstring(git_dir)).map_err(unreadable)?;
-    let mut found = Vec::new();
-    for name in ["HEAD", "packed-refs"] {
-        if let Some((file, linked)) = blocks(&root, &CString::new(name).unwrap_or_default()) {
-            found.push(Blocking {
-                name: PathBuf::from(name),
-                file,
-                linked,
-            });
+    let mut found: Vec<Blocking> = ["HEAD", "packed-refs"]
+        .into_iter()
+        .filter_map(|name| blocks_named(&root, Path::new(name)))
+        .collect();
+    match open_dir(Some(&root), c"refs") {
+        Ok(refs) => {
+            let mut budget = MAX_REFS_ENTRIES;
+            let walked = walk(git_dir, refs, Path::new("refs"), &mut budget, |_| {
+                Refused::TooMany(git_dir.join("refs"))
+            })?;
+            found.extend(walked);
         }
-    }
-    let refs = match open_dir(Some(&root), c"refs") {
-        Ok(refs) => refs,
-        Err(Errno::ENOENT | Errno::ENOTDIR) => return Ok(found),
+        Err(Errno::ENOENT | Errno::ENOTDIR) => {}
         Err(e) => return Err(unreadable(e)),
-    };
-    let mut dirs = vec![(PathBuf::from("refs"), refs)];
-    let mut looked = 0;
+    }
+    found.extend(store::look(git_dir, &root)?);
+    Ok(found)
+}
+
+/// The node `name` (below the directory `root`) as a [`Blocking`] when libgit2 would hang
+/// opening it.
+pub(super) fn blocks_named(root: &OwnedFd, name: &Path) -> Option<Blocking> {
+    let (file, linked) = blocks(root, &path_cstring(name))?;
+    Some(Blocking {
+        name: name.to_owned(),
+        file,
+        linked,
+    })
+}
+
+/// Every node libgit2 would hang on in the tree under `dir` (named `at` below `git_dir`),
+/// following symlinked directories as git does; each entry costs one of `budget`, and past
+/// it the walk fails with `too_many(at)`. A regular file or directory as the listing types
+/// it costs no stat.
+pub(super) fn walk(
+    git_dir: &Path,
+    dir: OwnedFd,
+    at: &Path,
+    budget: &mut usize,
+    too_many: impl Fn(PathBuf) -> Refused,
+) -> Result<Vec<Blocking>, Refused> {
+    let mut found = Vec::new();
+    let mut dirs = vec![(at.to_owned(), dir)];
     while let Some((at, dir)) = dirs.pop() {
         let listed = nix::dir::Dir::openat(&dir, c".", OFlag::O_RDONLY, Mode::empty())
             .map_err(|e| Refused::Unreadable(git_dir.join(&at), e))?
             .into_iter()
             .filter_map(Result::ok)
-            .map(|entry| entry.file_name().to_owned())
-            .filter(|name| !matches!(name.to_bytes(), b"." | b".."))
+            .map(|entry| (entry.file_name().to_owned(), entry.file_type()))
+            .filter(|(name, _)| !matches!(name.to_bytes(), b"." | b".."))
             .collect::<Vec<_>>();
-        for name in listed {
-            looked += 1;
-            if looked > MAX_REFS_ENTRIES {
-                return Err(Refused::TooMany(git_dir.join("refs")));
+        for (name, kind) in listed {
+            if *budget == 0 {
+                return Err(too_many(git_dir.join(&at)));
+            }
+            *budget -= 1;
+            if kind == Some(nix::dir::Type::File) {
+                continue;
             }
             let path = at.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
             if let Some((file, linked)) = blocks(&dir, &name) {
@@ -151,13 +195,11 @@ pub(super) fn refuse_blocking(path: &Path) -> Result<(), Refused> {
 /// broken ref, judged with every broken ref there ([`Room::settle`]: held named, set aside
 /// past the cap) before libgit2 opens the lock ref.
 pub(super) fn settle(room: &Room<'_>, found: Vec<Blocking>) -> Result<(), git2::Error> {
+    refuse_off_path(room.origin.path(), room.lock_ref, &found)?;
     let met: Vec<Blocking> = found
         .into_iter()
         .filter(|b| b.met_by(Some(room.lock_ref)))
         .collect();
-    if let Some(off) = met.iter().find(|b| !on_lock_path(room.lock_ref, &b.name)) {
-        return Err(named(room.origin.path(), off.clone()).into());
-    }
     if met.is_empty() {
         return Ok(());
     }
@@ -167,6 +209,23 @@ pub(super) fn settle(room: &Room<'_>, found: Vec<Blocking>) -> Result<(), git2::
         .map_or(Ok(()), |b| room.settle(&b.name, b.file));
     at.and(broken_above::clear(room))
         .and(broken_ref::clear_below(room))
+}
+
+/// Refuses an operation on `lock_ref` while one of the nodes [`look`] found in `git_dir`
+/// off that lock ref's path would hang it: checked before libgit2 opens the origin (which
+/// reads its config and objects), the lock ref's own path is judged after ([`settle`]).
+pub(super) fn refuse_off_path(
+    git_dir: &Path,
+    lock_ref: &str,
+    found: &[Blocking],
+) -> Result<(), Refused> {
+    match found
+        .iter()
+        .find(|b| b.met_by(Some(lock_ref)) && !on_lock_path(lock_ref, &b.name))
+    {
+        Some(off) => Err(named(git_dir, off.clone())),
+        None => Ok(()),
+    }
 }
 
 fn named(git_dir: &Path, blocking: Blocking) -> Refused {
@@ -212,7 +271,7 @@ fn blocks(dir: &impl AsFd, name: &CStr) -> Option<(FileId, bool)> {
 
 /// Opens the directory `name` (in `dir`, or an absolute path), never blocking; a symlink
 /// is followed (git follows one in `refs/`), a loop only costs entries of the bound.
-fn open_dir(dir: Option<&OwnedFd>, name: &CStr) -> nix::Result<OwnedFd> {
+pub(super) fn open_dir(dir: Option<&OwnedFd>, name: &CStr) -> nix::Result<OwnedFd> {
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
     match dir {
         Some(dir) => openat(dir, name, flags, Mode::empty()),
@@ -220,7 +279,7 @@ fn open_dir(dir: Option<&OwnedFd>, name: &CStr) -> nix::Result<OwnedFd> {
     }
 }
 
-fn path_cstring(path: &Path) -> CString {
+pub(super) fn path_cstring(path: &Path) -> CString {
     CString::new(path.as_os_str().as_bytes()).unwrap_or_default()
 }
 
@@ -338,6 +397,28 @@ mod tests {
         assert!(
             said.contains(&*planted.to_string_lossy()) && said.contains("moves it out"),
             "{said}"
+        );
+    }
+
+    /// libgit2 opens a local origin's `config` (and `objects/info/alternates`) with the
+    /// same blocking open() as a ref: a FIFO planted there by a writer of the origin hangs
+    /// the acquire for good, as one under refs/ did.
+    #[test]
+    fn a_fifo_at_the_origins_config_or_alternates_does_not_hang_the_acquire() {
+        let hung: Vec<&str> = ["config", "objects/info/alternates"]
+            .into_iter()
+            .filter(|planted| {
+                let origin = crate::lane_lock::tests::BareOrigin::new();
+                let at = origin.bare.join(planted);
+                let _ = std::fs::remove_file(&at);
+                std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+                fifo(&at);
+                acquire_within_a_minute(&origin).is_none()
+            })
+            .collect();
+        assert!(
+            hung.is_empty(),
+            "the acquire never returned with a FIFO at {hung:?}"
         );
     }
 }

@@ -1,0 +1,206 @@
+//! A look at the rest of a local origin's git dir that libgit2 opens, never blocking.
+//!
+//! Opening a repository, listing its refs and reading its objects, libgit2 (1.9) opens
+//! with a blocking `open()`: `config` (and `config.worktree`), `commondir`, `info/grafts`,
+//! `shallow`; under `objects/` every loose object it reads, `info/alternates`,
+//! `info/commit-graph` and `info/commit-graphs/*`, `pack/multi-pack-index` and every
+//! `pack/*.idx` and `*.pack`; and the same under each objects dir an `info/alternates`
+//! names (relative to the one naming it, five deep at most, as libgit2 follows them). A
+//! FIFO or device at any of them would hang berth's lock operation for good, so
+//! [`super::look`] also looks here: those files are stat'ed, and each objects
+//! dir walked (bounded, [`MAX_OBJECTS_ENTRIES`]), as `refs/` is. What this cannot see (the
+//! target of a `commondir` or `.git` file, a config `include.path`, a node planted after
+//! the look) the deadline on every local-origin access covers
+//! (the local-origin deadline).
+
+use std::io::Read as _;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, openat};
+use nix::sys::stat::{Mode, SFlag, fstat};
+
+use super::{Blocking, Refused, blocks_named, open_dir, path_cstring, walk};
+
+/// The most entries under a local origin's objects dirs (its own and its alternates')
+/// looked at before any libgit2 read.
+pub const MAX_OBJECTS_ENTRIES: usize = 65_536;
+
+/// How deep libgit2 follows `objects/info/alternates` (`GIT_ALTERNATES_MAX_DEPTH`).
+const MAX_ALTERNATES_DEPTH: usize = 5;
+
+/// The most bytes of an `objects/info/alternates` file read.
+const MAX_ALTERNATES_BYTES: u64 = 64 * 1024;
+
+/// The files of a git dir, outside `refs/` and `objects/`, that libgit2 opens.
+const FILES: [&str; 5] = [
+    "config",
+    "config.worktree",
+    "commondir",
+    "info/grafts",
+    "shallow",
+];
+
+/// Every node of `git_dir` outside `refs/` libgit2 would hang on.
+pub(super) fn look(git_dir: &Path, root: &OwnedFd) -> Result<Vec<Blocking>, Refused> {
+    let mut found: Vec<Blocking> = FILES
+        .into_iter()
+        .filter_map(|name| blocks_named(root, Path::new(name)))
+        .collect();
+    let mut budget = MAX_OBJECTS_ENTRIES;
+    let mut dirs = vec![(git_dir.join("objects"), 0)];
+    while let Some((objects, depth)) = dirs.pop() {
+        let dir = match open_dir(None, &path_cstring(&objects)) {
+            Ok(dir) => dir,
+            Err(Errno::ENOENT | Errno::ENOTDIR) => continue,
+            Err(e) => return Err(Refused::Unreadable(objects, e)),
+        };
+        let name = objects.strip_prefix(git_dir).unwrap_or(&objects);
+        found.extend(walk(
+            git_dir,
+            dir,
+            name,
+            &mut budget,
+            Refused::TooManyObjects,
+        )?);
+        if depth < MAX_ALTERNATES_DEPTH {
+            let alternates = alternates(&objects)?;
+            dirs.extend(alternates.into_iter().map(|alt| (alt, depth + 1)));
+        }
+    }
+    Ok(found)
+}
+
+/// The objects dirs `objects/info/alternates` names, read without blocking (a node there
+/// that is no regular file was found by the walk; it is not opened).
+fn alternates(objects: &Path) -> Result<Vec<PathBuf>, Refused> {
+    let path = objects.join("info/alternates");
+    let unreadable = |e| Refused::Unreadable(path.clone(), e);
+    let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+    let fd = match openat(nix::fcntl::AT_FDCWD, path.as_path(), flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT | Errno::ENOTDIR) => return Ok(Vec::new()),
+        Err(e) => return Err(unreadable(e)),
+    };
+    let stat = fstat(&fd).map_err(unreadable)?;
+    if stat.st_mode & SFlag::S_IFMT.bits() != SFlag::S_IFREG.bits() {
+        return Ok(Vec::new());
+    }
+    let mut text = Vec::new();
+    std::fs::File::from(fd)
+        .take(MAX_ALTERNATES_BYTES + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| unreadable(Errno::from_raw(e.raw_os_error().unwrap_or(nix::libc::EIO))))?;
+    if text.len() as u64 > MAX_ALTERNATES_BYTES {
+        return Err(Refused::TooBig(path, MAX_ALTERNATES_BYTES));
+    }
+    Ok(text
+        .split(|b| matches!(b, b'\r' | b'\n'))
+        .filter(|line| !line.is_empty() && line[0] != b'#')
+        .map(|line| {
+            let alt = Path::new(std::ffi::OsStr::from_bytes(line));
+            // libgit2 joins a line starting with '.' to the naming objects dir; any other
+            // is taken as it stands (relative to the process's directory).
+            if line[0] == b'.' {
+                objects.join(alt)
+            } else {
+                alt.to_owned()
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lane_lock::refs_look;
+
+    fn fifo(path: &Path) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let _ = std::fs::remove_file(path);
+        nix::unistd::mkfifo(path, Mode::S_IRWXU).unwrap();
+    }
+
+    fn names(git_dir: &Path) -> Vec<PathBuf> {
+        let mut names: Vec<_> = refs_look::look(git_dir)
+            .unwrap()
+            .into_iter()
+            .map(|b| git_dir.join(b.name))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Every file libgit2 opens in a git dir outside `refs/` is looked at, and so is
+    /// every objects dir an `info/alternates` names (relative or absolute, and the one
+    /// an alternate names in turn).
+    #[test]
+    fn a_fifo_anywhere_libgit2_opens_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let git_dir = dir.path().join("o.git");
+        git2::Repository::init_bare(&git_dir).unwrap();
+        let near = dir.path().join("near/objects");
+        let far = dir.path().join("far/objects");
+        std::fs::create_dir_all(far.join("info")).unwrap();
+        std::fs::create_dir_all(near.join("info")).unwrap();
+        let alternates = "# a comment\n../../near/objects\n\n";
+        std::fs::write(git_dir.join("objects/info/alternates"), alternates).unwrap();
+        std::fs::write(
+            near.join("info/alternates"),
+            far.to_string_lossy().as_bytes(),
+        )
+        .unwrap();
+        let mut planted: Vec<PathBuf> = [
+            "config",
+            "config.worktree",
+            "commondir",
+            "info/grafts",
+            "shallow",
+            "objects/info/commit-graph",
+            "objects/info/commit-graphs/commit-graph-chain",
+            "objects/pack/multi-pack-index",
+            "objects/pack/pack-1.idx",
+            "objects/pack/pack-1.pack",
+            "objects/ab/cdef0123",
+        ]
+        .into_iter()
+        .map(|name| git_dir.join(name))
+        .chain([near.join("pack/pack-2.idx"), far.join("12/3456")])
+        .collect();
+        for path in &planted {
+            fifo(path);
+        }
+        let found = names(&git_dir);
+        // The relative alternate is named as libgit2 reaches it.
+        let near_idx = git_dir.join("objects/../../near/objects/pack/pack-2.idx");
+        planted[11] = near_idx;
+        planted.sort();
+        assert_eq!(found, planted);
+    }
+
+    /// A FIFO at the alternates file itself is named, and never opened.
+    #[test]
+    fn a_fifo_at_the_alternates_file_is_named_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        git2::Repository::init_bare(dir.path()).unwrap();
+        let at = dir.path().join("objects/info/alternates");
+        fifo(&at);
+        assert_eq!(names(dir.path()), vec![at]);
+    }
+
+    #[test]
+    fn past_the_bound_nothing_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let loose = dir.path().join("objects/ab");
+        std::fs::create_dir_all(&loose).unwrap();
+        for n in 0..=MAX_OBJECTS_ENTRIES {
+            std::fs::File::create(loose.join(n.to_string())).unwrap();
+        }
+        assert!(matches!(
+            refs_look::look(dir.path()),
+            Err(Refused::TooManyObjects(_))
+        ));
+    }
+}
