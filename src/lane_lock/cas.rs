@@ -20,11 +20,13 @@ use git2::{ErrorCode, Oid, Repository, RepositoryOpenFlags};
 use super::broken_ref::{self, Room};
 use super::expiry_cap::ExpirySightings;
 use super::leftover::LeftoverSightings;
-use super::lock_objects::copy_lock_commit;
 use super::ref_writer::{self, Change, Writers, Written};
 use super::trail::Trail;
 use super::transport::{PushOutcome, push_guarded};
 use super::{broken_above, flock_holder, foreign_writer, leftover, refs_look};
+use lock_objects::copy_lock_commit;
+
+mod lock_objects;
 
 /// What the ref must hold for the write to go through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

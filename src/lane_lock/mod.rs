@@ -50,7 +50,6 @@ mod leftover;
 mod leftover_seen;
 mod listing;
 mod lock_dir;
-mod lock_objects;
 mod origin_owner;
 mod payload;
 mod ref_writer;

@@ -9,7 +9,7 @@
 //! is 0 and `refs/` belongs to another user, the child takes that user's uid and primary
 //! group (and no supplementary groups) before anything else, and `git` finds that user's
 //! home. The lock commit's objects are written as the owner of `objects/` the same way
-//! ([`super::lock_objects`]).
+//! (`cas/lock_objects.rs`).
 
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt as _;
@@ -41,7 +41,7 @@ pub(super) fn of(git_dir: &OwnedFd) -> Option<Owner> {
 }
 
 /// The owner of `objects/` in `git_dir`, as [`of`] judges `refs/`: who writes the lock
-/// commit's objects ([`super::lock_objects`]).
+/// commit's objects (`cas/lock_objects.rs`).
 pub(super) fn of_objects(git_dir: &OwnedFd) -> Option<Owner> {
     of_dir(git_dir, "objects")
 }

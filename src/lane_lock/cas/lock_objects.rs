@@ -22,8 +22,8 @@ use std::process::{Command, Stdio};
 use git2::{ErrorCode, ObjectType, Oid, Repository};
 use nix::sys::memfd::{MFdFlags, memfd_create};
 
-use super::origin_owner::{self, Owner};
-use super::ref_writer;
+use crate::lane_lock::origin_owner::{self, Owner};
+use crate::lane_lock::{lock_dir, ref_writer};
 
 /// Who writes the objects.
 #[derive(Debug, PartialEq, Eq)]
@@ -48,7 +48,7 @@ pub(super) fn copy_lock_commit(
 }
 
 fn writer(origin: &Repository) -> Result<Writer, git2::Error> {
-    let git_dir = super::lock_dir::open_git_dir(origin.path())
+    let git_dir = lock_dir::open_git_dir(origin.path())
         .map_err(|e| failed(origin.path(), None, &format!("cannot open it: {e}")))?;
     if let Some(owner) = origin_owner::of_objects(&git_dir) {
         return Ok(Writer::Git(Some(owner)));
