@@ -336,6 +336,48 @@ mod tests {
         (root, dir)
     }
 
+    /// A look for a run's other registries keeps every fault id they hold, though the pass
+    /// asks it only about the faults the run raises or clears: ten registries of the run
+    /// planted within the 8 MiB a registry may be, each of distinct ids, make one look hold
+    /// more than the 64 MiB one faults-dir parse may take, and the 10,000 names a look reads
+    /// allow 80 GB. docs/limits.md bounds the names, not what is kept of them.
+    #[test]
+    fn a_look_for_a_runs_other_registries_holds_at_most_one_parse_of_fault_ids() {
+        const REGISTRIES: usize = 10;
+        const ENTRIES: usize = 1_900;
+        let (_root, dir) = active();
+        let scope = "s".repeat(4_000);
+        for r in 0..REGISTRIES {
+            let active = (0..ENTRIES)
+                .map(|n| {
+                    let fault = ActiveFault {
+                        fault_id: format!("K:{scope}:{:08x}", r * ENTRIES + n),
+                        first_detected_at: String::new(),
+                    };
+                    (format!("d{n}"), fault)
+                })
+                .collect();
+            let registry = Registry {
+                run_id: "run".into(),
+                source: format!("/queue-{r}"),
+                updated_at: String::new(),
+                active,
+            };
+            let name = name("run", &format!("/queue-{r}"));
+            save(&dir, &name, &registry).unwrap();
+            let size = dir.entry(&name).unwrap().unwrap().size;
+            assert!(size <= json_file::MAX_JSON_BYTES, "{size}");
+        }
+        let elsewhere = raised_elsewhere(&dir, "run", &name("run", "/s/own.json"));
+        assert!(elsewhere.unread().is_empty(), "{:?}", elsewhere.unread());
+        let held: usize = elsewhere.raised.iter().map(String::len).sum();
+        assert!(
+            held <= json_file::MAX_JSON_PARSE,
+            "one look holds {} fault ids, {held} bytes of them",
+            elsewhere.raised.len()
+        );
+    }
+
     #[test]
     fn unreadable_registry_is_moved_aside_not_lost() {
         let (_root, dir) = active();
