@@ -116,3 +116,40 @@ fn one_pass_reads_a_bounded_number_of_bytes_from_active_faults() {
         "one sync of one fault read {read} bytes, {NAMES} planted names of one 8 MiB registry"
     );
 }
+
+/// A listing (the queue page's facts once a second, `/metrics` when the dir's stamp moves,
+/// `faults list`, `doctor`) reads every event it lists whole: one 8 MiB event planted in
+/// `processed/` under many names (hard links: 8 MiB of disk) costs a listing 8 MiB per
+/// name: 100 names, 800 MiB; the 10,000 names a listing reads in each of `pending/` and
+/// `processed/`, 160 GB, on one of the endpoint's two handler threads, so two page loads
+/// hold both and nothing else is served. docs/limits.md bounds what a listing holds (one
+/// event at a time), not what it reads.
+#[test]
+fn a_listing_reads_a_bounded_number_of_bytes() {
+    const NAMES: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let processed = dir.path().join(PROCESSED_DIR);
+    fs::create_dir(&processed).unwrap();
+    let planted = serde_json::json!({
+        "event": "SKILL_FAULT",
+        "runId": "r",
+        "faultId": "X:all:00000000",
+        "pad": "x".repeat(8 * 1024 * 1024 - 200),
+    });
+    let bytes = serde_json::to_vec(&planted).unwrap();
+    assert!(bytes.len() as u64 <= json_file::MAX_JSON_BYTES);
+    fs::write(processed.join("r-0.json"), &bytes).unwrap();
+    for n in 1..NAMES {
+        fs::hard_link(processed.join("r-0.json"), processed.join(format!("r-{n}.json")))
+            .unwrap();
+    }
+    let store = HaltStore::new(dir.path());
+    let before = bytes_read_by_this_thread();
+    let listing = store.list();
+    let read = bytes_read_by_this_thread() - before;
+    assert_eq!(listing.halts.len(), NAMES, "{:?}", listing.unreadable);
+    assert!(
+        read <= 8 * json_file::MAX_JSON_BYTES,
+        "one listing read {read} bytes: {NAMES} names of one planted 8 MiB event"
+    );
+}
