@@ -153,3 +153,29 @@ fn a_listing_reads_a_bounded_number_of_bytes() {
         "one listing read {read} bytes: {NAMES} names of one planted 8 MiB event"
     );
 }
+
+/// One name that is not UTF-8 planted in `active-faults/` (an empty file: whoever writes
+/// the faults dir can) is read lossily, and a lossy name "may be" a registry of any run:
+/// from then on every run that raises and clears a fault keeps its lock file for good,
+/// one more file per run ever faulted, where runs that come and go leave nothing.
+#[test]
+fn one_planted_name_that_is_not_utf8_keeps_no_run_lock_file() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let active = dir.path().join(ACTIVE_DIR);
+    fs::create_dir(&active).unwrap();
+    fs::File::create(active.join(std::ffi::OsStr::from_bytes(b"\xff.json"))).unwrap();
+    let store = HaltStore::new(dir.path());
+    for n in 0..30 {
+        let run = format!("run{n}");
+        store.sync_run(&run, "/s/x.json", &[event(&run, "X", "")]);
+        let cleared = store.sync_run(&run, "/s/x.json", &[]);
+        assert_eq!(cleared.resolved.len(), 1, "{cleared:?}");
+    }
+    let locks: Vec<String> = fs::read_dir(&active)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".lock"))
+        .collect();
+    assert!(locks.is_empty(), "{} run lock files left: {locks:?}", locks.len());
+}
