@@ -179,3 +179,34 @@ fn one_planted_name_that_is_not_utf8_keeps_no_run_lock_file() {
         .collect();
     assert!(locks.is_empty(), "{} run lock files left: {locks:?}", locks.len());
 }
+
+/// The sweep judges a registry once per stamp: a later pass over the same registry reads
+/// none of it, and still removes it once its state file goes.
+#[test]
+fn the_sweep_reads_a_judged_registry_once_and_still_removes_it_when_its_run_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("run.json");
+    fs::write(&state, "{}").unwrap();
+    let active = crate::private_dir::PrivateDir::ensure(dir.path(), ACTIVE_DIR).unwrap();
+    let name = crate::faults::registry::name("run", state.to_str().unwrap());
+    let registry = crate::faults::registry::Registry {
+        run_id: "run".into(),
+        source: state.to_str().unwrap().into(),
+        updated_at: "x".repeat(1024 * 1024),
+        ..Default::default()
+    };
+    crate::faults::registry::save(&active, &name, &registry).unwrap();
+    // A stamp younger than the racy window proves nothing: it is read again.
+    std::thread::sleep(std::time::Duration::from_nanos(
+        crate::file_stamp::RACY_NS as u64 + 20_000_000,
+    ));
+    super::sweep::remove_gone_runs(&active);
+    let before = bytes_read_by_this_thread();
+    super::sweep::remove_gone_runs(&active);
+    let read = bytes_read_by_this_thread() - before;
+    assert!(read < 1024 * 1024, "a pass read {read} bytes of an unchanged registry");
+    assert!(active.entry(&name).unwrap().is_some(), "its run is live");
+    fs::remove_file(&state).unwrap();
+    super::sweep::remove_gone_runs(&active);
+    assert!(active.entry(&name).unwrap().is_none(), "its run is gone");
+}
