@@ -210,3 +210,54 @@ fn the_sweep_reads_a_judged_registry_once_and_still_removes_it_when_its_run_goes
     super::sweep::remove_gone_runs(&active);
     assert!(active.entry(&name).unwrap().is_none(), "its run is gone");
 }
+
+/// Event files that are distinct (sparse files: no disk) past what one listing reads: the
+/// listing reads up to its budget and says it is partial, once.
+#[test]
+fn a_listing_past_its_read_budget_says_it_is_partial() {
+    let dir = tempfile::tempdir().unwrap();
+    let processed = dir.path().join(PROCESSED_DIR);
+    fs::create_dir(&processed).unwrap();
+    let files = MAX_LISTING_READ_BYTES / json_file::MAX_JSON_BYTES + 2;
+    for n in 0..files {
+        let file = fs::File::create(processed.join(format!("r-{n}.json"))).unwrap();
+        file.set_len(json_file::MAX_JSON_BYTES).unwrap();
+    }
+    let before = bytes_read_by_this_thread();
+    let listing = HaltStore::new(dir.path()).list();
+    let read = bytes_read_by_this_thread() - before;
+    // Beside the events: this thread's reads of its own counter.
+    assert!(read <= MAX_LISTING_READ_BYTES + 4096, "{read}");
+    let partial: Vec<_> = listing
+        .unreadable
+        .iter()
+        .filter(|u| u.reason.starts_with("listing partial: 2 event files not read"))
+        .collect();
+    assert_eq!(partial.len(), 1, "{:?}", listing.unreadable);
+}
+
+/// A store's next listing reads no file whose stamp did not move, and shows it as before.
+#[test]
+fn a_listing_does_not_read_again_what_the_last_one_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let processed = dir.path().join(PROCESSED_DIR);
+    fs::create_dir(&processed).unwrap();
+    let planted = serde_json::json!({
+        "runId": "r",
+        "faultId": "X:all:00000000",
+        "pad": "x".repeat(1024 * 1024),
+    });
+    fs::write(processed.join("r-0.json"), serde_json::to_vec(&planted).unwrap()).unwrap();
+    // A stamp younger than the racy window proves nothing: it is read again.
+    std::thread::sleep(std::time::Duration::from_nanos(
+        crate::file_stamp::RACY_NS as u64 + 20_000_000,
+    ));
+    let store = HaltStore::new(dir.path());
+    let first = store.list();
+    let before = bytes_read_by_this_thread();
+    let again = store.list();
+    let read = bytes_read_by_this_thread() - before;
+    assert!(read < 1024 * 1024, "the second listing read {read} bytes");
+    assert_eq!(again.halts, first.halts);
+    assert_eq!(again.halts.len(), 1, "{:?}", again.unreadable);
+}
