@@ -501,7 +501,8 @@ mod tests {
             )
             .unwrap();
         }
-        let elsewhere = raised_elsewhere(&dir, "run/1", &name("run/1", "/s/b.json"), &HashSet::new());
+        let elsewhere =
+            raised_elsewhere(&dir, "run/1", &name("run/1", "/s/b.json"), &HashSet::new());
         assert!(elsewhere.raised.is_empty());
         assert_eq!(elsewhere.unread().len(), 1, "{:?}", elsewhere.unread());
     }
@@ -564,7 +565,11 @@ mod tests {
             HashSet::from(["PHASE_FAILED:all:0123abcd".to_owned()])
         );
         assert!(elsewhere.unread().is_empty());
-        assert!(raised_elsewhere(&dir, "run/1", &a_name, &asked).raised.is_empty());
+        assert!(
+            raised_elsewhere(&dir, "run/1", &a_name, &asked)
+                .raised
+                .is_empty()
+        );
         assert!(
             a.exists(),
             "{a:?}: only a gone state file's registry is removed"
@@ -578,7 +583,8 @@ mod tests {
         let (_root, dir) = active();
         let a = path(dir.path(), "run/1", "/s/a.json");
         fs::create_dir(&a).unwrap();
-        let elsewhere = raised_elsewhere(&dir, "run/1", &name("run/1", "/s/b.json"), &HashSet::new());
+        let elsewhere =
+            raised_elsewhere(&dir, "run/1", &name("run/1", "/s/b.json"), &HashSet::new());
         assert_eq!(elsewhere.unread().len(), 1, "{elsewhere:?}");
         assert!(elsewhere.unread()[0].contains(&a.display().to_string()));
     }

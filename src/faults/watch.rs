@@ -331,9 +331,10 @@ fn state_files(dir: &Path) -> std::io::Result<(Vec<PathBuf>, bool)> {
     let mut state_files = entries
         .flatten()
         .filter(|entry| {
-            entry.file_name().to_str().is_some_and(|n| {
-                n.ends_with(".json") && !n.starts_with('.') && n != REVIEW_REPORT
-            })
+            entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.ends_with(".json") && !n.starts_with('.') && n != REVIEW_REPORT)
         })
         .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
         .map(|entry| entry.path());

@@ -157,9 +157,9 @@ fn remove_gone(active: &PrivateDir, name: &str, before: &Metadata) {
         return;
     };
     // Only the file judged: a run that synced meanwhile may have rewritten it.
-    let still = active.entry(name).is_ok_and(|now| {
-        now.is_some_and(|now| (now.dev, now.ino) == (before.dev(), before.ino()))
-    });
+    let still = active
+        .entry(name)
+        .is_ok_and(|now| now.is_some_and(|now| (now.dev, now.ino) == (before.dev(), before.ino())));
     if !still || active.remove_if_there(name).is_err() {
         return;
     }

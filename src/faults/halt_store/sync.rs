@@ -173,9 +173,11 @@ impl HaltStore {
         }
         if kept_raised > 0 {
             // Each once, however many faults it keeps raised.
-            report.problems.extend(elsewhere.unread().iter().map(|unread| {
-                format!("a registry of the run is unreadable, its faults stay raised: {unread}")
-            }));
+            report
+                .problems
+                .extend(elsewhere.unread().iter().map(|unread| {
+                    format!("a registry of the run is unreadable, its faults stay raised: {unread}")
+                }));
         }
         changed
     }

@@ -103,8 +103,11 @@ fn one_pass_reads_a_bounded_number_of_bytes_from_active_faults() {
     assert!(bytes.len() as u64 <= json_file::MAX_JSON_BYTES);
     fs::write(active.join("other-0.json"), &bytes).unwrap();
     for n in 1..NAMES {
-        fs::hard_link(active.join("other-0.json"), active.join(format!("other-{n}.json")))
-            .unwrap();
+        fs::hard_link(
+            active.join("other-0.json"),
+            active.join(format!("other-{n}.json")),
+        )
+        .unwrap();
     }
     let store = HaltStore::new(dir.path());
     let before = bytes_read_by_this_thread();
@@ -140,8 +143,11 @@ fn a_listing_reads_a_bounded_number_of_bytes() {
     assert!(bytes.len() as u64 <= json_file::MAX_JSON_BYTES);
     fs::write(processed.join("r-0.json"), &bytes).unwrap();
     for n in 1..NAMES {
-        fs::hard_link(processed.join("r-0.json"), processed.join(format!("r-{n}.json")))
-            .unwrap();
+        fs::hard_link(
+            processed.join("r-0.json"),
+            processed.join(format!("r-{n}.json")),
+        )
+        .unwrap();
     }
     let store = HaltStore::new(dir.path());
     let before = bytes_read_by_this_thread();
@@ -177,7 +183,11 @@ fn one_planted_name_that_is_not_utf8_keeps_no_run_lock_file() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".lock"))
         .collect();
-    assert!(locks.is_empty(), "{} run lock files left: {locks:?}", locks.len());
+    assert!(
+        locks.is_empty(),
+        "{} run lock files left: {locks:?}",
+        locks.len()
+    );
 }
 
 /// The sweep judges a registry once per stamp: a later pass over the same registry reads
@@ -204,7 +214,10 @@ fn the_sweep_reads_a_judged_registry_once_and_still_removes_it_when_its_run_goes
     let before = bytes_read_by_this_thread();
     super::sweep::remove_gone_runs(&active);
     let read = bytes_read_by_this_thread() - before;
-    assert!(read < 1024 * 1024, "a pass read {read} bytes of an unchanged registry");
+    assert!(
+        read < 1024 * 1024,
+        "a pass read {read} bytes of an unchanged registry"
+    );
     assert!(active.entry(&name).unwrap().is_some(), "its run is live");
     fs::remove_file(&state).unwrap();
     super::sweep::remove_gone_runs(&active);
@@ -231,7 +244,10 @@ fn a_listing_past_its_read_budget_says_it_is_partial() {
     let partial: Vec<_> = listing
         .unreadable
         .iter()
-        .filter(|u| u.reason.starts_with("listing partial: 2 event files not read"))
+        .filter(|u| {
+            u.reason
+                .starts_with("listing partial: 2 event files not read")
+        })
         .collect();
     assert_eq!(partial.len(), 1, "{:?}", listing.unreadable);
 }
@@ -247,7 +263,11 @@ fn a_listing_does_not_read_again_what_the_last_one_read() {
         "faultId": "X:all:00000000",
         "pad": "x".repeat(1024 * 1024),
     });
-    fs::write(processed.join("r-0.json"), serde_json::to_vec(&planted).unwrap()).unwrap();
+    fs::write(
+        processed.join("r-0.json"),
+        serde_json::to_vec(&planted).unwrap(),
+    )
+    .unwrap();
     // A stamp younger than the racy window proves nothing: it is read again.
     std::thread::sleep(std::time::Duration::from_nanos(
         crate::file_stamp::RACY_NS as u64 + 20_000_000,
