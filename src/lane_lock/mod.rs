@@ -49,6 +49,7 @@ mod in_the_way;
 mod leftover;
 mod leftover_seen;
 mod listing;
+mod local_deadline;
 mod lock_dir;
 mod origin_owner;
 mod payload;
@@ -65,7 +66,7 @@ mod transport;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use git2::{Oid, Reference};
@@ -119,6 +120,17 @@ pub const HEARTBEATS_PER_TTL: u32 = 8;
 
 /// Default bound on each connect and each socket read/write with the remote.
 pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long an access to a local origin made outside a lock client may take (the
+/// landing's feature fetch, the claim check's `ls-remote`): the process's remote timeout,
+/// which the daemon's lock client chose ([`local_deadline`]).
+pub(crate) fn local_origin_deadline() -> Duration {
+    let default = crate::git_timeouts::Timeouts {
+        connect: DEFAULT_REMOTE_TIMEOUT,
+        io: DEFAULT_REMOTE_TIMEOUT,
+    };
+    crate::git_timeouts::choose(default).io
+}
 
 /// Reads and updates retried when the ref keeps changing under us before giving up (the
 /// lane is then simply skipped this tick).
@@ -243,8 +255,8 @@ pub struct LockClient {
 
 /// The sightings a lock client keeps in its berth dir ([`sightings`]).
 struct LockSightings {
-    expiry: expiry_cap::ExpirySightings,
-    leftovers: leftover::LeftoverSightings,
+    expiry: Arc<expiry_cap::ExpirySightings>,
+    leftovers: Arc<leftover::LeftoverSightings>,
 }
 
 /// The file, beside a client's scratch dir, keeping the first sightings of far-future locks.
@@ -262,8 +274,12 @@ impl LockSightings {
     fn beside(scratch_dir: &Path) -> LockSightings {
         let dir = scratch_dir.parent().unwrap_or(Path::new("."));
         LockSightings {
-            expiry: expiry_cap::ExpirySightings::at(dir.join(EXPIRY_SIGHTINGS_FILE)),
-            leftovers: leftover::LeftoverSightings::at(dir.join(LEFTOVER_SIGHTINGS_FILE)),
+            expiry: Arc::new(expiry_cap::ExpirySightings::at(
+                dir.join(EXPIRY_SIGHTINGS_FILE),
+            )),
+            leftovers: Arc::new(leftover::LeftoverSightings::at(
+                dir.join(LEFTOVER_SIGHTINGS_FILE),
+            )),
         }
     }
 }
@@ -272,6 +288,8 @@ impl LockSightings {
 struct Target<'a> {
     url: &'a str,
     ref_name: &'a str,
+    /// How long a local origin's access may take ([`local_deadline`]).
+    deadline: Duration,
 }
 
 impl Target<'_> {
@@ -415,10 +433,11 @@ impl LockClient {
             expect,
             new,
             WriteContext {
-                hook: &self.hook,
-                seen: &self.sightings.leftovers,
-                expiry: &self.sightings.expiry,
+                hook: self.hook.clone(),
+                seen: Arc::clone(&self.sightings.leftovers),
+                expiry: Arc::clone(&self.sightings.expiry),
                 longest_ttl: self.longest_ttl(),
+                deadline: self.settings.remote_timeout,
             },
         );
         let applied = matches!(outcome, Ok(PushOutcome::Applied));
@@ -546,7 +565,8 @@ fn write_commit(
 /// one fetched, so a later compare-and-swap is against exactly what was read.
 fn read_remote_lock(scratch: &Scratch, target: &Target<'_>) -> Result<RemoteLock, LockError> {
     let refspec = format!("+{}:{READ_REF}", target.ref_name);
-    fetch(&scratch.repo, target.url, &refspec).map_err(|e| target.remote_error("read", e))?;
+    fetch(&scratch.repo, target.url, &refspec, target.deadline)
+        .map_err(|e| target.remote_error("read", e))?;
     let sha = match scratch.repo.refname_to_id(READ_REF) {
         Ok(sha) => sha,
         Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(RemoteLock::Absent),

@@ -105,7 +105,11 @@ impl Drop for Pooled<'_> {
         };
         idle.uses += 1;
         // A panicking operation may have left anything behind: its repository goes.
-        if std::thread::panicking() || !fit(&idle) {
+        // One handed to an access left past its deadline may be written at any time.
+        if std::thread::panicking()
+            || !fit(&idle)
+            || super::local_deadline::handed_to_late(idle.scratch.repo.path())
+        {
             return;
         }
         let mut pool = self.pool.lock();
