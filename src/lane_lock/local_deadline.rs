@@ -22,6 +22,17 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+/// How long an access to a local origin made outside a lock client may take (the
+/// landing's feature fetch, the claim check's `ls-remote`): the process's remote timeout,
+/// which the daemon's lock client chose ([module docs](self)).
+pub(crate) fn local_origin_deadline() -> Duration {
+    let default = crate::git_timeouts::Timeouts {
+        connect: super::DEFAULT_REMOTE_TIMEOUT,
+        io: super::DEFAULT_REMOTE_TIMEOUT,
+    };
+    crate::git_timeouts::choose(default).io
+}
+
 /// Why an access to a local origin gave no answer.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Overdue {

@@ -67,7 +67,7 @@ mod transport;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use git2::{Oid, Reference};
 
@@ -101,11 +101,12 @@ use transport::{PushOutcome, Scratch, fetch, redact_url};
 /// The directory of a local origin (a path or `file://` URL), as libgit2 would choose its
 /// local transport; `None` for a network URL.
 pub(crate) use cas::local_path as local_origin;
-/// `url` with any password or token replaced by `***`, for messages.
-pub(crate) use transport::redact_url as redact;
 /// A look at and a fetch from `url` with berth's transport rules (credentials never from
 /// the repo's config, the process-wide remote timeout); the landing fetches the feature
 /// branch with them.
+pub(crate) use local_deadline::local_origin_deadline;
+/// `url` with any password or token replaced by `***`, for messages.
+pub(crate) use transport::redact_url as redact;
 pub(crate) use transport::{LIST_ATTEMPTS, advertised, fetch_advertised, ref_vanished};
 
 /// Namespace of every lane lock ref on the remote.
@@ -120,17 +121,6 @@ pub const HEARTBEATS_PER_TTL: u32 = 8;
 
 /// Default bound on each connect and each socket read/write with the remote.
 pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How long an access to a local origin made outside a lock client may take (the
-/// landing's feature fetch, the claim check's `ls-remote`): the process's remote timeout,
-/// which the daemon's lock client chose ([`local_deadline`]).
-pub(crate) fn local_origin_deadline() -> Duration {
-    let default = crate::git_timeouts::Timeouts {
-        connect: DEFAULT_REMOTE_TIMEOUT,
-        io: DEFAULT_REMOTE_TIMEOUT,
-    };
-    crate::git_timeouts::choose(default).io
-}
 
 /// Reads and updates retried when the ref keeps changing under us before giving up (the
 /// lane is then simply skipped this tick).
@@ -370,7 +360,7 @@ impl LockClient {
             pool: ScratchPool::default(),
             sightings: LockSightings::beside(scratch_dir),
         };
-        client.sweep_leftovers();
+        scratch_pool::sweep_leftovers(&client.scratch_dir, settings.remote_timeout);
         Ok(client)
     }
 
@@ -517,32 +507,6 @@ impl LockClient {
             aliases: Vec::new(),
             aliases_before: 0,
             unconfirmed: Vec::new(),
-        }
-    }
-
-    /// Removes per-operation scratch repositories a killed process left behind. Only old
-    /// ones: a live operation (here or in another berth process) is far younger.
-    fn sweep_leftovers(&self) {
-        let max_age = (self.settings.remote_timeout * 20).max(Duration::from_secs(3600));
-        let Ok(entries) = std::fs::read_dir(&self.scratch_dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|modified| SystemTime::now().duration_since(modified).ok())
-                .is_some_and(|age| age > max_age);
-            if old
-                && entry
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with(transport::SCRATCH_PREFIX)
-                && let Err(e) = std::fs::remove_dir_all(entry.path())
-            {
-                tracing::warn!(path = %entry.path().display(), error = %e, "could not remove a stale lane-lock scratch repo");
-            }
         }
     }
 }
