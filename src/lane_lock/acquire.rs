@@ -233,7 +233,7 @@ impl LockClient {
     fn broken_ref(&self, target: &Target<'_>) -> Option<Acquire> {
         let path = local_origin(target.url)?.ok()?;
         let (at, lock_ref) = (path.clone(), target.ref_name.to_owned());
-        let (expiry, longest_ttl) = (Arc::clone(&self.sightings.expiry), self.longest_ttl());
+        let (expiry, longest_ttl) = (Arc::clone(&self.sightings.expiry), super::LONGEST_TTL);
         let found = local_deadline::run(&path, target.deadline, None, move || {
             broken_ref_at(&at, &lock_ref, &expiry, longest_ttl)
         });
