@@ -104,7 +104,6 @@ pub(crate) use cas::local_path as local_origin;
 /// A look at and a fetch from `url` with berth's transport rules (credentials never from
 /// the repo's config, the process-wide remote timeout); the landing fetches the feature
 /// branch with them.
-pub(crate) use local_deadline::local_origin_deadline;
 /// `url` with any password or token replaced by `***`, for messages.
 pub(crate) use transport::redact_url as redact;
 pub(crate) use transport::{LIST_ATTEMPTS, advertised, fetch_advertised, ref_vanished};

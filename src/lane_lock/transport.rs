@@ -15,8 +15,9 @@ use git2::{
 };
 use tempfile::TempDir;
 
+use super::local_deadline::{self, local_origin_deadline};
 use super::payload::PayloadProblem;
-use super::{local_deadline, refs_look};
+use super::refs_look;
 
 /// How often libgit2 may ask for credentials in one operation before berth gives up (it
 /// asks again after every rejected attempt, forever, if the callback keeps answering).
@@ -231,13 +232,15 @@ pub(crate) fn ref_vanished(e: &git2::Error) -> bool {
             || (e.message().starts_with("reference '") && e.message().ends_with("' not found")))
 }
 
-/// The id `url` advertises for `ref_name` (`git ls-remote`), `None` when it has no such ref.
+/// The id `url` advertises for `ref_name` (`git ls-remote`), `None` when it has no such
+/// ref. For callers outside a lock client: a local origin is read under
+/// [`local_origin_deadline`].
 pub(crate) fn advertised(
     repo: &Repository,
     url: &str,
     ref_name: &str,
-    deadline: Duration,
 ) -> Result<Option<Oid>, git2::Error> {
+    let deadline = local_origin_deadline();
     let found = advertised_where(repo, url, &|name| name == ref_name, deadline)?;
     Ok(found.into_iter().next().map(|(_, oid)| oid))
 }
@@ -298,17 +301,17 @@ fn remote<'r>(repo: &'r Repository, url: &str) -> Result<Remote<'r>, git2::Error
 /// has none of them. One connection lists origin's refs and downloads over the same
 /// listing (a listing of a local origin reads every ref's file). libgit2 fetches a missing
 /// ref as nothing at all, so without this look a tracking ref left by an earlier fetch
-/// would pass for the branch.
+/// would pass for the branch. The landing's feature fetch: a local origin is read under
+/// [`local_origin_deadline`].
 pub(crate) fn fetch_advertised<'r>(
     repo: &Repository,
     url: &str,
     remote_refs: &[&'r str],
     tracking: &str,
-    deadline: Duration,
 ) -> Result<Option<(&'r str, Oid)>, git2::Error> {
     let wanted: Vec<String> = remote_refs.iter().map(|r| (*r).to_owned()).collect();
     let tracking = tracking.to_owned();
-    let found = on_origin(repo, url, deadline, move |repo, url| {
+    let found = on_origin(repo, url, local_origin_deadline(), move |repo, url| {
         let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
         retried(|| fetch_advertised_once(repo, url, &wanted, &tracking))
     })?;

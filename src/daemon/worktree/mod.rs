@@ -479,18 +479,14 @@ fn fetch_feature(
     let branch_ref = format!("refs/heads/{feature}");
     let mut wanted = vec![branch_ref.as_str()];
     wanted.extend(pr_head.as_deref());
-    let fetched = crate::lane_lock::fetch_advertised(
-        &repo,
-        url,
-        &wanted,
-        &tracking,
-        crate::lane_lock::local_origin_deadline(),
-    )
-    .map_err(|e| WorktreeError::Fetch {
-        remote_ref: wanted.join(" or "),
-        origin: crate::lane_lock::redact(url),
-        message: e.message().to_owned(),
-    })?;
+    let fetched =
+        crate::lane_lock::fetch_advertised(&repo, url, &wanted, &tracking).map_err(|e| {
+            WorktreeError::Fetch {
+                remote_ref: wanted.join(" or "),
+                origin: crate::lane_lock::redact(url),
+                message: e.message().to_owned(),
+            }
+        })?;
     let Some((fetched_ref, advertised)) = fetched else {
         return Err(BranchGone {
             branch: feature.to_owned(),
@@ -523,15 +519,11 @@ fn fetch_feature(
 pub fn feature_on_origin(c: &Candidate) -> Result<bool, WorktreeError> {
     let (repo, url) = open_with_origin(c, c.gated.repo().path())?;
     let head_ref = format!("refs/heads/{}", c.record.feature_branch);
-    let found = crate::lane_lock::advertised(
-        &repo,
-        url,
-        &head_ref,
-        crate::lane_lock::local_origin_deadline(),
-    )
-    .map_err(|e| WorktreeError::ListOrigin {
-        origin: crate::lane_lock::redact(url),
-        message: e.message().to_owned(),
+    let found = crate::lane_lock::advertised(&repo, url, &head_ref).map_err(|e| {
+        WorktreeError::ListOrigin {
+            origin: crate::lane_lock::redact(url),
+            message: e.message().to_owned(),
+        }
     })?;
     Ok(found.is_some())
 }
