@@ -343,6 +343,60 @@ mod tests {
         assert!(answer.contains("Connection: keep-alive") && answer.contains("Connection: close"));
     }
 
+    /// Resident memory of this process, in KiB.
+    fn resident_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Clients that ask for an 8 MiB answer (what `/api/queue` may be) on every one of the
+    /// 64 connections and then read no further: each answer waits in its connection for
+    /// the write timeout, held twice (the response's body and the bytes `to_bytes` copied
+    /// from it). docs/limits.md bounds the connections and the answer, not what they hold
+    /// together: here ~1 GiB resident for as long as the clients keep asking, where one
+    /// copy per connection (the 64 × 8 MiB the documented numbers imply) is 512 MiB.
+    #[test]
+    fn answers_held_for_slow_readers_hold_one_copy_each() {
+        const BODY: usize = 8 * 1024 * 1024;
+        let limits = Limits {
+            write_timeout: Duration::from_secs(120),
+            ..Limits::default()
+        };
+        let router = Router::new().get("/big", |_| {
+            Response::new(200, "application/json", vec![b'x'; BODY])
+        });
+        let server = Server::start("127.0.0.1:0", router, limits).unwrap();
+        let before = resident_kib();
+        let clients: Vec<std::net::TcpStream> = (0..limits.max_connections)
+            .map(|_| {
+                let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(60)))
+                    .unwrap();
+                stream.write_all(b"GET /big HTTP/1.1\r\n\r\n").unwrap();
+                // The answer has started: it was built and is being written.
+                let mut first = [0u8; 1];
+                stream.read_exact(&mut first).unwrap();
+                stream
+            })
+            .collect();
+        let held_mib = resident_kib().saturating_sub(before) / 1024;
+        let one_copy_each_mib = (limits.max_connections * BODY) as u64 >> 20;
+        drop(clients);
+        assert!(
+            held_mib <= one_copy_each_mib,
+            "{} slow readers of an 8 MiB answer hold {held_mib} MiB resident (one copy each: {one_copy_each_mib} MiB)",
+            limits.max_connections
+        );
+    }
+
     #[test]
     fn connections_are_capped_below_the_descriptor_limit() {
         assert_eq!(Limits::within(1024).max_connections, 64);
