@@ -542,6 +542,26 @@ mod tests {
         }
     }
 
+    /// A queue file named `a.json.json` is read as record `a` (every `.json` ending is
+    /// trimmed), though every write of record `a` goes to `a.json`: a record berth can never
+    /// update is offered to the tick (claimed and refused every tick), and beside a real
+    /// `a.json` two files answer to one id, the scan holding both.
+    #[test]
+    fn a_file_is_read_as_the_record_whose_writes_go_to_it() {
+        let good = serde_json::to_vec(&record_json(2)).unwrap();
+        let (_dir, store) = store_with(&[("a.json.json", &good)]);
+        let scan = store.scan().unwrap();
+        for stored in &scan.records {
+            let name = format!("{}.json", stored.id);
+            assert_eq!(
+                store.path_of(&stored.id).file_name().unwrap().to_str().unwrap(),
+                "a.json.json",
+                "a.json.json is read as record {:?}, whose writes go to {name}",
+                stored.id
+            );
+        }
+    }
+
     /// A record swapped for a FIFO between a type check and the open must not block the
     /// tick: the type is checked on the opened handle.
     #[test]
