@@ -30,7 +30,7 @@ pub use transition::{Expect, Move};
 /// Records larger than this are refused unread: a queue record is a few hundred bytes.
 pub const MAX_RECORD_BYTES: u64 = 1024 * 1024;
 
-/// A record as found on disk. `id` is the file name without `.json`.
+/// A record as found on disk. `id` is the file name less one `.json` ([`id_of`]).
 #[derive(Clone, Debug)]
 pub struct StoredRecord {
     pub id: String,
@@ -87,7 +87,7 @@ impl QueueStore {
     }
 
     pub fn path_of(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("{id}.json"))
+        self.dir.join(file_name_of(id))
     }
 
     fn lock_path_of(&self, id: &str) -> PathBuf {
@@ -196,7 +196,7 @@ impl QueueStore {
         opened: &mut Option<fs::Metadata>,
         system_failed: &mut bool,
     ) -> Result<StoredRecord, Unreadable> {
-        let id = name.trim_end_matches(".json").to_owned();
+        let id = id_of(name).unwrap_or_default().to_owned();
         if let Err(e) = check_id(&id) {
             // Every write is by id: a record berth could never update must not be
             // offered to the tick, where it would be claimed and skipped forever.
@@ -291,10 +291,26 @@ const MAX_FILE_NAME: usize = 255;
 /// The longest id the store can lock: `.<id>.lock` must be a valid file name.
 pub const MAX_ID_LEN: usize = MAX_FILE_NAME - ".".len() - ".lock".len();
 
+/// The ending of every record file: record `<id>` is the file `<id>.json`.
+const RECORD_SUFFIX: &str = ".json";
+
 /// Whether a queue-dir file name is a record's: `*.json`, not hidden (berth's own lock and
 /// temp files start with a dot).
 pub fn is_record_name(name: &str) -> bool {
-    name.ends_with(".json") && !name.starts_with('.')
+    id_of(name).is_some()
+}
+
+/// The id a record file name stands for: the name less one `.json` (so `a.json.json` is
+/// record `a.json`, whose writes go back to that very file); `None` for a name that is no
+/// record's.
+pub fn id_of(name: &str) -> Option<&str> {
+    name.strip_suffix(RECORD_SUFFIX)
+        .filter(|_| !name.starts_with('.'))
+}
+
+/// The file name of record `id`, the one [`id_of`] reads back as `id`.
+pub fn file_name_of(id: &str) -> String {
+    format!("{id}{RECORD_SUFFIX}")
 }
 
 fn check_id(id: &str) -> Result<(), StoreError> {
