@@ -570,7 +570,12 @@ mod tests {
         for stored in &scan.records {
             let name = format!("{}.json", stored.id);
             assert_eq!(
-                store.path_of(&stored.id).file_name().unwrap().to_str().unwrap(),
+                store
+                    .path_of(&stored.id)
+                    .file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap(),
                 "a.json.json",
                 "a.json.json is read as record {:?}, whose writes go to {name}",
                 stored.id
