@@ -489,8 +489,11 @@ mod tests {
         const NOBODY: u32 = 65534;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(crate::faults::watch::LEARNED_FILE);
-        std::fs::write(&path, serde_json::to_vec(&[entry("X", "stdout_contains", "p")]).unwrap())
-            .unwrap();
+        std::fs::write(
+            &path,
+            serde_json::to_vec(&[entry("X", "stdout_contains", "p")]).unwrap(),
+        )
+        .unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         for p in [dir.path(), path.as_path()] {
             std::os::unix::fs::chown(p, Some(NOBODY), Some(NOBODY)).unwrap();
@@ -501,7 +504,11 @@ mod tests {
             .map(|e| {
                 let e = e.unwrap();
                 let meta = std::fs::symlink_metadata(e.path()).unwrap();
-                (e.file_name().to_string_lossy().into_owned(), meta.uid(), meta.mode() & 0o777)
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    meta.uid(),
+                    meta.mode() & 0o777,
+                )
             })
             .collect();
         assert!(
