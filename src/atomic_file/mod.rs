@@ -157,15 +157,9 @@ pub fn open_or_create_at(
     // Whoever writes the dir can remove the file between the two opens: try again, a
     // bounded number of times.
     for _ in 0..OPEN_TRIES {
-        match openat(dir, name, flags | OFlag::O_CREAT | OFlag::O_EXCL, mode) {
-            Ok(fd) => {
-                if let Some(owner) = Owner::heir_in_dir(dir)? {
-                    owner.give(&fd)?;
-                }
-                return Ok(File::from(fd));
-            }
-            Err(Errno::EEXIST) => {}
-            Err(e) => return Err(e.into()),
+        match create_exclusive_at(dir, name, flags, mode) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            created => return created,
         }
         match openat(dir, name, flags, mode) {
             Ok(fd) => return Ok(File::from(fd)),
@@ -174,6 +168,29 @@ pub fn open_or_create_at(
         }
     }
     Err(last.into())
+}
+
+/// Creates `name` in the open dir `dir` (`O_CREAT|O_EXCL|O_NOFOLLOW`, with `flags` and
+/// `mode`); `AlreadyExists` if anything is there. A root berth gives it to the dir's owner
+/// when that is another user ([`Owner::heir_in`]).
+pub fn create_exclusive_at(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    flags: OFlag,
+    mode: Mode,
+) -> io::Result<File> {
+    let flags = flags | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = openat(dir, name, flags, mode)?;
+    if let Some(owner) = Owner::heir_in_dir(dir)? {
+        owner.give(&fd)?;
+    }
+    Ok(File::from(fd))
+}
+
+/// [`create_exclusive_at`] for `path`, in the directory its path names.
+pub fn create_exclusive(path: &Path, flags: OFlag, mode: Mode) -> io::Result<File> {
+    let (dir, _, name) = open_dir_of(path)?;
+    create_exclusive_at(dir.as_fd(), name, flags, mode)
 }
 
 /// [`open_or_create_at`] for `path`, in the directory its path names.
