@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::lane_lock::LONGEST_TTL;
 use crate::rules::contracts::landing::MAX_LANES_CAP;
 use crate::runner::CommandTemplate;
 
@@ -154,7 +155,8 @@ impl ConfigError {
     }
 }
 
-/// The longest lane lock TTL: a lock whose holder died stands for this long at most.
+/// The longest `lock_ttl_secs` a file may give: past it the file is refused. Up to it, a
+/// TTL above [`LONGEST_TTL`] is used as that ([`Clamped::LockTtl`]).
 pub const MAX_LOCK_TTL_SECS: u64 = 365 * 24 * 3600;
 
 impl Config {
@@ -174,12 +176,20 @@ impl Config {
             source,
         })?;
         let syntax = |e: toml::de::Error| ConfigError::syntax(path, &text, &e);
-        let config: Config = toml::from_str(&text).map_err(syntax)?;
+        let mut config: Config = toml::from_str(&text).map_err(syntax)?;
         let keys = text.parse::<toml::Table>().map_err(syntax)?.into_iter();
         config.validate().map_err(|source| ConfigError::Invalid {
             path: path.to_owned(),
             source,
         })?;
+        for clamped in config.clamp_to_longest_ttl() {
+            tracing::warn!(
+                config = %path.display(),
+                field = clamped.field(),
+                "config {}: {clamped}",
+                path.display()
+            );
+        }
         Ok((config, keys.map(|(key, _)| key).collect()))
     }
 
@@ -207,14 +217,13 @@ impl Config {
         // The step's lease ends `margin` before the lock would expire: two refreshes must
         // fit in it, so one failed refresh does not stop a landing.
         let ttl = Duration::from_secs(self.lock_ttl_secs);
-        let margin = crate::runner::lease_margin(ttl);
-        let lease = ttl.saturating_sub(margin);
-        if Duration::from_secs(self.heartbeat_secs * 2) > lease {
+        if self.heartbeat_secs > longest_heartbeat_secs(ttl) {
+            let margin = crate::runner::lease_margin(ttl);
             return Err(Invalid::HeartbeatPastLease {
                 heartbeat_secs: self.heartbeat_secs,
                 lock_ttl_secs: self.lock_ttl_secs,
                 margin,
-                lease,
+                lease: ttl.saturating_sub(margin),
             });
         }
         if let Some(relative) = self.allowed_roots.iter().find(|p| !p.is_absolute()) {
@@ -230,8 +239,74 @@ impl Config {
         Ok(())
     }
 
+    /// Holds a valid configuration's lock TTL to [`LONGEST_TTL`] (and its heartbeat to
+    /// what fits that TTL's lease), saying what it changed. A file written when berth took
+    /// longer TTLs still starts, and no lease of this berth outlives what a contender
+    /// believes of its lock.
+    fn clamp_to_longest_ttl(&mut self) -> Vec<Clamped> {
+        let mut clamped = Vec::new();
+        let longest = LONGEST_TTL.as_secs();
+        if self.lock_ttl_secs > longest {
+            clamped.push(Clamped::LockTtl {
+                asked: self.lock_ttl_secs,
+            });
+            self.lock_ttl_secs = longest;
+        }
+        let heartbeat = longest_heartbeat_secs(self.lock_ttl());
+        if self.heartbeat_secs > heartbeat {
+            clamped.push(Clamped::Heartbeat {
+                asked: self.heartbeat_secs,
+                used: heartbeat,
+            });
+            self.heartbeat_secs = heartbeat;
+        }
+        clamped
+    }
+
     pub fn lock_ttl(&self) -> Duration {
         Duration::from_secs(self.lock_ttl_secs)
+    }
+}
+
+/// The longest `heartbeat_secs` for a lock of `ttl`: two refreshes fit in the step's
+/// lease, which ends the lease margin before the lock would expire.
+fn longest_heartbeat_secs(ttl: Duration) -> u64 {
+    (ttl.saturating_sub(crate::runner::lease_margin(ttl)) / 2).as_secs()
+}
+
+/// A value of a valid file that berth uses lowered, and why (logged as a warning naming
+/// the file and the field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clamped {
+    /// `lock_ttl_secs` above [`LONGEST_TTL`]: used as that.
+    LockTtl { asked: u64 },
+    /// `heartbeat_secs` too long for the lowered TTL's lease: used as `used`.
+    Heartbeat { asked: u64, used: u64 },
+}
+
+impl Clamped {
+    /// The configuration key lowered.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Clamped::LockTtl { .. } => "lock_ttl_secs",
+            Clamped::Heartbeat { .. } => "heartbeat_secs",
+        }
+    }
+}
+
+impl std::fmt::Display for Clamped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let longest = LONGEST_TTL.as_secs();
+        match self {
+            Clamped::LockTtl { asked } => write!(
+                f,
+                "lock_ttl_secs ({asked}) is above {longest}, gstack's 2 h TTL and the longest any berth believes a lane lock's holder writes: using {longest}, so a paused landing's lease ends before another berth may judge its lock expired"
+            ),
+            Clamped::Heartbeat { asked, used } => write!(
+                f,
+                "heartbeat_secs ({asked}) is above {used}, half of the lease of lock_ttl_secs {longest}: using {used}"
+            ),
+        }
     }
 }
 
@@ -356,5 +431,48 @@ mod tests {
             (config.forge, config.max_lanes, config.poll_secs),
             (ForgeKind::Git, 3, 60)
         );
+    }
+
+    /// A file from when berth took TTLs up to 365 days still loads, its TTL lowered to the
+    /// 2 h every contender believes (and its heartbeat to what fits that lease), each
+    /// change named; what was refused before is refused still.
+    #[test]
+    fn a_lock_ttl_above_two_hours_is_used_as_two_hours_and_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(&path, "lock_ttl_secs = 21600\nheartbeat_secs = 7000\n").unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!((config.lock_ttl_secs, config.heartbeat_secs), (7200, 3597));
+        let mut asked: Config = toml::from_str("lock_ttl_secs = 21600\n").unwrap();
+        let clamped = asked.clamp_to_longest_ttl();
+        assert_eq!(clamped, [Clamped::LockTtl { asked: 21600 }]);
+        assert_eq!((asked.lock_ttl_secs, asked.heartbeat_secs), (7200, 900));
+        let said = clamped[0].to_string();
+        assert!(
+            said.starts_with("lock_ttl_secs (21600) is above 7200"),
+            "{said}"
+        );
+        let mut kept = Config::default();
+        assert_eq!(kept.clamp_to_longest_ttl(), []);
+        let said = Clamped::Heartbeat {
+            asked: 7000,
+            used: 3597,
+        }
+        .to_string();
+        assert!(
+            said.starts_with("heartbeat_secs (7000) is above 3597"),
+            "{said}"
+        );
+        for refused in [
+            "lock_ttl_secs = 31536001\n",
+            "lock_ttl_secs = 21600\nheartbeat_secs = 15000\n",
+        ] {
+            std::fs::write(&path, refused).unwrap();
+            let err = Config::load(Some(&path)).unwrap_err().to_string();
+            assert!(
+                err.contains("berth.toml") && err.contains("lock_ttl_secs"),
+                "{err}"
+            );
+        }
     }
 }

@@ -235,7 +235,7 @@ impl LockClient {
             lock_ref: target.ref_name,
             writers_lock: &writers_lock,
             expiry: &self.sightings.expiry,
-            longest_ttl: self.longest_ttl(),
+            longest_ttl: super::LONGEST_TTL,
         };
         let lock_ref = Path::new(target.ref_name);
         let at = || refs_look::blocks_at(origin.path(), lock_ref).map(|f| (lock_ref.into(), f));

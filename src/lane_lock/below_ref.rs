@@ -168,7 +168,8 @@ mod tests {
                 "the first try does not name a broken ref: {first}"
             );
             assert!(below.join("x").exists() && below.join("f").exists());
-            let cap = chrono::Duration::from_std(client.longest_ttl() + MAX_CLOCK_SKEW).unwrap();
+            let cap =
+                chrono::Duration::from_std(crate::lane_lock::LONGEST_TTL + MAX_CLOCK_SKEW).unwrap();
             let long_ago = crate::clock::now() - cap - chrono::Duration::seconds(1);
             client.sightings.expiry.all_seen_since(long_ago);
             let outcome = take();

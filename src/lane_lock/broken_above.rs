@@ -76,7 +76,8 @@ mod tests {
 
     /// Dates every sighting `client` keeps back past the cap any lock lasts.
     fn as_if_seen_long_ago(client: &LockClient) {
-        let cap = chrono::Duration::from_std(client.longest_ttl() + MAX_CLOCK_SKEW).unwrap();
+        let cap =
+            chrono::Duration::from_std(crate::lane_lock::LONGEST_TTL + MAX_CLOCK_SKEW).unwrap();
         let long_ago = crate::clock::now() - cap - chrono::Duration::seconds(1);
         client.sightings.expiry.all_seen_since(long_ago);
     }

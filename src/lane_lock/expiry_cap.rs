@@ -1,10 +1,12 @@
 //! A lock's `expiresAt` is believed only as far ahead as a holder could have written it.
 //!
 //! A holder writes `expiresAt` as its write time plus its TTL, and its clock may be ahead
-//! of this host's by up to [`MAX_CLOCK_SKEW`]. So a lock that expires further ahead than
-//! the longest TTL berth accepts from a holder ([`LockClient::longest_ttl`]) plus that
-//! skew was written by no holder berth knows: a planted ref, or a clock set years ahead.
-//! Believed, it would hold the lane until someone ran `berth lock release --force`.
+//! of this host's by up to [`MAX_CLOCK_SKEW`]. Neither gstack nor berth holds a lock
+//! longer than [`super::LONGEST_TTL`] (2 h; berth's config lowers a longer
+//! `lock_ttl_secs` to it), so a holder's lease, which ends before its lock expires, ends
+//! before any berth's cap fires; and a lock that expires further ahead than that TTL plus
+//! the skew was written by no holder berth knows: a planted ref, or a clock set years
+//! ahead. Believed, it would hold the lane until someone ran `berth lock release --force`.
 //! Instead it is judged to expire that long after berth first saw that exact lock (its
 //! commit), and the log names the ref and why, once per berth process. That first sighting
 //! is kept in berth's dir ([`super::sightings`]), so a new process (`berth run --once`, a
@@ -262,6 +264,55 @@ mod tests {
             look(&seen, ttl, now, Look::Take),
         );
         assert_eq!(kept.expires_at, fair.expires_at);
+    }
+
+    /// A berth whose config asks `lock_ttl_secs = 21600` (6 h: a file berth loads, with its
+    /// `heartbeat_secs` of 900) takes a lane at `t0` and is then paused (SIGSTOP, a
+    /// suspend): its step's guard lets the step run until its lease ends (the TTL it holds
+    /// the lock with, less the margin), then kills it within half the margin. A berth with
+    /// the default TTL (the bound it believes: 2 h + 5 min) first sees the lock at `t0`:
+    /// the lock must still hold the lane when that kill lands, or the second berth lands
+    /// while the first one's step still runs.
+    #[test]
+    fn a_paused_holders_longer_ttl_lock_holds_the_lane_while_its_lease_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("berth.toml");
+        std::fs::write(&file, "lock_ttl_secs = 21600\nheartbeat_secs = 900\n").unwrap();
+        let holder = crate::config::Config::load(Some(&file)).unwrap();
+        let holders_ttl = holder.lock_ttl();
+        crate::lane_lock::LockSettings {
+            heartbeat_every: Duration::from_secs(holder.heartbeat_secs),
+            ..crate::lane_lock::LockSettings::with_ttl(holders_ttl)
+        }
+        .validate()
+        .expect("the holder's lock client takes the TTL its config gives");
+        let margin = crate::runner::lease_margin(holders_ttl);
+        let killed = chrono::Duration::from_std(holders_ttl - margin + margin / 2).unwrap();
+
+        let seen = ExpirySightings::in_memory();
+        let contenders_longest = Duration::from_secs(7200);
+        let t0 = crate::clock::now();
+        let sha = Oid::from_str("3234567890123456789012345678901234567890").unwrap();
+        let lock = planted(t0 + chrono::Duration::from_std(holders_ttl).unwrap());
+        let step_dead = t0 + killed;
+        let first = capped(
+            lock.clone(),
+            sha,
+            "refs/gstack/release-locks/x/main",
+            look(&seen, contenders_longest, t0, Look::Take),
+        );
+        assert!(first.is_live_at(t0));
+        let judged = capped(
+            lock,
+            sha,
+            "refs/gstack/release-locks/x/main",
+            look(&seen, contenders_longest, step_dead, Look::Take),
+        );
+        assert!(
+            judged.is_live_at(step_dead),
+            "judged to expire at {}, while the paused holder's step runs until {step_dead}",
+            judged.expires_at
+        );
     }
 
     /// The daemon lists every lock ref of an origin (`forge_round::faults` -> `list`): an

@@ -115,7 +115,7 @@ impl LockClient {
                 let until = expiry_cap::unreadable_expiry(
                     &self.sightings.expiry,
                     &sha.to_string(),
-                    self.longest_ttl(),
+                    super::LONGEST_TTL,
                     now,
                 );
                 if now < until {
@@ -261,7 +261,8 @@ mod tests {
                 "{planted} over {url}: {outcome:?}"
             );
             // Just short of the cap it still holds the lane.
-            let cap = chrono::Duration::from_std(client.longest_ttl() + MAX_CLOCK_SKEW).unwrap();
+            let cap =
+                chrono::Duration::from_std(crate::lane_lock::LONGEST_TTL + MAX_CLOCK_SKEW).unwrap();
             let now = crate::clock::now();
             client
                 .sightings

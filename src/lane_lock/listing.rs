@@ -64,7 +64,7 @@ impl LockClient {
                     &ref_name,
                     expiry_cap::Seen {
                         sightings: &self.sightings.expiry,
-                        longest_ttl: self.longest_ttl(),
+                        longest_ttl: super::LONGEST_TTL,
                         now,
                         look: expiry_cap::Look::List,
                     },

@@ -113,6 +113,10 @@ pub const LOCK_REF_PREFIX: &str = "refs/gstack/release-locks/";
 /// How long a lock stays valid without a refresh (gstack's value).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(2 * 60 * 60);
 
+/// The longest TTL a berth holds a lane lock with (gstack's), which every berth believes
+/// ([`expiry_cap`]): a paused holder's lease then ends before any contender's cap fires.
+pub const LONGEST_TTL: Duration = DEFAULT_TTL;
+
 /// Refreshes per TTL: the one relationship between heartbeat and TTL (2 h / 8 = 15 min),
 /// so a lock survives several failed refreshes in a row before it expires.
 pub const HEARTBEATS_PER_TTL: u32 = 8;
@@ -157,6 +161,8 @@ impl LockSettings {
     fn validate(&self) -> Result<(), LockError> {
         let problem = if self.ttl < Duration::from_millis(1) {
             "ttl must be at least 1 ms (expiresAt has millisecond precision)"
+        } else if self.ttl > LONGEST_TTL {
+            "ttl must be at most 2 h (gstack's TTL, the longest every contender believes)"
         } else if self.heartbeat_every.is_zero() || self.heartbeat_every >= self.ttl {
             "heartbeat_every must be non-zero and shorter than ttl"
         } else if self.remote_timeout < Duration::from_millis(1)
@@ -369,12 +375,6 @@ impl LockClient {
         &self.settings
     }
 
-    /// The longest TTL this client believes a holder writes: its own, or gstack's when that
-    /// is longer ([`expiry_cap`]).
-    fn longest_ttl(&self) -> Duration {
-        self.settings.ttl.max(DEFAULT_TTL)
-    }
-
     /// Runs `hook` in every lock write of this client after berth's last look at the ref
     /// and before the write is sent, the window the compare-and-swap closes. For tests that
     /// move the ref from another client there, deterministically; the daemon sets none.
@@ -418,7 +418,7 @@ impl LockClient {
                 hook: &self.hook,
                 seen: &self.sightings.leftovers,
                 expiry: &self.sightings.expiry,
-                longest_ttl: self.longest_ttl(),
+                longest_ttl: LONGEST_TTL,
             },
         );
         let applied = matches!(outcome, Ok(PushOutcome::Applied));

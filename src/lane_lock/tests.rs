@@ -114,6 +114,11 @@ fn settings_keep_one_heartbeat_ttl_relationship() {
     no_timeout.remote_timeout = Duration::ZERO;
     assert!(no_timeout.validate().is_err());
     assert!(defaults.validate().is_ok());
+    // A lock held longer than every contender believes would outlive their judgement of it.
+    let longer = LockSettings::with_ttl(LONGEST_TTL + Duration::from_millis(1));
+    let err = longer.validate().unwrap_err().to_string();
+    assert!(err.contains("ttl must be at most 2 h"), "{err}");
+    assert!(LockSettings::with_ttl(LONGEST_TTL).validate().is_ok());
 }
 
 #[test]

@@ -292,6 +292,48 @@ fn a_lock_ttl_past_the_calendar_is_refused_not_a_panic() {
     assert_eq!(world.read_record(&id)["status"], "queued", "{said}");
 }
 
+/// A config from when berth took lane lock TTLs up to 365 days (6 h here, with a 7000 s
+/// heartbeat) still starts, and says which file and field it lowered; the lock it holds
+/// expires 2 h after its write, the longest a contending berth believes, so a paused
+/// landing's lease ends before any contender may judge the lock expired.
+#[test]
+fn a_lock_ttl_above_two_hours_starts_held_as_two_hours_with_a_warning() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(9, "main");
+    let payload = world.root.join("payload");
+    let script = format!(
+        "git --git-dir {remote} log -1 --format=%B \"$1\" > {payload} && exec {land} \"$2\" \"$3\" {ledger} \"$4\"",
+        remote = lane.remote_url,
+        payload = payload.display(),
+        land = world.land_script().display(),
+        ledger = world.root.join("ledger").display(),
+    );
+    let config = world.config(&format!(
+        "forge = \"git\"\nlock_ttl_secs = 21600\nheartbeat_secs = 7000\nland_command = [\"sh\", \"-c\", {script:?}, \"sh\", \"{{lock_sha}}\", \"{{branch}}\", \"{{base}}\", \"{{pr}}\"]\n"
+    ));
+    let out = world.run_once(&config).success().get_output().clone();
+
+    let said = String::from_utf8_lossy(&out.stderr);
+    let named = format!(
+        "config {}: lock_ttl_secs (21600) is above 7200",
+        config.display()
+    );
+    assert!(said.contains(&named), "{said}");
+    assert!(
+        said.contains("heartbeat_secs (7000) is above 3597"),
+        "{said}"
+    );
+    assert_eq!(world.read_record(&id)["status"], "landed", "{said}");
+    assert_eq!(world.ledger(), [9]);
+    let message = fs::read_to_string(&payload).unwrap();
+    let (_, body) = message.split_once("\n\n").expect("a lock commit message");
+    let lock: serde_json::Value = serde_json::from_str(body).expect("a lock payload");
+    let at = |field: &str| chrono::DateTime::parse_from_rfc3339(lock[field].as_str().unwrap());
+    let held = at("expiresAt").unwrap() - at("createdAt").unwrap();
+    assert_eq!(held, chrono::Duration::hours(2), "{lock:#}");
+}
+
 /// The lane lock is taken over on origin (gstack's live lock pushed over berth's) while
 /// the landing's checkout is held up (the test holds the repository's worktree-admin lock,
 /// which adding the scratch worktree waits for), and the heartbeat finds it lost; then the

@@ -38,6 +38,12 @@ pub fn gate_queued(shared: &Shared, gates: &mut TickGates) -> usize {
                     gated.origin_url().unwrap_or_default(),
                 ),
             );
+            crate::daemon::worktree::make_ahead(
+                &shared.crew.places,
+                &stored.id,
+                gated,
+                &stored.record.feature_branch,
+            );
         }
         if let Err(refusal) = gated {
             let reason = gate_block_text(&stored.record, &refusal);

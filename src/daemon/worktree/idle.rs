@@ -4,7 +4,8 @@
 //! One landing holds a worktree at a time (taken out, given back when it settles), so
 //! concurrent lanes of a repo never share one. Kept worktrees are bounded in number
 //! ([`MAX_IDLE`], [`MAX_IDLE_PER_REPO`]), uses ([`MAX_USES`]: each reset appends to its
-//! reflog) and age ([`MAX_AGE`]); the daemon removes those it keeps when it stops.
+//! reflog) and age ([`MAX_AGE`]); the daemon removes those it keeps when it stops, and
+//! from then on keeps none (a worktree made ahead that finishes later is handed back).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -50,20 +51,27 @@ impl Kept {
 /// The daemon's kept scratch worktrees.
 #[derive(Debug, Default)]
 pub struct IdleWorktrees {
-    kept: Mutex<Vec<Kept>>,
+    kept: Mutex<Pool>,
+}
+
+#[derive(Debug, Default)]
+struct Pool {
+    kept: Vec<Kept>,
+    /// Set when the stopping daemon drained the pool: nothing is kept after.
+    closed: bool,
 }
 
 impl IdleWorktrees {
     /// A kept worktree of `repo` still fit for use, if any, and those found unfit (for the
     /// caller to remove).
     pub(super) fn take(&self, repo: &Path) -> (Option<Kept>, Vec<Kept>) {
-        let mut kept = self.lock();
+        let mut pool = self.lock();
         let (mine, others): (Vec<Kept>, Vec<Kept>) =
-            kept.drain(..).partition(|k| k.scratch.repo == repo);
-        *kept = others;
+            pool.kept.drain(..).partition(|k| k.scratch.repo == repo);
+        pool.kept = others;
         let (mut fit, unfit): (Vec<Kept>, Vec<Kept>) = mine.into_iter().partition(Kept::fit);
         let taken = fit.pop();
-        kept.extend(fit);
+        pool.kept.extend(fit);
         (taken, unfit)
     }
 
@@ -71,27 +79,36 @@ impl IdleWorktrees {
     /// kept is handed back for the caller to remove.
     pub(super) fn give(&self, mut done: Kept) -> Option<Kept> {
         done.uses += 1;
-        if !done.fit() {
-            return Some(done);
+        self.keep(done)
+    }
+
+    /// Keeps `fresh`, a worktree made ahead of its repo's first landing (none served
+    /// yet), unless that passes a bound; what is not kept is handed back.
+    pub(super) fn keep(&self, fresh: Kept) -> Option<Kept> {
+        if !fresh.fit() {
+            return Some(fresh);
         }
-        let mut kept = self.lock();
-        let of_repo = kept
+        let mut pool = self.lock();
+        let of_repo = pool
+            .kept
             .iter()
-            .filter(|k| k.scratch.repo == done.scratch.repo)
+            .filter(|k| k.scratch.repo == fresh.scratch.repo)
             .count();
-        if kept.len() >= MAX_IDLE || of_repo >= MAX_IDLE_PER_REPO {
-            return Some(done);
+        if pool.closed || pool.kept.len() >= MAX_IDLE || of_repo >= MAX_IDLE_PER_REPO {
+            return Some(fresh);
         }
-        kept.push(done);
+        pool.kept.push(fresh);
         None
     }
 
-    /// Every kept worktree, for the stopping daemon to remove.
+    /// Every kept worktree, for the stopping daemon to remove; nothing is kept after.
     pub(super) fn drain(&self) -> Vec<Kept> {
-        std::mem::take(&mut *self.lock())
+        let mut pool = self.lock();
+        pool.closed = true;
+        std::mem::take(&mut pool.kept)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Kept>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pool> {
         self.kept.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -133,6 +150,17 @@ mod tests {
         assert!(unfit.is_empty());
         assert!(idle.take(&dir.path().join("none")).0.is_none());
         assert_eq!(idle.drain().len(), MAX_IDLE - 1);
+    }
+
+    #[test]
+    fn nothing_is_kept_once_the_stopping_daemon_drained_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let idle = IdleWorktrees::default();
+        assert!(idle.keep(kept(dir.path(), "a", 0)).is_none());
+        assert_eq!(idle.drain().len(), 1);
+        assert!(idle.keep(kept(dir.path(), "a", 1)).is_some(), "handed back");
+        assert!(idle.give(kept(dir.path(), "b", 2)).is_some(), "handed back");
+        assert!(idle.drain().is_empty());
     }
 
     #[test]

@@ -18,15 +18,17 @@ use std::time::Duration;
 
 use git2::{Oid, Repository, StatusOptions};
 
-use crate::gates::WorktreeChoice;
+use crate::gates::{GatedRecord, GatedRepo, WorktreeChoice};
 use crate::pinned_dir::{PinnedDir, PinnedDirError};
 
 use super::Candidate;
 use crate::forge::Forge;
 
+mod ahead;
 mod idle;
 mod scratch;
 
+pub use ahead::Ahead;
 pub use idle::IdleWorktrees;
 use idle::Kept;
 use scratch::Scratch;
@@ -94,6 +96,8 @@ impl Place {
 pub struct Places {
     root: PathBuf,
     idle: IdleWorktrees,
+    /// The repos whose first scratch worktree was made ahead of their first landing.
+    ahead: Arc<Ahead>,
     lock_dir: PathBuf,
 }
 
@@ -102,6 +106,7 @@ impl Places {
         Places {
             root: root(berth_dir),
             idle: IdleWorktrees::default(),
+            ahead: Arc::default(),
             lock_dir: lock_dir.to_owned(),
         }
     }
@@ -308,6 +313,7 @@ pub fn prepare(places: &Places, forge: &dyn Forge, c: &Candidate) -> Result<Plac
 /// A kept scratch worktree of the repo reset to `head`, or a new one.
 fn scratch_place(places: &Places, c: &Candidate, head: Oid) -> Result<Place, WorktreeError> {
     let repo_path = c.gated.repo().path();
+    places.ahead.wait(repo_path, ahead::AHEAD_WAIT);
     let (taken, unfit) = places.idle.take(repo_path);
     unfit.into_iter().for_each(discard);
     if let Some(kept) = taken {
@@ -330,6 +336,22 @@ fn scratch_place(places: &Places, c: &Candidate, head: Oid) -> Result<Place, Wor
             }
         }
     }
+    let kept = add_fresh(places, c.gated.repo(), c.id.as_str(), head)?;
+    Ok(Place {
+        dir: Arc::clone(&kept.dir),
+        scratch: Some(kept),
+        _lock: None,
+    })
+}
+
+/// A new scratch worktree of `repo` detached at `head`, named after the record `id` it is
+/// made for, its directory held open.
+fn add_fresh(
+    places: &Places,
+    repo: &GatedRepo,
+    id: &str,
+    head: Oid,
+) -> Result<Kept, WorktreeError> {
     let root = &places.root;
     crate::atomic_file::ensure_private_dir(root)?;
     // A fresh name every time: nothing planted in the repo's `.git/worktrees/` can be
@@ -337,10 +359,10 @@ fn scratch_place(places: &Places, c: &Candidate, head: Oid) -> Result<Place, Wor
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    let name = format!("berth-{}-{:x}{nanos:x}", c.id, std::process::id());
-    let admin_key = crate::safe_key::safe_key(&repo_path.to_string_lossy());
+    let name = format!("berth-{id}-{:x}{nanos:x}", std::process::id());
+    let admin_key = crate::safe_key::safe_key(&repo.path().to_string_lossy());
     let scratch = Scratch {
-        repo: repo_path.to_owned(),
+        repo: repo.path().to_owned(),
         path: root.join(&name),
         name,
         admin_lock: places
@@ -348,21 +370,12 @@ fn scratch_place(places: &Places, c: &Candidate, head: Oid) -> Result<Place, Wor
             .join(format!(".worktree-admin-{admin_key}.lock")),
     };
     scratch.add(head)?;
-    let opened = c
-        .gated
-        .repo()
+    let opened = repo
         .pin()
         .verify()
         .and_then(|()| PinnedDir::open(&scratch.path));
     match opened {
-        Ok(dir) => {
-            let dir = Arc::new(dir);
-            Ok(Place {
-                dir: Arc::clone(&dir),
-                scratch: Some(Kept::new(scratch, dir)),
-                _lock: None,
-            })
-        }
+        Ok(dir) => Ok(Kept::new(scratch, Arc::new(dir))),
         Err(why) => {
             if let Err(e) = scratch.remove() {
                 tracing::warn!(worktree = %scratch.path.display(), "scratch worktree not fully removed: {e}");
@@ -370,6 +383,73 @@ fn scratch_place(places: &Places, c: &Candidate, head: Oid) -> Result<Place, Wor
             Err(why.into())
         }
     }
+}
+
+/// Makes a scratch worktree of `gated`'s repo in the background, ahead of its first
+/// landing, and keeps it for that landing to reset ([`ahead`]): the first time a queued
+/// record `id` of the repo passes its gates, unless its landing will run in the record's
+/// own checkout (one on the feature branch). Detached at the feature's last fetched head if
+/// there is one (the reset then changes little), else at the repo's HEAD. Failures are
+/// logged: the landing adds its own, as without.
+pub fn make_ahead(places: &Arc<Places>, id: &str, gated: &GatedRecord, feature: &str) {
+    let Some(turn) = places.ahead.start(gated.repo().path()) else {
+        return;
+    };
+    let (places, gated, id) = (Arc::clone(places), gated.clone(), id.to_owned());
+    let feature = feature.to_owned();
+    let spawned = std::thread::Builder::new()
+        .name("berth-worktree-ahead".into())
+        .spawn(move || {
+            if !lands_in_own_checkout(&gated, &feature) {
+                add_ahead(&places, &gated, &id, &feature);
+            }
+            drop(turn);
+        });
+    if let Err(e) = spawned {
+        tracing::debug!("scratch worktree not made ahead: {e}");
+    }
+}
+
+fn add_ahead(places: &Places, gated: &GatedRecord, id: &str, feature: &str) {
+    let repo = gated.repo();
+    let tracking = format!("refs/remotes/origin/{feature}");
+    match ahead_head(repo, &tracking).and_then(|head| add_fresh(places, repo, id, head)) {
+        Ok(kept) => {
+            tracing::debug!(worktree = %kept.scratch.path.display(), "scratch worktree made ahead");
+            if let Some(over) = places.idle.keep(kept) {
+                discard(over);
+            }
+        }
+        Err(e) => {
+            tracing::debug!(repo = %repo.path().display(), "no scratch worktree made ahead: {e}")
+        }
+    }
+}
+
+/// Whether the landing will likely run in the record's own checkout: it passed the gates
+/// and is on the feature branch ([`prepare`] checks the rest when the landing comes).
+fn lands_in_own_checkout(gated: &GatedRecord, feature: &str) -> bool {
+    let (WorktreeChoice::Use(_), Some(pin)) = (gated.worktree(), gated.worktree_pin()) else {
+        return false;
+    };
+    pin.verify().is_ok()
+        && Repository::open(pin.path()).is_ok_and(|repo| {
+            repo.head().is_ok_and(|h| {
+                h.name()
+                    .is_ok_and(|name| name == format!("refs/heads/{feature}"))
+            })
+        })
+}
+
+/// The commit a scratch worktree made ahead is detached at: `tracking`, else HEAD.
+fn ahead_head(repo: &GatedRepo, tracking: &str) -> Result<Oid, WorktreeError> {
+    repo.pin().verify()?;
+    let opened = open_repo(repo.path())?;
+    let head = match opened.refname_to_id(tracking) {
+        Ok(id) => id,
+        Err(_) => opened.head()?.peel_to_commit()?.id(),
+    };
+    Ok(head)
 }
 
 /// The feature branch is not on origin: the landing blocks, its `lastError` in gstack's
