@@ -22,7 +22,8 @@ fn a_root_hit_count_leaves_another_users_pattern_file_and_guard_theirs() {
     }
     const NOBODY: u32 = 65534;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(crate::faults::watch::LEARNED_FILE);
+    // gstack's name for it (`faults::watch::LEARNED_FILE`).
+    let path = dir.path().join("learned-patterns.json");
     std::fs::write(
         &path,
         serde_json::to_vec(&[entry("X", "stdout_contains", "p")]).unwrap(),
