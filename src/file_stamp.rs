@@ -19,7 +19,7 @@ pub const RACY_NS: i128 = 100_000_000;
 const RACY: Duration = Duration::from_nanos(RACY_NS as u64);
 
 /// What identifies a file's content on disk without reading it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FileStamp {
     dev: u64,
     ino: u64,

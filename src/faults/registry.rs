@@ -12,7 +12,7 @@
 //! One the system could not read (`EMFILE`, `EIO`) is left alone and read again next tick.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs;
+use std::fs::{self, File, Metadata};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -172,15 +172,38 @@ fn read(dir: &PrivateDir, name: &str) -> Result<Option<Registry>, Unread> {
     let text = match json_file::read_text_in(dir, name) {
         Ok(Some(text)) => text,
         Ok(None) => return Ok(None),
-        Err(e) if e.is_refused() => return Err(Unread::Invalid(Invalid::Refused(e))),
-        Err(e) => return Err(Unread::Failed(e)),
+        Err(e) => return Err(Unread::of(e)),
     };
-    let value = json_file::parse(&text).map_err(|e| Unread::Invalid(e.into()))?;
-    let registry: Registry =
-        serde_json::from_value(value).map_err(|e| Unread::Invalid(Invalid::NotRegistry(e)))?;
+    parse(&text).map(Some).map_err(Unread::Invalid)
+}
+
+impl Unread {
+    fn of(e: ReadError) -> Unread {
+        if e.is_refused() {
+            Unread::Invalid(Invalid::Refused(e))
+        } else {
+            Unread::Failed(e)
+        }
+    }
+}
+
+fn parse(text: &str) -> Result<Registry, Invalid> {
+    let value = json_file::parse(text)?;
+    let registry: Registry = serde_json::from_value(value).map_err(Invalid::NotRegistry)?;
     match registry.active.values().find(|a| !is_fault_id(&a.fault_id)) {
-        None => Ok(Some(registry)),
-        Some(bad) => Err(Unread::Invalid(Invalid::NotFaultId(bad.fault_id.clone()))),
+        None => Ok(registry),
+        Some(bad) => Err(Invalid::NotFaultId(bad.fault_id.clone())),
+    }
+}
+
+/// The registry in a file the caller opened ([`PrivateDir::open_regular`]) to look at its
+/// stamp first: `Ok(None)` when its content is no registry, an error when the system could
+/// not read it (nothing is known about its content then).
+pub fn read_opened(opened: (File, Metadata)) -> Result<Option<Registry>, ReadError> {
+    match json_file::read_opened(opened, json_file::MAX_JSON_BYTES).map_err(Unread::of) {
+        Ok(text) => Ok(parse(&text).ok()),
+        Err(Unread::Invalid(_)) => Ok(None),
+        Err(Unread::Failed(e)) => Err(e),
     }
 }
 
@@ -207,17 +230,24 @@ impl Elsewhere {
     }
 }
 
-/// The halt ids raised by `run_id`'s other registries in `dir` (not `own`): a fault one
-/// state file still has is not resolved because another state file of the run cleared it.
+/// The halt ids among `asked` raised by `run_id`'s other registries in `dir` (not `own`): a
+/// fault one state file still has is not resolved because another state file of the run
+/// cleared it. Only the ids asked about are kept: the others' registries may hold up to
+/// 8 MiB of ids each, and a pass asks only about the faults its run raises or clears.
 /// A registry whose state file is gone is removed instead (the run's lock is held): that
 /// file raises nothing any more, and counting it would keep a new state file of the run
 /// from filing, and later resolving, the same fault for ever. Its pending events stay
 /// for an investigator.
-pub fn raised_elsewhere(dir: &PrivateDir, run_id: &str, own: &str) -> Elsewhere {
+pub fn raised_elsewhere(
+    dir: &PrivateDir,
+    run_id: &str,
+    own: &str,
+    asked: &HashSet<&str>,
+) -> Elsewhere {
     let prefix = name_prefix(run_id);
     let mut elsewhere = Elsewhere::default();
     let listed = dir.names_matching_up_to(MAX_NAMES_PER_LISTING, |n| {
-        n != own && n.starts_with(&prefix) && n.ends_with(".json") && !n.starts_with('.')
+        n != own && n.starts_with(&prefix) && n.ends_with(".json") && may_be_registry_name(n)
     });
     let names = match listed {
         Ok((names, cut)) => {
@@ -248,9 +278,13 @@ pub fn raised_elsewhere(dir: &PrivateDir, run_id: &str, own: &str) -> Elsewhere 
                     tracing::warn!(file = %path.display(), "registry of a gone state file not removed: {e}");
                 }
             }
-            Ok(Some(registry)) => elsewhere
-                .raised
-                .extend(registry.active.into_values().map(|a| a.fault_id)),
+            Ok(Some(registry)) => elsewhere.raised.extend(
+                registry
+                    .active
+                    .into_values()
+                    .map(|a| a.fault_id)
+                    .filter(|id| asked.contains(id.as_str())),
+            ),
             Err(Unread::Invalid(reason)) => elsewhere
                 .unread
                 .push(format!("{}: {reason}", path.display())),
@@ -262,28 +296,26 @@ pub fn raised_elsewhere(dir: &PrivateDir, run_id: &str, own: &str) -> Elsewhere 
     elsewhere
 }
 
+/// Whether `name` (read lossily) may be the name of a registry, or of one moved aside:
+/// those names are ASCII ([`name`], [`aside_name`]), so one that is not, or was not UTF-8
+/// at all, is no run's.
+pub fn may_be_registry_name(name: &str) -> bool {
+    name.is_ascii() && !name.starts_with('.')
+}
+
 /// Whether `dir` holds a registry of `run_id` other than `own` (or a file that may be one,
 /// moved aside included): while one does, the run's lock file stays.
 pub fn others_exist(dir: &PrivateDir, run_id: &str, own: &str) -> bool {
     let prefix = name_prefix(run_id);
-    // A name that is not UTF-8 was read lossily: it may be one.
     let listed = dir.names_matching_up_to(1, |n| {
-        n != own && (n.starts_with(&prefix) || n.contains(char::REPLACEMENT_CHARACTER))
+        n != own && n.starts_with(&prefix) && may_be_registry_name(n)
     });
     !matches!(listed, Ok((names, _)) if names.is_empty())
 }
 
-/// The registry `name` in `dir` if it reads and its state file is gone.
-pub fn of_gone_state(dir: &PrivateDir, name: &str) -> Option<Registry> {
-    read(dir, name)
-        .ok()
-        .flatten()
-        .filter(|registry| source_is_gone(&registry.source))
-}
-
 /// Whether a registry's source is a state file that is no longer there. The queue's
 /// registry names the queue dir, never a `.json` file.
-fn source_is_gone(source: &str) -> bool {
+pub fn source_is_gone(source: &str) -> bool {
     source.ends_with(".json")
         && matches!(fs::symlink_metadata(source), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
 }
@@ -334,6 +366,58 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = PrivateDir::ensure(root.path(), "active-faults").unwrap();
         (root, dir)
+    }
+
+    /// A look for a run's other registries keeps every fault id they hold, though the pass
+    /// asks it only about the faults the run raises or clears: ten registries of the run
+    /// planted within the 8 MiB a registry may be, each of distinct ids, make one look hold
+    /// more than the 64 MiB one faults-dir parse may take, and the 10,000 names a look reads
+    /// allow 80 GB. docs/limits.md bounds the names, not what is kept of them.
+    #[test]
+    fn a_look_for_a_runs_other_registries_holds_at_most_one_parse_of_fault_ids() {
+        const REGISTRIES: usize = 10;
+        const ENTRIES: usize = 1_900;
+        let (_root, dir) = active();
+        let scope = "s".repeat(4_000);
+        for r in 0..REGISTRIES {
+            let active = (0..ENTRIES)
+                .map(|n| {
+                    let fault = ActiveFault {
+                        fault_id: format!("K:{scope}:{:08x}", r * ENTRIES + n),
+                        first_detected_at: String::new(),
+                    };
+                    (format!("d{n}"), fault)
+                })
+                .collect();
+            let registry = Registry {
+                run_id: "run".into(),
+                source: format!("/queue-{r}"),
+                updated_at: String::new(),
+                active,
+            };
+            let name = name("run", &format!("/queue-{r}"));
+            save(&dir, &name, &registry).unwrap();
+            let size = dir.entry(&name).unwrap().unwrap().size;
+            assert!(size <= json_file::MAX_JSON_BYTES, "{size}");
+        }
+        // What a pass asks about: the faults its run raises or clears, here every tenth id
+        // planted (as many as one registry of the run holds) and one held nowhere.
+        let ids: Vec<String> = (0..REGISTRIES * ENTRIES)
+            .step_by(10)
+            .map(|n| format!("K:{scope}:{n:08x}"))
+            .chain(["K:elsewhere:00000000".to_owned()])
+            .collect();
+        let asked: HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let elsewhere = raised_elsewhere(&dir, "run", &name("run", "/s/own.json"), &asked);
+        assert!(elsewhere.unread().is_empty(), "{:?}", elsewhere.unread());
+        assert!(ids[..ids.len() - 1].iter().all(|id| elsewhere.contains(id)));
+        assert!(!elsewhere.contains(&ids[ids.len() - 1]));
+        let held: usize = elsewhere.raised.iter().map(String::len).sum();
+        assert!(
+            held <= json_file::MAX_JSON_PARSE,
+            "one look holds {} fault ids, {held} bytes of them",
+            elsewhere.raised.len()
+        );
     }
 
     #[test]
@@ -388,7 +472,7 @@ mod tests {
         }
         crate::rules::memory::start();
         let others = others_exist(&dir, "run", "run-01234567.json");
-        let elsewhere = raised_elsewhere(&dir, "run", "run-01234567.json");
+        let elsewhere = raised_elsewhere(&dir, "run", "run-01234567.json", &HashSet::new());
         let peak = crate::rules::memory::stop();
         assert!(!others && elsewhere.raised.is_empty());
         let bound = (MAX_NAMES_PER_LISTING * (255 + 48)) as isize;
@@ -417,7 +501,8 @@ mod tests {
             )
             .unwrap();
         }
-        let elsewhere = raised_elsewhere(&dir, "run/1", &name("run/1", "/s/b.json"));
+        let elsewhere =
+            raised_elsewhere(&dir, "run/1", &name("run/1", "/s/b.json"), &HashSet::new());
         assert!(elsewhere.raised.is_empty());
         assert_eq!(elsewhere.unread().len(), 1, "{:?}", elsewhere.unread());
     }
@@ -473,13 +558,18 @@ mod tests {
             },
         )
         .unwrap();
-        let elsewhere = raised_elsewhere(&dir, "run/1", &b_name);
+        let asked = HashSet::from(["PHASE_FAILED:all:0123abcd"]);
+        let elsewhere = raised_elsewhere(&dir, "run/1", &b_name, &asked);
         assert_eq!(
             elsewhere.raised,
             HashSet::from(["PHASE_FAILED:all:0123abcd".to_owned()])
         );
         assert!(elsewhere.unread().is_empty());
-        assert!(raised_elsewhere(&dir, "run/1", &a_name).raised.is_empty());
+        assert!(
+            raised_elsewhere(&dir, "run/1", &a_name, &asked)
+                .raised
+                .is_empty()
+        );
         assert!(
             a.exists(),
             "{a:?}: only a gone state file's registry is removed"
@@ -493,7 +583,8 @@ mod tests {
         let (_root, dir) = active();
         let a = path(dir.path(), "run/1", "/s/a.json");
         fs::create_dir(&a).unwrap();
-        let elsewhere = raised_elsewhere(&dir, "run/1", &name("run/1", "/s/b.json"));
+        let elsewhere =
+            raised_elsewhere(&dir, "run/1", &name("run/1", "/s/b.json"), &HashSet::new());
         assert_eq!(elsewhere.unread().len(), 1, "{elsewhere:?}");
         assert!(elsewhere.unread()[0].contains(&a.display().to_string()));
     }

@@ -22,6 +22,7 @@ use super::learned::{self, HitCounts, LearnedSet, LearnedSource};
 use super::learned_match::{self, Budget, LearnedBudget};
 use super::run_cache::RunCache;
 use super::state_file::StateCache;
+use crate::private_dir::MAX_NAMES_PER_LISTING;
 use crate::rules::RuleSet;
 
 /// The run id the queue detectors' halt events are filed under.
@@ -187,7 +188,10 @@ pub fn watch_runs(
 ) -> WatchReport {
     let mut report = WatchReport::default();
     let files = match state_files(state_dir) {
-        Ok(files) => files,
+        Ok((files, cut)) => {
+            report.problems.extend(say_cut_once(state_dir, cut));
+            files
+        }
         Err(e) => {
             report.problems.push(format!(
                 "cannot read build-state dir {}: {e}",
@@ -294,24 +298,48 @@ fn newly_fired(events: &[HaltEvent], sync: &SyncReport) -> Vec<String> {
     .collect()
 }
 
+/// The build-state dirs whose last pass left state files unlooked at, said once while
+/// they do.
+static CUT_SAID: LazyLock<Mutex<HashSet<PathBuf>>> = LazyLock::new(Mutex::default);
+
+/// The problem that `dir` holds more state files than a pass looks at, the first time in
+/// a row a pass finds it `cut`.
+fn say_cut_once(dir: &Path, cut: bool) -> Option<String> {
+    let mut said = CUT_SAID.lock().unwrap_or_else(|e| e.into_inner());
+    if !cut {
+        said.remove(dir);
+        return None;
+    }
+    said.insert(dir.to_owned()).then(|| {
+        format!(
+            "build-state dir {}: more than {MAX_NAMES_PER_LISTING} state files; only the first {MAX_NAMES_PER_LISTING} listed are looked at (said once while it holds more)",
+            dir.display()
+        )
+    })
+}
+
 /// The `*.json` state files directly in `dir` (not the queue subdir, not the review
-/// report, not hidden temp files), sorted. A missing dir has no runs.
-fn state_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+/// report, not hidden temp files), sorted: the first [`MAX_NAMES_PER_LISTING`] listed, and
+/// whether more were left out (whoever writes the dir can plant names without bound, and
+/// a pass runs on the tick's own thread). A missing dir has no runs.
+fn state_files(dir: &Path) -> std::io::Result<(Vec<PathBuf>, bool)> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), false)),
         Err(e) => return Err(e),
     };
-    let mut files: Vec<PathBuf> = entries
+    let mut state_files = entries
         .flatten()
-        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
-        .map(|entry| entry.path())
-        .filter(|path| {
-            path.file_name()
-                .and_then(|n| n.to_str())
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_str()
                 .is_some_and(|n| n.ends_with(".json") && !n.starts_with('.') && n != REVIEW_REPORT)
         })
-        .collect();
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
+        .map(|entry| entry.path());
+    let mut files: Vec<PathBuf> = state_files.by_ref().take(MAX_NAMES_PER_LISTING).collect();
+    let cut = state_files.next().is_some();
     files.sort();
-    Ok(files)
+    Ok((files, cut))
 }

@@ -240,6 +240,30 @@ fn a_pass_over_many_unchanged_runs_costs_about_a_stat_per_run() {
     );
 }
 
+/// Scenario: whoever writes the build-state dir plants names there without bound (empty
+/// `*.json` files: inodes, no data). Every other dir others write is listed up to 10,000
+/// names (`MAX_NAMES_PER_LISTING`: the halt subdirs, a run's registries); the build-state
+/// listing holds every name (twice: the sorted list and the set the caches keep), and each
+/// pass, on the tick's own thread, stats and syncs each one: a million planted names are a
+/// million stats and syncs a tick, ahead of the gates and the landings. docs/limits.md
+/// gives no bound on the state files a pass looks at. Counted: the state files one pass
+/// looked at (a run, or an unreadable state reported).
+#[test]
+fn a_pass_looks_at_no_more_state_files_than_a_listing_holds() {
+    let state = StateDir::new();
+    let planted = berth::faults::halt_store::MAX_NAMES_PER_LISTING + 2_000;
+    for n in 0..planted {
+        fs::File::create(state.dir.join(format!("p{n:06}.json"))).unwrap();
+    }
+    let pass = state.pass();
+    let looked_at = pass.runs + pass.problems.len();
+    assert!(
+        looked_at <= berth::faults::halt_store::MAX_NAMES_PER_LISTING + 1,
+        "one pass looked at {looked_at} of {planted} planted state files, e.g. {:?}",
+        pass.problems.first()
+    );
+}
+
 /// Scenario: the build-state dir holds six 1 MiB state files of the worst shape docs/faults.md
 /// measures (`[0],[0],…`: ~110× its size once parsed). The 4 MiB cap on a state file is
 /// there so that "the worst case [stays] under 512 MiB"; that held when each state was

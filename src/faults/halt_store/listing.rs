@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::super::json_file;
+use super::listing_reads::{ListingReads, MAX_LISTING_READ_BYTES};
 use super::shown::Shown;
 use super::{HaltStore, MAX_NAMES_PER_LISTING, PENDING_DIR, PROCESSED_DIR, RESOLVED_EVENT};
 use crate::private_dir::PrivateDir;
@@ -54,6 +54,7 @@ impl HaltStore {
         // ([`Shown`]): one event's text is held at a time, however many events of up to
         // 8 MiB a producer left in the halt dir.
         let mut detected: BTreeMap<(HaltStatus, String), ListedHalt> = BTreeMap::new();
+        let mut reads = ListingReads::start(&self.listed);
         for (sub, status) in [
             (PENDING_DIR, HaltStatus::Pending),
             (PROCESSED_DIR, HaltStatus::Investigated),
@@ -78,10 +79,8 @@ impl HaltStore {
             }
             for name in names {
                 let path = dir.join(&name);
-                let shown = match json_file::read_text_in(&dir, &name) {
-                    Ok(None) => continue,
-                    Ok(Some(text)) => Shown::parse(&text).map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
+                let Some(shown) = reads.shown(&dir, sub, &name) else {
+                    continue;
                 };
                 let shown = match shown {
                     Ok(shown) => shown,
@@ -103,6 +102,15 @@ impl HaltStore {
                 }
                 detected.insert((status, name.clone()), listed(name, status, shown));
             }
+        }
+        if reads.skipped > 0 {
+            listing.unreadable.push(crate::store::Unreadable {
+                file: self.dir.display().to_string(),
+                reason: format!(
+                    "listing partial: {} event files not read, past the {MAX_LISTING_READ_BYTES} bytes one listing reads of files it has not read before; a later listing reads them",
+                    reads.skipped
+                ),
+            });
         }
         for (_, mut halt) in detected {
             if halt.status == HaltStatus::Pending

@@ -31,6 +31,7 @@ use crate::private_dir::{PrivateDir, PrivateDirError};
 mod cap;
 mod dirs;
 mod listing;
+mod listing_reads;
 mod run_lock;
 mod shown;
 mod sweep;
@@ -41,6 +42,7 @@ use shown::Prior;
 
 pub use cap::{CAP_RUN_ID, CapReached, MAX_PENDING_PER_RUN, MAX_PENDING_TOTAL};
 pub use listing::{HaltStatus, ListedHalt, Listing};
+pub use listing_reads::MAX_LISTING_READ_BYTES;
 
 pub const PENDING_DIR: &str = "pending-investigations";
 pub const PROCESSED_DIR: &str = "processed";
@@ -101,6 +103,8 @@ pub struct HaltStore {
     swept: Arc<std::sync::atomic::AtomicBool>,
     /// The subdirs this store writes, held open from their first use ([`dirs`]).
     opened: Arc<dirs::Opened>,
+    /// The event files as this store's last listing read them ([`listing_reads`]).
+    listed: Arc<listing_reads::ReadCache>,
 }
 
 /// Why a halt event file was not written, read or moved; each names the file.
@@ -169,6 +173,7 @@ impl HaltStore {
             census: Arc::default(),
             swept: Arc::default(),
             opened: Arc::default(),
+            listed: Arc::default(),
         }
     }
 

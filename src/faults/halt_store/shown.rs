@@ -13,7 +13,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 pub const MAX_FIELD_BYTES: usize = 4096;
 
 /// The fields of one event file a listing shows; absent ones are `None`.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Shown {
     pub event: Option<String>,
     pub run_id: Option<String>,

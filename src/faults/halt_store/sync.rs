@@ -1,14 +1,14 @@
 //! One tick's filing of a run's faults: new ones emitted once, cleared ones resolved once,
 //! the run's registry updated with what was written.
 
-use std::cell::OnceCell;
 use std::collections::HashSet;
 
 use super::super::halt::HaltEvent;
-use super::super::registry::{self, ActiveFault};
+use super::super::registry::{self, ActiveFault, Registry};
 use super::dirs::Sub;
 use super::run_lock::{lock_run, run_lock_name};
 use super::{HaltStore, HaltStoreError, SyncReport, io_problem};
+use crate::private_dir::PrivateDir;
 
 impl HaltStore {
     /// One tick for one run's state file (`source`; the queue dir for queue faults): files
@@ -53,79 +53,8 @@ impl HaltStore {
                 return report;
             }
         };
-        // Listed only when a fault is raised or cleared: a pass over runs that changed
-        // nothing then lists nothing, where listing for each run is quadratic in the runs.
-        let listing = OnceCell::new();
-        let elsewhere =
-            || listing.get_or_init(|| registry::raised_elsewhere(&active, run_id, &name));
-        let mut changed = false;
-        let mut current: HashSet<&str> = HashSet::new();
-        for event in events {
-            if !current.insert(&event.detector_id)
-                || registry.active.contains_key(&event.detector_id)
-            {
-                continue;
-            }
-            let held = elsewhere().contains(&event.fault_id)
-                || registry
-                    .active
-                    .values()
-                    .any(|a| a.fault_id == event.fault_id);
-            if !held {
-                let Some(emitted) = counted(&mut report, self.emit(event)) else {
-                    continue;
-                };
-                report.emitted.push((event.fault_id.clone(), emitted));
-            }
-            registry.active.insert(
-                event.detector_id.clone(),
-                ActiveFault {
-                    fault_id: event.fault_id.clone(),
-                    first_detected_at: event.timestamp.clone(),
-                },
-            );
-            changed = true;
-        }
-        let cleared: Vec<String> = registry
-            .active
-            .keys()
-            .filter(|id| !current.contains(id.as_str()))
-            .cloned()
-            .collect();
-        for detector_id in cleared {
-            let Some(fault_id) = registry
-                .active
-                .get(&detector_id)
-                .map(|a| a.fault_id.clone())
-            else {
-                continue;
-            };
-            let held = elsewhere().contains(&fault_id)
-                || registry
-                    .active
-                    .iter()
-                    .any(|(id, a)| current.contains(id.as_str()) && a.fault_id == fault_id);
-            if !held && !elsewhere().unread().is_empty() {
-                // Another registry of the run may hold it: it stays raised (and in this
-                // registry) until they can be read.
-                report
-                    .problems
-                    .extend(elsewhere().unread().iter().map(|unread| {
-                        format!(
-                            "{fault_id} not resolved: a registry of the run is unreadable: {unread}"
-                        )
-                    }));
-                continue;
-            }
-            if !held && !report.resolved.contains(&fault_id) {
-                if counted(&mut report, self.resolve(run_id, &fault_id)).is_none() {
-                    continue;
-                }
-                report.resolved.push(fault_id);
-            }
-            registry.active.remove(&detector_id);
-            changed = true;
-        }
+        let changed =
+            self.file_and_resolve(&active, (run_id, &name), events, &mut registry, &mut report);
         if report.withheld > 0
             && let Err(problem) = self.file_cap_event()
         {
@@ -157,6 +86,100 @@ impl HaltStore {
             }
         }
         report
+    }
+
+    /// Files the new detector ids among `events` and resolves the cleared ones of
+    /// `registry` (`run_id`'s registry `name` in `active`), updating it with what was
+    /// written; whether it changed. The run's other registries are read only when a fault is raised or
+    /// cleared, and asked only about those faults: a pass over runs that changed nothing
+    /// then reads nothing, where reading for each run is quadratic in the runs.
+    fn file_and_resolve(
+        &self,
+        active: &PrivateDir,
+        (run_id, name): (&str, &str),
+        events: &[HaltEvent],
+        registry: &mut Registry,
+        report: &mut SyncReport,
+    ) -> bool {
+        let mut current: HashSet<&str> = HashSet::new();
+        let new: Vec<&HaltEvent> = events
+            .iter()
+            .filter(|e| {
+                current.insert(&e.detector_id) && !registry.active.contains_key(&e.detector_id)
+            })
+            .collect();
+        let cleared: Vec<(String, String)> = registry
+            .active
+            .iter()
+            .filter(|(id, _)| !current.contains(id.as_str()))
+            .map(|(id, a)| (id.clone(), a.fault_id.clone()))
+            .collect();
+        if new.is_empty() && cleared.is_empty() {
+            return false;
+        }
+        let asked: HashSet<&str> = new
+            .iter()
+            .map(|e| e.fault_id.as_str())
+            .chain(cleared.iter().map(|(_, fault_id)| fault_id.as_str()))
+            .collect();
+        let elsewhere = registry::raised_elsewhere(active, run_id, name, &asked);
+        let mut changed = false;
+        for event in new {
+            let held = elsewhere.contains(&event.fault_id)
+                || registry
+                    .active
+                    .values()
+                    .any(|a| a.fault_id == event.fault_id);
+            if !held {
+                let Some(emitted) = counted(report, self.emit(event)) else {
+                    continue;
+                };
+                report.emitted.push((event.fault_id.clone(), emitted));
+            }
+            registry.active.insert(
+                event.detector_id.clone(),
+                ActiveFault {
+                    fault_id: event.fault_id.clone(),
+                    first_detected_at: event.timestamp.clone(),
+                },
+            );
+            changed = true;
+        }
+        let mut kept_raised = 0;
+        for (detector_id, fault_id) in cleared {
+            let held = elsewhere.contains(&fault_id)
+                || registry
+                    .active
+                    .iter()
+                    .any(|(id, a)| current.contains(id.as_str()) && a.fault_id == fault_id);
+            if !held && !elsewhere.unread().is_empty() {
+                // Another registry of the run may hold it: it stays raised (and in this
+                // registry) until they can be read.
+                report.problems.push(format!(
+                    "{fault_id} not resolved: {} registries of the run are unreadable",
+                    elsewhere.unread().len()
+                ));
+                kept_raised += 1;
+                continue;
+            }
+            if !held && !report.resolved.contains(&fault_id) {
+                if counted(report, self.resolve(run_id, &fault_id)).is_none() {
+                    continue;
+                }
+                report.resolved.push(fault_id);
+            }
+            registry.active.remove(&detector_id);
+            changed = true;
+        }
+        if kept_raised > 0 {
+            // Each once, however many faults it keeps raised.
+            report
+                .problems
+                .extend(elsewhere.unread().iter().map(|unread| {
+                    format!("a registry of the run is unreadable, its faults stay raised: {unread}")
+                }));
+        }
+        changed
     }
 }
 

@@ -39,3 +39,245 @@ fn a_listing_says_when_a_subdir_holds_more_than_it_reads() {
     assert!(bad.file.ends_with(PROCESSED_DIR), "{bad:?}");
     assert!(bad.reason.contains("more than 10000 entries"), "{bad:?}");
 }
+
+/// A run with faults raised, and other registries of the run that cannot be read (empty
+/// files planted at registry names of the run): every fault that clears is kept raised and
+/// said once per unreadable registry. The report (and the daemon's log, one error line
+/// each, every pass) then holds faults × unreadable registries: with the 10,000 names a
+/// look keeps and a planted registry of the run of 8 MiB (~60,000 entries), 600 million
+/// lines a pass, where saying each fault and each unreadable registry once is enough.
+#[test]
+fn faults_kept_raised_by_unreadable_registries_are_said_once_each_not_once_per_pair() {
+    const FAULTS: usize = 40;
+    const UNREADABLE: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    let events: Vec<HaltEvent> = (0..FAULTS)
+        .map(|n| event("r", &format!("X{n}"), ""))
+        .collect();
+    let report = store.sync_run("r", "/s/r.json", &events);
+    assert_eq!(report.emitted.len(), FAULTS, "{report:?}");
+    let active = dir.path().join(ACTIVE_DIR);
+    for n in 0..UNREADABLE {
+        let other = crate::faults::registry::path(&active, "r", &format!("/s/other-{n}.json"));
+        fs::File::create(other).unwrap();
+    }
+    let report = store.sync_run("r", "/s/r.json", &[]);
+    assert!(report.resolved.is_empty(), "{:?}", report.resolved);
+    assert!(
+        report.problems.len() <= FAULTS + UNREADABLE,
+        "{} problems for {FAULTS} faults kept raised and {UNREADABLE} unreadable registries, e.g. {:?}",
+        report.problems.len(),
+        &report.problems[..2]
+    );
+}
+
+/// Bytes this thread has read so far (`rchar` of `/proc/thread-self/io`).
+fn bytes_read_by_this_thread() -> u64 {
+    let io = fs::read_to_string("/proc/thread-self/io").unwrap();
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The sweep for registries of gone runs reads every registry in `active-faults/` whole,
+/// at the first raise or clear of every pass, on the tick's own thread (`tick_runs` runs in
+/// the tick's local half). One 8 MiB registry of a live run planted under many names (hard
+/// links: 8 MiB of disk) makes each pass read 8 MiB per name: 100 names, 800 MiB; the
+/// 10,000 a listing allows, 80 GB a pass, and no record is claimed meanwhile.
+#[test]
+fn one_pass_reads_a_bounded_number_of_bytes_from_active_faults() {
+    const NAMES: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let active = dir.path().join(ACTIVE_DIR);
+    fs::create_dir(&active).unwrap();
+    let planted = serde_json::json!({
+        "runId": "other",
+        "source": "/queue",
+        "updatedAt": "x".repeat(8 * 1024 * 1024 - 200),
+        "active": {},
+    });
+    let bytes = serde_json::to_vec(&planted).unwrap();
+    assert!(bytes.len() as u64 <= json_file::MAX_JSON_BYTES);
+    fs::write(active.join("other-0.json"), &bytes).unwrap();
+    for n in 1..NAMES {
+        fs::hard_link(
+            active.join("other-0.json"),
+            active.join(format!("other-{n}.json")),
+        )
+        .unwrap();
+    }
+    let store = HaltStore::new(dir.path());
+    let before = bytes_read_by_this_thread();
+    let report = store.sync_run("r", "/s/r.json", &[event("r", "X", "")]);
+    let read = bytes_read_by_this_thread() - before;
+    assert_eq!(report.emitted.len(), 1, "{report:?}");
+    assert!(
+        read <= 8 * json_file::MAX_JSON_BYTES,
+        "one sync of one fault read {read} bytes, {NAMES} planted names of one 8 MiB registry"
+    );
+}
+
+/// A listing (the queue page's facts once a second, `/metrics` when the dir's stamp moves,
+/// `faults list`, `doctor`) reads every event it lists whole: one 8 MiB event planted in
+/// `processed/` under many names (hard links: 8 MiB of disk) costs a listing 8 MiB per
+/// name: 100 names, 800 MiB; the 10,000 names a listing reads in each of `pending/` and
+/// `processed/`, 160 GB, on one of the endpoint's two handler threads, so two page loads
+/// hold both and nothing else is served. docs/limits.md bounds what a listing holds (one
+/// event at a time), not what it reads.
+#[test]
+fn a_listing_reads_a_bounded_number_of_bytes() {
+    const NAMES: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let processed = dir.path().join(PROCESSED_DIR);
+    fs::create_dir(&processed).unwrap();
+    let planted = serde_json::json!({
+        "event": "SKILL_FAULT",
+        "runId": "r",
+        "faultId": "X:all:00000000",
+        "pad": "x".repeat(8 * 1024 * 1024 - 200),
+    });
+    let bytes = serde_json::to_vec(&planted).unwrap();
+    assert!(bytes.len() as u64 <= json_file::MAX_JSON_BYTES);
+    fs::write(processed.join("r-0.json"), &bytes).unwrap();
+    for n in 1..NAMES {
+        fs::hard_link(
+            processed.join("r-0.json"),
+            processed.join(format!("r-{n}.json")),
+        )
+        .unwrap();
+    }
+    let store = HaltStore::new(dir.path());
+    let before = bytes_read_by_this_thread();
+    let listing = store.list();
+    let read = bytes_read_by_this_thread() - before;
+    assert_eq!(listing.halts.len(), NAMES, "{:?}", listing.unreadable);
+    assert!(
+        read <= 8 * json_file::MAX_JSON_BYTES,
+        "one listing read {read} bytes: {NAMES} names of one planted 8 MiB event"
+    );
+}
+
+/// One name that is not UTF-8 planted in `active-faults/` (an empty file: whoever writes
+/// the faults dir can) is read lossily, and a lossy name "may be" a registry of any run:
+/// from then on every run that raises and clears a fault keeps its lock file for good,
+/// one more file per run ever faulted, where runs that come and go leave nothing.
+#[test]
+fn one_planted_name_that_is_not_utf8_keeps_no_run_lock_file() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let active = dir.path().join(ACTIVE_DIR);
+    fs::create_dir(&active).unwrap();
+    fs::File::create(active.join(std::ffi::OsStr::from_bytes(b"\xff.json"))).unwrap();
+    let store = HaltStore::new(dir.path());
+    for n in 0..30 {
+        let run = format!("run{n}");
+        store.sync_run(&run, "/s/x.json", &[event(&run, "X", "")]);
+        let cleared = store.sync_run(&run, "/s/x.json", &[]);
+        assert_eq!(cleared.resolved.len(), 1, "{cleared:?}");
+    }
+    let locks: Vec<String> = fs::read_dir(&active)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".lock"))
+        .collect();
+    assert!(
+        locks.is_empty(),
+        "{} run lock files left: {locks:?}",
+        locks.len()
+    );
+}
+
+/// The sweep judges a registry once per stamp: a later pass over the same registry reads
+/// none of it, and still removes it once its state file goes.
+#[test]
+fn the_sweep_reads_a_judged_registry_once_and_still_removes_it_when_its_run_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("run.json");
+    fs::write(&state, "{}").unwrap();
+    let active = crate::private_dir::PrivateDir::ensure(dir.path(), ACTIVE_DIR).unwrap();
+    let name = crate::faults::registry::name("run", state.to_str().unwrap());
+    let registry = crate::faults::registry::Registry {
+        run_id: "run".into(),
+        source: state.to_str().unwrap().into(),
+        updated_at: "x".repeat(1024 * 1024),
+        ..Default::default()
+    };
+    crate::faults::registry::save(&active, &name, &registry).unwrap();
+    // A stamp younger than the racy window proves nothing: it is read again.
+    std::thread::sleep(std::time::Duration::from_nanos(
+        crate::file_stamp::RACY_NS as u64 + 20_000_000,
+    ));
+    super::sweep::remove_gone_runs(&active);
+    let before = bytes_read_by_this_thread();
+    super::sweep::remove_gone_runs(&active);
+    let read = bytes_read_by_this_thread() - before;
+    assert!(
+        read < 1024 * 1024,
+        "a pass read {read} bytes of an unchanged registry"
+    );
+    assert!(active.entry(&name).unwrap().is_some(), "its run is live");
+    fs::remove_file(&state).unwrap();
+    super::sweep::remove_gone_runs(&active);
+    assert!(active.entry(&name).unwrap().is_none(), "its run is gone");
+}
+
+/// Event files that are distinct (sparse files: no disk) past what one listing reads: the
+/// listing reads up to its budget and says it is partial, once.
+#[test]
+fn a_listing_past_its_read_budget_says_it_is_partial() {
+    let dir = tempfile::tempdir().unwrap();
+    let processed = dir.path().join(PROCESSED_DIR);
+    fs::create_dir(&processed).unwrap();
+    let files = MAX_LISTING_READ_BYTES / json_file::MAX_JSON_BYTES + 2;
+    for n in 0..files {
+        let file = fs::File::create(processed.join(format!("r-{n}.json"))).unwrap();
+        file.set_len(json_file::MAX_JSON_BYTES).unwrap();
+    }
+    let before = bytes_read_by_this_thread();
+    let listing = HaltStore::new(dir.path()).list();
+    let read = bytes_read_by_this_thread() - before;
+    // Beside the events: this thread's reads of its own counter.
+    assert!(read <= MAX_LISTING_READ_BYTES + 4096, "{read}");
+    let partial: Vec<_> = listing
+        .unreadable
+        .iter()
+        .filter(|u| {
+            u.reason
+                .starts_with("listing partial: 2 event files not read")
+        })
+        .collect();
+    assert_eq!(partial.len(), 1, "{:?}", listing.unreadable);
+}
+
+/// A store's next listing reads no file whose stamp did not move, and shows it as before.
+#[test]
+fn a_listing_does_not_read_again_what_the_last_one_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let processed = dir.path().join(PROCESSED_DIR);
+    fs::create_dir(&processed).unwrap();
+    let planted = serde_json::json!({
+        "runId": "r",
+        "faultId": "X:all:00000000",
+        "pad": "x".repeat(1024 * 1024),
+    });
+    fs::write(
+        processed.join("r-0.json"),
+        serde_json::to_vec(&planted).unwrap(),
+    )
+    .unwrap();
+    // A stamp younger than the racy window proves nothing: it is read again.
+    std::thread::sleep(std::time::Duration::from_nanos(
+        crate::file_stamp::RACY_NS as u64 + 20_000_000,
+    ));
+    let store = HaltStore::new(dir.path());
+    let first = store.list();
+    let before = bytes_read_by_this_thread();
+    let again = store.list();
+    let read = bytes_read_by_this_thread() - before;
+    assert!(read < 1024 * 1024, "the second listing read {read} bytes");
+    assert_eq!(again.halts, first.halts);
+    assert_eq!(again.halts.len(), 1, "{:?}", again.unreadable);
+}

@@ -1,0 +1,117 @@
+//! How a listing reads the event files it shows. Whoever writes the halt dir can plant an
+//! 8 MiB event under every name a listing reads (hard links: one file's disk), and the
+//! listings run often (the queue page's facts once a second) on the endpoint's few handler
+//! threads. So a file is read once per stamp ([`FileStamp`]): within a listing, every name
+//! of one file is one read; across the listings of one store, a file whose stamp did not
+//! move is not read again. And a listing reads at most [`MAX_LISTING_READ_BYTES`] of files
+//! it had not read before; past it the others are left out, and the listing says so.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::super::json_file;
+use super::shown::Shown;
+use crate::file_stamp::{FileStamp, ReadStart, Sighting};
+use crate::private_dir::PrivateDir;
+
+/// What one listing may read of event files it did not read before: 64 MiB, eight events
+/// of the largest size berth reads, or thousands of the few KiB real ones take.
+pub const MAX_LISTING_READ_BYTES: u64 = 64 * 1024 * 1024;
+
+/// An event file in a subdir, by the subdir's name and its own.
+type Key = (&'static str, String);
+
+/// What a listing took from one event file: its shown fields, or why it cannot be read.
+#[derive(Clone, Debug)]
+struct Read {
+    seen: Sighting,
+    /// Whether the stamp proves the content (it was not racy when read).
+    trusted: bool,
+    shown: Result<Shown, String>,
+}
+
+/// The event files as the last listing of a store read them: only the names that listing
+/// read are kept, each with no more than it shows.
+#[derive(Debug, Default)]
+pub struct ReadCache {
+    files: Mutex<HashMap<Key, Read>>,
+}
+
+/// One listing's reads.
+pub struct ListingReads<'a> {
+    cache: &'a ReadCache,
+    before: HashMap<Key, Read>,
+    now: HashMap<Key, Read>,
+    /// The name each stamp was read under in this listing.
+    by_stamp: HashMap<FileStamp, Key>,
+    budget: u64,
+    /// Files left unread past the budget.
+    pub skipped: usize,
+}
+
+impl<'a> ListingReads<'a> {
+    pub fn start(cache: &'a ReadCache) -> ListingReads<'a> {
+        let before = std::mem::take(&mut *cache.files.lock().unwrap_or_else(|e| e.into_inner()));
+        ListingReads {
+            cache,
+            before,
+            now: HashMap::new(),
+            by_stamp: HashMap::new(),
+            budget: MAX_LISTING_READ_BYTES,
+            skipped: 0,
+        }
+    }
+
+    /// The shown fields of `name` in `dir` (the subdir `sub`), or why it cannot be read;
+    /// `None` when nothing is there or it was left unread past the budget.
+    pub fn shown(
+        &mut self,
+        dir: &PrivateDir,
+        sub: &'static str,
+        name: &str,
+    ) -> Option<Result<Shown, String>> {
+        let start = ReadStart::now();
+        let (file, meta) = match dir.open_regular(name, json_file::MAX_JSON_BYTES) {
+            Ok(opened) => opened,
+            Err(e) if e.is_not_found() => return None,
+            Err(e) => return Some(Err(e.to_string())),
+        };
+        let stamp = FileStamp::of(&meta);
+        let key = (sub, name.to_owned());
+        let last = self.before.remove(&key);
+        if let Some(last) = last.as_ref().filter(|l| l.trusted && l.seen.stamp == stamp) {
+            self.by_stamp.insert(stamp, key.clone());
+            self.now.insert(key, last.clone());
+            return Some(last.shown.clone());
+        }
+        if let Some(read) = self.by_stamp.get(&stamp).and_then(|k| self.now.get(k)) {
+            return Some(read.shown.clone());
+        }
+        let size = meta.len().min(json_file::MAX_JSON_BYTES);
+        if size > self.budget {
+            self.skipped += 1;
+            return None;
+        }
+        self.budget -= size;
+        let shown = json_file::read_opened((file, meta), json_file::MAX_JSON_BYTES)
+            .map_err(|e| e.to_string())
+            .and_then(|text| Shown::parse(&text).map_err(|e| e.to_string()));
+        let (seen, racy) = start.judge(stamp, last.as_ref().map(|l| &l.seen));
+        let read = Read {
+            seen,
+            trusted: !racy,
+            shown: shown.clone(),
+        };
+        self.by_stamp.insert(stamp, key.clone());
+        self.now.insert(key, read);
+        Some(shown)
+    }
+}
+
+impl Drop for ListingReads<'_> {
+    /// Keeps this listing's reads for the store's next one.
+    fn drop(&mut self) {
+        let now = std::mem::take(&mut self.now);
+        *self.cache.files.lock().unwrap_or_else(|e| e.into_inner()) = now;
+    }
+}
