@@ -296,6 +296,9 @@ fn changed_at(meta: &fs::Metadata) -> Option<chrono::DateTime<chrono::Utc>> {
 }
 
 #[cfg(test)]
+mod owners_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::record::Status;
