@@ -61,13 +61,13 @@ fn writer(origin: &Repository) -> Result<Writer, git2::Error> {
 }
 
 /// Whether git makes `origin`'s new directories and files group- or world-accessible
-/// (`core.sharedRepository` other than unset, `false` or `umask`). A value berth cannot
+/// (`core.sharedRepository` other than unset, false or `umask`, as git reads it). A value berth cannot
 /// read is taken as shared: git then applies whatever it means.
 fn shared(origin: &Repository) -> Result<bool, git2::Error> {
     match origin.config()?.get_string("core.sharedRepository") {
         Ok(value) => Ok(!matches!(
             value.trim().to_ascii_lowercase().as_str(),
-            "false" | "no" | "off" | "umask"
+            "false" | "no" | "off" | "0" | "umask"
         )),
         Err(e) if e.code() == ErrorCode::NotFound => Ok(false),
         Err(_) => Ok(true),
@@ -144,4 +144,32 @@ fn failed(git_dir: &Path, owner: Option<&Owner>, why: &str) -> git2::Error {
         "cannot write the lock commit into {} as {whom}: {why}",
         git_dir.display()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// git reads `core.sharedRepository` as a permission word, a boolean or an octal mode;
+    /// only unset and its false spellings leave the umask's modes, which libgit2 also makes.
+    #[test]
+    fn only_an_unset_or_false_shared_repository_is_written_in_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let origin = Repository::init_bare(dir.path()).unwrap();
+        assert!(!shared(&origin).unwrap());
+        for (value, is_shared) in [
+            ("false", false),
+            ("0", false),
+            ("umask", false),
+            ("group", true),
+            ("true", true),
+            ("all", true),
+            ("0660", true),
+        ] {
+            let mut config = origin.config().unwrap();
+            config.set_str("core.sharedRepository", value).unwrap();
+            let reopened = Repository::open_bare(dir.path()).unwrap();
+            assert_eq!(shared(&reopened).unwrap(), is_shared, "{value}");
+        }
+    }
 }
