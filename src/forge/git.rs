@@ -369,4 +369,43 @@ mod tests {
         assert_eq!(a.len(), "refs/berth/seen/".len() + 64);
         assert!(git2::Reference::is_valid_name(&a));
     }
+
+    /// A local origin that does not answer (a FIFO where a loose ref is, as one planted
+    /// after the lock's look, or a hung mount) fails the claim check within the forge's
+    /// own budget, as every other in-process access to a local origin does.
+    #[test]
+    fn a_local_origin_that_does_not_answer_fails_the_claim_check_within_the_timeout() {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let bare = dir.path().join("origin.git");
+        let origin = git2::Repository::init_bare(&bare).unwrap();
+        let tree = origin.treebuilder(None).unwrap().write().unwrap();
+        let tree = origin.find_tree(tree).unwrap();
+        let sig = git2::Signature::now("t", "t@t").unwrap();
+        origin
+            .commit(Some("refs/heads/main"), &sig, &sig, "base", &tree, &[])
+            .unwrap();
+        let fifo = bare.join("refs/heads/feature");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let forge =
+            GitForge::new(dir.path().join("scratch.git")).with_timeout(Duration::from_secs(2));
+        let repo = ForgeRepo::new("path:/origin", bare.to_str().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let pr = PrRef {
+                number: 1,
+                feature_branch: "feature",
+                base_branch: "main",
+            };
+            let _ = tx.send(format!("{:?}", forge.check_pr(&repo, &pr)));
+        });
+        let answer = rx.recv_timeout(Duration::from_secs(60));
+        // Let a stuck open return (a writer's non-blocking open answers it).
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(&fifo);
+        let answer = answer.expect("the claim check on a local origin never returned");
+        assert!(answer.contains("Err"), "{answer}");
+    }
 }
