@@ -268,4 +268,49 @@ mod tests {
         let third = acquire(&client, &origin);
         assert!(matches!(third, Ok(Acquire::Acquired(_))), "{third:?}");
     }
+
+    /// One origin named two ways (its path, and a symlink to it, as "one repo, one lane"
+    /// treats as one): while an access to it is left past its deadline, an access by the
+    /// other name is refused at once too, with no second thread stuck in the origin.
+    #[test]
+    fn a_stuck_origin_refuses_an_access_by_another_name_for_it() {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let origin = BareOrigin::new();
+        let alias = origin.dir.path().join("alias.git");
+        std::os::unix::fs::symlink(&origin.bare, &alias).unwrap();
+        let included = origin.dir.path().join("included");
+        nix::unistd::mkfifo(&included, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let mut config = std::fs::OpenOptions::new()
+            .append(true)
+            .open(origin.bare.join("config"))
+            .unwrap();
+        writeln!(config, "[include]\n\tpath = {}", included.display()).unwrap();
+        let settings = LockSettings {
+            remote_timeout: Duration::from_secs(2),
+            ..LockSettings::default()
+        };
+        let client =
+            Arc::new(LockClient::new(&origin.dir.path().join("scratch"), settings).unwrap());
+        let first = format!("{:?}", acquire(&client, &origin));
+        assert!(first.contains("did not answer within 2 s"), "{first}");
+        let aliased = BareOrigin {
+            dir: tempfile::tempdir().unwrap(),
+            bare: alias.clone(),
+            url: alias.to_str().unwrap().to_owned(),
+        };
+        let second = format!("{:?}", acquire(&client, &aliased));
+        let stuck = late_on(&origin.bare) + late_on(&alias);
+        // Let the stuck opens return before judging, so no thread outlives the test.
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(&included);
+        std::fs::remove_file(&included).unwrap();
+        std::fs::write(&included, "").unwrap();
+        until_none_late_on(&origin.bare);
+        until_none_late_on(&alias);
+        assert!(second.contains("has not returned"), "{second}");
+        assert_eq!(stuck, 1, "threads stuck in one origin named two ways");
+    }
 }
