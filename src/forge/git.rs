@@ -408,4 +408,58 @@ mod tests {
         let answer = answer.expect("the claim check on a local origin never returned");
         assert!(answer.contains("Err"), "{answer}");
     }
+
+    /// A FIFO the look cannot see (the file origin's config includes) hangs libgit2's open
+    /// of a local origin: the merge proof fails as timed out within the forge's budget
+    /// (never "merged"), and the next question is refused at once while that read is stuck.
+    #[test]
+    fn a_local_origin_hung_past_the_look_times_the_merge_proof_out() {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let bare = dir.path().join("origin.git");
+        git2::Repository::init_bare(&bare).unwrap();
+        let included = dir.path().join("included");
+        nix::unistd::mkfifo(&included, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let mut config = std::fs::OpenOptions::new()
+            .append(true)
+            .open(bare.join("config"))
+            .unwrap();
+        writeln!(config, "[include]\n\tpath = {}", included.display()).unwrap();
+        let forge =
+            GitForge::new(dir.path().join("scratch.git")).with_timeout(Duration::from_secs(2));
+        let repo = ForgeRepo::new("path:/origin", bare.to_str().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let pr = PrRef {
+                number: 1,
+                feature_branch: "feature",
+                base_branch: "main",
+            };
+            let _ = tx.send(
+                forge
+                    .merge_proof(&repo, &pr)
+                    .map(|p| p.merged)
+                    .map_err(|e| e.to_string()),
+            );
+            let _ = tx.send(
+                forge
+                    .check_pr(&repo, &pr)
+                    .map(|_| false)
+                    .map_err(|e| e.to_string()),
+            );
+        });
+        let first = rx.recv_timeout(Duration::from_secs(60));
+        let second = rx.recv_timeout(Duration::from_secs(60));
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(&included);
+        let first = first.expect("the merge proof on a hung local origin never returned");
+        let first = first.expect_err("a merge proof read from a hung origin");
+        assert!(first.contains("did not answer within 2 s"), "{first}");
+        let second = second.expect("the claim check on a hung local origin never returned");
+        let second = second.expect_err("a claim check on a hung origin");
+        assert!(second.contains("has not returned"), "{second}");
+    }
 }
