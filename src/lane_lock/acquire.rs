@@ -2,10 +2,11 @@
 //! compare-and-swap.
 
 use super::broken_ref::{self, Room};
+use super::expiry_cap::ExpirySightings;
 use super::in_the_way::InTheWay;
 use super::standing::Standing;
 use super::*;
-use super::{broken_above, leftover, refs_look};
+use super::{broken_above, leftover, local_deadline, refs_look};
 
 impl LockClient {
     /// Takes the lane's lock, or says who holds it.
@@ -64,6 +65,7 @@ impl LockClient {
         let target = Target {
             url: origin_url,
             ref_name: &ref_name,
+            deadline: self.settings.remote_timeout,
         };
         let scratch = self.scratch()?;
         let mut last = String::new();
@@ -194,6 +196,10 @@ impl LockClient {
                 return Ok(Created::Retry(format!("create rejected: {status}")));
             }
             Ok(PushOutcome::Rejected { status }) => Ok(format!("create rejected: {status}")),
+            // An origin that did not answer is asked nothing more.
+            Err(e) if local_deadline::is_overdue(&e) => {
+                return Err(target.remote_error("create", e));
+            }
             Err(e) if local_origin(target.url).is_some() => Err(e),
             Err(e) => return Err(target.remote_error("create", e)),
         };
@@ -222,31 +228,48 @@ impl LockClient {
     }
 
     /// How a broken ref on or below a local origin's lock ref holds the lane
-    /// ([`broken_ref`]): git's own error names nothing that ends.
+    /// ([`broken_ref`]): git's own error names nothing that ends. Read on a thread of its
+    /// own under the deadline ([`local_deadline`]); `None` past it.
     fn broken_ref(&self, target: &Target<'_>) -> Option<Acquire> {
         let path = local_origin(target.url)?.ok()?;
-        // Opening it reads its config and objects: not while a node there would hang it.
-        refs_look::refuse_blocking(&path).ok()?;
-        let flags = git2::RepositoryOpenFlags::NO_SEARCH;
-        let origin = git2::Repository::open_ext(&path, flags, [] as [&str; 0]).ok()?;
-        let writers_lock = origin.path().join(leftover::WRITERS_LOCK);
-        let room = Room {
-            origin: &origin,
-            lock_ref: target.ref_name,
-            writers_lock: &writers_lock,
-            expiry: &self.sightings.expiry,
-            longest_ttl: super::LONGEST_TTL,
-        };
-        let lock_ref = Path::new(target.ref_name);
-        let at = || refs_look::blocks_at(origin.path(), lock_ref).map(|f| (lock_ref.into(), f));
-        let (name, file) = broken_above::find(&room)
-            .or_else(at)
-            .or_else(|| broken_ref::below(&room).into_iter().next())?;
+        let (at, lock_ref) = (path.clone(), target.ref_name.to_owned());
+        let (expiry, longest_ttl) = (Arc::clone(&self.sightings.expiry), super::LONGEST_TTL);
+        let found = local_deadline::run(&path, target.deadline, None, move || {
+            broken_ref_at(&at, &lock_ref, &expiry, longest_ttl)
+        });
+        let reason = found.ok().flatten()?;
         Some(Acquire::Unreadable {
             sha: Oid::ZERO_SHA1.to_string(),
-            reason: room.holds(&name, file),
+            reason,
         })
     }
+}
+
+/// Why a broken ref on or below `lock_ref` of the local origin at `path` holds the lane.
+fn broken_ref_at(
+    path: &Path,
+    lock_ref: &str,
+    expiry: &ExpirySightings,
+    longest_ttl: Duration,
+) -> Option<String> {
+    // Opening it reads its config and objects: not while a node there would hang it.
+    refs_look::refuse_blocking(path).ok()?;
+    let flags = git2::RepositoryOpenFlags::NO_SEARCH;
+    let origin = git2::Repository::open_ext(path, flags, [] as [&str; 0]).ok()?;
+    let writers_lock = origin.path().join(leftover::WRITERS_LOCK);
+    let room = Room {
+        origin: &origin,
+        lock_ref,
+        writers_lock: &writers_lock,
+        expiry,
+        longest_ttl,
+    };
+    let lock_path = Path::new(lock_ref);
+    let at = || refs_look::blocks_at(origin.path(), lock_path).map(|f| (lock_path.into(), f));
+    let (name, file) = broken_above::find(&room)
+        .or_else(at)
+        .or_else(|| broken_ref::below(&room).into_iter().next())?;
+    Some(room.holds(&name, file))
 }
 
 /// What a try to create the lock came to.

@@ -23,7 +23,7 @@ use super::leftover::LeftoverSightings;
 use super::ref_writer::{self, Change, Writers, Written};
 use super::trail::Trail;
 use super::transport::{PushOutcome, push_guarded};
-use super::{broken_above, flock_holder, foreign_writer, leftover, refs_look};
+use super::{broken_above, flock_holder, foreign_writer, leftover, local_deadline, refs_look};
 
 /// What the ref must hold for the write to go through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,15 +90,17 @@ impl fmt::Debug for WriteHook {
     }
 }
 
-/// What a lock write runs with besides the write: the test hook, and the sightings of
-/// `.lock` files a dead writer may have left in a local origin.
-#[derive(Clone, Copy)]
-pub(crate) struct WriteContext<'a> {
-    pub hook: &'a WriteHook,
-    pub seen: &'a LeftoverSightings,
+/// What a lock write runs with besides the write: the test hook, the sightings of `.lock`
+/// files a dead writer may have left in a local origin, and the deadline of a local
+/// origin's write ([`local_deadline`]). Owned: a local write runs on a thread of its own.
+#[derive(Clone)]
+pub(crate) struct WriteContext {
+    pub hook: WriteHook,
+    pub seen: Arc<LeftoverSightings>,
     /// First sightings of what is no lock, and how long any lock lasts ([`broken_above`]).
-    pub expiry: &'a ExpirySightings,
+    pub expiry: Arc<ExpirySightings>,
     pub longest_ttl: std::time::Duration,
+    pub deadline: std::time::Duration,
 }
 
 /// One compare-and-swap of `ref_name` on `url`: to `new` (a lock commit already written in
@@ -114,11 +116,22 @@ pub(crate) fn compare_and_swap(
     write: LockWrite,
     expect: Expect,
     new: Option<Oid>,
-    with: WriteContext<'_>,
+    with: WriteContext,
 ) -> Result<PushOutcome, git2::Error> {
-    let hook = with.hook;
+    let hook = &with.hook;
     match local_path(url) {
-        Some(path) => local_swap(scratch, &path?, ref_name, write, expect, new, with),
+        Some(path) => {
+            // The whole write reads the origin with libgit2: on a thread of its own, with
+            // its own handle on the scratch repository, under the deadline.
+            let path = path?;
+            let scratch_path = scratch.path().to_owned();
+            let handed = scratch_path.clone();
+            let (at, ref_name) = (path.clone(), ref_name.to_owned());
+            local_deadline::run(&path, with.deadline, Some(&handed), move || {
+                let scratch = Repository::open(&scratch_path)?;
+                local_swap(&scratch, &at, &ref_name, write, expect, new, &with)
+            })?
+        }
         None => {
             // A create needs no force: the server then also refuses it over an existing ref.
             let refspec = match (new, expect) {
@@ -179,14 +192,16 @@ fn local_swap(
     write: LockWrite,
     expect: Expect,
     new: Option<Oid>,
-    with: WriteContext<'_>,
+    with: &WriteContext,
 ) -> Result<PushOutcome, git2::Error> {
     let WriteContext {
         hook,
         seen: sightings,
         expiry,
         longest_ttl,
+        ..
     } = with;
+    let longest_ttl = *longest_ttl;
     let git_dir = refs_look::git_dir_of(path);
     let blocking = refs_look::look(&git_dir)?;
     refs_look::refuse_off_path(&git_dir, ref_name, &blocking)?;

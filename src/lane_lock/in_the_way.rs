@@ -52,10 +52,9 @@ impl LockClient {
         scratch: &Scratch,
         target: &Target<'_>,
     ) -> Result<InTheWay, LockError> {
-        let found = advertised_where(&scratch.repo, target.url, &|name| {
-            collides(target.ref_name, name)
-        })
-        .map_err(|e| target.remote_error("read", e))?;
+        let collide = |name: &str| collides(target.ref_name, name);
+        let found = advertised_where(&scratch.repo, target.url, &collide, target.deadline)
+            .map_err(|e| target.remote_error("read", e))?;
         if found.is_empty() {
             return Ok(InTheWay::Nothing);
         }
@@ -64,6 +63,7 @@ impl LockClient {
             let other = Target {
                 url: target.url,
                 ref_name: name,
+                deadline: target.deadline,
             };
             let RemoteLock::Present { sha, read } = read_remote_lock(scratch, &other)? else {
                 continue;

@@ -33,6 +33,7 @@ impl LockClient {
         let target = Target {
             url: origin_url,
             ref_name: LOCK_REF_PREFIX,
+            deadline: self.settings.remote_timeout,
         };
         // A repository of its own, never pooled: its `READ_REF/*` refs would stand in the
         // way of a later read into `READ_REF`.
@@ -41,7 +42,8 @@ impl LockClient {
             source,
         })?;
         let refspec = format!("+{LOCK_REF_PREFIX}*:{READ_REF}/*");
-        fetch(&scratch.repo, origin_url, &refspec).map_err(|e| target.remote_error("list", e))?;
+        fetch(&scratch.repo, origin_url, &refspec, target.deadline)
+            .map_err(|e| target.remote_error("list", e))?;
         let now = clock::now();
         let mut listings = Vec::new();
         let references = scratch

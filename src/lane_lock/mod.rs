@@ -49,6 +49,7 @@ mod in_the_way;
 mod leftover;
 mod leftover_seen;
 mod listing;
+mod local_deadline;
 mod lock_dir;
 mod origin_owner;
 mod payload;
@@ -65,8 +66,8 @@ mod transport;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use git2::{Oid, Reference};
 
@@ -100,11 +101,11 @@ use transport::{PushOutcome, Scratch, fetch, redact_url};
 /// The directory of a local origin (a path or `file://` URL), as libgit2 would choose its
 /// local transport; `None` for a network URL.
 pub(crate) use cas::local_path as local_origin;
-/// `url` with any password or token replaced by `***`, for messages.
-pub(crate) use transport::redact_url as redact;
 /// A look at and a fetch from `url` with berth's transport rules (credentials never from
 /// the repo's config, the process-wide remote timeout); the landing fetches the feature
 /// branch with them.
+/// `url` with any password or token replaced by `***`, for messages.
+pub(crate) use transport::redact_url as redact;
 pub(crate) use transport::{LIST_ATTEMPTS, advertised, fetch_advertised, ref_vanished};
 
 /// Namespace of every lane lock ref on the remote.
@@ -249,8 +250,8 @@ pub struct LockClient {
 
 /// The sightings a lock client keeps in its berth dir ([`sightings`]).
 struct LockSightings {
-    expiry: expiry_cap::ExpirySightings,
-    leftovers: leftover::LeftoverSightings,
+    expiry: Arc<expiry_cap::ExpirySightings>,
+    leftovers: Arc<leftover::LeftoverSightings>,
 }
 
 /// The file, beside a client's scratch dir, keeping the first sightings of far-future locks.
@@ -268,8 +269,12 @@ impl LockSightings {
     fn beside(scratch_dir: &Path) -> LockSightings {
         let dir = scratch_dir.parent().unwrap_or(Path::new("."));
         LockSightings {
-            expiry: expiry_cap::ExpirySightings::at(dir.join(EXPIRY_SIGHTINGS_FILE)),
-            leftovers: leftover::LeftoverSightings::at(dir.join(LEFTOVER_SIGHTINGS_FILE)),
+            expiry: Arc::new(expiry_cap::ExpirySightings::at(
+                dir.join(EXPIRY_SIGHTINGS_FILE),
+            )),
+            leftovers: Arc::new(leftover::LeftoverSightings::at(
+                dir.join(LEFTOVER_SIGHTINGS_FILE),
+            )),
         }
     }
 }
@@ -278,6 +283,8 @@ impl LockSightings {
 struct Target<'a> {
     url: &'a str,
     ref_name: &'a str,
+    /// How long a local origin's access may take ([`local_deadline`]).
+    deadline: Duration,
 }
 
 impl Target<'_> {
@@ -358,7 +365,7 @@ impl LockClient {
             pool: ScratchPool::default(),
             sightings: LockSightings::beside(scratch_dir),
         };
-        client.sweep_leftovers();
+        scratch_pool::sweep_leftovers(&client.scratch_dir, settings.remote_timeout);
         Ok(client)
     }
 
@@ -415,10 +422,11 @@ impl LockClient {
             expect,
             new,
             WriteContext {
-                hook: &self.hook,
-                seen: &self.sightings.leftovers,
-                expiry: &self.sightings.expiry,
+                hook: self.hook.clone(),
+                seen: Arc::clone(&self.sightings.leftovers),
+                expiry: Arc::clone(&self.sightings.expiry),
                 longest_ttl: LONGEST_TTL,
+                deadline: self.settings.remote_timeout,
             },
         );
         let applied = matches!(outcome, Ok(PushOutcome::Applied));
@@ -500,32 +508,6 @@ impl LockClient {
             unconfirmed: Vec::new(),
         }
     }
-
-    /// Removes per-operation scratch repositories a killed process left behind. Only old
-    /// ones: a live operation (here or in another berth process) is far younger.
-    fn sweep_leftovers(&self) {
-        let max_age = (self.settings.remote_timeout * 20).max(Duration::from_secs(3600));
-        let Ok(entries) = std::fs::read_dir(&self.scratch_dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|modified| SystemTime::now().duration_since(modified).ok())
-                .is_some_and(|age| age > max_age);
-            if old
-                && entry
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with(transport::SCRATCH_PREFIX)
-                && let Err(e) = std::fs::remove_dir_all(entry.path())
-            {
-                tracing::warn!(path = %entry.path().display(), error = %e, "could not remove a stale lane-lock scratch repo");
-            }
-        }
-    }
 }
 
 /// Writes the lock commit for `payload`; `what` is gstack's words for its failure.
@@ -546,7 +528,8 @@ fn write_commit(
 /// one fetched, so a later compare-and-swap is against exactly what was read.
 fn read_remote_lock(scratch: &Scratch, target: &Target<'_>) -> Result<RemoteLock, LockError> {
     let refspec = format!("+{}:{READ_REF}", target.ref_name);
-    fetch(&scratch.repo, target.url, &refspec).map_err(|e| target.remote_error("read", e))?;
+    fetch(&scratch.repo, target.url, &refspec, target.deadline)
+        .map_err(|e| target.remote_error("read", e))?;
     let sha = match scratch.repo.refname_to_id(READ_REF) {
         Ok(sha) => sha,
         Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(RemoteLock::Absent),

@@ -27,6 +27,7 @@ impl LockClient {
         let target = Target {
             url: &held.origin_url,
             ref_name: &held.ref_name,
+            deadline: self.settings.remote_timeout,
         };
         match &held.gone {
             Some(Gone::Stolen(now_sha)) => {

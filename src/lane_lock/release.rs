@@ -91,6 +91,7 @@ impl LockClient {
         let target = Target {
             url: origin_url,
             ref_name,
+            deadline: self.settings.remote_timeout,
         };
         let scratch = self.scratch()?;
         let mut last = String::new();

@@ -105,12 +105,43 @@ impl Drop for Pooled<'_> {
         };
         idle.uses += 1;
         // A panicking operation may have left anything behind: its repository goes.
-        if std::thread::panicking() || !fit(&idle) {
+        // One handed to an access left past its deadline may be written at any time.
+        if std::thread::panicking()
+            || !fit(&idle)
+            || super::local_deadline::handed_to_late(idle.scratch.repo.path())
+        {
             return;
         }
         let mut pool = self.pool.lock();
         if pool.len() < MAX_IDLE {
             pool.push(idle);
+        }
+    }
+}
+
+/// Removes per-operation scratch repositories a killed process left in `scratch_dir`.
+/// Only old ones: a live operation (here or in another berth process) is far younger
+/// than twenty remote timeouts, and than an hour.
+pub(crate) fn sweep_leftovers(scratch_dir: &Path, remote_timeout: Duration) {
+    let max_age = (remote_timeout * 20).max(Duration::from_secs(3600));
+    let Ok(entries) = std::fs::read_dir(scratch_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|modified| std::time::SystemTime::now().duration_since(modified).ok())
+            .is_some_and(|age| age > max_age);
+        if old
+            && entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(super::transport::SCRATCH_PREFIX)
+            && let Err(e) = std::fs::remove_dir_all(entry.path())
+        {
+            tracing::warn!(path = %entry.path().display(), error = %e, "could not remove a stale lane-lock scratch repo");
         }
     }
 }

@@ -2,6 +2,7 @@
 //! and when a held lock counts as lost.
 
 use super::*;
+use std::time::SystemTime;
 
 /// A fresh bare repository in a temp dir, as a local origin for lane locks.
 pub(super) struct BareOrigin {

@@ -7,6 +7,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::path::Path;
+use std::time::Duration;
 
 use git2::{
     AutotagOption, Config, Cred, CredentialType, Direction, FetchOptions, Oid, PushOptions, Remote,
@@ -14,6 +15,7 @@ use git2::{
 };
 use tempfile::TempDir;
 
+use super::local_deadline::{self, local_origin_deadline};
 use super::payload::PayloadProblem;
 use super::refs_look;
 
@@ -159,15 +161,49 @@ pub(crate) fn push_guarded(
 ///
 /// A fetch lists every ref of the remote, whatever `refspec` asks for: over a local path
 /// libgit2 reads each listed ref, and a lock ref another lane deletes in between fails
-/// the whole fetch ([`ref_vanished`]); it is tried again, like a listing.
-pub(crate) fn fetch(repo: &Repository, url: &str, refspec: &str) -> Result<(), git2::Error> {
+/// the whole fetch ([`ref_vanished`]); it is tried again, like a listing. A local origin
+/// is read under `deadline` ([`on_origin`]).
+pub(crate) fn fetch(
+    repo: &Repository,
+    url: &str,
+    refspec: &str,
+    deadline: Duration,
+) -> Result<(), git2::Error> {
+    let refspec = refspec.to_owned();
+    on_origin(repo, url, deadline, move |repo, url| {
+        retried(|| fetch_once(repo, url, &refspec))
+    })
+}
+
+/// `op` again while a ref vanished under its listing, [`LIST_ATTEMPTS`] times at most.
+fn retried<T>(mut op: impl FnMut() -> Result<T, git2::Error>) -> Result<T, git2::Error> {
     let mut attempt = 1;
     loop {
-        match fetch_once(repo, url, refspec) {
+        match op() {
             Err(e) if attempt < LIST_ATTEMPTS && ref_vanished(&e) => attempt += 1,
             done => return done,
         }
     }
+}
+
+/// Runs `op` on `repo` against `url`: for a local origin on a thread of its own, with its
+/// own handle on `repo` (opened by path), under `deadline` ([`local_deadline`]); for a
+/// network origin here, where libgit2's socket timeouts bound it.
+fn on_origin<T: Send + 'static>(
+    repo: &Repository,
+    url: &str,
+    deadline: Duration,
+    op: impl FnOnce(&Repository, &str) -> Result<T, git2::Error> + Send + 'static,
+) -> Result<T, git2::Error> {
+    let Some(origin) = super::local_origin(url) else {
+        return op(repo, url);
+    };
+    let repo_path = repo.path().to_owned();
+    let handed = repo_path.clone();
+    let url = url.to_owned();
+    local_deadline::run(&origin?, deadline, Some(&handed), move || {
+        op(&Repository::open(&repo_path)?, &url)
+    })?
 }
 
 fn fetch_once(repo: &Repository, url: &str, refspec: &str) -> Result<(), git2::Error> {
@@ -196,37 +232,37 @@ pub(crate) fn ref_vanished(e: &git2::Error) -> bool {
             || (e.message().starts_with("reference '") && e.message().ends_with("' not found")))
 }
 
-/// The id `url` advertises for `ref_name` (`git ls-remote`), `None` when it has no such ref.
+/// The id `url` advertises for `ref_name` (`git ls-remote`), `None` when it has no such
+/// ref. For callers outside a lock client: a local origin is read under
+/// [`local_origin_deadline`].
 pub(crate) fn advertised(
     repo: &Repository,
     url: &str,
     ref_name: &str,
 ) -> Result<Option<Oid>, git2::Error> {
-    let found = advertised_where(repo, url, &|name| name == ref_name)?;
+    let deadline = local_origin_deadline();
+    let found = advertised_where(repo, url, &|name| name == ref_name, deadline)?;
     Ok(found.into_iter().next().map(|(_, oid)| oid))
 }
 
 /// Every ref `url` advertises whose name `wanted` accepts, with its id, in the order the
-/// remote lists them.
+/// remote lists them. A local origin is read under `deadline` ([`on_origin`]).
 pub(crate) fn advertised_where(
     repo: &Repository,
     url: &str,
     wanted: &dyn Fn(&str) -> bool,
+    deadline: Duration,
 ) -> Result<Vec<(String, Oid)>, git2::Error> {
-    let mut attempt = 1;
-    loop {
-        match advertised_once(repo, url, wanted) {
-            Err(e) if attempt < LIST_ATTEMPTS && ref_vanished(&e) => attempt += 1,
-            done => return done,
-        }
-    }
+    let listed = on_origin(repo, url, deadline, |repo, url| {
+        retried(|| advertised_once(repo, url))
+    })?;
+    Ok(listed
+        .into_iter()
+        .filter(|(name, _)| wanted(name))
+        .collect())
 }
 
-fn advertised_once(
-    repo: &Repository,
-    url: &str,
-    wanted: &dyn Fn(&str) -> bool,
-) -> Result<Vec<(String, Oid)>, git2::Error> {
+fn advertised_once(repo: &Repository, url: &str) -> Result<Vec<(String, Oid)>, git2::Error> {
     let credential_attempts = Cell::new(0);
     let mut callbacks = RemoteCallbacks::new();
     callbacks
@@ -236,7 +272,6 @@ fn advertised_once(
     let found = connection
         .list()?
         .iter()
-        .filter(|head| wanted(head.name()))
         .map(|head| (head.name().to_owned(), head.oid()))
         .collect();
     Ok(found)
@@ -266,28 +301,30 @@ fn remote<'r>(repo: &'r Repository, url: &str) -> Result<Remote<'r>, git2::Error
 /// has none of them. One connection lists origin's refs and downloads over the same
 /// listing (a listing of a local origin reads every ref's file). libgit2 fetches a missing
 /// ref as nothing at all, so without this look a tracking ref left by an earlier fetch
-/// would pass for the branch.
+/// would pass for the branch. The landing's feature fetch: a local origin is read under
+/// [`local_origin_deadline`].
 pub(crate) fn fetch_advertised<'r>(
     repo: &Repository,
     url: &str,
     remote_refs: &[&'r str],
     tracking: &str,
 ) -> Result<Option<(&'r str, Oid)>, git2::Error> {
-    let mut attempt = 1;
-    loop {
-        match fetch_advertised_once(repo, url, remote_refs, tracking) {
-            Err(e) if attempt < LIST_ATTEMPTS && ref_vanished(&e) => attempt += 1,
-            done => return done,
-        }
-    }
+    let wanted: Vec<String> = remote_refs.iter().map(|r| (*r).to_owned()).collect();
+    let tracking = tracking.to_owned();
+    let found = on_origin(repo, url, local_origin_deadline(), move |repo, url| {
+        let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+        retried(|| fetch_advertised_once(repo, url, &wanted, &tracking))
+    })?;
+    Ok(found.map(|(at, oid)| (remote_refs[at], oid)))
 }
 
-fn fetch_advertised_once<'r>(
+/// [`fetch_advertised`]'s one try: the index in `remote_refs` of the ref fetched.
+fn fetch_advertised_once(
     repo: &Repository,
     url: &str,
-    remote_refs: &[&'r str],
+    remote_refs: &[&str],
     tracking: &str,
-) -> Result<Option<(&'r str, Oid)>, git2::Error> {
+) -> Result<Option<(usize, Oid)>, git2::Error> {
     let credential_attempts = Cell::new(0);
     let callbacks = || {
         let mut callbacks = RemoteCallbacks::new();
@@ -299,15 +336,16 @@ fn fetch_advertised_once<'r>(
     let mut remote = remote(repo, url)?;
     let mut connection = remote.connect_auth(Direction::Fetch, Some(callbacks()), None)?;
     let heads = connection.list()?;
-    let found = remote_refs.iter().find_map(|wanted| {
+    let found = remote_refs.iter().enumerate().find_map(|(at, wanted)| {
         heads
             .iter()
             .find(|head| head.name() == *wanted)
-            .map(|head| (*wanted, head.oid()))
+            .map(|head| (at, head.oid()))
     });
-    let Some((remote_ref, head)) = found else {
+    let Some((at, head)) = found else {
         return Ok(None);
     };
+    let remote_ref = remote_refs[at];
     let refspec = format!("+{remote_ref}:{tracking}");
     let mut options = FetchOptions::new();
     options
@@ -324,7 +362,7 @@ fn fetch_advertised_once<'r>(
         AutotagOption::None,
         Some("berth: fetch"),
     )?;
-    Ok(Some((remote_ref, head)))
+    Ok(Some((at, head)))
 }
 
 /// Credentials from ssh-agent, or from the user's own git config (`Config::open_default`:
@@ -436,7 +474,13 @@ mod tests {
             let local = Repository::init(dir.path().join("clone")).unwrap();
             let failed = (0..40)
                 .filter_map(|_| {
-                    fetch(&local, &url, "+refs/heads/feat:refs/remotes/origin/feat").err()
+                    fetch(
+                        &local,
+                        &url,
+                        "+refs/heads/feat:refs/remotes/origin/feat",
+                        super::super::DEFAULT_REMOTE_TIMEOUT,
+                    )
+                    .err()
                 })
                 .map(|e| e.to_string())
                 .collect::<Vec<_>>();
