@@ -20,6 +20,7 @@ pub mod demo;
 pub mod doctor;
 pub mod endpoint;
 pub mod faults;
+pub mod file_owner;
 pub mod file_stamp;
 pub mod forge;
 pub mod forge_state;

@@ -19,18 +19,18 @@
 
 use std::ffi::OsStr;
 use std::fs::{File, Metadata};
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat, renameat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat, mkdirat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
+use crate::atomic_file;
+use crate::file_owner::{Kept, Owner};
 use crate::hostile_file::{self, ReadError};
 
 /// Why a directory was not taken as berth's own; each names the directory and the reason.
@@ -69,9 +69,6 @@ pub enum PrivateDirError {
     },
 }
 
-/// Names tried for one temp file before a write gives up.
-const TEMP_TRIES: usize = 64;
-
 /// An open directory of berth's own and the path it was opened by (for messages only).
 #[derive(Debug)]
 pub struct PrivateDir {
@@ -80,28 +77,6 @@ pub struct PrivateDir {
     /// The directory's owner when it is not berth's user: every file berth writes there is
     /// given to it.
     give_to: Option<Owner>,
-}
-
-/// A user and group to give a file or directory to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Owner {
-    uid: u32,
-    gid: u32,
-}
-
-impl Owner {
-    fn of(st: &FileStat) -> Owner {
-        Owner {
-            uid: st.st_uid,
-            gid: st.st_gid,
-        }
-    }
-
-    fn give(self, fd: impl AsFd) -> Result<(), Errno> {
-        let uid = Some(nix::unistd::Uid::from_raw(self.uid));
-        let gid = Some(nix::unistd::Gid::from_raw(self.gid));
-        nix::unistd::fchown(fd, uid, gid)
-    }
 }
 
 /// What a name in a [`PrivateDir`] is, as `fstatat` without following it says.
@@ -120,14 +95,10 @@ impl PrivateDir {
     /// tightened to 0700). A root-owned one root opens in another user's `parent` is given
     /// to that user.
     pub fn ensure(parent: &Path, name: &str) -> Result<PrivateDir, PrivateDirError> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)
-            .map_err(|source| PrivateDirError::Parent {
-                path: parent.to_owned(),
-                source,
-            })?;
+        crate::atomic_file::create_dirs(parent).map_err(|source| PrivateDirError::Parent {
+            path: parent.to_owned(),
+            source,
+        })?;
         let parent_fd = open_parent(parent)?;
         let path = parent.join(name);
         match mkdirat(&parent_fd, name, Mode::S_IRWXU) {
@@ -302,60 +273,18 @@ impl PrivateDir {
     /// [`crate::atomic_file::write_atomic`] does: a temp file beside it, fsynced, renamed
     /// over it, the directory fsynced.
     pub fn write_atomic(&self, name: &str, bytes: &[u8], mode: u32) -> io::Result<()> {
-        let (temp, file) = self.create_temp()?;
-        let written: io::Result<()> = (|| {
-            let mut file = file;
-            file.write_all(bytes)?;
-            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-            if let Some(owner) = self.give_to {
-                owner.give(&file)?;
-            }
-            file.sync_all()?;
-            renameat(&self.fd, temp.as_str(), &self.fd, name)?;
-            Ok(())
-        })();
-        if written.is_err() {
-            let _ = unlinkat(&self.fd, temp.as_str(), UnlinkatFlags::NoRemoveDir);
-        }
-        written?;
-        File::from(self.fd.try_clone()?).sync_all()
-    }
-
-    /// A new temp file (exclusive create, never through a link) named with a leading dot,
-    /// which keeps half-written files out of every listing.
-    fn create_temp(&self) -> io::Result<(String, File)> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let flags =
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        // Only berth's user writes the dir, so a name is taken only by a temp file a killed
-        // berth left; a few tries always find a free one, and the loop still ends.
-        for _ in 0..TEMP_TRIES {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos());
-            let temp = format!(
-                ".berth-tmp-{}-{}-{nanos:08x}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            );
-            match openat(
-                &self.fd,
-                temp.as_str(),
-                flags,
-                Mode::S_IRUSR | Mode::S_IWUSR,
-            ) {
-                Ok(fd) => return Ok((temp, File::from(fd))),
-                Err(Errno::EEXIST) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!(
-                "no free temp file name in {} after {TEMP_TRIES} tries",
-                self.path.display()
-            ),
-        ))
+        let kept = Kept {
+            mode,
+            owner: self.give_to,
+        };
+        atomic_file::write_at(
+            self.fd.as_fd(),
+            &self.path,
+            OsStr::new(name),
+            bytes,
+            kept,
+            atomic_file::Place::Over,
+        )
     }
 
     /// Removes `name` (a file); nothing there is no error.
@@ -377,20 +306,10 @@ impl PrivateDir {
     /// call creates is given to the directory's owner like every file written here; one
     /// found there is never chowned (it may be a hard link to a file that is not berth's).
     pub fn open_lock_file(&self, name: &str) -> io::Result<File> {
-        let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
-        let flags = flags | OFlag::O_CLOEXEC;
+        let flags = OFlag::O_RDWR | OFlag::O_NONBLOCK;
         let mode = Mode::S_IRUSR | Mode::S_IWUSR;
-        let fd = match openat(&self.fd, name, flags | OFlag::O_EXCL, mode) {
-            Ok(fd) => {
-                if let Some(owner) = self.give_to {
-                    owner.give(&fd)?;
-                }
-                fd
-            }
-            Err(Errno::EEXIST) => openat(&self.fd, name, flags, mode)?,
-            Err(e) => return Err(e.into()),
-        };
-        crate::atomic_file::checked_lock_file(File::from(fd), &self.join(name))
+        let file = atomic_file::open_or_create_at(self.fd.as_fd(), OsStr::new(name), flags, mode)?;
+        atomic_file::checked_lock_file(file, &self.join(name))
     }
 }
 
@@ -458,6 +377,7 @@ impl PrivateDir {
 mod tests {
     use super::*;
     use std::fs;
+    use std::os::unix::fs::PermissionsExt as _;
 
     #[test]
     fn a_symlink_or_a_file_in_place_of_the_dir_is_refused_and_nothing_is_written_there() {

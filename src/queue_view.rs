@@ -146,7 +146,7 @@ impl QueueView {
         let mut seen = Refreshed::default();
         self.refresh_one(
             store,
-            &format!("{id}.json"),
+            &crate::store::file_name_of(id),
             true,
             &mut seen,
             &mut Vec::new(),
@@ -342,7 +342,7 @@ impl QueueView {
     /// The record `id` as last read, if it was readable.
     pub fn get(&self, id: &str) -> Option<&StoredRecord> {
         self.entries
-            .get(&format!("{id}.json"))
+            .get(&crate::store::file_name_of(id))
             .and_then(|e| e.content.as_ref().ok())
     }
 

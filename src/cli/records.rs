@@ -69,7 +69,7 @@ fn pick(ctx: &Context, args: &PickArgs) -> anyhow::Result<StoredRecord> {
         })
         .collect();
     // Named by id but not a usable record (e.g. an id too long to lock): say why.
-    let file = format!("{}.json", args.pr);
+    let file = crate::store::file_name_of(&args.pr);
     if let Some(bad) = scan.unreadable.iter().find(|u| u.file == file) {
         bail!(
             "{} cannot be changed: {}",

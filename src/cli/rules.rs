@@ -331,7 +331,6 @@ fn list_json(root: Option<&Path>) -> anyhow::Result<Outcome> {
 /// existing rules root is overwritten. The root is created 0700: its rules run in the
 /// daemon, so only the owner may change them. Returns how many files were written.
 fn init(dir: &Path) -> anyhow::Result<usize> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     match std::fs::read_dir(dir) {
         Ok(mut entries) => {
             if entries.next().is_some() {
@@ -341,9 +340,7 @@ fn init(dir: &Path) -> anyhow::Result<usize> {
                 );
             }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(dir)
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => crate::atomic_file::create_dirs(dir)
             .with_context(|| format!("cannot create the rules root {}", dir.display()))?,
         Err(e) => {
             return Err(e).with_context(|| format!("cannot read {}", dir.display()));
@@ -352,18 +349,13 @@ fn init(dir: &Path) -> anyhow::Result<usize> {
     for (name, contents) in crate::rules::embedded::FILES {
         let path = dir.join(name);
         if let Some(parent) = path.parent() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(parent)
+            crate::atomic_file::create_dirs(parent)
                 .with_context(|| format!("cannot create {}", parent.display()))?;
         }
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
+        let mode = nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR;
+        let mut file =
+            crate::atomic_file::create_exclusive(&path, nix::fcntl::OFlag::O_WRONLY, mode)
+                .with_context(|| format!("cannot create {}", path.display()))?;
         std::io::Write::write_all(&mut file, contents.as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))?;
     }

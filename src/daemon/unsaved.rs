@@ -4,10 +4,13 @@
 //! The record stays in flight on disk, claimed by this live daemon, so its lane stays
 //! taken and no reclaim puts it back in the queue (a merged PR must not be landed again).
 //! The waiting verdicts are listed in `<berth dir>/unsaved-verdicts.json`, which berth's
-//! own dir holds (the queue's disk may be the full one).
+//! own dir holds (the queue's disk may be the full one). A daemon starts with none waiting,
+//! so it replaces a killed predecessor's list at once: those verdicts died with it (their
+//! records are reclaimed as stranded), and `status` must not show them as written again.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
@@ -26,16 +29,31 @@ const MAX_UNSAVED_FILE_BYTES: u64 = 1024 * 1024;
 #[derive(Debug)]
 pub struct Waiting {
     kept: Mutex<HashMap<String, Unsaved>>,
+    /// The file may not list what is kept: its last write failed.
+    stale: AtomicBool,
     file: PathBuf,
 }
 
 impl Waiting {
-    /// No verdict waiting; they are listed in `<berth_dir>/`[`UNSAVED_FILE`].
+    /// No verdict waiting; they are listed in `<berth_dir>/`[`UNSAVED_FILE`], where a
+    /// previous daemon's list is logged and removed now (or at the next tick's retry, if
+    /// the removal fails).
     pub fn new(berth_dir: &Path) -> Waiting {
-        Waiting {
+        let waiting = Waiting {
             kept: Mutex::default(),
+            stale: AtomicBool::new(true),
             file: berth_dir.join(UNSAVED_FILE),
+        };
+        match read(berth_dir) {
+            Ok(lost) => {
+                for line in lost {
+                    tracing::warn!(record = %line.record, "a previous daemon ended without writing its {} verdict ({}, since {}): the verdict is lost, its record handled as stranded", line.verdict, line.error, line.since);
+                }
+            }
+            Err(e) => tracing::warn!("a previous daemon's unsaved verdicts are unreadable: {e}"),
         }
+        publish(&waiting);
+        waiting
     }
 
     /// Whether a verdict for `id` waits here (its record stays this daemon's).
@@ -86,7 +104,7 @@ pub(super) fn retry(waiting: &Waiting, records: &Records, owner: &str) {
         .iter()
         .map(|(id, u)| (id.clone(), u.clone()))
         .collect();
-    if kept.is_empty() {
+    if kept.is_empty() && !waiting.stale.load(Ordering::Relaxed) {
         return;
     }
     for (id, unsaved) in kept {
@@ -109,7 +127,8 @@ pub(super) fn retry(waiting: &Waiting, records: &Records, owner: &str) {
     publish(waiting);
 }
 
-/// Rewrites the status file (removed when nothing waits).
+/// Rewrites the status file (removed when nothing waits); a failed write is made again at
+/// the next retry.
 fn publish(waiting: &Waiting) {
     let mut lines: Vec<UnsavedLine> = waiting
         .map()
@@ -122,8 +141,9 @@ fn publish(waiting: &Waiting) {
         })
         .collect();
     lines.sort_by(|a, b| a.record.cmp(&b.record));
-    // A failed write is made again at the next retry, which publishes the list again.
-    super::published::publish_within(&waiting.file, &mut lines, MAX_UNSAVED_FILE_BYTES);
+    let written =
+        super::published::publish_within(&waiting.file, &mut lines, MAX_UNSAVED_FILE_BYTES);
+    waiting.stale.store(!written, Ordering::Relaxed);
 }
 
 /// Why the published unsaved verdicts could not be read; each names the file.

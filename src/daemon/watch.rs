@@ -106,7 +106,7 @@ pub struct QueueWatcher {
 fn is_record_file(path: &Path) -> bool {
     path.file_name()
         .and_then(|n| n.to_str())
-        .is_some_and(|n| n.ends_with(".json") && !n.starts_with('.'))
+        .is_some_and(crate::store::is_record_name)
 }
 
 impl QueueWatcher {

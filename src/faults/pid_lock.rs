@@ -22,7 +22,10 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
@@ -307,20 +310,16 @@ fn with_guard<T>(
     f()
 }
 
-/// The guard file, created if needed (0600), never through a link, never blocking.
+/// The guard file, created if needed (0600; one a root berth creates in another user's dir
+/// is that user's, who can then still take it), never through a link, never blocking.
 fn open_guard(path: &Path) -> Result<File, GuardError> {
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
+    let flags = OFlag::O_RDWR | OFlag::O_NONBLOCK;
+    let file = atomic_file::open_or_create(path, flags, Mode::S_IRUSR | Mode::S_IWUSR).map_err(
+        |e| match e.raw_os_error() {
             Some(nix::libc::ELOOP) => GuardError::Symlink,
             _ => GuardError::Open(e),
-        })?;
+        },
+    )?;
     let meta = file.metadata().map_err(GuardError::Stat)?;
     if !meta.is_file() {
         return Err(GuardError::NotRegular);

@@ -7,8 +7,10 @@
 //! one task, for a bounded time, and the number of clients is capped far below the
 //! process's descriptor limit; past the cap the oldest connection is closed. At most 16
 //! requests wait for the 2 handler threads (past it: 503), and a waiting request whose
-//! client went away is dropped unrun.
+//! client went away is dropped unrun. Answers being written hold one copy of their body
+//! each, 64 MiB of them together (past it: 503).
 
+mod budget;
 mod handlers;
 mod request;
 mod response;

@@ -29,8 +29,9 @@ impl Response {
         self
     }
 
-    /// The bytes on the wire; a `HEAD` gets the headers (with the body's length) only.
-    pub fn to_bytes(&self, head_only: bool, keep_alive: bool) -> Vec<u8> {
+    /// The status line and headers, with the body's length. The server writes the body
+    /// after them from the response itself, so an answer is never held twice.
+    pub fn head(&self, keep_alive: bool) -> Vec<u8> {
         let mut out = format!(
             "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n",
             self.status,
@@ -44,7 +45,13 @@ impl Response {
             out.push_str("\r\n");
         }
         out.push_str("\r\n");
-        let mut bytes = out.into_bytes();
+        out.into_bytes()
+    }
+
+    /// The bytes on the wire in one buffer (a copy of the body: for a reader of the whole
+    /// answer, not for the server); a `HEAD` gets the headers (with the body's length) only.
+    pub fn to_bytes(&self, head_only: bool, keep_alive: bool) -> Vec<u8> {
+        let mut bytes = self.head(keep_alive);
         if !head_only {
             bytes.extend_from_slice(&self.body);
         }

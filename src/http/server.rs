@@ -12,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use super::budget::AnswerBudget;
 use super::handlers::{HANDLER_THREADS, Handlers};
 use super::{Request, Response, Router};
 
@@ -29,6 +30,9 @@ pub struct Limits {
     pub max_head_bytes: usize,
     /// Requests served on one connection before it is closed.
     pub max_requests_per_connection: usize,
+    /// Bytes of answer bodies being written at once, together; an answer past it gets a
+    /// 503 instead (one answer alone always fits).
+    pub max_answer_bytes: usize,
 }
 
 impl Default for Limits {
@@ -39,6 +43,7 @@ impl Default for Limits {
             write_timeout: Duration::from_secs(10),
             max_head_bytes: 8 * 1024,
             max_requests_per_connection: 100,
+            max_answer_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -157,6 +162,7 @@ async fn accept_loop(
 ) {
     let slots = Arc::new(Mutex::new(Slots::default()));
     let handlers = Arc::new(Handlers::default());
+    let budget = Arc::new(AnswerBudget::new(limits.max_answer_bytes));
     let mut backoff = ACCEPT_BACKOFF.0;
     loop {
         let accepted = tokio::select! {
@@ -180,11 +186,11 @@ async fn accept_loop(
         backoff = ACCEPT_BACKOFF.0;
         let (id, token) = Slots::admit(&slots, limits.max_connections, &stop);
         let (slots, router) = (Arc::clone(&slots), Arc::clone(&router));
-        let handlers = Arc::clone(&handlers);
+        let (handlers, budget) = (Arc::clone(&handlers), Arc::clone(&budget));
         tokio::spawn(async move {
             tokio::select! {
                 () = token.cancelled() => {}
-                () = serve(stream, &router, &handlers, limits) => {}
+                () = serve(stream, &router, &handlers, &budget, limits) => {}
             }
             Slots::release(&slots, id);
         });
@@ -200,7 +206,13 @@ enum HeadError {
 
 /// Serves requests on one connection until the client closes, stays idle past the head
 /// timeout, asks to close, or has had its share of requests.
-async fn serve(mut stream: TcpStream, router: &Arc<Router>, handlers: &Handlers, limits: Limits) {
+async fn serve(
+    mut stream: TcpStream,
+    router: &Arc<Router>,
+    handlers: &Handlers,
+    budget: &AnswerBudget,
+    limits: Limits,
+) {
     let mut buffer = Vec::with_capacity(1024);
     for served in 1..=limits.max_requests_per_connection {
         let head = tokio::time::timeout(
@@ -242,12 +254,82 @@ async fn serve(mut stream: TcpStream, router: &Arc<Router>, handlers: &Handlers,
                 }
             },
         };
-        let bytes = response.to_bytes(head_only, keep_alive);
-        let written = tokio::time::timeout(limits.write_timeout, stream.write_all(&bytes)).await;
-        if !matches!(written, Ok(Ok(()))) || !keep_alive {
+        let wire = Wire {
+            head_only,
+            keep_alive,
+            timeout: limits.write_timeout,
+        };
+        if !send(&mut stream, response, wire, budget).await || !keep_alive {
             return;
         }
     }
+}
+
+/// How one response goes on the wire.
+#[derive(Clone, Copy)]
+struct Wire {
+    head_only: bool,
+    keep_alive: bool,
+    timeout: Duration,
+}
+
+/// Writes `response` within the write timeout, its body counted in `budget` until it is
+/// written (or this future is dropped with its connection); an answer past the budget is
+/// dropped here and a 503 written instead. Whether the write succeeded.
+async fn send(
+    stream: &mut TcpStream,
+    response: Response,
+    wire: Wire,
+    budget: &AnswerBudget,
+) -> bool {
+    let body_bytes = if wire.head_only {
+        0
+    } else {
+        response.body.len()
+    };
+    let (response, _held) = match budget.take(body_bytes) {
+        Some(held) => (response, Some(held)),
+        None => {
+            // Before the 503 goes out, which may take the whole write timeout.
+            drop(response);
+            (over_budget(budget), None)
+        }
+    };
+    let head = response.head(wire.keep_alive);
+    let body = if wire.head_only {
+        Vec::new()
+    } else {
+        response.body
+    };
+    let written = tokio::time::timeout(wire.timeout, write_answer(stream, &head, &body)).await;
+    matches!(written, Ok(Ok(())))
+}
+
+/// The answer in place of one the budget has no room for; its few bytes are not counted.
+fn over_budget(budget: &AnswerBudget) -> Response {
+    Response::text(
+        503,
+        format!(
+            "busy: answers being written hold the {} MiB they may; try again\n",
+            budget.limit() >> 20
+        ),
+    )
+    .with_header("Retry-After: 1")
+}
+
+/// Writes `head`, then `body`, with vectored writes: the body is written from where it lies
+/// (never copied after the head), and the head is never a small write of its own for
+/// Nagle's algorithm to hold the body behind.
+async fn write_answer(stream: &mut TcpStream, head: &[u8], body: &[u8]) -> io::Result<()> {
+    let mut parts = [io::IoSlice::new(head), io::IoSlice::new(body)];
+    let mut left: &mut [io::IoSlice<'_>] = &mut parts;
+    while !left.is_empty() {
+        match stream.write_vectored(left).await? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => io::IoSlice::advance_slices(&mut left, n),
+        }
+    }
+    Ok(())
 }
 
 /// Reads until a blank line ends a head of at most `max` bytes; bytes after it stay in
@@ -341,6 +423,107 @@ mod tests {
         let answer = get(server.addr(), &"GET /x HTTP/1.1\r\n\r\n".repeat(3));
         assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 2, "{answer}");
         assert!(answer.contains("Connection: keep-alive") && answer.contains("Connection: close"));
+    }
+
+    /// Resident memory of this process, in KiB.
+    fn resident_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Clients that ask for an 8 MiB answer (what `/api/queue` may be) on every one of the
+    /// 64 connections and then read no further: each answer waits in its connection for
+    /// the write timeout, held twice (the response's body and the bytes `to_bytes` copied
+    /// from it). docs/limits.md bounds the connections and the answer, not what they hold
+    /// together: here ~1 GiB resident for as long as the clients keep asking, where one
+    /// copy per connection (the 64 × 8 MiB the documented numbers imply) is 512 MiB.
+    #[test]
+    fn answers_held_for_slow_readers_hold_one_copy_each() {
+        const BODY: usize = 8 * 1024 * 1024;
+        let limits = Limits {
+            write_timeout: Duration::from_secs(120),
+            ..Limits::default()
+        };
+        let router = Router::new().get("/big", |_| {
+            Response::new(200, "application/json", vec![b'x'; BODY])
+        });
+        let server = Server::start("127.0.0.1:0", router, limits).unwrap();
+        let before = resident_kib();
+        let clients: Vec<std::net::TcpStream> = (0..limits.max_connections)
+            .map(|_| {
+                let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(60)))
+                    .unwrap();
+                stream.write_all(b"GET /big HTTP/1.1\r\n\r\n").unwrap();
+                // The answer has started: it was built and is being written.
+                let mut first = [0u8; 1];
+                stream.read_exact(&mut first).unwrap();
+                stream
+            })
+            .collect();
+        let held_mib = resident_kib().saturating_sub(before) / 1024;
+        let one_copy_each_mib = (limits.max_connections * BODY) as u64 >> 20;
+        drop(clients);
+        assert!(
+            held_mib <= one_copy_each_mib,
+            "{} slow readers of an 8 MiB answer hold {held_mib} MiB resident (one copy each: {one_copy_each_mib} MiB)",
+            limits.max_connections
+        );
+    }
+
+    /// Past the budget of answers being written, an answer is dropped once built and a 503
+    /// goes out at once; a `HEAD` (no body to hold) still gets its headers, and once the
+    /// slow reader goes its share is free again.
+    #[test]
+    fn an_answer_past_the_budget_gets_a_503_at_once() {
+        const BODY: usize = 8 * 1024 * 1024;
+        let limits = Limits {
+            write_timeout: Duration::from_secs(120),
+            max_answer_bytes: 1024 * 1024,
+            ..Limits::default()
+        };
+        let router = Router::new().get("/big", |_| {
+            Response::new(200, "application/json", vec![b'x'; BODY])
+        });
+        let server = Server::start("127.0.0.1:0", router, limits).unwrap();
+        let mut slow = std::net::TcpStream::connect(server.addr()).unwrap();
+        slow.set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        slow.write_all(b"GET /big HTTP/1.1\r\n\r\n").unwrap();
+        slow.read_exact(&mut [0u8; 1]).unwrap();
+        let close = "HTTP/1.1\r\nConnection: close\r\n\r\n";
+        let refused = get(server.addr(), &format!("GET /big {close}"));
+        assert!(
+            refused.starts_with("HTTP/1.1 503") && refused.contains("Retry-After: 1\r\n"),
+            "{refused}"
+        );
+        let head = get(server.addr(), &format!("HEAD /big {close}"));
+        assert!(
+            head.starts_with("HTTP/1.1 200")
+                && head.contains(&format!("Content-Length: {BODY}\r\n"))
+        );
+        drop(slow);
+        // Its write fails at the reset, which gives its share back.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let answer = get(server.addr(), &format!("GET /big {close}"));
+            if answer.starts_with("HTTP/1.1 200") {
+                assert_eq!(answer.len(), head.len() + BODY);
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still refused: {answer}"
+            );
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use git2::{ErrorCode, ObjectType, Oid, Repository, RepositoryOpenFlags};
+use git2::{ErrorCode, Oid, Repository, RepositoryOpenFlags};
 
 use super::broken_ref::{self, Room};
 use super::expiry_cap::ExpirySightings;
@@ -24,6 +24,9 @@ use super::ref_writer::{self, Change, Writers, Written};
 use super::trail::Trail;
 use super::transport::{PushOutcome, push_guarded};
 use super::{broken_above, flock_holder, foreign_writer, leftover, local_deadline, refs_look};
+use lock_objects::copy_lock_commit;
+
+mod lock_objects;
 
 /// What the ref must hold for the write to go through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -417,29 +420,6 @@ fn locked_status(
 /// (`berth_lane_lock_writers_blocked_total`).
 pub static WRITERS_BLOCKED: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
     std::sync::LazyLock::new(Default::default);
-
-/// The lock commit (and the empty tree it points at) copied from the scratch repository
-/// into the origin's object database, as a push would have sent them.
-fn copy_lock_commit(
-    scratch: &Repository,
-    origin: &Repository,
-    sha: Oid,
-) -> Result<(), git2::Error> {
-    let source = scratch.odb()?;
-    let target = origin.odb()?;
-    let commit = source.read(sha)?;
-    let tree = scratch.find_commit(sha)?.tree_id();
-    let tree_object = source.read(tree)?;
-    target.write(ObjectType::Tree, tree_object.data())?;
-    let copied = target.write(ObjectType::Commit, commit.data())?;
-    if copied == sha {
-        Ok(())
-    } else {
-        Err(git2::Error::from_str(
-            "the lock commit changed identity when copied to origin",
-        ))
-    }
-}
 
 #[cfg(test)]
 mod tests {

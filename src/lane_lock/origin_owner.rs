@@ -6,8 +6,10 @@
 //! where the symlink points. Run as root, that write could land anywhere on the host; run
 //! as the owner of the origin's `refs/` directory (the user whose git writes the origin's
 //! refs), it lands only where that user could write anyway. So when berth's effective uid
-//! is 0 and `refs/` belongs to another user, the child takes that user's uid and gid (and
-//! no supplementary groups) before anything else, and `git` finds that user's home.
+//! is 0 and `refs/` belongs to another user, the child takes that user's uid and primary
+//! group (and no supplementary groups) before anything else, and `git` finds that user's
+//! home. The lock commit's objects are written as the owner of `objects/` the same way
+//! (`cas/lock_objects.rs`).
 
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt as _;
@@ -29,22 +31,47 @@ pub(super) struct Owner {
 
 /// The owner of `refs/` in the git dir `git_dir` (followed: the operator's layout) when
 /// berth runs as root and `refs/` is another user's; `None`: the child runs as berth.
+///
+/// The child takes the owner's primary group from the user database, not the group of
+/// `refs/`: after a plain `chown -R git /srv/app.git` that is still root's, which the
+/// owner does not hold. A uid the user database does not know gets the overflow group
+/// ([`NO_GROUP`]) and `/` as its home.
 pub(super) fn of(git_dir: &OwnedFd) -> Option<Owner> {
+    of_dir(git_dir, "refs")
+}
+
+/// The owner of `objects/` in `git_dir`, as [`of`] judges `refs/`: who writes the lock
+/// commit's objects (`cas/lock_objects.rs`).
+pub(super) fn of_objects(git_dir: &OwnedFd) -> Option<Owner> {
+    of_dir(git_dir, "objects")
+}
+
+fn of_dir(git_dir: &OwnedFd, name: &str) -> Option<Owner> {
     if !Uid::effective().is_root() {
         return None;
     }
-    let refs = nix::sys::stat::fstatat(git_dir, "refs", AtFlags::empty()).ok()?;
-    (refs.st_uid != 0).then(|| Owner {
-        uid: refs.st_uid,
-        gid: refs.st_gid,
-        home: User::from_uid(Uid::from_raw(refs.st_uid))
-            .ok()
-            .flatten()
-            .map_or_else(|| PathBuf::from("/"), |user| user.dir),
+    let dir = nix::sys::stat::fstatat(git_dir, name, AtFlags::empty()).ok()?;
+    if dir.st_uid == 0 {
+        return None;
+    }
+    let user = User::from_uid(Uid::from_raw(dir.st_uid)).ok().flatten();
+    Some(Owner {
+        uid: dir.st_uid,
+        gid: user.as_ref().map_or(NO_GROUP, |user| user.gid.as_raw()),
+        home: user.map_or_else(|| PathBuf::from("/"), |user| user.dir),
     })
 }
 
+/// The kernel's overflow group (`nogroup`), which by convention owns nothing: the group
+/// of an owner the user database does not know.
+const NO_GROUP: u32 = 65_534;
+
 impl Owner {
+    /// The user's id, to name it in a message.
+    pub(super) fn uid(&self) -> u32 {
+        self.uid
+    }
+
     /// Makes `command` run as the owner: std sets the gid, drops the supplementary groups
     /// and sets the uid in the child before berth's own steps there. `HOME` is the
     /// owner's (root's is unreadable to it, and git stops on a config it cannot read).
@@ -60,6 +87,7 @@ impl Owner {
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    use std::os::unix::process::CommandExt as _;
     use std::path::{Path, PathBuf};
 
     use super::*;
@@ -130,9 +158,133 @@ mod tests {
         }
     }
 
+    /// An origin chowned to its user with `chown -R git /srv/app.git` keeps root's group on
+    /// `refs/`. The writer child must then hold only what that user holds: a write led
+    /// astray in the last milliseconds must not land where group root may write and the
+    /// owner may not. Its egid shows in the group of the ref file git makes.
+    #[test]
+    fn a_root_berth_writes_another_users_origin_without_root_s_group() {
+        let Some((_dir, bare, client)) = their_origin() else {
+            return;
+        };
+        let chowned = std::process::Command::new("chown")
+            .args(["-R", &format!("{NOBODY}:0")])
+            .arg(bare.join("refs"))
+            .status()
+            .unwrap();
+        assert!(chowned.success());
+        let held = take_main(&client, bare.to_str().unwrap());
+        let written = std::fs::metadata(bare.join(held.ref_name())).unwrap();
+        assert_eq!(written.uid(), NOBODY);
+        assert_ne!(
+            written.gid(),
+            0,
+            "the writer child ran with root's group, which the origin's owner does not hold"
+        );
+    }
+
+    /// A root berth copies each lock commit (and its tree) into a local origin's object
+    /// database itself, as root: the fan-out directories it makes under the owner's
+    /// `objects/` are root's, 0755, so the owner's own git (a push, `git gc`) can no longer
+    /// add an object there or prune one. That is writing outside berth's namespace
+    /// (`refs/gstack/release-locks/`). (The git dir stays root's, as above.)
+    #[test]
+    fn a_root_berth_leaves_no_root_owned_node_in_another_users_objects() {
+        let Some((_dir, bare, client)) = their_origin() else {
+            return;
+        };
+        let chowned = std::process::Command::new("chown")
+            .args(["-R", &format!("{NOBODY}:{NOBODY}")])
+            .arg(bare.join("refs"))
+            .arg(bare.join("objects"))
+            .status()
+            .unwrap();
+        assert!(chowned.success());
+        let held = take_main(&client, bare.to_str().unwrap());
+        let mut roots = Vec::new();
+        let mut look = vec![bare.join("objects")];
+        while let Some(at) = look.pop() {
+            for entry in std::fs::read_dir(&at).unwrap() {
+                let path = entry.unwrap().path();
+                let meta = std::fs::symlink_metadata(&path).unwrap();
+                if meta.uid() == 0 {
+                    roots.push(path.clone());
+                }
+                if meta.is_dir() {
+                    look.push(path);
+                }
+            }
+        }
+        // What that costs the owner: no object of theirs can be added to such a directory.
+        let blocked = roots.iter().find(|path| path.is_dir()).map(|fan_out| {
+            std::process::Command::new("touch")
+                .arg(fan_out.join("tmp_obj_owner"))
+                .uid(NOBODY)
+                .gid(NOBODY)
+                .status()
+                .unwrap()
+                .success()
+        });
+        assert!(
+            roots.is_empty(),
+            "root-owned nodes in the owner's objects/ after taking {}: {roots:?} (the owner can add an object there: {blocked:?})",
+            held.ref_name()
+        );
+    }
+
+    /// The owner of an origin's `objects/` may make its fan-out directories symlinks (git
+    /// follows them). A root berth's copy of its lock commit into that origin follows them
+    /// too: the owner picks a directory only root may write (`/etc/sudoers.d`, where sudo
+    /// reads every file whose name has no dot, as a lock object's 38 hex digits) and root
+    /// writes an object file there. Nothing of berth's may be written outside the origin.
+    #[test]
+    fn a_root_berth_writes_no_object_through_the_owners_fan_out_symlinks() {
+        let Some((dir, bare, client)) = their_origin() else {
+            return;
+        };
+        let elsewhere = dir.path().join("roots-only");
+        std::fs::create_dir(&elsewhere).unwrap();
+        for fan_out in 0..=0xffu8 {
+            let link = bare.join("objects").join(format!("{fan_out:02x}"));
+            std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        }
+        let chowned = std::process::Command::new("chown")
+            .args(["-R", "-h", &format!("{NOBODY}:{NOBODY}")])
+            .arg(bare.join("refs"))
+            .arg(bare.join("objects"))
+            .status()
+            .unwrap();
+        assert!(chowned.success());
+        let url = bare.to_str().unwrap();
+        let outcome = client.acquire(url, &lane(url, "main"), "me", Path::new("/a"));
+        let written: Vec<_> = std::fs::read_dir(&elsewhere)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert!(
+            written.is_empty(),
+            "root wrote {written:?} into {} through the owner's symlinks ({outcome:?})",
+            elsewhere.display()
+        );
+        // Where the owner cannot write, the lock write fails closed, saying as whom.
+        let said = format!("{outcome:?}");
+        assert!(
+            said.contains("cannot write the lock commit") && said.contains("uid 65534"),
+            "{said}"
+        );
+        let refs = git2::Repository::open_bare(&bare).unwrap();
+        assert!(
+            refs.references_glob("refs/gstack/*")
+                .unwrap()
+                .next()
+                .is_none()
+        );
+    }
+
     /// An earlier root berth made a lane's directories and its lock ref as root in another
-    /// user's origin; the writer, now run as that user, is given them first, so the lane is
-    /// released and taken again. (The git dir stays root's, as above, but writable by the
+    /// user's origin; the writer, now run as that user, is given them first (with the
+    /// user's primary group, not the group root left on `refs/`), so the lane is released
+    /// and taken again. (The git dir stays root's, as above, but writable by the
     /// owner: a delete takes `packed-refs.lock` there.)
     #[test]
     fn a_lane_an_earlier_root_berth_wrote_as_root_is_released_and_taken_again() {
@@ -143,7 +295,8 @@ mod tests {
         let take = || take_main(&client, bare.to_str().unwrap());
         let earlier = take();
         for theirs in ["refs", "refs/heads", "refs/tags", "refs/gstack"] {
-            std::os::unix::fs::chown(bare.join(theirs), Some(NOBODY), Some(NOBODY)).unwrap();
+            // Root's group, as a plain `chown -R nobody` leaves it.
+            std::os::unix::fs::chown(bare.join(theirs), Some(NOBODY), Some(0)).unwrap();
         }
         let lock_ref = bare.join(earlier.ref_name());
         let identity = lock_ref.parent().unwrap();
@@ -158,7 +311,9 @@ mod tests {
         assert_eq!(client.release(&earlier).unwrap(), Released::Deleted);
         let again = take();
         assert_eq!(std::fs::metadata(&lock_ref).unwrap().uid(), NOBODY);
-        assert_eq!(std::fs::metadata(identity).unwrap().uid(), NOBODY);
+        let given = std::fs::metadata(identity).unwrap();
+        let primary = User::from_uid(Uid::from_raw(NOBODY)).unwrap().unwrap().gid;
+        assert_eq!((given.uid(), given.gid()), (NOBODY, primary.as_raw()));
         assert_eq!(client.release(&again).unwrap(), Released::Deleted);
     }
 

@@ -142,7 +142,14 @@ pub(super) fn write(
             };
         }
     };
-    let status = wait_within(&mut child, WRITE_LIMIT + WRITE_GRACE)?;
+    let (applied, said) = finish(&mut child, "git update-ref")?;
+    Ok(written(&reports(), applied, said, None))
+}
+
+/// Waits for a `git` child (`what` it runs, for the message) at most [`WRITE_LIMIT`] plus
+/// [`WRITE_GRACE`]: whether it succeeded, and else what it said (or why it ended).
+pub(super) fn finish(child: &mut std::process::Child, what: &str) -> io::Result<(bool, String)> {
+    let status = wait_within(child, WRITE_LIMIT + WRITE_GRACE)?;
     let mut said = String::new();
     if let Some(stderr) = child.stderr.take() {
         let _ = stderr.take(STDERR_CAP).read_to_string(&mut said);
@@ -150,13 +157,13 @@ pub(super) fn write(
     let applied = status.is_some_and(|status| status.success());
     if status.is_none() {
         said = format!(
-            "the writer (git update-ref) ran past {} s and was killed",
+            "the writer ({what}) ran past {} s and was killed",
             WRITE_LIMIT.as_secs()
         );
     } else if !applied && said.trim().is_empty() {
-        said = format!("git update-ref ended with {}", status.unwrap_or_default());
+        said = format!("{what} ended with {}", status.unwrap_or_default());
     }
-    Ok(written(&reports(), applied, said, None))
+    Ok((applied, said))
 }
 
 fn written(reports: &[u8], applied: bool, said: String, moved: Option<Moved>) -> Written {
@@ -185,17 +192,26 @@ fn moved_in(reports: &[u8]) -> Option<Moved> {
 /// `git update-ref` with no hooks, no deref of a symbolic ref, no `GIT_*` variables of
 /// berth's environment, and messages in English.
 fn git_update_ref(git_dir: &Path, ref_name: &str, change: Change) -> Command {
+    let mut command = git_in(git_dir);
+    command.args(["update-ref", "--no-deref", "-m", "berth lane lock"]);
+    match change {
+        Change::Set { new, old } => command.args([ref_name, &new.to_string(), &old.to_string()]),
+        Change::Delete { old } => command.args(["-d", ref_name, &old.to_string()]),
+    };
+    command.stdin(Stdio::null());
+    command
+}
+
+/// `git --git-dir <git_dir>` with no hooks, no `GIT_*` variables of berth's environment,
+/// messages in English, no output but its error output (piped); its subcommand and stdin
+/// are the caller's.
+pub(super) fn git_in(git_dir: &Path) -> Command {
     let mut command = Command::new("git");
     command
         .arg("-c")
         .arg("core.hooksPath=/dev/null")
         .arg("--git-dir")
-        .arg(git_dir)
-        .args(["update-ref", "--no-deref", "-m", "berth lane lock"]);
-    match change {
-        Change::Set { new, old } => command.args([ref_name, &new.to_string(), &old.to_string()]),
-        Change::Delete { old } => command.args(["-d", ref_name, &old.to_string()]),
-    };
+        .arg(git_dir);
     for (name, _) in std::env::vars_os() {
         if name.as_bytes().starts_with(b"GIT_") {
             command.env_remove(name);
@@ -203,7 +219,6 @@ fn git_update_ref(git_dir: &Path, ref_name: &str, change: Change) -> Command {
     }
     command
         .env("LC_ALL", "C")
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     command

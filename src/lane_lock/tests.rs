@@ -232,3 +232,49 @@ async fn a_dropped_heartbeat_refreshes_no_more() {
     assert!(ended.is_ok(), "the dropped heartbeat still refreshes");
     assert!(!shutdown.is_cancelled());
 }
+
+/// A local origin shared by a group (`git init --shared=group`: every writer's git makes
+/// its directories group-writable) is written by many users' pushes. The lock commit
+/// berth copies into its object database must leave its fan-out directories as git would:
+/// group-writable, or the group's next push with an object there fails ("insufficient
+/// permission for adding an object to repository database").
+#[test]
+fn lock_objects_in_a_group_shared_origin_leave_its_directories_group_writable() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let bare = dir.path().join("shared.git");
+    let out = std::process::Command::new("git")
+        .args(["init", "--bare", "-q", "--shared=group"])
+        .arg(&bare)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let before: Vec<_> = std::fs::read_dir(bare.join("objects"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    let client = LockClient::new(&dir.path().join("scratch"), LockSettings::default()).unwrap();
+    let taken = client.acquire(
+        bare.to_str().unwrap(),
+        &widget_main(),
+        "me",
+        Path::new("/a"),
+    );
+    assert!(matches!(taken, Ok(Acquire::Acquired(_))), "{taken:?}");
+    let closed: Vec<_> = std::fs::read_dir(bare.join("objects"))
+        .unwrap()
+        .map(|entry| entry.unwrap())
+        .filter(|entry| !before.contains(&entry.file_name()))
+        .map(|entry| {
+            (
+                entry.path(),
+                entry.metadata().unwrap().permissions().mode() & 0o7777,
+            )
+        })
+        .filter(|(_, mode)| mode & 0o070 != 0o070)
+        .collect();
+    assert!(
+        closed.is_empty(),
+        "fan-out directories the group cannot write: {closed:?}"
+    );
+}

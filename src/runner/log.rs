@@ -80,7 +80,6 @@ pub enum ClaimError {
 /// of a record has its own log even when an operator's `retry` reset the record's
 /// `retries`. The same attempt's later steps append to the claimed files.
 pub fn claim_attempt(logs_dir: &Path, record_id: &str, from: u32) -> Result<u32, ClaimError> {
-    use std::os::unix::fs::OpenOptionsExt;
     let last = from.saturating_add(ATTEMPT_SEARCH_LIMIT);
     for attempt in from..=last {
         let path = attempt_log_path(logs_dir, record_id, attempt, Step::Land)?;
@@ -99,12 +98,9 @@ pub fn claim_attempt(logs_dir: &Path, record_id: &str, from: u32) -> Result<u32,
             if let Some(dir) = path.parent() {
                 crate::atomic_file::ensure_private_dir(dir).map_err(io_error)?;
             }
-            created = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(nix::libc::O_NOFOLLOW)
-                .open(&path);
+            let mode = nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR;
+            created =
+                crate::atomic_file::create_exclusive(&path, nix::fcntl::OFlag::O_WRONLY, mode);
             if !matches!(&created, Err(e) if e.kind() == io::ErrorKind::NotFound) {
                 break;
             }

@@ -54,7 +54,7 @@ pub const STRAY_KILL_WAIT: Duration = Duration::from_secs(2);
 pub fn record_mark(queue_dir: &Path, id: &str) -> PathBuf {
     std::fs::canonicalize(queue_dir)
         .unwrap_or_else(|_| queue_dir.to_path_buf())
-        .join(format!("{id}.json"))
+        .join(crate::store::file_name_of(id))
 }
 
 /// A running process marked as a landing of some record.

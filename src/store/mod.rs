@@ -17,12 +17,15 @@ use crate::record::Record;
 
 mod error;
 mod fit;
+mod names;
 mod record_file;
 mod transition;
 
 pub use error::StoreError;
 pub use fit::CLAIM_ROOM;
 use fit::encode;
+use names::check_id;
+pub use names::{MAX_ID_LEN, file_name_of, id_of, is_record_name};
 pub use record_file::RecordError;
 use record_file::read_record;
 pub use transition::{Expect, Move};
@@ -30,7 +33,7 @@ pub use transition::{Expect, Move};
 /// Records larger than this are refused unread: a queue record is a few hundred bytes.
 pub const MAX_RECORD_BYTES: u64 = 1024 * 1024;
 
-/// A record as found on disk. `id` is the file name without `.json`.
+/// A record as found on disk. `id` is the file name less one `.json` ([`id_of`]).
 #[derive(Clone, Debug)]
 pub struct StoredRecord {
     pub id: String,
@@ -87,7 +90,7 @@ impl QueueStore {
     }
 
     pub fn path_of(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("{id}.json"))
+        self.dir.join(file_name_of(id))
     }
 
     fn lock_path_of(&self, id: &str) -> PathBuf {
@@ -196,7 +199,7 @@ impl QueueStore {
         opened: &mut Option<fs::Metadata>,
         system_failed: &mut bool,
     ) -> Result<StoredRecord, Unreadable> {
-        let id = name.trim_end_matches(".json").to_owned();
+        let id = id_of(name).unwrap_or_default().to_owned();
         if let Err(e) = check_id(&id) {
             // Every write is by id: a record berth could never update must not be
             // offered to the tick, where it would be claimed and skipped forever.
@@ -285,40 +288,15 @@ impl QueueStore {
     }
 }
 
-/// The longest file name the file systems berth runs on allow (`NAME_MAX`).
-const MAX_FILE_NAME: usize = 255;
-
-/// The longest id the store can lock: `.<id>.lock` must be a valid file name.
-pub const MAX_ID_LEN: usize = MAX_FILE_NAME - ".".len() - ".lock".len();
-
-/// Whether a queue-dir file name is a record's: `*.json`, not hidden (berth's own lock and
-/// temp files start with a dot).
-pub fn is_record_name(name: &str) -> bool {
-    name.ends_with(".json") && !name.starts_with('.')
-}
-
-fn check_id(id: &str) -> Result<(), StoreError> {
-    if id.is_empty() || crate::safe_key::safe_key(id) != id {
-        return Err(StoreError::BadId(id.to_owned()));
-    }
-    if id.len() > MAX_ID_LEN {
-        return Err(StoreError::IdTooLong {
-            id: id.to_owned(),
-            reason: format!(
-                "the id is {} characters; berth locks a record with `.<id>.lock`, which allows at most {MAX_ID_LEN}, so it can neither claim nor change it: rename the file to a shorter id or remove it",
-                id.len()
-            ),
-        });
-    }
-    Ok(())
-}
-
 /// A file's ctime as a time.
 fn changed_at(meta: &fs::Metadata) -> Option<chrono::DateTime<chrono::Utc>> {
     use std::os::unix::fs::MetadataExt as _;
     let nanos = u32::try_from(meta.ctime_nsec()).ok()?;
     chrono::DateTime::from_timestamp(meta.ctime(), nanos)
 }
+
+#[cfg(test)]
+mod owners_tests;
 
 #[cfg(test)]
 mod tests {
@@ -538,6 +516,31 @@ mod tests {
                 fs::read(dir.path().join(name)).unwrap(),
                 before,
                 "{name} changed"
+            );
+        }
+    }
+
+    /// A queue file named `a.json.json` is read as record `a` (every `.json` ending is
+    /// trimmed), though every write of record `a` goes to `a.json`: a record berth can never
+    /// update is offered to the tick (claimed and refused every tick), and beside a real
+    /// `a.json` two files answer to one id, the scan holding both.
+    #[test]
+    fn a_file_is_read_as_the_record_whose_writes_go_to_it() {
+        let good = serde_json::to_vec(&record_json(2)).unwrap();
+        let (_dir, store) = store_with(&[("a.json.json", &good)]);
+        let scan = store.scan().unwrap();
+        for stored in &scan.records {
+            let name = format!("{}.json", stored.id);
+            assert_eq!(
+                store
+                    .path_of(&stored.id)
+                    .file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap(),
+                "a.json.json",
+                "a.json.json is read as record {:?}, whose writes go to {name}",
+                stored.id
             );
         }
     }

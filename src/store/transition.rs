@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use super::fit::encode_cutting_last_error;
-use super::{QueueStore, StoreError, check_id};
+use super::names::check_id;
+use super::{QueueStore, StoreError};
 use crate::atomic_file;
 use crate::record::{Record, Status};
 

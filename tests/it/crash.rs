@@ -419,3 +419,45 @@ fn a_verdict_the_full_disk_refuses_is_kept_shown_and_written_when_space_returns(
     assert_eq!(daemon.wait().unwrap().code(), Some(143));
     assert_eq!(world.ledger(), [19], "landed once");
 }
+
+/// Scenario: a daemon is killed (OOM, SIGKILL, a power cut) while a verdict the disk
+/// refused waits in its memory; `unsaved-verdicts.json` still lists it. The next daemon on
+/// the berth dir holds no such verdict (the record is reclaimed as stranded), but it only
+/// publishes the list when one of its own verdicts waits, so `status` (and the queue page)
+/// say "verdict not saved … the daemon writes it again every tick" for good, about a
+/// verdict nobody holds. (passed-over.json is rewritten at start; this list is not.)
+#[test]
+fn a_killed_daemons_unsaved_verdicts_are_not_shown_by_the_next_daemon() {
+    let world = World::new();
+    let berth_dir = world.berth_state();
+    fs::create_dir_all(&berth_dir).unwrap();
+    let left = serde_json::json!([{
+        "record": "widget-19",
+        "verdict": "landed",
+        "error": "No space left on device (os error 28)",
+        "since": "2026-01-01T00:00:00.000Z",
+    }]);
+    fs::write(
+        berth_dir.join("unsaved-verdicts.json"),
+        serde_json::to_vec_pretty(&left).unwrap(),
+    )
+    .unwrap();
+    let config = world.git_forge_config("poll_secs = 1\n");
+    let mut daemon = world.spawn_run_debug("--watch", &config, &[]);
+    let ticked = world.wait_ticks(&berth_dir, 3, Duration::from_secs(60));
+    let out = world
+        .berth()
+        .args(["status"])
+        .env("BERTH_DIR", &berth_dir)
+        .output()
+        .unwrap();
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    let _ = daemon.wait();
+    let log = fs::read_to_string(berth_dir.with_extension("log")).unwrap_or_default();
+    assert!(ticked, "{log}");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !shown.contains("verdict not saved"),
+        "three ticks into a daemon that holds no unsaved verdict, status says: {shown}"
+    );
+}

@@ -51,6 +51,7 @@ mod queue_cli;
 mod queue_page;
 mod record_size;
 mod replay;
+mod root_owners;
 mod rule_edges;
 mod rules;
 mod runner;

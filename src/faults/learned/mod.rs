@@ -462,11 +462,14 @@ pub fn distinct<'a>(categories: impl IntoIterator<Item = &'a str>) -> Vec<&'a st
 mod answers_tests;
 
 #[cfg(test)]
+mod owners_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn entry(category: &str, kind: &str, pattern: &str) -> Value {
+    pub(super) fn entry(category: &str, kind: &str, pattern: &str) -> Value {
         json!({"category": category, "severity": "HIGH", "description": "d", "matcherKind": kind,
                "pattern": pattern, "source": "inv", "learnedAt": "2026-05-17T00:00:00Z",
                "hitCount": 0, "note": "unknown field"})

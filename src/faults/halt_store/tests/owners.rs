@@ -199,3 +199,26 @@ fn events_a_root_daemon_files_into_a_root_subdir_of_another_users_faults_dir_are
     let filed = assert_all_nobodys(&dir.path().join(PENDING_DIR));
     assert!(!filed.is_empty(), "no event filed");
 }
+
+/// A root daemon that files before gstack made its faults dir (a fresh install; gstack
+/// makes it with `mkdir -p` on its first event) creates it, in gstack's user's dir, as
+/// root's 0700: gstack's user can then neither file into it nor read what root filed, and
+/// the subdirs root gives that user cannot be reached through it.
+#[test]
+fn a_faults_dir_a_root_daemon_makes_in_another_users_dir_is_that_users() {
+    if !is_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    give_to_nobody(dir.path());
+    let faults = dir.path().join("skill-faults");
+    let report = HaltStore::new(&faults).sync_run("r", "/s/r.json", &[event("r", "X", "")]);
+    assert_eq!(report.emitted.len(), 1, "{report:?}");
+    let meta = fs::metadata(&faults).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.mode() & 0o777),
+        (NOBODY, 0o700),
+        "{} (uid, mode) as root made it in uid {NOBODY}'s dir",
+        faults.display()
+    );
+}
