@@ -66,7 +66,7 @@ pub struct Kept {
 /// a regular file of another user's there (one link: a hard link planted there names a
 /// file that is not the dir's) keeps that user and its permission bits; anything else is a
 /// new file, `mode`, given to the dir's owner when that is another user ([`Owner::heir_in`]).
-/// Not root: `mode`, berth's user's, as before.
+/// Not root: `mode`, berth's user's (such a berth can give a file to no one).
 pub fn kept_over(dir: impl AsFd, name: &OsStr, mode: u32) -> Result<Kept, Errno> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(Kept { mode, owner: None });

@@ -253,9 +253,7 @@ fn broken_ref_at(
     longest_ttl: Duration,
 ) -> Option<String> {
     // Opening it reads its config and objects: not while a node there would hang it.
-    refs_look::refuse_blocking(path).ok()?;
-    let flags = git2::RepositoryOpenFlags::NO_SEARCH;
-    let origin = git2::Repository::open_ext(path, flags, [] as [&str; 0]).ok()?;
+    let origin = refs_look::open_looked(path).ok()?;
     let writers_lock = origin.path().join(leftover::WRITERS_LOCK);
     let room = Room {
         origin: &origin,

@@ -130,7 +130,12 @@ pub(crate) fn compare_and_swap(
             let scratch_path = scratch.path().to_owned();
             let handed = scratch_path.clone();
             let (at, ref_name) = (path.clone(), ref_name.to_owned());
-            local_deadline::run(&path, with.deadline, Some(&handed), move || {
+            // Its git children (the objects' unpack, the ref's update) have bounds of their
+            // own (each is killed past it) on top of the reads': cut off at the reads'
+            // deadline, a write would leave a stopped writer that may still move the ref,
+            // and this lane's own write would be taken for a theft.
+            let deadline = with.deadline + 2 * ref_writer::WRITER_BOUND;
+            local_deadline::run(&path, deadline, Some(&handed), move || {
                 let scratch = Repository::open(&scratch_path)?;
                 local_swap(&scratch, &at, &ref_name, write, expect, new, &with)
             })?

@@ -9,8 +9,8 @@
 //! waits at most its deadline (the lock client's `remote_timeout`): past it the access
 //! fails closed, naming the origin, and the thread is left to end when the origin answers.
 //!
-//! While a thread left that way has not returned, no new access to that origin starts: it
-//! is refused at once, named. So an origin holds at most the threads that were already in
+//! While a thread left that way has not returned, no new access to that origin (by any
+//! path to the same repository, [`OriginKey`]) starts: it is refused at once, named. So an origin holds at most the threads that were already in
 //! it when the first one was left (one per lane and heartbeat of this process on that
 //! origin), never one more per retry. When a left thread returns, its end is logged and
 //! the origin is read again. A repository handed to such a thread (a scratch repository's
@@ -69,19 +69,93 @@ pub(crate) fn is_overdue(e: &git2::Error) -> bool {
     e.code() == git2::ErrorCode::Timeout && e.class() == git2::ErrorClass::Os
 }
 
-/// An access left running past its deadline.
-struct Late {
-    id: u64,
-    origin: PathBuf,
-    handed: Option<PathBuf>,
-    since: Instant,
+/// Which repository an access reaches: the device and inode of the origin's directory
+/// ([`crate::identity::alias_key`], as "one repo, one lane" tells repositories apart), so a
+/// symlink, a bind mount or a `file://` spelling of a stuck origin meets it; the path as
+/// written when it cannot be found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum OriginKey {
+    Repo(String),
+    Written(PathBuf),
 }
 
-static LATE: Mutex<Vec<Late>> = Mutex::new(Vec::new());
+impl OriginKey {
+    fn of(origin: &Path) -> OriginKey {
+        // A stat, no open: it never waits on a FIFO.
+        match origin.to_str().map(crate::identity::alias_key) {
+            Some(key) if key.starts_with("local:") => OriginKey::Repo(key),
+            _ => OriginKey::Written(origin.to_owned()),
+        }
+    }
+}
+
+/// An access running now: listed before its thread starts, under the same lock as the
+/// check that lets it start, and struck when it returns.
+struct Running {
+    id: u64,
+    key: OriginKey,
+    /// As the caller wrote it, for messages.
+    origin: PathBuf,
+    handed: Option<PathBuf>,
+    /// When its waiter stopped waiting; `None` while someone still waits for it.
+    left_at: Option<Instant>,
+}
+
+static RUNNING: Mutex<Vec<Running>> = Mutex::new(Vec::new());
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
-fn late() -> MutexGuard<'static, Vec<Late>> {
-    LATE.lock().unwrap_or_else(|e| e.into_inner())
+fn running() -> MutexGuard<'static, Vec<Running>> {
+    RUNNING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Strikes the access `id` from [`RUNNING`] when dropped (its thread returned or panicked),
+/// logging the end of one its waiter had left.
+struct Listed(u64);
+
+impl Listed {
+    fn strike(&self, list: &mut Vec<Running>) {
+        let Some(at) = list.iter().position(|access| access.id == self.0) else {
+            return;
+        };
+        let access = list.swap_remove(at);
+        if let Some(left_at) = access.left_at {
+            tracing::warn!(
+                origin = %access.origin.display(),
+                late_by_secs = left_at.elapsed().as_secs(),
+                "an access to a local origin berth stopped waiting for has returned; the origin is read again"
+            );
+        }
+    }
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        self.strike(&mut running());
+    }
+}
+
+/// Lists an access to `origin` unless one to the same repository was left running past
+/// its deadline: the check and the listing under one lock, so callers arriving together
+/// cannot each pass the check of an origin that is being left.
+fn list(origin: &Path, handed: Option<&Path>) -> Result<Listed, Overdue> {
+    let key = OriginKey::of(origin);
+    let mut list = running();
+    let left = list.iter().filter(|access| access.key == key);
+    if let Some(since) = left.filter_map(|access| access.left_at).min() {
+        return Err(Overdue::StillLate {
+            origin: origin.to_owned(),
+            since: since.elapsed(),
+        });
+    }
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    list.push(Running {
+        id,
+        key,
+        origin: origin.to_owned(),
+        handed: handed.map(Path::to_owned),
+        left_at: None,
+    });
+    Ok(Listed(id))
 }
 
 /// Runs `op` (an access to the local origin `origin`) on a thread of its own and waits at
@@ -93,13 +167,8 @@ pub(crate) fn run<T: Send + 'static>(
     handed: Option<&Path>,
     op: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, Overdue> {
-    if let Some(left) = late().iter().find(|left| left.origin == origin) {
-        return Err(Overdue::StillLate {
-            origin: origin.to_owned(),
-            since: left.since.elapsed(),
-        });
-    }
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let listed = list(origin, handed)?;
+    let id = listed.0;
     // One answer, sent once: the send never blocks, whether or not anyone still waits.
     let (tx, rx) = mpsc::sync_channel(1);
     // Named as its caller: what it runs (a writer child it forks) is told apart by it.
@@ -111,19 +180,15 @@ pub(crate) fn run<T: Send + 'static>(
         .name(name)
         .spawn(move || {
             let answer = op();
-            // Under the list's lock: the waiter either takes the answer or has listed
-            // this thread as late, never neither.
-            let mut late = late();
+            // Under the list's lock: the waiter either takes the answer or has marked
+            // this access left, never neither.
+            let mut list = running();
             let _ = tx.send(answer);
-            if let Some(at) = late.iter().position(|left| left.id == id) {
-                let left = late.swap_remove(at);
-                tracing::warn!(
-                    origin = %left.origin.display(),
-                    late_by_secs = left.since.elapsed().as_secs(),
-                    "an access to a local origin berth stopped waiting for has returned; the origin is read again"
-                );
-            }
+            listed.strike(&mut list);
+            // Before `listed` drops, which takes the lock again (finding nothing left).
+            drop(list);
         })
+        // A thread that never started struck its listing as the closure dropped.
         .map_err(|source| Overdue::Spawn {
             origin: origin.to_owned(),
             source,
@@ -132,17 +197,14 @@ pub(crate) fn run<T: Send + 'static>(
         Ok(answer) => Ok(answer),
         Err(RecvTimeoutError::Disconnected) => Err(Overdue::Lost(origin.to_owned())),
         Err(RecvTimeoutError::Timeout) => {
-            let mut late = late();
+            let mut list = running();
             if let Ok(answer) = rx.try_recv() {
                 return Ok(answer);
             }
-            late.push(Late {
-                id,
-                origin: origin.to_owned(),
-                handed: handed.map(Path::to_owned),
-                since: Instant::now(),
-            });
-            drop(late);
+            if let Some(access) = list.iter_mut().find(|access| access.id == id) {
+                access.left_at = Some(Instant::now());
+            }
+            drop(list);
             tracing::warn!(origin = %origin.display(), deadline_secs = deadline.as_secs_f64(), "a local origin did not answer within the deadline; no new access to it starts until that one returns");
             Err(Overdue::Late {
                 origin: origin.to_owned(),
@@ -155,15 +217,18 @@ pub(crate) fn run<T: Send + 'static>(
 /// Whether the repository at `path` was handed to an access still running past its
 /// deadline: it may write there at any time, so it is not used again.
 pub(crate) fn handed_to_late(path: &Path) -> bool {
-    late()
+    running()
         .iter()
-        .any(|left| left.handed.as_deref() == Some(path))
+        .any(|access| access.left_at.is_some() && access.handed.as_deref() == Some(path))
 }
 
-/// How many accesses to `origin` run past their deadline now.
+/// How many accesses to `origin` (as written) run past their deadline now.
 #[cfg(test)]
 pub(crate) fn late_on(origin: &Path) -> usize {
-    late().iter().filter(|left| left.origin == origin).count()
+    running()
+        .iter()
+        .filter(|access| access.left_at.is_some() && access.origin == origin)
+        .count()
 }
 
 #[cfg(test)]
@@ -267,5 +332,50 @@ mod tests {
         until_none_late_on(&origin.bare);
         let third = acquire(&client, &origin);
         assert!(matches!(third, Ok(Acquire::Acquired(_))), "{third:?}");
+    }
+
+    /// One origin named two ways (its path, and a symlink to it, as "one repo, one lane"
+    /// treats as one): while an access to it is left past its deadline, an access by the
+    /// other name is refused at once too, with no second thread stuck in the origin.
+    #[test]
+    fn a_stuck_origin_refuses_an_access_by_another_name_for_it() {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let origin = BareOrigin::new();
+        let alias = origin.dir.path().join("alias.git");
+        std::os::unix::fs::symlink(&origin.bare, &alias).unwrap();
+        let included = origin.dir.path().join("included");
+        nix::unistd::mkfifo(&included, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let mut config = std::fs::OpenOptions::new()
+            .append(true)
+            .open(origin.bare.join("config"))
+            .unwrap();
+        writeln!(config, "[include]\n\tpath = {}", included.display()).unwrap();
+        let settings = LockSettings {
+            remote_timeout: Duration::from_secs(2),
+            ..LockSettings::default()
+        };
+        let client =
+            Arc::new(LockClient::new(&origin.dir.path().join("scratch"), settings).unwrap());
+        let first = format!("{:?}", acquire(&client, &origin));
+        assert!(first.contains("did not answer within 2 s"), "{first}");
+        let aliased = BareOrigin {
+            dir: tempfile::tempdir().unwrap(),
+            bare: alias.clone(),
+            url: alias.to_str().unwrap().to_owned(),
+        };
+        let second = format!("{:?}", acquire(&client, &aliased));
+        let stuck = late_on(&origin.bare) + late_on(&alias);
+        // Let the stuck opens return before judging, so no thread outlives the test.
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(&included);
+        std::fs::remove_file(&included).unwrap();
+        std::fs::write(&included, "").unwrap();
+        until_none_late_on(&origin.bare);
+        until_none_late_on(&alias);
+        assert!(second.contains("has not returned"), "{second}");
+        assert_eq!(stuck, 1, "threads stuck in one origin named two ways");
     }
 }

@@ -101,6 +101,11 @@ use transport::{PushOutcome, Scratch, fetch, redact_url};
 /// The directory of a local origin (a path or `file://` URL), as libgit2 would choose its
 /// local transport; `None` for a network URL.
 pub(crate) use cas::local_path as local_origin;
+/// An in-process access to a local origin from above the lock (the git forge's look at
+/// it): run under a deadline ([`local_deadline`]), opening the origin only after the look
+/// that refuses what would hang libgit2 ([`refs_look`]).
+pub(crate) use local_deadline::{Overdue, run as run_on_local_origin};
+pub(crate) use refs_look::open_looked as open_local_origin;
 /// A look at and a fetch from `url` with berth's transport rules (credentials never from
 /// the repo's config, the process-wide remote timeout); the landing fetches the feature
 /// branch with them.

@@ -41,6 +41,9 @@ pub const WRITE_LIMIT: Duration = Duration::from_secs(8);
 /// (a stopped child takes its alarm only when continued).
 const WRITE_GRACE: Duration = Duration::from_secs(1);
 
+/// The longest a writer child runs from its spawn to its reaping: berth kills it then.
+pub(super) const WRITER_BOUND: Duration = WRITE_LIMIT.saturating_add(WRITE_GRACE);
+
 /// How long a writer child waits for the writers' lock before it writes without it.
 pub const WRITERS_WAIT: Duration = Duration::from_secs(5);
 

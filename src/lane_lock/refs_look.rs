@@ -190,6 +190,15 @@ pub(super) fn refuse_blocking(path: &Path) -> Result<(), Refused> {
     }
 }
 
+/// Opens the local origin at `path` for reading once [`refuse_blocking`] found nothing
+/// there that would hang libgit2's open and reads (run it under [`super::local_deadline`]:
+/// a FIFO may still be planted after the look).
+pub(crate) fn open_looked(path: &Path) -> Result<git2::Repository, git2::Error> {
+    refuse_blocking(path)?;
+    let flags = git2::RepositoryOpenFlags::NO_SEARCH;
+    git2::Repository::open_ext(path, flags, [] as [&str; 0])
+}
+
 /// Judges the nodes [`look`] found that an operation on `room`'s lock ref would open: one
 /// off the lock ref's path holds the lane named, for as long as it stands; one on it is a
 /// broken ref, judged with every broken ref there ([`Room::settle`]: held named, set aside

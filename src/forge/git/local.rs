@@ -12,16 +12,20 @@
 
 use std::path::Path;
 
-use git2::{ErrorCode, Oid, Repository, RepositoryOpenFlags};
+use git2::{ErrorCode, Oid, Repository};
 
 use super::{GitForge, Observation, seen_ref};
 use crate::forge::{ForgeError, ForgeRepo, PrRef, PrState, Subject};
+use crate::lane_lock::Overdue;
 
 /// The name of the repository (beside the network path's scratch repository) that holds
 /// the feature heads last seen on local origins.
 pub(super) const LOCAL_SEEN: &str = "forge-local-seen.git";
 
-/// What `origin_dir` says about `pr`, read in place.
+/// What `origin_dir` says about `pr`, read in place on a thread of its own within the
+/// forge's timeout: libgit2's reads of a local origin block with no timeout of their own (a
+/// FIFO at a ref, a hung mount), so past it the question fails as timed out and the
+/// origin is read no more until that read returns ([`crate::lane_lock::run_on_local_origin`]).
 pub(super) fn observe(
     forge: &GitForge,
     repo: &ForgeRepo,
@@ -29,43 +33,93 @@ pub(super) fn observe(
     origin_dir: &Path,
 ) -> Result<Observation, ForgeError> {
     let subject = Subject::pr(repo, pr.number);
-    let git_err = |op: &'static str, source: git2::Error| ForgeError::Git {
+    // Berth's own repository, opened here: only the origin is read on the thread.
+    let seen_repo = forge.repository(&forge.local_seen_dir(), &subject)?;
+    let question = Question {
         subject: subject.clone(),
-        op,
-        source,
+        identity: repo.identity.clone(),
+        feature_branch: pr.feature_branch.to_owned(),
+        base_branch: pr.base_branch.to_owned(),
     };
-    let origin = Repository::open_ext(origin_dir, RepositoryOpenFlags::NO_SEARCH, [] as [&str; 0])
-        .map_err(|e| git_err("open origin", e))?;
+    let dir = origin_dir.to_owned();
+    let read = move || {
+        let origin = crate::lane_lock::open_local_origin(&dir)
+            .map_err(|e| question.git_err("open origin", e))?;
+        read_in_place(&origin, &seen_repo, &question)
+    };
+    crate::lane_lock::run_on_local_origin(origin_dir, forge.timeout, None, read).map_err(
+        |overdue| match overdue {
+            Overdue::Late { .. } | Overdue::StillLate { .. } => ForgeError::Timeout {
+                command: format!(
+                    "read refs/heads/{} and refs/heads/{} of {} ({overdue})",
+                    pr.feature_branch,
+                    pr.base_branch,
+                    origin_dir.display()
+                ),
+                subject,
+                after: forge.timeout,
+            },
+            Overdue::Spawn { .. } | Overdue::Lost(_) => ForgeError::Git {
+                subject,
+                op: "read origin",
+                source: overdue.into(),
+            },
+        },
+    )?
+}
+
+/// The question [`observe`] asks, owned by the thread that reads origin.
+struct Question {
+    subject: Subject,
+    identity: String,
+    feature_branch: String,
+    base_branch: String,
+}
+
+impl Question {
+    fn git_err(&self, op: &'static str, source: git2::Error) -> ForgeError {
+        ForgeError::Git {
+            subject: self.subject.clone(),
+            op,
+            source,
+        }
+    }
+}
+
+/// [`observe`]'s reads of `origin`, with the feature head remembered in `seen_repo`.
+fn read_in_place(
+    origin: &Repository,
+    seen_repo: &Repository,
+    q: &Question,
+) -> Result<Observation, ForgeError> {
     let read = |name: &str| match origin.refname_to_id(name) {
         Ok(id) => Ok(Some(id)),
         Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
-        Err(e) => Err(git_err("read origin's refs", e)),
+        Err(e) => Err(q.git_err("read origin's refs", e)),
     };
-    let feature = read(&format!("refs/heads/{}", pr.feature_branch))?;
-    let Some(base) = read(&format!("refs/heads/{}", pr.base_branch))? else {
+    let feature = read(&format!("refs/heads/{}", q.feature_branch))?;
+    let Some(base) = read(&format!("refs/heads/{}", q.base_branch))? else {
         return Err(ForgeError::MissingBase {
-            subject,
-            branch: pr.base_branch.to_owned(),
+            subject: q.subject.clone(),
+            branch: q.base_branch.clone(),
         });
     };
-    let seen_repo = forge.repository(&forge.local_seen_dir(), &subject)?;
+    let odb = origin
+        .odb()
+        .map_err(|e| q.git_err("read origin's objects", e))?;
     seen_repo
-        .set_odb(
-            &origin
-                .odb()
-                .map_err(|e| git_err("read origin's objects", e))?,
-        )
-        .map_err(|e| git_err("read origin's objects", e))?;
-    let seen = seen_ref(&repo.identity, pr.feature_branch);
+        .set_odb(&odb)
+        .map_err(|e| q.git_err("read origin's objects", e))?;
+    let seen = seen_ref(&q.identity, &q.feature_branch);
     let candidate = match feature {
         Some(head) => {
-            remember(&seen_repo, &seen, head, repo, pr);
+            remember(seen_repo, &seen, head, q);
             Some(head)
         }
         None => seen_repo.refname_to_id(&seen).ok(),
     };
     let merged = match candidate {
-        Some(head) => reachable(&origin, base, head).map_err(|e| git_err("check ancestry", e))?,
+        Some(head) => reachable(origin, base, head).map_err(|e| q.git_err("check ancestry", e))?,
         None => false,
     };
     Ok(Observation {
@@ -80,12 +134,12 @@ pub(super) fn observe(
 }
 
 /// Keeps `head` as the feature head last seen (unless it already is).
-fn remember(seen_repo: &Repository, seen: &str, head: Oid, repo: &ForgeRepo, pr: &PrRef<'_>) {
+fn remember(seen_repo: &Repository, seen: &str, head: Oid, q: &Question) {
     if seen_repo.refname_to_id(seen).ok() == Some(head) {
         return;
     }
     if let Err(e) = seen_repo.reference(seen, head, true, "berth: feature head seen") {
-        tracing::warn!(repo = %repo.identity, pr = pr.number, error = %e,
+        tracing::warn!(repo = %q.identity, pr = ?q.subject.pr, error = %e,
             "could not remember the feature head; a later branch deletion may read as closed");
     }
 }
