@@ -87,7 +87,7 @@ impl HaltStore {
                     Err(reason) => {
                         listing.unreadable.push(crate::store::Unreadable {
                             file: path.display().to_string(),
-                            reason,
+                            reason: reason.to_string(),
                         });
                         continue;
                     }

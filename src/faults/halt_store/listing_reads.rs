@@ -7,11 +7,12 @@
 //! it had not read before; past it the others are left out, and the listing says so.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::super::json_file;
 use super::shown::Shown;
 use crate::file_stamp::{FileStamp, ReadStart, Sighting};
+use crate::hostile_file::ReadError;
 use crate::private_dir::PrivateDir;
 
 /// What one listing may read of event files it did not read before: 64 MiB, eight events
@@ -21,13 +22,22 @@ pub const MAX_LISTING_READ_BYTES: u64 = 64 * 1024 * 1024;
 /// An event file in a subdir, by the subdir's name and its own.
 type Key = (&'static str, String);
 
+/// Why an event file cannot be shown; shared by every name of the file.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum Unshown {
+    #[error(transparent)]
+    Read(Arc<ReadError>),
+    #[error(transparent)]
+    NotJson(Arc<serde_json::Error>),
+}
+
 /// What a listing took from one event file: its shown fields, or why it cannot be read.
 #[derive(Clone, Debug)]
 struct Read {
     seen: Sighting,
     /// Whether the stamp proves the content (it was not racy when read).
     trusted: bool,
-    shown: Result<Shown, String>,
+    shown: Result<Shown, Unshown>,
 }
 
 /// The event files as the last listing of a store read them: only the names that listing
@@ -69,12 +79,12 @@ impl<'a> ListingReads<'a> {
         dir: &PrivateDir,
         sub: &'static str,
         name: &str,
-    ) -> Option<Result<Shown, String>> {
+    ) -> Option<Result<Shown, Unshown>> {
         let start = ReadStart::now();
         let (file, meta) = match dir.open_regular(name, json_file::MAX_JSON_BYTES) {
             Ok(opened) => opened,
             Err(e) if e.is_not_found() => return None,
-            Err(e) => return Some(Err(e.to_string())),
+            Err(e) => return Some(Err(Unshown::Read(Arc::new(e)))),
         };
         let stamp = FileStamp::of(&meta);
         let key = (sub, name.to_owned());
@@ -94,8 +104,8 @@ impl<'a> ListingReads<'a> {
         }
         self.budget -= size;
         let shown = json_file::read_opened((file, meta), json_file::MAX_JSON_BYTES)
-            .map_err(|e| e.to_string())
-            .and_then(|text| Shown::parse(&text).map_err(|e| e.to_string()));
+            .map_err(|e| Unshown::Read(Arc::new(e)))
+            .and_then(|text| Shown::parse(&text).map_err(|e| Unshown::NotJson(Arc::new(e))));
         let (seen, racy) = start.judge(stamp, last.as_ref().map(|l| &l.seen));
         let read = Read {
             seen,

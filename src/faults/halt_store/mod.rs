@@ -36,6 +36,7 @@ mod run_lock;
 mod shown;
 mod sweep;
 mod sync;
+mod unchanged;
 
 use dirs::Sub;
 use shown::Prior;

@@ -7,6 +7,7 @@ use super::super::halt::HaltEvent;
 use super::super::registry::{self, ActiveFault, Registry};
 use super::dirs::Sub;
 use super::run_lock::{lock_run, run_lock_name};
+use super::unchanged::Look;
 use super::{HaltStore, HaltStoreError, SyncReport, io_problem};
 use crate::private_dir::PrivateDir;
 
@@ -32,6 +33,11 @@ impl HaltStore {
             // Nothing raised, nothing to clear: no lock file made for a run with no fault.
             return report;
         }
+        let look = Look::now(&active, &name);
+        if look.unchanged_for(&active, &name, events) {
+            // Nothing new, nothing cleared: the registry is the one last read.
+            return report;
+        }
         let lock_name = run_lock_name(run_id);
         let lock_path = active.join(&lock_name);
         let _guard = match lock_run(&active, &lock_name) {
@@ -45,6 +51,9 @@ impl HaltStore {
         };
         let mut registry = match registry::load(&active, &name, run_id, source) {
             Ok((registry, warning)) => {
+                if warning.is_none() {
+                    look.remember(&active, &name, registry.active.keys());
+                }
                 report.problems.extend(warning);
                 registry
             }
@@ -66,6 +75,7 @@ impl HaltStore {
         if changed && registry.active.is_empty() {
             // Nothing raised: the registry goes, and the run's lock file with it once no
             // other registry of the run is left, so runs that come and go leave nothing.
+            super::unchanged::forget(&active, &name);
             if let Err(e) = active.remove_if_there(&name) {
                 report
                     .problems

@@ -281,3 +281,32 @@ fn a_listing_does_not_read_again_what_the_last_one_read() {
     assert_eq!(again.halts, first.halts);
     assert_eq!(again.halts.len(), 1, "{:?}", again.unreadable);
 }
+
+/// A pass over a run whose raised faults did not change reads none of its registry (up to
+/// 8 MiB), and a change is still synced.
+#[test]
+fn a_sync_that_changes_nothing_does_not_read_the_runs_registry_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    let raised = event("r", "X", "");
+    store.sync_run("r", "/s/r.json", std::slice::from_ref(&raised));
+    let active = crate::private_dir::PrivateDir::ensure(dir.path(), ACTIVE_DIR).unwrap();
+    let name = crate::faults::registry::name("r", "/s/r.json");
+    let (mut registry, _) =
+        crate::faults::registry::load(&active, &name, "r", "/s/r.json").unwrap();
+    registry.updated_at = "x".repeat(1024 * 1024);
+    crate::faults::registry::save(&active, &name, &registry).unwrap();
+    // A stamp younger than the racy window proves nothing: it is read again.
+    std::thread::sleep(std::time::Duration::from_nanos(
+        crate::file_stamp::RACY_NS as u64 + 20_000_000,
+    ));
+    let store = HaltStore::new(dir.path());
+    store.sync_run("r", "/s/r.json", std::slice::from_ref(&raised));
+    let before = bytes_read_by_this_thread();
+    let report = store.sync_run("r", "/s/r.json", std::slice::from_ref(&raised));
+    let read = bytes_read_by_this_thread() - before;
+    assert!(report.problems.is_empty(), "{report:?}");
+    assert!(read < 1024 * 1024, "an unchanged sync read {read} bytes");
+    let cleared = store.sync_run("r", "/s/r.json", &[]);
+    assert_eq!(cleared.resolved, vec![raised.fault_id], "{cleared:?}");
+}
