@@ -284,6 +284,13 @@ mod tests {
             .expect("the acquire never returned")
     }
 
+    /// What an acquire stuck in a local origin says: its first access is the lock write,
+    /// whose deadline is the 2 s remote timeout these tests set plus its git children's.
+    fn did_not_answer_within_a_writes_deadline() -> String {
+        let secs = (Duration::from_secs(2) + 2 * super::super::ref_writer::WRITER_BOUND).as_secs();
+        format!("did not answer within {secs} s")
+    }
+
     /// A FIFO the look before libgit2 cannot see (the file a local origin's config
     /// includes) hangs libgit2's open of the origin: the acquire fails within the deadline
     /// naming the origin, the next is refused at once with no new thread, and once a
@@ -309,7 +316,7 @@ mod tests {
         let bare = origin.bare.to_string_lossy().into_owned();
         let first = format!("{:?}", acquire(&client, &origin));
         assert!(
-            first.contains(&bare) && first.contains("did not answer within 2 s"),
+            first.contains(&bare) && first.contains(&did_not_answer_within_a_writes_deadline()),
             "{first}"
         );
         assert_eq!(late_on(&origin.bare), 1);
@@ -358,7 +365,10 @@ mod tests {
         let client =
             Arc::new(LockClient::new(&origin.dir.path().join("scratch"), settings).unwrap());
         let first = format!("{:?}", acquire(&client, &origin));
-        assert!(first.contains("did not answer within 2 s"), "{first}");
+        assert!(
+            first.contains(&did_not_answer_within_a_writes_deadline()),
+            "{first}"
+        );
         let aliased = BareOrigin {
             dir: tempfile::tempdir().unwrap(),
             bare: alias.clone(),
