@@ -310,3 +310,38 @@ fn a_sync_that_changes_nothing_does_not_read_the_runs_registry_again() {
     let cleared = store.sync_run("r", "/s/r.json", &[]);
     assert_eq!(cleared.resolved, vec![raised.fault_id], "{cleared:?}");
 }
+
+/// `berth faults list` is a new store each time: it has no last listing, so every run reads
+/// `processed/` afresh within the 64 MiB budget. gstack never prunes `processed/`, and an
+/// event keeps 200 lines of its run's stdout: 2,500 events of 200 lines of 140 characters
+/// (~28 KiB each, 70 MiB, a quarter of the 10,000 names a listing reads) leave every
+/// `faults list` partial, exiting 1, and the same events unlisted each time: "a later
+/// listing reads them" never comes for the CLI.
+#[test]
+fn faults_list_shows_a_long_lived_processed_dir_whole() {
+    const EVENTS: usize = 2_500;
+    let dir = tempfile::tempdir().unwrap();
+    let processed = dir.path().join(PROCESSED_DIR);
+    fs::create_dir(&processed).unwrap();
+    let line = "x".repeat(139);
+    let tail = vec![line.as_str(); crate::faults::halt::STDOUT_TAIL_LINES].join("\n");
+    let mut total = 0;
+    for n in 0..EVENTS {
+        let event = event(&format!("run-{n}"), "X", &tail);
+        let bytes = json_file::pretty(&event).unwrap();
+        total += bytes.len() as u64;
+        let name = format!("run-{n}-{}.json", event.fault_id);
+        fs::write(processed.join(name), bytes).unwrap();
+    }
+    assert!(total > MAX_LISTING_READ_BYTES, "{total}");
+    // Two `faults list` runs, each its own process's store.
+    for _ in 0..2 {
+        let listing = HaltStore::new(dir.path()).list();
+        assert_eq!(
+            (listing.halts.len(), listing.unreadable.len()),
+            (EVENTS, 0),
+            "{:?}",
+            listing.unreadable
+        );
+    }
+}
