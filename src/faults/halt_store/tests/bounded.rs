@@ -345,3 +345,31 @@ fn faults_list_shows_a_long_lived_processed_dir_whole() {
         );
     }
 }
+
+/// `berth faults ack <fault>` finds the run by [`HaltStore::pending_runs`], a fresh
+/// listing that says nothing of what its 64 MiB budget left unread. 401 pending events
+/// (within the 1,000 the cap allows) of 200 stdout lines of 1,000 characters (~200 KiB
+/// each, 80 MiB) leave the last runs' events unread on every run of the command: ack then
+/// says no pending event has the fault id, where one waits.
+#[test]
+fn ack_finds_a_pending_event_past_the_listings_read_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    let line = "x".repeat(1_000);
+    let tail = vec![line.as_str(); crate::faults::halt::STDOUT_TAIL_LINES].join("\n");
+    for n in 0..400 {
+        store
+            .emit(&event(&format!("a-{n:03}"), "X", &tail))
+            .unwrap();
+    }
+    let last = event("z", "Y", &tail);
+    store.emit(&last).unwrap();
+    assert!(dir.path().join(PENDING_DIR).read_dir().unwrap().count() > 400);
+    let runs = HaltStore::new(dir.path()).pending_runs(&last.fault_id);
+    assert_eq!(
+        runs,
+        vec!["z".to_owned()],
+        "pending run of {}",
+        last.fault_id
+    );
+}
