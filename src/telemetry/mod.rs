@@ -350,3 +350,71 @@ impl Telemetry {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod halts_pending_tests {
+    use super::*;
+    use crate::faults::halt::RunRef;
+    use crate::faults::{Fault, HaltEvent, HaltStore, Severity};
+
+    fn pending_gauge(text: &str) -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("berth_halt_events_pending "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no pending gauge in:\n{text}"))
+    }
+
+    /// The pending gauge is a listing's count kept while the halt dirs' stamps stay. A
+    /// listing past its 64 MiB read budget is partial ("a later listing reads them"), but
+    /// its count is kept as the gauge for as long as no event comes or goes: 401 pending
+    /// events of 200 stdout lines of 1,000 characters (~200 KiB, within the 1,000 the cap
+    /// allows) show as ~320 on every scrape, hiding the rest from alerts for good.
+    #[test]
+    fn the_pending_gauge_counts_every_pending_event_once_the_dir_is_still() {
+        const EVENTS: usize = 401;
+        let dir = tempfile::tempdir().unwrap();
+        let faults = dir.path().join("faults");
+        let store = HaltStore::new(&faults);
+        let line = "x".repeat(1_000);
+        let tail = vec![line.as_str(); crate::faults::halt::STDOUT_TAIL_LINES].join("\n");
+        let fault = Fault {
+            category: "X".into(),
+            severity: Severity::High,
+            description: "X happened".into(),
+            source_files: vec![],
+            evidence: Default::default(),
+        };
+        for n in 0..EVENTS {
+            let run = format!("run-{n:03}");
+            let run_ref = RunRef {
+                run_id: &run,
+                state_slug: &run,
+                stdout_tail: tail.clone(),
+                ..RunRef::default()
+            };
+            store
+                .emit(&HaltEvent::from_fault(&run_ref, &fault))
+                .unwrap();
+        }
+        // Past the window in which a stamp proves nothing.
+        std::thread::sleep(Duration::from_nanos(
+            crate::file_stamp::RACY_NS as u64 + 20_000_000,
+        ));
+        let telemetry = Telemetry::new(
+            Sources {
+                berth_dir: dir.path().join("berth"),
+                halts: HaltStore::new(&faults),
+                fallbacks: Arc::default(),
+            },
+            "git",
+            Duration::from_secs(1),
+        );
+        let first = pending_gauge(&telemetry.render());
+        let later: Vec<u64> = (0..3).map(|_| pending_gauge(&telemetry.render())).collect();
+        assert_eq!(
+            later.last().copied(),
+            Some(EVENTS as u64),
+            "pending gauge: first scrape {first}, later scrapes {later:?}"
+        );
+    }
+}
