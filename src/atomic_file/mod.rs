@@ -308,6 +308,23 @@ mod tests {
         assert_eq!(mode(&fresh.join("ok.log")), 0o600);
     }
 
+    /// Every bound is a number in docs/limits.md with what happens past it: the opens an
+    /// open-or-create tries while the name comes and goes (a lock file, the faults pid guard,
+    /// an append) are [`OPEN_TRIES`], past which it fails with `ENOENT`; no row says so.
+    #[test]
+    fn the_open_or_create_tries_are_in_the_limits_doc() {
+        let limits =
+            fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/limits.md"))
+                .unwrap();
+        let row = limits.lines().find(|l| {
+            l.starts_with('|') && (l.contains("OPEN_TRIES") || l.contains("comes and goes"))
+        });
+        assert!(
+            row.is_some(),
+            "docs/limits.md has no row for the {OPEN_TRIES} opens of open_or_create_at"
+        );
+    }
+
     #[test]
     fn create_new_never_clobbers() {
         let dir = tempfile::tempdir().unwrap();
