@@ -23,7 +23,7 @@ pub fn start(addr: &str, shared: &Arc<Shared>, limits: Limits) -> std::io::Resul
     let page = crate::queue_page::routes(PageSources {
         store: shared.records().store().clone(),
         berth_dir: shared.berth_dir().to_owned(),
-        halts: crate::faults::HaltStore::new(
+        halts: crate::faults::HaltStore::long_lived(
             shared
                 .config()
                 .faults_dir

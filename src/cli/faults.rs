@@ -176,7 +176,7 @@ fn ack(store: &HaltStore, fault_id: &str, run: Option<&str>) -> anyhow::Result<O
     let run_id = match run {
         Some(run) => run.to_owned(),
         None => {
-            let runs = store.pending_runs(fault_id);
+            let runs = store.pending_runs(fault_id)?;
             match runs.as_slice() {
                 [one] => one.clone(),
                 [] => anyhow::bail!(

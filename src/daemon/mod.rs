@@ -125,7 +125,7 @@ impl Shared {
         let telemetry = Arc::new(crate::telemetry::Telemetry::new(
             crate::telemetry::Sources {
                 berth_dir: berth_dir.clone(),
-                halts: crate::faults::HaltStore::new(config.faults_dir_or_default()),
+                halts: crate::faults::HaltStore::long_lived(config.faults_dir_or_default()),
                 fallbacks: decisions.fallback_counts(),
             },
             forge.name(),

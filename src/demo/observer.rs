@@ -38,7 +38,7 @@ impl<'w> Observer<'w> {
             seen_locks: BTreeSet::new(),
             landed: Vec::new(),
             most_in_flight: 0,
-            halts: HaltStore::new(&world.faults_dir),
+            halts: HaltStore::long_lived(&world.faults_dir),
             seen_halts: BTreeSet::new(),
         }
     }

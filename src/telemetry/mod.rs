@@ -324,10 +324,11 @@ impl Telemetry {
                 })
                 .set(1);
         }
-        let pending = self.halts_pending.get(|| {
+        let pending = self.halts_pending.get_whole(|| {
             let listing = self.sources.halts.list();
             let pending = listing.halts.iter();
-            pending.filter(|h| h.status == HaltStatus::Pending).count()
+            let count = pending.filter(|h| h.status == HaltStatus::Pending).count();
+            (count, listing.left_out.unread_files == 0)
         });
         m.halts_pending.set(pending as i64);
     }
@@ -403,7 +404,7 @@ mod halts_pending_tests {
         let telemetry = Telemetry::new(
             Sources {
                 berth_dir: dir.path().join("berth"),
-                halts: HaltStore::new(&faults),
+                halts: HaltStore::long_lived(&faults),
                 fallbacks: Arc::default(),
             },
             "git",

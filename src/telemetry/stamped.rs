@@ -24,6 +24,13 @@ impl<T: Clone> Stamped<T> {
 
     /// The kept value, or `compute`'s while a stamp moved.
     pub fn get(&self, compute: impl FnOnce() -> T) -> T {
+        self.get_whole(|| (compute(), true))
+    }
+
+    /// As [`Stamped::get`], for a `compute` that says whether its value is whole: a partial
+    /// one (a listing that left files for its next) is never kept, so the next call
+    /// computes again while the stamps stay.
+    pub fn get_whole(&self, compute: impl FnOnce() -> (T, bool)) -> T {
         let start = ReadStart::now();
         let stamps: Vec<Option<FileStamp>> = self
             .paths
@@ -40,9 +47,9 @@ impl<T: Clone> Stamped<T> {
         {
             return value.clone();
         }
-        let value = compute();
+        let (value, whole) = compute();
         let racy = stamps.iter().flatten().any(|s| start.judge(*s, None).1);
-        *last = (!racy).then(|| (stamps, value.clone()));
+        *last = (whole && !racy).then(|| (stamps, value.clone()));
         value
     }
 }

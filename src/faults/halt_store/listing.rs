@@ -42,6 +42,40 @@ pub struct ListedHalt {
 pub struct Listing {
     pub halts: Vec<ListedHalt>,
     pub unreadable: Vec<crate::store::Unreadable>,
+    /// What the listing left out though it was there to read; also said in `unreadable`.
+    #[serde(skip)]
+    pub left_out: LeftOut,
+}
+
+/// What a listing left out: a partial listing is never taken as the whole halt dir.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LeftOut {
+    /// Event files not read past a long-lived store's read budget; its next listing reads
+    /// them.
+    pub unread_files: usize,
+    /// `pending-investigations/` held more names than a listing reads; no later listing
+    /// reads the rest. (A cut `processed/`, which gstack never prunes, leaves out no
+    /// pending event.)
+    pub pending_cut: bool,
+}
+
+impl LeftOut {
+    pub fn is_none(&self) -> bool {
+        *self == LeftOut::default()
+    }
+}
+
+/// `berth faults ack` without `--run` cannot tell which runs have the fault: the listing it
+/// would pick from is partial.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the listing of {dir} is partial ({} event files not read, pending names cut: {}); say the run with --run",
+    .left_out.unread_files,
+    .left_out.pending_cut
+)]
+pub struct PartialListing {
+    pub dir: String,
+    pub left_out: LeftOut,
 }
 
 impl HaltStore {
@@ -54,7 +88,7 @@ impl HaltStore {
         // ([`Shown`]): one event's text is held at a time, however many events of up to
         // 8 MiB a producer left in the halt dir.
         let mut detected: BTreeMap<(HaltStatus, String), ListedHalt> = BTreeMap::new();
-        let mut reads = ListingReads::start(&self.listed);
+        let mut reads = ListingReads::start(&self.listed, self.listing_budget);
         for (sub, status) in [
             (PENDING_DIR, HaltStatus::Pending),
             (PROCESSED_DIR, HaltStatus::Investigated),
@@ -70,6 +104,7 @@ impl HaltStore {
                 continue;
             };
             if cut {
+                listing.left_out.pending_cut = status == HaltStatus::Pending;
                 listing.unreadable.push(crate::store::Unreadable {
                     file: dir.path().display().to_string(),
                     reason: format!(
@@ -103,11 +138,12 @@ impl HaltStore {
                 detected.insert((status, name.clone()), listed(name, status, shown));
             }
         }
+        listing.left_out.unread_files = reads.skipped;
         if reads.skipped > 0 {
             listing.unreadable.push(crate::store::Unreadable {
                 file: self.dir.display().to_string(),
                 reason: format!(
-                    "listing partial: {} event files not read, past the {MAX_LISTING_READ_BYTES} bytes one listing reads of files it has not read before; a later listing reads them",
+                    "listing partial: {} event files not read, past the {MAX_LISTING_READ_BYTES} bytes one listing of a long-lived store reads of files it has not read before; its next listing reads them",
                     reads.skipped
                 ),
             });
@@ -123,14 +159,22 @@ impl HaltStore {
         listing
     }
 
-    /// The run ids of the pending detected events with `fault_id`.
-    pub fn pending_runs(&self, fault_id: &str) -> Vec<String> {
-        self.list()
+    /// The run ids of the pending detected events with `fault_id`, or that the listing was
+    /// partial: a run it left out could be the one.
+    pub fn pending_runs(&self, fault_id: &str) -> Result<Vec<String>, PartialListing> {
+        let listing = self.list();
+        if !listing.left_out.is_none() {
+            return Err(PartialListing {
+                dir: self.dir.display().to_string(),
+                left_out: listing.left_out,
+            });
+        }
+        Ok(listing
             .halts
             .into_iter()
             .filter(|h| h.fault_id == fault_id && h.status != HaltStatus::Investigated)
             .map(|h| h.run_id)
-            .collect()
+            .collect())
     }
 }
 

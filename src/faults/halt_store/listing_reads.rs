@@ -3,8 +3,11 @@
 //! listings run often (the queue page's facts once a second) on the endpoint's few handler
 //! threads. So a file is read once per stamp ([`FileStamp`]): within a listing, every name
 //! of one file is one read; across the listings of one store, a file whose stamp did not
-//! move is not read again. And a listing reads at most [`MAX_LISTING_READ_BYTES`] of files
-//! it had not read before; past it the others are left out, and the listing says so.
+//! move is not read again. And a long-lived store's listing (the daemon's metrics and queue
+//! page, on threads that must answer) reads at most [`MAX_LISTING_READ_BYTES`] of files it
+//! had not read before; past it the others are left out, and the listing says it is partial.
+//! A one-shot store (`berth faults list`, `doctor`, `faults ack`) has no next listing to
+//! read the rest, so it reads every name it lists.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,8 +18,9 @@ use crate::file_stamp::{FileStamp, ReadStart, Sighting};
 use crate::hostile_file::ReadError;
 use crate::private_dir::PrivateDir;
 
-/// What one listing may read of event files it did not read before: 64 MiB, eight events
-/// of the largest size berth reads, or thousands of the few KiB real ones take.
+/// What one listing of a long-lived store may read of event files it did not read before:
+/// 64 MiB, eight events of the largest size berth reads, or thousands of the few KiB real
+/// ones take.
 pub const MAX_LISTING_READ_BYTES: u64 = 64 * 1024 * 1024;
 
 /// An event file in a subdir, by the subdir's name and its own.
@@ -54,20 +58,23 @@ pub struct ListingReads<'a> {
     now: HashMap<Key, Read>,
     /// The name each stamp was read under in this listing.
     by_stamp: HashMap<FileStamp, Key>,
-    budget: u64,
+    /// What is left of the budget; `None` for a store that reads every name.
+    budget: Option<u64>,
     /// Files left unread past the budget.
     pub skipped: usize,
 }
 
 impl<'a> ListingReads<'a> {
-    pub fn start(cache: &'a ReadCache) -> ListingReads<'a> {
+    /// A listing that reads at most `budget` bytes of files it did not read before, or every
+    /// file for `None`.
+    pub fn start(cache: &'a ReadCache, budget: Option<u64>) -> ListingReads<'a> {
         let before = std::mem::take(&mut *cache.files.lock().unwrap_or_else(|e| e.into_inner()));
         ListingReads {
             cache,
             before,
             now: HashMap::new(),
             by_stamp: HashMap::new(),
-            budget: MAX_LISTING_READ_BYTES,
+            budget,
             skipped: 0,
         }
     }
@@ -98,11 +105,13 @@ impl<'a> ListingReads<'a> {
             return Some(read.shown.clone());
         }
         let size = meta.len().min(json_file::MAX_JSON_BYTES);
-        if size > self.budget {
-            self.skipped += 1;
-            return None;
+        if let Some(budget) = self.budget.as_mut() {
+            if size > *budget {
+                self.skipped += 1;
+                return None;
+            }
+            *budget -= size;
         }
-        self.budget -= size;
         let shown = json_file::read_opened((file, meta), json_file::MAX_JSON_BYTES)
             .map_err(|e| Unshown::Read(Arc::new(e)))
             .and_then(|text| Shown::parse(&text).map_err(|e| Unshown::NotJson(Arc::new(e))));

@@ -42,7 +42,7 @@ use dirs::Sub;
 use shown::Prior;
 
 pub use cap::{CAP_RUN_ID, CapReached, MAX_PENDING_PER_RUN, MAX_PENDING_TOTAL};
-pub use listing::{HaltStatus, ListedHalt, Listing};
+pub use listing::{HaltStatus, LeftOut, ListedHalt, Listing, PartialListing};
 pub use listing_reads::MAX_LISTING_READ_BYTES;
 
 pub const PENDING_DIR: &str = "pending-investigations";
@@ -106,6 +106,8 @@ pub struct HaltStore {
     opened: Arc<dirs::Opened>,
     /// The event files as this store's last listing read them ([`listing_reads`]).
     listed: Arc<listing_reads::ReadCache>,
+    /// What one listing may read of files it did not read before; `None`: every file.
+    listing_budget: Option<u64>,
 }
 
 /// Why a halt event file was not written, read or moved; each names the file.
@@ -175,6 +177,17 @@ impl HaltStore {
             swept: Arc::default(),
             opened: Arc::default(),
             listed: Arc::default(),
+            listing_budget: None,
+        }
+    }
+
+    /// A store kept for a process's life (the daemon's metrics and queue page): each listing
+    /// reads at most [`MAX_LISTING_READ_BYTES`] of files it did not read before, so a
+    /// listing answers in bounded time on a thread that must answer; the next one reads on.
+    pub fn long_lived(dir: impl Into<PathBuf>) -> HaltStore {
+        HaltStore {
+            listing_budget: Some(MAX_LISTING_READ_BYTES),
+            ..HaltStore::new(dir)
         }
     }
 

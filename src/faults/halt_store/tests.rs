@@ -205,7 +205,7 @@ fn marking_investigated_moves_the_event_as_gstack_does() {
     let store = HaltStore::new(dir.path());
     let x = event("r 1", "X", "");
     store.emit(&x).unwrap();
-    assert_eq!(store.pending_runs(&x.fault_id), ["r 1"]);
+    assert_eq!(store.pending_runs(&x.fault_id).unwrap(), ["r 1"]);
     let moved = store.mark_investigated("r 1", &x.fault_id).unwrap();
     let processed = dir
         .path()
@@ -218,7 +218,7 @@ fn marking_investigated_moves_the_event_as_gstack_does() {
         store.mark_investigated("r 1", &x.fault_id).unwrap(),
         Marked::AlreadyMoved
     );
-    assert!(store.pending_runs(&x.fault_id).is_empty());
+    assert!(store.pending_runs(&x.fault_id).unwrap().is_empty());
     assert_eq!(store.list().halts[0].status, HaltStatus::Investigated);
 }
 

@@ -224,8 +224,9 @@ fn the_sweep_reads_a_judged_registry_once_and_still_removes_it_when_its_run_goes
     assert!(active.entry(&name).unwrap().is_none(), "its run is gone");
 }
 
-/// Event files that are distinct (sparse files: no disk) past what one listing reads: the
-/// listing reads up to its budget and says it is partial, once.
+/// Event files that are distinct (sparse files: no disk) past what one listing of a
+/// long-lived store reads: the listing reads up to its budget and says it is partial, once;
+/// picking a run from it is refused.
 #[test]
 fn a_listing_past_its_read_budget_says_it_is_partial() {
     let dir = tempfile::tempdir().unwrap();
@@ -237,7 +238,7 @@ fn a_listing_past_its_read_budget_says_it_is_partial() {
         file.set_len(json_file::MAX_JSON_BYTES).unwrap();
     }
     let before = bytes_read_by_this_thread();
-    let listing = HaltStore::new(dir.path()).list();
+    let listing = HaltStore::long_lived(dir.path()).list();
     let read = bytes_read_by_this_thread() - before;
     // Beside the events: this thread's reads of its own counter.
     assert!(read <= MAX_LISTING_READ_BYTES + 4096, "{read}");
@@ -250,6 +251,9 @@ fn a_listing_past_its_read_budget_says_it_is_partial() {
         })
         .collect();
     assert_eq!(partial.len(), 1, "{:?}", listing.unreadable);
+    assert_eq!(listing.left_out.unread_files, 2);
+    let runs = HaltStore::long_lived(dir.path()).pending_runs("X:all:00000000");
+    assert!(runs.is_err(), "{runs:?}");
 }
 
 /// A store's next listing reads no file whose stamp did not move, and shows it as before.
@@ -365,7 +369,9 @@ fn ack_finds_a_pending_event_past_the_listings_read_budget() {
     let last = event("z", "Y", &tail);
     store.emit(&last).unwrap();
     assert!(dir.path().join(PENDING_DIR).read_dir().unwrap().count() > 400);
-    let runs = HaltStore::new(dir.path()).pending_runs(&last.fault_id);
+    let runs = HaltStore::new(dir.path())
+        .pending_runs(&last.fault_id)
+        .unwrap();
     assert_eq!(
         runs,
         vec!["z".to_owned()],
