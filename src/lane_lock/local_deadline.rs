@@ -272,6 +272,71 @@ mod tests {
         assert_eq!(run(origin, Duration::from_secs(60), None, || 7).unwrap(), 7);
     }
 
+    /// Mounts a file system at `at` whose server never answers (a FUSE mount nobody
+    /// serves: every look under it waits, as under a hard NFS mount whose server is gone);
+    /// `None` where this process may not mount. Dropping the returned server end aborts
+    /// the mount's connection, so every call waiting there fails at once.
+    fn hung_mount(at: &Path) -> Option<std::fs::File> {
+        use std::os::fd::AsRawFd as _;
+        use std::os::unix::ffi::OsStrExt as _;
+        let server = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/fuse")
+            .ok()?;
+        let target = std::ffi::CString::new(at.as_os_str().as_bytes()).unwrap();
+        let data = format!(
+            "fd={},rootmode=40000,user_id=0,group_id=0",
+            server.as_raw_fd()
+        );
+        let data = std::ffi::CString::new(data).unwrap();
+        // SAFETY: every pointer is a NUL-terminated string that outlives the call.
+        let mounted = unsafe {
+            nix::libc::mount(
+                c"berth-hung".as_ptr(),
+                target.as_ptr(),
+                c"fuse".as_ptr(),
+                0,
+                data.as_ptr().cast(),
+            )
+        };
+        (mounted == 0).then_some(server)
+    }
+
+    /// A local origin on a hung file system (the docs' "hung NFS mount"): the caller of an
+    /// access must get its answer (the origin did not answer) within the deadline, not
+    /// wait with the origin. Telling stuck origins apart by device and inode stats the
+    /// origin's path on the caller's thread, before any deadline runs.
+    #[test]
+    fn an_access_to_an_origin_on_a_hung_mount_answers_within_its_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let mount = dir.path().join("nfs");
+        std::fs::create_dir(&mount).unwrap();
+        let Some(server) = hung_mount(&mount) else {
+            return;
+        };
+        let origin = mount.join("origin.git");
+        let (tx, rx) = mpsc::channel();
+        let at = origin.clone();
+        std::thread::spawn(move || {
+            let head = at.join("HEAD");
+            let answer = run(&at, Duration::from_secs(1), None, move || {
+                std::fs::metadata(head).is_ok()
+            });
+            let _ = tx.send(answer.map_err(|e| e.to_string()));
+        });
+        let answer = rx.recv_timeout(Duration::from_secs(30));
+        drop(server);
+        // SAFETY: a NUL-terminated path that outlives the call.
+        let target = std::ffi::CString::new(mount.to_str().unwrap()).unwrap();
+        unsafe { nix::libc::umount2(target.as_ptr(), nix::libc::MNT_DETACH) };
+        let answer = answer.expect(
+            "an access to a local origin on a hung mount, deadline 1 s, had not answered its caller after 30 s",
+        );
+        let said = answer.unwrap_err();
+        assert!(said.contains("did not answer within 1 s"), "{said}");
+    }
+
     /// Runs an acquire of the widget lane on `origin` on its own thread; its answer, or a
     /// panic when it has not returned within a minute.
     fn acquire(client: &Arc<LockClient>, origin: &BareOrigin) -> Result<Acquire, LockError> {
