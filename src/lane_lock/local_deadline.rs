@@ -337,6 +337,39 @@ mod tests {
         assert!(said.contains("did not answer within 1 s"), "{said}");
     }
 
+    /// The lane's own operation on an origin under a hung mount: a try to take the lane
+    /// must fail within its deadline (the origin did not answer), not hold its caller (a
+    /// tick's blocking thread) for as long as the mount hangs.
+    #[test]
+    fn taking_a_lane_of_an_origin_on_a_hung_mount_fails_within_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let mount = dir.path().join("nfs");
+        std::fs::create_dir(&mount).unwrap();
+        let Some(server) = hung_mount(&mount) else {
+            return;
+        };
+        let url = mount.join("origin.git").to_str().unwrap().to_owned();
+        let settings = LockSettings {
+            remote_timeout: Duration::from_secs(2),
+            ..LockSettings::default()
+        };
+        let client = LockClient::new(&dir.path().join("scratch"), settings).unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let taken = client.acquire(&url, &widget_main(), "me", Path::new("/a"));
+            let _ = tx.send(format!("{taken:?}"));
+        });
+        let answer = rx.recv_timeout(Duration::from_secs(60));
+        drop(server);
+        let target = std::ffi::CString::new(mount.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path that outlives the call.
+        unsafe { nix::libc::umount2(target.as_ptr(), nix::libc::MNT_DETACH) };
+        let answer = answer.expect(
+            "a try to take a lane of an origin on a hung mount (remote timeout 2 s) had not returned after 60 s",
+        );
+        assert!(answer.contains("did not answer within"), "{answer}");
+    }
+
     /// Runs an acquire of the widget lane on `origin` on its own thread; its answer, or a
     /// panic when it has not returned within a minute.
     fn acquire(client: &Arc<LockClient>, origin: &BareOrigin) -> Result<Acquire, LockError> {
