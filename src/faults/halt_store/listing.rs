@@ -103,12 +103,12 @@ impl HaltStore {
                 detected.insert((status, name.clone()), listed(name, status, shown));
             }
         }
-        if reads.skipped > 0 {
+        if reads.skipped() > 0 {
             listing.unreadable.push(crate::store::Unreadable {
                 file: self.dir.display().to_string(),
                 reason: format!(
                     "listing partial: {} event files not read, past the {MAX_LISTING_READ_BYTES} bytes one listing reads of files it has not read before; a later listing reads them",
-                    reads.skipped
+                    reads.skipped()
                 ),
             });
         }

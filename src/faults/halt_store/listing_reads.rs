@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::super::json_file;
+use super::super::read_budget::ReadBudget;
 use super::shown::Shown;
 use crate::file_stamp::{FileStamp, ReadStart, Sighting};
 use crate::hostile_file::ReadError;
@@ -54,12 +55,15 @@ pub struct ListingReads<'a> {
     now: HashMap<Key, Read>,
     /// The name each stamp was read under in this listing.
     by_stamp: HashMap<FileStamp, Key>,
-    budget: u64,
-    /// Files left unread past the budget.
-    pub skipped: usize,
+    budget: ReadBudget,
 }
 
 impl<'a> ListingReads<'a> {
+    /// Files left unread past the budget.
+    pub fn skipped(&self) -> usize {
+        self.budget.waiting()
+    }
+
     pub fn start(cache: &'a ReadCache) -> ListingReads<'a> {
         let before = std::mem::take(&mut *cache.files.lock().unwrap_or_else(|e| e.into_inner()));
         ListingReads {
@@ -67,8 +71,7 @@ impl<'a> ListingReads<'a> {
             before,
             now: HashMap::new(),
             by_stamp: HashMap::new(),
-            budget: MAX_LISTING_READ_BYTES,
-            skipped: 0,
+            budget: ReadBudget::new(MAX_LISTING_READ_BYTES),
         }
     }
 
@@ -97,12 +100,9 @@ impl<'a> ListingReads<'a> {
         if let Some(read) = self.by_stamp.get(&stamp).and_then(|k| self.now.get(k)) {
             return Some(read.shown.clone());
         }
-        let size = meta.len().min(json_file::MAX_JSON_BYTES);
-        if size > self.budget {
-            self.skipped += 1;
+        if !self.budget.spend(&meta) {
             return None;
         }
-        self.budget -= size;
         let shown = json_file::read_opened((file, meta), json_file::MAX_JSON_BYTES)
             .map_err(|e| Unshown::Read(Arc::new(e)))
             .and_then(|text| Shown::parse(&text).map_err(|e| Unshown::NotJson(Arc::new(e))));
