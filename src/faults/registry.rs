@@ -331,7 +331,12 @@ mod tests {
         let elsewhere = raised_elsewhere(&dir, "run", &name("run", "/s/own.json"), &asked);
         assert_eq!(elsewhere.unread().len(), 1, "{:?}", elsewhere.unread());
         assert!(!elsewhere.raised.is_empty());
-        assert!(elsewhere.raised.iter().all(|id| asked.contains(id.as_str())));
+        assert!(
+            elsewhere
+                .raised
+                .iter()
+                .all(|id| asked.contains(id.as_str()))
+        );
         assert!(!elsewhere.contains(&ids[ids.len() - 1]));
         let held: usize = elsewhere.raised.iter().map(String::len).sum();
         assert!(
