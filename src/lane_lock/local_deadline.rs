@@ -9,12 +9,15 @@
 //! waits at most its deadline (the lock client's `remote_timeout`): past it the access
 //! fails closed, naming the origin, and the thread is left to end when the origin answers.
 //!
-//! While a thread left that way has not returned, no new access to that origin (by any
-//! path to the same repository, [`OriginKey`]) starts: it is refused at once, named. So an origin holds at most the threads that were already in
-//! it when the first one was left (one per lane and heartbeat of this process on that
-//! origin), never one more per retry. When a left thread returns, its end is logged and
-//! the origin is read again. A repository handed to such a thread (a scratch repository's
-//! path) is never used again ([`handed_to_late`]).
+//! While a thread left that way has not returned, no new access to that origin starts: one
+//! by the same spelling is refused by its caller at once, named, with no look at the
+//! origin; one by another path to the same repository ([`repo_key`]) is refused the same
+//! way by its own thread, before its work. So an origin holds at most the threads that
+//! were already in it when the first one was left (one per lane and heartbeat of this
+//! process on that origin), and on a hung file system one more per other spelling (whose
+//! look at the repository hangs too), never one more per retry. When a left thread
+//! returns, its end is logged and the origin is read again. A repository handed to such a
+//! thread (a scratch repository's path) is never used again ([`handed_to_late`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -69,33 +72,25 @@ pub(crate) fn is_overdue(e: &git2::Error) -> bool {
     e.code() == git2::ErrorCode::Timeout && e.class() == git2::ErrorClass::Os
 }
 
-/// Which repository an access reaches: the device and inode of the origin's directory
+/// Which repository an access to `origin` reaches: the device and inode of its directory
 /// ([`crate::identity::alias_key`], as "one repo, one lane" tells repositories apart), so a
-/// symlink, a bind mount or a `file://` spelling of a stuck origin meets it; the path as
-/// written when it cannot be found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum OriginKey {
-    Repo(String),
-    Written(PathBuf),
-}
-
-impl OriginKey {
-    fn of(origin: &Path) -> OriginKey {
-        // A stat, no open: it never waits on a FIFO.
-        match origin.to_str().map(crate::identity::alias_key) {
-            Some(key) if key.starts_with("local:") => OriginKey::Repo(key),
-            _ => OriginKey::Written(origin.to_owned()),
-        }
-    }
+/// symlink, a bind mount or a `file://` spelling of a stuck origin meets it; `None` when it
+/// cannot be found. A stat of the origin, which a hung file system holds for good: only an
+/// access's own thread asks it, never its caller.
+fn repo_key(origin: &Path) -> Option<String> {
+    let key = crate::identity::alias_key(origin.to_str()?);
+    key.starts_with("local:").then_some(key)
 }
 
 /// An access running now: listed before its thread starts, under the same lock as the
 /// check that lets it start, and struck when it returns.
 struct Running {
     id: u64,
-    key: OriginKey,
-    /// As the caller wrote it, for messages.
+    /// As the caller wrote it: what the caller's check compares, with no look at the
+    /// origin, and what messages name.
     origin: PathBuf,
+    /// The repository it reaches ([`repo_key`]), once its own thread has learnt it.
+    repo: Option<String>,
     handed: Option<PathBuf>,
     /// When its waiter stopped waiting; `None` while someone still waits for it.
     left_at: Option<Instant>,
@@ -134,14 +129,19 @@ impl Drop for Listed {
     }
 }
 
-/// Lists an access to `origin` unless one to the same repository was left running past
-/// its deadline: the check and the listing under one lock, so callers arriving together
-/// cannot each pass the check of an origin that is being left.
+/// The earliest time an access that `reaches` was left past its deadline, if one was.
+fn left_since(list: &[Running], reaches: impl Fn(&Running) -> bool) -> Option<Instant> {
+    let left = list.iter().filter(|access| reaches(access));
+    left.filter_map(|access| access.left_at).min()
+}
+
+/// Lists an access to `origin` unless one by the same spelling was left running past its
+/// deadline: the check and the listing under one lock, so callers arriving together
+/// cannot each pass the check of an origin that is being left. The caller's check, which
+/// never looks at the origin; its thread checks the repository ([`learn_repo`]).
 fn list(origin: &Path, handed: Option<&Path>) -> Result<Listed, Overdue> {
-    let key = OriginKey::of(origin);
     let mut list = running();
-    let left = list.iter().filter(|access| access.key == key);
-    if let Some(since) = left.filter_map(|access| access.left_at).min() {
+    if let Some(since) = left_since(&list, |access| access.origin == origin) {
         return Err(Overdue::StillLate {
             origin: origin.to_owned(),
             since: since.elapsed(),
@@ -150,12 +150,33 @@ fn list(origin: &Path, handed: Option<&Path>) -> Result<Listed, Overdue> {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     list.push(Running {
         id,
-        key,
         origin: origin.to_owned(),
+        repo: None,
         handed: handed.map(Path::to_owned),
         left_at: None,
     });
     Ok(Listed(id))
+}
+
+/// On the access `id`'s own thread, before its work: learns the repository `origin`
+/// reaches and refuses the access if one to it by another spelling was left past its
+/// deadline, so a symlink to a stuck origin adds no thread in it. The check and the
+/// noting of the repository under one lock, as in [`list`].
+fn learn_repo(id: u64, origin: &Path) -> Result<(), Overdue> {
+    let Some(repo) = repo_key(origin) else {
+        return Ok(());
+    };
+    let mut list = running();
+    if let Some(since) = left_since(&list, |access| access.repo.as_ref() == Some(&repo)) {
+        return Err(Overdue::StillLate {
+            origin: origin.to_owned(),
+            since: since.elapsed(),
+        });
+    }
+    if let Some(access) = list.iter_mut().find(|access| access.id == id) {
+        access.repo = Some(repo);
+    }
+    Ok(())
 }
 
 /// Runs `op` (an access to the local origin `origin`) on a thread of its own and waits at
@@ -170,16 +191,17 @@ pub(crate) fn run<T: Send + 'static>(
     let listed = list(origin, handed)?;
     let id = listed.0;
     // One answer, sent once: the send never blocks, whether or not anyone still waits.
-    let (tx, rx) = mpsc::sync_channel(1);
+    let (tx, rx) = mpsc::sync_channel::<Result<T, Overdue>>(1);
     // Named as its caller: what it runs (a writer child it forks) is told apart by it.
     let name = std::thread::current()
         .name()
         .unwrap_or("local-origin")
         .to_owned();
+    let at = origin.to_owned();
     std::thread::Builder::new()
         .name(name)
         .spawn(move || {
-            let answer = op();
+            let answer = learn_repo(id, &at).map(|()| op());
             // Under the list's lock: the waiter either takes the answer or has marked
             // this access left, never neither.
             let mut list = running();
@@ -194,12 +216,12 @@ pub(crate) fn run<T: Send + 'static>(
             source,
         })?;
     match rx.recv_timeout(deadline) {
-        Ok(answer) => Ok(answer),
+        Ok(answer) => answer,
         Err(RecvTimeoutError::Disconnected) => Err(Overdue::Lost(origin.to_owned())),
         Err(RecvTimeoutError::Timeout) => {
             let mut list = running();
             if let Ok(answer) = rx.try_recv() {
-                return Ok(answer);
+                return answer;
             }
             if let Some(access) = list.iter_mut().find(|access| access.id == id) {
                 access.left_at = Some(Instant::now());
@@ -270,6 +292,104 @@ mod tests {
         until_none_late_on(origin);
         assert!(!handed_to_late(handed));
         assert_eq!(run(origin, Duration::from_secs(60), None, || 7).unwrap(), 7);
+    }
+
+    /// Mounts a file system at `at` whose server never answers (a FUSE mount nobody
+    /// serves: every look under it waits, as under a hard NFS mount whose server is gone);
+    /// `None` where this process may not mount. Dropping the returned server end aborts
+    /// the mount's connection, so every call waiting there fails at once.
+    fn hung_mount(at: &Path) -> Option<std::fs::File> {
+        use std::os::fd::AsRawFd as _;
+        use std::os::unix::ffi::OsStrExt as _;
+        let server = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/fuse")
+            .ok()?;
+        let target = std::ffi::CString::new(at.as_os_str().as_bytes()).unwrap();
+        let data = format!(
+            "fd={},rootmode=40000,user_id=0,group_id=0",
+            server.as_raw_fd()
+        );
+        let data = std::ffi::CString::new(data).unwrap();
+        // SAFETY: every pointer is a NUL-terminated string that outlives the call.
+        let mounted = unsafe {
+            nix::libc::mount(
+                c"berth-hung".as_ptr(),
+                target.as_ptr(),
+                c"fuse".as_ptr(),
+                0,
+                data.as_ptr().cast(),
+            )
+        };
+        (mounted == 0).then_some(server)
+    }
+
+    /// A local origin on a hung file system (the docs' "hung NFS mount"): the caller of an
+    /// access must get its answer (the origin did not answer) within the deadline, not
+    /// wait with the origin. Telling stuck origins apart by device and inode stats the
+    /// origin's path on the caller's thread, before any deadline runs.
+    #[test]
+    fn an_access_to_an_origin_on_a_hung_mount_answers_within_its_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let mount = dir.path().join("nfs");
+        std::fs::create_dir(&mount).unwrap();
+        let Some(server) = hung_mount(&mount) else {
+            return;
+        };
+        let origin = mount.join("origin.git");
+        let (tx, rx) = mpsc::channel();
+        let at = origin.clone();
+        std::thread::spawn(move || {
+            let head = at.join("HEAD");
+            let answer = run(&at, Duration::from_secs(1), None, move || {
+                std::fs::metadata(head).is_ok()
+            });
+            let _ = tx.send(answer.map_err(|e| e.to_string()));
+        });
+        let answer = rx.recv_timeout(Duration::from_secs(30));
+        drop(server);
+        // SAFETY: a NUL-terminated path that outlives the call.
+        let target = std::ffi::CString::new(mount.to_str().unwrap()).unwrap();
+        unsafe { nix::libc::umount2(target.as_ptr(), nix::libc::MNT_DETACH) };
+        let answer = answer.expect(
+            "an access to a local origin on a hung mount, deadline 1 s, had not answered its caller after 30 s",
+        );
+        let said = answer.unwrap_err();
+        assert!(said.contains("did not answer within 1 s"), "{said}");
+    }
+
+    /// The lane's own operation on an origin under a hung mount: a try to take the lane
+    /// must fail within its deadline (the origin did not answer), not hold its caller (a
+    /// tick's blocking thread) for as long as the mount hangs.
+    #[test]
+    fn taking_a_lane_of_an_origin_on_a_hung_mount_fails_within_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let mount = dir.path().join("nfs");
+        std::fs::create_dir(&mount).unwrap();
+        let Some(server) = hung_mount(&mount) else {
+            return;
+        };
+        let url = mount.join("origin.git").to_str().unwrap().to_owned();
+        let settings = LockSettings {
+            remote_timeout: Duration::from_secs(2),
+            ..LockSettings::default()
+        };
+        let client = LockClient::new(&dir.path().join("scratch"), settings).unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let taken = client.acquire(&url, &widget_main(), "me", Path::new("/a"));
+            let _ = tx.send(format!("{taken:?}"));
+        });
+        let answer = rx.recv_timeout(Duration::from_secs(60));
+        drop(server);
+        let target = std::ffi::CString::new(mount.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path that outlives the call.
+        unsafe { nix::libc::umount2(target.as_ptr(), nix::libc::MNT_DETACH) };
+        let answer = answer.expect(
+            "a try to take a lane of an origin on a hung mount (remote timeout 2 s) had not returned after 60 s",
+        );
+        assert!(answer.contains("did not answer within"), "{answer}");
     }
 
     /// Runs an acquire of the widget lane on `origin` on its own thread; its answer, or a

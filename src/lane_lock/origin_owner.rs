@@ -281,6 +281,40 @@ mod tests {
         );
     }
 
+    /// An origin where an earlier root berth (or an operator's `git` run as root) wrote
+    /// the empty tree loosely, as root: `objects/4b/` and the object in it are root's,
+    /// the rest of `objects/` the owner's. Every lock commit points at that tree, so the
+    /// owner's `git unpack-objects` must find it there (or write it) for every lock write;
+    /// if it cannot, no lock of that origin can ever be written and each lane stands
+    /// wedged, with nobody holding it, for as long as the directory stays root's.
+    #[test]
+    fn a_root_owned_empty_tree_in_another_users_objects_does_not_wedge_their_lanes() {
+        let Some((_dir, bare, client)) = their_origin() else {
+            return;
+        };
+        let empty_tree = git2::Repository::open_bare(&bare)
+            .unwrap()
+            .odb()
+            .unwrap()
+            .write(git2::ObjectType::Tree, b"")
+            .unwrap();
+        let fan_out = bare.join("objects").join(&empty_tree.to_string()[..2]);
+        assert_eq!(std::fs::metadata(&fan_out).unwrap().uid(), 0);
+        let chowned = std::process::Command::new("chown")
+            .args([&format!("{NOBODY}:{NOBODY}")])
+            .arg(bare.join("objects"))
+            .status()
+            .unwrap();
+        assert!(chowned.success());
+        give_refs_to_nobody(&bare);
+        let url = bare.to_str().unwrap();
+        let outcome = client.acquire(url, &lane(url, "main"), "me", Path::new("/a"));
+        assert!(
+            matches!(outcome, Ok(Acquire::Acquired(_))),
+            "the lane of an origin holding a root-owned empty tree cannot be taken: {outcome:?}"
+        );
+    }
+
     /// An earlier root berth made a lane's directories and its lock ref as root in another
     /// user's origin; the writer, now run as that user, is given them first (with the
     /// user's primary group, not the group root left on `refs/`), so the lane is released

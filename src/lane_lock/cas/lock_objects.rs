@@ -14,6 +14,11 @@
 //!   which makes the directories group-writable as git does (libgit2 ignores the setting:
 //!   its 0755 directories fail the group's next push with an object there).
 //! - Otherwise berth's own process writes them through libgit2: no child to wait for.
+//!
+//! Only the objects the origin lacks are written, and nothing when it has them all. An
+//! object already there may sit in a fan-out directory the writer cannot write (an earlier
+//! root berth's loose empty tree in another user's `objects/4b/`): git would try to
+//! freshen or rewrite it there and fail, and with it every lock write of that origin.
 
 use std::io::{self, Seek as _, Write as _};
 use std::path::Path;
@@ -41,9 +46,34 @@ pub(super) fn copy_lock_commit(
     origin: &Repository,
     sha: Oid,
 ) -> Result<(), git2::Error> {
+    let missing = Missing::of(scratch, origin, sha)?;
+    if missing.is_none() {
+        return Ok(());
+    }
     match writer(origin)? {
-        Writer::Berth => copy_in_process(scratch, origin, sha),
-        Writer::Git(owner) => unpack(scratch, origin.path(), sha, owner.as_ref()),
+        Writer::Berth => copy_in_process(scratch, origin, sha, &missing),
+        Writer::Git(owner) => unpack(scratch, origin.path(), &missing, owner.as_ref()),
+    }
+}
+
+/// Which of the lock commit and its tree the origin lacks, read through its open handle.
+struct Missing {
+    commit: Option<Oid>,
+    tree: Option<Oid>,
+}
+
+impl Missing {
+    fn of(scratch: &Repository, origin: &Repository, sha: Oid) -> Result<Self, git2::Error> {
+        let odb = origin.odb()?;
+        let lacks = |oid: Oid| (!odb.exists(oid)).then_some(oid);
+        Ok(Self {
+            commit: lacks(sha),
+            tree: lacks(scratch.find_commit(sha)?.tree_id()),
+        })
+    }
+
+    fn is_none(&self) -> bool {
+        self.commit.is_none() && self.tree.is_none()
     }
 }
 
@@ -74,15 +104,21 @@ fn shared(origin: &Repository) -> Result<bool, git2::Error> {
     }
 }
 
-fn copy_in_process(scratch: &Repository, origin: &Repository, sha: Oid) -> Result<(), git2::Error> {
+fn copy_in_process(
+    scratch: &Repository,
+    origin: &Repository,
+    sha: Oid,
+    missing: &Missing,
+) -> Result<(), git2::Error> {
     let source = scratch.odb()?;
     let target = origin.odb()?;
-    let commit = source.read(sha)?;
-    let tree = scratch.find_commit(sha)?.tree_id();
-    let tree_object = source.read(tree)?;
-    target.write(ObjectType::Tree, tree_object.data())?;
-    let copied = target.write(ObjectType::Commit, commit.data())?;
-    if copied == sha {
+    if let Some(tree) = missing.tree {
+        target.write(ObjectType::Tree, source.read(tree)?.data())?;
+    }
+    let Some(commit) = missing.commit else {
+        return Ok(());
+    };
+    if target.write(ObjectType::Commit, source.read(commit)?.data())? == sha {
         Ok(())
     } else {
         Err(git2::Error::from_str(
@@ -91,17 +127,17 @@ fn copy_in_process(scratch: &Repository, origin: &Repository, sha: Oid) -> Resul
     }
 }
 
-/// Runs `git unpack-objects` in `git_dir` as `owner` (or berth), fed a pack of the commit
-/// and its tree from a memory file (no pipe berth could block on), and waits for it at
+/// Runs `git unpack-objects` in `git_dir` as `owner` (or berth), fed a pack of the
+/// `missing` objects from a memory file (no pipe berth could block on), and waits for it at
 /// most [`ref_writer::WRITE_LIMIT`] and its grace.
 fn unpack(
     scratch: &Repository,
     git_dir: &Path,
-    sha: Oid,
+    missing: &Missing,
     owner: Option<&Owner>,
 ) -> Result<(), git2::Error> {
     let fail = |why: &str| failed(git_dir, owner, why);
-    let pack = pack_of(scratch, sha).map_err(|e| fail(&format!("cannot pack it: {e}")))?;
+    let pack = pack_of(scratch, missing).map_err(|e| fail(&format!("cannot pack it: {e}")))?;
     let mut command = ref_writer::git_in(git_dir);
     command
         .args(["unpack-objects", "-q"])
@@ -122,10 +158,17 @@ fn run(command: &mut Command) -> io::Result<(bool, String)> {
     ref_writer::finish(&mut child, "git unpack-objects")
 }
 
-/// A pack of the lock commit `sha` and its tree, in a memory file read from its start.
-fn pack_of(scratch: &Repository, sha: Oid) -> io::Result<std::fs::File> {
+/// A pack of the `missing` objects, in a memory file read from its start.
+fn pack_of(scratch: &Repository, missing: &Missing) -> io::Result<std::fs::File> {
     let mut builder = scratch.packbuilder().map_err(io::Error::other)?;
-    builder.insert_commit(sha).map_err(io::Error::other)?;
+    if let Some(tree) = missing.tree {
+        builder.insert_tree(tree).map_err(io::Error::other)?;
+    }
+    if let Some(commit) = missing.commit {
+        builder
+            .insert_object(commit, None)
+            .map_err(io::Error::other)?;
+    }
     let mut pack = git2::Buf::new();
     builder.write_buf(&mut pack).map_err(io::Error::other)?;
     let mut file = std::fs::File::from(memfd_create(c"berth-lock-pack", MFdFlags::MFD_CLOEXEC)?);
