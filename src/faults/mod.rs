@@ -27,6 +27,7 @@ pub mod parse_budget;
 pub mod pid_lock;
 pub mod proposals;
 pub mod queue_facts;
+pub mod read_budget;
 pub mod registry;
 pub mod rules;
 pub mod run_cache;

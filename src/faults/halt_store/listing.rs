@@ -138,13 +138,13 @@ impl HaltStore {
                 detected.insert((status, name.clone()), listed(name, status, shown));
             }
         }
-        listing.left_out.unread_files = reads.skipped;
-        if reads.skipped > 0 {
+        listing.left_out.unread_files = reads.skipped();
+        if reads.skipped() > 0 {
             listing.unreadable.push(crate::store::Unreadable {
                 file: self.dir.display().to_string(),
                 reason: format!(
                     "listing partial: {} event files not read, past the {MAX_LISTING_READ_BYTES} bytes one listing of a long-lived store reads of files it has not read before; its next listing reads them",
-                    reads.skipped
+                    reads.skipped()
                 ),
             });
         }

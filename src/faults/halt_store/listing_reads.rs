@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::super::json_file;
+use super::super::read_budget::ReadBudget;
 use super::shown::Shown;
 use crate::file_stamp::{FileStamp, ReadStart, Sighting};
 use crate::hostile_file::ReadError;
@@ -58,15 +59,17 @@ pub struct ListingReads<'a> {
     now: HashMap<Key, Read>,
     /// The name each stamp was read under in this listing.
     by_stamp: HashMap<FileStamp, Key>,
-    /// What is left of the budget; `None` for a store that reads every name.
-    budget: Option<u64>,
-    /// Files left unread past the budget.
-    pub skipped: usize,
+    budget: ReadBudget,
 }
 
 impl<'a> ListingReads<'a> {
+    /// Files left unread past the budget.
+    pub fn skipped(&self) -> usize {
+        self.budget.waiting()
+    }
+
     /// A listing that reads at most `budget` bytes of files it did not read before, or every
-    /// file for `None`.
+    /// file for `None` (a one-shot store: no next listing would read the rest).
     pub fn start(cache: &'a ReadCache, budget: Option<u64>) -> ListingReads<'a> {
         let before = std::mem::take(&mut *cache.files.lock().unwrap_or_else(|e| e.into_inner()));
         ListingReads {
@@ -74,8 +77,7 @@ impl<'a> ListingReads<'a> {
             before,
             now: HashMap::new(),
             by_stamp: HashMap::new(),
-            budget,
-            skipped: 0,
+            budget: ReadBudget::new(budget.unwrap_or(u64::MAX)),
         }
     }
 
@@ -104,13 +106,8 @@ impl<'a> ListingReads<'a> {
         if let Some(read) = self.by_stamp.get(&stamp).and_then(|k| self.now.get(k)) {
             return Some(read.shown.clone());
         }
-        let size = meta.len().min(json_file::MAX_JSON_BYTES);
-        if let Some(budget) = self.budget.as_mut() {
-            if size > *budget {
-                self.skipped += 1;
-                return None;
-            }
-            *budget -= size;
+        if !self.budget.spend(&meta) {
+            return None;
         }
         let shown = json_file::read_opened((file, meta), json_file::MAX_JSON_BYTES)
             .map_err(|e| Unshown::Read(Arc::new(e)))

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::{LazyLock, Mutex};
 
 use super::super::json_file::MAX_JSON_BYTES;
+use super::super::read_budget::ReadBudget;
 use super::super::registry;
 use super::run_lock::{lock_run, run_lock_name};
 use crate::file_stamp::{FileStamp, ReadStart};
@@ -53,8 +54,7 @@ struct Pass {
     now: HashMap<FileStamp, Judged>,
     /// Stamps first read within the racy window: judged for this pass only.
     racy: HashMap<FileStamp, Judged>,
-    budget: u64,
-    waiting: usize,
+    budget: ReadBudget,
 }
 
 impl Pass {
@@ -69,7 +69,7 @@ impl Pass {
             self.now.insert(stamp, judged.clone());
             return Some(judged);
         }
-        if !self.spend(&opened.1) {
+        if !self.budget.spend(&opened.1) {
             return None;
         }
         let judged = match registry::read_opened(opened).ok()? {
@@ -85,17 +85,6 @@ impl Pass {
         kept.insert(stamp, judged.clone());
         Some(judged)
     }
-
-    /// Whether the budget still holds a read of the file `meta` describes, taken from it if so.
-    fn spend(&mut self, meta: &Metadata) -> bool {
-        let size = meta.len().min(MAX_JSON_BYTES);
-        if size > self.budget {
-            self.waiting += 1;
-            return false;
-        }
-        self.budget -= size;
-        true
-    }
 }
 
 /// Removes the registries in `active` whose state files are gone; a run whose lock is
@@ -110,8 +99,7 @@ pub fn remove_gone_runs(active: &PrivateDir) {
         before: judged.remove(active.path()).unwrap_or_default(),
         now: HashMap::new(),
         racy: HashMap::new(),
-        budget: MAX_SWEEP_READ_BYTES,
-        waiting: 0,
+        budget: ReadBudget::new(MAX_SWEEP_READ_BYTES),
     };
     for name in names {
         if !name.ends_with(".json") || !registry::may_be_registry_name(&name) {
@@ -124,16 +112,16 @@ pub fn remove_gone_runs(active: &PrivateDir) {
         let before = opened.1.clone();
         if let Some(Judged::Source(source)) = pass.judge(opened, start)
             && registry::source_is_gone(&source)
-            && pass.spend(&before)
+            && pass.budget.spend(&before)
         {
             remove_gone(active, &name, &before);
         }
     }
-    if pass.waiting > 0 {
+    if pass.budget.waiting() > 0 {
         tracing::warn!(
             dir = %active.path().display(),
             "{} registries not looked at for a gone run this pass: the sweep read its {MAX_SWEEP_READ_BYTES} bytes; they are read by the next passes",
-            pass.waiting
+            pass.budget.waiting()
         );
     }
     judged.insert(active.path().to_owned(), pass.now);

@@ -379,3 +379,43 @@ fn ack_finds_a_pending_event_past_the_listings_read_budget() {
         last.fault_id
     );
 }
+
+/// The sweep reads a registry planted under many names once (by stamp), but the look for
+/// a run's other registries ([`crate::faults::registry::raised_elsewhere`], at every raise
+/// or clear of the run) reads every name of the run whole: one 8 MiB registry of run `r`
+/// (a live state file's) under 100 names costs one raise 800 MiB read on the tick's
+/// thread; under the 10,000 names it keeps, 80 GB.
+#[test]
+fn a_raise_reads_a_bounded_number_of_bytes_of_the_runs_other_registries() {
+    const NAMES: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("elsewhere.json");
+    fs::write(&state, "{}").unwrap();
+    let active = dir.path().join(ACTIVE_DIR);
+    fs::create_dir(&active).unwrap();
+    let planted = serde_json::json!({
+        "runId": "r",
+        "source": state.to_str().unwrap(),
+        "updatedAt": "x".repeat(8 * 1024 * 1024 - 400),
+        "active": {},
+    });
+    let bytes = serde_json::to_vec(&planted).unwrap();
+    assert!(bytes.len() as u64 <= json_file::MAX_JSON_BYTES);
+    fs::write(active.join("r-00000000.json"), &bytes).unwrap();
+    for n in 1..NAMES {
+        fs::hard_link(
+            active.join("r-00000000.json"),
+            active.join(format!("r-{n:08x}.json")),
+        )
+        .unwrap();
+    }
+    let store = HaltStore::new(dir.path());
+    let before = bytes_read_by_this_thread();
+    let report = store.sync_run("r", "/s/r.json", &[event("r", "X", "")]);
+    let read = bytes_read_by_this_thread() - before;
+    assert_eq!(report.emitted.len(), 1, "{report:?}");
+    assert!(
+        read <= 8 * json_file::MAX_JSON_BYTES,
+        "one raise read {read} bytes: {NAMES} names of one 8 MiB registry of the run"
+    );
+}
