@@ -419,3 +419,18 @@ fn a_raise_reads_a_bounded_number_of_bytes_of_the_runs_other_registries() {
         "one raise read {read} bytes: {NAMES} names of one 8 MiB registry of the run"
     );
 }
+
+/// `faults ack` without `--run` refuses to pick a run from a listing whose
+/// `pending-investigations/` was cut, whatever else was cut: a `processed/` cut too (gstack
+/// never prunes it) must not hide that pending names were left unread.
+#[test]
+fn a_cut_pending_dir_stays_partial_when_processed_is_cut_too() {
+    let dir = tempfile::tempdir().unwrap();
+    plant_names(dir.path(), PENDING_DIR, MAX_NAMES_PER_LISTING + 1);
+    plant_names(dir.path(), PROCESSED_DIR, MAX_NAMES_PER_LISTING + 1);
+    let store = HaltStore::new(dir.path());
+    let listing = store.list();
+    assert!(listing.left_out.pending_cut, "{:?}", listing.left_out);
+    let runs = store.pending_runs("X");
+    assert!(runs.is_err(), "ack picks from a partial listing: {runs:?}");
+}
