@@ -418,4 +418,63 @@ mod halts_pending_tests {
             "pending gauge: first scrape {first}, later scrapes {later:?}"
         );
     }
+
+    /// The gauge keeps a listing's count while the halt dirs' stamps stay, though an event
+    /// file it could not read (torn, mid-write by a producer that writes in place) is
+    /// counted nowhere: once that file is whole, its name and the dir are unchanged, so
+    /// every later scrape keeps the count without it, the pending event hidden from alerts
+    /// until some other event comes or goes.
+    #[test]
+    fn an_event_unreadable_at_one_scrape_is_counted_once_it_is_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = dir.path().join("faults");
+        let store = HaltStore::new(&faults);
+        let fault = Fault {
+            category: "X".into(),
+            severity: Severity::High,
+            description: "X happened".into(),
+            source_files: vec![],
+            evidence: Default::default(),
+        };
+        for run in ["run-a", "run-b"] {
+            let run_ref = RunRef {
+                run_id: run,
+                state_slug: run,
+                ..RunRef::default()
+            };
+            store
+                .emit(&HaltEvent::from_fault(&run_ref, &fault))
+                .unwrap();
+        }
+        let mut paths: Vec<_> =
+            std::fs::read_dir(faults.join(crate::faults::halt_store::PENDING_DIR))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+        paths.sort();
+        let whole = std::fs::read(&paths[1]).unwrap();
+        std::fs::write(&paths[1], &whole[..whole.len() / 2]).unwrap();
+        std::thread::sleep(Duration::from_nanos(
+            crate::file_stamp::RACY_NS as u64 + 20_000_000,
+        ));
+        let telemetry = Telemetry::new(
+            Sources {
+                berth_dir: dir.path().join("berth"),
+                halts: HaltStore::long_lived(&faults),
+                fallbacks: Arc::default(),
+            },
+            "git",
+            Duration::from_secs(1),
+        );
+        let torn = pending_gauge(&telemetry.render());
+        std::fs::write(&paths[1], &whole).unwrap();
+        let listed = HaltStore::new(&faults).list();
+        assert_eq!(listed.halts.len(), 2, "{listed:?}");
+        let later: Vec<u64> = (0..3).map(|_| pending_gauge(&telemetry.render())).collect();
+        assert_eq!(
+            later.last().copied(),
+            Some(2),
+            "pending gauge: torn scrape {torn}, later scrapes {later:?}"
+        );
+    }
 }
