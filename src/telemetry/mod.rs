@@ -328,7 +328,12 @@ impl Telemetry {
             let listing = self.sources.halts.list();
             let pending = listing.halts.iter();
             let count = pending.filter(|h| h.status == HaltStatus::Pending).count();
-            (count, listing.left_out.unread_files == 0)
+            // Kept only from a listing with nothing left out or unreadable: a torn event
+            // gstack rewrites whole in place changes neither its name nor the dir's stamp.
+            (
+                count,
+                listing.left_out.unread_files == 0 && listing.unreadable.is_empty(),
+            )
         });
         m.halts_pending.set(pending as i64);
     }

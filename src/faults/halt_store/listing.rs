@@ -104,7 +104,7 @@ impl HaltStore {
                 continue;
             };
             if cut {
-                listing.left_out.pending_cut = status == HaltStatus::Pending;
+                listing.left_out.pending_cut |= status == HaltStatus::Pending;
                 listing.unreadable.push(crate::store::Unreadable {
                     file: dir.path().display().to_string(),
                     reason: format!(
