@@ -63,11 +63,11 @@ struct Look<'a> {
 impl Look<'_> {
     /// What `name` in `dir` holds: `None` when nothing is there or it was left unread past
     /// the budget, `Err` with the reason when the system could not read it.
-    fn held(&mut self, dir: &PrivateDir, name: &str) -> Option<Result<Held, String>> {
+    fn held(&mut self, dir: &PrivateDir, name: &str) -> Option<Result<Held, NotRead>> {
         let opened = match dir.open_regular(name, MAX_JSON_BYTES) {
             Ok(opened) => opened,
             Err(e) if e.is_not_found() => return None,
-            Err(e) => return Some(Err(unread_reason(Unread::of(e)))),
+            Err(e) => return Some(Err(NotRead::from(Unread::of(e)))),
         };
         let stamp = FileStamp::of(&opened.1);
         if let Some(held) = self.by_stamp.get(&stamp) {
@@ -88,17 +88,24 @@ impl Look<'_> {
                     .collect(),
             },
             Err(Unread::Invalid(reason)) => Held::Invalid(reason.to_string()),
-            Err(failed @ Unread::Failed(_)) => return Some(Err(unread_reason(failed))),
+            Err(failed @ Unread::Failed(_)) => return Some(Err(NotRead::from(failed))),
         };
         self.by_stamp.insert(stamp, held.clone());
         Some(Ok(held))
     }
 }
 
-fn unread_reason(unread: Unread) -> String {
-    match unread {
-        Unread::Invalid(reason) => reason.to_string(),
-        Unread::Failed(reason) => reason.to_string(),
+/// Why the system could not read a file under a name of the run (its reason as said).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct NotRead(String);
+
+impl From<Unread> for NotRead {
+    fn from(unread: Unread) -> NotRead {
+        NotRead(match unread {
+            Unread::Invalid(reason) => reason.to_string(),
+            Unread::Failed(reason) => reason.to_string(),
+        })
     }
 }
 
@@ -155,9 +162,12 @@ pub fn raised_elsewhere(
                 }
             }
             Some(Ok(Held::Registry { ids, .. })) => elsewhere.raised.extend(ids),
-            Some(Ok(Held::Invalid(reason)) | Err(reason)) => elsewhere
+            Some(Ok(Held::Invalid(reason))) => elsewhere
                 .unread
                 .push(format!("{}: {reason}", path.display())),
+            Some(Err(not_read)) => elsewhere
+                .unread
+                .push(format!("{}: {not_read}", path.display())),
         }
     }
     // Said once, however many were left: they may hold any fault, so it stays raised.
