@@ -411,14 +411,10 @@ mod tests {
         format!("did not answer within {secs} s")
     }
 
-    /// A FIFO the look before libgit2 cannot see (the file a local origin's config
-    /// includes) hangs libgit2's open of the origin: the acquire fails within the deadline
-    /// naming the origin, the next is refused at once with no new thread, and once a
-    /// writer opens the FIFO (the stuck open returns) and it is gone, the lane is taken.
-    #[test]
-    fn a_local_origin_that_does_not_answer_holds_the_lane_named_until_it_does() {
+    /// An origin whose config includes a FIFO (which no look before libgit2 can see), and
+    /// a lock client whose remote timeout is 2 s.
+    fn origin_behind_a_fifo_include() -> (BareOrigin, std::path::PathBuf, Arc<LockClient>) {
         use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
         let origin = BareOrigin::new();
         let included = origin.dir.path().join("included");
         nix::unistd::mkfifo(&included, nix::sys::stat::Mode::S_IRWXU).unwrap();
@@ -433,6 +429,17 @@ mod tests {
         };
         let scratch = origin.dir.path().join("scratch");
         let client = Arc::new(LockClient::new(&scratch, settings).unwrap());
+        (origin, included, client)
+    }
+
+    /// A FIFO the look before libgit2 cannot see (the file a local origin's config
+    /// includes) hangs libgit2's open of the origin: the acquire fails within the deadline
+    /// naming the origin, the next is refused at once with no new thread, and once a
+    /// writer opens the FIFO (the stuck open returns) and it is gone, the lane is taken.
+    #[test]
+    fn a_local_origin_that_does_not_answer_holds_the_lane_named_until_it_does() {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let (origin, included, client) = origin_behind_a_fifo_include();
         let bare = origin.bare.to_string_lossy().into_owned();
         let first = format!("{:?}", acquire(&client, &origin));
         assert!(
@@ -466,24 +473,10 @@ mod tests {
     /// other name is refused at once too, with no second thread stuck in the origin.
     #[test]
     fn a_stuck_origin_refuses_an_access_by_another_name_for_it() {
-        use std::io::Write as _;
         use std::os::unix::fs::OpenOptionsExt as _;
-        let origin = BareOrigin::new();
+        let (origin, included, client) = origin_behind_a_fifo_include();
         let alias = origin.dir.path().join("alias.git");
         std::os::unix::fs::symlink(&origin.bare, &alias).unwrap();
-        let included = origin.dir.path().join("included");
-        nix::unistd::mkfifo(&included, nix::sys::stat::Mode::S_IRWXU).unwrap();
-        let mut config = std::fs::OpenOptions::new()
-            .append(true)
-            .open(origin.bare.join("config"))
-            .unwrap();
-        writeln!(config, "[include]\n\tpath = {}", included.display()).unwrap();
-        let settings = LockSettings {
-            remote_timeout: Duration::from_secs(2),
-            ..LockSettings::default()
-        };
-        let client =
-            Arc::new(LockClient::new(&origin.dir.path().join("scratch"), settings).unwrap());
         let first = format!("{:?}", acquire(&client, &origin));
         assert!(
             first.contains(&did_not_answer_within_a_writes_deadline()),
