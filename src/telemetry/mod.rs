@@ -379,7 +379,7 @@ mod halts_pending_tests {
         Telemetry::new(
             Sources {
                 berth_dir: dir.join("berth"),
-                halts: HaltStore::long_lived(&dir.join("faults")),
+                halts: HaltStore::long_lived(dir.join("faults")),
                 fallbacks: Arc::default(),
             },
             "git",

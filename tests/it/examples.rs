@@ -4,7 +4,6 @@ use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-
 use crate::support::{GhLane, World};
 
 fn example(name: &str) -> PathBuf {
