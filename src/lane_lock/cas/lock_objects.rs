@@ -216,3 +216,50 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod freshen_tests {
+    use crate::lane_lock::Acquire;
+    use crate::lane_lock::tests::{BareOrigin, widget_main};
+    use std::time::{Duration, SystemTime};
+
+    /// git writes an object it already has by freshening its file's time (git's
+    /// `write_object_file`, libgit2's `git_odb_write` alike): a gc that walked the refs
+    /// before a new ref pointed at that object then keeps it, since it is younger than
+    /// `gc.pruneExpire`. The empty tree a released lock left loose and unreferenced in the
+    /// origin ages past that; a lock write that reuses it without freshening it leaves it
+    /// prunable by a concurrent `git gc --auto`, and the lock commit on origin without its
+    /// tree.
+    #[test]
+    fn a_lock_write_freshens_the_old_empty_tree_it_reuses() {
+        let origin = BareOrigin::new();
+        let out = std::process::Command::new("git")
+            .args(["hash-object", "-w", "-t", "tree", "/dev/null"])
+            .current_dir(&origin.bare)
+            .env("GIT_DIR", &origin.bare)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let tree = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let loose = origin.bare.join("objects").join(&tree[..2]).join(&tree[2..]);
+        let month_ago = SystemTime::now() - Duration::from_secs(30 * 24 * 3600);
+        std::fs::File::open(&loose)
+            .unwrap()
+            .set_modified(month_ago)
+            .unwrap();
+        let client = origin.client();
+        let taken = origin.take(&client, &widget_main());
+        assert!(matches!(taken, Ok(Acquire::Acquired(_))), "{taken:?}");
+        let age = std::fs::metadata(&loose)
+            .unwrap()
+            .modified()
+            .unwrap()
+            .elapsed()
+            .unwrap_or_default();
+        assert!(
+            age < Duration::from_secs(14 * 24 * 3600),
+            "the lock commit's tree {tree} on origin is {} days old after the lock write reused it: prunable by a concurrent gc",
+            age.as_secs() / 86400
+        );
+    }
+}
