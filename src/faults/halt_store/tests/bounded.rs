@@ -434,3 +434,44 @@ fn a_cut_pending_dir_stays_partial_when_processed_is_cut_too() {
     let runs = store.pending_runs("X");
     assert!(runs.is_err(), "ack picks from a partial listing: {runs:?}");
 }
+
+/// A look for a run's other registries reads each file once, but only within that look:
+/// one 8 MiB registry of another run planted under a name of each of 20 runs (hard links:
+/// one file's disk) is read again by every run's look, so one fault-watch pass where the
+/// 20 runs each raise a fault reads it 20 times (160 MiB) on the tick's thread, where the
+/// sweep reads such a file once per stamp across passes.
+#[test]
+fn a_pass_of_many_runs_reads_one_planted_registry_once() {
+    const RUNS: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("elsewhere.json");
+    fs::write(&state, "{}").unwrap();
+    let active = dir.path().join(ACTIVE_DIR);
+    fs::create_dir(&active).unwrap();
+    let planted = serde_json::json!({
+        "runId": "zz",
+        "source": state.to_str().unwrap(),
+        "updatedAt": "x".repeat(8 * 1024 * 1024 - 400),
+        "active": {},
+    });
+    let bytes = serde_json::to_vec(&planted).unwrap();
+    assert!(bytes.len() as u64 <= json_file::MAX_JSON_BYTES);
+    let first = active.join("planted");
+    fs::write(&first, &bytes).unwrap();
+    for n in 0..RUNS {
+        fs::hard_link(&first, active.join(format!("r{n}-00000000.json"))).unwrap();
+    }
+    fs::remove_file(&first).unwrap();
+    let store = HaltStore::new(dir.path());
+    let before = bytes_read_by_this_thread();
+    for n in 0..RUNS {
+        let run = format!("r{n}");
+        let report = store.sync_run(&run, &format!("/s/{run}.json"), &[event(&run, "X", "")]);
+        assert_eq!(report.emitted.len(), 1, "{report:?}");
+    }
+    let read = bytes_read_by_this_thread() - before;
+    assert!(
+        read <= 2 * json_file::MAX_JSON_BYTES,
+        "one pass of {RUNS} raises read {read} bytes: one 8 MiB registry under a name of each run"
+    );
+}
