@@ -164,6 +164,12 @@ impl LockSettings {
         }
     }
 
+    /// The longest one write (or delete) of a lock ref on a local origin may take: the
+    /// remote timeout for its reads and the bounds of its git children.
+    pub fn longest_local_write(&self) -> Duration {
+        ref_writer::local_write_deadline(self.remote_timeout)
+    }
+
     fn validate(&self) -> Result<(), LockError> {
         let problem = if self.ttl < Duration::from_millis(1) {
             "ttl must be at least 1 ms (expiresAt has millisecond precision)"
