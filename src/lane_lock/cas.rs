@@ -134,7 +134,7 @@ pub(crate) fn compare_and_swap(
             // own (each is killed past it) on top of the reads': cut off at the reads'
             // deadline, a write would leave a stopped writer that may still move the ref,
             // and this lane's own write would be taken for a theft.
-            let deadline = with.deadline + 2 * ref_writer::WRITER_BOUND;
+            let deadline = ref_writer::local_write_deadline(with.deadline);
             local_deadline::run(&path, deadline, Some(&handed), move || {
                 let scratch = Repository::open(&scratch_path)?;
                 local_swap(&scratch, &at, &ref_name, write, expect, new, &with)
