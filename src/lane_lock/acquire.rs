@@ -29,9 +29,14 @@ impl LockClient {
         repo_path: &Path,
     ) -> Result<Acquire, LockError> {
         let ref_name = checked_lock_ref(lane)?;
+        let taker = Taker {
+            lane,
+            owner_id,
+            repo_path,
+        };
         let mut taken: Vec<HeldLock> = Vec::new();
         for lock_ref in lane_lock_refs(origin_url, lane) {
-            match self.acquire_ref(origin_url, lock_ref, lane, owner_id, repo_path) {
+            match self.acquire_ref(origin_url, lock_ref, &taker) {
                 Ok(Acquire::Acquired(held)) => taken.push(held),
                 other => {
                     self.release_aliases(&taken);
@@ -58,9 +63,7 @@ impl LockClient {
         &self,
         origin_url: &str,
         ref_name: String,
-        lane: &Lane,
-        owner_id: &str,
-        repo_path: &Path,
+        taker: &Taker<'_>,
     ) -> Result<Acquire, LockError> {
         let target = Target {
             url: origin_url,
@@ -73,7 +76,7 @@ impl LockClient {
         let mut why = gstack_text::LOCK_ALREADY_HELD;
         for attempt in 0..MAX_ATTEMPTS {
             backoff(attempt);
-            match self.create(&scratch, &target, lane, owner_id, repo_path)? {
+            match self.create(&scratch, &target, taker)? {
                 Created::Done(acquire) => return Ok(*acquire),
                 Created::Retry(failed) => {
                     (why, last) = (gstack_text::LOCK_ALREADY_HELD, failed);
@@ -121,8 +124,7 @@ impl LockClient {
                     });
                 }
             }
-            let (sha, payload, started) =
-                self.write_new_lock(&scratch, &target, lane, owner_id, repo_path)?;
+            let (sha, payload, started) = self.write_new_lock(&scratch, &target, taker)?;
             let outcome = self
                 .swap(
                     &scratch,
@@ -135,7 +137,7 @@ impl LockClient {
             match outcome {
                 PushOutcome::Applied => {
                     return Ok(Acquire::Acquired(
-                        self.held(&target, lane, sha, payload, started),
+                        self.held(&target, taker.lane, sha, payload, started),
                     ));
                 }
                 PushOutcome::Refused { advertised } => {
@@ -168,12 +170,9 @@ impl LockClient {
         &self,
         scratch: &Scratch,
         target: &Target<'_>,
-        lane: &Lane,
-        owner_id: &str,
-        repo_path: &Path,
+        taker: &Taker<'_>,
     ) -> Result<Created, LockError> {
-        let (sha, payload, started) =
-            self.write_new_lock(scratch, target, lane, owner_id, repo_path)?;
+        let (sha, payload, started) = self.write_new_lock(scratch, target, taker)?;
         let created = self.swap(
             scratch,
             target,
@@ -183,7 +182,7 @@ impl LockClient {
         );
         let failed = match created {
             Ok(PushOutcome::Applied) => {
-                let held = self.held(target, lane, sha, payload, started);
+                let held = self.held(target, taker.lane, sha, payload, started);
                 return Ok(Created::Done(Box::new(Acquire::Acquired(held))));
             }
             Ok(PushOutcome::Refused { .. }) => return Ok(Created::Exists),

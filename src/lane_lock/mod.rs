@@ -290,6 +290,13 @@ impl LockSightings {
     }
 }
 
+/// Who takes a lane's lock: what a lock it writes says of its holder.
+struct Taker<'a> {
+    lane: &'a Lane,
+    owner_id: &'a str,
+    repo_path: &'a Path,
+}
+
 /// Per-operation context for error messages.
 struct Target<'a> {
     url: &'a str,
@@ -477,17 +484,15 @@ impl LockClient {
         &self,
         scratch: &Scratch,
         target: &Target<'_>,
-        lane: &Lane,
-        owner_id: &str,
-        repo_path: &Path,
+        taker: &Taker<'_>,
     ) -> Result<(Oid, LockPayload, Instant), LockError> {
         let started = Instant::now();
         let created = clock::now();
         let payload = LockPayload {
-            owner_id: owner_id.to_owned(),
-            repo_path: repo_path.to_string_lossy().into_owned(),
-            repo_identity: Some(lane.repo_identity.clone()),
-            base_branch: lane.base_branch.clone(),
+            owner_id: taker.owner_id.to_owned(),
+            repo_path: taker.repo_path.to_string_lossy().into_owned(),
+            repo_identity: Some(taker.lane.repo_identity.clone()),
+            base_branch: taker.lane.base_branch.clone(),
             created_at: Some(clock::iso(created)),
             expires_at: clock::iso(created + self.chrono_ttl()),
         };
