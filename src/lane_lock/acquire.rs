@@ -232,9 +232,9 @@ impl LockClient {
     fn broken_ref(&self, target: &Target<'_>) -> Option<Acquire> {
         let path = local_origin(target.url)?.ok()?;
         let (at, lock_ref) = (path.clone(), target.ref_name.to_owned());
-        let (expiry, longest_ttl) = (Arc::clone(&self.sightings.expiry), super::LONGEST_TTL);
+        let expiry = Arc::clone(&self.sightings.expiry);
         let found = local_deadline::run(&path, target.deadline, None, move || {
-            broken_ref_at(&at, &lock_ref, &expiry, longest_ttl)
+            broken_ref_at(&at, &lock_ref, &expiry)
         });
         let reason = found.ok().flatten()?;
         Some(Acquire::Unreadable {
@@ -245,12 +245,7 @@ impl LockClient {
 }
 
 /// Why a broken ref on or below `lock_ref` of the local origin at `path` holds the lane.
-fn broken_ref_at(
-    path: &Path,
-    lock_ref: &str,
-    expiry: &ExpirySightings,
-    longest_ttl: Duration,
-) -> Option<String> {
+fn broken_ref_at(path: &Path, lock_ref: &str, expiry: &ExpirySightings) -> Option<String> {
     // Opening it reads its config and objects: not while a node there would hang it.
     let origin = refs_look::open_looked(path).ok()?;
     let writers_lock = origin.path().join(leftover::WRITERS_LOCK);
@@ -259,7 +254,6 @@ fn broken_ref_at(
         lock_ref,
         writers_lock: &writers_lock,
         expiry,
-        longest_ttl,
     };
     let lock_path = Path::new(lock_ref);
     let at = || refs_look::blocks_at(origin.path(), lock_path).map(|f| (lock_path.into(), f));

@@ -443,7 +443,6 @@ impl LockClient {
                 hook: self.hook.clone(),
                 seen: Arc::clone(&self.sightings.leftovers),
                 expiry: Arc::clone(&self.sightings.expiry),
-                longest_ttl: LONGEST_TTL,
                 deadline: self.settings.remote_timeout,
             },
         );
