@@ -278,6 +278,27 @@ pub(crate) mod fifo_race {
     use std::os::unix::fs::OpenOptionsExt;
 }
 
+/// Test support: what a read costs, in bytes this thread read through system calls.
+#[cfg(test)]
+pub(crate) mod read_cost {
+    /// `read()`'s answer, and the bytes this thread read while it ran (`rchar` of
+    /// `/proc/thread-self/io`, which counts what the calls returned, from any file).
+    pub fn bytes_read_by<T>(read: impl FnOnce() -> T) -> (T, u64) {
+        let before = rchar();
+        let answer = read();
+        (answer, rchar() - before)
+    }
+
+    fn rchar() -> u64 {
+        let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
+        io.lines()
+            .find_map(|l| l.strip_prefix("rchar: "))
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
