@@ -1,25 +1,7 @@
 use super::*;
-use crate::faults::fault::{Fault, Severity};
-use crate::faults::halt::RunRef;
+use crate::faults::halt::sample::event;
 use serde_json::Value;
 use std::fs;
-
-fn event(run: &str, category: &str, tail: &str) -> HaltEvent {
-    let fault = Fault {
-        category: category.into(),
-        severity: Severity::High,
-        description: format!("{category} happened"),
-        source_files: vec![],
-        evidence: Default::default(),
-    };
-    let run_ref = RunRef {
-        run_id: run,
-        state_slug: run,
-        stdout_tail: tail.to_owned(),
-        ..RunRef::default()
-    };
-    HaltEvent::from_fault(&run_ref, &fault)
-}
 
 fn read(path: &Path) -> Value {
     serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
