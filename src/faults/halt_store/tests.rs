@@ -559,3 +559,39 @@ fn runs_archived_while_faulted_leave_nothing_in_active_faults() {
 mod bounded;
 mod owners;
 mod swaps;
+
+/// `faults list` of a halt dir whose pending events are resolved markers, each field at
+/// its 4 KiB cut. A marker shows nothing; docs/limits.md puts a one-shot listing's worst at
+/// each file's 7 fields × 4 KiB held once (~550 MiB at 20,000 files). But the one-shot
+/// reads keep every marker's fields until the listing ends, and the listing copies its run
+/// and fault ids besides: 9 fields a marker (10,000 pending markers and 10,000 processed
+/// events: ~625 MiB).
+#[test]
+fn a_one_shot_listing_holds_a_resolved_markers_fields_once_at_most() {
+    const MARKERS: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let pending = dir.path().join(PENDING_DIR);
+    fs::create_dir_all(&pending).unwrap();
+    let field = |c: &str| c.repeat(shown::MAX_FIELD_BYTES + 100);
+    for n in 0..MARKERS {
+        let marker = serde_json::json!({
+            "event": RESOLVED_EVENT,
+            "runId": format!("{n}{}", field("r")), "faultId": field("f"), "kind": field("k"),
+            "severity": field("s"), "message": field("m"), "timestamp": field("t"),
+        });
+        fs::write(pending.join(format!("r{n}.json")), marker.to_string()).unwrap();
+    }
+    let store = HaltStore::new(dir.path());
+    crate::rules::memory::start();
+    let listing = store.list();
+    let peak = crate::rules::memory::stop();
+    assert!(listing.halts.is_empty(), "{:?}", listing.halts.len());
+    let cut = shown::MAX_FIELD_BYTES + '…'.len_utf8();
+    // Each file's 7 fields once, plus 1 KiB a file for its name and map entries and one
+    // file's text (~30 KiB) at a time.
+    let bound = MARKERS * (7 * cut + 1024) + 256 * 1024;
+    assert!(
+        peak <= bound as isize,
+        "listing {MARKERS} resolved markers held {peak} bytes at once, over {bound}: 7 fields of {cut} bytes each once a file"
+    );
+}
