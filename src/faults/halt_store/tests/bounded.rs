@@ -591,3 +591,46 @@ fn a_pass_keeps_only_the_asked_ids_a_registry_holds() {
     );
     drop(store);
 }
+
+/// A registry of the run planted with one long invalid fault id (a scope of `/`), under
+/// 200 names of the run (hard links: one file, one read): the look reads it once, but the
+/// reason it is no registry quotes the whole id and is copied for every name, into the
+/// look's unread list and again into the pass's problems (one error log line each). A
+/// 256 KiB file then costs the pass ~100 MB and ~50 MB of log lines; at 8 MiB under the
+/// 10,000 names a look keeps, 80 GB a pass, where one read of it is documented as its cost.
+#[test]
+fn an_invalid_registry_under_many_names_costs_one_reason_not_one_per_name() {
+    const NAMES: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("r.json");
+    fs::write(&state, "{}").unwrap();
+    let own = state.to_str().unwrap().to_owned();
+    let store = HaltStore::new(dir.path());
+    let raised = store.sync_run("r", &own, &[event("r", "X", "")]);
+    assert_eq!(raised.emitted.len(), 1, "{raised:?}");
+    let active = dir.path().join(ACTIVE_DIR);
+    let planted = serde_json::json!({
+        "runId": "r",
+        "source": own,
+        "updatedAt": "",
+        "active": {"d": {"faultId": format!("K:/{}:00000000", "s".repeat(256 * 1024)), "firstDetectedAt": ""}},
+    });
+    let first = active.join("planted");
+    fs::write(&first, serde_json::to_vec(&planted).unwrap()).unwrap();
+    for n in 0..NAMES {
+        let name = crate::faults::registry::name("r", &format!("/s/{n}.json"));
+        fs::hard_link(&first, active.join(name)).unwrap();
+    }
+    fs::remove_file(&first).unwrap();
+    let clearing = HaltStore::new(dir.path());
+    crate::rules::memory::start();
+    let report = clearing.sync_run("r", &own, &[]);
+    let peak = crate::rules::memory::stop();
+    assert!(report.resolved.is_empty(), "{:?}", report.resolved);
+    let said: usize = report.problems.iter().map(String::len).sum();
+    assert!(
+        said <= 4 * 256 * 1024 && peak <= 8 * 256 * 1024,
+        "one 256 KiB registry under {NAMES} names: the pass's problems say {said} bytes ({} lines), its peak heap {peak} bytes",
+        report.problems.len()
+    );
+}
