@@ -595,3 +595,32 @@ fn a_one_shot_listing_holds_a_resolved_markers_fields_once_at_most() {
         "listing {MARKERS} resolved markers held {peak} bytes at once, over {bound}: 7 fields of {cut} bytes each once a file"
     );
 }
+
+/// Two runs whose ids (a state file's `launch.runId`, any length) share their first 4 KiB
+/// raise the same fault; one clears it. `faults list` cuts each shown field to 4 KiB before
+/// matching resolved markers to events by (run id, fault id), so the still-raised run's
+/// pending event is listed as resolved: the operator is told a live fault went away.
+#[test]
+fn a_listing_matches_a_resolved_marker_to_its_own_run_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let stem = "r".repeat(shown::MAX_FIELD_BYTES);
+    let (raised, cleared) = (format!("{stem}-a"), format!("{stem}-b"));
+    let store = HaltStore::new(dir.path());
+    for run in [&raised, &cleared] {
+        let report = store.sync_run(
+            run,
+            &format!("/s/{}.json", &run[run.len() - 1..]),
+            &[event(run, "X", "")],
+        );
+        assert_eq!(report.emitted.len(), 1, "{report:?}");
+    }
+    let report = HaltStore::new(dir.path()).sync_run(&cleared, "/s/b.json", &[]);
+    assert_eq!(report.resolved.len(), 1, "{report:?}");
+    let listing = HaltStore::new(dir.path()).list();
+    let statuses: Vec<HaltStatus> = listing.halts.iter().map(|h| h.status).collect();
+    assert_eq!(listing.halts.len(), 2, "{statuses:?}");
+    assert!(
+        statuses.contains(&HaltStatus::Pending),
+        "the run still raising the fault is listed as {statuses:?}"
+    );
+}
