@@ -624,3 +624,28 @@ fn a_listing_matches_a_resolved_marker_to_its_own_run_only() {
         "the run still raising the fault is listed as {statuses:?}"
     );
 }
+
+/// `faults ack FAULT_ID` without `--run` acks the one run the listing shows with that
+/// fault: a run id longer than 4 KiB (a state file's `launch.runId`) is shown cut, and the
+/// cut id is the one ack then moves, so it finds no such event and fails (exit 2), though
+/// one run has it pending.
+#[test]
+fn ack_without_a_run_finds_the_one_run_with_a_long_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = "r".repeat(shown::MAX_FIELD_BYTES + 1);
+    let store = HaltStore::new(dir.path());
+    let first = event(&run, "X", "");
+    let report = store.sync_run(&run, "/s/r.json", &[first.clone()]);
+    assert_eq!(report.emitted.len(), 1, "{report:?}");
+    let runs = HaltStore::new(dir.path())
+        .pending_runs(&first.fault_id)
+        .unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let marked = HaltStore::new(dir.path()).mark_investigated(&runs[0], &first.fault_id);
+    assert!(
+        matches!(marked, Ok(Marked::Moved(_))),
+        "ack of the run the listing names ({} bytes, ends {:?}): {marked:?}",
+        runs[0].len(),
+        &runs[0][runs[0].len() - 4..]
+    );
+}
