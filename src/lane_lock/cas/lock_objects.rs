@@ -25,7 +25,6 @@
 use std::io::{self, Seek as _, Write as _};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::SystemTime;
 
 use git2::{ErrorCode, ObjectType, Oid, Repository};
 use nix::sys::memfd::{MFdFlags, memfd_create};
@@ -55,12 +54,9 @@ pub(super) fn copy_lock_commit(
         commit: sha,
         tree: scratch.find_commit(sha)?.tree_id(),
     };
-    let odb = origin.odb()?;
-    let had: Vec<_> = [("lock commit", objects.commit), ("tree", objects.tree)]
-        .into_iter()
-        .filter(|&(_, oid)| odb.exists(oid))
-        .collect();
-    let started = SystemTime::now();
+    let named = [("lock commit", objects.commit), ("tree", objects.tree)];
+    let before = freshened::Before::look(origin.path(), &named)
+        .map_err(|stale| failed(origin.path(), None, &stale.to_string()))?;
     let writer = writer(origin)?;
     let owner = match &writer {
         Writer::Berth => {
@@ -70,7 +66,7 @@ pub(super) fn copy_lock_commit(
         Writer::Git(owner) => {
             let owner = owner.as_ref();
             unpack(scratch, origin.path(), &objects, owner).map_err(|said| {
-                let why = match freshened::check(origin.path(), &had, started) {
+                let why = match before.check() {
                     Ok(()) => said,
                     Err(stale) => format!("{said}; {stale}"),
                 };
@@ -79,7 +75,8 @@ pub(super) fn copy_lock_commit(
             owner
         }
     };
-    freshened::check(origin.path(), &had, started)
+    before
+        .check()
         .map_err(|stale| failed(origin.path(), owner, &stale.to_string()))
 }
 
