@@ -67,7 +67,7 @@ pub(super) fn copy_lock_commit(
             let owner = owner.as_ref();
             unpack(scratch, origin.path(), &objects, owner).map_err(|said| {
                 let why = match before.check() {
-                    Ok(()) => said,
+                    Ok(()) => said.to_string(),
                     Err(stale) => format!("{said}; {stale}"),
                 };
                 failed(origin.path(), owner, &why)
@@ -133,14 +133,14 @@ fn copy_in_process(
 
 /// Runs `git unpack-objects` in `git_dir` as `owner` (or berth), fed a pack of the
 /// lock `objects` from a memory file (no pipe berth could block on), and waits for it at
-/// most [`ref_writer::WRITE_LIMIT`] and its grace; `Err` says why it did not write them.
+/// most [`ref_writer::WRITE_LIMIT`] and its grace.
 fn unpack(
     scratch: &Repository,
     git_dir: &Path,
     objects: &LockObjects,
     owner: Option<&Owner>,
-) -> Result<(), String> {
-    let pack = pack_of(scratch, objects).map_err(|e| format!("cannot pack it: {e}"))?;
+) -> Result<(), NotUnpacked> {
+    let pack = pack_of(scratch, objects).map_err(NotUnpacked::Pack)?;
     let mut command = ref_writer::git_in(git_dir);
     command
         .args(["unpack-objects", "-q"])
@@ -148,12 +148,24 @@ fn unpack(
     if let Some(owner) = owner {
         owner.apply(&mut command);
     }
-    let (applied, said) = run(&mut command).map_err(|e| format!("cannot run git: {e}"))?;
+    let (applied, said) = run(&mut command).map_err(NotUnpacked::Run)?;
     if applied {
         Ok(())
     } else {
-        Err(said.trim().to_owned())
+        Err(NotUnpacked::Refused(said.trim().to_owned()))
     }
+}
+
+/// Why `git unpack-objects` wrote no lock objects.
+#[derive(Debug, thiserror::Error)]
+enum NotUnpacked {
+    #[error("cannot pack it: {0}")]
+    Pack(io::Error),
+    #[error("cannot run git: {0}")]
+    Run(io::Error),
+    /// What git said.
+    #[error("{0}")]
+    Refused(String),
 }
 
 fn run(command: &mut Command) -> io::Result<(bool, String)> {
