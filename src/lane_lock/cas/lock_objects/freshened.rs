@@ -15,9 +15,10 @@ use std::time::{Duration, SystemTime};
 
 use git2::Oid;
 
-/// How far a file time written during the write may lie before its start: the kernel
-/// stamps files from a clock that lags the one `SystemTime::now` reads by up to a tick.
-const CLOCK_SLACK: Duration = Duration::from_secs(1);
+/// How far a file time written during the write may lie before its start: libgit2 stamps
+/// a freshened file with the current whole second (`time(2)`, from a clock that lags the
+/// one `SystemTime::now` reads by up to a tick).
+const CLOCK_SLACK: Duration = Duration::from_secs(2);
 
 /// Why a lock object the origin had was not freshened.
 #[derive(Debug, thiserror::Error)]
@@ -96,8 +97,9 @@ impl Before {
     }
 
     /// Checks that each copy found before the write was written again by it: its time
-    /// moved, or is no earlier than the write's start (less [`CLOCK_SLACK`]). A time that
-    /// moved counts whatever the clocks say (a file server stamps with its own).
+    /// moved (either way: libgit2 truncates it to the second), or is no earlier than the
+    /// write's start less [`CLOCK_SLACK`]. A time that moved counts whatever the clocks
+    /// say (a file server stamps with its own).
     pub(super) fn check(&self) -> Result<(), Stale> {
         let threshold = self
             .started
@@ -108,7 +110,7 @@ impl Before {
             let Some(now) = written(what, oid, &copy.path)? else {
                 return Err(Stale::Gone { what, oid, path });
             };
-            if now <= copy.written && now < threshold {
+            if now == copy.written && now < threshold {
                 let age = self.started.duration_since(now).unwrap_or_default();
                 return Err(Stale::Old {
                     what,
