@@ -392,6 +392,37 @@ mod tests {
         assert!(answer.contains("did not answer within"), "{answer}");
     }
 
+    /// The daemon's own look at a lane (its key, [`crate::lane_lock::lane_key`], which its
+    /// async main loop takes as each landing starts and ends, and the tick as it picks
+    /// lanes) must not stat a local origin on a hung mount with no deadline: the caller
+    /// that never looks at the origin in this module is held there first, and with it
+    /// every lane of the daemon.
+    #[test]
+    fn the_daemons_lane_key_of_an_origin_on_a_hung_mount_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mount = dir.path().join("nfs");
+        std::fs::create_dir(&mount).unwrap();
+        let Some(server) = hung_mount(&mount) else {
+            return;
+        };
+        let lane = crate::lane_lock::Lane {
+            repo_identity: mount.join("origin").to_str().unwrap().to_owned(),
+            base_branch: "main".into(),
+        };
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(crate::lane_lock::lane_key(&lane));
+        });
+        let answer = rx.recv_timeout(Duration::from_secs(30));
+        drop(server);
+        let target = std::ffi::CString::new(mount.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path that outlives the call.
+        unsafe { nix::libc::umount2(target.as_ptr(), nix::libc::MNT_DETACH) };
+        answer.expect(
+            "lane_key of a lane whose local origin is on a hung mount had not answered after 30 s: the daemon's main loop would hang there with no deadline",
+        );
+    }
+
     /// Runs an acquire of the widget lane on `origin` on its own thread; its answer, or a
     /// panic when it has not returned within a minute.
     fn acquire(client: &Arc<LockClient>, origin: &BareOrigin) -> Result<Acquire, LockError> {
