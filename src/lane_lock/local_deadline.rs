@@ -418,9 +418,11 @@ mod tests {
         let target = std::ffi::CString::new(mount.to_str().unwrap()).unwrap();
         // SAFETY: a NUL-terminated path that outlives the call.
         unsafe { nix::libc::umount2(target.as_ptr(), nix::libc::MNT_DETACH) };
-        answer.expect(
+        let answer = answer.expect(
             "lane_key of a lane whose local origin is on a hung mount had not answered after 30 s: the daemon's main loop would hang there with no deadline",
         );
+        // Not known, so the lane waits: never keyed by its spelling beside an alias.
+        assert!(answer.is_err(), "{answer:?}");
     }
 
     /// Runs an acquire of the widget lane on `origin` on its own thread; its answer, or a
