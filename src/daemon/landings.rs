@@ -48,7 +48,8 @@ impl Landings {
         landing: impl std::future::Future<Output = LaneOutcome> + Send + 'static,
     ) {
         let handle = self.tasks.spawn(landing);
-        self.lane_of_task.insert(handle.id(), started_lane_key(lane));
+        self.lane_of_task
+            .insert(handle.id(), started_lane_key(lane));
     }
 
     /// The next finished landing; a task that panicked frees its lane (left alone for its

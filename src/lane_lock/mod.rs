@@ -78,8 +78,6 @@ use crate::gstack_text;
 use crate::safe_key::safe_key;
 
 pub use alias::{lane_key, lane_lock_refs, started_lane_key};
-pub use repo_keys::{Relearnt, Unlearnt};
-pub(crate) use repo_keys::relearn as relearn_repo_key;
 pub use below_ref::MAX_BELOW_ENTRIES;
 pub use broken_ref::MAX_REF_BYTES;
 pub use cas::{LockWrite, WRITERS_BLOCKED};
@@ -88,6 +86,8 @@ pub use held::HeldLock;
 pub use listing::{ListedLock, LockListing};
 pub use refs_look::MAX_OBJECTS_ENTRIES;
 pub use refs_look::MAX_REFS_ENTRIES;
+pub(crate) use repo_keys::relearn as relearn_repo_key;
+pub use repo_keys::{Relearnt, Unlearnt};
 
 pub use foreign_writer::MAX_PROC_ENTRIES;
 pub use heartbeat::{Heartbeat, LockWatch};

@@ -17,7 +17,8 @@
 //! has weighed (the queue's repositories; see docs/limits.md).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::identity::{alias_key, local_identity_path};
 
@@ -45,45 +46,75 @@ struct Entry {
 }
 
 static TABLE: Mutex<Option<HashMap<String, Entry>>> = Mutex::new(None);
+/// Told each time a learning ends.
+static LEARNT: Condvar = Condvar::new();
+
+/// How long [`key_of`] waits for a local origin's first look (a healthy one answers in
+/// microseconds; a `--once` run weighs each lane once): past it, or the local-access
+/// deadline if shorter, the lane waits for a later tick and the look goes on off the
+/// caller's thread. Never waited again for an origin whose look failed.
+pub const FIRST_LOOK_WAIT: Duration = Duration::from_secs(5);
 
 fn table() -> MutexGuard<'static, Option<HashMap<String, Entry>>> {
     TABLE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The key of `identity`'s repository as this process knows it, with no look at the
-/// origin; when a local one is not known, starts learning it (once at a time) and says why
+/// origin on the caller's thread. When a local one is not known, starts learning it (one
+/// look at a time) and, unless its last look failed, waits for that look at most
+/// [`FIRST_LOOK_WAIT`] (blocking: the tick's thread, never the async loop); then says why
 /// its lanes wait.
 pub fn key_of(identity: &str) -> Result<String, Unlearnt> {
     if local_identity_path(identity).is_none() {
         return Ok(alias_key(identity));
     }
+    let give_up = Instant::now() + FIRST_LOOK_WAIT.min(local_origin_deadline());
     let mut guard = table();
-    let entry = guard
-        .get_or_insert_with(HashMap::new)
-        .entry(identity.to_owned())
-        .or_default();
-    if let Some(key) = &entry.key {
-        return Ok(key.clone());
+    loop {
+        let entry = guard
+            .get_or_insert_with(HashMap::new)
+            .entry(identity.to_owned())
+            .or_default();
+        if let Some(key) = &entry.key {
+            return Ok(key.clone());
+        }
+        let failed = entry.failed.clone().map(Unlearnt::Unanswered);
+        if !entry.learning {
+            entry.learning = true;
+            drop(guard);
+            learn_in_background(identity);
+            if let Some(why) = failed {
+                return Err(why);
+            }
+            guard = table();
+            continue;
+        }
+        let left = give_up.saturating_duration_since(Instant::now());
+        if let Some(why) = failed {
+            return Err(why);
+        }
+        if left.is_zero() {
+            return Err(Unlearnt::Learning {
+                origin: identity.to_owned(),
+            });
+        }
+        guard = LEARNT
+            .wait_timeout(guard, left)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
     }
-    let unlearnt = match &entry.failed {
-        Some(why) => Unlearnt::Unanswered(why.clone()),
-        None => Unlearnt::Learning {
-            origin: identity.to_owned(),
-        },
-    };
-    if !entry.learning {
-        entry.learning = true;
-        drop(guard);
-        learn_in_background(identity);
-    }
-    Err(unlearnt)
 }
 
 /// The key a lane that already started holds (learnt before it started: [`key_of`] let
-/// it), for the daemon's bookkeeping; the spelling only for an identity never learnt,
-/// which no started lane has.
+/// it), for the daemon's bookkeeping of it on its async loop: a read of the table that
+/// never waits; the spelling only for an identity never learnt, which no started lane has.
 pub fn started_key_of(identity: &str) -> String {
-    key_of(identity).unwrap_or_else(|_| identity.to_owned())
+    if local_identity_path(identity).is_none() {
+        return alias_key(identity);
+    }
+    let guard = table();
+    let learnt = guard.as_ref().and_then(|t| t.get(identity)?.key.clone());
+    learnt.unwrap_or_else(|| identity.to_owned())
 }
 
 /// How a landing's own look at its repository went.
@@ -143,9 +174,12 @@ fn learn_in_background(identity: &str) {
                 return;
             };
             entry.learning = false;
+            LEARNT.notify_all();
             // Once per stretch of failures: a stuck origin is read again every tick.
             match looked {
-                Err(overdue) if !had_failed => tracing::warn!(origin = %owned, "{overdue}; its lanes wait"),
+                Err(overdue) if !had_failed => {
+                    tracing::warn!(origin = %owned, "{overdue}; its lanes wait")
+                }
                 _ => {}
             }
         });
@@ -153,6 +187,7 @@ fn learn_in_background(identity: &str) {
         let mut guard = table();
         if let Some(entry) = guard.as_mut().and_then(|t| t.get_mut(identity)) {
             entry.learning = false;
+            LEARNT.notify_all();
             entry.failed = Some(format!(
                 "cannot start a thread to look at the local origin {identity}: {e}"
             ));
@@ -163,23 +198,21 @@ fn learn_in_background(identity: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
 
-    /// Reads `identity`'s key until it is learnt (a minute at most), counting the reads.
-    fn until_learnt(identity: &str) -> (String, usize) {
+    /// Reads `identity`'s key until it is learnt (a minute at most).
+    fn until_learnt(identity: &str) -> String {
         let give_up = Instant::now() + Duration::from_secs(60);
-        for reads in 1.. {
+        loop {
             if let Ok(key) = key_of(identity) {
-                return (key, reads);
+                return key;
             }
             assert!(Instant::now() < give_up, "{identity} was never learnt");
             std::thread::sleep(Duration::from_millis(10));
         }
-        unreachable!()
     }
 
-    /// A local identity is not known at its first read (the read does not look at the
-    /// origin), then is learnt off the caller's thread as the repository its path reaches,
+    /// A local identity is learnt (off the reader's thread: the hung-mount test in
+    /// `local_deadline` shows the reader is not held) as the repository its path reaches,
     /// one key for a symlink to it too; a network identity is answered at once.
     #[test]
     fn a_local_key_is_learnt_off_the_readers_thread_and_aliases_meet() {
@@ -189,11 +222,10 @@ mod tests {
         let link = dir.path().join("link.git");
         std::os::unix::fs::symlink(&repo, &link).unwrap();
         let (repo_id, link_id) = (repo.to_str().unwrap(), link.to_str().unwrap());
-        assert!(matches!(key_of(repo_id), Err(Unlearnt::Learning { .. })));
-        let (key, _) = until_learnt(repo_id);
+        let key = until_learnt(repo_id);
         assert_eq!(key, alias_key(repo_id));
         assert!(key.starts_with("local:"), "{key}");
-        assert_eq!(until_learnt(link_id).0, key);
+        assert_eq!(until_learnt(link_id), key);
         assert_eq!(
             key_of("github.com/Acme/Widget").unwrap(),
             "github.com/acme/widget"
@@ -211,7 +243,7 @@ mod tests {
         let link = dir.path().join("origin.git");
         std::os::unix::fs::symlink(&first, &link).unwrap();
         let id = link.to_str().unwrap();
-        let (was, _) = until_learnt(id);
+        let was = until_learnt(id);
         assert_eq!(relearn(id).unwrap(), Relearnt::Same);
         std::fs::remove_file(&link).unwrap();
         std::os::unix::fs::symlink(&second, &link).unwrap();

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use crate::daemon::releasing::{PREVIOUS_RELEASE_WAIT, Waited};
 use crate::gstack_text;
-use crate::lane_lock::{Acquire, HeldLock, Relearnt, lock_ref_name, relearn_repo_key, started_lane_key};
+use crate::lane_lock::{
+    Acquire, HeldLock, Relearnt, lock_ref_name, relearn_repo_key, started_lane_key,
+};
 
 use super::ask::{ask, ask_or_clean_up};
 use super::{End, Landing};

@@ -70,7 +70,9 @@ pub fn select(
                 continue;
             }
         };
-        if in_flight.unlearnt && crate::identity::local_identity_path(&gated.lane().repo_identity).is_some() {
+        if in_flight.unlearnt
+            && crate::identity::local_identity_path(&gated.lane().repo_identity).is_some()
+        {
             tracing::debug!(record = %stored.id, "lane waits: a record in flight has a local origin whose repository berth has not learnt yet");
             continue;
         }
@@ -123,7 +125,10 @@ fn lanes_in_flight(shared: &Shared, gates: &mut TickGates, records: &[Record]) -
         keys: HashSet::new(),
         unlearnt: false,
     };
-    for gated in records.iter().filter_map(|r| gates.record(&allowlist, r).ok()) {
+    for gated in records
+        .iter()
+        .filter_map(|r| gates.record(&allowlist, r).ok())
+    {
         match gated.lane_key() {
             Ok(key) => _ = in_flight.keys.insert(key),
             Err(_) => in_flight.unlearnt = true,
