@@ -24,7 +24,7 @@ use crate::hostile_file::ReadError;
 use crate::private_dir::{MAX_NAMES_PER_LISTING, PrivateDir};
 
 mod elsewhere;
-pub use elsewhere::{Elsewhere, MAX_ELSEWHERE_READ_BYTES, raised_elsewhere};
+pub use elsewhere::{Elsewhere, MAX_ELSEWHERE_READ_BYTES, PassReads, raised_elsewhere};
 
 /// A raised detector fault: the halt event it was filed as.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -328,7 +328,12 @@ mod tests {
             .chain(["K:elsewhere:00000000".to_owned()])
             .collect();
         let asked: HashSet<&str> = ids.iter().map(String::as_str).collect();
-        let elsewhere = raised_elsewhere(&dir, "run", &name("run", "/s/own.json"), &asked);
+        let elsewhere = raised_elsewhere(
+            &mut PassReads::default(),
+            &dir,
+            ("run", &name("run", "/s/own.json")),
+            &asked,
+        );
         assert_eq!(elsewhere.unread().len(), 1, "{:?}", elsewhere.unread());
         assert!(!elsewhere.raised.is_empty());
         assert!(
@@ -398,7 +403,12 @@ mod tests {
         }
         crate::rules::memory::start();
         let others = others_exist(&dir, "run", "run-01234567.json");
-        let elsewhere = raised_elsewhere(&dir, "run", "run-01234567.json", &HashSet::new());
+        let elsewhere = raised_elsewhere(
+            &mut PassReads::default(),
+            &dir,
+            ("run", "run-01234567.json"),
+            &HashSet::new(),
+        );
         let peak = crate::rules::memory::stop();
         assert!(!others && elsewhere.raised.is_empty());
         let bound = (MAX_NAMES_PER_LISTING * (255 + 48)) as isize;
@@ -427,8 +437,12 @@ mod tests {
             )
             .unwrap();
         }
-        let elsewhere =
-            raised_elsewhere(&dir, "run/1", &name("run/1", "/s/b.json"), &HashSet::new());
+        let elsewhere = raised_elsewhere(
+            &mut PassReads::default(),
+            &dir,
+            ("run/1", &name("run/1", "/s/b.json")),
+            &HashSet::new(),
+        );
         assert!(elsewhere.raised.is_empty());
         assert_eq!(elsewhere.unread().len(), 1, "{:?}", elsewhere.unread());
     }
@@ -485,14 +499,15 @@ mod tests {
         )
         .unwrap();
         let asked = HashSet::from(["PHASE_FAILED:all:0123abcd"]);
-        let elsewhere = raised_elsewhere(&dir, "run/1", &b_name, &asked);
+        let elsewhere =
+            raised_elsewhere(&mut PassReads::default(), &dir, ("run/1", &b_name), &asked);
         assert_eq!(
             elsewhere.raised,
             HashSet::from(["PHASE_FAILED:all:0123abcd".to_owned()])
         );
         assert!(elsewhere.unread().is_empty());
         assert!(
-            raised_elsewhere(&dir, "run/1", &a_name, &asked)
+            raised_elsewhere(&mut PassReads::default(), &dir, ("run/1", &a_name), &asked)
                 .raised
                 .is_empty()
         );
@@ -509,8 +524,12 @@ mod tests {
         let (_root, dir) = active();
         let a = path(dir.path(), "run/1", "/s/a.json");
         fs::create_dir(&a).unwrap();
-        let elsewhere =
-            raised_elsewhere(&dir, "run/1", &name("run/1", "/s/b.json"), &HashSet::new());
+        let elsewhere = raised_elsewhere(
+            &mut PassReads::default(),
+            &dir,
+            ("run/1", &name("run/1", "/s/b.json")),
+            &HashSet::new(),
+        );
         assert_eq!(elsewhere.unread().len(), 1, "{elsewhere:?}");
         assert!(elsewhere.unread()[0].contains(&a.display().to_string()));
     }

@@ -461,5 +461,14 @@ mod tests {
         let second = second.expect("the claim check on a hung local origin never returned");
         let second = second.expect_err("a claim check on a hung origin");
         assert!(second.contains("has not returned"), "{second}");
+        // A thread cannot be killed, and the second question waited for nothing.
+        assert!(first.contains("abandoned"), "{first}");
+        for said in [&first, &second] {
+            assert!(
+                !said.contains("killed and") && !said.contains("was killed"),
+                "{said}"
+            );
+            assert!(!said.contains("timed out after"), "{said}");
+        }
     }
 }

@@ -239,6 +239,14 @@ pub enum ForgeError {
         command: String,
         after: Duration,
     },
+    /// A read of a local origin in place gave no answer in time. Its thread cannot be
+    /// killed: it is abandoned, the question fails closed, and its late end is logged.
+    #[error("{subject}: {read}: {why}")]
+    Unanswered {
+        subject: Subject,
+        read: String,
+        why: String,
+    },
     #[error("{subject}: `{command}` failed ({status}): {stderr}")]
     CommandFailed {
         subject: Subject,

@@ -40,12 +40,12 @@ pub(crate) fn local_origin_deadline() -> Duration {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Overdue {
     #[error(
-        "the local origin {} did not answer within {} s (likely a FIFO or a hung file system under it): berth stopped waiting, reads nothing more of it until that access returns, and the lane is not taken; find what blocks there and remove it",
+        "the local origin {} did not answer within {} s (likely a FIFO or a hung file system under it): berth abandoned that access on its thread (a thread cannot be killed; its late end is logged), starts no other access to that origin until it returns, and fails this one closed; find what blocks there and remove it",
         .origin.display(), .after.as_secs_f64()
     )]
     Late { origin: PathBuf, after: Duration },
     #[error(
-        "an earlier access to the local origin {} has not returned for {} s (likely a FIFO or a hung file system under it): berth starts no other until it does, and the lane is not taken; find what blocks there and remove it",
+        "an earlier access to the local origin {} has not returned for {} s (likely a FIFO or a hung file system under it): berth starts no other access to it until that one does, and fails this one closed; find what blocks there and remove it",
         .origin.display(), .since.as_secs()
     )]
     StillLate { origin: PathBuf, since: Duration },

@@ -282,13 +282,12 @@ mod tests {
     }
 
     /// An origin where an earlier root berth (or an operator's `git` run as root) wrote
-    /// the empty tree loosely, as root: `objects/4b/` and the object in it are root's,
-    /// the rest of `objects/` the owner's. Every lock commit points at that tree, so the
-    /// owner's `git unpack-objects` must find it there (or write it) for every lock write;
-    /// if it cannot, no lock of that origin can ever be written and each lane stands
-    /// wedged, with nobody holding it, for as long as the directory stays root's.
-    #[test]
-    fn a_root_owned_empty_tree_in_another_users_objects_does_not_wedge_their_lanes() {
+    /// the empty tree loosely, as root, a month ago: the object is root's, and `objects/4b/`
+    /// too (`fan_out_is_roots`) or the owner's. Every lock commit points at that tree, and
+    /// an old loose copy is what a concurrent `git gc` prunes; the owner's git can neither
+    /// freshen a root-owned file nor replace it, so the lock write fails, naming the file
+    /// and the `chown` that mends it, rather than write a lock whose tree may vanish.
+    fn a_root_owned_old_empty_tree_fails_the_lock_write_named(fan_out_is_roots: bool) {
         let Some((_dir, bare, client)) = their_origin() else {
             return;
         };
@@ -298,21 +297,50 @@ mod tests {
             .unwrap()
             .write(git2::ObjectType::Tree, b"")
             .unwrap();
-        let fan_out = bare.join("objects").join(&empty_tree.to_string()[..2]);
-        assert_eq!(std::fs::metadata(&fan_out).unwrap().uid(), 0);
-        let chowned = std::process::Command::new("chown")
-            .args([&format!("{NOBODY}:{NOBODY}")])
-            .arg(bare.join("objects"))
-            .status()
+        let hex = empty_tree.to_string();
+        let fan_out = bare.join("objects").join(&hex[..2]);
+        let loose = fan_out.join(&hex[2..]);
+        let month_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86400);
+        std::fs::File::open(&loose)
+            .unwrap()
+            .set_modified(month_ago)
             .unwrap();
-        assert!(chowned.success());
+        assert_eq!(std::fs::metadata(&fan_out).unwrap().uid(), 0);
+        let mut chown = std::process::Command::new("chown");
+        chown
+            .arg(format!("{NOBODY}:{NOBODY}"))
+            .arg(bare.join("objects"));
+        if !fan_out_is_roots {
+            chown.arg(&fan_out);
+        }
+        assert!(chown.status().unwrap().success());
         give_refs_to_nobody(&bare);
         let url = bare.to_str().unwrap();
         let outcome = client.acquire(url, &lane(url, "main"), "me", Path::new("/a"));
+        let said = format!("{outcome:?}");
         assert!(
-            matches!(outcome, Ok(Acquire::Acquired(_))),
-            "the lane of an origin holding a root-owned empty tree cannot be taken: {outcome:?}"
+            said.contains("cannot write the lock commit")
+                && said.contains(loose.to_str().unwrap())
+                && said.contains("chown -R"),
+            "the lock write reused a month-old root-owned tree it could not freshen: {said}"
         );
+        let refs = git2::Repository::open_bare(&bare).unwrap();
+        assert!(
+            refs.references_glob("refs/gstack/*")
+                .unwrap()
+                .next()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_root_owned_old_empty_tree_in_a_root_owned_fan_out_fails_the_lock_write_named() {
+        a_root_owned_old_empty_tree_fails_the_lock_write_named(true);
+    }
+
+    #[test]
+    fn a_root_owned_old_empty_tree_in_the_owners_fan_out_fails_the_lock_write_named() {
+        a_root_owned_old_empty_tree_fails_the_lock_write_named(false);
     }
 
     /// An earlier root berth made a lane's directories and its lock ref as root in another

@@ -51,40 +51,109 @@ fn run_args(config: &Path) -> Vec<String> {
         .to_vec()
 }
 
-fn the_next_landing_never_meets_a_detached_child(stop: Stop) {
-    let world = World::new();
-    let lane = world.git_lane("widget", None);
-    let _id_a = lane.queue(61, "main");
-    let (queue_b, _id_b) = lane.queue_for_second_daemon(62);
+/// One lane, two daemons: A (its own queue, PR 61) whose step starts a detached child
+/// holding the lane's witness, and B (another queue, PR 62) whose step takes the witness
+/// without waiting and records a collision if it cannot.
+struct TwoDaemons {
+    world: World,
+    queue_b: PathBuf,
+    witness: PathBuf,
+    collided: PathBuf,
+    step_pid: PathBuf,
+    detached_pid: PathBuf,
+}
 
-    let (witness, collided) = (world.root.join("witness"), world.root.join("collided"));
-    let (step_pid, detached_pid) = (world.root.join("step-a.pid"), world.root.join("det.pid"));
-    let detaching = format!(
-        "setsid sh -c 'exec 9>>{witness}; flock 9; echo $$ > {det}; exec sleep 300' </dev/null >/dev/null 2>&1 & until [ -s {det} ]; do sleep 0.01; done; echo $$ > {pid}; sleep 300",
-        witness = witness.display(),
-        det = detached_pid.display(),
-        pid = step_pid.display()
-    );
-    let lands = format!(
-        "exec 9>>{witness}; if ! flock -n 9; then echo \"$3\" >> {collided}; exit 1; fi; exec {land} \"$1\" \"$2\" {ledger} \"$3\"",
-        witness = witness.display(),
-        collided = collided.display(),
-        land = world.land_script().display(),
-        ledger = world.root.join("ledger").display(),
-    );
+impl TwoDaemons {
+    fn new() -> Self {
+        let world = World::new();
+        let lane = world.git_lane("widget", None);
+        let _id_a = lane.queue(61, "main");
+        let (queue_b, _id_b) = lane.queue_for_second_daemon(62);
+        let root = world.root.clone();
+        TwoDaemons {
+            world,
+            queue_b,
+            witness: root.join("witness"),
+            collided: root.join("collided"),
+            step_pid: root.join("step-a.pid"),
+            detached_pid: root.join("det.pid"),
+        }
+    }
+
+    fn dir(&self, daemon: &str) -> PathBuf {
+        self.world.root.join(daemon)
+    }
+
+    /// Starts daemon A, whose step starts a `setsid` child (its stdin and any other
+    /// redirections `child_io`) that holds the witness, then writes the leader's pid and
+    /// runs `then`. Returns A and its step leader's pid, once the leader has written it.
+    fn start_a(&self, child_io: &str, then: &str, ttl: u64) -> (std::process::Child, i32) {
+        let detaching = format!(
+            "setsid sh -c 'exec 9>>{witness}; flock 9; echo $$ > {det}; exec sleep 300' {child_io} & until [ -s {det} ]; do sleep 0.01; done; echo $$ > {pid}; {then}",
+            witness = self.witness.display(),
+            det = self.detached_pid.display(),
+            pid = self.step_pid.display()
+        );
+        let config_a = config(&self.world, "a.toml", &detaching, ttl);
+        let args_a = run_args(&config_a);
+        let args_a: Vec<&str> = args_a.iter().map(String::as_str).collect();
+        let dir_a = self.dir("a");
+        let mut daemon_a = self.world.spawn_berth(&args_a, &dir_a, &[]);
+        let leader = self.world.step_pid(&self.step_pid, &mut daemon_a, &dir_a);
+        (daemon_a, leader)
+    }
+
+    /// Runs daemon B until it lands PR 62 or collides; then ends A (continuing it first if
+    /// `a_paused`) and A's detached child, and asserts that B landed without meeting that
+    /// child (`whose`, named in the failure).
+    fn b_never_meets_the_child(
+        &self,
+        ttl: u64,
+        mut daemon_a: std::process::Child,
+        a_paused: bool,
+        whose: &str,
+    ) {
+        let detached = read_pid(&self.detached_pid);
+        let lands = format!(
+            "exec 9>>{witness}; if ! flock -n 9; then echo \"$3\" >> {collided}; exit 1; fi; exec {land} \"$1\" \"$2\" {ledger} \"$3\"",
+            witness = self.witness.display(),
+            collided = self.collided.display(),
+            land = self.world.land_script().display(),
+            ledger = self.world.root.join("ledger").display(),
+        );
+        let config_b = config(&self.world, "b.toml", &lands, ttl);
+        let dir_b = self.dir("b");
+        let args_b = run_args(&config_b);
+        let args_b: Vec<&str> = args_b.iter().map(String::as_str).collect();
+        let queue_env = [("BERTH_QUEUE_DIR", self.queue_b.as_path())];
+        let mut daemon_b = self.world.spawn_berth(&args_b, &dir_b, &queue_env);
+        let ended = self.world.wait_for(Duration::from_secs(90), || {
+            self.collided.exists() || self.world.ledger() == [62]
+        });
+        kill(Pid::from_raw(daemon_b.id() as i32), Signal::SIGTERM).unwrap();
+        daemon_b.wait().unwrap();
+        if a_paused {
+            let _ = kill(Pid::from_raw(daemon_a.id() as i32), Signal::SIGCONT);
+        }
+        // A no-op for a daemon already waited for: std signals no pid it has reaped.
+        let _ = daemon_a.kill();
+        let _ = daemon_a.wait();
+        let _ = kill(Pid::from_raw(detached), Signal::SIGKILL);
+        let logs = fs::read_to_string(dir_b.with_extension("log")).unwrap_or_default();
+        assert!(ended, "B neither landed nor collided:\n{logs}");
+        assert!(
+            !self.collided.exists(),
+            "B started a step of the lane while {whose} {detached} still ran:\n{logs}"
+        );
+    }
+}
+
+fn the_next_landing_never_meets_a_detached_child(stop: Stop) {
+    let race = TwoDaemons::new();
     // Killed, A's lock can only be taken over as its holder's (proven gone); paused, only
     // once it expires.
     let ttl = if stop == Stop::Pause { 8 } else { 120 };
-    let (config_a, config_b) = (
-        config(&world, "a.toml", &detaching, ttl),
-        config(&world, "b.toml", &lands, ttl),
-    );
-    let (dir_a, dir_b) = (world.root.join("a"), world.root.join("b"));
-    let args_a = run_args(&config_a);
-    let args_a: Vec<&str> = args_a.iter().map(String::as_str).collect();
-    let mut daemon_a = world.spawn_berth(&args_a, &dir_a, &[]);
-    let leader = world.step_pid(&step_pid, &mut daemon_a, &dir_a);
-    let detached = read_pid(&detached_pid);
+    let (mut daemon_a, leader) = race.start_a("</dev/null >/dev/null 2>&1", "sleep 300", ttl);
     let a = Pid::from_raw(daemon_a.id() as i32);
     match stop {
         Stop::Kill => {}
@@ -102,28 +171,11 @@ fn the_next_landing_never_meets_a_detached_child(stop: Stop) {
         daemon_a.kill().unwrap();
         daemon_a.wait().unwrap();
     }
-
-    let args_b = run_args(&config_b);
-    let args_b: Vec<&str> = args_b.iter().map(String::as_str).collect();
-    let queue_env = [("BERTH_QUEUE_DIR", queue_b.as_path())];
-    let mut daemon_b = world.spawn_berth(&args_b, &dir_b, &queue_env);
-    let ended = world.wait_for(Duration::from_secs(90), || {
-        collided.exists() || world.ledger() == [62]
-    });
-    kill(Pid::from_raw(daemon_b.id() as i32), Signal::SIGTERM).unwrap();
-    daemon_b.wait().unwrap();
-    if stop == Stop::Pause {
-        let _ = kill(a, Signal::SIGCONT);
-    }
-    // A no-op for a daemon already waited for: std signals no pid it has reaped.
-    let _ = daemon_a.kill();
-    let _ = daemon_a.wait();
-    let _ = kill(Pid::from_raw(detached), Signal::SIGKILL);
-    let logs = fs::read_to_string(dir_b.with_extension("log")).unwrap_or_default();
-    assert!(ended, "B neither landed nor collided:\n{logs}");
-    assert!(
-        !collided.exists(),
-        "B started a step of the lane while A's detached step child {detached} still ran:\n{logs}"
+    race.b_never_meets_the_child(
+        ttl,
+        daemon_a,
+        stop == Stop::Pause,
+        "A's detached step child",
     );
 }
 
@@ -152,38 +204,11 @@ fn a_paused_daemons_detached_step_child_is_stopped_by_its_lease() {
 /// the lane's next PR while A's detached child still runs.
 #[test]
 fn a_detached_child_holding_the_output_is_stopped_when_its_daemon_pauses_after_the_step() {
-    let world = World::new();
-    let lane = world.git_lane("widget", None);
-    let _id_a = lane.queue(61, "main");
-    let (queue_b, _id_b) = lane.queue_for_second_daemon(62);
-
-    let (witness, collided) = (world.root.join("witness"), world.root.join("collided"));
-    let (step_pid, detached_pid) = (world.root.join("step-a.pid"), world.root.join("det.pid"));
-    // The detached child keeps stdout and stderr: the step's output pipe.
-    let detaching = format!(
-        "setsid sh -c 'exec 9>>{witness}; flock 9; echo $$ > {det}; exec sleep 300' </dev/null & until [ -s {det} ]; do sleep 0.01; done; echo $$ > {pid}; exit 0",
-        witness = witness.display(),
-        det = detached_pid.display(),
-        pid = step_pid.display()
-    );
-    let lands = format!(
-        "exec 9>>{witness}; if ! flock -n 9; then echo \"$3\" >> {collided}; exit 1; fi; exec {land} \"$1\" \"$2\" {ledger} \"$3\"",
-        witness = witness.display(),
-        collided = collided.display(),
-        land = world.land_script().display(),
-        ledger = world.root.join("ledger").display(),
-    );
+    let race = TwoDaemons::new();
     let ttl = 8;
-    let (config_a, config_b) = (
-        config(&world, "a.toml", &detaching, ttl),
-        config(&world, "b.toml", &lands, ttl),
-    );
-    let (dir_a, dir_b) = (world.root.join("a"), world.root.join("b"));
-    let args_a = run_args(&config_a);
-    let args_a: Vec<&str> = args_a.iter().map(String::as_str).collect();
-    let mut daemon_a = world.spawn_berth(&args_a, &dir_a, &[]);
+    // The detached child keeps stdout and stderr: the step's output pipe.
+    let (daemon_a, leader) = race.start_a("</dev/null", "exit 0", ttl);
     let a = Pid::from_raw(daemon_a.id() as i32);
-    let leader = world.step_pid(&step_pid, &mut daemon_a, &dir_a);
     // Reaped (no /proc entry, not even a zombie): berth dismissed the guard just before.
     let mut reaped = false;
     for _ in 0..20_000 {
@@ -195,25 +220,5 @@ fn a_detached_child_holding_the_output_is_stopped_when_its_daemon_pauses_after_t
     }
     kill(a, Signal::SIGSTOP).unwrap();
     assert!(reaped, "A never reaped its step's leader");
-    let detached = read_pid(&detached_pid);
-
-    let args_b = run_args(&config_b);
-    let args_b: Vec<&str> = args_b.iter().map(String::as_str).collect();
-    let queue_env = [("BERTH_QUEUE_DIR", queue_b.as_path())];
-    let mut daemon_b = world.spawn_berth(&args_b, &dir_b, &queue_env);
-    let ended = world.wait_for(Duration::from_secs(90), || {
-        collided.exists() || world.ledger() == [62]
-    });
-    kill(Pid::from_raw(daemon_b.id() as i32), Signal::SIGTERM).unwrap();
-    daemon_b.wait().unwrap();
-    let _ = kill(a, Signal::SIGCONT);
-    let _ = daemon_a.kill();
-    let _ = daemon_a.wait();
-    let _ = kill(Pid::from_raw(detached), Signal::SIGKILL);
-    let logs = fs::read_to_string(dir_b.with_extension("log")).unwrap_or_default();
-    assert!(ended, "B neither landed nor collided:\n{logs}");
-    assert!(
-        !collided.exists(),
-        "B started a step of the lane while paused A's detached step child {detached} still ran:\n{logs}"
-    );
+    race.b_never_meets_the_child(ttl, daemon_a, true, "paused A's detached step child");
 }

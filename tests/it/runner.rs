@@ -93,6 +93,19 @@ async fn gone_within(pid: i32, limit: Duration) -> bool {
     !alive(pid)
 }
 
+/// The process whose pid the step's script wrote to `detached.pid` is gone within `limit`
+/// (killed either way, so that a failing test leaves nothing behind); `outlived` says what
+/// it outlived if not.
+async fn assert_detached_gone_within(fx: &Fixture, limit: Duration, outlived: &str) {
+    let detached = read_pid(&fx.worktree_file("detached.pid")).await;
+    let gone = gone_within(detached, limit).await;
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(detached),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    assert!(gone, "the detached {detached} outlived {outlived}");
+}
+
 /// Waits for a pid file the test's script writes, then parses it.
 async fn read_pid(path: &Path) -> i32 {
     let start = Instant::now();
@@ -394,16 +407,7 @@ async fn a_process_that_left_the_steps_group_does_not_outlive_the_step() {
     );
     let result = land(&runner, &fx, 1).await;
     assert!(result.succeeded(), "{result}");
-    let detached = read_pid(&fx.worktree_file("detached.pid")).await;
-    let gone = gone_within(detached, Duration::from_secs(1)).await;
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(detached),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-    assert!(
-        gone,
-        "the detached {detached} outlived the step that started it"
-    );
+    assert_detached_gone_within(&fx, Duration::from_secs(1), "the step that started it").await;
 }
 
 #[tokio::test]
@@ -820,16 +824,12 @@ async fn a_detached_process_does_not_outlive_a_dropped_step() {
         timed_out.is_err(),
         "the step should still have been running"
     );
-    let detached = read_pid(&fx.worktree_file("detached.pid")).await;
-    let gone = gone_within(detached, Duration::from_secs(3)).await;
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(detached),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-    assert!(
-        gone,
-        "the detached {detached} outlived the dropped step that started it"
-    );
+    assert_detached_gone_within(
+        &fx,
+        Duration::from_secs(3),
+        "the dropped step that started it",
+    )
+    .await;
 }
 
 /// The step's future is dropped (the daemon's shutdown drain runs out of budget and aborts
@@ -870,16 +870,12 @@ async fn a_detached_process_holding_the_output_does_not_outlive_a_step_dropped_w
     assert!(reaped.is_ok(), "the step's leader was never reaped");
     // Dropped inside the drain of its output.
     drop(run);
-    let detached = read_pid(&fx.worktree_file("detached.pid")).await;
-    let gone = gone_within(detached, Duration::from_secs(3)).await;
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(detached),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-    assert!(
-        gone,
-        "the detached {detached} outlived the step dropped while its output drained"
-    );
+    assert_detached_gone_within(
+        &fx,
+        Duration::from_secs(3),
+        "the step dropped while its output drained",
+    )
+    .await;
 }
 
 /// Berth stopped right after spawning a step, before its guard learned the step's group

@@ -261,13 +261,34 @@ fn a_directory_planted_at_the_writers_lock_does_not_wedge_the_origins_lanes() {
 /// Needs root, to play both users.
 #[test]
 fn a_writers_lock_file_made_by_another_user_does_not_wedge_the_lane() {
+    the_service_user_lands_after_a_root_operators_lock_write(51, |_| {});
+}
+
+/// The same two users, but the operator's root shell has a hardened umask (027, as CIS
+/// benchmarks ask; sudo keeps the caller's), so the writers' lock file is 0640 root:root.
+/// The service user can open it neither read-write nor read-only: it writes the lock ref
+/// without it (still a compare-and-swap under the ref's own `.lock` file) and lands.
+#[test]
+fn a_writers_lock_the_daemon_user_cannot_open_does_not_wedge_the_lane() {
+    the_service_user_lands_after_a_root_operators_lock_write(52, |writers| {
+        // What the operator's umask 027 would have made it (0666 & !027).
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(writers, fs::Permissions::from_mode(0o640)).unwrap();
+    });
+}
+
+/// An operator (root) takes and releases the lane's lock before the service user's
+/// daemon runs, leaving berth's writers' lock file root's; everything else is the service
+/// user's (nobody). `shape` then reshapes that file as the operator's shell would have, and
+/// the service user's `run --once` must land PR `pr`. Skipped without root.
+fn the_service_user_lands_after_a_root_operators_lock_write(pr: u64, shape: impl FnOnce(&Path)) {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("skipped: playing two users needs root");
         return;
     }
     let world = World::new();
     let lane = world.git_lane("widget", None);
-    let id = lane.queue(51, "main");
+    let id = lane.queue(pr, "main");
     let config = world.git_forge_config("");
     let operator = berth::lane_lock::LockClient::new(
         &world.root.join("operator"),
@@ -289,17 +310,9 @@ fn a_writers_lock_file_made_by_another_user_does_not_wedge_the_lane() {
         writers.exists(),
         "the operator's write took no writers' lock"
     );
-    // Everything but that file is the service user's (nobody).
-    let chown = |args: &[&str], path: &Path| {
-        let done = std::process::Command::new("chown")
-            .args(args)
-            .arg(path)
-            .status()
-            .unwrap();
-        assert!(done.success());
-    };
     chown(&["-R", "65534:65534"], &world.root);
     chown(&["0:0"], &writers);
+    shape(&writers);
 
     let berth_dir = world.root.join("service");
     let mut daemon = world.spawn_berth_wrapped(
@@ -315,69 +328,17 @@ fn a_writers_lock_file_made_by_another_user_does_not_wedge_the_lane() {
     daemon.wait().unwrap();
     let log = fs::read_to_string(berth_dir.with_extension("log")).unwrap_or_default();
     assert_eq!(world.read_record(&id)["status"], "landed", "{log}");
-    assert_eq!(world.ledger(), [51]);
+    assert_eq!(world.ledger(), [pr]);
 }
 
-/// The same two users, but the operator's root shell has a hardened umask (027, as CIS
-/// benchmarks ask; sudo keeps the caller's), so the writers' lock file is 0640 root:root.
-/// The service user can open it neither read-write nor read-only: it writes the lock ref
-/// without it (still a compare-and-swap under the ref's own `.lock` file) and lands.
-#[test]
-fn a_writers_lock_the_daemon_user_cannot_open_does_not_wedge_the_lane() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: playing two users needs root");
-        return;
-    }
-    let world = World::new();
-    let lane = world.git_lane("widget", None);
-    let id = lane.queue(52, "main");
-    let config = world.git_forge_config("");
-    let operator = berth::lane_lock::LockClient::new(
-        &world.root.join("operator"),
-        berth::lane_lock::LockSettings::default(),
-    )
-    .unwrap();
-    let lane_key = berth::lane_lock::Lane {
-        repo_identity: berth::identity::repo_identity(&lane.clone).unwrap(),
-        base_branch: "main".into(),
-    };
-    let Ok(berth::lane_lock::Acquire::Acquired(held)) =
-        operator.acquire(&lane.remote_url, &lane_key, "operator:1:2", &lane.clone)
-    else {
-        panic!("the operator could not take the lock");
-    };
-    operator.release(&held).unwrap();
-    let writers = Path::new(&lane.remote_url).join("berth-lane-locks.lock");
-    assert!(writers.exists());
-    let chown = |args: &[&str], path: &Path| {
-        let done = std::process::Command::new("chown")
-            .args(args)
-            .arg(path)
-            .status()
-            .unwrap();
-        assert!(done.success());
-    };
-    chown(&["-R", "65534:65534"], &world.root);
-    chown(&["0:0"], &writers);
-    // What the operator's umask 027 would have made it (0666 & !027).
-    use std::os::unix::fs::PermissionsExt as _;
-    fs::set_permissions(&writers, fs::Permissions::from_mode(0o640)).unwrap();
-
-    let berth_dir = world.root.join("service");
-    let mut daemon = world.spawn_berth_wrapped(
-        &[
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-        ],
-        &["run", "--once", "--config", config.to_str().unwrap()],
-        &berth_dir,
-    );
-    daemon.wait().unwrap();
-    let log = fs::read_to_string(berth_dir.with_extension("log")).unwrap_or_default();
-    assert_eq!(world.read_record(&id)["status"], "landed", "{log}");
-    assert_eq!(world.ledger(), [52]);
+/// `chown args path`, which must succeed.
+fn chown(args: &[&str], path: &Path) {
+    let done = std::process::Command::new("chown")
+        .args(args)
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(done.success());
 }
 
 /// Holds `file`'s `flock` from a `flock -o … sleep 600` process (only `flock` itself holds

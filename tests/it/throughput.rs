@@ -267,24 +267,55 @@ fn statuses(world: &World, ids: &[String; 2]) -> [Option<String>; 2] {
         .map(|id| world.read_record(&id)["status"].as_str().map(str::to_owned))
 }
 
-/// Whether the first lock delete was held, then whether one record landed while the
-/// other (the lane's next) was claimed in the hold's first 5 s.
-fn next_claimed_while_held(
-    world: &World,
-    hold: &std::path::Path,
-    ids: &[String; 2],
-) -> (bool, bool) {
-    let held = world.wait_for(std::time::Duration::from_secs(60), || {
-        hold.join("held").exists()
-    });
-    let next_claimed = world.wait_for(std::time::Duration::from_secs(5), || {
-        let [a, b] = statuses(world, ids);
-        matches!(
-            (a.as_deref(), b.as_deref()),
-            (Some("landed"), Some("claiming")) | (Some("claiming"), Some("landed"))
-        )
-    });
-    (held, next_claimed)
+/// A lane with records for PRs 1 and 2 and a [`spawn_with_lock_deletes_held`] daemon
+/// landing them, seen until its first lock release is held and the lane's next record
+/// claimed (or not) while it is.
+struct HeldRelease<'w> {
+    lane: GitLane<'w>,
+    ids: [String; 2],
+    hold: PathBuf,
+    daemon: std::process::Child,
+    /// Whether the first lock delete was held.
+    held: bool,
+    /// Whether one record landed while the other (the lane's next) was claimed in the
+    /// hold's first 5 s.
+    next_claimed: bool,
+}
+
+impl<'w> HeldRelease<'w> {
+    fn start(world: &'w World) -> Self {
+        let lane = world.git_lane("widget", None);
+        let ids = [lane.queue(1, "main"), lane.queue(2, "main")];
+        let hold = world.root.join("hold");
+        let daemon = spawn_with_lock_deletes_held(world, &hold);
+        let held = world.wait_for(std::time::Duration::from_secs(60), || {
+            hold.join("held").exists()
+        });
+        let next_claimed = world.wait_for(std::time::Duration::from_secs(5), || {
+            let [a, b] = statuses(world, &ids);
+            matches!(
+                (a.as_deref(), b.as_deref()),
+                (Some("landed"), Some("claiming")) | (Some("claiming"), Some("landed"))
+            )
+        });
+        HeldRelease {
+            lane,
+            ids,
+            hold,
+            daemon,
+            held,
+            next_claimed,
+        }
+    }
+}
+
+/// No lock ref of any lane is left on `lane`'s origin.
+fn assert_no_lock_left(lane: &GitLane<'_>, log: &str) {
+    assert_eq!(
+        lane.world.lock_refs(&lane.remote_url),
+        Vec::<String>::new(),
+        "{log}"
+    );
 }
 
 /// `C` for each lock write that sets a ref, `D` for each delete, in the order they started.
@@ -303,23 +334,22 @@ fn lock_writes(hold: &std::path::Path) -> String {
 #[test]
 fn a_lanes_next_record_is_claimed_while_its_previous_lock_is_still_being_released() {
     let world = World::new();
-    let lane = world.git_lane("widget", None);
-    let ids = [lane.queue(1, "main"), lane.queue(2, "main")];
-    let hold = world.root.join("hold");
-    let daemon = spawn_with_lock_deletes_held(&world, &hold);
-    let statuses = || statuses(&world, &ids);
-    let (held, next_claimed) = next_claimed_while_held(&world, &hold, &ids);
-    let (writes_then, refs_then) = (lock_writes(&hold), world.lock_refs(&lane.remote_url));
+    let run = HeldRelease::start(&world);
+    let statuses = || statuses(&world, &run.ids);
+    let (writes_then, refs_then) = (
+        lock_writes(&run.hold),
+        world.lock_refs(&run.lane.remote_url),
+    );
     let log_then = berth_log(&world);
-    fs::write(hold.join("go"), "").unwrap();
+    fs::write(run.hold.join("go"), "").unwrap();
     let all_landed = world.wait_for(std::time::Duration::from_secs(60), || {
         statuses().iter().all(|s| s.as_deref() == Some("landed"))
     });
-    stop(daemon);
+    stop(run.daemon);
     let log = berth_log(&world);
-    assert!(held, "no lock release was held: {log}");
+    assert!(run.held, "no lock release was held: {log}");
     assert!(
-        next_claimed,
+        run.next_claimed,
         "the lane's next record was not claimed while its lock was released: {:?} {log}",
         statuses()
     );
@@ -344,14 +374,14 @@ fn a_lanes_next_record_is_claimed_while_its_previous_lock_is_still_being_release
         "the old lock was not still on origin"
     );
     assert_eq!(
-        fs::read_to_string(hold.join("let-go")).unwrap().trim(),
+        fs::read_to_string(run.hold.join("let-go")).unwrap().trim(),
         "test",
         "the release was not held until the test let it go: {log}"
     );
     assert!(all_landed, "not all landed: {log}");
     let one_lock = format!("{}{}", "C".repeat(refs_per_lock), "D".repeat(refs_per_lock));
     assert_eq!(
-        lock_writes(&hold),
+        lock_writes(&run.hold),
         one_lock.repeat(2),
         "the next lock was written before the old one was deleted"
     );
@@ -368,25 +398,17 @@ fn a_lanes_next_record_is_claimed_while_its_previous_lock_is_still_being_release
 #[test]
 fn a_stopping_daemon_waits_for_the_lock_releases_in_flight() {
     let world = World::new();
-    let lane = world.git_lane("widget", None);
-    let ids = [lane.queue(1, "main"), lane.queue(2, "main")];
-    let hold = world.root.join("hold");
-    let mut daemon = spawn_with_lock_deletes_held(&world, &hold);
-    let (held, next_claimed) = next_claimed_while_held(&world, &hold, &ids);
-    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
-    fs::write(hold.join("go"), "").unwrap();
-    let status = daemon.wait().unwrap();
+    let mut run = HeldRelease::start(&world);
+    kill(Pid::from_raw(run.daemon.id() as i32), Signal::SIGTERM).unwrap();
+    fs::write(run.hold.join("go"), "").unwrap();
+    let status = run.daemon.wait().unwrap();
     let log = berth_log(&world);
-    assert!(held && next_claimed, "{log}");
+    assert!(run.held && run.next_claimed, "{log}");
     assert_eq!(status.code(), Some(143), "{log}");
-    let mut ended: Vec<_> = statuses(&world, &ids).into_iter().flatten().collect();
+    let mut ended: Vec<_> = statuses(&world, &run.ids).into_iter().flatten().collect();
     ended.sort();
     assert_eq!(ended, ["landed", "queued"], "{log}");
-    assert_eq!(
-        world.lock_refs(&lane.remote_url),
-        Vec::<String>::new(),
-        "{log}"
-    );
+    assert_no_lock_left(&run.lane, &log);
     assert!(
         log.contains("signal SIGTERM: released 1 lock(s), 0 failed, 0 deferred"),
         "{log}"
@@ -400,39 +422,31 @@ fn a_stopping_daemon_waits_for_the_lock_releases_in_flight() {
 #[test]
 fn a_lock_whose_release_a_killed_daemon_left_in_flight_is_recovered_at_the_next_start() {
     let world = World::new();
-    let lane = world.git_lane("widget", None);
-    let ids = [lane.queue(1, "main"), lane.queue(2, "main")];
-    let hold = world.root.join("hold");
-    let mut daemon = spawn_with_lock_deletes_held(&world, &hold);
-    let (held, next_claimed) = next_claimed_while_held(&world, &hold, &ids);
-    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGKILL).unwrap();
-    daemon.wait().unwrap();
-    fs::write(hold.join("go"), "fail").unwrap();
+    let mut run = HeldRelease::start(&world);
+    kill(Pid::from_raw(run.daemon.id() as i32), Signal::SIGKILL).unwrap();
+    run.daemon.wait().unwrap();
+    fs::write(run.hold.join("go"), "fail").unwrap();
     let left_on_origin = world.wait_for(std::time::Duration::from_secs(30), || {
-        fs::read_to_string(hold.join("let-go")).is_ok()
+        fs::read_to_string(run.hold.join("let-go")).is_ok()
     });
-    let refs_left = world.lock_refs(&lane.remote_url);
+    let refs_left = world.lock_refs(&run.lane.remote_url);
     let config = world.git_forge_config("poll_secs = 3600\n");
     let restarted = world.spawn_watch(&config);
     let all_landed = world.wait_for(std::time::Duration::from_secs(60), || {
-        statuses(&world, &ids)
+        statuses(&world, &run.ids)
             .iter()
             .all(|s| s.as_deref() == Some("landed"))
     });
     stop(restarted);
     let log = berth_log(&world);
-    assert!(held && next_claimed && left_on_origin, "{log}");
+    assert!(run.held && run.next_claimed && left_on_origin, "{log}");
     assert!(
         !refs_left.is_empty(),
         "the failed release left no lock: {log}"
     );
     assert!(all_landed, "{log}");
     assert_eq!(world.ledger(), [1, 2]);
-    assert_eq!(
-        world.lock_refs(&lane.remote_url),
-        Vec::<String>::new(),
-        "{log}"
-    );
+    assert_no_lock_left(&run.lane, &log);
 }
 
 /// `run --once` whose landing is done while its lock release is still in flight: a SIGTERM
@@ -454,10 +468,6 @@ fn a_once_run_signalled_while_its_release_is_in_flight_exits_as_signalled() {
     let log = berth_log(&world);
     assert!(held, "{log}");
     assert_eq!(world.read_record(&id)["status"], "landed", "{log}");
-    assert_eq!(
-        world.lock_refs(&lane.remote_url),
-        Vec::<String>::new(),
-        "{log}"
-    );
+    assert_no_lock_left(&lane, &log);
     assert_eq!(status.code(), Some(143), "the SIGTERM was not heard: {log}");
 }

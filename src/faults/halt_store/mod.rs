@@ -108,6 +108,9 @@ pub struct HaltStore {
     listed: Arc<listing_reads::ReadCache>,
     /// What one listing may read of files it did not read before; `None`: every file.
     listing_budget: Option<u64>,
+    /// What this store's looks for runs' other registries read ([`PassReads`](super::registry::PassReads)):
+    /// the fault watch makes one store a pass, so they are shared by one pass only.
+    elsewhere: Arc<Mutex<super::registry::PassReads>>,
 }
 
 /// Why a halt event file was not written, read or moved; each names the file.
@@ -178,6 +181,7 @@ impl HaltStore {
             opened: Arc::default(),
             listed: Arc::default(),
             listing_budget: None,
+            elsewhere: Arc::default(),
         }
     }
 

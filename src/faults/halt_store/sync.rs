@@ -132,7 +132,10 @@ impl HaltStore {
             .map(|e| e.fault_id.as_str())
             .chain(cleared.iter().map(|(_, fault_id)| fault_id.as_str()))
             .collect();
-        let elsewhere = registry::raised_elsewhere(active, run_id, name, &asked);
+        let elsewhere = {
+            let mut reads = self.elsewhere.lock().unwrap_or_else(|e| e.into_inner());
+            registry::raised_elsewhere(&mut reads, active, (run_id, name), &asked)
+        };
         let mut changed = false;
         for event in new {
             let held = elsewhere.contains(&event.fault_id)

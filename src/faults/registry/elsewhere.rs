@@ -1,11 +1,14 @@
 //! The look for a run's other registries (other state files of the run), at each raise or
 //! clear of one of its faults, on the tick's thread. Whoever writes the faults dir can plant
-//! a registry of the run of up to 8 MiB under every name a listing reads (hard links: one
-//! file's disk). So a look reads each file once per stamp ([`FileStamp`]): every name of
-//! one file is one read; and it reads at most [`MAX_ELSEWHERE_READ_BYTES`]. Past that the
-//! rest count as unread, once: a fault they may hold is not resolved (it stays raised).
+//! a registry of up to 8 MiB under every name a listing reads, of every run (hard links:
+//! one file's disk). So every look of one fault-watch pass shares what the pass read
+//! ([`PassReads`]): a file is read once a pass by stamp ([`FileStamp`]), however many names
+//! or runs reach it, and the pass reads at most [`MAX_ELSEWHERE_READ_BYTES`] in all. Past
+//! that the rest count as unread: a fault they may hold is not resolved (it stays raised).
 
 use std::collections::{HashMap, HashSet};
+
+use sha2::{Digest, Sha256};
 
 use super::super::json_file::MAX_JSON_BYTES;
 use super::super::read_budget::ReadBudget;
@@ -13,10 +16,34 @@ use super::{Unread, may_be_registry_name, name_prefix, read_opened_registry, sou
 use crate::file_stamp::FileStamp;
 use crate::private_dir::{MAX_NAMES_PER_LISTING, PrivateDir};
 
-/// What one look for a run's other registries may read: berth's own registries are
-/// kilobytes, so a real run's others are read whole; four planted ones of the largest size
-/// berth reads fill it.
+/// What the looks of one fault-watch pass may read of runs' other registries: berth's own
+/// registries are kilobytes, so a real pass reads them whole; four planted ones of the
+/// largest size berth reads fill it.
 pub const MAX_ELSEWHERE_READ_BYTES: u64 = 32 * 1024 * 1024;
+
+/// The longest source path a system call takes (`PATH_MAX`): a longer one is never found
+/// gone, so it is not kept.
+const MAX_SOURCE_BYTES: usize = 4096;
+
+/// What the looks of one fault-watch pass read: what each stamp held, and what the pass may
+/// still read. Made afresh each pass (a file may change between passes) and dropped with it.
+#[derive(Debug)]
+pub struct PassReads {
+    by_stamp: HashMap<FileStamp, Held>,
+    budget: ReadBudget,
+    /// Whether the pass logged that its budget ran out: said once a pass.
+    warned: bool,
+}
+
+impl Default for PassReads {
+    fn default() -> PassReads {
+        PassReads {
+            by_stamp: HashMap::new(),
+            budget: ReadBudget::new(MAX_ELSEWHERE_READ_BYTES),
+            warned: false,
+        }
+    }
+}
 
 /// What `run_id`'s other registries (other state files of the run) say about halt ids.
 #[derive(Debug, Default)]
@@ -41,57 +68,119 @@ impl Elsewhere {
     }
 }
 
-/// What one file under a name of the run held, shared by all its names in one look.
-#[derive(Clone, Debug)]
+/// What one file under a name of a run held, shared by every name and look of the pass.
+#[derive(Debug)]
 enum Held {
-    /// A registry of another run whose safe run id is this one's.
-    OtherRun,
-    /// A registry of the run: its state file, and the asked ids it holds.
-    Registry { source: String, ids: Vec<String> },
+    Registry(Registered),
     /// Not a registry (torn, planted): what it holds is unknown.
     Invalid(String),
 }
 
-/// One look's reads: what each stamp held, and what it may still read.
-struct Look<'a> {
-    run_id: &'a str,
-    asked: &'a HashSet<&'a str>,
-    by_stamp: HashMap<FileStamp, Held>,
-    budget: ReadBudget,
+/// A registry, as the looks of a pass need it.
+#[derive(Debug)]
+struct Registered {
+    /// Its run id's SHA-256: a planted run id may be megabytes, and each look compares it.
+    run: [u8; 32],
+    /// Its state file; `None` when longer than a system call takes (never found gone).
+    source: Option<Box<str>>,
+    /// The fault ids the looks of its own run asked of it, and those of them it holds: only
+    /// those, never every id it holds (up to 8 MiB of them).
+    asked: HashSet<String>,
+    holds: HashSet<String>,
 }
 
-impl Look<'_> {
-    /// What `name` in `dir` holds: `None` when nothing is there or it was left unread past
-    /// the budget, `Err` with the reason when the system could not read it.
-    fn held(&mut self, dir: &PrivateDir, name: &str) -> Option<Result<Held, NotRead>> {
+/// What a look learns of one name of the run.
+enum Found {
+    /// A registry of another run whose safe run id is this one's.
+    OtherRun,
+    /// A registry of the run: its state file, and the asked ids it holds.
+    Registry {
+        source: Option<Box<str>>,
+        ids: Vec<String>,
+    },
+    Invalid(String),
+}
+
+impl Held {
+    /// What the look of `run` asking about `asked` learns from it; `None` when it must be
+    /// read again: a registry of that run not yet asked about all of `asked` (its run has
+    /// several state files that changed this pass).
+    fn answer(&self, run: &[u8; 32], asked: &HashSet<&str>) -> Option<Found> {
+        match self {
+            Held::Invalid(reason) => Some(Found::Invalid(reason.clone())),
+            Held::Registry(registered) if &registered.run != run => Some(Found::OtherRun),
+            Held::Registry(registered) => {
+                if !asked.iter().all(|id| registered.asked.contains(*id)) {
+                    return None;
+                }
+                let ids = asked
+                    .iter()
+                    .filter(|id| registered.holds.contains(**id))
+                    .map(|id| (*id).to_owned())
+                    .collect();
+                Some(Found::Registry {
+                    source: registered.source.clone(),
+                    ids,
+                })
+            }
+        }
+    }
+}
+
+impl PassReads {
+    /// What `name` in `dir` holds for the look of `run` (its run id's SHA-256) asking about
+    /// `asked`: `None` when nothing is there or it was left unread past the budget, `Err`
+    /// with the reason when the system could not read it.
+    fn found(
+        &mut self,
+        dir: &PrivateDir,
+        name: &str,
+        run: &[u8; 32],
+        asked: &HashSet<&str>,
+    ) -> Option<Result<Found, NotRead>> {
         let opened = match dir.open_regular(name, MAX_JSON_BYTES) {
             Ok(opened) => opened,
             Err(e) if e.is_not_found() => return None,
             Err(e) => return Some(Err(NotRead::from(Unread::of(e)))),
         };
         let stamp = FileStamp::of(&opened.1);
-        if let Some(held) = self.by_stamp.get(&stamp) {
-            return Some(Ok(held.clone()));
+        let earlier = self.by_stamp.get(&stamp);
+        if let Some(found) = earlier.and_then(|held| held.answer(run, asked)) {
+            return Some(Ok(found));
         }
         if !self.budget.spend(&opened.1) {
             return None;
         }
         let held = match read_opened_registry(opened) {
-            Ok(registry) if registry.run_id != self.run_id => Held::OtherRun,
-            Ok(registry) => Held::Registry {
-                source: registry.source,
-                ids: registry
+            Ok(registry) => {
+                let registry_run: [u8; 32] = Sha256::digest(registry.run_id.as_bytes()).into();
+                let mut asked_of: HashSet<String> = match earlier {
+                    Some(Held::Registry(registered)) => registered.asked.clone(),
+                    _ => HashSet::new(),
+                };
+                if &registry_run == run {
+                    asked_of.extend(asked.iter().map(|id| (*id).to_owned()));
+                }
+                let holds = registry
                     .active
                     .into_values()
                     .map(|a| a.fault_id)
-                    .filter(|id| self.asked.contains(id.as_str()))
-                    .collect(),
-            },
+                    .filter(|id| asked_of.contains(id))
+                    .collect();
+                Held::Registry(Registered {
+                    run: registry_run,
+                    source: (registry.source.len() <= MAX_SOURCE_BYTES)
+                        .then(|| registry.source.into()),
+                    asked: asked_of,
+                    holds,
+                })
+            }
             Err(Unread::Invalid(reason)) => Held::Invalid(reason.to_string()),
             Err(failed @ Unread::Failed(_)) => return Some(Err(NotRead::from(failed))),
         };
-        self.by_stamp.insert(stamp, held.clone());
-        Some(Ok(held))
+        let found = held.answer(run, asked);
+        self.by_stamp.insert(stamp, held);
+        found.map(Ok)
     }
 }
 
@@ -109,18 +198,19 @@ impl From<Unread> for NotRead {
     }
 }
 
-/// The halt ids among `asked` raised by `run_id`'s other registries in `dir` (not `own`): a
-/// fault one state file still has is not resolved because another state file of the run
-/// cleared it. Only the ids asked about are kept: the others' registries may hold up to
-/// 8 MiB of ids each, and a pass asks only about the faults its run raises or clears.
+/// The halt ids among `asked` raised by `run_id`'s other registries in `dir` (not `own`),
+/// read through the pass's `reads`: a fault one state file still has is not resolved
+/// because another state file of the run cleared it. Only the ids asked about are kept:
+/// the others' registries may hold up to 8 MiB of ids each, and a pass asks only about the
+/// faults its run raises or clears.
 /// A registry whose state file is gone is removed instead (the run's lock is held): that
 /// file raises nothing any more, and counting it would keep a new state file of the run
 /// from filing, and later resolving, the same fault for ever. Its pending events stay
 /// for an investigator.
 pub fn raised_elsewhere(
+    reads: &mut PassReads,
     dir: &PrivateDir,
-    run_id: &str,
-    own: &str,
+    (run_id, own): (&str, &str),
     asked: &HashSet<&str>,
 ) -> Elsewhere {
     let prefix = name_prefix(run_id);
@@ -146,23 +236,22 @@ pub fn raised_elsewhere(
             return elsewhere;
         }
     };
-    let mut look = Look {
-        run_id,
-        asked,
-        by_stamp: HashMap::new(),
-        budget: ReadBudget::new(MAX_ELSEWHERE_READ_BYTES),
-    };
+    let run: [u8; 32] = Sha256::digest(run_id.as_bytes()).into();
+    let waiting_before = reads.budget.waiting();
     for name in names {
         let path = dir.join(&name);
-        match look.held(dir, &name) {
-            None | Some(Ok(Held::OtherRun)) => {}
-            Some(Ok(Held::Registry { source, .. })) if source_is_gone(&source) => {
+        match reads.found(dir, &name, &run, asked) {
+            None | Some(Ok(Found::OtherRun)) => {}
+            Some(Ok(Found::Registry {
+                source: Some(source),
+                ..
+            })) if source_is_gone(&source) => {
                 if let Err(e) = dir.remove_if_there(&name) {
                     tracing::warn!(file = %path.display(), "registry of a gone state file not removed: {e}");
                 }
             }
-            Some(Ok(Held::Registry { ids, .. })) => elsewhere.raised.extend(ids),
-            Some(Ok(Held::Invalid(reason))) => elsewhere
+            Some(Ok(Found::Registry { ids, .. })) => elsewhere.raised.extend(ids),
+            Some(Ok(Found::Invalid(reason))) => elsewhere
                 .unread
                 .push(format!("{}: {reason}", path.display())),
             Some(Err(not_read)) => elsewhere
@@ -170,20 +259,32 @@ pub fn raised_elsewhere(
                 .push(format!("{}: {not_read}", path.display())),
         }
     }
-    // Said once, however many were left: they may hold any fault, so it stays raised.
-    if look.budget.waiting() > 0 {
-        elsewhere.unread.push(format!(
-            "{}: {} registries of the run not read: one look reads at most {MAX_ELSEWHERE_READ_BYTES} bytes of them; read again next tick",
-            dir.path().display(),
-            look.budget.waiting()
-        ));
-    }
+    reads.left_unread(&mut elsewhere, dir, reads.budget.waiting() - waiting_before);
     elsewhere
+}
+
+impl PassReads {
+    /// Counts the `left` registries the look left unread past the pass's budget as one
+    /// unread entry (they may hold any fault, so it stays raised), and logs, once a pass,
+    /// that the budget ran out.
+    fn left_unread(&mut self, elsewhere: &mut Elsewhere, dir: &PrivateDir, left: usize) {
+        if left == 0 {
+            return;
+        }
+        elsewhere.unread.push(format!(
+            "{}: {left} registries of the run not read: one fault-watch pass reads at most {MAX_ELSEWHERE_READ_BYTES} bytes of runs' other registries; read again next tick",
+            dir.path().display()
+        ));
+        if !self.warned {
+            self.warned = true;
+            tracing::warn!(dir = %dir.path().display(), "this pass read {MAX_ELSEWHERE_READ_BYTES} bytes of runs' other registries: the rest are left unread, and the faults of their runs stay raised until a later pass reads them");
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Registry, name, save};
+    use super::super::{ActiveFault, Registry, name, save};
     use super::*;
 
     /// Distinct registries of the run past what one look reads: those left unread may hold
@@ -206,7 +307,12 @@ mod tests {
             save(&dir, &name("run", &format!("/s/{n}.json")), &registry).unwrap();
         }
         let asked = HashSet::from(["K:s:00000000"]);
-        let elsewhere = raised_elsewhere(&dir, "run", &name("run", "/s/own.json"), &asked);
+        let elsewhere = raised_elsewhere(
+            &mut PassReads::default(),
+            &dir,
+            ("run", &name("run", "/s/own.json")),
+            &asked,
+        );
         assert!(!elsewhere.contains("K:s:00000000"));
         assert_eq!(elsewhere.unread().len(), 1, "{:?}", elsewhere.unread());
         assert!(
@@ -214,5 +320,47 @@ mod tests {
             "{:?}",
             elsewhere.unread()
         );
+    }
+
+    /// Two state files of a run change in one pass, each asking about its own fault: the
+    /// second look is answered about its fault too, not only about what the first asked
+    /// (the pass keeps only asked ids, so it reads the registry again for a new one).
+    #[test]
+    fn a_second_look_of_a_run_in_one_pass_learns_of_faults_the_first_did_not_ask_about() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = PrivateDir::ensure(root.path(), "active-faults").unwrap();
+        let state = root.path().join("live.json");
+        std::fs::write(&state, "{}").unwrap();
+        let fault = |id: &str| ActiveFault {
+            fault_id: id.into(),
+            first_detected_at: String::new(),
+        };
+        let registry = Registry {
+            run_id: "run".into(),
+            source: state.display().to_string(),
+            updated_at: String::new(),
+            active: [
+                ("a".into(), fault("K:s:0000000a")),
+                ("b".into(), fault("K:s:0000000b")),
+            ]
+            .into(),
+        };
+        save(&dir, &name("run", "/s/held.json"), &registry).unwrap();
+        let mut reads = PassReads::default();
+        let first = raised_elsewhere(
+            &mut reads,
+            &dir,
+            ("run", &name("run", "/s/one.json")),
+            &HashSet::from(["K:s:0000000a"]),
+        );
+        assert!(first.contains("K:s:0000000a") && !first.contains("K:s:0000000b"));
+        let second = raised_elsewhere(
+            &mut reads,
+            &dir,
+            ("run", &name("run", "/s/two.json")),
+            &HashSet::from(["K:s:0000000b"]),
+        );
+        assert!(second.contains("K:s:0000000b"), "{second:?}");
+        assert!(second.unread().is_empty(), "{second:?}");
     }
 }

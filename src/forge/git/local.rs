@@ -49,15 +49,15 @@ pub(super) fn observe(
     };
     crate::lane_lock::run_on_local_origin(origin_dir, forge.timeout, None, read).map_err(
         |overdue| match overdue {
-            Overdue::Late { .. } | Overdue::StillLate { .. } => ForgeError::Timeout {
-                command: format!(
-                    "read refs/heads/{} and refs/heads/{} of {} ({overdue})",
+            Overdue::Late { .. } | Overdue::StillLate { .. } => ForgeError::Unanswered {
+                read: format!(
+                    "the read of refs/heads/{} and refs/heads/{} of {}",
                     pr.feature_branch,
                     pr.base_branch,
                     origin_dir.display()
                 ),
+                why: overdue.to_string(),
                 subject,
-                after: forge.timeout,
             },
             Overdue::Spawn { .. } | Overdue::Lost(_) => ForgeError::Git {
                 subject,

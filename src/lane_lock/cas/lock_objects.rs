@@ -15,20 +15,25 @@
 //!   its 0755 directories fail the group's next push with an object there).
 //! - Otherwise berth's own process writes them through libgit2: no child to wait for.
 //!
-//! Only the objects the origin lacks are written, and nothing when it has them all. An
-//! object already there may sit in a fan-out directory the writer cannot write (an earlier
-//! root berth's loose empty tree in another user's `objects/4b/`): git would try to
-//! freshen or rewrite it there and fail, and with it every lock write of that origin.
+//! Both objects go through the writer even when the origin has them: writing an object
+//! it has freshens its copy's time (the loose file, or the pack holding it) or, where that
+//! is refused, writes it anew, as git's `write_object_file` and libgit2's `git_odb_write`
+//! do. Skipped, an old copy (the empty tree a released lock left loose and unreferenced)
+//! stays prunable by a concurrent `git gc` after the lock ref points at it.
+//! [`freshened`] then checks that no loose copy in the origin stayed old.
 
 use std::io::{self, Seek as _, Write as _};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::SystemTime;
 
 use git2::{ErrorCode, ObjectType, Oid, Repository};
 use nix::sys::memfd::{MFdFlags, memfd_create};
 
 use crate::lane_lock::origin_owner::{self, Owner};
 use crate::lane_lock::{lock_dir, ref_writer};
+
+mod freshened;
 
 /// Who writes the objects.
 #[derive(Debug, PartialEq, Eq)]
@@ -46,35 +51,42 @@ pub(super) fn copy_lock_commit(
     origin: &Repository,
     sha: Oid,
 ) -> Result<(), git2::Error> {
-    let missing = Missing::of(scratch, origin, sha)?;
-    if missing.is_none() {
-        return Ok(());
-    }
-    match writer(origin)? {
-        Writer::Berth => copy_in_process(scratch, origin, sha, &missing),
-        Writer::Git(owner) => unpack(scratch, origin.path(), &missing, owner.as_ref()),
-    }
+    let objects = LockObjects {
+        commit: sha,
+        tree: scratch.find_commit(sha)?.tree_id(),
+    };
+    let odb = origin.odb()?;
+    let had: Vec<_> = [("lock commit", objects.commit), ("tree", objects.tree)]
+        .into_iter()
+        .filter(|&(_, oid)| odb.exists(oid))
+        .collect();
+    let started = SystemTime::now();
+    let writer = writer(origin)?;
+    let owner = match &writer {
+        Writer::Berth => {
+            copy_in_process(scratch, origin, &objects)?;
+            None
+        }
+        Writer::Git(owner) => {
+            let owner = owner.as_ref();
+            unpack(scratch, origin.path(), &objects, owner).map_err(|said| {
+                let why = match freshened::check(origin.path(), &had, started) {
+                    Ok(()) => said,
+                    Err(stale) => format!("{said}; {stale}"),
+                };
+                failed(origin.path(), owner, &why)
+            })?;
+            owner
+        }
+    };
+    freshened::check(origin.path(), &had, started)
+        .map_err(|stale| failed(origin.path(), owner, &stale.to_string()))
 }
 
-/// Which of the lock commit and its tree the origin lacks, read through its open handle.
-struct Missing {
-    commit: Option<Oid>,
-    tree: Option<Oid>,
-}
-
-impl Missing {
-    fn of(scratch: &Repository, origin: &Repository, sha: Oid) -> Result<Self, git2::Error> {
-        let odb = origin.odb()?;
-        let lacks = |oid: Oid| (!odb.exists(oid)).then_some(oid);
-        Ok(Self {
-            commit: lacks(sha),
-            tree: lacks(scratch.find_commit(sha)?.tree_id()),
-        })
-    }
-
-    fn is_none(&self) -> bool {
-        self.commit.is_none() && self.tree.is_none()
-    }
+/// The lock commit and its tree.
+struct LockObjects {
+    commit: Oid,
+    tree: Oid,
 }
 
 fn writer(origin: &Repository) -> Result<Writer, git2::Error> {
@@ -107,18 +119,13 @@ fn shared(origin: &Repository) -> Result<bool, git2::Error> {
 fn copy_in_process(
     scratch: &Repository,
     origin: &Repository,
-    sha: Oid,
-    missing: &Missing,
+    objects: &LockObjects,
 ) -> Result<(), git2::Error> {
     let source = scratch.odb()?;
     let target = origin.odb()?;
-    if let Some(tree) = missing.tree {
-        target.write(ObjectType::Tree, source.read(tree)?.data())?;
-    }
-    let Some(commit) = missing.commit else {
-        return Ok(());
-    };
-    if target.write(ObjectType::Commit, source.read(commit)?.data())? == sha {
+    target.write(ObjectType::Tree, source.read(objects.tree)?.data())?;
+    let commit = source.read(objects.commit)?;
+    if target.write(ObjectType::Commit, commit.data())? == objects.commit {
         Ok(())
     } else {
         Err(git2::Error::from_str(
@@ -128,16 +135,15 @@ fn copy_in_process(
 }
 
 /// Runs `git unpack-objects` in `git_dir` as `owner` (or berth), fed a pack of the
-/// `missing` objects from a memory file (no pipe berth could block on), and waits for it at
-/// most [`ref_writer::WRITE_LIMIT`] and its grace.
+/// lock `objects` from a memory file (no pipe berth could block on), and waits for it at
+/// most [`ref_writer::WRITE_LIMIT`] and its grace; `Err` says why it did not write them.
 fn unpack(
     scratch: &Repository,
     git_dir: &Path,
-    missing: &Missing,
+    objects: &LockObjects,
     owner: Option<&Owner>,
-) -> Result<(), git2::Error> {
-    let fail = |why: &str| failed(git_dir, owner, why);
-    let pack = pack_of(scratch, missing).map_err(|e| fail(&format!("cannot pack it: {e}")))?;
+) -> Result<(), String> {
+    let pack = pack_of(scratch, objects).map_err(|e| format!("cannot pack it: {e}"))?;
     let mut command = ref_writer::git_in(git_dir);
     command
         .args(["unpack-objects", "-q"])
@@ -145,11 +151,11 @@ fn unpack(
     if let Some(owner) = owner {
         owner.apply(&mut command);
     }
-    let (applied, said) = run(&mut command).map_err(|e| fail(&format!("cannot run git: {e}")))?;
+    let (applied, said) = run(&mut command).map_err(|e| format!("cannot run git: {e}"))?;
     if applied {
         Ok(())
     } else {
-        Err(fail(said.trim()))
+        Err(said.trim().to_owned())
     }
 }
 
@@ -158,17 +164,15 @@ fn run(command: &mut Command) -> io::Result<(bool, String)> {
     ref_writer::finish(&mut child, "git unpack-objects")
 }
 
-/// A pack of the `missing` objects, in a memory file read from its start.
-fn pack_of(scratch: &Repository, missing: &Missing) -> io::Result<std::fs::File> {
+/// A pack of the lock `objects`, in a memory file read from its start.
+fn pack_of(scratch: &Repository, objects: &LockObjects) -> io::Result<std::fs::File> {
     let mut builder = scratch.packbuilder().map_err(io::Error::other)?;
-    if let Some(tree) = missing.tree {
-        builder.insert_tree(tree).map_err(io::Error::other)?;
-    }
-    if let Some(commit) = missing.commit {
-        builder
-            .insert_object(commit, None)
-            .map_err(io::Error::other)?;
-    }
+    builder
+        .insert_tree(objects.tree)
+        .map_err(io::Error::other)?;
+    builder
+        .insert_object(objects.commit, None)
+        .map_err(io::Error::other)?;
     let mut pack = git2::Buf::new();
     builder.write_buf(&mut pack).map_err(io::Error::other)?;
     let mut file = std::fs::File::from(memfd_create(c"berth-lock-pack", MFdFlags::MFD_CLOEXEC)?);
@@ -214,5 +218,56 @@ mod tests {
             let reopened = Repository::open_bare(dir.path()).unwrap();
             assert_eq!(shared(&reopened).unwrap(), is_shared, "{value}");
         }
+    }
+}
+
+#[cfg(test)]
+mod freshen_tests {
+    use crate::lane_lock::Acquire;
+    use crate::lane_lock::tests::{BareOrigin, widget_main};
+    use std::time::{Duration, SystemTime};
+
+    /// git writes an object it already has by freshening its file's time (git's
+    /// `write_object_file`, libgit2's `git_odb_write` alike): a gc that walked the refs
+    /// before a new ref pointed at that object then keeps it, since it is younger than
+    /// `gc.pruneExpire`. The empty tree a released lock left loose and unreferenced in the
+    /// origin ages past that; a lock write that reuses it without freshening it leaves it
+    /// prunable by a concurrent `git gc --auto`, and the lock commit on origin without its
+    /// tree.
+    #[test]
+    fn a_lock_write_freshens_the_old_empty_tree_it_reuses() {
+        let origin = BareOrigin::new();
+        let out = std::process::Command::new("git")
+            .args(["hash-object", "-w", "-t", "tree", "/dev/null"])
+            .current_dir(&origin.bare)
+            .env("GIT_DIR", &origin.bare)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let tree = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let loose = origin
+            .bare
+            .join("objects")
+            .join(&tree[..2])
+            .join(&tree[2..]);
+        let month_ago = SystemTime::now() - Duration::from_secs(30 * 24 * 3600);
+        std::fs::File::open(&loose)
+            .unwrap()
+            .set_modified(month_ago)
+            .unwrap();
+        let client = origin.client();
+        let taken = origin.take(&client, &widget_main());
+        assert!(matches!(taken, Ok(Acquire::Acquired(_))), "{taken:?}");
+        let age = std::fs::metadata(&loose)
+            .unwrap()
+            .modified()
+            .unwrap()
+            .elapsed()
+            .unwrap_or_default();
+        assert!(
+            age < Duration::from_secs(14 * 24 * 3600),
+            "the lock commit's tree {tree} on origin is {} days old after the lock write reused it: prunable by a concurrent gc",
+            age.as_secs() / 86400
+        );
     }
 }

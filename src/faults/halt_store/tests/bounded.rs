@@ -434,3 +434,91 @@ fn a_cut_pending_dir_stays_partial_when_processed_is_cut_too() {
     let runs = store.pending_runs("X");
     assert!(runs.is_err(), "ack picks from a partial listing: {runs:?}");
 }
+
+/// The looks of one pass for runs' other registries share their reads: one 8 MiB registry
+/// of another run planted under a name of each of 20 runs (hard links: one file's disk) is
+/// read once by a pass where the 20 runs each raise a fault (and once by the sweep), not
+/// once by every run's look (160 MiB on the tick's thread).
+#[test]
+fn a_pass_of_many_runs_reads_one_planted_registry_once() {
+    const RUNS: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("elsewhere.json");
+    fs::write(&state, "{}").unwrap();
+    let active = dir.path().join(ACTIVE_DIR);
+    fs::create_dir(&active).unwrap();
+    let planted = serde_json::json!({
+        "runId": "zz",
+        "source": state.to_str().unwrap(),
+        "updatedAt": "x".repeat(8 * 1024 * 1024 - 400),
+        "active": {},
+    });
+    let bytes = serde_json::to_vec(&planted).unwrap();
+    assert!(bytes.len() as u64 <= json_file::MAX_JSON_BYTES);
+    let first = active.join("planted");
+    fs::write(&first, &bytes).unwrap();
+    for n in 0..RUNS {
+        fs::hard_link(&first, active.join(format!("r{n}-00000000.json"))).unwrap();
+    }
+    fs::remove_file(&first).unwrap();
+    let store = HaltStore::new(dir.path());
+    let before = bytes_read_by_this_thread();
+    for n in 0..RUNS {
+        let run = format!("r{n}");
+        let report = store.sync_run(&run, &format!("/s/{run}.json"), &[event(&run, "X", "")]);
+        assert_eq!(report.emitted.len(), 1, "{report:?}");
+    }
+    let read = bytes_read_by_this_thread() - before;
+    assert!(
+        read <= 2 * json_file::MAX_JSON_BYTES,
+        "one pass of {RUNS} raises read {read} bytes: one 8 MiB registry under a name of each run"
+    );
+}
+
+/// Every look of one pass takes its reads from one budget: five runs each with a distinct
+/// 8 MiB registry planted under a name of the run clear their fault in one pass; the four
+/// the pass's 32 MiB read resolve theirs, the fifth's look is left unread, so its fault
+/// stays raised (not resolved) and the pass says why.
+#[test]
+fn the_looks_of_one_pass_share_one_read_budget() {
+    const RUNS: usize = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("elsewhere.json");
+    fs::write(&state, "{}").unwrap();
+    let runs: Vec<String> = (0..RUNS).map(|n| format!("r{n}")).collect();
+    // Live state files: the sweep of gone runs leaves their registries alone.
+    let source = |run: &str| {
+        let path = dir.path().join(format!("{run}.json"));
+        fs::write(&path, "{}").unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let raising = HaltStore::new(dir.path());
+    for run in &runs {
+        let report = raising.sync_run(run, &source(run), &[event(run, "X", "")]);
+        assert_eq!(report.emitted.len(), 1, "{report:?}");
+    }
+    let active = dir.path().join(ACTIVE_DIR);
+    for run in &runs {
+        let planted = serde_json::json!({
+            "runId": run,
+            "source": state.to_str().unwrap(),
+            "updatedAt": "x".repeat(8 * 1024 * 1024 - 400),
+            "active": {},
+        });
+        let name = crate::faults::registry::name(run, "/other.json");
+        fs::write(active.join(name), serde_json::to_vec(&planted).unwrap()).unwrap();
+    }
+    let clearing = HaltStore::new(dir.path());
+    let reports: Vec<SyncReport> = runs
+        .iter()
+        .map(|run| clearing.sync_run(run, &source(run), &[]))
+        .collect();
+    let resolved = reports.iter().filter(|r| r.resolved.len() == 1).count();
+    assert_eq!(resolved, RUNS - 1, "{reports:?}");
+    let last = &reports[RUNS - 1];
+    assert!(last.resolved.is_empty(), "{last:?}");
+    assert!(
+        last.problems.iter().any(|p| p.contains("not read")),
+        "{last:?}"
+    );
+}
