@@ -62,20 +62,9 @@ pub fn select(
         let Ok(gated) = gates.record(&shared.allowlist(), &stored.record) else {
             continue;
         };
-        let lane_ref = match gated.lane_key() {
-            Ok(key) => key,
-            Err(unlearnt) => {
-                // Fail closed: under its spelling it could run beside an alias of itself.
-                tracing::debug!(record = %stored.id, "lane waits: {unlearnt}");
-                continue;
-            }
-        };
-        if in_flight.unlearnt
-            && crate::identity::local_identity_path(&gated.lane().repo_identity).is_some()
-        {
-            tracing::debug!(record = %stored.id, "lane waits: a record in flight has a local origin whose repository berth has not learnt yet");
+        let Some(lane_ref) = in_flight.key_of_candidate(&stored.id, &gated) else {
             continue;
-        }
+        };
         if in_flight.keys.contains(&lane_ref)
             || skip.contains(&lane_ref)
             || seen_lanes.contains(&lane_ref)
@@ -113,6 +102,24 @@ struct InFlight {
     /// A record in flight has a local origin whose repository is not learnt yet: it may
     /// hold the lane of any local candidate, so none starts.
     unlearnt: bool,
+}
+
+impl InFlight {
+    /// A candidate's lane key, or `None` while it is not known (the lane waits, fail
+    /// closed: under its spelling it could run beside an alias of itself), or while a
+    /// record in flight whose lane is not known may hold it.
+    fn key_of_candidate(&self, id: &str, gated: &GatedRecord) -> Option<String> {
+        let key = gated
+            .lane_key()
+            .inspect_err(|unlearnt| tracing::debug!(record = %id, "lane waits: {unlearnt}"))
+            .ok()?;
+        let local = crate::identity::local_identity_path(&gated.lane().repo_identity).is_some();
+        if self.unlearnt && local {
+            tracing::debug!(record = %id, "lane waits: a record in flight has a local origin whose repository berth has not learnt yet");
+            return None;
+        }
+        Some(key)
+    }
 }
 
 /// The lanes of the records in flight, keyed as candidates are ([`GatedRecord::lane_key`]):
