@@ -168,8 +168,19 @@ impl Config {
     /// [`Config::load`], and the keys the file itself sets (read once: what `config show`
     /// says came from the file is what this load parsed).
     pub fn load_with_keys(path: Option<&Path>) -> Result<(Config, BTreeSet<String>), ConfigError> {
+        Config::load_all(path).map(|(config, keys, _)| (config, keys))
+    }
+
+    /// [`Config::load`], with what it lowered (also logged): `berth doctor` warns of it.
+    pub fn load_with_clamps(path: Option<&Path>) -> Result<(Config, Vec<Clamped>), ConfigError> {
+        Config::load_all(path).map(|(config, _, clamped)| (config, clamped))
+    }
+
+    fn load_all(
+        path: Option<&Path>,
+    ) -> Result<(Config, BTreeSet<String>, Vec<Clamped>), ConfigError> {
         let Some(path) = path else {
-            return Ok((Config::default(), BTreeSet::new()));
+            return Ok((Config::default(), BTreeSet::new(), Vec::new()));
         };
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
@@ -182,7 +193,8 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        for clamped in config.clamp_to_longest_ttl() {
+        let clamped = config.clamp_to_longest_ttl();
+        for clamped in &clamped {
             tracing::warn!(
                 config = %path.display(),
                 field = clamped.field(),
@@ -190,7 +202,7 @@ impl Config {
                 path.display()
             );
         }
-        Ok((config, keys.map(|(key, _)| key).collect()))
+        Ok((config, keys.map(|(key, _)| key).collect(), clamped))
     }
 
     /// The halt-events dir: `faults_dir`, else gstack's `~/.gstack/skill-faults/`.

@@ -366,18 +366,8 @@ impl QueueView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Record;
+    use crate::record::sample::queued;
     use crate::store::{Expect, Move};
-
-    fn record(pr: u64) -> Record {
-        Record::from_json(serde_json::json!({
-            "runId": "run-1", "repoPath": "/r", "baseBranch": "main", "featureBranch": "feat/a",
-            "prNumber": pr, "version": "1.0.0", "livingPlanPath": "/r/PLAN.md",
-            "worktreePath": "/r", "queuedAt": "2026-05-17T08:37:01.000Z", "status": "queued",
-            "repoIdentity": "github.com/acme/widget"
-        }))
-        .unwrap()
-    }
 
     /// Waits until every stamp taken now is old enough to be trusted (not racy).
     fn age(_dir: &std::path::Path) {
@@ -389,7 +379,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = QueueStore::new(dir.path());
         let ids: Vec<String> = (1..=5)
-            .map(|pr| store.insert(&record(pr)).unwrap())
+            .map(|pr| store.insert(&queued(pr)).unwrap())
             .collect();
         std::fs::write(dir.path().join("broken.json"), "{ nope").unwrap();
         age(dir.path());
@@ -442,7 +432,7 @@ mod tests {
         let store = QueueStore::new(dir.path());
         let count = PARALLEL_SWEEP_MIN + 100;
         let ids: Vec<String> = (1..=count as u64)
-            .map(|pr| store.insert(&record(pr)).unwrap())
+            .map(|pr| store.insert(&queued(pr)).unwrap())
             .collect();
         // Every third record settled (abandoned), so not active.
         for id in ids.iter().step_by(3) {

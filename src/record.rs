@@ -358,6 +358,29 @@ fn describe(value: &Value) -> String {
     }
 }
 
+/// Test support: a record as a store's and its readers' tests queue it.
+#[cfg(test)]
+pub(crate) mod sample {
+    use super::Record;
+    use serde_json::{Value, json};
+
+    /// A `status` record of PR `pr` (run `run-1`, `main` ← `feat/a` of
+    /// `github.com/acme/widget` at `/r`), as JSON.
+    pub fn json(pr: u64, status: &str) -> Value {
+        json!({
+            "runId": "run-1", "repoPath": "/r", "baseBranch": "main", "featureBranch": "feat/a",
+            "prNumber": pr, "version": "1.0.0", "livingPlanPath": "/r/PLAN.md",
+            "worktreePath": "/r", "queuedAt": "2026-05-17T08:37:01.000Z", "status": status,
+            "repoIdentity": "github.com/acme/widget"
+        })
+    }
+
+    /// [`json`], queued, as a [`Record`].
+    pub fn queued(pr: u64) -> Record {
+        Record::from_json(json(pr, "queued")).unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,13 +11,6 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-/// How long a landing waits for its lane's previous release before it gives up without
-/// writing the lock: longer than a local origin's release can take (three refs, each a
-/// writer child killed within 9 s). A network origin that does not answer may hold a
-/// release longer (each ref up to `remote_timeout_secs`): its lane's next record then goes
-/// back to the queue and is tried again on the lane's backoff.
-pub const PREVIOUS_RELEASE_WAIT: Duration = Duration::from_secs(30);
-
 /// The releases in flight, by lane key ([`crate::lane_lock::lane_key`]). A lane may have
 /// more than one (a lock write that answered too late, still to be released, beside the
 /// release of the lock before it): waiting for the lane waits for all of them.
@@ -38,7 +31,7 @@ pub struct InFlight {
 pub enum Waited {
     /// None in flight, or it ended.
     Over,
-    /// Still in flight after [`PREVIOUS_RELEASE_WAIT`].
+    /// Still in flight after the wait.
     TimedOut,
 }
 

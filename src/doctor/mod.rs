@@ -79,13 +79,17 @@ pub struct Inputs<'a> {
 /// Every check, in the order they are printed.
 pub fn run(inputs: &Inputs<'_>) -> Vec<Check> {
     let mut checks = Vec::new();
-    let config = match Config::load(inputs.config_source.path()) {
-        Ok(config) => {
-            checks.push(Check::new(
-                "config",
-                Verdict::Ok,
-                inputs.config_source.describe(),
-            ));
+    let config = match Config::load_with_clamps(inputs.config_source.path()) {
+        Ok((config, clamped)) => {
+            let described = inputs.config_source.describe();
+            checks.push(match clamped.as_slice() {
+                [] => Check::new("config", Verdict::Ok, described),
+                _ => {
+                    let said: Vec<_> = clamped.iter().map(ToString::to_string).collect();
+                    let detail = format!("{described}; {}", said.join("; "));
+                    Check::new("config", Verdict::Warn, detail)
+                }
+            });
             config
         }
         Err(e) => {

@@ -263,6 +263,31 @@ pub fn stdout_tail(stdout: &str) -> String {
     stdout[start..].to_owned()
 }
 
+/// Test support: the event of a HIGH fault, as the halt store and its readers' tests file.
+#[cfg(test)]
+pub(crate) mod sample {
+    use super::{Fault, HaltEvent, RunRef, Severity};
+
+    /// The event of a HIGH fault `category` ("`category` happened") of run `run` (its state
+    /// slug too), whose stdout tail is `tail`.
+    pub fn event(run: &str, category: &str, tail: &str) -> HaltEvent {
+        let fault = Fault {
+            category: category.into(),
+            severity: Severity::High,
+            description: format!("{category} happened"),
+            source_files: vec![],
+            evidence: Default::default(),
+        };
+        let run_ref = RunRef {
+            run_id: run,
+            state_slug: run,
+            stdout_tail: tail.to_owned(),
+            ..RunRef::default()
+        };
+        HaltEvent::from_fault(&run_ref, &fault)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

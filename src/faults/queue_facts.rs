@@ -134,13 +134,8 @@ mod tests {
     use super::*;
 
     fn stored(pr: u64, status: &str) -> StoredRecord {
-        let record = crate::record::Record::from_json(json!({
-            "runId": "run-1", "repoPath": "/r", "baseBranch": "main", "featureBranch": "feat/a",
-            "prNumber": pr, "version": "1.0.0", "livingPlanPath": "/r/PLAN.md",
-            "worktreePath": "/r", "queuedAt": "2026-05-17T08:37:01.000Z", "status": status,
-            "repoIdentity": "github.com/acme/widget"
-        }))
-        .unwrap();
+        let record =
+            crate::record::Record::from_json(crate::record::sample::json(pr, status)).unwrap();
         let id = record.expected_id();
         StoredRecord {
             path: format!("/q/{id}.json").into(),

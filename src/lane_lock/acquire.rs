@@ -29,9 +29,14 @@ impl LockClient {
         repo_path: &Path,
     ) -> Result<Acquire, LockError> {
         let ref_name = checked_lock_ref(lane)?;
+        let taker = Taker {
+            lane,
+            owner_id,
+            repo_path,
+        };
         let mut taken: Vec<HeldLock> = Vec::new();
         for lock_ref in lane_lock_refs(origin_url, lane) {
-            match self.acquire_ref(origin_url, lock_ref, lane, owner_id, repo_path) {
+            match self.acquire_ref(origin_url, lock_ref, &taker) {
                 Ok(Acquire::Acquired(held)) => taken.push(held),
                 other => {
                     self.release_aliases(&taken);
@@ -58,9 +63,7 @@ impl LockClient {
         &self,
         origin_url: &str,
         ref_name: String,
-        lane: &Lane,
-        owner_id: &str,
-        repo_path: &Path,
+        taker: &Taker<'_>,
     ) -> Result<Acquire, LockError> {
         let target = Target {
             url: origin_url,
@@ -73,7 +76,7 @@ impl LockClient {
         let mut why = gstack_text::LOCK_ALREADY_HELD;
         for attempt in 0..MAX_ATTEMPTS {
             backoff(attempt);
-            match self.create(&scratch, &target, lane, owner_id, repo_path)? {
+            match self.create(&scratch, &target, taker)? {
                 Created::Done(acquire) => return Ok(*acquire),
                 Created::Retry(failed) => {
                     (why, last) = (gstack_text::LOCK_ALREADY_HELD, failed);
@@ -121,8 +124,7 @@ impl LockClient {
                     });
                 }
             }
-            let (sha, payload, started) =
-                self.write_new_lock(&scratch, &target, lane, owner_id, repo_path)?;
+            let (sha, payload, started) = self.write_new_lock(&scratch, &target, taker)?;
             let outcome = self
                 .swap(
                     &scratch,
@@ -135,7 +137,7 @@ impl LockClient {
             match outcome {
                 PushOutcome::Applied => {
                     return Ok(Acquire::Acquired(
-                        self.held(&target, lane, sha, payload, started),
+                        self.held(&target, taker.lane, sha, payload, started),
                     ));
                 }
                 PushOutcome::Refused { advertised } => {
@@ -168,12 +170,9 @@ impl LockClient {
         &self,
         scratch: &Scratch,
         target: &Target<'_>,
-        lane: &Lane,
-        owner_id: &str,
-        repo_path: &Path,
+        taker: &Taker<'_>,
     ) -> Result<Created, LockError> {
-        let (sha, payload, started) =
-            self.write_new_lock(scratch, target, lane, owner_id, repo_path)?;
+        let (sha, payload, started) = self.write_new_lock(scratch, target, taker)?;
         let created = self.swap(
             scratch,
             target,
@@ -183,7 +182,7 @@ impl LockClient {
         );
         let failed = match created {
             Ok(PushOutcome::Applied) => {
-                let held = self.held(target, lane, sha, payload, started);
+                let held = self.held(target, taker.lane, sha, payload, started);
                 return Ok(Created::Done(Box::new(Acquire::Acquired(held))));
             }
             Ok(PushOutcome::Refused { .. }) => return Ok(Created::Exists),
@@ -233,9 +232,9 @@ impl LockClient {
     fn broken_ref(&self, target: &Target<'_>) -> Option<Acquire> {
         let path = local_origin(target.url)?.ok()?;
         let (at, lock_ref) = (path.clone(), target.ref_name.to_owned());
-        let (expiry, longest_ttl) = (Arc::clone(&self.sightings.expiry), super::LONGEST_TTL);
+        let expiry = Arc::clone(&self.sightings.expiry);
         let found = local_deadline::run(&path, target.deadline, None, move || {
-            broken_ref_at(&at, &lock_ref, &expiry, longest_ttl)
+            broken_ref_at(&at, &lock_ref, &expiry)
         });
         let reason = found.ok().flatten()?;
         Some(Acquire::Unreadable {
@@ -246,12 +245,7 @@ impl LockClient {
 }
 
 /// Why a broken ref on or below `lock_ref` of the local origin at `path` holds the lane.
-fn broken_ref_at(
-    path: &Path,
-    lock_ref: &str,
-    expiry: &ExpirySightings,
-    longest_ttl: Duration,
-) -> Option<String> {
+fn broken_ref_at(path: &Path, lock_ref: &str, expiry: &ExpirySightings) -> Option<String> {
     // Opening it reads its config and objects: not while a node there would hang it.
     let origin = refs_look::open_looked(path).ok()?;
     let writers_lock = origin.path().join(leftover::WRITERS_LOCK);
@@ -260,7 +254,6 @@ fn broken_ref_at(
         lock_ref,
         writers_lock: &writers_lock,
         expiry,
-        longest_ttl,
     };
     let lock_path = Path::new(lock_ref);
     let at = || refs_look::blocks_at(origin.path(), lock_path).map(|f| (lock_path.into(), f));

@@ -108,7 +108,6 @@ pub(super) struct Room<'a> {
     pub lock_ref: &'a str,
     pub writers_lock: &'a Path,
     pub expiry: &'a ExpirySightings,
-    pub longest_ttl: Duration,
 }
 
 impl Room<'_> {
@@ -120,7 +119,7 @@ impl Room<'_> {
             self.origin.path().join(name).display(),
             file.aside_name().trim_start_matches("berth-set-aside-")
         );
-        expiry_cap::unreadable_expiry(self.expiry, &key, self.longest_ttl, clock::now())
+        expiry_cap::unreadable_expiry(self.expiry, &key, clock::now())
     }
 
     /// Why the broken ref `file` at `name` holds the lane, and until when.

@@ -100,9 +100,8 @@ impl fmt::Debug for WriteHook {
 pub(crate) struct WriteContext {
     pub hook: WriteHook,
     pub seen: Arc<LeftoverSightings>,
-    /// First sightings of what is no lock, and how long any lock lasts ([`broken_above`]).
+    /// First sightings of what is no lock ([`broken_above`]).
     pub expiry: Arc<ExpirySightings>,
-    pub longest_ttl: std::time::Duration,
     pub deadline: std::time::Duration,
 }
 
@@ -134,7 +133,7 @@ pub(crate) fn compare_and_swap(
             // own (each is killed past it) on top of the reads': cut off at the reads'
             // deadline, a write would leave a stopped writer that may still move the ref,
             // and this lane's own write would be taken for a theft.
-            let deadline = with.deadline + 2 * ref_writer::WRITER_BOUND;
+            let deadline = ref_writer::local_write_deadline(with.deadline);
             local_deadline::run(&path, deadline, Some(&handed), move || {
                 let scratch = Repository::open(&scratch_path)?;
                 local_swap(&scratch, &at, &ref_name, write, expect, new, &with)
@@ -206,10 +205,8 @@ fn local_swap(
         hook,
         seen: sightings,
         expiry,
-        longest_ttl,
         ..
     } = with;
-    let longest_ttl = *longest_ttl;
     let git_dir = refs_look::git_dir_of(path);
     let blocking = refs_look::look(&git_dir)?;
     refs_look::refuse_off_path(&git_dir, ref_name, &blocking)?;
@@ -219,7 +216,6 @@ fn local_swap(
         lock_ref: ref_name,
         writers_lock: &origin.path().join(leftover::WRITERS_LOCK),
         expiry,
-        longest_ttl,
     };
     refs_look::settle(&room, blocking)?;
     let found = match origin.find_reference(ref_name) {

@@ -15,12 +15,12 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use git2::Oid;
 use serde::{Deserialize, Serialize};
 
+use super::LONGEST_TTL;
 use super::payload::ReadLock;
 use super::sightings::{MAX_SIGHTINGS, Sighted, Sightings};
 use crate::ownership::MAX_CLOCK_SKEW;
@@ -141,15 +141,14 @@ pub(super) enum Look {
 /// What a look at one lock ([`capped`]) needs besides the lock.
 pub(super) struct Seen<'a> {
     pub sightings: &'a ExpirySightings,
-    pub longest_ttl: Duration,
     pub now: DateTime<Utc>,
     pub look: Look,
 }
 
 /// `lock` (the commit `sha` on `ref_name`), with its expiry capped at the first sighting
-/// plus `longest_ttl` plus [`MAX_CLOCK_SKEW`] when it lies further ahead of `now`.
+/// plus [`LONGEST_TTL`] plus [`MAX_CLOCK_SKEW`] when it lies further ahead of `now`.
 pub(super) fn capped(mut lock: ReadLock, sha: Oid, ref_name: &str, seen: Seen<'_>) -> ReadLock {
-    let bound = bound(seen.longest_ttl);
+    let bound = bound();
     if lock.expires_at <= seen.now + bound {
         return lock;
     }
@@ -166,7 +165,7 @@ pub(super) fn capped(mut lock: ReadLock, sha: Oid, ref_name: &str, seen: Seen<'_
             first_seen_at = %crate::clock::iso(first),
             judged_to_expire_at = %crate::clock::iso(judged),
             "a lane lock expires further ahead than any holder writes one (the longest TTL berth accepts, {} s, plus the {} s clock skew bound): judged to expire that long after berth first saw it",
-            seen.longest_ttl.as_secs(),
+            LONGEST_TTL.as_secs(),
             MAX_CLOCK_SKEW.as_secs()
         );
     }
@@ -177,15 +176,14 @@ pub(super) fn capped(mut lock: ReadLock, sha: Oid, ref_name: &str, seen: Seen<'_
 /// When something that is no lock at all, standing in the way of a lane's lock ref (a
 /// commit, named by its id; a broken ref, by where it is and what, [`super::broken_ref`]),
 /// is judged to expire: as a lock of the furthest expiry, the first sighting of `key`
-/// (started now: only a try to take a lane judges one) plus `longest_ttl` plus
+/// (started now: only a try to take a lane judges one) plus [`LONGEST_TTL`] plus
 /// [`MAX_CLOCK_SKEW`].
 pub(super) fn unreadable_expiry(
     sightings: &ExpirySightings,
     key: &str,
-    longest_ttl: Duration,
     now: DateTime<Utc>,
 ) -> DateTime<Utc> {
-    sightings.first_seen(key, now, Look::Take) + bound(longest_ttl)
+    sightings.first_seen(key, now, Look::Take) + bound()
 }
 
 /// `at` in nanoseconds since the Unix epoch (saturating past 2262).
@@ -194,8 +192,8 @@ fn unix_nanos(at: DateTime<Utc>) -> i64 {
 }
 
 /// How far ahead of now an `expiresAt` is believed.
-fn bound(longest_ttl: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(longest_ttl.saturating_add(MAX_CLOCK_SKEW))
+fn bound() -> chrono::Duration {
+    chrono::Duration::from_std(LONGEST_TTL.saturating_add(MAX_CLOCK_SKEW))
         .unwrap_or(chrono::Duration::MAX)
 }
 
@@ -203,6 +201,7 @@ fn bound(longest_ttl: Duration) -> chrono::Duration {
 mod tests {
     use super::*;
     use crate::lane_lock::payload::{LockPayload, lock_message, read_lock};
+    use std::time::Duration;
 
     fn planted(expires_at: DateTime<Utc>) -> ReadLock {
         let payload = LockPayload {
@@ -216,15 +215,9 @@ mod tests {
         read_lock("0", Ok(lock_message(&payload).unwrap())).unwrap()
     }
 
-    fn look(
-        sightings: &ExpirySightings,
-        ttl: Duration,
-        now: DateTime<Utc>,
-        look: Look,
-    ) -> Seen<'_> {
+    fn look(sightings: &ExpirySightings, now: DateTime<Utc>, look: Look) -> Seen<'_> {
         Seen {
             sightings,
-            longest_ttl: ttl,
             now,
             look,
         }
@@ -233,36 +226,21 @@ mod tests {
     #[test]
     fn an_expiry_past_the_longest_ttl_and_skew_counts_from_first_sight() {
         let seen = ExpirySightings::in_memory();
-        let ttl = Duration::from_secs(3600);
+        let ttl = LONGEST_TTL;
         let bound = chrono::Duration::from_std(ttl + MAX_CLOCK_SKEW).unwrap();
         let now = crate::clock::now();
         let sha = Oid::from_str("1234567890123456789012345678901234567890").unwrap();
         let year = planted(now + chrono::Duration::days(365));
-        let first = capped(
-            year.clone(),
-            sha,
-            "refs/x",
-            look(&seen, ttl, now, Look::Take),
-        );
+        let first = capped(year.clone(), sha, "refs/x", look(&seen, now, Look::Take));
         assert_eq!(first.expires_at, now + bound);
         // Seen again later, it still counts from the first sighting.
-        let later = capped(
-            year,
-            sha,
-            "refs/x",
-            look(&seen, ttl, now + bound, Look::List),
-        );
+        let later = capped(year, sha, "refs/x", look(&seen, now + bound, Look::List));
         assert_eq!(later.expires_at, now + bound);
         assert!(!later.is_live_at(now + bound));
         // Within the bound, an expiry is believed as written.
         let fair = planted(now + bound - chrono::Duration::seconds(1));
         let other = Oid::from_str("2234567890123456789012345678901234567890").unwrap();
-        let kept = capped(
-            fair.clone(),
-            other,
-            "refs/x",
-            look(&seen, ttl, now, Look::Take),
-        );
+        let kept = capped(fair.clone(), other, "refs/x", look(&seen, now, Look::Take));
         assert_eq!(kept.expires_at, fair.expires_at);
     }
 
@@ -290,7 +268,6 @@ mod tests {
         let killed = chrono::Duration::from_std(holders_ttl - margin + margin / 2).unwrap();
 
         let seen = ExpirySightings::in_memory();
-        let contenders_longest = Duration::from_secs(7200);
         let t0 = crate::clock::now();
         let sha = Oid::from_str("3234567890123456789012345678901234567890").unwrap();
         let lock = planted(t0 + chrono::Duration::from_std(holders_ttl).unwrap());
@@ -299,14 +276,14 @@ mod tests {
             lock.clone(),
             sha,
             "refs/gstack/release-locks/x/main",
-            look(&seen, contenders_longest, t0, Look::Take),
+            look(&seen, t0, Look::Take),
         );
         assert!(first.is_live_at(t0));
         let judged = capped(
             lock,
             sha,
             "refs/gstack/release-locks/x/main",
-            look(&seen, contenders_longest, step_dead, Look::Take),
+            look(&seen, step_dead, Look::Take),
         );
         assert!(
             judged.is_live_at(step_dead),
@@ -322,7 +299,7 @@ mod tests {
     #[test]
     fn many_planted_locks_do_not_restart_a_lanes_first_sighting() {
         let seen = ExpirySightings::in_memory();
-        let ttl = Duration::from_secs(7200);
+        let ttl = LONGEST_TTL;
         let bound = chrono::Duration::from_std(ttl + MAX_CLOCK_SKEW).unwrap();
         let start = crate::clock::now();
         let year = planted(start + chrono::Duration::days(365));
@@ -334,7 +311,7 @@ mod tests {
                 year.clone(),
                 lane,
                 "refs/gstack/release-locks/real/main",
-                look(&seen, ttl, now, Look::Take),
+                look(&seen, now, Look::Take),
             );
             for i in 0..1100u64 {
                 let sha = Oid::from_str(&format!("6{:039x}", i)).unwrap();
@@ -342,7 +319,7 @@ mod tests {
                     year.clone(),
                     sha,
                     "refs/gstack/release-locks/planted/x",
-                    look(&seen, ttl, now, Look::List),
+                    look(&seen, now, Look::List),
                 );
             }
             now += chrono::Duration::from_std(ttl).unwrap();
@@ -351,7 +328,7 @@ mod tests {
             year,
             lane,
             "refs/gstack/release-locks/real/main",
-            look(&seen, ttl, now, Look::Take),
+            look(&seen, now, Look::Take),
         );
         assert!(
             !judged.is_live_at(now),

@@ -112,12 +112,8 @@ impl LockClient {
                 }
             },
             Err(reason) => {
-                let until = expiry_cap::unreadable_expiry(
-                    &self.sightings.expiry,
-                    &sha.to_string(),
-                    super::LONGEST_TTL,
-                    now,
-                );
+                let until =
+                    expiry_cap::unreadable_expiry(&self.sightings.expiry, &sha.to_string(), now);
                 if now < until {
                     return Err(Box::new(Acquire::Unreadable {
                         sha: sha.to_string(),

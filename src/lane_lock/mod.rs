@@ -167,6 +167,12 @@ impl LockSettings {
         }
     }
 
+    /// The longest one write (or delete) of a lock ref on a local origin may take: the
+    /// remote timeout for its reads and the bounds of its git children.
+    pub fn longest_local_write(&self) -> Duration {
+        ref_writer::local_write_deadline(self.remote_timeout)
+    }
+
     fn validate(&self) -> Result<(), LockError> {
         let problem = if self.ttl < Duration::from_millis(1) {
             "ttl must be at least 1 ms (expiresAt has millisecond precision)"
@@ -285,6 +291,13 @@ impl LockSightings {
             )),
         }
     }
+}
+
+/// Who takes a lane's lock: what a lock it writes says of its holder.
+struct Taker<'a> {
+    lane: &'a Lane,
+    owner_id: &'a str,
+    repo_path: &'a Path,
 }
 
 /// Per-operation context for error messages.
@@ -433,7 +446,6 @@ impl LockClient {
                 hook: self.hook.clone(),
                 seen: Arc::clone(&self.sightings.leftovers),
                 expiry: Arc::clone(&self.sightings.expiry),
-                longest_ttl: LONGEST_TTL,
                 deadline: self.settings.remote_timeout,
             },
         );
@@ -475,17 +487,15 @@ impl LockClient {
         &self,
         scratch: &Scratch,
         target: &Target<'_>,
-        lane: &Lane,
-        owner_id: &str,
-        repo_path: &Path,
+        taker: &Taker<'_>,
     ) -> Result<(Oid, LockPayload, Instant), LockError> {
         let started = Instant::now();
         let created = clock::now();
         let payload = LockPayload {
-            owner_id: owner_id.to_owned(),
-            repo_path: repo_path.to_string_lossy().into_owned(),
-            repo_identity: Some(lane.repo_identity.clone()),
-            base_branch: lane.base_branch.clone(),
+            owner_id: taker.owner_id.to_owned(),
+            repo_path: taker.repo_path.to_string_lossy().into_owned(),
+            repo_identity: Some(taker.lane.repo_identity.clone()),
+            base_branch: taker.lane.base_branch.clone(),
             created_at: Some(clock::iso(created)),
             expires_at: clock::iso(created + self.chrono_ttl()),
         };

@@ -131,12 +131,29 @@ mod tests {
 
     /// `bare`'s `refs/` and all in it (a symlink itself, not its target) given to `nobody`.
     fn give_refs_to_nobody(bare: &Path) {
+        chown(&["-R", "-h"], (NOBODY, NOBODY), &[bare.join("refs")]);
+    }
+
+    /// `bare` holds no ref under `refs/gstack/`: no lock was written there.
+    fn assert_no_lock_ref(bare: &Path) {
+        let refs = git2::Repository::open_bare(bare).unwrap();
+        let first = refs.references_glob("refs/gstack/*").unwrap().next();
+        assert!(
+            first.is_none(),
+            "a lock ref was written in {}",
+            bare.display()
+        );
+    }
+
+    /// `chown flags uid:gid paths…`, which must succeed.
+    fn chown(flags: &[&str], (uid, gid): (u32, u32), paths: &[PathBuf]) {
         let chowned = std::process::Command::new("chown")
-            .args(["-R", "-h", &format!("{NOBODY}:{NOBODY}")])
-            .arg(bare.join("refs"))
+            .args(flags)
+            .arg(format!("{uid}:{gid}"))
+            .args(paths)
             .status()
             .unwrap();
-        assert!(chowned.success());
+        assert!(chowned.success(), "chown {flags:?} {uid}:{gid} {paths:?}");
     }
 
     /// As root (the test runs only there), an origin
@@ -167,12 +184,7 @@ mod tests {
         let Some((_dir, bare, client)) = their_origin() else {
             return;
         };
-        let chowned = std::process::Command::new("chown")
-            .args(["-R", &format!("{NOBODY}:0")])
-            .arg(bare.join("refs"))
-            .status()
-            .unwrap();
-        assert!(chowned.success());
+        chown(&["-R"], (NOBODY, 0), &[bare.join("refs")]);
         let held = take_main(&client, bare.to_str().unwrap());
         let written = std::fs::metadata(bare.join(held.ref_name())).unwrap();
         assert_eq!(written.uid(), NOBODY);
@@ -193,13 +205,11 @@ mod tests {
         let Some((_dir, bare, client)) = their_origin() else {
             return;
         };
-        let chowned = std::process::Command::new("chown")
-            .args(["-R", &format!("{NOBODY}:{NOBODY}")])
-            .arg(bare.join("refs"))
-            .arg(bare.join("objects"))
-            .status()
-            .unwrap();
-        assert!(chowned.success());
+        chown(
+            &["-R"],
+            (NOBODY, NOBODY),
+            &[bare.join("refs"), bare.join("objects")],
+        );
         let held = take_main(&client, bare.to_str().unwrap());
         let mut roots = Vec::new();
         let mut look = vec![bare.join("objects")];
@@ -248,13 +258,11 @@ mod tests {
             let link = bare.join("objects").join(format!("{fan_out:02x}"));
             std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
         }
-        let chowned = std::process::Command::new("chown")
-            .args(["-R", "-h", &format!("{NOBODY}:{NOBODY}")])
-            .arg(bare.join("refs"))
-            .arg(bare.join("objects"))
-            .status()
-            .unwrap();
-        assert!(chowned.success());
+        chown(
+            &["-R", "-h"],
+            (NOBODY, NOBODY),
+            &[bare.join("refs"), bare.join("objects")],
+        );
         let url = bare.to_str().unwrap();
         let outcome = client.acquire(url, &lane(url, "main"), "me", Path::new("/a"));
         let written: Vec<_> = std::fs::read_dir(&elsewhere)
@@ -272,13 +280,7 @@ mod tests {
             said.contains("cannot write the lock commit") && said.contains("uid 65534"),
             "{said}"
         );
-        let refs = git2::Repository::open_bare(&bare).unwrap();
-        assert!(
-            refs.references_glob("refs/gstack/*")
-                .unwrap()
-                .next()
-                .is_none()
-        );
+        assert_no_lock_ref(&bare);
     }
 
     /// An origin where an earlier root berth (or an operator's `git` run as root) wrote
@@ -306,14 +308,11 @@ mod tests {
             .set_modified(month_ago)
             .unwrap();
         assert_eq!(std::fs::metadata(&fan_out).unwrap().uid(), 0);
-        let mut chown = std::process::Command::new("chown");
-        chown
-            .arg(format!("{NOBODY}:{NOBODY}"))
-            .arg(bare.join("objects"));
+        let mut owners = vec![bare.join("objects")];
         if !fan_out_is_roots {
-            chown.arg(&fan_out);
+            owners.push(fan_out.clone());
         }
-        assert!(chown.status().unwrap().success());
+        chown(&[], (NOBODY, NOBODY), &owners);
         give_refs_to_nobody(&bare);
         let url = bare.to_str().unwrap();
         let outcome = client.acquire(url, &lane(url, "main"), "me", Path::new("/a"));
@@ -324,13 +323,7 @@ mod tests {
                 && said.contains("chown -R"),
             "the lock write reused a month-old root-owned tree it could not freshen: {said}"
         );
-        let refs = git2::Repository::open_bare(&bare).unwrap();
-        assert!(
-            refs.references_glob("refs/gstack/*")
-                .unwrap()
-                .next()
-                .is_none()
-        );
+        assert_no_lock_ref(&bare);
     }
 
     #[test]

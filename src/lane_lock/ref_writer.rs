@@ -44,6 +44,12 @@ const WRITE_GRACE: Duration = Duration::from_secs(1);
 /// The longest a writer child runs from its spawn to its reaping: berth kills it then.
 pub(super) const WRITER_BOUND: Duration = WRITE_LIMIT.saturating_add(WRITE_GRACE);
 
+/// How long one write of a ref on a local origin may take, given its reads' deadline: its
+/// git children (the objects' unpack, the ref's update) have bounds of their own on top.
+pub(super) const fn local_write_deadline(reads: Duration) -> Duration {
+    reads.saturating_add(WRITER_BOUND.saturating_mul(2))
+}
+
 /// How long a writer child waits for the writers' lock before it writes without it.
 pub const WRITERS_WAIT: Duration = Duration::from_secs(5);
 

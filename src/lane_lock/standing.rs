@@ -37,7 +37,6 @@ impl LockClient {
             ref_name,
             expiry_cap::Seen {
                 sightings: &self.sightings.expiry,
-                longest_ttl: super::LONGEST_TTL,
                 now: clock::now(),
                 look: expiry_cap::Look::Take,
             },

@@ -104,7 +104,7 @@ mod tests {
 
     use super::*;
     use crate::forge_state::{GithubState, PrState};
-    use crate::record::Status;
+    use crate::record::{Status, sample};
     use crate::store::{Expect, Move, QueueStore};
 
     const OWNER: &str = "berth:host-a:4242:1733390000";
@@ -114,20 +114,11 @@ mod tests {
     /// (`End::LaneBusy`: `claimedBy` dropped, `lastError` "release lock unavailable for
     /// main: release lock held by … until …"), can be claimed again: berth's own requeue
     /// does not make a record it could claim one it passes over for good.
-    fn queued() -> serde_json::Value {
-        json!({
-            "runId": "run-1", "repoPath": "/r", "baseBranch": "main", "featureBranch": "feat/a",
-            "prNumber": 9, "version": "1.0.0", "livingPlanPath": "/r/PLAN.md",
-            "worktreePath": "/r", "queuedAt": "2026-05-17T08:37:01.000Z", "status": "queued",
-            "repoIdentity": "github.com/acme/widget",
-        })
-    }
-
     #[test]
     fn a_record_berth_requeued_can_be_claimed_again() {
         let dir = tempfile::tempdir().unwrap();
         let store = QueueStore::new(dir.path());
-        let mut value = queued();
+        let mut value = sample::json(9, "queued");
         let base = serde_json::to_string_pretty(&value).unwrap().len();
         let mut notes = MAX_RECORD_BYTES as usize - CLAIM_ROOM as usize - base + 64;
         value["notes"] = json!("n".repeat(notes));
@@ -178,7 +169,7 @@ mod tests {
     fn a_record_filled_to_the_cap_by_its_verdict_still_takes_its_github_check() {
         let dir = tempfile::tempdir().unwrap();
         let store = QueueStore::new(dir.path());
-        let mut value = queued();
+        let mut value = sample::json(9, "queued");
         let base = serde_json::to_string(&value).unwrap().len();
         let notes = MAX_RECORD_BYTES as usize - base - CLAIM_ROOM as usize - 200;
         value["notes"] = json!("n".repeat(notes));

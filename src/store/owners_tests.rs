@@ -7,6 +7,7 @@ use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 
 use super::*;
 use crate::record::Status;
+use crate::record::sample::queued;
 
 const NOBODY: u32 = 65534;
 
@@ -23,16 +24,6 @@ fn owners(dir: &Path) -> Vec<(String, u32, u32)> {
         .collect()
 }
 
-fn record(pr: u64) -> Record {
-    Record::from_json(serde_json::json!({
-        "runId": "run-1", "repoPath": "/r", "baseBranch": "main", "featureBranch": "feat/a",
-        "prNumber": pr, "version": "1.0.0", "livingPlanPath": "/r/PLAN.md",
-        "worktreePath": "/r", "queuedAt": "2026-05-17T08:37:01.000Z", "status": "queued",
-        "repoIdentity": "github.com/acme/widget"
-    }))
-    .unwrap()
-}
-
 #[test]
 fn a_root_daemons_writes_in_another_users_queue_dir_stay_that_users() {
     if !nix::unistd::geteuid().is_root() {
@@ -43,10 +34,10 @@ fn a_root_daemons_writes_in_another_users_queue_dir_stay_that_users() {
     std::os::unix::fs::chown(home.path(), Some(NOBODY), Some(NOBODY)).unwrap();
     // Made by root before gstack made it: the dir is still gstack's user's.
     let store = QueueStore::new(home.path().join("release-queue"));
-    let inserted = store.insert(&record(1)).unwrap();
+    let inserted = store.insert(&queued(1)).unwrap();
     // gstack's producer wrote this one, 0600 as gstack writes records.
     let gstacks = {
-        let id = store.insert(&record(2)).unwrap();
+        let id = store.insert(&queued(2)).unwrap();
         let path = store.path_of(&id);
         std::os::unix::fs::chown(&path, Some(NOBODY), Some(NOBODY)).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();

@@ -360,14 +360,31 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod halts_pending_tests {
     use super::*;
-    use crate::faults::halt::RunRef;
-    use crate::faults::{Fault, HaltEvent, HaltStore, Severity};
+    use crate::faults::HaltStore;
+    use crate::faults::halt::sample::event;
 
     fn pending_gauge(text: &str) -> u64 {
         text.lines()
             .find_map(|l| l.strip_prefix("berth_halt_events_pending "))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or_else(|| panic!("no pending gauge in:\n{text}"))
+    }
+
+    /// A telemetry over `dir`'s `faults` store, made once the halt dirs' stamps are past
+    /// the window in which a stamp proves nothing.
+    fn telemetry_once_still(dir: &std::path::Path) -> Telemetry {
+        std::thread::sleep(Duration::from_nanos(
+            crate::file_stamp::RACY_NS as u64 + 20_000_000,
+        ));
+        Telemetry::new(
+            Sources {
+                berth_dir: dir.join("berth"),
+                halts: HaltStore::long_lived(dir.join("faults")),
+                fallbacks: Arc::default(),
+            },
+            "git",
+            Duration::from_secs(1),
+        )
     }
 
     /// The pending gauge is a listing's count kept while the halt dirs' stamps stay. A
@@ -383,38 +400,12 @@ mod halts_pending_tests {
         let store = HaltStore::new(&faults);
         let line = "x".repeat(1_000);
         let tail = vec![line.as_str(); crate::faults::halt::STDOUT_TAIL_LINES].join("\n");
-        let fault = Fault {
-            category: "X".into(),
-            severity: Severity::High,
-            description: "X happened".into(),
-            source_files: vec![],
-            evidence: Default::default(),
-        };
         for n in 0..EVENTS {
-            let run = format!("run-{n:03}");
-            let run_ref = RunRef {
-                run_id: &run,
-                state_slug: &run,
-                stdout_tail: tail.clone(),
-                ..RunRef::default()
-            };
             store
-                .emit(&HaltEvent::from_fault(&run_ref, &fault))
+                .emit(&event(&format!("run-{n:03}"), "X", &tail))
                 .unwrap();
         }
-        // Past the window in which a stamp proves nothing.
-        std::thread::sleep(Duration::from_nanos(
-            crate::file_stamp::RACY_NS as u64 + 20_000_000,
-        ));
-        let telemetry = Telemetry::new(
-            Sources {
-                berth_dir: dir.path().join("berth"),
-                halts: HaltStore::long_lived(&faults),
-                fallbacks: Arc::default(),
-            },
-            "git",
-            Duration::from_secs(1),
-        );
+        let telemetry = telemetry_once_still(dir.path());
         let first = pending_gauge(&telemetry.render());
         let later: Vec<u64> = (0..3).map(|_| pending_gauge(&telemetry.render())).collect();
         assert_eq!(
@@ -434,22 +425,8 @@ mod halts_pending_tests {
         let dir = tempfile::tempdir().unwrap();
         let faults = dir.path().join("faults");
         let store = HaltStore::new(&faults);
-        let fault = Fault {
-            category: "X".into(),
-            severity: Severity::High,
-            description: "X happened".into(),
-            source_files: vec![],
-            evidence: Default::default(),
-        };
         for run in ["run-a", "run-b"] {
-            let run_ref = RunRef {
-                run_id: run,
-                state_slug: run,
-                ..RunRef::default()
-            };
-            store
-                .emit(&HaltEvent::from_fault(&run_ref, &fault))
-                .unwrap();
+            store.emit(&event(run, "X", "")).unwrap();
         }
         let mut paths: Vec<_> =
             std::fs::read_dir(faults.join(crate::faults::halt_store::PENDING_DIR))
@@ -459,18 +436,7 @@ mod halts_pending_tests {
         paths.sort();
         let whole = std::fs::read(&paths[1]).unwrap();
         std::fs::write(&paths[1], &whole[..whole.len() / 2]).unwrap();
-        std::thread::sleep(Duration::from_nanos(
-            crate::file_stamp::RACY_NS as u64 + 20_000_000,
-        ));
-        let telemetry = Telemetry::new(
-            Sources {
-                berth_dir: dir.path().join("berth"),
-                halts: HaltStore::long_lived(&faults),
-                fallbacks: Arc::default(),
-            },
-            "git",
-            Duration::from_secs(1),
-        );
+        let telemetry = telemetry_once_still(dir.path());
         let torn = pending_gauge(&telemetry.render());
         std::fs::write(&paths[1], &whole).unwrap();
         let listed = HaltStore::new(&faults).list();

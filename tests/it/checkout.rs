@@ -156,16 +156,8 @@ fn a_fork_pr_on_github_lands_from_its_pull_ref() {
     let world = World::new();
     let gh = world.gh_lane();
     let fork_head = push_fork_head(&world, &gh.repo, gh.bare.to_str().unwrap(), 42);
-    let id = world
-        .record(&gh.repo, 42)
-        .set("featureBranch", "feat/search")
-        .set("repoIdentity", "github.com/acme/widget")
-        .write();
-    let view = gh.replies.join("pr-view.acme.widget.42.json");
-    let mut pr: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&view).unwrap()).unwrap();
-    pr["isCrossRepository"] = true.into();
-    fs::write(&view, pr.to_string()).unwrap();
+    let id = gh.record_pr_42();
+    let mut pr = gh.edit_pr_42(|pr| pr["isCrossRepository"] = true.into());
     // GitHub reports the PR merged once the landing command has run.
     pr["state"] = "MERGED".into();
     pr["mergedAt"] = "2026-01-01T00:00:00Z".into();
@@ -177,7 +169,7 @@ fn a_fork_pr_on_github_lands_from_its_pull_ref() {
         "echo \"$(git rev-parse HEAD) $(git rev-parse origin/feat/search)\" > {seen} && cp {merged} {view}",
         seen = seen.display(),
         merged = merged.display(),
-        view = view.display()
+        view = gh.pr_42_view().display()
     );
     let config = gh.config(&format!("[\"sh\", \"-c\", {script:?}]"), "");
 

@@ -62,12 +62,17 @@ fn a_missing_gh_stops_run_and_status_and_doctor_name_the_fix() {
         config.display()
     );
     let path = path_without_gh(&world);
-    let run = world
-        .berth_daemon()
-        .env("PATH", &path)
-        .args(["run", "--once", "--config", config.to_str().unwrap()])
-        .output()
-        .unwrap();
+    // `berth args… --config <config>` with no `gh` on its PATH.
+    let without_gh = |mut berth: assert_cmd::Command, args: &[&str]| {
+        berth
+            .env("PATH", &path)
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let run = without_gh(world.berth_daemon(), &["run", "--once"]);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(2), "{stderr}");
     assert!(
@@ -79,12 +84,7 @@ fn a_missing_gh_stops_run_and_status_and_doctor_name_the_fix() {
     // A queued record will not land without gh: status says so.
     let lane = world.git_lane("widget", None);
     lane.queue(1, "main");
-    let status = world
-        .berth()
-        .env("PATH", &path)
-        .args(["status", "--offline", "--config", config.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let status = without_gh(world.berth(), &["status", "--offline"]);
     let stdout = String::from_utf8_lossy(&status.stdout);
     assert!(
         stdout
@@ -93,18 +93,7 @@ fn a_missing_gh_stops_run_and_status_and_doctor_name_the_fix() {
         "{stdout}"
     );
 
-    let json = world
-        .berth()
-        .env("PATH", &path)
-        .args([
-            "status",
-            "--offline",
-            "--json",
-            "--config",
-            config.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let json = without_gh(world.berth(), &["status", "--offline", "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert!(
         json["forgeProblem"]
@@ -113,12 +102,7 @@ fn a_missing_gh_stops_run_and_status_and_doctor_name_the_fix() {
         "{json:#}"
     );
 
-    let doctor = world
-        .berth()
-        .env("PATH", &path)
-        .args(["doctor", "--offline", "--config", config.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let doctor = without_gh(world.berth(), &["doctor", "--offline"]);
     let stdout = String::from_utf8_lossy(&doctor.stdout);
     assert_eq!(doctor.status.code(), Some(1), "{stdout}");
     assert!(

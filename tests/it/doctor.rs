@@ -243,3 +243,17 @@ fn status_and_doctor_ask_origins_at_once_within_the_timeout_or_not_at_all() {
         "{text}"
     );
 }
+
+/// A file written when berth took TTLs above 2 h still loads, its TTL lowered to 2 h and
+/// logged; doctor, the place an operator checks a config, says so too.
+#[test]
+fn doctor_warns_of_a_lock_ttl_it_lowers() {
+    let world = World::new();
+    let config = world.git_forge_config("lock_ttl_secs = 21600\nheartbeat_secs = 900\n");
+    let (_, text) = doctor(&world, &config);
+    let said = line(&text, "warn  config: ");
+    assert!(said.contains("lock_ttl_secs (21600)"), "{text}");
+    let kept = world.git_forge_config("");
+    let (_, text) = doctor(&world, &kept);
+    line(&text, "ok    config: ");
+}

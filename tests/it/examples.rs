@@ -4,8 +4,6 @@ use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-
 use crate::support::{GhLane, World};
 
 fn example(name: &str) -> PathBuf {
@@ -76,15 +74,8 @@ fn queue_pr_42_with_head(gh: &GhLane<'_>, head: Option<&str>) -> (String, String
         &gh.repo,
         &["push", "-q", gh.bare.to_str().unwrap(), "feat/search"],
     );
-    let id = world
-        .record(&gh.repo, 42)
-        .set("featureBranch", "feat/search")
-        .set("repoIdentity", "github.com/acme/widget")
-        .write();
-    let view = gh.replies.join("pr-view.acme.widget.42.json");
-    let mut pr: Value = serde_json::from_str(&fs::read_to_string(&view).unwrap()).unwrap();
-    pr["headRefOid"] = head.unwrap_or(&commit).into();
-    fs::write(&view, pr.to_string()).unwrap();
+    let id = gh.record_pr_42();
+    gh.edit_pr_42(|pr| pr["headRefOid"] = head.unwrap_or(&commit).into());
     (id, commit)
 }
 

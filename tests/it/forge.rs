@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use berth::forge::gh::GhForge;
 use berth::forge::git::GitForge;
 use berth::forge::{
-    ClaimRefusal, Forge, ForgeError, ForgeRepo, MarkerCheck, PrRef, PrState, verify_claim,
+    ClaimRefusal, Forge, ForgeError, ForgeRepo, MarkerCheck, MergeProof, PrCheck, PrRef, PrState,
+    verify_claim,
 };
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -571,6 +572,16 @@ impl GitWorld {
         self.git(&["rev-parse", "refs/heads/main"], Some("origin.git"))
     }
 
+    /// `forge`'s claim check of [`feat_x`] on origin.
+    fn check_x(&self, forge: &GitForge) -> PrCheck {
+        forge.check_pr(&self.repo(), &feat_x()).expect("check")
+    }
+
+    /// `forge`'s merge proof of [`feat_x`] on origin.
+    fn proof_x(&self, forge: &GitForge) -> MergeProof {
+        forge.merge_proof(&self.repo(), &feat_x()).expect("proof")
+    }
+
     fn delete_on_origin(&self, branch: &str) {
         self.git(&["push", "origin", "--delete", branch], Some("work"));
     }
@@ -591,14 +602,14 @@ fn unmerged_feature_branch_is_an_open_pr(world: GitWorld) {
     assert_eq!(forge.name(), "git");
     assert!(forge.list_queued(&world.repo()).expect("list").is_empty());
 
-    let check = forge.check_pr(&world.repo(), &feat_x()).expect("check");
+    let check = world.check_x(&forge);
     assert_eq!(check.state, PrState::Open);
     assert!(check.labelled);
     assert_eq!(check.marker, MarkerCheck::NotApplicable);
     assert_eq!(check.seen_on, "origin");
     assert_eq!(verify_claim(&check, &feat_x()), Ok(()));
 
-    let proof = forge.merge_proof(&world.repo(), &feat_x()).expect("proof");
+    let proof = world.proof_x(&forge);
     assert!(!proof.merged);
     assert_eq!(proof.state, PrState::Open);
     assert_eq!(proof.merge_commit, None);
@@ -620,21 +631,15 @@ fn git_merge_pushed_to_base_is_merged() {
 fn merge_pushed_to_base_is_merged(world: GitWorld) {
     world.push_feature("feat/x");
     let forge = world.forge();
-    assert_eq!(
-        forge
-            .check_pr(&world.repo(), &feat_x())
-            .expect("check")
-            .state,
-        PrState::Open
-    );
+    assert_eq!(world.check_x(&forge).state, PrState::Open);
     let main = world.merge_into_main("feat/x");
-    let proof = forge.merge_proof(&world.repo(), &feat_x()).expect("proof");
+    let proof = world.proof_x(&forge);
     assert!(proof.merged);
     assert_eq!(proof.state, PrState::Merged);
     assert_eq!(proof.merge_commit.as_deref(), Some(main.as_str()));
     assert_eq!(proof.merged_at, None);
 
-    let check = forge.check_pr(&world.repo(), &feat_x()).expect("check");
+    let check = world.check_x(&forge);
     assert_eq!(
         verify_claim(&check, &feat_x())
             .expect_err("merged")
@@ -661,22 +666,11 @@ fn git_local_origin_is_read_in_place_without_a_fetch() {
     };
     let before = origin();
     for _ in 0..3 {
-        assert_eq!(
-            forge
-                .check_pr(&world.repo(), &feat_x())
-                .expect("check")
-                .state,
-            PrState::Open
-        );
+        assert_eq!(world.check_x(&forge).state, PrState::Open);
     }
     world.merge_into_main("feat/x");
     let after_merge = origin();
-    assert!(
-        forge
-            .merge_proof(&world.repo(), &feat_x())
-            .expect("proof")
-            .merged
-    );
+    assert!(world.proof_x(&forge).merged);
     assert_ne!(before, after_merge);
     assert_eq!(origin(), after_merge, "origin was written");
     assert!(
@@ -734,15 +728,9 @@ fn deleted_branch_is_closed_unless_it_was_merged_first(world: GitWorld) {
 
     // Seen open, then deleted without merging.
     world.push_feature("feat/x");
-    assert_eq!(
-        forge
-            .check_pr(&world.repo(), &feat_x())
-            .expect("check")
-            .state,
-        PrState::Open
-    );
+    assert_eq!(world.check_x(&forge).state, PrState::Open);
     world.delete_on_origin("feat/x");
-    let proof = forge.merge_proof(&world.repo(), &feat_x()).expect("proof");
+    let proof = world.proof_x(&forge);
     assert_eq!(proof.state, PrState::Closed);
     assert!(!proof.merged);
 

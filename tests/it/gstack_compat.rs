@@ -378,14 +378,6 @@ fn a_lock_lost_mid_landing_is_said_in_gstacks_words() {
     }
 }
 
-/// Edits the stand-in's recorded answer for PR #42.
-fn edit_pr_42(gh: &GhLane<'_>, edit: impl FnOnce(&mut Value)) {
-    let view = gh.replies.join("pr-view.acme.widget.42.json");
-    let mut pr: Value = serde_json::from_str(&fs::read_to_string(&view).unwrap()).unwrap();
-    edit(&mut pr);
-    fs::write(&view, pr.to_string()).unwrap();
-}
-
 /// `berth run --once` against the stand-in, expecting exit `code`; its log.
 fn gh_run_once(gh: &GhLane<'_>, config: &Path, code: i32) -> String {
     let run = gh
@@ -406,7 +398,7 @@ fn gh_claim_and_discovery_texts_in_gstacks_words() {
     let world = World::new();
     let gh = world.gh_lane();
     let id = gh.queue_pr_42();
-    edit_pr_42(&gh, |pr| pr["labels"] = json!([]));
+    gh.edit_pr_42(|pr| pr["labels"] = json!([]));
     let log = gh_run_once(&gh, &gh.config(r#"["true"]"#, ""), 1);
     let record = world.read_record(&id);
     assert_eq!(record["status"], "blocked");
@@ -819,7 +811,7 @@ fn a_feature_branch_deleted_on_origin_blocks_naming_it_on_github() {
             &["update-ref", "refs/remotes/origin/feat/search", "HEAD"],
         );
         world.run_git(&gh.bare, &["branch", "-q", "-D", "feat/search"]);
-        edit_pr_42(&gh, |pr| pr["state"] = github_state.into());
+        gh.edit_pr_42(|pr| pr["state"] = github_state.into());
         let ran = world.root.join("land-ran");
         let config = gh.config(&format!(r#"["sh", "-c", "touch {}"]"#, ran.display()), "");
 
@@ -895,7 +887,7 @@ fn reconciling_a_blocked_record_clears_its_last_error_only_when_merged() {
 fn a_silent_origin_bounds_the_first_remote_call_by_remote_timeout() {
     let world = World::new();
     let gh = world.gh_lane();
-    edit_pr_42(&gh, |pr| pr["state"] = "CLOSED".into());
+    gh.edit_pr_42(|pr| pr["state"] = "CLOSED".into());
     // Accepted by the kernel, never answered.
     let silent = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).unwrap();
     fs::write(

@@ -68,15 +68,22 @@ fn land_two(world: &World, config: &Path) {
     assert_eq!(entries, 0, "admin entries outlived the daemon");
 }
 
+/// [`land_two`] with [`tracing_config`]'s trace (`after_first` run after landing 1): its
+/// two lines, split into words, in PR order.
+fn land_two_traced(world: &World, after_first: &str) -> Vec<Vec<String>> {
+    let (config, trace) = tracing_config(world, after_first);
+    land_two(world, &config);
+    let lines = trace_lines(&trace);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    lines
+}
+
 /// The record's checkout is on `main`, so both land in a scratch worktree: the second
 /// landing runs in the first one's, reset to its own head, clean and detached.
 #[test]
 fn a_lanes_second_landing_reuses_the_scratch_worktree() {
     let world = World::new();
-    let (config, trace) = tracing_config(&world, "true");
-    land_two(&world, &config);
-    let lines = trace_lines(&trace);
-    assert_eq!(lines.len(), 2, "{lines:?}");
+    let lines = land_two_traced(&world, "true");
     let dirs: std::collections::HashSet<&str> = lines.iter().map(|l| l[1].as_str()).collect();
     assert_eq!(
         dirs.len(),
@@ -95,10 +102,7 @@ fn junk_a_step_leaves_does_not_reach_the_next_landing() {
     let world = World::new();
     let junk = "echo junk > junk.txt; git checkout -q --detach HEAD^; \
                 : > \"$(git rev-parse --git-dir)/index.lock\"";
-    let (config, trace) = tracing_config(&world, junk);
-    land_two(&world, &config);
-    let lines = trace_lines(&trace);
-    assert_eq!(lines.len(), 2, "{lines:?}");
+    let lines = land_two_traced(&world, junk);
     assert_ne!(lines[0][1], lines[1][1], "the junked worktree was reused");
     assert_eq!(lines[1][2..], ["0", "unlocked", "detached"], "{lines:?}");
 }
@@ -108,9 +112,7 @@ fn junk_a_step_leaves_does_not_reach_the_next_landing() {
 #[test]
 fn an_untracked_file_alone_keeps_a_worktree_from_reuse() {
     let world = World::new();
-    let (config, trace) = tracing_config(&world, "echo junk > junk.txt");
-    land_two(&world, &config);
-    let lines = trace_lines(&trace);
+    let lines = land_two_traced(&world, "echo junk > junk.txt");
     assert_ne!(
         lines[0][1], lines[1][1],
         "the worktree with junk was reused"
@@ -123,13 +125,10 @@ fn an_untracked_file_alone_keeps_a_worktree_from_reuse() {
 #[test]
 fn a_tracked_edit_and_a_moved_head_are_reset_and_the_worktree_reused() {
     let world = World::new();
-    let (config, trace) = tracing_config(
+    let lines = land_two_traced(
         &world,
         "git checkout -q --detach HEAD^ && echo edit >> README",
     );
-    land_two(&world, &config);
-    let lines = trace_lines(&trace);
-    assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[0][1], lines[1][1], "the worktree was not reused");
     assert_eq!(lines[1][2..], ["0", "unlocked", "detached"], "{lines:?}");
 }
@@ -165,13 +164,10 @@ fn a_killed_daemons_kept_worktree_is_removed_by_the_next_start() {
 #[test]
 fn per_worktree_config_a_step_sets_keeps_a_worktree_from_reuse() {
     let world = World::new();
-    let (config, trace) = tracing_config(
+    let lines = land_two_traced(
         &world,
         "git config extensions.worktreeConfig true && git config --worktree core.hooksPath /nonexistent",
     );
-    land_two(&world, &config);
-    let lines = trace_lines(&trace);
-    assert_eq!(lines.len(), 2, "{lines:?}");
     assert_ne!(
         lines[0][1], lines[1][1],
         "the worktree with its own config was reused"
@@ -198,10 +194,7 @@ fn a_step_that_points_its_worktrees_commondir_elsewhere_does_not_reach_the_next_
          chmod +x $evil/hooks/post-checkout; \
          echo $evil > $gd/commondir"
     );
-    let (config, trace) = tracing_config(&world, &plant);
-    land_two(&world, &config);
-    let lines = trace_lines(&trace);
-    assert_eq!(lines.len(), 2, "{lines:?}");
+    let lines = land_two_traced(&world, &plant);
     assert_ne!(
         lines[0][1], lines[1][1],
         "the redirected worktree was reused"

@@ -724,11 +724,31 @@ impl GhLane<'_> {
                 "main:refs/heads/feat/search",
             ],
         );
+        self.record_pr_42()
+    }
+
+    /// PR #42's record (`feat/search` into `main`), as its producer writes it, wherever the
+    /// test put the branch.
+    pub fn record_pr_42(&self) -> String {
         self.world
             .record(&self.repo, 42)
             .set("featureBranch", "feat/search")
             .set("repoIdentity", "github.com/acme/widget")
             .write()
+    }
+
+    /// The stand-in's recorded `gh pr view` answer for PR #42.
+    pub fn pr_42_view(&self) -> PathBuf {
+        self.replies.join("pr-view.acme.widget.42.json")
+    }
+
+    /// Edits the stand-in's recorded answer for PR #42; returns it as edited.
+    pub fn edit_pr_42(&self, edit: impl FnOnce(&mut Value)) -> Value {
+        let view = self.pr_42_view();
+        let mut pr: Value = serde_json::from_str(&fs::read_to_string(&view).unwrap()).unwrap();
+        edit(&mut pr);
+        fs::write(&view, pr.to_string()).unwrap();
+        pr
     }
 
     /// A config using the `gh` forge and the given landing argv (a TOML array).

@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 
-use crate::daemon::releasing::{PREVIOUS_RELEASE_WAIT, Waited};
+use std::time::Duration;
+
+use crate::daemon::releasing::Waited;
 use crate::gstack_text;
 use crate::lane_lock::{
-    Acquire, HeldLock, Relearnt, lock_ref_name, relearn_repo_key, started_lane_key,
+    Acquire, HeldLock, LockSettings, Relearnt, lock_ref_name, relearn_repo_key, started_lane_key,
 };
 
 use super::ask::{ask, ask_or_clean_up};
@@ -14,7 +16,18 @@ use super::{End, Landing};
 
 /// A lane is held through at most three refs: gstack's, the repository's own `+repo` ref
 /// and the canonical spelling's ref ([`crate::lane_lock::lane_lock_refs`]).
-const LOCK_REFS_PER_LANE: usize = 3;
+const LOCK_REFS_PER_LANE: u32 = 3;
+
+/// How long a landing waits for its lane's previous release before it gives up without
+/// writing the lock: as long as a local origin's release of every ref of the lane can
+/// take, each ref's delete bounded by its reads' deadline and its git child's. Past it (a
+/// network origin that does not answer, a ref that moved and is deleted again) the record
+/// goes back to the queue and is tried again on the lane's backoff.
+fn previous_release_wait(settings: &LockSettings) -> Duration {
+    settings
+        .longest_local_write()
+        .saturating_mul(LOCK_REFS_PER_LANE)
+}
 
 /// Looks at the repository a local origin reaches again, off the loop (waiting at most the
 /// local-access deadline), before the lane is taken: a key learnt earlier must not go
@@ -51,8 +64,9 @@ pub(super) async fn same_repository(l: &Landing) -> Result<(), End> {
 /// record goes back to the queue and nothing is written.
 pub(super) async fn previous_release(l: &Landing) -> Result<(), End> {
     let lane = started_lane_key(&l.lane);
+    let wait = previous_release_wait(l.crew.locks.settings());
     let waited = tokio::select! {
-        waited = l.crew.releasing.wait_for(&lane, PREVIOUS_RELEASE_WAIT) => waited,
+        waited = l.crew.releasing.wait_for(&lane, wait) => waited,
         () = l.cancel.cancelled() => return Err(End::Interrupted),
     };
     match waited {
@@ -61,7 +75,7 @@ pub(super) async fn previous_release(l: &Landing) -> Result<(), End> {
             &l.c.record.base_branch,
             format!(
                 "this daemon's previous release of the lane lock is still running after {} s",
-                PREVIOUS_RELEASE_WAIT.as_secs()
+                wait.as_secs()
             ),
         ))),
     }
@@ -135,5 +149,26 @@ pub(super) async fn acquire(l: &Landing, origin_url: &str) -> Result<HeldLock, E
         None => Err(End::Requeue(
             "taking the lane lock did not finish; if it was taken, it expires on its TTL".into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A local origin's release deletes each of the lane's three refs, each under the
+    /// 30 s remote timeout plus 9 s for each of the write's two git children (docs/limits.md):
+    /// a wait shorter than that sends the lane's next record back to the queue while its
+    /// previous release is still running normally.
+    #[test]
+    fn the_wait_for_a_previous_release_outlasts_a_local_release_of_every_lock_ref() {
+        let settings = LockSettings::default();
+        let per_ref = Duration::from_secs(30 + 2 * 9);
+        assert!(previous_release_wait(&settings) >= 3 * per_ref);
+        let slower = LockSettings {
+            remote_timeout: Duration::from_secs(60),
+            ..settings
+        };
+        assert!(previous_release_wait(&slower) >= 3 * Duration::from_secs(60 + 2 * 9));
     }
 }

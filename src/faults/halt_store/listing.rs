@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -86,8 +87,8 @@ impl HaltStore {
         let mut resolved: HashSet<(String, String)> = HashSet::new();
         // Only the fields shown, cut, kept per event, and nothing else of an event is built
         // ([`Shown`]): one event's text is held at a time, however many events of up to
-        // 8 MiB a producer left in the halt dir.
-        let mut detected: BTreeMap<(HaltStatus, String), ListedHalt> = BTreeMap::new();
+        // 8 MiB a producer left in the halt dir; and those fields once, shared with the reads.
+        let mut detected: BTreeMap<(HaltStatus, String), Arc<Shown>> = BTreeMap::new();
         let mut reads = ListingReads::start(&self.listed, self.listing_budget);
         for (sub, status) in [
             (PENDING_DIR, HaltStatus::Pending),
@@ -129,13 +130,13 @@ impl HaltStore {
                 };
                 if shown.event.as_deref() == Some(RESOLVED_EVENT) {
                     if let (Some(run), Some(id), HaltStatus::Pending) =
-                        (shown.run_id, shown.fault_id, status)
+                        (&shown.run_id, &shown.fault_id, status)
                     {
-                        resolved.insert((run, id));
+                        resolved.insert((run.clone(), id.clone()));
                     }
                     continue;
                 }
-                detected.insert((status, name.clone()), listed(name, status, shown));
+                detected.insert((status, name), shown);
             }
         }
         listing.left_out.unread_files = reads.skipped();
@@ -148,7 +149,12 @@ impl HaltStore {
                 ),
             });
         }
-        for (_, mut halt) in detected {
+        // A one-shot store's reads are dropped here, so each event's fields move into the
+        // listing uncopied (a long-lived store keeps its reads, and the listing copies them).
+        drop(reads);
+        for ((status, name), shown) in detected {
+            let shown = Arc::try_unwrap(shown).unwrap_or_else(|shared| (*shared).clone());
+            let mut halt = listed(name, status, shown);
             if halt.status == HaltStatus::Pending
                 && resolved.contains(&(halt.run_id.clone(), halt.fault_id.clone()))
             {

@@ -7,7 +7,9 @@
 //! page, on threads that must answer) reads at most [`MAX_LISTING_READ_BYTES`] of files it
 //! had not read before; past it the others are left out, and the listing says it is partial.
 //! A one-shot store (`berth faults list`, `doctor`, `faults ack`) has no next listing to
-//! read the rest, so it reads every name it lists.
+//! read the rest, so it reads every name it lists, and keeps none of its reads once the
+//! listing is done: the listing holds the one copy of what it shows (each file's fields are
+//! shared, [`Arc`], by the reads and the listing while it is made).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -42,7 +44,7 @@ struct Read {
     seen: Sighting,
     /// Whether the stamp proves the content (it was not racy when read).
     trusted: bool,
-    shown: Result<Shown, Unshown>,
+    shown: Result<Arc<Shown>, Unshown>,
 }
 
 /// The event files as the last listing of a store read them: only the names that listing
@@ -60,6 +62,8 @@ pub struct ListingReads<'a> {
     /// The name each stamp was read under in this listing.
     by_stamp: HashMap<FileStamp, Key>,
     budget: ReadBudget,
+    /// Whether the reads are kept for the store's next listing (a long-lived store's).
+    keep: bool,
 }
 
 impl<'a> ListingReads<'a> {
@@ -69,7 +73,8 @@ impl<'a> ListingReads<'a> {
     }
 
     /// A listing that reads at most `budget` bytes of files it did not read before, or every
-    /// file for `None` (a one-shot store: no next listing would read the rest).
+    /// file for `None` (a one-shot store: no next listing would read the rest, or use its
+    /// reads).
     pub fn start(cache: &'a ReadCache, budget: Option<u64>) -> ListingReads<'a> {
         let before = std::mem::take(&mut *cache.files.lock().unwrap_or_else(|e| e.into_inner()));
         ListingReads {
@@ -78,6 +83,7 @@ impl<'a> ListingReads<'a> {
             now: HashMap::new(),
             by_stamp: HashMap::new(),
             budget: ReadBudget::new(budget.unwrap_or(u64::MAX)),
+            keep: budget.is_some(),
         }
     }
 
@@ -88,7 +94,7 @@ impl<'a> ListingReads<'a> {
         dir: &PrivateDir,
         sub: &'static str,
         name: &str,
-    ) -> Option<Result<Shown, Unshown>> {
+    ) -> Option<Result<Arc<Shown>, Unshown>> {
         let start = ReadStart::now();
         let (file, meta) = match dir.open_regular(name, json_file::MAX_JSON_BYTES) {
             Ok(opened) => opened,
@@ -111,7 +117,8 @@ impl<'a> ListingReads<'a> {
         }
         let shown = json_file::read_opened((file, meta), json_file::MAX_JSON_BYTES)
             .map_err(|e| Unshown::Read(Arc::new(e)))
-            .and_then(|text| Shown::parse(&text).map_err(|e| Unshown::NotJson(Arc::new(e))));
+            .and_then(|text| Shown::parse(&text).map_err(|e| Unshown::NotJson(Arc::new(e))))
+            .map(Arc::new);
         let (seen, racy) = start.judge(stamp, last.as_ref().map(|l| &l.seen));
         let read = Read {
             seen,
@@ -125,8 +132,11 @@ impl<'a> ListingReads<'a> {
 }
 
 impl Drop for ListingReads<'_> {
-    /// Keeps this listing's reads for the store's next one.
+    /// Keeps this listing's reads for the store's next one, a long-lived store's only.
     fn drop(&mut self) {
+        if !self.keep {
+            return;
+        }
         let now = std::mem::take(&mut self.now);
         *self.cache.files.lock().unwrap_or_else(|e| e.into_inner()) = now;
     }

@@ -45,7 +45,12 @@ fn cut(text: &str) -> String {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…", &text[..end])
+    // Built at its exact size: `format!` may reserve twice what it writes, which every
+    // field of every listed event would keep.
+    let mut shown = String::with_capacity(end + '…'.len_utf8());
+    shown.push_str(&text[..end]);
+    shown.push('…');
+    shown
 }
 
 /// Answers `on_map` for an object and `T::default()` for any other JSON value, which it

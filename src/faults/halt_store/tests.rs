@@ -1,25 +1,7 @@
 use super::*;
-use crate::faults::fault::{Fault, Severity};
-use crate::faults::halt::RunRef;
+use crate::faults::halt::sample::event;
 use serde_json::Value;
 use std::fs;
-
-fn event(run: &str, category: &str, tail: &str) -> HaltEvent {
-    let fault = Fault {
-        category: category.into(),
-        severity: Severity::High,
-        description: format!("{category} happened"),
-        source_files: vec![],
-        evidence: Default::default(),
-    };
-    let run_ref = RunRef {
-        run_id: run,
-        state_slug: run,
-        stdout_tail: tail.to_owned(),
-        ..RunRef::default()
-    };
-    HaltEvent::from_fault(&run_ref, &fault)
-}
 
 fn read(path: &Path) -> Value {
     serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
@@ -283,6 +265,46 @@ fn listing_holds_one_events_parse_at_a_time() {
         peak < 16 * 1024 * 1024,
         "listing 20 events of 2 MiB held {} MiB at once",
         peak / (1024 * 1024)
+    );
+}
+
+/// `faults list` of a hostile halt dir: every event's shown fields at their 4 KiB cut. The
+/// listing holds them once; the one-shot store keeps no second copy of its reads, neither
+/// while the listing is made nor after.
+#[test]
+fn a_one_shot_listing_holds_each_events_fields_once() {
+    const EVENTS: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let pending = dir.path().join(PENDING_DIR);
+    fs::create_dir_all(&pending).unwrap();
+    let field = |c: &str| c.repeat(shown::MAX_FIELD_BYTES + 100);
+    for n in 0..EVENTS {
+        let event = serde_json::json!({
+            "runId": format!("{n}{}", field("r")), "faultId": field("f"), "kind": field("k"),
+            "severity": field("s"), "message": field("m"), "timestamp": field("t"),
+        });
+        fs::write(pending.join(format!("r{n}.json")), event.to_string()).unwrap();
+    }
+    let store = HaltStore::new(dir.path());
+    crate::rules::memory::start();
+    let listing = store.list();
+    let peak = crate::rules::memory::stop();
+    assert_eq!(listing.halts.len(), EVENTS);
+    let held: usize = listing
+        .halts
+        .iter()
+        .map(|h| h.run_id.len() + h.fault_id.len() + h.kind.len())
+        .chain(
+            listing
+                .halts
+                .iter()
+                .map(|h| h.severity.len() + h.message.len()),
+        )
+        .chain(listing.halts.iter().map(|h| h.timestamp.len()))
+        .sum();
+    assert!(
+        peak < (held + held / 2) as isize,
+        "listing {EVENTS} events whose shown fields take {held} bytes held {peak} at once"
     );
 }
 

@@ -256,7 +256,8 @@ fn a_listing_past_its_read_budget_says_it_is_partial() {
     assert!(runs.is_err(), "{runs:?}");
 }
 
-/// A store's next listing reads no file whose stamp did not move, and shows it as before.
+/// A long-lived store's next listing reads no file whose stamp did not move, and shows it
+/// as before (a one-shot store has no next listing, and keeps no reads).
 #[test]
 fn a_listing_does_not_read_again_what_the_last_one_read() {
     let dir = tempfile::tempdir().unwrap();
@@ -276,7 +277,7 @@ fn a_listing_does_not_read_again_what_the_last_one_read() {
     std::thread::sleep(std::time::Duration::from_nanos(
         crate::file_stamp::RACY_NS as u64 + 20_000_000,
     ));
-    let store = HaltStore::new(dir.path());
+    let store = HaltStore::long_lived(dir.path());
     let first = store.list();
     let before = bytes_read_by_this_thread();
     let again = store.list();
