@@ -5,7 +5,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::lane_lock::{Lane, Unlearnt, lane_key};
+use crate::lane_lock::repo_keys::Unlearnt;
+use crate::lane_lock::{Lane, lane_key};
 use crate::pinned_dir::PinnedDir;
 
 use super::GateError;

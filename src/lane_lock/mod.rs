@@ -57,7 +57,7 @@ mod ref_writer;
 mod refresh;
 mod refs_look;
 mod release;
-mod repo_keys;
+pub mod repo_keys;
 mod scratch_pool;
 mod sightings;
 mod standing;
@@ -86,8 +86,6 @@ pub use held::HeldLock;
 pub use listing::{ListedLock, LockListing};
 pub use refs_look::MAX_OBJECTS_ENTRIES;
 pub use refs_look::MAX_REFS_ENTRIES;
-pub(crate) use repo_keys::relearn as relearn_repo_key;
-pub use repo_keys::{Relearnt, Unlearnt};
 
 pub use foreign_writer::MAX_PROC_ENTRIES;
 pub use heartbeat::{Heartbeat, LockWatch};

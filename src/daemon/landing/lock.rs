@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use crate::daemon::releasing::Waited;
 use crate::gstack_text;
-use crate::lane_lock::{
-    Acquire, HeldLock, LockSettings, Relearnt, lock_ref_name, relearn_repo_key, started_lane_key,
-};
+use crate::lane_lock::repo_keys::{Relearnt, relearn};
+use crate::lane_lock::{Acquire, HeldLock, LockSettings, lock_ref_name, started_lane_key};
 
 use super::ask::{ask, ask_or_clean_up};
 use super::{End, Landing};
@@ -38,7 +37,7 @@ fn previous_release_wait(settings: &LockSettings) -> Duration {
 /// does not answer.
 pub(super) async fn same_repository(l: &Landing) -> Result<(), End> {
     let identity = l.lane.repo_identity.clone();
-    let looked = ask(&l.cancel, move || relearn_repo_key(&identity)).await;
+    let looked = ask(&l.cancel, move || relearn(&identity)).await;
     let why = match looked {
         Some(Ok(Relearnt::Same)) => return Ok(()),
         Some(Ok(Relearnt::Changed { was, now })) => {
