@@ -256,6 +256,7 @@ pub(crate) fn late_on(origin: &Path) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hostile_file::fifo_race::{answer_stuck_opens, fifo_included_by_config};
     use crate::lane_lock::tests::{BareOrigin, widget_main};
     use crate::lane_lock::{Acquire, LockClient, LockError, LockSettings};
     use std::sync::Arc;
@@ -447,15 +448,8 @@ mod tests {
     /// An origin whose config includes a FIFO (which no look before libgit2 can see), and
     /// a lock client whose remote timeout is 2 s.
     fn origin_behind_a_fifo_include() -> (BareOrigin, std::path::PathBuf, Arc<LockClient>) {
-        use std::io::Write as _;
         let origin = BareOrigin::new();
-        let included = origin.dir.path().join("included");
-        nix::unistd::mkfifo(&included, nix::sys::stat::Mode::S_IRWXU).unwrap();
-        let mut config = std::fs::OpenOptions::new()
-            .append(true)
-            .open(origin.bare.join("config"))
-            .unwrap();
-        writeln!(config, "[include]\n\tpath = {}", included.display()).unwrap();
+        let included = fifo_included_by_config(&origin.bare);
         let settings = LockSettings {
             remote_timeout: Duration::from_secs(2),
             ..LockSettings::default()
@@ -471,7 +465,6 @@ mod tests {
     /// writer opens the FIFO (the stuck open returns) and it is gone, the lane is taken.
     #[test]
     fn a_local_origin_that_does_not_answer_holds_the_lane_named_until_it_does() {
-        use std::os::unix::fs::OpenOptionsExt as _;
         let (origin, included, client) = origin_behind_a_fifo_include();
         let bare = origin.bare.to_string_lossy().into_owned();
         let first = format!("{:?}", acquire(&client, &origin));
@@ -488,11 +481,7 @@ mod tests {
         assert_eq!(late_on(&origin.bare), 1);
         // A writer's open answers the stuck reader's (never blocking: it fails with no
         // reader); its close is the end of the file.
-        let writer = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(nix::libc::O_NONBLOCK)
-            .open(&included)
-            .expect("no access is stuck opening the FIFO");
+        let writer = answer_stuck_opens(&included).expect("no access is stuck opening the FIFO");
         drop(writer);
         std::fs::remove_file(&included).unwrap();
         std::fs::write(&included, "").unwrap();
@@ -506,7 +495,6 @@ mod tests {
     /// other name is refused at once too, with no second thread stuck in the origin.
     #[test]
     fn a_stuck_origin_refuses_an_access_by_another_name_for_it() {
-        use std::os::unix::fs::OpenOptionsExt as _;
         let (origin, included, client) = origin_behind_a_fifo_include();
         let alias = origin.dir.path().join("alias.git");
         std::os::unix::fs::symlink(&origin.bare, &alias).unwrap();
@@ -523,10 +511,7 @@ mod tests {
         let second = format!("{:?}", acquire(&client, &aliased));
         let stuck = late_on(&origin.bare) + late_on(&alias);
         // Let the stuck opens return before judging, so no thread outlives the test.
-        let _ = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(nix::libc::O_NONBLOCK)
-            .open(&included);
+        let _ = answer_stuck_opens(&included);
         std::fs::remove_file(&included).unwrap();
         std::fs::write(&included, "").unwrap();
         until_none_late_on(&origin.bare);

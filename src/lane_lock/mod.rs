@@ -389,11 +389,11 @@ impl LockClient {
     }
 
     /// Makes one scratch repository for lock operations now, if none is idle, so the
-    /// first lock a landing takes does not make it; a failure is left for that operation
-    /// to meet.
+    /// first lock a landing takes does not make it (one that starts meanwhile waits for
+    /// it, briefly); a failure is left for that operation to meet.
     pub fn warm_up(&self) {
-        if let Err(e) = self.scratch() {
-            tracing::debug!("lock warm-up: {e}");
+        if let Err(e) = self.pool.make_ahead(&self.scratch_dir) {
+            tracing::debug!(dir = %self.scratch_dir.display(), "lock warm-up: {e}");
         }
     }
 
