@@ -245,16 +245,58 @@ pub(crate) mod fifo_race {
         stop.store(true, Ordering::Relaxed);
         swapper.join().unwrap();
         if !finished {
-            // Unblock the stuck reader (a writer opening the FIFO), then fail.
-            let _ = std::fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(nix::libc::O_NONBLOCK)
-                .open(path);
+            let _ = answer_stuck_opens(path);
             panic!("a read of {} blocked on a swapped-in FIFO", path.display());
         }
     }
 
+    /// Answers whatever is stuck opening the FIFO at `path` to read it: a writer's open,
+    /// which never blocks (it fails where no reader waits), and whose close is the end of
+    /// the file. The writer, if it opened.
+    pub fn answer_stuck_opens(path: &Path) -> std::io::Result<std::fs::File> {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(path)
+    }
+
+    /// A FIFO (`included`, beside `bare`) that the config of the bare repository `bare`
+    /// includes: no look before libgit2 can see it, and libgit2's open of `bare` hangs on
+    /// it until [`answer_stuck_opens`].
+    pub fn fifo_included_by_config(bare: &Path) -> PathBuf {
+        use std::io::Write as _;
+        let included = bare.parent().unwrap().join("included");
+        nix::unistd::mkfifo(&included, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let mut config = std::fs::OpenOptions::new()
+            .append(true)
+            .open(bare.join("config"))
+            .unwrap();
+        writeln!(config, "[include]\n\tpath = {}", included.display()).unwrap();
+        included
+    }
+
     use std::os::unix::fs::OpenOptionsExt;
+}
+
+/// Test support: what a read costs, in bytes this thread read through system calls.
+#[cfg(test)]
+pub(crate) mod read_cost {
+    /// `read()`'s answer, and the bytes this thread read while it ran (`rchar` of
+    /// `/proc/thread-self/io`, which counts what the calls returned, from any file).
+    pub fn bytes_read_by<T>(read: impl FnOnce() -> T) -> (T, u64) {
+        let before = rchar();
+        let answer = read();
+        (answer, rchar() - before)
+    }
+
+    fn rchar() -> u64 {
+        let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
+        io.lines()
+            .find_map(|l| l.strip_prefix("rchar: "))
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
 }
 
 #[cfg(test)]

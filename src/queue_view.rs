@@ -366,13 +366,9 @@ impl QueueView {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::file_stamp::age_past_racy_window;
     use crate::record::sample::queued;
     use crate::store::{Expect, Move};
-
-    /// Waits until every stamp taken now is old enough to be trusted (not racy).
-    fn age(_dir: &std::path::Path) {
-        std::thread::sleep(std::time::Duration::from_nanos(RACY_NS as u64 + 20_000_000));
-    }
 
     #[test]
     fn a_refresh_reads_only_what_changed_and_reports_a_bad_file_once() {
@@ -382,7 +378,7 @@ mod tests {
             .map(|pr| store.insert(&queued(pr)).unwrap())
             .collect();
         std::fs::write(dir.path().join("broken.json"), "{ nope").unwrap();
-        age(dir.path());
+        age_past_racy_window();
         let mut view = QueueView::new();
         let first = view.refresh(&store, &Refresh::Sweep);
         assert_eq!(view.files_read(), 6);
@@ -405,7 +401,7 @@ mod tests {
         view.written(&store, &ids[2]);
         assert_eq!(view.files_read(), 7);
         assert_eq!(view.get(&ids[2]).unwrap().record.status, Status::Blocked);
-        age(dir.path());
+        age_past_racy_window();
         let named = Refresh::Files([format!("{}.json", ids[2])].into());
         view.refresh(&store, &named);
         view.refresh(&store, &Refresh::Sweep);
@@ -443,7 +439,7 @@ mod tests {
         for n in 0..3 {
             std::fs::write(dir.path().join(format!("broken-{n}.json")), "{ nope").unwrap();
         }
-        age(dir.path());
+        age_past_racy_window();
         let mut view = QueueView::new();
         let first = view.refresh(&store, &Refresh::Sweep);
         assert_eq!(view.files_read(), count as u64 + 3);

@@ -223,20 +223,14 @@ impl Entries {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Lets a file's stamp age past the racy window (a stamp that young is never trusted).
-    fn age() {
-        std::thread::sleep(std::time::Duration::from_nanos(
-            crate::file_stamp::RACY_NS as u64 + 20_000_000,
-        ));
-    }
+    use crate::file_stamp::age_past_racy_window;
 
     #[test]
     fn a_state_file_is_parsed_again_only_when_it_changed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.json");
         std::fs::write(&path, r#"{"slug": "a"}"#).unwrap();
-        age();
+        age_past_racy_window();
         let cache = StateCache::default();
         let parses = |cache: &StateCache| (0..5).filter(|_| cache.load(&path).read).count();
         assert_eq!(
@@ -247,7 +241,7 @@ mod tests {
         // A new file at the path (a new inode): parsed once more.
         std::fs::write(dir.path().join("new"), r#"{"slug": "b"}"#).unwrap();
         std::fs::rename(dir.path().join("new"), &path).unwrap();
-        age();
+        age_past_racy_window();
         assert_eq!(parses(&cache), 1);
         assert_eq!(cache.load(&path).state.unwrap().value()["slug"], "b");
         cache.keep_only(dir.path(), &HashSet::new());

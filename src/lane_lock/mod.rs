@@ -57,6 +57,7 @@ mod ref_writer;
 mod refresh;
 mod refs_look;
 mod release;
+pub mod repo_keys;
 mod scratch_pool;
 mod sightings;
 mod standing;
@@ -76,7 +77,7 @@ use crate::clock;
 use crate::gstack_text;
 use crate::safe_key::safe_key;
 
-pub use alias::{lane_key, lane_lock_refs};
+pub use alias::{lane_key, lane_lock_refs, started_lane_key};
 pub use below_ref::MAX_BELOW_ENTRIES;
 pub use broken_ref::MAX_REF_BYTES;
 pub use cas::{LockWrite, WRITERS_BLOCKED};
@@ -388,11 +389,11 @@ impl LockClient {
     }
 
     /// Makes one scratch repository for lock operations now, if none is idle, so the
-    /// first lock a landing takes does not make it; a failure is left for that operation
-    /// to meet.
+    /// first lock a landing takes does not make it (one that starts meanwhile waits for
+    /// it, briefly); a failure is left for that operation to meet.
     pub fn warm_up(&self) {
-        if let Err(e) = self.scratch() {
-            tracing::debug!("lock warm-up: {e}");
+        if let Err(e) = self.pool.make_ahead(&self.scratch_dir) {
+            tracing::debug!(dir = %self.scratch_dir.display(), "lock warm-up: {e}");
         }
     }
 

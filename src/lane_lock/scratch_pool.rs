@@ -8,9 +8,13 @@
 //! [`MAX_USES`] operations or [`MAX_AGE`], so what its fetches and lock commits store stays
 //! bounded, and it is always far younger than the hour after which a starting berth sweeps
 //! scratch dirs left by a killed process.
+//!
+//! The daemon's warm-up makes one ahead ([`ScratchPool::make_ahead`]); an operation that
+//! finds none idle while that one is being made waits for it, at most [`AHEAD_WAIT`],
+//! rather than making a second one beside it (the first landing's lock used to).
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::transport::Scratch;
@@ -21,6 +25,9 @@ pub(crate) const MAX_USES: u32 = 64;
 pub(crate) const MAX_AGE: Duration = Duration::from_secs(10 * 60);
 /// Idle scratch repositories kept; more are removed when their operation ends.
 pub(crate) const MAX_IDLE: usize = 4;
+/// How long an operation that finds no idle repository waits for the one being made
+/// ahead (a bare `git init`, milliseconds) before it makes its own.
+pub(crate) const AHEAD_WAIT: Duration = Duration::from_secs(1);
 
 /// One idle repository, with when it was made and how often it served.
 struct Idle {
@@ -29,10 +36,20 @@ struct Idle {
     uses: u32,
 }
 
-/// Idle scratch repositories of one lock client.
+/// Idle scratch repositories of one lock client, and whether one is being made ahead.
 #[derive(Default)]
 pub(crate) struct ScratchPool {
-    idle: Mutex<Vec<Idle>>,
+    shelf: Mutex<Shelf>,
+    /// Told when the repository made ahead is idle (or its making ended without one).
+    ahead_done: Condvar,
+}
+
+/// What the pool's lock guards.
+#[derive(Default)]
+struct Shelf {
+    idle: Vec<Idle>,
+    /// A repository is being made ahead, to be put with the idle ones.
+    ahead: bool,
 }
 
 /// A scratch repository held by one operation; given back to the pool when dropped.
@@ -51,7 +68,7 @@ impl std::ops::Deref for Pooled<'_> {
 
 impl std::fmt::Debug for ScratchPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ScratchPool({} idle)", self.lock().len())
+        write!(f, "ScratchPool({} idle)", self.lock().idle.len())
     }
 }
 
@@ -61,7 +78,7 @@ impl ScratchPool {
     /// have left it), or a new one under `dir`.
     pub(crate) fn take(&self, dir: &Path, read_ref: &str) -> std::io::Result<Pooled<'_>> {
         loop {
-            let Some(idle) = self.lock().pop() else {
+            let Some(idle) = self.pop_idle() else {
                 break;
             };
             if !fit(&idle) {
@@ -89,8 +106,66 @@ impl ScratchPool {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    /// Makes one repository under `dir` and puts it with the idle ones, unless one is idle
+    /// or being made already. Operations that need one meanwhile wait for it.
+    pub(crate) fn make_ahead(&self, dir: &Path) -> std::io::Result<()> {
+        {
+            let mut shelf = self.lock();
+            if !shelf.idle.is_empty() || shelf.ahead {
+                return Ok(());
+            }
+            shelf.ahead = true;
+        }
+        let turn = AheadTurn { pool: self };
+        let scratch = Scratch::create(dir)?;
+        let mut shelf = self.lock();
+        if shelf.idle.len() < MAX_IDLE {
+            shelf.idle.push(Idle {
+                scratch,
+                born: Instant::now(),
+                uses: 0,
+            });
+        }
+        drop(shelf);
+        drop(turn);
+        Ok(())
+    }
+
+    /// An idle repository; while none is and one is being made ahead, waits for that one,
+    /// at most [`AHEAD_WAIT`].
+    fn pop_idle(&self) -> Option<Idle> {
+        let deadline = Instant::now() + AHEAD_WAIT;
+        let mut shelf = self.lock();
+        loop {
+            if let Some(idle) = shelf.idle.pop() {
+                return Some(idle);
+            }
+            if !shelf.ahead {
+                return None;
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            shelf = match self.ahead_done.wait_timeout(shelf, left) {
+                Ok((shelf, _)) => shelf,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shelf> {
+        self.shelf.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Ends a making ahead when dropped (also when it failed or panicked), waking the
+/// operations waiting for it.
+struct AheadTurn<'p> {
+    pool: &'p ScratchPool,
+}
+
+impl Drop for AheadTurn<'_> {
+    fn drop(&mut self) {
+        self.pool.lock().ahead = false;
+        self.pool.ahead_done.notify_all();
     }
 }
 
@@ -112,9 +187,9 @@ impl Drop for Pooled<'_> {
         {
             return;
         }
-        let mut pool = self.pool.lock();
-        if pool.len() < MAX_IDLE {
-            pool.push(idle);
+        let mut shelf = self.pool.lock();
+        if shelf.idle.len() < MAX_IDLE {
+            shelf.idle.push(idle);
         }
     }
 }
@@ -162,7 +237,7 @@ mod tests {
             scratch.repo.reference(READ, commit, true, "left").unwrap();
             scratch.repo.path().to_owned()
         };
-        assert_eq!(pool.lock().len(), 1);
+        assert_eq!(pool.lock().idle.len(), 1);
         let again = pool.take(dir.path(), READ).unwrap();
         assert_eq!(
             again.repo.path(),
@@ -178,10 +253,60 @@ mod tests {
         for _ in 2..MAX_USES - 1 {
             drop(pool.take(dir.path(), READ).unwrap());
         }
-        assert_eq!(pool.lock().len(), 1);
+        assert_eq!(pool.lock().idle.len(), 1);
         drop(pool.take(dir.path(), READ).unwrap());
-        assert_eq!(pool.lock().len(), 0, "retired after {MAX_USES} operations");
+        assert_eq!(
+            pool.lock().idle.len(),
+            0,
+            "retired after {MAX_USES} operations"
+        );
         assert!(!first_path.exists(), "and removed");
+    }
+
+    #[test]
+    fn an_operation_takes_the_repository_being_made_ahead_instead_of_making_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = ScratchPool::default();
+        // The making ahead is under way (as `make_ahead` marks it) when the operation
+        // comes; it ends with the repository put with the idle ones.
+        pool.lock().ahead = true;
+        let taken = std::thread::scope(|s| {
+            let operation = s.spawn(|| pool.take(dir.path(), READ).unwrap().repo.path().to_owned());
+            let turn = AheadTurn { pool: &pool };
+            let made = Scratch::create(dir.path()).unwrap();
+            let path = made.repo.path().to_owned();
+            pool.lock().idle.push(Idle {
+                scratch: made,
+                born: Instant::now(),
+                uses: 0,
+            });
+            drop(turn);
+            (path, operation.join().unwrap())
+        });
+        assert_eq!(
+            taken.1, taken.0,
+            "the operation ran in the repository made ahead"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "one made, not two"
+        );
+    }
+
+    #[test]
+    fn a_repository_made_ahead_is_idle_and_an_operation_without_one_waits_no_longer() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = ScratchPool::default();
+        pool.make_ahead(dir.path()).unwrap();
+        pool.make_ahead(dir.path()).unwrap();
+        assert_eq!(pool.lock().idle.len(), 1, "made once, kept idle");
+        assert!(!pool.lock().ahead);
+        let (first, second) = (
+            pool.take(dir.path(), READ).unwrap(),
+            pool.take(dir.path(), READ).unwrap(),
+        );
+        assert_ne!(first.repo.path(), second.repo.path());
     }
 
     #[test]
@@ -195,6 +320,6 @@ mod tests {
             held.iter().map(|s| s.repo.path().to_owned()).collect();
         assert_eq!(paths.len(), MAX_IDLE + 2);
         drop(held);
-        assert_eq!(pool.lock().len(), MAX_IDLE);
+        assert_eq!(pool.lock().idle.len(), MAX_IDLE);
     }
 }

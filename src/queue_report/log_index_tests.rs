@@ -3,6 +3,7 @@ use std::io::Write as _;
 use serde_json::json;
 
 use super::*;
+use crate::hostile_file::read_cost::bytes_read_by;
 use crate::rules::decisions::{OperatorAct, files, operator_act};
 use crate::rules::journal::Act;
 
@@ -223,16 +224,6 @@ fn one_line_about_a_pr_past_u32_does_not_fill_the_index() {
     assert_eq!(held.indexed, 10);
 }
 
-/// Bytes this thread has read through system calls so far (`rchar`).
-fn thread_bytes_read() -> u64 {
-    let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
-    io.lines()
-        .find_map(|l| l.strip_prefix("rchar: "))
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 /// A request for the page of a PR no line is about costs what any other such PR's costs,
 /// whatever its number: `/pr/1099511627776` (anyone who can open a socket to the endpoint
 /// can ask it, no record needed) must not read the whole decision log on every request.
@@ -243,10 +234,9 @@ fn the_page_of_a_pr_past_u32_that_no_line_is_about_is_not_a_whole_read() {
     let index = DecisionIndex::default();
     index.policy_waits(dir.path()).unwrap();
     let cost = |pr: u64| {
-        let before = thread_bytes_read();
-        let found = index.pr_history(dir.path(), pr, None).unwrap();
+        let (found, read) = bytes_read_by(|| index.pr_history(dir.path(), pr, None).unwrap());
         assert!(found.lines.is_empty());
-        thread_bytes_read() - before
+        read
     };
     let (small, past_u32) = (cost(1_000_000), cost(1 << 40));
     assert!(

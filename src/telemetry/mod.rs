@@ -373,9 +373,7 @@ mod halts_pending_tests {
     /// A telemetry over `dir`'s `faults` store, made once the halt dirs' stamps are past
     /// the window in which a stamp proves nothing.
     fn telemetry_once_still(dir: &std::path::Path) -> Telemetry {
-        std::thread::sleep(Duration::from_nanos(
-            crate::file_stamp::RACY_NS as u64 + 20_000_000,
-        ));
+        crate::file_stamp::age_past_racy_window();
         Telemetry::new(
             Sources {
                 berth_dir: dir.join("berth"),

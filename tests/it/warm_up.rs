@@ -120,3 +120,34 @@ fn a_repos_first_landing_runs_in_the_scratch_worktree_made_ahead() {
     );
     assert!(scratch_worktrees(&state).is_empty(), "removed at stop");
 }
+
+/// berth's lock scratch repositories present under the berth dir.
+fn lock_scratch_repos(state: &Path) -> usize {
+    fs::read_dir(state.join("lock-scratch.git")).map_or(0, |d| {
+        d.filter_map(Result::ok)
+            .filter(|e| e.path().join("HEAD").exists())
+            .count()
+    })
+}
+
+#[test]
+fn a_first_landing_due_at_once_locks_through_the_scratch_repository_made_ahead() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let config = world.git_forge_config("poll_secs = 3600\n");
+    let state = world.berth_state();
+    let mut daemon = world.spawn_watch(&config);
+    let ticked = world.wait_for(Duration::from_secs(30), || {
+        state.join("daemon-health.json").exists()
+    });
+    // Due at once: the landing's lock meets the warm-up still making its repository.
+    let id = lane.queue(1, "main");
+    let landed = world.wait_for(Duration::from_secs(60), || {
+        world.read_record(&id)["status"] == "landed"
+    });
+    let repos = lock_scratch_repos(&state);
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    daemon.wait().unwrap();
+    assert!(ticked && landed, "PR 1 did not land");
+    assert_eq!(repos, 1, "the lock made no scratch repository of its own");
+}

@@ -1,5 +1,5 @@
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::json;
@@ -7,6 +7,22 @@ use serde_json::json;
 use super::LearnedSet;
 use crate::faults::learned_match::{Budget, Texts};
 use crate::faults::state_jsonpath::Document;
+
+/// What a run's learned answers are asked about: its stdout alone.
+fn stdout_only(stdout: &str) -> Texts<'_> {
+    Texts {
+        stdout: Some(stdout),
+        plan: None,
+        failure_reason: None,
+    }
+}
+
+/// Replaces the file at `path` with `entries` by rename, as gstack rewrites it.
+fn rewrite(path: &Path, entries: &serde_json::Value) {
+    let temp = path.with_file_name(".tmp-learned");
+    std::fs::write(&temp, entries.to_string()).unwrap();
+    std::fs::rename(&temp, path).unwrap();
+}
 
 /// Past 1,024 runs a run's last answers are still kept, so a tick whose budget runs out
 /// before a regex is reached does not clear that run's learned fault; a run whose state
@@ -20,11 +36,7 @@ fn a_budget_cut_keeps_each_runs_answer_however_many_runs_there_are() {
         "learnedAt": "2026-05-17T00:00:00Z", "hitCount": 0}]);
     std::fs::write(&path, entry.to_string()).unwrap();
     let set = LearnedSet::load(&path).unwrap();
-    let texts = Texts {
-        stdout: Some("boom"),
-        plan: None,
-        failure_reason: None,
-    };
+    let texts = stdout_only("boom");
     let state = Document::new(json!({}));
     let runs: Vec<PathBuf> = (0..1100)
         .map(|n| dir.path().join(format!("run{n}.json")))
@@ -56,17 +68,11 @@ fn a_rewrite_of_the_file_keeps_each_listed_runs_answer() {
         let entry = json!([{"category": "BOOM", "severity": "HIGH", "description": "d",
             "matcherKind": "stdout_regex", "pattern": "bo+m", "source": format!("inv{hits}"),
             "learnedAt": "2026-05-17T00:00:00Z", "hitCount": hits}]);
-        let temp = dir.path().join(".tmp-learned");
-        std::fs::write(&temp, entry.to_string()).unwrap();
-        std::fs::rename(&temp, &path).unwrap();
+        rewrite(&path, &entry);
     };
     write(0);
     let source = super::LearnedSource::new(path.clone());
-    let texts = Texts {
-        stdout: Some("boom"),
-        plan: None,
-        failure_reason: None,
-    };
+    let texts = stdout_only("boom");
     let state = Document::new(json!({}));
     let run = dir.path().join("run.json");
     let first = source.current();
@@ -94,24 +100,21 @@ fn answers_follow_a_pattern_by_its_matcher_across_a_rewrite() {
         json!({"category": category, "severity": "HIGH", "description": "d",
                "matcherKind": "stdout_regex", "pattern": pattern})
     };
-    let write = |entries: serde_json::Value| {
-        let temp = dir.path().join(".tmp-learned");
-        std::fs::write(&temp, entries.to_string()).unwrap();
-        std::fs::rename(&temp, &path).unwrap();
-    };
-    write(json!([regex("GONE", "bo+m"), regex("KEPT", "cra+sh")]));
+    rewrite(
+        &path,
+        &json!([regex("GONE", "bo+m"), regex("KEPT", "cra+sh")]),
+    );
     let source = super::LearnedSource::new(path.clone());
-    let texts = Texts {
-        stdout: Some("boom crash fizz"),
-        plan: None,
-        failure_reason: None,
-    };
+    let texts = stdout_only("boom crash fizz");
     let state = Document::new(json!({}));
     let run = dir.path().join("run.json");
     let first = source.current();
     let all = first.matching_within(Some(&run), &texts, &state, &mut Budget::unlimited());
     assert_eq!(all.len(), 2);
-    write(json!([regex("NEW", "fi+zz"), regex("RENAMED", "cra+sh")]));
+    rewrite(
+        &path,
+        &json!([regex("NEW", "fi+zz"), regex("RENAMED", "cra+sh")]),
+    );
     let second = source.current();
     assert_ne!(first.id(), second.id(), "the rewrite was not loaded");
     let cut = second.matching_within(Some(&run), &texts, &state, &mut Budget::of(Duration::ZERO));
