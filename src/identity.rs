@@ -204,19 +204,25 @@ pub fn alias_key(identity: &str) -> String {
         )
 }
 
-/// The directory a local identity names: the path as written, or with the `.git` the
-/// identity dropped.
-fn local_repo_dir(identity: &str) -> Option<std::path::PathBuf> {
-    let path = if let Some(rest) = identity.strip_prefix("file:") {
+/// The path a local identity (`/path`, `file:/path`) names, as written (no look at it);
+/// `None` for any other identity, whose [`alias_key`] needs no syscall.
+pub fn local_identity_path(identity: &str) -> Option<std::path::PathBuf> {
+    if let Some(rest) = identity.strip_prefix("file:") {
         url::Url::parse(&format!("file://{rest}"))
             .ok()?
             .to_file_path()
-            .ok()?
+            .ok()
     } else if identity.starts_with('/') {
-        std::path::PathBuf::from(identity)
+        Some(std::path::PathBuf::from(identity))
     } else {
-        return None;
-    };
+        None
+    }
+}
+
+/// The directory a local identity names: the path as written, or with the `.git` the
+/// identity dropped.
+fn local_repo_dir(identity: &str) -> Option<std::path::PathBuf> {
+    let path = local_identity_path(identity)?;
     let with_suffix = std::path::PathBuf::from(format!("{}.git", path.display()));
     [path, with_suffix].into_iter().find(|p| p.is_dir())
 }

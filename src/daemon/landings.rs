@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use crate::lane_lock::{Lane, lane_key};
+use crate::lane_lock::{Lane, started_lane_key};
 
 use super::{LaneOutcome, lane_retry};
 
@@ -48,7 +48,8 @@ impl Landings {
         landing: impl std::future::Future<Output = LaneOutcome> + Send + 'static,
     ) {
         let handle = self.tasks.spawn(landing);
-        self.lane_of_task.insert(handle.id(), lane_key(lane));
+        self.lane_of_task
+            .insert(handle.id(), started_lane_key(lane));
     }
 
     /// The next finished landing; a task that panicked frees its lane (left alone for its

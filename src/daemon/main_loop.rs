@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::lane_lock::lane_key;
+use crate::lane_lock::started_lane_key;
 use crate::queue_view::Refresh;
 use crate::rules::{ReloadWatcher, RulesStatus};
 
@@ -243,7 +243,7 @@ impl Loop {
     async fn on_lane_done(&mut self, outcome: LaneOutcome) -> Result<(), Event> {
         self.any_blocked |= outcome.ended_blocked();
         self.processed |= outcome.took_the_record();
-        let lane = lane_key(&outcome.lane);
+        let lane = started_lane_key(&outcome.lane);
         if outcome.lane_may_retry_this_tick() {
             self.landings.retry.forget(&lane);
         } else {

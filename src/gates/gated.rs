@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::lane_lock::repo_keys::Unlearnt;
 use crate::lane_lock::{Lane, lane_key};
 use crate::pinned_dir::PinnedDir;
 
@@ -142,8 +143,9 @@ impl GatedRecord {
     }
 
     /// The key that tells this record's lane apart from others inside one daemon
-    /// ([`lane_key`]); the one way berth computes it for a record.
-    pub fn lane_key(&self) -> String {
+    /// ([`lane_key`]); the one way berth computes it for a record. An error while the
+    /// repository of a local origin is not known yet: the lane waits.
+    pub fn lane_key(&self) -> Result<String, Unlearnt> {
         lane_key(&self.lane())
     }
 }

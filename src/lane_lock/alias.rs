@@ -6,8 +6,9 @@
 //! keeps reading and writing gstack's ref for its spelling, and also:
 //!
 //! - inside one daemon, tells lanes apart by [`lane_key`] (the repository as
-//!   [`crate::identity::alias_key`] finds it, and the base branch), so it never runs two
-//!   aliases of one lane at once;
+//!   [`crate::identity::alias_key`] finds it, learnt off the daemon's loop by
+//!   [`super::repo_keys`], and the base branch), so it never runs two aliases of one lane
+//!   at once;
 //! - across daemons, also takes the lock refs every spelling shares ([`lane_lock_refs`]):
 //!   `refs/gstack/release-locks/+repo/<base>` in the repository itself, whatever the
 //!   transport (every path or URL that reaches the repository reaches that ref, so even
@@ -17,6 +18,7 @@
 //!   spelling is not the canonical one (GitHub: lower case), the gstack ref of the
 //!   canonical spelling, where a gstack daemon using that spelling meets berth.
 
+use super::repo_keys::{Unlearnt, key_of, started_key_of};
 use super::{LOCK_REF_PREFIX, Lane, cas, lock_ref_name};
 use crate::identity::alias_key;
 use crate::safe_key::safe_key;
@@ -25,10 +27,22 @@ use crate::safe_key::safe_key;
 const LOCAL_REPO_KEY: &str = "+repo";
 
 /// The key berth's own lane exclusion uses: aliases of one repository and base branch
-/// give one key.
-pub fn lane_key(lane: &Lane) -> String {
+/// give one key. Never looks at the origin: a local origin's repository comes from the
+/// table learnt off the caller's thread ([`super::repo_keys`]), and while it is not known
+/// the lane has no key and must not start.
+pub fn lane_key(lane: &Lane) -> Result<String, Unlearnt> {
+    Ok(keyed(lane, key_of(&lane.repo_identity)?))
+}
+
+/// The key of a lane that already started (so its key was learnt), for the daemon's
+/// bookkeeping of it ([`super::repo_keys::started_key_of`]).
+pub fn started_lane_key(lane: &Lane) -> String {
+    keyed(lane, started_key_of(&lane.repo_identity))
+}
+
+fn keyed(lane: &Lane, repo: String) -> String {
     lock_ref_name(&Lane {
-        repo_identity: alias_key(&lane.repo_identity),
+        repo_identity: repo,
         base_branch: lane.base_branch.clone(),
     })
 }
@@ -104,7 +118,7 @@ mod tests {
                 repo
             ]
         );
-        assert_eq!(lane_key(&upper), lane_key(&lower));
-        assert_eq!(lane_key(&lower), lock_ref_name(&lower));
+        assert_eq!(lane_key(&upper).unwrap(), lane_key(&lower).unwrap());
+        assert_eq!(lane_key(&lower).unwrap(), lock_ref_name(&lower));
     }
 }

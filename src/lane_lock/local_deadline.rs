@@ -295,10 +295,39 @@ mod tests {
         assert_eq!(run(origin, Duration::from_secs(60), None, || 7).unwrap(), 7);
     }
 
-    /// Mounts a file system at `at` whose server never answers (a FUSE mount nobody
-    /// serves: every look under it waits, as under a hard NFS mount whose server is gone);
-    /// `None` where this process may not mount. Dropping the returned server end aborts
-    /// the mount's connection, so every call waiting there fails at once.
+    /// A file system whose server never answers (a FUSE mount nobody serves: every look
+    /// under it waits, as under a hard NFS mount whose server is gone), mounted at `at`.
+    /// Dropped, it aborts the mount's connection, so every call waiting there fails at
+    /// once, and unmounts it.
+    struct HungMount {
+        at: PathBuf,
+        server: Option<std::fs::File>,
+    }
+
+    impl HungMount {
+        /// Mounted at `dir/nfs`; `None` where this process may not mount.
+        fn under(dir: &Path) -> Option<HungMount> {
+            let at = dir.join("nfs");
+            std::fs::create_dir(&at).unwrap();
+            let server = hung_mount(&at)?;
+            Some(HungMount {
+                at,
+                server: Some(server),
+            })
+        }
+    }
+
+    impl Drop for HungMount {
+        fn drop(&mut self) {
+            drop(self.server.take());
+            let target = std::ffi::CString::new(self.at.to_str().unwrap()).unwrap();
+            // SAFETY: a NUL-terminated path that outlives the call.
+            unsafe { nix::libc::umount2(target.as_ptr(), nix::libc::MNT_DETACH) };
+        }
+    }
+
+    /// Mounts a file system at `at` whose server never answers; its server end, or `None`
+    /// where this process may not mount.
     fn hung_mount(at: &Path) -> Option<std::fs::File> {
         use std::os::fd::AsRawFd as _;
         use std::os::unix::ffi::OsStrExt as _;
@@ -333,12 +362,10 @@ mod tests {
     #[test]
     fn an_access_to_an_origin_on_a_hung_mount_answers_within_its_deadline() {
         let dir = tempfile::tempdir().unwrap();
-        let mount = dir.path().join("nfs");
-        std::fs::create_dir(&mount).unwrap();
-        let Some(server) = hung_mount(&mount) else {
+        let Some(mount) = HungMount::under(dir.path()) else {
             return;
         };
-        let origin = mount.join("origin.git");
+        let origin = mount.at.join("origin.git");
         let (tx, rx) = mpsc::channel();
         let at = origin.clone();
         std::thread::spawn(move || {
@@ -349,10 +376,7 @@ mod tests {
             let _ = tx.send(answer.map_err(|e| e.to_string()));
         });
         let answer = rx.recv_timeout(Duration::from_secs(30));
-        drop(server);
-        // SAFETY: a NUL-terminated path that outlives the call.
-        let target = std::ffi::CString::new(mount.to_str().unwrap()).unwrap();
-        unsafe { nix::libc::umount2(target.as_ptr(), nix::libc::MNT_DETACH) };
+        drop(mount);
         let answer = answer.expect(
             "an access to a local origin on a hung mount, deadline 1 s, had not answered its caller after 30 s",
         );
@@ -366,12 +390,10 @@ mod tests {
     #[test]
     fn taking_a_lane_of_an_origin_on_a_hung_mount_fails_within_the_deadline() {
         let dir = tempfile::tempdir().unwrap();
-        let mount = dir.path().join("nfs");
-        std::fs::create_dir(&mount).unwrap();
-        let Some(server) = hung_mount(&mount) else {
+        let Some(mount) = HungMount::under(dir.path()) else {
             return;
         };
-        let url = mount.join("origin.git").to_str().unwrap().to_owned();
+        let url = mount.at.join("origin.git").to_str().unwrap().to_owned();
         let settings = LockSettings {
             remote_timeout: Duration::from_secs(2),
             ..LockSettings::default()
@@ -383,14 +405,44 @@ mod tests {
             let _ = tx.send(format!("{taken:?}"));
         });
         let answer = rx.recv_timeout(Duration::from_secs(60));
+        drop(mount);
+        let answer = answer.expect(
+            "a try to take a lane of an origin on a hung mount (remote timeout 2 s) had not returned after 60 s",
+        );
+        assert!(answer.contains("did not answer within"), "{answer}");
+    }
+
+    /// The daemon's own look at a lane (its key, [`crate::lane_lock::lane_key`], which its
+    /// async main loop takes as each landing starts and ends, and the tick as it picks
+    /// lanes) must not stat a local origin on a hung mount with no deadline: the caller
+    /// that never looks at the origin in this module is held there first, and with it
+    /// every lane of the daemon.
+    #[test]
+    fn the_daemons_lane_key_of_an_origin_on_a_hung_mount_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mount = dir.path().join("nfs");
+        std::fs::create_dir(&mount).unwrap();
+        let Some(server) = hung_mount(&mount) else {
+            return;
+        };
+        let lane = crate::lane_lock::Lane {
+            repo_identity: mount.join("origin").to_str().unwrap().to_owned(),
+            base_branch: "main".into(),
+        };
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(crate::lane_lock::lane_key(&lane));
+        });
+        let answer = rx.recv_timeout(Duration::from_secs(30));
         drop(server);
         let target = std::ffi::CString::new(mount.to_str().unwrap()).unwrap();
         // SAFETY: a NUL-terminated path that outlives the call.
         unsafe { nix::libc::umount2(target.as_ptr(), nix::libc::MNT_DETACH) };
         let answer = answer.expect(
-            "a try to take a lane of an origin on a hung mount (remote timeout 2 s) had not returned after 60 s",
+            "lane_key of a lane whose local origin is on a hung mount had not answered after 30 s: the daemon's main loop would hang there with no deadline",
         );
-        assert!(answer.contains("did not answer within"), "{answer}");
+        // Not known, so the lane waits: never keyed by its spelling beside an alias.
+        assert!(answer.is_err(), "{answer:?}");
     }
 
     /// Runs an acquire of the widget lane on `origin` on its own thread; its answer, or a

@@ -57,6 +57,7 @@ mod ref_writer;
 mod refresh;
 mod refs_look;
 mod release;
+pub mod repo_keys;
 mod scratch_pool;
 mod sightings;
 mod standing;
@@ -76,7 +77,7 @@ use crate::clock;
 use crate::gstack_text;
 use crate::safe_key::safe_key;
 
-pub use alias::{lane_key, lane_lock_refs};
+pub use alias::{lane_key, lane_lock_refs, started_lane_key};
 pub use below_ref::MAX_BELOW_ENTRIES;
 pub use broken_ref::MAX_REF_BYTES;
 pub use cas::{LockWrite, WRITERS_BLOCKED};

@@ -30,6 +30,7 @@ mod gstack_compat;
 mod halt_files;
 mod hostile;
 mod http;
+mod hung_origin;
 mod hung_push;
 mod idle;
 mod install;

@@ -334,7 +334,7 @@ impl World {
 
     /// `berth` set up for daemon runs: the test's git identity (landing scripts commit),
     /// berth's private state in `berth_dir`.
-    fn daemon_std(&self, berth_dir: &Path) -> Command {
+    pub fn daemon_std(&self, berth_dir: &Path) -> Command {
         let mut cmd = self.berth_std();
         cmd.env("BERTH_DIR", berth_dir)
             .env("GIT_AUTHOR_NAME", "berth test")

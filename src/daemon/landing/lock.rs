@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use crate::daemon::releasing::Waited;
 use crate::gstack_text;
-use crate::lane_lock::{Acquire, HeldLock, LockSettings, lane_key, lock_ref_name};
+use crate::lane_lock::repo_keys::{Relearnt, relearn};
+use crate::lane_lock::{Acquire, HeldLock, LockSettings, lock_ref_name, started_lane_key};
 
-use super::ask::ask_or_clean_up;
+use super::ask::{ask, ask_or_clean_up};
 use super::{End, Landing};
 
 /// A lane is held through at most three refs: gstack's, the repository's own `+repo` ref
@@ -27,12 +28,41 @@ fn previous_release_wait(settings: &LockSettings) -> Duration {
         .saturating_mul(LOCK_REFS_PER_LANE)
 }
 
+/// Looks at the repository a local origin reaches again, off the loop (waiting at most the
+/// local-access deadline), before the lane is taken: a key learnt earlier must not go
+/// stale silently. If the path now reaches another repository, this landing, which the
+/// daemon holds under the old key, does not go on: the record goes back to the queue and
+/// the next tick weighs it under the new key against every lane in flight, so no moment
+/// lets the old and the new key both be free for one landing. Fails closed when the origin
+/// does not answer.
+pub(super) async fn same_repository(l: &Landing) -> Result<(), End> {
+    let identity = l.lane.repo_identity.clone();
+    let looked = ask(&l.cancel, move || relearn(&identity)).await;
+    let why = match looked {
+        Some(Ok(Relearnt::Same)) => return Ok(()),
+        Some(Ok(Relearnt::Changed { was, now })) => {
+            tracing::warn!(origin = %l.lane.repo_identity, %was, %now, "a local origin now reaches another repository; its lane is keyed by the new one from now on");
+            format!(
+                "the local origin {} now reaches another repository than when this landing started; it is weighed again under that one",
+                l.lane.repo_identity
+            )
+        }
+        Some(Err(overdue)) => overdue.to_string(),
+        None if l.interrupted() => return Err(End::Interrupted),
+        None => "the look at the local origin did not finish".into(),
+    };
+    Err(End::Requeue(gstack_text::lock_unavailable(
+        &l.c.record.base_branch,
+        why,
+    )))
+}
+
 /// Waits until this lane's previous release (a landing of this process that ended just
 /// before) is over, so that the lock is written only once the old one is gone or, if its
 /// release failed, stands as this process's own leftover. Fails closed: past the wait, the
 /// record goes back to the queue and nothing is written.
 pub(super) async fn previous_release(l: &Landing) -> Result<(), End> {
-    let lane = lane_key(&l.lane);
+    let lane = started_lane_key(&l.lane);
     let wait = previous_release_wait(l.crew.locks.settings());
     let waited = tokio::select! {
         waited = l.crew.releasing.wait_for(&lane, wait) => waited,
@@ -65,7 +95,7 @@ pub(super) async fn acquire(l: &Landing, origin_url: &str) -> Result<HeldLock, E
     // The write counts as a release in flight until it answered and, if that answer came
     // too late, its lock was released: a stopping daemon waits for both (its writer child
     // runs on without it), so a clean stop leaves no lock behind.
-    let in_flight = crew.releasing.begin(&lane_key(&lane));
+    let in_flight = crew.releasing.begin(&started_lane_key(&lane));
     let release_late = move |late: Result<Acquire, crate::lane_lock::LockError>| {
         if let Ok(Acquire::Acquired(held)) = late {
             let _ = releaser.release(&held);

@@ -185,6 +185,9 @@ enum Locked {
 /// Takes the lane lock (once the lane's previous release is over) and starts its
 /// heartbeat; the lease counts from the boot time the lock's write started before.
 async fn lock_and_heartbeat(l: &Landing, origin_url: &str) -> Locked {
+    if let Err(end) = lock::same_repository(l).await {
+        return Locked::Stopped { end, held: None };
+    }
     if let Err(end) = lock::previous_release(l).await {
         return Locked::Stopped { end, held: None };
     }

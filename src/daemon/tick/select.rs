@@ -62,8 +62,10 @@ pub fn select(
         let Ok(gated) = gates.record(&shared.allowlist(), &stored.record) else {
             continue;
         };
-        let lane_ref = gated.lane_key();
-        if in_flight.contains(&lane_ref)
+        let Some(lane_ref) = in_flight.key_of_candidate(&stored.id, &gated) else {
+            continue;
+        };
+        if in_flight.keys.contains(&lane_ref)
             || skip.contains(&lane_ref)
             || seen_lanes.contains(&lane_ref)
         {
@@ -94,17 +96,52 @@ pub fn select(
     selection
 }
 
+/// The lanes of the records in flight.
+struct InFlight {
+    keys: HashSet<String>,
+    /// A record in flight has a local origin whose repository is not learnt yet: it may
+    /// hold the lane of any local candidate, so none starts.
+    unlearnt: bool,
+}
+
+impl InFlight {
+    /// A candidate's lane key, or `None` while it is not known (the lane waits, fail
+    /// closed: under its spelling it could run beside an alias of itself), or while a
+    /// record in flight whose lane is not known may hold it.
+    fn key_of_candidate(&self, id: &str, gated: &GatedRecord) -> Option<String> {
+        let key = gated
+            .lane_key()
+            .inspect_err(|unlearnt| tracing::debug!(record = %id, "lane waits: {unlearnt}"))
+            .ok()?;
+        let local = crate::identity::local_identity_path(&gated.lane().repo_identity).is_some();
+        if self.unlearnt && local {
+            tracing::debug!(record = %id, "lane waits: a record in flight has a local origin whose repository berth has not learnt yet");
+            return None;
+        }
+        Some(key)
+    }
+}
+
 /// The lanes of the records in flight, keyed as candidates are ([`GatedRecord::lane_key`]):
 /// by the identity the gates read from the repo's `origin`, so a legacy record in flight
 /// (no `repoIdentity`) holds the lane its origin names, as its lock does. A record in
 /// flight that fails a gate holds no lane: step 4 blocks it.
-fn lanes_in_flight(shared: &Shared, gates: &mut TickGates, records: &[Record]) -> HashSet<String> {
+fn lanes_in_flight(shared: &Shared, gates: &mut TickGates, records: &[Record]) -> InFlight {
     let allowlist = shared.allowlist();
-    records
+    let mut in_flight = InFlight {
+        keys: HashSet::new(),
+        unlearnt: false,
+    };
+    for gated in records
         .iter()
         .filter_map(|r| gates.record(&allowlist, r).ok())
-        .map(|gated| gated.lane_key())
-        .collect()
+    {
+        match gated.lane_key() {
+            Ok(key) => _ = in_flight.keys.insert(key),
+            Err(_) => in_flight.unlearnt = true,
+        }
+    }
+    in_flight
 }
 
 /// What selection needs of the view, copied out so the rules run without its lock.

@@ -29,10 +29,7 @@ pub struct Shown {
 impl Shown {
     /// The shown fields of `text`; an error only for text that is not JSON.
     pub fn parse(text: &str) -> Result<Shown, serde_json::Error> {
-        let mut de = serde_json::Deserializer::from_str(text);
-        let shown: Shown = loose(&mut de)?;
-        de.end()?;
-        Ok(shown)
+        loose_whole(text)
     }
 }
 
@@ -104,6 +101,15 @@ impl<'de, T: Loose> Visitor<'de> for LooseVisitor<T> {
 
 fn loose<'de, T: Loose, D: Deserializer<'de>>(de: D) -> Result<T, D::Error> {
     de.deserialize_any(LooseVisitor(std::marker::PhantomData))
+}
+
+/// [`loose`] over the whole of `text`: an error only for text that is not JSON (or has
+/// more after it).
+fn loose_whole<T: Loose>(text: &str) -> Result<T, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let read = loose(&mut de)?;
+    de.end()?;
+    Ok(read)
 }
 
 /// [`loose`] for a `T` named only by a type parameter.
@@ -216,10 +222,7 @@ pub struct Prior {
 impl Prior {
     /// The fields of `text` emit reads; an error only for text that is not JSON.
     pub fn parse(text: &str) -> Result<Prior, serde_json::Error> {
-        let mut de = serde_json::Deserializer::from_str(text);
-        let prior: Prior = loose(&mut de)?;
-        de.end()?;
-        Ok(prior)
+        loose_whole(text)
     }
 }
 

@@ -1,0 +1,261 @@
+//! Which repository each local origin reaches ([`crate::identity::alias_key`]: the device
+//! and inode of its directory), learnt off the caller's thread and kept in one
+//! process-wide table.
+//!
+//! Learning it stats the origin's directory, which a hung file system holds for good; the
+//! daemon's async loop and its tick need the key of every lane they weigh. So they only
+//! read this table ([`key_of`]), which never looks at an origin: a key not yet learnt is
+//! learnt on a thread of its own under the local-access deadline
+//! ([`super::local_deadline`], the lock's `remote_timeout`), and until it is, the lane is
+//! not known and does not start (fail closed: starting it under its spelling would let two
+//! aliases of one repository land at once). A landing looks again before it takes the
+//! lock ([`relearn`]), where it may wait its deadline; a repository that changed under a
+//! path is learnt there, and that landing does not go on under the old key.
+//!
+//! An identity that is not a local path (a GitHub or other network identity) needs no
+//! look and is answered at once. The table holds one entry per local identity the process
+//! has weighed (the queue's repositories; see docs/limits.md).
+
+use std::collections::HashMap;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::identity::{alias_key, local_identity_path};
+
+use super::local_deadline::{self, Overdue, local_origin_deadline};
+
+/// Why a local identity's repository is not known yet.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum Unlearnt {
+    #[error(
+        "berth is still learning which repository the local origin {origin} is (it looks off the daemon's loop, within the remote timeout); its lanes wait until it knows"
+    )]
+    Learning { origin: String },
+    /// The last look failed: the local-access deadline's own words.
+    #[error("{0}")]
+    Unanswered(String),
+}
+
+#[derive(Default)]
+struct Entry {
+    /// The key last learnt, kept while a later look fails (the landing's own look
+    /// decides whether that lane may go on).
+    key: Option<String>,
+    learning: bool,
+    failed: Option<String>,
+}
+
+static TABLE: Mutex<Option<HashMap<String, Entry>>> = Mutex::new(None);
+/// Told each time a learning ends.
+static LEARNT: Condvar = Condvar::new();
+
+/// How long [`key_of`] waits for a local origin's first look (a healthy one answers in
+/// microseconds; a `--once` run weighs each lane once): past it, or the local-access
+/// deadline if shorter, the lane waits for a later tick and the look goes on off the
+/// caller's thread. Never waited again for an origin whose look failed.
+pub const FIRST_LOOK_WAIT: Duration = Duration::from_secs(5);
+
+fn table() -> MutexGuard<'static, Option<HashMap<String, Entry>>> {
+    TABLE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The key of `identity`'s repository as this process knows it, with no look at the
+/// origin on the caller's thread. When a local one is not known, starts learning it (one
+/// look at a time) and, unless its last look failed, waits for that look at most
+/// [`FIRST_LOOK_WAIT`] (blocking: the tick's thread, never the async loop); then says why
+/// its lanes wait.
+pub fn key_of(identity: &str) -> Result<String, Unlearnt> {
+    if local_identity_path(identity).is_none() {
+        return Ok(alias_key(identity));
+    }
+    let give_up = Instant::now() + FIRST_LOOK_WAIT.min(local_origin_deadline());
+    let mut guard = table();
+    loop {
+        let entry = guard
+            .get_or_insert_with(HashMap::new)
+            .entry(identity.to_owned())
+            .or_default();
+        if let Some(key) = &entry.key {
+            return Ok(key.clone());
+        }
+        let failed = entry.failed.clone().map(Unlearnt::Unanswered);
+        if !entry.learning {
+            entry.learning = true;
+            drop(guard);
+            learn_in_background(identity);
+            if let Some(why) = failed {
+                return Err(why);
+            }
+            guard = table();
+            continue;
+        }
+        let left = give_up.saturating_duration_since(Instant::now());
+        if let Some(why) = failed {
+            return Err(why);
+        }
+        if left.is_zero() {
+            return Err(Unlearnt::Learning {
+                origin: identity.to_owned(),
+            });
+        }
+        guard = LEARNT
+            .wait_timeout(guard, left)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+}
+
+/// The key a lane that already started holds (learnt before it started: [`key_of`] let
+/// it), for the daemon's bookkeeping of it on its async loop: a read of the table that
+/// never waits; the spelling only for an identity never learnt, which no started lane has.
+pub fn started_key_of(identity: &str) -> String {
+    if local_identity_path(identity).is_none() {
+        return alias_key(identity);
+    }
+    let guard = table();
+    let learnt = guard.as_ref().and_then(|t| t.get(identity)?.key.clone());
+    learnt.unwrap_or_else(|| identity.to_owned())
+}
+
+/// How a landing's own look at its repository went.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Relearnt {
+    /// The repository is the one the lane was keyed by.
+    Same,
+    /// The path now reaches another repository: the table holds the new key from now on.
+    Changed { was: String, now: String },
+}
+
+/// Looks at `identity`'s repository again, waiting at most the local-access deadline
+/// (blocking: a landing's own thread), and records what it finds. A network identity is
+/// always [`Relearnt::Same`].
+pub(crate) fn relearn(identity: &str) -> Result<Relearnt, Overdue> {
+    let Some(path) = local_identity_path(identity) else {
+        return Ok(Relearnt::Same);
+    };
+    let owned = identity.to_owned();
+    let looked = local_deadline::run(&path, local_origin_deadline(), None, move || {
+        alias_key(&owned)
+    });
+    let mut guard = table();
+    let entry = guard
+        .get_or_insert_with(HashMap::new)
+        .entry(identity.to_owned())
+        .or_default();
+    match looked {
+        Ok(now) => {
+            entry.failed = None;
+            match entry.key.replace(now.clone()) {
+                Some(was) if was != now => Ok(Relearnt::Changed { was, now }),
+                _ => Ok(Relearnt::Same),
+            }
+        }
+        Err(overdue) => {
+            entry.failed = Some(overdue.to_string());
+            Err(overdue)
+        }
+    }
+}
+
+/// Learns `identity`'s key on a thread of its own; the table says it is learning until it
+/// is done (a thread that cannot start leaves the reason there, and the next read retries).
+fn learn_in_background(identity: &str) {
+    let owned = identity.to_owned();
+    let spawned = std::thread::Builder::new()
+        .name("learn-origin".into())
+        .spawn(move || {
+            let had_failed = table()
+                .as_ref()
+                .and_then(|t| t.get(&owned))
+                .is_some_and(|entry| entry.failed.is_some());
+            let looked = relearn(&owned);
+            let mut guard = table();
+            let Some(entry) = guard.as_mut().and_then(|t| t.get_mut(&owned)) else {
+                return;
+            };
+            entry.learning = false;
+            LEARNT.notify_all();
+            // Once per stretch of failures: a stuck origin is read again every tick.
+            match looked {
+                Err(overdue) if !had_failed => {
+                    tracing::warn!(origin = %owned, "{overdue}; its lanes wait")
+                }
+                _ => {}
+            }
+        });
+    if let Err(e) = spawned {
+        let mut guard = table();
+        if let Some(entry) = guard.as_mut().and_then(|t| t.get_mut(identity)) {
+            entry.learning = false;
+            LEARNT.notify_all();
+            entry.failed = Some(format!(
+                "cannot start a thread to look at the local origin {identity}: {e}"
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads `identity`'s key until it is learnt (a minute at most).
+    fn until_learnt(identity: &str) -> String {
+        let give_up = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(key) = key_of(identity) {
+                return key;
+            }
+            assert!(Instant::now() < give_up, "{identity} was never learnt");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// A local identity is learnt (off the reader's thread: the hung-mount test in
+    /// `local_deadline` shows the reader is not held) as the repository its path reaches,
+    /// one key for a symlink to it too; a network identity is answered at once.
+    #[test]
+    fn a_local_key_is_learnt_off_the_readers_thread_and_aliases_meet() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo.git");
+        std::fs::create_dir(&repo).unwrap();
+        let link = dir.path().join("link.git");
+        std::os::unix::fs::symlink(&repo, &link).unwrap();
+        let (repo_id, link_id) = (repo.to_str().unwrap(), link.to_str().unwrap());
+        let key = until_learnt(repo_id);
+        assert_eq!(key, alias_key(repo_id));
+        assert!(key.starts_with("local:"), "{key}");
+        assert_eq!(until_learnt(link_id), key);
+        assert_eq!(
+            key_of("github.com/Acme/Widget").unwrap(),
+            "github.com/acme/widget"
+        );
+    }
+
+    /// A path that comes to reach another repository keeps its old key until a landing's
+    /// own look learns the new one, and from then on reads give the new key.
+    #[test]
+    fn a_landings_look_learns_a_changed_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+        std::fs::create_dir(&first).unwrap();
+        std::fs::create_dir(&second).unwrap();
+        let link = dir.path().join("origin.git");
+        std::os::unix::fs::symlink(&first, &link).unwrap();
+        let id = link.to_str().unwrap();
+        let was = until_learnt(id);
+        assert_eq!(relearn(id).unwrap(), Relearnt::Same);
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink(&second, &link).unwrap();
+        assert_eq!(key_of(id).unwrap(), was);
+        let now = alias_key(second.to_str().unwrap());
+        assert_eq!(
+            relearn(id).unwrap(),
+            Relearnt::Changed {
+                was,
+                now: now.clone()
+            }
+        );
+        assert_eq!(key_of(id).unwrap(), now);
+    }
+}
