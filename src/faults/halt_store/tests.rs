@@ -635,7 +635,7 @@ fn ack_without_a_run_finds_the_one_run_with_a_long_id() {
     let run = "r".repeat(shown::MAX_FIELD_BYTES + 1);
     let store = HaltStore::new(dir.path());
     let first = event(&run, "X", "");
-    let report = store.sync_run(&run, "/s/r.json", &[first.clone()]);
+    let report = store.sync_run(&run, "/s/r.json", std::slice::from_ref(&first));
     assert_eq!(report.emitted.len(), 1, "{report:?}");
     let runs = HaltStore::new(dir.path())
         .pending_runs(&first.fault_id)
