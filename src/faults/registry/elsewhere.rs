@@ -8,12 +8,15 @@
 //! may hold is not resolved (it stays raised).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
 use super::super::json_file::MAX_JSON_BYTES;
 use super::super::read_budget::ReadBudget;
-use super::{Unread, may_be_registry_name, name_prefix, read_opened_registry, source_is_gone};
+use super::{
+    Unread, may_be_registry_name, name_prefix, read_opened_registry, said_cut, source_is_gone,
+};
 use crate::file_stamp::FileStamp;
 use crate::private_dir::{MAX_NAMES_PER_LISTING, PrivateDir};
 
@@ -86,8 +89,9 @@ impl Elsewhere {
 #[derive(Debug)]
 enum Held {
     Registry(Registered),
-    /// Not a registry (torn, planted): what it holds is unknown.
-    Invalid(String),
+    /// Not a registry (torn, planted): what it holds is unknown. Why, cut
+    /// ([`said_cut`]), shared by every name of the file.
+    Invalid(Arc<str>),
 }
 
 /// A registry, as the looks of a pass need it.
@@ -112,16 +116,17 @@ enum Found {
         source: Option<Box<str>>,
         ids: Vec<String>,
     },
-    Invalid(String),
+    /// Not a registry: the file (by its stamp, said once a look) and why.
+    Invalid(FileStamp, Arc<str>),
 }
 
 impl Held {
     /// What the look of `run` asking about `asked` (each id with its place in the run's asked
     /// ids) learns from it; `None` when it must be read again: a registry of that run not
     /// yet read for all of `asked` (its run has several state files that changed this pass).
-    fn answer(&self, run: &[u8; 32], asked: &[(usize, &str)]) -> Option<Found> {
+    fn answer(&self, stamp: FileStamp, run: &[u8; 32], asked: &[(usize, &str)]) -> Option<Found> {
         match self {
-            Held::Invalid(reason) => Some(Found::Invalid(reason.clone())),
+            Held::Invalid(reason) => Some(Found::Invalid(stamp, reason.clone())),
             Held::Registry(registered) if &registered.run != run => Some(Found::OtherRun),
             Held::Registry(registered) => {
                 if asked.iter().any(|(at, _)| *at >= registered.asked_up_to) {
@@ -175,7 +180,7 @@ impl PassReads {
         };
         let stamp = FileStamp::of(&opened.1);
         let earlier = self.by_stamp.get(&stamp);
-        if let Some(found) = earlier.and_then(|held| held.answer(run, asked)) {
+        if let Some(found) = earlier.and_then(|held| held.answer(stamp, run, asked)) {
             return Some(Ok(found));
         }
         if earlier.is_none() && self.by_stamp.len() >= self.max_files {
@@ -205,10 +210,10 @@ impl PassReads {
                     holds,
                 })
             }
-            Err(Unread::Invalid(reason)) => Held::Invalid(reason.to_string()),
+            Err(Unread::Invalid(reason)) => Held::Invalid(said_cut(&reason.to_string()).into()),
             Err(failed @ Unread::Failed(_)) => return Some(Err(NotRead::from(failed))),
         };
-        let found = held.answer(run, asked);
+        let found = held.answer(stamp, run, asked);
         self.by_stamp.insert(stamp, held);
         found.map(Ok)
     }
@@ -269,6 +274,8 @@ pub fn raised_elsewhere(
     let run: [u8; 32] = Sha256::digest(run_id.as_bytes()).into();
     let asked = reads.ask(&run, asked);
     let waiting_before = reads.budget.waiting();
+    // A file under many names (hard links) is said once, with how many more names it had.
+    let mut said: HashMap<FileStamp, (usize, usize)> = HashMap::new();
     for name in names {
         let path = dir.join(&name);
         match reads.found(dir, &name, &run, &asked) {
@@ -282,13 +289,24 @@ pub fn raised_elsewhere(
                 }
             }
             Some(Ok(Found::Registry { ids, .. })) => elsewhere.raised.extend(ids),
-            Some(Ok(Found::Invalid(reason))) => elsewhere
-                .unread
-                .push(format!("{}: {reason}", path.display())),
+            Some(Ok(Found::Invalid(stamp, reason))) => {
+                let line = elsewhere.unread.len();
+                let (first, more) = said.entry(stamp).or_insert((line, 0));
+                if *first == line {
+                    elsewhere
+                        .unread
+                        .push(format!("{}: {reason}", path.display()));
+                } else {
+                    *more += 1;
+                }
+            }
             Some(Err(not_read)) => elsewhere
                 .unread
                 .push(format!("{}: {not_read}", path.display())),
         }
+    }
+    for (line, more) in said.into_values().filter(|(_, more)| *more > 0) {
+        elsewhere.unread[line].push_str(&format!(" (the same file under {more} more names)"));
     }
     reads.left_unread(&mut elsewhere, dir, reads.budget.waiting() - waiting_before);
     elsewhere
