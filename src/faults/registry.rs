@@ -206,16 +206,26 @@ pub const MAX_SAID_BYTES: usize = 256;
 
 /// `text` cut to [`MAX_SAID_BYTES`], saying so and how long it was.
 pub fn said_cut(text: &str) -> String {
-    let end = text.floor_char_boundary(MAX_SAID_BYTES);
+    let end = said_end(text);
     if end == text.len() {
         return text.to_owned();
     }
     format!("{}… (cut from {} bytes)", &text[..end], text.len())
 }
 
+/// Where `text` is cut to [`MAX_SAID_BYTES`]: the last char boundary up to it
+/// (`str::floor_char_boundary` is newer than the crate's MSRV).
+fn said_end(text: &str) -> usize {
+    let mut end = MAX_SAID_BYTES.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
+}
+
 /// `id` quoted, its first [`MAX_SAID_BYTES`] only, saying so and how long it was.
 fn quoted_cut(id: &str) -> String {
-    let end = id.floor_char_boundary(MAX_SAID_BYTES);
+    let end = said_end(id);
     let quoted = format!("{:?}", &id[..end]);
     if end == id.len() {
         return quoted;

@@ -187,10 +187,10 @@ impl HaltStore {
             .filter(|h| h.status != HaltStatus::Investigated)
             .filter(|h| h.key.is_some_and(|(_, of)| of == fault))
             .collect();
-        if let [one] = halts.as_mut_slice() {
-            if let Some(whole) = self.whole_run_id(one) {
-                one.run_id = whole;
-            }
+        if let [one] = halts.as_mut_slice()
+            && let Some(whole) = self.whole_run_id(one)
+        {
+            one.run_id = whole;
         }
         Ok(halts.into_iter().map(|h| h.run_id).collect())
     }
