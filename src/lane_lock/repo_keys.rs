@@ -258,4 +258,33 @@ mod tests {
         );
         assert_eq!(key_of(id).unwrap(), now);
     }
+
+    /// Two landings of one local origin (two base branches, or one tick's lanes) both
+    /// started under the key the table held before the path came to reach another
+    /// repository. The first landing's look records the new key; the second landing's
+    /// look must still say its lane was keyed by another repository (`Relearnt::Same` is
+    /// "the repository is the one the lane was keyed by"), or it goes on under the old key
+    /// beside a lane of the new repository that the tick saw free.
+    #[test]
+    fn every_landing_started_under_the_old_key_learns_that_its_repository_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+        std::fs::create_dir(&first).unwrap();
+        std::fs::create_dir(&second).unwrap();
+        let link = dir.path().join("origin.git");
+        std::os::unix::fs::symlink(&first, &link).unwrap();
+        let id = link.to_str().unwrap();
+        let started_under = until_learnt(id);
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink(&second, &link).unwrap();
+        // Both landings were started by a tick that read `started_under`.
+        assert_eq!(key_of(id).unwrap(), started_under);
+        assert!(matches!(relearn(id), Ok(Relearnt::Changed { .. })));
+        let second_landing = relearn(id).unwrap();
+        assert!(
+            matches!(second_landing, Relearnt::Changed { .. }),
+            "a landing started under {started_under} (the old repository) was told {second_landing:?}: it goes on though its path now reaches {}",
+            alias_key(second.to_str().unwrap())
+        );
+    }
 }
