@@ -287,4 +287,33 @@ mod tests {
             alias_key(second.to_str().unwrap())
         );
     }
+
+    /// The daemon's bookkeeping of a started lane (the release it registers when the
+    /// landing ends, the wait of the lane's next landing for it, the lane's retry backoff)
+    /// reads the lane's key with [`started_key_of`], "the key a lane that already started
+    /// holds". Once another landing of the same path (another base branch) learnt that the
+    /// path now reaches another repository, that read gives the new key: the release of
+    /// the lock this lane took in the old repository is registered under the new one, and
+    /// the old repository's next landing (an alias spelling of it) does not wait for it.
+    #[test]
+    fn a_started_lanes_key_stays_the_key_it_started_under() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+        std::fs::create_dir(&first).unwrap();
+        std::fs::create_dir(&second).unwrap();
+        let link = dir.path().join("origin.git");
+        std::os::unix::fs::symlink(&first, &link).unwrap();
+        let id = link.to_str().unwrap();
+        let started_under = until_learnt(id);
+        assert_eq!(started_key_of(id), started_under);
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink(&second, &link).unwrap();
+        // Another lane of the same path (another base branch) looks before its lock.
+        assert!(matches!(relearn(id), Ok(Relearnt::Changed { .. })));
+        assert_eq!(
+            started_key_of(id),
+            started_under,
+            "the lane that started under the first repository is now booked under the second"
+        );
+    }
 }
