@@ -25,7 +25,6 @@
 use std::io::{self, Seek as _, Write as _};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::SystemTime;
 
 use git2::{ErrorCode, ObjectType, Oid, Repository};
 use nix::sys::memfd::{MFdFlags, memfd_create};
@@ -55,12 +54,9 @@ pub(super) fn copy_lock_commit(
         commit: sha,
         tree: scratch.find_commit(sha)?.tree_id(),
     };
-    let odb = origin.odb()?;
-    let had: Vec<_> = [("lock commit", objects.commit), ("tree", objects.tree)]
-        .into_iter()
-        .filter(|&(_, oid)| odb.exists(oid))
-        .collect();
-    let started = SystemTime::now();
+    let named = [("lock commit", objects.commit), ("tree", objects.tree)];
+    let before = freshened::Before::look(origin.path(), &named)
+        .map_err(|stale| failed(origin.path(), None, &stale.to_string()))?;
     let writer = writer(origin)?;
     let owner = match &writer {
         Writer::Berth => {
@@ -70,8 +66,8 @@ pub(super) fn copy_lock_commit(
         Writer::Git(owner) => {
             let owner = owner.as_ref();
             unpack(scratch, origin.path(), &objects, owner).map_err(|said| {
-                let why = match freshened::check(origin.path(), &had, started) {
-                    Ok(()) => said,
+                let why = match before.check() {
+                    Ok(()) => said.to_string(),
                     Err(stale) => format!("{said}; {stale}"),
                 };
                 failed(origin.path(), owner, &why)
@@ -79,7 +75,8 @@ pub(super) fn copy_lock_commit(
             owner
         }
     };
-    freshened::check(origin.path(), &had, started)
+    before
+        .check()
         .map_err(|stale| failed(origin.path(), owner, &stale.to_string()))
 }
 
@@ -136,14 +133,14 @@ fn copy_in_process(
 
 /// Runs `git unpack-objects` in `git_dir` as `owner` (or berth), fed a pack of the
 /// lock `objects` from a memory file (no pipe berth could block on), and waits for it at
-/// most [`ref_writer::WRITE_LIMIT`] and its grace; `Err` says why it did not write them.
+/// most [`ref_writer::WRITE_LIMIT`] and its grace.
 fn unpack(
     scratch: &Repository,
     git_dir: &Path,
     objects: &LockObjects,
     owner: Option<&Owner>,
-) -> Result<(), String> {
-    let pack = pack_of(scratch, objects).map_err(|e| format!("cannot pack it: {e}"))?;
+) -> Result<(), NotUnpacked> {
+    let pack = pack_of(scratch, objects).map_err(NotUnpacked::Pack)?;
     let mut command = ref_writer::git_in(git_dir);
     command
         .args(["unpack-objects", "-q"])
@@ -151,12 +148,24 @@ fn unpack(
     if let Some(owner) = owner {
         owner.apply(&mut command);
     }
-    let (applied, said) = run(&mut command).map_err(|e| format!("cannot run git: {e}"))?;
+    let (applied, said) = run(&mut command).map_err(NotUnpacked::Run)?;
     if applied {
         Ok(())
     } else {
-        Err(said.trim().to_owned())
+        Err(NotUnpacked::Refused(said.trim().to_owned()))
     }
+}
+
+/// Why `git unpack-objects` wrote no lock objects.
+#[derive(Debug, thiserror::Error)]
+enum NotUnpacked {
+    #[error("cannot pack it: {0}")]
+    Pack(io::Error),
+    #[error("cannot run git: {0}")]
+    Run(io::Error),
+    /// What git said.
+    #[error("{0}")]
+    Refused(String),
 }
 
 fn run(command: &mut Command) -> io::Result<(bool, String)> {
