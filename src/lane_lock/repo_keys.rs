@@ -41,7 +41,9 @@ struct Entry {
     /// The key last learnt, kept while a later look fails (the landing's own look
     /// decides whether that lane may go on).
     key: Option<String>,
-    learning: bool,
+    /// Set while a look runs: until when a read waits for it. One deadline per look, so
+    /// a tick that reads the key once per record of the origin waits once in all.
+    learning: Option<Instant>,
     failed: Option<String>,
 }
 
@@ -61,14 +63,14 @@ fn table() -> MutexGuard<'static, Option<HashMap<String, Entry>>> {
 
 /// The key of `identity`'s repository as this process knows it, with no look at the
 /// origin on the caller's thread. When a local one is not known, starts learning it (one
-/// look at a time) and, unless its last look failed, waits for that look at most
-/// [`FIRST_LOOK_WAIT`] (blocking: the tick's thread, never the async loop); then says why
-/// its lanes wait.
+/// look at a time) and, unless its last look failed, waits for that look until at most
+/// [`FIRST_LOOK_WAIT`] after it started, however many reads ask meanwhile (blocking: the
+/// tick's selection, on a blocking thread the daemon's loop awaits); then says why its
+/// lanes wait.
 pub fn key_of(identity: &str) -> Result<String, Unlearnt> {
     if local_identity_path(identity).is_none() {
         return Ok(alias_key(identity));
     }
-    let give_up = Instant::now() + FIRST_LOOK_WAIT.min(local_origin_deadline());
     let mut guard = table();
     loop {
         let entry = guard
@@ -79,8 +81,8 @@ pub fn key_of(identity: &str) -> Result<String, Unlearnt> {
             return Ok(key.clone());
         }
         let failed = entry.failed.clone().map(Unlearnt::Unanswered);
-        if !entry.learning {
-            entry.learning = true;
+        let Some(give_up) = entry.learning else {
+            entry.learning = Some(Instant::now() + FIRST_LOOK_WAIT.min(local_origin_deadline()));
             drop(guard);
             learn_in_background(identity);
             if let Some(why) = failed {
@@ -88,7 +90,7 @@ pub fn key_of(identity: &str) -> Result<String, Unlearnt> {
             }
             guard = table();
             continue;
-        }
+        };
         let left = give_up.saturating_duration_since(Instant::now());
         if let Some(why) = failed {
             return Err(why);
@@ -164,17 +166,13 @@ fn learn_in_background(identity: &str) {
     let spawned = std::thread::Builder::new()
         .name("learn-origin".into())
         .spawn(move || {
+            let done = LookDone(owned.clone());
             let had_failed = table()
                 .as_ref()
                 .and_then(|t| t.get(&owned))
                 .is_some_and(|entry| entry.failed.is_some());
             let looked = relearn(&owned);
-            let mut guard = table();
-            let Some(entry) = guard.as_mut().and_then(|t| t.get_mut(&owned)) else {
-                return;
-            };
-            entry.learning = false;
-            LEARNT.notify_all();
+            drop(done);
             // Once per stretch of failures: a stuck origin is read again every tick.
             match looked {
                 Err(overdue) if !had_failed => {
@@ -186,12 +184,26 @@ fn learn_in_background(identity: &str) {
     if let Err(e) = spawned {
         let mut guard = table();
         if let Some(entry) = guard.as_mut().and_then(|t| t.get_mut(identity)) {
-            entry.learning = false;
-            LEARNT.notify_all();
             entry.failed = Some(format!(
                 "cannot start a thread to look at the local origin {identity}: {e}"
             ));
         }
+        drop(guard);
+        drop(LookDone(identity.to_owned()));
+    }
+}
+
+/// Ends an identity's look in the table when dropped, so a look that panicked is retried
+/// by the next read rather than leaving the identity learning for good.
+struct LookDone(String);
+
+impl Drop for LookDone {
+    fn drop(&mut self) {
+        let mut guard = table();
+        if let Some(entry) = guard.as_mut().and_then(|t| t.get_mut(&self.0)) {
+            entry.learning = None;
+        }
+        LEARNT.notify_all();
     }
 }
 
@@ -257,6 +269,29 @@ mod tests {
             }
         );
         assert_eq!(key_of(id).unwrap(), now);
+    }
+
+    /// A look whose thread panics ends all the same: the next read looks again and learns
+    /// the key, instead of every read being told for good that berth is still learning it.
+    #[test]
+    fn a_look_that_panicked_is_looked_at_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo.git");
+        std::fs::create_dir(&repo).unwrap();
+        let id = repo.to_str().unwrap().to_owned();
+        table()
+            .get_or_insert_with(HashMap::new)
+            .entry(id.clone())
+            .or_default()
+            .learning = Some(Instant::now() + Duration::from_secs(3600));
+        let owned = id.clone();
+        let looked = std::thread::spawn(move || {
+            let _done = LookDone(owned);
+            panic!("a look that panics");
+        })
+        .join();
+        assert!(looked.is_err());
+        assert_eq!(until_learnt(&id), alias_key(&id));
     }
 
     /// Two landings of one local origin (two base branches, or one tick's lanes) both
