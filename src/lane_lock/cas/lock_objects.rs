@@ -20,7 +20,8 @@
 //! is refused, writes it anew, as git's `write_object_file` and libgit2's `git_odb_write`
 //! do. Skipped, an old copy (the empty tree a released lock left loose and unreferenced)
 //! stays prunable by a concurrent `git gc` after the lock ref points at it.
-//! [`freshened`] then checks that no loose copy in the origin stayed old.
+//! [`freshened`] then checks that no loose copy in the origin stayed old, unless a pack
+//! holding its object was freshened instead ([`packed`]).
 
 use std::io::{self, Seek as _, Write as _};
 use std::path::Path;
@@ -33,6 +34,7 @@ use crate::lane_lock::origin_owner::{self, Owner};
 use crate::lane_lock::{lock_dir, ref_writer};
 
 mod freshened;
+mod packed;
 
 /// Who writes the objects.
 #[derive(Debug, PartialEq, Eq)]
@@ -55,7 +57,7 @@ pub(super) fn copy_lock_commit(
         tree: scratch.find_commit(sha)?.tree_id(),
     };
     let named = [("lock commit", objects.commit), ("tree", objects.tree)];
-    let before = freshened::Before::look(origin.path(), &named)
+    let before = freshened::Before::look(origin.path(), &named, objects.commit)
         .map_err(|stale| failed(origin.path(), None, &stale.to_string()))?;
     let writer = writer(origin)?;
     let owner = match &writer {
