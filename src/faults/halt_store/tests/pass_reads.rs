@@ -1,0 +1,115 @@
+//! What one fault-watch pass keeps of the runs' other registries its looks read: bounded by
+//! what it read, however many names reach a file or ids a look asks about.
+
+use super::*;
+
+/// What a pass keeps of each file its looks read is documented as "its run id's SHA-256,
+/// its source up to 4,096 bytes, the asked ids it holds": bounded by the file. But each
+/// registry of the run a look reads keeps a copy of every id the look asked
+/// (`Registered::asked`), whether the file holds them or not. Whoever writes the faults dir
+/// plants the run's own registry with many long cleared fault ids (a scope may be any
+/// length) and many tiny registries under names of the run: the pass then holds
+/// names × asked bytes (10,000 names × an 8 MiB registry's ids: ~80 GB), none of it read
+/// from disk, so the 32 MiB read budget never stops it.
+#[test]
+fn a_pass_keeps_only_the_asked_ids_a_registry_holds() {
+    use crate::faults::registry::{self, ActiveFault, Registry};
+    use crate::private_dir::PrivateDir;
+    const CLEARED: usize = 100;
+    const OTHERS: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live.json");
+    fs::write(&live, "{}").unwrap();
+    let own = dir.path().join("r.json");
+    fs::write(&own, "{}").unwrap();
+    let own = own.to_str().unwrap().to_owned();
+    let active = PrivateDir::ensure(dir.path(), ACTIVE_DIR).unwrap();
+    let scope = "s".repeat(4000);
+    let planted = Registry {
+        run_id: "r".into(),
+        source: own.clone(),
+        updated_at: String::new(),
+        active: (0..CLEARED)
+            .map(|n| {
+                let fault = ActiveFault {
+                    fault_id: format!("K:{scope}:{n:08x}"),
+                    first_detected_at: String::new(),
+                };
+                (format!("d{n}"), fault)
+            })
+            .collect(),
+    };
+    registry::save(&active, &registry::name("r", &own), &planted).unwrap();
+    let tiny = Registry {
+        run_id: "r".into(),
+        source: live.to_str().unwrap().into(),
+        ..Registry::default()
+    };
+    for n in 0..OTHERS {
+        registry::save(
+            &active,
+            &registry::name("r", &format!("/s/{n}.json")),
+            &tiny,
+        )
+        .unwrap();
+    }
+    let store = HaltStore::new(dir.path());
+    crate::rules::memory::start();
+    let report = store.sync_run("r", &own, &[]);
+    let kept = crate::rules::memory::live();
+    crate::rules::memory::stop();
+    assert_eq!(report.resolved.len(), CLEARED, "{:?}", report.problems);
+    // Per file read: 32 bytes of hash, its source (here ~60 bytes), no asked id it holds;
+    // 4 KiB each is generous.
+    let bound = (OTHERS * 4096) as isize;
+    assert!(
+        kept <= bound,
+        "one pass's looks keep {} KiB after reading {OTHERS} registries of ~150 bytes holding none of the {CLEARED} asked ids; documented: at most ~{} KiB",
+        kept / 1024,
+        bound / 1024
+    );
+    drop(store);
+}
+
+/// A registry of the run planted with one long invalid fault id (a scope of `/`), under
+/// 200 names of the run (hard links: one file, one read): the look reads it once, but the
+/// reason it is no registry quotes the whole id and is copied for every name, into the
+/// look's unread list and again into the pass's problems (one error log line each). A
+/// 256 KiB file then costs the pass ~100 MB and ~50 MB of log lines; at 8 MiB under the
+/// 10,000 names a look keeps, 80 GB a pass, where one read of it is documented as its cost.
+#[test]
+fn an_invalid_registry_under_many_names_costs_one_reason_not_one_per_name() {
+    const NAMES: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("r.json");
+    fs::write(&state, "{}").unwrap();
+    let own = state.to_str().unwrap().to_owned();
+    let store = HaltStore::new(dir.path());
+    let raised = store.sync_run("r", &own, &[event("r", "X", "")]);
+    assert_eq!(raised.emitted.len(), 1, "{raised:?}");
+    let active = dir.path().join(ACTIVE_DIR);
+    let planted = serde_json::json!({
+        "runId": "r",
+        "source": own,
+        "updatedAt": "",
+        "active": {"d": {"faultId": format!("K:/{}:00000000", "s".repeat(256 * 1024)), "firstDetectedAt": ""}},
+    });
+    let first = active.join("planted");
+    fs::write(&first, serde_json::to_vec(&planted).unwrap()).unwrap();
+    for n in 0..NAMES {
+        let name = crate::faults::registry::name("r", &format!("/s/{n}.json"));
+        fs::hard_link(&first, active.join(name)).unwrap();
+    }
+    fs::remove_file(&first).unwrap();
+    let clearing = HaltStore::new(dir.path());
+    crate::rules::memory::start();
+    let report = clearing.sync_run("r", &own, &[]);
+    let peak = crate::rules::memory::stop();
+    assert!(report.resolved.is_empty(), "{:?}", report.resolved);
+    let said: usize = report.problems.iter().map(String::len).sum();
+    assert!(
+        said <= 4 * 256 * 1024 && peak <= 8 * 256 * 1024,
+        "one 256 KiB registry under {NAMES} names: the pass's problems say {said} bytes ({} lines), its peak heap {peak} bytes",
+        report.problems.len()
+    );
+}
