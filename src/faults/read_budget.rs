@@ -35,6 +35,11 @@ impl ReadBudget {
         true
     }
 
+    /// Counts a file left unread past another bound of the look (how many files it keeps).
+    pub fn leave(&mut self) {
+        self.waiting += 1;
+    }
+
     /// How many files were left unread past the budget.
     pub fn waiting(&self) -> usize {
         self.waiting

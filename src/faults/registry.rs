@@ -107,7 +107,8 @@ pub enum Invalid {
     Json(#[from] JsonFileError),
     #[error("not an active-fault registry: {0}")]
     NotRegistry(serde_json::Error),
-    #[error("{0:?} is not a fault id (KIND:scope:8 hex digits)")]
+    /// The id as [`said_cut`] quotes it: a planted one may be megabytes.
+    #[error("{0} is not a fault id (KIND:scope:8 hex digits)")]
     NotFaultId(String),
 }
 
@@ -195,8 +196,41 @@ fn parse(text: &str) -> Result<Registry, Invalid> {
     let registry: Registry = serde_json::from_value(value).map_err(Invalid::NotRegistry)?;
     match registry.active.values().find(|a| !is_fault_id(&a.fault_id)) {
         None => Ok(registry),
-        Some(bad) => Err(Invalid::NotFaultId(bad.fault_id.clone())),
+        Some(bad) => Err(Invalid::NotFaultId(quoted_cut(&bad.fault_id))),
     }
+}
+
+/// What a reason a registry is unreadable says at most of what the file holds: one line
+/// (its id, a parse error quoting a string), not the megabytes a planted file may hold.
+pub const MAX_SAID_BYTES: usize = 256;
+
+/// `text` cut to [`MAX_SAID_BYTES`], saying so and how long it was.
+pub fn said_cut(text: &str) -> String {
+    let end = said_end(text);
+    if end == text.len() {
+        return text.to_owned();
+    }
+    format!("{}… (cut from {} bytes)", &text[..end], text.len())
+}
+
+/// Where `text` is cut to [`MAX_SAID_BYTES`]: the last char boundary up to it
+/// (`str::floor_char_boundary` is newer than the crate's MSRV).
+fn said_end(text: &str) -> usize {
+    let mut end = MAX_SAID_BYTES.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
+}
+
+/// `id` quoted, its first [`MAX_SAID_BYTES`] only, saying so and how long it was.
+fn quoted_cut(id: &str) -> String {
+    let end = said_end(id);
+    let quoted = format!("{:?}", &id[..end]);
+    if end == id.len() {
+        return quoted;
+    }
+    format!("{quoted}… (cut from {} bytes)", id.len())
 }
 
 /// The registry in a file the caller opened ([`PrivateDir::open_regular`]) to look at its

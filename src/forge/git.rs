@@ -358,6 +358,7 @@ fn callbacks(deadline: Instant) -> RemoteCallbacks<'static> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hostile_file::fifo_race::{answer_stuck_opens, fifo_included_by_config};
 
     #[test]
     fn seen_refs_are_fixed_length_and_distinct() {
@@ -370,12 +371,28 @@ mod tests {
         assert!(git2::Reference::is_valid_name(&a));
     }
 
+    /// PR #1, `feature` into `main`.
+    const PR_1: PrRef<'static> = PrRef {
+        number: 1,
+        feature_branch: "feature",
+        base_branch: "main",
+    };
+
+    /// A git forge (its scratch in `dir`) whose accesses to an origin may take 2 s, and
+    /// the local origin at `bare` as its repository.
+    fn forge_within_2_s(dir: &std::path::Path, bare: &std::path::Path) -> (GitForge, ForgeRepo) {
+        let forge = GitForge::new(dir.join("scratch.git")).with_timeout(Duration::from_secs(2));
+        (
+            forge,
+            ForgeRepo::new("path:/origin", bare.to_str().unwrap()),
+        )
+    }
+
     /// A local origin that does not answer (a FIFO where a loose ref is, as one planted
     /// after the lock's look, or a hung mount) fails the claim check within the forge's
     /// own budget, as every other in-process access to a local origin does.
     #[test]
     fn a_local_origin_that_does_not_answer_fails_the_claim_check_within_the_timeout() {
-        use std::os::unix::fs::OpenOptionsExt as _;
         let dir = tempfile::tempdir().unwrap();
         let bare = dir.path().join("origin.git");
         let origin = git2::Repository::init_bare(&bare).unwrap();
@@ -387,24 +404,14 @@ mod tests {
             .unwrap();
         let fifo = bare.join("refs/heads/feature");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
-        let forge =
-            GitForge::new(dir.path().join("scratch.git")).with_timeout(Duration::from_secs(2));
-        let repo = ForgeRepo::new("path:/origin", bare.to_str().unwrap());
+        let (forge, repo) = forge_within_2_s(dir.path(), &bare);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let pr = PrRef {
-                number: 1,
-                feature_branch: "feature",
-                base_branch: "main",
-            };
-            let _ = tx.send(format!("{:?}", forge.check_pr(&repo, &pr)));
+            let _ = tx.send(format!("{:?}", forge.check_pr(&repo, &PR_1)));
         });
         let answer = rx.recv_timeout(Duration::from_secs(60));
-        // Let a stuck open return (a writer's non-blocking open answers it).
-        let _ = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(nix::libc::O_NONBLOCK)
-            .open(&fifo);
+        // Let a stuck open return.
+        let _ = answer_stuck_opens(&fifo);
         let answer = answer.expect("the claim check on a local origin never returned");
         assert!(answer.contains("Err"), "{answer}");
     }
@@ -414,47 +421,29 @@ mod tests {
     /// (never "merged"), and the next question is refused at once while that read is stuck.
     #[test]
     fn a_local_origin_hung_past_the_look_times_the_merge_proof_out() {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
         let dir = tempfile::tempdir().unwrap();
         let bare = dir.path().join("origin.git");
         git2::Repository::init_bare(&bare).unwrap();
-        let included = dir.path().join("included");
-        nix::unistd::mkfifo(&included, nix::sys::stat::Mode::S_IRWXU).unwrap();
-        let mut config = std::fs::OpenOptions::new()
-            .append(true)
-            .open(bare.join("config"))
-            .unwrap();
-        writeln!(config, "[include]\n\tpath = {}", included.display()).unwrap();
-        let forge =
-            GitForge::new(dir.path().join("scratch.git")).with_timeout(Duration::from_secs(2));
-        let repo = ForgeRepo::new("path:/origin", bare.to_str().unwrap());
+        let included = fifo_included_by_config(&bare);
+        let (forge, repo) = forge_within_2_s(dir.path(), &bare);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let pr = PrRef {
-                number: 1,
-                feature_branch: "feature",
-                base_branch: "main",
-            };
             let _ = tx.send(
                 forge
-                    .merge_proof(&repo, &pr)
+                    .merge_proof(&repo, &PR_1)
                     .map(|p| p.merged)
                     .map_err(|e| e.to_string()),
             );
             let _ = tx.send(
                 forge
-                    .check_pr(&repo, &pr)
+                    .check_pr(&repo, &PR_1)
                     .map(|_| false)
                     .map_err(|e| e.to_string()),
             );
         });
         let first = rx.recv_timeout(Duration::from_secs(60));
         let second = rx.recv_timeout(Duration::from_secs(60));
-        let _ = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(nix::libc::O_NONBLOCK)
-            .open(&included);
+        let _ = answer_stuck_opens(&included);
         let first = first.expect("the merge proof on a hung local origin never returned");
         let first = first.expect_err("a merge proof read from a hung origin");
         assert!(first.contains("did not answer within 2 s"), "{first}");

@@ -5,9 +5,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
+use super::super::json_file;
 use super::listing_reads::{ListingReads, MAX_LISTING_READ_BYTES};
-use super::shown::Shown;
+use super::shown::{EventKey, Shown, WholeRunId};
 use super::{HaltStore, MAX_NAMES_PER_LISTING, PENDING_DIR, PROCESSED_DIR, RESOLVED_EVENT};
 use crate::private_dir::PrivateDir;
 
@@ -36,6 +38,10 @@ pub struct ListedHalt {
     pub message: String,
     pub timestamp: String,
     pub occurrences: u64,
+    /// Its (run, fault) key from the whole ids, which resolved markers and `faults ack`
+    /// match on: the shown ids are cut.
+    #[serde(skip)]
+    key: Option<EventKey>,
 }
 
 /// Everything under the halt dir, and every file that could not be read.
@@ -84,7 +90,7 @@ impl HaltStore {
     /// its status; files that cannot be read are listed apart.
     pub fn list(&self) -> Listing {
         let mut listing = Listing::default();
-        let mut resolved: HashSet<(String, String)> = HashSet::new();
+        let mut resolved: HashSet<EventKey> = HashSet::new();
         // Only the fields shown, cut, kept per event, and nothing else of an event is built
         // ([`Shown`]): one event's text is held at a time, however many events of up to
         // 8 MiB a producer left in the halt dir; and those fields once, shared with the reads.
@@ -129,10 +135,8 @@ impl HaltStore {
                     }
                 };
                 if shown.event.as_deref() == Some(RESOLVED_EVENT) {
-                    if let (Some(run), Some(id), HaltStatus::Pending) =
-                        (&shown.run_id, &shown.fault_id, status)
-                    {
-                        resolved.insert((run.clone(), id.clone()));
+                    if let (Some(key), HaltStatus::Pending) = (shown.key(), status) {
+                        resolved.insert(key);
                     }
                     continue;
                 }
@@ -155,8 +159,7 @@ impl HaltStore {
         for ((status, name), shown) in detected {
             let shown = Arc::try_unwrap(shown).unwrap_or_else(|shared| (*shared).clone());
             let mut halt = listed(name, status, shown);
-            if halt.status == HaltStatus::Pending
-                && resolved.contains(&(halt.run_id.clone(), halt.fault_id.clone()))
+            if halt.status == HaltStatus::Pending && halt.key.is_some_and(|k| resolved.contains(&k))
             {
                 halt.status = HaltStatus::Resolved;
             }
@@ -165,8 +168,10 @@ impl HaltStore {
         listing
     }
 
-    /// The run ids of the pending detected events with `fault_id`, or that the listing was
-    /// partial: a run it left out could be the one.
+    /// The run ids of the pending detected events with `fault_id` (matched whole), or that
+    /// the listing was partial: a run it left out could be the one. The one run is its whole
+    /// id, read again from its file, which ack moves its event by; several are each as
+    /// listed (cut), for ack to name.
     pub fn pending_runs(&self, fault_id: &str) -> Result<Vec<String>, PartialListing> {
         let listing = self.list();
         if !listing.left_out.is_none() {
@@ -175,17 +180,36 @@ impl HaltStore {
                 left_out: listing.left_out,
             });
         }
-        Ok(listing
+        let fault: [u8; 32] = Sha256::digest(fault_id).into();
+        let mut halts: Vec<ListedHalt> = listing
             .halts
             .into_iter()
-            .filter(|h| h.fault_id == fault_id && h.status != HaltStatus::Investigated)
-            .map(|h| h.run_id)
-            .collect())
+            .filter(|h| h.status != HaltStatus::Investigated)
+            .filter(|h| h.key.is_some_and(|(_, of)| of == fault))
+            .collect();
+        if let [one] = halts.as_mut_slice()
+            && let Some(whole) = self.whole_run_id(one)
+        {
+            one.run_id = whole;
+        }
+        Ok(halts.into_iter().map(|h| h.run_id).collect())
+    }
+
+    /// The whole run id of the pending `halt`, when its file still holds it (the listing's
+    /// key); `None` when it cannot be read or changed since.
+    fn whole_run_id(&self, halt: &ListedHalt) -> Option<String> {
+        let pending = PrivateDir::open_to_read(&self.dir, PENDING_DIR).ok()??;
+        let text =
+            json_file::read_capped_in(&pending, &halt.file, json_file::MAX_JSON_BYTES).ok()??;
+        let run = WholeRunId::parse(&text).ok()?.0?;
+        let (listed_run, _) = halt.key?;
+        (<[u8; 32]>::from(Sha256::digest(&run)) == listed_run).then_some(run)
     }
 }
 
 /// What the listing shows of one detected event.
 fn listed(file: String, status: HaltStatus, shown: Shown) -> ListedHalt {
+    let key = shown.key();
     ListedHalt {
         file,
         status,
@@ -196,6 +220,7 @@ fn listed(file: String, status: HaltStatus, shown: Shown) -> ListedHalt {
         message: shown.message.unwrap_or_default(),
         timestamp: shown.timestamp.unwrap_or_default(),
         occurrences: shown.occurrences.unwrap_or(1),
+        key,
     }
 }
 

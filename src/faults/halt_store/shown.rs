@@ -8,9 +8,16 @@
 use std::fmt;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use sha2::{Digest, Sha256};
+
+use super::RESOLVED_EVENT;
 
 /// A listed field (a message, an id) is cut past this many bytes, ending in `…`.
 pub const MAX_FIELD_BYTES: usize = 4096;
+
+/// Which (run, fault) an event or resolved marker is of: the SHA-256 of its whole run id and
+/// of its whole fault id. Shown ids are cut, and two runs may share their first 4 KiB.
+pub type EventKey = ([u8; 32], [u8; 32]);
 
 /// The fields of one event file a listing shows; absent ones are `None`.
 #[derive(Clone, Debug, Default)]
@@ -18,6 +25,9 @@ pub struct Shown {
     pub event: Option<String>,
     pub run_id: Option<String>,
     pub fault_id: Option<String>,
+    /// The SHA-256 of the whole `runId` and `faultId`, when each is a string.
+    run_hash: Option<[u8; 32]>,
+    fault_hash: Option<[u8; 32]>,
     pub kind: Option<String>,
     pub severity: Option<String>,
     pub message: Option<String>,
@@ -27,9 +37,24 @@ pub struct Shown {
 }
 
 impl Shown {
-    /// The shown fields of `text`; an error only for text that is not JSON.
+    /// The shown fields of `text`; an error only for text that is not JSON. A resolved
+    /// marker shows nothing: of it only `event` and its key are kept.
     pub fn parse(text: &str) -> Result<Shown, serde_json::Error> {
-        loose_whole(text)
+        let shown: Shown = loose_whole(text)?;
+        if shown.event.as_deref() != Some(RESOLVED_EVENT) {
+            return Ok(shown);
+        }
+        Ok(Shown {
+            event: shown.event,
+            run_hash: shown.run_hash,
+            fault_hash: shown.fault_hash,
+            ..Shown::default()
+        })
+    }
+
+    /// Its (run, fault) key, when both ids are strings.
+    pub fn key(&self) -> Option<EventKey> {
+        Some((self.run_hash?, self.fault_hash?))
     }
 }
 
@@ -144,6 +169,30 @@ impl<'de> de::Deserialize<'de> for Text {
     }
 }
 
+/// An id: a string, cut, with the SHA-256 of the whole; anything else is absent.
+#[derive(Default)]
+struct Id(Option<(String, [u8; 32])>);
+
+impl Loose for Id {
+    fn on_str(text: &str) -> Id {
+        Id(Some((cut(text), Sha256::digest(text).into())))
+    }
+}
+
+impl Id {
+    /// The cut id and the whole one's SHA-256.
+    fn split(self) -> (Option<String>, Option<[u8; 32]>) {
+        self.0
+            .map_or((None, None), |(text, whole)| (Some(text), Some(whole)))
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Id {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Id, D::Error> {
+        loose(de)
+    }
+}
+
 /// A count: an unsigned integer; anything else is absent.
 #[derive(Default)]
 struct Count(Option<u64>);
@@ -244,18 +293,50 @@ impl Loose for Prior {
     }
 }
 
+/// An event's whole `runId`, which a listing shows cut: what `faults ack` moves the one
+/// pending event of a fault by. Read as [`Shown`] is.
+#[derive(Default)]
+pub struct WholeRunId(pub Option<String>);
+
+impl WholeRunId {
+    /// The whole run id of `text`; an error only for text that is not JSON.
+    pub fn parse(text: &str) -> Result<WholeRunId, serde_json::Error> {
+        loose_whole(text)
+    }
+}
+
+impl Loose for WholeRunId {
+    fn on_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<WholeRunId, A::Error> {
+        let mut run = WholeRunId::default();
+        while let Some(key) = map.next_key::<Text>()? {
+            if key.0.as_deref() == Some("runId") {
+                run.0 = map.next_value_seed(LooseSeed::<Whole>::default())?.0;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(run)
+    }
+}
+
 impl Loose for Shown {
     fn on_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Shown, A::Error> {
         let mut shown = Shown::default();
         while let Some(key) = map.next_key::<Text>()? {
             let slot = match key.0.as_deref() {
                 Some("event") => &mut shown.event,
-                Some("runId") => &mut shown.run_id,
-                Some("faultId") => &mut shown.fault_id,
                 Some("kind") => &mut shown.kind,
                 Some("severity") => &mut shown.severity,
                 Some("message") => &mut shown.message,
                 Some("timestamp") => &mut shown.timestamp,
+                Some("runId") => {
+                    (shown.run_id, shown.run_hash) = map.next_value::<Id>()?.split();
+                    continue;
+                }
+                Some("faultId") => {
+                    (shown.fault_id, shown.fault_hash) = map.next_value::<Id>()?.split();
+                    continue;
+                }
                 Some("snapshot") => {
                     shown.occurrences = map.next_value::<Snapshot<Skipped>>()?.occurrences;
                     continue;

@@ -3,16 +3,20 @@
 //! a registry of up to 8 MiB under every name a listing reads, of every run (hard links:
 //! one file's disk). So every look of one fault-watch pass shares what the pass read
 //! ([`PassReads`]): a file is read once a pass by stamp ([`FileStamp`]), however many names
-//! or runs reach it, and the pass reads at most [`MAX_ELSEWHERE_READ_BYTES`] in all. Past
-//! that the rest count as unread: a fault they may hold is not resolved (it stays raised).
+//! or runs reach it, and the pass reads at most [`MAX_ELSEWHERE_READ_BYTES`] and
+//! [`MAX_ELSEWHERE_FILES`] files in all. Past that the rest count as unread: a fault they
+//! may hold is not resolved (it stays raised).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
 use super::super::json_file::MAX_JSON_BYTES;
 use super::super::read_budget::ReadBudget;
-use super::{Unread, may_be_registry_name, name_prefix, read_opened_registry, source_is_gone};
+use super::{
+    Unread, may_be_registry_name, name_prefix, read_opened_registry, said_cut, source_is_gone,
+};
 use crate::file_stamp::FileStamp;
 use crate::private_dir::{MAX_NAMES_PER_LISTING, PrivateDir};
 
@@ -21,16 +25,27 @@ use crate::private_dir::{MAX_NAMES_PER_LISTING, PrivateDir};
 /// largest size berth reads fill it.
 pub const MAX_ELSEWHERE_READ_BYTES: u64 = 32 * 1024 * 1024;
 
+/// The files the looks of one fault-watch pass keep what they read of: the byte budget
+/// bounds files with content, this the empty ones (each kept with why it is no registry).
+pub const MAX_ELSEWHERE_FILES: usize = 20_000;
+
 /// The longest source path a system call takes (`PATH_MAX`): a longer one is never found
 /// gone, so it is not kept.
 const MAX_SOURCE_BYTES: usize = 4096;
 
-/// What the looks of one fault-watch pass read: what each stamp held, and what the pass may
-/// still read. Made afresh each pass (a file may change between passes) and dropped with it.
+/// What the looks of one fault-watch pass read: what each stamp held, the fault ids each
+/// run's looks asked, and what the pass may still read. Made afresh each pass (a file may
+/// change between passes) and dropped with it.
 #[derive(Debug)]
 pub struct PassReads {
     by_stamp: HashMap<FileStamp, Held>,
+    /// By run id's SHA-256, each fault id its looks asked (its SHA-256: a scope may be any
+    /// length), once, with its place in the order they were first asked: a file keeps only
+    /// how far into its run's ids it was asked, so they are held once a run, not once a file.
+    asked: HashMap<[u8; 32], HashMap<[u8; 32], usize>>,
     budget: ReadBudget,
+    /// The files it keeps at most ([`MAX_ELSEWHERE_FILES`]).
+    max_files: usize,
     /// Whether the pass logged that its budget ran out: said once a pass.
     warned: bool,
 }
@@ -39,7 +54,9 @@ impl Default for PassReads {
     fn default() -> PassReads {
         PassReads {
             by_stamp: HashMap::new(),
+            asked: HashMap::new(),
             budget: ReadBudget::new(MAX_ELSEWHERE_READ_BYTES),
+            max_files: MAX_ELSEWHERE_FILES,
             warned: false,
         }
     }
@@ -72,8 +89,9 @@ impl Elsewhere {
 #[derive(Debug)]
 enum Held {
     Registry(Registered),
-    /// Not a registry (torn, planted): what it holds is unknown.
-    Invalid(String),
+    /// Not a registry (torn, planted): what it holds is unknown. Why, cut
+    /// ([`said_cut`]), shared by every name of the file.
+    Invalid(Arc<str>),
 }
 
 /// A registry, as the looks of a pass need it.
@@ -83,10 +101,10 @@ struct Registered {
     run: [u8; 32],
     /// Its state file; `None` when longer than a system call takes (never found gone).
     source: Option<Box<str>>,
-    /// The fault ids the looks of its own run asked of it, and those of them it holds: only
-    /// those, never every id it holds (up to 8 MiB of them).
-    asked: HashSet<String>,
-    holds: HashSet<String>,
+    /// How many of its run's asked ids ([`PassReads::asked`]) it was read for, and the places
+    /// of those it holds: never every id it holds (up to 8 MiB of them).
+    asked_up_to: usize,
+    holds: HashSet<usize>,
 }
 
 /// What a look learns of one name of the run.
@@ -98,25 +116,26 @@ enum Found {
         source: Option<Box<str>>,
         ids: Vec<String>,
     },
-    Invalid(String),
+    /// Not a registry: the file (by its stamp, said once a look) and why.
+    Invalid(FileStamp, Arc<str>),
 }
 
 impl Held {
-    /// What the look of `run` asking about `asked` learns from it; `None` when it must be
-    /// read again: a registry of that run not yet asked about all of `asked` (its run has
-    /// several state files that changed this pass).
-    fn answer(&self, run: &[u8; 32], asked: &HashSet<&str>) -> Option<Found> {
+    /// What the look of `run` asking about `asked` (each id with its place in the run's asked
+    /// ids) learns from it; `None` when it must be read again: a registry of that run not
+    /// yet read for all of `asked` (its run has several state files that changed this pass).
+    fn answer(&self, stamp: FileStamp, run: &[u8; 32], asked: &[(usize, &str)]) -> Option<Found> {
         match self {
-            Held::Invalid(reason) => Some(Found::Invalid(reason.clone())),
+            Held::Invalid(reason) => Some(Found::Invalid(stamp, reason.clone())),
             Held::Registry(registered) if &registered.run != run => Some(Found::OtherRun),
             Held::Registry(registered) => {
-                if !asked.iter().all(|id| registered.asked.contains(*id)) {
+                if asked.iter().any(|(at, _)| *at >= registered.asked_up_to) {
                     return None;
                 }
                 let ids = asked
                     .iter()
-                    .filter(|id| registered.holds.contains(**id))
-                    .map(|id| (*id).to_owned())
+                    .filter(|(at, _)| registered.holds.contains(at))
+                    .map(|(_, id)| (*id).to_owned())
                     .collect();
                 Some(Found::Registry {
                     source: registered.source.clone(),
@@ -128,15 +147,31 @@ impl Held {
 }
 
 impl PassReads {
+    /// Adds the ids the look of `run` asks about to the run's asked ids, and returns each
+    /// with its place there.
+    fn ask<'a>(&mut self, run: &[u8; 32], asked: &HashSet<&'a str>) -> Vec<(usize, &'a str)> {
+        let places = self.asked.entry(*run).or_default();
+        asked
+            .iter()
+            .map(|id| {
+                let next = places.len();
+                (
+                    *places.entry(Sha256::digest(id).into()).or_insert(next),
+                    *id,
+                )
+            })
+            .collect()
+    }
+
     /// What `name` in `dir` holds for the look of `run` (its run id's SHA-256) asking about
-    /// `asked`: `None` when nothing is there or it was left unread past the budget, `Err`
-    /// with the reason when the system could not read it.
+    /// `asked` (placed by [`PassReads::ask`]): `None` when nothing is there or it was left
+    /// unread past the budget, `Err` with the reason when the system could not read it.
     fn found(
         &mut self,
         dir: &PrivateDir,
         name: &str,
         run: &[u8; 32],
-        asked: &HashSet<&str>,
+        asked: &[(usize, &str)],
     ) -> Option<Result<Found, NotRead>> {
         let opened = match dir.open_regular(name, MAX_JSON_BYTES) {
             Ok(opened) => opened,
@@ -145,8 +180,12 @@ impl PassReads {
         };
         let stamp = FileStamp::of(&opened.1);
         let earlier = self.by_stamp.get(&stamp);
-        if let Some(found) = earlier.and_then(|held| held.answer(run, asked)) {
+        if let Some(found) = earlier.and_then(|held| held.answer(stamp, run, asked)) {
             return Some(Ok(found));
+        }
+        if earlier.is_none() && self.by_stamp.len() >= self.max_files {
+            self.budget.leave();
+            return None;
         }
         if !self.budget.spend(&opened.1) {
             return None;
@@ -154,31 +193,27 @@ impl PassReads {
         let held = match read_opened_registry(opened) {
             Ok(registry) => {
                 let registry_run: [u8; 32] = Sha256::digest(registry.run_id.as_bytes()).into();
-                let mut asked_of: HashSet<String> = match earlier {
-                    Some(Held::Registry(registered)) => registered.asked.clone(),
-                    _ => HashSet::new(),
-                };
-                if &registry_run == run {
-                    asked_of.extend(asked.iter().map(|id| (*id).to_owned()));
-                }
+                let places = self.asked.get(&registry_run);
                 let holds = registry
                     .active
-                    .into_values()
-                    .map(|a| a.fault_id)
-                    .filter(|id| asked_of.contains(id))
+                    .values()
+                    .filter_map(|a| {
+                        let id: [u8; 32] = Sha256::digest(&a.fault_id).into();
+                        places?.get(&id).copied()
+                    })
                     .collect();
                 Held::Registry(Registered {
                     run: registry_run,
                     source: (registry.source.len() <= MAX_SOURCE_BYTES)
                         .then(|| registry.source.into()),
-                    asked: asked_of,
+                    asked_up_to: places.map_or(0, HashMap::len),
                     holds,
                 })
             }
-            Err(Unread::Invalid(reason)) => Held::Invalid(reason.to_string()),
+            Err(Unread::Invalid(reason)) => Held::Invalid(said_cut(&reason.to_string()).into()),
             Err(failed @ Unread::Failed(_)) => return Some(Err(NotRead::from(failed))),
         };
-        let found = held.answer(run, asked);
+        let found = held.answer(stamp, run, asked);
         self.by_stamp.insert(stamp, held);
         found.map(Ok)
     }
@@ -237,10 +272,13 @@ pub fn raised_elsewhere(
         }
     };
     let run: [u8; 32] = Sha256::digest(run_id.as_bytes()).into();
+    let asked = reads.ask(&run, asked);
     let waiting_before = reads.budget.waiting();
+    // A file under many names (hard links) is said once, with how many more names it had.
+    let mut said: HashMap<FileStamp, (usize, usize)> = HashMap::new();
     for name in names {
         let path = dir.join(&name);
-        match reads.found(dir, &name, &run, asked) {
+        match reads.found(dir, &name, &run, &asked) {
             None | Some(Ok(Found::OtherRun)) => {}
             Some(Ok(Found::Registry {
                 source: Some(source),
@@ -251,13 +289,24 @@ pub fn raised_elsewhere(
                 }
             }
             Some(Ok(Found::Registry { ids, .. })) => elsewhere.raised.extend(ids),
-            Some(Ok(Found::Invalid(reason))) => elsewhere
-                .unread
-                .push(format!("{}: {reason}", path.display())),
+            Some(Ok(Found::Invalid(stamp, reason))) => {
+                let line = elsewhere.unread.len();
+                let (first, more) = said.entry(stamp).or_insert((line, 0));
+                if *first == line {
+                    elsewhere
+                        .unread
+                        .push(format!("{}: {reason}", path.display()));
+                } else {
+                    *more += 1;
+                }
+            }
             Some(Err(not_read)) => elsewhere
                 .unread
                 .push(format!("{}: {not_read}", path.display())),
         }
+    }
+    for (line, more) in said.into_values().filter(|(_, more)| *more > 0) {
+        elsewhere.unread[line].push_str(&format!(" (the same file under {more} more names)"));
     }
     reads.left_unread(&mut elsewhere, dir, reads.budget.waiting() - waiting_before);
     elsewhere
@@ -272,12 +321,12 @@ impl PassReads {
             return;
         }
         elsewhere.unread.push(format!(
-            "{}: {left} registries of the run not read: one fault-watch pass reads at most {MAX_ELSEWHERE_READ_BYTES} bytes of runs' other registries; read again next tick",
+            "{}: {left} registries of the run not read: one fault-watch pass reads at most {MAX_ELSEWHERE_READ_BYTES} bytes and {MAX_ELSEWHERE_FILES} files of runs' other registries; read again next tick",
             dir.path().display()
         ));
         if !self.warned {
             self.warned = true;
-            tracing::warn!(dir = %dir.path().display(), "this pass read {MAX_ELSEWHERE_READ_BYTES} bytes of runs' other registries: the rest are left unread, and the faults of their runs stay raised until a later pass reads them");
+            tracing::warn!(dir = %dir.path().display(), "this pass read {MAX_ELSEWHERE_READ_BYTES} bytes or {MAX_ELSEWHERE_FILES} files of runs' other registries: the rest are left unread, and the faults of their runs stay raised until a later pass reads them");
         }
     }
 }
@@ -286,6 +335,35 @@ impl PassReads {
 mod tests {
     use super::super::{ActiveFault, Registry, name, save};
     use super::*;
+
+    /// Empty files under names of the run cost no bytes of the budget, but each is kept (with
+    /// why it is no registry): past the pass's file count the rest are left unread, and
+    /// counted so, which keeps a clear raised.
+    #[test]
+    fn files_past_the_pass_count_are_left_unread() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = PrivateDir::ensure(root.path(), "active-faults").unwrap();
+        for n in 0..3 {
+            std::fs::write(dir.join(name("run", &format!("/s/{n}.json"))), "").unwrap();
+        }
+        let mut reads = PassReads {
+            max_files: 2,
+            ..PassReads::default()
+        };
+        let elsewhere = raised_elsewhere(
+            &mut reads,
+            &dir,
+            ("run", &name("run", "/s/own.json")),
+            &HashSet::from(["K:s:00000000"]),
+        );
+        assert_eq!(reads.by_stamp.len(), 2);
+        let unread = elsewhere.unread();
+        assert_eq!(unread.len(), 3, "{unread:?}");
+        assert!(
+            unread[2].contains(": 1 registries of the run not read"),
+            "{unread:?}"
+        );
+    }
 
     /// Distinct registries of the run past what one look reads: those left unread may hold
     /// the fault, so the look says so, once, and a clear keeps the fault raised.

@@ -2,6 +2,7 @@
 //! number of names there.
 
 use super::*;
+use crate::hostile_file::read_cost::bytes_read_by;
 
 /// `count` empty files that are no halt event planted in `dir/sub`.
 fn plant_names(dir: &Path, sub: &str, count: usize) {
@@ -72,16 +73,29 @@ fn faults_kept_raised_by_unreadable_registries_are_said_once_each_not_once_per_p
     );
 }
 
-/// Bytes this thread has read so far (`rchar` of `/proc/thread-self/io`).
-fn bytes_read_by_this_thread() -> u64 {
-    let io = fs::read_to_string("/proc/thread-self/io").unwrap();
-    io.lines()
-        .find_map(|l| l.strip_prefix("rchar: "))
-        .unwrap()
-        .parse()
-        .unwrap()
+/// An 8 MiB registry of run `run` whose state file is `source`, as JSON within what a
+/// JSON file may be.
+fn planted_registry(run: &str, source: &str) -> Vec<u8> {
+    let planted = serde_json::json!({
+        "runId": run,
+        "source": source,
+        "updatedAt": "x".repeat(8 * 1024 * 1024 - 400),
+        "active": {},
+    });
+    let bytes = serde_json::to_vec(&planted).unwrap();
+    assert!(bytes.len() as u64 <= json_file::MAX_JSON_BYTES);
+    bytes
 }
 
+/// `bytes` planted in `dir` under each of `names`: one file, hard-linked (one file's disk).
+fn plant_under_names(dir: &Path, bytes: &[u8], names: impl IntoIterator<Item = String>) {
+    let mut names = names.into_iter();
+    let first = dir.join(names.next().unwrap());
+    fs::write(&first, bytes).unwrap();
+    for name in names {
+        fs::hard_link(&first, dir.join(name)).unwrap();
+    }
+}
 /// The sweep for registries of gone runs reads every registry in `active-faults/` whole,
 /// at the first raise or clear of every pass, on the tick's own thread (`tick_runs` runs in
 /// the tick's local half). One 8 MiB registry of a live run planted under many names (hard
@@ -93,26 +107,14 @@ fn one_pass_reads_a_bounded_number_of_bytes_from_active_faults() {
     let dir = tempfile::tempdir().unwrap();
     let active = dir.path().join(ACTIVE_DIR);
     fs::create_dir(&active).unwrap();
-    let planted = serde_json::json!({
-        "runId": "other",
-        "source": "/queue",
-        "updatedAt": "x".repeat(8 * 1024 * 1024 - 200),
-        "active": {},
-    });
-    let bytes = serde_json::to_vec(&planted).unwrap();
-    assert!(bytes.len() as u64 <= json_file::MAX_JSON_BYTES);
-    fs::write(active.join("other-0.json"), &bytes).unwrap();
-    for n in 1..NAMES {
-        fs::hard_link(
-            active.join("other-0.json"),
-            active.join(format!("other-{n}.json")),
-        )
-        .unwrap();
-    }
+    let bytes = planted_registry("other", "/queue");
+    plant_under_names(
+        &active,
+        &bytes,
+        (0..NAMES).map(|n| format!("other-{n}.json")),
+    );
     let store = HaltStore::new(dir.path());
-    let before = bytes_read_by_this_thread();
-    let report = store.sync_run("r", "/s/r.json", &[event("r", "X", "")]);
-    let read = bytes_read_by_this_thread() - before;
+    let (report, read) = bytes_read_by(|| store.sync_run("r", "/s/r.json", &[event("r", "X", "")]));
     assert_eq!(report.emitted.len(), 1, "{report:?}");
     assert!(
         read <= 8 * json_file::MAX_JSON_BYTES,
@@ -141,18 +143,13 @@ fn a_listing_reads_a_bounded_number_of_bytes() {
     });
     let bytes = serde_json::to_vec(&planted).unwrap();
     assert!(bytes.len() as u64 <= json_file::MAX_JSON_BYTES);
-    fs::write(processed.join("r-0.json"), &bytes).unwrap();
-    for n in 1..NAMES {
-        fs::hard_link(
-            processed.join("r-0.json"),
-            processed.join(format!("r-{n}.json")),
-        )
-        .unwrap();
-    }
+    plant_under_names(
+        &processed,
+        &bytes,
+        (0..NAMES).map(|n| format!("r-{n}.json")),
+    );
     let store = HaltStore::new(dir.path());
-    let before = bytes_read_by_this_thread();
-    let listing = store.list();
-    let read = bytes_read_by_this_thread() - before;
+    let (listing, read) = bytes_read_by(|| store.list());
     assert_eq!(listing.halts.len(), NAMES, "{:?}", listing.unreadable);
     assert!(
         read <= 8 * json_file::MAX_JSON_BYTES,
@@ -211,9 +208,7 @@ fn the_sweep_reads_a_judged_registry_once_and_still_removes_it_when_its_run_goes
         crate::file_stamp::RACY_NS as u64 + 20_000_000,
     ));
     super::sweep::remove_gone_runs(&active);
-    let before = bytes_read_by_this_thread();
-    super::sweep::remove_gone_runs(&active);
-    let read = bytes_read_by_this_thread() - before;
+    let ((), read) = bytes_read_by(|| super::sweep::remove_gone_runs(&active));
     assert!(
         read < 1024 * 1024,
         "a pass read {read} bytes of an unchanged registry"
@@ -237,9 +232,7 @@ fn a_listing_past_its_read_budget_says_it_is_partial() {
         let file = fs::File::create(processed.join(format!("r-{n}.json"))).unwrap();
         file.set_len(json_file::MAX_JSON_BYTES).unwrap();
     }
-    let before = bytes_read_by_this_thread();
-    let listing = HaltStore::long_lived(dir.path()).list();
-    let read = bytes_read_by_this_thread() - before;
+    let (listing, read) = bytes_read_by(|| HaltStore::long_lived(dir.path()).list());
     // Beside the events: this thread's reads of its own counter.
     assert!(read <= MAX_LISTING_READ_BYTES + 4096, "{read}");
     let partial: Vec<_> = listing
@@ -279,9 +272,7 @@ fn a_listing_does_not_read_again_what_the_last_one_read() {
     ));
     let store = HaltStore::long_lived(dir.path());
     let first = store.list();
-    let before = bytes_read_by_this_thread();
-    let again = store.list();
-    let read = bytes_read_by_this_thread() - before;
+    let (again, read) = bytes_read_by(|| store.list());
     assert!(read < 1024 * 1024, "the second listing read {read} bytes");
     assert_eq!(again.halts, first.halts);
     assert_eq!(again.halts.len(), 1, "{:?}", again.unreadable);
@@ -307,9 +298,8 @@ fn a_sync_that_changes_nothing_does_not_read_the_runs_registry_again() {
     ));
     let store = HaltStore::new(dir.path());
     store.sync_run("r", "/s/r.json", std::slice::from_ref(&raised));
-    let before = bytes_read_by_this_thread();
-    let report = store.sync_run("r", "/s/r.json", std::slice::from_ref(&raised));
-    let read = bytes_read_by_this_thread() - before;
+    let (report, read) =
+        bytes_read_by(|| store.sync_run("r", "/s/r.json", std::slice::from_ref(&raised)));
     assert!(report.problems.is_empty(), "{report:?}");
     assert!(read < 1024 * 1024, "an unchanged sync read {read} bytes");
     let cleared = store.sync_run("r", "/s/r.json", &[]);
@@ -394,26 +384,14 @@ fn a_raise_reads_a_bounded_number_of_bytes_of_the_runs_other_registries() {
     fs::write(&state, "{}").unwrap();
     let active = dir.path().join(ACTIVE_DIR);
     fs::create_dir(&active).unwrap();
-    let planted = serde_json::json!({
-        "runId": "r",
-        "source": state.to_str().unwrap(),
-        "updatedAt": "x".repeat(8 * 1024 * 1024 - 400),
-        "active": {},
-    });
-    let bytes = serde_json::to_vec(&planted).unwrap();
-    assert!(bytes.len() as u64 <= json_file::MAX_JSON_BYTES);
-    fs::write(active.join("r-00000000.json"), &bytes).unwrap();
-    for n in 1..NAMES {
-        fs::hard_link(
-            active.join("r-00000000.json"),
-            active.join(format!("r-{n:08x}.json")),
-        )
-        .unwrap();
-    }
+    let bytes = planted_registry("r", state.to_str().unwrap());
+    plant_under_names(
+        &active,
+        &bytes,
+        (0..NAMES).map(|n| format!("r-{n:08x}.json")),
+    );
     let store = HaltStore::new(dir.path());
-    let before = bytes_read_by_this_thread();
-    let report = store.sync_run("r", "/s/r.json", &[event("r", "X", "")]);
-    let read = bytes_read_by_this_thread() - before;
+    let (report, read) = bytes_read_by(|| store.sync_run("r", "/s/r.json", &[event("r", "X", "")]));
     assert_eq!(report.emitted.len(), 1, "{report:?}");
     assert!(
         read <= 8 * json_file::MAX_JSON_BYTES,
@@ -448,28 +426,20 @@ fn a_pass_of_many_runs_reads_one_planted_registry_once() {
     fs::write(&state, "{}").unwrap();
     let active = dir.path().join(ACTIVE_DIR);
     fs::create_dir(&active).unwrap();
-    let planted = serde_json::json!({
-        "runId": "zz",
-        "source": state.to_str().unwrap(),
-        "updatedAt": "x".repeat(8 * 1024 * 1024 - 400),
-        "active": {},
-    });
-    let bytes = serde_json::to_vec(&planted).unwrap();
-    assert!(bytes.len() as u64 <= json_file::MAX_JSON_BYTES);
-    let first = active.join("planted");
-    fs::write(&first, &bytes).unwrap();
-    for n in 0..RUNS {
-        fs::hard_link(&first, active.join(format!("r{n}-00000000.json"))).unwrap();
-    }
-    fs::remove_file(&first).unwrap();
+    let bytes = planted_registry("zz", state.to_str().unwrap());
+    plant_under_names(
+        &active,
+        &bytes,
+        (0..RUNS).map(|n| format!("r{n}-00000000.json")),
+    );
     let store = HaltStore::new(dir.path());
-    let before = bytes_read_by_this_thread();
-    for n in 0..RUNS {
-        let run = format!("r{n}");
-        let report = store.sync_run(&run, &format!("/s/{run}.json"), &[event(&run, "X", "")]);
-        assert_eq!(report.emitted.len(), 1, "{report:?}");
-    }
-    let read = bytes_read_by_this_thread() - before;
+    let ((), read) = bytes_read_by(|| {
+        for n in 0..RUNS {
+            let run = format!("r{n}");
+            let report = store.sync_run(&run, &format!("/s/{run}.json"), &[event(&run, "X", "")]);
+            assert_eq!(report.emitted.len(), 1, "{report:?}");
+        }
+    });
     assert!(
         read <= 2 * json_file::MAX_JSON_BYTES,
         "one pass of {RUNS} raises read {read} bytes: one 8 MiB registry under a name of each run"
@@ -500,14 +470,12 @@ fn the_looks_of_one_pass_share_one_read_budget() {
     }
     let active = dir.path().join(ACTIVE_DIR);
     for run in &runs {
-        let planted = serde_json::json!({
-            "runId": run,
-            "source": state.to_str().unwrap(),
-            "updatedAt": "x".repeat(8 * 1024 * 1024 - 400),
-            "active": {},
-        });
         let name = crate::faults::registry::name(run, "/other.json");
-        fs::write(active.join(name), serde_json::to_vec(&planted).unwrap()).unwrap();
+        fs::write(
+            active.join(name),
+            planted_registry(run, state.to_str().unwrap()),
+        )
+        .unwrap();
     }
     let clearing = HaltStore::new(dir.path());
     let reports: Vec<SyncReport> = runs
@@ -521,5 +489,116 @@ fn the_looks_of_one_pass_share_one_read_budget() {
     assert!(
         last.problems.iter().any(|p| p.contains("not read")),
         "{last:?}"
+    );
+}
+
+/// What a pass keeps of each file its looks read is documented as "its run id's SHA-256,
+/// its source up to 4,096 bytes, the asked ids it holds": bounded by the file. But each
+/// registry of the run a look reads keeps a copy of every id the look asked
+/// (`Registered::asked`), whether the file holds them or not. Whoever writes the faults dir
+/// plants the run's own registry with many long cleared fault ids (a scope may be any
+/// length) and many tiny registries under names of the run: the pass then holds
+/// names × asked bytes (10,000 names × an 8 MiB registry's ids: ~80 GB), none of it read
+/// from disk, so the 32 MiB read budget never stops it.
+#[test]
+fn a_pass_keeps_only_the_asked_ids_a_registry_holds() {
+    use crate::faults::registry::{self, ActiveFault, Registry};
+    use crate::private_dir::PrivateDir;
+    const CLEARED: usize = 100;
+    const OTHERS: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live.json");
+    fs::write(&live, "{}").unwrap();
+    let own = dir.path().join("r.json");
+    fs::write(&own, "{}").unwrap();
+    let own = own.to_str().unwrap().to_owned();
+    let active = PrivateDir::ensure(dir.path(), ACTIVE_DIR).unwrap();
+    let scope = "s".repeat(4000);
+    let planted = Registry {
+        run_id: "r".into(),
+        source: own.clone(),
+        updated_at: String::new(),
+        active: (0..CLEARED)
+            .map(|n| {
+                let fault = ActiveFault {
+                    fault_id: format!("K:{scope}:{n:08x}"),
+                    first_detected_at: String::new(),
+                };
+                (format!("d{n}"), fault)
+            })
+            .collect(),
+    };
+    registry::save(&active, &registry::name("r", &own), &planted).unwrap();
+    let tiny = Registry {
+        run_id: "r".into(),
+        source: live.to_str().unwrap().into(),
+        ..Registry::default()
+    };
+    for n in 0..OTHERS {
+        registry::save(
+            &active,
+            &registry::name("r", &format!("/s/{n}.json")),
+            &tiny,
+        )
+        .unwrap();
+    }
+    let store = HaltStore::new(dir.path());
+    crate::rules::memory::start();
+    let report = store.sync_run("r", &own, &[]);
+    let kept = crate::rules::memory::live();
+    crate::rules::memory::stop();
+    assert_eq!(report.resolved.len(), CLEARED, "{:?}", report.problems);
+    // Per file read: 32 bytes of hash, its source (here ~60 bytes), no asked id it holds;
+    // 4 KiB each is generous.
+    let bound = (OTHERS * 4096) as isize;
+    assert!(
+        kept <= bound,
+        "one pass's looks keep {} KiB after reading {OTHERS} registries of ~150 bytes holding none of the {CLEARED} asked ids; documented: at most ~{} KiB",
+        kept / 1024,
+        bound / 1024
+    );
+    drop(store);
+}
+
+/// A registry of the run planted with one long invalid fault id (a scope of `/`), under
+/// 200 names of the run (hard links: one file, one read): the look reads it once, but the
+/// reason it is no registry quotes the whole id and is copied for every name, into the
+/// look's unread list and again into the pass's problems (one error log line each). A
+/// 256 KiB file then costs the pass ~100 MB and ~50 MB of log lines; at 8 MiB under the
+/// 10,000 names a look keeps, 80 GB a pass, where one read of it is documented as its cost.
+#[test]
+fn an_invalid_registry_under_many_names_costs_one_reason_not_one_per_name() {
+    const NAMES: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("r.json");
+    fs::write(&state, "{}").unwrap();
+    let own = state.to_str().unwrap().to_owned();
+    let store = HaltStore::new(dir.path());
+    let raised = store.sync_run("r", &own, &[event("r", "X", "")]);
+    assert_eq!(raised.emitted.len(), 1, "{raised:?}");
+    let active = dir.path().join(ACTIVE_DIR);
+    let planted = serde_json::json!({
+        "runId": "r",
+        "source": own,
+        "updatedAt": "",
+        "active": {"d": {"faultId": format!("K:/{}:00000000", "s".repeat(256 * 1024)), "firstDetectedAt": ""}},
+    });
+    let first = active.join("planted");
+    fs::write(&first, serde_json::to_vec(&planted).unwrap()).unwrap();
+    for n in 0..NAMES {
+        let name = crate::faults::registry::name("r", &format!("/s/{n}.json"));
+        fs::hard_link(&first, active.join(name)).unwrap();
+    }
+    fs::remove_file(&first).unwrap();
+    let clearing = HaltStore::new(dir.path());
+    crate::rules::memory::start();
+    let report = clearing.sync_run("r", &own, &[]);
+    let peak = crate::rules::memory::stop();
+    assert!(report.resolved.is_empty(), "{:?}", report.resolved);
+    let said: usize = report.problems.iter().map(String::len).sum();
+    assert!(
+        said <= 4 * 256 * 1024 && peak <= 8 * 256 * 1024,
+        "one 256 KiB registry under {NAMES} names: the pass's problems say {said} bytes ({} lines), its peak heap {peak} bytes",
+        report.problems.len()
     );
 }
