@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use crate::lane_lock::{Lane, started_lane_key};
+use crate::lane_lock::LaneKey;
 
 use super::{LaneOutcome, lane_retry};
 
@@ -42,14 +42,14 @@ impl Landings {
             .collect()
     }
 
+    /// Starts `landing`, holding its lane by the `key` it was weighed under.
     pub fn start(
         &mut self,
-        lane: &Lane,
+        key: &LaneKey,
         landing: impl std::future::Future<Output = LaneOutcome> + Send + 'static,
     ) {
         let handle = self.tasks.spawn(landing);
-        self.lane_of_task
-            .insert(handle.id(), started_lane_key(lane));
+        self.lane_of_task.insert(handle.id(), key.lane.clone());
     }
 
     /// The next finished landing; a task that panicked frees its lane (left alone for its

@@ -10,7 +10,6 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::lane_lock::started_lane_key;
 use crate::queue_view::Refresh;
 use crate::rules::{ReloadWatcher, RulesStatus};
 
@@ -243,7 +242,7 @@ impl Loop {
     async fn on_lane_done(&mut self, outcome: LaneOutcome) -> Result<(), Event> {
         self.any_blocked |= outcome.ended_blocked();
         self.processed |= outcome.took_the_record();
-        let lane = started_lane_key(&outcome.lane);
+        let lane = outcome.key.lane.clone();
         if outcome.lane_may_retry_this_tick() {
             self.landings.retry.forget(&lane);
         } else {
@@ -585,7 +584,7 @@ async fn start_landings(
     for candidate in selection.candidates {
         let crew = shared.crew();
         let cancel = cancel.child_token();
-        landings.start(&candidate.gated.lane(), async move {
+        landings.start(&candidate.key.clone(), async move {
             landing::land(crew, candidate, cancel).await
         });
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::lane_lock::repo_keys::Unlearnt;
-use crate::lane_lock::{Lane, lane_key};
+use crate::lane_lock::{Lane, LaneKey, lane_key};
 use crate::pinned_dir::PinnedDir;
 
 use super::GateError;
@@ -145,7 +145,7 @@ impl GatedRecord {
     /// The key that tells this record's lane apart from others inside one daemon
     /// ([`lane_key`]); the one way berth computes it for a record. An error while the
     /// repository of a local origin is not known yet: the lane waits.
-    pub fn lane_key(&self) -> Result<String, Unlearnt> {
+    pub fn lane_key(&self) -> Result<LaneKey, Unlearnt> {
         lane_key(&self.lane())
     }
 }

@@ -18,7 +18,7 @@
 //!   spelling is not the canonical one (GitHub: lower case), the gstack ref of the
 //!   canonical spelling, where a gstack daemon using that spelling meets berth.
 
-use super::repo_keys::{Unlearnt, key_of, started_key_of};
+use super::repo_keys::{Unlearnt, key_of};
 use super::{LOCK_REF_PREFIX, Lane, cas, lock_ref_name};
 use crate::identity::alias_key;
 use crate::safe_key::safe_key;
@@ -26,18 +26,26 @@ use crate::safe_key::safe_key;
 /// The repository component of the lock ref every spelling of a local origin shares.
 const LOCAL_REPO_KEY: &str = "+repo";
 
-/// The key berth's own lane exclusion uses: aliases of one repository and base branch
-/// give one key. Never looks at the origin: a local origin's repository comes from the
-/// table learnt off the caller's thread ([`super::repo_keys`]), and while it is not known
-/// the lane has no key and must not start.
-pub fn lane_key(lane: &Lane) -> Result<String, Unlearnt> {
-    Ok(keyed(lane, key_of(&lane.repo_identity)?))
+/// The key berth's own lane exclusion uses (`lane`: aliases of one repository and base
+/// branch give one key), with the repository key it was made of. A landing keeps the one
+/// it was started under for all its bookkeeping (its release, the next landing's wait for
+/// it, its backoff) and its own look compares against its `repo`: another landing's look
+/// may move the table to a new repository meanwhile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LaneKey {
+    pub repo: String,
+    pub lane: String,
 }
 
-/// The key of a lane that already started (so its key was learnt), for the daemon's
-/// bookkeeping of it ([`super::repo_keys::started_key_of`]).
-pub fn started_lane_key(lane: &Lane) -> String {
-    keyed(lane, started_key_of(&lane.repo_identity))
+/// A lane's [`LaneKey`]. Never looks at the origin: a local origin's repository comes
+/// from the table learnt off the caller's thread ([`super::repo_keys`]), and while it is
+/// not known the lane has no key and must not start.
+pub fn lane_key(lane: &Lane) -> Result<LaneKey, Unlearnt> {
+    let repo = key_of(&lane.repo_identity)?;
+    Ok(LaneKey {
+        lane: keyed(lane, repo.clone()),
+        repo,
+    })
 }
 
 fn keyed(lane: &Lane, repo: String) -> String {
@@ -119,6 +127,6 @@ mod tests {
             ]
         );
         assert_eq!(lane_key(&upper).unwrap(), lane_key(&lower).unwrap());
-        assert_eq!(lane_key(&lower).unwrap(), lock_ref_name(&lower));
+        assert_eq!(lane_key(&lower).unwrap().lane, lock_ref_name(&lower));
     }
 }

@@ -445,6 +445,36 @@ mod tests {
         assert!(answer.is_err(), "{answer:?}");
     }
 
+    /// The tick weighs every queued record (and every record in flight) of a lane by its
+    /// key: three queued records of one origin on a hung mount are three reads of one
+    /// identity's key while its first look runs (the local-access deadline, 30 s). The
+    /// tick waits "at most 5 s for an origin's first look" (docs/lane-locks.md), not 5 s
+    /// per record of it: meanwhile the daemon's loop awaits the tick.
+    #[test]
+    fn a_tick_waits_for_a_hung_origins_first_look_once_not_once_per_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(mount) = HungMount::under(dir.path()) else {
+            return;
+        };
+        let identity = mount.at.join("origin").to_str().unwrap().to_owned();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            for _record in 0..3 {
+                assert!(super::super::repo_keys::key_of(&identity).is_err());
+            }
+            let _ = tx.send(started.elapsed());
+        });
+        let took = rx.recv_timeout(Duration::from_secs(60));
+        drop(mount);
+        let took = took.expect("three reads of a hung origin's key had not answered in 60 s");
+        let first_look = super::super::repo_keys::FIRST_LOOK_WAIT;
+        assert!(
+            took < first_look + Duration::from_secs(2),
+            "a tick weighing three records of one origin on a hung mount waited {took:?} for its key, not the {first_look:?} of one first look"
+        );
+    }
+
     /// Runs an acquire of the widget lane on `origin` on its own thread; its answer, or a
     /// panic when it has not returned within a minute.
     fn acquire(client: &Arc<LockClient>, origin: &BareOrigin) -> Result<Acquire, LockError> {

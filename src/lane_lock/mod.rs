@@ -77,7 +77,7 @@ use crate::clock;
 use crate::gstack_text;
 use crate::safe_key::safe_key;
 
-pub use alias::{lane_key, lane_lock_refs, started_lane_key};
+pub use alias::{LaneKey, lane_key, lane_lock_refs};
 pub use below_ref::MAX_BELOW_ENTRIES;
 pub use broken_ref::MAX_REF_BYTES;
 pub use cas::{LockWrite, WRITERS_BLOCKED};

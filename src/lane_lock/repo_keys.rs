@@ -17,6 +17,7 @@
 //! has weighed (the queue's repositories; see docs/limits.md).
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -41,7 +42,9 @@ struct Entry {
     /// The key last learnt, kept while a later look fails (the landing's own look
     /// decides whether that lane may go on).
     key: Option<String>,
-    learning: bool,
+    /// Set while a look runs: until when a read waits for it. One deadline per look, so
+    /// a tick that reads the key once per record of the origin waits once in all.
+    learning: Option<Instant>,
     failed: Option<String>,
 }
 
@@ -61,14 +64,14 @@ fn table() -> MutexGuard<'static, Option<HashMap<String, Entry>>> {
 
 /// The key of `identity`'s repository as this process knows it, with no look at the
 /// origin on the caller's thread. When a local one is not known, starts learning it (one
-/// look at a time) and, unless its last look failed, waits for that look at most
-/// [`FIRST_LOOK_WAIT`] (blocking: the tick's thread, never the async loop); then says why
-/// its lanes wait.
+/// look at a time) and, unless its last look failed, waits for that look until at most
+/// [`FIRST_LOOK_WAIT`] after it started, however many reads ask meanwhile (blocking: the
+/// tick's selection, on a blocking thread the daemon's loop awaits); then says why its
+/// lanes wait.
 pub fn key_of(identity: &str) -> Result<String, Unlearnt> {
-    if local_identity_path(identity).is_none() {
+    let Some(path) = local_identity_path(identity) else {
         return Ok(alias_key(identity));
-    }
-    let give_up = Instant::now() + FIRST_LOOK_WAIT.min(local_origin_deadline());
+    };
     let mut guard = table();
     loop {
         let entry = guard
@@ -79,16 +82,16 @@ pub fn key_of(identity: &str) -> Result<String, Unlearnt> {
             return Ok(key.clone());
         }
         let failed = entry.failed.clone().map(Unlearnt::Unanswered);
-        if !entry.learning {
-            entry.learning = true;
+        let Some(give_up) = entry.learning else {
+            entry.learning = Some(Instant::now() + FIRST_LOOK_WAIT.min(local_origin_deadline()));
             drop(guard);
-            learn_in_background(identity);
+            learn_in_background(identity, path.clone());
             if let Some(why) = failed {
                 return Err(why);
             }
             guard = table();
             continue;
-        }
+        };
         let left = give_up.saturating_duration_since(Instant::now());
         if let Some(why) = failed {
             return Err(why);
@@ -105,36 +108,41 @@ pub fn key_of(identity: &str) -> Result<String, Unlearnt> {
     }
 }
 
-/// The key a lane that already started holds (learnt before it started: [`key_of`] let
-/// it), for the daemon's bookkeeping of it on its async loop: a read of the table that
-/// never waits; the spelling only for an identity never learnt, which no started lane has.
-pub fn started_key_of(identity: &str) -> String {
-    if local_identity_path(identity).is_none() {
-        return alias_key(identity);
-    }
-    let guard = table();
-    let learnt = guard.as_ref().and_then(|t| t.get(identity)?.key.clone());
-    learnt.unwrap_or_else(|| identity.to_owned())
-}
-
 /// How a landing's own look at its repository went.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Relearnt {
     /// The repository is the one the lane was keyed by.
     Same,
-    /// The path now reaches another repository: the table holds the new key from now on.
+    /// The path now reaches another repository than the one the lane was keyed by
+    /// (`was`): the table holds the new key from now on.
     Changed { was: String, now: String },
 }
 
 /// Looks at `identity`'s repository again, waiting at most the local-access deadline
-/// (blocking: a landing's own thread), and records what it finds. A network identity is
-/// always [`Relearnt::Same`].
-pub(crate) fn relearn(identity: &str) -> Result<Relearnt, Overdue> {
+/// (blocking: a landing's own thread), records what it finds, and compares it with
+/// `keyed_by`, the repository key the caller's lane started under (not the table's, which
+/// another landing's look may have moved). A network identity is always
+/// [`Relearnt::Same`].
+pub(crate) fn relearn(identity: &str, keyed_by: &str) -> Result<Relearnt, Overdue> {
     let Some(path) = local_identity_path(identity) else {
         return Ok(Relearnt::Same);
     };
+    let now = look(identity, &path)?;
+    if now == keyed_by {
+        Ok(Relearnt::Same)
+    } else {
+        Ok(Relearnt::Changed {
+            was: keyed_by.to_owned(),
+            now,
+        })
+    }
+}
+
+/// Looks at the local `identity`'s repository (at `path`), waiting at most the
+/// local-access deadline, and records its key (or why the look failed) in the table.
+fn look(identity: &str, path: &Path) -> Result<String, Overdue> {
     let owned = identity.to_owned();
-    let looked = local_deadline::run(&path, local_origin_deadline(), None, move || {
+    let looked = local_deadline::run(path, local_origin_deadline(), None, move || {
         alias_key(&owned)
     });
     let mut guard = table();
@@ -142,39 +150,30 @@ pub(crate) fn relearn(identity: &str) -> Result<Relearnt, Overdue> {
         .get_or_insert_with(HashMap::new)
         .entry(identity.to_owned())
         .or_default();
-    match looked {
+    match &looked {
         Ok(now) => {
             entry.failed = None;
-            match entry.key.replace(now.clone()) {
-                Some(was) if was != now => Ok(Relearnt::Changed { was, now }),
-                _ => Ok(Relearnt::Same),
-            }
+            entry.key = Some(now.clone());
         }
-        Err(overdue) => {
-            entry.failed = Some(overdue.to_string());
-            Err(overdue)
-        }
+        Err(overdue) => entry.failed = Some(overdue.to_string()),
     }
+    looked
 }
 
 /// Learns `identity`'s key on a thread of its own; the table says it is learning until it
 /// is done (a thread that cannot start leaves the reason there, and the next read retries).
-fn learn_in_background(identity: &str) {
+fn learn_in_background(identity: &str, path: PathBuf) {
     let owned = identity.to_owned();
     let spawned = std::thread::Builder::new()
         .name("learn-origin".into())
         .spawn(move || {
+            let done = LookDone(owned.clone());
             let had_failed = table()
                 .as_ref()
                 .and_then(|t| t.get(&owned))
                 .is_some_and(|entry| entry.failed.is_some());
-            let looked = relearn(&owned);
-            let mut guard = table();
-            let Some(entry) = guard.as_mut().and_then(|t| t.get_mut(&owned)) else {
-                return;
-            };
-            entry.learning = false;
-            LEARNT.notify_all();
+            let looked = look(&owned, &path);
+            drop(done);
             // Once per stretch of failures: a stuck origin is read again every tick.
             match looked {
                 Err(overdue) if !had_failed => {
@@ -186,12 +185,26 @@ fn learn_in_background(identity: &str) {
     if let Err(e) = spawned {
         let mut guard = table();
         if let Some(entry) = guard.as_mut().and_then(|t| t.get_mut(identity)) {
-            entry.learning = false;
-            LEARNT.notify_all();
             entry.failed = Some(format!(
                 "cannot start a thread to look at the local origin {identity}: {e}"
             ));
         }
+        drop(guard);
+        drop(LookDone(identity.to_owned()));
+    }
+}
+
+/// Ends an identity's look in the table when dropped, so a look that panicked is retried
+/// by the next read rather than leaving the identity learning for good.
+struct LookDone(String);
+
+impl Drop for LookDone {
+    fn drop(&mut self) {
+        let mut guard = table();
+        if let Some(entry) = guard.as_mut().and_then(|t| t.get_mut(&self.0)) {
+            entry.learning = None;
+        }
+        LEARNT.notify_all();
     }
 }
 
@@ -244,18 +257,121 @@ mod tests {
         std::os::unix::fs::symlink(&first, &link).unwrap();
         let id = link.to_str().unwrap();
         let was = until_learnt(id);
-        assert_eq!(relearn(id).unwrap(), Relearnt::Same);
+        assert_eq!(relearn(id, &was).unwrap(), Relearnt::Same);
         std::fs::remove_file(&link).unwrap();
         std::os::unix::fs::symlink(&second, &link).unwrap();
         assert_eq!(key_of(id).unwrap(), was);
         let now = alias_key(second.to_str().unwrap());
         assert_eq!(
-            relearn(id).unwrap(),
+            relearn(id, &was).unwrap(),
             Relearnt::Changed {
                 was,
                 now: now.clone()
             }
         );
         assert_eq!(key_of(id).unwrap(), now);
+    }
+
+    /// A look whose thread panics ends all the same: the next read looks again and learns
+    /// the key, instead of every read being told for good that berth is still learning it.
+    #[test]
+    fn a_look_that_panicked_is_looked_at_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo.git");
+        std::fs::create_dir(&repo).unwrap();
+        let id = repo.to_str().unwrap().to_owned();
+        table()
+            .get_or_insert_with(HashMap::new)
+            .entry(id.clone())
+            .or_default()
+            .learning = Some(Instant::now() + Duration::from_secs(3600));
+        let owned = id.clone();
+        let looked = std::thread::spawn(move || {
+            let _done = LookDone(owned);
+            panic!("a look that panics");
+        })
+        .join();
+        assert!(looked.is_err());
+        assert_eq!(until_learnt(&id), alias_key(&id));
+    }
+
+    /// Two landings of one local origin (two base branches, or one tick's lanes) both
+    /// started under the key the table held before the path came to reach another
+    /// repository. The first landing's look records the new key; the second landing's
+    /// look must still say its lane was keyed by another repository (`Relearnt::Same` is
+    /// "the repository is the one the lane was keyed by"), or it goes on under the old key
+    /// beside a lane of the new repository that the tick saw free.
+    #[test]
+    fn every_landing_started_under_the_old_key_learns_that_its_repository_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+        std::fs::create_dir(&first).unwrap();
+        std::fs::create_dir(&second).unwrap();
+        let link = dir.path().join("origin.git");
+        std::os::unix::fs::symlink(&first, &link).unwrap();
+        let id = link.to_str().unwrap();
+        let started_under = until_learnt(id);
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink(&second, &link).unwrap();
+        // Both landings were started by a tick that read `started_under`.
+        assert_eq!(key_of(id).unwrap(), started_under);
+        assert!(matches!(
+            relearn(id, &started_under),
+            Ok(Relearnt::Changed { .. })
+        ));
+        let second_landing = relearn(id, &started_under).unwrap();
+        assert!(
+            matches!(second_landing, Relearnt::Changed { .. }),
+            "a landing started under {started_under} (the old repository) was told {second_landing:?}: it goes on though its path now reaches {}",
+            alias_key(second.to_str().unwrap())
+        );
+    }
+
+    /// The daemon's bookkeeping of a started lane (the release it registers when the
+    /// landing ends, the wait of the lane's next landing for it, the lane's retry backoff)
+    /// goes by the [`LaneKey`](crate::lane_lock::LaneKey) the tick weighed the lane under,
+    /// which its landing keeps. Once another landing of the same path (another base
+    /// branch) learnt that the path now reaches another repository, the key the lane
+    /// started under stays the one its landing is booked and judged by: booked under the
+    /// new one, the release of the lock this lane took in the old repository would be
+    /// registered there, and the old repository's next landing (an alias spelling of it)
+    /// would not wait for it.
+    #[test]
+    fn a_started_lanes_key_stays_the_key_it_started_under() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+        std::fs::create_dir(&first).unwrap();
+        std::fs::create_dir(&second).unwrap();
+        let link = dir.path().join("origin.git");
+        std::os::unix::fs::symlink(&first, &link).unwrap();
+        let id = link.to_str().unwrap();
+        let started_under = until_learnt(id);
+        let lane = crate::lane_lock::Lane {
+            repo_identity: id.to_owned(),
+            base_branch: "main".into(),
+        };
+        let held = crate::lane_lock::lane_key(&lane).unwrap();
+        assert_eq!(held.repo, started_under);
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink(&second, &link).unwrap();
+        // Another lane of the same path (another base branch) looks before its lock.
+        assert!(matches!(
+            relearn(id, &started_under),
+            Ok(Relearnt::Changed { .. })
+        ));
+        let now = crate::lane_lock::lane_key(&lane).unwrap();
+        assert_eq!(now.repo, alias_key(second.to_str().unwrap()));
+        assert_ne!(
+            now.lane, held.lane,
+            "the new repository's lane is a lane of its own, free beside the one still held"
+        );
+        assert_eq!(
+            relearn(id, &held.repo).unwrap(),
+            Relearnt::Changed {
+                was: started_under,
+                now: now.repo,
+            },
+            "the landing that started under the first repository is judged by the second"
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::daemon::releasing::Waited;
 use crate::gstack_text;
 use crate::lane_lock::repo_keys::{Relearnt, relearn};
-use crate::lane_lock::{Acquire, HeldLock, LockSettings, lock_ref_name, started_lane_key};
+use crate::lane_lock::{Acquire, HeldLock, LockSettings, lock_ref_name};
 
 use super::ask::{ask, ask_or_clean_up};
 use super::{End, Landing};
@@ -36,8 +36,8 @@ fn previous_release_wait(settings: &LockSettings) -> Duration {
 /// lets the old and the new key both be free for one landing. Fails closed when the origin
 /// does not answer.
 pub(super) async fn same_repository(l: &Landing) -> Result<(), End> {
-    let identity = l.lane.repo_identity.clone();
-    let looked = ask(&l.cancel, move || relearn(&identity)).await;
+    let (identity, keyed_by) = (l.lane.repo_identity.clone(), l.c.key.repo.clone());
+    let looked = ask(&l.cancel, move || relearn(&identity, &keyed_by)).await;
     let why = match looked {
         Some(Ok(Relearnt::Same)) => return Ok(()),
         Some(Ok(Relearnt::Changed { was, now })) => {
@@ -62,7 +62,7 @@ pub(super) async fn same_repository(l: &Landing) -> Result<(), End> {
 /// release failed, stands as this process's own leftover. Fails closed: past the wait, the
 /// record goes back to the queue and nothing is written.
 pub(super) async fn previous_release(l: &Landing) -> Result<(), End> {
-    let lane = started_lane_key(&l.lane);
+    let lane = l.c.key.lane.clone();
     let wait = previous_release_wait(l.crew.locks.settings());
     let waited = tokio::select! {
         waited = l.crew.releasing.wait_for(&lane, wait) => waited,
@@ -95,7 +95,7 @@ pub(super) async fn acquire(l: &Landing, origin_url: &str) -> Result<HeldLock, E
     // The write counts as a release in flight until it answered and, if that answer came
     // too late, its lock was released: a stopping daemon waits for both (its writer child
     // runs on without it), so a clean stop leaves no lock behind.
-    let in_flight = crew.releasing.begin(&started_lane_key(&lane));
+    let in_flight = crew.releasing.begin(&c.key.lane);
     let release_late = move |late: Result<Acquire, crate::lane_lock::LockError>| {
         if let Ok(Acquire::Acquired(held)) = late {
             let _ = releaser.release(&held);

@@ -88,7 +88,7 @@ pub async fn land(crew: Crew, candidate: Candidate, cancel: CancellationToken) -
     l.crew.telemetry.landing_done(kind.label());
     kind.log(&l.c.id, l.c.record.pr_number);
     LaneOutcome {
-        lane: l.lane,
+        key: l.c.key,
         id: l.c.id,
         kind,
     }

@@ -2,7 +2,7 @@
 //! record by it), and [`LaneOutcome`], the one answer the main loop acts on.
 
 use crate::gstack_text;
-use crate::lane_lock::Lane;
+use crate::lane_lock::LaneKey;
 use crate::record::Status;
 
 /// Where a landing stopped, before its record is settled. Every step returns one as its
@@ -28,7 +28,8 @@ pub(super) enum End {
 /// How a landing task ended: what the main loop acts on.
 #[derive(Clone, Debug)]
 pub struct LaneOutcome {
-    pub lane: Lane,
+    /// The key its lane was held under from its start.
+    pub key: LaneKey,
     pub id: String,
     pub kind: OutcomeKind,
 }

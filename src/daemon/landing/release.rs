@@ -10,7 +10,7 @@ use crate::daemon::crew::Crew;
 use crate::daemon::releasing::InFlight;
 use crate::daemon::stop::ReleaseEnd;
 use crate::gstack_text;
-use crate::lane_lock::{HeldLock, Released, started_lane_key};
+use crate::lane_lock::{HeldLock, Released};
 
 use super::Landing;
 
@@ -39,7 +39,7 @@ struct Failure {
 /// until the release's writer is done and its end is told.
 pub(super) fn start(l: &Landing, held: HeldLock, at: ReleaseAt) {
     let crew = l.crew.clone();
-    let in_flight = crew.releasing.begin(&started_lane_key(&l.lane));
+    let in_flight = crew.releasing.begin(&l.c.key.lane);
     tokio::spawn(async move { release(&crew, held, at, in_flight).await });
 }
 

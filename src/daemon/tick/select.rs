@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 
 use crate::gates::GatedRecord;
+use crate::lane_lock::LaneKey;
 use crate::record::{Record, Status};
 use crate::rules::contracts::landing::Admit;
 use crate::store::{Expect, Move, StoredRecord};
@@ -16,6 +17,8 @@ pub struct Candidate {
     pub id: String,
     pub record: Record,
     pub gated: GatedRecord,
+    /// The key its lane was weighed under: its landing keeps it to the end.
+    pub key: LaneKey,
 }
 
 /// Step 5: at most the rules' `max_lanes` minus `running` candidates: the head of every
@@ -62,12 +65,12 @@ pub fn select(
         let Ok(gated) = gates.record(&shared.allowlist(), &stored.record) else {
             continue;
         };
-        let Some(lane_ref) = in_flight.key_of_candidate(&stored.id, &gated) else {
+        let Some(key) = in_flight.key_of_candidate(&stored.id, &gated) else {
             continue;
         };
-        if in_flight.keys.contains(&lane_ref)
-            || skip.contains(&lane_ref)
-            || seen_lanes.contains(&lane_ref)
+        if in_flight.keys.contains(&key.lane)
+            || skip.contains(&key.lane)
+            || seen_lanes.contains(&key.lane)
         {
             continue;
         }
@@ -86,11 +89,12 @@ pub fn select(
             }
         }
         policy::selected(shared.policy(), stored, position, queued.len());
-        seen_lanes.insert(lane_ref);
+        seen_lanes.insert(key.lane.clone());
         selection.candidates.push(Candidate {
             id: stored.id.clone(),
             record: stored.record.clone(),
             gated,
+            key,
         });
     }
     selection
@@ -108,7 +112,7 @@ impl InFlight {
     /// A candidate's lane key, or `None` while it is not known (the lane waits, fail
     /// closed: under its spelling it could run beside an alias of itself), or while a
     /// record in flight whose lane is not known may hold it.
-    fn key_of_candidate(&self, id: &str, gated: &GatedRecord) -> Option<String> {
+    fn key_of_candidate(&self, id: &str, gated: &GatedRecord) -> Option<LaneKey> {
         let key = gated
             .lane_key()
             .inspect_err(|unlearnt| tracing::debug!(record = %id, "lane waits: {unlearnt}"))
@@ -137,7 +141,7 @@ fn lanes_in_flight(shared: &Shared, gates: &mut TickGates, records: &[Record]) -
         .filter_map(|r| gates.record(&allowlist, r).ok())
     {
         match gated.lane_key() {
-            Ok(key) => _ = in_flight.keys.insert(key),
+            Ok(key) => _ = in_flight.keys.insert(key.lane),
             Err(_) => in_flight.unlearnt = true,
         }
     }

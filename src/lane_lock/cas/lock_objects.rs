@@ -20,7 +20,8 @@
 //! is refused, writes it anew, as git's `write_object_file` and libgit2's `git_odb_write`
 //! do. Skipped, an old copy (the empty tree a released lock left loose and unreferenced)
 //! stays prunable by a concurrent `git gc` after the lock ref points at it.
-//! [`freshened`] then checks that no loose copy in the origin stayed old.
+//! [`freshened`] then checks that no loose copy in the origin stayed old, unless a pack
+//! holding its object was freshened instead ([`packed`]).
 
 use std::io::{self, Seek as _, Write as _};
 use std::path::Path;
@@ -33,6 +34,7 @@ use crate::lane_lock::origin_owner::{self, Owner};
 use crate::lane_lock::{lock_dir, ref_writer};
 
 mod freshened;
+mod packed;
 
 /// Who writes the objects.
 #[derive(Debug, PartialEq, Eq)]
@@ -55,7 +57,7 @@ pub(super) fn copy_lock_commit(
         tree: scratch.find_commit(sha)?.tree_id(),
     };
     let named = [("lock commit", objects.commit), ("tree", objects.tree)];
-    let before = freshened::Before::look(origin.path(), &named)
+    let before = freshened::Before::look(origin.path(), &named, objects.commit)
         .map_err(|stale| failed(origin.path(), None, &stale.to_string()))?;
     let writer = writer(origin)?;
     let owner = match &writer {
@@ -277,6 +279,65 @@ mod freshen_tests {
             age < Duration::from_secs(14 * 24 * 3600),
             "the lock commit's tree {tree} on origin is {} days old after the lock write reused it: prunable by a concurrent gc",
             age.as_secs() / 86400
+        );
+    }
+}
+
+#[cfg(test)]
+mod review14_packed_and_loose {
+    use crate::lane_lock::Acquire;
+    use crate::lane_lock::tests::{BareOrigin, widget_main};
+    use std::io::Write as _;
+    use std::time::{Duration, SystemTime};
+
+    /// An object both in a pack and loose (a `git repack -a` without `-d`, or a loose copy
+    /// left before the object was packed) is freshened by git and libgit2 alike through its
+    /// pack: both try the pack first and stop there, leaving the loose copy's time alone.
+    /// The object is then safe from a concurrent gc (its pack is fresh), so the lock write
+    /// must succeed; a check that demands every loose copy be fresh fails every lock write
+    /// of that origin for good.
+    #[test]
+    fn a_lock_write_succeeds_when_its_tree_is_packed_and_an_old_loose_copy_stays() {
+        let origin = BareOrigin::new();
+        let git = |args: &[&str], stdin: Option<&str>| {
+            let mut child = std::process::Command::new("git")
+                .args(args)
+                .env("GIT_DIR", &origin.bare)
+                .current_dir(&origin.bare)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(stdin.unwrap_or("").as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{args:?}: {out:?}");
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        };
+        let tree = git(&["hash-object", "-w", "-t", "tree", "--stdin"], Some(""));
+        git(
+            &["pack-objects", "-q", "objects/pack/pack"],
+            Some(&format!("{tree}\n")),
+        );
+        let loose = origin
+            .bare
+            .join("objects")
+            .join(&tree[..2])
+            .join(&tree[2..]);
+        let month_ago = SystemTime::now() - Duration::from_secs(30 * 24 * 3600);
+        std::fs::File::open(&loose)
+            .unwrap()
+            .set_modified(month_ago)
+            .unwrap();
+        let client = origin.client();
+        let taken = origin.take(&client, &widget_main());
+        assert!(
+            matches!(taken, Ok(Acquire::Acquired(_))),
+            "the lock write failed though its tree {tree} is in a pack it freshened: {taken:?}"
         );
     }
 }

@@ -6,25 +6,35 @@
 //! git reports success all the same. The old copy then still looks unreferenced and old
 //! to a concurrent `git gc`, which may prune it once the lock ref points at it. So each
 //! loose copy in the origin's own `objects/` before the write must have been written
-//! again by it. A copy only in a pack (or an alternate) has no loose file here: the
-//! writer freshened its pack or wrote it loose, and said so by succeeding.
+//! again by it, or its object freshened in a pack: git and libgit2 try the packs first
+//! and stop there ([`super::packed`]). A copy only in a pack (or an alternate) has no
+//! loose file here: the writer freshened its pack or wrote it loose, and said so by
+//! succeeding.
+//!
+//! A time counts as fresh measured against two clocks: berth's, at the write's start
+//! (libgit2 stamps with the writing process's clock), and the file system's, read off the
+//! lock commit the write itself created (git's `utime(NULL)` and a new file both take the
+//! file server's time, which may lag berth's by any amount).
 
 use std::io;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use git2::Oid;
 
-/// How far a file time written during the write may lie before its start: libgit2 stamps
-/// a freshened file with the current whole second (`time(2)`, from a clock that lags the
-/// one `SystemTime::now` reads by up to a tick).
+use super::packed;
+
+/// How far a file time written during the write may lie before its start (or before the
+/// lock commit's time): libgit2 stamps a freshened file with the current whole second
+/// (`time(2)`, from a clock that lags the one `SystemTime::now` reads by up to a tick).
 const CLOCK_SLACK: Duration = Duration::from_secs(2);
 
 /// Why a lock object the origin had was not freshened.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum Stale {
     #[error(
-        "its {what} {oid} was already there as {path}, last written {age_secs} s before this write, and neither freshening nor rewriting it took (the file is another user's and its directory not the writer's to replace it in), so a concurrent `git gc` may prune it under the lock; as root, `chown -R <owner of objects/>: {objects}` mends it",
+        "its {what} {oid} was already there as {path} (owned by uid {file_uid}), last written {age_secs} s before this write, and neither freshening it (nor a pack holding it) nor rewriting it took (the writer may not set the file's time nor replace it in its directory), so a concurrent `git gc` may prune it under the lock; where the file is not the writer's, as root, `chown -R <owner of objects/>: {objects}` mends it",
         path = path.display(),
         objects = objects.display()
     )]
@@ -32,6 +42,7 @@ pub(super) enum Stale {
         what: &'static str,
         oid: Oid,
         path: PathBuf,
+        file_uid: u32,
         objects: PathBuf,
         age_secs: u64,
     },
@@ -65,22 +76,29 @@ struct Copy {
 }
 
 /// The loose copies, in `git_dir`'s `objects/`, of the lock objects before their write,
-/// and when that write started.
+/// when that write started, and where the write's new lock commit lands (`None`: it was
+/// there before, so its time tells nothing of the file system's clock).
 pub(super) struct Before {
     objects: PathBuf,
     copies: Vec<Copy>,
     started: SystemTime,
+    witness: Option<(Oid, PathBuf)>,
 }
 
 impl Before {
-    /// Reads (`lstat`) the loose copies of `objects` (named what they are) in `git_dir`.
-    pub(super) fn look(git_dir: &Path, objects: &[(&'static str, Oid)]) -> Result<Self, Stale> {
+    /// Reads (`lstat`) the loose copies of `objects` (named what they are) in `git_dir`;
+    /// `commit` is the lock commit the write creates, whose new file's time is the file
+    /// system's clock at the write.
+    pub(super) fn look(
+        git_dir: &Path,
+        objects: &[(&'static str, Oid)],
+        commit: Oid,
+    ) -> Result<Self, Stale> {
         let objects_dir = git_dir.join("objects");
         let mut copies = Vec::new();
         for &(what, oid) in objects {
-            let hex = oid.to_string();
-            let path = objects_dir.join(&hex[..2]).join(&hex[2..]);
-            if let Some(written) = written(what, oid, &path)? {
+            let path = loose_path(&objects_dir, oid);
+            if let Some((written, _)) = written(what, oid, &path)? {
                 copies.push(Copy {
                     what,
                     oid,
@@ -89,44 +107,67 @@ impl Before {
                 });
             }
         }
+        let witness = (!copies.iter().any(|c| c.oid == commit))
+            .then(|| (commit, loose_path(&objects_dir, commit)));
         Ok(Self {
             objects: objects_dir,
             copies,
             started: SystemTime::now(),
+            witness,
         })
     }
 
     /// Checks that each copy found before the write was written again by it: its time
-    /// moved (either way: libgit2 truncates it to the second), or is no earlier than the
-    /// write's start less [`CLOCK_SLACK`]. A time that moved counts whatever the clocks
-    /// say (a file server stamps with its own).
+    /// moved (either way: libgit2 truncates it to the second), or it, or a pack holding
+    /// its object, is no earlier than [`CLOCK_SLACK`] before the write's start by berth's
+    /// clock or before the new lock commit's time by the file system's.
     pub(super) fn check(&self) -> Result<(), Stale> {
-        let threshold = self
-            .started
-            .checked_sub(CLOCK_SLACK)
-            .unwrap_or(self.started);
+        let threshold = self.threshold();
         for copy in &self.copies {
             let (what, oid, path) = (copy.what, copy.oid, copy.path.clone());
-            let Some(now) = written(what, oid, &copy.path)? else {
+            let Some((now, file_uid)) = written(what, oid, &copy.path)? else {
                 return Err(Stale::Gone { what, oid, path });
             };
-            if now == copy.written && now < threshold {
-                let age = self.started.duration_since(now).unwrap_or_default();
-                return Err(Stale::Old {
-                    what,
-                    oid,
-                    path,
-                    objects: self.objects.clone(),
-                    age_secs: age.as_secs(),
-                });
+            let fresh = |time: SystemTime| time >= threshold;
+            if now != copy.written
+                || fresh(now)
+                || packed::newest_pack_holding(&self.objects, oid).is_some_and(fresh)
+            {
+                continue;
             }
+            let age = self.started.duration_since(now).unwrap_or_default();
+            return Err(Stale::Old {
+                what,
+                oid,
+                path,
+                file_uid,
+                objects: self.objects.clone(),
+                age_secs: age.as_secs(),
+            });
         }
         Ok(())
     }
+
+    /// The earliest time a file the write freshened may carry: [`CLOCK_SLACK`] before the
+    /// earlier of the write's start and the new lock commit's file time.
+    fn threshold(&self) -> SystemTime {
+        let file_system_now = self
+            .witness
+            .as_ref()
+            .and_then(|(oid, path)| written("lock commit", *oid, path).ok().flatten())
+            .map(|(time, _)| time);
+        let reference = file_system_now.map_or(self.started, |time| time.min(self.started));
+        reference.checked_sub(CLOCK_SLACK).unwrap_or(reference)
+    }
 }
 
-/// When the loose copy at `path` was last written; `None`: there is none.
-fn written(what: &'static str, oid: Oid, path: &Path) -> Result<Option<SystemTime>, Stale> {
+fn loose_path(objects: &Path, oid: Oid) -> PathBuf {
+    let hex = oid.to_string();
+    objects.join(&hex[..2]).join(&hex[2..])
+}
+
+/// When the loose copy at `path` was last written, and its owner; `None`: there is none.
+fn written(what: &'static str, oid: Oid, path: &Path) -> Result<Option<(SystemTime, u32)>, Stale> {
     let unreadable = |source| Stale::Unreadable {
         what,
         oid,
@@ -145,5 +186,72 @@ fn written(what: &'static str, oid: Oid, path: &Path) -> Result<Option<SystemTim
             path: path.to_owned(),
         });
     }
-    meta.modified().map(Some).map_err(unreadable)
+    let time = meta.modified().map_err(unreadable)?;
+    Ok(Some((time, meta.uid())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use git2::ObjectType;
+
+    /// Writes an empty loose file for `oid` under `git_dir`, last written at `when`.
+    fn put(git_dir: &Path, oid: Oid, when: SystemTime) {
+        let path = loose_path(&git_dir.join("objects"), oid);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+    }
+
+    fn lock_objects() -> (Oid, Oid) {
+        (
+            Oid::hash_object(ObjectType::Commit, b"a lock commit").unwrap(),
+            Oid::hash_object(ObjectType::Tree, b"").unwrap(),
+        )
+    }
+
+    /// A file server whose clock lags berth's by 10 s stamps the tree it freshens, and the
+    /// new lock commit, with its own time; with whole-second file times, acquire's second
+    /// lock write within that second leaves the tree's time where the first one put it.
+    /// The tree is fresh by the file system's clock, which the new lock commit shows.
+    #[test]
+    fn a_tree_freshened_by_a_lagging_file_servers_clock_counts_as_fresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let (commit, tree) = lock_objects();
+        let server_now = SystemTime::now() - Duration::from_secs(10);
+        put(dir.path(), tree, server_now);
+        let named = [("lock commit", commit), ("tree", tree)];
+        let before = Before::look(dir.path(), &named, commit).unwrap();
+        put(dir.path(), commit, server_now);
+        let checked = before.check();
+        assert!(checked.is_ok(), "{checked:?}");
+    }
+
+    /// By either clock, a tree a month old that the write left alone stays old: the lock
+    /// write fails, naming the file's owner.
+    #[test]
+    fn a_tree_the_write_left_a_month_old_is_stale_by_either_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let (commit, tree) = lock_objects();
+        let server_now = SystemTime::now() - Duration::from_secs(10);
+        put(
+            dir.path(),
+            tree,
+            server_now - Duration::from_secs(30 * 24 * 3600),
+        );
+        let named = [("lock commit", commit), ("tree", tree)];
+        let before = Before::look(dir.path(), &named, commit).unwrap();
+        put(dir.path(), commit, server_now);
+        let checked = before.check();
+        let uid = nix::unistd::getuid().as_raw();
+        assert!(
+            matches!(&checked, Err(Stale::Old { file_uid, .. }) if *file_uid == uid),
+            "{checked:?}"
+        );
+        let said = checked.unwrap_err().to_string();
+        assert!(said.contains(&format!("owned by uid {uid}")), "{said}");
+        assert!(!said.contains("another user"), "{said}");
+    }
 }
