@@ -88,7 +88,7 @@ fn planted_registry(run: &str, source: &str) -> Vec<u8> {
 }
 
 /// `bytes` planted in `dir` under each of `names`: one file, hard-linked (one file's disk).
-fn plant_under_names(dir: &Path, bytes: &[u8], names: impl IntoIterator<Item = String>) {
+pub(super) fn plant_under_names(dir: &Path, bytes: &[u8], names: impl IntoIterator<Item = String>) {
     let mut names = names.into_iter();
     let first = dir.join(names.next().unwrap());
     fs::write(&first, bytes).unwrap();

@@ -1,6 +1,7 @@
 //! What one fault-watch pass keeps of the runs' other registries its looks read: bounded by
 //! what it read, however many names reach a file or ids a look asks about.
 
+use super::bounded::plant_under_names;
 use super::*;
 
 /// What a pass keeps of each file its looks read is documented as "its run id's SHA-256,
@@ -94,13 +95,8 @@ fn an_invalid_registry_under_many_names_costs_one_reason_not_one_per_name() {
         "updatedAt": "",
         "active": {"d": {"faultId": format!("K:/{}:00000000", "s".repeat(256 * 1024)), "firstDetectedAt": ""}},
     });
-    let first = active.join("planted");
-    fs::write(&first, serde_json::to_vec(&planted).unwrap()).unwrap();
-    for n in 0..NAMES {
-        let name = crate::faults::registry::name("r", &format!("/s/{n}.json"));
-        fs::hard_link(&first, active.join(name)).unwrap();
-    }
-    fs::remove_file(&first).unwrap();
+    let names = (0..NAMES).map(|n| crate::faults::registry::name("r", &format!("/s/{n}.json")));
+    plant_under_names(&active, &serde_json::to_vec(&planted).unwrap(), names);
     let clearing = HaltStore::new(dir.path());
     crate::rules::memory::start();
     let report = clearing.sync_run("r", &own, &[]);
