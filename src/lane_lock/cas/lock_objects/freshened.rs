@@ -255,3 +255,94 @@ mod tests {
         assert!(!said.contains("another user"), "{said}");
     }
 }
+
+#[cfg(test)]
+mod cruft_tests {
+    use super::*;
+    use git2::ObjectType;
+    use std::process::Command;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(args)
+            .env("GIT_DIR", dir)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    fn age(path: &Path, days: u64) {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(days * 24 * 3600))
+            .unwrap();
+    }
+
+    /// A concurrent `git gc --cruft` has just packed the empty tree a released lock left
+    /// loose (its cruft pack is new; its `.mtimes` entry keeps the tree's month-old time)
+    /// and a month-old loose copy is still there. libgit2's write freshens the cruft
+    /// `.pack` and stops; git does not count a cruft pack's file time for its objects
+    /// (its own writer skips cruft packs when freshening). A lock write the check lets
+    /// pass must leave a tree the next cruft gc keeps.
+    #[test]
+    fn a_tree_freshened_only_through_a_cruft_pack_is_not_counted_fresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let git_dir = dir.path();
+        git(git_dir, &["init", "-q", "--bare", "."]);
+        let tree = Oid::from_str(&git(
+            git_dir,
+            &["hash-object", "-t", "tree", "-w", "--stdin"],
+        ))
+        .unwrap();
+        let loose = loose_path(&git_dir.join("objects"), tree);
+        age(&loose, 30);
+        git(git_dir, &["repack", "-q", "--cruft", "-d"]);
+        assert!(!loose.exists());
+        assert!(packed::newest_pack_holding(&git_dir.join("objects"), tree).is_some());
+        // A loose copy left (say the released lock's, written again after the pack).
+        git(git_dir, &["hash-object", "-t", "tree", "-w", "--stdin"]);
+        age(&loose, 30);
+
+        let body =
+            format!("tree {tree}\nauthor b <b@b> 1 +0000\ncommitter b <b@b> 1 +0000\n\nlock\n");
+        let commit = Oid::hash_object(ObjectType::Commit, body.as_bytes()).unwrap();
+        let named = [("lock commit", commit), ("tree", tree)];
+        let before = Before::look(git_dir, &named, commit).unwrap();
+        let origin = git2::Repository::open_bare(git_dir).unwrap();
+        let odb = origin.odb().unwrap();
+        odb.write(ObjectType::Commit, body.as_bytes()).unwrap();
+        odb.write(ObjectType::Tree, b"").unwrap();
+        let checked = before.check();
+        if checked.is_err() {
+            return;
+        }
+        // The lock is believed written on a fresh tree. A concurrent gc that enumerated
+        // refs and recent objects before the write (it saw neither the lock ref nor the
+        // new lock commit, which is set aside while it runs to show that) judges the
+        // tree by its time alone, as the freshening this check stands for assumes.
+        let commit_file = loose_path(&git_dir.join("objects"), commit);
+        let aside = git_dir.join("lock-commit-aside");
+        std::fs::rename(&commit_file, &aside).unwrap();
+        git(
+            git_dir,
+            &[
+                "repack",
+                "-q",
+                "--cruft",
+                "--cruft-expiration=1.day.ago",
+                "-d",
+            ],
+        );
+        git(git_dir, &["prune", "--expire=1.day.ago"]);
+        std::fs::create_dir_all(commit_file.parent().unwrap()).unwrap();
+        std::fs::rename(&aside, &commit_file).unwrap();
+        assert!(
+            loose.exists() || packed::newest_pack_holding(&git_dir.join("objects"), tree).is_some(),
+            "check said {checked:?}, yet the gc pruned the lock's tree {tree}"
+        );
+    }
+}
