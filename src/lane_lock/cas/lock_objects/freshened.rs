@@ -345,4 +345,61 @@ mod cruft_tests {
             "check said {checked:?}, yet the gc pruned the lock's tree {tree}"
         );
     }
+
+    /// The same cruft pack, and no loose copy: libgit2's write touches the cruft `.pack`
+    /// and writes nothing, and the check, with no loose copy to judge, lets the lock
+    /// pass on a tree git still judges a month old.
+    #[test]
+    fn a_tree_only_in_a_cruft_pack_is_written_fresh_or_the_lock_write_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let git_dir = dir.path();
+        git(git_dir, &["init", "-q", "--bare", "."]);
+        let tree = Oid::from_str(&git(
+            git_dir,
+            &["hash-object", "-t", "tree", "-w", "--stdin"],
+        ))
+        .unwrap();
+        let loose = loose_path(&git_dir.join("objects"), tree);
+        age(&loose, 30);
+        git(git_dir, &["repack", "-q", "--cruft", "-d"]);
+        assert!(!loose.exists());
+        assert!(packed::newest_pack_holding(&git_dir.join("objects"), tree).is_some());
+        let body =
+            format!("tree {tree}\nauthor b <b@b> 1 +0000\ncommitter b <b@b> 1 +0000\n\nlock\n");
+        let commit = Oid::hash_object(ObjectType::Commit, body.as_bytes()).unwrap();
+        let named = [("lock commit", commit), ("tree", tree)];
+        let before = Before::look(git_dir, &named, commit).unwrap();
+        let origin = git2::Repository::open_bare(git_dir).unwrap();
+        let odb = origin.odb().unwrap();
+        odb.write(ObjectType::Commit, body.as_bytes()).unwrap();
+        odb.write(ObjectType::Tree, b"").unwrap();
+        let checked = before.check();
+        if checked.is_err() {
+            return;
+        }
+        // The lock is believed written on a fresh tree. A concurrent gc that enumerated
+        // refs and recent objects before the write (it saw neither the lock ref nor the
+        // new lock commit, which is set aside while it runs to show that) judges the
+        // tree by its time alone, as the freshening this check stands for assumes.
+        let commit_file = loose_path(&git_dir.join("objects"), commit);
+        let aside = git_dir.join("lock-commit-aside");
+        std::fs::rename(&commit_file, &aside).unwrap();
+        git(
+            git_dir,
+            &[
+                "repack",
+                "-q",
+                "--cruft",
+                "--cruft-expiration=1.day.ago",
+                "-d",
+            ],
+        );
+        git(git_dir, &["prune", "--expire=1.day.ago"]);
+        std::fs::create_dir_all(commit_file.parent().unwrap()).unwrap();
+        std::fs::rename(&aside, &commit_file).unwrap();
+        assert!(
+            loose.exists() || packed::newest_pack_holding(&git_dir.join("objects"), tree).is_some(),
+            "check said {checked:?}, yet the gc pruned the lock's tree {tree}"
+        );
+    }
 }
