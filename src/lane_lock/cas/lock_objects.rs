@@ -13,7 +13,10 @@
 //! - A group-shared origin (`core.sharedRepository` set): `git unpack-objects` as berth,
 //!   which makes the directories group-writable as git does (libgit2 ignores the setting:
 //!   its 0755 directories fail the group's next push with an object there).
-//! - Otherwise berth's own process writes them through libgit2: no child to wait for.
+//! - Otherwise berth's own process writes them through libgit2: no child to wait for,
+//!   unless a cruft pack holds one of them: libgit2 freshens it by touching the cruft
+//!   `.pack`, which git does not count, where git's writer writes a fresh loose copy, so
+//!   `git unpack-objects` as berth writes them then.
 //!
 //! Both objects go through the writer even when the origin has them: writing an object
 //! it has freshens its copy's time (the loose file, or the pack holding it) or, where that
@@ -21,7 +24,8 @@
 //! do. Skipped, an old copy (the empty tree a released lock left loose and unreferenced)
 //! stays prunable by a concurrent `git gc` after the lock ref points at it.
 //! [`freshened`] then checks that no loose copy in the origin stayed old, unless a pack
-//! holding its object was freshened instead ([`packed`]).
+//! holding its object was freshened instead ([`packed`]), and that an object only a cruft
+//! pack held now has a loose copy (or a fresh pack that is not cruft).
 
 use std::io::{self, Seek as _, Write as _};
 use std::path::Path;
@@ -59,7 +63,10 @@ pub(super) fn copy_lock_commit(
     let named = [("lock commit", objects.commit), ("tree", objects.tree)];
     let before = freshened::Before::look(origin.path(), &named, objects.commit)
         .map_err(|stale| failed(origin.path(), None, &stale.to_string()))?;
-    let writer = writer(origin)?;
+    let writer = match writer(origin)? {
+        Writer::Berth if before.in_cruft() => Writer::Git(None),
+        writer => writer,
+    };
     let owner = match &writer {
         Writer::Berth => {
             copy_in_process(scratch, origin, &objects)?;
@@ -313,5 +320,41 @@ mod freshen_tests {
             matches!(taken, Ok(Acquire::Acquired(_))),
             "the lock write failed though its tree {tree} is in a pack it freshened: {taken:?}"
         );
+    }
+
+    /// A concurrent `git gc --cruft` packed the month-old empty tree a released lock left
+    /// into a cruft pack, which git ages by its `.mtimes`, not by the `.pack`'s time that
+    /// libgit2's write would touch. The lock write succeeds and leaves a fresh loose copy
+    /// of the tree, as git's writer does, with or without an old loose copy left beside
+    /// the pack.
+    #[test]
+    fn a_lock_write_leaves_a_fresh_loose_copy_of_a_tree_held_in_a_cruft_pack() {
+        for loose_left in [false, true] {
+            let origin = BareOrigin::new();
+            let tree = git_fed(
+                &origin.bare,
+                &["hash-object", "-w", "-t", "tree", "--stdin"],
+                "",
+            );
+            let loose = month_old_loose(&origin, &tree);
+            git_fed(&origin.bare, &["repack", "-q", "--cruft", "-d"], "");
+            assert!(!loose.exists(), "the cruft repack left {tree} loose");
+            if loose_left {
+                git_fed(
+                    &origin.bare,
+                    &["hash-object", "-w", "-t", "tree", "--stdin"],
+                    "",
+                );
+                month_old_loose(&origin, &tree);
+            }
+            let client = origin.client();
+            let taken = origin.take(&client, &widget_main());
+            assert!(matches!(taken, Ok(Acquire::Acquired(_))), "{taken:?}");
+            let age = std::fs::metadata(&loose).map(|meta| meta.modified().unwrap().elapsed());
+            assert!(
+                matches!(age, Ok(Ok(age)) if age < Duration::from_secs(14 * 24 * 3600)),
+                "loose copy left {loose_left}: the lock's tree {tree} has no fresh loose copy after the lock write: {age:?}"
+            );
+        }
     }
 }

@@ -9,7 +9,10 @@
 //! again by it, or its object freshened in a pack: git and libgit2 try the packs first
 //! and stop there ([`super::packed`]). A copy only in a pack (or an alternate) has no
 //! loose file here: the writer freshened its pack or wrote it loose, and said so by
-//! succeeding.
+//! succeeding, unless a cruft pack holds it: writing to that only touches the cruft
+//! `.pack` (libgit2), which git does not count ([`super::packed`]). Such an object must
+//! come out of the write as a fresh loose copy (git's writer makes one) or in a fresh
+//! pack that is not cruft.
 //!
 //! A time counts as fresh measured against two clocks: berth's, at the write's start
 //! (libgit2 stamps with the writing process's clock), and the file system's, read off the
@@ -52,6 +55,15 @@ pub(super) enum Stale {
         oid: Oid,
         path: PathBuf,
     },
+    #[error(
+        "its {what} {oid} was held only in a cruft pack (whose objects git ages by the pack's `.mtimes`, which no write moves), and the write left neither a loose copy at {path} nor a pack holding it that is not cruft, so a concurrent `git gc --cruft` may prune it under the lock",
+        path = path.display()
+    )]
+    OnlyCruft {
+        what: &'static str,
+        oid: Oid,
+        path: PathBuf,
+    },
     #[error("its {what} {oid} at {path} went away during the write (a concurrent `git gc`?); the lock is not written on it", path = path.display())]
     Gone {
         what: &'static str,
@@ -67,15 +79,18 @@ pub(super) enum Stale {
     },
 }
 
-/// One lock object's loose copy in the origin, as found before the write.
+/// One lock object's loose copy in the origin, as found before the write (`written`:
+/// `None`, it had none, only a cruft pack holding the object).
 struct Copy {
     what: &'static str,
     oid: Oid,
     path: PathBuf,
-    written: SystemTime,
+    written: Option<SystemTime>,
+    in_cruft: bool,
 }
 
-/// The loose copies, in `git_dir`'s `objects/`, of the lock objects before their write,
+/// The loose copies, in `git_dir`'s `objects/`, of the lock objects before their write
+/// (and those held by a cruft pack with no loose copy),
 /// when that write started, and where the write's new lock commit lands (`None`: it was
 /// there before, so its time tells nothing of the file system's clock).
 pub(super) struct Before {
@@ -86,7 +101,8 @@ pub(super) struct Before {
 }
 
 impl Before {
-    /// Reads (`lstat`) the loose copies of `objects` (named what they are) in `git_dir`;
+    /// Reads (`lstat`) the loose copies of `objects` (named what they are) in `git_dir`,
+    /// and which of them a cruft pack holds;
     /// `commit` is the lock commit the write creates, whose new file's time is the file
     /// system's clock at the write.
     pub(super) fn look(
@@ -98,17 +114,23 @@ impl Before {
         let mut copies = Vec::new();
         for &(what, oid) in objects {
             let path = loose_path(&objects_dir, oid);
-            if let Some((written, _)) = written(what, oid, &path)? {
+            let written = written(what, oid, &path)?.map(|(time, _)| time);
+            let in_cruft =
+                packed::newest_pack_holding(&objects_dir, oid).is_some_and(|held| held.in_cruft);
+            if written.is_some() || in_cruft {
                 copies.push(Copy {
                     what,
                     oid,
                     path,
                     written,
+                    in_cruft,
                 });
             }
         }
-        let witness = (!copies.iter().any(|c| c.oid == commit))
-            .then(|| (commit, loose_path(&objects_dir, commit)));
+        let witness = (!copies
+            .iter()
+            .any(|c| c.oid == commit && c.written.is_some()))
+        .then(|| (commit, loose_path(&objects_dir, commit)));
         Ok(Self {
             objects: objects_dir,
             copies,
@@ -117,22 +139,33 @@ impl Before {
         })
     }
 
+    /// Whether a cruft pack holds a lock object: only git's writer freshens it then.
+    pub(super) fn in_cruft(&self) -> bool {
+        self.copies.iter().any(|copy| copy.in_cruft)
+    }
+
     /// Checks that each copy found before the write was written again by it: its time
     /// moved (either way: libgit2 truncates it to the second), or it, or a pack holding
-    /// its object, is no earlier than [`CLOCK_SLACK`] before the write's start by berth's
-    /// clock or before the new lock commit's time by the file system's.
+    /// its object that is not cruft, is no earlier than [`CLOCK_SLACK`] before the write's
+    /// start by berth's clock or before the new lock commit's time by the file system's.
+    /// An object only a cruft pack held must have a loose copy now, or such a fresh pack.
     pub(super) fn check(&self) -> Result<(), Stale> {
         let threshold = self.threshold();
         for copy in &self.copies {
             let (what, oid, path) = (copy.what, copy.oid, copy.path.clone());
-            let Some((now, file_uid)) = written(what, oid, &copy.path)? else {
-                return Err(Stale::Gone { what, oid, path });
-            };
             let fresh = |time: SystemTime| time >= threshold;
-            if now != copy.written
-                || fresh(now)
-                || packed::newest_pack_holding(&self.objects, oid).is_some_and(fresh)
-            {
+            let fresh_pack = || {
+                packed::newest_pack_holding(&self.objects, oid)
+                    .and_then(|held| held.newest)
+                    .is_some_and(fresh)
+            };
+            let (now, file_uid) = match (written(what, oid, &copy.path)?, copy.written) {
+                (Some(found), _) => found,
+                (None, None) if fresh_pack() => continue,
+                (None, None) => return Err(Stale::OnlyCruft { what, oid, path }),
+                (None, Some(_)) => return Err(Stale::Gone { what, oid, path }),
+            };
+            if Some(now) != copy.written || fresh(now) || fresh_pack() {
                 continue;
             }
             let age = self.started.duration_since(now).unwrap_or_default();

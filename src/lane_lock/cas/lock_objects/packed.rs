@@ -7,6 +7,12 @@
 //! through its `.idx` (format version 2, or the old version 1): the fan-out table, then a
 //! binary search of the sorted object names, each read on its own (at most 1 KiB and 32
 //! names of a file of any size).
+//!
+//! A cruft pack (one with a `<stem>.mtimes` beside it, written by `git gc --cruft`) does
+//! not freshen its objects by its file time: git judges each of them by its entry in the
+//! `.mtimes`, and git's own writer skips cruft packs when freshening (it writes a fresh
+//! loose copy instead). libgit2 does not: it touches the cruft `.pack` and stops. So a
+//! cruft pack's time never counts, and whether one holds the object is reported apart.
 
 use std::fs::File;
 use std::io;
@@ -27,13 +33,23 @@ const IDX_V2_MAGIC: [u8; 4] = [0xff, b't', b'O', b'c'];
 const FANOUT_BYTES: u64 = 256 * 4;
 const NAME_BYTES: usize = 20;
 
-/// The newest time of a `.pack` in `objects`'s `pack/` whose index holds `oid`; `None`
-/// when none is found among the first [`MAX_PACK_DIR_ENTRIES`] entries (or there is no
-/// `pack/`). An index or pack that cannot be read counts as not holding it.
-pub(super) fn newest_pack_holding(objects: &Path, oid: Oid) -> Option<SystemTime> {
+/// The packs in an origin's `objects/pack/` that hold an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Held {
+    /// The newest time of a `.pack` holding it that is not a cruft pack (`None`: only
+    /// cruft packs hold it).
+    pub(super) newest: Option<SystemTime>,
+    /// Whether a cruft pack (or a pack whose `.mtimes` cannot be told absent) holds it.
+    pub(super) in_cruft: bool,
+}
+
+/// Which packs in `objects`'s `pack/` hold `oid`, by their indexes; `None` when none is
+/// found among the first [`MAX_PACK_DIR_ENTRIES`] entries (or there is no `pack/`). An
+/// index or pack that cannot be read counts as not holding it.
+pub(super) fn newest_pack_holding(objects: &Path, oid: Oid) -> Option<Held> {
     let dir = objects.join("pack");
     let entries = std::fs::read_dir(&dir).ok()?;
-    let mut newest = None;
+    let mut held = None;
     for entry in entries.take(MAX_PACK_DIR_ENTRIES).flatten() {
         let name = entry.file_name();
         let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".idx")) else {
@@ -48,11 +64,26 @@ pub(super) fn newest_pack_holding(objects: &Path, oid: Oid) -> Option<SystemTime
         if !meta.file_type().is_file() {
             continue;
         }
-        if let Ok(written) = meta.modified() {
-            newest = newest.max(Some(written));
+        let found = held.get_or_insert(Held {
+            newest: None,
+            in_cruft: false,
+        });
+        if is_cruft(&dir, stem) {
+            found.in_cruft = true;
+        } else if let Ok(written) = meta.modified() {
+            found.newest = found.newest.max(Some(written));
         }
     }
-    newest
+    held
+}
+
+/// Whether the pack `stem` in `dir` is a cruft pack: anything at `<stem>.mtimes`, looked at
+/// unfollowed, or a look that fails for another reason than its absence.
+fn is_cruft(dir: &Path, stem: &str) -> bool {
+    match std::fs::symlink_metadata(dir.join(format!("{stem}.mtimes"))) {
+        Ok(_) => true,
+        Err(e) => e.kind() != io::ErrorKind::NotFound,
+    }
 }
 
 /// Whether the pack index at `path` lists `oid`.
@@ -138,5 +169,42 @@ mod tests {
             }
             assert!(newest_pack_holding(&objects, loose).is_none(), "v{version}");
         }
+    }
+
+    /// An object `git repack --cruft` packed is reported held by a cruft pack, whose
+    /// `.pack` time does not count; one a plain pack holds is not.
+    #[test]
+    fn a_cruft_packed_object_is_held_with_no_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let oid = repo
+            .odb()
+            .unwrap()
+            .write(git2::ObjectType::Blob, b"x")
+            .unwrap();
+        let git = |args: &[&str]| crate::lane_lock::tests::git_fed(dir.path(), args, "");
+        git(&["repack", "-q", "--cruft", "-d"]);
+        let objects = dir.path().join("objects");
+        let held = newest_pack_holding(&objects, oid);
+        assert_eq!(
+            held,
+            Some(Held {
+                newest: None,
+                in_cruft: true
+            })
+        );
+        // Another object with it, or the pack is the cruft pack's very name.
+        let other = repo
+            .odb()
+            .unwrap()
+            .write(git2::ObjectType::Blob, b"y")
+            .unwrap();
+        crate::lane_lock::tests::git_fed(
+            dir.path(),
+            &["pack-objects", "-q", "objects/pack/pack"],
+            &format!("{oid}\n{other}\n"),
+        );
+        let held = newest_pack_holding(&objects, oid).unwrap();
+        assert!(held.in_cruft && held.newest.is_some(), "{held:?}");
     }
 }
