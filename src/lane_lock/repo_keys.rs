@@ -224,6 +224,39 @@ mod tests {
         }
     }
 
+    /// A local identity whose path, the symlink `origin.git`, reaches the repository
+    /// `first` until [`TurningLink::turn`] points it at the repository `second`.
+    struct TurningLink {
+        dir: tempfile::TempDir,
+        link: PathBuf,
+    }
+
+    impl TurningLink {
+        fn new() -> TurningLink {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir(dir.path().join("first")).unwrap();
+            std::fs::create_dir(dir.path().join("second")).unwrap();
+            let link = dir.path().join("origin.git");
+            std::os::unix::fs::symlink(dir.path().join("first"), &link).unwrap();
+            TurningLink { dir, link }
+        }
+
+        fn id(&self) -> &str {
+            self.link.to_str().unwrap()
+        }
+
+        /// Makes the path reach the repository `second` instead.
+        fn turn(&self) {
+            std::fs::remove_file(&self.link).unwrap();
+            std::os::unix::fs::symlink(self.dir.path().join("second"), &self.link).unwrap();
+        }
+
+        /// The key of the repository `second`.
+        fn second_key(&self) -> String {
+            alias_key(self.dir.path().join("second").to_str().unwrap())
+        }
+    }
+
     /// A local identity is learnt (off the reader's thread: the hung-mount test in
     /// `local_deadline` shows the reader is not held) as the repository its path reaches,
     /// one key for a symlink to it too; a network identity is answered at once.
@@ -249,19 +282,13 @@ mod tests {
     /// own look learns the new one, and from then on reads give the new key.
     #[test]
     fn a_landings_look_learns_a_changed_repository() {
-        let dir = tempfile::tempdir().unwrap();
-        let (first, second) = (dir.path().join("first"), dir.path().join("second"));
-        std::fs::create_dir(&first).unwrap();
-        std::fs::create_dir(&second).unwrap();
-        let link = dir.path().join("origin.git");
-        std::os::unix::fs::symlink(&first, &link).unwrap();
-        let id = link.to_str().unwrap();
+        let origin = TurningLink::new();
+        let id = origin.id();
         let was = until_learnt(id);
         assert_eq!(relearn(id, &was).unwrap(), Relearnt::Same);
-        std::fs::remove_file(&link).unwrap();
-        std::os::unix::fs::symlink(&second, &link).unwrap();
+        origin.turn();
         assert_eq!(key_of(id).unwrap(), was);
-        let now = alias_key(second.to_str().unwrap());
+        let now = origin.second_key();
         assert_eq!(
             relearn(id, &was).unwrap(),
             Relearnt::Changed {
@@ -303,16 +330,10 @@ mod tests {
     /// beside a lane of the new repository that the tick saw free.
     #[test]
     fn every_landing_started_under_the_old_key_learns_that_its_repository_changed() {
-        let dir = tempfile::tempdir().unwrap();
-        let (first, second) = (dir.path().join("first"), dir.path().join("second"));
-        std::fs::create_dir(&first).unwrap();
-        std::fs::create_dir(&second).unwrap();
-        let link = dir.path().join("origin.git");
-        std::os::unix::fs::symlink(&first, &link).unwrap();
-        let id = link.to_str().unwrap();
+        let origin = TurningLink::new();
+        let id = origin.id();
         let started_under = until_learnt(id);
-        std::fs::remove_file(&link).unwrap();
-        std::os::unix::fs::symlink(&second, &link).unwrap();
+        origin.turn();
         // Both landings were started by a tick that read `started_under`.
         assert_eq!(key_of(id).unwrap(), started_under);
         assert!(matches!(
@@ -323,7 +344,7 @@ mod tests {
         assert!(
             matches!(second_landing, Relearnt::Changed { .. }),
             "a landing started under {started_under} (the old repository) was told {second_landing:?}: it goes on though its path now reaches {}",
-            alias_key(second.to_str().unwrap())
+            origin.second_key()
         );
     }
 
@@ -338,13 +359,8 @@ mod tests {
     /// would not wait for it.
     #[test]
     fn a_started_lanes_key_stays_the_key_it_started_under() {
-        let dir = tempfile::tempdir().unwrap();
-        let (first, second) = (dir.path().join("first"), dir.path().join("second"));
-        std::fs::create_dir(&first).unwrap();
-        std::fs::create_dir(&second).unwrap();
-        let link = dir.path().join("origin.git");
-        std::os::unix::fs::symlink(&first, &link).unwrap();
-        let id = link.to_str().unwrap();
+        let origin = TurningLink::new();
+        let id = origin.id();
         let started_under = until_learnt(id);
         let lane = crate::lane_lock::Lane {
             repo_identity: id.to_owned(),
@@ -352,15 +368,14 @@ mod tests {
         };
         let held = crate::lane_lock::lane_key(&lane).unwrap();
         assert_eq!(held.repo, started_under);
-        std::fs::remove_file(&link).unwrap();
-        std::os::unix::fs::symlink(&second, &link).unwrap();
+        origin.turn();
         // Another lane of the same path (another base branch) looks before its lock.
         assert!(matches!(
             relearn(id, &started_under),
             Ok(Relearnt::Changed { .. })
         ));
         let now = crate::lane_lock::lane_key(&lane).unwrap();
-        assert_eq!(now.repo, alias_key(second.to_str().unwrap()));
+        assert_eq!(now.repo, origin.second_key());
         assert_ne!(
             now.lane, held.lane,
             "the new repository's lane is a lane of its own, free beside the one still held"

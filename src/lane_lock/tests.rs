@@ -53,6 +53,29 @@ pub(super) fn set_aside_in(bare: &Path) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
+/// Runs git in the repository `git_dir` with `stdin` as its input, asserting it succeeded;
+/// its output, trimmed.
+pub(super) fn git_fed(git_dir: &Path, args: &[&str], stdin: &str) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("git")
+        .args(args)
+        .env("GIT_DIR", git_dir)
+        .current_dir(git_dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 /// The lane of `github.com/acme/widget` on `main`.
 pub(super) fn widget_main() -> Lane {
     lane("github.com/acme/widget", "main")

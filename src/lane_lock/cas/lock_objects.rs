@@ -235,8 +235,25 @@ mod tests {
 #[cfg(test)]
 mod freshen_tests {
     use crate::lane_lock::Acquire;
-    use crate::lane_lock::tests::{BareOrigin, widget_main};
+    use crate::lane_lock::tests::{BareOrigin, git_fed, widget_main};
+    use std::path::PathBuf;
     use std::time::{Duration, SystemTime};
+
+    /// Makes the origin's loose copy of `tree` a month old, past git's default
+    /// `gc.pruneExpire` of two weeks; its path.
+    fn month_old_loose(origin: &BareOrigin, tree: &str) -> PathBuf {
+        let loose = origin
+            .bare
+            .join("objects")
+            .join(&tree[..2])
+            .join(&tree[2..]);
+        let month_ago = SystemTime::now() - Duration::from_secs(30 * 24 * 3600);
+        std::fs::File::open(&loose)
+            .unwrap()
+            .set_modified(month_ago)
+            .unwrap();
+        loose
+    }
 
     /// git writes an object it already has by freshening its file's time (git's
     /// `write_object_file`, libgit2's `git_odb_write` alike): a gc that walked the refs
@@ -248,24 +265,12 @@ mod freshen_tests {
     #[test]
     fn a_lock_write_freshens_the_old_empty_tree_it_reuses() {
         let origin = BareOrigin::new();
-        let out = std::process::Command::new("git")
-            .args(["hash-object", "-w", "-t", "tree", "/dev/null"])
-            .current_dir(&origin.bare)
-            .env("GIT_DIR", &origin.bare)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        let tree = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        let loose = origin
-            .bare
-            .join("objects")
-            .join(&tree[..2])
-            .join(&tree[2..]);
-        let month_ago = SystemTime::now() - Duration::from_secs(30 * 24 * 3600);
-        std::fs::File::open(&loose)
-            .unwrap()
-            .set_modified(month_ago)
-            .unwrap();
+        let tree = git_fed(
+            &origin.bare,
+            &["hash-object", "-w", "-t", "tree", "/dev/null"],
+            "",
+        );
+        let loose = month_old_loose(&origin, &tree);
         let client = origin.client();
         let taken = origin.take(&client, &widget_main());
         assert!(matches!(taken, Ok(Acquire::Acquired(_))), "{taken:?}");
@@ -281,14 +286,6 @@ mod freshen_tests {
             age.as_secs() / 86400
         );
     }
-}
-
-#[cfg(test)]
-mod review14_packed_and_loose {
-    use crate::lane_lock::Acquire;
-    use crate::lane_lock::tests::{BareOrigin, widget_main};
-    use std::io::Write as _;
-    use std::time::{Duration, SystemTime};
 
     /// An object both in a pack and loose (a `git repack -a` without `-d`, or a loose copy
     /// left before the object was packed) is freshened by git and libgit2 alike through its
@@ -299,40 +296,17 @@ mod review14_packed_and_loose {
     #[test]
     fn a_lock_write_succeeds_when_its_tree_is_packed_and_an_old_loose_copy_stays() {
         let origin = BareOrigin::new();
-        let git = |args: &[&str], stdin: Option<&str>| {
-            let mut child = std::process::Command::new("git")
-                .args(args)
-                .env("GIT_DIR", &origin.bare)
-                .current_dir(&origin.bare)
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(stdin.unwrap_or("").as_bytes())
-                .unwrap();
-            let out = child.wait_with_output().unwrap();
-            assert!(out.status.success(), "{args:?}: {out:?}");
-            String::from_utf8(out.stdout).unwrap().trim().to_owned()
-        };
-        let tree = git(&["hash-object", "-w", "-t", "tree", "--stdin"], Some(""));
-        git(
-            &["pack-objects", "-q", "objects/pack/pack"],
-            Some(&format!("{tree}\n")),
+        let tree = git_fed(
+            &origin.bare,
+            &["hash-object", "-w", "-t", "tree", "--stdin"],
+            "",
         );
-        let loose = origin
-            .bare
-            .join("objects")
-            .join(&tree[..2])
-            .join(&tree[2..]);
-        let month_ago = SystemTime::now() - Duration::from_secs(30 * 24 * 3600);
-        std::fs::File::open(&loose)
-            .unwrap()
-            .set_modified(month_ago)
-            .unwrap();
+        git_fed(
+            &origin.bare,
+            &["pack-objects", "-q", "objects/pack/pack"],
+            &format!("{tree}\n"),
+        );
+        month_old_loose(&origin, &tree);
         let client = origin.client();
         let taken = origin.take(&client, &widget_main());
         assert!(

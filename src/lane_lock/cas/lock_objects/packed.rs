@@ -123,27 +123,12 @@ mod tests {
                 .unwrap();
             let loose = odb.write(git2::ObjectType::Blob, b"loose").unwrap();
             let list: String = packed.iter().map(|oid| format!("{oid}\n")).collect();
-            let mut child = std::process::Command::new("git")
-                .args([
-                    "pack-objects",
-                    "-q",
-                    &format!("--index-version={version}"),
-                    "objects/pack/pack",
-                ])
-                .current_dir(dir.path())
-                .env("GIT_DIR", dir.path())
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-            use std::io::Write as _;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(list.as_bytes())
-                .unwrap();
-            assert!(child.wait().unwrap().success());
+            let index_version = format!("--index-version={version}");
+            crate::lane_lock::tests::git_fed(
+                dir.path(),
+                &["pack-objects", "-q", &index_version, "objects/pack/pack"],
+                &list,
+            );
             let objects = dir.path().join("objects");
             for oid in &packed {
                 assert!(
