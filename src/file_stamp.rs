@@ -39,6 +39,18 @@ impl FileStamp {
         }
     }
 
+    /// The stamp of what a `stat` without opening the file saw (a name berth refused to
+    /// open, or could not).
+    pub fn of_stat(st: &nix::sys::stat::FileStat) -> FileStamp {
+        FileStamp {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mtime_ns: st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128,
+            ctime_ns: st.st_ctime as i128 * 1_000_000_000 + st.st_ctime_nsec as i128,
+        }
+    }
+
     /// Whether, read at wall-clock `now_ns`, the file changed too recently for this stamp
     /// to prove its content ([`RACY_NS`]). A future mtime dates nothing; a future ctime
     /// cannot be placed, so it is racy here ([`ReadStart::judge`] then asks the monotonic

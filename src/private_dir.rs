@@ -250,13 +250,19 @@ impl PrivateDir {
 
     /// What is at `name` (not following a symlink); `None` if nothing is.
     pub fn entry(&self, name: &str) -> io::Result<Option<Entry>> {
+        Ok(self.stat_nofollow(name)?.map(|st| Entry {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            is_file: file_kind(&st) == SFlag::S_IFREG,
+        }))
+    }
+
+    /// The `fstatat` of `name` without following a symlink or opening it; `None` if
+    /// nothing is there.
+    pub fn stat_nofollow(&self, name: &str) -> io::Result<Option<FileStat>> {
         match fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(st) => Ok(Some(Entry {
-                dev: st.st_dev,
-                ino: st.st_ino,
-                size: st.st_size as u64,
-                is_file: file_kind(&st) == SFlag::S_IFREG,
-            })),
+            Ok(st) => Ok(Some(st)),
             Err(Errno::ENOENT) => Ok(None),
             Err(e) => Err(e.into()),
         }

@@ -123,7 +123,8 @@ pub enum RegistryError {
     )]
     NotMovedAside {
         path: PathBuf,
-        reason: Invalid,
+        /// Why it is no registry, cut ([`said_cut`]): a parse error may quote megabytes.
+        reason: String,
         aside: PathBuf,
         source: std::io::Error,
     },
@@ -149,7 +150,7 @@ pub fn load(
         Ok(None) => return Ok((empty(), None)),
         Ok(Some(registry)) => return Ok((registry, None)),
         Err(Unread::Failed(source)) => return Err(RegistryError::Unread { path, source }),
-        Err(Unread::Invalid(reason)) => reason,
+        Err(Unread::Invalid(reason)) => said_cut(&reason.to_string()),
     };
     let aside_name = aside_name(name);
     let aside = dir.join(&aside_name);
@@ -400,6 +401,26 @@ mod tests {
         assert_eq!(kept.len(), 1);
         let kept = kept[0].as_ref().unwrap().path();
         assert_eq!(std::fs::read(kept).unwrap(), b"{ torn");
+    }
+
+    /// A run's own registry whose content quotes a megabyte string where a map belongs:
+    /// serde's error quotes it whole, but the move aside's line says a cut of it.
+    #[test]
+    fn a_moved_aside_registry_is_said_in_a_bounded_line() {
+        let (_root, dir) = active();
+        let planted = format!(
+            r#"{{"run_id":"run","source":"/s.json","updated_at":"","active":"{}"}}"#,
+            "x".repeat(1 << 20)
+        );
+        std::fs::write(dir.join("run.json"), planted).unwrap();
+        let (_, warning) = load(&dir, "run.json", "run", "/s.json").unwrap();
+        let warning = warning.unwrap();
+        assert!(warning.contains("moved aside"), "{warning}");
+        assert!(
+            warning.len() < 2 * MAX_SAID_BYTES + 400,
+            "{} bytes",
+            warning.len()
+        );
     }
 
     /// Content planted at a registry's name on every pass leaves the newest few moved-aside

@@ -18,6 +18,7 @@ use super::{
     Unread, may_be_registry_name, name_prefix, read_opened_registry, said_cut, source_is_gone,
 };
 use crate::file_stamp::FileStamp;
+use crate::hostile_file::ReadError;
 use crate::private_dir::{MAX_NAMES_PER_LISTING, PrivateDir};
 
 /// What the looks of one fault-watch pass may read of runs' other registries: berth's own
@@ -176,16 +177,11 @@ impl PassReads {
         let opened = match dir.open_regular(name, MAX_JSON_BYTES) {
             Ok(opened) => opened,
             Err(e) if e.is_not_found() => return None,
-            Err(e) => return Some(Err(NotRead::from(Unread::of(e)))),
+            Err(e) => return self.not_opened(dir, name, (run, asked), e),
         };
         let stamp = FileStamp::of(&opened.1);
-        let earlier = self.by_stamp.get(&stamp);
-        if let Some(found) = earlier.and_then(|held| held.answer(stamp, run, asked)) {
-            return Some(Ok(found));
-        }
-        if earlier.is_none() && self.by_stamp.len() >= self.max_files {
-            self.budget.leave();
-            return None;
+        if let Some(known) = self.known(stamp, run, asked) {
+            return known.map(Ok);
         }
         if !self.budget.spend(&opened.1) {
             return None;
@@ -213,9 +209,65 @@ impl PassReads {
             Err(Unread::Invalid(reason)) => Held::Invalid(said_cut(&reason.to_string()).into()),
             Err(failed @ Unread::Failed(_)) => return Some(Err(NotRead::from(failed))),
         };
+        self.keep(stamp, held, run, asked).map(Ok)
+    }
+
+    /// What `name` holds when its open was refused (over 8 MiB, not a regular file) or
+    /// failed (`EACCES`): no handle's `fstat` stamps it, so the name's `fstatat` (no open,
+    /// no following) does, and the file is kept once a pass and said once a look however
+    /// many names it has. Should it change between the two, its reason is kept under
+    /// another stamp, which only says that file unread too (its faults stay raised).
+    fn not_opened(
+        &mut self,
+        dir: &PrivateDir,
+        name: &str,
+        (run, asked): (&[u8; 32], &[(usize, &str)]),
+        e: ReadError,
+    ) -> Option<Result<Found, NotRead>> {
+        let reason = NotRead::from(Unread::of(e));
+        let stamp = match dir.stat_nofollow(name) {
+            Ok(Some(stat)) => FileStamp::of_stat(&stat),
+            Ok(None) => return None,
+            Err(_) => return Some(Err(reason)),
+        };
+        if let Some(known) = self.known(stamp, run, asked) {
+            return known.map(Ok);
+        }
+        let held = Held::Invalid(said_cut(&reason.0).into());
+        self.keep(stamp, held, run, asked).map(Ok)
+    }
+
+    /// What the pass already has for the file `stamp`: `Some` with the look's answer, or
+    /// `Some(None)` when it keeps no more files (the file is left unread); `None` when the
+    /// file is to be read.
+    fn known(
+        &mut self,
+        stamp: FileStamp,
+        run: &[u8; 32],
+        asked: &[(usize, &str)],
+    ) -> Option<Option<Found>> {
+        let earlier = self.by_stamp.get(&stamp);
+        if let Some(found) = earlier.and_then(|held| held.answer(stamp, run, asked)) {
+            return Some(Some(found));
+        }
+        if earlier.is_none() && self.by_stamp.len() >= self.max_files {
+            self.budget.leave();
+            return Some(None);
+        }
+        None
+    }
+
+    /// Keeps what the file `stamp` held for the rest of the pass, and answers the look.
+    fn keep(
+        &mut self,
+        stamp: FileStamp,
+        held: Held,
+        run: &[u8; 32],
+        asked: &[(usize, &str)],
+    ) -> Option<Found> {
         let found = held.answer(stamp, run, asked);
         self.by_stamp.insert(stamp, held);
-        found.map(Ok)
+        found
     }
 }
 
@@ -361,6 +413,34 @@ mod tests {
         assert_eq!(unread.len(), 3, "{unread:?}");
         assert!(
             unread[2].contains(": 1 registries of the run not read"),
+            "{unread:?}"
+        );
+    }
+
+    /// A FIFO berth refuses to open, hard-linked under three names of the run: no handle
+    /// stamps it, yet it is kept once a pass and said once a look, with its other names.
+    #[test]
+    fn a_refused_file_under_many_names_is_kept_once_and_said_once() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = PrivateDir::ensure(root.path(), "active-faults").unwrap();
+        let first = dir.join(name("run", "/s/0.json"));
+        nix::unistd::mkfifo(&first, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        for n in 1..3 {
+            std::fs::hard_link(&first, dir.join(name("run", &format!("/s/{n}.json")))).unwrap();
+        }
+        let mut reads = PassReads::default();
+        let elsewhere = raised_elsewhere(
+            &mut reads,
+            &dir,
+            ("run", &name("run", "/s/own.json")),
+            &HashSet::from(["K:s:00000000"]),
+        );
+        assert_eq!(reads.by_stamp.len(), 1);
+        let unread = elsewhere.unread();
+        assert_eq!(unread.len(), 1, "{unread:?}");
+        assert!(
+            unread[0].contains("a FIFO")
+                && unread[0].ends_with("(the same file under 2 more names)"),
             "{unread:?}"
         );
     }

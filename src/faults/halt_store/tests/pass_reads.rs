@@ -109,3 +109,44 @@ fn an_invalid_registry_under_many_names_costs_one_reason_not_one_per_name() {
         report.problems.len()
     );
 }
+
+/// A file under names of the run that berth refuses to read (here larger than 8 MiB: a
+/// sparse file, no disk), hard-linked under 200 names: docs/limits.md says one problem a
+/// pass "per unreadable registry file (not per name: a hard-linked file is said once a
+/// look, with how many more names it had)". A refused open is said once per name instead
+/// (the once-a-look dedup only covers files that opened and failed to parse), so the
+/// 10,000 names a look reads cost 10,000 lines a look, each raise or clear of the run.
+#[test]
+fn a_refused_registry_file_under_many_names_is_said_once_a_look() {
+    const NAMES: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("r.json");
+    fs::write(&state, "{}").unwrap();
+    let own = state.to_str().unwrap().to_owned();
+    let store = HaltStore::new(dir.path());
+    let raised = store.sync_run("r", &own, &[event("r", "X", "")]);
+    assert_eq!(raised.emitted.len(), 1, "{raised:?}");
+    let active = dir.path().join(ACTIVE_DIR);
+    let mut names = (0..NAMES).map(|n| crate::faults::registry::name("r", &format!("/s/{n}.json")));
+    let first = active.join(names.next().unwrap());
+    fs::File::create(&first)
+        .unwrap()
+        .set_len(crate::faults::json_file::MAX_JSON_BYTES + 1)
+        .unwrap();
+    for name in names {
+        fs::hard_link(&first, active.join(name)).unwrap();
+    }
+    let report = HaltStore::new(dir.path()).sync_run("r", &own, &[]);
+    assert!(report.resolved.is_empty(), "{:?}", report.resolved);
+    let of_the_file = report
+        .problems
+        .iter()
+        .filter(|p| p.contains("/s/") || p.contains("larger") || p.contains("8388608"))
+        .count();
+    assert!(
+        of_the_file <= 2,
+        "one refused file under {NAMES} names is said in {of_the_file} of the pass's {} problems; first: {:?}",
+        report.problems.len(),
+        report.problems.first()
+    );
+}
