@@ -357,4 +357,68 @@ mod freshen_tests {
             );
         }
     }
+
+    /// The origin borrows objects from another repository (`objects/info/alternates`, as
+    /// `git clone --reference`/`--shared` or a forge's object pool sets up) that has the
+    /// empty tree loose, and a `git gc --cruft` of the origin left its own copy of the
+    /// released lock's empty tree in a cruft pack. git's writer skips the cruft pack, then
+    /// freshens the alternate's loose copy and writes nothing in the origin: the check
+    /// then fails every lock write with `OnlyCruft`, for good (nothing changes between
+    /// tries), wedging the lane until a later gc drops the cruft copy.
+    #[test]
+    fn a_lock_write_succeeds_when_the_cruft_packed_tree_is_also_loose_in_an_alternate() {
+        let wedged: Vec<String> = [false, true]
+            .into_iter()
+            .filter_map(cruft_packed_tree_also_in_an_alternate)
+            .collect();
+        assert!(wedged.is_empty(), "{wedged:#?}");
+    }
+
+    fn cruft_packed_tree_also_in_an_alternate(in_midx: bool) -> Option<String> {
+        let origin = BareOrigin::new();
+        let alt = origin.dir.path().join("pool.git");
+        let out = std::process::Command::new("git")
+            .args(["init", "--bare", "-q"])
+            .arg(&alt)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let pooled = git_fed(&alt, &["hash-object", "-w", "-t", "tree", "--stdin"], "");
+        if in_midx {
+            // The pool keeps it packed under a multi-pack-index (`git maintenance`): git
+            // finds that pack first, through the midx, and freshens it instead.
+            git_fed(
+                &alt,
+                &["pack-objects", "-q", "objects/pack/pack"],
+                &format!("{pooled}\n"),
+            );
+            std::fs::remove_dir_all(alt.join("objects").join(&pooled[..2])).unwrap();
+            git_fed(&alt, &["multi-pack-index", "write"], "");
+        }
+        let tree = git_fed(
+            &origin.bare,
+            &["hash-object", "-w", "-t", "tree", "--stdin"],
+            "",
+        );
+        assert_eq!(pooled, tree);
+        let loose = month_old_loose(&origin, &tree);
+        git_fed(&origin.bare, &["repack", "-q", "--cruft", "-d"], "");
+        assert!(!loose.exists(), "the cruft repack left {tree} loose");
+        std::fs::write(
+            origin.bare.join("objects/info/alternates"),
+            format!("{}\n", alt.join("objects").display()),
+        )
+        .unwrap();
+        let client = origin.client();
+        // Each retry meets the same origin: the lane stays wedged.
+        let tries: Vec<_> = (0..3)
+            .map(|_| origin.take(&client, &widget_main()))
+            .collect();
+        (!tries.iter().any(|taken| matches!(taken, Ok(Acquire::Acquired(_))))).then(|| {
+            format!(
+                "pool's copy in a midx {in_midx}: 3 lock writes all failed on an origin whose tree is in a cruft pack and also in an alternate: {:?}",
+                tries.last()
+            )
+        })
+    }
 }
