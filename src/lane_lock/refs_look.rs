@@ -27,6 +27,7 @@ use super::leftover::FileId;
 
 mod store;
 pub use store::MAX_OBJECTS_ENTRIES;
+pub(super) use store::alternate_objects_dirs;
 
 /// The most entries under a local origin's `refs/` looked at before any libgit2 read.
 pub const MAX_REFS_ENTRIES: usize = 65_536;

@@ -31,6 +31,10 @@ pub const MAX_OBJECTS_ENTRIES: usize = 65_536;
 /// How deep libgit2 follows `objects/info/alternates` (`GIT_ALTERNATES_MAX_DEPTH`).
 const MAX_ALTERNATES_DEPTH: usize = 5;
 
+/// The most alternate objects dirs looked in for a lock object's fresh copy (an origin
+/// borrows from one object pool, or a few).
+pub(in crate::lane_lock) const MAX_ALTERNATE_DIRS: usize = 64;
+
 /// The most bytes of an `objects/info/alternates` file read.
 const MAX_ALTERNATES_BYTES: u64 = 64 * 1024;
 
@@ -71,6 +75,27 @@ pub(super) fn look(git_dir: &Path, root: &OwnedFd) -> Result<Vec<Blocking>, Refu
         }
     }
     Ok(found)
+}
+
+/// The objects dirs `objects`'s `info/alternates` names, and those they name in turn (as
+/// deep as libgit2 follows them), the first [`MAX_ALTERNATE_DIRS`] of them; an alternates
+/// file that cannot be read (or is too big) names none.
+pub(in crate::lane_lock) fn alternate_objects_dirs(objects: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![(objects.to_owned(), 0)];
+    while let Some((dir, depth)) = dirs.pop() {
+        if depth >= MAX_ALTERNATES_DEPTH {
+            continue;
+        }
+        for alt in alternates(&dir).unwrap_or_default() {
+            if found.len() == MAX_ALTERNATE_DIRS {
+                return found;
+            }
+            found.push(alt.clone());
+            dirs.push((alt, depth + 1));
+        }
+    }
+    found
 }
 
 /// The objects dirs `objects/info/alternates` names, read without blocking (a node there

@@ -12,7 +12,8 @@
 //! succeeding, unless a cruft pack holds it: writing to that only touches the cruft
 //! `.pack` (libgit2), which git does not count ([`super::packed`]). Such an object must
 //! come out of the write as a fresh loose copy (git's writer makes one) or in a fresh
-//! pack that is not cruft.
+//! pack that is not cruft, here or in an objects dir the origin borrows from (git's
+//! writer freshens that copy, if it finds one, and writes none here).
 //!
 //! A time counts as fresh measured against two clocks: berth's, at the write's start
 //! (libgit2 stamps with the writing process's clock), and the file system's, read off the
@@ -27,6 +28,7 @@ use std::time::{Duration, SystemTime};
 use git2::Oid;
 
 use super::packed;
+use crate::lane_lock::refs_look::alternate_objects_dirs;
 
 /// How far a file time written during the write may lie before its start (or before the
 /// lock commit's time): libgit2 stamps a freshened file with the current whole second
@@ -161,7 +163,9 @@ impl Before {
             };
             let (now, file_uid) = match (written(what, oid, &copy.path)?, copy.written) {
                 (Some(found), _) => found,
-                (None, None) if fresh_pack() => continue,
+                (None, None) if fresh_pack() || fresh_in_alternate(&self.objects, oid, fresh) => {
+                    continue;
+                }
                 (None, None) => return Err(Stale::OnlyCruft { what, oid, path }),
                 (None, Some(_)) => return Err(Stale::Gone { what, oid, path }),
             };
@@ -192,6 +196,20 @@ impl Before {
         let reference = file_system_now.map_or(self.started, |time| time.min(self.started));
         reference.checked_sub(CLOCK_SLACK).unwrap_or(reference)
     }
+}
+
+/// Whether an objects dir the origin borrows from (`info/alternates`, followed as libgit2
+/// does) holds `oid` in a `fresh` loose copy or a `fresh` pack that is not cruft: git's
+/// writer, finding no copy of its own to freshen but a cruft one, freshens the alternate's
+/// copy and writes none in the origin, as it does for an object held only there.
+fn fresh_in_alternate(objects: &Path, oid: Oid, fresh: impl Fn(SystemTime) -> bool) -> bool {
+    alternate_objects_dirs(objects).iter().any(|alt| {
+        let loose = written("object", oid, &loose_path(alt, oid)).ok().flatten();
+        loose.is_some_and(|(time, _)| fresh(time))
+            || packed::newest_pack_holding(alt, oid)
+                .and_then(|held| held.newest)
+                .is_some_and(&fresh)
+    })
 }
 
 fn loose_path(objects: &Path, oid: Oid) -> PathBuf {
@@ -434,5 +452,55 @@ mod cruft_tests {
             loose.exists() || packed::newest_pack_holding(&git_dir.join("objects"), tree).is_some(),
             "check said {checked:?}, yet the gc pruned the lock's tree {tree}"
         );
+    }
+
+    /// The origin's empty tree only in a cruft pack, and a month-old loose copy in an
+    /// objects dir it borrows from: a write that freshens neither leaves the lock write
+    /// failing; the alternate's copy counts once its time is fresh (as git's writer leaves
+    /// it), whether its alternates line is relative or absolute.
+    #[test]
+    fn only_a_fresh_copy_in_an_alternate_stands_for_a_cruft_packed_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let (git_dir, pool) = (dir.path().join("origin.git"), dir.path().join("pool.git"));
+        for at in [&git_dir, &pool] {
+            git(dir.path(), &["init", "-q", "--bare", at.to_str().unwrap()]);
+        }
+        let tree = Oid::from_str(&git(
+            &git_dir,
+            &["hash-object", "-t", "tree", "-w", "--stdin"],
+        ))
+        .unwrap();
+        age(&loose_path(&git_dir.join("objects"), tree), 30);
+        git(&git_dir, &["repack", "-q", "--cruft", "-d"]);
+        git(&pool, &["hash-object", "-t", "tree", "-w", "--stdin"]);
+        let pooled = loose_path(&pool.join("objects"), tree);
+        let body =
+            format!("tree {tree}\nauthor b <b@b> 1 +0000\ncommitter b <b@b> 1 +0000\n\nlock\n");
+        let commit = Oid::hash_object(ObjectType::Commit, body.as_bytes()).unwrap();
+        let named = [("lock commit", commit), ("tree", tree)];
+        for line in [
+            "../../pool.git/objects".to_owned(),
+            pool.join("objects").display().to_string(),
+        ] {
+            std::fs::write(git_dir.join("objects/info/alternates"), format!("{line}\n")).unwrap();
+            age(&pooled, 30);
+            let commit_file = loose_path(&git_dir.join("objects"), commit);
+            let _ = std::fs::remove_file(&commit_file);
+            let before = Before::look(&git_dir, &named, commit).unwrap();
+            let origin = git2::Repository::open_bare(&git_dir).unwrap();
+            origin
+                .odb()
+                .unwrap()
+                .write(ObjectType::Commit, body.as_bytes())
+                .unwrap();
+            let checked = before.check();
+            assert!(
+                matches!(checked, Err(Stale::OnlyCruft { .. })),
+                "{line}: {checked:?}"
+            );
+            age(&pooled, 0);
+            let checked = before.check();
+            assert!(checked.is_ok(), "{line}: {checked:?}");
+        }
     }
 }
