@@ -185,10 +185,11 @@ impl HaltStore {
             changed = true;
         }
         if kept_raised > 0 {
-            // Each once, however many faults it keeps raised.
+            // Each once a pass, however many faults or looks it keeps raised.
+            let mut reads = self.elsewhere.lock().unwrap_or_else(|e| e.into_inner());
             report
                 .problems
-                .extend(elsewhere.unread().iter().map(|unread| {
+                .extend(reads.unsaid(&elsewhere).into_iter().map(|unread| {
                     format!("a registry of the run is unreadable, its faults stay raised: {unread}")
                 }));
         }

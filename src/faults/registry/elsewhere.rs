@@ -49,6 +49,9 @@ pub struct PassReads {
     max_files: usize,
     /// Whether the pass logged that its budget ran out: said once a pass.
     warned: bool,
+    /// The unread registries the pass has said ([`PassReads::unsaid`]), at most
+    /// `max_files`: each is said once a pass, however many looks find it.
+    said: HashSet<Said>,
 }
 
 impl Default for PassReads {
@@ -59,6 +62,7 @@ impl Default for PassReads {
             budget: ReadBudget::new(MAX_ELSEWHERE_READ_BYTES),
             max_files: MAX_ELSEWHERE_FILES,
             warned: false,
+            said: HashSet::new(),
         }
     }
 }
@@ -70,6 +74,17 @@ pub struct Elsewhere {
     /// The registries that could not be read, each naming the file and the reason: what
     /// they hold is unknown.
     unread: Vec<String>,
+    /// What each line of `unread` is about, to say it once a pass.
+    about: Vec<Said>,
+}
+
+/// What an unread line is about: the file by its stamp, the pass's left-unread count, or
+/// (no file to stamp: a failed listing or read) the line's SHA-256.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Said {
+    File(FileStamp),
+    PastBudget,
+    Line([u8; 32]),
 }
 
 impl Elsewhere {
@@ -83,6 +98,13 @@ impl Elsewhere {
     /// read error).
     pub fn unread(&self) -> &[String] {
         &self.unread
+    }
+
+    /// Adds an unread line about `about` (a line's own SHA-256 when `None`).
+    fn push_unread(&mut self, about: Option<Said>, line: String) {
+        self.about
+            .push(about.unwrap_or_else(|| Said::Line(Sha256::digest(&line).into())));
+        self.unread.push(line);
     }
 }
 
@@ -309,17 +331,18 @@ pub fn raised_elsewhere(
         Ok((names, cut)) => {
             // A registry left unread may hold the fault: it stays raised.
             if cut {
-                elsewhere.unread.push(format!(
-                    "{}: more than {MAX_NAMES_PER_LISTING} registries of the run",
-                    dir.path().display()
-                ));
+                elsewhere.push_unread(
+                    None,
+                    format!(
+                        "{}: more than {MAX_NAMES_PER_LISTING} registries of the run",
+                        dir.path().display()
+                    ),
+                );
             }
             names
         }
         Err(e) => {
-            elsewhere
-                .unread
-                .push(format!("{}: {e}", dir.path().display()));
+            elsewhere.push_unread(None, format!("{}: {e}", dir.path().display()));
             return elsewhere;
         }
     };
@@ -345,16 +368,17 @@ pub fn raised_elsewhere(
                 let line = elsewhere.unread.len();
                 let (first, more) = said.entry(stamp).or_insert((line, 0));
                 if *first == line {
-                    elsewhere
-                        .unread
-                        .push(format!("{}: {reason}", path.display()));
+                    elsewhere.push_unread(
+                        Some(Said::File(stamp)),
+                        format!("{}: {reason}", path.display()),
+                    );
                 } else {
                     *more += 1;
                 }
             }
-            Some(Err(not_read)) => elsewhere
-                .unread
-                .push(format!("{}: {not_read}", path.display())),
+            Some(Err(not_read)) => {
+                elsewhere.push_unread(None, format!("{}: {not_read}", path.display()))
+            }
         }
     }
     for (line, more) in said.into_values().filter(|(_, more)| *more > 0) {
@@ -372,7 +396,7 @@ impl PassReads {
         if left == 0 {
             return;
         }
-        elsewhere.unread.push(format!(
+        elsewhere.push_unread(Some(Said::PastBudget), format!(
             "{}: {left} registries of the run not read: one fault-watch pass reads at most {MAX_ELSEWHERE_READ_BYTES} bytes and {MAX_ELSEWHERE_FILES} files of runs' other registries; read again next tick",
             dir.path().display()
         ));
@@ -380,6 +404,23 @@ impl PassReads {
             self.warned = true;
             tracing::warn!(dir = %dir.path().display(), "this pass read {MAX_ELSEWHERE_READ_BYTES} bytes or {MAX_ELSEWHERE_FILES} files of runs' other registries: the rest are left unread, and the faults of their runs stay raised until a later pass reads them");
         }
+    }
+
+    /// The lines of `elsewhere`'s unread registries this pass has not yet said: each look
+    /// of the run's state files finds them again, and saying them each look is looks ×
+    /// files lines a pass. Past `max_files` said, a new one is said each look rather than
+    /// go unsaid. Saying is all this decides: the faults they may hold stay raised.
+    pub fn unsaid<'a>(&mut self, elsewhere: &'a Elsewhere) -> Vec<&'a str> {
+        elsewhere
+            .about
+            .iter()
+            .zip(&elsewhere.unread)
+            .filter(|(about, _)| {
+                !self.said.contains(*about)
+                    && (self.said.len() >= self.max_files || self.said.insert(**about))
+            })
+            .map(|(_, line)| line.as_str())
+            .collect()
     }
 }
 

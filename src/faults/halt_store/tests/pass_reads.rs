@@ -150,3 +150,44 @@ fn a_refused_registry_file_under_many_names_is_said_once_a_look() {
         report.problems.first()
     );
 }
+
+/// docs/faults.md: "each pass reports each such fault once and each unreadable registry
+/// once"; docs/limits.md: "one problem ... per fault kept and one per unreadable registry
+/// file ..., each pass". One FIFO (berth refuses it, no read, no budget) under a name of run
+/// `r`, and `r`'s 20 state files each clearing a fault of its own in one pass (one store):
+/// each state file's look says the FIFO again, so the pass says it 20 times (looks ×
+/// unreadable files: 10,000 state files × 10,000 planted FIFOs, 10^8 lines a pass).
+#[test]
+fn a_refused_registry_is_said_once_a_pass_not_once_per_look() {
+    const STATES: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let states: Vec<String> = (0..STATES)
+        .map(|n| {
+            let state = dir.path().join(format!("r{n}.json"));
+            fs::write(&state, "{}").unwrap();
+            state.to_str().unwrap().to_owned()
+        })
+        .collect();
+    let raising = HaltStore::new(dir.path());
+    for (n, own) in states.iter().enumerate() {
+        let raised = raising.sync_run("r", own, &[event("r", &format!("X{n}"), "")]);
+        assert_eq!(raised.emitted.len(), 1, "{raised:?}");
+    }
+    let active = dir.path().join(ACTIVE_DIR);
+    let fifo = active.join(crate::faults::registry::name("r", "/s/planted.json"));
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let clearing = HaltStore::new(dir.path());
+    let mut problems = Vec::new();
+    for own in &states {
+        let report = clearing.sync_run("r", own, &[]);
+        assert!(report.resolved.is_empty(), "{:?}", report.resolved);
+        problems.extend(report.problems);
+    }
+    let of_the_fifo = problems.iter().filter(|p| p.contains("a FIFO")).count();
+    assert!(
+        of_the_fifo <= 1 && problems.len() <= STATES + 1,
+        "one pass says the one FIFO {of_the_fifo} times, {} problems for {STATES} faults kept raised and 1 unreadable registry; e.g. {:?}",
+        problems.len(),
+        &problems[..2]
+    );
+}
