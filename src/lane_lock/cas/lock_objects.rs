@@ -422,3 +422,75 @@ mod freshen_tests {
         })
     }
 }
+
+#[cfg(test)]
+mod review17_relative_alternate {
+    use crate::lane_lock::Acquire;
+    use crate::lane_lock::tests::{BareOrigin, git_fed, widget_main};
+
+    /// The origin borrows from a pool named by a relative `info/alternates` line that does
+    /// not start with '.' (git resolves every relative line against the objects dir naming
+    /// it). Its own copy of the empty tree is in a cruft pack; the pool has it loose. git's
+    /// writer (`unpack-objects`) skips the cruft pack, freshens the pool's copy and writes
+    /// none in the origin; berth looks for the pool relative to its own working directory,
+    /// finds no copy, and fails every lock write with `OnlyCruft`: the lane is wedged.
+    #[test]
+    fn a_lock_write_succeeds_when_the_cruft_packed_tree_is_in_a_relative_alternate() {
+        let origin = BareOrigin::new();
+        let tree = git_fed(
+            &origin.bare,
+            &["hash-object", "-w", "-t", "tree", "--stdin"],
+            "",
+        );
+        let loose = origin
+            .bare
+            .join("objects")
+            .join(&tree[..2])
+            .join(&tree[2..]);
+        std::fs::File::options()
+            .write(true)
+            .open(&loose)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86400))
+            .unwrap();
+        git_fed(&origin.bare, &["repack", "-q", "--cruft", "-d"], "");
+        assert!(!loose.exists(), "the cruft repack left {tree} loose");
+        let alt = origin.bare.join("objects/pool.git");
+        let out = std::process::Command::new("git")
+            .args(["init", "--bare", "-q"])
+            .arg(&alt)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let pooled = git_fed(&alt, &["hash-object", "-w", "-t", "tree", "--stdin"], "");
+        assert_eq!(pooled, tree);
+        std::fs::write(
+            origin.bare.join("objects/info/alternates"),
+            "pool.git/objects\n",
+        )
+        .unwrap();
+        // git itself follows the line: it sees the pool's copy.
+        let out = std::process::Command::new("git")
+            .args(["count-objects", "-v"])
+            .env("GIT_DIR", &origin.bare)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.contains("alternate:"),
+            "git does not follow it: {said}"
+        );
+        let client = origin.client();
+        let tries: Vec<_> = (0..3)
+            .map(|_| origin.take(&client, &widget_main()))
+            .collect();
+        assert!(
+            tries
+                .iter()
+                .any(|taken| matches!(taken, Ok(Acquire::Acquired(_)))),
+            "3 lock writes all failed (left loose in origin: {}): {:?}",
+            loose.exists(),
+            tries.last()
+        );
+    }
+}
