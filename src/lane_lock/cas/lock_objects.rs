@@ -494,3 +494,69 @@ mod review17_relative_alternate {
         );
     }
 }
+
+#[cfg(test)]
+mod review17_deep_alternate {
+    use crate::lane_lock::Acquire;
+    use crate::lane_lock::tests::{BareOrigin, git_fed, widget_main};
+
+    /// The origin borrows through a chain of six object pools (git follows a chain six
+    /// deep: it reads the alternates files of depths 0 to 5, and uses the dirs the last
+    /// names), the sixth holding the empty tree loose; the origin's own copy is in a cruft
+    /// pack. git's writer freshens the sixth pool's copy and writes none in the origin;
+    /// berth stops at the fifth, so every lock write fails with `OnlyCruft`.
+    #[test]
+    fn a_lock_write_succeeds_when_the_cruft_packed_tree_is_in_the_sixth_alternate() {
+        let origin = BareOrigin::new();
+        let tree = git_fed(
+            &origin.bare,
+            &["hash-object", "-w", "-t", "tree", "--stdin"],
+            "",
+        );
+        let loose = origin
+            .bare
+            .join("objects")
+            .join(&tree[..2])
+            .join(&tree[2..]);
+        std::fs::File::options()
+            .write(true)
+            .open(&loose)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86400))
+            .unwrap();
+        git_fed(&origin.bare, &["repack", "-q", "--cruft", "-d"], "");
+        assert!(!loose.exists(), "the cruft repack left {tree} loose");
+        let mut naming = origin.bare.join("objects");
+        let mut last = naming.clone();
+        for i in 1..=6 {
+            let pool = origin.dir.path().join(format!("pool{i}.git"));
+            let out = std::process::Command::new("git")
+                .args(["init", "--bare", "-q"])
+                .arg(&pool)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            std::fs::write(
+                naming.join("info/alternates"),
+                format!("{}\n", pool.join("objects").display()),
+            )
+            .unwrap();
+            naming = pool.join("objects");
+            last = pool;
+        }
+        let pooled = git_fed(&last, &["hash-object", "-w", "-t", "tree", "--stdin"], "");
+        assert_eq!(pooled, tree);
+        let client = origin.client();
+        let tries: Vec<_> = (0..3)
+            .map(|_| origin.take(&client, &widget_main()))
+            .collect();
+        assert!(
+            tries
+                .iter()
+                .any(|taken| matches!(taken, Ok(Acquire::Acquired(_)))),
+            "3 lock writes all failed (left loose in origin: {}): {:?}",
+            loose.exists(),
+            tries.last()
+        );
+    }
+}
