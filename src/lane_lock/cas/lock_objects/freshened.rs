@@ -503,4 +503,67 @@ mod cruft_tests {
             assert!(checked.is_ok(), "{line}: {checked:?}");
         }
     }
+
+    /// The origin (on a file server whose clock is berth's) has its empty tree only in a
+    /// cruft pack; the pool it borrows from sits on another file server whose clock lags
+    /// by 10 s. git's writer freshens the pool's copy with `utime(NULL)`, which stamps the
+    /// pool server's time, and writes the new lock commit in the origin with the origin
+    /// server's. The copy was freshened by this very write, yet the check (measuring it
+    /// against the origin's clock only) fails the lock write, on every try.
+    #[test]
+    fn review17_a_pool_copy_freshened_by_a_lagging_pool_servers_clock_counts_as_fresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let (git_dir, pool) = (dir.path().join("origin.git"), dir.path().join("pool.git"));
+        for at in [&git_dir, &pool] {
+            git(dir.path(), &["init", "-q", "--bare", at.to_str().unwrap()]);
+        }
+        let tree = Oid::from_str(&git(
+            &git_dir,
+            &["hash-object", "-t", "tree", "-w", "--stdin"],
+        ))
+        .unwrap();
+        age(&loose_path(&git_dir.join("objects"), tree), 30);
+        git(&git_dir, &["repack", "-q", "--cruft", "-d"]);
+        git(&pool, &["hash-object", "-t", "tree", "-w", "--stdin"]);
+        let pooled = loose_path(&pool.join("objects"), tree);
+        age(&pooled, 30);
+        std::fs::write(
+            git_dir.join("objects/info/alternates"),
+            format!("{}\n", pool.join("objects").display()),
+        )
+        .unwrap();
+        let body =
+            format!("tree {tree}\nauthor b <b@b> 1 +0000\ncommitter b <b@b> 1 +0000\n\nlock\n");
+        let commit = Oid::hash_object(ObjectType::Commit, body.as_bytes()).unwrap();
+        let named = [("lock commit", commit), ("tree", tree)];
+        let before = Before::look(&git_dir, &named, commit).unwrap();
+        // git's writer: the tree (freshening the pool's copy), then the commit.
+        git(&git_dir, &["hash-object", "-t", "tree", "-w", "--stdin"]);
+        let commit_written = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "printf '{}' | git hash-object -t commit -w --stdin",
+                body.replace('\n', "\\n")
+            ))
+            .env("GIT_DIR", &git_dir)
+            .output()
+            .unwrap();
+        assert!(commit_written.status.success(), "{commit_written:?}");
+        assert!(!loose_path(&git_dir.join("objects"), tree).exists());
+        assert!(loose_path(&git_dir.join("objects"), commit).exists());
+        let freshened = std::fs::metadata(&pooled).unwrap().modified().unwrap();
+        assert!(
+            freshened > SystemTime::now() - Duration::from_secs(60),
+            "git's writer did not freshen the pool's copy"
+        );
+        // The pool server's clock stamped that freshening 10 s behind.
+        std::fs::File::options()
+            .write(true)
+            .open(&pooled)
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(10))
+            .unwrap();
+        let checked = before.check();
+        assert!(checked.is_ok(), "{checked:?}");
+    }
 }
