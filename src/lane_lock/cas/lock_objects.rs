@@ -560,3 +560,72 @@ mod review17_deep_alternate {
         );
     }
 }
+
+#[cfg(test)]
+mod review17_loose_and_pooled {
+    use crate::lane_lock::Acquire;
+    use crate::lane_lock::tests::{BareOrigin, git_fed, widget_main};
+
+    /// A group-shared origin (`core.sharedRepository`: git's writer, `unpack-objects`)
+    /// borrows from a pool that holds the empty tree in an ordinary (not cruft) pack, and
+    /// the origin still has the month-old loose copy a released lock left. git's writer
+    /// looks in every pack first, the pool's too, freshens the pool's pack and stops,
+    /// leaving the origin's loose copy alone: the tree stays on (the pool's copy is fresh),
+    /// yet the check, which looks only at the origin's own packs, fails every lock write.
+    #[test]
+    fn a_lock_write_succeeds_when_git_freshened_the_pools_pack_over_an_old_loose_copy() {
+        let origin = BareOrigin::new();
+        git_fed(
+            &origin.bare,
+            &["config", "core.sharedRepository", "group"],
+            "",
+        );
+        let alt = origin.dir.path().join("pool.git");
+        let out = std::process::Command::new("git")
+            .args(["init", "--bare", "-q"])
+            .arg(&alt)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let pooled = git_fed(&alt, &["hash-object", "-w", "-t", "tree", "--stdin"], "");
+        git_fed(
+            &alt,
+            &["pack-objects", "-q", "objects/pack/pack"],
+            &format!("{pooled}\n"),
+        );
+        std::fs::remove_dir_all(alt.join("objects").join(&pooled[..2])).unwrap();
+        let tree = git_fed(
+            &origin.bare,
+            &["hash-object", "-w", "-t", "tree", "--stdin"],
+            "",
+        );
+        assert_eq!(pooled, tree);
+        let loose = origin
+            .bare
+            .join("objects")
+            .join(&tree[..2])
+            .join(&tree[2..]);
+        std::fs::File::options()
+            .write(true)
+            .open(&loose)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86400))
+            .unwrap();
+        std::fs::write(
+            origin.bare.join("objects/info/alternates"),
+            format!("{}\n", alt.join("objects").display()),
+        )
+        .unwrap();
+        let client = origin.client();
+        let tries: Vec<_> = (0..3)
+            .map(|_| origin.take(&client, &widget_main()))
+            .collect();
+        assert!(
+            tries
+                .iter()
+                .any(|taken| matches!(taken, Ok(Acquire::Acquired(_)))),
+            "3 lock writes all failed: {:?}",
+            tries.last()
+        );
+    }
+}
