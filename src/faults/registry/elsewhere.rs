@@ -562,4 +562,39 @@ mod tests {
         assert!(second.contains("K:s:0000000b"), "{second:?}");
         assert!(second.unread().is_empty(), "{second:?}");
     }
+
+    /// Review-bounds 16: two runs each with more than `MAX_NAMES_PER_LISTING` registries in
+    /// one pass. The cut line names the dir only, so its SHA-256 is the same for both runs:
+    /// the second run's cut (a different problem, its own registries left unread, its faults
+    /// kept raised) is never said in the pass.
+    #[test]
+    fn review_bounds16_a_second_runs_listing_cut_is_said_too() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = PrivateDir::ensure(root.path(), "active-faults").unwrap();
+        for run in ["a", "b"] {
+            for n in 0..=MAX_NAMES_PER_LISTING {
+                std::fs::write(dir.join(name(run, &format!("/s/{n}.json"))), "").unwrap();
+            }
+        }
+        let asked = HashSet::from(["K:s:00000000"]);
+        let mut reads = PassReads::default();
+        let a = raised_elsewhere(&mut reads, &dir, ("a", &name("a", "/s/own.json")), &asked);
+        let said_a: Vec<String> = reads.unsaid(&a).into_iter().map(str::to_owned).collect();
+        assert!(
+            said_a.iter().any(|l| l.contains("more than")),
+            "run a's cut said"
+        );
+        let b = raised_elsewhere(&mut reads, &dir, ("b", &name("b", "/s/own.json")), &asked);
+        assert!(
+            b.unread().iter().any(|l| l.contains("more than")),
+            "run b's look finds its cut"
+        );
+        let said_b = reads.unsaid(&b);
+        assert!(
+            said_b.iter().any(|l| l.contains("more than")),
+            "run b's own listing cut (its registries left unread, its faults kept raised) is never said this pass; b's unread lines: {}, said: {}",
+            b.unread().len(),
+            said_b.len()
+        );
+    }
 }
