@@ -597,4 +597,39 @@ mod tests {
             said_b.len()
         );
     }
+
+    /// Review-bounds 16: the budget line is said by one key for the whole pass, so a look
+    /// of another run that left its registries unread past the budget says nothing at all
+    /// of them (docs/limits.md: "each such look says how many it left").
+    #[test]
+    fn review_bounds16_another_runs_budget_line_is_said() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = PrivateDir::ensure(root.path(), "active-faults").unwrap();
+        for n in 0..3 {
+            std::fs::write(dir.join(name("x", &format!("/s/{n}.json"))), "").unwrap();
+        }
+        std::fs::write(dir.join(name("a", "/s/0.json")), "").unwrap();
+        for n in 0..2 {
+            std::fs::write(dir.join(name("b", &format!("/s/{n}.json"))), "").unwrap();
+        }
+        let asked = HashSet::from(["K:s:00000000"]);
+        let mut reads = PassReads {
+            max_files: 3,
+            ..PassReads::default()
+        };
+        // Run x's look (a raise: nothing kept raised, nothing said) fills the pass's files.
+        let _x = raised_elsewhere(&mut reads, &dir, ("x", &name("x", "/s/own.json")), &asked);
+        let a = raised_elsewhere(&mut reads, &dir, ("a", &name("a", "/s/own.json")), &asked);
+        assert_eq!(reads.unsaid(&a).len(), 1, "{:?}", a.unread());
+        let b = raised_elsewhere(&mut reads, &dir, ("b", &name("b", "/s/own.json")), &asked);
+        assert_eq!(b.unread().len(), 1, "{:?}", b.unread());
+        assert!(b.unread()[0].contains(": 2 registries of the run not read"), "{:?}", b.unread());
+        let said_b = reads.unsaid(&b);
+        assert_eq!(
+            said_b.len(),
+            1,
+            "run b's look left 2 of its registries unread (its faults kept raised) and says nothing of them: {:?}",
+            b.unread()
+        );
+    }
 }
