@@ -49,9 +49,10 @@ pub struct PassReads {
     max_files: usize,
     /// Whether the pass logged that its budget ran out: said once a pass.
     warned: bool,
-    /// The unread registries the pass has said ([`PassReads::unsaid`]), at most
-    /// `max_files`: each is said once a pass, however many looks find it.
-    said: HashSet<Said>,
+    /// The unread registries the pass has said ([`PassReads::unsaid`]), by run id's SHA-256
+    /// and what the line is about, at most `max_files`: each is said once a run a pass,
+    /// however many looks of that run find it (another run's look says its own).
+    said: HashSet<([u8; 32], Said)>,
 }
 
 impl Default for PassReads {
@@ -70,6 +71,8 @@ impl Default for PassReads {
 /// What `run_id`'s other registries (other state files of the run) say about halt ids.
 #[derive(Debug, Default)]
 pub struct Elsewhere {
+    /// The SHA-256 of the run id looked for: what it says is said once a pass for this run.
+    run: [u8; 32],
     pub(super) raised: HashSet<String>,
     /// The registries that could not be read, each naming the file and the reason: what
     /// they hold is unknown.
@@ -78,12 +81,11 @@ pub struct Elsewhere {
     about: Vec<Said>,
 }
 
-/// What an unread line is about: the file by its stamp, the pass's left-unread count, or
-/// (no file to stamp: a failed listing or read) the line's SHA-256.
+/// What an unread line is about: the file by its stamp, or (no file to stamp: a failed
+/// listing or read, the count left past the budget) the line's SHA-256.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Said {
     File(FileStamp),
-    PastBudget,
     Line([u8; 32]),
 }
 
@@ -323,7 +325,10 @@ pub fn raised_elsewhere(
     asked: &HashSet<&str>,
 ) -> Elsewhere {
     let prefix = name_prefix(run_id);
-    let mut elsewhere = Elsewhere::default();
+    let mut elsewhere = Elsewhere {
+        run: Sha256::digest(run_id).into(),
+        ..Elsewhere::default()
+    };
     let listed = dir.names_matching_up_to(MAX_NAMES_PER_LISTING, |n| {
         n != own && n.starts_with(&prefix) && n.ends_with(".json") && may_be_registry_name(n)
     });
@@ -396,7 +401,7 @@ impl PassReads {
         if left == 0 {
             return;
         }
-        elsewhere.push_unread(Some(Said::PastBudget), format!(
+        elsewhere.push_unread(None, format!(
             "{}: {left} registries of the run not read: one fault-watch pass reads at most {MAX_ELSEWHERE_READ_BYTES} bytes and {MAX_ELSEWHERE_FILES} files of runs' other registries; read again next tick",
             dir.path().display()
         ));
@@ -416,8 +421,9 @@ impl PassReads {
             .iter()
             .zip(&elsewhere.unread)
             .filter(|(about, _)| {
-                !self.said.contains(*about)
-                    && (self.said.len() >= self.max_files || self.said.insert(**about))
+                let key = (elsewhere.run, **about);
+                !self.said.contains(&key)
+                    && (self.said.len() >= self.max_files || self.said.insert(key))
             })
             .map(|(_, line)| line.as_str())
             .collect()
@@ -561,5 +567,78 @@ mod tests {
         );
         assert!(second.contains("K:s:0000000b"), "{second:?}");
         assert!(second.unread().is_empty(), "{second:?}");
+    }
+
+    /// Two runs each with more than `MAX_NAMES_PER_LISTING` registries in
+    /// one pass. The cut line names the dir only, so its text is the same for both runs: the
+    /// second run's cut (a different problem, its own registries left unread, its faults kept
+    /// raised) must still be said in the pass.
+    #[test]
+    fn a_second_runs_listing_cut_is_said_in_the_same_pass() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = PrivateDir::ensure(root.path(), "active-faults").unwrap();
+        for run in ["a", "b"] {
+            for n in 0..=MAX_NAMES_PER_LISTING {
+                std::fs::write(dir.join(name(run, &format!("/s/{n}.json"))), "").unwrap();
+            }
+        }
+        let asked = HashSet::from(["K:s:00000000"]);
+        let mut reads = PassReads::default();
+        let a = raised_elsewhere(&mut reads, &dir, ("a", &name("a", "/s/own.json")), &asked);
+        let said_a: Vec<String> = reads.unsaid(&a).into_iter().map(str::to_owned).collect();
+        assert!(
+            said_a.iter().any(|l| l.contains("more than")),
+            "run a's cut said"
+        );
+        let b = raised_elsewhere(&mut reads, &dir, ("b", &name("b", "/s/own.json")), &asked);
+        assert!(
+            b.unread().iter().any(|l| l.contains("more than")),
+            "run b's look finds its cut"
+        );
+        let said_b = reads.unsaid(&b);
+        assert!(
+            said_b.iter().any(|l| l.contains("more than")),
+            "run b's own listing cut (its registries left unread, its faults kept raised) is never said this pass; b's unread lines: {}, said: {}",
+            b.unread().len(),
+            said_b.len()
+        );
+    }
+
+    /// A look of another run that left its registries unread past the budget says how many
+    /// it left, even after a first run's look said its own count (docs/limits.md).
+    #[test]
+    fn another_runs_count_left_past_the_budget_is_said_in_the_same_pass() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = PrivateDir::ensure(root.path(), "active-faults").unwrap();
+        for n in 0..3 {
+            std::fs::write(dir.join(name("x", &format!("/s/{n}.json"))), "").unwrap();
+        }
+        std::fs::write(dir.join(name("a", "/s/0.json")), "").unwrap();
+        for n in 0..2 {
+            std::fs::write(dir.join(name("b", &format!("/s/{n}.json"))), "").unwrap();
+        }
+        let asked = HashSet::from(["K:s:00000000"]);
+        let mut reads = PassReads {
+            max_files: 3,
+            ..PassReads::default()
+        };
+        // Run x's look (a raise: nothing kept raised, nothing said) fills the pass's files.
+        let _x = raised_elsewhere(&mut reads, &dir, ("x", &name("x", "/s/own.json")), &asked);
+        let a = raised_elsewhere(&mut reads, &dir, ("a", &name("a", "/s/own.json")), &asked);
+        assert_eq!(reads.unsaid(&a).len(), 1, "{:?}", a.unread());
+        let b = raised_elsewhere(&mut reads, &dir, ("b", &name("b", "/s/own.json")), &asked);
+        assert_eq!(b.unread().len(), 1, "{:?}", b.unread());
+        assert!(
+            b.unread()[0].contains(": 2 registries of the run not read"),
+            "{:?}",
+            b.unread()
+        );
+        let said_b = reads.unsaid(&b);
+        assert_eq!(
+            said_b.len(),
+            1,
+            "run b's look left 2 of its registries unread (its faults kept raised) and says nothing of them: {:?}",
+            b.unread()
+        );
     }
 }

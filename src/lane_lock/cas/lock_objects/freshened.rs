@@ -343,58 +343,11 @@ mod cruft_tests {
     fn a_tree_freshened_only_through_a_cruft_pack_is_not_counted_fresh() {
         let dir = tempfile::tempdir().unwrap();
         let git_dir = dir.path();
-        git(git_dir, &["init", "-q", "--bare", "."]);
-        let tree = Oid::from_str(&git(
-            git_dir,
-            &["hash-object", "-t", "tree", "-w", "--stdin"],
-        ))
-        .unwrap();
-        let loose = loose_path(&git_dir.join("objects"), tree);
-        age(&loose, 30);
-        git(git_dir, &["repack", "-q", "--cruft", "-d"]);
-        assert!(!loose.exists());
-        assert!(packed::newest_pack_holding(&git_dir.join("objects"), tree).is_some());
+        let (tree, loose) = empty_tree_in_a_cruft_pack(git_dir);
         // A loose copy left (say the released lock's, written again after the pack).
         git(git_dir, &["hash-object", "-t", "tree", "-w", "--stdin"]);
         age(&loose, 30);
-
-        let body =
-            format!("tree {tree}\nauthor b <b@b> 1 +0000\ncommitter b <b@b> 1 +0000\n\nlock\n");
-        let commit = Oid::hash_object(ObjectType::Commit, body.as_bytes()).unwrap();
-        let named = [("lock commit", commit), ("tree", tree)];
-        let before = Before::look(git_dir, &named, commit).unwrap();
-        let origin = git2::Repository::open_bare(git_dir).unwrap();
-        let odb = origin.odb().unwrap();
-        odb.write(ObjectType::Commit, body.as_bytes()).unwrap();
-        odb.write(ObjectType::Tree, b"").unwrap();
-        let checked = before.check();
-        if checked.is_err() {
-            return;
-        }
-        // The lock is believed written on a fresh tree. A concurrent gc that enumerated
-        // refs and recent objects before the write (it saw neither the lock ref nor the
-        // new lock commit, which is set aside while it runs to show that) judges the
-        // tree by its time alone, as the freshening this check stands for assumes.
-        let commit_file = loose_path(&git_dir.join("objects"), commit);
-        let aside = git_dir.join("lock-commit-aside");
-        std::fs::rename(&commit_file, &aside).unwrap();
-        git(
-            git_dir,
-            &[
-                "repack",
-                "-q",
-                "--cruft",
-                "--cruft-expiration=1.day.ago",
-                "-d",
-            ],
-        );
-        git(git_dir, &["prune", "--expire=1.day.ago"]);
-        std::fs::create_dir_all(commit_file.parent().unwrap()).unwrap();
-        std::fs::rename(&aside, &commit_file).unwrap();
-        assert!(
-            loose.exists() || packed::newest_pack_holding(&git_dir.join("objects"), tree).is_some(),
-            "check said {checked:?}, yet the gc pruned the lock's tree {tree}"
-        );
+        a_checked_lock_write_keeps_its_tree_through_a_cruft_gc(git_dir, tree, &loose);
     }
 
     /// The same cruft pack, and no loose copy: libgit2's write touches the cruft `.pack`
@@ -404,6 +357,13 @@ mod cruft_tests {
     fn a_tree_only_in_a_cruft_pack_is_written_fresh_or_the_lock_write_fails() {
         let dir = tempfile::tempdir().unwrap();
         let git_dir = dir.path();
+        let (tree, loose) = empty_tree_in_a_cruft_pack(git_dir);
+        a_checked_lock_write_keeps_its_tree_through_a_cruft_gc(git_dir, tree, &loose);
+    }
+
+    /// A bare repository at `git_dir` whose empty tree a month-old loose copy gave to a
+    /// cruft pack (the loose copy gone): its id and the loose path it had.
+    fn empty_tree_in_a_cruft_pack(git_dir: &Path) -> (Oid, PathBuf) {
         git(git_dir, &["init", "-q", "--bare", "."]);
         let tree = Oid::from_str(&git(
             git_dir,
@@ -415,6 +375,17 @@ mod cruft_tests {
         git(git_dir, &["repack", "-q", "--cruft", "-d"]);
         assert!(!loose.exists());
         assert!(packed::newest_pack_holding(&git_dir.join("objects"), tree).is_some());
+        (tree, loose)
+    }
+
+    /// Writes a lock commit on `tree` into `git_dir` as libgit2 does and, if the check
+    /// lets it pass, runs a cruft gc that saw neither the lock ref nor the new commit: the
+    /// tree must survive it.
+    fn a_checked_lock_write_keeps_its_tree_through_a_cruft_gc(
+        git_dir: &Path,
+        tree: Oid,
+        loose: &Path,
+    ) {
         let body =
             format!("tree {tree}\nauthor b <b@b> 1 +0000\ncommitter b <b@b> 1 +0000\n\nlock\n");
         let commit = Oid::hash_object(ObjectType::Commit, body.as_bytes()).unwrap();
