@@ -31,6 +31,19 @@ pub const MAX_OBJECTS_ENTRIES: usize = 65_536;
 /// How deep libgit2 follows `objects/info/alternates` (`GIT_ALTERNATES_MAX_DEPTH`).
 const MAX_ALTERNATES_DEPTH: usize = 5;
 
+/// How deep git follows `objects/info/alternates` (git 2.47 reads the sixth).
+const MAX_GIT_ALTERNATES_DEPTH: usize = 6;
+
+/// Whose reading of an `info/alternates` line: they resolve a relative one differently.
+#[derive(Debug, Clone, Copy)]
+enum Reader {
+    /// Joins a line starting with '.' to the naming objects dir, takes any other as it
+    /// stands (relative to the process's directory).
+    Libgit2,
+    /// Joins every relative line to the naming objects dir.
+    Git,
+}
+
 /// The most alternate objects dirs looked in for a lock object's fresh copy (an origin
 /// borrows from one object pool, or a few).
 pub(in crate::lane_lock) const MAX_ALTERNATE_DIRS: usize = 64;
@@ -70,24 +83,25 @@ pub(super) fn look(git_dir: &Path, root: &OwnedFd) -> Result<Vec<Blocking>, Refu
             Refused::TooManyObjects,
         )?);
         if depth < MAX_ALTERNATES_DEPTH {
-            let alternates = alternates(&objects)?;
+            let alternates = alternates(&objects, Reader::Libgit2)?;
             dirs.extend(alternates.into_iter().map(|alt| (alt, depth + 1)));
         }
     }
     Ok(found)
 }
 
-/// The objects dirs `objects`'s `info/alternates` names, and those they name in turn (as
-/// deep as libgit2 follows them), the first [`MAX_ALTERNATE_DIRS`] of them; an alternates
-/// file that cannot be read (or is too big) names none.
+/// The objects dirs `objects`'s `info/alternates` names, and those they name in turn, as
+/// git's writer (which freshens there) resolves and follows them, the first
+/// [`MAX_ALTERNATE_DIRS`] of them; an alternates file that cannot be read (or is too big)
+/// names none.
 pub(in crate::lane_lock) fn alternate_objects_dirs(objects: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut dirs = vec![(objects.to_owned(), 0)];
     while let Some((dir, depth)) = dirs.pop() {
-        if depth >= MAX_ALTERNATES_DEPTH {
+        if depth >= MAX_GIT_ALTERNATES_DEPTH {
             continue;
         }
-        for alt in alternates(&dir).unwrap_or_default() {
+        for alt in alternates(&dir, Reader::Git).unwrap_or_default() {
             if found.len() == MAX_ALTERNATE_DIRS {
                 return found;
             }
@@ -98,9 +112,10 @@ pub(in crate::lane_lock) fn alternate_objects_dirs(objects: &Path) -> Vec<PathBu
     found
 }
 
-/// The objects dirs `objects/info/alternates` names, read without blocking (a node there
-/// that is no regular file was found by the walk; it is not opened).
-fn alternates(objects: &Path) -> Result<Vec<PathBuf>, Refused> {
+/// The objects dirs `objects/info/alternates` names, as `reader` resolves them, read
+/// without blocking (a node there that is no regular file was found by the walk; it is
+/// not opened).
+fn alternates(objects: &Path, reader: Reader) -> Result<Vec<PathBuf>, Refused> {
     let path = objects.join("info/alternates");
     let unreadable = |e| Refused::Unreadable(path.clone(), e);
     let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
@@ -126,12 +141,9 @@ fn alternates(objects: &Path) -> Result<Vec<PathBuf>, Refused> {
         .filter(|line| !line.is_empty() && line[0] != b'#')
         .map(|line| {
             let alt = Path::new(std::ffi::OsStr::from_bytes(line));
-            // libgit2 joins a line starting with '.' to the naming objects dir; any other
-            // is taken as it stands (relative to the process's directory).
-            if line[0] == b'.' {
-                objects.join(alt)
-            } else {
-                alt.to_owned()
+            match reader {
+                Reader::Libgit2 if line[0] != b'.' => alt.to_owned(),
+                Reader::Libgit2 | Reader::Git => objects.join(alt),
             }
         })
         .collect())

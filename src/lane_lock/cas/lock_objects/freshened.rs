@@ -18,7 +18,9 @@
 //! A time counts as fresh measured against two clocks: berth's, at the write's start
 //! (libgit2 stamps with the writing process's clock), and the file system's, read off the
 //! lock commit the write itself created (git's `utime(NULL)` and a new file both take the
-//! file server's time, which may lag berth's by any amount).
+//! file server's time, which may lag berth's by any amount). A copy in an objects dir the
+//! origin borrows from may sit on yet another file server: there a time that moved during
+//! the write counts, which needs no clock.
 
 use std::io;
 use std::os::unix::fs::MetadataExt as _;
@@ -89,6 +91,28 @@ struct Copy {
     path: PathBuf,
     written: Option<SystemTime>,
     in_cruft: bool,
+    /// Its object's copies, in each of [`Before::places`], before the write.
+    seen: Vec<Times>,
+}
+
+/// When an objects dir's copies of an object were last written: its loose copy, and the
+/// newest pack holding it that is not cruft.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Times {
+    loose: Option<SystemTime>,
+    pack: Option<SystemTime>,
+}
+
+impl Times {
+    fn read(objects: &Path, oid: Oid) -> Self {
+        Self {
+            loose: written("object", oid, &loose_path(objects, oid))
+                .ok()
+                .flatten()
+                .map(|(time, _)| time),
+            pack: packed::newest_pack_holding(objects, oid).and_then(|held| held.newest),
+        }
+    }
 }
 
 /// The loose copies, in `git_dir`'s `objects/`, of the lock objects before their write
@@ -97,6 +121,9 @@ struct Copy {
 /// there before, so its time tells nothing of the file system's clock).
 pub(super) struct Before {
     objects: PathBuf,
+    /// Where git's writer may freshen a lock object: the origin's objects dir and every
+    /// objects dir it borrows from.
+    places: Vec<PathBuf>,
     copies: Vec<Copy>,
     started: SystemTime,
     witness: Option<(Oid, PathBuf)>,
@@ -113,6 +140,8 @@ impl Before {
         commit: Oid,
     ) -> Result<Self, Stale> {
         let objects_dir = git_dir.join("objects");
+        let mut places = vec![objects_dir.clone()];
+        places.extend(alternate_objects_dirs(&objects_dir));
         let mut copies = Vec::new();
         for &(what, oid) in objects {
             let path = loose_path(&objects_dir, oid);
@@ -120,12 +149,14 @@ impl Before {
             let in_cruft =
                 packed::newest_pack_holding(&objects_dir, oid).is_some_and(|held| held.in_cruft);
             if written.is_some() || in_cruft {
+                let seen = places.iter().map(|at| Times::read(at, oid)).collect();
                 copies.push(Copy {
                     what,
                     oid,
                     path,
                     written,
                     in_cruft,
+                    seen,
                 });
             }
         }
@@ -135,6 +166,7 @@ impl Before {
         .then(|| (commit, loose_path(&objects_dir, commit)));
         Ok(Self {
             objects: objects_dir,
+            places,
             copies,
             started: SystemTime::now(),
             witness,
@@ -147,29 +179,23 @@ impl Before {
     }
 
     /// Checks that each copy found before the write was written again by it: its time
-    /// moved (either way: libgit2 truncates it to the second), or it, or a pack holding
-    /// its object that is not cruft, is no earlier than [`CLOCK_SLACK`] before the write's
-    /// start by berth's clock or before the new lock commit's time by the file system's.
-    /// An object only a cruft pack held must have a loose copy now, or such a fresh pack.
+    /// moved (either way: libgit2 truncates it to the second), or a copy of its object
+    /// where git's writer may have freshened it ([`Self::freshened_somewhere`]) was.
+    /// An object only a cruft pack held must have a loose copy now, or such a copy.
     pub(super) fn check(&self) -> Result<(), Stale> {
         let threshold = self.threshold();
         for copy in &self.copies {
             let (what, oid, path) = (copy.what, copy.oid, copy.path.clone());
-            let fresh = |time: SystemTime| time >= threshold;
-            let fresh_pack = || {
-                packed::newest_pack_holding(&self.objects, oid)
-                    .and_then(|held| held.newest)
-                    .is_some_and(fresh)
-            };
             let (now, file_uid) = match (written(what, oid, &copy.path)?, copy.written) {
                 (Some(found), _) => found,
-                (None, None) if fresh_pack() || fresh_in_alternate(&self.objects, oid, fresh) => {
-                    continue;
-                }
+                (None, None) if self.freshened_somewhere(copy, threshold) => continue,
                 (None, None) => return Err(Stale::OnlyCruft { what, oid, path }),
                 (None, Some(_)) => return Err(Stale::Gone { what, oid, path }),
             };
-            if Some(now) != copy.written || fresh(now) || fresh_pack() {
+            if Some(now) != copy.written
+                || now >= threshold
+                || self.freshened_somewhere(copy, threshold)
+            {
                 continue;
             }
             let age = self.started.duration_since(now).unwrap_or_default();
@@ -185,6 +211,21 @@ impl Before {
         Ok(())
     }
 
+    /// Whether, in the origin's objects dir or one it borrows from (git's writer looks in
+    /// every pack first, then loose, and freshens the first copy it finds that is not
+    /// cruft), a loose copy of `copy`'s object or a pack holding it that is not cruft was
+    /// written by the write: its time moved, which needs no clock (a pool on another file
+    /// server stamps with that server's), or it is no earlier than `threshold`.
+    fn freshened_somewhere(&self, copy: &Copy, threshold: SystemTime) -> bool {
+        self.places.iter().zip(&copy.seen).any(|(at, before)| {
+            let now = Times::read(at, copy.oid);
+            let took = |time: Option<SystemTime>, was: Option<SystemTime>| {
+                time.is_some_and(|time| time >= threshold || Some(time) != was)
+            };
+            took(now.loose, before.loose) || took(now.pack, before.pack)
+        })
+    }
+
     /// The earliest time a file the write freshened may carry: [`CLOCK_SLACK`] before the
     /// earlier of the write's start and the new lock commit's file time.
     fn threshold(&self) -> SystemTime {
@@ -196,20 +237,6 @@ impl Before {
         let reference = file_system_now.map_or(self.started, |time| time.min(self.started));
         reference.checked_sub(CLOCK_SLACK).unwrap_or(reference)
     }
-}
-
-/// Whether an objects dir the origin borrows from (`info/alternates`, followed as libgit2
-/// does) holds `oid` in a `fresh` loose copy or a `fresh` pack that is not cruft: git's
-/// writer, finding no copy of its own to freshen but a cruft one, freshens the alternate's
-/// copy and writes none in the origin, as it does for an object held only there.
-fn fresh_in_alternate(objects: &Path, oid: Oid, fresh: impl Fn(SystemTime) -> bool) -> bool {
-    alternate_objects_dirs(objects).iter().any(|alt| {
-        let loose = written("object", oid, &loose_path(alt, oid)).ok().flatten();
-        loose.is_some_and(|(time, _)| fresh(time))
-            || packed::newest_pack_holding(alt, oid)
-                .and_then(|held| held.newest)
-                .is_some_and(&fresh)
-    })
 }
 
 fn loose_path(objects: &Path, oid: Oid) -> PathBuf {
