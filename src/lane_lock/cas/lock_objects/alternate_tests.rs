@@ -1,0 +1,206 @@
+//! Lock writes on origins that borrow objects: git's writer freshens a lock object's copy
+//! in an alternate, wherever git resolves and follows it, on that file system's clock.
+
+mod review17_relative_alternate {
+    use crate::lane_lock::Acquire;
+    use crate::lane_lock::tests::{BareOrigin, git_fed, widget_main};
+
+    /// The origin borrows from a pool named by a relative `info/alternates` line that does
+    /// not start with '.' (git resolves every relative line against the objects dir naming
+    /// it). Its own copy of the empty tree is in a cruft pack; the pool has it loose. git's
+    /// writer (`unpack-objects`) skips the cruft pack, freshens the pool's copy and writes
+    /// none in the origin; berth looks for the pool relative to its own working directory,
+    /// finds no copy, and fails every lock write with `OnlyCruft`: the lane is wedged.
+    #[test]
+    fn a_lock_write_succeeds_when_the_cruft_packed_tree_is_in_a_relative_alternate() {
+        let origin = BareOrigin::new();
+        let tree = git_fed(
+            &origin.bare,
+            &["hash-object", "-w", "-t", "tree", "--stdin"],
+            "",
+        );
+        let loose = origin
+            .bare
+            .join("objects")
+            .join(&tree[..2])
+            .join(&tree[2..]);
+        std::fs::File::options()
+            .write(true)
+            .open(&loose)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86400))
+            .unwrap();
+        git_fed(&origin.bare, &["repack", "-q", "--cruft", "-d"], "");
+        assert!(!loose.exists(), "the cruft repack left {tree} loose");
+        let alt = origin.bare.join("objects/pool.git");
+        let out = std::process::Command::new("git")
+            .args(["init", "--bare", "-q"])
+            .arg(&alt)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let pooled = git_fed(&alt, &["hash-object", "-w", "-t", "tree", "--stdin"], "");
+        assert_eq!(pooled, tree);
+        std::fs::write(
+            origin.bare.join("objects/info/alternates"),
+            "pool.git/objects\n",
+        )
+        .unwrap();
+        // git itself follows the line: it sees the pool's copy.
+        let out = std::process::Command::new("git")
+            .args(["count-objects", "-v"])
+            .env("GIT_DIR", &origin.bare)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.contains("alternate:"),
+            "git does not follow it: {said}"
+        );
+        let client = origin.client();
+        let tries: Vec<_> = (0..3)
+            .map(|_| origin.take(&client, &widget_main()))
+            .collect();
+        assert!(
+            tries
+                .iter()
+                .any(|taken| matches!(taken, Ok(Acquire::Acquired(_)))),
+            "3 lock writes all failed (left loose in origin: {}): {:?}",
+            loose.exists(),
+            tries.last()
+        );
+    }
+}
+
+mod review17_deep_alternate {
+    use crate::lane_lock::Acquire;
+    use crate::lane_lock::tests::{BareOrigin, git_fed, widget_main};
+
+    /// The origin borrows through a chain of six object pools (git follows a chain six
+    /// deep: it reads the alternates files of depths 0 to 5, and uses the dirs the last
+    /// names), the sixth holding the empty tree loose; the origin's own copy is in a cruft
+    /// pack. git's writer freshens the sixth pool's copy and writes none in the origin;
+    /// berth stops at the fifth, so every lock write fails with `OnlyCruft`.
+    #[test]
+    fn a_lock_write_succeeds_when_the_cruft_packed_tree_is_in_the_sixth_alternate() {
+        let origin = BareOrigin::new();
+        let tree = git_fed(
+            &origin.bare,
+            &["hash-object", "-w", "-t", "tree", "--stdin"],
+            "",
+        );
+        let loose = origin
+            .bare
+            .join("objects")
+            .join(&tree[..2])
+            .join(&tree[2..]);
+        std::fs::File::options()
+            .write(true)
+            .open(&loose)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86400))
+            .unwrap();
+        git_fed(&origin.bare, &["repack", "-q", "--cruft", "-d"], "");
+        assert!(!loose.exists(), "the cruft repack left {tree} loose");
+        let mut naming = origin.bare.join("objects");
+        let mut last = naming.clone();
+        for i in 1..=6 {
+            let pool = origin.dir.path().join(format!("pool{i}.git"));
+            let out = std::process::Command::new("git")
+                .args(["init", "--bare", "-q"])
+                .arg(&pool)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            std::fs::write(
+                naming.join("info/alternates"),
+                format!("{}\n", pool.join("objects").display()),
+            )
+            .unwrap();
+            naming = pool.join("objects");
+            last = pool;
+        }
+        let pooled = git_fed(&last, &["hash-object", "-w", "-t", "tree", "--stdin"], "");
+        assert_eq!(pooled, tree);
+        let client = origin.client();
+        let tries: Vec<_> = (0..3)
+            .map(|_| origin.take(&client, &widget_main()))
+            .collect();
+        assert!(
+            tries
+                .iter()
+                .any(|taken| matches!(taken, Ok(Acquire::Acquired(_)))),
+            "3 lock writes all failed (left loose in origin: {}): {:?}",
+            loose.exists(),
+            tries.last()
+        );
+    }
+}
+
+mod review17_loose_and_pooled {
+    use crate::lane_lock::Acquire;
+    use crate::lane_lock::tests::{BareOrigin, git_fed, widget_main};
+
+    /// A group-shared origin (`core.sharedRepository`: git's writer, `unpack-objects`)
+    /// borrows from a pool that holds the empty tree in an ordinary (not cruft) pack, and
+    /// the origin still has the month-old loose copy a released lock left. git's writer
+    /// looks in every pack first, the pool's too, freshens the pool's pack and stops,
+    /// leaving the origin's loose copy alone: the tree stays on (the pool's copy is fresh),
+    /// yet the check, which looks only at the origin's own packs, fails every lock write.
+    #[test]
+    fn a_lock_write_succeeds_when_git_freshened_the_pools_pack_over_an_old_loose_copy() {
+        let origin = BareOrigin::new();
+        git_fed(
+            &origin.bare,
+            &["config", "core.sharedRepository", "group"],
+            "",
+        );
+        let alt = origin.dir.path().join("pool.git");
+        let out = std::process::Command::new("git")
+            .args(["init", "--bare", "-q"])
+            .arg(&alt)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let pooled = git_fed(&alt, &["hash-object", "-w", "-t", "tree", "--stdin"], "");
+        git_fed(
+            &alt,
+            &["pack-objects", "-q", "objects/pack/pack"],
+            &format!("{pooled}\n"),
+        );
+        std::fs::remove_dir_all(alt.join("objects").join(&pooled[..2])).unwrap();
+        let tree = git_fed(
+            &origin.bare,
+            &["hash-object", "-w", "-t", "tree", "--stdin"],
+            "",
+        );
+        assert_eq!(pooled, tree);
+        let loose = origin
+            .bare
+            .join("objects")
+            .join(&tree[..2])
+            .join(&tree[2..]);
+        std::fs::File::options()
+            .write(true)
+            .open(&loose)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86400))
+            .unwrap();
+        std::fs::write(
+            origin.bare.join("objects/info/alternates"),
+            format!("{}\n", alt.join("objects").display()),
+        )
+        .unwrap();
+        let client = origin.client();
+        let tries: Vec<_> = (0..3)
+            .map(|_| origin.take(&client, &widget_main()))
+            .collect();
+        assert!(
+            tries
+                .iter()
+                .any(|taken| matches!(taken, Ok(Acquire::Acquired(_)))),
+            "3 lock writes all failed: {:?}",
+            tries.last()
+        );
+    }
+}
