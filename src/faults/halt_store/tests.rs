@@ -561,3 +561,36 @@ mod markers;
 mod owners;
 mod pass_reads;
 mod swaps;
+
+/// Review-bounds 17: two detectors of one state file raise the same fault id (a fault id
+/// is kind, scope and message; the detector id adds the fault's first source file, so one
+/// category and description over two files is two detectors, one fault); both clear while
+/// another registry of the run is unreadable. docs/limits.md: "one problem (a log error line) per fault kept and
+/// one per unreadable registry file": the one fault kept is said twice.
+#[test]
+fn review_bounds17_a_fault_kept_raised_is_said_once_however_many_detectors_raised_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    let x = event("r", "X", "");
+    let mut x2 = x.clone();
+    x2.detector_id = format!("{}-again", x.detector_id);
+    assert_eq!(x.fault_id, x2.fault_id);
+    let report = store.sync_run("r", "/s/r.json", &[x.clone(), x2.clone()]);
+    assert!(report.problems.is_empty(), "{report:?}");
+    let other = crate::faults::registry::path(&dir.path().join(ACTIVE_DIR), "r", "/s/r2.json");
+    fs::create_dir(&other).unwrap();
+    let report = store.sync_run("r", "/s/r.json", &[]);
+    assert!(report.resolved.is_empty(), "{report:?}");
+    let kept: Vec<_> = report
+        .problems
+        .iter()
+        .filter(|p| p.starts_with(&format!("{} not resolved", x.fault_id)))
+        .collect();
+    assert_eq!(
+        kept.len(),
+        1,
+        "one fault kept raised, said {} times: {:?}",
+        kept.len(),
+        report.problems
+    );
+}
