@@ -159,6 +159,9 @@ impl HaltStore {
             changed = true;
         }
         let mut kept_raised = 0;
+        // Two detectors (one fault found in two source files) can hold one fault id: it is
+        // said once a look.
+        let mut said: HashSet<String> = HashSet::new();
         for (detector_id, fault_id) in cleared {
             let held = elsewhere.contains(&fault_id)
                 || registry
@@ -168,11 +171,13 @@ impl HaltStore {
             if !held && !elsewhere.unread().is_empty() {
                 // Another registry of the run may hold it: it stays raised (and in this
                 // registry) until they can be read.
-                report.problems.push(format!(
-                    "{fault_id} not resolved: {} registries of the run are unreadable",
-                    elsewhere.unread().len()
-                ));
                 kept_raised += 1;
+                if said.insert(fault_id.clone()) {
+                    report.problems.push(format!(
+                        "{fault_id} not resolved: {} registries of the run are unreadable",
+                        elsewhere.unread().len()
+                    ));
+                }
                 continue;
             }
             if !held && !report.resolved.contains(&fault_id) {

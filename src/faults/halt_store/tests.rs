@@ -568,7 +568,7 @@ mod swaps;
 /// another registry of the run is unreadable. docs/limits.md: "one problem (a log error line) per fault kept and
 /// one per unreadable registry file": the one fault kept is said twice.
 #[test]
-fn review_bounds17_a_fault_kept_raised_is_said_once_however_many_detectors_raised_it() {
+fn a_fault_kept_raised_is_said_once_however_many_detectors_raised_it() {
     let dir = tempfile::tempdir().unwrap();
     let store = HaltStore::new(dir.path());
     let x = event("r", "X", "");
