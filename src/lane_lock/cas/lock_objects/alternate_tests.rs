@@ -205,16 +205,16 @@ mod review17_loose_and_pooled {
     }
 }
 
-mod review18_repeated_alternate {
+mod repeated_alternate {
     use crate::lane_lock::Acquire;
     use crate::lane_lock::tests::{BareOrigin, git_fed, widget_main};
 
     /// The origin borrows from pools C and A; A's `info/alternates` names A itself, twice
     /// (git skips an objects dir it already has); C borrows from D, which holds the empty
     /// tree loose; the origin's own copy is in a cruft pack. git follows C to D (two deep)
-    /// and its writer freshens D's copy; berth's walk keeps no set of the dirs it has,
-    /// fills its 64 with A's repeats before it reads C's alternates, never looks in D,
-    /// and fails every lock write with `OnlyCruft`: the lane is wedged.
+    /// and its writer freshens D's copy, so berth's walk, skipping A's repeats as git
+    /// does, must reach D too rather than fill its 64 with them and fail every lock
+    /// write with `OnlyCruft`.
     #[test]
     fn a_lock_write_succeeds_when_a_pool_names_itself_before_the_pool_holding_the_tree() {
         let origin = BareOrigin::new();
