@@ -13,9 +13,11 @@
 //! the look) the deadline on every local-origin access covers
 //! (the local-origin deadline).
 
+use std::collections::HashSet;
 use std::io::Read as _;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -92,10 +94,13 @@ pub(super) fn look(git_dir: &Path, root: &OwnedFd) -> Result<Vec<Blocking>, Refu
 
 /// The objects dirs `objects`'s `info/alternates` names, and those they name in turn, as
 /// git's writer (which freshens there) resolves and follows them, the first
-/// [`MAX_ALTERNATE_DIRS`] of them; an alternates file that cannot be read (or is too big)
-/// names none.
+/// [`MAX_ALTERNATE_DIRS`] distinct ones; an alternates file that cannot be read (or is
+/// too big) names none. Like git, a dir already had (`objects` itself, or one named
+/// twice, by any path) or that is not there is skipped, so a pool naming itself cannot
+/// use up the bound before the pool holding the object.
 pub(in crate::lane_lock) fn alternate_objects_dirs(objects: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
+    let mut seen: HashSet<(u64, u64)> = dir_id(objects).into_iter().collect();
     let mut dirs = vec![(objects.to_owned(), 0)];
     while let Some((dir, depth)) = dirs.pop() {
         if depth >= MAX_GIT_ALTERNATES_DEPTH {
@@ -105,11 +110,21 @@ pub(in crate::lane_lock) fn alternate_objects_dirs(objects: &Path) -> Vec<PathBu
             if found.len() == MAX_ALTERNATE_DIRS {
                 return found;
             }
+            if !dir_id(&alt).is_some_and(|id| seen.insert(id)) {
+                continue;
+            }
             found.push(alt.clone());
             dirs.push((alt, depth + 1));
         }
     }
     found
+}
+
+/// The device and inode of the directory at `path` (through symlinks, as git's realpath
+/// compare goes), or `None` where there is none; `stat` opens nothing.
+fn dir_id(path: &Path) -> Option<(u64, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    meta.is_dir().then(|| (meta.dev(), meta.ino()))
 }
 
 /// The objects dirs `objects/info/alternates` names, as `reader` resolves them, read

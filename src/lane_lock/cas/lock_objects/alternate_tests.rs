@@ -204,3 +204,89 @@ mod review17_loose_and_pooled {
         );
     }
 }
+
+mod repeated_alternate {
+    use crate::lane_lock::Acquire;
+    use crate::lane_lock::tests::{BareOrigin, git_fed, widget_main};
+
+    /// The origin borrows from pools C and A; A's `info/alternates` names A itself, twice
+    /// (git skips an objects dir it already has); C borrows from D, which holds the empty
+    /// tree loose; the origin's own copy is in a cruft pack. git follows C to D (two deep)
+    /// and its writer freshens D's copy, so berth's walk, skipping A's repeats as git
+    /// does, must reach D too rather than fill its 64 with them and fail every lock
+    /// write with `OnlyCruft`.
+    #[test]
+    fn a_lock_write_succeeds_when_a_pool_names_itself_before_the_pool_holding_the_tree() {
+        let origin = BareOrigin::new();
+        let tree = git_fed(
+            &origin.bare,
+            &["hash-object", "-w", "-t", "tree", "--stdin"],
+            "",
+        );
+        let loose = origin
+            .bare
+            .join("objects")
+            .join(&tree[..2])
+            .join(&tree[2..]);
+        std::fs::File::options()
+            .write(true)
+            .open(&loose)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86400))
+            .unwrap();
+        git_fed(&origin.bare, &["repack", "-q", "--cruft", "-d"], "");
+        assert!(!loose.exists(), "the cruft repack left {tree} loose");
+        let pool = |name: &str| {
+            let at = origin.dir.path().join(name);
+            let out = std::process::Command::new("git")
+                .args(["init", "--bare", "-q"])
+                .arg(&at)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            at
+        };
+        let (a, c, d) = (pool("a.git"), pool("c.git"), pool("d.git"));
+        let pooled = git_fed(&d, &["hash-object", "-w", "-t", "tree", "--stdin"], "");
+        assert_eq!(pooled, tree);
+        let objects = |at: &std::path::Path| at.join("objects").display().to_string();
+        std::fs::write(
+            a.join("objects/info/alternates"),
+            format!("{}\n{}\n", objects(&a), objects(&a)),
+        )
+        .unwrap();
+        std::fs::write(
+            c.join("objects/info/alternates"),
+            format!("{}\n", objects(&d)),
+        )
+        .unwrap();
+        std::fs::write(
+            origin.bare.join("objects/info/alternates"),
+            format!("{}\n{}\n", objects(&c), objects(&a)),
+        )
+        .unwrap();
+        // git itself follows the chain to D.
+        let out = std::process::Command::new("git")
+            .args(["count-objects", "-v"])
+            .env("GIT_DIR", &origin.bare)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.contains(&format!("alternate: {}", objects(&d))),
+            "git does not follow it: {said}"
+        );
+        let client = origin.client();
+        let tries: Vec<_> = (0..3)
+            .map(|_| origin.take(&client, &widget_main()))
+            .collect();
+        assert!(
+            tries
+                .iter()
+                .any(|taken| matches!(taken, Ok(Acquire::Acquired(_)))),
+            "3 lock writes all failed (left loose in origin: {}): {:?}",
+            loose.exists(),
+            tries.last()
+        );
+    }
+}
