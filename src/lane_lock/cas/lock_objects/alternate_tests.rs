@@ -290,3 +290,93 @@ mod repeated_alternate {
         );
     }
 }
+
+mod review19_seen_deep_first {
+    use crate::lane_lock::Acquire;
+    use crate::lane_lock::tests::{BareOrigin, git_fed, widget_main};
+
+    /// The origin borrows from pools P and Q. P borrows from X, X from Y, which holds the
+    /// empty tree loose; Q reaches X too, through R, S, T, U (X is then the sixth, whose
+    /// own alternates git does not read). The origin's own copy is in a cruft pack. git
+    /// reads alternates depth first in file order: P, X, Y, then Q's chain (X again,
+    /// skipped), so its writer freshens Y's copy. berth's walk takes Q's chain first,
+    /// marks X had at the sixth depth, where it is not followed, then skips X under P:
+    /// Y is never looked in and every lock write fails with `OnlyCruft`.
+    #[test]
+    fn a_lock_write_succeeds_when_a_pool_is_reached_deep_before_it_is_reached_shallow() {
+        let origin = BareOrigin::new();
+        let tree = git_fed(
+            &origin.bare,
+            &["hash-object", "-w", "-t", "tree", "--stdin"],
+            "",
+        );
+        let loose = origin
+            .bare
+            .join("objects")
+            .join(&tree[..2])
+            .join(&tree[2..]);
+        std::fs::File::options()
+            .write(true)
+            .open(&loose)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86400))
+            .unwrap();
+        git_fed(&origin.bare, &["repack", "-q", "--cruft", "-d"], "");
+        assert!(!loose.exists(), "the cruft repack left {tree} loose");
+        let objects = |name: &str| {
+            let at = origin.dir.path().join(name);
+            if !at.exists() {
+                let out = std::process::Command::new("git")
+                    .args(["init", "--bare", "-q"])
+                    .arg(&at)
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "{out:?}");
+            }
+            at.join("objects")
+        };
+        let names = |naming: &std::path::Path, named: &[&str]| {
+            let lines: String = named
+                .iter()
+                .map(|n| format!("{}\n", objects(n).display()))
+                .collect();
+            std::fs::write(naming.join("info/alternates"), lines).unwrap();
+        };
+        let pooled = git_fed(
+            &objects("y.git").with_file_name(""),
+            &["hash-object", "-w", "-t", "tree", "--stdin"],
+            "",
+        );
+        assert_eq!(pooled, tree);
+        names(&origin.bare.join("objects"), &["p.git", "q.git"]);
+        names(&objects("p.git"), &["x.git"]);
+        names(&objects("x.git"), &["y.git"]);
+        let chain = ["q.git", "r.git", "s.git", "t.git", "u.git", "x.git"];
+        for pair in chain.windows(2) {
+            names(&objects(pair[0]), &[pair[1]]);
+        }
+        // git itself follows P to X to Y.
+        let out = std::process::Command::new("git")
+            .args(["count-objects", "-v"])
+            .env("GIT_DIR", &origin.bare)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.contains(&format!("alternate: {}", objects("y.git").display())),
+            "git does not follow it: {said}"
+        );
+        let client = origin.client();
+        let tries: Vec<_> = (0..3)
+            .map(|_| origin.take(&client, &widget_main()))
+            .collect();
+        assert!(
+            tries
+                .iter()
+                .any(|taken| matches!(taken, Ok(Acquire::Acquired(_)))),
+            "3 lock writes all failed (left loose in origin: {}): {:?}",
+            loose.exists(),
+            tries.last()
+        );
+    }
+}
