@@ -380,3 +380,55 @@ mod review19_seen_deep_first {
         );
     }
 }
+
+mod review19_repeats_counted_in_the_look {
+    use crate::lane_lock::Acquire;
+    use crate::lane_lock::refs_look::MAX_OBJECTS_ENTRIES;
+    use crate::lane_lock::tests::{BareOrigin, widget_main};
+
+    /// The origin borrows from pool A, whose `info/alternates` names A itself twice (the
+    /// configuration the alternates-walk dedupe of 46863d8 was made for). git and libgit2
+    /// skip an objects dir they already have, so they see A once: its 2,200 entries,
+    /// far under the look's bound. berth's look before any libgit2 read (refs_look's
+    /// store walk) follows every line five deep without that dedupe and walks A 31 times,
+    /// counting past `MAX_OBJECTS_ENTRIES`: every lock operation is refused with
+    /// "pack the origin's loose objects", which nothing in the origin mends.
+    #[test]
+    fn a_lock_is_taken_when_a_pool_names_itself() {
+        let origin = BareOrigin::new();
+        let a = origin.dir.path().join("a.git");
+        let out = std::process::Command::new("git")
+            .args(["init", "--bare", "-q"])
+            .arg(&a)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let objects = a.join("objects");
+        let fan_out = objects.join("ab");
+        std::fs::create_dir_all(&fan_out).unwrap();
+        let entries = MAX_OBJECTS_ENTRIES / 30;
+        for n in 0..entries {
+            std::fs::File::create(fan_out.join(format!("{n:038x}"))).unwrap();
+        }
+        let line = format!("{}\n", objects.display());
+        std::fs::write(objects.join("info/alternates"), line.repeat(2)).unwrap();
+        std::fs::write(origin.bare.join("objects/info/alternates"), &line).unwrap();
+        // git itself sees the pool once.
+        let out = std::process::Command::new("git")
+            .args(["count-objects", "-v"])
+            .env("GIT_DIR", &origin.bare)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            said.matches("alternate: ").count(),
+            1,
+            "git sees the pool other than once: {said}"
+        );
+        let taken = origin.take(&origin.client(), &widget_main());
+        assert!(
+            matches!(taken, Ok(Acquire::Acquired(_))),
+            "a lock on an origin whose one pool holds {entries} entries was not taken: {taken:?}"
+        );
+    }
+}
