@@ -242,6 +242,40 @@ mod tests {
         assert_eq!(names(dir.path()), vec![at]);
     }
 
+    /// libgit2 (1.9) uses alternates six deep: `load_alternates` reads the alternates
+    /// file of the objects dir at depth 5 (it stops only past `GIT_ALTERNATES_MAX_DEPTH`)
+    /// and opens the dirs it names, whose packs' `.idx` it opens on a lookup. The look
+    /// walks five deep, so a FIFO in the sixth pool is not named and libgit2 hangs on it
+    /// (the lane waits on the deadline's "did not answer", naming no file, its thread held).
+    #[test]
+    fn review19_a_fifo_in_the_sixth_alternate_libgit2_reads_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let git_dir = dir.path().join("o.git");
+        git2::Repository::init_bare(&git_dir).unwrap();
+        let mut naming = git_dir.join("objects");
+        for i in 1..=6 {
+            let pool = dir.path().join(format!("pool{i}.git"));
+            git2::Repository::init_bare(&pool).unwrap();
+            let line = format!("{}\n", pool.join("objects").display());
+            std::fs::write(naming.join("info/alternates"), line).unwrap();
+            naming = pool.join("objects");
+        }
+        // libgit2 reads the sixth pool: an object only it holds is found.
+        let sixth = git2::Repository::open_bare(dir.path().join("pool6.git")).unwrap();
+        let only_there = sixth.blob(b"only in the sixth pool").unwrap();
+        let origin = git2::Repository::open_bare(&git_dir).unwrap();
+        assert!(origin.odb().unwrap().exists(only_there));
+        let idx = naming.join("pack/pack-1.idx");
+        fifo(&idx);
+        std::fs::File::create(idx.with_extension("pack")).unwrap();
+        let found = names(&git_dir);
+        assert!(
+            found.contains(&idx),
+            "the FIFO {} libgit2 opens was not found: {found:?}",
+            idx.display()
+        );
+    }
+
     #[test]
     fn past_the_bound_nothing_is_read() {
         let dir = tempfile::tempdir().unwrap();
