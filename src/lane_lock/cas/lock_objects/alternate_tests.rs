@@ -432,3 +432,74 @@ mod review19_repeats_counted_in_the_look {
         );
     }
 }
+
+mod review19_quoted_alternate {
+    use crate::lane_lock::Acquire;
+    use crate::lane_lock::tests::{BareOrigin, git_fed, widget_main};
+
+    /// The origin borrows from pool D through a C-quoted `info/alternates` line (git
+    /// unquotes a line that starts with '"', as `parse_alt_odb_entry` does); D holds the
+    /// empty tree loose, the origin's own copy is in a cruft pack. git's writer follows
+    /// the line and freshens D's copy; berth takes the quotes as part of the path, never
+    /// looks in D, and fails every lock write with `OnlyCruft`.
+    #[test]
+    fn a_lock_write_succeeds_when_the_pool_holding_the_tree_is_named_quoted() {
+        let origin = BareOrigin::new();
+        let tree = git_fed(
+            &origin.bare,
+            &["hash-object", "-w", "-t", "tree", "--stdin"],
+            "",
+        );
+        let loose = origin
+            .bare
+            .join("objects")
+            .join(&tree[..2])
+            .join(&tree[2..]);
+        std::fs::File::options()
+            .write(true)
+            .open(&loose)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86400))
+            .unwrap();
+        git_fed(&origin.bare, &["repack", "-q", "--cruft", "-d"], "");
+        assert!(!loose.exists(), "the cruft repack left {tree} loose");
+        let d = origin.dir.path().join("d.git");
+        let out = std::process::Command::new("git")
+            .args(["init", "--bare", "-q"])
+            .arg(&d)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let pooled = git_fed(&d, &["hash-object", "-w", "-t", "tree", "--stdin"], "");
+        assert_eq!(pooled, tree);
+        let objects = d.join("objects").display().to_string();
+        std::fs::write(
+            origin.bare.join("objects/info/alternates"),
+            format!("\"{objects}\"\n"),
+        )
+        .unwrap();
+        // git itself follows the quoted line to D.
+        let out = std::process::Command::new("git")
+            .args(["count-objects", "-v"])
+            .env("GIT_DIR", &origin.bare)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.contains(&format!("alternate: {objects}")),
+            "git does not follow it: {said}"
+        );
+        let client = origin.client();
+        let tries: Vec<_> = (0..3)
+            .map(|_| origin.take(&client, &widget_main()))
+            .collect();
+        assert!(
+            tries
+                .iter()
+                .any(|taken| matches!(taken, Ok(Acquire::Acquired(_)))),
+            "3 lock writes all failed (left loose in origin: {}): {:?}",
+            loose.exists(),
+            tries.last()
+        );
+    }
+}
