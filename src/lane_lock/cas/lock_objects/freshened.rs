@@ -332,6 +332,22 @@ mod tests {
         assert!(said.contains(&format!("owned by uid {uid}")), "{said}");
         assert!(!said.contains("another user"), "{said}");
     }
+    /// A lock commit the origin already had (same holder, same second), a month old, that
+    /// the write left alone: only the empty tree goes unjudged, so the lock write fails,
+    /// naming the lock commit.
+    #[test]
+    fn an_old_lock_commit_the_write_left_alone_fails_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let (commit, _) = lock_objects();
+        let month_ago = SystemTime::now() - Duration::from_secs(30 * 24 * 3600);
+        put(dir.path(), commit, month_ago);
+        let before = Before::look(dir.path(), &[("lock commit", commit)], commit).unwrap();
+        let checked = before.check();
+        assert!(
+            matches!(&checked, Err(Stale::Old { what: "lock commit", oid, .. }) if *oid == commit),
+            "{checked:?}"
+        );
+    }
 }
 
 #[cfg(test)]
