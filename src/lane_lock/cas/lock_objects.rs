@@ -255,3 +255,5 @@ mod freshen_tests;
 
 #[cfg(test)]
 mod alternate_tests;
+#[cfg(test)]
+mod old_tree;

@@ -2,49 +2,34 @@
 //! does (git's writer freshens a lock commit's copy wherever it finds one there), and the
 //! look before libgit2 reads counts each borrowed objects dir once.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use super::old_tree::{borrow, counted_by_git, objects};
 use crate::lane_lock::refs_look::alternate_objects_dirs;
-use crate::lane_lock::tests::BareOrigin;
+use crate::lane_lock::tests::{BareOrigin, bare_repo};
 
-/// The objects dir of the bare repository `name` beside `origin`'s, made if not there.
+/// The bare repository `name` beside `origin`'s, made if not there.
 fn pool(origin: &BareOrigin, name: &str) -> PathBuf {
     let at = origin.dir.path().join(name);
     if !at.exists() {
-        let out = std::process::Command::new("git")
-            .args(["init", "--bare", "-q"])
-            .arg(&at)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
+        bare_repo(&at);
     }
-    at.join("objects")
+    at
 }
 
-/// Writes `text` as the `info/alternates` of the objects dir `naming`.
-fn name_in(naming: &Path, text: &str) {
-    std::fs::write(naming.join("info/alternates"), text).unwrap();
-}
-
-/// `text` naming each of `pools` on a line of its own, by absolute path.
-fn lines(origin: &BareOrigin, pools: &[&str]) -> String {
-    pools
+/// Makes the repository `at` borrow from the pools `names` (beside `origin`), in order.
+fn borrows(origin: &BareOrigin, at: &std::path::Path, names: &[&str]) {
+    let lines: Vec<String> = names
         .iter()
-        .map(|name| format!("{}\n", pool(origin, name).display()))
-        .collect()
+        .map(|name| objects(&pool(origin, name)))
+        .collect();
+    borrow(at, &lines);
 }
 
 /// The objects dirs git uses for `origin`, in its order (`git count-objects -v`'s
 /// `alternate:` lines, which git prints as it added them).
 fn gits_alternates(origin: &BareOrigin) -> Vec<PathBuf> {
-    let out = std::process::Command::new("git")
-        .args(["count-objects", "-v"])
-        .env("GIT_DIR", &origin.bare)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout)
-        .unwrap()
+    counted_by_git(&origin.bare)
         .lines()
         .filter_map(|line| line.strip_prefix("alternate: "))
         .map(PathBuf::from)
@@ -61,8 +46,8 @@ fn followed_as_git(origin: &BareOrigin, expected: &[&str]) {
     let gits = gits_alternates(origin);
     assert_eq!(berths, gits, "berth follows other dirs than git");
     for name in expected {
-        let objects = pool(origin, name).canonicalize().unwrap();
-        assert!(gits.contains(&objects), "git does not use {name}: {gits:?}");
+        let used = pool(origin, name).join("objects").canonicalize().unwrap();
+        assert!(gits.contains(&used), "git does not use {name}: {gits:?}");
     }
 }
 
@@ -71,10 +56,8 @@ fn followed_as_git(origin: &BareOrigin, expected: &[&str]) {
 #[test]
 fn a_relative_alternate_is_followed_as_git_does() {
     let origin = BareOrigin::new();
-    pool(&origin, "pool.git");
-    let nested = origin.bare.join("objects/nested.git");
-    std::fs::rename(origin.dir.path().join("pool.git"), &nested).unwrap();
-    name_in(&origin.bare.join("objects"), "nested.git/objects\n");
+    bare_repo(&origin.bare.join("objects/nested.git"));
+    borrow(&origin.bare, &["nested.git/objects".to_owned()]);
     followed_as_git(&origin, &[]);
     assert_eq!(gits_alternates(&origin).len(), 1);
 }
@@ -84,10 +67,10 @@ fn a_relative_alternate_is_followed_as_git_does() {
 #[test]
 fn an_alternates_chain_is_followed_six_deep() {
     let origin = BareOrigin::new();
-    let mut naming = origin.bare.join("objects");
+    let mut naming = origin.bare.clone();
     for i in 1..=7 {
         let name = format!("pool{i}.git");
-        name_in(&naming, &lines(&origin, &[&name]));
+        borrows(&origin, &naming, &[&name]);
         naming = pool(&origin, &name);
     }
     followed_as_git(&origin, &["pool6.git"]);
@@ -102,15 +85,12 @@ fn an_alternates_chain_is_followed_six_deep() {
 #[test]
 fn a_pool_reached_deep_before_it_is_reached_shallow_is_followed_as_git_does() {
     let origin = BareOrigin::new();
-    name_in(
-        &origin.bare.join("objects"),
-        &lines(&origin, &["p.git", "q.git"]),
-    );
-    name_in(&pool(&origin, "p.git"), &lines(&origin, &["x.git"]));
-    name_in(&pool(&origin, "x.git"), &lines(&origin, &["y.git"]));
+    borrows(&origin, &origin.bare, &["p.git", "q.git"]);
+    borrows(&origin, &pool(&origin, "p.git"), &["x.git"]);
+    borrows(&origin, &pool(&origin, "x.git"), &["y.git"]);
     let chain = ["q.git", "r.git", "s.git", "t.git", "u.git", "x.git"];
     for pair in chain.windows(2) {
-        name_in(&pool(&origin, pair[0]), &lines(&origin, &[pair[1]]));
+        borrows(&origin, &pool(&origin, pair[0]), &[pair[1]]);
     }
     followed_as_git(&origin, &["y.git"]);
 }
@@ -120,15 +100,9 @@ fn a_pool_reached_deep_before_it_is_reached_shallow_is_followed_as_git_does() {
 #[test]
 fn a_pool_naming_itself_is_followed_once_as_git_does() {
     let origin = BareOrigin::new();
-    name_in(
-        &origin.bare.join("objects"),
-        &lines(&origin, &["c.git", "a.git"]),
-    );
-    name_in(
-        &pool(&origin, "a.git"),
-        &lines(&origin, &["a.git", "a.git"]),
-    );
-    name_in(&pool(&origin, "c.git"), &lines(&origin, &["d.git"]));
+    borrows(&origin, &origin.bare, &["c.git", "a.git"]);
+    borrows(&origin, &pool(&origin, "a.git"), &["a.git", "a.git"]);
+    borrows(&origin, &pool(&origin, "c.git"), &["d.git"]);
     followed_as_git(&origin, &["d.git"]);
 }
 
@@ -138,15 +112,17 @@ fn a_pool_naming_itself_is_followed_once_as_git_does() {
 #[test]
 fn a_quoted_alternate_is_unquoted_and_a_carriage_return_kept_as_git_does() {
     let origin = BareOrigin::new();
-    let quoted = pool(&origin, "d q.git").display().to_string();
-    let octal = pool(&origin, "fAg.git")
-        .display()
-        .to_string()
-        .replace("fAg", "f\\101g");
-    let crlf = pool(&origin, "e.git").display().to_string();
-    name_in(
-        &origin.bare.join("objects"),
-        &format!("\"{quoted}\"\n\"{octal}\"\n{crlf}\r\n\"{crlf}\n"),
+    let quoted = objects(&pool(&origin, "d q.git"));
+    let octal = objects(&pool(&origin, "fAg.git")).replace("fAg", "f\\101g");
+    let crlf = objects(&pool(&origin, "e.git"));
+    borrow(
+        &origin.bare,
+        &[
+            format!("\"{quoted}\""),
+            format!("\"{octal}\""),
+            format!("{crlf}\r"),
+            format!("\"{crlf}"),
+        ],
     );
     followed_as_git(&origin, &["d q.git", "fAg.git"]);
     assert_eq!(gits_alternates(&origin).len(), 2);
@@ -166,16 +142,16 @@ mod repeats_in_the_look {
     #[test]
     fn a_lock_is_taken_when_a_pool_names_itself() {
         let origin = BareOrigin::new();
-        let objects = super::pool(&origin, "a.git");
-        let fan_out = objects.join("ab");
+        let a = super::pool(&origin, "a.git");
+        let fan_out = a.join("objects/ab");
         std::fs::create_dir_all(&fan_out).unwrap();
         let entries = MAX_OBJECTS_ENTRIES / 30;
         for n in 0..entries {
             std::fs::File::create(fan_out.join(format!("{n:038x}"))).unwrap();
         }
-        let line = format!("{}\n", objects.display());
-        super::name_in(&objects, &line.repeat(2));
-        super::name_in(&origin.bare.join("objects"), &line);
+        let line = super::objects(&a);
+        super::borrow(&a, &[line.clone(), line.clone()]);
+        super::borrow(&origin.bare, &[line]);
         assert_eq!(super::gits_alternates(&origin).len(), 1);
         let taken = origin.take(&origin.client(), &widget_main());
         assert!(

@@ -1,25 +1,14 @@
 //! Lock writes that reuse objects the origin already had: each comes out fresh where a
 //! gc could otherwise prune it under the lock, and none wedges the lane.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::path::Path;
+use std::time::Duration;
 
 use git2::{ObjectType, Oid, Repository, Signature};
 
+use super::old_tree::{OldTreeOrigin, borrow, empty_tree, month_old_loose, objects, pack_only};
 use crate::lane_lock::Acquire;
-use crate::lane_lock::tests::{BareOrigin, git_fed, widget_main};
-
-/// Makes the origin's loose copy of `oid` a month old, past git's default
-/// `gc.pruneExpire` of two weeks; its path.
-fn month_old_loose(origin: &BareOrigin, oid: &str) -> PathBuf {
-    let loose = origin.bare.join("objects").join(&oid[..2]).join(&oid[2..]);
-    let month_ago = SystemTime::now() - Duration::from_secs(30 * 24 * 3600);
-    std::fs::File::open(&loose)
-        .unwrap()
-        .set_modified(month_ago)
-        .unwrap();
-    loose
-}
+use crate::lane_lock::tests::{BareOrigin, bare_repo, git_fed, widget_main};
 
 /// git writes an object it already has by freshening its file's time (git's
 /// `write_object_file`, libgit2's `git_odb_write` alike): a gc that walked the refs
@@ -29,13 +18,11 @@ fn month_old_loose(origin: &BareOrigin, oid: &str) -> PathBuf {
 /// git and libgit2 hard-code the empty tree and need no copy of it.
 #[test]
 fn a_lock_write_freshens_the_old_empty_tree_it_reuses() {
-    let origin = BareOrigin::new();
-    let tree = git_fed(
-        &origin.bare,
-        &["hash-object", "-w", "-t", "tree", "/dev/null"],
-        "",
-    );
-    let loose = month_old_loose(&origin, &tree);
+    let OldTreeOrigin {
+        origin,
+        tree,
+        loose,
+    } = OldTreeOrigin::loose_in(BareOrigin::new());
     let client = origin.client();
     let taken = origin.take(&client, &widget_main());
     assert!(matches!(taken, Ok(Acquire::Acquired(_))), "{taken:?}");
@@ -114,21 +101,9 @@ fn a_lock_write_succeeds_when_its_lock_commit_is_packed_and_an_old_loose_copy_st
 #[test]
 fn a_lock_write_succeeds_when_the_origins_empty_tree_is_old_and_only_in_a_cruft_pack() {
     for loose_left in [false, true] {
-        let origin = BareOrigin::new();
-        let tree = git_fed(
-            &origin.bare,
-            &["hash-object", "-w", "-t", "tree", "--stdin"],
-            "",
-        );
-        let loose = month_old_loose(&origin, &tree);
-        git_fed(&origin.bare, &["repack", "-q", "--cruft", "-d"], "");
-        assert!(!loose.exists(), "the cruft repack left {tree} loose");
+        let OldTreeOrigin { origin, tree, .. } = OldTreeOrigin::cruft_packed();
         if loose_left {
-            git_fed(
-                &origin.bare,
-                &["hash-object", "-w", "-t", "tree", "--stdin"],
-                "",
-            );
+            empty_tree(&origin.bare);
             month_old_loose(&origin, &tree);
         }
         let client = origin.client();
@@ -171,29 +146,20 @@ fn a_lock_write_succeeds_when_its_cruft_packed_lock_commit_is_also_in_an_alterna
         let origin = BareOrigin::new();
         let (scratch, sha) = a_lock_commit(origin.dir.path());
         let alt = origin.dir.path().join("pool.git");
-        Repository::init_bare(&alt).unwrap();
+        bare_repo(&alt);
         put_commit(&scratch, &alt, sha);
         let hex = sha.to_string();
         if in_midx {
             // The pool keeps it packed under a multi-pack-index (`git maintenance`): git
             // finds that pack first, through the midx, and freshens it instead.
-            git_fed(
-                &alt,
-                &["pack-objects", "-q", "objects/pack/pack"],
-                &format!("{hex}\n"),
-            );
-            std::fs::remove_dir_all(alt.join("objects").join(&hex[..2])).unwrap();
+            pack_only(&alt, &hex);
             git_fed(&alt, &["multi-pack-index", "write"], "");
         }
         put_commit(&scratch, &origin.bare, sha);
         let loose = month_old_loose(&origin, &hex);
         git_fed(&origin.bare, &["repack", "-q", "--cruft", "-d"], "");
         assert!(!loose.exists(), "the cruft repack left {hex} loose");
-        std::fs::write(
-            origin.bare.join("objects/info/alternates"),
-            format!("{}\n", alt.join("objects").display()),
-        )
-        .unwrap();
+        borrow(&origin.bare, &[objects(&alt)]);
         let copied = copy_into(&scratch, &origin, sha);
         assert!(
             copied.is_ok(),
