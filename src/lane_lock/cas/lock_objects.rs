@@ -256,4 +256,6 @@ mod freshen_tests;
 #[cfg(test)]
 mod alternate_tests;
 #[cfg(test)]
+mod gc_race_tests;
+#[cfg(test)]
 mod old_tree;
