@@ -255,6 +255,51 @@ mod tests {
         );
     }
 
+    /// Bytes this thread has read through `read(2)` and its kin (`rchar`).
+    fn read_so_far() -> u64 {
+        let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
+        let rchar = io.lines().find_map(|line| line.strip_prefix("rchar: "));
+        rchar.unwrap().trim().parse().unwrap()
+    }
+
+    /// Review 21: each objects dir the look reaches has its `info/alternates` read, up to
+    /// 64 KiB, and every line of it stat'ed, with no bound on how many such files one look
+    /// reads but the entries budget: two entries a pool (an `info` symlink to one shared
+    /// dir, and the file in it), so 32,768 pools, 2 GiB read and 2^30 `stat`s of lines
+    /// naming a dir already had, all before libgit2 opens the origin (and again on every
+    /// lock operation). Here 80 pools in 160 entries make one look read 5 MiB, past the
+    /// 64 dirs x 64 KiB the git walk beside it stops at.
+    #[test]
+    fn review21_one_look_reads_a_bounded_number_of_alternates_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let git_dir = dir.path().join("o.git");
+        git2::Repository::init_bare(&git_dir).unwrap();
+        let shared = dir.path().join("shared/info");
+        std::fs::create_dir_all(&shared).unwrap();
+        // 1,024 lines of 64 bytes, each naming the pool that reads it.
+        let line = format!("{}.\n", "./".repeat(31));
+        let max = alternates::MAX_ALTERNATES_BYTES as usize;
+        std::fs::write(shared.join("alternates"), line.repeat(max / line.len())).unwrap();
+        let pools: String = (0..80)
+            .map(|i| {
+                let pool = dir.path().join(format!("pool{i}"));
+                std::fs::create_dir(&pool).unwrap();
+                std::os::unix::fs::symlink(&shared, pool.join("info")).unwrap();
+                format!("{}\n", pool.display())
+            })
+            .collect();
+        std::fs::write(git_dir.join("objects/info/alternates"), pools).unwrap();
+        let before = read_so_far();
+        let looked = refs_look::look(&git_dir);
+        let read = read_so_far() - before;
+        assert!(looked.is_ok(), "{looked:?}");
+        let bound = alternates::MAX_ALTERNATES_BYTES * MAX_ALTERNATE_DIRS as u64;
+        assert!(
+            read <= bound,
+            "one look read {read} bytes of alternates files from 80 pools in 160 entries (bound {bound})"
+        );
+    }
+
     #[test]
     fn past_the_bound_nothing_is_read() {
         let dir = tempfile::tempdir().unwrap();
