@@ -300,6 +300,96 @@ mod tests {
         );
     }
 
+    /// A new directory under `shm` (a tmpfs, whose inode numbers count up from 1) with
+    /// the inode number of a directory under `/etc` (another file system): the two, in
+    /// that order.
+    fn same_inode_other_device(shm: &Path) -> (PathBuf, PathBuf) {
+        use std::os::unix::fs::MetadataExt as _;
+        let dev = std::fs::metadata(shm).unwrap().dev();
+        let mut etc: Vec<(u64, PathBuf)> = std::fs::read_dir("/etc")
+            .unwrap()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter_map(|path| {
+                let meta = std::fs::symlink_metadata(&path).ok()?;
+                (meta.is_dir() && meta.dev() != dev).then(|| (meta.ino(), path))
+            })
+            .collect();
+        etc.sort();
+        let mut made = 0;
+        for (ino, at) in etc {
+            loop {
+                let next = shm.join(format!("d{made}"));
+                made += 1;
+                std::fs::create_dir(&next).unwrap();
+                let got = std::fs::metadata(&next).unwrap().ino();
+                if got == ino {
+                    return (at, next);
+                }
+                if got > ino {
+                    break;
+                }
+            }
+        }
+        panic!("no directory under /etc with an inode number a new one in {shm:?} takes");
+    }
+
+    /// Review 21: libgit2 (1.9) skips an alternate whose inode number is an objects dir's
+    /// it already has (`git_odb__add_default_backends` compares `st_ino` only, not the
+    /// device); the look skips one only by (device, inode). A pool on another file system
+    /// that shares an inode number with an earlier alternate is skipped by libgit2 and
+    /// walked by the look, which so meets a pool (Y) six deep first and never follows
+    /// its alternates; libgit2 meets Y one deep and opens the pool (Z) Y names, whose
+    /// FIFO the look never saw: libgit2's lookup hangs on it, the lane held on the
+    /// deadline's "did not answer", naming no file.
+    #[test]
+    fn review21_a_pool_libgit2_skips_by_inode_alone_hides_no_fifo() {
+        let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
+            panic!("no /dev/shm to put a pool on another file system");
+        };
+        let (etc, twin) = same_inode_other_device(shm.path());
+        let dir = tempfile::tempdir().unwrap();
+        let git_dir = dir.path().join("o.git");
+        git2::Repository::init_bare(&git_dir).unwrap();
+        let pool = |name: &str| {
+            let at = dir.path().join(name);
+            git2::Repository::init_bare(&at).unwrap();
+            at.join("objects")
+        };
+        let borrow = |objects: &Path, named: &[&Path]| {
+            let lines: String = named.iter().map(|p| format!("{}\n", p.display())).collect();
+            std::fs::create_dir_all(objects.join("info")).unwrap();
+            std::fs::write(objects.join("info/alternates"), lines).unwrap();
+        };
+        let (y, z) = (pool("y.git"), pool("z.git"));
+        let chain: Vec<PathBuf> = (2..=5).map(|i| pool(&format!("a{i}.git"))).collect();
+        borrow(&twin, &[&chain[0]]);
+        for pair in chain.windows(2) {
+            borrow(&pair[0], &[&pair[1]]);
+        }
+        borrow(&chain[3], &[&y]);
+        borrow(&y, &[&z]);
+        borrow(&git_dir.join("objects"), &[&etc, &twin, &y]);
+        // libgit2 reads Z: an object only it holds is found.
+        let only_there = git2::Repository::open_bare(dir.path().join("z.git"))
+            .unwrap()
+            .blob(b"only in z")
+            .unwrap();
+        let origin = git2::Repository::open_bare(&git_dir).unwrap();
+        assert!(origin.odb().unwrap().exists(only_there));
+        let idx = z.join("pack/pack-1.idx");
+        fifo(&idx);
+        std::fs::File::create(idx.with_extension("pack")).unwrap();
+        let found = names(&git_dir);
+        assert!(
+            found.contains(&idx),
+            "the FIFO {} libgit2 opens was not found ({} and {} share inode numbers): {found:?}",
+            idx.display(),
+            etc.display(),
+            twin.display()
+        );
+    }
+
     #[test]
     fn past_the_bound_nothing_is_read() {
         let dir = tempfile::tempdir().unwrap();
