@@ -343,6 +343,64 @@ mod tests {
         a_root_owned_old_empty_tree(false);
     }
 
+    /// Review 21: the owner's git cannot freshen the root-owned month-old empty tree (not
+    /// its file) and, finding it there, writes no new copy (`link` meets the old one), so
+    /// after the lock write the origin's only copy of the lock commit's tree is a month
+    /// old in the owner's own fan-out, where the owner's `git gc` prunes it: a gc racing
+    /// the write leaves the lock commit on a tree that is not there, and `git fsck` of the
+    /// origin fails with "missing tree" (see `gc_race_tests`). Before the empty tree was
+    /// exempted, this lock write failed named instead, which is safe.
+    #[test]
+    fn review21_the_lock_write_leaves_no_root_owned_empty_tree_prunable() {
+        let Some((_dir, bare, client)) = their_origin() else {
+            return;
+        };
+        let empty_tree = git2::Repository::open_bare(&bare)
+            .unwrap()
+            .odb()
+            .unwrap()
+            .write(git2::ObjectType::Tree, b"")
+            .unwrap();
+        let hex = empty_tree.to_string();
+        let fan_out = bare.join("objects").join(&hex[..2]);
+        let loose = fan_out.join(&hex[2..]);
+        let month_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86400);
+        std::fs::File::open(&loose)
+            .unwrap()
+            .set_modified(month_ago)
+            .unwrap();
+        chown(
+            &[],
+            (NOBODY, NOBODY),
+            &[bare.join("objects"), fan_out.clone()],
+        );
+        give_refs_to_nobody(&bare);
+        let url = bare.to_str().unwrap();
+        let outcome = client.acquire(url, &lane(url, "main"), "me", Path::new("/a"));
+        // Failing named, nothing written, is safe too.
+        if format!("{outcome:?}").contains("cannot write the lock commit") {
+            assert_no_lock_ref(&bare);
+            return;
+        }
+        assert!(matches!(outcome, Ok(Acquire::Acquired(_))), "{outcome:?}");
+        let copies: Vec<(PathBuf, u64)> = std::fs::read_dir(&fan_out)
+            .unwrap()
+            .flatten()
+            .filter(|entry| entry.file_name().to_string_lossy() == hex[2..])
+            .map(|entry| {
+                let age = entry.metadata().unwrap().modified().unwrap().elapsed();
+                (entry.path(), age.unwrap_or_default().as_secs() / 86400)
+            })
+            .collect();
+        let packs = std::fs::read_dir(bare.join("objects/pack"))
+            .unwrap()
+            .count();
+        assert!(
+            copies.iter().all(|(_, days)| *days < 14) || packs > 0,
+            "the lock write succeeded and left the lock commit's tree only as {copies:?} (path, days old), prunable by the owner's gc"
+        );
+    }
+
     /// An earlier root berth made a lane's directories and its lock ref as root in another
     /// user's origin; the writer, now run as that user, is given them first (with the
     /// user's primary group, not the group root left on `refs/`), so the lane is released
