@@ -158,6 +158,57 @@ pub fn read(berth_dir: &Path) -> Result<Vec<UnsavedLine>, ReadUnsavedError> {
 mod tests {
     use super::*;
 
+    /// A kept verdict is written again on the next tick; if a producer holds the record's
+    /// lock then (the store answers `Locked`, a passing state like the `Io` it was kept
+    /// for), the verdict is dropped, not kept: the record stays claimed in this daemon's
+    /// name with nothing holding it, and the tick after reclaims it as "claimed in this
+    /// daemon's name but no landing of it runs here" and lands it again.
+    #[test]
+    fn a_kept_verdict_is_not_dropped_when_the_record_lock_is_busy_at_its_retry() {
+        use std::os::fd::AsRawFd as _;
+        use std::sync::Arc;
+
+        use crate::record::{Status, sample};
+        use crate::store::{Expect, Move, QueueStore};
+
+        let (queue, berth) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let owner = "host~boot~1~2.3.4:42:7";
+        let store = QueueStore::new(queue.path());
+        let id = store.insert(&sample::queued(5)).unwrap();
+        for to in [Status::Claiming, Status::Landing] {
+            store
+                .transition(Move::new(&id, Expect::Any, to), |r| {
+                    r.claimed_by = Some(owner.to_owned());
+                })
+                .unwrap();
+        }
+        let decisions = Arc::new(crate::rules::DecisionLog::new(berth.path()));
+        let records = Records::new(store, decisions);
+        let waiting = Waiting::new(berth.path());
+        let full = StoreError::Io {
+            action: "write",
+            path: queue.path().join(format!("{id}.json")),
+            source: std::io::Error::from_raw_os_error(nix::libc::ENOSPC),
+        };
+        let landed = Verdict::Landed {
+            checked_at: crate::clock::now_iso(),
+        };
+        keep(&waiting, &id, landed, &full);
+        let lock = std::fs::File::open(queue.path().join(format!(".{id}.lock"))).unwrap();
+        // SAFETY: flock on a descriptor this test owns.
+        assert_eq!(
+            unsafe { nix::libc::flock(lock.as_raw_fd(), nix::libc::LOCK_EX) },
+            0
+        );
+        retry(&waiting, &records, owner);
+        drop(lock);
+        assert!(
+            waiting.holds(&id),
+            "the landed verdict was dropped at a busy record lock; the record stays {}",
+            records.store().load(&id).unwrap().record.status
+        );
+    }
+
     /// `berth status` reads `unsaved-verdicts.json`: a FIFO there must give a clear error,
     /// not hang `status` in a blocking open.
     #[test]
