@@ -1,4 +1,5 @@
-//! Review 20: a landing's verdict meets the record's lock held by another process.
+//! A landing's verdict meets the record's lock held by another process: it is kept and
+//! written again, never dropped (a dropped one got its record reclaimed and landed again).
 
 use std::fs;
 use std::os::fd::AsRawFd as _;
@@ -87,11 +88,11 @@ impl HeldAtVerdict {
 
 /// A producer (gstack's daemon, `berth enqueue`, an operator's `retry`) holds the record's
 /// lock for more than the 250 ms a write waits for it, at the moment a landing that merged
-/// its PR writes its `landed` verdict. The store answers `Locked` (not `Io`), so the
-/// verdict is neither written nor kept for a later tick: the record stays `landing`,
-/// claimed by the live daemon that no longer lands it, the next tick reclaims it as
-/// "claimed in this daemon's name but no landing of it runs here", queues it, and lands
-/// it again. A PR merged on origin ends `blocked` ("already merged") instead of `landed`.
+/// its PR writes its `landed` verdict. The store answers `Locked`; a verdict dropped then
+/// left the record `landing`, claimed by the live daemon that no longer landed it, and the
+/// next tick reclaimed it as "claimed in this daemon's name but no landing of it runs
+/// here", queued it and landed it again: a PR merged on origin ended `blocked` ("already
+/// merged"). Kept, the verdict is written at a later tick, once the lock is free.
 #[test]
 fn a_landed_verdict_that_meets_a_held_record_lock_is_not_lost() {
     let world = World::new();
@@ -113,8 +114,8 @@ fn a_landed_verdict_that_meets_a_held_record_lock_is_not_lost() {
 }
 
 /// The same lock at a `blocked` verdict (the land step failed; it may have done part of
-/// its work, so an operator looks before `berth retry`): the verdict is dropped, the
-/// record reclaimed and queued, and the land step runs a second time on its own.
+/// its work, so an operator looks before `berth retry`): a dropped verdict got the record
+/// reclaimed and queued, and the land step ran a second time on its own.
 #[test]
 fn a_blocked_verdict_that_meets_a_held_record_lock_does_not_land_again() {
     let world = World::new();
