@@ -5,8 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::lane_lock::tests::{BareOrigin, bare_repo, git_fed, widget_main};
-use crate::lane_lock::{Acquire, LockError};
+use crate::lane_lock::tests::{BareOrigin, git_fed};
 
 /// A local origin and the empty tree in it.
 pub(super) struct OldTreeOrigin {
@@ -41,44 +40,6 @@ impl OldTreeOrigin {
         );
         old
     }
-
-    /// A new bare repository `name` beside the origin, to borrow objects from.
-    pub fn pool(&self, name: &str) -> PathBuf {
-        let at = self.origin.dir.path().join(name);
-        bare_repo(&at);
-        at
-    }
-
-    /// Writes the empty tree loose in `pool`, checking it is the origin's tree.
-    pub fn tree_in(&self, pool: &Path) {
-        assert_eq!(empty_tree(pool), self.tree);
-    }
-
-    /// Three lock writes of one client, as acquire's retries meet the same origin.
-    pub fn three_takes(&self) -> Vec<Result<Acquire, LockError>> {
-        let client = self.origin.client();
-        (0..3)
-            .map(|_| self.origin.take(&client, &widget_main()))
-            .collect()
-    }
-
-    /// Fails the test when none of three lock writes acquires: the lane is wedged.
-    pub fn assert_a_lock_write_succeeds(&self) {
-        let tries = self.three_takes();
-        assert!(
-            any_acquired(&tries),
-            "3 lock writes all failed (left loose in origin: {}): {:?}",
-            self.loose.exists(),
-            tries.last()
-        );
-    }
-}
-
-/// Whether one of `tries` took the lock.
-pub(super) fn any_acquired(tries: &[Result<Acquire, LockError>]) -> bool {
-    tries
-        .iter()
-        .any(|taken| matches!(taken, Ok(Acquire::Acquired(_))))
 }
 
 /// Writes the empty tree loose in the repository `git_dir` (git freshens a copy it has):
@@ -87,13 +48,9 @@ pub(super) fn empty_tree(git_dir: &Path) -> String {
     git_fed(git_dir, &["hash-object", "-w", "-t", "tree", "--stdin"], "")
 }
 
-/// Makes the origin's loose copy of `tree` a month old; its path.
-pub(super) fn month_old_loose(origin: &BareOrigin, tree: &str) -> PathBuf {
-    let loose = origin
-        .bare
-        .join("objects")
-        .join(&tree[..2])
-        .join(&tree[2..]);
+/// Makes the origin's loose copy of the object `oid` a month old; its path.
+pub(super) fn month_old_loose(origin: &BareOrigin, oid: &str) -> PathBuf {
+    let loose = origin.bare.join("objects").join(&oid[..2]).join(&oid[2..]);
     let month_ago = SystemTime::now() - Duration::from_secs(30 * 24 * 3600);
     // Setting a file's times takes ownership, not write access: loose objects are 0444.
     std::fs::File::open(&loose)
