@@ -23,6 +23,7 @@ use nix::errno::Errno;
 use super::{Blocking, Refused, blocks_named, open_dir, path_cstring, walk};
 
 mod alternates;
+pub(in crate::lane_lock) use alternates::MAX_ALTERNATES_LOOK_BYTES;
 use alternates::Reader;
 
 /// The most entries under a local origin's objects dirs (its own and its alternates')
@@ -104,8 +105,21 @@ fn follow(
     reader: Reader,
     visit: &mut dyn FnMut(&Path) -> Result<bool, Refused>,
 ) -> Result<(), Refused> {
-    let mut seen: HashSet<(u64, u64)> = dir_id(objects).into_iter().collect();
-    follow_from(objects, 0, reader, &mut seen, visit).map(drop)
+    let mut walked = Walked {
+        seen: dir_id(objects, reader).into_iter().collect(),
+        // git's reading stops at MAX_ALTERNATE_DIRS dirs, so at as many files.
+        budget: match reader {
+            Reader::Libgit2 => alternates::MAX_ALTERNATES_LOOK_BYTES,
+            Reader::Git => u64::MAX,
+        },
+    };
+    follow_from(objects, 0, reader, &mut walked, visit).map(drop)
+}
+
+/// What [`follow`] has had: the dirs ([`dir_id`]), and the alternates bytes left to read.
+struct Walked {
+    seen: HashSet<(u64, u64)>,
+    budget: u64,
 }
 
 /// [`follow`] below `dir`, `depth` links from where it started; whether to go on.
@@ -113,33 +127,41 @@ fn follow_from(
     dir: &Path,
     depth: usize,
     reader: Reader,
-    seen: &mut HashSet<(u64, u64)>,
+    walked: &mut Walked,
     visit: &mut dyn FnMut(&Path) -> Result<bool, Refused>,
 ) -> Result<bool, Refused> {
     if depth >= MAX_ALTERNATES_DEPTH {
         return Ok(true);
     }
-    let named = match (alternates::named(dir, reader), reader) {
+    let named = match (alternates::named(dir, reader, &mut walked.budget), reader) {
         (Ok(named), _) => named,
         (Err(_), Reader::Git) => Vec::new(),
         (Err(e), Reader::Libgit2) => return Err(e),
     };
     for alt in named {
-        if !dir_id(&alt).is_some_and(|id| seen.insert(id)) {
+        if !dir_id(&alt, reader).is_some_and(|id| walked.seen.insert(id)) {
             continue;
         }
-        if !visit(&alt)? || !follow_from(&alt, depth + 1, reader, seen, visit)? {
+        if !visit(&alt)? || !follow_from(&alt, depth + 1, reader, walked, visit)? {
             return Ok(false);
         }
     }
     Ok(true)
 }
 
-/// The device and inode of the directory at `path` (through symlinks, as git's realpath
-/// and libgit2's `stat` go), or `None` where there is none; `stat` opens nothing.
-fn dir_id(path: &Path) -> Option<(u64, u64)> {
+/// What tells the directory at `path` from the others for `reader` (through symlinks, as
+/// git's realpath and libgit2's `stat` go), or `None` where there is none; `stat` opens
+/// nothing. git's: its device and inode. libgit2's (1.9): its inode number alone, as
+/// `git_odb__add_default_backends` compares `st_ino` with each backend's and skips a
+/// match on any device; the look must skip what libgit2 skips, or it meets a pool at
+/// another depth than libgit2 does and misses what libgit2 opens behind it.
+fn dir_id(path: &Path, reader: Reader) -> Option<(u64, u64)> {
     let meta = std::fs::metadata(path).ok()?;
-    meta.is_dir().then(|| (meta.dev(), meta.ino()))
+    let dev = match reader {
+        Reader::Git => meta.dev(),
+        Reader::Libgit2 => 0,
+    };
+    meta.is_dir().then(|| (dev, meta.ino()))
 }
 
 #[cfg(test)]
@@ -221,6 +243,20 @@ mod tests {
         assert_eq!(names(dir.path()), vec![at]);
     }
 
+    /// Checks that libgit2 reads the pool whose objects dir is `objects` from the origin at
+    /// `git_dir` (an object only the pool holds is found), then plants a FIFO at a pack
+    /// `.idx` there, which libgit2 opens on a lookup: the FIFO, and what the look finds.
+    fn a_fifo_in_a_pool_libgit2_reads(git_dir: &Path, objects: &Path) -> (PathBuf, Vec<PathBuf>) {
+        let pool = git2::Repository::open_bare(objects.parent().unwrap()).unwrap();
+        let only_there = pool.blob(b"only in this pool").unwrap();
+        let origin = git2::Repository::open_bare(git_dir).unwrap();
+        assert!(origin.odb().unwrap().exists(only_there));
+        let idx = objects.join("pack/pack-1.idx");
+        fifo(&idx);
+        std::fs::File::create(idx.with_extension("pack")).unwrap();
+        (idx, names(git_dir))
+    }
+
     /// libgit2 (1.9) uses alternates six deep: `load_alternates` reads the alternates
     /// file of the objects dir at depth 5 (it stops only past `GIT_ALTERNATES_MAX_DEPTH`)
     /// and opens the dirs it names, whose packs' `.idx` it opens on a lookup. A look
@@ -239,15 +275,7 @@ mod tests {
             std::fs::write(naming.join("info/alternates"), line).unwrap();
             naming = pool.join("objects");
         }
-        // libgit2 reads the sixth pool: an object only it holds is found.
-        let sixth = git2::Repository::open_bare(dir.path().join("pool6.git")).unwrap();
-        let only_there = sixth.blob(b"only in the sixth pool").unwrap();
-        let origin = git2::Repository::open_bare(&git_dir).unwrap();
-        assert!(origin.odb().unwrap().exists(only_there));
-        let idx = naming.join("pack/pack-1.idx");
-        fifo(&idx);
-        std::fs::File::create(idx.with_extension("pack")).unwrap();
-        let found = names(&git_dir);
+        let (idx, found) = a_fifo_in_a_pool_libgit2_reads(&git_dir, &naming);
         assert!(
             found.contains(&idx),
             "the FIFO {} libgit2 opens was not found: {found:?}",
@@ -262,15 +290,14 @@ mod tests {
         rchar.unwrap().trim().parse().unwrap()
     }
 
-    /// Review 21: each objects dir the look reaches has its `info/alternates` read, up to
-    /// 64 KiB, and every line of it stat'ed, with no bound on how many such files one look
-    /// reads but the entries budget: two entries a pool (an `info` symlink to one shared
-    /// dir, and the file in it), so 32,768 pools, 2 GiB read and 2^30 `stat`s of lines
-    /// naming a dir already had, all before libgit2 opens the origin (and again on every
-    /// lock operation). Here 80 pools in 160 entries make one look read 5 MiB, past the
-    /// 64 dirs x 64 KiB the git walk beside it stops at.
+    /// Each objects dir the look reaches has its `info/alternates` read, up to 64 KiB,
+    /// and every line of it stat'ed: bounded only by the entries budget, at two entries a
+    /// pool (an `info` symlink to one shared dir, and the file in it), one look could read
+    /// 2 GiB and stat 2^30 lines before libgit2 opens the origin. Here 80 pools in 160
+    /// entries would make it read 5 MiB: the look stops at `MAX_ALTERNATES_LOOK_BYTES`
+    /// in all and refuses the origin, naming the file it was reading.
     #[test]
-    fn review21_one_look_reads_a_bounded_number_of_alternates_bytes() {
+    fn one_look_reads_a_bounded_number_of_alternates_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let git_dir = dir.path().join("o.git");
         git2::Repository::init_bare(&git_dir).unwrap();
@@ -289,11 +316,17 @@ mod tests {
             })
             .collect();
         std::fs::write(git_dir.join("objects/info/alternates"), pools).unwrap();
+        // Reading /proc/thread-self/io counts itself: take that out.
+        let itself = read_so_far();
         let before = read_so_far();
         let looked = refs_look::look(&git_dir);
-        let read = read_so_far() - before;
-        assert!(looked.is_ok(), "{looked:?}");
-        let bound = alternates::MAX_ALTERNATES_BYTES * MAX_ALTERNATE_DIRS as u64;
+        let read = read_so_far() - before - (before - itself);
+        assert!(
+            matches!(&looked, Err(Refused::TooManyAlternates(path)) if path.ends_with("info/alternates")),
+            "{looked:?}"
+        );
+        // The file it stopped in is read one byte past what is left.
+        let bound = alternates::MAX_ALTERNATES_LOOK_BYTES + 1;
         assert!(
             read <= bound,
             "one look read {read} bytes of alternates files from 80 pools in 160 entries (bound {bound})"
@@ -334,16 +367,16 @@ mod tests {
         panic!("no directory under /etc with an inode number a new one in {shm:?} takes");
     }
 
-    /// Review 21: libgit2 (1.9) skips an alternate whose inode number is an objects dir's
-    /// it already has (`git_odb__add_default_backends` compares `st_ino` only, not the
-    /// device); the look skips one only by (device, inode). A pool on another file system
-    /// that shares an inode number with an earlier alternate is skipped by libgit2 and
-    /// walked by the look, which so meets a pool (Y) six deep first and never follows
-    /// its alternates; libgit2 meets Y one deep and opens the pool (Z) Y names, whose
-    /// FIFO the look never saw: libgit2's lookup hangs on it, the lane held on the
+    /// libgit2 (1.9) skips an alternate whose inode number is an objects dir's it
+    /// already has (`git_odb__add_default_backends` compares `st_ino` only, not the
+    /// device), and so does the look. A pool on another file system (the `twin` under
+    /// /dev/shm) sharing an inode number with an earlier alternate is skipped by both;
+    /// a look walking it would meet a pool (Y) six deep first and never follow Y's
+    /// alternates, where libgit2 meets Y one deep and opens the pool (Z) Y names: a FIFO
+    /// there must be found, or libgit2's lookup hangs on it, the lane held on the
     /// deadline's "did not answer", naming no file.
     #[test]
-    fn review21_a_pool_libgit2_skips_by_inode_alone_hides_no_fifo() {
+    fn a_pool_libgit2_skips_by_inode_alone_hides_no_fifo() {
         let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
             panic!("no /dev/shm to put a pool on another file system");
         };
@@ -370,17 +403,7 @@ mod tests {
         borrow(&chain[3], &[&y]);
         borrow(&y, &[&z]);
         borrow(&git_dir.join("objects"), &[&etc, &twin, &y]);
-        // libgit2 reads Z: an object only it holds is found.
-        let only_there = git2::Repository::open_bare(dir.path().join("z.git"))
-            .unwrap()
-            .blob(b"only in z")
-            .unwrap();
-        let origin = git2::Repository::open_bare(&git_dir).unwrap();
-        assert!(origin.odb().unwrap().exists(only_there));
-        let idx = z.join("pack/pack-1.idx");
-        fifo(&idx);
-        std::fs::File::create(idx.with_extension("pack")).unwrap();
-        let found = names(&git_dir);
+        let (idx, found) = a_fifo_in_a_pool_libgit2_reads(&git_dir, &z);
         assert!(
             found.contains(&idx),
             "the FIFO {} libgit2 opens was not found ({} and {} share inode numbers): {found:?}",

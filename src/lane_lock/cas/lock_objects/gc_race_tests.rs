@@ -1,4 +1,4 @@
-//! Review 21 (failing): a lock write racing a `git gc` of the origin must leave the lock
+//! A lock write racing a `git gc` of the origin must leave the lock
 //! commit's tree where that gc cannot take it. git (2.47) reads the empty tree with no
 //! copy on disk (`cat-file`, `gc`, clone), but `git fsck` does not: a commit on it with
 //! no copy is a "missing tree", and fsck fails (exit 2) on the origin.
@@ -76,16 +76,14 @@ fn after_a_racing_gc(origin: &BareOrigin) -> Option<String> {
 }
 
 /// A released lock left the empty tree in the origin a month ago, and a `git gc --cruft`
-/// packed it into a cruft pack (aged by its `.mtimes`). git's writer skips a cruft copy
-/// and writes a fresh loose one; berth's lock write no longer judges the tree (taking it
-/// for hard-coded), so libgit2 writes it, touching only the cruft `.pack`, which git does
-/// not count. A gc racing the write then drops the tree, and the origin's lock commit
-/// points at a tree that is not there: `git fsck` of the origin (a forge's or an
-/// operator's integrity check) reports it corrupt, "missing tree", until a later gc packs
-/// the hard-coded tree again. The same race on an old loose
-/// copy (which libgit2 freshens) leaves all there, so the cruft case is the defect.
+/// packed it into a cruft pack (aged by its `.mtimes`). libgit2 would freshen it by
+/// touching only the cruft `.pack`, which git does not count, so a gc racing the write
+/// would drop the tree, and `git fsck` of the origin (a forge's or an operator's integrity
+/// check) would report the lock commit's tree missing: the tree is judged as the commit
+/// is, so git's writer writes a fresh loose copy. The same race on an old loose copy
+/// (which libgit2 freshens) leaves all there too.
 #[test]
-fn review21_a_racing_gc_cannot_take_the_lock_commits_empty_tree_from_a_cruft_pack() {
+fn a_racing_gc_cannot_take_the_lock_commits_empty_tree_from_a_cruft_pack() {
     let loose = OldTreeOrigin::loose_in(BareOrigin::new());
     assert_eq!(after_a_racing_gc(&loose.origin), None, "old loose tree");
     let cruft = OldTreeOrigin::cruft_packed();
