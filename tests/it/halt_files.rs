@@ -349,3 +349,74 @@ fn filing_over_a_planted_8_mib_pending_event_costs_its_bytes_not_its_parse() {
         planted
     );
 }
+
+/// Review-bounds 18. Whoever writes the build-state dir names a plan at a path of 3,840
+/// bytes of `\x01` (15 dirs of 255, beneath the state's dir), which JSON writes as 23 KB,
+/// and gives 400 failed phases whose plan blocks check their gate, each with another
+/// out-of-range `index`: 400 PREMATURE_COMPLETION faults, one fault id (scope `all`, one
+/// message), 400 detector ids each carrying the plan path. berth files the one event and
+/// writes the run's registry past the 8 MiB it reads back; the next pass refuses its own
+/// registry as too large, moves it aside as invalid content, starts afresh and files the
+/// fault again: an event the investigator acknowledged comes back as pending, every pass.
+#[test]
+fn review_bounds18_berth_reads_back_the_registry_it_wrote_and_an_acked_event_stays_acked() {
+    use serde_json::json;
+    const PHASES: usize = 400;
+    let world = World::new();
+    let state_dir = world.root.join("build-state");
+    let mut plan_dir = state_dir.clone();
+    for _ in 0..15 {
+        plan_dir.push("\u{1}".repeat(255));
+    }
+    fs::create_dir_all(&plan_dir).unwrap();
+    let plan = plan_dir.join("plan.md");
+    fs::write(
+        &plan,
+        "### Phase\n- [x] **Implementation**\n".repeat(PHASES),
+    )
+    .unwrap();
+    let phases: Vec<Value> = (0..PHASES)
+        .map(|k| json!({"index": 1_000_000 + k, "number": "1", "status": "failed"}))
+        .collect();
+    let state = json!({"slug": "big", "planFile": plan, "phases": phases});
+    fs::write(state_dir.join("big.json"), state.to_string()).unwrap();
+    let halts = HaltStore::new(world.root.join("skill-faults"));
+    let rules = Rules::embedded().unwrap();
+    let set = rules.current();
+    let learned = LearnedSet::default();
+    let first = watch_runs(&set, &state_dir, &halts, &learned);
+    assert_eq!(first.emitted.len(), 1, "{:?}", first.problems);
+    let registry_bytes: u64 = fs::read_dir(halts.dir().join("active-faults"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    let listed = halts.list();
+    let halt = &listed.halts[0];
+    halts
+        .mark_investigated(&halt.run_id, &halt.fault_id)
+        .unwrap();
+    let again = watch_runs(&set, &state_dir, &halts, &learned);
+    let pending = halts
+        .list()
+        .halts
+        .into_iter()
+        .filter(|h| h.status == berth::faults::halt_store::HaltStatus::Pending)
+        .count();
+    let moved: Vec<&String> = again
+        .problems
+        .iter()
+        .filter(|p| p.contains("moved aside"))
+        .collect();
+    assert!(
+        pending == 0 && moved.is_empty(),
+        "berth wrote a registry of {registry_bytes} bytes (it reads at most 8 MiB); the next pass moved it aside ({} problems say so: {:?}) and filed the acked fault again: {pending} pending, emitted {:?}",
+        moved.len(),
+        moved
+            .iter()
+            .map(|p| &p[p.len().saturating_sub(160)..])
+            .collect::<Vec<_>>(),
+        again.emitted
+    );
+}
