@@ -266,3 +266,37 @@ fn review_bounds18_a_record_queued_while_learned_patterns_spend_their_budget_is_
         "a record queued while each tick spends the 1 s learned budget was not claimed within 1 s of its write (status {status}); claimed later"
     );
 }
+
+/// Review-bounds 18. Whoever writes the faults dir gives a learned pattern an unknown field
+/// (kept by every rewrite) of 600 arrays nested 100 deep: 120 KB compact. A hit of its
+/// category (the fault watch's, once per newly raised fault) rewrites the file pretty,
+/// where each nested array costs its depth in indentation on two lines: the rewrite is
+/// ~100 times the file, past the 8 MiB berth (and gstack) reads back, so the next load
+/// refuses the whole learned set. A planted 8 MiB file would make the daemon write ~800 MB.
+#[test]
+fn review_bounds18_a_hit_count_rewrite_stays_within_what_berth_reads_back() {
+    use berth::faults::learned::{LearnedSet, record_hits};
+    const MAX_JSON_BYTES: u64 = 8 * 1024 * 1024;
+    let world = World::new();
+    let path = world.root.join("learned-patterns.json");
+    let mut nested = "0".to_owned();
+    for _ in 0..100 {
+        nested = format!("[{nested}]");
+    }
+    let notes = format!("[{}]", vec![nested; 600].join(","));
+    let text = format!(
+        r#"[{{"category":"HOSTILE_HIT","severity":"MEDIUM","description":"x","matcherKind":"stdout_regex","pattern":"BOOM","notes":{notes}}}]"#
+    );
+    fs::write(&path, &text).unwrap();
+    let loaded = LearnedSet::load(&path).map(|set| set.patterns.len());
+    assert_eq!(loaded.ok(), Some(1), "the planted file loads");
+    record_hits(&path, &["HOSTILE_HIT"]).unwrap();
+    let written = fs::metadata(&path).unwrap().len();
+    let reloaded = LearnedSet::load(&path).map(|set| set.patterns.len());
+    assert!(
+        written <= MAX_JSON_BYTES && reloaded.is_ok(),
+        "one hit rewrote a {} byte learned-patterns.json as {written} bytes, past the {MAX_JSON_BYTES} berth reads: reload {:?}",
+        text.len(),
+        reloaded.map_err(|e| e.to_string())
+    );
+}
