@@ -420,3 +420,58 @@ fn review_bounds18_berth_reads_back_the_registry_it_wrote_and_an_acked_event_sta
         again.emitted
     );
 }
+
+/// Review-bounds 18. The phase a fault names is copied into its halt event's snapshot, and
+/// the event is cut to the 8 MiB berth writes by measuring its whole pretty text first
+/// (`HaltEvent::fit_within`). A phase of 4,000 arrays nested 120 deep is 1 MB of state
+/// (a quarter of a state's 4 MiB); pretty, each nested array costs its depth in
+/// indentation on two lines, so that measure alone builds ~130 MB the filing then drops
+/// with the phase. A filing costs what it writes (the sibling tests: under 64 MiB); a 4 MiB
+/// state makes it ~0.5 GB on the tick's thread, each time the fault is filed.
+#[test]
+fn review_bounds18_filing_a_fault_whose_phase_pretty_prints_large_costs_what_it_writes() {
+    if !in_own_process(
+        "halt_files::review_bounds18_filing_a_fault_whose_phase_pretty_prints_large_costs_what_it_writes",
+    ) {
+        return;
+    }
+    let mut nested = "0".to_owned();
+    for _ in 0..120 {
+        nested = format!("[{nested}]");
+    }
+    let text = format!(
+        r#"{{"slug":"r","phases":[{{"index":0,"status":"failed","x":[{}]}}]}}"#,
+        vec![nested; 4000].join(",")
+    );
+    let state: Value = serde_json::from_str(&text).unwrap();
+    let mut evidence = serde_json::Map::new();
+    evidence.insert("phaseIndex".into(), Value::from(0));
+    let fault = Fault {
+        category: "X".into(),
+        severity: Severity::High,
+        description: "X happened".into(),
+        source_files: vec![],
+        evidence,
+    };
+    let run = RunRef {
+        run_id: "r",
+        state_slug: "r",
+        state: Some(&state),
+        ..RunRef::default()
+    };
+    let event = HaltEvent::from_fault(&run, &fault);
+    let dir = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    trim_and_reset_peak();
+    let before = status_kib("VmRSS:");
+    let emitted = store.emit(&event);
+    let peak_mib = status_kib("VmHWM:").saturating_sub(before) / 1024;
+    let written = fs::metadata(store.pending_path("r", &event.fault_id))
+        .map(|m| m.len())
+        .unwrap_or_default();
+    assert!(
+        peak_mib < 64,
+        "filing a fault whose phase is {} bytes of state peaked at {peak_mib} MiB to write {written} bytes: {emitted:?}",
+        text.len()
+    );
+}
