@@ -475,3 +475,43 @@ fn review_bounds18_filing_a_fault_whose_phase_pretty_prints_large_costs_what_it_
         text.len()
     );
 }
+
+/// Review-bounds 18. Halt files are named by gstack's safe run id, which maps run ids
+/// `a_b` and `a/b` to one name. Whoever writes the build-state dir adds a state file of run
+/// `a/b` (`z.json`, synced after `a_b`'s `polis.json`) raising the fault run `a_b` raises:
+/// its filing rewrites `a_b`'s pending event as its own, and once it clears its resolved marker sits beside it. `faults list` then shows
+/// the one event as resolved (run `a/b`), while run `a_b`'s fault is still raised and has
+/// no pending event: it is hidden until it clears and is raised again.
+#[test]
+fn review_bounds18_a_raised_fault_keeps_a_pending_event_when_a_run_of_the_same_safe_id_clears() {
+    use berth::faults::halt_store::HaltStatus;
+    let world = World::new();
+    let state_dir = state_dir_with_slug(&world, "a_b");
+    let mut other: Value = serde_json::from_slice(&fs::read(fixture_path()).unwrap()).unwrap();
+    other["slug"] = Value::String("a/b".to_owned());
+    fs::write(state_dir.join("z.json"), other.to_string()).unwrap();
+    let halts = HaltStore::new(world.root.join("skill-faults"));
+    let rules = Rules::embedded().unwrap();
+    let set = rules.current();
+    let learned = LearnedSet::default();
+    let first = watch_runs(&set, &state_dir, &halts, &learned);
+    assert!(
+        first
+            .emitted
+            .contains(&"a_b/PHASE_FAILED:all:1fe2d874".to_owned()),
+        "{first:?}"
+    );
+    fs::write(state_dir.join("z.json"), r#"{"slug": "a/b"}"#).unwrap();
+    let second = watch_runs(&set, &state_dir, &halts, &learned);
+    let listed: Vec<(String, HaltStatus)> = halts
+        .list()
+        .halts
+        .into_iter()
+        .map(|h| (h.run_id, h.status))
+        .collect();
+    assert!(
+        listed.contains(&("a_b".to_owned(), HaltStatus::Pending)),
+        "run a_b's fault is still raised but no pending event shows it: listed {listed:?}; resolved {:?}",
+        second.resolved
+    );
+}
