@@ -263,3 +263,63 @@ fn a_detector_printing_4_mib_in_a_loop_writes_a_bounded_log() {
     // 16 KiB of rule output plus berth's own lines, not gigabytes.
     assert!(out.stderr.len() < 64 * 1024, "{} bytes", out.stderr.len());
 }
+
+/// Review-bounds 18. Whoever writes the queue dir plants 20,000 names that are not UTF-8
+/// (never records: the watcher ignores them, the sweep lists them as unreadable) and keeps
+/// adding and removing one more. Each sweep (here every poll tick: `reconcile_every_secs =
+/// 1`) that finds the list changed looks up every listed bad name in the last sweep's
+/// list by a linear scan (`QueueView::refresh`: `Vec::contains` per name), 20,000 × 20,000
+/// comparisons on the tick's thread. A record queued meanwhile waits for that tick: it is
+/// not claimed within 1 s of its write (issue 17's bound; docs/limits.md).
+#[test]
+fn review_bounds18_planted_non_utf8_names_do_not_hold_a_new_record_past_a_second() {
+    use std::os::unix::ffi::OsStrExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const PLANTED: usize = 20_000;
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let config = world.git_forge_config("poll_secs = 1\nreconcile_every_secs = 1\n");
+    let bad = |n: &str| {
+        let mut name = vec![0xff];
+        name.extend_from_slice(n.as_bytes());
+        world.queue.join(std::ffi::OsStr::from_bytes(&name))
+    };
+    for n in 0..PLANTED {
+        fs::write(bad(&n.to_string()), "").unwrap();
+    }
+    let daemon = crate::support::spawn_ticking(&world, &config, 2);
+    let stop_toggling = Arc::new(AtomicBool::new(false));
+    let toggled = bad("toggled");
+    let toggler = {
+        let stop = Arc::clone(&stop_toggling);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                fs::write(&toggled, "").unwrap();
+                std::thread::sleep(Duration::from_millis(50));
+                fs::remove_file(&toggled).unwrap();
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    // Two more ticks: sweeps of a changed list are under way.
+    let swept = crate::support::ticks_after(&world, 2);
+    let id = lane.queue(1, "main");
+    let claimed = world.wait_for(Duration::from_secs(1), || {
+        world.read_record(&id)["status"] != "queued"
+    });
+    let status = world.read_record(&id)["status"].clone();
+    stop_toggling.store(true, Ordering::SeqCst);
+    toggler.join().unwrap();
+    let claimed_later = world.wait_for(NO_HANG, || world.read_record(&id)["status"] != "queued");
+    crate::support::stop(daemon);
+    assert!(
+        swept && claimed_later,
+        "{}",
+        crate::support::berth_log(&world)
+    );
+    assert!(
+        claimed,
+        "a record queued while {PLANTED} planted non-UTF-8 names change was not claimed within 1 s of its write (status {status}); claimed later"
+    );
+}
