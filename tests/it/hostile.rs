@@ -323,3 +323,65 @@ fn review_bounds18_planted_non_utf8_names_do_not_hold_a_new_record_past_a_second
         "a record queued while {PLANTED} planted non-UTF-8 names change was not claimed within 1 s of its write (status {status}); claimed later"
     );
 }
+
+/// Review-bounds 18. Whoever writes the faults dir plants a run's own registry (its name
+/// is the run id and 8 hex of its state file's path) holding 8,000 faults the run does not
+/// raise: ~0.7 MB, within the 8 MiB a registry may be (~100,000 such faults). Each
+/// fault-watch pass clears them: for each it scans the whole registry for another detector
+/// still holding its fault id (`file_and_resolve`: `registry.active.iter().any(..)` per
+/// cleared fault), 8,000 × 8,000 steps (20,000 held a debug daemon's first tick past 60 s); past the run's 200 resolved markers the rest are held back and stay, so
+/// every pass does it again, on the tick's thread, before the tick selects. A record queued
+/// meanwhile is not claimed within 1 s of its write.
+#[test]
+fn review_bounds18_a_planted_registry_of_many_cleared_faults_does_not_hold_a_new_record_past_a_second()
+ {
+    use berth::faults::registry::{self, ActiveFault, Registry};
+    use berth::private_dir::PrivateDir;
+    const PLANTED: usize = 8_000;
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let config = world.git_forge_config("poll_secs = 1\n");
+    let build_state = world.home.join(".gstack/build-state");
+    fs::create_dir_all(&build_state).unwrap();
+    let state = build_state.join("planted.json");
+    fs::write(&state, r#"{"slug": "planted"}"#).unwrap();
+    let faults = world.home.join(".gstack/skill-faults");
+    fs::create_dir_all(&faults).unwrap();
+    let active = PrivateDir::ensure(&faults, "active-faults").unwrap();
+    let source = state.display().to_string();
+    let planted = Registry {
+        run_id: "planted".into(),
+        source: source.clone(),
+        updated_at: String::new(),
+        active: (0..PLANTED)
+            .map(|n| {
+                let fault = ActiveFault {
+                    fault_id: format!("K:s:{n:08x}"),
+                    first_detected_at: String::new(),
+                };
+                (format!("d{n}"), fault)
+            })
+            .collect(),
+    };
+    registry::save(&active, &registry::name("planted", &source), &planted).unwrap();
+    let daemon = crate::support::spawn_ticking(&world, &config, 1);
+    let id = lane.queue(1, "main");
+    let claimed = world.wait_for(Duration::from_secs(1), || {
+        world.read_record(&id)["status"] != "queued"
+    });
+    let status = world.read_record(&id)["status"].clone();
+    let claimed_later = world.wait_for(NO_HANG, || world.read_record(&id)["status"] != "queued");
+    let held = fs::read_dir(active.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("planted-"))
+        .filter_map(|e| fs::metadata(e.path()).ok())
+        .map(|m| m.len())
+        .sum::<u64>();
+    crate::support::stop(daemon);
+    assert!(claimed_later, "{}", crate::support::berth_log(&world));
+    assert!(
+        claimed,
+        "a record queued while a planted registry of {PLANTED} cleared faults ({held} bytes left) is synced was not claimed within 1 s of its write (status {status}); claimed later"
+    );
+}
