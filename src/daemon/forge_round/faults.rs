@@ -71,10 +71,10 @@ fn detect(shared: &Shared, poll: &PollPlan, repo_facts: &[RepoFacts]) {
     }
     // Settled records (landed and proven, abandoned) can raise no queue fault: the
     // detectors see every other record.
-    let (owned, unreadable) = {
+    let (owned, unreadable, unreadable_unlisted) = {
         let view = shared.crew.records.view();
         let owned: Vec<StoredRecord> = view.active().cloned().collect();
-        (owned, view.unreadable())
+        (owned, view.unreadable(), view.unreadable_unlisted())
     };
     let records: Vec<&StoredRecord> = owned.iter().collect();
     let now = crate::clock::now();
@@ -82,6 +82,7 @@ fn detect(shared: &Shared, poll: &PollPlan, repo_facts: &[RepoFacts]) {
         queue_dir: shared.crew.records.store().dir(),
         records: &records,
         unreadable: &unreadable,
+        unreadable_unlisted,
         stranded: &|stored| {
             stranded::stranded_reason(&shared.crew, shared.config().lock_ttl(), stored, now)
         },

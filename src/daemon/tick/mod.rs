@@ -145,6 +145,13 @@ fn refresh_view(shared: &Shared, refresh: &Refresh) -> bool {
     for bad in &refreshed.newly_unreadable {
         tracing::warn!(file = %bad.file, "unreadable queue record: {}", bad.reason);
     }
+    if refreshed.bad_names_unlisted > 0 {
+        tracing::warn!(
+            "{} more queue files have names that are not UTF-8: counted, not listed (the first {} by name are)",
+            refreshed.bad_names_unlisted,
+            crate::queue_view::MAX_BAD_NAMES_KEPT
+        );
+    }
     if refreshed.changed >= RELEASE_AFTER_READS {
         release_freed_memory();
     }
