@@ -59,12 +59,14 @@ pub fn run(shared: &Shared, poll: &PollPlan, cancel: &CancellationToken) {
 /// them on the view's lock), unless nothing they see changed since their last run.
 fn detect(shared: &Shared, poll: &PollPlan, repo_facts: &[RepoFacts]) {
     let generation = shared.crew.records.view().generation();
+    // What the last watch round found (it runs beside this round, not before it).
+    let learned_budget = shared.memory().learned_budget.clone();
     let fallbacks = shared.decisions().fallbacks().active();
     let seen = (
         generation,
         shared.memory().generation(),
         // Whether the budget ran out, not which pattern ran it out: one fault, not one a tick.
-        serde_json::to_string(&(&fallbacks, poll.learned_budget.is_some())).unwrap_or_default(),
+        serde_json::to_string(&(&fallbacks, learned_budget.is_some())).unwrap_or_default(),
     );
     if shared.memory().detected.as_ref() == Some(&seen) && !poll.in_flight {
         return;
@@ -88,7 +90,7 @@ fn detect(shared: &Shared, poll: &PollPlan, repo_facts: &[RepoFacts]) {
         },
         repos: repo_facts,
         rule_fallbacks: &fallbacks,
-        learned_budget: poll.learned_budget.as_ref(),
+        learned_budget: learned_budget.as_ref(),
     };
     // Counted by tests: how often the queue detectors run, and over how many records.
     tracing::debug!(live = records.len(), "queue detectors run");
@@ -102,4 +104,13 @@ fn detect(shared: &Shared, poll: &PollPlan, repo_facts: &[RepoFacts]) {
     // queue run's lock held elsewhere) or failed runs again on the next round, though
     // nothing in the queue changed.
     shared.memory().detected = (!report.unsynced).then_some(seen);
+}
+
+/// The watch round: the detectors over the build-state runs, filing and resolving their
+/// halt events; whether the learned patterns ran out of their budget is left for the next
+/// poll round's queue detectors.
+pub fn watch_runs(shared: &Shared) {
+    let runs = crate::faults::watch::tick_runs(&shared.fault_dirs(), &shared.rules().current());
+    shared.crew.telemetry.halts_withheld("runs", runs.withheld);
+    shared.memory().learned_budget = runs.learned_budget;
 }
