@@ -241,26 +241,12 @@ mod tests {
 
 #[cfg(test)]
 mod freshen_tests {
+    use super::old_tree::{
+        OldTreeOrigin, any_acquired, borrow, empty_tree, month_old_loose, objects, pack_only,
+    };
     use crate::lane_lock::Acquire;
     use crate::lane_lock::tests::{BareOrigin, git_fed, widget_main};
-    use std::path::PathBuf;
-    use std::time::{Duration, SystemTime};
-
-    /// Makes the origin's loose copy of `tree` a month old, past git's default
-    /// `gc.pruneExpire` of two weeks; its path.
-    fn month_old_loose(origin: &BareOrigin, tree: &str) -> PathBuf {
-        let loose = origin
-            .bare
-            .join("objects")
-            .join(&tree[..2])
-            .join(&tree[2..]);
-        let month_ago = SystemTime::now() - Duration::from_secs(30 * 24 * 3600);
-        std::fs::File::open(&loose)
-            .unwrap()
-            .set_modified(month_ago)
-            .unwrap();
-        loose
-    }
+    use std::time::Duration;
 
     /// git writes an object it already has by freshening its file's time (git's
     /// `write_object_file`, libgit2's `git_odb_write` alike): a gc that walked the refs
@@ -271,13 +257,11 @@ mod freshen_tests {
     /// tree.
     #[test]
     fn a_lock_write_freshens_the_old_empty_tree_it_reuses() {
-        let origin = BareOrigin::new();
-        let tree = git_fed(
-            &origin.bare,
-            &["hash-object", "-w", "-t", "tree", "/dev/null"],
-            "",
-        );
-        let loose = month_old_loose(&origin, &tree);
+        let OldTreeOrigin {
+            origin,
+            tree,
+            loose,
+        } = OldTreeOrigin::loose_in(BareOrigin::new());
         let client = origin.client();
         let taken = origin.take(&client, &widget_main());
         assert!(matches!(taken, Ok(Acquire::Acquired(_))), "{taken:?}");
@@ -302,18 +286,12 @@ mod freshen_tests {
     /// of that origin for good.
     #[test]
     fn a_lock_write_succeeds_when_its_tree_is_packed_and_an_old_loose_copy_stays() {
-        let origin = BareOrigin::new();
-        let tree = git_fed(
-            &origin.bare,
-            &["hash-object", "-w", "-t", "tree", "--stdin"],
-            "",
-        );
+        let OldTreeOrigin { origin, tree, .. } = OldTreeOrigin::loose_in(BareOrigin::new());
         git_fed(
             &origin.bare,
             &["pack-objects", "-q", "objects/pack/pack"],
             &format!("{tree}\n"),
         );
-        month_old_loose(&origin, &tree);
         let client = origin.client();
         let taken = origin.take(&client, &widget_main());
         assert!(
@@ -330,21 +308,13 @@ mod freshen_tests {
     #[test]
     fn a_lock_write_leaves_a_fresh_loose_copy_of_a_tree_held_in_a_cruft_pack() {
         for loose_left in [false, true] {
-            let origin = BareOrigin::new();
-            let tree = git_fed(
-                &origin.bare,
-                &["hash-object", "-w", "-t", "tree", "--stdin"],
-                "",
-            );
-            let loose = month_old_loose(&origin, &tree);
-            git_fed(&origin.bare, &["repack", "-q", "--cruft", "-d"], "");
-            assert!(!loose.exists(), "the cruft repack left {tree} loose");
+            let OldTreeOrigin {
+                origin,
+                tree,
+                loose,
+            } = OldTreeOrigin::cruft_packed();
             if loose_left {
-                git_fed(
-                    &origin.bare,
-                    &["hash-object", "-w", "-t", "tree", "--stdin"],
-                    "",
-                );
+                empty_tree(&origin.bare);
                 month_old_loose(&origin, &tree);
             }
             let client = origin.client();
@@ -375,46 +345,19 @@ mod freshen_tests {
     }
 
     fn cruft_packed_tree_also_in_an_alternate(in_midx: bool) -> Option<String> {
-        let origin = BareOrigin::new();
-        let alt = origin.dir.path().join("pool.git");
-        let out = std::process::Command::new("git")
-            .args(["init", "--bare", "-q"])
-            .arg(&alt)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        let pooled = git_fed(&alt, &["hash-object", "-w", "-t", "tree", "--stdin"], "");
+        let old = OldTreeOrigin::cruft_packed();
+        let alt = old.pool("pool.git");
+        old.tree_in(&alt);
         if in_midx {
             // The pool keeps it packed under a multi-pack-index (`git maintenance`): git
             // finds that pack first, through the midx, and freshens it instead.
-            git_fed(
-                &alt,
-                &["pack-objects", "-q", "objects/pack/pack"],
-                &format!("{pooled}\n"),
-            );
-            std::fs::remove_dir_all(alt.join("objects").join(&pooled[..2])).unwrap();
+            pack_only(&alt, &old.tree);
             git_fed(&alt, &["multi-pack-index", "write"], "");
         }
-        let tree = git_fed(
-            &origin.bare,
-            &["hash-object", "-w", "-t", "tree", "--stdin"],
-            "",
-        );
-        assert_eq!(pooled, tree);
-        let loose = month_old_loose(&origin, &tree);
-        git_fed(&origin.bare, &["repack", "-q", "--cruft", "-d"], "");
-        assert!(!loose.exists(), "the cruft repack left {tree} loose");
-        std::fs::write(
-            origin.bare.join("objects/info/alternates"),
-            format!("{}\n", alt.join("objects").display()),
-        )
-        .unwrap();
-        let client = origin.client();
+        borrow(&old.origin.bare, &[objects(&alt)]);
         // Each retry meets the same origin: the lane stays wedged.
-        let tries: Vec<_> = (0..3)
-            .map(|_| origin.take(&client, &widget_main()))
-            .collect();
-        (!tries.iter().any(|taken| matches!(taken, Ok(Acquire::Acquired(_))))).then(|| {
+        let tries = old.three_takes();
+        (!any_acquired(&tries)).then(|| {
             format!(
                 "pool's copy in a midx {in_midx}: 3 lock writes all failed on an origin whose tree is in a cruft pack and also in an alternate: {:?}",
                 tries.last()
@@ -425,3 +368,5 @@ mod freshen_tests {
 
 #[cfg(test)]
 mod alternate_tests;
+#[cfg(test)]
+mod old_tree;

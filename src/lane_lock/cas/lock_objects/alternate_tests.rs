@@ -2,8 +2,8 @@
 //! in an alternate, wherever git resolves and follows it, on that file system's clock.
 
 mod review17_relative_alternate {
-    use crate::lane_lock::Acquire;
-    use crate::lane_lock::tests::{BareOrigin, git_fed, widget_main};
+    use super::super::old_tree::{OldTreeOrigin, borrow, counted_by_git};
+    use crate::lane_lock::tests::bare_repo;
 
     /// The origin borrows from a pool named by a relative `info/alternates` line that does
     /// not start with '.' (git resolves every relative line against the objects dir naming
@@ -13,68 +13,23 @@ mod review17_relative_alternate {
     /// finds no copy, and fails every lock write with `OnlyCruft`: the lane is wedged.
     #[test]
     fn a_lock_write_succeeds_when_the_cruft_packed_tree_is_in_a_relative_alternate() {
-        let origin = BareOrigin::new();
-        let tree = git_fed(
-            &origin.bare,
-            &["hash-object", "-w", "-t", "tree", "--stdin"],
-            "",
-        );
-        let loose = origin
-            .bare
-            .join("objects")
-            .join(&tree[..2])
-            .join(&tree[2..]);
-        std::fs::File::options()
-            .write(true)
-            .open(&loose)
-            .unwrap()
-            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86400))
-            .unwrap();
-        git_fed(&origin.bare, &["repack", "-q", "--cruft", "-d"], "");
-        assert!(!loose.exists(), "the cruft repack left {tree} loose");
-        let alt = origin.bare.join("objects/pool.git");
-        let out = std::process::Command::new("git")
-            .args(["init", "--bare", "-q"])
-            .arg(&alt)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        let pooled = git_fed(&alt, &["hash-object", "-w", "-t", "tree", "--stdin"], "");
-        assert_eq!(pooled, tree);
-        std::fs::write(
-            origin.bare.join("objects/info/alternates"),
-            "pool.git/objects\n",
-        )
-        .unwrap();
+        let old = OldTreeOrigin::cruft_packed();
+        let alt = old.origin.bare.join("objects/pool.git");
+        bare_repo(&alt);
+        old.tree_in(&alt);
+        borrow(&old.origin.bare, &["pool.git/objects".to_owned()]);
         // git itself follows the line: it sees the pool's copy.
-        let out = std::process::Command::new("git")
-            .args(["count-objects", "-v"])
-            .env("GIT_DIR", &origin.bare)
-            .output()
-            .unwrap();
-        let said = String::from_utf8_lossy(&out.stdout);
+        let said = counted_by_git(&old.origin.bare);
         assert!(
             said.contains("alternate:"),
             "git does not follow it: {said}"
         );
-        let client = origin.client();
-        let tries: Vec<_> = (0..3)
-            .map(|_| origin.take(&client, &widget_main()))
-            .collect();
-        assert!(
-            tries
-                .iter()
-                .any(|taken| matches!(taken, Ok(Acquire::Acquired(_)))),
-            "3 lock writes all failed (left loose in origin: {}): {:?}",
-            loose.exists(),
-            tries.last()
-        );
+        old.assert_a_lock_write_succeeds();
     }
 }
 
 mod review17_deep_alternate {
-    use crate::lane_lock::Acquire;
-    use crate::lane_lock::tests::{BareOrigin, git_fed, widget_main};
+    use super::super::old_tree::{OldTreeOrigin, borrow, objects};
 
     /// The origin borrows through a chain of six object pools (git follows a chain six
     /// deep: it reads the alternates files of depths 0 to 5, and uses the dirs the last
@@ -83,63 +38,21 @@ mod review17_deep_alternate {
     /// berth stops at the fifth, so every lock write fails with `OnlyCruft`.
     #[test]
     fn a_lock_write_succeeds_when_the_cruft_packed_tree_is_in_the_sixth_alternate() {
-        let origin = BareOrigin::new();
-        let tree = git_fed(
-            &origin.bare,
-            &["hash-object", "-w", "-t", "tree", "--stdin"],
-            "",
-        );
-        let loose = origin
-            .bare
-            .join("objects")
-            .join(&tree[..2])
-            .join(&tree[2..]);
-        std::fs::File::options()
-            .write(true)
-            .open(&loose)
-            .unwrap()
-            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86400))
-            .unwrap();
-        git_fed(&origin.bare, &["repack", "-q", "--cruft", "-d"], "");
-        assert!(!loose.exists(), "the cruft repack left {tree} loose");
-        let mut naming = origin.bare.join("objects");
-        let mut last = naming.clone();
+        let old = OldTreeOrigin::cruft_packed();
+        let mut naming = old.origin.bare.clone();
         for i in 1..=6 {
-            let pool = origin.dir.path().join(format!("pool{i}.git"));
-            let out = std::process::Command::new("git")
-                .args(["init", "--bare", "-q"])
-                .arg(&pool)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{out:?}");
-            std::fs::write(
-                naming.join("info/alternates"),
-                format!("{}\n", pool.join("objects").display()),
-            )
-            .unwrap();
-            naming = pool.join("objects");
-            last = pool;
+            let pool = old.pool(&format!("pool{i}.git"));
+            borrow(&naming, &[objects(&pool)]);
+            naming = pool;
         }
-        let pooled = git_fed(&last, &["hash-object", "-w", "-t", "tree", "--stdin"], "");
-        assert_eq!(pooled, tree);
-        let client = origin.client();
-        let tries: Vec<_> = (0..3)
-            .map(|_| origin.take(&client, &widget_main()))
-            .collect();
-        assert!(
-            tries
-                .iter()
-                .any(|taken| matches!(taken, Ok(Acquire::Acquired(_)))),
-            "3 lock writes all failed (left loose in origin: {}): {:?}",
-            loose.exists(),
-            tries.last()
-        );
+        old.tree_in(&naming);
+        old.assert_a_lock_write_succeeds();
     }
 }
 
 mod review17_loose_and_pooled {
-    use crate::lane_lock::Acquire;
-    use crate::lane_lock::tests::{BareOrigin, git_fed, widget_main};
+    use super::super::old_tree::{OldTreeOrigin, borrow, empty_tree, objects, pack_only};
+    use crate::lane_lock::tests::{BareOrigin, git_fed};
 
     /// A group-shared origin (`core.sharedRepository`: git's writer, `unpack-objects`)
     /// borrows from a pool that holds the empty tree in an ordinary (not cruft) pack, and
@@ -155,59 +68,18 @@ mod review17_loose_and_pooled {
             &["config", "core.sharedRepository", "group"],
             "",
         );
-        let alt = origin.dir.path().join("pool.git");
-        let out = std::process::Command::new("git")
-            .args(["init", "--bare", "-q"])
-            .arg(&alt)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        let pooled = git_fed(&alt, &["hash-object", "-w", "-t", "tree", "--stdin"], "");
-        git_fed(
-            &alt,
-            &["pack-objects", "-q", "objects/pack/pack"],
-            &format!("{pooled}\n"),
-        );
-        std::fs::remove_dir_all(alt.join("objects").join(&pooled[..2])).unwrap();
-        let tree = git_fed(
-            &origin.bare,
-            &["hash-object", "-w", "-t", "tree", "--stdin"],
-            "",
-        );
-        assert_eq!(pooled, tree);
-        let loose = origin
-            .bare
-            .join("objects")
-            .join(&tree[..2])
-            .join(&tree[2..]);
-        std::fs::File::options()
-            .write(true)
-            .open(&loose)
-            .unwrap()
-            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86400))
-            .unwrap();
-        std::fs::write(
-            origin.bare.join("objects/info/alternates"),
-            format!("{}\n", alt.join("objects").display()),
-        )
-        .unwrap();
-        let client = origin.client();
-        let tries: Vec<_> = (0..3)
-            .map(|_| origin.take(&client, &widget_main()))
-            .collect();
-        assert!(
-            tries
-                .iter()
-                .any(|taken| matches!(taken, Ok(Acquire::Acquired(_)))),
-            "3 lock writes all failed: {:?}",
-            tries.last()
-        );
+        let old = OldTreeOrigin::loose_in(origin);
+        let alt = old.pool("pool.git");
+        let pooled = empty_tree(&alt);
+        pack_only(&alt, &pooled);
+        assert_eq!(pooled, old.tree);
+        borrow(&old.origin.bare, &[objects(&alt)]);
+        old.assert_a_lock_write_succeeds();
     }
 }
 
 mod repeated_alternate {
-    use crate::lane_lock::Acquire;
-    use crate::lane_lock::tests::{BareOrigin, git_fed, widget_main};
+    use super::super::old_tree::{OldTreeOrigin, borrow, counted_by_git, objects};
 
     /// The origin borrows from pools C and A; A's `info/alternates` names A itself, twice
     /// (git skips an objects dir it already has); C borrows from D, which holds the empty
@@ -217,76 +89,18 @@ mod repeated_alternate {
     /// write with `OnlyCruft`.
     #[test]
     fn a_lock_write_succeeds_when_a_pool_names_itself_before_the_pool_holding_the_tree() {
-        let origin = BareOrigin::new();
-        let tree = git_fed(
-            &origin.bare,
-            &["hash-object", "-w", "-t", "tree", "--stdin"],
-            "",
-        );
-        let loose = origin
-            .bare
-            .join("objects")
-            .join(&tree[..2])
-            .join(&tree[2..]);
-        std::fs::File::options()
-            .write(true)
-            .open(&loose)
-            .unwrap()
-            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86400))
-            .unwrap();
-        git_fed(&origin.bare, &["repack", "-q", "--cruft", "-d"], "");
-        assert!(!loose.exists(), "the cruft repack left {tree} loose");
-        let pool = |name: &str| {
-            let at = origin.dir.path().join(name);
-            let out = std::process::Command::new("git")
-                .args(["init", "--bare", "-q"])
-                .arg(&at)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{out:?}");
-            at
-        };
-        let (a, c, d) = (pool("a.git"), pool("c.git"), pool("d.git"));
-        let pooled = git_fed(&d, &["hash-object", "-w", "-t", "tree", "--stdin"], "");
-        assert_eq!(pooled, tree);
-        let objects = |at: &std::path::Path| at.join("objects").display().to_string();
-        std::fs::write(
-            a.join("objects/info/alternates"),
-            format!("{}\n{}\n", objects(&a), objects(&a)),
-        )
-        .unwrap();
-        std::fs::write(
-            c.join("objects/info/alternates"),
-            format!("{}\n", objects(&d)),
-        )
-        .unwrap();
-        std::fs::write(
-            origin.bare.join("objects/info/alternates"),
-            format!("{}\n{}\n", objects(&c), objects(&a)),
-        )
-        .unwrap();
+        let old = OldTreeOrigin::cruft_packed();
+        let (a, c, d) = (old.pool("a.git"), old.pool("c.git"), old.pool("d.git"));
+        old.tree_in(&d);
+        borrow(&a, &[objects(&a), objects(&a)]);
+        borrow(&c, &[objects(&d)]);
+        borrow(&old.origin.bare, &[objects(&c), objects(&a)]);
         // git itself follows the chain to D.
-        let out = std::process::Command::new("git")
-            .args(["count-objects", "-v"])
-            .env("GIT_DIR", &origin.bare)
-            .output()
-            .unwrap();
-        let said = String::from_utf8_lossy(&out.stdout);
+        let said = counted_by_git(&old.origin.bare);
         assert!(
             said.contains(&format!("alternate: {}", objects(&d))),
             "git does not follow it: {said}"
         );
-        let client = origin.client();
-        let tries: Vec<_> = (0..3)
-            .map(|_| origin.take(&client, &widget_main()))
-            .collect();
-        assert!(
-            tries
-                .iter()
-                .any(|taken| matches!(taken, Ok(Acquire::Acquired(_)))),
-            "3 lock writes all failed (left loose in origin: {}): {:?}",
-            loose.exists(),
-            tries.last()
-        );
+        old.assert_a_lock_write_succeeds();
     }
 }

@@ -405,6 +405,60 @@ mod cruft_tests {
         (tree, loose)
     }
 
+    /// A lock commit on `tree`, as berth writes one: its text and id.
+    fn lock_commit(tree: Oid) -> (String, Oid) {
+        let body =
+            format!("tree {tree}\nauthor b <b@b> 1 +0000\ncommitter b <b@b> 1 +0000\n\nlock\n");
+        let commit = Oid::hash_object(ObjectType::Commit, body.as_bytes()).unwrap();
+        (body, commit)
+    }
+
+    /// An origin whose empty tree is only in a cruft pack, and a pool beside it holding
+    /// the tree loose, in a temp dir.
+    struct CruftOriginAndPool {
+        _dir: tempfile::TempDir,
+        git_dir: PathBuf,
+        pool: PathBuf,
+        tree: Oid,
+        /// The pool's loose copy of the tree.
+        pooled: PathBuf,
+    }
+
+    impl CruftOriginAndPool {
+        /// The origin at `origin.git`, named in no alternates file yet, the pool at
+        /// `pool.git`.
+        fn new() -> CruftOriginAndPool {
+            let dir = tempfile::tempdir().unwrap();
+            let (git_dir, pool) = (dir.path().join("origin.git"), dir.path().join("pool.git"));
+            std::fs::create_dir(&git_dir).unwrap();
+            let (tree, _) = empty_tree_in_a_cruft_pack(&git_dir);
+            git(
+                dir.path(),
+                &["init", "-q", "--bare", pool.to_str().unwrap()],
+            );
+            git(&pool, &["hash-object", "-t", "tree", "-w", "--stdin"]);
+            let pooled = loose_path(&pool.join("objects"), tree);
+            CruftOriginAndPool {
+                _dir: dir,
+                git_dir,
+                pool,
+                tree,
+                pooled,
+            }
+        }
+
+        /// Makes the origin borrow from the pool by the alternates line `line`, the pool's
+        /// copy a month old (as a released lock left it).
+        fn borrow_month_old(&self, line: &str) {
+            std::fs::write(
+                self.git_dir.join("objects/info/alternates"),
+                format!("{line}\n"),
+            )
+            .unwrap();
+            age(&self.pooled, 30);
+        }
+    }
+
     /// Writes a lock commit on `tree` into `git_dir` as libgit2 does and, if the check
     /// lets it pass, runs a cruft gc that saw neither the lock ref nor the new commit: the
     /// tree must survive it.
@@ -413,9 +467,7 @@ mod cruft_tests {
         tree: Oid,
         loose: &Path,
     ) {
-        let body =
-            format!("tree {tree}\nauthor b <b@b> 1 +0000\ncommitter b <b@b> 1 +0000\n\nlock\n");
-        let commit = Oid::hash_object(ObjectType::Commit, body.as_bytes()).unwrap();
+        let (body, commit) = lock_commit(tree);
         let named = [("lock commit", commit), ("tree", tree)];
         let before = Before::look(git_dir, &named, commit).unwrap();
         let origin = git2::Repository::open_bare(git_dir).unwrap();
@@ -458,34 +510,19 @@ mod cruft_tests {
     /// it), whether its alternates line is relative or absolute.
     #[test]
     fn only_a_fresh_copy_in_an_alternate_stands_for_a_cruft_packed_tree() {
-        let dir = tempfile::tempdir().unwrap();
-        let (git_dir, pool) = (dir.path().join("origin.git"), dir.path().join("pool.git"));
-        for at in [&git_dir, &pool] {
-            git(dir.path(), &["init", "-q", "--bare", at.to_str().unwrap()]);
-        }
-        let tree = Oid::from_str(&git(
-            &git_dir,
-            &["hash-object", "-t", "tree", "-w", "--stdin"],
-        ))
-        .unwrap();
-        age(&loose_path(&git_dir.join("objects"), tree), 30);
-        git(&git_dir, &["repack", "-q", "--cruft", "-d"]);
-        git(&pool, &["hash-object", "-t", "tree", "-w", "--stdin"]);
-        let pooled = loose_path(&pool.join("objects"), tree);
-        let body =
-            format!("tree {tree}\nauthor b <b@b> 1 +0000\ncommitter b <b@b> 1 +0000\n\nlock\n");
-        let commit = Oid::hash_object(ObjectType::Commit, body.as_bytes()).unwrap();
-        let named = [("lock commit", commit), ("tree", tree)];
+        let at = CruftOriginAndPool::new();
+        let (git_dir, pooled) = (&at.git_dir, &at.pooled);
+        let (body, commit) = lock_commit(at.tree);
+        let named = [("lock commit", commit), ("tree", at.tree)];
         for line in [
             "../../pool.git/objects".to_owned(),
-            pool.join("objects").display().to_string(),
+            at.pool.join("objects").display().to_string(),
         ] {
-            std::fs::write(git_dir.join("objects/info/alternates"), format!("{line}\n")).unwrap();
-            age(&pooled, 30);
+            at.borrow_month_old(&line);
             let commit_file = loose_path(&git_dir.join("objects"), commit);
             let _ = std::fs::remove_file(&commit_file);
-            let before = Before::look(&git_dir, &named, commit).unwrap();
-            let origin = git2::Repository::open_bare(&git_dir).unwrap();
+            let before = Before::look(git_dir, &named, commit).unwrap();
+            let origin = git2::Repository::open_bare(git_dir).unwrap();
             origin
                 .odb()
                 .unwrap()
@@ -496,7 +533,7 @@ mod cruft_tests {
                 matches!(checked, Err(Stale::OnlyCruft { .. })),
                 "{line}: {checked:?}"
             );
-            age(&pooled, 0);
+            age(pooled, 0);
             let checked = before.check();
             assert!(checked.is_ok(), "{line}: {checked:?}");
         }
@@ -510,46 +547,27 @@ mod cruft_tests {
     /// against the origin's clock only) fails the lock write, on every try.
     #[test]
     fn review17_a_pool_copy_freshened_by_a_lagging_pool_servers_clock_counts_as_fresh() {
-        let dir = tempfile::tempdir().unwrap();
-        let (git_dir, pool) = (dir.path().join("origin.git"), dir.path().join("pool.git"));
-        for at in [&git_dir, &pool] {
-            git(dir.path(), &["init", "-q", "--bare", at.to_str().unwrap()]);
-        }
-        let tree = Oid::from_str(&git(
-            &git_dir,
-            &["hash-object", "-t", "tree", "-w", "--stdin"],
-        ))
-        .unwrap();
-        age(&loose_path(&git_dir.join("objects"), tree), 30);
-        git(&git_dir, &["repack", "-q", "--cruft", "-d"]);
-        git(&pool, &["hash-object", "-t", "tree", "-w", "--stdin"]);
-        let pooled = loose_path(&pool.join("objects"), tree);
-        age(&pooled, 30);
-        std::fs::write(
-            git_dir.join("objects/info/alternates"),
-            format!("{}\n", pool.join("objects").display()),
-        )
-        .unwrap();
-        let body =
-            format!("tree {tree}\nauthor b <b@b> 1 +0000\ncommitter b <b@b> 1 +0000\n\nlock\n");
-        let commit = Oid::hash_object(ObjectType::Commit, body.as_bytes()).unwrap();
+        let at = CruftOriginAndPool::new();
+        let (git_dir, tree, pooled) = (&at.git_dir, at.tree, &at.pooled);
+        at.borrow_month_old(&at.pool.join("objects").display().to_string());
+        let (body, commit) = lock_commit(tree);
         let named = [("lock commit", commit), ("tree", tree)];
-        let before = Before::look(&git_dir, &named, commit).unwrap();
+        let before = Before::look(git_dir, &named, commit).unwrap();
         // git's writer: the tree (freshening the pool's copy), then the commit.
-        git(&git_dir, &["hash-object", "-t", "tree", "-w", "--stdin"]);
+        git(git_dir, &["hash-object", "-t", "tree", "-w", "--stdin"]);
         let commit_written = std::process::Command::new("sh")
             .arg("-c")
             .arg(format!(
                 "printf '{}' | git hash-object -t commit -w --stdin",
                 body.replace('\n', "\\n")
             ))
-            .env("GIT_DIR", &git_dir)
+            .env("GIT_DIR", git_dir)
             .output()
             .unwrap();
         assert!(commit_written.status.success(), "{commit_written:?}");
         assert!(!loose_path(&git_dir.join("objects"), tree).exists());
         assert!(loose_path(&git_dir.join("objects"), commit).exists());
-        let freshened = std::fs::metadata(&pooled).unwrap().modified().unwrap();
+        let freshened = std::fs::metadata(pooled).unwrap().modified().unwrap();
         assert!(
             freshened > SystemTime::now() - Duration::from_secs(60),
             "git's writer did not freshen the pool's copy"
@@ -557,7 +575,7 @@ mod cruft_tests {
         // The pool server's clock stamped that freshening 10 s behind.
         std::fs::File::options()
             .write(true)
-            .open(&pooled)
+            .open(pooled)
             .unwrap()
             .set_modified(SystemTime::now() - Duration::from_secs(10))
             .unwrap();
