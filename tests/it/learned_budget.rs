@@ -264,14 +264,13 @@ fn a_record_queued_while_learned_patterns_spend_their_budget_is_claimed_within_a
     );
 }
 
-/// Review-bounds 18. Whoever writes the faults dir gives a learned pattern an unknown field
-/// (kept by every rewrite) of 600 arrays nested 100 deep: 120 KB compact. A hit of its
-/// category (the fault watch's, once per newly raised fault) rewrites the file pretty,
-/// where each nested array costs its depth in indentation on two lines: the rewrite is
-/// ~100 times the file, past the 8 MiB berth (and gstack) reads back, so the next load
-/// refuses the whole learned set. A planted 8 MiB file would make the daemon write ~800 MB.
+/// Whoever writes the faults dir gives a learned pattern an unknown field (kept by every
+/// rewrite) of 600 arrays nested 100 deep: 120 KB compact. Pretty, each nested array costs
+/// its depth in indentation on two lines, ~100 times the file (12.97 MB), past the 8 MiB
+/// berth (and gstack) reads back: a hit of its category rewrites the file compact instead,
+/// built no further than 8 MiB, and the next load still reads the whole learned set.
 #[test]
-fn review_bounds18_a_hit_count_rewrite_stays_within_what_berth_reads_back() {
+fn a_hit_count_rewrite_stays_within_what_berth_reads_back() {
     use berth::faults::learned::{LearnedSet, record_hits};
     const MAX_JSON_BYTES: u64 = 8 * 1024 * 1024;
     let world = World::new();
