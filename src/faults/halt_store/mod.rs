@@ -12,6 +12,9 @@
 //! - `processed/<same names>`: investigated (gstack's drain, or `berth faults ack`);
 //! - `active-faults/`: berth's own per-state-file registries ([`super::registry`]).
 //!
+//! A run whose safe run id is another's, and whose fault's name there holds the other run's
+//! file, files under its own stem `<safeRunId>~<16 hex>` instead ([`stems`]).
+//!
 //! Architecture Invariant: a pending file that cannot be read is reported and left as it is;
 //! berth never writes over it. Every file here is read without blocking, without following
 //! a symlink, after checking the open handle is a regular file, and within a size cap.
@@ -25,7 +28,7 @@ use serde_json::json;
 use super::halt::HaltEvent;
 use super::json_file::{self, JsonFileError};
 use super::parse_budget::ParseError;
-use super::run_id::{file_run_id, fit_stem};
+use super::run_id::fit_stem;
 use crate::private_dir::{PrivateDir, PrivateDirError};
 
 mod cap;
@@ -34,12 +37,14 @@ mod listing;
 mod listing_reads;
 mod run_lock;
 mod shown;
+mod stems;
 mod sweep;
 mod sync;
 mod unchanged;
 
 use dirs::Sub;
 use shown::Prior;
+use stems::{EVENT, MARKER, Stems};
 
 pub use cap::{CAP_RUN_ID, CapReached, MAX_PENDING_PER_RUN, MAX_PENDING_TOTAL};
 pub use listing::{HaltStatus, LeftOut, ListedHalt, Listing, PartialListing};
@@ -195,10 +200,10 @@ impl HaltStore {
         }
     }
 
-    /// Takes one place for a new pending file of `run_id` (`path`), or says which cap is
+    /// Takes one place for a new pending file named by `stem` (`path`), or says which cap is
     /// reached. The census is counted at the store's first new file and kept up to date by
     /// its own writes; a file written meanwhile by someone else counts from the next store.
-    fn admit(&self, run_id: &str, path: &Path) -> Result<(), HaltStoreError> {
+    fn admit(&self, stem: &str, path: &Path) -> Result<(), HaltStoreError> {
         let mut census = self.census.lock().unwrap_or_else(|e| e.into_inner());
         if census.is_none() {
             let pending = self.ensure(Sub::Pending)?;
@@ -207,12 +212,12 @@ impl HaltStore {
         }
         let census = census.as_mut().expect("counted above");
         census
-            .admits(run_id)
+            .admits(stem)
             .map_err(|source| HaltStoreError::Withheld {
                 path: path.to_owned(),
                 source,
             })?;
-        census.add(run_id);
+        census.add(stem);
         Ok(())
     }
 
@@ -220,12 +225,11 @@ impl HaltStore {
     /// when it is not pending already.
     pub fn file_cap_event(&self) -> Result<(), HaltStoreError> {
         let event = cap::cap_event(&self.dir.join(PENDING_DIR));
-        let name = Self::file_name(&event.run_id, "", &event.fault_id, "");
-        if self
-            .ensure(Sub::Pending)?
-            .entry(&name)
-            .is_ok_and(|e| e.is_some())
-        {
+        let pending = self.ensure(Sub::Pending)?;
+        let stems = Stems::of(&event.run_id);
+        let stem = stems.pick(&pending, &event.run_id, &event.fault_id, &[EVENT, MARKER]);
+        let name = Self::file_name(stem, EVENT, &event.fault_id, "");
+        if pending.entry(&name).is_ok_and(|e| e.is_some()) {
             return Ok(());
         }
         self.write_event(&event, false).map(drop)
@@ -235,40 +239,59 @@ impl HaltStore {
         &self.dir
     }
 
-    /// `<safeRunId>-<infix><faultId><suffix>.json`. gstack writes the fault id as it is; a
+    /// `<stem>-<infix><faultId><suffix>.json`, `stem` being the run's ([`stems`]: gstack's
+    /// safe run id, or the run's own). gstack writes the fault id as it is; a
     /// fault id comes from data (a phase index in a state file, a registry on disk), so a
     /// path separator in it is replaced before it can reach the file system. A run id (or
     /// fault id) too long for one file name is cut to fit ([`fit_stem`]); `<suffix>.json`
     /// is always kept whole.
-    fn file_name(run_id: &str, infix: &str, fault_id: &str, suffix: &str) -> String {
+    fn file_name(stem: &str, infix: &str, fault_id: &str, suffix: &str) -> String {
         let fault_id = fault_id.replace(['/', '\\', '\0'], "_");
-        let stem = format!("{}-{infix}{fault_id}", file_run_id(run_id));
+        let stem = format!("{stem}-{infix}{fault_id}");
         let tail = format!("{suffix}.json");
         format!("{}{tail}", fit_stem(&stem, tail.len()))
     }
 
+    /// The stem `run_id`'s files of `fault_id` in `sub` go by, as filing picks it
+    /// ([`Stems::pick`] over the names of `infixes`); gstack's while `sub` is not there.
+    fn stem_in(&self, sub: Sub, run_id: &str, fault_id: &str, infixes: &[&str]) -> String {
+        let stems = Stems::of(run_id);
+        match self.opened.existing(&self.dir, sub) {
+            Ok(Some(dir)) => stems.pick(&dir, run_id, fault_id, infixes).to_owned(),
+            _ => stems.gstacks,
+        }
+    }
+
+    /// Where `run_id`'s event of `fault_id` is pending, or would be filed.
     pub fn pending_path(&self, run_id: &str, fault_id: &str) -> PathBuf {
+        let stem = self.stem_in(Sub::Pending, run_id, fault_id, &[EVENT, MARKER]);
         self.dir
             .join(PENDING_DIR)
-            .join(Self::file_name(run_id, "", fault_id, ""))
+            .join(Self::file_name(&stem, EVENT, fault_id, ""))
     }
 
+    /// Where `run_id`'s resolved marker of `fault_id` is, or would be written.
     pub fn resolved_path(&self, run_id: &str, fault_id: &str) -> PathBuf {
+        let stem = self.stem_in(Sub::Pending, run_id, fault_id, &[EVENT, MARKER]);
         self.dir
             .join(PENDING_DIR)
-            .join(Self::file_name(run_id, "RESOLVED-", fault_id, ""))
+            .join(Self::file_name(&stem, MARKER, fault_id, ""))
     }
 
+    /// Where `run_id`'s event of `fault_id` is once investigated.
     pub fn processed_path(&self, run_id: &str, fault_id: &str) -> PathBuf {
+        let stem = self.stem_in(Sub::Processed, run_id, fault_id, &[EVENT]);
         self.dir
             .join(PROCESSED_DIR)
-            .join(Self::file_name(run_id, "", fault_id, ""))
+            .join(Self::file_name(&stem, EVENT, fault_id, ""))
     }
 
+    /// Where capture number `capture` of `run_id`'s pending event of `fault_id` is archived.
     pub fn collapsed_path(&self, run_id: &str, fault_id: &str, capture: u64) -> PathBuf {
+        let stem = self.stem_in(Sub::Pending, run_id, fault_id, &[EVENT, MARKER]);
         self.dir
             .join(COLLAPSED_DIR)
-            .join(collapsed_name(run_id, fault_id, capture))
+            .join(collapsed_name(&stem, fault_id, capture))
     }
 
     /// `sub`, held open by this store from its first use ([`dirs`]).
@@ -289,9 +312,9 @@ impl HaltStore {
     /// [`HaltStore::emit`]; a new pending file only within the caps when `capped`.
     fn write_event(&self, event: &HaltEvent, capped: bool) -> Result<Emitted, HaltStoreError> {
         let pending_dir = self.ensure(Sub::Pending)?;
-        let name = Self::file_name(&event.run_id, "", &event.fault_id, "");
+        let (stem, prior) = Self::stem_and_prior(&pending_dir, event)?;
+        let name = Self::file_name(&stem, EVENT, &event.fault_id, "");
         let pending = pending_dir.join(&name);
-        let prior = read_prior(&pending_dir, &name)?;
         let mut event = event.clone();
         event
             .fit_within(json_file::MAX_JSON_BYTES)
@@ -302,7 +325,7 @@ impl HaltStore {
         let emitted = match prior {
             None => {
                 if capped {
-                    self.admit(&event.run_id, &pending)?;
+                    self.admit(&stem, &pending)?;
                 }
                 Emitted::New
             }
@@ -313,7 +336,7 @@ impl HaltStore {
             }
             Some((text, prior)) => {
                 let capture = prior.occurrences.unwrap_or(1);
-                self.archive(&event.run_id, &event.fault_id, capture, text.as_bytes())?;
+                self.archive(&stem, &event.fault_id, capture, text.as_bytes())?;
                 // A planted count may be u64::MAX: it stays there.
                 let occurrences = capture.saturating_add(1);
                 event.snapshot.occurrences = Some(occurrences);
@@ -324,7 +347,7 @@ impl HaltStore {
         pending_dir
             .write_atomic(&name, &bytes, 0o600)
             .map_err(io_problem("write", &pending))?;
-        let marker = Self::file_name(&event.run_id, "RESOLVED-", &event.fault_id, "");
+        let marker = Self::file_name(&stem, MARKER, &event.fault_id, "");
         pending_dir.remove_if_there(&marker).map_err(io_problem(
             "remove the stale resolved marker",
             &pending_dir.join(&marker),
@@ -332,21 +355,50 @@ impl HaltStore {
         Ok(emitted)
     }
 
+    /// The stem `event` is filed under ([`Stems::pick`]) and the pending file it replaces
+    /// there, if any. gstack's name is read once: its event is the prior unless it is
+    /// another run's.
+    fn stem_and_prior(
+        pending: &PrivateDir,
+        event: &HaltEvent,
+    ) -> Result<(String, Option<(String, Prior)>), HaltStoreError> {
+        let (run_id, fault_id) = (event.run_id.as_str(), event.fault_id.as_str());
+        let stems = Stems::of(run_id);
+        if stems.own_there(pending, fault_id, &[EVENT, MARKER]) {
+            let prior = read_prior(pending, &Self::file_name(&stems.own, EVENT, fault_id, ""))?;
+            return Ok((stems.own, prior));
+        }
+        let prior = read_prior(
+            pending,
+            &Self::file_name(&stems.gstacks, EVENT, fault_id, ""),
+        )?;
+        let marker = Self::file_name(&stems.gstacks, MARKER, fault_id, "");
+        if prior
+            .as_ref()
+            .is_some_and(|(_, p)| stems::another(p.run_id.as_deref(), run_id))
+            || stems::held_by_another(pending, &marker, run_id)
+        {
+            // Its own stem holds no file (looked at above): nothing is replaced.
+            return Ok((stems.own, None));
+        }
+        Ok((stems.gstacks, prior))
+    }
+
     /// Archives `prior` (the replaced pending file's text, as it was), capture number
-    /// `capture` of the fault, to `collapsed/`, then prunes
+    /// `capture` of the fault of the run's `stem`, to `collapsed/`, then prunes
     /// that fault's archives. An ack starts the pending file's count at 1 again while the
     /// archives from before it stay, so the archive takes the next number after the
     /// highest one there: none is written over, and the highest number stays the newest
     /// capture, which the pruning keeps.
     fn archive(
         &self,
-        run_id: &str,
+        stem: &str,
         fault_id: &str,
         capture: u64,
         prior: &[u8],
     ) -> Result<(), HaltStoreError> {
         let collapsed = self.ensure(Sub::Collapsed)?;
-        let mut archives = archives(&collapsed, run_id, fault_id)?;
+        let mut archives = archives(&collapsed, stem, fault_id)?;
         let highest = archives.iter().map(|a| a.number).max();
         let number = match highest.map(|h| h.checked_add(1)) {
             None => capture,
@@ -354,9 +406,9 @@ impl HaltStore {
             // The numbers ran out (an archive planted as number u64::MAX): the archives are
             // numbered 1..=k again, oldest first, so that this capture still gets a name of
             // its own and stays the newest.
-            Some(None) => renumber(&collapsed, run_id, fault_id, &mut archives)? + 1,
+            Some(None) => renumber(&collapsed, stem, fault_id, &mut archives)? + 1,
         };
-        let name = collapsed_name(run_id, fault_id, number);
+        let name = collapsed_name(stem, fault_id, number);
         collapsed
             .write_atomic(&name, prior, 0o600)
             .map_err(io_problem("write", &collapsed.join(&name)))?;
@@ -370,13 +422,16 @@ impl HaltStore {
     }
 
     /// Writes the resolved marker of a fault that cleared, as gstack's
-    /// `emitHaltEventResolved` does: `{event, timestamp, runId, faultId}` and nothing else.
+    /// `emitHaltEventResolved` does: `{event, timestamp, runId, faultId}` and nothing else;
+    /// under the stem the run's event is filed under ([`stems`]).
     pub fn resolve(&self, run_id: &str, fault_id: &str) -> Result<(), HaltStoreError> {
         let pending = self.ensure(Sub::Pending)?;
-        let name = Self::file_name(run_id, "RESOLVED-", fault_id, "");
+        let stems = Stems::of(run_id);
+        let stem = stems.pick(&pending, run_id, fault_id, &[EVENT, MARKER]);
+        let name = Self::file_name(stem, MARKER, fault_id, "");
         let path = pending.join(&name);
         if !pending.entry(&name).is_ok_and(|e| e.is_some()) {
-            self.admit(run_id, &path)?;
+            self.admit(stem, &path)?;
         }
         let marker = json!({
             "event": RESOLVED_EVENT,
@@ -394,15 +449,19 @@ impl HaltStore {
     /// `processed/` under the same name. Its resolved marker, if any, stays for gstack's
     /// drain to pair. Finding no event, it makes no dir: one made by another user than the
     /// faults dir's owner (`sudo berth faults ack`) would lock the daemon's user out.
+    /// The event is the run's own ([`stems`]): one under gstack's name that holds another
+    /// whole run id is never moved for this run.
     pub fn mark_investigated(
         &self,
         run_id: &str,
         fault_id: &str,
     ) -> Result<Marked, HaltStoreError> {
-        let name = Self::file_name(run_id, "", fault_id, "");
         let Some(pending) = self.opened.existing(&self.dir, Sub::Pending)? else {
             return Ok(Marked::AlreadyMoved);
         };
+        let stems = Stems::of(run_id);
+        let stem = stems.pick(&pending, run_id, fault_id, &[EVENT]);
+        let name = Self::file_name(stem, EVENT, fault_id, "");
         if pending
             .entry(&name)
             .map_err(io_problem("read", &pending.join(&name)))?
@@ -430,22 +489,22 @@ struct Archive {
     name: String,
 }
 
-/// The name of capture number `capture` of (`run_id`, `fault_id`) under `collapsed/`.
-fn collapsed_name(run_id: &str, fault_id: &str, capture: u64) -> String {
-    HaltStore::file_name(run_id, "", fault_id, &format!("-{capture}"))
+/// The name of capture number `capture` of the run's (`stem`) `fault_id` under `collapsed/`.
+fn collapsed_name(stem: &str, fault_id: &str, capture: u64) -> String {
+    HaltStore::file_name(stem, EVENT, fault_id, &format!("-{capture}"))
 }
 
 /// The archived captures of one fault in `collapsed`: the files whose name is the name
 /// [`collapsed_name`] gives their number.
 fn archives(
     collapsed: &PrivateDir,
-    run_id: &str,
+    stem: &str,
     fault_id: &str,
 ) -> Result<Vec<Archive>, HaltStoreError> {
     let number_of = |name: &str| {
         let (_, number) = name.strip_suffix(".json")?.rsplit_once('-')?;
         let number: u64 = number.parse().ok()?;
-        (name == collapsed_name(run_id, fault_id, number)).then_some(number)
+        (name == collapsed_name(stem, fault_id, number)).then_some(number)
     };
     let listed = collapsed.names_matching_up_to(MAX_NAMES_PER_LISTING, |n| number_of(n).is_some());
     let names = match listed.map_err(io_problem("list", collapsed.path()))? {
@@ -476,7 +535,7 @@ fn archives(
 /// holding number i is among the first i and was renamed before.
 fn renumber(
     collapsed: &PrivateDir,
-    run_id: &str,
+    stem: &str,
     fault_id: &str,
     archives: &mut [Archive],
 ) -> Result<u64, HaltStoreError> {
@@ -485,7 +544,7 @@ fn renumber(
         if archive.number == number {
             continue;
         }
-        let name = collapsed_name(run_id, fault_id, number);
+        let name = collapsed_name(stem, fault_id, number);
         collapsed
             .rename_to(&archive.name, collapsed, &name)
             .map_err(io_problem("renumber", &collapsed.join(&archive.name)))?;
