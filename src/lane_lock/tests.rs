@@ -16,12 +16,7 @@ impl BareOrigin {
     pub fn new() -> BareOrigin {
         let dir = tempfile::tempdir().unwrap();
         let bare = dir.path().join("locks.git");
-        let out = std::process::Command::new("git")
-            .args(["init", "--bare", "-q"])
-            .arg(&bare)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
+        bare_repo(&bare);
         let url = bare.to_str().unwrap().to_owned();
         BareOrigin { dir, bare, url }
     }
@@ -35,6 +30,16 @@ impl BareOrigin {
     pub fn take(&self, client: &LockClient, lane: &Lane) -> Result<Acquire, LockError> {
         client.acquire(&self.url, lane, "me", Path::new("/a"))
     }
+}
+
+/// Makes a new bare repository at `at`, asserting git did.
+pub(super) fn bare_repo(at: &Path) {
+    let out = std::process::Command::new("git")
+        .args(["init", "--bare", "-q"])
+        .arg(at)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
 }
 
 /// What berth set aside in the origin `bare` (broken refs and planted `.lock` nodes moved

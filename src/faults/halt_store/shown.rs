@@ -313,17 +313,28 @@ impl WholeRunId {
 }
 
 impl Loose for WholeRunId {
-    fn on_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<WholeRunId, A::Error> {
-        let mut run = WholeRunId::default();
-        while let Some(key) = map.next_key::<Text>()? {
-            if key.0.as_deref() == Some("runId") {
-                run.0 = map.next_value_seed(LooseSeed::<Whole>::default())?.0;
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(run)
+    fn on_map<'de, A: MapAccess<'de>>(map: A) -> Result<WholeRunId, A::Error> {
+        Ok(WholeRunId(
+            last_of::<Whole, A>(map, "runId")?.and_then(|run| run.0),
+        ))
     }
+}
+
+/// The last value of `field` in an object (a repeated key counts as its last value, as a
+/// parsed object keeps it), read as `T` reads it; every other field skipped unbuilt.
+fn last_of<'de, T: Loose, A: MapAccess<'de>>(
+    mut map: A,
+    field: &str,
+) -> Result<Option<T>, A::Error> {
+    let mut last = None;
+    while let Some(key) = map.next_key::<Text>()? {
+        if key.0.as_deref() == Some(field) {
+            last = Some(map.next_value_seed(LooseSeed::<T>::default())?);
+        } else {
+            map.next_value::<IgnoredAny>()?;
+        }
+    }
+    Ok(last)
 }
 
 impl Loose for Shown {

@@ -274,21 +274,7 @@ fn listing_holds_one_events_parse_at_a_time() {
 #[test]
 fn a_one_shot_listing_holds_each_events_fields_once() {
     const EVENTS: usize = 200;
-    let dir = tempfile::tempdir().unwrap();
-    let pending = dir.path().join(PENDING_DIR);
-    fs::create_dir_all(&pending).unwrap();
-    let field = |c: &str| c.repeat(shown::MAX_FIELD_BYTES + 100);
-    for n in 0..EVENTS {
-        let event = serde_json::json!({
-            "runId": format!("{n}{}", field("r")), "faultId": field("f"), "kind": field("k"),
-            "severity": field("s"), "message": field("m"), "timestamp": field("t"),
-        });
-        fs::write(pending.join(format!("r{n}.json")), event.to_string()).unwrap();
-    }
-    let store = HaltStore::new(dir.path());
-    crate::rules::memory::start();
-    let listing = store.list();
-    let peak = crate::rules::memory::stop();
+    let (listing, peak) = markers::list_long_fielded(EVENTS, None);
     assert_eq!(listing.halts.len(), EVENTS);
     let held: usize = listing
         .halts

@@ -21,11 +21,13 @@
 //! Both objects go through the writer even when the origin has them: writing an object
 //! it has freshens its copy's time (the loose file, or the pack holding it) or, where that
 //! is refused, writes it anew, as git's `write_object_file` and libgit2's `git_odb_write`
-//! do. Skipped, an old copy (the empty tree a released lock left loose and unreferenced)
-//! stays prunable by a concurrent `git gc` after the lock ref points at it.
+//! do. Skipped, an old copy (a lock commit the origin already had, unreferenced) stays
+//! prunable by a concurrent `git gc` after the lock ref points at it.
 //! [`freshened`] then checks that no loose copy in the origin stayed old, unless a pack
 //! holding its object was freshened instead ([`packed`]), and that an object only a cruft
-//! pack held now has a loose copy (or a fresh pack that is not cruft).
+//! pack held now has a loose copy (or a fresh pack that is not cruft). It judges the lock
+//! commit only: its tree is the empty tree, which git and libgit2 hard-code, so no gc can
+//! take it from under a lock whatever its copies' age.
 
 use std::io::{self, Seek as _, Write as _};
 use std::path::Path;
@@ -60,7 +62,16 @@ pub(super) fn copy_lock_commit(
         commit: sha,
         tree: scratch.find_commit(sha)?.tree_id(),
     };
-    let named = [("lock commit", objects.commit), ("tree", objects.tree)];
+    // The lock commit's tree is the empty tree, which git and libgit2 hard-code
+    // (`git cat-file`, `gc --prune=now`, a clone or fetch of a commit on it all succeed
+    // with no copy of it on disk; libgit2's `odb_hardcoded_type`): no gc can take it from
+    // under the lock, so the age of its copies cannot make a lock unsafe, and judging it
+    // only wedged lanes (a copy the writer freshened where berth did not look). It is
+    // still written, as any object; only another tree would be judged.
+    let mut named = vec![("lock commit", objects.commit)];
+    if objects.tree != Oid::hash_object(ObjectType::Tree, &[])? {
+        named.push(("tree", objects.tree));
+    }
     let before = freshened::Before::look(origin.path(), &named, objects.commit)
         .map_err(|stale| failed(origin.path(), None, &stale.to_string()))?;
     let writer = match writer(origin)? {
@@ -240,188 +251,9 @@ mod tests {
 }
 
 #[cfg(test)]
-mod freshen_tests {
-    use crate::lane_lock::Acquire;
-    use crate::lane_lock::tests::{BareOrigin, git_fed, widget_main};
-    use std::path::PathBuf;
-    use std::time::{Duration, SystemTime};
-
-    /// Makes the origin's loose copy of `tree` a month old, past git's default
-    /// `gc.pruneExpire` of two weeks; its path.
-    fn month_old_loose(origin: &BareOrigin, tree: &str) -> PathBuf {
-        let loose = origin
-            .bare
-            .join("objects")
-            .join(&tree[..2])
-            .join(&tree[2..]);
-        let month_ago = SystemTime::now() - Duration::from_secs(30 * 24 * 3600);
-        std::fs::File::open(&loose)
-            .unwrap()
-            .set_modified(month_ago)
-            .unwrap();
-        loose
-    }
-
-    /// git writes an object it already has by freshening its file's time (git's
-    /// `write_object_file`, libgit2's `git_odb_write` alike): a gc that walked the refs
-    /// before a new ref pointed at that object then keeps it, since it is younger than
-    /// `gc.pruneExpire`. The empty tree a released lock left loose and unreferenced in the
-    /// origin ages past that; a lock write that reuses it without freshening it leaves it
-    /// prunable by a concurrent `git gc --auto`, and the lock commit on origin without its
-    /// tree.
-    #[test]
-    fn a_lock_write_freshens_the_old_empty_tree_it_reuses() {
-        let origin = BareOrigin::new();
-        let tree = git_fed(
-            &origin.bare,
-            &["hash-object", "-w", "-t", "tree", "/dev/null"],
-            "",
-        );
-        let loose = month_old_loose(&origin, &tree);
-        let client = origin.client();
-        let taken = origin.take(&client, &widget_main());
-        assert!(matches!(taken, Ok(Acquire::Acquired(_))), "{taken:?}");
-        let age = std::fs::metadata(&loose)
-            .unwrap()
-            .modified()
-            .unwrap()
-            .elapsed()
-            .unwrap_or_default();
-        assert!(
-            age < Duration::from_secs(14 * 24 * 3600),
-            "the lock commit's tree {tree} on origin is {} days old after the lock write reused it: prunable by a concurrent gc",
-            age.as_secs() / 86400
-        );
-    }
-
-    /// An object both in a pack and loose (a `git repack -a` without `-d`, or a loose copy
-    /// left before the object was packed) is freshened by git and libgit2 alike through its
-    /// pack: both try the pack first and stop there, leaving the loose copy's time alone.
-    /// The object is then safe from a concurrent gc (its pack is fresh), so the lock write
-    /// must succeed; a check that demands every loose copy be fresh fails every lock write
-    /// of that origin for good.
-    #[test]
-    fn a_lock_write_succeeds_when_its_tree_is_packed_and_an_old_loose_copy_stays() {
-        let origin = BareOrigin::new();
-        let tree = git_fed(
-            &origin.bare,
-            &["hash-object", "-w", "-t", "tree", "--stdin"],
-            "",
-        );
-        git_fed(
-            &origin.bare,
-            &["pack-objects", "-q", "objects/pack/pack"],
-            &format!("{tree}\n"),
-        );
-        month_old_loose(&origin, &tree);
-        let client = origin.client();
-        let taken = origin.take(&client, &widget_main());
-        assert!(
-            matches!(taken, Ok(Acquire::Acquired(_))),
-            "the lock write failed though its tree {tree} is in a pack it freshened: {taken:?}"
-        );
-    }
-
-    /// A concurrent `git gc --cruft` packed the month-old empty tree a released lock left
-    /// into a cruft pack, which git ages by its `.mtimes`, not by the `.pack`'s time that
-    /// libgit2's write would touch. The lock write succeeds and leaves a fresh loose copy
-    /// of the tree, as git's writer does, with or without an old loose copy left beside
-    /// the pack.
-    #[test]
-    fn a_lock_write_leaves_a_fresh_loose_copy_of_a_tree_held_in_a_cruft_pack() {
-        for loose_left in [false, true] {
-            let origin = BareOrigin::new();
-            let tree = git_fed(
-                &origin.bare,
-                &["hash-object", "-w", "-t", "tree", "--stdin"],
-                "",
-            );
-            let loose = month_old_loose(&origin, &tree);
-            git_fed(&origin.bare, &["repack", "-q", "--cruft", "-d"], "");
-            assert!(!loose.exists(), "the cruft repack left {tree} loose");
-            if loose_left {
-                git_fed(
-                    &origin.bare,
-                    &["hash-object", "-w", "-t", "tree", "--stdin"],
-                    "",
-                );
-                month_old_loose(&origin, &tree);
-            }
-            let client = origin.client();
-            let taken = origin.take(&client, &widget_main());
-            assert!(matches!(taken, Ok(Acquire::Acquired(_))), "{taken:?}");
-            let age = std::fs::metadata(&loose).map(|meta| meta.modified().unwrap().elapsed());
-            assert!(
-                matches!(age, Ok(Ok(age)) if age < Duration::from_secs(14 * 24 * 3600)),
-                "loose copy left {loose_left}: the lock's tree {tree} has no fresh loose copy after the lock write: {age:?}"
-            );
-        }
-    }
-
-    /// The origin borrows objects from another repository (`objects/info/alternates`, as
-    /// `git clone --reference`/`--shared` or a forge's object pool sets up) that has the
-    /// empty tree loose, and a `git gc --cruft` of the origin left its own copy of the
-    /// released lock's empty tree in a cruft pack. git's writer skips the cruft pack, then
-    /// freshens the alternate's loose copy and writes nothing in the origin: the check
-    /// then fails every lock write with `OnlyCruft`, for good (nothing changes between
-    /// tries), wedging the lane until a later gc drops the cruft copy.
-    #[test]
-    fn a_lock_write_succeeds_when_the_cruft_packed_tree_is_also_loose_in_an_alternate() {
-        let wedged: Vec<String> = [false, true]
-            .into_iter()
-            .filter_map(cruft_packed_tree_also_in_an_alternate)
-            .collect();
-        assert!(wedged.is_empty(), "{wedged:#?}");
-    }
-
-    fn cruft_packed_tree_also_in_an_alternate(in_midx: bool) -> Option<String> {
-        let origin = BareOrigin::new();
-        let alt = origin.dir.path().join("pool.git");
-        let out = std::process::Command::new("git")
-            .args(["init", "--bare", "-q"])
-            .arg(&alt)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        let pooled = git_fed(&alt, &["hash-object", "-w", "-t", "tree", "--stdin"], "");
-        if in_midx {
-            // The pool keeps it packed under a multi-pack-index (`git maintenance`): git
-            // finds that pack first, through the midx, and freshens it instead.
-            git_fed(
-                &alt,
-                &["pack-objects", "-q", "objects/pack/pack"],
-                &format!("{pooled}\n"),
-            );
-            std::fs::remove_dir_all(alt.join("objects").join(&pooled[..2])).unwrap();
-            git_fed(&alt, &["multi-pack-index", "write"], "");
-        }
-        let tree = git_fed(
-            &origin.bare,
-            &["hash-object", "-w", "-t", "tree", "--stdin"],
-            "",
-        );
-        assert_eq!(pooled, tree);
-        let loose = month_old_loose(&origin, &tree);
-        git_fed(&origin.bare, &["repack", "-q", "--cruft", "-d"], "");
-        assert!(!loose.exists(), "the cruft repack left {tree} loose");
-        std::fs::write(
-            origin.bare.join("objects/info/alternates"),
-            format!("{}\n", alt.join("objects").display()),
-        )
-        .unwrap();
-        let client = origin.client();
-        // Each retry meets the same origin: the lane stays wedged.
-        let tries: Vec<_> = (0..3)
-            .map(|_| origin.take(&client, &widget_main()))
-            .collect();
-        (!tries.iter().any(|taken| matches!(taken, Ok(Acquire::Acquired(_))))).then(|| {
-            format!(
-                "pool's copy in a midx {in_midx}: 3 lock writes all failed on an origin whose tree is in a cruft pack and also in an alternate: {:?}",
-                tries.last()
-            )
-        })
-    }
-}
+mod freshen_tests;
 
 #[cfg(test)]
 mod alternate_tests;
+#[cfg(test)]
+mod old_tree;

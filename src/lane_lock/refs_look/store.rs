@@ -5,7 +5,7 @@
 //! `shallow`; under `objects/` every loose object it reads, `info/alternates`,
 //! `info/commit-graph` and `info/commit-graphs/*`, `pack/multi-pack-index` and every
 //! `pack/*.idx` and `*.pack`; and the same under each objects dir an `info/alternates`
-//! names (relative to the one naming it, five deep at most, as libgit2 follows them). A
+//! names (as libgit2 reads and follows them, [`follow`]: six deep, each dir once). A
 //! FIFO or device at any of them would hang berth's lock operation for good, so
 //! [`super::look`] also looks here: those files are stat'ed, and each objects
 //! dir walked (bounded, [`MAX_OBJECTS_ENTRIES`]), as `refs/` is. What this cannot see (the
@@ -14,44 +14,30 @@
 //! (the local-origin deadline).
 
 use std::collections::HashSet;
-use std::io::Read as _;
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, openat};
-use nix::sys::stat::{Mode, SFlag, fstat};
 
 use super::{Blocking, Refused, blocks_named, open_dir, path_cstring, walk};
+
+mod alternates;
+use alternates::Reader;
 
 /// The most entries under a local origin's objects dirs (its own and its alternates')
 /// looked at before any libgit2 read.
 pub const MAX_OBJECTS_ENTRIES: usize = 65_536;
 
-/// How deep libgit2 follows `objects/info/alternates` (`GIT_ALTERNATES_MAX_DEPTH`).
-const MAX_ALTERNATES_DEPTH: usize = 5;
-
-/// How deep git follows `objects/info/alternates` (git 2.47 reads the sixth).
-const MAX_GIT_ALTERNATES_DEPTH: usize = 6;
-
-/// Whose reading of an `info/alternates` line: they resolve a relative one differently.
-#[derive(Debug, Clone, Copy)]
-enum Reader {
-    /// Joins a line starting with '.' to the naming objects dir, takes any other as it
-    /// stands (relative to the process's directory).
-    Libgit2,
-    /// Joins every relative line to the naming objects dir.
-    Git,
-}
+/// How deep git and libgit2 (1.9) follow `objects/info/alternates`: both read the
+/// alternates file of an objects dir fewer than this many links from the origin's own
+/// (git's `link_alt_odb_entries` stops past depth 5, libgit2's `load_alternates` past
+/// `GIT_ALTERNATES_MAX_DEPTH`, 5), so they use dirs down to this depth.
+const MAX_ALTERNATES_DEPTH: usize = 6;
 
 /// The most alternate objects dirs looked in for a lock object's fresh copy (an origin
 /// borrows from one object pool, or a few).
 pub(in crate::lane_lock) const MAX_ALTERNATE_DIRS: usize = 64;
-
-/// The most bytes of an `objects/info/alternates` file read.
-const MAX_ALTERNATES_BYTES: u64 = 64 * 1024;
 
 /// The files of a git dir, outside `refs/` and `objects/`, that libgit2 opens.
 const FILES: [&str; 5] = [
@@ -69,14 +55,13 @@ pub(super) fn look(git_dir: &Path, root: &OwnedFd) -> Result<Vec<Blocking>, Refu
         .filter_map(|name| blocks_named(root, Path::new(name)))
         .collect();
     let mut budget = MAX_OBJECTS_ENTRIES;
-    let mut dirs = vec![(git_dir.join("objects"), 0)];
-    while let Some((objects, depth)) = dirs.pop() {
-        let dir = match open_dir(None, &path_cstring(&objects)) {
+    let mut walk_objects = |objects: &Path| {
+        let dir = match open_dir(None, &path_cstring(objects)) {
             Ok(dir) => dir,
-            Err(Errno::ENOENT | Errno::ENOTDIR) => continue,
-            Err(e) => return Err(Refused::Unreadable(objects, e)),
+            Err(Errno::ENOENT | Errno::ENOTDIR) => return Ok(true),
+            Err(e) => return Err(Refused::Unreadable(objects.to_owned(), e)),
         };
-        let name = objects.strip_prefix(git_dir).unwrap_or(&objects);
+        let name = objects.strip_prefix(git_dir).unwrap_or(objects);
         found.extend(walk(
             git_dir,
             dir,
@@ -84,90 +69,84 @@ pub(super) fn look(git_dir: &Path, root: &OwnedFd) -> Result<Vec<Blocking>, Refu
             &mut budget,
             Refused::TooManyObjects,
         )?);
-        if depth < MAX_ALTERNATES_DEPTH {
-            let alternates = alternates(&objects, Reader::Libgit2)?;
-            dirs.extend(alternates.into_iter().map(|alt| (alt, depth + 1)));
-        }
-    }
+        Ok(true)
+    };
+    let objects = git_dir.join("objects");
+    walk_objects(&objects)?;
+    follow(&objects, Reader::Libgit2, &mut walk_objects)?;
     Ok(found)
 }
 
 /// The objects dirs `objects`'s `info/alternates` names, and those they name in turn, as
-/// git's writer (which freshens there) resolves and follows them, the first
-/// [`MAX_ALTERNATE_DIRS`] distinct ones; an alternates file that cannot be read (or is
-/// too big) names none. Like git, a dir already had (`objects` itself, or one named
-/// twice, by any path) or that is not there is skipped, so a pool naming itself cannot
-/// use up the bound before the pool holding the object.
+/// git's writer (which freshens there) resolves and follows them ([`follow`]), the first
+/// [`MAX_ALTERNATE_DIRS`]; an alternates file that cannot be read (or is too big) names
+/// none.
 pub(in crate::lane_lock) fn alternate_objects_dirs(objects: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
-    let mut seen: HashSet<(u64, u64)> = dir_id(objects).into_iter().collect();
-    let mut dirs = vec![(objects.to_owned(), 0)];
-    while let Some((dir, depth)) = dirs.pop() {
-        if depth >= MAX_GIT_ALTERNATES_DEPTH {
-            continue;
-        }
-        for alt in alternates(&dir, Reader::Git).unwrap_or_default() {
-            if found.len() == MAX_ALTERNATE_DIRS {
-                return found;
-            }
-            if !dir_id(&alt).is_some_and(|id| seen.insert(id)) {
-                continue;
-            }
-            found.push(alt.clone());
-            dirs.push((alt, depth + 1));
-        }
-    }
+    let _ = follow(objects, Reader::Git, &mut |alt| {
+        found.push(alt.to_owned());
+        Ok(found.len() < MAX_ALTERNATE_DIRS)
+    });
     found
 }
 
+/// Calls `visit` on each objects dir `objects`'s alternates reach, in the order git and
+/// libgit2 add them: depth first, each `info/alternates` in file order (as `reader` reads
+/// it), a dir's own alternates followed right after it, fewer than
+/// [`MAX_ALTERNATES_DEPTH`] links from `objects`. A dir already had (`objects` itself, or
+/// one met before by any path: git compares real paths, libgit2 inodes) or not there is
+/// skipped, and so is what only it names; visited once, a pool naming itself costs once.
+/// The order matters: a dir first met deep, where its alternates are not followed, is
+/// not followed where met again shallower. `visit` says whether to go on; `Err` is
+/// [`Reader::Libgit2`]'s unreadable alternates file (git's names nothing).
+fn follow(
+    objects: &Path,
+    reader: Reader,
+    visit: &mut dyn FnMut(&Path) -> Result<bool, Refused>,
+) -> Result<(), Refused> {
+    let mut seen: HashSet<(u64, u64)> = dir_id(objects).into_iter().collect();
+    follow_from(objects, 0, reader, &mut seen, visit).map(drop)
+}
+
+/// [`follow`] below `dir`, `depth` links from where it started; whether to go on.
+fn follow_from(
+    dir: &Path,
+    depth: usize,
+    reader: Reader,
+    seen: &mut HashSet<(u64, u64)>,
+    visit: &mut dyn FnMut(&Path) -> Result<bool, Refused>,
+) -> Result<bool, Refused> {
+    if depth >= MAX_ALTERNATES_DEPTH {
+        return Ok(true);
+    }
+    let named = match (alternates::named(dir, reader), reader) {
+        (Ok(named), _) => named,
+        (Err(_), Reader::Git) => Vec::new(),
+        (Err(e), Reader::Libgit2) => return Err(e),
+    };
+    for alt in named {
+        if !dir_id(&alt).is_some_and(|id| seen.insert(id)) {
+            continue;
+        }
+        if !visit(&alt)? || !follow_from(&alt, depth + 1, reader, seen, visit)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// The device and inode of the directory at `path` (through symlinks, as git's realpath
-/// compare goes), or `None` where there is none; `stat` opens nothing.
+/// and libgit2's `stat` go), or `None` where there is none; `stat` opens nothing.
 fn dir_id(path: &Path) -> Option<(u64, u64)> {
     let meta = std::fs::metadata(path).ok()?;
     meta.is_dir().then(|| (meta.dev(), meta.ino()))
-}
-
-/// The objects dirs `objects/info/alternates` names, as `reader` resolves them, read
-/// without blocking (a node there that is no regular file was found by the walk; it is
-/// not opened).
-fn alternates(objects: &Path, reader: Reader) -> Result<Vec<PathBuf>, Refused> {
-    let path = objects.join("info/alternates");
-    let unreadable = |e| Refused::Unreadable(path.clone(), e);
-    let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
-    let fd = match openat(nix::fcntl::AT_FDCWD, path.as_path(), flags, Mode::empty()) {
-        Ok(fd) => fd,
-        Err(Errno::ENOENT | Errno::ENOTDIR) => return Ok(Vec::new()),
-        Err(e) => return Err(unreadable(e)),
-    };
-    let stat = fstat(&fd).map_err(unreadable)?;
-    if stat.st_mode & SFlag::S_IFMT.bits() != SFlag::S_IFREG.bits() {
-        return Ok(Vec::new());
-    }
-    let mut text = Vec::new();
-    std::fs::File::from(fd)
-        .take(MAX_ALTERNATES_BYTES + 1)
-        .read_to_end(&mut text)
-        .map_err(|e| unreadable(Errno::from_raw(e.raw_os_error().unwrap_or(nix::libc::EIO))))?;
-    if text.len() as u64 > MAX_ALTERNATES_BYTES {
-        return Err(Refused::TooBig(path, MAX_ALTERNATES_BYTES));
-    }
-    Ok(text
-        .split(|b| matches!(b, b'\r' | b'\n'))
-        .filter(|line| !line.is_empty() && line[0] != b'#')
-        .map(|line| {
-            let alt = Path::new(std::ffi::OsStr::from_bytes(line));
-            match reader {
-                Reader::Libgit2 if line[0] != b'.' => alt.to_owned(),
-                Reader::Libgit2 | Reader::Git => objects.join(alt),
-            }
-        })
-        .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::lane_lock::refs_look;
+    use nix::sys::stat::Mode;
 
     fn fifo(path: &Path) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -240,6 +219,40 @@ mod tests {
         let at = dir.path().join("objects/info/alternates");
         fifo(&at);
         assert_eq!(names(dir.path()), vec![at]);
+    }
+
+    /// libgit2 (1.9) uses alternates six deep: `load_alternates` reads the alternates
+    /// file of the objects dir at depth 5 (it stops only past `GIT_ALTERNATES_MAX_DEPTH`)
+    /// and opens the dirs it names, whose packs' `.idx` it opens on a lookup. A look
+    /// five deep would not name a FIFO in the sixth pool, and libgit2 would hang on it
+    /// (the lane waiting on the deadline's "did not answer", naming no file).
+    #[test]
+    fn a_fifo_in_the_sixth_alternate_libgit2_reads_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let git_dir = dir.path().join("o.git");
+        git2::Repository::init_bare(&git_dir).unwrap();
+        let mut naming = git_dir.join("objects");
+        for i in 1..=6 {
+            let pool = dir.path().join(format!("pool{i}.git"));
+            git2::Repository::init_bare(&pool).unwrap();
+            let line = format!("{}\n", pool.join("objects").display());
+            std::fs::write(naming.join("info/alternates"), line).unwrap();
+            naming = pool.join("objects");
+        }
+        // libgit2 reads the sixth pool: an object only it holds is found.
+        let sixth = git2::Repository::open_bare(dir.path().join("pool6.git")).unwrap();
+        let only_there = sixth.blob(b"only in the sixth pool").unwrap();
+        let origin = git2::Repository::open_bare(&git_dir).unwrap();
+        assert!(origin.odb().unwrap().exists(only_there));
+        let idx = naming.join("pack/pack-1.idx");
+        fifo(&idx);
+        std::fs::File::create(idx.with_extension("pack")).unwrap();
+        let found = names(&git_dir);
+        assert!(
+            found.contains(&idx),
+            "the FIFO {} libgit2 opens was not found: {found:?}",
+            idx.display()
+        );
     }
 
     #[test]

@@ -3,6 +3,31 @@
 
 use super::*;
 
+/// Lists, one-shot, a halt dir of `count` pending events whose shown fields are each 100
+/// bytes past their cut (`runId`s distinct), `event` set to `kind` if given: the listing
+/// and the heap it peaked at.
+pub(super) fn list_long_fielded(count: usize, kind: Option<&str>) -> (Listing, isize) {
+    let dir = tempfile::tempdir().unwrap();
+    let pending = dir.path().join(PENDING_DIR);
+    fs::create_dir_all(&pending).unwrap();
+    let field = |c: &str| c.repeat(shown::MAX_FIELD_BYTES + 100);
+    for n in 0..count {
+        let mut event = serde_json::json!({
+            "runId": format!("{n}{}", field("r")), "faultId": field("f"), "kind": field("k"),
+            "severity": field("s"), "message": field("m"), "timestamp": field("t"),
+        });
+        if let Some(kind) = kind {
+            event["event"] = kind.into();
+        }
+        fs::write(pending.join(format!("r{n}.json")), event.to_string()).unwrap();
+    }
+    let store = HaltStore::new(dir.path());
+    crate::rules::memory::start();
+    let listing = store.list();
+    let peak = crate::rules::memory::stop();
+    (listing, peak)
+}
+
 /// `faults list` of a halt dir whose pending events are resolved markers, each field at
 /// its 4 KiB cut. A marker shows nothing; docs/limits.md puts a one-shot listing's worst at
 /// each file's 7 fields × 4 KiB held once (~550 MiB at 20,000 files). But the one-shot
@@ -12,22 +37,7 @@ use super::*;
 #[test]
 fn a_one_shot_listing_holds_a_resolved_markers_fields_once_at_most() {
     const MARKERS: usize = 200;
-    let dir = tempfile::tempdir().unwrap();
-    let pending = dir.path().join(PENDING_DIR);
-    fs::create_dir_all(&pending).unwrap();
-    let field = |c: &str| c.repeat(shown::MAX_FIELD_BYTES + 100);
-    for n in 0..MARKERS {
-        let marker = serde_json::json!({
-            "event": RESOLVED_EVENT,
-            "runId": format!("{n}{}", field("r")), "faultId": field("f"), "kind": field("k"),
-            "severity": field("s"), "message": field("m"), "timestamp": field("t"),
-        });
-        fs::write(pending.join(format!("r{n}.json")), marker.to_string()).unwrap();
-    }
-    let store = HaltStore::new(dir.path());
-    crate::rules::memory::start();
-    let listing = store.list();
-    let peak = crate::rules::memory::stop();
+    let (listing, peak) = list_long_fielded(MARKERS, Some(RESOLVED_EVENT));
     assert!(listing.halts.is_empty(), "{:?}", listing.halts.len());
     let cut = shown::MAX_FIELD_BYTES + '…'.len_utf8();
     // Each file's 7 fields once, plus 1 KiB a file for its name and map entries and one

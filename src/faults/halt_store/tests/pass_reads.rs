@@ -81,21 +81,14 @@ fn a_pass_keeps_only_the_asked_ids_a_registry_holds() {
 #[test]
 fn an_invalid_registry_under_many_names_costs_one_reason_not_one_per_name() {
     const NAMES: usize = 200;
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("r.json");
-    fs::write(&state, "{}").unwrap();
-    let own = state.to_str().unwrap().to_owned();
-    let store = HaltStore::new(dir.path());
-    let raised = store.sync_run("r", &own, &[event("r", "X", "")]);
-    assert_eq!(raised.emitted.len(), 1, "{raised:?}");
-    let active = dir.path().join(ACTIVE_DIR);
+    let (dir, own, active) = run_r_raised();
     let planted = serde_json::json!({
         "runId": "r",
         "source": own,
         "updatedAt": "",
         "active": {"d": {"faultId": format!("K:/{}:00000000", "s".repeat(256 * 1024)), "firstDetectedAt": ""}},
     });
-    let names = (0..NAMES).map(|n| crate::faults::registry::name("r", &format!("/s/{n}.json")));
+    let names = names_of_run_r(NAMES);
     plant_under_names(&active, &serde_json::to_vec(&planted).unwrap(), names);
     let clearing = HaltStore::new(dir.path());
     crate::rules::memory::start();
@@ -119,15 +112,8 @@ fn an_invalid_registry_under_many_names_costs_one_reason_not_one_per_name() {
 #[test]
 fn a_refused_registry_file_under_many_names_is_said_once_a_look() {
     const NAMES: usize = 200;
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("r.json");
-    fs::write(&state, "{}").unwrap();
-    let own = state.to_str().unwrap().to_owned();
-    let store = HaltStore::new(dir.path());
-    let raised = store.sync_run("r", &own, &[event("r", "X", "")]);
-    assert_eq!(raised.emitted.len(), 1, "{raised:?}");
-    let active = dir.path().join(ACTIVE_DIR);
-    let mut names = (0..NAMES).map(|n| crate::faults::registry::name("r", &format!("/s/{n}.json")));
+    let (dir, own, active) = run_r_raised();
+    let mut names = names_of_run_r(NAMES);
     let first = active.join(names.next().unwrap());
     fs::File::create(&first)
         .unwrap()
@@ -149,6 +135,24 @@ fn a_refused_registry_file_under_many_names_is_said_once_a_look() {
         report.problems.len(),
         report.problems.first()
     );
+}
+
+/// A halt dir where run `r` raised fault `X` from a live state file: the dir, that file's
+/// path and the dir's `active-faults/`.
+fn run_r_raised() -> (tempfile::TempDir, String, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("r.json");
+    fs::write(&state, "{}").unwrap();
+    let own = state.to_str().unwrap().to_owned();
+    let raised = HaltStore::new(dir.path()).sync_run("r", &own, &[event("r", "X", "")]);
+    assert_eq!(raised.emitted.len(), 1, "{raised:?}");
+    let active = dir.path().join(ACTIVE_DIR);
+    (dir, own, active)
+}
+
+/// `count` registry names of run `r`, each for another state file.
+fn names_of_run_r(count: usize) -> impl Iterator<Item = String> {
+    (0..count).map(|n| crate::faults::registry::name("r", &format!("/s/{n}.json")))
 }
 
 /// docs/faults.md: "each pass reports each such fault once and each unreadable registry
