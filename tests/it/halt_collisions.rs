@@ -1,6 +1,7 @@
-//! Two runs whose gstack safe run ids collide (`a_b` and `a/b` are both `a_b`) never share
-//! a halt file: the second files under its own stem (`a_b~<16 hex>`), and `faults list`,
-//! `doctor` and `faults ack` find both events.
+//! Two runs whose gstack safe run ids collide (`a_b` and `a/b` are both `a_b`) share
+//! gstack's names: the second run's filing is held while the first's event is pending
+//! there, said as a problem, and filed by the pass after it is acked; `faults list`,
+//! `doctor` and `faults ack` tell the two runs' files apart by their whole run ids.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -56,62 +57,82 @@ pub(crate) fn state_dir_of_colliding_runs(world: &World) -> PathBuf {
 }
 
 #[test]
-fn faults_list_doctor_and_ack_see_both_runs_of_one_safe_run_id() {
+fn a_run_of_a_taken_safe_run_id_is_filed_once_the_other_runs_event_is_acked() {
     const ID: &str = "PHASE_FAILED:all:1fe2d874";
     let world = World::new();
     let state_dir = state_dir_of_colliding_runs(&world);
     let halts = HaltStore::new(world.home.join(".gstack/skill-faults"));
     let rules = Rules::embedded().unwrap();
-    let tick = watch_runs(&rules.current(), &state_dir, &halts, &LearnedSet::default());
-    assert_eq!(tick.emitted.len(), 2, "{tick:?}");
-    let pending = [halts.pending_path("a_b", ID), halts.pending_path("a/b", ID)];
-    let names = pending
-        .clone()
-        .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned());
-    assert_eq!(names[0], format!("a_b-{ID}.json"));
-    let own = names[1].strip_suffix(&format!("-{ID}.json")).unwrap();
+    let tick = || watch_runs(&rules.current(), &state_dir, &halts, &LearnedSet::default());
+    let first = tick();
+    assert_eq!(first.emitted, [format!("a_b/{ID}")], "{first:?}");
+    let held: Vec<&String> = first
+        .problems
+        .iter()
+        .filter(|p| p.contains("held back"))
+        .collect();
+    assert_eq!(held.len(), 1, "{:?}", first.problems);
     assert!(
-        own.starts_with("a_b~") && own.len() == "a_b~".len() + 16,
-        "{names:?}"
+        held[0].contains("\"a/b\"") && held[0].contains("\"a_b\"'s"),
+        "{held:?}"
     );
-    assert!(pending.iter().all(|p| p.exists()), "{pending:?}");
+    let name = format!("a_b-{ID}.json");
+    let pending = halts.dir().join("pending-investigations").join(&name);
+    let processed = halts.dir().join("processed").join(&name);
 
     let faults = |args: &[&str]| faults_cli(&world, halts.dir(), args);
-    let runs_listed = |status: &str| {
+    let runs_listed = |expected: &[(&str, &str)]| {
         let (_, listing, _) = faults(&["list", "--json"]);
         let listing: Value = serde_json::from_str(&listing).unwrap();
-        let runs: Vec<(&str, &str)> = listing["halts"]
+        let mut runs: Vec<(String, String)> = listing["halts"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|h| (h["runId"].as_str().unwrap(), h["status"].as_str().unwrap()))
+            .map(|h| {
+                (
+                    h["runId"].as_str().unwrap().to_owned(),
+                    h["status"].as_str().unwrap().to_owned(),
+                )
+            })
             .collect();
-        assert_eq!(runs, [("a_b", status), ("a/b", status)], "{listing:#}");
+        runs.sort();
+        let mut expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|&(r, s)| (r.to_owned(), s.to_owned()))
+            .collect();
+        expected.sort();
+        assert_eq!(runs, expected, "{listing:#}");
     };
-    runs_listed("pending");
+    runs_listed(&[("a_b", "pending")]);
     let doctor = doctor_stdout(&world, &world.git_forge_config(""));
     assert!(
         doctor
             .lines()
-            .any(|l| l.starts_with("warn  halt events: 2 pending")
-                && names.iter().all(|n| l.contains(n.as_str()))),
+            .any(|l| l.starts_with("warn  halt events: 1 pending") && l.contains(&name)),
         "{doctor}"
     );
 
-    let (code, _, err) = faults(&["ack", ID]);
-    assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("several runs"), "{err}");
+    // a/b has no event to ack: a_b's, at the name, stays.
     let (code, out, err) = faults(&["ack", ID, "--run", "a/b"]);
-    assert_eq!(code, Some(0), "{out}{err}");
-    let processed = halts.dir().join("processed");
-    assert!(processed.join(&names[1]).exists() && !pending[1].exists());
-    assert!(pending[0].exists(), "run a_b's event was moved for a/b");
-    let (code, out, _) = faults(&["ack", ID, "--run", "a/b"]);
-    assert_eq!(code, Some(0));
-    assert!(out.contains("already investigated"), "{out}");
-    // Only a_b's is pending now: the ack needs no --run.
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(err.contains("\"a_b\"'s"), "{err}");
+    assert!(pending.exists() && !processed.exists());
+    // A pass while it is pending files nothing over it.
+    assert!(tick().emitted.is_empty());
     let (code, out, err) = faults(&["ack", ID]);
     assert_eq!(code, Some(0), "{out}{err}");
-    assert!(processed.join(&names[0]).exists() && !pending[0].exists());
-    runs_listed("investigated");
+    assert!(processed.exists() && !pending.exists());
+    let (code, out, _) = faults(&["ack", ID, "--run", "a/b"]);
+    assert_eq!(code, Some(2), "a_b's processed event is not a/b's: {out}");
+
+    let filed = tick();
+    assert_eq!(filed.emitted, [format!("a/b/{ID}")], "{filed:?}");
+    assert!(
+        !filed.problems.iter().any(|p| p.contains("held back")),
+        "{filed:?}"
+    );
+    runs_listed(&[("a_b", "investigated"), ("a/b", "pending")]);
+    let (code, out, err) = faults(&["ack", ID]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("of run a/b: moved"), "{out}");
 }

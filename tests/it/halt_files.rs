@@ -481,7 +481,7 @@ fn review_bounds18_filing_a_fault_whose_phase_pretty_prints_large_costs_what_it_
 /// synced after `a_b`'s `polis.json`) raising the fault run `a_b` raises: it used to
 /// rewrite `a_b`'s pending event as its own, and once it cleared its resolved marker sat
 /// beside it, so `a_b`'s still-raised fault showed resolved with no pending event. Now run
-/// `a/b` files under its own stem `a_b~<hex>`, and `a_b`'s event stays pending.
+/// `a/b`'s filing is held while `a_b`'s event is at the name, and `a_b`'s stays pending.
 #[test]
 fn a_raised_fault_keeps_a_pending_event_when_a_run_of_the_same_safe_id_clears() {
     use berth::faults::halt_store::HaltStatus;

@@ -13,6 +13,7 @@ use std::path::Path;
 
 use super::super::fault::Severity;
 use super::super::halt::{DETECTOR_KIND, HaltEvent, Pointers, Scope, Snapshot, fault_id};
+use super::super::run_id::file_run_id;
 use super::RESOLVED_EVENT;
 use super::shown::Shown;
 use crate::hostile_file::ReadError;
@@ -68,22 +69,21 @@ impl Census {
         Ok(census)
     }
 
-    /// Whether one more file named by the run stem `stem` fits (gstack's safe run id, or a
-    /// run's own stem: [`super::stems`]).
-    pub fn admits(&self, stem: &str) -> Result<(), CapReached> {
+    /// Whether one more file of `run_id` fits.
+    pub fn admits(&self, run_id: &str) -> Result<(), CapReached> {
         if self.total >= MAX_PENDING_TOTAL {
             return Err(CapReached::Total);
         }
-        match self.per_run.get(stem) {
+        match self.per_run.get(&file_run_id(run_id)) {
             Some(&n) if n >= MAX_PENDING_PER_RUN => Err(CapReached::Run),
             _ => Ok(()),
         }
     }
 
-    /// One file named by the run stem `stem` was written.
-    pub fn add(&mut self, stem: &str) {
+    /// One file of `run_id` was written.
+    pub fn add(&mut self, run_id: &str) {
         self.total += 1;
-        *self.per_run.entry(stem.to_owned()).or_default() += 1;
+        *self.per_run.entry(file_run_id(run_id)).or_default() += 1;
     }
 }
 

@@ -12,8 +12,8 @@
 //! - `processed/<same names>`: investigated (gstack's drain, or `berth faults ack`);
 //! - `active-faults/`: berth's own per-state-file registries ([`super::registry`]).
 //!
-//! A run whose safe run id is another's, and whose fault's name there holds the other run's
-//! file, files under its own stem `<safeRunId>~<16 hex>` instead ([`stems`]).
+//! Two runs of one safe run id share these names: a file there holding the other run's
+//! whole run id is never written over, removed or moved for this one ([`shared_names`]).
 //!
 //! Architecture Invariant: a pending file that cannot be read is reported and left as it is;
 //! berth never writes over it. Every file here is read without blocking, without following
@@ -28,7 +28,8 @@ use serde_json::json;
 use super::halt::HaltEvent;
 use super::json_file::{self, JsonFileError};
 use super::parse_budget::ParseError;
-use super::run_id::fit_stem;
+use super::registry;
+use super::run_id::{file_run_id, fit_stem};
 use crate::private_dir::{PrivateDir, PrivateDirError};
 
 mod cap;
@@ -36,15 +37,14 @@ mod dirs;
 mod listing;
 mod listing_reads;
 mod run_lock;
+mod shared_names;
 mod shown;
-mod stems;
 mod sweep;
 mod sync;
 mod unchanged;
 
 use dirs::Sub;
 use shown::Prior;
-use stems::{EVENT, MARKER, Stems};
 
 pub use cap::{CAP_RUN_ID, CapReached, MAX_PENDING_PER_RUN, MAX_PENDING_TOTAL};
 pub use listing::{HaltStatus, LeftOut, ListedHalt, Listing, PartialListing};
@@ -98,6 +98,9 @@ pub enum Marked {
     Moved(PathBuf),
     /// Not pending: someone (an investigator, gstack's drain) already moved it.
     AlreadyMoved,
+    /// Not pending: the pending file of its name is this other run's, whose safe run id is
+    /// the same ([`shared_names`]), and was left where it is. The id is cut.
+    Another(String),
 }
 
 #[derive(Clone, Debug)]
@@ -142,6 +145,17 @@ pub enum HaltStoreError {
     /// A new file past a cap on pending files: not written, tried again later.
     #[error("{}: held back: {source}", .path.display())]
     Withheld { path: PathBuf, source: CapReached },
+    /// The name holds another run's file, their safe run ids being one ([`shared_names`]):
+    /// not written, tried again on a later pass. The ids are cut.
+    #[error(
+        "{}: run {run_id:?}'s file held back: the name holds run {other:?}'s; written once that is acknowledged or drained",
+        .path.display()
+    )]
+    Taken {
+        path: PathBuf,
+        run_id: String,
+        other: String,
+    },
     /// A subdir is not one berth writes in (a symlink, another user's), or cannot be made.
     #[error(transparent)]
     Dir(#[from] PrivateDirError),
@@ -200,10 +214,10 @@ impl HaltStore {
         }
     }
 
-    /// Takes one place for a new pending file named by `stem` (`path`), or says which cap is
+    /// Takes one place for a new pending file of `run_id` (`path`), or says which cap is
     /// reached. The census is counted at the store's first new file and kept up to date by
     /// its own writes; a file written meanwhile by someone else counts from the next store.
-    fn admit(&self, stem: &str, path: &Path) -> Result<(), HaltStoreError> {
+    fn admit(&self, run_id: &str, path: &Path) -> Result<(), HaltStoreError> {
         let mut census = self.census.lock().unwrap_or_else(|e| e.into_inner());
         if census.is_none() {
             let pending = self.ensure(Sub::Pending)?;
@@ -212,12 +226,12 @@ impl HaltStore {
         }
         let census = census.as_mut().expect("counted above");
         census
-            .admits(stem)
+            .admits(run_id)
             .map_err(|source| HaltStoreError::Withheld {
                 path: path.to_owned(),
                 source,
             })?;
-        census.add(stem);
+        census.add(run_id);
         Ok(())
     }
 
@@ -225,11 +239,12 @@ impl HaltStore {
     /// when it is not pending already.
     pub fn file_cap_event(&self) -> Result<(), HaltStoreError> {
         let event = cap::cap_event(&self.dir.join(PENDING_DIR));
-        let pending = self.ensure(Sub::Pending)?;
-        let stems = Stems::of(&event.run_id);
-        let stem = stems.pick(&pending, &event.run_id, &event.fault_id, &[EVENT, MARKER]);
-        let name = Self::file_name(stem, EVENT, &event.fault_id, "");
-        if pending.entry(&name).is_ok_and(|e| e.is_some()) {
+        let name = Self::file_name(&event.run_id, "", &event.fault_id, "");
+        if self
+            .ensure(Sub::Pending)?
+            .entry(&name)
+            .is_ok_and(|e| e.is_some())
+        {
             return Ok(());
         }
         self.write_event(&event, false).map(drop)
@@ -239,59 +254,40 @@ impl HaltStore {
         &self.dir
     }
 
-    /// `<stem>-<infix><faultId><suffix>.json`, `stem` being the run's ([`stems`]: gstack's
-    /// safe run id, or the run's own). gstack writes the fault id as it is; a
+    /// `<safeRunId>-<infix><faultId><suffix>.json`. gstack writes the fault id as it is; a
     /// fault id comes from data (a phase index in a state file, a registry on disk), so a
     /// path separator in it is replaced before it can reach the file system. A run id (or
     /// fault id) too long for one file name is cut to fit ([`fit_stem`]); `<suffix>.json`
     /// is always kept whole.
-    fn file_name(stem: &str, infix: &str, fault_id: &str, suffix: &str) -> String {
+    fn file_name(run_id: &str, infix: &str, fault_id: &str, suffix: &str) -> String {
         let fault_id = fault_id.replace(['/', '\\', '\0'], "_");
-        let stem = format!("{stem}-{infix}{fault_id}");
+        let stem = format!("{}-{infix}{fault_id}", file_run_id(run_id));
         let tail = format!("{suffix}.json");
         format!("{}{tail}", fit_stem(&stem, tail.len()))
     }
 
-    /// The stem `run_id`'s files of `fault_id` in `sub` go by, as filing picks it
-    /// ([`Stems::pick`] over the names of `infixes`); gstack's while `sub` is not there.
-    fn stem_in(&self, sub: Sub, run_id: &str, fault_id: &str, infixes: &[&str]) -> String {
-        let stems = Stems::of(run_id);
-        match self.opened.existing(&self.dir, sub) {
-            Ok(Some(dir)) => stems.pick(&dir, run_id, fault_id, infixes).to_owned(),
-            _ => stems.gstacks,
-        }
-    }
-
-    /// Where `run_id`'s event of `fault_id` is pending, or would be filed.
     pub fn pending_path(&self, run_id: &str, fault_id: &str) -> PathBuf {
-        let stem = self.stem_in(Sub::Pending, run_id, fault_id, &[EVENT, MARKER]);
         self.dir
             .join(PENDING_DIR)
-            .join(Self::file_name(&stem, EVENT, fault_id, ""))
+            .join(Self::file_name(run_id, "", fault_id, ""))
     }
 
-    /// Where `run_id`'s resolved marker of `fault_id` is, or would be written.
     pub fn resolved_path(&self, run_id: &str, fault_id: &str) -> PathBuf {
-        let stem = self.stem_in(Sub::Pending, run_id, fault_id, &[EVENT, MARKER]);
         self.dir
             .join(PENDING_DIR)
-            .join(Self::file_name(&stem, MARKER, fault_id, ""))
+            .join(Self::file_name(run_id, "RESOLVED-", fault_id, ""))
     }
 
-    /// Where `run_id`'s event of `fault_id` is once investigated.
     pub fn processed_path(&self, run_id: &str, fault_id: &str) -> PathBuf {
-        let stem = self.stem_in(Sub::Processed, run_id, fault_id, &[EVENT]);
         self.dir
             .join(PROCESSED_DIR)
-            .join(Self::file_name(&stem, EVENT, fault_id, ""))
+            .join(Self::file_name(run_id, "", fault_id, ""))
     }
 
-    /// Where capture number `capture` of `run_id`'s pending event of `fault_id` is archived.
     pub fn collapsed_path(&self, run_id: &str, fault_id: &str, capture: u64) -> PathBuf {
-        let stem = self.stem_in(Sub::Pending, run_id, fault_id, &[EVENT, MARKER]);
         self.dir
             .join(COLLAPSED_DIR)
-            .join(collapsed_name(&stem, fault_id, capture))
+            .join(collapsed_name(run_id, fault_id, capture))
     }
 
     /// `sub`, held open by this store from its first use ([`dirs`]).
@@ -302,8 +298,9 @@ impl HaltStore {
     /// Files one halt event as gstack's `emitHaltEvent` does: a pending file holding
     /// another stdout tail is archived under `collapsed/` and replaced by this capture with
     /// `occurrences = n + 1` (n = its `snapshot.occurrences`, else 1); one holding the same
-    /// tail is rewritten in place. A resolved marker of the same fault is stale once it is
-    /// raised again, and is removed. The event is first cut to what berth reads back
+    /// tail is rewritten in place. The run's resolved marker of the same fault is stale once
+    /// it is raised again, and is removed. A pending event of another run at the name holds
+    /// the filing back ([`shared_names`]). The event is first cut to what berth reads back
     /// ([`HaltEvent::fit_within`]), so that both daemons compare the tails berth wrote.
     pub fn emit(&self, event: &HaltEvent) -> Result<Emitted, HaltStoreError> {
         self.write_event(event, true)
@@ -312,9 +309,18 @@ impl HaltStore {
     /// [`HaltStore::emit`]; a new pending file only within the caps when `capped`.
     fn write_event(&self, event: &HaltEvent, capped: bool) -> Result<Emitted, HaltStoreError> {
         let pending_dir = self.ensure(Sub::Pending)?;
-        let (stem, prior) = Self::stem_and_prior(&pending_dir, event)?;
-        let name = Self::file_name(&stem, EVENT, &event.fault_id, "");
+        let name = Self::file_name(&event.run_id, "", &event.fault_id, "");
         let pending = pending_dir.join(&name);
+        let prior = read_prior(&pending_dir, &name)?;
+        let prior_run = prior.as_ref().and_then(|(_, p)| p.run_id.clone());
+        if let Some(other) = shared_names::another(prior_run, &event.run_id) {
+            return Err(shared_names::taken(
+                &pending_dir,
+                &name,
+                &event.run_id,
+                &other,
+            ));
+        }
         let mut event = event.clone();
         event
             .fit_within(json_file::MAX_JSON_BYTES)
@@ -325,7 +331,7 @@ impl HaltStore {
         let emitted = match prior {
             None => {
                 if capped {
-                    self.admit(&stem, &pending)?;
+                    self.admit(&event.run_id, &pending)?;
                 }
                 Emitted::New
             }
@@ -336,7 +342,7 @@ impl HaltStore {
             }
             Some((text, prior)) => {
                 let capture = prior.occurrences.unwrap_or(1);
-                self.archive(&stem, &event.fault_id, capture, text.as_bytes())?;
+                self.archive(&event.run_id, &event.fault_id, capture, text.as_bytes())?;
                 // A planted count may be u64::MAX: it stays there.
                 let occurrences = capture.saturating_add(1);
                 event.snapshot.occurrences = Some(occurrences);
@@ -347,58 +353,33 @@ impl HaltStore {
         pending_dir
             .write_atomic(&name, &bytes, 0o600)
             .map_err(io_problem("write", &pending))?;
-        let marker = Self::file_name(&stem, MARKER, &event.fault_id, "");
-        pending_dir.remove_if_there(&marker).map_err(io_problem(
-            "remove the stale resolved marker",
-            &pending_dir.join(&marker),
-        ))?;
+        let marker = Self::file_name(&event.run_id, "RESOLVED-", &event.fault_id, "");
+        // Another run's marker there is not this run's stale one: it stays for gstack's
+        // drain, which pairs markers by whole ids and so moves it as an orphan.
+        if shared_names::holder(&pending_dir, &marker, &event.run_id).is_none() {
+            pending_dir.remove_if_there(&marker).map_err(io_problem(
+                "remove the stale resolved marker",
+                &pending_dir.join(&marker),
+            ))?;
+        }
         Ok(emitted)
     }
 
-    /// The stem `event` is filed under ([`Stems::pick`]) and the pending file it replaces
-    /// there, if any. gstack's name is read once: its event is the prior unless it is
-    /// another run's.
-    fn stem_and_prior(
-        pending: &PrivateDir,
-        event: &HaltEvent,
-    ) -> Result<(String, Option<(String, Prior)>), HaltStoreError> {
-        let (run_id, fault_id) = (event.run_id.as_str(), event.fault_id.as_str());
-        let stems = Stems::of(run_id);
-        if stems.own_there(pending, fault_id, &[EVENT, MARKER]) {
-            let prior = read_prior(pending, &Self::file_name(&stems.own, EVENT, fault_id, ""))?;
-            return Ok((stems.own, prior));
-        }
-        let prior = read_prior(
-            pending,
-            &Self::file_name(&stems.gstacks, EVENT, fault_id, ""),
-        )?;
-        let marker = Self::file_name(&stems.gstacks, MARKER, fault_id, "");
-        if prior
-            .as_ref()
-            .is_some_and(|(_, p)| stems::another(p.run_id.as_deref(), run_id))
-            || stems::held_by_another(pending, &marker, run_id)
-        {
-            // Its own stem holds no file (looked at above): nothing is replaced.
-            return Ok((stems.own, None));
-        }
-        Ok((stems.gstacks, prior))
-    }
-
     /// Archives `prior` (the replaced pending file's text, as it was), capture number
-    /// `capture` of the fault of the run's `stem`, to `collapsed/`, then prunes
+    /// `capture` of the fault, to `collapsed/`, then prunes
     /// that fault's archives. An ack starts the pending file's count at 1 again while the
     /// archives from before it stay, so the archive takes the next number after the
     /// highest one there: none is written over, and the highest number stays the newest
     /// capture, which the pruning keeps.
     fn archive(
         &self,
-        stem: &str,
+        run_id: &str,
         fault_id: &str,
         capture: u64,
         prior: &[u8],
     ) -> Result<(), HaltStoreError> {
         let collapsed = self.ensure(Sub::Collapsed)?;
-        let mut archives = archives(&collapsed, stem, fault_id)?;
+        let mut archives = archives(&collapsed, run_id, fault_id)?;
         let highest = archives.iter().map(|a| a.number).max();
         let number = match highest.map(|h| h.checked_add(1)) {
             None => capture,
@@ -406,9 +387,9 @@ impl HaltStore {
             // The numbers ran out (an archive planted as number u64::MAX): the archives are
             // numbered 1..=k again, oldest first, so that this capture still gets a name of
             // its own and stays the newest.
-            Some(None) => renumber(&collapsed, stem, fault_id, &mut archives)? + 1,
+            Some(None) => renumber(&collapsed, run_id, fault_id, &mut archives)? + 1,
         };
-        let name = collapsed_name(stem, fault_id, number);
+        let name = collapsed_name(run_id, fault_id, number);
         collapsed
             .write_atomic(&name, prior, 0o600)
             .map_err(io_problem("write", &collapsed.join(&name)))?;
@@ -423,15 +404,16 @@ impl HaltStore {
 
     /// Writes the resolved marker of a fault that cleared, as gstack's
     /// `emitHaltEventResolved` does: `{event, timestamp, runId, faultId}` and nothing else;
-    /// under the stem the run's event is filed under ([`stems`]).
+    /// never over another run's marker ([`shared_names`]).
     pub fn resolve(&self, run_id: &str, fault_id: &str) -> Result<(), HaltStoreError> {
         let pending = self.ensure(Sub::Pending)?;
-        let stems = Stems::of(run_id);
-        let stem = stems.pick(&pending, run_id, fault_id, &[EVENT, MARKER]);
-        let name = Self::file_name(stem, MARKER, fault_id, "");
+        let name = Self::file_name(run_id, "RESOLVED-", fault_id, "");
+        if let Some(other) = shared_names::holder(&pending, &name, run_id) {
+            return Err(shared_names::taken(&pending, &name, run_id, &other));
+        }
         let path = pending.join(&name);
         if !pending.entry(&name).is_ok_and(|e| e.is_some()) {
-            self.admit(stem, &path)?;
+            self.admit(run_id, &path)?;
         }
         let marker = json!({
             "event": RESOLVED_EVENT,
@@ -448,26 +430,26 @@ impl HaltStore {
     /// gstack's `markInvestigated`: moves the pending event of (`run_id`, `fault_id`) to
     /// `processed/` under the same name. Its resolved marker, if any, stays for gstack's
     /// drain to pair. Finding no event, it makes no dir: one made by another user than the
-    /// faults dir's owner (`sudo berth faults ack`) would lock the daemon's user out.
-    /// The event is the run's own ([`stems`]): one under gstack's name that holds another
-    /// whole run id is never moved for this run.
+    /// faults dir's owner (`sudo berth faults ack`) would lock the daemon's user out. An
+    /// event there of another run of the same safe run id is left ([`shared_names`]).
     pub fn mark_investigated(
         &self,
         run_id: &str,
         fault_id: &str,
     ) -> Result<Marked, HaltStoreError> {
+        let name = Self::file_name(run_id, "", fault_id, "");
         let Some(pending) = self.opened.existing(&self.dir, Sub::Pending)? else {
             return Ok(Marked::AlreadyMoved);
         };
-        let stems = Stems::of(run_id);
-        let stem = stems.pick(&pending, run_id, fault_id, &[EVENT]);
-        let name = Self::file_name(stem, EVENT, fault_id, "");
         if pending
             .entry(&name)
             .map_err(io_problem("read", &pending.join(&name)))?
             .is_none()
         {
             return Ok(Marked::AlreadyMoved);
+        }
+        if let Some(other) = shared_names::holder(&pending, &name, run_id) {
+            return Ok(Marked::Another(registry::said_cut(&other)));
         }
         let processed = self.ensure(Sub::Processed)?;
         match pending.rename_to(&name, &processed, &name) {
@@ -489,22 +471,22 @@ struct Archive {
     name: String,
 }
 
-/// The name of capture number `capture` of the run's (`stem`) `fault_id` under `collapsed/`.
-fn collapsed_name(stem: &str, fault_id: &str, capture: u64) -> String {
-    HaltStore::file_name(stem, EVENT, fault_id, &format!("-{capture}"))
+/// The name of capture number `capture` of (`run_id`, `fault_id`) under `collapsed/`.
+fn collapsed_name(run_id: &str, fault_id: &str, capture: u64) -> String {
+    HaltStore::file_name(run_id, "", fault_id, &format!("-{capture}"))
 }
 
 /// The archived captures of one fault in `collapsed`: the files whose name is the name
 /// [`collapsed_name`] gives their number.
 fn archives(
     collapsed: &PrivateDir,
-    stem: &str,
+    run_id: &str,
     fault_id: &str,
 ) -> Result<Vec<Archive>, HaltStoreError> {
     let number_of = |name: &str| {
         let (_, number) = name.strip_suffix(".json")?.rsplit_once('-')?;
         let number: u64 = number.parse().ok()?;
-        (name == collapsed_name(stem, fault_id, number)).then_some(number)
+        (name == collapsed_name(run_id, fault_id, number)).then_some(number)
     };
     let listed = collapsed.names_matching_up_to(MAX_NAMES_PER_LISTING, |n| number_of(n).is_some());
     let names = match listed.map_err(io_problem("list", collapsed.path()))? {
@@ -535,7 +517,7 @@ fn archives(
 /// holding number i is among the first i and was renamed before.
 fn renumber(
     collapsed: &PrivateDir,
-    stem: &str,
+    run_id: &str,
     fault_id: &str,
     archives: &mut [Archive],
 ) -> Result<u64, HaltStoreError> {
@@ -544,7 +526,7 @@ fn renumber(
         if archive.number == number {
             continue;
         }
-        let name = collapsed_name(stem, fault_id, number);
+        let name = collapsed_name(run_id, fault_id, number);
         collapsed
             .rename_to(&archive.name, collapsed, &name)
             .map_err(io_problem("renumber", &collapsed.join(&archive.name)))?;

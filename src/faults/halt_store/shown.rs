@@ -263,7 +263,7 @@ impl Loose for Whole {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Prior {
     /// `runId`, whole: another run of the same safe run id may have filed it
-    /// ([`super::stems`]); `None` if absent or not a string.
+    /// ([`super::shared_names`]); `None` if absent or not a string.
     pub run_id: Option<String>,
     /// `snapshot.stdoutTail`, whole; `None` if absent or not a string.
     pub stdout_tail: Option<String>,

@@ -1,137 +1,158 @@
-//! Runs whose safe run ids collide (`a_b` and `a/b` are both `a_b`): each files, archives,
-//! resolves and acks its own files ([`super::stems`]).
+//! Runs whose safe run ids collide (`a_b` and `a/b` are both `a_b`) keep gstack's names,
+//! and a file there of the other run is never written over, removed, archived or moved
+//! ([`super::shared_names`]): the filing run is held until the name is free.
 
 use super::*;
 
 fn names_in(dir: &Path, sub: &str) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir.join(sub))
-        .unwrap()
+    let Ok(entries) = fs::read_dir(dir.join(sub)) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();
     names
 }
 
+fn is_taken<T: std::fmt::Debug>(result: Result<T, HaltStoreError>, other: &str) -> bool {
+    matches!(&result, Err(HaltStoreError::Taken { other: o, .. }) if o == other)
+}
+
 #[test]
-fn a_run_whose_safe_id_is_taken_files_resolves_and_archives_under_its_own_stem() {
+fn a_run_whose_name_holds_another_runs_event_is_held_until_it_is_acked() {
     let dir = tempfile::tempdir().unwrap();
     let store = HaltStore::new(dir.path());
     let fault = event("a_b", "X", "").fault_id;
-    let own = Stems::of("a/b").own;
-    assert!(
-        own.starts_with("a_b~") && own.len() == "a_b~".len() + 16,
-        "{own}"
-    );
     store.emit(&event("a_b", "X", "first")).unwrap();
-    assert_eq!(store.emit(&event("a/b", "X", "one")).unwrap(), Emitted::New);
-    let recurred = store.emit(&event("a/b", "X", "two")).unwrap();
-    assert_eq!(recurred, Emitted::Recurred { occurrences: 2 });
+    let event_path = store.pending_path("a_b", &fault);
+    let before = fs::read(&event_path).unwrap();
+    // Another tail would archive a_b's capture and count it as a/b's recurrence.
+    assert!(is_taken(store.emit(&event("a/b", "X", "one")), "a_b"));
+    assert_eq!(fs::read(&event_path).unwrap(), before);
     assert_eq!(
         names_in(dir.path(), PENDING_DIR),
-        [format!("a_b-{fault}.json"), format!("{own}-{fault}.json")]
+        [format!("a_b-{fault}.json")]
     );
-    assert_eq!(
-        names_in(dir.path(), COLLAPSED_DIR),
-        [format!("{own}-{fault}-1.json")]
-    );
-    let kept = read(
-        &dir.path()
-            .join(PENDING_DIR)
-            .join(format!("a_b-{fault}.json")),
-    );
-    assert_eq!(kept["runId"], "a_b");
-    assert!(kept["snapshot"].get("occurrences").is_none(), "{kept:#}");
-    assert_eq!(
-        store.pending_path("a/b", &fault),
-        dir.path()
-            .join(PENDING_DIR)
-            .join(format!("{own}-{fault}.json"))
-    );
+    assert!(names_in(dir.path(), COLLAPSED_DIR).is_empty());
 
-    // Each clear writes the run's own marker, and a raise removes only its own.
-    store.resolve("a/b", &fault).unwrap();
+    // An ack of a/b's event leaves a_b's where it is.
+    assert_eq!(
+        store.mark_investigated("a/b", &fault).unwrap(),
+        Marked::Another("a_b".to_owned())
+    );
+    assert_eq!(fs::read(&event_path).unwrap(), before);
+    assert!(!store.investigated("a/b", &fault));
+
+    // Once a_b's is acked, a/b files at gstack's name, as new.
+    store.mark_investigated("a_b", &fault).unwrap();
+    assert!(store.investigated("a_b", &fault));
+    assert_eq!(store.emit(&event("a/b", "X", "one")).unwrap(), Emitted::New);
+    assert_eq!(read(&event_path)["runId"], "a/b");
+    assert!(!store.investigated("a/b", &fault), "a_b's is in processed/");
+}
+
+#[test]
+fn a_clear_writes_no_marker_over_another_runs_and_a_filing_leaves_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    let fault = event("a_b", "X", "").fault_id;
     store.resolve("a_b", &fault).unwrap();
-    store.emit(&event("a_b", "X", "first")).unwrap();
-    assert!(store.resolved_path("a/b", &fault).exists());
-    assert!(!store.resolved_path("a_b", &fault).exists());
+    let marker = store.resolved_path("a_b", &fault);
+    let before = fs::read(&marker).unwrap();
+    assert!(is_taken(store.resolve("a/b", &fault), "a_b"));
+    assert_eq!(fs::read(&marker).unwrap(), before);
+    // a/b's filing is no recurrence of a_b's: it leaves a_b's marker, not its stale one.
+    assert_eq!(store.emit(&event("a/b", "X", "")).unwrap(), Emitted::New);
+    assert_eq!(fs::read(&marker).unwrap(), before);
+    assert_eq!(
+        names_in(dir.path(), PENDING_DIR),
+        [
+            format!("a_b-{fault}.json"),
+            format!("a_b-RESOLVED-{fault}.json")
+        ]
+    );
     let statuses: Vec<(String, HaltStatus)> = store
         .list()
         .halts
         .into_iter()
         .map(|h| (h.run_id, h.status))
         .collect();
-    assert_eq!(
-        statuses,
-        [
-            ("a_b".to_owned(), HaltStatus::Pending),
-            ("a/b".to_owned(), HaltStatus::Resolved)
-        ]
-    );
-
-    // An ack moves the run's own event, never the other run's under gstack's name.
-    let moved = store.mark_investigated("a/b", &fault).unwrap();
-    let processed = dir
-        .path()
-        .join(PROCESSED_DIR)
-        .join(format!("{own}-{fault}.json"));
-    assert_eq!(moved, Marked::Moved(processed.clone()));
-    assert_eq!(store.processed_path("a/b", &fault), processed);
-    assert_eq!(
-        store.mark_investigated("a/b", &fault).unwrap(),
-        Marked::AlreadyMoved
-    );
-    assert!(store.pending_path("a_b", &fault).exists());
+    assert_eq!(statuses, [("a/b".to_owned(), HaltStatus::Pending)]);
+    // The run's own marker is still its to rewrite, and to remove as stale.
+    store.mark_investigated("a/b", &fault).unwrap();
+    store.resolve("a_b", &fault).unwrap();
+    assert_eq!(store.emit(&event("a_b", "X", "")).unwrap(), Emitted::New);
+    assert!(!marker.exists());
 }
 
+/// A held filing stays out of the run's registry, is said once a pass with its ids cut,
+/// and is filed by the first pass after the other run's event is acked.
 #[test]
-fn a_run_keeps_its_own_stem_while_a_file_of_it_is_pending() {
+fn a_held_filing_is_said_cut_once_a_pass_and_filed_once_the_name_is_free() {
     let dir = tempfile::tempdir().unwrap();
     let store = HaltStore::new(dir.path());
-    let fault = event("a_b", "X", "").fault_id;
-    store.emit(&event("a_b", "X", "")).unwrap();
-    store.emit(&event("a/b", "X", "")).unwrap();
-    // gstack's name is free again (its run's event acked): the other run's pending event
-    // still goes by its own stem, and is rewritten there, not filed twice.
+    let long = format!("a/{}", "b".repeat(4096));
+    let other = file_run_id(&long);
+    let held = event(&long, "X", "");
+    let fault = held.fault_id.clone();
+    let first = store.sync_run(&other, "/s/other.json", &[event(&other, "X", "")]);
+    assert_eq!(first.emitted.len(), 1, "{first:?}");
+    // Two detectors of one fault: one line.
+    let mut twice = held.clone();
+    twice.detector_id.push_str(":2");
+    for _ in 0..2 {
+        let report = store.sync_run(&long, "/s/long.json", &[held.clone(), twice.clone()]);
+        assert!(report.emitted.is_empty(), "{report:?}");
+        assert_eq!(report.withheld, 0);
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        let line = &report.problems[0];
+        assert!(line.contains("held back") && line.len() < 1500, "{line}");
+    }
+    store.mark_investigated(&other, &fault).unwrap();
+    let filed = store.sync_run(&long, "/s/long.json", &[held, twice]);
+    assert_eq!(filed.emitted, [(fault.clone(), Emitted::New)], "{filed:?}");
+    assert!(filed.problems.is_empty(), "{:?}", filed.problems);
+    assert_eq!(read(&store.pending_path(&long, &fault))["runId"], long);
+}
+
+/// A clear held for the other run's marker keeps the fault raised in the run's registry, and
+/// the first pass after gstack's drain moved that marker writes the run's own.
+#[test]
+fn a_held_clear_stays_raised_until_the_other_runs_marker_is_drained() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    let x = event("a_b", "X", "");
+    let fault = x.fault_id.clone();
+    store.sync_run("a_b", "/s/a_b.json", std::slice::from_ref(&x));
+    let cleared = store.sync_run("a_b", "/s/a_b.json", &[]);
+    assert_eq!(cleared.resolved, std::slice::from_ref(&fault));
     store.mark_investigated("a_b", &fault).unwrap();
+    let raised = store.sync_run("a/b", "/s/a-b.json", &[event("a/b", "X", "")]);
     assert_eq!(
-        store.emit(&event("a/b", "X", "")).unwrap(),
-        Emitted::Refreshed
+        raised.emitted,
+        [(fault.clone(), Emitted::New)],
+        "{raised:?}"
     );
-    let own = Stems::of("a/b").own;
+    for _ in 0..2 {
+        let held = store.sync_run("a/b", "/s/a-b.json", &[]);
+        assert!(held.resolved.is_empty(), "{held:?}");
+        assert_eq!(held.problems.len(), 1, "{:?}", held.problems);
+        assert!(
+            held.problems[0].contains("held back"),
+            "{:?}",
+            held.problems
+        );
+    }
+    let marker = store.resolved_path("a_b", &fault);
+    assert_eq!(read(&marker)["runId"], "a_b");
+    // gstack's drain moves the orphan marker (no a_b event is pending).
+    fs::remove_file(&marker).unwrap();
+    let resolved = store.sync_run("a/b", "/s/a-b.json", &[]);
     assert_eq!(
-        names_in(dir.path(), PENDING_DIR),
-        [format!("{own}-{fault}.json")]
+        resolved.resolved,
+        std::slice::from_ref(&fault),
+        "{resolved:?}"
     );
-    // A run alone keeps gstack's name.
-    store.emit(&event("c/d", "X", "")).unwrap();
-    assert!(
-        dir.path()
-            .join(PENDING_DIR)
-            .join(format!("c_d-{fault}.json"))
-            .exists()
-    );
-}
-
-/// The per-run cap counts by stem: a run filed under its own stem counts against it, its
-/// whole run id's; files under gstack's shared name count together.
-#[test]
-fn files_under_a_runs_own_stem_count_against_its_own_cap() {
-    let dir = tempfile::tempdir().unwrap();
-    plant_pending(dir.path(), "a_b", MAX_PENDING_PER_RUN - 1);
-    let store = HaltStore::new(dir.path());
-    store.emit(&event("a_b", "X", "")).unwrap();
-    // gstack's name of X is a_b's: a/b's X goes under its own stem, within its own cap.
-    assert_eq!(store.emit(&event("a/b", "X", "")).unwrap(), Emitted::New);
-    // A fault whose gstack name is free counts under the shared name, which a_b filled.
-    let held = store.emit(&event("a/b", "Y", ""));
-    assert!(
-        matches!(
-            held,
-            Err(HaltStoreError::Withheld {
-                source: CapReached::Run,
-                ..
-            })
-        ),
-        "{held:?}"
-    );
+    assert_eq!(read(&marker)["runId"], "a/b");
 }
