@@ -1,5 +1,7 @@
-//! Verdicts the store could not write (ENOSPC, EIO): kept in memory and written again on
-//! every later tick, and shown by `berth status` while they wait.
+//! Verdicts the store could not write while their record was still this daemon's (a
+//! producer holding the record's lock, ENOSPC, EIO, a record grown past the cap: see
+//! [`super::verdict::kept_after`]): kept in memory and written again on every later tick,
+//! said once when kept, and shown by `berth status` while they wait.
 //!
 //! The record stays in flight on disk, claimed by this live daemon, so its lane stays
 //! taken and no reclaim puts it back in the queue (a merged PR must not be landed again).
@@ -113,7 +115,9 @@ pub(super) fn retry(waiting: &Waiting, records: &Records, owner: &str) {
                 tracing::info!(record = %id, "the kept {} verdict is written", unsaved.verdict.status());
                 waiting.map().remove(&id);
             }
-            Err(e @ StoreError::Io { .. }) => {
+            // Still refused (the lock still held, the disk still full): it waits, and the
+            // error `status` shows is the latest; the log said it once, when it was kept.
+            Err(e) if super::verdict::kept_after(&e) => {
                 if let Some(kept) = waiting.map().get_mut(&id) {
                     kept.error = e.to_string();
                 }
@@ -157,6 +161,127 @@ pub fn read(berth_dir: &Path) -> Result<Vec<UnsavedLine>, ReadUnsavedError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::{Status, sample};
+    use crate::store::{Expect, Move, QueueStore};
+
+    /// A kept verdict is written again on the next tick; if a producer holds the record's
+    /// lock then (the store answers `Locked`, a passing state like the `Io` it was kept
+    /// for), it stays kept: dropped, the record would stay claimed in this daemon's name
+    /// with nothing holding it, and the tick after would reclaim it as "claimed in this
+    /// daemon's name but no landing of it runs here" and land it again.
+    #[test]
+    fn a_kept_verdict_is_not_dropped_when_the_record_lock_is_busy_at_its_retry() {
+        use std::os::fd::AsRawFd as _;
+
+        let l = landing();
+        let full = StoreError::Io {
+            action: "write",
+            path: l.queue.path().join(format!("{}.json", l.id)),
+            source: std::io::Error::from_raw_os_error(nix::libc::ENOSPC),
+        };
+        keep(&l.waiting, &l.id, landed(), &full);
+        let lock = std::fs::File::open(l.queue.path().join(format!(".{}.lock", l.id))).unwrap();
+        // SAFETY: flock on a descriptor this test owns.
+        assert_eq!(
+            unsafe { nix::libc::flock(lock.as_raw_fd(), nix::libc::LOCK_EX) },
+            0
+        );
+        retry(&l.waiting, &l.records, OWNER);
+        drop(lock);
+        assert!(
+            l.waiting.holds(&l.id),
+            "the landed verdict was dropped at a busy record lock; the record stays {}",
+            l.status()
+        );
+    }
+
+    /// A producer grew the record so that the verdict no longer fits under the cap: the
+    /// store refuses it `TooLarge`. Fail closed: the verdict is kept (the record stays
+    /// `landing` in this daemon's name, its lane held, the PR never landed again) until an
+    /// operator shortens the record, and the retry after that writes it.
+    #[test]
+    fn a_verdict_too_large_for_its_record_waits_until_the_record_is_shortened() {
+        use crate::record::Record;
+        use crate::store::MAX_RECORD_BYTES;
+
+        let l = landing();
+        let notes = |r: &mut Record, len: usize| {
+            r.extra
+                .insert("notes".to_owned(), &serde_json::json!("n".repeat(len)));
+        };
+        let mut short = l.records.store().load(&l.id).unwrap().record;
+        notes(&mut short, 0);
+        // A few bytes under the cap, written compact: the verdict's GitHub state is not.
+        let len = MAX_RECORD_BYTES as usize - short.to_compact_json().len() - 8;
+        l.rewrite(|r| notes(r, len));
+        let verdict = landed();
+        let refused = verdict.write(&l.records, OWNER, &l.id).unwrap_err();
+        assert!(
+            matches!(refused, StoreError::TooLarge { .. })
+                && super::super::verdict::kept_after(&refused),
+            "{refused}"
+        );
+        keep(&l.waiting, &l.id, verdict, &refused);
+        retry(&l.waiting, &l.records, OWNER);
+        assert!(l.waiting.holds(&l.id));
+        assert_eq!(l.status(), Status::Landing);
+        l.rewrite(|r| r.extra.remove("notes"));
+        retry(&l.waiting, &l.records, OWNER);
+        assert!(!l.waiting.holds(&l.id));
+        assert_eq!(l.status(), Status::Landed);
+    }
+
+    const OWNER: &str = "host~boot~1~2.3.4:42:7";
+
+    /// A record `landing`, claimed by [`OWNER`], with no verdict kept yet.
+    struct Landing {
+        queue: tempfile::TempDir,
+        _berth: tempfile::TempDir,
+        id: String,
+        records: Records,
+        waiting: Waiting,
+    }
+
+    impl Landing {
+        fn status(&self) -> Status {
+            self.records.store().load(&self.id).unwrap().record.status
+        }
+
+        /// A producer's write: the record stays `landing`, claimed by [`OWNER`].
+        fn rewrite(&self, edit: impl FnOnce(&mut crate::record::Record)) {
+            let as_is = Move::new(&self.id, Expect::Any, Status::Landing);
+            self.records.store().transition(as_is, edit).unwrap();
+        }
+    }
+
+    fn landing() -> Landing {
+        let (queue, berth) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let store = QueueStore::new(queue.path());
+        let id = store.insert(&sample::queued(5)).unwrap();
+        for to in [Status::Claiming, Status::Landing] {
+            store
+                .transition(Move::new(&id, Expect::Any, to), |r| {
+                    r.claimed_by = Some(OWNER.to_owned());
+                })
+                .unwrap();
+        }
+        let decisions = std::sync::Arc::new(crate::rules::DecisionLog::new(berth.path()));
+        let records = Records::new(store, decisions);
+        let waiting = Waiting::new(berth.path());
+        Landing {
+            queue,
+            _berth: berth,
+            id,
+            records,
+            waiting,
+        }
+    }
+
+    fn landed() -> Verdict {
+        Verdict::Landed {
+            checked_at: crate::clock::now_iso(),
+        }
+    }
 
     /// `berth status` reads `unsaved-verdicts.json`: a FIFO there must give a clear error,
     /// not hang `status` in a blocking open.

@@ -22,7 +22,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// Writes it; an `Io` error (ENOSPC, EIO) means it may be written again later.
+    /// Writes it; an error [`kept_after`] says may pass means it is written again later.
     pub fn write(&self, records: &Records, owner: &str, id: &str) -> Result<Record, StoreError> {
         match self {
             Verdict::Landed { checked_at } => {
@@ -58,5 +58,30 @@ impl Verdict {
             Verdict::Landed { .. } => Status::Landed,
             Verdict::Settled { to, .. } => *to,
         }
+    }
+}
+
+/// Whether a verdict the store refused with `error` is kept and written again on later
+/// ticks ([`super::unsaved`]): always, unless the record is no longer this landing's
+/// (moved to another status, claimed by another daemon, gone). Dropping a verdict leaves
+/// its record in flight in this daemon's name with nothing holding it, so the next tick
+/// reclaims it and lands it again; keeping one only holds its lane until the write passes.
+/// So a lock held by a producer, a full disk, a record a producer grew past the cap (an
+/// operator shortens it: the error says so) or an unreadable file keep it, and the variants
+/// that cannot come of a transition are kept too: the match names each one, so a new
+/// variant is decided here and not dropped by default.
+pub fn kept_after(error: &StoreError) -> bool {
+    match error {
+        StoreError::Moved { .. } | StoreError::Reclaimed { .. } | StoreError::NotFound { .. } => {
+            false
+        }
+        StoreError::Locked { .. }
+        | StoreError::Io { .. }
+        | StoreError::TooLarge { .. }
+        | StoreError::Unreadable { .. }
+        | StoreError::IllegalMove { .. }
+        | StoreError::AlreadyExists { .. }
+        | StoreError::BadId(_)
+        | StoreError::IdTooLong { .. } => true,
     }
 }

@@ -62,5 +62,6 @@ mod service;
 mod shutdown;
 mod takeover;
 mod throughput;
+mod verdict_lock;
 mod warm_up;
 mod writes_heard;

@@ -1,12 +1,12 @@
 //! Settle: write where the landing ended onto its record (or put it back after a signal).
-//! A verdict the store refuses with an I/O error is kept and written again on later ticks
-//! ([`super::super::unsaved`]).
+//! A verdict the store refuses while the record is still this landing's (its lock held by a
+//! producer, an I/O error, a record grown past the cap) is kept and written again on later
+//! ticks ([`super::super::unsaved`]): dropped, the record would be reclaimed and landed again.
 
 use crate::record::Status;
-use crate::store::StoreError;
 
 use super::{End, Landing, OutcomeKind};
-use crate::daemon::verdict::Verdict;
+use crate::daemon::verdict::{self, Verdict};
 use crate::daemon::{revive, unsaved};
 
 /// Settles the record by `end`; what the main loop is told.
@@ -41,7 +41,9 @@ pub(super) async fn settle(l: &Landing, end: End) -> OutcomeKind {
     let written = l
         .blocking(move |crew| {
             let written = verdict.write(&crew.records, &crew.owner, &id);
-            if let Err(e @ StoreError::Io { .. }) = &written {
+            if let Err(e) = &written
+                && verdict::kept_after(e)
+            {
                 unsaved::keep(&crew.unsaved, &id, verdict, e);
             }
             written
@@ -49,7 +51,7 @@ pub(super) async fn settle(l: &Landing, end: End) -> OutcomeKind {
         .await;
     match written {
         Ok(_) => kind,
-        Err(e @ StoreError::Io { .. }) => OutcomeKind::Skipped(if landed {
+        Err(e) if verdict::kept_after(&e) => OutcomeKind::Skipped(if landed {
             format!("landed, but the verdict could not be written yet: {e}")
         } else {
             format!("the verdict could not be written yet: {e}")

@@ -1,0 +1,135 @@
+//! A landing's verdict meets the record's lock held by another process: it is kept and
+//! written again, never dropped (a dropped one got its record reclaimed and landed again).
+
+use std::fs;
+use std::os::fd::AsRawFd as _;
+use std::path::PathBuf;
+use std::process::Child;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::support::World;
+
+/// A daemon landing PR `pr` of `lane`'s repo whose step (after `tail`) waits for the test;
+/// the record's lock is held by the test (a producer) from the step's start until the
+/// landing's verdict was tried. Returns the daemon, the record id, its berth dir and the
+/// file each step start appends a line to.
+struct HeldAtVerdict {
+    daemon: Child,
+    id: String,
+    berth_dir: PathBuf,
+    starts: PathBuf,
+}
+
+impl HeldAtVerdict {
+    fn run(world: &World, pr: u64, tail: &str) -> HeldAtVerdict {
+        let lane = world.git_lane("widget", None);
+        let id = lane.queue(pr, "main");
+        let (starts, go) = (world.root.join("starts"), world.root.join("go"));
+        let script = format!(
+            "echo $$ >> {starts}; while [ ! -e {go} ]; do sleep 0.05; done; {tail}",
+            starts = starts.display(),
+            go = go.display(),
+        );
+        let config = world.step_config("berth.toml", &script);
+        let berth_dir = world.berth_state();
+        let args = ["run", "--watch", "--config", config.to_str().unwrap()];
+        let daemon = world.spawn_berth(&args, &berth_dir, &[]);
+        let held = HeldAtVerdict {
+            daemon,
+            id,
+            berth_dir,
+            starts,
+        };
+        let started = world.wait_for(Duration::from_secs(90), || held.steps() == 1);
+        assert!(started, "the step never started:\n{}", held.log());
+        // The step runs (the record is `landing`): a producer takes the record's lock.
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(world.queue.join(format!(".{}.lock", held.id)))
+            .unwrap();
+        // SAFETY: flock on a descriptor this test owns.
+        assert_eq!(
+            unsafe { nix::libc::flock(lock.as_raw_fd(), nix::libc::LOCK_EX) },
+            0
+        );
+        fs::write(&go, "").unwrap();
+        let tried = world.wait_for(Duration::from_secs(60), || {
+            let log = held.log();
+            log.contains("skipped: ") || log.contains(&format!("PR #{pr}: "))
+        });
+        drop(lock);
+        assert!(tried, "the verdict was never tried:\n{}", held.log());
+        held
+    }
+
+    fn steps(&self) -> usize {
+        fs::read_to_string(&self.starts)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.berth_dir.with_extension("log")).unwrap_or_default()
+    }
+
+    /// Stops the daemon; its log.
+    fn stop(mut self) -> String {
+        kill(Pid::from_raw(self.daemon.id() as i32), Signal::SIGTERM).unwrap();
+        self.daemon.wait().unwrap();
+        self.log()
+    }
+}
+
+/// A producer (gstack's daemon, `berth enqueue`, an operator's `retry`) holds the record's
+/// lock for more than the 250 ms a write waits for it, at the moment a landing that merged
+/// its PR writes its `landed` verdict. The store answers `Locked`; a verdict dropped then
+/// left the record `landing`, claimed by the live daemon that no longer landed it, and the
+/// next tick reclaimed it as "claimed in this daemon's name but no landing of it runs
+/// here", queued it and landed it again: a PR merged on origin ended `blocked` ("already
+/// merged"). Kept, the verdict is written at a later tick, once the lock is free.
+#[test]
+fn a_landed_verdict_that_meets_a_held_record_lock_is_not_lost() {
+    let world = World::new();
+    let held = HeldAtVerdict::run(&world, 8, &world.exec_land());
+    let settled = world.wait_for(Duration::from_secs(60), || {
+        matches!(
+            world.read_record(&held.id)["status"].as_str(),
+            Some("landed" | "blocked")
+        )
+    });
+    let record = world.read_record(&held.id);
+    let log = held.stop();
+    assert!(settled, "{record:#}\n{log}");
+    assert_eq!(world.ledger(), [8], "{log}");
+    assert_eq!(
+        record["status"], "landed",
+        "PR #8 merged on origin, its landed verdict lost to a held record lock:\n{record:#}\n{log}"
+    );
+}
+
+/// The same lock at a `blocked` verdict (the land step failed; it may have done part of
+/// its work, so an operator looks before `berth retry`): a dropped verdict got the record
+/// reclaimed and queued, and the land step ran a second time on its own.
+#[test]
+fn a_blocked_verdict_that_meets_a_held_record_lock_does_not_land_again() {
+    let world = World::new();
+    let held = HeldAtVerdict::run(&world, 9, "exit 1");
+    let blocked = world.wait_for(Duration::from_secs(60), || {
+        world.read_record(&held.id)["status"] == "blocked"
+    });
+    // Time for a reclaim and a second landing, had the verdict been dropped.
+    let ticked = world.wait_ticks(&held.berth_dir, 4, Duration::from_secs(60));
+    let steps = held.steps();
+    let log = held.stop();
+    assert!(blocked && ticked, "{log}");
+    assert_eq!(
+        steps, 1,
+        "a blocked landing's verdict, lost to a held record lock, ran the land step again:\n{log}"
+    );
+}
