@@ -350,16 +350,16 @@ fn filing_over_a_planted_8_mib_pending_event_costs_its_bytes_not_its_parse() {
     );
 }
 
-/// Review-bounds 18. Whoever writes the build-state dir names a plan at a path of 3,840
-/// bytes of `\x01` (15 dirs of 255, beneath the state's dir), which JSON writes as 23 KB,
-/// and gives 400 failed phases whose plan blocks check their gate, each with another
-/// out-of-range `index`: 400 PREMATURE_COMPLETION faults, one fault id (scope `all`, one
-/// message), 400 detector ids each carrying the plan path. berth files the one event and
-/// writes the run's registry past the 8 MiB it reads back; the next pass refuses its own
-/// registry as too large, moves it aside as invalid content, starts afresh and files the
-/// fault again: an event the investigator acknowledged comes back as pending, every pass.
+/// Whoever writes the build-state dir names a plan at a path of 3,840 bytes of `\x01` (15
+/// dirs of 255, beneath the state's dir), which JSON writes as 23 KB, and gives 400 failed
+/// phases whose plan blocks check their gate, each with another out-of-range `index`: 400
+/// PREMATURE_COMPLETION faults, one fault id (scope `all`, one message), 400 detector ids
+/// each carrying the plan path. The registry keys each under 512 bytes, so berth reads back
+/// the registry it wrote: the fault stays raised and the event the investigator
+/// acknowledged stays acknowledged (it used to be written at 9 MB, refused and moved aside
+/// by the next pass, and the fault filed again every pass).
 #[test]
-fn review_bounds18_berth_reads_back_the_registry_it_wrote_and_an_acked_event_stays_acked() {
+fn berth_reads_back_the_registry_it_wrote_and_an_acked_event_stays_acked() {
     use serde_json::json;
     const PHASES: usize = 400;
     let world = World::new();
@@ -421,17 +421,16 @@ fn review_bounds18_berth_reads_back_the_registry_it_wrote_and_an_acked_event_sta
     );
 }
 
-/// Review-bounds 18. The phase a fault names is copied into its halt event's snapshot, and
-/// the event is cut to the 8 MiB berth writes by measuring its whole pretty text first
-/// (`HaltEvent::fit_within`). A phase of 4,000 arrays nested 120 deep is 1 MB of state
-/// (a quarter of a state's 4 MiB); pretty, each nested array costs its depth in
-/// indentation on two lines, so that measure alone builds ~130 MB the filing then drops
-/// with the phase. A filing costs what it writes (the sibling tests: under 64 MiB); a 4 MiB
-/// state makes it ~0.5 GB on the tick's thread, each time the fault is filed.
+/// The phase a fault names is copied into its halt event's snapshot, and the event is cut
+/// to the 8 MiB berth writes (`HaltEvent::fit_within`) by counting what it would write, up
+/// to 8 MiB. A phase of 4,000 arrays nested 120 deep is 1 MB of state (a quarter of a
+/// state's 4 MiB); pretty, each nested array costs its depth in indentation on two lines,
+/// ~130 MB, which a measure of the whole text used to build (157 MiB peak) and drop with
+/// the phase. A filing costs what it writes (the sibling tests: under 64 MiB).
 #[test]
-fn review_bounds18_filing_a_fault_whose_phase_pretty_prints_large_costs_what_it_writes() {
+fn filing_a_fault_whose_phase_pretty_prints_large_costs_what_it_writes() {
     if !in_own_process(
-        "halt_files::review_bounds18_filing_a_fault_whose_phase_pretty_prints_large_costs_what_it_writes",
+        "halt_files::filing_a_fault_whose_phase_pretty_prints_large_costs_what_it_writes",
     ) {
         return;
     }

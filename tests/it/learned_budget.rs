@@ -143,9 +143,9 @@ fn learned_state_jsonpath_patterns_share_the_one_second_tick_budget() {
 }
 
 /// Whoever can write the faults dir holds `learned-patterns.json.lock` (gstack's pid lock,
-/// naming a live pid: its own) and adds a run whose state a learned pattern matches. The
-/// fault watch runs inside the tick: counting the new fault's hit tries the lock without
-/// waiting, so ticks that find it held still finish quickly, and the hit, kept, is written
+/// naming a live pid: its own) and adds a run whose state a learned pattern matches.
+/// Counting the new fault's hit tries the lock without waiting (a fault watch pass held up
+/// would hold up the next), so ticks go on finishing quickly, and the hit, kept, is written
 /// once the lock is free.
 #[test]
 fn a_held_learned_patterns_lock_does_not_stall_the_tick_and_its_hits_are_counted_later() {
@@ -206,10 +206,10 @@ fn a_held_learned_patterns_lock_does_not_stall_the_tick_and_its_hits_are_counted
         "a hit was written under another's lock"
     );
     assert!(counted_later, "the kept hit was never written: {}", log());
-    // The daemon's own tick histogram: a tick waiting for the lock lasts at least the 5 s
-    // lock wait, so none of the ticks that ended with it held could fall in the 2.56 s bucket;
-    // a tick that only tries it takes milliseconds, so one such tick under 2.56 s holds
-    // under any load these tests see. The bucket sits halfway between the two.
+    // The daemon's own tick histogram: a tick that waited for the lock (the 5 s lock wait,
+    // were the fault watch in the tick again) could not fall in the 2.56 s bucket; one that
+    // does not takes milliseconds, so one such tick under 2.56 s holds under any load these
+    // tests see. The bucket sits halfway between the two.
     let (ended, fast) = (during.0 - before.0, during.1 - before.1);
     assert!(ended >= 1.0, "{before:?} {during:?}");
     assert!(
@@ -228,16 +228,13 @@ fn tick_durations(world: &World) -> (f64, f64) {
     (count.expect("a tick count"), fast.expect("a 2.56 s bucket"))
 }
 
-/// Review-bounds 18. Whoever writes the faults dir and the build-state dir plants the slow
-/// patterns above: every tick's learned matching then takes its whole 1 s budget, and the
-/// fault watch runs inside the tick's local half, which the main loop awaits before it
-/// selects (docs/daemon.md). A record queued meanwhile is read on the next turn and claimed
-/// only after that turn's own fault watch has spent its second: never within 1 s of its
-/// write, which issue 17 and docs/limits.md ("read, gated and claimed within 1 s of its
-/// write") promise whatever makes a tick slow.
+/// Whoever writes the faults dir and the build-state dir plants the slow patterns above:
+/// every fault watch pass then spends the learned patterns' whole 1 s budget. The pass is a
+/// background round (docs/daemon.md), so a record queued meanwhile is read, gated and
+/// claimed within 1 s of its write, as issue 17 and docs/limits.md promise whatever makes
+/// a pass slow (it used to run in the tick's awaited local half, before selection).
 #[test]
-fn review_bounds18_a_record_queued_while_learned_patterns_spend_their_budget_is_claimed_within_a_second()
- {
+fn a_record_queued_while_learned_patterns_spend_their_budget_is_claimed_within_a_second() {
     let world = World::new();
     let lane = world.git_lane("widget", None);
     let config = world.git_forge_config("poll_secs = 1\n");
@@ -267,14 +264,13 @@ fn review_bounds18_a_record_queued_while_learned_patterns_spend_their_budget_is_
     );
 }
 
-/// Review-bounds 18. Whoever writes the faults dir gives a learned pattern an unknown field
-/// (kept by every rewrite) of 600 arrays nested 100 deep: 120 KB compact. A hit of its
-/// category (the fault watch's, once per newly raised fault) rewrites the file pretty,
-/// where each nested array costs its depth in indentation on two lines: the rewrite is
-/// ~100 times the file, past the 8 MiB berth (and gstack) reads back, so the next load
-/// refuses the whole learned set. A planted 8 MiB file would make the daemon write ~800 MB.
+/// Whoever writes the faults dir gives a learned pattern an unknown field (kept by every
+/// rewrite) of 600 arrays nested 100 deep: 120 KB compact. Pretty, each nested array costs
+/// its depth in indentation on two lines, ~100 times the file (12.97 MB), past the 8 MiB
+/// berth (and gstack) reads back: a hit of its category rewrites the file compact instead,
+/// built no further than 8 MiB, and the next load still reads the whole learned set.
 #[test]
-fn review_bounds18_a_hit_count_rewrite_stays_within_what_berth_reads_back() {
+fn a_hit_count_rewrite_stays_within_what_berth_reads_back() {
     use berth::faults::learned::{LearnedSet, record_hits};
     const MAX_JSON_BYTES: u64 = 8 * 1024 * 1024;
     let world = World::new();

@@ -196,15 +196,15 @@ fn a_refused_registry_is_said_once_a_pass_not_once_per_look() {
     );
 }
 
-/// Review-bounds 18. docs/limits.md: a fault kept raised because other registries of its
-/// run are unreadable is "one problem (a log error line) per fault kept", and a fault id a
-/// reason quotes is cut to 256 bytes (`MAX_SAID_BYTES`). Whoever writes the faults dir
-/// plants the run's own registry with one cleared fault of a 4 MiB scope (a valid id: a
-/// scope may be any length) and a directory at another registry name of the run: each
-/// pass (the planted detector id is never the run's, so the registry is never "unchanged")
-/// says "<the whole 4 MiB id> not resolved", a 4 MiB error log line a pass.
+/// docs/limits.md: a fault kept raised because other registries of its run are unreadable
+/// is "one problem (a log error line) per fault kept", and a fault id a reason quotes is
+/// cut to 256 bytes (`MAX_SAID_BYTES`). Whoever writes the faults dir plants the run's own
+/// registry with one cleared fault of a 4 MiB scope (a valid id: a scope may be any length)
+/// and a directory at another registry name of the run: each pass (the planted detector id
+/// is never the run's, so the registry is never "unchanged") says the id cut in its "not
+/// resolved" line, not a 4 MiB error log line a pass.
 #[test]
-fn review_bounds18_a_kept_fault_is_said_with_its_id_cut() {
+fn a_kept_fault_is_said_with_its_id_cut() {
     use crate::faults::registry::{self, ActiveFault, MAX_SAID_BYTES, Registry};
     use crate::private_dir::PrivateDir;
     let dir = tempfile::tempdir().unwrap();
