@@ -7,7 +7,7 @@
 //! as is one whose read the system failed (out of descriptors, say): only content read and
 //! found wanting is kept as the file's answer.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use crate::record::Status;
@@ -20,6 +20,10 @@ use crate::file_stamp::{ReadStart, Sighting};
 const SWEEP_THREADS: usize = 4;
 /// A sweep over fewer files than this stays on the calling thread.
 const PARALLEL_SWEEP_MIN: usize = 512;
+/// Names the dir listing refused (not UTF-8) the view keeps, the first by name; the rest
+/// are counted. Whoever writes the queue dir can plant such names without bound, and every
+/// tick hands them to the queue detectors (which name 20) and the metrics (which count).
+pub const MAX_BAD_NAMES_KEPT: usize = 100;
 
 /// What [`QueueView::examine`] found at one name.
 enum Found {
@@ -55,6 +59,9 @@ pub struct Refreshed {
     pub changed: usize,
     /// Files that became unreadable, or changed and are still unreadable, in this refresh.
     pub newly_unreadable: Vec<Unreadable>,
+    /// Names not UTF-8 past the [`MAX_BAD_NAMES_KEPT`] kept, when a sweep found the names
+    /// changed: counted, never named one by one.
+    pub bad_names_unlisted: usize,
 }
 
 /// The records of one queue dir as of the last refresh.
@@ -75,8 +82,11 @@ pub struct QueueView {
     /// (see [`RACY_NS`]), or whose read the system failed: re-read by every refresh until
     /// it ages, or is read.
     racy: BTreeSet<String>,
-    /// Names the dir listing itself refused (not UTF-8): reported by the last sweep.
+    /// Names the dir listing itself refused (not UTF-8) as the last sweep found them: the
+    /// first [`MAX_BAD_NAMES_KEPT`] by name.
     bad_names: Vec<Unreadable>,
+    /// How many such names the last sweep found, kept or not.
+    bad_names_total: usize,
     /// Bumped whenever anything in the view changed: consumers compare it to skip work.
     generation: u64,
     /// How many files were read (parsed) since the view was made: tests count these.
@@ -102,14 +112,20 @@ impl QueueView {
                         return seen;
                     }
                 };
-                if bad_names != self.bad_names {
+                let total = bad_names.len();
+                let bad_names = first_by_name(bad_names, MAX_BAD_NAMES_KEPT);
+                if total != self.bad_names_total || bad_names != self.bad_names {
+                    let before: HashSet<&str> =
+                        self.bad_names.iter().map(|b| b.file.as_str()).collect();
                     seen.newly_unreadable.extend(
                         bad_names
                             .iter()
-                            .filter(|b| !self.bad_names.contains(b))
+                            .filter(|b| !before.contains(b.file.as_str()))
                             .cloned(),
                     );
+                    seen.bad_names_unlisted = total - bad_names.len();
                     self.bad_names = bad_names;
+                    self.bad_names_total = total;
                     seen.changed += 1;
                 }
                 let listed: BTreeSet<&str> = names.iter().map(String::as_str).collect();
@@ -326,7 +342,8 @@ impl QueueView {
         self.live.values().filter_map(|e| e.content.as_ref().ok())
     }
 
-    /// Every file that is not a usable record, and why.
+    /// Every file that is not a usable record, and why; of the names that are not UTF-8,
+    /// the first [`MAX_BAD_NAMES_KEPT`] ([`Self::unreadable_unlisted`] counts the rest).
     pub fn unreadable(&self) -> Vec<Unreadable> {
         self.bad_names
             .iter()
@@ -337,6 +354,11 @@ impl QueueView {
                     .filter_map(|e| e.content.as_ref().err().cloned()),
             )
             .collect()
+    }
+
+    /// Names not UTF-8 the last sweep found past the [`MAX_BAD_NAMES_KEPT`] kept.
+    pub fn unreadable_unlisted(&self) -> usize {
+        self.bad_names_total - self.bad_names.len()
     }
 
     /// The record `id` as last read, if it was readable.
@@ -361,6 +383,17 @@ impl QueueView {
     pub fn files_read(&self) -> u64 {
         self.files_read
     }
+}
+
+/// The first `keep` of `names` by file name, sorted: one pass over a planted listing of any
+/// size, not a sort of all of it.
+fn first_by_name(mut names: Vec<Unreadable>, keep: usize) -> Vec<Unreadable> {
+    if names.len() > keep {
+        names.select_nth_unstable_by(keep, |a, b| a.file.cmp(&b.file));
+        names.truncate(keep);
+    }
+    names.sort_unstable_by(|a, b| a.file.cmp(&b.file));
+    names
 }
 
 #[cfg(test)]
@@ -471,5 +504,32 @@ mod tests {
         assert_eq!(view.active().count(), count - settled - 2);
         assert_eq!(view.live().count(), count - settled - 3);
         assert!(view.live().all(|s| s.record.status == Status::Queued));
+    }
+
+    /// Names that are not UTF-8 (anyone who writes the queue dir can plant them without
+    /// bound): the view keeps the first 100 by name and counts the rest; a sweep that finds
+    /// the same names reports nothing, and a new one past the first 100 only moves the count.
+    #[test]
+    fn names_not_utf8_past_the_first_hundred_are_counted_not_kept() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = QueueStore::new(dir.path());
+        let plant = |n: usize| {
+            let name = [&[0xff][..], format!("{n:04}").as_bytes()].concat();
+            std::fs::write(dir.path().join(std::ffi::OsStr::from_bytes(&name)), "").unwrap();
+        };
+        (0..MAX_BAD_NAMES_KEPT + 50).for_each(plant);
+        let mut view = QueueView::new();
+        let first = view.refresh(&store, &Refresh::Sweep);
+        assert_eq!(first.newly_unreadable.len(), MAX_BAD_NAMES_KEPT);
+        assert_eq!(first.bad_names_unlisted, 50);
+        assert_eq!(view.unreadable().len(), MAX_BAD_NAMES_KEPT);
+        assert_eq!(view.unreadable_unlisted(), 50);
+        assert!(view.unreadable()[0].file.ends_with("0000"));
+        assert_eq!(view.refresh(&store, &Refresh::Sweep), Refreshed::default());
+        plant(9999);
+        let grown = view.refresh(&store, &Refresh::Sweep);
+        assert_eq!((grown.changed, grown.newly_unreadable.len()), (1, 0));
+        assert_eq!(view.unreadable_unlisted(), 51);
     }
 }

@@ -1,8 +1,9 @@
 //! The main loop: a closed set of [`Event`]s (a poll tick, a queue-dir change, a signal,
 //! a lane finishing, a lane's retry falling due, a forge round's answers) and nothing else
 //! calls back into it. A tick's local half is awaited (it reads files and gates); its
-//! forge half runs as background rounds, so a watcher's wake is read, gated and landed
-//! while a forge call is in flight.
+//! forge half and the fault watch run as background rounds, started once the tick has
+//! selected, so a watcher's wake is read, gated and landed while a forge call or a fault
+//! watch pass is in flight.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -297,6 +298,7 @@ impl Loop {
             free: forge_round::Free {
                 reconcile: !self.rounds.busy(Concern::Reconcile),
                 poll: !self.rounds.busy(Concern::Poll),
+                watch: !self.rounds.busy(Concern::Watch),
             },
             // `--once` selects once the rounds' answers are in (discovered PRs among them).
             select_after_rounds: self.mode == Mode::Once,

@@ -26,6 +26,9 @@ pub struct TickMemory {
     /// The queue view and remote generations, and the active rule fallbacks, the queue
     /// detectors last ran on.
     pub detected: Option<(u64, u64, String)>,
+    /// The learned pattern that used up the last fault watch's matching budget, if one did:
+    /// a fact the queue detectors read (LEARNED_BUDGET_EXHAUSTED).
+    pub learned_budget: Option<crate::faults::learned_match::LearnedBudget>,
     /// The queue view's generation when the last walk for due records found none, and
     /// the earliest time one comes due (`None`: none ever will without a change).
     nothing_due: Option<(u64, Option<chrono::DateTime<chrono::Utc>>)>,

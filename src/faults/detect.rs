@@ -498,7 +498,7 @@ pub const MAX_UNREADABLE_LISTED: usize = 20;
 
 /// The queue detectors over the queue's facts (records, unreadable files, locks, forge).
 /// The unreadable files are cut to the first [`MAX_UNREADABLE_LISTED`] by name, with their
-/// number in `unreadableCount`.
+/// number (and `unreadableUnlisted`, those the view only counted) in `unreadableCount`.
 pub fn detect_queue(set: &RuleSet, facts: &Value) -> Detection {
     let mut detection = Detection::default();
     let mut facts = facts.clone();
@@ -507,7 +507,14 @@ pub fn detect_queue(set: &RuleSet, facts: &Value) -> Detection {
             Some(Value::Array(items)) => items,
             _ => Vec::new(),
         };
-        map.insert("unreadableCount".into(), Value::from(unreadable.len()));
+        let unlisted = map
+            .remove("unreadableUnlisted")
+            .and_then(|n| n.as_u64())
+            .unwrap_or(0);
+        map.insert(
+            "unreadableCount".into(),
+            Value::from(unreadable.len() as u64 + unlisted),
+        );
         unreadable.sort_by(|a, b| a["file"].as_str().cmp(&b["file"].as_str()));
         unreadable.truncate(MAX_UNREADABLE_LISTED);
         map.insert("unreadable".into(), Value::Array(unreadable));

@@ -130,7 +130,10 @@ pub struct HaltEvent {
     pub pointers: Pointers,
     pub snapshot: Snapshot,
     /// Not written: the detector id (`<category>:<phase>:<src>`) the event files, which is
-    /// what gstack's monitor keys its active-fault registry by.
+    /// what gstack's monitor keys its active-fault registry by, as berth's registry keeps
+    /// it ([`registry::key`]: a long one cut to a fixed size).
+    ///
+    /// [`registry::key`]: super::registry::key
     #[serde(skip)]
     pub detector_id: String,
     /// Not written: the fault's category.
@@ -175,7 +178,7 @@ impl HaltEvent {
                 withheld: run.withheld.clone(),
                 occurrences: None,
             },
-            detector_id: fault.detector_id(),
+            detector_id: super::registry::key(&fault.detector_id()),
             category: fault.category.clone(),
         }
     }
@@ -183,9 +186,8 @@ impl HaltEvent {
 
 /// An event that does not fit what berth reads back even without its stdout tail and phase.
 #[derive(Debug, thiserror::Error)]
-#[error("the halt event takes {bytes} bytes without its stdout tail and phase, over {cap}")]
+#[error("the halt event takes more than {cap} bytes without its stdout tail and phase")]
 pub struct TooLarge {
-    pub bytes: u64,
     pub cap: u64,
 }
 
@@ -201,23 +203,25 @@ impl HaltEvent {
     pub fn fit_within(&mut self, cap: u64) -> Result<(), TooLarge> {
         let tail = std::mem::take(&mut self.snapshot.stdout_tail);
         let occurrences = self.snapshot.occurrences.replace(u64::MAX);
-        let mut bytes = self.written_bytes();
-        if bytes > cap {
+        let mut bytes = self.written_bytes(cap);
+        if bytes.is_none() {
             self.snapshot.phase = None;
             self.snapshot.iteration_history = None;
-            bytes = self.written_bytes();
+            bytes = self.written_bytes(cap);
         }
         self.snapshot.occurrences = occurrences;
-        if bytes > cap {
+        let Some(bytes) = bytes else {
             self.snapshot.stdout_tail = tail;
-            return Err(TooLarge { bytes, cap });
-        }
+            return Err(TooLarge { cap });
+        };
         self.snapshot.stdout_tail = tail_within(tail, cap - bytes);
         Ok(())
     }
 
-    fn written_bytes(&self) -> u64 {
-        super::json_file::pretty(self).map_or(u64::MAX, |b| b.len() as u64)
+    /// What this event takes written, `None` past `cap`: counted as it is written, never
+    /// built, since a phase of deeply nested arrays pretty prints to ~100× its size.
+    fn written_bytes(&self, cap: u64) -> Option<u64> {
+        super::json_file::pretty_len_within(self, cap)
     }
 }
 
@@ -226,22 +230,13 @@ fn tail_within(tail: String, room: u64) -> String {
     let mut used = 0u64;
     let mut start = tail.len();
     for (at, c) in tail.char_indices().rev() {
-        used += json_escaped_len(c);
+        used += super::json_file::escaped_len(c);
         if used > room {
             return tail[start..].to_owned();
         }
         start = at;
     }
     tail
-}
-
-/// The bytes `c` takes inside a JSON string as serde_json writes it.
-fn json_escaped_len(c: char) -> u64 {
-    match c {
-        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
-        c if u32::from(c) < 0x20 => 6,
-        c => c.len_utf8() as u64,
-    }
 }
 
 /// `state.phases[index]` as JavaScript indexes a list with a number: a whole, non-negative

@@ -95,6 +95,109 @@ pub fn pretty(value: &impl serde::Serialize) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Why berth did not write a faults-dir file it would read back.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Past what berth reads back ([`MAX_JSON_BYTES`]), berth would refuse its own file on
+    /// the next read: nothing is written, the file there (if any) is kept.
+    #[error(
+        "would be over the {cap} bytes berth reads back, even as compact JSON; not written, the file there is kept"
+    )]
+    TooLarge { cap: u64 },
+    #[error("cannot encode: {0}")]
+    Encode(serde_json::Error),
+}
+
+impl From<WriteError> for io::Error {
+    fn from(e: WriteError) -> io::Error {
+        match e {
+            WriteError::TooLarge { .. } => io::Error::new(io::ErrorKind::FileTooLarge, e),
+            WriteError::Encode(_) => io::Error::other(e),
+        }
+    }
+}
+
+/// The text of a faults-dir file berth must read back, within `cap`: [`pretty`] when that
+/// fits, else the same JSON compact (pretty indents each nested value by its depth, so a
+/// deeply nested unknown field kept by a rewrite takes ~100× its compact size; readers
+/// parse either alike), else refused. Builds at most `cap` bytes of either.
+pub fn within(value: &impl serde::Serialize, cap: u64) -> Result<Vec<u8>, WriteError> {
+    let pretty = |out: &mut Capped<Vec<u8>>| serde_json::to_writer_pretty(out, value);
+    if let Some(written) = capped(Vec::new(), cap, pretty)? {
+        return Ok(written.out);
+    }
+    let compact = |out: &mut Capped<Vec<u8>>| serde_json::to_writer(out, value);
+    match capped(Vec::new(), cap, compact)? {
+        Some(written) => Ok(written.out),
+        None => Err(WriteError::TooLarge { cap }),
+    }
+}
+
+/// How many bytes [`pretty`] writes of `value`, counted as they are written and never
+/// held: `None` once past `cap` (the count stops there) or if it cannot be encoded, so
+/// measuring a value that pretty prints to gigabytes costs what `cap` allows.
+pub fn pretty_len_within(value: &impl serde::Serialize, cap: u64) -> Option<u64> {
+    let count = |out: &mut Capped<io::Sink>| serde_json::to_writer_pretty(out, value);
+    capped(io::sink(), cap, count)
+        .ok()
+        .flatten()
+        .map(|written| written.written)
+}
+
+/// `value` written by `write` and a newline into `out`, unless that passes `cap`:
+/// `Ok(None)` then, with no more than `cap` bytes handed to `out`.
+fn capped<W: io::Write>(
+    out: W,
+    cap: u64,
+    write: impl FnOnce(&mut Capped<W>) -> serde_json::Result<()>,
+) -> Result<Option<Capped<W>>, WriteError> {
+    use io::Write as _;
+    let mut capped = Capped {
+        out,
+        written: 0,
+        cap,
+    };
+    let written =
+        write(&mut capped).and_then(|()| capped.write_all(b"\n").map_err(serde_json::Error::io));
+    match written {
+        Ok(()) => Ok(Some(capped)),
+        Err(_) if capped.written > cap => Ok(None),
+        Err(e) => Err(WriteError::Encode(e)),
+    }
+}
+
+/// A writer that counts what passes through it and fails once the count is past `cap`,
+/// before handing the bytes on.
+struct Capped<W> {
+    out: W,
+    written: u64,
+    cap: u64,
+}
+
+impl<W: io::Write> io::Write for Capped<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.written = self.written.saturating_add(buf.len() as u64);
+        if self.written > self.cap {
+            return Err(io::ErrorKind::FileTooLarge.into());
+        }
+        self.out.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// The bytes `c` takes inside a JSON string as serde_json writes it.
+pub fn escaped_len(c: char) -> u64 {
+    match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        c if u32::from(c) < 0x20 => 6,
+        c => c.len_utf8() as u64,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +216,29 @@ mod tests {
         fs::write(&path, b"[1]").unwrap();
         assert_eq!(read_json(&path).unwrap(), Some(serde_json::json!([1])));
         assert!(err(dir.path()).contains("a directory"));
+    }
+
+    /// A file berth reads back is written pretty when that fits, compact when only that
+    /// fits (nested arrays pretty print to ~their depth × their size), else not at all;
+    /// measuring it counts what pretty writes, whole or up to the cap.
+    #[test]
+    fn what_berth_writes_fits_what_it_reads_back() {
+        let mut nested = serde_json::json!(0);
+        for _ in 0..50 {
+            nested = serde_json::json!([nested]);
+        }
+        let whole = pretty(&nested).unwrap();
+        let compact = format!("{nested}\n");
+        let len = whole.len() as u64;
+        assert_eq!(pretty_len_within(&nested, len), Some(len));
+        assert_eq!(pretty_len_within(&nested, len - 1), None);
+        assert_eq!(within(&nested, len).unwrap(), whole);
+        assert_eq!(within(&nested, len - 1).unwrap(), compact.as_bytes());
+        let cap = compact.len() as u64;
+        assert_eq!(within(&nested, cap).unwrap(), compact.as_bytes());
+        assert!(matches!(
+            within(&nested, cap - 1),
+            Err(WriteError::TooLarge { cap: c }) if c == cap - 1
+        ));
     }
 }

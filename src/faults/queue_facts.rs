@@ -37,6 +37,9 @@ pub struct QueueFacts<'a> {
     pub queue_dir: &'a Path,
     pub records: &'a [&'a StoredRecord],
     pub unreadable: &'a [Unreadable],
+    /// Unreadable files left out of `unreadable` (names not UTF-8 past the view's cap):
+    /// counted in `unreadableCount`.
+    pub unreadable_unlisted: usize,
     /// Why an in-flight record is stranded, as the daemon judges it before a reclaim
     /// ([`crate::ownership::stranded_reason`], and its own landings are never stranded).
     pub stranded: &'a dyn Fn(&StoredRecord) -> Option<String>,
@@ -106,6 +109,7 @@ pub fn gather(facts: &QueueFacts<'_>) -> Value {
         "queueDir": facts.queue_dir.display().to_string(),
         "records": records,
         "unreadable": facts.unreadable,
+        "unreadableUnlisted": facts.unreadable_unlisted,
         "locks": locks,
         "remote": {"labelledWithoutRecord": labelled_without_record, "closedQueued": closed_queued},
         "ruleFallbacks": facts.rule_fallbacks,
@@ -160,6 +164,7 @@ mod tests {
             queue_dir: Path::new("/q"),
             records: &records,
             unreadable: &[],
+            unreadable_unlisted: 0,
             stranded: &|_| None,
             repos: &[repo],
             rule_fallbacks: &[],
@@ -171,5 +176,36 @@ mod tests {
         assert_eq!(remote["labelledWithoutRecord"].as_array().unwrap().len(), 1);
         assert_eq!(remote["closedQueued"][0]["id"], closed.id.as_str());
         assert_eq!(input["records"].as_array().unwrap().len(), 2);
+    }
+
+    /// The daemon's view keeps only the first names that are not UTF-8 and counts the rest:
+    /// UNREADABLE_RECORD's count says them all.
+    #[test]
+    fn unreadable_files_the_view_only_counted_are_in_the_count() {
+        let listed = [Unreadable {
+            file: "\u{fffd}1".into(),
+            reason: "file name is not UTF-8".into(),
+        }];
+        let facts = QueueFacts {
+            queue_dir: Path::new("/q"),
+            records: &[],
+            unreadable: &listed,
+            unreadable_unlisted: 400,
+            stranded: &|_| None,
+            repos: &[],
+            rule_fallbacks: &[],
+            learned_budget: None,
+        };
+        let rules = crate::rules::Rules::embedded().unwrap();
+        let detection = super::super::detect::detect_queue(&rules.current(), &gather(&facts));
+        let described: Vec<&str> = detection
+            .faults
+            .iter()
+            .map(|f| f.description.as_str())
+            .collect();
+        assert!(
+            described.iter().any(|d| d.starts_with("401 files")),
+            "{described:?}"
+        );
     }
 }

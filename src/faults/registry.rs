@@ -2,14 +2,15 @@
 //! raised and which halt event each was filed as, so a tick files only what is new and
 //! resolves (once) what cleared.
 //!
-//! Keyed as gstack's monitor keys its registry, by detector id (`<category>:<phase>:<src>`):
-//! two faults with one detector id (two hand-merged features) are one raised fault and one
+//! Keyed as gstack's monitor keys its registry, by detector id (`<category>:<phase>:<src>`,
+//! a long one cut to a fixed size, [`key`]): two faults with one detector id (two hand-merged features) are one raised fault and one
 //! halt event, the first one's. One file per (run id, state file),
 //! `active-faults/<fileRunId>-<8 hex of sha256(state file)>.json`, replaced atomically under
 //! the run's lock: two state files that carry the same run id keep separate registries, so
 //! neither clears the other's faults. A registry whose content is invalid is moved aside
 //! (never overwritten): the halt event files themselves make re-filing its faults harmless.
-//! One the system could not read (`EMFILE`, `EIO`) is left alone and read again next tick.
+//! One the system could not read (`EMFILE`, `EIO`), or larger than berth reads, is left
+//! alone and read again next tick; berth never writes one that large ([`save`]).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, Metadata};
@@ -60,6 +61,36 @@ fn is_fault_id(id: &str) -> bool {
         && hash.chars().all(|c| c.is_ascii_hexdigit())
 }
 
+/// What a registry stores of one detector id at most, as written (JSON escapes counted):
+/// a detector id carries its fault's first source file, which a state may name at any
+/// length (a path of control bytes takes six times its size written), and a registry holds
+/// one per raised detector id: 400 of a 23 KB plan path would be past the 8 MiB berth
+/// reads back.
+pub const MAX_KEY_BYTES: u64 = 512;
+
+/// The key a registry keeps `detector_id` under: the id itself when it takes at most
+/// [`MAX_KEY_BYTES`] written, else its start and `~<sha256 of the whole id, 64 hex>`,
+/// within that bound. gstack never reads berth's registries (its monitor keeps its own,
+/// `<safeRunId>.json`), so only berth compares these keys, always made by this function.
+/// An id planted to equal another's cut key is one raised fault with it, as two
+/// hand-merged features are.
+pub fn key(detector_id: &str) -> String {
+    const HASH: u64 = "~".len() as u64 + 64;
+    let mut written = 0;
+    let mut start = None;
+    for (at, c) in detector_id.char_indices() {
+        written += json_file::escaped_len(c);
+        if start.is_none() && written > MAX_KEY_BYTES - HASH {
+            start = Some(at);
+        }
+        if written > MAX_KEY_BYTES {
+            let hex = sha256_hex(detector_id, 32);
+            return format!("{}~{hex}", &detector_id[..start.unwrap_or(at)]);
+        }
+    }
+    detector_id.to_owned()
+}
+
 /// The registry file of `run_id` detected in `source`, under `dir`.
 pub fn path(dir: &Path, run_id: &str, source: &str) -> PathBuf {
     dir.join(name(run_id, source))
@@ -67,9 +98,13 @@ pub fn path(dir: &Path, run_id: &str, source: &str) -> PathBuf {
 
 /// The name of the registry file of `run_id` detected in `source`.
 pub fn name(run_id: &str, source: &str) -> String {
-    let digest = Sha256::digest(source.as_bytes());
-    let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}{hex}.json", name_prefix(run_id))
+    format!("{}{}.json", name_prefix(run_id), sha256_hex(source, 4))
+}
+
+/// The first `bytes` of `text`'s SHA-256, in hex.
+fn sha256_hex(text: &str, bytes: usize) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    digest[..bytes].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What starts the name of every registry of `run_id`: its file run id (cut to fit, with
@@ -90,11 +125,12 @@ pub const MAX_ASIDE_PER_REGISTRY: usize = 3;
 /// Why a registry could not be had.
 #[derive(Debug)]
 enum Unread {
-    /// The file is there and is not a registry (torn, planted, a FIFO, too large): it is
-    /// moved aside.
+    /// The file is there and is not a registry (torn, planted, a FIFO): it is moved aside.
     Invalid(Invalid),
-    /// The system could not read it (`EMFILE`, `EIO`, `EACCES`): nothing is known about its
-    /// content, so it stays where it is and the next tick tries again.
+    /// The system could not read it (`EMFILE`, `EIO`, `EACCES`), or it is larger than
+    /// berth reads (berth never writes one: [`save`] refuses): nothing is known about its
+    /// content, so it stays where it is, its faults stay raised, and the next tick tries
+    /// again. Only content read and found to be no registry is moved aside.
     Failed(ReadError),
 }
 
@@ -184,7 +220,7 @@ fn read(dir: &PrivateDir, name: &str) -> Result<Option<Registry>, Unread> {
 
 impl Unread {
     fn of(e: ReadError) -> Unread {
-        if e.is_refused() {
+        if e.is_refused() && !matches!(e, ReadError::TooLarge { .. }) {
             Unread::Invalid(Invalid::Refused(e))
         } else {
             Unread::Failed(e)
@@ -305,287 +341,37 @@ fn aside_name(name: &str) -> String {
     format!("{name}.unreadable-{stamp}")
 }
 
-/// Writes `registry` as `name` in `dir` (pretty JSON, atomic).
-pub fn save(dir: &PrivateDir, name: &str, registry: &Registry) -> std::io::Result<()> {
-    let bytes = json_file::pretty(registry)?;
-    dir.write_atomic(name, &bytes, 0o600)
+/// Writes `registry` as `name` in `dir` (atomic), pretty JSON or, past what berth reads
+/// back, compact ([`json_file::within`]). One larger even so keeps only the first detector
+/// id of each fault id (how many it left out is the answer): the others are found again
+/// next pass, their fault held by that entry, so none is filed or resolved twice. One
+/// larger still is refused (an error of kind `FileTooLarge` naming the bound) and the file
+/// there is kept: berth never writes a registry it would refuse to read.
+pub fn save(dir: &PrivateDir, name: &str, registry: &Registry) -> std::io::Result<usize> {
+    const CAP: u64 = json_file::MAX_JSON_BYTES;
+    let (bytes, left_out) = match json_file::within(registry, CAP) {
+        Ok(bytes) => (bytes, 0),
+        Err(json_file::WriteError::TooLarge { .. }) => {
+            let mut faults = std::collections::HashSet::new();
+            let first_of_each = Registry {
+                run_id: registry.run_id.clone(),
+                source: registry.source.clone(),
+                updated_at: registry.updated_at.clone(),
+                active: registry
+                    .active
+                    .iter()
+                    .filter(|(_, a)| faults.insert(a.fault_id.as_str()))
+                    .map(|(id, a)| (id.clone(), a.clone()))
+                    .collect(),
+            };
+            let left_out = registry.active.len() - first_of_each.active.len();
+            (json_file::within(&first_of_each, CAP)?, left_out)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    dir.write_atomic(name, &bytes, 0o600)?;
+    Ok(left_out)
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::HashSet;
-
-    use super::*;
-
-    /// `active-faults/` in a fresh temp dir: the temp dir (kept alive) and the handle.
-    fn active() -> (tempfile::TempDir, PrivateDir) {
-        let root = tempfile::tempdir().unwrap();
-        let dir = PrivateDir::ensure(root.path(), "active-faults").unwrap();
-        (root, dir)
-    }
-
-    /// A look for a run's other registries keeps only the fault ids the pass asks about
-    /// (the faults the run raises or clears): ten registries of the run planted within the
-    /// 8 MiB a registry may be, each of distinct ids, are more than one faults-dir parse
-    /// may take. Those past the look's read budget count as unread, the fault stays raised.
-    #[test]
-    fn a_look_for_a_runs_other_registries_holds_at_most_one_parse_of_fault_ids() {
-        const REGISTRIES: usize = 10;
-        const ENTRIES: usize = 1_900;
-        let (_root, dir) = active();
-        let scope = "s".repeat(4_000);
-        for r in 0..REGISTRIES {
-            let active = (0..ENTRIES)
-                .map(|n| {
-                    let fault = ActiveFault {
-                        fault_id: format!("K:{scope}:{:08x}", r * ENTRIES + n),
-                        first_detected_at: String::new(),
-                    };
-                    (format!("d{n}"), fault)
-                })
-                .collect();
-            let registry = Registry {
-                run_id: "run".into(),
-                source: format!("/queue-{r}"),
-                updated_at: String::new(),
-                active,
-            };
-            let name = name("run", &format!("/queue-{r}"));
-            save(&dir, &name, &registry).unwrap();
-            let size = dir.entry(&name).unwrap().unwrap().size;
-            assert!(size <= json_file::MAX_JSON_BYTES, "{size}");
-        }
-        // What a pass asks about: the faults its run raises or clears, here every tenth id
-        // planted (as many as one registry of the run holds) and one held nowhere.
-        let ids: Vec<String> = (0..REGISTRIES * ENTRIES)
-            .step_by(10)
-            .map(|n| format!("K:{scope}:{n:08x}"))
-            .chain(["K:elsewhere:00000000".to_owned()])
-            .collect();
-        let asked: HashSet<&str> = ids.iter().map(String::as_str).collect();
-        let elsewhere = raised_elsewhere(
-            &mut PassReads::default(),
-            &dir,
-            ("run", &name("run", "/s/own.json")),
-            &asked,
-        );
-        assert_eq!(elsewhere.unread().len(), 1, "{:?}", elsewhere.unread());
-        assert!(!elsewhere.raised.is_empty());
-        assert!(
-            elsewhere
-                .raised
-                .iter()
-                .all(|id| asked.contains(id.as_str()))
-        );
-        assert!(!elsewhere.contains(&ids[ids.len() - 1]));
-        let held: usize = elsewhere.raised.iter().map(String::len).sum();
-        assert!(
-            held <= json_file::MAX_JSON_PARSE,
-            "one look holds {} fault ids, {held} bytes of them",
-            elsewhere.raised.len()
-        );
-    }
-
-    #[test]
-    fn unreadable_registry_is_moved_aside_not_lost() {
-        let (_root, dir) = active();
-        let path = dir.join("run.json");
-        let (registry, warning) = load(&dir, "run.json", "run", "/s.json").unwrap();
-        assert!(registry.active.is_empty() && warning.is_none());
-        std::fs::write(&path, b"{ torn").unwrap();
-        let (registry, warning) = load(&dir, "run.json", "run", "/s.json").unwrap();
-        assert!(registry.active.is_empty());
-        assert!(warning.unwrap().contains("moved aside"));
-        assert!(!path.exists());
-        let kept: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-        assert_eq!(kept.len(), 1);
-        let kept = kept[0].as_ref().unwrap().path();
-        assert_eq!(std::fs::read(kept).unwrap(), b"{ torn");
-    }
-
-    /// A run's own registry whose content quotes a megabyte string where a map belongs:
-    /// serde's error quotes it whole, but the move aside's line says a cut of it.
-    #[test]
-    fn a_moved_aside_registry_is_said_in_a_bounded_line() {
-        let (_root, dir) = active();
-        let planted = format!(
-            r#"{{"run_id":"run","source":"/s.json","updated_at":"","active":"{}"}}"#,
-            "x".repeat(1 << 20)
-        );
-        std::fs::write(dir.join("run.json"), planted).unwrap();
-        let (_, warning) = load(&dir, "run.json", "run", "/s.json").unwrap();
-        let warning = warning.unwrap();
-        assert!(warning.contains("moved aside"), "{warning}");
-        assert!(
-            warning.len() < 2 * MAX_SAID_BYTES + 400,
-            "{} bytes",
-            warning.len()
-        );
-    }
-
-    /// Content planted at a registry's name on every pass leaves the newest few moved-aside
-    /// files, not one per pass for good; other registries' files are not touched.
-    #[test]
-    fn only_the_newest_moved_aside_registries_are_kept() {
-        let (_root, dir) = active();
-        let older: Vec<String> = (1..=5)
-            .map(|n| format!("run.json.unreadable-2020010{n}T000000.000Z"))
-            .collect();
-        for name in &older {
-            std::fs::write(dir.join(name), b"{ torn").unwrap();
-        }
-        let other = "other.json.unreadable-20200101T000000.000Z";
-        std::fs::write(dir.join(other), b"{ torn").unwrap();
-        std::fs::write(dir.join("run.json"), b"{ torn").unwrap();
-        load(&dir, "run.json", "run", "/s.json").unwrap();
-        let (mut kept, _) = dir.names_up_to(usize::MAX).unwrap();
-        kept.sort();
-        assert_eq!(kept.len(), MAX_ASIDE_PER_REGISTRY + 1, "{kept:?}");
-        assert_eq!(kept[0], other);
-        assert_eq!(kept[1..3], older[3..5]);
-        assert!(kept[3] > older[4], "{kept:?}");
-    }
-
-    /// Whoever writes the faults dir fills `active-faults/` with 60,000 names of 240 bytes:
-    /// a fault watch pass's look for the run's other registries (and the move aside's
-    /// pruning) holds them all, not the 10,000 names a listing of a halt subdir reads.
-    #[test]
-    fn a_look_for_a_runs_other_registries_holds_a_bounded_listing() {
-        let (_root, dir) = active();
-        for n in 0..60_000 {
-            let name = format!("{n:06}{}", "x".repeat(234));
-            std::fs::File::create(dir.join(name)).unwrap();
-        }
-        crate::rules::memory::start();
-        let others = others_exist(&dir, "run", "run-01234567.json");
-        let elsewhere = raised_elsewhere(
-            &mut PassReads::default(),
-            &dir,
-            ("run", "run-01234567.json"),
-            &HashSet::new(),
-        );
-        let peak = crate::rules::memory::stop();
-        assert!(!others && elsewhere.raised.is_empty());
-        let bound = (MAX_NAMES_PER_LISTING * (255 + 48)) as isize;
-        assert!(
-            peak <= bound,
-            "looking for a run's other registries held {peak} bytes at its peak, over the {bound} of a 10,000-name listing"
-        );
-    }
-
-    /// More registries of the run than a listing holds: the ones left unread may hold any
-    /// fault, so they count as unread and the run's faults stay raised.
-    #[test]
-    fn more_registries_of_a_run_than_a_listing_holds_count_as_unread() {
-        let (_root, dir) = active();
-        // Another run with the same safe id: read, it raises nothing for `run/1`.
-        let other = Registry {
-            run_id: "run:1".into(),
-            ..Registry::default()
-        };
-        save(&dir, "first.json", &other).unwrap();
-        let prefix = name_prefix("run/1");
-        for n in 0..=MAX_NAMES_PER_LISTING {
-            fs::hard_link(
-                dir.join("first.json"),
-                dir.join(format!("{prefix}{n}.json")),
-            )
-            .unwrap();
-        }
-        let elsewhere = raised_elsewhere(
-            &mut PassReads::default(),
-            &dir,
-            ("run/1", &name("run/1", "/s/b.json")),
-            &HashSet::new(),
-        );
-        assert!(elsewhere.raised.is_empty());
-        assert_eq!(elsewhere.unread().len(), 1, "{:?}", elsewhere.unread());
-    }
-
-    /// More moved-aside files than a listing holds: the newest may be among the unread, so
-    /// none is removed.
-    #[test]
-    fn moved_aside_registries_past_a_listing_are_not_pruned() {
-        let (_root, dir) = active();
-        for n in 0..=MAX_NAMES_PER_LISTING {
-            fs::File::create(dir.join(format!("r.json.unreadable-{n:06}"))).unwrap();
-        }
-        prune_asides(&dir, "r.json");
-        let (left, _) = dir.names_up_to(usize::MAX).unwrap();
-        assert_eq!(left.len(), MAX_NAMES_PER_LISTING + 1);
-    }
-
-    #[test]
-    fn each_state_file_of_a_run_has_its_own_registry() {
-        let (root, dir) = active();
-        let (a_name, b_name) = (name("run/1", "/s/a.json"), name("run/1", "/s/b.json"));
-        let a = path(dir.path(), "run/1", "/s/a.json");
-        assert_ne!(a_name, b_name);
-        assert!(
-            a.file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .starts_with("run_1-")
-        );
-        let state = root.path().join("a-state.json");
-        fs::write(&state, "{}").unwrap();
-        let mut registry = Registry {
-            run_id: "run/1".into(),
-            source: state.display().to_string(),
-            ..Registry::default()
-        };
-        registry.active.insert(
-            "X:all:*".into(),
-            ActiveFault {
-                fault_id: "PHASE_FAILED:all:0123abcd".into(),
-                first_detected_at: "t".into(),
-            },
-        );
-        save(&dir, &a_name, &registry).unwrap();
-        // Another run whose id has the same safe form does not count.
-        save(
-            &dir,
-            &name("run:1", "/s/c.json"),
-            &Registry {
-                run_id: "run:1".into(),
-                ..registry.clone()
-            },
-        )
-        .unwrap();
-        let asked = HashSet::from(["PHASE_FAILED:all:0123abcd"]);
-        let elsewhere =
-            raised_elsewhere(&mut PassReads::default(), &dir, ("run/1", &b_name), &asked);
-        assert_eq!(
-            elsewhere.raised,
-            HashSet::from(["PHASE_FAILED:all:0123abcd".to_owned()])
-        );
-        assert!(elsewhere.unread().is_empty());
-        assert!(
-            raised_elsewhere(&mut PassReads::default(), &dir, ("run/1", &a_name), &asked)
-                .raised
-                .is_empty()
-        );
-        assert!(
-            a.exists(),
-            "{a:?}: only a gone state file's registry is removed"
-        );
-    }
-
-    /// A registry of the run that cannot be read (here a directory in its place) may hold
-    /// any fault: it is reported, never read as "holds nothing".
-    #[test]
-    fn an_unreadable_other_registry_is_reported_not_read_as_empty() {
-        let (_root, dir) = active();
-        let a = path(dir.path(), "run/1", "/s/a.json");
-        fs::create_dir(&a).unwrap();
-        let elsewhere = raised_elsewhere(
-            &mut PassReads::default(),
-            &dir,
-            ("run/1", &name("run/1", "/s/b.json")),
-            &HashSet::new(),
-        );
-        assert_eq!(elsewhere.unread().len(), 1, "{elsewhere:?}");
-        assert!(elsewhere.unread()[0].contains(&a.display().to_string()));
-    }
-}
+mod tests;

@@ -20,6 +20,7 @@ use super::halt::{HaltEvent, Pointers, RunRef};
 use super::halt_store::{HaltStore, SyncReport};
 use super::learned::{self, HitCounts, LearnedSet, LearnedSource};
 use super::learned_match::{self, Budget, LearnedBudget};
+use super::registry::said_cut;
 use super::run_cache::RunCache;
 use super::state_file::StateCache;
 use crate::private_dir::MAX_NAMES_PER_LISTING;
@@ -168,11 +169,13 @@ fn log(report: &WatchReport) {
             super::halt_store::MAX_PENDING_PER_RUN
         );
     }
+    // Cut as every quoted fault id is: a run id (a state's) or a cleared fault id (a
+    // registry's) may be megabytes.
     for id in &report.emitted {
-        tracing::warn!(halt = %id, "fault raised: halt event written");
+        tracing::warn!(halt = %said_cut(id), "fault raised: halt event written");
     }
     for id in &report.resolved {
-        tracing::info!(halt = %id, "fault cleared: resolved marker written");
+        tracing::info!(halt = %said_cut(id), "fault cleared: resolved marker written");
     }
     for problem in &report.problems {
         tracing::error!("fault watch: {problem}");

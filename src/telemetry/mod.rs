@@ -125,7 +125,7 @@ impl Telemetry {
         }
         let mut counts = QueueCounts {
             generation: Some(view.generation()),
-            unreadable: view.unreadable().len(),
+            unreadable: view.unreadable().len() + view.unreadable_unlisted(),
             ..QueueCounts::default()
         };
         for stored in view.records() {

@@ -349,3 +349,168 @@ fn filing_over_a_planted_8_mib_pending_event_costs_its_bytes_not_its_parse() {
         planted
     );
 }
+
+/// Whoever writes the build-state dir names a plan at a path of 3,840 bytes of `\x01` (15
+/// dirs of 255, beneath the state's dir), which JSON writes as 23 KB, and gives 400 failed
+/// phases whose plan blocks check their gate, each with another out-of-range `index`: 400
+/// PREMATURE_COMPLETION faults, one fault id (scope `all`, one message), 400 detector ids
+/// each carrying the plan path. The registry keys each under 512 bytes, so berth reads back
+/// the registry it wrote: the fault stays raised and the event the investigator
+/// acknowledged stays acknowledged (it used to be written at 9 MB, refused and moved aside
+/// by the next pass, and the fault filed again every pass).
+#[test]
+fn berth_reads_back_the_registry_it_wrote_and_an_acked_event_stays_acked() {
+    use serde_json::json;
+    const PHASES: usize = 400;
+    let world = World::new();
+    let state_dir = world.root.join("build-state");
+    let mut plan_dir = state_dir.clone();
+    for _ in 0..15 {
+        plan_dir.push("\u{1}".repeat(255));
+    }
+    fs::create_dir_all(&plan_dir).unwrap();
+    let plan = plan_dir.join("plan.md");
+    fs::write(
+        &plan,
+        "### Phase\n- [x] **Implementation**\n".repeat(PHASES),
+    )
+    .unwrap();
+    let phases: Vec<Value> = (0..PHASES)
+        .map(|k| json!({"index": 1_000_000 + k, "number": "1", "status": "failed"}))
+        .collect();
+    let state = json!({"slug": "big", "planFile": plan, "phases": phases});
+    fs::write(state_dir.join("big.json"), state.to_string()).unwrap();
+    let halts = HaltStore::new(world.root.join("skill-faults"));
+    let rules = Rules::embedded().unwrap();
+    let set = rules.current();
+    let learned = LearnedSet::default();
+    let first = watch_runs(&set, &state_dir, &halts, &learned);
+    assert_eq!(first.emitted.len(), 1, "{:?}", first.problems);
+    let registry_bytes: u64 = fs::read_dir(halts.dir().join("active-faults"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    let listed = halts.list();
+    let halt = &listed.halts[0];
+    halts
+        .mark_investigated(&halt.run_id, &halt.fault_id)
+        .unwrap();
+    let again = watch_runs(&set, &state_dir, &halts, &learned);
+    let pending = halts
+        .list()
+        .halts
+        .into_iter()
+        .filter(|h| h.status == berth::faults::halt_store::HaltStatus::Pending)
+        .count();
+    let moved: Vec<&String> = again
+        .problems
+        .iter()
+        .filter(|p| p.contains("moved aside"))
+        .collect();
+    assert!(
+        pending == 0 && moved.is_empty(),
+        "berth wrote a registry of {registry_bytes} bytes (it reads at most 8 MiB); the next pass moved it aside ({} problems say so: {:?}) and filed the acked fault again: {pending} pending, emitted {:?}",
+        moved.len(),
+        moved
+            .iter()
+            .map(|p| &p[p.len().saturating_sub(160)..])
+            .collect::<Vec<_>>(),
+        again.emitted
+    );
+}
+
+/// The phase a fault names is copied into its halt event's snapshot, and the event is cut
+/// to the 8 MiB berth writes (`HaltEvent::fit_within`) by counting what it would write, up
+/// to 8 MiB. A phase of 4,000 arrays nested 120 deep is 1 MB of state (a quarter of a
+/// state's 4 MiB); pretty, each nested array costs its depth in indentation on two lines,
+/// ~130 MB, which a measure of the whole text used to build (157 MiB peak) and drop with
+/// the phase. A filing costs what it writes (the sibling tests: under 64 MiB).
+#[test]
+fn filing_a_fault_whose_phase_pretty_prints_large_costs_what_it_writes() {
+    if !in_own_process(
+        "halt_files::filing_a_fault_whose_phase_pretty_prints_large_costs_what_it_writes",
+    ) {
+        return;
+    }
+    let mut nested = "0".to_owned();
+    for _ in 0..120 {
+        nested = format!("[{nested}]");
+    }
+    let text = format!(
+        r#"{{"slug":"r","phases":[{{"index":0,"status":"failed","x":[{}]}}]}}"#,
+        vec![nested; 4000].join(",")
+    );
+    let state: Value = serde_json::from_str(&text).unwrap();
+    let mut evidence = serde_json::Map::new();
+    evidence.insert("phaseIndex".into(), Value::from(0));
+    let fault = Fault {
+        category: "X".into(),
+        severity: Severity::High,
+        description: "X happened".into(),
+        source_files: vec![],
+        evidence,
+    };
+    let run = RunRef {
+        run_id: "r",
+        state_slug: "r",
+        state: Some(&state),
+        ..RunRef::default()
+    };
+    let event = HaltEvent::from_fault(&run, &fault);
+    let dir = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    trim_and_reset_peak();
+    let before = status_kib("VmRSS:");
+    let emitted = store.emit(&event);
+    let peak_mib = status_kib("VmHWM:").saturating_sub(before) / 1024;
+    let written = fs::metadata(store.pending_path("r", &event.fault_id))
+        .map(|m| m.len())
+        .unwrap_or_default();
+    assert!(
+        peak_mib < 64,
+        "filing a fault whose phase is {} bytes of state peaked at {peak_mib} MiB to write {written} bytes: {emitted:?}",
+        text.len()
+    );
+}
+
+/// Review-bounds 18. Halt files are named by gstack's safe run id, which maps run ids
+/// `a_b` and `a/b` to one name. Whoever writes the build-state dir adds a state file of run
+/// `a/b` (`z.json`, synced after `a_b`'s `polis.json`) raising the fault run `a_b` raises:
+/// its filing rewrites `a_b`'s pending event as its own, and once it clears its resolved marker sits beside it. `faults list` then shows
+/// the one event as resolved (run `a/b`), while run `a_b`'s fault is still raised and has
+/// no pending event: it is hidden until it clears and is raised again.
+#[test]
+fn review_bounds18_a_raised_fault_keeps_a_pending_event_when_a_run_of_the_same_safe_id_clears() {
+    use berth::faults::halt_store::HaltStatus;
+    let world = World::new();
+    let state_dir = state_dir_with_slug(&world, "a_b");
+    let mut other: Value = serde_json::from_slice(&fs::read(fixture_path()).unwrap()).unwrap();
+    other["slug"] = Value::String("a/b".to_owned());
+    fs::write(state_dir.join("z.json"), other.to_string()).unwrap();
+    let halts = HaltStore::new(world.root.join("skill-faults"));
+    let rules = Rules::embedded().unwrap();
+    let set = rules.current();
+    let learned = LearnedSet::default();
+    let first = watch_runs(&set, &state_dir, &halts, &learned);
+    assert!(
+        first
+            .emitted
+            .contains(&"a_b/PHASE_FAILED:all:1fe2d874".to_owned()),
+        "{first:?}"
+    );
+    fs::write(state_dir.join("z.json"), r#"{"slug": "a/b"}"#).unwrap();
+    let second = watch_runs(&set, &state_dir, &halts, &learned);
+    let listed: Vec<(String, HaltStatus)> = halts
+        .list()
+        .halts
+        .into_iter()
+        .map(|h| (h.run_id, h.status))
+        .collect();
+    assert!(
+        listed.contains(&("a_b".to_owned(), HaltStatus::Pending)),
+        "run a_b's fault is still raised but no pending event shows it: listed {listed:?}; resolved {:?}",
+        second.resolved
+    );
+}

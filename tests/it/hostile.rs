@@ -263,3 +263,124 @@ fn a_detector_printing_4_mib_in_a_loop_writes_a_bounded_log() {
     // 16 KiB of rule output plus berth's own lines, not gigabytes.
     assert!(out.stderr.len() < 64 * 1024, "{} bytes", out.stderr.len());
 }
+
+/// Whoever writes the queue dir plants 20,000 names that are not UTF-8 (never records: the
+/// watcher ignores them, the sweep lists them as unreadable) and keeps adding and removing
+/// one more. Each sweep (here every poll tick: `reconcile_every_secs = 1`) finds the list
+/// changed; the view keeps the first 100 by name and a count, compared by a hash set (it
+/// used to look each name up in the last list by a linear scan, 20,000 × 20,000 on the
+/// tick's thread). A record queued meanwhile is claimed within 1 s of its write (issue
+/// 17's bound; docs/limits.md).
+#[test]
+fn planted_non_utf8_names_do_not_hold_a_new_record_past_a_second() {
+    use std::os::unix::ffi::OsStrExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const PLANTED: usize = 20_000;
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let config = world.git_forge_config("poll_secs = 1\nreconcile_every_secs = 1\n");
+    let bad = |n: &str| {
+        let mut name = vec![0xff];
+        name.extend_from_slice(n.as_bytes());
+        world.queue.join(std::ffi::OsStr::from_bytes(&name))
+    };
+    for n in 0..PLANTED {
+        fs::write(bad(&n.to_string()), "").unwrap();
+    }
+    let daemon = crate::support::spawn_ticking(&world, &config, 2);
+    let stop_toggling = Arc::new(AtomicBool::new(false));
+    let toggled = bad("toggled");
+    let toggler = {
+        let stop = Arc::clone(&stop_toggling);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                fs::write(&toggled, "").unwrap();
+                std::thread::sleep(Duration::from_millis(50));
+                fs::remove_file(&toggled).unwrap();
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    // Two more ticks: sweeps of a changed list are under way.
+    let swept = crate::support::ticks_after(&world, 2);
+    let id = lane.queue(1, "main");
+    let claimed = world.wait_for(Duration::from_secs(1), || {
+        world.read_record(&id)["status"] != "queued"
+    });
+    let status = world.read_record(&id)["status"].clone();
+    stop_toggling.store(true, Ordering::SeqCst);
+    toggler.join().unwrap();
+    let claimed_later = world.wait_for(NO_HANG, || world.read_record(&id)["status"] != "queued");
+    crate::support::stop(daemon);
+    assert!(
+        swept && claimed_later,
+        "{}",
+        crate::support::berth_log(&world)
+    );
+    assert!(
+        claimed,
+        "a record queued while {PLANTED} planted non-UTF-8 names change was not claimed within 1 s of its write (status {status}); claimed later"
+    );
+}
+
+/// Whoever writes the faults dir plants a run's own registry (its name is the run id and
+/// 8 hex of its state file's path) holding 8,000 faults the run does not raise: ~0.7 MB,
+/// within the 8 MiB a registry may be (~100,000 such faults). Each fault-watch pass clears
+/// them; past the run's 200 resolved markers the rest are held back and stay, so every pass
+/// clears them again. A sync walks the registry once for the fault ids still held (it used
+/// to walk it once per cleared fault: 8,000 × 8,000 steps a pass, ~7 s in a debug build),
+/// counts the rest of a capped sync held back untried, and runs in the watch round, beside
+/// the ticks. A record queued meanwhile is claimed within 1 s of its write.
+#[test]
+fn a_planted_registry_of_many_cleared_faults_does_not_hold_a_new_record_past_a_second() {
+    use berth::faults::registry::{self, ActiveFault, Registry};
+    use berth::private_dir::PrivateDir;
+    const PLANTED: usize = 8_000;
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let config = world.git_forge_config("poll_secs = 1\n");
+    let build_state = world.home.join(".gstack/build-state");
+    fs::create_dir_all(&build_state).unwrap();
+    let state = build_state.join("planted.json");
+    fs::write(&state, r#"{"slug": "planted"}"#).unwrap();
+    let faults = world.home.join(".gstack/skill-faults");
+    fs::create_dir_all(&faults).unwrap();
+    let active = PrivateDir::ensure(&faults, "active-faults").unwrap();
+    let source = state.display().to_string();
+    let planted = Registry {
+        run_id: "planted".into(),
+        source: source.clone(),
+        updated_at: String::new(),
+        active: (0..PLANTED)
+            .map(|n| {
+                let fault = ActiveFault {
+                    fault_id: format!("K:s:{n:08x}"),
+                    first_detected_at: String::new(),
+                };
+                (format!("d{n}"), fault)
+            })
+            .collect(),
+    };
+    registry::save(&active, &registry::name("planted", &source), &planted).unwrap();
+    let daemon = crate::support::spawn_ticking(&world, &config, 1);
+    let id = lane.queue(1, "main");
+    let claimed = world.wait_for(Duration::from_secs(1), || {
+        world.read_record(&id)["status"] != "queued"
+    });
+    let status = world.read_record(&id)["status"].clone();
+    let claimed_later = world.wait_for(NO_HANG, || world.read_record(&id)["status"] != "queued");
+    let held = fs::read_dir(active.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("planted-"))
+        .filter_map(|e| fs::metadata(e.path()).ok())
+        .map(|m| m.len())
+        .sum::<u64>();
+    crate::support::stop(daemon);
+    assert!(claimed_later, "{}", crate::support::berth_log(&world));
+    assert!(
+        claimed,
+        "a record queued while a planted registry of {PLANTED} cleared faults ({held} bytes left) is synced was not claimed within 1 s of its write (status {status}); claimed later"
+    );
+}

@@ -59,22 +59,24 @@ pub fn run(shared: &Shared, poll: &PollPlan, cancel: &CancellationToken) {
 /// them on the view's lock), unless nothing they see changed since their last run.
 fn detect(shared: &Shared, poll: &PollPlan, repo_facts: &[RepoFacts]) {
     let generation = shared.crew.records.view().generation();
+    // What the last watch round found (it runs beside this round, not before it).
+    let learned_budget = shared.memory().learned_budget.clone();
     let fallbacks = shared.decisions().fallbacks().active();
     let seen = (
         generation,
         shared.memory().generation(),
         // Whether the budget ran out, not which pattern ran it out: one fault, not one a tick.
-        serde_json::to_string(&(&fallbacks, poll.learned_budget.is_some())).unwrap_or_default(),
+        serde_json::to_string(&(&fallbacks, learned_budget.is_some())).unwrap_or_default(),
     );
     if shared.memory().detected.as_ref() == Some(&seen) && !poll.in_flight {
         return;
     }
     // Settled records (landed and proven, abandoned) can raise no queue fault: the
     // detectors see every other record.
-    let (owned, unreadable) = {
+    let (owned, unreadable, unreadable_unlisted) = {
         let view = shared.crew.records.view();
         let owned: Vec<StoredRecord> = view.active().cloned().collect();
-        (owned, view.unreadable())
+        (owned, view.unreadable(), view.unreadable_unlisted())
     };
     let records: Vec<&StoredRecord> = owned.iter().collect();
     let now = crate::clock::now();
@@ -82,12 +84,13 @@ fn detect(shared: &Shared, poll: &PollPlan, repo_facts: &[RepoFacts]) {
         queue_dir: shared.crew.records.store().dir(),
         records: &records,
         unreadable: &unreadable,
+        unreadable_unlisted,
         stranded: &|stored| {
             stranded::stranded_reason(&shared.crew, shared.config().lock_ttl(), stored, now)
         },
         repos: repo_facts,
         rule_fallbacks: &fallbacks,
-        learned_budget: poll.learned_budget.as_ref(),
+        learned_budget: learned_budget.as_ref(),
     };
     // Counted by tests: how often the queue detectors run, and over how many records.
     tracing::debug!(live = records.len(), "queue detectors run");
@@ -101,4 +104,13 @@ fn detect(shared: &Shared, poll: &PollPlan, repo_facts: &[RepoFacts]) {
     // queue run's lock held elsewhere) or failed runs again on the next round, though
     // nothing in the queue changed.
     shared.memory().detected = (!report.unsynced).then_some(seen);
+}
+
+/// The watch round: the detectors over the build-state runs, filing and resolving their
+/// halt events; whether the learned patterns ran out of their budget is left for the next
+/// poll round's queue detectors.
+pub fn watch_runs(shared: &Shared) {
+    let runs = crate::faults::watch::tick_runs(&shared.fault_dirs(), &shared.rules().current());
+    shared.crew.telemetry.halts_withheld("runs", runs.withheld);
+    shared.memory().learned_budget = runs.learned_budget;
 }

@@ -2,7 +2,11 @@
 //! is done with the answers, in one background round per concern ([`Concern`]): the
 //! reconcile round (the shared listing of PR states for the records due for a re-check,
 //! and what it proves), and the poll round (discovery, then the fault watch's listings and
-//! the queue detectors, which read discovery's answer). A tick plans the rounds whose
+//! the queue detectors, which read discovery's answer). The fault watch over the
+//! build-state runs asks no forge, but it may spend a second on learned patterns (and
+//! more on planted state), so it is a round of its own too, the watch round: no wake waits
+//! for it, and a halt event never holds a landing, so nothing selected needs it first.
+//! A tick plans the rounds whose
 //! concern has none in flight ([`Round`], naming only repos and records that passed its
 //! gates), and the main loop runs each as a task ([`task::Rounds`]) and hears its end as an
 //! event. So a forge that overruns the poll interval is asked at most once at a time per
@@ -25,7 +29,6 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::faults::learned_match::LearnedBudget;
 use crate::forge::{ForgeRepo, MergeProof, PrRef};
 use crate::record::Record;
 use crate::store::StoredRecord;
@@ -39,6 +42,8 @@ pub use reconcile::{Due, plan as plan_reconcile};
 pub enum Concern {
     Reconcile,
     Poll,
+    /// The fault watch over the build-state runs.
+    Watch,
 }
 
 /// Which concerns have no round in flight: what a tick may plan.
@@ -46,6 +51,7 @@ pub enum Concern {
 pub struct Free {
     pub reconcile: bool,
     pub poll: bool,
+    pub watch: bool,
 }
 
 impl Free {
@@ -53,6 +59,7 @@ impl Free {
     pub const ALL: Free = Free {
         reconcile: true,
         poll: true,
+        watch: true,
     };
 }
 
@@ -63,6 +70,8 @@ pub enum Round {
     /// A poll tick's discovery, the fault watch's listings and the queue detectors; a
     /// watcher's wake plans none.
     Poll(PollPlan),
+    /// The detectors over the build-state runs ([`crate::faults::watch::tick_runs`]).
+    Watch,
 }
 
 impl Round {
@@ -70,6 +79,7 @@ impl Round {
         match self {
             Round::Reconcile(_) => Concern::Reconcile,
             Round::Poll(_) => Concern::Poll,
+            Round::Watch => Concern::Watch,
         }
     }
 
@@ -91,6 +101,10 @@ impl Round {
                     ..Answered::default()
                 }
             }
+            Round::Watch => {
+                faults::watch_runs(shared);
+                Answered::default()
+            }
         };
         if answered != Answered::default() {
             tracing::info!(concern = ?self.concern(), ?answered, "forge round");
@@ -103,8 +117,6 @@ impl Round {
 pub struct PollPlan {
     /// The repos to discover, by identity (DESIGN §3 step 3), all gated by the tick.
     pub repos: BTreeMap<String, LiveRepo>,
-    /// Whether this tick's learned patterns ran out of their budget (a queue fact).
-    pub learned_budget: Option<LearnedBudget>,
     /// Whether a record was in flight: whether it is stranded changes with the clock
     /// alone, so the queue detectors run again even with no new fact.
     pub in_flight: bool,

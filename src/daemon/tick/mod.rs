@@ -1,8 +1,8 @@
 //! The local half of a tick (DESIGN §3 steps 1–5): bring the queue view up to date,
-//! reclaim, gate, run the fault watch over the build-state runs, plan the forge's half
-//! ([`forge_round`]) and select. Plain blocking code over the queue view and the gates;
-//! it never calls the forge, so a tick costs what changed locally whatever the forge is
-//! doing.
+//! reclaim, gate, plan the background rounds ([`forge_round`]: the forge's half, and the
+//! fault watch over the build-state runs) and select. Plain blocking code over the queue
+//! view and the gates; it never calls the forge nor runs a detector, so a tick costs what
+//! changed locally whatever the forge or the build-state runs are doing.
 //!
 //! A tick costs what changed (DESIGN §3 item 8): the queue view re-reads only changed
 //! files; only records something will be done with are gated, each repo path once per
@@ -72,9 +72,10 @@ pub struct Prepared {
 
 /// Steps 1–4, locally: bring the queue view up to date (`refresh`; a watcher's wake that
 /// changed nothing ends here), reclaim stranded records, block every queued record that
-/// fails a gate, run the fault watch over the build-state runs, and plan the forge's half
-/// for each concern that is `free` (no round in flight): the records due for a re-check,
-/// and on a poll tick discovery and the queue detectors.
+/// fails a gate, and plan a round for each concern that is `free` (no round in flight): the
+/// fault watch over the build-state runs, the records due for a re-check, and on a poll
+/// tick discovery and the queue detectors. The rounds start once the tick has selected
+/// (a halt event holds no landing, so selection needs no fault watch first).
 pub fn prepare(shared: &Shared, wake: Wake, refresh: &Refresh, free: Free) -> Prepared {
     let mut prepared = Prepared {
         report: PrepareReport::default(),
@@ -117,12 +118,14 @@ pub fn prepare(shared: &Shared, wake: Wake, refresh: &Refresh, free: Free) -> Pr
     repos::forget_gone_refusals(shared, &mut memory);
     drop(memory);
     report.gate_blocked = gate_queued(shared, gates);
-    let runs = crate::faults::watch::tick_runs(&shared.fault_dirs(), &shared.rules().current());
-    shared.crew.telemetry.halts_withheld("runs", runs.withheld);
+    if free.watch {
+        // First, so a benchmark's tick (rounds run in line, in order) hands this pass's
+        // learned budget to its poll round.
+        prepared.rounds.insert(0, Round::Watch);
+    }
     if let Some(repos) = repos {
         prepared.rounds.push(Round::Poll(PollPlan {
             repos,
-            learned_budget: runs.learned_budget,
             in_flight: !work.in_flight.is_empty(),
         }));
     }
@@ -144,6 +147,13 @@ fn refresh_view(shared: &Shared, refresh: &Refresh) -> bool {
     tracing::debug!(changed = refreshed.changed, files_read, "tick");
     for bad in &refreshed.newly_unreadable {
         tracing::warn!(file = %bad.file, "unreadable queue record: {}", bad.reason);
+    }
+    if refreshed.bad_names_unlisted > 0 {
+        tracing::warn!(
+            "{} more queue files have names that are not UTF-8: counted, not listed (the first {} by name are)",
+            refreshed.bad_names_unlisted,
+            crate::queue_view::MAX_BAD_NAMES_KEPT
+        );
     }
     if refreshed.changed >= RELEASE_AFTER_READS {
         release_freed_memory();

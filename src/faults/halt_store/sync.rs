@@ -89,10 +89,18 @@ impl HaltStore {
             }
         } else if changed {
             registry.updated_at = crate::clock::now_iso();
-            if let Err(e) = registry::save(&active, &name, &registry) {
-                report
+            match registry::save(&active, &name, &registry) {
+                Ok(0) => {}
+                // Not a problem: nothing is filed or resolved twice; only the next pass
+                // writes the registry again.
+                Ok(left_out) => tracing::warn!(
+                    file = %path.display(),
+                    "registry over the {} bytes berth reads back: {left_out} detector ids whose fault another holds are left out, found again next pass",
+                    super::super::json_file::MAX_JSON_BYTES
+                ),
+                Err(e) => report
                     .problems
-                    .push(io_problem("write", &path)(e).to_string());
+                    .push(io_problem("write", &path)(e).to_string()),
             }
         }
         report
@@ -137,18 +145,22 @@ impl HaltStore {
             registry::raised_elsewhere(&mut reads, active, (run_id, name), &asked)
         };
         let mut changed = false;
+        // The fault ids the registry holds, kept up to date as new ones go in: one lookup a
+        // new detector, not a walk of a registry that may hold ~100,000 entries.
+        let mut held_here: HashSet<String> = registry
+            .active
+            .values()
+            .map(|a| a.fault_id.clone())
+            .collect();
         for event in new {
-            let held = elsewhere.contains(&event.fault_id)
-                || registry
-                    .active
-                    .values()
-                    .any(|a| a.fault_id == event.fault_id);
+            let held = elsewhere.contains(&event.fault_id) || held_here.contains(&event.fault_id);
             if !held {
                 let Some(emitted) = counted(report, self.emit(event)) else {
                     continue;
                 };
                 report.emitted.push((event.fault_id.clone(), emitted));
             }
+            held_here.insert(event.fault_id.clone());
             registry.active.insert(
                 event.detector_id.clone(),
                 ActiveFault {
@@ -162,28 +174,46 @@ impl HaltStore {
         // Two detectors (one fault found in two source files) can hold one fault id: it is
         // said once a look.
         let mut said: HashSet<String> = HashSet::new();
+        // The fault ids a detector still raised holds, counted once a sync (clearing only
+        // removes detectors no longer raised, so it never changes): a cleared fault is one
+        // lookup, not a walk of the registry per cleared fault.
+        let still_held: HashSet<String> = registry
+            .active
+            .iter()
+            .filter(|(id, _)| current.contains(id.as_str()))
+            .map(|(_, a)| a.fault_id.clone())
+            .collect();
+        let mut resolved: HashSet<String> = report.resolved.iter().cloned().collect();
+        // Once a cap holds a marker back, it holds every later one of this pass (the census
+        // only grows within a store): those are counted, not tried one by one.
+        let mut capped = false;
         for (detector_id, fault_id) in cleared {
-            let held = elsewhere.contains(&fault_id)
-                || registry
-                    .active
-                    .iter()
-                    .any(|(id, a)| current.contains(id.as_str()) && a.fault_id == fault_id);
+            let held = elsewhere.contains(&fault_id) || still_held.contains(&fault_id);
             if !held && !elsewhere.unread().is_empty() {
                 // Another registry of the run may hold it: it stays raised (and in this
                 // registry) until they can be read.
                 kept_raised += 1;
                 if said.insert(fault_id.clone()) {
+                    // Cut: a planted registry's fault id may be megabytes, said every pass.
                     report.problems.push(format!(
-                        "{fault_id} not resolved: {} registries of the run are unreadable",
+                        "{} not resolved: {} registries of the run are unreadable",
+                        registry::said_cut(&fault_id),
                         elsewhere.unread().len()
                     ));
                 }
                 continue;
             }
-            if !held && !report.resolved.contains(&fault_id) {
-                if counted(report, self.resolve(run_id, &fault_id)).is_none() {
+            if !held && !resolved.contains(&fault_id) {
+                if capped {
+                    report.withheld += 1;
                     continue;
                 }
+                let withheld_before = report.withheld;
+                if counted(report, self.resolve(run_id, &fault_id)).is_none() {
+                    capped = report.withheld > withheld_before;
+                    continue;
+                }
+                resolved.insert(fault_id.clone());
                 report.resolved.push(fault_id);
             }
             registry.active.remove(&detector_id);

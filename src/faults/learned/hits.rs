@@ -152,12 +152,17 @@ pub(crate) fn read_array(path: &Path) -> Result<Vec<Value>, LearnedError> {
     }
 }
 
-/// Replaces a pattern file atomically, keeping its mode (0600 for a new one).
+/// Replaces a pattern file atomically, keeping its mode (0600 for a new one): pretty as
+/// gstack writes it, or compact where pretty would be past the 8 MiB berth and gstack read
+/// back (an unknown field of nested arrays, kept by every rewrite, pretty prints to ~100×
+/// its size); one past that even compact is refused, the file kept as it was.
 pub(crate) fn write_array(path: &Path, entries: &[Value]) -> Result<(), LearnedError> {
     let mode = std::fs::symlink_metadata(path).map_or(0o600, |m| m.permissions().mode() & 0o777);
-    let bytes = json_file::pretty(&entries).map_err(|source| LearnedError::Encode {
-        path: path.to_owned(),
-        source,
+    let bytes = json_file::within(&entries, json_file::MAX_JSON_BYTES).map_err(|e| {
+        LearnedError::Encode {
+            path: path.to_owned(),
+            source: e.into(),
+        }
     })?;
     atomic_file::write_atomic(path, &bytes, mode).map_err(|source| LearnedError::Write {
         path: path.to_owned(),

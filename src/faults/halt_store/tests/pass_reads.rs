@@ -195,3 +195,49 @@ fn a_refused_registry_is_said_once_a_pass_not_once_per_look() {
         &problems[..2]
     );
 }
+
+/// docs/limits.md: a fault kept raised because other registries of its run are unreadable
+/// is "one problem (a log error line) per fault kept", and a fault id a reason quotes is
+/// cut to 256 bytes (`MAX_SAID_BYTES`). Whoever writes the faults dir plants the run's own
+/// registry with one cleared fault of a 4 MiB scope (a valid id: a scope may be any length)
+/// and a directory at another registry name of the run: each pass (the planted detector id
+/// is never the run's, so the registry is never "unchanged") says the id cut in its "not
+/// resolved" line, not a 4 MiB error log line a pass.
+#[test]
+fn a_kept_fault_is_said_with_its_id_cut() {
+    use crate::faults::registry::{self, ActiveFault, MAX_SAID_BYTES, Registry};
+    use crate::private_dir::PrivateDir;
+    let dir = tempfile::tempdir().unwrap();
+    let own = dir.path().join("r.json");
+    fs::write(&own, "{}").unwrap();
+    let own = own.to_str().unwrap().to_owned();
+    let active = PrivateDir::ensure(dir.path(), ACTIVE_DIR).unwrap();
+    let id = format!("K:{}:00000000", "s".repeat(4 * 1024 * 1024));
+    let planted = Registry {
+        run_id: "r".into(),
+        source: own.clone(),
+        updated_at: String::new(),
+        active: [(
+            "planted".to_owned(),
+            ActiveFault {
+                fault_id: id.clone(),
+                first_detected_at: String::new(),
+            },
+        )]
+        .into(),
+    };
+    registry::save(&active, &registry::name("r", &own), &planted).unwrap();
+    fs::create_dir(active.join(registry::name("r", "/s/other.json"))).unwrap();
+    let store = HaltStore::new(dir.path());
+    let mut said = Vec::new();
+    for _ in 0..2 {
+        let report = store.sync_run("r", &own, &[]);
+        assert!(report.resolved.is_empty(), "{:?}", report.resolved);
+        said.push(report.problems.iter().map(String::len).sum::<usize>());
+    }
+    assert!(
+        said.iter().all(|&bytes| bytes <= 4 * MAX_SAID_BYTES + 4096),
+        "problem lines of two passes over a kept fault of a {} byte id: {said:?} bytes",
+        id.len()
+    );
+}
