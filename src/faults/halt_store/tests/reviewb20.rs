@@ -43,3 +43,75 @@ fn review_b20_a_registry_cut_to_one_id_per_fault_is_not_rewritten_every_pass() {
         fs::metadata(&registry_path).unwrap().len()
     );
 }
+
+/// The same from what a writer of the faults dir can plant: a run's own registry of 2,000
+/// faults the run no longer raises (kept raised: another registry of the run is
+/// unreadable, a directory at its name), sized so that with one of the run's two detector
+/// ids of one fault it fits the 8 MiB berth writes and with both it does not. Every pass
+/// of that run, its detections unchanged, then reads, parses, serialises twice (pretty,
+/// compact) and rewrites ~8 MiB.
+#[test]
+fn review_b20_a_planted_registry_near_8_mib_is_rewritten_every_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    HaltStore::new(dir.path()).sync_run("r", "/s/r.json", &[]);
+    let active = dir.path().join(ACTIVE_DIR);
+    fs::create_dir(registry::path(&active, "r", "/s/r2.json")).unwrap();
+    let base = event("r", "X", "");
+    let long = "p".repeat(600);
+    let events: Vec<HaltEvent> = (0..2)
+        .map(|n| HaltEvent {
+            detector_id: registry::key(&format!("X:{n}:{long}")),
+            ..base.clone()
+        })
+        .collect();
+    let planted_fault = |i: usize, scope: usize| registry::ActiveFault {
+        fault_id: format!("K:{}:{i:08x}", "s".repeat(scope)),
+        first_detected_at: String::new(),
+    };
+    let mut planted = registry::Registry {
+        run_id: "r".into(),
+        source: "/s/r.json".into(),
+        updated_at: crate::clock::now_iso(),
+        active: (0..2_000)
+            .map(|i| (format!("P:{i}:*"), planted_fault(i, 4_000)))
+            .collect(),
+    };
+    // Compact, as berth writes it, with the first `n` of the run's detector ids.
+    let written = |planted: &registry::Registry, n: usize| {
+        let mut with = planted.clone();
+        for e in &events[..n] {
+            let fault = registry::ActiveFault {
+                fault_id: e.fault_id.clone(),
+                first_detected_at: e.timestamp.clone(),
+            };
+            with.active.insert(e.detector_id.clone(), fault);
+        }
+        serde_json::to_vec(&with).unwrap().len() as u64 + 1
+    };
+    let cap = json_file::MAX_JSON_BYTES;
+    let pad = (cap - 10 - written(&planted, 1)) as usize;
+    planted
+        .active
+        .insert("P:0:*".into(), planted_fault(0, 4_000 + pad));
+    assert_eq!(written(&planted, 1), cap - 10);
+    assert!(written(&planted, 2) > cap);
+    let path = registry::path(&active, "r", "/s/r.json");
+    fs::write(&path, serde_json::to_vec(&planted).unwrap()).unwrap();
+
+    let first = HaltStore::new(dir.path()).sync_run("r", "/s/r.json", &events);
+    assert_eq!(first.emitted.len(), 1, "{:?}", first.problems);
+    let inode = || fs::metadata(&path).unwrap().ino();
+    let mut rewrites = 0;
+    for _ in 0..3 {
+        let before = inode();
+        let pass = HaltStore::new(dir.path()).sync_run("r", "/s/r.json", &events);
+        assert!(pass.emitted.is_empty() && pass.resolved.is_empty());
+        rewrites += usize::from(inode() != before);
+    }
+    assert_eq!(
+        rewrites,
+        0,
+        "passes that changed nothing rewrote the {} byte registry",
+        fs::metadata(&path).unwrap().len()
+    );
+}
