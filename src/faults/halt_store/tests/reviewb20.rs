@@ -115,3 +115,38 @@ fn review_b20_a_planted_registry_near_8_mib_is_rewritten_every_pass() {
         fs::metadata(&path).unwrap().len()
     );
 }
+
+/// docs/limits.md: a filing held because its name holds another run's file is "one problem
+/// (a log error line) per run and fault each pass". Whoever writes the build-state dir can
+/// give one run id many state files (each its own registry, each synced by the pass): run
+/// `a/b` raising one fault in 50 state files while `a_b`'s event of it is pending makes the
+/// pass (one store, as the daemon makes one per pass) say the held filing 50 times, and
+/// every pass again until the other event is acked or drained; 10,000 state files (the
+/// pass's listing cap), ~900 bytes a line, ~9 MB of error lines a pass.
+#[test]
+fn review_b20_a_held_filing_is_said_once_a_pass_however_many_state_files_raise_it() {
+    const STATE_FILES: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    let first = store.sync_run("a_b", "/s/a_b.json", &[event("a_b", "X", "")]);
+    assert_eq!(first.emitted.len(), 1, "{first:?}");
+    let held = event("a/b", "X", "");
+    let pass = HaltStore::new(dir.path());
+    let lines: Vec<String> = (0..STATE_FILES)
+        .flat_map(|n| {
+            pass.sync_run(
+                "a/b",
+                &format!("/s/a-b-{n}.json"),
+                std::slice::from_ref(&held),
+            )
+            .problems
+        })
+        .filter(|line| line.contains("held back"))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "one pass said: {:?}",
+        &lines[..2.min(lines.len())]
+    );
+}
