@@ -1,0 +1,65 @@
+//! A run's registry that berth refuses to write (over the 8 MiB it reads back, even one
+//! detector id per fault): what the pass filed must not be filed again.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::faults::json_file::MAX_JSON_BYTES;
+use crate::faults::registry::{self, ActiveFault, Registry};
+use crate::private_dir::PrivateDir;
+
+/// A run's own registry planted (valid, within the 8 MiB berth reads) a few bytes short of
+/// 8 MiB compact, holding a detector the state still raises: a new fault of the run is
+/// filed, the registry with it is refused (too large even compact and one id per fault),
+/// so the next pass finds the new fault "new" again and files it again: the event the
+/// operator acked in between comes back as pending.
+#[test]
+fn an_acked_event_stays_acked_when_the_registry_with_it_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (run, source) = ("r", "/s/r.json");
+    let (held, new) = (event(run, "P", ""), event(run, "N", ""));
+    let active = PrivateDir::ensure(dir.path(), ACTIVE_DIR).unwrap();
+    let planted = |scope: usize| {
+        let mut entries = BTreeMap::new();
+        entries.insert(
+            held.detector_id.clone(),
+            ActiveFault {
+                fault_id: format!("P:{}:00000000", "s".repeat(scope)),
+                first_detected_at: "2026-01-01T00:00:00.000Z".into(),
+            },
+        );
+        Registry {
+            run_id: run.into(),
+            source: source.into(),
+            updated_at: String::new(),
+            active: entries,
+        }
+    };
+    let compact = |r: &Registry| serde_json::to_vec(r).unwrap().len() as u64 + 1;
+    let base = compact(&planted(0));
+    let registry = planted((MAX_JSON_BYTES - 40 - base) as usize);
+    assert_eq!(compact(&registry), MAX_JSON_BYTES - 40);
+    let name = registry::name(run, source);
+    registry::save(&active, &name, &registry).unwrap();
+
+    let events = [held.clone(), new.clone()];
+    let first = HaltStore::new(dir.path()).sync_run(run, source, &events);
+    assert_eq!(first.emitted.len(), 1, "{first:?}");
+    let marked = HaltStore::new(dir.path()).mark_investigated(run, &new.fault_id);
+    assert!(matches!(marked, Ok(Marked::Moved(_))), "{marked:?}");
+    let second = HaltStore::new(dir.path()).sync_run(run, source, &events);
+    let pending = HaltStore::new(dir.path())
+        .pending_runs(&new.fault_id)
+        .unwrap();
+    assert!(
+        second.emitted.is_empty() && pending.is_empty(),
+        "the acked {} is filed again: emitted {:?}, pending for {pending:?}; problems {:?}",
+        new.fault_id,
+        second.emitted.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+        second
+            .problems
+            .iter()
+            .map(|p| registry::said_cut(p))
+            .collect::<Vec<_>>()
+    );
+}
