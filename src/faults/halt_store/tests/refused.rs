@@ -63,3 +63,52 @@ fn an_acked_event_stays_acked_when_the_registry_with_it_is_refused() {
             .collect::<Vec<_>>()
     );
 }
+
+/// Migration: berth before 3ada9b0 wrote a run's registry keyed by whole detector ids, and
+/// wrote it past 8 MiB (400 detector ids of a 23 KB plan path: ~9 MB). The new berth reads
+/// no registry past 8 MiB and never rewrites one it did not read, so a state file whose
+/// registry the old berth left that large has every new fault hidden for good: not filed.
+#[test]
+fn a_registry_the_previous_berth_wrote_past_8_mib_does_not_hide_new_faults() {
+    let dir = tempfile::tempdir().unwrap();
+    let (run, source) = ("r", "/s/r.json");
+    let active = PrivateDir::ensure(dir.path(), ACTIVE_DIR).unwrap();
+    let plan = "p".repeat(23_000);
+    let old = Registry {
+        run_id: run.into(),
+        source: source.into(),
+        updated_at: "2026-01-01T00:00:00.000Z".into(),
+        // As the old berth keyed them: the whole detector id.
+        active: (0..400)
+            .map(|n| {
+                let id = format!("PHASE_FAILED:{n}:/s/{plan}");
+                let fault = ActiveFault {
+                    fault_id: "PHASE_FAILED:all:0123abcd".into(),
+                    first_detected_at: "2026-01-01T00:00:00.000Z".into(),
+                };
+                (id, fault)
+            })
+            .collect(),
+    };
+    // The old berth's write: pretty, whatever its size.
+    let bytes = crate::faults::json_file::pretty(&old).unwrap();
+    assert!(bytes.len() as u64 > MAX_JSON_BYTES, "{}", bytes.len());
+    active
+        .write_atomic(&registry::name(run, source), &bytes, 0o600)
+        .unwrap();
+    let new = event(run, "N", "");
+    let mut reports = Vec::new();
+    for _ in 0..2 {
+        reports.push(HaltStore::new(dir.path()).sync_run(run, source, std::slice::from_ref(&new)));
+    }
+    let emitted: usize = reports.iter().map(|r| r.emitted.len()).sum();
+    assert_eq!(
+        emitted,
+        1,
+        "a new fault of the run over two passes; problems {:?}",
+        reports
+            .iter()
+            .flat_map(|r| r.problems.iter().map(|p| registry::said_cut(p)))
+            .collect::<Vec<_>>()
+    );
+}
