@@ -13,7 +13,7 @@ use crate::support::{World, berth_log, sample, scrape, served_addr, spawn_tickin
 /// A run whose stdout window every copy of the slowest regex the size limit accepts must
 /// scan whole, and 1,200 such copies in `learned-patterns.json`: each tick's learned
 /// matching runs out its 1 s budget. Returns the faults dir.
-fn plant_slow_patterns(world: &World) -> std::path::PathBuf {
+pub(crate) fn plant_slow_patterns(world: &World) -> std::path::PathBuf {
     // Where gstack keeps a run's logs: beneath the state dir (all a root daemon reads).
     let build_state = world.home.join(".gstack/build-state");
     let stdout = build_state.join("slow-run.log");

@@ -56,3 +56,47 @@ fn a_fault_held_back_by_the_pending_cap_still_counts_its_learned_hit() {
         "a detector call raised HAND_MERGED_FEATURE once; passes {raised:?} then {cleared:?}"
     );
 }
+
+/// 9ee2655 moved the fault watch into a round that starts beside the poll round, whose
+/// queue detectors read the learned budget "the last finished watch round left". `berth
+/// run --once` has one tick: its poll round reads the budget before its only watch round
+/// (which spends its 1 s) has finished, so `--once` never files LEARNED_BUDGET_EXHAUSTED,
+/// though the pass ran out of budget (the log says so) and the commit says `--once` "files
+/// and lands as before".
+#[test]
+fn run_once_files_learned_budget_exhausted_when_its_pass_runs_out() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let config = world.git_forge_config("");
+    let faults = crate::learned_budget::plant_slow_patterns(&world);
+    lane.queue(1, "main");
+    let out = world
+        .berth_daemon()
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout),
+        crate::support::berth_log(&world)
+    );
+    assert!(
+        log.contains("all learned regexes may take in one tick"),
+        "the pass did not run out of budget: {log}"
+    );
+    let filed = fs::read_dir(faults.join("pending-investigations"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| fs::read(e.path()).ok())
+        .filter_map(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .filter(|event| {
+            event["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("[LEARNED_BUDGET_EXHAUSTED] "))
+        })
+        .count();
+    assert_eq!(filed, 1, "LEARNED_BUDGET_EXHAUSTED events after run --once");
+}
