@@ -85,3 +85,90 @@ pub fn kept_after(error: &StoreError) -> bool {
         | StoreError::IdTooLong { .. } => true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue_view::Refresh;
+    use crate::record::sample;
+    use crate::store::{MAX_RECORD_BYTES, QueueStore};
+
+    /// Another daemon on the same queue.
+    const OWNER: &str = "host~boot~1~2.3.4:42:7";
+
+    /// docs/lane-locks.md ("A kept verdict and another daemon") says another daemon's
+    /// reclaim of a record whose verdict is kept "is refused by the same cap. While the
+    /// cause lasts, it fails as the verdict does". It does not for a `landed` verdict the
+    /// cap refuses: the verdict adds the GitHub state, the reclaim only a `lastError` the
+    /// store cuts to fit. So while the record is still too large for the verdict, a second
+    /// daemon reclaims it (untouched past the TTL), queues it, and the merged PR is landed
+    /// again; the owner's verdict then meets a record no longer its own and is dropped.
+    #[test]
+    fn another_daemons_reclaim_does_not_pass_where_the_kept_landed_verdict_is_too_large() {
+        let (queue, berth) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let store = QueueStore::new(queue.path());
+        let id = store.insert(&sample::queued(5)).unwrap();
+        let mut record = store.load(&id).unwrap().record;
+        record.status = Status::Landing;
+        record.claimed_by = Some(OWNER.to_owned());
+        // Untouched past the default TTL (2 h): the landing ended with its verdict kept.
+        let old = crate::clock::now() - chrono::Duration::hours(3);
+        record.last_updated_at = Some(crate::clock::iso(old));
+        // What the landed verdict would write, less the padding a producer adds.
+        let mut landed = record.clone();
+        landed.claimed_by = None;
+        landed.last_error = None;
+        landed.last_github_checked_at = Some(crate::clock::now_iso());
+        landed.last_github_state = Some(GithubState::Pr(PrState::Merged));
+        let pad = |r: &mut Record, len: usize| {
+            r.extra
+                .insert("notes".to_owned(), &serde_json::json!("n".repeat(len)));
+        };
+        pad(&mut landed, 0);
+        // The verdict's record is a few bytes past the cap: the producer's notes did it.
+        let len = MAX_RECORD_BYTES as usize - landed.to_compact_json().len() + 16;
+        pad(&mut record, len);
+        std::fs::write(
+            queue.path().join(format!("{id}.json")),
+            record.to_compact_json(),
+        )
+        .unwrap();
+
+        let decisions = std::sync::Arc::new(crate::rules::DecisionLog::new(berth.path()));
+        let owners_view = Records::new(QueueStore::new(queue.path()), decisions);
+        let verdict = Verdict::Landed {
+            checked_at: crate::clock::now_iso(),
+        };
+        let refused = verdict.write(&owners_view, OWNER, &id).unwrap_err();
+        assert!(
+            matches!(refused, StoreError::TooLarge { .. }) && kept_after(&refused),
+            "{refused}"
+        );
+
+        // The other daemon's tick, the cause unchanged (nobody shortened the record).
+        let config = crate::config::Config {
+            forge: crate::config::ForgeKind::Git,
+            ..Default::default()
+        };
+        let (allowlist, _) = crate::gates::Allowlist::build(Some(berth.path()), None, None);
+        let other = crate::daemon::Shared::new(
+            QueueStore::new(queue.path()),
+            allowlist,
+            config,
+            berth.path().join("other"),
+        )
+        .unwrap();
+        let (report, _) =
+            crate::daemon::bookkeeping(&other, crate::daemon::Wake::Poll, &Refresh::Sweep);
+        // (`status` may be past `queued`: this queue's repo fails the other daemon's gates.)
+        let now = store.load(&id).unwrap().record;
+        let again = verdict.write(&owners_view, OWNER, &id);
+        assert_eq!(
+            report.reclaimed,
+            0,
+            "another daemon reclaimed the record while its kept landed verdict is still too large; the record is now {} ({}), the owner's retry: {again:?}",
+            now.status,
+            now.last_error.unwrap_or_default()
+        );
+    }
+}
