@@ -231,6 +231,68 @@ mod tests {
         assert_eq!(l.status(), Status::Landed);
     }
 
+    /// ABA: a kept verdict is written with `Expect::Mine(in flight, this daemon)`, which
+    /// cannot tell the landing it was kept for from a later landing of the same record by
+    /// the same daemon. An operator retries the record (its owner stopped touching it past
+    /// the TTL: `berth retry` lets it go); at the next tick's retry a producer holds the
+    /// record's lock, so the verdict stays kept; the record is `queued` in the view and
+    /// selection does not skip a record whose verdict this daemon keeps, so the daemon
+    /// claims it again (claim.rs's moves, below). The tick after, the old `blocked`
+    /// verdict is written over the new landing: the record says `blocked` (the earlier
+    /// failure) while its land step runs, and the new landing's own verdict meets `Moved`.
+    #[test]
+    fn a_kept_verdict_is_not_written_over_a_later_landing_of_the_same_record() {
+        use std::os::fd::AsRawFd as _;
+
+        let l = landing();
+        let full = StoreError::Io {
+            action: "write",
+            path: l.queue.path().join(format!("{}.json", l.id)),
+            source: std::io::Error::from_raw_os_error(nix::libc::ENOSPC),
+        };
+        let failed = Verdict::Settled {
+            to: Status::Blocked,
+            reason: "land step failed (exit 1)".to_owned(),
+            not_before: None,
+        };
+        keep(&l.waiting, &l.id, failed, &full);
+        // `berth retry`, by an operator.
+        l.records
+            .store()
+            .transition(Move::new(&l.id, Expect::Any, Status::Queued), |r| {
+                r.claimed_by = None;
+            })
+            .unwrap();
+        let lock = std::fs::File::open(l.queue.path().join(format!(".{}.lock", l.id))).unwrap();
+        // SAFETY: flock on a descriptor this test owns.
+        assert_eq!(
+            unsafe { nix::libc::flock(lock.as_raw_fd(), nix::libc::LOCK_EX) },
+            0
+        );
+        retry(&l.waiting, &l.records, OWNER);
+        drop(lock);
+        // The same daemon claims the queued record and lands it again.
+        for (from, to) in [
+            (Status::Queued, Status::Claiming),
+            (Status::Claiming, Status::Landing),
+        ] {
+            l.records
+                .store()
+                .transition(Move::new(&l.id, Expect::OneOf(&[from]), to), |r| {
+                    r.claimed_by = Some(OWNER.to_owned());
+                })
+                .unwrap();
+        }
+        retry(&l.waiting, &l.records, OWNER);
+        let now = l.records.store().load(&l.id).unwrap().record;
+        assert_eq!(
+            now.status,
+            Status::Landing,
+            "the earlier landing's kept verdict was written over this daemon's new landing of the record: {}",
+            now.last_error.unwrap_or_default()
+        );
+    }
+
     const OWNER: &str = "host~boot~1~2.3.4:42:7";
 
     /// A record `landing`, claimed by [`OWNER`], with no verdict kept yet.
