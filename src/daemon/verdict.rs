@@ -128,6 +128,8 @@ mod tests {
         // The verdict's record is a few bytes past the cap: the producer's notes did it.
         let len = MAX_RECORD_BYTES as usize - landed.to_compact_json().len() + 16;
         pad(&mut record, len);
+        // A record any producer may write: under the cap, as the landing's claim left it.
+        assert!(record.to_compact_json().len() as u64 <= MAX_RECORD_BYTES);
         std::fs::write(
             queue.path().join(format!("{id}.json")),
             record.to_compact_json(),
