@@ -195,11 +195,15 @@ fn ack(store: &HaltStore, fault_id: &str, run: Option<&str>) -> anyhow::Result<O
         .map_err(anyhow::Error::msg)?
     {
         Marked::Moved(to) => println!("{fault_id} of run {run_id}: moved to {}", to.display()),
-        Marked::AlreadyMoved if store.processed_path(&run_id, fault_id).exists() => {
+        Marked::AlreadyMoved if store.investigated(&run_id, fault_id) => {
             println!("{fault_id} of run {run_id}: already investigated")
         }
         Marked::AlreadyMoved => anyhow::bail!(
             "run {run_id} has no halt event with fault id {fault_id} under {}",
+            store.dir().display()
+        ),
+        Marked::Another(other) => anyhow::bail!(
+            "run {run_id} has no pending halt event with fault id {fault_id}: the file of its name under {} is run {other:?}'s (gstack gives both one safe run id), left pending",
             store.dir().display()
         ),
     }

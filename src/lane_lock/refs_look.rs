@@ -79,6 +79,11 @@ pub(super) enum Refused {
         .0.display(), .1
     )]
     TooBig(PathBuf, u64),
+    #[error(
+        "reading {} takes the alternates files one look reads past {} bytes in all: libgit2 reads every one its alternates reach, and berth reads nothing of a local origin it has not looked at first, so it holds the lane; have the origin borrow from fewer object pools (shorter `objects/info/alternates` files, shorter chains)",
+        .0.display(), store::MAX_ALTERNATES_LOOK_BYTES
+    )]
+    TooManyAlternates(PathBuf),
     #[error("cannot look at {} without blocking: {}", .0.display(), .1)]
     Unreadable(PathBuf, Errno),
 }

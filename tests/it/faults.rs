@@ -1225,15 +1225,8 @@ fn a_run_id_starting_with_a_dot_files_an_event_everyone_sees() {
     assert_eq!(names, ["_sneaky-PHASE_FAILED:all:1fe2d874.json"]);
 
     let faults = |args: &[&str]| {
-        let out = world
-            .berth()
-            .arg("faults")
-            .args(args)
-            .arg("--faults-dir")
-            .arg(halts.dir())
-            .output()
-            .unwrap();
-        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+        let (code, out, _) = crate::halt_collisions::faults_cli(&world, halts.dir(), args);
+        (code, out)
     };
     let (code, listing) = faults(&["list", "--json"]);
     assert_eq!(code, Some(1), "a pending event needs attention");
@@ -1241,14 +1234,7 @@ fn a_run_id_starting_with_a_dot_files_an_event_everyone_sees() {
     assert_eq!(listing["halts"][0]["runId"], ".sneaky", "{listing:#}");
     assert_eq!(listing["halts"][0]["status"], "pending", "{listing:#}");
 
-    let doctor = world
-        .berth()
-        .env("BERTH_DIR", world.berth_state())
-        .env("BERTH_CONFIG", &config)
-        .arg("doctor")
-        .output()
-        .unwrap();
-    let doctor = String::from_utf8(doctor.stdout).unwrap();
+    let doctor = crate::halt_collisions::doctor_stdout(&world, &config);
     assert!(
         doctor
             .lines()

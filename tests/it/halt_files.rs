@@ -16,7 +16,7 @@ use crate::faults::fixture_path;
 use crate::memory::{in_own_process, status_kib, trim_and_reset_peak};
 use crate::support::World;
 
-fn state_dir_with_slug(world: &World, slug: &str) -> std::path::PathBuf {
+pub(crate) fn state_dir_with_slug(world: &World, slug: &str) -> std::path::PathBuf {
     let dir = world.root.join("build-state");
     fs::create_dir_all(&dir).unwrap();
     let mut state: Value = serde_json::from_slice(&fs::read(fixture_path()).unwrap()).unwrap();
@@ -475,20 +475,17 @@ fn filing_a_fault_whose_phase_pretty_prints_large_costs_what_it_writes() {
     );
 }
 
-/// Review-bounds 18. Halt files are named by gstack's safe run id, which maps run ids
-/// `a_b` and `a/b` to one name. Whoever writes the build-state dir adds a state file of run
-/// `a/b` (`z.json`, synced after `a_b`'s `polis.json`) raising the fault run `a_b` raises:
-/// its filing rewrites `a_b`'s pending event as its own, and once it clears its resolved marker sits beside it. `faults list` then shows
-/// the one event as resolved (run `a/b`), while run `a_b`'s fault is still raised and has
-/// no pending event: it is hidden until it clears and is raised again.
+/// Halt files are named by gstack's safe run id, which maps run ids `a_b` and `a/b` to one
+/// name. Whoever writes the build-state dir adds a state file of run `a/b` (`z.json`,
+/// synced after `a_b`'s `polis.json`) raising the fault run `a_b` raises: it used to
+/// rewrite `a_b`'s pending event as its own, and once it cleared its resolved marker sat
+/// beside it, so `a_b`'s still-raised fault showed resolved with no pending event. Now run
+/// `a/b`'s filing is held while `a_b`'s event is at the name, and `a_b`'s stays pending.
 #[test]
-fn review_bounds18_a_raised_fault_keeps_a_pending_event_when_a_run_of_the_same_safe_id_clears() {
+fn a_raised_fault_keeps_a_pending_event_when_a_run_of_the_same_safe_id_clears() {
     use berth::faults::halt_store::HaltStatus;
     let world = World::new();
-    let state_dir = state_dir_with_slug(&world, "a_b");
-    let mut other: Value = serde_json::from_slice(&fs::read(fixture_path()).unwrap()).unwrap();
-    other["slug"] = Value::String("a/b".to_owned());
-    fs::write(state_dir.join("z.json"), other.to_string()).unwrap();
+    let state_dir = crate::halt_collisions::state_dir_of_colliding_runs(&world);
     let halts = HaltStore::new(world.root.join("skill-faults"));
     let rules = Rules::embedded().unwrap();
     let set = rules.current();

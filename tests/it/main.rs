@@ -27,6 +27,7 @@ mod forge;
 mod forge_in_flight;
 mod gates;
 mod gstack_compat;
+mod halt_collisions;
 mod halt_files;
 mod hostile;
 mod http;

@@ -554,3 +554,19 @@ fn a_daemon_stopped_mid_write_holds_no_lock_on_the_origin() {
         log()
     );
 }
+
+/// A local reader holding origin's writers' `flock` and never letting go costs the lane
+/// only the clearing of leftovers: after the 5 s wait the lock ref is written without it
+/// (still a compare-and-swap under the ref's own `.lock` file) and the record lands.
+#[test]
+fn a_writers_lock_held_by_someone_else_past_the_wait_does_not_stop_the_write() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let id = lane.queue(53, "main");
+    let writers = lane.hold_writers_lock();
+    let config = world.git_forge_config("");
+    let run = world.run_once(&config).get_output().clone();
+    let said = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert_eq!(world.read_record(&id)["status"], "landed", "{said}");
+    drop(writers);
+}

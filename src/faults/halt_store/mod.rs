@@ -12,6 +12,9 @@
 //! - `processed/<same names>`: investigated (gstack's drain, or `berth faults ack`);
 //! - `active-faults/`: berth's own per-state-file registries ([`super::registry`]).
 //!
+//! Two runs of one safe run id share these names: a file there holding the other run's
+//! whole run id is never written over, removed or moved for this one ([`shared_names`]).
+//!
 //! Architecture Invariant: a pending file that cannot be read is reported and left as it is;
 //! berth never writes over it. Every file here is read without blocking, without following
 //! a symlink, after checking the open handle is a regular file, and within a size cap.
@@ -25,6 +28,7 @@ use serde_json::json;
 use super::halt::HaltEvent;
 use super::json_file::{self, JsonFileError};
 use super::parse_budget::ParseError;
+use super::registry;
 use super::run_id::{file_run_id, fit_stem};
 use crate::private_dir::{PrivateDir, PrivateDirError};
 
@@ -33,6 +37,7 @@ mod dirs;
 mod listing;
 mod listing_reads;
 mod run_lock;
+mod shared_names;
 mod shown;
 mod sweep;
 mod sync;
@@ -93,6 +98,9 @@ pub enum Marked {
     Moved(PathBuf),
     /// Not pending: someone (an investigator, gstack's drain) already moved it.
     AlreadyMoved,
+    /// Not pending: the pending file of its name is this other run's, whose safe run id is
+    /// the same ([`shared_names`]), and was left where it is. The id is cut.
+    Another(String),
 }
 
 #[derive(Clone, Debug)]
@@ -137,6 +145,17 @@ pub enum HaltStoreError {
     /// A new file past a cap on pending files: not written, tried again later.
     #[error("{}: held back: {source}", .path.display())]
     Withheld { path: PathBuf, source: CapReached },
+    /// The name holds another run's file, their safe run ids being one ([`shared_names`]):
+    /// not written, tried again on a later pass. The ids are cut.
+    #[error(
+        "{}: run {run_id:?}'s file held back: the name holds run {other:?}'s; written once that is acknowledged or drained",
+        .path.display()
+    )]
+    Taken {
+        path: PathBuf,
+        run_id: String,
+        other: String,
+    },
     /// A subdir is not one berth writes in (a symlink, another user's), or cannot be made.
     #[error(transparent)]
     Dir(#[from] PrivateDirError),
@@ -279,8 +298,9 @@ impl HaltStore {
     /// Files one halt event as gstack's `emitHaltEvent` does: a pending file holding
     /// another stdout tail is archived under `collapsed/` and replaced by this capture with
     /// `occurrences = n + 1` (n = its `snapshot.occurrences`, else 1); one holding the same
-    /// tail is rewritten in place. A resolved marker of the same fault is stale once it is
-    /// raised again, and is removed. The event is first cut to what berth reads back
+    /// tail is rewritten in place. The run's resolved marker of the same fault is stale once
+    /// it is raised again, and is removed. A pending event of another run at the name holds
+    /// the filing back ([`shared_names`]). The event is first cut to what berth reads back
     /// ([`HaltEvent::fit_within`]), so that both daemons compare the tails berth wrote.
     pub fn emit(&self, event: &HaltEvent) -> Result<Emitted, HaltStoreError> {
         self.write_event(event, true)
@@ -292,6 +312,15 @@ impl HaltStore {
         let name = Self::file_name(&event.run_id, "", &event.fault_id, "");
         let pending = pending_dir.join(&name);
         let prior = read_prior(&pending_dir, &name)?;
+        let prior_run = prior.as_ref().and_then(|(_, p)| p.run_id.clone());
+        if let Some(other) = shared_names::another(prior_run, &event.run_id) {
+            return Err(shared_names::taken(
+                &pending_dir,
+                &name,
+                &event.run_id,
+                &other,
+            ));
+        }
         let mut event = event.clone();
         event
             .fit_within(json_file::MAX_JSON_BYTES)
@@ -325,10 +354,14 @@ impl HaltStore {
             .write_atomic(&name, &bytes, 0o600)
             .map_err(io_problem("write", &pending))?;
         let marker = Self::file_name(&event.run_id, "RESOLVED-", &event.fault_id, "");
-        pending_dir.remove_if_there(&marker).map_err(io_problem(
-            "remove the stale resolved marker",
-            &pending_dir.join(&marker),
-        ))?;
+        // Another run's marker there is not this run's stale one: it stays for gstack's
+        // drain, which pairs markers by whole ids and so moves it as an orphan.
+        if shared_names::holder(&pending_dir, &marker, &event.run_id).is_none() {
+            pending_dir.remove_if_there(&marker).map_err(io_problem(
+                "remove the stale resolved marker",
+                &pending_dir.join(&marker),
+            ))?;
+        }
         Ok(emitted)
     }
 
@@ -370,10 +403,14 @@ impl HaltStore {
     }
 
     /// Writes the resolved marker of a fault that cleared, as gstack's
-    /// `emitHaltEventResolved` does: `{event, timestamp, runId, faultId}` and nothing else.
+    /// `emitHaltEventResolved` does: `{event, timestamp, runId, faultId}` and nothing else;
+    /// never over another run's marker ([`shared_names`]).
     pub fn resolve(&self, run_id: &str, fault_id: &str) -> Result<(), HaltStoreError> {
         let pending = self.ensure(Sub::Pending)?;
         let name = Self::file_name(run_id, "RESOLVED-", fault_id, "");
+        if let Some(other) = shared_names::holder(&pending, &name, run_id) {
+            return Err(shared_names::taken(&pending, &name, run_id, &other));
+        }
         let path = pending.join(&name);
         if !pending.entry(&name).is_ok_and(|e| e.is_some()) {
             self.admit(run_id, &path)?;
@@ -393,7 +430,8 @@ impl HaltStore {
     /// gstack's `markInvestigated`: moves the pending event of (`run_id`, `fault_id`) to
     /// `processed/` under the same name. Its resolved marker, if any, stays for gstack's
     /// drain to pair. Finding no event, it makes no dir: one made by another user than the
-    /// faults dir's owner (`sudo berth faults ack`) would lock the daemon's user out.
+    /// faults dir's owner (`sudo berth faults ack`) would lock the daemon's user out. An
+    /// event there of another run of the same safe run id is left ([`shared_names`]).
     pub fn mark_investigated(
         &self,
         run_id: &str,
@@ -409,6 +447,9 @@ impl HaltStore {
             .is_none()
         {
             return Ok(Marked::AlreadyMoved);
+        }
+        if let Some(other) = shared_names::holder(&pending, &name, run_id) {
+            return Ok(Marked::Another(registry::said_cut(&other)));
         }
         let processed = self.ensure(Sub::Processed)?;
         match pending.rename_to(&name, &processed, &name) {

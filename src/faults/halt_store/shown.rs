@@ -257,11 +257,14 @@ impl Loose for Whole {
     }
 }
 
-/// What [`super::HaltStore::emit`] takes from the pending file it replaces: whether it
-/// holds the same capture, and its capture number. Read as [`Shown`] is, so a planted
-/// event costs its bytes, not its parse.
+/// What [`super::HaltStore::emit`] takes from the pending file it replaces: whose it is,
+/// whether it holds the same capture, and its capture number. Read as [`Shown`] is, so a
+/// planted event costs its bytes, not its parse.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Prior {
+    /// `runId`, whole: another run of the same safe run id may have filed it
+    /// ([`super::shared_names`]); `None` if absent or not a string.
+    pub run_id: Option<String>,
     /// `snapshot.stdoutTail`, whole; `None` if absent or not a string.
     pub stdout_tail: Option<String>,
     /// `snapshot.occurrences`.
@@ -276,12 +279,24 @@ impl Prior {
 }
 
 impl Loose for Prior {
-    fn on_map<'de, A: MapAccess<'de>>(map: A) -> Result<Prior, A::Error> {
-        let snapshot = last_of::<Snapshot<Whole>, A>(map, "snapshot")?.unwrap_or_default();
-        Ok(Prior {
-            stdout_tail: snapshot.stdout_tail.0,
-            occurrences: snapshot.occurrences,
-        })
+    fn on_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Prior, A::Error> {
+        let mut prior = Prior::default();
+        while let Some(key) = map.next_key::<Text>()? {
+            match key.0.as_deref() {
+                Some("snapshot") => {
+                    let snapshot = map.next_value::<Snapshot<Whole>>()?;
+                    prior.stdout_tail = snapshot.stdout_tail.0;
+                    prior.occurrences = snapshot.occurrences;
+                }
+                Some("runId") => {
+                    prior.run_id = map.next_value_seed(LooseSeed::<Whole>::default())?.0
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(prior)
     }
 }
 
@@ -387,14 +402,15 @@ mod tests {
     }
 
     #[test]
-    fn the_prior_keeps_its_whole_tail_and_its_count_and_skips_the_rest() {
+    fn the_prior_keeps_its_whole_run_id_tail_and_count_and_skips_the_rest() {
         let tail = "t".repeat(MAX_FIELD_BYTES * 2);
         let text = serde_json::json!({
-            "x": [[0], [0]],
+            "x": [[0], [0]], "runId": tail,
             "snapshot": {"stdoutTail": tail, "occurrences": 4, "y": [[0]]},
         })
         .to_string();
         let prior = Prior::parse(&text).unwrap();
+        assert_eq!(prior.run_id.as_deref(), Some(tail.as_str()));
         assert_eq!(prior.stdout_tail.as_deref(), Some(tail.as_str()));
         assert_eq!(prior.occurrences, Some(4));
         let odd = Prior::parse("{\"snapshot\": {\"stdoutTail\": 1, \"occurrences\": -1}}");

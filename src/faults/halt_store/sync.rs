@@ -145,6 +145,9 @@ impl HaltStore {
             registry::raised_elsewhere(&mut reads, active, (run_id, name), &asked)
         };
         let mut changed = false;
+        // A filing held for another run's file at its name is said once a pass per fault
+        // (two detectors can hold one fault id), however many times it is tried.
+        let mut taken_said: HashSet<String> = HashSet::new();
         // The fault ids the registry holds, kept up to date as new ones go in: one lookup a
         // new detector, not a walk of a registry that may hold ~100,000 entries.
         let mut held_here: HashSet<String> = registry
@@ -155,7 +158,7 @@ impl HaltStore {
         for event in new {
             let held = elsewhere.contains(&event.fault_id) || held_here.contains(&event.fault_id);
             if !held {
-                let Some(emitted) = counted(report, self.emit(event)) else {
+                let Some(emitted) = counted(report, &mut taken_said, self.emit(event)) else {
                     continue;
                 };
                 report.emitted.push((event.fault_id.clone(), emitted));
@@ -209,7 +212,7 @@ impl HaltStore {
                     continue;
                 }
                 let withheld_before = report.withheld;
-                if counted(report, self.resolve(run_id, &fault_id)).is_none() {
+                if counted(report, &mut taken_said, self.resolve(run_id, &fault_id)).is_none() {
                     capped = report.withheld > withheld_before;
                     continue;
                 }
@@ -233,10 +236,23 @@ impl HaltStore {
 }
 
 /// What a write of the halt dir gave; a withheld write or a problem is counted in `report`
-/// instead, and the fault left as it was.
-fn counted<T>(report: &mut SyncReport, result: Result<T, HaltStoreError>) -> Option<T> {
+/// instead, and the fault left as it was: a new one out of the registry, so the next pass
+/// files it, a cleared one raised in it, so the next pass clears it. A write held for
+/// another run's file at its name is said once in `taken_said`.
+fn counted<T>(
+    report: &mut SyncReport,
+    taken_said: &mut HashSet<String>,
+    result: Result<T, HaltStoreError>,
+) -> Option<T> {
     match result {
         Ok(value) => Some(value),
+        Err(taken @ HaltStoreError::Taken { .. }) => {
+            let line = taken.to_string();
+            if taken_said.insert(line.clone()) {
+                report.problems.push(line);
+            }
+            None
+        }
         Err(HaltStoreError::Withheld { .. }) => {
             report.withheld += 1;
             None

@@ -543,6 +543,7 @@ fn runs_archived_while_faulted_leave_nothing_in_active_faults() {
 }
 
 mod bounded;
+mod collisions;
 mod markers;
 mod owners;
 mod pass_reads;

@@ -21,13 +21,13 @@
 //! Both objects go through the writer even when the origin has them: writing an object
 //! it has freshens its copy's time (the loose file, or the pack holding it) or, where that
 //! is refused, writes it anew, as git's `write_object_file` and libgit2's `git_odb_write`
-//! do. Skipped, an old copy (a lock commit the origin already had, unreferenced) stays
-//! prunable by a concurrent `git gc` after the lock ref points at it.
+//! do. Skipped, an old copy (the empty tree a released lock left loose and unreferenced)
+//! stays prunable by a concurrent `git gc` after the lock ref points at it.
 //! [`freshened`] then checks that no loose copy in the origin stayed old, unless a pack
 //! holding its object was freshened instead ([`packed`]), and that an object only a cruft
-//! pack held now has a loose copy (or a fresh pack that is not cruft). It judges the lock
-//! commit only: its tree is the empty tree, which git and libgit2 hard-code, so no gc can
-//! take it from under a lock whatever its copies' age.
+//! pack held now has a loose copy (or a fresh pack that is not cruft). It judges the tree
+//! as the commit: git reads the empty tree hard-coded, but `git fsck` of the origin does
+//! not, and fails ("missing tree") on a lock commit whose tree a concurrent gc pruned.
 
 use std::io::{self, Seek as _, Write as _};
 use std::path::Path;
@@ -62,16 +62,10 @@ pub(super) fn copy_lock_commit(
         commit: sha,
         tree: scratch.find_commit(sha)?.tree_id(),
     };
-    // The lock commit's tree is the empty tree, which git and libgit2 hard-code
-    // (`git cat-file`, `gc --prune=now`, a clone or fetch of a commit on it all succeed
-    // with no copy of it on disk; libgit2's `odb_hardcoded_type`): no gc can take it from
-    // under the lock, so the age of its copies cannot make a lock unsafe, and judging it
-    // only wedged lanes (a copy the writer freshened where berth did not look). It is
-    // still written, as any object; only another tree would be judged.
-    let mut named = vec![("lock commit", objects.commit)];
-    if objects.tree != Oid::hash_object(ObjectType::Tree, &[])? {
-        named.push(("tree", objects.tree));
-    }
+    // The tree is judged like the commit: git reads the empty tree hard-coded, but
+    // `git fsck` (even `--connectivity-only`) does not, and reports a lock commit whose
+    // tree a racing gc pruned as a "missing tree" in the origin.
+    let named = [("lock commit", objects.commit), ("tree", objects.tree)];
     let before = freshened::Before::look(origin.path(), &named, objects.commit)
         .map_err(|stale| failed(origin.path(), None, &stale.to_string()))?;
     let writer = match writer(origin)? {
@@ -255,5 +249,7 @@ mod freshen_tests;
 
 #[cfg(test)]
 mod alternate_tests;
+#[cfg(test)]
+mod gc_race_tests;
 #[cfg(test)]
 mod old_tree;

@@ -23,6 +23,7 @@ use nix::errno::Errno;
 use super::{Blocking, Refused, blocks_named, open_dir, path_cstring, walk};
 
 mod alternates;
+pub(in crate::lane_lock) use alternates::MAX_ALTERNATES_LOOK_BYTES;
 use alternates::Reader;
 
 /// The most entries under a local origin's objects dirs (its own and its alternates')
@@ -104,8 +105,21 @@ fn follow(
     reader: Reader,
     visit: &mut dyn FnMut(&Path) -> Result<bool, Refused>,
 ) -> Result<(), Refused> {
-    let mut seen: HashSet<(u64, u64)> = dir_id(objects).into_iter().collect();
-    follow_from(objects, 0, reader, &mut seen, visit).map(drop)
+    let mut walked = Walked {
+        seen: dir_id(objects, reader).into_iter().collect(),
+        // git's reading stops at MAX_ALTERNATE_DIRS dirs, so at as many files.
+        budget: match reader {
+            Reader::Libgit2 => alternates::MAX_ALTERNATES_LOOK_BYTES,
+            Reader::Git => u64::MAX,
+        },
+    };
+    follow_from(objects, 0, reader, &mut walked, visit).map(drop)
+}
+
+/// What [`follow`] has had: the dirs ([`dir_id`]), and the alternates bytes left to read.
+struct Walked {
+    seen: HashSet<(u64, u64)>,
+    budget: u64,
 }
 
 /// [`follow`] below `dir`, `depth` links from where it started; whether to go on.
@@ -113,33 +127,41 @@ fn follow_from(
     dir: &Path,
     depth: usize,
     reader: Reader,
-    seen: &mut HashSet<(u64, u64)>,
+    walked: &mut Walked,
     visit: &mut dyn FnMut(&Path) -> Result<bool, Refused>,
 ) -> Result<bool, Refused> {
     if depth >= MAX_ALTERNATES_DEPTH {
         return Ok(true);
     }
-    let named = match (alternates::named(dir, reader), reader) {
+    let named = match (alternates::named(dir, reader, &mut walked.budget), reader) {
         (Ok(named), _) => named,
         (Err(_), Reader::Git) => Vec::new(),
         (Err(e), Reader::Libgit2) => return Err(e),
     };
     for alt in named {
-        if !dir_id(&alt).is_some_and(|id| seen.insert(id)) {
+        if !dir_id(&alt, reader).is_some_and(|id| walked.seen.insert(id)) {
             continue;
         }
-        if !visit(&alt)? || !follow_from(&alt, depth + 1, reader, seen, visit)? {
+        if !visit(&alt)? || !follow_from(&alt, depth + 1, reader, walked, visit)? {
             return Ok(false);
         }
     }
     Ok(true)
 }
 
-/// The device and inode of the directory at `path` (through symlinks, as git's realpath
-/// and libgit2's `stat` go), or `None` where there is none; `stat` opens nothing.
-fn dir_id(path: &Path) -> Option<(u64, u64)> {
+/// What tells the directory at `path` from the others for `reader` (through symlinks, as
+/// git's realpath and libgit2's `stat` go), or `None` where there is none; `stat` opens
+/// nothing. git's: its device and inode. libgit2's (1.9): its inode number alone, as
+/// `git_odb__add_default_backends` compares `st_ino` with each backend's and skips a
+/// match on any device; the look must skip what libgit2 skips, or it meets a pool at
+/// another depth than libgit2 does and misses what libgit2 opens behind it.
+fn dir_id(path: &Path, reader: Reader) -> Option<(u64, u64)> {
     let meta = std::fs::metadata(path).ok()?;
-    meta.is_dir().then(|| (meta.dev(), meta.ino()))
+    let dev = match reader {
+        Reader::Git => meta.dev(),
+        Reader::Libgit2 => 0,
+    };
+    meta.is_dir().then(|| (dev, meta.ino()))
 }
 
 #[cfg(test)]
@@ -221,6 +243,20 @@ mod tests {
         assert_eq!(names(dir.path()), vec![at]);
     }
 
+    /// Checks that libgit2 reads the pool whose objects dir is `objects` from the origin at
+    /// `git_dir` (an object only the pool holds is found), then plants a FIFO at a pack
+    /// `.idx` there, which libgit2 opens on a lookup: the FIFO, and what the look finds.
+    fn a_fifo_in_a_pool_libgit2_reads(git_dir: &Path, objects: &Path) -> (PathBuf, Vec<PathBuf>) {
+        let pool = git2::Repository::open_bare(objects.parent().unwrap()).unwrap();
+        let only_there = pool.blob(b"only in this pool").unwrap();
+        let origin = git2::Repository::open_bare(git_dir).unwrap();
+        assert!(origin.odb().unwrap().exists(only_there));
+        let idx = objects.join("pack/pack-1.idx");
+        fifo(&idx);
+        std::fs::File::create(idx.with_extension("pack")).unwrap();
+        (idx, names(git_dir))
+    }
+
     /// libgit2 (1.9) uses alternates six deep: `load_alternates` reads the alternates
     /// file of the objects dir at depth 5 (it stops only past `GIT_ALTERNATES_MAX_DEPTH`)
     /// and opens the dirs it names, whose packs' `.idx` it opens on a lookup. A look
@@ -239,19 +275,141 @@ mod tests {
             std::fs::write(naming.join("info/alternates"), line).unwrap();
             naming = pool.join("objects");
         }
-        // libgit2 reads the sixth pool: an object only it holds is found.
-        let sixth = git2::Repository::open_bare(dir.path().join("pool6.git")).unwrap();
-        let only_there = sixth.blob(b"only in the sixth pool").unwrap();
-        let origin = git2::Repository::open_bare(&git_dir).unwrap();
-        assert!(origin.odb().unwrap().exists(only_there));
-        let idx = naming.join("pack/pack-1.idx");
-        fifo(&idx);
-        std::fs::File::create(idx.with_extension("pack")).unwrap();
-        let found = names(&git_dir);
+        let (idx, found) = a_fifo_in_a_pool_libgit2_reads(&git_dir, &naming);
         assert!(
             found.contains(&idx),
             "the FIFO {} libgit2 opens was not found: {found:?}",
             idx.display()
+        );
+    }
+
+    /// Bytes this thread has read through `read(2)` and its kin (`rchar`).
+    fn read_so_far() -> u64 {
+        let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
+        let rchar = io.lines().find_map(|line| line.strip_prefix("rchar: "));
+        rchar.unwrap().trim().parse().unwrap()
+    }
+
+    /// Each objects dir the look reaches has its `info/alternates` read, up to 64 KiB,
+    /// and every line of it stat'ed: bounded only by the entries budget, at two entries a
+    /// pool (an `info` symlink to one shared dir, and the file in it), one look could read
+    /// 2 GiB and stat 2^30 lines before libgit2 opens the origin. Here 80 pools in 160
+    /// entries would make it read 5 MiB: the look stops at `MAX_ALTERNATES_LOOK_BYTES`
+    /// in all and refuses the origin, naming the file it was reading.
+    #[test]
+    fn one_look_reads_a_bounded_number_of_alternates_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let git_dir = dir.path().join("o.git");
+        git2::Repository::init_bare(&git_dir).unwrap();
+        let shared = dir.path().join("shared/info");
+        std::fs::create_dir_all(&shared).unwrap();
+        // 1,024 lines of 64 bytes, each naming the pool that reads it.
+        let line = format!("{}.\n", "./".repeat(31));
+        let max = alternates::MAX_ALTERNATES_BYTES as usize;
+        std::fs::write(shared.join("alternates"), line.repeat(max / line.len())).unwrap();
+        let pools: String = (0..80)
+            .map(|i| {
+                let pool = dir.path().join(format!("pool{i}"));
+                std::fs::create_dir(&pool).unwrap();
+                std::os::unix::fs::symlink(&shared, pool.join("info")).unwrap();
+                format!("{}\n", pool.display())
+            })
+            .collect();
+        std::fs::write(git_dir.join("objects/info/alternates"), pools).unwrap();
+        // Reading /proc/thread-self/io counts itself: take that out.
+        let itself = read_so_far();
+        let before = read_so_far();
+        let looked = refs_look::look(&git_dir);
+        let read = read_so_far() - before - (before - itself);
+        assert!(
+            matches!(&looked, Err(Refused::TooManyAlternates(path)) if path.ends_with("info/alternates")),
+            "{looked:?}"
+        );
+        // The file it stopped in is read one byte past what is left.
+        let bound = alternates::MAX_ALTERNATES_LOOK_BYTES + 1;
+        assert!(
+            read <= bound,
+            "one look read {read} bytes of alternates files from 80 pools in 160 entries (bound {bound})"
+        );
+    }
+
+    /// A new directory under `shm` (a tmpfs, whose inode numbers count up from 1) with
+    /// the inode number of a directory under `/etc` (another file system): the two, in
+    /// that order.
+    fn same_inode_other_device(shm: &Path) -> (PathBuf, PathBuf) {
+        use std::os::unix::fs::MetadataExt as _;
+        let dev = std::fs::metadata(shm).unwrap().dev();
+        let mut etc: Vec<(u64, PathBuf)> = std::fs::read_dir("/etc")
+            .unwrap()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter_map(|path| {
+                let meta = std::fs::symlink_metadata(&path).ok()?;
+                (meta.is_dir() && meta.dev() != dev).then(|| (meta.ino(), path))
+            })
+            .collect();
+        etc.sort();
+        let mut made = 0;
+        for (ino, at) in etc {
+            loop {
+                let next = shm.join(format!("d{made}"));
+                made += 1;
+                std::fs::create_dir(&next).unwrap();
+                let got = std::fs::metadata(&next).unwrap().ino();
+                if got == ino {
+                    return (at, next);
+                }
+                if got > ino {
+                    break;
+                }
+            }
+        }
+        panic!("no directory under /etc with an inode number a new one in {shm:?} takes");
+    }
+
+    /// libgit2 (1.9) skips an alternate whose inode number is an objects dir's it
+    /// already has (`git_odb__add_default_backends` compares `st_ino` only, not the
+    /// device), and so does the look. A pool on another file system (the `twin` under
+    /// /dev/shm) sharing an inode number with an earlier alternate is skipped by both;
+    /// a look walking it would meet a pool (Y) six deep first and never follow Y's
+    /// alternates, where libgit2 meets Y one deep and opens the pool (Z) Y names: a FIFO
+    /// there must be found, or libgit2's lookup hangs on it, the lane held on the
+    /// deadline's "did not answer", naming no file.
+    #[test]
+    fn a_pool_libgit2_skips_by_inode_alone_hides_no_fifo() {
+        let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
+            panic!("no /dev/shm to put a pool on another file system");
+        };
+        let (etc, twin) = same_inode_other_device(shm.path());
+        let dir = tempfile::tempdir().unwrap();
+        let git_dir = dir.path().join("o.git");
+        git2::Repository::init_bare(&git_dir).unwrap();
+        let pool = |name: &str| {
+            let at = dir.path().join(name);
+            git2::Repository::init_bare(&at).unwrap();
+            at.join("objects")
+        };
+        let borrow = |objects: &Path, named: &[&Path]| {
+            let lines: String = named.iter().map(|p| format!("{}\n", p.display())).collect();
+            std::fs::create_dir_all(objects.join("info")).unwrap();
+            std::fs::write(objects.join("info/alternates"), lines).unwrap();
+        };
+        let (y, z) = (pool("y.git"), pool("z.git"));
+        let chain: Vec<PathBuf> = (2..=5).map(|i| pool(&format!("a{i}.git"))).collect();
+        borrow(&twin, &[&chain[0]]);
+        for pair in chain.windows(2) {
+            borrow(&pair[0], &[&pair[1]]);
+        }
+        borrow(&chain[3], &[&y]);
+        borrow(&y, &[&z]);
+        borrow(&git_dir.join("objects"), &[&etc, &twin, &y]);
+        let (idx, found) = a_fifo_in_a_pool_libgit2_reads(&git_dir, &z);
+        assert!(
+            found.contains(&idx),
+            "the FIFO {} libgit2 opens was not found ({} and {} share inode numbers): {found:?}",
+            idx.display(),
+            etc.display(),
+            twin.display()
         );
     }
 

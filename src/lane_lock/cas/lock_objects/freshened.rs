@@ -333,7 +333,7 @@ mod tests {
         assert!(!said.contains("another user"), "{said}");
     }
     /// A lock commit the origin already had (same holder, same second), a month old, that
-    /// the write left alone: only the empty tree goes unjudged, so the lock write fails,
+    /// the write left alone: judged as its tree is, so the lock write fails,
     /// naming the lock commit.
     #[test]
     fn an_old_lock_commit_the_write_left_alone_fails_named() {

@@ -16,6 +16,14 @@ use super::Refused;
 /// The most bytes of an `objects/info/alternates` file read.
 pub(super) const MAX_ALTERNATES_BYTES: u64 = 64 * 1024;
 
+/// The most bytes of `info/alternates` files, all together, one look before libgit2
+/// reads: libgit2 reads every file its alternates reach, so the look must too, and
+/// without a total a chain of pools sharing one 64 KiB file costs 64 KiB (and a `stat`
+/// a line) per pool, up to the entries budget (2 GiB). A byte total bounds both what is
+/// read and the lines stat'ed, whatever the files' shape (a bound on dirs alone still lets
+/// each of them be 64 KiB); an origin borrows from a pool or a few, one short line each.
+pub(in crate::lane_lock) const MAX_ALTERNATES_LOOK_BYTES: u64 = 1024 * 1024;
+
 /// Whose reading of an `info/alternates` file.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Reader {
@@ -31,8 +39,13 @@ pub(super) enum Reader {
 
 /// The objects dirs `objects/info/alternates` names, in file order, as `reader` resolves
 /// them, read without blocking (a node there that is no regular file was found by the
-/// look; it is not opened).
-pub(super) fn named(objects: &Path, reader: Reader) -> Result<Vec<PathBuf>, Refused> {
+/// look; it is not opened). What is read is taken from `budget`, the bytes left to read
+/// of all the alternates files together; `Err` past it.
+pub(super) fn named(
+    objects: &Path,
+    reader: Reader,
+    budget: &mut u64,
+) -> Result<Vec<PathBuf>, Refused> {
     let path = objects.join("info/alternates");
     let unreadable = |e| Refused::Unreadable(path.clone(), e);
     let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
@@ -47,12 +60,16 @@ pub(super) fn named(objects: &Path, reader: Reader) -> Result<Vec<PathBuf>, Refu
     }
     let mut text = Vec::new();
     std::fs::File::from(fd)
-        .take(MAX_ALTERNATES_BYTES + 1)
+        .take(MAX_ALTERNATES_BYTES.min(*budget) + 1)
         .read_to_end(&mut text)
         .map_err(|e| unreadable(Errno::from_raw(e.raw_os_error().unwrap_or(nix::libc::EIO))))?;
-    if text.len() as u64 > MAX_ALTERNATES_BYTES {
+    let read = text.len() as u64;
+    if read > MAX_ALTERNATES_BYTES {
         return Err(Refused::TooBig(path, MAX_ALTERNATES_BYTES));
     }
+    *budget = budget
+        .checked_sub(read)
+        .ok_or(Refused::TooManyAlternates(path))?;
     Ok(entries(&text, reader)
         .into_iter()
         .map(|entry| {

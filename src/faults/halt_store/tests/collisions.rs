@@ -1,0 +1,158 @@
+//! Runs whose safe run ids collide (`a_b` and `a/b` are both `a_b`) keep gstack's names,
+//! and a file there of the other run is never written over, removed, archived or moved
+//! ([`super::shared_names`]): the filing run is held until the name is free.
+
+use super::*;
+
+fn names_in(dir: &Path, sub: &str) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(dir.join(sub)) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+fn is_taken<T: std::fmt::Debug>(result: Result<T, HaltStoreError>, other: &str) -> bool {
+    matches!(&result, Err(HaltStoreError::Taken { other: o, .. }) if o == other)
+}
+
+#[test]
+fn a_run_whose_name_holds_another_runs_event_is_held_until_it_is_acked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    let fault = event("a_b", "X", "").fault_id;
+    store.emit(&event("a_b", "X", "first")).unwrap();
+    let event_path = store.pending_path("a_b", &fault);
+    let before = fs::read(&event_path).unwrap();
+    // Another tail would archive a_b's capture and count it as a/b's recurrence.
+    assert!(is_taken(store.emit(&event("a/b", "X", "one")), "a_b"));
+    assert_eq!(fs::read(&event_path).unwrap(), before);
+    assert_eq!(
+        names_in(dir.path(), PENDING_DIR),
+        [format!("a_b-{fault}.json")]
+    );
+    assert!(names_in(dir.path(), COLLAPSED_DIR).is_empty());
+
+    // An ack of a/b's event leaves a_b's where it is.
+    assert_eq!(
+        store.mark_investigated("a/b", &fault).unwrap(),
+        Marked::Another("a_b".to_owned())
+    );
+    assert_eq!(fs::read(&event_path).unwrap(), before);
+    assert!(!store.investigated("a/b", &fault));
+
+    // Once a_b's is acked, a/b files at gstack's name, as new.
+    store.mark_investigated("a_b", &fault).unwrap();
+    assert!(store.investigated("a_b", &fault));
+    assert_eq!(store.emit(&event("a/b", "X", "one")).unwrap(), Emitted::New);
+    assert_eq!(read(&event_path)["runId"], "a/b");
+    assert!(!store.investigated("a/b", &fault), "a_b's is in processed/");
+}
+
+#[test]
+fn a_clear_writes_no_marker_over_another_runs_and_a_filing_leaves_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    let fault = event("a_b", "X", "").fault_id;
+    store.resolve("a_b", &fault).unwrap();
+    let marker = store.resolved_path("a_b", &fault);
+    let before = fs::read(&marker).unwrap();
+    assert!(is_taken(store.resolve("a/b", &fault), "a_b"));
+    assert_eq!(fs::read(&marker).unwrap(), before);
+    // a/b's filing is no recurrence of a_b's: it leaves a_b's marker, not its stale one.
+    assert_eq!(store.emit(&event("a/b", "X", "")).unwrap(), Emitted::New);
+    assert_eq!(fs::read(&marker).unwrap(), before);
+    assert_eq!(
+        names_in(dir.path(), PENDING_DIR),
+        [
+            format!("a_b-{fault}.json"),
+            format!("a_b-RESOLVED-{fault}.json")
+        ]
+    );
+    let statuses: Vec<(String, HaltStatus)> = store
+        .list()
+        .halts
+        .into_iter()
+        .map(|h| (h.run_id, h.status))
+        .collect();
+    assert_eq!(statuses, [("a/b".to_owned(), HaltStatus::Pending)]);
+    // The run's own marker is still its to rewrite, and to remove as stale.
+    store.mark_investigated("a/b", &fault).unwrap();
+    store.resolve("a_b", &fault).unwrap();
+    assert_eq!(store.emit(&event("a_b", "X", "")).unwrap(), Emitted::New);
+    assert!(!marker.exists());
+}
+
+/// A held filing stays out of the run's registry, is said once a pass with its ids cut,
+/// and is filed by the first pass after the other run's event is acked.
+#[test]
+fn a_held_filing_is_said_cut_once_a_pass_and_filed_once_the_name_is_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    let long = format!("a/{}", "b".repeat(4096));
+    let other = file_run_id(&long);
+    let held = event(&long, "X", "");
+    let fault = held.fault_id.clone();
+    let first = store.sync_run(&other, "/s/other.json", &[event(&other, "X", "")]);
+    assert_eq!(first.emitted.len(), 1, "{first:?}");
+    // Two detectors of one fault: one line.
+    let mut twice = held.clone();
+    twice.detector_id.push_str(":2");
+    for _ in 0..2 {
+        let report = store.sync_run(&long, "/s/long.json", &[held.clone(), twice.clone()]);
+        assert!(report.emitted.is_empty(), "{report:?}");
+        assert_eq!(report.withheld, 0);
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        let line = &report.problems[0];
+        assert!(line.contains("held back") && line.len() < 1500, "{line}");
+    }
+    store.mark_investigated(&other, &fault).unwrap();
+    let filed = store.sync_run(&long, "/s/long.json", &[held, twice]);
+    assert_eq!(filed.emitted, [(fault.clone(), Emitted::New)], "{filed:?}");
+    assert!(filed.problems.is_empty(), "{:?}", filed.problems);
+    assert_eq!(read(&store.pending_path(&long, &fault))["runId"], long);
+}
+
+/// A clear held for the other run's marker keeps the fault raised in the run's registry, and
+/// the first pass after gstack's drain moved that marker writes the run's own.
+#[test]
+fn a_held_clear_stays_raised_until_the_other_runs_marker_is_drained() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    let x = event("a_b", "X", "");
+    let fault = x.fault_id.clone();
+    store.sync_run("a_b", "/s/a_b.json", std::slice::from_ref(&x));
+    let cleared = store.sync_run("a_b", "/s/a_b.json", &[]);
+    assert_eq!(cleared.resolved, std::slice::from_ref(&fault));
+    store.mark_investigated("a_b", &fault).unwrap();
+    let raised = store.sync_run("a/b", "/s/a-b.json", &[event("a/b", "X", "")]);
+    assert_eq!(
+        raised.emitted,
+        [(fault.clone(), Emitted::New)],
+        "{raised:?}"
+    );
+    for _ in 0..2 {
+        let held = store.sync_run("a/b", "/s/a-b.json", &[]);
+        assert!(held.resolved.is_empty(), "{held:?}");
+        assert_eq!(held.problems.len(), 1, "{:?}", held.problems);
+        assert!(
+            held.problems[0].contains("held back"),
+            "{:?}",
+            held.problems
+        );
+    }
+    let marker = store.resolved_path("a_b", &fault);
+    assert_eq!(read(&marker)["runId"], "a_b");
+    // gstack's drain moves the orphan marker (no a_b event is pending).
+    fs::remove_file(&marker).unwrap();
+    let resolved = store.sync_run("a/b", "/s/a-b.json", &[]);
+    assert_eq!(
+        resolved.resolved,
+        std::slice::from_ref(&fault),
+        "{resolved:?}"
+    );
+    assert_eq!(read(&marker)["runId"], "a/b");
+}
