@@ -22,33 +22,57 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// Writes it; an error [`kept_after`] says may pass means it is written again later.
-    pub fn write(&self, records: &Records, owner: &str, id: &str) -> Result<Record, StoreError> {
+    /// Writes it onto record `id` in flight in `owner`'s name; with `claim`, only onto that
+    /// exact claim (the one the landing left: a kept verdict must not land on a later
+    /// landing of the same record by the same daemon). An error [`kept_after`] says may pass
+    /// means it is written again later.
+    pub fn write(
+        &self,
+        records: &Records,
+        owner: &str,
+        id: &str,
+        claim: Option<&Record>,
+    ) -> Result<Record, StoreError> {
+        let expect = |statuses: &'static [Status]| match claim {
+            Some(read) => Expect::Claim(read),
+            None => Expect::Mine(statuses, owner),
+        };
         match self {
             Verdict::Landed { checked_at } => {
-                let mine = Expect::Mine(&[Status::Landing], owner);
-                records.transition(Move::new(id, mine, Status::Landed), |r| {
-                    r.last_error = None;
-                    r.claimed_by = None;
-                    r.last_github_checked_at = Some(checked_at.clone());
-                    r.last_github_state = Some(GithubState::Pr(PrState::Merged));
-                })
+                let landed = |github: bool| {
+                    records.transition(
+                        Move::new(id, expect(&[Status::Landing]), Status::Landed),
+                        |r| {
+                            r.last_error = None;
+                            r.claimed_by = None;
+                            // Without them, none is left as an older check saw the PR.
+                            let merged = Some(GithubState::Pr(PrState::Merged));
+                            r.last_github_checked_at = github.then(|| checked_at.clone());
+                            r.last_github_state = if github { merged } else { None };
+                        },
+                    )
+                };
+                match landed(true) {
+                    // Without the GitHub fields the verdict is smaller than another daemon's
+                    // reclaim (which keeps the record's and adds a `lastError`, cut to fit): it fits
+                    // whenever a reclaim would, so a reclaim never requeues a merged PR
+                    // whose verdict the cap refused. Refused even so, it is kept.
+                    Err(StoreError::TooLarge { .. }) => landed(false),
+                    written => written,
+                }
             }
             Verdict::Settled {
                 to,
                 reason,
                 not_before,
-            } => records.transition(
-                Move::new(id, Expect::Mine(&Status::IN_FLIGHT, owner), *to),
-                |r| {
-                    r.claimed_by = None;
-                    r.last_error = Some(reason.clone());
-                    if let Some(at) = not_before {
-                        r.extra
-                            .insert(policy::NOT_BEFORE_FIELD.to_owned(), &serde_json::json!(at));
-                    }
-                },
-            ),
+            } => records.transition(Move::new(id, expect(&Status::IN_FLIGHT), *to), |r| {
+                r.claimed_by = None;
+                r.last_error = Some(reason.clone());
+                if let Some(at) = not_before {
+                    r.extra
+                        .insert(policy::NOT_BEFORE_FIELD.to_owned(), &serde_json::json!(at));
+                }
+            }),
         }
     }
 
@@ -96,13 +120,12 @@ mod tests {
     /// Another daemon on the same queue.
     const OWNER: &str = "host~boot~1~2.3.4:42:7";
 
-    /// docs/lane-locks.md ("A kept verdict and another daemon") says another daemon's
-    /// reclaim of a record whose verdict is kept "is refused by the same cap. While the
-    /// cause lasts, it fails as the verdict does". It does not for a `landed` verdict the
-    /// cap refuses: the verdict adds the GitHub state, the reclaim only a `lastError` the
-    /// store cuts to fit. So while the record is still too large for the verdict, a second
-    /// daemon reclaims it (untouched past the TTL), queues it, and the merged PR is landed
-    /// again; the owner's verdict then meets a record no longer its own and is dropped.
+    /// A `landed` verdict the cap refuses (it adds the GitHub state to a record a producer
+    /// grew) must not leave the record to another daemon's reclaim, which only adds a
+    /// `lastError` the store cuts to fit: that reclaim would queue the record again and
+    /// the merged PR would be landed again. The verdict is written again without the GitHub
+    /// fields, smaller than any reclaim, so the record ends `landed` and no daemon
+    /// reclaims it.
     #[test]
     fn another_daemons_reclaim_does_not_pass_where_the_kept_landed_verdict_is_too_large() {
         let (queue, berth) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -141,13 +164,11 @@ mod tests {
         let verdict = Verdict::Landed {
             checked_at: crate::clock::now_iso(),
         };
-        let refused = verdict.write(&owners_view, OWNER, &id).unwrap_err();
-        assert!(
-            matches!(refused, StoreError::TooLarge { .. }) && kept_after(&refused),
-            "{refused}"
-        );
+        let written = verdict.write(&owners_view, OWNER, &id, None).unwrap();
+        assert_eq!(written.status, Status::Landed);
+        assert_eq!(written.last_github_state, None);
 
-        // The other daemon's tick, the cause unchanged (nobody shortened the record).
+        // The other daemon's tick; nobody shortened the record.
         let config = crate::config::Config {
             forge: crate::config::ForgeKind::Git,
             ..Default::default()
@@ -164,7 +185,7 @@ mod tests {
             crate::daemon::bookkeeping(&other, crate::daemon::Wake::Poll, &Refresh::Sweep);
         // (`status` may be past `queued`: this queue's repo fails the other daemon's gates.)
         let now = store.load(&id).unwrap().record;
-        let again = verdict.write(&owners_view, OWNER, &id);
+        let again = verdict.write(&owners_view, OWNER, &id, None);
         assert_eq!(
             report.reclaimed,
             0,
