@@ -547,6 +547,7 @@ mod collisions;
 mod markers;
 mod owners;
 mod pass_reads;
+mod refused;
 mod reviewb20;
 mod swaps;
 
