@@ -150,3 +150,48 @@ fn review_b20_a_held_filing_is_said_once_a_pass_however_many_state_files_raise_i
         &lines[..2.min(lines.len())]
     );
 }
+
+/// a73c769 files no new fault its run's registry could not record, and says so in a log
+/// line only. Whoever writes the faults dir plants the run's own registry just under the
+/// 8 MiB berth reads (2,000 faults the run does not raise, kept raised because another
+/// registry of the run is unreadable, a directory at its name): the registry is read, not
+/// moved aside, and every new fault of the state file is then never filed, no halt event,
+/// no cap event, pass after pass: the hiding a73c769 moves an over-8 MiB registry aside
+/// to prevent ("left unread it would hide every new fault of its state file for good").
+#[test]
+fn review_b20_a_planted_registry_just_under_8_mib_hides_every_new_fault_of_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    HaltStore::new(dir.path()).sync_run("r", "/s/r.json", &[]);
+    let active = dir.path().join(ACTIVE_DIR);
+    fs::create_dir(registry::path(&active, "r", "/s/r2.json")).unwrap();
+    let planted_fault = |i: usize, scope: usize| registry::ActiveFault {
+        fault_id: format!("K:{}:{i:08x}", "s".repeat(scope)),
+        first_detected_at: String::new(),
+    };
+    let mut planted = registry::Registry {
+        run_id: "r".into(),
+        source: "/s/r.json".into(),
+        updated_at: crate::clock::now_iso(),
+        active: (0..2_000)
+            .map(|i| (format!("P:{i}:*"), planted_fault(i, 4_000)))
+            .collect(),
+    };
+    let cap = json_file::MAX_JSON_BYTES;
+    let size = |r: &registry::Registry| serde_json::to_vec(r).unwrap().len() as u64 + 1;
+    let pad = (cap - 20 - size(&planted)) as usize;
+    planted
+        .active
+        .insert("P:0:*".into(), planted_fault(0, 4_000 + pad));
+    assert_eq!(size(&planted), cap - 20);
+    let path = registry::path(&active, "r", "/s/r.json");
+    fs::write(&path, serde_json::to_vec(&planted).unwrap()).unwrap();
+
+    let raised = event("r", "X", "");
+    let store = HaltStore::new(dir.path());
+    let pass = store.sync_run("r", "/s/r.json", std::slice::from_ref(&raised));
+    assert!(
+        store.pending_path("r", &raised.fault_id).exists(),
+        "the run's new fault was not filed; the pass said first: {:?}",
+        pass.problems.first()
+    );
+}
