@@ -106,7 +106,10 @@ fn follow(
     visit: &mut dyn FnMut(&Path) -> Result<bool, Refused>,
 ) -> Result<(), Refused> {
     let mut walked = Walked {
-        seen: dir_id(objects, reader).into_iter().collect(),
+        seen: node_id(objects, reader)
+            .map(|(id, _)| id)
+            .into_iter()
+            .collect(),
         // git's reading stops at MAX_ALTERNATE_DIRS dirs, so at as many files.
         budget: match reader {
             Reader::Libgit2 => alternates::MAX_ALTERNATES_LOOK_BYTES,
@@ -116,7 +119,7 @@ fn follow(
     follow_from(objects, 0, reader, &mut walked, visit).map(drop)
 }
 
-/// What [`follow`] has had: the dirs ([`dir_id`]), and the alternates bytes left to read.
+/// What [`follow`] has had: the dirs ([`node_id`]), and the alternates bytes left to read.
 struct Walked {
     seen: HashSet<(u64, u64)>,
     budget: u64,
@@ -139,7 +142,10 @@ fn follow_from(
         (Err(e), Reader::Libgit2) => return Err(e),
     };
     for alt in named {
-        if !dir_id(&alt, reader).is_some_and(|id| walked.seen.insert(id)) {
+        let Some((id, is_dir)) = node_id(&alt, reader) else {
+            continue;
+        };
+        if !walked.seen.insert(id) || !is_dir {
             continue;
         }
         if !visit(&alt)? || !follow_from(&alt, depth + 1, reader, walked, visit)? {
@@ -149,19 +155,23 @@ fn follow_from(
     Ok(true)
 }
 
-/// What tells the directory at `path` from the others for `reader` (through symlinks, as
+/// What tells the node at `path` from the others for `reader` (through symlinks, as
 /// git's realpath and libgit2's `stat` go), or `None` where there is none; `stat` opens
 /// nothing. git's: its device and inode. libgit2's (1.9): its inode number alone, as
 /// `git_odb__add_default_backends` compares `st_ino` with each backend's and skips a
 /// match on any device; the look must skip what libgit2 skips, or it meets a pool at
 /// another depth than libgit2 does and misses what libgit2 opens behind it.
-fn dir_id(path: &Path, reader: Reader) -> Option<(u64, u64)> {
+///
+/// With it, whether the node is a directory to walk. git passes over a name that is not a
+/// directory; libgit2 records the inode of any node its `stat` answers (a regular file
+/// included) before it fails to read it as objects, so that inode hides a later pool that
+/// shares it: the look records it too, and walks only directories.
+fn node_id(path: &Path, reader: Reader) -> Option<((u64, u64), bool)> {
     let meta = std::fs::metadata(path).ok()?;
-    let dev = match reader {
-        Reader::Git => meta.dev(),
-        Reader::Libgit2 => 0,
-    };
-    meta.is_dir().then(|| (dev, meta.ino()))
+    match reader {
+        Reader::Git => meta.is_dir().then(|| ((meta.dev(), meta.ino()), true)),
+        Reader::Libgit2 => Some(((0, meta.ino()), meta.is_dir())),
+    }
 }
 
 #[cfg(test)]
