@@ -345,8 +345,9 @@ mod tests {
 
     /// A new directory under `shm` (a tmpfs, whose inode numbers count up from 1) with
     /// the inode number of a directory under `/etc` (another file system): the two, in
-    /// that order.
-    fn same_inode_other_device(shm: &Path) -> (PathBuf, PathBuf) {
+    /// that order; `None` once the tmpfs's count has passed every one (a host whose
+    /// `/dev/shm` has made more inodes than `/etc` numbers: the test is skipped there).
+    fn same_inode_other_device(shm: &Path) -> Option<(PathBuf, PathBuf)> {
         same_inode_as_one_in_etc(shm, std::fs::Metadata::is_dir)
     }
 
@@ -355,7 +356,7 @@ mod tests {
     fn same_inode_as_one_in_etc(
         shm: &Path,
         kind: fn(&std::fs::Metadata) -> bool,
-    ) -> (PathBuf, PathBuf) {
+    ) -> Option<(PathBuf, PathBuf)> {
         use std::os::unix::fs::MetadataExt as _;
         let dev = std::fs::metadata(shm).unwrap().dev();
         let mut etc: Vec<(u64, PathBuf)> = std::fs::read_dir("/etc")
@@ -376,14 +377,15 @@ mod tests {
                 std::fs::create_dir(&next).unwrap();
                 let got = std::fs::metadata(&next).unwrap().ino();
                 if got == ino {
-                    return (at, next);
+                    return Some((at, next));
                 }
                 if got > ino {
                     break;
                 }
             }
         }
-        panic!("no directory under /etc with an inode number a new one in {shm:?} takes");
+        eprintln!("skipped: no node under /etc has an inode number a new one in {shm:?} takes");
+        None
     }
 
     /// libgit2 (1.9) skips an alternate whose inode number is an objects dir's it
@@ -399,7 +401,9 @@ mod tests {
         let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
             panic!("no /dev/shm to put a pool on another file system");
         };
-        let (etc, twin) = same_inode_other_device(shm.path());
+        let Some((etc, twin)) = same_inode_other_device(shm.path()) else {
+            return;
+        };
         let dir = tempfile::tempdir().unwrap();
         let git_dir = dir.path().join("o.git");
         git2::Repository::init_bare(&git_dir).unwrap();
@@ -444,7 +448,10 @@ mod tests {
         let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
             panic!("no /dev/shm to put a pool on another file system");
         };
-        let (file, twin) = same_inode_as_one_in_etc(shm.path(), std::fs::Metadata::is_file);
+        let Some((file, twin)) = same_inode_as_one_in_etc(shm.path(), std::fs::Metadata::is_file)
+        else {
+            return;
+        };
         let dir = tempfile::tempdir().unwrap();
         let git_dir = dir.path().join("o.git");
         git2::Repository::init_bare(&git_dir).unwrap();
