@@ -287,10 +287,11 @@ fn count_hits(path: &Path, calls: &[Vec<String>]) {
 
 /// The categories (built-in and learned) of one run's faults newly raised this tick, each
 /// once, for gstack's `persistHitCounts`: a fault that stays raised is one incident,
-/// counted once. Newly raised is a detector id new to the run's registry, filed or not: a
-/// fault the pending cap holds back (or another entry holds) was still raised by a
-/// detector call, and gstack counts every such call; one held back again next pass is
-/// counted again, as gstack's monitor counts it each call.
+/// counted once. Newly raised is a detector id new to the run's registry, of a fault it
+/// does not record, filed or not: a fault the pending cap holds back (or another registry
+/// of the run holds) was still raised by a detector call, and gstack counts every such
+/// call; one held back again next pass is counted again, as gstack's monitor counts it
+/// each call.
 fn newly_fired(events: &[HaltEvent], sync: &SyncReport) -> Vec<String> {
     let new_ids: HashSet<&str> = sync.new_detectors.iter().map(String::as_str).collect();
     learned::distinct(
