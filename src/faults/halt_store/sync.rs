@@ -1,7 +1,6 @@
 //! One tick's filing of a run's faults: new ones emitted once, cleared ones resolved once,
 //! the run's registry updated with what was written.
 
-use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::sync::Mutex;
 
@@ -182,7 +181,7 @@ impl HaltStore {
         };
         // A filing held for another run's file at its name is said once a pass per fault
         // (two detectors, or many state files of the run, can hold one fault id).
-        let taken_said = &self.taken_said;
+        let taken_said = &self.held;
         for event in new {
             let held = elsewhere.contains(&event.fault_id) || held_here.contains(&event.fault_id);
             if !held {
@@ -352,7 +351,7 @@ fn record(registry: &mut Registry, event: &HaltEvent) {
 /// another run's file at its name is said once in `taken_said`.
 fn counted<T>(
     report: &mut SyncReport,
-    taken_said: &Mutex<HashSet<[u8; 32]>>,
+    taken_said: &Mutex<super::held::Held>,
     result: Result<T, HaltStoreError>,
 ) -> Option<T> {
     match result {
@@ -360,7 +359,7 @@ fn counted<T>(
         Err(taken @ HaltStoreError::Taken { .. }) => {
             let line = taken.to_string();
             let mut said = taken_said.lock().unwrap_or_else(|e| e.into_inner());
-            if said.insert(Sha256::digest(&line).into()) {
+            if said.note(&line) {
                 report.problems.push(line);
             }
             None
