@@ -228,3 +228,35 @@ fn a_pass_keeps_its_held_filings_for_doctor_until_one_holds_none() {
     freed.save_held(HELD_RUNS).unwrap();
     assert!(freed.held_filings().is_empty());
 }
+
+/// docs/limits.md: a held filing is said "per run and fault each pass". The pass's said set
+/// is keyed by the line, whose run ids are cut to 256 bytes: two runs whose ids share their
+/// first 256 bytes and length (and so one safe name, held by a third run's event) make one
+/// line, and the second run's held filing is said by nobody: neither filed nor logged.
+#[test]
+fn two_runs_whose_cut_ids_match_each_have_their_held_filing_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let stem = "a".repeat(300);
+    let (holder, first, second) = (
+        format!("{stem}_x"),
+        format!("{stem}/x"),
+        format!("{stem}:x"),
+    );
+    let filed =
+        HaltStore::new(dir.path()).sync_run(&holder, "/s/holder.json", &[event(&holder, "X", "")]);
+    assert_eq!(filed.emitted.len(), 1, "{filed:?}");
+    let pass = HaltStore::new(dir.path());
+    let said = |run: &str, source: &str| -> Vec<String> {
+        let report = pass.sync_run(run, source, &[event(run, "X", "")]);
+        assert!(report.emitted.is_empty(), "{report:?}");
+        report.problems
+    };
+    assert_eq!(said(&first, "/s/first.json").len(), 1);
+    let second_said = said(&second, "/s/second.json");
+    assert_eq!(
+        second_said.len(),
+        1,
+        "run {:?}…'s held filing said by nobody this pass",
+        &second[295..]
+    );
+}
