@@ -260,3 +260,36 @@ fn two_runs_whose_cut_ids_match_each_have_their_held_filing_said() {
         &second[295..]
     );
 }
+
+/// docs/limits.md: a run's lock held by another process is "not waited for: one try per run
+/// per fault round", the held run "logged, naming the lock". The lock is the run id's, but
+/// each state file of the run (each its own registry) tries it and logs its own line: run
+/// `a/b` raising a new fault in 50 state files while whoever writes the faults dir holds
+/// `.a_b.lock` costs a pass 50 tries and 50 error lines, every pass; 10,000 state files
+/// (the pass's listing cap), 10,000 of each.
+#[test]
+fn a_held_run_lock_is_tried_and_said_once_a_pass_however_many_state_files_raise_it() {
+    const STATE_FILES: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let first = HaltStore::new(dir.path()).sync_run("a/b", "/s/a-b.json", &[event("a/b", "X", "")]);
+    assert_eq!(first.emitted.len(), 1, "{first:?}");
+    // Held by another open file description, as another process holds it.
+    let lock = dir.path().join(ACTIVE_DIR).join(".a_b.lock");
+    let held = fs::File::open(&lock).unwrap();
+    held.try_lock().unwrap();
+    let pass = HaltStore::new(dir.path());
+    let raised = [event("a/b", "X", ""), event("a/b", "Y", "")];
+    let lines: Vec<String> = (0..STATE_FILES)
+        .flat_map(|n| {
+            pass.sync_run("a/b", &format!("/s/a-b-{n}.json"), &raised)
+                .problems
+        })
+        .filter(|line| line.contains(".a_b.lock"))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "one pass tried and said the held lock of run a/b: {:?}",
+        &lines[..2.min(lines.len())]
+    );
+}
