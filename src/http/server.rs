@@ -533,3 +533,6 @@ mod tests {
         assert_eq!(Limits::within(0).max_connections, 1);
     }
 }
+
+#[cfg(test)]
+mod eviction;
