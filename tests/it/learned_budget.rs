@@ -331,3 +331,52 @@ fn run_once_files_learned_budget_exhausted_when_its_pass_runs_out() {
     let filed = budget_faults_filed(&faults);
     assert_eq!(filed, 1, "LEARNED_BUDGET_EXHAUSTED events after run --once");
 }
+
+/// Resident memory of this process, in KiB.
+fn resident_kib() -> u64 {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// docs/limits.md: all compiled learned regexes hold "32 MiB together". A backtracking one
+/// (lookaround) is charged a flat 32 KiB, "its linear delegates held to the same limits as a
+/// linear one": but each stretch between two lookarounds is a delegate of its own, each up
+/// to the 8 KiB limit. An 8 KB pattern of `\w{30}(?=x)` repeated has ~650 of them, ~5 MiB;
+/// 20 such entries (a 160 KB file) are all accepted and hold ~100 MiB; the 1,000 entries
+/// the file may hold, ~5 GiB.
+#[test]
+fn backtracking_learned_regexes_hold_no_more_than_the_compiled_budget() {
+    use berth::faults::learned::LearnedSet;
+    const ENTRIES: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let mut pattern = String::from("(?=x)");
+    while pattern.len() < 7_900 {
+        pattern.push_str(r"\w{30}(?=x)");
+    }
+    let entries: Vec<Value> = (0..ENTRIES)
+        .map(|n| {
+            json!({"category": format!("MANY_DELEGATES_{n}"), "severity": "MEDIUM",
+                   "description": "x", "matcherKind": "stdout_regex",
+                   "pattern": format!("{pattern}{n}")})
+        })
+        .collect();
+    let path = dir.path().join("learned-patterns.json");
+    fs::write(&path, json!(entries).to_string()).unwrap();
+    let before = resident_kib();
+    let set = LearnedSet::load(&path).unwrap();
+    let held_mib = resident_kib().saturating_sub(before) / 1024;
+    assert_eq!(set.patterns.len(), ENTRIES, "{:?}", set.warnings);
+    let budget_mib = (berth::faults::learned_match::COMPILED_BUDGET_BYTES >> 20) as u64;
+    assert!(
+        held_mib <= budget_mib,
+        "{ENTRIES} accepted learned regexes hold {held_mib} MiB resident; all of them may hold {budget_mib} MiB"
+    );
+    drop(set);
+}
