@@ -410,15 +410,10 @@ mod tests {
 
     /// Resident memory of this process, in KiB.
     fn resident_kib() -> u64 {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().strip_suffix("kB"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
+        crate::telemetry::process::sample()
+            .resident_bytes
+            .expect("Linux gives VmRSS")
+            / 1024
     }
 
     /// Clients that ask for an 8 MiB answer (what `/api/queue` may be) on every one of the

@@ -334,15 +334,10 @@ fn run_once_files_learned_budget_exhausted_when_its_pass_runs_out() {
 
 /// Resident memory of this process, in KiB.
 fn resident_kib() -> u64 {
-    let status = fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
+    berth::telemetry::process::sample()
+        .resident_bytes
+        .expect("Linux gives VmRSS")
+        / 1024
 }
 
 /// docs/limits.md: all compiled learned regexes hold "32 MiB together". A backtracking one
