@@ -159,3 +159,122 @@ fn a_lock_write_succeeds_when_its_cruft_packed_lock_commit_is_also_in_an_alterna
         );
     }
 }
+
+/// Runs `body` in a child forked into a mount namespace of its own (private, so nothing
+/// leaks to the host), in which `source` is also reached at `target` by a bind mount:
+/// what `body` panicked with, or `None`; skipped (said on stderr, `None`) unless root.
+fn with_a_bind_mount(source: &Path, target: &Path, body: impl FnOnce()) -> Option<String> {
+    use nix::libc;
+    use std::io::{Read as _, Write as _};
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: a bind mount needs root");
+        return None;
+    }
+    std::fs::create_dir_all(target).unwrap();
+    let (mut read, write) = std::io::pipe().unwrap();
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let (source, target) = (c(source), c(target));
+    // SAFETY: the child runs only this test's body and leaves by `_exit`.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            drop(read);
+            let mut write = write;
+            let said = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                // SAFETY: plain system calls on NUL-terminated paths.
+                unsafe {
+                    assert_eq!(libc::unshare(libc::CLONE_NEWNS), 0, "unshare");
+                    let root = c"/".as_ptr();
+                    let private = libc::MS_REC | libc::MS_PRIVATE;
+                    let none = std::ptr::null();
+                    assert_eq!(libc::mount(none, root, none, private, none.cast()), 0);
+                    let bind = libc::mount(
+                        source.as_ptr(),
+                        target.as_ptr(),
+                        none,
+                        libc::MS_BIND,
+                        none.cast(),
+                    );
+                    assert_eq!(bind, 0, "bind mount");
+                }
+                body();
+            }));
+            let said = match said {
+                Ok(()) => String::new(),
+                Err(panic) => panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_else(|| "panicked".to_owned()),
+            };
+            let _ = write.write_all(said.as_bytes());
+            // SAFETY: ends the forked child without running the parent's destructors.
+            unsafe { libc::_exit(0) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(write);
+            let mut said = String::new();
+            read.read_to_string(&mut said).unwrap();
+            nix::sys::wait::waitpid(child, None).unwrap();
+            (!said.is_empty()).then_some(said)
+        }
+    }
+}
+
+/// The origin borrows from Q and from B, in that order. Q's chain (Q, R, S, T, U) reaches
+/// pool X six deep, where git reads no further; B is the same directory as X reached by a
+/// bind mount (an object store mounted at two paths, as a host or a container shares it).
+/// git tells alternates apart by their real path (`alt_odb_usable`), so it adds B one
+/// deep and follows B's alternates to Y. The origin keeps the empty tree a released lock
+/// left only in a cruft pack, Y a month-old loose copy: git's writer freshens Y's copy
+/// and writes none in the origin. berth's walk tells alternates apart by device and
+/// inode, skips B as X, never looks in Y, and fails every lock write of the origin
+/// (`OnlyCruft`): the lane is never taken again.
+#[test]
+fn review24_a_pool_git_reaches_through_a_bind_mount_counts_as_git_follows_it() {
+    let OldTreeOrigin { origin, tree, .. } = OldTreeOrigin::cruft_packed();
+    let at = |name: &str| origin.dir.path().join(name);
+    let chain = [
+        "q.git", "r.git", "s.git", "t.git", "u.git", "x.git", "y.git",
+    ];
+    for name in chain {
+        bare_repo(&at(name));
+    }
+    for pair in chain.windows(2) {
+        borrow(&at(pair[0]), &[objects(&at(pair[1]))]);
+    }
+    borrow(&origin.bare, &[objects(&at("q.git")), objects(&at("b"))]);
+    empty_tree(&at("y.git"));
+    let pooled = at("y.git/objects").join(&tree[..2]).join(&tree[2..]);
+    let month_ago = std::time::SystemTime::now() - Duration::from_secs(30 * 24 * 3600);
+    std::fs::File::open(&pooled)
+        .unwrap()
+        .set_modified(month_ago)
+        .unwrap();
+    let failed = with_a_bind_mount(&at("x.git"), &at("b"), || {
+        let gits = git_fed(&origin.bare, &["count-objects", "-v"], "");
+        let y = objects(&at("y.git"));
+        assert!(
+            gits.contains(&format!("alternate: {y}")),
+            "git does not use Y: {gits}"
+        );
+        // Each lane's lock write meets the same cruft-packed tree: one for every lane.
+        for base in ["main", "release"] {
+            let lane = crate::lane_lock::Lane {
+                repo_identity: "github.com/acme/widget".into(),
+                base_branch: base.into(),
+            };
+            let taken = origin.take(&origin.client(), &lane);
+            let age = std::fs::metadata(&pooled).unwrap().modified().unwrap();
+            assert!(
+                age.elapsed()
+                    .is_ok_and(|age| age < Duration::from_secs(3600)),
+                "git's writer did not freshen Y's copy of the empty tree {tree}"
+            );
+            assert!(
+                matches!(taken, Ok(Acquire::Acquired(_))),
+                "{base}: the lock was not taken though git's writer freshened the empty tree's copy in Y, which git reaches through the bind-mounted B: {taken:?}"
+            );
+        }
+    });
+    assert!(failed.is_none(), "{}", failed.unwrap_or_default());
+}
