@@ -278,3 +278,44 @@ fn review24_a_pool_git_reaches_through_a_bind_mount_counts_as_git_follows_it() {
     });
     assert!(failed.is_none(), "{}", failed.unwrap_or_default());
 }
+
+/// The origin borrows from Y by a relative line longer than `PATH_MAX` (4096) whose `..`
+/// climb to `/` first: git resolves it component by component (`strbuf_realpath`) to Y's
+/// short real path and uses Y; the kernel refuses the whole joined path
+/// (`ENAMETOOLONG`), so berth's walk, which `stat`s it as written, never looks in Y. The
+/// origin keeps the empty tree a released lock left only in a cruft pack, Y a month-old
+/// loose copy: git's writer freshens Y's copy and writes none in the origin, and berth
+/// fails every lock write of the origin (`OnlyCruft`).
+#[test]
+fn review24_a_pool_git_reaches_by_a_line_longer_than_path_max_counts_as_git_follows_it() {
+    let OldTreeOrigin { origin, tree, .. } = OldTreeOrigin::cruft_packed();
+    let y = origin.dir.path().join("y.git");
+    bare_repo(&y);
+    empty_tree(&y);
+    let pooled = y.join("objects").join(&tree[..2]).join(&tree[2..]);
+    let month_ago = std::time::SystemTime::now() - Duration::from_secs(30 * 24 * 3600);
+    std::fs::File::open(&pooled)
+        .unwrap()
+        .set_modified(month_ago)
+        .unwrap();
+    let climb = "../".repeat(1500);
+    let line = format!("{climb}{}", objects(&y).trim_start_matches('/'));
+    borrow(&origin.bare, &[line]);
+    let gits = git_fed(&origin.bare, &["count-objects", "-v"], "");
+    assert!(
+        gits.contains(&format!("alternate: {}", objects(&y))),
+        "git does not use Y: {gits}"
+    );
+    let taken = origin.take(&origin.client(), &widget_main());
+    let age = std::fs::metadata(&pooled).unwrap().modified().unwrap();
+    assert!(
+        age.elapsed()
+            .is_ok_and(|age| age < Duration::from_secs(3600)),
+        "git's writer did not freshen Y's copy of the empty tree {tree}"
+    );
+    assert!(
+        matches!(taken, Ok(Acquire::Acquired(_))),
+        "the lock was not taken though git's writer freshened the empty tree's copy in Y, which git reaches by a {}-byte alternates line: {taken:?}",
+        climb.len()
+    );
+}
