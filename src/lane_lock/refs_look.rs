@@ -436,4 +436,37 @@ mod tests {
             "the acquire never returned with a FIFO at {hung:?}"
         );
     }
+
+    /// `git update-ref`, berth's writer of a local origin's lock ref, appends to the ref's
+    /// reflog whenever `logs/<ref>` exists (core.logAllRefUpdates or not), opening it with
+    /// a blocking open() while it holds `<ref>.lock`. A FIFO a writer of the origin plants
+    /// at the lock ref's reflog path hangs every lock write until the writer's alarm kills
+    /// it: each acquire (and refresh) of the lane fails, for good. The lane must be held
+    /// named (the FIFO's path, as for one under refs/), so an operator knows what to remove.
+    #[test]
+    fn review24_a_fifo_at_the_lock_refs_reflog_holds_the_lane_named() {
+        let origin = crate::lane_lock::tests::BareOrigin::new();
+        let lane = crate::lane_lock::tests::widget_main();
+        let planted: Vec<PathBuf> = [
+            "refs/gstack/release-locks/+repo/main".to_owned(),
+            crate::lane_lock::lock_ref_name(&lane),
+        ]
+        .into_iter()
+        .map(|name| origin.bare.join("logs").join(name))
+        .collect();
+        for at in &planted {
+            std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+            fifo(at);
+        }
+        let outcome = acquire_within_a_minute(&origin).expect("the acquire never returned");
+        let said = format!("{outcome:?}");
+        assert!(
+            outcome.is_err()
+                && planted
+                    .iter()
+                    .any(|at| said.contains(&*at.to_string_lossy())),
+            "a FIFO at the lock ref's reflog ({}) is not named: {said}",
+            planted[0].display()
+        );
+    }
 }
