@@ -469,4 +469,30 @@ mod tests {
             planted[0].display()
         );
     }
+
+    /// berth's writer of a local origin's lock ref is `git update-ref` (and, for a
+    /// cruft-held lock object, `git unpack-objects`), which reads the origin's objects as
+    /// git does: it unquotes a C-quoted `info/alternates` line, where libgit2 takes the
+    /// quotes literally. The look before a lock write walks only the pools libgit2 reaches,
+    /// so a FIFO at a pack `.idx` in a pool only git reaches is not found, and git opens
+    /// it (verifying the new lock commit) with a blocking open(): every lock write hangs
+    /// until the writer's alarm kills it, for good. The lane must be held named.
+    #[test]
+    fn review24_a_fifo_in_a_pool_only_git_reaches_holds_the_lane_named() {
+        let origin = crate::lane_lock::tests::BareOrigin::new();
+        let pool = origin.dir.path().join("pool.git");
+        git2::Repository::init_bare(&pool).unwrap();
+        let idx = pool.join("objects/pack/pack-1.idx");
+        fifo(&idx);
+        std::fs::File::create(idx.with_extension("pack")).unwrap();
+        let line = format!("\"{}\"\n", pool.join("objects").display());
+        std::fs::write(origin.bare.join("objects/info/alternates"), line).unwrap();
+        let outcome = acquire_within_a_minute(&origin).expect("the acquire never returned");
+        let said = format!("{outcome:?}");
+        assert!(
+            outcome.is_err() && said.contains(&*idx.to_string_lossy()),
+            "a FIFO git opens in the pool it reaches through a quoted alternates line ({}) is not named: {said}",
+            idx.display()
+        );
+    }
 }
