@@ -226,11 +226,11 @@ fn with_a_bind_mount(source: &Path, target: &Path, body: impl FnOnce()) -> Optio
 /// git tells alternates apart by their real path (`alt_odb_usable`), so it adds B one
 /// deep and follows B's alternates to Y. The origin keeps the empty tree a released lock
 /// left only in a cruft pack, Y a month-old loose copy: git's writer freshens Y's copy
-/// and writes none in the origin. berth's walk tells alternates apart by device and
-/// inode, skips B as X, never looks in Y, and fails every lock write of the origin
-/// (`OnlyCruft`): the lane is never taken again.
+/// and writes none in the origin. berth's walk must tell alternates apart by real path
+/// too: by device and inode it would skip B as X, never look in Y, and fail every lock
+/// write of the origin (`OnlyCruft`), the lane never taken again.
 #[test]
-fn review24_a_pool_git_reaches_through_a_bind_mount_counts_as_git_follows_it() {
+fn a_pool_git_reaches_through_a_bind_mount_counts_as_git_follows_it() {
     let OldTreeOrigin { origin, tree, .. } = OldTreeOrigin::cruft_packed();
     let at = |name: &str| origin.dir.path().join(name);
     let chain = [
@@ -282,12 +282,12 @@ fn review24_a_pool_git_reaches_through_a_bind_mount_counts_as_git_follows_it() {
 /// The origin borrows from Y by a relative line longer than `PATH_MAX` (4096) whose `..`
 /// climb to `/` first: git resolves it component by component (`strbuf_realpath`) to Y's
 /// short real path and uses Y; the kernel refuses the whole joined path
-/// (`ENAMETOOLONG`), so berth's walk, which `stat`s it as written, never looks in Y. The
-/// origin keeps the empty tree a released lock left only in a cruft pack, Y a month-old
-/// loose copy: git's writer freshens Y's copy and writes none in the origin, and berth
-/// fails every lock write of the origin (`OnlyCruft`).
+/// (`ENAMETOOLONG`), so a walk that `stat`ed it as written would never look in Y; berth's
+/// resolves it as git does. The origin keeps the empty tree a released lock left only in
+/// a cruft pack, Y a month-old loose copy: git's writer freshens Y's copy and writes none
+/// in the origin, which must count, or every lock write of the origin fails (`OnlyCruft`).
 #[test]
-fn review24_a_pool_git_reaches_by_a_line_longer_than_path_max_counts_as_git_follows_it() {
+fn a_pool_git_reaches_by_a_line_longer_than_path_max_counts_as_git_follows_it() {
     let OldTreeOrigin { origin, tree, .. } = OldTreeOrigin::cruft_packed();
     let y = origin.dir.path().join("y.git");
     bare_repo(&y);
