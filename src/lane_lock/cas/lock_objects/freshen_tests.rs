@@ -220,6 +220,29 @@ fn with_a_bind_mount(source: &Path, target: &Path, body: impl FnOnce()) -> Optio
     }
 }
 
+/// Writes the empty tree `tree` loose into the pool at `pool`, a month old: its path.
+fn month_old_tree_in(pool: &Path, tree: &str) -> std::path::PathBuf {
+    empty_tree(pool);
+    let pooled = pool.join("objects").join(&tree[..2]).join(&tree[2..]);
+    let month_ago = std::time::SystemTime::now() - Duration::from_secs(30 * 24 * 3600);
+    std::fs::File::open(&pooled)
+        .unwrap()
+        .set_modified(month_ago)
+        .unwrap();
+    pooled
+}
+
+/// Asserts that git's writer freshened the pool's copy `pooled` of the empty tree `tree`
+/// (it is under an hour old).
+fn assert_freshened(pooled: &Path, tree: &str) {
+    let age = std::fs::metadata(pooled).unwrap().modified().unwrap();
+    assert!(
+        age.elapsed()
+            .is_ok_and(|age| age < Duration::from_secs(3600)),
+        "git's writer did not freshen the pool's copy of the empty tree {tree}"
+    );
+}
+
 /// The origin borrows from Q and from B, in that order. Q's chain (Q, R, S, T, U) reaches
 /// pool X six deep, where git reads no further; B is the same directory as X reached by a
 /// bind mount (an object store mounted at two paths, as a host or a container shares it).
@@ -243,13 +266,7 @@ fn a_pool_git_reaches_through_a_bind_mount_counts_as_git_follows_it() {
         borrow(&at(pair[0]), &[objects(&at(pair[1]))]);
     }
     borrow(&origin.bare, &[objects(&at("q.git")), objects(&at("b"))]);
-    empty_tree(&at("y.git"));
-    let pooled = at("y.git/objects").join(&tree[..2]).join(&tree[2..]);
-    let month_ago = std::time::SystemTime::now() - Duration::from_secs(30 * 24 * 3600);
-    std::fs::File::open(&pooled)
-        .unwrap()
-        .set_modified(month_ago)
-        .unwrap();
+    let pooled = month_old_tree_in(&at("y.git"), &tree);
     let failed = with_a_bind_mount(&at("x.git"), &at("b"), || {
         let gits = git_fed(&origin.bare, &["count-objects", "-v"], "");
         let y = objects(&at("y.git"));
@@ -264,12 +281,7 @@ fn a_pool_git_reaches_through_a_bind_mount_counts_as_git_follows_it() {
                 base_branch: base.into(),
             };
             let taken = origin.take(&origin.client(), &lane);
-            let age = std::fs::metadata(&pooled).unwrap().modified().unwrap();
-            assert!(
-                age.elapsed()
-                    .is_ok_and(|age| age < Duration::from_secs(3600)),
-                "git's writer did not freshen Y's copy of the empty tree {tree}"
-            );
+            assert_freshened(&pooled, &tree);
             assert!(
                 matches!(taken, Ok(Acquire::Acquired(_))),
                 "{base}: the lock was not taken though git's writer freshened the empty tree's copy in Y, which git reaches through the bind-mounted B: {taken:?}"
@@ -291,13 +303,7 @@ fn a_pool_git_reaches_by_a_line_longer_than_path_max_counts_as_git_follows_it() 
     let OldTreeOrigin { origin, tree, .. } = OldTreeOrigin::cruft_packed();
     let y = origin.dir.path().join("y.git");
     bare_repo(&y);
-    empty_tree(&y);
-    let pooled = y.join("objects").join(&tree[..2]).join(&tree[2..]);
-    let month_ago = std::time::SystemTime::now() - Duration::from_secs(30 * 24 * 3600);
-    std::fs::File::open(&pooled)
-        .unwrap()
-        .set_modified(month_ago)
-        .unwrap();
+    let pooled = month_old_tree_in(&y, &tree);
     let climb = "../".repeat(1500);
     let line = format!("{climb}{}", objects(&y).trim_start_matches('/'));
     borrow(&origin.bare, &[line]);
@@ -307,12 +313,7 @@ fn a_pool_git_reaches_by_a_line_longer_than_path_max_counts_as_git_follows_it() 
         "git does not use Y: {gits}"
     );
     let taken = origin.take(&origin.client(), &widget_main());
-    let age = std::fs::metadata(&pooled).unwrap().modified().unwrap();
-    assert!(
-        age.elapsed()
-            .is_ok_and(|age| age < Duration::from_secs(3600)),
-        "git's writer did not freshen Y's copy of the empty tree {tree}"
-    );
+    assert_freshened(&pooled, &tree);
     assert!(
         matches!(taken, Ok(Acquire::Acquired(_))),
         "the lock was not taken though git's writer freshened the empty tree's copy in Y, which git reaches by a {}-byte alternates line: {taken:?}",
