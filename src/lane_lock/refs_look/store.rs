@@ -337,6 +337,15 @@ mod tests {
     /// the inode number of a directory under `/etc` (another file system): the two, in
     /// that order.
     fn same_inode_other_device(shm: &Path) -> (PathBuf, PathBuf) {
+        same_inode_as_one_in_etc(shm, std::fs::Metadata::is_dir)
+    }
+
+    /// A new directory under `shm` with the inode number of a node under `/etc` that
+    /// `kind` takes: the two, in that order.
+    fn same_inode_as_one_in_etc(
+        shm: &Path,
+        kind: fn(&std::fs::Metadata) -> bool,
+    ) -> (PathBuf, PathBuf) {
         use std::os::unix::fs::MetadataExt as _;
         let dev = std::fs::metadata(shm).unwrap().dev();
         let mut etc: Vec<(u64, PathBuf)> = std::fs::read_dir("/etc")
@@ -345,7 +354,7 @@ mod tests {
             .map(|entry| entry.path())
             .filter_map(|path| {
                 let meta = std::fs::symlink_metadata(&path).ok()?;
-                (meta.is_dir() && meta.dev() != dev).then(|| (meta.ino(), path))
+                (kind(&meta) && meta.dev() != dev).then(|| (meta.ino(), path))
             })
             .collect();
         etc.sort();
@@ -409,6 +418,51 @@ mod tests {
             "the FIFO {} libgit2 opens was not found ({} and {} share inode numbers): {found:?}",
             idx.display(),
             etc.display(),
+            twin.display()
+        );
+    }
+
+    /// libgit2 (1.9) `stat`s an alternate and adds it whatever it is: a regular file
+    /// named in `info/alternates` gets backends (that find nothing) under its inode
+    /// number, so a later pool with that inode number on another file system is skipped
+    /// as had, as in the test above. The look takes only directories as had: it walks
+    /// that pool (`twin`), meets Y six deep through it and never follows Y's alternates,
+    /// where libgit2 meets Y one deep and opens the pool (Z) Y names. A FIFO there must
+    /// be found, or libgit2's lookup hangs on it, naming no file.
+    #[test]
+    fn a_file_libgit2_takes_as_an_alternate_hides_no_fifo() {
+        let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
+            panic!("no /dev/shm to put a pool on another file system");
+        };
+        let (file, twin) = same_inode_as_one_in_etc(shm.path(), std::fs::Metadata::is_file);
+        let dir = tempfile::tempdir().unwrap();
+        let git_dir = dir.path().join("o.git");
+        git2::Repository::init_bare(&git_dir).unwrap();
+        let pool = |name: &str| {
+            let at = dir.path().join(name);
+            git2::Repository::init_bare(&at).unwrap();
+            at.join("objects")
+        };
+        let borrow = |objects: &Path, named: &[&Path]| {
+            let lines: String = named.iter().map(|p| format!("{}\n", p.display())).collect();
+            std::fs::create_dir_all(objects.join("info")).unwrap();
+            std::fs::write(objects.join("info/alternates"), lines).unwrap();
+        };
+        let (y, z) = (pool("y.git"), pool("z.git"));
+        let chain: Vec<PathBuf> = (2..=5).map(|i| pool(&format!("a{i}.git"))).collect();
+        borrow(&twin, &[&chain[0]]);
+        for pair in chain.windows(2) {
+            borrow(&pair[0], &[&pair[1]]);
+        }
+        borrow(&chain[3], &[&y]);
+        borrow(&y, &[&z]);
+        borrow(&git_dir.join("objects"), &[&file, &twin, &y]);
+        let (idx, found) = a_fifo_in_a_pool_libgit2_reads(&git_dir, &z);
+        assert!(
+            found.contains(&idx),
+            "the FIFO {} libgit2 opens was not found (the file {} and the pool {} share inode numbers): {found:?}",
+            idx.display(),
+            file.display(),
             twin.display()
         );
     }
