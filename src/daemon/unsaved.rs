@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::records::Records;
 use super::verdict::Verdict;
+use crate::record::Record;
 use crate::store::StoreError;
 
 /// The file `berth status` reads.
@@ -72,6 +73,13 @@ impl Waiting {
 #[derive(Clone, Debug)]
 struct Unsaved {
     verdict: Verdict,
+    /// The record as its landing left it, read when the verdict was refused: the verdict
+    /// is written onto that claim only, never onto a later landing of the record by this
+    /// same daemon (an operator's `retry` in between, then a claim: same owner stamp).
+    /// None if it could not be read then (the error that kept the verdict may be the
+    /// unreadable record): written onto any claim of this daemon, which selection never
+    /// makes anew while the verdict waits.
+    claim: Option<Record>,
     error: String,
     since: String,
 }
@@ -85,13 +93,22 @@ pub struct UnsavedLine {
     pub since: String,
 }
 
-/// Keeps `verdict` for `id` after the store refused to write it.
-pub(super) fn keep(waiting: &Waiting, id: &str, verdict: Verdict, error: &StoreError) {
+/// Keeps `verdict` for `id` after the store refused to write it, with the claim its
+/// landing left on the record.
+pub(super) fn keep(
+    waiting: &Waiting,
+    records: &Records,
+    id: &str,
+    verdict: Verdict,
+    error: &StoreError,
+) {
     tracing::error!(record = %id, "the {} verdict could not be written: {error}; kept, and written again on every tick", verdict.status());
+    let claim = records.store().load(id).ok().map(|stored| stored.record);
     waiting.map().insert(
         id.to_owned(),
         Unsaved {
             verdict,
+            claim,
             error: error.to_string(),
             since: crate::clock::now_iso(),
         },
@@ -110,7 +127,10 @@ pub(super) fn retry(waiting: &Waiting, records: &Records, owner: &str) {
         return;
     }
     for (id, unsaved) in kept {
-        match unsaved.verdict.write(records, owner, &id) {
+        match unsaved
+            .verdict
+            .write(records, owner, &id, unsaved.claim.as_ref())
+        {
             Ok(_) => {
                 tracing::info!(record = %id, "the kept {} verdict is written", unsaved.verdict.status());
                 waiting.map().remove(&id);
@@ -171,21 +191,10 @@ mod tests {
     /// daemon's name but no landing of it runs here" and land it again.
     #[test]
     fn a_kept_verdict_is_not_dropped_when_the_record_lock_is_busy_at_its_retry() {
-        use std::os::fd::AsRawFd as _;
-
         let l = landing();
-        let full = StoreError::Io {
-            action: "write",
-            path: l.queue.path().join(format!("{}.json", l.id)),
-            source: std::io::Error::from_raw_os_error(nix::libc::ENOSPC),
-        };
-        keep(&l.waiting, &l.id, landed(), &full);
-        let lock = std::fs::File::open(l.queue.path().join(format!(".{}.lock", l.id))).unwrap();
-        // SAFETY: flock on a descriptor this test owns.
-        assert_eq!(
-            unsafe { nix::libc::flock(lock.as_raw_fd(), nix::libc::LOCK_EX) },
-            0
-        );
+        let full = l.disk_full();
+        keep(&l.waiting, &l.records, &l.id, landed(), &full);
+        let lock = l.producer_lock();
         retry(&l.waiting, &l.records, OWNER);
         drop(lock);
         assert!(
@@ -195,40 +204,84 @@ mod tests {
         );
     }
 
-    /// A producer grew the record so that the verdict no longer fits under the cap: the
-    /// store refuses it `TooLarge`. Fail closed: the verdict is kept (the record stays
-    /// `landing` in this daemon's name, its lane held, the PR never landed again) until an
-    /// operator shortens the record, and the retry after that writes it.
+    /// A producer grew the record past the cap: even the `landed` verdict without its
+    /// GitHub fields cannot be written (the store cannot read the record). Fail closed:
+    /// the verdict is kept (the record stays `landing` in this daemon's name, its lane
+    /// held, the PR never landed again) until an operator shortens the record, and the
+    /// retry after that writes it.
     #[test]
     fn a_verdict_too_large_for_its_record_waits_until_the_record_is_shortened() {
-        use crate::record::Record;
         use crate::store::MAX_RECORD_BYTES;
 
         let l = landing();
-        let notes = |r: &mut Record, len: usize| {
-            r.extra
-                .insert("notes".to_owned(), &serde_json::json!("n".repeat(len)));
-        };
-        let mut short = l.records.store().load(&l.id).unwrap().record;
-        notes(&mut short, 0);
-        // A few bytes under the cap, written compact: the verdict's GitHub state is not.
-        let len = MAX_RECORD_BYTES as usize - short.to_compact_json().len() - 8;
-        l.rewrite(|r| notes(r, len));
+        let file = l.queue.path().join(format!("{}.json", l.id));
+        let short = l.records.store().load(&l.id).unwrap().record;
+        let mut grown = short.clone();
+        let notes = "n".repeat(MAX_RECORD_BYTES as usize);
+        grown
+            .extra
+            .insert("notes".to_owned(), &serde_json::json!(notes));
+        std::fs::write(&file, grown.to_compact_json()).unwrap();
         let verdict = landed();
-        let refused = verdict.write(&l.records, OWNER, &l.id).unwrap_err();
-        assert!(
-            matches!(refused, StoreError::TooLarge { .. })
-                && super::super::verdict::kept_after(&refused),
-            "{refused}"
-        );
-        keep(&l.waiting, &l.id, verdict, &refused);
+        let refused = verdict.write(&l.records, OWNER, &l.id, None).unwrap_err();
+        assert!(super::super::verdict::kept_after(&refused), "{refused}");
+        keep(&l.waiting, &l.records, &l.id, verdict, &refused);
         retry(&l.waiting, &l.records, OWNER);
         assert!(l.waiting.holds(&l.id));
+        // The operator's edit: the notes out, the rest as it was.
+        std::fs::write(&file, short.to_compact_json()).unwrap();
         assert_eq!(l.status(), Status::Landing);
-        l.rewrite(|r| r.extra.remove("notes"));
         retry(&l.waiting, &l.records, OWNER);
         assert!(!l.waiting.holds(&l.id));
         assert_eq!(l.status(), Status::Landed);
+    }
+
+    /// ABA: an operator retries a record whose verdict is kept (its owner stopped touching
+    /// it past the TTL: `berth retry` lets it go); at the next tick's retry a producer
+    /// holds the record's lock, so the verdict stays kept; then the same daemon claims the
+    /// record again (claim.rs's moves, below; selection skips it, a claim by any other
+    /// path must not matter). The old `blocked` verdict must not be written over the new
+    /// landing: it is written onto the claim its own landing left, and that claim is gone.
+    #[test]
+    fn a_kept_verdict_is_not_written_over_a_later_landing_of_the_same_record() {
+        let l = landing();
+        let full = l.disk_full();
+        let failed = Verdict::Settled {
+            to: Status::Blocked,
+            reason: "land step failed (exit 1)".to_owned(),
+            not_before: None,
+        };
+        keep(&l.waiting, &l.records, &l.id, failed, &full);
+        // `berth retry`, by an operator.
+        l.records
+            .store()
+            .transition(Move::new(&l.id, Expect::Any, Status::Queued), |r| {
+                r.claimed_by = None;
+            })
+            .unwrap();
+        let lock = l.producer_lock();
+        retry(&l.waiting, &l.records, OWNER);
+        drop(lock);
+        // The same daemon claims the queued record and lands it again.
+        for (from, to) in [
+            (Status::Queued, Status::Claiming),
+            (Status::Claiming, Status::Landing),
+        ] {
+            l.records
+                .store()
+                .transition(Move::new(&l.id, Expect::OneOf(&[from]), to), |r| {
+                    r.claimed_by = Some(OWNER.to_owned());
+                })
+                .unwrap();
+        }
+        retry(&l.waiting, &l.records, OWNER);
+        let now = l.records.store().load(&l.id).unwrap().record;
+        assert_eq!(
+            now.status,
+            Status::Landing,
+            "the earlier landing's kept verdict was written over this daemon's new landing of the record: {}",
+            now.last_error.unwrap_or_default()
+        );
     }
 
     const OWNER: &str = "host~boot~1~2.3.4:42:7";
@@ -243,14 +296,30 @@ mod tests {
     }
 
     impl Landing {
-        fn status(&self) -> Status {
-            self.records.store().load(&self.id).unwrap().record.status
+        /// What the store answers a write on a full disk: an error that keeps the verdict.
+        fn disk_full(&self) -> StoreError {
+            StoreError::Io {
+                action: "write",
+                path: self.queue.path().join(format!("{}.json", self.id)),
+                source: std::io::Error::from_raw_os_error(nix::libc::ENOSPC),
+            }
         }
 
-        /// A producer's write: the record stays `landing`, claimed by [`OWNER`].
-        fn rewrite(&self, edit: impl FnOnce(&mut crate::record::Record)) {
-            let as_is = Move::new(&self.id, Expect::Any, Status::Landing);
-            self.records.store().transition(as_is, edit).unwrap();
+        /// A producer holding the record's lock until the returned file is dropped.
+        fn producer_lock(&self) -> std::fs::File {
+            use std::os::fd::AsRawFd as _;
+            let path = self.queue.path().join(format!(".{}.lock", self.id));
+            let lock = std::fs::File::open(path).unwrap();
+            // SAFETY: flock on a descriptor this test owns.
+            assert_eq!(
+                unsafe { nix::libc::flock(lock.as_raw_fd(), nix::libc::LOCK_EX) },
+                0
+            );
+            lock
+        }
+
+        fn status(&self) -> Status {
+            self.records.store().load(&self.id).unwrap().record.status
         }
     }
 

@@ -40,11 +40,11 @@ pub(super) async fn settle(l: &Landing, end: End) -> OutcomeKind {
     let id = l.c.id.clone();
     let written = l
         .blocking(move |crew| {
-            let written = verdict.write(&crew.records, &crew.owner, &id);
+            let written = verdict.write(&crew.records, &crew.owner, &id, None);
             if let Err(e) = &written
                 && verdict::kept_after(e)
             {
-                unsaved::keep(&crew.unsaved, &id, verdict, e);
+                unsaved::keep(&crew.unsaved, &crew.records, &id, verdict, e);
             }
             written
         })

@@ -62,6 +62,13 @@ pub fn select(
         {
             continue;
         }
+        // A queued record whose verdict this daemon still keeps (an operator retried it
+        // meanwhile) is not claimed again until that verdict is written or dropped: the
+        // verdict's write expects the claim its own landing left, and a second landing in
+        // the same daemon's name is one it must never be written over.
+        if shared.crew.holds(&stored.id) {
+            continue;
+        }
         let Ok(gated) = gates.record(&shared.allowlist(), &stored.record) else {
             continue;
         };
