@@ -236,6 +236,41 @@ mod tests {
         assert_eq!(l.status(), Status::Landed);
     }
 
+    /// A producer holds the record's lock past the 250 ms the verdict waits (the store
+    /// answers `Locked`, a verdict kept) because it is writing the record: what it writes
+    /// keeps the record `landing` and claimed by this daemon, but moves `lastUpdatedAt`,
+    /// as every write through the store does. The kept verdict's retry expects the exact
+    /// claim read when it was kept (`Expect::Claim`: status, owner and `lastUpdatedAt`),
+    /// meets `Reclaimed` and drops the verdict: the record stays `landing` in this live
+    /// daemon's name with nothing holding it, and the next tick reclaims it as "claimed in
+    /// this daemon's name but no landing of it runs here" and lands the merged PR again.
+    #[test]
+    fn a_kept_verdict_survives_the_write_of_the_producer_that_held_the_lock() {
+        let l = landing();
+        let lock = l.producer_lock();
+        let verdict = landed();
+        let refused = verdict.write(&l.records, OWNER, &l.id, None).unwrap_err();
+        assert!(matches!(refused, StoreError::Locked { .. }), "{refused}");
+        keep(&l.waiting, &l.records, &l.id, verdict, &refused);
+        // The producer's write under its lock: a note of its own, and the time of it.
+        let file = l.queue.path().join(format!("{}.json", l.id));
+        let mut written = l.records.store().load(&l.id).unwrap().record;
+        written
+            .extra
+            .insert("notes".to_owned(), &serde_json::json!("rebased"));
+        written.last_updated_at = Some("2099-01-01T00:00:00.000Z".to_owned());
+        std::fs::write(&file, written.to_compact_json()).unwrap();
+        drop(lock);
+        retry(&l.waiting, &l.records, OWNER);
+        let after = l.records.store().load(&l.id).unwrap().record;
+        assert!(
+            l.waiting.holds(&l.id) || after.status == Status::Landed,
+            "the landed verdict was dropped after the producer's write; the record stays {}, claimed by {:?}, and nothing holds it",
+            after.status,
+            after.claimed_by
+        );
+    }
+
     /// ABA: an operator retries a record whose verdict is kept (its owner stopped touching
     /// it past the TTL: `berth retry` lets it go); at the next tick's retry a producer
     /// holds the record's lock, so the verdict stays kept; then the same daemon claims the
