@@ -258,7 +258,7 @@ mod tests {
         written
             .extra
             .insert("notes".to_owned(), &serde_json::json!("rebased"));
-        written.last_updated_at = Some("2099-01-01T00:00:00.000Z".to_owned());
+        written.last_updated_at = Some(crate::clock::now_iso());
         std::fs::write(&file, written.to_compact_json()).unwrap();
         drop(lock);
         retry(&l.waiting, &l.records, OWNER);

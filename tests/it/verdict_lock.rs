@@ -25,6 +25,13 @@ struct HeldAtVerdict {
 
 impl HeldAtVerdict {
     fn run(world: &World, pr: u64, tail: &str) -> HeldAtVerdict {
+        Self::run_writing(world, pr, tail, false)
+    }
+
+    /// [`Self::run`]; with `write`, the producer writes the record before it lets go of
+    /// its lock (what it held the lock for): a note of its own and `lastUpdatedAt`, the
+    /// record left `landing` and claimed by the daemon.
+    fn run_writing(world: &World, pr: u64, tail: &str, write: bool) -> HeldAtVerdict {
         let lane = world.git_lane("widget", None);
         let id = lane.queue(pr, "main");
         let (starts, go) = (world.root.join("starts"), world.root.join("go"));
@@ -62,6 +69,13 @@ impl HeldAtVerdict {
             let log = held.log();
             log.contains("skipped: ") || log.contains(&format!("PR #{pr}: "))
         });
+        if write {
+            let mut record = world.read_record(&held.id);
+            record["notes"] = "rebased".into();
+            record["lastUpdatedAt"] = berth::clock::now_iso().into();
+            let file = world.queue.join(format!("{}.json", held.id));
+            fs::write(file, record.to_string()).unwrap();
+        }
         drop(lock);
         assert!(tried, "the verdict was never tried:\n{}", held.log());
         held
@@ -131,5 +145,33 @@ fn a_blocked_verdict_that_meets_a_held_record_lock_does_not_land_again() {
     assert_eq!(
         steps, 1,
         "a blocked landing's verdict, lost to a held record lock, ran the land step again:\n{log}"
+    );
+}
+
+/// The producer that held the record's lock at the `landed` verdict was writing the
+/// record (a note and its `lastUpdatedAt`; the record still `landing`, claimed by the
+/// daemon). The kept verdict is written again only onto the exact claim read when it was
+/// kept (`lastUpdatedAt` included): it meets `Reclaimed` and is dropped, the next tick
+/// reclaims the record as "claimed in this daemon's name but no landing of it runs here",
+/// and the merged PR is landed again.
+#[test]
+fn a_landed_verdict_kept_past_the_producers_write_is_not_lost() {
+    let world = World::new();
+    let held = HeldAtVerdict::run_writing(&world, 10, &world.exec_land(), true);
+    let settled = world.wait_for(Duration::from_secs(60), || {
+        matches!(
+            world.read_record(&held.id)["status"].as_str(),
+            Some("landed" | "blocked")
+        )
+    });
+    // Time for a reclaim and a second landing, had the verdict been dropped.
+    let ticked = world.wait_ticks(&held.berth_dir, 4, Duration::from_secs(60));
+    let (record, steps) = (world.read_record(&held.id), held.steps());
+    let log = held.stop();
+    assert!(settled && ticked, "{record:#}\n{log}");
+    assert_eq!(
+        (record["status"].as_str(), steps),
+        (Some("landed"), 1),
+        "PR #10 merged on origin; its kept landed verdict was dropped after the producer's write and the land step ran again:\n{record:#}\n{log}"
     );
 }
