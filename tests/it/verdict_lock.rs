@@ -28,10 +28,32 @@ impl HeldAtVerdict {
         Self::run_writing(world, pr, tail, false)
     }
 
+    /// [`Self::run`] with the record touched each second, the producer letting go of the
+    /// lock as soon as the daemon says it kept the verdict (the landing not yet over: its
+    /// step left `junk` files in its worktree, which the landing's end removes while its
+    /// record touch still runs).
+    fn run_letting_go_at_keep(world: &World, pr: u64, tail: &str, junk: usize) -> HeldAtVerdict {
+        let tail = format!("mkdir junk && (cd junk && seq 1 {junk} | xargs touch) && {tail}");
+        Self::start(world, pr, &tail, Some(1), "kept, and written again", false)
+    }
+
     /// [`Self::run`]; with `write`, the producer writes the record before it lets go of
     /// its lock (what it held the lock for): a note of its own and `lastUpdatedAt`, the
     /// record left `landing` and claimed by the daemon.
     fn run_writing(world: &World, pr: u64, tail: &str, write: bool) -> HeldAtVerdict {
+        Self::start(world, pr, tail, None, &format!("PR #{pr}: "), write)
+    }
+
+    /// The daemon and its landing, the producer's lock held from the step's start until
+    /// the log says `tried` (or the landing was skipped); `heartbeat`: its `heartbeat_secs`.
+    fn start(
+        world: &World,
+        pr: u64,
+        tail: &str,
+        heartbeat: Option<u64>,
+        tried: &str,
+        write: bool,
+    ) -> HeldAtVerdict {
         let lane = world.git_lane("widget", None);
         let id = lane.queue(pr, "main");
         let (starts, go) = (world.root.join("starts"), world.root.join("go"));
@@ -41,6 +63,15 @@ impl HeldAtVerdict {
             go = go.display(),
         );
         let config = world.step_config("berth.toml", &script);
+        if let Some(secs) = heartbeat {
+            let text = fs::read_to_string(&config).unwrap();
+            // Polled seldom: the tick after the producer lets go is the one the touch
+            // wakes (its write), not a poll's.
+            let text = text
+                .replace("heartbeat_secs = 5", &format!("heartbeat_secs = {secs}"))
+                .replace("poll_secs = 1", "poll_secs = 15");
+            fs::write(&config, text).unwrap();
+        }
         let berth_dir = world.berth_state();
         let args = ["run", "--watch", "--config", config.to_str().unwrap()];
         let daemon = world.spawn_berth(&args, &berth_dir, &[]);
@@ -67,7 +98,7 @@ impl HeldAtVerdict {
         fs::write(&go, "").unwrap();
         let tried = world.wait_for(Duration::from_secs(60), || {
             let log = held.log();
-            log.contains("skipped: ") || log.contains(&format!("PR #{pr}: "))
+            log.contains("skipped: ") || log.contains(tried)
         });
         if write {
             let mut record = world.read_record(&held.id);
@@ -173,5 +204,36 @@ fn a_landed_verdict_kept_past_the_producers_write_is_not_lost() {
         (record["status"].as_str(), steps),
         (Some("landed"), 1),
         "PR #10 merged on origin; its kept landed verdict was dropped after the producer's write and the land step ran again:\n{record:#}\n{log}"
+    );
+}
+
+/// The landing's own record touch, not a producer, drops a kept verdict: the `landed`
+/// verdict meets the producer's lock and is kept with the claim read then; the producer
+/// lets go (writing nothing) while the landing is still ending (removing the junk its step
+/// left), and the landing's record touch, which runs until the landing is over, writes the
+/// record again with a new `lastUpdatedAt`. The retry's `Expect::Claim` meets it and drops
+/// the verdict, the record is reclaimed as "claimed in this daemon's name but no landing of
+/// it runs here", and the merged PR is landed again.
+#[test]
+fn a_landed_verdict_kept_is_not_lost_to_its_own_landings_record_touch() {
+    let world = World::new();
+    let held = HeldAtVerdict::run_letting_go_at_keep(&world, 11, &world.exec_land(), 150_000);
+    let settled = world.wait_for(Duration::from_secs(60), || {
+        matches!(
+            world.read_record(&held.id)["status"].as_str(),
+            Some("landed" | "blocked")
+        )
+    });
+    // Time for a reclaim and a second landing, had the verdict been dropped (none needed
+    // once the second landing ended the record blocked).
+    let ticked = world.read_record(&held.id)["status"] == "blocked"
+        || world.wait_ticks(&held.berth_dir, 2, Duration::from_secs(40));
+    let (record, steps) = (world.read_record(&held.id), held.steps());
+    let log = held.stop();
+    assert!(settled && ticked, "{record:#}\n{log}");
+    assert_eq!(
+        (record["status"].as_str(), steps),
+        (Some("landed"), 1),
+        "PR #11 merged on origin; its kept landed verdict was dropped after its own landing's record touch:\n{record:#}\n{log}"
     );
 }
