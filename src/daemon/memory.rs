@@ -29,6 +29,13 @@ pub struct TickMemory {
     /// The learned pattern that used up the last fault watch's matching budget, if one did:
     /// a fact the queue detectors read (LEARNED_BUDGET_EXHAUSTED).
     pub learned_budget: Option<crate::faults::learned_match::LearnedBudget>,
+    /// The facts the last poll round's queue detectors were given (its repos' facts,
+    /// whether a record was in flight): a watch round that finds the budget changed runs
+    /// the queue detectors again over them, so LEARNED_BUDGET_EXHAUSTED is filed when the
+    /// round that ran out ends, not a poll later (and at all by `--once`, whose only poll
+    /// round may read the budget before its only watch round ends). Set and read with
+    /// `learned_budget` under one lock, so one of the two rounds sees the other's part.
+    pub last_poll: Option<(Vec<crate::faults::queue_facts::RepoFacts>, bool)>,
     /// The queue view's generation when the last walk for due records found none, and
     /// the earliest time one comes due (`None`: none ever will without a change).
     nothing_due: Option<(u64, Option<chrono::DateTime<chrono::Utc>>)>,

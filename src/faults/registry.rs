@@ -9,8 +9,9 @@
 //! the run's lock: two state files that carry the same run id keep separate registries, so
 //! neither clears the other's faults. A registry whose content is invalid is moved aside
 //! (never overwritten): the halt event files themselves make re-filing its faults harmless.
-//! One the system could not read (`EMFILE`, `EIO`), or larger than berth reads, is left
-//! alone and read again next tick; berth never writes one that large ([`save`]).
+//! One the system could not read (`EMFILE`, `EIO`) is left alone and read again next tick.
+//! berth never writes one larger than it reads ([`save`]): a run's own one that large is
+//! moved aside as invalid; another run's, looked at, is left unread.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, Metadata};
@@ -127,8 +128,8 @@ pub const MAX_ASIDE_PER_REGISTRY: usize = 3;
 enum Unread {
     /// The file is there and is not a registry (torn, planted, a FIFO): it is moved aside.
     Invalid(Invalid),
-    /// The system could not read it (`EMFILE`, `EIO`, `EACCES`), or it is larger than
-    /// berth reads (berth never writes one: [`save`] refuses): nothing is known about its
+    /// The system could not read it (`EMFILE`, `EIO`, `EACCES`), or it is another
+    /// run's registry larger than berth reads (berth never writes one: [`save`] refuses): nothing is known about its
     /// content, so it stays where it is, its faults stay raised, and the next tick tries
     /// again. Only content read and found to be no registry is moved aside.
     Failed(ReadError),
@@ -213,6 +214,11 @@ fn read(dir: &PrivateDir, name: &str) -> Result<Option<Registry>, Unread> {
     let text = match json_file::read_text_in(dir, name) {
         Ok(Some(text)) => text,
         Ok(None) => return Ok(None),
+        // A run's own registry past what berth reads: berth writes none ([`save`]), so a
+        // planted one or one a berth before 3ada9b0 wrote. Left unread it would hide every
+        // new fault of its state file for good; as invalid content it is moved aside and
+        // its faults filed anew (fail closed for halts). Other runs' stay unread.
+        Err(e @ ReadError::TooLarge { .. }) => return Err(Unread::Invalid(Invalid::Refused(e))),
         Err(e) => return Err(Unread::of(e)),
     };
     parse(&text).map(Some).map_err(Unread::Invalid)
@@ -348,8 +354,22 @@ fn aside_name(name: &str) -> String {
 /// larger still is refused (an error of kind `FileTooLarge` naming the bound) and the file
 /// there is kept: berth never writes a registry it would refuse to read.
 pub fn save(dir: &PrivateDir, name: &str, registry: &Registry) -> std::io::Result<usize> {
+    let (bytes, left_out) = encode(registry)?;
+    dir.write_atomic(name, &bytes, 0o600)?;
+    Ok(left_out)
+}
+
+/// Whether [`save`] would write `registry` (within what berth reads back), built no
+/// further than that bound: a pass asks before filing, so nothing is filed that the
+/// registry cannot record (filed again every pass, an ack undone).
+pub fn fits(registry: &Registry) -> bool {
+    encode(registry).is_ok()
+}
+
+/// What [`save`] writes of `registry` and how many detector ids it leaves out.
+fn encode(registry: &Registry) -> Result<(Vec<u8>, usize), json_file::WriteError> {
     const CAP: u64 = json_file::MAX_JSON_BYTES;
-    let (bytes, left_out) = match json_file::within(registry, CAP) {
+    Ok(match json_file::within(registry, CAP) {
         Ok(bytes) => (bytes, 0),
         Err(json_file::WriteError::TooLarge { .. }) => {
             let mut faults = std::collections::HashSet::new();
@@ -367,10 +387,8 @@ pub fn save(dir: &PrivateDir, name: &str, registry: &Registry) -> std::io::Resul
             let left_out = registry.active.len() - first_of_each.active.len();
             (json_file::within(&first_of_each, CAP)?, left_out)
         }
-        Err(e) => return Err(e.into()),
-    };
-    dir.write_atomic(name, &bytes, 0o600)?;
-    Ok(left_out)
+        Err(e) => return Err(e),
+    })
 }
 
 #[cfg(test)]

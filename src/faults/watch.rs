@@ -4,7 +4,7 @@
 //! is new since the last tick, a resolved marker for every fault that cleared.
 //!
 //! Learned-pattern hits are counted (as gstack's `persistHitCounts`: every entry of a fired
-//! category, built-in or learned) when a fault is newly raised, not on every tick it stays
+//! category, built-in or learned) when a fault is newly raised (filed or held back), not on every tick it stays
 //! raised: a pattern's `hitCount` tells how many incidents it caught, and an idle daemon
 //! does not rewrite the file every tick. A pass counts the hits of all its runs under one
 //! take of the file's lock, tried without waiting: the tick must not wait for another
@@ -287,13 +287,16 @@ fn count_hits(path: &Path, calls: &[Vec<String>]) {
 
 /// The categories (built-in and learned) of one run's faults newly raised this tick, each
 /// once, for gstack's `persistHitCounts`: a fault that stays raised is one incident,
-/// counted once.
+/// counted once. Newly raised is a detector id new to the run's registry, filed or not: a
+/// fault the pending cap holds back (or another entry holds) was still raised by a
+/// detector call, and gstack counts every such call; one held back again next pass is
+/// counted again, as gstack's monitor counts it each call.
 fn newly_fired(events: &[HaltEvent], sync: &SyncReport) -> Vec<String> {
-    let new_ids: HashSet<&str> = sync.emitted.iter().map(|(id, _)| id.as_str()).collect();
+    let new_ids: HashSet<&str> = sync.new_detectors.iter().map(String::as_str).collect();
     learned::distinct(
         events
             .iter()
-            .filter(|e| new_ids.contains(e.fault_id.as_str()))
+            .filter(|e| new_ids.contains(e.detector_id.as_str()))
             .map(|e| e.category.as_str()),
     )
     .into_iter()

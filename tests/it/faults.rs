@@ -64,6 +64,15 @@ fn detect_with_stdout(world: &World, learned: &Path, stdout: &Path) -> Value {
     )
 }
 
+/// Marks the first feature of the fixture's state `polis.json` in `state_dir` completed:
+/// its HAND_MERGED_FEATURE fault clears.
+pub(crate) fn clear_hand_merge(state_dir: &Path) {
+    let mut state: Value =
+        serde_json::from_slice(&fs::read(state_dir.join("polis.json")).unwrap()).unwrap();
+    state["features"][0]["completedAt"] = json!("2026-05-17T09:00:00.000Z");
+    fs::write(state_dir.join("polis.json"), state.to_string()).unwrap();
+}
+
 pub(crate) fn hit_count(path: &Path) -> u64 {
     let entries: Value = serde_json::from_slice(&fs::read(path).unwrap()).unwrap();
     entries[0]["hitCount"].as_u64().unwrap()
@@ -203,10 +212,7 @@ fn ticks_emit_new_faults_once_and_resolve_cleared_ones_once() {
     );
     assert_eq!(fs::read(&pending).unwrap(), written);
 
-    let mut state: Value =
-        serde_json::from_slice(&fs::read(state_dir.join("polis.json")).unwrap()).unwrap();
-    state["features"][0]["completedAt"] = json!("2026-05-17T09:00:00.000Z");
-    fs::write(state_dir.join("polis.json"), state.to_string()).unwrap();
+    clear_hand_merge(&state_dir);
     let cleared = watch_runs(&set, &state_dir, &halts, &learned);
     assert_eq!(
         cleared.resolved,

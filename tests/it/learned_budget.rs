@@ -6,7 +6,7 @@
 use std::fs;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::{World, berth_log, sample, scrape, served_addr, spawn_ticking, stop, ticks};
 
@@ -39,6 +39,27 @@ fn plant_slow_patterns(world: &World) -> std::path::PathBuf {
     faults
 }
 
+/// The queue's LEARNED_BUDGET_EXHAUSTED halt events pending in the faults dir `faults`.
+fn budget_faults_filed(faults: &std::path::Path) -> usize {
+    fs::read_dir(faults.join("pending-investigations"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("berth-release-queue-")
+        })
+        .filter_map(|e| fs::read(e.path()).ok())
+        .filter_map(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .filter(|event| {
+            event["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("[LEARNED_BUDGET_EXHAUSTED] "))
+        })
+        .count()
+}
+
 #[test]
 fn twelve_hundred_slow_learned_patterns_share_one_budget_and_the_daemon_keeps_landing() {
     let world = World::new();
@@ -55,26 +76,7 @@ fn twelve_hundred_slow_learned_patterns_share_one_budget_and_the_daemon_keeps_la
         world.read_record(&id),
         log()
     );
-    let pending = faults.join("pending-investigations");
-    let filed = || {
-        fs::read_dir(&pending)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with("berth-release-queue-")
-            })
-            .filter_map(|e| fs::read(e.path()).ok())
-            .filter_map(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
-            .filter(|event| {
-                event["message"]
-                    .as_str()
-                    .is_some_and(|m| m.starts_with("[LEARNED_BUDGET_EXHAUSTED] "))
-            })
-            .count()
-    };
+    let filed = || budget_faults_filed(&faults);
     assert!(
         world.wait_for(Duration::from_secs(30), || filed() > 0),
         "no LEARNED_BUDGET_EXHAUSTED halt event: {}",
@@ -295,4 +297,37 @@ fn a_hit_count_rewrite_stays_within_what_berth_reads_back() {
         text.len(),
         reloaded.map_err(|e| e.to_string())
     );
+}
+
+/// 9ee2655 moved the fault watch into a round that starts beside the poll round, whose
+/// queue detectors read the learned budget "the last finished watch round left". `berth
+/// run --once` has one tick: its poll round reads the budget before its only watch round
+/// (which spends its 1 s) has finished, so `--once` never files LEARNED_BUDGET_EXHAUSTED,
+/// though the pass ran out of budget (the log says so) and the commit says `--once` "files
+/// and lands as before".
+#[test]
+fn run_once_files_learned_budget_exhausted_when_its_pass_runs_out() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let config = world.git_forge_config("");
+    let faults = plant_slow_patterns(&world);
+    lane.queue(1, "main");
+    let out = world
+        .berth_daemon()
+        .args(["run", "--once", "--config", config.to_str().unwrap()])
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout),
+        berth_log(&world)
+    );
+    assert!(
+        log.contains("all learned regexes may take in one tick"),
+        "the pass did not run out of budget: {log}"
+    );
+    let filed = budget_faults_filed(&faults);
+    assert_eq!(filed, 1, "LEARNED_BUDGET_EXHAUSTED events after run --once");
 }

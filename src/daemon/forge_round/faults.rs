@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::faults::learned_match::LearnedBudget;
 use crate::faults::queue_facts::{QueueFacts, RepoFacts};
 use crate::forge::PrRef;
 use crate::record::Status;
@@ -52,15 +53,25 @@ pub fn run(shared: &Shared, poll: &PollPlan, cancel: &CancellationToken) {
         let records = live.records.iter().map(|s| s.id.clone()).collect();
         repo_facts.push(shared.memory().facts(identity, records));
     }
-    detect(shared, poll, &repo_facts);
+    // What the last watch round found (it runs beside this round, not before it); the
+    // facts stay for a watch round that ends after this read with the budget changed.
+    let learned_budget = {
+        let mut memory = shared.memory();
+        memory.last_poll = Some((repo_facts.clone(), poll.in_flight));
+        memory.learned_budget.clone()
+    };
+    detect(shared, poll.in_flight, &repo_facts, learned_budget);
 }
 
 /// The queue detectors over a copy of the view (a landing's record write never waits for
 /// them on the view's lock), unless nothing they see changed since their last run.
-fn detect(shared: &Shared, poll: &PollPlan, repo_facts: &[RepoFacts]) {
+fn detect(
+    shared: &Shared,
+    in_flight: bool,
+    repo_facts: &[RepoFacts],
+    learned_budget: Option<LearnedBudget>,
+) {
     let generation = shared.crew.records.view().generation();
-    // What the last watch round found (it runs beside this round, not before it).
-    let learned_budget = shared.memory().learned_budget.clone();
     let fallbacks = shared.decisions().fallbacks().active();
     let seen = (
         generation,
@@ -68,7 +79,7 @@ fn detect(shared: &Shared, poll: &PollPlan, repo_facts: &[RepoFacts]) {
         // Whether the budget ran out, not which pattern ran it out: one fault, not one a tick.
         serde_json::to_string(&(&fallbacks, learned_budget.is_some())).unwrap_or_default(),
     );
-    if shared.memory().detected.as_ref() == Some(&seen) && !poll.in_flight {
+    if shared.memory().detected.as_ref() == Some(&seen) && !in_flight {
         return;
     }
     // Settled records (landed and proven, abandoned) can raise no queue fault: the
@@ -107,10 +118,20 @@ fn detect(shared: &Shared, poll: &PollPlan, repo_facts: &[RepoFacts]) {
 }
 
 /// The watch round: the detectors over the build-state runs, filing and resolving their
-/// halt events; whether the learned patterns ran out of their budget is left for the next
-/// poll round's queue detectors.
+/// halt events. Whether the learned patterns ran out of their budget is a queue fact: when
+/// it changed, the queue detectors run again here over the last poll round's facts
+/// (LEARNED_BUDGET_EXHAUSTED filed or resolved as this round ends); before any poll round
+/// read them, the next poll round's detectors read it.
 pub fn watch_runs(shared: &Shared) {
     let runs = crate::faults::watch::tick_runs(&shared.fault_dirs(), &shared.rules().current());
     shared.crew.telemetry.halts_withheld("runs", runs.withheld);
-    shared.memory().learned_budget = runs.learned_budget;
+    let again = {
+        let mut memory = shared.memory();
+        let changed = memory.learned_budget.is_some() != runs.learned_budget.is_some();
+        memory.learned_budget = runs.learned_budget.clone();
+        changed.then(|| memory.last_poll.clone()).flatten()
+    };
+    if let Some((repo_facts, in_flight)) = again {
+        detect(shared, in_flight, &repo_facts, runs.learned_budget);
+    }
 }

@@ -89,6 +89,10 @@ pub struct SyncReport {
     /// Events and resolved markers held back by a cap on pending files ([`cap`]); each is
     /// tried again on the next sync.
     pub withheld: usize,
+    /// The detector ids this sync found raised and not in the registry, whether filed,
+    /// held by another entry, withheld by a cap or not filed: each a detector call that
+    /// raised a fault, which gstack's `persistHitCounts` counts.
+    pub new_detectors: Vec<String>,
 }
 
 /// What [`HaltStore::mark_investigated`] did.

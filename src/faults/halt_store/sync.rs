@@ -120,12 +120,26 @@ impl HaltStore {
         report: &mut SyncReport,
     ) -> bool {
         let mut current: HashSet<&str> = HashSet::new();
-        let new: Vec<&HaltEvent> = events
+        let mut new: Vec<&HaltEvent> = events
             .iter()
             .filter(|e| {
                 current.insert(&e.detector_id) && !registry.active.contains_key(&e.detector_id)
             })
             .collect();
+        report
+            .new_detectors
+            .extend(new.iter().map(|e| e.detector_id.clone()));
+        if !fits_with(registry, &new) {
+            // Filed but not recorded, a fault would be "new" again next pass and filed again
+            // (an ack undone): none is filed until the registry can hold it, said once a pass.
+            report.problems.push(format!(
+                "{} new faults of run {} not filed: its registry {name} would be over the {} bytes berth reads back",
+                new.len(),
+                registry::said_cut(run_id),
+                super::super::json_file::MAX_JSON_BYTES
+            ));
+            new.clear();
+        }
         let cleared: Vec<(String, String)> = registry
             .active
             .iter()
@@ -164,13 +178,7 @@ impl HaltStore {
                 report.emitted.push((event.fault_id.clone(), emitted));
             }
             held_here.insert(event.fault_id.clone());
-            registry.active.insert(
-                event.detector_id.clone(),
-                ActiveFault {
-                    fault_id: event.fault_id.clone(),
-                    first_detected_at: event.timestamp.clone(),
-                },
-            );
+            record(registry, event);
             changed = true;
         }
         let mut kept_raised = 0;
@@ -233,6 +241,36 @@ impl HaltStore {
         }
         changed
     }
+}
+
+/// Whether `registry` with `new`'s detector ids recorded (and a fresh `updatedAt`) is one
+/// [`registry::save`] writes. The entries are put in and taken out again: no copy of a
+/// registry that may hold 8 MiB.
+fn fits_with(registry: &mut Registry, new: &[&HaltEvent]) -> bool {
+    if new.is_empty() {
+        return true;
+    }
+    let updated_at = std::mem::replace(&mut registry.updated_at, crate::clock::now_iso());
+    for event in new {
+        record(registry, event);
+    }
+    let fits = registry::fits(registry);
+    for event in new {
+        registry.active.remove(&event.detector_id);
+    }
+    registry.updated_at = updated_at;
+    fits
+}
+
+/// `event`'s detector id in `registry`, raised as its fault.
+fn record(registry: &mut Registry, event: &HaltEvent) {
+    registry.active.insert(
+        event.detector_id.clone(),
+        ActiveFault {
+            fault_id: event.fault_id.clone(),
+            first_detected_at: event.timestamp.clone(),
+        },
+    );
 }
 
 /// What a write of the halt dir gave; a withheld write or a problem is counted in `report`

@@ -547,6 +547,7 @@ mod collisions;
 mod markers;
 mod owners;
 mod pass_reads;
+mod refused;
 mod swaps;
 
 /// Review-bounds 17: two detectors of one state file raise the same fault id (a fault id
