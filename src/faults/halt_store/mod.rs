@@ -19,6 +19,7 @@
 //! berth never writes over it. Every file here is read without blocking, without following
 //! a symlink, after checking the open handle is a regular file, and within a size cap.
 
+use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -123,6 +124,10 @@ pub struct HaltStore {
     /// What this store's looks for runs' other registries read ([`PassReads`](super::registry::PassReads)):
     /// the fault watch makes one store a pass, so they are shared by one pass only.
     elsewhere: Arc<Mutex<super::registry::PassReads>>,
+    /// The held filings this store said ([`HaltStoreError::Taken`], by the SHA-256 of the
+    /// line): one store a pass, so each is said once a pass however many state files of the
+    /// run raise its fault.
+    taken_said: Arc<Mutex<HashSet<[u8; 32]>>>,
 }
 
 /// Why a halt event file was not written, read or moved; each names the file.
@@ -205,6 +210,7 @@ impl HaltStore {
             listed: Arc::default(),
             listing_budget: None,
             elsewhere: Arc::default(),
+            taken_said: Arc::default(),
         }
     }
 

@@ -1,7 +1,9 @@
 //! One tick's filing of a run's faults: new ones emitted once, cleared ones resolved once,
 //! the run's registry updated with what was written.
 
+use sha2::{Digest, Sha256};
 use std::collections::HashSet;
+use std::sync::Mutex;
 
 use super::super::halt::HaltEvent;
 use super::super::registry::{self, ActiveFault, Registry};
@@ -160,8 +162,8 @@ impl HaltStore {
         };
         let mut changed = false;
         // A filing held for another run's file at its name is said once a pass per fault
-        // (two detectors can hold one fault id), however many times it is tried.
-        let mut taken_said: HashSet<String> = HashSet::new();
+        // (two detectors, or many state files of the run, can hold one fault id).
+        let taken_said = &self.taken_said;
         // The fault ids the registry holds, kept up to date as new ones go in: one lookup a
         // new detector, not a walk of a registry that may hold ~100,000 entries.
         let mut held_here: HashSet<String> = registry
@@ -172,7 +174,7 @@ impl HaltStore {
         for event in new {
             let held = elsewhere.contains(&event.fault_id) || held_here.contains(&event.fault_id);
             if !held {
-                let Some(emitted) = counted(report, &mut taken_said, self.emit(event)) else {
+                let Some(emitted) = counted(report, taken_said, self.emit(event)) else {
                     continue;
                 };
                 report.emitted.push((event.fault_id.clone(), emitted));
@@ -220,7 +222,7 @@ impl HaltStore {
                     continue;
                 }
                 let withheld_before = report.withheld;
-                if counted(report, &mut taken_said, self.resolve(run_id, &fault_id)).is_none() {
+                if counted(report, taken_said, self.resolve(run_id, &fault_id)).is_none() {
                     capped = report.withheld > withheld_before;
                     continue;
                 }
@@ -279,14 +281,15 @@ fn record(registry: &mut Registry, event: &HaltEvent) {
 /// another run's file at its name is said once in `taken_said`.
 fn counted<T>(
     report: &mut SyncReport,
-    taken_said: &mut HashSet<String>,
+    taken_said: &Mutex<HashSet<[u8; 32]>>,
     result: Result<T, HaltStoreError>,
 ) -> Option<T> {
     match result {
         Ok(value) => Some(value),
         Err(taken @ HaltStoreError::Taken { .. }) => {
             let line = taken.to_string();
-            if taken_said.insert(line.clone()) {
+            let mut said = taken_said.lock().unwrap_or_else(|e| e.into_inner());
+            if said.insert(Sha256::digest(&line).into()) {
                 report.problems.push(line);
             }
             None

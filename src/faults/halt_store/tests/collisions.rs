@@ -101,8 +101,10 @@ fn a_held_filing_is_said_cut_once_a_pass_and_filed_once_the_name_is_free() {
     // Two detectors of one fault: one line.
     let mut twice = held.clone();
     twice.detector_id.push_str(":2");
+    // Two passes, each its own store as the fault watch makes them: said once each.
     for _ in 0..2 {
-        let report = store.sync_run(&long, "/s/long.json", &[held.clone(), twice.clone()]);
+        let pass = HaltStore::new(dir.path());
+        let report = pass.sync_run(&long, "/s/long.json", &[held.clone(), twice.clone()]);
         assert!(report.emitted.is_empty(), "{report:?}");
         assert_eq!(report.withheld, 0);
         assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
@@ -134,8 +136,9 @@ fn a_held_clear_stays_raised_until_the_other_runs_marker_is_drained() {
         [(fault.clone(), Emitted::New)],
         "{raised:?}"
     );
+    // Two passes, each its own store as the fault watch makes them: said once each.
     for _ in 0..2 {
-        let held = store.sync_run("a/b", "/s/a-b.json", &[]);
+        let held = HaltStore::new(dir.path()).sync_run("a/b", "/s/a-b.json", &[]);
         assert!(held.resolved.is_empty(), "{held:?}");
         assert_eq!(held.problems.len(), 1, "{:?}", held.problems);
         assert!(
@@ -155,4 +158,38 @@ fn a_held_clear_stays_raised_until_the_other_runs_marker_is_drained() {
         "{resolved:?}"
     );
     assert_eq!(read(&marker)["runId"], "a/b");
+}
+
+/// docs/limits.md says a held filing once "(a log error line) per run and fault each pass". Whoever writes the build-state dir can
+/// give one run id many state files (each its own registry, each synced by the pass): run
+/// `a/b` raising one fault in 50 state files while `a_b`'s event of it is pending makes the
+/// pass (one store, as the daemon makes one per pass) say the held filing 50 times, and
+/// every pass again until the other event is acked or drained; 10,000 state files (the
+/// pass's listing cap), ~900 bytes a line, ~9 MB of error lines a pass.
+#[test]
+fn a_held_filing_is_said_once_a_pass_however_many_state_files_raise_it() {
+    const STATE_FILES: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    let first = store.sync_run("a_b", "/s/a_b.json", &[event("a_b", "X", "")]);
+    assert_eq!(first.emitted.len(), 1, "{first:?}");
+    let held = event("a/b", "X", "");
+    let pass = HaltStore::new(dir.path());
+    let lines: Vec<String> = (0..STATE_FILES)
+        .flat_map(|n| {
+            pass.sync_run(
+                "a/b",
+                &format!("/s/a-b-{n}.json"),
+                std::slice::from_ref(&held),
+            )
+            .problems
+        })
+        .filter(|line| line.contains("held back"))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "one pass said: {:?}",
+        &lines[..2.min(lines.len())]
+    );
 }
