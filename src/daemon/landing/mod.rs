@@ -102,11 +102,12 @@ async fn drive(l: &Landing) -> OutcomeKind {
         .crew
         .active
         .register(&l.c.id, l.c.record.clone(), l.c.gated.identity());
-    // From the claim on, the record is written every heartbeat, so no daemon strands it.
-    let _touching = crate::daemon::record_touch::start(&l.crew, &l.c.id);
+    // From the claim on, the record is written every heartbeat, so no daemon strands it;
+    // settle stops the touches before it writes the verdict.
+    let touching = crate::daemon::record_touch::start(&l.crew, &l.c.id);
     let origin_url = match claimed_and_verified(l).await {
         Ok(url) => url,
-        Err(end) => return settle::settle(l, end).await,
+        Err(end) => return settle::settle(l, end, touching).await,
     };
     // The checkout is made while the lock is taken: the feature fetch and the scratch
     // worktree's reset read origin and write only the local repo, so neither needs the
@@ -123,7 +124,7 @@ async fn drive(l: &Landing) -> OutcomeKind {
             if let Ok(place) = placed {
                 l.blocking(move |crew| place.finish(&crew.places)).await;
             }
-            let outcome = settle::settle(l, end).await;
+            let outcome = settle::settle(l, end, touching).await;
             if let Some(held) = held {
                 release::start(l, *held, ReleaseAt::PreHeartbeat);
             }
@@ -147,7 +148,7 @@ async fn drive(l: &Landing) -> OutcomeKind {
         }
     };
     let settled = async {
-        let outcome = settle::settle(l, end).await;
+        let outcome = settle::settle(l, end, touching).await;
         let held = heartbeat.stop().await;
         release::start(l, held, ReleaseAt::Settled);
         outcome

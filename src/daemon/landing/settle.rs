@@ -6,11 +6,17 @@
 use crate::record::Status;
 
 use super::{End, Landing, OutcomeKind};
+use crate::daemon::record_touch::Touching;
 use crate::daemon::verdict::{self, Verdict};
 use crate::daemon::{revive, unsaved};
 
-/// Settles the record by `end`; what the main loop is told.
-pub(super) async fn settle(l: &Landing, end: End) -> OutcomeKind {
+/// Settles the record by `end`, once the landing's record touches have stopped; what the
+/// main loop is told.
+pub(super) async fn settle(l: &Landing, end: End, touching: Touching) -> OutcomeKind {
+    // No touch after the verdict is decided: one that moves the record under a kept
+    // verdict drops it (its retry expects the claim as it was left, `lastUpdatedAt`
+    // included), and a touch has nothing to keep fresh once the verdict is written.
+    touching.stop().await;
     let (verdict, kind) = match end {
         End::Skipped(why) => return OutcomeKind::Skipped(why),
         End::Interrupted => {
