@@ -19,7 +19,6 @@ use serde::{Deserialize, Serialize};
 
 use super::records::Records;
 use super::verdict::Verdict;
-use crate::record::Record;
 use crate::store::StoreError;
 
 /// The file `berth status` reads.
@@ -73,13 +72,13 @@ impl Waiting {
 #[derive(Clone, Debug)]
 struct Unsaved {
     verdict: Verdict,
-    /// The record as its landing left it, read when the verdict was refused: the verdict
+    /// The claim token its landing wrote ([`crate::store::CLAIM_TOKEN_FIELD`]): the verdict
     /// is written onto that claim only, never onto a later landing of the record by this
-    /// same daemon (an operator's `retry` in between, then a claim: same owner stamp).
-    /// None if it could not be read then (the error that kept the verdict may be the
-    /// unreadable record): written onto any claim of this daemon, which selection never
-    /// makes anew while the verdict waits.
-    claim: Option<Record>,
+    /// same daemon (an operator's `retry` in between, then a claim: same owner stamp, a new
+    /// token), whatever else was written on the record meanwhile (the producer that held
+    /// its lock, a touch). A writer that dropped the token fails it closed: the verdict
+    /// meets `Reclaimed` and is dropped, logged, as on any claim that is no longer its own.
+    token: String,
     error: String,
     since: String,
 }
@@ -93,22 +92,15 @@ pub struct UnsavedLine {
     pub since: String,
 }
 
-/// Keeps `verdict` for `id` after the store refused to write it, with the claim its
-/// landing left on the record.
-pub(super) fn keep(
-    waiting: &Waiting,
-    records: &Records,
-    id: &str,
-    verdict: Verdict,
-    error: &StoreError,
-) {
+/// Keeps `verdict` for `id` after the store refused to write it, with the claim token its
+/// landing wrote.
+pub(super) fn keep(waiting: &Waiting, id: &str, token: &str, verdict: Verdict, error: &StoreError) {
     tracing::error!(record = %id, "the {} verdict could not be written: {error}; kept, and written again on every tick", verdict.status());
-    let claim = records.store().load(id).ok().map(|stored| stored.record);
     waiting.map().insert(
         id.to_owned(),
         Unsaved {
             verdict,
-            claim,
+            token: token.to_owned(),
             error: error.to_string(),
             since: crate::clock::now_iso(),
         },
@@ -129,7 +121,7 @@ pub(super) fn retry(waiting: &Waiting, records: &Records, owner: &str) {
     for (id, unsaved) in kept {
         match unsaved
             .verdict
-            .write(records, owner, &id, unsaved.claim.as_ref())
+            .write(records, owner, &id, Some(&unsaved.token))
         {
             Ok(_) => {
                 tracing::info!(record = %id, "the kept {} verdict is written", unsaved.verdict.status());
@@ -182,7 +174,7 @@ pub fn read(berth_dir: &Path) -> Result<Vec<UnsavedLine>, ReadUnsavedError> {
 mod tests {
     use super::*;
     use crate::record::{Status, sample};
-    use crate::store::{Expect, Move, QueueStore};
+    use crate::store::{CLAIM_TOKEN_FIELD, Expect, Move, QueueStore};
 
     /// A kept verdict is written again on the next tick; if a producer holds the record's
     /// lock then (the store answers `Locked`, a passing state like the `Io` it was kept
@@ -193,7 +185,7 @@ mod tests {
     fn a_kept_verdict_is_not_dropped_when_the_record_lock_is_busy_at_its_retry() {
         let l = landing();
         let full = l.disk_full();
-        keep(&l.waiting, &l.records, &l.id, landed(), &full);
+        keep(&l.waiting, &l.id, TOKEN, landed(), &full);
         let lock = l.producer_lock();
         retry(&l.waiting, &l.records, OWNER);
         drop(lock);
@@ -225,7 +217,7 @@ mod tests {
         let verdict = landed();
         let refused = verdict.write(&l.records, OWNER, &l.id, None).unwrap_err();
         assert!(super::super::verdict::kept_after(&refused), "{refused}");
-        keep(&l.waiting, &l.records, &l.id, verdict, &refused);
+        keep(&l.waiting, &l.id, TOKEN, verdict, &refused);
         retry(&l.waiting, &l.records, OWNER);
         assert!(l.waiting.holds(&l.id));
         // The operator's edit: the notes out, the rest as it was.
@@ -239,11 +231,11 @@ mod tests {
     /// A producer holds the record's lock past the 250 ms the verdict waits (the store
     /// answers `Locked`, a verdict kept) because it is writing the record: what it writes
     /// keeps the record `landing` and claimed by this daemon, but moves `lastUpdatedAt`,
-    /// as every write through the store does. The kept verdict's retry expects the exact
-    /// claim read when it was kept (`Expect::Claim`: status, owner and `lastUpdatedAt`),
-    /// meets `Reclaimed` and drops the verdict: the record stays `landing` in this live
-    /// daemon's name with nothing holding it, and the next tick reclaims it as "claimed in
-    /// this daemon's name but no landing of it runs here" and lands the merged PR again.
+    /// as every write through the store does. Matched on that exact claim, the retry met
+    /// `Reclaimed` and dropped the verdict: the record stayed `landing` in this live
+    /// daemon's name with nothing holding it, and the next tick reclaimed it and landed the
+    /// merged PR again. Matched on the landing's claim token, which the producer's write
+    /// carries along, the verdict is written.
     #[test]
     fn a_kept_verdict_survives_the_write_of_the_producer_that_held_the_lock() {
         let l = landing();
@@ -251,7 +243,7 @@ mod tests {
         let verdict = landed();
         let refused = verdict.write(&l.records, OWNER, &l.id, None).unwrap_err();
         assert!(matches!(refused, StoreError::Locked { .. }), "{refused}");
-        keep(&l.waiting, &l.records, &l.id, verdict, &refused);
+        keep(&l.waiting, &l.id, TOKEN, verdict, &refused);
         // The producer's write under its lock: a note of its own, and the time of it.
         let file = l.queue.path().join(format!("{}.json", l.id));
         let mut written = l.records.store().load(&l.id).unwrap().record;
@@ -271,6 +263,24 @@ mod tests {
         );
     }
 
+    /// Fail closed: a writer that drops the landing's claim token (the record otherwise
+    /// still `landing` and this daemon's) leaves nothing that says the claim is the kept
+    /// verdict's own, so the retry refuses it (`Reclaimed`) and drops the verdict, logged,
+    /// rather than write it onto a claim it cannot tell from a later landing's.
+    #[test]
+    fn a_kept_verdict_is_dropped_when_a_writer_removed_its_claim_token() {
+        let l = landing();
+        let full = l.disk_full();
+        keep(&l.waiting, &l.id, TOKEN, landed(), &full);
+        let file = l.queue.path().join(format!("{}.json", l.id));
+        let mut written = l.records.store().load(&l.id).unwrap().record;
+        written.extra.remove(CLAIM_TOKEN_FIELD);
+        std::fs::write(&file, written.to_compact_json()).unwrap();
+        retry(&l.waiting, &l.records, OWNER);
+        assert!(!l.waiting.holds(&l.id));
+        assert_eq!(l.status(), Status::Landing);
+    }
+
     /// ABA: an operator retries a record whose verdict is kept (its owner stopped touching
     /// it past the TTL: `berth retry` lets it go); at the next tick's retry a producer
     /// holds the record's lock, so the verdict stays kept; then the same daemon claims the
@@ -286,7 +296,7 @@ mod tests {
             reason: "land step failed (exit 1)".to_owned(),
             not_before: None,
         };
-        keep(&l.waiting, &l.records, &l.id, failed, &full);
+        keep(&l.waiting, &l.id, TOKEN, failed, &full);
         // `berth retry`, by an operator.
         l.records
             .store()
@@ -320,6 +330,8 @@ mod tests {
     }
 
     const OWNER: &str = "host~boot~1~2.3.4:42:7";
+    /// The claim token [`landing`]'s claim wrote, as `claim.rs` does.
+    const TOKEN: &str = "1";
 
     /// A record `landing`, claimed by [`OWNER`], with no verdict kept yet.
     struct Landing {
@@ -366,6 +378,8 @@ mod tests {
             store
                 .transition(Move::new(&id, Expect::Any, to), |r| {
                     r.claimed_by = Some(OWNER.to_owned());
+                    r.extra
+                        .insert(CLAIM_TOKEN_FIELD.to_owned(), &serde_json::json!(TOKEN));
                 })
                 .unwrap();
         }

@@ -22,8 +22,8 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// Writes it onto record `id` in flight in `owner`'s name; with `claim`, only onto that
-    /// exact claim (the one the landing left: a kept verdict must not land on a later
+    /// Writes it onto record `id` in flight in `owner`'s name; with `token`, only onto the
+    /// claim that wrote it ([`Expect::Token`]: a kept verdict must not land on a later
     /// landing of the same record by the same daemon). An error [`kept_after`] says may pass
     /// means it is written again later.
     pub fn write(
@@ -31,10 +31,10 @@ impl Verdict {
         records: &Records,
         owner: &str,
         id: &str,
-        claim: Option<&Record>,
+        token: Option<&str>,
     ) -> Result<Record, StoreError> {
-        let expect = |statuses: &'static [Status]| match claim {
-            Some(read) => Expect::Claim(read),
+        let expect = |statuses: &'static [Status]| match token {
+            Some(token) => Expect::Token(statuses, owner, token),
             None => Expect::Mine(statuses, owner),
         };
         match self {

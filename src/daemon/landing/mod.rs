@@ -49,6 +49,9 @@ struct Landing {
     crew: Crew,
     c: Candidate,
     lane: Lane,
+    /// Written into the record at its claim ([`crate::store::CLAIM_TOKEN_FIELD`]): the
+    /// claim a verdict kept for this landing is written onto, and no other.
+    token: String,
     /// Cancelled when the daemon stops: the steps wind down and the record is revived.
     cancel: CancellationToken,
 }
@@ -82,6 +85,7 @@ pub async fn land(crew: Crew, candidate: Candidate, cancel: CancellationToken) -
         crew,
         c: candidate,
         lane,
+        token: claim::new_token(),
         cancel,
     };
     let kind = drive(&l).await;
