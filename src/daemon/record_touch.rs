@@ -98,18 +98,7 @@ mod tests {
     async fn no_touch_is_written_once_the_touches_are_stopped() {
         let (queue, berth) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let store = QueueStore::new(queue.path());
-        let config = crate::config::Config {
-            forge: crate::config::ForgeKind::Git,
-            ..Default::default()
-        };
-        let (allowlist, _) = crate::gates::Allowlist::build(Some(berth.path()), None, None);
-        let shared = crate::daemon::Shared::new(
-            QueueStore::new(queue.path()),
-            allowlist,
-            config,
-            berth.path().join("berth"),
-        )
-        .unwrap();
+        let shared = crate::daemon::Shared::on_queue(queue.path(), berth.path(), "berth");
         let mut crew = shared.crew();
         crew.touch_every = std::time::Duration::from_millis(1);
         let id = store.insert(&sample::queued(5)).unwrap();

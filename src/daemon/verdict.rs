@@ -169,18 +169,7 @@ mod tests {
         assert_eq!(written.last_github_state, None);
 
         // The other daemon's tick; nobody shortened the record.
-        let config = crate::config::Config {
-            forge: crate::config::ForgeKind::Git,
-            ..Default::default()
-        };
-        let (allowlist, _) = crate::gates::Allowlist::build(Some(berth.path()), None, None);
-        let other = crate::daemon::Shared::new(
-            QueueStore::new(queue.path()),
-            allowlist,
-            config,
-            berth.path().join("other"),
-        )
-        .unwrap();
+        let other = crate::daemon::Shared::on_queue(queue.path(), berth.path(), "other");
         let (report, _) =
             crate::daemon::bookkeeping(&other, crate::daemon::Wake::Poll, &Refresh::Sweep);
         // (`status` may be past `queued`: this queue's repo fails the other daemon's gates.)
