@@ -148,6 +148,7 @@ impl Shared {
             &berth_dir,
             Arc::clone(&telemetry),
         ));
+        let owner: Arc<str> = crate::ownership::this_process().into();
         let crew = Crew {
             records: Arc::new(Records::new(store.clone(), Arc::clone(&decisions))),
             policy: policy::Policy {
@@ -162,9 +163,9 @@ impl Shared {
             releasing: Arc::default(),
             runner: Arc::new(runner),
             telemetry,
-            owner: crate::ownership::this_process().into(),
+            owner: owner.clone(),
             active: Arc::default(),
-            unsaved: Arc::new(unsaved::Waiting::new(&berth_dir)),
+            unsaved: Arc::new(unsaved::Waiting::new(&berth_dir, &owner)),
             unclaimable,
             stop: Arc::default(),
             tally: Arc::default(),

@@ -6,9 +6,12 @@
 //! The record stays in flight on disk, claimed by this live daemon, so its lane stays
 //! taken and no reclaim puts it back in the queue (a merged PR must not be landed again).
 //! The waiting verdicts are listed in `<berth dir>/unsaved-verdicts.json`, which berth's
-//! own dir holds (the queue's disk may be the full one). A daemon starts with none waiting,
-//! so it replaces a killed predecessor's list at once: those verdicts died with it (their
-//! records are reclaimed as stranded), and `status` must not show them as written again.
+//! own dir holds (the queue's disk may be the full one), each with what writing it takes:
+//! the verdict, the owner stamp and the claim token of its landing. A daemon that stops
+//! leaves their records in flight (its shutdown does not revive them), and the next daemon
+//! on the berth dir takes the list over at its start: it writes each verdict at its first
+//! tick, before any reclaim, onto the same claim (status, its predecessor's `claimedBy`,
+//! the token), and keeps it as its own while it is refused.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -34,22 +37,40 @@ pub struct Waiting {
     /// The file may not list what is kept: its last write failed.
     stale: AtomicBool,
     file: PathBuf,
+    /// This daemon's owner stamp: the `claimedBy` its own landings' verdicts expect.
+    owner: String,
 }
 
 impl Waiting {
-    /// No verdict waiting; they are listed in `<berth_dir>/`[`UNSAVED_FILE`], where a
-    /// previous daemon's list is logged and removed now (or at the next tick's retry, if
-    /// the removal fails).
-    pub fn new(berth_dir: &Path) -> Waiting {
+    /// The verdicts a previous daemon on `berth_dir` left listed in [`UNSAVED_FILE`] wait
+    /// here, to be written onto their landings' claims at the first tick; `owner` is this
+    /// daemon's stamp. A line without what writing it takes (an older berth's list) is
+    /// logged as lost, its record handled as stranded.
+    pub fn new(berth_dir: &Path, owner: &str) -> Waiting {
         let waiting = Waiting {
             kept: Mutex::default(),
             stale: AtomicBool::new(true),
             file: berth_dir.join(UNSAVED_FILE),
+            owner: owner.to_owned(),
         };
-        match read(berth_dir) {
-            Ok(lost) => {
-                for line in lost {
-                    tracing::warn!(record = %line.record, "a previous daemon ended without writing its {} verdict ({}, since {}): the verdict is lost, its record handled as stranded", line.verdict, line.error, line.since);
+        let listed: Result<Vec<Listed>, _> =
+            super::published::read(&waiting.file, MAX_UNSAVED_FILE_BYTES);
+        match listed {
+            Ok(listed) => {
+                for Listed { line, claim } in listed {
+                    let Some(claim) = claim else {
+                        tracing::warn!(record = %line.record, "a previous daemon ended without writing its {} verdict ({}, since {}): the verdict is lost, its record handled as stranded", line.verdict, line.error, line.since);
+                        continue;
+                    };
+                    tracing::warn!(record = %line.record, "a previous daemon ended without writing its {} verdict ({}, since {}): written at the first tick, onto its landing's claim", line.verdict, line.error, line.since);
+                    let unsaved = Unsaved {
+                        verdict: claim.verdict,
+                        owner: claim.owner,
+                        token: claim.token,
+                        error: line.error,
+                        since: line.since,
+                    };
+                    waiting.map().insert(line.record, unsaved);
                 }
             }
             Err(e) => tracing::warn!("a previous daemon's unsaved verdicts are unreadable: {e}"),
@@ -79,8 +100,29 @@ struct Unsaved {
     /// its lock, a touch). A writer that dropped the token fails it closed: the verdict
     /// meets `Reclaimed` and is dropped, logged, as on any claim that is no longer its own.
     token: String,
+    /// The `claimedBy` of its landing: this daemon's stamp, or the previous daemon's on
+    /// the berth dir for a verdict taken over from its list.
+    owner: String,
     error: String,
     since: String,
+}
+
+/// One line of [`UNSAVED_FILE`]: what `status` shows, and what the next daemon on the berth
+/// dir needs to write the verdict (`status` reads the line as an [`UnsavedLine`]).
+#[derive(Serialize, Deserialize)]
+struct Listed {
+    #[serde(flatten)]
+    line: UnsavedLine,
+    /// Absent in a list an older berth wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    claim: Option<ListedClaim>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ListedClaim {
+    verdict: Verdict,
+    owner: String,
+    token: String,
 }
 
 /// What `berth status` shows for one waiting verdict.
@@ -101,6 +143,7 @@ pub(super) fn keep(waiting: &Waiting, id: &str, token: &str, verdict: Verdict, e
         Unsaved {
             verdict,
             token: token.to_owned(),
+            owner: waiting.owner.clone(),
             error: error.to_string(),
             since: crate::clock::now_iso(),
         },
@@ -109,7 +152,7 @@ pub(super) fn keep(waiting: &Waiting, id: &str, token: &str, verdict: Verdict, e
 }
 
 /// Writes every kept verdict again; the ones that still fail stay, with their new error.
-pub(super) fn retry(waiting: &Waiting, records: &Records, owner: &str) {
+pub(super) fn retry(waiting: &Waiting, records: &Records) {
     let kept: Vec<(String, Unsaved)> = waiting
         .map()
         .iter()
@@ -121,7 +164,7 @@ pub(super) fn retry(waiting: &Waiting, records: &Records, owner: &str) {
     for (id, unsaved) in kept {
         match unsaved
             .verdict
-            .write(records, owner, &id, Some(&unsaved.token))
+            .write(records, &unsaved.owner, &id, Some(&unsaved.token))
         {
             Ok(_) => {
                 tracing::info!(record = %id, "the kept {} verdict is written", unsaved.verdict.status());
@@ -146,17 +189,24 @@ pub(super) fn retry(waiting: &Waiting, records: &Records, owner: &str) {
 /// Rewrites the status file (removed when nothing waits); a failed write is made again at
 /// the next retry.
 fn publish(waiting: &Waiting) {
-    let mut lines: Vec<UnsavedLine> = waiting
+    let mut lines: Vec<Listed> = waiting
         .map()
         .iter()
-        .map(|(id, u)| UnsavedLine {
-            record: id.clone(),
-            verdict: u.verdict.status().to_string(),
-            error: u.error.clone(),
-            since: u.since.clone(),
+        .map(|(id, u)| Listed {
+            line: UnsavedLine {
+                record: id.clone(),
+                verdict: u.verdict.status().to_string(),
+                error: u.error.clone(),
+                since: u.since.clone(),
+            },
+            claim: Some(ListedClaim {
+                verdict: u.verdict.clone(),
+                owner: u.owner.clone(),
+                token: u.token.clone(),
+            }),
         })
         .collect();
-    lines.sort_by(|a, b| a.record.cmp(&b.record));
+    lines.sort_by(|a, b| a.line.record.cmp(&b.line.record));
     let written =
         super::published::publish_within(&waiting.file, &mut lines, MAX_UNSAVED_FILE_BYTES);
     waiting.stale.store(!written, Ordering::Relaxed);
@@ -187,7 +237,7 @@ mod tests {
         let full = l.disk_full();
         keep(&l.waiting, &l.id, TOKEN, landed(), &full);
         let lock = l.producer_lock();
-        retry(&l.waiting, &l.records, OWNER);
+        retry(&l.waiting, &l.records);
         drop(lock);
         assert!(
             l.waiting.holds(&l.id),
@@ -218,12 +268,12 @@ mod tests {
         let refused = verdict.write(&l.records, OWNER, &l.id, None).unwrap_err();
         assert!(super::super::verdict::kept_after(&refused), "{refused}");
         keep(&l.waiting, &l.id, TOKEN, verdict, &refused);
-        retry(&l.waiting, &l.records, OWNER);
+        retry(&l.waiting, &l.records);
         assert!(l.waiting.holds(&l.id));
         // The operator's edit: the notes out, the rest as it was.
         std::fs::write(&file, short.to_compact_json()).unwrap();
         assert_eq!(l.status(), Status::Landing);
-        retry(&l.waiting, &l.records, OWNER);
+        retry(&l.waiting, &l.records);
         assert!(!l.waiting.holds(&l.id));
         assert_eq!(l.status(), Status::Landed);
     }
@@ -245,15 +295,13 @@ mod tests {
         assert!(matches!(refused, StoreError::Locked { .. }), "{refused}");
         keep(&l.waiting, &l.id, TOKEN, verdict, &refused);
         // The producer's write under its lock: a note of its own, and the time of it.
-        let file = l.queue.path().join(format!("{}.json", l.id));
-        let mut written = l.records.store().load(&l.id).unwrap().record;
-        written
-            .extra
-            .insert("notes".to_owned(), &serde_json::json!("rebased"));
-        written.last_updated_at = Some(crate::clock::now_iso());
-        std::fs::write(&file, written.to_compact_json()).unwrap();
+        l.written_by_producer(|r| {
+            r.extra
+                .insert("notes".to_owned(), &serde_json::json!("rebased"));
+            r.last_updated_at = Some(crate::clock::now_iso());
+        });
         drop(lock);
-        retry(&l.waiting, &l.records, OWNER);
+        retry(&l.waiting, &l.records);
         let after = l.records.store().load(&l.id).unwrap().record;
         assert!(
             l.waiting.holds(&l.id) || after.status == Status::Landed,
@@ -272,13 +320,32 @@ mod tests {
         let l = landing();
         let full = l.disk_full();
         keep(&l.waiting, &l.id, TOKEN, landed(), &full);
-        let file = l.queue.path().join(format!("{}.json", l.id));
-        let mut written = l.records.store().load(&l.id).unwrap().record;
-        written.extra.remove(CLAIM_TOKEN_FIELD);
-        std::fs::write(&file, written.to_compact_json()).unwrap();
-        retry(&l.waiting, &l.records, OWNER);
+        l.written_by_producer(|r| r.extra.remove(CLAIM_TOKEN_FIELD));
+        retry(&l.waiting, &l.records);
         assert!(!l.waiting.holds(&l.id));
         assert_eq!(l.status(), Status::Landing);
+    }
+
+    /// A daemon stops with a verdict kept: the next daemon on the berth dir (another owner
+    /// stamp) takes the listed verdict over and writes it onto the stopped daemon's claim;
+    /// a line of an older berth's list (no claim) is not taken over.
+    #[test]
+    fn the_next_daemon_on_the_berth_dir_writes_a_verdict_its_predecessor_left_listed() {
+        let l = landing();
+        let full = l.disk_full();
+        keep(&l.waiting, &l.id, TOKEN, landed(), &full);
+        let next = Waiting::new(l.berth.path(), "host~boot~1~2.3.4:43:8");
+        assert!(next.holds(&l.id));
+        retry(&next, &l.records);
+        assert!(!next.holds(&l.id));
+        assert_eq!(l.status(), Status::Landed);
+
+        let older =
+            serde_json::json!([{"record": "r", "verdict": "landed", "error": "e", "since": "s"}]);
+        std::fs::write(l.berth.path().join(UNSAVED_FILE), older.to_string()).unwrap();
+        let after_older = Waiting::new(l.berth.path(), OWNER);
+        assert!(!after_older.holds("r"));
+        assert_eq!(read(l.berth.path()).unwrap(), []);
     }
 
     /// ABA: an operator retries a record whose verdict is kept (its owner stopped touching
@@ -305,7 +372,7 @@ mod tests {
             })
             .unwrap();
         let lock = l.producer_lock();
-        retry(&l.waiting, &l.records, OWNER);
+        retry(&l.waiting, &l.records);
         drop(lock);
         // The same daemon claims the queued record and lands it again.
         for (from, to) in [
@@ -319,7 +386,7 @@ mod tests {
                 })
                 .unwrap();
         }
-        retry(&l.waiting, &l.records, OWNER);
+        retry(&l.waiting, &l.records);
         let now = l.records.store().load(&l.id).unwrap().record;
         assert_eq!(
             now.status,
@@ -336,7 +403,7 @@ mod tests {
     /// A record `landing`, claimed by [`OWNER`], with no verdict kept yet.
     struct Landing {
         queue: tempfile::TempDir,
-        _berth: tempfile::TempDir,
+        berth: tempfile::TempDir,
         id: String,
         records: Records,
         waiting: Waiting,
@@ -365,6 +432,15 @@ mod tests {
             lock
         }
 
+        /// The record as a producer writes it, not through berth's store: `edit` applied
+        /// to the record on disk.
+        fn written_by_producer(&self, edit: impl FnOnce(&mut crate::record::Record)) {
+            let mut record = self.records.store().load(&self.id).unwrap().record;
+            edit(&mut record);
+            let file = self.queue.path().join(format!("{}.json", self.id));
+            std::fs::write(file, record.to_compact_json()).unwrap();
+        }
+
         fn status(&self) -> Status {
             self.records.store().load(&self.id).unwrap().record.status
         }
@@ -385,10 +461,10 @@ mod tests {
         }
         let decisions = std::sync::Arc::new(crate::rules::DecisionLog::new(berth.path()));
         let records = Records::new(store, decisions);
-        let waiting = Waiting::new(berth.path());
+        let waiting = Waiting::new(berth.path(), OWNER);
         Landing {
             queue,
-            _berth: berth,
+            berth,
             id,
             records,
             waiting,

@@ -9,7 +9,13 @@ use super::policy;
 use super::records::Records;
 use crate::forge_state::{GithubState, PrState};
 
-#[derive(Clone, Debug)]
+/// Serialized into `unsaved-verdicts.json` for the next daemon on the berth dir.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum Verdict {
     Landed {
         checked_at: String,
