@@ -346,11 +346,26 @@ fn rules(root: Option<&Path>) -> Check {
     }
 }
 
+/// What `doctor` shows of a held filing's line at most.
+const MAX_HELD_LINE_SHOWN: usize = 8 * 1024;
+
+/// `text` from a held-filings file, cut to [`MAX_HELD_LINE_SHOWN`]: a line berth writes is
+/// at most ~5 KiB (a path, two ids cut to 256 bytes); whoever writes the faults dir may
+/// plant one of megabytes.
+fn shown_cut(text: &str) -> &str {
+    let mut end = text.len().min(MAX_HELD_LINE_SHOWN);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// Pending halt events wait for an investigator: worth a look, not a failure.
 fn halt_events(config: &Config) -> Check {
     use crate::faults::halt_store::{HaltStatus, HaltStore};
     let dir = config.faults_dir_or_default();
-    let listing = HaltStore::new(&dir).list();
+    let store = HaltStore::new(&dir);
+    let listing = store.list();
     let pending: Vec<&str> = listing
         .halts
         .iter()
@@ -370,7 +385,22 @@ fn halt_events(config: &Config) -> Check {
     if !listing.unreadable.is_empty() {
         detail.push_str(&format!("; {} unreadable", listing.unreadable.len()));
     }
-    let verdict = if pending.is_empty() && listing.unreadable.is_empty() {
+    // A held filing is a raised fault with no event of its own: said here, not only in
+    // the daemon's log.
+    let mut held_problem = false;
+    for held in store.held_filings() {
+        match held {
+            Ok(held) => detail.push_str(&format!(
+                "; held filings (a name holds another run's event): {} as of {}, first: {}",
+                held.count,
+                shown_cut(&held.updated_at),
+                shown_cut(held.lines.first().map_or("", String::as_str))
+            )),
+            Err(e) => detail.push_str(&format!("; held filings unreadable: {e}")),
+        }
+        held_problem = true;
+    }
+    let verdict = if pending.is_empty() && listing.unreadable.is_empty() && !held_problem {
         Verdict::Ok
     } else {
         Verdict::Warn

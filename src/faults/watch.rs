@@ -17,7 +17,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use super::detect::{self, REVIEW_REPORT};
 use super::halt::{HaltEvent, Pointers, RunRef};
-use super::halt_store::{HaltStore, SyncReport};
+use super::halt_store::{self, HaltStore, SyncReport};
 use super::learned::{self, HitCounts, LearnedSet, LearnedSource};
 use super::learned_match::{self, Budget, LearnedBudget};
 use super::registry::said_cut;
@@ -143,6 +143,9 @@ pub fn tick_queue(
         QUEUE_RUN_ID,
         halts.sync_run(QUEUE_RUN_ID, &queue_dir, &events),
     );
+    if let Err(e) = halts.save_held(halt_store::HELD_QUEUE) {
+        report.problems.push(e.to_string());
+    }
     log(&report);
     report
 }
@@ -243,6 +246,9 @@ pub fn watch_runs(
         report.absorb(&outcome.run_id, sync);
     }
     count_hits(&learned.path, &new_hits);
+    if let Err(e) = halts.save_held(halt_store::HELD_RUNS) {
+        report.problems.push(e.to_string());
+    }
     // The budget names a position among the set's valid patterns; the report, the file's.
     report.learned_budget = budget.exhausted.and_then(|exhausted| {
         let pattern = learned.patterns.get(exhausted.index)?;
@@ -287,10 +293,11 @@ fn count_hits(path: &Path, calls: &[Vec<String>]) {
 
 /// The categories (built-in and learned) of one run's faults newly raised this tick, each
 /// once, for gstack's `persistHitCounts`: a fault that stays raised is one incident,
-/// counted once. Newly raised is a detector id new to the run's registry, filed or not: a
-/// fault the pending cap holds back (or another entry holds) was still raised by a
-/// detector call, and gstack counts every such call; one held back again next pass is
-/// counted again, as gstack's monitor counts it each call.
+/// counted once. Newly raised is a detector id new to the run's registry, of a fault it
+/// does not record, filed or not: a fault the pending cap holds back (or another registry
+/// of the run holds) was still raised by a detector call, and gstack counts every such
+/// call; one held back again next pass is counted again, as gstack's monitor counts it
+/// each call.
 fn newly_fired(events: &[HaltEvent], sync: &SyncReport) -> Vec<String> {
     let new_ids: HashSet<&str> = sync.new_detectors.iter().map(String::as_str).collect();
     learned::distinct(

@@ -108,8 +108,11 @@ fn a_run_of_a_taken_safe_run_id_is_filed_once_the_other_runs_event_is_acked() {
     assert!(
         doctor
             .lines()
-            .any(|l| l.starts_with("warn  halt events: 1 pending") && l.contains(&name)),
-        "{doctor}"
+            .any(|l| l.starts_with("warn  halt events: 1 pending")
+                && l.contains(&name)
+                && l.contains("held filings (a name holds another run's event): 1 as of")
+                && l.contains("\"a/b\"")),
+        "a/b's raised fault, held, is not only a log line: {doctor}"
     );
 
     // a/b has no event to ack: a_b's, at the name, stays.
@@ -132,6 +135,8 @@ fn a_run_of_a_taken_safe_run_id_is_filed_once_the_other_runs_event_is_acked() {
         "{filed:?}"
     );
     runs_listed(&[("a_b", "investigated"), ("a/b", "pending")]);
+    let doctor = doctor_stdout(&world, &world.git_forge_config(""));
+    assert!(!doctor.contains("held filings"), "{doctor}");
     let (code, out, err) = faults(&["ack", ID]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("of run a/b: moved"), "{out}");

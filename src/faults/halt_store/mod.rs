@@ -19,7 +19,6 @@
 //! berth never writes over it. Every file here is read without blocking, without following
 //! a symlink, after checking the open handle is a regular file, and within a size cap.
 
-use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -35,6 +34,7 @@ use crate::private_dir::{PrivateDir, PrivateDirError};
 
 mod cap;
 mod dirs;
+mod held;
 mod listing;
 mod listing_reads;
 mod run_lock;
@@ -48,6 +48,7 @@ use dirs::Sub;
 use shown::Prior;
 
 pub use cap::{CAP_RUN_ID, CapReached, MAX_PENDING_PER_RUN, MAX_PENDING_TOTAL};
+pub use held::{HELD_QUEUE, HELD_RUNS, HELD_SCOPES, HeldFilings, MAX_HELD_KEPT};
 pub use listing::{HaltStatus, LeftOut, ListedHalt, Listing, PartialListing};
 pub use listing_reads::MAX_LISTING_READ_BYTES;
 
@@ -90,8 +91,10 @@ pub struct SyncReport {
     /// Events and resolved markers held back by a cap on pending files ([`cap`]); each is
     /// tried again on the next sync.
     pub withheld: usize,
-    /// The detector ids this sync found raised and not in the registry, whether filed,
-    /// held by another entry, withheld by a cap or not filed: each a detector call that
+    /// The detector ids this sync found raised and not in the registry, of faults it does
+    /// not record (one it records is the same raised fault, and a registry cut to one id
+    /// per fault would count its other ids every pass), whether filed, held by another
+    /// registry of the run, withheld by a cap or not filed: each a detector call that
     /// raised a fault, which gstack's `persistHitCounts` counts.
     pub new_detectors: Vec<String>,
 }
@@ -124,10 +127,10 @@ pub struct HaltStore {
     /// What this store's looks for runs' other registries read ([`PassReads`](super::registry::PassReads)):
     /// the fault watch makes one store a pass, so they are shared by one pass only.
     elsewhere: Arc<Mutex<super::registry::PassReads>>,
-    /// The held filings this store said ([`HaltStoreError::Taken`], by the SHA-256 of the
-    /// line): one store a pass, so each is said once a pass however many state files of the
-    /// run raise its fault.
-    taken_said: Arc<Mutex<HashSet<[u8; 32]>>>,
+    /// The held filings this store's pass said ([`HaltStoreError::Taken`], by the SHA-256
+    /// of the line), each once a pass however many state files of the run raise its fault,
+    /// kept for `berth doctor` when the pass ends ([`held`]).
+    held: Arc<Mutex<held::Held>>,
 }
 
 /// Why a halt event file was not written, read or moved; each names the file.
@@ -210,7 +213,7 @@ impl HaltStore {
             listed: Arc::default(),
             listing_budget: None,
             elsewhere: Arc::default(),
-            taken_said: Arc::default(),
+            held: Arc::default(),
         }
     }
 

@@ -1,7 +1,6 @@
 //! One tick's filing of a run's faults: new ones emitted once, cleared ones resolved once,
 //! the run's registry updated with what was written.
 
-use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::sync::Mutex;
 
@@ -51,13 +50,11 @@ impl HaltStore {
                 return report;
             }
         };
-        let mut registry = match registry::load(&active, &name, run_id, source) {
+        let (mut registry, loaded_clean) = match registry::load(&active, &name, run_id, source) {
             Ok((registry, warning)) => {
-                if warning.is_none() {
-                    look.remember(&active, &name, registry.active.keys());
-                }
+                let clean = warning.is_none();
                 report.problems.extend(warning);
-                registry
+                (registry, clean)
             }
             Err(problem) => {
                 report.problems.push(problem.to_string());
@@ -66,6 +63,12 @@ impl HaltStore {
         };
         let changed =
             self.file_and_resolve(&active, (run_id, &name), events, &mut registry, &mut report);
+        if !changed && loaded_clean {
+            // Remembered with the detector ids the pass added in memory only (of faults the
+            // registry records already): a registry cut to one id per fault is then a stat
+            // on the next pass with the same detections, not a read of up to 8 MiB.
+            look.remember(&active, &name, registry.active.keys());
+        }
         if report.withheld > 0
             && let Err(problem) = self.file_cap_event()
         {
@@ -122,15 +125,31 @@ impl HaltStore {
         report: &mut SyncReport,
     ) -> bool {
         let mut current: HashSet<&str> = HashSet::new();
-        let mut new: Vec<&HaltEvent> = events
+        // The fault ids the registry holds, kept up to date as new ones go in: one lookup a
+        // new detector, not a walk of a registry that may hold ~100,000 entries.
+        let mut held_here = fault_ids(registry);
+        // A detector id of a fault the registry records already is no change: it is put
+        // in memory (so a clear of the recorded id this pass keeps the fault raised) and
+        // written only with a change. A registry cut to one id per fault ([`registry::save`])
+        // would otherwise find the ids it left out new again every pass and be rewritten.
+        let (joining, mut new): (Vec<&HaltEvent>, Vec<&HaltEvent>) = events
             .iter()
             .filter(|e| {
                 current.insert(&e.detector_id) && !registry.active.contains_key(&e.detector_id)
             })
-            .collect();
+            .partition(|e| held_here.contains(&e.fault_id));
+        for event in joining {
+            record(registry, event);
+        }
         report
             .new_detectors
             .extend(new.iter().map(|e| e.detector_id.clone()));
+        let mut changed = false;
+        if !fits_with(registry, &new) && set_stale_aside(active, name, &current, registry, report) {
+            // The registry lost entries: it is written even if no new fault is filed.
+            changed = true;
+            held_here = fault_ids(registry);
+        }
         if !fits_with(registry, &new) {
             // Filed but not recorded, a fault would be "new" again next pass and filed again
             // (an ack undone): none is filed until the registry can hold it, said once a pass.
@@ -149,7 +168,7 @@ impl HaltStore {
             .map(|(id, a)| (id.clone(), a.fault_id.clone()))
             .collect();
         if new.is_empty() && cleared.is_empty() {
-            return false;
+            return changed;
         }
         let asked: HashSet<&str> = new
             .iter()
@@ -160,17 +179,9 @@ impl HaltStore {
             let mut reads = self.elsewhere.lock().unwrap_or_else(|e| e.into_inner());
             registry::raised_elsewhere(&mut reads, active, (run_id, name), &asked)
         };
-        let mut changed = false;
         // A filing held for another run's file at its name is said once a pass per fault
         // (two detectors, or many state files of the run, can hold one fault id).
-        let taken_said = &self.taken_said;
-        // The fault ids the registry holds, kept up to date as new ones go in: one lookup a
-        // new detector, not a walk of a registry that may hold ~100,000 entries.
-        let mut held_here: HashSet<String> = registry
-            .active
-            .values()
-            .map(|a| a.fault_id.clone())
-            .collect();
+        let taken_said = &self.held;
         for event in new {
             let held = elsewhere.contains(&event.fault_id) || held_here.contains(&event.fault_id);
             if !held {
@@ -245,6 +256,65 @@ impl HaltStore {
     }
 }
 
+/// The fault ids `registry` holds.
+fn fault_ids(registry: &Registry) -> HashSet<String> {
+    registry
+        .active
+        .values()
+        .map(|a| a.fault_id.clone())
+        .collect()
+}
+
+/// Makes room for a run's new faults in its registry `name` in `active` (too full to record
+/// them): the entries of detector ids the run no longer raises (`current`), kept raised
+/// while another registry of the run is unreadable, or planted there, are taken out and
+/// written beside it ([`registry::set_aside`]), said in one line. Their faults are not
+/// resolved (their events stay for an investigator): left in, they would hide every new
+/// fault of the run for good. Whether any were taken out.
+fn set_stale_aside(
+    active: &PrivateDir,
+    name: &str,
+    current: &HashSet<&str>,
+    registry: &mut Registry,
+    report: &mut SyncReport,
+) -> bool {
+    let stale = Registry {
+        run_id: registry.run_id.clone(),
+        source: registry.source.clone(),
+        updated_at: crate::clock::now_iso(),
+        active: registry
+            .active
+            .iter()
+            .filter(|(id, _)| !current.contains(id.as_str()))
+            .map(|(id, a)| (id.clone(), a.clone()))
+            .collect(),
+    };
+    if stale.active.is_empty() {
+        return false;
+    }
+    match registry::set_aside(active, name, &stale) {
+        Ok(aside) => {
+            for id in stale.active.keys() {
+                registry.active.remove(id);
+            }
+            report.problems.push(format!(
+                "{}: full; {} entries of faults run {} no longer raises moved aside to {} to record its new faults (those faults are not resolved; their events stay)",
+                active.join(name).display(),
+                stale.active.len(),
+                registry::said_cut(&registry.run_id),
+                aside.display()
+            ));
+            true
+        }
+        Err(e) => {
+            report.problems.push(
+                io_problem("move stale entries aside from", &active.join(name))(e).to_string(),
+            );
+            false
+        }
+    }
+}
+
 /// Whether `registry` with `new`'s detector ids recorded (and a fresh `updatedAt`) is one
 /// [`registry::save`] writes. The entries are put in and taken out again: no copy of a
 /// registry that may hold 8 MiB.
@@ -281,7 +351,7 @@ fn record(registry: &mut Registry, event: &HaltEvent) {
 /// another run's file at its name is said once in `taken_said`.
 fn counted<T>(
     report: &mut SyncReport,
-    taken_said: &Mutex<HashSet<[u8; 32]>>,
+    taken_said: &Mutex<super::held::Held>,
     result: Result<T, HaltStoreError>,
 ) -> Option<T> {
     match result {
@@ -289,7 +359,7 @@ fn counted<T>(
         Err(taken @ HaltStoreError::Taken { .. }) => {
             let line = taken.to_string();
             let mut said = taken_said.lock().unwrap_or_else(|e| e.into_inner());
-            if said.insert(Sha256::digest(&line).into()) {
+            if said.note(&line) {
                 report.problems.push(line);
             }
             None

@@ -344,15 +344,9 @@ mod tests {
     }
 
     /// A new directory under `shm` (a tmpfs, whose inode numbers count up from 1) with
-    /// the inode number of a directory under `/etc` (another file system): the two, in
-    /// that order; `None` once the tmpfs's count has passed every one (a host whose
-    /// `/dev/shm` has made more inodes than `/etc` numbers: the test is skipped there).
-    fn same_inode_other_device(shm: &Path) -> Option<(PathBuf, PathBuf)> {
-        same_inode_as_one_in_etc(shm, std::fs::Metadata::is_dir)
-    }
-
-    /// A new directory under `shm` with the inode number of a node under `/etc` that
-    /// `kind` takes: the two, in that order.
+    /// the inode number of a node under `/etc` (another file system) that `kind` takes:
+    /// the two, in that order; `None` once the tmpfs's count has passed every one (a host
+    /// whose `/dev/shm` has made more inodes than `/etc` numbers: the test is skipped there).
     fn same_inode_as_one_in_etc(
         shm: &Path,
         kind: fn(&std::fs::Metadata) -> bool,
@@ -398,41 +392,8 @@ mod tests {
     /// deadline's "did not answer", naming no file.
     #[test]
     fn a_pool_libgit2_skips_by_inode_alone_hides_no_fifo() {
-        let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
-            panic!("no /dev/shm to put a pool on another file system");
-        };
-        let Some((etc, twin)) = same_inode_other_device(shm.path()) else {
-            return;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let git_dir = dir.path().join("o.git");
-        git2::Repository::init_bare(&git_dir).unwrap();
-        let pool = |name: &str| {
-            let at = dir.path().join(name);
-            git2::Repository::init_bare(&at).unwrap();
-            at.join("objects")
-        };
-        let borrow = |objects: &Path, named: &[&Path]| {
-            let lines: String = named.iter().map(|p| format!("{}\n", p.display())).collect();
-            std::fs::create_dir_all(objects.join("info")).unwrap();
-            std::fs::write(objects.join("info/alternates"), lines).unwrap();
-        };
-        let (y, z) = (pool("y.git"), pool("z.git"));
-        let chain: Vec<PathBuf> = (2..=5).map(|i| pool(&format!("a{i}.git"))).collect();
-        borrow(&twin, &[&chain[0]]);
-        for pair in chain.windows(2) {
-            borrow(&pair[0], &[&pair[1]]);
-        }
-        borrow(&chain[3], &[&y]);
-        borrow(&y, &[&z]);
-        borrow(&git_dir.join("objects"), &[&etc, &twin, &y]);
-        let (idx, found) = a_fifo_in_a_pool_libgit2_reads(&git_dir, &z);
-        assert!(
-            found.contains(&idx),
-            "the FIFO {} libgit2 opens was not found ({} and {} share inode numbers): {found:?}",
-            idx.display(),
-            etc.display(),
-            twin.display()
+        a_pool_sharing_an_inode_number_with_an_earlier_alternate_hides_no_fifo(
+            std::fs::Metadata::is_dir,
         );
     }
 
@@ -445,11 +406,22 @@ mod tests {
     /// be found, or libgit2's lookup hangs on it, naming no file.
     #[test]
     fn a_file_libgit2_takes_as_an_alternate_hides_no_fifo() {
+        a_pool_sharing_an_inode_number_with_an_earlier_alternate_hides_no_fifo(
+            std::fs::Metadata::is_file,
+        );
+    }
+
+    /// The origin borrows, in this order, from a node under `/etc` that `kind` takes, from
+    /// `twin` (a pool on /dev/shm with that node's inode number) and from Y; the twin's
+    /// alternates lead four pools on to Y (six deep), Y names Z, and Z holds a FIFO libgit2
+    /// opens. The look must find that FIFO. Skipped (said on stderr) where no twin can be made.
+    fn a_pool_sharing_an_inode_number_with_an_earlier_alternate_hides_no_fifo(
+        kind: fn(&std::fs::Metadata) -> bool,
+    ) {
         let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
             panic!("no /dev/shm to put a pool on another file system");
         };
-        let Some((file, twin)) = same_inode_as_one_in_etc(shm.path(), std::fs::Metadata::is_file)
-        else {
+        let Some((earlier, twin)) = same_inode_as_one_in_etc(shm.path(), kind) else {
             return;
         };
         let dir = tempfile::tempdir().unwrap();
@@ -473,13 +445,13 @@ mod tests {
         }
         borrow(&chain[3], &[&y]);
         borrow(&y, &[&z]);
-        borrow(&git_dir.join("objects"), &[&file, &twin, &y]);
+        borrow(&git_dir.join("objects"), &[&earlier, &twin, &y]);
         let (idx, found) = a_fifo_in_a_pool_libgit2_reads(&git_dir, &z);
         assert!(
             found.contains(&idx),
-            "the FIFO {} libgit2 opens was not found (the file {} and the pool {} share inode numbers): {found:?}",
+            "the FIFO {} libgit2 opens was not found ({} and the pool {} share inode numbers): {found:?}",
             idx.display(),
-            file.display(),
+            earlier.display(),
             twin.display()
         );
     }

@@ -193,3 +193,38 @@ fn a_held_filing_is_said_once_a_pass_however_many_state_files_raise_it() {
         &lines[..2.min(lines.len())]
     );
 }
+
+/// A held filing is a raised fault with no event of its own: the pass keeps it (counted,
+/// its line) for `berth doctor` when it ends, and a pass that holds nothing removes it.
+#[test]
+fn a_pass_keeps_its_held_filings_for_doctor_until_one_holds_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = HaltStore::new(dir.path());
+    first.sync_run("a_b", "/s/a_b.json", &[event("a_b", "X", "")]);
+    first.save_held(HELD_RUNS).unwrap();
+    assert!(first.held_filings().is_empty());
+
+    let pass = HaltStore::new(dir.path());
+    for n in 0..3 {
+        let source = format!("/s/a-b-{n}.json");
+        pass.sync_run("a/b", &source, &[event("a/b", "X", "")]);
+    }
+    pass.sync_run("a/b", "/s/a-b.json", &[event("a/b", "Y", "")]);
+    pass.save_held(HELD_RUNS).unwrap();
+    let held: Vec<HeldFilings> = pass
+        .held_filings()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].count, 1, "{held:?}");
+    assert!(held[0].lines[0].contains("held back"), "{held:?}");
+
+    let other = event("a_b", "X", "");
+    fs::remove_file(first.pending_path("a_b", &other.fault_id)).unwrap();
+    let freed = HaltStore::new(dir.path());
+    let filed = freed.sync_run("a/b", "/s/a-b-0.json", &[event("a/b", "X", "")]);
+    assert_eq!(filed.emitted.len(), 1, "{filed:?}");
+    freed.save_held(HELD_RUNS).unwrap();
+    assert!(freed.held_filings().is_empty());
+}

@@ -1,7 +1,9 @@
-//! A run's registry that berth refuses to write (over the 8 MiB it reads back, even one
-//! detector id per fault): what the pass filed must not be filed again.
+//! A run's registry at the 8 MiB berth reads back: what the pass filed must not be filed
+//! again, a registry cut to one detector id per fault is not rewritten while its faults
+//! stay, and a full one does not hide the run's new faults.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
 
 use super::*;
 use crate::faults::json_file::MAX_JSON_BYTES;
@@ -113,5 +115,176 @@ fn a_registry_the_previous_berth_wrote_past_8_mib_does_not_hide_new_faults() {
             .iter()
             .flat_map(|r| r.problems.iter().map(|p| registry::said_cut(p)))
             .collect::<Vec<_>>()
+    );
+}
+
+/// `count` detector ids (keys of ~500 bytes, as a long plan path makes) of one fault of run
+/// `r`.
+fn detectors_of_one_fault(count: usize) -> Vec<HaltEvent> {
+    let base = event("r", "X", "");
+    let long = "p".repeat(600);
+    (0..count)
+        .map(|n| HaltEvent {
+            detector_id: registry::key(&format!("X:{n}:{long}")),
+            ..base.clone()
+        })
+        .collect()
+}
+
+/// How many of `passes` syncs of run `r` (`/s/r.json`) with `events` rewrote its registry
+/// at `path`; each must file and resolve nothing.
+fn rewrites(dir: &Path, path: &Path, events: &[HaltEvent], passes: usize) -> usize {
+    let inode = || fs::metadata(path).unwrap().ino();
+    (0..passes)
+        .filter(|_| {
+            let before = inode();
+            let pass = HaltStore::new(dir).sync_run("r", "/s/r.json", events);
+            assert!(
+                pass.emitted.is_empty() && pass.resolved.is_empty(),
+                "{pass:?}"
+            );
+            inode() != before
+        })
+        .count()
+}
+
+/// Run `r`'s own registry planted with 2,000 faults the run does not raise, kept raised
+/// (another registry of the run is unreadable: a directory at its name), one entry padded
+/// so that `written` of it is `size`. Returns its path.
+fn plant_kept_raised(dir: &Path, written: impl Fn(&Registry) -> u64, size: u64) -> PathBuf {
+    HaltStore::new(dir).sync_run("r", "/s/r.json", &[]);
+    let active = dir.join(ACTIVE_DIR);
+    fs::create_dir(registry::path(&active, "r", "/s/r2.json")).unwrap();
+    let planted_fault = |i: usize, scope: usize| ActiveFault {
+        fault_id: format!("K:{}:{i:08x}", "s".repeat(scope)),
+        first_detected_at: String::new(),
+    };
+    let mut planted = Registry {
+        run_id: "r".into(),
+        source: "/s/r.json".into(),
+        updated_at: crate::clock::now_iso(),
+        active: (0..2_000)
+            .map(|i| (format!("P:{i}:*"), planted_fault(i, 4_000)))
+            .collect(),
+    };
+    let pad = (size - written(&planted)) as usize;
+    planted
+        .active
+        .insert("P:0:*".into(), planted_fault(0, 4_000 + pad));
+    assert_eq!(written(&planted), size);
+    let path = registry::path(&active, "r", "/s/r.json");
+    fs::write(&path, serde_json::to_vec(&planted).unwrap()).unwrap();
+    path
+}
+
+/// `registry` compact, as berth writes it past 8 MiB pretty, with `events` recorded.
+fn compact_with(registry: &Registry, events: &[HaltEvent]) -> u64 {
+    let mut with = registry.clone();
+    for e in events {
+        let fault = ActiveFault {
+            fault_id: e.fault_id.clone(),
+            first_detected_at: e.timestamp.clone(),
+        };
+        with.active.insert(e.detector_id.clone(), fault);
+    }
+    serde_json::to_vec(&with).unwrap().len() as u64 + 1
+}
+
+/// 20,000 detector ids of one fault: the first sync files it once and saves the registry
+/// with one detector id (past 8 MiB even compact). The ids it left out are the same raised
+/// fault, not new: passes with the same detections rewrite nothing (they used to read,
+/// serialise twice and rewrite ~8 MiB each), and a clear of the one id recorded while the
+/// others still raise the fault resolves nothing.
+#[test]
+fn a_registry_cut_to_one_detector_id_per_fault_is_not_rewritten_while_its_fault_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = detectors_of_one_fault(20_000);
+    let path = registry::path(&dir.path().join(ACTIVE_DIR), "r", "/s/r.json");
+    let first = HaltStore::new(dir.path()).sync_run("r", "/s/r.json", &events);
+    assert_eq!(first.emitted.len(), 1, "{:?}", first.problems);
+    let recorded: Vec<String> = registry::load(
+        &PrivateDir::ensure(dir.path(), ACTIVE_DIR).unwrap(),
+        &registry::name("r", "/s/r.json"),
+        "r",
+        "/s/r.json",
+    )
+    .unwrap()
+    .0
+    .active
+    .into_keys()
+    .collect();
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(rewrites(dir.path(), &path, &events, 3), 0);
+    let others: Vec<HaltEvent> = events
+        .into_iter()
+        .filter(|e| e.detector_id != recorded[0])
+        .collect();
+    let cleared = HaltStore::new(dir.path()).sync_run("r", "/s/r.json", &others);
+    assert!(
+        cleared.resolved.is_empty() && cleared.emitted.is_empty(),
+        "{cleared:?}"
+    );
+}
+
+/// The same from what a writer of the faults dir can plant: a run's own registry of 2,000
+/// faults kept raised, sized so that with one of the run's two detector ids of one fault it
+/// fits the 8 MiB berth writes and with both it does not. Passes of that run, its
+/// detections unchanged, rewrite nothing (each used to rewrite ~8 MiB).
+#[test]
+fn a_kept_raised_registry_cut_to_one_id_per_fault_is_not_rewritten_while_nothing_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = detectors_of_one_fault(2);
+    let cap = MAX_JSON_BYTES;
+    let path = plant_kept_raised(dir.path(), |r| compact_with(r, &events[..1]), cap - 10);
+    let planted: Registry = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    assert!(compact_with(&planted, &events) > cap);
+
+    let first = HaltStore::new(dir.path()).sync_run("r", "/s/r.json", &events);
+    assert_eq!(first.emitted.len(), 1, "{:?}", first.problems);
+    assert_eq!(rewrites(dir.path(), &path, &events, 3), 0);
+}
+
+/// a73c769 files no new fault its run's registry could not record. Whoever writes the
+/// faults dir plants the run's own registry just under the 8 MiB berth reads, of 2,000
+/// faults the run does not raise, kept raised: every new fault of the state file used to
+/// be never filed, pass after pass, one log line the only trace. Those entries are moved
+/// aside once, named, and the new fault is filed; the faults moved are not resolved.
+#[test]
+fn a_full_registry_moves_what_the_run_no_longer_raises_aside_and_files_the_new_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let compact = |r: &Registry| serde_json::to_vec(r).unwrap().len() as u64 + 1;
+    let path = plant_kept_raised(dir.path(), compact, MAX_JSON_BYTES - 20);
+    let raised = event("r", "X", "");
+    let store = HaltStore::new(dir.path());
+    let pass = store.sync_run("r", "/s/r.json", std::slice::from_ref(&raised));
+    assert!(
+        store.pending_path("r", &raised.fault_id).exists(),
+        "the run's new fault was not filed; the pass said first: {:?}",
+        pass.problems.first().map(|p| registry::said_cut(p))
+    );
+    assert!(pass.resolved.is_empty(), "{:?}", pass.resolved);
+    let said: Vec<&String> = pass
+        .problems
+        .iter()
+        .filter(|p| p.contains("moved aside"))
+        .collect();
+    assert_eq!(said.len(), 1, "{said:?}");
+    let aside_prefix = format!("{}.unreadable-", registry::name("r", "/s/r.json"));
+    let asides: Vec<Registry> = fs::read_dir(dir.path().join(ACTIVE_DIR))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&aside_prefix))
+        .map(|e| serde_json::from_slice(&fs::read(e.path()).unwrap()).unwrap())
+        .collect();
+    assert_eq!(asides.len(), 1);
+    assert_eq!(asides[0].active.len(), 2_000);
+    let kept: Registry = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    assert_eq!(kept.active.len(), 1, "{:?}", kept.active.keys());
+
+    let again =
+        HaltStore::new(dir.path()).sync_run("r", "/s/r.json", std::slice::from_ref(&raised));
+    assert!(
+        again.emitted.is_empty() && again.problems.is_empty(),
+        "{again:?}"
     );
 }
