@@ -148,7 +148,6 @@ impl Shared {
             &berth_dir,
             Arc::clone(&telemetry),
         ));
-        let owner: Arc<str> = crate::ownership::this_process().into();
         let crew = Crew {
             records: Arc::new(Records::new(store.clone(), Arc::clone(&decisions))),
             policy: policy::Policy {
@@ -163,9 +162,9 @@ impl Shared {
             releasing: Arc::default(),
             runner: Arc::new(runner),
             telemetry,
-            owner: owner.clone(),
+            owner: crate::ownership::this_process().into(),
             active: Arc::default(),
-            unsaved: Arc::new(unsaved::Waiting::new(&berth_dir, &owner)),
+            unsaved: Arc::new(unsaved::Waiting::new(&berth_dir)),
             unclaimable,
             stop: Arc::default(),
             tally: Arc::default(),

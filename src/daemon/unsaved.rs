@@ -37,21 +37,17 @@ pub struct Waiting {
     /// The file may not list what is kept: its last write failed.
     stale: AtomicBool,
     file: PathBuf,
-    /// This daemon's owner stamp: the `claimedBy` its own landings' verdicts expect.
-    owner: String,
 }
 
 impl Waiting {
     /// The verdicts a previous daemon on `berth_dir` left listed in [`UNSAVED_FILE`] wait
-    /// here, to be written onto their landings' claims at the first tick; `owner` is this
-    /// daemon's stamp. A line without what writing it takes (an older berth's list) is
+    /// here, to be written onto their landings' claims at the first tick. A line without what writing it takes (an older berth's list) is
     /// logged as lost, its record handled as stranded.
-    pub fn new(berth_dir: &Path, owner: &str) -> Waiting {
+    pub fn new(berth_dir: &Path) -> Waiting {
         let waiting = Waiting {
             kept: Mutex::default(),
             stale: AtomicBool::new(true),
             file: berth_dir.join(UNSAVED_FILE),
-            owner: owner.to_owned(),
         };
         let listed: Result<Vec<Listed>, _> =
             super::published::read(&waiting.file, MAX_UNSAVED_FILE_BYTES);
@@ -134,16 +130,23 @@ pub struct UnsavedLine {
     pub since: String,
 }
 
-/// Keeps `verdict` for `id` after the store refused to write it, with the claim token its
-/// landing wrote.
-pub(super) fn keep(waiting: &Waiting, id: &str, token: &str, verdict: Verdict, error: &StoreError) {
+/// Keeps `verdict` for `id` after the store refused to write it, with the claim its landing
+/// made: `owner`, this daemon's stamp, and the token it wrote.
+pub(super) fn keep(
+    waiting: &Waiting,
+    owner: &str,
+    id: &str,
+    token: &str,
+    verdict: Verdict,
+    error: &StoreError,
+) {
     tracing::error!(record = %id, "the {} verdict could not be written: {error}; kept, and written again on every tick", verdict.status());
     waiting.map().insert(
         id.to_owned(),
         Unsaved {
             verdict,
             token: token.to_owned(),
-            owner: waiting.owner.clone(),
+            owner: owner.to_owned(),
             error: error.to_string(),
             since: crate::clock::now_iso(),
         },
@@ -235,7 +238,7 @@ mod tests {
     fn a_kept_verdict_is_not_dropped_when_the_record_lock_is_busy_at_its_retry() {
         let l = landing();
         let full = l.disk_full();
-        keep(&l.waiting, &l.id, TOKEN, landed(), &full);
+        keep(&l.waiting, OWNER, &l.id, TOKEN, landed(), &full);
         let lock = l.producer_lock();
         retry(&l.waiting, &l.records);
         drop(lock);
@@ -267,7 +270,7 @@ mod tests {
         let verdict = landed();
         let refused = verdict.write(&l.records, OWNER, &l.id, None).unwrap_err();
         assert!(super::super::verdict::kept_after(&refused), "{refused}");
-        keep(&l.waiting, &l.id, TOKEN, verdict, &refused);
+        keep(&l.waiting, OWNER, &l.id, TOKEN, verdict, &refused);
         retry(&l.waiting, &l.records);
         assert!(l.waiting.holds(&l.id));
         // The operator's edit: the notes out, the rest as it was.
@@ -293,7 +296,7 @@ mod tests {
         let verdict = landed();
         let refused = verdict.write(&l.records, OWNER, &l.id, None).unwrap_err();
         assert!(matches!(refused, StoreError::Locked { .. }), "{refused}");
-        keep(&l.waiting, &l.id, TOKEN, verdict, &refused);
+        keep(&l.waiting, OWNER, &l.id, TOKEN, verdict, &refused);
         // The producer's write under its lock: a note of its own, and the time of it.
         l.written_by_producer(|r| {
             r.extra
@@ -319,22 +322,23 @@ mod tests {
     fn a_kept_verdict_is_dropped_when_a_writer_removed_its_claim_token() {
         let l = landing();
         let full = l.disk_full();
-        keep(&l.waiting, &l.id, TOKEN, landed(), &full);
+        keep(&l.waiting, OWNER, &l.id, TOKEN, landed(), &full);
         l.written_by_producer(|r| r.extra.remove(CLAIM_TOKEN_FIELD));
         retry(&l.waiting, &l.records);
         assert!(!l.waiting.holds(&l.id));
         assert_eq!(l.status(), Status::Landing);
     }
 
-    /// A daemon stops with a verdict kept: the next daemon on the berth dir (another owner
-    /// stamp) takes the listed verdict over and writes it onto the stopped daemon's claim;
+    /// A daemon stops with a verdict kept: the next daemon on the berth dir takes the
+    /// listed verdict over, with its landing's owner stamp and token, and writes it onto
+    /// the stopped daemon's claim;
     /// a line of an older berth's list (no claim) is not taken over.
     #[test]
     fn the_next_daemon_on_the_berth_dir_writes_a_verdict_its_predecessor_left_listed() {
         let l = landing();
         let full = l.disk_full();
-        keep(&l.waiting, &l.id, TOKEN, landed(), &full);
-        let next = Waiting::new(l.berth.path(), "host~boot~1~2.3.4:43:8");
+        keep(&l.waiting, OWNER, &l.id, TOKEN, landed(), &full);
+        let next = Waiting::new(l.berth.path());
         assert!(next.holds(&l.id));
         retry(&next, &l.records);
         assert!(!next.holds(&l.id));
@@ -343,7 +347,7 @@ mod tests {
         let older =
             serde_json::json!([{"record": "r", "verdict": "landed", "error": "e", "since": "s"}]);
         std::fs::write(l.berth.path().join(UNSAVED_FILE), older.to_string()).unwrap();
-        let after_older = Waiting::new(l.berth.path(), OWNER);
+        let after_older = Waiting::new(l.berth.path());
         assert!(!after_older.holds("r"));
         assert_eq!(read(l.berth.path()).unwrap(), []);
     }
@@ -363,7 +367,7 @@ mod tests {
             reason: "land step failed (exit 1)".to_owned(),
             not_before: None,
         };
-        keep(&l.waiting, &l.id, TOKEN, failed, &full);
+        keep(&l.waiting, OWNER, &l.id, TOKEN, failed, &full);
         // `berth retry`, by an operator.
         l.records
             .store()
@@ -461,7 +465,7 @@ mod tests {
         }
         let decisions = std::sync::Arc::new(crate::rules::DecisionLog::new(berth.path()));
         let records = Records::new(store, decisions);
-        let waiting = Waiting::new(berth.path(), OWNER);
+        let waiting = Waiting::new(berth.path());
         Landing {
             queue,
             berth,

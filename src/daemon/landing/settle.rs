@@ -52,7 +52,7 @@ pub(super) async fn settle(l: &Landing, end: End, touching: Touching) -> Outcome
             if let Err(e) = &written
                 && verdict::kept_after(e)
             {
-                unsaved::keep(&crew.unsaved, &id, &token, verdict, e);
+                unsaved::keep(&crew.unsaved, &crew.owner, &id, &token, verdict, e);
             }
             written
         })
