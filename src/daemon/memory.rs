@@ -33,8 +33,9 @@ pub struct TickMemory {
     /// whether a record was in flight): a watch round that finds the budget changed runs
     /// the queue detectors again over them, so LEARNED_BUDGET_EXHAUSTED is filed when the
     /// round that ran out ends, not a poll later (and at all by `--once`, whose only poll
-    /// round may read the budget before its only watch round ends). Set and read with
-    /// `learned_budget` under one lock, so one of the two rounds sees the other's part.
+    /// round may read the budget before its only watch round ends). The watch round sets
+    /// `learned_budget` and reads this under one lock; the poll round sets this before its
+    /// detectors read `learned_budget`: one of the two rounds sees the other's part.
     pub last_poll: Option<(Vec<crate::faults::queue_facts::RepoFacts>, bool)>,
     /// The queue view's generation when the last walk for due records found none, and
     /// the earliest time one comes due (`None`: none ever will without a change).

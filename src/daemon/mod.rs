@@ -90,6 +90,10 @@ pub struct Shared {
     warm_up: warm_up::WarmUp,
     /// What the forge and origin last said per repo, and when (bounds forge calls).
     memory: Mutex<memory::TickMemory>,
+    /// Held while the queue detectors run and file (a poll round's, or a watch round's
+    /// that changed the learned budget): each run reads the budget once it holds this, so
+    /// the last to file judges the budget as the last watch round left it.
+    queue_detecting: Mutex<()>,
     /// Repos discovered every tick whatever the queue holds: config `repos`, then the
     /// project root. A SIGHUP may swap them.
     discover_roots: ArcSwap<Vec<String>>,
@@ -110,7 +114,6 @@ impl Shared {
         berth_dir: PathBuf,
     ) -> Result<Shared, StartError> {
         crate::atomic_file::ensure_private_dir(&berth_dir).map_err(StartError::Dir)?;
-        let discover_roots = ArcSwap::from_pointee(config.repos.clone());
         let settings = LockSettings {
             ttl: config.lock_ttl(),
             heartbeat_every: Duration::from_secs(config.heartbeat_secs),
@@ -178,7 +181,8 @@ impl Shared {
             berth_dir,
             warm_up: warm_up::WarmUp::default(),
             memory: Mutex::new(memory::TickMemory::default()),
-            discover_roots,
+            queue_detecting: Mutex::default(),
+            discover_roots: ArcSwap::from_pointee(config.repos.clone()),
             project_root: None,
             config_reload: None,
         })

@@ -53,24 +53,23 @@ pub fn run(shared: &Shared, poll: &PollPlan, cancel: &CancellationToken) {
         let records = live.records.iter().map(|s| s.id.clone()).collect();
         repo_facts.push(shared.memory().facts(identity, records));
     }
-    // What the last watch round found (it runs beside this round, not before it); the
-    // facts stay for a watch round that ends after this read with the budget changed.
-    let learned_budget = {
-        let mut memory = shared.memory();
-        memory.last_poll = Some((repo_facts.clone(), poll.in_flight));
-        memory.learned_budget.clone()
-    };
-    detect(shared, poll.in_flight, &repo_facts, learned_budget);
+    // The facts stay for a watch round that ends after this with the budget changed.
+    shared.memory().last_poll = Some((repo_facts.clone(), poll.in_flight));
+    detect(shared, poll.in_flight, &repo_facts);
 }
 
 /// The queue detectors over a copy of the view (a landing's record write never waits for
-/// them on the view's lock), unless nothing they see changed since their last run.
-fn detect(
-    shared: &Shared,
-    in_flight: bool,
-    repo_facts: &[RepoFacts],
-    learned_budget: Option<LearnedBudget>,
-) {
+/// them on the view's lock), unless nothing they see changed since their last run. The
+/// learned budget is what the last watch round found, read once no other run of them is
+/// under way (a watch round runs beside the poll round): a budget read before a watch
+/// round found it exhausted and filed after that round's own run would resolve the fault
+/// while the budget is still exhausted.
+fn detect(shared: &Shared, in_flight: bool, repo_facts: &[RepoFacts]) {
+    let _detecting = shared
+        .queue_detecting
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let learned_budget = shared.memory().learned_budget.clone();
     let generation = shared.crew.records.view().generation();
     let fallbacks = shared.decisions().fallbacks().active();
     let seen = (
@@ -125,13 +124,79 @@ fn detect(
 pub fn watch_runs(shared: &Shared) {
     let runs = crate::faults::watch::tick_runs(&shared.fault_dirs(), &shared.rules().current());
     shared.crew.telemetry.halts_withheld("runs", runs.withheld);
+    budget_found(shared, runs.learned_budget);
+}
+
+/// The end of a watch round that found `learned_budget`: kept for the queue detectors,
+/// which run again now over the last poll round's facts when it changed.
+fn budget_found(shared: &Shared, learned_budget: Option<LearnedBudget>) {
     let again = {
         let mut memory = shared.memory();
-        let changed = memory.learned_budget.is_some() != runs.learned_budget.is_some();
-        memory.learned_budget = runs.learned_budget.clone();
+        let changed = memory.learned_budget.is_some() != learned_budget.is_some();
+        memory.learned_budget = learned_budget;
         changed.then(|| memory.last_poll.clone()).flatten()
     };
     if let Some((repo_facts, in_flight)) = again {
-        detect(shared, in_flight, &repo_facts, runs.learned_budget);
+        detect(shared, in_flight, &repo_facts);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A poll round leaves its facts before a watch round finds the learned budget
+    /// exhausted; the watch round runs the queue detectors again and files
+    /// LEARNED_BUDGET_EXHAUSTED; the poll round's own detectors then run. The budget is
+    /// still exhausted: the fault stays raised, no resolved marker is written for it (the
+    /// poll round used to run them with the budget it read beside its facts, none, and
+    /// resolved it: proven by this test before the fix).
+    #[test]
+    fn a_poll_round_beside_the_watch_round_does_not_resolve_an_exhausted_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = dir.path().join("queue");
+        std::fs::create_dir_all(&queue).unwrap();
+        let config = crate::config::Config {
+            forge: crate::config::ForgeKind::Git,
+            faults_dir: Some(dir.path().join("faults")),
+            build_state_dir: Some(dir.path().join("build-state")),
+            ..Default::default()
+        };
+        let (allowlist, _) = crate::gates::Allowlist::build(Some(dir.path()), None, None);
+        let shared = Shared::new(
+            crate::store::QueueStore::new(&queue),
+            allowlist,
+            config,
+            dir.path().join("berth"),
+        )
+        .unwrap();
+        let budget = LearnedBudget {
+            index: 3,
+            category: "SLOW".into(),
+            skipped: 10,
+            budget_ms: 1000,
+        };
+        // The poll round leaves its facts, as `run` does, before the watch round ends.
+        shared.memory().last_poll = Some((Vec::new(), true));
+        budget_found(&shared, Some(budget));
+        // The queue raises nothing else: its one event and its resolved marker, by name.
+        let files = |prefix: &str| {
+            let faults = shared.config().faults_dir_or_default();
+            std::fs::read_dir(faults.join("pending-investigations"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+                .count()
+        };
+        assert_eq!(files("berth-release-queue-PHASE_FAILED:"), 1);
+        // The poll round's own detectors, after the watch round's; a record in flight, so
+        // they run though nothing they see changed.
+        detect(&shared, true, &[]);
+        assert_eq!(
+            files("berth-release-queue-RESOLVED-"),
+            0,
+            "the poll round resolved LEARNED_BUDGET_EXHAUSTED while the budget is still exhausted"
+        );
     }
 }
