@@ -390,3 +390,18 @@ pub fn bookkeeping(shared: &Shared, wake: Wake, refresh: &Refresh) -> (PrepareRe
     let selection = tick::select(shared, &HashSet::new(), 0, gates);
     (report, selection)
 }
+
+#[cfg(test)]
+impl Shared {
+    /// A daemon of the `git` forge on queue dir `queue`, its berth dir `dir/name`, allowed
+    /// to land the repos under `dir`: another daemon of a unit test.
+    pub(crate) fn on_queue(queue: &std::path::Path, dir: &std::path::Path, name: &str) -> Shared {
+        let config = Config {
+            forge: ForgeKind::Git,
+            ..Default::default()
+        };
+        let (allowlist, _) = Allowlist::build(Some(dir), None, None);
+        Shared::new(QueueStore::new(queue), allowlist, config, dir.join(name))
+            .expect("a daemon starts on a fresh berth dir")
+    }
+}

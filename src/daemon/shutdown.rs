@@ -74,8 +74,9 @@ pub async fn releases_or_signal(
 
 /// Waits up to `budget` for the landings to wind down on their own (each kills its child
 /// group, revives its record and starts releasing its lock) and for their locks' releases;
-/// then revives whatever this process
-/// still holds in flight, so nothing is left claimed by a process about to exit.
+/// then revives whatever this process still holds in flight, so nothing is left claimed by
+/// a process about to exit, except the records of verdicts still kept: those stay in
+/// flight, listed for the next start on the berth dir ([`super::unsaved`]).
 pub async fn drain<T: 'static>(crew: &Crew, landings: &mut JoinSet<T>, budget: Duration) {
     let deadline = tokio::time::Instant::now() + budget;
     while !landings.is_empty() {
@@ -93,12 +94,15 @@ pub async fn drain<T: 'static>(crew: &Crew, landings: &mut JoinSet<T>, budget: D
     }
     // The landings' lane lock releases run in the background: they count in the summary.
     crew.releasing.wait_all(deadline).await;
-    // A kept verdict gets one more try: written, its record needs no revival.
-    super::unsaved::retry(&crew.unsaved, &crew.records, &crew.owner);
+    // A kept verdict gets one more try: written, its record needs no revival. One still
+    // refused stays listed with its record in flight, for the next daemon on the berth dir
+    // to write: revived, the record would be landed again.
+    super::unsaved::retry(&crew.unsaved, &crew.records);
     if let Ok(scan) = crew.records.store().scan() {
         for stored in scan.records {
             if stored.record.status.is_in_flight()
                 && stored.record.claimed_by.as_deref() == Some(&*crew.owner)
+                && !crew.unsaved.holds(&stored.id)
             {
                 super::revive::revive(crew, &stored.id);
             }

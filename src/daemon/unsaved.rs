@@ -6,9 +6,12 @@
 //! The record stays in flight on disk, claimed by this live daemon, so its lane stays
 //! taken and no reclaim puts it back in the queue (a merged PR must not be landed again).
 //! The waiting verdicts are listed in `<berth dir>/unsaved-verdicts.json`, which berth's
-//! own dir holds (the queue's disk may be the full one). A daemon starts with none waiting,
-//! so it replaces a killed predecessor's list at once: those verdicts died with it (their
-//! records are reclaimed as stranded), and `status` must not show them as written again.
+//! own dir holds (the queue's disk may be the full one), each with what writing it takes:
+//! the verdict, the owner stamp and the claim token of its landing. A daemon that stops
+//! leaves their records in flight (its shutdown does not revive them), and the next daemon
+//! on the berth dir takes the list over at its start: it writes each verdict at its first
+//! tick, before any reclaim, onto the same claim (status, its predecessor's `claimedBy`,
+//! the token), and keeps it as its own while it is refused.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +22,6 @@ use serde::{Deserialize, Serialize};
 
 use super::records::Records;
 use super::verdict::Verdict;
-use crate::record::Record;
 use crate::store::StoreError;
 
 /// The file `berth status` reads.
@@ -38,19 +40,33 @@ pub struct Waiting {
 }
 
 impl Waiting {
-    /// No verdict waiting; they are listed in `<berth_dir>/`[`UNSAVED_FILE`], where a
-    /// previous daemon's list is logged and removed now (or at the next tick's retry, if
-    /// the removal fails).
+    /// The verdicts a previous daemon on `berth_dir` left listed in [`UNSAVED_FILE`] wait
+    /// here, to be written onto their landings' claims at the first tick. A line without what writing it takes (an older berth's list) is
+    /// logged as lost, its record handled as stranded.
     pub fn new(berth_dir: &Path) -> Waiting {
         let waiting = Waiting {
             kept: Mutex::default(),
             stale: AtomicBool::new(true),
             file: berth_dir.join(UNSAVED_FILE),
         };
-        match read(berth_dir) {
-            Ok(lost) => {
-                for line in lost {
-                    tracing::warn!(record = %line.record, "a previous daemon ended without writing its {} verdict ({}, since {}): the verdict is lost, its record handled as stranded", line.verdict, line.error, line.since);
+        let listed: Result<Vec<Listed>, _> =
+            super::published::read(&waiting.file, MAX_UNSAVED_FILE_BYTES);
+        match listed {
+            Ok(listed) => {
+                for Listed { line, claim } in listed {
+                    let Some(claim) = claim else {
+                        tracing::warn!(record = %line.record, "a previous daemon ended without writing its {} verdict ({}, since {}): the verdict is lost, its record handled as stranded", line.verdict, line.error, line.since);
+                        continue;
+                    };
+                    tracing::warn!(record = %line.record, "a previous daemon ended without writing its {} verdict ({}, since {}): written at the first tick, onto its landing's claim", line.verdict, line.error, line.since);
+                    let unsaved = Unsaved {
+                        verdict: claim.verdict,
+                        owner: claim.owner,
+                        token: claim.token,
+                        error: line.error,
+                        since: line.since,
+                    };
+                    waiting.map().insert(line.record, unsaved);
                 }
             }
             Err(e) => tracing::warn!("a previous daemon's unsaved verdicts are unreadable: {e}"),
@@ -73,15 +89,36 @@ impl Waiting {
 #[derive(Clone, Debug)]
 struct Unsaved {
     verdict: Verdict,
-    /// The record as its landing left it, read when the verdict was refused: the verdict
+    /// The claim token its landing wrote ([`crate::store::CLAIM_TOKEN_FIELD`]): the verdict
     /// is written onto that claim only, never onto a later landing of the record by this
-    /// same daemon (an operator's `retry` in between, then a claim: same owner stamp).
-    /// None if it could not be read then (the error that kept the verdict may be the
-    /// unreadable record): written onto any claim of this daemon, which selection never
-    /// makes anew while the verdict waits.
-    claim: Option<Record>,
+    /// same daemon (an operator's `retry` in between, then a claim: same owner stamp, a new
+    /// token), whatever else was written on the record meanwhile (the producer that held
+    /// its lock, a touch). A writer that dropped the token fails it closed: the verdict
+    /// meets `Reclaimed` and is dropped, logged, as on any claim that is no longer its own.
+    token: String,
+    /// The `claimedBy` of its landing: this daemon's stamp, or the previous daemon's on
+    /// the berth dir for a verdict taken over from its list.
+    owner: String,
     error: String,
     since: String,
+}
+
+/// One line of [`UNSAVED_FILE`]: what `status` shows, and what the next daemon on the berth
+/// dir needs to write the verdict (`status` reads the line as an [`UnsavedLine`]).
+#[derive(Serialize, Deserialize)]
+struct Listed {
+    #[serde(flatten)]
+    line: UnsavedLine,
+    /// Absent in a list an older berth wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    claim: Option<ListedClaim>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ListedClaim {
+    verdict: Verdict,
+    owner: String,
+    token: String,
 }
 
 /// What `berth status` shows for one waiting verdict.
@@ -93,22 +130,23 @@ pub struct UnsavedLine {
     pub since: String,
 }
 
-/// Keeps `verdict` for `id` after the store refused to write it, with the claim its
-/// landing left on the record.
+/// Keeps `verdict` for `id` after the store refused to write it, with the claim its landing
+/// made: `owner`, this daemon's stamp, and the token it wrote.
 pub(super) fn keep(
     waiting: &Waiting,
-    records: &Records,
+    owner: &str,
     id: &str,
+    token: &str,
     verdict: Verdict,
     error: &StoreError,
 ) {
     tracing::error!(record = %id, "the {} verdict could not be written: {error}; kept, and written again on every tick", verdict.status());
-    let claim = records.store().load(id).ok().map(|stored| stored.record);
     waiting.map().insert(
         id.to_owned(),
         Unsaved {
             verdict,
-            claim,
+            token: token.to_owned(),
+            owner: owner.to_owned(),
             error: error.to_string(),
             since: crate::clock::now_iso(),
         },
@@ -117,7 +155,7 @@ pub(super) fn keep(
 }
 
 /// Writes every kept verdict again; the ones that still fail stay, with their new error.
-pub(super) fn retry(waiting: &Waiting, records: &Records, owner: &str) {
+pub(super) fn retry(waiting: &Waiting, records: &Records) {
     let kept: Vec<(String, Unsaved)> = waiting
         .map()
         .iter()
@@ -129,7 +167,7 @@ pub(super) fn retry(waiting: &Waiting, records: &Records, owner: &str) {
     for (id, unsaved) in kept {
         match unsaved
             .verdict
-            .write(records, owner, &id, unsaved.claim.as_ref())
+            .write(records, &unsaved.owner, &id, Some(&unsaved.token))
         {
             Ok(_) => {
                 tracing::info!(record = %id, "the kept {} verdict is written", unsaved.verdict.status());
@@ -154,17 +192,24 @@ pub(super) fn retry(waiting: &Waiting, records: &Records, owner: &str) {
 /// Rewrites the status file (removed when nothing waits); a failed write is made again at
 /// the next retry.
 fn publish(waiting: &Waiting) {
-    let mut lines: Vec<UnsavedLine> = waiting
+    let mut lines: Vec<Listed> = waiting
         .map()
         .iter()
-        .map(|(id, u)| UnsavedLine {
-            record: id.clone(),
-            verdict: u.verdict.status().to_string(),
-            error: u.error.clone(),
-            since: u.since.clone(),
+        .map(|(id, u)| Listed {
+            line: UnsavedLine {
+                record: id.clone(),
+                verdict: u.verdict.status().to_string(),
+                error: u.error.clone(),
+                since: u.since.clone(),
+            },
+            claim: Some(ListedClaim {
+                verdict: u.verdict.clone(),
+                owner: u.owner.clone(),
+                token: u.token.clone(),
+            }),
         })
         .collect();
-    lines.sort_by(|a, b| a.record.cmp(&b.record));
+    lines.sort_by(|a, b| a.line.record.cmp(&b.line.record));
     let written =
         super::published::publish_within(&waiting.file, &mut lines, MAX_UNSAVED_FILE_BYTES);
     waiting.stale.store(!written, Ordering::Relaxed);
@@ -182,7 +227,7 @@ pub fn read(berth_dir: &Path) -> Result<Vec<UnsavedLine>, ReadUnsavedError> {
 mod tests {
     use super::*;
     use crate::record::{Status, sample};
-    use crate::store::{Expect, Move, QueueStore};
+    use crate::store::{CLAIM_TOKEN_FIELD, Expect, Move, QueueStore};
 
     /// A kept verdict is written again on the next tick; if a producer holds the record's
     /// lock then (the store answers `Locked`, a passing state like the `Io` it was kept
@@ -193,9 +238,9 @@ mod tests {
     fn a_kept_verdict_is_not_dropped_when_the_record_lock_is_busy_at_its_retry() {
         let l = landing();
         let full = l.disk_full();
-        keep(&l.waiting, &l.records, &l.id, landed(), &full);
+        keep(&l.waiting, OWNER, &l.id, TOKEN, landed(), &full);
         let lock = l.producer_lock();
-        retry(&l.waiting, &l.records, OWNER);
+        retry(&l.waiting, &l.records);
         drop(lock);
         assert!(
             l.waiting.holds(&l.id),
@@ -225,15 +270,86 @@ mod tests {
         let verdict = landed();
         let refused = verdict.write(&l.records, OWNER, &l.id, None).unwrap_err();
         assert!(super::super::verdict::kept_after(&refused), "{refused}");
-        keep(&l.waiting, &l.records, &l.id, verdict, &refused);
-        retry(&l.waiting, &l.records, OWNER);
+        keep(&l.waiting, OWNER, &l.id, TOKEN, verdict, &refused);
+        retry(&l.waiting, &l.records);
         assert!(l.waiting.holds(&l.id));
         // The operator's edit: the notes out, the rest as it was.
         std::fs::write(&file, short.to_compact_json()).unwrap();
         assert_eq!(l.status(), Status::Landing);
-        retry(&l.waiting, &l.records, OWNER);
+        retry(&l.waiting, &l.records);
         assert!(!l.waiting.holds(&l.id));
         assert_eq!(l.status(), Status::Landed);
+    }
+
+    /// A producer holds the record's lock past the 250 ms the verdict waits (the store
+    /// answers `Locked`, a verdict kept) because it is writing the record: what it writes
+    /// keeps the record `landing` and claimed by this daemon, but moves `lastUpdatedAt`,
+    /// as every write through the store does. Matched on that exact claim, the retry met
+    /// `Reclaimed` and dropped the verdict: the record stayed `landing` in this live
+    /// daemon's name with nothing holding it, and the next tick reclaimed it and landed the
+    /// merged PR again. Matched on the landing's claim token, which the producer's write
+    /// carries along, the verdict is written.
+    #[test]
+    fn a_kept_verdict_survives_the_write_of_the_producer_that_held_the_lock() {
+        let l = landing();
+        let lock = l.producer_lock();
+        let verdict = landed();
+        let refused = verdict.write(&l.records, OWNER, &l.id, None).unwrap_err();
+        assert!(matches!(refused, StoreError::Locked { .. }), "{refused}");
+        keep(&l.waiting, OWNER, &l.id, TOKEN, verdict, &refused);
+        // The producer's write under its lock: a note of its own, and the time of it.
+        l.written_by_producer(|r| {
+            r.extra
+                .insert("notes".to_owned(), &serde_json::json!("rebased"));
+            r.last_updated_at = Some(crate::clock::now_iso());
+        });
+        drop(lock);
+        retry(&l.waiting, &l.records);
+        let after = l.records.store().load(&l.id).unwrap().record;
+        assert!(
+            l.waiting.holds(&l.id) || after.status == Status::Landed,
+            "the landed verdict was dropped after the producer's write; the record stays {}, claimed by {:?}, and nothing holds it",
+            after.status,
+            after.claimed_by
+        );
+    }
+
+    /// Fail closed: a writer that drops the landing's claim token (the record otherwise
+    /// still `landing` and this daemon's) leaves nothing that says the claim is the kept
+    /// verdict's own, so the retry refuses it (`Reclaimed`) and drops the verdict, logged,
+    /// rather than write it onto a claim it cannot tell from a later landing's.
+    #[test]
+    fn a_kept_verdict_is_dropped_when_a_writer_removed_its_claim_token() {
+        let l = landing();
+        let full = l.disk_full();
+        keep(&l.waiting, OWNER, &l.id, TOKEN, landed(), &full);
+        l.written_by_producer(|r| r.extra.remove(CLAIM_TOKEN_FIELD));
+        retry(&l.waiting, &l.records);
+        assert!(!l.waiting.holds(&l.id));
+        assert_eq!(l.status(), Status::Landing);
+    }
+
+    /// A daemon stops with a verdict kept: the next daemon on the berth dir takes the
+    /// listed verdict over, with its landing's owner stamp and token, and writes it onto
+    /// the stopped daemon's claim;
+    /// a line of an older berth's list (no claim) is not taken over.
+    #[test]
+    fn the_next_daemon_on_the_berth_dir_writes_a_verdict_its_predecessor_left_listed() {
+        let l = landing();
+        let full = l.disk_full();
+        keep(&l.waiting, OWNER, &l.id, TOKEN, landed(), &full);
+        let next = Waiting::new(l.berth.path());
+        assert!(next.holds(&l.id));
+        retry(&next, &l.records);
+        assert!(!next.holds(&l.id));
+        assert_eq!(l.status(), Status::Landed);
+
+        let older =
+            serde_json::json!([{"record": "r", "verdict": "landed", "error": "e", "since": "s"}]);
+        std::fs::write(l.berth.path().join(UNSAVED_FILE), older.to_string()).unwrap();
+        let after_older = Waiting::new(l.berth.path());
+        assert!(!after_older.holds("r"));
+        assert_eq!(read(l.berth.path()).unwrap(), []);
     }
 
     /// ABA: an operator retries a record whose verdict is kept (its owner stopped touching
@@ -251,7 +367,7 @@ mod tests {
             reason: "land step failed (exit 1)".to_owned(),
             not_before: None,
         };
-        keep(&l.waiting, &l.records, &l.id, failed, &full);
+        keep(&l.waiting, OWNER, &l.id, TOKEN, failed, &full);
         // `berth retry`, by an operator.
         l.records
             .store()
@@ -260,7 +376,7 @@ mod tests {
             })
             .unwrap();
         let lock = l.producer_lock();
-        retry(&l.waiting, &l.records, OWNER);
+        retry(&l.waiting, &l.records);
         drop(lock);
         // The same daemon claims the queued record and lands it again.
         for (from, to) in [
@@ -274,7 +390,7 @@ mod tests {
                 })
                 .unwrap();
         }
-        retry(&l.waiting, &l.records, OWNER);
+        retry(&l.waiting, &l.records);
         let now = l.records.store().load(&l.id).unwrap().record;
         assert_eq!(
             now.status,
@@ -285,11 +401,13 @@ mod tests {
     }
 
     const OWNER: &str = "host~boot~1~2.3.4:42:7";
+    /// The claim token [`landing`]'s claim wrote, as `claim.rs` does.
+    const TOKEN: &str = "1";
 
     /// A record `landing`, claimed by [`OWNER`], with no verdict kept yet.
     struct Landing {
         queue: tempfile::TempDir,
-        _berth: tempfile::TempDir,
+        berth: tempfile::TempDir,
         id: String,
         records: Records,
         waiting: Waiting,
@@ -318,6 +436,15 @@ mod tests {
             lock
         }
 
+        /// The record as a producer writes it, not through berth's store: `edit` applied
+        /// to the record on disk.
+        fn written_by_producer(&self, edit: impl FnOnce(&mut crate::record::Record)) {
+            let mut record = self.records.store().load(&self.id).unwrap().record;
+            edit(&mut record);
+            let file = self.queue.path().join(format!("{}.json", self.id));
+            std::fs::write(file, record.to_compact_json()).unwrap();
+        }
+
         fn status(&self) -> Status {
             self.records.store().load(&self.id).unwrap().record.status
         }
@@ -331,6 +458,8 @@ mod tests {
             store
                 .transition(Move::new(&id, Expect::Any, to), |r| {
                     r.claimed_by = Some(OWNER.to_owned());
+                    r.extra
+                        .insert(CLAIM_TOKEN_FIELD.to_owned(), &serde_json::json!(TOKEN));
                 })
                 .unwrap();
         }
@@ -339,7 +468,7 @@ mod tests {
         let waiting = Waiting::new(berth.path());
         Landing {
             queue,
-            _berth: berth,
+            berth,
             id,
             records,
             waiting,

@@ -9,7 +9,13 @@ use super::policy;
 use super::records::Records;
 use crate::forge_state::{GithubState, PrState};
 
-#[derive(Clone, Debug)]
+/// Serialized into `unsaved-verdicts.json` for the next daemon on the berth dir.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum Verdict {
     Landed {
         checked_at: String,
@@ -22,8 +28,8 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// Writes it onto record `id` in flight in `owner`'s name; with `claim`, only onto that
-    /// exact claim (the one the landing left: a kept verdict must not land on a later
+    /// Writes it onto record `id` in flight in `owner`'s name; with `token`, only onto the
+    /// claim that wrote it ([`Expect::Token`]: a kept verdict must not land on a later
     /// landing of the same record by the same daemon). An error [`kept_after`] says may pass
     /// means it is written again later.
     pub fn write(
@@ -31,10 +37,10 @@ impl Verdict {
         records: &Records,
         owner: &str,
         id: &str,
-        claim: Option<&Record>,
+        token: Option<&str>,
     ) -> Result<Record, StoreError> {
-        let expect = |statuses: &'static [Status]| match claim {
-            Some(read) => Expect::Claim(read),
+        let expect = |statuses: &'static [Status]| match token {
+            Some(token) => Expect::Token(statuses, owner, token),
             None => Expect::Mine(statuses, owner),
         };
         match self {
@@ -169,18 +175,7 @@ mod tests {
         assert_eq!(written.last_github_state, None);
 
         // The other daemon's tick; nobody shortened the record.
-        let config = crate::config::Config {
-            forge: crate::config::ForgeKind::Git,
-            ..Default::default()
-        };
-        let (allowlist, _) = crate::gates::Allowlist::build(Some(berth.path()), None, None);
-        let other = crate::daemon::Shared::new(
-            QueueStore::new(queue.path()),
-            allowlist,
-            config,
-            berth.path().join("other"),
-        )
-        .unwrap();
+        let other = crate::daemon::Shared::on_queue(queue.path(), berth.path(), "other");
         let (report, _) =
             crate::daemon::bookkeeping(&other, crate::daemon::Wake::Poll, &Refresh::Sweep);
         // (`status` may be past `queued`: this queue's repo fails the other daemon's gates.)

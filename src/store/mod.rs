@@ -28,7 +28,7 @@ use names::check_id;
 pub use names::{MAX_ID_LEN, file_name_of, id_of, is_record_name};
 pub use record_file::RecordError;
 use record_file::read_record;
-pub use transition::{Expect, Move};
+pub use transition::{CLAIM_TOKEN_FIELD, Expect, Move};
 
 /// Records larger than this are refused unread: a queue record is a few hundred bytes.
 pub const MAX_RECORD_BYTES: u64 = 1024 * 1024;

@@ -8,6 +8,14 @@ use super::{QueueStore, StoreError};
 use crate::atomic_file;
 use crate::record::{Record, Status};
 
+/// The record field a landing writes at its claim, a value only that landing has: what a
+/// kept verdict is matched on ([`Expect::Token`]). It lives as long as the claim: a write
+/// that leaves the record unclaimed removes it. gstack's writes keep it (they write the
+/// shallow merge of the record read and their patch, unknown fields carried along:
+/// `../shared/gstack/release-daemon.md` §2.3); a re-queue by gstack writes a new record
+/// without it.
+pub const CLAIM_TOKEN_FIELD: &str = "berthClaim";
+
 /// Which on-disk statuses a write may start from. The daemon always names them, so a
 /// record that moved under it (an operator's retry, a signal revival) is left alone.
 #[derive(Clone, Copy, Debug)]
@@ -22,6 +30,12 @@ pub enum Expect<'a> {
     /// paused past the TTL finds its record stranded and claimed by another daemon since
     /// (same status, another owner); its late verdict must not land on that claim.
     Mine(&'a [Status], &'a str),
+    /// One of these statuses, claimed by this owner stamp under this claim token
+    /// ([`CLAIM_TOKEN_FIELD`]): the one landing that wrote the token at its claim, whatever
+    /// else was written since (a producer's note, its own record touch). A kept verdict's
+    /// write: neither a later landing of the same record by the same daemon (a new token)
+    /// nor a record whose token a writer dropped matches.
+    Token(&'a [Status], &'a str, &'a str),
 }
 
 impl Expect<'_> {
@@ -47,6 +61,27 @@ impl Expect<'_> {
                 })
             }
             Expect::Mine(..) => Ok(()),
+            Expect::Token(expected, _, _) if !expected.contains(&on_disk.status) => {
+                Err(moved(expected))
+            }
+            Expect::Token(_, owner, token) => {
+                let token_on_disk = on_disk.extra.get_str(CLAIM_TOKEN_FIELD);
+                if on_disk.claimed_by.as_deref() == Some(owner)
+                    && token_on_disk.as_deref() == Some(token)
+                {
+                    Ok(())
+                } else {
+                    Err(StoreError::Reclaimed {
+                        id: id.to_owned(),
+                        read: format!("{}, claimed by {owner}, claim {token}", on_disk.status),
+                        found: format!(
+                            "{}, claim {}",
+                            claim_text(on_disk),
+                            token_on_disk.as_deref().unwrap_or("none")
+                        ),
+                    })
+                }
+            }
             Expect::Claim(read) => {
                 let same = read.status == on_disk.status
                     && read.claimed_by == on_disk.claimed_by
@@ -128,6 +163,9 @@ impl QueueStore {
             });
         }
         edit(&mut record);
+        if record.claimed_by.is_none() {
+            record.extra.remove(CLAIM_TOKEN_FIELD);
+        }
         record.status = m.to;
         record.last_updated_at = Some(crate::clock::now_iso());
         let text = encode_cutting_last_error(&mut record, &path, m.room)

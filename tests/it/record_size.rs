@@ -224,7 +224,10 @@ fn a_record_that_fits_its_claim_but_not_its_verdict_is_settled_and_claimed_again
     let path = world.queue.join(format!("{id}.json"));
     let mut record: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
     record["notes"] = json!("");
-    let claim_adds = format!(r#","claimedBy":"{owner}""#).len() + "claiming".len() - "queued".len();
+    // The claim's token: this daemon's first landing.
+    let token = format!(r#","{}":"1""#, berth::store::CLAIM_TOKEN_FIELD);
+    let claim_adds = format!(r#","claimedBy":"{owner}""#).len() + token.len() + "claiming".len()
+        - "queued".len();
     let base = record.to_string().len();
     let room = berth::store::CLAIM_ROOM as usize;
     let notes = 1024 * 1024 - room - 16 - claim_adds - base;

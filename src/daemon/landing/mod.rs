@@ -49,6 +49,9 @@ struct Landing {
     crew: Crew,
     c: Candidate,
     lane: Lane,
+    /// Written into the record at its claim ([`crate::store::CLAIM_TOKEN_FIELD`]): the
+    /// claim a verdict kept for this landing is written onto, and no other.
+    token: String,
     /// Cancelled when the daemon stops: the steps wind down and the record is revived.
     cancel: CancellationToken,
 }
@@ -82,6 +85,7 @@ pub async fn land(crew: Crew, candidate: Candidate, cancel: CancellationToken) -
         crew,
         c: candidate,
         lane,
+        token: claim::new_token(),
         cancel,
     };
     let kind = drive(&l).await;
@@ -102,11 +106,12 @@ async fn drive(l: &Landing) -> OutcomeKind {
         .crew
         .active
         .register(&l.c.id, l.c.record.clone(), l.c.gated.identity());
-    // From the claim on, the record is written every heartbeat, so no daemon strands it.
-    let _touching = crate::daemon::record_touch::start(&l.crew, &l.c.id);
+    // From the claim on, the record is written every heartbeat, so no daemon strands it;
+    // settle stops the touches before it writes the verdict.
+    let touching = crate::daemon::record_touch::start(&l.crew, &l.c.id);
     let origin_url = match claimed_and_verified(l).await {
         Ok(url) => url,
-        Err(end) => return settle::settle(l, end).await,
+        Err(end) => return settle::settle(l, end, touching).await,
     };
     // The checkout is made while the lock is taken: the feature fetch and the scratch
     // worktree's reset read origin and write only the local repo, so neither needs the
@@ -123,7 +128,7 @@ async fn drive(l: &Landing) -> OutcomeKind {
             if let Ok(place) = placed {
                 l.blocking(move |crew| place.finish(&crew.places)).await;
             }
-            let outcome = settle::settle(l, end).await;
+            let outcome = settle::settle(l, end, touching).await;
             if let Some(held) = held {
                 release::start(l, *held, ReleaseAt::PreHeartbeat);
             }
@@ -147,7 +152,7 @@ async fn drive(l: &Landing) -> OutcomeKind {
         }
     };
     let settled = async {
-        let outcome = settle::settle(l, end).await;
+        let outcome = settle::settle(l, end, touching).await;
         let held = heartbeat.stop().await;
         release::start(l, held, ReleaseAt::Settled);
         outcome

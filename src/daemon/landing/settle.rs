@@ -6,11 +6,16 @@
 use crate::record::Status;
 
 use super::{End, Landing, OutcomeKind};
+use crate::daemon::record_touch::Touching;
 use crate::daemon::verdict::{self, Verdict};
 use crate::daemon::{revive, unsaved};
 
-/// Settles the record by `end`; what the main loop is told.
-pub(super) async fn settle(l: &Landing, end: End) -> OutcomeKind {
+/// Settles the record by `end`, once the landing's record touches have stopped; what the
+/// main loop is told.
+pub(super) async fn settle(l: &Landing, end: End, touching: Touching) -> OutcomeKind {
+    // No touch after the verdict is decided: a touch has nothing to keep fresh once the
+    // verdict is written, and a kept one waits on the record as the landing left it.
+    touching.stop().await;
     let (verdict, kind) = match end {
         End::Skipped(why) => return OutcomeKind::Skipped(why),
         End::Interrupted => {
@@ -37,14 +42,17 @@ pub(super) async fn settle(l: &Landing, end: End) -> OutcomeKind {
         }
     };
     let landed = matches!(verdict, Verdict::Landed { .. });
-    let id = l.c.id.clone();
+    let (id, token) = (l.c.id.clone(), l.token.clone());
     let written = l
         .blocking(move |crew| {
+            // The landing runs: no other claim of the record by this daemon can be on disk
+            // (selection skips an active record), so the verdict is written onto any claim
+            // of this daemon's; a kept one, later, only onto this landing's token.
             let written = verdict.write(&crew.records, &crew.owner, &id, None);
             if let Err(e) = &written
                 && verdict::kept_after(e)
             {
-                unsaved::keep(&crew.unsaved, &crew.records, &id, verdict, e);
+                unsaved::keep(&crew.unsaved, &crew.owner, &id, &token, verdict, e);
             }
             written
         })

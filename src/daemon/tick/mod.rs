@@ -88,12 +88,10 @@ pub fn prepare(shared: &Shared, wake: Wake, refresh: &Refresh, free: Free) -> Pr
         return prepared;
     }
     shared.crew.unclaimable.sweep();
-    // Verdicts the store refused earlier (ENOSPC, EIO) are written first.
-    super::unsaved::retry(
-        &shared.crew.unsaved,
-        &shared.crew.records,
-        &shared.crew.owner,
-    );
+    // Verdicts the store refused earlier (ENOSPC, EIO), and those a previous daemon on the
+    // berth dir left listed, are written first (a record whose verdict is kept is never
+    // reclaimed here).
+    super::unsaved::retry(&shared.crew.unsaved, &shared.crew.records);
     crate::rules::output::next_tick();
     // A rule fallback not seen again during this tick and the next stops being listed.
     shared
