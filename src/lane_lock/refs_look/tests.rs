@@ -251,3 +251,45 @@ fn heads_reflog_is_looked_at_only_when_head_names_the_lock_ref() {
     let long = format!("ref: {lock_ref}\n{}", " ".repeat(4096));
     assert!(looked(&file(long)));
 }
+
+/// git reads a loose `HEAD` as a C string: `ref: <name>` ends at the first NUL byte
+/// (`parse_loose_ref_contents`), so `ref: <lock ref>\0junk` is a symbolic ref to the lock
+/// ref for git, and `git update-ref` appends to `logs/HEAD` on every write of it. The look
+/// reads the whole file (the NUL and what follows count as part of the name), finds
+/// `HEAD` naming no lock ref, and never `lstat`s `logs/HEAD`: a FIFO there is not named,
+/// each write hangs to berth's SIGTERM, and a release (git appends to `logs/HEAD` before
+/// it deletes the ref) never deletes: the lock holds the lane to its TTL, unnamed.
+#[test]
+fn review26_a_fifo_at_heads_reflog_holds_the_lane_named_when_head_names_the_lock_ref_up_to_a_nul() {
+    let origin = crate::lane_lock::tests::BareOrigin::new();
+    let lane = crate::lane_lock::tests::widget_main();
+    let lock_ref = crate::lane_lock::lock_ref_name(&lane);
+    let head = format!("ref: {lock_ref}\0junk\n");
+    std::fs::write(origin.bare.join("HEAD"), head).unwrap();
+    let planted = origin.bare.join("logs/HEAD");
+    std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
+    fifo(&planted);
+    let client = origin.client();
+    let taken = origin.take(&client, &lane);
+    let named = |said: &str| said.contains(&*planted.to_string_lossy());
+    let held = match taken {
+        Ok(crate::lane_lock::Acquire::Acquired(held)) => held,
+        other => {
+            let said = format!("{other:?}");
+            assert!(
+                named(&said),
+                "the lane is refused without naming {}: {said}",
+                planted.display()
+            );
+            return;
+        }
+    };
+    let released = client.release(&held);
+    let said = format!("{released:?}");
+    let left = origin.bare.join(&lock_ref).exists();
+    assert!(
+        !left,
+        "acquired through an unnamed FIFO at {}; the release answered {said} and the lock ref is still there: the lane waits its TTL",
+        planted.display()
+    );
+}
