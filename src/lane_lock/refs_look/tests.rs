@@ -293,3 +293,42 @@ fn review26_a_fifo_at_heads_reflog_holds_the_lane_named_when_head_names_the_lock
         planted.display()
     );
 }
+
+/// Two spellings of `HEAD` that git reads as a symbolic ref to the lock ref (so
+/// `git update-ref` appends to `logs/HEAD` on a write of it) and the look does not:
+/// `ref: <lock ref>` ended by a NUL byte (git reads the file as a C string), and a symlink
+/// whose target starts with `refs/` but is no valid ref name (`refs/heads/../../h`): git's
+/// `files_read_raw_ref` then falls through to reading the file it points at, which says
+/// `ref: <lock ref>`. Either way `logs/HEAD` is left to no look.
+#[test]
+fn review26_heads_reflog_is_looked_at_for_every_head_git_reads_as_naming_the_lock_ref() {
+    let lock_ref = "refs/gstack/release-locks/x";
+    let looked = |head: &dyn Fn(&Path)| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+        std::fs::create_dir_all(dir.path().join("refs/heads")).unwrap();
+        fifo(&dir.path().join("logs/HEAD"));
+        head(dir.path());
+        look_before_write(dir.path(), lock_ref)
+            .unwrap()
+            .iter()
+            .any(|b| b.name == Path::new("logs/HEAD"))
+    };
+    let nul =
+        |at: &Path| std::fs::write(at.join("HEAD"), format!("ref: {lock_ref}\0junk\n")).unwrap();
+    let through_a_file = |at: &Path| {
+        std::fs::write(at.join("h"), format!("ref: {lock_ref}\n")).unwrap();
+        std::os::unix::fs::symlink("refs/heads/../../h", at.join("HEAD")).unwrap();
+    };
+    let missed: Vec<&str> = [
+        ("a NUL after the name", looked(&nul)),
+        ("a symlink git reads through", looked(&through_a_file)),
+    ]
+    .into_iter()
+    .filter_map(|(how, looked)| (!looked).then_some(how))
+    .collect();
+    assert!(
+        missed.is_empty(),
+        "logs/HEAD not looked at for HEAD naming the lock ref by {missed:?}"
+    );
+}
