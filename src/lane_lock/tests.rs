@@ -306,3 +306,57 @@ fn lock_objects_in_a_group_shared_origin_leave_its_directories_group_writable() 
         "fan-out directories the group cannot write: {closed:?}"
     );
 }
+
+/// berth runs `git` from `PATH` in a session of its own and, past 7 s, sends SIGTERM to
+/// that one pid (git removes its `.lock` files on it). A `git` that is a wrapper running
+/// the real git as its child (a shell script without `exec`) dies of the SIGTERM while
+/// its child, hung appending to a FIFO at `logs/HEAD` (`HEAD` naming the ref), never gets
+/// it and keeps `HEAD.lock`: every later write of the lane fails on a lock file berth
+/// judges as no ref's leftover. The whole session (its process group) is berth's to stop.
+#[test]
+fn review26_a_writer_stopped_at_its_limit_stops_the_git_its_git_runs() {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    use std::os::unix::process::CommandExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = git2::Repository::init_bare(dir.path()).unwrap();
+    let new = repo.blob(b"lock").unwrap();
+    let name = "refs/gstack/release-locks/x";
+    std::fs::write(dir.path().join("HEAD"), format!("ref: {name}\n")).unwrap();
+    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+    let planted = dir.path().join("logs/HEAD");
+    nix::unistd::mkfifo(&planted, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    // A `git` wrapper as `PATH` may hold one: the real git run as its child, no `exec`.
+    let script = "git --git-dir \"$1\" update-ref --no-deref \"$2\" \"$3\" \"$4\"; exit $?";
+    let mut wrapped = std::process::Command::new("sh");
+    wrapped
+        .args(["-c", script, "git"])
+        .arg(dir.path())
+        .args([name, &new.to_string(), &Oid::ZERO_SHA1.to_string()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0);
+    let started = std::time::Instant::now();
+    let mut child = wrapped.spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(ref_writer::finish(&mut child, started, "git update-ref"));
+    });
+    // berth's own bound is 9 s; far past it, the wait for the writer never ended.
+    let ended = rx.recv_timeout(std::time::Duration::from_secs(30));
+    let left = dir.path().join("HEAD.lock").exists();
+    // Let the real git go, if it still runs: a reader on the FIFO lets its append through.
+    let mut drained = String::new();
+    if let Ok(mut reader) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(&planted)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let _ = std::io::Read::read_to_string(&mut reader, &mut drained);
+    }
+    assert!(
+        !left && ended.is_ok(),
+        "the wait for the stopped writer ended: {ended:?}; HEAD.lock left behind by the git it ran: {left}"
+    );
+}
