@@ -208,7 +208,7 @@ fn local_swap(
         ..
     } = with;
     let git_dir = refs_look::git_dir_of(path);
-    let blocking = refs_look::look(&git_dir)?;
+    let blocking = refs_look::look_before_write(&git_dir, ref_name)?;
     refs_look::refuse_off_path(&git_dir, ref_name, &blocking)?;
     let origin = Repository::open_ext(path, RepositoryOpenFlags::NO_SEARCH, [] as [&str; 0])?;
     let room = Room {

@@ -108,6 +108,11 @@ impl FileId {
         self.kind == libc::S_IFDIR
     }
 
+    /// A regular file, which git opens and reads without blocking.
+    pub(super) fn is_file(&self) -> bool {
+        self.kind == libc::S_IFREG
+    }
+
     /// Where a planted directory at a `.lock` is set aside in the repository's git dir:
     /// outside `refs/`, where git never takes it for a ref, and named by its inode so two
     /// never meet.

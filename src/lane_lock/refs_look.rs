@@ -110,6 +110,22 @@ pub(super) fn git_dir_of(path: &Path) -> PathBuf {
 /// [`MAX_REFS_ENTRIES`] (or [`store::MAX_OBJECTS_ENTRIES`]) or when a directory
 /// cannot be read.
 pub(super) fn look(git_dir: &Path) -> Result<Vec<Blocking>, Refused> {
+    look_for(git_dir, None)
+}
+
+/// [`look`] before berth's writer, git, writes `lock_ref` in `git_dir`: also every node
+/// git would hang on that libgit2 never opens. `git update-ref` appends to the ref's
+/// reflog whenever `logs/<lock_ref>` exists (a blocking open() under `<ref>.lock`), so
+/// that path and each directory above it under `logs/` is `lstat`ed: any node there that
+/// is no regular file nor directory is found. And git's reader (`update-ref`,
+/// `unpack-objects`) follows the alternates as git does, which may reach pools libgit2
+/// does not (a C-quoted line): those are walked too ([`store::look`]).
+pub(super) fn look_before_write(git_dir: &Path, lock_ref: &str) -> Result<Vec<Blocking>, Refused> {
+    look_for(git_dir, Some(lock_ref))
+}
+
+/// [`look`], and before a write of `lock_ref` [`look_before_write`].
+fn look_for(git_dir: &Path, lock_ref: Option<&str>) -> Result<Vec<Blocking>, Refused> {
     let unreadable = |e| Refused::Unreadable(git_dir.to_owned(), e);
     let root = open_dir(None, &path_cstring(git_dir)).map_err(unreadable)?;
     let mut found: Vec<Blocking> = ["HEAD", "packed-refs"]
@@ -127,8 +143,33 @@ pub(super) fn look(git_dir: &Path) -> Result<Vec<Blocking>, Refused> {
         Err(Errno::ENOENT | Errno::ENOTDIR) => {}
         Err(e) => return Err(unreadable(e)),
     }
-    found.extend(store::look(git_dir, &root)?);
+    found.extend(store::look(git_dir, &root, lock_ref.is_some())?);
+    if let Some(lock_ref) = lock_ref {
+        found.extend(reflog_blocking(&root, lock_ref));
+    }
     Ok(found)
+}
+
+/// The nodes on the path of `lock_ref`'s reflog (`logs/<lock_ref>` and the directories
+/// above it below the git dir `root`) that are no regular file nor directory (a symlink
+/// included, unfollowed), up to the first that is not there.
+fn reflog_blocking(root: &OwnedFd, lock_ref: &str) -> Vec<Blocking> {
+    let mut found = Vec::new();
+    let mut name = PathBuf::new();
+    for part in std::iter::once("logs").chain(lock_ref.split('/')) {
+        name.push(part);
+        let Some(file) = FileId::at(root.as_raw_fd(), &path_cstring(&name)) else {
+            break;
+        };
+        if !file.is_dir() && !file.is_file() {
+            found.push(Blocking {
+                name: name.clone(),
+                file,
+                linked: false,
+            });
+        }
+    }
+    found
 }
 
 /// The node `name` (below the directory `root`) as a [`Blocking`] when libgit2 would hang
@@ -434,6 +475,66 @@ mod tests {
         assert!(
             hung.is_empty(),
             "the acquire never returned with a FIFO at {hung:?}"
+        );
+    }
+
+    /// `git update-ref`, berth's writer of a local origin's lock ref, appends to the ref's
+    /// reflog whenever `logs/<ref>` exists (core.logAllRefUpdates or not), opening it with
+    /// a blocking open() while it holds `<ref>.lock`. A FIFO a writer of the origin plants
+    /// at the lock ref's reflog path hangs every lock write until the writer's alarm kills
+    /// it: each acquire (and refresh) of the lane would fail, for good. The look before a
+    /// lock write `lstat`s that path and the dirs above it, so the lane is held named (the
+    /// FIFO's path, as for one under refs/) and an operator knows what to remove.
+    #[test]
+    fn a_fifo_at_the_lock_refs_reflog_holds_the_lane_named() {
+        let origin = crate::lane_lock::tests::BareOrigin::new();
+        let lane = crate::lane_lock::tests::widget_main();
+        let planted: Vec<PathBuf> = [
+            "refs/gstack/release-locks/+repo/main".to_owned(),
+            crate::lane_lock::lock_ref_name(&lane),
+        ]
+        .into_iter()
+        .map(|name| origin.bare.join("logs").join(name))
+        .collect();
+        for at in &planted {
+            std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+            fifo(at);
+        }
+        let outcome = acquire_within_a_minute(&origin).expect("the acquire never returned");
+        let said = format!("{outcome:?}");
+        assert!(
+            outcome.is_err()
+                && planted
+                    .iter()
+                    .any(|at| said.contains(&*at.to_string_lossy())),
+            "a FIFO at the lock ref's reflog ({}) is not named: {said}",
+            planted[0].display()
+        );
+    }
+
+    /// berth's writer of a local origin's lock ref is `git update-ref` (and, for a
+    /// cruft-held lock object, `git unpack-objects`), which reads the origin's objects as
+    /// git does: it unquotes a C-quoted `info/alternates` line, where libgit2 takes the
+    /// quotes literally. git opens a pack `.idx` in a pool only it reaches (verifying the
+    /// new lock commit) with a blocking open(): a FIFO there would hang every lock write
+    /// until the writer's alarm kills it, for good. The look before a lock write walks the
+    /// pools git reaches too, so the lane is held named.
+    #[test]
+    fn a_fifo_in_a_pool_only_git_reaches_holds_the_lane_named() {
+        let origin = crate::lane_lock::tests::BareOrigin::new();
+        let pool = origin.dir.path().join("pool.git");
+        git2::Repository::init_bare(&pool).unwrap();
+        let idx = pool.join("objects/pack/pack-1.idx");
+        fifo(&idx);
+        std::fs::File::create(idx.with_extension("pack")).unwrap();
+        let line = format!("\"{}\"\n", pool.join("objects").display());
+        std::fs::write(origin.bare.join("objects/info/alternates"), line).unwrap();
+        let outcome = acquire_within_a_minute(&origin).expect("the acquire never returned");
+        let said = format!("{outcome:?}");
+        assert!(
+            outcome.is_err() && said.contains(&*idx.to_string_lossy()),
+            "a FIFO git opens in the pool it reaches through a quoted alternates line ({}) is not named: {said}",
+            idx.display()
         );
     }
 }

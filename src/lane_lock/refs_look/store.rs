@@ -5,7 +5,8 @@
 //! `shallow`; under `objects/` every loose object it reads, `info/alternates`,
 //! `info/commit-graph` and `info/commit-graphs/*`, `pack/multi-pack-index` and every
 //! `pack/*.idx` and `*.pack`; and the same under each objects dir an `info/alternates`
-//! names (as libgit2 reads and follows them, [`follow`]: six deep, each dir once). A
+//! names (as libgit2 reads and follows them, [`follow`]: six deep, each dir once; before
+//! a write, whose writer is git, also as git reads and follows them, by real path). A
 //! FIFO or device at any of them would hang berth's lock operation for good, so
 //! [`super::look`] also looks here: those files are stat'ed, and each objects
 //! dir walked (bounded, [`MAX_OBJECTS_ENTRIES`]), as `refs/` is. What this cannot see (the
@@ -19,10 +20,12 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
+use nix::sys::stat::fstat;
 
 use super::{Blocking, Refused, blocks_named, open_dir, path_cstring, walk};
 
 mod alternates;
+mod real_path;
 pub(in crate::lane_lock) use alternates::MAX_ALTERNATES_LOOK_BYTES;
 use alternates::Reader;
 
@@ -49,19 +52,31 @@ const FILES: [&str; 5] = [
     "shallow",
 ];
 
-/// Every node of `git_dir` outside `refs/` libgit2 would hang on.
-pub(super) fn look(git_dir: &Path, root: &OwnedFd) -> Result<Vec<Blocking>, Refused> {
+/// Every node of `git_dir` outside `refs/` libgit2 would hang on; `for_git`: also those
+/// under the objects dirs git's reader reaches and libgit2's does not (before a write,
+/// whose writer is git: `update-ref`, `unpack-objects`). Both readings share the entries
+/// budget and the alternates bytes budget; a dir reached by both is walked once.
+pub(super) fn look(
+    git_dir: &Path,
+    root: &OwnedFd,
+    for_git: bool,
+) -> Result<Vec<Blocking>, Refused> {
     let mut found: Vec<Blocking> = FILES
         .into_iter()
         .filter_map(|name| blocks_named(root, Path::new(name)))
         .collect();
     let mut budget = MAX_OBJECTS_ENTRIES;
+    let mut walked = HashSet::new();
     let mut walk_objects = |objects: &Path| {
         let dir = match open_dir(None, &path_cstring(objects)) {
             Ok(dir) => dir,
             Err(Errno::ENOENT | Errno::ENOTDIR) => return Ok(true),
             Err(e) => return Err(Refused::Unreadable(objects.to_owned(), e)),
         };
+        let stat = fstat(&dir).map_err(|e| Refused::Unreadable(objects.to_owned(), e))?;
+        if !walked.insert((stat.st_dev, stat.st_ino)) {
+            return Ok(true);
+        }
         let name = objects.strip_prefix(git_dir).unwrap_or(objects);
         found.extend(walk(
             git_dir,
@@ -74,7 +89,11 @@ pub(super) fn look(git_dir: &Path, root: &OwnedFd) -> Result<Vec<Blocking>, Refu
     };
     let objects = git_dir.join("objects");
     walk_objects(&objects)?;
-    follow(&objects, Reader::Libgit2, &mut walk_objects)?;
+    let mut bytes = MAX_ALTERNATES_LOOK_BYTES;
+    follow(&objects, Reader::Libgit2, &mut bytes, &mut walk_objects)?;
+    if for_git {
+        follow(&objects, Reader::Git, &mut bytes, &mut walk_objects)?;
+    }
     Ok(found)
 }
 
@@ -84,7 +103,9 @@ pub(super) fn look(git_dir: &Path, root: &OwnedFd) -> Result<Vec<Blocking>, Refu
 /// none.
 pub(in crate::lane_lock) fn alternate_objects_dirs(objects: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
-    let _ = follow(objects, Reader::Git, &mut |alt| {
+    // git's reading stops at MAX_ALTERNATE_DIRS dirs, so at as many files.
+    let mut unbounded = u64::MAX;
+    let _ = follow(objects, Reader::Git, &mut unbounded, &mut |alt| {
         found.push(alt.to_owned());
         Ok(found.len() < MAX_ALTERNATE_DIRS)
     });
@@ -95,34 +116,38 @@ pub(in crate::lane_lock) fn alternate_objects_dirs(objects: &Path) -> Vec<PathBu
 /// libgit2 add them: depth first, each `info/alternates` in file order (as `reader` reads
 /// it), a dir's own alternates followed right after it, fewer than
 /// [`MAX_ALTERNATES_DEPTH`] links from `objects`. A dir already had (`objects` itself, or
-/// one met before by any path: git compares real paths, libgit2 inodes) or not there is
-/// skipped, and so is what only it names; visited once, a pool naming itself costs once.
-/// The order matters: a dir first met deep, where its alternates are not followed, is
-/// not followed where met again shallower. `visit` says whether to go on; `Err` is
-/// [`Reader::Libgit2`]'s unreadable alternates file (git's names nothing).
+/// one met before by any path: git compares real paths, libgit2 inode numbers) or not
+/// there is skipped, and so is what only it names; visited once, a pool naming itself
+/// costs once. The order matters: a dir first met deep, where its alternates are not
+/// followed, is not followed where met again shallower. git's dirs are visited by their
+/// real path ([`real_path`]), libgit2's as it joins them. The alternates files read are
+/// taken from `budget` (bytes). `visit` says whether to go on; `Err` is an alternates
+/// file past a bound, or one [`Reader::Libgit2`] cannot read (git's names nothing).
 fn follow(
     objects: &Path,
     reader: Reader,
+    budget: &mut u64,
     visit: &mut dyn FnMut(&Path) -> Result<bool, Refused>,
 ) -> Result<(), Refused> {
-    let mut walked = Walked {
-        seen: node_id(objects, reader)
-            .map(|(id, _)| id)
-            .into_iter()
-            .collect(),
-        // git's reading stops at MAX_ALTERNATE_DIRS dirs, so at as many files.
-        budget: match reader {
-            Reader::Libgit2 => alternates::MAX_ALTERNATES_LOOK_BYTES,
-            Reader::Git => u64::MAX,
-        },
+    // No objects dir, no alternates file in it.
+    let Some((had, _)) = node(objects, reader) else {
+        return Ok(());
     };
-    follow_from(objects, 0, reader, &mut walked, visit).map(drop)
+    let mut walked = Walked {
+        seen: HashSet::new(),
+        budget,
+    };
+    // git resolves a relative line against the naming dir's real path.
+    let start = had.path;
+    walked.seen.insert(had.key);
+    follow_from(&start, 0, reader, &mut walked, visit).map(drop)
 }
 
-/// What [`follow`] has had: the dirs ([`node_id`]), and the alternates bytes left to read.
-struct Walked {
-    seen: HashSet<(u64, u64)>,
-    budget: u64,
+/// What [`follow`] has had: the dirs ([`Node::key`]), and the alternates bytes left to
+/// read.
+struct Walked<'a> {
+    seen: HashSet<Key>,
+    budget: &'a mut u64,
 }
 
 /// [`follow`] below `dir`, `depth` links from where it started; whether to go on.
@@ -130,47 +155,78 @@ fn follow_from(
     dir: &Path,
     depth: usize,
     reader: Reader,
-    walked: &mut Walked,
+    walked: &mut Walked<'_>,
     visit: &mut dyn FnMut(&Path) -> Result<bool, Refused>,
 ) -> Result<bool, Refused> {
     if depth >= MAX_ALTERNATES_DEPTH {
         return Ok(true);
     }
-    let named = match (alternates::named(dir, reader, &mut walked.budget), reader) {
+    let named = match (alternates::named(dir, reader, walked.budget), reader) {
         (Ok(named), _) => named,
-        (Err(_), Reader::Git) => Vec::new(),
-        (Err(e), Reader::Libgit2) => return Err(e),
+        (Err(Refused::Unreadable(..)), Reader::Git) => Vec::new(),
+        (Err(e), _) => return Err(e),
     };
     for alt in named {
-        let Some((id, is_dir)) = node_id(&alt, reader) else {
+        let Some((node, is_dir)) = node(&alt, reader) else {
             continue;
         };
-        if !walked.seen.insert(id) || !is_dir {
+        if !walked.seen.insert(node.key) || !is_dir {
             continue;
         }
-        if !visit(&alt)? || !follow_from(&alt, depth + 1, reader, walked, visit)? {
+        if !visit(&node.path)? || !follow_from(&node.path, depth + 1, reader, walked, visit)? {
             return Ok(false);
         }
     }
     Ok(true)
 }
 
-/// What tells the node at `path` from the others for `reader` (through symlinks, as
-/// git's realpath and libgit2's `stat` go), or `None` where there is none; `stat` opens
-/// nothing. git's: its device and inode. libgit2's (1.9): its inode number alone, as
-/// `git_odb__add_default_backends` compares `st_ino` with each backend's and skips a
-/// match on any device; the look must skip what libgit2 skips, or it meets a pool at
-/// another depth than libgit2 does and misses what libgit2 opens behind it.
+/// What tells an objects dir from the others for a reader: git's real path, libgit2's
+/// inode number.
+#[derive(PartialEq, Eq, Hash)]
+enum Key {
+    RealPath(PathBuf),
+    Inode(u64),
+}
+
+/// An alternate as a reader has it: where it is visited and what tells it apart.
+struct Node {
+    path: PathBuf,
+    key: Key,
+}
+
+/// The alternate joined as `path`, as `reader` has it, or `None` where it has none; `stat`
+/// opens nothing. git's: its real path ([`real_path::of`], component by component, as
+/// `link_alt_odb_entry` resolves it), which `alt_odb_usable` compares, so one dir reached
+/// by two real paths (a bind mount) is two alternates. libgit2's (1.9): the joined path,
+/// told apart by its inode number alone, as `git_odb__add_default_backends` compares
+/// `st_ino` with each backend's and skips a match on any device; the look must skip what
+/// libgit2 skips, or it meets a pool at another depth than libgit2 does and misses what
+/// libgit2 opens behind it.
 ///
 /// With it, whether the node is a directory to walk. git passes over a name that is not a
 /// directory; libgit2 records the inode of any node its `stat` answers (a regular file
 /// included) before it fails to read it as objects, so that inode hides a later pool that
 /// shares it: the look records it too, and walks only directories.
-fn node_id(path: &Path, reader: Reader) -> Option<((u64, u64), bool)> {
-    let meta = std::fs::metadata(path).ok()?;
+fn node(path: &Path, reader: Reader) -> Option<(Node, bool)> {
     match reader {
-        Reader::Git => meta.is_dir().then(|| ((meta.dev(), meta.ino()), true)),
-        Reader::Libgit2 => Some(((0, meta.ino()), meta.is_dir())),
+        Reader::Git => {
+            let real = real_path::of(path)?;
+            std::fs::metadata(&real).ok()?.is_dir().then(|| {
+                let key = Key::RealPath(real.clone());
+                (Node { path: real, key }, true)
+            })
+        }
+        Reader::Libgit2 => {
+            let meta = std::fs::metadata(path).ok()?;
+            let key = Key::Inode(meta.ino());
+            Some((
+                Node {
+                    path: path.to_owned(),
+                    key,
+                },
+                meta.is_dir(),
+            ))
+        }
     }
 }
 

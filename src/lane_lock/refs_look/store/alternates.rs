@@ -33,7 +33,7 @@ pub(super) enum Reader {
     Libgit2,
     /// git's `link_alt_odb_entries`: entries split at '\n' only, one starting with '"'
     /// C-unquoted (`parse_alt_odb_entry`), every relative one joined to the naming
-    /// objects dir.
+    /// objects dir (by its real path: [`super::follow`] passes that).
     Git,
 }
 
