@@ -352,6 +352,29 @@ mod tests {
         assert_eq!(read(l.berth.path()).unwrap(), []);
     }
 
+    /// berth's dir is one per user (`~/.gstack/berth`) whatever queue a daemon serves. A
+    /// daemon of queue A stops with a verdict kept; the next start on the berth dir serves
+    /// queue B (another `--config`, a `run --once` on it): it takes the list over, the
+    /// record is not in its queue (`NotFound`), and the verdict is dropped and unlisted. The
+    /// daemon of queue A starts again on the berth dir and finds nothing to write: its
+    /// record, claimed by a gone owner, is reclaimed and landed again.
+    #[test]
+    fn a_start_on_another_queue_does_not_drop_a_verdict_its_predecessor_left_listed() {
+        let l = landing();
+        let full = l.disk_full();
+        keep(&l.waiting, OWNER, &l.id, TOKEN, landed(), &full);
+        let other_queue = tempfile::tempdir().unwrap();
+        let decisions = std::sync::Arc::new(crate::rules::DecisionLog::new(l.berth.path()));
+        let other = Records::new(QueueStore::new(other_queue.path()), decisions);
+        retry(&Waiting::new(l.berth.path()), &other);
+        let again = Waiting::new(l.berth.path());
+        assert!(
+            again.holds(&l.id),
+            "the verdict was dropped by a daemon of another queue; the record stays {} with nothing to write it",
+            l.status()
+        );
+    }
+
     /// ABA: an operator retries a record whose verdict is kept (its owner stopped touching
     /// it past the TTL: `berth retry` lets it go); at the next tick's retry a producer
     /// holds the record's lock, so the verdict stays kept; then the same daemon claims the
