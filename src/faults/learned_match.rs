@@ -6,8 +6,9 @@
 //!   finds every pattern that occurs in one pass;
 //! - regex kinds: the linear `regex` engine (bytes, ASCII classes as in JavaScript: `\d`,
 //!   `\w`, `\b`), compiled under [`REGEX_SIZE_LIMIT`]; a pattern it cannot take (lookaround,
-//!   backreferences) goes to `fancy-regex`, a backtracking engine held to
-//!   [`BACKTRACK_LIMIT`] and to the shorter [`BACKTRACKING_WINDOW_BYTES`];
+//!   backreferences) goes to `fancy-regex`, a backtracking engine over the same bytes and
+//!   ASCII classes, held to [`MAX_BACKTRACKING_CONSTRUCTS`], [`BACKTRACK_LIMIT`] and the
+//!   shorter [`BACKTRACKING_WINDOW_BYTES`];
 //! - `state_jsonpath`: the faults' path evaluator over the state's shared compact form.
 //!
 //! Together the regexes are held to one memory budget ([`COMPILED_BUDGET_BYTES`], checked
@@ -41,12 +42,22 @@ pub const REGEX_SIZE_LIMIT: usize = 8 * 1024;
 /// most one per matching thread, never one per pattern.
 pub const REGEX_CACHE_BYTES: usize = 256 * 1024;
 /// The memory all compiled learned regexes of one file may hold together (measured for
-/// linear ones, [`BACKTRACKING_CHARGE`] for each backtracking one); a pattern past it is
-/// refused at load, naming its index.
+/// linear ones, [`BACKTRACKING_CHARGE`] for each stretch of a backtracking one); a pattern
+/// past it is refused at load, naming its index.
 pub const COMPILED_BUDGET_BYTES: usize = 32 * 1024 * 1024;
-/// What a backtracking regex is charged against [`COMPILED_BUDGET_BYTES`]: its engine does
-/// not measure itself, and its linear delegates are held to the same limits as a linear one.
+/// What each stretch of a backtracking regex is charged against [`COMPILED_BUDGET_BYTES`].
+/// Its engine does not measure itself, and it compiles every stretch between (and inside)
+/// its lookarounds on its own, each held to the linear engine's size limit: a regex with
+/// `n` of [`MAX_BACKTRACKING_CONSTRUCTS`] has at most `2n + 1` stretches. A stretch near
+/// the size limit holds 8–11 KiB (`[01]*1[01]{104}x`, `(a|b)*c[0-9]{50}`, measured), the
+/// worst linear regex 6.6 KiB: four times the size limit leaves room.
 pub const BACKTRACKING_CHARGE: usize = 4 * REGEX_SIZE_LIMIT;
+/// Lookarounds, backreferences and the other constructs only the backtracking engine runs
+/// (atomic groups, conditionals, `\K`) that one pattern may have; a pattern with more is
+/// refused at load. Each adds up to two stretches compiled on their own: at the cap a
+/// pattern is charged 33 × [`BACKTRACKING_CHARGE`] (1,056 KiB), so at least 31 of them fit
+/// the budget, and 341 of the common one-lookaround kind (`ECONN(?=RESET)`).
+pub const MAX_BACKTRACKING_CONSTRUCTS: usize = 16;
 /// The time all learned regexes may take in one tick, over every run. The pattern that is
 /// matching when it runs out is reported by index; the patterns not reached keep their
 /// last answer for that run, and the next tick starts with them.
@@ -105,7 +116,8 @@ fn tail(text: &str, max: usize) -> &str {
 #[derive(Clone, Debug)]
 pub enum Regex {
     Linear(meta::Regex),
-    Backtracking(Box<fancy_regex::Regex>),
+    /// With how many constructs only it runs (at most [`MAX_BACKTRACKING_CONSTRUCTS`]).
+    Backtracking(Box<fancy_regex::Regex>, usize),
 }
 
 /// The linear engine as `regex::bytes` configures it (leftmost-first, bytes, ASCII classes),
@@ -139,6 +151,10 @@ pub enum MatchError {
     /// It needs the backtracking engine (lookaround, a backreference), which refused it.
     #[error("{}", one_line(&.0.to_string()))]
     Backtracking(Box<fancy_regex::Error>),
+    #[error(
+        "has {0} lookarounds, backreferences or other backtracking constructs; at most {MAX_BACKTRACKING_CONSTRUCTS} are compiled (each stretch between them is a regex of its own)"
+    )]
+    TooManyBacktrackingConstructs(usize),
     #[error("substring patterns do not compile together: {0}")]
     Substrings(#[from] aho_corasick::BuildError),
 }
@@ -173,7 +189,7 @@ impl Regex {
     pub fn memory(&self) -> usize {
         match self {
             Regex::Linear(regex) => regex.memory_usage(),
-            Regex::Backtracking(_) => BACKTRACKING_CHARGE,
+            Regex::Backtracking(_, constructs) => (2 * constructs + 1) * BACKTRACKING_CHARGE,
         }
     }
 
@@ -187,24 +203,33 @@ impl Regex {
                 regex.is_match_with(&mut cache, &regex_automata::Input::new(text.as_bytes()))
             }
             // A clone has caches of its own, dropped with it.
-            Regex::Backtracking(regex) => regex
+            Regex::Backtracking(regex, _) => regex
                 .as_ref()
                 .clone()
-                .is_match(tail(text, BACKTRACKING_WINDOW_BYTES))
+                .is_match(tail(text, BACKTRACKING_WINDOW_BYTES).as_bytes())
                 .unwrap_or(false),
         }
     }
 }
 
 /// `pattern` for the backtracking engine (lookaround, backreferences), with the linear
-/// engine's complaint for anything else it refuses.
+/// engine's complaint for anything else it refuses. It matches bytes with ASCII classes,
+/// as the linear engine does (JavaScript's `\w`, `\d`, `\b` are ASCII): with Unicode on,
+/// every `\w` of a stretch would hold its own copy of the Unicode tables (~19 KiB each).
 fn backtracking(pattern: &str, linear_error: Box<meta::BuildError>) -> Result<Regex, MatchError> {
+    let constructs = fancy_regex::Expr::parse_tree(pattern)
+        .map_or(0, |tree| backtracking_constructs(&tree.expr));
+    if constructs > MAX_BACKTRACKING_CONSTRUCTS {
+        return Err(MatchError::TooManyBacktrackingConstructs(constructs));
+    }
     fancy_regex::RegexBuilder::new(pattern)
+        .bytes_mode(fancy_regex::BytesMode::Ascii)
+        .unicode_mode(false)
         .backtrack_limit(BACKTRACK_LIMIT)
         .delegate_size_limit(REGEX_SIZE_LIMIT)
         .delegate_dfa_size_limit(REGEX_CACHE_BYTES)
         .build()
-        .map(|regex| Regex::Backtracking(Box::new(regex)))
+        .map(|regex| Regex::Backtracking(Box::new(regex), constructs))
         .map_err(|fancy_error| {
             // Only lookaround and backreferences need the backtracking engine; for
             // any other syntax error the linear engine's message is the useful one.
@@ -214,6 +239,33 @@ fn backtracking(pattern: &str, linear_error: Box<meta::BuildError>) -> Result<Re
                 MatchError::Linear(linear_error)
             }
         })
+}
+
+/// How many nodes of `expr` only the backtracking engine runs: each splits the pattern
+/// into one more stretch, and a lookaround's inside is one more.
+fn backtracking_constructs(expr: &fancy_regex::Expr) -> usize {
+    use fancy_regex::Expr;
+    let mut count = 0;
+    let mut left = vec![expr];
+    while let Some(expr) = left.pop() {
+        let linear = matches!(
+            expr,
+            Expr::Empty
+                | Expr::Any { .. }
+                | Expr::Assertion(_)
+                | Expr::GeneralNewline { .. }
+                | Expr::Literal { .. }
+                | Expr::LiteralBytes { .. }
+                | Expr::Concat(_)
+                | Expr::Alt(_)
+                | Expr::Group(_)
+                | Expr::Repeat { .. }
+                | Expr::Delegate { .. }
+        );
+        count += usize::from(!linear);
+        left.extend(expr.children_iter());
+    }
+    count
 }
 
 /// regex draws a caret diagram over several lines; a warning wants one.
@@ -469,122 +521,4 @@ impl Matching<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn the_window_is_the_last_200_lines_within_32_kib() {
-        let text: String = (0..1000).map(|i| format!("line {i}\n")).collect();
-        let w = window(&text);
-        // 200 pieces of a text ending in `\n`: the last is empty, as in gstack's stdoutTail.
-        assert!(
-            w.starts_with("line 801\n") && w.ends_with("line 999\n"),
-            "{w}"
-        );
-        let long = "é".repeat(40_000);
-        let w = window(&long);
-        assert!(w.len() <= WINDOW_BYTES && w.len() > WINDOW_BYTES - 2);
-        assert_eq!(window("short"), "short");
-    }
-
-    #[test]
-    fn regexes_follow_javascript_classes_and_refuse_huge_ones() {
-        let ascii_word = Regex::compile(r"^\w+$").unwrap();
-        assert!(ascii_word.is_match("abc_1"));
-        assert!(!ascii_word.is_match("é"), "\\w is ASCII, as in JavaScript");
-        assert!(matches!(
-            Regex::compile("ECONN(?=RESET)"),
-            Ok(Regex::Backtracking(_))
-        ));
-        assert!(
-            Regex::compile("ECONN(?=RESET)")
-                .unwrap()
-                .is_match("x ECONNRESET")
-        );
-        let err = Regex::compile("[01]*1[01]{5000}x").unwrap_err().to_string();
-        assert!(err.contains("size limit"), "{err}");
-        assert!(Regex::compile("(x").is_err());
-    }
-
-    /// The worst pattern the size limit accepts: 1,200 of them fit the memory budget, and
-    /// the budget is what bounds a file of them, not the count.
-    #[test]
-    fn the_worst_accepted_regex_is_measured_against_the_memory_budget() {
-        let regex = Regex::compile("[01]*1[01]{108}x").unwrap();
-        let memory = regex.memory();
-        eprintln!("worst accepted linear regex: {memory} bytes");
-        assert!(
-            memory > 0 && memory * 1200 <= COMPILED_BUDGET_BYTES,
-            "{memory}"
-        );
-        assert_eq!(
-            Regex::compile("ECONN(?=RESET)").unwrap().memory(),
-            BACKTRACKING_CHARGE
-        );
-    }
-
-    /// Once the budget is spent, the regexes not reached keep their previous answers, the
-    /// one that spent it is named, and the next call starts after it.
-    #[test]
-    fn a_spent_budget_names_the_pattern_and_keeps_the_last_answers() {
-        let patterns = ["a", "b", "c", "d"];
-        let matchers = patterns
-            .iter()
-            .map(|p| Matcher::Regex(Field::Stdout, Regex::compile(p).unwrap()));
-        let compiled = Compiled::build(matchers.zip(patterns)).unwrap();
-        let state = Document::new(json!({}));
-        let texts = Texts {
-            stdout: Some("abcd"),
-            ..Texts::default()
-        };
-        let previous = [false, true, false, true];
-        let mut spent = Budget::of(Duration::from_nanos(1));
-        let hit = compiled.hits(&patterns, &texts, &state, &mut spent, &previous);
-        assert_eq!(hit, [true, true, false, true], "a matched; b, c, d kept");
-        assert_eq!(
-            spent.exhausted,
-            Some(Exhausted {
-                index: 0,
-                skipped: 3
-            })
-        );
-        let mut next = Budget::of(Duration::from_nanos(1));
-        compiled.hits(&patterns, &texts, &state, &mut next, &previous);
-        assert_eq!(
-            next.exhausted.unwrap().index,
-            1,
-            "the next tick starts after it"
-        );
-        let mut ample = Budget::for_tick();
-        let hit = compiled.hits(&patterns, &texts, &state, &mut ample, &[]);
-        assert_eq!((hit, ample.exhausted), (vec![true; 4], None));
-    }
-
-    #[test]
-    fn a_runaway_backtracking_regex_does_not_match() {
-        let regex = Regex::compile(r"(a+)+\1b").unwrap();
-        assert!(!regex.is_match(&"a".repeat(10_000)));
-    }
-
-    #[test]
-    fn every_kind_matches_over_its_text() {
-        let patterns = ["ECONN", "RESET", "^$", "ok", "$.features[*]", "$.nope"];
-        let matchers = vec![
-            Matcher::Contains(Field::Stdout),
-            Matcher::Contains(Field::Stdout),
-            Matcher::Regex(Field::Plan, Regex::compile("^$").unwrap()),
-            Matcher::Contains(Field::FailureReason),
-            Matcher::Path,
-            Matcher::Path,
-        ];
-        let compiled = Compiled::build(matchers.into_iter().zip(patterns)).unwrap();
-        let state = Document::new(json!({"features": [1]}));
-        let texts = Texts {
-            stdout: Some("npm ERR! ECONNRESET"),
-            plan: None,
-            failure_reason: Some("not"),
-        };
-        assert_eq!(compiled.matching(&patterns, &texts, &state), [0, 1, 2, 4]);
-    }
-}
+mod tests;

@@ -44,9 +44,9 @@ pub struct WatchReport {
     pub emitted: Vec<String>,
     pub resolved: Vec<String>,
     pub problems: Vec<String>,
-    /// A registry sync was skipped (its run lock held), failed part way or held filings
-    /// back past the cap on pending files: what it left unwritten is written only by a
-    /// later sync.
+    /// A registry sync was skipped (its run lock held), failed part way, held filings
+    /// back past the cap on pending files, or did either for a reason said earlier in the
+    /// pass: what it left unwritten is written only by a later sync.
     pub unsynced: bool,
     /// Events and resolved markers held back past the cap on pending files.
     pub withheld: usize,
@@ -54,7 +54,7 @@ pub struct WatchReport {
 
 impl WatchReport {
     fn absorb(&mut self, run_id: &str, sync: SyncReport) {
-        self.unsynced |= !sync.problems.is_empty() || sync.withheld > 0;
+        self.unsynced |= !sync.problems.is_empty() || sync.withheld > 0 || sync.said_before > 0;
         self.withheld += sync.withheld;
         self.emitted.extend(
             sync.emitted

@@ -1,7 +1,6 @@
 //! The listener, its accept loop and one task per connection, all on a current-thread
 //! runtime of the server's own thread.
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -16,11 +15,15 @@ use super::budget::AnswerBudget;
 use super::handlers::{HANDLER_THREADS, Handlers};
 use super::{Request, Response, Router};
 
+mod slots;
+use slots::{Held, Slots};
+
 /// Every bound a client meets. The defaults are the documented numbers
 /// (`docs/limits.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Open connections at once; a new one past it closes the oldest.
+    /// Open connections at once; a new one past it closes the oldest one waiting for a
+    /// request head, or is refused (`503`) when every one is answering (`slots`).
     pub max_connections: usize,
     /// From the connection (or the previous response) to a whole request head.
     pub head_timeout: Duration,
@@ -119,41 +122,6 @@ impl Drop for Server {
     }
 }
 
-/// The open connections, oldest first, each with the token that closes it.
-#[derive(Default)]
-struct Slots {
-    next: u64,
-    open: VecDeque<(u64, CancellationToken)>,
-}
-
-impl Slots {
-    /// A slot for a new connection, closing the oldest one if all `max` are taken: a
-    /// flood of idle connections can never lock out a scrape, only delay the oldest.
-    fn admit(
-        slots: &Mutex<Slots>,
-        max: usize,
-        parent: &CancellationToken,
-    ) -> (u64, CancellationToken) {
-        let mut slots = slots.lock().unwrap_or_else(|e| e.into_inner());
-        while slots.open.len() >= max {
-            let Some((_, oldest)) = slots.open.pop_front() else {
-                break;
-            };
-            oldest.cancel();
-        }
-        let id = slots.next;
-        slots.next += 1;
-        let token = parent.child_token();
-        slots.open.push_back((id, token.clone()));
-        (id, token)
-    }
-
-    fn release(slots: &Mutex<Slots>, id: u64) {
-        let mut slots = slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots.open.retain(|(open, _)| *open != id);
-    }
-}
-
 async fn accept_loop(
     listener: TcpListener,
     router: Arc<Router>,
@@ -184,17 +152,28 @@ async fn accept_loop(
             }
         };
         backoff = ACCEPT_BACKOFF.0;
-        let (id, token) = Slots::admit(&slots, limits.max_connections, &stop);
-        let (slots, router) = (Arc::clone(&slots), Arc::clone(&router));
+        let Some(held) = Slots::admit(&slots, limits.max_connections, &stop) else {
+            refuse(&stream);
+            continue;
+        };
+        let router = Arc::clone(&router);
         let (handlers, budget) = (Arc::clone(&handlers), Arc::clone(&budget));
         tokio::spawn(async move {
+            let close = held.close.clone();
             tokio::select! {
-                () = token.cancelled() => {}
-                () = serve(stream, &router, &handlers, &budget, limits) => {}
+                () = close.cancelled() => {}
+                () = serve(stream, &held, &router, &handlers, &budget, limits) => {}
             }
-            Slots::release(&slots, id);
         });
     }
+}
+
+/// Tells a connection that finds every slot answering to come back, in what one write
+/// takes without waiting (its socket buffer is empty), and closes it.
+fn refuse(stream: &TcpStream) {
+    let busy = Response::text(503, "busy: every connection is being answered; try again\n")
+        .with_header("Retry-After: 1");
+    let _ = stream.try_write(&busy.to_bytes(false, false));
 }
 
 /// Why no request head was read.
@@ -208,6 +187,7 @@ enum HeadError {
 /// timeout, asks to close, or has had its share of requests.
 async fn serve(
     mut stream: TcpStream,
+    held: &Held,
     router: &Arc<Router>,
     handlers: &Handlers,
     budget: &AnswerBudget,
@@ -215,11 +195,14 @@ async fn serve(
 ) {
     let mut buffer = Vec::with_capacity(1024);
     for served in 1..=limits.max_requests_per_connection {
+        held.waiting(true);
         let head = tokio::time::timeout(
             limits.head_timeout,
             read_head(&mut stream, &mut buffer, limits.max_head_bytes),
         )
         .await;
+        // From here to the answer's last byte a newcomer does not close this connection.
+        held.waiting(false);
         let (response, head_only, keep_alive) = match head {
             Err(_) | Ok(Err(HeadError::Gone)) => return,
             Ok(Err(HeadError::TooLarge)) => (
@@ -427,15 +410,10 @@ mod tests {
 
     /// Resident memory of this process, in KiB.
     fn resident_kib() -> u64 {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().strip_suffix("kB"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
+        crate::telemetry::process::sample()
+            .resident_bytes
+            .expect("Linux gives VmRSS")
+            / 1024
     }
 
     /// Clients that ask for an 8 MiB answer (what `/api/queue` may be) on every one of the
@@ -533,3 +511,6 @@ mod tests {
         assert_eq!(Limits::within(0).max_connections, 1);
     }
 }
+
+#[cfg(test)]
+mod eviction;

@@ -331,3 +331,70 @@ fn run_once_files_learned_budget_exhausted_when_its_pass_runs_out() {
     let filed = budget_faults_filed(&faults);
     assert_eq!(filed, 1, "LEARNED_BUDGET_EXHAUSTED events after run --once");
 }
+
+/// Resident memory of this process, in KiB.
+fn resident_kib() -> u64 {
+    berth::telemetry::process::sample()
+        .resident_bytes
+        .expect("Linux gives VmRSS")
+        / 1024
+}
+
+/// docs/limits.md: all compiled learned regexes hold "32 MiB together". A backtracking one
+/// (lookaround) was charged a flat 32 KiB, but each stretch between two lookarounds is
+/// compiled on its own (with Unicode classes, ~19 KiB for each `\w`): an 8 KB pattern of
+/// `\w{30}(?=x)` repeated has ~260 lookarounds, ~5 MiB; 20 such entries (a 160 KB file)
+/// were all accepted and held ~100 MiB; the 1,000 entries the file may hold, ~5 GiB. Now
+/// a pattern has at most 16 lookarounds (those 20 are refused, each naming why), every
+/// stretch is charged, and the worst patterns the cap accepts (every stretch near the size
+/// limit and unlike the others, so none is shared), as many as the budget admits, hold
+/// less than the budget.
+#[test]
+fn backtracking_learned_regexes_hold_no_more_than_the_compiled_budget() {
+    use berth::faults::learned::LearnedSet;
+    use berth::faults::learned_match::{COMPILED_BUDGET_BYTES, MAX_BACKTRACKING_CONSTRUCTS};
+    const PLANTED: usize = 20;
+    const WORST: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let entry = |category: String, pattern: String| {
+        json!({"category": category, "severity": "MEDIUM", "description": "x",
+               "matcherKind": "stdout_regex", "pattern": pattern})
+    };
+    let mut many = String::from("(?=x)");
+    while many.len() < 7_900 {
+        many.push_str(r"\w{30}(?=x)");
+    }
+    let worst: String = (0..MAX_BACKTRACKING_CONSTRUCTS)
+        .map(|j| format!("[01]*1[01]{{100}}{j}(?=[01]*1[01]{{100}}{j}y)"))
+        .collect();
+    let entries: Vec<Value> = (0..PLANTED)
+        .map(|n| entry(format!("MANY_LOOKAROUNDS_{n}"), format!("{many}{n}")))
+        .chain((0..WORST).map(|n| entry(format!("WORST_{n}"), format!("{worst}z{n}"))))
+        .collect();
+    let path = dir.path().join("learned-patterns.json");
+    fs::write(&path, json!(entries).to_string()).unwrap();
+    let before = resident_kib();
+    let set = LearnedSet::load(&path).unwrap();
+    let held_mib = resident_kib().saturating_sub(before) / 1024;
+    let refused = |why: &str| set.warnings.iter().filter(|w| w.contains(why)).count();
+    assert_eq!(
+        refused("lookarounds, backreferences"),
+        PLANTED,
+        "{:?}",
+        set.warnings
+    );
+    // 33 stretches of 32 KiB each: 31 of them fit the budget; the rest are refused by it.
+    let accepted = set.patterns.len();
+    assert!(accepted >= 31, "{accepted}: {:?}", set.warnings);
+    assert_eq!(
+        refused("bytes all learned regexes may use"),
+        WORST - accepted
+    );
+    let budget_mib = (COMPILED_BUDGET_BYTES >> 20) as u64;
+    eprintln!("{accepted} of the worst backtracking regexes hold {held_mib} MiB resident");
+    assert!(
+        held_mib <= budget_mib,
+        "{accepted} accepted learned regexes hold {held_mib} MiB resident; all of them may hold {budget_mib} MiB"
+    );
+    drop(set);
+}

@@ -2,12 +2,15 @@
 //! makes one per pass) as a [`PrivateDir`] and used by its descriptor from then on:
 //! whoever writes the halt dir can swap a subdir for a symlink at any moment, and a write
 //! by name would follow it. Opened again by the next store, so a dir the operator removed
-//! is made anew, and one swapped for a link is refused with its reason for that pass.
+//! is made anew, and one swapped for a link is refused with its reason for that pass: said
+//! at the store's first use of it, and refused without a word at every later one
+//! ([`HaltStoreError::SaidBefore`]), or a pass over 10,000 state files would say it 10,000
+//! times.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use super::{ACTIVE_DIR, COLLAPSED_DIR, PENDING_DIR, PROCESSED_DIR};
+use super::{ACTIVE_DIR, COLLAPSED_DIR, HaltStoreError, PENDING_DIR, PROCESSED_DIR};
 use crate::private_dir::{PrivateDir, PrivateDirError};
 
 /// One subdir of the halt dir.
@@ -36,23 +39,30 @@ impl Sub {
     }
 }
 
-/// The subdirs opened so far; one that could not be opened is tried again at its next use.
+/// What a store found of one subdir.
+#[derive(Debug, Default)]
+enum Slot {
+    /// Not looked at yet, or not there when looked at without making it.
+    #[default]
+    Unopened,
+    Open(Arc<PrivateDir>),
+    /// Could not be opened (a symlink, another user's): said once, refused from then on.
+    Refused,
+}
+
+/// The subdirs opened so far, and those refused, for the store's lifetime.
 #[derive(Debug, Default)]
 pub struct Opened {
-    slots: Mutex<[Option<Arc<PrivateDir>>; 4]>,
+    slots: Mutex<[Slot; 4]>,
 }
 
 impl Opened {
     /// `sub` of `dir`, created if missing, opened at its first use by this store.
-    pub fn get(&self, dir: &Path, sub: Sub) -> Result<Arc<PrivateDir>, PrivateDirError> {
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        let slot = &mut slots[sub.slot()];
-        if let Some(opened) = slot {
-            return Ok(Arc::clone(opened));
-        }
-        let opened = Arc::new(PrivateDir::ensure(dir, sub.name())?);
-        *slot = Some(Arc::clone(&opened));
-        Ok(opened)
+    pub fn get(&self, dir: &Path, sub: Sub) -> Result<Arc<PrivateDir>, HaltStoreError> {
+        let made = self.open(dir, sub, |dir, name| {
+            PrivateDir::ensure(dir, name).map(Some)
+        })?;
+        Ok(made.expect("ensure makes the dir or fails"))
     }
 
     /// `sub` of `dir` as [`Opened::get`] opens it, but never created: `None` while it is
@@ -62,17 +72,39 @@ impl Opened {
         &self,
         dir: &Path,
         sub: Sub,
-    ) -> Result<Option<Arc<PrivateDir>>, PrivateDirError> {
+    ) -> Result<Option<Arc<PrivateDir>>, HaltStoreError> {
+        self.open(dir, sub, PrivateDir::open_existing)
+    }
+
+    /// `sub` as this store has it, else as `open` opens it, remembered either way.
+    fn open(
+        &self,
+        dir: &Path,
+        sub: Sub,
+        open: impl FnOnce(&Path, &str) -> Result<Option<PrivateDir>, PrivateDirError>,
+    ) -> Result<Option<Arc<PrivateDir>>, HaltStoreError> {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         let slot = &mut slots[sub.slot()];
-        if let Some(opened) = slot {
-            return Ok(Some(Arc::clone(opened)));
+        match slot {
+            Slot::Open(opened) => return Ok(Some(Arc::clone(opened))),
+            Slot::Refused => {
+                return Err(HaltStoreError::SaidBefore {
+                    path: dir.join(sub.name()),
+                });
+            }
+            Slot::Unopened => {}
         }
-        let Some(opened) = PrivateDir::open_existing(dir, sub.name())? else {
-            return Ok(None);
-        };
-        let opened = Arc::new(opened);
-        *slot = Some(Arc::clone(&opened));
-        Ok(Some(opened))
+        match open(dir, sub.name()) {
+            Ok(Some(opened)) => {
+                let opened = Arc::new(opened);
+                *slot = Slot::Open(Arc::clone(&opened));
+                Ok(Some(opened))
+            }
+            Ok(None) => Ok(None),
+            Err(refused) => {
+                *slot = Slot::Refused;
+                Err(refused.into())
+            }
+        }
     }
 }

@@ -3,30 +3,43 @@
 //! and kept for `berth doctor` in `active-faults/.held-<scope>.json` (a dot name: no look
 //! for registries reads it), which the next pass of that scope replaces or removes.
 
-use std::collections::HashSet;
-
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::super::json_file;
 use super::dirs::Sub;
+use super::said::SaidOnce;
 use super::{HaltStore, HaltStoreError, io_problem};
 
 /// Held filings a pass keeps the lines of for `berth doctor` (each cut, under 1 KiB); the
 /// rest are counted only.
 pub const MAX_HELD_KEPT: usize = 20;
 
-/// What one pass held: each line's SHA-256 (said once), the first [`MAX_HELD_KEPT`] lines.
+/// What a held write of the halt dir was: a filing (an event) or a clear (a marker).
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    Filing,
+    Clear,
+}
+
+/// What one pass held: each held filing (said once), the first [`MAX_HELD_KEPT`] lines of
+/// them, and the run locks it found held (tried once, said once: `docs/limits.md`'s one try
+/// per run per fault round).
 #[derive(Debug, Default)]
 pub struct Held {
-    said: HashSet<[u8; 32]>,
+    filings: SaidOnce,
     lines: Vec<String>,
+    pub locks: SaidOnce,
 }
 
 impl Held {
-    /// Notes `line`; whether it is new to this pass (to be said).
-    pub fn note(&mut self, line: &str) -> bool {
-        let new = self.said.insert(Sha256::digest(line).into());
+    /// Notes `run_id`'s `kind` of write held at file `name`, said as `line`; whether it is
+    /// new to this pass (to be said).
+    pub fn note(&mut self, (kind, run_id): (Kind, &str), name: &str, line: &str) -> bool {
+        let kind = match kind {
+            Kind::Filing => "filing",
+            Kind::Clear => "clear",
+        };
+        let new = self.filings.first(&[kind, run_id, name]);
         if new && self.lines.len() < MAX_HELD_KEPT {
             self.lines.push(line.to_owned());
         }
@@ -61,9 +74,18 @@ impl HaltStore {
     /// `berth doctor`, or removes the file when it held nothing, and starts the next pass
     /// afresh (a store kept for several passes says each held filing once a pass).
     pub fn save_held(&self, scope: &str) -> Result<(), HaltStoreError> {
-        let held = std::mem::take(&mut *self.held.lock().unwrap_or_else(|e| e.into_inner()));
+        let held = std::mem::take(&mut *self.pass());
+        match self.write_held(scope, held) {
+            // `active-faults/` was refused at a sync of this pass, and said there.
+            Err(HaltStoreError::SaidBefore { .. }) => Ok(()),
+            written => written,
+        }
+    }
+
+    /// What this pass `held`, in the file of `scope`.
+    fn write_held(&self, scope: &str, held: Held) -> Result<(), HaltStoreError> {
         let name = held_name(scope);
-        if held.said.is_empty() {
+        if held.filings.is_empty() {
             // No dir made for a pass that held nothing.
             let Some(active) = self.opened.existing(&self.dir, Sub::Active)? else {
                 return Ok(());
@@ -75,7 +97,7 @@ impl HaltStore {
         let active = self.ensure(Sub::Active)?;
         let file = HeldFilings {
             updated_at: crate::clock::now_iso(),
-            count: held.said.len(),
+            count: held.filings.len(),
             lines: held.lines,
         };
         let path = active.join(&name);
@@ -91,7 +113,7 @@ impl HaltStore {
         let active = match self.opened.existing(&self.dir, Sub::Active) {
             Ok(Some(active)) => active,
             Ok(None) => return Vec::new(),
-            Err(e) => return vec![Err(e.into())],
+            Err(e) => return vec![Err(e)],
         };
         HELD_SCOPES
             .iter()

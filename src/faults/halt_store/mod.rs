@@ -21,7 +21,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::json;
 
@@ -38,6 +38,7 @@ mod held;
 mod listing;
 mod listing_reads;
 mod run_lock;
+mod said;
 mod shared_names;
 mod shown;
 mod sweep;
@@ -97,6 +98,20 @@ pub struct SyncReport {
     /// registry of the run, withheld by a cap or not filed: each a detector call that
     /// raised a fault, which gstack's `persistHitCounts` counts.
     pub new_detectors: Vec<String>,
+    /// Writes left undone, and syncs skipped, for a reason this pass said once already, here
+    /// or at an earlier sync ([`HaltStoreError::SaidBefore`], a held filing said before): no
+    /// line, but like a problem, made good only by a later pass.
+    pub said_before: usize,
+}
+
+impl SyncReport {
+    /// `problem` in the report: its line, or only counted if the pass said it before.
+    fn problem(&mut self, problem: HaltStoreError) {
+        match problem {
+            HaltStoreError::SaidBefore { .. } => self.said_before += 1,
+            problem => self.problems.push(problem.to_string()),
+        }
+    }
 }
 
 /// What [`HaltStore::mark_investigated`] did.
@@ -128,8 +143,9 @@ pub struct HaltStore {
     /// the fault watch makes one store a pass, so they are shared by one pass only.
     elsewhere: Arc<Mutex<super::registry::PassReads>>,
     /// The held filings this store's pass said ([`HaltStoreError::Taken`], by the SHA-256
-    /// of the line), each once a pass however many state files of the run raise its fault,
-    /// kept for `berth doctor` when the pass ends ([`held`]).
+    /// of the whole run id, file name and kind), each once a pass however many state files
+    /// of the run raise its fault, kept for `berth doctor` when the pass ends ([`held`]);
+    /// and the run locks the pass found held, each tried and said once a pass.
     held: Arc<Mutex<held::Held>>,
 }
 
@@ -171,6 +187,10 @@ pub enum HaltStoreError {
     /// A subdir is not one berth writes in (a symlink, another user's), or cannot be made.
     #[error(transparent)]
     Dir(#[from] PrivateDirError),
+    /// Not tried again: this store found it so earlier in its pass and said so then (a
+    /// subdir refused, a run's lock held); a caller counts it, without a line.
+    #[error("{}: not tried again this pass, said when first found", .path.display())]
+    SaidBefore { path: PathBuf },
     #[error("cannot move {} to {}: {source}", .from.display(), .to.display())]
     Move {
         from: PathBuf,
@@ -305,7 +325,12 @@ impl HaltStore {
 
     /// `sub`, held open by this store from its first use ([`dirs`]).
     fn ensure(&self, sub: Sub) -> Result<Arc<PrivateDir>, HaltStoreError> {
-        Ok(self.opened.get(&self.dir, sub)?)
+        self.opened.get(&self.dir, sub)
+    }
+
+    /// What this store's pass held and said so far ([`held`]).
+    fn pass(&self) -> MutexGuard<'_, held::Held> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Files one halt event as gstack's `emitHaltEvent` does: a pending file holding

@@ -5,6 +5,7 @@ use std::io;
 use std::time::Duration;
 
 use super::super::run_id::{file_run_id, fit_stem};
+use super::{HaltStore, HaltStoreError, io_problem};
 use crate::atomic_file;
 use crate::private_dir::PrivateDir;
 
@@ -45,4 +46,25 @@ pub(super) fn lock_run(active: &PrivateDir, name: &str) -> io::Result<fs::File> 
             lock_path.display()
         ),
     ))
+}
+
+impl HaltStore {
+    /// [`lock_run`], tried once a pass: a lock this pass could not take (held by another
+    /// process) is said once and not tried again by its later syncs of the run, which are
+    /// skipped without a line ([`HaltStoreError::SaidBefore`]). Each state file of a run is
+    /// a sync of its own, and a run of 10,000 would otherwise be 10,000 tries and lines.
+    pub(super) fn lock_run_once(
+        &self,
+        active: &PrivateDir,
+        name: &str,
+    ) -> Result<fs::File, HaltStoreError> {
+        let path = active.join(name);
+        if self.pass().locks.said(&[name]) {
+            return Err(HaltStoreError::SaidBefore { path });
+        }
+        lock_run(active, name).map_err(|e| {
+            self.pass().locks.first(&[name]);
+            io_problem("lock", &path)(e)
+        })
+    }
 }

@@ -2,12 +2,12 @@
 //! the run's registry updated with what was written.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
 
 use super::super::halt::HaltEvent;
 use super::super::registry::{self, ActiveFault, Registry};
 use super::dirs::Sub;
-use super::run_lock::{lock_run, run_lock_name};
+use super::held::Kind;
+use super::run_lock::run_lock_name;
 use super::unchanged::Look;
 use super::{HaltStore, HaltStoreError, SyncReport, io_problem};
 use crate::private_dir::PrivateDir;
@@ -24,7 +24,7 @@ impl HaltStore {
         let active = match self.ensure(Sub::Active) {
             Ok(dir) => dir,
             Err(problem) => {
-                report.problems.push(problem.to_string());
+                report.problem(problem);
                 return report;
             }
         };
@@ -41,12 +41,10 @@ impl HaltStore {
         }
         let lock_name = run_lock_name(run_id);
         let lock_path = active.join(&lock_name);
-        let _guard = match lock_run(&active, &lock_name) {
+        let _guard = match self.lock_run_once(&active, &lock_name) {
             Ok(guard) => guard,
-            Err(e) => {
-                report
-                    .problems
-                    .push(io_problem("lock", &lock_path)(e).to_string());
+            Err(problem) => {
+                report.problem(problem);
                 return report;
             }
         };
@@ -72,7 +70,7 @@ impl HaltStore {
         if report.withheld > 0
             && let Err(problem) = self.file_cap_event()
         {
-            report.problems.push(problem.to_string());
+            report.problem(problem);
         }
         if changed && !self.swept.swap(true, std::sync::atomic::Ordering::Relaxed) {
             super::sweep::remove_gone_runs(&active);
@@ -181,11 +179,11 @@ impl HaltStore {
         };
         // A filing held for another run's file at its name is said once a pass per fault
         // (two detectors, or many state files of the run, can hold one fault id).
-        let taken_said = &self.held;
         for event in new {
             let held = elsewhere.contains(&event.fault_id) || held_here.contains(&event.fault_id);
             if !held {
-                let Some(emitted) = counted(report, taken_said, self.emit(event)) else {
+                let Some(emitted) = counted(report, self, (Kind::Filing, run_id), self.emit(event))
+                else {
                     continue;
                 };
                 report.emitted.push((event.fault_id.clone(), emitted));
@@ -233,7 +231,14 @@ impl HaltStore {
                     continue;
                 }
                 let withheld_before = report.withheld;
-                if counted(report, taken_said, self.resolve(run_id, &fault_id)).is_none() {
+                if counted(
+                    report,
+                    self,
+                    (Kind::Clear, run_id),
+                    self.resolve(run_id, &fault_id),
+                )
+                .is_none()
+                {
                     capped = report.withheld > withheld_before;
                     continue;
                 }
@@ -347,20 +352,23 @@ fn record(registry: &mut Registry, event: &HaltEvent) {
 
 /// What a write of the halt dir gave; a withheld write or a problem is counted in `report`
 /// instead, and the fault left as it was: a new one out of the registry, so the next pass
-/// files it, a cleared one raised in it, so the next pass clears it. A write held for
-/// another run's file at its name is said once in `taken_said`.
+/// files it, a cleared one raised in it, so the next pass clears it. A `write` held for
+/// another run's file at its name is said once a pass ([`Held::note`](super::held::Held::note)).
 fn counted<T>(
     report: &mut SyncReport,
-    taken_said: &Mutex<super::held::Held>,
+    store: &HaltStore,
+    write: (Kind, &str),
     result: Result<T, HaltStoreError>,
 ) -> Option<T> {
     match result {
         Ok(value) => Some(value),
-        Err(taken @ HaltStoreError::Taken { .. }) => {
+        Err(ref taken @ HaltStoreError::Taken { ref path, .. }) => {
             let line = taken.to_string();
-            let mut said = taken_said.lock().unwrap_or_else(|e| e.into_inner());
-            if said.note(&line) {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            if store.pass().note(write, &name, &line) {
                 report.problems.push(line);
+            } else {
+                report.said_before += 1;
             }
             None
         }
@@ -369,7 +377,7 @@ fn counted<T>(
             None
         }
         Err(problem) => {
-            report.problems.push(problem.to_string());
+            report.problem(problem);
             None
         }
     }

@@ -228,3 +228,68 @@ fn a_pass_keeps_its_held_filings_for_doctor_until_one_holds_none() {
     freed.save_held(HELD_RUNS).unwrap();
     assert!(freed.held_filings().is_empty());
 }
+
+/// docs/limits.md: a held filing is said "per run and fault each pass". The pass's said set
+/// is keyed by the line, whose run ids are cut to 256 bytes: two runs whose ids share their
+/// first 256 bytes and length (and so one safe name, held by a third run's event) make one
+/// line, and the second run's held filing is said by nobody: neither filed nor logged.
+#[test]
+fn two_runs_whose_cut_ids_match_each_have_their_held_filing_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let stem = "a".repeat(300);
+    let (holder, first, second) = (
+        format!("{stem}_x"),
+        format!("{stem}/x"),
+        format!("{stem}:x"),
+    );
+    let filed =
+        HaltStore::new(dir.path()).sync_run(&holder, "/s/holder.json", &[event(&holder, "X", "")]);
+    assert_eq!(filed.emitted.len(), 1, "{filed:?}");
+    let pass = HaltStore::new(dir.path());
+    let said = |run: &str, source: &str| -> Vec<String> {
+        let report = pass.sync_run(run, source, &[event(run, "X", "")]);
+        assert!(report.emitted.is_empty(), "{report:?}");
+        report.problems
+    };
+    assert_eq!(said(&first, "/s/first.json").len(), 1);
+    let second_said = said(&second, "/s/second.json");
+    assert_eq!(
+        second_said.len(),
+        1,
+        "run {:?}…'s held filing said by nobody this pass",
+        &second[295..]
+    );
+}
+
+/// docs/limits.md: a run's lock held by another process is "not waited for: one try per run
+/// per fault round", the held run "logged, naming the lock". The lock is the run id's, but
+/// each state file of the run (each its own registry) tries it and logs its own line: run
+/// `a/b` raising a new fault in 50 state files while whoever writes the faults dir holds
+/// `.a_b.lock` costs a pass 50 tries and 50 error lines, every pass; 10,000 state files
+/// (the pass's listing cap), 10,000 of each.
+#[test]
+fn a_held_run_lock_is_tried_and_said_once_a_pass_however_many_state_files_raise_it() {
+    const STATE_FILES: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let first = HaltStore::new(dir.path()).sync_run("a/b", "/s/a-b.json", &[event("a/b", "X", "")]);
+    assert_eq!(first.emitted.len(), 1, "{first:?}");
+    // Held by another open file description, as another process holds it.
+    let lock = dir.path().join(ACTIVE_DIR).join(".a_b.lock");
+    let held = fs::File::open(&lock).unwrap();
+    held.try_lock().unwrap();
+    let pass = HaltStore::new(dir.path());
+    let raised = [event("a/b", "X", ""), event("a/b", "Y", "")];
+    let lines: Vec<String> = (0..STATE_FILES)
+        .flat_map(|n| {
+            pass.sync_run("a/b", &format!("/s/a-b-{n}.json"), &raised)
+                .problems
+        })
+        .filter(|line| line.contains(".a_b.lock"))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "one pass tried and said the held lock of run a/b: {:?}",
+        &lines[..2.min(lines.len())]
+    );
+}

@@ -166,3 +166,28 @@ fn a_subdir_that_is_a_symlink_is_refused_and_reported_then_the_next_store_works(
     assert!(report.problems.is_empty(), "{report:?}");
     assert_eq!(fs::read_dir(victim.path()).unwrap().count(), 0);
 }
+
+/// `dirs.rs`: a subdir swapped for a link "is refused with its reason for that pass". The
+/// store tries `active-faults/` again at every sync, and every sync says so: with it a
+/// symlink, a pass over 50 state files, none of which raises anything, logs 50 error lines,
+/// every pass (10,000 state files, the pass's listing cap: 10,000 lines a pass).
+#[test]
+fn a_swapped_active_dir_is_said_once_a_pass_not_once_per_state_file() {
+    const STATE_FILES: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), dir.path().join(ACTIVE_DIR)).unwrap();
+    let pass = HaltStore::new(dir.path());
+    let lines: Vec<String> = (0..STATE_FILES)
+        .flat_map(|n| {
+            pass.sync_run(&format!("r{n}"), &format!("/s/r{n}.json"), &[])
+                .problems
+        })
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "one pass over runs with nothing raised said: {:?}",
+        &lines[..2.min(lines.len())]
+    );
+}
