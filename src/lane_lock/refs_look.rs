@@ -512,35 +512,6 @@ mod tests {
         );
     }
 
-    /// `git update-ref` also appends to `logs/HEAD` when the origin's `HEAD` is a symbolic
-    /// ref to the ref it writes (`split_head_update`; `--no-deref` does not stop it), with
-    /// the same blocking open() under `<ref>.lock`. A writer of the origin points `HEAD` at
-    /// the lane's lock ref and plants a FIFO at `logs/HEAD`: the look before a lock write
-    /// `lstat`s only `logs/<lock ref>` and the dirs above it, so the write hangs until the
-    /// writer's alarm, after git moved the ref: the acquire answers `Acquired` 8 s later,
-    /// and SIGALRM (no signal git cleans its lock files on) leaves `HEAD.lock`. From then
-    /// on every write of the lane fails (`cannot lock ref 'HEAD'`): the release is refused
-    /// as a `<ref>.lock` "berth removes once it is 10 s old", which it never removes, so
-    /// the lock holds the lane to its TTL and no takeover writes it after. The FIFO is
-    /// never named.
-    #[test]
-    fn a_fifo_at_heads_reflog_holds_the_lane_named_when_head_names_the_lock_ref() {
-        let origin = crate::lane_lock::tests::BareOrigin::new();
-        let lane = crate::lane_lock::tests::widget_main();
-        let head = format!("ref: {}\n", crate::lane_lock::lock_ref_name(&lane));
-        std::fs::write(origin.bare.join("HEAD"), head).unwrap();
-        let planted = origin.bare.join("logs/HEAD");
-        std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
-        fifo(&planted);
-        let outcome = acquire_within_a_minute(&origin).expect("the acquire never returned");
-        let said = format!("{outcome:?}");
-        assert!(
-            outcome.is_err() && said.contains(&*planted.to_string_lossy()),
-            "a FIFO at HEAD's reflog, HEAD naming the lock ref ({}), is not named: {said}",
-            planted.display()
-        );
-    }
-
     /// berth's writer of a local origin's lock ref is `git update-ref` (and, for a
     /// cruft-held lock object, `git unpack-objects`), which reads the origin's objects as
     /// git does: it unquotes a C-quoted `info/alternates` line, where libgit2 takes the
