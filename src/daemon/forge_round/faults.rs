@@ -64,7 +64,7 @@ pub fn run(shared: &Shared, poll: &PollPlan, cancel: &CancellationToken) {
 /// under way (a watch round runs beside the poll round): a budget read before a watch
 /// round found it exhausted and filed after that round's own run would resolve the fault
 /// while the budget is still exhausted.
-fn detect(shared: &Shared, in_flight: bool, repo_facts: &[RepoFacts]) {
+pub(in crate::daemon) fn detect(shared: &Shared, in_flight: bool, repo_facts: &[RepoFacts]) {
     let _detecting = shared
         .queue_detecting
         .lock()

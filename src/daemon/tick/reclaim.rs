@@ -42,7 +42,7 @@ pub fn reclaim(shared: &Shared, stored: &StoredRecord, now: chrono::DateTime<chr
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::daemon::unsaved;
     use crate::daemon::verdict::Verdict;
@@ -92,13 +92,49 @@ mod tests {
         s.assert_landed(reclaimed, next.holds(&s.id));
     }
 
+    /// The taken-over verdict of [`a_record_whose_taken_over_verdict_is_kept_is_not_reclaimed_by_the_daemon_keeping_it`]
+    /// also keeps the queue detectors from calling its record stranded: STRANDED_RECORD
+    /// ("no live process owns it") would be raised for a record this live daemon holds.
+    /// The list file is gone (removed by hand, or its write failed): only what this daemon
+    /// holds in memory says the record is its own.
+    #[test]
+    fn no_stranded_record_fault_for_a_record_whose_taken_over_verdict_is_kept() {
+        let s = stopped_with_a_kept_verdict();
+        let next = Shared::on_queue(&s.queue, s.dir.path(), "berth");
+        assert!(next.holds(&s.id), "the listed verdict was not taken over");
+        std::fs::remove_file(s.dir.path().join("berth").join(unsaved::UNSAVED_FILE)).unwrap();
+        // The tick's sweep, so the detectors see the record.
+        next.crew
+            .records
+            .view()
+            .refresh(&s.store, &crate::queue_view::Refresh::Sweep);
+        crate::daemon::forge_round::detect_queue_faults(&next, true, &[]);
+        let pending = next
+            .config()
+            .faults_dir_or_default()
+            .join("pending-investigations");
+        // The events filed (none: no dir), each naming its category in its message.
+        let stranded = std::fs::read_dir(&pending)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("[STRANDED_RECORD]"))
+            })
+            .count();
+        assert_eq!(
+            stranded, 0,
+            "STRANDED_RECORD raised for a record whose verdict this daemon keeps"
+        );
+    }
+
     /// A record `landing` on queue `queue`, claimed (token "1") by a daemon of this host
     /// that stopped, its `landed` verdict refused and listed in `dir/berth`.
-    struct Stopped {
-        dir: tempfile::TempDir,
-        queue: std::path::PathBuf,
-        store: QueueStore,
-        id: String,
+    pub(crate) struct Stopped {
+        pub(crate) dir: tempfile::TempDir,
+        pub(crate) queue: std::path::PathBuf,
+        pub(crate) store: QueueStore,
+        pub(crate) id: String,
     }
 
     impl Stopped {
@@ -113,15 +149,22 @@ mod tests {
         }
     }
 
-    fn stopped_with_a_kept_verdict() -> Stopped {
+    pub(crate) fn stopped_with_a_kept_verdict() -> Stopped {
         let dir = tempfile::tempdir().unwrap();
         let queue = dir.path().join("queue");
         std::fs::create_dir_all(&queue).unwrap();
         let store = QueueStore::new(&queue);
         let id = store.insert(&sample::queued(5)).unwrap();
-        // The stopped daemon's stamp: this machine, a pid that runs no more.
+        // The stopped daemon's stamp: this machine, a pid that runs no more, and the
+        // instance lock it held on its berth dir, `dir/berth`, as a daemon's stamp names it.
         let mut exited = std::process::Command::new("true").spawn().unwrap();
-        let stopped = format!("{}:{}:1", crate::ownership::machine(), exited.id());
+        let lock = crate::instance::lock_path(&dir.path().join("berth"));
+        let stopped = format!(
+            "{}:{}:1:{}",
+            crate::ownership::machine(),
+            exited.id(),
+            lock.display()
+        );
         exited.wait().unwrap();
         for to in [Status::Claiming, Status::Landing] {
             store
