@@ -67,28 +67,26 @@ pub(super) fn judge(git_dir: &Path, name: &Path) -> Node {
 
 /// Whether the regular file at `path` holds what git reads as a loose ref.
 fn reads_as_ref(path: &Path) -> bool {
-    let Ok(file) = OpenOptions::new()
+    read_bounded(path).is_some_and(|bytes| is_loose_ref(&bytes))
+}
+
+/// The bytes of the regular file at `path` (opened without following a symlink or
+/// blocking) when it holds at most [`MAX_REF_BYTES`]: a loose ref's whole reading.
+pub(super) fn read_bounded(path: &Path) -> Option<Vec<u8>> {
+    let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
-    else {
-        return false;
-    };
+        .ok()?;
     if !file
         .metadata()
         .is_ok_and(|meta| meta.is_file() && meta.len() <= MAX_REF_BYTES)
     {
-        return false;
+        return None;
     }
     let mut bytes = Vec::new();
-    if file
-        .take(MAX_REF_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .is_err()
-    {
-        return false;
-    }
-    is_loose_ref(&bytes)
+    file.take(MAX_REF_BYTES + 1).read_to_end(&mut bytes).ok()?;
+    Some(bytes)
 }
 
 /// git's reading of a loose ref: `ref: <valid name>`, or a SHA-1 id in hex followed by

@@ -13,8 +13,10 @@
 //! the child whatever berth does), takes the writers' lock (waiting at most
 //! [`WRITERS_WAIT`]), removes the one leftover berth judged dead (if it is still that
 //! file), and execs `git update-ref`, which compares the old value under the `.lock` file
-//! and renames. The child runs for milliseconds; berth waits for it at most
-//! [`WRITE_LIMIT`] plus [`WRITE_GRACE`], then SIGKILLs it.
+//! and renames. The child runs for milliseconds; one still running [`TERM_LEAD`] before
+//! its alarm is sent SIGTERM by berth (git removes its `.lock` files on it, where the
+//! alarm's SIGALRM and a SIGKILL leave them), and SIGKILLed [`WRITE_GRACE`] past
+//! [`WRITE_LIMIT`].
 
 use std::ffi::CString;
 use std::io::{self, Read as _};
@@ -40,6 +42,13 @@ pub const WRITE_LIMIT: Duration = Duration::from_secs(8);
 /// How long berth waits past [`WRITE_LIMIT`] before it SIGKILLs a writer child still there
 /// (a stopped child takes its alarm only when continued).
 const WRITE_GRACE: Duration = Duration::from_secs(1);
+
+/// How long before [`WRITE_LIMIT`] (from its spawn) berth sends a writer child still
+/// running SIGTERM. git removes every `.lock` file it holds on SIGTERM, and on no signal
+/// the alarm or berth's kill sends: a writer hung appending to `logs/HEAD` (a FIFO there,
+/// `HEAD` naming the lock ref) would leave `HEAD.lock`, which berth judges as no ref's
+/// leftover, and every later write of the lane would fail on it.
+const TERM_LEAD: Duration = Duration::from_secs(1);
 
 /// The longest a writer child runs from its spawn to its reaping: berth kills it then.
 pub(super) const WRITER_BOUND: Duration = WRITE_LIMIT.saturating_add(WRITE_GRACE);
@@ -136,6 +145,7 @@ pub(super) fn write(
     unsafe {
         command.pre_exec(move || before_exec.run());
     }
+    let started = Instant::now();
     let spawned = command.spawn();
     drop(report_write);
     let reports = || read_reports(&report_read);
@@ -151,14 +161,23 @@ pub(super) fn write(
             };
         }
     };
-    let (applied, said) = finish(&mut child, "git update-ref")?;
+    let (applied, said) = finish(&mut child, started, "git update-ref")?;
     Ok(written(&reports(), applied, said, None))
 }
 
-/// Waits for a `git` child (`what` it runs, for the message) at most [`WRITE_LIMIT`] plus
-/// [`WRITE_GRACE`]: whether it succeeded, and else what it said (or why it ended).
-pub(super) fn finish(child: &mut std::process::Child, what: &str) -> io::Result<(bool, String)> {
-    let status = wait_within(child, WRITE_LIMIT + WRITE_GRACE)?;
+/// Waits for a `git` child (`what` it runs, for the message) spawned at `started`: past
+/// [`WRITE_LIMIT`] less [`TERM_LEAD`] it is sent SIGTERM, past [`WRITER_BOUND`] SIGKILL.
+/// Whether it succeeded, and else what it said (or why it ended).
+pub(super) fn finish(
+    child: &mut std::process::Child,
+    started: Instant,
+    what: &str,
+) -> io::Result<(bool, String)> {
+    let status = wait_within(
+        child,
+        started + (WRITE_LIMIT - TERM_LEAD),
+        started + WRITER_BOUND,
+    )?;
     let mut said = String::new();
     if let Some(stderr) = child.stderr.take() {
         let _ = stderr.take(STDERR_CAP).read_to_string(&mut said);
@@ -166,8 +185,9 @@ pub(super) fn finish(child: &mut std::process::Child, what: &str) -> io::Result<
     let applied = status.is_some_and(|status| status.success());
     if status.is_none() {
         said = format!(
-            "the writer ({what}) ran past {} s and was killed",
-            WRITE_LIMIT.as_secs()
+            "the writer ({what}) ran past {} s and was stopped (SIGTERM, then SIGKILL past {} s)",
+            (WRITE_LIMIT - TERM_LEAD).as_secs(),
+            WRITER_BOUND.as_secs()
         );
     } else if !applied && said.trim().is_empty() {
         said = format!("{what} ended with {}", status.unwrap_or_default());
@@ -233,7 +253,8 @@ pub(super) fn git_in(git_dir: &Path) -> Command {
     command
 }
 
-/// The child's exit status, or `None` when it outlived `limit` and was SIGKILLed.
+/// The child's exit status, or `None` when it outlived `term_at` and was stopped: sent
+/// SIGTERM then, and SIGKILL at `kill_at` if still there.
 ///
 /// Woken by the child's exit through a pidfd (the child is unreaped, so its pid cannot
 /// name another process), not by a timer: the writer runs for milliseconds and every
@@ -241,32 +262,49 @@ pub(super) fn git_in(git_dir: &Path) -> Command {
 /// no pidfd, the child is looked at every [`RETRY`].
 fn wait_within(
     child: &mut std::process::Child,
-    limit: Duration,
+    term_at: Instant,
+    kill_at: Instant,
 ) -> io::Result<Option<std::process::ExitStatus>> {
-    Ok(wait_looking(child, limit)?.0)
+    Ok(wait_looking(child, term_at, kill_at)?.0)
 }
 
 /// [`wait_within`], and how many times it looked at the child.
 fn wait_looking(
     child: &mut std::process::Child,
-    limit: Duration,
+    term_at: Instant,
+    kill_at: Instant,
 ) -> io::Result<(Option<std::process::ExitStatus>, u32)> {
-    let deadline = Instant::now() + limit;
     let exited = pidfd_open(child.id());
+    let mut termed = false;
     let mut looks = 0;
     loop {
         looks += 1;
         if let Some(status) = child.try_wait()? {
-            return Ok((Some(status), looks));
+            // A writer that exits well after its SIGTERM finished its write first.
+            let stopped = termed && !status.success();
+            return Ok(((!stopped).then_some(status), looks));
         }
         let now = Instant::now();
-        if now >= deadline {
+        if now >= kill_at {
             let _ = child.kill();
             child.wait()?;
             return Ok((None, looks));
         }
+        if now >= term_at && !termed {
+            termed = true;
+            if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+                // SAFETY: kill takes a pid and a signal; the child is unreaped, so its pid
+                // names no other process.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+        }
+        let deadline = if termed {
+            kill_at
+        } else {
+            term_at.min(kill_at)
+        };
         match &exited {
-            Some(pidfd) => wait_readable(pidfd, deadline - now),
+            Some(pidfd) => wait_readable(pidfd, deadline.saturating_duration_since(now)),
             None => std::thread::sleep(RETRY),
         }
     }
@@ -504,7 +542,8 @@ mod tests {
     #[test]
     fn a_writer_is_waited_for_by_its_exit_not_by_polling() {
         let mut child = Command::new("sleep").arg("0.3").spawn().unwrap();
-        let (status, looks) = wait_looking(&mut child, Duration::from_secs(30)).unwrap();
+        let far = Instant::now() + Duration::from_secs(30);
+        let (status, looks) = wait_looking(&mut child, far, far).unwrap();
         assert!(status.is_some_and(|s| s.success()));
         // Once before the exit, once after; a signal may wake the wait once more.
         assert!(looks <= 3, "looked {looks} times");
@@ -513,8 +552,44 @@ mod tests {
     #[test]
     fn a_writer_past_its_limit_is_killed() {
         let mut child = Command::new("sleep").arg("30").spawn().unwrap();
-        let (status, _) = wait_looking(&mut child, Duration::from_millis(50)).unwrap();
+        let soon = Instant::now() + Duration::from_millis(50);
+        let (status, _) = wait_looking(&mut child, soon, soon).unwrap();
         assert!(status.is_none());
         assert!(child.try_wait().unwrap().is_some(), "the writer was reaped");
+    }
+
+    /// A writer hung appending to `logs/HEAD` (a FIFO there, `HEAD` naming the ref it
+    /// writes: `--no-deref` does not stop that append) holds `HEAD.lock`, which berth
+    /// judges as no ref's leftover. Stopped at its limit with SIGTERM, git removes it; the
+    /// alarm's SIGALRM or a SIGKILL would leave it, and every later write of the ref fail.
+    #[test]
+    fn a_writer_stopped_at_its_limit_leaves_no_lock_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let new = repo.blob(b"lock").unwrap();
+        let name = "refs/gstack/release-locks/x";
+        std::fs::write(dir.path().join("HEAD"), format!("ref: {name}\n")).unwrap();
+        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+        nix::unistd::mkfifo(&dir.path().join("logs/HEAD"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let old = Oid::ZERO_SHA1;
+        let started = Instant::now();
+        let mut child = git_update_ref(dir.path(), name, Change::Set { new, old })
+            .spawn()
+            .unwrap();
+        let (applied, said) = finish(&mut child, started, "git update-ref").unwrap();
+        assert!(!applied, "{said}");
+        let mut locks = Vec::new();
+        let mut dirs = vec![dir.path().to_owned()];
+        while let Some(at) = dirs.pop() {
+            for entry in std::fs::read_dir(&at).unwrap() {
+                let path = entry.unwrap().path();
+                if std::fs::symlink_metadata(&path).unwrap().is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|ext| ext == "lock") {
+                    locks.push(path);
+                }
+            }
+        }
+        assert!(locks.is_empty(), "left behind: {locks:?} ({said})");
     }
 }

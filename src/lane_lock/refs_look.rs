@@ -146,6 +146,9 @@ fn look_for(git_dir: &Path, lock_ref: Option<&str>) -> Result<Vec<Blocking>, Ref
     found.extend(store::look(git_dir, &root, lock_ref.is_some())?);
     if let Some(lock_ref) = lock_ref {
         found.extend(reflog_blocking(&root, lock_ref));
+        if head_may_name(git_dir, &root, lock_ref) {
+            found.extend(head_reflog_blocking(&root));
+        }
     }
     Ok(found)
 }
@@ -170,6 +173,41 @@ fn reflog_blocking(root: &OwnedFd, lock_ref: &str) -> Vec<Blocking> {
         }
     }
     found
+}
+
+/// Whether the origin's `HEAD` (in `git_dir`, opened as `root`) may be a symbolic ref
+/// naming `lock_ref`, read without following it as git's files backend does (one level,
+/// no recursion): `ref: <name>` in a regular file of at most [`broken_ref::MAX_REF_BYTES`]
+/// (opened without blocking), or a symlink whose target is the name. git then also
+/// appends to `logs/HEAD` when it writes `lock_ref` (`--no-deref` or not). A regular file
+/// berth does not read (past the bound, unopenable) may be one to git: it counts, so
+/// `logs/HEAD` is looked at (an `lstat`, holding the lane only for a node no file).
+fn head_may_name(git_dir: &Path, root: &OwnedFd, lock_ref: &str) -> bool {
+    let Some(head) = FileId::at(root.as_raw_fd(), c"HEAD") else {
+        return false;
+    };
+    if head.is_file() {
+        broken_ref::read_bounded(&git_dir.join("HEAD")).is_none_or(|bytes| {
+            String::from_utf8_lossy(&bytes)
+                .strip_prefix("ref:")
+                .is_some_and(|name| name.trim() == lock_ref)
+        })
+    } else {
+        nix::fcntl::readlinkat(root, c"HEAD").is_ok_and(|target| target == *lock_ref)
+    }
+}
+
+/// `logs/HEAD` below the git dir `root` when it is there and no regular file (a
+/// directory or symlink included, unfollowed): git's append to it under `HEAD.lock` would
+/// open it blocking, or fail.
+fn head_reflog_blocking(root: &OwnedFd) -> Option<Blocking> {
+    let name = Path::new("logs/HEAD");
+    let file = FileId::at(root.as_raw_fd(), &path_cstring(name))?;
+    (!file.is_file()).then(|| Blocking {
+        name: name.to_owned(),
+        file,
+        linked: false,
+    })
 }
 
 /// The node `name` (below the directory `root`) as a [`Blocking`] when libgit2 would hang
@@ -340,201 +378,4 @@ pub(super) fn path_cstring(path: &Path) -> CString {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fifo(path: &Path) {
-        nix::unistd::mkfifo(path, nix::sys::stat::Mode::S_IRWXU).unwrap();
-    }
-
-    #[test]
-    fn only_nodes_that_are_no_file_nor_directory_block() {
-        let dir = tempfile::tempdir().unwrap();
-        let git_dir = dir.path();
-        std::fs::create_dir_all(git_dir.join("refs/heads/deep")).unwrap();
-        std::fs::write(git_dir.join("HEAD"), "ref: refs/heads/main\n").unwrap();
-        std::fs::write(git_dir.join("refs/heads/main"), "junk\n").unwrap();
-        fifo(&git_dir.join("refs/heads/deep/x"));
-        fifo(&git_dir.join("packed-refs"));
-        std::os::unix::fs::symlink(
-            git_dir.join("refs/heads/deep/x"),
-            git_dir.join("refs/heads/link"),
-        )
-        .unwrap();
-        std::os::unix::fs::symlink(git_dir.join("refs/heads/main"), git_dir.join("refs/ok"))
-            .unwrap();
-        let mut names: Vec<_> = look(git_dir).unwrap().into_iter().map(|b| b.name).collect();
-        names.sort();
-        let expected: Vec<PathBuf> = ["packed-refs", "refs/heads/deep/x", "refs/heads/link"]
-            .into_iter()
-            .map(PathBuf::from)
-            .collect();
-        assert_eq!(names, expected);
-        assert!(blocks_at(git_dir, Path::new("refs/heads/deep/x")).is_some());
-        assert!(blocks_at(git_dir, Path::new("refs/heads/main")).is_none());
-        assert!(blocks_at(git_dir, Path::new("refs/none")).is_none());
-    }
-
-    #[test]
-    fn past_the_bound_nothing_is_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let heads = dir.path().join("refs/heads");
-        std::fs::create_dir_all(&heads).unwrap();
-        for n in 0..=MAX_REFS_ENTRIES {
-            std::fs::File::create(heads.join(n.to_string())).unwrap();
-        }
-        assert!(matches!(look(dir.path()), Err(Refused::TooMany(_))));
-    }
-
-    /// Runs an acquire of the widget lane on `origin` on its own thread: its answer, or
-    /// `None` when it has not returned within a minute (libgit2 hangs on a FIFO).
-    fn acquire_within_a_minute(
-        origin: &crate::lane_lock::tests::BareOrigin,
-    ) -> Option<Result<crate::lane_lock::Acquire, crate::lane_lock::LockError>> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let url = origin.url.clone();
-        let client = origin.client();
-        std::thread::spawn(move || {
-            let lane = crate::lane_lock::tests::widget_main();
-            let _ = tx.send(client.acquire(&url, &lane, "me", Path::new("/a")));
-        });
-        rx.recv_timeout(std::time::Duration::from_secs(60)).ok()
-    }
-
-    /// A FIFO elsewhere under a local origin's `refs/` (a branch, say) is no ref of the
-    /// lane, but libgit2 would hang on it (a symlink to it, which a listing of the origin's
-    /// refs follows, hangs the read of a held lane): the lane is held with the node named,
-    /// and berth leaves it where it is.
-    #[test]
-    fn a_fifo_elsewhere_under_refs_holds_the_lane_named() {
-        for linked in [false, true] {
-            let origin = crate::lane_lock::tests::BareOrigin::new();
-            // Held by another: the acquire lists the origin's refs to read the holder.
-            let lane = crate::lane_lock::tests::widget_main();
-            let held = origin.take(&origin.client(), &lane);
-            assert!(matches!(held, Ok(crate::lane_lock::Acquire::Acquired(_))));
-            let planted = origin.bare.join("refs/heads/x");
-            if linked {
-                let outside = origin.dir.path().join("fifo");
-                fifo(&outside);
-                std::os::unix::fs::symlink(&outside, &planted).unwrap();
-            } else {
-                fifo(&planted);
-            }
-            for _ in 0..2 {
-                let outcome = acquire_within_a_minute(&origin).expect("the acquire never returned");
-                let said = format!("{outcome:?}");
-                let kind = if linked { "symlink" } else { "FIFO" };
-                assert!(
-                    outcome.is_err()
-                        && said.contains(&*planted.to_string_lossy())
-                        && said.contains(kind),
-                    "{said}"
-                );
-            }
-            assert!(
-                std::fs::symlink_metadata(&planted).is_ok(),
-                "berth moved a branch"
-            );
-        }
-    }
-
-    /// A FIFO at the lane's lock ref is a broken ref: the answer names it and when berth
-    /// moves it out of refs/.
-    #[test]
-    fn a_fifo_at_the_lock_ref_holds_the_lane_named_as_a_broken_ref() {
-        let origin = crate::lane_lock::tests::BareOrigin::new();
-        let lock_ref = crate::lane_lock::lock_ref_name(&crate::lane_lock::tests::widget_main());
-        let planted = origin.bare.join(lock_ref);
-        std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
-        fifo(&planted);
-        let outcome = acquire_within_a_minute(&origin).expect("the acquire never returned");
-        let said = format!("{outcome:?}");
-        assert!(
-            said.contains(&*planted.to_string_lossy()) && said.contains("moves it out"),
-            "{said}"
-        );
-    }
-
-    /// libgit2 opens a local origin's `config` (and `objects/info/alternates`) with the
-    /// same blocking open() as a ref: a FIFO planted there by a writer of the origin hangs
-    /// the acquire for good, as one under refs/ did.
-    #[test]
-    fn a_fifo_at_the_origins_config_or_alternates_does_not_hang_the_acquire() {
-        let hung: Vec<&str> = ["config", "objects/info/alternates"]
-            .into_iter()
-            .filter(|planted| {
-                let origin = crate::lane_lock::tests::BareOrigin::new();
-                let at = origin.bare.join(planted);
-                let _ = std::fs::remove_file(&at);
-                std::fs::create_dir_all(at.parent().unwrap()).unwrap();
-                fifo(&at);
-                acquire_within_a_minute(&origin).is_none()
-            })
-            .collect();
-        assert!(
-            hung.is_empty(),
-            "the acquire never returned with a FIFO at {hung:?}"
-        );
-    }
-
-    /// `git update-ref`, berth's writer of a local origin's lock ref, appends to the ref's
-    /// reflog whenever `logs/<ref>` exists (core.logAllRefUpdates or not), opening it with
-    /// a blocking open() while it holds `<ref>.lock`. A FIFO a writer of the origin plants
-    /// at the lock ref's reflog path hangs every lock write until the writer's alarm kills
-    /// it: each acquire (and refresh) of the lane would fail, for good. The look before a
-    /// lock write `lstat`s that path and the dirs above it, so the lane is held named (the
-    /// FIFO's path, as for one under refs/) and an operator knows what to remove.
-    #[test]
-    fn a_fifo_at_the_lock_refs_reflog_holds_the_lane_named() {
-        let origin = crate::lane_lock::tests::BareOrigin::new();
-        let lane = crate::lane_lock::tests::widget_main();
-        let planted: Vec<PathBuf> = [
-            "refs/gstack/release-locks/+repo/main".to_owned(),
-            crate::lane_lock::lock_ref_name(&lane),
-        ]
-        .into_iter()
-        .map(|name| origin.bare.join("logs").join(name))
-        .collect();
-        for at in &planted {
-            std::fs::create_dir_all(at.parent().unwrap()).unwrap();
-            fifo(at);
-        }
-        let outcome = acquire_within_a_minute(&origin).expect("the acquire never returned");
-        let said = format!("{outcome:?}");
-        assert!(
-            outcome.is_err()
-                && planted
-                    .iter()
-                    .any(|at| said.contains(&*at.to_string_lossy())),
-            "a FIFO at the lock ref's reflog ({}) is not named: {said}",
-            planted[0].display()
-        );
-    }
-
-    /// berth's writer of a local origin's lock ref is `git update-ref` (and, for a
-    /// cruft-held lock object, `git unpack-objects`), which reads the origin's objects as
-    /// git does: it unquotes a C-quoted `info/alternates` line, where libgit2 takes the
-    /// quotes literally. git opens a pack `.idx` in a pool only it reaches (verifying the
-    /// new lock commit) with a blocking open(): a FIFO there would hang every lock write
-    /// until the writer's alarm kills it, for good. The look before a lock write walks the
-    /// pools git reaches too, so the lane is held named.
-    #[test]
-    fn a_fifo_in_a_pool_only_git_reaches_holds_the_lane_named() {
-        let origin = crate::lane_lock::tests::BareOrigin::new();
-        let pool = origin.dir.path().join("pool.git");
-        git2::Repository::init_bare(&pool).unwrap();
-        let idx = pool.join("objects/pack/pack-1.idx");
-        fifo(&idx);
-        std::fs::File::create(idx.with_extension("pack")).unwrap();
-        let line = format!("\"{}\"\n", pool.join("objects").display());
-        std::fs::write(origin.bare.join("objects/info/alternates"), line).unwrap();
-        let outcome = acquire_within_a_minute(&origin).expect("the acquire never returned");
-        let said = format!("{outcome:?}");
-        assert!(
-            outcome.is_err() && said.contains(&*idx.to_string_lossy()),
-            "a FIFO git opens in the pool it reaches through a quoted alternates line ({}) is not named: {said}",
-            idx.display()
-        );
-    }
-}
+mod tests;

@@ -147,7 +147,7 @@ fn copy_in_process(
 
 /// Runs `git unpack-objects` in `git_dir` as `owner` (or berth), fed a pack of the
 /// lock `objects` from a memory file (no pipe berth could block on), and waits for it at
-/// most [`ref_writer::WRITE_LIMIT`] and its grace.
+/// most [`ref_writer::WRITER_BOUND`] (stopped with SIGTERM before it, [`ref_writer::finish`]).
 fn unpack(
     scratch: &Repository,
     git_dir: &Path,
@@ -183,8 +183,9 @@ enum NotUnpacked {
 }
 
 fn run(command: &mut Command) -> io::Result<(bool, String)> {
+    let started = std::time::Instant::now();
     let mut child = command.spawn()?;
-    ref_writer::finish(&mut child, "git unpack-objects")
+    ref_writer::finish(&mut child, started, "git unpack-objects")
 }
 
 /// A pack of the lock `objects`, in a memory file read from its start.

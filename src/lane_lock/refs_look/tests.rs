@@ -1,0 +1,253 @@
+use super::*;
+
+fn fifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+}
+
+#[test]
+fn only_nodes_that_are_no_file_nor_directory_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let git_dir = dir.path();
+    std::fs::create_dir_all(git_dir.join("refs/heads/deep")).unwrap();
+    std::fs::write(git_dir.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+    std::fs::write(git_dir.join("refs/heads/main"), "junk\n").unwrap();
+    fifo(&git_dir.join("refs/heads/deep/x"));
+    fifo(&git_dir.join("packed-refs"));
+    std::os::unix::fs::symlink(
+        git_dir.join("refs/heads/deep/x"),
+        git_dir.join("refs/heads/link"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(git_dir.join("refs/heads/main"), git_dir.join("refs/ok")).unwrap();
+    let mut names: Vec<_> = look(git_dir).unwrap().into_iter().map(|b| b.name).collect();
+    names.sort();
+    let expected: Vec<PathBuf> = ["packed-refs", "refs/heads/deep/x", "refs/heads/link"]
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
+    assert_eq!(names, expected);
+    assert!(blocks_at(git_dir, Path::new("refs/heads/deep/x")).is_some());
+    assert!(blocks_at(git_dir, Path::new("refs/heads/main")).is_none());
+    assert!(blocks_at(git_dir, Path::new("refs/none")).is_none());
+}
+
+#[test]
+fn past_the_bound_nothing_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let heads = dir.path().join("refs/heads");
+    std::fs::create_dir_all(&heads).unwrap();
+    for n in 0..=MAX_REFS_ENTRIES {
+        std::fs::File::create(heads.join(n.to_string())).unwrap();
+    }
+    assert!(matches!(look(dir.path()), Err(Refused::TooMany(_))));
+}
+
+/// Runs an acquire of the widget lane on `origin` on its own thread: its answer, or
+/// `None` when it has not returned within a minute (libgit2 hangs on a FIFO).
+fn acquire_within_a_minute(
+    origin: &crate::lane_lock::tests::BareOrigin,
+) -> Option<Result<crate::lane_lock::Acquire, crate::lane_lock::LockError>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let url = origin.url.clone();
+    let client = origin.client();
+    std::thread::spawn(move || {
+        let lane = crate::lane_lock::tests::widget_main();
+        let _ = tx.send(client.acquire(&url, &lane, "me", Path::new("/a")));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60)).ok()
+}
+
+/// A FIFO elsewhere under a local origin's `refs/` (a branch, say) is no ref of the
+/// lane, but libgit2 would hang on it (a symlink to it, which a listing of the origin's
+/// refs follows, hangs the read of a held lane): the lane is held with the node named,
+/// and berth leaves it where it is.
+#[test]
+fn a_fifo_elsewhere_under_refs_holds_the_lane_named() {
+    for linked in [false, true] {
+        let origin = crate::lane_lock::tests::BareOrigin::new();
+        // Held by another: the acquire lists the origin's refs to read the holder.
+        let lane = crate::lane_lock::tests::widget_main();
+        let held = origin.take(&origin.client(), &lane);
+        assert!(matches!(held, Ok(crate::lane_lock::Acquire::Acquired(_))));
+        let planted = origin.bare.join("refs/heads/x");
+        if linked {
+            let outside = origin.dir.path().join("fifo");
+            fifo(&outside);
+            std::os::unix::fs::symlink(&outside, &planted).unwrap();
+        } else {
+            fifo(&planted);
+        }
+        for _ in 0..2 {
+            let outcome = acquire_within_a_minute(&origin).expect("the acquire never returned");
+            let said = format!("{outcome:?}");
+            let kind = if linked { "symlink" } else { "FIFO" };
+            assert!(
+                outcome.is_err()
+                    && said.contains(&*planted.to_string_lossy())
+                    && said.contains(kind),
+                "{said}"
+            );
+        }
+        assert!(
+            std::fs::symlink_metadata(&planted).is_ok(),
+            "berth moved a branch"
+        );
+    }
+}
+
+/// A FIFO at the lane's lock ref is a broken ref: the answer names it and when berth
+/// moves it out of refs/.
+#[test]
+fn a_fifo_at_the_lock_ref_holds_the_lane_named_as_a_broken_ref() {
+    let origin = crate::lane_lock::tests::BareOrigin::new();
+    let lock_ref = crate::lane_lock::lock_ref_name(&crate::lane_lock::tests::widget_main());
+    let planted = origin.bare.join(lock_ref);
+    std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
+    fifo(&planted);
+    let outcome = acquire_within_a_minute(&origin).expect("the acquire never returned");
+    let said = format!("{outcome:?}");
+    assert!(
+        said.contains(&*planted.to_string_lossy()) && said.contains("moves it out"),
+        "{said}"
+    );
+}
+
+/// libgit2 opens a local origin's `config` (and `objects/info/alternates`) with the
+/// same blocking open() as a ref: a FIFO planted there by a writer of the origin hangs
+/// the acquire for good, as one under refs/ did.
+#[test]
+fn a_fifo_at_the_origins_config_or_alternates_does_not_hang_the_acquire() {
+    let hung: Vec<&str> = ["config", "objects/info/alternates"]
+        .into_iter()
+        .filter(|planted| {
+            let origin = crate::lane_lock::tests::BareOrigin::new();
+            let at = origin.bare.join(planted);
+            let _ = std::fs::remove_file(&at);
+            std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+            fifo(&at);
+            acquire_within_a_minute(&origin).is_none()
+        })
+        .collect();
+    assert!(
+        hung.is_empty(),
+        "the acquire never returned with a FIFO at {hung:?}"
+    );
+}
+
+/// `git update-ref`, berth's writer of a local origin's lock ref, appends to the ref's
+/// reflog whenever `logs/<ref>` exists (core.logAllRefUpdates or not), opening it with
+/// a blocking open() while it holds `<ref>.lock`. A FIFO a writer of the origin plants
+/// at the lock ref's reflog path hangs every lock write until the writer's alarm kills
+/// it: each acquire (and refresh) of the lane would fail, for good. The look before a
+/// lock write `lstat`s that path and the dirs above it, so the lane is held named (the
+/// FIFO's path, as for one under refs/) and an operator knows what to remove.
+#[test]
+fn a_fifo_at_the_lock_refs_reflog_holds_the_lane_named() {
+    let origin = crate::lane_lock::tests::BareOrigin::new();
+    let lane = crate::lane_lock::tests::widget_main();
+    let planted: Vec<PathBuf> = [
+        "refs/gstack/release-locks/+repo/main".to_owned(),
+        crate::lane_lock::lock_ref_name(&lane),
+    ]
+    .into_iter()
+    .map(|name| origin.bare.join("logs").join(name))
+    .collect();
+    for at in &planted {
+        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+        fifo(at);
+    }
+    let outcome = acquire_within_a_minute(&origin).expect("the acquire never returned");
+    let said = format!("{outcome:?}");
+    assert!(
+        outcome.is_err()
+            && planted
+                .iter()
+                .any(|at| said.contains(&*at.to_string_lossy())),
+        "a FIFO at the lock ref's reflog ({}) is not named: {said}",
+        planted[0].display()
+    );
+}
+
+/// `git update-ref` also appends to `logs/HEAD` when the origin's `HEAD` is a symbolic
+/// ref to the ref it writes (`split_head_update`; `--no-deref` does not stop it), with
+/// the same blocking open() under `<ref>.lock`. A writer of the origin points `HEAD` at
+/// the lane's lock ref and plants a FIFO at `logs/HEAD`: the look before a lock write
+/// `lstat`s only `logs/<lock ref>` and the dirs above it, so the write hangs until the
+/// writer's alarm, after git moved the ref: the acquire answers `Acquired` 8 s later,
+/// and SIGALRM (no signal git cleans its lock files on) leaves `HEAD.lock`. From then
+/// on every write of the lane fails (`cannot lock ref 'HEAD'`): the release is refused
+/// as a `<ref>.lock` "berth removes once it is 10 s old", which it never removes, so
+/// the lock holds the lane to its TTL and no takeover writes it after. The FIFO is
+/// never named.
+#[test]
+fn a_fifo_at_heads_reflog_holds_the_lane_named_when_head_names_the_lock_ref() {
+    let origin = crate::lane_lock::tests::BareOrigin::new();
+    let lane = crate::lane_lock::tests::widget_main();
+    let head = format!("ref: {}\n", crate::lane_lock::lock_ref_name(&lane));
+    std::fs::write(origin.bare.join("HEAD"), head).unwrap();
+    let planted = origin.bare.join("logs/HEAD");
+    std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
+    fifo(&planted);
+    let outcome = acquire_within_a_minute(&origin).expect("the acquire never returned");
+    let said = format!("{outcome:?}");
+    assert!(
+        outcome.is_err() && said.contains(&*planted.to_string_lossy()),
+        "a FIFO at HEAD's reflog, HEAD naming the lock ref ({}), is not named: {said}",
+        planted.display()
+    );
+}
+
+/// berth's writer of a local origin's lock ref is `git update-ref` (and, for a
+/// cruft-held lock object, `git unpack-objects`), which reads the origin's objects as
+/// git does: it unquotes a C-quoted `info/alternates` line, where libgit2 takes the
+/// quotes literally. git opens a pack `.idx` in a pool only it reaches (verifying the
+/// new lock commit) with a blocking open(): a FIFO there would hang every lock write
+/// until the writer's alarm kills it, for good. The look before a lock write walks the
+/// pools git reaches too, so the lane is held named.
+#[test]
+fn a_fifo_in_a_pool_only_git_reaches_holds_the_lane_named() {
+    let origin = crate::lane_lock::tests::BareOrigin::new();
+    let pool = origin.dir.path().join("pool.git");
+    git2::Repository::init_bare(&pool).unwrap();
+    let idx = pool.join("objects/pack/pack-1.idx");
+    fifo(&idx);
+    std::fs::File::create(idx.with_extension("pack")).unwrap();
+    let line = format!("\"{}\"\n", pool.join("objects").display());
+    std::fs::write(origin.bare.join("objects/info/alternates"), line).unwrap();
+    let outcome = acquire_within_a_minute(&origin).expect("the acquire never returned");
+    let said = format!("{outcome:?}");
+    assert!(
+        outcome.is_err() && said.contains(&*idx.to_string_lossy()),
+        "a FIFO git opens in the pool it reaches through a quoted alternates line ({}) is not named: {said}",
+        idx.display()
+    );
+}
+
+/// git reads `HEAD` one level deep, unfollowed: `ref: <name>` in a regular file, or a
+/// symlink whose target is the name. Either naming the lock ref being written makes git
+/// append to `logs/HEAD`, so the look before the write looks there; `HEAD` naming another
+/// ref leaves `logs/HEAD` to no look; one too long for berth to read may name it for git.
+#[test]
+fn heads_reflog_is_looked_at_only_when_head_names_the_lock_ref() {
+    let lock_ref = "refs/gstack/release-locks/x";
+    let looked = |head: &dyn Fn(&Path)| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+        fifo(&dir.path().join("logs/HEAD"));
+        head(&dir.path().join("HEAD"));
+        look_before_write(dir.path(), lock_ref)
+            .unwrap()
+            .iter()
+            .any(|b| b.name == Path::new("logs/HEAD"))
+    };
+    let file = |text: String| move |at: &Path| std::fs::write(at, &text).unwrap();
+    let link =
+        |target: &'static str| move |at: &Path| std::os::unix::fs::symlink(target, at).unwrap();
+    assert!(looked(&file(format!("ref: {lock_ref}\n"))));
+    assert!(looked(&file(format!("ref:\t{lock_ref}  \n"))));
+    assert!(looked(&link(lock_ref)));
+    assert!(!looked(&file("ref: refs/heads/main\n".to_owned())));
+    assert!(!looked(&link("refs/heads/main")));
+    let long = format!("ref: {lock_ref}\n{}", " ".repeat(4096));
+    assert!(looked(&file(long)));
+}
