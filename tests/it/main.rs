@@ -53,6 +53,7 @@ mod queue_cli;
 mod queue_page;
 mod record_size;
 mod replay;
+mod reviewb22;
 mod root_owners;
 mod rule_edges;
 mod rules;
