@@ -521,4 +521,6 @@ impl Matching<'_> {
 }
 
 #[cfg(test)]
+mod reviewb22;
+#[cfg(test)]
 mod tests;
