@@ -53,7 +53,6 @@ mod queue_cli;
 mod queue_page;
 mod record_size;
 mod replay;
-mod reviewb22;
 mod root_owners;
 mod rule_edges;
 mod rules;
