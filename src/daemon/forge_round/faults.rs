@@ -200,3 +200,6 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod reviewb22;
