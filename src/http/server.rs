@@ -514,3 +514,5 @@ mod tests {
 
 #[cfg(test)]
 mod eviction;
+#[cfg(test)]
+mod reviewb22;
