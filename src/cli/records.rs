@@ -121,7 +121,14 @@ fn refuse_if_landing(args: &PickArgs, stored: &StoredRecord, verb: &str) -> anyh
         let ttl = crate::config::Config::load(source.path())
             .with_context(|| format!("cannot judge whether {} is stranded", stored.id))?
             .lock_ttl();
-        if crate::ownership::stranded_reason(stored, ttl, crate::clock::now()).is_none() {
+        if crate::ownership::stranded_reason(
+            stored,
+            ttl,
+            crate::clock::now(),
+            &crate::daemon::left_listed,
+        )
+        .is_none()
+        {
             bail!(
                 "cannot {verb} {}: it is {} and its owner {} is still working on it; wait, or stop that daemon first",
                 stored.id,

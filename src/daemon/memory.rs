@@ -34,8 +34,10 @@ pub struct TickMemory {
     /// the queue detectors again over them, so LEARNED_BUDGET_EXHAUSTED is filed when the
     /// round that ran out ends, not a poll later (and at all by `--once`, whose only poll
     /// round may read the budget before its only watch round ends). The watch round sets
-    /// `learned_budget` and reads this under one lock; the poll round sets this before its
-    /// detectors read `learned_budget`: one of the two rounds sees the other's part.
+    /// `learned_budget` before it takes its turn of the detectors and reads this in the
+    /// turn; the poll round sets this in its turn, before its detectors read
+    /// `learned_budget`: the later turn sees the other round's part, and runs over the
+    /// newest facts.
     pub last_poll: Option<(Vec<crate::faults::queue_facts::RepoFacts>, bool)>,
     /// The queue view's generation when the last walk for due records found none, and
     /// the earliest time one comes due (`None`: none ever will without a change).

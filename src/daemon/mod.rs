@@ -72,7 +72,7 @@ pub use reload::{ConfigReload, ConfigReloaded};
 pub use stop::StopSignal;
 pub use tick::{Candidate, PrepareReport, Selection, Wake};
 pub use unclaimable::{PassOverReason, PassedOverLine, read as read_passed_over};
-pub use unsaved::{ReadUnsavedError, UnsavedLine, read as read_unsaved};
+pub use unsaved::{ReadUnsavedError, UnsavedLine, left_listed, read as read_unsaved};
 
 /// The daemon's parts, wired once at start and shared read-only between the main loop's
 /// tasks. Each part is a handle of its own (`Arc`ed where a task outlives the tick that
@@ -167,7 +167,7 @@ impl Shared {
             telemetry,
             owner: crate::ownership::this_process().into(),
             active: Arc::default(),
-            unsaved: Arc::new(unsaved::Waiting::new(&berth_dir)),
+            unsaved: Arc::new(unsaved::Waiting::new(&berth_dir, store.dir())),
             unclaimable,
             stop: Arc::default(),
             tally: Arc::default(),
@@ -394,10 +394,13 @@ pub fn bookkeeping(shared: &Shared, wake: Wake, refresh: &Refresh) -> (PrepareRe
 #[cfg(test)]
 impl Shared {
     /// A daemon of the `git` forge on queue dir `queue`, its berth dir `dir/name`, allowed
-    /// to land the repos under `dir`: another daemon of a unit test.
+    /// to land the repos under `dir`: another daemon of a unit test. Its faults go to
+    /// `dir/name/faults`, never to the user's.
     pub(crate) fn on_queue(queue: &std::path::Path, dir: &std::path::Path, name: &str) -> Shared {
         let config = Config {
             forge: ForgeKind::Git,
+            faults_dir: Some(dir.join(name).join("faults")),
+            build_state_dir: Some(dir.join(name).join("build-state")),
             ..Default::default()
         };
         let (allowlist, _) = Allowlist::build(Some(dir), None, None);

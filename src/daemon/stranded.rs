@@ -7,8 +7,10 @@ use super::crew::Crew;
 
 /// Why an in-flight record no live process owns is stranded ([`crate::ownership`]), or
 /// claimed in this daemon's own name while no landing of it runs here (a planted claim).
-/// A landing this daemon runs (or whose verdict it keeps) is never stranded here, however
-/// long it takes: this process is its owner and knows it is alive.
+/// A landing this daemon runs (or whose verdict it keeps, its own or one taken over) is
+/// never stranded here, however long it takes: this process is its owner and knows it is
+/// alive. A gone owner's record whose verdict it left listed for its next start
+/// ([`super::unsaved::left_listed`]) is judged by the lock TTL only.
 /// `lock_ttl`: how long a record nobody writes stays its owner's.
 pub(super) fn stranded_reason(
     crew: &Crew,
@@ -16,17 +18,19 @@ pub(super) fn stranded_reason(
     stored: &StoredRecord,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Option<String> {
+    // Whatever its `claimedBy`: a verdict taken over from the previous daemon on the berth
+    // dir is written onto that daemon's claim, which names it, not this one.
+    if crew.holds(&stored.id) {
+        return None;
+    }
     let record = &stored.record;
     if record.status.is_in_flight() && record.claimed_by.as_deref() == Some(&*crew.owner) {
-        if crew.holds(&stored.id) {
-            return None;
-        }
         return Some(format!(
             "claimed in this daemon's name ({}) but no landing of it runs here",
             crew.owner
         ));
     }
-    crate::ownership::stranded_reason(stored, lock_ttl, now)
+    crate::ownership::stranded_reason(stored, lock_ttl, now, &super::unsaved::left_listed)
 }
 
 /// Before a stranded record goes back to the queue: whatever its gone owner still runs

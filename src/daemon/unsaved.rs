@@ -7,11 +7,16 @@
 //! taken and no reclaim puts it back in the queue (a merged PR must not be landed again).
 //! The waiting verdicts are listed in `<berth dir>/unsaved-verdicts.json`, which berth's
 //! own dir holds (the queue's disk may be the full one), each with what writing it takes:
-//! the verdict, the owner stamp and the claim token of its landing. A daemon that stops
+//! the verdict, the owner stamp and the claim token of its landing, and the queue dir of
+//! its record (the berth dir is one per user, whatever queue its daemon serves). A daemon
+//! that stops
 //! leaves their records in flight (its shutdown does not revive them), and the next daemon
 //! on the berth dir takes the list over at its start: it writes each verdict at its first
 //! tick, before any reclaim, onto the same claim (status, its predecessor's `claimedBy`,
-//! the token), and keeps it as its own while it is refused.
+//! the token), and keeps it as its own while it is refused. The lines of other queues it
+//! leaves listed, untouched, for the next daemon of their queue. Another daemon that finds
+//! such a record claimed by its stopped owner leaves it to the lock TTL
+//! ([`left_listed`]), so the next start writes it first.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::records::Records;
 use super::verdict::Verdict;
-use crate::store::StoreError;
+use crate::store::{CLAIM_TOKEN_FIELD, StoreError, StoredRecord};
 
 /// The file `berth status` reads.
 pub const UNSAVED_FILE: &str = "unsaved-verdicts.json";
@@ -34,26 +39,42 @@ const MAX_UNSAVED_FILE_BYTES: u64 = 1024 * 1024;
 #[derive(Debug)]
 pub struct Waiting {
     kept: Mutex<HashMap<String, Unsaved>>,
+    /// The listed verdicts of other queues: left as they are, listed again on each write.
+    others: Vec<Listed>,
     /// The file may not list what is kept: its last write failed.
     stale: AtomicBool,
     file: PathBuf,
+    /// The queue dir this daemon serves ([`queue_id`]).
+    queue: PathBuf,
 }
 
 impl Waiting {
-    /// The verdicts a previous daemon on `berth_dir` left listed in [`UNSAVED_FILE`] wait
-    /// here, to be written onto their landings' claims at the first tick. A line without what writing it takes (an older berth's list) is
-    /// logged as lost, its record handled as stranded.
-    pub fn new(berth_dir: &Path) -> Waiting {
-        let waiting = Waiting {
+    /// The verdicts a previous daemon on `berth_dir` left listed in [`UNSAVED_FILE`] for
+    /// records of `queue_dir` wait here, to be written onto their landings' claims at the
+    /// first tick; those of other queues stay listed as they are. A line without what
+    /// writing it takes (an older berth's list) is logged as lost, its record handled as
+    /// stranded; one without a queue (a list of the berth before queues were named) is
+    /// taken as this queue's.
+    pub fn new(berth_dir: &Path, queue_dir: &Path) -> Waiting {
+        let mut waiting = Waiting {
             kept: Mutex::default(),
+            others: Vec::new(),
             stale: AtomicBool::new(true),
             file: berth_dir.join(UNSAVED_FILE),
+            queue: queue_id(queue_dir),
         };
         let listed: Result<Vec<Listed>, _> =
             super::published::read(&waiting.file, MAX_UNSAVED_FILE_BYTES);
         match listed {
             Ok(listed) => {
-                for Listed { line, claim } in listed {
+                for listed in listed {
+                    if listed.claim.as_ref().is_some_and(|claim| {
+                        claim.queue.as_ref().is_some_and(|q| *q != waiting.queue)
+                    }) {
+                        waiting.others.push(listed);
+                        continue;
+                    }
+                    let Listed { line, claim } = listed;
                     let Some(claim) = claim else {
                         tracing::warn!(record = %line.record, "a previous daemon ended without writing its {} verdict ({}, since {}): the verdict is lost, its record handled as stranded", line.verdict, line.error, line.since);
                         continue;
@@ -105,7 +126,7 @@ struct Unsaved {
 
 /// One line of [`UNSAVED_FILE`]: what `status` shows, and what the next daemon on the berth
 /// dir needs to write the verdict (`status` reads the line as an [`UnsavedLine`]).
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Listed {
     #[serde(flatten)]
     line: UnsavedLine,
@@ -114,11 +135,14 @@ struct Listed {
     claim: Option<ListedClaim>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct ListedClaim {
     verdict: Verdict,
     owner: String,
     token: String,
+    /// The queue dir of the record ([`queue_id`]); absent in a list an older berth wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    queue: Option<PathBuf>,
 }
 
 /// What `berth status` shows for one waiting verdict.
@@ -206,13 +230,59 @@ fn publish(waiting: &Waiting) {
                 verdict: u.verdict.clone(),
                 owner: u.owner.clone(),
                 token: u.token.clone(),
+                queue: Some(waiting.queue.clone()),
             }),
         })
+        .chain(waiting.others.iter().cloned())
         .collect();
     lines.sort_by(|a, b| a.line.record.cmp(&b.line.record));
     let written =
         super::published::publish_within(&waiting.file, &mut lines, MAX_UNSAVED_FILE_BYTES);
     waiting.stale.store(!written, Ordering::Relaxed);
+}
+
+/// A queue dir as the list names it: resolved (symlinks, `..`), so that two daemons that
+/// name one queue differently find the same lines; as given when it cannot be resolved.
+fn queue_id(queue_dir: &Path) -> PathBuf {
+    std::fs::canonicalize(queue_dir).unwrap_or_else(|_| queue_dir.to_owned())
+}
+
+/// Whether the daemon whose instance lock is `lock` left the verdict of `stored`'s landing
+/// listed for its next start: [`UNSAVED_FILE`] beside that lock lists the record with the
+/// owner stamp (`claimedBy`) and claim token it carries, and its queue (a line without
+/// one: any queue). That file is data another user may have written: it is read bounded,
+/// never through a symlink or blocking on a FIFO, and an unreadable or absent one lists
+/// nothing. A forged line only delays a reclaim until the lock TTL.
+pub fn left_listed(stored: &StoredRecord, lock: &Path) -> bool {
+    let record = &stored.record;
+    let (Some(owner), Some(token)) = (
+        record.claimed_by.as_deref(),
+        record.extra.get_str(CLAIM_TOKEN_FIELD),
+    ) else {
+        return false;
+    };
+    let listed: Vec<Listed> = match super::published::read(
+        &lock.with_file_name(UNSAVED_FILE),
+        MAX_UNSAVED_FILE_BYTES,
+    ) {
+        Ok(listed) => listed,
+        Err(e) => {
+            tracing::debug!(record = %stored.id, "its gone owner's unsaved verdicts are unreadable: {e}");
+            return false;
+        }
+    };
+    let queue = stored.path.parent().map(queue_id);
+    listed.iter().any(|Listed { line, claim }| {
+        claim.as_ref().is_some_and(|claim| {
+            line.record == stored.id
+                && claim.owner == owner
+                && claim.token == token
+                && claim
+                    .queue
+                    .as_ref()
+                    .is_none_or(|q| Some(q) == queue.as_ref())
+        })
+    })
 }
 
 /// Why the published unsaved verdicts could not be read; each names the file.
@@ -224,284 +294,4 @@ pub fn read(berth_dir: &Path) -> Result<Vec<UnsavedLine>, ReadUnsavedError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::record::{Status, sample};
-    use crate::store::{CLAIM_TOKEN_FIELD, Expect, Move, QueueStore};
-
-    /// A kept verdict is written again on the next tick; if a producer holds the record's
-    /// lock then (the store answers `Locked`, a passing state like the `Io` it was kept
-    /// for), it stays kept: dropped, the record would stay claimed in this daemon's name
-    /// with nothing holding it, and the tick after would reclaim it as "claimed in this
-    /// daemon's name but no landing of it runs here" and land it again.
-    #[test]
-    fn a_kept_verdict_is_not_dropped_when_the_record_lock_is_busy_at_its_retry() {
-        let l = landing();
-        let full = l.disk_full();
-        keep(&l.waiting, OWNER, &l.id, TOKEN, landed(), &full);
-        let lock = l.producer_lock();
-        retry(&l.waiting, &l.records);
-        drop(lock);
-        assert!(
-            l.waiting.holds(&l.id),
-            "the landed verdict was dropped at a busy record lock; the record stays {}",
-            l.status()
-        );
-    }
-
-    /// A producer grew the record past the cap: even the `landed` verdict without its
-    /// GitHub fields cannot be written (the store cannot read the record). Fail closed:
-    /// the verdict is kept (the record stays `landing` in this daemon's name, its lane
-    /// held, the PR never landed again) until an operator shortens the record, and the
-    /// retry after that writes it.
-    #[test]
-    fn a_verdict_too_large_for_its_record_waits_until_the_record_is_shortened() {
-        use crate::store::MAX_RECORD_BYTES;
-
-        let l = landing();
-        let file = l.queue.path().join(format!("{}.json", l.id));
-        let short = l.records.store().load(&l.id).unwrap().record;
-        let mut grown = short.clone();
-        let notes = "n".repeat(MAX_RECORD_BYTES as usize);
-        grown
-            .extra
-            .insert("notes".to_owned(), &serde_json::json!(notes));
-        std::fs::write(&file, grown.to_compact_json()).unwrap();
-        let verdict = landed();
-        let refused = verdict.write(&l.records, OWNER, &l.id, None).unwrap_err();
-        assert!(super::super::verdict::kept_after(&refused), "{refused}");
-        keep(&l.waiting, OWNER, &l.id, TOKEN, verdict, &refused);
-        retry(&l.waiting, &l.records);
-        assert!(l.waiting.holds(&l.id));
-        // The operator's edit: the notes out, the rest as it was.
-        std::fs::write(&file, short.to_compact_json()).unwrap();
-        assert_eq!(l.status(), Status::Landing);
-        retry(&l.waiting, &l.records);
-        assert!(!l.waiting.holds(&l.id));
-        assert_eq!(l.status(), Status::Landed);
-    }
-
-    /// A producer holds the record's lock past the 250 ms the verdict waits (the store
-    /// answers `Locked`, a verdict kept) because it is writing the record: what it writes
-    /// keeps the record `landing` and claimed by this daemon, but moves `lastUpdatedAt`,
-    /// as every write through the store does. Matched on that exact claim, the retry met
-    /// `Reclaimed` and dropped the verdict: the record stayed `landing` in this live
-    /// daemon's name with nothing holding it, and the next tick reclaimed it and landed the
-    /// merged PR again. Matched on the landing's claim token, which the producer's write
-    /// carries along, the verdict is written.
-    #[test]
-    fn a_kept_verdict_survives_the_write_of_the_producer_that_held_the_lock() {
-        let l = landing();
-        let lock = l.producer_lock();
-        let verdict = landed();
-        let refused = verdict.write(&l.records, OWNER, &l.id, None).unwrap_err();
-        assert!(matches!(refused, StoreError::Locked { .. }), "{refused}");
-        keep(&l.waiting, OWNER, &l.id, TOKEN, verdict, &refused);
-        // The producer's write under its lock: a note of its own, and the time of it.
-        l.written_by_producer(|r| {
-            r.extra
-                .insert("notes".to_owned(), &serde_json::json!("rebased"));
-            r.last_updated_at = Some(crate::clock::now_iso());
-        });
-        drop(lock);
-        retry(&l.waiting, &l.records);
-        let after = l.records.store().load(&l.id).unwrap().record;
-        assert!(
-            l.waiting.holds(&l.id) || after.status == Status::Landed,
-            "the landed verdict was dropped after the producer's write; the record stays {}, claimed by {:?}, and nothing holds it",
-            after.status,
-            after.claimed_by
-        );
-    }
-
-    /// Fail closed: a writer that drops the landing's claim token (the record otherwise
-    /// still `landing` and this daemon's) leaves nothing that says the claim is the kept
-    /// verdict's own, so the retry refuses it (`Reclaimed`) and drops the verdict, logged,
-    /// rather than write it onto a claim it cannot tell from a later landing's.
-    #[test]
-    fn a_kept_verdict_is_dropped_when_a_writer_removed_its_claim_token() {
-        let l = landing();
-        let full = l.disk_full();
-        keep(&l.waiting, OWNER, &l.id, TOKEN, landed(), &full);
-        l.written_by_producer(|r| r.extra.remove(CLAIM_TOKEN_FIELD));
-        retry(&l.waiting, &l.records);
-        assert!(!l.waiting.holds(&l.id));
-        assert_eq!(l.status(), Status::Landing);
-    }
-
-    /// A daemon stops with a verdict kept: the next daemon on the berth dir takes the
-    /// listed verdict over, with its landing's owner stamp and token, and writes it onto
-    /// the stopped daemon's claim;
-    /// a line of an older berth's list (no claim) is not taken over.
-    #[test]
-    fn the_next_daemon_on_the_berth_dir_writes_a_verdict_its_predecessor_left_listed() {
-        let l = landing();
-        let full = l.disk_full();
-        keep(&l.waiting, OWNER, &l.id, TOKEN, landed(), &full);
-        let next = Waiting::new(l.berth.path());
-        assert!(next.holds(&l.id));
-        retry(&next, &l.records);
-        assert!(!next.holds(&l.id));
-        assert_eq!(l.status(), Status::Landed);
-
-        let older =
-            serde_json::json!([{"record": "r", "verdict": "landed", "error": "e", "since": "s"}]);
-        std::fs::write(l.berth.path().join(UNSAVED_FILE), older.to_string()).unwrap();
-        let after_older = Waiting::new(l.berth.path());
-        assert!(!after_older.holds("r"));
-        assert_eq!(read(l.berth.path()).unwrap(), []);
-    }
-
-    /// ABA: an operator retries a record whose verdict is kept (its owner stopped touching
-    /// it past the TTL: `berth retry` lets it go); at the next tick's retry a producer
-    /// holds the record's lock, so the verdict stays kept; then the same daemon claims the
-    /// record again (claim.rs's moves, below; selection skips it, a claim by any other
-    /// path must not matter). The old `blocked` verdict must not be written over the new
-    /// landing: it is written onto the claim its own landing left, and that claim is gone.
-    #[test]
-    fn a_kept_verdict_is_not_written_over_a_later_landing_of_the_same_record() {
-        let l = landing();
-        let full = l.disk_full();
-        let failed = Verdict::Settled {
-            to: Status::Blocked,
-            reason: "land step failed (exit 1)".to_owned(),
-            not_before: None,
-        };
-        keep(&l.waiting, OWNER, &l.id, TOKEN, failed, &full);
-        // `berth retry`, by an operator.
-        l.records
-            .store()
-            .transition(Move::new(&l.id, Expect::Any, Status::Queued), |r| {
-                r.claimed_by = None;
-            })
-            .unwrap();
-        let lock = l.producer_lock();
-        retry(&l.waiting, &l.records);
-        drop(lock);
-        // The same daemon claims the queued record and lands it again.
-        for (from, to) in [
-            (Status::Queued, Status::Claiming),
-            (Status::Claiming, Status::Landing),
-        ] {
-            l.records
-                .store()
-                .transition(Move::new(&l.id, Expect::OneOf(&[from]), to), |r| {
-                    r.claimed_by = Some(OWNER.to_owned());
-                })
-                .unwrap();
-        }
-        retry(&l.waiting, &l.records);
-        let now = l.records.store().load(&l.id).unwrap().record;
-        assert_eq!(
-            now.status,
-            Status::Landing,
-            "the earlier landing's kept verdict was written over this daemon's new landing of the record: {}",
-            now.last_error.unwrap_or_default()
-        );
-    }
-
-    const OWNER: &str = "host~boot~1~2.3.4:42:7";
-    /// The claim token [`landing`]'s claim wrote, as `claim.rs` does.
-    const TOKEN: &str = "1";
-
-    /// A record `landing`, claimed by [`OWNER`], with no verdict kept yet.
-    struct Landing {
-        queue: tempfile::TempDir,
-        berth: tempfile::TempDir,
-        id: String,
-        records: Records,
-        waiting: Waiting,
-    }
-
-    impl Landing {
-        /// What the store answers a write on a full disk: an error that keeps the verdict.
-        fn disk_full(&self) -> StoreError {
-            StoreError::Io {
-                action: "write",
-                path: self.queue.path().join(format!("{}.json", self.id)),
-                source: std::io::Error::from_raw_os_error(nix::libc::ENOSPC),
-            }
-        }
-
-        /// A producer holding the record's lock until the returned file is dropped.
-        fn producer_lock(&self) -> std::fs::File {
-            use std::os::fd::AsRawFd as _;
-            let path = self.queue.path().join(format!(".{}.lock", self.id));
-            let lock = std::fs::File::open(path).unwrap();
-            // SAFETY: flock on a descriptor this test owns.
-            assert_eq!(
-                unsafe { nix::libc::flock(lock.as_raw_fd(), nix::libc::LOCK_EX) },
-                0
-            );
-            lock
-        }
-
-        /// The record as a producer writes it, not through berth's store: `edit` applied
-        /// to the record on disk.
-        fn written_by_producer(&self, edit: impl FnOnce(&mut crate::record::Record)) {
-            let mut record = self.records.store().load(&self.id).unwrap().record;
-            edit(&mut record);
-            let file = self.queue.path().join(format!("{}.json", self.id));
-            std::fs::write(file, record.to_compact_json()).unwrap();
-        }
-
-        fn status(&self) -> Status {
-            self.records.store().load(&self.id).unwrap().record.status
-        }
-    }
-
-    fn landing() -> Landing {
-        let (queue, berth) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let store = QueueStore::new(queue.path());
-        let id = store.insert(&sample::queued(5)).unwrap();
-        for to in [Status::Claiming, Status::Landing] {
-            store
-                .transition(Move::new(&id, Expect::Any, to), |r| {
-                    r.claimed_by = Some(OWNER.to_owned());
-                    r.extra
-                        .insert(CLAIM_TOKEN_FIELD.to_owned(), &serde_json::json!(TOKEN));
-                })
-                .unwrap();
-        }
-        let decisions = std::sync::Arc::new(crate::rules::DecisionLog::new(berth.path()));
-        let records = Records::new(store, decisions);
-        let waiting = Waiting::new(berth.path());
-        Landing {
-            queue,
-            berth,
-            id,
-            records,
-            waiting,
-        }
-    }
-
-    fn landed() -> Verdict {
-        Verdict::Landed {
-            checked_at: crate::clock::now_iso(),
-        }
-    }
-
-    /// `berth status` reads `unsaved-verdicts.json`: a FIFO there must give a clear error,
-    /// not hang `status` in a blocking open.
-    #[test]
-    fn a_fifo_unsaved_verdicts_file_does_not_hang_status() {
-        let dir = tempfile::tempdir().unwrap();
-        nix::unistd::mkfifo(
-            &dir.path().join(UNSAVED_FILE),
-            nix::sys::stat::Mode::from_bits_truncate(0o600),
-        )
-        .unwrap();
-        let berth_dir = dir.path().to_owned();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(read(&berth_dir).is_err());
-        });
-        let refused = rx
-            .recv_timeout(std::time::Duration::from_secs(3))
-            .expect("unsaved::read still blocked on the FIFO after 3s");
-        assert!(
-            refused,
-            "a FIFO is not berth's status file: expected an error"
-        );
-    }
-}
+mod tests;

@@ -4,11 +4,13 @@
 //!
 //! - substring kinds: one Aho-Corasick automaton per text (stdout, plan, failure reason)
 //!   finds every pattern that occurs in one pass;
-//! - regex kinds: the linear `regex` engine (bytes, ASCII classes as in JavaScript: `\d`,
-//!   `\w`, `\b`), compiled under [`REGEX_SIZE_LIMIT`]; a pattern it cannot take (lookaround,
-//!   backreferences) goes to `fancy-regex`, a backtracking engine over the same bytes and
-//!   ASCII classes, held to [`MAX_BACKTRACKING_CONSTRUCTS`], [`BACKTRACK_LIMIT`] and the
-//!   shorter [`BACKTRACKING_WINDOW_BYTES`];
+//! - regex kinds: the linear `regex` engine (bytes with ASCII classes, the pattern rewritten
+//!   so that `.`, `\s` and negated classes take whole characters as JavaScript's do; see
+//!   `javascript`), compiled under [`REGEX_SIZE_LIMIT`]; a pattern it cannot take
+//!   (lookaround, backreferences) goes to `fancy-regex`, a backtracking engine over the
+//!   same bytes, classes and rewritten pattern, held to
+//!   [`MAX_BACKTRACKING_CONSTRUCTS`], [`MAX_BACKTRACKING_DELEGATES`], [`BACKTRACK_LIMIT`]
+//!   and the shorter [`BACKTRACKING_WINDOW_BYTES`];
 //! - `state_jsonpath`: the faults' path evaluator over the state's shared compact form.
 //!
 //! Together the regexes are held to one memory budget ([`COMPILED_BUDGET_BYTES`], checked
@@ -29,6 +31,9 @@ use regex_automata::meta;
 
 use super::state_jsonpath::{Document, StatePath};
 
+mod backtracking;
+mod javascript;
+
 /// Lines of stdout or plan a learned pattern sees: the last 200, as gstack's halt snapshot
 /// (`stdoutTail`) keeps them.
 pub const WINDOW_LINES: usize = 200;
@@ -42,22 +47,27 @@ pub const REGEX_SIZE_LIMIT: usize = 8 * 1024;
 /// most one per matching thread, never one per pattern.
 pub const REGEX_CACHE_BYTES: usize = 256 * 1024;
 /// The memory all compiled learned regexes of one file may hold together (measured for
-/// linear ones, [`BACKTRACKING_CHARGE`] for each stretch of a backtracking one); a pattern
+/// linear ones, [`BACKTRACKING_CHARGE`] for each delegate of a backtracking one); a pattern
 /// past it is refused at load, naming its index.
 pub const COMPILED_BUDGET_BYTES: usize = 32 * 1024 * 1024;
-/// What each stretch of a backtracking regex is charged against [`COMPILED_BUDGET_BYTES`].
-/// Its engine does not measure itself, and it compiles every stretch between (and inside)
-/// its lookarounds on its own, each held to the linear engine's size limit: a regex with
-/// `n` of [`MAX_BACKTRACKING_CONSTRUCTS`] has at most `2n + 1` stretches. A stretch near
-/// the size limit holds 8–11 KiB (`[01]*1[01]{104}x`, `(a|b)*c[0-9]{50}`, measured), the
-/// worst linear regex 6.6 KiB: four times the size limit leaves room.
+/// What each delegate of a backtracking regex is charged against [`COMPILED_BUDGET_BYTES`].
+/// Its engine does not measure itself: it compiles every stretch that needs no
+/// backtracking (between and inside lookarounds, each branch of an alternation holding
+/// one) as a regex of its own, each held to the linear engine's size limit. A delegate
+/// near the size limit holds 8–11 KiB (`[01]*1[01]{104}x`, `(a|b)*c[0-9]{50}`, measured),
+/// the worst linear regex 6.6 KiB: four times the size limit leaves room.
 pub const BACKTRACKING_CHARGE: usize = 4 * REGEX_SIZE_LIMIT;
 /// Lookarounds, backreferences and the other constructs only the backtracking engine runs
 /// (atomic groups, conditionals, `\K`) that one pattern may have; a pattern with more is
-/// refused at load. Each adds up to two stretches compiled on their own: at the cap a
-/// pattern is charged 33 × [`BACKTRACKING_CHARGE`] (1,056 KiB), so at least 31 of them fit
-/// the budget, and 341 of the common one-lookaround kind (`ECONN(?=RESET)`).
+/// refused at load.
 pub const MAX_BACKTRACKING_CONSTRUCTS: usize = 16;
+/// Regexes the backtracking engine may compile for one pattern (one per stretch it runs
+/// without backtracking); a pattern with more is refused at load. `2n + 1` for `n`
+/// lookarounds in sequence, so the construct cap in sequence fits: at the cap a pattern is
+/// charged 33 × [`BACKTRACKING_CHARGE`] (1,056 KiB), so at least 31 of
+/// them fit the budget, and 341 of the common one-lookaround kind (`ECONN(?=RESET)`). An
+/// alternation of many branches around one backreference is refused here, not charged.
+pub const MAX_BACKTRACKING_DELEGATES: usize = 2 * MAX_BACKTRACKING_CONSTRUCTS + 1;
 /// The time all learned regexes may take in one tick, over every run. The pattern that is
 /// matching when it runs out is reported by index; the patterns not reached keep their
 /// last answer for that run, and the next tick starts with them.
@@ -116,13 +126,15 @@ fn tail(text: &str, max: usize) -> &str {
 #[derive(Clone, Debug)]
 pub enum Regex {
     Linear(meta::Regex),
-    /// With how many constructs only it runs (at most [`MAX_BACKTRACKING_CONSTRUCTS`]).
+    /// With how many regexes it compiles (at most [`MAX_BACKTRACKING_DELEGATES`]).
     Backtracking(Box<fancy_regex::Regex>, usize),
 }
 
-/// The linear engine as `regex::bytes` configures it (leftmost-first, bytes, ASCII classes),
-/// asked only whether it matches.
+/// The linear engine as `regex::bytes` configures it (leftmost-first, bytes, ASCII
+/// classes) over the pattern rewritten to JavaScript's characters, asked only whether it
+/// matches.
 fn linear(pattern: &str) -> Result<meta::Regex, Box<meta::BuildError>> {
+    let pattern = javascript::rewrite(pattern);
     let config = meta::Config::new()
         .utf8_empty(false)
         .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
@@ -134,7 +146,7 @@ fn linear(pattern: &str) -> Result<meta::Regex, Box<meta::BuildError>> {
     meta::Builder::new()
         .configure(config)
         .syntax(syntax)
-        .build(pattern)
+        .build(&pattern)
         .map_err(Box::new)
 }
 
@@ -155,6 +167,10 @@ pub enum MatchError {
         "has {0} lookarounds, backreferences or other backtracking constructs; at most {MAX_BACKTRACKING_CONSTRUCTS} are compiled (each stretch between them is a regex of its own)"
     )]
     TooManyBacktrackingConstructs(usize),
+    #[error(
+        "compiles to {0} regexes (each branch of an alternation holding a lookaround or backreference is one); at most {MAX_BACKTRACKING_DELEGATES} are compiled"
+    )]
+    TooManyDelegates(usize),
     #[error("substring patterns do not compile together: {0}")]
     Substrings(#[from] aho_corasick::BuildError),
 }
@@ -181,7 +197,7 @@ impl Regex {
         match linear(pattern) {
             Ok(regex) => Ok(Regex::Linear(regex)),
             Err(e) if e.size_limit().is_some() => Err(MatchError::TooLarge),
-            Err(e) => backtracking(pattern, e),
+            Err(e) => backtracking::compile(pattern, e),
         }
     }
 
@@ -189,7 +205,7 @@ impl Regex {
     pub fn memory(&self) -> usize {
         match self {
             Regex::Linear(regex) => regex.memory_usage(),
-            Regex::Backtracking(_, constructs) => (2 * constructs + 1) * BACKTRACKING_CHARGE,
+            Regex::Backtracking(_, delegates) => delegates * BACKTRACKING_CHARGE,
         }
     }
 
@@ -210,62 +226,6 @@ impl Regex {
                 .unwrap_or(false),
         }
     }
-}
-
-/// `pattern` for the backtracking engine (lookaround, backreferences), with the linear
-/// engine's complaint for anything else it refuses. It matches bytes with ASCII classes,
-/// as the linear engine does (JavaScript's `\w`, `\d`, `\b` are ASCII): with Unicode on,
-/// every `\w` of a stretch would hold its own copy of the Unicode tables (~19 KiB each).
-fn backtracking(pattern: &str, linear_error: Box<meta::BuildError>) -> Result<Regex, MatchError> {
-    let constructs = fancy_regex::Expr::parse_tree(pattern)
-        .map_or(0, |tree| backtracking_constructs(&tree.expr));
-    if constructs > MAX_BACKTRACKING_CONSTRUCTS {
-        return Err(MatchError::TooManyBacktrackingConstructs(constructs));
-    }
-    fancy_regex::RegexBuilder::new(pattern)
-        .bytes_mode(fancy_regex::BytesMode::Ascii)
-        .unicode_mode(false)
-        .backtrack_limit(BACKTRACK_LIMIT)
-        .delegate_size_limit(REGEX_SIZE_LIMIT)
-        .delegate_dfa_size_limit(REGEX_CACHE_BYTES)
-        .build()
-        .map(|regex| Regex::Backtracking(Box::new(regex), constructs))
-        .map_err(|fancy_error| {
-            // Only lookaround and backreferences need the backtracking engine; for
-            // any other syntax error the linear engine's message is the useful one.
-            if needs_backtracking(&linear_error) {
-                MatchError::Backtracking(Box::new(fancy_error))
-            } else {
-                MatchError::Linear(linear_error)
-            }
-        })
-}
-
-/// How many nodes of `expr` only the backtracking engine runs: each splits the pattern
-/// into one more stretch, and a lookaround's inside is one more.
-fn backtracking_constructs(expr: &fancy_regex::Expr) -> usize {
-    use fancy_regex::Expr;
-    let mut count = 0;
-    let mut left = vec![expr];
-    while let Some(expr) = left.pop() {
-        let linear = matches!(
-            expr,
-            Expr::Empty
-                | Expr::Any { .. }
-                | Expr::Assertion(_)
-                | Expr::GeneralNewline { .. }
-                | Expr::Literal { .. }
-                | Expr::LiteralBytes { .. }
-                | Expr::Concat(_)
-                | Expr::Alt(_)
-                | Expr::Group(_)
-                | Expr::Repeat { .. }
-                | Expr::Delegate { .. }
-        );
-        count += usize::from(!linear);
-        left.extend(expr.children_iter());
-    }
-    count
 }
 
 /// regex draws a caret diagram over several lines; a warning wants one.

@@ -16,14 +16,16 @@ use super::handlers::{HANDLER_THREADS, Handlers};
 use super::{Request, Response, Router};
 
 mod slots;
-use slots::{Held, Slots};
+use slots::{Admission, Held, Slots};
 
 /// Every bound a client meets. The defaults are the documented numbers
 /// (`docs/limits.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Open connections at once; a new one past it closes the oldest one waiting for a
-    /// request head, or is refused (`503`) when every one is answering (`slots`).
+    /// request head, or when every one is answering waits (at most twice the write timeout) for
+    /// the first answer to end and takes its slot; a quarter as many may wait, the next is
+    /// refused (`503`) (`slots`).
     pub max_connections: usize,
     /// From the connection (or the previous response) to a whole request head.
     pub head_timeout: Duration,
@@ -52,13 +54,15 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// The defaults, with connections capped at a quarter of `open_files` (the process's
-    /// descriptor limit): the daemon's own work keeps the other three quarters.
+    /// The defaults, with connections capped at a fifth of `open_files` (the process's
+    /// descriptor limit): with the newcomers waiting for a slot (a quarter as many,
+    /// `slots::queued_max`) the server holds at most a quarter of them, and the daemon's
+    /// own work keeps the other three quarters.
     pub fn within(open_files: u64) -> Limits {
         let default = Limits::default();
-        let quarter = usize::try_from(open_files / 4).unwrap_or(usize::MAX);
+        let fifth = usize::try_from(open_files / 5).unwrap_or(usize::MAX);
         Limits {
-            max_connections: default.max_connections.min(quarter).max(1),
+            max_connections: default.max_connections.min(fifth).max(1),
             ..default
         }
     }
@@ -152,24 +156,54 @@ async fn accept_loop(
             }
         };
         backoff = ACCEPT_BACKOFF.0;
-        let Some(held) = Slots::admit(&slots, limits.max_connections, &stop) else {
-            refuse(&stream);
-            continue;
-        };
-        let router = Arc::clone(&router);
-        let (handlers, budget) = (Arc::clone(&handlers), Arc::clone(&budget));
-        tokio::spawn(async move {
-            let close = held.close.clone();
-            tokio::select! {
-                () = close.cancelled() => {}
-                () = serve(stream, &held, &router, &handlers, &budget, limits) => {}
+        let (router, handlers, budget) = (
+            Arc::clone(&router),
+            Arc::clone(&handlers),
+            Arc::clone(&budget),
+        );
+        match Slots::admit(&slots, limits.max_connections, &stop) {
+            Admission::Now(held) => {
+                tokio::spawn(async move {
+                    connection(stream, held, &router, &handlers, &budget, limits).await
+                });
             }
-        });
+            // An answer being written ends within the write timeout; the second one covers
+            // the handler run of one about to be written. Past both the newcomer is
+            // refused: handlers that stall keep it no longer.
+            Admission::Queued(slot) => {
+                tokio::spawn(async move {
+                    match tokio::time::timeout(2 * limits.write_timeout, slot).await {
+                        Ok(Ok(held)) => {
+                            connection(stream, held, &router, &handlers, &budget, limits).await
+                        }
+                        _ => refuse(&stream),
+                    }
+                });
+            }
+            Admission::Refused => refuse(&stream),
+        }
     }
 }
 
-/// Tells a connection that finds every slot answering to come back, in what one write
-/// takes without waiting (its socket buffer is empty), and closes it.
+/// Serves a connection until it ends or a newcomer closes it.
+async fn connection(
+    stream: TcpStream,
+    held: Held,
+    router: &Arc<Router>,
+    handlers: &Handlers,
+    budget: &AnswerBudget,
+    limits: Limits,
+) {
+    let close = held.close.clone();
+    tokio::select! {
+        () = close.cancelled() => {}
+        () = serve(stream, &held, router, handlers, budget, limits) => {}
+    }
+}
+
+/// Tells a connection that found every slot answering (and no answer ending in time) to
+/// come back, in what one write takes without waiting (its socket buffer is empty), and
+/// closes it.
 fn refuse(stream: &TcpStream) {
     let busy = Response::text(503, "busy: every connection is being answered; try again\n")
         .with_header("Retry-After: 1");
@@ -243,6 +277,12 @@ async fn serve(
             timeout: limits.write_timeout,
         };
         if !send(&mut stream, response, wire, budget).await || !keep_alive {
+            return;
+        }
+        // Between answers: a newcomer queued because every slot was answering takes this
+        // one (a pipelined head already read is dropped), or a client that pipelines would
+        // hold its slot for all its requests, never seen waiting for a head.
+        if held.wanted() {
             return;
         }
     }
@@ -507,7 +547,7 @@ mod tests {
     #[test]
     fn connections_are_capped_below_the_descriptor_limit() {
         assert_eq!(Limits::within(1024).max_connections, 64);
-        assert_eq!(Limits::within(100).max_connections, 25);
+        assert_eq!(Limits::within(100).max_connections, 20);
         assert_eq!(Limits::within(0).max_connections, 1);
     }
 }

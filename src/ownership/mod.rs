@@ -147,14 +147,33 @@ pub fn gone_owner(stamp: &str) -> Option<String> {
 /// The record's age is the earlier of its `lastUpdatedAt` and its file's ctime: the first is
 /// data anyone can write (within the clock skew), the second the kernel sets on every
 /// write and nobody can set back or ahead, so a planted file ages from when it was planted.
-pub fn stranded_reason(stored: &StoredRecord, ttl: Duration, now: DateTime<Utc>) -> Option<String> {
+///
+/// `left_listed(stored, lock)`: whether the gone owner whose instance lock is `lock` left
+/// the record for its own next start (a verdict it could not write, listed beside that
+/// lock). Such a record is not stranded at once: like one of an unknown owner, only once
+/// nobody has written it for the TTL.
+pub fn stranded_reason(
+    stored: &StoredRecord,
+    ttl: Duration,
+    now: DateTime<Utc>,
+    left_listed: &dyn Fn(&StoredRecord, &std::path::Path) -> bool,
+) -> Option<String> {
     let record = &stored.record;
     if !record.status.is_in_flight() {
         return None;
     }
     let owner = record.claimed_by.as_deref().map(owner_state);
-    if let Some(Owner::Gone(reason)) = owner {
-        return Some(reason);
+    if let Some(Owner::Gone(reason)) = &owner {
+        let lock = record
+            .claimed_by
+            .as_deref()
+            .and_then(Stamp::parse)
+            .and_then(|stamp| stamp.daemon_lock)
+            // A stamp is data: only a berth instance lock's dir is looked in.
+            .filter(|lock| lock.file_name() == Some(crate::instance::LOCK_FILE.as_ref()));
+        if !lock.is_some_and(|lock| left_listed(stored, lock)) {
+            return Some(reason.clone());
+        }
     }
     let claimed = record
         .last_updated_at
@@ -179,6 +198,7 @@ pub fn stranded_reason(stored: &StoredRecord, ttl: Duration, now: DateTime<Utc>)
     }
     let owner_note = match owner {
         Some(Owner::Alive) => "; its owner still runs but stopped touching it",
+        Some(Owner::Gone(_)) => "; its gone owner left its verdict listed for its next start",
         _ => "",
     };
     Some(format!(

@@ -1,6 +1,11 @@
 use super::*;
 use crate::record::Record;
 
+/// [`super::stranded_reason`] with no verdict listed beside any instance lock.
+fn stranded_reason(stored: &StoredRecord, ttl: Duration, now: DateTime<Utc>) -> Option<String> {
+    super::stranded_reason(stored, ttl, now, &|_, _| false)
+}
+
 fn in_flight(claimed_by: Option<String>, updated: Option<&str>) -> StoredRecord {
     let mut record = Record::from_json(serde_json::json!({
         "runId": "r", "repoPath": "/r", "baseBranch": "main", "featureBranch": "f",

@@ -53,7 +53,7 @@ pub fn unit(spec: &ServiceSpec) -> UnitFile {
          TimeoutStopSec=30\n\
          SuccessExitStatus=143\n\
          # berth raises its soft open-files limit to this at start and serves HTTP\n\
-         # clients with at most a quarter of it (64 at most).\n\
+         # clients with at most a quarter of it (64 connections, 16 waiting, at most).\n\
          LimitNOFILE=65536\n\
          {hardening}\
          \n\

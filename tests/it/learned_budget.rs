@@ -340,36 +340,27 @@ fn resident_kib() -> u64 {
         / 1024
 }
 
-/// docs/limits.md: all compiled learned regexes hold "32 MiB together". A backtracking one
-/// (lookaround) was charged a flat 32 KiB, but each stretch between two lookarounds is
-/// compiled on its own (with Unicode classes, ~19 KiB for each `\w`): an 8 KB pattern of
-/// `\w{30}(?=x)` repeated has ~260 lookarounds, ~5 MiB; 20 such entries (a 160 KB file)
-/// were all accepted and held ~100 MiB; the 1,000 entries the file may hold, ~5 GiB. Now
-/// a pattern has at most 16 lookarounds (those 20 are refused, each naming why), every
-/// stretch is charged, and the worst patterns the cap accepts (every stretch near the size
-/// limit and unlike the others, so none is shared), as many as the budget admits, hold
-/// less than the budget.
-#[test]
-fn backtracking_learned_regexes_hold_no_more_than_the_compiled_budget() {
+/// Loads `planted` entries of `planted_pattern(n)`, each of which must be refused naming
+/// `why`, and 40 of `worst_pattern(n)` (at the caps, 33 regexes of 32 KiB each): 31 fit
+/// the budget, the rest are refused by it, and the accepted ones hold no more than the
+/// budget resident.
+fn refused_then_worst_within_budget(
+    planted: usize,
+    planted_pattern: impl Fn(usize) -> String,
+    why: &str,
+    worst_pattern: impl Fn(usize) -> String,
+) {
     use berth::faults::learned::LearnedSet;
-    use berth::faults::learned_match::{COMPILED_BUDGET_BYTES, MAX_BACKTRACKING_CONSTRUCTS};
-    const PLANTED: usize = 20;
+    use berth::faults::learned_match::COMPILED_BUDGET_BYTES;
     const WORST: usize = 40;
     let dir = tempfile::tempdir().unwrap();
     let entry = |category: String, pattern: String| {
         json!({"category": category, "severity": "MEDIUM", "description": "x",
                "matcherKind": "stdout_regex", "pattern": pattern})
     };
-    let mut many = String::from("(?=x)");
-    while many.len() < 7_900 {
-        many.push_str(r"\w{30}(?=x)");
-    }
-    let worst: String = (0..MAX_BACKTRACKING_CONSTRUCTS)
-        .map(|j| format!("[01]*1[01]{{100}}{j}(?=[01]*1[01]{{100}}{j}y)"))
-        .collect();
-    let entries: Vec<Value> = (0..PLANTED)
-        .map(|n| entry(format!("MANY_LOOKAROUNDS_{n}"), format!("{many}{n}")))
-        .chain((0..WORST).map(|n| entry(format!("WORST_{n}"), format!("{worst}z{n}"))))
+    let entries: Vec<Value> = (0..planted)
+        .map(|n| entry(format!("PLANTED_{n}"), planted_pattern(n)))
+        .chain((0..WORST).map(|n| entry(format!("WORST_{n}"), worst_pattern(n))))
         .collect();
     let path = dir.path().join("learned-patterns.json");
     fs::write(&path, json!(entries).to_string()).unwrap();
@@ -377,13 +368,7 @@ fn backtracking_learned_regexes_hold_no_more_than_the_compiled_budget() {
     let set = LearnedSet::load(&path).unwrap();
     let held_mib = resident_kib().saturating_sub(before) / 1024;
     let refused = |why: &str| set.warnings.iter().filter(|w| w.contains(why)).count();
-    assert_eq!(
-        refused("lookarounds, backreferences"),
-        PLANTED,
-        "{:?}",
-        set.warnings
-    );
-    // 33 stretches of 32 KiB each: 31 of them fit the budget; the rest are refused by it.
+    assert_eq!(refused(why), planted, "{:?}", set.warnings);
     let accepted = set.patterns.len();
     assert!(accepted >= 31, "{accepted}: {:?}", set.warnings);
     assert_eq!(
@@ -397,4 +382,53 @@ fn backtracking_learned_regexes_hold_no_more_than_the_compiled_budget() {
         "{accepted} accepted learned regexes hold {held_mib} MiB resident; all of them may hold {budget_mib} MiB"
     );
     drop(set);
+}
+
+/// docs/limits.md: all compiled learned regexes hold "32 MiB together". A backtracking one
+/// (lookaround) was charged a flat 32 KiB, but each stretch between two lookarounds is
+/// compiled on its own (with Unicode classes, ~19 KiB for each `\w`): an 8 KB pattern of
+/// `\w{30}(?=x)` repeated has ~260 lookarounds, ~5 MiB; 20 such entries (a 160 KB file)
+/// were all accepted and held ~100 MiB; the 1,000 entries the file may hold, ~5 GiB. Now
+/// a pattern has at most 16 lookarounds (those 20 are refused, each naming why), every
+/// stretch is charged, and the worst patterns the cap accepts (every stretch near the size
+/// limit and unlike the others, so none is shared), as many as the budget admits, hold
+/// less than the budget.
+#[test]
+fn backtracking_learned_regexes_hold_no_more_than_the_compiled_budget() {
+    use berth::faults::learned_match::MAX_BACKTRACKING_CONSTRUCTS;
+    let mut many = String::from("(?=x)");
+    while many.len() < 7_900 {
+        many.push_str(r"\w{30}(?=x)");
+    }
+    let worst: String = (0..MAX_BACKTRACKING_CONSTRUCTS)
+        .map(|j| format!("[01]*1[01]{{100}}{j}(?=[01]*1[01]{{100}}{j}y)"))
+        .collect();
+    refused_then_worst_within_budget(
+        20,
+        |n| format!("{many}{n}"),
+        "lookarounds, backreferences",
+        |n| format!("{worst}z{n}"),
+    );
+}
+
+/// fancy-regex compiles each branch of an alternation that holds a backreference as a
+/// regex of its own: `(a)(?:[ab]0|…|[ab]999|\1)`, one backreference in 8 KB, holds ~1,000
+/// compiled regexes (12 such entries held 117 MiB when charged as one construct). Such a
+/// pattern is refused, naming how many it compiles; the worst ones under the cap (every
+/// branch near the size limit and unlike the others), as many as the budget admits, hold
+/// less than the budget.
+#[test]
+fn a_backreference_among_many_branches_is_charged_what_it_holds() {
+    use berth::faults::learned_match::MAX_BACKTRACKING_DELEGATES;
+    let many: String = (0..1_000).map(|j| format!("[ab]{j}|")).collect();
+    // The capture, the branches and the tail: the cap exactly.
+    let worst: String = (0..MAX_BACKTRACKING_DELEGATES - 2)
+        .map(|j| format!("[01]*1[01]{{100}}{j}|"))
+        .collect();
+    refused_then_worst_within_budget(
+        12,
+        |n| format!("(a)(?:{many}\\1)z{n}"),
+        "regexes (each branch",
+        |n| format!("(a)(?:{worst}\\1)z{n}"),
+    );
 }

@@ -315,6 +315,17 @@ fn stopped_at_kept_verdict(
     pr: u64,
     tail: &str,
 ) -> (serde_json::Value, usize, String) {
+    stopped_at_kept_verdict_then(world, pr, tail, |_| {})
+}
+
+/// [`stopped_at_kept_verdict`], `meanwhile` run while the daemon is down (its record in
+/// flight, its verdict listed).
+fn stopped_at_kept_verdict_then(
+    world: &World,
+    pr: u64,
+    tail: &str,
+    meanwhile: impl FnOnce(&HeldAtVerdict),
+) -> (serde_json::Value, usize, String) {
     let mut held = HeldAtVerdict::run_writing(world, pr, tail, AtVerdict::StopDaemon);
     let at_stop = world.read_record(&held.id);
     let listed = held.berth_dir.join("unsaved-verdicts.json").exists();
@@ -323,6 +334,39 @@ fn stopped_at_kept_verdict(
         "at the stop the record is not left in flight with its verdict listed:\n{at_stop:#}\n{}",
         held.log()
     );
+    meanwhile(&held);
     held.restart(world);
     held.settled_then_stopped(world)
+}
+
+/// The stop of [`a_blocked_verdict_kept_when_its_daemon_stops_is_written_by_the_next_start`],
+/// and another daemon on the queue (its own berth dir, this host, the same config) ticks
+/// while the stopped one is down. The stopped daemon's instance lock is free: its owner is
+/// gone, so the other daemon reclaims the record at once (not after the lock TTL
+/// docs/lane-locks.md counts on for a kept verdict), the next start's takeover meets
+/// `Reclaimed` and drops the verdict, and the land step runs a second time.
+#[test]
+fn a_verdict_kept_when_its_daemon_stops_is_not_reclaimed_by_another_daemon_before_the_next_start() {
+    let world = World::new();
+    let other_log = std::cell::RefCell::new(String::new());
+    let (record, steps, log) = stopped_at_kept_verdict_then(&world, 14, "exit 1", |held| {
+        let other_dir = world.root.join("berth-other");
+        let args: Vec<&str> = held.args.iter().map(String::as_str).collect();
+        let mut other = world.spawn_berth(&args, &other_dir, &[]);
+        let ticked = world.wait_ticks(&other_dir, 4, Duration::from_secs(60));
+        kill(Pid::from_raw(other.id() as i32), Signal::SIGTERM).unwrap();
+        other.wait().unwrap();
+        *other_log.borrow_mut() = fs::read_to_string(other_dir.with_extension("log")).unwrap();
+        assert!(
+            ticked,
+            "the other daemon never ticked:\n{}",
+            other_log.borrow()
+        );
+    });
+    let other_log = other_log.into_inner();
+    assert_eq!(
+        (record["status"].as_str(), steps),
+        (Some("blocked"), 1),
+        "the record whose verdict waited for the next start was reclaimed by another daemon and landed again:\n{record:#}\n--- the other daemon:\n{other_log}\n--- the next start:\n{log}"
+    );
 }

@@ -35,6 +35,9 @@ use crate::store::StoredRecord;
 
 use super::Shared;
 
+/// The queue detectors of a poll round, for tests of what they file.
+#[cfg(test)]
+pub(super) use faults::detect as detect_queue_faults;
 pub use reconcile::{Due, plan as plan_reconcile};
 
 /// What a round is about; at most one round of each is in flight.

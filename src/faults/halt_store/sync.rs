@@ -142,11 +142,33 @@ impl HaltStore {
         report
             .new_detectors
             .extend(new.iter().map(|e| e.detector_id.clone()));
-        let mut changed = false;
-        if !fits_with(registry, &new) && set_stale_aside(active, name, &current, registry, report) {
+        let cleared: Vec<(String, String)> = registry
+            .active
+            .iter()
+            .filter(|(id, _)| !current.contains(id.as_str()))
+            .map(|(id, a)| (id.clone(), a.fault_id.clone()))
+            .collect();
+        if new.is_empty() && cleared.is_empty() {
+            return false;
+        }
+        let asked: HashSet<&str> = new
+            .iter()
+            .map(|e| e.fault_id.as_str())
+            .chain(cleared.iter().map(|(_, fault_id)| fault_id.as_str()))
+            .collect();
+        let elsewhere = {
+            let mut reads = self.elsewhere.lock().unwrap_or_else(|e| e.into_inner());
+            registry::raised_elsewhere(&mut reads, active, (run_id, name), &asked)
+        };
+        // The cleared faults first: those resolved free their room for the new ones, so a
+        // fault that really cleared is resolved, never taken for a stale entry.
+        let (mut changed, kept_raised) =
+            self.resolve_cleared(run_id, cleared, &current, &elsewhere, registry, report);
+        if !fits_with(registry, &new)
+            && set_stale_aside(active, name, &kept_raised, registry, report)
+        {
             // The registry lost entries: it is written even if no new fault is filed.
             changed = true;
-            held_here = fault_ids(registry);
         }
         if !fits_with(registry, &new) {
             // Filed but not recorded, a fault would be "new" again next pass and filed again
@@ -159,24 +181,6 @@ impl HaltStore {
             ));
             new.clear();
         }
-        let cleared: Vec<(String, String)> = registry
-            .active
-            .iter()
-            .filter(|(id, _)| !current.contains(id.as_str()))
-            .map(|(id, a)| (id.clone(), a.fault_id.clone()))
-            .collect();
-        if new.is_empty() && cleared.is_empty() {
-            return changed;
-        }
-        let asked: HashSet<&str> = new
-            .iter()
-            .map(|e| e.fault_id.as_str())
-            .chain(cleared.iter().map(|(_, fault_id)| fault_id.as_str()))
-            .collect();
-        let elsewhere = {
-            let mut reads = self.elsewhere.lock().unwrap_or_else(|e| e.into_inner());
-            registry::raised_elsewhere(&mut reads, active, (run_id, name), &asked)
-        };
         // A filing held for another run's file at its name is said once a pass per fault
         // (two detectors, or many state files of the run, can hold one fault id).
         for event in new {
@@ -192,7 +196,26 @@ impl HaltStore {
             record(registry, event);
             changed = true;
         }
-        let mut kept_raised = 0;
+        changed
+    }
+
+    /// Resolves the `cleared` entries (detector id, fault id) of `registry` whose fault no
+    /// detector still raises (`current`) here or in another registry of the run
+    /// (`elsewhere`), and takes out those whose fault another still holds. Whether the
+    /// registry changed, and the detector ids kept raised because another registry of the
+    /// run is unreadable (it may hold their faults): the only entries a full registry
+    /// moves aside, where one whose resolve failed stays to be tried again next pass.
+    fn resolve_cleared(
+        &self,
+        run_id: &str,
+        cleared: Vec<(String, String)>,
+        current: &HashSet<&str>,
+        elsewhere: &registry::Elsewhere,
+        registry: &mut Registry,
+        report: &mut SyncReport,
+    ) -> (bool, HashSet<String>) {
+        let mut changed = false;
+        let mut kept_raised = HashSet::new();
         // Two detectors (one fault found in two source files) can hold one fault id: it is
         // said once a look.
         let mut said: HashSet<String> = HashSet::new();
@@ -214,7 +237,7 @@ impl HaltStore {
             if !held && !elsewhere.unread().is_empty() {
                 // Another registry of the run may hold it: it stays raised (and in this
                 // registry) until they can be read.
-                kept_raised += 1;
+                kept_raised.insert(detector_id);
                 if said.insert(fault_id.clone()) {
                     // Cut: a planted registry's fault id may be megabytes, said every pass.
                     report.problems.push(format!(
@@ -248,16 +271,16 @@ impl HaltStore {
             registry.active.remove(&detector_id);
             changed = true;
         }
-        if kept_raised > 0 {
+        if !kept_raised.is_empty() {
             // Each once a pass, however many faults or looks it keeps raised.
             let mut reads = self.elsewhere.lock().unwrap_or_else(|e| e.into_inner());
             report
                 .problems
-                .extend(reads.unsaid(&elsewhere).into_iter().map(|unread| {
+                .extend(reads.unsaid(elsewhere).into_iter().map(|unread| {
                     format!("a registry of the run is unreadable, its faults stay raised: {unread}")
                 }));
         }
-        changed
+        (changed, kept_raised)
     }
 }
 
@@ -271,15 +294,16 @@ fn fault_ids(registry: &Registry) -> HashSet<String> {
 }
 
 /// Makes room for a run's new faults in its registry `name` in `active` (too full to record
-/// them): the entries of detector ids the run no longer raises (`current`), kept raised
-/// while another registry of the run is unreadable, or planted there, are taken out and
+/// them once the pass resolved what cleared): the entries of detector ids the run no
+/// longer raises, kept raised while another registry of the run is unreadable
+/// (`kept_raised`; planted there, or left by a fault that cleared then), are taken out and
 /// written beside it ([`registry::set_aside`]), said in one line. Their faults are not
 /// resolved (their events stay for an investigator): left in, they would hide every new
 /// fault of the run for good. Whether any were taken out.
 fn set_stale_aside(
     active: &PrivateDir,
     name: &str,
-    current: &HashSet<&str>,
+    kept_raised: &HashSet<String>,
     registry: &mut Registry,
     report: &mut SyncReport,
 ) -> bool {
@@ -290,7 +314,7 @@ fn set_stale_aside(
         active: registry
             .active
             .iter()
-            .filter(|(id, _)| !current.contains(id.as_str()))
+            .filter(|(id, _)| kept_raised.contains(id.as_str()))
             .map(|(id, a)| (id.clone(), a.clone()))
             .collect(),
     };

@@ -288,3 +288,52 @@ fn a_full_registry_moves_what_the_run_no_longer_raises_aside_and_files_the_new_f
         "{again:?}"
     );
 }
+
+/// Fault `i` of run `r`, its detector `D<i>`, its fault id ~650 KB (a scope from data, as
+/// a state file's phase index gives one): twelve fill most of the 8 MiB a registry holds.
+fn big_fault(i: usize) -> HaltEvent {
+    HaltEvent {
+        detector_id: format!("D{i}"),
+        fault_id: format!("X:{}:{i:08x}", "s".repeat(650_000)),
+        ..event("r", "X", "")
+    }
+}
+
+/// Run `r` raises twelve faults, all filed and recorded in its one registry (every
+/// registry of the run readable, nothing planted). Then one pass sees fault 0 clear and a
+/// new fault raised that the registry cannot hold beside fault 0's entry. The clear is
+/// real: fault 0 is resolved in that pass, and the room it frees records the new fault,
+/// filed in the same pass; nothing is moved aside, which would leave fault 0 unresolved
+/// for good (the pass used to take its entry for a stale one: proven by this test before
+/// the fix).
+#[test]
+fn a_fault_that_clears_in_the_pass_its_full_registry_meets_a_new_one_is_resolved() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    let first: Vec<HaltEvent> = (0..12).map(big_fault).collect();
+    let filed = store.sync_run("r", "/s/r.json", &first);
+    assert_eq!(filed.emitted.len(), 12, "{:?}", filed.problems);
+    let path = registry::path(&dir.path().join(ACTIVE_DIR), "r", "/s/r.json");
+    let size = fs::metadata(&path).unwrap().len();
+    assert!(size < MAX_JSON_BYTES, "{size}");
+
+    // Fault 0 cleared; fault 12 new: 13 entries do not fit 8 MiB, 12 do.
+    let later: Vec<HaltEvent> = (1..13).map(big_fault).collect();
+    let pass = HaltStore::new(dir.path()).sync_run("r", "/s/r.json", &later);
+    let said: Vec<String> = pass
+        .problems
+        .iter()
+        .map(|p| registry::said_cut(p))
+        .collect();
+    assert!(
+        store.resolved_path("r", &first[0].fault_id).exists(),
+        "fault 0 cleared and was not resolved; the pass said: {said:?}"
+    );
+    assert!(
+        store.pending_path("r", &later[11].fault_id).exists(),
+        "the new fault was not filed; the pass said: {said:?}"
+    );
+    assert!(said.is_empty(), "{said:?}");
+    let kept: Registry = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    assert_eq!(kept.active.len(), 12, "{:?}", kept.active.keys());
+}

@@ -1,0 +1,128 @@
+//! The backtracking engine (`fancy-regex`) for the patterns the linear one cannot take,
+//! and what each is charged: fancy-regex compiles every stretch of the pattern that needs
+//! no backtracking as a regex of its own (a delegate), so a pattern holds one compiled
+//! regex per delegate, not per lookaround.
+
+use fancy_regex::{Expr, LookAround};
+
+use super::{
+    BACKTRACK_LIMIT, MAX_BACKTRACKING_CONSTRUCTS, MAX_BACKTRACKING_DELEGATES, MatchError,
+    REGEX_CACHE_BYTES, REGEX_SIZE_LIMIT, Regex, javascript, meta, needs_backtracking,
+};
+
+/// `pattern` for the backtracking engine (lookaround, backreferences), with the linear
+/// engine's complaint for anything else it refuses. It matches bytes with ASCII classes,
+/// as the linear engine does, over the same rewritten pattern.
+pub(super) fn compile(
+    pattern: &str,
+    linear_error: Box<meta::BuildError>,
+) -> Result<Regex, MatchError> {
+    let pattern = javascript::rewrite(pattern);
+    let (constructs, delegates) = fancy_regex::Expr::parse_tree(&pattern).map_or((0, 0), |tree| {
+        (constructs(&tree.expr), delegates(&tree.expr))
+    });
+    if constructs > MAX_BACKTRACKING_CONSTRUCTS {
+        return Err(MatchError::TooManyBacktrackingConstructs(constructs));
+    }
+    if delegates > MAX_BACKTRACKING_DELEGATES {
+        return Err(MatchError::TooManyDelegates(delegates));
+    }
+    fancy_regex::RegexBuilder::new(&pattern)
+        .bytes_mode(fancy_regex::BytesMode::Ascii)
+        .unicode_mode(false)
+        .backtrack_limit(BACKTRACK_LIMIT)
+        .delegate_size_limit(REGEX_SIZE_LIMIT)
+        .delegate_dfa_size_limit(REGEX_CACHE_BYTES)
+        .build()
+        .map(|regex| Regex::Backtracking(Box::new(regex), delegates))
+        .map_err(|fancy_error| {
+            // Only lookaround and backreferences need the backtracking engine; for
+            // any other syntax error the linear engine's message is the useful one.
+            if needs_backtracking(&linear_error) {
+                MatchError::Backtracking(Box::new(fancy_error))
+            } else {
+                MatchError::Linear(linear_error)
+            }
+        })
+}
+
+/// Whether only the backtracking engine runs `expr` itself (not counting its children).
+fn backtracking_node(expr: &Expr) -> bool {
+    !matches!(
+        expr,
+        Expr::Empty
+            | Expr::Any { .. }
+            | Expr::Assertion(_)
+            | Expr::GeneralNewline { .. }
+            | Expr::Literal { .. }
+            | Expr::LiteralBytes { .. }
+            | Expr::Concat(_)
+            | Expr::Alt(_)
+            | Expr::Group(_)
+            | Expr::Repeat { .. }
+            | Expr::Delegate { .. }
+    )
+}
+
+/// How many nodes of `expr` only the backtracking engine runs (lookarounds,
+/// backreferences, atomic groups, conditionals, `\K`).
+fn constructs(expr: &Expr) -> usize {
+    let mut count = 0;
+    let mut left = vec![expr];
+    while let Some(expr) = left.pop() {
+        count += usize::from(backtracking_node(expr));
+        left.extend(expr.children_iter());
+    }
+    count
+}
+
+/// At most how many regexes fancy-regex compiles for `expr`: one for every child that
+/// needs no backtracking of a node that does (each branch of an alternation holding a
+/// lookaround, each run of them in a sequence around one, the inside of a lookaround), and for
+/// a lookbehind over an alternation one per branch. (Its search is the backtracking VM
+/// itself: the seek regex it could compile for the whole pattern is off by default.)
+fn delegates(expr: &Expr) -> usize {
+    let mut hard = std::collections::HashMap::new();
+    mark_hard(expr, &mut hard);
+    let is_hard = |e: &Expr| hard.get(&std::ptr::from_ref(e)).copied().unwrap_or(false);
+    let mut count = 0;
+    let mut left = vec![expr];
+    while let Some(expr) = left.pop() {
+        if !is_hard(expr) {
+            continue;
+        }
+        let behind = matches!(
+            expr,
+            Expr::LookAround(_, LookAround::LookBehind | LookAround::LookBehindNeg)
+        );
+        // In a sequence, the easy children between two hard ones are one stretch.
+        let sequence = matches!(expr, Expr::Concat(_));
+        let mut after_easy = false;
+        for child in expr.children_iter() {
+            if is_hard(child) {
+                left.push(child);
+                after_easy = false;
+                continue;
+            }
+            if !(sequence && after_easy) {
+                count += match child {
+                    Expr::Alt(branches) if behind => branches.len(),
+                    _ => 1,
+                };
+            }
+            after_easy = true;
+        }
+    }
+    count
+}
+
+/// Records for every node of `expr` whether it or a node under it needs backtracking;
+/// returns it for `expr`.
+fn mark_hard(expr: &Expr, hard: &mut std::collections::HashMap<*const Expr, bool>) -> bool {
+    let mut any = backtracking_node(expr);
+    for child in expr.children_iter() {
+        any |= mark_hard(child, hard);
+    }
+    hard.insert(std::ptr::from_ref(expr), any);
+    any
+}
