@@ -117,7 +117,8 @@ pub(super) fn look(git_dir: &Path) -> Result<Vec<Blocking>, Refused> {
 /// git would hang on that libgit2 never opens. `git update-ref` appends to the ref's
 /// reflog whenever `logs/<lock_ref>` exists (a blocking open() under `<ref>.lock`), so
 /// that path and each directory above it under `logs/` is `lstat`ed: any node there that
-/// is no regular file nor directory is found. And git's reader (`update-ref`,
+/// is no regular file nor directory is found; so is `logs/HEAD`, whatever `HEAD` names
+/// ([`head_reflog_blocking`]). And git's reader (`update-ref`,
 /// `unpack-objects`) follows the alternates as git does, which may reach pools libgit2
 /// does not (a C-quoted line): those are walked too ([`store::look`]).
 pub(super) fn look_before_write(git_dir: &Path, lock_ref: &str) -> Result<Vec<Blocking>, Refused> {
@@ -146,9 +147,7 @@ fn look_for(git_dir: &Path, lock_ref: Option<&str>) -> Result<Vec<Blocking>, Ref
     found.extend(store::look(git_dir, &root, lock_ref.is_some())?);
     if let Some(lock_ref) = lock_ref {
         found.extend(reflog_blocking(&root, lock_ref));
-        if head_may_name(git_dir, &root, lock_ref) {
-            found.extend(head_reflog_blocking(&root));
-        }
+        found.extend(head_reflog_blocking(&root));
     }
     Ok(found)
 }
@@ -175,31 +174,13 @@ fn reflog_blocking(root: &OwnedFd, lock_ref: &str) -> Vec<Blocking> {
     found
 }
 
-/// Whether the origin's `HEAD` (in `git_dir`, opened as `root`) may be a symbolic ref
-/// naming `lock_ref`, read without following it as git's files backend does (one level,
-/// no recursion): `ref: <name>` in a regular file of at most [`broken_ref::MAX_REF_BYTES`]
-/// (opened without blocking), or a symlink whose target is the name. git then also
-/// appends to `logs/HEAD` when it writes `lock_ref` (`--no-deref` or not). A regular file
-/// berth does not read (past the bound, unopenable) may be one to git: it counts, so
-/// `logs/HEAD` is looked at (an `lstat`, holding the lane only for a node no file).
-fn head_may_name(git_dir: &Path, root: &OwnedFd, lock_ref: &str) -> bool {
-    let Some(head) = FileId::at(root.as_raw_fd(), c"HEAD") else {
-        return false;
-    };
-    if head.is_file() {
-        broken_ref::read_bounded(&git_dir.join("HEAD")).is_none_or(|bytes| {
-            String::from_utf8_lossy(&bytes)
-                .strip_prefix("ref:")
-                .is_some_and(|name| name.trim() == lock_ref)
-        })
-    } else {
-        nix::fcntl::readlinkat(root, c"HEAD").is_ok_and(|target| target == *lock_ref)
-    }
-}
-
 /// `logs/HEAD` below the git dir `root` when it is there and no regular file (a
 /// directory or symlink included, unfollowed): git's append to it under `HEAD.lock` would
-/// open it blocking, or fail.
+/// open it blocking, or fail. Looked at before every write, whatever `HEAD` says: git
+/// appends there when `HEAD` names the lock ref as git reads it (a NUL ends the name, a
+/// symlink to no valid ref name is read through, ...), and a second reading of `HEAD`
+/// that misses one of git's spellings leaves the FIFO unnamed; a node no file at
+/// `logs/HEAD` breaks git's own writes through `HEAD` anyway.
 fn head_reflog_blocking(root: &OwnedFd) -> Option<Blocking> {
     let name = Path::new("logs/HEAD");
     let file = FileId::at(root.as_raw_fd(), &path_cstring(name))?;

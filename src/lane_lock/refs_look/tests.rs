@@ -223,44 +223,60 @@ fn a_fifo_in_a_pool_only_git_reaches_holds_the_lane_named() {
     );
 }
 
-/// git reads `HEAD` one level deep, unfollowed: `ref: <name>` in a regular file, or a
-/// symlink whose target is the name. Either naming the lock ref being written makes git
-/// append to `logs/HEAD`, so the look before the write looks there; `HEAD` naming another
-/// ref leaves `logs/HEAD` to no look; one too long for berth to read may name it for git.
+/// Whether the look before a write of `lock_ref` names a FIFO at `logs/HEAD`, with
+/// `HEAD` as `head` plants it in the git dir (which has `refs/heads/`).
+fn heads_reflog_looked(lock_ref: &str, head: &dyn Fn(&Path)) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+    std::fs::create_dir_all(dir.path().join("refs/heads")).unwrap();
+    fifo(&dir.path().join("logs/HEAD"));
+    head(dir.path());
+    look_before_write(dir.path(), lock_ref)
+        .unwrap()
+        .iter()
+        .any(|b| b.name == Path::new("logs/HEAD"))
+}
+
+/// git appends to `logs/HEAD` on a write of the lock ref when `HEAD` names it as git reads
+/// `HEAD`, and a second reading of it by berth missed spellings git takes (a NUL ending
+/// the name, a symlink read through). So the look before a write `lstat`s `logs/HEAD`
+/// whatever `HEAD` says: a FIFO there holds the lane named even with `HEAD` naming
+/// another ref, or unreadable (a node there breaks git's own writes through `HEAD` too).
 #[test]
-fn heads_reflog_is_looked_at_only_when_head_names_the_lock_ref() {
+fn a_fifo_at_heads_reflog_holds_the_lane_whatever_head_names() {
     let lock_ref = "refs/gstack/release-locks/x";
-    let looked = |head: &dyn Fn(&Path)| {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
-        fifo(&dir.path().join("logs/HEAD"));
-        head(&dir.path().join("HEAD"));
-        look_before_write(dir.path(), lock_ref)
-            .unwrap()
-            .iter()
-            .any(|b| b.name == Path::new("logs/HEAD"))
+    let file = |text: String| move |at: &Path| std::fs::write(at.join("HEAD"), &text).unwrap();
+    let link = |target: &'static str| {
+        move |at: &Path| std::os::unix::fs::symlink(target, at.join("HEAD")).unwrap()
     };
-    let file = |text: String| move |at: &Path| std::fs::write(at, &text).unwrap();
-    let link =
-        |target: &'static str| move |at: &Path| std::os::unix::fs::symlink(target, at).unwrap();
-    assert!(looked(&file(format!("ref: {lock_ref}\n"))));
-    assert!(looked(&file(format!("ref:\t{lock_ref}  \n"))));
-    assert!(looked(&link(lock_ref)));
-    assert!(!looked(&file("ref: refs/heads/main\n".to_owned())));
-    assert!(!looked(&link("refs/heads/main")));
+    assert!(heads_reflog_looked(
+        lock_ref,
+        &file(format!("ref: {lock_ref}\n"))
+    ));
+    assert!(heads_reflog_looked(
+        lock_ref,
+        &file(format!("ref:\t{lock_ref}  \n"))
+    ));
+    assert!(heads_reflog_looked(lock_ref, &link(lock_ref)));
+    assert!(heads_reflog_looked(
+        lock_ref,
+        &file("ref: refs/heads/main\n".to_owned())
+    ));
+    assert!(heads_reflog_looked(lock_ref, &link("refs/heads/main")));
     let long = format!("ref: {lock_ref}\n{}", " ".repeat(4096));
-    assert!(looked(&file(long)));
+    assert!(heads_reflog_looked(lock_ref, &file(long)));
+    assert!(heads_reflog_looked(lock_ref, &|_: &Path| {}));
 }
 
 /// git reads a loose `HEAD` as a C string: `ref: <name>` ends at the first NUL byte
 /// (`parse_loose_ref_contents`), so `ref: <lock ref>\0junk` is a symbolic ref to the lock
-/// ref for git, and `git update-ref` appends to `logs/HEAD` on every write of it. The look
-/// reads the whole file (the NUL and what follows count as part of the name), finds
-/// `HEAD` naming no lock ref, and never `lstat`s `logs/HEAD`: a FIFO there is not named,
-/// each write hangs to berth's SIGTERM, and a release (git appends to `logs/HEAD` before
-/// it deletes the ref) never deletes: the lock holds the lane to its TTL, unnamed.
+/// ref for git, and `git update-ref` appends to `logs/HEAD` on every write of it. A look that
+/// read the whole file (the NUL and what follows as part of the name) found `HEAD`
+/// naming no lock ref and never `lstat`ed `logs/HEAD`: a FIFO there went unnamed, each
+/// write hung to berth's SIGTERM, and a release (git appends to `logs/HEAD` before it
+/// deletes the ref) never deleted: the lock held the lane to its TTL, unnamed.
 #[test]
-fn review26_a_fifo_at_heads_reflog_holds_the_lane_named_when_head_names_the_lock_ref_up_to_a_nul() {
+fn a_fifo_at_heads_reflog_holds_the_lane_named_when_head_names_the_lock_ref_up_to_a_nul() {
     let origin = crate::lane_lock::tests::BareOrigin::new();
     let lane = crate::lane_lock::tests::widget_main();
     let lock_ref = crate::lane_lock::lock_ref_name(&lane);
@@ -295,25 +311,16 @@ fn review26_a_fifo_at_heads_reflog_holds_the_lane_named_when_head_names_the_lock
 }
 
 /// Two spellings of `HEAD` that git reads as a symbolic ref to the lock ref (so
-/// `git update-ref` appends to `logs/HEAD` on a write of it) and the look does not:
+/// `git update-ref` appends to `logs/HEAD` on a write of it) and a reader of `HEAD` other
+/// than git easily does not:
 /// `ref: <lock ref>` ended by a NUL byte (git reads the file as a C string), and a symlink
 /// whose target starts with `refs/` but is no valid ref name (`refs/heads/../../h`): git's
 /// `files_read_raw_ref` then falls through to reading the file it points at, which says
-/// `ref: <lock ref>`. Either way `logs/HEAD` is left to no look.
+/// `ref: <lock ref>`. Either way `logs/HEAD` is looked at (it is before every write).
 #[test]
-fn review26_heads_reflog_is_looked_at_for_every_head_git_reads_as_naming_the_lock_ref() {
+fn heads_reflog_is_looked_at_for_every_head_git_reads_as_naming_the_lock_ref() {
     let lock_ref = "refs/gstack/release-locks/x";
-    let looked = |head: &dyn Fn(&Path)| {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
-        std::fs::create_dir_all(dir.path().join("refs/heads")).unwrap();
-        fifo(&dir.path().join("logs/HEAD"));
-        head(dir.path());
-        look_before_write(dir.path(), lock_ref)
-            .unwrap()
-            .iter()
-            .any(|b| b.name == Path::new("logs/HEAD"))
-    };
+    let looked = |head: &dyn Fn(&Path)| heads_reflog_looked(lock_ref, head);
     let nul =
         |at: &Path| std::fs::write(at.join("HEAD"), format!("ref: {lock_ref}\0junk\n")).unwrap();
     let through_a_file = |at: &Path| {
