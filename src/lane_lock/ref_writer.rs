@@ -19,7 +19,7 @@
 //! [`WRITE_LIMIT`].
 
 use std::ffi::CString;
-use std::io::{self, Read as _};
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::process::CommandExt as _;
@@ -33,6 +33,8 @@ use nix::libc;
 use super::leftover::{FileId, LockFile, Prepared};
 use super::origin_owner as owner;
 use super::trail::{Moved, Trail};
+
+mod stop;
 
 /// How long a writer child may live. Shorter than [`super::LEFTOVER_AGE`], so a berth
 /// writer's `.lock` file is gone (renamed, or its writer killed) before anyone may take it
@@ -173,15 +175,13 @@ pub(super) fn finish(
     started: Instant,
     what: &str,
 ) -> io::Result<(bool, String)> {
-    let status = wait_within(
-        child,
-        started + (WRITE_LIMIT - TERM_LEAD),
-        started + WRITER_BOUND,
-    )?;
-    let mut said = String::new();
-    if let Some(stderr) = child.stderr.take() {
-        let _ = stderr.take(STDERR_CAP).read_to_string(&mut said);
-    }
+    let kill_at = started + WRITER_BOUND;
+    let status = stop::wait_within(child, started + (WRITE_LIMIT - TERM_LEAD), kill_at)?;
+    let mut said = child
+        .stderr
+        .take()
+        .map(|stderr| stop::read_within(stderr, STDERR_CAP, kill_at))
+        .unwrap_or_default();
     let applied = status.is_some_and(|status| status.success());
     if status.is_none() {
         said = format!(
@@ -251,90 +251,6 @@ pub(super) fn git_in(git_dir: &Path) -> Command {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     command
-}
-
-/// The child's exit status, or `None` when it outlived `term_at` and was stopped: sent
-/// SIGTERM then, and SIGKILL at `kill_at` if still there.
-///
-/// Woken by the child's exit through a pidfd (the child is unreaped, so its pid cannot
-/// name another process), not by a timer: the writer runs for milliseconds and every
-/// landing waits for several, so a poll interval would add to each. Where the kernel has
-/// no pidfd, the child is looked at every [`RETRY`].
-fn wait_within(
-    child: &mut std::process::Child,
-    term_at: Instant,
-    kill_at: Instant,
-) -> io::Result<Option<std::process::ExitStatus>> {
-    Ok(wait_looking(child, term_at, kill_at)?.0)
-}
-
-/// [`wait_within`], and how many times it looked at the child.
-fn wait_looking(
-    child: &mut std::process::Child,
-    term_at: Instant,
-    kill_at: Instant,
-) -> io::Result<(Option<std::process::ExitStatus>, u32)> {
-    let exited = pidfd_open(child.id());
-    let mut termed = false;
-    let mut looks = 0;
-    loop {
-        looks += 1;
-        if let Some(status) = child.try_wait()? {
-            // A writer that exits well after its SIGTERM finished its write first.
-            let stopped = termed && !status.success();
-            return Ok(((!stopped).then_some(status), looks));
-        }
-        let now = Instant::now();
-        if now >= kill_at {
-            let _ = child.kill();
-            child.wait()?;
-            return Ok((None, looks));
-        }
-        if now >= term_at && !termed {
-            termed = true;
-            if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-                // SAFETY: kill takes a pid and a signal; the child is unreaped, so its pid
-                // names no other process.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
-            }
-        }
-        let deadline = if termed {
-            kill_at
-        } else {
-            term_at.min(kill_at)
-        };
-        match &exited {
-            Some(pidfd) => wait_readable(pidfd, deadline.saturating_duration_since(now)),
-            None => std::thread::sleep(RETRY),
-        }
-    }
-}
-
-/// A descriptor that turns readable when process `pid` exits; `None` where the kernel
-/// offers none (before Linux 5.3) or refuses one.
-fn pidfd_open(pid: u32) -> Option<OwnedFd> {
-    let pid = libc::pid_t::try_from(pid).ok()?;
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    let fd = libc::c_int::try_from(fd).ok().filter(|fd| *fd >= 0)?;
-    // SAFETY: the kernel just opened `fd` for us, and nothing else owns it.
-    Some(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Waits until `fd` is readable, at most `wait` (rounded up to a millisecond); a signal
-/// or an error just ends the wait early: the caller looks again.
-fn wait_readable(fd: &OwnedFd, wait: Duration) {
-    let mut poll = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = wait
-        .as_micros()
-        .div_ceil(1000)
-        .min(libc::c_int::MAX as u128) as libc::c_int;
-    // SAFETY: one valid pollfd, its count, and a timeout.
-    unsafe { libc::poll(&raw mut poll, 1, ms) };
 }
 
 /// A close-on-exec, non-blocking pipe: `git` never inherits its write end.
@@ -533,30 +449,23 @@ fn monotonic() -> Duration {
     )
 }
 
+/// A bare origin whose `HEAD` names its lock ref with a FIFO at `logs/HEAD` (where a
+/// writer of that ref hangs), a blob to point the ref at, and the ref's name.
+#[cfg(test)]
+pub(super) fn head_reflog_fifo_origin() -> (tempfile::TempDir, Oid, &'static str) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = git2::Repository::init_bare(dir.path()).unwrap();
+    let new = repo.blob(b"lock").unwrap();
+    let name = "refs/gstack/release-locks/x";
+    std::fs::write(dir.path().join("HEAD"), format!("ref: {name}\n")).unwrap();
+    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+    nix::unistd::mkfifo(&dir.path().join("logs/HEAD"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    (dir, new, name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A writer that runs a while is looked at when it exits, not on a timer: a landing
-    /// waits for several writers, and a timer's interval would add to each wait.
-    #[test]
-    fn a_writer_is_waited_for_by_its_exit_not_by_polling() {
-        let mut child = Command::new("sleep").arg("0.3").spawn().unwrap();
-        let far = Instant::now() + Duration::from_secs(30);
-        let (status, looks) = wait_looking(&mut child, far, far).unwrap();
-        assert!(status.is_some_and(|s| s.success()));
-        // Once before the exit, once after; a signal may wake the wait once more.
-        assert!(looks <= 3, "looked {looks} times");
-    }
-
-    #[test]
-    fn a_writer_past_its_limit_is_killed() {
-        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
-        let soon = Instant::now() + Duration::from_millis(50);
-        let (status, _) = wait_looking(&mut child, soon, soon).unwrap();
-        assert!(status.is_none());
-        assert!(child.try_wait().unwrap().is_some(), "the writer was reaped");
-    }
 
     /// A writer hung appending to `logs/HEAD` (a FIFO there, `HEAD` naming the ref it
     /// writes: `--no-deref` does not stop that append) holds `HEAD.lock`, which berth
@@ -564,13 +473,7 @@ mod tests {
     /// alarm's SIGALRM or a SIGKILL would leave it, and every later write of the ref fail.
     #[test]
     fn a_writer_stopped_at_its_limit_leaves_no_lock_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = git2::Repository::init_bare(dir.path()).unwrap();
-        let new = repo.blob(b"lock").unwrap();
-        let name = "refs/gstack/release-locks/x";
-        std::fs::write(dir.path().join("HEAD"), format!("ref: {name}\n")).unwrap();
-        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
-        nix::unistd::mkfifo(&dir.path().join("logs/HEAD"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let (dir, new, name) = head_reflog_fifo_origin();
         let old = Oid::ZERO_SHA1;
         let started = Instant::now();
         let mut child = git_update_ref(dir.path(), name, Change::Set { new, old })

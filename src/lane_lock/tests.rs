@@ -307,24 +307,20 @@ fn lock_objects_in_a_group_shared_origin_leave_its_directories_group_writable() 
     );
 }
 
-/// berth runs `git` from `PATH` in a session of its own and, past 7 s, sends SIGTERM to
-/// that one pid (git removes its `.lock` files on it). A `git` that is a wrapper running
+/// berth runs `git` from `PATH` in a session of its own and, past 7 s, sends SIGTERM
+/// (git removes its `.lock` files on it). Sent to its pid alone, a `git` that is a wrapper running
 /// the real git as its child (a shell script without `exec`) dies of the SIGTERM while
 /// its child, hung appending to a FIFO at `logs/HEAD` (`HEAD` naming the ref), never gets
 /// it and keeps `HEAD.lock`: every later write of the lane fails on a lock file berth
-/// judges as no ref's leftover. The whole session (its process group) is berth's to stop.
+/// judges as no ref's leftover, and the wait reading its error output to the end never
+/// ends. So berth signals the whole process group the child leads, and reads its error
+/// output only up to the writer's bound.
 #[test]
-fn review26_a_writer_stopped_at_its_limit_stops_the_git_its_git_runs() {
+fn a_writer_stopped_at_its_limit_stops_the_git_its_git_runs() {
     use std::os::unix::fs::OpenOptionsExt as _;
     use std::os::unix::process::CommandExt as _;
-    let dir = tempfile::tempdir().unwrap();
-    let repo = git2::Repository::init_bare(dir.path()).unwrap();
-    let new = repo.blob(b"lock").unwrap();
-    let name = "refs/gstack/release-locks/x";
-    std::fs::write(dir.path().join("HEAD"), format!("ref: {name}\n")).unwrap();
-    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+    let (dir, new, name) = ref_writer::head_reflog_fifo_origin();
     let planted = dir.path().join("logs/HEAD");
-    nix::unistd::mkfifo(&planted, nix::sys::stat::Mode::S_IRWXU).unwrap();
     // A `git` wrapper as `PATH` may hold one: the real git run as its child, no `exec`.
     let script = "git --git-dir \"$1\" update-ref --no-deref \"$2\" \"$3\" \"$4\"; exit $?";
     let mut wrapped = std::process::Command::new("sh");

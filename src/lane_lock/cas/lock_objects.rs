@@ -183,6 +183,9 @@ enum NotUnpacked {
 }
 
 fn run(command: &mut Command) -> io::Result<(bool, String)> {
+    use std::os::unix::process::CommandExt as _;
+    // A group of its own, so stopping it at its limit stops a git a `git` wrapper runs.
+    command.process_group(0);
     let started = std::time::Instant::now();
     let mut child = command.spawn()?;
     ref_writer::finish(&mut child, started, "git unpack-objects")
