@@ -382,15 +382,8 @@ impl World {
     }
 
     /// Waits (up to `limit`) until `done` holds, polling; false on time-out.
-    pub fn wait_for(&self, limit: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
-        let deadline = std::time::Instant::now() + limit;
-        while std::time::Instant::now() < deadline {
-            if done() {
-                return true;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        done()
+    pub fn wait_for(&self, limit: std::time::Duration, done: impl FnMut() -> bool) -> bool {
+        wait_until(limit, done)
     }
 
     /// The pid the step of `daemon` (berth dir `berth_dir`) writes to `pid_file`, waited
@@ -789,6 +782,18 @@ impl GhLane<'_> {
 
 /// Every `.rs` file under `dir`, at any depth: what the tests that read berth's own source
 /// (its error style, module sizes, import cycles) walk.
+/// Waits (up to `limit`) until `done` holds, polling every 50 ms; false on time-out.
+pub fn wait_until(limit: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    done()
+}
+
 pub fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for entry in fs::read_dir(dir).unwrap().flatten() {
