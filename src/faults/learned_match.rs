@@ -481,4 +481,6 @@ impl Matching<'_> {
 }
 
 #[cfg(test)]
+mod reviewb23;
+#[cfg(test)]
 mod tests;
