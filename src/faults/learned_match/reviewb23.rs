@@ -54,3 +54,56 @@ fn a_dash_after_white_space_in_a_class_stays_a_literal() {
     .collect();
     assert!(unlike.is_empty(), "unlike JavaScript: {unlike:?}");
 }
+
+/// `len` bytes of pseudo-random `0`s and `1`s: a lazy DFA meets a new state at almost every byte.
+fn random_bits(len: usize) -> String {
+    let mut bits = String::with_capacity(len);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while bits.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bits.push(if x & 1 == 1 { '1' } else { '0' });
+    }
+    bits
+}
+
+/// A backtracking regex's delegates are fancy-regex `meta::Regex`es inside an `Arc<Prog>`
+/// that `is_match`'s clone shares, so each keeps its lazy-DFA cache (and the rest of its
+/// search caches) in its own pool after the match, for as long as the file's version is
+/// loaded: ~500 KB for a pattern charged 64 KiB. A file of them that the load admits under
+/// the 32 MiB budget holds several times it after one tick (docs/limits.md: "256 KiB
+/// lazy-DFA cache, dropped after each match"): 512 of them, the most the budget admits,
+/// held 261,740,544 bytes (measured; the test takes eight to stay quick).
+#[test]
+fn backtracking_regexes_hold_no_more_than_they_are_charged_after_matching() {
+    let pattern = r"(?=[01])[01]*1[01]{20}x";
+    let charge = Regex::compile(pattern).unwrap().memory();
+    let count = 8;
+    let patterns = vec![pattern; count];
+    let text = random_bits(BACKTRACKING_WINDOW_BYTES);
+    let texts = Texts {
+        stdout: Some(&text),
+        ..Texts::default()
+    };
+    let state = super::super::state_jsonpath::Document::new(serde_json::json!({}));
+    crate::rules::memory::start();
+    let compiled = Compiled::build(patterns.iter().map(|p| {
+        (
+            Matcher::Regex(Field::Stdout, Regex::compile(p).unwrap()),
+            *p,
+        )
+    }))
+    .unwrap();
+    let after_load = crate::rules::memory::live();
+    let hit = compiled.matching(&patterns, &texts, &state);
+    let after_tick = crate::rules::memory::live();
+    crate::rules::memory::stop();
+    assert!(hit.is_empty());
+    assert!(
+        after_tick <= (count * charge) as isize,
+        "{count} patterns charged {} bytes against the {COMPILED_BUDGET_BYTES}-byte budget \
+         hold {after_load} bytes loaded and {after_tick} after one match each",
+        count * charge
+    );
+}
