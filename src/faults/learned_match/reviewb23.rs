@@ -127,3 +127,21 @@ fn white_space_in_a_lookbehind_alternation_is_javascripts() {
     .collect();
     assert!(unlike.is_empty(), "unlike JavaScript: {unlike:?}");
 }
+
+/// In JavaScript `\xE9` is the character U+00E9 (`é`), so `[^\xE9]` takes any character
+/// but `é`. The rewrite keeps `\xE9` as the byte 0xE9 while making the negated class take a
+/// whole character, so `é` (0xC3 0xA9) is taken whole by a class meant to refuse it, and
+/// the learned fault fires where gstack's does not (before 0b31b7e the class took one byte
+/// and `x[^\xE9]y` missed `xéy`, as JavaScript does).
+#[test]
+fn a_negated_class_of_a_hex_escaped_character_refuses_that_character() {
+    let unlike: Vec<String> = [
+        (r"x[^\xe9]y", "x\u{e9}y", false),
+        (r"x[^\xa0]y", "x\u{a0}y", false),
+        (r"x[^\xe9]y", "xay", true),
+    ]
+    .into_iter()
+    .filter_map(|(pattern, text, javascript)| unlike(pattern, text, javascript))
+    .collect();
+    assert!(unlike.is_empty(), "unlike JavaScript: {unlike:?}");
+}
