@@ -126,8 +126,10 @@ fn tail(text: &str, max: usize) -> &str {
 #[derive(Clone, Debug)]
 pub enum Regex {
     Linear(meta::Regex),
-    /// With how many regexes it compiles (at most [`MAX_BACKTRACKING_DELEGATES`]).
-    Backtracking(Box<fancy_regex::Regex>, usize),
+    /// The rewritten pattern, which compiled at load and is compiled again for each match
+    /// (so no search cache outlives it), with how many regexes it compiles (at most
+    /// [`MAX_BACKTRACKING_DELEGATES`]).
+    Backtracking(Box<str>, usize),
 }
 
 /// The linear engine as `regex::bytes` configures it (leftmost-first, bytes, ASCII
@@ -218,12 +220,12 @@ impl Regex {
                 let mut cache = regex.create_cache();
                 regex.is_match_with(&mut cache, &regex_automata::Input::new(text.as_bytes()))
             }
-            // A clone has caches of its own, dropped with it.
-            Regex::Backtracking(regex, _) => regex
-                .as_ref()
-                .clone()
-                .is_match(tail(text, BACKTRACKING_WINDOW_BYTES).as_bytes())
-                .unwrap_or(false),
+            // Built for this match, so its caches are dropped with it.
+            Regex::Backtracking(pattern, _) => backtracking::build(pattern).is_ok_and(|regex| {
+                regex
+                    .is_match(tail(text, BACKTRACKING_WINDOW_BYTES).as_bytes())
+                    .unwrap_or(false)
+            }),
         }
     }
 }
