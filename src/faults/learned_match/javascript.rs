@@ -44,7 +44,16 @@ pub(super) fn rewrite(pattern: &str) -> String {
                         }
                         '\\' if chars.next_if_eq(&'s').is_some() => {
                             space = true;
+                            // A dash next to a class escape is a literal in JavaScript;
+                            // next to the escapes `\s` becomes it would open a range.
+                            if items.ends_with('-') && !ends_escaped(&items) {
+                                items.pop();
+                                items.push_str(r"\-");
+                            }
                             items.push_str(SPACE_ASCII);
+                            if chars.next_if_eq(&'-').is_some() {
+                                items.push_str(r"\-");
+                            }
                         }
                         '\\' => {
                             items.push(c);
@@ -83,7 +92,14 @@ fn escape(escaped: char) -> String {
 }
 
 /// One character that is none of the ASCII class `items`: any byte but them and a
-/// continuation, then the continuations of its character.
+/// continuation, then the continuations of its character. The items keep a class of their
+/// own, so a dash that ended them stays a literal rather than opening a range.
 fn whole_character_but(items: &str) -> String {
-    format!("(?:[^{items}{CONTINUATION}][{CONTINUATION}]*)")
+    format!("(?:[[^{items}]&&[^{CONTINUATION}]][{CONTINUATION}]*)")
+}
+
+/// Whether the last character of `items` is escaped (an odd run of backslashes before it).
+fn ends_escaped(items: &str) -> bool {
+    let before = &items[..items.len() - 1];
+    (before.len() - before.trim_end_matches('\\').len()) % 2 == 1
 }
