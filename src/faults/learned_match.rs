@@ -133,10 +133,9 @@ pub enum Regex {
 }
 
 /// The linear engine as `regex::bytes` configures it (leftmost-first, bytes, ASCII
-/// classes) over the pattern rewritten to JavaScript's characters, asked only whether it
-/// matches.
+/// classes) over a pattern already rewritten to JavaScript's characters, asked only
+/// whether it matches.
 fn linear(pattern: &str) -> Result<meta::Regex, Box<meta::BuildError>> {
-    let pattern = javascript::rewrite(pattern);
     let config = meta::Config::new()
         .utf8_empty(false)
         .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
@@ -148,7 +147,7 @@ fn linear(pattern: &str) -> Result<meta::Regex, Box<meta::BuildError>> {
     meta::Builder::new()
         .configure(config)
         .syntax(syntax)
-        .build(&pattern)
+        .build(pattern)
         .map_err(Box::new)
 }
 
@@ -173,6 +172,12 @@ pub enum MatchError {
         "compiles to {0} regexes (each branch of an alternation holding a lookaround or backreference is one); at most {MAX_BACKTRACKING_DELEGATES} are compiled"
     )]
     TooManyDelegates(usize),
+    /// JavaScript reads `\xHH` past `\x7F` as the character U+00HH; a range of such
+    /// characters is not rewritten to their bytes.
+    #[error(
+        "has a class range with an end past \\x7F, which JavaScript reads as a character; such ranges are not taken"
+    )]
+    WideRange,
     #[error("substring patterns do not compile together: {0}")]
     Substrings(#[from] aho_corasick::BuildError),
 }
@@ -196,7 +201,8 @@ fn needs_backtracking(e: &meta::BuildError) -> bool {
 impl Regex {
     /// Compiles `pattern` under the limits, or says why it cannot be used.
     pub fn compile(pattern: &str) -> Result<Regex, MatchError> {
-        match linear(pattern) {
+        let pattern = javascript::rewrite(pattern)?;
+        match linear(&pattern) {
             Ok(regex) => Ok(Regex::Linear(regex)),
             Err(e) if e.size_limit().is_some() => Err(MatchError::TooLarge),
             Err(e) => backtracking::compile(pattern, e),

@@ -7,17 +7,16 @@ use fancy_regex::{Expr, LookAround};
 
 use super::{
     BACKTRACK_LIMIT, MAX_BACKTRACKING_CONSTRUCTS, MAX_BACKTRACKING_DELEGATES, MatchError,
-    REGEX_CACHE_BYTES, REGEX_SIZE_LIMIT, Regex, javascript, meta, needs_backtracking,
+    REGEX_CACHE_BYTES, REGEX_SIZE_LIMIT, Regex, meta, needs_backtracking,
 };
 
-/// `pattern` for the backtracking engine (lookaround, backreferences), with the linear
-/// engine's complaint for anything else it refuses. It matches bytes with ASCII classes,
-/// as the linear engine does, over the same rewritten pattern.
+/// The rewritten `pattern` for the backtracking engine (lookaround, backreferences), with
+/// the linear engine's complaint for anything else it refuses. It matches bytes with ASCII
+/// classes, as the linear engine does.
 pub(super) fn compile(
-    pattern: &str,
+    pattern: String,
     linear_error: Box<meta::BuildError>,
 ) -> Result<Regex, MatchError> {
-    let pattern = javascript::rewrite(pattern);
     let (constructs, delegates) = fancy_regex::Expr::parse_tree(&pattern).map_or((0, 0), |tree| {
         (constructs(&tree.expr), delegates(&tree.expr))
     });
