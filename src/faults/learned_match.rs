@@ -33,6 +33,7 @@ use super::state_jsonpath::{Document, StatePath};
 
 mod backtracking;
 mod javascript;
+mod lookbehind;
 
 /// Lines of stdout or plan a learned pattern sees: the last 200, as gstack's halt snapshot
 /// (`stdoutTail`) keeps them.
@@ -178,6 +179,10 @@ pub enum MatchError {
         "has a class range with an end past \\x7F, which JavaScript reads as a character; such ranges are not taken"
     )]
     WideRange,
+    #[error(
+        "has a lookbehind over an alternation with a capturing group of alternatives as a branch, whose longer alternatives the backtracking engine misses; make the group's alternatives branches of the lookbehind"
+    )]
+    LookbehindGroupAlternation,
     #[error("substring patterns do not compile together: {0}")]
     Substrings(#[from] aho_corasick::BuildError),
 }

@@ -17,9 +17,17 @@ pub(super) fn compile(
     pattern: String,
     linear_error: Box<meta::BuildError>,
 ) -> Result<Regex, MatchError> {
-    let (constructs, delegates) = fancy_regex::Expr::parse_tree(&pattern).map_or((0, 0), |tree| {
-        (constructs(&tree.expr), delegates(&tree.expr))
-    });
+    let (constructs, delegates, nested) =
+        fancy_regex::Expr::parse_tree(&pattern).map_or((0, 0, false), |tree| {
+            (
+                constructs(&tree.expr),
+                delegates(&tree.expr),
+                nested_lookbehind_alternation(&tree.expr),
+            )
+        });
+    if nested {
+        return Err(MatchError::LookbehindGroupAlternation);
+    }
     if constructs > MAX_BACKTRACKING_CONSTRUCTS {
         return Err(MatchError::TooManyBacktrackingConstructs(constructs));
     }
@@ -133,4 +141,32 @@ fn mark_hard(expr: &Expr, hard: &mut std::collections::HashMap<*const Expr, bool
     }
     hard.insert(std::ptr::from_ref(expr), any);
     any
+}
+
+/// Whether a lookbehind in `expr` is over an alternation with a branch that is a capturing
+/// group of alternatives: fancy-regex misses that group's longer alternatives
+/// (`(?<=a|(b|\s))x` over U+00A0 `x`). `lookbehind` splits the other alternations; a
+/// capturing group cannot be split without renumbering the groups after it.
+fn nested_lookbehind_alternation(expr: &Expr) -> bool {
+    let mut left = vec![expr];
+    while let Some(expr) = left.pop() {
+        if let Expr::LookAround(body, LookAround::LookBehind | LookAround::LookBehindNeg) = expr
+            && let Expr::Alt(branches) = ungrouped(body)
+            && branches
+                .iter()
+                .any(|branch| matches!(ungrouped(branch), Expr::Alt(_)))
+        {
+            return true;
+        }
+        left.extend(expr.children_iter());
+    }
+    false
+}
+
+/// `expr` inside any capturing groups around it.
+fn ungrouped(mut expr: &Expr) -> &Expr {
+    while let Expr::Group(inner) = expr {
+        expr = inner;
+    }
+    expr
 }

@@ -15,6 +15,7 @@
 //! would make `.` three times the automaton, and `a.{30}b` pass the size limit).
 
 use super::MatchError;
+use super::lookbehind::split_lookbehinds;
 
 /// JavaScript's white space and line terminators: ASCII, then the rest as UTF-8.
 const SPACE_ASCII: &str = r"\t\n\x0B\x0C\r\x20";
@@ -26,13 +27,14 @@ const CONTINUATION: &str = r"\x80-\xBF";
 /// `pattern` with `.`, `\s`, `\S`, `\W`, `\D`, `\xHH` and negated classes taking whole
 /// characters.
 pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
+    let pattern = split_lookbehinds(pattern);
     let mut out = String::with_capacity(pattern.len());
     let mut chars = pattern.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
             '\\' => match chars.next() {
                 Some('x') => match wide_hex(&mut chars) {
-                    Some(wide) => out.push_str(&utf8_bytes(wide)),
+                    Some(wide) => out.push_str(&format!("(?:{})", utf8_bytes(wide))),
                     None => out.push_str(r"\x"),
                 },
                 Some(escaped) => out.push_str(&escape(escaped)),
@@ -109,6 +111,9 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
                 }
             }
             '.' => out.push_str(&whole_character_but(r"\n\r", &[])),
+            // Its bytes, not the character: fancy-regex's lookbehind steps back a byte for
+            // it (`(?<=é)x` missed `éx`).
+            _ if !c.is_ascii() => out.push_str(&format!("(?:{})", utf8_bytes(c))),
             _ => out.push(c),
         }
     }
