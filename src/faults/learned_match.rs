@@ -494,6 +494,4 @@ impl Matching<'_> {
 }
 
 #[cfg(test)]
-mod reviewb23;
-#[cfg(test)]
 mod tests;

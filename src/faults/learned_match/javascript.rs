@@ -125,7 +125,9 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
 fn wide_hex(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<char> {
     let mut ahead = chars.clone();
     let digits: String = [ahead.next()?, ahead.next()?].into_iter().collect();
-    let code = u8::from_str_radix(&digits, 16).ok().filter(|code| *code >= 0x80)?;
+    let code = u8::from_str_radix(&digits, 16)
+        .ok()
+        .filter(|code| *code >= 0x80)?;
     chars.nth(1);
     Some(char::from(code))
 }
@@ -168,9 +170,7 @@ fn whole_character_but(items: &str, wide: &[char]) -> String {
             .collect();
         if !refused.is_empty() {
             leads.push_str(&format!(r"\x{lead:02X}"));
-            two_byte.push_str(&format!(
-                r"|\x{lead:02X}[[{CONTINUATION}]&&[^{refused}]]"
-            ));
+            two_byte.push_str(&format!(r"|\x{lead:02X}[[{CONTINUATION}]&&[^{refused}]]"));
         }
     }
     let first = if items.is_empty() {

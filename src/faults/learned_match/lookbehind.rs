@@ -13,23 +13,27 @@ pub(super) fn split_lookbehinds(pattern: &str) -> String {
     while at < pattern.len() {
         let rest = &pattern[at..];
         let negative = rest.starts_with("(?<!");
-        if negative || rest.starts_with("(?<=") {
-            if let Some(close) = group_end(pattern, at) {
-                let body = &pattern[at + 4..close];
-                let branches = flat_branches(body);
-                if branches.len() > 1 {
-                    let (opener, joiner) = if negative { ("(?<!", "") } else { ("(?<=", "|") };
-                    let split: Vec<String> = branches
-                        .iter()
-                        .map(|branch| format!("{opener}{})", split_lookbehinds(branch)))
-                        .collect();
-                    out.push_str(&format!("(?:{})", split.join(joiner)));
+        if (negative || rest.starts_with("(?<="))
+            && let Some(close) = group_end(pattern, at)
+        {
+            let body = &pattern[at + 4..close];
+            let branches = flat_branches(body);
+            if branches.len() > 1 {
+                let (opener, joiner) = if negative {
+                    ("(?<!", "")
                 } else {
-                    out.push_str(&format!("{}{})", &rest[..4], split_lookbehinds(body)));
-                }
-                at = close + 1;
-                continue;
+                    ("(?<=", "|")
+                };
+                let split: Vec<String> = branches
+                    .iter()
+                    .map(|branch| format!("{opener}{})", split_lookbehinds(branch)))
+                    .collect();
+                out.push_str(&format!("(?:{})", split.join(joiner)));
+            } else {
+                out.push_str(&format!("{}{})", &rest[..4], split_lookbehinds(body)));
             }
+            at = close + 1;
+            continue;
         }
         let next = token_end(pattern, at);
         out.push_str(&pattern[at..next]);
