@@ -550,7 +550,6 @@ mod markers;
 mod owners;
 mod pass_reads;
 mod refused;
-mod reviewb23;
 mod swaps;
 
 /// Review-bounds 17: two detectors of one state file raise the same fault id (a fault id
