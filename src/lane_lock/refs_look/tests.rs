@@ -339,3 +339,48 @@ fn heads_reflog_is_looked_at_for_every_head_git_reads_as_naming_the_lock_ref() {
         "logs/HEAD not looked at for HEAD naming the lock ref by {missed:?}"
     );
 }
+
+/// review 27: the look before a write reads the git dir [`git_dir_of`] picks: `<path>/.git`
+/// whenever that is a directory. git (`enter_repo`, `--git-dir`) and libgit2
+/// (`find_repo_traverse`) take `<path>/.git` only when it is a valid repository, and else
+/// `<path>` itself. A writer of a bare origin makes an empty `.git` directory in it: the
+/// look then walks that empty directory, while libgit2 reads and `git update-ref` writes
+/// the origin itself. Every node the look exists to name goes unnamed: here the FIFO at
+/// `logs/HEAD` (`HEAD` naming the lock ref) that 3fe17df looks for before every write.
+/// The acquire hangs to berth's SIGTERM and succeeds; the release (git appends to
+/// `logs/HEAD` before it deletes) hangs to SIGTERM too and deletes nothing, unnamed: the
+/// lock holds the lane to its TTL, as before 3fe17df.
+#[test]
+fn review27_a_stray_git_dir_in_a_bare_origin_hides_a_fifo_at_heads_reflog() {
+    let origin = crate::lane_lock::tests::BareOrigin::new();
+    let lane = crate::lane_lock::tests::widget_main();
+    let lock_ref = crate::lane_lock::lock_ref_name(&lane);
+    std::fs::create_dir(origin.bare.join(".git")).unwrap();
+    std::fs::write(origin.bare.join("HEAD"), format!("ref: {lock_ref}\n")).unwrap();
+    let planted = origin.bare.join("logs/HEAD");
+    std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
+    fifo(&planted);
+    let client = origin.client();
+    let taken = origin.take(&client, &lane);
+    let named = |said: &str| said.contains(&*planted.to_string_lossy());
+    let held = match taken {
+        Ok(crate::lane_lock::Acquire::Acquired(held)) => held,
+        other => {
+            let said = format!("{other:?}");
+            assert!(
+                named(&said),
+                "the lane is refused without naming {}: {said}",
+                planted.display()
+            );
+            return;
+        }
+    };
+    let released = client.release(&held);
+    let said = format!("{released:?}");
+    let left = origin.bare.join(&lock_ref).exists();
+    assert!(
+        !left || named(&said),
+        "acquired through an unnamed FIFO at {} (an empty .git dir in the bare origin); the release answered {said} and the lock ref is still there: the lane waits its TTL",
+        planted.display()
+    );
+}
