@@ -384,3 +384,38 @@ fn review27_a_stray_git_dir_in_a_bare_origin_hides_a_fifo_at_heads_reflog() {
         planted.display()
     );
 }
+
+/// review 27: a `HEAD.lock` left in an origin whose `HEAD` names the lock ref (a git that
+/// crashed there, or berth's own writer ended by its alarm or SIGKILL while it hung on
+/// `logs/HEAD`, the case SIGTERM at 7 s exists for) fails every write of the lane:
+/// `git update-ref` locks `HEAD` too (`split_head_update`). berth answers "lock already
+/// held" for a lane nobody holds and names the lock ref's own `.lock`, which is not
+/// there, promising to remove it once 10 s old; it never touches `HEAD.lock`, so the
+/// lane waits for good with its way out misnamed.
+#[test]
+fn review27_a_leftover_head_lock_is_named_as_what_holds_the_lane() {
+    let origin = crate::lane_lock::tests::BareOrigin::new();
+    let lane = crate::lane_lock::tests::widget_main();
+    let lock_ref = crate::lane_lock::lock_ref_name(&lane);
+    std::fs::write(origin.bare.join("HEAD"), format!("ref: {lock_ref}\n")).unwrap();
+    let left = origin.bare.join("HEAD.lock");
+    std::fs::write(&left, "").unwrap();
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&left)
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
+    let client = origin.client();
+    let said = format!("{:?}", origin.take(&client, &lane));
+    // berth's own words follow git's quoted message: "(<git>): <file>; <what clears it>".
+    let named = said
+        .rsplit_once("): ")
+        .and_then(|(_, rest)| rest.split_once("; "))
+        .map(|(file, _)| std::path::PathBuf::from(file));
+    assert!(
+        named.as_ref().is_some_and(|file| file.exists()),
+        "the lane is refused naming {named:?} as the `.lock` in its way, which is not there (HEAD.lock is): {said}"
+    );
+}
