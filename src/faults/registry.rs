@@ -342,18 +342,6 @@ fn prune_asides(dir: &PrivateDir, name: &str) {
     }
 }
 
-/// Writes `entries` (part of the registry `name`, compact) beside it as
-/// `<name>.unreadable-<time>`, the name a registry moved aside takes, and returns that
-/// path: what a pass takes out of a run's registry to make room is kept for an
-/// investigator, never a registry any look reads (their names end `.json`).
-pub fn set_aside(dir: &PrivateDir, name: &str, entries: &Registry) -> std::io::Result<PathBuf> {
-    let aside = aside_name(name);
-    let bytes = serde_json::to_vec(entries).map_err(std::io::Error::other)?;
-    dir.write_atomic(&aside, &bytes, 0o600)?;
-    prune_asides(dir, name);
-    Ok(dir.join(&aside))
-}
-
 fn aside_name(name: &str) -> String {
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
     format!("{name}.unreadable-{stamp}")

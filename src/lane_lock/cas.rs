@@ -207,10 +207,9 @@ fn local_swap(
         expiry,
         ..
     } = with;
-    let git_dir = refs_look::git_dir_of(path);
-    let blocking = refs_look::look_before_write(&git_dir, ref_name)?;
-    refs_look::refuse_off_path(&git_dir, ref_name, &blocking)?;
+    let looked = refs_look::look_before_write_at(path, ref_name)?;
     let origin = Repository::open_ext(path, RepositoryOpenFlags::NO_SEARCH, [] as [&str; 0])?;
+    let blocking = refs_look::found_in(origin.path(), ref_name, looked)?;
     let room = Room {
         origin: &origin,
         lock_ref: ref_name,
@@ -311,6 +310,13 @@ fn settle(
     if now == Some(new.unwrap_or(Oid::ZERO_SHA1)) {
         return Ok(believed());
     }
+    // A `.lock` git named that berth never judges (`HEAD.lock`, taken for a `HEAD` naming
+    // the lock ref) is no lock held: an error naming it, for an operator to clear.
+    let foreign = git_named_lock(&written.said, &prepared.git_dir)
+        .filter(|file| !prepared.locks.iter().any(|lock| lock.path == *file));
+    if let Some(file) = foreign.filter(|_| now.is_none_or(|now| expect.matches(now))) {
+        return Err(git2::Error::from_str(&foreign_lock_status(written, &file)));
+    }
     Ok(match now {
         Some(now) if !expect.matches(now) => PushOutcome::Refused { advertised: now },
         // A live `git` may have let go of its `.lock` since: git's own words say it was there.
@@ -388,10 +394,11 @@ fn locked_status(
     writers_held_by: Option<&str>,
 ) -> String {
     // The `.lock` git named (the ref's own, or `packed-refs.lock` for a delete).
+    let named = git_named_lock(&written.said, &prepared.git_dir);
     let file = prepared
         .locks
         .iter()
-        .find(|lock| written.said.contains(&*lock.path.to_string_lossy()))
+        .find(|lock| named.as_ref() == Some(&lock.path))
         .or_else(|| {
             prepared
                 .locks
@@ -414,6 +421,27 @@ fn locked_status(
     format!(
         "the ref was locked while berth wrote it ({}): {file}; {clears}",
         written.said
+    )
+}
+
+/// The `.lock` file git's words name as in its way ("Unable to create '<path>'"), against
+/// `git_dir` when git named it relative.
+fn git_named_lock(said: &str, git_dir: &std::path::Path) -> Option<PathBuf> {
+    let (_, rest) = said.split_once("Unable to create '")?;
+    let (path, _) = rest.split_once("': ")?;
+    Some(git_dir.join(path))
+}
+
+/// Why a write failed on a `.lock` outside those berth judges ([`leftover::prepare`]):
+/// `HEAD.lock` when the origin's `HEAD` names the lock ref, which `git update-ref` locks
+/// too. berth never removes it: git takes it for every write through `HEAD`, most by
+/// writers that never take berth's writers' lock, so no rule of berth's makes its removal
+/// a compare-and-swap (docs/lane-locks.md).
+fn foreign_lock_status(written: &Written, file: &std::path::Path) -> String {
+    format!(
+        "the ref was locked while berth wrote it ({}): {}; berth removes no `.lock` outside the lane lock refs, so the lane is held until an operator removes it once no git process writes the origin (left by a git that died mid-write)",
+        written.said,
+        file.display()
     )
 }
 

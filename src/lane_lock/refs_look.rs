@@ -14,6 +14,7 @@
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, AsRawFd as _, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -94,15 +95,59 @@ impl From<Refused> for git2::Error {
     }
 }
 
-/// The git dir of the local origin at `path`: its `.git` directory when it has one (a
-/// checkout), else `path` itself (a bare repository).
-pub(super) fn git_dir_of(path: &Path) -> PathBuf {
+/// The git dirs a reader of the local origin at `path` may take: `<path>/.git` when it is
+/// a directory (a symlink followed, as git and libgit2 `stat` it), and `path` itself when
+/// `.git` is none or `path` has a `HEAD` too. git (`enter_repo`) and libgit2 take `.git`
+/// only when it is a valid repository, else `path`: telling which takes reads of both, so
+/// where both may be it both are looked at, and the lane held on what either shows (an
+/// empty `.git` made in a bare origin would otherwise hide every node of the origin).
+pub(super) fn git_dirs_of(path: &Path) -> Vec<PathBuf> {
     let dot_git = path.join(".git");
-    if std::fs::symlink_metadata(&dot_git).is_ok_and(|meta| meta.is_dir()) {
-        dot_git
-    } else {
-        path.to_owned()
+    if !std::fs::metadata(&dot_git).is_ok_and(|meta| meta.is_dir()) {
+        return vec![path.to_owned()];
     }
+    let itself = std::fs::symlink_metadata(path.join("HEAD")).is_ok();
+    std::iter::once(dot_git)
+        .chain(itself.then(|| path.to_owned()))
+        .collect()
+}
+
+/// [`look_before_write`] in each git dir of the local origin at `path` ([`git_dirs_of`]),
+/// refused on the first node off `lock_ref`'s path that a write would open
+/// ([`refuse_off_path`]); what each dir showed.
+pub(super) fn look_before_write_at(
+    path: &Path,
+    lock_ref: &str,
+) -> Result<Vec<(PathBuf, Vec<Blocking>)>, Refused> {
+    git_dirs_of(path)
+        .into_iter()
+        .map(|git_dir| {
+            let found = look_before_write(&git_dir, lock_ref)?;
+            refuse_off_path(&git_dir, lock_ref, &found)?;
+            Ok((git_dir, found))
+        })
+        .collect()
+}
+
+/// What [`look_before_write_at`] found in `opened`, the git dir libgit2 opened (where git
+/// writes and berth sets aside, [`settle`]). A node a write of `lock_ref` would open in
+/// another dir looked at is refused named, never acted on: berth moves nothing where git
+/// will not write.
+pub(super) fn found_in(
+    opened: &Path,
+    lock_ref: &str,
+    looked: Vec<(PathBuf, Vec<Blocking>)>,
+) -> Result<Vec<Blocking>, Refused> {
+    let key = |dir: &Path| std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()));
+    let mut kept = Vec::new();
+    for (git_dir, found) in looked {
+        if key(&git_dir).is_some_and(|at| Some(at) == key(opened)) {
+            kept.extend(found);
+        } else if let Some(met) = found.into_iter().find(|b| b.met_by(Some(lock_ref))) {
+            return Err(named(&git_dir, met));
+        }
+    }
+    Ok(kept)
 }
 
 /// Every node under `git_dir` libgit2 would hang on: `HEAD`, `packed-refs` and what is
@@ -247,13 +292,14 @@ pub(super) fn walk(
 }
 
 /// Refuses to let libgit2 read the refs of the local origin at `path` while any node
-/// there would hang it (the first named).
+/// there would hang it (the first named), in every git dir it may take ([`git_dirs_of`]).
 pub(super) fn refuse_blocking(path: &Path) -> Result<(), Refused> {
-    let git_dir = git_dir_of(path);
-    match look(&git_dir)?.into_iter().find(|b| b.met_by(None)) {
-        Some(blocking) => Err(named(&git_dir, blocking)),
-        None => Ok(()),
+    for git_dir in git_dirs_of(path) {
+        if let Some(blocking) = look(&git_dir)?.into_iter().find(|b| b.met_by(None)) {
+            return Err(named(&git_dir, blocking));
+        }
     }
+    Ok(())
 }
 
 /// Opens the local origin at `path` for reading once [`refuse_blocking`] found nothing

@@ -120,7 +120,7 @@ mod tests {
         let store = QueueStore::new(dir.path());
         let mut value = sample::json(9, "queued");
         let base = serde_json::to_string_pretty(&value).unwrap().len();
-        let mut notes = MAX_RECORD_BYTES as usize - CLAIM_ROOM as usize - base + 64;
+        let notes = MAX_RECORD_BYTES as usize - CLAIM_ROOM as usize - base + 64;
         value["notes"] = json!("n".repeat(notes));
         let id = store
             .insert(&Record::from_json(value.clone()).unwrap())
@@ -132,15 +132,30 @@ mod tests {
                 |r| r.claimed_by = Some(OWNER.into()),
             )
         };
-        // The largest record this claim takes: a byte more and it is refused.
-        while let Err(StoreError::TooLarge { .. }) = claim() {
-            notes -= 1;
+        let write_with_notes = |notes: usize| {
+            let mut value = value.clone();
             value["notes"] = json!("n".repeat(notes));
             std::fs::remove_file(store.path_of(&id)).unwrap();
-            store
-                .insert(&Record::from_json(value.clone()).unwrap())
-                .unwrap();
+            store.insert(&Record::from_json(value).unwrap()).unwrap();
+        };
+        assert!(
+            matches!(claim(), Err(StoreError::TooLarge { .. })),
+            "64 bytes past the claim's room are refused"
+        );
+        // The largest record this claim takes (a byte more and it is refused), bisected:
+        // each try writes a 1 MiB record.
+        let (mut fits, mut refused) = (notes - usize::try_from(CLAIM_ROOM).unwrap(), notes);
+        while refused - fits > 1 {
+            let mid = fits + (refused - fits) / 2;
+            write_with_notes(mid);
+            match claim() {
+                Ok(_) => fits = mid,
+                Err(StoreError::TooLarge { .. }) => refused = mid,
+                Err(e) => panic!("a claim failed for another reason: {e}"),
+            }
         }
+        write_with_notes(fits);
+        claim().expect("the largest record the claim takes");
         let reason = crate::gstack_text::lock_unavailable(
             "main",
             crate::gstack_text::lock_held_by(OTHER, "2026-12-05T12:00:00.000Z"),

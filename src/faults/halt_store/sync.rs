@@ -160,16 +160,12 @@ impl HaltStore {
             let mut reads = self.elsewhere.lock().unwrap_or_else(|e| e.into_inner());
             registry::raised_elsewhere(&mut reads, active, (run_id, name), &asked)
         };
-        // The cleared faults first: those resolved free their room for the new ones, so a
-        // fault that really cleared is resolved, never taken for a stale entry.
-        let (mut changed, kept_raised) =
+        // The cleared faults first: those resolved free their room for the new ones. Those
+        // kept raised (another registry of the run is unreadable) keep theirs: moved out, a
+        // fault of theirs detected again would be recorded nowhere berth reads, filed as new
+        // and its acknowledged event pending again.
+        let mut changed =
             self.resolve_cleared(run_id, cleared, &current, &elsewhere, registry, report);
-        if !fits_with(registry, &new)
-            && set_stale_aside(active, name, &kept_raised, registry, report)
-        {
-            // The registry lost entries: it is written even if no new fault is filed.
-            changed = true;
-        }
         if !fits_with(registry, &new) {
             // Filed but not recorded, a fault would be "new" again next pass and filed again
             // (an ack undone): none is filed until the registry can hold it, said once a pass.
@@ -202,9 +198,8 @@ impl HaltStore {
     /// Resolves the `cleared` entries (detector id, fault id) of `registry` whose fault no
     /// detector still raises (`current`) here or in another registry of the run
     /// (`elsewhere`), and takes out those whose fault another still holds. Whether the
-    /// registry changed, and the detector ids kept raised because another registry of the
-    /// run is unreadable (it may hold their faults): the only entries a full registry
-    /// moves aside, where one whose resolve failed stays to be tried again next pass.
+    /// registry changed. An entry whose fault another registry of the run may hold (one is
+    /// unreadable) is kept raised, as is one whose resolve failed, to be tried next pass.
     fn resolve_cleared(
         &self,
         run_id: &str,
@@ -213,9 +208,9 @@ impl HaltStore {
         elsewhere: &registry::Elsewhere,
         registry: &mut Registry,
         report: &mut SyncReport,
-    ) -> (bool, HashSet<String>) {
+    ) -> bool {
         let mut changed = false;
-        let mut kept_raised = HashSet::new();
+        let mut kept_raised = false;
         // Two detectors (one fault found in two source files) can hold one fault id: it is
         // said once a look.
         let mut said: HashSet<String> = HashSet::new();
@@ -237,7 +232,7 @@ impl HaltStore {
             if !held && !elsewhere.unread().is_empty() {
                 // Another registry of the run may hold it: it stays raised (and in this
                 // registry) until they can be read.
-                kept_raised.insert(detector_id);
+                kept_raised = true;
                 if said.insert(fault_id.clone()) {
                     // Cut: a planted registry's fault id may be megabytes, said every pass.
                     report.problems.push(format!(
@@ -271,7 +266,7 @@ impl HaltStore {
             registry.active.remove(&detector_id);
             changed = true;
         }
-        if !kept_raised.is_empty() {
+        if kept_raised {
             // Each once a pass, however many faults or looks it keeps raised.
             let mut reads = self.elsewhere.lock().unwrap_or_else(|e| e.into_inner());
             report
@@ -280,7 +275,7 @@ impl HaltStore {
                     format!("a registry of the run is unreadable, its faults stay raised: {unread}")
                 }));
         }
-        (changed, kept_raised)
+        changed
     }
 }
 
@@ -291,57 +286,6 @@ fn fault_ids(registry: &Registry) -> HashSet<String> {
         .values()
         .map(|a| a.fault_id.clone())
         .collect()
-}
-
-/// Makes room for a run's new faults in its registry `name` in `active` (too full to record
-/// them once the pass resolved what cleared): the entries of detector ids the run no
-/// longer raises, kept raised while another registry of the run is unreadable
-/// (`kept_raised`; planted there, or left by a fault that cleared then), are taken out and
-/// written beside it ([`registry::set_aside`]), said in one line. Their faults are not
-/// resolved (their events stay for an investigator): left in, they would hide every new
-/// fault of the run for good. Whether any were taken out.
-fn set_stale_aside(
-    active: &PrivateDir,
-    name: &str,
-    kept_raised: &HashSet<String>,
-    registry: &mut Registry,
-    report: &mut SyncReport,
-) -> bool {
-    let stale = Registry {
-        run_id: registry.run_id.clone(),
-        source: registry.source.clone(),
-        updated_at: crate::clock::now_iso(),
-        active: registry
-            .active
-            .iter()
-            .filter(|(id, _)| kept_raised.contains(id.as_str()))
-            .map(|(id, a)| (id.clone(), a.clone()))
-            .collect(),
-    };
-    if stale.active.is_empty() {
-        return false;
-    }
-    match registry::set_aside(active, name, &stale) {
-        Ok(aside) => {
-            for id in stale.active.keys() {
-                registry.active.remove(id);
-            }
-            report.problems.push(format!(
-                "{}: full; {} entries of faults run {} no longer raises moved aside to {} to record its new faults (those faults are not resolved; their events stay)",
-                active.join(name).display(),
-                stale.active.len(),
-                registry::said_cut(&registry.run_id),
-                aside.display()
-            ));
-            true
-        }
-        Err(e) => {
-            report.problems.push(
-                io_problem("move stale entries aside from", &active.join(name))(e).to_string(),
-            );
-            false
-        }
-    }
 }
 
 /// Whether `registry` with `new`'s detector ids recorded (and a fresh `updatedAt`) is one

@@ -278,36 +278,7 @@ fn a_fifo_at_heads_reflog_holds_the_lane_whatever_head_names() {
 #[test]
 fn a_fifo_at_heads_reflog_holds_the_lane_named_when_head_names_the_lock_ref_up_to_a_nul() {
     let origin = crate::lane_lock::tests::BareOrigin::new();
-    let lane = crate::lane_lock::tests::widget_main();
-    let lock_ref = crate::lane_lock::lock_ref_name(&lane);
-    let head = format!("ref: {lock_ref}\0junk\n");
-    std::fs::write(origin.bare.join("HEAD"), head).unwrap();
-    let planted = origin.bare.join("logs/HEAD");
-    std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
-    fifo(&planted);
-    let client = origin.client();
-    let taken = origin.take(&client, &lane);
-    let named = |said: &str| said.contains(&*planted.to_string_lossy());
-    let held = match taken {
-        Ok(crate::lane_lock::Acquire::Acquired(held)) => held,
-        other => {
-            let said = format!("{other:?}");
-            assert!(
-                named(&said),
-                "the lane is refused without naming {}: {said}",
-                planted.display()
-            );
-            return;
-        }
-    };
-    let released = client.release(&held);
-    let said = format!("{released:?}");
-    let left = origin.bare.join(&lock_ref).exists();
-    assert!(
-        !left,
-        "acquired through an unnamed FIFO at {}; the release answered {said} and the lock ref is still there: the lane waits its TTL",
-        planted.display()
-    );
+    heads_reflog_fifo_is_named(&origin, &origin.url, &origin.bare, "\0junk\n");
 }
 
 /// Two spellings of `HEAD` that git reads as a symbolic ref to the lock ref (so
@@ -337,5 +308,111 @@ fn heads_reflog_is_looked_at_for_every_head_git_reads_as_naming_the_lock_ref() {
     assert!(
         missed.is_empty(),
         "logs/HEAD not looked at for HEAD naming the lock ref by {missed:?}"
+    );
+}
+
+/// The look before a write reads every git dir a reader may take ([`git_dirs_of`]). git
+/// (`enter_repo`, `--git-dir`) and libgit2 (`find_repo_traverse`) take `<path>/.git` only
+/// when it is a valid repository, and else `<path>` itself. A writer of a bare origin
+/// makes an empty `.git` directory in it: a look of that empty directory alone, while
+/// libgit2 reads and `git update-ref` writes the origin itself, names none of the nodes
+/// it exists to name: here the FIFO at `logs/HEAD` (`HEAD` naming the lock ref). The
+/// acquire would hang to berth's SIGTERM and succeed, the release hang and delete
+/// nothing, unnamed: the lock would hold the lane to its TTL.
+#[test]
+fn a_stray_git_dir_in_a_bare_origin_hides_no_fifo_at_heads_reflog() {
+    let origin = crate::lane_lock::tests::BareOrigin::new();
+    std::fs::create_dir(origin.bare.join(".git")).unwrap();
+    heads_reflog_fifo_is_named(&origin, &origin.url, &origin.bare, "\n");
+}
+
+/// A checkout origin whose `.git` is a symlink to its repository: git and libgit2 `stat`
+/// `.git` and read the repository it leads to, so the look follows it too (an `lstat`
+/// took it for no directory and looked at the checkout, naming nothing).
+#[test]
+fn a_symlinked_git_dir_hides_no_fifo_at_heads_reflog() {
+    let origin = crate::lane_lock::tests::BareOrigin::new();
+    let checkout = origin.dir.path().join("checkout");
+    std::fs::create_dir(&checkout).unwrap();
+    std::os::unix::fs::symlink(&origin.bare, checkout.join(".git")).unwrap();
+    let url = checkout.to_str().unwrap();
+    heads_reflog_fifo_is_named(&origin, url, &checkout.join(".git"), "\n");
+}
+
+/// With `HEAD` of `origin` saying `ref: <the lane's lock ref><rest>` and a FIFO at its
+/// `logs/HEAD`, the lane taken through `url` is refused naming the FIFO (as under
+/// `named_in`), or taken and released: never held unnamed.
+fn heads_reflog_fifo_is_named(
+    origin: &crate::lane_lock::tests::BareOrigin,
+    url: &str,
+    named_in: &Path,
+    rest: &str,
+) {
+    let lane = crate::lane_lock::tests::widget_main();
+    let lock_ref = crate::lane_lock::lock_ref_name(&lane);
+    std::fs::write(origin.bare.join("HEAD"), format!("ref: {lock_ref}{rest}")).unwrap();
+    std::fs::create_dir_all(origin.bare.join("logs")).unwrap();
+    fifo(&origin.bare.join("logs/HEAD"));
+    let planted = named_in.join("logs/HEAD");
+    let client = origin.client();
+    let taken = client.acquire(url, &lane, "me", Path::new("/a"));
+    let named = |said: &str| said.contains(&*planted.to_string_lossy());
+    let held = match taken {
+        Ok(crate::lane_lock::Acquire::Acquired(held)) => held,
+        other => {
+            let said = format!("{other:?}");
+            assert!(
+                named(&said),
+                "the lane is refused without naming {}: {said}",
+                planted.display()
+            );
+            return;
+        }
+    };
+    let released = client.release(&held);
+    let said = format!("{released:?}");
+    let left = origin.bare.join(&lock_ref).exists();
+    assert!(
+        !left,
+        "acquired through an unnamed FIFO at {}; the release answered {said} and the lock ref is still there: the lane waits its TTL",
+        planted.display()
+    );
+}
+
+/// A `HEAD.lock` left in an origin whose `HEAD` names the lock ref (a git that crashed
+/// there, or berth's own writer ended by its alarm or SIGKILL while it hung on
+/// `logs/HEAD`) fails every write of the lane: `git update-ref` locks `HEAD` too
+/// (`split_head_update`). berth names `HEAD.lock`, the file git named, for the operator
+/// to remove (not the lock ref's own `.lock`, which is not there), and does not call the
+/// lane "lock already held".
+#[test]
+fn a_leftover_head_lock_is_named_as_what_holds_the_lane() {
+    let origin = crate::lane_lock::tests::BareOrigin::new();
+    let lane = crate::lane_lock::tests::widget_main();
+    let lock_ref = crate::lane_lock::lock_ref_name(&lane);
+    std::fs::write(origin.bare.join("HEAD"), format!("ref: {lock_ref}\n")).unwrap();
+    let left = origin.bare.join("HEAD.lock");
+    std::fs::write(&left, "").unwrap();
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&left)
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
+    let client = origin.client();
+    let said = format!("{:?}", origin.take(&client, &lane));
+    // berth's own words follow git's quoted message: "(<git>): <file>; <what clears it>".
+    let named = said
+        .rsplit_once("): ")
+        .and_then(|(_, rest)| rest.split_once("; "))
+        .map(|(file, _)| std::path::PathBuf::from(file));
+    assert!(
+        named.as_ref().is_some_and(|file| file.exists()),
+        "the lane is refused naming {named:?} as the `.lock` in its way, which is not there (HEAD.lock is): {said}"
+    );
+    assert!(
+        !said.contains(crate::gstack_text::LOCK_ALREADY_HELD) && left.exists(),
+        "a leftover HEAD.lock is no lock held, and berth removes no HEAD.lock: {said}"
     );
 }

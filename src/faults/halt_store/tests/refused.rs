@@ -1,6 +1,6 @@
 //! A run's registry at the 8 MiB berth reads back: what the pass filed must not be filed
 //! again, a registry cut to one detector id per fault is not rewritten while its faults
-//! stay, and a full one does not hide the run's new faults.
+//! stay, and a full one keeps the faults it keeps raised recorded: an ack is never undone.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -244,49 +244,38 @@ fn a_kept_raised_registry_cut_to_one_id_per_fault_is_not_rewritten_while_nothing
     assert_eq!(rewrites(dir.path(), &path, &events, 3), 0);
 }
 
-/// a73c769 files no new fault its run's registry could not record. Whoever writes the
-/// faults dir plants the run's own registry just under the 8 MiB berth reads, of 2,000
-/// faults the run does not raise, kept raised: every new fault of the state file used to
-/// be never filed, pass after pass, one log line the only trace. Those entries are moved
-/// aside once, named, and the new fault is filed; the faults moved are not resolved.
+/// Whoever writes the faults dir plants the run's own registry just under the 8 MiB berth
+/// reads, of 2,000 faults the run does not raise, kept raised (another registry of the run
+/// is unreadable and may hold them). A new fault of the run finds no room: it is not filed
+/// and each pass says so in one line; the entries stay and nothing is resolved. Moved
+/// aside to file it (d57ea8a did), a fault of theirs detected again would be recorded
+/// nowhere berth reads and filed anew, an ack undone (review b23).
 #[test]
-fn a_full_registry_moves_what_the_run_no_longer_raises_aside_and_files_the_new_fault() {
+fn a_full_registry_keeping_faults_raised_files_nothing_new_and_says_so_once_a_pass() {
     let dir = tempfile::tempdir().unwrap();
     let compact = |r: &Registry| serde_json::to_vec(r).unwrap().len() as u64 + 1;
     let path = plant_kept_raised(dir.path(), compact, MAX_JSON_BYTES - 20);
+    let planted = fs::read(&path).unwrap();
     let raised = event("r", "X", "");
-    let store = HaltStore::new(dir.path());
-    let pass = store.sync_run("r", "/s/r.json", std::slice::from_ref(&raised));
-    assert!(
-        store.pending_path("r", &raised.fault_id).exists(),
-        "the run's new fault was not filed; the pass said first: {:?}",
-        pass.problems.first().map(|p| registry::said_cut(p))
-    );
-    assert!(pass.resolved.is_empty(), "{:?}", pass.resolved);
-    let said: Vec<&String> = pass
-        .problems
-        .iter()
-        .filter(|p| p.contains("moved aside"))
-        .collect();
-    assert_eq!(said.len(), 1, "{said:?}");
-    let aside_prefix = format!("{}.unreadable-", registry::name("r", "/s/r.json"));
-    let asides: Vec<Registry> = fs::read_dir(dir.path().join(ACTIVE_DIR))
+    for _ in 0..2 {
+        let store = HaltStore::new(dir.path());
+        let pass = store.sync_run("r", "/s/r.json", std::slice::from_ref(&raised));
+        assert!(!store.pending_path("r", &raised.fault_id).exists());
+        assert!(pass.emitted.is_empty() && pass.resolved.is_empty());
+        let not_filed: Vec<&String> = pass
+            .problems
+            .iter()
+            .filter(|p| p.contains("not filed"))
+            .collect();
+        assert_eq!(not_filed.len(), 1, "{not_filed:?}");
+        assert!(fs::read(&path).unwrap() == planted, "the registry changed");
+    }
+    let asides = fs::read_dir(dir.path().join(ACTIVE_DIR))
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&aside_prefix))
-        .map(|e| serde_json::from_slice(&fs::read(e.path()).unwrap()).unwrap())
-        .collect();
-    assert_eq!(asides.len(), 1);
-    assert_eq!(asides[0].active.len(), 2_000);
-    let kept: Registry = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
-    assert_eq!(kept.active.len(), 1, "{:?}", kept.active.keys());
-
-    let again =
-        HaltStore::new(dir.path()).sync_run("r", "/s/r.json", std::slice::from_ref(&raised));
-    assert!(
-        again.emitted.is_empty() && again.problems.is_empty(),
-        "{again:?}"
-    );
+        .filter(|e| e.file_name().to_string_lossy().contains(".unreadable-"))
+        .count();
+    assert_eq!(asides, 0);
 }
 
 /// Fault `i` of run `r`, its detector `D<i>`, its fault id ~650 KB (a scope from data, as
@@ -336,4 +325,64 @@ fn a_fault_that_clears_in_the_pass_its_full_registry_meets_a_new_one_is_resolved
     assert!(said.is_empty(), "{said:?}");
     let kept: Registry = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
     assert_eq!(kept.active.len(), 12, "{:?}", kept.active.keys());
+}
+
+/// Run `r` raises twelve faults, all filed; fault 0's event is acknowledged. Another
+/// registry of the run is unreadable (a directory at its name). Fault 0 leaves the state as
+/// a new fault 12 comes: fault 0 is kept raised (the unreadable registry may hold it) and
+/// keeps its entry, so fault 12 is not filed. Fault 0 detected again (fault 1 leaving the
+/// same way) is the same raised fault: its acknowledged event stays acknowledged (with its
+/// entry moved aside it was filed anew, pending again: review b23). Once every registry of
+/// the run reads, fault 1 is resolved and fault 12 filed in its room.
+#[test]
+fn a_fault_kept_raised_in_a_full_registry_stays_recorded_and_its_ack_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = HaltStore::new(dir.path());
+    let faults: Vec<HaltEvent> = (0..13).map(big_fault).collect();
+    let filed = store.sync_run("r", "/s/r.json", &faults[..12]);
+    assert_eq!(filed.emitted.len(), 12, "{:?}", filed.problems);
+    store
+        .mark_investigated("r", &faults[0].fault_id)
+        .expect("fault 0 acknowledged");
+    let unreadable = registry::path(&dir.path().join(ACTIVE_DIR), "r", "/s/r2.json");
+    fs::create_dir(&unreadable).unwrap();
+    let sync = |events: &[HaltEvent]| HaltStore::new(dir.path()).sync_run("r", "/s/r.json", events);
+    // What a pass said, cut (the lines name 650 KB fault ids).
+    let said = |pass: &SyncReport| -> Vec<String> {
+        pass.problems
+            .iter()
+            .map(|p| registry::said_cut(p))
+            .collect()
+    };
+
+    let second = sync(&faults[1..13]);
+    assert!(
+        second.resolved.is_empty() && second.emitted.is_empty(),
+        "{:?}",
+        said(&second)
+    );
+    let again: Vec<HaltEvent> = std::iter::once(faults[0].clone())
+        .chain(faults[2..13].iter().cloned())
+        .collect();
+    let third = sync(&again);
+    assert!(
+        third.emitted.is_empty() && !store.pending_path("r", &faults[0].fault_id).exists(),
+        "fault 0, acknowledged and never resolved, is pending again; the third pass said {:?}",
+        said(&third)
+    );
+
+    fs::remove_dir(&unreadable).unwrap();
+    let fourth = sync(&again);
+    assert_eq!(
+        fourth.resolved,
+        [faults[1].fault_id.clone()],
+        "{:?}",
+        said(&fourth)
+    );
+    assert!(
+        store.pending_path("r", &faults[12].fault_id).exists(),
+        "{:?}",
+        said(&fourth)
+    );
+    assert!(!store.pending_path("r", &faults[0].fault_id).exists());
 }
