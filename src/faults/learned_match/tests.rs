@@ -404,3 +404,54 @@ fn what_the_rewrite_cannot_follow_is_refused_at_load() {
     ));
     assert!(Regex::compile(r"x[\xe9-]y").unwrap().is_match("x-y"));
 }
+
+/// A lookbehind over a sequence of `\s` and a character past ASCII (a literal or `\xHH`,
+/// now written as its bytes) or of two `\s` misses what JavaScript finds, even an ASCII
+/// space after `é`: fancy-regex's lookbehind over such a sequence of byte groups of unequal
+/// lengths misses (3565046 splits only alternations), so `(?<=é\s)x` never fires over
+/// "é x" and `(?<!\s\s)x` fires over U+00A0 and a space before `x`.
+#[test]
+fn white_space_in_a_lookbehind_sequence_is_javascripts() {
+    assert_like_javascript(&[
+        (r"(?<=é\s)x", "\u{e9} x", true),
+        (r"(?<=\xe9\s)x", "\u{e9} x", true),
+        (r"(?<=\sé)x", " \u{e9}x", true),
+        (r"(?<=é\s)x", "\u{e9}\u{a0}x", true),
+        (r"(?<=\s\s)x", " \u{a0}x", true),
+        (r"(?<=\s\s)x", "\u{a0}\u{a0}x", true),
+        (r"(?<!\s\s)x", "\u{a0} x", false),
+    ]);
+}
+
+/// In a class that is not negated, `\W`, `\D` and `\S` stay ASCII bytes, so they take one
+/// byte of a character past ASCII where JavaScript takes the whole character: `x[\W]y`
+/// never fires over "xéy" while `x\Wy` does (docs/faults.md leaves only a negated class's
+/// escapes ASCII).
+#[test]
+fn a_class_escape_in_a_class_takes_a_whole_character() {
+    assert_like_javascript(&[
+        (r"x[\W]y", "x\u{e9}y", true),
+        (r"x[\Wa]y", "x\u{e9}y", true),
+        (r"x[\D]y", "x\u{e9}y", true),
+        (r"x[\S]y", "x\u{e9}y", true),
+    ]);
+}
+
+/// JavaScript (no flags) reads `&&`, `--`, `~~` and `[` inside a class as literals; the
+/// regex crate reads them as set operations and nested classes, in the rewritten negated
+/// class as in a plain one: `x[^a&&b]y` (neither `a`, `&` nor `b`) fires over "x&y" and
+/// "xay", `x[^+--]y` (not `+` to `-`) over "x,y", and `x[+--]y`, `x[a&&b]y`, `x[[a]]y`
+/// never fire where JavaScript's do.
+#[test]
+fn class_set_operators_are_javascript_literals() {
+    assert_like_javascript(&[
+        (r"x[^a&&b]y", "x&y", false),
+        (r"x[^a&&b]y", "xay", false),
+        (r"x[^+--]y", "x,y", false),
+        (r"x[^a~~b]y", "x~y", false),
+        (r"x[+--]y", "x,y", true),
+        (r"x[a&&b]y", "x&y", true),
+        (r"x[a~~b]y", "x~y", true),
+        (r"x[[a]]y", "xa]y", true),
+    ]);
+}
