@@ -473,3 +473,18 @@ fn a_class_of_a_character_past_ascii_is_taken_as_javascript_does() {
         (r"x[^\u00e9]y", "xay", true),
     ]);
 }
+
+/// A quantified character past ASCII in a lookbehind, now a quantified group of its bytes
+/// (3565046 for a literal, adcd1e5 for `\xHH`), misses what JavaScript finds:
+/// `(?<=é+)x` never fires over "ééx", nor does a branch `é+` or `é\s` of a split
+/// lookbehind. At 31ca6dd `(?<=é+)x`, `(?<=a|é+)x` and `(?<=a|é\s)x` matched (as
+/// `(?<=(?:ab)+)x` over "ababx" still does): a regression of 3565046.
+#[test]
+fn a_quantified_wide_character_in_a_lookbehind_is_javascripts() {
+    assert_like_javascript(&[
+        (r"(?<=é+)x", "\u{e9}\u{e9}x", true),
+        (r"(?<=\xe9+)x", "\u{e9}\u{e9}x", true),
+        (r"(?<=a|é+)x", "\u{e9}\u{e9}x", true),
+        (r"(?<=a|é\s)x", "\u{e9} x", true),
+    ]);
+}
