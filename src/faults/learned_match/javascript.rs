@@ -19,8 +19,8 @@ use super::lookbehind::split_lookbehinds;
 
 /// JavaScript's white space and line terminators: ASCII, then the rest as UTF-8.
 const SPACE_ASCII: &str = r"\t\n\x0B\x0C\r\x20";
-const SPACE_WIDE: &str =
-    r"\xC2\xA0|\xE1\x9A\x80|\xE2\x80[\x80-\x8A\xA8\xA9\xAF]|\xE2\x81\x9F|\xE3\x80\x80|\xEF\xBB\xBF";
+/// Each byte is a class of one (see [`utf8_bytes`]).
+const SPACE_WIDE: &str = r"[\xC2][\xA0]|[\xE1][\x9A][\x80]|[\xE2][\x80][\x80-\x8A\xA8\xA9\xAF]|[\xE2][\x81][\x9F]|[\xE3][\x80][\x80]|[\xEF][\xBB][\xBF]";
 /// A continuation byte of UTF-8.
 const CONTINUATION: &str = r"\x80-\xBF";
 
@@ -111,8 +111,8 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
                 }
             }
             '.' => out.push_str(&whole_character_but(r"\n\r", &[])),
-            // Its bytes, not the character: fancy-regex's lookbehind steps back a byte for
-            // it (`(?<=é)x` missed `éx`).
+            // Its bytes, not the character: fancy-regex's lookbehind steps back one byte
+            // for the character (`(?<=é)x` missed `éx`).
             _ if !c.is_ascii() => out.push_str(&format!("(?:{})", utf8_bytes(c))),
             _ => out.push(c),
         }
@@ -132,13 +132,17 @@ fn wide_hex(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<char
     Some(char::from(code))
 }
 
-/// `character` as the escapes of its UTF-8 bytes.
+/// `character` as its UTF-8 bytes, each a class of one byte (`[\xC3][\xA9]`): fancy-regex
+/// reads a bare byte escape past ASCII as a byte literal that only its backtracking VM
+/// runs, and its variable-length lookbehind over one misses (`(?<=(?:\xC3\xA9)+)x` and
+/// `(?<=\xC3\xA9\s)x` never matched); a class is a delegate's, matched by its reverse
+/// search as any other byte.
 fn utf8_bytes(character: char) -> String {
     let mut buffer = [0; 4];
     character
         .encode_utf8(&mut buffer)
         .bytes()
-        .map(|byte| format!(r"\x{byte:02X}"))
+        .map(|byte| format!(r"[\x{byte:02X}]"))
         .collect()
 }
 
@@ -170,7 +174,8 @@ fn whole_character_but(items: &str, wide: &[char]) -> String {
             .collect();
         if !refused.is_empty() {
             leads.push_str(&format!(r"\x{lead:02X}"));
-            two_byte.push_str(&format!(r"|\x{lead:02X}[[{CONTINUATION}]&&[^{refused}]]"));
+            // The lead as a class of one, as in `utf8_bytes`.
+            two_byte.push_str(&format!(r"|[\x{lead:02X}][[{CONTINUATION}]&&[^{refused}]]"));
         }
     }
     let first = if items.is_empty() {
