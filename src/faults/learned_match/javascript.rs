@@ -89,7 +89,7 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
                             items.push(c);
                             items.extend(chars.next());
                         }
-                        _ => items.push(c),
+                        _ => push_class_literal(&mut items, c),
                     }
                 }
                 if !closed {
@@ -184,6 +184,21 @@ fn whole_character_but(items: &str, wide: &[char]) -> String {
         format!("[[^{items}]&&[^{CONTINUATION}{leads}]]")
     };
     format!("(?:{first}[{CONTINUATION}]*{two_byte})")
+}
+
+/// Adds `c`, met unescaped in a class, to its `items` as JavaScript reads it: the regex
+/// crate reads `&&`, `--`, `~~` as set operations and `[` as a nested class, JavaScript
+/// (no flags) as literals. So `[`, `&` and `~` are escaped, and a dash that JavaScript
+/// takes as a character: one first in the class (`[--a]` is `-` to `a`) or one after a
+/// range's dash (`[+--]` is `+` to `-`), where the crate would read `--`.
+fn push_class_literal(items: &mut String, c: char) {
+    let dash_after_dash = items.ends_with('-') && !ends_escaped(items);
+    match c {
+        '[' | '&' | '~' => items.push('\\'),
+        '-' if items.is_empty() || dash_after_dash => items.push('\\'),
+        _ => {}
+    }
+    items.push(c);
 }
 
 /// Whether the last character of `items` is escaped (an odd run of backslashes before it).

@@ -455,6 +455,10 @@ fn class_set_operators_are_javascript_literals() {
         (r"x[a&&b]y", "x&y", true),
         (r"x[a~~b]y", "x~y", true),
         (r"x[[a]]y", "xa]y", true),
+        (r"x[--a]y", "x0y", true),
+        (r"x[a-z--]y", "x-y", true),
+        (r"x[a-z--]y", "x0y", false),
+        (r"x[\--a]y", "x0y", true),
     ]);
 }
 
