@@ -10,7 +10,9 @@
 //! (a class takes them as one alternative, a negated class refuses them); a class range
 //! with such an end is refused ([`MatchError::WideRange`]).
 //!
-//! Left as bytes: `\S` takes the white space past ASCII, and inside a negated class `\s`,
+//! In a class that is not negated, `\W` and `\D` take any whole character past ASCII and
+//! `\S` any but white space. Left as bytes: `\S` outside a class takes the white space past
+//! ASCII, and inside a negated class `\s`,
 //! `\S`, `\W`, `\D` stay ASCII; `.` takes U+2028 and U+2029 (sparing their three bytes
 //! would make `.` three times the automaton, and `a.{30}b` pass the size limit).
 
@@ -21,6 +23,18 @@ use super::lookbehind::split_lookbehinds;
 const SPACE_ASCII: &str = r"\t\n\x0B\x0C\r\x20";
 /// Each byte is a class of one (see [`utf8_bytes`]).
 const SPACE_WIDE: &str = r"[\xC2][\xA0]|[\xE1][\x9A][\x80]|[\xE2][\x80][\x80-\x8A\xA8\xA9\xAF]|[\xE2][\x81][\x9F]|[\xE3][\x80][\x80]|[\xEF][\xBB][\xBF]";
+/// Any character past ASCII but JavaScript's white space, as UTF-8 (a class of one byte
+/// for each byte, as in `utf8_bytes`): `\S` in a class is one of these or an ASCII one.
+const NOT_SPACE_WIDE: &str = concat!(
+    r"[\xC2][[\x80-\xBF]&&[^\xA0]]|[\xC3-\xDF][\x80-\xBF]",
+    r"|[\xE0\xE4-\xEE][\x80-\xBF][\x80-\xBF]",
+    r"|[\xE1][[\x80-\xBF]&&[^\x9A]][\x80-\xBF]|[\xE1][\x9A][\x81-\xBF]",
+    r"|[\xE2][\x82-\xBF][\x80-\xBF]|[\xE2][\x80][[\x8B-\xBF]&&[^\xA8\xA9\xAF]]",
+    r"|[\xE2][\x81][[\x80-\xBF]&&[^\x9F]]",
+    r"|[\xE3][\x81-\xBF][\x80-\xBF]|[\xE3][\x80][\x81-\xBF]",
+    r"|[\xEF][[\x80-\xBF]&&[^\xBB]][\x80-\xBF]|[\xEF][\xBB][\x80-\xBE]",
+    r"|[\xF0-\xF7][\x80-\xBF][\x80-\xBF][\x80-\xBF]",
+);
 /// A continuation byte of UTF-8.
 const CONTINUATION: &str = r"\x80-\xBF";
 
@@ -48,6 +62,12 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
                     items.push(bracket);
                 }
                 let mut space = false;
+                // `\W` or `\D` in a class that is not negated: any character past ASCII,
+                // whole, is one of its alternatives; `\S`: any such but white space.
+                let mut any_wide = false;
+                let mut not_space = false;
+                // Inside a negated class they stay ASCII (documented), as they were.
+                let whole = |e: &char| *e == 's' || (!negated && matches!(e, 'S' | 'W' | 'D'));
                 // Characters past ASCII given as `\xHH`: alternatives of their own.
                 let mut wide = Vec::new();
                 let mut closed = false;
@@ -57,15 +77,29 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
                             closed = true;
                             break;
                         }
-                        '\\' if chars.next_if_eq(&'s').is_some() => {
-                            space = true;
+                        '\\' if chars.peek().is_some_and(whole) => {
                             // A dash next to a class escape is a literal in JavaScript;
-                            // next to the escapes `\s` becomes it would open a range.
+                            // next to what the escape becomes it would open a range.
                             if items.ends_with('-') && !ends_escaped(&items) {
                                 items.pop();
                                 items.push_str(r"\-");
                             }
-                            items.push_str(SPACE_ASCII);
+                            match chars.next() {
+                                Some('s') => {
+                                    space = true;
+                                    items.push_str(SPACE_ASCII);
+                                }
+                                // Its ASCII bytes only: a byte past ASCII would take a
+                                // piece of a character (`x[\W][\W]y` matched `xéy`).
+                                escape => {
+                                    any_wide |= escape != Some('S');
+                                    not_space |= escape == Some('S');
+                                    items.push_str(&format!(
+                                        r"[\{}&&[\x00-\x7F]]",
+                                        escape.unwrap_or('W')
+                                    ));
+                                }
+                            }
                             if chars.next_if_eq(&'-').is_some() {
                                 items.push_str(r"\-");
                             }
@@ -97,8 +131,13 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
                     out.push_str(&format!("[{}{items}", if negated { "^" } else { "" }));
                 } else if negated {
                     out.push_str(&whole_character_but(&items, &wide));
-                } else if space || !wide.is_empty() {
+                } else if space || any_wide || not_space || !wide.is_empty() {
                     let mut alternatives: Vec<String> = wide.into_iter().map(utf8_bytes).collect();
+                    if any_wide {
+                        alternatives.push(format!("[^\\x00-\\x7F{CONTINUATION}][{CONTINUATION}]*"));
+                    } else if not_space {
+                        alternatives.push(NOT_SPACE_WIDE.to_string());
+                    }
                     if space {
                         alternatives.push(SPACE_WIDE.to_string());
                     }

@@ -436,6 +436,18 @@ fn a_class_escape_in_a_class_takes_a_whole_character() {
         (r"x[\Wa]y", "x\u{e9}y", true),
         (r"x[\D]y", "x\u{e9}y", true),
         (r"x[\S]y", "x\u{e9}y", true),
+        (r"x[\W][\W]y", "x\u{e9}y", false),
+        (r"x[\W-a]y", "x-y", true),
+        (r"x[\W-a]y", "xby", false),
+        (r"(?=x)x[\W]y", "x\u{e9}y", true),
+        (r"x[\D]y", "x5y", false),
+        (r"x[^\W]y", "x\u{e9}y", false),
+        (r"x[\S]y", "x\u{a0}y", false),
+        (r"x[\S]y", "x\u{3000}y", false),
+        (r"x[\S]y", "x\u{feff}y", false),
+        (r"x[\S]y", "x\u{2029}y", false),
+        (r"x[\S]y", "x\u{20ac}y", true),
+        (r"x[\S]y", "x\u{1681}y", true),
     ]);
 }
 
