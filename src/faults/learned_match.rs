@@ -179,6 +179,12 @@ pub enum MatchError {
         "has a class range with an end past \\x7F, which JavaScript reads as a character; such ranges are not taken"
     )]
     WideRange,
+    /// A negated class refuses a character past ASCII by its bytes; only characters of
+    /// two bytes (up to U+07FF) are rewritten so.
+    #[error(
+        "has a negated class holding a character past U+07FF (three UTF-8 bytes or more), which JavaScript refuses whole; such classes are not taken"
+    )]
+    WideNegatedClass,
     #[error(
         "has a lookbehind over an alternation with a capturing group of alternatives as a branch, whose longer alternatives the backtracking engine misses; make the group's alternatives branches of the lookbehind"
     )]

@@ -6,9 +6,11 @@
 //! byte sequences that take whole UTF-8 characters: a lead byte, then its continuation
 //! bytes.
 //!
-//! `\xHH` past `\x7F` is the character U+00HH, as in JavaScript: its two UTF-8 bytes
-//! (a class takes them as one alternative, a negated class refuses them); a class range
-//! with such an end is refused ([`MatchError::WideRange`]).
+//! `\xHH` past `\x7F` is the character U+00HH and `\uHHHH` U+HHHH, as in JavaScript, and
+//! a character past ASCII written as itself is that character: its UTF-8 bytes (a class
+//! takes them as one alternative, a negated class refuses them); a class range with such
+//! an end is refused ([`MatchError::WideRange`]), and so is a negated class holding a
+//! character past U+07FF ([`MatchError::WideNegatedClass`]).
 //!
 //! In a class that is not negated, `\W` and `\D` take any whole character past ASCII and
 //! `\S` any but white space. Left as bytes: `\S` outside a class takes the white space past
@@ -47,9 +49,9 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
     while let Some(c) = chars.next() {
         match c {
             '\\' => match chars.next() {
-                Some('x') => match wide_hex(&mut chars) {
+                Some(kind @ ('x' | 'u')) => match wide_escape(&mut chars, kind) {
                     Some(wide) => out.push_str(&format!("(?:{})", utf8_bytes(wide))),
-                    None => out.push_str(r"\x"),
+                    None => out.push_str(&format!(r"\{kind}")),
                 },
                 Some(escaped) => out.push_str(&escape(escaped)),
                 None => out.push(c),
@@ -104,21 +106,14 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
                                 items.push_str(r"\-");
                             }
                         }
-                        '\\' if chars.next_if_eq(&'x').is_some() => {
-                            let Some(character) = wide_hex(&mut chars) else {
-                                items.push_str(r"\x");
-                                continue;
-                            };
-                            // A dash after an item, or before one, makes a range.
-                            let after_item = items.len() > 1 && items.ends_with('-');
-                            let mut ahead = chars.clone();
-                            if (after_item && !ends_escaped(&items))
-                                || (ahead.next() == Some('-') && ahead.next() != Some(']'))
-                            {
-                                return Err(MatchError::WideRange);
+                        '\\' if chars.peek().is_some_and(|e| matches!(e, 'x' | 'u')) => {
+                            let kind = chars.next().unwrap_or('x');
+                            match wide_escape(&mut chars, kind) {
+                                Some(character) => wide.push(wide_item(&items, &chars, character)?),
+                                None => items.push_str(&format!(r"\{kind}")),
                             }
-                            wide.push(character);
                         }
+                        _ if !c.is_ascii() => wide.push(wide_item(&items, &chars, c)?),
                         '\\' => {
                             items.push(c);
                             items.extend(chars.next());
@@ -130,6 +125,9 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
                     // The engine reports the unclosed class.
                     out.push_str(&format!("[{}{items}", if negated { "^" } else { "" }));
                 } else if negated {
+                    if wide.iter().any(|c| c.len_utf8() > 2) {
+                        return Err(MatchError::WideNegatedClass);
+                    }
                     out.push_str(&whole_character_but(&items, &wide));
                 } else if space || any_wide || not_space || !wide.is_empty() {
                     let mut alternatives: Vec<String> = wide.into_iter().map(utf8_bytes).collect();
@@ -159,16 +157,36 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
     Ok(out)
 }
 
-/// After `\x`: the character U+00HH of the two hex digits that follow, taken from `chars`,
-/// when it is past ASCII; an ASCII one is left to the engine, which reads it as JavaScript.
-fn wide_hex(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<char> {
-    let mut ahead = chars.clone();
-    let digits: String = [ahead.next()?, ahead.next()?].into_iter().collect();
-    let code = u8::from_str_radix(&digits, 16)
+/// After `\x` or `\u` (`kind`): the character of the two or four hex digits that follow,
+/// taken from `chars`, when it is past ASCII; an ASCII one (or digits that are not one) is
+/// left to the engine, which reads it as JavaScript.
+fn wide_escape(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, kind: char) -> Option<char> {
+    let count = if kind == 'x' { 2 } else { 4 };
+    let digits: String = chars.clone().take(count).collect();
+    if digits.len() != count || !digits.chars().all(|d| d.is_ascii_hexdigit()) {
+        return None;
+    }
+    let character = u32::from_str_radix(&digits, 16)
         .ok()
-        .filter(|code| *code >= 0x80)?;
-    chars.nth(1);
-    Some(char::from(code))
+        .filter(|code| *code >= 0x80)
+        .and_then(char::from_u32)?;
+    chars.nth(count - 1);
+    Some(character)
+}
+
+/// `character` past ASCII met in a class whose `items` come before it and `rest` after:
+/// an alternative of its own, unless a dash makes it a range end ([`MatchError::WideRange`]).
+fn wide_item(
+    items: &str,
+    rest: &std::iter::Peekable<std::str::Chars<'_>>,
+    character: char,
+) -> Result<char, MatchError> {
+    let after_item = items.len() > 1 && items.ends_with('-') && !ends_escaped(items);
+    let mut ahead = rest.clone();
+    if after_item || (ahead.next() == Some('-') && ahead.next() != Some(']')) {
+        return Err(MatchError::WideRange);
+    }
+    Ok(character)
 }
 
 /// `character` as its UTF-8 bytes, each a class of one byte (`[\xC3][\xA9]`): fancy-regex
@@ -204,10 +222,17 @@ fn escape(escaped: char) -> String {
 fn whole_character_but(items: &str, wide: &[char]) -> String {
     let mut leads = String::new();
     let mut two_byte = String::new();
-    for lead in [0xC2_u8, 0xC3] {
+    // The lead bytes of `wide` (each of two bytes: the caller refuses longer ones).
+    let mut wide_leads: Vec<u8> = wide
+        .iter()
+        .map(|c| c.encode_utf8(&mut [0; 4]).as_bytes()[0])
+        .collect();
+    wide_leads.sort_unstable();
+    wide_leads.dedup();
+    for lead in wide_leads {
         let refused: String = wide
             .iter()
-            .map(|c| c.encode_utf8(&mut [0; 2]).as_bytes().to_vec())
+            .map(|c| c.encode_utf8(&mut [0; 4]).as_bytes().to_vec())
             .filter(|bytes| bytes[0] == lead)
             .map(|bytes| format!(r"\x{:02X}", bytes[1]))
             .collect();

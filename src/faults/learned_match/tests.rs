@@ -487,7 +487,30 @@ fn a_class_of_a_character_past_ascii_is_taken_as_javascript_does() {
         (r"x[^é]y", "x\u{e9}y", false),
         (r"x[\u00e9]y", "x\u{e9}y", true),
         (r"x[^\u00e9]y", "xay", true),
+        (r"x[€]y", "x\u{20ac}y", true),
+        (r"x[a\u20ac]y", "x\u{20ac}y", true),
+        (r"x[^ж]y", "x\u{436}y", false),
+        (r"x[^ж]y", "x\u{437}y", true),
+        (r"x[^жé]y", "x\u{e9}y", false),
+        (r"d[ée]faillance", "defaillance", true),
+        (r"(?<=\u00e9)x", "\u{e9}x", true),
+        (r"(?<=\u00e9+)x", "\u{e9}\u{e9}x", true),
+        (r"x\u00e9y", "x\u{e9}y", true),
     ]);
+    // A negated class cannot refuse a character of three bytes or more whole, and a range
+    // past ASCII is JavaScript's characters, not bytes: both are refused at load.
+    assert!(matches!(
+        Regex::compile("x[^\u{20ac}]y"),
+        Err(MatchError::WideNegatedClass)
+    ));
+    assert!(matches!(
+        Regex::compile("x[\u{e9}-\u{ea}]y"),
+        Err(MatchError::WideRange)
+    ));
+    assert!(matches!(
+        Regex::compile(r"x[a-\u00e9]y"),
+        Err(MatchError::WideRange)
+    ));
 }
 
 /// A quantified character past ASCII in a lookbehind, now a quantified group of its bytes
