@@ -416,3 +416,45 @@ fn a_leftover_head_lock_is_named_as_what_holds_the_lane() {
         "a leftover HEAD.lock is no lock held, and berth removes no HEAD.lock: {said}"
     );
 }
+
+/// review 28: a local origin that is a linked worktree's checkout (its `.git` a file
+/// naming `<main>/.git/worktrees/<name>`, which holds a `commondir`). libgit2 opens the
+/// worktree's own git dir, and berth acts there ([`found_in`], the leftovers, the writers'
+/// lock, the trail it walks again after the write); `git update-ref --git-dir <that dir>`
+/// writes every ref outside `refs/bisect`, `refs/worktree` and `refs/rewritten` in the
+/// common dir. The write lands, berth looks for it where git never writes, calls the
+/// acquire failed (`Redirected`: "a directory of its path is missing") and gives nothing
+/// back: the lane lock ref stays in the repository, a live lock nobody holds, so every
+/// other daemon waits its TTL, and every takeover past it is written and disowned again.
+#[test]
+fn review28_a_linked_worktree_origin_leaves_no_lock_it_does_not_hold() {
+    let origin = crate::lane_lock::tests::BareOrigin::new();
+    let main = origin.dir.path().join("main");
+    let worktree = origin.dir.path().join("wt");
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .arg("-C")
+            .arg(&main)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    std::fs::create_dir(&main).unwrap();
+    git(&["init", "-q"]);
+    git(&["commit", "-q", "--allow-empty", "-m", "first"]);
+    git(&["worktree", "add", "-q", worktree.to_str().unwrap()]);
+    let lane = crate::lane_lock::tests::widget_main();
+    let client = origin.client();
+    let taken = client.acquire(worktree.to_str().unwrap(), &lane, "me", Path::new("/a"));
+    if let Ok(crate::lane_lock::Acquire::Acquired(held)) = &taken {
+        client.release(held).unwrap();
+    }
+    let left = git(&["for-each-ref", "--format=%(refname)", "refs/gstack"]);
+    assert!(
+        left.trim().is_empty(),
+        "the acquire answered {taken:?}, and the repository holds the lock ref(s) it wrote: {left}"
+    );
+}
