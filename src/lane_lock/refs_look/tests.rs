@@ -417,17 +417,14 @@ fn a_leftover_head_lock_is_named_as_what_holds_the_lane() {
     );
 }
 
-/// review 28: a local origin that is a linked worktree's checkout (its `.git` a file
-/// naming `<main>/.git/worktrees/<name>`, which holds a `commondir`). libgit2 opens the
-/// worktree's own git dir, and berth acts there ([`found_in`], the leftovers, the writers'
-/// lock, the trail it walks again after the write); `git update-ref --git-dir <that dir>`
-/// writes every ref outside `refs/bisect`, `refs/worktree` and `refs/rewritten` in the
-/// common dir. The write lands, berth looks for it where git never writes, calls the
-/// acquire failed (`Redirected`: "a directory of its path is missing") and gives nothing
-/// back: the lane lock ref stays in the repository, a live lock nobody holds, so every
-/// other daemon waits its TTL, and every takeover past it is written and disowned again.
+/// A local origin that is a linked worktree's checkout (its `.git` a file naming
+/// `<main>/.git/worktrees/<name>`, which holds a `commondir`): libgit2 opens the worktree's
+/// own git dir, where berth looks, judges leftovers, takes the writers' lock and walks the
+/// trail, but `git update-ref` writes the lock ref in the common dir. Such an origin is
+/// refused ([`super::refuse_linked`]), named with the repository to point the remote at,
+/// before anything is written: no lock ref is left that nobody holds (review 28).
 #[test]
-fn review28_a_linked_worktree_origin_leaves_no_lock_it_does_not_hold() {
+fn a_linked_worktree_origin_is_refused_named_and_nothing_written() {
     let origin = crate::lane_lock::tests::BareOrigin::new();
     let main = origin.dir.path().join("main");
     let worktree = origin.dir.path().join("wt");
@@ -448,13 +445,20 @@ fn review28_a_linked_worktree_origin_leaves_no_lock_it_does_not_hold() {
     git(&["worktree", "add", "-q", worktree.to_str().unwrap()]);
     let lane = crate::lane_lock::tests::widget_main();
     let client = origin.client();
-    let taken = client.acquire(worktree.to_str().unwrap(), &lane, "me", Path::new("/a"));
-    if let Ok(crate::lane_lock::Acquire::Acquired(held)) = &taken {
-        client.release(held).unwrap();
+    let worktree_git_dir = main.join(".git/worktrees/wt");
+    for url in [&worktree, &worktree_git_dir] {
+        let taken = client.acquire(url.to_str().unwrap(), &lane, "me", Path::new("/a"));
+        let said = format!("{:?}", taken.as_ref().map(|_| ()));
+        assert!(
+            taken.is_err()
+                && said.contains("is a linked worktree of the repository at")
+                && said.contains(&format!("point the remote at {} instead", main.display())),
+            "{url:?}: the acquire is refused naming the linked worktree and its repository: {said}"
+        );
     }
     let left = git(&["for-each-ref", "--format=%(refname)", "refs/gstack"]);
     assert!(
         left.trim().is_empty(),
-        "the acquire answered {taken:?}, and the repository holds the lock ref(s) it wrote: {left}"
+        "the refused acquires wrote lock ref(s) in the repository: {left}"
     );
 }
