@@ -33,6 +33,7 @@ use super::state_jsonpath::{Document, StatePath};
 
 mod backtracking;
 mod javascript;
+mod lookbehind;
 
 /// Lines of stdout or plan a learned pattern sees: the last 200, as gstack's halt snapshot
 /// (`stdoutTail`) keeps them.
@@ -126,15 +127,16 @@ fn tail(text: &str, max: usize) -> &str {
 #[derive(Clone, Debug)]
 pub enum Regex {
     Linear(meta::Regex),
-    /// With how many regexes it compiles (at most [`MAX_BACKTRACKING_DELEGATES`]).
-    Backtracking(Box<fancy_regex::Regex>, usize),
+    /// The rewritten pattern, which compiled at load and is compiled again for each match
+    /// (so no search cache outlives it), with how many regexes it compiles (at most
+    /// [`MAX_BACKTRACKING_DELEGATES`]).
+    Backtracking(Box<str>, usize),
 }
 
 /// The linear engine as `regex::bytes` configures it (leftmost-first, bytes, ASCII
-/// classes) over the pattern rewritten to JavaScript's characters, asked only whether it
-/// matches.
+/// classes) over a pattern already rewritten to JavaScript's characters, asked only
+/// whether it matches.
 fn linear(pattern: &str) -> Result<meta::Regex, Box<meta::BuildError>> {
-    let pattern = javascript::rewrite(pattern);
     let config = meta::Config::new()
         .utf8_empty(false)
         .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
@@ -146,7 +148,7 @@ fn linear(pattern: &str) -> Result<meta::Regex, Box<meta::BuildError>> {
     meta::Builder::new()
         .configure(config)
         .syntax(syntax)
-        .build(&pattern)
+        .build(pattern)
         .map_err(Box::new)
 }
 
@@ -171,6 +173,16 @@ pub enum MatchError {
         "compiles to {0} regexes (each branch of an alternation holding a lookaround or backreference is one); at most {MAX_BACKTRACKING_DELEGATES} are compiled"
     )]
     TooManyDelegates(usize),
+    /// JavaScript reads `\xHH` past `\x7F` as the character U+00HH; a range of such
+    /// characters is not rewritten to their bytes.
+    #[error(
+        "has a class range with an end past \\x7F, which JavaScript reads as a character; such ranges are not taken"
+    )]
+    WideRange,
+    #[error(
+        "has a lookbehind over an alternation with a capturing group of alternatives as a branch, whose longer alternatives the backtracking engine misses; make the group's alternatives branches of the lookbehind"
+    )]
+    LookbehindGroupAlternation,
     #[error("substring patterns do not compile together: {0}")]
     Substrings(#[from] aho_corasick::BuildError),
 }
@@ -194,7 +206,8 @@ fn needs_backtracking(e: &meta::BuildError) -> bool {
 impl Regex {
     /// Compiles `pattern` under the limits, or says why it cannot be used.
     pub fn compile(pattern: &str) -> Result<Regex, MatchError> {
-        match linear(pattern) {
+        let pattern = javascript::rewrite(pattern)?;
+        match linear(&pattern) {
             Ok(regex) => Ok(Regex::Linear(regex)),
             Err(e) if e.size_limit().is_some() => Err(MatchError::TooLarge),
             Err(e) => backtracking::compile(pattern, e),
@@ -218,12 +231,12 @@ impl Regex {
                 let mut cache = regex.create_cache();
                 regex.is_match_with(&mut cache, &regex_automata::Input::new(text.as_bytes()))
             }
-            // A clone has caches of its own, dropped with it.
-            Regex::Backtracking(regex, _) => regex
-                .as_ref()
-                .clone()
-                .is_match(tail(text, BACKTRACKING_WINDOW_BYTES).as_bytes())
-                .unwrap_or(false),
+            // Built for this match, so its caches are dropped with it.
+            Regex::Backtracking(pattern, _) => backtracking::build(pattern).is_ok_and(|regex| {
+                regex
+                    .is_match(tail(text, BACKTRACKING_WINDOW_BYTES).as_bytes())
+                    .unwrap_or(false)
+            }),
         }
     }
 }

@@ -7,34 +7,36 @@ use fancy_regex::{Expr, LookAround};
 
 use super::{
     BACKTRACK_LIMIT, MAX_BACKTRACKING_CONSTRUCTS, MAX_BACKTRACKING_DELEGATES, MatchError,
-    REGEX_CACHE_BYTES, REGEX_SIZE_LIMIT, Regex, javascript, meta, needs_backtracking,
+    REGEX_CACHE_BYTES, REGEX_SIZE_LIMIT, Regex, meta, needs_backtracking,
 };
 
-/// `pattern` for the backtracking engine (lookaround, backreferences), with the linear
-/// engine's complaint for anything else it refuses. It matches bytes with ASCII classes,
-/// as the linear engine does, over the same rewritten pattern.
+/// The rewritten `pattern` for the backtracking engine (lookaround, backreferences), with
+/// the linear engine's complaint for anything else it refuses. It matches bytes with ASCII
+/// classes, as the linear engine does.
 pub(super) fn compile(
-    pattern: &str,
+    pattern: String,
     linear_error: Box<meta::BuildError>,
 ) -> Result<Regex, MatchError> {
-    let pattern = javascript::rewrite(pattern);
-    let (constructs, delegates) = fancy_regex::Expr::parse_tree(&pattern).map_or((0, 0), |tree| {
-        (constructs(&tree.expr), delegates(&tree.expr))
-    });
+    let (constructs, delegates, nested) =
+        fancy_regex::Expr::parse_tree(&pattern).map_or((0, 0, false), |tree| {
+            (
+                constructs(&tree.expr),
+                delegates(&tree.expr),
+                nested_lookbehind_alternation(&tree.expr),
+            )
+        });
+    if nested {
+        return Err(MatchError::LookbehindGroupAlternation);
+    }
     if constructs > MAX_BACKTRACKING_CONSTRUCTS {
         return Err(MatchError::TooManyBacktrackingConstructs(constructs));
     }
     if delegates > MAX_BACKTRACKING_DELEGATES {
         return Err(MatchError::TooManyDelegates(delegates));
     }
-    fancy_regex::RegexBuilder::new(&pattern)
-        .bytes_mode(fancy_regex::BytesMode::Ascii)
-        .unicode_mode(false)
-        .backtrack_limit(BACKTRACK_LIMIT)
-        .delegate_size_limit(REGEX_SIZE_LIMIT)
-        .delegate_dfa_size_limit(REGEX_CACHE_BYTES)
-        .build()
-        .map(|regex| Regex::Backtracking(Box::new(regex), delegates))
+    build(&pattern)
+        // Only the pattern is kept: the regex is built again for each match (`build`).
+        .map(|_| Regex::Backtracking(pattern.into_boxed_str(), delegates))
         .map_err(|fancy_error| {
             // Only lookaround and backreferences need the backtracking engine; for
             // any other syntax error the linear engine's message is the useful one.
@@ -44,6 +46,20 @@ pub(super) fn compile(
                 MatchError::Linear(linear_error)
             }
         })
+}
+
+/// The backtracking regex of the rewritten `pattern`, built afresh for every match: its
+/// delegates live in an `Arc` every clone shares, each with a pool that keeps its search
+/// caches (a 256 KiB lazy DFA and more) for as long as the regex lives, so a regex kept
+/// between matches would hold ~250 KB per delegate against its 32 KiB charge.
+pub(super) fn build(pattern: &str) -> Result<fancy_regex::Regex, fancy_regex::Error> {
+    fancy_regex::RegexBuilder::new(pattern)
+        .bytes_mode(fancy_regex::BytesMode::Ascii)
+        .unicode_mode(false)
+        .backtrack_limit(BACKTRACK_LIMIT)
+        .delegate_size_limit(REGEX_SIZE_LIMIT)
+        .delegate_dfa_size_limit(REGEX_CACHE_BYTES)
+        .build()
 }
 
 /// Whether only the backtracking engine runs `expr` itself (not counting its children).
@@ -125,4 +141,32 @@ fn mark_hard(expr: &Expr, hard: &mut std::collections::HashMap<*const Expr, bool
     }
     hard.insert(std::ptr::from_ref(expr), any);
     any
+}
+
+/// Whether a lookbehind in `expr` is over an alternation with a branch that is a capturing
+/// group of alternatives: fancy-regex misses that group's longer alternatives
+/// (`(?<=a|(b|\s))x` over U+00A0 `x`). `lookbehind` splits the other alternations; a
+/// capturing group cannot be split without renumbering the groups after it.
+fn nested_lookbehind_alternation(expr: &Expr) -> bool {
+    let mut left = vec![expr];
+    while let Some(expr) = left.pop() {
+        if let Expr::LookAround(body, LookAround::LookBehind | LookAround::LookBehindNeg) = expr
+            && let Expr::Alt(branches) = ungrouped(body)
+            && branches
+                .iter()
+                .any(|branch| matches!(ungrouped(branch), Expr::Alt(_)))
+        {
+            return true;
+        }
+        left.extend(expr.children_iter());
+    }
+    false
+}
+
+/// `expr` inside any capturing groups around it.
+fn ungrouped(mut expr: &Expr) -> &Expr {
+    while let Expr::Group(inner) = expr {
+        expr = inner;
+    }
+    expr
 }
