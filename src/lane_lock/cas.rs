@@ -209,6 +209,7 @@ fn local_swap(
     } = with;
     let looked = refs_look::look_before_write_at(path, ref_name)?;
     let origin = Repository::open_ext(path, RepositoryOpenFlags::NO_SEARCH, [] as [&str; 0])?;
+    refs_look::refuse_linked(&origin)?;
     let blocking = refs_look::found_in(origin.path(), ref_name, looked)?;
     let room = Room {
         origin: &origin,

@@ -87,6 +87,15 @@ pub(super) enum Refused {
     TooManyAlternates(PathBuf),
     #[error("cannot look at {} without blocking: {}", .0.display(), .1)]
     Unreadable(PathBuf, Errno),
+    #[error(
+        "the origin {} is a linked worktree of the repository at {}: git keeps its refs in {}, not in the git dir berth looks, judges and locks in, so berth reads and writes no lane lock there and holds the lane; point the remote at {} instead",
+        .git_dir.display(), .main.display(), .common.display(), .main.display()
+    )]
+    LinkedWorktree {
+        git_dir: PathBuf,
+        common: PathBuf,
+        main: PathBuf,
+    },
 }
 
 impl From<Refused> for git2::Error {
@@ -138,16 +147,20 @@ pub(super) fn found_in(
     lock_ref: &str,
     looked: Vec<(PathBuf, Vec<Blocking>)>,
 ) -> Result<Vec<Blocking>, Refused> {
-    let key = |dir: &Path| std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()));
     let mut kept = Vec::new();
     for (git_dir, found) in looked {
-        if key(&git_dir).is_some_and(|at| Some(at) == key(opened)) {
+        if dir_key(&git_dir).is_some_and(|at| Some(at) == dir_key(opened)) {
             kept.extend(found);
         } else if let Some(met) = found.into_iter().find(|b| b.met_by(Some(lock_ref))) {
             return Err(named(&git_dir, met));
         }
     }
     Ok(kept)
+}
+
+/// The device and inode of `dir` (a symlink followed): one directory however it is spelt.
+fn dir_key(dir: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// Every node under `git_dir` libgit2 would hang on: `HEAD`, `packed-refs` and what is
@@ -309,6 +322,29 @@ pub(crate) fn open_looked(path: &Path) -> Result<git2::Repository, git2::Error> 
     refuse_blocking(path)?;
     let flags = git2::RepositoryOpenFlags::NO_SEARCH;
     git2::Repository::open_ext(path, flags, [] as [&str; 0])
+}
+
+/// Refuses an origin whose git dir is not its own common dir (a linked worktree's, with
+/// a `commondir`): `git update-ref` writes the lock ref in the common dir, while berth's
+/// look, leftovers, writers' lock and trail are all in the git dir libgit2 opened, so a
+/// write there would land where berth never checks it and be left as a lock nobody
+/// holds. Checked on every read and before every write of a local origin's lock refs.
+pub(super) fn refuse_linked(origin: &git2::Repository) -> Result<(), Refused> {
+    let (git_dir, common) = (origin.path(), origin.commondir());
+    let own = dir_key(git_dir).is_some_and(|at| Some(at) == dir_key(common));
+    if own && !git_dir.join("commondir").exists() {
+        return Ok(());
+    }
+    // A non-bare main repository's common dir is its `.git`: name the checkout.
+    let main = match common.file_name() {
+        Some(name) if name == ".git" => common.parent().unwrap_or(common),
+        _ => common,
+    };
+    Err(Refused::LinkedWorktree {
+        git_dir: git_dir.to_owned(),
+        common: common.to_owned(),
+        main: main.to_owned(),
+    })
 }
 
 /// Judges the nodes [`look`] found that an operation on `room`'s lock ref would open: one

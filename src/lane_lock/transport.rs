@@ -288,6 +288,11 @@ fn advertised_once(repo: &Repository, url: &str) -> Result<Vec<(String, Oid)>, g
 fn remote<'r>(repo: &'r Repository, url: &str) -> Result<Remote<'r>, git2::Error> {
     if let Some(Ok(path)) = super::local_origin(url) {
         refs_look::refuse_blocking(&path)?;
+        // A path libgit2 opens no repository at fails in the transport below, as before.
+        let flags = git2::RepositoryOpenFlags::NO_SEARCH;
+        if let Ok(origin) = Repository::open_ext(&path, flags, [] as [&str; 0]) {
+            refs_look::refuse_linked(&origin)?;
+        }
     }
     crate::git_timeouts::before_network_io(crate::git_timeouts::Timeouts {
         connect: super::DEFAULT_REMOTE_TIMEOUT,

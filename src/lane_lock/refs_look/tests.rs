@@ -416,3 +416,49 @@ fn a_leftover_head_lock_is_named_as_what_holds_the_lane() {
         "a leftover HEAD.lock is no lock held, and berth removes no HEAD.lock: {said}"
     );
 }
+
+/// A local origin that is a linked worktree's checkout (its `.git` a file naming
+/// `<main>/.git/worktrees/<name>`, which holds a `commondir`): libgit2 opens the worktree's
+/// own git dir, where berth looks, judges leftovers, takes the writers' lock and walks the
+/// trail, but `git update-ref` writes the lock ref in the common dir. Such an origin is
+/// refused ([`super::refuse_linked`]), named with the repository to point the remote at,
+/// before anything is written: no lock ref is left that nobody holds (review 28).
+#[test]
+fn a_linked_worktree_origin_is_refused_named_and_nothing_written() {
+    let origin = crate::lane_lock::tests::BareOrigin::new();
+    let main = origin.dir.path().join("main");
+    let worktree = origin.dir.path().join("wt");
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .arg("-C")
+            .arg(&main)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    std::fs::create_dir(&main).unwrap();
+    git(&["init", "-q"]);
+    git(&["commit", "-q", "--allow-empty", "-m", "first"]);
+    git(&["worktree", "add", "-q", worktree.to_str().unwrap()]);
+    let lane = crate::lane_lock::tests::widget_main();
+    let client = origin.client();
+    let worktree_git_dir = main.join(".git/worktrees/wt");
+    for url in [&worktree, &worktree_git_dir] {
+        let taken = client.acquire(url.to_str().unwrap(), &lane, "me", Path::new("/a"));
+        let said = format!("{:?}", taken.as_ref().map(|_| ()));
+        assert!(
+            taken.is_err()
+                && said.contains("is a linked worktree of the repository at")
+                && said.contains(&format!("point the remote at {} instead", main.display())),
+            "{url:?}: the acquire is refused naming the linked worktree and its repository: {said}"
+        );
+    }
+    let left = git(&["for-each-ref", "--format=%(refname)", "refs/gstack"]);
+    assert!(
+        left.trim().is_empty(),
+        "the refused acquires wrote lock ref(s) in the repository: {left}"
+    );
+}
