@@ -462,3 +462,28 @@ fn a_linked_worktree_origin_is_refused_named_and_nothing_written() {
         "the refused acquires wrote lock ref(s) in the repository: {left}"
     );
 }
+
+/// review 29: a `commondir` naming the git dir itself (its absolute path), planted in an
+/// ordinary bare origin by any writer of it: git and libgit2 both open it and keep its refs
+/// where berth looks (the common dir is the git dir, same device and inode; before 5e85de9
+/// its lanes landed), yet [`super::refuse_linked`] refuses it as a linked worktree "of the repository at" the origin itself and tells the operator
+/// to "point the remote at" that same origin. The lane is held for good, and the one way
+/// out (remove the planted `commondir`) is never named.
+#[test]
+fn review29_a_planted_commondir_naming_the_origin_itself_names_the_file_to_remove() {
+    let origin = crate::lane_lock::tests::BareOrigin::new();
+    std::fs::write(
+        origin.bare.join("commondir"),
+        format!("{}\n", origin.bare.display()),
+    )
+    .unwrap();
+    let lane = crate::lane_lock::tests::widget_main();
+    let taken = origin.take(&origin.client(), &lane);
+    let said = format!("{taken:?}");
+    let loops = format!("point the remote at {}", origin.bare.display());
+    assert!(
+        matches!(taken, Ok(crate::lane_lock::Acquire::Acquired(_)))
+            || (!said.contains(&loops) && said.contains("commondir")),
+        "the lane is held naming as its way out the origin it is refused on, not the planted commondir: {said}"
+    );
+}

@@ -279,3 +279,36 @@ fn only_the_operators_symlinks_above_the_lock_refs_are_followed() {
         "{said}"
     );
 }
+
+/// review 29: `refs_look::refuse_linked` refuses an origin with a `commondir` when berth
+/// opens it, but `git update-ref` reads `commondir` again when the writer child execs it,
+/// and the child's walk ([`Trail`]) covers only the lock ref's path. Any writer of the
+/// origin holds the writers' lock while berth's child waits for it, plants a `commondir`
+/// naming a directory of its own (its `objects` the origin's, so git finds the lock commit;
+/// its `refs` another repository's), and lets go: git writes the lane's lock ref in that
+/// other repository, where no berth holds it, and the acquire is only called redirected.
+#[test]
+fn review29_a_commondir_planted_while_the_writer_waits_writes_no_lock_in_another_repo() {
+    let o = origin();
+    let other = o.dir.path().join("other.git");
+    git2::Repository::init_bare(&other).unwrap();
+    let planted = o.elsewhere();
+    std::fs::create_dir_all(&planted).unwrap();
+    std::os::unix::fs::symlink(o.bare.join("objects"), planted.join("objects")).unwrap();
+    std::os::unix::fs::symlink(other.join("refs"), planted.join("refs")).unwrap();
+    let client = o.client();
+    let (url, lane) = (o.url.clone(), o.lane.clone());
+    let commondir = o.bare.join("commondir");
+    let outcome = o.swapped_during_wait(
+        "plant-common",
+        move || client.acquire(&url, &lane, "me", Path::new("/a")),
+        || std::fs::write(&commondir, format!("{}\n", planted.display())).unwrap(),
+    );
+    let written = std::fs::read_dir(other.join("refs/gstack/release-locks"))
+        .map(|dir| contents(&dir.into_iter().next().unwrap().unwrap().path()))
+        .unwrap_or_default();
+    assert!(
+        written.is_empty(),
+        "the acquire answered {outcome:?} and wrote the lane's lock ref(s) in another repository: {written:?}"
+    );
+}
