@@ -261,6 +261,11 @@ fn local_swap(
             reason: trail.moved_message(moved),
         });
     }
+    if written.commondir_planted {
+        return Ok(PushOutcome::Redirected {
+            reason: trail.commondir_message(),
+        });
+    }
     let wrote = Wrote {
         prepared: &prepared,
         trail: &trail,

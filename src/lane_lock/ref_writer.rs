@@ -77,6 +77,8 @@ const REPORT_UNOPENED: u8 = b'u';
 const REPORT_REMOVED: u8 = b'r';
 /// Followed by one byte: the step of the ref's path found changed ([`Moved`]).
 const REPORT_MOVED: u8 = b'm';
+/// The git dir's `commondir` names another directory ([`Trail::commondir_is_own`]).
+const REPORT_COMMONDIR: u8 = b'c';
 
 /// The most report bytes read: one for the writers' lock, one for a removal, two for a
 /// changed path.
@@ -114,6 +116,9 @@ pub(super) struct Written {
     /// The child found this step of the ref's path changed since berth walked it, and
     /// wrote nothing.
     pub moved: Option<Moved>,
+    /// The git dir's `commondir` named another directory right before the write
+    /// ([`Trail::commondir_is_own`]): nothing was written.
+    pub commondir_planted: bool,
 }
 
 /// Runs one writer child for `ref_name` in the bare repository `prepared` opened, through
@@ -154,17 +159,18 @@ pub(super) fn write(
     let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
-            // The child refused to exec `git` when the path moved; anything else is a
-            // failure to run it.
+            // The child refused to exec `git` when the path moved or a `commondir` names
+            // another directory; anything else is a failure to run it.
             let reports = reports();
-            return match moved_in(&reports) {
-                Some(moved) => Ok(written(&reports, false, String::new(), Some(moved))),
-                None => Err(e),
+            let refused = written(&reports, false, String::new(), true);
+            return match (refused.moved, refused.commondir_planted) {
+                (None, false) => Err(e),
+                _ => Ok(refused),
             };
         }
     };
     let (applied, said) = finish(&mut child, started, "git update-ref")?;
-    Ok(written(&reports(), applied, said, None))
+    Ok(written(&reports(), applied, said, false))
 }
 
 /// Waits for a `git` child (`what` it runs, for the message) spawned at `started`: past
@@ -195,7 +201,9 @@ pub(super) fn finish(
     Ok((applied, said))
 }
 
-fn written(reports: &[u8], applied: bool, said: String, moved: Option<Moved>) -> Written {
+/// What the child reported; `refused`: it ran no `git` (a changed step or `commondir`).
+fn written(reports: &[u8], applied: bool, said: String, refused: bool) -> Written {
+    let moved = refused.then(|| moved_in(reports)).flatten();
     let writers = if reports.contains(&REPORT_BUSY) {
         Writers::Busy
     } else if reports.contains(&REPORT_UNOPENED) {
@@ -209,6 +217,7 @@ fn written(reports: &[u8], applied: bool, said: String, moved: Option<Moved>) ->
         writers,
         removed_leftover: reports.contains(&REPORT_REMOVED),
         moved,
+        commondir_planted: refused && moved.is_none() && reports.contains(&REPORT_COMMONDIR),
     }
 }
 
@@ -231,9 +240,12 @@ fn git_update_ref(git_dir: &Path, ref_name: &str, change: Change) -> Command {
     command
 }
 
-/// `git --git-dir <git_dir>` with no hooks, no `GIT_*` variables of berth's environment,
-/// messages in English, no output but its error output (piped); its subcommand and stdin
-/// are the caller's.
+/// `git --git-dir <git_dir>` with no hooks, no `GIT_*` variables of berth's environment
+/// but `GIT_COMMON_DIR=<git_dir>`, messages in English, no output but its error output
+/// (piped); its subcommand and stdin are the caller's. git reads a `commondir` file again
+/// at exec, after berth looked; the variable takes precedence over it for the objects and
+/// config git uses (`git unpack-objects` writes where berth looked), though not for git's
+/// ref store, which the writer child guards itself ([`Trail::commondir_is_own`]).
 pub(super) fn git_in(git_dir: &Path) -> Command {
     let mut command = Command::new("git");
     command
@@ -247,6 +259,7 @@ pub(super) fn git_in(git_dir: &Path) -> Command {
         }
     }
     command
+        .env("GIT_COMMON_DIR", git_dir)
         .env("LC_ALL", "C")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -363,6 +376,10 @@ impl BeforeExec {
         if let Err(Moved(at)) = self.trail.rewalk() {
             self.say(REPORT_MOVED);
             self.say(u8::try_from(at).unwrap_or(u8::MAX));
+            return Err(io::Error::from_raw_os_error(libc::ELOOP));
+        }
+        if !self.trail.commondir_is_own() {
+            self.say(REPORT_COMMONDIR);
             return Err(io::Error::from_raw_os_error(libc::ELOOP));
         }
         Ok(())

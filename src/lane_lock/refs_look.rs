@@ -88,11 +88,11 @@ pub(super) enum Refused {
     #[error("cannot look at {} without blocking: {}", .0.display(), .1)]
     Unreadable(PathBuf, Errno),
     #[error(
-        "the origin {} is a linked worktree of the repository at {}: git keeps its refs in {}, not in the git dir berth looks, judges and locks in, so berth reads and writes no lane lock there and holds the lane; point the remote at {} instead",
-        .git_dir.display(), .main.display(), .common.display(), .main.display()
+        "{} names {}: the origin is a linked worktree of the repository at {} (or that file was planted), whose refs are not in the git dir berth looks, judges and locks in, so berth reads and writes no lane lock there and holds the lane; point the remote at the repository you mean, or remove {}",
+        .commondir.display(), .common.display(), .main.display(), .commondir.display()
     )]
     LinkedWorktree {
-        git_dir: PathBuf,
+        commondir: PathBuf,
         common: PathBuf,
         main: PathBuf,
     },
@@ -324,15 +324,16 @@ pub(crate) fn open_looked(path: &Path) -> Result<git2::Repository, git2::Error> 
     git2::Repository::open_ext(path, flags, [] as [&str; 0])
 }
 
-/// Refuses an origin whose git dir is not its own common dir (a linked worktree's, with
-/// a `commondir`): `git update-ref` writes the lock ref in the common dir, while berth's
-/// look, leftovers, writers' lock and trail are all in the git dir libgit2 opened, so a
-/// write there would land where berth never checks it and be left as a lock nobody
-/// holds. Checked on every read and before every write of a local origin's lock refs.
+/// Refuses an origin whose git dir is not its own common dir (same device and inode): a
+/// linked worktree's, or one with a planted `commondir` naming another repository. berth's
+/// look, leftovers, writers' lock and trail are all in the git dir libgit2 opened, and its
+/// writer children write there too ([`super::ref_writer::git_in`]), so the lane's lock
+/// would not be where libgit2 reads this origin's refs. A `commondir` naming the git dir
+/// itself changes nothing and is let be. Checked on every read and before every write of
+/// a local origin's lock refs.
 pub(super) fn refuse_linked(origin: &git2::Repository) -> Result<(), Refused> {
     let (git_dir, common) = (origin.path(), origin.commondir());
-    let own = dir_key(git_dir).is_some_and(|at| Some(at) == dir_key(common));
-    if own && !git_dir.join("commondir").exists() {
+    if dir_key(git_dir).is_some_and(|at| Some(at) == dir_key(common)) {
         return Ok(());
     }
     // A non-bare main repository's common dir is its `.git`: name the checkout.
@@ -341,7 +342,7 @@ pub(super) fn refuse_linked(origin: &git2::Repository) -> Result<(), Refused> {
         _ => common,
     };
     Err(Refused::LinkedWorktree {
-        git_dir: git_dir.to_owned(),
+        commondir: git_dir.join("commondir"),
         common: common.to_owned(),
         main: main.to_owned(),
     })

@@ -245,6 +245,51 @@ impl Trail {
         }
     }
 
+    /// Whether the git dir's `commondir`, read right before `git` runs, is absent or names
+    /// the very path `git` is given as its git dir. git reads that file at exec and keeps
+    /// the lock ref in the refs it names (`GIT_COMMON_DIR` does not move git's ref store),
+    /// so one planted while the child waited for the writers' lock would send the write
+    /// into another repository. Async-signal-safe and allocation-free, as [`Trail::rewalk`].
+    pub(super) fn commondir_is_own(&self) -> bool {
+        // SAFETY: a NUL-terminated path and open flags.
+        let Some(dir) = owned(unsafe { libc::open(self.git_dir.as_ptr(), DIR_FLAGS) }) else {
+            return false;
+        };
+        if fstat(dir.as_raw_fd()) != Some(self.git_dir_node) {
+            return false;
+        }
+        let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+        // SAFETY: a directory descriptor, a NUL-terminated name and open flags.
+        let fd = unsafe { libc::openat(dir.as_raw_fd(), c"commondir".as_ptr(), flags) };
+        let Some(file) = owned(fd) else {
+            // SAFETY: reads this thread's errno.
+            return unsafe { *libc::__errno_location() } == libc::ENOENT;
+        };
+        if fstat(file.as_raw_fd()).is_none_or(|node| node.kind != libc::S_IFREG) {
+            return false;
+        }
+        // One byte past the longest path berth takes as its own: a longer file is not it.
+        let mut bytes = [0u8; COMMONDIR_READ_CAP];
+        // SAFETY: `bytes` is a valid buffer of its length.
+        let n = unsafe { libc::read(file.as_raw_fd(), bytes.as_mut_ptr().cast(), bytes.len()) };
+        let Ok(n) = usize::try_from(n) else {
+            return false;
+        };
+        // git trims trailing newlines (and carriage returns) off the file's text.
+        let named = trim_end(&bytes[..n], b"\r\n");
+        n < bytes.len() && trim_end(named, b"/") == trim_end(self.git_dir.as_bytes(), b"/")
+    }
+
+    /// What a `commondir` found planted right before the write means, in words.
+    pub(super) fn commondir_message(&self) -> String {
+        let file = self.git_dir_path.join("commondir");
+        format!(
+            "{} names another directory than the origin's git dir (planted while berth's writer waited, or changed): git would keep the lock ref in the refs it names, outside the origin; berth wrote nothing: point the remote at the repository you mean, or remove {}",
+            file.display(),
+            file.display()
+        )
+    }
+
     /// What a step found changed means, in words.
     pub(super) fn moved_message(&self, moved: Moved) -> String {
         let path = self.path_to(moved);
@@ -281,6 +326,19 @@ impl Trail {
     fn ref_path(&self) -> PathBuf {
         self.git_dir_path.join(&self.ref_name)
     }
+}
+
+/// The most bytes of a git dir's `commondir` the writer child reads: one past the longest
+/// path it compares them with (Linux's `PATH_MAX`, less its NUL, plus a newline).
+const COMMONDIR_READ_CAP: usize = 4097;
+
+/// `bytes` less every trailing byte in `drop`.
+fn trim_end<'a>(bytes: &'a [u8], drop: &[u8]) -> &'a [u8] {
+    let kept = bytes
+        .iter()
+        .rposition(|b| !drop.contains(b))
+        .map_or(0, |at| at + 1);
+    &bytes[..kept]
 }
 
 /// A directory opened read-only; never inherited by `git`.
