@@ -488,3 +488,58 @@ fn a_commondir_naming_the_origin_itself_is_harmless_and_the_lane_is_taken() {
         "a self-naming commondir holds the lane: {taken:?}"
     );
 }
+
+/// review 30: a `commondir` naming the git dir itself by another spelling (`./`,
+/// `../locks.git`, the path through a symlink to it) is as harmless as the absolute one above: git resolves it
+/// to the git dir (`git rev-parse --git-common-dir` names the origin, `update-ref` writes
+/// there), libgit2 too ([`super::refuse_linked`] lets it be, same dev/ino). Yet the writer
+/// child compares the file's bytes with the git dir's path, so every create, refresh,
+/// takeover and release of every lane of the origin is Redirected, with a reason that says
+/// the file "names another directory than the origin's git dir": the lane is held for good
+/// on a false diagnosis (and a lock held when it was planted is left until its TTL), where
+/// b66da53 promises that "one naming the git dir itself is let be".
+#[test]
+fn review30_a_commondir_naming_the_origin_by_another_spelling_is_let_be() {
+    let mut refused = Vec::new();
+    for spelling in ["./", "../locks.git", "LINK"] {
+        let origin = crate::lane_lock::tests::BareOrigin::new();
+        let link = origin.dir.path().join("link.git");
+        std::os::unix::fs::symlink(&origin.bare, &link).unwrap();
+        let named = match spelling {
+            "LINK" => link.display().to_string(),
+            other => other.to_owned(),
+        };
+        std::fs::write(origin.bare.join("commondir"), format!("{named}\n")).unwrap();
+        let lane = crate::lane_lock::tests::widget_main();
+        let taken = origin.take(&origin.client(), &lane);
+        if !matches!(taken, Ok(crate::lane_lock::Acquire::Acquired(_))) {
+            refused.push(format!("{named:?}: {taken:?}"));
+        }
+    }
+    assert!(
+        refused.is_empty(),
+        "a commondir naming the origin itself holds the lane: {refused:#?}"
+    );
+}
+
+/// review 30: the same spelling planted while a lane is held (by anyone who can write the
+/// origin, or a tool that "repairs" it): git would delete the lock ref where berth holds
+/// it, but the release is Redirected and the lock ref is left, held by nobody, for its TTL
+/// (and every takeover past it is Redirected too).
+#[test]
+fn review30_a_self_naming_commondir_planted_while_held_leaves_no_lock_on_release() {
+    let origin = crate::lane_lock::tests::BareOrigin::new();
+    let lane = crate::lane_lock::tests::widget_main();
+    let lock_ref = crate::lane_lock::lock_ref_name(&lane);
+    let client = origin.client();
+    let Ok(crate::lane_lock::Acquire::Acquired(held)) = origin.take(&client, &lane) else {
+        panic!("a plain origin's lane is not taken");
+    };
+    std::fs::write(origin.bare.join("commondir"), "./\n").unwrap();
+    let released = client.release(&held);
+    let left = origin.bare.join(&lock_ref).exists();
+    assert!(
+        !left,
+        "the release answered {released:?} and the lock ref is still there: nobody holds it"
+    );
+}
