@@ -246,7 +246,7 @@ impl Trail {
     }
 
     /// Whether the git dir's `commondir`, read right before `git` runs, is absent or names
-    /// the very path `git` is given as its git dir. git reads that file at exec and keeps
+    /// the very directory `git` is given as its git dir (by any spelling). git reads that file at exec and keeps
     /// the lock ref in the refs it names (`GIT_COMMON_DIR` does not move git's ref store),
     /// so one planted while the child waited for the writers' lock would send the write
     /// into another repository. Async-signal-safe and allocation-free, as [`Trail::rewalk`].
@@ -276,15 +276,25 @@ impl Trail {
             return false;
         };
         // git trims trailing newlines (and carriage returns) off the file's text.
-        let named = trim_end(&bytes[..n], b"\r\n");
-        n < bytes.len() && trim_end(named, b"/") == trim_end(self.git_dir.as_bytes(), b"/")
+        let len = trim_end(&bytes[..n], b"\r\n").len();
+        if n >= bytes.len() || len == 0 || bytes[..len].contains(&0) {
+            return false;
+        }
+        // git takes a relative text as relative to the git dir, and reads through symlinks:
+        // whatever spelling names the git dir itself (`./`, `../locks.git`, a symlink) is
+        // the same directory, so the node decides, not the bytes.
+        bytes[len] = 0;
+        CStr::from_bytes_with_nul(&bytes[..=len])
+            .ok()
+            .and_then(|named| open_dir(dir.as_raw_fd(), named, true))
+            .is_some_and(|named| fstat(named.as_raw_fd()) == Some(self.git_dir_node))
     }
 
     /// What a `commondir` found planted right before the write means, in words.
     pub(super) fn commondir_message(&self) -> String {
         let file = self.git_dir_path.join("commondir");
         format!(
-            "{} names another directory than the origin's git dir (planted while berth's writer waited, or changed): git would keep the lock ref in the refs it names, outside the origin; berth wrote nothing: point the remote at the repository you mean, or remove {}",
+            "{} is not a file naming the origin's git dir (planted while berth's writer waited, or changed): git would keep the lock ref in the refs it names, outside the origin; berth wrote nothing: point the remote at the repository you mean, or remove {}",
             file.display(),
             file.display()
         )
@@ -329,7 +339,7 @@ impl Trail {
 }
 
 /// The most bytes of a git dir's `commondir` the writer child reads: one past the longest
-/// path it compares them with (Linux's `PATH_MAX`, less its NUL, plus a newline).
+/// path it opens (Linux's `PATH_MAX`, less its NUL, plus a newline).
 const COMMONDIR_READ_CAP: usize = 4097;
 
 /// `bytes` less every trailing byte in `drop`.

@@ -489,17 +489,13 @@ fn a_commondir_naming_the_origin_itself_is_harmless_and_the_lane_is_taken() {
     );
 }
 
-/// review 30: a `commondir` naming the git dir itself by another spelling (`./`,
-/// `../locks.git`, the path through a symlink to it) is as harmless as the absolute one above: git resolves it
+/// A `commondir` naming the git dir itself by another spelling (`./`, `../locks.git`, the
+/// path through a symlink to it) is as harmless as the absolute one above: git resolves it
 /// to the git dir (`git rev-parse --git-common-dir` names the origin, `update-ref` writes
-/// there), libgit2 too ([`super::refuse_linked`] lets it be, same dev/ino). Yet the writer
-/// child compares the file's bytes with the git dir's path, so every create, refresh,
-/// takeover and release of every lane of the origin is Redirected, with a reason that says
-/// the file "names another directory than the origin's git dir": the lane is held for good
-/// on a false diagnosis (and a lock held when it was planted is left until its TTL), where
-/// b66da53 promises that "one naming the git dir itself is let be".
+/// there), and so does libgit2 ([`super::refuse_linked`]: same dev/ino). The writer child
+/// judges the directory it names, not the file's bytes, so the lane is taken (review 30).
 #[test]
-fn review30_a_commondir_naming_the_origin_by_another_spelling_is_let_be() {
+fn a_commondir_naming_the_origin_by_another_spelling_is_let_be() {
     let mut refused = Vec::new();
     for spelling in ["./", "../locks.git", "LINK"] {
         let origin = crate::lane_lock::tests::BareOrigin::new();
@@ -522,12 +518,11 @@ fn review30_a_commondir_naming_the_origin_by_another_spelling_is_let_be() {
     );
 }
 
-/// review 30: the same spelling planted while a lane is held (by anyone who can write the
-/// origin, or a tool that "repairs" it): git would delete the lock ref where berth holds
-/// it, but the release is Redirected and the lock ref is left, held by nobody, for its TTL
-/// (and every takeover past it is Redirected too).
+/// The same spelling planted while a lane is held (by anyone who can write the origin, or
+/// a tool that "repairs" it): the release deletes the lock ref where berth holds it, and no
+/// lock is left that nobody holds (review 30).
 #[test]
-fn review30_a_self_naming_commondir_planted_while_held_leaves_no_lock_on_release() {
+fn a_self_naming_commondir_planted_while_held_leaves_no_lock_on_release() {
     let origin = crate::lane_lock::tests::BareOrigin::new();
     let lane = crate::lane_lock::tests::widget_main();
     let lock_ref = crate::lane_lock::lock_ref_name(&lane);

@@ -309,7 +309,8 @@ fn a_commondir_planted_while_the_writer_waits_writes_no_lock_in_another_repo() {
         .map(|dir| contents(&dir.into_iter().next().unwrap().unwrap().path()))
         .unwrap_or_default();
     assert!(
-        written.is_empty() && format!("{outcome:?}").contains("commondir names another"),
+        written.is_empty()
+            && format!("{outcome:?}").contains("commondir is not a file naming the origin"),
         "the acquire answered {outcome:?} and wrote the lane's lock ref(s) in another repository: {written:?}"
     );
 }
