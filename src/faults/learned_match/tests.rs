@@ -527,3 +527,6 @@ fn a_quantified_wide_character_in_a_lookbehind_is_javascripts() {
         (r"(?<=a|é\s)x", "\u{e9} x", true),
     ]);
 }
+
+/// review 25's findings (issue 17).
+mod review25;
