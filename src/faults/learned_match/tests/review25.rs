@@ -71,3 +71,34 @@ fn a_range_from_a_dash_after_a_range_is_javascripts() {
         (r"x[\s--/]y", "x.y", false),
     ]);
 }
+
+/// The 1 s a tick's learned regexes may take is checked between matches, so no one match
+/// may take it all: a 105 KB pattern (an 8 MiB learned file may hold one 80 times longer)
+/// of `[\S]{0}` after a lookahead passes load, charged 64 KiB, and each of its matches
+/// rebuilds 6.7 MB of rewritten pattern (in release: 1.8 s and 180 MB of heap a match).
+#[test]
+fn one_learned_match_stays_within_the_tick_budget() {
+    let pattern = format!("(?=a){}", r"[\S]{0}".repeat(15_000));
+    let matcher = Matcher::Regex(Field::Stdout, Regex::compile(&pattern).unwrap());
+    let compiled = Compiled::build([(matcher, pattern.as_str())]).unwrap();
+    let texts = Texts {
+        stdout: Some("a"),
+        ..Texts::default()
+    };
+    let mut budget = Budget::for_tick();
+    let started = std::time::Instant::now();
+    let hit = compiled.hits(
+        &[&pattern],
+        &texts,
+        &Document::new(json!({})),
+        &mut budget,
+        &[],
+    );
+    let took = started.elapsed();
+    assert_eq!(hit, [true]);
+    assert!(
+        took <= TICK_BUDGET,
+        "one match of a {}-byte learned pattern took {took:?} of a {TICK_BUDGET:?} tick budget",
+        pattern.len()
+    );
+}
