@@ -48,7 +48,8 @@ pub const REGEX_SIZE_LIMIT: usize = 8 * 1024;
 /// most one per matching thread, never one per pattern.
 pub const REGEX_CACHE_BYTES: usize = 256 * 1024;
 /// The memory all compiled learned regexes of one file may hold together (measured for
-/// linear ones, [`BACKTRACKING_CHARGE`] for each delegate of a backtracking one); a pattern
+/// linear ones, [`BACKTRACKING_CHARGE`] for each delegate of a backtracking one plus the
+/// rewritten pattern it keeps); a pattern
 /// past it is refused at load, naming its index.
 pub const COMPILED_BUDGET_BYTES: usize = 32 * 1024 * 1024;
 /// What each delegate of a backtracking regex is charged against [`COMPILED_BUDGET_BYTES`].
@@ -65,8 +66,8 @@ pub const MAX_BACKTRACKING_CONSTRUCTS: usize = 16;
 /// Regexes the backtracking engine may compile for one pattern (one per stretch it runs
 /// without backtracking); a pattern with more is refused at load. `2n + 1` for `n`
 /// lookarounds in sequence, so the construct cap in sequence fits: at the cap a pattern is
-/// charged 33 × [`BACKTRACKING_CHARGE`] (1,056 KiB), so at least 31 of
-/// them fit the budget, and 341 of the common one-lookaround kind (`ECONN(?=RESET)`). An
+/// charged 33 × [`BACKTRACKING_CHARGE`] (1,056 KiB) and its rewritten text (at most
+/// [`MAX_REWRITTEN_BYTES`]), so at least 30 of them fit the budget, and 341 of the common one-lookaround kind (`ECONN(?=RESET)`). An
 /// alternation of many branches around one backreference is refused here, not charged.
 pub const MAX_BACKTRACKING_DELEGATES: usize = 2 * MAX_BACKTRACKING_CONSTRUCTS + 1;
 /// The time all learned regexes may take in one tick, over every run. The pattern that is
@@ -78,6 +79,12 @@ pub const TICK_BUDGET: Duration = Duration::from_secs(1);
 pub const BACKTRACK_LIMIT: usize = 100_000;
 /// The end of the window a backtracking regex sees.
 pub const BACKTRACKING_WINDOW_BYTES: usize = 4 * 1024;
+/// The longest a pattern may be once rewritten to take whole characters (`javascript`):
+/// the rewrite multiplies what it expands (`[\S]` ~450 bytes, `\s` ~30 times, `.` ~10
+/// times) whatever quantifies it, even `{0}`, and both engines parse the whole text, a
+/// backtracking one again at each match; the rewrite stops and the pattern is refused at
+/// load past it. Investigators' patterns are under 1 KiB rewritten.
+pub const MAX_REWRITTEN_BYTES: usize = 16 * 1024;
 
 /// The text a matcher looks at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,6 +176,11 @@ pub enum MatchError {
         "has {0} lookarounds, backreferences or other backtracking constructs; at most {MAX_BACKTRACKING_CONSTRUCTS} are compiled (each stretch between them is a regex of its own)"
     )]
     TooManyBacktrackingConstructs(usize),
+    /// Refused before either engine parses it; the length is where the rewrite stopped.
+    #[error(
+        "is rewritten to {0} bytes or more (`.`, `\\s`, `\\S`, `\\W`, `\\D` and classes are expanded to take whole characters, `[\\S]` to ~450 bytes, even under {{0}}); at most {MAX_REWRITTEN_BYTES} are compiled"
+    )]
+    RewrittenTooLong(usize),
     #[error(
         "compiles to {0} regexes (each branch of an alternation holding a lookaround or backreference is one); at most {MAX_BACKTRACKING_DELEGATES} are compiled"
     )]
@@ -224,7 +236,10 @@ impl Regex {
     pub fn memory(&self) -> usize {
         match self {
             Regex::Linear(regex) => regex.memory_usage(),
-            Regex::Backtracking(_, delegates) => delegates * BACKTRACKING_CHARGE,
+            // It keeps its rewritten pattern to build itself again at each match.
+            Regex::Backtracking(pattern, delegates) => {
+                delegates * BACKTRACKING_CHARGE + pattern.len()
+            }
         }
     }
 

@@ -341,8 +341,8 @@ fn resident_kib() -> u64 {
 }
 
 /// Loads `planted` entries of `planted_pattern(n)`, each of which must be refused naming
-/// `why`, and 40 of `worst_pattern(n)` (at the caps, 33 regexes of 32 KiB each): 31 fit
-/// the budget, the rest are refused by it, and the accepted ones hold no more than the
+/// `why`, and 40 of `worst_pattern(n)` (at the caps, 33 regexes of 32 KiB each, plus
+/// their rewritten text): 30 fit the budget, the rest are refused by it, and the accepted ones hold no more than the
 /// budget resident.
 fn refused_then_worst_within_budget(
     planted: usize,
@@ -370,7 +370,7 @@ fn refused_then_worst_within_budget(
     let refused = |why: &str| set.warnings.iter().filter(|w| w.contains(why)).count();
     assert_eq!(refused(why), planted, "{:?}", set.warnings);
     let accepted = set.patterns.len();
-    assert!(accepted >= 31, "{accepted}: {:?}", set.warnings);
+    assert!(accepted >= 30, "{accepted}: {:?}", set.warnings);
     assert_eq!(
         refused("bytes all learned regexes may use"),
         WORST - accepted

@@ -18,8 +18,8 @@
 //! `\S`, `\W`, `\D` stay ASCII; `.` takes U+2028 and U+2029 (sparing their three bytes
 //! would make `.` three times the automaton, and `a.{30}b` pass the size limit).
 
-use super::MatchError;
 use super::lookbehind::split_lookbehinds;
+use super::{MAX_REWRITTEN_BYTES, MatchError};
 
 /// JavaScript's white space and line terminators: ASCII, then the rest as UTF-8.
 const SPACE_ASCII: &str = r"\t\n\x0B\x0C\r\x20";
@@ -41,12 +41,14 @@ const NOT_SPACE_WIDE: &str = concat!(
 const CONTINUATION: &str = r"\x80-\xBF";
 
 /// `pattern` with `.`, `\s`, `\S`, `\W`, `\D`, `\xHH` and negated classes taking whole
-/// characters.
+/// characters; refused once that passes [`MAX_REWRITTEN_BYTES`] (checked after each
+/// character or class, so no more than one class's expansion is built past it).
 pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
     let pattern = split_lookbehinds(pattern);
     let mut out = String::with_capacity(pattern.len());
     let mut chars = pattern.chars().peekable();
     while let Some(c) = chars.next() {
+        within_cap(&out)?;
         match c {
             '\\' => match chars.next() {
                 Some(kind @ ('x' | 'u')) => match wide_escape(&mut chars, kind) {
@@ -73,7 +75,11 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
                 // Characters past ASCII given as `\xHH`: alternatives of their own.
                 let mut wide = Vec::new();
                 let mut closed = false;
+                // Whether the last item ended a range (JavaScript reads a dash after one as
+                // a character, which may open a range: `[0-9--/]` is digits and `-` to `/`).
+                let mut ended_range = false;
                 while let Some(c) = chars.next() {
+                    let after_range = std::mem::take(&mut ended_range);
                     match c {
                         ']' => {
                             closed = true;
@@ -102,9 +108,7 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
                                     ));
                                 }
                             }
-                            if chars.next_if_eq(&'-').is_some() {
-                                items.push_str(r"\-");
-                            }
+                            dashes_after_class_escape(&mut items, &mut chars);
                         }
                         '\\' if chars.peek().is_some_and(|e| matches!(e, 'x' | 'u')) => {
                             let kind = chars.next().unwrap_or('x');
@@ -115,10 +119,17 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
                         }
                         _ if !c.is_ascii() => wide.push(wide_item(&items, &chars, c)?),
                         '\\' => {
+                            let range_end = ends_range(&items);
                             items.push(c);
-                            items.extend(chars.next());
+                            let escaped = chars.next();
+                            items.extend(escaped);
+                            if escaped.is_some_and(|e| "dDwWsS".contains(e)) {
+                                dashes_after_class_escape(&mut items, &mut chars);
+                            } else {
+                                ended_range = range_end;
+                            }
                         }
-                        _ => push_class_literal(&mut items, c),
+                        _ => ended_range = push_class_literal(&mut items, c, after_range),
                     }
                 }
                 if !closed {
@@ -154,7 +165,16 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
             _ => out.push(c),
         }
     }
+    within_cap(&out)?;
     Ok(out)
+}
+
+/// Refuses a rewrite that has grown past [`MAX_REWRITTEN_BYTES`].
+fn within_cap(out: &str) -> Result<(), MatchError> {
+    if out.len() > MAX_REWRITTEN_BYTES {
+        return Err(MatchError::RewrittenTooLong(out.len()));
+    }
+    Ok(())
 }
 
 /// After `\x` or `\u` (`kind`): the character of the two or four hex digits that follow,
@@ -181,7 +201,7 @@ fn wide_item(
     rest: &std::iter::Peekable<std::str::Chars<'_>>,
     character: char,
 ) -> Result<char, MatchError> {
-    let after_item = items.len() > 1 && items.ends_with('-') && !ends_escaped(items);
+    let after_item = ends_range(items);
     let mut ahead = rest.clone();
     if after_item || (ahead.next() == Some('-') && ahead.next() != Some(']')) {
         return Err(MatchError::WideRange);
@@ -253,16 +273,40 @@ fn whole_character_but(items: &str, wide: &[char]) -> String {
 /// Adds `c`, met unescaped in a class, to its `items` as JavaScript reads it: the regex
 /// crate reads `&&`, `--`, `~~` as set operations and `[` as a nested class, JavaScript
 /// (no flags) as literals. So `[`, `&` and `~` are escaped, and a dash that JavaScript
-/// takes as a character: one first in the class (`[--a]` is `-` to `a`) or one after a
-/// range's dash (`[+--]` is `+` to `-`), where the crate would read `--`.
-fn push_class_literal(items: &mut String, c: char) {
+/// takes as a character: one first in the class (`[--a]` is `-` to `a`), one after a
+/// range's dash (`[+--]` is `+` to `-`), where the crate would read `--`, and one right
+/// `after_range` (`[0-9--/]` is digits and `-` to `/`). Returns whether `c` ended a range.
+fn push_class_literal(items: &mut String, c: char, after_range: bool) -> bool {
+    let range_end = ends_range(items);
     let dash_after_dash = items.ends_with('-') && !ends_escaped(items);
     match c {
         '[' | '&' | '~' => items.push('\\'),
-        '-' if items.is_empty() || dash_after_dash => items.push('\\'),
+        '-' if items.is_empty() || dash_after_dash || after_range => items.push('\\'),
         _ => {}
     }
     items.push(c);
+    range_end
+}
+
+/// After a class escape in a class: a dash next to it is a character in JavaScript, and so
+/// is one right after that (`[\s--/]` is white space, `-` and `/`), where what the escape
+/// becomes would open a range.
+fn dashes_after_class_escape(
+    items: &mut String,
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+) {
+    if chars.next_if_eq(&'-').is_some() {
+        items.push_str(r"\-");
+        if chars.next_if_eq(&'-').is_some() {
+            items.push_str(r"\-");
+        }
+    }
+}
+
+/// Whether the next item of a class after `items` ends a range: they end with a dash
+/// that is neither escaped nor first.
+fn ends_range(items: &str) -> bool {
+    items.len() > 1 && items.ends_with('-') && !ends_escaped(items)
 }
 
 /// Whether the last character of `items` is escaped (an odd run of backslashes before it).
