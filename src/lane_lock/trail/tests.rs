@@ -314,3 +314,58 @@ fn a_commondir_planted_while_the_writer_waits_writes_no_lock_in_another_repo() {
         "the acquire answered {outcome:?} and wrote the lane's lock ref(s) in another repository: {written:?}"
     );
 }
+
+/// review 31: the writer child follows a `commondir` as the kernel does and asks only
+/// whether the node it reaches is the git dir, but git resolves it by text
+/// (`strbuf_add_real_path`: `lstat`, then `readlink` of each symlink). The two part at a
+/// /proc magic link: the kernel follows `/proc/<pid>/cwd` to the directory itself, git
+/// takes the path `readlink` prints for it. Any user with unprivileged user namespaces
+/// bind-mounts the origin over another repository in a mount namespace of its own and
+/// keeps a process there with that mount as its cwd: to the kernel `/proc/<pid>/cwd` is
+/// the origin's git dir (same dev/ino), to `readlink`, from berth's namespace, the other
+/// repository's path. Planted while the child waits for the writers' lock, that
+/// `commondir` passes [`Trail::commondir_is_own`] and git writes the lane's lock ref into
+/// the other repository: a lock nobody holds.
+#[test]
+fn review31_a_commondir_through_a_proc_magic_link_writes_no_lock_in_another_repo() {
+    let o = origin();
+    let other = o.dir.path().join("other.git");
+    git2::Repository::init_bare(&other).unwrap();
+    let script = format!(
+        "mount --bind '{}' '{}' && cd '{}' && exec sleep 30",
+        o.bare.display(),
+        other.display(),
+        other.display()
+    );
+    let mut keeper = std::process::Command::new("unshare")
+        .args(["-Urm", "sh", "-c", &script])
+        .spawn()
+        .unwrap();
+    let cwd = PathBuf::from(format!("/proc/{}/cwd", keeper.id()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_link(&cwd).ok().as_deref() != Some(other.as_path()) {
+        assert!(
+            Instant::now() < deadline && keeper.try_wait().unwrap().is_none(),
+            "no process in a mount namespace of its own (unshare -Urm) came"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let client = o.client();
+    let (url, lane) = (o.url.clone(), o.lane.clone());
+    let commondir = o.bare.join("commondir");
+    let planted = cwd.clone();
+    let outcome = o.swapped_during_wait(
+        "plant-magic",
+        move || client.acquire(&url, &lane, "me", Path::new("/a")),
+        || std::fs::write(&commondir, format!("{}\n", planted.display())).unwrap(),
+    );
+    let written = std::fs::read_dir(other.join("refs/gstack/release-locks"))
+        .map(|dir| contents(&dir.into_iter().next().unwrap().unwrap().path()))
+        .unwrap_or_default();
+    keeper.kill().unwrap();
+    keeper.wait().unwrap();
+    assert!(
+        written.is_empty(),
+        "the acquire answered {outcome:?} and wrote the lane's lock ref(s) in another repository: {written:?}"
+    );
+}
