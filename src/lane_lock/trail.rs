@@ -286,7 +286,7 @@ impl Trail {
         bytes[len] = 0;
         CStr::from_bytes_with_nul(&bytes[..=len])
             .ok()
-            .and_then(|named| open_dir(dir.as_raw_fd(), named, true))
+            .and_then(|named| open_dir_as_git_reads(dir.as_raw_fd(), named))
             .is_some_and(|named| fstat(named.as_raw_fd()) == Some(self.git_dir_node))
     }
 
@@ -369,6 +369,29 @@ fn open_dir(dir: libc::c_int, name: &CStr, follow: bool) -> Option<OwnedFd> {
     };
     // SAFETY: a directory descriptor, a NUL-terminated name and open flags.
     owned(unsafe { libc::openat(dir, name.as_ptr(), flags) })
+}
+
+/// `name` in `dir` as git's real-path walk reads it: symlinks followed, but no `/proc`
+/// magic link (`/proc/<pid>/cwd`, `/root`, `/fd/N`): the kernel follows one to the object
+/// itself, git to the path `readlink` prints there, which another mount namespace can make
+/// a different directory. A kernel without `openat2` (before 5.6) refuses too.
+/// Async-signal-safe: one system call.
+fn open_dir_as_git_reads(dir: libc::c_int, name: &CStr) -> Option<OwnedFd> {
+    // SAFETY: an all-zero `open_how` is valid (no flags, mode or resolve bits).
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = DIR_FLAGS as u64;
+    how.resolve = libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: a directory descriptor, a NUL-terminated name, and `how` with its size.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir,
+            name.as_ptr(),
+            &raw const how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    owned(libc::c_int::try_from(fd).unwrap_or(-1))
 }
 
 /// The node at `name` in `dir`, not following a symlink.

@@ -315,19 +315,17 @@ fn a_commondir_planted_while_the_writer_waits_writes_no_lock_in_another_repo() {
     );
 }
 
-/// review 31: the writer child follows a `commondir` as the kernel does and asks only
-/// whether the node it reaches is the git dir, but git resolves it by text
-/// (`strbuf_add_real_path`: `lstat`, then `readlink` of each symlink). The two part at a
-/// /proc magic link: the kernel follows `/proc/<pid>/cwd` to the directory itself, git
-/// takes the path `readlink` prints for it. Any user with unprivileged user namespaces
-/// bind-mounts the origin over another repository in a mount namespace of its own and
-/// keeps a process there with that mount as its cwd: to the kernel `/proc/<pid>/cwd` is
-/// the origin's git dir (same dev/ino), to `readlink`, from berth's namespace, the other
-/// repository's path. Planted while the child waits for the writers' lock, that
-/// `commondir` passes [`Trail::commondir_is_own`] and git writes the lane's lock ref into
-/// the other repository: a lock nobody holds.
+/// git resolves a `commondir` by text (`strbuf_add_real_path`: `lstat`, then `readlink` of
+/// each symlink); the kernel follows a /proc magic link to the object itself. Any user with
+/// unprivileged user namespaces bind-mounts the origin over another repository in a mount
+/// namespace of its own and keeps a process there with that mount as its cwd: to the
+/// kernel `/proc/<pid>/cwd` is the origin's git dir (same dev/ino), to `readlink`, from
+/// berth's namespace, the other repository's path. Planted while the child waits for the
+/// writers' lock, that `commondir` once passed [`Trail::commondir_is_own`] and git wrote the
+/// lane's lock ref into the other repository, a lock nobody holds; the child now refuses a
+/// magic link there (`RESOLVE_NO_MAGICLINKS`) and nothing is written (review 31).
 #[test]
-fn review31_a_commondir_through_a_proc_magic_link_writes_no_lock_in_another_repo() {
+fn a_commondir_through_a_proc_magic_link_writes_no_lock_in_another_repo() {
     let o = origin();
     let other = o.dir.path().join("other.git");
     git2::Repository::init_bare(&other).unwrap();
