@@ -38,6 +38,7 @@ mod install;
 mod installed;
 mod lane_lock;
 mod learned_budget;
+mod learned_nesting;
 mod lease;
 mod liveness;
 mod lock_alias;
