@@ -39,6 +39,7 @@ mod installed;
 mod lane_lock;
 mod learned_budget;
 mod learned_nesting;
+mod learned_split_cost;
 mod lease;
 mod liveness;
 mod lock_alias;
