@@ -531,3 +531,6 @@ mod rewritten_length;
 
 /// Dashes next to a range or a class escape in a class.
 mod class_dashes;
+
+/// One class expanded whole before the cap is checked.
+mod one_class;

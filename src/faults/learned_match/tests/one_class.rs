@@ -1,0 +1,24 @@
+//! The rewrite checks its cap only between characters and classes outside a class, so one
+//! class is expanded whole first: `\s` in a class becomes 20 bytes, and the class is then
+//! copied into its alternatives and the output.
+
+use super::*;
+
+/// 2 MB of `\s` in one class (an 8 MiB learned file holds four): rewriting it held more
+/// than all compiled learned regexes may, before the cap refused it.
+#[test]
+fn loading_one_long_class_holds_no_more_than_the_compiled_budget() {
+    let pattern = format!("[{}]", r"\s".repeat(1_000_000));
+    crate::rules::memory::start();
+    let compiled = Regex::compile(&pattern).map(|regex| regex.memory());
+    let peak = crate::rules::memory::stop();
+    assert!(
+        usize::try_from(peak).unwrap() <= COMPILED_BUDGET_BYTES,
+        "compiling a {}-byte pattern held {peak} bytes at once ({compiled:?})",
+        pattern.len()
+    );
+    assert!(
+        matches!(compiled, Err(MatchError::RewrittenTooLong(_))),
+        "{compiled:?}"
+    );
+}
