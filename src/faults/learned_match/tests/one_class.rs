@@ -22,3 +22,18 @@ fn loading_one_long_class_holds_no_more_than_the_compiled_budget() {
         "{compiled:?}"
     );
 }
+
+/// The lookbehind split runs before the rewrite and its cap: one lookbehind over 1,000,000
+/// one-letter branches (2 MB) is split into a string per branch before anything counts.
+#[test]
+fn splitting_one_long_lookbehind_holds_no_more_than_the_compiled_budget() {
+    let pattern = format!("(?<={}a)x", "a|".repeat(1_000_000));
+    crate::rules::memory::start();
+    let compiled = Regex::compile(&pattern).map(|regex| regex.memory());
+    let peak = crate::rules::memory::stop();
+    assert!(
+        usize::try_from(peak).unwrap() <= COMPILED_BUDGET_BYTES,
+        "compiling a {}-byte pattern held {peak} bytes at once ({compiled:?})",
+        pattern.len()
+    );
+}
