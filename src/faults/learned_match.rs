@@ -85,6 +85,9 @@ pub const BACKTRACKING_WINDOW_BYTES: usize = 4 * 1024;
 /// backtracking one again at each match; the rewrite stops and the pattern is refused at
 /// load past it. Investigators' patterns are under 1 KiB rewritten.
 pub const MAX_REWRITTEN_BYTES: usize = 16 * 1024;
+/// How deep a learned pattern's groups may nest (the engines allow 250; investigators'
+/// patterns nest a few deep); deeper, or a group left open, is refused at load.
+pub const MAX_GROUP_NESTING: usize = 64;
 
 /// The text a matcher looks at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,6 +184,10 @@ pub enum MatchError {
         "is rewritten to {0} bytes or more (`.`, `\\s`, `\\S`, `\\W`, `\\D` and classes are expanded to take whole characters, `[\\S]` to ~450 bytes, even under {{0}}); at most {MAX_REWRITTEN_BYTES} are compiled"
     )]
     RewrittenTooLong(usize),
+    #[error(
+        "nests its groups {0} deep or leaves one open; at most {MAX_GROUP_NESTING} deep are compiled, every group closed"
+    )]
+    GroupNesting(usize),
     #[error(
         "compiles to {0} regexes (each branch of an alternation holding a lookaround or backreference is one); at most {MAX_BACKTRACKING_DELEGATES} are compiled"
     )]

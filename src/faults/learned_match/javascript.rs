@@ -19,7 +19,7 @@
 //! would make `.` three times the automaton, and `a.{30}b` pass the size limit).
 
 use super::lookbehind::split_lookbehinds;
-use super::{MAX_REWRITTEN_BYTES, MatchError};
+use super::{MAX_GROUP_NESTING, MAX_REWRITTEN_BYTES, MatchError};
 
 /// JavaScript's white space and line terminators: ASCII, then the rest as UTF-8.
 const SPACE_ASCII: &str = r"\t\n\x0B\x0C\r\x20";
@@ -44,6 +44,15 @@ const CONTINUATION: &str = r"\x80-\xBF";
 /// characters; refused once that passes [`MAX_REWRITTEN_BYTES`] (checked after each
 /// character or class, so no more than one class's expansion is built past it).
 pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
+    // What the split below walks is bounded first: the raw text by the cap its rewrite
+    // keeps (a whole class or lookbehind is built before the cap is checked again), its
+    // groups' nesting (the split recurses once per nested lookbehind on the compile
+    // thread's stack) and an unclosed group (the split would scan the rest of the pattern
+    // for its end at every one).
+    if pattern.len() > MAX_REWRITTEN_BYTES {
+        return Err(MatchError::RewrittenTooLong(pattern.len()));
+    }
+    groups_nest_within(pattern)?;
     let pattern = split_lookbehinds(pattern);
     let mut out = String::with_capacity(pattern.len());
     let mut chars = pattern.chars().peekable();
@@ -167,6 +176,32 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
     }
     within_cap(&out)?;
     Ok(out)
+}
+
+/// Refuses a pattern whose groups nest deeper than [`MAX_GROUP_NESTING`] or do not close:
+/// one linear scan, escapes and classes skipped.
+fn groups_nest_within(pattern: &str) -> Result<(), MatchError> {
+    let (mut depth, mut deepest, mut in_class) = (0usize, 0usize, false);
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '[' if !in_class => in_class = true,
+            ']' if in_class => in_class = false,
+            '(' if !in_class => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' if !in_class => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if deepest > MAX_GROUP_NESTING || depth > 0 {
+        return Err(MatchError::GroupNesting(deepest));
+    }
+    Ok(())
 }
 
 /// Refuses a rewrite that has grown past [`MAX_REWRITTEN_BYTES`].

@@ -101,3 +101,24 @@ fn a_pattern_rewritten_past_the_cap_is_refused_at_load_by_index() {
         set.warnings
     );
 }
+
+/// What the lookbehind split walks is bounded before it runs: groups nested past
+/// [`MAX_GROUP_NESTING`] (the split recursed once per nested lookbehind, and 6,000 of them
+/// overflowed the compile thread's stack) and a group left open (the split scanned the rest
+/// of the pattern for its end at every one) are refused at load, well under the length cap.
+#[test]
+fn deeply_nested_or_unclosed_groups_are_refused_before_the_split() {
+    let nested = format!("{}x{}", "(?<=a".repeat(100), ")".repeat(100));
+    let unclosed = "(?<=a".repeat(3_000);
+    assert!(nested.len() < MAX_REWRITTEN_BYTES && unclosed.len() < MAX_REWRITTEN_BYTES);
+    for pattern in [&nested, &unclosed] {
+        let refused = Regex::compile(pattern);
+        assert!(
+            matches!(refused, Err(MatchError::GroupNesting(_))),
+            "a {}-byte pattern: {refused:?}",
+            pattern.len()
+        );
+    }
+    let shallow = format!("{}x{}", "(?<=a".repeat(8), ")".repeat(8));
+    assert!(Regex::compile(&shallow).is_ok(), "{shallow}");
+}
