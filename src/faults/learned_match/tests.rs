@@ -527,6 +527,20 @@ fn a_quantified_wide_character_in_a_lookbehind_is_javascripts() {
 }
 
 /// How long a pattern may be once rewritten, and what it is charged.
+/// Compiles `pattern`, asserting the heap it held at once stays within what all compiled
+/// learned regexes may hold; its charge, or why it was refused.
+fn compile_within_budget(pattern: &str) -> Result<usize, MatchError> {
+    crate::rules::memory::start();
+    let compiled = Regex::compile(pattern).map(|regex| regex.memory());
+    let peak = crate::rules::memory::stop();
+    assert!(
+        usize::try_from(peak).unwrap() <= COMPILED_BUDGET_BYTES,
+        "compiling a {}-byte pattern held {peak} bytes at once ({compiled:?})",
+        pattern.len()
+    );
+    compiled
+}
+
 mod rewritten_length;
 
 /// Dashes next to a range or a class escape in a class.

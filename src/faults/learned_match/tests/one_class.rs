@@ -1,6 +1,7 @@
 //! The rewrite checks its cap only between characters and classes outside a class, so one
-//! class is expanded whole first: `\s` in a class becomes 20 bytes, and the class is then
-//! copied into its alternatives and the output.
+//! class (or one lookbehind's split) was expanded whole first: `\s` in a class becomes 20
+//! bytes, copied into its alternatives and the output. The pattern as written is now
+//! capped before the split and the rewrite run.
 
 use super::*;
 
@@ -9,14 +10,7 @@ use super::*;
 #[test]
 fn loading_one_long_class_holds_no_more_than_the_compiled_budget() {
     let pattern = format!("[{}]", r"\s".repeat(1_000_000));
-    crate::rules::memory::start();
-    let compiled = Regex::compile(&pattern).map(|regex| regex.memory());
-    let peak = crate::rules::memory::stop();
-    assert!(
-        usize::try_from(peak).unwrap() <= COMPILED_BUDGET_BYTES,
-        "compiling a {}-byte pattern held {peak} bytes at once ({compiled:?})",
-        pattern.len()
-    );
+    let compiled = compile_within_budget(&pattern);
     assert!(
         matches!(compiled, Err(MatchError::RewrittenTooLong(_))),
         "{compiled:?}"
@@ -28,12 +22,5 @@ fn loading_one_long_class_holds_no_more_than_the_compiled_budget() {
 #[test]
 fn splitting_one_long_lookbehind_holds_no_more_than_the_compiled_budget() {
     let pattern = format!("(?<={}a)x", "a|".repeat(1_000_000));
-    crate::rules::memory::start();
-    let compiled = Regex::compile(&pattern).map(|regex| regex.memory());
-    let peak = crate::rules::memory::stop();
-    assert!(
-        usize::try_from(peak).unwrap() <= COMPILED_BUDGET_BYTES,
-        "compiling a {}-byte pattern held {peak} bytes at once ({compiled:?})",
-        pattern.len()
-    );
+    let _ = compile_within_budget(&pattern);
 }

@@ -1,0 +1,90 @@
+//! What the lookbehind split (`split_lookbehinds`) walks is bounded before it runs: a
+//! learned pattern nested too deep, or with a group left open, is refused at load by
+//! index (docs/limits.md). The split recursed once per nested lookbehind, so 6,000 of them
+//! (30 KB) overflowed the `learned-compile` thread's stack and aborted the daemon; and it
+//! scanned the rest of the pattern for every unclosed `(?<=`, so the first load (which the
+//! fault watch waits for) took the square of the pattern's length (64 KB: 30 s).
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::{World, berth_log, spawn_ticking, stop, ticks};
+
+/// A learned `stdout_regex` entry.
+fn entry(category: &str, pattern: &str) -> serde_json::Value {
+    json!({"category": category, "severity": "HIGH", "description": "d",
+           "matcherKind": "stdout_regex", "pattern": pattern})
+}
+
+/// A run whose stdout the learned `ECONN` matches, for the fault watch; the learned file's
+/// path (not yet written).
+fn run_matched_by_econn(world: &World) -> PathBuf {
+    let build_state = world.home.join(".gstack/build-state");
+    let stdout = build_state.join("run.log");
+    fs::write(&stdout, "ECONNRESET\n").unwrap();
+    let state = json!({"slug": "run", "stdoutLog": stdout});
+    fs::write(build_state.join("run.json"), state.to_string()).unwrap();
+    let faults = world.home.join(".gstack/skill-faults");
+    fs::create_dir_all(&faults).unwrap();
+    faults.join("learned-patterns.json")
+}
+
+#[test]
+fn nested_lookbehinds_in_a_learned_file_do_not_take_the_daemon_down() {
+    let world = World::new();
+    let config = world.git_forge_config("poll_secs = 1\n");
+    let learned = run_matched_by_econn(&world);
+    fs::write(&learned, json!([entry("NET", "ECONN")]).to_string()).unwrap();
+    let mut daemon = spawn_ticking(&world, &config, 2);
+    // Changed while the daemon runs: compiled off the tick, on its `learned-compile` thread.
+    let depth = 6_000;
+    let nested = format!("{}a{}", "(?<=".repeat(depth), ")".repeat(depth));
+    let file = json!([entry("NET", "ECONN"), entry("NESTED", &nested)]);
+    fs::write(&learned, file.to_string()).unwrap();
+    let mut exited = None;
+    world.wait_for(Duration::from_secs(120), || {
+        exited = daemon.try_wait().unwrap();
+        exited.is_some() || berth_log(&world).contains("entry 1 (NESTED)")
+    });
+    let log = berth_log(&world);
+    if exited.is_none() {
+        stop(daemon);
+    }
+    assert!(
+        exited.is_none(),
+        "the daemon died loading a {}-byte pattern of {depth} nested lookbehinds: {exited:?}\n{}",
+        nested.len(),
+        log.lines().rev().take(5).collect::<Vec<_>>().join("\n")
+    );
+    assert!(log.contains("entry 1 (NESTED)"), "refused by index: {log}");
+}
+
+#[test]
+fn unclosed_lookbehinds_in_a_learned_file_do_not_stall_the_fault_watch() {
+    let world = World::new();
+    let config = world.git_forge_config("poll_secs = 1\n");
+    // The first fault watch pass that has the learned set files the run's fault (with the
+    // unclosed entry left out, within a tick).
+    let learned = run_matched_by_econn(&world);
+    // 96 KB of unclosed `(?<=`: once 24,000 scans of the rest before it was refused.
+    let pattern = "(?<=".repeat(24_000);
+    let file = json!([entry("NET", "ECONN"), entry("SPLIT", &pattern)]);
+    fs::write(&learned, file.to_string()).unwrap();
+    let daemon = spawn_ticking(&world, &config, 1);
+    let now = ticks(&world).unwrap();
+    let ticked = world.wait_for(Duration::from_secs(60), || {
+        ticks(&world).is_some_and(|n| n >= now + 5.0)
+    });
+    let after = ticks(&world);
+    let log = berth_log(&world);
+    stop(daemon);
+    assert!(ticked, "ticks stopped: {log}");
+    assert!(
+        log.contains("fault raised: halt event written"),
+        "no fault watch pass filed the run's fault by tick {after:?}, while a {}-byte learned pattern was split: {log}",
+        pattern.len()
+    );
+}
