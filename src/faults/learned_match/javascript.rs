@@ -87,14 +87,19 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
                 // Whether the last item ended a range (JavaScript reads a dash after one as
                 // a character, which may open a range: `[0-9--/]` is digits and `-` to `/`).
                 let mut ended_range = false;
+                // Whether the last item was a class escape and a dash: JavaScript takes
+                // the next item with them as a union, and starts afresh after it.
+                let mut union_open = false;
                 while let Some(c) = chars.next() {
                     let after_range = std::mem::take(&mut ended_range);
+                    let ends_union = std::mem::take(&mut union_open);
                     match c {
                         ']' => {
                             closed = true;
                             break;
                         }
                         '\\' if chars.peek().is_some_and(whole) => {
+                            let second = ends_union || ends_range(&items);
                             // A dash next to a class escape is a literal in JavaScript;
                             // next to what the escape becomes it would open a range.
                             if items.ends_with('-') && !ends_escaped(&items) {
@@ -117,28 +122,52 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
                                     ));
                                 }
                             }
-                            dashes_after_class_escape(&mut items, &mut chars);
+                            (ended_range, union_open) =
+                                after_class_escape(&mut items, &mut chars, second);
                         }
                         '\\' if chars.peek().is_some_and(|e| matches!(e, 'x' | 'u')) => {
+                            let range_end = ends_range(&items);
                             let kind = chars.next().unwrap_or('x');
                             match wide_escape(&mut chars, kind) {
                                 Some(character) => wide.push(wide_item(&items, &chars, character)?),
-                                None => items.push_str(&format!(r"\{kind}")),
+                                None => {
+                                    // One item, its digits with it: a dash after it is read
+                                    // as after any other character.
+                                    items.push_str(&format!(r"\{kind}"));
+                                    items.push_str(&ascii_hex_digits(&mut chars, kind));
+                                    ended_range = range_end;
+                                }
                             }
                         }
                         _ if !c.is_ascii() => wide.push(wide_item(&items, &chars, c)?),
                         '\\' => {
                             let range_end = ends_range(&items);
-                            items.push(c);
                             let escaped = chars.next();
-                            items.extend(escaped);
                             if escaped.is_some_and(|e| "dDwWsS".contains(e)) {
-                                dashes_after_class_escape(&mut items, &mut chars);
+                                if range_end {
+                                    // `[a-\d]` is `a`, `-` and digits in JavaScript.
+                                    items.pop();
+                                    items.push_str(r"\-");
+                                }
+                                items.push(c);
+                                items.extend(escaped);
+                                (ended_range, union_open) = after_class_escape(
+                                    &mut items,
+                                    &mut chars,
+                                    ends_union || range_end,
+                                );
                             } else {
+                                items.push(c);
+                                items.extend(escaped);
                                 ended_range = range_end;
                             }
                         }
                         _ => ended_range = push_class_literal(&mut items, c, after_range),
+                    }
+                    if ends_union {
+                        // The union's last item: what follows starts afresh, as after a
+                        // range (a dash is a character, and may open a range).
+                        ended_range = true;
                     }
                 }
                 if !closed {
@@ -216,17 +245,24 @@ fn within_cap(out: &str) -> Result<(), MatchError> {
 /// taken from `chars`, when it is past ASCII; an ASCII one (or digits that are not one) is
 /// left to the engine, which reads it as JavaScript.
 fn wide_escape(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, kind: char) -> Option<char> {
-    let count = if kind == 'x' { 2 } else { 4 };
-    let digits: String = chars.clone().take(count).collect();
-    if digits.len() != count || !digits.chars().all(|d| d.is_ascii_hexdigit()) {
-        return None;
-    }
+    let digits = hex_digits_ahead(chars, kind)?;
     let character = u32::from_str_radix(&digits, 16)
         .ok()
         .filter(|code| *code >= 0x80)
         .and_then(char::from_u32)?;
-    chars.nth(count - 1);
+    chars.nth(digits.len() - 1);
     Some(character)
+}
+
+/// After `\x` or `\u` (`kind`): its two or four hex digits, when they are all there,
+/// left in `chars`.
+fn hex_digits_ahead(
+    chars: &std::iter::Peekable<std::str::Chars<'_>>,
+    kind: char,
+) -> Option<String> {
+    let count = if kind == 'x' { 2 } else { 4 };
+    let digits: String = chars.clone().take(count).collect();
+    (digits.len() == count && digits.chars().all(|d| d.is_ascii_hexdigit())).then_some(digits)
 }
 
 /// `character` past ASCII met in a class whose `items` come before it and `rest` after:
@@ -315,7 +351,7 @@ fn push_class_literal(items: &mut String, c: char, after_range: bool) -> bool {
     let range_end = ends_range(items);
     let dash_after_dash = items.ends_with('-') && !ends_escaped(items);
     match c {
-        '[' | '&' | '~' => items.push('\\'),
+        '[' | '&' | '~' | '^' => items.push('\\'),
         '-' if items.is_empty() || dash_after_dash || after_range => items.push('\\'),
         _ => {}
     }
@@ -323,19 +359,39 @@ fn push_class_literal(items: &mut String, c: char, after_range: bool) -> bool {
     range_end
 }
 
-/// After a class escape in a class: a dash next to it is a character in JavaScript, and so
-/// is one right after that (`[\s--/]` is white space, `-` and `/`), where what the escape
-/// becomes would open a range.
-fn dashes_after_class_escape(
+/// After a class escape in a class, as JavaScript reads what follows: when the escape was
+/// the `second` item of a range or union, the class starts afresh (returns `(true, _)`, a
+/// dash next is a character); otherwise a dash next to it is a character (escaped here,
+/// where what the escape becomes would open a range) and makes a union with the item after
+/// it (`[\d-a-z]` is digits, `-`, `a` and `z`): returns `(_, true)` when that item is
+/// still to come, `(true, _)` when it was a dash (`[\s--/]` is white space, `-` and `/`).
+fn after_class_escape(
     items: &mut String,
     chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
-) {
+    second: bool,
+) -> (bool, bool) {
+    if second {
+        return (true, false);
+    }
+    if chars.next_if_eq(&'-').is_none() {
+        return (false, false);
+    }
+    items.push_str(r"\-");
     if chars.next_if_eq(&'-').is_some() {
         items.push_str(r"\-");
-        if chars.next_if_eq(&'-').is_some() {
-            items.push_str(r"\-");
-        }
+        return (true, false);
     }
+    (false, chars.peek().is_some_and(|c| *c != ']'))
+}
+
+/// After an ASCII `\x` or `\u` (`kind`) in a class: its hex digits, taken from `chars`
+/// when they are all there (otherwise none, and the engine reports the escape).
+fn ascii_hex_digits(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, kind: char) -> String {
+    let Some(digits) = hex_digits_ahead(chars, kind) else {
+        return String::new();
+    };
+    chars.nth(digits.len() - 1);
+    digits
 }
 
 /// Whether the next item of a class after `items` ends a range: they end with a dash
