@@ -367,3 +367,36 @@ fn a_commondir_through_a_proc_magic_link_writes_no_lock_in_another_repo() {
         "the acquire answered {outcome:?} and wrote the lane's lock ref(s) in another repository: {written:?}"
     );
 }
+
+mod flip_fs;
+
+/// review 32: the writer child judges a `commondir` by the directory its own walk reaches
+/// (`openat2`), git by the path its own walk reaches (`strbuf_add_real_path`: `lstat`,
+/// `readlink`), two walks of the same text milliseconds apart. Where a symlink on the
+/// way lives on a file system whose server answers each `readlink` afresh (FUSE, which
+/// `fusermount` lets any user mount; a network file system another host changes), the
+/// two need not meet: here the symlink names the origin's git dir to berth and its child
+/// and another repository to git. Planted once, at any time (no race with the writers'
+/// lock), that `commondir` passes `refuse_linked` and [`Trail::commondir_is_own`] on every
+/// write, and git writes the lane's lock ref into the other repository: a lock nobody
+/// holds (berth answers Redirected, "a directory of its path is missing", naming neither
+/// `commondir` nor the repository written).
+#[test]
+fn review32_a_commondir_through_a_symlink_git_reads_otherwise_writes_no_lock_in_another_repo() {
+    let o = origin();
+    let other = o.dir.path().join("other.git");
+    git2::Repository::init_bare(&other).unwrap();
+    let mnt = o.dir.path().join("flip");
+    let fs = flip_fs::FlipFs::mount(&mnt, &o.bare.canonicalize().unwrap(), &other);
+    let commondir = format!("{}\n", mnt.join("link").display());
+    std::fs::write(o.bare.join("commondir"), commondir).unwrap();
+    let outcome = o.client().acquire(&o.url, &o.lane, "me", Path::new("/a"));
+    let written = std::fs::read_dir(other.join("refs/gstack/release-locks"))
+        .map(|dir| contents(&dir.into_iter().next().unwrap().unwrap().path()))
+        .unwrap_or_default();
+    drop(fs);
+    assert!(
+        written.is_empty(),
+        "the acquire answered {outcome:?} and wrote the lane's lock ref(s) in another repository: {written:?}"
+    );
+}
