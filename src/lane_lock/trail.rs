@@ -246,7 +246,8 @@ impl Trail {
     }
 
     /// Whether the git dir's `commondir`, read right before `git` runs, is absent or names
-    /// the very directory `git` is given as its git dir (by any spelling). git reads that file at exec and keeps
+    /// the very directory `git` is given as its git dir (by any spelling without a
+    /// symlink). git reads that file at exec and keeps
     /// the lock ref in the refs it names (`GIT_COMMON_DIR` does not move git's ref store),
     /// so one planted while the child waited for the writers' lock would send the write
     /// into another repository. Async-signal-safe and allocation-free, as [`Trail::rewalk`].
@@ -280,13 +281,13 @@ impl Trail {
         if n >= bytes.len() || len == 0 || bytes[..len].contains(&0) {
             return false;
         }
-        // git takes a relative text as relative to the git dir, and reads through symlinks:
-        // whatever spelling names the git dir itself (`./`, `../locks.git`, a symlink) is
+        // git takes a relative text as relative to the git dir: whatever spelling names
+        // the git dir itself without a symlink (`./`, `../locks.git`, its absolute path) is
         // the same directory, so the node decides, not the bytes.
         bytes[len] = 0;
         CStr::from_bytes_with_nul(&bytes[..=len])
             .ok()
-            .and_then(|named| open_dir_as_git_reads(dir.as_raw_fd(), named))
+            .and_then(|named| open_dir_without_symlinks(dir.as_raw_fd(), named))
             .is_some_and(|named| fstat(named.as_raw_fd()) == Some(self.git_dir_node))
     }
 
@@ -294,7 +295,7 @@ impl Trail {
     pub(super) fn commondir_message(&self) -> String {
         let file = self.git_dir_path.join("commondir");
         format!(
-            "{} is not a file naming the origin's git dir (planted while berth's writer waited, or changed): git would keep the lock ref in the refs it names, outside the origin; berth wrote nothing: point the remote at the repository you mean, or remove {}",
+            "{} is not a file naming the origin's git dir by a path without symlinks (planted while berth's writer waited, or changed): git would keep the lock ref in the refs it names, outside the origin; berth wrote nothing: point the remote at the repository you mean, or remove {}",
             file.display(),
             file.display()
         )
@@ -371,16 +372,19 @@ fn open_dir(dir: libc::c_int, name: &CStr, follow: bool) -> Option<OwnedFd> {
     owned(unsafe { libc::openat(dir, name.as_ptr(), flags) })
 }
 
-/// `name` in `dir` as git's real-path walk reads it: symlinks followed, but no `/proc`
-/// magic link (`/proc/<pid>/cwd`, `/root`, `/fd/N`): the kernel follows one to the object
-/// itself, git to the path `readlink` prints there, which another mount namespace can make
-/// a different directory. A kernel without `openat2` (before 5.6) refuses too.
-/// Async-signal-safe: one system call.
-fn open_dir_as_git_reads(dir: libc::c_int, name: &CStr) -> Option<OwnedFd> {
+/// `name` in `dir` by a walk that git's real-path walk must repeat: no symlink on the way
+/// (`RESOLVE_NO_SYMLINKS`, which takes in `/proc` magic links). Git reads each symlink
+/// again with `readlink` milliseconds later, and a file system whose server answers each
+/// request afresh (FUSE, which any user may mount; a network file system another host
+/// changes) or a `/proc` magic link (the kernel follows it to the object itself, git to
+/// the path it prints, which another mount namespace makes another directory) can send
+/// that second walk elsewhere; without symlinks both walks take the same steps. A kernel
+/// without `openat2` (before 5.6) refuses too. Async-signal-safe: one system call.
+fn open_dir_without_symlinks(dir: libc::c_int, name: &CStr) -> Option<OwnedFd> {
     // SAFETY: an all-zero `open_how` is valid (no flags, mode or resolve bits).
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = DIR_FLAGS as u64;
-    how.resolve = libc::RESOLVE_NO_MAGICLINKS;
+    how.resolve = libc::RESOLVE_NO_SYMLINKS;
     // SAFETY: a directory descriptor, a NUL-terminated name, and `how` with its size.
     let fd = unsafe {
         libc::syscall(

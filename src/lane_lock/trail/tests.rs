@@ -323,7 +323,7 @@ fn a_commondir_planted_while_the_writer_waits_writes_no_lock_in_another_repo() {
 /// berth's namespace, the other repository's path. Planted while the child waits for the
 /// writers' lock, that `commondir` once passed [`Trail::commondir_is_own`] and git wrote the
 /// lane's lock ref into the other repository, a lock nobody holds; the child now refuses a
-/// magic link there (`RESOLVE_NO_MAGICLINKS`) and nothing is written (review 31).
+/// magic link there (and, since review 32, any symlink) and nothing is written (review 31).
 #[test]
 fn a_commondir_through_a_proc_magic_link_writes_no_lock_in_another_repo() {
     let o = origin();
@@ -379,15 +379,19 @@ mod flip_fs;
 /// and another repository to git. Planted once, at any time (no race with the writers'
 /// lock), that `commondir` passes `refuse_linked` and [`Trail::commondir_is_own`] on every
 /// write, and git writes the lane's lock ref into the other repository: a lock nobody
-/// holds (berth answers Redirected, "a directory of its path is missing", naming neither
-/// `commondir` nor the repository written).
+/// holds (berth answered Redirected, "a directory of its path is missing", naming neither
+/// `commondir` nor the repository written). The child now refuses a symlink on a
+/// `commondir`'s path, naming the file. Skipped (said on stderr) without root and
+/// `/dev/fuse`.
 #[test]
-fn review32_a_commondir_through_a_symlink_git_reads_otherwise_writes_no_lock_in_another_repo() {
+fn a_commondir_through_a_symlink_git_reads_otherwise_writes_no_lock_in_another_repo() {
     let o = origin();
     let other = o.dir.path().join("other.git");
     git2::Repository::init_bare(&other).unwrap();
     let mnt = o.dir.path().join("flip");
-    let fs = flip_fs::FlipFs::mount(&mnt, &o.bare.canonicalize().unwrap(), &other);
+    let Some(fs) = flip_fs::FlipFs::mount(&mnt, &o.bare.canonicalize().unwrap(), &other) else {
+        return;
+    };
     let commondir = format!("{}\n", mnt.join("link").display());
     std::fs::write(o.bare.join("commondir"), commondir).unwrap();
     let outcome = o.client().acquire(&o.url, &o.lane, "me", Path::new("/a"));
@@ -398,5 +402,9 @@ fn review32_a_commondir_through_a_symlink_git_reads_otherwise_writes_no_lock_in_
     assert!(
         written.is_empty(),
         "the acquire answered {outcome:?} and wrote the lane's lock ref(s) in another repository: {written:?}"
+    );
+    assert!(
+        format!("{outcome:?}").contains("commondir is not a file naming the origin"),
+        "the refusal names the commondir file: {outcome:?}"
     );
 }
