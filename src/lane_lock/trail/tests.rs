@@ -408,3 +408,36 @@ fn a_commondir_through_a_symlink_git_reads_otherwise_writes_no_lock_in_another_r
         "the refusal names the commondir file: {outcome:?}"
     );
 }
+
+/// review 33: 6ef1cf8 refuses a symlink on a `commondir`'s path because "without symlinks
+/// both walks take the same steps". On FUSE (which any user may mount, anywhere of their
+/// own) whether a node is a symlink at all is the server's answer to each `lookup`: here
+/// `link` is an empty directory to berth and its writer child, and a symlink to another
+/// repository's `refs` for git. The `commondir` `<mnt>/link/../../locks.git` walks, for
+/// the child's `openat2(RESOLVE_NO_SYMLINKS)` (and libgit2's `realpath` in
+/// `refuse_linked`), through a directory, up out of the mount and back to the origin's
+/// git dir (dev/ino match); for git's `strbuf_add_real_path` through a symlink, to the
+/// other repository, where git writes the lane's lock ref: a lock nobody holds. Planted
+/// once (one file in the origin), no race with the writers' lock. Skipped (said on
+/// stderr) without root and `/dev/fuse`.
+#[test]
+fn a_commondir_through_a_fuse_dir_git_sees_as_a_symlink_writes_no_lock_in_another_repo() {
+    let o = origin();
+    let other = o.dir.path().join("else/locks.git");
+    git2::Repository::init_bare(&other).unwrap();
+    let mnt = o.dir.path().join("flip");
+    let Some(fs) = flip_fs::FlipFs::dir_or_link(&mnt, &other.join("refs")) else {
+        return;
+    };
+    let commondir = format!("{}\n", mnt.join("link/../../locks.git").display());
+    std::fs::write(o.bare.join("commondir"), commondir).unwrap();
+    let outcome = o.client().acquire(&o.url, &o.lane, "me", Path::new("/a"));
+    let written = std::fs::read_dir(other.join("refs/gstack/release-locks"))
+        .map(|dir| contents(&dir.into_iter().next().unwrap().unwrap().path()))
+        .unwrap_or_default();
+    drop(fs);
+    assert!(
+        written.is_empty(),
+        "the acquire answered {outcome:?} and wrote the lane's lock ref(s) in another repository: {written:?}"
+    );
+}

@@ -13,9 +13,11 @@ use std::thread::JoinHandle;
 
 use nix::libc;
 
-/// The root directory's and the symlink's node ids.
+/// The root directory's and the symlink's node ids, and the directory `link` is to the
+/// others when it is a directory to them ([`FlipFs::dir_or_link`]).
 const ROOT: u64 = 1;
 const LINK: u64 = 2;
+const DIR: u64 = 3;
 
 /// FUSE opcodes answered (the rest: ENOSYS; FORGETs: nothing).
 const LOOKUP: u32 = 1;
@@ -35,6 +37,17 @@ impl FlipFs {
     /// `link` at `mnt` names `to_git` for a process named `git`, `to_others` for the rest;
     /// `None` (said on stderr) unless root with `/dev/fuse`.
     pub(super) fn mount(mnt: &Path, to_others: &Path, to_git: &Path) -> Option<FlipFs> {
+        FlipFs::serve_at(mnt, Some(to_others), to_git)
+    }
+
+    /// `link` at `mnt` is a symlink naming `to_git` for a process named `git`, and an
+    /// empty directory (no symlink at all) for the rest: a FUSE server answers each
+    /// `lookup` afresh, with whatever kind of node it likes.
+    pub(super) fn dir_or_link(mnt: &Path, to_git: &Path) -> Option<FlipFs> {
+        FlipFs::serve_at(mnt, None, to_git)
+    }
+
+    fn serve_at(mnt: &Path, to_others: Option<&Path>, to_git: &Path) -> Option<FlipFs> {
         std::fs::create_dir_all(mnt).unwrap();
         let dev = std::fs::OpenOptions::new()
             .read(true)
@@ -69,9 +82,9 @@ impl FlipFs {
             mnt.display(),
             std::io::Error::last_os_error()
         );
-        let others = to_others.as_os_str().as_bytes().to_vec();
+        let others = to_others.map(|to| to.as_os_str().as_bytes().to_vec());
         let git = to_git.as_os_str().as_bytes().to_vec();
-        let server = std::thread::spawn(move || serve(dev, &others, &git));
+        let server = std::thread::spawn(move || serve(dev, others, &git));
         Some(FlipFs {
             mnt: at,
             server: Some(server),
@@ -90,7 +103,7 @@ impl Drop for FlipFs {
     }
 }
 
-fn serve(mut dev: std::fs::File, others: &[u8], git: &[u8]) {
+fn serve(mut dev: std::fs::File, others: Option<Vec<u8>>, git: &[u8]) {
     let mut buf = vec![0u8; 1 << 17];
     loop {
         let n = match dev.read(&mut buf) {
@@ -103,15 +116,21 @@ fn serve(mut dev: std::fs::File, others: &[u8], git: &[u8]) {
         let long = |at: usize| u64::from_le_bytes(request[at..at + 8].try_into().unwrap());
         let (opcode, unique, node, pid) = (word(4), long(8), long(16), word(32));
         let body = &request[40..];
+        let to_git = comm(pid) == "git";
+        let (link, len) = match (&others, to_git) {
+            (Some(others), false) => (LINK, others.len()),
+            (None, false) => (DIR, 0),
+            (_, true) => (LINK, git.len()),
+        };
         let answer = match opcode {
             INIT => Ok(init_out()),
             LOOKUP if node == ROOT && body.split(|b| *b == 0).next() == Some(b"link") => {
-                Ok(entry_out(others.len()))
+                Ok(entry_out(link, len))
             }
             LOOKUP => Err(libc::ENOENT),
-            GETATTR => Ok(attr_out(node, others.len())),
-            READLINK if comm(pid) == "git" => Ok(git.to_vec()),
-            READLINK => Ok(others.to_vec()),
+            GETATTR => Ok(attr_out(node, len)),
+            READLINK if to_git => Ok(git.to_vec()),
+            READLINK => Ok(others.clone().unwrap_or_default()),
             FORGET | BATCH_FORGET => continue,
             _ => Err(libc::ENOSYS),
         };
@@ -152,9 +171,9 @@ fn init_out() -> Vec<u8> {
     out
 }
 
-/// `fuse_attr`: the root a directory, the link a symlink; valid for no time at all.
+/// `fuse_attr`: the root (and `DIR`) a directory, the link a symlink; valid for no time.
 fn attr(node: u64, link_len: usize) -> Vec<u8> {
-    let (mode, nlink, size) = if node == ROOT {
+    let (mode, nlink, size) = if node == ROOT || node == DIR {
         (0o040_755u32, 2u32, 0u64)
     } else {
         (0o120_777, 1, link_len as u64)
@@ -169,13 +188,13 @@ fn attr(node: u64, link_len: usize) -> Vec<u8> {
     out
 }
 
-fn entry_out(link_len: usize) -> Vec<u8> {
+fn entry_out(node: u64, link_len: usize) -> Vec<u8> {
     let mut out = Vec::new();
-    for long in [LINK, 0, 0, 0] {
+    for long in [node, 0, 0, 0] {
         out.extend_from_slice(&long.to_le_bytes());
     }
     out.extend_from_slice(&[0u8; 8]);
-    out.extend_from_slice(&attr(LINK, link_len));
+    out.extend_from_slice(&attr(node, link_len));
     out
 }
 
