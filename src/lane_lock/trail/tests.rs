@@ -441,3 +441,33 @@ fn a_commondir_through_a_fuse_dir_git_sees_as_a_symlink_writes_no_lock_in_anothe
         "the acquire answered {outcome:?} and wrote the lane's lock ref(s) in another repository: {written:?}"
     );
 }
+
+/// review 33: the same per-lookup answer on the lock ref's own path. [`Trail::rewalk`]
+/// (in the writer child, right before git) and [`Trail::holds`] take a step that is a
+/// directory as it is; on FUSE the server says per request whether it is one. A writer
+/// of the origin mounts a FUSE file system on `refs/gstack/release-locks` (a directory it
+/// may write), whose `+repo` is an empty directory to berth and its child and a symlink to
+/// another repository's same directory for git: git writes the lane's lock ref there, a
+/// lock nobody holds. Skipped (said on stderr) without root and `/dev/fuse`.
+#[test]
+fn a_fuse_dir_on_the_lock_refs_path_git_sees_as_a_symlink_writes_no_lock_in_another_repo() {
+    let o = origin();
+    let first = crate::lane_lock::lane_lock_refs(&o.url, &o.lane)[0].clone();
+    let (parent, _) = first.rsplit_once('/').unwrap();
+    let (mount_at, name) = parent.rsplit_once('/').unwrap();
+    let other = o.dir.path().join("other.git");
+    git2::Repository::init_bare(&other).unwrap();
+    std::fs::create_dir_all(other.join(parent)).unwrap();
+    let mnt = o.bare.join(mount_at);
+    let Some(fs) = flip_fs::FlipFs::named_dir_or_link(&mnt, name.as_bytes(), &other.join(parent))
+    else {
+        return;
+    };
+    let outcome = o.client().acquire(&o.url, &o.lane, "me", Path::new("/a"));
+    let written = contents(&other.join(parent));
+    drop(fs);
+    assert!(
+        written.is_empty(),
+        "the acquire answered {outcome:?} and wrote the lane's lock ref(s) in another repository: {written:?}"
+    );
+}

@@ -24,6 +24,9 @@ const LOOKUP: u32 = 1;
 const FORGET: u32 = 2;
 const GETATTR: u32 = 3;
 const READLINK: u32 = 5;
+const OPENDIR: u32 = 27;
+const READDIR: u32 = 28;
+const RELEASEDIR: u32 = 29;
 const INIT: u32 = 26;
 const BATCH_FORGET: u32 = 42;
 
@@ -37,17 +40,27 @@ impl FlipFs {
     /// `link` at `mnt` names `to_git` for a process named `git`, `to_others` for the rest;
     /// `None` (said on stderr) unless root with `/dev/fuse`.
     pub(super) fn mount(mnt: &Path, to_others: &Path, to_git: &Path) -> Option<FlipFs> {
-        FlipFs::serve_at(mnt, Some(to_others), to_git)
+        FlipFs::serve_at(mnt, b"link", Some(to_others), to_git)
     }
 
     /// `link` at `mnt` is a symlink naming `to_git` for a process named `git`, and an
     /// empty directory (no symlink at all) for the rest: a FUSE server answers each
     /// `lookup` afresh, with whatever kind of node it likes.
     pub(super) fn dir_or_link(mnt: &Path, to_git: &Path) -> Option<FlipFs> {
-        FlipFs::serve_at(mnt, None, to_git)
+        FlipFs::named_dir_or_link(mnt, b"link", to_git)
     }
 
-    fn serve_at(mnt: &Path, to_others: Option<&Path>, to_git: &Path) -> Option<FlipFs> {
+    /// As [`FlipFs::dir_or_link`], the node named `name` rather than `link`.
+    pub(super) fn named_dir_or_link(mnt: &Path, name: &[u8], to_git: &Path) -> Option<FlipFs> {
+        FlipFs::serve_at(mnt, name, None, to_git)
+    }
+
+    fn serve_at(
+        mnt: &Path,
+        name: &[u8],
+        to_others: Option<&Path>,
+        to_git: &Path,
+    ) -> Option<FlipFs> {
         std::fs::create_dir_all(mnt).unwrap();
         let dev = std::fs::OpenOptions::new()
             .read(true)
@@ -84,7 +97,8 @@ impl FlipFs {
         );
         let others = to_others.map(|to| to.as_os_str().as_bytes().to_vec());
         let git = to_git.as_os_str().as_bytes().to_vec();
-        let server = std::thread::spawn(move || serve(dev, others, &git));
+        let name = name.to_vec();
+        let server = std::thread::spawn(move || serve(dev, &name, others, &git));
         Some(FlipFs {
             mnt: at,
             server: Some(server),
@@ -103,7 +117,7 @@ impl Drop for FlipFs {
     }
 }
 
-fn serve(mut dev: std::fs::File, others: Option<Vec<u8>>, git: &[u8]) {
+fn serve(mut dev: std::fs::File, name: &[u8], others: Option<Vec<u8>>, git: &[u8]) {
     let mut buf = vec![0u8; 1 << 17];
     loop {
         let n = match dev.read(&mut buf) {
@@ -124,13 +138,16 @@ fn serve(mut dev: std::fs::File, others: Option<Vec<u8>>, git: &[u8]) {
         };
         let answer = match opcode {
             INIT => Ok(init_out()),
-            LOOKUP if node == ROOT && body.split(|b| *b == 0).next() == Some(b"link") => {
+            LOOKUP if node == ROOT && body.split(|b| *b == 0).next() == Some(name) => {
                 Ok(entry_out(link, len))
             }
             LOOKUP => Err(libc::ENOENT),
             GETATTR => Ok(attr_out(node, len)),
             READLINK if to_git => Ok(git.to_vec()),
             READLINK => Ok(others.clone().unwrap_or_default()),
+            // Directories open, list as empty (an empty answer ends a listing) and close.
+            OPENDIR => Ok(vec![0u8; 16]),
+            READDIR | RELEASEDIR => Ok(Vec::new()),
             FORGET | BATCH_FORGET => continue,
             _ => Err(libc::ENOSYS),
         };
