@@ -471,3 +471,35 @@ fn a_fuse_dir_on_the_lock_refs_path_git_sees_as_a_symlink_writes_no_lock_in_anot
         "the acquire answered {outcome:?} and wrote the lane's lock ref(s) in another repository: {written:?}"
     );
 }
+
+/// review 33: and on the operator's own symlink. A symlink at `refs` (new-workdir's
+/// layout, which berth follows) is kept to the same symlink and the same directory, but
+/// git's open reads its text again, and a text that passes through a FUSE node and back
+/// out with `..` reaches that directory for berth's child and another repository's `refs`
+/// for git, whom the server tells the node is a symlink. Skipped (said on stderr) without
+/// root and `/dev/fuse`.
+#[test]
+fn an_operators_refs_symlink_through_a_fuse_dir_writes_no_lock_in_another_repo() {
+    let o = origin();
+    let real = o.dir.path().join("real");
+    std::fs::create_dir_all(&real).unwrap();
+    std::fs::rename(o.bare.join("refs"), real.join("refs")).unwrap();
+    let other = o.dir.path().join("else/real");
+    git2::Repository::init_bare(&other).unwrap();
+    let to_git = o.dir.path().join("else/q/r");
+    std::fs::create_dir_all(&to_git).unwrap();
+    let mnt = o.dir.path().join("flip");
+    let Some(fs) = flip_fs::FlipFs::dir_or_link(&mnt, &to_git) else {
+        return;
+    };
+    std::os::unix::fs::symlink(mnt.join("link/../../real/refs"), o.bare.join("refs")).unwrap();
+    let outcome = o.client().acquire(&o.url, &o.lane, "me", Path::new("/a"));
+    let written = std::fs::read_dir(other.join("refs/gstack/release-locks"))
+        .map(|dir| contents(&dir.into_iter().next().unwrap().unwrap().path()))
+        .unwrap_or_default();
+    drop(fs);
+    assert!(
+        written.is_empty(),
+        "the acquire answered {outcome:?} and wrote the lane's lock ref(s) in another repository: {written:?}"
+    );
+}
