@@ -88,3 +88,36 @@ fn unclosed_lookbehinds_in_a_learned_file_do_not_stall_the_fault_watch() {
         pattern.len()
     );
 }
+
+/// Review b27: the nesting check ends a class at its first `]`, the split reads a `]`
+/// first in a class as a character, so `[]` followed by 64 `)` and `]` closes 64 groups to
+/// the check and none to the split. 40 such blocks of 64 `(?<=` (15 KB, under the 16 KiB
+/// cap) nest 2,560 lookbehinds the split recurses into, which the check sees 64 deep.
+#[test]
+fn nesting_behind_an_empty_class_does_not_take_the_daemon_down() {
+    let world = World::new();
+    let config = world.git_forge_config("poll_secs = 1\n");
+    let learned = run_matched_by_econn(&world);
+    fs::write(&learned, json!([entry("NET", "ECONN")]).to_string()).unwrap();
+    let mut daemon = spawn_ticking(&world, &config, 2);
+    let block = format!("{}[]{}]", "(?<=".repeat(64), ")".repeat(64));
+    let nested = format!("{}a{}", block.repeat(40), ")".repeat(64 * 40));
+    let file = json!([entry("NET", "ECONN"), entry("NESTED", &nested)]);
+    fs::write(&learned, file.to_string()).unwrap();
+    let mut exited = None;
+    world.wait_for(Duration::from_secs(120), || {
+        exited = daemon.try_wait().unwrap();
+        exited.is_some() || berth_log(&world).contains("entry 1 (NESTED)")
+    });
+    let log = berth_log(&world);
+    if exited.is_none() {
+        stop(daemon);
+    }
+    assert!(
+        exited.is_none(),
+        "the daemon died loading a {}-byte pattern of 2,560 lookbehinds nested behind `[]`: {exited:?}\n{}",
+        nested.len(),
+        log.lines().rev().take(5).collect::<Vec<_>>().join("\n")
+    );
+    assert!(log.contains("entry 1 (NESTED)"), "refused by index: {log}");
+}

@@ -548,3 +548,6 @@ mod class_dashes;
 
 /// One class expanded whole before the cap is checked.
 mod one_class;
+
+/// Review b27's findings.
+mod nesting_walkaround;
