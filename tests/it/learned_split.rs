@@ -121,3 +121,34 @@ fn nesting_behind_an_empty_class_does_not_take_the_daemon_down() {
     );
     assert!(log.contains("entry 1 (NESTED)"), "refused by index: {log}");
 }
+
+/// Review b27: `(?<=[])]` is a closed group to the nesting check (`[]` a class, then `)`)
+/// and an unclosed one to the split (`[])]` one class), which scans the rest of the pattern
+/// for the end of each: 2,048 of them under the 16 KiB cap cost the square (0.8 s a pattern
+/// in a debug build), and a learned file holds 512 such entries. 40 of them stall the first
+/// load, which the fault watch waits for, past 5 ticks (40 entries of 4,096 `(?<=`, refused
+/// by the check, leave the fault filed within them).
+#[test]
+fn unclosed_lookbehinds_behind_an_empty_class_do_not_stall_the_fault_watch() {
+    let world = World::new();
+    let config = world.git_forge_config("poll_secs = 1\n");
+    let learned = run_matched_by_econn(&world);
+    let pattern = "(?<=[])]".repeat(2_048);
+    let mut entries = vec![entry("NET", "ECONN")];
+    entries.extend((0..40).map(|i| entry(&format!("SPLIT{i}"), &pattern)));
+    fs::write(&learned, json!(entries).to_string()).unwrap();
+    let daemon = spawn_ticking(&world, &config, 1);
+    let now = ticks(&world).unwrap();
+    let ticked = world.wait_for(Duration::from_secs(60), || {
+        ticks(&world).is_some_and(|n| n >= now + 5.0)
+    });
+    let after = ticks(&world);
+    let log = berth_log(&world);
+    stop(daemon);
+    assert!(ticked, "ticks stopped: {log}");
+    assert!(
+        log.contains("fault raised: halt event written"),
+        "no fault watch pass filed the run's fault by tick {after:?}, while 40 {}-byte learned patterns were split",
+        pattern.len()
+    );
+}
