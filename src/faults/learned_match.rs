@@ -188,6 +188,11 @@ pub enum MatchError {
         "nests its groups {0} deep or leaves one open; at most {MAX_GROUP_NESTING} deep are compiled, every group closed"
     )]
     GroupNesting(usize),
+    /// The byte offset of the `)`.
+    #[error(
+        "closes a group at byte {0} that was never opened, a SyntaxError in JavaScript (`\\)` is the character)"
+    )]
+    UnmatchedClose(usize),
     #[error(
         "compiles to {0} regexes (each branch of an alternation holding a lookaround or backreference is one); at most {MAX_BACKTRACKING_DELEGATES} are compiled"
     )]

@@ -18,7 +18,7 @@
 //! `\S`, `\W`, `\D` stay ASCII; `.` takes U+2028 and U+2029 (sparing their three bytes
 //! would make `.` three times the automaton, and `a.{30}b` pass the size limit).
 
-use super::lookbehind::split_lookbehinds;
+use super::lookbehind::{split_lookbehinds, token_end};
 use super::{MAX_GROUP_NESTING, MAX_REWRITTEN_BYTES, MatchError};
 
 /// JavaScript's white space and line terminators: ASCII, then the rest as UTF-8.
@@ -45,10 +45,10 @@ const CONTINUATION: &str = r"\x80-\xBF";
 /// character or class, so no more than one class's expansion is built past it).
 pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
     // What the split below walks is bounded first: the raw text by the cap its rewrite
-    // keeps (a whole class or lookbehind is built before the cap is checked again), its
+    // keeps (a whole class or lookbehind is built before the cap is checked again) and its
     // groups' nesting (the split recurses once per nested lookbehind on the compile
-    // thread's stack) and an unclosed group (the split would scan the rest of the pattern
-    // for its end at every one).
+    // thread's stack), counted over the split's own tokens; a group left open or a close
+    // with none open is refused with it, as JavaScript refuses them.
     if pattern.len() > MAX_REWRITTEN_BYTES {
         return Err(MatchError::RewrittenTooLong(pattern.len()));
     }
@@ -207,25 +207,25 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
     Ok(out)
 }
 
-/// Refuses a pattern whose groups nest deeper than [`MAX_GROUP_NESTING`] or do not close:
-/// one linear scan, escapes and classes skipped.
+/// Refuses a pattern whose groups nest deeper than [`MAX_GROUP_NESTING`], do not close, or
+/// close one never opened: one linear walk over the split's own tokens ([`token_end`]), so
+/// that what it counts as a group is what the split, the rewrite and both engines read (a
+/// `]` first in a class is one of its characters: `[])]` opens and closes nothing).
 fn groups_nest_within(pattern: &str) -> Result<(), MatchError> {
-    let (mut depth, mut deepest, mut in_class) = (0usize, 0usize, false);
-    let mut chars = pattern.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                chars.next();
-            }
-            '[' if !in_class => in_class = true,
-            ']' if in_class => in_class = false,
-            '(' if !in_class => {
+    let (mut depth, mut deepest, mut at) = (0usize, 0usize, 0);
+    while at < pattern.len() {
+        match pattern.as_bytes()[at] {
+            b'(' => {
                 depth += 1;
                 deepest = deepest.max(depth);
             }
-            ')' if !in_class => depth = depth.saturating_sub(1),
+            // A SyntaxError in JavaScript, so gstack never runs such a pattern: refused by
+            // where it is, not counted as nothing (which hid the closes the check and the
+            // split read differently: `[]))]`).
+            b')' => depth = depth.checked_sub(1).ok_or(MatchError::UnmatchedClose(at))?,
             _ => {}
         }
+        at = token_end(pattern, at);
     }
     if deepest > MAX_GROUP_NESTING || depth > 0 {
         return Err(MatchError::GroupNesting(deepest));

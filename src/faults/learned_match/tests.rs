@@ -541,6 +541,22 @@ fn compile_within_budget(pattern: &str) -> Result<usize, MatchError> {
     compiled
 }
 
+/// The one warning of loading a learned file of `ECONN` (kept) and `pattern` (refused).
+fn refused_after_one_kept(category: &str, pattern: &str) -> String {
+    let entry = |category: &str, pattern: &str| {
+        json!({"category": category, "severity": "HIGH", "description": "d",
+               "matcherKind": "stdout_regex", "pattern": pattern})
+    };
+    let file = json!([entry("NET", "ECONN"), entry(category, pattern)]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("learned-patterns.json");
+    std::fs::write(&path, file.to_string()).unwrap();
+    let mut set = crate::faults::learned::LearnedSet::load(&path).unwrap();
+    assert_eq!(set.patterns.len(), 1, "{:?}", set.warnings);
+    assert_eq!(set.warnings.len(), 1, "{:?}", set.warnings);
+    set.warnings.remove(0)
+}
+
 mod rewritten_length;
 
 /// Dashes next to a range or a class escape in a class.
@@ -548,3 +564,6 @@ mod class_dashes;
 
 /// One class expanded whole before the cap is checked.
 mod one_class;
+
+/// Groups counted over the split's tokens: a `]` first in a class, a `)` with none open.
+mod empty_class_nesting;

@@ -74,24 +74,11 @@ fn loading_a_class_of_not_white_space_holds_no_more_than_the_compiled_budget() {
 /// file now refuses it at load, naming its index and the cap, and keeps the one before it.
 #[test]
 fn a_pattern_rewritten_past_the_cap_is_refused_at_load_by_index() {
-    let entry = |category: &str, pattern: &str| {
-        json!({"category": category, "severity": "HIGH", "description": "d",
-               "matcherKind": "stdout_regex", "pattern": pattern})
-    };
-    let file = json!([
-        entry("NET", "ECONN"),
-        entry("SLOW", &not_space_none(15_000))
-    ]);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("learned-patterns.json");
-    std::fs::write(&path, file.to_string()).unwrap();
-    let set = crate::faults::learned::LearnedSet::load(&path).unwrap();
-    assert_eq!(set.patterns.len(), 1, "{:?}", set.warnings);
+    let warning = refused_after_one_kept("SLOW", &not_space_none(15_000));
     assert!(
-        matches!(&set.warnings[..], [warning] if warning.contains("entry 1 (SLOW)")
-            && warning.contains(&format!("at most {MAX_REWRITTEN_BYTES}"))),
-        "{:?}",
-        set.warnings
+        warning.contains("entry 1 (SLOW)")
+            && warning.contains(&format!("at most {MAX_REWRITTEN_BYTES}")),
+        "{warning}"
     );
 }
 

@@ -1,0 +1,104 @@
+//! The nesting check walks the split's own tokens (`token_end`): a `]` first in a class
+//! (`[]`, `[^]`) is one of its characters there, as in the rewrite and both engines. When
+//! the check ended a class at its first `]`, `[]))]` was two closing groups to it and one
+//! class to the split, which let groups the check never saw open or closed reach the split;
+//! and it ignored a `)` with no group open, which JavaScript refuses.
+
+use super::*;
+
+/// `(?<=` 64 times, then `[]` and 64 `)` a check ending the class at `[]` counts as closes
+/// but the split reads as one class: `blocks` of them nest `64 × blocks` lookbehinds the
+/// split sees, each closed by the `)` after the `a`.
+fn hidden_nesting(blocks: usize) -> String {
+    let block = format!(
+        "{}[]{}]",
+        "(?<=".repeat(MAX_GROUP_NESTING),
+        ")".repeat(MAX_GROUP_NESTING)
+    );
+    format!(
+        "{}a{}",
+        block.repeat(blocks),
+        ")".repeat(MAX_GROUP_NESTING * blocks)
+    )
+}
+
+/// `Regex::compile` on a thread with room for the split's recursion, so that a pattern that
+/// reaches it deep fails this test instead of aborting the test binary.
+fn compile_on_a_big_stack(pattern: String) -> Result<Regex, MatchError> {
+    std::thread::Builder::new()
+        .stack_size(256 * 1024 * 1024)
+        .spawn(move || Regex::compile(&pattern))
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+/// 2,560 lookbehinds nested under the 16 KiB cap, which a check ending the class at `[]`
+/// saw 64 deep at most: the split recursed once per lookbehind, overflowing the
+/// `learned-compile` thread's 2 MiB stack (debug build). Refused as nested.
+#[test]
+fn an_empty_class_does_not_hide_nesting_from_the_check() {
+    let pattern = hidden_nesting(40);
+    assert!(pattern.len() <= MAX_REWRITTEN_BYTES, "{}", pattern.len());
+    let refused = compile_on_a_big_stack(pattern.clone());
+    assert!(
+        matches!(refused, Err(MatchError::GroupNesting(depth)) if depth > MAX_GROUP_NESTING),
+        "a {}-byte pattern of {} nested lookbehinds behind `[]`: {refused:?}",
+        pattern.len(),
+        MAX_GROUP_NESTING * 40
+    );
+}
+
+/// `(?<=[])]` repeated: every group closed to a check ending the class at `[]`, none to the
+/// split (`[])]` one class), which scanned the rest of the pattern for each lookbehind's
+/// end (the square of its length). Refused as left open.
+#[test]
+fn an_empty_class_does_not_hide_an_unclosed_group_from_the_check() {
+    let pattern = "(?<=[])]".repeat(MAX_REWRITTEN_BYTES / 8);
+    let refused = compile_on_a_big_stack(pattern.clone());
+    assert!(
+        matches!(refused, Err(MatchError::GroupNesting(_))),
+        "a {}-byte pattern of unclosed lookbehinds behind `[]`: {refused:?}",
+        pattern.len()
+    );
+}
+
+/// A `)` with no group open is a SyntaxError in JavaScript: refused, naming where it is,
+/// rather than ignored (which let closes the check counted balance opens the split saw
+/// open). Escaped or in a class it is a character.
+#[test]
+fn a_close_with_no_group_open_is_refused() {
+    for (pattern, at) in [("a)b", 1), ("(a))(b", 3), ("[]])", 3), ("[^]])", 4)] {
+        let refused = Regex::compile(pattern);
+        assert!(
+            matches!(refused, Err(MatchError::UnmatchedClose(found)) if found == at),
+            "{pattern}: {refused:?}"
+        );
+    }
+    for pattern in [r"a\)b", "[)]", "[])]", "[^])]"] {
+        assert!(Regex::compile(pattern).is_ok(), "{pattern}");
+    }
+}
+
+/// A class whose first `]` is a character is one token to the check and the split alike:
+/// a lookbehind over it is closed by the `)` after the class, and split over its branches.
+#[test]
+fn a_lookbehind_over_a_class_opening_with_a_bracket_is_split_and_matched() {
+    let regex = Regex::compile("(?<=[])]|a)x").unwrap();
+    for text in ["]x", ")x", "ax"] {
+        assert!(regex.is_match(text), "{text}");
+    }
+    assert!(!regex.is_match("bx"));
+    let negated = Regex::compile("(?<=[^])]|a)x").unwrap();
+    assert!(negated.is_match("bx") && !negated.is_match(")x") && negated.is_match("ax"));
+}
+
+/// Refused at load by index, with why.
+#[test]
+fn a_learned_file_names_the_entry_with_a_close_never_opened() {
+    let warning = refused_after_one_kept("CLOSE", "ECONN)");
+    assert!(
+        warning.contains("entry 1 (CLOSE)") && warning.contains("never opened"),
+        "{warning}"
+    );
+}
