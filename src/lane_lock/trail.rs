@@ -8,7 +8,11 @@
 //! ([`Trail::record`]): the git dir, and each directory of the ref's path, which must be
 //! a real directory or missing (git makes only directories there), save `refs` and
 //! `refs/gstack`, where a symlink found at the walk is the operator's layout (git
-//! new-workdir, Google's repo tool) and is kept to that same symlink and directory. Then
+//! new-workdir, Google's repo tool) and is kept to that same symlink and directory. Every
+//! directory reached is on the git dir's file system, reached by a walk that crosses no
+//! mount (a symlink's text included): a FUSE server, which any user may mount on a
+//! directory they can write, tells each process afresh whether a node is a directory or a
+//! symlink, so git's walk through one can take other steps than berth's. Then
 //! - the writer child walks the path again ([`Trail::rewalk`]) after it holds the writers'
 //!   lock, right before it execs `git`, and writes nothing when any step differs;
 //! - after `git` reported success, berth walks it once more and reads the ref through the
@@ -161,20 +165,36 @@ impl Trail {
             let Some(node) = node_at(dir.as_raw_fd(), &step.name) else {
                 break;
             };
+            let moved = Moved(at + 1);
             if node.is_link() && !step.operators {
-                return Err(git2::Error::from_str(&trail.symlink_message(Moved(at + 1))));
+                return Err(git2::Error::from_str(&trail.symlink_message(moved)));
             }
-            let Some(next) = open_dir(dir.as_raw_fd(), &step.name, node.is_link()) else {
-                break;
+            let crossed = || git2::Error::from_str(&trail.mount_message(moved));
+            if !node.is_link() && node.dev != trail.git_dir_node.dev {
+                return Err(crossed());
+            }
+            let next = match open_dir(dir.as_raw_fd(), &step.name, node.is_link()) {
+                Ok(next) => next,
+                Err(libc::EXDEV) => return Err(crossed()),
+                Err(libc::ENOSYS) => {
+                    return Err(git2::Error::from_str(
+                        "this kernel has no openat2 (before Linux 5.6), which berth needs to walk a local origin's refs crossing no mount: berth writes no lock there",
+                    ));
+                }
+                // Missing, or no directory: git fails on it, and says so.
+                Err(_) => break,
             };
+            let reached = fstat(next.as_raw_fd()).ok_or_else(|| {
+                git2::Error::from_str(&format!(
+                    "cannot look at {}",
+                    trail.path_to(moved).display()
+                ))
+            })?;
+            if reached.dev != trail.git_dir_node.dev {
+                return Err(crossed());
+            }
             if node.is_link() {
-                let target = fstat(next.as_raw_fd()).ok_or_else(|| {
-                    git2::Error::from_str(&format!(
-                        "cannot look at {}",
-                        trail.path_to(Moved(at + 1)).display()
-                    ))
-                })?;
-                trail.steps[at].link = Some((node, target));
+                trail.steps[at].link = Some((node, reached));
             }
             dir = next;
         }
@@ -182,7 +202,8 @@ impl Trail {
     }
 
     /// Walks the path again; `Err` names the first step that is not as recorded: the git
-    /// dir another directory, a symlink now where none was, or another one where one was.
+    /// dir another directory, a symlink now where none was, or another one where one was,
+    /// or a directory on another file system than the git dir (a mount there since).
     ///
     /// Async-signal-safe and allocation-free: the writer child calls it between fork and
     /// exec.
@@ -198,7 +219,9 @@ impl Trail {
             let node = node_at(dir.as_raw_fd(), &step.name);
             let next = match (step.link, node) {
                 (Some((link, target)), Some(node)) if node == link => {
-                    let next = open_dir(dir.as_raw_fd(), &step.name, true).ok_or(moved)?;
+                    // `target` is on the git dir's device (recorded so), and the walk of
+                    // the link's text crossed no mount to reach it.
+                    let next = open_dir(dir.as_raw_fd(), &step.name, true).map_err(|_| moved)?;
                     if fstat(next.as_raw_fd()) != Some(target) {
                         return Err(moved);
                     }
@@ -207,9 +230,13 @@ impl Trail {
                 (Some(_), _) => return Err(moved),
                 (None, Some(node)) if node.is_link() => return Err(moved),
                 (None, Some(node)) if node.is_dir() => {
+                    if node.dev != self.git_dir_node.dev {
+                        return Err(moved);
+                    }
                     match open_dir(dir.as_raw_fd(), &step.name, false) {
-                        Some(next) => next,
-                        None => return Ok(Reached::Missing),
+                        Ok(next) if self.on_git_dirs_device(&next) => next,
+                        Ok(_) | Err(libc::EXDEV) => return Err(moved),
+                        Err(_) => return Ok(Reached::Missing),
                     }
                 }
                 (None, _) => return Ok(Reached::Missing),
@@ -217,6 +244,11 @@ impl Trail {
             dir = next;
         }
         Ok(Reached::Dir(dir))
+    }
+
+    /// Whether `dir` is on the git dir's device. Async-signal-safe: one system call.
+    fn on_git_dirs_device(&self, dir: &OwnedFd) -> bool {
+        fstat(dir.as_raw_fd()).is_some_and(|node| node.dev == self.git_dir_node.dev)
     }
 
     /// After `git` reported success: `Ok` when the ref, read through the walked path,
@@ -247,7 +279,7 @@ impl Trail {
 
     /// Whether the git dir's `commondir`, read right before `git` runs, is absent or names
     /// the very directory `git` is given as its git dir (by any spelling without a
-    /// symlink). git reads that file at exec and keeps
+    /// symlink that crosses no mount). git reads that file at exec and keeps
     /// the lock ref in the refs it names (`GIT_COMMON_DIR` does not move git's ref store),
     /// so one planted while the child waited for the writers' lock would send the write
     /// into another repository. Async-signal-safe and allocation-free, as [`Trail::rewalk`].
@@ -295,7 +327,7 @@ impl Trail {
     pub(super) fn commondir_message(&self) -> String {
         let file = self.git_dir_path.join("commondir");
         format!(
-            "{} is not a file naming the origin's git dir by a path without symlinks (planted while berth's writer waited, or changed): git would keep the lock ref in the refs it names, outside the origin; berth wrote nothing: point the remote at the repository you mean, or remove {}",
+            "{} is not a file naming the origin's git dir by a path without symlinks that crosses no mount (an absolute path is walked from /, so it must not cross one either; planted while berth's writer waited, or changed): git would keep the lock ref in the refs it names, outside the origin; berth wrote nothing: point the remote at the repository you mean, or remove {}",
             file.display(),
             file.display()
         )
@@ -306,6 +338,7 @@ impl Trail {
         let path = self.path_to(moved);
         let now = match std::fs::read_link(&path) {
             Ok(target) => format!("is now a symlink to {}", target.display()),
+            Err(_) if self.crosses_a_mount(&path) => return self.mount_message(moved),
             Err(_) => "is no longer the directory berth walked".to_owned(),
         };
         format!(
@@ -313,6 +346,31 @@ impl Trail {
             path.display(),
             self.ref_name
         )
+    }
+
+    /// What a step on another file system than the git dir means, in words.
+    fn mount_message(&self, moved: Moved) -> String {
+        let path = self.path_to(moved);
+        let what = match std::fs::read_link(&path) {
+            Ok(target) => format!(
+                "is a symlink to {}, whose path crosses a mount",
+                target.display()
+            ),
+            Err(_) => format!(
+                "is on another file system than the git dir {} (a mount)",
+                self.git_dir_path.display()
+            ),
+        };
+        format!(
+            "{} {what}: a file system's server may answer git's lookups otherwise than berth's (FUSE, which any user may mount, tells each process afresh whether a node is a directory or a symlink), so git could write the lock ref outside the origin; berth does not write through it: a local origin's refs must not cross a mount (unmount it, or give the lane the repository the mount serves)",
+            path.display()
+        )
+    }
+
+    /// Whether `path`, followed, is on another device than the git dir.
+    fn crosses_a_mount(&self, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata(path).is_ok_and(|meta| meta.dev() != self.git_dir_node.dev)
     }
 
     fn symlink_message(&self, moved: Moved) -> String {
@@ -361,30 +419,72 @@ fn owned(fd: libc::c_int) -> Option<OwnedFd> {
     (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// `name` in `dir`, a symlink followed only when `follow`.
-fn open_dir(dir: libc::c_int, name: &CStr, follow: bool) -> Option<OwnedFd> {
-    let flags = if follow {
-        DIR_FLAGS
+/// `name` in `dir`, a symlink followed only when `follow` ([`open_link_target`]), by a
+/// walk that crosses no mount ([`open_dir_at`]); `Err` the errno.
+fn open_dir(dir: libc::c_int, name: &CStr, follow: bool) -> Result<OwnedFd, libc::c_int> {
+    if follow {
+        open_link_target(dir, name)
     } else {
-        DIR_FLAGS | libc::O_NOFOLLOW
-    };
-    // SAFETY: a directory descriptor, a NUL-terminated name and open flags.
-    owned(unsafe { libc::openat(dir, name.as_ptr(), flags) })
+        open_dir_at(dir, name, DIR_FLAGS | libc::O_NOFOLLOW, 0)
+    }
 }
 
+/// The directory the symlink `name` in `dir` names, its text walked as the kernel walks
+/// it for git (from `dir`, or from `/` when absolute) but crossing no mount
+/// ([`open_dir_at`]): a text that enters a FUSE file system and leaves it by `..` reaches
+/// one directory for berth and another for git, whom the server tells a node there is a
+/// symlink. So a text that crosses a mount (an absolute one: every mount below `/` on its
+/// way) is refused. The symlink itself is on the git dir's file system and kept to the
+/// same node, so its text is the one git reads. Async-signal-safe: the text on the stack.
+fn open_link_target(dir: libc::c_int, name: &CStr) -> Result<OwnedFd, libc::c_int> {
+    let mut text = [0u8; LINK_TEXT_CAP + 1];
+    // SAFETY: a directory descriptor, a NUL-terminated name, and a buffer one byte
+    // longer than the length given, for the NUL.
+    let n =
+        unsafe { libc::readlinkat(dir, name.as_ptr(), text.as_mut_ptr().cast(), LINK_TEXT_CAP) };
+    // SAFETY: reads this thread's errno, set by the call just made when it failed.
+    let n = usize::try_from(n).map_err(|_| unsafe { *libc::__errno_location() })?;
+    if n >= LINK_TEXT_CAP {
+        return Err(libc::ENAMETOOLONG);
+    }
+    // An absolute text ignores `dir`, as the kernel's walk for git does.
+    CStr::from_bytes_with_nul(&text[..=n])
+        .map_err(|_| libc::EINVAL)
+        .and_then(|text| open_dir_at(dir, text, DIR_FLAGS, 0))
+}
+
+/// The longest symlink text followed: Linux's `PATH_MAX` (no symlink's text is longer).
+const LINK_TEXT_CAP: usize = libc::PATH_MAX as usize;
+
 /// `name` in `dir` by a walk that git's real-path walk must repeat: no symlink on the way
-/// (`RESOLVE_NO_SYMLINKS`, which takes in `/proc` magic links). Git reads each symlink
-/// again with `readlink` milliseconds later, and a file system whose server answers each
-/// request afresh (FUSE, which any user may mount; a network file system another host
-/// changes) or a `/proc` magic link (the kernel follows it to the object itself, git to
-/// the path it prints, which another mount namespace makes another directory) can send
-/// that second walk elsewhere; without symlinks both walks take the same steps. A kernel
-/// without `openat2` (before 5.6) refuses too. Async-signal-safe: one system call.
+/// (`RESOLVE_NO_SYMLINKS`, which takes in `/proc` magic links) and no mount crossed
+/// ([`open_dir_at`]). Git reads each symlink again with `readlink` milliseconds later, and
+/// a file system whose server answers each request afresh (FUSE, which any user may mount;
+/// a network file system another host changes) or a `/proc` magic link (the kernel
+/// follows it to the object itself, git to the path it prints, which another mount
+/// namespace makes another directory) can send that second walk elsewhere. Async-signal-safe.
 fn open_dir_without_symlinks(dir: libc::c_int, name: &CStr) -> Option<OwnedFd> {
+    open_dir_at(dir, name, DIR_FLAGS, libc::RESOLVE_NO_SYMLINKS).ok()
+}
+
+/// `name` in `dir` opened with `flags` by `openat2`, the walk crossing no mount
+/// (`RESOLVE_NO_XDEV`: `..` out of one, a symlink's text and an absolute path's descent
+/// from `/` included) plus `resolve`'s bits; `Err` the errno. A FUSE server tells each
+/// process afresh whether a node is a directory or a symlink, so even a walk without
+/// symlinks takes other steps in git than in berth once it enters a file system berth
+/// does not trust; the origin's own is trusted (docs/lane-locks.md). A kernel without
+/// `openat2` (before 5.6) answers `ENOSYS`. Async-signal-safe: one system call, errno read
+/// right after it.
+fn open_dir_at(
+    dir: libc::c_int,
+    name: &CStr,
+    flags: libc::c_int,
+    resolve: u64,
+) -> Result<OwnedFd, libc::c_int> {
     // SAFETY: an all-zero `open_how` is valid (no flags, mode or resolve bits).
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = DIR_FLAGS as u64;
-    how.resolve = libc::RESOLVE_NO_SYMLINKS;
+    how.flags = flags as u64;
+    how.resolve = resolve | libc::RESOLVE_NO_XDEV;
     // SAFETY: a directory descriptor, a NUL-terminated name, and `how` with its size.
     let fd = unsafe {
         libc::syscall(
@@ -395,7 +495,9 @@ fn open_dir_without_symlinks(dir: libc::c_int, name: &CStr) -> Option<OwnedFd> {
             std::mem::size_of::<libc::open_how>(),
         )
     };
-    owned(libc::c_int::try_from(fd).unwrap_or(-1))
+    // SAFETY: reads this thread's errno, set by the call just made when it failed.
+    let errno = unsafe { *libc::__errno_location() };
+    owned(libc::c_int::try_from(fd).unwrap_or(-1)).ok_or(errno)
 }
 
 /// The node at `name` in `dir`, not following a symlink.

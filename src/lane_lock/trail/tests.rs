@@ -105,6 +105,36 @@ fn contents(dir: &Path) -> Vec<(PathBuf, String)> {
     found
 }
 
+/// Acquires `o`'s lane while `fs` serves and asserts that no lock ref was written under
+/// `watched` (another repository's lock refs, absent or a directory); the answer.
+fn acquire_writing_nothing_in(
+    o: &Origin,
+    fs: flip_fs::FlipFs,
+    watched: &Path,
+) -> Result<Acquire, LockError> {
+    let outcome = o.client().acquire(&o.url, &o.lane, "me", Path::new("/a"));
+    let written = if watched.exists() {
+        contents(watched)
+    } else {
+        Vec::new()
+    };
+    drop(fs);
+    assert!(
+        written.is_empty(),
+        "the acquire answered {outcome:?} and wrote the lane's lock ref(s) in another repository: {written:?}"
+    );
+    outcome
+}
+
+/// Whether the lane was not taken, for a reason that says `why`.
+fn refused_naming(said: &Result<Acquire, LockError>, why: &str) -> bool {
+    match said {
+        Err(LockError::Redirected { reason, .. }) => reason.contains(why),
+        Err(other) => other.to_string().contains(why),
+        Ok(_) => false,
+    }
+}
+
 fn redirected(said: &Result<impl std::fmt::Debug, LockError>, path: &Path) -> bool {
     matches!(said, Err(LockError::Redirected { reason, .. })
         if reason.contains(&format!("{} is now a symlink", path.display())))
@@ -394,15 +424,7 @@ fn a_commondir_through_a_symlink_git_reads_otherwise_writes_no_lock_in_another_r
     };
     let commondir = format!("{}\n", mnt.join("link").display());
     std::fs::write(o.bare.join("commondir"), commondir).unwrap();
-    let outcome = o.client().acquire(&o.url, &o.lane, "me", Path::new("/a"));
-    let written = std::fs::read_dir(other.join("refs/gstack/release-locks"))
-        .map(|dir| contents(&dir.into_iter().next().unwrap().unwrap().path()))
-        .unwrap_or_default();
-    drop(fs);
-    assert!(
-        written.is_empty(),
-        "the acquire answered {outcome:?} and wrote the lane's lock ref(s) in another repository: {written:?}"
-    );
+    let outcome = acquire_writing_nothing_in(&o, fs, &other.join("refs/gstack/release-locks"));
     assert!(
         format!("{outcome:?}").contains("commondir is not a file naming the origin"),
         "the refusal names the commondir file: {outcome:?}"
@@ -431,15 +453,8 @@ fn a_commondir_through_a_fuse_dir_git_sees_as_a_symlink_writes_no_lock_in_anothe
     };
     let commondir = format!("{}\n", mnt.join("link/../../locks.git").display());
     std::fs::write(o.bare.join("commondir"), commondir).unwrap();
-    let outcome = o.client().acquire(&o.url, &o.lane, "me", Path::new("/a"));
-    let written = std::fs::read_dir(other.join("refs/gstack/release-locks"))
-        .map(|dir| contents(&dir.into_iter().next().unwrap().unwrap().path()))
-        .unwrap_or_default();
-    drop(fs);
-    assert!(
-        written.is_empty(),
-        "the acquire answered {outcome:?} and wrote the lane's lock ref(s) in another repository: {written:?}"
-    );
+    let outcome = acquire_writing_nothing_in(&o, fs, &other.join("refs/gstack/release-locks"));
+    assert!(refused_naming(&outcome, "crosses no mount"), "{outcome:?}");
 }
 
 /// review 33: the same per-lookup answer on the lock ref's own path. [`Trail::rewalk`]
@@ -463,13 +478,8 @@ fn a_fuse_dir_on_the_lock_refs_path_git_sees_as_a_symlink_writes_no_lock_in_anot
     else {
         return;
     };
-    let outcome = o.client().acquire(&o.url, &o.lane, "me", Path::new("/a"));
-    let written = contents(&other.join(parent));
-    drop(fs);
-    assert!(
-        written.is_empty(),
-        "the acquire answered {outcome:?} and wrote the lane's lock ref(s) in another repository: {written:?}"
-    );
+    let outcome = acquire_writing_nothing_in(&o, fs, &other.join(parent));
+    assert!(refused_naming(&outcome, "(a mount)"), "{outcome:?}");
 }
 
 /// review 33: and on the operator's own symlink. A symlink at `refs` (new-workdir's
@@ -493,13 +503,50 @@ fn an_operators_refs_symlink_through_a_fuse_dir_writes_no_lock_in_another_repo()
         return;
     };
     std::os::unix::fs::symlink(mnt.join("link/../../real/refs"), o.bare.join("refs")).unwrap();
-    let outcome = o.client().acquire(&o.url, &o.lane, "me", Path::new("/a"));
-    let written = std::fs::read_dir(other.join("refs/gstack/release-locks"))
-        .map(|dir| contents(&dir.into_iter().next().unwrap().unwrap().path()))
-        .unwrap_or_default();
-    drop(fs);
+    let outcome = acquire_writing_nothing_in(&o, fs, &other.join("refs/gstack/release-locks"));
     assert!(
-        written.is_empty(),
-        "the acquire answered {outcome:?} and wrote the lane's lock ref(s) in another repository: {written:?}"
+        refused_naming(&outcome, "whose path crosses a mount"),
+        "{outcome:?}"
+    );
+}
+
+/// A mount put on the lock ref's path after berth's walk (any writer of the origin may
+/// mount a FUSE file system on a directory it writes) is found by the walk again, named
+/// as a mount; an operator's `refs` symlink whose relative text crosses no mount is
+/// followed. The mount is skipped (said on stderr) without root.
+#[test]
+fn a_mount_on_the_lock_refs_path_after_the_walk_is_refused_by_name() {
+    let o = origin();
+    std::fs::rename(o.bare.join("refs"), o.dir.path().join("shared-refs")).unwrap();
+    std::os::unix::fs::symlink("../shared-refs", o.bare.join("refs")).unwrap();
+    let locks = o.bare.join("refs/gstack/release-locks");
+    std::fs::create_dir_all(locks.join("id")).unwrap();
+    let trail = recorded(&o.bare);
+    assert!(matches!(trail.rewalk(), Ok(Reached::Dir(_))));
+    let target = CString::new(locks.as_os_str().as_bytes()).unwrap();
+    let none = std::ptr::null();
+    // SAFETY: NUL-terminated strings that outlive the call, and no data.
+    let mounted = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            target.as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            none,
+        )
+    };
+    if mounted != 0 {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    std::fs::create_dir_all(locks.join("id")).unwrap();
+    let walked = trail.rewalk();
+    let said = trail.moved_message(Moved(3));
+    // SAFETY: a NUL-terminated path that outlives the call.
+    unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    assert_eq!(walked.unwrap_err(), Moved(3));
+    assert!(
+        said.contains("release-locks is on another file system than the git dir"),
+        "{said}"
     );
 }
