@@ -237,10 +237,15 @@ impl Regex {
     /// Compiles `pattern` under the limits, or says why it cannot be used.
     pub fn compile(pattern: &str) -> Result<Regex, MatchError> {
         let pattern = javascript::rewrite(pattern)?;
+        // A backreference is rewritten to ask whether its group took part (a conditional,
+        // which only the backtracking engine reads).
+        if pattern.contains(javascript::BACKREFERENCE_OPENER) {
+            return backtracking::compile(pattern, None);
+        }
         match linear(&pattern) {
             Ok(regex) => Ok(Regex::Linear(regex)),
             Err(e) if e.size_limit().is_some() => Err(MatchError::TooLarge),
-            Err(e) => backtracking::compile(pattern, e),
+            Err(e) => backtracking::compile(pattern, Some(e)),
         }
     }
 

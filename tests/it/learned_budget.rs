@@ -421,8 +421,9 @@ fn backtracking_learned_regexes_hold_no_more_than_the_compiled_budget() {
 fn a_backreference_among_many_branches_is_charged_what_it_holds() {
     use berth::faults::learned_match::MAX_BACKTRACKING_DELEGATES;
     let many: String = (0..1_000).map(|j| format!("[ab]{j}|")).collect();
-    // The capture, the branches and the tail: the cap exactly.
-    let worst: String = (0..MAX_BACKTRACKING_DELEGATES - 2)
+    // The capture, the branches, the backreference (two: it is asked whether its group
+    // took part) and the tail: the cap exactly.
+    let worst: String = (0..MAX_BACKTRACKING_DELEGATES - 3)
         .map(|j| format!("[01]*1[01]{{100}}{j}|"))
         .collect();
     refused_then_worst_within_budget(

@@ -5,17 +5,20 @@
 
 use fancy_regex::{Expr, LookAround};
 
+use super::javascript::NOT_INSIDE_A_CHARACTER;
+
 use super::{
     BACKTRACK_LIMIT, MAX_BACKTRACKING_CONSTRUCTS, MAX_BACKTRACKING_DELEGATES, MatchError,
     REGEX_CACHE_BYTES, REGEX_SIZE_LIMIT, Regex, meta, needs_backtracking,
 };
 
 /// The rewritten `pattern` for the backtracking engine (lookaround, backreferences), with
-/// the linear engine's complaint for anything else it refuses. It matches bytes with ASCII
-/// classes, as the linear engine does.
+/// the linear engine's complaint (`None` when it was not asked: a backreference) for
+/// anything else it refuses. It matches bytes with ASCII classes, as the linear engine
+/// does.
 pub(super) fn compile(
     pattern: String,
-    linear_error: Box<meta::BuildError>,
+    linear_error: Option<Box<meta::BuildError>>,
 ) -> Result<Regex, MatchError> {
     let (constructs, delegates, nested) =
         fancy_regex::Expr::parse_tree(&pattern).map_or((0, 0, false), |tree| {
@@ -28,6 +31,9 @@ pub(super) fn compile(
     if nested {
         return Err(MatchError::LookbehindGroupAlternation);
     }
+    // As written: the rewrite's guards against looking from inside a character are not
+    // the pattern's.
+    let constructs = constructs.saturating_sub(pattern.matches(NOT_INSIDE_A_CHARACTER).count());
     if constructs > MAX_BACKTRACKING_CONSTRUCTS {
         return Err(MatchError::TooManyBacktrackingConstructs(constructs));
     }
@@ -40,10 +46,11 @@ pub(super) fn compile(
         .map_err(|fancy_error| {
             // Only lookaround and backreferences need the backtracking engine; for
             // any other syntax error the linear engine's message is the useful one.
-            if needs_backtracking(&linear_error) {
-                MatchError::Backtracking(Box::new(fancy_error))
-            } else {
-                MatchError::Linear(linear_error)
+            match linear_error {
+                Some(linear_error) if !needs_backtracking(&linear_error) => {
+                    MatchError::Linear(linear_error)
+                }
+                _ => MatchError::Backtracking(Box::new(fancy_error)),
             }
         })
 }
@@ -81,12 +88,18 @@ fn backtracking_node(expr: &Expr) -> bool {
 }
 
 /// How many nodes of `expr` only the backtracking engine runs (lookarounds,
-/// backreferences, atomic groups, conditionals, `\K`).
+/// backreferences, atomic groups, `\K`), as written: the conditional the rewrite puts
+/// around a backreference (did its group take part?) is not counted, JavaScript having
+/// no conditionals of its own.
 fn constructs(expr: &Expr) -> usize {
     let mut count = 0;
     let mut left = vec![expr];
     while let Some(expr) = left.pop() {
-        count += usize::from(backtracking_node(expr));
+        let own = matches!(
+            expr,
+            Expr::Conditional { .. } | Expr::BackrefExistsCondition { .. }
+        );
+        count += usize::from(backtracking_node(expr) && !own);
         left.extend(expr.children_iter());
     }
     count

@@ -21,6 +21,26 @@
 use super::lookbehind::{split_lookbehinds, token_end};
 use super::{MAX_GROUP_NESTING, MAX_REWRITTEN_BYTES, MatchError};
 
+/// A continuation byte of UTF-8.
+const CONTINUATION: &str = r"\x80-\xBF";
+/// A continuation byte next: a position inside a character, where JavaScript never looks.
+/// The pieces `.`, `\S`, `\W`, `\D` and negated classes become (a lead byte, then an
+/// open-ended run of continuations) may stop there, and a search may start there; every
+/// consuming atom of a rewritten pattern refuses a continuation byte, but a zero-width
+/// `(?!…)`, `(?<!…)` or `\B` would go on: each is refused there (`[^.](?!.)` fired over
+/// `voilà.`, `\B` inside `€`).
+const INSIDE_A_CHARACTER: &str = r"[\x80-\xBF]";
+/// Refuses a position inside a character: a lookaround the pattern as written does not
+/// have (not counted against [`super::MAX_BACKTRACKING_CONSTRUCTS`]).
+pub(super) const NOT_INSIDE_A_CHARACTER: &str = r"(?![\x80-\xBF])";
+
+/// A class no byte is in: JavaScript's `[]`.
+const NO_CHARACTER: &str = r"[^\x00-\xFF]";
+
+/// How a backreference's rewrite opens: a group asking whether the group it names took
+/// part in the match.
+pub(super) const BACKREFERENCE_OPENER: &str = "(?:(?(";
+
 /// JavaScript's white space and line terminators: ASCII, then the rest as UTF-8.
 const SPACE_ASCII: &str = r"\t\n\x0B\x0C\r\x20";
 /// Each byte is a class of one (see [`utf8_bytes`]).
@@ -37,8 +57,6 @@ const NOT_SPACE_WIDE: &str = concat!(
     r"|[\xEF][[\x80-\xBF]&&[^\xBB]][\x80-\xBF]|[\xEF][\xBB][\x80-\xBE]",
     r"|[\xF0-\xF7][\x80-\xBF][\x80-\xBF][\x80-\xBF]",
 );
-/// A continuation byte of UTF-8.
-const CONTINUATION: &str = r"\x80-\xBF";
 
 /// `pattern` with `.`, `\s`, `\S`, `\W`, `\D`, `\xHH` and negated classes taking whole
 /// characters; refused once that passes [`MAX_REWRITTEN_BYTES`] (checked after each
@@ -64,23 +82,44 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
                     Some(wide) => out.push_str(&format!("(?:{})", utf8_bytes(wide))),
                     None => out.push_str(&format!(r"\{kind}")),
                 },
+                Some(first @ '1'..='9') => {
+                    // A backreference to a group that took part in no match is empty in
+                    // JavaScript; fancy-regex fails it unless asked whether it did.
+                    let mut group = String::from(first);
+                    while let Some(digit) = chars.next_if(char::is_ascii_digit) {
+                        group.push(digit);
+                    }
+                    // A group of its own, so a quantifier after it repeats it whole.
+                    out.push_str(&format!(r"{BACKREFERENCE_OPENER}{group})\{group}|))"));
+                }
+                Some(escaped) if is_identity_escape(escaped, false) => out.push(escaped),
                 Some(escaped) => out.push_str(&escape(escaped)),
                 None => out.push(c),
             },
+            // A brace that opens no repetition is a character in JavaScript; the regex
+            // crate reads `{,3}` and `{1, 3}` as repetitions.
+            '{' if !opens_repetition(&chars) => out.push_str(r"\{"),
             '[' => {
                 let negated = chars.next_if_eq(&'^').is_some();
-                // A `]` first in a class is one of its characters, not its end.
-                let mut items = String::new();
-                if let Some(bracket) = chars.next_if_eq(&']') {
-                    items.push(bracket);
+                // A `]` first ends the class, as in JavaScript: `[]` takes nothing, `[^]`
+                // any character (the regex crate would read `]` as one of its items).
+                if chars.next_if_eq(&']').is_some() {
+                    out.push_str(&if negated {
+                        whole_character_but("", &[])
+                    } else {
+                        NO_CHARACTER.to_owned()
+                    });
+                    continue;
                 }
+                let mut items = String::new();
                 let mut space = false;
                 // `\W` or `\D` in a class that is not negated: any character past ASCII,
                 // whole, is one of its alternatives; `\S`: any such but white space.
                 let mut any_wide = false;
                 let mut not_space = false;
                 // Inside a negated class they stay ASCII (documented), as they were.
-                let whole = |e: &char| *e == 's' || (!negated && matches!(e, 'S' | 'W' | 'D'));
+                let taken_whole =
+                    |e: &char| *e == 's' || (!negated && matches!(e, 'S' | 'W' | 'D'));
                 // Characters past ASCII given as `\xHH`: alternatives of their own.
                 let mut wide = Vec::new();
                 let mut closed = false;
@@ -98,7 +137,7 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
                             closed = true;
                             break;
                         }
-                        '\\' if chars.peek().is_some_and(whole) => {
+                        '\\' if chars.peek().is_some_and(taken_whole) => {
                             let second = ends_union || ends_range(&items);
                             // A dash next to a class escape is a literal in JavaScript;
                             // next to what the escape becomes it would open a range.
@@ -157,7 +196,9 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
                                     ends_union || range_end,
                                 );
                             } else {
-                                items.push(c);
+                                if !escaped.is_some_and(|e| is_identity_escape(e, true)) {
+                                    items.push(c);
+                                }
                                 items.extend(escaped);
                                 ended_range = range_end;
                             }
@@ -197,6 +238,16 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
                 }
             }
             '.' => out.push_str(&whole_character_but(r"\n\r", &[])),
+            '(' if chars.next_if_eq(&'?').is_some() => {
+                if chars.next_if_eq(&'!').is_some() {
+                    // A branch of its own: no lookaround more.
+                    out.push_str(&format!("(?!{INSIDE_A_CHARACTER}|"));
+                } else if chars.clone().take(2).eq(['<', '!']) {
+                    out.push_str(&format!("{NOT_INSIDE_A_CHARACTER}(?"));
+                } else {
+                    out.push_str("(?");
+                }
+            }
             // Its bytes, not the character: fancy-regex's lookbehind steps back one byte
             // for the character (`(?<=é)x` missed `éx`).
             _ if !c.is_ascii() => out.push_str(&format!("(?:{})", utf8_bytes(c))),
@@ -294,6 +345,39 @@ fn utf8_bytes(character: char) -> String {
         .collect()
 }
 
+/// Whether JavaScript (no flags) reads `\escaped` as `escaped` itself where the regex
+/// crate reads something else (`\<` a word start, `\a` a bell, `\z` the end): an ASCII
+/// letter with no meaning of its own in JavaScript (in a class or out of one), `<` or
+/// `>`. The other punctuation means itself escaped in both.
+fn is_identity_escape(escaped: char, in_class: bool) -> bool {
+    let meaning = if in_class {
+        "dDwWsSbtnvfrcxu"
+    } else {
+        "dDwWsSbBtnvfrcxuk"
+    };
+    (escaped.is_ascii_alphabetic() && !meaning.contains(escaped)) || matches!(escaped, '<' | '>')
+}
+
+/// Whether what follows a `{` (`rest`) makes it a repetition in JavaScript: exactly
+/// `n}`, `n,}` or `n,m}`, with digits only.
+fn opens_repetition(rest: &std::iter::Peekable<std::str::Chars<'_>>) -> bool {
+    let mut ahead = rest.clone().peekable();
+    let digits = |ahead: &mut std::iter::Peekable<_>| {
+        let mut count = 0;
+        while ahead.next_if(char::is_ascii_digit).is_some() {
+            count += 1;
+        }
+        count
+    };
+    if digits(&mut ahead) == 0 {
+        return false;
+    }
+    if ahead.next_if_eq(&',').is_some() {
+        digits(&mut ahead);
+    }
+    ahead.next() == Some('}')
+}
+
 /// What `\escaped` outside a class becomes.
 fn escape(escaped: char) -> String {
     match escaped {
@@ -301,6 +385,7 @@ fn escape(escaped: char) -> String {
         'S' => whole_character_but(SPACE_ASCII, &[]),
         'W' => whole_character_but("0-9A-Za-z_", &[]),
         'D' => whole_character_but("0-9", &[]),
+        'B' => format!(r"(?:\B{NOT_INSIDE_A_CHARACTER})"),
         _ => format!(r"\{escaped}"),
     }
 }

@@ -125,8 +125,8 @@ impl<'a> Groups<'a> {
     }
 }
 
-/// The end of the token at `at`: an escape, a whole class (a `]` first in it is one of
-/// its characters), or one character.
+/// The end of the token at `at`: an escape, a whole class (its first `]` ends it, as in
+/// JavaScript: `[]`, `[^]`), or one character.
 pub(super) fn token_end(pattern: &str, at: usize) -> usize {
     let rest = &pattern[at..];
     let mut chars = rest.char_indices();
@@ -135,17 +135,14 @@ pub(super) fn token_end(pattern: &str, at: usize) -> usize {
             .next()
             .map_or(pattern.len(), |(i, c)| at + i + c.len_utf8()),
         Some((_, '[')) => {
-            let mut first = true;
             let mut escaped = false;
             for (i, c) in chars {
                 match c {
                     _ if escaped => escaped = false,
                     '\\' => escaped = true,
-                    '^' if first && i == 1 => continue,
-                    ']' if !first => return at + i + 1,
+                    ']' => return at + i + 1,
                     _ => {}
                 }
-                first = false;
             }
             pattern.len()
         }
