@@ -65,7 +65,9 @@ pub const BACKTRACKING_CHARGE: usize = 4 * REGEX_SIZE_LIMIT;
 pub const MAX_BACKTRACKING_CONSTRUCTS: usize = 16;
 /// Regexes the backtracking engine may compile for one pattern (one per stretch it runs
 /// without backtracking); a pattern with more is refused at load. `2n + 1` for `n`
-/// lookarounds in sequence, so the construct cap in sequence fits: at the cap a pattern is
+/// lookarounds in sequence, so the construct cap in sequence fits (`3n + 1` for negative
+/// lookbehinds and `\B`, each with its guard against looking from inside a character: 10
+/// of those fit): at the cap a pattern is
 /// charged 33 × [`BACKTRACKING_CHARGE`] (1,056 KiB) and its rewritten text (at most
 /// [`MAX_REWRITTEN_BYTES`]), so at least 30 of them fit the budget, and 341 of the common one-lookaround kind (`ECONN(?=RESET)`). An
 /// alternation of many branches around one backreference is refused here, not charged.
@@ -193,6 +195,14 @@ pub enum MatchError {
         "closes a group at byte {0} that was never opened, a SyntaxError in JavaScript (`\\)` is the character)"
     )]
     UnmatchedClose(usize),
+    #[error(
+        "opens a group at byte {0} with syntax JavaScript does not have (only `(`, `(?:`, `(?=`, `(?!`, `(?<=`, `(?<!` and `(?<name>`; not `(?x)`, `(?i)`, `(?P>…)`, `(?(…)` or `(?>`), a SyntaxError there"
+    )]
+    GroupSyntax(usize),
+    #[error(
+        "has a backreference inside a repetition of the group it names, which JavaScript empties at each repetition and the backtracking engine keeps; such patterns are not taken"
+    )]
+    BackreferenceInRepetition,
     #[error(
         "compiles to {0} regexes (each branch of an alternation holding a lookaround or backreference is one); at most {MAX_BACKTRACKING_DELEGATES} are compiled"
     )]

@@ -31,6 +31,11 @@ pub(super) fn compile(
     if nested {
         return Err(MatchError::LookbehindGroupAlternation);
     }
+    if fancy_regex::Expr::parse_tree(&pattern)
+        .is_ok_and(|tree| backreference_into_its_repetition(&tree.expr))
+    {
+        return Err(MatchError::BackreferenceInRepetition);
+    }
     // As written: the rewrite's guards against looking from inside a character are not
     // the pattern's.
     let constructs = constructs.saturating_sub(pattern.matches(NOT_INSIDE_A_CHARACTER).count());
@@ -182,4 +187,44 @@ fn ungrouped(mut expr: &Expr) -> &Expr {
         expr = inner;
     }
     expr
+}
+
+/// Whether a backreference sits in a repetition (`+`, `*`, `{2,}`…) that also holds the
+/// group it names: JavaScript empties a repeated group's captures at each repetition, so
+/// the reference is empty after one the group took no part in, where fancy-regex keeps
+/// the earlier capture (`^(?:(a)|b\1)+$` over `ab`). One walk per repetition, each
+/// within the nesting the check allows.
+fn backreference_into_its_repetition(expr: &Expr) -> bool {
+    // Capture groups are numbered in the order they open: a depth-first walk's, left first.
+    let mut numbers = std::collections::HashMap::new();
+    let mut left = vec![expr];
+    while let Some(expr) = left.pop() {
+        if matches!(expr, Expr::Group(_)) {
+            let number = numbers.len() + 1;
+            numbers.insert(std::ptr::from_ref(expr), number);
+        }
+        let children: Vec<&Expr> = expr.children_iter().collect();
+        left.extend(children.into_iter().rev());
+    }
+    let mut left = vec![expr];
+    while let Some(expr) = left.pop() {
+        if let Expr::Repeat { child, hi, .. } = expr
+            && *hi > 1
+        {
+            let (mut groups, mut references) = (Vec::new(), Vec::new());
+            let mut inside = vec![&**child];
+            while let Some(expr) = inside.pop() {
+                groups.extend(numbers.get(&std::ptr::from_ref(expr)));
+                if let Expr::Backref { group, .. } = expr {
+                    references.push(*group);
+                }
+                inside.extend(expr.children_iter());
+            }
+            if references.iter().any(|group| groups.contains(group)) {
+                return true;
+            }
+        }
+        left.extend(expr.children_iter());
+    }
+    false
 }

@@ -92,6 +92,16 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
                     // A group of its own, so a quantifier after it repeats it whole.
                     out.push_str(&format!(r"{BACKREFERENCE_OPENER}{group})\{group}|))"));
                 }
+                // The same for one by name (`\k<q>`), asked by name.
+                Some('k') if chars.peek() == Some(&'<') => {
+                    let name: String = chars.clone().skip(1).take_while(|c| *c != '>').collect();
+                    if chars.clone().nth(name.len() + 1) == Some('>') {
+                        chars.nth(name.len() + 1);
+                        out.push_str(&format!(r"{BACKREFERENCE_OPENER}<{name}>)\k<{name}>|))"));
+                    } else {
+                        out.push_str(r"\k");
+                    }
+                }
                 Some(escaped) if is_identity_escape(escaped, false) => out.push(escaped),
                 Some(escaped) => out.push_str(&escape(escaped)),
                 None => out.push(c),
@@ -267,6 +277,9 @@ fn groups_nest_within(pattern: &str) -> Result<(), MatchError> {
     while at < pattern.len() {
         match pattern.as_bytes()[at] {
             b'(' => {
+                if !opens_a_javascript_group(&pattern[at..]) {
+                    return Err(MatchError::GroupSyntax(at));
+                }
                 depth += 1;
                 deepest = deepest.max(depth);
             }
@@ -282,6 +295,32 @@ fn groups_nest_within(pattern: &str) -> Result<(), MatchError> {
         return Err(MatchError::GroupNesting(deepest));
     }
     Ok(())
+}
+
+/// Whether the group opening `rest` is one JavaScript has: `(`, `(?:`, a lookaround or
+/// `(?<name>`. The engines read more (`(?x)` with its comments, `(?i)`, `(?P>name)`
+/// subroutine calls, `(?(1)…)` conditionals, atomic groups), each a SyntaxError in
+/// JavaScript, so gstack never runs them, and some compile past what they are charged (a
+/// call compiles the group it calls again, each time).
+fn opens_a_javascript_group(rest: &str) -> bool {
+    let Some(after) = rest.strip_prefix("(?") else {
+        return true;
+    };
+    if [":", "=", "!", "<=", "<!"]
+        .iter()
+        .any(|opener| after.starts_with(opener))
+    {
+        return true;
+    }
+    after
+        .strip_prefix('<')
+        .and_then(|named| named.split_once('>'))
+        .is_some_and(|(name, _)| {
+            name.chars().next().is_some_and(|c| !c.is_ascii_digit())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+        })
 }
 
 /// Refuses a rewrite that has grown past [`MAX_REWRITTEN_BYTES`].

@@ -576,5 +576,7 @@ mod annex_b;
 mod empty_class_nesting;
 /// An escape JavaScript reads as the character itself.
 mod escapes;
+/// Review b28: group syntax JavaScript lacks, named and repeated backreferences, guards.
+mod javascript_syntax;
 /// A whole character is not cut before a lookahead or a non-boundary.
 mod part_characters;
