@@ -200,9 +200,13 @@ pub enum MatchError {
     )]
     GroupSyntax(usize),
     #[error(
-        "has a backreference inside a repetition of the group it names, which JavaScript empties at each repetition and the backtracking engine keeps; such patterns are not taken"
+        "has a backreference to a group inside a repetition, which JavaScript empties at each repetition and the backtracking engine keeps; such patterns are not taken"
     )]
     BackreferenceInRepetition,
+    #[error(
+        "has a lookaround inside a lookbehind (a `\\B` or negative lookbehind there counts: each has a guard), which the backtracking engine compiles again at every level; such patterns are not taken"
+    )]
+    LookaroundInLookbehind,
     #[error(
         "compiles to {0} regexes (each branch of an alternation holding a lookaround or backreference is one); at most {MAX_BACKTRACKING_DELEGATES} are compiled"
     )]

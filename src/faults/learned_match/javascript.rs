@@ -80,8 +80,15 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
             '\\' => match chars.next() {
                 Some(kind @ ('x' | 'u')) => match wide_escape(&mut chars, kind) {
                     Some(wide) => out.push_str(&format!("(?:{})", utf8_bytes(wide))),
+                    // Without its hex digits it is the letter in JavaScript (`\x{2}` is
+                    // two `x`), where the regex crate reads `\x{41}` as a code point.
+                    None if hex_digits_ahead(&chars, kind).is_none() => out.push(kind),
                     None => out.push_str(&format!(r"\{kind}")),
                 },
+                // A character past ASCII escaped is that character, as written bare.
+                Some(wide) if !wide.is_ascii() => {
+                    out.push_str(&format!("(?:{})", utf8_bytes(wide)));
+                }
                 Some(first @ '1'..='9') => {
                     // A backreference to a group that took part in no match is empty in
                     // JavaScript; fancy-regex fails it unless asked whether it did.
@@ -93,13 +100,24 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
                     out.push_str(&format!(r"{BACKREFERENCE_OPENER}{group})\{group}|))"));
                 }
                 // The same for one by name (`\k<q>`), asked by name.
-                Some('k') if chars.peek() == Some(&'<') => {
-                    let name: String = chars.clone().skip(1).take_while(|c| *c != '>').collect();
-                    if chars.clone().nth(name.len() + 1) == Some('>') {
+                // Anything else after `\k` is the letter, as JavaScript reads it in a
+                // pattern without named groups (and refuses it in one with them); the
+                // name is read as far as its characters go, so no `\k<` rescans the rest.
+                Some('k') => {
+                    let name: String = chars
+                        .clone()
+                        .skip(1)
+                        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '$'))
+                        .collect();
+                    let mut ahead = chars.clone();
+                    if !name.is_empty()
+                        && ahead.next() == Some('<')
+                        && ahead.nth(name.len()) == Some('>')
+                    {
                         chars.nth(name.len() + 1);
                         out.push_str(&format!(r"{BACKREFERENCE_OPENER}<{name}>)\k<{name}>|))"));
                     } else {
-                        out.push_str(r"\k");
+                        out.push('k');
                     }
                 }
                 Some(escaped) if is_identity_escape(escaped, false) => out.push(escaped),
@@ -181,14 +199,22 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
                                 Some(character) => wide.push(wide_item(&items, &chars, character)?),
                                 None => {
                                     // One item, its digits with it: a dash after it is read
-                                    // as after any other character.
-                                    items.push_str(&format!(r"\{kind}"));
-                                    items.push_str(&ascii_hex_digits(&mut chars, kind));
+                                    // as after any other character. Without them, the letter.
+                                    let digits = ascii_hex_digits(&mut chars, kind);
+                                    if !digits.is_empty() {
+                                        items.push('\\');
+                                    }
+                                    items.push(kind);
+                                    items.push_str(&digits);
                                     ended_range = range_end;
                                 }
                             }
                         }
                         _ if !c.is_ascii() => wide.push(wide_item(&items, &chars, c)?),
+                        '\\' if chars.peek().is_some_and(|e| !e.is_ascii()) => {
+                            let escaped = chars.next().unwrap_or(c);
+                            wide.push(wide_item(&items, &chars, escaped)?);
+                        }
                         '\\' => {
                             let range_end = ends_range(&items);
                             let escaped = chars.next();
@@ -303,6 +329,10 @@ fn groups_nest_within(pattern: &str) -> Result<(), MatchError> {
 /// JavaScript, so gstack never runs them, and some compile past what they are charged (a
 /// call compiles the group it calls again, each time).
 fn opens_a_javascript_group(rest: &str) -> bool {
+    if rest.starts_with("(*") {
+        // A backtracking verb (`(*FAIL)`): nothing to repeat, to JavaScript.
+        return false;
+    }
     let Some(after) = rest.strip_prefix("(?") else {
         return true;
     };

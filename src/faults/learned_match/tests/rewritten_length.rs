@@ -99,6 +99,8 @@ fn deeply_nested_or_unclosed_groups_are_refused_before_the_split() {
             pattern.len()
         );
     }
-    let shallow = format!("{}x{}", "(?<=a".repeat(8), ")".repeat(8));
+    // Eight groups deep is taken (a lookaround inside a lookbehind is refused for what it
+    // compiles: `nested_variable_lookbehinds_compile_within_their_charge`).
+    let shallow = format!("{}x{}", "(?:(?<=a)".repeat(8), ")".repeat(8));
     assert!(Regex::compile(&shallow).is_ok(), "{shallow}");
 }
