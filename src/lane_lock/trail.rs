@@ -32,6 +32,12 @@ use std::path::{Path, PathBuf};
 use git2::Oid;
 use nix::libc;
 
+use read::{Found, read_ref};
+
+/// What `EPERM` or `ENOSYS` from `openat2` means: older container runtimes' default
+/// seccomp profiles predate the call and answer `EPERM` rather than `ENOSYS`.
+const OPENAT2_REFUSED: &str = "openat2 refused (a kernel before 5.6, or a seccomp filter): run berth on Linux 5.6 or later, or allow openat2 in its seccomp profile";
+
 /// The directories of a ref's path where a symlink found at the walk is followed.
 const OPERATORS: [&str; 2] = ["refs", "refs/gstack"];
 
@@ -157,15 +163,18 @@ impl Trail {
             git_dir_path: git_dir.to_owned(),
             ref_name: ref_name.to_owned(),
         };
-        let mut dir = git_dir_fd.try_clone().map_err(|e| {
-            git2::Error::from_str(&format!("cannot look at {}: {e}", git_dir.display()))
-        })?;
+        // Once at the git dir, before anything is written: a kernel or seccomp filter that
+        // refuses `openat2` refuses it here by name, not as a directory missing later.
+        let mut dir = open_dir_at(git_dir_fd.as_raw_fd(), c".", DIR_FLAGS, 0)
+            .map_err(|errno| trail.unwalkable(Moved(0), errno))?;
         for at in 0..trail.steps.len() {
             let step = &trail.steps[at];
-            let Some(node) = node_at(dir.as_raw_fd(), &step.name) else {
-                break;
-            };
             let moved = Moved(at + 1);
+            let node = match node_at(dir.as_raw_fd(), &step.name) {
+                Ok(node) => node,
+                Err(errno) if missing(errno) => break,
+                Err(errno) => return Err(trail.unwalkable(moved, errno)),
+            };
             if node.is_link() && !step.operators {
                 return Err(git2::Error::from_str(&trail.symlink_message(moved)));
             }
@@ -176,13 +185,8 @@ impl Trail {
             let next = match open_dir(dir.as_raw_fd(), &step.name, node.is_link()) {
                 Ok(next) => next,
                 Err(libc::EXDEV) => return Err(crossed()),
-                Err(libc::ENOSYS) => {
-                    return Err(git2::Error::from_str(
-                        "this kernel has no openat2 (before Linux 5.6), which berth needs to walk a local origin's refs crossing no mount: berth writes no lock there",
-                    ));
-                }
-                // Missing, or no directory: git fails on it, and says so.
-                Err(_) => break,
+                Err(errno) if missing(errno) => break,
+                Err(errno) => return Err(trail.unwalkable(moved, errno)),
             };
             let reached = fstat(next.as_raw_fd()).ok_or_else(|| {
                 git2::Error::from_str(&format!(
@@ -216,7 +220,11 @@ impl Trail {
         }
         for (at, step) in self.steps.iter().enumerate() {
             let moved = Moved(at + 1);
-            let node = node_at(dir.as_raw_fd(), &step.name);
+            let node = match node_at(dir.as_raw_fd(), &step.name) {
+                Ok(node) => Some(node),
+                Err(errno) if missing(errno) => None,
+                Err(_) => return Err(moved),
+            };
             let next = match (step.link, node) {
                 (Some((link, target)), Some(node)) if node == link => {
                     // `target` is on the git dir's device (recorded so), and the walk of
@@ -235,8 +243,9 @@ impl Trail {
                     }
                     match open_dir(dir.as_raw_fd(), &step.name, false) {
                         Ok(next) if self.on_git_dirs_device(&next) => next,
-                        Ok(_) | Err(libc::EXDEV) => return Err(moved),
-                        Err(_) => return Ok(Reached::Missing),
+                        Err(errno) if missing(errno) => return Ok(Reached::Missing),
+                        // Another file system, or a walk refused: git is not run.
+                        Ok(_) | Err(_) => return Err(moved),
                     }
                 }
                 (None, _) => return Ok(Reached::Missing),
@@ -255,24 +264,29 @@ impl Trail {
     /// holds `written` (`None`: no loose ref is left); `Err` says where the write went
     /// instead, or what is there.
     pub(super) fn holds(&self, written: Option<Oid>) -> Result<(), Unbelieved> {
-        let dir = match self.rewalk() {
-            Ok(Reached::Dir(dir)) => dir,
-            Ok(Reached::Missing) if written.is_none() => return Ok(()),
-            Ok(Reached::Missing) => return Err(Unbelieved::Missing(self.ref_path())),
+        let (loose, dir_missing) = match self.rewalk() {
+            Ok(Reached::Dir(dir)) => (read_ref(&dir, &self.leaf), false),
+            Ok(Reached::Missing) => (Found::Absent, true),
             Err(moved) => return Err(Unbelieved::Moved(self.moved_message(moved))),
         };
-        let found = read_ref(&dir, &self.leaf);
+        // No loose ref: a `git pack-refs --prune` since git's exit may have packed it (and
+        // pruned its emptied directories); a delete leaves it in neither place.
+        let found = match loose {
+            Found::Absent => self.packed(),
+            found => found,
+        };
         match (written, found) {
             (None, Found::Absent) => Ok(()),
             (Some(sha), Found::Text(text)) if text == sha.to_string() => Ok(()),
+            (Some(_), Found::Absent) if dir_missing => Err(Unbelieved::Missing(self.ref_path())),
             (_, found) => Err(Unbelieved::Holds {
                 path: self.ref_path(),
                 found: match found {
                     Found::Text(text) => format!("{text:?}"),
-                    Found::Absent => "no loose ref".to_owned(),
+                    Found::Absent => NO_REF.to_owned(),
                     Found::Unreadable(why) => why,
                 },
-                expected: written.map_or_else(|| "no loose ref".to_owned(), |sha| sha.to_string()),
+                expected: written.map_or_else(|| NO_REF.to_owned(), |sha| sha.to_string()),
             }),
         }
     }
@@ -333,9 +347,29 @@ impl Trail {
         )
     }
 
+    /// Why the walk cannot go on at `moved`, in words: `openat2` refused, or the errno.
+    fn unwalkable(&self, moved: Moved, errno: libc::c_int) -> git2::Error {
+        let why = if matches!(errno, libc::EPERM | libc::ENOSYS) {
+            OPENAT2_REFUSED.to_owned()
+        } else {
+            std::io::Error::from_raw_os_error(errno).to_string()
+        };
+        git2::Error::from_str(&format!(
+            "cannot walk {} ({why}): berth walks a local origin's lock ref path crossing no mount before git writes there, and writes no lock through a path it cannot walk",
+            self.path_to(moved).display()
+        ))
+    }
+
     /// What a step found changed means, in words.
     pub(super) fn moved_message(&self, moved: Moved) -> String {
         let path = self.path_to(moved);
+        // A filter installed since the walk answers the child's `openat2` with `EPERM`.
+        if let Ok(dir) = std::fs::File::open(&self.git_dir_path)
+            && let Err(libc::EPERM | libc::ENOSYS) =
+                open_dir_at(dir.as_raw_fd(), c".", DIR_FLAGS, 0)
+        {
+            return format!("{}: {OPENAT2_REFUSED}; berth wrote nothing", path.display());
+        }
         let now = match std::fs::read_link(&path) {
             Ok(target) => format!("is now a symlink to {}", target.display()),
             Err(_) if self.crosses_a_mount(&path) => return self.mount_message(moved),
@@ -408,6 +442,17 @@ fn trim_end<'a>(bytes: &'a [u8], drop: &[u8]) -> &'a [u8] {
         .rposition(|b| !drop.contains(b))
         .map_or(0, |at| at + 1);
     &bytes[..kept]
+}
+
+/// What a ref absent both loose and packed is called in messages.
+const NO_REF: &str = "no loose ref and none in packed-refs";
+
+/// Whether a walk's errno means the directory is not there for git either (missing, or a
+/// non-directory on the way): git fails on it and says so. Any other errno (`EPERM` from
+/// a seccomp filter, `EACCES`, `EIO`) says nothing of what git would find, so the walk
+/// refuses rather than take the path as missing and let git write where berth cannot look.
+fn missing(errno: libc::c_int) -> bool {
+    matches!(errno, libc::ENOENT | libc::ENOTDIR)
 }
 
 /// A directory opened read-only; never inherited by `git`.
@@ -500,14 +545,18 @@ fn open_dir_at(
     owned(libc::c_int::try_from(fd).unwrap_or(-1)).ok_or(errno)
 }
 
-/// The node at `name` in `dir`, not following a symlink.
-fn node_at(dir: libc::c_int, name: &CStr) -> Option<Node> {
+/// The node at `name` in `dir`, not following a symlink; `Err` the errno.
+/// Async-signal-safe: one system call, errno read right after it.
+fn node_at(dir: libc::c_int, name: &CStr) -> Result<Node, libc::c_int> {
     // SAFETY: an all-zero `stat` is a valid value for fstatat to overwrite.
     let mut stat: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `name` is NUL-terminated, `stat` writable; a bad `dir` only fails.
     let found =
         unsafe { libc::fstatat(dir, name.as_ptr(), &raw mut stat, libc::AT_SYMLINK_NOFOLLOW) };
-    (found == 0).then(|| Node::of(&stat))
+    // SAFETY: reads this thread's errno, set by the call just made when it failed.
+    (found == 0)
+        .then(|| Node::of(&stat))
+        .ok_or_else(|| unsafe { *libc::__errno_location() })
 }
 
 fn fstat(fd: libc::c_int) -> Option<Node> {
@@ -517,42 +566,7 @@ fn fstat(fd: libc::c_int) -> Option<Node> {
     (unsafe { libc::fstat(fd, &raw mut stat) } == 0).then(|| Node::of(&stat))
 }
 
-/// What a loose ref's name holds.
-enum Found {
-    Absent,
-    /// Its text, trimmed.
-    Text(String),
-    /// Why it cannot be read as a ref.
-    Unreadable(String),
-}
-
-/// The loose ref `name` in `dir`, read without following a symlink or blocking, at most
-/// [`REF_READ_CAP`] bytes.
-fn read_ref(dir: &OwnedFd, name: &CStr) -> Found {
-    let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
-    // SAFETY: a directory descriptor, a NUL-terminated name and open flags.
-    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags) };
-    let Some(file) = owned(fd) else {
-        let e = std::io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::ENOENT) => Found::Absent,
-            _ => Found::Unreadable(format!("a node berth cannot read as a ref ({e})")),
-        };
-    };
-    if fstat(file.as_raw_fd()).is_none_or(|node| node.kind != libc::S_IFREG) {
-        return Found::Unreadable("a node that is not a regular file".to_owned());
-    }
-    let mut bytes = [0u8; REF_READ_CAP];
-    // SAFETY: `bytes` is a valid buffer of its length.
-    let n = unsafe { libc::read(file.as_raw_fd(), bytes.as_mut_ptr().cast(), bytes.len()) };
-    match usize::try_from(n) {
-        Ok(n) => Found::Text(String::from_utf8_lossy(&bytes[..n]).trim().to_owned()),
-        Err(_) => Found::Unreadable(format!(
-            "a ref berth cannot read ({})",
-            std::io::Error::last_os_error()
-        )),
-    }
-}
+mod read;
 
 #[cfg(test)]
 mod tests;

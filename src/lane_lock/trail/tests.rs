@@ -399,6 +399,8 @@ fn a_commondir_through_a_proc_magic_link_writes_no_lock_in_another_repo() {
 }
 
 mod flip_fs;
+mod openat2_refused;
+mod packed_after;
 
 /// review 32: the writer child judges a `commondir` by the directory its own walk reaches
 /// (`openat2`), git by the path its own walk reaches (`strbuf_add_real_path`: `lstat`,
