@@ -3,6 +3,9 @@
 //! `git update-ref`'s exit and berth's read-back ([`Trail::holds`]) moves the lock ref
 //! just written into `packed-refs`.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt as _;
+
 use super::*;
 
 /// Set in the re-run of this test that runs with a `git` packing refs after each
@@ -22,20 +25,8 @@ fn packing_git(bin: &Path, real: &Path) {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-/// The lock ref git wrote is the lock this acquire took, wherever git's own maintenance
-/// keeps it a moment later: the acquire takes the lane, and leaves no lock nobody holds.
-#[test]
-fn a_lock_ref_packed_right_after_git_wrote_it_is_still_the_lock_taken() {
-    if std::env::var_os(INNER).is_some() {
-        let o = origin();
-        let outcome = o.client().acquire(&o.url, &o.lane, "me", Path::new("/a"));
-        let packed = std::fs::read_to_string(o.bare.join("packed-refs")).unwrap_or_default();
-        assert!(
-            matches!(outcome, Ok(Acquire::Acquired(_))),
-            "the acquire answered {outcome:?}, the lock it wrote now packed: {packed}"
-        );
-        return;
-    }
+/// Runs the test `name` (in this module) again with [`packing_git`] first on `PATH`.
+fn rerun_with_packing_git(name: &str) {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let Some(real) = std::env::split_paths(&path)
         .map(|dir| dir.join("git"))
@@ -48,9 +39,9 @@ fn a_lock_ref_packed_right_after_git_wrote_it_is_still_the_lock_taken() {
     packing_git(bin.path(), &real);
     let mut paths = vec![bin.path().to_owned()];
     paths.extend(std::env::split_paths(&path));
-    let name = "lane_lock::trail::tests::packed_after::a_lock_ref_packed_right_after_git_wrote_it_is_still_the_lock_taken";
+    let name = format!("lane_lock::trail::tests::packed_after::{name}");
     let rerun = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .args(["--exact", &name, "--nocapture", "--test-threads=1"])
         .env(INNER, "1")
         .env("PATH", std::env::join_paths(paths).unwrap())
         .output()
@@ -60,5 +51,99 @@ fn a_lock_ref_packed_right_after_git_wrote_it_is_still_the_lock_taken() {
         "{}{}",
         String::from_utf8_lossy(&rerun.stdout),
         String::from_utf8_lossy(&rerun.stderr)
+    );
+}
+
+/// The lock ref git wrote is the lock this acquire took, wherever git's own maintenance
+/// keeps it a moment later: the acquire takes the lane, and leaves no lock nobody holds.
+#[test]
+fn a_lock_ref_packed_right_after_git_wrote_it_is_still_the_lock_taken() {
+    if std::env::var_os(INNER).is_none() {
+        return rerun_with_packing_git(
+            "a_lock_ref_packed_right_after_git_wrote_it_is_still_the_lock_taken",
+        );
+    }
+    let o = origin();
+    let outcome = o.client().acquire(&o.url, &o.lane, "me", Path::new("/a"));
+    let packed = std::fs::read_to_string(o.bare.join("packed-refs")).unwrap_or_default();
+    assert!(
+        matches!(outcome, Ok(Acquire::Acquired(_))),
+        "the acquire answered {outcome:?}, the lock it wrote now packed: {packed}"
+    );
+}
+
+/// A ref named in Latin-1 (git takes any byte from 0x80 in a ref name; a push may create
+/// one) packed in the origin, sorted before `refs/gstack/`: a commit of the origin's,
+/// and the ref's raw name.
+fn latin1_ref_packed(o: &Origin) -> Vec<u8> {
+    let repo = git2::Repository::open_bare(&o.bare).unwrap();
+    let tree = repo.treebuilder(None).unwrap().write().unwrap();
+    let tree = repo.find_tree(tree).unwrap();
+    let who = git2::Signature::now("someone", "someone@example.com").unwrap();
+    let commit = repo.commit(None, &who, &who, "work", &tree, &[]).unwrap();
+    let name = b"refs/changes/caf\xe9".to_vec();
+    let git = |args: &[&OsStr]| {
+        let ran = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(&o.bare)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(ran.status.success(), "{ran:?}");
+    };
+    git(&[
+        OsStr::new("update-ref"),
+        OsStr::from_bytes(&name),
+        OsStr::new(&commit.to_string()),
+    ]);
+    git(&[OsStr::new("pack-refs"), OsStr::new("--all"), OsStr::new("--prune")]);
+    name
+}
+
+/// review 35: `Trail::packed` reads `packed-refs` as UTF-8 lines and gives up at the
+/// first line that is not: the same `pack-refs` right after the write, on an origin with
+/// a Latin-1 branch name before the lock's line, still leaves the lock just written
+/// disbelieved (a lock nobody holds for the TTL).
+#[test]
+fn a_lock_ref_packed_after_a_latin1_ref_is_still_the_lock_taken() {
+    if std::env::var_os(INNER).is_none() {
+        return rerun_with_packing_git(
+            "a_lock_ref_packed_after_a_latin1_ref_is_still_the_lock_taken",
+        );
+    }
+    let o = origin();
+    latin1_ref_packed(&o);
+    let outcome = o.client().acquire(&o.url, &o.lane, "me", Path::new("/a"));
+    let packed = String::from_utf8_lossy(&std::fs::read(o.bare.join("packed-refs")).unwrap())
+        .into_owned();
+    assert!(
+        matches!(outcome, Ok(Acquire::Acquired(_))),
+        "the acquire answered {outcome:?}, the lock it wrote now packed: {packed}"
+    );
+}
+
+/// review 35: after a delete no loose ref is left, so every release reads `packed-refs`;
+/// one holding a Latin-1 ref name anywhere makes every release of the origin's locks
+/// fail as "the write went elsewhere" though git deleted the lock (no race needed).
+#[test]
+fn a_release_on_an_origin_with_a_latin1_packed_ref_is_believed() {
+    let o = origin();
+    latin1_ref_packed(&o);
+    let client = o.client();
+    let Ok(Acquire::Acquired(held)) = client.acquire(&o.url, &o.lane, "me", Path::new("/a"))
+    else {
+        panic!("no lock taken");
+    };
+    let released = client.release(&held);
+    let left = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(&o.bare)
+        .args(["for-each-ref", "refs/gstack/"])
+        .output()
+        .unwrap();
+    assert!(
+        matches!(released, Ok(crate::lane_lock::Released::Deleted)),
+        "the release answered {released:?}; lock refs left in the origin: {:?}",
+        String::from_utf8_lossy(&left.stdout)
     );
 }
