@@ -96,7 +96,11 @@ fn latin1_ref_packed(o: &Origin) -> Vec<u8> {
         OsStr::from_bytes(&name),
         OsStr::new(&commit.to_string()),
     ]);
-    git(&[OsStr::new("pack-refs"), OsStr::new("--all"), OsStr::new("--prune")]);
+    git(&[
+        OsStr::new("pack-refs"),
+        OsStr::new("--all"),
+        OsStr::new("--prune"),
+    ]);
     name
 }
 
@@ -114,8 +118,8 @@ fn a_lock_ref_packed_after_a_latin1_ref_is_still_the_lock_taken() {
     let o = origin();
     latin1_ref_packed(&o);
     let outcome = o.client().acquire(&o.url, &o.lane, "me", Path::new("/a"));
-    let packed = String::from_utf8_lossy(&std::fs::read(o.bare.join("packed-refs")).unwrap())
-        .into_owned();
+    let packed =
+        String::from_utf8_lossy(&std::fs::read(o.bare.join("packed-refs")).unwrap()).into_owned();
     assert!(
         matches!(outcome, Ok(Acquire::Acquired(_))),
         "the acquire answered {outcome:?}, the lock it wrote now packed: {packed}"
@@ -130,8 +134,7 @@ fn a_release_on_an_origin_with_a_latin1_packed_ref_is_believed() {
     let o = origin();
     latin1_ref_packed(&o);
     let client = o.client();
-    let Ok(Acquire::Acquired(held)) = client.acquire(&o.url, &o.lane, "me", Path::new("/a"))
-    else {
+    let Ok(Acquire::Acquired(held)) = client.acquire(&o.url, &o.lane, "me", Path::new("/a")) else {
         panic!("no lock taken");
     };
     let released = client.release(&held);
@@ -145,5 +148,43 @@ fn a_release_on_an_origin_with_a_latin1_packed_ref_is_believed() {
         matches!(released, Ok(crate::lane_lock::Released::Deleted)),
         "the release answered {released:?}; lock refs left in the origin: {:?}",
         String::from_utf8_lossy(&left.stdout)
+    );
+}
+
+/// review 35: `git new-workdir` and Google's `repo` link a git dir's `packed-refs` to the
+/// shared one beside its `refs` (git follows that symlink for every read and write of
+/// packed refs); `Trail::packed` opens it `O_NOFOLLOW`, so after a delete (no loose ref
+/// left) every release on such an origin is answered "the write went elsewhere" though
+/// git deleted the lock.
+#[test]
+fn a_release_on_a_new_workdir_origin_with_packed_refs_linked_is_believed() {
+    let o = origin();
+    // The shared repository's packed-refs (any repository `git gc` ever ran in).
+    std::fs::write(
+        o.bare.join("packed-refs"),
+        "# pack-refs with: peeled fully-peeled sorted \n",
+    )
+    .unwrap();
+    let work = o.dir.path().join("workdir.git");
+    git2::Repository::init_bare(&work).unwrap();
+    std::fs::remove_dir_all(work.join("refs")).unwrap();
+    for linked in ["refs", "packed-refs"] {
+        std::os::unix::fs::symlink(o.bare.join(linked), work.join(linked)).unwrap();
+    }
+    let url = work.to_str().unwrap().to_owned();
+    let lane = Lane {
+        repo_identity: url.clone(),
+        base_branch: "main".into(),
+    };
+    let client = o.client();
+    let outcome = client.acquire(&url, &lane, "me", Path::new("/a"));
+    let Ok(Acquire::Acquired(held)) = outcome else {
+        panic!("no lock taken: {outcome:?}");
+    };
+    let released = client.release(&held);
+    assert!(
+        matches!(released, Ok(crate::lane_lock::Released::Deleted)),
+        "the release answered {released:?}; lock ref left: {}",
+        o.bare.join(held.ref_name()).exists()
     );
 }
