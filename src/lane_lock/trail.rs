@@ -468,20 +468,24 @@ fn owned(fd: libc::c_int) -> Option<OwnedFd> {
 /// walk that crosses no mount ([`open_dir_at`]); `Err` the errno.
 fn open_dir(dir: libc::c_int, name: &CStr, follow: bool) -> Result<OwnedFd, libc::c_int> {
     if follow {
-        open_link_target(dir, name)
+        open_link_target(dir, name, DIR_FLAGS)
     } else {
         open_dir_at(dir, name, DIR_FLAGS | libc::O_NOFOLLOW, 0)
     }
 }
 
-/// The directory the symlink `name` in `dir` names, its text walked as the kernel walks
+/// What the symlink `name` in `dir` names, opened with `flags`, its text walked as the kernel walks
 /// it for git (from `dir`, or from `/` when absolute) but crossing no mount
 /// ([`open_dir_at`]): a text that enters a FUSE file system and leaves it by `..` reaches
 /// one directory for berth and another for git, whom the server tells a node there is a
 /// symlink. So a text that crosses a mount (an absolute one: every mount below `/` on its
 /// way) is refused. The symlink itself is on the git dir's file system and kept to the
 /// same node, so its text is the one git reads. Async-signal-safe: the text on the stack.
-fn open_link_target(dir: libc::c_int, name: &CStr) -> Result<OwnedFd, libc::c_int> {
+fn open_link_target(
+    dir: libc::c_int,
+    name: &CStr,
+    flags: libc::c_int,
+) -> Result<OwnedFd, libc::c_int> {
     let mut text = [0u8; LINK_TEXT_CAP + 1];
     // SAFETY: a directory descriptor, a NUL-terminated name, and a buffer one byte
     // longer than the length given, for the NUL.
@@ -495,7 +499,7 @@ fn open_link_target(dir: libc::c_int, name: &CStr) -> Result<OwnedFd, libc::c_in
     // An absolute text ignores `dir`, as the kernel's walk for git does.
     CStr::from_bytes_with_nul(&text[..=n])
         .map_err(|_| libc::EINVAL)
-        .and_then(|text| open_dir_at(dir, text, DIR_FLAGS, 0))
+        .and_then(|text| open_dir_at(dir, text, flags, 0))
 }
 
 /// The longest symlink text followed: Linux's `PATH_MAX` (no symlink's text is longer).

@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd as _, OwnedFd};
 
 use nix::libc;
 
-use super::{DIR_FLAGS, REF_READ_CAP, Trail, fstat, owned};
+use super::{DIR_FLAGS, Node, REF_READ_CAP, Trail, fstat, node_at, open_link_target, owned};
 
 /// What a ref's name holds.
 pub(super) enum Found {
@@ -76,23 +76,64 @@ impl Trail {
                 self.git_dir_path.display()
             ));
         };
-        let file = match open_file(&dir, c"packed-refs") {
+        let file = match self.open_packed_refs(&dir) {
             Ok(file) => std::fs::File::from(file),
             Err(found) => return found,
         };
-        for line in std::io::BufReader::new(file).lines() {
-            let line = match line {
-                Ok(line) => line,
+        // Bytes, not text: a ref name may hold any byte from 0x80 (a branch named in
+        // Latin-1), and one such line must not make the file unreadable.
+        let mut lines = std::io::BufReader::new(file);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match lines.read_until(b'\n', &mut line) {
+                Ok(0) => return Found::Absent,
+                Ok(_) => {}
                 Err(e) => return Found::Unreadable(format!("packed-refs unreadable ({e})")),
-            };
+            }
+            let line = line.strip_suffix(b"\n").unwrap_or(&line);
             // `#` the header, `^` a peeled tag's target: neither names a ref.
-            if let Some((sha, name)) = line.split_once(' ')
-                && !sha.starts_with(['#', '^'])
-                && name == self.ref_name
+            if let Some(space) = line.iter().position(|byte| *byte == b' ')
+                && !line.starts_with(b"#")
+                && !line.starts_with(b"^")
+                && &line[space + 1..] == self.ref_name.as_bytes()
             {
-                return Found::Text(sha.to_owned());
+                return Found::Text(String::from_utf8_lossy(&line[..space]).into_owned());
             }
         }
-        Found::Absent
+    }
+
+    /// The git dir's `packed-refs`: the regular file, or the one a symlink there names
+    /// (`git new-workdir` and Google's repo link it to the shared repository's, as they
+    /// link `refs`), followed as git follows it but crossing no mount, and on the git
+    /// dir's file system.
+    fn open_packed_refs(&self, dir: &OwnedFd) -> Result<OwnedFd, Found> {
+        let linked = || {
+            let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC;
+            let file =
+                open_link_target(dir.as_raw_fd(), c"packed-refs", flags).map_err(|errno| {
+                    Found::Unreadable(format!(
+                        "a symlink berth cannot follow as packed-refs ({})",
+                        std::io::Error::from_raw_os_error(errno)
+                    ))
+                })?;
+            match fstat(file.as_raw_fd()) {
+                Some(node) if node.kind == libc::S_IFREG && node.dev == self.git_dir_node.dev => {
+                    Ok(file)
+                }
+                _ => Err(Found::Unreadable(
+                    "a symlink to a node that is not a regular file on the git dir's file system"
+                        .to_owned(),
+                )),
+            }
+        };
+        match open_file(dir, c"packed-refs") {
+            Err(Found::Unreadable(_))
+                if node_at(dir.as_raw_fd(), c"packed-refs").is_ok_and(Node::is_link) =>
+            {
+                linked()
+            }
+            opened => opened,
+        }
     }
 }
