@@ -204,7 +204,7 @@ pub enum MatchError {
     )]
     BackreferenceInRepetition,
     #[error(
-        "has a lookaround inside a lookbehind (a `\\B` or negative lookbehind there counts: each has a guard), which the backtracking engine compiles again at every level; such patterns are not taken"
+        "has a lookaround or a word boundary (`\\b`, `\\B`) inside a lookbehind, which the backtracking engine compiles again at every one; such patterns are not taken"
     )]
     LookaroundInLookbehind,
     #[error(

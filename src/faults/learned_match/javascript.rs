@@ -71,6 +71,11 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
         return Err(MatchError::RewrittenTooLong(pattern.len()));
     }
     groups_nest_within(pattern)?;
+    // `\k<name>` is a backreference only in a pattern with named groups; in one without,
+    // JavaScript reads `\k` as the letter.
+    let named_groups = pattern.match_indices("(?<").any(|(at, _)| {
+        pattern[at + 3..].starts_with(|c: char| c.is_ascii_alphabetic() || matches!(c, '_' | '$'))
+    });
     let pattern = split_lookbehinds(pattern);
     let mut out = String::with_capacity(pattern.len());
     let mut chars = pattern.chars().peekable();
@@ -100,9 +105,10 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
                     out.push_str(&format!(r"{BACKREFERENCE_OPENER}{group})\{group}|))"));
                 }
                 // The same for one by name (`\k<q>`), asked by name.
-                // Anything else after `\k` is the letter, as JavaScript reads it in a
-                // pattern without named groups (and refuses it in one with them); the
-                // name is read as far as its characters go, so no `\k<` rescans the rest.
+                // Anything else after `\k`, or `\k` in a pattern without named groups,
+                // is the letter, as JavaScript reads it (a pattern with them refuses the
+                // rest); the name is read as far as its characters go, so no `\k<`
+                // rescans the rest of the pattern.
                 Some('k') => {
                     let name: String = chars
                         .clone()
@@ -110,7 +116,8 @@ pub(super) fn rewrite(pattern: &str) -> Result<String, MatchError> {
                         .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '$'))
                         .collect();
                     let mut ahead = chars.clone();
-                    if !name.is_empty()
+                    if named_groups
+                        && name.starts_with(|c: char| !c.is_ascii_digit())
                         && ahead.next() == Some('<')
                         && ahead.nth(name.len()) == Some('>')
                     {

@@ -572,6 +572,8 @@ mod one_class;
 
 /// A brace that is not a repetition, and a backreference to an unmatched group.
 mod annex_b;
+/// Review b30: word boundaries inside a lookbehind, `\k<1>` without named groups.
+mod boundaries_and_numbered_names;
 /// Groups counted over the split's tokens: a `]` first ends its class, a `)` with none open.
 mod empty_class_nesting;
 /// An escape JavaScript reads as the character itself.
