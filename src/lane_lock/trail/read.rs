@@ -112,6 +112,12 @@ impl Trail {
             let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC;
             let file =
                 open_link_target(dir.as_raw_fd(), c"packed-refs", flags).map_err(|errno| {
+                    // A link to nothing is no packed refs, as git reads it (`git
+                    // new-workdir` links `packed-refs` whether or not the shared
+                    // repository has one).
+                    if errno == libc::ENOENT {
+                        return Found::Absent;
+                    }
                     Found::Unreadable(format!(
                         "a symlink berth cannot follow as packed-refs ({})",
                         std::io::Error::from_raw_os_error(errno)

@@ -92,11 +92,17 @@ fn nested_variable_lookbehinds_compile_within_their_charge() {
         pattern = format!("(?<={pattern})b+");
     }
     pattern.push('c');
-    let Ok(charge) = compile_within_budget(&pattern) else {
+    one_match_holds_no_more_than_its_charge(&pattern, "abbc");
+}
+
+/// Unless `pattern` is refused, one match of it over `text` holds at once no more than it
+/// is charged.
+pub(super) fn one_match_holds_no_more_than_its_charge(pattern: &str, text: &str) {
+    let Ok(charge) = compile_within_budget(pattern) else {
         return;
     };
     crate::rules::memory::start();
-    let hit = Regex::compile(&pattern).unwrap().is_match("abbc");
+    let hit = Regex::compile(pattern).unwrap().is_match(text);
     let peak = crate::rules::memory::stop();
     assert!(
         usize::try_from(peak).unwrap() <= charge,

@@ -214,3 +214,28 @@ fn new_workdir(o: &Origin) -> (String, Lane) {
     };
     (url, lane)
 }
+
+/// review 36: `git new-workdir` links `packed-refs` whether or not the shared repository
+/// has one (its loop runs `ln -s` for every name), so a shared repository `git gc` never
+/// ran in leaves the link dangling: git reads that as no packed refs (`ENOENT` is an
+/// empty file to its packed backend) and its delete succeeds, but fc41bbb's follow refuses
+/// the dangling link as "a symlink berth cannot follow", so every release on such an
+/// origin is answered "the write went elsewhere" though git deleted the lock.
+#[test]
+fn a_release_on_a_new_workdir_origin_with_packed_refs_linked_to_none_is_believed() {
+    let o = origin();
+    let (url, lane) = new_workdir(&o);
+    // The shared repository before its first `git gc`: no packed-refs; the link dangles.
+    std::fs::remove_file(o.bare.join("packed-refs")).unwrap();
+    let client = o.client();
+    let outcome = client.acquire(&url, &lane, "me", Path::new("/a"));
+    let Ok(Acquire::Acquired(held)) = outcome else {
+        panic!("no lock taken: {outcome:?}");
+    };
+    let released = client.release(&held);
+    assert!(
+        matches!(released, Ok(crate::lane_lock::Released::Deleted)),
+        "the release answered {released:?}; lock ref left: {}",
+        o.bare.join(held.ref_name()).exists()
+    );
+}
