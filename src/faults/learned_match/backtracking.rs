@@ -116,30 +116,59 @@ fn constructs(expr: &Expr) -> usize {
 /// At most how many regexes fancy-regex compiles for `expr`: one for every child that
 /// needs no backtracking of a node that does (each branch of an alternation holding a
 /// lookaround, each run of them in a sequence around one, the inside of a lookaround), and for
-/// a lookbehind over an alternation one per branch. (Its search is the backtracking VM
-/// itself: the seek regex it could compile for the whole pattern is off by default.)
+/// a lookbehind over an alternation one per branch. What it compiles on its VM is counted
+/// by the branches it delegates from there ([`branches_on_the_vm`]): a capture group a backreference names,
+/// and in a sequence what lies between its first and last hard child. (Its search is the
+/// backtracking VM itself: the seek regex it could compile for the whole pattern is off by
+/// default.)
 fn delegates(expr: &Expr) -> usize {
     let mut hard = std::collections::HashMap::new();
     mark_hard(expr, &mut hard);
-    let is_hard = |e: &Expr| hard.get(&std::ptr::from_ref(e)).copied().unwrap_or(false);
+    let referenced = referenced_groups(expr);
+    let is_hard = |e: &Expr| {
+        hard.get(&std::ptr::from_ref(e)).copied().unwrap_or(false)
+            || referenced.contains(&std::ptr::from_ref(e))
+    };
     let mut count = 0;
     let mut left = vec![expr];
     while let Some(expr) = left.pop() {
         if !is_hard(expr) {
             continue;
         }
+        if let Expr::Group(inside) = expr
+            && !hard
+                .get(&std::ptr::from_ref(expr))
+                .copied()
+                .unwrap_or(false)
+        {
+            count += 1 + branches_on_the_vm(inside);
+            continue;
+        }
         let behind = matches!(
             expr,
             Expr::LookAround(_, LookAround::LookBehind | LookAround::LookBehindNeg)
         );
-        // In a sequence, the easy children between two hard ones are one stretch.
+        // In a sequence, the easy children between two hard ones are one stretch, and
+        // between its first and last hard child each alternation branch one more (the
+        // VM compiles them).
+        let children: Vec<&Expr> = expr.children_iter().collect();
+        let hard_at: Vec<usize> = (0..children.len())
+            .filter(|&i| is_hard(children[i]))
+            .collect();
         let sequence = matches!(expr, Expr::Concat(_));
+        let between = match (sequence, hard_at.first(), hard_at.last()) {
+            (true, Some(&first), Some(&last)) => first..last,
+            _ => 0..0,
+        };
         let mut after_easy = false;
-        for child in expr.children_iter() {
+        for (i, child) in children.into_iter().enumerate() {
             if is_hard(child) {
                 left.push(child);
                 after_easy = false;
                 continue;
+            }
+            if between.contains(&i) {
+                count += branches_on_the_vm(child);
             }
             if !(sequence && after_easy) {
                 count += match child {
@@ -151,6 +180,37 @@ fn delegates(expr: &Expr) -> usize {
         }
     }
     count
+}
+
+/// The regexes more than one that fancy-regex delegates for `expr` compiled on its VM:
+/// each branch of an alternation there starts a stretch of its own.
+fn branches_on_the_vm(expr: &Expr) -> usize {
+    let own = match expr {
+        Expr::Alt(branches) => branches.len() - 1,
+        _ => 0,
+    };
+    own + expr.children_iter().map(branches_on_the_vm).sum::<usize>()
+}
+
+/// The capture groups a backreference names: fancy-regex compiles each on its VM.
+fn referenced_groups(expr: &Expr) -> Vec<*const Expr> {
+    let mut groups = Vec::new();
+    let mut named = Vec::new();
+    let mut left = vec![expr];
+    while let Some(expr) = left.pop() {
+        if matches!(expr, Expr::Group(_)) {
+            groups.push(std::ptr::from_ref(expr));
+        }
+        if let Expr::Backref { group, .. } = expr {
+            named.push(*group);
+        }
+        let children: Vec<&Expr> = expr.children_iter().collect();
+        left.extend(children.into_iter().rev());
+    }
+    named
+        .into_iter()
+        .filter_map(|group| groups.get(group.checked_sub(1)?).copied())
+        .collect()
 }
 
 /// Records for every node of `expr` whether it or a node under it needs backtracking;

@@ -584,3 +584,5 @@ mod javascript_syntax;
 mod lookbehind_nesting_and_escapes;
 /// A whole character is not cut before a lookahead or a non-boundary.
 mod part_characters;
+/// Review b31: what a referenced group and a run between lookarounds compile.
+mod referenced_group_delegates;
