@@ -48,6 +48,11 @@ pub(super) fn compile(
     if delegates > MAX_BACKTRACKING_DELEGATES {
         return Err(MatchError::TooManyDelegates(delegates));
     }
+    let on_the_vm =
+        fancy_regex::Expr::parse_tree(&pattern).map_or(0, |tree| leaves_on_the_vm(&tree.expr));
+    if on_the_vm > MAX_BACKTRACKING_DELEGATES {
+        return Err(MatchError::TooManyDelegates(on_the_vm));
+    }
     build(&pattern)
         // Only the pattern is kept: the regex is built again for each match (`build`).
         .map(|_| Regex::Backtracking(pattern.into_boxed_str(), delegates))
@@ -190,6 +195,98 @@ fn branches_on_the_vm(expr: &Expr) -> usize {
         _ => 0,
     };
     own + expr.children_iter().map(branches_on_the_vm).sum::<usize>()
+}
+
+/// How many small regexes fancy-regex may delegate, piece by piece, from what it compiles
+/// on its VM: in a sequence holding a lookaround or backreference, each easy child between
+/// the first and the last hard one, and those of a leading or trailing run of easy
+/// children that is not of fixed width (one of fixed width is batched into one regex,
+/// counted by [`delegates`]); the inside of a capture group a backreference names, unless
+/// of fixed width. Each class or other non-literal leaf there is a regex of its own, each
+/// alternation branch at least one (1,830 distinct `[axy]+?` between two lookaheads
+/// compiled 1,830). Held to [`MAX_BACKTRACKING_DELEGATES`] apart from the charge.
+fn leaves_on_the_vm(expr: &Expr) -> usize {
+    let mut hard = std::collections::HashMap::new();
+    mark_hard(expr, &mut hard);
+    let is_hard = |e: &Expr| hard.get(&std::ptr::from_ref(e)).copied().unwrap_or(false);
+    let referenced = referenced_groups(expr);
+    let unless_fixed = |run: &[&Expr]| {
+        if run
+            .iter()
+            .try_fold(0, |sum, e| Some(sum + width(e)?))
+            .is_some()
+        {
+            0
+        } else {
+            run.iter().map(|e| leaves(e)).sum()
+        }
+    };
+    let mut count = 0;
+    let mut left = vec![expr];
+    while let Some(expr) = left.pop() {
+        if let Expr::Group(inside) = expr
+            && referenced.contains(&std::ptr::from_ref(expr))
+            && !is_hard(expr)
+        {
+            count += unless_fixed(&[&**inside]);
+            continue;
+        }
+        let children: Vec<&Expr> = expr.children_iter().collect();
+        let hard_at: Vec<usize> = (0..children.len())
+            .filter(|&i| is_hard(children[i]))
+            .collect();
+        if let (Expr::Concat(_), Some(&first), Some(&last)) =
+            (expr, hard_at.first(), hard_at.last())
+        {
+            count += unless_fixed(&children[..first]) + unless_fixed(&children[last + 1..]);
+            count += (first + 1..last)
+                .filter(|&i| !is_hard(children[i]))
+                .map(|i| leaves(children[i]))
+                .sum::<usize>();
+        }
+        left.extend(children);
+    }
+    count
+}
+
+/// The non-literal leaves of `expr` (classes, `.`, escapes), each alternation branch at
+/// least one.
+fn leaves(expr: &Expr) -> usize {
+    match expr {
+        Expr::Literal { .. } | Expr::Empty | Expr::Assertion(_) => 0,
+        Expr::Alt(branches) => branches.iter().map(|branch| leaves(branch).max(1)).sum(),
+        Expr::Concat(_) | Expr::Group(_) | Expr::Repeat { .. } => {
+            expr.children_iter().map(leaves).sum()
+        }
+        _ => 1,
+    }
+}
+
+/// The bytes `expr` always takes, when that is one number (a class takes one byte: the
+/// engines run over bytes).
+fn width(expr: &Expr) -> Option<usize> {
+    match expr {
+        Expr::Empty | Expr::Assertion(_) => Some(0),
+        Expr::Literal { val, .. } => Some(val.len()),
+        Expr::Any { .. } | Expr::Delegate { .. } => Some(1),
+        Expr::Group(inside) => width(inside),
+        Expr::Concat(children) => children.iter().try_fold(0, |sum, e| Some(sum + width(e)?)),
+        Expr::Alt(branches) => {
+            let first = width(branches.first()?)?;
+            branches
+                .iter()
+                .all(|branch| width(branch) == Some(first))
+                .then_some(first)
+        }
+        Expr::Repeat { child, lo, hi, .. } if lo == hi => {
+            if *hi == 0 {
+                Some(0)
+            } else {
+                Some(width(child)? * lo)
+            }
+        }
+        _ => None,
+    }
 }
 
 /// The capture groups a backreference names: fancy-regex compiles each on its VM.

@@ -574,6 +574,8 @@ mod one_class;
 mod annex_b;
 /// Review b30: word boundaries inside a lookbehind, `\k<1>` without named groups.
 mod boundaries_and_numbered_names;
+/// Review b32: the classes compiled one by one on the VM.
+mod class_delegates;
 /// Groups counted over the split's tokens: a `]` first ends its class, a `)` with none open.
 mod empty_class_nesting;
 /// An escape JavaScript reads as the character itself.
