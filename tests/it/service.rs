@@ -36,17 +36,21 @@ fn one_daemon_per_berth_dir_health_in_status_and_metrics_over_http() {
         "no landing started; log:\n{}",
         fs::read_to_string(&log_path).unwrap_or_default()
     );
-    let holding = scrape(&addr);
+    // The gauges are the last snapshot's: one taken while the record was still claiming
+    // is replaced by the next, within a poll.
+    let mut holding = String::new();
+    assert!(
+        world.wait_for(Duration::from_secs(30), || {
+            holding = scrape(&addr);
+            sample(&holding, "berth_records{status=\"landing\"}") == Some(1.0)
+        }),
+        "the metrics never showed the landing:\n{holding}"
+    );
     assert!(
         holding.lines().any(
             |l| l.starts_with("berth_lane_lock_heartbeat_age_seconds{lane=\"")
                 && l.contains(":main\"} ")
         ),
-        "{holding}"
-    );
-    assert_eq!(
-        sample(&holding, "berth_records{status=\"landing\"}"),
-        Some(1.0),
         "{holding}"
     );
     fs::write(&go, "").unwrap();
