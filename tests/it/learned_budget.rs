@@ -341,7 +341,7 @@ fn resident_kib() -> u64 {
 }
 
 /// Loads `planted` entries of `planted_pattern(n)`, each of which must be refused naming
-/// `why`, and 40 of `worst_pattern(n)` (at the caps, 33 regexes of 32 KiB each, plus
+/// `why`, and 40 of `worst_pattern(n)` (at the caps, up to 33 regexes of 32 KiB each, plus
 /// their rewritten text): 30 fit the budget, the rest are refused by it, and the accepted ones hold no more than the
 /// budget resident.
 fn refused_then_worst_within_budget(
@@ -400,8 +400,10 @@ fn backtracking_learned_regexes_hold_no_more_than_the_compiled_budget() {
     while many.len() < 7_900 {
         many.push_str(r"\w{30}(?=x)");
     }
+    // A class between two lookaheads is a regex of its own on the engine's VM, so the
+    // worst kind sits inside them, with literals between.
     let worst: String = (0..MAX_BACKTRACKING_CONSTRUCTS)
-        .map(|j| format!("[01]*1[01]{{100}}{j}(?=[01]*1[01]{{100}}{j}y)"))
+        .map(|j| format!("(?=[01]*1[01]{{100}}{j}y){j}"))
         .collect();
     refused_then_worst_within_budget(
         20,
@@ -421,9 +423,10 @@ fn backtracking_learned_regexes_hold_no_more_than_the_compiled_budget() {
 fn a_backreference_among_many_branches_is_charged_what_it_holds() {
     use berth::faults::learned_match::MAX_BACKTRACKING_DELEGATES;
     let many: String = (0..1_000).map(|j| format!("[ab]{j}|")).collect();
-    // The capture, the branches, the backreference (two: it is asked whether its group
-    // took part) and the tail: the cap exactly.
-    let worst: String = (0..MAX_BACKTRACKING_DELEGATES - 3)
+    // Branches compiled on the engine's VM (the alternation holds the backreference): each
+    // of this kind two regexes there (`[01]*`, then the fixed-width rest), so as many as
+    // fit the cap.
+    let worst: String = (0..(MAX_BACKTRACKING_DELEGATES - 1) / 2)
         .map(|j| format!("[01]*1[01]{{100}}{j}|"))
         .collect();
     refused_then_worst_within_budget(

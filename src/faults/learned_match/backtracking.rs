@@ -48,10 +48,10 @@ pub(super) fn compile(
     if delegates > MAX_BACKTRACKING_DELEGATES {
         return Err(MatchError::TooManyDelegates(delegates));
     }
-    let on_the_vm =
-        fancy_regex::Expr::parse_tree(&pattern).map_or(0, |tree| leaves_on_the_vm(&tree.expr));
-    if on_the_vm > MAX_BACKTRACKING_DELEGATES {
-        return Err(MatchError::TooManyDelegates(on_the_vm));
+    let compiled =
+        fancy_regex::Expr::parse_tree(&pattern).map_or(0, |tree| compiled_delegates(&tree.expr));
+    if compiled > MAX_BACKTRACKING_DELEGATES {
+        return Err(MatchError::TooManyDelegates(compiled));
     }
     build(&pattern)
         // Only the pattern is kept: the regex is built again for each match (`build`).
@@ -197,76 +197,87 @@ fn branches_on_the_vm(expr: &Expr) -> usize {
     own + expr.children_iter().map(branches_on_the_vm).sum::<usize>()
 }
 
-/// How many small regexes fancy-regex may delegate, piece by piece, from what it compiles
-/// on its VM: in a sequence holding a lookaround or backreference, each easy child between
-/// the first and the last hard one, and those of a leading or trailing run of easy
-/// children that is not of fixed width (one of fixed width is batched into one regex,
-/// counted by [`delegates`]); the inside of a capture group a backreference names, unless
-/// of fixed width. Each class or other non-literal leaf there is a regex of its own, each
-/// alternation branch at least one (1,830 distinct `[axy]+?` between two lookaheads
-/// compiled 1,830). Held to [`MAX_BACKTRACKING_DELEGATES`] apart from the charge.
-fn leaves_on_the_vm(expr: &Expr) -> usize {
-    let mut hard = std::collections::HashMap::new();
-    mark_hard(expr, &mut hard);
-    let is_hard = |e: &Expr| hard.get(&std::ptr::from_ref(e)).copied().unwrap_or(false);
+/// How many regexes fancy-regex compiles for `expr`, read as its compiler reads the tree
+/// (`compile.rs`: `visit`, `compile_concat`, `compile_repeat`): outside hard context an
+/// easy node is one delegate (none when all literal); in hard context a sequence batches
+/// its leading const-size easy children into one, and its trailing easy ones (const-size
+/// ones only in hard context), and visits every child between in hard context; an
+/// alternation visits each branch in the context it was given; a repetition passes its own
+/// hardness on; literals, `.`, assertions and backreferences are VM instructions; every
+/// other leaf is a delegate. A group a backreference names is hard. Held to
+/// [`MAX_BACKTRACKING_DELEGATES`] beside the charge (1,830 distinct `[axy]+?` between two
+/// lookaheads compiled 1,830).
+fn compiled_delegates(expr: &Expr) -> usize {
     let referenced = referenced_groups(expr);
-    let unless_fixed = |run: &[&Expr]| {
-        if run
-            .iter()
-            .try_fold(0, |sum, e| Some(sum + width(e)?))
-            .is_some()
-        {
-            0
-        } else {
-            run.iter().map(|e| leaves(e)).sum()
-        }
-    };
-    let mut count = 0;
-    let mut left = vec![expr];
-    while let Some(expr) = left.pop() {
-        if let Expr::Group(inside) = expr
-            && referenced.contains(&std::ptr::from_ref(expr))
-            && !is_hard(expr)
-        {
-            count += unless_fixed(&[&**inside]);
-            continue;
-        }
-        let children: Vec<&Expr> = expr.children_iter().collect();
-        let hard_at: Vec<usize> = (0..children.len())
-            .filter(|&i| is_hard(children[i]))
-            .collect();
-        if let (Expr::Concat(_), Some(&first), Some(&last)) =
-            (expr, hard_at.first(), hard_at.last())
-        {
-            count += unless_fixed(&children[..first]) + unless_fixed(&children[last + 1..]);
-            count += (first + 1..last)
-                .filter(|&i| !is_hard(children[i]))
-                .map(|i| leaves(children[i]))
-                .sum::<usize>();
-        }
-        left.extend(children);
-    }
-    count
+    let mut hard = std::collections::HashMap::new();
+    mark_hard_with(expr, &referenced, &mut hard);
+    let is_hard = |e: &Expr| hard.get(&std::ptr::from_ref(e)).copied().unwrap_or(false);
+    count_compiled(expr, false, &is_hard)
 }
 
-/// The non-literal leaves of `expr` (classes, `.`, escapes), each alternation branch at
-/// least one.
-fn leaves(expr: &Expr) -> usize {
+/// [`compiled_delegates`] of `expr` compiled in hard context or not.
+fn count_compiled(expr: &Expr, hard: bool, is_hard: &dyn Fn(&Expr) -> bool) -> usize {
+    let batch = |run: &[&Expr]| usize::from(!run.iter().all(|e| literal_only(e)));
+    if !hard && !is_hard(expr) {
+        return batch(&[expr]);
+    }
     match expr {
-        Expr::Literal { .. } | Expr::Empty | Expr::Assertion(_) => 0,
-        Expr::Alt(branches) => branches.iter().map(|branch| leaves(branch).max(1)).sum(),
-        Expr::Concat(_) | Expr::Group(_) | Expr::Repeat { .. } => {
-            expr.children_iter().map(leaves).sum()
+        Expr::Empty
+        | Expr::Literal { .. }
+        | Expr::Any { .. }
+        | Expr::Assertion(_)
+        | Expr::Backref { .. }
+        | Expr::BackrefExistsCondition { .. } => 0,
+        Expr::Concat(children) => {
+            let children: Vec<&Expr> = children.iter().collect();
+            let prefix = children
+                .iter()
+                .take_while(|c| width(c).is_some() && !is_hard(c))
+                .count();
+            let suffix = children[prefix..]
+                .iter()
+                .rev()
+                .take_while(|c| !is_hard(c) && (!hard || width(c).is_some()))
+                .count();
+            let end = children.len() - suffix;
+            let (before, rest) = children.split_at(prefix);
+            let (middle, after) = rest.split_at(end - prefix);
+            let nonempty = |run: &[&Expr]| if run.is_empty() { 0 } else { batch(run) };
+            nonempty(before)
+                + middle
+                    .iter()
+                    .map(|child| count_compiled(child, true, is_hard))
+                    .sum::<usize>()
+                + nonempty(after)
         }
-        _ => 1,
+        Expr::Repeat { child, .. } => count_compiled(child, hard || is_hard(expr), is_hard),
+        Expr::LookAround(inside, _) if !is_hard(inside) => 1,
+        // A class, an escape: a delegate of its own.
+        _ if expr.children_iter().next().is_none() => 1,
+        _ => expr
+            .children_iter()
+            .map(|child| count_compiled(child, hard, is_hard))
+            .sum(),
     }
 }
 
-/// The bytes `expr` always takes, when that is one number (a class takes one byte: the
-/// engines run over bytes).
+/// Whether `expr` is literals only (a batch of them is one VM instruction, no delegate).
+fn literal_only(expr: &Expr) -> bool {
+    match expr {
+        Expr::Literal { casei, .. } => !casei,
+        Expr::Empty => true,
+        Expr::Concat(children) => children.iter().all(literal_only),
+        Expr::Group(inside) => literal_only(inside),
+        _ => false,
+    }
+}
+
+/// The bytes `expr` always takes, when that is one number (fancy-regex's `const_size`: a
+/// class takes one byte, the engines running over bytes; a repetition is const-size only
+/// when its child is and it repeats a fixed count).
 fn width(expr: &Expr) -> Option<usize> {
     match expr {
-        Expr::Empty | Expr::Assertion(_) => Some(0),
+        Expr::Empty | Expr::Assertion(_) | Expr::LookAround(..) => Some(0),
         Expr::Literal { val, .. } => Some(val.len()),
         Expr::Any { .. } | Expr::Delegate { .. } => Some(1),
         Expr::Group(inside) => width(inside),
@@ -278,15 +289,24 @@ fn width(expr: &Expr) -> Option<usize> {
                 .all(|branch| width(branch) == Some(first))
                 .then_some(first)
         }
-        Expr::Repeat { child, lo, hi, .. } if lo == hi => {
-            if *hi == 0 {
-                Some(0)
-            } else {
-                Some(width(child)? * lo)
-            }
-        }
+        Expr::Repeat { child, lo, hi, .. } if lo == hi => Some(width(child)? * lo),
         _ => None,
     }
+}
+
+/// [`mark_hard`], a group a backreference names hard too (fancy-regex compiles it on its
+/// VM, to backtrack into it).
+fn mark_hard_with(
+    expr: &Expr,
+    referenced: &[*const Expr],
+    hard: &mut std::collections::HashMap<*const Expr, bool>,
+) -> bool {
+    let mut any = backtracking_node(expr) || referenced.contains(&std::ptr::from_ref(expr));
+    for child in expr.children_iter() {
+        any |= mark_hard_with(child, referenced, hard);
+    }
+    hard.insert(std::ptr::from_ref(expr), any);
+    any
 }
 
 /// The capture groups a backreference names: fancy-regex compiles each on its VM.

@@ -588,3 +588,5 @@ mod lookbehind_nesting_and_escapes;
 mod part_characters;
 /// Review b31: what a referenced group and a run between lookarounds compile.
 mod referenced_group_delegates;
+/// Review b33: what the VM compiles, read as the engine reads it.
+mod vm_alternation_leaves;
