@@ -35,7 +35,7 @@ fn classes_after_a_lookahead_in_a_repetition_compile_within_their_charge() {
 }
 
 /// 1,830 distinct classes `[axy]+?` (x < y alphanumerics other than `a`), 14.6 KB.
-fn classes() -> String {
+pub(super) fn classes() -> String {
     let letters: Vec<char> = ('0'..='9').chain('b'..='z').chain('A'..='Z').collect();
     let mut out = String::new();
     for (i, x) in letters.iter().enumerate() {

@@ -1,6 +1,6 @@
 //! Review b31 (issue 17's done-when review of fd5254b).
 
-use super::*;
+use super::lookbehind_nesting_and_escapes::one_match_holds_no_more_than_its_charge as one_match_within_charge;
 
 /// fancy-regex takes a capture group that a backreference names as hard (it may have to
 /// backtrack into the group for the reference to match), so it compiles the group's
@@ -38,19 +38,4 @@ fn branches(count: u32) -> String {
             .collect()
     };
     (0..count).map(branch).collect::<Vec<String>>().join("|")
-}
-
-/// Asserts that one match of `pattern` over `text` holds no more at once than its charge.
-fn one_match_within_charge(pattern: &str, text: &str) {
-    let Ok(charge) = compile_within_budget(pattern) else {
-        return;
-    };
-    crate::rules::memory::start();
-    let hit = Regex::compile(pattern).unwrap().is_match(text);
-    let peak = crate::rules::memory::stop();
-    assert!(
-        usize::try_from(peak).unwrap() <= charge,
-        "one match (answer {hit}) of a {}-byte pattern held {peak} bytes at once, charged {charge}",
-        pattern.len()
-    );
 }

@@ -2,6 +2,7 @@
 //! VM inside an alternation branch that holds no lookaround, where the alternation itself
 //! is hard (a sibling branch holds one) and is compiled on the VM.
 
+use super::class_delegates::classes;
 use super::*;
 
 /// A hard repetition compiles its body on the VM (`compile_repeat`: `hard | info.hard`);
@@ -21,18 +22,6 @@ fn classes_in_an_easy_branch_of_a_repeated_hard_alternation_compile_within_their
 fn classes_in_an_easy_branch_between_lookarounds_compile_within_their_charge() {
     let pattern = format!("(?=a)(?:(?=b)|{})(?=c)c", classes());
     within_charge(&pattern, &format!("{}c", "a".repeat(1830)));
-}
-
-/// 1,830 distinct classes `[axy]+?` (x < y alphanumerics other than `a`).
-fn classes() -> String {
-    let letters: Vec<char> = ('0'..='9').chain('b'..='z').chain('A'..='Z').collect();
-    let mut out = String::new();
-    for (i, x) in letters.iter().enumerate() {
-        for y in &letters[i + 1..] {
-            out.push_str(&format!("[a{x}{y}]+?"));
-        }
-    }
-    out
 }
 
 /// Either refused past the cap, or one match holds no more than its charge.
