@@ -590,3 +590,5 @@ mod part_characters;
 mod referenced_group_delegates;
 /// Review b33: what the VM compiles, read as the engine reads it.
 mod vm_alternation_leaves;
+/// Review b34: a repetition of an alternation in a lookahead holding a lookbehind.
+mod lookahead_repeat_branches;

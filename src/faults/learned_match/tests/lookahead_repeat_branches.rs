@@ -1,0 +1,54 @@
+//! Review b34 (issue 17's done-when review of f841d83): inside a lookahead that holds a
+//! lookbehind, fancy-regex compiles a repetition of an alternation on its VM, each branch
+//! a regex of its own, where `compiled_delegates` counts the easy run after the
+//! lookbehind as one batch.
+
+use super::*;
+
+/// The engine's program for the pattern `Regex::compile` keeps: one `Delegate(` line per
+/// regex it compiles apart.
+struct Program<'a>(&'a fancy_regex::Regex);
+
+impl std::fmt::Display for Program<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.debug_print(f)
+    }
+}
+
+/// `(?=(?<=a)(?:[a-c]x0|…|[a-c]x39)*c)`: 40 branches, each compiled as a delegate of its
+/// own (41 with the capture-group-0 one), held to 33 or refused.
+#[test]
+fn branches_of_a_repetition_in_a_lookahead_count_against_the_delegate_cap() {
+    let branches: Vec<String> = (0..40).map(|i| format!("[a-c]x{i}")).collect();
+    let pattern = format!("(?=(?<=a)(?:{})*c)", branches.join("|"));
+    let compiled = Regex::compile(&pattern);
+    if matches!(compiled, Err(MatchError::TooManyDelegates(n)) if n > MAX_BACKTRACKING_DELEGATES) {
+        return;
+    }
+    let Ok(Regex::Backtracking(kept, _)) = compiled else {
+        panic!("{compiled:?}");
+    };
+    let regex = super::super::backtracking::build(&kept).unwrap();
+    let delegates = Program(&regex).to_string().matches("Delegate(").count();
+    assert!(
+        delegates <= MAX_BACKTRACKING_DELEGATES,
+        "accepted, and the engine compiled {delegates} delegates (cap {MAX_BACKTRACKING_DELEGATES})"
+    );
+}
+
+/// The same with 200 branches: one match holds no more than its charge.
+#[test]
+fn branches_of_a_repetition_in_a_lookahead_are_held_within_their_charge() {
+    let branches: Vec<String> = (0..200).map(|i| format!("[a-c]x{i}")).collect();
+    let pattern = format!("(?=(?<=a)(?:{})*c)", branches.join("|"));
+    let compiled = Regex::compile(&pattern);
+    if matches!(compiled, Err(MatchError::TooManyDelegates(n)) if n > MAX_BACKTRACKING_DELEGATES) {
+        return;
+    }
+    assert!(compiled.is_ok(), "{compiled:?}");
+    let text = format!(
+        "a{}c",
+        (0..200).map(|i| format!("bx{i}")).collect::<String>()
+    );
+    super::lookbehind_nesting_and_escapes::one_match_holds_no_more_than_its_charge(&pattern, &text);
+}
