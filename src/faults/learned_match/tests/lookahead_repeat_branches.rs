@@ -21,7 +21,23 @@ impl std::fmt::Display for Program<'_> {
 fn branches_of_a_repetition_in_a_lookahead_count_against_the_delegate_cap() {
     let branches: Vec<String> = (0..40).map(|i| format!("[a-c]x{i}")).collect();
     let pattern = format!("(?=(?<=a)(?:{})*c)", branches.join("|"));
-    let compiled = Regex::compile(&pattern);
+    within_the_delegate_cap(&pattern);
+}
+
+/// fancy-regex compiles one more delegate than the pattern's own (`()`, capture group 0,
+/// for every pattern it runs on its VM), which `compiled_delegates` does not count:
+/// `x(?=a(?=[bc]d)(?:[a-c]x0|…|[a-c]x31)*c)` is counted 33 (the lookahead's `[bc]d` and
+/// 32 branches) and compiles 34.
+#[test]
+fn the_capture_group_zero_delegate_counts_against_the_delegate_cap() {
+    let branches: Vec<String> = (0..32).map(|i| format!("[a-c]x{i}")).collect();
+    within_the_delegate_cap(&format!("x(?=a(?=[bc]d)(?:{})*c)", branches.join("|")));
+}
+
+/// Either refused past the cap, or the engine's program for the kept pattern holds at most
+/// [`MAX_BACKTRACKING_DELEGATES`] delegates.
+fn within_the_delegate_cap(pattern: &str) {
+    let compiled = Regex::compile(pattern);
     if matches!(compiled, Err(MatchError::TooManyDelegates(n)) if n > MAX_BACKTRACKING_DELEGATES) {
         return;
     }
