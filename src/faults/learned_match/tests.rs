@@ -582,6 +582,8 @@ mod empty_class_nesting;
 mod escapes;
 /// Review b28: group syntax JavaScript lacks, named and repeated backreferences, guards.
 mod javascript_syntax;
+/// Review b34: a repetition of an alternation in a lookahead holding a lookbehind.
+mod lookahead_repeat_branches;
 /// Review b29: nested lookbehinds, backreferences after a repetition, escapes past ASCII.
 mod lookbehind_nesting_and_escapes;
 /// A whole character is not cut before a lookahead or a non-boundary.
@@ -590,5 +592,3 @@ mod part_characters;
 mod referenced_group_delegates;
 /// Review b33: what the VM compiles, read as the engine reads it.
 mod vm_alternation_leaves;
-/// Review b34: a repetition of an alternation in a lookahead holding a lookbehind.
-mod lookahead_repeat_branches;
