@@ -48,8 +48,9 @@ pub const REGEX_SIZE_LIMIT: usize = 8 * 1024;
 /// most one per matching thread, never one per pattern.
 pub const REGEX_CACHE_BYTES: usize = 256 * 1024;
 /// The memory all compiled learned regexes of one file may hold together (measured for
-/// linear ones, [`BACKTRACKING_CHARGE`] for each delegate of a backtracking one plus the
-/// rewritten pattern it keeps); a pattern
+/// linear ones; for a backtracking one, what building it held at load, measured,
+/// [`BACKTRACKING_CHARGE`] for each regex it compiles and the rewritten pattern it keeps); a
+/// pattern
 /// past it is refused at load, naming its index.
 pub const COMPILED_BUDGET_BYTES: usize = 32 * 1024 * 1024;
 /// What each delegate of a backtracking regex is charged against [`COMPILED_BUDGET_BYTES`].
@@ -139,10 +140,19 @@ fn tail(text: &str, max: usize) -> &str {
 #[derive(Clone, Debug)]
 pub enum Regex {
     Linear(meta::Regex),
-    /// The rewritten pattern, which compiled at load and is compiled again for each match
-    /// (so no search cache outlives it), with how many regexes it compiles (at most
-    /// [`MAX_BACKTRACKING_DELEGATES`]).
-    Backtracking(Box<str>, usize),
+    /// A pattern compiled at load and again for each match (so no search cache outlives
+    /// it): one match holds that build and the regexes' search caches, charged
+    /// [`BACKTRACKING_CHARGE`] each.
+    Backtracking {
+        /// The rewritten pattern.
+        pattern: Box<str>,
+        /// The regexes it compiles (at most [`MAX_BACKTRACKING_DELEGATES`]): as the
+        /// pattern's stretches count them, or as the engine's program holds them if more.
+        regexes: usize,
+        /// The most its build held at once, measured at load (a build is the same work
+        /// every time).
+        build_bytes: usize,
+    },
 }
 
 /// The linear engine as `regex::bytes` configures it (leftmost-first, bytes, ASCII
@@ -268,9 +278,11 @@ impl Regex {
         match self {
             Regex::Linear(regex) => regex.memory_usage(),
             // It keeps its rewritten pattern to build itself again at each match.
-            Regex::Backtracking(pattern, delegates) => {
-                delegates * BACKTRACKING_CHARGE + pattern.len()
-            }
+            Regex::Backtracking {
+                pattern,
+                regexes,
+                build_bytes,
+            } => regexes * BACKTRACKING_CHARGE + build_bytes + pattern.len(),
         }
     }
 
@@ -284,11 +296,13 @@ impl Regex {
                 regex.is_match_with(&mut cache, &regex_automata::Input::new(text.as_bytes()))
             }
             // Built for this match, so its caches are dropped with it.
-            Regex::Backtracking(pattern, _) => backtracking::build(pattern).is_ok_and(|regex| {
-                regex
-                    .is_match(tail(text, BACKTRACKING_WINDOW_BYTES).as_bytes())
-                    .unwrap_or(false)
-            }),
+            Regex::Backtracking { pattern, .. } => {
+                backtracking::build(pattern).is_ok_and(|regex| {
+                    regex
+                        .is_match(tail(text, BACKTRACKING_WINDOW_BYTES).as_bytes())
+                        .unwrap_or(false)
+                })
+            }
         }
     }
 }

@@ -1,7 +1,10 @@
 //! The backtracking engine (`fancy-regex`) for the patterns the linear one cannot take,
 //! and what each is charged: fancy-regex compiles every stretch of the pattern that needs
 //! no backtracking as a regex of its own (a delegate), so a pattern holds one compiled
-//! regex per delegate, not per lookaround.
+//! regex per delegate, not per lookaround, and builds them all again at each match. What
+//! a build holds is measured at load and the regexes counted in the program it built;
+//! the pattern's own stretches are counted first, to refuse most patterns past the cap
+//! before building them.
 
 use fancy_regex::{Expr, LookAround};
 
@@ -48,24 +51,64 @@ pub(super) fn compile(
     if delegates > MAX_BACKTRACKING_DELEGATES {
         return Err(MatchError::TooManyDelegates(delegates));
     }
-    let compiled =
-        fancy_regex::Expr::parse_tree(&pattern).map_or(0, |tree| compiled_delegates(&tree.expr));
+    // Each match builds the regex again (`build`), holding what this build held, so that
+    // is measured here rather than estimated from the pattern; its compiled regexes are
+    // counted in the program it built.
+    let (built, build_bytes) =
+        crate::rules::memory::measure(|| build(&pattern).map(|regex| compiled_regexes(&regex)));
+    let compiled = built.map_err(|fancy_error| {
+        // Only lookaround and backreferences need the backtracking engine; for any other
+        // syntax error the linear engine's message is the useful one.
+        match linear_error {
+            Some(linear_error) if !needs_backtracking(&linear_error) => {
+                MatchError::Linear(linear_error)
+            }
+            _ => MatchError::Backtracking(Box::new(fancy_error)),
+        }
+    })?;
     if compiled > MAX_BACKTRACKING_DELEGATES {
         return Err(MatchError::TooManyDelegates(compiled));
     }
-    build(&pattern)
-        // Only the pattern is kept: the regex is built again for each match (`build`).
-        .map(|_| Regex::Backtracking(pattern.into_boxed_str(), delegates))
-        .map_err(|fancy_error| {
-            // Only lookaround and backreferences need the backtracking engine; for
-            // any other syntax error the linear engine's message is the useful one.
-            match linear_error {
-                Some(linear_error) if !needs_backtracking(&linear_error) => {
-                    MatchError::Linear(linear_error)
-                }
-                _ => MatchError::Backtracking(Box::new(fancy_error)),
-            }
-        })
+    // Only the pattern is kept: the regex is built again for each match (`build`).
+    Ok(Regex::Backtracking {
+        pattern: pattern.into_boxed_str(),
+        regexes: delegates.max(compiled),
+        build_bytes,
+    })
+}
+
+/// How many regexes the engine compiled for `regex`, read from its program (the
+/// instructions that each run one: a delegate, forwards or backwards, an absent
+/// repeater, a seek, a variable-length lookbehind's reverse DFA), or one for a pattern
+/// it runs whole. Counted in what was built, not re-derived from the pattern: two
+/// readings of fancy-regex's compiler each missed a case (a repetition of branches in a
+/// lookahead compiled one regex a branch; every pattern on the VM one for capture group
+/// 0), each an undercount of what a match holds.
+fn compiled_regexes(regex: &fancy_regex::Regex) -> usize {
+    /// `debug_print` lists the program one instruction a line (`  7: Delegate(…)`, the
+    /// pattern inside escaped), or a wrapped pattern on one line.
+    struct Program<'a>(&'a fancy_regex::Regex);
+    impl std::fmt::Display for Program<'_> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            self.0.debug_print(f)
+        }
+    }
+    const COMPILING: [&str; 5] = [
+        "Delegate(",
+        "BackwardsDelegate(",
+        "AbsentRepeater(",
+        "Seek(",
+        "HardVariableLookbehind(",
+    ];
+    let program = Program(regex).to_string();
+    if program.starts_with("wrapped Regex") {
+        return 1;
+    }
+    program
+        .lines()
+        .filter_map(|line| line.split_once(": ").map(|(_, insn)| insn))
+        .filter(|insn| COMPILING.iter().any(|kind| insn.starts_with(kind)))
+        .count()
 }
 
 /// The backtracking regex of the rewritten `pattern`, built afresh for every match: its
@@ -195,118 +238,6 @@ fn branches_on_the_vm(expr: &Expr) -> usize {
         _ => 0,
     };
     own + expr.children_iter().map(branches_on_the_vm).sum::<usize>()
-}
-
-/// How many regexes fancy-regex compiles for `expr`, read as its compiler reads the tree
-/// (`compile.rs`: `visit`, `compile_concat`, `compile_repeat`): outside hard context an
-/// easy node is one delegate (none when all literal); in hard context a sequence batches
-/// its leading const-size easy children into one, and its trailing easy ones (const-size
-/// ones only in hard context), and visits every child between in hard context; an
-/// alternation visits each branch in the context it was given; a repetition passes its own
-/// hardness on; literals, `.`, assertions and backreferences are VM instructions; every
-/// other leaf is a delegate. A group a backreference names is hard. Held to
-/// [`MAX_BACKTRACKING_DELEGATES`] beside the charge (1,830 distinct `[axy]+?` between two
-/// lookaheads compiled 1,830).
-fn compiled_delegates(expr: &Expr) -> usize {
-    let referenced = referenced_groups(expr);
-    let mut hard = std::collections::HashMap::new();
-    mark_hard_with(expr, &referenced, &mut hard);
-    let is_hard = |e: &Expr| hard.get(&std::ptr::from_ref(e)).copied().unwrap_or(false);
-    count_compiled(expr, false, &is_hard)
-}
-
-/// [`compiled_delegates`] of `expr` compiled in hard context or not.
-fn count_compiled(expr: &Expr, hard: bool, is_hard: &dyn Fn(&Expr) -> bool) -> usize {
-    let batch = |run: &[&Expr]| usize::from(!run.iter().all(|e| literal_only(e)));
-    if !hard && !is_hard(expr) {
-        return batch(&[expr]);
-    }
-    match expr {
-        Expr::Empty
-        | Expr::Literal { .. }
-        | Expr::Any { .. }
-        | Expr::Assertion(_)
-        | Expr::Backref { .. }
-        | Expr::BackrefExistsCondition { .. } => 0,
-        Expr::Concat(children) => {
-            let children: Vec<&Expr> = children.iter().collect();
-            let prefix = children
-                .iter()
-                .take_while(|c| width(c).is_some() && !is_hard(c))
-                .count();
-            let suffix = children[prefix..]
-                .iter()
-                .rev()
-                .take_while(|c| !is_hard(c) && (!hard || width(c).is_some()))
-                .count();
-            let end = children.len() - suffix;
-            let (before, rest) = children.split_at(prefix);
-            let (middle, after) = rest.split_at(end - prefix);
-            let nonempty = |run: &[&Expr]| if run.is_empty() { 0 } else { batch(run) };
-            nonempty(before)
-                + middle
-                    .iter()
-                    .map(|child| count_compiled(child, true, is_hard))
-                    .sum::<usize>()
-                + nonempty(after)
-        }
-        Expr::Repeat { child, .. } => count_compiled(child, hard || is_hard(expr), is_hard),
-        Expr::LookAround(inside, _) if !is_hard(inside) => 1,
-        // A class, an escape: a delegate of its own.
-        _ if expr.children_iter().next().is_none() => 1,
-        _ => expr
-            .children_iter()
-            .map(|child| count_compiled(child, hard, is_hard))
-            .sum(),
-    }
-}
-
-/// Whether `expr` is literals only (a batch of them is one VM instruction, no delegate).
-fn literal_only(expr: &Expr) -> bool {
-    match expr {
-        Expr::Literal { casei, .. } => !casei,
-        Expr::Empty => true,
-        Expr::Concat(children) => children.iter().all(literal_only),
-        Expr::Group(inside) => literal_only(inside),
-        _ => false,
-    }
-}
-
-/// The bytes `expr` always takes, when that is one number (fancy-regex's `const_size`: a
-/// class takes one byte, the engines running over bytes; a repetition is const-size only
-/// when its child is and it repeats a fixed count).
-fn width(expr: &Expr) -> Option<usize> {
-    match expr {
-        Expr::Empty | Expr::Assertion(_) | Expr::LookAround(..) => Some(0),
-        Expr::Literal { val, .. } => Some(val.len()),
-        Expr::Any { .. } | Expr::Delegate { .. } => Some(1),
-        Expr::Group(inside) => width(inside),
-        Expr::Concat(children) => children.iter().try_fold(0, |sum, e| Some(sum + width(e)?)),
-        Expr::Alt(branches) => {
-            let first = width(branches.first()?)?;
-            branches
-                .iter()
-                .all(|branch| width(branch) == Some(first))
-                .then_some(first)
-        }
-        Expr::Repeat { child, lo, hi, .. } if lo == hi => Some(width(child)? * lo),
-        _ => None,
-    }
-}
-
-/// [`mark_hard`], a group a backreference names hard too (fancy-regex compiles it on its
-/// VM, to backtrack into it).
-fn mark_hard_with(
-    expr: &Expr,
-    referenced: &[*const Expr],
-    hard: &mut std::collections::HashMap<*const Expr, bool>,
-) -> bool {
-    let mut any = backtracking_node(expr) || referenced.contains(&std::ptr::from_ref(expr));
-    for child in expr.children_iter() {
-        any |= mark_hard_with(child, referenced, hard);
-    }
-    hard.insert(std::ptr::from_ref(expr), any);
-    any
 }
 
 /// The capture groups a backreference names: fancy-regex compiles each on its VM.

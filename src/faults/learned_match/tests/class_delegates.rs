@@ -1,5 +1,7 @@
 //! Review b32 (issue 17's done-when review of 15235b9): the classes fancy-regex compiles
-//! one by one on its VM.
+//! one by one on its VM. Each is a VM instruction there (`CharClass`), not a regex of its
+//! own, but building 1,830 of them held 1.4 MB at each match: a backtracking pattern is
+//! charged its build, measured at load.
 
 use super::*;
 
@@ -46,13 +48,13 @@ pub(super) fn classes() -> String {
     out
 }
 
-/// Unless refused (each of these is, past the cap, naming how many regexes), one match of
+/// Either refused past the cap on the regexes it compiles, or kept, and one match of
 /// `pattern` over `text` holds no more at once than its charge.
-fn one_match_within_charge(pattern: &str, text: &str) {
-    let refused = Regex::compile(pattern);
-    assert!(
-        matches!(refused, Err(MatchError::TooManyDelegates(n)) if n > MAX_BACKTRACKING_DELEGATES),
-        "{refused:?}"
-    );
+pub(super) fn one_match_within_charge(pattern: &str, text: &str) {
+    let compiled = Regex::compile(pattern);
+    if matches!(compiled, Err(MatchError::TooManyDelegates(n)) if n > MAX_BACKTRACKING_DELEGATES) {
+        return;
+    }
+    assert!(compiled.is_ok(), "{:?}", compiled.err());
     super::lookbehind_nesting_and_escapes::one_match_holds_no_more_than_its_charge(pattern, text);
 }

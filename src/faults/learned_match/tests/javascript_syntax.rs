@@ -29,7 +29,10 @@ fn a_guard_written_in_a_comment_does_not_hide_a_construct() {
         .iter()
         .filter_map(|pattern| {
             let regex = Regex::compile(pattern).ok()?;
-            let Regex::Backtracking(rewritten, _) = &regex else {
+            let Regex::Backtracking {
+                pattern: rewritten, ..
+            } = &regex
+            else {
                 return None;
             };
             let tree = fancy_regex::Expr::parse_tree(rewritten).ok()?;
@@ -98,7 +101,7 @@ fn negative_lookbehinds_in_sequence_compile_as_the_docs_count_them() {
         let at_cap = format!("{}x", unit.repeat(10));
         let regex = Regex::compile(&at_cap).unwrap();
         assert!(
-            matches!(regex, Regex::Backtracking(_, delegates) if delegates == 3 * 10 + 1),
+            matches!(regex, Regex::Backtracking { regexes, .. } if regexes == 3 * 10 + 1),
             "{at_cap}: {regex:?}"
         );
         let past = format!("{}x", unit.repeat(11));

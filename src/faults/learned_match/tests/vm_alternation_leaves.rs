@@ -2,8 +2,7 @@
 //! VM inside an alternation branch that holds no lookaround, where the alternation itself
 //! is hard (a sibling branch holds one) and is compiled on the VM.
 
-use super::class_delegates::classes;
-use super::*;
+use super::class_delegates::{classes, one_match_within_charge as within_charge};
 
 /// A hard repetition compiles its body on the VM (`compile_repeat`: `hard | info.hard`);
 /// the body is an alternation whose first branch is a lookahead, so the second branch, a
@@ -22,16 +21,6 @@ fn classes_in_an_easy_branch_of_a_repeated_hard_alternation_compile_within_their
 fn classes_in_an_easy_branch_between_lookarounds_compile_within_their_charge() {
     let pattern = format!("(?=a)(?:(?=b)|{})(?=c)c", classes());
     within_charge(&pattern, &format!("{}c", "a".repeat(1830)));
-}
-
-/// Either refused past the cap, or one match holds no more than its charge.
-fn within_charge(pattern: &str, text: &str) {
-    let compiled = Regex::compile(pattern);
-    if matches!(compiled, Err(MatchError::TooManyDelegates(n)) if n > MAX_BACKTRACKING_DELEGATES) {
-        return;
-    }
-    assert!(compiled.is_ok(), "{compiled:?}");
-    super::lookbehind_nesting_and_escapes::one_match_holds_no_more_than_its_charge(pattern, text);
 }
 
 /// `width` takes `x{0}` as fixed (0 bytes) whatever `x` is, but fancy-regex's analysis
