@@ -2,6 +2,7 @@
 //! under `{0}`): past [`MAX_REWRITTEN_BYTES`] a pattern is refused before either engine
 //! parses it, and a backtracking one is charged the rewritten text it keeps.
 
+use super::charges::charged_beside_its_build;
 use super::*;
 
 /// `[\S]{0}` after a lookahead, `count` times: a backtracking pattern that compiles to
