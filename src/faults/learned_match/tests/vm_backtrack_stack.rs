@@ -1,0 +1,33 @@
+//! Review b35 (issue 17's done-when review of 05a74ee): a backtracking regex is charged
+//! its build, measured at load, and 32 KiB for each regex it compiles; its search on the
+//! VM keeps a backtrack branch (24 bytes) for every choice still open, and a saved slot
+//! (16 bytes) for every capture or repeat count it overwrote, none of them charged. A
+//! repetition on the VM over the 4 KiB window leaves one or more open per byte, up to
+//! fancy-regex's 1,000,000-branch stack (24 MB).
+
+use super::lookbehind_nesting_and_escapes::one_match_holds_no_more_than_its_charge;
+
+/// `(?:a|(?=b)b)*c`, an investigator's "a run of `a` or `b` then `c`" with a lookahead in
+/// it, runs its repetition on the VM: two branches open a byte over 4 KiB of `ab`. One
+/// match held 264,423 bytes, charged 135,255.
+#[test]
+fn a_repetition_on_the_vm_holds_its_open_branches_within_the_charge() {
+    one_match_holds_no_more_than_its_charge(r"(?:a|(?=b)b)*c", &"ab".repeat(2048));
+}
+
+/// Captures in the repetition add a saved slot for each: `(?:(a)|(?=b)(b))*c` held
+/// 470,346 bytes, charged 147,357.
+#[test]
+fn captures_in_a_repetition_on_the_vm_are_within_the_charge() {
+    one_match_holds_no_more_than_its_charge(r"(?:(a)|(?=b)(b))*c", &"ab".repeat(2048));
+}
+
+/// 300 empty-first alternations `(?:|z)` in a repeated body each leave a branch open at
+/// every byte, and none is a regex: 1,812 bytes of pattern, charged 391,183, held
+/// 25,318,408 bytes in one match (the engine's stack limit, past the whole 32 MiB budget's
+/// three quarters).
+#[test]
+fn empty_branches_on_the_vm_hold_no_more_than_their_charge() {
+    let pattern = format!("(?:{}(?=a)a)*c", "(?:|z)".repeat(300));
+    one_match_holds_no_more_than_its_charge(&pattern, &"a".repeat(4096));
+}
