@@ -491,5 +491,7 @@ mod referenced_group_delegates;
 /// Review b33: what the VM compiles, read as the engine reads it.
 mod vm_alternation_leaves;
 
+/// Review b35: the lazy DFAs of the regexes a backtracking pattern compiles.
+mod delegate_search_caches;
 /// Review b35: the branches and saved slots a search on the VM keeps open.
 mod vm_backtrack_stack;
