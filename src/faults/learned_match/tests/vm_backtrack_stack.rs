@@ -6,6 +6,7 @@
 //! fancy-regex's 1,000,000-branch stack (24 MB).
 
 use super::lookbehind_nesting_and_escapes::one_match_holds_no_more_than_its_charge;
+use super::*;
 
 /// `(?:a|(?=b)b)*c`, an investigator's "a run of `a` or `b` then `c`" with a lookahead in
 /// it, runs its repetition on the VM: two branches open a byte over 4 KiB of `ab`. One
@@ -38,4 +39,21 @@ fn empty_branches_on_the_vm_hold_no_more_than_their_charge() {
 #[test]
 fn a_line_without_a_word_holds_within_its_charge() {
     one_match_holds_no_more_than_its_charge(r"^(?:(?!timeout).)*$", &"x".repeat(4096));
+}
+
+/// A capture group after each empty-first alternation adds two saved slots per open
+/// branch, and saved slots have no limit of their own: 300 `()(?:|z)` (2.4 KB, charged
+/// 654,219) held 58,898,719 bytes in one match, past all the learned regexes' 32 MiB.
+#[test]
+fn one_match_on_the_vm_holds_less_than_the_whole_budget() {
+    let pattern = format!("(?:(?:|z){}(?=a)a)*c", "()(?:|z)".repeat(300));
+    let regex = Regex::compile(&pattern).unwrap();
+    crate::rules::memory::start();
+    let hit = regex.is_match(&"a".repeat(4096));
+    let peak = usize::try_from(crate::rules::memory::stop()).unwrap();
+    assert!(
+        peak <= COMPILED_BUDGET_BYTES,
+        "one match (answer {hit}) held {peak} bytes, charged {}; all learned regexes may hold {COMPILED_BUDGET_BYTES}",
+        regex.memory()
+    );
 }
