@@ -104,6 +104,10 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 }
 
 fn main() {
+    // Backtracking learned patterns run on a worker process: berth's binary.
+    berth::faults::learned_match::worker::use_program(std::path::Path::new(env!(
+        "CARGO_BIN_EXE_berth"
+    )));
     let bytes = state_bytes();
     let rules = Rules::embedded().expect("shipped rules load");
     let set = rules.current();
@@ -280,6 +284,26 @@ fn worst_regexes() {
         Regex::compile("[01]*1[01]{5000}x").is_err(),
         "issue 9's example is refused"
     );
+    // One worker for every backtracking match, as a tick has: its start is timed apart.
+    let mut worker = learned_match::worker::Worker::default();
+    let reset = Regex::compile("ECONN(?=RESET)").expect("accepted");
+    let t = Instant::now();
+    black_box(reset.answer("ECONNRESET", &mut worker, None));
+    let start = t.elapsed();
+    let round_trip = median(
+        (0..200)
+            .map(|_| {
+                let t = Instant::now();
+                black_box(reset.answer(black_box("ECONNRESET"), &mut worker, None));
+                t.elapsed()
+            })
+            .collect(),
+    );
+    println!(
+        "backtracking match on the worker: first (starts it) {:.2} ms, then `ECONN(?=RESET)` over 10 bytes {:.1} µs a match (round trip and build)",
+        start.as_secs_f64() * 1e3,
+        round_trip.as_secs_f64() * 1e6
+    );
     for (pattern, text) in [
         (format!("[01]*1[01]{{{lo}}}x"), &bits),
         (r"(?!x)(a|aa)*b".to_owned(), &a_run),
@@ -290,7 +314,7 @@ fn worst_regexes() {
         let mut times = Vec::new();
         for _ in 0..5 {
             let t = Instant::now();
-            black_box(regex.is_match(black_box(window)));
+            black_box(regex.answer(black_box(window), &mut worker, None));
             times.push(t.elapsed());
         }
         println!(

@@ -70,6 +70,10 @@ const ROWS: &[(&str, RowFn)] = &[
 ];
 
 fn main() {
+    // Backtracking learned patterns run on a worker process: berth's binary.
+    berth::faults::learned_match::worker::use_program(std::path::Path::new(env!(
+        "CARGO_BIN_EXE_berth"
+    )));
     let only = std::env::var("BERTH_BENCH_ROWS").ok();
     let selected = |name: &str| {
         only.as_deref()

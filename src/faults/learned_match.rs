@@ -10,7 +10,9 @@
 //!   (lookaround, backreferences) goes to `fancy-regex`, a backtracking engine over the
 //!   same bytes, classes and rewritten pattern, held to
 //!   [`MAX_BACKTRACKING_CONSTRUCTS`], [`MAX_BACKTRACKING_DELEGATES`], [`BACKTRACK_LIMIT`]
-//!   and the shorter [`BACKTRACKING_WINDOW_BYTES`];
+//!   and the shorter [`BACKTRACKING_WINDOW_BYTES`], and run on a [`worker`] process under
+//!   the kernel's memory limit and the tick's deadline (nothing in fancy-regex bounds what
+//!   one match holds or how long it runs);
 //! - `state_jsonpath`: the faults' path evaluator over the state's shared compact form.
 //!
 //! Together the regexes are held to one memory budget ([`COMPILED_BUDGET_BYTES`], checked
@@ -32,8 +34,13 @@ use regex_automata::meta;
 use super::state_jsonpath::{Document, StatePath};
 
 mod backtracking;
+mod budget;
 mod javascript;
 mod lookbehind;
+pub mod worker;
+
+pub use budget::{Budget, Exhausted, LearnedBudget};
+use worker::{Answer, Worker};
 
 /// Lines of stdout or plan a learned pattern sees: the last 200, as gstack's halt snapshot
 /// (`stdoutTail`) keeps them.
@@ -140,9 +147,10 @@ fn tail(text: &str, max: usize) -> &str {
 #[derive(Clone, Debug)]
 pub enum Regex {
     Linear(meta::Regex),
-    /// A pattern compiled at load and again for each match (so no search cache outlives
-    /// it): one match holds that build and the regexes' search caches, charged
-    /// [`BACKTRACKING_CHARGE`] each.
+    /// A pattern compiled at load and again for each match, on the worker (so no search
+    /// cache outlives it): what a match holds there is held to
+    /// [`worker::WORKER_MEMORY_BYTES`]; the daemon keeps the pattern, charged its build
+    /// and [`BACKTRACKING_CHARGE`] for each regex it compiles.
     Backtracking {
         /// The rewritten pattern.
         pattern: Box<str>,
@@ -286,23 +294,30 @@ impl Regex {
         }
     }
 
-    /// Whether the regex matches `text` (a backtracking one: its end). A backtracking
-    /// regex that hits its step limit does not match. Caches are made for this call and
-    /// dropped with it.
+    /// Whether the regex matches `text`, a backtracking one on a worker process started
+    /// for this call (see [`Regex::answer`]).
     pub fn is_match(&self, text: &str) -> bool {
+        self.answer(text, &mut Worker::default(), None) == Answer::Matched(true)
+    }
+
+    /// Whether the regex matches `text` (a backtracking one: its end). Caches are made for
+    /// this call and dropped with it. A backtracking regex runs on `worker` (built there
+    /// again, so its caches go with the match), under the worker's memory limit, stopped
+    /// at `until` (without one, [`TICK_BUDGET`] from now); one that hits its step limit
+    /// does not match.
+    pub fn answer(&self, text: &str, worker: &mut Worker, until: Option<Instant>) -> Answer {
         match self {
             Regex::Linear(regex) => {
                 let mut cache = regex.create_cache();
-                regex.is_match_with(&mut cache, &regex_automata::Input::new(text.as_bytes()))
+                Answer::Matched(
+                    regex.is_match_with(&mut cache, &regex_automata::Input::new(text.as_bytes())),
+                )
             }
-            // Built for this match, so its caches are dropped with it.
-            Regex::Backtracking { pattern, .. } => {
-                backtracking::build(pattern).is_ok_and(|regex| {
-                    regex
-                        .is_match(tail(text, BACKTRACKING_WINDOW_BYTES).as_bytes())
-                        .unwrap_or(false)
-                })
-            }
+            Regex::Backtracking { pattern, .. } => worker.answer(
+                pattern,
+                tail(text, BACKTRACKING_WINDOW_BYTES).as_bytes(),
+                until.unwrap_or_else(|| Instant::now() + TICK_BUDGET),
+            ),
         }
     }
 }
@@ -327,86 +342,6 @@ pub enum Matcher {
     Path,
     /// A kind the core does not know: `rules/learned.rhai` decides.
     Rule,
-}
-
-/// The pattern that used up a tick's [`TICK_BUDGET`], by its position among the set's
-/// patterns, and how many regex matches were left out after it that tick.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Exhausted {
-    pub index: usize,
-    pub skipped: usize,
-}
-
-/// The time the learned regexes of one tick have left.
-#[derive(Debug)]
-pub struct Budget {
-    limit: Option<Duration>,
-    spent: Duration,
-    /// Set by the first pattern that ran it out.
-    pub exhausted: Option<Exhausted>,
-}
-
-impl Budget {
-    /// One tick's: [`TICK_BUDGET`].
-    pub fn for_tick() -> Budget {
-        Budget::of(TICK_BUDGET)
-    }
-
-    pub fn of(limit: Duration) -> Budget {
-        Budget {
-            limit: Some(limit),
-            spent: Duration::ZERO,
-            exhausted: None,
-        }
-    }
-
-    /// No limit (one-off commands: `berth detect`).
-    pub fn unlimited() -> Budget {
-        Budget {
-            limit: None,
-            spent: Duration::ZERO,
-            exhausted: None,
-        }
-    }
-
-    fn over(&self) -> bool {
-        self.limit.is_some_and(|limit| self.spent >= limit)
-    }
-
-    /// What is left of it; `None` without a limit.
-    fn left(&self) -> Option<Duration> {
-        self.limit.map(|limit| limit.saturating_sub(self.spent))
-    }
-
-    /// Charges one match to the budget; true when it ran the budget out.
-    fn charge(&mut self, index: usize, took: Duration) -> bool {
-        self.spent += took;
-        if self.over() && self.exhausted.is_none() {
-            self.exhausted = Some(Exhausted { index, skipped: 0 });
-            return true;
-        }
-        false
-    }
-
-    fn skipped(&mut self, count: usize) {
-        if let Some(exhausted) = &mut self.exhausted {
-            exhausted.skipped += count;
-        }
-    }
-}
-
-/// A learned pattern that used up a tick's matching budget ([`TICK_BUDGET`]).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LearnedBudget {
-    /// Its index in `learned-patterns.json`.
-    pub index: usize,
-    pub category: String,
-    /// Regex and path matches left out after it on that tick (they kept their last
-    /// answers).
-    pub skipped: usize,
-    /// The budget, in milliseconds.
-    pub budget_ms: u64,
 }
 
 /// Every pattern of a file, compiled: which of them match a run is one call.
@@ -524,7 +459,7 @@ impl Compiled {
             }
             let started = Instant::now();
             let until = budget.left().map(|left| started + left);
-            hit[i] = answer.run(texts, state, until).unwrap_or(last);
+            hit[i] = answer.run(texts, state, until, budget, i).unwrap_or(last);
             if budget.charge(i, started.elapsed()) {
                 self.next_budgeted
                     .store((start + step + 1) % count, Ordering::Relaxed);
@@ -542,10 +477,29 @@ enum Matching<'a> {
 }
 
 impl Matching<'_> {
-    /// Whether it matches; `None` when it was stopped at `until`.
-    fn run(&self, texts: &Texts<'_>, state: &Document, until: Option<Instant>) -> Option<bool> {
+    /// Whether it matches; `None` when a path was stopped at `until`. A regex whose worker
+    /// died (noted in `budget` as pattern `index`'s) or was killed at `until` does not
+    /// match.
+    fn run(
+        &self,
+        texts: &Texts<'_>,
+        state: &Document,
+        until: Option<Instant>,
+        budget: &mut Budget,
+        index: usize,
+    ) -> Option<bool> {
         match self {
-            Matching::Regex(field, regex) => Some(regex.is_match(texts.get(*field).unwrap_or(""))),
+            Matching::Regex(field, regex) => {
+                let text = texts.get(*field).unwrap_or("");
+                match regex.answer(text, &mut budget.worker, until) {
+                    Answer::Matched(hit) => Some(hit),
+                    Answer::Died => {
+                        budget.died_of(index);
+                        Some(false)
+                    }
+                    Answer::Killed | Answer::NoWorker => Some(false),
+                }
+            }
             Matching::Path(pattern) => {
                 let Ok(path) = StatePath::parse(pattern) else {
                     return Some(false);

@@ -493,5 +493,7 @@ mod vm_alternation_leaves;
 
 /// Review b35: the lazy DFAs of the regexes a backtracking pattern compiles.
 mod delegate_search_caches;
+/// A tick's backtracking matches on one worker process, ended with the tick.
+mod tick_worker;
 /// Review b35: the branches and saved slots a search on the VM keeps open.
 mod vm_backtrack_stack;

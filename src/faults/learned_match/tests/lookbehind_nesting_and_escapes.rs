@@ -96,17 +96,28 @@ fn nested_variable_lookbehinds_compile_within_their_charge() {
 }
 
 /// Unless `pattern` is refused, one match of it over `text` holds at once no more than it
-/// is charged. (Compiling it at load is held to the whole budget.)
+/// is charged in the daemon, and a backtracking one is answered by its worker, within the
+/// memory limit the kernel holds the worker to. (Compiling it at load is held to the whole
+/// budget.)
 pub(super) fn one_match_holds_no_more_than_its_charge(pattern: &str, text: &str) {
     let Ok(charge) = compile_within_budget(pattern) else {
         return;
     };
     let regex = Regex::compile(pattern).unwrap();
+    let mut worker = worker::Worker::default();
     crate::rules::memory::start();
-    let hit = regex.is_match(text);
+    let answer = regex.answer(text, &mut worker, None);
     let peak = crate::rules::memory::stop();
     assert!(
         usize::try_from(peak).unwrap() <= charge,
-        "one match (answer {hit}) held {peak} bytes at once, charged {charge}"
+        "one match ({answer:?}) held {peak} bytes at once in the daemon, charged {charge}"
     );
+    if matches!(regex, Regex::Backtracking { .. }) {
+        assert_eq!(
+            (worker.counts.started, worker.counts.answered),
+            (1, 1),
+            "one worker answers the match within its {} bytes ({answer:?})",
+            worker::WORKER_MEMORY_BYTES
+        );
+    }
 }

@@ -1,0 +1,115 @@
+//! The worker process a tick's backtracking matches run on: started at the first, one for
+//! all of them, gone with the tick's budget; a match it dies of or is killed in does not
+//! match and is reported by index.
+
+use super::*;
+
+/// `patterns` as stdout regexes, compiled together.
+fn stdout_regexes(patterns: &[&str]) -> Compiled {
+    let matchers = patterns
+        .iter()
+        .map(|pattern| Matcher::Regex(Field::Stdout, Regex::compile(pattern).unwrap()));
+    Compiled::build(matchers.zip(patterns.iter().copied())).unwrap()
+}
+
+fn over_stdout(stdout: &str) -> Texts<'_> {
+    Texts {
+        stdout: Some(stdout),
+        ..Texts::default()
+    }
+}
+
+#[test]
+fn a_ticks_backtracking_matches_share_one_worker_gone_with_the_tick() {
+    let patterns = [r"ECONN(?=RESET)", "ECONN", r"(E)\1?CONN", r"(?<!x)RESET"];
+    let compiled = stdout_regexes(&patterns);
+    let state = Document::new(json!({}));
+    let mut budget = Budget::for_tick();
+    let hit = compiled.hits(
+        &patterns,
+        &over_stdout("ECONNRESET"),
+        &state,
+        &mut budget,
+        &[],
+    );
+    assert_eq!(hit, [true; 4]);
+    let counts = budget.worker.counts;
+    assert_eq!((counts.started, counts.answered), (1, 3));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(budget.worker.pid().unwrap()).unwrap());
+    assert!(nix::sys::signal::kill(pid, None).is_ok());
+    drop(budget);
+    assert!(
+        nix::sys::signal::kill(pid, None).is_err(),
+        "no process is left after the tick"
+    );
+}
+
+#[test]
+fn no_worker_runs_while_no_backtracking_pattern_matches() {
+    let patterns = ["ECONN", "^$", "RESET$"];
+    let compiled = stdout_regexes(&patterns);
+    let mut budget = Budget::for_tick();
+    let state = Document::new(json!({}));
+    let hit = compiled.hits(
+        &patterns,
+        &over_stdout("ECONNRESET"),
+        &state,
+        &mut budget,
+        &[],
+    );
+    assert_eq!(hit, [true, false, true]);
+    assert_eq!(
+        (budget.worker.counts.started, budget.worker.pid()),
+        (0, None)
+    );
+}
+
+/// 300 `()(?:|z)` in a repeated body held 58.9 MB in one match (review b35): its worker
+/// dies at its memory limit, the pattern does not match and is named; the next pattern
+/// gets a new worker.
+#[test]
+fn a_match_its_worker_dies_of_is_no_match_and_named() {
+    let heavy = format!("(?:(?:|z){}(?=a)a)*", "()(?:|z)".repeat(300));
+    let patterns = [r"a(?=a)", heavy.as_str(), r"(?<=a)a"];
+    let compiled = stdout_regexes(&patterns);
+    let mut budget = Budget::for_tick();
+    let state = Document::new(json!({}));
+    let stdout = "a".repeat(4096);
+    let hit = compiled.hits(&patterns, &over_stdout(&stdout), &state, &mut budget, &[]);
+    assert_eq!(hit, [true, false, true]);
+    assert_eq!(budget.died, [1]);
+    let counts = budget.worker.counts;
+    assert_eq!((counts.started, counts.answered, counts.died), (2, 2, 1));
+}
+
+/// `(?:` + `()`×80 + `(?=a)a)*c` took 1.38 s in one match (debug, review b35): the worker
+/// is killed when the tick's budget runs out, the match does not match, the pattern is the
+/// one named for the budget and the next is left out with its last answer.
+#[test]
+fn a_match_past_the_ticks_budget_is_killed_and_named() {
+    let slow = format!("(?:{}(?=a)a)*c", "()".repeat(80));
+    let patterns = [slow.as_str(), r"a(?=a)"];
+    let compiled = stdout_regexes(&patterns);
+    let mut budget = Budget::of(std::time::Duration::from_millis(50));
+    let state = Document::new(json!({}));
+    let stdout = "a".repeat(4096);
+    let hit = compiled.hits(
+        &patterns,
+        &over_stdout(&stdout),
+        &state,
+        &mut budget,
+        &[true, true],
+    );
+    assert_eq!(hit, [false, true], "the second kept its last answer");
+    assert_eq!(
+        budget.exhausted,
+        Some(Exhausted {
+            index: 0,
+            skipped: 1
+        })
+    );
+    assert_eq!(
+        (budget.worker.counts.killed, budget.worker.pid()),
+        (1, None)
+    );
+}
