@@ -39,6 +39,7 @@ mod installed;
 mod lane_lock;
 mod learned_budget;
 mod learned_split;
+mod learned_worker;
 mod lease;
 mod liveness;
 mod lock_alias;

@@ -12,26 +12,21 @@ fn stdout_regexes(patterns: &[&str]) -> Compiled {
     Compiled::build(matchers.zip(patterns.iter().copied())).unwrap()
 }
 
-fn over_stdout(stdout: &str) -> Texts<'_> {
-    Texts {
+/// One tick's answers of `patterns` over `stdout` within `budget`.
+fn tick(patterns: &[&str], stdout: &str, budget: &mut Budget, previous: &[bool]) -> Vec<bool> {
+    let texts = Texts {
         stdout: Some(stdout),
         ..Texts::default()
-    }
+    };
+    let state = Document::new(json!({}));
+    stdout_regexes(patterns).hits(patterns, &texts, &state, budget, previous)
 }
 
 #[test]
 fn a_ticks_backtracking_matches_share_one_worker_gone_with_the_tick() {
     let patterns = [r"ECONN(?=RESET)", "ECONN", r"(E)\1?CONN", r"(?<!x)RESET"];
-    let compiled = stdout_regexes(&patterns);
-    let state = Document::new(json!({}));
     let mut budget = Budget::for_tick();
-    let hit = compiled.hits(
-        &patterns,
-        &over_stdout("ECONNRESET"),
-        &state,
-        &mut budget,
-        &[],
-    );
+    let hit = tick(&patterns, "ECONNRESET", &mut budget, &[]);
     assert_eq!(hit, [true; 4]);
     let counts = budget.worker.counts;
     assert_eq!((counts.started, counts.answered), (1, 3));
@@ -47,16 +42,8 @@ fn a_ticks_backtracking_matches_share_one_worker_gone_with_the_tick() {
 #[test]
 fn no_worker_runs_while_no_backtracking_pattern_matches() {
     let patterns = ["ECONN", "^$", "RESET$"];
-    let compiled = stdout_regexes(&patterns);
     let mut budget = Budget::for_tick();
-    let state = Document::new(json!({}));
-    let hit = compiled.hits(
-        &patterns,
-        &over_stdout("ECONNRESET"),
-        &state,
-        &mut budget,
-        &[],
-    );
+    let hit = tick(&patterns, "ECONNRESET", &mut budget, &[]);
     assert_eq!(hit, [true, false, true]);
     assert_eq!(
         (budget.worker.counts.started, budget.worker.pid()),
@@ -71,11 +58,9 @@ fn no_worker_runs_while_no_backtracking_pattern_matches() {
 fn a_match_its_worker_dies_of_is_no_match_and_named() {
     let heavy = format!("(?:(?:|z){}(?=a)a)*", "()(?:|z)".repeat(300));
     let patterns = [r"a(?=a)", heavy.as_str(), r"(?<=a)a"];
-    let compiled = stdout_regexes(&patterns);
     let mut budget = Budget::for_tick();
-    let state = Document::new(json!({}));
     let stdout = "a".repeat(4096);
-    let hit = compiled.hits(&patterns, &over_stdout(&stdout), &state, &mut budget, &[]);
+    let hit = tick(&patterns, &stdout, &mut budget, &[]);
     assert_eq!(hit, [true, false, true]);
     assert_eq!(budget.died, [1]);
     let counts = budget.worker.counts;
@@ -89,17 +74,9 @@ fn a_match_its_worker_dies_of_is_no_match_and_named() {
 fn a_match_past_the_ticks_budget_is_killed_and_named() {
     let slow = format!("(?:{}(?=a)a)*c", "()".repeat(80));
     let patterns = [slow.as_str(), r"a(?=a)"];
-    let compiled = stdout_regexes(&patterns);
     let mut budget = Budget::of(std::time::Duration::from_millis(50));
-    let state = Document::new(json!({}));
     let stdout = "a".repeat(4096);
-    let hit = compiled.hits(
-        &patterns,
-        &over_stdout(&stdout),
-        &state,
-        &mut budget,
-        &[true, true],
-    );
+    let hit = tick(&patterns, &stdout, &mut budget, &[true, true]);
     assert_eq!(hit, [false, true], "the second kept its last answer");
     assert_eq!(
         budget.exhausted,

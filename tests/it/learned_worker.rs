@@ -1,0 +1,103 @@
+//! The worker process backtracking learned patterns run on, as the fault watch drives it:
+//! berth's own binary under its memory limit. A pattern whose match it dies of does not
+//! match and is named by index; the others still answer; no worker is left after the pass.
+
+use std::fs;
+
+use serde_json::json;
+
+use crate::support::World;
+
+/// The processes whose parent is this one and whose command line holds the worker's
+/// argument.
+fn workers_of_this_process() -> usize {
+    let me = std::process::id().to_string();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|entry| {
+            let dir = entry.path();
+            let parent = fs::read_to_string(dir.join("stat")).ok().and_then(|stat| {
+                // `pid (comm) state ppid …`: the command may hold spaces and parentheses.
+                let after = stat.rsplit_once(')')?.1.to_owned();
+                after.split_whitespace().nth(1).map(str::to_owned)
+            });
+            let command = fs::read(dir.join("cmdline")).unwrap_or_default();
+            parent.as_deref() == Some(me.as_str())
+                && String::from_utf8_lossy(&command)
+                    .contains(berth::faults::learned_match::worker::WORKER_ARG)
+        })
+        .count()
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut left = vec![dir.to_owned()];
+    while let Some(dir) = left.pop() {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                left.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+/// 300 `()(?:|z)` in a repeated body held 58.9 MB in one match in the daemon (review b35).
+#[test]
+fn a_pattern_the_worker_dies_of_is_named_and_the_others_still_match() {
+    use berth::faults::halt_store::HaltStore;
+    use berth::faults::learned::LearnedSet;
+    use berth::faults::watch::watch_runs;
+    use berth::rules::Rules;
+    berth::faults::learned_match::worker::use_program(std::path::Path::new(env!(
+        "CARGO_BIN_EXE_berth"
+    )));
+    let world = World::new();
+    let state_dir = world.root.join("build-state");
+    fs::create_dir_all(&state_dir).unwrap();
+    let stdout = state_dir.join("heavy-run.log");
+    fs::write(&stdout, "a".repeat(4096)).unwrap();
+    let state = json!({"slug": "heavy-run", "stdoutLog": stdout});
+    fs::write(state_dir.join("heavy-run.json"), state.to_string()).unwrap();
+    let entry = |category: &str, pattern: String| {
+        json!({"category": category, "severity": "MEDIUM", "description": category,
+               "matcherKind": "stdout_regex", "pattern": pattern})
+    };
+    let heavy = format!("(?:(?:|z){}(?=a)a)*", "()(?:|z)".repeat(300));
+    let entries = json!([entry("HEAVY", heavy), entry("LIGHT", "a(?=a)".to_owned()),]);
+    let learned_path = world.root.join("learned-patterns.json");
+    fs::write(&learned_path, entries.to_string()).unwrap();
+    let learned = LearnedSet::load(&learned_path).unwrap();
+    assert_eq!(learned.patterns.len(), 2, "{:?}", learned.warnings);
+    let halts = HaltStore::new(world.root.join("skill-faults"));
+    let rules = Rules::embedded().unwrap();
+    let report = watch_runs(&rules.current(), &state_dir, &halts, &learned);
+    let named: Vec<&String> = report
+        .problems
+        .iter()
+        .filter(|problem| problem.starts_with("learned pattern 0 (HEAVY)"))
+        .collect();
+    assert_eq!(named.len(), 1, "{:?}", report.problems);
+    let filed = |category: &str| {
+        walk(&world.root.join("skill-faults"))
+            .iter()
+            .filter(|file| fs::read_to_string(file).is_ok_and(|text| text.contains(category)))
+            .count()
+    };
+    assert!(
+        filed("LIGHT") > 0 && filed("HEAVY") == 0,
+        "the light pattern's fault is filed, the heavy one's not: {report:?}"
+    );
+    assert_eq!(
+        workers_of_this_process(),
+        0,
+        "no worker is left after the pass"
+    );
+}
