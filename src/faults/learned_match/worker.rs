@@ -34,6 +34,10 @@ use super::{BACKTRACKING_WINDOW_BYTES, MAX_REWRITTEN_BYTES};
 /// same as all compiled learned regexes together. Past it an allocation fails and the
 /// worker dies: that match does not match, and its pattern is reported by index.
 pub const WORKER_MEMORY_BYTES: usize = 32 * 1024 * 1024;
+/// The worker's main stack (`RLIMIT_STACK`, which `RLIMIT_DATA` does not count), whatever
+/// the daemon's own: the engine recurses over a pattern's nesting, at most
+/// [`MAX_GROUP_NESTING`](super::MAX_GROUP_NESTING) deep.
+pub const WORKER_STACK_BYTES: usize = 8 * 1024 * 1024;
 /// How long a worker waits for its next request before it ends itself; a [`Worker`]
 /// starts a fresh one rather than send to one idle for half of it.
 pub const WORKER_IDLE: Duration = Duration::from_secs(60);
@@ -266,8 +270,8 @@ fn start() -> Result<Running, WorkerError> {
         .stdin(Stdio::from(OwnedFd::from(theirs)))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // SAFETY: between fork and exec the closure makes only system calls (setrlimit, prctl,
-    // getppid) and allocates nothing.
+    // SAFETY: between fork and exec the closure makes only system calls (getrlimit,
+    // setrlimit, prctl, getppid) and allocates nothing.
     unsafe {
         command.pre_exec(move || limit_this_process(parent));
     }
@@ -279,13 +283,20 @@ fn start() -> Result<Running, WorkerError> {
     })
 }
 
-/// In the worker before it runs: its memory limit, no core file when it dies of it, and
-/// death with the thread that started it (checked after, in case that already happened).
+/// In the worker before it runs: its memory and stack limits (lower ones the daemon was
+/// given stay), no core file when it dies of them, and death with the thread that started
+/// it (checked after, in case that already happened).
 fn limit_this_process(parent: nix::unistd::Pid) -> std::io::Result<()> {
-    use nix::sys::resource::{Resource, setrlimit};
-    let memory = WORKER_MEMORY_BYTES as u64;
-    setrlimit(Resource::RLIMIT_DATA, memory, memory)?;
-    setrlimit(Resource::RLIMIT_CORE, 0, 0)?;
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    for (resource, bytes) in [
+        (Resource::RLIMIT_DATA, WORKER_MEMORY_BYTES),
+        (Resource::RLIMIT_STACK, WORKER_STACK_BYTES),
+        (Resource::RLIMIT_CORE, 0),
+    ] {
+        let (_, hard) = getrlimit(resource)?;
+        let limit = (bytes as u64).min(hard);
+        setrlimit(resource, limit, limit)?;
+    }
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
     if nix::unistd::getppid() != parent {
         return Err(std::io::Error::from_raw_os_error(nix::libc::ESRCH));
