@@ -55,9 +55,8 @@ pub const REGEX_SIZE_LIMIT: usize = 8 * 1024;
 /// most one per matching thread, never one per pattern.
 pub const REGEX_CACHE_BYTES: usize = 256 * 1024;
 /// The memory all compiled learned regexes of one file may hold together (measured for
-/// linear ones; for a backtracking one, what building it held at load, measured,
-/// [`BACKTRACKING_CHARGE`] for each regex it compiles and the rewritten pattern it keeps); a
-/// pattern
+/// linear ones; for a backtracking one [`BACKTRACKING_CHARGE`] for each regex it compiles
+/// and the rewritten pattern it keeps: its matches run on the worker); a pattern
 /// past it is refused at load, naming its index.
 pub const COMPILED_BUDGET_BYTES: usize = 32 * 1024 * 1024;
 /// What each delegate of a backtracking regex is charged against [`COMPILED_BUDGET_BYTES`].
@@ -149,17 +148,14 @@ pub enum Regex {
     Linear(meta::Regex),
     /// A pattern compiled at load and again for each match, on the worker (so no search
     /// cache outlives it): what a match holds there is held to
-    /// [`worker::WORKER_MEMORY_BYTES`]; the daemon keeps the pattern, charged its build
-    /// and [`BACKTRACKING_CHARGE`] for each regex it compiles.
+    /// [`worker::WORKER_MEMORY_BYTES`]; the daemon keeps the pattern, charged
+    /// [`BACKTRACKING_CHARGE`] for each regex it compiles.
     Backtracking {
         /// The rewritten pattern.
         pattern: Box<str>,
         /// The regexes it compiles (at most [`MAX_BACKTRACKING_DELEGATES`]): as the
         /// pattern's stretches count them, or as the engine's program holds them if more.
         regexes: usize,
-        /// The most its build held at once, measured at load (a build is the same work
-        /// every time).
-        build_bytes: usize,
     },
 }
 
@@ -286,11 +282,9 @@ impl Regex {
         match self {
             Regex::Linear(regex) => regex.memory_usage(),
             // It keeps its rewritten pattern to build itself again at each match.
-            Regex::Backtracking {
-                pattern,
-                regexes,
-                build_bytes,
-            } => regexes * BACKTRACKING_CHARGE + build_bytes + pattern.len(),
+            Regex::Backtracking { pattern, regexes } => {
+                regexes * BACKTRACKING_CHARGE + pattern.len()
+            }
         }
     }
 

@@ -90,60 +90,7 @@ pub(crate) fn live() -> isize {
     LIVE.get()
 }
 
-/// Runs `f` on this thread, counted from zero; returns its result and the most it held
-/// at once. A count already running on the thread (a rule call) goes on around it, `f`'s
-/// allocations included, as if it had never stopped.
-pub(crate) fn measure<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let (outer, live_before, peak_before) = (COUNTING.get(), LIVE.get(), PEAK.get());
-    start();
-    let out = f();
-    let (held_at_most, held_after) = (stop(), LIVE.get());
-    COUNTING.set(outer);
-    if outer {
-        LIVE.set(live_before + held_after);
-        PEAK.set(peak_before.max(live_before + held_at_most));
-    } else {
-        LIVE.set(live_before);
-        PEAK.set(peak_before);
-    }
-    (out, usize::try_from(held_at_most).unwrap_or(0))
-}
-
 /// The most the running (or last) call on this thread held at once.
 pub fn peak() -> isize {
     PEAK.get()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A build measured inside a rule call is counted by the call too: the call's peak
-    /// holds what it held before plus the build's peak, and what the build kept stays on
-    /// the call's count.
-    #[test]
-    fn a_measure_inside_a_counted_call_is_counted_by_the_call() {
-        start();
-        let before = vec![0u8; 10_000];
-        let (kept, held) = measure(|| {
-            let transient = vec![1u8; 50_000];
-            drop(transient);
-            vec![2u8; 3_000]
-        });
-        let (peak, live) = (stop(), live());
-        assert!((50_000..60_000).contains(&held), "measured {held}");
-        assert!(peak >= 60_000, "the call's peak {peak} misses the build's");
-        assert!(
-            live >= 13_000,
-            "the call's count {live} lost what the build kept"
-        );
-        drop((before, kept));
-        let (_, alone) = measure(|| vec![3u8; 4_000]);
-        assert!((4_000..5_000).contains(&alone), "measured {alone}");
-        assert_eq!(
-            peak,
-            super::peak(),
-            "a measure outside a call leaves the last call's peak"
-        );
-    }
 }

@@ -51,21 +51,20 @@ pub(super) fn compile(
     if delegates > MAX_BACKTRACKING_DELEGATES {
         return Err(MatchError::TooManyDelegates(delegates));
     }
-    // Each match builds the regex again (`build`), holding what this build held, so that
-    // is measured here rather than estimated from the pattern; its compiled regexes are
-    // counted in the program it built.
-    let (built, build_bytes) =
-        crate::rules::memory::measure(|| build(&pattern).map(|regex| compiled_regexes(&regex)));
-    let compiled = built.map_err(|fancy_error| {
-        // Only lookaround and backreferences need the backtracking engine; for any other
-        // syntax error the linear engine's message is the useful one.
-        match linear_error {
-            Some(linear_error) if !needs_backtracking(&linear_error) => {
-                MatchError::Linear(linear_error)
+    // Its compiled regexes are counted in the program it built. (A match builds it again,
+    // on the worker.)
+    let compiled = build(&pattern)
+        .map(|regex| compiled_regexes(&regex))
+        .map_err(|fancy_error| {
+            // Only lookaround and backreferences need the backtracking engine; for any other
+            // syntax error the linear engine's message is the useful one.
+            match linear_error {
+                Some(linear_error) if !needs_backtracking(&linear_error) => {
+                    MatchError::Linear(linear_error)
+                }
+                _ => MatchError::Backtracking(Box::new(fancy_error)),
             }
-            _ => MatchError::Backtracking(Box::new(fancy_error)),
-        }
-    })?;
+        })?;
     if compiled > MAX_BACKTRACKING_DELEGATES {
         return Err(MatchError::TooManyDelegates(compiled));
     }
@@ -73,7 +72,6 @@ pub(super) fn compile(
     Ok(Regex::Backtracking {
         pattern: pattern.into_boxed_str(),
         regexes: delegates.max(compiled),
-        build_bytes,
     })
 }
 

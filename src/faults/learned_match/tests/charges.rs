@@ -27,7 +27,7 @@ fn the_worst_accepted_regex_is_measured_against_the_memory_budget() {
         ),
     ] {
         assert_eq!(
-            charged_beside_its_build(&Regex::compile(pattern).unwrap()),
+            Regex::compile(pattern).unwrap().memory(),
             regexes * BACKTRACKING_CHARGE + pattern.len() + rewritten,
             "{pattern}"
         );
@@ -42,7 +42,7 @@ fn backtracking_regexes_are_charged_per_stretch_up_to_the_construct_cap() {
     let at_cap = format!("a{}", "(?=a)b".repeat(MAX_BACKTRACKING_CONSTRUCTS));
     let regex = Regex::compile(&at_cap).unwrap();
     assert_eq!(
-        charged_beside_its_build(&regex),
+        regex.memory(),
         (2 * MAX_BACKTRACKING_CONSTRUCTS + 1) * BACKTRACKING_CHARGE + at_cap.len()
     );
     let past = format!("{at_cap}(a)\\1");
@@ -104,13 +104,4 @@ fn backtracking_regexes_hold_no_more_than_they_are_charged_after_matching() {
          hold {after_load} bytes loaded and {after_tick} after one match each",
         count * charge
     );
-}
-
-/// What `regex` is charged beyond its build: a backtracking regex's build is measured at
-/// load, the rest counted from its pattern.
-pub(super) fn charged_beside_its_build(regex: &Regex) -> usize {
-    match regex {
-        Regex::Backtracking { build_bytes, .. } => regex.memory() - build_bytes,
-        Regex::Linear(_) => regex.memory(),
-    }
 }
