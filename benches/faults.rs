@@ -13,7 +13,7 @@
 //! (target: within 2x), the jsonpath evaluation (target: < 0.3 ms), the one-off build, and
 //! the plain native check on the parsed `Value` for scale.
 //!
-//! Then the learned patterns (issue 9 §4): 10,000 patterns spread over the seven kinds,
+//! Then the learned patterns (issue 9 §4): the 1,000 a file may hold, spread over the seven kinds,
 //! compiled once, over that state, a 2 MiB stdout log and a plan (target: the learned pass
 //! ≤ 50 ms), and the worst regexes the bounds accept over a full window (target ≤ 100 ms).
 //! `cargo bench --bench faults`.
@@ -307,7 +307,9 @@ fn worst_regexes() {
     for (pattern, text) in [
         (format!("[01]*1[01]{{{lo}}}x"), &bits),
         (r"(?!x)(a|aa)*b".to_owned(), &a_run),
-        (r"(a+)+\1b".to_owned(), &a_run),
+        // A backreference to a group inside a repetition is refused (JavaScript empties it at
+        // each repetition); one repeated after its group is not.
+        (r"(a+)(?:\1)*b".to_owned(), &a_run),
     ] {
         let regex = Regex::compile(&pattern).expect("accepted");
         let window = window(text);

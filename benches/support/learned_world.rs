@@ -44,9 +44,11 @@ pub fn state_bytes() -> Vec<u8> {
     serde_json::to_vec(&state).expect("state serializes")
 }
 
-pub const LEARNED: usize = 10_000;
+/// As many as a learned file may hold beside the three that match the run (past
+/// `MAX_PATTERNS` the rest of a file is skipped at load).
+pub const LEARNED: usize = berth::faults::learned::MAX_PATTERNS - 3;
 
-/// 10,000 patterns as investigators write them, spread evenly over the seven kinds: error
+/// [`LEARNED`] patterns as investigators write them, spread evenly over the seven kinds: error
 /// codes and messages for the texts, phase and top-level facts for the state, and one path
 /// in a hundred a filter over every feature (each of those costs a scan of 10,000
 /// features, ~0.15 ms). Three of them match the run.
