@@ -90,3 +90,25 @@ fn a_match_past_the_ticks_budget_is_killed_and_named() {
         (1, None)
     );
 }
+
+/// A tick whose budget runs out at a backtracking match (here with 1 ns left, less than
+/// the worker's own start) kills the worker: the pattern, which matched this run last
+/// tick, must keep that answer as a budget cut does (docs/faults.md: "a learned fault may
+/// be raised a few ticks late, never cleared by the budget"; docs/limits.md: "a budget cut
+/// never clears its learned fault"). With no time left at all it does; with 1 ns left it
+/// answers "no match" and the run's learned fault is resolved while still raised.
+#[test]
+fn a_match_killed_at_the_ticks_budget_keeps_its_last_answer() {
+    let patterns = [r"ECONN(?=RESET)"];
+    let stdout = "x ECONNRESET";
+    let mut spent = Budget::of(std::time::Duration::ZERO);
+    assert_eq!(tick(&patterns, stdout, &mut spent, &[true]), [true]);
+    let mut nearly_spent = Budget::of(std::time::Duration::from_nanos(1));
+    let hit = tick(&patterns, stdout, &mut nearly_spent, &[true]);
+    assert_eq!(nearly_spent.worker.counts.killed, 1, "the worker was killed");
+    assert_eq!(
+        hit,
+        [true],
+        "a match the tick's budget ran out in dropped its last answer (the fault clears)"
+    );
+}
