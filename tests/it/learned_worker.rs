@@ -101,3 +101,47 @@ fn a_pattern_the_worker_dies_of_is_named_and_the_others_still_match() {
         "no worker is left after the pass"
     );
 }
+
+/// `berth detect` runs the same worker: a pattern the worker dies of must not be a clean
+/// answer. The fault watch names it ("learned pattern 0 (HEAVY): … its worker died of
+/// it"); the one-shot command printed "no faults", exited 0 and said nothing on stderr,
+/// where the same pattern matched in the daemon before the worker (it held 58.9 MB).
+#[test]
+fn berth_detect_says_when_the_worker_died_of_a_pattern() {
+    let world = World::new();
+    let heavy = format!("(?:(?:|z){}(?=a)a)*", "()(?:|z)".repeat(300));
+    let learned = world.root.join("learned-patterns.json");
+    let entries = json!([{"category": "HEAVY", "severity": "MEDIUM", "description": "HEAVY",
+        "matcherKind": "stdout_regex", "pattern": heavy}]);
+    fs::write(&learned, entries.to_string()).unwrap();
+    let state = world.root.join("run.json");
+    fs::write(&state, json!({"slug": "run"}).to_string()).unwrap();
+    let detect = |stdout: &str| {
+        let log = world.root.join("out.log");
+        fs::write(&log, stdout).unwrap();
+        let out = world
+            .berth()
+            .args(["detect", "--no-count", "--learned"])
+            .arg(&learned)
+            .arg("--stdout")
+            .arg(&log)
+            .arg(&state)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Over a short text the pattern holds little, and matches: it is a real pattern.
+    let (code, stdout, _) = detect("aaaa");
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("HEAVY"), "{stdout}");
+    let (code, stdout, stderr) = detect(&"a".repeat(4096));
+    assert!(
+        stderr.contains("learned pattern 0") || code != Some(0),
+        "the worker died of pattern 0 and `berth detect` said nothing: exit {code:?}, \
+         stdout {stdout:?}, stderr {stderr:?}"
+    );
+}
