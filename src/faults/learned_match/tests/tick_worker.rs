@@ -112,3 +112,46 @@ fn a_match_killed_at_the_ticks_budget_keeps_its_last_answer() {
         "a match the tick's budget ran out in dropped its last answer (the fault clears)"
     );
 }
+
+/// A tick where no worker could start (the state `Worker::answer` leaves after a failed
+/// start: fork refused at a pid limit, no descriptor left for its socket, `/proc` hidden)
+/// answers "no match" for every backtracking pattern, said in a warning. The run cache
+/// then keeps that answer as the run's, as if the log had been read and matched, so once
+/// workers start again the run's learned fault stays cleared until one of its files
+/// changes; run_cache.rs keeps no answer a system failure made ("`EMFILE`, `ENOMEM`,
+/// `EIO`…: tried again") nor one the tick's budget cut short.
+#[test]
+fn a_tick_without_a_worker_is_not_kept_as_the_runs_answer() {
+    use crate::faults::learned::LearnedSet;
+    use crate::faults::run_cache::RunCache;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("out.log");
+    std::fs::write(&log, "x ECONNRESET\n").unwrap();
+    let file = dir.path().join("run.json");
+    let state = json!({"slug": "r", "stdoutLog": log.to_str().unwrap()});
+    std::fs::write(&file, state.to_string()).unwrap();
+    let learned_path = dir.path().join("learned-patterns.json");
+    let entries = json!([{"category": "RESET_SEEN", "severity": "HIGH", "description": "d",
+        "matcherKind": "stdout_regex", "pattern": "ECONN(?=RESET)"}]);
+    std::fs::write(&learned_path, entries.to_string()).unwrap();
+    crate::file_stamp::age_past_racy_window();
+    let learned = LearnedSet::load(&learned_path).unwrap();
+    let rules = crate::rules::Rules::embedded().unwrap();
+    let set = rules.current();
+    let cache = RunCache::default();
+    let doc = std::sync::Arc::new(Document::new(state));
+    let mut answer = |budget: &mut Budget| {
+        let answer = cache.answer(&file, &doc, &set, &learned, budget);
+        let fired = answer.outcome.faults.iter().any(|f| f.category == "RESET_SEEN");
+        (answer.detectors_ran, fired)
+    };
+    let mut no_worker = Budget::for_tick();
+    no_worker.worker.failed = Some(worker::WorkerError::NoProgram);
+    assert_eq!(answer(&mut no_worker), (true, false));
+    let mut working = Budget::for_tick();
+    assert_eq!(
+        answer(&mut working),
+        (true, true),
+        "(detectors ran, learned fault fired) on the next tick, a worker starting again"
+    );
+}
