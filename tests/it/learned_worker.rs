@@ -145,3 +145,46 @@ fn berth_detect_says_when_the_worker_died_of_a_pattern() {
          stdout {stdout:?}, stderr {stderr:?}"
     );
 }
+
+/// One worker serves every backtracking match of a tick (of a `berth detect`), and what a
+/// match held stays with it: `(?:` + `()(?:|z)`×90 + `(?=a)a)*` over 4 KiB matches on a
+/// fresh worker well within its 32 MiB, but the same match again on that worker (a second
+/// entry, here the same pattern under another category; in the daemon, the next run with
+/// the same log) dies, so whether a pattern matches depends on what the worker matched
+/// before it. The in-process engine answered both.
+#[test]
+fn a_match_answers_the_same_whatever_the_worker_matched_before() {
+    let world = World::new();
+    let pattern = format!("(?:(?:|z){}(?=a)a)*", "()(?:|z)".repeat(90));
+    let entry = |category: &str| {
+        json!({"category": category, "severity": "MEDIUM", "description": category,
+               "matcherKind": "stdout_regex", "pattern": pattern})
+    };
+    let state = world.root.join("run.json");
+    fs::write(&state, json!({"slug": "run"}).to_string()).unwrap();
+    let log = world.root.join("out.log");
+    fs::write(&log, "a".repeat(4096)).unwrap();
+    let detect = |entries: serde_json::Value| {
+        let learned = world.root.join("learned-patterns.json");
+        fs::write(&learned, entries.to_string()).unwrap();
+        let out = world
+            .berth()
+            .args(["detect", "--no-count", "--learned"])
+            .arg(&learned)
+            .arg("--stdout")
+            .arg(&log)
+            .arg(&state)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let alone = detect(json!([entry("SECOND")]));
+    assert!(alone.contains("SECOND"), "{alone}");
+    let both = detect(json!([entry("FIRST"), entry("SECOND")]));
+    let fired = ["FIRST", "SECOND"].map(|category| both.contains(category));
+    assert_eq!(
+        fired,
+        [true, true],
+        "SECOND matches alone, not after FIRST on the same worker: {both}"
+    );
+}
