@@ -105,7 +105,10 @@ fn a_match_killed_at_the_ticks_budget_keeps_its_last_answer() {
     assert_eq!(tick(&patterns, stdout, &mut spent, &[true]), [true]);
     let mut nearly_spent = Budget::of(std::time::Duration::from_nanos(1));
     let hit = tick(&patterns, stdout, &mut nearly_spent, &[true]);
-    assert_eq!(nearly_spent.worker.counts.killed, 1, "the worker was killed");
+    assert_eq!(
+        nearly_spent.worker.counts.killed, 1,
+        "the worker was killed"
+    );
     assert_eq!(
         hit,
         [true],
@@ -142,7 +145,11 @@ fn a_tick_without_a_worker_is_not_kept_as_the_runs_answer() {
     let doc = std::sync::Arc::new(Document::new(state));
     let mut answer = |budget: &mut Budget| {
         let answer = cache.answer(&file, &doc, &set, &learned, budget);
-        let fired = answer.outcome.faults.iter().any(|f| f.category == "RESET_SEEN");
+        let fired = answer
+            .outcome
+            .faults
+            .iter()
+            .any(|f| f.category == "RESET_SEEN");
         (answer.detectors_ran, fired)
     };
     let mut no_worker = Budget::for_tick();
@@ -153,5 +160,38 @@ fn a_tick_without_a_worker_is_not_kept_as_the_runs_answer() {
         answer(&mut working),
         (true, true),
         "(detectors ran, learned fault fired) on the next tick, a worker starting again"
+    );
+}
+
+/// Under the budget cut `every_pattern_runs_across_ticks_under_a_budget_cut_while_hits_are_written`
+/// (learned/source.rs) uses, a tick runs one regex to its end and the next tick starts
+/// after it, so "every pattern gets its turn" (docs/faults.md). A backtracking pattern
+/// reached with less time left than its worker takes to start is killed before it is
+/// asked, the tick ends on it, and the next tick starts after it: its turn never comes.
+/// Here, over three rounds of the patterns, the linear one answered every round and the
+/// backtracking ones never did.
+#[test]
+fn a_backtracking_pattern_gets_its_turn_across_ticks_under_a_budget_cut() {
+    let patterns = [r"(?<!y)x|never0", r"x(?!y)|never1", "x|never2"];
+    let compiled = stdout_regexes(&patterns);
+    let texts = Texts {
+        stdout: Some("x"),
+        ..Texts::default()
+    };
+    let state = Document::new(json!({}));
+    let mut answered = [0usize; 3];
+    let mut last = vec![false; 3];
+    for _tick in 0..3 * patterns.len() {
+        let mut cut = Budget::of(std::time::Duration::from_nanos(1));
+        let hit = compiled.hits(&patterns, &texts, &state, &mut cut, &last);
+        for (count, (now, before)) in answered.iter_mut().zip(hit.iter().zip(&last)) {
+            *count += usize::from(*now && !before);
+        }
+        last = hit;
+    }
+    assert_eq!(
+        (last, answered.map(|n| n > 0)),
+        (vec![true; 3], [true; 3]),
+        "(answers after 3 rounds of ticks, whether each ever answered a match)"
     );
 }
