@@ -143,7 +143,7 @@ fn a_tick_without_a_worker_is_not_kept_as_the_runs_answer() {
     let set = rules.current();
     let cache = RunCache::default();
     let doc = std::sync::Arc::new(Document::new(state));
-    let mut answer = |budget: &mut Budget| {
+    let answer = |budget: &mut Budget| {
         let answer = cache.answer(&file, &doc, &set, &learned, budget);
         let fired = answer
             .outcome
