@@ -8,26 +8,26 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rhai::{Dynamic, EvalAltResult, Map as RhaiMap};
+use rhai::{Dynamic, Map as RhaiMap};
 use serde_json::Value;
 
 use super::attachment::{self, AttachError, Keep};
 use super::fault::Fault;
 use super::json_file::{self, JsonFileError};
-use super::learned::{
-    AnswerError as LearnedAnswerError, LEARNED_PREFIX, LearnedSet, distinct, parse_learned_faults,
-};
+use super::learned::{LEARNED_PREFIX, LearnedSet, distinct, parse_learned_faults};
 use super::learned_match::{Budget, Texts, window};
 use super::parse_budget::ParseError;
 use super::rules::{
-    AnswerError, DETECT_FN, DETECTORS, LEARNED_FN, LEARNED_RULE, QUEUE_DETECTORS, StateDoc,
-    parse_faults,
+    DETECT_FN, DETECTORS, LEARNED_FN, LEARNED_RULE, QUEUE_DETECTORS, StateDoc, parse_faults,
 };
-use super::state_file::{self, StateFileError};
+use super::state_file;
 use super::state_jsonpath::Document;
-use crate::rules::{RuleError, RuleSet};
+use crate::rules::RuleSet;
+
+mod error;
 
 pub use super::state_file::MAX_STATE_BYTES;
+pub use error::{BadAnswer, DetectError};
 /// Plan and stdout text handed to rules: the head of a plan, the tail of a log. Below the
 /// engine's string limit, so a rule can still build strings from them.
 pub const MAX_TEXT_BYTES: usize = 2 * 1024 * 1024;
@@ -71,50 +71,6 @@ pub struct Detection {
     pub faults: Vec<Fault>,
     /// One line per detector that failed, naming the rule file and the reason.
     pub errors: Vec<DetectError>,
-}
-
-/// Why a detector said nothing usable, or a run could not be read; each names the file.
-#[derive(Debug, thiserror::Error)]
-pub enum DetectError {
-    #[error("{}: {source}", .path.display())]
-    State {
-        path: PathBuf,
-        source: StateFileError,
-    },
-    #[error(transparent)]
-    Rule(#[from] RuleError),
-    #[error("{file}: `{function}` returned a value that is not JSON ({source})")]
-    NotJson {
-        file: String,
-        function: &'static str,
-        source: Box<EvalAltResult>,
-    },
-    #[error("{file}: `{function}` returned an invalid answer: {source}")]
-    InvalidAnswer {
-        file: String,
-        function: &'static str,
-        source: BadAnswer,
-    },
-    #[error("{}: left out of the detectors' `review`: {source}", .path.display())]
-    ReviewRefused {
-        path: PathBuf,
-        source: Arc<JsonFileError>,
-    },
-    #[error("{LEARNED_RULE}: learned patterns are not representable for rules")]
-    PatternsNotRepresentable,
-    #[error("queue facts are not representable for rules: {0}")]
-    FactsNotRepresentable(Box<EvalAltResult>),
-}
-
-/// What is wrong with a detector's answer.
-#[derive(Debug, thiserror::Error)]
-pub enum BadAnswer {
-    #[error(transparent)]
-    Detector(AnswerError),
-    #[error(transparent)]
-    Learned(LearnedAnswerError),
-    #[error("fault #{number}: category `{category}` is not a loaded learned pattern")]
-    NotLoaded { number: usize, category: String },
 }
 
 impl Detection {
@@ -368,7 +324,26 @@ pub fn run_detector(set: &RuleSet, file: &str, input: Dynamic) -> Result<Vec<Fau
 /// Every orchestrator detector over `run`, then the learned patterns of `learned`, with no
 /// time limit on them (a one-off command).
 pub fn detect_run(set: &RuleSet, run: &RunInput, learned: &LearnedSet) -> Detection {
-    detect_run_within(set, run, learned, &mut Budget::unlimited())
+    let mut budget = Budget::unlimited();
+    let mut detection = detect_run_within(set, run, learned, &mut budget);
+    // What the fault watch reports of its pass, said here as errors: a pattern with no
+    // answer of its own did not match, and the command says so rather than "no faults".
+    let unanswered: Vec<DetectError> = (budget.unanswered())
+        .filter_map(|(at, why)| {
+            let (index, category) = learned.patterns.get(at).map(|p| (p.index, &p.category))?;
+            let category = category.clone();
+            Some(DetectError::LearnedUnanswered {
+                index,
+                category,
+                why,
+            })
+        })
+        .collect();
+    detection.errors.extend(unanswered);
+    detection
+        .errors
+        .extend(budget.worker.failed.take().map(DetectError::from));
+    detection
 }
 
 /// [`detect_run`] with the learned regexes held to what is left of one tick's `budget`.

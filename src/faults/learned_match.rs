@@ -39,7 +39,7 @@ mod javascript;
 mod lookbehind;
 pub mod worker;
 
-pub use budget::{Budget, Exhausted, LearnedBudget};
+pub use budget::{Budget, Exhausted, LearnedBudget, Unanswered};
 use worker::{Answer, Worker};
 
 /// Lines of stdout or plan a learned pattern sees: the last 200, as gstack's halt snapshot
@@ -452,11 +452,26 @@ impl Compiled {
                 continue;
             }
             let started = Instant::now();
-            let until = budget.left().map(|left| started + left);
-            hit[i] = answer.run(texts, state, until, budget, i).unwrap_or(last);
+            // A tick's first match gets a whole tick's time whatever the budget has left,
+            // so every pattern gets its turn: a backtracking one, stopped at its deadline
+            // (its worker's start counts), would otherwise never answer in a tick that
+            // reaches it with less than that start left.
+            let first = budget.untouched();
+            let left = budget
+                .left()
+                .map(|left| if first { left.max(TICK_BUDGET) } else { left });
+            let until = left.map(|left| started + left);
+            let answered = answer.run(texts, state, until, budget, i);
+            hit[i] = answered.unwrap_or(last);
             if budget.charge(i, started.elapsed()) {
-                self.next_budgeted
-                    .store((start + step + 1) % count, Ordering::Relaxed);
+                // Stopped with less than a whole tick, it starts the next tick; answered,
+                // or stopped with a whole tick, the next one does.
+                let next = if answered.is_none() && !first {
+                    start + step
+                } else {
+                    start + step + 1
+                };
+                self.next_budgeted.store(next % count, Ordering::Relaxed);
             }
         }
         budget.skipped(skipped);
@@ -471,8 +486,9 @@ enum Matching<'a> {
 }
 
 impl Matching<'_> {
-    /// Whether it matches; `None` when a path was stopped at `until`. A regex whose worker
-    /// died (noted in `budget` as pattern `index`'s) or was killed at `until` does not
+    /// Whether it matches; `None` when it was stopped at `until` (a path, or a regex whose
+    /// worker was killed there) or no worker could run it: it keeps its last answer. A
+    /// regex whose worker died of it (noted in `budget` as pattern `index`'s) does not
     /// match.
     fn run(
         &self,
@@ -491,7 +507,11 @@ impl Matching<'_> {
                         budget.died_of(index);
                         Some(false)
                     }
-                    Answer::Killed | Answer::NoWorker => Some(false),
+                    Answer::Killed => {
+                        budget.killed_at(index);
+                        None
+                    }
+                    Answer::NoWorker => None,
                 }
             }
             Matching::Path(pattern) => {

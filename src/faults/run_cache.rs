@@ -148,7 +148,10 @@ impl RunCache {
             && !outcome.timed_out
             && !outcome.unread
             && !exhausted_before
-            && budget.exhausted.is_none();
+            && budget.exhausted.is_none()
+            // Its backtracking patterns kept their last answers, unmatched: as a system
+            // failure, tried again next pass.
+            && budget.worker.failed.is_none();
         let outcome = Arc::new(outcome);
         let remembered = Remembered {
             state: Arc::downgrade(state),

@@ -250,17 +250,15 @@ pub fn watch_runs(
         report.problems.push(e.to_string());
     }
     // The budget names a position among the set's valid patterns; the report, the file's.
-    report
-        .problems
-        .extend(budget.died.iter().filter_map(|&at| {
-            let pattern = learned.patterns.get(at)?;
-            Some(format!(
-                "learned pattern {} ({}): one match needed more than the {} bytes a backtracking match may hold (its worker died of it); it did not match this tick",
-                pattern.index,
-                pattern.category,
-                learned_match::worker::WORKER_MEMORY_BYTES
-            ))
-        }));
+    report.problems.extend(budget.died.iter().filter_map(|&at| {
+        let pattern = learned.patterns.get(at)?;
+        Some(format!(
+            "learned pattern {} ({}): {}; it did not match this tick",
+            pattern.index,
+            pattern.category,
+            learned_match::Unanswered::Died
+        ))
+    }));
     report.learned_budget = budget.exhausted.and_then(|exhausted| {
         let pattern = learned.patterns.get(exhausted.index)?;
         Some(LearnedBudget {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::TICK_BUDGET;
-use super::worker::Worker;
+use super::worker::{WORKER_MEMORY_BYTES, Worker};
 
 /// The pattern that used up a tick's [`TICK_BUDGET`], by its position among the set's
 /// patterns, and how many regex matches were left out after it that tick.
@@ -25,6 +25,8 @@ pub struct Budget {
     /// The patterns (positions among the set's) whose match the worker died of, past its
     /// memory limit, each once.
     pub died: Vec<usize>,
+    /// The patterns whose match was stopped at its deadline (the worker killed), each once.
+    pub killed: Vec<usize>,
     pub worker: Worker,
 }
 
@@ -50,15 +52,24 @@ impl Budget {
             spent: Duration::ZERO,
             exhausted: None,
             died: Vec::new(),
+            killed: Vec::new(),
             worker: Worker::default(),
         }
     }
 
     /// Notes that the worker died of pattern `index`'s match.
     pub(super) fn died_of(&mut self, index: usize) {
-        if !self.died.contains(&index) {
-            self.died.push(index);
-        }
+        note_once(&mut self.died, index);
+    }
+
+    /// Notes that pattern `index`'s match was stopped at its deadline.
+    pub(super) fn killed_at(&mut self, index: usize) {
+        note_once(&mut self.killed, index);
+    }
+
+    /// Whether nothing has been charged to it yet.
+    pub(super) fn untouched(&self) -> bool {
+        self.spent.is_zero() && self.exhausted.is_none()
     }
 
     pub(super) fn over(&self) -> bool {
@@ -84,6 +95,45 @@ impl Budget {
         if let Some(exhausted) = &mut self.exhausted {
             exhausted.skipped += count;
         }
+    }
+}
+
+/// Why a learned pattern had no answer of its own on a pass: it does not match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unanswered {
+    /// Its worker died of the match (past [`WORKER_MEMORY_BYTES`]).
+    Died,
+    /// Its match ran past its deadline and the worker was killed.
+    Killed,
+}
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unanswered::Died => write!(
+                f,
+                "one match needed more than the {WORKER_MEMORY_BYTES} bytes a backtracking match may hold (its worker died of it)"
+            ),
+            Unanswered::Killed => write!(
+                f,
+                "one match ran past its {} ms (its worker was killed)",
+                TICK_BUDGET.as_millis()
+            ),
+        }
+    }
+}
+
+impl Budget {
+    /// The patterns (positions among the set's) that had no answer of their own, and why.
+    pub fn unanswered(&self) -> impl Iterator<Item = (usize, Unanswered)> + '_ {
+        let died = self.died.iter().map(|&at| (at, Unanswered::Died));
+        died.chain(self.killed.iter().map(|&at| (at, Unanswered::Killed)))
+    }
+}
+
+fn note_once(indices: &mut Vec<usize>, index: usize) {
+    if !indices.contains(&index) {
+        indices.push(index);
     }
 }
 

@@ -354,6 +354,7 @@ fn serve() -> ExitCode {
     if socket.set_read_timeout(Some(WORKER_IDLE)).is_err() {
         return ExitCode::from(2);
     }
+    give_back_what_each_match_frees();
     match serve_on(socket) {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::from(2),
@@ -386,8 +387,36 @@ fn serve_on(mut socket: UnixStream) -> std::io::Result<()> {
                 .is_ok_and(|regex| regex.is_match(text.as_slice()).unwrap_or(false))
         });
         socket.write_all(&[u8::from(hit)])?;
+        trim_the_heap();
     }
 }
+
+/// Makes every large block glibc's malloc hands out its own mapping, returned to the
+/// kernel when freed, instead of heap it keeps (its default threshold grows with the
+/// blocks freed): a match must find the whole [`WORKER_MEMORY_BYTES`] whatever the
+/// matches before it held, or its answer would depend on them (review 38: one that
+/// matched on a fresh worker died after another).
+fn give_back_what_each_match_frees() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets a malloc parameter; the worker is single-threaded here.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
+    }
+}
+
+/// Returns the free memory at the top of the heap to the kernel after a match.
+fn trim_the_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory; no pointer is touched.
+    unsafe {
+        nix::libc::malloc_trim(0);
+    }
+}
+
+/// Blocks at least this large get a mapping of their own in the worker (glibc's default
+/// before it adapts).
+#[cfg(target_env = "gnu")]
+const MMAP_THRESHOLD_BYTES: nix::libc::c_int = 128 * 1024;
 
 #[cfg(test)]
 pub(super) mod tests;
