@@ -188,3 +188,64 @@ fn a_match_answers_the_same_whatever_the_worker_matched_before() {
         "SECOND matches alone, not after FIRST on the same worker: {both}"
     );
 }
+
+/// The pattern a tick's budget ran out in goes first next tick, with a whole tick's time
+/// ("first" is the budget's first match). But the rotation starts over in every run of
+/// the tick while "first" is the tick's: a run read before (here a live run whose log
+/// grows each tick) takes the first match, so the slow pattern, slow on the second run
+/// only, is killed there again with less than a whole tick, starts the next tick again,
+/// and so on forever. The pattern after it never has a turn on that run: its fault is
+/// never filed (before review 38's fix the rotation moved past the killed pattern and it
+/// was filed on the next tick).
+#[test]
+fn a_pattern_killed_on_a_later_run_does_not_hold_the_rotation_forever() {
+    use berth::faults::halt_store::HaltStore;
+    use berth::faults::learned::LearnedSet;
+    use berth::faults::watch::watch_runs;
+    use berth::rules::Rules;
+    berth::faults::learned_match::worker::use_program(std::path::Path::new(env!(
+        "CARGO_BIN_EXE_berth"
+    )));
+    let world = World::new();
+    let state_dir = world.root.join("build-state");
+    fs::create_dir_all(&state_dir).unwrap();
+    let run = |slug: &str, log: &str| {
+        let stdout = state_dir.join(format!("{slug}.log"));
+        fs::write(&stdout, log).unwrap();
+        let state = json!({"slug": slug, "stdoutLog": stdout});
+        fs::write(state_dir.join(format!("{slug}.json")), state.to_string()).unwrap();
+        stdout
+    };
+    // Read first: over its short log the slow pattern answers at once.
+    let live = run("a-live-run", "b\n");
+    // Over 4 KiB of `a` one match of the slow pattern takes ~1.4 s (debug): killed.
+    run("b-slow-run", &format!("NEEDLE\n{}", "a".repeat(4096)));
+    let entry = |category: &str, pattern: String| {
+        json!({"category": category, "severity": "MEDIUM", "description": category,
+               "matcherKind": "stdout_regex", "pattern": pattern})
+    };
+    let slow = format!("(?:{}(?=a)a)*c", "()".repeat(80));
+    let entries = json!([entry("SLOW", slow), entry("AFTER", "NEEDLE".to_owned())]);
+    let learned_path = world.root.join("learned-patterns.json");
+    fs::write(&learned_path, entries.to_string()).unwrap();
+    let learned = LearnedSet::load(&learned_path).unwrap();
+    assert_eq!(learned.patterns.len(), 2, "{:?}", learned.warnings);
+    let halts = HaltStore::new(world.root.join("skill-faults"));
+    let rules = Rules::embedded().unwrap();
+    let mut spent_by = Vec::new();
+    for tick in 0..3 {
+        // The live run's log grows, as a running build's does: it is matched every tick.
+        fs::write(&live, "b\n".repeat(tick + 2)).unwrap();
+        let report = watch_runs(&rules.current(), &state_dir, &halts, &learned);
+        spent_by.push(report.learned_budget.map(|spent| spent.category));
+    }
+    let filed = walk(&world.root.join("skill-faults"))
+        .iter()
+        .filter(|file| fs::read_to_string(file).is_ok_and(|text| text.contains("AFTER")))
+        .count();
+    assert!(
+        filed > 0,
+        "AFTER matches the slow run's log but never had a turn there in 3 ticks; the \
+         budget ran out in {spent_by:?}"
+    );
+}
