@@ -249,3 +249,75 @@ fn a_pattern_killed_on_a_later_run_does_not_hold_the_rotation_forever() {
          budget ran out in {spent_by:?}"
     );
 }
+
+/// The worker fixes glibc's mmap threshold and trims its heap after each match so that a
+/// match finds the whole 32 MiB whatever ran before it (review 38's fix). What the trim
+/// cannot give back stays: a match whose 16 lookaheads fill their lazy DFAs over a 4 KiB
+/// plan of `0`/`1` (~30 ms) leaves ~5 MB of heap charged to `RLIMIT_DATA`, and
+/// `(?:` + `()(?:|z)`×80 + `(?=a)a)*`, which matches on a fresh worker, then dies of its
+/// memory limit on that worker. Whether a pattern matches still depends on what the
+/// worker matched before it.
+#[test]
+fn a_match_finds_the_whole_limit_after_a_match_that_filled_lazy_dfas() {
+    let world = World::new();
+    let entry = |category: &str, kind: &str, pattern: String| {
+        json!({"category": category, "severity": "MEDIUM", "description": category,
+               "matcherKind": kind, "pattern": pattern})
+    };
+    let filler: String = (0..16)
+        .map(|i| format!("(?=[01]*1[01]{{{}}})", 16 + i % 4))
+        .collect();
+    let heavy = format!("(?:(?:|z){}(?=a)a)*", "()(?:|z)".repeat(80));
+    let state = world.root.join("run.json");
+    fs::write(&state, json!({"slug": "run"}).to_string()).unwrap();
+    let log = world.root.join("out.log");
+    fs::write(&log, "a".repeat(4096)).unwrap();
+    // A fixed pseudo-random plan of 0 and 1 (xorshift): the lookaheads' DFAs fill with it.
+    let mut seed: u32 = 2_463_534_242;
+    let plan_text: String = (0..4096)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            if seed & 1 == 1 { '1' } else { '0' }
+        })
+        .collect();
+    let plan = world.root.join("plan.md");
+    fs::write(&plan, plan_text).unwrap();
+    let detect = |entries: serde_json::Value| {
+        let learned = world.root.join("learned-patterns.json");
+        fs::write(&learned, entries.to_string()).unwrap();
+        let out = world
+            .berth()
+            .args(["detect", "--no-count", "--learned"])
+            .arg(&learned)
+            .arg("--plan")
+            .arg(&plan)
+            .arg("--stdout")
+            .arg(&log)
+            .arg(&state)
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let alone = detect(json!([entry("HEAVY", "stdout_regex", heavy.clone())]));
+    assert!(
+        alone.contains("HEAVY") && !alone.contains("died"),
+        "{alone}"
+    );
+    let both = detect(json!([
+        entry("FILLER", "plan_regex", filler),
+        entry("HEAVY", "stdout_regex", heavy)
+    ]));
+    let heavy_fired = both
+        .lines()
+        .any(|line| line.contains("HEAVY") && !line.contains("detector error"));
+    assert!(
+        both.contains("FILLER") && heavy_fired,
+        "HEAVY matches on a fresh worker, not after FILLER on the same one: {both}"
+    );
+}
