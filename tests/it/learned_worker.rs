@@ -32,6 +32,10 @@ fn workers_of_this_process() -> usize {
         .count()
 }
 
+/// Held by the tests here that run workers in this process: the one counting this
+/// process's workers must not count another test's.
+static IN_PROCESS_WORKERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Every file under `dir`.
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
@@ -52,6 +56,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// 300 `()(?:|z)` in a repeated body held 58.9 MB in one match in the daemon (review b35).
 #[test]
 fn a_pattern_the_worker_dies_of_is_named_and_the_others_still_match() {
+    let _alone = IN_PROCESS_WORKERS.lock().unwrap_or_else(|e| e.into_inner());
     use berth::faults::halt_store::HaltStore;
     use berth::faults::learned::LearnedSet;
     use berth::faults::watch::watch_runs;
@@ -199,6 +204,7 @@ fn a_match_answers_the_same_whatever_the_worker_matched_before() {
 /// was filed on the next tick).
 #[test]
 fn a_pattern_killed_on_a_later_run_does_not_hold_the_rotation_forever() {
+    let _alone = IN_PROCESS_WORKERS.lock().unwrap_or_else(|e| e.into_inner());
     use berth::faults::halt_store::HaltStore;
     use berth::faults::learned::LearnedSet;
     use berth::faults::watch::watch_runs;
