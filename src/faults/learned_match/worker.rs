@@ -13,10 +13,10 @@
 //! its socket closes or stays silent for [`WORKER_IDLE`].
 //!
 //! The protocol: a request is the pattern's length and the text's (u32, little-endian),
-//! the pattern, then the text; the answer one byte, 1 for a match, 0 for none (a step
-//! limit or a pattern the engine refuses is no match). A worker that dies (past its
-//! memory limit) or is killed answers nothing: that match does not match, and the next
-//! one starts a new worker.
+//! the pattern, then the text; the answer one byte, bit 0 set for a match (a step limit
+//! or a pattern the engine refuses is no match) and bit 1 when the worker ends after it
+//! ([`RETIRING`]). A worker that dies (past its memory limit) or is killed answers
+//! nothing: that match does not match, and the next one starts a new worker.
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd as _, OwnedFd};
@@ -47,6 +47,14 @@ pub const WORKER_ARG: &str = "--berth-learned-regex-worker";
 /// How long a killed worker is waited for to be reaped; one not gone by then is tried
 /// again when the [`Worker`] is dropped.
 const REAP_WAIT: Duration = Duration::from_millis(200);
+/// How much more memory (`RLIMIT_DATA`'s count) a worker may still hold after a match,
+/// its heap trimmed, than when it started; past it the worker ends after answering, so
+/// the next match finds the whole [`WORKER_MEMORY_BYTES`] whatever ran before it. glibc
+/// keeps heap it cannot trim (a block still in use above freed ones): after a match whose
+/// 16 lookaheads filled their lazy DFAs a worker held ~5 MB more (review 39).
+pub const WORKER_HELD_SLACK_BYTES: u64 = 1024 * 1024;
+/// The answer's bit that says the worker ends after it.
+const RETIRING: u8 = 2;
 
 /// How one backtracking match ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +76,9 @@ pub struct Counts {
     /// Processes started.
     pub started: usize,
     pub answered: usize,
+    /// Workers that ended after a match that left them holding more than
+    /// [`WORKER_HELD_SLACK_BYTES`] over their start.
+    pub retired: usize,
     pub died: usize,
     pub killed: usize,
 }
@@ -145,9 +156,13 @@ impl Worker {
             return Answer::NoWorker;
         };
         match ask(&mut running.socket, pattern, text, until) {
-            Ok(hit) => {
+            Ok(Reply { hit, retiring }) => {
                 running.last = Instant::now();
                 self.counts.answered += 1;
+                if retiring {
+                    self.stop();
+                    self.counts.retired += 1;
+                }
                 Answer::Matched(hit)
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
@@ -203,13 +218,20 @@ fn reaped(child: &mut Child) -> bool {
     }
 }
 
+/// A worker's answer to one request.
+struct Reply {
+    hit: bool,
+    /// The worker ends after it.
+    retiring: bool,
+}
+
 /// Sends one request and reads its one-byte answer, both before `until`.
 fn ask(
     socket: &mut UnixStream,
     pattern: &str,
     text: &[u8],
     until: Instant,
-) -> std::io::Result<bool> {
+) -> std::io::Result<Reply> {
     let left = until.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(ErrorKind::TimedOut.into());
@@ -225,11 +247,13 @@ fn ask(
     send_all(socket, &request)?;
     let mut answer = [0u8];
     socket.read_exact(&mut answer)?;
-    match answer[0] {
-        0 => Ok(false),
-        1 => Ok(true),
-        _ => Err(ErrorKind::InvalidData.into()),
+    if answer[0] & !(1 | RETIRING) != 0 {
+        return Err(ErrorKind::InvalidData.into());
     }
+    Ok(Reply {
+        hit: answer[0] & 1 == 1,
+        retiring: answer[0] & RETIRING != 0,
+    })
 }
 
 /// Writes all of `bytes` to `socket` without SIGPIPE: a command that restored its default
@@ -361,10 +385,13 @@ fn serve() -> ExitCode {
     }
 }
 
-/// One request at a time: read whole (within the caps), built, matched, answered.
+/// One request at a time: read whole (within the caps), built, matched, answered; after
+/// a match that left it holding more than [`WORKER_HELD_SLACK_BYTES`] over its start (or
+/// when what it holds cannot be read) it says so in the answer and ends.
 fn serve_on(mut socket: UnixStream) -> std::io::Result<()> {
     let mut pattern = Vec::new();
     let mut text = Vec::new();
+    let at_start = data_bytes();
     loop {
         let mut lengths = [0u8; 8];
         match socket.read_exact(&mut lengths) {
@@ -386,9 +413,26 @@ fn serve_on(mut socket: UnixStream) -> std::io::Result<()> {
             super::backtracking::build(pattern)
                 .is_ok_and(|regex| regex.is_match(text.as_slice()).unwrap_or(false))
         });
-        socket.write_all(&[u8::from(hit)])?;
         trim_the_heap();
+        let holds_more = match (at_start, data_bytes()) {
+            (Some(start), Some(now)) => now > start + WORKER_HELD_SLACK_BYTES,
+            _ => true,
+        };
+        let retiring = if holds_more { RETIRING } else { 0 };
+        socket.write_all(&[u8::from(hit) | retiring])?;
+        if holds_more {
+            return Ok(());
+        }
     }
+}
+
+/// The memory `RLIMIT_DATA` counts that this process holds now (with its stack:
+/// `/proc/self/statm`'s data field), `None` when it cannot be read.
+fn data_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(5)?.parse().ok()?;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok()??;
+    Some(pages * u64::try_from(page).ok()?)
 }
 
 /// Makes every large block glibc's malloc hands out its own mapping, returned to the

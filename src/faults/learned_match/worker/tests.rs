@@ -56,7 +56,8 @@ fn one_worker_answers_every_match_of_its_caller_and_is_gone_with_it() {
             started: 1,
             answered: 3,
             died: 0,
-            killed: 0
+            killed: 0,
+            retired: 0
         }
     );
     let pid = worker.pid().unwrap();
@@ -90,7 +91,8 @@ fn a_match_past_the_workers_memory_limit_kills_only_its_worker() {
             started: 2,
             answered: 1,
             died: 1,
-            killed: 0
+            killed: 0,
+            retired: 0
         }
     );
 }
@@ -143,4 +145,39 @@ fn a_worker_gone_between_matches_fails_one_match_and_is_replaced() {
         Answer::Matched(true)
     );
     assert_eq!((worker.counts.started, worker.counts.died), (2, 1));
+}
+
+/// A match whose 16 lookaheads fill their lazy DFAs over 4 KiB of `0`/`1` left glibc
+/// holding ~5 MB of the worker's heap that no trim gives back (review 39): that worker
+/// says so in its answer and ends, and the next match runs on a fresh one with the whole
+/// limit. Small matches (the first test) leave a worker running.
+#[test]
+fn a_worker_a_match_left_holding_memory_ends_after_answering() {
+    let mut worker = Worker::default();
+    let filler: String = (0..16)
+        .map(|i| format!("(?=[01]*1[01]{{{}}})", 16 + i % 4))
+        .collect();
+    let filler = rewritten(&filler);
+    // A fixed pseudo-random text of 0 and 1 (xorshift).
+    let mut seed: u32 = 2_463_534_242;
+    let plan: Vec<u8> = (0..4096)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            b'0' + u8::from(seed & 1 == 1)
+        })
+        .collect();
+    assert_eq!(worker.answer(&filler, &plan, soon()), Answer::Matched(true));
+    assert_eq!(
+        (worker.counts.retired, worker.pid()),
+        (1, None),
+        "the worker ended after the match that left it holding memory"
+    );
+    let small = rewritten(r"ECONN(?=RESET)");
+    assert_eq!(
+        worker.answer(&small, b"ECONNRESET", soon()),
+        Answer::Matched(true)
+    );
+    assert_eq!((worker.counts.started, worker.counts.died), (2, 0));
 }
