@@ -25,7 +25,6 @@
 //! adds a factor of the text length (every start position re-runs the sub-match), so its
 //! text is shorter: `(?!x)(a|aa)*b` over 4 KiB of `a` takes ~40 ms.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aho_corasick::AhoCorasick;
@@ -39,7 +38,7 @@ mod javascript;
 mod lookbehind;
 pub mod worker;
 
-pub use budget::{Budget, Exhausted, LearnedBudget, Unanswered};
+pub use budget::{Budget, Exhausted, LearnedBudget, RunOrder, Unanswered};
 use worker::{Answer, Worker};
 
 /// Lines of stdout or plan a learned pattern sees: the last 200, as gstack's halt snapshot
@@ -344,9 +343,17 @@ pub struct Compiled {
     contains: Vec<(Field, AhoCorasick, Vec<usize>)>,
     regexes: Vec<(usize, Field, Regex)>,
     paths: Vec<usize>,
-    /// Where in the regexes, then the paths, the next call starts: after the last one a
-    /// budget stopped at, so every one gets its turn across ticks.
-    next_budgeted: AtomicUsize,
+}
+
+/// One run's last answers to a set's patterns, and where its next budgeted pass starts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunAnswers {
+    /// Whether each pattern (in file order) matched; a pattern past the end did not.
+    pub hit: Vec<bool>,
+    /// The regex or path (by its turn: the regexes, then the paths) the run's next pass
+    /// starts at: the one a budget last stopped at on this run when it had less than a
+    /// whole tick, else the one after it, so every one gets its turn across ticks.
+    pub next: usize,
 }
 
 impl Compiled {
@@ -382,24 +389,27 @@ impl Compiled {
     /// The positions (in file order) of the patterns that match, without a time limit.
     /// `patterns[i]` is the text of pattern `i` (paths are parsed from it).
     pub fn matching(&self, patterns: &[&str], texts: &Texts<'_>, state: &Document) -> Vec<usize> {
-        let hit = self.hits(patterns, texts, state, &mut Budget::unlimited(), &[]);
-        hit.iter()
+        let none = RunAnswers::default();
+        let answers = self.hits(patterns, texts, state, &mut Budget::unlimited(), &none);
+        answers
+            .hit
+            .iter()
             .enumerate()
             .filter_map(|(i, hit)| hit.then_some(i))
             .collect()
     }
 
-    /// Whether each pattern (in file order) matches, the regexes within `budget`: once it is
-    /// spent, a regex not reached keeps its answer in `previous` (this run's last answers;
-    /// no match when there is none).
+    /// Whether each pattern (in file order) matches, the regexes within `budget`, starting
+    /// at `last.next`: once it is spent, a regex not reached keeps its answer in `last` (this
+    /// run's last answers; no match when there is none). The run's answers for next time.
     pub fn hits(
         &self,
         patterns: &[&str],
         texts: &Texts<'_>,
         state: &Document,
         budget: &mut Budget,
-        previous: &[bool],
-    ) -> Vec<bool> {
+        last: &RunAnswers,
+    ) -> RunAnswers {
         let mut hit = vec![false; patterns.len()];
         for (field, automaton, ids) in &self.contains {
             let Some(text) = texts.get(*field) else {
@@ -417,24 +427,42 @@ impl Compiled {
                 }
             }
         }
-        self.budgeted_hits(patterns, texts, state, budget, previous, &mut hit);
-        hit
+        let next = self.budgeted_hits(patterns, texts, state, budget, last, &mut hit);
+        RunAnswers { hit, next }
+    }
+
+    /// The pattern (its position in file order) whose regex or path has turn `turn`.
+    pub(crate) fn pattern_at_turn(&self, turn: usize) -> Option<usize> {
+        match self.regexes.get(turn) {
+            Some((i, _, _)) => Some(*i),
+            None => self.paths.get(turn - self.regexes.len()).copied(),
+        }
+    }
+
+    /// The turn of pattern `index`'s regex or path, if it has one.
+    pub(crate) fn turn_of(&self, index: usize) -> Option<usize> {
+        let regexes = self.regexes.iter().map(|(i, _, _)| *i);
+        regexes
+            .chain(self.paths.iter().copied())
+            .position(|i| i == index)
     }
 
     /// The answers of the regexes and state paths (the matchers whose cost has no small
-    /// bound) into `hit`, from where the last budget stopped, while `budget` lasts. A path
-    /// still running when the budget runs out is stopped and keeps its last answer.
+    /// bound) into `hit`, from where the last budget stopped on this run, while `budget`
+    /// lasts. A path still running when the budget runs out is stopped and keeps its last
+    /// answer. Where the run's next pass starts.
     fn budgeted_hits(
         &self,
         patterns: &[&str],
         texts: &Texts<'_>,
         state: &Document,
         budget: &mut Budget,
-        previous: &[bool],
+        last: &RunAnswers,
         hit: &mut [bool],
-    ) {
+    ) -> usize {
         let count = self.regexes.len() + self.paths.len();
-        let start = self.next_budgeted.load(Ordering::Relaxed) % count.max(1);
+        let start = last.next % count.max(1);
+        let mut next = start;
         let mut skipped = 0;
         for step in 0..count {
             let at = (start + step) % count;
@@ -445,7 +473,7 @@ impl Compiled {
                     (i, Matching::Path(patterns[i]))
                 }
             };
-            let last = previous.get(i).copied().unwrap_or(false);
+            let last = last.hit.get(i).copied().unwrap_or(false);
             if budget.over() {
                 hit[i] = last;
                 skipped += 1;
@@ -464,17 +492,18 @@ impl Compiled {
             let answered = answer.run(texts, state, until, budget, i);
             hit[i] = answered.unwrap_or(last);
             if budget.charge(i, started.elapsed()) {
-                // Stopped with less than a whole tick, it starts the next tick; answered,
-                // or stopped with a whole tick, the next one does.
-                let next = if answered.is_none() && !first {
-                    start + step
+                // Stopped with less than a whole tick, it starts the run's next pass (the
+                // budget puts the run first next tick, where it has the whole tick);
+                // answered, or stopped with a whole tick, the next one does.
+                next = if answered.is_none() && !first {
+                    at
                 } else {
-                    start + step + 1
+                    (at + 1) % count
                 };
-                self.next_budgeted.store(next % count, Ordering::Relaxed);
             }
         }
         budget.skipped(skipped);
+        next
     }
 }
 

@@ -193,7 +193,7 @@ pub fn watch_runs(
     learned: &LearnedSet,
 ) -> WatchReport {
     let mut report = WatchReport::default();
-    let files = match state_files(state_dir) {
+    let mut files = match state_files(state_dir) {
         Ok((files, cut)) => {
             report.problems.extend(say_cut_once(state_dir, cut));
             files
@@ -210,6 +210,7 @@ pub fn watch_runs(
     STATE_CACHE.keep_only(state_dir, &listed);
     RUN_CACHE.keep_only(state_dir, &listed);
     learned.keep_answers_of(state_dir, &listed);
+    learned.order_runs(&mut files);
     let mut budget = Budget::for_tick();
     let mut new_hits: Vec<Vec<String>> = Vec::new();
     for file in files {
@@ -245,6 +246,7 @@ pub fn watch_runs(
         new_hits.push(newly_fired(&events, &sync));
         report.absorb(&outcome.run_id, sync);
     }
+    learned.end_tick(&budget);
     count_hits(&learned.path, &new_hits);
     if let Err(e) = halts.save_held(halt_store::HELD_RUNS) {
         report.problems.push(e.to_string());

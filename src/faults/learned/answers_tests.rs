@@ -121,3 +121,71 @@ fn answers_follow_a_pattern_by_its_matcher_across_a_rewrite() {
     let names: Vec<&str> = cut.iter().map(|p| p.category.as_str()).collect();
     assert_eq!(names, ["RENAMED"]);
 }
+
+/// One tick as the fault watch takes it: `runs` in the order the set keeps, each matched
+/// within one budget of 1 ns (its first match alone has a turn: the whole tick); the
+/// categories each run matched, in `runs`' order.
+fn one_cut_tick(set: &LearnedSet, runs: &[PathBuf], texts: &Texts<'_>) -> Vec<Vec<String>> {
+    let state = Document::new(json!({}));
+    let mut order = runs.to_vec();
+    set.order_runs(&mut order);
+    let mut budget = Budget::of(Duration::from_nanos(1));
+    let mut matched = vec![Vec::new(); runs.len()];
+    for run in &order {
+        let at = runs.iter().position(|r| r == run).unwrap();
+        let fired = set.matching_within(Some(run), texts, &state, &mut budget);
+        matched[at] = fired.iter().map(|p| p.category.clone()).collect();
+    }
+    set.end_tick(&budget);
+    matched
+}
+
+/// A budget that runs out on the tick's first run starts the next tick at the run after
+/// it: no run holds the budget tick after tick (review 39), so over two rounds of the runs
+/// every run answered both patterns, one a tick. Read in the same order every tick, the
+/// first run would take every tick's budget and the others would never match.
+#[test]
+fn a_budget_run_out_on_the_ticks_first_run_starts_the_next_tick_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("learned-patterns.json");
+    let entries = json!([
+        {"category": "BOOM", "severity": "HIGH", "description": "d",
+         "matcherKind": "stdout_regex", "pattern": "bo+m"},
+        {"category": "CRASH", "severity": "HIGH", "description": "d",
+         "matcherKind": "stdout_regex", "pattern": "cra+sh"}]);
+    std::fs::write(&path, entries.to_string()).unwrap();
+    let set = LearnedSet::load(&path).unwrap();
+    let runs: Vec<PathBuf> = (0..3)
+        .map(|n| dir.path().join(format!("run{n}.json")))
+        .collect();
+    let texts = stdout_only("boom crash");
+    let mut last = Vec::new();
+    for _tick in 0..2 * runs.len() {
+        last = one_cut_tick(&set, &runs, &texts);
+    }
+    assert_eq!(last, vec![vec!["BOOM", "CRASH"]; 3], "after two rounds");
+}
+
+/// Where a run's next pass starts follows its pattern across a rewrite that moves it: a
+/// budget cut there resumes with it, not with whatever took its place.
+#[test]
+fn where_a_runs_next_pass_starts_follows_its_pattern_across_a_rewrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("learned-patterns.json");
+    let regex = |category: &str, pattern: &str| {
+        json!({"category": category, "severity": "HIGH", "description": "d",
+               "matcherKind": "stdout_regex", "pattern": pattern})
+    };
+    let (a, b, c) = (regex("A", "a+"), regex("B", "b+"), regex("C", "c+"));
+    rewrite(&path, &json!([a, b, c]));
+    let source = super::LearnedSource::new(path.clone());
+    let run = [dir.path().join("run.json")];
+    let texts = stdout_only("abc");
+    assert_eq!(one_cut_tick(&source.current(), &run, &texts), [["A"]]);
+    rewrite(&path, &json!([c, b, a]));
+    assert_eq!(
+        one_cut_tick(&source.current(), &run, &texts),
+        [["B", "A"]],
+        "the pass after the rewrite started at B (A kept its answer; file order)"
+    );
+}

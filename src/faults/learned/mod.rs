@@ -22,7 +22,8 @@ use serde_json::{Map, Value, json};
 use super::fault::{Fault, FieldError, Severity, kind_of, required_text};
 use super::json_file::{self, JsonFileError};
 use super::learned_match::{
-    Budget, COMPILED_BUDGET_BYTES, Compiled, Field, MatchError, Matcher, Regex, Texts,
+    Budget, COMPILED_BUDGET_BYTES, Compiled, Field, MatchError, Matcher, Regex, RunAnswers,
+    RunOrder, Texts,
 };
 use super::pid_lock::PidLockError;
 use super::state_jsonpath::{Document, PathError, StatePath};
@@ -242,7 +243,9 @@ pub struct LearnedSet {
     pub warnings: Vec<String>,
     compiled: Compiled,
     /// Each run's last answers (by its state file), for the patterns a budget leaves out.
-    answers: Mutex<HashMap<PathBuf, Vec<bool>>>,
+    answers: Mutex<HashMap<PathBuf, RunAnswers>>,
+    /// Where the next tick's passes start among the runs (the last tick's budget ran out).
+    next_tick: Mutex<Option<RunOrder>>,
     id: SetId,
     /// What the file said of its patterns (`None`: no file): a rewrite that keeps it keeps
     /// this set.
@@ -391,19 +394,21 @@ impl LearnedSet {
     ) -> Vec<&LearnedPattern> {
         let patterns: Vec<&str> = self.patterns.iter().map(|p| p.pattern.as_str()).collect();
         let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
-        let previous = run
-            .and_then(|run| answers.get(run))
-            .map_or(&[][..], Vec::as_slice);
-        let hit = self
-            .compiled
-            .hits(&patterns, texts, state, budget, previous);
-        let matched = hit
+        let none = RunAnswers::default();
+        let last = run.and_then(|run| answers.get(run)).unwrap_or(&none);
+        let pass = |budget: &mut Budget| self.compiled.hits(&patterns, texts, state, budget, last);
+        let now = match run {
+            Some(run) => budget.pass_on(run, pass),
+            None => pass(budget),
+        };
+        let matched = now
+            .hit
             .iter()
             .enumerate()
             .filter_map(|(i, hit)| hit.then_some(&self.patterns[i]))
             .collect();
         if let Some(run) = run {
-            answers.insert(run.to_owned(), hit);
+            answers.insert(run.to_owned(), now);
         }
         matched
     }

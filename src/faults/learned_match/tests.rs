@@ -49,10 +49,17 @@ fn a_spent_budget_names_the_pattern_and_keeps_the_last_answers() {
         stdout: Some("abcd"),
         ..Texts::default()
     };
-    let previous = [false, true, false, true];
+    let last = RunAnswers {
+        hit: vec![false, true, false, true],
+        next: 0,
+    };
     let mut spent = Budget::of(Duration::from_nanos(1));
-    let hit = compiled.hits(&patterns, &texts, &state, &mut spent, &previous);
-    assert_eq!(hit, [true, true, false, true], "a matched; b, c, d kept");
+    let now = compiled.hits(&patterns, &texts, &state, &mut spent, &last);
+    assert_eq!(
+        now.hit,
+        [true, true, false, true],
+        "a matched; b, c, d kept"
+    );
     assert_eq!(
         spent.exhausted,
         Some(Exhausted {
@@ -61,15 +68,16 @@ fn a_spent_budget_names_the_pattern_and_keeps_the_last_answers() {
         })
     );
     let mut next = Budget::of(Duration::from_nanos(1));
-    compiled.hits(&patterns, &texts, &state, &mut next, &previous);
+    compiled.hits(&patterns, &texts, &state, &mut next, &now);
     assert_eq!(
         next.exhausted.unwrap().index,
         1,
-        "the next tick starts after it"
+        "the run's next pass starts after it"
     );
     let mut ample = Budget::for_tick();
-    let hit = compiled.hits(&patterns, &texts, &state, &mut ample, &[]);
-    assert_eq!((hit, ample.exhausted), (vec![true; 4], None));
+    let none = RunAnswers::default();
+    let now = compiled.hits(&patterns, &texts, &state, &mut ample, &none);
+    assert_eq!((now.hit, ample.exhausted), (vec![true; 4], None));
 }
 
 #[test]

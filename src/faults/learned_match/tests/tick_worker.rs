@@ -13,20 +13,23 @@ fn stdout_regexes(patterns: &[&str]) -> Compiled {
 }
 
 /// One tick's answers of `patterns` over `stdout` within `budget`.
-fn tick(patterns: &[&str], stdout: &str, budget: &mut Budget, previous: &[bool]) -> Vec<bool> {
+fn tick(patterns: &[&str], stdout: &str, budget: &mut Budget) -> Vec<bool> {
     let texts = Texts {
         stdout: Some(stdout),
         ..Texts::default()
     };
     let state = Document::new(json!({}));
-    stdout_regexes(patterns).hits(patterns, &texts, &state, budget, previous)
+    let none = RunAnswers::default();
+    stdout_regexes(patterns)
+        .hits(patterns, &texts, &state, budget, &none)
+        .hit
 }
 
 #[test]
 fn a_ticks_backtracking_matches_share_one_worker_gone_with_the_tick() {
     let patterns = [r"ECONN(?=RESET)", "ECONN", r"(E)\1?CONN", r"(?<!x)RESET"];
     let mut budget = Budget::for_tick();
-    let hit = tick(&patterns, "ECONNRESET", &mut budget, &[]);
+    let hit = tick(&patterns, "ECONNRESET", &mut budget);
     assert_eq!(hit, [true; 4]);
     let counts = budget.worker.counts;
     assert_eq!((counts.started, counts.answered), (1, 3));
@@ -43,7 +46,7 @@ fn a_ticks_backtracking_matches_share_one_worker_gone_with_the_tick() {
 fn no_worker_runs_while_no_backtracking_pattern_matches() {
     let patterns = ["ECONN", "^$", "RESET$"];
     let mut budget = Budget::for_tick();
-    let hit = tick(&patterns, "ECONNRESET", &mut budget, &[]);
+    let hit = tick(&patterns, "ECONNRESET", &mut budget);
     assert_eq!(hit, [true, false, true]);
     assert_eq!(
         (budget.worker.counts.started, budget.worker.pid()),
@@ -60,7 +63,7 @@ fn a_match_its_worker_dies_of_is_no_match_and_named() {
     let patterns = [r"a(?=a)", heavy.as_str(), r"(?<=a)a"];
     let mut budget = Budget::for_tick();
     let stdout = "a".repeat(4096);
-    let hit = tick(&patterns, &stdout, &mut budget, &[]);
+    let hit = tick(&patterns, &stdout, &mut budget);
     assert_eq!(hit, [true, false, true]);
     assert_eq!(budget.died, [1]);
     let counts = budget.worker.counts;
@@ -84,15 +87,13 @@ fn a_match_killed_at_the_ticks_budget_keeps_its_last_answer_and_goes_first_next(
     };
     let state = Document::new(json!({}));
     let mut budget = Budget::of(std::time::Duration::from_millis(50));
-    let hit = compiled.hits(
-        &patterns,
-        &texts,
-        &state,
-        &mut budget,
-        &[false, true, false],
-    );
+    let last = RunAnswers {
+        hit: vec![false, true, false],
+        next: 0,
+    };
+    let now = compiled.hits(&patterns, &texts, &state, &mut budget, &last);
     assert_eq!(
-        hit,
+        now.hit,
         [true, true, false],
         "the killed match and the one left out kept their last answers"
     );
@@ -112,9 +113,8 @@ fn a_match_killed_at_the_ticks_budget_keeps_its_last_answer_and_goes_first_next(
     );
     drop(budget);
     assert_eq!(
-        compiled.next_budgeted.load(Ordering::Relaxed),
-        1,
-        "the next tick starts with the pattern the deadline stopped"
+        now.next, 1,
+        "the run's next pass starts with the pattern the deadline stopped"
     );
 }
 
@@ -182,17 +182,20 @@ fn a_backtracking_pattern_gets_its_turn_across_ticks_under_a_budget_cut() {
     };
     let state = Document::new(json!({}));
     let mut answered = [0usize; 3];
-    let mut last = vec![false; 3];
+    let mut last = RunAnswers {
+        hit: vec![false; 3],
+        next: 0,
+    };
     for _tick in 0..3 * patterns.len() {
         let mut cut = Budget::of(std::time::Duration::from_nanos(1));
-        let hit = compiled.hits(&patterns, &texts, &state, &mut cut, &last);
-        for (count, (now, before)) in answered.iter_mut().zip(hit.iter().zip(&last)) {
+        let now = compiled.hits(&patterns, &texts, &state, &mut cut, &last);
+        for (count, (now, before)) in answered.iter_mut().zip(now.hit.iter().zip(&last.hit)) {
             *count += usize::from(*now && !before);
         }
-        last = hit;
+        last = now;
     }
     assert_eq!(
-        (last, answered.map(|n| n > 0)),
+        (last.hit, answered.map(|n| n > 0)),
         (vec![true; 3], [true; 3]),
         "(answers after 3 rounds of ticks, whether each ever answered a match)"
     );
