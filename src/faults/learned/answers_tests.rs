@@ -189,3 +189,42 @@ fn where_a_runs_next_pass_starts_follows_its_pattern_across_a_rewrite() {
         "the pass after the rewrite started at B (A kept its answer; file order)"
     );
 }
+
+/// docs/faults.md: "every pattern gets its turn on every run ... no run holds the budget
+/// tick after tick". The next tick starts after the run the budget ran out on (when it
+/// also had the tick's first match), found by its state file's name; a run started since
+/// sorts after every other (a newer run's file does), so while one starts each tick there
+/// is always a run after the last one served, and the rotation never wraps round to the
+/// runs before them: here run `a` answers its first pattern on the first tick and never
+/// its second, however many ticks pass (runs served round-robin, the newer ones joining
+/// at the back, would have come back to it on the fourth tick). Its learned fault is
+/// never raised.
+#[test]
+fn a_run_gets_its_turn_while_newer_runs_keep_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("learned-patterns.json");
+    let entries = json!([
+        {"category": "BOOM", "severity": "HIGH", "description": "d",
+         "matcherKind": "stdout_regex", "pattern": "bo+m"},
+        {"category": "CRASH", "severity": "HIGH", "description": "d",
+         "matcherKind": "stdout_regex", "pattern": "cra+sh"}]);
+    std::fs::write(&path, entries.to_string()).unwrap();
+    let set = LearnedSet::load(&path).unwrap();
+    let texts = stdout_only("boom crash");
+    let mut runs: Vec<PathBuf> = ["run-2026-01-a.json", "run-2026-01-b.json"]
+        .iter()
+        .map(|name| dir.path().join(name))
+        .collect();
+    let mut a_matched = Vec::new();
+    for tick in 0..16 {
+        // One run started since the last tick: the newest state file sorts last.
+        runs.push(dir.path().join(format!("run-2026-12-{tick:03}.json")));
+        let matched = one_cut_tick(&set, &runs, &texts);
+        a_matched = matched[0].clone();
+    }
+    assert_eq!(
+        a_matched,
+        ["BOOM", "CRASH"],
+        "after 16 ticks (18 runs, one more each tick) run a answered only {a_matched:?}"
+    );
+}
