@@ -38,7 +38,7 @@ mod javascript;
 mod lookbehind;
 pub mod worker;
 
-pub use budget::{Budget, Exhausted, LearnedBudget, RunOrder, Unanswered};
+pub use budget::{Budget, Exhausted, LearnedBudget, Unanswered};
 use worker::{Answer, Worker};
 
 /// Lines of stdout or plan a learned pattern sees: the last 200, as gstack's halt snapshot
@@ -492,8 +492,8 @@ impl Compiled {
             let answered = answer.run(texts, state, until, budget, i);
             hit[i] = answered.unwrap_or(last);
             if budget.charge(i, started.elapsed()) {
-                // Stopped with less than a whole tick, it starts the run's next pass (the
-                // budget puts the run first next tick, where it has the whole tick);
+                // Stopped with less than a whole tick, it starts the run's next pass (it
+                // has the whole tick when the run's turn at a tick's first match comes);
                 // answered, or stopped with a whole tick, the next one does.
                 next = if answered.is_none() && !first {
                     at

@@ -7,19 +7,47 @@ use std::path::{Path, PathBuf};
 use super::LearnedSet;
 use crate::faults::learned_match::{Budget, RunAnswers};
 
-impl LearnedSet {
-    /// `runs` (sorted) in the order this tick's passes take them: from where the last
-    /// tick's budget said ([`Budget::next_tick_starts`]).
-    pub fn order_runs(&self, runs: &mut [PathBuf]) {
-        let next_tick = self.next_tick.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(order) = &*next_tick {
-            order.apply(runs);
+/// The order runs take their turns at a tick's first match (which always has the whole
+/// tick, so the pattern a run's next pass starts at answers however slow the runs before
+/// it): longest waiting first. A run waits from when it was first listed or last had a
+/// tick's first match, so a new run joins at the back and the run just served goes there.
+#[derive(Debug, Default)]
+pub(super) struct Turns {
+    /// Each listed run's place: the count of turns given out when it started waiting.
+    waiting_since: HashMap<PathBuf, u64>,
+    given: u64,
+}
+
+impl Turns {
+    fn join(&mut self, run: &Path) {
+        if !self.waiting_since.contains_key(run) {
+            self.given += 1;
+            self.waiting_since.insert(run.to_owned(), self.given);
         }
     }
+}
 
-    /// Keeps where the next tick's passes start, from the tick `budget` was spent on.
+impl LearnedSet {
+    /// `runs` (sorted) in the order this tick's passes take them: the run that has waited
+    /// longest for a tick's first match first, runs not seen before at the back (in name
+    /// order among them).
+    pub fn order_runs(&self, runs: &mut [PathBuf]) {
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+        for run in runs.iter() {
+            turns.join(run);
+        }
+        runs.sort_by_key(|run| turns.waiting_since.get(run).copied());
+    }
+
+    /// Sends the run that had the first match of the tick `budget` was spent on to the back
+    /// of the turns.
     pub fn end_tick(&self, budget: &Budget) {
-        *self.next_tick.lock().unwrap_or_else(|e| e.into_inner()) = budget.next_tick_starts();
+        let Some(served) = budget.first_run() else {
+            return;
+        };
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+        turns.waiting_since.remove(served);
+        turns.join(served);
     }
 
     /// Forgets the last answers of every run of `dir` not in `runs` (its state file gone).
@@ -28,6 +56,10 @@ impl LearnedSet {
     pub fn keep_answers_of(&self, dir: &Path, runs: &HashSet<PathBuf>) {
         let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
         answers.retain(|run, _| run.parent() != Some(dir) || runs.contains(run));
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+        turns
+            .waiting_since
+            .retain(|run, _| run.parent() != Some(dir) || runs.contains(run));
     }
 
     /// Takes over `old`'s answers for the patterns this set still has. A rewrite of the
@@ -37,11 +69,14 @@ impl LearnedSet {
     /// (category and severity only name the fault it files). A pattern that is new starts
     /// from "no match"; one gone takes its answers with it. The runs are `old`'s, so the
     /// bound stays one answer per pattern per listed run. Where each run's next pass
-    /// starts is carried to the same pattern (the first when it is gone), and where the
-    /// next tick starts among the runs as it is.
+    /// starts is carried to the same pattern (the first when it is gone), and the runs'
+    /// turns as they are.
     pub(super) fn carry_answers_from(&mut self, old: &LearnedSet) {
-        let old_next_tick = old.next_tick.lock().unwrap_or_else(|e| e.into_inner());
-        *self.next_tick.get_mut().unwrap_or_else(|e| e.into_inner()) = old_next_tick.clone();
+        let old_turns = old.turns.lock().unwrap_or_else(|e| e.into_inner());
+        let turns = self.turns.get_mut().unwrap_or_else(|e| e.into_inner());
+        turns.waiting_since.clone_from(&old_turns.waiting_since);
+        turns.given = old_turns.given;
+        drop(old_turns);
         let position: HashMap<(&str, &str), usize> = old
             .patterns
             .iter()

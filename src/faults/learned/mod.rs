@@ -22,8 +22,7 @@ use serde_json::{Map, Value, json};
 use super::fault::{Fault, FieldError, Severity, kind_of, required_text};
 use super::json_file::{self, JsonFileError};
 use super::learned_match::{
-    Budget, COMPILED_BUDGET_BYTES, Compiled, Field, MatchError, Matcher, Regex, RunAnswers,
-    RunOrder, Texts,
+    Budget, COMPILED_BUDGET_BYTES, Compiled, Field, MatchError, Matcher, Regex, RunAnswers, Texts,
 };
 use super::pid_lock::PidLockError;
 use super::state_jsonpath::{Document, PathError, StatePath};
@@ -244,8 +243,8 @@ pub struct LearnedSet {
     compiled: Compiled,
     /// Each run's last answers (by its state file), for the patterns a budget leaves out.
     answers: Mutex<HashMap<PathBuf, RunAnswers>>,
-    /// Where the next tick's passes start among the runs (the last tick's budget ran out).
-    next_tick: Mutex<Option<RunOrder>>,
+    /// The order the runs take their turns at a tick's first match in.
+    turns: Mutex<answers::Turns>,
     id: SetId,
     /// What the file said of its patterns (`None`: no file): a rewrite that keeps it keeps
     /// this set.

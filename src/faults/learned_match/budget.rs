@@ -31,8 +31,6 @@ pub struct Budget {
     pub worker: Worker,
     /// The run (its state file) whose pass had the first match.
     first_run: Option<PathBuf>,
-    /// The run whose pass ran it out.
-    ran_out_on: Option<PathBuf>,
 }
 
 impl Budget {
@@ -60,39 +58,23 @@ impl Budget {
             killed: Vec::new(),
             worker: Worker::default(),
             first_run: None,
-            ran_out_on: None,
         }
     }
 
     /// Runs `pass`, one run's budgeted matching, noting `run` (its state file) when the
-    /// pass had the first match or ran the budget out.
+    /// pass had the first match.
     pub fn pass_on<T>(&mut self, run: &Path, pass: impl FnOnce(&mut Budget) -> T) -> T {
         let untouched = self.untouched();
-        let had_run_out = self.exhausted.is_some();
         let answer = pass(self);
         if untouched && !self.untouched() {
             self.first_run = Some(run.to_owned());
         }
-        if !had_run_out && self.exhausted.is_some() {
-            self.ran_out_on = Some(run.to_owned());
-        }
         answer
     }
 
-    /// Where the next tick's passes start among the runs; `None` when this budget lasted.
-    /// At the run it ran out on, whose next pass starts where this one stopped, so a match
-    /// stopped there with less than a whole tick has the whole next one (a tick's first
-    /// match always has); after that run when it also had this tick's first match, so no
-    /// run holds the budget tick after tick and every run gets its turn (review 39: the
-    /// run read before took every tick's first match, and the pattern after the stopped
-    /// one never had a turn).
-    pub fn next_tick_starts(&self) -> Option<RunOrder> {
-        let ran_out_on = self.ran_out_on.clone()?;
-        Some(if self.first_run.as_ref() == Some(&ran_out_on) {
-            RunOrder::After(ran_out_on)
-        } else {
-            RunOrder::At(ran_out_on)
-        })
+    /// The run whose pass had this budget's first match, if one did.
+    pub fn first_run(&self) -> Option<&Path> {
+        self.first_run.as_deref()
     }
 
     /// Notes that the worker died of pattern `index`'s match.
@@ -166,27 +148,6 @@ impl Budget {
     pub fn unanswered(&self) -> impl Iterator<Item = (usize, Unanswered)> + '_ {
         let died = self.died.iter().map(|&at| (at, Unanswered::Died));
         died.chain(self.killed.iter().map(|&at| (at, Unanswered::Killed)))
-    }
-}
-
-/// Where a tick's passes start among the runs (their state files), the rest following in
-/// order and wrapping round.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RunOrder {
-    /// At this run, or the first after it when it is gone.
-    At(PathBuf),
-    /// At the first run after this one.
-    After(PathBuf),
-}
-
-impl RunOrder {
-    /// `runs` (sorted) turned round to start where this says.
-    pub fn apply(&self, runs: &mut [PathBuf]) {
-        let first = match self {
-            RunOrder::At(run) => runs.partition_point(|r| r < run),
-            RunOrder::After(run) => runs.partition_point(|r| r <= run),
-        };
-        runs.rotate_left(first);
     }
 }
 
