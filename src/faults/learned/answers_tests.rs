@@ -228,3 +228,33 @@ fn a_run_gets_its_turn_while_newer_runs_keep_starting() {
         "after 16 ticks (18 runs, one more each tick) run a answered only {a_matched:?}"
     );
 }
+
+/// The runs' turns are carried across a rewrite that makes a new set: the run served
+/// before it waits behind the other, as it would without the rewrite.
+#[test]
+fn the_runs_turns_are_carried_across_a_rewrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("learned-patterns.json");
+    let write = |source: &str| {
+        let entries = json!([{"category": "BOOM", "severity": "HIGH", "description": "d",
+            "matcherKind": "stdout_regex", "pattern": "bo+m", "source": source}]);
+        rewrite(&path, &entries);
+    };
+    write("inv1");
+    let source = super::LearnedSource::new(path.clone());
+    let runs: Vec<PathBuf> = ["a.json", "b.json"]
+        .iter()
+        .map(|name| dir.path().join(name))
+        .collect();
+    let texts = stdout_only("boom");
+    assert_eq!(
+        one_cut_tick(&source.current(), &runs, &texts),
+        [vec!["BOOM"], vec![]]
+    );
+    write("inv2");
+    assert_eq!(
+        one_cut_tick(&source.current(), &runs, &texts),
+        [vec!["BOOM"], vec!["BOOM"]],
+        "after the rewrite run b had its turn"
+    );
+}
