@@ -53,51 +53,125 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     files
 }
 
+/// The fault watch over a build-state dir in a temp world, on berth's real worker, alone
+/// among this process's tests that run workers.
+struct Watch {
+    world: World,
+    state_dir: std::path::PathBuf,
+    halts: berth::faults::halt_store::HaltStore,
+    rules: berth::rules::Rules,
+    _alone: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Watch {
+    fn new() -> Watch {
+        let alone = IN_PROCESS_WORKERS.lock().unwrap_or_else(|e| e.into_inner());
+        berth::faults::learned_match::worker::use_program(std::path::Path::new(env!(
+            "CARGO_BIN_EXE_berth"
+        )));
+        let world = World::new();
+        let state_dir = world.root.join("build-state");
+        fs::create_dir_all(&state_dir).unwrap();
+        let halts = berth::faults::halt_store::HaltStore::new(world.root.join("skill-faults"));
+        Watch {
+            world,
+            state_dir,
+            halts,
+            rules: berth::rules::Rules::embedded().unwrap(),
+            _alone: alone,
+        }
+    }
+
+    /// A run `slug` whose stdout log holds `log`; the log's path.
+    fn run(&self, slug: &str, log: &str) -> std::path::PathBuf {
+        let stdout = self.state_dir.join(format!("{slug}.log"));
+        fs::write(&stdout, log).unwrap();
+        let state = json!({"slug": slug, "stdoutLog": stdout});
+        fs::write(
+            self.state_dir.join(format!("{slug}.json")),
+            state.to_string(),
+        )
+        .unwrap();
+        stdout
+    }
+
+    /// The learned file of `(category, pattern)` stdout regexes, loaded whole.
+    fn learned(&self, patterns: &[(&str, String)]) -> berth::faults::learned::LearnedSet {
+        let entries: Vec<serde_json::Value> = patterns
+            .iter()
+            .map(|(category, pattern)| {
+                json!({"category": category, "severity": "MEDIUM", "description": category,
+                       "matcherKind": "stdout_regex", "pattern": pattern})
+            })
+            .collect();
+        let path = self.world.root.join("learned-patterns.json");
+        fs::write(&path, serde_json::Value::from(entries).to_string()).unwrap();
+        let learned = berth::faults::learned::LearnedSet::load(&path).unwrap();
+        assert_eq!(
+            learned.patterns.len(),
+            patterns.len(),
+            "{:?}",
+            learned.warnings
+        );
+        learned
+    }
+
+    /// One fault-watch pass.
+    fn pass(
+        &self,
+        learned: &berth::faults::learned::LearnedSet,
+    ) -> berth::faults::watch::WatchReport {
+        berth::faults::watch::watch_runs(
+            &self.rules.current(),
+            &self.state_dir,
+            &self.halts,
+            learned,
+        )
+    }
+
+    /// How many files of the halt dir name `category`.
+    fn filed(&self, category: &str) -> usize {
+        walk(&self.world.root.join("skill-faults"))
+            .iter()
+            .filter(|file| fs::read_to_string(file).is_ok_and(|text| text.contains(category)))
+            .count()
+    }
+}
+
+/// `berth detect` of the run whose state file is `state`, with the learned file `learned`
+/// and each `(flag, file)` of `texts` (`--stdout`, `--plan`).
+fn detect(
+    world: &World,
+    learned: &std::path::Path,
+    texts: &[(&str, &std::path::Path)],
+    state: &std::path::Path,
+) -> std::process::Output {
+    let mut command = world.berth();
+    command
+        .args(["detect", "--no-count", "--learned"])
+        .arg(learned);
+    for (flag, file) in texts {
+        command.arg(flag).arg(file);
+    }
+    command.arg(state).output().unwrap()
+}
+
 /// 300 `()(?:|z)` in a repeated body held 58.9 MB in one match in the daemon (review b35).
 #[test]
 fn a_pattern_the_worker_dies_of_is_named_and_the_others_still_match() {
-    let _alone = IN_PROCESS_WORKERS.lock().unwrap_or_else(|e| e.into_inner());
-    use berth::faults::halt_store::HaltStore;
-    use berth::faults::learned::LearnedSet;
-    use berth::faults::watch::watch_runs;
-    use berth::rules::Rules;
-    berth::faults::learned_match::worker::use_program(std::path::Path::new(env!(
-        "CARGO_BIN_EXE_berth"
-    )));
-    let world = World::new();
-    let state_dir = world.root.join("build-state");
-    fs::create_dir_all(&state_dir).unwrap();
-    let stdout = state_dir.join("heavy-run.log");
-    fs::write(&stdout, "a".repeat(4096)).unwrap();
-    let state = json!({"slug": "heavy-run", "stdoutLog": stdout});
-    fs::write(state_dir.join("heavy-run.json"), state.to_string()).unwrap();
-    let entry = |category: &str, pattern: String| {
-        json!({"category": category, "severity": "MEDIUM", "description": category,
-               "matcherKind": "stdout_regex", "pattern": pattern})
-    };
+    let watch = Watch::new();
+    watch.run("heavy-run", &"a".repeat(4096));
     let heavy = format!("(?:(?:|z){}(?=a)a)*", "()(?:|z)".repeat(300));
-    let entries = json!([entry("HEAVY", heavy), entry("LIGHT", "a(?=a)".to_owned()),]);
-    let learned_path = world.root.join("learned-patterns.json");
-    fs::write(&learned_path, entries.to_string()).unwrap();
-    let learned = LearnedSet::load(&learned_path).unwrap();
-    assert_eq!(learned.patterns.len(), 2, "{:?}", learned.warnings);
-    let halts = HaltStore::new(world.root.join("skill-faults"));
-    let rules = Rules::embedded().unwrap();
-    let report = watch_runs(&rules.current(), &state_dir, &halts, &learned);
+    let learned = watch.learned(&[("HEAVY", heavy), ("LIGHT", "a(?=a)".to_owned())]);
+    let report = watch.pass(&learned);
     let named: Vec<&String> = report
         .problems
         .iter()
         .filter(|problem| problem.starts_with("learned pattern 0 (HEAVY)"))
         .collect();
     assert_eq!(named.len(), 1, "{:?}", report.problems);
-    let filed = |category: &str| {
-        walk(&world.root.join("skill-faults"))
-            .iter()
-            .filter(|file| fs::read_to_string(file).is_ok_and(|text| text.contains(category)))
-            .count()
-    };
     assert!(
-        filed("LIGHT") > 0 && filed("HEAVY") == 0,
+        watch.filed("LIGHT") > 0 && watch.filed("HEAVY") == 0,
         "the light pattern's fault is filed, the heavy one's not: {report:?}"
     );
     assert_eq!(
@@ -121,18 +195,10 @@ fn berth_detect_says_when_the_worker_died_of_a_pattern() {
     fs::write(&learned, entries.to_string()).unwrap();
     let state = world.root.join("run.json");
     fs::write(&state, json!({"slug": "run"}).to_string()).unwrap();
-    let detect = |stdout: &str| {
+    let detect_over = |stdout: &str| {
         let log = world.root.join("out.log");
         fs::write(&log, stdout).unwrap();
-        let out = world
-            .berth()
-            .args(["detect", "--no-count", "--learned"])
-            .arg(&learned)
-            .arg("--stdout")
-            .arg(&log)
-            .arg(&state)
-            .output()
-            .unwrap();
+        let out = detect(&world, &learned, &[("--stdout", &log)], &state);
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -140,10 +206,10 @@ fn berth_detect_says_when_the_worker_died_of_a_pattern() {
         )
     };
     // Over a short text the pattern holds little, and matches: it is a real pattern.
-    let (code, stdout, _) = detect("aaaa");
+    let (code, stdout, _) = detect_over("aaaa");
     assert_eq!(code, Some(1), "{stdout}");
     assert!(stdout.contains("HEAVY"), "{stdout}");
-    let (code, stdout, stderr) = detect(&"a".repeat(4096));
+    let (code, stdout, stderr) = detect_over(&"a".repeat(4096));
     assert!(
         stderr.contains("learned pattern 0") || code != Some(0),
         "the worker died of pattern 0 and `berth detect` said nothing: exit {code:?}, \
@@ -169,23 +235,15 @@ fn a_match_answers_the_same_whatever_the_worker_matched_before() {
     fs::write(&state, json!({"slug": "run"}).to_string()).unwrap();
     let log = world.root.join("out.log");
     fs::write(&log, "a".repeat(4096)).unwrap();
-    let detect = |entries: serde_json::Value| {
+    let detect_with = |entries: serde_json::Value| {
         let learned = world.root.join("learned-patterns.json");
         fs::write(&learned, entries.to_string()).unwrap();
-        let out = world
-            .berth()
-            .args(["detect", "--no-count", "--learned"])
-            .arg(&learned)
-            .arg("--stdout")
-            .arg(&log)
-            .arg(&state)
-            .output()
-            .unwrap();
+        let out = detect(&world, &learned, &[("--stdout", &log)], &state);
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let alone = detect(json!([entry("SECOND")]));
+    let alone = detect_with(json!([entry("SECOND")]));
     assert!(alone.contains("SECOND"), "{alone}");
-    let both = detect(json!([entry("FIRST"), entry("SECOND")]));
+    let both = detect_with(json!([entry("FIRST"), entry("SECOND")]));
     let fired = ["FIRST", "SECOND"].map(|category| both.contains(category));
     assert_eq!(
         fired,
@@ -194,63 +252,30 @@ fn a_match_answers_the_same_whatever_the_worker_matched_before() {
     );
 }
 
-/// The pattern a tick's budget ran out in goes first next tick, with a whole tick's time
-/// ("first" is the budget's first match). But the rotation starts over in every run of
-/// the tick while "first" is the tick's: a run read before (here a live run whose log
-/// grows each tick) takes the first match, so the slow pattern, slow on the second run
-/// only, is killed there again with less than a whole tick, starts the next tick again,
-/// and so on forever. The pattern after it never has a turn on that run: its fault is
-/// never filed (before review 38's fix the rotation moved past the killed pattern and it
-/// was filed on the next tick).
+/// A pattern the budget stopped with less than a whole tick starts its run's next pass,
+/// and has the whole tick when that run's turn at a tick's first match comes. Review 39:
+/// with one rotation for all runs while "first" was the tick's, a run read before (here a
+/// live run whose log grows each tick) took every tick's first match, so the slow pattern,
+/// slow on the second run only, was killed there with less than a whole tick every tick,
+/// and the pattern after it never had a turn on that run: its fault was never filed.
 #[test]
 fn a_pattern_killed_on_a_later_run_does_not_hold_the_rotation_forever() {
-    let _alone = IN_PROCESS_WORKERS.lock().unwrap_or_else(|e| e.into_inner());
-    use berth::faults::halt_store::HaltStore;
-    use berth::faults::learned::LearnedSet;
-    use berth::faults::watch::watch_runs;
-    use berth::rules::Rules;
-    berth::faults::learned_match::worker::use_program(std::path::Path::new(env!(
-        "CARGO_BIN_EXE_berth"
-    )));
-    let world = World::new();
-    let state_dir = world.root.join("build-state");
-    fs::create_dir_all(&state_dir).unwrap();
-    let run = |slug: &str, log: &str| {
-        let stdout = state_dir.join(format!("{slug}.log"));
-        fs::write(&stdout, log).unwrap();
-        let state = json!({"slug": slug, "stdoutLog": stdout});
-        fs::write(state_dir.join(format!("{slug}.json")), state.to_string()).unwrap();
-        stdout
-    };
+    let watch = Watch::new();
     // Read first: over its short log the slow pattern answers at once.
-    let live = run("a-live-run", "b\n");
+    let live = watch.run("a-live-run", "b\n");
     // Over 4 KiB of `a` one match of the slow pattern takes ~1.4 s (debug): killed.
-    run("b-slow-run", &format!("NEEDLE\n{}", "a".repeat(4096)));
-    let entry = |category: &str, pattern: String| {
-        json!({"category": category, "severity": "MEDIUM", "description": category,
-               "matcherKind": "stdout_regex", "pattern": pattern})
-    };
+    watch.run("b-slow-run", &format!("NEEDLE\n{}", "a".repeat(4096)));
     let slow = format!("(?:{}(?=a)a)*c", "()".repeat(80));
-    let entries = json!([entry("SLOW", slow), entry("AFTER", "NEEDLE".to_owned())]);
-    let learned_path = world.root.join("learned-patterns.json");
-    fs::write(&learned_path, entries.to_string()).unwrap();
-    let learned = LearnedSet::load(&learned_path).unwrap();
-    assert_eq!(learned.patterns.len(), 2, "{:?}", learned.warnings);
-    let halts = HaltStore::new(world.root.join("skill-faults"));
-    let rules = Rules::embedded().unwrap();
+    let learned = watch.learned(&[("SLOW", slow), ("AFTER", "NEEDLE".to_owned())]);
     let mut spent_by = Vec::new();
     for tick in 0..3 {
         // The live run's log grows, as a running build's does: it is matched every tick.
         fs::write(&live, "b\n".repeat(tick + 2)).unwrap();
-        let report = watch_runs(&rules.current(), &state_dir, &halts, &learned);
+        let report = watch.pass(&learned);
         spent_by.push(report.learned_budget.map(|spent| spent.category));
     }
-    let filed = walk(&world.root.join("skill-faults"))
-        .iter()
-        .filter(|file| fs::read_to_string(file).is_ok_and(|text| text.contains("AFTER")))
-        .count();
     assert!(
-        filed > 0,
+        watch.filed("AFTER") > 0,
         "AFTER matches the slow run's log but never had a turn there in 3 ticks; the \
          budget ran out in {spent_by:?}"
     );
@@ -290,32 +315,23 @@ fn a_match_finds_the_whole_limit_after_a_match_that_filled_lazy_dfas() {
         .collect();
     let plan = world.root.join("plan.md");
     fs::write(&plan, plan_text).unwrap();
-    let detect = |entries: serde_json::Value| {
+    let detect_with = |entries: serde_json::Value| {
         let learned = world.root.join("learned-patterns.json");
         fs::write(&learned, entries.to_string()).unwrap();
-        let out = world
-            .berth()
-            .args(["detect", "--no-count", "--learned"])
-            .arg(&learned)
-            .arg("--plan")
-            .arg(&plan)
-            .arg("--stdout")
-            .arg(&log)
-            .arg(&state)
-            .output()
-            .unwrap();
+        let texts = [("--plan", plan.as_path()), ("--stdout", &log)];
+        let out = detect(&world, &learned, &texts, &state);
         format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         )
     };
-    let alone = detect(json!([entry("HEAVY", "stdout_regex", heavy.clone())]));
+    let alone = detect_with(json!([entry("HEAVY", "stdout_regex", heavy.clone())]));
     assert!(
         alone.contains("HEAVY") && !alone.contains("died"),
         "{alone}"
     );
-    let both = detect(json!([
+    let both = detect_with(json!([
         entry("FILLER", "plan_regex", filler),
         entry("HEAVY", "stdout_regex", heavy)
     ]));

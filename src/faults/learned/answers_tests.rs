@@ -140,21 +140,26 @@ fn one_cut_tick(set: &LearnedSet, runs: &[PathBuf], texts: &Texts<'_>) -> Vec<Ve
     matched
 }
 
-/// A budget that runs out on the tick's first run starts the next tick at the run after
-/// it: no run holds the budget tick after tick (review 39), so over two rounds of the runs
-/// every run answered both patterns, one a tick. Read in the same order every tick, the
-/// first run would take every tick's budget and the others would never match.
-#[test]
-fn a_budget_run_out_on_the_ticks_first_run_starts_the_next_tick_after_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("learned-patterns.json");
+/// A set of two stdout regexes, BOOM (`bo+m`) and CRASH (`cra+sh`), from a file in `dir`.
+fn boom_and_crash(dir: &Path) -> LearnedSet {
+    let path = dir.join("learned-patterns.json");
     let entries = json!([
         {"category": "BOOM", "severity": "HIGH", "description": "d",
          "matcherKind": "stdout_regex", "pattern": "bo+m"},
         {"category": "CRASH", "severity": "HIGH", "description": "d",
          "matcherKind": "stdout_regex", "pattern": "cra+sh"}]);
     std::fs::write(&path, entries.to_string()).unwrap();
-    let set = LearnedSet::load(&path).unwrap();
+    LearnedSet::load(&path).unwrap()
+}
+
+/// The run that had a tick's first match waits behind the others for its next: no run
+/// holds the budget tick after tick (review 39), so over two rounds of the runs every run
+/// answered both patterns, one a tick. Read in the same order every tick, the first run
+/// would take every tick's budget and the others would never match.
+#[test]
+fn the_run_served_at_a_ticks_first_match_waits_behind_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = boom_and_crash(dir.path());
     let runs: Vec<PathBuf> = (0..3)
         .map(|n| dir.path().join(format!("run{n}.json")))
         .collect();
@@ -202,14 +207,7 @@ fn where_a_runs_next_pass_starts_follows_its_pattern_across_a_rewrite() {
 #[test]
 fn a_run_gets_its_turn_while_newer_runs_keep_starting() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("learned-patterns.json");
-    let entries = json!([
-        {"category": "BOOM", "severity": "HIGH", "description": "d",
-         "matcherKind": "stdout_regex", "pattern": "bo+m"},
-        {"category": "CRASH", "severity": "HIGH", "description": "d",
-         "matcherKind": "stdout_regex", "pattern": "cra+sh"}]);
-    std::fs::write(&path, entries.to_string()).unwrap();
-    let set = LearnedSet::load(&path).unwrap();
+    let set = boom_and_crash(dir.path());
     let texts = stdout_only("boom crash");
     let mut runs: Vec<PathBuf> = ["run-2026-01-a.json", "run-2026-01-b.json"]
         .iter()
