@@ -36,7 +36,9 @@ impl LearnedSet {
         for run in runs.iter() {
             turns.join(run);
         }
-        runs.sort_by_key(|run| turns.waiting_since.get(run).copied());
+        // One lookup a run, not one a comparison: the fault watch lists every state file
+        // each tick, up to 10,000.
+        runs.sort_by_cached_key(|run| turns.waiting_since.get(run).copied());
     }
 
     /// Sends the run that had the first match of the tick `budget` was spent on to the back
