@@ -12,7 +12,7 @@
 //! [`MAX_REFS_ENTRIES`] entries are looked at; past them the origin is not read at all.
 
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsFd, AsRawFd as _, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd as _, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
@@ -191,7 +191,7 @@ fn look_for(git_dir: &Path, lock_ref: Option<&str>) -> Result<Vec<Blocking>, Ref
         .into_iter()
         .filter_map(|name| blocks_named(&root, Path::new(name)))
         .collect();
-    match open_dir(Some(&root), c"refs") {
+    match open_dir(Some(root.as_fd()), c"refs") {
         Ok(refs) => {
             let mut budget = MAX_REFS_ENTRIES;
             let walked = walk(git_dir, refs, Path::new("refs"), &mut budget, |_| {
@@ -263,7 +263,9 @@ pub(super) fn blocks_named(root: &OwnedFd, name: &Path) -> Option<Blocking> {
 /// Every node libgit2 would hang on in the tree under `dir` (named `at` below `git_dir`),
 /// following symlinked directories as git does; each entry costs one of `budget`, and past
 /// it the walk fails with `too_many(at)`. A regular file or directory as the listing types
-/// it costs no stat.
+/// it costs no stat: the listing gives the entry's own type (a symlink is listed as one),
+/// and neither blocks a read. A directory is listed through the descriptor it was opened
+/// with, not opened again.
 pub(super) fn walk(
     git_dir: &Path,
     dir: OwnedFd,
@@ -274,9 +276,10 @@ pub(super) fn walk(
     let mut found = Vec::new();
     let mut dirs = vec![(at.to_owned(), dir)];
     while let Some((at, dir)) = dirs.pop() {
-        let listed = nix::dir::Dir::openat(&dir, c".", OFlag::O_RDONLY, Mode::empty())
-            .map_err(|e| Refused::Unreadable(git_dir.join(&at), e))?
-            .into_iter()
+        let mut listing =
+            nix::dir::Dir::from_fd(dir).map_err(|e| Refused::Unreadable(git_dir.join(&at), e))?;
+        let listed = listing
+            .iter()
             .filter_map(Result::ok)
             .map(|entry| (entry.file_name().to_owned(), entry.file_type()))
             .filter(|(name, _)| !matches!(name.to_bytes(), b"." | b".."))
@@ -286,17 +289,25 @@ pub(super) fn walk(
                 return Err(too_many(git_dir.join(&at)));
             }
             *budget -= 1;
-            if kind == Some(nix::dir::Type::File) {
-                continue;
-            }
             let path = at.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
-            if let Some((file, linked)) = blocks(&dir, &name) {
+            match kind {
+                Some(nix::dir::Type::File) => continue,
+                Some(nix::dir::Type::Directory) => {
+                    if let Ok(sub) = open_dir(Some(listing.as_fd()), &name) {
+                        dirs.push((path, sub));
+                        continue;
+                    }
+                    // No longer a directory since the listing: judged as any other node.
+                }
+                _ => {}
+            }
+            if let Some((file, linked)) = blocks(&listing, &name) {
                 found.push(Blocking {
                     name: path,
                     file,
                     linked,
                 });
-            } else if let Ok(sub) = open_dir(Some(&dir), &name) {
+            } else if let Ok(sub) = open_dir(Some(listing.as_fd()), &name) {
                 dirs.push((path, sub));
             }
         }
@@ -429,7 +440,7 @@ fn blocks(dir: &impl AsFd, name: &CStr) -> Option<(FileId, bool)> {
 
 /// Opens the directory `name` (in `dir`, or an absolute path), never blocking; a symlink
 /// is followed (git follows one in `refs/`), a loop only costs entries of the bound.
-pub(super) fn open_dir(dir: Option<&OwnedFd>, name: &CStr) -> nix::Result<OwnedFd> {
+pub(super) fn open_dir(dir: Option<BorrowedFd<'_>>, name: &CStr) -> nix::Result<OwnedFd> {
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
     match dir {
         Some(dir) => openat(dir, name, flags, Mode::empty()),
