@@ -263,9 +263,9 @@ pub(super) fn blocks_named(root: &OwnedFd, name: &Path) -> Option<Blocking> {
 /// Every node libgit2 would hang on in the tree under `dir` (named `at` below `git_dir`),
 /// following symlinked directories as git does; each entry costs one of `budget`, and past
 /// it the walk fails with `too_many(at)`. A regular file or directory as the listing types
-/// it costs no stat: the listing gives the entry's own type (a symlink is listed as one),
-/// and neither blocks a read. A directory is listed through the descriptor it was opened
-/// with, not opened again.
+/// it costs no stat (the listing gives the entry's own type, a symlink listed as one; a
+/// node mounted over a regular file is taken for that file, which takes root to do), and
+/// a directory is listed through the descriptor it was opened with, not opened again.
 pub(super) fn walk(
     git_dir: &Path,
     dir: OwnedFd,
