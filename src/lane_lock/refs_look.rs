@@ -289,17 +289,17 @@ pub(super) fn walk(
                 return Err(too_many(git_dir.join(&at)));
             }
             *budget -= 1;
+            if kind == Some(nix::dir::Type::File) {
+                continue;
+            }
             let path = at.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
-            match kind {
-                Some(nix::dir::Type::File) => continue,
-                Some(nix::dir::Type::Directory) => {
-                    if let Ok(sub) = open_dir(Some(listing.as_fd()), &name) {
-                        dirs.push((path, sub));
-                        continue;
-                    }
-                    // No longer a directory since the listing: judged as any other node.
-                }
-                _ => {}
+            // A directory as listed is walked; one that no longer opens as a directory
+            // (changed since the listing) is judged as any other node.
+            if kind == Some(nix::dir::Type::Directory)
+                && let Ok(sub) = open_dir(Some(listing.as_fd()), &name)
+            {
+                dirs.push((path, sub));
+                continue;
             }
             if let Some((file, linked)) = blocks(&listing, &name) {
                 found.push(Blocking {
