@@ -26,6 +26,7 @@ use super::broken_above;
 use super::broken_ref::{self, Room};
 use super::leftover::FileId;
 
+mod settled;
 mod store;
 pub use store::MAX_OBJECTS_ENTRIES;
 pub(super) use store::alternate_objects_dirs;
@@ -263,9 +264,11 @@ pub(super) fn blocks_named(root: &OwnedFd, name: &Path) -> Option<Blocking> {
 /// Every node libgit2 would hang on in the tree under `dir` (named `at` below `git_dir`),
 /// following symlinked directories as git does; each entry costs one of `budget`, and past
 /// it the walk fails with `too_many(at)`. A regular file or directory as the listing types
-/// it costs no stat (the listing gives the entry's own type, a symlink listed as one; a
-/// node mounted over a regular file is taken for that file, which takes root to do), and
-/// a directory is listed through the descriptor it was opened with, not opened again.
+/// it costs no stat: the listing gives the entry's own type (a symlink is listed as one),
+/// and neither blocks a read. A directory is listed through the descriptor it was opened
+/// with; one of regular files only that has not changed since an earlier look listed it
+/// is not listed again ([`settled`]): its entries are charged where its listing would
+/// have been, so a walk past the bound names the same directory either way.
 pub(super) fn walk(
     git_dir: &Path,
     dir: OwnedFd,
@@ -274,8 +277,19 @@ pub(super) fn walk(
     too_many: impl Fn(PathBuf) -> Refused,
 ) -> Result<Vec<Blocking>, Refused> {
     let mut found = Vec::new();
-    let mut dirs = vec![(at.to_owned(), dir)];
-    while let Some((at, dir)) = dirs.pop() {
+    let mut dirs = vec![(at.to_owned(), Pending::Open(dir))];
+    while let Some((at, pending)) = dirs.pop() {
+        let dir = match pending {
+            Pending::Open(dir) => dir,
+            Pending::Kept(entries) => {
+                if entries > *budget {
+                    return Err(too_many(git_dir.join(&at)));
+                }
+                *budget -= entries;
+                continue;
+            }
+        };
+        let listed_at = settled::listing_begins();
         let mut listing =
             nix::dir::Dir::from_fd(dir).map_err(|e| Refused::Unreadable(git_dir.join(&at), e))?;
         let listed = listing
@@ -284,35 +298,53 @@ pub(super) fn walk(
             .map(|entry| (entry.file_name().to_owned(), entry.file_type()))
             .filter(|(name, _)| !matches!(name.to_bytes(), b"." | b".."))
             .collect::<Vec<_>>();
-        for (name, kind) in listed {
+        let only_files = listed
+            .iter()
+            .all(|(_, kind)| *kind == Some(nix::dir::Type::File));
+        for (name, kind) in &listed {
             if *budget == 0 {
                 return Err(too_many(git_dir.join(&at)));
             }
             *budget -= 1;
-            if kind == Some(nix::dir::Type::File) {
+            if *kind == Some(nix::dir::Type::File) {
                 continue;
             }
             let path = at.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
-            // A directory as listed is walked; one that no longer opens as a directory
-            // (changed since the listing) is judged as any other node.
-            if kind == Some(nix::dir::Type::Directory)
-                && let Ok(sub) = open_dir(Some(listing.as_fd()), &name)
-            {
-                dirs.push((path, sub));
-                continue;
+            if *kind == Some(nix::dir::Type::Directory) {
+                if let Some(entries) = settled::unchanged(&listing, name) {
+                    dirs.push((path, Pending::Kept(entries)));
+                    continue;
+                }
+                if let Ok(sub) = open_dir(Some(listing.as_fd()), name) {
+                    dirs.push((path, Pending::Open(sub)));
+                    continue;
+                }
+                // No longer a directory since the listing: judged as any other node.
             }
-            if let Some((file, linked)) = blocks(&listing, &name) {
+            if let Some((file, linked)) = blocks(&listing, name) {
                 found.push(Blocking {
                     name: path,
                     file,
                     linked,
                 });
-            } else if let Ok(sub) = open_dir(Some(listing.as_fd()), &name) {
-                dirs.push((path, sub));
+            } else if let Ok(sub) = open_dir(Some(listing.as_fd()), name) {
+                dirs.push((path, Pending::Open(sub)));
             }
+        }
+        if only_files {
+            settled::remember(&listing, listed.len(), listed_at);
         }
     }
     Ok(found)
+}
+
+/// A directory [`walk`] has met and not yet listed.
+enum Pending {
+    /// Opened, to be listed.
+    Open(OwnedFd),
+    /// Unchanged since an earlier look listed it: this many regular files, charged when
+    /// its turn comes.
+    Kept(usize),
 }
 
 /// Refuses to let libgit2 read the refs of the local origin at `path` while any node

@@ -544,3 +544,339 @@ fn a_self_naming_commondir_planted_while_held_leaves_no_lock_on_release() {
         "the release answered {released:?} and the lock ref is still there: nobody holds it"
     );
 }
+
+/// Fan-out directories of regular files settled before a look are not listed again by
+/// the next while unchanged, and still cost their entries of the bound; whatever changes
+/// one is seen: a FIFO planted in it, another directory (with a FIFO) renamed in its
+/// place. A directory changed just before its listing is listed again every time.
+#[test]
+fn a_directory_listed_once_and_kept_hides_no_node_planted_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let git_dir = dir.path();
+    let objects = git_dir.join("objects");
+    for fan in ["ab", "cd", "ef"] {
+        std::fs::create_dir_all(objects.join(fan)).unwrap();
+        for n in 0..3 {
+            std::fs::write(objects.join(fan).join(format!("{n:038}")), "x").unwrap();
+        }
+    }
+    assert!(look(git_dir).unwrap().is_empty());
+    assert!(!settled::kept(&objects.join("ab")), "changed just now");
+    std::thread::sleep(settled::SETTLED_AGE + std::time::Duration::from_millis(300));
+    assert!(look(git_dir).unwrap().is_empty());
+    // On ext4, xfs, btrfs or tmpfs (a temp dir's usual filesystems) the listings are kept;
+    // elsewhere none is, and the rest holds all the same.
+    let keeps = settled::keeps_on(git_dir);
+    for fan in ["ab", "cd", "ef"] {
+        assert_eq!(settled::kept(&objects.join(fan)), keeps, "{fan}");
+    }
+
+    // 3 fan-out dirs of 3 files: 12 entries, kept or listed.
+    let walk_objects = |budget: usize| {
+        let mut budget = budget;
+        let opened = open_dir(None, &path_cstring(&objects)).unwrap();
+        walk(
+            git_dir,
+            opened,
+            Path::new("objects"),
+            &mut budget,
+            Refused::TooMany,
+        )
+    };
+    assert!(matches!(walk_objects(11), Err(Refused::TooMany(_))));
+    assert!(walk_objects(12).unwrap().is_empty());
+
+    fifo(&objects.join("ab/planted"));
+    let moved = git_dir.join("cd-away");
+    std::fs::rename(objects.join("cd"), &moved).unwrap();
+    std::fs::create_dir(objects.join("cd")).unwrap();
+    fifo(&objects.join("cd/swapped"));
+    let mut names: Vec<_> = look(git_dir).unwrap().into_iter().map(|b| b.name).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            PathBuf::from("objects/ab/planted"),
+            PathBuf::from("objects/cd/swapped")
+        ]
+    );
+    assert_eq!(settled::kept(&objects.join("ef")), keeps);
+}
+
+/// Runs `body` on a thread of its own in a private mount namespace (nothing mounted there
+/// leaks to the host), its panic raised again here; `false` (said on stderr) unless root.
+fn in_a_mount_namespace(body: impl FnOnce() + Send) -> bool {
+    use nix::libc;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: mounting needs root");
+        return false;
+    }
+    std::thread::scope(|scope| {
+        let ran = scope.spawn(|| {
+            // SAFETY: plain system calls; CLONE_NEWNS takes this thread alone.
+            unsafe {
+                assert_eq!(libc::unshare(libc::CLONE_NEWNS), 0, "unshare");
+                let none = std::ptr::null();
+                let private = libc::MS_REC | libc::MS_PRIVATE;
+                assert_eq!(
+                    libc::mount(none, c"/".as_ptr(), none, private, none.cast()),
+                    0
+                );
+            }
+            body();
+        });
+        if let Err(panic) = ran.join() {
+            std::panic::resume_unwind(panic);
+        }
+    });
+    true
+}
+
+fn mount(source: &Path, target: &Path, kind: &CStr, data: Option<&str>) {
+    use nix::libc;
+    let data = data.map(|d| CString::new(d).unwrap());
+    let data_ptr = data.as_ref().map_or(std::ptr::null(), |d| d.as_ptr());
+    // SAFETY: NUL-terminated strings that outlive the call.
+    let mounted = unsafe {
+        libc::mount(
+            path_cstring(source).as_ptr(),
+            path_cstring(target).as_ptr(),
+            kind.as_ptr(),
+            0,
+            data_ptr.cast(),
+        )
+    };
+    assert_eq!(
+        mounted,
+        0,
+        "mount {source:?} on {target:?}: {}",
+        Errno::last()
+    );
+}
+
+fn unmount(target: &Path) {
+    // SAFETY: a NUL-terminated path.
+    let done = unsafe { nix::libc::umount2(path_cstring(target).as_ptr(), 0) };
+    assert_eq!(done, 0, "umount {target:?}: {}", Errno::last());
+}
+
+/// What `lstat` says of a directory: device, inode, change time.
+fn dev_ino_ctime(path: &Path) -> (u64, u64, i64, i64) {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::symlink_metadata(path).unwrap();
+    (m.dev(), m.ino(), m.ctime(), m.ctime_nsec())
+}
+
+/// Review 42. The origin sits on a filesystem (an ext4 image on a loop device) that is
+/// unmounted, changed while unmounted (here a FIFO linked into a settled fan-out
+/// directory with debugfs, as an offline edit or a restored image would), and mounted
+/// again on the same device: the fan-out directory has the same device, inode and change
+/// time as when its listing was kept, though it now holds a FIFO. A fresh listing (the
+/// code on `main`) finds it; the kept listing is charged instead and the FIFO is missed,
+/// so libgit2 would open it. settled.rs says "a mount over it ... is another device and
+/// inode, listed anew" and "no writer can set it back": a filesystem mounted again on the
+/// same device keeps both, with whatever the device now holds. Root only (skips else).
+#[test]
+fn a_settled_directory_changed_while_its_filesystem_was_unmounted_is_listed_again() {
+    let have = |tool: &str| std::process::Command::new(tool).arg("-V").output().is_ok();
+    if !nix::unistd::geteuid().is_root()
+        || !["mkfs.ext4", "losetup", "debugfs"].iter().all(|t| have(t))
+    {
+        eprintln!("skipped: needs root, mkfs.ext4, losetup and debugfs");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("origin.img");
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    let made = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(&image)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfs.ext4");
+    let attached = std::process::Command::new("losetup")
+        .args(["-f", "--show"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(attached.status.success(), "losetup: {attached:?}");
+    let device = PathBuf::from(String::from_utf8(attached.stdout).unwrap().trim());
+    struct Detach(PathBuf);
+    impl Drop for Detach {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("losetup")
+                .arg("-d")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _detach = Detach(device.clone());
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+
+    in_a_mount_namespace(|| {
+        mount(&device, &mnt, c"ext4", None);
+        let git_dir = mnt.join("origin.git");
+        let ab = git_dir.join("objects/ab");
+        std::fs::create_dir_all(&ab).unwrap();
+        for n in 0..3 {
+            std::fs::write(ab.join(format!("{n:038}")), "x").unwrap();
+        }
+        std::thread::sleep(settled::SETTLED_AGE + std::time::Duration::from_millis(300));
+        assert!(look(&git_dir).unwrap().is_empty());
+        assert!(settled::kept(&ab), "the listing of objects/ab was not kept");
+        let before = dev_ino_ctime(&ab);
+        unmount(&mnt);
+
+        let mut debugfs = std::process::Command::new("debugfs")
+            .args(["-w", "-f", "-"])
+            .arg(&device)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(
+            debugfs.stdin.as_mut().unwrap(),
+            b"cd origin.git/objects/ab\nmknod planted p\n",
+        )
+        .unwrap();
+        drop(debugfs.stdin.take());
+        assert!(debugfs.wait().unwrap().success(), "debugfs");
+
+        mount(&device, &mnt, c"ext4", None);
+        let planted = ab.join("planted");
+        let is_fifo = std::fs::symlink_metadata(&planted)
+            .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type()));
+        assert!(is_fifo, "debugfs planted no FIFO");
+        assert_eq!(
+            dev_ino_ctime(&ab),
+            before,
+            "not the same device, inode and ctime"
+        );
+        let found = look(&git_dir);
+        unmount(&mnt);
+        let names: Vec<_> = found.unwrap().into_iter().map(|b| b.name).collect();
+        assert_eq!(
+            names,
+            [PathBuf::from("objects/ab/planted")],
+            "a FIFO in objects/ab a fresh listing shows was missed: objects/ab has the device, inode and change time of a listing kept before its filesystem was unmounted and changed"
+        );
+    });
+}
+
+/// Review 42. The origin is an overlay mount (a container's view of a repository kept in
+/// image layers, say): `objects/ab` is a merged directory, there in the upper and the
+/// lower layer. A FIFO linked into the lower layer's `objects/ab` shows in the overlay's
+/// listing of it, but the overlay gives the merged directory the upper layer's change
+/// time, which does not move: a listing kept by change time would hide the FIFO. So no
+/// listing on an overlay is kept, and the FIFO is found. Root only (skips else).
+#[test]
+fn a_fifo_added_below_a_settled_merged_overlay_directory_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name);
+    for name in ["upper/origin.git/objects/ab", "work", "mnt"] {
+        std::fs::create_dir_all(at(name)).unwrap();
+    }
+    let lower_ab = at("lower/origin.git/objects/ab");
+    std::fs::create_dir_all(&lower_ab).unwrap();
+    for n in 0..3 {
+        std::fs::write(lower_ab.join(format!("{n:038}")), "x").unwrap();
+    }
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        at("lower").display(),
+        at("upper").display(),
+        at("work").display()
+    );
+    in_a_mount_namespace(|| {
+        mount(Path::new("overlay"), &at("mnt"), c"overlay", Some(&options));
+        let git_dir = at("mnt/origin.git");
+        let ab = git_dir.join("objects/ab");
+        // The overlay may mark its upper directories on a first look (their change
+        // time moves): settle after it.
+        assert!(look(&git_dir).unwrap().is_empty());
+        std::thread::sleep(settled::SETTLED_AGE + std::time::Duration::from_millis(300));
+        assert!(look(&git_dir).unwrap().is_empty());
+        assert!(
+            !settled::kept(&ab),
+            "the listing of a merged overlay directory was kept"
+        );
+        let (_, _, ctime, ctime_nsec) = dev_ino_ctime(&ab);
+        fifo(&lower_ab.join("planted"));
+        let (_, _, ctime_after, ctime_nsec_after) = dev_ino_ctime(&ab);
+        assert_eq!(
+            (ctime, ctime_nsec),
+            (ctime_after, ctime_nsec_after),
+            "the merged directory's change time moved: this overlay would not hide the FIFO"
+        );
+        let shown = std::fs::read_dir(&ab)
+            .unwrap()
+            .any(|e| e.unwrap().file_name() == "planted");
+        assert!(shown, "the overlay's listing does not show the FIFO");
+        let found = look(&git_dir);
+        unmount(&at("mnt"));
+        let names: Vec<_> = found.unwrap().into_iter().map(|b| b.name).collect();
+        assert_eq!(
+            names,
+            [PathBuf::from("objects/ab/planted")],
+            "a FIFO the overlay's listing of objects/ab shows was missed: the merged directory's change time did not move"
+        );
+    });
+}
+
+/// Review 42. An objects dir one entry past its bound whose only subdirectory is a
+/// settled fan-out directory: the code on `main` counts the dir's own entries first and
+/// runs out in the fan-out directory, refusing with `objects/ab holds more than ...`
+/// whatever order the listing gives; the kept listing is charged where `ab` is met in
+/// its parent's listing instead, so the walk runs out on a later entry of `objects` and
+/// the refusal names `objects`. The refusal is the same; the path it names changed.
+#[test]
+fn a_settled_directory_leaves_the_refusal_past_the_bound_naming_the_same_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let git_dir = dir.path();
+    let objects = git_dir.join("objects");
+    let ab = objects.join("ab");
+    std::fs::create_dir_all(&ab).unwrap();
+    for n in 0..3 {
+        std::fs::write(ab.join(format!("{n:038}")), "x").unwrap();
+    }
+    // Regular files beside `ab` (as `objects/info/packs` might be), until `ab` is not
+    // the last the listing gives.
+    let mut n = 0;
+    loop {
+        std::fs::write(objects.join(format!("f{n}")), "x").unwrap();
+        n += 1;
+        let order: Vec<_> = std::fs::read_dir(&objects)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        if n >= 4 && order.last().is_some_and(|last| last != "ab") {
+            break;
+        }
+    }
+    std::thread::sleep(settled::SETTLED_AGE + std::time::Duration::from_millis(300));
+    assert!(look(git_dir).unwrap().is_empty());
+    assert!(settled::kept(&ab), "the listing of objects/ab was not kept");
+    let in_objects = std::fs::read_dir(&objects).unwrap().count();
+    // One short of every entry: objects' own, and ab's three.
+    let mut budget = in_objects + 3 - 1;
+    let opened = open_dir(None, &path_cstring(&objects)).unwrap();
+    let walked = walk(
+        git_dir,
+        opened,
+        Path::new("objects"),
+        &mut budget,
+        Refused::TooManyObjects,
+    );
+    match walked {
+        Err(Refused::TooManyObjects(named)) => assert_eq!(
+            named, ab,
+            "the refusal past the bound names another directory than a fresh listing does"
+        ),
+        other => panic!("not refused past the bound: {other:?}"),
+    }
+}
