@@ -5,7 +5,8 @@
 //! only regular files that stay as they are: listing each of up to 256 again is most of
 //! a look. On the filesystems in [`KEEPS_ON`], a directory's change time moves whenever
 //! an entry in it is added, removed or renamed over (a FIFO planted, a file replaced by
-//! one), and no writer without root can set it back; so a directory found holding only
+//! one), no writer without root can set it back, and no new directory can take an old
+//! one's identity with its change time; so a directory found holding only
 //! regular files, whose change time was already [`SETTLED_AGE`] old when that listing
 //! began, is not listed again while one `statx` finds the same directory (mount, device,
 //! inode) with the same change time: its entries are charged to the look's budget as if
@@ -14,14 +15,18 @@
 //!
 //! What the key leaves out is what those filesystems don't promise. A union filesystem
 //! (overlay) shows a lower layer's entries under the upper directory's change time, a
-//! network filesystem another client's under cached attributes: neither is in
-//! [`KEEPS_ON`], and their directories are listed every time. A filesystem unmounted,
+//! network filesystem another client's under cached attributes, and on btrfs a snapshot
+//! made by the directory's owner copies its source's change time into a subvolume whose
+//! top is always inode 256 and whose device number is a deleted one's (review 43): none is
+//! in [`KEEPS_ON`], and their directories are listed every time. A filesystem unmounted,
 //! changed offline and mounted again keeps its device, inodes and change times, but is
 //! another mount: the mount's unique id (`STATX_MNT_ID_UNIQUE`, Linux 6.8; on an older
 //! kernel nothing is kept) is in the key, so everything on it is listed anew. A mount
 //! over a directory, or another directory renamed in, is another key too. Left outside:
 //! writes to the block device under a mounted filesystem, and a wall clock set back by
-//! more than [`SETTLED_AGE`] while a listing runs (root's doing, both). What a listing
+//! more than [`SETTLED_AGE`] while a listing runs (root's doing, both). A kept directory
+//! is looked at when its parent is listed, a fresh one a moment later, when the walk
+//! reaches it: a node planted in between is one planted after the look. What a listing
 //! cannot see (those, a node planted after the look) the local-origin deadline covers,
 //! as for a listing made afresh.
 
@@ -33,9 +38,7 @@ use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, SystemTime};
 
 use nix::libc;
-use nix::sys::statfs::{
-    BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, FsType, TMPFS_MAGIC, XFS_SUPER_MAGIC, fstatfs,
-};
+use nix::sys::statfs::{EXT4_SUPER_MAGIC, FsType, TMPFS_MAGIC, XFS_SUPER_MAGIC, fstatfs};
 
 /// How long before its listing began a directory's last change must be for the listing to
 /// be kept: more than the coarsest change-time granularity of a filesystem in
@@ -43,18 +46,17 @@ use nix::sys::statfs::{
 pub const SETTLED_AGE: Duration = Duration::from_secs(3);
 
 /// The most directories kept; past it every kept listing is dropped (the next looks list
-/// them again): about 56 bytes each.
-pub const MAX_SETTLED_DIRS: usize = 65_536;
+/// them again). A kept directory is 48 bytes in a hash map of at most twice as many slots:
+/// at most ~1.6 MB. A local origin has up to 256 loose-object directories (and as many in
+/// each alternate): room for 64 such origins at once.
+pub const MAX_SETTLED_DIRS: usize = 16_384;
 
 /// The filesystems whose directories' change time moves with every entry added, removed
-/// or renamed in them, as any mount of them shows it: ext2/3/4 (one magic number), xfs,
-/// btrfs, tmpfs. A directory elsewhere is listed at every look.
-const KEEPS_ON: [FsType; 4] = [
-    EXT4_SUPER_MAGIC,
-    XFS_SUPER_MAGIC,
-    BTRFS_SUPER_MAGIC,
-    TMPFS_MAGIC,
-];
+/// or renamed in them, as any mount of them shows it, and where a directory's change time
+/// is never copied to another: ext2/3/4 (one magic number), xfs, tmpfs. A directory
+/// elsewhere (btrfs, whose snapshots copy it; an overlay; a network filesystem) is listed
+/// at every look.
+const KEEPS_ON: [FsType; 3] = [EXT4_SUPER_MAGIC, XFS_SUPER_MAGIC, TMPFS_MAGIC];
 
 /// A directory as `statx` sees it: which one (mount, device, inode), and its change time.
 #[derive(Clone, Copy, PartialEq, Eq)]

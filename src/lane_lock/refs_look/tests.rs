@@ -880,3 +880,172 @@ fn a_settled_directory_leaves_the_refusal_past_the_bound_naming_the_same_directo
         other => panic!("not refused past the bound: {other:?}"),
     }
 }
+
+/// A loop device attached to a sparse image of `size` bytes made by `mkfs` (with `args`),
+/// detached when dropped; `None` (said on stderr) unless root with the tools.
+struct LoopImage {
+    device: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl LoopImage {
+    fn new(mkfs: &str, args: &[&str], size: u64, tools: &[&str]) -> Option<LoopImage> {
+        let have = |tool: &str| {
+            std::process::Command::new(tool)
+                .arg("--version")
+                .output()
+                .is_ok()
+        };
+        if !nix::unistd::geteuid().is_root()
+            || !std::iter::once(&mkfs)
+                .chain(tools)
+                .chain(&["losetup"])
+                .all(|t| have(t))
+        {
+            eprintln!("skipped: needs root, {mkfs}, {tools:?} and losetup");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("origin.img");
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(size)
+            .unwrap();
+        let made = std::process::Command::new(mkfs)
+            .args(args)
+            .arg(&image)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{mkfs}: {made:?}");
+        let attached = std::process::Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&image)
+            .output()
+            .unwrap();
+        assert!(attached.status.success(), "losetup: {attached:?}");
+        let device = PathBuf::from(String::from_utf8(attached.stdout).unwrap().trim());
+        Some(LoopImage { device, _dir: dir })
+    }
+}
+
+impl Drop for LoopImage {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup")
+            .arg("-d")
+            .arg(&self.device)
+            .status();
+    }
+}
+
+fn run(tool: &str, args: &[&std::ffi::OsStr]) {
+    let out = std::process::Command::new(tool)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{tool} {args:?}: {out:?}");
+}
+
+/// Review 43. On btrfs, every subvolume's top directory is inode 256, a snapshot copies
+/// its source's change time, and a deleted subvolume's device number (an anonymous
+/// device, lowest free first) goes to the next subvolume made: so a directory with the
+/// same mount, device, inode and change time as a kept listing can hold anything its
+/// snapshot source held. Every step is open to a writer of `objects/` without root
+/// (Linux lets the owner create, snapshot and `rmdir` an empty subvolume; the test uses
+/// `btrfs subvolume sync` only to wait for the device number to come free, which `sync`
+/// and a wait do too):
+/// `objects/ab` made a subvolume holding loose objects, and a snapshot of it kept outside
+/// the git dir; a file added to `objects/ab` and a FIFO to the snapshot in the same clock
+/// tick (tried until both change times are equal); `objects/ab`'s listing kept by a look;
+/// then `objects/ab` emptied and removed, and the snapshot snapshotted again as
+/// `objects/ab`. It has the first one's key and change time and holds the FIFO: a kept
+/// listing would hide it, and libgit2 would open it. So nothing on btrfs is kept, and
+/// the FIFO is found. Root only for the loop mount (skips else).
+#[test]
+fn a_settled_subvolume_replaced_by_a_snapshot_with_its_device_number_is_listed_again() {
+    let Some(image) = LoopImage::new("mkfs.btrfs", &["-q", "-f"], 256 << 20, &["btrfs"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    in_a_mount_namespace(|| {
+        mount(&image.device, &mnt, c"btrfs", None);
+        let git_dir = mnt.join("origin.git");
+        let objects = git_dir.join("objects");
+        std::fs::create_dir_all(&objects).unwrap();
+        let ab = objects.join("ab");
+        let stash = mnt.join("stash");
+        run(
+            "btrfs",
+            &["subvolume".as_ref(), "create".as_ref(), ab.as_os_str()],
+        );
+        std::fs::write(ab.join(format!("{:038}", 0)), "x").unwrap();
+        run(
+            "btrfs",
+            &[
+                "subvolume".as_ref(),
+                "snapshot".as_ref(),
+                ab.as_os_str(),
+                stash.as_os_str(),
+            ],
+        );
+        let ctime = |path: &Path| {
+            let (_, _, secs, nsecs) = dev_ino_ctime(path);
+            (secs, nsecs)
+        };
+        let mut planted = None;
+        for n in 1..500 {
+            let file = ab.join(format!("{n:038}"));
+            let fifo_at = stash.join(format!("p{n}"));
+            std::fs::write(&file, "x").unwrap();
+            fifo(&fifo_at);
+            if ctime(&ab) == ctime(&stash) {
+                planted = Some(format!("p{n}"));
+                break;
+            }
+            std::fs::remove_file(&file).unwrap();
+            std::fs::remove_file(&fifo_at).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(7));
+        }
+        let planted = planted.expect("never the same change time in one tick");
+
+        std::thread::sleep(settled::SETTLED_AGE + std::time::Duration::from_millis(300));
+        assert!(look(&git_dir).unwrap().is_empty());
+        assert!(
+            !settled::kept(&ab),
+            "the listing of a directory on btrfs was kept"
+        );
+        let before = dev_ino_ctime(&ab);
+
+        for entry in std::fs::read_dir(&ab).unwrap() {
+            std::fs::remove_file(entry.unwrap().path()).unwrap();
+        }
+        std::fs::remove_dir(&ab).unwrap();
+        run(
+            "btrfs",
+            &["subvolume".as_ref(), "sync".as_ref(), mnt.as_os_str()],
+        );
+        run(
+            "btrfs",
+            &[
+                "subvolume".as_ref(),
+                "snapshot".as_ref(),
+                stash.as_os_str(),
+                ab.as_os_str(),
+            ],
+        );
+        let after = dev_ino_ctime(&ab);
+        let found = look(&git_dir);
+        unmount(&mnt);
+        assert_eq!(
+            after, before,
+            "not the same device, inode and change time (another took the device number?)"
+        );
+        let names: Vec<_> = found.unwrap().into_iter().map(|b| b.name).collect();
+        assert_eq!(
+            names,
+            [Path::new("objects/ab").join(&planted)],
+            "a FIFO in objects/ab a fresh listing shows was missed: the snapshot put there has the mount, device, inode and change time of the subvolume whose listing was kept"
+        );
+    });
+}
