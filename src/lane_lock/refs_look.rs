@@ -292,12 +292,17 @@ pub(super) fn walk(
         let listed_at = settled::listing_begins();
         let mut listing =
             nix::dir::Dir::from_fd(dir).map_err(|e| Refused::Unreadable(git_dir.join(&at), e))?;
+        // A listing cut short by an error would hide what comes after: the look fails.
         let listed = listing
             .iter()
-            .filter_map(Result::ok)
-            .map(|entry| (entry.file_name().to_owned(), entry.file_type()))
-            .filter(|(name, _)| !matches!(name.to_bytes(), b"." | b".."))
-            .collect::<Vec<_>>();
+            .map(|entry| entry.map(|e| (e.file_name().to_owned(), e.file_type())))
+            .filter(|entry| {
+                entry
+                    .as_ref()
+                    .map_or(true, |(name, _)| !matches!(name.to_bytes(), b"." | b".."))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Refused::Unreadable(git_dir.join(&at), e))?;
         let only_files = listed
             .iter()
             .all(|(_, kind)| *kind == Some(nix::dir::Type::File));
@@ -327,8 +332,12 @@ pub(super) fn walk(
                     file,
                     linked,
                 });
-            } else if let Ok(sub) = open_dir(Some(listing.as_fd()), name) {
-                dirs.push((path, Pending::Open(sub)));
+            } else {
+                match open_dir(Some(listing.as_fd()), name) {
+                    Ok(sub) => dirs.push((path, Pending::Open(sub))),
+                    Err(e) if closed_to_this_process(e) => {}
+                    Err(e) => return Err(Refused::Unreadable(git_dir.join(&path), e)),
+                }
             }
         }
         if only_files {
@@ -336,6 +345,17 @@ pub(super) fn walk(
         }
     }
     Ok(found)
+}
+
+/// Whether a node [`walk`] cannot open as a directory holds nothing this process's reads
+/// could open: gone, no directory (a file, or a symlink to none), a symlink loop, or closed
+/// to it. Any other failure (out of descriptors, memory, an I/O error) leaves the node
+/// unseen, and the look fails rather than pass over it.
+fn closed_to_this_process(e: Errno) -> bool {
+    matches!(
+        e,
+        Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP | Errno::EACCES | Errno::EPERM
+    )
 }
 
 /// A directory [`walk`] has met and not yet listed.
