@@ -16,6 +16,7 @@ use std::os::fd::{AsFd, AsRawFd as _, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat};
@@ -265,10 +266,14 @@ pub(super) fn blocks_named(root: &OwnedFd, name: &Path) -> Option<Blocking> {
 /// following symlinked directories as git does; each entry costs one of `budget`, and past
 /// it the walk fails with `too_many(at)`. A regular file or directory as the listing types
 /// it costs no stat: the listing gives the entry's own type (a symlink is listed as one),
-/// and neither blocks a read. A directory is listed through the descriptor it was opened
-/// with; one of regular files only that has not changed since an earlier look listed it
-/// is not listed again ([`settled`]): its entries are charged where its listing would
-/// have been, so a walk past the bound names the same directory either way.
+/// and neither blocks a read. A directory is opened from its parent's descriptor when its
+/// turn comes and listed through the descriptor it was opened with, so a walk holds a
+/// descriptor for each level it is in, not for each directory it has met (a `refs/pull/`
+/// of thousands of directories). One of regular files only that has not changed since an
+/// earlier look listed it is not listed again ([`settled`]): its entries are charged where
+/// its listing would have been, so a walk past the bound names the same directory either
+/// way. A directory that cannot be opened for any reason but being gone or no directory
+/// fails the walk ([`passed_over`]).
 pub(super) fn walk(
     git_dir: &Path,
     dir: OwnedFd,
@@ -277,16 +282,33 @@ pub(super) fn walk(
     too_many: impl Fn(PathBuf) -> Refused,
 ) -> Result<Vec<Blocking>, Refused> {
     let mut found = Vec::new();
-    let mut dirs = vec![(at.to_owned(), Pending::Open(dir))];
+    let mut dirs = vec![(at.to_owned(), Pending::Opened(dir))];
     while let Some((at, pending)) = dirs.pop() {
         let dir = match pending {
-            Pending::Open(dir) => dir,
-            Pending::Kept(entries) => {
-                if entries > *budget {
-                    return Err(too_many(git_dir.join(&at)));
+            Pending::Opened(dir) => dir,
+            Pending::In { parent, name, dir } => {
+                if dir && let Some(entries) = settled::unchanged(&*parent, &name) {
+                    if entries > *budget {
+                        return Err(too_many(git_dir.join(&at)));
+                    }
+                    *budget -= entries;
+                    continue;
                 }
-                *budget -= entries;
-                continue;
+                match open_dir(Some(parent.as_fd()), &name) {
+                    Ok(opened) => opened,
+                    Err(e) if passed_over(e) => {
+                        // Listed as a directory and no longer one: judged as any other node.
+                        if dir && let Some((file, linked)) = blocks(&*parent, &name) {
+                            found.push(Blocking {
+                                name: at,
+                                file,
+                                linked,
+                            });
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(Refused::Unreadable(git_dir.join(&at), e)),
+                }
             }
         };
         let listed_at = settled::listing_begins();
@@ -303,10 +325,9 @@ pub(super) fn walk(
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Refused::Unreadable(git_dir.join(&at), e))?;
-        let only_files = listed
-            .iter()
-            .all(|(_, kind)| *kind == Some(nix::dir::Type::File));
-        for (name, kind) in &listed {
+        let listing = Rc::new(listing);
+        let mut only_files = true;
+        for (name, kind) in listed.iter() {
             if *budget == 0 {
                 return Err(too_many(git_dir.join(&at)));
             }
@@ -314,57 +335,51 @@ pub(super) fn walk(
             if *kind == Some(nix::dir::Type::File) {
                 continue;
             }
+            only_files = false;
             let path = at.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
-            if *kind == Some(nix::dir::Type::Directory) {
-                if let Some(entries) = settled::unchanged(&listing, name) {
-                    dirs.push((path, Pending::Kept(entries)));
-                    continue;
-                }
-                if let Ok(sub) = open_dir(Some(listing.as_fd()), name) {
-                    dirs.push((path, Pending::Open(sub)));
-                    continue;
-                }
-                // No longer a directory since the listing: judged as any other node.
-            }
-            if let Some((file, linked)) = blocks(&listing, name) {
+            let dir = *kind == Some(nix::dir::Type::Directory);
+            if !dir && let Some((file, linked)) = blocks(&*listing, name) {
                 found.push(Blocking {
                     name: path,
                     file,
                     linked,
                 });
-            } else {
-                match open_dir(Some(listing.as_fd()), name) {
-                    Ok(sub) => dirs.push((path, Pending::Open(sub))),
-                    Err(e) if closed_to_this_process(e) => {}
-                    Err(e) => return Err(Refused::Unreadable(git_dir.join(&path), e)),
-                }
+                continue;
             }
+            // A directory, or a symlink (or a node of unknown type) that may lead to one.
+            let parent = Rc::clone(&listing);
+            let name = name.clone();
+            dirs.push((path, Pending::In { parent, name, dir }));
         }
         if only_files {
-            settled::remember(&listing, listed.len(), listed_at);
+            settled::remember(&*listing, listed.len(), listed_at);
         }
     }
     Ok(found)
 }
 
-/// Whether a node [`walk`] cannot open as a directory holds nothing this process's reads
-/// could open: gone, no directory (a file, or a symlink to none), a symlink loop, or closed
-/// to it. Any other failure (out of descriptors, memory, an I/O error) leaves the node
-/// unseen, and the look fails rather than pass over it.
-fn closed_to_this_process(e: Errno) -> bool {
-    matches!(
-        e,
-        Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP | Errno::EACCES | Errno::EPERM
-    )
+/// Whether a node [`walk`] cannot open as a directory holds nothing that any reader could
+/// open through it: gone, no directory (a file, or a symlink to none), or a symlink loop.
+/// Any other failure leaves the node unseen and the look fails rather than pass over it:
+/// out of descriptors or memory, an I/O error, and a directory closed to berth
+/// (`EACCES`, `EPERM`), which berth's own reads may still search by name, and its writer
+/// child, running as the origin's owner, may list (review 44).
+fn passed_over(e: Errno) -> bool {
+    matches!(e, Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP)
 }
 
 /// A directory [`walk`] has met and not yet listed.
 enum Pending {
-    /// Opened, to be listed.
-    Open(OwnedFd),
-    /// Unchanged since an earlier look listed it: this many regular files, charged when
-    /// its turn comes.
-    Kept(usize),
+    /// The directory the walk began with.
+    Opened(OwnedFd),
+    /// An entry of a listed directory to open when its turn comes: `dir` when the listing
+    /// typed it as a directory, else a symlink (or an entry of unknown type) that may lead
+    /// to one.
+    In {
+        parent: Rc<nix::dir::Dir>,
+        name: CString,
+        dir: bool,
+    },
 }
 
 /// Refuses to let libgit2 read the refs of the local origin at `path` while any node
