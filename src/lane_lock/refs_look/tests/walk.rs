@@ -482,6 +482,25 @@ fn a_settled_subvolume_replaced_by_a_snapshot_with_its_device_number_is_listed_a
     });
 }
 
+/// Whether this is the run of the test `name` (below `lane_lock::refs_look::tests::`) in
+/// a process of its own, with `flag` set: the test binary again, only that test, where it
+/// may use up or lower what a process has. If not, runs it there and checks it passed.
+fn in_a_process_of_its_own(name: &str, flag: &str) -> bool {
+    if std::env::var_os(flag).is_some() {
+        return true;
+    }
+    let name = format!("lane_lock::refs_look::tests::{name}");
+    let rerun = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", &name, "--nocapture", "--test-threads=1"])
+        .env(flag, "1")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&rerun.stdout) + String::from_utf8_lossy(&rerun.stderr);
+    assert!(rerun.status.success(), "{said}");
+    assert!(said.contains("1 passed"), "the re-run ran no test: {said}");
+    false
+}
+
 /// Set in the re-run of [`a_directory_the_look_cannot_open_for_want_of_descriptors_fails_it`],
 /// which uses up its own process's descriptors.
 const OUT_OF_DESCRIPTORS: &str = "BERTH_TEST_LOOK_OUT_OF_DESCRIPTORS";
@@ -492,16 +511,10 @@ const OUT_OF_DESCRIPTORS: &str = "BERTH_TEST_LOOK_OUT_OF_DESCRIPTORS";
 /// in a process of its own (the test binary again), whose descriptors it may use up.
 #[test]
 fn a_directory_the_look_cannot_open_for_want_of_descriptors_fails_it() {
-    if std::env::var_os(OUT_OF_DESCRIPTORS).is_none() {
-        let name = "lane_lock::refs_look::tests::walk::a_directory_the_look_cannot_open_for_want_of_descriptors_fails_it";
-        let rerun = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", name, "--nocapture", "--test-threads=1"])
-            .env(OUT_OF_DESCRIPTORS, "1")
-            .output()
-            .unwrap();
-        let said = String::from_utf8_lossy(&rerun.stdout) + String::from_utf8_lossy(&rerun.stderr);
-        assert!(rerun.status.success(), "{said}");
-        assert!(said.contains("1 passed"), "the re-run ran no test: {said}");
+    if !in_a_process_of_its_own(
+        "walk::a_directory_the_look_cannot_open_for_want_of_descriptors_fails_it",
+        OUT_OF_DESCRIPTORS,
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -202,30 +202,23 @@ fn a_fifo_the_owners_writer_child_opens_in_a_directory_closed_to_berth_is_not_pa
 /// Set in the re-run of [`a_wide_healthy_refs_dir_is_looked_at_within_a_services_descriptors`].
 const WITHIN_1024_DESCRIPTORS: &str = "BERTH_TEST_LOOK_WITHIN_1024_DESCRIPTORS";
 
-/// Review 44. The walk opens every subdirectory of a directory while listing it and holds
-/// each descriptor until that subdirectory's turn (`Pending::Open`): a look holds as many
-/// descriptors at once as the widest directory has subdirectories. A healthy origin that
-/// mirrors pull requests keeps `refs/pull/<n>/head` loose after each fetch (until a gc
-/// packs them); with 1100 of them a single look needs 1100 descriptors at once. Under a
-/// service's 1024 (`LimitNOFILE=1024`, a container's `--ulimit nofile=1024`; berth raises
-/// its soft limit only to the hard one), the walk runs out (EMFILE) on its own: b6e197a
-/// turned that into a refusal, and the lane is held on every look that lists them afresh
-/// (every look on btrfs, NFS or an overlay, where no listing is kept) with "cannot look
-/// at refs/pull/<n> without blocking: EMFILE" — though nothing there blocks. A look's
-/// descriptors should grow with depth, not width. Runs in a process of its own (the test
-/// binary again), whose limit it lowers.
+/// Review 44. The walk opened every subdirectory of a directory while listing it and held
+/// each descriptor until that subdirectory's turn: a look held as many descriptors at once
+/// as the widest directory has subdirectories. A healthy origin that mirrors pull requests
+/// keeps `refs/pull/<n>/head` loose after each fetch (until a gc packs them); with 1100 of
+/// them a single look needed 1100 descriptors at once. Under a service's 1024
+/// (`LimitNOFILE=1024`, a container's `--ulimit nofile=1024`; berth raises its soft limit
+/// only to the hard one), the walk ran out (EMFILE) on its own, and since b6e197a that
+/// refused the look, holding the lane with "cannot look at refs/pull/<n> without
+/// blocking: EMFILE" though nothing there blocks. A look's descriptors grow with depth
+/// now, not width. Runs in a process of its own (the test binary again), whose limit it
+/// lowers.
 #[test]
 fn a_wide_healthy_refs_dir_is_looked_at_within_a_services_descriptors() {
-    if std::env::var_os(WITHIN_1024_DESCRIPTORS).is_none() {
-        let name = "lane_lock::refs_look::tests::walk::closed::a_wide_healthy_refs_dir_is_looked_at_within_a_services_descriptors";
-        let rerun = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", name, "--nocapture", "--test-threads=1"])
-            .env(WITHIN_1024_DESCRIPTORS, "1")
-            .output()
-            .unwrap();
-        let said = String::from_utf8_lossy(&rerun.stdout) + String::from_utf8_lossy(&rerun.stderr);
-        assert!(rerun.status.success(), "{said}");
-        assert!(said.contains("1 passed"), "the re-run ran no test: {said}");
+    if !in_a_process_of_its_own(
+        "walk::closed::a_wide_healthy_refs_dir_is_looked_at_within_a_services_descriptors",
+        WITHIN_1024_DESCRIPTORS,
+    ) {
         return;
     }
     use nix::sys::resource::{Resource, setrlimit};
