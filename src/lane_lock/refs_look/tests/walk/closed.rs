@@ -71,7 +71,7 @@ fn opens_as_fifo(path: &Path) -> nix::Result<bool> {
     Ok(stat.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFIFO.bits())
 }
 
-/// Review 44. `closed_to_this_process` passes over a directory whose open fails with
+/// Review 44. The walk (b6e197a) passed over a directory whose open failed with
 /// EACCES as one "where berth's own reads could open nothing either". But opening a
 /// directory to list it takes read permission, and opening a name in it takes only search
 /// permission: a fan-out directory `objects/ab` made search-only (mode 0111, by its owner,
@@ -129,7 +129,7 @@ fn a_fifo_in_a_directory_berth_may_search_but_not_list_is_not_passed_over() {
 /// hangs `git update-ref` until its alarm kills it: every lock write fails, nothing
 /// names why). A root berth without the DAC capabilities (a hardened unit, a container,
 /// or root squashed to `nobody` by an NFS server, the default export) meets EACCES on
-/// the owner's 0700 `objects/pack`: `closed_to_this_process` passes it over, and the FIFO
+/// the owner's 0700 `objects/pack`: the walk (b6e197a) passed it over, and the FIFO
 /// with it, though the process that opens it is not berth's. EACCES says the node is
 /// closed to the looking process, not to the writer child that runs as another user: the
 /// look must name the FIFO or fail. Root only (skips else).
