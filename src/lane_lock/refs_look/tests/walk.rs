@@ -258,11 +258,11 @@ fn a_fifo_added_below_a_settled_merged_overlay_directory_is_found() {
 }
 
 /// Review 42. An objects dir one entry past its bound whose only subdirectory is a
-/// settled fan-out directory: the code on `main` counts the dir's own entries first and
-/// runs out in the fan-out directory, refusing with `objects/ab holds more than ...`
-/// whatever order the listing gives; the kept listing is charged where `ab` is met in
-/// its parent's listing instead, so the walk runs out on a later entry of `objects` and
-/// the refusal names `objects`. The refusal is the same; the path it names changed.
+/// settled fan-out directory: a fresh walk counts the dir's own entries first and runs
+/// out in the fan-out directory, refusing with `objects/ab holds more than ...` whatever
+/// order the listing gives. The kept listing was charged where `ab` was met in its
+/// parent's listing, so the walk ran out on a later entry of `objects` and the refusal
+/// named `objects`; it is charged at `ab`'s turn now, and names `objects/ab`.
 #[test]
 fn a_settled_directory_leaves_the_refusal_past_the_bound_naming_the_same_directory() {
     let dir = tempfile::tempdir().unwrap();
