@@ -286,8 +286,12 @@ pub(super) fn walk(
     while let Some((at, pending)) = dirs.pop() {
         let dir = match pending {
             Pending::Opened(dir) => dir,
-            Pending::In { parent, name, dir } => {
-                if dir && let Some(entries) = settled::unchanged(&*parent, &name) {
+            Pending::In {
+                parent,
+                name,
+                typed_dir,
+            } => {
+                if typed_dir && let Some(entries) = settled::unchanged(&*parent, &name) {
                     if entries > *budget {
                         return Err(too_many(git_dir.join(&at)));
                     }
@@ -298,7 +302,7 @@ pub(super) fn walk(
                     Ok(opened) => opened,
                     Err(e) if passed_over(e) => {
                         // Listed as a directory and no longer one: judged as any other node.
-                        if dir && let Some((file, linked)) = blocks(&*parent, &name) {
+                        if typed_dir && let Some((file, linked)) = blocks(&*parent, &name) {
                             found.push(Blocking {
                                 name: at,
                                 file,
@@ -311,7 +315,8 @@ pub(super) fn walk(
                 }
             }
         };
-        let listed_at = settled::listing_begins();
+        // Taken before the directory is read: a change while it is read is not kept.
+        let listed_at = std::time::SystemTime::now();
         let mut listing =
             nix::dir::Dir::from_fd(dir).map_err(|e| Refused::Unreadable(git_dir.join(&at), e))?;
         // A listing cut short by an error would hide what comes after: the look fails.
@@ -337,8 +342,8 @@ pub(super) fn walk(
             }
             only_files = false;
             let path = at.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
-            let dir = *kind == Some(nix::dir::Type::Directory);
-            if !dir && let Some((file, linked)) = blocks(&*listing, name) {
+            let typed_dir = *kind == Some(nix::dir::Type::Directory);
+            if !typed_dir && let Some((file, linked)) = blocks(&*listing, name) {
                 found.push(Blocking {
                     name: path,
                     file,
@@ -349,7 +354,14 @@ pub(super) fn walk(
             // A directory, or a symlink (or a node of unknown type) that may lead to one.
             let parent = Rc::clone(&listing);
             let name = name.clone();
-            dirs.push((path, Pending::In { parent, name, dir }));
+            dirs.push((
+                path,
+                Pending::In {
+                    parent,
+                    name,
+                    typed_dir,
+                },
+            ));
         }
         if only_files {
             settled::remember(&*listing, listed.len(), listed_at);
@@ -372,13 +384,13 @@ fn passed_over(e: Errno) -> bool {
 enum Pending {
     /// The directory the walk began with.
     Opened(OwnedFd),
-    /// An entry of a listed directory to open when its turn comes: `dir` when the listing
-    /// typed it as a directory, else a symlink (or an entry of unknown type) that may lead
-    /// to one.
+    /// An entry of a listed directory to open when its turn comes: `typed_dir` when the
+    /// listing typed it as a directory, else a symlink (or an entry of unknown type) that
+    /// may lead to one.
     In {
         parent: Rc<nix::dir::Dir>,
         name: CString,
-        dir: bool,
+        typed_dir: bool,
     },
 }
 

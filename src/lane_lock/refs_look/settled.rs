@@ -25,10 +25,9 @@
 //! over a directory, or another directory renamed in, is another key too. Left outside:
 //! writes to the block device under a mounted filesystem, and a wall clock set back by
 //! more than [`SETTLED_AGE`] while a listing runs (root's doing, both). A kept directory
-//! is looked at when its parent is listed, a fresh one a moment later, when the walk
-//! reaches it: a node planted in between is one planted after the look. What a listing
-//! cannot see (those, a node planted after the look) the local-origin deadline covers,
-//! as for a listing made afresh.
+//! is looked at when the walk reaches it, the moment a fresh one would be listed. What a
+//! listing cannot see (those, a node planted after the look) the local-origin deadline
+//! covers, as for a listing made afresh.
 
 use std::collections::HashMap;
 use std::ffi::CStr;
@@ -150,16 +149,11 @@ pub(super) fn unchanged(parent: &impl AsFd, name: &CStr) -> Option<usize> {
     (kept.ctime == seen.ctime).then_some(kept.entries)
 }
 
-/// The moment a listing begins, taken before the directory is stat'ed and read.
-pub(super) fn listing_begins() -> SystemTime {
-    SystemTime::now()
-}
-
 /// Keeps the listing of `dir` (opened, and read from `listed_at` on): `entries` regular
 /// files and nothing else. Kept only on a filesystem in [`KEEPS_ON`] and when the
 /// directory's last change was [`SETTLED_AGE`] before the listing began.
 pub(super) fn remember(dir: &impl AsFd, entries: usize, listed_at: SystemTime) {
-    let keeps = fstatfs(dir).is_ok_and(|fs| KEEPS_ON.contains(&fs.filesystem_type()));
+    let keeps = on_a_filesystem_kept(dir);
     let Some(seen) = Seen::of(dir, c"").filter(|seen| keeps && seen.settled_before(listed_at))
     else {
         return;
@@ -175,6 +169,11 @@ pub(super) fn remember(dir: &impl AsFd, entries: usize, listed_at: SystemTime) {
             entries,
         },
     );
+}
+
+/// Whether `dir` is on a filesystem in [`KEEPS_ON`].
+fn on_a_filesystem_kept(dir: &impl AsFd) -> bool {
+    fstatfs(dir).is_ok_and(|fs| KEEPS_ON.contains(&fs.filesystem_type()))
 }
 
 /// Whether the listing of the directory at `path` is kept, as it is now.
@@ -193,6 +192,5 @@ pub(super) fn keeps_on(path: &std::path::Path) -> bool {
     let Ok(dir) = std::fs::File::open(path) else {
         return false;
     };
-    let keeps = fstatfs(&dir).is_ok_and(|fs| KEEPS_ON.contains(&fs.filesystem_type()));
-    keeps && Seen::of(&dir, c"").is_some()
+    on_a_filesystem_kept(&dir) && Seen::of(&dir, c"").is_some()
 }
