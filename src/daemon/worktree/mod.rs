@@ -37,8 +37,17 @@ use scratch::Scratch;
 /// record's own checkout is held locked for as long as the place lives.
 pub struct Place {
     dir: Arc<PinnedDir>,
-    scratch: Option<Kept>,
+    scratch: Option<InUse>,
     _lock: Option<WorktreeGuard>,
+}
+
+/// A scratch worktree a landing runs in, and its repository as the landing's fetch opened
+/// it, for the reset at the landing's end ([`Scratch::reset`]). In a mutex only to be
+/// shared: a landing's steps hold the place across threads, and libgit2's handle may be
+/// moved between threads but not used from two.
+struct InUse {
+    kept: Kept,
+    repo: std::sync::Mutex<Repository>,
 }
 
 /// How long adding or removing a scratch worktree waits for another landing's add or
@@ -50,6 +59,17 @@ pub struct Place {
 const ADMIN_LOCK_WAIT: Duration = Duration::from_secs(10);
 
 impl Place {
+    fn in_scratch(kept: Kept, repo: Repository) -> Place {
+        Place {
+            dir: Arc::clone(&kept.dir),
+            scratch: Some(InUse {
+                kept,
+                repo: std::sync::Mutex::new(repo),
+            }),
+            _lock: None,
+        }
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -62,8 +82,8 @@ impl Place {
     /// Removes a scratch worktree (its directory, its libgit2 admin entry and its branch).
     /// Failures are logged: the next landing of the record replaces it anyway.
     pub fn remove(self) {
-        if let Some(kept) = self.scratch {
-            discard(kept);
+        if let Some(in_use) = self.scratch {
+            discard(in_use.kept);
         }
     }
 
@@ -72,10 +92,13 @@ impl Place {
     /// it holds no branch another worktree may want) and a bound allows, removed
     /// otherwise. Blocking.
     pub fn finish(self, places: &Places) {
-        let Some(kept) = self.scratch else {
+        let Some(InUse { kept, repo }) = self.scratch else {
             return;
         };
-        match kept.scratch.reset(&kept.dir, None) {
+        let repo = repo
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match kept.scratch.reset(&repo, &kept.dir, None) {
             Ok(()) => {
                 if let Some(over) = places.idle.give(kept) {
                     discard(over);
@@ -284,7 +307,7 @@ pub fn prepare(places: &Places, forge: &dyn Forge, c: &Candidate) -> Result<Plac
     let feature = &c.record.feature_branch;
     c.gated.repo().pin().verify()?;
     let pr_head = forge.pr_head_ref(c.record.pr_number);
-    let head = fetch_feature(c, repo_path, feature, pr_head)?;
+    let (repo, head) = fetch_feature(c, repo_path, feature, pr_head)?;
     let reason = match (c.gated.worktree(), c.gated.worktree_pin()) {
         (WorktreeChoice::Use(path), Some(pin)) => {
             // Locked before it is looked at, so no other landing changes it in between;
@@ -307,11 +330,16 @@ pub fn prepare(places: &Places, forge: &dyn Forge, c: &Candidate) -> Result<Plac
         (WorktreeChoice::Use(path), None) => format!("{} was not held open", path.display()),
     };
     tracing::info!(record = %c.id, "using a scratch worktree: {reason}");
-    scratch_place(places, c, head)
+    scratch_place(places, c, repo, head)
 }
 
-/// A kept scratch worktree of the repo reset to `head`, or a new one.
-fn scratch_place(places: &Places, c: &Candidate, head: Oid) -> Result<Place, WorktreeError> {
+/// A kept scratch worktree of the repo (`repo`, opened) reset to `head`, or a new one.
+fn scratch_place(
+    places: &Places,
+    c: &Candidate,
+    repo: Repository,
+    head: Oid,
+) -> Result<Place, WorktreeError> {
     let repo_path = c.gated.repo().path();
     places.ahead.wait(repo_path, ahead::AHEAD_WAIT);
     let (taken, unfit) = places.idle.take(repo_path);
@@ -319,16 +347,12 @@ fn scratch_place(places: &Places, c: &Candidate, head: Oid) -> Result<Place, Wor
     if let Some(kept) = taken {
         let reset = kept
             .scratch
-            .reset(&kept.dir, Some(head))
+            .reset(&repo, &kept.dir, Some(head))
             .and_then(|()| Ok(c.gated.repo().pin().verify()?));
         match reset {
             Ok(()) => {
                 tracing::info!(record = %c.id, worktree = %kept.scratch.path.display(), "reusing a scratch worktree");
-                return Ok(Place {
-                    dir: Arc::clone(&kept.dir),
-                    scratch: Some(kept),
-                    _lock: None,
-                });
+                return Ok(Place::in_scratch(kept, repo));
             }
             Err(why) => {
                 tracing::info!(record = %c.id, worktree = %kept.scratch.path.display(), "scratch worktree not reused: {why}");
@@ -336,12 +360,8 @@ fn scratch_place(places: &Places, c: &Candidate, head: Oid) -> Result<Place, Wor
             }
         }
     }
-    let kept = add_fresh(places, c.gated.repo(), c.id.as_str(), head)?;
-    Ok(Place {
-        dir: Arc::clone(&kept.dir),
-        scratch: Some(kept),
-        _lock: None,
-    })
+    let kept = add_fresh(places, c.gated.repo(), &repo, c.id.as_str(), head)?;
+    Ok(Place::in_scratch(kept, repo))
 }
 
 /// A new scratch worktree of `repo` detached at `head`, named after the record `id` it is
@@ -349,6 +369,7 @@ fn scratch_place(places: &Places, c: &Candidate, head: Oid) -> Result<Place, Wor
 fn add_fresh(
     places: &Places,
     repo: &GatedRepo,
+    opened: &Repository,
     id: &str,
     head: Oid,
 ) -> Result<Kept, WorktreeError> {
@@ -369,7 +390,7 @@ fn add_fresh(
             .lock_dir
             .join(format!(".worktree-admin-{admin_key}.lock")),
     };
-    scratch.add(head)?;
+    scratch.add(opened, head)?;
     let opened = repo
         .pin()
         .verify()
@@ -413,7 +434,9 @@ pub fn make_ahead(places: &Arc<Places>, id: &str, gated: &GatedRecord, feature: 
 fn add_ahead(places: &Places, gated: &GatedRecord, id: &str, feature: &str) {
     let repo = gated.repo();
     let tracking = format!("refs/remotes/origin/{feature}");
-    match ahead_head(repo, &tracking).and_then(|head| add_fresh(places, repo, id, head)) {
+    let made = ahead_head(repo, &tracking)
+        .and_then(|(opened, head)| add_fresh(places, repo, &opened, id, head));
+    match made {
         Ok(kept) => {
             tracing::debug!(worktree = %kept.scratch.path.display(), "scratch worktree made ahead");
             if let Some(over) = places.idle.keep(kept) {
@@ -441,15 +464,16 @@ fn lands_in_own_checkout(gated: &GatedRecord, feature: &str) -> bool {
         })
 }
 
-/// The commit a scratch worktree made ahead is detached at: `tracking`, else HEAD.
-fn ahead_head(repo: &GatedRepo, tracking: &str) -> Result<Oid, WorktreeError> {
+/// The repo, opened, and the commit a scratch worktree made ahead is detached at:
+/// `tracking`, else HEAD.
+fn ahead_head(repo: &GatedRepo, tracking: &str) -> Result<(Repository, Oid), WorktreeError> {
     repo.pin().verify()?;
     let opened = open_repo(repo.path())?;
     let head = match opened.refname_to_id(tracking) {
         Ok(id) => id,
         Err(_) => opened.head()?.peel_to_commit()?.id(),
     };
-    Ok(head)
+    Ok((opened, head))
 }
 
 /// The feature branch is not on origin: the landing blocks, its `lastError` in gstack's
@@ -467,13 +491,14 @@ pub struct BranchGone {
 /// the forge publishes PR heads on origin (`pr_head`: GitHub's `refs/pull/<N>/head`, a
 /// fork's PR), that ref is fetched into the same tracking ref instead, where landing
 /// commands look for the feature head. [`BranchGone`] when neither is on origin: a
-/// tracking ref left by an earlier fetch is never landed.
+/// tracking ref left by an earlier fetch is never landed. The repo, as opened for the
+/// fetch, and the fetched head.
 fn fetch_feature(
     c: &Candidate,
     repo_path: &Path,
     feature: &str,
     pr_head: Option<String>,
-) -> Result<Oid, WorktreeError> {
+) -> Result<(Repository, Oid), WorktreeError> {
     let (repo, url) = open_with_origin(c, repo_path)?;
     let tracking = format!("refs/remotes/origin/{feature}");
     let branch_ref = format!("refs/heads/{feature}");
@@ -510,7 +535,7 @@ fn fetch_feature(
             head,
         });
     }
-    Ok(head)
+    Ok((repo, head))
 }
 
 /// Whether origin has the feature branch (`git ls-remote`): what the claim check asks

@@ -63,10 +63,10 @@ impl Scratch {
     /// go. The branch is a plain ref, made and deleted without `git_branch_*`, which would
     /// also lock and rewrite the repo's shared `.git/config` (its `branch.<name>` section):
     /// a landing command of another lane may be writing that file at the same moment.
-    pub fn add(&self, head: Oid) -> Result<(), WorktreeError> {
+    /// `repo` is the repository at `self.repo`, opened by the caller.
+    pub fn add(&self, repo: &Repository, head: Oid) -> Result<(), WorktreeError> {
         let (path, name) = (&self.path, &self.name);
         let _turn = self.admin_turn()?;
-        let repo = super::open_repo(&self.repo)?;
         let branch_ref = format!("refs/heads/{name}");
         let branch = repo.reference(&branch_ref, head, false, "berth: scratch worktree")?;
         let mut options = git2::WorktreeAddOptions::new();
@@ -90,10 +90,18 @@ impl Scratch {
 
     /// Resets the worktree to `head` (`None`: the commit it is at), HEAD detached, if its
     /// state proves it clean before and after; otherwise says why not. The steps are done
-    /// with it: nothing else runs in it.
-    pub fn reset(&self, dir: &PinnedDir, head: Option<Oid>) -> Result<(), Unclean> {
+    /// with it: nothing else runs in it. `repo` is the repository at `self.repo`, opened by
+    /// the caller, as the landing's fetch opened it: every open parses the repository's config
+    /// files again, and a clone with a tracking section per branch makes those parses a
+    /// large part of a landing's CPU. A handle holds paths, not descriptors: everything
+    /// below is still looked up by name, as on a fresh open.
+    pub fn reset(
+        &self,
+        repo: &Repository,
+        dir: &PinnedDir,
+        head: Option<Oid>,
+    ) -> Result<(), Unclean> {
         dir.verify()?;
-        let repo = Repository::open(&self.repo)?;
         let admin = repo.path().join("worktrees").join(&self.name);
         if repo.find_worktree(&self.name)?.path() != self.path {
             return Err(Unclean::NotOurs);
