@@ -174,10 +174,14 @@ pub fn origin_url(repo: &Path) -> Result<Option<String>, IdentityError> {
 /// The identity of a (gated) repo: its normalised `origin`, or `path:<abs path>` when it
 /// has no origin or the origin reduces to nothing (as gstack falls back).
 pub fn repo_identity(repo: &Path) -> Result<String, IdentityError> {
-    Ok(origin_url(repo)?
-        .as_deref()
+    Ok(identity_of(repo, origin_url(repo)?.as_deref()))
+}
+
+/// [`repo_identity`] of the repo at `repo` whose `origin` URL, read once, is `origin_url`.
+pub fn identity_of(repo: &Path, origin_url: Option<&str>) -> String {
+    origin_url
         .and_then(normalize_remote_url)
-        .unwrap_or_else(|| format!("path:{}", repo.display())))
+        .unwrap_or_else(|| format!("path:{}", repo.display()))
 }
 
 /// The key under which berth serializes lanes of one repository however its `origin` is

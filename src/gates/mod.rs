@@ -315,11 +315,13 @@ impl Allowlist {
     /// [`Allowlist::gate_record_in`].
     pub fn gate_repo(&self, raw: &str) -> Result<RepoGate, GateError> {
         let repo = self.gate_repo_path(raw)?;
+        // The identity is the URL's, from the one read: read apart, a config rewritten
+        // between the reads would gate a record under one repo's identity (its lane, its
+        // lock) while berth fetches from and locks on another's URL.
         let origin = crate::identity::origin_url(&repo.path)
             .map_err(|e| refuse(Gate::RepoIdentity, raw, e.to_string()))
             .and_then(|origin_url| {
-                let actual = crate::identity::repo_identity(&repo.path)
-                    .map_err(|e| refuse(Gate::RepoIdentity, raw, e.to_string()))?;
+                let actual = crate::identity::identity_of(&repo.path, origin_url.as_deref());
                 gate_identity(&actual)?;
                 Ok((Identity::gated(actual), origin_url))
             });
