@@ -205,3 +205,53 @@ fn a_step_that_points_its_worktrees_commondir_elsewhere_does_not_reach_the_next_
         "landing 1's planted hook ran: {hooked:?}"
     );
 }
+
+/// A landing's fetch from a network origin reads the clone's packs through the handle it
+/// opened, which keeps each pack it read open until it is dropped. None is open in the
+/// daemon while the step runs: a step's `git gc` frees their space, and long steps in many
+/// lanes hold no descriptors of berth's. Review 45: the fetch's handle, kept for the reset
+/// at the landing's end, held them until the landing ended.
+#[test]
+fn the_daemon_holds_no_pack_of_the_clone_open_while_a_step_runs() {
+    let world = World::new();
+    let server = world.git_daemon();
+    let lane = world.git_lane("widget", Some(server.url_for("widget.git")));
+    let id = lane.queue(1, "main");
+    // Every object in packs, as a clone that was ever gc'd holds them.
+    world.run_git(&lane.clone, &["repack", "-adq"]);
+    let (started, go) = (world.root.join("started"), world.root.join("go"));
+    let script = format!(
+        "touch {started}; while [ ! -e {go} ]; do sleep 0.05; done; {land}",
+        started = started.display(),
+        go = go.display(),
+        land = world.exec_land(),
+    );
+    let config = world.step_config("berth.toml", &script);
+    let args = ["run", "--watch", "--config", config.to_str().unwrap()];
+    let mut daemon = world.spawn_berth(&args, &world.berth_state(), &[]);
+    let running = world.wait_for(Duration::from_secs(60), || started.exists());
+    let packs_dir = lane.clone.join(".git/objects/pack");
+    let held: Vec<PathBuf> = fs::read_dir(format!("/proc/{}/fd", daemon.id()))
+        .map(|fds| {
+            fds.filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
+                .filter(|target| target.starts_with(&packs_dir))
+                .collect()
+        })
+        .unwrap_or_default();
+    eprintln!(
+        "DEBUG packs {:?} held {held:?}",
+        fs::read_dir(&packs_dir).map(|d| d.count())
+    );
+    fs::write(&go, "").unwrap();
+    let landed = world.wait_for(Duration::from_secs(60), || {
+        world.read_record(&id)["status"] == "landed"
+    });
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    daemon.wait().unwrap();
+    assert!(running && landed, "the landing did not run and land");
+    assert!(
+        held.is_empty(),
+        "while the step ran the daemon held {} pack file(s) of the clone open: {held:?}",
+        held.len()
+    );
+}

@@ -37,17 +37,8 @@ use scratch::Scratch;
 /// record's own checkout is held locked for as long as the place lives.
 pub struct Place {
     dir: Arc<PinnedDir>,
-    scratch: Option<InUse>,
+    scratch: Option<Kept>,
     _lock: Option<WorktreeGuard>,
-}
-
-/// A scratch worktree a landing runs in, and its repository as the landing's fetch opened
-/// it, for the reset at the landing's end ([`Scratch::reset`]). In a mutex only to be
-/// shared: a landing's steps hold the place across threads, and libgit2's handle may be
-/// moved between threads but not used from two.
-struct InUse {
-    kept: Kept,
-    repo: std::sync::Mutex<Repository>,
 }
 
 /// How long adding or removing a scratch worktree waits for another landing's add or
@@ -59,13 +50,10 @@ struct InUse {
 const ADMIN_LOCK_WAIT: Duration = Duration::from_secs(10);
 
 impl Place {
-    fn in_scratch(kept: Kept, repo: Repository) -> Place {
+    fn in_scratch(kept: Kept) -> Place {
         Place {
             dir: Arc::clone(&kept.dir),
-            scratch: Some(InUse {
-                kept,
-                repo: std::sync::Mutex::new(repo),
-            }),
+            scratch: Some(kept),
             _lock: None,
         }
     }
@@ -82,8 +70,8 @@ impl Place {
     /// Removes a scratch worktree (its directory, its libgit2 admin entry and its branch).
     /// Failures are logged: the next landing of the record replaces it anyway.
     pub fn remove(self) {
-        if let Some(in_use) = self.scratch {
-            discard(in_use.kept);
+        if let Some(kept) = self.scratch {
+            discard(kept);
         }
     }
 
@@ -92,13 +80,15 @@ impl Place {
     /// it holds no branch another worktree may want) and a bound allows, removed
     /// otherwise. Blocking.
     pub fn finish(self, places: &Places) {
-        let Some(InUse { kept, repo }) = self.scratch else {
+        let Some(kept) = self.scratch else {
             return;
         };
-        let repo = repo
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match kept.scratch.reset(&repo, &kept.dir, None) {
+        // Opened again, not kept from the landing's fetch: a handle holds open every pack
+        // it read until it is dropped, and the step must run with none of them held.
+        let reset = Repository::open(&kept.scratch.repo)
+            .map_err(scratch::Unclean::from)
+            .and_then(|repo| kept.scratch.reset(&repo, &kept.dir, None));
+        match reset {
             Ok(()) => {
                 if let Some(over) = places.idle.give(kept) {
                     discard(over);
@@ -352,7 +342,7 @@ fn scratch_place(
         match reset {
             Ok(()) => {
                 tracing::info!(record = %c.id, worktree = %kept.scratch.path.display(), "reusing a scratch worktree");
-                return Ok(Place::in_scratch(kept, repo));
+                return Ok(Place::in_scratch(kept));
             }
             Err(why) => {
                 tracing::info!(record = %c.id, worktree = %kept.scratch.path.display(), "scratch worktree not reused: {why}");
@@ -361,7 +351,7 @@ fn scratch_place(
         }
     }
     let kept = add_fresh(places, c.gated.repo(), &repo, c.id.as_str(), head)?;
-    Ok(Place::in_scratch(kept, repo))
+    Ok(Place::in_scratch(kept))
 }
 
 /// A new scratch worktree of `repo` detached at `head`, named after the record `id` it is
