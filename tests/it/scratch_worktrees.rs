@@ -255,3 +255,47 @@ fn the_daemon_holds_no_pack_of_the_clone_open_while_a_step_runs() {
         held.len()
     );
 }
+
+/// A record whose repo is itself a linked worktree of a clone (`git worktree add`): the
+/// scratch worktree berth adds for it has its admin entry in the clone's common dir, where
+/// the reset looks, so the second landing runs in the first one's worktree. Review 45: the
+/// reset looked under the linked worktree's own git dir, found no entry, and threw every
+/// scratch worktree of such a repo away.
+#[test]
+fn a_linked_worktree_repos_second_landing_reuses_the_scratch_worktree() {
+    let world = World::new();
+    let (config, trace) = tracing_config(&world, "true");
+    let lane = world.git_lane("widget", None);
+    let linked = world.code.join("widget-linked");
+    let linked_arg = linked.to_str().unwrap();
+    world.run_git(
+        &lane.clone,
+        &["worktree", "add", "-q", "--detach", linked_arg, "main"],
+    );
+    let ids: Vec<String> = (1..=2)
+        .map(|pr| {
+            let feature = lane.push_feature(&format!("feat/pr-{pr}"), "main");
+            world
+                .record(&linked, pr)
+                .set("featureBranch", feature)
+                .set("baseBranch", "main")
+                .write()
+        })
+        .collect();
+    let mut daemon = world.spawn_watch(&config);
+    let landed = world.wait_for(Duration::from_secs(60), || {
+        ids.iter()
+            .all(|id| world.read_record(id)["status"] == "landed")
+    });
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    daemon.wait().unwrap();
+    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap_or_default();
+    assert!(landed, "not both landed: {log}");
+    let lines = trace_lines(&trace);
+    let dirs: std::collections::HashSet<&str> = lines.iter().map(|l| l[1].as_str()).collect();
+    assert_eq!(
+        (lines.len(), dirs.len()),
+        (2, 1),
+        "one worktree made for two landings of a linked worktree's records: {lines:?}\n{log}"
+    );
+}

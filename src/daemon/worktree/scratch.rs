@@ -102,7 +102,9 @@ impl Scratch {
         head: Option<Oid>,
     ) -> Result<(), Unclean> {
         dir.verify()?;
-        let admin = repo.path().join("worktrees").join(&self.name);
+        // libgit2 adds a worktree's admin entry under the common dir: for a repo that is
+        // itself a linked worktree, not under its own git dir.
+        let admin = repo.commondir().join("worktrees").join(&self.name);
         if repo.find_worktree(&self.name)?.path() != self.path {
             return Err(Unclean::NotOurs);
         }
@@ -167,7 +169,7 @@ impl Scratch {
             // libgit2 refuses to prune an entry whose `commondir` a step pointed
             // elsewhere; left, it would keep the entry's branch "in use" for the repo's
             // next landings. Its directory is gone, so the entry is removed by hand.
-            let admin = repo.path().join("worktrees").join(name);
+            let admin = repo.commondir().join("worktrees").join(name);
             if std::fs::symlink_metadata(&admin).is_ok_and(|m| m.is_dir()) {
                 std::fs::remove_dir_all(&admin).map_err(|source| WorktreeError::Remove {
                     path: admin.clone(),
