@@ -47,15 +47,7 @@ fn trace_lines(trace: &Path) -> Vec<Vec<String>> {
 fn land_two(world: &World, config: &Path) {
     let lane = world.git_lane("widget", None);
     let ids = [lane.queue(1, "main"), lane.queue(2, "main")];
-    let mut daemon = world.spawn_watch(config);
-    let landed = world.wait_for(Duration::from_secs(60), || {
-        ids.iter()
-            .all(|id| world.read_record(id)["status"] == "landed")
-    });
-    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
-    daemon.wait().unwrap();
-    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap_or_default();
-    assert!(landed, "not both landed: {log}");
+    land_all(world, config, &ids);
     assert_eq!(world.ledger(), [1, 2]);
     let scratch_root = world.berth_state().join("worktrees");
     let left: Vec<_> = fs::read_dir(&scratch_root).unwrap().collect();
@@ -66,6 +58,21 @@ fn land_two(world: &World, config: &Path) {
     let admin = lane.clone.join(".git/worktrees");
     let entries = fs::read_dir(&admin).map_or(0, Iterator::count);
     assert_eq!(entries, 0, "admin entries outlived the daemon");
+}
+
+/// Runs one `--watch` daemon until every record of `ids` landed (at most 60 s), stops it,
+/// and returns its log; panics if one did not land.
+fn land_all(world: &World, config: &Path, ids: &[String]) -> String {
+    let mut daemon = world.spawn_watch(config);
+    let landed = world.wait_for(Duration::from_secs(60), || {
+        ids.iter()
+            .all(|id| world.read_record(id)["status"] == "landed")
+    });
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    daemon.wait().unwrap();
+    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap_or_default();
+    assert!(landed, "not every record landed: {log}");
+    log
 }
 
 /// [`land_two`] with [`tracing_config`]'s trace (`after_first` run after landing 1): its
@@ -282,15 +289,7 @@ fn a_linked_worktree_repos_second_landing_reuses_the_scratch_worktree() {
                 .write()
         })
         .collect();
-    let mut daemon = world.spawn_watch(&config);
-    let landed = world.wait_for(Duration::from_secs(60), || {
-        ids.iter()
-            .all(|id| world.read_record(id)["status"] == "landed")
-    });
-    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
-    daemon.wait().unwrap();
-    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap_or_default();
-    assert!(landed, "not both landed: {log}");
+    let log = land_all(&world, &config, &ids);
     let lines = trace_lines(&trace);
     let dirs: std::collections::HashSet<&str> = lines.iter().map(|l| l[1].as_str()).collect();
     assert_eq!(
