@@ -323,14 +323,14 @@ pub fn prepare(places: &Places, forge: &dyn Forge, c: &Candidate) -> Result<Plac
         (WorktreeChoice::Use(path), None) => format!("{} was not held open", path.display()),
     };
     tracing::info!(record = %c.id, "using a scratch worktree: {reason}");
-    scratch_place(places, c, repo, head)
+    scratch_place(places, c, &repo, head)
 }
 
 /// A kept scratch worktree of the repo (`repo`, opened) reset to `head`, or a new one.
 fn scratch_place(
     places: &Places,
     c: &Candidate,
-    repo: Repository,
+    repo: &Repository,
     head: Oid,
 ) -> Result<Place, WorktreeError> {
     let repo_path = c.gated.repo().path();
@@ -340,7 +340,7 @@ fn scratch_place(
     if let Some(kept) = taken {
         let reset = kept
             .scratch
-            .reset(&repo, &kept.dir, Some(head))
+            .reset(repo, &kept.dir, Some(head))
             .and_then(|()| Ok(c.gated.repo().pin().verify()?));
         match reset {
             Ok(()) => {
@@ -353,12 +353,12 @@ fn scratch_place(
             }
         }
     }
-    let kept = add_fresh(places, c.gated.repo(), &repo, c.id.as_str(), head)?;
+    let kept = add_fresh(places, c.gated.repo(), repo, c.id.as_str(), head)?;
     Ok(Place::in_scratch(kept))
 }
 
-/// A new scratch worktree of `repo` detached at `head`, named after the record `id` it is
-/// made for, its directory held open.
+/// A new scratch worktree of `repo` (`opened`: that repo, opened) detached at `head`, named
+/// after the record `id` it is made for, its directory held open.
 fn add_fresh(
     places: &Places,
     repo: &GatedRepo,
@@ -384,11 +384,11 @@ fn add_fresh(
             .join(format!(".worktree-admin-{admin_key}.lock")),
     };
     scratch.add(opened, head)?;
-    let opened = repo
+    let pinned = repo
         .pin()
         .verify()
         .and_then(|()| PinnedDir::open(&scratch.path));
-    match opened {
+    match pinned {
         Ok(dir) => Ok(Kept::new(scratch, Arc::new(dir))),
         Err(why) => {
             if let Err(e) = scratch.remove() {

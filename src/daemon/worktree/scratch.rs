@@ -91,10 +91,9 @@ impl Scratch {
     /// Resets the worktree to `head` (`None`: the commit it is at), HEAD detached, if its
     /// state proves it clean before and after; otherwise says why not. The steps are done
     /// with it: nothing else runs in it. `repo` is the repository at `self.repo`, opened by
-    /// the caller, as the landing's fetch opened it: every open parses the repository's config
-    /// files again, and a clone with a tracking section per branch makes those parses a
-    /// large part of a landing's CPU. A handle holds paths, not descriptors: everything
-    /// below is still looked up by name, as on a fresh open.
+    /// the caller (at a landing's start, the one its fetch opened, which spares an open
+    /// and its parse of the config files). A handle holds paths, not descriptors:
+    /// everything below is still looked up by name, as on a fresh open.
     pub fn reset(
         &self,
         repo: &Repository,
