@@ -120,6 +120,14 @@ fn unmount(target: &Path) {
     assert_eq!(done, 0, "umount {target:?}: {}", Errno::last());
 }
 
+/// What a look at `git_dir` found (their names), the look made while `mnt` is mounted and
+/// `mnt` unmounted before anything is asserted of it.
+fn look_then_unmount(git_dir: &Path, mnt: &Path) -> Vec<PathBuf> {
+    let found = look(git_dir);
+    unmount(mnt);
+    found.unwrap().into_iter().map(|b| b.name).collect()
+}
+
 /// What `lstat` says of a directory: device, inode, change time.
 fn dev_ino_ctime(path: &Path) -> (u64, u64, i64, i64) {
     use std::os::unix::fs::MetadataExt as _;
@@ -186,9 +194,7 @@ fn a_settled_directory_changed_while_its_filesystem_was_unmounted_is_listed_agai
             before,
             "not the same device, inode and ctime"
         );
-        let found = look(&git_dir);
-        unmount(&mnt);
-        let names: Vec<_> = found.unwrap().into_iter().map(|b| b.name).collect();
+        let names = look_then_unmount(&git_dir, &mnt);
         assert_eq!(
             names,
             [PathBuf::from("objects/ab/planted")],
@@ -246,9 +252,7 @@ fn a_fifo_added_below_a_settled_merged_overlay_directory_is_found() {
             .unwrap()
             .any(|e| e.unwrap().file_name() == "planted");
         assert!(shown, "the overlay's listing does not show the FIFO");
-        let found = look(&git_dir);
-        unmount(&at("mnt"));
-        let names: Vec<_> = found.unwrap().into_iter().map(|b| b.name).collect();
+        let names = look_then_unmount(&git_dir, &at("mnt"));
         assert_eq!(
             names,
             [PathBuf::from("objects/ab/planted")],
@@ -466,14 +470,12 @@ fn a_settled_subvolume_replaced_by_a_snapshot_with_its_device_number_is_listed_a
             ],
         );
         let after = dev_ino_ctime(&ab);
-        let found = look(&git_dir);
-        unmount(&mnt);
+        let names = look_then_unmount(&git_dir, &mnt);
         // Another test's mount made meanwhile may take the device number: then the key
         // differs, and the FIFO must be found all the same.
         if same_tick && after != before {
             eprintln!("the snapshot took another device number: {after:?} against {before:?}");
         }
-        let names: Vec<_> = found.unwrap().into_iter().map(|b| b.name).collect();
         assert_eq!(
             names,
             [Path::new("objects/ab").join(&planted)],
