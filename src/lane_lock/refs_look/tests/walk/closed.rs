@@ -21,6 +21,28 @@ fn without_dac_capabilities<T: Send>(body: impl FnOnce() -> T + Send) -> T {
     })
 }
 
+/// A look at `git_dir` (`looked`) that met `fifo` in `dir`, a directory closed to its
+/// listing: it refused, naming `dir`, or it found `fifo`. Else it did what `passed_over`
+/// says.
+fn refused_at_or_found(
+    looked: Result<Vec<Blocking>, Refused>,
+    git_dir: &Path,
+    dir: &Path,
+    fifo: &Path,
+    passed_over: &str,
+) {
+    match looked {
+        Err(Refused::Unreadable(path, _)) => assert_eq!(path, dir),
+        Ok(found) => assert!(
+            found.iter().any(|b| git_dir.join(&b.name) == fifo),
+            "{passed_over} ({}); found {:?}",
+            fifo.display(),
+            found.iter().map(|b| &b.name).collect::<Vec<_>>()
+        ),
+        Err(other) => panic!("{other}"),
+    }
+}
+
 fn drop_dac_capabilities() {
     use nix::libc;
     #[repr(C)]
@@ -110,16 +132,13 @@ fn a_fifo_in_a_directory_berth_may_search_but_not_list_is_not_passed_over() {
         Ok(true),
         "the FIFO does not open by its path through the search-only directory"
     );
-    match looked {
-        Err(Refused::Unreadable(path, _)) => assert_eq!(path, ab),
-        Ok(found) => assert!(
-            found.iter().any(|b| git_dir.join(&b.name) == loose),
-            "the look passed over objects/ab (EACCES: search-only, not closed), and the FIFO at {} that libgit2 opens by path with it; found {:?}",
-            loose.display(),
-            found.iter().map(|b| &b.name).collect::<Vec<_>>()
-        ),
-        Err(other) => panic!("{other}"),
-    }
+    refused_at_or_found(
+        looked,
+        git_dir,
+        &ab,
+        &loose,
+        "the look passed over objects/ab (EACCES: search-only, not closed), and the FIFO in it that libgit2 opens by path",
+    );
 }
 
 /// Review 44. Run as root, berth writes a local origin's lock ref with a `git update-ref`
@@ -187,16 +206,15 @@ fn a_fifo_the_owners_writer_child_opens_in_a_directory_closed_to_berth_is_not_pa
         Err(Errno::EACCES),
         "objects/pack is not closed to berth"
     );
-    match looked {
-        Err(Refused::Unreadable(path, _)) => assert_eq!(path, pack),
-        Ok(found) => assert!(
-            found.iter().any(|b| git_dir.join(&b.name) == idx),
-            "the look before the write passed over objects/pack (EACCES, closed to berth but not to its writer child, uid {NOBODY}), and the FIFO {} git update-ref opens there; found {:?}",
-            idx.display(),
-            found.iter().map(|b| &b.name).collect::<Vec<_>>()
+    refused_at_or_found(
+        looked,
+        &git_dir,
+        &pack,
+        &idx,
+        &format!(
+            "the look before the write passed over objects/pack (EACCES, closed to berth but not to its writer child, uid {NOBODY}), and the FIFO in it git update-ref opens"
         ),
-        Err(other) => panic!("{other}"),
-    }
+    );
 }
 
 /// Set in the re-run of [`a_wide_healthy_refs_dir_is_looked_at_within_a_services_descriptors`].
