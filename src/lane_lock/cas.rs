@@ -14,6 +14,7 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use git2::{ErrorCode, Oid, Repository, RepositoryOpenFlags};
 
@@ -24,7 +25,7 @@ use super::ref_writer::{self, Change, Writers, Written};
 use super::trail::Trail;
 use super::transport::{PushOutcome, push_guarded};
 use super::{broken_above, flock_holder, foreign_writer, leftover, local_deadline, refs_look};
-use lock_objects::copy_lock_commit;
+use lock_objects::{Carried, copy_lock_commit};
 
 mod lock_objects;
 
@@ -124,8 +125,10 @@ pub(crate) fn compare_and_swap(
     match local_path(url) {
         Some(path) => {
             // The whole write reads the origin with libgit2: on a thread of its own, with
-            // its own handle on the scratch repository, under the deadline.
+            // its own handle on the scratch repository (the lock commit carried to it as
+            // bytes), under the deadline.
             let path = path?;
+            let carried = new.map(|sha| Carried::read(scratch, sha)).transpose()?;
             let scratch_path = scratch.path().to_owned();
             let handed = scratch_path.clone();
             let (at, ref_name) = (path.clone(), ref_name.to_owned());
@@ -134,10 +137,25 @@ pub(crate) fn compare_and_swap(
             // deadline, a write would leave a stopped writer that may still move the ref,
             // and this lane's own write would be taken for a theft.
             let deadline = ref_writer::local_write_deadline(with.deadline);
-            local_deadline::run(&path, deadline, Some(&handed), move || {
+            let abandoned = Abandoned::default();
+            let seen_by_thread = abandoned.clone();
+            let answer = local_deadline::run(&path, deadline, Some(&handed), move || {
                 let scratch = Repository::open(&scratch_path)?;
-                local_swap(&scratch, &at, &ref_name, write, expect, new, &with)
-            })?
+                if let Some(carried) = &carried {
+                    carried.put_in(&scratch)?;
+                }
+                let write = Swap {
+                    write,
+                    expect,
+                    new,
+                    abandoned: &seen_by_thread,
+                };
+                local_swap(&scratch, &at, &ref_name, write, &with)
+            });
+            if answer.is_err() {
+                abandoned.set();
+            }
+            answer?
         }
         None => {
             // A create needs no force: the server then also refuses it over an existing ref.
@@ -192,15 +210,51 @@ const NETWORK_SCHEMES: [&str; 6] = [
     "git+ssh://",
 ];
 
+/// A write berth's caller stopped waiting for, past its deadline (its thread left running
+/// in an origin that did not answer). The thread may still come back to it, and must then
+/// set no lock ref: a take's caller failed it, and the lock ref set after that would hold
+/// the lane for no landing until its TTL. A late release still deletes the ref (only while
+/// it holds this lock's commit), which frees the lane sooner.
+#[derive(Clone, Default)]
+struct Abandoned(Arc<AtomicBool>);
+
+impl Abandoned {
+    fn set(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Refuses to go on once the caller left (`before`: the step about to be taken).
+    fn refuse(&self, before: &str) -> Result<(), git2::Error> {
+        if self.0.load(Ordering::SeqCst) {
+            return Err(git2::Error::from_str(&format!(
+                "the write's caller stopped waiting at its deadline: nothing more is done ({before})"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One local write: what it does, and whether its caller still waits for it.
+struct Swap<'a> {
+    write: LockWrite,
+    expect: Expect,
+    new: Option<Oid>,
+    abandoned: &'a Abandoned,
+}
+
 fn local_swap(
     scratch: &Repository,
     path: &std::path::Path,
     ref_name: &str,
-    write: LockWrite,
-    expect: Expect,
-    new: Option<Oid>,
+    swap: Swap<'_>,
     with: &WriteContext,
 ) -> Result<PushOutcome, git2::Error> {
+    let Swap {
+        write,
+        expect,
+        new,
+        abandoned,
+    } = swap;
     let WriteContext {
         hook,
         seen: sightings,
@@ -232,6 +286,7 @@ fn local_swap(
     }
     let change = match (new, found) {
         (Some(sha), _) => {
+            abandoned.refuse("the lock commit's copy into the origin")?;
             copy_lock_commit(scratch, &origin, sha)?;
             Change::Set {
                 new: sha,
@@ -253,6 +308,9 @@ fn local_swap(
     // Recorded last, after anything set aside: the path git is given, walked again by the
     // writer child and after the write.
     let trail = Trail::record(&prepared.git_dir_fd, &prepared.git_dir, ref_name)?;
+    if new.is_some() {
+        abandoned.refuse("the ref's write")?;
+    }
     let written = ref_writer::write(&prepared, &trail, ref_name, change)
         .map_err(|e| git2::Error::from_str(&format!("cannot run git update-ref: {e}")))?;
     let writers_held_by = report(&prepared, &written);

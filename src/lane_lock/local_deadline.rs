@@ -261,6 +261,8 @@ mod tests {
     use crate::lane_lock::{Acquire, LockClient, LockError, LockSettings};
     use std::sync::Arc;
 
+    mod late_write;
+
     /// Waits (a minute at most) until no access to `origin` is left running.
     fn until_none_late_on(origin: &Path) {
         let give_up = Instant::now() + Duration::from_secs(60);

@@ -356,3 +356,84 @@ fn a_writer_stopped_at_its_limit_stops_the_git_its_git_runs() {
         "the wait for the stopped writer ended: {ended:?}; HEAD.lock left behind by the git it ran: {left}"
     );
 }
+
+/// A lock commit is written to the scratch repository's memory, not its disk: written
+/// loose, each cost berth a temp file, a rename and mostly a fan-out directory (two lock
+/// commits a landing), which on ext4 without a journal cost more than anything else berth
+/// wrote a landing. Every way a lock commit reaches an origin still carries it: libgit2's
+/// copy into a local origin (on a thread with a handle of its own), `git unpack-objects`
+/// into a group-shared one, and a push to a `git://` one. Take, refresh and release each
+/// way; the origin held each lock commit the ref named, and no scratch repository holds a
+/// loose object.
+#[test]
+fn lock_commits_reach_every_origin_and_no_scratch_repository_writes_one_to_disk() {
+    use crate::git_daemon::GitDaemon;
+    for (how, init) in [
+        ("local", &["init", "--bare", "-q"][..]),
+        ("shared", &["init", "--bare", "-q", "--shared=group"][..]),
+        ("git://", &["init", "--bare", "-q"][..]),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let bare = dir.path().join("locks.git");
+        let out = std::process::Command::new("git")
+            .args(init)
+            .arg(&bare)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let daemon = (how == "git://").then(|| GitDaemon::start(dir.path()).unwrap());
+        let url = daemon.as_ref().map_or_else(
+            || bare.to_str().unwrap().to_owned(),
+            |daemon| daemon.url_for("locks.git"),
+        );
+        let scratch = dir.path().join("scratch");
+        let client = LockClient::new(&scratch, LockSettings::default()).unwrap();
+        let taken = client.acquire(&url, &widget_main(), "me", Path::new("/a"));
+        let Ok(Acquire::Acquired(mut held)) = taken else {
+            panic!("{how}: the lock was not taken: {taken:?}");
+        };
+        let first = held.sha;
+        client.heartbeat(&mut held).unwrap();
+        assert_ne!(
+            held.sha, first,
+            "{how}: the refresh wrote no new lock commit"
+        );
+        for sha in [first, held.sha] {
+            let kind = git_fed(&bare, &["cat-file", "-t", &sha.to_string()], "");
+            assert_eq!(kind, "commit", "{how}: {sha} in the origin");
+        }
+        let ref_name = lock_ref_name(&widget_main());
+        let named = git_fed(&bare, &["rev-parse", &ref_name], "");
+        assert_eq!(named, held.sha.to_string(), "{how}");
+        assert!(
+            matches!(client.release(&held), Ok(Released::Deleted)),
+            "{how}"
+        );
+        let loose: Vec<_> = walk_files(&scratch)
+            .into_iter()
+            .filter(|path| {
+                let mut parts = path.iter().rev();
+                let (_, fan_out, objects) = (parts.next(), parts.next(), parts.next());
+                objects.is_some_and(|o| o == "objects") && fan_out.is_some_and(|f| f.len() == 2)
+            })
+            .collect();
+        assert!(
+            loose.is_empty(),
+            "{how}: loose objects in scratch: {loose:?}"
+        );
+    }
+}
+
+/// Every file under `dir`, at any depth.
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            found.extend(walk_files(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}

@@ -27,10 +27,13 @@ const MAX_CREDENTIAL_ATTEMPTS: u32 = 3;
 /// used by one operation at a time.
 ///
 /// Never one shared by all: every fetch of a foreign lock stores a pack and every lock
-/// commit a loose object, so a long-lived repository would grow without bound while the
-/// daemon polls held lanes; and concurrent operations (heartbeat thread, another lane, a
-/// second berth process on the same state dir) never see each other's refs. The client
-/// reuses one for a bounded number of operations (`scratch_pool`).
+/// commit an object, so a long-lived repository would grow without bound while the daemon
+/// polls held lanes; and concurrent operations (heartbeat thread, another lane, a second
+/// berth process on the same state dir) never see each other's refs. The client reuses one
+/// for a bounded number of operations (`scratch_pool`).
+///
+/// The objects berth writes here (lock commits, the empty tree) stay in this handle's
+/// memory ([`keep_written_objects_in_memory`]); fetched packs go to disk as before.
 pub(crate) struct Scratch {
     // Field order matters: the repository is closed before its directory is removed.
     pub repo: Repository,
@@ -49,6 +52,7 @@ impl Scratch {
         // No template: nothing (hooks included) is copied from the system's git install.
         opts.bare(true).external_template(false).mkpath(false);
         let repo = Repository::init_opts(dir.path(), &opts).map_err(std::io::Error::other)?;
+        keep_written_objects_in_memory(&repo).map_err(std::io::Error::other)?;
         Ok(Scratch { repo, _dir: dir })
     }
 
@@ -73,6 +77,26 @@ impl Scratch {
             .map_err(|_| PayloadProblem::NotUtf8)
     }
 }
+
+/// Makes `repo`'s object writes go to memory (a mempack backend ahead of the loose and
+/// pack backends); reads still find the objects on disk.
+///
+/// A lock commit is read only through the handle that wrote it: pushed from it, packed
+/// from it for `git unpack-objects`, or copied from it into a local origin's object
+/// database. Written loose, each cost a temp file, a rename and mostly a fan-out directory
+/// in the scratch repository (two lock commits a landing), which a file system charges
+/// far more for than the bytes: on ext4 without a journal, a new inode's allocation
+/// scans past every inode freed in the last 30 s. What stays in memory is bounded by the
+/// handle's use: at most [`super::scratch_pool::MAX_USES`] operations' lock commits, a few
+/// hundred bytes each.
+pub(crate) fn keep_written_objects_in_memory(repo: &Repository) -> Result<(), git2::Error> {
+    repo.odb()?.add_new_mempack_backend(MEMORY_FIRST)?;
+    Ok(())
+}
+
+/// The mempack's priority: above libgit2's loose (1) and pack (2) backends, so every write
+/// goes to it first.
+const MEMORY_FIRST: i32 = 1000;
 
 /// What a guarded push did.
 #[derive(Debug)]

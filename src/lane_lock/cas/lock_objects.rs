@@ -37,7 +37,7 @@ use git2::{ErrorCode, ObjectType, Oid, Repository};
 use nix::sys::memfd::{MFdFlags, memfd_create};
 
 use crate::lane_lock::origin_owner::{self, Owner};
-use crate::lane_lock::{lock_dir, ref_writer};
+use crate::lane_lock::{lock_dir, ref_writer, transport};
 
 mod freshened;
 mod packed;
@@ -92,6 +92,41 @@ pub(super) fn copy_lock_commit(
     before
         .check()
         .map_err(|stale| failed(origin.path(), owner, &stale.to_string()))
+}
+
+/// A lock commit and its tree as bytes, for the write of a local origin: it runs on a
+/// thread with a handle of its own on the scratch repository, and the operation's handle
+/// wrote them to its memory ([`transport::keep_written_objects_in_memory`]), which no
+/// other handle sees.
+pub(in crate::lane_lock) struct Carried {
+    commit: Vec<u8>,
+    tree: Vec<u8>,
+}
+
+impl Carried {
+    /// The lock commit `sha` and its tree, read from `scratch`.
+    pub(in crate::lane_lock) fn read(
+        scratch: &Repository,
+        sha: Oid,
+    ) -> Result<Carried, git2::Error> {
+        let odb = scratch.odb()?;
+        Ok(Carried {
+            tree: odb
+                .read(scratch.find_commit(sha)?.tree_id())?
+                .data()
+                .to_vec(),
+            commit: odb.read(sha)?.data().to_vec(),
+        })
+    }
+
+    /// Writes them to `scratch`'s memory, where [`copy_lock_commit`] reads them.
+    pub(in crate::lane_lock) fn put_in(&self, scratch: &Repository) -> Result<(), git2::Error> {
+        transport::keep_written_objects_in_memory(scratch)?;
+        let odb = scratch.odb()?;
+        odb.write(ObjectType::Tree, &self.tree)?;
+        odb.write(ObjectType::Commit, &self.commit)?;
+        Ok(())
+    }
 }
 
 /// The lock commit and its tree.
