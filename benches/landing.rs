@@ -308,6 +308,36 @@ fn load_average() -> std::io::Result<(String, String, String)> {
     }
 }
 
+/// The file system the worlds are made on (the temp dir), as `findmnt` names it, and for
+/// ext4 whether it has a journal: without one, every new file costs a pass over the inodes
+/// freed in the last 30 s, which shows in berth's CPU a landing ([benchmarks]).
+///
+/// [benchmarks]: ../docs/benchmarks.md
+fn temp_file_system() -> Option<String> {
+    let dir = std::env::temp_dir();
+    let out = std::process::Command::new("findmnt")
+        .args(["-n", "-o", "FSTYPE,SOURCE", "-T"])
+        .arg(&dir)
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let mut fields = text.split_whitespace();
+    let (kind, source) = (fields.next()?, fields.next()?);
+    let journal = (kind == "ext4").then(|| {
+        let device = source.rsplit('/').next().unwrap_or(source);
+        match fs::read_to_string(format!("/sys/fs/ext4/{device}/journal_task")) {
+            Ok(task) if task.trim() == "<none>" => " without a journal",
+            Ok(_) => " with a journal",
+            Err(_) => "",
+        }
+    });
+    Some(format!(
+        "{} on {kind}{}",
+        dir.display(),
+        journal.unwrap_or("")
+    ))
+}
+
 /// berth's overhead per landing from the one-lane run alone (no second world): the p50
 /// over its landings of what the daemon added around the landing script.
 fn same_run_rows(table: &mut comfy_table::Table, spans: &[landing_spans::Span]) {
@@ -373,6 +403,9 @@ fn main() {
     let yes = |ok: bool| if ok { "yes" } else { "NO" };
     if let Ok((one, five, fifteen)) = load_average() {
         println!("load average at the start: {one} {five} {fifteen}");
+    }
+    if let Some(file_system) = temp_file_system() {
+        println!("the worlds' temp dir: {file_system}");
     }
     let mut one_lane: Option<(Took, Duration)> = None;
     for (row, s) in [
