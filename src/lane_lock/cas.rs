@@ -14,13 +14,13 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use git2::{ErrorCode, Oid, Repository, RepositoryOpenFlags};
 
 use super::broken_ref::{self, Room};
 use super::expiry_cap::ExpirySightings;
 use super::leftover::LeftoverSightings;
+use super::local_deadline::Commitment;
 use super::ref_writer::{self, Change, Writers, Written};
 use super::trail::Trail;
 use super::transport::{PushOutcome, push_guarded};
@@ -137,25 +137,29 @@ pub(crate) fn compare_and_swap(
             // deadline, a write would leave a stopped writer that may still move the ref,
             // and this lane's own write would be taken for a theft.
             let deadline = ref_writer::local_write_deadline(with.deadline);
-            let abandoned = Abandoned::default();
-            let seen_by_thread = abandoned.clone();
-            let answer = local_deadline::run(&path, deadline, Some(&handed), move || {
-                let scratch = Repository::open(&scratch_path)?;
-                if let Some(carried) = &carried {
-                    carried.put_in(&scratch)?;
-                }
-                let write = Swap {
-                    write,
-                    expect,
-                    new,
-                    abandoned: &seen_by_thread,
-                };
-                local_swap(&scratch, &at, &ref_name, write, &with)
-            });
-            if answer.is_err() {
-                abandoned.set();
-            }
-            answer?
+            // Past the deadline berth waits for a ref's writer child that started before
+            // it (killed past its own bound), so what it reports is what the write did.
+            let commitment = Commitment::new(ref_writer::WRITER_BOUND + SETTLE_GRACE);
+            let committed = Arc::clone(&commitment);
+            local_deadline::run_committed(
+                &path,
+                deadline,
+                Some(&handed),
+                Some(&commitment),
+                move || {
+                    let scratch = Repository::open(&scratch_path)?;
+                    if let Some(carried) = &carried {
+                        carried.put_in(&scratch)?;
+                    }
+                    let write = Swap {
+                        write,
+                        expect,
+                        new,
+                        commitment: &committed,
+                    };
+                    local_swap(&scratch, &at, &ref_name, write, &with)
+                },
+            )?
         }
         None => {
             // A create needs no force: the server then also refuses it over an existing ref.
@@ -210,36 +214,26 @@ const NETWORK_SCHEMES: [&str; 6] = [
     "git+ssh://",
 ];
 
-/// A write berth's caller stopped waiting for, past its deadline (its thread left running
-/// in an origin that did not answer). The thread may still come back to it, and must then
-/// set no lock ref: a take's caller failed it, and the lock ref set after that would hold
-/// the lane for no landing until its TTL. A late release still deletes the ref (only while
-/// it holds this lock's commit), which frees the lane sooner.
-#[derive(Clone, Default)]
-struct Abandoned(Arc<AtomicBool>);
+/// How long past a ref writer child's bound berth waits for the write's last reads (the
+/// ref, read again through the walked path) before it takes the answer for lost.
+const SETTLE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
-impl Abandoned {
-    fn set(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-
-    /// Refuses to go on once the caller left (`before`: the step about to be taken).
-    fn refuse(&self, before: &str) -> Result<(), git2::Error> {
-        if self.0.load(Ordering::SeqCst) {
-            return Err(git2::Error::from_str(&format!(
-                "the write's caller stopped waiting at its deadline: nothing more is done ({before})"
-            )));
-        }
-        Ok(())
-    }
-}
-
-/// One local write: what it does, and whether its caller still waits for it.
+/// One local write: what it does, and where it and its caller stand ([`Commitment`]).
 struct Swap<'a> {
     write: LockWrite,
     expect: Expect,
     new: Option<Oid>,
-    abandoned: &'a Abandoned,
+    commitment: &'a Commitment,
+}
+
+/// Why a write whose caller stopped waiting at its deadline does not go on: a lock ref
+/// set after the take was reported failed would hold the lane for no landing until its
+/// TTL. (A release still deletes: only while the ref holds this lock's commit, which frees
+/// the lane sooner.)
+fn caller_left(before: &str) -> git2::Error {
+    git2::Error::from_str(&format!(
+        "the write's caller stopped waiting at its deadline: nothing more is done ({before})"
+    ))
 }
 
 fn local_swap(
@@ -253,7 +247,7 @@ fn local_swap(
         write,
         expect,
         new,
-        abandoned,
+        commitment,
     } = swap;
     let WriteContext {
         hook,
@@ -286,7 +280,9 @@ fn local_swap(
     }
     let change = match (new, found) {
         (Some(sha), _) => {
-            abandoned.refuse("the lock commit's copy into the origin")?;
+            if commitment.left() {
+                return Err(caller_left("the lock commit's copy into the origin"));
+            }
             copy_lock_commit(scratch, &origin, sha)?;
             Change::Set {
                 new: sha,
@@ -308,8 +304,8 @@ fn local_swap(
     // Recorded last, after anything set aside: the path git is given, walked again by the
     // writer child and after the write.
     let trail = Trail::record(&prepared.git_dir_fd, &prepared.git_dir, ref_name)?;
-    if new.is_some() {
-        abandoned.refuse("the ref's write")?;
+    if !commitment.commit() && new.is_some() {
+        return Err(caller_left("the ref's write"));
     }
     let written = ref_writer::write(&prepared, &trail, ref_name, change)
         .map_err(|e| git2::Error::from_str(&format!("cannot run git update-ref: {e}")))?;

@@ -25,6 +25,9 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+mod commitment;
+pub(crate) use commitment::Commitment;
+
 /// How long an access to a local origin made outside a lock client may take (the
 /// landing's feature fetch, the claim check's `ls-remote`): the process's remote timeout,
 /// which the daemon's lock client chose ([module docs](self)).
@@ -188,6 +191,18 @@ pub(crate) fn run<T: Send + 'static>(
     handed: Option<&Path>,
     op: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, Overdue> {
+    run_committed(origin, deadline, handed, None, op)
+}
+
+/// [`run`], and past `deadline` waits the `commitment`'s grace more if `op` committed to
+/// its step before the caller left ([`Commitment`]).
+pub(crate) fn run_committed<T: Send + 'static>(
+    origin: &Path,
+    deadline: Duration,
+    handed: Option<&Path>,
+    commitment: Option<&Commitment>,
+    op: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Overdue> {
     let listed = list(origin, handed)?;
     let id = listed.0;
     // One answer, sent once: the send never blocks, whether or not anyone still waits.
@@ -219,6 +234,17 @@ pub(crate) fn run<T: Send + 'static>(
         Ok(answer) => answer,
         Err(RecvTimeoutError::Disconnected) => Err(Overdue::Lost(origin.to_owned())),
         Err(RecvTimeoutError::Timeout) => {
+            let mut after = deadline;
+            if let Some(grace) = commitment.and_then(Commitment::leave_unless_committed) {
+                after += grace;
+                match rx.recv_timeout(grace) {
+                    Ok(answer) => return answer,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        return Err(Overdue::Lost(origin.to_owned()));
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                }
+            }
             let mut list = running();
             if let Ok(answer) = rx.try_recv() {
                 return answer;
@@ -227,10 +253,10 @@ pub(crate) fn run<T: Send + 'static>(
                 access.left_at = Some(Instant::now());
             }
             drop(list);
-            tracing::warn!(origin = %origin.display(), deadline_secs = deadline.as_secs_f64(), "a local origin did not answer within the deadline; no new access to it starts until that one returns");
+            tracing::warn!(origin = %origin.display(), deadline_secs = after.as_secs_f64(), "a local origin did not answer within the deadline; no new access to it starts until that one returns");
             Err(Overdue::Late {
                 origin: origin.to_owned(),
-                after: deadline,
+                after,
             })
         }
     }

@@ -66,3 +66,70 @@ fn a_release_left_at_its_deadline_gives_the_lane_back_once_the_origin_answers() 
         "the released lock {own} still holds the lane after its late release returned: {left:?}"
     );
 }
+
+/// Review 46. A take whose thread was still short of its ref's write near its caller's
+/// deadline (the hook stands for reads between the objects' copy and the ref's write
+/// taking most of it: a slow file system), then started its writer child, which waited
+/// for the writers' lock another writer held (up to `WRITERS_WAIT`): the caller left at
+/// the deadline, reported the take failed, and the child set the lock ref afterwards, a
+/// lock no landing held. Now a thread commits to its ref's write before it starts the
+/// child, and a caller whose thread committed waits for it (the child's own bound):
+/// what the take reports is what the origin holds.
+#[test]
+fn a_takes_answer_is_what_its_writer_child_did_when_it_ran_past_the_deadline() {
+    use crate::lane_lock::cas::LockWrite;
+    use std::os::fd::AsRawFd as _;
+    use std::sync::Mutex;
+    let origin = BareOrigin::new();
+    let settings = LockSettings {
+        remote_timeout: Duration::from_millis(500),
+        ..LockSettings::default()
+    };
+    let deadline = crate::lane_lock::ref_writer::local_write_deadline(settings.remote_timeout);
+    let scratch = origin.dir.path().join("scratch");
+    let mut client = LockClient::new(&scratch, settings).unwrap();
+    let started = Arc::new(Mutex::new(None::<Instant>));
+    let seen = Arc::clone(&started);
+    client.set_write_hook(Arc::new(move |write, _| {
+        if write == LockWrite::Create {
+            let at = seen.lock().unwrap().expect("the test noted its start");
+            // Two seconds before the caller's deadline, the thread goes on.
+            let until = at + deadline - Duration::from_secs(2);
+            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+        }
+    }));
+    let client = Arc::new(client);
+    // Another writer holds the writers' lock: berth's writer child waits for it.
+    let writers = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(origin.bare.join(crate::lane_lock::leftover::WRITERS_LOCK))
+        .unwrap();
+    // SAFETY: flock on a descriptor this test owns.
+    assert_eq!(
+        unsafe { nix::libc::flock(writers.as_raw_fd(), nix::libc::LOCK_EX) },
+        0
+    );
+    *started.lock().unwrap() = Some(Instant::now());
+    let taken = acquire(&client, &origin);
+    let answered_after = started.lock().unwrap().unwrap().elapsed();
+    until_none_late_on(&origin.bare);
+    drop(writers);
+    let refs = lock_refs_in(&origin.bare);
+    match &taken {
+        Ok(Acquire::Acquired(held)) => assert!(
+            refs.contains(&format!("{} {}", held.sha, held.ref_name)),
+            "taken, yet the origin holds {refs:?}"
+        ),
+        _ => assert_eq!(
+            refs,
+            Vec::<String>::new(),
+            "the take failed ({taken:?}, after {answered_after:?}), yet the lock ref was set: a lock no landing holds"
+        ),
+    }
+    assert!(
+        answered_after > deadline,
+        "the hook's delay did not carry the write past the deadline ({answered_after:?})"
+    );
+}
