@@ -139,7 +139,7 @@ pub(crate) fn compare_and_swap(
             let deadline = ref_writer::local_write_deadline(with.deadline);
             // Past the deadline berth waits for a ref's writer child that started before
             // it (killed past its own bound), so what it reports is what the write did.
-            let commitment = Commitment::new(ref_writer::WRITER_BOUND + SETTLE_GRACE);
+            let commitment = Commitment::new(COMMITTED_GRACE);
             let committed = Arc::clone(&commitment);
             local_deadline::run_committed(
                 &path,
@@ -214,9 +214,11 @@ const NETWORK_SCHEMES: [&str; 6] = [
     "git+ssh://",
 ];
 
-/// How long past a ref writer child's bound berth waits for the write's last reads (the
-/// ref, read again through the walked path) before it takes the answer for lost.
-const SETTLE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long past its deadline a local write's caller waits for a write that committed to
+/// its ref's writer child before it: the child's bound, and a second for the write's last
+/// reads (the ref, read again through the walked path), past which the answer is lost.
+pub(super) const COMMITTED_GRACE: std::time::Duration =
+    ref_writer::WRITER_BOUND.saturating_add(std::time::Duration::from_secs(1));
 
 /// One local write: what it does, and where it and its caller stand ([`Commitment`]).
 struct Swap<'a> {

@@ -166,9 +166,10 @@ impl LockSettings {
     }
 
     /// The longest one write (or delete) of a lock ref on a local origin may take: the
-    /// remote timeout for its reads and the bounds of its git children.
+    /// remote timeout for its reads and the bounds of its git children, and the wait for a
+    /// ref's writer child that started just before that ([`cas::COMMITTED_GRACE`]).
     pub fn longest_local_write(&self) -> Duration {
-        ref_writer::local_write_deadline(self.remote_timeout)
+        ref_writer::local_write_deadline(self.remote_timeout).saturating_add(cas::COMMITTED_GRACE)
     }
 
     fn validate(&self) -> Result<(), LockError> {

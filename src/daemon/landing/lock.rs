@@ -156,18 +156,19 @@ mod tests {
     use super::*;
 
     /// A local origin's release deletes each of the lane's three refs, each under the
-    /// 30 s remote timeout plus 9 s for each of the write's two git children (docs/limits.md):
-    /// a wait shorter than that sends the lane's next record back to the queue while its
+    /// 30 s remote timeout plus 9 s for each of the write's two git children, and 10 s
+    /// more for a ref's writer child that started just before that (docs/limits.md): a
+    /// wait shorter than that sends the lane's next record back to the queue while its
     /// previous release is still running normally.
     #[test]
     fn the_wait_for_a_previous_release_outlasts_a_local_release_of_every_lock_ref() {
         let settings = LockSettings::default();
-        let per_ref = Duration::from_secs(30 + 2 * 9);
+        let per_ref = Duration::from_secs(30 + 2 * 9 + 10);
         assert!(previous_release_wait(&settings) >= 3 * per_ref);
         let slower = LockSettings {
             remote_timeout: Duration::from_secs(60),
             ..settings
         };
-        assert!(previous_release_wait(&slower) >= 3 * Duration::from_secs(60 + 2 * 9));
+        assert!(previous_release_wait(&slower) >= 3 * Duration::from_secs(60 + 2 * 9 + 10));
     }
 }
