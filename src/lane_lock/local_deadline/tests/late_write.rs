@@ -133,3 +133,155 @@ fn a_takes_answer_is_what_its_writer_child_did_when_it_ran_past_the_deadline() {
         "the hook's delay did not carry the write past the deadline ({answered_after:?})"
     );
 }
+
+/// Review 47. One local release (a single delete, `force_release`) whose thread committed
+/// to its ref's write shortly before its deadline (the hook stands for slow reads), its
+/// writer child waiting for the writers' lock another writer holds: its caller waits past
+/// the deadline for the child, and the write still answers within
+/// `LockSettings::longest_local_write`, on which the daemon's wait for a lane's previous
+/// release (3 × it, docs/limits.md) is built.
+#[test]
+fn one_local_delete_answers_within_the_longest_local_write() {
+    use crate::lane_lock::cas::LockWrite;
+    use std::os::fd::AsRawFd as _;
+    use std::sync::Mutex;
+    let origin = BareOrigin::new();
+    let settings = LockSettings {
+        remote_timeout: Duration::from_millis(500),
+        ..LockSettings::default()
+    };
+    let deadline = crate::lane_lock::ref_writer::local_write_deadline(settings.remote_timeout);
+    let scratch = origin.dir.path().join("scratch");
+    let mut client = LockClient::new(&scratch, settings).unwrap();
+    let started = Arc::new(Mutex::new(None::<Instant>));
+    let seen = Arc::clone(&started);
+    client.set_write_hook(Arc::new(move |write, _| {
+        if write == LockWrite::Release
+            && let Some(at) = *seen.lock().unwrap()
+        {
+            let until = at + deadline - Duration::from_secs(2);
+            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+        }
+    }));
+    let client = Arc::new(client);
+    let taken = acquire(&client, &origin);
+    let Ok(Acquire::Acquired(held)) = taken else {
+        panic!("the lane was not taken: {taken:?}");
+    };
+    let writers = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(origin.bare.join(crate::lane_lock::leftover::WRITERS_LOCK))
+        .unwrap();
+    // SAFETY: flock on a descriptor this test owns.
+    assert_eq!(
+        unsafe { nix::libc::flock(writers.as_raw_fd(), nix::libc::LOCK_EX) },
+        0
+    );
+    *started.lock().unwrap() = Some(Instant::now());
+    let released = client.force_release(&origin.url, &held.ref_name, &held.sha.to_string());
+    let took = started.lock().unwrap().unwrap().elapsed();
+    until_none_late_on(&origin.bare);
+    drop(writers);
+    assert!(
+        took <= settings.longest_local_write(),
+        "one local delete took {took:?} ({released:?}), past the longest local write {:?} the daemon's wait for a previous release counts on",
+        settings.longest_local_write()
+    );
+}
+
+/// Review 47. A committed write (a delete) whose writer child hangs on a FIFO
+/// planted at the ref while it waited for the writers' lock, and whose read of the ref
+/// after it (libgit2, not applied) hangs on the same FIFO: the caller leaves after the
+/// grace, naming what it waited, and the access is left (the next refused) until the
+/// FIFO answers.
+#[test]
+fn a_committed_write_whose_read_after_its_child_hangs_is_left_after_the_grace() {
+    use crate::lane_lock::cas::LockWrite;
+    use std::os::fd::AsRawFd as _;
+    use std::sync::Mutex;
+    let origin = BareOrigin::new();
+    let settings = LockSettings {
+        remote_timeout: Duration::from_millis(500),
+        ..LockSettings::default()
+    };
+    let deadline = crate::lane_lock::ref_writer::local_write_deadline(settings.remote_timeout);
+    let scratch = origin.dir.path().join("scratch");
+    let mut client = LockClient::new(&scratch, settings).unwrap();
+    let armed = Arc::new(Mutex::new(None::<mpsc::Sender<()>>));
+    let seen = Arc::clone(&armed);
+    client.set_write_hook(Arc::new(move |write, _| {
+        if write == LockWrite::Release
+            && let Some(tx) = seen.lock().unwrap().take()
+        {
+            let _ = tx.send(());
+        }
+    }));
+    let client = Arc::new(client);
+    let taken = acquire(&client, &origin);
+    let Ok(Acquire::Acquired(held)) = taken else {
+        panic!("the lane was not taken: {taken:?}");
+    };
+    let writers = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(origin.bare.join(crate::lane_lock::leftover::WRITERS_LOCK))
+        .unwrap();
+    // SAFETY: flock on a descriptor this test owns.
+    assert_eq!(
+        unsafe { nix::libc::flock(writers.as_raw_fd(), nix::libc::LOCK_EX) },
+        0
+    );
+    let (hooked_tx, hooked) = mpsc::channel();
+    *armed.lock().unwrap() = Some(hooked_tx);
+    let (tx, rx) = mpsc::channel();
+    let (releaser, url, ref_name, sha) = (
+        Arc::clone(&client),
+        origin.url.clone(),
+        held.ref_name.clone(),
+        held.sha.to_string(),
+    );
+    let started = Instant::now();
+    std::thread::spawn(move || {
+        let _ = tx.send(format!(
+            "{:?}",
+            releaser.force_release(&url, &ref_name, &sha)
+        ));
+    });
+    hooked.recv_timeout(Duration::from_secs(30)).unwrap();
+    // Past the thread's last looks: its child waits for the writers' lock.
+    std::thread::sleep(Duration::from_millis(700));
+    let ref_path = origin.bare.join(&held.ref_name);
+    std::fs::remove_file(&ref_path).unwrap();
+    nix::unistd::mkfifo(&ref_path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    drop(writers);
+    let answer = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the release never returned");
+    let took = started.elapsed();
+    let left = late_on(&origin.bare);
+    let next = format!(
+        "{:?}",
+        client.force_release(&origin.url, &held.ref_name, &held.sha.to_string())
+    );
+    // Answer whatever is stuck on the FIFO until nothing is left.
+    let give_up = Instant::now() + Duration::from_secs(60);
+    while late_on(&origin.bare) > 0 {
+        let _ = crate::hostile_file::fifo_race::answer_stuck_opens(&ref_path);
+        assert!(Instant::now() < give_up, "the late access never returned");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let grace = crate::lane_lock::cas::COMMITTED_GRACE;
+    assert!(took < deadline + grace + Duration::from_secs(2), "{took:?}");
+    assert!(
+        answer.contains(&format!(
+            "did not answer within {} s",
+            (deadline + grace).as_secs_f64()
+        )),
+        "{answer}"
+    );
+    assert_eq!(left, 1);
+    assert!(next.contains("has not returned"), "{next}");
+}
