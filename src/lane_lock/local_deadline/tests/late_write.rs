@@ -67,6 +67,84 @@ fn a_release_left_at_its_deadline_gives_the_lane_back_once_the_origin_answers() 
     );
 }
 
+/// A lock client (remote timeout 0.5 s) on a fresh origin whose writes of one kind, once
+/// the test [`NearDeadline::start`]ed, wait in the write hook until two seconds before their
+/// caller's deadline: they stand for a slow file system's reads between the lock commit's
+/// copy and the ref's write.
+struct NearDeadline {
+    origin: BareOrigin,
+    client: Arc<LockClient>,
+    settings: LockSettings,
+    deadline: Duration,
+    started: Arc<std::sync::Mutex<Option<Instant>>>,
+}
+
+impl NearDeadline {
+    fn new(kind: crate::lane_lock::cas::LockWrite) -> NearDeadline {
+        let origin = BareOrigin::new();
+        let (mut client, settings, deadline) = short_timeout_client(&origin);
+        let started = Arc::new(std::sync::Mutex::new(None::<Instant>));
+        let seen = Arc::clone(&started);
+        client.set_write_hook(Arc::new(move |write, _| {
+            if write == kind
+                && let Some(at) = *seen.lock().unwrap()
+            {
+                let until = at + deadline - Duration::from_secs(2);
+                std::thread::sleep(until.saturating_duration_since(Instant::now()));
+            }
+        }));
+        NearDeadline {
+            origin,
+            client: Arc::new(client),
+            settings,
+            deadline,
+            started,
+        }
+    }
+
+    /// Starts the clock the hook counts from, with the writers' lock held by another
+    /// writer (until the file returned drops): berth's writer child waits for it.
+    fn start(&self) -> std::fs::File {
+        let writers = hold_writers_lock(&self.origin.bare);
+        *self.started.lock().unwrap() = Some(Instant::now());
+        writers
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.started.lock().unwrap().expect("started").elapsed()
+    }
+}
+
+/// A lock client on `origin` with a remote timeout of 0.5 s, its settings, and the
+/// deadline of its local writes.
+fn short_timeout_client(origin: &BareOrigin) -> (LockClient, LockSettings, Duration) {
+    let settings = LockSettings {
+        remote_timeout: Duration::from_millis(500),
+        ..LockSettings::default()
+    };
+    let deadline = crate::lane_lock::ref_writer::local_write_deadline(settings.remote_timeout);
+    let client = LockClient::new(&origin.dir.path().join("scratch"), settings).unwrap();
+    (client, settings, deadline)
+}
+
+/// The writers' lock of the origin `bare`, held as another writer would until the file
+/// returned drops.
+fn hold_writers_lock(bare: &Path) -> std::fs::File {
+    use std::os::fd::AsRawFd as _;
+    let writers = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(bare.join(crate::lane_lock::leftover::WRITERS_LOCK))
+        .unwrap();
+    // SAFETY: flock on a descriptor this test owns.
+    assert_eq!(
+        unsafe { nix::libc::flock(writers.as_raw_fd(), nix::libc::LOCK_EX) },
+        0
+    );
+    writers
+}
+
 /// Review 46. A take whose thread was still short of its ref's write near its caller's
 /// deadline (the hook stands for reads between the objects' copy and the ref's write
 /// taking most of it: a slow file system), then started its writer child, which waited
@@ -77,46 +155,13 @@ fn a_release_left_at_its_deadline_gives_the_lane_back_once_the_origin_answers() 
 /// what the take reports is what the origin holds.
 #[test]
 fn a_takes_answer_is_what_its_writer_child_did_when_it_ran_past_the_deadline() {
-    use crate::lane_lock::cas::LockWrite;
-    use std::os::fd::AsRawFd as _;
-    use std::sync::Mutex;
-    let origin = BareOrigin::new();
-    let settings = LockSettings {
-        remote_timeout: Duration::from_millis(500),
-        ..LockSettings::default()
-    };
-    let deadline = crate::lane_lock::ref_writer::local_write_deadline(settings.remote_timeout);
-    let scratch = origin.dir.path().join("scratch");
-    let mut client = LockClient::new(&scratch, settings).unwrap();
-    let started = Arc::new(Mutex::new(None::<Instant>));
-    let seen = Arc::clone(&started);
-    client.set_write_hook(Arc::new(move |write, _| {
-        if write == LockWrite::Create {
-            let at = seen.lock().unwrap().expect("the test noted its start");
-            // Two seconds before the caller's deadline, the thread goes on.
-            let until = at + deadline - Duration::from_secs(2);
-            std::thread::sleep(until.saturating_duration_since(Instant::now()));
-        }
-    }));
-    let client = Arc::new(client);
-    // Another writer holds the writers' lock: berth's writer child waits for it.
-    let writers = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(origin.bare.join(crate::lane_lock::leftover::WRITERS_LOCK))
-        .unwrap();
-    // SAFETY: flock on a descriptor this test owns.
-    assert_eq!(
-        unsafe { nix::libc::flock(writers.as_raw_fd(), nix::libc::LOCK_EX) },
-        0
-    );
-    *started.lock().unwrap() = Some(Instant::now());
-    let taken = acquire(&client, &origin);
-    let answered_after = started.lock().unwrap().unwrap().elapsed();
-    until_none_late_on(&origin.bare);
+    let slow = NearDeadline::new(crate::lane_lock::cas::LockWrite::Create);
+    let writers = slow.start();
+    let taken = acquire(&slow.client, &slow.origin);
+    let answered_after = slow.elapsed();
+    until_none_late_on(&slow.origin.bare);
     drop(writers);
-    let refs = lock_refs_in(&origin.bare);
+    let refs = lock_refs_in(&slow.origin.bare);
     match &taken {
         Ok(Acquire::Acquired(held)) => assert!(
             refs.contains(&format!("{} {}", held.sha, held.ref_name)),
@@ -129,7 +174,7 @@ fn a_takes_answer_is_what_its_writer_child_did_when_it_ran_past_the_deadline() {
         ),
     }
     assert!(
-        answered_after > deadline,
+        answered_after > slow.deadline,
         "the hook's delay did not carry the write past the deadline ({answered_after:?})"
     );
 }
@@ -142,52 +187,21 @@ fn a_takes_answer_is_what_its_writer_child_did_when_it_ran_past_the_deadline() {
 /// release (3 × it, docs/limits.md) is built.
 #[test]
 fn one_local_delete_answers_within_the_longest_local_write() {
-    use crate::lane_lock::cas::LockWrite;
-    use std::os::fd::AsRawFd as _;
-    use std::sync::Mutex;
-    let origin = BareOrigin::new();
-    let settings = LockSettings {
-        remote_timeout: Duration::from_millis(500),
-        ..LockSettings::default()
-    };
-    let deadline = crate::lane_lock::ref_writer::local_write_deadline(settings.remote_timeout);
-    let scratch = origin.dir.path().join("scratch");
-    let mut client = LockClient::new(&scratch, settings).unwrap();
-    let started = Arc::new(Mutex::new(None::<Instant>));
-    let seen = Arc::clone(&started);
-    client.set_write_hook(Arc::new(move |write, _| {
-        if write == LockWrite::Release
-            && let Some(at) = *seen.lock().unwrap()
-        {
-            let until = at + deadline - Duration::from_secs(2);
-            std::thread::sleep(until.saturating_duration_since(Instant::now()));
-        }
-    }));
-    let client = Arc::new(client);
-    let taken = acquire(&client, &origin);
+    let slow = NearDeadline::new(crate::lane_lock::cas::LockWrite::Release);
+    let (origin, client) = (&slow.origin, &slow.client);
+    let taken = acquire(client, origin);
     let Ok(Acquire::Acquired(held)) = taken else {
         panic!("the lane was not taken: {taken:?}");
     };
-    let writers = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(origin.bare.join(crate::lane_lock::leftover::WRITERS_LOCK))
-        .unwrap();
-    // SAFETY: flock on a descriptor this test owns.
-    assert_eq!(
-        unsafe { nix::libc::flock(writers.as_raw_fd(), nix::libc::LOCK_EX) },
-        0
-    );
-    *started.lock().unwrap() = Some(Instant::now());
+    let writers = slow.start();
     let released = client.force_release(&origin.url, &held.ref_name, &held.sha.to_string());
-    let took = started.lock().unwrap().unwrap().elapsed();
+    let took = slow.elapsed();
     until_none_late_on(&origin.bare);
     drop(writers);
     assert!(
-        took <= settings.longest_local_write(),
+        took <= slow.settings.longest_local_write(),
         "one local delete took {took:?} ({released:?}), past the longest local write {:?} the daemon's wait for a previous release counts on",
-        settings.longest_local_write()
+        slow.settings.longest_local_write()
     );
 }
 
@@ -199,16 +213,9 @@ fn one_local_delete_answers_within_the_longest_local_write() {
 #[test]
 fn a_committed_write_whose_read_after_its_child_hangs_is_left_after_the_grace() {
     use crate::lane_lock::cas::LockWrite;
-    use std::os::fd::AsRawFd as _;
     use std::sync::Mutex;
     let origin = BareOrigin::new();
-    let settings = LockSettings {
-        remote_timeout: Duration::from_millis(500),
-        ..LockSettings::default()
-    };
-    let deadline = crate::lane_lock::ref_writer::local_write_deadline(settings.remote_timeout);
-    let scratch = origin.dir.path().join("scratch");
-    let mut client = LockClient::new(&scratch, settings).unwrap();
+    let (mut client, _, deadline) = short_timeout_client(&origin);
     let armed = Arc::new(Mutex::new(None::<mpsc::Sender<()>>));
     let seen = Arc::clone(&armed);
     client.set_write_hook(Arc::new(move |write, _| {
@@ -223,17 +230,7 @@ fn a_committed_write_whose_read_after_its_child_hangs_is_left_after_the_grace() 
     let Ok(Acquire::Acquired(held)) = taken else {
         panic!("the lane was not taken: {taken:?}");
     };
-    let writers = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(origin.bare.join(crate::lane_lock::leftover::WRITERS_LOCK))
-        .unwrap();
-    // SAFETY: flock on a descriptor this test owns.
-    assert_eq!(
-        unsafe { nix::libc::flock(writers.as_raw_fd(), nix::libc::LOCK_EX) },
-        0
-    );
+    let writers = hold_writers_lock(&origin.bare);
     let (hooked_tx, hooked) = mpsc::channel();
     *armed.lock().unwrap() = Some(hooked_tx);
     let (tx, rx) = mpsc::channel();
