@@ -306,6 +306,8 @@ fn local_swap(
     // Recorded last, after anything set aside: the path git is given, walked again by the
     // writer child and after the write.
     let trail = Trail::record(&prepared.git_dir_fd, &prepared.git_dir, ref_name)?;
+    // Committed, the caller waits for the writer child; a delete goes on even when the
+    // caller left (its compare-and-swap can only remove this lock).
     if !commitment.commit() && new.is_some() {
         return Err(caller_left("the ref's write"));
     }
