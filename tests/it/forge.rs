@@ -688,6 +688,31 @@ fn git_local_origin_is_read_in_place_without_a_fetch() {
     );
 }
 
+/// A head merged a while ago, under commits landed since (no parent of base's tip), is
+/// still proven merged; one never merged is not, however long base's history grew.
+#[test]
+fn git_a_head_deep_in_base_is_merged_and_one_beside_it_is_not() {
+    GitWorld::both(head_deep_in_base_is_merged_and_one_beside_it_is_not);
+}
+
+fn head_deep_in_base_is_merged_and_one_beside_it_is_not(world: GitWorld) {
+    world.push_feature("feat/x");
+    world.push_feature("feat/y");
+    world.merge_into_main("feat/x");
+    for n in 0..3 {
+        world.commit(&format!("later-{n}.txt"), "later\n");
+    }
+    world.git(&["push", "origin", "main:refs/heads/main"], Some("work"));
+    let forge = world.forge();
+    let proof = world.proof_x(&forge);
+    assert!(proof.merged, "{proof:?}");
+    let y = forge
+        .merge_proof(&world.repo(), &pr_ref(8, "feat/y"))
+        .expect("proof");
+    assert!(!y.merged, "{y:?}");
+    assert_eq!(y.state, PrState::Open);
+}
+
 #[test]
 fn git_fast_forward_merge_counts_as_merged() {
     GitWorld::both(fast_forward_merge_counts_as_merged);
@@ -821,4 +846,89 @@ fn git_parallel_checks_share_one_scratch_repo() {
             assert_eq!(check.state, PrState::Open);
         }
     });
+}
+
+impl GitWorld {
+    /// Writes a commit object into origin (`hash-object --literally`: no check of what its
+    /// parent ids name) with main's tree and the given parents, and returns its id.
+    fn literal_commit_in_origin(&self, parents: &[&str]) -> String {
+        let tree = self.git(&["rev-parse", "main^{tree}"], Some("origin.git"));
+        let mut text = format!("tree {tree}\n");
+        for parent in parents {
+            text.push_str(&format!("parent {parent}\n"));
+        }
+        text.push_str(
+            "author Berth Test <berth@example.com> 1700000000 +0000\n\
+             committer Berth Test <berth@example.com> 1700000000 +0000\n\nland feat/x\n",
+        );
+        let file = self.dir.path().join("commit.txt");
+        std::fs::write(&file, text).unwrap();
+        self.git(
+            &[
+                "hash-object",
+                "-t",
+                "commit",
+                "-w",
+                "--literally",
+                file.to_str().unwrap(),
+            ],
+            Some("origin.git"),
+        )
+    }
+
+    /// Points origin's `refs/heads/<branch>` at `id` by writing the loose ref (git refuses
+    /// a non-commit under refs/heads; a hostile writer of a local origin does not ask it).
+    fn write_origin_ref(&self, branch: &str, id: &str) {
+        let path = self.dir.path().join("origin.git/refs/heads").join(branch);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, format!("{id}\n")).unwrap();
+    }
+}
+
+/// Review 48. origin's feature branch points at a blob, and base's tip is a commit whose
+/// second parent line names that blob. No commit is merged (`git merge-base --is-ancestor`
+/// fails, `git log main` dies at the blob); libgit2's ancestry walk refuses the blob (the
+/// proof fails, the record is not landed). The parent shortcut compares ids only and
+/// answers merged.
+#[test]
+fn git_a_base_tip_naming_a_blob_head_as_its_parent_is_no_merge() {
+    let world = GitWorld::new();
+    world.push_feature("feat/x");
+    let blob_file = world.dir.path().join("blob.txt");
+    std::fs::write(&blob_file, "not a commit\n").unwrap();
+    let blob = world.git(
+        &["hash-object", "-w", blob_file.to_str().unwrap()],
+        Some("origin.git"),
+    );
+    let main = world.git(&["rev-parse", "refs/heads/main"], Some("origin.git"));
+    let tip = world.literal_commit_in_origin(&[&main, &blob]);
+    world.git(&["update-ref", "refs/heads/main", &tip], Some("origin.git"));
+    world.write_origin_ref("feat/x", &blob);
+    let proof = world.forge().merge_proof(&world.repo(), &feat_x());
+    assert!(
+        !matches!(proof, Ok(ref p) if p.merged),
+        "a blob named as a parent of base's tip proved merged: {proof:?}"
+    );
+}
+
+/// Review 48. origin's feature branch names a commit origin does not have (pushed nowhere,
+/// or lost), and base's tip is a commit whose parent line names it. Nothing of the head is
+/// in origin; libgit2's walk cannot read it (no merge). The parent shortcut compares ids
+/// only and answers merged.
+#[test]
+fn git_a_base_tip_naming_a_head_origin_lacks_as_its_parent_is_no_merge() {
+    let world = GitWorld::new();
+    world.git(&["checkout", "-q", "-b", "feat/x", "main"], Some("work"));
+    world.commit("feat-x.txt", "never pushed\n");
+    let head = world.git(&["rev-parse", "HEAD"], Some("work"));
+    world.git(&["checkout", "-q", "main"], Some("work"));
+    let main = world.git(&["rev-parse", "refs/heads/main"], Some("origin.git"));
+    let tip = world.literal_commit_in_origin(&[&main, &head]);
+    world.git(&["update-ref", "refs/heads/main", &tip], Some("origin.git"));
+    world.write_origin_ref("feat/x", &head);
+    let proof = world.forge().merge_proof(&world.repo(), &feat_x());
+    assert!(
+        !matches!(proof, Ok(ref p) if p.merged),
+        "a head origin lacks, named as a parent of base's tip, proved merged: {proof:?}"
+    );
 }

@@ -146,8 +146,22 @@ fn remember(seen_repo: &Repository, seen: &str, head: Oid, q: &Question) {
 
 /// Whether `head` is `base` or one of its ancestors. A head origin no longer has (pruned
 /// after its branch was deleted unmerged) is not.
+///
+/// The proof right after a landing mostly finds `head` as a parent of `base` (the merge
+/// commit the landing pushed): those two commits read answer it. libgit2's ancestry walk
+/// would go on down the base's side, without generation numbers as far back as where
+/// `head` branched off, which without a commit-graph file reads every commit landed since
+/// (a cost that grew with each landing). A parent line proves nothing by itself: it is
+/// only an id, and one naming a blob, or an object origin lacks, is no ancestor (review
+/// 48); so `head` must read as a commit too, as the walk would read it.
 fn reachable(origin: &Repository, base: Oid, head: Oid) -> Result<bool, git2::Error> {
-    if head == base {
+    let merged_at_base = || {
+        origin
+            .find_commit(base)
+            .is_ok_and(|commit| commit.parent_ids().any(|parent| parent == head))
+            && origin.find_commit(head).is_ok()
+    };
+    if head == base || merged_at_base() {
         return Ok(true);
     }
     match origin.graph_descendant_of(base, head) {
