@@ -14,11 +14,18 @@ use crate::support::World;
 /// many paths `git status --ignored` lists, whether the index is locked, and what HEAD
 /// is. After landing, the step for PR 1 runs `after_first` in its worktree.
 fn tracing_config(world: &World, after_first: &str) -> (PathBuf, PathBuf) {
+    let probe = "git status --porcelain --ignored | wc -l; \
+                 test -e \"$(git rev-parse --git-dir)/index.lock\" && echo locked || echo unlocked; \
+                 git symbolic-ref -q HEAD || echo detached";
+    probing_config(world, probe, after_first)
+}
+
+/// Like [`tracing_config`], but each line is the PR, the directory the step runs in, and
+/// the words `probe` (a shell snippet run in the worktree before the step lands) prints.
+fn probing_config(world: &World, probe: &str, after_first: &str) -> (PathBuf, PathBuf) {
     let trace = world.root.join("trace");
     let script = format!(
-        "echo \"$3 $(pwd -P) $(git status --porcelain --ignored | wc -l) \
-           $(test -e \"$(git rev-parse --git-dir)/index.lock\" && echo locked || echo unlocked) \
-           $(git symbolic-ref -q HEAD || echo detached)\" >> {trace}; \
+        "echo \"$3 $(pwd -P) $( ({probe}) | tr '\\n' ' ')\" >> {trace}; \
          {land} \"$1\" \"$2\" {ledger} \"$3\" || exit 1; \
          if [ \"$3\" = 1 ]; then {after_first}; fi",
         trace = trace.display(),
@@ -245,10 +252,6 @@ fn the_daemon_holds_no_pack_of_the_clone_open_while_a_step_runs() {
                 .collect()
         })
         .unwrap_or_default();
-    eprintln!(
-        "DEBUG packs {:?} held {held:?}",
-        fs::read_dir(&packs_dir).map(|d| d.count())
-    );
     fs::write(&go, "").unwrap();
     let landed = world.wait_for(Duration::from_secs(60), || {
         world.read_record(&id)["status"] == "landed"
@@ -296,5 +299,150 @@ fn a_linked_worktree_repos_second_landing_reuses_the_scratch_worktree() {
         (lines.len(), dirs.len()),
         (2, 1),
         "one worktree made for two landings of a linked worktree's records: {lines:?}\n{log}"
+    );
+}
+
+/// Landing 1's step marks a tracked file `--assume-unchanged` (or `--skip-worktree`),
+/// edited or not: the flag hides an edit from `git status` and from libgit2's status alike.
+/// Landing 2 runs without the edit and without the flag, as in a fresh worktree, so its
+/// own `git status` tells it the truth.
+#[test]
+fn a_file_hidden_behind_an_index_flag_does_not_reach_the_next_landing() {
+    for flag in ["--assume-unchanged", "--skip-worktree"] {
+        for edit in ["echo planted >> README &&", ""] {
+            let world = World::new();
+            let lines = land_two_probed(
+                &world,
+                "grep -c planted README; git ls-files -v | grep -vc '^H '",
+                &format!("{edit} git update-index {flag} README"),
+            );
+            assert_eq!(
+                [&lines[0][2..], &lines[1][2..]],
+                [["0", "0"], ["0", "0"]],
+                "landing 2 saw what `{edit} git update-index {flag}` hid in landing 1 (the \
+                 edits, the flagged files): {lines:?}"
+            );
+        }
+    }
+}
+
+/// [`land_two`] with [`probing_config`]: its two lines, split into words, in PR order.
+fn land_two_probed(world: &World, probe: &str, after_first: &str) -> Vec<Vec<String>> {
+    let (config, trace) = probing_config(world, probe, after_first);
+    land_two(world, &config);
+    let lines = trace_lines(&trace);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    lines
+}
+
+/// Review 48. Landing 1's step stages a new file and leaves it uncommitted (`git add` whose
+/// commit a hook refused; `git checkout <rev> -- <new path>`; `git stash pop`). The reset's
+/// checkout runs against the index the step left, which tracks the file, and removes it
+/// (as libgit2's hard reset did): the worktree is reused, clean. A reset that read the tree
+/// into the index first (review 48 saw the first version do it) took the file for
+/// untracked and threw the worktree away.
+#[test]
+fn a_staged_new_file_is_reset_and_the_worktree_reused() {
+    let world = World::new();
+    let lines = land_two_traced(&world, "echo staged > staged.txt && git add staged.txt");
+    assert_eq!(
+        lines[0][1], lines[1][1],
+        "the worktree was not reused: {lines:?}"
+    );
+    assert_eq!(lines[1][2..], ["0", "unlocked", "detached"], "{lines:?}");
+}
+
+/// Review 48. Landing 1's step takes write permission from a tracked file and from the
+/// worktree's top directory. git tracks no permission but the executable bit, so the status
+/// is clean, the checkout rewrites nothing, and landing 2 runs where it cannot write README
+/// or create a file (as any user but root), unlike in a fresh worktree.
+#[test]
+fn permissions_a_step_takes_do_not_reach_the_next_landing() {
+    let world = World::new();
+    let lines = land_two_probed(&world, "stat -c %a README .", "chmod a-w README .");
+    assert_eq!(
+        lines[1][2..],
+        lines[0][2..],
+        "landing 2's README and top dir modes (reused: {}) differ from landing 1's fresh \
+         worktree: {lines:?}",
+        lines[0][1] == lines[1][1]
+    );
+}
+
+/// Review 48. Landing 1's step replaces README with a hard link to a file outside the
+/// worktree, edited. The status sees README changed, and the reset's checkout writes the
+/// head's README by opening the path with `O_TRUNC`: through the link, into the file
+/// outside. berth writes outside the worktree (and the worktree, reused, keeps the link for
+/// landing 2's writes).
+#[test]
+fn the_reset_does_not_write_through_a_hard_link_to_a_file_outside_the_worktree() {
+    let world = World::new();
+    let outside = world.root.join("outside.txt");
+    let plant = format!(
+        "cp README {o} && echo tampered >> {o} && ln -f {o} README",
+        o = outside.display()
+    );
+    let lines = land_two_traced(&world, &plant);
+    assert_eq!(
+        fs::read_to_string(&outside).unwrap(),
+        "widget\ntampered\n",
+        "berth rewrote a file outside the worktree through a hard link (reused: {}): {lines:?}",
+        lines[0][1] == lines[1][1]
+    );
+}
+
+/// Review 48. Landing 1's step plants a `.git` file in a tracked directory, pointing at a
+/// repository of its own. git and libgit2 skip every path named `.git`, so neither status
+/// lists it and the worktree is reused: landing 2 finds `src/.git`, and every git command
+/// it runs under `src/` uses the planted repository (its config, its hooks).
+#[test]
+fn a_dot_git_a_step_plants_in_a_tracked_directory_does_not_reach_the_next_landing() {
+    let world = World::new();
+    let evil = world.root.join("evil.git");
+    let plant = format!(
+        "git init -q --bare {evil} && echo 'gitdir: {evil}' > src/.git",
+        evil = evil.display()
+    );
+    let (config, trace) = probing_config(
+        &world,
+        "test -e src/.git && echo planted || echo none; \
+         git -C src rev-parse --absolute-git-dir | grep -c evil",
+        &plant,
+    );
+    let lane = world.git_lane("widget", None);
+    fs::create_dir_all(lane.clone.join("src")).unwrap();
+    fs::write(lane.clone.join("src/lib.txt"), "lib\n").unwrap();
+    world.run_git(&lane.clone, &["add", "src"]);
+    world.run_git(&lane.clone, &["commit", "-qm", "src"]);
+    world.run_git(&lane.clone, &["push", "-q", "origin", "HEAD:main"]);
+    let ids = [lane.queue(1, "main"), lane.queue(2, "main")];
+    land_all(&world, &config, &ids);
+    let lines = trace_lines(&trace);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(
+        lines[1][2..],
+        ["none", "0"],
+        "landing 2 found landing 1's src/.git (reused: {}): {lines:?}",
+        lines[0][1] == lines[1][1]
+    );
+}
+
+/// Review 48. Landing 1's step (the tests' own land script) fetches, merges and checks a
+/// branch out: its worktree's `FETCH_HEAD`, `ORIG_HEAD` and HEAD reflog name landing 1's
+/// commits and branch. The reset removes none of them (libgit2's state cleanup leaves
+/// both files, and the admin check allows them), so in the reused worktree landing 2's
+/// `git merge FETCH_HEAD`, `git reset --hard ORIG_HEAD` or `git checkout -` act on landing
+/// 1's commits, where in a fresh worktree each fails.
+#[test]
+fn refs_a_step_leaves_in_its_worktree_do_not_reach_the_next_landing() {
+    let world = World::new();
+    let probe = "for r in FETCH_HEAD ORIG_HEAD @{{-1}}; do \
+                 git rev-parse -q --verify \"$r\" >/dev/null && echo \"$r\" || echo -; done";
+    let lines = land_two_probed(&world, probe, "true");
+    assert_eq!(
+        lines[1][2..],
+        lines[0][2..],
+        "landing 2 (reused: {}) resolves what landing 1's fresh worktree did not: {lines:?}",
+        lines[0][1] == lines[1][1]
     );
 }

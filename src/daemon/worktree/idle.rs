@@ -3,8 +3,7 @@
 //!
 //! One landing holds a worktree at a time (taken out, given back when it settles), so
 //! concurrent lanes of a repo never share one. Kept worktrees are bounded in number
-//! ([`MAX_IDLE`], [`MAX_IDLE_PER_REPO`]), uses ([`MAX_USES`]: each reset appends to its
-//! reflog) and age ([`MAX_AGE`]); the daemon removes those it keeps when it stops, and
+//! ([`MAX_IDLE`], [`MAX_IDLE_PER_REPO`]), uses ([`MAX_USES`]) and age ([`MAX_AGE`]); the daemon removes those it keeps when it stops, and
 //! from then on keeps none (a worktree made ahead that finishes later is handed back).
 
 use std::path::Path;

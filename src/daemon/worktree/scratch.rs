@@ -6,18 +6,22 @@
 //! ([`super::idle`]) and the next landing of the repo resets it, but only one whose state
 //! berth can prove: its directory and admin entry still the ones berth made, no
 //! `index.lock`, no merge or rebase under way, no untracked or ignored file, no tracked path
-//! changed in kind (a file made a symlink); after the reset, HEAD detached at the head and
-//! nothing changed. Whatever fails that is removed, and a fresh one added.
+//! changed in kind (a file made a symlink), nothing no status shows ([`unseen`]); after the
+//! reset, HEAD detached at the head, nothing changed and no index entry flagged. Whatever
+//! fails that is removed, and a fresh one added.
 
 use std::path::{Path, PathBuf};
 
 use git2::build::CheckoutBuilder;
 use git2::{
-    Oid, Repository, RepositoryOpenFlags, RepositoryState, ResetType, Status, StatusOptions,
+    IndexEntryExtendedFlag, IndexEntryFlag, Oid, Repository, RepositoryOpenFlags, RepositoryState,
+    Status, StatusOptions,
 };
 
 use super::WorktreeError;
 use crate::pinned_dir::PinnedDir;
+
+mod unseen;
 
 /// One scratch worktree berth made: the repo it belongs to, its name there (its admin
 /// entry `.git/worktrees/<name>`), and its directory under the berth dir.
@@ -53,6 +57,8 @@ pub(super) enum Unclean {
     CommonDirMoved,
     #[error("the repository sets {0}, so the status cannot prove a file unchanged")]
     StatUntrusted(&'static str),
+    #[error(transparent)]
+    Unseen(#[from] unseen::Unseen),
     #[error(transparent)]
     Git(#[from] git2::Error),
 }
@@ -117,28 +123,25 @@ impl Scratch {
         if wt.state() != RepositoryState::Clean {
             return Err(Unclean::InProgress(wt.state()));
         }
+        unseen::look(dir.fd())?;
         let before = differences(&wt)?;
         if before.junk > 0 {
             return Err(Unclean::Junk(before.junk));
         }
         let at = wt.head()?.peel_to_commit()?.id();
         let target = head.unwrap_or(at);
-        // Detached first, so the reset moves no branch a step checked out.
-        if !wt.head_detached()? {
-            wt.set_head_detached(at)?;
-        }
         // A landing's end that left nothing changed needs no write; a landing's start
         // always resets, which also rewrites whatever index flags (assume-unchanged,
         // skip-worktree) could hide a change from the status.
         if head.is_some() || target != at || before.changed > 0 {
-            let commit = wt.find_commit(target)?;
-            let mut checkout = CheckoutBuilder::new();
-            checkout.force();
-            wt.reset(commit.as_object(), ResetType::Hard, Some(&mut checkout))?;
+            hard_reset(&wt, &wt.find_commit(target)?)?;
+            forget_the_last_landing(&admin)?;
             let after = differences(&wt)?;
             if after.junk + after.changed > 0 {
                 return Err(Unclean::NotReset("files still differ from the head"));
             }
+        } else if !wt.head_detached()? {
+            wt.set_head_detached(at)?;
         }
         if !wt.head_detached()? || wt.head()?.target() != Some(target) {
             return Err(Unclean::NotReset("HEAD is not detached at the head"));
@@ -204,6 +207,25 @@ fn no_lock(admin: &Path) -> Result<(), Unclean> {
             } else {
                 "an index.lock"
             }));
+        }
+    }
+    Ok(())
+}
+
+/// Removes what a step's git commands leave in the admin dir for the next ones to find
+/// (`FETCH_HEAD`, `ORIG_HEAD`, `AUTO_MERGE`, and HEAD's reflog, where `@{-1}` and
+/// `git checkout -` look): a fresh worktree has none of them, so in a reused one the next
+/// step's `git reset --hard ORIG_HEAD` or `git merge FETCH_HEAD` would act on the last
+/// landing's commits (review 48). [`admin_is_gits_own`] found each a plain file.
+fn forget_the_last_landing(admin: &Path) -> Result<(), Unclean> {
+    for name in ["FETCH_HEAD", "ORIG_HEAD", "AUTO_MERGE", "logs/HEAD"] {
+        match std::fs::remove_file(admin.join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Unclean::NotReset(
+                    "a file of the last landing's could not be removed",
+                ));
+            }
+            _ => {}
         }
     }
     Ok(())
@@ -289,6 +311,45 @@ struct Differences {
     junk: usize,
     /// Tracked paths changed, which a reset undoes.
     changed: usize,
+}
+
+/// `git reset --hard <commit>`, HEAD detached there, mostly with one write of the index
+/// where libgit2's hard reset makes two (its checkout writes the index, then the reset
+/// reads the tree into it and writes it again). Each write is a new `index.lock` file, and
+/// on a file system that charges for every new file (ext4 without a journal scans the
+/// inodes freed in the last 30 s) that is most of its cost. The checkout, with force,
+/// writes the files that differ and the index; it keeps the old index's entries as its
+/// stat cache, so no unchanged file is hashed. The read of the tree that follows in
+/// libgit2's reset only matters when an entry carries what the checkout leaves as it found
+/// it: an assume-unchanged or skip-worktree flag, an intent-to-add entry, a conflict
+/// stage. Then the tree is read into the index, and the assume-unchanged flags that read
+/// copies from the old entries (libgit2's reset keeps them) are dropped: kept, a flag would
+/// hide the next step's edits of that file from every status, berth's own check after this
+/// reset included. HEAD is only ever detached: no branch a step checked out moves.
+fn hard_reset(wt: &Repository, commit: &git2::Commit<'_>) -> Result<(), git2::Error> {
+    let mut checkout = CheckoutBuilder::new();
+    checkout.force();
+    wt.checkout_tree(commit.as_object(), Some(&mut checkout))?;
+    let mut index = wt.index()?;
+    let hides = IndexEntryExtendedFlag::SKIP_WORKTREE | IndexEntryExtendedFlag::INTENT_TO_ADD;
+    let left_by_a_step = |entry: &git2::IndexEntry| {
+        IndexEntryFlag::from_bits_retain(entry.flags).is_valid()
+            || IndexEntryExtendedFlag::from_bits_retain(entry.flags_extended).intersects(hides)
+    };
+    if index.has_conflicts() || index.iter().any(|entry| left_by_a_step(&entry)) {
+        index.read_tree(&commit.tree()?)?;
+        let assumed: Vec<_> = index
+            .iter()
+            .filter(|entry| IndexEntryFlag::from_bits_retain(entry.flags).is_valid())
+            .collect();
+        for mut entry in assumed {
+            entry.flags &= !IndexEntryFlag::VALID.bits();
+            index.add(&entry)?;
+        }
+        index.write()?;
+    }
+    wt.set_head_detached(commit.id())?;
+    wt.cleanup_state()
 }
 
 fn differences(wt: &Repository) -> Result<Differences, git2::Error> {
