@@ -446,3 +446,172 @@ fn refs_a_step_leaves_in_its_worktree_do_not_reach_the_next_landing() {
         lines[0][1] == lines[1][1]
     );
 }
+
+/// Review 49. Landing 1's step leaves a FIFO (`mkfifo`; a socket a server bound is the
+/// same): neither git's nor libgit2's status lists anything but files, dirs and symlinks,
+/// and the walk lets every other kind pass, so the worktree is reused and landing 2 finds
+/// the FIFO, which a fresh worktree would not have.
+#[test]
+fn a_fifo_a_step_leaves_does_not_reach_the_next_landing() {
+    let world = World::new();
+    let lines = land_two_probed(
+        &world,
+        "test -p pipe && echo fifo || echo none",
+        "mkfifo pipe",
+    );
+    assert_eq!(
+        lines[1][2..],
+        ["none"],
+        "landing 2 (reused: {}) found landing 1's FIFO: {lines:?}",
+        lines[0][1] == lines[1][1]
+    );
+}
+
+/// Review 49. Landing 1's step leaves a FIFO where the reset must read or write a file:
+/// README (tracked) replaced by one, which the status takes for a deleted README and the
+/// reset's checkout opens for writing (blocking until a reader comes); or an untracked
+/// `.gitignore`, which libgit2's status opens for reading (blocking until a writer comes).
+/// The walk lets both pass. Landing 1's reset at its end blocks for ever, so the lane's
+/// next landing never starts (PR 2 stays queued) until the daemon is stopped.
+#[test]
+fn a_fifo_in_a_files_place_does_not_hang_the_reset() {
+    let mut hung = Vec::new();
+    for plant in ["rm README && mkfifo README", "mkfifo .gitignore"] {
+        let world = World::new();
+        let (config, _trace) = tracing_config(&world, plant);
+        let lane = world.git_lane("widget", None);
+        let ids = [lane.queue(1, "main"), lane.queue(2, "main")];
+        let mut daemon = world.spawn_watch(&config);
+        let landed = world.wait_for(Duration::from_secs(40), || {
+            ids.iter()
+                .all(|id| world.read_record(id)["status"] == "landed")
+        });
+        let statuses: Vec<_> = ids
+            .iter()
+            .map(|id| world.read_record(id)["status"].clone())
+            .collect();
+        kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+        let stopped = world.wait_for(Duration::from_secs(20), || {
+            daemon.try_wait().unwrap().is_some()
+        });
+        if !stopped {
+            kill(Pid::from_raw(daemon.id() as i32), Signal::SIGKILL).unwrap();
+        }
+        daemon.wait().unwrap();
+        if !(landed && stopped) {
+            let log =
+                fs::read_to_string(world.berth_state().with_extension("log")).unwrap_or_default();
+            hung.push(format!(
+                "after `{plant}` in landing 1: records {statuses:?} after 40 s, daemon \
+                 stopped on SIGTERM within 20 s: {stopped}\n{log}"
+            ));
+        }
+    }
+    assert!(hung.is_empty(), "{}", hung.join("\n\n"));
+}
+
+/// Review 49. Landing 1's step makes its worktree's HEAD reflog (`logs/HEAD` in the admin
+/// dir) a hard link to a file outside. The admin check takes it for a plain file; the
+/// reset's `set_head_detached` appends a reflog line to it in place, through the link,
+/// before the file is removed: berth writes into a file outside its dirs.
+#[test]
+fn the_reset_does_not_write_through_a_hard_linked_reflog() {
+    let world = World::new();
+    let outside = world.root.join("outside.txt");
+    let plant = format!(
+        "echo precious > {o} && ln -f {o} \"$(git rev-parse --git-dir)/logs/HEAD\"",
+        o = outside.display()
+    );
+    let lines = land_two_traced(&world, &plant);
+    assert_eq!(
+        fs::read_to_string(&outside).unwrap(),
+        "precious\n",
+        "berth appended to a file outside its dirs through a hard-linked reflog (reused: {}): \
+         {lines:?}",
+        lines[0][1] == lines[1][1]
+    );
+}
+
+/// Review 49. Landing 1's step changes modes but leaves the owner's write bit: the top
+/// directory 0700, README 0600 (or a setgid dir, a world-writable file). git tracks no
+/// permission but the executable bit, and the walk checks only the owner's write bit, so
+/// landing 2 runs in the reused worktree with landing 1's modes.
+#[test]
+fn modes_a_step_sets_other_than_the_owners_write_bit_do_not_reach_the_next_landing() {
+    let world = World::new();
+    let lines = land_two_probed(
+        &world,
+        "stat -c %a README .",
+        "chmod 0600 README && chmod 0700 .",
+    );
+    assert_eq!(
+        lines[1][2..],
+        lines[0][2..],
+        "landing 2's README and top dir modes (reused: {}) differ from landing 1's fresh \
+         worktree: {lines:?}",
+        lines[0][1] == lines[1][1]
+    );
+}
+
+/// `python3 <script> N W` run in the worktree: a chain of N nested directories, each named
+/// with W `d`s, made relative to the parent's descriptor (no path is ever longer than W).
+fn deep_chain(world: &World, depth: usize, width: usize) -> String {
+    let script = world.root.join("chain.py");
+    fs::write(
+        &script,
+        "import os, sys\n\
+         n, w = int(sys.argv[1]), int(sys.argv[2])\n\
+         fd = os.open('.', os.O_RDONLY)\n\
+         for _ in range(n):\n    \
+             os.mkdir('d' * w, dir_fd=fd)\n    \
+             nfd = os.open('d' * w, os.O_RDONLY, dir_fd=fd)\n    \
+             os.close(fd)\n    \
+             fd = nfd\n",
+    )
+    .unwrap();
+    format!("/usr/bin/python3 {} {depth} {width}", script.display())
+}
+
+/// Review 49. Landing 1's step leaves a chain of 30,000 nested empty directories (made in a
+/// second or two). The worktree is not reused (deeper than the walk enters), and its removal
+/// fails: `remove_dir_all` holds a descriptor per level (EMFILE at ~1,000 levels under the
+/// usual soft limit of 1024). Its admin entry goes all the same, so the `main` landing 1's
+/// step checked out there is not left "in use": landing 2's `git checkout -B main` runs, and
+/// PR 2 lands. (The directory stays under berth's dir, named in the log.)
+#[test]
+fn a_deep_tree_a_step_leaves_does_not_block_the_next_landing() {
+    let world = World::new();
+    let (config, _trace) = tracing_config(&world, &deep_chain(&world, 30_000, 1));
+    let lane = world.git_lane("widget", None);
+    let ids = [lane.queue(1, "main"), lane.queue(2, "main")];
+    let mut daemon = world.spawn_watch(&config);
+    world.wait_for(Duration::from_secs(60), || {
+        ids.iter().all(|id| {
+            ["landed", "blocked"].contains(&world.read_record(id)["status"].as_str().unwrap_or(""))
+        })
+    });
+    kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM).unwrap();
+    daemon.wait().unwrap();
+    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap_or_default();
+    let statuses: Vec<_> = ids
+        .iter()
+        .map(|id| world.read_record(id)["status"].clone())
+        .collect();
+    let second = fs::read_dir(world.berth_state().join("logs"))
+        .unwrap()
+        .filter_map(|d| d.ok())
+        .filter(|d| d.file_name().to_string_lossy().ends_with("pr-2"))
+        .filter_map(|d| fs::read_to_string(d.path().join("attempt-1-land.log")).ok())
+        .collect::<String>();
+    let admin_entries = fs::read_dir(lane.clone.join(".git/worktrees")).map_or(0, Iterator::count);
+    // The chain is too deep for the temp dir's own removal (a stack overflow): rm's is not.
+    std::process::Command::new("rm")
+        .arg("-rf")
+        .arg(world.berth_state().join("worktrees"))
+        .status()
+        .unwrap();
+    assert!(
+        statuses == ["landed", "landed"] && admin_entries == 0,
+        "records {statuses:?}; {admin_entries} admin entries outlived the daemon\nPR 2's step:\n{second}\n{log}"
+    );
+}

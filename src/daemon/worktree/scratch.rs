@@ -157,20 +157,25 @@ impl Scratch {
     pub fn remove(&self) -> Result<(), WorktreeError> {
         let (path, name) = (&self.path, &self.name);
         let _turn = self.admin_turn()?;
-        if path.exists() {
-            std::fs::remove_dir_all(path).map_err(|source| WorktreeError::Remove {
+        // A directory that cannot be removed (a tree deeper than the descriptors
+        // `remove_dir_all` may hold, review 49) still loses its admin entry below, and is
+        // named in the error: left, the entry would keep the branch a step checked out
+        // there "in use" for the repo's next landings.
+        let removed = match path.exists() {
+            true => std::fs::remove_dir_all(path).map_err(|source| WorktreeError::Remove {
                 path: path.to_owned(),
                 source,
-            })?;
-        }
+            }),
+            false => Ok(()),
+        };
         let repo = Repository::open(&self.repo)?;
         if let Ok(worktree) = repo.find_worktree(name)
             && worktree.path() == path
             && worktree.prune(None).is_err()
         {
             // libgit2 refuses to prune an entry whose `commondir` a step pointed
-            // elsewhere; left, it would keep the entry's branch "in use" for the repo's
-            // next landings. Its directory is gone, so the entry is removed by hand.
+            // elsewhere, or whose directory is still there; so the entry is removed by
+            // hand.
             let admin = repo.commondir().join("worktrees").join(name);
             if std::fs::symlink_metadata(&admin).is_ok_and(|m| m.is_dir()) {
                 std::fs::remove_dir_all(&admin).map_err(|source| WorktreeError::Remove {
@@ -182,7 +187,7 @@ impl Scratch {
         if let Ok(mut branch) = repo.find_reference(&format!("refs/heads/{name}")) {
             branch.delete()?;
         }
-        Ok(())
+        removed
     }
 
     /// This landing's turn to add or remove a worktree of its repo, waited for at most
@@ -260,7 +265,11 @@ fn admin_is_gits_own(admin: &Path, common: &Path) -> Result<(), Unclean> {
         let kind = entry.file_type().map_err(|_| unexpected(&name))?;
         let expected = match name.as_ref() {
             "logs" => kind.is_dir() && logs_hold_only_head(&entry.path()),
-            other => kind.is_file() && GITS_OWN_ADMIN_ENTRIES.contains(&other),
+            other => {
+                kind.is_file()
+                    && GITS_OWN_ADMIN_ENTRIES.contains(&other)
+                    && single_link(&entry.path())
+            }
         };
         if !expected {
             return Err(unexpected(&name));
@@ -280,9 +289,21 @@ fn admin_is_gits_own(admin: &Path, common: &Path) -> Result<(), Unclean> {
 fn logs_hold_only_head(logs: &Path) -> bool {
     std::fs::read_dir(logs).is_ok_and(|entries| {
         entries.into_iter().all(|entry| {
-            entry.is_ok_and(|e| e.file_name() == "HEAD" && e.file_type().is_ok_and(|t| t.is_file()))
+            entry.is_ok_and(|e| {
+                e.file_name() == "HEAD"
+                    && e.file_type().is_ok_and(|t| t.is_file())
+                    && single_link(&e.path())
+            })
         })
     })
+}
+
+/// Whether the file at `path` (not followed) has one link: git appends to a reflog in
+/// place, so a step's hard link from `logs/HEAD` to a file elsewhere would take berth's
+/// next HEAD write there (review 49).
+fn single_link(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.nlink() == 1)
 }
 
 /// `Err` if the repository tells git to trust less of a file's stat data than a change

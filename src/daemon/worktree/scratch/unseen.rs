@@ -1,5 +1,5 @@
 //! What a step can leave in a worktree that no status shows, git's or libgit2's, and that
-//! a reset would not undo or would write through (review 48).
+//! a reset would not undo, would write through, or would hang on (reviews 48, 49).
 //!
 //! - A `.git` below the top (a file naming another repository, or a repository made with
 //!   `git init` in a tracked directory): git and libgit2 skip every path named `.git`, so
@@ -8,28 +8,36 @@
 //! - A tracked path made a hard link to a file elsewhere: the reset's checkout writes a
 //!   file it changes in place (`open` with `O_TRUNC`), through the link, and the file
 //!   outside the worktree would take the head's bytes.
+//! - A FIFO, socket or device: no status lists one, and libgit2 opens a FIFO in a file's
+//!   place (a tracked path, a `.gitignore`) with a blocking `open()`, for good.
+//! - A permission a checkout would not give: git tracks no permission but the executable
+//!   bit, so the status is clean, and the next step would meet modes a fresh worktree does
+//!   not have (a file it cannot write, a directory closed to its group).
 //!
-//! - A file or directory a step took its owner's write permission from: git tracks no
-//!   permission but the executable bit, so the status is clean, and the next step could not
-//!   write there, where in a fresh worktree it could.
-//!
-//! Any of them keeps the worktree from reuse. The walk starts at the worktree's pinned
-//! descriptor and opens each directory relative to its parent's, never following a
-//! symlink, so nothing it looks at is reached by a name resolved again.
+//! Any of them keeps the worktree from reuse, as does a tree deeper than
+//! [`MAX_WALK_DEPTH`] or larger than [`MAX_WALKED_ENTRIES`]. The walk starts at the
+//! worktree's pinned descriptor and opens each directory relative to its parent's, never
+//! following a symlink (a symlink itself is what git tracks, and the status judges it), so
+//! nothing it looks at is reached by a name resolved again. It holds one descriptor per
+//! level it is in, never one per directory it has yet to visit.
 
-use std::ffi::CStr;
-use std::ffi::OsStr;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ffi::{CStr, CString, OsStr};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use nix::dir::{Dir, Type};
-use nix::fcntl::{AtFlags, OFlag, openat};
-use nix::sys::stat::{FileStat, Mode, SFlag, fstatat};
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
 
 /// The most entries one walk looks at; past it the worktree is not reused (a fresh one is
 /// added instead).
 pub const MAX_WALKED_ENTRIES: usize = 4_000_000;
+
+/// The deepest directory one walk enters, below the top; a deeper one keeps the worktree
+/// from reuse. It bounds the walk's descriptors and the length of the paths it builds.
+pub const MAX_WALK_DEPTH: usize = 256;
 
 /// Why the walk keeps a worktree from reuse.
 #[derive(Debug, thiserror::Error)]
@@ -38,100 +46,193 @@ pub enum Unseen {
     NestedGit(PathBuf),
     #[error("a step made {0} a hard link to a file elsewhere (a reset would write through it)")]
     HardLink(PathBuf),
-    #[error("a step took the owner's write permission from {0}")]
-    ReadOnly(PathBuf),
+    #[error(
+        "a step left {0}, neither a file, a directory nor a symlink (no status lists it, and libgit2 would block opening a FIFO)"
+    )]
+    Special(PathBuf),
+    #[error("a step set the mode of {0} to {1:o}, which a checkout does not give")]
+    Mode(PathBuf, u32),
+    #[error("the daemon's umask could not be read (/proc/self/status), so no mode can be judged")]
+    NoUmask,
     #[error("it holds more than {MAX_WALKED_ENTRIES} entries")]
     TooMany,
+    #[error("it holds a directory more than {MAX_WALK_DEPTH} levels deep")]
+    TooDeep,
     #[error("{0} could not be read: {1}")]
     Unreadable(PathBuf, nix::Error),
 }
 
-/// `Err` when the worktree whose top is `top` holds a `.git` below its top, a regular file
-/// with more than one link, or a file or directory its owner may not write.
+/// A directory the walk is in: its path below the top, its handle, and the entries of it
+/// still to look at.
+struct Level {
+    at: PathBuf,
+    dir: Dir,
+    left: Vec<(CString, Option<Type>)>,
+}
+
+/// `Err` when the worktree whose top is `top` holds any of what the [module](self) names.
 pub fn look(top: BorrowedFd<'_>) -> Result<(), Unseen> {
+    let modes = Modes::now()?;
     let mut budget = MAX_WALKED_ENTRIES;
-    let start = openat(top, c".", dir_flags(), Mode::empty())
-        .map_err(|e| Unseen::Unreadable(PathBuf::from("."), e))?;
-    let mut pending: Vec<(PathBuf, OwnedFd)> = vec![(PathBuf::new(), start)];
-    while let Some((at, fd)) = pending.pop() {
-        let stat = nix::sys::stat::fstat(&fd).map_err(|e| Unseen::Unreadable(at.clone(), e))?;
-        if !owner_writes(&stat) {
-            return Err(Unseen::ReadOnly(at));
+    let mut levels = vec![enter(top, c".", PathBuf::new(), &modes, &mut budget)?];
+    loop {
+        let depth = levels.len();
+        let Some(level) = levels.last_mut() else {
+            break;
+        };
+        let Some((name, kind)) = level.left.pop() else {
+            levels.pop();
+            continue;
+        };
+        let path = level.at.join(OsStr::from_bytes(name.to_bytes()));
+        if name.as_bytes() == b".git" {
+            if level.at.as_os_str().is_empty() {
+                continue; // The worktree's own: the file naming its admin dir.
+            }
+            return Err(Unseen::NestedGit(path));
         }
-        let mut dir = Dir::from_fd(fd).map_err(|e| Unseen::Unreadable(at.clone(), e))?;
-        let listed = dir
-            .iter()
-            .map(|entry| entry.map(|e| (e.file_name().to_owned(), e.file_type())))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Unseen::Unreadable(at.clone(), e))?;
-        for (name, kind) in listed {
-            let bytes = name.to_bytes();
-            if bytes == b"." || bytes == b".." {
-                continue;
+        let kind = match kind {
+            Some(kind) => kind,
+            None => kind_of(&stat_of(&level.dir, &name, &path)?),
+        };
+        match kind {
+            Type::Directory if depth > MAX_WALK_DEPTH => return Err(Unseen::TooDeep),
+            Type::Directory => {
+                let entered = enter(level.dir.as_fd(), &name, path, &modes, &mut budget)?;
+                levels.push(entered);
             }
-            budget = budget.checked_sub(1).ok_or(Unseen::TooMany)?;
-            let path = at.join(OsStr::from_bytes(bytes));
-            if bytes == b".git" {
-                if at.as_os_str().is_empty() {
-                    continue; // The worktree's own: the file naming its admin dir.
+            Type::File => {
+                let stat = stat_of(&level.dir, &name, &path)?;
+                if stat.st_nlink > 1 {
+                    return Err(Unseen::HardLink(path));
                 }
-                return Err(Unseen::NestedGit(path));
+                modes.judge_file(&stat, path)?;
             }
-            let unreadable = |e| Unseen::Unreadable(path.clone(), e);
-            let kind = match kind {
-                Some(Type::Directory) => Kind::Dir,
-                Some(Type::File) => Kind::File,
-                Some(_) => Kind::Other,
-                None => Kind::of(&stat_of(&dir, &name).map_err(unreadable)?),
-            };
-            match kind {
-                Kind::Dir => {
-                    let fd = openat(dir.as_fd(), name.as_c_str(), dir_flags(), Mode::empty())
-                        .map_err(unreadable)?;
-                    pending.push((path, fd));
-                }
-                Kind::File => {
-                    let stat = stat_of(&dir, &name).map_err(unreadable)?;
-                    if stat.st_nlink > 1 {
-                        return Err(Unseen::HardLink(path));
-                    }
-                    if !owner_writes(&stat) {
-                        return Err(Unseen::ReadOnly(path));
-                    }
-                }
-                Kind::Other => {}
-            }
+            Type::Symlink => {}
+            _ => return Err(Unseen::Special(path)),
         }
     }
     Ok(())
 }
 
-fn dir_flags() -> OFlag {
-    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC
-}
-
-fn stat_of(dir: &Dir, name: &CStr) -> nix::Result<FileStat> {
-    fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
-}
-
-fn owner_writes(stat: &FileStat) -> bool {
-    Mode::from_bits_truncate(stat.st_mode).contains(Mode::S_IWUSR)
-}
-
-/// What the walk tells apart.
-enum Kind {
-    Dir,
-    File,
-    Other,
-}
-
-impl Kind {
-    /// For an entry whose type the listing did not give (`DT_UNKNOWN`).
-    fn of(stat: &FileStat) -> Kind {
-        match SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT {
-            SFlag::S_IFDIR => Kind::Dir,
-            SFlag::S_IFREG => Kind::File,
-            _ => Kind::Other,
+/// Opens `name` in `parent` as a directory, judges its mode and lists it, each entry
+/// charged to `budget`.
+fn enter(
+    parent: BorrowedFd<'_>,
+    name: &CStr,
+    at: PathBuf,
+    modes: &Modes,
+    budget: &mut usize,
+) -> Result<Level, Unseen> {
+    let flags = OFlag::O_RDONLY
+        | OFlag::O_DIRECTORY
+        | OFlag::O_NOFOLLOW
+        | OFlag::O_NONBLOCK
+        | OFlag::O_CLOEXEC;
+    let unreadable = |e| Unseen::Unreadable(at.clone(), e);
+    let mut dir = Dir::openat(parent, name, flags, Mode::empty()).map_err(unreadable)?;
+    modes.judge_dir(&fstat(&dir).map_err(unreadable)?, &at)?;
+    let mut left = Vec::new();
+    for entry in dir.iter() {
+        let entry = entry.map_err(unreadable)?;
+        if matches!(entry.file_name().to_bytes(), b"." | b"..") {
+            continue;
         }
+        *budget = budget.checked_sub(1).ok_or(Unseen::TooMany)?;
+        left.push((entry.file_name().to_owned(), entry.file_type()));
+    }
+    Ok(Level { at, dir, left })
+}
+
+fn stat_of(dir: &Dir, name: &CStr, path: &Path) -> Result<FileStat, Unseen> {
+    fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+        .map_err(|e| Unseen::Unreadable(path.to_owned(), e))
+}
+
+/// The type of an entry whose type the listing did not give (`DT_UNKNOWN`).
+fn kind_of(stat: &FileStat) -> Type {
+    match SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT {
+        SFlag::S_IFDIR => Type::Directory,
+        SFlag::S_IFREG => Type::File,
+        SFlag::S_IFLNK => Type::Symlink,
+        _ => Type::Fifo,
+    }
+}
+
+/// The permission bits a checkout by libgit2 (0644, 0755) or by git (0666, 0777) gives
+/// under the daemon's umask; the worktree was made under the same one.
+struct Modes {
+    files: [u32; 4],
+    dirs: [u32; 2],
+}
+
+impl Modes {
+    fn now() -> Result<Modes, Unseen> {
+        let umask = umask().ok_or(Unseen::NoUmask)?;
+        let under = |mode: u32| mode & !umask;
+        Ok(Modes {
+            files: [0o644, 0o755, 0o666, 0o777].map(under),
+            dirs: [0o755, 0o777].map(under),
+        })
+    }
+
+    fn judge_file(&self, stat: &FileStat, path: PathBuf) -> Result<(), Unseen> {
+        let mode = stat.st_mode & 0o777;
+        match self.files.contains(&mode) {
+            true => Ok(()),
+            false => Err(Unseen::Mode(path, mode)),
+        }
+    }
+
+    fn judge_dir(&self, stat: &FileStat, path: &Path) -> Result<(), Unseen> {
+        let mode = stat.st_mode & 0o777;
+        match self.dirs.contains(&mode) {
+            true => Ok(()),
+            false => Err(Unseen::Mode(path.to_owned(), mode)),
+        }
+    }
+}
+
+/// The process's umask, from `/proc/self/status` (setting it to read it back would race
+/// every other thread's file creation); read once.
+fn umask() -> Option<u32> {
+    static UMASK: OnceLock<Option<u32>> = OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let status =
+            crate::hostile_file::read_regular_string(Path::new("/proc/self/status"), 64 * 1024)
+                .ok()?;
+        let value = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+        u32::from_str_radix(value.trim(), 8).ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn walk(top: &std::path::Path) -> Result<(), Unseen> {
+        let dir = std::fs::File::open(top).unwrap();
+        look(dir.as_fd())
+    }
+
+    #[test]
+    fn a_tree_deeper_than_the_bound_is_refused_without_walking_it_all() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let top = tempfile::tempdir().unwrap();
+        let checked_out = std::fs::Permissions::from_mode(0o777 & !umask().unwrap());
+        std::fs::set_permissions(top.path(), checked_out).unwrap();
+        let mut at = top.path().to_owned();
+        for _ in 0..=MAX_WALK_DEPTH + 1 {
+            at.push("d");
+        }
+        std::fs::create_dir_all(&at).unwrap();
+        assert!(matches!(walk(top.path()), Err(Unseen::TooDeep)));
+        let mut at = top.path().join("e");
+        for _ in 0..MAX_WALK_DEPTH - 1 {
+            at.push("e");
+        }
+        std::fs::create_dir_all(&at).unwrap();
+        std::fs::remove_dir_all(top.path().join("d")).unwrap();
+        walk(top.path()).expect("a tree as deep as the bound is walked");
     }
 }
