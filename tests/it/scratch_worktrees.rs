@@ -82,14 +82,33 @@ fn land_all(world: &World, config: &Path, ids: &[String]) -> String {
     log
 }
 
-/// [`land_two`] with [`tracing_config`]'s trace (`after_first` run after landing 1): its
-/// two lines, split into words, in PR order.
-fn land_two_traced(world: &World, after_first: &str) -> Vec<Vec<String>> {
+/// [`land_two`] with [`tracing_config`]'s trace (`after_first` run after landing 1).
+fn land_two_traced(world: &World, after_first: &str) -> Two {
     let (config, trace) = tracing_config(world, after_first);
     land_two(world, &config);
-    let lines = trace_lines(&trace);
-    assert_eq!(lines.len(), 2, "{lines:?}");
-    lines
+    Two::read(&trace)
+}
+
+/// Two landings' trace lines, split into words, in PR order.
+#[derive(Debug)]
+struct Two(Vec<Vec<String>>);
+
+impl Two {
+    fn read(trace: &Path) -> Two {
+        let lines = trace_lines(trace);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        Two(lines)
+    }
+
+    /// Whether landing 2 ran in landing 1's worktree.
+    fn reused(&self) -> bool {
+        self.0[0][1] == self.0[1][1]
+    }
+
+    /// What landing `n` (1 or 2) saw before it landed: the words after its directory.
+    fn seen(&self, n: usize) -> &[String] {
+        &self.0[n - 1][2..]
+    }
 }
 
 /// The record's checkout is on `main`, so both land in a scratch worktree: the second
@@ -97,15 +116,10 @@ fn land_two_traced(world: &World, after_first: &str) -> Vec<Vec<String>> {
 #[test]
 fn a_lanes_second_landing_reuses_the_scratch_worktree() {
     let world = World::new();
-    let lines = land_two_traced(&world, "true");
-    let dirs: std::collections::HashSet<&str> = lines.iter().map(|l| l[1].as_str()).collect();
-    assert_eq!(
-        dirs.len(),
-        1,
-        "one worktree made for two landings: {lines:?}"
-    );
-    for line in &lines {
-        assert_eq!(line[2..], ["0", "unlocked", "detached"], "{lines:?}");
+    let two = land_two_traced(&world, "true");
+    assert!(two.reused(), "one worktree made for two landings: {two:?}");
+    for n in [1, 2] {
+        assert_eq!(two.seen(n), ["0", "unlocked", "detached"], "{two:?}");
     }
 }
 
@@ -116,9 +130,9 @@ fn junk_a_step_leaves_does_not_reach_the_next_landing() {
     let world = World::new();
     let junk = "echo junk > junk.txt; git checkout -q --detach HEAD^; \
                 : > \"$(git rev-parse --git-dir)/index.lock\"";
-    let lines = land_two_traced(&world, junk);
-    assert_ne!(lines[0][1], lines[1][1], "the junked worktree was reused");
-    assert_eq!(lines[1][2..], ["0", "unlocked", "detached"], "{lines:?}");
+    let two = land_two_traced(&world, junk);
+    assert!(!two.reused(), "the junked worktree was reused");
+    assert_eq!(two.seen(2), ["0", "unlocked", "detached"], "{two:?}");
 }
 
 /// A step that only leaves an untracked file gets its worktree thrown away too: berth
@@ -126,12 +140,9 @@ fn junk_a_step_leaves_does_not_reach_the_next_landing() {
 #[test]
 fn an_untracked_file_alone_keeps_a_worktree_from_reuse() {
     let world = World::new();
-    let lines = land_two_traced(&world, "echo junk > junk.txt");
-    assert_ne!(
-        lines[0][1], lines[1][1],
-        "the worktree with junk was reused"
-    );
-    assert_eq!(lines[1][2..], ["0", "unlocked", "detached"], "{lines:?}");
+    let two = land_two_traced(&world, "echo junk > junk.txt");
+    assert!(!two.reused(), "the worktree with junk was reused");
+    assert_eq!(two.seen(2), ["0", "unlocked", "detached"], "{two:?}");
 }
 
 /// A step that changes a tracked file and leaves HEAD elsewhere leaves nothing a hard
@@ -139,12 +150,12 @@ fn an_untracked_file_alone_keeps_a_worktree_from_reuse() {
 #[test]
 fn a_tracked_edit_and_a_moved_head_are_reset_and_the_worktree_reused() {
     let world = World::new();
-    let lines = land_two_traced(
+    let two = land_two_traced(
         &world,
         "git checkout -q --detach HEAD^ && echo edit >> README",
     );
-    assert_eq!(lines[0][1], lines[1][1], "the worktree was not reused");
-    assert_eq!(lines[1][2..], ["0", "unlocked", "detached"], "{lines:?}");
+    assert!(two.reused(), "the worktree was not reused");
+    assert_eq!(two.seen(2), ["0", "unlocked", "detached"], "{two:?}");
 }
 
 /// A daemon killed with a worktree kept leaves it behind; the next daemon of the berth
@@ -178,14 +189,11 @@ fn a_killed_daemons_kept_worktree_is_removed_by_the_next_start() {
 #[test]
 fn per_worktree_config_a_step_sets_keeps_a_worktree_from_reuse() {
     let world = World::new();
-    let lines = land_two_traced(
+    let two = land_two_traced(
         &world,
         "git config extensions.worktreeConfig true && git config --worktree core.hooksPath /nonexistent",
     );
-    assert_ne!(
-        lines[0][1], lines[1][1],
-        "the worktree with its own config was reused"
-    );
+    assert!(!two.reused(), "the worktree with its own config was reused");
 }
 
 /// Landing 1's step points its worktree's `commondir` (in `.git/worktrees/<name>/`) at a
@@ -208,11 +216,8 @@ fn a_step_that_points_its_worktrees_commondir_elsewhere_does_not_reach_the_next_
          chmod +x $evil/hooks/post-checkout; \
          echo $evil > $gd/commondir"
     );
-    let lines = land_two_traced(&world, &plant);
-    assert_ne!(
-        lines[0][1], lines[1][1],
-        "the redirected worktree was reused"
-    );
+    let two = land_two_traced(&world, &plant);
+    assert!(!two.reused(), "the redirected worktree was reused");
     let hooked = fs::read_to_string(world.root.join("hooked")).unwrap_or_default();
     assert!(
         hooked.is_empty(),
@@ -293,12 +298,10 @@ fn a_linked_worktree_repos_second_landing_reuses_the_scratch_worktree() {
         })
         .collect();
     let log = land_all(&world, &config, &ids);
-    let lines = trace_lines(&trace);
-    let dirs: std::collections::HashSet<&str> = lines.iter().map(|l| l[1].as_str()).collect();
-    assert_eq!(
-        (lines.len(), dirs.len()),
-        (2, 1),
-        "one worktree made for two landings of a linked worktree's records: {lines:?}\n{log}"
+    let two = Two::read(&trace);
+    assert!(
+        two.reused(),
+        "one worktree made for two landings of a linked worktree's records: {two:?}\n{log}"
     );
 }
 
@@ -311,28 +314,38 @@ fn a_file_hidden_behind_an_index_flag_does_not_reach_the_next_landing() {
     for flag in ["--assume-unchanged", "--skip-worktree"] {
         for edit in ["echo planted >> README &&", ""] {
             let world = World::new();
-            let lines = land_two_probed(
+            let two = land_two_probed(
                 &world,
                 "grep -c planted README; git ls-files -v | grep -vc '^H '",
                 &format!("{edit} git update-index {flag} README"),
             );
             assert_eq!(
-                [&lines[0][2..], &lines[1][2..]],
+                [two.seen(1), two.seen(2)],
                 [["0", "0"], ["0", "0"]],
                 "landing 2 saw what `{edit} git update-index {flag}` hid in landing 1 (the \
-                 edits, the flagged files): {lines:?}"
+                 edits, the flagged files): {two:?}"
             );
         }
     }
 }
 
-/// [`land_two`] with [`probing_config`]: its two lines, split into words, in PR order.
-fn land_two_probed(world: &World, probe: &str, after_first: &str) -> Vec<Vec<String>> {
+/// [`land_two`] with [`probing_config`].
+fn land_two_probed(world: &World, probe: &str, after_first: &str) -> Two {
     let (config, trace) = probing_config(world, probe, after_first);
     land_two(world, &config);
-    let lines = trace_lines(&trace);
-    assert_eq!(lines.len(), 2, "{lines:?}");
-    lines
+    Two::read(&trace)
+}
+
+/// [`land_two_probed`]: landing 2 saw what `probe` printed in landing 1's fresh worktree,
+/// whatever `after_first` left in landing 1's.
+fn assert_landing_2_sees_a_fresh_worktree(world: &World, probe: &str, after_first: &str) {
+    let two = land_two_probed(world, probe, after_first);
+    assert_eq!(
+        two.seen(2),
+        two.seen(1),
+        "`{after_first}` in landing 1 reached landing 2 (reused: {}), `{probe}` says: {two:?}",
+        two.reused()
+    );
 }
 
 /// Review 48. Landing 1's step stages a new file and leaves it uncommitted (`git add` whose
@@ -344,29 +357,22 @@ fn land_two_probed(world: &World, probe: &str, after_first: &str) -> Vec<Vec<Str
 #[test]
 fn a_staged_new_file_is_reset_and_the_worktree_reused() {
     let world = World::new();
-    let lines = land_two_traced(&world, "echo staged > staged.txt && git add staged.txt");
-    assert_eq!(
-        lines[0][1], lines[1][1],
-        "the worktree was not reused: {lines:?}"
-    );
-    assert_eq!(lines[1][2..], ["0", "unlocked", "detached"], "{lines:?}");
+    let two = land_two_traced(&world, "echo staged > staged.txt && git add staged.txt");
+    assert!(two.reused(), "the worktree was not reused: {two:?}");
+    assert_eq!(two.seen(2), ["0", "unlocked", "detached"], "{two:?}");
 }
 
-/// Review 48. Landing 1's step takes write permission from a tracked file and from the
-/// worktree's top directory. git tracks no permission but the executable bit, so the status
-/// is clean, the checkout rewrites nothing, and landing 2 runs where it cannot write README
-/// or create a file (as any user but root), unlike in a fresh worktree.
+/// Reviews 48, 49. Landing 1's step changes the modes of a tracked file and of the
+/// worktree's top directory: takes their write permission, or closes them to group and
+/// others. git tracks no permission but the executable bit, so the status is clean and the
+/// checkout rewrites nothing; a mode no checkout gives keeps the worktree from reuse, and
+/// landing 2 meets the modes of a fresh worktree (it could write README and create files).
 #[test]
-fn permissions_a_step_takes_do_not_reach_the_next_landing() {
-    let world = World::new();
-    let lines = land_two_probed(&world, "stat -c %a README .", "chmod a-w README .");
-    assert_eq!(
-        lines[1][2..],
-        lines[0][2..],
-        "landing 2's README and top dir modes (reused: {}) differ from landing 1's fresh \
-         worktree: {lines:?}",
-        lines[0][1] == lines[1][1]
-    );
+fn modes_a_step_sets_do_not_reach_the_next_landing() {
+    for plant in ["chmod a-w README .", "chmod 0600 README && chmod 0700 ."] {
+        let world = World::new();
+        assert_landing_2_sees_a_fresh_worktree(&world, "stat -c %a README .", plant);
+    }
 }
 
 /// Review 48. Landing 1's step replaces README with a hard link to a file outside the
@@ -382,12 +388,12 @@ fn the_reset_does_not_write_through_a_hard_link_to_a_file_outside_the_worktree()
         "cp README {o} && echo tampered >> {o} && ln -f {o} README",
         o = outside.display()
     );
-    let lines = land_two_traced(&world, &plant);
+    let two = land_two_traced(&world, &plant);
     assert_eq!(
         fs::read_to_string(&outside).unwrap(),
         "widget\ntampered\n",
-        "berth rewrote a file outside the worktree through a hard link (reused: {}): {lines:?}",
-        lines[0][1] == lines[1][1]
+        "berth rewrote a file outside the worktree through a hard link (reused: {}): {two:?}",
+        two.reused()
     );
 }
 
@@ -417,53 +423,44 @@ fn a_dot_git_a_step_plants_in_a_tracked_directory_does_not_reach_the_next_landin
     world.run_git(&lane.clone, &["push", "-q", "origin", "HEAD:main"]);
     let ids = [lane.queue(1, "main"), lane.queue(2, "main")];
     land_all(&world, &config, &ids);
-    let lines = trace_lines(&trace);
-    assert_eq!(lines.len(), 2, "{lines:?}");
+    let two = Two::read(&trace);
     assert_eq!(
-        lines[1][2..],
+        two.seen(2),
         ["none", "0"],
-        "landing 2 found landing 1's src/.git (reused: {}): {lines:?}",
-        lines[0][1] == lines[1][1]
+        "landing 2 found landing 1's src/.git (reused: {}): {two:?}",
+        two.reused()
     );
 }
 
 /// Review 48. Landing 1's step (the tests' own land script) fetches, merges and checks a
 /// branch out: its worktree's `FETCH_HEAD`, `ORIG_HEAD` and HEAD reflog name landing 1's
-/// commits and branch. The reset removes none of them (libgit2's state cleanup leaves
-/// both files, and the admin check allows them), so in the reused worktree landing 2's
-/// `git merge FETCH_HEAD`, `git reset --hard ORIG_HEAD` or `git checkout -` act on landing
-/// 1's commits, where in a fresh worktree each fails.
+/// commits and branch. The reset removes them, so landing 2's `git merge FETCH_HEAD`, `git
+/// reset --hard ORIG_HEAD` or `git checkout -` fail, as in a fresh worktree, instead of
+/// acting on landing 1's commits.
 #[test]
 fn refs_a_step_leaves_in_its_worktree_do_not_reach_the_next_landing() {
     let world = World::new();
     let probe = "for r in FETCH_HEAD ORIG_HEAD @{{-1}}; do \
                  git rev-parse -q --verify \"$r\" >/dev/null && echo \"$r\" || echo -; done";
-    let lines = land_two_probed(&world, probe, "true");
-    assert_eq!(
-        lines[1][2..],
-        lines[0][2..],
-        "landing 2 (reused: {}) resolves what landing 1's fresh worktree did not: {lines:?}",
-        lines[0][1] == lines[1][1]
-    );
+    assert_landing_2_sees_a_fresh_worktree(&world, probe, "true");
 }
 
 /// Review 49. Landing 1's step leaves a FIFO (`mkfifo`; a socket a server bound is the
-/// same): neither git's nor libgit2's status lists anything but files, dirs and symlinks,
-/// and the walk lets every other kind pass, so the worktree is reused and landing 2 finds
-/// the FIFO, which a fresh worktree would not have.
+/// same): neither git's nor libgit2's status lists anything but files, dirs and symlinks.
+/// The walk refuses any other node, so landing 2 runs in a fresh worktree, without it.
 #[test]
 fn a_fifo_a_step_leaves_does_not_reach_the_next_landing() {
     let world = World::new();
-    let lines = land_two_probed(
+    let two = land_two_probed(
         &world,
         "test -p pipe && echo fifo || echo none",
         "mkfifo pipe",
     );
     assert_eq!(
-        lines[1][2..],
+        two.seen(2),
         ["none"],
-        "landing 2 (reused: {}) found landing 1's FIFO: {lines:?}",
-        lines[0][1] == lines[1][1]
+        "landing 2 (reused: {}) found landing 1's FIFO: {two:?}",
+        two.reused()
     );
 }
 
@@ -471,8 +468,8 @@ fn a_fifo_a_step_leaves_does_not_reach_the_next_landing() {
 /// README (tracked) replaced by one, which the status takes for a deleted README and the
 /// reset's checkout opens for writing (blocking until a reader comes); or an untracked
 /// `.gitignore`, which libgit2's status opens for reading (blocking until a writer comes).
-/// The walk lets both pass. Landing 1's reset at its end blocks for ever, so the lane's
-/// next landing never starts (PR 2 stays queued) until the daemon is stopped.
+/// Either would block landing 1's reset at its end for good, and the lane's next landing
+/// with it; the walk refuses the FIFO before any status or checkout, and PR 2 lands.
 #[test]
 fn a_fifo_in_a_files_place_does_not_hang_the_reset() {
     let mut hung = Vec::new();
@@ -511,9 +508,9 @@ fn a_fifo_in_a_files_place_does_not_hang_the_reset() {
 }
 
 /// Review 49. Landing 1's step makes its worktree's HEAD reflog (`logs/HEAD` in the admin
-/// dir) a hard link to a file outside. The admin check takes it for a plain file; the
-/// reset's `set_head_detached` appends a reflog line to it in place, through the link,
-/// before the file is removed: berth writes into a file outside its dirs.
+/// dir) a hard link to a file outside. git appends to a reflog in place: a HEAD write would
+/// go through the link. The admin check refuses an admin file with more than one link, so
+/// berth writes nothing there and the worktree is not reused.
 #[test]
 fn the_reset_does_not_write_through_a_hard_linked_reflog() {
     let world = World::new();
@@ -522,34 +519,13 @@ fn the_reset_does_not_write_through_a_hard_linked_reflog() {
         "echo precious > {o} && ln -f {o} \"$(git rev-parse --git-dir)/logs/HEAD\"",
         o = outside.display()
     );
-    let lines = land_two_traced(&world, &plant);
+    let two = land_two_traced(&world, &plant);
     assert_eq!(
         fs::read_to_string(&outside).unwrap(),
         "precious\n",
         "berth appended to a file outside its dirs through a hard-linked reflog (reused: {}): \
-         {lines:?}",
-        lines[0][1] == lines[1][1]
-    );
-}
-
-/// Review 49. Landing 1's step changes modes but leaves the owner's write bit: the top
-/// directory 0700, README 0600 (or a setgid dir, a world-writable file). git tracks no
-/// permission but the executable bit, and the walk checks only the owner's write bit, so
-/// landing 2 runs in the reused worktree with landing 1's modes.
-#[test]
-fn modes_a_step_sets_other_than_the_owners_write_bit_do_not_reach_the_next_landing() {
-    let world = World::new();
-    let lines = land_two_probed(
-        &world,
-        "stat -c %a README .",
-        "chmod 0600 README && chmod 0700 .",
-    );
-    assert_eq!(
-        lines[1][2..],
-        lines[0][2..],
-        "landing 2's README and top dir modes (reused: {}) differ from landing 1's fresh \
-         worktree: {lines:?}",
-        lines[0][1] == lines[1][1]
+         {two:?}",
+        two.reused()
     );
 }
 
