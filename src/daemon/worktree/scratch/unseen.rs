@@ -18,16 +18,17 @@
 //! [`MAX_WALK_DEPTH`] or larger than [`MAX_WALKED_ENTRIES`]. The walk starts at the
 //! worktree's pinned descriptor and opens each directory relative to its parent's, never
 //! following a symlink (a symlink itself is what git tracks, and the status judges it), so
-//! nothing it looks at is reached by a name resolved again. It holds one descriptor per
-//! level it is in, never one per directory it has yet to visit.
+//! nothing it looks at is reached by a name resolved again. It holds one descriptor (and
+//! one listing's buffer) per level it is in: never one per directory it has yet to visit,
+//! nor a directory's names all at once.
 
-use std::ffi::{CStr, CString, OsStr};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::ffi::{CStr, OsStr};
+use std::os::fd::{AsRawFd as _, BorrowedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use nix::dir::{Dir, Type};
+use nix::dir::{Dir, OwningIter, Type};
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
 
@@ -62,28 +63,43 @@ pub enum Unseen {
     Unreadable(PathBuf, nix::Error),
 }
 
-/// A directory the walk is in: its path below the top, its handle, and the entries of it
-/// still to look at.
+/// A directory the walk is in: its path below the top, and its listing, read as the walk
+/// goes (a directory's names are never all held at once).
 struct Level {
     at: PathBuf,
-    dir: Dir,
-    left: Vec<(CString, Option<Type>)>,
+    entries: OwningIter,
+}
+
+impl Level {
+    /// The directory's descriptor, for the `*at` calls on its entries.
+    fn fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: the descriptor is the listing's own, open for as long as `self` is.
+        unsafe { BorrowedFd::borrow_raw(self.entries.as_raw_fd()) }
+    }
 }
 
 /// `Err` when the worktree whose top is `top` holds any of what the [module](self) names.
 pub fn look(top: BorrowedFd<'_>) -> Result<(), Unseen> {
     let modes = Modes::now()?;
     let mut budget = MAX_WALKED_ENTRIES;
-    let mut levels = vec![enter(top, c".", PathBuf::new(), &modes, &mut budget)?];
+    let mut levels = vec![enter(top, c".", PathBuf::new(), &modes)?];
     loop {
         let depth = levels.len();
         let Some(level) = levels.last_mut() else {
             break;
         };
-        let Some((name, kind)) = level.left.pop() else {
-            levels.pop();
-            continue;
+        let (name, kind) = match level.entries.next() {
+            None => {
+                levels.pop();
+                continue;
+            }
+            Some(Err(e)) => return Err(Unseen::Unreadable(level.at.clone(), e)),
+            Some(Ok(entry)) => (entry.file_name().to_owned(), entry.file_type()),
         };
+        if matches!(name.to_bytes(), b"." | b"..") {
+            continue;
+        }
+        budget = budget.checked_sub(1).ok_or(Unseen::TooMany)?;
         let path = level.at.join(OsStr::from_bytes(name.to_bytes()));
         if name.as_bytes() == b".git" {
             if level.at.as_os_str().is_empty() {
@@ -93,16 +109,16 @@ pub fn look(top: BorrowedFd<'_>) -> Result<(), Unseen> {
         }
         let kind = match kind {
             Some(kind) => kind,
-            None => kind_of(&stat_of(&level.dir, &name, &path)?),
+            None => kind_of(&stat_of(level.fd(), &name, &path)?),
         };
         match kind {
             Type::Directory if depth > MAX_WALK_DEPTH => return Err(Unseen::TooDeep),
             Type::Directory => {
-                let entered = enter(level.dir.as_fd(), &name, path, &modes, &mut budget)?;
+                let entered = enter(level.fd(), &name, path, &modes)?;
                 levels.push(entered);
             }
             Type::File => {
-                let stat = stat_of(&level.dir, &name, &path)?;
+                let stat = stat_of(level.fd(), &name, &path)?;
                 if stat.st_nlink > 1 {
                     return Err(Unseen::HardLink(path));
                 }
@@ -115,36 +131,23 @@ pub fn look(top: BorrowedFd<'_>) -> Result<(), Unseen> {
     Ok(())
 }
 
-/// Opens `name` in `parent` as a directory, judges its mode and lists it, each entry
-/// charged to `budget`.
-fn enter(
-    parent: BorrowedFd<'_>,
-    name: &CStr,
-    at: PathBuf,
-    modes: &Modes,
-    budget: &mut usize,
-) -> Result<Level, Unseen> {
+/// Opens `name` in `parent` as a directory and judges its mode.
+fn enter(parent: BorrowedFd<'_>, name: &CStr, at: PathBuf, modes: &Modes) -> Result<Level, Unseen> {
     let flags = OFlag::O_RDONLY
         | OFlag::O_DIRECTORY
         | OFlag::O_NOFOLLOW
         | OFlag::O_NONBLOCK
         | OFlag::O_CLOEXEC;
     let unreadable = |e| Unseen::Unreadable(at.clone(), e);
-    let mut dir = Dir::openat(parent, name, flags, Mode::empty()).map_err(unreadable)?;
+    let dir = Dir::openat(parent, name, flags, Mode::empty()).map_err(unreadable)?;
     modes.judge_dir(&fstat(&dir).map_err(unreadable)?, &at)?;
-    let mut left = Vec::new();
-    for entry in dir.iter() {
-        let entry = entry.map_err(unreadable)?;
-        if matches!(entry.file_name().to_bytes(), b"." | b"..") {
-            continue;
-        }
-        *budget = budget.checked_sub(1).ok_or(Unseen::TooMany)?;
-        left.push((entry.file_name().to_owned(), entry.file_type()));
-    }
-    Ok(Level { at, dir, left })
+    Ok(Level {
+        at,
+        entries: dir.into_iter(),
+    })
 }
 
-fn stat_of(dir: &Dir, name: &CStr, path: &Path) -> Result<FileStat, Unseen> {
+fn stat_of(dir: BorrowedFd<'_>, name: &CStr, path: &Path) -> Result<FileStat, Unseen> {
     fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
         .map_err(|e| Unseen::Unreadable(path.to_owned(), e))
 }
@@ -212,7 +215,7 @@ mod tests {
 
     fn walk(top: &std::path::Path) -> Result<(), Unseen> {
         let dir = std::fs::File::open(top).unwrap();
-        look(dir.as_fd())
+        look(std::os::fd::AsFd::as_fd(&dir))
     }
 
     #[test]
