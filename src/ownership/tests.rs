@@ -227,6 +227,19 @@ fn a_live_daemon_whose_lock_file_was_replaced_is_not_gone() {
     let once = crate::instance::InstanceLock::acquire(dir.path(), "once")
         .expect("a second daemon started on the berth dir while the first runs");
     drop(once);
+    // A child another test forks at that moment holds a copy of `once`'s descriptor, and
+    // so its lock, until the child's exec closes it: judged then, the file reads as held
+    // by this process. The lock is free once that copy is gone (at most a few ms).
+    let free = || {
+        matches!(
+            crate::instance::probe_file(&path),
+            Ok((crate::instance::Probe::Free, _))
+        )
+    };
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !free() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     let state = owner_state(&mine);
     let with_file_state = owner_state(&with_file);
     // Held by a later daemon (pid 1 by its file), the replaced file does not prove the
