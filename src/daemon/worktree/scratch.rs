@@ -266,9 +266,7 @@ fn admin_is_gits_own(admin: &Path, common: &Path) -> Result<(), Unclean> {
         let expected = match name.as_ref() {
             "logs" => kind.is_dir() && logs_hold_only_head(&entry.path()),
             other => {
-                kind.is_file()
-                    && GITS_OWN_ADMIN_ENTRIES.contains(&other)
-                    && single_link(&entry.path())
+                kind.is_file() && GITS_OWN_ADMIN_ENTRIES.contains(&other) && single_link(&entry)
             }
         };
         if !expected {
@@ -292,18 +290,19 @@ fn logs_hold_only_head(logs: &Path) -> bool {
             entry.is_ok_and(|e| {
                 e.file_name() == "HEAD"
                     && e.file_type().is_ok_and(|t| t.is_file())
-                    && single_link(&e.path())
+                    && single_link(&e)
             })
         })
     })
 }
 
-/// Whether the file at `path` (not followed) has one link: git appends to a reflog in
-/// place, so a step's hard link from `logs/HEAD` to a file elsewhere would take berth's
-/// next HEAD write there (review 49).
-fn single_link(path: &Path) -> bool {
+/// Whether the listed file (not followed, looked at from its listing's directory, not by a
+/// path resolved again) has one link: git appends to a reflog in place, so a step's hard
+/// link from `logs/HEAD` to a file elsewhere would take berth's next HEAD write there
+/// (review 49).
+fn single_link(entry: &std::fs::DirEntry) -> bool {
     use std::os::unix::fs::MetadataExt as _;
-    std::fs::symlink_metadata(path).is_ok_and(|m| m.nlink() == 1)
+    entry.metadata().is_ok_and(|m| m.nlink() == 1)
 }
 
 /// `Err` if the repository tells git to trust less of a file's stat data than a change
