@@ -1,5 +1,6 @@
 //! The locks under a remote's lock namespace, and what each means now.
 
+use super::payload::PayloadProblem;
 use super::*;
 
 /// One lock found on the remote by [`LockClient::list`].
@@ -35,31 +36,11 @@ impl LockClient {
             ref_name: LOCK_REF_PREFIX,
             deadline: self.settings.remote_timeout,
         };
-        // A repository of its own, never pooled: its `READ_REF/*` refs would stand in the
-        // way of a later read into `READ_REF`.
-        let scratch = Scratch::create(&self.scratch_dir).map_err(|source| LockError::Scratch {
-            path: self.scratch_dir.clone(),
-            source,
-        })?;
-        let refspec = format!("+{LOCK_REF_PREFIX}*:{READ_REF}/*");
-        fetch(&scratch.repo, origin_url, &refspec, target.deadline)
-            .map_err(|e| target.remote_error("list", e))?;
+        let commits = self.lock_commits(&target)?;
         let now = clock::now();
         let mut listings = Vec::new();
-        let references = scratch
-            .repo
-            .references_glob(&format!("{READ_REF}/*"))
-            .map_err(|e| target.local_error(READ_FAILED, e))?;
-        for reference in references {
-            let reference = reference.map_err(|e| target.local_error(READ_FAILED, e))?;
-            let (Ok(local_name), Some(sha)) = (reference.name(), reference.target()) else {
-                continue;
-            };
-            let suffix = local_name
-                .trim_start_matches(READ_REF)
-                .trim_start_matches('/');
-            let ref_name = format!("{LOCK_REF_PREFIX}{suffix}");
-            let read = read_lock(&sha.to_string(), scratch.commit_message(sha)).map(|lock| {
+        for (ref_name, sha, message) in commits {
+            let read = read_lock(&sha.to_string(), message).map(|lock| {
                 expiry_cap::capped(
                     lock,
                     sha,
@@ -93,4 +74,72 @@ impl LockClient {
         listings.sort_by(|a, b| a.ref_name.cmp(&b.ref_name));
         Ok(listings)
     }
+
+    /// Every ref under `refs/gstack/release-locks/` at `target`, with the commit it names
+    /// and that commit's message (or why there is none).
+    fn lock_commits(&self, target: &Target<'_>) -> Result<Vec<LockCommit>, LockError> {
+        if let Some(Ok(origin)) = local_origin(target.url) {
+            let at = origin.clone();
+            let read = move || lock_commits_in_place(&at);
+            let done = local_deadline::run(&origin, target.deadline, None, read)
+                .map_err(git2::Error::from)
+                .and_then(|read| read);
+            return done.map_err(|e| target.remote_error("list", e));
+        }
+        // A repository of its own, never pooled: its `READ_REF/*` refs would stand in the
+        // way of a later read into `READ_REF`.
+        let scratch = Scratch::create(&self.scratch_dir).map_err(|source| LockError::Scratch {
+            path: self.scratch_dir.clone(),
+            source,
+        })?;
+        let refspec = format!("+{LOCK_REF_PREFIX}*:{READ_REF}/*");
+        fetch(&scratch.repo, target.url, &refspec, target.deadline)
+            .map_err(|e| target.remote_error("list", e))?;
+        let references = scratch
+            .repo
+            .references_glob(&format!("{READ_REF}/*"))
+            .map_err(|e| target.local_error(READ_FAILED, e))?;
+        let mut found = Vec::new();
+        for reference in references {
+            let reference = reference.map_err(|e| target.local_error(READ_FAILED, e))?;
+            let (Ok(local_name), Some(sha)) = (reference.name(), reference.target()) else {
+                continue;
+            };
+            let suffix = local_name
+                .trim_start_matches(READ_REF)
+                .trim_start_matches('/');
+            let ref_name = format!("{LOCK_REF_PREFIX}{suffix}");
+            found.push((ref_name, sha, scratch.commit_message(sha)));
+        }
+        Ok(found)
+    }
+}
+
+/// A lock ref, the commit it names, and that commit's message or why there is none.
+type LockCommit = (String, Oid, Result<String, PayloadProblem>);
+
+/// The lock refs of the local origin at `origin`, read where they are: a fetch would list
+/// every ref of the origin (each ref's file and the object it names) to copy a few. Looked
+/// at first, as for a listing ([`refs_look::open_looked`]); a symbolic ref is read as the
+/// ref it names, and one naming none is left out, as a listing leaves it.
+fn lock_commits_in_place(origin: &std::path::Path) -> Result<Vec<LockCommit>, git2::Error> {
+    let origin = refs_look::open_looked(origin)?;
+    refs_look::refuse_linked(&origin)?;
+    let mut found = Vec::new();
+    for reference in origin.references_glob(&format!("{LOCK_REF_PREFIX}*"))? {
+        let reference = reference?;
+        let Ok(name) = reference.name() else {
+            continue;
+        };
+        let name = name.to_owned();
+        let sha = match reference.resolve() {
+            Ok(resolved) => resolved.target(),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(sha) = sha {
+            found.push((name, sha, transport::commit_message(&origin, sha)));
+        }
+    }
+    Ok(found)
 }

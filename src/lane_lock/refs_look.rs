@@ -281,28 +281,34 @@ pub(super) fn walk(
     budget: &mut usize,
     too_many: impl Fn(PathBuf) -> Refused,
 ) -> Result<Vec<Blocking>, Refused> {
+    let pass = settled::Pass::begin();
     let mut found = Vec::new();
-    let mut dirs = vec![(at.to_owned(), Pending::Opened(dir))];
+    let now = || pass.as_ref().map_or(0, settled::Pass::now);
+    let mut dirs = vec![(at.to_owned(), Pending::Opened(dir, now()))];
     while let Some((at, pending)) = dirs.pop() {
-        let dir = match pending {
-            Pending::Opened(dir) => dir,
+        let (dir, since, kept_as) = match pending {
+            Pending::Opened(dir, since) => (dir, since, None),
             Pending::In {
                 parent,
                 name,
                 typed_dir,
             } => {
-                if typed_dir && let Some(entries) = settled::unchanged(&*parent, &name) {
+                let parent_watch = parent.watch.as_ref();
+                let unchanged = || pass.as_ref()?.unchanged(parent_watch?, &name);
+                if typed_dir && let Some(entries) = unchanged() {
                     if entries > *budget {
                         return Err(too_many(git_dir.join(&at)));
                     }
                     *budget -= entries;
                     continue;
                 }
-                match open_dir(Some(parent.as_fd()), &name) {
-                    Ok(opened) => opened,
+                // Taken before the directory is opened: a change after it is not kept.
+                let since = now();
+                match open_dir(Some(parent.listing.as_fd()), &name) {
+                    Ok(opened) => (opened, since, Some((parent, name))),
                     Err(e) if passed_over(e) => {
                         // Listed as a directory and no longer one: judged as any other node.
-                        if typed_dir && let Some((file, linked)) = blocks(&*parent, &name) {
+                        if typed_dir && let Some((file, linked)) = blocks(&parent.listing, &name) {
                             found.push(Blocking {
                                 name: at,
                                 file,
@@ -315,8 +321,8 @@ pub(super) fn walk(
                 }
             }
         };
-        // Taken before the directory is read: a change while it is read is not kept.
-        let listed_at = std::time::SystemTime::now();
+        // Watched before it is read: a change while it is read is not kept.
+        let watch = pass.as_ref().and_then(|p| p.watch(&dir, since));
         let mut listing =
             nix::dir::Dir::from_fd(dir).map_err(|e| Refused::Unreadable(git_dir.join(&at), e))?;
         // A listing cut short by an error would hide what comes after: the look fails.
@@ -330,7 +336,7 @@ pub(super) fn walk(
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Refused::Unreadable(git_dir.join(&at), e))?;
-        let listing = Rc::new(listing);
+        let listed_dir = Rc::new(Listed { listing, watch });
         let mut only_files = true;
         for (name, kind) in listed.iter() {
             if *budget == 0 {
@@ -343,7 +349,7 @@ pub(super) fn walk(
             only_files = false;
             let path = at.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
             let typed_dir = *kind == Some(nix::dir::Type::Directory);
-            if !typed_dir && let Some((file, linked)) = blocks(&*listing, name) {
+            if !typed_dir && let Some((file, linked)) = blocks(&listed_dir.listing, name) {
                 found.push(Blocking {
                     name: path,
                     file,
@@ -352,7 +358,7 @@ pub(super) fn walk(
                 continue;
             }
             // A directory, or a symlink (or a node of unknown type) that may lead to one.
-            let parent = Rc::clone(&listing);
+            let parent = Rc::clone(&listed_dir);
             let name = name.clone();
             dirs.push((
                 path,
@@ -363,11 +369,21 @@ pub(super) fn walk(
                 },
             ));
         }
-        if only_files {
-            settled::remember(&*listing, listed.len(), listed_at);
+        if only_files
+            && let (Some(pass), Some(own), Some((parent, name))) =
+                (pass.as_ref(), listed_dir.watch.as_ref(), kept_as)
+            && let Some(parent_watch) = parent.watch.as_ref()
+        {
+            pass.remember(parent_watch, &name, own, listed.len());
         }
     }
     Ok(found)
+}
+
+/// A directory [`walk`] listed, and its watch when it has one ([`settled`]).
+struct Listed {
+    listing: nix::dir::Dir,
+    watch: Option<settled::Watch>,
 }
 
 /// Whether a node [`walk`] cannot open as a directory holds nothing that any reader could
@@ -382,13 +398,14 @@ fn passed_over(e: Errno) -> bool {
 
 /// A directory [`walk`] has met and not yet listed.
 enum Pending {
-    /// The directory the walk began with.
-    Opened(OwnedFd),
+    /// The directory the walk began with, and the event count ([`settled::Pass::now`])
+    /// from before its listing.
+    Opened(OwnedFd, u64),
     /// An entry of a listed directory to open when its turn comes: `typed_dir` when the
     /// listing typed it as a directory, else a symlink (or an entry of unknown type) that
     /// may lead to one.
     In {
-        parent: Rc<nix::dir::Dir>,
+        parent: Rc<Listed>,
         name: CString,
         typed_dir: bool,
     },
@@ -532,4 +549,4 @@ pub(super) fn path_cstring(path: &Path) -> CString {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -67,15 +67,17 @@ impl Scratch {
 
     /// The message of commit `id`, if it is a UTF-8 commit in this repository.
     pub fn commit_message(&self, id: Oid) -> Result<String, PayloadProblem> {
-        let commit = self
-            .repo
-            .find_commit(id)
-            .map_err(PayloadProblem::NotACommit)?;
-        commit
-            .message()
-            .map(str::to_owned)
-            .map_err(|_| PayloadProblem::NotUtf8)
+        commit_message(&self.repo, id)
     }
+}
+
+/// The message of commit `id`, if it is a UTF-8 commit in `repo`.
+pub(crate) fn commit_message(repo: &Repository, id: Oid) -> Result<String, PayloadProblem> {
+    let commit = repo.find_commit(id).map_err(PayloadProblem::NotACommit)?;
+    commit
+        .message()
+        .map(str::to_owned)
+        .map_err(|_| PayloadProblem::NotUtf8)
 }
 
 /// Makes `repo`'s object writes go to memory (a mempack backend ahead of the loose and
@@ -342,9 +344,54 @@ pub(crate) fn fetch_advertised<'r>(
     let tracking = tracking.to_owned();
     let found = on_origin(repo, url, local_origin_deadline(), move |repo, url| {
         let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+        if let Some(here) = already_here(repo, url, &wanted, &tracking)? {
+            return Ok(here);
+        }
         retried(|| fetch_advertised_once(repo, url, &wanted, &tracking))
     })?;
     Ok(found.map(|(at, oid)| (remote_refs[at], oid)))
+}
+
+/// [`fetch_advertised`] from a local origin whose head `repo` already has: read where
+/// libgit2's listing would have read it, with no listing. libgit2's local transport lists
+/// every ref of the origin (reading each ref's file and the object it names) before a
+/// fetch, whatever the fetch asks for: on an origin of a thousand branches, a thousand
+/// files and objects read for every landing. A fetch whose head the repo has transfers
+/// nothing (libgit2 asks only for what its object database lacks), so when the first of
+/// `remote_refs` the origin has names an object `repo` has, only `tracking` is set to it,
+/// as the fetch would. `None` (fetch as before) for a network origin, or when the repo
+/// lacks the head. The origin is looked at first, as for a listing ([`remote`]).
+fn already_here(
+    repo: &Repository,
+    url: &str,
+    remote_refs: &[&str],
+    tracking: &str,
+) -> Result<Option<Option<(usize, Oid)>>, git2::Error> {
+    let Some(Ok(path)) = super::local_origin(url) else {
+        return Ok(None);
+    };
+    let origin = refs_look::open_looked(&path)?;
+    refs_look::refuse_linked(&origin)?;
+    let mut found = None;
+    for (at, name) in remote_refs.iter().enumerate() {
+        let head = match origin.find_reference(name).and_then(|r| r.resolve()) {
+            Ok(resolved) => resolved.target(),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(head) = head {
+            found = Some((at, head));
+            break;
+        }
+    }
+    let Some((at, head)) = found else {
+        return Ok(Some(None));
+    };
+    if !repo.odb()?.exists(head) {
+        return Ok(None);
+    }
+    repo.reference(tracking, head, true, "berth: fetch")?;
+    Ok(Some(Some((at, head))))
 }
 
 /// [`fetch_advertised`]'s one try: the index in `remote_refs` of the ref fetched.

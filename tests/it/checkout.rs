@@ -207,3 +207,94 @@ fn the_git_forge_never_lands_a_pull_ref() {
     assert!(why.contains("couldn't find remote ref feat/fork"), "{why}");
     assert!(world.ledger().is_empty());
 }
+
+/// A local origin with 3,000 other branches: the feature fetch of a head the record's
+/// repo already has reads the feature's ref, not every ref of the origin. libgit2's
+/// listing opened each ref's file (and read the object it names) for every landing.
+/// Counted by inotify on the other branches' directory, from the record's writing to
+/// its step's start (the step waits until counted; only berth reaches origin before).
+#[test]
+fn the_feature_fetch_from_a_local_origin_opens_no_other_branch() {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    const OTHER_BRANCHES: usize = 3_000;
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    let main = world.run_git(&lane.clone, &["rev-parse", "origin/main"]);
+    let many = std::path::Path::new(&lane.remote_url).join("refs/heads/many");
+    fs::create_dir_all(&many).unwrap();
+    for n in 0..OTHER_BRANCHES {
+        fs::write(many.join(n.to_string()), format!("{main}\n")).unwrap();
+    }
+    let feature = lane.push_feature("feat/pr-30", "main");
+    let (started, go) = (world.root.join("started"), world.root.join("go"));
+    let script = format!(
+        ": > {started}; while ! test -e {go}; do sleep 0.05; done; {land}",
+        started = started.display(),
+        go = go.display(),
+        land = world.exec_land()
+    );
+    let config = world.step_config("berth.toml", &script);
+    let inotify = Inotify::init(InitFlags::IN_NONBLOCK).unwrap();
+    inotify.add_watch(&many, AddWatchFlags::IN_OPEN).unwrap();
+    let id = world
+        .record(&lane.clone, 30)
+        .set("featureBranch", feature)
+        .write();
+
+    let mut daemon = world.spawn_watch(&config);
+    let step_started = world.wait_for(Duration::from_secs(60), || started.exists());
+    let mut opened = 0;
+    while let Ok(events) = inotify.read_events() {
+        opened += events
+            .iter()
+            .filter(|e| !e.mask.contains(AddWatchFlags::IN_ISDIR))
+            .count();
+    }
+    fs::write(&go, "").unwrap();
+    let landed = world.wait_for(Duration::from_secs(60), || {
+        world.read_record(&id)["status"] == "landed"
+    });
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    assert!(step_started && landed, "{:#}", world.read_record(&id));
+    assert_eq!(world.ledger(), [30]);
+    let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap_or_default();
+    assert_eq!(
+        opened, 0,
+        "berth opened {opened} of {OTHER_BRANCHES} other branches' refs before the landing's step: {log}"
+    );
+}
+
+/// A feature pushed to a local origin from another clone: the record's repo has none of
+/// its objects, so they are fetched (the listing and the download, as before), and the
+/// landing runs on the pushed head.
+#[test]
+fn a_feature_head_the_repo_lacks_is_fetched_from_a_local_origin() {
+    let world = World::new();
+    let lane = world.git_lane("widget", None);
+    // A scratch worktree checks out `main` to land on: not while the clone has it.
+    world.run_git(&lane.clone, &["checkout", "-q", "--detach"]);
+    let other = world.clone_into(&world.root.join("elsewhere"), "widget", &lane.remote_url);
+    world.run_git(&other, &["checkout", "-q", "-b", "feat/pr-23"]);
+    fs::write(other.join("elsewhere.txt"), "pushed from another clone\n").unwrap();
+    world.run_git(&other, &["add", "elsewhere.txt"]);
+    world.run_git(&other, &["commit", "-q", "-m", "from elsewhere"]);
+    world.run_git(&other, &["push", "-q", "origin", "feat/pr-23"]);
+    let head = world.run_git(&other, &["rev-parse", "HEAD"]);
+    let lacks = world
+        .git(&lane.clone)
+        .args(["cat-file", "-e", &head])
+        .status()
+        .unwrap();
+    assert!(!lacks.success(), "the record's repo already has {head}");
+    let id = world
+        .record(&lane.clone, 23)
+        .set("featureBranch", "feat/pr-23")
+        .write();
+
+    world.run_once(&checking_config(&world)).success();
+    let record = world.read_record(&id);
+    assert_eq!(record["status"], "landed", "{record:#}");
+    assert_eq!(world.ledger(), [23]);
+    assert!(lane.merged("feat/pr-23", "main"));
+}

@@ -346,3 +346,31 @@ fn lock_check_exits_0_only_for_the_exact_live_lock() {
         .code(1)
         .stdout(predicate::str::contains("NOT live: expired at"));
 }
+
+/// A lock ref of a local origin naming an object the origin lacks (a crashed writer's, a
+/// bad restore): `lock status` lists it as unreadable, naming why, beside the live locks,
+/// and exits 1 (a lock needs attention). A fetch of every lock ref failed on it and listed
+/// none.
+#[test]
+fn status_lists_a_lock_ref_naming_a_missing_object_as_unreadable_beside_the_others() {
+    let world = World::new();
+    let (lane, ref_name) = held_lane(&world);
+    let missing = "refs/gstack/release-locks/elsewhere/main";
+    let at = std::path::Path::new(&lane.remote_url).join(missing);
+    std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+    std::fs::write(&at, format!("{}\n", "a".repeat(40))).unwrap();
+
+    world
+        .berth_daemon()
+        .args([
+            "lock",
+            "status",
+            "--repo-path",
+            lane.clone.to_str().unwrap(),
+        ])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(&ref_name))
+        .stdout(predicate::str::contains("[live] holder holder-host:42:7"))
+        .stdout(predicate::str::contains(format!("{missing} [UNREADABLE: ")));
+}

@@ -2,173 +2,391 @@
 //!
 //! A local origin's look walks every directory under `refs/` and `objects/` before each
 //! lock operation (seven or so a landing), and a loose-object fan-out directory holds
-//! only regular files that stay as they are: listing each of up to 256 again is most of
-//! a look. On the filesystems in [`KEEPS_ON`], a directory's change time moves whenever
-//! an entry in it is added, removed or renamed over (a FIFO planted, a file replaced by
-//! one), no writer without root can set it back, and no new directory can take an old
-//! one's identity with its change time; so a directory found holding only
-//! regular files, whose change time was already [`SETTLED_AGE`] old when that listing
-//! began, is not listed again while one `statx` finds the same directory (mount, device,
-//! inode) with the same change time: its entries are charged to the look's budget as if
-//! listed. A directory that changed later than that is listed again every time (a change
-//! in the same timestamp tick as the listing could leave its change time as it was).
+//! only regular files that stay as they are: listing each of up to 256 again, or even
+//! `statx`ing each, is most of a look. So berth watches every directory it lists (one
+//! inotify instance for the process) and keeps the listing of one that held only regular
+//! files: while no event has come for it, it is not listed again, and its entries are
+//! charged to the look's budget as if listed.
 //!
-//! What the key leaves out is what those filesystems don't promise. A union filesystem
-//! (overlay) shows a lower layer's entries under the upper directory's change time, a
-//! network filesystem another client's under cached attributes, and on btrfs a snapshot
-//! made by the directory's owner copies its source's change time into a subvolume whose
-//! top is always inode 256 and whose device number is a deleted one's (review 43): none is
-//! in [`KEEPS_ON`], and their directories are listed every time. A filesystem unmounted,
-//! changed offline and mounted again keeps its device, inodes and change times, but is
-//! another mount: the mount's unique id (`STATX_MNT_ID_UNIQUE`, Linux 6.8; on an older
-//! kernel nothing is kept) is in the key, so everything on it is listed anew. A mount
-//! over a directory, or another directory renamed in, is another key too. Left outside:
-//! writes to the block device under a mounted filesystem, and a wall clock set back by
-//! more than [`SETTLED_AGE`] while a listing runs (root's doing, both). A kept directory
-//! is looked at when the walk reaches it, the moment a fresh one would be listed. What a
-//! listing cannot see (those, a node planted after the look) the local-origin deadline
-//! covers, as for a listing made afresh.
+//! A kept listing is named by its parent's watch and its name there, and is dropped by
+//! any event after the moment (taken before the directory was opened from its parent)
+//! it was made from: an entry added, removed or renamed in or out of it, its own
+//! attributes changed (a `chmod` that closes it to berth), it deleted or unmounted; and
+//! an entry of that name added, removed or renamed in its parent (another directory
+//! renamed in its place). The kernel queues an event before the change's system call
+//! returns, whoever made it, and each walk reads every event queued ([`Pass::begin`]):
+//! a kept directory is judged as of the start of the walk that reaches it, as a fresh
+//! listing is as of its own read. A change of the mount table seen by the walking thread
+//! (a mount over a kept directory) drops every listing kept for its mount namespace,
+//! and a full event queue drops them all. A watch is added through the descriptor the
+//! walk holds (`/proc/self/fd/N`), never by a path resolved again.
+//!
+//! Only directories on the filesystems in [`KEEPS_ON`] are watched: on them every
+//! change to a directory's entries is made here, by this kernel, through the VFS that
+//! queues the events. A union filesystem (overlay) shows a lower layer's entries with no
+//! event on the merged directory, and a network filesystem another client's: neither is
+//! in [`KEEPS_ON`], and their directories are listed every time. Left outside: writes to
+//! the block device under a mounted filesystem (root's doing). What a listing cannot see
+//! (that, or a node planted after the look) the local-origin deadline covers, as for a
+//! listing made afresh. When anything here cannot be had (no inotify instance, no
+//! `/proc`, the watch budget spent) nothing is kept and every directory is listed.
 
 use std::collections::HashMap;
-use std::ffi::CStr;
-use std::mem::MaybeUninit;
+use std::ffi::{CStr, CString, OsStr};
+use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd as _};
-use std::sync::{LazyLock, Mutex};
-use std::time::{Duration, SystemTime};
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::MetadataExt as _;
+use std::sync::{LazyLock, Mutex, MutexGuard};
 
-use nix::libc;
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, InotifyEvent, WatchDescriptor};
 use nix::sys::statfs::{EXT4_SUPER_MAGIC, FsType, TMPFS_MAGIC, XFS_SUPER_MAGIC, fstatfs};
 
-/// How long before its listing began a directory's last change must be for the listing to
-/// be kept: more than the coarsest change-time granularity of a filesystem in
-/// [`KEEPS_ON`] (ext4 with 128-byte inodes: 1 s; the others stamp with the kernel's tick).
-pub const SETTLED_AGE: Duration = Duration::from_secs(3);
-
-/// The most directories kept; past it every kept listing is dropped (the next looks list
-/// them again). A kept directory is 48 bytes in a hash map of at most twice as many slots:
-/// at most ~1.6 MB. A local origin has up to 256 loose-object directories (and as many in
-/// each alternate): room for 64 such origins at once.
+/// The most listings kept; past it every kept listing is dropped (the next looks list
+/// them again). A kept listing is about 80 bytes in a hash map of at most twice as many
+/// slots: at most ~2.6 MB. A local origin has up to 256 loose-object directories (and as
+/// many in each alternate): room for 64 such origins at once.
 pub const MAX_SETTLED_DIRS: usize = 16_384;
 
-/// The filesystems whose directories' change time moves with every entry added, removed
-/// or renamed in them, as any mount of them shows it, and where a directory's change time
-/// is never copied to another: ext2/3/4 (one magic number), xfs, tmpfs. A directory
-/// elsewhere (btrfs, whose snapshots copy it; an overlay; a network filesystem) is listed
-/// at every look.
+/// The most directories watched at once, when the system's `fs.inotify.max_user_watches`
+/// is at least four times as many (else a quarter of it: the daemon's queue watcher and
+/// the user's other programs draw on the same budget). Past it every watch and kept
+/// listing is dropped and watching starts afresh. Each watch holds its directory's inode
+/// in the kernel's memory: about 1 KB, so at most ~16 MB of kernel memory.
+pub const MAX_WATCHED_DIRS: usize = 16_384;
+
+/// The filesystems on which every change to a directory's entries goes through this
+/// kernel's VFS, which queues the inotify events: ext2/3/4 (one magic number), xfs,
+/// tmpfs. A directory elsewhere (an overlay, a network filesystem) is listed at every
+/// look.
 const KEEPS_ON: [FsType; 3] = [EXT4_SUPER_MAGIC, XFS_SUPER_MAGIC, TMPFS_MAGIC];
 
-/// A directory as `statx` sees it: which one (mount, device, inode), and its change time.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Seen {
-    key: Key,
-    ctime: (i64, u32),
+/// What a watched directory's events say: what would change a listing of it or a name
+/// bound in it.
+fn watched_events() -> AddWatchFlags {
+    AddWatchFlags::IN_CREATE
+        | AddWatchFlags::IN_DELETE
+        | AddWatchFlags::IN_MOVED_FROM
+        | AddWatchFlags::IN_MOVED_TO
+        | AddWatchFlags::IN_ATTRIB
+        | AddWatchFlags::IN_DELETE_SELF
+        | AddWatchFlags::IN_MOVE_SELF
+        | AddWatchFlags::IN_ONLYDIR
 }
 
-/// A directory's identity: the unique id of the mount it is seen through, its device and
-/// inode.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-struct Key {
-    mount: u64,
-    dev: (u32, u32),
-    ino: u64,
-}
-
-impl Seen {
-    /// `name` in `dir` (not followed), or `dir` itself for `c""`: `None` when it is no
-    /// directory, or the kernel gives no unique mount id.
-    fn of(dir: &impl AsFd, name: &CStr) -> Option<Seen> {
-        let flags = libc::AT_SYMLINK_NOFOLLOW
-            | if name.is_empty() {
-                libc::AT_EMPTY_PATH
-            } else {
-                0
-            };
-        let wanted = libc::STATX_TYPE | libc::STATX_INO | libc::STATX_CTIME;
-        let mut out = MaybeUninit::<libc::statx>::zeroed();
-        // SAFETY: a NUL-terminated name and a buffer of the size statx fills.
-        let done = unsafe {
-            libc::statx(
-                dir.as_fd().as_raw_fd(),
-                name.as_ptr(),
-                flags,
-                wanted | libc::STATX_MNT_ID_UNIQUE,
-                out.as_mut_ptr(),
-            )
-        };
-        if done != 0 {
-            return None;
-        }
-        // SAFETY: statx returned 0, so it filled the buffer (zeroed before).
-        let stx = unsafe { out.assume_init() };
-        let has = |mask: u32| stx.stx_mask & mask == mask;
-        let is_dir = u32::from(stx.stx_mode) & libc::S_IFMT == libc::S_IFDIR;
-        (has(wanted | libc::STATX_MNT_ID_UNIQUE) && is_dir).then_some(Seen {
-            key: Key {
-                mount: stx.stx_mnt_id,
-                dev: (stx.stx_dev_major, stx.stx_dev_minor),
-                ino: stx.stx_ino,
-            },
-            ctime: (stx.stx_ctime.tv_sec, stx.stx_ctime.tv_nsec),
-        })
-    }
-
-    /// Whether the last change was [`SETTLED_AGE`] or more before `listed_at`.
-    fn settled_before(&self, listed_at: SystemTime) -> bool {
-        let Ok(since_epoch) = listed_at.duration_since(SystemTime::UNIX_EPOCH) else {
-            return false;
-        };
-        let Some(cutoff) = since_epoch.checked_sub(SETTLED_AGE) else {
-            return false;
-        };
-        let Ok(secs) = i64::try_from(cutoff.as_secs()) else {
-            return false;
-        };
-        self.ctime < (secs, cutoff.subsec_nanos())
-    }
-}
-
-/// A kept listing: the directory's change time when listed, and how many entries (all
-/// regular files) it held.
+/// A directory the walk has watched before listing it: its watch, in which instance, and
+/// the event count just before the walk opened it.
 #[derive(Clone, Copy)]
+pub(super) struct Watch {
+    instance: u64,
+    wd: WatchDescriptor,
+    since: u64,
+}
+
+/// One walk's view: the mount namespace its thread sees, with every event read at its
+/// start.
+pub(super) struct Pass {
+    namespace: u64,
+}
+
+/// A kept listing: the directory's watch, the event count its listing is as of, and how
+/// many entries (all regular files) it held.
 struct Kept {
-    ctime: (i64, u32),
+    child: WatchDescriptor,
+    since: u64,
     entries: usize,
 }
 
-static SETTLED: LazyLock<Mutex<HashMap<Key, Kept>>> = LazyLock::new(Default::default);
-
-fn settled() -> std::sync::MutexGuard<'static, HashMap<Key, Kept>> {
-    SETTLED.lock().unwrap_or_else(|e| e.into_inner())
+/// The process's watches and what they have said.
+struct Watcher {
+    inotify: Inotify,
+    /// Which instance this is: a watch descriptor names a directory only in its own.
+    instance: u64,
+    /// The watched directories, and the event count at their last event.
+    dirs: HashMap<WatchDescriptor, u64>,
+    /// Kept listings by parent's watch, name and mount namespace.
+    kept: HashMap<WatchDescriptor, HashMap<CString, Vec<(u64, Kept)>>>,
+    /// How many listings `kept` holds.
+    kept_count: usize,
+    /// `/proc/thread-self/mountinfo` of each mount namespace a walk ran in, and the event
+    /// count when its mount table last changed.
+    namespaces: HashMap<u64, (File, u64)>,
+    cap: usize,
 }
 
-/// How many entries the directory `name` in `parent` holds, all regular files, when it is
-/// the directory listed before and has not changed since; `None`: list it.
-pub(super) fn unchanged(parent: &impl AsFd, name: &CStr) -> Option<usize> {
-    let seen = Seen::of(parent, name)?;
-    let kept = *settled().get(&seen.key)?;
-    (kept.ctime == seen.ctime).then_some(kept.entries)
+/// Events read so far by any instance (the clock every [`Watch::since`] is on), the last
+/// instance's number, and the instance, when one could be made.
+struct State {
+    events: u64,
+    instances: u64,
+    /// The event count below which nothing may be kept: the last reset.
+    reset_at: u64,
+    watcher: Option<Watcher>,
 }
 
-/// Keeps the listing of `dir` (opened, and read from `listed_at` on): `entries` regular
-/// files and nothing else. Kept only on a filesystem in [`KEEPS_ON`] and when the
-/// directory's last change was [`SETTLED_AGE`] before the listing began.
-pub(super) fn remember(dir: &impl AsFd, entries: usize, listed_at: SystemTime) {
-    let keeps = on_a_filesystem_kept(dir);
-    let Some(seen) = Seen::of(dir, c"").filter(|seen| keeps && seen.settled_before(listed_at))
-    else {
-        return;
-    };
-    let mut kept = settled();
-    if kept.len() >= MAX_SETTLED_DIRS {
-        kept.clear();
+static STATE: LazyLock<Mutex<State>> = LazyLock::new(|| {
+    Mutex::new(State {
+        events: 0,
+        instances: 0,
+        reset_at: 0,
+        watcher: None,
+    })
+});
+
+fn state() -> MutexGuard<'static, State> {
+    STATE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The most mount namespaces followed at once; past it every kept listing is dropped
+/// with the namespaces (a test thread's own namespace, say, gone with the thread).
+const MAX_NAMESPACES: usize = 64;
+
+impl Pass {
+    /// Reads every event queued so far and sees whether the walking thread's mount table
+    /// changed; `None` when nothing can be kept for this walk.
+    pub(super) fn begin() -> Option<Pass> {
+        let namespace = std::fs::metadata("/proc/thread-self/ns/mnt").ok()?.ino();
+        let mut state = state();
+        if state.instances == 0 {
+            state.start_watching();
+        }
+        state.catch_up();
+        let State {
+            events, watcher, ..
+        } = &mut *state;
+        let watcher = watcher.as_mut()?;
+        match watcher.namespaces.get_mut(&namespace) {
+            Some((mountinfo, changed)) => {
+                if mount_table_changed(mountinfo) {
+                    *events += 1;
+                    *changed = *events;
+                    watcher.forget_namespace(namespace);
+                }
+            }
+            None => {
+                if watcher.namespaces.len() >= MAX_NAMESPACES {
+                    watcher.namespaces.clear();
+                    watcher.forget_all();
+                }
+                let mountinfo = File::open("/proc/thread-self/mountinfo").ok()?;
+                *events += 1;
+                watcher.namespaces.insert(namespace, (mountinfo, *events));
+            }
+        }
+        Some(Pass { namespace })
     }
-    kept.insert(
-        seen.key,
-        Kept {
-            ctime: seen.ctime,
+
+    /// The event count now: taken before a directory is opened from its parent, so any
+    /// change after it drops what is kept of that directory.
+    pub(super) fn now(&self) -> u64 {
+        state().events
+    }
+
+    /// Watches the directory `dir` (opened, not yet listed) when it is on a filesystem in
+    /// [`KEEPS_ON`]; `since` is [`Pass::now`] from before it was opened.
+    pub(super) fn watch(&self, dir: &impl AsFd, since: u64) -> Option<Watch> {
+        if !on_a_filesystem_kept(dir) {
+            return None;
+        }
+        let path = format!("/proc/self/fd/{}", dir.as_fd().as_raw_fd());
+        let mut state = state();
+        let reset = state
+            .watcher
+            .as_ref()
+            .is_some_and(|w| w.dirs.len() >= w.cap);
+        if reset {
+            state.start_watching();
+        }
+        let watcher = state.watcher.as_mut()?;
+        let wd = watcher
+            .inotify
+            .add_watch(path.as_str(), watched_events())
+            .ok()?;
+        watcher.dirs.entry(wd).or_insert(0);
+        Some(Watch {
+            instance: watcher.instance,
+            wd,
+            since,
+        })
+    }
+
+    /// How many entries the directory `name` in the directory `parent` watches holds, all
+    /// regular files, when its listing is kept and nothing changed it since; `None`: list
+    /// it.
+    pub(super) fn unchanged(&self, parent: &Watch, name: &CStr) -> Option<usize> {
+        let state = state();
+        let watcher = state.watcher.as_ref()?;
+        if watcher.instance != parent.instance || !watcher.dirs.contains_key(&parent.wd) {
+            return None;
+        }
+        let (_, kept) = watcher
+            .kept
+            .get(&parent.wd)?
+            .get(name)?
+            .iter()
+            .find(|(namespace, _)| *namespace == self.namespace)?;
+        let child_changed = *watcher.dirs.get(&kept.child)?;
+        let mounts_changed = watcher.namespaces.get(&self.namespace)?.1;
+        (child_changed <= kept.since && mounts_changed <= kept.since).then_some(kept.entries)
+    }
+
+    /// Keeps the listing of `dir` (`name` in the directory `parent` watches, watched as
+    /// `own`): `entries` regular files and nothing else. Not kept when any event since
+    /// `own.since` came for it or its parent, or watching was reset meanwhile.
+    pub(super) fn remember(&self, parent: &Watch, name: &CStr, own: &Watch, entries: usize) {
+        let mut state = state();
+        let reset_at = state.reset_at;
+        let Some(watcher) = state.watcher.as_mut() else {
+            return;
+        };
+        let changed = |wd: &WatchDescriptor| watcher.dirs.get(wd).is_none_or(|at| *at > own.since);
+        let current = watcher.instance == parent.instance && watcher.instance == own.instance;
+        let mounts_changed = watcher
+            .namespaces
+            .get(&self.namespace)
+            .is_none_or(|(_, at)| *at > own.since);
+        if !current
+            || own.since < reset_at
+            || changed(&parent.wd)
+            || changed(&own.wd)
+            || mounts_changed
+        {
+            return;
+        }
+        if watcher.kept_count >= MAX_SETTLED_DIRS {
+            watcher.forget_all();
+        }
+        let kept = Kept {
+            child: own.wd,
+            since: own.since,
             entries,
-        },
-    );
+        };
+        let under_name = watcher
+            .kept
+            .entry(parent.wd)
+            .or_default()
+            .entry(name.to_owned())
+            .or_default();
+        match under_name.iter_mut().find(|(ns, _)| *ns == self.namespace) {
+            Some((_, was)) => *was = kept,
+            None => {
+                under_name.push((self.namespace, kept));
+                watcher.kept_count += 1;
+            }
+        }
+    }
+}
+
+impl State {
+    /// A new instance in place of the last (its watches go with its descriptor), nothing
+    /// kept; none when the system gives none.
+    fn start_watching(&mut self) {
+        self.instances += 1;
+        self.events += 1;
+        self.reset_at = self.events;
+        let cap = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
+            .ok()
+            .and_then(|text| text.trim().parse::<usize>().ok())
+            .map_or(0, |limit| (limit / 4).min(MAX_WATCHED_DIRS));
+        self.watcher = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .ok()
+            .filter(|_| cap > 0)
+            .map(|inotify| Watcher {
+                inotify,
+                instance: self.instances,
+                dirs: HashMap::new(),
+                kept: HashMap::new(),
+                kept_count: 0,
+                namespaces: HashMap::new(),
+                cap,
+            });
+    }
+
+    /// Reads every queued event, each counted; an instance that cannot be read is
+    /// replaced.
+    fn catch_up(&mut self) {
+        loop {
+            let Some(watcher) = self.watcher.as_mut() else {
+                return;
+            };
+            match watcher.inotify.read_events() {
+                Ok(events) => {
+                    for event in events {
+                        self.events += 1;
+                        watcher.note(&event, self.events);
+                    }
+                }
+                Err(Errno::EAGAIN) => return,
+                Err(Errno::EINTR) => {}
+                Err(_) => {
+                    self.start_watching();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Watcher {
+    /// What `event`, the `at`th, changes: a full queue drops everything kept; any other
+    /// event marks its directory changed at `at`, and one naming an entry drops the
+    /// listing kept under that name.
+    fn note(&mut self, event: &InotifyEvent, at: u64) {
+        if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+            self.forget_all();
+            for changed in self.dirs.values_mut() {
+                *changed = at;
+            }
+            return;
+        }
+        if event.mask.contains(AddWatchFlags::IN_IGNORED) {
+            self.dirs.remove(&event.wd);
+            if let Some(children) = self.kept.remove(&event.wd) {
+                self.kept_count -= children.values().map(Vec::len).sum::<usize>();
+            }
+        } else if let Some(changed) = self.dirs.get_mut(&event.wd) {
+            *changed = at;
+        }
+        let Some(name) = &event.name else {
+            return;
+        };
+        let Ok(name) = CString::new(OsStr::as_bytes(name)) else {
+            return;
+        };
+        if let Some(dropped) = self.kept.get_mut(&event.wd).and_then(|c| c.remove(&name)) {
+            self.kept_count -= dropped.len();
+        }
+    }
+
+    /// Drops every listing kept for the mount namespace `namespace`.
+    fn forget_namespace(&mut self, namespace: u64) {
+        for children in self.kept.values_mut() {
+            for under_name in children.values_mut() {
+                let before = under_name.len();
+                under_name.retain(|(ns, _)| *ns != namespace);
+                self.kept_count -= before - under_name.len();
+            }
+        }
+    }
+
+    fn forget_all(&mut self) {
+        self.kept.clear();
+        self.kept_count = 0;
+    }
+}
+
+/// Whether the mount table `mountinfo` shows changed since it was last asked: the
+/// kernel flags `POLLPRI` once for each change.
+fn mount_table_changed(mountinfo: &File) -> bool {
+    let mut fds = [PollFd::new(mountinfo.as_fd(), PollFlags::POLLPRI)];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(_) => fds[0]
+            .revents()
+            .is_none_or(|r| r.intersects(PollFlags::POLLPRI | PollFlags::POLLERR)),
+        Err(_) => true,
+    }
 }
 
 /// Whether `dir` is on a filesystem in [`KEEPS_ON`].
@@ -179,11 +397,17 @@ fn on_a_filesystem_kept(dir: &impl AsFd) -> bool {
 /// Whether the listing of the directory at `path` is kept, as it is now.
 #[cfg(test)]
 pub(super) fn kept(path: &std::path::Path) -> bool {
+    let Some(pass) = Pass::begin() else {
+        return false;
+    };
     let Ok(parent) = std::fs::File::open(path.parent().unwrap_or(path)) else {
         return false;
     };
+    let Some(watch) = pass.watch(&parent, pass.now()) else {
+        return false;
+    };
     let name = super::path_cstring(path.file_name().map_or(path, std::path::Path::new));
-    unchanged(&parent, &name).is_some()
+    pass.unchanged(&watch, &name).is_some()
 }
 
 /// Whether listings of directories on the filesystem holding `path` are kept at all.
@@ -192,5 +416,6 @@ pub(super) fn keeps_on(path: &std::path::Path) -> bool {
     let Ok(dir) = std::fs::File::open(path) else {
         return false;
     };
-    on_a_filesystem_kept(&dir) && Seen::of(&dir, c"").is_some()
+    let pass = Pass::begin();
+    on_a_filesystem_kept(&dir) && pass.is_some_and(|p| p.watch(&dir, p.now()).is_some())
 }

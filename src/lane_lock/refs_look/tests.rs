@@ -2,6 +2,27 @@ use super::*;
 
 mod walk;
 
+/// Whether this is the run of the test `name` (below `lane_lock::refs_look::`) in a
+/// process of its own, with `flag` set: the test binary again, only that test, where it
+/// may use up or lower what a process has, or count what its thread reads without the
+/// other tests' inotify events ([`super::settled`]). If not, runs it there and checks it
+/// passed.
+pub(in crate::lane_lock) fn in_a_process_of_its_own(name: &str, flag: &str) -> bool {
+    if std::env::var_os(flag).is_some() {
+        return true;
+    }
+    let name = format!("lane_lock::refs_look::{name}");
+    let rerun = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", &name, "--nocapture", "--test-threads=1"])
+        .env(flag, "1")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&rerun.stdout) + String::from_utf8_lossy(&rerun.stderr);
+    assert!(rerun.status.success(), "{said}");
+    assert!(said.contains("1 passed"), "the re-run ran no test: {said}");
+    false
+}
+
 fn fifo(path: &Path) {
     nix::unistd::mkfifo(path, nix::sys::stat::Mode::S_IRWXU).unwrap();
 }

@@ -234,7 +234,7 @@ const WITHIN_1024_DESCRIPTORS: &str = "BERTH_TEST_LOOK_WITHIN_1024_DESCRIPTORS";
 #[test]
 fn a_wide_healthy_refs_dir_is_looked_at_within_a_services_descriptors() {
     if !in_a_process_of_its_own(
-        "walk::closed::a_wide_healthy_refs_dir_is_looked_at_within_a_services_descriptors",
+        "tests::walk::closed::a_wide_healthy_refs_dir_is_looked_at_within_a_services_descriptors",
         WITHIN_1024_DESCRIPTORS,
     ) {
         return;
