@@ -259,6 +259,12 @@ fn the_feature_fetch_from_a_local_origin_opens_no_other_branch() {
     assert!(step_started && landed, "{:#}", world.read_record(&id));
     assert_eq!(world.ledger(), [30]);
     let log = fs::read_to_string(world.berth_state().with_extension("log")).unwrap_or_default();
+    // The claim check and the poll round ask the forge about PR 30 at once: each keeps
+    // the feature head it saw, one write at a time.
+    assert!(
+        !log.contains("could not remember the feature head"),
+        "{log}"
+    );
     assert_eq!(
         opened, 0,
         "berth opened {opened} of {OTHER_BRANCHES} other branches' refs before the landing's step: {log}"

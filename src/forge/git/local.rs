@@ -133,8 +133,12 @@ fn read_in_place(
     })
 }
 
-/// Keeps `head` as the feature head last seen (unless it already is).
+/// Keeps `head` as the feature head last seen (unless it already is). One write at a time
+/// in the process: libgit2 fails a ref write whose `.lock` another holds rather than wait,
+/// and a landing's claim check and the poll round ask about the same PR at once.
 fn remember(seen_repo: &Repository, seen: &str, head: Oid, q: &Question) {
+    static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = WRITING.lock().unwrap_or_else(|e| e.into_inner());
     if seen_repo.refname_to_id(seen).ok() == Some(head) {
         return;
     }
