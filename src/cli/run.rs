@@ -182,6 +182,8 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<RunEnd> {
         None => None,
     };
     log_startup(&shared, &args.daemon, &ctx.config_source);
+    // A daemon looks at a local origin before each lock operation, for as long as it runs.
+    crate::lane_lock::keep_listings();
     // A tick runs on a blocking thread; one kept across poll intervals (tokio's default
     // lets it go after 10 s) spares an idle daemon a thread start and exit per tick, and
     // the exit's sweep of that thread's allocator cache.

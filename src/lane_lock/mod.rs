@@ -84,8 +84,8 @@ pub use cas::{LockWrite, WRITERS_BLOCKED};
 pub use error::LockError;
 pub use held::HeldLock;
 pub use listing::{ListedLock, LockListing};
-pub use refs_look::MAX_OBJECTS_ENTRIES;
 pub use refs_look::MAX_REFS_ENTRIES;
+pub use refs_look::{MAX_OBJECTS_ENTRIES, keep_listings};
 
 pub use foreign_writer::MAX_PROC_ENTRIES;
 pub use heartbeat::{Heartbeat, LockWatch};

@@ -29,6 +29,7 @@ use super::leftover::FileId;
 
 mod settled;
 mod store;
+pub use settled::keep_listings;
 pub use store::MAX_OBJECTS_ENTRIES;
 pub(super) use store::alternate_objects_dirs;
 

@@ -374,15 +374,18 @@ fn already_here(
     refs_look::refuse_linked(&origin)?;
     let mut found = None;
     for (at, name) in remote_refs.iter().enumerate() {
-        let head = match origin.find_reference(name).and_then(|r| r.resolve()) {
-            Ok(resolved) => resolved.target(),
-            Err(e) if e.code() == git2::ErrorCode::NotFound => None,
+        let reference = match origin.find_reference(name) {
+            Ok(reference) => reference,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => continue,
             Err(e) => return Err(e),
         };
-        if let Some(head) = head {
-            found = Some((at, head));
-            break;
-        }
+        // A ref that names no object (a symbolic ref to none) is not an absent one: the
+        // listing fails on it, and so does this fetch (review 50).
+        let Some(head) = reference.resolve().ok().and_then(|r| r.target()) else {
+            return Ok(None);
+        };
+        found = Some((at, head));
+        break;
     }
     let Some((at, head)) = found else {
         return Ok(Some(None));
@@ -567,6 +570,58 @@ mod tests {
                 failed.len()
             );
         });
+    }
+
+    /// Review 50. The feature branch on a local origin is a symbolic ref naming no ref (a
+    /// hand-edited origin), and the PR's head ref (`refs/pull/<N>/head`, the fork fallback)
+    /// names a commit the record's repo already has. libgit2's listing resolves every ref
+    /// it lists and failed on the broken branch: the landing stopped on a fetch error. The
+    /// first in-place read took the broken branch for an absent one and landed the pull
+    /// ref's head in its place; now the fetch fails, as the listing did.
+    #[test]
+    fn a_broken_feature_ref_on_a_local_origin_is_not_taken_for_an_absent_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let origin = Repository::init_bare(dir.path().join("origin.git")).unwrap();
+        let sig = Signature::now("t", "t@example.com").unwrap();
+        let tree = origin.treebuilder(None).unwrap().write().unwrap();
+        let tree = origin.find_tree(tree).unwrap();
+        let head = origin
+            .commit(Some("refs/heads/main"), &sig, &sig, "m", &tree, &[])
+            .unwrap();
+        origin
+            .reference("refs/pull/7/head", head, true, "pr")
+            .unwrap();
+        origin
+            .reference_symbolic("refs/heads/feat", "refs/heads/no-such-branch", true, "odd")
+            .unwrap();
+        let url = dir.path().join("origin.git").to_string_lossy().into_owned();
+        let local = Repository::init(dir.path().join("clone")).unwrap();
+        fetch(
+            &local,
+            &url,
+            "+refs/heads/main:refs/remotes/origin/main",
+            super::super::DEFAULT_REMOTE_TIMEOUT,
+        )
+        .ok();
+        // However the first fetch went, the record's repo has the pull ref's head.
+        if !local.odb().unwrap().exists(head) {
+            let odb = local.odb().unwrap();
+            let theirs = origin.odb().unwrap();
+            for id in [head, tree.id()] {
+                let obj = theirs.read(id).unwrap();
+                odb.write(obj.kind(), obj.data()).unwrap();
+            }
+        }
+        let fetched = fetch_advertised(
+            &local,
+            &url,
+            &["refs/heads/feat", "refs/pull/7/head"],
+            "refs/remotes/origin/feat",
+        );
+        assert!(
+            !matches!(fetched, Ok(Some(("refs/pull/7/head", _)))),
+            "the broken feature branch was passed over and the pull ref landed in its place: {fetched:?}"
+        );
     }
 
     #[test]

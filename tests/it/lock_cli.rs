@@ -374,3 +374,31 @@ fn status_lists_a_lock_ref_naming_a_missing_object_as_unreadable_beside_the_othe
         .stdout(predicate::str::contains("[live] holder holder-host:42:7"))
         .stdout(predicate::str::contains(format!("{missing} [UNREADABLE: ")));
 }
+
+/// Review 50. A lock ref of a local origin that is a symbolic ref naming no ref (a
+/// hand-edited or half-restored origin): `lock status` does not pass over it. The fetch of
+/// every lock ref failed on it (libgit2's local listing resolves every ref it lists); the
+/// first in-place read left it out, and status showed the other lanes, exit 0, as if that
+/// lane had no lock ref. It says the locks cannot be listed, naming the ref, and exits 1.
+#[test]
+fn status_does_not_pass_over_a_lock_ref_that_is_a_dangling_symbolic_ref() {
+    let world = World::new();
+    let (lane, _ref_name) = held_lane(&world);
+    let dangling = "refs/gstack/release-locks/elsewhere/main";
+    let at = std::path::Path::new(&lane.remote_url).join(dangling);
+    std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+    std::fs::write(&at, "ref: refs/heads/no-such-branch\n").unwrap();
+
+    world
+        .berth_daemon()
+        .args([
+            "lock",
+            "status",
+            "--repo-path",
+            lane.clone.to_str().unwrap(),
+        ])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("cannot list locks"))
+        .stdout(predicate::str::contains("refs/heads/no-such-branch"));
+}

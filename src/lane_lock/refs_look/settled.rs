@@ -8,7 +8,9 @@
 //! files: while no event has come for it, it is not listed again, and its entries are
 //! charged to the look's budget as if listed.
 //!
-//! A kept listing is named by its parent's watch and its name there, and is dropped by
+//! A kept listing is named by its parent's watch, the mount the walk reached the parent
+//! through (one directory seen through a bind mount is another view: a mount over one of
+//! its entries may be in one view only, review 50) and its name there, and is dropped by
 //! any event after the moment (taken before the directory was opened from its parent)
 //! it was made from: an entry added, removed or renamed in or out of it, its own
 //! attributes changed (a `chmod` that closes it to berth), it deleted or unmounted; and
@@ -30,13 +32,19 @@
 //! (that, or a node planted after the look) the local-origin deadline covers, as for a
 //! listing made afresh. When anything here cannot be had (no inotify instance, no
 //! `/proc`, the watch budget spent) nothing is kept and every directory is listed.
+//!
+//! Only a process that asks keeps listings ([`keep_listings`]: `berth run`, whose looks
+//! repeat for as long as it runs); a command that looks once or twice lists afresh and
+//! spends none of the user's watches.
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd as _};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::MetadataExt as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard};
 
 use nix::errno::Errno;
@@ -51,8 +59,8 @@ use nix::sys::statfs::{EXT4_SUPER_MAGIC, FsType, TMPFS_MAGIC, XFS_SUPER_MAGIC, f
 pub const MAX_SETTLED_DIRS: usize = 16_384;
 
 /// The most directories watched at once, when the system's `fs.inotify.max_user_watches`
-/// is at least four times as many (else a quarter of it: the daemon's queue watcher and
-/// the user's other programs draw on the same budget). Past it every watch and kept
+/// is at least eight times as many (else an eighth of it: the daemon's queue watcher, the
+/// user's other programs and other berth daemons draw on the same budget). Past it every watch and kept
 /// listing is dropped and watching starts afresh. Each watch holds its directory's inode
 /// in the kernel's memory: about 1 KB, so at most ~16 MB of kernel memory.
 pub const MAX_WATCHED_DIRS: usize = 16_384;
@@ -76,13 +84,24 @@ fn watched_events() -> AddWatchFlags {
         | AddWatchFlags::IN_ONLYDIR
 }
 
-/// A directory the walk has watched before listing it: its watch, in which instance, and
-/// the event count just before the walk opened it.
+/// A directory the walk has watched before listing it: its watch, in which instance, the
+/// unique id of the mount the walk reached it through, and the event count just before
+/// the walk opened it.
 #[derive(Clone, Copy)]
 pub(super) struct Watch {
     instance: u64,
     wd: WatchDescriptor,
+    mount: u64,
     since: u64,
+}
+
+/// Whether this process keeps listings ([`keep_listings`]); always in unit tests.
+static KEEPING: AtomicBool = AtomicBool::new(cfg!(test));
+
+/// Makes this process keep the listings of directories that did not change between its
+/// looks: for a process whose looks repeat (`berth run`).
+pub fn keep_listings() {
+    KEEPING.store(true, Ordering::Relaxed);
 }
 
 /// One walk's view: the mount namespace its thread sees, with every event read at its
@@ -90,6 +109,9 @@ pub(super) struct Watch {
 pub(super) struct Pass {
     namespace: u64,
 }
+
+/// A mount namespace and the unique id of a mount in it: how a walk saw a directory.
+type View = (u64, u64);
 
 /// A kept listing: the directory's watch, the event count its listing is as of, and how
 /// many entries (all regular files) it held.
@@ -106,8 +128,8 @@ struct Watcher {
     instance: u64,
     /// The watched directories, and the event count at their last event.
     dirs: HashMap<WatchDescriptor, u64>,
-    /// Kept listings by parent's watch, name and mount namespace.
-    kept: HashMap<WatchDescriptor, HashMap<CString, Vec<(u64, Kept)>>>,
+    /// Kept listings by parent's watch, name, and mount namespace and parent's mount.
+    kept: HashMap<WatchDescriptor, HashMap<CString, Vec<(View, Kept)>>>,
     /// How many listings `kept` holds.
     kept_count: usize,
     /// `/proc/thread-self/mountinfo` of each mount namespace a walk ran in, and the event
@@ -147,6 +169,9 @@ impl Pass {
     /// Reads every event queued so far and sees whether the walking thread's mount table
     /// changed; `None` when nothing can be kept for this walk.
     pub(super) fn begin() -> Option<Pass> {
+        if !KEEPING.load(Ordering::Relaxed) {
+            return None;
+        }
         let namespace = std::fs::metadata("/proc/thread-self/ns/mnt").ok()?.ino();
         let mut state = state();
         if state.instances == 0 {
@@ -190,6 +215,7 @@ impl Pass {
         if !on_a_filesystem_kept(dir) {
             return None;
         }
+        let mount = mount_id(dir)?;
         let path = format!("/proc/self/fd/{}", dir.as_fd().as_raw_fd());
         let mut state = state();
         let reset = state
@@ -208,6 +234,7 @@ impl Pass {
         Some(Watch {
             instance: watcher.instance,
             wd,
+            mount,
             since,
         })
     }
@@ -226,7 +253,7 @@ impl Pass {
             .get(&parent.wd)?
             .get(name)?
             .iter()
-            .find(|(namespace, _)| *namespace == self.namespace)?;
+            .find(|(view, _)| *view == (self.namespace, parent.mount))?;
         let child_changed = *watcher.dirs.get(&kept.child)?;
         let mounts_changed = watcher.namespaces.get(&self.namespace)?.1;
         (child_changed <= kept.since && mounts_changed <= kept.since).then_some(kept.entries)
@@ -269,10 +296,11 @@ impl Pass {
             .or_default()
             .entry(name.to_owned())
             .or_default();
-        match under_name.iter_mut().find(|(ns, _)| *ns == self.namespace) {
+        let view = (self.namespace, parent.mount);
+        match under_name.iter_mut().find(|(seen_as, _)| *seen_as == view) {
             Some((_, was)) => *was = kept,
             None => {
-                under_name.push((self.namespace, kept));
+                under_name.push((view, kept));
                 watcher.kept_count += 1;
             }
         }
@@ -289,7 +317,7 @@ impl State {
         let cap = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
             .ok()
             .and_then(|text| text.trim().parse::<usize>().ok())
-            .map_or(0, |limit| (limit / 4).min(MAX_WATCHED_DIRS));
+            .map_or(0, |limit| (limit / 8).min(MAX_WATCHED_DIRS));
         self.watcher = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
             .ok()
             .filter(|_| cap > 0)
@@ -365,7 +393,7 @@ impl Watcher {
         for children in self.kept.values_mut() {
             for under_name in children.values_mut() {
                 let before = under_name.len();
-                under_name.retain(|(ns, _)| *ns != namespace);
+                under_name.retain(|((ns, _), _)| *ns != namespace);
                 self.kept_count -= before - under_name.len();
             }
         }
@@ -387,6 +415,26 @@ fn mount_table_changed(mountinfo: &File) -> bool {
             .is_none_or(|r| r.intersects(PollFlags::POLLPRI | PollFlags::POLLERR)),
         Err(_) => true,
     }
+}
+
+/// The unique id of the mount `dir` is seen through (`STATX_MNT_ID_UNIQUE`, Linux 6.8);
+/// `None` on an older kernel, where nothing is kept.
+fn mount_id(dir: &impl AsFd) -> Option<u64> {
+    let mut out = MaybeUninit::<nix::libc::statx>::zeroed();
+    // SAFETY: an empty NUL-terminated name with AT_EMPTY_PATH names `dir` itself, and the
+    // buffer is of the size statx fills.
+    let done = unsafe {
+        nix::libc::statx(
+            dir.as_fd().as_raw_fd(),
+            c"".as_ptr(),
+            nix::libc::AT_EMPTY_PATH,
+            nix::libc::STATX_MNT_ID_UNIQUE,
+            out.as_mut_ptr(),
+        )
+    };
+    // SAFETY: statx returned 0, so it filled the (zeroed) buffer.
+    let stx = (done == 0).then(|| unsafe { out.assume_init() })?;
+    (stx.stx_mask & nix::libc::STATX_MNT_ID_UNIQUE != 0).then_some(stx.stx_mnt_id)
 }
 
 /// Whether `dir` is on a filesystem in [`KEEPS_ON`].

@@ -562,3 +562,53 @@ fn a_directory_the_look_cannot_open_for_want_of_descriptors_fails_it() {
 
 /// Review 44: directories the walk passes over or cannot hold open.
 mod closed;
+
+/// Review 50. One origin seen through two mounts (a bind mount of it, as a container or a
+/// second remote spelling sees it), a filesystem mounted over `objects/ab` in the second
+/// only. A look through the first keeps `objects/ab` (regular files) under the watch of
+/// `objects`, which both views share (one inode, one watch): a look through the second
+/// must list what is mounted there, where libgit2 reading that origin would open the
+/// FIFO. Nothing in the mount table changes between the looks. Root only (skips else).
+#[test]
+fn a_directory_kept_through_one_mount_is_listed_through_another_with_a_mount_over_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first.git");
+    let second = dir.path().join("second.git");
+    let ab = first.join("objects/ab");
+    std::fs::create_dir_all(&ab).unwrap();
+    std::fs::create_dir(&second).unwrap();
+    for n in 0..3 {
+        std::fs::write(ab.join(format!("{n:038}")), "x").unwrap();
+    }
+    in_a_mount_namespace(|| {
+        // SAFETY: NUL-terminated paths that outlive the call.
+        let bound = unsafe {
+            nix::libc::mount(
+                path_cstring(&first).as_ptr(),
+                path_cstring(&second).as_ptr(),
+                std::ptr::null(),
+                nix::libc::MS_BIND,
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(bound, 0, "bind mount: {}", Errno::last());
+        let over = second.join("objects/ab");
+        mount(Path::new("tmpfs"), &over, c"tmpfs", None);
+        fifo(&over.join("planted"));
+        assert!(look(&first).unwrap().is_empty());
+        if !settled::keeps_on(&first) {
+            eprintln!("skipped: nothing is kept on this filesystem");
+            unmount(&over);
+            unmount(&second);
+            return;
+        }
+        assert!(settled::kept(&ab), "the listing of objects/ab was not kept");
+        let names = look_then_unmount(&second, &over);
+        unmount(&second);
+        assert_eq!(
+            names,
+            [PathBuf::from("objects/ab/planted")],
+            "a FIFO in what is mounted over second.git/objects/ab was missed: the listing kept through first.git (same parent inode, same name) stood for it"
+        );
+    });
+}
