@@ -37,9 +37,10 @@
 //! repeat for as long as it runs); a command that looks once or twice lists afresh and
 //! spends none of the user's watches.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
+use std::io::Read as _;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd as _};
 use std::os::unix::ffi::OsStrExt as _;
@@ -132,9 +133,8 @@ struct Watcher {
     kept: HashMap<WatchDescriptor, HashMap<CString, Vec<(View, Kept)>>>,
     /// How many listings `kept` holds.
     kept_count: usize,
-    /// `/proc/thread-self/mountinfo` of each mount namespace a walk ran in, and the event
-    /// count when its mount table last changed.
-    namespaces: HashMap<u64, (File, u64)>,
+    /// Each mount namespace a walk ran in.
+    namespaces: HashMap<u64, Namespace>,
     cap: usize,
 }
 
@@ -161,6 +161,49 @@ fn state() -> MutexGuard<'static, State> {
     STATE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A mount namespace as the walks that ran in it saw it.
+struct Namespace {
+    /// Its `/proc/thread-self/mountinfo`, polled for changes of its mount table.
+    mountinfo: File,
+    /// The event count when its mount table last changed.
+    changed: u64,
+    /// Its mounts' ids as its `mountinfo` lists them, read at that change: a directory
+    /// reached through a mount not among them (through `/proc/<pid>/root` into another
+    /// namespace) is under a mount table this namespace's poll does not see, and nothing
+    /// is kept of it (review 51).
+    mounts: HashSet<u64>,
+}
+
+impl Namespace {
+    /// The walking thread's mount namespace as it is now, its changes counted from
+    /// `changed`; `None` without `/proc`.
+    fn now(changed: u64) -> Option<Namespace> {
+        let mountinfo = File::open("/proc/thread-self/mountinfo").ok()?;
+        Some(Namespace {
+            mounts: mount_ids(&mountinfo),
+            mountinfo,
+            changed,
+        })
+    }
+}
+
+/// The most bytes of a `mountinfo` read for its mount ids; past them none is taken, and
+/// nothing is kept in that namespace (a host of tens of thousands of mounts).
+const MAX_MOUNTINFO_BYTES: u64 = 4 << 20;
+
+/// The mount ids (each line's first field) `mountinfo` lists, read afresh from its start.
+fn mount_ids(mountinfo: &File) -> HashSet<u64> {
+    let mut text = String::new();
+    let read = File::open(format!("/proc/self/fd/{}", mountinfo.as_raw_fd()))
+        .and_then(|file| file.take(MAX_MOUNTINFO_BYTES + 1).read_to_string(&mut text));
+    if read.is_err() || text.len() as u64 > MAX_MOUNTINFO_BYTES {
+        return HashSet::new();
+    }
+    text.lines()
+        .filter_map(|line| line.split(' ').next()?.parse().ok())
+        .collect()
+}
+
 /// The most mount namespaces followed at once; past it every kept listing is dropped
 /// with the namespaces (a test thread's own namespace, say, gone with the thread).
 const MAX_NAMESPACES: usize = 64;
@@ -182,22 +225,25 @@ impl Pass {
             events, watcher, ..
         } = &mut *state;
         let watcher = watcher.as_mut()?;
-        match watcher.namespaces.get_mut(&namespace) {
-            Some((mountinfo, changed)) => {
-                if mount_table_changed(mountinfo) {
-                    *events += 1;
-                    *changed = *events;
-                    watcher.forget_namespace(namespace);
-                }
+        match watcher.namespaces.get(&namespace) {
+            Some(seen) if !mount_table_changed(&seen.mountinfo) => {}
+            Some(_) => {
+                *events += 1;
+                watcher.forget_namespace(namespace);
+                watcher.namespaces.remove(&namespace);
+                watcher
+                    .namespaces
+                    .insert(namespace, Namespace::now(*events)?);
             }
             None => {
                 if watcher.namespaces.len() >= MAX_NAMESPACES {
                     watcher.namespaces.clear();
                     watcher.forget_all();
                 }
-                let mountinfo = File::open("/proc/thread-self/mountinfo").ok()?;
                 *events += 1;
-                watcher.namespaces.insert(namespace, (mountinfo, *events));
+                watcher
+                    .namespaces
+                    .insert(namespace, Namespace::now(*events)?);
             }
         }
         Some(Pass { namespace })
@@ -215,7 +261,8 @@ impl Pass {
         if !on_a_filesystem_kept(dir) {
             return None;
         }
-        let mount = mount_id(dir)?;
+        let mount = mount_id(dir, nix::libc::STATX_MNT_ID_UNIQUE)?;
+        let listed_mount = mount_id(dir, nix::libc::STATX_MNT_ID)?;
         let path = format!("/proc/self/fd/{}", dir.as_fd().as_raw_fd());
         let mut state = state();
         let reset = state
@@ -226,6 +273,13 @@ impl Pass {
             state.start_watching();
         }
         let watcher = state.watcher.as_mut()?;
+        if !watcher
+            .namespaces
+            .get(&self.namespace)
+            .is_some_and(|ns| ns.mounts.contains(&listed_mount))
+        {
+            return None;
+        }
         let wd = watcher
             .inotify
             .add_watch(path.as_str(), watched_events())
@@ -255,7 +309,7 @@ impl Pass {
             .iter()
             .find(|(view, _)| *view == (self.namespace, parent.mount))?;
         let child_changed = *watcher.dirs.get(&kept.child)?;
-        let mounts_changed = watcher.namespaces.get(&self.namespace)?.1;
+        let mounts_changed = watcher.namespaces.get(&self.namespace)?.changed;
         (child_changed <= kept.since && mounts_changed <= kept.since).then_some(kept.entries)
     }
 
@@ -273,7 +327,7 @@ impl Pass {
         let mounts_changed = watcher
             .namespaces
             .get(&self.namespace)
-            .is_none_or(|(_, at)| *at > own.since);
+            .is_none_or(|ns| ns.changed > own.since);
         if !current
             || own.since < reset_at
             || changed(&parent.wd)
@@ -417,9 +471,10 @@ fn mount_table_changed(mountinfo: &File) -> bool {
     }
 }
 
-/// The unique id of the mount `dir` is seen through (`STATX_MNT_ID_UNIQUE`, Linux 6.8);
-/// `None` on an older kernel, where nothing is kept.
-fn mount_id(dir: &impl AsFd) -> Option<u64> {
+/// The id of the mount `dir` is seen through: `STATX_MNT_ID_UNIQUE` (Linux 6.8; never
+/// reused) or `STATX_MNT_ID` (as `mountinfo` lists it); `None` when the kernel gives
+/// none, and then nothing is kept.
+fn mount_id(dir: &impl AsFd, which: u32) -> Option<u64> {
     let mut out = MaybeUninit::<nix::libc::statx>::zeroed();
     // SAFETY: an empty NUL-terminated name with AT_EMPTY_PATH names `dir` itself, and the
     // buffer is of the size statx fills.
@@ -428,13 +483,13 @@ fn mount_id(dir: &impl AsFd) -> Option<u64> {
             dir.as_fd().as_raw_fd(),
             c"".as_ptr(),
             nix::libc::AT_EMPTY_PATH,
-            nix::libc::STATX_MNT_ID_UNIQUE,
+            which,
             out.as_mut_ptr(),
         )
     };
     // SAFETY: statx returned 0, so it filled the (zeroed) buffer.
     let stx = (done == 0).then(|| unsafe { out.assume_init() })?;
-    (stx.stx_mask & nix::libc::STATX_MNT_ID_UNIQUE != 0).then_some(stx.stx_mnt_id)
+    (stx.stx_mask & which != 0).then_some(stx.stx_mnt_id)
 }
 
 /// Whether `dir` is on a filesystem in [`KEEPS_ON`].

@@ -612,3 +612,86 @@ fn a_directory_kept_through_one_mount_is_listed_through_another_with_a_mount_ove
         );
     });
 }
+
+/// Review 51. The origin is reached through another mount namespace's root
+/// (`/proc/<pid>/root/...`: a repository in a container, named from the host). Its
+/// directories are that namespace's mounts, whose changes the walking thread's mount
+/// table never shows (the poll on its own `mountinfo` sees nothing). A look keeps
+/// `objects/ab` under (this namespace, the other namespace's mount of `objects`); then a
+/// filesystem with a FIFO is mounted over `objects/ab` in the other namespace: the next
+/// look through the same path stood on the kept listing, where a fresh listing (and
+/// libgit2) sees the FIFO. Nothing reached through a mount the walking thread's
+/// namespace does not list is kept now. Root only (skips else).
+#[test]
+fn a_directory_kept_through_another_namespaces_root_is_listed_after_a_mount_there() {
+    use std::sync::mpsc;
+    let dir = tempfile::tempdir().unwrap();
+    let git_dir = dir.path().join("origin.git");
+    let ab = git_dir.join("objects/ab");
+    std::fs::create_dir_all(&ab).unwrap();
+    for n in 0..3 {
+        std::fs::write(ab.join(format!("{n:038}")), "x").unwrap();
+    }
+    in_a_mount_namespace(|| {
+        let (tid_tx, tid_rx) = mpsc::channel::<i32>();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let (end_tx, end_rx) = mpsc::channel::<()>();
+        std::thread::scope(|scope| {
+            let ab = ab.clone();
+            let other = scope.spawn(move || {
+                // SAFETY: plain system calls; CLONE_NEWNS takes this thread alone.
+                unsafe {
+                    use nix::libc;
+                    assert_eq!(libc::unshare(libc::CLONE_NEWNS), 0, "unshare");
+                    let none = std::ptr::null();
+                    let private = libc::MS_REC | libc::MS_PRIVATE;
+                    assert_eq!(
+                        libc::mount(none, c"/".as_ptr(), none, private, none.cast()),
+                        0
+                    );
+                }
+                tid_tx.send(nix::unistd::gettid().as_raw()).unwrap();
+                if go_rx.recv().is_err() {
+                    return;
+                }
+                mount(Path::new("tmpfs"), &ab, c"tmpfs", None);
+                fifo(&ab.join("planted"));
+                done_tx.send(()).unwrap();
+                let _ = end_rx.recv();
+                unmount(&ab);
+            });
+            let tid = tid_rx.recv().unwrap();
+            let through =
+                Path::new(&format!("/proc/{tid}/root")).join(git_dir.strip_prefix("/").unwrap());
+            assert!(look(&through).unwrap().is_empty());
+            if !settled::keeps_on(&git_dir) {
+                eprintln!("skipped: nothing is kept on this filesystem");
+                drop(go_tx);
+                return;
+            }
+            assert!(
+                !settled::kept(&through.join("objects/ab")),
+                "a listing seen through another mount namespace was kept"
+            );
+            go_tx.send(()).unwrap();
+            done_rx.recv().unwrap();
+            let found = look(&through);
+            let shown = std::fs::read_dir(through.join("objects/ab"))
+                .unwrap()
+                .any(|e| e.unwrap().file_name() == "planted");
+            end_tx.send(()).unwrap();
+            other.join().unwrap();
+            assert!(
+                shown,
+                "a listing through {through:?} does not show the FIFO"
+            );
+            let names: Vec<PathBuf> = found.unwrap().into_iter().map(|b| b.name).collect();
+            assert_eq!(
+                names,
+                [PathBuf::from("objects/ab/planted")],
+                "a FIFO in what the other namespace mounted over objects/ab was missed: the listing kept before the mount stood for it"
+            );
+        });
+    });
+}
