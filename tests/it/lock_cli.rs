@@ -347,20 +347,19 @@ fn lock_check_exits_0_only_for_the_exact_live_lock() {
         .stdout(predicate::str::contains("NOT live: expired at"));
 }
 
-/// A lock ref of a local origin naming an object the origin lacks (a crashed writer's, a
-/// bad restore): `lock status` lists it as unreadable, naming why, beside the live locks,
-/// and exits 1 (a lock needs attention). A fetch of every lock ref failed on it and listed
-/// none.
-#[test]
-fn status_lists_a_lock_ref_naming_a_missing_object_as_unreadable_beside_the_others() {
-    let world = World::new();
-    let (lane, ref_name) = held_lane(&world);
-    let missing = "refs/gstack/release-locks/elsewhere/main";
-    let at = std::path::Path::new(&lane.remote_url).join(missing);
+/// `berth lock status` of [`held_lane`]'s repo with `content` written at the lock ref
+/// `refs/gstack/release-locks/elsewhere/main` of its origin (a loose ref file): what it
+/// did, that ref's name, and the held lock's.
+fn status_beside_a_planted_lock_ref(
+    world: &World,
+    content: &str,
+) -> (assert_cmd::assert::Assert, &'static str, String) {
+    let (lane, ref_name) = held_lane(world);
+    let planted = "refs/gstack/release-locks/elsewhere/main";
+    let at = std::path::Path::new(&lane.remote_url).join(planted);
     std::fs::create_dir_all(at.parent().unwrap()).unwrap();
-    std::fs::write(&at, format!("{}\n", "a".repeat(40))).unwrap();
-
-    world
+    std::fs::write(&at, content).unwrap();
+    let status = world
         .berth_daemon()
         .args([
             "lock",
@@ -368,7 +367,20 @@ fn status_lists_a_lock_ref_naming_a_missing_object_as_unreadable_beside_the_othe
             "--repo-path",
             lane.clone.to_str().unwrap(),
         ])
-        .assert()
+        .assert();
+    (status, planted, ref_name)
+}
+
+/// A lock ref of a local origin naming an object the origin lacks (a crashed writer's, a
+/// bad restore): `lock status` lists it as unreadable, naming why, beside the live locks,
+/// and exits 1 (a lock needs attention). A fetch of every lock ref failed on it and listed
+/// none.
+#[test]
+fn status_lists_a_lock_ref_naming_a_missing_object_as_unreadable_beside_the_others() {
+    let world = World::new();
+    let (status, missing, ref_name) =
+        status_beside_a_planted_lock_ref(&world, &format!("{}\n", "a".repeat(40)));
+    status
         .code(1)
         .stdout(predicate::str::contains(&ref_name))
         .stdout(predicate::str::contains("[live] holder holder-host:42:7"))
@@ -383,21 +395,9 @@ fn status_lists_a_lock_ref_naming_a_missing_object_as_unreadable_beside_the_othe
 #[test]
 fn status_does_not_pass_over_a_lock_ref_that_is_a_dangling_symbolic_ref() {
     let world = World::new();
-    let (lane, _ref_name) = held_lane(&world);
-    let dangling = "refs/gstack/release-locks/elsewhere/main";
-    let at = std::path::Path::new(&lane.remote_url).join(dangling);
-    std::fs::create_dir_all(at.parent().unwrap()).unwrap();
-    std::fs::write(&at, "ref: refs/heads/no-such-branch\n").unwrap();
-
-    world
-        .berth_daemon()
-        .args([
-            "lock",
-            "status",
-            "--repo-path",
-            lane.clone.to_str().unwrap(),
-        ])
-        .assert()
+    let (status, _, _) =
+        status_beside_a_planted_lock_ref(&world, "ref: refs/heads/no-such-branch\n");
+    status
         .code(1)
         .stdout(predicate::str::contains("cannot list locks"))
         .stdout(predicate::str::contains("refs/heads/no-such-branch"));

@@ -1,5 +1,19 @@
 use super::*;
 
+/// A bare `origin.git` under `dir` with one commit of the empty tree at `ref_name`: the
+/// repository, the commit and its tree.
+fn origin_with_a_commit(dir: &std::path::Path, ref_name: &str) -> (Repository, Oid, Oid) {
+    let origin = Repository::init_bare(dir.join("origin.git")).unwrap();
+    let sig = Signature::now("t", "t@example.com").unwrap();
+    let tree_id = origin.treebuilder(None).unwrap().write().unwrap();
+    let tree = origin.find_tree(tree_id).unwrap();
+    let head = origin
+        .commit(Some(ref_name), &sig, &sig, "c", &tree, &[])
+        .unwrap();
+    drop(tree);
+    (origin, head, tree_id)
+}
+
 #[test]
 fn redacts_secrets_but_keeps_users_and_hosts() {
     assert_eq!(
@@ -31,13 +45,7 @@ fn redacts_secrets_but_keeps_users_and_hosts() {
 fn a_fetch_survives_lock_refs_deleted_while_it_lists_them() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let dir = tempfile::tempdir().unwrap();
-    let origin = Repository::init_bare(dir.path().join("origin.git")).unwrap();
-    let sig = Signature::now("t", "t@example.com").unwrap();
-    let tree = origin.treebuilder(None).unwrap().write().unwrap();
-    let tree = origin.find_tree(tree).unwrap();
-    let head = origin
-        .commit(Some("refs/heads/feat"), &sig, &sig, "f", &tree, &[])
-        .unwrap();
+    let (origin, head, _) = origin_with_a_commit(dir.path(), "refs/heads/feat");
     let lock_ref = |n: u32| format!("refs/gstack/release-locks/lane-{n}/main");
     for n in 0..300 {
         origin.reference(&lock_ref(n), head, true, "lock").unwrap();
@@ -87,13 +95,7 @@ fn a_fetch_survives_lock_refs_deleted_while_it_lists_them() {
 #[test]
 fn a_broken_feature_ref_on_a_local_origin_is_not_taken_for_an_absent_one() {
     let dir = tempfile::tempdir().unwrap();
-    let origin = Repository::init_bare(dir.path().join("origin.git")).unwrap();
-    let sig = Signature::now("t", "t@example.com").unwrap();
-    let tree = origin.treebuilder(None).unwrap().write().unwrap();
-    let tree = origin.find_tree(tree).unwrap();
-    let head = origin
-        .commit(Some("refs/heads/main"), &sig, &sig, "m", &tree, &[])
-        .unwrap();
+    let (origin, head, tree) = origin_with_a_commit(dir.path(), "refs/heads/main");
     origin
         .reference("refs/pull/7/head", head, true, "pr")
         .unwrap();
@@ -113,7 +115,7 @@ fn a_broken_feature_ref_on_a_local_origin_is_not_taken_for_an_absent_one() {
     if !local.odb().unwrap().exists(head) {
         let odb = local.odb().unwrap();
         let theirs = origin.odb().unwrap();
-        for id in [head, tree.id()] {
+        for id in [head, tree] {
             let obj = theirs.read(id).unwrap();
             odb.write(obj.kind(), obj.data()).unwrap();
         }

@@ -74,23 +74,13 @@ fn a_directory_listed_once_and_kept_hides_no_node_planted_after() {
 /// Runs `body` on a thread of its own in a private mount namespace (nothing mounted there
 /// leaks to the host), its panic raised again here; `false` (said on stderr) unless root.
 fn in_a_mount_namespace(body: impl FnOnce() + Send) -> bool {
-    use nix::libc;
     if !nix::unistd::geteuid().is_root() {
         eprintln!("skipped: mounting needs root");
         return false;
     }
     std::thread::scope(|scope| {
         let ran = scope.spawn(|| {
-            // SAFETY: plain system calls; CLONE_NEWNS takes this thread alone.
-            unsafe {
-                assert_eq!(libc::unshare(libc::CLONE_NEWNS), 0, "unshare");
-                let none = std::ptr::null();
-                let private = libc::MS_REC | libc::MS_PRIVATE;
-                assert_eq!(
-                    libc::mount(none, c"/".as_ptr(), none, private, none.cast()),
-                    0
-                );
-            }
+            unshare_mounts();
             body();
         });
         if let Err(panic) = ran.join() {
@@ -98,6 +88,33 @@ fn in_a_mount_namespace(body: impl FnOnce() + Send) -> bool {
         }
     });
     true
+}
+
+/// Gives the calling thread a mount namespace of its own, every mount in it private (so
+/// nothing mounted there leaks to the host). Root only.
+fn unshare_mounts() {
+    use nix::libc;
+    // SAFETY: plain system calls; CLONE_NEWNS takes the calling thread alone.
+    unsafe {
+        assert_eq!(libc::unshare(libc::CLONE_NEWNS), 0, "unshare");
+        let none = std::ptr::null();
+        let private = libc::MS_REC | libc::MS_PRIVATE;
+        assert_eq!(
+            libc::mount(none, c"/".as_ptr(), none, private, none.cast()),
+            0
+        );
+    }
+}
+
+/// `objects/ab` made under `git_dir`, holding three regular files (as loose objects): its
+/// path.
+fn fan_out_dir(git_dir: &Path) -> PathBuf {
+    let ab = git_dir.join("objects/ab");
+    std::fs::create_dir_all(&ab).unwrap();
+    for n in 0..3 {
+        std::fs::write(ab.join(format!("{n:038}")), "x").unwrap();
+    }
+    ab
 }
 
 fn mount(source: &Path, target: &Path, kind: &CStr, data: Option<&str>) {
@@ -165,11 +182,7 @@ fn a_settled_directory_changed_while_its_filesystem_was_unmounted_is_listed_agai
     in_a_mount_namespace(|| {
         mount(&device, &mnt, c"ext4", None);
         let git_dir = mnt.join("origin.git");
-        let ab = git_dir.join("objects/ab");
-        std::fs::create_dir_all(&ab).unwrap();
-        for n in 0..3 {
-            std::fs::write(ab.join(format!("{n:038}")), "x").unwrap();
-        }
+        let ab = fan_out_dir(&git_dir);
         assert!(look(&git_dir).unwrap().is_empty());
         assert!(settled::kept(&ab), "the listing of objects/ab was not kept");
         let before = dev_ino_ctime(&ab);
@@ -223,11 +236,7 @@ fn a_fifo_added_below_a_settled_merged_overlay_directory_is_found() {
     for name in ["upper/origin.git/objects/ab", "work", "mnt"] {
         std::fs::create_dir_all(at(name)).unwrap();
     }
-    let lower_ab = at("lower/origin.git/objects/ab");
-    std::fs::create_dir_all(&lower_ab).unwrap();
-    for n in 0..3 {
-        std::fs::write(lower_ab.join(format!("{n:038}")), "x").unwrap();
-    }
+    let lower_ab = fan_out_dir(&at("lower/origin.git"));
     let options = format!(
         "lowerdir={},upperdir={},workdir={}",
         at("lower").display(),
@@ -276,11 +285,7 @@ fn a_settled_directory_leaves_the_refusal_past_the_bound_naming_the_same_directo
     let dir = tempfile::tempdir().unwrap();
     let git_dir = dir.path();
     let objects = git_dir.join("objects");
-    let ab = objects.join("ab");
-    std::fs::create_dir_all(&ab).unwrap();
-    for n in 0..3 {
-        std::fs::write(ab.join(format!("{n:038}")), "x").unwrap();
-    }
+    let ab = fan_out_dir(git_dir);
     // Regular files beside `ab` (as `objects/info/packs` might be), until `ab` is not
     // the last the listing gives.
     let mut n = 0;

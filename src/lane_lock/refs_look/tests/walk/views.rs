@@ -12,11 +12,7 @@ use super::*;
 fn a_filesystem_mounted_over_a_kept_directory_is_listed() {
     let dir = tempfile::tempdir().unwrap();
     let git_dir = dir.path().join("origin.git");
-    let ab = git_dir.join("objects/ab");
-    std::fs::create_dir_all(&ab).unwrap();
-    for n in 0..3 {
-        std::fs::write(ab.join(format!("{n:038}")), "x").unwrap();
-    }
+    let ab = fan_out_dir(&git_dir);
     in_a_mount_namespace(|| {
         assert!(look(&git_dir).unwrap().is_empty());
         if !settled::keeps_on(&git_dir) {
@@ -42,12 +38,8 @@ fn a_directory_kept_through_one_mount_is_listed_through_another_with_a_mount_ove
     let dir = tempfile::tempdir().unwrap();
     let first = dir.path().join("first.git");
     let second = dir.path().join("second.git");
-    let ab = first.join("objects/ab");
-    std::fs::create_dir_all(&ab).unwrap();
+    let ab = fan_out_dir(&first);
     std::fs::create_dir(&second).unwrap();
-    for n in 0..3 {
-        std::fs::write(ab.join(format!("{n:038}")), "x").unwrap();
-    }
     in_a_mount_namespace(|| {
         // SAFETY: NUL-terminated paths that outlive the call.
         let bound = unsafe {
@@ -95,11 +87,7 @@ fn a_directory_kept_through_another_namespaces_root_is_listed_after_a_mount_ther
     use std::sync::mpsc;
     let dir = tempfile::tempdir().unwrap();
     let git_dir = dir.path().join("origin.git");
-    let ab = git_dir.join("objects/ab");
-    std::fs::create_dir_all(&ab).unwrap();
-    for n in 0..3 {
-        std::fs::write(ab.join(format!("{n:038}")), "x").unwrap();
-    }
+    let ab = fan_out_dir(&git_dir);
     in_a_mount_namespace(|| {
         let (tid_tx, tid_rx) = mpsc::channel::<i32>();
         let (go_tx, go_rx) = mpsc::channel::<()>();
@@ -108,17 +96,7 @@ fn a_directory_kept_through_another_namespaces_root_is_listed_after_a_mount_ther
         std::thread::scope(|scope| {
             let ab = ab.clone();
             let other = scope.spawn(move || {
-                // SAFETY: plain system calls; CLONE_NEWNS takes this thread alone.
-                unsafe {
-                    use nix::libc;
-                    assert_eq!(libc::unshare(libc::CLONE_NEWNS), 0, "unshare");
-                    let none = std::ptr::null();
-                    let private = libc::MS_REC | libc::MS_PRIVATE;
-                    assert_eq!(
-                        libc::mount(none, c"/".as_ptr(), none, private, none.cast()),
-                        0
-                    );
-                }
+                unshare_mounts();
                 tid_tx.send(nix::unistd::gettid().as_raw()).unwrap();
                 if go_rx.recv().is_err() {
                     return;
