@@ -120,12 +120,11 @@ type LockCommit = (String, Oid, Result<String, PayloadProblem>);
 
 /// The lock refs of the local origin at `origin`, read where they are: a fetch would list
 /// every ref of the origin (each ref's file and the object it names) to copy a few. Looked
-/// at first, as for a listing ([`refs_look::open_looked`]); a symbolic ref is read as the
+/// at first, as for a listing ([`refs_look::open_own`]); a symbolic ref is read as the
 /// ref it names, and one naming none fails the read, as it failed the listing (the lock
 /// state is unknown, review 50).
 fn lock_commits_in_place(origin: &std::path::Path) -> Result<Vec<LockCommit>, git2::Error> {
-    let origin = refs_look::open_looked(origin)?;
-    refs_look::refuse_linked(&origin)?;
+    let origin = refs_look::open_own(origin)?;
     let mut found = Vec::new();
     for reference in origin.references_glob(&format!("{LOCK_REF_PREFIX}*"))? {
         let reference = reference?;

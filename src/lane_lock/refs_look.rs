@@ -432,6 +432,14 @@ pub(crate) fn open_looked(path: &Path) -> Result<git2::Repository, git2::Error> 
     git2::Repository::open_ext(path, flags, [] as [&str; 0])
 }
 
+/// [`open_looked`], refused when it is a linked worktree's git dir ([`refuse_linked`]): the
+/// origin a read of its lock or feature refs in place may trust, as a listing would.
+pub(super) fn open_own(path: &Path) -> Result<git2::Repository, git2::Error> {
+    let origin = open_looked(path)?;
+    refuse_linked(&origin)?;
+    Ok(origin)
+}
+
 /// Refuses an origin whose git dir is not its own common dir (same device and inode): a
 /// linked worktree's, or one with a planted `commondir` naming another repository. berth's
 /// look, leftovers, writers' lock and trail are all in the git dir libgit2 opened, and its

@@ -370,9 +370,7 @@ fn already_here(
     let Some(Ok(path)) = super::local_origin(url) else {
         return Ok(None);
     };
-    let origin = refs_look::open_looked(&path)?;
-    refs_look::refuse_linked(&origin)?;
-    let mut found = None;
+    let origin = refs_look::open_own(&path)?;
     for (at, name) in remote_refs.iter().enumerate() {
         let reference = match origin.find_reference(name) {
             Ok(reference) => reference,
@@ -384,17 +382,13 @@ fn already_here(
         let Some(head) = reference.resolve().ok().and_then(|r| r.target()) else {
             return Ok(None);
         };
-        found = Some((at, head));
-        break;
+        if !repo.odb()?.exists(head) {
+            return Ok(None);
+        }
+        repo.reference(tracking, head, true, "berth: fetch")?;
+        return Ok(Some(Some((at, head))));
     }
-    let Some((at, head)) = found else {
-        return Ok(Some(None));
-    };
-    if !repo.odb()?.exists(head) {
-        return Ok(None);
-    }
-    repo.reference(tracking, head, true, "berth: fetch")?;
-    Ok(Some(Some((at, head))))
+    Ok(Some(None))
 }
 
 /// [`fetch_advertised`]'s one try: the index in `remote_refs` of the ref fetched.

@@ -191,11 +191,14 @@ impl Namespace {
 /// nothing is kept in that namespace (a host of tens of thousands of mounts).
 const MAX_MOUNTINFO_BYTES: u64 = 4 << 20;
 
-/// The mount ids (each line's first field) `mountinfo` lists, read afresh from its start.
+/// The mount ids (each line's first field) `mountinfo`, just opened, lists. Reading it
+/// leaves its polling as it was: the kernel flags a change against the table as it was
+/// when the file was opened.
 fn mount_ids(mountinfo: &File) -> HashSet<u64> {
     let mut text = String::new();
-    let read = File::open(format!("/proc/self/fd/{}", mountinfo.as_raw_fd()))
-        .and_then(|file| file.take(MAX_MOUNTINFO_BYTES + 1).read_to_string(&mut text));
+    let read = mountinfo
+        .take(MAX_MOUNTINFO_BYTES + 1)
+        .read_to_string(&mut text);
     if read.is_err() || text.len() as u64 > MAX_MOUNTINFO_BYTES {
         return HashSet::new();
     }
